@@ -1,0 +1,22 @@
+/*
+ * commands.h - every `drover` subcommand, dispatched from the table in main.c.
+ *
+ * To add a command: write `int cmd_NAME(int argc, char **argv)` in the folder
+ * it belongs to (server/, cli/, agent/), declare it here and add one line to
+ * the table in main.c. argv[0] is the command's own name. The return value is
+ * the process's exit code: 0 success, 1 the job failed or the request was
+ * refused, 2 usage error (API.md "CLI").
+ */
+#ifndef DROVER_COMMANDS_H
+#define DROVER_COMMANDS_H
+
+int cmd_server(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
+int cmd_queues(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+
+#endif

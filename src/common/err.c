@@ -1,0 +1,85 @@
+/* err.c - see err.h. */
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    int code;
+    int status;
+    const char *api;
+    const char *text;
+} table[] = {
+    {ERR_OK, 200, "ok", "ok"},
+    {ERR_INVALID, 400, "invalid_argument", "invalid argument"},
+    {ERR_UNAUTH, 401, "unauthenticated", "missing or invalid token"},
+    {ERR_DENIED, 403, "permission_denied", "permission denied"},
+    {ERR_NOTFOUND, 404, "not_found", "not found"},
+    {ERR_METHOD, 405, "method_not_allowed", "method not allowed"},
+    {ERR_CONFLICT, 409, "conflict", "conflict"},
+    {ERR_TOOLARGE, 413, "too_large", "too large"},
+    {ERR_UNAVAILABLE, 503, "unavailable", "unavailable"},
+    {ERR_NOSPACE, 507, "insufficient_storage", "insufficient storage"},
+    {ERR_INTERNAL, 500, "internal", "internal error"},
+    {ERR_IO, 500, "internal", "i/o error"},
+};
+
+static int find(int code)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++)
+        if (table[i].code == code)
+            return (int)i;
+    return (int)ARRAY_SIZE(table) - 2; /* internal */
+}
+
+int err_http_status(int code)
+{
+    return table[find(code)].status;
+}
+
+const char *err_api_code(int code)
+{
+    return table[find(code)].api;
+}
+
+const char *err_str(int code)
+{
+    return table[find(code)].text;
+}
+
+void err_clear(struct err *e)
+{
+    if (!e)
+        return;
+    e->code = 0;
+    e->msg[0] = e->field[0] = '\0';
+}
+
+static int vset(struct err *e, int code, const char *field, const char *fmt, va_list ap)
+{
+    if (!e || e->code)
+        return code;
+    e->code = code;
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+    return code;
+}
+
+int err_set(struct err *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, NULL, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int err_field(struct err *e, int code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, field, fmt, ap);
+    va_end(ap);
+    return code;
+}

@@ -1,0 +1,17 @@
+/* timeutil.h - clocks and the RFC 3339 format of the API ("2026-11-24T12:20:59.258Z"). */
+#ifndef DROVER_TIMEUTIL_H
+#define DROVER_TIMEUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock, milliseconds since the epoch. */
+int64_t time_now_ms(void);
+/* Monotonic clock, nanoseconds. */
+int64_t time_mono_ns(void);
+/* RFC 3339 UTC with milliseconds into out (at least 25 bytes). */
+void time_format_rfc3339(int64_t ms, char *out, size_t n);
+/* Local "YYYY-MM-DD HH:MM:SS.mmm" for logs. */
+void time_format_local(int64_t ms, char *out, size_t n);
+
+#endif

@@ -1,0 +1,64 @@
+/* uuid.c - see uuid.h. */
+#include "uuid.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "common.h"
+#include "timeutil.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t last_ms;
+static unsigned counter; /* 12 bits */
+
+void uuid7_new(char out[UUID_STR_LEN])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        die("cannot read random bytes for an id");
+
+    pthread_mutex_lock(&lock);
+    int64_t ms = time_now_ms();
+    if (ms <= last_ms) {
+        if (++counter > 0xfff) { /* 4096 ids in one ms: borrow the next millisecond */
+            last_ms++;
+            counter = 0;
+        }
+        ms = last_ms;
+    } else {
+        last_ms = ms;
+        counter = (b[6] & 0x07) << 8 | b[7]; /* random start, room to count up */
+    }
+    unsigned c = counter;
+    pthread_mutex_unlock(&lock);
+
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (c >> 8));
+    b[7] = (unsigned char)(c & 0xff);
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    snprintf(out, UUID_STR_LEN,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+bool uuid_valid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,68 @@
+/*
+ * spec.h - the job spec of API.md: parse, validate and normalise.
+ *
+ * A spec arrives as JSON (the seed message format is accepted as it is). It is
+ * validated completely before anything is stored: the first problem found is
+ * returned as ERR_INVALID with the field's path ("command.arguments[2].type",
+ * prefixed by the caller's `path` for arrays, e.g. "[3].queue") and a message
+ * that says what is wrong. Unknown fields are refused, so that a typo
+ * ("prioirty") is not silently ignored.
+ *
+ * A valid spec is normalised: every default filled in ("queue": "default",
+ * "priority": 0, "retry": {...}), parameter values that were numbers or
+ * booleans turned into strings, `command.argv` turned into parameter
+ * arguments. The normalised JSON is what is stored and what GET returns.
+ */
+#ifndef DROVER_SPEC_H
+#define DROVER_SPEC_H
+
+#include <jansson.h>
+
+#include "common/err.h"
+
+/* Limits (documented in API.md / docs). */
+#define SPEC_MAX_ARGUMENTS 4096
+#define SPEC_MAX_STRING 65536     /* any one string value */
+#define SPEC_MAX_PIPE (1 << 20)   /* command.stdin pipe value */
+#define SPEC_MAX_LABELS 64        /* entries of labels, requires, env (each) */
+#define SPEC_MAX_PREFIXES 256     /* command.input / command.output entries */
+
+struct job_spec {
+    json_t *json; /* the normalised spec; owned (one reference) */
+    /* Borrowed views into json, valid while json lives: */
+    const char *queue;   /* never NULL */
+    const char *service; /* NULL when absent */
+    const char *name;    /* NULL when absent */
+    const char *key;     /* idempotency key, NULL when absent */
+    int priority;        /* -1000..1000 */
+    int slots;           /* 1..1024 */
+    int max_attempts;    /* 1..100 */
+    double delay_s;      /* >= 0 */
+    double timeout_s;    /* 0 = none */
+    double backoff_s, max_backoff_s;
+    bool test; /* a probe: nothing is queued */
+};
+
+/*
+ * Validates `in` (not modified, not stolen) and fills `out`. `path` is
+ * prepended to field paths in errors ("" or NULL for none; "[3]" gives
+ * "[3].queue"). Returns 0, or ERR_INVALID with e set. On error `out` holds
+ * nothing that needs releasing.
+ */
+int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e);
+/* Releases out->json and clears the views. */
+void spec_release(struct job_spec *s);
+
+/* True when `q` is a valid queue name ([a-z0-9._-]{1,64}). */
+bool spec_queue_name_valid(const char *q);
+
+/*
+ * URI checks shared with the agent and the blob store. s3://bucket/key with a
+ * bucket of [a-z0-9][a-z0-9.-]{1,62} and a key that is relative, has no "."
+ * or ".." segment, no empty segment and no control character;
+ * http:// and https:// URLs; file:///absolute/path without "..".
+ * `prefix` allows an s3 key that is empty or ends in '/'.
+ */
+bool spec_uri_valid(const char *uri, bool prefix, const char **why);
+
+#endif

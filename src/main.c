@@ -1,0 +1,53 @@
+/* main.c - argv[1] picks one entry of the command table; nothing else happens here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"server", cmd_server, "run the coordinator"},
+    {"submit", cmd_submit, "submit a job (-f SPEC.json | -- PROGRAM ARGS...)"},
+    {"status", cmd_status, "show a job"},
+    {"wait", cmd_wait, "wait for a job to end; exits with its exit code"},
+    {"cancel", cmd_cancel, "cancel a job"},
+    {"jobs", cmd_jobs, "list jobs"},
+    {"queues", cmd_queues, "list queues"},
+    {"token", cmd_token, "create or revoke an API token"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: drover <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'drover <command> --help' describes one command.\n"
+               "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("drover %s\n", DROVER_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "drover: '%s' is not a command\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
