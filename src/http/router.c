@@ -1,0 +1,309 @@
+/*
+ * router.c - see router.h.
+ *
+ * Lifetime: a struct http_req is made for each request and freed by the reply
+ * (or by http_req_drop for a deferred request whose client went away). While
+ * a request is deferred, the connection's close callback points at it, so a
+ * client that hangs up marks it gone instead of leaving it dangling.
+ */
+#include "http/router.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include "common/log.h"
+#include "common/role.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+struct router {
+    struct evhttp *http;
+    const struct route *routes;
+    size_t n;
+    http_auth_fn auth;
+    void *app;
+    uint64_t next_id;
+    uint64_t served;
+};
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct http_req *r = arg;
+    r->gone = true;
+    r->ev = NULL;
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (r->on_gone)
+        r->on_gone(r);
+}
+
+static void req_free(struct http_req *r)
+{
+    evhttp_clear_headers(&r->query);
+    json_decref(r->body);
+    free(r);
+}
+
+void http_req_drop(struct http_req *r)
+{
+    req_free(r);
+}
+
+static void access_log(struct http_req *r, int status)
+{
+    if (LOG_DEBUG > log_level_current || !r->ev)
+        return;
+    log_debug("req=%s %s %s %d %.3fms token=%s", r->id,
+              r->route ? r->route->method : "-", evhttp_request_get_uri(r->ev), status,
+              (double)(time_mono_ns() - r->t0_ns) / 1e6, r->token_name[0] ? r->token_name : "-");
+}
+
+static void reply_buffer(struct http_req *r, int status, const char *content_type,
+                         struct evbuffer *body)
+{
+    if (!r->ev) { /* gone: nobody to answer */
+        req_free(r);
+        return;
+    }
+    struct evhttp_request *ev = r->ev;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(ev);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", r->id);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    access_log(r, status);
+    evhttp_send_reply(ev, status, NULL, body);
+    req_free(r);
+}
+
+void http_reply_text(struct http_req *r, int status, const char *content_type, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, text, strlen(text));
+    reply_buffer(r, status, content_type, b);
+    evbuffer_free(b);
+}
+
+void http_reply_json(struct http_req *r, int status, json_t *json)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *s = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(json);
+    if (s) {
+        size_t n = strlen(s);
+        s[n] = '\n';
+        evbuffer_add_reference(b, s, n + 1, (evbuffer_ref_cleanup_cb)(void (*)(void))free, NULL);
+    }
+    reply_buffer(r, status, "application/json", b);
+    evbuffer_free(b);
+}
+
+void http_reply_err(struct http_req *r, const struct err *e)
+{
+    int code = e && e->code ? e->code : ERR_INTERNAL;
+    json_t *inner = json_pack("{s:s, s:s}", "code", err_api_code(code), "message",
+                              e && e->msg[0] ? e->msg : err_str(code));
+    if (e && e->field[0])
+        json_object_set_new(inner, "field", json_string(e->field));
+    if (code == ERR_INTERNAL || code == ERR_IO)
+        log_error("req=%s %s", r->id, e && e->msg[0] ? e->msg : "internal error");
+    http_reply_json(r, err_http_status(code), json_pack("{s:o}", "error", inner));
+}
+
+void http_reply_error(struct http_req *r, int code, const char *field, const char *fmt, ...)
+{
+    struct err e = ERR_INIT;
+    va_list ap;
+    e.code = code;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
+    http_reply_err(r, &e);
+}
+
+const char *http_query(const struct http_req *r, const char *name)
+{
+    return evhttp_find_header(&r->query, name);
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "OTHER";
+    }
+}
+
+/*
+ * Matches path against pattern segment by segment; {name} takes any one
+ * non-empty segment, percent-decoded into params.
+ */
+static bool match(const char *pattern, const char *path, struct http_req *r)
+{
+    int np = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *end = strchr(s, '/');
+            size_t n = end ? (size_t)(end - s) : strlen(s);
+            if (!n || np >= HTTP_MAX_PARAMS)
+                return false;
+            char raw[HTTP_PARAM_MAX * 3];
+            if (n >= sizeof(raw))
+                return false;
+            memcpy(raw, s, n);
+            raw[n] = '\0';
+            size_t dn;
+            char *dec = evhttp_uridecode(raw, 0, &dn);
+            if (!dec)
+                return false;
+            bool ok = dn < HTTP_PARAM_MAX && memchr(dec, '\0', dn) == NULL;
+            if (ok)
+                memcpy(r->params[np++], dec, dn + 1);
+            free(dec);
+            if (!ok)
+                return false;
+            p = strchr(p, '}') + 1;
+            s += n;
+        } else if (*p++ != *s++) {
+            return false;
+        }
+    }
+    return !*p && !*s;
+}
+
+static int authenticate(struct router *rt, struct http_req *r, struct err *e)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+    if (!h || !*h)
+        return err_set(e, ERR_UNAUTH, "missing token: send 'Authorization: Bearer <token>'");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return err_set(e, ERR_UNAUTH, "the Authorization header must be 'Bearer <token>'");
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    int rc = rt->auth(rt->app, tok, &r->role, r->token_name, sizeof(r->token_name), e);
+    if (rc)
+        return rc;
+    if (!(r->role & r->route->roles))
+        return err_set(e, ERR_DENIED, "a token with role '%s' may not call %s %s",
+                       role_name(r->role),
+                       r->route->method, r->route->pattern);
+    return 0;
+}
+
+static int read_body(struct http_req *r, struct err *e)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    if (len > r->route->body_limit)
+        return err_set(e, ERR_TOOLARGE, "request body of %zu bytes is over the limit of %zu",
+                       len, r->route->body_limit);
+    if (!r->route->json_body)
+        return 0;
+    if (!len)
+        return err_set(e, ERR_INVALID, "a JSON request body is required");
+    json_error_t je;
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    r->body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (!r->body)
+        return err_set(e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je.line,
+                       je.column, je.text);
+    return 0;
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    struct router *rt = arg;
+    struct http_req *r = xcalloc(1, sizeof(*r));
+    struct err e = ERR_INIT;
+    r->ev = ev;
+    r->app = rt->app;
+    r->t0_ns = time_mono_ns();
+    TAILQ_INIT(&r->query);
+    snprintf(r->id, sizeof(r->id), "%08llx", (unsigned long long)++rt->next_id);
+    rt->served++;
+
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+    if (q && evhttp_parse_query_str(q, &r->query) != 0) {
+        http_reply_error(r, ERR_INVALID, NULL, "malformed query string");
+        return;
+    }
+    const char *method = method_name(evhttp_request_get_command(ev));
+    bool path_known = false;
+    for (size_t i = 0; i < rt->n; i++) {
+        if (!match(rt->routes[i].pattern, path, r))
+            continue;
+        path_known = true;
+        if (!strcmp(rt->routes[i].method, method)) {
+            r->route = &rt->routes[i];
+            break;
+        }
+    }
+    if (!r->route) {
+        if (path_known)
+            http_reply_error(r, ERR_METHOD, NULL, "method %s is not allowed on '%s'", method,
+                             path);
+        else
+            http_reply_error(r, ERR_NOTFOUND, NULL, "no such endpoint: %s '%s'", method, path);
+        return;
+    }
+    if ((r->route->roles && authenticate(rt, r, &e)) || read_body(r, &e)) {
+        http_reply_err(r, &e);
+        return;
+    }
+    if (r->route->handler(r) == HTTP_DEFERRED && r->ev) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+        evhttp_connection_set_closecb(evcon, on_conn_close, r);
+    }
+}
+
+struct router *router_new(struct evhttp *http, const struct route *routes, size_t n,
+                          http_auth_fn auth, void *app)
+{
+    struct router *rt = xcalloc(1, sizeof(*rt));
+    rt->http = http;
+    rt->routes = routes;
+    rt->n = n;
+    rt->auth = auth;
+    rt->app = app;
+    size_t max_body = 0;
+    for (size_t i = 0; i < n; i++)
+        if (routes[i].body_limit > max_body)
+            max_body = routes[i].body_limit;
+    /* Bodies over every route's limit are refused by evhttp before they are read whole. */
+    evhttp_set_max_body_size(http, (ev_ssize_t)max_body + 1);
+    evhttp_set_max_headers_size(http, 64 * 1024);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_gencb(http, on_request, rt);
+    return rt;
+}
+
+void router_free(struct router *rt)
+{
+    free(rt);
+}
+
+uint64_t router_served(const struct router *rt)
+{
+    return rt->served;
+}

@@ -1,0 +1,87 @@
+/*
+ * router.h - dispatch of HTTP requests (libevent evhttp) to handlers.
+ *
+ * The router does every generic check in one place (Redis processCommand):
+ * 404 / 405, authentication and role, body size, JSON parsing, a request id,
+ * timing and the access log. Handlers receive a parsed `struct http_req` and
+ * answer with the http_reply_* functions; they never touch sockets. Transport
+ * only: no job semantics here.
+ *
+ * A handler returns HTTP_DONE once it has replied, or HTTP_DEFERRED when it
+ * will reply later (a long-poll, a write waiting for its group commit). A
+ * deferred request whose client goes away is marked `gone`; its owner must
+ * then call http_req_drop() instead of replying, and `on_gone` (if set) is
+ * called at once so the owner can stop waiting.
+ */
+#ifndef DROVER_HTTP_ROUTER_H
+#define DROVER_HTTP_ROUTER_H
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+enum { HTTP_DONE = 0, HTTP_DEFERRED = 1 };
+
+#define HTTP_MAX_PARAMS 3
+#define HTTP_PARAM_MAX 256
+
+struct http_req;
+typedef int (*http_handler_fn)(struct http_req *r);
+
+struct route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/jobs/{id}/wait": {name} matches one non-empty segment */
+    http_handler_fn handler;
+    unsigned roles;      /* bitmask of roles allowed; 0 = no token needed */
+    size_t body_limit;   /* bytes; 0 = no body accepted */
+    bool json_body;      /* parse the body as JSON into req->body */
+};
+
+struct http_req {
+    struct evhttp_request *ev; /* NULL once replied or gone */
+    const struct route *route;
+    char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX]; /* {…} values in pattern order, decoded */
+    struct evkeyvalq query;
+    json_t *body;              /* parsed JSON body, or NULL */
+    int role;                  /* the caller's role (0 when the route needs none) */
+    char token_name[128];
+    char id[16];               /* request id, for logs */
+    int64_t t0_ns;
+    bool gone;                 /* the client went away while deferred */
+    void (*on_gone)(struct http_req *r);
+    void *app;                 /* the router's app pointer, for handlers */
+    void *owner;               /* free for the deferring code */
+};
+
+/*
+ * Authenticates a bearer token: fills *role and name, returns 0, or
+ * ERR_UNAUTH. Called on the event loop thread.
+ */
+typedef int (*http_auth_fn)(void *app, const char *token, int *role, char *name, size_t n,
+                            struct err *e);
+
+struct router;
+
+struct router *router_new(struct evhttp *http, const struct route *routes, size_t n,
+                          http_auth_fn auth, void *app);
+void router_free(struct router *rt);
+/* Requests answered so far and deferred requests still open (for /metrics and shutdown). */
+uint64_t router_served(const struct router *rt);
+
+/* Query parameter, or NULL. */
+const char *http_query(const struct http_req *r, const char *name);
+
+/* Replies (each frees the request). json is stolen. */
+void http_reply_json(struct http_req *r, int status, json_t *json);
+void http_reply_text(struct http_req *r, int status, const char *content_type, const char *text);
+/* {"error": {"code", "message", "field"}} with the status of e->code. */
+void http_reply_err(struct http_req *r, const struct err *e);
+void http_reply_error(struct http_req *r, int code, const char *field, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+/* Frees a request that is gone without replying. */
+void http_req_drop(struct http_req *r);
+
+#endif

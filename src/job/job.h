@@ -1,0 +1,71 @@
+/*
+ * job.h - a job record: what the store keeps and the API shows.
+ *
+ * A job is made from a validated spec (spec.h) and then only moves forward
+ * through its states: blocked -> queued -> leased -> running -> succeeded |
+ * failed | cancelled, going back to queued when an attempt ends badly and may
+ * be retried.
+ */
+#ifndef DROVER_JOB_H
+#define DROVER_JOB_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/uuid.h"
+#include "job/spec.h"
+
+enum job_state {
+    JOB_BLOCKED,
+    JOB_QUEUED,
+    JOB_LEASED,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_CANCELLED,
+    JOB_NSTATES
+};
+
+/* "queued" etc.; job_state_parse returns -1 for an unknown name. */
+const char *job_state_name(int state);
+int job_state_parse(const char *name);
+bool job_state_terminal(int state);
+
+struct job {
+    char id[UUID_STR_LEN];
+    int state;
+    char *queue;   /* never NULL once filled */
+    char *service; /* NULL when absent, likewise name, key and agent */
+    char *name;
+    char *key;
+    char *agent;
+    int priority;
+    int slots;
+    int attempt; /* 0 until first leased */
+    int max_attempts;
+    int64_t created_at; /* ms since the epoch; 0 = not yet */
+    int64_t started_at;
+    int64_t finished_at;
+    int64_t run_after; /* not leased before this time */
+    json_t *labels;    /* object; each json_t field owns one reference or is NULL */
+    json_t *spec;      /* the normalised spec */
+    json_t *progress;  /* {"percent","message","updated_at"} or NULL */
+    json_t *result;    /* or NULL */
+    json_t *attempts;  /* array or NULL */
+};
+
+void job_init(struct job *j);
+void job_release(struct job *j);
+
+/* Fills a new queued job (fresh UUIDv7) from a validated spec, at time now_ms. */
+void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms);
+
+/* The job as API.md shows it; a new reference. */
+json_t *job_to_json(const struct job *j);
+
+/* Helpers for the JSON columns: a compact string (caller frees), or NULL for NULL. */
+char *job_json_dump(const json_t *v);
+/* Parses a column back (NULL or empty -> NULL); a new reference. */
+json_t *job_json_load(const char *s);
+
+#endif

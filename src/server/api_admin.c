@@ -1,0 +1,152 @@
+/*
+ * api_admin.c - tokens, health and metrics.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "server/server.h"
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+static bool token_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+struct token_op {
+    struct http_req *r;
+    char name[HTTP_PARAM_MAX];
+    int role;
+    char token[AUTH_TOKEN_LEN];
+    char hash[AUTH_HASH_LEN];
+};
+
+static int token_insert_write(struct store *st, void *arg, struct err *e)
+{
+    struct token_op *t = arg;
+    return store_token_insert(st, t->name, t->role, t->hash, e);
+}
+
+static int token_delete_write(struct store *st, void *arg, struct err *e)
+{
+    struct token_op *t = arg;
+    return store_token_delete(st, t->name, e);
+}
+
+static void token_done(void *arg, int rc, const struct err *e)
+{
+    struct token_op *t = arg;
+    if (t->r->gone)
+        http_req_drop(t->r);
+    else if (rc)
+        http_reply_err(t->r, e);
+    else if (t->token[0])
+        http_reply_json(t->r, 201, json_pack("{s:s, s:s, s:s}", "token", t->token, "name",
+                                             t->name, "role", role_name(t->role)));
+    else
+        http_reply_json(t->r, 200, json_pack("{s:s, s:b}", "name", t->name, "revoked", 1));
+    free(t);
+}
+
+int api_tokens_create(struct http_req *r)
+{
+    json_t *role = json_object_get(r->body, "role"), *name = json_object_get(r->body, "name");
+    const char *key;
+    json_t *v;
+    if (!json_is_object(r->body)) {
+        http_reply_error(r, ERR_INVALID, NULL, "the body must be an object {\"role\", \"name\"}");
+        return HTTP_DONE;
+    }
+    json_object_foreach(r->body, key, v)
+    {
+        if (strcmp(key, "role") && strcmp(key, "name")) {
+            http_reply_error(r, ERR_INVALID, key, "unknown field '%s'", key);
+            return HTTP_DONE;
+        }
+    }
+    if (!json_is_string(role) || role_parse(json_string_value(role)) < 0) {
+        http_reply_error(r, ERR_INVALID, "role", "role must be one of agent, client, admin");
+        return HTTP_DONE;
+    }
+    if (!json_is_string(name) || !token_name_valid(json_string_value(name))) {
+        http_reply_error(r, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,64}");
+        return HTTP_DONE;
+    }
+    struct token_op *t = xcalloc(1, sizeof(*t));
+    t->r = r;
+    t->role = role_parse(json_string_value(role));
+    snprintf(t->name, sizeof(t->name), "%s", json_string_value(name));
+    auth_token_new(t->token, t->hash);
+    commit_submit(srv(r)->commit, token_insert_write, token_done, t);
+    return HTTP_DEFERRED;
+}
+
+int api_tokens_delete(struct http_req *r)
+{
+    if (!strcmp(r->params[0], r->token_name)) {
+        http_reply_error(r, ERR_CONFLICT, "name", "a token cannot revoke itself");
+        return HTTP_DONE;
+    }
+    struct token_op *t = xcalloc(1, sizeof(*t));
+    t->r = r;
+    snprintf(t->name, sizeof(t->name), "%s", r->params[0]);
+    commit_submit(srv(r)->commit, token_delete_write, token_done, t);
+    return HTTP_DEFERRED;
+}
+
+int api_healthz(struct http_req *r)
+{
+    struct server *s = srv(r);
+    if (s->shutting_down) {
+        http_reply_error(r, ERR_UNAVAILABLE, NULL, "shutting down");
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", DROVER_VERSION));
+    return HTTP_DONE;
+}
+
+int api_metrics(struct http_req *r)
+{
+    struct server *s = srv(r);
+    struct commit_stats cs;
+    commit_get_stats(s->commit, &cs);
+    struct buf b = BUF_INIT;
+    buf_addf(&b,
+             "# HELP drover_http_requests_total HTTP requests received.\n"
+             "# TYPE drover_http_requests_total counter\n"
+             "drover_http_requests_total %llu\n"
+             "# HELP drover_commit_batches_total Group-commit transactions.\n"
+             "# TYPE drover_commit_batches_total counter\n"
+             "drover_commit_batches_total %llu\n"
+             "# HELP drover_commit_ops_total Write operations committed in batches.\n"
+             "# TYPE drover_commit_ops_total counter\n"
+             "drover_commit_ops_total %llu\n"
+             "# HELP drover_commit_failures_total Batches whose commit failed.\n"
+             "# TYPE drover_commit_failures_total counter\n"
+             "drover_commit_failures_total %llu\n"
+             "# HELP drover_waiters Requests waiting on a job.\n"
+             "# TYPE drover_waiters gauge\n"
+             "drover_waiters %zu\n"
+             "# HELP drover_uptime_seconds Seconds since the server started.\n"
+             "# TYPE drover_uptime_seconds gauge\n"
+             "drover_uptime_seconds %.3f\n",
+             (unsigned long long)router_served(s->router), (unsigned long long)cs.batches,
+             (unsigned long long)cs.ops, (unsigned long long)cs.failed_commits,
+             waiters_count(s->waiters), (double)(time_now_ms() - s->started_at_ms) / 1000.0);
+    http_reply_text(r, 200, "text/plain; version=0.0.4", buf_str(&b));
+    buf_release(&b);
+    return HTTP_DONE;
+}

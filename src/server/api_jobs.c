@@ -1,0 +1,326 @@
+/*
+ * api_jobs.c - the jobs resource: submit, get, list, wait, cancel; and queues.
+ *
+ * Submissions are validated completely on the event loop, then written by
+ * the group committer; the answer goes out from the commit's callback, so
+ * a 201 always means "durable".
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/job.h"
+#include "job/spec.h"
+#include "server/server.h"
+
+#define SUBMIT_MAX_SPECS 10000
+#define LIST_DEFAULT_LIMIT 50
+#define LIST_MAX_LIMIT 1000
+#define WAIT_DEFAULT_S 30
+#define WAIT_MAX_S 3600
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+/* ---- submit ---- */
+
+struct submit {
+    struct http_req *r;
+    bool array;
+    size_t n;
+    struct job *jobs;
+    bool *existed; /* the job with that key was there already */
+};
+
+static void submit_free(struct submit *sb)
+{
+    for (size_t i = 0; i < sb->n; i++)
+        job_release(&sb->jobs[i]);
+    free(sb->jobs);
+    free(sb->existed);
+    free(sb);
+}
+
+/* Writer thread. */
+static int submit_write(struct store *st, void *arg, struct err *e)
+{
+    struct submit *sb = arg;
+    for (size_t i = 0; i < sb->n; i++) {
+        struct job *j = &sb->jobs[i];
+        if (j->key) {
+            struct job old;
+            int rc = store_job_get_by_key(st, j->key, &old, NULL);
+            if (rc == 0) {
+                job_release(j);
+                *j = old;
+                sb->existed[i] = true;
+                continue;
+            }
+            if (rc != ERR_NOTFOUND)
+                return store_job_get_by_key(st, j->key, &old, e);
+        }
+        int rc = store_job_insert(st, j, e);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void submit_done(void *arg, int rc, const struct err *e)
+{
+    struct submit *sb = arg;
+    struct http_req *r = sb->r;
+    if (r->gone) {
+        http_req_drop(r);
+    } else if (rc) {
+        http_reply_err(r, e);
+    } else if (!sb->array) {
+        http_reply_json(r, sb->existed[0] ? 200 : 201, job_to_json(&sb->jobs[0]));
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < sb->n; i++)
+            json_array_append_new(arr, job_to_json(&sb->jobs[i]));
+        http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
+    }
+    submit_free(sb);
+}
+
+static int probe(struct http_req *r, const struct job_spec *spec)
+{
+    /* No agent protocol yet, so no agent can be listening. */
+    http_reply_json(r, 200, json_pack("{s:s, s:i}", "queue", spec->queue, "listeners", 0));
+    return HTTP_DONE;
+}
+
+int api_jobs_create(struct http_req *r)
+{
+    json_t *body = r->body;
+    bool array = json_is_array(body);
+    size_t n = array ? json_array_size(body) : 1;
+    if (!array && !json_is_object(body)) {
+        http_reply_error(r, ERR_INVALID, NULL, "the body must be a job spec (an object) or an "
+                                               "array of job specs");
+        return HTTP_DONE;
+    }
+    if (array && (n == 0 || n > SUBMIT_MAX_SPECS)) {
+        http_reply_error(r, ERR_INVALID, NULL, "an array submission must hold 1 to %d specs, "
+                                               "not %zu", SUBMIT_MAX_SPECS, n);
+        return HTTP_DONE;
+    }
+    struct submit *sb = xcalloc(1, sizeof(*sb));
+    sb->r = r;
+    sb->array = array;
+    sb->jobs = xcalloc(n, sizeof(*sb->jobs));
+    sb->existed = xcalloc(n, sizeof(*sb->existed));
+    int64_t now = time_now_ms();
+    struct err e = ERR_INIT;
+    for (size_t i = 0; i < n; i++) {
+        struct job_spec spec;
+        char path[32] = "";
+        if (array)
+            snprintf(path, sizeof(path), "[%zu]", i);
+        if (spec_parse(array ? json_array_get(body, i) : body, path, &spec, &e)) {
+            submit_free(sb);
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+        if (spec.test) {
+            int rc = HTTP_DONE;
+            char field[48];
+            snprintf(field, sizeof(field), "%s.test", path);
+            if (array)
+                http_reply_error(r, ERR_INVALID, field,
+                                 "%s: a test probe cannot be part of an array", field);
+            else
+                rc = probe(r, &spec);
+            spec_release(&spec);
+            submit_free(sb);
+            return rc;
+        }
+        job_from_spec(&sb->jobs[i], &spec, now);
+        sb->n++;
+        spec_release(&spec);
+    }
+    commit_submit(srv(r)->commit, submit_write, submit_done, sb);
+    return HTTP_DEFERRED;
+}
+
+/* ---- read ---- */
+
+int api_jobs_get(struct http_req *r)
+{
+    struct job j;
+    struct err e = ERR_INIT;
+    if (store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, job_to_json(&j));
+    job_release(&j);
+    return HTTP_DONE;
+}
+
+/* Parses an integer query parameter within [lo, hi]; absent -> dflt. */
+static int query_int(struct http_req *r, const char *name, long lo, long hi, long dflt,
+                     long *out, struct err *e)
+{
+    const char *v = http_query(r, name);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return err_field(e, ERR_INVALID, name, "%s must be an integer between %ld and %ld", name,
+                         lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int parse_filter(struct http_req *r, struct job_filter *f, char *label, size_t n,
+                        struct err *e)
+{
+    memset(f, 0, sizeof(*f));
+    f->state = -1;
+    long limit;
+    if (query_int(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))
+        return e->code;
+    f->limit = (int)limit;
+    const char *v;
+    if ((v = http_query(r, "state")) && (f->state = job_state_parse(v)) < 0)
+        return err_field(e, ERR_INVALID, "state",
+                         "state must be one of blocked, queued, leased, running, succeeded, "
+                         "failed, cancelled");
+    if ((v = http_query(r, "queue")) && !spec_queue_name_valid(v))
+        return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
+    f->queue = v;
+    f->service = http_query(r, "service");
+    if ((v = http_query(r, "after")) && !uuid_valid(v))
+        return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
+    f->after = v;
+    if ((v = http_query(r, "label"))) {
+        const char *colon = strchr(v, ':');
+        if (!colon || colon == v || strlen(v) >= n)
+            return err_field(e, ERR_INVALID, "label", "label must be KEY:VALUE");
+        snprintf(label, n, "%s", v);
+        label[colon - v] = '\0';
+        f->label_key = label;
+        f->label_value = label + (colon - v) + 1;
+    }
+    return 0;
+}
+
+int api_jobs_list(struct http_req *r)
+{
+    struct job_filter f;
+    struct job_list l;
+    char label[512];
+    struct err e = ERR_INIT;
+    if (parse_filter(r, &f, label, sizeof(label), &e) ||
+        store_job_list(srv(r)->reads, &f, &l, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(arr, job_to_json(&l.jobs[i]));
+    json_t *next = l.n == (size_t)f.limit ? json_string(l.jobs[l.n - 1].id) : json_null();
+    http_reply_json(r, 200, json_pack("{s:o, s:o}", "jobs", arr, "next", next));
+    job_list_release(&l);
+    return HTTP_DONE;
+}
+
+int api_jobs_wait(struct http_req *r)
+{
+    struct job j;
+    struct err e = ERR_INIT;
+    long timeout_s;
+    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e) ||
+        store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    if (job_state_terminal(j.state) || timeout_s == 0) {
+        http_reply_json(r, 200, job_to_json(&j));
+        job_release(&j);
+        return HTTP_DONE;
+    }
+    job_release(&j);
+    waiters_add(srv(r)->waiters, r->params[0], r, timeout_s * 1000);
+    return HTTP_DEFERRED;
+}
+
+/* ---- cancel ---- */
+
+struct cancel {
+    struct http_req *r;
+    char id[HTTP_PARAM_MAX];
+    struct job job;
+};
+
+static int cancel_write(struct store *st, void *arg, struct err *e)
+{
+    struct cancel *c = arg;
+    return store_job_cancel(st, c->id, time_now_ms(), &c->job, e);
+}
+
+static void cancel_done(void *arg, int rc, const struct err *e)
+{
+    struct cancel *c = arg;
+    if (!rc)
+        waiters_wake(srv(c->r)->waiters, &c->job);
+    if (c->r->gone)
+        http_req_drop(c->r);
+    else if (rc)
+        http_reply_err(c->r, e);
+    else
+        http_reply_json(c->r, 200, job_to_json(&c->job));
+    job_release(&c->job);
+    free(c);
+}
+
+int api_jobs_cancel(struct http_req *r)
+{
+    struct cancel *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    snprintf(c->id, sizeof(c->id), "%s", r->params[0]);
+    commit_submit(srv(r)->commit, cancel_write, cancel_done, c);
+    return HTTP_DEFERRED;
+}
+
+/* ---- queues ---- */
+
+int api_queues_list(struct http_req *r)
+{
+    struct queue_stat *qs;
+    size_t n;
+    struct err e = ERR_INIT;
+    if (store_queue_stats(srv(r)->reads, &qs, &n, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const int64_t *c = qs[i].count;
+        json_t *counts = json_object();
+        for (int s = 0; s < JOB_NSTATES; s++)
+            json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name,
+                           "queued", (json_int_t)c[JOB_QUEUED], "running",
+                           (json_int_t)(c[JOB_LEASED] + c[JOB_RUNNING]), "succeeded",
+                           (json_int_t)c[JOB_SUCCEEDED], "failed", (json_int_t)c[JOB_FAILED],
+                           "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners", 0, "states",
+                           counts));
+    }
+    free(qs);
+    http_reply_json(r, 200, arr);
+    return HTTP_DONE;
+}

@@ -1,0 +1,122 @@
+/*
+ * auth.c - bearer tokens: made from 32 random bytes, kept only as their
+ * SHA-256, checked by the router on every /v1/ call.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "server/server.h"
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void auth_token_hash(const char *token, char *hash)
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL);
+    hex(md, 32, hash);
+}
+
+void auth_token_new(char *out, char *hash)
+{
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        die("cannot read random bytes for a token");
+    memcpy(out, "drv_", 4);
+    hex(raw, sizeof(raw), out + 4);
+    auth_token_hash(out, hash);
+}
+
+int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e)
+{
+    struct server *s = app;
+    char hash[AUTH_HASH_LEN];
+    if (strlen(token) > 256)
+        return err_set(e, ERR_UNAUTH, "invalid token");
+    auth_token_hash(token, hash);
+    struct err fe = ERR_INIT;
+    int rc = store_token_find(s->reads, hash, role, name, n, &fe);
+    if (rc == ERR_NOTFOUND)
+        return err_set(e, ERR_UNAUTH, "invalid token");
+    if (rc) {
+        *e = fe;
+        return rc;
+    }
+    return 0;
+}
+
+/* Writes the token to path atomically, readable by its owner only. */
+static int write_token_file(const char *path, const char *token, struct err *e)
+{
+    char *tmp = xasprintf("%s.tmp", path);
+    int rc = 0;
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = err_set(e, ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+        goto out;
+    }
+    size_t len = strlen(token);
+    if (write(fd, token, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+        rc = err_set(e, ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        rc = err_set(e, ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+        unlink(tmp);
+    }
+out:
+    free(tmp);
+    return rc;
+}
+
+int auth_bootstrap(struct server *s, struct err *e)
+{
+    char *path = xasprintf("%s/%s", s->data_dir, DROVER_ADMIN_TOKEN_FILE);
+    int64_t admins = 0;
+    int rc = store_token_count(s->reads, ROLE_ADMIN, &admins, e);
+    if (rc || (admins > 0 && access(path, F_OK) == 0))
+        goto out;
+
+    /* First start, or the token file was removed: make a new admin token. */
+    char token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN], name[64];
+    auth_token_new(token, hash);
+    if (admins)
+        snprintf(name, sizeof(name), "admin-%lld", (long long)time_now_ms());
+    else
+        snprintf(name, sizeof(name), "admin");
+    if ((rc = store_begin(s->reads, e)))
+        goto out;
+    if ((rc = store_token_insert(s->reads, name, ROLE_ADMIN, hash, e)) ||
+        (rc = store_commit(s->reads, e))) {
+        store_rollback(s->reads);
+        goto out;
+    }
+    if ((rc = write_token_file(path, token, e)))
+        goto out;
+    log_info("created admin token '%s' in %s", name, path);
+out:
+    free(path);
+    return rc;
+}

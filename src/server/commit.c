@@ -1,0 +1,204 @@
+/*
+ * commit.c - see commit.h.
+ *
+ * Two lists guarded by one mutex: `pending` (loop -> writer) and `done`
+ * (writer -> loop). The writer wakes the loop through an eventfd watched by
+ * a persistent read event. Operations keep their submission order inside a
+ * batch.
+ */
+#include "server/commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+struct commit_op {
+    commit_fn fn;
+    commit_done_fn done;
+    void *arg;
+    int rc;
+    struct err e;
+    struct commit_op *next;
+};
+
+struct op_list {
+    struct commit_op *head, *tail;
+};
+
+struct committer {
+    struct store *st;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct op_list pending, done;
+    bool stop;
+    int efd;
+    struct event *ev;
+    struct commit_stats stats;
+};
+
+static void list_append(struct op_list *l, struct commit_op *op)
+{
+    op->next = NULL;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+}
+
+static void list_concat(struct op_list *l, struct op_list *more)
+{
+    if (!more->head)
+        return;
+    if (l->tail)
+        l->tail->next = more->head;
+    else
+        l->head = more->head;
+    l->tail = more->tail;
+    more->head = more->tail = NULL;
+}
+
+static void run_batch(struct committer *c, struct commit_op *ops)
+{
+    struct err be = ERR_INIT;
+    uint64_t n = 0;
+    int brc = store_begin(c->st, &be);
+    for (struct commit_op *op = ops; op; op = op->next) {
+        n++;
+        if (brc) {
+            op->rc = brc;
+            op->e = be;
+            continue;
+        }
+        op->rc = store_savepoint(c->st, &op->e);
+        if (!op->rc)
+            op->rc = op->fn(c->st, op->arg, &op->e);
+        if (op->rc)
+            store_savepoint_rollback(c->st);
+        else
+            op->rc = store_savepoint_release(c->st, &op->e);
+    }
+    if (!brc && (brc = store_commit(c->st, &be))) {
+        store_rollback(c->st);
+        log_error("group commit failed: %s", be.msg);
+        for (struct commit_op *op = ops; op; op = op->next)
+            if (!op->rc) {
+                op->rc = brc;
+                op->e = be;
+            }
+    }
+    pthread_mutex_lock(&c->lock);
+    c->stats.batches++;
+    c->stats.ops += n;
+    if (brc)
+        c->stats.failed_commits++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *writer_main(void *arg)
+{
+    struct committer *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        while (!c->pending.head && !c->stop)
+            pthread_cond_wait(&c->cond, &c->lock);
+        struct op_list batch = c->pending;
+        c->pending.head = c->pending.tail = NULL;
+        bool stop = c->stop;
+        pthread_mutex_unlock(&c->lock);
+
+        if (batch.head) {
+            run_batch(c, batch.head);
+            pthread_mutex_lock(&c->lock);
+            list_concat(&c->done, &batch);
+            pthread_mutex_unlock(&c->lock);
+            uint64_t one = 1;
+            ssize_t rc = write(c->efd, &one, sizeof(one));
+            (void)rc; /* the counter cannot overflow in practice; a lost wake-up is impossible */
+        } else if (stop) {
+            return NULL;
+        }
+    }
+}
+
+static void deliver(struct committer *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct commit_op *op = c->done.head;
+    c->done.head = c->done.tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    while (op) {
+        struct commit_op *next = op->next;
+        op->done(op->arg, op->rc, op->rc ? &op->e : NULL);
+        free(op);
+        op = next;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t n;
+    ssize_t rc = read(fd, &n, sizeof(n));
+    (void)rc;
+    deliver(arg);
+}
+
+struct committer *commit_new(struct event_base *base, struct store *st)
+{
+    struct committer *c = xcalloc(1, sizeof(*c));
+    c->st = st;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->efd < 0)
+        die("cannot create an eventfd: %s", strerror(errno));
+    c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, on_wake, c);
+    event_add(c->ev, NULL);
+    if (pthread_create(&c->thread, NULL, writer_main, c))
+        die("cannot start the writer thread");
+    return c;
+}
+
+void commit_free(struct committer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    deliver(c);
+    event_free(c->ev);
+    close(c->efd);
+    store_close(c->st);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg)
+{
+    struct commit_op *op = xcalloc(1, sizeof(*op));
+    op->fn = fn;
+    op->done = done;
+    op->arg = arg;
+    pthread_mutex_lock(&c->lock);
+    list_append(&c->pending, op);
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void commit_get_stats(struct committer *c, struct commit_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,44 @@
+/*
+ * commit.h - group commit: many requests' writes in one transaction.
+ *
+ * Every write the server makes goes through the committer. A writer thread
+ * owns a store handle of its own; it takes every operation queued since its
+ * last commit, runs them in one transaction (each inside a savepoint, so
+ * that one that fails is undone alone), commits once, and then hands the
+ * results back to the event loop, where each operation's `done` runs. A
+ * request is answered from `done`, so it is answered only after the batch
+ * holding it is durable. While one batch commits, the next one gathers:
+ * the more concurrent writers, the more each fsync carries.
+ */
+#ifndef DROVER_COMMIT_H
+#define DROVER_COMMIT_H
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+/* Runs on the writer thread inside the batch's transaction. Must not touch the event loop. */
+typedef int (*commit_fn)(struct store *st, void *arg, struct err *e);
+/* Runs on the event loop thread after the commit; rc is fn's result or the commit's failure. */
+typedef void (*commit_done_fn)(void *arg, int rc, const struct err *e);
+
+struct committer;
+
+/* Takes ownership of st and starts the writer thread. */
+struct committer *commit_new(struct event_base *base, struct store *st);
+/* Runs everything queued, then stops the thread and closes the store. NULL is fine. */
+void commit_free(struct committer *c);
+
+/* Queues one operation. Thread: event loop. */
+void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
+
+struct commit_stats {
+    uint64_t batches;
+    uint64_t ops;
+    uint64_t failed_commits;
+};
+void commit_get_stats(struct committer *c, struct commit_stats *out);
+
+#endif

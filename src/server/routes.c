@@ -1,0 +1,27 @@
+/*
+ * routes.c - THE route table: the whole HTTP API on one screen.
+ *
+ * method, path, handler, roles allowed, body limit, JSON body.
+ */
+#include "server/server.h"
+
+#define KiB 1024
+#define MiB (1024 * 1024)
+#define ANY_CLIENT (ROLE_CLIENT | ROLE_ADMIN)
+
+const struct route server_routes[] = {
+    {"GET", "/healthz", api_healthz, 0, 0, false},
+    {"GET", "/metrics", api_metrics, 0, 0, false},
+
+    {"POST", "/v1/jobs", api_jobs_create, ANY_CLIENT, 64 * MiB, true},
+    {"GET", "/v1/jobs", api_jobs_list, ANY_CLIENT, 0, false},
+    {"GET", "/v1/jobs/{id}", api_jobs_get, ANY_CLIENT, 0, false},
+    {"GET", "/v1/jobs/{id}/wait", api_jobs_wait, ANY_CLIENT, 0, false},
+    {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
+
+    {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
+    {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
+};
+
+const size_t server_nroutes = sizeof(server_routes) / sizeof(server_routes[0]);

@@ -1,0 +1,229 @@
+/*
+ * server.c - `drover server`: option parsing, startup, the event loop and
+ * an orderly shutdown on SIGINT / SIGTERM.
+ *
+ * Startup order matters: the store is opened (and migrated) before the
+ * admin token is made, and the listener is bound last, so that a server
+ * answering /healthz is ready for everything.
+ */
+#include <errno.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "server/server.h"
+
+struct server_opts {
+    const char *listen;
+    char *data;
+    char *db;
+    bool sync_full;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db sqlite:PATH]\n"
+            "                     [--sync full|normal] [--log-level LEVEL] [--log-format text|json]\n"
+            "\n"
+            "  --listen ADDR:PORT   where to serve the API (default %s)\n"
+            "  --data DIR           data folder: store, admin token (default $DROVER_DATA or\n"
+            "                       ~/.local/share/drover)\n"
+            "  --db URI             job store (default sqlite:DIR/drover.db)\n"
+            "  --sync full|normal   full: fsync every commit (survives power loss);\n"
+            "                       normal (default): survives a crash of the server\n"
+            "  --log-level L        error, warn, info (default), debug\n"
+            "  --log-format F       text (default) or json\n",
+            DROVER_DEFAULT_LISTEN);
+}
+
+static int parse_opts(int argc, char **argv, struct server_opts *o)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"data", required_argument, NULL, 'd'},
+        {"db", required_argument, NULL, 'D'},     {"sync", required_argument, NULL, 's'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"blobs", required_argument, NULL, 'B'},  {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'}, {"lost-after", required_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    o->listen = DROVER_DEFAULT_LISTEN;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': o->listen = optarg; break;
+        case 'd': free(o->data); o->data = xstrdup(optarg); break;
+        case 'D': free(o->db); o->db = xstrdup(optarg); break;
+        case 's':
+            if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
+                fprintf(stderr, "drover server: --sync must be full or normal, not '%s'\n", optarg);
+                return 2;
+            }
+            o->sync_full = !strcmp(optarg, "full");
+            break;
+        case 'L':
+            if ((log_level_current = log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "drover server: --log-level must be error, warn, info or debug\n");
+                return 2;
+            }
+            break;
+        case 'F':
+            if (strcmp(optarg, "text") && strcmp(optarg, "json")) {
+                fprintf(stderr, "drover server: --log-format must be text or json\n");
+                return 2;
+            }
+            log_set_json(!strcmp(optarg, "json"));
+            break;
+        case 'B': case 'C': case 'K': case 'A':
+            fprintf(stderr, "drover server: --%s is not available in this version yet\n",
+                    c == 'B' ? "blobs" : c == 'A' ? "lost-after" : "tls-cert/--tls-key");
+            return 2;
+        case 'h': usage(stdout); return -1;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "drover server: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->data)
+        o->data = config_default_data_dir();
+    if (!o->db)
+        o->db = xasprintf("sqlite:%s/drover.db", o->data);
+    return 0;
+}
+
+/* mkdir -p with mode 0700 for the folders it makes. */
+static int make_dirs(const char *path, struct err *e)
+{
+    char *p = xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || !*s) {
+            char saved = *s;
+            *s = '\0';
+            if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+                rc = err_set(e, ERR_IO, "cannot create folder '%s': %s", p, strerror(errno));
+                break;
+            }
+            *s = saved;
+            if (!saved)
+                break;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+static int split_listen(const char *listen, char *host, size_t n, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return -1;
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') { /* [::1]:7070 */
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= n)
+        return -1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    s->shutting_down = true;
+    event_base_loopbreak(s->base);
+}
+
+int cmd_server(int argc, char **argv)
+{
+    struct server_opts o = {0};
+    struct server s = {0};
+    struct err e = ERR_INIT;
+    struct store *writer = NULL;
+    struct event *sigint = NULL, *sigterm = NULL;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc)
+        goto out_opts;
+
+    signal(SIGPIPE, SIG_IGN);
+    s.started_at_ms = time_now_ms();
+    s.data_dir = o.data;
+    struct store_opts so = {.sync_full = o.sync_full};
+    if (make_dirs(o.data, &e) || store_open(o.db, &so, &s.reads, &e) ||
+        store_open(o.db, &so, &writer, &e) || auth_bootstrap(&s, &e)) {
+        fprintf(stderr, "drover server: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+
+    char host[256];
+    int port;
+    if (split_listen(o.listen, host, sizeof(host), &port)) {
+        fprintf(stderr, "drover server: --listen must be ADDR:PORT, not '%s'\n", o.listen);
+        rc = 2;
+        goto out;
+    }
+    s.base = event_base_new();
+    s.http = evhttp_new(s.base);
+    s.commit = commit_new(s.base, writer);
+    writer = NULL;
+    s.waiters = waiters_new(&s);
+    s.router = router_new(s.http, server_routes, server_nroutes, auth_check, &s);
+    evhttp_set_timeout(s.http, 3700); /* longer than the longest wait */
+    if (!evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port)) {
+        fprintf(stderr, "drover server: cannot listen on %s: %s\n", o.listen, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
+    sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    log_info("drover %s serving on http://%s (store %s%s)", DROVER_VERSION, o.listen, o.db,
+             o.sync_full ? ", sync full" : "");
+    event_base_dispatch(s.base);
+
+out:
+    /* Writes still queued are committed and answered before the loop's last turn. */
+    commit_free(s.commit);
+    if (s.base)
+        event_base_loop(s.base, EVLOOP_NONBLOCK);
+    waiters_free(s.waiters);
+    router_free(s.router);
+    if (s.http)
+        evhttp_free(s.http);
+    if (sigint)
+        event_free(sigint);
+    if (sigterm)
+        event_free(sigterm);
+    if (s.base)
+        event_base_free(s.base);
+    store_close(writer);
+    store_close(s.reads);
+out_opts:
+    free(o.data);
+    free(o.db);
+    return rc < 0 ? 0 : rc;
+}

@@ -1,0 +1,68 @@
+/*
+ * server.h - the coordinator's state, shared by its handlers.
+ *
+ * One event loop thread runs every handler; the writer thread (commit.h)
+ * runs the store writes. Handlers read through `reads`, a store handle of
+ * the loop thread's own, and write only through `commit`.
+ */
+#ifndef DROVER_SERVER_H
+#define DROVER_SERVER_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "http/router.h"
+#include "server/commit.h"
+#include "store/store.h"
+
+struct waiters;
+
+struct server {
+    struct event_base *base;
+    struct evhttp *http;
+    struct router *router;
+    struct store *reads;
+    struct committer *commit;
+    struct waiters *waiters;
+    char *data_dir;
+    bool shutting_down;
+    int64_t started_at_ms;
+};
+
+/* The route table (routes.c). */
+extern const struct route server_routes[];
+extern const size_t server_nroutes;
+
+/* Handlers, by resource. */
+int api_jobs_create(struct http_req *r);
+int api_jobs_get(struct http_req *r);
+int api_jobs_list(struct http_req *r);
+int api_jobs_wait(struct http_req *r);
+int api_jobs_cancel(struct http_req *r);
+int api_queues_list(struct http_req *r);
+int api_tokens_create(struct http_req *r);
+int api_tokens_delete(struct http_req *r);
+int api_healthz(struct http_req *r);
+int api_metrics(struct http_req *r);
+
+/* auth.c: token checks for the router, and the first start's admin token. */
+int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
+/* Writes a new random token into out (at least AUTH_TOKEN_LEN bytes) and its hash into hash. */
+#define AUTH_TOKEN_LEN 72
+#define AUTH_HASH_LEN 65
+void auth_token_new(char *out, char *hash);
+void auth_token_hash(const char *token, char *hash);
+/* Creates the admin token and DATA/admin.token (mode 0600) when there is none. */
+int auth_bootstrap(struct server *s, struct err *e);
+
+/* waiters.c: long-polls on jobs (GET /v1/jobs/{id}/wait). */
+struct waiters *waiters_new(struct server *s);
+/* Answers every waiter with the job's current state. NULL is fine. */
+void waiters_free(struct waiters *w);
+/* Parks r until the job with this id is terminal or timeout_ms passes. */
+void waiters_add(struct waiters *w, const char *id, struct http_req *r, int64_t timeout_ms);
+/* The job changed: waiters on it whose job is now terminal get their answer. */
+void waiters_wake(struct waiters *w, const struct job *j);
+size_t waiters_count(const struct waiters *w);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * schema/sqlite.h - the SQLite schema as numbered migrations.
+ *
+ * Migration i brings PRAGMA user_version from i to i + 1. Never edit a
+ * migration that has shipped: add the next one.
+ */
+#ifndef DROVER_SCHEMA_SQLITE_H
+#define DROVER_SCHEMA_SQLITE_H
+
+static const char *const sqlite_migrations[] = {
+    /* 1: jobs, tokens, meta */
+    "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE tokens ("
+    "  name TEXT PRIMARY KEY, role INTEGER NOT NULL, hash TEXT NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY,"           /* UUIDv7: sorts by creation */
+    "  state INTEGER NOT NULL,"        /* enum job_state */
+    "  queue TEXT NOT NULL,"
+    "  service TEXT, name TEXT, idem_key TEXT, agent TEXT,"
+    "  priority INTEGER NOT NULL, slots INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    "  run_after INTEGER NOT NULL,"
+    "  labels TEXT, spec TEXT NOT NULL, progress TEXT, result TEXT, attempts TEXT"
+    ") WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX jobs_key ON jobs (idem_key) WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX jobs_state_queue ON jobs (state, queue, id);"
+    "CREATE INDEX jobs_queue ON jobs (queue, id);",
+};
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * store.c - the backend registry (by URI scheme) and the public wrappers.
+ * Contracts are documented in store.h.
+ */
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct store_ops *const backends[] = {
+    &store_sqlite_ops,
+};
+
+void job_list_release(struct job_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        job_release(&l->jobs[i]);
+    free(l->jobs);
+    l->jobs = NULL;
+    l->n = 0;
+}
+
+int store_open(const char *uri, const struct store_opts *opts, struct store **out, struct err *e)
+{
+    const char *colon = strchr(uri, ':');
+    size_t n = colon ? (size_t)(colon - uri) : 0;
+    for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
+        if (n == strlen(backends[i]->scheme) && !strncmp(uri, backends[i]->scheme, n))
+            return backends[i]->open(uri, opts, out, e);
+    if (colon && !strncmp(uri, "postgres", 8))
+        return err_set(e, ERR_INVALID,
+                       "store '%s': the PostgreSQL backend is not built yet; use sqlite:PATH",
+                       uri);
+    return err_set(e, ERR_INVALID, "store '%s': unknown scheme (expected sqlite:PATH)", uri);
+}
+
+void store_close(struct store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+unsigned store_caps(const struct store *st)
+{
+    return st->ops->caps;
+}
+
+int store_begin(struct store *st, struct err *e)
+{
+    return st->ops->begin(st, e);
+}
+
+int store_commit(struct store *st, struct err *e)
+{
+    return st->ops->commit(st, e);
+}
+
+void store_rollback(struct store *st)
+{
+    st->ops->rollback(st);
+}
+
+int store_savepoint(struct store *st, struct err *e)
+{
+    return st->ops->savepoint(st, e);
+}
+
+int store_savepoint_release(struct store *st, struct err *e)
+{
+    return st->ops->savepoint_release(st, e);
+}
+
+void store_savepoint_rollback(struct store *st)
+{
+    st->ops->savepoint_rollback(st);
+}
+
+int store_job_insert(struct store *st, const struct job *j, struct err *e)
+{
+    return st->ops->job_insert(st, j, e);
+}
+
+int store_job_get(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return st->ops->job_get(st, id, out, e);
+}
+
+int store_job_get_by_key(struct store *st, const char *key, struct job *out, struct err *e)
+{
+    return st->ops->job_get_by_key(st, key, out, e);
+}
+
+int store_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
+                   struct err *e)
+{
+    return st->ops->job_list(st, f, out, e);
+}
+
+int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                     struct err *e)
+{
+    return st->ops->job_cancel(st, id, now_ms, out, e);
+}
+
+int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e)
+{
+    return st->ops->queue_stats(st, out, n, e);
+}
+
+int store_token_insert(struct store *st, const char *name, int role, const char *hash,
+                       struct err *e)
+{
+    return st->ops->token_insert(st, name, role, hash, e);
+}
+
+int store_token_find(struct store *st, const char *hash, int *role, char *name_out, size_t n,
+                     struct err *e)
+{
+    return st->ops->token_find(st, hash, role, name_out, n, e);
+}
+
+int store_token_delete(struct store *st, const char *name, struct err *e)
+{
+    return st->ops->token_delete(st, name, e);
+}
+
+int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
+{
+    return st->ops->token_count(st, role, count, e);
+}
+
+int store_meta_get(struct store *st, const char *key, char **value, struct err *e)
+{
+    return st->ops->meta_get(st, key, value, e);
+}
+
+int store_meta_set(struct store *st, const char *key, const char *value, struct err *e)
+{
+    return st->ops->meta_set(st, key, value, e);
+}

@@ -1,0 +1,107 @@
+/*
+ * store.h - the durable job store, as its callers see it.
+ *
+ * One interface, several backends chosen by URI scheme ("sqlite:PATH" today;
+ * "postgres://..." is the scale-out backend to come). Operations are at the
+ * level of the domain (insert a job, cancel a job), not "run this SQL", so
+ * that each backend can do them its own way.
+ *
+ * Threads: a struct store is used by one thread at a time. The server opens
+ * one handle for its writer thread (the group committer, server/commit.h) and
+ * another for the reads its event loop makes.
+ *
+ * Transactions: writes are made between store_begin() and store_commit();
+ * store_savepoint() / store_savepoint_release() / store_savepoint_rollback()
+ * nest one level inside, so that one bad request in a batch is undone alone.
+ * Reads outside a transaction see the last commit.
+ *
+ * Every function returns 0 or a negative ERR_* code (common/err.h) with
+ * detail in `e` (may be NULL). Records returned through `struct job *out`
+ * are the caller's to job_release().
+ */
+#ifndef DROVER_STORE_H
+#define DROVER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/role.h"
+#include "job/job.h"
+
+struct store;
+
+struct store_opts {
+    bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
+};
+
+/* What a backend can do (curl's SSLSUPP_* style). */
+enum store_caps {
+    STORE_CAP_SHARED = 1 << 0, /* several servers may share it */
+};
+
+
+struct job_filter {
+    const char *queue;   /* NULL = any */
+    const char *service; /* NULL = any */
+    int state;           /* -1 = any */
+    const char *label_key, *label_value; /* both or neither */
+    const char *after;   /* cursor: ids strictly older than this */
+    int limit;           /* 1..1000 */
+};
+
+struct job_list {
+    struct job *jobs;
+    size_t n;
+};
+void job_list_release(struct job_list *l);
+
+struct queue_stat {
+    char name[72];
+    int64_t count[JOB_NSTATES];
+};
+
+/* Opens (creating and migrating as needed) the store named by uri. */
+int store_open(const char *uri, const struct store_opts *opts, struct store **out, struct err *e);
+void store_close(struct store *st);
+unsigned store_caps(const struct store *st);
+
+int store_begin(struct store *st, struct err *e);
+int store_commit(struct store *st, struct err *e);
+void store_rollback(struct store *st);
+int store_savepoint(struct store *st, struct err *e);
+int store_savepoint_release(struct store *st, struct err *e);
+void store_savepoint_rollback(struct store *st);
+
+/* Inserts a new job. ERR_CONFLICT when its key is already taken. */
+int store_job_insert(struct store *st, const struct job *j, struct err *e);
+/* ERR_NOTFOUND when there is no such job. */
+int store_job_get(struct store *st, const char *id, struct job *out, struct err *e);
+int store_job_get_by_key(struct store *st, const char *key, struct job *out, struct err *e);
+/* Newest first, as the filter says. */
+int store_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
+                   struct err *e);
+/*
+ * Moves a job that is not terminal to cancelled (result reason "cancelled")
+ * and returns it in out. ERR_NOTFOUND, or ERR_CONFLICT when it already ended.
+ */
+int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                     struct err *e);
+/* Counts per queue and state; *out is the caller's to free(). */
+int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
+
+/* Tokens are kept as the hex SHA-256 of the secret. ERR_CONFLICT when the name is taken. */
+int store_token_insert(struct store *st, const char *name, int role, const char *hash,
+                       struct err *e);
+/* ERR_NOTFOUND when no token has that hash. name_out gets the token's name. */
+int store_token_find(struct store *st, const char *hash, int *role, char *name_out, size_t n,
+                     struct err *e);
+int store_token_delete(struct store *st, const char *name, struct err *e);
+/* Number of tokens with that role. */
+int store_token_count(struct store *st, int role, int64_t *count, struct err *e);
+
+/* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
+int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
+int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);
+
+#endif

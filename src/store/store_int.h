@@ -1,0 +1,54 @@
+/*
+ * store_int.h - for store backends only: the operations table each backend
+ * fills in. Callers use store.h; store.c holds the registry and the wrappers.
+ *
+ * A backend's own struct starts with `struct store base;` and downcasts with
+ * a checked helper. The contract of each operation is the comment on its
+ * wrapper in store.h.
+ */
+#ifndef DROVER_STORE_INT_H
+#define DROVER_STORE_INT_H
+
+#include "store/store.h"
+
+struct store_ops {
+    const char *scheme; /* "sqlite" */
+    unsigned caps;
+    int (*open)(const char *uri, const struct store_opts *opts, struct store **out,
+                struct err *e);
+    void (*close)(struct store *st);
+
+    int (*begin)(struct store *st, struct err *e);
+    int (*commit)(struct store *st, struct err *e);
+    void (*rollback)(struct store *st);
+    int (*savepoint)(struct store *st, struct err *e);
+    int (*savepoint_release)(struct store *st, struct err *e);
+    void (*savepoint_rollback)(struct store *st);
+
+    int (*job_insert)(struct store *st, const struct job *j, struct err *e);
+    int (*job_get)(struct store *st, const char *id, struct job *out, struct err *e);
+    int (*job_get_by_key)(struct store *st, const char *key, struct job *out, struct err *e);
+    int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
+                    struct err *e);
+    int (*job_cancel)(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                      struct err *e);
+    int (*queue_stats)(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
+
+    int (*token_insert)(struct store *st, const char *name, int role, const char *hash,
+                        struct err *e);
+    int (*token_find)(struct store *st, const char *hash, int *role, char *name_out, size_t n,
+                      struct err *e);
+    int (*token_delete)(struct store *st, const char *name, struct err *e);
+    int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
+
+    int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
+    int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+extern const struct store_ops store_sqlite_ops;
+
+#endif

@@ -1,0 +1,614 @@
+/*
+ * store_sqlite.c - the embedded store: one SQLite file in WAL mode.
+ *
+ * Each handle is one connection with its statements prepared once. SQLite
+ * allows one writer at a time; the server gives all writes to one thread
+ * (the group committer) and reads on another connection, which WAL lets run
+ * beside the writer.
+ *
+ * Durability: synchronous=FULL syncs the WAL at every commit (power loss);
+ * NORMAL syncs at checkpoints only, which still survives the process being
+ * killed because committed pages are in the OS's cache.
+ */
+#include "store/store_int.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+#include "store/schema/sqlite.h"
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_JOB_INSERT,
+    S_JOB_GET,
+    S_JOB_GET_KEY,
+    S_JOB_CANCEL,
+    S_QUEUE_STATS,
+    S_TOKEN_INSERT,
+    S_TOKEN_FIND,
+    S_TOKEN_DELETE,
+    S_TOKEN_COUNT,
+    S_META_GET,
+    S_META_SET,
+    S_COUNT
+};
+
+#define JOB_COLUMNS                                                                                \
+    "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "  \
+    "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts"
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
+    [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ") VALUES "
+                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
+    [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idem_key = ?",
+    [S_JOB_CANCEL] = "UPDATE jobs SET state = ?, finished_at = ?, result = ? "
+                     "WHERE id = ? AND state NOT IN (?, ?, ?)",
+    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
+    [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
+                       "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
+    [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
+    [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?",
+    [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = ?",
+    [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
+    [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
+                   "excluded.v",
+};
+
+struct store_sqlite {
+    struct store base;
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+static struct store_sqlite *sq(struct store *st)
+{
+    if (st->ops != &store_sqlite_ops)
+        abort();
+    return (struct store_sqlite *)st;
+}
+
+static int db_err(struct store_sqlite *s, struct err *e, const char *what)
+{
+    int rc = sqlite3_extended_errcode(s->db);
+    int code = ERR_INTERNAL;
+    if ((rc & 0xff) == SQLITE_FULL)
+        code = ERR_NOSPACE;
+    else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+        code = ERR_UNAVAILABLE;
+    else if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        code = ERR_CONFLICT;
+    return err_set(e, code, "store '%s': %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+/* Resets a statement for reuse and returns it. */
+static sqlite3_stmt *stmt(struct store_sqlite *s, enum stmt_id id)
+{
+    sqlite3_stmt *q = s->stmt[id];
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return q;
+}
+
+static void bind_text(sqlite3_stmt *q, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(q, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+static void bind_time(sqlite3_stmt *q, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(q, i, v);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+static void bind_json(sqlite3_stmt *q, int i, const json_t *v)
+{
+    char *s = job_json_dump(v);
+    if (s)
+        sqlite3_bind_text(q, i, s, -1, free);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, const char *what)
+{
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        db_err(s, e, what);
+        sqlite3_reset(q);
+        return e ? e->code : ERR_INTERNAL;
+    }
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int exec_sql(struct store_sqlite *s, const char *sql, struct err *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = err_set(e, ERR_INTERNAL, "store '%s': %s", s->path, msg ? msg : "error");
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static char *col_text(sqlite3_stmt *q, int i)
+{
+    const unsigned char *t = sqlite3_column_text(q, i);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+static void row_to_job(sqlite3_stmt *q, struct job *j)
+{
+    job_init(j);
+    snprintf(j->id, sizeof(j->id), "%s", (const char *)sqlite3_column_text(q, 0));
+    j->state = sqlite3_column_int(q, 1);
+    j->queue = col_text(q, 2);
+    j->service = col_text(q, 3);
+    j->name = col_text(q, 4);
+    j->key = col_text(q, 5);
+    j->agent = col_text(q, 6);
+    j->priority = sqlite3_column_int(q, 7);
+    j->slots = sqlite3_column_int(q, 8);
+    j->attempt = sqlite3_column_int(q, 9);
+    j->max_attempts = sqlite3_column_int(q, 10);
+    j->created_at = sqlite3_column_int64(q, 11);
+    j->started_at = sqlite3_column_int64(q, 12);
+    j->finished_at = sqlite3_column_int64(q, 13);
+    j->run_after = sqlite3_column_int64(q, 14);
+    j->labels = job_json_load((const char *)sqlite3_column_text(q, 15));
+    j->spec = job_json_load((const char *)sqlite3_column_text(q, 16));
+    j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
+    j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
+    j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
+}
+
+static int migrate(struct store_sqlite *s, struct err *e)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+        return db_err(s, e, "reading the schema version");
+    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+    sqlite3_finalize(q);
+    int latest = (int)ARRAY_SIZE(sqlite_migrations);
+    if (version > latest)
+        return err_set(e, ERR_INVALID,
+                       "store '%s' has schema version %d, newer than this drover knows (%d)",
+                       s->path, version, latest);
+    for (int v = version; v < latest; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+        int rc = exec_sql(s, "BEGIN IMMEDIATE", e);
+        if (!rc)
+            rc = exec_sql(s, sqlite_migrations[v], e);
+        if (!rc)
+            rc = exec_sql(s, pragma, e);
+        if (!rc)
+            rc = exec_sql(s, "COMMIT", e);
+        if (rc) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void sqlite_close(struct store *st)
+{
+    struct store_sqlite *s = sq(st);
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+static int sqlite_open(const char *uri, const struct store_opts *opts, struct store **out,
+                       struct err *e)
+{
+    const char *path = uri + strlen("sqlite:");
+    if (!*path)
+        return err_set(e, ERR_INVALID, "store '%s': a path is needed (sqlite:PATH)", uri);
+    struct store_sqlite *s = xcalloc(1, sizeof(*s));
+    s->base.ops = &store_sqlite_ops;
+    s->path = xstrdup(path);
+    int rc;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        rc = err_set(e, ERR_IO, "cannot open store '%s': %s", path,
+                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    char pragmas[256];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;"
+             "PRAGMA cache_size = -65536;",
+             opts && opts->sync_full ? "FULL" : "NORMAL");
+    if ((rc = exec_sql(s, pragmas, e)) || (rc = migrate(s, e)))
+        goto out;
+    for (int i = 0; i < S_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                               NULL) != SQLITE_OK) {
+            rc = db_err(s, e, "preparing statements");
+            goto out;
+        }
+    }
+    *out = &s->base;
+    return 0;
+out:
+    sqlite_close(&s->base);
+    return rc;
+}
+
+static int sqlite_begin(struct store *st, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    return exec_stmt(s, stmt(s, S_BEGIN), e, "begin");
+}
+
+static int sqlite_commit(struct store *st, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    return exec_stmt(s, stmt(s, S_COMMIT), e, "commit");
+}
+
+static void sqlite_rollback(struct store *st)
+{
+    struct store_sqlite *s = sq(st);
+    if (!sqlite3_get_autocommit(s->db))
+        exec_stmt(s, stmt(s, S_ROLLBACK), NULL, "rollback");
+}
+
+static int sqlite_savepoint(struct store *st, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    return exec_stmt(s, stmt(s, S_SAVEPOINT), e, "savepoint");
+}
+
+static int sqlite_savepoint_release(struct store *st, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    return exec_stmt(s, stmt(s, S_RELEASE), e, "release savepoint");
+}
+
+static void sqlite_savepoint_rollback(struct store *st)
+{
+    struct store_sqlite *s = sq(st);
+    exec_stmt(s, stmt(s, S_ROLLBACK_TO), NULL, "rollback to savepoint");
+    exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
+}
+
+static int sqlite_job_insert(struct store *st, const struct job *j, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_INSERT);
+    bind_text(q, 1, j->id);
+    sqlite3_bind_int(q, 2, j->state);
+    bind_text(q, 3, j->queue);
+    bind_text(q, 4, j->service);
+    bind_text(q, 5, j->name);
+    bind_text(q, 6, j->key);
+    bind_text(q, 7, j->agent);
+    sqlite3_bind_int(q, 8, j->priority);
+    sqlite3_bind_int(q, 9, j->slots);
+    sqlite3_bind_int(q, 10, j->attempt);
+    sqlite3_bind_int(q, 11, j->max_attempts);
+    sqlite3_bind_int64(q, 12, j->created_at);
+    bind_time(q, 13, j->started_at);
+    bind_time(q, 14, j->finished_at);
+    sqlite3_bind_int64(q, 15, j->run_after);
+    bind_json(q, 16, j->labels);
+    bind_json(q, 17, j->spec);
+    bind_json(q, 18, j->progress);
+    bind_json(q, 19, j->result);
+    bind_json(q, 20, j->attempts);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return 0;
+    }
+    if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE && j->key)
+        rc = err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job", j->key);
+    else
+        rc = db_err(s, e, "inserting a job");
+    sqlite3_reset(q);
+    return rc;
+}
+
+/* Runs a one-row job query bound to `arg`. */
+static int get_one(struct store_sqlite *s, enum stmt_id id, const char *arg, struct job *out,
+                   struct err *e, const char *what)
+{
+    sqlite3_stmt *q = stmt(s, id);
+    bind_text(q, 1, arg);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_job(q, out);
+        sqlite3_reset(q);
+        return 0;
+    }
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return err_set(e, ERR_NOTFOUND, "%s '%s' not found", what, arg);
+    }
+    rc = db_err(s, e, "reading a job");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_get(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return get_one(sq(st), S_JOB_GET, id, out, e, "job");
+}
+
+static int sqlite_job_get_by_key(struct store *st, const char *key, struct job *out,
+                                 struct err *e)
+{
+    return get_one(sq(st), S_JOB_GET_KEY, key, out, e, "job with key");
+}
+
+static int sqlite_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
+                           struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    struct buf sql = BUF_INIT;
+    buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
+    if (f->state >= 0)
+        buf_adds(&sql, " AND state = :state");
+    if (f->queue)
+        buf_adds(&sql, " AND queue = :queue");
+    if (f->service)
+        buf_adds(&sql, " AND service = :service");
+    if (f->label_key)
+        buf_adds(&sql, " AND json_extract(labels, :lpath) = :lvalue");
+    if (f->after)
+        buf_adds(&sql, " AND id < :after");
+    buf_adds(&sql, " ORDER BY id DESC LIMIT :limit");
+
+    sqlite3_stmt *q;
+    int rc = 0;
+    out->jobs = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
+        buf_release(&sql);
+        return db_err(s, e, "listing jobs");
+    }
+    buf_release(&sql);
+    if (f->state >= 0)
+        sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":state"), f->state);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":service"), f->service);
+    if (f->label_key) {
+        /* A JSON path with the key quoted, so that dots in label names are literal. */
+        struct buf p = BUF_INIT;
+        buf_adds(&p, "$.\"");
+        buf_adds(&p, f->label_key);
+        buf_adds(&p, "\"");
+        bind_text(q, sqlite3_bind_parameter_index(q, ":lpath"), p.data);
+        bind_text(q, sqlite3_bind_parameter_index(q, ":lvalue"), f->label_value);
+        buf_release(&p);
+    }
+    bind_text(q, sqlite3_bind_parameter_index(q, ":after"), f->after);
+    sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":limit"), f->limit);
+
+    size_t cap = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->jobs = xrealloc(out->jobs, cap * sizeof(*out->jobs));
+        }
+        row_to_job(q, &out->jobs[out->n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(s, e, "listing jobs");
+        job_list_release(out);
+    } else {
+        rc = 0;
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static int sqlite_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                             struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    json_t *result = json_pack("{s:s}", "reason", "cancelled");
+    sqlite3_stmt *q = stmt(s, S_JOB_CANCEL);
+    sqlite3_bind_int(q, 1, JOB_CANCELLED);
+    sqlite3_bind_int64(q, 2, now_ms);
+    bind_json(q, 3, result);
+    bind_text(q, 4, id);
+    sqlite3_bind_int(q, 5, JOB_SUCCEEDED);
+    sqlite3_bind_int(q, 6, JOB_FAILED);
+    sqlite3_bind_int(q, 7, JOB_CANCELLED);
+    json_decref(result);
+    int rc = exec_stmt(s, q, e, "cancelling a job");
+    if (rc)
+        return rc;
+    bool changed = sqlite3_changes(s->db) > 0;
+    if ((rc = get_one(s, S_JOB_GET, id, out, e, "job")))
+        return rc;
+    if (!changed) {
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is already %s", id, job_state_name(out->state));
+        job_release(out);
+    }
+    return rc;
+}
+
+static int sqlite_queue_stats(struct store *st, struct queue_stat **out, size_t *n,
+                              struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_QUEUE_STATS);
+    struct queue_stat *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        int state = sqlite3_column_int(q, 1);
+        if (!cnt || strcmp(v[cnt - 1].name, name)) { /* rows come grouped by queue */
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = xrealloc(v, cap * sizeof(*v));
+            }
+            memset(&v[cnt], 0, sizeof(v[cnt]));
+            snprintf(v[cnt].name, sizeof(v[cnt].name), "%s", name);
+            cnt++;
+        }
+        if (state >= 0 && state < JOB_NSTATES)
+            v[cnt - 1].count[state] = sqlite3_column_int64(q, 2);
+    }
+    if (rc != SQLITE_DONE) {
+        free(v);
+        rc = db_err(s, e, "counting jobs");
+        sqlite3_reset(q);
+        return rc;
+    }
+    sqlite3_reset(q);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int sqlite_token_insert(struct store *st, const char *name, int role, const char *hash,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_INSERT);
+    bind_text(q, 1, name);
+    sqlite3_bind_int(q, 2, role);
+    bind_text(q, 3, hash);
+    if (sqlite3_step(q) == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return 0;
+    }
+    int rc = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY
+                 ? err_field(e, ERR_CONFLICT, "name", "a token named '%s' already exists", name)
+                 : db_err(s, e, "inserting a token");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_token_find(struct store *st, const char *hash, int *role, char *name_out,
+                             size_t n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_FIND);
+    bind_text(q, 1, hash);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *role = sqlite3_column_int(q, 0);
+        if (name_out)
+            snprintf(name_out, n, "%s", (const char *)sqlite3_column_text(q, 1));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "no such token");
+    } else {
+        rc = db_err(s, e, "reading a token");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_token_delete(struct store *st, const char *name, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_DELETE);
+    bind_text(q, 1, name);
+    int rc = exec_stmt(s, q, e, "deleting a token");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+    return rc;
+}
+
+static int sqlite_token_count(struct store *st, int role, int64_t *count, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_COUNT);
+    sqlite3_bind_int(q, 1, role);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "counting tokens");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *count = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int sqlite_meta_get(struct store *st, const char *key, char **value, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_META_GET);
+    bind_text(q, 1, key);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *value = col_text(q, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "'%s' is not set", key);
+    } else {
+        rc = db_err(s, e, "reading meta");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_meta_set(struct store *st, const char *key, const char *value, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_META_SET);
+    bind_text(q, 1, key);
+    bind_text(q, 2, value);
+    return exec_stmt(s, q, e, "writing meta");
+}
+
+const struct store_ops store_sqlite_ops = {
+    .scheme = "sqlite",
+    .caps = 0,
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .savepoint = sqlite_savepoint,
+    .savepoint_release = sqlite_savepoint_release,
+    .savepoint_rollback = sqlite_savepoint_rollback,
+    .job_insert = sqlite_job_insert,
+    .job_get = sqlite_job_get,
+    .job_get_by_key = sqlite_job_get_by_key,
+    .job_list = sqlite_job_list,
+    .job_cancel = sqlite_job_cancel,
+    .queue_stats = sqlite_queue_stats,
+    .token_insert = sqlite_token_insert,
+    .token_find = sqlite_token_find,
+    .token_delete = sqlite_token_delete,
+    .token_count = sqlite_token_count,
+    .meta_get = sqlite_meta_get,
+    .meta_set = sqlite_meta_set,
+};
