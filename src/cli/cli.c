@@ -1,0 +1,301 @@
+/*
+ * cli.c - see cli.h. The plumbing under every client command: where the
+ * server and the token come from, one call with its error message, options,
+ * files, and the formatting of times and durations.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/xalloc.h"
+
+#define TOKEN_FILE_MAX 4096
+
+bool cli_common_opt(struct cli_opts *o, int opt, const char *arg)
+{
+    switch (opt) {
+    case CLI_OPT_SERVER:
+        o->server = arg;
+        return true;
+    case CLI_OPT_TOKEN:
+        o->token = arg;
+        return true;
+    case CLI_OPT_DATA:
+        o->data = arg;
+        return true;
+    default:
+        return false;
+    }
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("drover: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    /* The synopsis only (up to the first blank line); --help shows the rest. */
+    const char *end = strstr(usage, "\n\n");
+    int n = end ? (int)(end - usage) : (int)strlen(usage);
+    fprintf(stderr, "\n%.*s\n", n, usage);
+    static const char prefix[] = "usage: drover ";
+    if (!strncmp(usage, prefix, strlen(prefix))) {
+        const char *cmd = usage + strlen(prefix);
+        fprintf(stderr, "'drover %.*s --help' tells more.\n", (int)strcspn(cmd, " \n"), cmd);
+    }
+    return 2;
+}
+
+int cli_bad_option(int opt, char **argv, const char *usage)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (opt == ':') return cli_usage_error(usage, "option '%s' needs a value", arg);
+    if (optopt > 0 && optopt < 128 && optopt != '?')
+        return cli_usage_error(usage, "unknown option '-%c'", optopt);
+    return cli_usage_error(usage, "unknown option '%s'", arg);
+}
+
+/* Reads the admin token the server wrote into `dir`; NULL when there is none. */
+static char *read_admin_token(const char *dir, char **path_out)
+{
+    struct buf b = BUF_INIT;
+    char *path = xasprintf("%s/%s", dir, DROVER_ADMIN_TOKEN_FILE);
+    *path_out = path;
+    if (cli_read_file(path, TOKEN_FILE_MAX, &b, NULL) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' ||
+                         b.data[b.len - 1] == ' ' || b.data[b.len - 1] == '\t'))
+        b.data[--b.len] = '\0';
+    if (b.len == 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b);
+}
+
+int cli_connect(struct cli *cli, const struct cli_opts *o)
+{
+    struct err e = ERR_INIT;
+    memset(cli, 0, sizeof(*cli));
+
+    const char *server = o->server;
+    if (!server || !*server) server = getenv("DROVER_SERVER");
+    if (!server || !*server) server = DROVER_DEFAULT_SERVER;
+
+    const char *token = o->token;
+    cli->token_source = "--token";
+    if (!token) {
+        token = getenv("DROVER_TOKEN");
+        cli->token_source = "DROVER_TOKEN";
+    }
+    if (token && !*token) token = NULL;
+
+    if (http_client_init(&cli->http, server, token, &e) < 0) {
+        fprintf(stderr, "drover: %s\n", e.msg);
+        return 1;
+    }
+    cli->http.hint = "is `drover server` running? set DROVER_SERVER";
+
+    if (token) {
+        /* given explicitly */
+    } else if (cli->http.loopback) {
+        char *dir = o->data ? xstrdup(o->data) : config_default_data_dir();
+        char *file_token = read_admin_token(dir, &cli->token_file);
+        free(dir);
+        cli->token_source = file_token ? "file" : NULL;
+        int rc = http_client_set_token(&cli->http, file_token, &e);
+        free(file_token);
+        if (rc < 0) {
+            fprintf(stderr, "drover: cannot use the token in '%s': %s\n", cli->token_file, e.msg);
+            return 1;
+        }
+    } else {
+        cli->token_source = NULL;
+    }
+    return 0;
+}
+
+void cli_release(struct cli *cli)
+{
+    http_client_release(&cli->http);
+    free(cli->token_file);
+    cli->token_file = NULL;
+}
+
+void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what)
+{
+    struct buf b = BUF_INIT;
+    const char *msg = e->msg[0] ? e->msg : err_str(e->code);
+
+    /* "cannot reach the server" says everything; "cannot list jobs: " would add nothing. */
+    if (status != 0 && what && *what) buf_addf(&b, "%s: ", what);
+    if (e->code == ERR_DENIED && !strcasestr(msg, "permission"))
+        buf_adds(&b, "permission denied: ");
+    buf_adds(&b, msg);
+    if (e->field[0] && !strstr(msg, e->field)) buf_addf(&b, " (field '%s')", e->field);
+
+    if (e->code == ERR_UNAUTH) {
+        const char *src = cli ? cli->token_source : NULL;
+        if (!src && cli && cli->token_file)
+            buf_addf(&b,
+                     " (no token: set DROVER_TOKEN, or --data DIR to the server's data dir;"
+                     " '%s' was not readable)",
+                     cli->token_file);
+        else if (!src)
+            buf_adds(&b, " (no token: set DROVER_TOKEN)");
+        else if (!strcmp(src, "file"))
+            buf_addf(&b, " (the admin token in '%s' was refused; set DROVER_TOKEN)",
+                     cli->token_file);
+        else
+            buf_addf(&b, " (check %s)", src);
+    }
+    fprintf(stderr, "drover: %s\n", buf_str(&b));
+    buf_release(&b);
+}
+
+int cli_call(struct cli *cli, const char *method, const char *path, json_t *body, json_t **resp,
+             const char *what, ...)
+{
+    struct err e = ERR_INIT;
+    long status = 0;
+    json_t *j = NULL;
+    int rc = http_client_json(&cli->http, method, path, body, &status, &j, &e);
+    if (rc < 0) {
+        char whatbuf[512];
+        va_list ap;
+        va_start(ap, what);
+        vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
+        va_end(ap);
+        cli_print_err(cli, &e, status, whatbuf);
+        json_decref(j);
+        if (resp) *resp = NULL;
+        return 1;
+    }
+    if (resp)
+        *resp = j;
+    else
+        json_decref(j);
+    return 0;
+}
+
+void cli_print_json(json_t *j)
+{
+    if (j)
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    else
+        fputs("null", stdout);
+    fputc('\n', stdout);
+}
+
+int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e)
+{
+    bool is_stdin = !strcmp(path, "-");
+    const char *name = is_stdin ? "standard input" : path;
+    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err_set(e, ERR_IO, "cannot read '%s': %s", name, strerror(errno));
+    int rc = 0;
+    for (;;) {
+        buf_grow(out, 65536);
+        ssize_t n = read(fd, out->data + out->len, out->cap - out->len - 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = err_set(e, ERR_IO, "cannot read '%s': %s", name, strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        out->len += (size_t)n;
+        out->data[out->len] = '\0';
+        if (out->len > max) {
+            rc = err_set(e, ERR_TOOLARGE, "'%s' is larger than %zu bytes", name, max);
+            break;
+        }
+    }
+    if (!is_stdin) close(fd);
+    return rc;
+}
+
+bool cli_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < 0) return false;
+    *out = v;
+    return true;
+}
+
+void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
+{
+    struct tm tm = {0};
+    int ms = 0, used = 0;
+    if (!rfc3339) {
+        snprintf(out, n, "-");
+        return;
+    }
+    if (sscanf(rfc3339, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6) {
+        snprintf(out, n, "%s", rfc3339);
+        return;
+    }
+    const char *rest = rfc3339 + used;
+    if (*rest == '.') {
+        int digits = 0;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
+            if (digits < 3) ms = ms * 10 + (*rest - '0');
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    if (strcmp(rest, "Z")) { /* the API always answers in UTC; show anything else as it is */
+        snprintf(out, n, "%s", rfc3339);
+        return;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    struct tm local;
+    localtime_r(&t, &local);
+    if (with_ms)
+        snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d.%03d", local.tm_year + 1900,
+                 local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec, ms);
+    else
+        snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d", local.tm_year + 1900, local.tm_mon + 1,
+                 local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec);
+}
+
+void cli_format_duration(int64_t ms, char *out, size_t n)
+{
+    /* Each unit rounds to its last digit, and a value that rounds up into the
+     * next unit is shown in it ("59.96 s" is "1m00s", not "60.0s"). */
+    int64_t tenths = (ms < 0 ? 0 : ms + 50) / 100;
+    int64_t secs = (ms < 0 ? 0 : ms + 500) / 1000;
+    int64_t mins = (ms < 0 ? 0 : ms + 30000) / 60000;
+    if (ms < 1000)
+        snprintf(out, n, "%dms", ms < 0 ? 0 : (int)ms);
+    else if (tenths < 600)
+        snprintf(out, n, "%d.%ds", (int)(tenths / 10), (int)(tenths % 10));
+    else if (secs < 3600)
+        snprintf(out, n, "%dm%02ds", (int)(secs / 60), (int)(secs % 60));
+    else
+        snprintf(out, n, "%lldh%02dm", (long long)(mins / 60), (int)(mins % 60));
+}

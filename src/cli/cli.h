@@ -1,0 +1,122 @@
+/*
+ * cli.h - what the client commands (submit, status, jobs, token, ...) share:
+ * finding the server and the token, calling it, and printing results and errors.
+ *
+ * The server is --server URL, else $DROVER_SERVER, else DROVER_DEFAULT_SERVER.
+ * The token is --token T, else $DROVER_TOKEN, else, when the server is on this
+ * machine (a loopback host), the admin token the server wrote to
+ * <data dir>/admin.token, the data dir being --data DIR or config_default_data_dir().
+ *
+ * Messages go to stderr as "drover: <message>"; the return value of a command
+ * is its exit code (commands.h): 0, 1 (the request was refused or the job
+ * failed), 2 (usage error).
+ */
+#ifndef DROVER_CLI_H
+#define DROVER_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "http/client.h"
+
+/* Option values for getopt_long that have no short letter. */
+enum {
+    CLI_OPT_SERVER = 256,
+    CLI_OPT_TOKEN,
+    CLI_OPT_DATA,
+    CLI_OPT_FIRST_FREE, /* commands number their own long-only options from here */
+};
+
+/* Every client command accepts these; put them in its struct option array. */
+#define CLI_COMMON_LONG_OPTIONS                                                                    \
+    {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
+        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+
+/* The usage text's lines for the common options. */
+#define CLI_COMMON_USAGE                                                                           \
+    "\nconnection:\n"                                                                              \
+    "      --server URL   the drover server (default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER  \
+    ")\n"                                                                                          \
+    "      --token T      API token (default $DROVER_TOKEN; on the server's machine,\n"            \
+    "                     the admin token in the data dir)\n"                                      \
+    "      --data DIR     the server's data dir, where admin.token is (default\n"                  \
+    "                     $DROVER_DATA, else ~/.local/share/drover)\n"
+
+struct cli_opts {
+    const char *server; /* borrowed from argv; NULL when not given */
+    const char *token;
+    const char *data;
+};
+
+/*
+ * Records `opt` in `o` when it is one of the common options and returns true;
+ * false for any other option.
+ */
+bool cli_common_opt(struct cli_opts *o, int opt, const char *arg);
+
+/*
+ * Handles getopt_long's '?' and ':' answers (opterr = 0, optstring starting
+ * with ':' or "+:"): prints what was wrong and the synopsis on stderr; returns 2.
+ */
+int cli_bad_option(int opt, char **argv, const char *usage);
+/*
+ * Prints "drover: <message>" and the synopsis of `usage` (its lines up to the
+ * first blank one, which begin "usage: drover CMD") on stderr; returns 2.
+ */
+int cli_usage_error(const char *usage, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+struct cli {
+    struct http_client http;
+    char *token_file;         /* the admin.token the token was read from, or NULL; owned */
+    const char *token_source; /* "--token", "DROVER_TOKEN", "file" or NULL (no token) */
+};
+
+/*
+ * Finds the server and the token as described at the top of this file and
+ * prepares cli->http. Returns 0, or prints the reason and returns 1 (release
+ * is harmless then).
+ */
+int cli_connect(struct cli *cli, const struct cli_opts *o);
+void cli_release(struct cli *cli);
+
+/*
+ * Calls the server (see http_client_json). On failure prints
+ * "drover: <what>: <why>" (just "<why>" when the server could not be reached)
+ * and returns 1; *resp is then NULL. `what` is a printf format saying what
+ * failed ("cannot cancel job '%s'"). On success *resp is the answer (the
+ * caller owns it; NULL for an empty body) and the return is 0.
+ */
+int cli_call(struct cli *cli, const char *method, const char *path, json_t *body, json_t **resp,
+             const char *what, ...) PRINTF_LIKE(6, 7);
+
+/* Prints "drover: <what>: <e's message>" with hints for 401 and 403 and the field. */
+void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what);
+
+/* Pretty-prints `j` and a newline on stdout. */
+void cli_print_json(json_t *j);
+
+/*
+ * Reads the whole of `path` ("-" for stdin) into `out`, up to `max` bytes.
+ * Returns 0, or ERR_IO / ERR_TOOLARGE with e set ("cannot read 'x': no such file").
+ */
+int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e);
+
+/* Parses a decimal integer in [min, max] (the whole string); false if it is not one. */
+bool cli_parse_long(const char *s, long min, long max, long *out);
+/* Parses a finite number >= 0 of seconds; false if it is not one. */
+bool cli_parse_seconds(const char *s, double *out);
+
+/* An RFC 3339 time of the API as local "YYYY-MM-DD HH:MM:SS" (with_ms: ".mmm"); "-" for NULL. */
+void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n);
+/* A duration for humans: "12ms", "3.4s", "2m05s", "1h02m". */
+void cli_format_duration(int64_t ms, char *out, size_t n);
+
+#endif

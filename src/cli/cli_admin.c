@@ -1,0 +1,146 @@
+/*
+ * cli_admin.c - administration commands: `drover token create|revoke`.
+ *
+ * A new token is shown once by the server; `token create` prints it alone on
+ * stdout so that `DROVER_TOKEN=$(drover token create ...)` works.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "commands.h"
+#include "common/xalloc.h"
+
+static const char token_usage[] =
+    "usage: drover token create --role client|agent|admin --name NAME [--json]\n"
+    "       drover token revoke [--json] NAME\n"
+    "\n"
+    "Creates an API token (printed once, alone on its line) or revokes one by name.\n"
+    "Needs the admin role.\n"
+    "\n"
+    "  -r, --role ROLE    client (jobs, blobs, reading agents and queues), agent (the\n"
+    "                     agent protocol) or admin (everything)\n"
+    "  -n, --name NAME    the token's name, used to revoke it\n"
+    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+
+enum { OPT_JSON = CLI_OPT_FIRST_FREE };
+
+static int token_create(struct cli *cli, const char *role, const char *name, bool json)
+{
+    json_t *body = json_pack("{s:s, s:s}", "role", role, "name", name);
+    json_t *answer = NULL;
+    int rc = 1;
+    if (!body) {
+        fprintf(stderr, "drover: the token's name must be UTF-8 text\n");
+        return 1;
+    }
+    if (cli_call(cli, "POST", "/v1/tokens", body, &answer, "cannot create token '%s'", name))
+        goto out;
+    const char *token = json_string_value(json_object_get(answer, "token"));
+    if (json) {
+        cli_print_json(answer);
+    } else if (token) {
+        printf("%s\n", token);
+    } else {
+        fprintf(stderr, "drover: the server's answer holds no token\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(answer);
+    json_decref(body);
+    return rc;
+}
+
+static int token_revoke(struct cli *cli, const char *name, bool json)
+{
+    json_t *answer = NULL;
+    char *ename = http_escape(name);
+    char *path = xasprintf("/v1/tokens/%s", ename);
+    int rc = cli_call(cli, "DELETE", path, NULL, &answer, "cannot revoke token '%s'", name);
+    free(path);
+    free(ename);
+    if (rc == 0) {
+        if (!json)
+            printf("revoked %s\n", name);
+        else if (answer)
+            cli_print_json(answer);
+        else
+            puts("{}");
+    }
+    json_decref(answer);
+    return rc;
+}
+
+int cmd_token(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"role", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    const char *role = NULL, *name = NULL;
+    bool json = false;
+    int opt, rc;
+
+    if (argc < 2) return cli_usage_error(token_usage, "token what? 'create' or 'revoke'");
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        fputs(token_usage, stdout);
+        return 0;
+    }
+    bool create = !strcmp(sub, "create");
+    if (!create && strcmp(sub, "revoke"))
+        return cli_usage_error(token_usage, "'%s' is not a token command: 'create' or 'revoke'",
+                               sub);
+
+    /* Parse what follows the subcommand, whose name takes argv[0]'s place. */
+    argc--;
+    argv++;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":r:n:h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case 'r':
+            role = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            fputs(token_usage, stdout);
+            return 0;
+        default:
+            return cli_bad_option(opt, argv, token_usage);
+        }
+    }
+    if (create) {
+        if (optind < argc)
+            return cli_usage_error(token_usage, "unexpected argument '%s'", argv[optind]);
+        if (!role)
+            return cli_usage_error(token_usage, "token create needs --role client|agent|admin");
+        if (strcmp(role, "client") && strcmp(role, "agent") && strcmp(role, "admin"))
+            return cli_usage_error(token_usage, "--role must be client, agent or admin, not '%s'",
+                                   role);
+        if (!name || !*name) return cli_usage_error(token_usage, "token create needs --name NAME");
+    } else {
+        if (role) return cli_usage_error(token_usage, "token revoke takes no --role");
+        if (!name && optind < argc) name = argv[optind++];
+        if (optind < argc)
+            return cli_usage_error(token_usage, "unexpected argument '%s'", argv[optind]);
+        if (!name || !*name) return cli_usage_error(token_usage, "which token? give its NAME");
+    }
+
+    rc = 1;
+    if (cli_connect(&cli, &copts) == 0)
+        rc = create ? token_create(&cli, role, name, json) : token_revoke(&cli, name, json);
+    cli_release(&cli);
+    return rc;
+}

@@ -1,0 +1,1042 @@
+/*
+ * cli_jobs.c - the job commands: submit, status, wait, cancel, jobs, queues.
+ *
+ * Each command parses its options (getopt_long; --help; an unknown option is
+ * a usage error, exit 2), calls the API of API.md and prints either a summary
+ * for humans or, with --json, the server's JSON. Job ids on stdout stand
+ * alone on their line so that `id=$(drover submit -- prog)` works.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/table.h"
+#include "commands.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+#define SPEC_FILE_MAX ((size_t)64 << 20)
+#define WAIT_POLL_S 30 /* the server-side long-poll of one wait request */
+#define WAIT_RETRIES 6 /* consecutive failed polls tolerated once the job was seen */
+#define STATUS_STDOUT_LINES 10
+#define JOBS_PAGE_MAX 1000 /* the most jobs the server gives in one page */
+
+/* ---- reading jobs ---- */
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static bool job_is_terminal(const char *state)
+{
+    return state &&
+           (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}
+
+/* Some answers wrap the job ({"job": {...}}); accept both shapes. */
+static json_t *job_of(json_t *answer)
+{
+    json_t *inner = json_object_get(answer, "job");
+    return json_is_object(inner) ? inner : answer;
+}
+
+/* "name", else "service", else the program (or shell command) from the spec. */
+static const char *job_title(json_t *job)
+{
+    const char *s = jstr(job, "name");
+    if (s && *s) return s;
+    if ((s = jstr(job, "service")) && *s) return s;
+    json_t *cmd = json_object_get(json_object_get(job, "spec"), "command");
+    if ((s = jstr(cmd, "program")) && *s) return s;
+    return jstr(cmd, "shell");
+}
+
+/* "exit 0 · 12ms", "signal 9 · 3.1s", "timeout · 10.0s", "cancelled"; empty without result. */
+static void result_summary(json_t *job, struct buf *out)
+{
+    json_t *r = json_object_get(job, "result");
+    if (!json_is_object(r)) return;
+    const char *reason = jstr(r, "reason");
+    json_t *code = json_object_get(r, "exit_code");
+    json_t *sig = json_object_get(r, "signal");
+    json_t *dur = json_object_get(r, "duration_ms");
+    if (json_is_integer(code) && (!reason || !strcmp(reason, "exit")))
+        buf_addf(out, "exit %lld", (long long)json_integer_value(code));
+    else if (json_is_integer(sig))
+        buf_addf(out, "signal %lld", (long long)json_integer_value(sig));
+    else
+        buf_adds(out, reason ? reason : "?");
+    if (json_is_number(dur)) {
+        char d[32];
+        cli_format_duration((int64_t)json_number_value(dur), d, sizeof(d));
+        buf_addf(out, " \xc2\xb7 %s", d);
+    }
+}
+
+/* The exit code of `drover wait` for a terminal job (API.md "CLI"). */
+static int job_exit_code(json_t *job)
+{
+    const char *state = jstr(job, "state");
+    json_t *code = json_object_get(json_object_get(job, "result"), "exit_code");
+    if (state && !strcmp(state, "succeeded")) return 0;
+    if (json_is_integer(code) && json_integer_value(code) > 0 && json_integer_value(code) < 256)
+        return (int)json_integer_value(code);
+    return 1;
+}
+
+/* "ID succeeded (exit 0 · 12ms)" and, when the job failed to start, why. */
+static void print_final_line(json_t *job)
+{
+    struct buf b = BUF_INIT;
+    result_summary(job, &b);
+    const char *state = jstr(job, "state");
+    printf("%s %s", jstr(job, "id") ? jstr(job, "id") : "?", state ? state : "?");
+    if (b.len) printf(" (%s)", b.data);
+    const char *error = jstr(json_object_get(job, "result"), "error");
+    if (!error) error = jstr(job, "error");
+    if (error && *error) printf(": %s", error);
+    putchar('\n');
+    buf_release(&b);
+}
+
+/* ---- wait, shared by `wait` and `submit --wait` ---- */
+
+/*
+ * Long-polls job `id` until it is terminal or `timeout_s` (< 0: none) passed.
+ * On 0, *job is its last known JSON (the caller owns it), terminal or not.
+ * Returns 1 after printing why the job could not be followed.
+ */
+static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **job)
+{
+    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
+    char *eid = http_escape(id);
+    json_t *last = NULL;
+    int failures = 0;
+    int rc = 0;
+
+    *job = NULL;
+    for (;;) {
+        long poll = WAIT_POLL_S;
+        if (deadline >= 0) {
+            double left = (double)(deadline - time_mono_ns()) / 1e9;
+            poll = left <= 0 ? 0 : (long)ceil(left);
+            if (poll > WAIT_POLL_S) poll = WAIT_POLL_S;
+        }
+        char *path = xasprintf("/v1/jobs/%s/wait?timeout_s=%ld", eid, poll);
+        struct err e = ERR_INIT;
+        long status = 0;
+        json_t *answer = NULL;
+        long saved_timeout = cli->http.timeout_ms;
+        cli->http.timeout_ms = (poll + 30) * 1000;
+        int r = http_client_json(&cli->http, "GET", path, NULL, &status, &answer, &e);
+        cli->http.timeout_ms = saved_timeout;
+        free(path);
+
+        if (r < 0) {
+            json_decref(answer);
+            /* Once the job was seen, ride out a server restart or a dropped connection. */
+            bool transient = status == 0 || status == 503;
+            bool time_left = deadline < 0 || time_mono_ns() < deadline;
+            if (last && transient && time_left && ++failures <= WAIT_RETRIES) {
+                sleep((unsigned)(1u << (failures - 1 < 4 ? failures - 1 : 4)));
+                continue;
+            }
+            char what[256];
+            snprintf(what, sizeof(what), "cannot wait for job '%s'", id);
+            cli_print_err(cli, &e, status, what);
+            rc = 1;
+            break;
+        }
+        failures = 0;
+        json_t *j = json_incref(job_of(answer));
+        json_decref(answer);
+        json_decref(last);
+        last = j;
+        if (job_is_terminal(jstr(last, "state"))) break;
+        if (deadline >= 0 && time_mono_ns() >= deadline) break;
+    }
+    free(eid);
+    if (rc)
+        json_decref(last);
+    else
+        *job = last;
+    return rc;
+}
+
+/* Waits and reports like `drover wait`; returns the exit code. */
+static int wait_and_report(struct cli *cli, const char *id, double timeout_s, bool json,
+                           json_t **final)
+{
+    json_t *job;
+    *final = NULL;
+    if (wait_job(cli, id, timeout_s, &job)) return 1;
+    const char *state = jstr(job, "state");
+    *final = job;
+    if (!job_is_terminal(state)) {
+        char t[32];
+        cli_format_duration((int64_t)(timeout_s * 1000), t, sizeof(t));
+        fprintf(stderr, "drover: job '%s' is still %s after %s\n", id, state ? state : "unknown",
+                t);
+        return 1;
+    }
+    if (!json) print_final_line(job);
+    return job_exit_code(job);
+}
+
+/* ---- submit ---- */
+
+static const char submit_usage[] =
+    "usage: drover submit [options] -- PROGRAM [ARGS...]\n"
+    "       drover submit [options] -f SPEC.json|-\n"
+    "\n"
+    "Submits a job and prints its id (one per line for an array of specs).\n"
+    "With -- the job runs PROGRAM with ARGS (no shell); with -f the spec file (or\n"
+    "standard input) is sent as it is, an object or an array of them, and the\n"
+    "options below replace its top-level fields.\n"
+    "\n"
+    "  -f, --file FILE    the job spec (API.md \"Job spec\"); '-' reads standard input\n"
+    "  -q, --queue Q      queue (default 'default')\n"
+    "  -p, --priority N   -1000..1000, higher runs first\n"
+    "  -n, --name NAME    a name for humans\n"
+    "  -l, --label K=V    a label (repeatable)\n"
+    "  -t, --timeout S    kill the job after S seconds\n"
+    "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
+    "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
+    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+
+enum { OPT_JSON = CLI_OPT_FIRST_FREE, OPT_ALL };
+
+struct submit_opts {
+    const char *queue, *name, *key;
+    long priority;
+    bool has_priority;
+    double timeout;
+    bool has_timeout;
+    json_t *labels; /* object, NULL when no --label */
+};
+
+/* Sets the options on one spec object (they win over what the file says). */
+static void apply_overrides(json_t *spec, const struct submit_opts *o)
+{
+    if (o->queue) json_object_set_new(spec, "queue", json_string(o->queue));
+    if (o->name) json_object_set_new(spec, "name", json_string(o->name));
+    if (o->key) json_object_set_new(spec, "key", json_string(o->key));
+    if (o->has_priority) json_object_set_new(spec, "priority", json_integer(o->priority));
+    if (o->has_timeout)
+        json_object_set_new(spec, "timeout_s",
+                            o->timeout == floor(o->timeout) && o->timeout < 1e15
+                                ? json_integer((json_int_t)o->timeout)
+                                : json_real(o->timeout));
+    if (o->labels) {
+        json_t *labels = json_object_get(spec, "labels");
+        if (!json_is_object(labels)) {
+            labels = json_object();
+            json_object_set_new(spec, "labels", labels);
+        }
+        json_object_update(labels, o->labels);
+    }
+}
+
+/* Reads and parses the spec file; prints why not and returns NULL on failure. */
+static json_t *load_spec(const char *file)
+{
+    struct buf b = BUF_INIT;
+    struct err e = ERR_INIT;
+    json_t *spec = NULL;
+    const char *name = strcmp(file, "-") ? file : "standard input";
+    if (cli_read_file(file, SPEC_FILE_MAX, &b, &e) < 0) {
+        fprintf(stderr, "drover: %s\n", e.msg);
+    } else {
+        json_error_t jerr;
+        spec = json_loadb(buf_str(&b), b.len, 0, &jerr);
+        if (!spec)
+            fprintf(stderr, "drover: '%s' is not valid JSON: line %d, column %d: %s\n", name,
+                    jerr.line, jerr.column, jerr.text);
+        else if (!json_is_object(spec) && !json_is_array(spec)) {
+            fprintf(stderr, "drover: '%s' must hold a job spec (an object) or an array of them\n",
+                    name);
+            json_decref(spec);
+            spec = NULL;
+        }
+    }
+    buf_release(&b);
+    return spec;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"file", required_argument, NULL, 'f'},
+        {"queue", required_argument, NULL, 'q'},
+        {"priority", required_argument, NULL, 'p'},
+        {"name", required_argument, NULL, 'n'},
+        {"label", required_argument, NULL, 'l'},
+        {"timeout", required_argument, NULL, 't'},
+        {"key", required_argument, NULL, 'k'},
+        {"wait", no_argument, NULL, 'w'},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct submit_opts o = {0};
+    const char *file = NULL;
+    bool wait = false, json = false;
+    int opt, rc = 2;
+    json_t *spec = NULL, *answer = NULL;
+    struct cli cli = {0};
+
+    opterr = 0;
+    /* '+': stop at the program's name, whose own options are not ours */
+    while ((opt = getopt_long(argc, argv, "+:f:q:p:n:l:t:k:wh", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case 'f':
+            file = optarg;
+            break;
+        case 'q':
+            o.queue = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'k':
+            o.key = optarg;
+            break;
+        case 'w':
+            wait = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'p':
+            if (!cli_parse_long(optarg, -1000000, 1000000, &o.priority)) {
+                rc = cli_usage_error(submit_usage, "--priority must be an integer, not '%s'",
+                                     optarg);
+                goto out;
+            }
+            o.has_priority = true;
+            break;
+        case 't':
+            if (!cli_parse_seconds(optarg, &o.timeout)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--timeout must be a number of seconds, not '%s'", optarg);
+                goto out;
+            }
+            o.has_timeout = true;
+            break;
+        case 'l': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                rc = cli_usage_error(submit_usage, "--label must be KEY=VALUE, not '%s'", optarg);
+                goto out;
+            }
+            char *k = xstrndup(optarg, (size_t)(eq - optarg));
+            if (!o.labels) o.labels = json_object();
+            json_object_set_new(o.labels, k, json_string(eq + 1));
+            free(k);
+            break;
+        }
+        case 'h':
+            fputs(submit_usage, stdout);
+            rc = 0;
+            goto out;
+        default:
+            rc = cli_bad_option(opt, argv, submit_usage);
+            goto out;
+        }
+    }
+    if (file && optind < argc) {
+        rc = cli_usage_error(submit_usage, "give either -f SPEC or -- PROGRAM, not both");
+        goto out;
+    }
+    if (!file && optind >= argc) {
+        rc = cli_usage_error(submit_usage, "nothing to submit: give -f SPEC.json or -- PROGRAM");
+        goto out;
+    }
+
+    rc = 1;
+    if (file) {
+        if (!(spec = load_spec(file))) goto out;
+    } else {
+        json_t *args = json_array();
+        for (int i = optind + 1; i < argc; i++)
+            json_array_append_new(args, json_string(argv[i]));
+        spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[optind], "argv", args);
+        if (!spec) {
+            fprintf(stderr, "drover: the program and its arguments must be UTF-8 text\n");
+            goto out;
+        }
+    }
+    if (json_is_array(spec)) {
+        size_t i;
+        json_t *one;
+        json_array_foreach(spec, i, one)
+        {
+            if (json_is_object(one)) apply_overrides(one, &o);
+        }
+    } else {
+        apply_overrides(spec, &o);
+    }
+
+    if (cli_connect(&cli, &copts)) goto out;
+    if (cli_call(&cli, "POST", "/v1/jobs", spec, &answer, "cannot submit the job")) goto out;
+
+    /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
+    json_t *jobs = json_object_get(answer, "jobs");
+    json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
+    if (!json_is_array(jobs) && !jstr(single, "id")) {
+        if (json)
+            cli_print_json(answer);
+        else if (json_object_get(answer, "listeners"))
+            printf("queue '%s': %lld listener(s)\n",
+                   jstr(answer, "queue") ? jstr(answer, "queue") : "?",
+                   (long long)json_integer_value(json_object_get(answer, "listeners")));
+        else
+            cli_print_json(answer);
+        rc = 0;
+        goto out;
+    }
+    if (!wait) {
+        if (json) {
+            cli_print_json(answer);
+        } else if (single) {
+            printf("%s\n", jstr(single, "id"));
+        } else {
+            size_t i;
+            json_t *j;
+            json_array_foreach(jobs, i, j) printf("%s\n", jstr(j, "id") ? jstr(j, "id") : "?");
+        }
+        rc = 0;
+        goto out;
+    }
+
+    /* --wait: the ids first, then each final state; the first failure decides the exit code. */
+    json_t *list = single ? json_pack("[O]", single) : json_incref(jobs);
+    json_t *finals = json_array();
+    size_t i;
+    json_t *j;
+    if (!json) {
+        json_array_foreach(list, i, j) printf("%s\n", jstr(j, "id") ? jstr(j, "id") : "?");
+        fflush(stdout);
+    }
+    rc = 0;
+    json_array_foreach(list, i, j)
+    {
+        json_t *final = NULL;
+        int r = wait_and_report(&cli, jstr(j, "id") ? jstr(j, "id") : "", -1, json, &final);
+        if (r && !rc) rc = r;
+        json_array_append_new(finals, final ? final : json_null());
+    }
+    if (json) {
+        if (single)
+            cli_print_json(json_array_get(finals, 0));
+        else {
+            json_t *wrapped = json_pack("{s:O}", "jobs", finals);
+            cli_print_json(wrapped);
+            json_decref(wrapped);
+        }
+    }
+    json_decref(finals);
+    json_decref(list);
+out:
+    json_decref(answer);
+    json_decref(spec);
+    json_decref(o.labels);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- status ---- */
+
+static const char status_usage[] =
+    "usage: drover status [--json] ID\n"
+    "\n"
+    "Shows a job: its state, timing, result and first lines of output.\n"
+    "\n"
+    "      --json         print the job's JSON\n" CLI_COMMON_USAGE;
+
+/* Appends `s` as one shell word, quoted when it needs to be. */
+static void add_word(struct buf *b, const char *s)
+{
+    bool plain = *s != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%",
+                       *p) != NULL;
+    if (b->len) buf_addc(b, ' ');
+    if (plain) {
+        buf_adds(b, s);
+        return;
+    }
+    buf_addc(b, '\'');
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            buf_adds(b, "'\\''");
+        else
+            buf_addc(b, *p);
+    }
+    buf_addc(b, '\'');
+}
+
+/* The command line the spec describes: program, then each argument's name and value. */
+static void command_line(json_t *job, struct buf *b)
+{
+    json_t *cmd = json_object_get(json_object_get(job, "spec"), "command");
+    const char *shell = jstr(cmd, "shell");
+    if (shell) {
+        buf_adds(b, "sh -c");
+        add_word(b, shell);
+        return;
+    }
+    if (!jstr(cmd, "program")) return;
+    add_word(b, jstr(cmd, "program"));
+    json_t *args = json_object_get(cmd, "arguments");
+    if (!json_is_array(args)) args = json_object_get(cmd, "argv");
+    size_t i;
+    json_t *a;
+    json_array_foreach(args, i, a)
+    {
+        if (json_is_string(a)) {
+            add_word(b, json_string_value(a));
+            continue;
+        }
+        if (jstr(a, "name")) add_word(b, jstr(a, "name"));
+        json_t *v = json_object_get(a, "value");
+        if (json_is_string(v)) {
+            add_word(b, json_string_value(v));
+        } else if (v && !json_is_null(v)) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            add_word(b, s ? s : "?");
+            free(s);
+        }
+    }
+}
+
+/* One "label:     value" line, skipped when the value is missing or empty. */
+static void field(const char *label, const char *value)
+{
+    if (value && *value) printf("%-10s %s\n", label, value);
+}
+
+static void print_time_field(const char *label, json_t *job, const char *key)
+{
+    const char *v = jstr(job, key);
+    if (v) {
+        char t[64];
+        cli_format_time(v, true, t, sizeof(t));
+        field(label, t);
+    }
+}
+
+/* Prints text, which may hold anything, so that it cannot drive the terminal. */
+static void put_sanitised(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        putchar((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
+    }
+}
+
+static void print_status(json_t *job)
+{
+    struct buf b = BUF_INIT;
+    char tmp[128];
+
+    field("id:", jstr(job, "id"));
+    field("state:", jstr(job, "state"));
+    field("queue:", jstr(job, "queue"));
+    field("name:", jstr(job, "name"));
+    field("service:", jstr(job, "service"));
+    command_line(job, &b);
+    field("command:", b.data);
+    buf_reset(&b);
+    json_t *prio = json_object_get(job, "priority");
+    if (json_is_integer(prio)) {
+        snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(prio));
+        field("priority:", tmp);
+    }
+    json_t *labels = json_object_get(job, "labels");
+    const char *k;
+    json_t *v;
+    json_object_foreach(labels, k, v)
+    {
+        buf_addf(&b, "%s%s=%s", b.len ? ", " : "", k,
+                 json_is_string(v) ? json_string_value(v) : "?");
+    }
+    field("labels:", b.data);
+    buf_reset(&b);
+    json_t *attempt = json_object_get(job, "attempt");
+    json_t *max = json_object_get(job, "max_attempts");
+    if (json_is_integer(attempt)) {
+        if (json_is_integer(max))
+            snprintf(tmp, sizeof(tmp), "%lld of %lld", (long long)json_integer_value(attempt),
+                     (long long)json_integer_value(max));
+        else
+            snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(attempt));
+        field("attempt:", tmp);
+    }
+    print_time_field("created:", job, "created_at");
+    print_time_field("started:", job, "started_at");
+    print_time_field("finished:", job, "finished_at");
+    field("agent:", jstr(job, "agent"));
+
+    json_t *progress = json_object_get(job, "progress");
+    json_t *pct = json_object_get(progress, "percent");
+    if (json_is_number(pct)) {
+        buf_addf(&b, "%.1f%%", json_number_value(pct));
+        if (jstr(progress, "message") && *jstr(progress, "message"))
+            buf_addf(&b, " %s", jstr(progress, "message"));
+        field("progress:", b.data);
+        buf_reset(&b);
+    }
+
+    json_t *result = json_object_get(job, "result");
+    result_summary(job, &b);
+    field("result:", b.data);
+    buf_reset(&b);
+    field("error:", jstr(result, "error"));
+    json_t *outputs = json_object_get(result, "outputs");
+    size_t i;
+    json_array_foreach(outputs, i, v)
+    {
+        snprintf(tmp, sizeof(tmp), "%lld bytes",
+                 (long long)json_integer_value(json_object_get(v, "size")));
+        buf_addf(&b, "%s (%s)", jstr(v, "uri") ? jstr(v, "uri") : "?", tmp);
+        field(i == 0 ? "outputs:" : "", b.data);
+        buf_reset(&b);
+    }
+
+    const char *out = jstr(result, "stdout");
+    if (out && *out) {
+        printf("stdout:\n");
+        const char *p = out;
+        int lines = 0;
+        while (*p && lines < STATUS_STDOUT_LINES) {
+            const char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p);
+            fputs("  ", stdout);
+            put_sanitised(p, n);
+            putchar('\n');
+            lines++;
+            p += n + (nl ? 1 : 0);
+        }
+        int more = 0;
+        for (const char *q = p; *q; q++)
+            if (*q == '\n' || q[1] == '\0') more++;
+        if (more) printf("  ... (%d more line%s)\n", more, more == 1 ? "" : "s");
+    }
+    buf_release(&b);
+}
+
+/* The one positional ID of status, wait and cancel. */
+static int one_id(int argc, char **argv, const char *usage, const char **id)
+{
+    if (optind >= argc) return cli_usage_error(usage, "which job? give its ID");
+    if (optind + 1 < argc)
+        return cli_usage_error(usage, "unexpected argument '%s'", argv[optind + 1]);
+    *id = argv[optind];
+    if (!**id) return cli_usage_error(usage, "the job ID is empty");
+    return 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    const char *id = NULL;
+    json_t *job = NULL;
+    int opt, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        if (opt == OPT_JSON)
+            json = true;
+        else if (opt == 'h')
+            return fputs(status_usage, stdout), 0;
+        else
+            return cli_bad_option(opt, argv, status_usage);
+    }
+    if ((rc = one_id(argc, argv, status_usage, &id))) return rc;
+    rc = 1;
+    if (cli_connect(&cli, &copts)) goto out;
+    char *eid = http_escape(id);
+    char *path = xasprintf("/v1/jobs/%s", eid);
+    free(eid);
+    int r = cli_call(&cli, "GET", path, NULL, &job, "cannot show job '%s'", id);
+    free(path);
+    if (r) goto out;
+    if (json)
+        cli_print_json(job);
+    else
+        print_status(job_of(job));
+    rc = 0;
+out:
+    json_decref(job);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- wait ---- */
+
+static const char wait_usage[] =
+    "usage: drover wait [--timeout S] [--json] ID\n"
+    "\n"
+    "Waits for a job to end and prints its final state. Exits with the job's exit\n"
+    "code when it ran (0 when it succeeded), 1 when it failed otherwise, was\n"
+    "cancelled, or is still not done after --timeout.\n"
+    "\n"
+    "  -t, --timeout S    give up after S seconds (default: wait as long as it takes)\n"
+    "      --json         print the job's final JSON\n" CLI_COMMON_USAGE;
+
+int cmd_wait(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    double timeout = -1;
+    const char *id = NULL;
+    json_t *job = NULL;
+    int opt, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":t:h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case OPT_JSON:
+            json = true;
+            break;
+        case 't':
+            if (!cli_parse_seconds(optarg, &timeout))
+                return cli_usage_error(wait_usage,
+                                       "--timeout must be a number of seconds, not '%s'", optarg);
+            break;
+        case 'h':
+            fputs(wait_usage, stdout);
+            return 0;
+        default:
+            return cli_bad_option(opt, argv, wait_usage);
+        }
+    }
+    if ((rc = one_id(argc, argv, wait_usage, &id))) return rc;
+    if (cli_connect(&cli, &copts)) {
+        cli_release(&cli);
+        return 1;
+    }
+    rc = wait_and_report(&cli, id, timeout, json, &job);
+    if (json && job) cli_print_json(job);
+    json_decref(job);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- cancel ---- */
+
+static const char cancel_usage[] =
+    "usage: drover cancel [--json] ID\n"
+    "\n"
+    "Cancels a job that has not ended; a running process is killed.\n"
+    "\n"
+    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+
+int cmd_cancel(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    const char *id = NULL;
+    json_t *answer = NULL;
+    int opt, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        if (opt == OPT_JSON)
+            json = true;
+        else if (opt == 'h')
+            return fputs(cancel_usage, stdout), 0;
+        else
+            return cli_bad_option(opt, argv, cancel_usage);
+    }
+    if ((rc = one_id(argc, argv, cancel_usage, &id))) return rc;
+    rc = 1;
+    if (cli_connect(&cli, &copts)) goto out;
+    char *eid = http_escape(id);
+    char *path = xasprintf("/v1/jobs/%s/cancel", eid);
+    free(eid);
+    int r = cli_call(&cli, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
+    free(path);
+    if (r) goto out;
+    if (json)
+        cli_print_json(answer);
+    else
+        printf("cancelled %s\n", id);
+    rc = 0;
+out:
+    json_decref(answer);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- jobs ---- */
+
+static const char jobs_usage[] =
+    "usage: drover jobs [options]\n"
+    "\n"
+    "Lists jobs, newest first.\n"
+    "\n"
+    "  -s, --state S      only jobs in state S (blocked, queued, leased, running,\n"
+    "                     succeeded, failed, cancelled)\n"
+    "  -q, --queue Q      only jobs of queue Q\n"
+    "      --service S    only jobs of service S\n"
+    "  -l, --label K:V    only jobs with label K set to V\n"
+    "  -n, --limit N      at most N jobs (one page by default)\n"
+    "  -a, --all          follow the pages to the end (or to --limit)\n"
+    "      --json         print the jobs as a JSON array\n" CLI_COMMON_USAGE;
+
+enum { OPT_SERVICE = OPT_ALL + 1 };
+
+static void add_query(struct buf *q, const char *key, const char *value)
+{
+    char *v = http_escape(value);
+    buf_addf(q, "%c%s=%s", q->len ? '&' : '?', key, v);
+    free(v);
+}
+
+static void print_jobs_table(json_t *list)
+{
+    struct table *t = table_new(7, "id", "state", "queue", "name", "attempt", "created", "result");
+    table_max_width(t, 3, 40);
+    size_t i;
+    json_t *job;
+    json_array_foreach(list, i, job)
+    {
+        char created[64];
+        struct buf r = BUF_INIT;
+        table_add(t, jstr(job, "id"));
+        table_add(t, jstr(job, "state"));
+        table_add(t, jstr(job, "queue"));
+        table_add(t, job_title(job));
+        table_addf(t, "%lld/%lld", (long long)json_integer_value(json_object_get(job, "attempt")),
+                   (long long)json_integer_value(json_object_get(job, "max_attempts")));
+        cli_format_time(jstr(job, "created_at"), false, created, sizeof(created));
+        table_add(t, created);
+        result_summary(job, &r);
+        table_add(t, r.data);
+        buf_release(&r);
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
+int cmd_jobs(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"state", required_argument, NULL, 's'},
+        {"queue", required_argument, NULL, 'q'},
+        {"service", required_argument, NULL, OPT_SERVICE},
+        {"label", required_argument, NULL, 'l'},
+        {"limit", required_argument, NULL, 'n'},
+        {"all", no_argument, NULL, 'a'},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    struct buf filter = BUF_INIT;
+    bool json = false, all = false, has_label = false;
+    long limit = 0;
+    json_t *list = json_array();
+    int opt, rc = 2;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":s:q:l:n:ah", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case 's':
+            add_query(&filter, "state", optarg);
+            break;
+        case 'q':
+            add_query(&filter, "queue", optarg);
+            break;
+        case OPT_SERVICE:
+            add_query(&filter, "service", optarg);
+            break;
+        case 'l': {
+            if (has_label) {
+                rc = cli_usage_error(jobs_usage, "only one --label filter is supported");
+                goto out;
+            }
+            has_label = true;
+            /* The API wants k:v; accept k=v too. */
+            char *kv = xstrdup(optarg);
+            char *eq = strchr(kv, '=');
+            if (!strchr(kv, ':') && eq) *eq = ':';
+            if (!strchr(kv, ':') || kv[0] == ':') {
+                free(kv);
+                rc = cli_usage_error(jobs_usage, "--label must be KEY:VALUE, not '%s'", optarg);
+                goto out;
+            }
+            add_query(&filter, "label", kv);
+            free(kv);
+            break;
+        }
+        case 'n':
+            if (!cli_parse_long(optarg, 1, 1000000000, &limit)) {
+                rc = cli_usage_error(jobs_usage, "--limit must be a positive integer, not '%s'",
+                                     optarg);
+                goto out;
+            }
+            break;
+        case 'a':
+            all = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            fputs(jobs_usage, stdout);
+            rc = 0;
+            goto out;
+        default:
+            rc = cli_bad_option(opt, argv, jobs_usage);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        rc = cli_usage_error(jobs_usage, "unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    rc = 1;
+    if (cli_connect(&cli, &copts)) goto out;
+
+    char *after = NULL;
+    bool more = false;
+    for (;;) {
+        struct buf path = BUF_INIT;
+        buf_adds(&path, "/v1/jobs");
+        struct buf q = BUF_INIT;
+        buf_adds(&q, buf_str(&filter));
+        if (limit) {
+            char n[32];
+            long left = limit - (long)json_array_size(list);
+            snprintf(n, sizeof(n), "%ld", left < JOBS_PAGE_MAX ? left : JOBS_PAGE_MAX);
+            add_query(&q, "limit", n);
+        }
+        if (after) add_query(&q, "after", after);
+        buf_adds(&path, buf_str(&q));
+        buf_release(&q);
+        json_t *page = NULL;
+        int r = cli_call(&cli, "GET", path.data, NULL, &page, "cannot list jobs");
+        buf_release(&path);
+        free(after);
+        after = NULL;
+        if (r) goto out;
+        json_t *jobs = json_is_array(page) ? page : json_object_get(page, "jobs");
+        json_array_extend(list, jobs);
+        const char *next = jstr(page, "next");
+        more = next && *next && json_array_size(jobs) > 0;
+        if (more) after = xstrdup(next);
+        json_decref(page);
+        if (!all || !more || (limit && (long)json_array_size(list) >= limit)) break;
+    }
+    free(after);
+    if (json) {
+        cli_print_json(list);
+    } else {
+        print_jobs_table(list);
+        if (more && !all && !(limit && (long)json_array_size(list) >= limit))
+            fprintf(stderr, "drover: more jobs follow; --all lists them all\n");
+    }
+    rc = 0;
+out:
+    json_decref(list);
+    buf_release(&filter);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- queues ---- */
+
+static const char queues_usage[] =
+    "usage: drover queues [--json]\n"
+    "\n"
+    "Lists the queues with their jobs by state and the agents listening.\n"
+    "\n"
+    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+
+int cmd_queues(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    json_t *answer = NULL;
+    int opt, rc = 1;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        if (opt == OPT_JSON)
+            json = true;
+        else if (opt == 'h')
+            return fputs(queues_usage, stdout), 0;
+        else
+            return cli_bad_option(opt, argv, queues_usage);
+    }
+    if (optind < argc)
+        return cli_usage_error(queues_usage, "unexpected argument '%s'", argv[optind]);
+    if (cli_connect(&cli, &copts) ||
+        cli_call(&cli, "GET", "/v1/queues", NULL, &answer, "cannot list queues"))
+        goto out;
+    if (json) {
+        cli_print_json(answer);
+    } else {
+        json_t *list = json_is_array(answer) ? answer : json_object_get(answer, "queues");
+        struct table *t =
+            table_new(6, "name", "queued", "running", "succeeded", "failed", "listeners");
+        for (size_t c = 1; c < 6; c++)
+            table_align_right(t, c);
+        static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
+        size_t i;
+        json_t *q;
+        json_array_foreach(list, i, q)
+        {
+            table_add(t, jstr(q, "name"));
+            for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+                table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
+        }
+        table_print(t, stdout);
+        table_free(t);
+    }
+    rc = 0;
+out:
+    json_decref(answer);
+    cli_release(&cli);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/*
+ * table.c - see table.h. Cells are kept, already sanitised and cut, in one
+ * array in row-major order; widths are measured when printing.
+ */
+#include "cli/table.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+
+struct table {
+    size_t ncols;
+    char **cells; /* the headers first, then the rows */
+    size_t ncells, cap;
+    bool *right;
+    size_t *max; /* 0 = no limit */
+};
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t width_of(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80) w++;
+    return w;
+}
+
+static void push(struct table *t, char *cell)
+{
+    if (t->ncells == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 64;
+        t->cells = xrealloc(t->cells, t->cap * sizeof(*t->cells));
+    }
+    t->cells[t->ncells++] = cell;
+}
+
+struct table *table_new(size_t ncols, ...)
+{
+    struct table *t = xcalloc(1, sizeof(*t));
+    t->ncols = ncols;
+    t->right = xcalloc(ncols, sizeof(*t->right));
+    t->max = xcalloc(ncols, sizeof(*t->max));
+    va_list ap;
+    va_start(ap, ncols);
+    for (size_t i = 0; i < ncols; i++) {
+        char *h = xstrdup(va_arg(ap, const char *));
+        for (char *p = h; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+        push(t, h);
+    }
+    va_end(ap);
+    return t;
+}
+
+void table_free(struct table *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->ncells; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(t->right);
+    free(t->max);
+    free(t);
+}
+
+void table_align_right(struct table *t, size_t col)
+{
+    if (col < t->ncols) t->right[col] = true;
+}
+
+void table_max_width(struct table *t, size_t col, size_t width)
+{
+    if (col < t->ncols) t->max[col] = width;
+}
+
+void table_add(struct table *t, const char *cell)
+{
+    size_t col = t->ncells % t->ncols;
+    size_t max = t->max[col];
+    struct buf b = BUF_INIT;
+    size_t w = 0;
+    const unsigned char *p = (const unsigned char *)(cell ? cell : "-");
+
+    for (; *p; p++) {
+        bool starts_char = (*p & 0xc0) != 0x80;
+        if (starts_char && max && w == max - 1 && width_of((const char *)p) > 1) {
+            buf_adds(&b, "\xe2\x80\xa6"); /* "…" */
+            break;
+        }
+        if (starts_char) w++;
+        buf_addc(&b, *p < 0x20 || *p == 0x7f ? '?' : (char)*p);
+    }
+    if (b.len == 0) buf_addc(&b, '-');
+    push(t, buf_detach(&b));
+}
+
+void table_addf(struct table *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    va_end(ap);
+    table_add(t, s ? s : "?");
+    free(s);
+}
+
+void table_print(const struct table *t, FILE *f)
+{
+    size_t *width = xcalloc(t->ncols, sizeof(*width));
+    size_t rows = (t->ncells + t->ncols - 1) / t->ncols;
+    for (size_t i = 0; i < t->ncells; i++) {
+        size_t w = width_of(t->cells[i]);
+        if (w > width[i % t->ncols]) width[i % t->ncols] = w;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t i = r * t->ncols + c;
+            const char *s = i < t->ncells ? t->cells[i] : "-";
+            size_t pad = width[c] - width_of(s);
+            bool last = c + 1 == t->ncols;
+            if (c > 0) fputs("  ", f);
+            if (t->right[c]) fprintf(f, "%*s", (int)pad, "");
+            fputs(s, f);
+            if (!t->right[c] && !last) fprintf(f, "%*s", (int)pad, "");
+        }
+        fputc('\n', f);
+    }
+    free(width);
+}

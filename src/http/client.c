@@ -1,0 +1,400 @@
+/*
+ * client.c - see client.h. An HTTP/JSON call on libcurl: build the request
+ * (http_call_setup), let curl run it, read the answer (http_call_finish).
+ *
+ * Invariants: the answer buffer never exceeds call->max_response bytes (the
+ * write callback refuses more, which curl reports as CURLE_WRITE_ERROR); a
+ * transport failure never reaches the user as curl's raw error text, but as
+ * "cannot reach the drover server at URL: <reason>".
+ */
+#include "http/client.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/xalloc.h"
+
+#ifndef DROVER_VERSION
+#define DROVER_VERSION "dev"
+#endif
+
+static void global_init(void)
+{
+    static bool done;
+    if (!done) {
+        /* Thread-safe since curl 7.84 when built with atomics; the CLI and the
+         * agent call it from their main thread before anything else anyway. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) die("cannot initialise libcurl");
+        done = true;
+    }
+}
+
+bool http_host_is_loopback(const char *host)
+{
+    if (!host || !*host) return false;
+    if (!strcasecmp(host, "localhost") || !strcasecmp(host, "localhost.")) return true;
+    char tmp[64];
+    size_t n = strlen(host);
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n >= sizeof(tmp)) return false;
+    memcpy(tmp, host, n);
+    tmp[n] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, tmp, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, tmp, &a6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static bool header_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
+int http_client_set_token(struct http_client *c, const char *token, struct err *e)
+{
+    if (token && !header_safe(token))
+        return err_set(e, ERR_INVALID, "the token holds control characters");
+    free(c->token);
+    c->token = token && *token ? xstrdup(token) : NULL;
+    return 0;
+}
+
+int http_client_init(struct http_client *c, const char *base_url, const char *token, struct err *e)
+{
+    memset(c, 0, sizeof(*c));
+    c->connect_timeout_ms = 10000;
+    c->timeout_ms = 60000;
+    c->max_response = HTTP_CLIENT_MAX_RESPONSE;
+    global_init();
+
+    if (!base_url || !*base_url) return err_set(e, ERR_INVALID, "the server URL is empty");
+    if (!header_safe(base_url))
+        return err_set(e, ERR_INVALID, "the server URL '%s' holds control characters", base_url);
+    char *url = strstr(base_url, "://") ? xstrdup(base_url) : xasprintf("http://%s", base_url);
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+
+    int rc = 0;
+    char *scheme = NULL, *host = NULL, *query = NULL;
+    CURLU *u = curl_url();
+    if (!u) die("out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        rc = err_set(e, ERR_INVALID, "the server URL '%s' is not a valid URL", base_url);
+        goto out;
+    }
+    if (strcmp(scheme, "http") && strcmp(scheme, "https")) {
+        rc = err_set(e, ERR_INVALID, "the server URL '%s' must start with http:// or https://",
+                     base_url);
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK) {
+        rc = err_set(e, ERR_INVALID, "the server URL '%s' must not have a query", base_url);
+        goto out;
+    }
+    c->loopback = http_host_is_loopback(host);
+    rc = http_client_set_token(c, token, e);
+    if (rc == 0) {
+        c->base_url = url;
+        url = NULL;
+    }
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(query);
+    curl_url_cleanup(u);
+    free(url);
+    return rc;
+}
+
+void http_client_release(struct http_client *c)
+{
+    if (c->easy) curl_easy_cleanup(c->easy);
+    free(c->base_url);
+    free(c->token);
+    memset(c, 0, sizeof(*c));
+}
+
+char *http_escape(const char *s)
+{
+    global_init();
+    char *q = curl_easy_escape(NULL, s, 0);
+    if (!q) die("out of memory");
+    char *r = xstrdup(q);
+    curl_free(q);
+    return r;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_call *call = arg;
+    size_t n = size * nmemb;
+    if (n > call->max_response - call->resp.len) {
+        call->too_large = true;
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
+    }
+    buf_add(&call->resp, data, n);
+    return n;
+}
+
+/* Sets an option that cannot fail for a valid handle except by lack of memory. */
+#define SETOPT(h, opt, val)                                                                        \
+    do {                                                                                           \
+        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) goto setopt_failed;                   \
+    } while (0)
+
+int http_call_setup(struct http_call *call, const struct http_client *c, CURL *easy,
+                    const char *method, const char *path, json_t *body, struct err *e)
+{
+    memset(call, 0, sizeof(*call));
+    call->easy = easy;
+    call->max_response = c->max_response ? c->max_response : HTTP_CLIENT_MAX_RESPONSE;
+    call->url = xasprintf("%s%s", c->base_url, path);
+    if (body) {
+        call->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!call->body) return err_set(e, ERR_INVALID, "cannot encode the request body as JSON");
+    }
+
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, "Accept: application/json");
+    if (h && body) h = curl_slist_append(h, "Content-Type: application/json");
+    if (h) h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+    if (h && c->token) {
+        char *auth = xasprintf("Authorization: Bearer %s", c->token);
+        struct curl_slist *h2 = curl_slist_append(h, auth);
+        free(auth);
+        if (!h2) curl_slist_free_all(h);
+        h = h2;
+    }
+    if (!h) die("out of memory");
+    call->headers = h;
+
+    curl_easy_reset(easy);
+    SETOPT(easy, CURLOPT_URL, call->url);
+    SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(easy, CURLOPT_USERAGENT, "drover/" DROVER_VERSION);
+    SETOPT(easy, CURLOPT_HTTPHEADER, call->headers);
+    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    SETOPT(easy, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    SETOPT(easy, CURLOPT_WRITEFUNCTION, on_write);
+    SETOPT(easy, CURLOPT_WRITEDATA, call);
+    if (c->loopback)
+        SETOPT(easy, CURLOPT_NOPROXY, "*"); /* a proxy from the environment cannot reach us */
+
+    if (call->body) {
+        SETOPT(easy, CURLOPT_POSTFIELDS, call->body);
+        SETOPT(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->body));
+        if (strcmp(method, "POST")) SETOPT(easy, CURLOPT_CUSTOMREQUEST, method);
+    } else if (!strcmp(method, "POST")) {
+        SETOPT(easy, CURLOPT_POSTFIELDS, "");
+        SETOPT(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    } else if (!strcmp(method, "GET")) {
+        SETOPT(easy, CURLOPT_HTTPGET, 1L);
+    } else if (!strcmp(method, "HEAD")) {
+        SETOPT(easy, CURLOPT_NOBODY, 1L);
+    } else {
+        SETOPT(easy, CURLOPT_CUSTOMREQUEST, method);
+    }
+    return 0;
+
+setopt_failed:
+    return err_set(e, ERR_INTERNAL, "cannot prepare the request to %s", call->url);
+}
+
+void http_call_release(struct http_call *call)
+{
+    free(call->url);
+    free(call->body);
+    curl_slist_free_all(call->headers);
+    buf_release(&call->resp);
+    memset(call, 0, sizeof(*call));
+}
+
+static int err_from_status(long status)
+{
+    switch (status) {
+    case 400:
+        return ERR_INVALID;
+    case 401:
+        return ERR_UNAUTH;
+    case 403:
+        return ERR_DENIED;
+    case 404:
+        return ERR_NOTFOUND;
+    case 405:
+        return ERR_METHOD;
+    case 409:
+        return ERR_CONFLICT;
+    case 413:
+        return ERR_TOOLARGE;
+    case 503:
+        return ERR_UNAVAILABLE;
+    case 507:
+        return ERR_NOSPACE;
+    default:
+        return status >= 400 && status < 500 ? ERR_INVALID : ERR_INTERNAL;
+    }
+}
+
+/* Why a connection could not be made, in a few lower-case words. */
+static const char *connect_reason(long os_errno)
+{
+    switch (os_errno) {
+    case ECONNREFUSED:
+        return "connection refused";
+    case ENETUNREACH:
+        return "network unreachable";
+    case EHOSTUNREACH:
+        return "host unreachable";
+    case ETIMEDOUT:
+        return "connection timed out";
+    case EADDRNOTAVAIL:
+        return "address not available";
+    case ECONNRESET:
+        return "connection reset";
+    case EACCES:
+    case EPERM:
+        return "connection not permitted";
+    default:
+        return "cannot connect";
+    }
+}
+
+/* curl's description of rc with a lower-case first letter, into tmp. */
+static const char *curl_reason(CURLcode rc, char *tmp, size_t n)
+{
+    snprintf(tmp, n, "%s", curl_easy_strerror(rc));
+    if (tmp[0] && isupper((unsigned char)tmp[0]) && !isupper((unsigned char)tmp[1]))
+        tmp[0] = (char)tolower((unsigned char)tmp[0]);
+    return tmp;
+}
+
+static int transport_error(const struct http_call *call, const struct http_client *c, CURLcode rc,
+                           struct err *e)
+{
+    long os_errno = 0;
+    curl_off_t connect_us = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &os_errno);
+    curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    const char *hint_open = c->hint ? " (" : "";
+    const char *hint = c->hint ? c->hint : "";
+    const char *hint_close = c->hint ? ")" : "";
+    char tmp[256];
+    const char *why;
+
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        why = "unknown host";
+        break;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        why = "unknown proxy host";
+        break;
+    case CURLE_COULDNT_CONNECT:
+        why = connect_reason(os_errno);
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (connect_us > 0)
+            return err_set(e, ERR_UNAVAILABLE,
+                           "the drover server at %s did not answer within %ld s", c->base_url,
+                           (c->timeout_ms + 999) / 1000);
+        why = "connection timed out";
+        break;
+    case CURLE_GOT_NOTHING:
+        return err_set(e, ERR_UNAVAILABLE,
+                       "the drover server at %s closed the connection without answering",
+                       c->base_url);
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        if (connect_us > 0)
+            return err_set(e, ERR_UNAVAILABLE,
+                           "the connection to the drover server at %s broke during the request",
+                           c->base_url);
+        why = "connection reset";
+        break;
+    default:
+        why = curl_reason(rc, tmp, sizeof(tmp));
+        break;
+    }
+    return err_set(e, ERR_UNAVAILABLE, "cannot reach the drover server at %s: %s%s%s%s",
+                   c->base_url, why, hint_open, hint, hint_close);
+}
+
+int http_call_finish(struct http_call *call, const struct http_client *c, CURLcode rc, long *status,
+                     json_t **resp, struct err *e)
+{
+    long st = 0;
+    json_t *j = NULL;
+    int ret = 0;
+
+    if (rc != CURLE_OK) {
+        if (rc == CURLE_WRITE_ERROR && call->too_large)
+            ret = err_set(e, ERR_TOOLARGE,
+                          "the answer of the drover server at %s is larger than %zu MiB",
+                          c->base_url, call->max_response >> 20);
+        else
+            ret = transport_error(call, c, rc, e);
+        goto out;
+    }
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &st);
+
+    json_error_t jerr;
+    if (call->resp.len > 0) j = json_loadb(call->resp.data, call->resp.len, JSON_DECODE_ANY, &jerr);
+
+    if (st >= 200 && st < 300) {
+        if (call->resp.len > 0 && !j)
+            ret = err_set(e, ERR_INTERNAL,
+                          "the answer of the server at %s is not JSON (%s at byte %d)", c->base_url,
+                          jerr.text, jerr.position);
+        goto out;
+    }
+
+    ret = err_from_status(st);
+    json_t *error = json_object_get(j, "error");
+    const char *msg = json_string_value(json_object_get(error, "message"));
+    const char *field = json_string_value(json_object_get(error, "field"));
+    if (msg && *msg)
+        err_field(e, ret, field, "%s", msg);
+    else
+        err_set(e, ret, "the server at %s answered %ld (%s) to %s", c->base_url, st, err_str(ret),
+                call->url + strlen(c->base_url));
+out:
+    if (status) *status = st;
+    if (resp)
+        *resp = j;
+    else
+        json_decref(j);
+    return ret;
+}
+
+int http_client_json(struct http_client *c, const char *method, const char *path, json_t *body,
+                     long *status, json_t **resp, struct err *e)
+{
+    if (status) *status = 0;
+    if (resp) *resp = NULL;
+    if (!c->easy && !(c->easy = curl_easy_init())) die("cannot initialise libcurl");
+
+    struct http_call call;
+    int rc = http_call_setup(&call, c, c->easy, method, path, body, e);
+    if (rc == 0) rc = http_call_finish(&call, c, curl_easy_perform(c->easy), status, resp, e);
+    http_call_release(&call);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * client.h - a small HTTP/JSON client on libcurl, for the CLI and (later) the agent.
+ *
+ * A `struct http_client` holds what every call shares: the server's base URL,
+ * the bearer token and the limits. One call is a `struct http_call`, split in
+ * two halves so that the same code serves a blocking caller and an event loop:
+ *
+ *     http_call_setup()    builds the request on a curl easy handle
+ *     (curl_easy_perform, or a curl multi handle driven by the loop)
+ *     http_call_finish()   turns curl's result and the answer into status + JSON
+ *
+ * http_client_json() does the three steps on the client's own easy handle,
+ * which it keeps between calls so that connections are reused.
+ *
+ * Every answer is read into memory up to `max_response` bytes (64 MiB by
+ * default); a longer one fails with ERR_TOOLARGE instead of growing without bound.
+ *
+ * Errors:
+ *   - the server cannot be reached (refused, unknown host, no answer, TLS):
+ *     ERR_UNAVAILABLE with *status == 0 and a message for humans:
+ *     "cannot reach the drover server at http://127.0.0.1:7070: connection
+ *     refused (is `drover server` running? set DROVER_SERVER)";
+ *   - the server answered 4xx/5xx: the matching ERR_* code (400 → ERR_INVALID,
+ *     403 → ERR_DENIED, 409 → ERR_CONFLICT, ...), with the message and field of
+ *     its {"error": {"code", "message", "field"}} body in `e`, and *status and
+ *     *resp set as for a success (so callers can look at the body);
+ *   - the answer of a 2xx is not JSON: ERR_INTERNAL.
+ */
+#ifndef DROVER_HTTP_CLIENT_H
+#define DROVER_HTTP_CLIENT_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+#define HTTP_CLIENT_MAX_RESPONSE ((size_t)64 << 20)
+
+struct http_client {
+    char *base_url;          /* no trailing '/'; owned */
+    char *token;             /* bearer token, NULL for none; owned */
+    bool loopback;           /* the server's host is 127.x, localhost or ::1 */
+    long connect_timeout_ms; /* default 10 s */
+    long timeout_ms;         /* whole request; 0 = none; default 60 s */
+    size_t max_response;     /* cap on an answer's body */
+    const char *hint;        /* appended to "cannot reach" messages, e.g. "set DROVER_SERVER";
+                                borrowed (a literal), NULL for none */
+    CURL *easy;              /* http_client_json's handle, created on first use */
+};
+
+/*
+ * Prepares `c` for a server at `base_url` ("http://host:port", a path prefix
+ * allowed; "host:port" is taken as http://) with `token` (NULL for none).
+ * Both strings are copied. Fails with ERR_INVALID when the URL cannot be
+ * parsed or the token holds characters that cannot go in a header.
+ * On failure `c` needs no release (but releasing it is harmless).
+ */
+int http_client_init(struct http_client *c, const char *base_url, const char *token, struct err *e);
+void http_client_release(struct http_client *c);
+/* Replaces the bearer token (NULL for none); ERR_INVALID if it cannot go in a header. */
+int http_client_set_token(struct http_client *c, const char *token, struct err *e);
+
+/*
+ * One request and its answer. Fields are private to client.c; callers only
+ * embed it, call setup, run `easy`, call finish and release.
+ */
+struct http_call {
+    CURL *easy; /* borrowed from the caller */
+    char *url;
+    char *body; /* the serialised request body, or NULL */
+    struct curl_slist *headers;
+    struct buf resp;
+    size_t max_response;
+    bool too_large;
+};
+
+/*
+ * Configures `easy` (reset first) for `method` on the client's base URL +
+ * `path` ("/v1/jobs?state=queued", already escaped; see http_escape) with
+ * `body` serialised as JSON (NULL for none; borrowed). The call keeps what
+ * curl needs until http_call_release, which is due after a failed setup too.
+ */
+int http_call_setup(struct http_call *call, const struct http_client *c, CURL *easy,
+                    const char *method, const char *path, json_t *body, struct err *e);
+
+/*
+ * Interprets curl's result `rc` for a finished call: sets *status (0 when no
+ * HTTP answer came) and *resp (the parsed JSON answer, a new reference the
+ * caller owns, or NULL when the body was empty or not JSON). Returns 0 for a
+ * 2xx answer, else an error as described at the top of this file.
+ */
+int http_call_finish(struct http_call *call, const struct http_client *c, CURLcode rc, long *status,
+                     json_t **resp, struct err *e);
+void http_call_release(struct http_call *call);
+
+/*
+ * A blocking call: setup, perform, finish. `status` and `resp` may be NULL
+ * when the caller does not want them.
+ */
+int http_client_json(struct http_client *c, const char *method, const char *path, json_t *body,
+                     long *status, json_t **resp, struct err *e);
+
+/* `s` escaped for a URL path segment or query value; the caller frees it. */
+char *http_escape(const char *s);
+
+/* True when `host` names the local machine: 127.0.0.0/8, localhost, ::1. */
+bool http_host_is_loopback(const char *host);
+
+#endif
