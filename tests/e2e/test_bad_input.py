@@ -1,0 +1,193 @@
+"""Bad input: every case gets its documented error, nothing is stored, the server keeps serving."""
+import os
+import stat
+
+import pytest
+
+GOOD = {"command": {"program": "true"}}
+
+
+def spec(**kw):
+    s = {"command": {"program": "true"}}
+    s.update(kw)
+    return s
+
+
+def cmd(**kw):
+    c = {"program": "true"}
+    c.update(kw)
+    return {"command": c}
+
+
+# (name, body (dict/list/raw bytes), status, code, field)
+CASES = [
+    ("malformed json", b'{"command": ', 400, "invalid_argument", None),
+    ("trailing garbage", b'{"command": {"program": "x"}} x', 400, "invalid_argument", None),
+    ("duplicate keys", b'{"queue": "a", "queue": "b", "command": {"program": "x"}}', 400,
+     "invalid_argument", None),
+    ("empty body", b"", 400, "invalid_argument", None),
+    ("not an object", b'"hello"', 400, "invalid_argument", None),
+    ("empty array", [], 400, "invalid_argument", None),
+    ("unknown field", spec(prioirty=1), 400, "invalid_argument", "prioirty"),
+    ("queue type", spec(queue=5), 400, "invalid_argument", "queue"),
+    ("queue name", spec(queue="Bad Queue"), 400, "invalid_argument", "queue"),
+    ("queue too long", spec(queue="a" * 65), 400, "invalid_argument", "queue"),
+    ("priority range", spec(priority=1001), 400, "invalid_argument", "priority"),
+    ("priority type", spec(priority="high"), 400, "invalid_argument", "priority"),
+    ("priority real", spec(priority=1.5), 400, "invalid_argument", "priority"),
+    ("slots zero", spec(slots=0), 400, "invalid_argument", "slots"),
+    ("delay negative", spec(delay_s=-1), 400, "invalid_argument", "delay_s"),
+    ("timeout zero", spec(timeout_s=0), 400, "invalid_argument", "timeout_s"),
+    ("retry attempts", spec(retry={"max_attempts": 0}), 400, "invalid_argument",
+     "retry.max_attempts"),
+    ("retry unknown", spec(retry={"tries": 2}), 400, "invalid_argument", "retry.tries"),
+    ("labels type", spec(labels={"a": 1}), 400, "invalid_argument", "labels.a"),
+    ("requires type", spec(requires=["db"]), 400, "invalid_argument", "requires"),
+    ("key empty", spec(key=""), 400, "invalid_argument", "key"),
+    ("notify url", spec(notify_url="ftp://x"), 400, "invalid_argument", "notify_url"),
+    ("test type", spec(test="yes"), 400, "invalid_argument", "test"),
+    ("no command", {"queue": "a"}, 400, "invalid_argument", "command"),
+    ("no program", {"command": {}}, 400, "invalid_argument", "command.program"),
+    ("program type", {"command": {"program": 7}}, 400, "invalid_argument", "command.program"),
+    ("argument type", cmd(arguments=[{"type": "flag", "value": "x"}]), 400, "invalid_argument",
+     "command.arguments[0].type"),
+    ("third argument type",
+     cmd(arguments=[{"type": "parameter", "value": "a"}, {"type": "parameter", "value": "b"},
+                    {"type": "nope", "value": "c"}]),
+     400, "invalid_argument", "command.arguments[2].type"),
+    ("argument unknown key", cmd(arguments=[{"type": "parameter", "value": "x", "v": 1}]), 400,
+     "invalid_argument", "command.arguments[0].v"),
+    ("input without uri", cmd(arguments=[{"type": "input", "value": "local.txt"}]), 400,
+     "invalid_argument", "command.arguments[0].value"),
+    ("input escapes", cmd(arguments=[{"type": "input", "value": "s3://b/../etc/passwd"}]), 400,
+     "invalid_argument", "command.arguments[0].value"),
+    ("argv and arguments", cmd(argv=["a"], arguments=[]), 400, "invalid_argument", None),
+    ("shell and program", {"command": {"program": "x", "shell": "ls"}}, 400, "invalid_argument",
+     None),
+    ("stdin type", cmd(stdin={"type": "file", "value": "x"}), 400, "invalid_argument",
+     "command.stdin.type"),
+    ("stdout pipe value", cmd(stdout={"type": "pipe", "value": "x"}), 400, "invalid_argument",
+     "command.stdout.value"),
+    ("env reserved", cmd(env={"DROVER_JOB_ID": "x"}), 400, "invalid_argument",
+     "command.env.DROVER_JOB_ID"),
+    ("env name", cmd(env={"1BAD": "x"}), 400, "invalid_argument", "command.env.1BAD"),
+    ("prefix absolute", cmd(input=["/etc"]), 400, "invalid_argument", "command.input[0]"),
+    ("array item", [GOOD, spec(priority="x")], 400, "invalid_argument", "[1].priority"),
+    ("probe in array", [GOOD, {"test": True}], 400, "invalid_argument", "[1].test"),
+    ("too many arguments", cmd(argv=["x"] * 5000), 400, "invalid_argument", None),
+]
+
+
+@pytest.mark.parametrize("name,body,status,code,field", CASES, ids=[c[0] for c in CASES])
+def test_bad_submission(server, name, body, status, code, field):
+    api = server.api()
+    if isinstance(body, bytes):
+        r = api.post("/v1/jobs", data=body, headers={"Content-Type": "application/json"})
+    else:
+        r = api.post("/v1/jobs", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert err["message"]
+    if field:
+        assert err.get("field") == field, err
+    assert api.get("/v1/jobs").json()["jobs"] == []  # nothing half-written
+    assert api.get("/healthz").status_code == 200
+
+
+def test_oversized_body(server):
+    api = server.api()
+    big = b'{"command": {"program": "' + b"x" * (65 * 1024 * 1024) + b'"}}'
+    # Over the largest route's limit evhttp itself answers 413 (its own HTML page) and
+    # closes the connection without reading the rest.
+    r = api.post("/v1/jobs", data=big)
+    assert r.status_code == 413
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/v1/jobs").json()["jobs"] == []
+    r = api.post("/v1/tokens", data=b'{"role": "client", "name": "' + b"x" * 8192 + b'"}')
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+QUERY_CASES = [
+    ("/v1/jobs?limit=0", "limit"), ("/v1/jobs?limit=abc", "limit"),
+    ("/v1/jobs?limit=1001", "limit"), ("/v1/jobs?state=done", "state"),
+    ("/v1/jobs?queue=NOPE!", "queue"), ("/v1/jobs?after=xyz", "after"),
+    ("/v1/jobs?label=nocolon", "label"),
+]
+
+
+@pytest.mark.parametrize("path,field", QUERY_CASES)
+def test_bad_query(server, path, field):
+    r = server.api().get(path)
+    assert r.status_code == 400
+    assert r.json()["error"]["field"] == field
+
+
+def test_wait_bad_timeout_and_unknown_job(server):
+    api = server.api()
+    job = api.post("/v1/jobs", json=GOOD).json()
+    r = api.get(f"/v1/jobs/{job['id']}/wait?timeout_s=-1")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "timeout_s"
+    r = api.get("/v1/jobs/not-a-job")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = api.get("/v1/jobs/not-a-job/wait?timeout_s=1")
+    assert r.status_code == 404
+
+
+def test_unknown_endpoint_and_method(server):
+    api = server.api()
+    r = api.get("/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = api.delete("/v1/jobs")
+    assert r.status_code == 405
+
+
+def test_tokens_and_roles(server):
+    admin = server.api()
+    r = admin.post("/v1/tokens", json={"role": "client", "name": "alice"})
+    assert r.status_code == 201
+    client_tok = r.json()["token"]
+    agent_tok = admin.post("/v1/tokens", json={"role": "agent", "name": "w1"}).json()["token"]
+    client, agent = server.api(client_tok), server.api(agent_tok)
+
+    assert client.post("/v1/jobs", json=GOOD).status_code == 201
+    r = client.post("/v1/tokens", json={"role": "admin", "name": "evil"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
+    r = agent.post("/v1/jobs", json=GOOD)
+    assert r.status_code == 403
+    assert agent.get("/v1/jobs").status_code == 403
+
+    r = admin.post("/v1/tokens", json={"role": "client", "name": "alice"})
+    assert r.status_code == 409
+    for bad, field in [({"role": "root", "name": "x"}, "role"),
+                       ({"role": "client", "name": "has space"}, "name"),
+                       ({"role": "client"}, "name"),
+                       ({"role": "client", "name": "x", "extra": 1}, "extra")]:
+        r = admin.post("/v1/tokens", json=bad)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field
+
+    assert admin.delete("/v1/tokens/alice").status_code == 200
+    r = client.get("/v1/jobs")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert admin.delete("/v1/tokens/alice").status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "Bearer ", "Bearer nope", "Basic abc", "drv_x"])
+def test_missing_or_bad_token(server, header):
+    import requests
+    h = {"Authorization": header} if header is not None else {}
+    r = requests.get(server.url + "/v1/jobs", headers=h, timeout=10)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "unauthenticated"
+
+
+def test_admin_token_file(server):
+    path = os.path.join(server.data_dir, "admin.token")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o600
+    assert server.admin_token.startswith("drv_")
+    # a restart keeps the same token
+    before = server.admin_token
+    server.restart()
+    assert server.admin_token == before
+    assert server.api().get("/v1/jobs").status_code == 200

@@ -1,0 +1,217 @@
+"""The jobs API of API.md against a real server: submit, get, list, wait, cancel, queues."""
+import re
+import threading
+import time
+
+import pytest
+
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+SEED = {
+    "service": "nhmmer",
+    "queue": "bio",
+    "test": False,
+    "command": {
+        "program": "nhmmer",
+        "arguments": [
+            {"type": "parameter", "name": "--cpu", "value": "2"},
+            {"type": "input", "name": "--infile", "value": "s3://bucket/path/to/input.txt"},
+            {"type": "output", "name": "--outfile", "value": "s3://bucket/path/to/output.txt"},
+            {"type": "parameter", "value": "positional"},
+        ],
+        "stdin": {"type": "pipe", "value": "raw input data"},
+        "stdout": {"type": "pipe", "value": None},
+        "stderr": {"type": "uri", "value": "s3://bucket/path/to/stderr.txt"},
+        "input": ["s3://bucket/path/to/poly"],
+        "output": ["s3://bucket/path/to/some/output"],
+    },
+}
+
+
+def submit(api, spec, status=201):
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def test_submit_and_get(server):
+    api = server.api()
+    job = submit(api, {"queue": "q1", "name": "hello", "priority": 7, "labels": {"p": "x"},
+                       "command": {"program": "/bin/echo", "argv": ["hi", 2, True]}})
+    assert UUID7.match(job["id"])
+    assert job["state"] == "queued"
+    assert job["queue"] == "q1" and job["name"] == "hello" and job["priority"] == 7
+    assert job["attempt"] == 0 and job["max_attempts"] == 3
+    assert job["created_at"].endswith("Z") and "." in job["created_at"]
+    args = job["spec"]["command"]["arguments"]
+    assert [a["value"] for a in args] == ["hi", "2", "true"]
+    got = api.get(f"/v1/jobs/{job['id']}").json()
+    assert got == job
+
+
+def test_seed_message_accepted_verbatim(server):
+    api = server.api()
+    job = submit(api, SEED)
+    assert job["service"] == "nhmmer" and job["queue"] == "bio"
+    cmd = job["spec"]["command"]
+    assert [a["type"] for a in cmd["arguments"]] == ["parameter", "input", "output", "parameter"]
+    assert cmd["stdin"] == {"type": "pipe", "value": "raw input data"}
+    assert cmd["stderr"] == {"type": "uri", "value": "s3://bucket/path/to/stderr.txt"}
+    assert cmd["input"] == ["s3://bucket/path/to/poly"]
+
+
+def test_priority_delay_retry_are_stored(server):
+    api = server.api()
+    job = submit(api, {"priority": -5, "delay_s": 60, "timeout_s": 30,
+                       "retry": {"max_attempts": 5, "backoff_s": 2, "max_backoff_s": 10},
+                       "command": {"program": "true"}})
+    got = api.get(f"/v1/jobs/{job['id']}").json()
+    assert got["priority"] == -5 and got["max_attempts"] == 5
+    assert got["spec"]["retry"] == {"max_attempts": 5, "backoff_s": 2, "max_backoff_s": 10}
+    assert got["spec"]["timeout_s"] == 30 and got["spec"]["delay_s"] == 60
+    assert got["run_after"] > got["created_at"]
+
+
+def test_ids_increase(server):
+    api = server.api()
+    ids = [submit(api, {"command": {"program": "true"}})["id"] for _ in range(20)]
+    assert ids == sorted(ids)
+
+
+def test_array_is_one_transaction(server):
+    api = server.api()
+    r = api.post("/v1/jobs", json=[{"queue": "arr", "command": {"program": "true"}}] * 5)
+    assert r.status_code == 201
+    assert len(r.json()["jobs"]) == 5
+    bad = [{"queue": "arr", "command": {"program": "true"}},
+           {"queue": "arr", "command": {"program": "true", "arguments": [{"type": "x"}]}}]
+    r = api.post("/v1/jobs", json=bad)
+    assert r.status_code == 400
+    assert r.json()["error"]["field"] == "[1].command.arguments[0].type"
+    listed = api.get("/v1/jobs?queue=arr&limit=100").json()["jobs"]
+    assert len(listed) == 5
+
+
+def test_idempotency_key(server):
+    api = server.api()
+    first = submit(api, {"key": "k-1", "command": {"program": "true"}})
+    again = submit(api, {"key": "k-1", "command": {"program": "other"}}, status=200)
+    assert again["id"] == first["id"]
+    assert again["spec"]["command"]["program"] == "true"
+    both = api.post("/v1/jobs", json=[{"key": "k-2", "command": {"program": "a"}},
+                                      {"key": "k-2", "command": {"program": "b"}}]).json()["jobs"]
+    assert both[0]["id"] == both[1]["id"]
+
+
+def test_concurrent_same_key_one_job(server):
+    api = server.api()
+    ids, errors = [], []
+
+    def go():
+        try:
+            r = server.api().post("/v1/jobs", json={"key": "race", "command": {"program": "x"}})
+            ids.append(r.json()["id"])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(ids) == 8 and len(set(ids)) == 1
+    assert len(api.get("/v1/jobs?limit=100").json()["jobs"]) == 1
+
+
+def test_test_probe_queues_nothing(server):
+    api = server.api()
+    r = api.post("/v1/jobs", json={"queue": "probe", "test": True})
+    assert r.status_code == 200
+    assert r.json() == {"queue": "probe", "listeners": 0}
+    assert api.get("/v1/jobs?queue=probe").json()["jobs"] == []
+
+
+def test_list_filters_and_cursor(server):
+    api = server.api()
+    made = []
+    for i in range(25):
+        made.append(submit(api, {"queue": "a" if i % 2 else "b", "service": "s%d" % (i % 3),
+                                  "labels": {"n": str(i % 5)}, "command": {"program": "true"}}))
+    seen, after, pages = [], None, 0
+    while pages < 20:
+        q = "/v1/jobs?limit=4" + (f"&after={after}" if after else "")
+        body = api.get(q).json()
+        seen += [j["id"] for j in body["jobs"]]
+        pages += 1
+        after = body["next"]
+        if not after:
+            break
+    assert seen == [j["id"] for j in reversed(made)]  # newest first, nothing twice
+    a = api.get("/v1/jobs?queue=a&limit=100").json()["jobs"]
+    assert len(a) == 12 and all(j["queue"] == "a" for j in a)
+    s1 = api.get("/v1/jobs?service=s1&limit=100").json()["jobs"]
+    assert len(s1) == 8
+    lab = api.get("/v1/jobs?label=n:3&limit=100").json()["jobs"]
+    assert len(lab) == 5 and all(j["labels"]["n"] == "3" for j in lab)
+    api.post(f"/v1/jobs/{made[0]['id']}/cancel")
+    c = api.get("/v1/jobs?state=cancelled").json()["jobs"]
+    assert [j["id"] for j in c] == [made[0]["id"]]
+    assert len(api.get("/v1/jobs?state=queued&queue=b&limit=100").json()["jobs"]) == 12
+
+
+def test_wait_times_out_with_current_state(server):
+    api = server.api()
+    job = submit(api, {"command": {"program": "true"}})
+    t0 = time.monotonic()
+    r = api.get(f"/v1/jobs/{job['id']}/wait?timeout_s=1")
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    assert 0.9 <= time.monotonic() - t0 < 10
+
+
+def test_wait_answers_when_cancelled(server):
+    api = server.api()
+    job = submit(api, {"command": {"program": "true"}})
+    out = {}
+
+    def waiter():
+        out["r"] = server.api().get(f"/v1/jobs/{job['id']}/wait?timeout_s=30")
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    t.join(30)
+    assert time.monotonic() - t0 < 5
+    assert out["r"].json()["state"] == "cancelled"
+
+
+def test_cancel(server):
+    api = server.api()
+    job = submit(api, {"command": {"program": "true"}})
+    r = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["state"] == "cancelled" and body["result"]["reason"] == "cancelled"
+    assert body["finished_at"]
+    r = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    r = api.post("/v1/jobs/01938c2e-0000-7000-8000-000000000000/cancel")
+    assert r.status_code == 404
+
+
+def test_queues(server):
+    api = server.api()
+    for q in ["x", "x", "y"]:
+        submit(api, {"queue": q, "command": {"program": "true"}})
+    job = submit(api, {"queue": "y", "command": {"program": "true"}})
+    api.post(f"/v1/jobs/{job['id']}/cancel")
+    qs = {q["name"]: q for q in api.get("/v1/queues").json()}
+    assert qs["x"]["queued"] == 2 and qs["y"]["queued"] == 1 and qs["y"]["cancelled"] == 1
+    assert qs["x"]["listeners"] == 0
+
+
+def test_healthz_and_metrics_need_no_token(server):
+    api = server.api(token="")
+    assert api.get("/healthz").json()["status"] == "ok"
+    assert "drover_commit_batches_total" in api.get("/metrics").text
