@@ -1,0 +1,842 @@
+/*
+ * spec.c - validate and normalise a job spec (see spec.h and API.md "Job spec").
+ *
+ * Each JSON object of the spec is described by a table of `struct field`: its
+ * keys in output order, how each value is checked and what it defaults to.
+ * check_object() refuses keys that are not in the table, then checks every
+ * field in table order and puts the normalised value into a new output object,
+ * so the output always has every key. Rules that involve several fields
+ * (shell vs program, argv vs arguments, backoff ordering, an argument's value
+ * by its type) run after the table, in the object's own check function.
+ *
+ * Invariants: the input is only read; the output shares no json_t with it (every
+ * value is built anew or deep-copied). ctx.path always holds the path of the
+ * field being checked, so any failure can name it. The first failure ends the
+ * parse. Lengths are in bytes of UTF-8. JSON null is the same as an absent key.
+ */
+#include "job/spec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+
+#define SHOWN_KEY_MAX 128 /* bytes of a client's key quoted in a path */
+#define S3_KEY_MAX 1024   /* what S3 allows */
+#define PROGRAM_MAX 4096
+#define ARG_NAME_MAX 4096
+#define LABEL_VALUE_MAX 256
+
+struct ctx {
+    struct err *e;
+    struct buf path; /* the field being checked: "[3].command.arguments[2].type" */
+    json_t *top;     /* the top-level output, for rules across objects */
+};
+
+struct field;
+typedef int (*check_fn)(struct ctx *c, const struct field *f, json_t *v, json_t **norm);
+
+/* flags */
+#define F_MIN_EXCL 1u /* numbers: the minimum itself is refused */
+#define F_NO_CTRL 2u  /* strings: no control characters */
+
+struct field {
+    const char *key;
+    check_fn check;     /* gets the value, NULL when absent or null and dflt is NULL */
+    const char *dflt;   /* JSON text used when absent or null; NULL: check decides */
+    double min, max;    /* numbers: the range; strings: the length in bytes */
+    unsigned flags;     /* F_* */
+    const char *expect; /* what a valid value is, when the generic wording is not enough */
+    bool (*valid)(const char *s); /* strings: a further test */
+    const char *const *choices;   /* check_choice: NULL-terminated */
+};
+
+/* --- paths and failures ------------------------------------------------- */
+
+/* Appends ".key" (no dot at the start); returns the length to cut back to. */
+static size_t path_key(struct ctx *c, const char *key)
+{
+    size_t mark = c->path.len;
+    size_t len = strlen(key), n = len;
+    if (mark)
+        buf_addc(&c->path, '.');
+    if (n > SHOWN_KEY_MAX) {
+        /* A client's unknown key can be long: keep the path readable, and whole UTF-8. */
+        n = SHOWN_KEY_MAX;
+        while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
+            n--;
+    }
+    buf_add(&c->path, key, n);
+    if (n < len)
+        buf_adds(&c->path, "...");
+    return mark;
+}
+
+static size_t path_index(struct ctx *c, size_t i)
+{
+    size_t mark = c->path.len;
+    buf_addf(&c->path, "[%zu]", i);
+    return mark;
+}
+
+static void path_cut(struct ctx *c, size_t mark)
+{
+    c->path.len = mark;
+    if (c->path.data)
+        c->path.data[mark] = '\0';
+}
+
+/* Fails with the current path as the field; the message is "<path> <what>". */
+static int PRINTF_LIKE(2, 3) fail(struct ctx *c, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    const char *field = buf_str(&c->path);
+    return err_field(c->e, ERR_INVALID, field, "%s %s", *field ? field : "the job spec", what);
+}
+
+/* --- small predicates ----------------------------------------------------- */
+
+static bool has_ctrl(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* A JSON string of min..max bytes without NUL (which would cut the C string short). */
+static bool string_ok(json_t *v, double min, double max)
+{
+    if (!json_is_string(v))
+        return false;
+    size_t n = json_string_length(v);
+    return n >= min && n <= max && strlen(json_string_value(v)) == n;
+}
+
+/* Every byte of s is a letter, digit or in `extra`; 1..max bytes. */
+static bool name_ok(const char *s, const char *extra, bool upper, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr(extra, ch) ||
+                  (upper && ch >= 'A' && ch <= 'Z');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool spec_queue_name_valid(const char *q)
+{
+    return q && name_ok(q, "._-", false, 64);
+}
+
+static bool label_name_ok(const char *s)
+{
+    return name_ok(s, "._/-", true, 64);
+}
+
+static bool env_name_ok(const char *s)
+{
+    return !(s[0] >= '0' && s[0] <= '9') && name_ok(s, "_", true, 128);
+}
+
+static bool program_ok(const char *s)
+{
+    return !has_ctrl(s, strlen(s));
+}
+
+static bool notify_url_ok(const char *s)
+{
+    return (starts(s, "http://") || starts(s, "https://")) && spec_uri_valid(s, false, NULL);
+}
+
+/* --- URIs ----------------------------------------------------------------- */
+
+static bool no(const char **why, const char *text)
+{
+    *why = text;
+    return false;
+}
+
+/* Checks the '/'-separated segments of an s3 key (non-empty). */
+static bool s3_key_valid(const char *key, bool prefix, const char **why)
+{
+    if (strlen(key) > S3_KEY_MAX)
+        return no(why, "the key must be at most 1024 bytes");
+    for (const char *seg = key;;) {
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        if (n == 0 && !end && !prefix)
+            return no(why, "the key must not end with '/' (only a prefix may)");
+        if (n == 0 && end)
+            return no(why, "the key must not contain an empty segment ('//' or a leading '/')");
+        if (n == 1 && seg[0] == '.')
+            return no(why, "the key must not contain a '.' segment");
+        if (n == 2 && seg[0] == '.' && seg[1] == '.')
+            return no(why, "the key must not contain a '..' segment");
+        if (!end)
+            return true;
+        seg = end + 1;
+    }
+}
+
+static bool s3_valid(const char *p, bool prefix, const char **why)
+{
+    size_t n = strcspn(p, "/");
+    bool ok = n >= 2 && n <= 63 && p[0] != '.' && p[0] != '-';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '.' ||
+             p[i] == '-';
+    if (!ok)
+        return no(why, "the bucket must match [a-z0-9][a-z0-9.-]{1,62}");
+    const char *key = p[n] ? p + n + 1 : p + n;
+    if (!*key)
+        return prefix ? true : no(why, "the uri must name an object: s3://bucket/key");
+    return s3_key_valid(key, prefix, why);
+}
+
+static bool http_valid(const char *p, const char **why)
+{
+    if (strcspn(p, "/?#") == 0)
+        return no(why, "an http(s) url must name a host");
+    if (strchr(p, ' '))
+        return no(why, "an http(s) url must not contain spaces (encode them as %20)");
+    return true;
+}
+
+static bool file_valid(const char *p, const char **why)
+{
+    if (p[0] != '/')
+        return no(why, "a file uri must be file:///absolute/path");
+    for (const char *seg = p + 1;;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 2 && seg[0] == '.' && seg[1] == '.')
+            return no(why, "the path must not contain a '..' segment");
+        if (!seg[n])
+            return true;
+        seg += n + 1;
+    }
+}
+
+bool spec_uri_valid(const char *uri, bool prefix, const char **why)
+{
+    const char *ignored;
+    if (!why)
+        why = &ignored;
+    *why = NULL;
+    if (!uri || !*uri)
+        return no(why, "the uri is empty");
+    if (has_ctrl(uri, strlen(uri)))
+        return no(why, "the uri must not contain control characters");
+    if (starts(uri, "s3://"))
+        return s3_valid(uri + 5, prefix, why);
+    if (starts(uri, "http://"))
+        return http_valid(uri + 7, why);
+    if (starts(uri, "https://"))
+        return http_valid(uri + 8, why);
+    if (starts(uri, "file://"))
+        return file_valid(uri + 7, why);
+    return no(why, "the uri must start with s3://, http://, https:// or file:///");
+}
+
+enum uri_use { URI_READ, URI_WRITE, URI_PREFIX };
+
+/* The value at the current path must be a URI usable as `use`. */
+static int check_uri(struct ctx *c, json_t *v, enum uri_use use)
+{
+    const char *why;
+    if (!string_ok(v, 1, SPEC_MAX_STRING))
+        return fail(c, "must be a uri string (s3://bucket/key, https://host/path or file:///path)");
+    const char *s = json_string_value(v);
+    if (!spec_uri_valid(s, use == URI_PREFIX, &why))
+        return fail(c, "must be a valid %s: %s", use == URI_PREFIX ? "uri prefix" : "uri", why);
+    if (use != URI_READ && (starts(s, "http://") || starts(s, "https://")))
+        return fail(c, "must be an s3:// or file:/// uri: http(s) urls can only be read%s",
+                    use == URI_PREFIX ? ", not listed" : "");
+    return 0;
+}
+
+/* --- generic checks ------------------------------------------------------- */
+
+static bool nullable(const struct field *f)
+{
+    return f->dflt && strcmp(f->dflt, "null") == 0;
+}
+
+static int check_string(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    bool ok = string_ok(v, f->min, f->max);
+    if (ok && f->flags & F_NO_CTRL)
+        ok = !has_ctrl(json_string_value(v), json_string_length(v));
+    if (ok && f->valid)
+        ok = f->valid(json_string_value(v));
+    if (!ok && f->expect)
+        return fail(c, "must be %s", f->expect);
+    if (!ok)
+        return fail(c, "must be a %sstring of at most %.0f bytes%s%s",
+                    f->min > 0 ? "non-empty " : "", f->max,
+                    f->flags & F_NO_CTRL ? " without control characters" : "",
+                    nullable(f) ? ", or null" : "");
+    *norm = json_string(json_string_value(v));
+    return 0;
+}
+
+static int check_int(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    /* 2.0 is accepted as 2: some clients (Python's json) write whole floats that way. */
+    double x = json_number_value(v);
+    if (!json_is_number(v) || x < f->min || x > f->max || x != (double)(json_int_t)x)
+        return fail(c, "must be an integer between %.0f and %.0f", f->min, f->max);
+    *norm = json_integer((json_int_t)x);
+    return 0;
+}
+
+static int check_number(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    double x = json_number_value(v);
+    bool low = f->flags & F_MIN_EXCL ? x <= f->min : x < f->min;
+    if (!json_is_number(v) || low || x > f->max)
+        return fail(c, "must be a number %s %.15g and at most %.15g%s",
+                    f->flags & F_MIN_EXCL ? "greater than" : "of at least", f->min, f->max,
+                    nullable(f) ? ", or null" : "");
+    *norm = json_deep_copy(v);
+    return 0;
+}
+
+static int check_bool(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (!json_is_boolean(v))
+        return fail(c, "must be true or false");
+    *norm = json_boolean(json_is_true(v));
+    return 0;
+}
+
+static int check_choice(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    for (size_t i = 0; json_is_string(v) && f->choices[i]; i++) {
+        if (strcmp(json_string_value(v), f->choices[i]) == 0) {
+            *norm = json_string(f->choices[i]);
+            return 0;
+        }
+    }
+    struct buf list = BUF_INIT;
+    for (size_t i = 0; f->choices[i]; i++)
+        buf_addf(&list, "%s%s", i ? ", " : "", f->choices[i]);
+    int rc = fail(c, "must be one of %s", buf_str(&list));
+    buf_release(&list);
+    return rc;
+}
+
+/* A known key whose value the object's own check function reads from the input. */
+static int check_later(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)c, (void)f, (void)v, (void)norm;
+    return 0;
+}
+
+/* --- objects -------------------------------------------------------------- */
+
+static const struct field *find_field(const struct field *fields, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(fields[i].key, key) == 0)
+            return &fields[i];
+    return NULL;
+}
+
+static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields, size_t n)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v) {
+        if (find_field(fields, n, key))
+            continue;
+        struct buf known = BUF_INIT;
+        for (size_t i = 0; i < n; i++)
+            buf_addf(&known, "%s%s", i ? ", " : "", fields[i].key);
+        size_t mark = path_key(c, key);
+        const char *field = buf_str(&c->path);
+        int rc = err_field(c->e, ERR_INVALID, field, "unknown field '%s' (expected one of: %s)",
+                           field, buf_str(&known));
+        path_cut(c, mark);
+        buf_release(&known);
+        return rc;
+    }
+    return 0;
+}
+
+static int check_field(struct ctx *c, const struct field *f, json_t *v, json_t *out)
+{
+    json_t *norm = NULL;
+    if (json_is_null(v))
+        v = NULL;
+    if (!v && f->dflt) {
+        norm = json_loads(f->dflt, JSON_DECODE_ANY, NULL);
+    } else {
+        int rc = f->check(c, f, v, &norm);
+        if (rc)
+            return rc;
+    }
+    if (norm)
+        json_object_set_new(out, f->key, norm);
+    return 0;
+}
+
+static int check_fields(struct ctx *c, json_t *in, const struct field *fields, size_t n,
+                        json_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t mark = path_key(c, fields[i].key);
+        int rc = check_field(c, &fields[i], json_object_get(in, fields[i].key), out);
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Checks `in` (an object, or NULL for {}) against `fields`; *norm gets the output. */
+static int check_object(struct ctx *c, json_t *in, const struct field *fields, size_t n,
+                        json_t **norm)
+{
+    json_t *out = json_object();
+    int rc = refuse_unknown(c, in, fields, n);
+    if (!rc)
+        rc = check_fields(c, in, fields, n, out);
+    if (rc)
+        json_decref(out);
+    else
+        *norm = out;
+    return rc;
+}
+
+/* Checks a string→string object (labels, requires, env) with names passing `name_valid`. */
+static int check_map(struct ctx *c, json_t *v, bool (*name_valid)(const char *),
+                     const char *name_rule, const char *reserved, size_t value_max, json_t **norm)
+{
+    if (!json_is_object(v) || json_object_size(v) > SPEC_MAX_LABELS)
+        return fail(c, "must be an object of at most %d string values", SPEC_MAX_LABELS);
+    const char *key;
+    json_t *val;
+    json_object_foreach(v, key, val) {
+        size_t mark = path_key(c, key);
+        int rc = 0;
+        if (!name_valid(key))
+            rc = fail(c, "is not a valid name: names must match %s", name_rule);
+        else if (reserved && starts(key, reserved))
+            rc = fail(c, "is reserved: names starting with %s are set by drover", reserved);
+        else if (!string_ok(val, 0, (double)value_max))
+            rc = fail(c, "must be a string of at most %zu bytes", value_max);
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+    }
+    *norm = json_deep_copy(v);
+    return 0;
+}
+
+static int check_labels(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    return check_map(c, v, label_name_ok, "[A-Za-z0-9._/-]{1,64}", NULL, LABEL_VALUE_MAX, norm);
+}
+
+static int check_env(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    return check_map(c, v, env_name_ok, "[A-Za-z_][A-Za-z0-9_]{0,127}", "DROVER_", SPEC_MAX_STRING,
+                     norm);
+}
+
+/* --- retry ---------------------------------------------------------------- */
+
+static const struct field retry_fields[] = {
+    {.key = "max_attempts", .check = check_int, .dflt = "3", .min = 1, .max = 100},
+    {.key = "backoff_s", .check = check_number, .dflt = "1", .min = 0, .max = 86400},
+    {.key = "max_backoff_s", .check = check_number, .dflt = "300", .min = 0, .max = 86400},
+};
+
+static int check_retry(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (v && !json_is_object(v))
+        return fail(c, "must be an object {max_attempts, backoff_s, max_backoff_s}, or null");
+    int rc = check_object(c, v, retry_fields, ARRAY_SIZE(retry_fields), norm);
+    if (rc)
+        return rc;
+    double backoff = json_number_value(json_object_get(*norm, "backoff_s"));
+    double max = json_number_value(json_object_get(*norm, "max_backoff_s"));
+    json_t *max_given = json_object_get(v, "max_backoff_s");
+    if (max >= backoff)
+        return 0;
+    if (!max_given || json_is_null(max_given)) {
+        /* Only backoff_s was given, above the default maximum: the maximum follows it. */
+        json_t *b = json_object_get(*norm, "backoff_s");
+        json_object_set_new(*norm, "max_backoff_s", json_deep_copy(b));
+        return 0;
+    }
+    size_t mark = path_key(c, "max_backoff_s");
+    rc = fail(c, "must be at least retry.backoff_s (%.15g)", backoff);
+    path_cut(c, mark);
+    json_decref(*norm);
+    *norm = NULL;
+    return rc;
+}
+
+/* --- command: arguments ----------------------------------------------------- */
+
+static const char *const arg_types[] = {"input", "parameter", "output", NULL};
+
+/* clang-format off */
+static const struct field arg_fields[] = {
+    {.key = "type", .check = check_choice, .choices = arg_types},
+    {.key = "name", .check = check_string, .dflt = "null", .min = 1, .max = ARG_NAME_MAX,
+     .expect = "a non-empty string of at most 4096 bytes, or null for a positional argument"},
+    {.key = "value", .check = check_later},
+};
+/* clang-format on */
+
+/* A number as the shortest decimal text that reads back as the same number. */
+static json_t *number_text(json_t *v)
+{
+    char s[48];
+    if (json_is_integer(v)) {
+        snprintf(s, sizeof(s), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return json_string(s);
+    }
+    double x = json_real_value(v);
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(s, sizeof(s), "%.*g", prec, x);
+        if (strtod(s, NULL) == x)
+            break;
+    }
+    return json_string(s);
+}
+
+/* A parameter value: a string, or a number or boolean turned into one. */
+static int param_value(struct ctx *c, json_t *v, json_t **norm)
+{
+    if (string_ok(v, 0, SPEC_MAX_STRING))
+        *norm = json_string(json_string_value(v));
+    else if (json_is_number(v))
+        *norm = number_text(v);
+    else if (json_is_boolean(v))
+        *norm = json_string(json_is_true(v) ? "true" : "false");
+    else
+        return fail(c, "must be a string (at most %d bytes), a number or a boolean",
+                    SPEC_MAX_STRING);
+    return 0;
+}
+
+static int check_arg_value(struct ctx *c, json_t *in, json_t *arg)
+{
+    const char *type = json_string_value(json_object_get(arg, "type"));
+    json_t *v = json_object_get(in, "value"), *norm = NULL;
+    size_t mark = path_key(c, "value");
+    int rc;
+    if (strcmp(type, "parameter") == 0)
+        rc = param_value(c, v, &norm);
+    else if (!(rc = check_uri(c, v, strcmp(type, "output") == 0 ? URI_WRITE : URI_READ)))
+        norm = json_string(json_string_value(v));
+    path_cut(c, mark);
+    if (!rc)
+        json_object_set_new(arg, "value", norm);
+    return rc;
+}
+
+static int check_argument(struct ctx *c, json_t *in, json_t **norm)
+{
+    if (!json_is_object(in))
+        return fail(c, "must be an object {\"type\": ..., \"name\": ..., \"value\": ...}");
+    int rc = check_object(c, in, arg_fields, ARRAY_SIZE(arg_fields), norm);
+    if (!rc && (rc = check_arg_value(c, in, *norm))) {
+        json_decref(*norm);
+        *norm = NULL;
+    }
+    return rc;
+}
+
+/* Runs `each` on every element of the array v, collecting the results into *norm. */
+static int check_array(struct ctx *c, json_t *v, size_t max, const char *what,
+                       int (*each)(struct ctx *c, json_t *in, json_t **norm), json_t **norm)
+{
+    if (!json_is_array(v) || json_array_size(v) > max)
+        return fail(c, "must be an array of at most %zu %s", max, what);
+    json_t *out = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        json_t *one = NULL;
+        size_t mark = path_index(c, i);
+        int rc = each(c, item, &one);
+        path_cut(c, mark);
+        if (rc) {
+            json_decref(out);
+            return rc;
+        }
+        json_array_append_new(out, one);
+    }
+    *norm = out;
+    return 0;
+}
+
+static int check_arguments(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    return check_array(c, v, SPEC_MAX_ARGUMENTS, "arguments", check_argument, norm);
+}
+
+/* An argv element becomes {"type": "parameter", "name": null, "value": "..."}. */
+static int argv_item(struct ctx *c, json_t *in, json_t **norm)
+{
+    json_t *value;
+    int rc = param_value(c, in, &value);
+    if (!rc)
+        *norm = json_pack("{s:s, s:n, s:o}", "type", "parameter", "name", "value", value);
+    return rc;
+}
+
+static int check_argv(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (!v)
+        return 0; /* absent: arguments stands */
+    return check_array(c, v, SPEC_MAX_ARGUMENTS, "strings", argv_item, norm);
+}
+
+static int prefix_item(struct ctx *c, json_t *in, json_t **norm)
+{
+    int rc = check_uri(c, in, URI_PREFIX);
+    if (!rc)
+        *norm = json_string(json_string_value(in));
+    return rc;
+}
+
+static int check_prefixes(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    return check_array(c, v, SPEC_MAX_PREFIXES, "uri prefixes", prefix_item, norm);
+}
+
+/* --- command: stdin, stdout, stderr --------------------------------------- */
+
+static const char *const stream_types[] = {"pipe", "uri", NULL};
+
+static const struct field stream_fields[] = {
+    {.key = "type", .check = check_choice, .choices = stream_types},
+    {.key = "value", .check = check_later},
+};
+
+static int stream_value(struct ctx *c, bool is_stdin, bool pipe, json_t *v, json_t **norm)
+{
+    if (json_is_null(v))
+        v = NULL;
+    if (pipe && !is_stdin && v)
+        return fail(c, "must be null for a pipe (the output is captured and kept with the job)");
+    if (pipe && v && !string_ok(v, 0, SPEC_MAX_PIPE))
+        return fail(c, "must be a string of at most %d bytes, or null", SPEC_MAX_PIPE);
+    if (pipe) {
+        *norm = v ? json_deep_copy(v) : json_null();
+        return 0;
+    }
+    int rc = check_uri(c, v, is_stdin ? URI_READ : URI_WRITE);
+    if (!rc)
+        *norm = json_string(json_string_value(v));
+    return rc;
+}
+
+static int check_stream(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    if (!json_is_object(v))
+        return fail(c, "must be an object {\"type\": \"pipe\" or \"uri\", \"value\": ...}");
+    int rc = check_object(c, v, stream_fields, ARRAY_SIZE(stream_fields), norm);
+    if (rc)
+        return rc;
+    bool pipe = strcmp(json_string_value(json_object_get(*norm, "type")), "pipe") == 0;
+    json_t *value = NULL;
+    size_t mark = path_key(c, "value");
+    rc = stream_value(c, strcmp(f->key, "stdin") == 0, pipe, json_object_get(v, "value"), &value);
+    path_cut(c, mark);
+    if (rc) {
+        json_decref(*norm);
+        *norm = NULL;
+        return rc;
+    }
+    json_object_set_new(*norm, "value", value);
+    return 0;
+}
+
+/* --- command -------------------------------------------------------------- */
+
+#define PIPE_NULL "{\"type\": \"pipe\", \"value\": null}"
+
+/* clang-format off */
+static const struct field command_fields[] = {
+    {.key = "program", .check = check_string, .dflt = "null", .min = 1, .max = PROGRAM_MAX,
+     .valid = program_ok,
+     .expect = "a non-empty string of at most 4096 bytes without control characters"},
+    {.key = "shell", .check = check_string, .dflt = "null", .min = 1, .max = SPEC_MAX_STRING},
+    {.key = "image", .check = check_string, .dflt = "null", .min = 1, .max = 512,
+     .flags = F_NO_CTRL},
+    {.key = "arguments", .check = check_arguments, .dflt = "[]"},
+    {.key = "argv", .check = check_argv}, /* folded into arguments */
+    {.key = "stdin", .check = check_stream, .dflt = PIPE_NULL},
+    {.key = "stdout", .check = check_stream, .dflt = PIPE_NULL},
+    {.key = "stderr", .check = check_stream, .dflt = PIPE_NULL},
+    {.key = "env", .check = check_env, .dflt = "{}"},
+    {.key = "input", .check = check_prefixes, .dflt = "[]"},
+    {.key = "output", .check = check_prefixes, .dflt = "[]"},
+};
+/* clang-format on */
+
+static bool given(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return v && !json_is_null(v);
+}
+
+/* Refuses combinations of fields that contradict each other. */
+static int command_conflicts(struct ctx *c, json_t *in)
+{
+    static const char *const not_with_shell[] = {"program", "arguments", "argv"};
+    int rc = 0;
+    size_t mark = c->path.len;
+    for (size_t i = 0; given(in, "shell") && i < ARRAY_SIZE(not_with_shell); i++) {
+        if (!given(in, not_with_shell[i]))
+            continue;
+        path_key(c, "shell");
+        rc = fail(c, "cannot be combined with command.%s: give either a shell command, or a "
+                     "program with its arguments",
+                  not_with_shell[i]);
+        break;
+    }
+    if (!rc && given(in, "argv") && given(in, "arguments")) {
+        path_key(c, "argv");
+        rc = fail(c, "cannot be combined with command.arguments: argv is a shorthand for "
+                     "parameter arguments, give one or the other");
+    }
+    path_cut(c, mark);
+    return rc;
+}
+
+static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (!v && json_is_true(json_object_get(c->top, "test"))) {
+        *norm = json_null();
+        return 0;
+    }
+    if (!v)
+        return fail(c, "is required (unless test is true)");
+    if (!json_is_object(v))
+        return fail(c, "must be an object");
+    int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields));
+    if (!rc)
+        rc = command_conflicts(c, v);
+    if (rc)
+        return rc;
+    json_t *out = json_object();
+    rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
+    if (!rc && !given(out, "program") && !given(out, "shell")) {
+        size_t mark = path_key(c, "program");
+        rc = fail(c, "is required (or command.shell)");
+        path_cut(c, mark);
+    }
+    if (rc) {
+        json_decref(out);
+        return rc;
+    }
+    json_t *argv = json_object_get(out, "argv");
+    if (argv) {
+        json_object_set(out, "arguments", argv);
+        json_object_del(out, "argv");
+    }
+    *norm = out;
+    return 0;
+}
+
+/* --- the spec --------------------------------------------------------------- */
+
+/* clang-format off */
+static const struct field spec_fields[] = {
+    {.key = "queue", .check = check_string, .dflt = "\"default\"", .min = 1, .max = 64,
+     .valid = spec_queue_name_valid, .expect = "a string matching [a-z0-9._-]{1,64}"},
+    {.key = "service", .check = check_string, .dflt = "null", .min = 1, .max = 128,
+     .flags = F_NO_CTRL},
+    {.key = "name", .check = check_string, .dflt = "null", .min = 0, .max = 256},
+    {.key = "priority", .check = check_int, .dflt = "0", .min = -1000, .max = 1000},
+    {.key = "requires", .check = check_labels, .dflt = "{}"},
+    {.key = "slots", .check = check_int, .dflt = "1", .min = 1, .max = 1024},
+    {.key = "delay_s", .check = check_number, .dflt = "0", .min = 0, .max = 31536000},
+    {.key = "timeout_s", .check = check_number, .dflt = "null", .min = 0, .max = 2592000,
+     .flags = F_MIN_EXCL},
+    {.key = "retry", .check = check_retry},
+    {.key = "key", .check = check_string, .dflt = "null", .min = 1, .max = 256},
+    {.key = "labels", .check = check_labels, .dflt = "{}"},
+    {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
+     .valid = notify_url_ok,
+     .expect = "an http:// or https:// url of at most 2048 bytes, or null"},
+    {.key = "test", .check = check_bool, .dflt = "false"},
+    {.key = "command", .check = check_command}, /* last: it reads test */
+};
+/* clang-format on */
+
+static void fill_views(struct job_spec *s, json_t *o)
+{
+    json_t *retry = json_object_get(o, "retry");
+    s->json = o;
+    s->queue = json_string_value(json_object_get(o, "queue"));
+    s->service = json_string_value(json_object_get(o, "service"));
+    s->name = json_string_value(json_object_get(o, "name"));
+    s->key = json_string_value(json_object_get(o, "key"));
+    s->priority = (int)json_integer_value(json_object_get(o, "priority"));
+    s->slots = (int)json_integer_value(json_object_get(o, "slots"));
+    s->max_attempts = (int)json_integer_value(json_object_get(retry, "max_attempts"));
+    s->delay_s = json_number_value(json_object_get(o, "delay_s"));
+    s->timeout_s = json_number_value(json_object_get(o, "timeout_s")); /* null: 0 */
+    s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
+    s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
+    s->test = json_is_true(json_object_get(o, "test"));
+}
+
+int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e)
+{
+    struct ctx c = {.e = e, .path = BUF_INIT, .top = json_object()};
+    int rc;
+    memset(out, 0, sizeof(*out));
+    buf_adds(&c.path, path ? path : "");
+    if (!json_is_object(in))
+        rc = fail(&c, "must be a json object");
+    else if (!(rc = refuse_unknown(&c, in, spec_fields, ARRAY_SIZE(spec_fields))))
+        rc = check_fields(&c, in, spec_fields, ARRAY_SIZE(spec_fields), c.top);
+    if (rc)
+        json_decref(c.top);
+    else
+        fill_views(out, c.top);
+    buf_release(&c.path);
+    return rc;
+}
+
+void spec_release(struct job_spec *s)
+{
+    if (!s)
+        return;
+    json_decref(s->json);
+    memset(s, 0, sizeof(*s));
+}
