@@ -94,7 +94,8 @@ static void print_final_line(json_t *job)
     result_summary(job, &b);
     const char *state = jstr(job, "state");
     printf("%s %s", jstr(job, "id") ? jstr(job, "id") : "?", state ? state : "?");
-    if (b.len) printf(" (%s)", b.data);
+    if (b.len && (!state || strcmp(b.data, state))) /* not "cancelled (cancelled)" */
+        printf(" (%s)", b.data);
     const char *error = jstr(json_object_get(job, "result"), "error");
     if (!error) error = jstr(job, "error");
     if (error && *error) printf(": %s", error);
@@ -115,6 +116,7 @@ static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **
     char *eid = http_escape(id);
     json_t *last = NULL;
     int failures = 0;
+    bool seen = false; /* the server was there once: a failure now is a restart or a hiccup */
     int rc = 0;
 
     *job = NULL;
@@ -135,12 +137,13 @@ static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **
         cli->http.timeout_ms = saved_timeout;
         free(path);
 
+        seen = seen || cli->http.reached;
         if (r < 0) {
             json_decref(answer);
-            /* Once the job was seen, ride out a server restart or a dropped connection. */
+            /* Once the server was seen, ride out its restart or a dropped connection. */
             bool transient = status == 0 || status == 503;
             bool time_left = deadline < 0 || time_mono_ns() < deadline;
-            if (last && transient && time_left && ++failures <= WAIT_RETRIES) {
+            if (seen && transient && time_left && ++failures <= WAIT_RETRIES) {
                 sleep((unsigned)(1u << (failures - 1 < 4 ? failures - 1 : 4)));
                 continue;
             }

@@ -291,9 +291,7 @@ static int transport_error(const struct http_call *call, const struct http_clien
                            struct err *e)
 {
     long os_errno = 0;
-    curl_off_t connect_us = 0;
     curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &os_errno);
-    curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
     const char *hint_open = c->hint ? " (" : "";
     const char *hint = c->hint ? c->hint : "";
     const char *hint_close = c->hint ? ")" : "";
@@ -311,7 +309,7 @@ static int transport_error(const struct http_call *call, const struct http_clien
         why = connect_reason(os_errno);
         break;
     case CURLE_OPERATION_TIMEDOUT:
-        if (connect_us > 0)
+        if (call->connected)
             return err_set(e, ERR_UNAVAILABLE,
                            "the drover server at %s did not answer within %ld s", c->base_url,
                            (c->timeout_ms + 999) / 1000);
@@ -324,7 +322,7 @@ static int transport_error(const struct http_call *call, const struct http_clien
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_PARTIAL_FILE:
-        if (connect_us > 0)
+        if (call->connected)
             return err_set(e, ERR_UNAVAILABLE,
                            "the connection to the drover server at %s broke during the request",
                            c->base_url);
@@ -344,6 +342,10 @@ int http_call_finish(struct http_call *call, const struct http_client *c, CURLco
     long st = 0;
     json_t *j = NULL;
     int ret = 0;
+    curl_off_t connect_us = 0;
+
+    curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    call->connected = connect_us > 0;
 
     if (rc != CURLE_OK) {
         if (rc == CURLE_WRITE_ERROR && call->too_large)
@@ -394,7 +396,10 @@ int http_client_json(struct http_client *c, const char *method, const char *path
 
     struct http_call call;
     int rc = http_call_setup(&call, c, c->easy, method, path, body, e);
-    if (rc == 0) rc = http_call_finish(&call, c, curl_easy_perform(c->easy), status, resp, e);
+    if (rc == 0) {
+        rc = http_call_finish(&call, c, curl_easy_perform(c->easy), status, resp, e);
+        c->reached = call.connected;
+    }
     http_call_release(&call);
     return rc;
 }

@@ -47,6 +47,8 @@ struct http_client {
     const char *hint;        /* appended to "cannot reach" messages, e.g. "set DROVER_SERVER";
                                 borrowed (a literal), NULL for none */
     CURL *easy;              /* http_client_json's handle, created on first use */
+    bool reached;            /* the last http_client_json got a connection to the server,
+                                even if it then broke: tells "down" from "dropped us" */
 };
 
 /*
@@ -73,6 +75,7 @@ struct http_call {
     struct buf resp;
     size_t max_response;
     bool too_large;
+    bool connected; /* set by http_call_finish: a connection to the server was made */
 };
 
 /*

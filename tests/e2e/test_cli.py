@@ -1,0 +1,410 @@
+"""End-to-end tests of the client CLI: submit, status, wait, cancel, jobs, queues, token.
+
+Each test runs the real `drover` binary against a real `drover server` (the
+`server` fixture of conftest.py). No agent runs here, so submitted jobs stay queued.
+"""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def ok(r):
+    """Asserts a command succeeded quietly and returns its stdout."""
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    assert r.stderr == ""
+    return r.stdout
+
+
+def refused(r, code=1):
+    """Asserts a command failed with `code` and one "drover: " message; returns stderr."""
+    assert r.returncode == code, f"exit {r.returncode}: {r.stdout} {r.stderr}"
+    assert r.stderr.startswith("drover: "), r.stderr
+    return r.stderr
+
+
+def submit(server, *args, **kw):
+    out = ok(server.run_cli("submit", *args, **kw))
+    ids = out.split()
+    assert ids and all(UUID.match(i) for i in ids), out
+    return ids[0] if len(ids) == 1 else ids
+
+
+def status_json(server, job_id):
+    return json.loads(ok(server.run_cli("status", "--json", job_id)))
+
+
+def table(out):
+    """A human table as a list of rows (lists of cells), header first."""
+    return [line.split() for line in out.splitlines()]
+
+
+# ---- submit and status ----
+
+
+def test_submit_program_prints_the_id_and_status_shows_it_queued(server):
+    out = ok(server.run_cli("submit", "--", "echo", "hello world", "-n"))
+    assert UUID.match(out.strip()) and out.count("\n") == 1
+    job_id = out.strip()
+
+    shown = ok(server.run_cli("status", job_id))
+    assert re.search(r"^id:\s+" + job_id + "$", shown, re.M)
+    assert re.search(r"^state:\s+queued$", shown, re.M)
+    assert re.search(r"^queue:\s+default$", shown, re.M)
+    assert re.search(r"^command:\s+echo 'hello world' -n$", shown, re.M)
+    assert re.search(r"^attempt:\s+0 of \d+$", shown, re.M)
+
+    job = status_json(server, job_id)
+    assert job["id"] == job_id and job["state"] == "queued"
+    assert job["spec"]["command"]["program"] == "echo"
+    values = [a["value"] for a in job["spec"]["command"]["arguments"]]
+    assert values == ["hello world", "-n"]
+
+
+def test_submit_options_set_the_spec(server):
+    out = ok(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
+                            "nightly", "--label", "team=x", "--label", "env=dev", "--timeout",
+                            "5", "--key", "k-1", "--", "true"))
+    job = json.loads(out)
+    assert UUID.match(job["id"])
+    assert job["queue"] == "q1" and job["priority"] == 7 and job["name"] == "nightly"
+    assert job["labels"] == {"team": "x", "env": "dev"}
+    assert job["spec"]["timeout_s"] == 5
+    # the same key gives the same job back
+    again = submit(server, "--key", "k-1", "--", "true")
+    assert again == job["id"]
+
+
+def test_submit_spec_file_stdin_and_array(server, tmp_path):
+    spec = {"queue": "files", "name": "from-file", "command": {"program": "wc", "argv": ["-l"]}}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+
+    from_file = submit(server, "-f", str(path))
+    job = status_json(server, from_file)
+    assert job["queue"] == "files" and job["name"] == "from-file"
+
+    # options override the file's top-level fields
+    overridden = submit(server, "-f", str(path), "--queue", "other", "--priority", "3")
+    job = status_json(server, overridden)
+    assert job["queue"] == "other" and job["priority"] == 3 and job["name"] == "from-file"
+
+    from_stdin = submit(server, "-f", "-", input=json.dumps(spec))
+    assert status_json(server, from_stdin)["queue"] == "files"
+
+    specs = [{"command": {"program": "a"}}, {"command": {"program": "b"}, "queue": "q2"}]
+    ids = submit(server, "-f", "-", "--label", "batch=1", input=json.dumps(specs))
+    assert len(ids) == 2 and len(set(ids)) == 2
+    jobs = [status_json(server, i) for i in ids]
+    assert [j["spec"]["command"]["program"] for j in jobs] == ["a", "b"]
+    assert [j["queue"] for j in jobs] == ["default", "q2"]
+    assert all(j["labels"] == {"batch": "1"} for j in jobs)
+
+    answer = json.loads(ok(server.run_cli("submit", "--json", "-f", "-",
+                                          input=json.dumps(specs))))
+    assert [j["spec"]["command"]["program"] for j in answer["jobs"]] == ["a", "b"]
+
+
+def test_submit_test_probe_reports_listeners(server):
+    out = ok(server.run_cli("submit", "-f", "-", input=json.dumps(
+        {"test": True, "queue": "gpu", "command": {"program": "x"}})))
+    assert out == "queue 'gpu': 0 listener(s)\n"
+
+
+def test_bad_spec_gets_the_servers_field_message(server, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"command": {"program": "x", "arguments": [
+        {"type": "bogus", "value": "1"}]}}))
+    err = refused(server.run_cli("submit", "-f", str(bad)))
+    assert "command.arguments[0].type" in err
+    assert "cannot submit" in err
+
+    err = refused(server.run_cli("submit", "-f", "-", input='{"prioirty": 1, "command": '
+                                 '{"program": "x"}}'))
+    assert "prioirty" in err
+
+    err = refused(server.run_cli("submit", "--priority", "5000", "--", "x"))
+    assert "priority" in err
+
+    err = refused(server.run_cli("submit", "-f", "-", input="{not json"))
+    assert "not valid JSON" in err and "line 1" in err
+
+    err = refused(server.run_cli("submit", "-f", str(tmp_path / "missing.json")))
+    assert "cannot read" in err and "missing.json" in err
+
+
+def test_status_of_an_unknown_job(server):
+    err = refused(server.run_cli("status", "01938c2e-0000-7000-8000-000000000000"))
+    assert "not found" in err
+
+
+# ---- jobs and queues ----
+
+
+def test_jobs_table_and_filters(server):
+    a1 = submit(server, "--queue", "qa", "--name", "first", "--", "true")
+    a2 = submit(server, "--queue", "qa", "--label", "team=x", "--", "sleep", "1")
+    b1 = submit(server, "--queue", "qb", "-f", "-",
+                input=json.dumps({"service": "nhmmer", "command": {"program": "nhmmer"}}))
+
+    rows = table(ok(server.run_cli("jobs")))
+    assert rows[0] == ["ID", "STATE", "QUEUE", "NAME", "ATTEMPT", "CREATED", "RESULT"]
+    by_id = {r[0]: r for r in rows[1:]}
+    assert set(by_id) == {a1, a2, b1}
+    assert [r[0] for r in rows[1:]] == [b1, a2, a1]  # newest first
+    assert by_id[a1][1:4] == ["queued", "qa", "first"]
+    assert by_id[a2][3] == "sleep"  # no name: the program
+    assert by_id[b1][3] == "nhmmer"  # the service
+    assert by_id[a1][-1] == "-"  # no result yet
+
+    # columns line up: every row's second column starts where STATE does
+    lines = server.run_cli("jobs").stdout.splitlines()
+    col = lines[0].index("STATE")
+    assert all(line[col - 2:col] == "  " and line[col] != " " for line in lines)
+
+    assert [r[0] for r in table(ok(server.run_cli("jobs", "--queue", "qa")))[1:]] == [a2, a1]
+    assert [r[0] for r in table(ok(server.run_cli("jobs", "--service", "nhmmer")))[1:]] == [b1]
+    assert [r[0] for r in table(ok(server.run_cli("jobs", "--label", "team:x")))[1:]] == [a2]
+    assert [r[0] for r in table(ok(server.run_cli("jobs", "--label", "team=x")))[1:]] == [a2]
+    ok(server.run_cli("cancel", a1))
+    assert [r[0] for r in table(ok(server.run_cli("jobs", "--state", "cancelled")))[1:]] == [a1]
+    assert len(table(ok(server.run_cli("jobs", "--state", "succeeded")))) == 1  # header only
+
+    listed = json.loads(ok(server.run_cli("jobs", "--json", "--queue", "qa")))
+    assert [j["id"] for j in listed] == [a2, a1]
+
+    err = refused(server.run_cli("jobs", "--state", "finished"))
+    assert "state must be one of" in err
+
+
+def test_jobs_limit_and_all_follow_the_cursor(server):
+    n = 60  # more than the server's default page (50)
+    ids = submit(server, "-f", "-", input=json.dumps([{"command": {"program": "p%d" % i}}
+                                                      for i in range(n)]))
+    assert len(ids) == n
+
+    assert len(table(ok(server.run_cli("jobs", "--limit", "5")))) == 1 + 5
+    r = server.run_cli("jobs")  # one page of the server's default size
+    assert r.returncode == 0
+    assert len(table(r.stdout)) == 1 + 50
+    assert r.stderr == "drover: more jobs follow; --all lists them all\n"
+
+    assert len(json.loads(ok(server.run_cli("jobs", "--json")))) == 50
+    everything = json.loads(ok(server.run_cli("jobs", "--all", "--json")))
+    assert sorted(j["id"] for j in everything) == sorted(ids)
+    bounded = json.loads(ok(server.run_cli("jobs", "--all", "--limit", "55", "--json")))
+    assert len(bounded) == 55
+    assert len(table(ok(server.run_cli("jobs", "--all")))) == 1 + n
+
+
+def test_queues_table(server):
+    submit(server, "--queue", "alpha", "--", "true")
+    submit(server, "--queue", "alpha", "--", "true")
+    c = submit(server, "--queue", "beta", "--", "true")
+    ok(server.run_cli("cancel", c))
+
+    rows = table(ok(server.run_cli("queues")))
+    assert rows[0] == ["NAME", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "LISTENERS"]
+    by_name = {r[0]: r for r in rows[1:]}
+    assert by_name["alpha"] == ["alpha", "2", "0", "0", "0", "0"]
+    assert by_name["beta"][1] == "0"
+
+    queues = json.loads(ok(server.run_cli("queues", "--json")))
+    alpha = next(q for q in queues if q["name"] == "alpha")
+    assert alpha["queued"] == 2 and alpha["listeners"] == 0
+
+
+# ---- cancel and wait ----
+
+
+def test_cancel_then_cancel_again(server):
+    job_id = submit(server, "--", "sleep", "100")
+    assert ok(server.run_cli("cancel", job_id)) == f"cancelled {job_id}\n"
+    assert status_json(server, job_id)["state"] == "cancelled"
+
+    r = server.run_cli("cancel", job_id)
+    err = refused(r)
+    assert r.stdout == ""
+    assert f"cannot cancel job '{job_id}'" in err and "cancelled" in err
+
+    # waiting for a cancelled job ends at once, with exit 1 and its state
+    r = server.run_cli("wait", job_id)
+    assert r.returncode == 1
+    assert r.stdout.startswith(f"{job_id} cancelled")
+
+    job = json.loads(server.run_cli("wait", "--json", job_id).stdout)
+    assert job["state"] == "cancelled"
+
+    err = refused(server.run_cli("cancel", "01938c2e-0000-7000-8000-000000000000"))
+    assert "not found" in err
+
+
+def test_wait_with_timeout_on_a_queued_job(server):
+    job_id = submit(server, "--", "true")
+    start = time.monotonic()
+    r = server.run_cli("wait", "--timeout", "1.5", job_id)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 1
+    assert r.stderr == f"drover: job '{job_id}' is still queued after 1.5s\n"
+    assert 1.0 <= elapsed < 10
+
+    r = server.run_cli("wait", "--timeout", "0", "--json", job_id)
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["state"] == "queued"
+    assert "still queued" in r.stderr
+
+    err = refused(server.run_cli("wait", "--timeout", "1", "01938c2e-0000-7000-8000-000000000000"))
+    assert "not found" in err
+
+
+def cli_background(server, *args):
+    env = dict(os.environ, DROVER_SERVER=server.url, DROVER_TOKEN=server.admin_token)
+    return subprocess.Popen([server.binary] + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_submit_wait_prints_the_id_then_follows_the_job_to_its_end(server):
+    p = cli_background(server, "submit", "--wait", "--", "sleep", "100")
+    try:
+        job_id = p.stdout.readline().strip()
+        assert UUID.match(job_id)
+        time.sleep(0.5)  # let it start its long-poll
+        assert p.poll() is None
+        ok(server.run_cli("cancel", job_id))
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 1
+    assert out.startswith(f"{job_id} cancelled")
+    assert err == ""
+
+
+def test_wait_rides_out_a_server_restart(server):
+    job_id = submit(server, "--", "true")
+    p = cli_background(server, "wait", "--json", job_id)
+    try:
+        time.sleep(0.5)
+        server.restart()  # kill -9, same port and data
+        time.sleep(0.5)
+        assert p.poll() is None
+        ok(server.run_cli("cancel", job_id))
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 1, err
+    assert json.loads(out)["state"] == "cancelled"
+
+
+# ---- tokens and where the token comes from ----
+
+
+def test_token_create_revoke_and_a_client_token_is_refused(server):
+    out = ok(server.run_cli("token", "create", "--role", "client", "--name", "ci"))
+    token = out.strip()
+    assert out.count("\n") == 1 and len(token) >= 16 and " " not in token
+
+    # a client token works for jobs...
+    ok(server.run_cli("jobs", token=token))
+    job_id = submit(server, "--", "true", token=token)
+    assert UUID.match(job_id)
+    # ...but may not create tokens
+    err = refused(server.run_cli("token", "create", "--role", "admin", "--name", "evil",
+                                 token=token))
+    assert "permission" in err and "cannot create token 'evil'" in err
+
+    answer = json.loads(ok(server.run_cli("token", "create", "--role", "agent", "--name", "w1",
+                                          "--json")))
+    assert answer["token"]
+
+    assert ok(server.run_cli("token", "revoke", "ci")) == "revoked ci\n"
+    err = refused(server.run_cli("jobs", token=token))
+    assert "token" in err and "DROVER_TOKEN" in err
+    err = refused(server.run_cli("token", "revoke", "ci"))
+    assert "not found" in err
+
+
+def test_admin_token_is_read_from_the_data_dir_for_a_local_server(server, tmp_path):
+    no_token = {"DROVER_TOKEN": ""}
+    ok(server.run_cli("jobs", "--data", server.data_dir, env=no_token))
+    ok(server.run_cli("queues", env=dict(no_token, DROVER_DATA=server.data_dir)))
+
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    err = refused(server.run_cli("jobs", "--data", str(empty), env=no_token))
+    assert "DROVER_TOKEN" in err and str(empty / "admin.token") in err
+
+    err = refused(server.run_cli("jobs", token="wrong"))
+    assert "invalid token" in err and "DROVER_TOKEN" in err
+
+
+def test_server_option_overrides_the_environment(server):
+    port = free_port()
+    ok(server.run_cli("jobs", "--server", server.url,
+                      env={"DROVER_SERVER": f"http://127.0.0.1:{port}"}))
+
+
+def test_unreachable_server_gets_a_human_message(server):
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    for args in (["jobs"], ["status", "x"], ["submit", "--", "true"], ["queues"],
+                 ["token", "create", "--role", "client", "--name", "n"], ["wait", "x"]):
+        r = server.run_cli(*args, env={"DROVER_SERVER": url})
+        assert r.returncode == 1, args
+        assert r.stdout == ""
+        assert r.stderr == (f"drover: cannot reach the drover server at {url}: connection "
+                            "refused (is `drover server` running? set DROVER_SERVER)\n"), args
+
+    r = server.run_cli("jobs", env={"DROVER_SERVER": "ftp://example.com"})
+    assert r.returncode == 1 and "http://" in r.stderr
+
+
+# ---- usage ----
+
+
+@pytest.mark.parametrize("args", [
+    ["submit"],
+    ["submit", "--bogus", "--", "true"],
+    ["submit", "-f"],
+    ["submit", "--priority", "high", "--", "true"],
+    ["submit", "--timeout", "-3", "--", "true"],
+    ["submit", "--label", "novalue", "--", "true"],
+    ["submit", "-f", "spec.json", "--", "true"],
+    ["status"],
+    ["status", "a", "b"],
+    ["status", "--bogus", "a"],
+    ["wait"],
+    ["wait", "--timeout", "soon", "a"],
+    ["cancel"],
+    ["jobs", "--limit", "0"],
+    ["jobs", "--label", "nocolon"],
+    ["jobs", "extra"],
+    ["queues", "extra"],
+    ["token"],
+    ["token", "list"],
+    ["token", "create", "--name", "x"],
+    ["token", "create", "--role", "root", "--name", "x"],
+    ["token", "create", "--role", "client"],
+    ["token", "revoke"],
+])
+def test_usage_errors_exit_2(server, args):
+    r = server.run_cli(*args)
+    assert r.returncode == 2, (args, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.startswith("drover: ")
+    assert "usage: drover " + args[0] in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [["submit"], ["status"], ["wait"], ["cancel"], ["jobs"],
+                                 ["queues"], ["token"], ["token", "create"]])
+def test_help(server, cmd):
+    r = server.run_cli(*cmd, "--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith("usage: drover " + cmd[0])
+    assert "--server URL" in r.stdout
