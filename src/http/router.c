@@ -30,6 +30,7 @@ struct router {
     void *app;
     uint64_t next_id;
     uint64_t served;
+    bool draining;
 };
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
@@ -246,6 +247,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
         http_reply_error(r, ERR_INVALID, NULL, "malformed query string");
         return;
     }
+    if (rt->draining) {
+        http_reply_error(r, ERR_UNAVAILABLE, NULL, "the server is shutting down");
+        return;
+    }
     const char *method = method_name(evhttp_request_get_command(ev));
     bool path_known = false;
     for (size_t i = 0; i < rt->n; i++) {
@@ -301,6 +306,11 @@ struct router *router_new(struct evhttp *http, const struct route *routes, size_
 void router_free(struct router *rt)
 {
     free(rt);
+}
+
+void router_set_draining(struct router *rt, bool draining)
+{
+    rt->draining = draining;
 }
 
 uint64_t router_served(const struct router *rt)

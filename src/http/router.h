@@ -71,6 +71,12 @@ void router_free(struct router *rt);
 /* Requests answered so far and deferred requests still open (for /metrics and shutdown). */
 uint64_t router_served(const struct router *rt);
 
+/*
+ * Draining: every new request is answered 503 unavailable ("shutting down").
+ * Requests already deferred are not affected.
+ */
+void router_set_draining(struct router *rt, bool draining);
+
 /* Query parameter, or NULL. */
 const char *http_query(const struct http_req *r, const char *name);
 

@@ -41,6 +41,7 @@ struct committer {
     int efd;
     struct event *ev;
     struct commit_stats stats;
+    uint64_t inflight; /* submitted, not yet delivered; loop thread only */
 };
 
 static void list_append(struct op_list *l, struct commit_op *op)
@@ -136,6 +137,7 @@ static void deliver(struct committer *c)
     pthread_mutex_unlock(&c->lock);
     while (op) {
         struct commit_op *next = op->next;
+        c->inflight--;
         op->done(op->arg, op->rc, op->rc ? &op->e : NULL);
         free(op);
         op = next;
@@ -190,6 +192,7 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
     op->fn = fn;
     op->done = done;
     op->arg = arg;
+    c->inflight++;
     pthread_mutex_lock(&c->lock);
     list_append(&c->pending, op);
     pthread_cond_signal(&c->cond);
@@ -201,4 +204,9 @@ void commit_get_stats(struct committer *c, struct commit_stats *out)
     pthread_mutex_lock(&c->lock);
     *out = c->stats;
     pthread_mutex_unlock(&c->lock);
+}
+
+bool commit_idle(const struct committer *c)
+{
+    return c->inflight == 0;
 }

@@ -34,6 +34,9 @@ void commit_free(struct committer *c);
 /* Queues one operation. Thread: event loop. */
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
 
+/* True when every submitted operation has been delivered. Thread: event loop. */
+bool commit_idle(const struct committer *c);
+
 struct commit_stats {
     uint64_t batches;
     uint64_t ops;

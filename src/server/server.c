@@ -148,12 +148,39 @@ static int split_listen(const char *listen, char *host, size_t n, int *port)
     return 0;
 }
 
+#define DRAIN_TICK_MS 20
+#define DRAIN_MAX_TICKS 500 /* 10 s */
+
+/* Stops the loop once every write in flight has been committed and answered. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (commit_idle(s->commit) || ++s->drain_ticks > DRAIN_MAX_TICKS) {
+        /* One more short turn lets the last answers reach their sockets. */
+        struct timeval flush = {0, 100 * 1000};
+        event_base_loopexit(s->base, &flush);
+        return;
+    }
+    struct timeval tv = {0, DRAIN_TICK_MS * 1000};
+    evtimer_add(s->drain_timer, &tv);
+}
+
+/* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct server *s = arg;
+    if (s->shutting_down)
+        return;
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     s->shutting_down = true;
-    event_base_loopbreak(s->base);
+    router_set_draining(s->router, true);
+    if (s->listener)
+        evhttp_del_accept_socket(s->http, s->listener);
+    s->listener = NULL;
+    waiters_free(s->waiters);
+    s->waiters = NULL;
+    s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
+    on_drain_tick(-1, 0, s);
 }
 
 int cmd_server(int argc, char **argv)
@@ -192,7 +219,7 @@ int cmd_server(int argc, char **argv)
     s.waiters = waiters_new(&s);
     s.router = router_new(s.http, server_routes, server_nroutes, auth_check, &s);
     evhttp_set_timeout(s.http, 3700); /* longer than the longest wait */
-    if (!evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port)) {
+    if (!(s.listener = evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port))) {
         fprintf(stderr, "drover server: cannot listen on %s: %s\n", o.listen, strerror(errno));
         rc = 1;
         goto out;
@@ -218,6 +245,8 @@ out:
         event_free(sigint);
     if (sigterm)
         event_free(sigterm);
+    if (s.drain_timer)
+        event_free(s.drain_timer);
     if (s.base)
         event_base_free(s.base);
     store_close(writer);

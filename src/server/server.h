@@ -26,6 +26,9 @@ struct server {
     struct waiters *waiters;
     char *data_dir;
     bool shutting_down;
+    struct evhttp_bound_socket *listener;
+    struct event *drain_timer;
+    int drain_ticks;
     int64_t started_at_ms;
 };
 
@@ -61,7 +64,7 @@ struct waiters *waiters_new(struct server *s);
 void waiters_free(struct waiters *w);
 /* Parks r until the job with this id is terminal or timeout_ms passes. */
 void waiters_add(struct waiters *w, const char *id, struct http_req *r, int64_t timeout_ms);
-/* The job changed: waiters on it whose job is now terminal get their answer. */
+/* The job changed: waiters on it whose job is now terminal get their answer. NULL w is fine. */
 void waiters_wake(struct waiters *w, const struct job *j);
 size_t waiters_count(const struct waiters *w);
 

@@ -121,7 +121,7 @@ void waiters_add(struct waiters *w, const char *id, struct http_req *r, int64_t 
 
 void waiters_wake(struct waiters *w, const struct job *j)
 {
-    if (!job_state_terminal(j->state))
+    if (!w || !job_state_terminal(j->state))
         return;
     struct waiter *wt = w->buckets[bucket(j->id)];
     while (wt) {
@@ -134,5 +134,5 @@ void waiters_wake(struct waiters *w, const struct job *j)
 
 size_t waiters_count(const struct waiters *w)
 {
-    return w->count;
+    return w ? w->count : 0;
 }

@@ -1,0 +1,53 @@
+"""The server runs clean under valgrind: no invalid access, no leak, through a whole session.
+
+Runs when DROVER_VALGRIND=1 (the test script sets it for the normal build; an
+ASan build cannot run under valgrind).
+"""
+import os
+import shutil
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("DROVER_VALGRIND") != "1" or not shutil.which("valgrind"),
+    reason="set DROVER_VALGRIND=1 with valgrind installed (normal build only)")
+
+
+def test_server_under_valgrind(make_server, tmp_path):
+    log = tmp_path / "valgrind.log"
+    server = make_server(wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full",
+                                  "--errors-for-leak-kinds=definite,indirect",
+                                  f"--log-file={log}"])
+    api = server.api()
+    ids = [api.post("/v1/jobs", json={"queue": "v", "command": {"program": "true"}}).json()["id"]
+           for _ in range(5)]
+    assert api.post("/v1/jobs", json=[{"command": {"program": "a"}}] * 3).status_code == 201
+    assert api.post("/v1/jobs", json={"priority": "x"}).status_code == 400
+    assert api.post("/v1/jobs", data=b"{oops").status_code == 400
+    assert api.get("/v1/jobs?limit=2").status_code == 200
+    assert api.get(f"/v1/jobs/{ids[0]}").status_code == 200
+    assert api.get("/v1/queues").status_code == 200
+    tok = api.post("/v1/tokens", json={"role": "client", "name": "c"}).json()["token"]
+    assert server.api(tok).post("/v1/tokens", json={"role": "client", "name": "d"}).status_code == 403
+    assert api.delete("/v1/tokens/c").status_code == 200
+    # a waiter answered by a cancel, and one left parked when the server stops
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault(
+        "r", server.api().get(f"/v1/jobs/{ids[1]}/wait?timeout_s=60")))
+    t.start()
+    parked = threading.Thread(target=lambda: out.setdefault(
+        "p", server.api().get(f"/v1/jobs/{ids[2]}/wait?timeout_s=60")))
+    parked.start()
+    import time
+    time.sleep(1.0)
+    assert api.post(f"/v1/jobs/{ids[1]}/cancel").status_code == 200
+    t.join(60)
+    assert out["r"].json()["state"] == "cancelled"
+    rc = server.stop()
+    parked.join(60)
+    assert out["p"].status_code == 200
+    assert rc == 0, log.read_text()
+    text = log.read_text()
+    assert "ERROR SUMMARY: 0 errors" in text, text
+    assert "definitely lost: 0" in text or "no leaks are possible" in text, text
