@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/table.h"
@@ -19,11 +19,20 @@
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
 #define WAIT_POLL_S 30 /* the server-side long-poll of one wait request */
-#define WAIT_RETRIES 6 /* consecutive failed polls tolerated once the job was seen */
+#define WAIT_RETRIES 6 /* consecutive failed polls tolerated once the server was seen */
 #define STATUS_STDOUT_LINES 10
 #define JOBS_PAGE_MAX 1000 /* the most jobs the server gives in one page */
 
 /* ---- reading jobs ---- */
+
+/* Prints text, which may hold anything, so that it cannot drive the terminal. */
+static void put_sanitised(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        putchar((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
+    }
+}
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -98,7 +107,10 @@ static void print_final_line(json_t *job)
         printf(" (%s)", b.data);
     const char *error = jstr(json_object_get(job, "result"), "error");
     if (!error) error = jstr(job, "error");
-    if (error && *error) printf(": %s", error);
+    if (error && *error) {
+        fputs(": ", stdout);
+        put_sanitised(error, strlen(error));
+    }
     putchar('\n');
     buf_release(&b);
 }
@@ -144,7 +156,13 @@ static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **
             bool transient = status == 0 || status == 503;
             bool time_left = deadline < 0 || time_mono_ns() < deadline;
             if (seen && transient && time_left && ++failures <= WAIT_RETRIES) {
-                sleep((unsigned)(1u << (failures - 1 < 4 ? failures - 1 : 4)));
+                int64_t pause_ns = (int64_t)1000000000 << (failures - 1 < 4 ? failures - 1 : 4);
+                if (deadline >= 0 && deadline - time_mono_ns() < pause_ns)
+                    pause_ns = deadline - time_mono_ns();
+                if (pause_ns > 0) {
+                    struct timespec ts = {pause_ns / 1000000000, pause_ns % 1000000000};
+                    nanosleep(&ts, NULL);
+                }
                 continue;
             }
             char what[256];
@@ -179,10 +197,8 @@ static int wait_and_report(struct cli *cli, const char *id, double timeout_s, bo
     const char *state = jstr(job, "state");
     *final = job;
     if (!job_is_terminal(state)) {
-        char t[32];
-        cli_format_duration((int64_t)(timeout_s * 1000), t, sizeof(t));
-        fprintf(stderr, "drover: job '%s' is still %s after %s\n", id, state ? state : "unknown",
-                t);
+        fprintf(stderr, "drover: job '%s' is still %s after %gs\n", id, state ? state : "unknown",
+                timeout_s);
         return 1;
     }
     if (!json) print_final_line(job);
@@ -210,36 +226,25 @@ static const char submit_usage[] =
     "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
     "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE, OPT_ALL };
+enum { OPT_JSON = CLI_OPT_FIRST_FREE, OPT_SERVICE };
 
-struct submit_opts {
-    const char *queue, *name, *key;
-    long priority;
-    bool has_priority;
-    double timeout;
-    bool has_timeout;
-    json_t *labels; /* object, NULL when no --label */
-};
-
-/* Sets the options on one spec object (they win over what the file says). */
-static void apply_overrides(json_t *spec, const struct submit_opts *o)
+/* Sets obj[key] = v, stealing v; false when v is NULL (json_string of text that is not UTF-8). */
+static bool put(json_t *obj, const char *key, json_t *v)
 {
-    if (o->queue) json_object_set_new(spec, "queue", json_string(o->queue));
-    if (o->name) json_object_set_new(spec, "name", json_string(o->name));
-    if (o->key) json_object_set_new(spec, "key", json_string(o->key));
-    if (o->has_priority) json_object_set_new(spec, "priority", json_integer(o->priority));
-    if (o->has_timeout)
-        json_object_set_new(spec, "timeout_s",
-                            o->timeout == floor(o->timeout) && o->timeout < 1e15
-                                ? json_integer((json_int_t)o->timeout)
-                                : json_real(o->timeout));
-    if (o->labels) {
-        json_t *labels = json_object_get(spec, "labels");
-        if (!json_is_object(labels)) {
-            labels = json_object();
-            json_object_set_new(spec, "labels", labels);
+    return v && json_object_set_new(obj, key, v) == 0;
+}
+
+/* Sets the options on one spec object: they win over what the file says; labels merge. */
+static void apply_overrides(json_t *spec, json_t *fields, json_t *labels)
+{
+    json_object_update(spec, fields);
+    if (json_object_size(labels) > 0) {
+        json_t *have = json_object_get(spec, "labels");
+        if (!json_is_object(have)) {
+            have = json_object();
+            json_object_set_new(spec, "labels", have);
         }
-        json_object_update(labels, o->labels);
+        json_object_update(have, labels);
     }
 }
 
@@ -285,7 +290,8 @@ int cmd_submit(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct cli_opts copts = {0};
-    struct submit_opts o = {0};
+    json_t *fields = json_object(); /* top-level fields set by options */
+    json_t *labels = json_object();
     const char *file = NULL;
     bool wait = false, json = false;
     int opt, rc = 2;
@@ -296,18 +302,19 @@ int cmd_submit(int argc, char **argv)
     /* '+': stop at the program's name, whose own options are not ours */
     while ((opt = getopt_long(argc, argv, "+:f:q:p:n:l:t:k:wh", longopts, NULL)) != -1) {
         if (cli_common_opt(&copts, opt, optarg)) continue;
+        bool good = true;
         switch (opt) {
         case 'f':
             file = optarg;
             break;
         case 'q':
-            o.queue = optarg;
+            good = put(fields, "queue", json_string(optarg));
             break;
         case 'n':
-            o.name = optarg;
+            good = put(fields, "name", json_string(optarg));
             break;
         case 'k':
-            o.key = optarg;
+            good = put(fields, "key", json_string(optarg));
             break;
         case 'w':
             wait = true;
@@ -315,22 +322,27 @@ int cmd_submit(int argc, char **argv)
         case OPT_JSON:
             json = true;
             break;
-        case 'p':
-            if (!cli_parse_long(optarg, -1000000, 1000000, &o.priority)) {
+        case 'p': {
+            long prio;
+            if (!cli_parse_long(optarg, -1000000, 1000000, &prio)) {
                 rc = cli_usage_error(submit_usage, "--priority must be an integer, not '%s'",
                                      optarg);
                 goto out;
             }
-            o.has_priority = true;
+            put(fields, "priority", json_integer(prio));
             break;
-        case 't':
-            if (!cli_parse_seconds(optarg, &o.timeout)) {
+        }
+        case 't': {
+            double t;
+            if (!cli_parse_seconds(optarg, &t)) {
                 rc = cli_usage_error(submit_usage,
                                      "--timeout must be a number of seconds, not '%s'", optarg);
                 goto out;
             }
-            o.has_timeout = true;
+            put(fields, "timeout_s",
+                t == floor(t) && t < 1e15 ? json_integer((json_int_t)t) : json_real(t));
             break;
+        }
         case 'l': {
             const char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) {
@@ -338,8 +350,7 @@ int cmd_submit(int argc, char **argv)
                 goto out;
             }
             char *k = xstrndup(optarg, (size_t)(eq - optarg));
-            if (!o.labels) o.labels = json_object();
-            json_object_set_new(o.labels, k, json_string(eq + 1));
+            good = put(labels, k, json_string(eq + 1));
             free(k);
             break;
         }
@@ -349,6 +360,10 @@ int cmd_submit(int argc, char **argv)
             goto out;
         default:
             rc = cli_bad_option(opt, argv, submit_usage);
+            goto out;
+        }
+        if (!good) {
+            rc = cli_usage_error(submit_usage, "'%s' is not UTF-8 text", optarg);
             goto out;
         }
     }
@@ -366,11 +381,16 @@ int cmd_submit(int argc, char **argv)
         if (!(spec = load_spec(file))) goto out;
     } else {
         json_t *args = json_array();
-        for (int i = optind + 1; i < argc; i++)
-            json_array_append_new(args, json_string(argv[i]));
+        for (int i = optind + 1; i < argc; i++) {
+            if (json_array_append_new(args, json_string(argv[i]))) {
+                json_decref(args);
+                fprintf(stderr, "drover: argument '%s' is not UTF-8 text\n", argv[i]);
+                goto out;
+            }
+        }
         spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[optind], "argv", args);
         if (!spec) {
-            fprintf(stderr, "drover: the program and its arguments must be UTF-8 text\n");
+            fprintf(stderr, "drover: the program's name '%s' is not UTF-8 text\n", argv[optind]);
             goto out;
         }
     }
@@ -379,10 +399,10 @@ int cmd_submit(int argc, char **argv)
         json_t *one;
         json_array_foreach(spec, i, one)
         {
-            if (json_is_object(one)) apply_overrides(one, &o);
+            if (json_is_object(one)) apply_overrides(one, fields, labels);
         }
     } else {
-        apply_overrides(spec, &o);
+        apply_overrides(spec, fields, labels);
     }
 
     if (cli_connect(&cli, &copts)) goto out;
@@ -448,7 +468,8 @@ int cmd_submit(int argc, char **argv)
 out:
     json_decref(answer);
     json_decref(spec);
-    json_decref(o.labels);
+    json_decref(fields);
+    json_decref(labels);
     cli_release(&cli);
     return rc;
 }
@@ -521,7 +542,11 @@ static void command_line(json_t *job, struct buf *b)
 /* One "label:     value" line, skipped when the value is missing or empty. */
 static void field(const char *label, const char *value)
 {
-    if (value && *value) printf("%-10s %s\n", label, value);
+    if (value && *value) {
+        printf("%-10s ", label);
+        put_sanitised(value, strlen(value));
+        putchar('\n');
+    }
 }
 
 static void print_time_field(const char *label, json_t *job, const char *key)
@@ -531,15 +556,6 @@ static void print_time_field(const char *label, json_t *job, const char *key)
         char t[64];
         cli_format_time(v, true, t, sizeof(t));
         field(label, t);
-    }
-}
-
-/* Prints text, which may hold anything, so that it cannot drive the terminal. */
-static void put_sanitised(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        putchar((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
     }
 }
 
@@ -662,12 +678,16 @@ int cmd_status(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (cli_common_opt(&copts, opt, optarg)) continue;
-        if (opt == OPT_JSON)
+        switch (opt) {
+        case OPT_JSON:
             json = true;
-        else if (opt == 'h')
-            return fputs(status_usage, stdout), 0;
-        else
+            break;
+        case 'h':
+            fputs(status_usage, stdout);
+            return 0;
+        default:
             return cli_bad_option(opt, argv, status_usage);
+        }
     }
     if ((rc = one_id(argc, argv, status_usage, &id))) return rc;
     rc = 1;
@@ -774,12 +794,16 @@ int cmd_cancel(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (cli_common_opt(&copts, opt, optarg)) continue;
-        if (opt == OPT_JSON)
+        switch (opt) {
+        case OPT_JSON:
             json = true;
-        else if (opt == 'h')
-            return fputs(cancel_usage, stdout), 0;
-        else
+            break;
+        case 'h':
+            fputs(cancel_usage, stdout);
+            return 0;
+        default:
             return cli_bad_option(opt, argv, cancel_usage);
+        }
     }
     if ((rc = one_id(argc, argv, cancel_usage, &id))) return rc;
     rc = 1;
@@ -817,12 +841,11 @@ static const char jobs_usage[] =
     "  -a, --all          follow the pages to the end (or to --limit)\n"
     "      --json         print the jobs as a JSON array\n" CLI_COMMON_USAGE;
 
-enum { OPT_SERVICE = OPT_ALL + 1 };
-
-static void add_query(struct buf *q, const char *key, const char *value)
+/* Appends "?key=value" or "&key=value" to a path, escaping the value. */
+static void add_query(struct buf *path, const char *key, const char *value)
 {
     char *v = http_escape(value);
-    buf_addf(q, "%c%s=%s", q->len ? '&' : '?', key, v);
+    buf_addf(path, "%c%s=%s", strchr(buf_str(path), '?') ? '&' : '?', key, v);
     free(v);
 }
 
@@ -867,12 +890,13 @@ int cmd_jobs(int argc, char **argv)
     };
     struct cli_opts copts = {0};
     struct cli cli = {0};
-    struct buf filter = BUF_INIT;
+    struct buf filter = BUF_INIT; /* "/v1/jobs?state=..." */
     bool json = false, all = false, has_label = false;
     long limit = 0;
     json_t *list = json_array();
     int opt, rc = 2;
 
+    buf_adds(&filter, "/v1/jobs");
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":s:q:l:n:ah", longopts, NULL)) != -1) {
         if (cli_common_opt(&copts, opt, optarg)) continue;
@@ -938,18 +962,14 @@ int cmd_jobs(int argc, char **argv)
     bool more = false;
     for (;;) {
         struct buf path = BUF_INIT;
-        buf_adds(&path, "/v1/jobs");
-        struct buf q = BUF_INIT;
-        buf_adds(&q, buf_str(&filter));
+        buf_adds(&path, filter.data);
         if (limit) {
             char n[32];
             long left = limit - (long)json_array_size(list);
             snprintf(n, sizeof(n), "%ld", left < JOBS_PAGE_MAX ? left : JOBS_PAGE_MAX);
-            add_query(&q, "limit", n);
+            add_query(&path, "limit", n);
         }
-        if (after) add_query(&q, "after", after);
-        buf_adds(&path, buf_str(&q));
-        buf_release(&q);
+        if (after) add_query(&path, "after", after);
         json_t *page = NULL;
         int r = cli_call(&cli, "GET", path.data, NULL, &page, "cannot list jobs");
         buf_release(&path);
@@ -1005,12 +1025,16 @@ int cmd_queues(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (cli_common_opt(&copts, opt, optarg)) continue;
-        if (opt == OPT_JSON)
+        switch (opt) {
+        case OPT_JSON:
             json = true;
-        else if (opt == 'h')
-            return fputs(queues_usage, stdout), 0;
-        else
+            break;
+        case 'h':
+            fputs(queues_usage, stdout);
+            return 0;
+        default:
             return cli_bad_option(opt, argv, queues_usage);
+        }
     }
     if (optind < argc)
         return cli_usage_error(queues_usage, "unexpected argument '%s'", argv[optind]);
