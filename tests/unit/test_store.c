@@ -1,0 +1,1232 @@
+/*
+ * test_store.c - the store conformance suite: what every backend behind store.h must do.
+ *
+ * Each test runs once per entry of `backends[]`, on a fresh, empty location made by the
+ * fixture (per-test setup) and removed afterwards (teardown). Today that is SQLite on a real
+ * file in a new mkdtemp folder. To add a backend (PostgreSQL), write its create / destroy /
+ * exists / check_schema functions (create: a fresh database or schema, with its URI in f->uri
+ * and an unopenable one in f->bad_uri) and add one line to `backends[]`.
+ *
+ * Jobs are made the real way: a JSON spec through spec_parse() and job_from_spec().
+ * Writes are made between store_begin() and store_commit(), as the contract asks.
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/*
+ * Memory that the library allocated (store_meta_get's value, store_queue_stats' array) is
+ * freed with libc's free(): this function is defined before cmocka.h replaces free() in this
+ * file with its own checked allocator.
+ */
+static void lib_free(void *p)
+{
+    free(p);
+}
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/role.h"
+#include "common/xalloc.h"
+#include "job/job.h"
+#include "job/spec.h"
+#include "store/schema/sqlite.h"
+#include "store/store.h"
+
+/* Milliseconds: a fixed clock, so that times read back can be compared exactly. */
+#define T0 INT64_C(1764000000000)
+
+/* --- backends ------------------------------------------------------------------------------ */
+
+struct backend;
+
+struct fixture {
+    const struct backend *be;
+    char dir[PATH_MAX];          /* sqlite: the temporary folder */
+    char uri[PATH_MAX + 64];     /* the store under test */
+    char bad_uri[PATH_MAX + 64]; /* same scheme, a location that cannot be opened */
+    struct store *st;            /* opened by setup_open */
+    struct store *st2;           /* a second handle, closed by teardown when a test opens it */
+};
+
+struct backend {
+    const char *name;
+    /* Makes a fresh, empty location and fills f->uri and f->bad_uri; 0 or -1. */
+    int (*create)(struct fixture *f);
+    /* Removes the location and everything in it; 0 or -1. */
+    int (*destroy)(struct fixture *f);
+    /* Whether anything exists at f->uri yet (before the first store_open: no). */
+    bool (*exists)(const struct fixture *f);
+    /* Asserts that the store at f->uri is at the latest schema version. */
+    void (*check_schema)(const struct fixture *f);
+};
+
+static int sqlite_create(struct fixture *f)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof(f->dir), "%s/drover-test-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->uri, sizeof(f->uri), "sqlite:%s/drover.db", f->dir);
+    snprintf(f->bad_uri, sizeof(f->bad_uri), "sqlite:%s/no/such/folder/drover.db", f->dir);
+    return 0;
+}
+
+static int sqlite_destroy(struct fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    char path[PATH_MAX + 300];
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", f->dir, de->d_name);
+        if (unlink(path))
+            rc = -1;
+    }
+    closedir(d);
+    if (rmdir(f->dir))
+        rc = -1;
+    return rc;
+}
+
+static const char *sqlite_path(const struct fixture *f)
+{
+    return f->uri + strlen("sqlite:");
+}
+
+static bool sqlite_exists(const struct fixture *f)
+{
+    struct stat sb;
+    return stat(sqlite_path(f), &sb) == 0;
+}
+
+static void sqlite_check_schema(const struct fixture *f)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open_v2(sqlite_path(f), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                        "AND name IN ('jobs', 'tokens', 'meta')",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int tables = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+
+    /* WAL is what lets the server's reader run beside its writer. */
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    char mode[16];
+    snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    assert_int_equal(version, (int)ARRAY_SIZE(sqlite_migrations));
+    assert_int_equal(tables, 3);
+    assert_string_equal(mode, "wal");
+}
+
+/* One line per backend. */
+static const struct backend backends[] = {
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema},
+};
+
+/* The backend whose group is running (cmocka passes no argument to a group). */
+static const struct backend *current;
+
+/* --- fixture ------------------------------------------------------------------------------- */
+
+/* A fresh location, nothing opened yet. */
+static int setup_empty(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->be = current;
+    if (f->be->create(f)) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+/* A fresh location with the store opened on it as f->st. */
+static int setup_open(void **state)
+{
+    if (setup_empty(state))
+        return -1;
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    if (store_open(f->uri, NULL, &f->st, &e)) {
+        fprintf(stderr, "store_open('%s'): %s\n", f->uri, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (!f)
+        return 0;
+    store_close(f->st2);
+    store_close(f->st);
+    int rc = f->be->destroy(f);
+    free(f);
+    *state = NULL;
+    return rc;
+}
+
+/* --- helpers ------------------------------------------------------------------------------- */
+
+/* Fails the test with the store's message when `call` does not return 0. */
+#define assert_ok(call, e)                                                                         \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_)                                                                                   \
+            fail_msg("%s returned %d: %s", #call, rc_, (e)->msg);                                  \
+    } while (0)
+
+/* Asserts that `call` fails with `code` and says something about it. */
+#define assert_err(call, want, e)                                                                  \
+    do {                                                                                           \
+        err_clear(e);                                                                              \
+        int rc_ = (call);                                                                          \
+        if (rc_ != (want))                                                                         \
+            fail_msg("%s returned %d, expected %d (%s)", #call, rc_, (int)(want), (e)->msg);       \
+        assert_int_equal((e)->code, (want));                                                       \
+        assert_true((e)->msg[0] != '\0');                                                          \
+    } while (0)
+
+/*
+ * Makes a queued job at time `now` from a spec. The spec is written with ' for " to keep the
+ * literals readable, and formatted like printf.
+ */
+PRINTF_LIKE(3, 4) static void make_job(struct job *j, int64_t now, const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    for (char *p = text; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+
+    json_error_t jerr;
+    json_t *in = json_loads(text, 0, &jerr);
+    if (!in)
+        fail_msg("bad test json (%s): %s", jerr.text, text);
+    struct job_spec s;
+    struct err e = ERR_INIT;
+    int rc = spec_parse(in, NULL, &s, &e);
+    json_decref(in);
+    if (rc)
+        fail_msg("spec_parse failed: %s (field %s) for %s", e.msg, e.field, text);
+    job_from_spec(j, &s, now);
+    spec_release(&s);
+}
+
+/* A minimal job in `queue`. */
+static void make_simple(struct job *j, int64_t now, const char *queue)
+{
+    make_job(j, now, "{'queue': '%s', 'command': {'program': 'true'}}", queue);
+}
+
+/* Inserts jobs in one transaction. */
+static void insert_jobs(struct store *st, struct job *jobs, size_t n)
+{
+    struct err e = ERR_INIT;
+    assert_ok(store_begin(st, &e), &e);
+    for (size_t i = 0; i < n; i++)
+        assert_ok(store_job_insert(st, &jobs[i], &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+static void release_jobs(struct job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        job_release(&jobs[i]);
+}
+
+static void assert_str_same(const char *want, const char *got, const char *what)
+{
+    if (!want && !got)
+        return;
+    if (!want || !got || strcmp(want, got))
+        fail_msg("%s: expected '%s', got '%s'", what, want ? want : "(null)",
+                 got ? got : "(null)");
+}
+
+/* Both absent, or equal JSON (json_equal is false for two NULLs). */
+static void assert_json_same(const json_t *want, const json_t *got, const char *what)
+{
+    if (!want && !got)
+        return;
+    if (!want || !got || !json_equal(want, got))
+        fail_msg("%s: the JSON read back differs from the JSON stored", what);
+}
+
+/* Every field of the record. */
+static void assert_job_equal(const struct job *want, const struct job *got)
+{
+    assert_string_equal(got->id, want->id);
+    assert_int_equal(got->state, want->state);
+    assert_str_same(want->queue, got->queue, "queue");
+    assert_str_same(want->service, got->service, "service");
+    assert_str_same(want->name, got->name, "name");
+    assert_str_same(want->key, got->key, "key");
+    assert_str_same(want->agent, got->agent, "agent");
+    assert_int_equal(got->priority, want->priority);
+    assert_int_equal(got->slots, want->slots);
+    assert_int_equal(got->attempt, want->attempt);
+    assert_int_equal(got->max_attempts, want->max_attempts);
+    assert_int_equal(got->created_at, want->created_at);
+    assert_int_equal(got->started_at, want->started_at);
+    assert_int_equal(got->finished_at, want->finished_at);
+    assert_int_equal(got->run_after, want->run_after);
+    assert_json_same(want->labels, got->labels, "labels");
+    assert_json_same(want->spec, got->spec, "spec");
+    assert_json_same(want->progress, got->progress, "progress");
+    assert_json_same(want->result, got->result, "result");
+    assert_json_same(want->attempts, got->attempts, "attempts");
+}
+
+static struct job_filter filter_any(void)
+{
+    return (struct job_filter){.state = -1, .limit = 1000};
+}
+
+/* Lists with `flt` and asserts that exactly the jobs `want` (ids, in that order) come back. */
+static void assert_list(struct store *st, const struct job_filter *flt, const char *const *want,
+                        size_t n)
+{
+    struct job_list l = {0};
+    struct err e = ERR_INIT;
+    assert_ok(store_job_list(st, flt, &l, &e), &e);
+    char got[64][UUID_STR_LEN];
+    size_t got_n = l.n;
+    for (size_t i = 0; i < l.n && i < ARRAY_SIZE(got); i++)
+        snprintf(got[i], sizeof(got[i]), "%s", l.jobs[i].id);
+    job_list_release(&l);
+    assert_int_equal(got_n, n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(got[i], want[i]))
+            fail_msg("job_list row %zu: expected %s, got %s", i, want[i], got[i]);
+}
+
+/* A token hash: 64 hex digits of `c`. */
+static void make_hash(char out[65], char c)
+{
+    memset(out, c, 64);
+    out[64] = '\0';
+}
+
+/* --- open ---------------------------------------------------------------------------------- */
+
+static void test_open_creates_and_migrates(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    assert_false(f->be->exists(f));
+
+    assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+    assert_non_null(f->st);
+    assert_true(f->be->exists(f));
+    f->be->check_schema(f);
+    assert_int_equal(store_caps(f->st) & ~(unsigned)STORE_CAP_SHARED, 0);
+
+    /* Empty, and every table usable. */
+    struct job_filter flt = filter_any();
+    assert_list(f->st, &flt, NULL, 0);
+    struct queue_stat *qs = NULL;
+    size_t n = 99;
+    assert_ok(store_queue_stats(f->st, &qs, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(qs);
+    int64_t count = -1;
+    assert_ok(store_token_count(f->st, ROLE_ADMIN, &count, &e), &e);
+    assert_int_equal(count, 0);
+    char *v = NULL;
+    assert_err(store_meta_get(f->st, "secret", &v, &e), ERR_NOTFOUND, &e);
+
+    struct job j;
+    make_simple(&j, T0, "default");
+    insert_jobs(f->st, &j, 1);
+    struct job got;
+    assert_ok(store_job_get(f->st, j.id, &got, &e), &e);
+    assert_job_equal(&j, &got);
+    job_release(&got);
+    job_release(&j);
+}
+
+static void test_open_sync_full(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct store_opts opts = {.sync_full = true};
+    assert_ok(store_open(f->uri, &opts, &f->st, &e), &e);
+    struct job j;
+    make_simple(&j, T0, "default");
+    insert_jobs(f->st, &j, 1);
+    struct job got;
+    assert_ok(store_job_get(f->st, j.id, &got, &e), &e);
+    job_release(&got);
+    job_release(&j);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[2];
+    make_job(&jobs[0], T0, "{'queue': 'q1', 'key': 'k1', 'labels': {'a': 'b'}, "
+                           "'command': {'program': 'true'}}");
+    make_simple(&jobs[1], T0 + 1, "q2");
+    insert_jobs(f->st, jobs, 2);
+    char hash[65];
+    make_hash(hash, 'a');
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "admin", ROLE_ADMIN, hash, &e), &e);
+    assert_ok(store_meta_set(f->st, "secret", "s3cr3t", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    store_close(f->st);
+    f->st = NULL;
+
+    /* Twice: the second open finds the schema current and migrates nothing. */
+    for (int round = 0; round < 2; round++) {
+        assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+        f->be->check_schema(f);
+        for (size_t i = 0; i < 2; i++) {
+            struct job got;
+            assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
+            assert_job_equal(&jobs[i], &got);
+            job_release(&got);
+        }
+        int role = 0;
+        char name[64] = "";
+        assert_ok(store_token_find(f->st, hash, &role, name, sizeof(name), &e), &e);
+        assert_int_equal(role, ROLE_ADMIN);
+        assert_string_equal(name, "admin");
+        char *v = NULL;
+        assert_ok(store_meta_get(f->st, "secret", &v, &e), &e);
+        assert_string_equal(v, "s3cr3t");
+        lib_free(v);
+        store_close(f->st);
+        f->st = NULL;
+    }
+
+    /* And it takes new writes after the reopen. */
+    assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+    struct job j3;
+    make_simple(&j3, T0 + 2, "q1");
+    insert_jobs(f->st, &j3, 1);
+    struct job_filter flt = filter_any();
+    const char *want[] = {j3.id, jobs[1].id, jobs[0].id};
+    assert_list(f->st, &flt, want, 3);
+    job_release(&j3);
+    release_jobs(jobs, 2);
+}
+
+static void test_open_bad_scheme(void **state)
+{
+    (void)state;
+    static const char *const uris[] = {
+        "nosuch:/tmp/x.db", "/tmp/no-scheme.db", "", "sqlite", "sqlit:/tmp/x.db", "sqlite:",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(uris); i++) {
+        struct store *st = NULL;
+        struct err e = ERR_INIT;
+        int rc = store_open(uris[i], NULL, &st, &e);
+        if (rc != ERR_INVALID)
+            fail_msg("store_open('%s') returned %d, expected ERR_INVALID", uris[i], rc);
+        assert_null(st);
+        assert_int_equal(e.code, ERR_INVALID);
+        assert_true(e.msg[0] != '\0');
+        assert_non_null(strstr(e.msg, uris[i])); /* the message names what was given */
+    }
+}
+
+static void test_open_missing_folder(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct store *st = NULL;
+    int rc = store_open(f->bad_uri, NULL, &st, &e);
+    assert_true(rc < 0);
+    assert_int_equal(e.code, rc);
+    assert_true(e.msg[0] != '\0');
+    assert_null(st);
+    /* Same with no struct err to fill. */
+    assert_true(store_open(f->bad_uri, NULL, &st, NULL) < 0);
+    assert_null(st);
+}
+
+/* --- insert and get ------------------------------------------------------------------------ */
+
+static void test_insert_get_every_field(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[3];
+    make_job(&jobs[0], T0,
+             "{'queue': 'bio.q-1', 'service': 'nhmmer', 'name': 'a long name \\u00e9', "
+             "'key': 'req-1', 'priority': -5, 'slots': 3, 'delay_s': 2.5, "
+             "'retry': {'max_attempts': 7}, 'labels': {'project': 'x', 'team.name': 'core'}, "
+             "'requires': {'db': 'rfam'}, 'timeout_s': 600, "
+             "'command': {'program': 'nhmmer', 'arguments': "
+             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}], 'env': {'A': 'b'}}}");
+    make_simple(&jobs[1], T0 + 1, "default"); /* no service, name, key; empty labels */
+
+    /* A record further along its life: every optional column filled. */
+    make_job(&jobs[2], T0 + 2, "{'queue': 'q', 'service': 's', 'command': {'program': 'p'}}");
+    jobs[2].state = JOB_FAILED;
+    jobs[2].agent = xstrdup("agent-7");
+    jobs[2].attempt = 2;
+    jobs[2].started_at = T0 + 100;
+    jobs[2].finished_at = T0 + 200;
+    jobs[2].progress = json_pack("{s:i, s:s}", "percent", 50, "message", "half");
+    jobs[2].result = json_pack("{s:s, s:i}", "reason", "exit", "code", 3);
+    jobs[2].attempts = json_pack("[{s:i}]", "attempt", 1);
+
+    /* What job_from_spec filled in, so that the comparison below means something. */
+    assert_int_equal(jobs[0].state, JOB_QUEUED);
+    assert_int_equal(jobs[0].priority, -5);
+    assert_int_equal(jobs[0].slots, 3);
+    assert_int_equal(jobs[0].max_attempts, 7);
+    assert_int_equal(jobs[0].run_after, T0 + 2500);
+    assert_non_null(jobs[0].labels);
+    assert_null(jobs[1].service);
+    assert_null(jobs[1].key);
+
+    insert_jobs(f->st, jobs, 3);
+    for (size_t i = 0; i < 3; i++) {
+        struct job got;
+        assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
+        assert_job_equal(&jobs[i], &got);
+        job_release(&got);
+    }
+    release_jobs(jobs, 3);
+}
+
+static void test_get_unknown(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j, got;
+    make_job(&j, T0, "{'key': 'k', 'command': {'program': 'true'}}");
+    insert_jobs(f->st, &j, 1);
+
+    char other[UUID_STR_LEN];
+    uuid7_new(other);
+    job_init(&got);
+    assert_err(store_job_get(f->st, other, &got, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, other));
+    assert_err(store_job_get(f->st, "not-a-uuid", &got, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_get_by_key(f->st, "other-key", &got, &e), ERR_NOTFOUND, &e);
+    /* e may be NULL. */
+    assert_int_equal(store_job_get(f->st, other, &got, NULL), ERR_NOTFOUND);
+    assert_int_equal(store_job_get_by_key(f->st, "other-key", &got, NULL), ERR_NOTFOUND);
+    job_release(&j);
+}
+
+static void test_get_by_key(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[3];
+    make_job(&jobs[0], T0, "{'key': 'alpha', 'command': {'program': 'true'}}");
+    make_job(&jobs[1], T0, "{'key': 'beta', 'queue': 'q2', 'command': {'program': 'true'}}");
+    make_simple(&jobs[2], T0, "default"); /* no key */
+    insert_jobs(f->st, jobs, 3);
+
+    for (size_t i = 0; i < 2; i++) {
+        struct job got;
+        assert_ok(store_job_get_by_key(f->st, jobs[i].key, &got, &e), &e);
+        assert_job_equal(&jobs[i], &got);
+        job_release(&got);
+    }
+    release_jobs(jobs, 3);
+}
+
+/* --- transactions -------------------------------------------------------------------------- */
+
+static void test_duplicate_key(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job a, b, c, d, got;
+    make_job(&a, T0, "{'key': 'same', 'command': {'program': 'a'}}");
+    make_job(&b, T0, "{'key': 'same', 'command': {'program': 'b'}}");
+    make_job(&c, T0, "{'key': 'other', 'command': {'program': 'c'}}");
+    make_simple(&d, T0, "default"); /* keyless jobs never conflict */
+
+    /* A batch as the group committer makes it: one savepoint per request. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &a, &e), &e);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_err(store_job_insert(f->st, &b, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "same"));
+    store_savepoint_rollback(f->st);
+
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &c, &e), &e);
+    assert_ok(store_job_insert(f->st, &d, &e), &e);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    assert_ok(store_job_get(f->st, a.id, &got, &e), &e);
+    assert_job_equal(&a, &got);
+    job_release(&got);
+    assert_ok(store_job_get(f->st, c.id, &got, &e), &e);
+    job_release(&got);
+    assert_ok(store_job_get(f->st, d.id, &got, &e), &e);
+    job_release(&got);
+    assert_err(store_job_get(f->st, b.id, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_job_get_by_key(f->st, "same", &got, &e), &e);
+    assert_string_equal(got.id, a.id);
+    job_release(&got);
+
+    /* Against a committed row too, and with no struct err. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_int_equal(store_job_insert(f->st, &b, NULL), ERR_CONFLICT);
+    store_rollback(f->st);
+    assert_err(store_job_get(f->st, b.id, &got, &e), ERR_NOTFOUND, &e);
+
+    job_release(&a);
+    job_release(&b);
+    job_release(&c);
+    job_release(&d);
+}
+
+static void test_rollback_discards(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job a, b, c, got;
+    make_job(&a, T0, "{'key': 'ka', 'command': {'program': 'true'}}");
+    make_simple(&b, T0, "default");
+    make_simple(&c, T0, "default");
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &a, &e), &e);
+    assert_ok(store_meta_set(f->st, "m", "v", &e), &e);
+    store_rollback(f->st);
+    assert_err(store_job_get(f->st, a.id, &got, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_get_by_key(f->st, "ka", &got, &e), ERR_NOTFOUND, &e);
+    char *v = NULL;
+    assert_err(store_meta_get(f->st, "m", &v, &e), ERR_NOTFOUND, &e);
+    struct job_filter flt = filter_any();
+    assert_list(f->st, &flt, NULL, 0);
+
+    /* Rolling back to a savepoint undoes only what came after it. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &b, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &c, &e), &e);
+    store_savepoint_rollback(f->st);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_job_get(f->st, b.id, &got, &e), &e);
+    job_release(&got);
+    assert_err(store_job_get(f->st, c.id, &got, &e), ERR_NOTFOUND, &e);
+
+    /* The rolled-back job can still be inserted afterwards. */
+    insert_jobs(f->st, &a, 1);
+    assert_ok(store_job_get_by_key(f->st, "ka", &got, &e), &e);
+    assert_job_equal(&a, &got);
+    job_release(&got);
+
+    job_release(&a);
+    job_release(&b);
+    job_release(&c);
+}
+
+/* The server reads on one handle while its committer writes on another. */
+static void test_second_handle(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    struct store *rd = f->st2;
+
+    struct job a, b, got;
+    make_job(&a, T0, "{'key': 'ka', 'queue': 'qa', 'command': {'program': 'true'}}");
+    make_simple(&b, T0 + 1, "qa");
+    insert_jobs(f->st, &a, 1);
+    assert_ok(store_job_get(rd, a.id, &got, &e), &e);
+    assert_job_equal(&a, &got);
+    job_release(&got);
+
+    /* Uncommitted: invisible to the reader, which is not blocked either. */
+    char hash[65];
+    make_hash(hash, 'b');
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &b, &e), &e);
+    assert_ok(store_token_insert(f->st, "t", ROLE_CLIENT, hash, &e), &e);
+    assert_ok(store_meta_set(f->st, "m", "v", &e), &e);
+
+    assert_err(store_job_get(rd, b.id, &got, &e), ERR_NOTFOUND, &e);
+    struct job_filter flt = filter_any();
+    const char *only_a[] = {a.id};
+    assert_list(rd, &flt, only_a, 1);
+    struct queue_stat *qs = NULL;
+    size_t n = 0;
+    assert_ok(store_queue_stats(rd, &qs, &n, &e), &e);
+    int64_t queued = n == 1 ? qs[0].count[JOB_QUEUED] : -1;
+    lib_free(qs);
+    assert_int_equal(queued, 1);
+    int role = 0;
+    assert_err(store_token_find(rd, hash, &role, NULL, 0, &e), ERR_NOTFOUND, &e);
+    char *v = NULL;
+    assert_err(store_meta_get(rd, "m", &v, &e), ERR_NOTFOUND, &e);
+
+    /* Committed: visible to the reader's next read. */
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_job_get(rd, b.id, &got, &e), &e);
+    assert_job_equal(&b, &got);
+    job_release(&got);
+    const char *both[] = {b.id, a.id};
+    assert_list(rd, &flt, both, 2);
+    assert_ok(store_queue_stats(rd, &qs, &n, &e), &e);
+    queued = n == 1 ? qs[0].count[JOB_QUEUED] : -1;
+    lib_free(qs);
+    assert_int_equal(queued, 2);
+    assert_ok(store_token_find(rd, hash, &role, NULL, 0, &e), &e);
+    assert_int_equal(role, ROLE_CLIENT);
+    assert_ok(store_meta_get(rd, "m", &v, &e), &e);
+    assert_string_equal(v, "v");
+    lib_free(v);
+
+    /* A write made through the reader's handle (as auth bootstrap does) reaches the writer. */
+    struct job c;
+    make_simple(&c, T0 + 2, "qa");
+    insert_jobs(rd, &c, 1);
+    assert_ok(store_job_get(f->st, c.id, &got, &e), &e);
+    job_release(&got);
+    job_release(&c);
+
+    /* A cancel committed on the writer shows on the reader. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, a.id, T0 + 50, &got, &e), &e);
+    job_release(&got);
+    assert_ok(store_job_get(rd, a.id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_QUEUED); /* not committed yet */
+    job_release(&got);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_job_get(rd, a.id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_CANCELLED);
+    job_release(&got);
+
+    job_release(&a);
+    job_release(&b);
+}
+
+/* --- list ---------------------------------------------------------------------------------- */
+
+static void test_list_newest_first(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 12 };
+    struct job jobs[N];
+    /* Made in order (ids sort by creation); created_at deliberately not increasing. */
+    for (int i = 0; i < N; i++)
+        make_simple(&jobs[i], T0 + (i % 3) * 1000, i % 2 ? "odd" : "even");
+    insert_jobs(f->st, jobs, N);
+    const char *want[N];
+    for (int i = 0; i < N; i++)
+        want[i] = jobs[N - 1 - i].id;
+    struct job_filter flt = filter_any();
+    assert_list(f->st, &flt, want, N);
+
+    /* Full records come back in the list, not only ids. */
+    struct job_list l = {0};
+    struct err e = ERR_INIT;
+    flt.limit = 1;
+    assert_ok(store_job_list(f->st, &flt, &l, &e), &e);
+    assert_int_equal(l.n, 1);
+    assert_job_equal(&jobs[N - 1], &l.jobs[0]);
+    job_list_release(&l);
+    assert_null(l.jobs);
+    assert_int_equal(l.n, 0);
+    release_jobs(jobs, N);
+}
+
+static void test_list_filters(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    enum { N = 6 };
+    struct job j[N];
+    make_job(&j[0], T0, "{'queue': 'a', 'service': 's1', "
+                        "'labels': {'env': 'prod', 'team.name': 'core'}, "
+                        "'command': {'program': 'p'}}");
+    make_job(&j[1], T0, "{'queue': 'a', 'service': 's2', 'labels': {'env': 'dev'}, "
+                        "'command': {'program': 'p'}}");
+    make_job(&j[2], T0, "{'queue': 'b', 'service': 's1', 'labels': {'env': 'prod'}, "
+                        "'command': {'program': 'p'}}");
+    make_simple(&j[3], T0, "b");
+    make_job(&j[4], T0, "{'queue': 'a', 'service': 's1', 'labels': {'team.name': 'other', "
+                        "'team': 'core', 'name': 'core'}, 'command': {'program': 'p'}}");
+    make_job(&j[5], T0, "{'queue': 'a.b', 'labels': {'env': 'prod'}, "
+                        "'command': {'program': 'p'}}");
+    j[5].state = JOB_RUNNING;
+    insert_jobs(f->st, j, N);
+    struct job got;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, j[3].id, T0 + 10, &got, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    job_release(&got);
+
+    struct job_filter flt = filter_any();
+    flt.state = JOB_QUEUED;
+    const char *queued[] = {j[4].id, j[2].id, j[1].id, j[0].id};
+    assert_list(f->st, &flt, queued, 4);
+    flt.state = JOB_CANCELLED;
+    const char *cancelled[] = {j[3].id};
+    assert_list(f->st, &flt, cancelled, 1);
+    flt.state = JOB_RUNNING;
+    const char *running[] = {j[5].id};
+    assert_list(f->st, &flt, running, 1);
+    flt.state = JOB_BLOCKED; /* 0: a real filter, not "any" */
+    assert_list(f->st, &flt, NULL, 0);
+
+    flt = filter_any();
+    flt.queue = "a";
+    const char *qa[] = {j[4].id, j[1].id, j[0].id};
+    assert_list(f->st, &flt, qa, 3);
+    flt.queue = "a.b";
+    const char *qab[] = {j[5].id};
+    assert_list(f->st, &flt, qab, 1);
+    flt.queue = "nosuch";
+    assert_list(f->st, &flt, NULL, 0);
+
+    flt = filter_any();
+    flt.service = "s1";
+    const char *s1[] = {j[4].id, j[2].id, j[0].id};
+    assert_list(f->st, &flt, s1, 3);
+
+    flt = filter_any();
+    flt.label_key = "env";
+    flt.label_value = "prod";
+    const char *prod[] = {j[5].id, j[2].id, j[0].id};
+    assert_list(f->st, &flt, prod, 3);
+    flt.label_value = "staging";
+    assert_list(f->st, &flt, NULL, 0);
+
+    /* A dot in a label name is part of the name, not a path into the labels. */
+    flt.label_key = "team.name";
+    flt.label_value = "core";
+    const char *core[] = {j[0].id};
+    assert_list(f->st, &flt, core, 1);
+    flt.label_value = "other";
+    const char *other[] = {j[4].id};
+    assert_list(f->st, &flt, other, 1);
+    flt.label_key = "team";
+    flt.label_value = "core";
+    assert_list(f->st, &flt, other, 1);
+
+    /* Filters combine. */
+    flt = filter_any();
+    flt.queue = "a";
+    flt.service = "s1";
+    flt.state = JOB_QUEUED;
+    flt.label_key = "env";
+    flt.label_value = "prod";
+    const char *all4[] = {j[0].id};
+    assert_list(f->st, &flt, all4, 1);
+    flt.queue = "b";
+    const char *all4b[] = {j[2].id};
+    assert_list(f->st, &flt, all4b, 1);
+    flt.state = JOB_CANCELLED;
+    assert_list(f->st, &flt, NULL, 0);
+
+    /* limit keeps the newest. */
+    flt = filter_any();
+    flt.limit = 2;
+    const char *newest[] = {j[5].id, j[4].id};
+    assert_list(f->st, &flt, newest, 2);
+    flt.queue = "a";
+    const char *newest_a[] = {j[4].id, j[1].id};
+    assert_list(f->st, &flt, newest_a, 2);
+
+    release_jobs(j, N);
+}
+
+static void test_list_paging(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    enum { N = 25, PAGE = 7 };
+    struct job jobs[N];
+    for (int i = 0; i < N; i++)
+        make_simple(&jobs[i], T0 + i, i % 5 == 0 ? "fifth" : "rest");
+    insert_jobs(f->st, jobs, N);
+
+    /* Every job exactly once, newest first, across pages of PAGE. */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *queue = pass ? "rest" : NULL;
+        int total = pass ? N - 5 : N;
+        char seen[N][UUID_STR_LEN];
+        int nseen = 0, pages = 0;
+        char after[UUID_STR_LEN] = "";
+        for (;;) {
+            struct job_filter flt = filter_any();
+            flt.limit = PAGE;
+            flt.queue = queue;
+            flt.after = after[0] ? after : NULL;
+            struct job_list l = {0};
+            assert_ok(store_job_list(f->st, &flt, &l, &e), &e);
+            size_t n = l.n;
+            bool room = nseen + (int)n <= total;
+            for (size_t i = 0; room && i < n; i++)
+                snprintf(seen[nseen + (int)i], sizeof(seen[0]), "%s", l.jobs[i].id);
+            if (n)
+                snprintf(after, sizeof(after), "%s", l.jobs[n - 1].id);
+            job_list_release(&l);
+            assert_true(room);
+            assert_true(n <= PAGE);
+            nseen += (int)n;
+            pages++;
+            if (n < PAGE)
+                break;
+            assert_true(pages <= N);
+        }
+        assert_int_equal(nseen, total);
+        assert_int_equal(pages, total / PAGE + 1);
+        int k = 0;
+        for (int i = N - 1; i >= 0; i--) {
+            if (queue && strcmp(jobs[i].queue, queue))
+                continue;
+            if (strcmp(seen[k], jobs[i].id))
+                fail_msg("paging row %d: expected %s, got %s", k, jobs[i].id, seen[k]);
+            k++;
+        }
+    }
+
+    /* after = the oldest id: nothing older. */
+    struct job_filter flt = filter_any();
+    flt.after = jobs[0].id;
+    assert_list(f->st, &flt, NULL, 0);
+    release_jobs(jobs, N);
+}
+
+/* --- cancel -------------------------------------------------------------------------------- */
+
+static void test_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[3], out, got;
+    make_job(&jobs[0], T0, "{'queue': 'q', 'key': 'kc', 'labels': {'x': 'y'}, "
+                           "'command': {'program': 'true'}}");
+    make_simple(&jobs[1], T0, "q");
+    jobs[1].state = JOB_RUNNING;
+    jobs[1].agent = xstrdup("agent-1");
+    jobs[1].attempt = 1;
+    jobs[1].started_at = T0 + 5;
+    make_simple(&jobs[2], T0, "q");
+    jobs[2].state = JOB_SUCCEEDED;
+    jobs[2].finished_at = T0 + 7;
+    jobs[2].result = json_pack("{s:s}", "reason", "exit");
+    insert_jobs(f->st, jobs, 3);
+
+    json_t *want_result = json_pack("{s:s}", "reason", "cancelled");
+    assert_ok(store_begin(f->st, &e), &e);
+    job_init(&out);
+    assert_ok(store_job_cancel(f->st, jobs[0].id, T0 + 1000, &out, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    /* out is the job after the cancel: only state, finished_at and result changed. */
+    struct job want = jobs[0];
+    want.state = JOB_CANCELLED;
+    want.finished_at = T0 + 1000;
+    want.result = want_result;
+    assert_job_equal(&want, &out);
+    job_release(&out);
+    assert_ok(store_job_get(f->st, jobs[0].id, &got, &e), &e);
+    assert_job_equal(&want, &got);
+    job_release(&got);
+
+    /* A running job can be cancelled too. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, jobs[1].id, T0 + 2000, &out, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(out.state, JOB_CANCELLED);
+    assert_int_equal(out.finished_at, T0 + 2000);
+    assert_int_equal(out.started_at, T0 + 5);
+    assert_json_same(want_result, out.result, "result");
+    job_release(&out);
+
+    /* Ended jobs: conflict, and nothing changes. */
+    assert_ok(store_begin(f->st, &e), &e);
+    job_init(&out);
+    assert_err(store_job_cancel(f->st, jobs[0].id, T0 + 3000, &out, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, jobs[0].id));
+    job_init(&out);
+    assert_err(store_job_cancel(f->st, jobs[2].id, T0 + 3000, &out, &e), ERR_CONFLICT, &e);
+    job_init(&out);
+    assert_int_equal(store_job_cancel(f->st, jobs[2].id, T0 + 3000, &out, NULL), ERR_CONFLICT);
+
+    char other[UUID_STR_LEN];
+    uuid7_new(other);
+    job_init(&out);
+    assert_err(store_job_cancel(f->st, other, T0 + 3000, &out, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, other));
+    assert_ok(store_commit(f->st, &e), &e);
+
+    assert_ok(store_job_get(f->st, jobs[0].id, &got, &e), &e);
+    assert_job_equal(&want, &got);
+    job_release(&got);
+    assert_ok(store_job_get(f->st, jobs[2].id, &got, &e), &e);
+    assert_job_equal(&jobs[2], &got);
+    job_release(&got);
+    assert_err(store_job_get(f->st, other, &got, &e), ERR_NOTFOUND, &e);
+
+    json_decref(want_result);
+    release_jobs(jobs, 3);
+}
+
+/* --- queue stats --------------------------------------------------------------------------- */
+
+/*
+ * KNOWN FAILURE (sqlite): store_sqlite.c sqlite_queue_stats assumes that
+ * "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state" returns rows grouped by
+ * queue, but SQLite answers it from the covering index jobs_state_queue (state, queue, id),
+ * so rows come ordered by state and one queue appears once per state. See the report.
+ */
+static void test_queue_stats(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    static const struct {
+        const char *queue;
+        int state;
+    } rows[] = {
+        {"alpha", JOB_QUEUED},    {"alpha", JOB_QUEUED},    {"alpha", JOB_CANCELLED},
+        {"beta", JOB_QUEUED},     {"beta", JOB_CANCELLED},  {"beta", JOB_CANCELLED},
+        {"beta", JOB_RUNNING},    {"gamma.1", JOB_BLOCKED}, {"alpha", JOB_SUCCEEDED},
+        {"gamma.1", JOB_FAILED},  {"alpha", JOB_LEASED},
+    };
+    enum { N = ARRAY_SIZE(rows) };
+    struct job jobs[N];
+    for (size_t i = 0; i < N; i++) {
+        make_simple(&jobs[i], T0 + (int64_t)i, rows[i].queue);
+        jobs[i].state = rows[i].state;
+    }
+    insert_jobs(f->st, jobs, N);
+
+    static const char *const queues[] = {"alpha", "beta", "gamma.1"};
+    int64_t want[3][JOB_NSTATES] = {{0}};
+    for (size_t i = 0; i < N; i++)
+        for (size_t q = 0; q < 3; q++)
+            if (!strcmp(rows[i].queue, queues[q]))
+                want[q][rows[i].state]++;
+
+    struct queue_stat *qs = NULL;
+    size_t n = 0;
+    assert_ok(store_queue_stats(f->st, &qs, &n, &e), &e);
+    /* Copy out and free before asserting, so that a failure leaks nothing. */
+    int64_t got[3][JOB_NSTATES] = {{0}};
+    int times[3] = {0}, unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t q = 0;
+        while (q < 3 && strcmp(qs[i].name, queues[q]))
+            q++;
+        if (q == 3) {
+            unknown++;
+            continue;
+        }
+        times[q]++;
+        for (int s = 0; s < JOB_NSTATES; s++)
+            got[q][s] += qs[i].count[s];
+    }
+    lib_free(qs);
+    release_jobs(jobs, N);
+
+    assert_int_equal(unknown, 0);
+    for (size_t q = 0; q < 3; q++) {
+        if (times[q] != 1)
+            fail_msg("queue '%s' appears %d times in queue_stats, expected once (%zu entries)",
+                     queues[q], times[q], n);
+        for (int s = 0; s < JOB_NSTATES; s++)
+            if (got[q][s] != want[q][s])
+                fail_msg("queue '%s' state %s: %lld, expected %lld", queues[q],
+                         job_state_name(s), (long long)got[q][s], (long long)want[q][s]);
+    }
+    assert_int_equal(n, 3);
+}
+
+/* --- tokens -------------------------------------------------------------------------------- */
+
+static void test_tokens(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char h1[65], h2[65], h3[65], h4[65], none[65];
+    make_hash(h1, '1');
+    make_hash(h2, '2');
+    make_hash(h3, '3');
+    make_hash(h4, '4');
+    make_hash(none, 'f');
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "alice", ROLE_CLIENT, h1, &e), &e);
+    assert_ok(store_token_insert(f->st, "bob", ROLE_ADMIN, h2, &e), &e);
+    assert_ok(store_token_insert(f->st, "carol", ROLE_CLIENT, h3, &e), &e);
+    assert_ok(store_token_insert(f->st, "agent-1", ROLE_AGENT | ROLE_CLIENT, none, &e), &e);
+    assert_ok(store_token_delete(f->st, "agent-1", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    int role = 0;
+    char name[64];
+    assert_ok(store_token_find(f->st, h1, &role, name, sizeof(name), &e), &e);
+    assert_int_equal(role, ROLE_CLIENT);
+    assert_string_equal(name, "alice");
+    assert_ok(store_token_find(f->st, h2, &role, name, sizeof(name), &e), &e);
+    assert_int_equal(role, ROLE_ADMIN);
+    assert_string_equal(name, "bob");
+    assert_err(store_token_find(f->st, none, &role, name, sizeof(name), &e), ERR_NOTFOUND, &e);
+    assert_int_equal(store_token_find(f->st, none, &role, name, sizeof(name), NULL),
+                     ERR_NOTFOUND);
+
+    /* A taken name: conflict, and the rest of the transaction still commits. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_err(store_token_insert(f->st, "alice", ROLE_ADMIN, h4, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "alice"));
+    store_savepoint_rollback(f->st);
+    assert_int_equal(store_token_insert(f->st, "alice", ROLE_ADMIN, h4, NULL), ERR_CONFLICT);
+    assert_ok(store_meta_set(f->st, "after-conflict", "yes", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_token_find(f->st, h4, &role, name, sizeof(name), &e), ERR_NOTFOUND, &e);
+    assert_ok(store_token_find(f->st, h1, &role, name, sizeof(name), &e), &e);
+    assert_int_equal(role, ROLE_CLIENT); /* unchanged */
+    char *v = NULL;
+    assert_ok(store_meta_get(f->st, "after-conflict", &v, &e), &e);
+    lib_free(v);
+
+    int64_t count = -1;
+    assert_ok(store_token_count(f->st, ROLE_CLIENT, &count, &e), &e);
+    assert_int_equal(count, 2);
+    assert_ok(store_token_count(f->st, ROLE_ADMIN, &count, &e), &e);
+    assert_int_equal(count, 1);
+    assert_ok(store_token_count(f->st, ROLE_AGENT, &count, &e), &e);
+    assert_int_equal(count, 0);
+
+    /* Delete, then the hash no longer authenticates and the name is free again. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_delete(f->st, "alice", &e), &e);
+    assert_err(store_token_delete(f->st, "alice", &e), ERR_NOTFOUND, &e);
+    assert_err(store_token_delete(f->st, "nobody", &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "nobody"));
+    assert_int_equal(store_token_delete(f->st, "nobody", NULL), ERR_NOTFOUND);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_token_find(f->st, h1, &role, name, sizeof(name), &e), ERR_NOTFOUND, &e);
+    assert_ok(store_token_count(f->st, ROLE_CLIENT, &count, &e), &e);
+    assert_int_equal(count, 1);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "alice", ROLE_AGENT, h4, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_token_find(f->st, h4, &role, name, sizeof(name), &e), &e);
+    assert_int_equal(role, ROLE_AGENT);
+    assert_string_equal(name, "alice");
+    assert_ok(store_token_count(f->st, ROLE_AGENT, &count, &e), &e);
+    assert_int_equal(count, 1);
+}
+
+/* --- meta ---------------------------------------------------------------------------------- */
+
+static void test_meta(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char *v = NULL;
+    assert_err(store_meta_get(f->st, "secret", &v, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "secret"));
+    assert_int_equal(store_meta_get(f->st, "secret", &v, NULL), ERR_NOTFOUND);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_meta_set(f->st, "secret", "first", &e), &e);
+    assert_ok(store_meta_set(f->st, "empty", "", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_meta_get(f->st, "secret", &v, &e), &e);
+    assert_string_equal(v, "first");
+    lib_free(v);
+    v = NULL;
+    assert_ok(store_meta_get(f->st, "empty", &v, &e), &e);
+    assert_non_null(v);
+    assert_string_equal(v, "");
+    lib_free(v);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_meta_set(f->st, "secret", "second, longer value", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_meta_get(f->st, "secret", &v, &e), &e);
+    assert_string_equal(v, "second, longer value");
+    lib_free(v);
+    assert_err(store_meta_get(f->st, "Secret", &v, &e), ERR_NOTFOUND, &e);
+}
+
+/* --- main ---------------------------------------------------------------------------------- */
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
+#define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T_EMPTY(test_open_creates_and_migrates),
+        T_EMPTY(test_open_sync_full),
+        T(test_reopen_keeps_data),
+        T_EMPTY(test_open_bad_scheme),
+        T_EMPTY(test_open_missing_folder),
+        T(test_insert_get_every_field),
+        T(test_get_unknown),
+        T(test_get_by_key),
+        T(test_duplicate_key),
+        T(test_rollback_discards),
+        T(test_second_handle),
+        T(test_list_newest_first),
+        T(test_list_filters),
+        T(test_list_paging),
+        T(test_cancel),
+        T(test_queue_stats),
+        T(test_tokens),
+        T(test_meta),
+    };
+    int failed = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+        current = &backends[i];
+        failed += cmocka_run_group_tests_name(current->name, tests, NULL, NULL);
+    }
+    return failed ? 1 : 0;
+}
