@@ -49,6 +49,8 @@ static int token_delete_write(struct store *st, void *arg, struct err *e)
 static void token_done(void *arg, int rc, const struct err *e)
 {
     struct token_op *t = arg;
+    if (!rc && !t->token[0]) /* revoked: no cached check may keep it alive */
+        auth_cache_forget_all(t->r->app);
     if (t->r->gone)
         http_req_drop(t->r);
     else if (rc)

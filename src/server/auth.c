@@ -45,6 +45,56 @@ void auth_token_new(char *out, char *hash)
     auth_token_hash(out, hash);
 }
 
+#define AUTH_CACHE_SIZE 64
+
+struct auth_cache_entry {
+    char hash[AUTH_HASH_LEN];
+    int role;
+    char name[128];
+    int64_t expires_ms;
+};
+
+struct auth_cache {
+    struct auth_cache_entry e[AUTH_CACHE_SIZE];
+    unsigned next; /* round-robin replacement */
+};
+
+static struct auth_cache_entry *cache_find(struct server *s, const char *hash, int64_t now)
+{
+    if (!s->auth_cache)
+        return NULL;
+    for (int i = 0; i < AUTH_CACHE_SIZE; i++) {
+        struct auth_cache_entry *c = &s->auth_cache->e[i];
+        if (c->expires_ms > now && !memcmp(c->hash, hash, AUTH_HASH_LEN))
+            return c;
+    }
+    return NULL;
+}
+
+static void cache_add(struct server *s, const char *hash, int role, const char *name,
+                      int64_t now)
+{
+    if (!s->auth_cache)
+        s->auth_cache = xcalloc(1, sizeof(*s->auth_cache));
+    struct auth_cache_entry *c = &s->auth_cache->e[s->auth_cache->next++ % AUTH_CACHE_SIZE];
+    memcpy(c->hash, hash, AUTH_HASH_LEN);
+    c->role = role;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->expires_ms = now + AUTH_CACHE_TTL_MS;
+}
+
+void auth_cache_forget_all(struct server *s)
+{
+    if (s->auth_cache)
+        memset(s->auth_cache, 0, sizeof(*s->auth_cache));
+}
+
+void auth_cache_free(struct server *s)
+{
+    free(s->auth_cache);
+    s->auth_cache = NULL;
+}
+
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e)
 {
     struct server *s = app;
@@ -52,6 +102,13 @@ int auth_check(void *app, const char *token, int *role, char *name, size_t n, st
     if (strlen(token) > 256)
         return err_set(e, ERR_UNAUTH, "invalid token");
     auth_token_hash(token, hash);
+    int64_t now = time_now_ms();
+    struct auth_cache_entry *c = cache_find(s, hash, now);
+    if (c) {
+        *role = c->role;
+        snprintf(name, n, "%s", c->name);
+        return 0;
+    }
     struct err fe = ERR_INIT;
     int rc = store_token_find(s->reads, hash, role, name, n, &fe);
     if (rc == ERR_NOTFOUND)
@@ -60,6 +117,7 @@ int auth_check(void *app, const char *token, int *role, char *name, size_t n, st
         *e = fe;
         return rc;
     }
+    cache_add(s, hash, *role, name, now);
     return 0;
 }
 

@@ -38,6 +38,7 @@ struct committer {
     pthread_cond_t cond;
     struct op_list pending, done;
     bool stop;
+    bool writer_idle; /* the writer sleeps on cond: only then is a signal needed */
     int efd;
     struct event *ev;
     struct commit_stats stats;
@@ -108,8 +109,11 @@ static void *writer_main(void *arg)
     struct committer *c = arg;
     for (;;) {
         pthread_mutex_lock(&c->lock);
-        while (!c->pending.head && !c->stop)
+        while (!c->pending.head && !c->stop) {
+            c->writer_idle = true;
             pthread_cond_wait(&c->cond, &c->lock);
+        }
+        c->writer_idle = false;
         struct op_list batch = c->pending;
         c->pending.head = c->pending.tail = NULL;
         bool stop = c->stop;
@@ -195,7 +199,8 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
     c->inflight++;
     pthread_mutex_lock(&c->lock);
     list_append(&c->pending, op);
-    pthread_cond_signal(&c->cond);
+    if (c->writer_idle)
+        pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "commands.h"
@@ -224,6 +227,10 @@ int cmd_server(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's algorithm. */
+    int one = 1;
+    setsockopt(evhttp_bound_socket_get_fd(s.listener), IPPROTO_TCP, TCP_NODELAY, &one,
+               sizeof(one));
     sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
     event_add(sigint, NULL);
@@ -239,6 +246,7 @@ out:
         event_base_loop(s.base, EVLOOP_NONBLOCK);
     waiters_free(s.waiters);
     router_free(s.router);
+    auth_cache_free(&s);
     if (s.http)
         evhttp_free(s.http);
     if (sigint)

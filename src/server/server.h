@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 struct waiters;
+struct auth_cache;
 
 struct server {
     struct event_base *base;
@@ -24,6 +25,7 @@ struct server {
     struct store *reads;
     struct committer *commit;
     struct waiters *waiters;
+    struct auth_cache *auth_cache;
     char *data_dir;
     bool shutting_down;
     struct evhttp_bound_socket *listener;
@@ -57,6 +59,14 @@ void auth_token_new(char *out, char *hash);
 void auth_token_hash(const char *token, char *hash);
 /* Creates the admin token and DATA/admin.token (mode 0600) when there is none. */
 int auth_bootstrap(struct server *s, struct err *e);
+/*
+ * Tokens found valid are remembered for AUTH_CACHE_TTL_MS so that a request
+ * does not cost a store read. A revoke on this server forgets them at once;
+ * one made by another server sharing the store takes effect within the TTL.
+ */
+#define AUTH_CACHE_TTL_MS 5000
+void auth_cache_forget_all(struct server *s);
+void auth_cache_free(struct server *s);
 
 /* waiters.c: long-polls on jobs (GET /v1/jobs/{id}/wait). */
 struct waiters *waiters_new(struct server *s);

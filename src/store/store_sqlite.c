@@ -58,7 +58,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idem_key = ?",
     [S_JOB_CANCEL] = "UPDATE jobs SET state = ?, finished_at = ?, result = ? "
                      "WHERE id = ? AND state NOT IN (?, ?, ?)",
-    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
+    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
+                      "ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
@@ -135,9 +136,9 @@ static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, con
 {
     int rc = sqlite3_step(q);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        db_err(s, e, what);
+        rc = db_err(s, e, what);
         sqlite3_reset(q);
-        return e ? e->code : ERR_INTERNAL;
+        return rc;
     }
     sqlite3_reset(q);
     return 0;
