@@ -62,6 +62,11 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms);
 
 /* The job as API.md shows it; a new reference. */
 json_t *job_to_json(const struct job *j);
+/*
+ * The answer to a submission: id, state, queue, priority, key and created_at
+ * (what the client does not already know); GET shows the whole job.
+ */
+json_t *job_to_json_brief(const struct job *j);
 
 /* Helpers for the JSON columns: a compact string (caller frees), or NULL for NULL. */
 char *job_json_dump(const json_t *v);

@@ -381,13 +381,51 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
     return 0;
 }
 
+/*
+ * A default's value. Parsing its JSON text at every use showed up in profiles,
+ * so scalars and empty containers are made directly, and anything else is
+ * parsed once per thread and copied.
+ */
+static json_t *dflt_value(const char *text)
+{
+    static _Thread_local struct {
+        const char *text;
+        json_t *v;
+    } cache[8];
+    if (!strcmp(text, "null"))
+        return json_null();
+    if (!strcmp(text, "false"))
+        return json_false();
+    if (!strcmp(text, "{}"))
+        return json_object();
+    if (!strcmp(text, "[]"))
+        return json_array();
+    size_t n = strlen(text);
+    if (text[0] == '"' && n >= 2 && !strchr(text, '\\'))
+        return json_stringn(text + 1, n - 2);
+    char *end;
+    long long x = strtoll(text, &end, 10);
+    if (end != text && !*end)
+        return json_integer(x);
+    for (size_t i = 0; i < ARRAY_SIZE(cache); i++) {
+        if (cache[i].text == text)
+            return json_deep_copy(cache[i].v);
+        if (!cache[i].text) {
+            cache[i].text = text;
+            cache[i].v = json_loads(text, JSON_DECODE_ANY, NULL);
+            return json_deep_copy(cache[i].v);
+        }
+    }
+    return json_loads(text, JSON_DECODE_ANY, NULL);
+}
+
 static int check_field(struct ctx *c, const struct field *f, json_t *v, json_t *out)
 {
     json_t *norm = NULL;
     if (json_is_null(v))
         v = NULL;
     if (!v && f->dflt) {
-        norm = json_loads(f->dflt, JSON_DECODE_ANY, NULL);
+        norm = dflt_value(f->dflt);
     } else {
         int rc = f->check(c, f, v, &norm);
         if (rc)

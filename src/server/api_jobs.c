@@ -80,11 +80,11 @@ static void submit_done(void *arg, int rc, const struct err *e)
     } else if (rc) {
         http_reply_err(r, e);
     } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, job_to_json(&sb->jobs[0]));
+        http_reply_json(r, sb->existed[0] ? 200 : 201, job_to_json_brief(&sb->jobs[0]));
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, job_to_json(&sb->jobs[i]));
+            json_array_append_new(arr, job_to_json_brief(&sb->jobs[i]));
         http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
     }
     submit_free(sb);

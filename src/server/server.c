@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,13 @@ int cmd_server(int argc, char **argv)
         goto out_opts;
 
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * A batch of 1,000 specs makes and frees tens of thousands of small JSON
+     * values; glibc's default trimming and mmap thresholds made it give memory
+     * back and take it again at every batch (malloc_consolidate in profiles).
+     */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
     s.started_at_ms = time_now_ms();
     s.data_dir = o.data;
     struct store_opts so = {.sync_full = o.sync_full};

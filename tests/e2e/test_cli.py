@@ -72,8 +72,10 @@ def test_submit_options_set_the_spec(server):
     out = ok(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
                             "nightly", "--label", "team=x", "--label", "env=dev", "--timeout",
                             "5", "--key", "k-1", "--", "true"))
-    job = json.loads(out)
-    assert UUID.match(job["id"])
+    brief = json.loads(out)
+    assert UUID.match(brief["id"])
+    assert brief["state"] == "queued" and brief["key"] == "k-1"
+    job = status_json(server, brief["id"])
     assert job["queue"] == "q1" and job["priority"] == 7 and job["name"] == "nightly"
     assert job["labels"] == {"team": "x", "env": "dev"}
     assert job["spec"]["timeout_s"] == 5
@@ -109,7 +111,9 @@ def test_submit_spec_file_stdin_and_array(server, tmp_path):
 
     answer = json.loads(ok(server.run_cli("submit", "--json", "-f", "-",
                                           input=json.dumps(specs))))
-    assert [j["spec"]["command"]["program"] for j in answer["jobs"]] == ["a", "b"]
+    assert [j["queue"] for j in answer["jobs"]] == ["default", "q2"]
+    assert [status_json(server, j["id"])["spec"]["command"]["program"]
+            for j in answer["jobs"]] == ["a", "b"]
 
 
 def test_submit_test_probe_reports_listeners(server):
