@@ -129,6 +129,41 @@ void http_reply_error(struct http_req *r, int code, const char *field, const cha
     http_reply_err(r, &e);
 }
 
+void http_reply_start(struct http_req *r, int status, const char *content_type)
+{
+    if (!r->ev)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", r->id);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    access_log(r, status);
+    evhttp_send_reply_start(r->ev, status, NULL);
+    /* From now on evhttp owns the connection state; a hang-up must still reach us. */
+    evhttp_connection_set_closecb(evhttp_request_get_connection(r->ev), on_conn_close, r);
+}
+
+void http_reply_chunk(struct http_req *r, const void *data, size_t len)
+{
+    if (!r->ev || !len)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, data, len);
+    evhttp_send_reply_chunk(r->ev, b);
+    evbuffer_free(b);
+}
+
+void http_reply_end(struct http_req *r)
+{
+    if (r->ev) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+        if (evcon)
+            evhttp_connection_set_closecb(evcon, NULL, NULL);
+        evhttp_send_reply_end(r->ev);
+    }
+    req_free(r);
+}
+
 const char *http_query(const struct http_req *r, const char *name)
 {
     return evhttp_find_header(&r->query, name);

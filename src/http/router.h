@@ -87,6 +87,14 @@ void http_reply_text(struct http_req *r, int status, const char *content_type, c
 void http_reply_err(struct http_req *r, const struct err *e);
 void http_reply_error(struct http_req *r, int code, const char *field, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
+/*
+ * A streamed answer (chunked): start, any number of chunks, end (which frees
+ * the request). The request stays deferred meanwhile; if the client goes
+ * away, `gone` is set and on_gone runs as for any deferred request.
+ */
+void http_reply_start(struct http_req *r, int status, const char *content_type);
+void http_reply_chunk(struct http_req *r, const void *data, size_t len);
+void http_reply_end(struct http_req *r);
 /* Frees a request that is gone without replying. */
 void http_req_drop(struct http_req *r);
 

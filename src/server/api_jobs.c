@@ -14,6 +14,7 @@
 #include "common/xalloc.h"
 #include "job/job.h"
 #include "job/spec.h"
+#include "server/fleet.h"
 #include "server/server.h"
 
 #define SUBMIT_MAX_SPECS 10000
@@ -75,6 +76,11 @@ static void submit_done(void *arg, int rc, const struct err *e)
 {
     struct submit *sb = arg;
     struct http_req *r = sb->r;
+    struct server *s = srv(r);
+    if (!rc) /* committed: the jobs are queued, whether or not the client still listens */
+        for (size_t i = 0; i < sb->n; i++)
+            if (!sb->existed[i])
+                fleet_job_changed(s->fleet, &sb->jobs[i], false);
     if (r->gone) {
         http_req_drop(r);
     } else if (rc) {
@@ -92,8 +98,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
 
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
-    /* No agent protocol yet, so no agent can be listening. */
-    http_reply_json(r, 200, json_pack("{s:s, s:i}", "queue", spec->queue, "listeners", 0));
+    http_reply_json(r, 200, json_pack("{s:s, s:i}", "queue", spec->queue, "listeners",
+                                      fleet_listeners(srv(r)->fleet, spec->queue)));
     return HTTP_DONE;
 }
 
@@ -275,7 +281,7 @@ static void cancel_done(void *arg, int rc, const struct err *e)
 {
     struct cancel *c = arg;
     if (!rc)
-        waiters_wake(srv(c->r)->waiters, &c->job);
+        fleet_job_changed(srv(c->r)->fleet, &c->job, false);
     if (c->r->gone)
         http_req_drop(c->r);
     else if (rc)
@@ -317,10 +323,52 @@ int api_queues_list(struct http_req *r)
                            "queued", (json_int_t)c[JOB_QUEUED], "running",
                            (json_int_t)(c[JOB_LEASED] + c[JOB_RUNNING]), "succeeded",
                            (json_int_t)c[JOB_SUCCEEDED], "failed", (json_int_t)c[JOB_FAILED],
-                           "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners", 0, "states",
-                           counts));
+                           "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners",
+                           fleet_listeners(srv(r)->fleet, qs[i].name), "states", counts));
     }
     free(qs);
     http_reply_json(r, 200, arr);
+    return HTTP_DONE;
+}
+
+/* ---- log ---- */
+
+#define LOG_READ_MAX (16 << 20)
+
+int api_jobs_log(struct http_req *r)
+{
+    struct server *s = srv(r);
+    struct err e = ERR_INIT;
+    struct job j;
+    long offset, follow;
+    const char *stream = http_query(r, "stream");
+    if (stream && strcmp(stream, "stdout") && strcmp(stream, "stderr")) {
+        http_reply_error(r, ERR_INVALID, "stream", "stream must be stdout or stderr");
+        return HTTP_DONE;
+    }
+    int sn = stream && !strcmp(stream, "stderr");
+    if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
+        query_int(r, "follow", 0, 1, 0, &follow, &e) ||
+        store_job_get(s->reads, r->params[0], &j, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    bool over = job_state_terminal(j.state);
+    if (follow && !over) {
+        job_release(&j);
+        http_reply_start(r, 200, "text/plain; charset=utf-8");
+        logs_follow(s->logs, r, r->params[0], sn, offset);
+        return HTTP_DEFERRED;
+    }
+    struct buf b = BUF_INIT;
+    if (store_log_read(s->reads, j.id, j.attempt, sn, offset, LOG_READ_MAX, &b, &e)) {
+        job_release(&j);
+        buf_release(&b);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    job_release(&j);
+    http_reply_text(r, 200, "text/plain; charset=utf-8", buf_str(&b));
+    buf_release(&b);
     return HTTP_DONE;
 }

@@ -8,6 +8,7 @@
 #define KiB 1024
 #define MiB (1024 * 1024)
 #define ANY_CLIENT (ROLE_CLIENT | ROLE_ADMIN)
+#define AGENT (ROLE_AGENT | ROLE_ADMIN)
 
 const struct route server_routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, false},
@@ -18,7 +19,15 @@ const struct route server_routes[] = {
     {"GET", "/v1/jobs/{id}", api_jobs_get, ANY_CLIENT, 0, false},
     {"GET", "/v1/jobs/{id}/wait", api_jobs_wait, ANY_CLIENT, 0, false},
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
+
+    {"GET", "/v1/agents", api_agents_list, ANY_CLIENT, 0, false},
+    {"POST", "/v1/agents/register", api_agents_register, AGENT, 64 * KiB, true},
+    {"POST", "/v1/agents/{id}/poll", api_agents_poll, AGENT, 16 * MiB, true},
+    {"POST", "/v1/agents/{id}/reports", api_agents_reports, AGENT, 64 * MiB, true},
+    {"POST", "/v1/agents/{id}/leave", api_agents_leave, AGENT, 4 * KiB, false},
+    {"POST", "/v1/agents/{id}/drain", api_agents_drain, ANY_CLIENT, 4 * KiB, false},
 
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},

@@ -24,6 +24,8 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "server/fleet.h"
+#include "server/sched.h"
 #include "server/server.h"
 
 struct server_opts {
@@ -31,6 +33,8 @@ struct server_opts {
     char *data;
     char *db;
     bool sync_full;
+    int heartbeat_s;
+    int lost_after_s;
 };
 
 static void usage(FILE *f)
@@ -46,6 +50,8 @@ static void usage(FILE *f)
             "  --sync full|normal   full: fsync every commit (survives power loss);\n"
             "                       normal (default): survives a crash of the server\n"
             "  --log-level L        error, warn, info (default), debug\n"
+            "  --heartbeat S        how often agents call in (default 5 s)\n"
+            "  --lost-after S       an agent silent this long is lost (default 15 s)\n"
             "  --log-format F       text (default) or json\n",
             DROVER_DEFAULT_LISTEN);
 }
@@ -59,9 +65,12 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         {"log-format", required_argument, NULL, 'F'},
         {"blobs", required_argument, NULL, 'B'},  {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'}, {"lost-after", required_argument, NULL, 'A'},
+        {"heartbeat", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
+    o->heartbeat_s = 5;
+    o->lost_after_s = 15;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -89,9 +98,21 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
             }
             log_set_json(!strcmp(optarg, "json"));
             break;
-        case 'B': case 'C': case 'K': case 'A':
+        case 'A':
+        case 'H': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 3600) {
+                fprintf(stderr, "drover server: --%s must be a number of seconds (1-3600)\n",
+                        c == 'A' ? "lost-after" : "heartbeat");
+                return 2;
+            }
+            *(c == 'A' ? &o->lost_after_s : &o->heartbeat_s) = (int)v;
+            break;
+        }
+        case 'B': case 'C': case 'K':
             fprintf(stderr, "drover server: --%s is not available in this version yet\n",
-                    c == 'B' ? "blobs" : c == 'A' ? "lost-after" : "tls-cert/--tls-key");
+                    c == 'B' ? "blobs" : "tls-cert/--tls-key");
             return 2;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
@@ -99,6 +120,11 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "drover server: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (o->lost_after_s <= o->heartbeat_s) {
+        fprintf(stderr, "drover server: --lost-after (%d s) must be longer than --heartbeat (%d s)\n",
+                o->lost_after_s, o->heartbeat_s);
         return 2;
     }
     if (!o->data)
@@ -169,6 +195,13 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->drain_timer, &tv);
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (!s->shutting_down)
+        fleet_tick(s->fleet, time_now_ms());
+}
+
 /* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -183,6 +216,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     s->listener = NULL;
     waiters_free(s->waiters);
     s->waiters = NULL;
+    logs_free(s->logs);
+    s->logs = NULL;
+    fleet_free(s->fleet); /* answers the agents' parked polls */
+    s->fleet = NULL;
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
     on_drain_tick(-1, 0, s);
 }
@@ -228,6 +265,19 @@ int cmd_server(int argc, char **argv)
     s.commit = commit_new(s.base, writer);
     writer = NULL;
     s.waiters = waiters_new(&s);
+    s.logs = logs_new(&s);
+    s.sched = sched_new();
+    s.fleet = fleet_new(&s);
+    s.heartbeat_s = o.heartbeat_s;
+    s.lost_after_s = o.lost_after_s;
+    if (fleet_load(s.fleet, &e)) {
+        fprintf(stderr, "drover server: cannot load the jobs in flight: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
+    struct timeval second = {1, 0};
+    event_add(s.tick, &second);
     s.router = router_new(s.http, server_routes, server_nroutes, auth_check, &s);
     evhttp_set_timeout(s.http, 3700); /* longer than the longest wait */
     if (!(s.listener = evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port))) {
@@ -253,6 +303,11 @@ out:
     if (s.base)
         event_base_loop(s.base, EVLOOP_NONBLOCK);
     waiters_free(s.waiters);
+    logs_free(s.logs);
+    fleet_free(s.fleet);
+    sched_free(s.sched);
+    if (s.tick)
+        event_free(s.tick);
     router_free(s.router);
     auth_cache_free(&s);
     if (s.http)

@@ -17,6 +17,9 @@
 
 struct waiters;
 struct auth_cache;
+struct sched;
+struct fleet;
+struct logs;
 
 struct server {
     struct event_base *base;
@@ -32,6 +35,12 @@ struct server {
     struct event *drain_timer;
     int drain_ticks;
     int64_t started_at_ms;
+    struct sched *sched; /* ready queues */
+    struct fleet *fleet; /* agents and leases */
+    struct logs *logs;   /* followers of job logs */
+    struct event *tick;
+    int heartbeat_s;
+    int lost_after_s;
 };
 
 /* The route table (routes.c). */
@@ -45,6 +54,13 @@ int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
 int api_queues_list(struct http_req *r);
+int api_jobs_log(struct http_req *r);
+int api_agents_register(struct http_req *r);
+int api_agents_poll(struct http_req *r);
+int api_agents_reports(struct http_req *r);
+int api_agents_leave(struct http_req *r);
+int api_agents_drain(struct http_req *r);
+int api_agents_list(struct http_req *r);
 int api_tokens_create(struct http_req *r);
 int api_tokens_delete(struct http_req *r);
 int api_healthz(struct http_req *r);
@@ -77,5 +93,14 @@ void waiters_add(struct waiters *w, const char *id, struct http_req *r, int64_t 
 /* The job changed: waiters on it whose job is now terminal get their answer. NULL w is fine. */
 void waiters_wake(struct waiters *w, const struct job *j);
 size_t waiters_count(const struct waiters *w);
+
+/* logs.c: GET /v1/jobs/{id}/log with follow=1 streams until the job ends. */
+struct logs *logs_new(struct server *s);
+/* Ends every follower's stream. NULL is fine. */
+void logs_free(struct logs *l);
+/* Streams r (already started) from offset on, until the job ends. */
+void logs_follow(struct logs *l, struct http_req *r, const char *job, int stream, int64_t offset);
+/* New output, or the job's end: followers of that job get what is new. NULL l is fine. */
+void logs_notify(struct logs *l, const char *job);
 
 #endif

@@ -102,6 +102,47 @@ int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct jo
     return st->ops->job_cancel(st, id, now_ms, out, e);
 }
 
+int store_job_update(struct store *st, const struct job *j, int expect_attempt,
+                     unsigned expect_states, struct err *e)
+{
+    return st->ops->job_update(st, j, expect_attempt, expect_states, e);
+}
+
+int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
+                   void *arg, struct err *e)
+{
+    return st->ops->job_scan(st, states, fn, arg, e);
+}
+
+int store_log_append(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                     const char *data, size_t len, struct err *e)
+{
+    return st->ops->log_append(st, job, attempt, stream, offset, data, len, e);
+}
+
+int store_log_read(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                   size_t max, struct buf *out, struct err *e)
+{
+    return st->ops->log_read(st, job, attempt, stream, offset, max, out, e);
+}
+
+int store_agent_upsert(struct store *st, struct agent_rec *a, struct err *e)
+{
+    return st->ops->agent_upsert(st, a, e);
+}
+
+int store_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
+                          struct err *e)
+{
+    return st->ops->agent_set_state(st, id, state, last_seen, e);
+}
+
+int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a), void *arg,
+                     struct err *e)
+{
+    return st->ops->agent_scan(st, fn, arg, e);
+}
+
 int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e)
 {
     return st->ops->queue_stats(st, out, n, e);

@@ -27,6 +27,8 @@
 
 #include "common/err.h"
 #include "common/role.h"
+#include "common/buf.h"
+#include "job/agent.h"
 #include "job/job.h"
 
 struct store;
@@ -87,6 +89,39 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
  */
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e);
+/*
+ * A fenced write of a job's mutable fields (state, agent, attempt, started_at,
+ * finished_at, run_after, progress, result, attempts): applied only if the
+ * stored job still has attempt `expect_attempt` and a state in `expect_states`
+ * (a mask of 1 << state). ERR_CONFLICT otherwise, ERR_NOTFOUND when unknown.
+ */
+int store_job_update(struct store *st, const struct job *j, int expect_attempt,
+                     unsigned expect_states, struct err *e);
+/*
+ * Calls fn for every job whose state is in `states` (a mask), oldest first;
+ * fn owns nothing (the job is released after it returns). A non-zero return
+ * from fn stops the scan and is returned.
+ */
+int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
+                   void *arg, struct err *e);
+
+/* Captured output, stored in chunks by (job, attempt, stream, offset). stream 0 stdout, 1 stderr. */
+#define STORE_LOG_MAX (64 << 20) /* per stream and attempt; bytes past it are dropped */
+/* Stores a chunk at its offset; a chunk already stored at that offset is kept as it is. */
+int store_log_append(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                     const char *data, size_t len, struct err *e);
+/* Appends to out the stream's bytes from offset on, at most max of them. */
+int store_log_read(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                   size_t max, struct buf *out, struct err *e);
+
+/* Agents: registered by name; an existing name keeps its id (written back into a->id). */
+int store_agent_upsert(struct store *st, struct agent_rec *a, struct err *e);
+int store_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
+                          struct err *e);
+/* Calls fn for every agent (the record is released after fn returns). */
+int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a), void *arg,
+                     struct err *e);
+
 /* Counts per queue and state; *out is the caller's to free(). */
 int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
 

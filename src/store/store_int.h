@@ -32,6 +32,19 @@ struct store_ops {
                     struct err *e);
     int (*job_cancel)(struct store *st, const char *id, int64_t now_ms, struct job *out,
                       struct err *e);
+    int (*job_update)(struct store *st, const struct job *j, int expect_attempt,
+                      unsigned expect_states, struct err *e);
+    int (*job_scan)(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
+                    void *arg, struct err *e);
+    int (*log_append)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                      const char *data, size_t len, struct err *e);
+    int (*log_read)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
+                    size_t max, struct buf *out, struct err *e);
+    int (*agent_upsert)(struct store *st, struct agent_rec *a, struct err *e);
+    int (*agent_set_state)(struct store *st, const char *id, int state, int64_t last_seen,
+                           struct err *e);
+    int (*agent_scan)(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
+                      void *arg, struct err *e);
     int (*queue_stats)(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
 
     int (*token_insert)(struct store *st, const char *name, int role, const char *hash,

@@ -38,6 +38,13 @@ enum stmt_id {
     S_TOKEN_COUNT,
     S_META_GET,
     S_META_SET,
+    S_JOB_UPDATE,
+    S_JOB_SCAN,
+    S_LOG_APPEND,
+    S_LOG_READ,
+    S_AGENT_UPSERT,
+    S_AGENT_STATE,
+    S_AGENT_SCAN,
     S_COUNT
 };
 
@@ -68,6 +75,23 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
+                     "finished_at = ?, run_after = ?, progress = ?, result = ?, attempts = ? "
+                     "WHERE id = ? AND attempt = ? AND ((1 << state) & ?) != 0",
+    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & ?) != 0 ORDER BY id",
+    [S_LOG_APPEND] = "INSERT OR IGNORE INTO job_logs (job, attempt, stream, off, data) "
+                     "VALUES (?, ?, ?, ?, ?)",
+    [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = ? AND attempt = ? AND stream = ? "
+                   "AND off + length(data) > ? ORDER BY off",
+    [S_AGENT_UPSERT] = "INSERT INTO agents (id, name, labels, queues, slots, version, state, "
+                       "last_seen, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, "
+                       "queues = excluded.queues, slots = excluded.slots, "
+                       "version = excluded.version, state = excluded.state, "
+                       "last_seen = excluded.last_seen RETURNING id",
+    [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
+    [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
+                     "registered_at FROM agents ORDER BY name",
 };
 
 struct store_sqlite {
@@ -589,6 +613,177 @@ static int sqlite_meta_set(struct store *st, const char *key, const char *value,
     return exec_stmt(s, q, e, "writing meta");
 }
 
+static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
+                             unsigned expect_states, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_UPDATE);
+    sqlite3_bind_int(q, 1, j->state);
+    bind_text(q, 2, j->agent);
+    sqlite3_bind_int(q, 3, j->attempt);
+    bind_time(q, 4, j->started_at);
+    bind_time(q, 5, j->finished_at);
+    sqlite3_bind_int64(q, 6, j->run_after);
+    bind_json(q, 7, j->progress);
+    bind_json(q, 8, j->result);
+    bind_json(q, 9, j->attempts);
+    bind_text(q, 10, j->id);
+    sqlite3_bind_int(q, 11, expect_attempt);
+    sqlite3_bind_int(q, 12, (int)expect_states);
+    int rc = exec_stmt(s, q, e, "updating a job");
+    if (rc || sqlite3_changes(s->db) > 0)
+        return rc;
+    struct job cur;
+    if ((rc = get_one(s, S_JOB_GET, j->id, &cur, e, "job")))
+        return rc;
+    rc = err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d, not at attempt %d", j->id,
+                 job_state_name(cur.state), cur.attempt, expect_attempt);
+    job_release(&cur);
+    return rc;
+}
+
+static int sqlite_job_scan(struct store *st, unsigned states,
+                           int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_SCAN);
+    sqlite3_bind_int(q, 1, (int)states);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct job j;
+        row_to_job(q, &j);
+        int frc = fn(arg, &j);
+        job_release(&j);
+        if (frc) {
+            sqlite3_reset(q);
+            return frc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "scanning jobs");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_log_append(struct store *st, const char *job, int attempt, int stream,
+                             int64_t offset, const char *data, size_t len, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    if (offset < 0 || offset >= STORE_LOG_MAX || !len)
+        return 0;
+    if ((int64_t)len > STORE_LOG_MAX - offset)
+        len = (size_t)(STORE_LOG_MAX - offset);
+    sqlite3_stmt *q = stmt(s, S_LOG_APPEND);
+    bind_text(q, 1, job);
+    sqlite3_bind_int(q, 2, attempt);
+    sqlite3_bind_int(q, 3, stream);
+    sqlite3_bind_int64(q, 4, offset);
+    sqlite3_bind_blob(q, 5, data, (int)len, SQLITE_TRANSIENT);
+    return exec_stmt(s, q, e, "storing output");
+}
+
+static int sqlite_log_read(struct store *st, const char *job, int attempt, int stream,
+                           int64_t offset, size_t max, struct buf *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_LOG_READ);
+    bind_text(q, 1, job);
+    sqlite3_bind_int(q, 2, attempt);
+    sqlite3_bind_int(q, 3, stream);
+    sqlite3_bind_int64(q, 4, offset);
+    int rc;
+    int64_t pos = offset; /* the next byte wanted */
+    while (max > 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t off = sqlite3_column_int64(q, 0);
+        const char *data = sqlite3_column_blob(q, 1);
+        int64_t len = sqlite3_column_bytes(q, 1);
+        if (off > pos) /* a gap: what is missing was never received */
+            break;
+        int64_t skip = pos - off;
+        if (skip >= len)
+            continue;
+        size_t n = (size_t)(len - skip) < max ? (size_t)(len - skip) : max;
+        buf_add(out, data + skip, n);
+        pos += (int64_t)n;
+        max -= n;
+    }
+    if (max > 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rc = db_err(s, e, "reading output");
+        sqlite3_reset(q);
+        return rc;
+    }
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int sqlite_agent_upsert(struct store *st, struct agent_rec *a, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_UPSERT);
+    bind_text(q, 1, a->id);
+    bind_text(q, 2, a->name);
+    bind_json(q, 3, a->labels);
+    bind_json(q, 4, a->queues);
+    sqlite3_bind_int(q, 5, a->slots);
+    bind_text(q, 6, a->version);
+    sqlite3_bind_int(q, 7, a->state);
+    sqlite3_bind_int64(q, 8, a->last_seen);
+    sqlite3_bind_int64(q, 9, a->registered_at);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "registering an agent");
+        sqlite3_reset(q);
+        return rc;
+    }
+    snprintf(a->id, sizeof(a->id), "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_step(q);
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int sqlite_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
+                                  struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_STATE);
+    sqlite3_bind_int(q, 1, state);
+    sqlite3_bind_int64(q, 2, last_seen);
+    bind_text(q, 3, id);
+    int rc = exec_stmt(s, q, e, "updating an agent");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
+    return rc;
+}
+
+static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
+                             void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_SCAN);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct agent_rec a;
+        agent_rec_init(&a);
+        snprintf(a.id, sizeof(a.id), "%s", (const char *)sqlite3_column_text(q, 0));
+        a.name = col_text(q, 1);
+        a.labels = job_json_load((const char *)sqlite3_column_text(q, 2));
+        a.queues = job_json_load((const char *)sqlite3_column_text(q, 3));
+        a.slots = sqlite3_column_int(q, 4);
+        a.version = col_text(q, 5);
+        a.state = sqlite3_column_int(q, 6);
+        a.last_seen = sqlite3_column_int64(q, 7);
+        a.registered_at = sqlite3_column_int64(q, 8);
+        int frc = fn(arg, &a);
+        agent_rec_release(&a);
+        if (frc) {
+            sqlite3_reset(q);
+            return frc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "listing agents");
+    sqlite3_reset(q);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -605,6 +800,13 @@ const struct store_ops store_sqlite_ops = {
     .job_get_by_key = sqlite_job_get_by_key,
     .job_list = sqlite_job_list,
     .job_cancel = sqlite_job_cancel,
+    .job_update = sqlite_job_update,
+    .job_scan = sqlite_job_scan,
+    .log_append = sqlite_log_append,
+    .log_read = sqlite_log_read,
+    .agent_upsert = sqlite_agent_upsert,
+    .agent_set_state = sqlite_agent_set_state,
+    .agent_scan = sqlite_agent_scan,
     .queue_stats = sqlite_queue_stats,
     .token_insert = sqlite_token_insert,
     .token_find = sqlite_token_find,

@@ -27,6 +27,15 @@ static const char *const sqlite_migrations[] = {
     "CREATE UNIQUE INDEX jobs_key ON jobs (idem_key) WHERE idem_key IS NOT NULL;"
     "CREATE INDEX jobs_state_queue ON jobs (state, queue, id);"
     "CREATE INDEX jobs_queue ON jobs (queue, id);",
+    /* 2: agents and captured output */
+    "CREATE TABLE agents ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, labels TEXT NOT NULL,"
+    "  queues TEXT NOT NULL, slots INTEGER NOT NULL, version TEXT, state INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL, registered_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE job_logs ("
+    "  job TEXT NOT NULL, attempt INTEGER NOT NULL, stream INTEGER NOT NULL,"
+    "  off INTEGER NOT NULL, data BLOB NOT NULL,"
+    "  PRIMARY KEY (job, attempt, stream, off)) WITHOUT ROWID;",
 };
 
 #endif

@@ -1,0 +1,570 @@
+/*
+ * api_agents.c - the agent protocol (docs/protocol.md): register, poll,
+ * reports, leave; and the client calls about agents: list, drain.
+ *
+ * Handlers validate on the loop; reports are applied by the group committer
+ * (fenced on attempt and agent) and their effects handed to the fleet.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/spec.h"
+#include "server/fleet.h"
+#include "server/lease.h"
+#include "server/server.h"
+
+#define MAX_REPORTS 10000
+#define MAX_LOG_CHUNK (256 * 1024)
+#define STDOUT_IN_RESULT (1 << 20)
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+static bool name_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (!n || n > max)
+        return false;
+    for (; *s; s++)
+        if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+static bool label_key_ok(const char *s)
+{
+    return name_ok(s, 64) || (strchr(s, '/') && strlen(s) <= 64);
+}
+
+/* An integer field in [lo, hi], or dflt when absent. */
+static int int_field(json_t *o, const char *key, long lo, long hi, long dflt, long *out,
+                     struct err *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return err_field(e, ERR_INVALID, key, "%s must be an integer between %ld and %ld", key,
+                         lo, hi);
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+static int refuse_unknown(json_t *o, const char *const *known, struct err *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], k))
+            i++;
+        if (!known[i])
+            return err_field(e, ERR_INVALID, k, "unknown field '%s'", k);
+    }
+    return 0;
+}
+
+/* running: [{"job": id, "attempt": n}] */
+static int check_running(json_t *v, struct err *e)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > 100000)
+        return err_field(e, ERR_INVALID, "running", "running must be an array of "
+                                                    "{\"job\", \"attempt\"}");
+    size_t i;
+    json_t *it;
+    json_array_foreach(v, i, it) {
+        json_t *job = json_object_get(it, "job"), *att = json_object_get(it, "attempt");
+        if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att)) {
+            char f[48];
+            snprintf(f, sizeof(f), "running[%zu]", i);
+            return err_field(e, ERR_INVALID, f, "%s must be {\"job\": id, \"attempt\": n}", f);
+        }
+    }
+    return 0;
+}
+
+/* ---- register ---- */
+
+struct register_op {
+    struct http_req *r;
+    struct agent_rec rec;
+};
+
+static int register_write(struct store *st, void *arg, struct err *e)
+{
+    struct register_op *op = arg;
+    return store_agent_upsert(st, &op->rec, e);
+}
+
+static void register_done(void *arg, int rc, const struct err *e)
+{
+    struct register_op *op = arg;
+    struct http_req *r = op->r;
+    struct server *s = srv(r);
+    if (rc) {
+        if (r->gone)
+            http_req_drop(r);
+        else
+            http_reply_err(r, e);
+        agent_rec_release(&op->rec);
+        free(op);
+        return;
+    }
+    struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
+    log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
+    json_t *cancel = fleet_take_cancels(s->fleet, a, json_object_get(r->body, "running"));
+    if (r->gone) {
+        /* The agent will register again; what it must kill stays pending. */
+        json_array_extend(a->cancel, cancel);
+        json_decref(cancel);
+        http_req_drop(r);
+    } else {
+        http_reply_json(r, 200, json_pack("{s:s, s:i, s:i, s:o}", "id", a->rec.id, "heartbeat_s",
+                                          s->heartbeat_s, "lost_after_s", s->lost_after_s,
+                                          "cancel", cancel));
+    }
+    free(op);
+}
+
+static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
+{
+    static const char *const known[] = {"name", "labels", "queues", "slots", "version", "running",
+                                        NULL};
+    long slots;
+    if (!json_is_object(b))
+        return err_set(e, ERR_INVALID, "the body must be an object");
+    if (refuse_unknown(b, known, e))
+        return e->code;
+    json_t *name = json_object_get(b, "name");
+    if (!json_is_string(name) || !name_ok(json_string_value(name), 64))
+        return err_field(e, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,64}");
+    json_t *labels = json_object_get(b, "labels");
+    if (labels && !json_is_null(labels)) {
+        if (!json_is_object(labels) || json_object_size(labels) > SPEC_MAX_LABELS)
+            return err_field(e, ERR_INVALID, "labels", "labels must be an object of at most %d "
+                                                       "string values", SPEC_MAX_LABELS);
+        const char *k;
+        json_t *v;
+        json_object_foreach(labels, k, v) {
+            if (!label_key_ok(k) || !json_is_string(v) || json_string_length(v) > 256)
+                return err_field(e, ERR_INVALID, "labels",
+                                 "labels.%s must be a string of at most 256 bytes under a name "
+                                 "of [A-Za-z0-9._/-]{1,64}", k);
+        }
+    }
+    json_t *queues = json_object_get(b, "queues");
+    if (queues && !json_is_null(queues)) {
+        if (!json_is_array(queues) || !json_array_size(queues) || json_array_size(queues) > 64)
+            return err_field(e, ERR_INVALID, "queues", "queues must be an array of 1 to 64 queue "
+                                                       "names");
+        size_t i;
+        json_t *q;
+        json_array_foreach(queues, i, q) {
+            if (!json_is_string(q) || !spec_queue_name_valid(json_string_value(q)))
+                return err_field(e, ERR_INVALID, "queues",
+                                 "queues[%zu] must match [a-z0-9._-]{1,64}", i);
+        }
+    }
+    if (int_field(b, "slots", 1, 1024, 1, &slots, e))
+        return e->code;
+    json_t *version = json_object_get(b, "version");
+    if (version && !json_is_null(version) &&
+        (!json_is_string(version) || json_string_length(version) > 64))
+        return err_field(e, ERR_INVALID, "version", "version must be a string of at most 64 "
+                                                    "bytes");
+    if (check_running(json_object_get(b, "running"), e))
+        return e->code;
+
+    agent_rec_init(a);
+    uuid7_new(a->id);
+    a->name = xstrdup(json_string_value(name));
+    a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
+    a->queues = json_is_array(queues) ? json_deep_copy(queues) : json_pack("[s]", "default");
+    a->slots = (int)slots;
+    a->version = json_is_string(version) ? xstrdup(json_string_value(version)) : NULL;
+    a->state = AGENT_UP;
+    a->last_seen = a->registered_at = time_now_ms();
+    return 0;
+}
+
+int api_agents_register(struct http_req *r)
+{
+    struct register_op *op = xcalloc(1, sizeof(*op));
+    struct err e = ERR_INIT;
+    if (parse_register(r->body, &op->rec, &e)) {
+        free(op);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    op->r = r;
+    commit_submit(srv(r)->commit, register_write, register_done, op);
+    return HTTP_DEFERRED;
+}
+
+/* The agent named in the path, able to talk: 404 unknown, 409 lost or left. */
+static struct live_agent *caller(struct http_req *r)
+{
+    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
+    if (!a) {
+        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found: register first",
+                         r->params[0]);
+        return NULL;
+    }
+    if (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) {
+        http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' is %s: register again", a->rec.name,
+                         agent_state_name(a->rec.state));
+        return NULL;
+    }
+    return a;
+}
+
+/* ---- poll ---- */
+
+int api_agents_poll(struct http_req *r)
+{
+    static const char *const known[] = {"free_slots", "wait_s", "running", NULL};
+    struct server *s = srv(r);
+    struct err e = ERR_INIT;
+    long free_slots, wait_s;
+    json_t *b = r->body;
+    struct live_agent *a = caller(r);
+    if (!a)
+        return HTTP_DONE;
+    if (!json_is_object(b) || refuse_unknown(b, known, &e) ||
+        int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
+        int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
+        check_running(json_object_get(b, "running"), &e)) {
+        if (!e.code)
+            err_set(&e, ERR_INVALID, "the body must be an object");
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
+    return HTTP_DEFERRED;
+}
+
+/* ---- reports ---- */
+
+enum report_type { R_STARTED, R_LOG, R_PROGRESS, R_FINISHED };
+
+struct report_item {
+    json_t *in; /* borrowed from the request body */
+    int type;
+    int status;
+    char *error;
+    struct job rec; /* the job after the change, when changed */
+    bool changed;
+};
+
+struct reports_op {
+    struct http_req *r;
+    char agent[80];
+    size_t n;
+    struct report_item *items;
+};
+
+static const char *const report_types[] = {"started", "log", "progress", "finished"};
+
+static int check_report(json_t *it, size_t i, int *type, struct err *e)
+{
+    char f[64];
+    snprintf(f, sizeof(f), "reports[%zu]", i);
+    json_t *job = json_object_get(it, "job"), *att = json_object_get(it, "attempt");
+    json_t *ty = json_object_get(it, "type");
+    if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att) ||
+        json_integer_value(att) < 1 || !json_is_string(ty))
+        return err_field(e, ERR_INVALID, f,
+                         "%s must be an object with job, attempt (>= 1) and type", f);
+    *type = -1;
+    for (int t = 0; t < 4; t++)
+        if (!strcmp(json_string_value(ty), report_types[t]))
+            *type = t;
+    if (*type < 0)
+        return err_field(e, ERR_INVALID, f,
+                         "%s.type must be one of started, log, progress, finished", f);
+    if (*type == R_LOG) {
+        json_t *st = json_object_get(it, "stream"), *off = json_object_get(it, "offset");
+        json_t *data = json_object_get(it, "data");
+        if (!json_is_string(st) ||
+            (strcmp(json_string_value(st), "stdout") && strcmp(json_string_value(st), "stderr")) ||
+            !json_is_integer(off) || json_integer_value(off) < 0 || !json_is_string(data) ||
+            json_string_length(data) > MAX_LOG_CHUNK)
+            return err_field(e, ERR_INVALID, f,
+                             "%s: a log report needs stream (stdout or stderr), offset >= 0 and "
+                             "data (a string of at most %d bytes)", f, MAX_LOG_CHUNK);
+    } else if (*type == R_PROGRESS) {
+        json_t *p = json_object_get(it, "percent"), *m = json_object_get(it, "message");
+        if (!json_is_number(p) || json_number_value(p) < 0 || json_number_value(p) > 100 ||
+            (m && !json_is_null(m) && (!json_is_string(m) || json_string_length(m) > 1024)))
+            return err_field(e, ERR_INVALID, f,
+                             "%s: a progress report needs percent (0-100) and an optional "
+                             "message of at most 1024 bytes", f);
+    } else if (*type == R_FINISHED) {
+        static const char *const reasons[] = {"exit", "signal", "timeout", "cancelled", "error",
+                                              NULL};
+        json_t *reason = json_object_get(it, "reason");
+        size_t k = 0;
+        while (json_is_string(reason) && reasons[k] && strcmp(reasons[k], json_string_value(reason)))
+            k++;
+        if (!json_is_string(reason) || !reasons[k])
+            return err_field(e, ERR_INVALID, f, "%s.reason must be one of exit, signal, timeout, "
+                                                "cancelled, error", f);
+        json_t *code = json_object_get(it, "exit_code");
+        if (!strcmp(reasons[k], "exit") && !json_is_integer(code))
+            return err_field(e, ERR_INVALID, f, "%s: reason exit needs an integer exit_code", f);
+    }
+    return 0;
+}
+
+static int PRINTF_LIKE(3, 4) item_fail(struct report_item *it, int status, const char *fmt, ...)
+{
+    va_list ap;
+    it->status = status;
+    va_start(ap, fmt);
+    if (vasprintf(&it->error, fmt, ap) < 0)
+        it->error = NULL;
+    va_end(ap);
+    return 0;
+}
+
+/* Writer thread: one report. Returns a store error only when the batch must fail. */
+static int apply_report(struct store *st, const char *agent, struct report_item *it,
+                        struct err *e)
+{
+    const char *id = json_string_value(json_object_get(it->in, "job"));
+    int attempt = (int)json_integer_value(json_object_get(it->in, "attempt"));
+    int64_t now = time_now_ms();
+    struct job j;
+    int rc = store_job_get(st, id, &j, NULL);
+    if (rc == ERR_NOTFOUND)
+        return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
+    if (rc)
+        return store_job_get(st, id, &j, e);
+    bool mine = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
+    bool held = (1u << j.state) & LEASE_HELD_STATES;
+    it->status = 200;
+    if (!mine || (!held && it->type != R_FINISHED) || (!held && !job_state_terminal(j.state))) {
+        job_release(&j);
+        return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent", id,
+                         attempt);
+    }
+    if (!held) { /* finished again for an attempt already recorded: acknowledged, no change */
+        job_release(&j);
+        return 0;
+    }
+    switch (it->type) {
+    case R_STARTED:
+        if (j.state == JOB_RUNNING) {
+            job_release(&j);
+            return 0;
+        }
+        j.state = JOB_RUNNING;
+        j.started_at = now;
+        break;
+    case R_LOG: {
+        json_t *data = json_object_get(it->in, "data");
+        int stream = strcmp(json_string_value(json_object_get(it->in, "stream")), "stdout") != 0;
+        rc = store_log_append(st, id, attempt, stream,
+                              json_integer_value(json_object_get(it->in, "offset")),
+                              json_string_value(data), json_string_length(data), e);
+        job_release(&j);
+        return rc;
+    }
+    case R_PROGRESS: {
+        char ts[32];
+        time_format_rfc3339(now, ts, sizeof(ts));
+        json_t *m = json_object_get(it->in, "message");
+        json_decref(j.progress);
+        j.progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
+                               "message", json_is_string(m) ? m : json_null(), "updated_at", ts);
+        break;
+    }
+    case R_FINISHED: {
+        struct buf out = BUF_INIT;
+        if ((rc = store_log_read(st, id, attempt, 0, 0, STDOUT_IN_RESULT, &out, e))) {
+            job_release(&j);
+            return rc;
+        }
+        json_t *in = it->in, *code = json_object_get(in, "exit_code");
+        json_t *sig = json_object_get(in, "signal"), *err = json_object_get(in, "error");
+        json_t *dur = json_object_get(in, "duration_ms");
+        struct attempt_end end = {
+            .reason = json_string_value(json_object_get(in, "reason")),
+            .has_exit_code = json_is_integer(code),
+            .exit_code = (int)json_integer_value(code),
+            .signal = (int)json_integer_value(sig),
+            .duration_ms = json_is_integer(dur) ? json_integer_value(dur) : -1,
+            .error = json_is_string(err) ? json_string_value(err) : NULL,
+            .stdout_head = out.len ? out.data : NULL,
+            .stdout_len = out.len,
+        };
+        if (!j.started_at && end.duration_ms >= 0)
+            j.started_at = now - end.duration_ms;
+        lease_end_attempt(&j, &end, now);
+        buf_release(&out);
+        break;
+    }
+    }
+    rc = store_job_update(st, &j, attempt, LEASE_HELD_STATES, e);
+    if (rc == ERR_CONFLICT) {
+        err_clear(e);
+        job_release(&j);
+        return item_fail(it, 409, "job '%s' attempt %d changed meanwhile", id, attempt);
+    }
+    if (rc) {
+        job_release(&j);
+        return rc;
+    }
+    it->rec = j;
+    it->changed = true;
+    return 0;
+}
+
+static int reports_write(struct store *st, void *arg, struct err *e)
+{
+    struct reports_op *op = arg;
+    for (size_t i = 0; i < op->n; i++) {
+        int rc = apply_report(st, op->agent, &op->items[i], e);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void reports_free(struct reports_op *op)
+{
+    for (size_t i = 0; i < op->n; i++) {
+        free(op->items[i].error);
+        job_release(&op->items[i].rec);
+    }
+    free(op->items);
+    free(op);
+}
+
+static void reports_done(void *arg, int rc, const struct err *e)
+{
+    struct reports_op *op = arg;
+    struct http_req *r = op->r;
+    struct server *s = srv(r);
+    if (rc) {
+        if (r->gone)
+            http_req_drop(r);
+        else
+            http_reply_err(r, e);
+        reports_free(op);
+        return;
+    }
+    json_t *results = json_array();
+    size_t stale = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        struct report_item *it = &op->items[i];
+        if (it->changed)
+            fleet_job_changed(s->fleet, &it->rec, true);
+        if (it->status == 200 && (it->type == R_LOG || it->changed))
+            logs_notify(s->logs, json_string_value(json_object_get(it->in, "job")));
+        stale += it->status == 409;
+        json_array_append_new(results,
+                              it->error ? json_pack("{s:i, s:s}", "status", it->status, "error",
+                                                    it->error)
+                                        : json_pack("{s:i}", "status", it->status));
+    }
+    struct live_agent *a = fleet_agent(s->fleet, op->agent);
+    json_t *cancel = a ? fleet_take_cancels(s->fleet, a, NULL) : json_array();
+    if (r->gone) {
+        if (a)
+            json_array_extend(a->cancel, cancel);
+        json_decref(cancel);
+        json_decref(results);
+        http_req_drop(r);
+    } else {
+        int status = op->n && stale == op->n ? 409 : 200;
+        http_reply_json(r, status, json_pack("{s:o, s:o}", "results", results, "cancel", cancel));
+    }
+    reports_free(op);
+}
+
+int api_agents_reports(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    json_t *reps = json_object_get(r->body, "reports");
+    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
+    if (!a) {
+        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found: register first",
+                         r->params[0]);
+        return HTTP_DONE;
+    }
+    if (!json_is_object(r->body) || !json_is_array(reps) || json_array_size(reps) > MAX_REPORTS) {
+        http_reply_error(r, ERR_INVALID, "reports",
+                         "the body must be {\"reports\": [...]} with at most %d reports",
+                         MAX_REPORTS);
+        return HTTP_DONE;
+    }
+    struct reports_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    snprintf(op->agent, sizeof(op->agent), "%s", a->rec.name);
+    op->n = json_array_size(reps);
+    op->items = xcalloc(op->n ? op->n : 1, sizeof(*op->items));
+    for (size_t i = 0; i < op->n; i++) {
+        op->items[i].in = json_array_get(reps, i);
+        if (check_report(op->items[i].in, i, &op->items[i].type, &e)) {
+            reports_free(op);
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+    }
+    /* A late report from a lost agent is still looked at: fencing refuses what is stale. */
+    if (a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING)
+        fleet_agent_seen(srv(r)->fleet, a);
+    commit_submit(srv(r)->commit, reports_write, reports_done, op);
+    return HTTP_DEFERRED;
+}
+
+/* ---- leave, drain, list ---- */
+
+int api_agents_leave(struct http_req *r)
+{
+    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
+    if (!a) {
+        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found", r->params[0]);
+        return HTTP_DONE;
+    }
+    fleet_agent_set_state(srv(r)->fleet, a, AGENT_LEFT);
+    http_reply_json(r, 200, fleet_agent_json(a));
+    return HTTP_DONE;
+}
+
+int api_agents_drain(struct http_req *r)
+{
+    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
+    if (!a) {
+        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found", r->params[0]);
+        return HTTP_DONE;
+    }
+    if (a->rec.state != AGENT_UP && a->rec.state != AGENT_DRAINING) {
+        http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' is %s", a->rec.name,
+                         agent_state_name(a->rec.state));
+        return HTTP_DONE;
+    }
+    fleet_agent_set_state(srv(r)->fleet, a, AGENT_DRAINING);
+    http_reply_json(r, 200, fleet_agent_json(a));
+    return HTTP_DONE;
+}
+
+int api_agents_list(struct http_req *r)
+{
+    http_reply_json(r, 200, fleet_agents_json(srv(r)->fleet));
+    return HTTP_DONE;
+}

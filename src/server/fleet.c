@@ -1,0 +1,704 @@
+/*
+ * fleet.c - see fleet.h.
+ *
+ * Flows, all started on the loop and finished in a commit callback:
+ *   lease   poll -> sched_take -> commit (queued -> leased, fenced) -> answer the poll
+ *   unlease the poll went away before its leases were answered: leased -> queued again
+ *   end     lost agent or passed deadline -> commit (attempt ended, fenced) -> job changed
+ * A lease in the table is exactly a job that the store has leased or running
+ * for that agent and attempt (as of the last commit the loop has seen).
+ */
+#include "server/fleet.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "server/lease.h"
+#include "server/sched.h"
+#include "server/server.h"
+
+#define MAX_LEASES_PER_POLL 64
+
+struct lease_rec {
+    char job[UUID_STR_LEN];
+    char agent_id[UUID_STR_LEN];
+    int attempt;
+    int slots;
+    int64_t deadline; /* 0 = none */
+    bool ending;      /* an end-of-attempt commit is in flight */
+};
+
+struct fleet {
+    struct server *s;
+    struct hmap agents;  /* id -> struct live_agent */
+    struct hmap by_name; /* name -> struct live_agent (same objects) */
+    struct hmap leases;  /* job id -> struct lease_rec */
+};
+
+static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases);
+static bool try_lease(struct fleet *f, struct live_agent *a);
+
+/* ---- agents ---- */
+
+static void free_agent(void *v)
+{
+    struct live_agent *a = v;
+    if (a->poll_timer)
+        event_free(a->poll_timer);
+    json_decref(a->cancel);
+    agent_rec_release(&a->rec);
+    free(a);
+}
+
+struct fleet *fleet_new(struct server *s)
+{
+    struct fleet *f = xcalloc(1, sizeof(*f));
+    f->s = s;
+    hmap_init(&f->agents);
+    hmap_init(&f->by_name);
+    hmap_init(&f->leases);
+    return f;
+}
+
+void fleet_free(struct fleet *f)
+{
+    if (!f)
+        return;
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->poll)
+            reply_poll(f, a, NULL);
+    }
+    hmap_release(&f->by_name, NULL);
+    hmap_release(&f->agents, free_agent);
+    hmap_release(&f->leases, free);
+    free(f);
+}
+
+struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name)
+{
+    struct live_agent *a = hmap_get(&f->agents, id_or_name);
+    return a ? a : hmap_get(&f->by_name, id_or_name);
+}
+
+static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
+{
+    struct live_agent *a = xcalloc(1, sizeof(*a));
+    a->rec = *rec;
+    agent_rec_init(rec);
+    a->cancel = json_array();
+    a->free_slots = a->rec.slots;
+    hmap_put(&f->agents, a->rec.id, a);
+    hmap_put(&f->by_name, a->rec.name, a);
+    return a;
+}
+
+struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec)
+{
+    struct live_agent *a = hmap_get(&f->agents, rec->id);
+    if (!a)
+        return add_agent(f, rec);
+    json_decref(a->rec.labels);
+    json_decref(a->rec.queues);
+    free(a->rec.version);
+    a->rec.labels = rec->labels;
+    a->rec.queues = rec->queues;
+    a->rec.version = rec->version;
+    rec->labels = rec->queues = NULL;
+    rec->version = NULL;
+    a->rec.slots = rec->slots;
+    a->rec.state = AGENT_UP;
+    a->rec.last_seen = time_now_ms();
+    a->free_slots = a->rec.slots;
+    agent_rec_release(rec);
+    return a;
+}
+
+void fleet_agent_seen(struct fleet *f, struct live_agent *a)
+{
+    (void)f;
+    a->rec.last_seen = time_now_ms();
+}
+
+/* ---- committing agent state ---- */
+
+struct state_op {
+    char id[UUID_STR_LEN];
+    int state;
+    int64_t last_seen;
+};
+
+static int state_write(struct store *st, void *arg, struct err *e)
+{
+    struct state_op *op = arg;
+    return store_agent_set_state(st, op->id, op->state, op->last_seen, e);
+}
+
+static void state_done(void *arg, int rc, const struct err *e)
+{
+    if (rc)
+        log_error("agent=%s cannot record its state: %s", ((struct state_op *)arg)->id, e->msg);
+    free(arg);
+}
+
+static void commit_state(struct fleet *f, struct live_agent *a)
+{
+    struct state_op *op = xcalloc(1, sizeof(*op));
+    memcpy(op->id, a->rec.id, sizeof(op->id));
+    op->state = a->rec.state;
+    op->last_seen = a->rec.last_seen;
+    commit_submit(f->s->commit, state_write, state_done, op);
+}
+
+/* ---- ending attempts for the agent (lost, deadline, left) ---- */
+
+struct end_item {
+    char job[UUID_STR_LEN];
+    int attempt;
+    struct job rec; /* the changed job, when changed */
+    bool changed;
+};
+
+struct end_op {
+    struct fleet *f;
+    const char *reason;
+    const char *error;
+    size_t n;
+    struct end_item *items;
+};
+
+static int end_write(struct store *st, void *arg, struct err *e)
+{
+    struct end_op *op = arg;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < op->n; i++) {
+        struct end_item *it = &op->items[i];
+        struct job j;
+        if (store_job_get(st, it->job, &j, NULL))
+            continue;
+        if (j.attempt != it->attempt || !((1u << j.state) & LEASE_HELD_STATES)) {
+            job_release(&j);
+            continue;
+        }
+        struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
+        if (j.started_at)
+            end.duration_ms = now - j.started_at;
+        lease_end_attempt(&j, &end, now);
+        int rc = store_job_update(st, &j, it->attempt, LEASE_HELD_STATES, e);
+        if (rc && rc != ERR_CONFLICT) {
+            job_release(&j);
+            return rc;
+        }
+        err_clear(e);
+        if (rc) {
+            job_release(&j);
+            continue;
+        }
+        it->rec = j;
+        it->changed = true;
+    }
+    return 0;
+}
+
+static void end_done(void *arg, int rc, const struct err *e)
+{
+    struct end_op *op = arg;
+    if (rc)
+        log_error("cannot end %zu attempt(s) (%s): %s", op->n, op->reason, e->msg);
+    for (size_t i = 0; i < op->n; i++) {
+        struct end_item *it = &op->items[i];
+        struct lease_rec *l = hmap_get(&op->f->leases, it->job);
+        if (l)
+            l->ending = false;
+        if (!rc && it->changed) {
+            log_info("job=%s attempt=%d ended: %s", it->job, it->attempt, op->reason);
+            fleet_job_changed(op->f, &it->rec, false);
+        }
+        if (it->changed)
+            job_release(&it->rec);
+    }
+    free(op->items);
+    free(op);
+}
+
+/* Ends, in one commit, the attempts of the leases for which pick() says yes. */
+static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, const void *),
+                       const void *arg, const char *reason, const char *error)
+{
+    struct end_op *op = NULL;
+    size_t cap = 0;
+    for (struct hmap_entry *e = hmap_first(&f->leases); e; e = hmap_next(&f->leases, e)) {
+        struct lease_rec *l = e->value;
+        if (l->ending || !pick(l, arg))
+            continue;
+        if (!op) {
+            op = xcalloc(1, sizeof(*op));
+            op->f = f;
+            op->reason = reason;
+            op->error = error;
+        }
+        if (op->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            op->items = xrealloc(op->items, cap * sizeof(*op->items));
+        }
+        struct end_item *it = &op->items[op->n++];
+        memset(it, 0, sizeof(*it));
+        memcpy(it->job, l->job, sizeof(it->job));
+        it->attempt = l->attempt;
+        l->ending = true;
+    }
+    if (op)
+        commit_submit(f->s->commit, end_write, end_done, op);
+}
+
+static bool lease_of_agent(const struct lease_rec *l, const void *agent_id)
+{
+    return !strcmp(l->agent_id, agent_id);
+}
+
+static bool lease_past(const struct lease_rec *l, const void *now)
+{
+    return l->deadline && l->deadline < *(const int64_t *)now;
+}
+
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state)
+{
+    if (a->rec.state == state)
+        return;
+    log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
+             agent_state_name(state));
+    a->rec.state = state;
+    commit_state(f, a);
+    if (state == AGENT_LOST || state == AGENT_LEFT)
+        end_leases(f, lease_of_agent, a->rec.id, state == AGENT_LOST ? "lost" : "error",
+                   state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
+    if (a->poll && !a->leasing)
+        reply_poll(f, a, NULL);
+}
+
+/* ---- polls ---- */
+
+static void poll_gone(struct http_req *r)
+{
+    struct live_agent *a = r->owner;
+    if (a->poll_timer)
+        evtimer_del(a->poll_timer);
+    a->poll = NULL;
+    http_req_drop(r);
+}
+
+static void poll_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct live_agent *a = arg;
+    struct fleet *f = a->poll ? ((struct server *)a->poll->app)->fleet : NULL;
+    if (a->poll && !a->leasing)
+        reply_poll(f, a, NULL);
+}
+
+/* Answers the agent's parked poll; leases (stolen) may be NULL. */
+static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases)
+{
+    (void)f;
+    struct http_req *r = a->poll;
+    a->poll = NULL;
+    if (a->poll_timer)
+        evtimer_del(a->poll_timer);
+    r->on_gone = NULL;
+    r->owner = NULL;
+    json_t *cancel = a->cancel;
+    a->cancel = json_array();
+    http_reply_json(r, 200, json_pack("{s:o, s:o, s:b}", "leases", leases ? leases : json_array(),
+                                      "cancel", cancel, "drain",
+                                      a->rec.state == AGENT_DRAINING));
+}
+
+static void add_cancel(struct live_agent *a, const char *job)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a->cancel, i, v) if (!strcmp(json_string_value(v), job)) return;
+    json_array_append_new(a->cancel, json_string(job));
+}
+
+json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(running, i, item) {
+        const char *job = json_string_value(json_object_get(item, "job"));
+        int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
+        struct lease_rec *l = job ? hmap_get(&f->leases, job) : NULL;
+        if (job && (!l || l->attempt != attempt || strcmp(l->agent_id, a->rec.id)))
+            add_cancel(a, job);
+    }
+    json_t *out = a->cancel;
+    a->cancel = json_array();
+    return out;
+}
+
+void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
+                json_t *running, int64_t wait_ms)
+{
+    fleet_agent_seen(f, a);
+    a->free_slots = free_slots;
+    if (a->poll) /* a new poll replaces an old one the agent gave up on */
+        reply_poll(f, a, NULL);
+    json_t *cancels = fleet_take_cancels(f, a, running);
+    json_decref(a->cancel);
+    a->cancel = cancels;
+    a->poll = r;
+    r->owner = a;
+    r->on_gone = poll_gone;
+    if (json_array_size(a->cancel) || a->rec.state != AGENT_UP || wait_ms <= 0) {
+        if (!try_lease(f, a))
+            reply_poll(f, a, NULL);
+        return;
+    }
+    if (try_lease(f, a))
+        return;
+    if (!a->poll_timer)
+        a->poll_timer = evtimer_new(f->s->base, poll_timeout, a);
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    evtimer_add(a->poll_timer, &tv);
+}
+
+/* ---- leasing ---- */
+
+struct lease_op {
+    struct fleet *f;
+    char agent_id[UUID_STR_LEN];
+    char *agent_name;
+    size_t n;
+    struct sched_job **taken;
+    struct job *jobs;  /* the leased records */
+    bool *leased;
+    int64_t *deadline;
+};
+
+static void lease_op_free(struct lease_op *op)
+{
+    for (size_t i = 0; i < op->n; i++)
+        job_release(&op->jobs[i]); /* unfilled entries are zeroed: harmless */
+    free(op->agent_name);
+    free(op->taken);
+    free(op->jobs);
+    free(op->leased);
+    free(op->deadline);
+    free(op);
+}
+
+static int lease_write(struct store *st, void *arg, struct err *e)
+{
+    struct lease_op *op = arg;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < op->n; i++) {
+        struct job j;
+        if (store_job_get(st, op->taken[i]->id, &j, NULL))
+            continue;
+        if (j.state != JOB_QUEUED) {
+            job_release(&j);
+            continue;
+        }
+        int old = j.attempt;
+        lease_grant(&j, op->agent_name, now);
+        int rc = store_job_update(st, &j, old, 1u << JOB_QUEUED, e);
+        if (rc && rc != ERR_CONFLICT) {
+            job_release(&j);
+            return rc;
+        }
+        err_clear(e);
+        if (rc) {
+            job_release(&j);
+            continue;
+        }
+        op->jobs[i] = j;
+        op->leased[i] = true;
+        op->deadline[i] = lease_deadline(&j, now);
+    }
+    return 0;
+}
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[32];
+    if (!ms)
+        return json_null();
+    time_format_rfc3339(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static void unlease(struct fleet *f, struct lease_op *op);
+
+static void lease_done(void *arg, int rc, const struct err *e)
+{
+    struct lease_op *op = arg;
+    struct fleet *f = op->f;
+    struct live_agent *a = hmap_get(&f->agents, op->agent_id);
+    a->leasing = false;
+    if (rc) {
+        log_error("agent=%s cannot lease: %s", op->agent_id, e->msg);
+        memset(op->leased, 0, op->n * sizeof(*op->leased));
+    }
+    json_t *leases = json_array();
+    for (size_t i = 0; i < op->n; i++) {
+        struct sched_job *sj = op->taken[i];
+        if (!op->leased[i]) {
+            if (rc)
+                sched_put_back(f->s->sched, sj);
+            else
+                sched_job_free(sj); /* no longer queued: cancelled meanwhile */
+            continue;
+        }
+        struct job *j = &op->jobs[i];
+        struct lease_rec *l = xcalloc(1, sizeof(*l));
+        memcpy(l->job, j->id, sizeof(l->job));
+        memcpy(l->agent_id, a->rec.id, sizeof(l->agent_id));
+        l->attempt = j->attempt;
+        l->slots = sj->slots;
+        l->deadline = op->deadline[i];
+        free(hmap_put(&f->leases, j->id, l));
+        a->held++;
+        a->free_slots -= sj->slots;
+        log_info("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
+        json_array_append_new(leases, json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt",
+                                                j->attempt, "spec", j->spec, "deadline",
+                                                time_json(l->deadline)));
+        sched_job_free(sj);
+        op->taken[i] = NULL;
+    }
+    if (a->poll) {
+        reply_poll(f, a, leases);
+    } else if (json_array_size(leases)) {
+        json_decref(leases);
+        unlease(f, op); /* takes op */
+        return;
+    } else {
+        json_decref(leases);
+    }
+    lease_op_free(op);
+}
+
+static bool try_lease(struct fleet *f, struct live_agent *a)
+{
+    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || a->free_slots <= 0)
+        return false;
+    struct sched_job *taken[MAX_LEASES_PER_POLL];
+    size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, a->free_slots, taken,
+                          MAX_LEASES_PER_POLL);
+    if (!n)
+        return false;
+    struct lease_op *op = xcalloc(1, sizeof(*op));
+    op->f = f;
+    memcpy(op->agent_id, a->rec.id, sizeof(op->agent_id));
+    op->agent_name = xstrdup(a->rec.name);
+    op->n = n;
+    op->taken = xmalloc(n * sizeof(*op->taken));
+    memcpy(op->taken, taken, n * sizeof(*taken));
+    op->jobs = xcalloc(n, sizeof(*op->jobs));
+    op->leased = xcalloc(n, sizeof(*op->leased));
+    op->deadline = xcalloc(n, sizeof(*op->deadline));
+    a->leasing = true;
+    commit_submit(f->s->commit, lease_write, lease_done, op);
+    return true;
+}
+
+/* The poll was gone when its leases were committed: give them back (same attempt number). */
+static int unlease_write(struct store *st, void *arg, struct err *e)
+{
+    struct lease_op *op = arg;
+    for (size_t i = 0; i < op->n; i++) {
+        if (!op->leased[i])
+            continue;
+        struct job *j = &op->jobs[i];
+        int attempt = j->attempt;
+        j->state = JOB_QUEUED;
+        j->attempt--;
+        free(j->agent);
+        j->agent = NULL;
+        int rc = store_job_update(st, j, attempt, 1u << JOB_LEASED, e);
+        if (rc && rc != ERR_CONFLICT)
+            return rc;
+        err_clear(e);
+        op->leased[i] = rc == 0;
+    }
+    return 0;
+}
+
+static void unlease_done(void *arg, int rc, const struct err *e)
+{
+    struct lease_op *op = arg;
+    if (rc)
+        log_error("cannot give back undelivered leases: %s", e->msg);
+    for (size_t i = 0; i < op->n; i++) {
+        if (!op->leased[i] || rc)
+            continue;
+        struct lease_rec *l = hmap_del(&op->f->leases, op->jobs[i].id);
+        struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
+        if (a)
+            a->held--;
+        free(l);
+        fleet_job_changed(op->f, &op->jobs[i], true);
+    }
+    lease_op_free(op);
+}
+
+static void unlease(struct fleet *f, struct lease_op *op)
+{
+    commit_submit(f->s->commit, unlease_write, unlease_done, op);
+}
+
+static void wake_polls(struct fleet *f)
+{
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->poll && !a->leasing)
+            try_lease(f, a);
+    }
+}
+
+/* ---- job changes ---- */
+
+void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
+{
+    struct lease_rec *l = NULL;
+    if (!((1u << j->state) & LEASE_HELD_STATES))
+        l = hmap_del(&f->leases, j->id);
+    if (l) {
+        struct live_agent *a = hmap_get(&f->agents, l->agent_id);
+        if (a) {
+            a->held--;
+            if (!by_agent) {
+                add_cancel(a, j->id);
+                if (a->poll && !a->leasing)
+                    reply_poll(f, a, NULL);
+            }
+        }
+        free(l);
+    }
+    if (j->state == JOB_QUEUED) {
+        sched_add(f->s->sched, j);
+        if (j->run_after <= time_now_ms())
+            wake_polls(f);
+    } else if (job_state_terminal(j->state)) {
+        sched_remove(f->s->sched, j->id);
+        waiters_wake(f->s->waiters, j);
+    }
+}
+
+/* ---- time ---- */
+
+void fleet_tick(struct fleet *f, int64_t now_ms)
+{
+    if (sched_tick(f->s->sched, now_ms))
+        wake_polls(f);
+    int64_t lost_ms = (int64_t)f->s->lost_after_s * 1000;
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
+        if (alive && now_ms - a->rec.last_seen > lost_ms)
+            fleet_agent_set_state(f, a, AGENT_LOST);
+    }
+    end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
+}
+
+/* ---- start ---- */
+
+static int load_agent(void *arg, const struct agent_rec *rec)
+{
+    struct fleet *f = arg;
+    struct agent_rec copy = *rec;
+    copy.name = xstrdup(rec->name);
+    copy.version = rec->version ? xstrdup(rec->version) : NULL;
+    copy.labels = json_incref(rec->labels);
+    copy.queues = json_incref(rec->queues);
+    copy.last_seen = time_now_ms(); /* a fresh start gives every agent lost_after to call */
+    add_agent(f, &copy);
+    return 0;
+}
+
+static int load_job(void *arg, const struct job *j)
+{
+    struct fleet *f = arg;
+    if (j->state == JOB_QUEUED) {
+        sched_add(f->s->sched, j);
+        return 0;
+    }
+    struct live_agent *a = j->agent ? hmap_get(&f->by_name, j->agent) : NULL;
+    struct lease_rec *l = xcalloc(1, sizeof(*l));
+    memcpy(l->job, j->id, sizeof(l->job));
+    if (a) {
+        memcpy(l->agent_id, a->rec.id, sizeof(l->agent_id));
+        a->held++;
+    }
+    l->attempt = j->attempt;
+    l->slots = j->slots;
+    l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms());
+    hmap_put(&f->leases, j->id, l);
+    return 0;
+}
+
+int fleet_load(struct fleet *f, struct err *e)
+{
+    int rc = store_agent_scan(f->s->reads, load_agent, f, e);
+    if (!rc)
+        rc = store_job_scan(f->s->reads,
+                            (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING),
+                            load_job, f, e);
+    return rc;
+}
+
+/* ---- views ---- */
+
+static bool serves(const struct live_agent *a, const char *queue)
+{
+    size_t i;
+    json_t *q;
+    json_array_foreach(a->rec.queues, i, q) if (!strcmp(json_string_value(q), queue)) return true;
+    return false;
+}
+
+int fleet_listeners(struct fleet *f, const char *queue)
+{
+    int n = 0;
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->rec.state == AGENT_UP && serves(a, queue))
+            n++;
+    }
+    return n;
+}
+
+json_t *fleet_agent_json(const struct live_agent *a)
+{
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i}", "id", a->rec.id,
+                     "name", a->rec.name, "labels", a->rec.labels, "queues", a->rec.queues,
+                     "slots", a->rec.slots, "free_slots", a->free_slots < 0 ? 0 : a->free_slots,
+                     "state", agent_state_name(a->rec.state), "last_seen",
+                     time_json(a->rec.last_seen), "registered_at", time_json(a->rec.registered_at),
+                     "version", a->rec.version ? json_string(a->rec.version) : json_null(),
+                     "running", a->held);
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)x, "name")),
+                  json_string_value(json_object_get(*(json_t *const *)y, "name")));
+}
+
+json_t *fleet_agents_json(struct fleet *f)
+{
+    size_t n = f->agents.count, i = 0;
+    json_t **v = xcalloc(n ? n : 1, sizeof(*v));
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e))
+        v[i++] = fleet_agent_json(e->value);
+    qsort(v, n, sizeof(*v), by_name);
+    json_t *arr = json_array();
+    for (i = 0; i < n; i++)
+        json_array_append_new(arr, v[i]);
+    free(v);
+    return arr;
+}

@@ -1,0 +1,71 @@
+/*
+ * fleet.h - the agents and their leases, as the event loop knows them.
+ *
+ * The store is the truth; the fleet is what the loop needs to answer agents
+ * without a query: each agent's registration, liveness and parked poll, the
+ * lease table (job -> agent, attempt, deadline), and the ready queues
+ * (sched.h). Everything here runs on the event loop thread; every change of
+ * a job is first committed (commit.h), then reported with
+ * fleet_job_changed(), which keeps queues, leases, polls and waiters in step.
+ */
+#ifndef DROVER_FLEET_H
+#define DROVER_FLEET_H
+
+#include <jansson.h>
+
+#include "job/agent.h"
+#include "job/job.h"
+
+struct server;
+struct http_req;
+struct fleet;
+
+struct live_agent {
+    struct agent_rec rec;
+    int free_slots;         /* as the agent last said */
+    int held;               /* leases it holds */
+    struct http_req *poll;  /* its parked poll, or NULL */
+    struct event *poll_timer;
+    bool leasing;           /* a lease commit is in flight for it */
+    json_t *cancel;         /* job ids it must kill, not yet delivered */
+};
+
+struct fleet *fleet_new(struct server *s);
+/* Answers parked polls (empty) and frees everything. NULL is fine. */
+void fleet_free(struct fleet *f);
+/* Rebuilds agents, leases and ready queues from the store (at start). */
+int fleet_load(struct fleet *f, struct err *e);
+
+struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name);
+/* Creates or refreshes an agent from its registration (already committed; rec is taken). */
+struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec);
+void fleet_agent_seen(struct fleet *f, struct live_agent *a);
+/* Moves an agent to draining / left (committed by the fleet) and wakes its poll. */
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state);
+
+/*
+ * Handles a poll: computes cancels for `running` (array of {job, attempt}),
+ * leases what fits into `free_slots`, or parks r for up to wait_ms. Answers r.
+ */
+void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
+                json_t *running, int64_t wait_ms);
+/* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */
+json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running);
+
+/*
+ * A committed change of a job. `by_agent`: the agent that held it reported
+ * the change itself (else a job it held was ended for it, and it is told to
+ * kill it).
+ */
+void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
+
+/* Once a second: lost agents, passed deadlines, delayed jobs now due. */
+void fleet_tick(struct fleet *f, int64_t now_ms);
+
+/* Agents up that serve the queue. */
+int fleet_listeners(struct fleet *f, const char *queue);
+/* GET /v1/agents. */
+json_t *fleet_agents_json(struct fleet *f);
+json_t *fleet_agent_json(const struct live_agent *a);
+
+#endif

@@ -1,0 +1,105 @@
+/* lease.c - see lease.h. */
+#include "server/lease.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+static double retry_value(const struct job *j, const char *key, double dflt)
+{
+    json_t *v = json_object_get(json_object_get(j->spec, "retry"), key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+void lease_grant(struct job *j, const char *agent, int64_t now_ms)
+{
+    j->state = JOB_LEASED;
+    j->attempt++;
+    free(j->agent);
+    j->agent = xstrdup(agent);
+    j->started_at = 0;
+    j->finished_at = 0;
+    json_decref(j->progress);
+    j->progress = NULL;
+    (void)now_ms;
+}
+
+int64_t lease_deadline(const struct job *j, int64_t now_ms)
+{
+    json_t *t = json_object_get(j->spec, "timeout_s");
+    if (!json_is_number(t) || json_number_value(t) <= 0)
+        return 0;
+    return now_ms + (int64_t)(json_number_value(t) * 1000.0) + LEASE_DEADLINE_GRACE_MS;
+}
+
+int64_t lease_backoff_ms(const struct job *j, int next_attempt)
+{
+    double base = retry_value(j, "backoff_s", 1), cap = retry_value(j, "max_backoff_s", 300);
+    int n = next_attempt - 2;
+    double d = base * pow(2.0, n < 0 ? 0 : n > 30 ? 30 : n);
+    if (d > cap)
+        d = cap;
+    return (int64_t)(d * 1000.0);
+}
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[32];
+    if (!ms)
+        return json_null();
+    time_format_rfc3339(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *result_json(const struct attempt_end *end)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, "reason", json_string(end->reason));
+    json_object_set_new(r, "exit_code",
+                        end->has_exit_code ? json_integer(end->exit_code) : json_null());
+    json_object_set_new(r, "signal", end->signal ? json_integer(end->signal) : json_null());
+    json_object_set_new(r, "duration_ms",
+                        end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
+    json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
+    json_t *out = end->stdout_head ? json_stringn(end->stdout_head, end->stdout_len) : NULL;
+    json_object_set_new(r, "stdout", out ? out : json_null());
+    json_object_set_new(r, "outputs", json_array());
+    return r;
+}
+
+void lease_end_attempt(struct job *j, const struct attempt_end *end, int64_t now_ms)
+{
+    bool ok = !strcmp(end->reason, "exit") && end->has_exit_code && end->exit_code == 0;
+    bool cancelled = !strcmp(end->reason, "cancelled");
+
+    json_t *entry = json_pack("{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt,
+                              "agent", j->agent, "started_at", time_json(j->started_at),
+                              "finished_at", time_json(now_ms), "reason", end->reason,
+                              "exit_code",
+                              end->has_exit_code ? json_integer(end->exit_code) : json_null(),
+                              "signal", end->signal ? json_integer(end->signal) : json_null(),
+                              "error", end->error ? json_string(end->error) : json_null());
+    if (!j->attempts)
+        j->attempts = json_array();
+    json_array_append_new(j->attempts, entry);
+    json_decref(j->result);
+    j->result = result_json(end);
+
+    if (ok) {
+        j->state = JOB_SUCCEEDED;
+    } else if (cancelled) {
+        j->state = JOB_CANCELLED;
+    } else if (j->attempt < j->max_attempts) {
+        j->state = JOB_QUEUED;
+        j->run_after = now_ms + lease_backoff_ms(j, j->attempt + 1);
+        free(j->agent);
+        j->agent = NULL;
+        return; /* not finished: finished_at stays unset */
+    } else {
+        j->state = JOB_FAILED;
+    }
+    j->finished_at = now_ms;
+}

@@ -1,0 +1,282 @@
+/*
+ * sched.c - see sched.h.
+ *
+ * Structure: queues by name (hmap) -> levels sorted by priority, highest
+ * first -> a FIFO list of jobs each. All jobs are also in `byid` so a cancel
+ * finds them. Delayed jobs sit in one list (sched_tick scans it; it holds
+ * only jobs waiting on a delay or a retry backoff).
+ *
+ * A lease scans a queue's levels in order and each level from its head,
+ * skipping jobs that do not fit the agent; the common case (no requires,
+ * one slot) takes the head at once.
+ */
+#include "server/sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hmap.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+struct sched_level {
+    int priority;
+    struct sched_job *head, *tail;
+    size_t count;
+    struct sched_level *next; /* lower priority */
+};
+
+struct squeue {
+    struct sched_level *levels;
+    size_t count;
+};
+
+struct sched {
+    struct hmap queues; /* name -> struct squeue */
+    struct hmap byid;   /* id -> struct sched_job (ready or delayed) */
+    struct sched_job *delayed;
+};
+
+struct sched *sched_new(void)
+{
+    struct sched *s = xcalloc(1, sizeof(*s));
+    hmap_init(&s->queues);
+    hmap_init(&s->byid);
+    return s;
+}
+
+void sched_job_free(struct sched_job *sj)
+{
+    if (!sj)
+        return;
+    free(sj->queue);
+    json_decref(sj->requires);
+    free(sj);
+}
+
+static void free_queue(void *v)
+{
+    struct squeue *q = v;
+    struct sched_level *l = q->levels;
+    while (l) {
+        struct sched_level *next = l->next;
+        free(l);
+        l = next;
+    }
+    free(q);
+}
+
+static void free_job(void *v)
+{
+    sched_job_free(v);
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s)
+        return;
+    hmap_release(&s->byid, free_job);
+    hmap_release(&s->queues, free_queue);
+    free(s);
+}
+
+static void list_unlink(struct sched_job **head, struct sched_job **tail, struct sched_job *sj)
+{
+    if (sj->prev)
+        sj->prev->next = sj->next;
+    else
+        *head = sj->next;
+    if (sj->next)
+        sj->next->prev = sj->prev;
+    else if (tail)
+        *tail = sj->prev;
+    sj->prev = sj->next = NULL;
+}
+
+static void enqueue_ready(struct sched *s, struct sched_job *sj)
+{
+    struct squeue *q = hmap_get(&s->queues, sj->queue);
+    if (!q) {
+        q = xcalloc(1, sizeof(*q));
+        hmap_put(&s->queues, sj->queue, q);
+    }
+    struct sched_level **pl = &q->levels;
+    while (*pl && (*pl)->priority > sj->priority)
+        pl = &(*pl)->next;
+    if (!*pl || (*pl)->priority != sj->priority) {
+        struct sched_level *l = xcalloc(1, sizeof(*l));
+        l->priority = sj->priority;
+        l->next = *pl;
+        *pl = l;
+    }
+    struct sched_level *l = *pl;
+    sj->level = l;
+    sj->next = NULL;
+    sj->prev = l->tail;
+    if (l->tail)
+        l->tail->next = sj;
+    else
+        l->head = sj;
+    l->tail = sj;
+    l->count++;
+    q->count++;
+}
+
+/* Takes sj out of its level (ready) or the delayed list; frees an emptied level. */
+static void detach(struct sched *s, struct sched_job *sj)
+{
+    struct sched_level *l = sj->level;
+    if (!l) {
+        list_unlink(&s->delayed, NULL, sj);
+        return;
+    }
+    list_unlink(&l->head, &l->tail, sj);
+    l->count--;
+    sj->level = NULL;
+    struct squeue *q = hmap_get(&s->queues, sj->queue);
+    q->count--;
+    if (!l->count) {
+        struct sched_level **pl = &q->levels;
+        while (*pl != l)
+            pl = &(*pl)->next;
+        *pl = l->next;
+        free(l);
+    }
+}
+
+static void place(struct sched *s, struct sched_job *sj, int64_t now_ms)
+{
+    hmap_put(&s->byid, sj->id, sj);
+    if (sj->run_after > now_ms) {
+        sj->level = NULL;
+        sj->prev = NULL;
+        sj->next = s->delayed;
+        if (s->delayed)
+            s->delayed->prev = sj;
+        s->delayed = sj;
+    } else {
+        enqueue_ready(s, sj);
+    }
+}
+
+void sched_add(struct sched *s, const struct job *j)
+{
+    if (hmap_get(&s->byid, j->id))
+        return;
+    struct sched_job *sj = xcalloc(1, sizeof(*sj));
+    memcpy(sj->id, j->id, sizeof(sj->id));
+    sj->queue = xstrdup(j->queue);
+    sj->priority = j->priority;
+    sj->slots = j->slots > 0 ? j->slots : 1;
+    json_t *req = json_object_get(j->spec, "requires");
+    sj->requires = json_object_size(req) ? json_incref(req) : NULL;
+    sj->run_after = j->run_after;
+    place(s, sj, time_now_ms());
+}
+
+bool sched_remove(struct sched *s, const char *id)
+{
+    struct sched_job *sj = hmap_del(&s->byid, id);
+    if (!sj)
+        return false;
+    detach(s, sj);
+    sched_job_free(sj);
+    return true;
+}
+
+size_t sched_tick(struct sched *s, int64_t now_ms)
+{
+    size_t n = 0;
+    struct sched_job *sj = s->delayed;
+    while (sj) {
+        struct sched_job *next = sj->next;
+        if (sj->run_after <= now_ms) {
+            list_unlink(&s->delayed, NULL, sj);
+            enqueue_ready(s, sj);
+            n++;
+        }
+        sj = next;
+    }
+    return n;
+}
+
+static bool fits(const struct sched_job *sj, const json_t *labels, int free_slots)
+{
+    if (sj->slots > free_slots)
+        return false;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)sj->requires, k, v) {
+        json_t *have = json_object_get(labels, k);
+        if (!json_is_string(have) || strcmp(json_string_value(have), json_string_value(v)))
+            return false;
+    }
+    return true;
+}
+
+/* The best fitting job across the agent's queues, or NULL. */
+static struct sched_job *best(const struct sched *s, const json_t *queues, const json_t *labels,
+                              int free_slots)
+{
+    struct sched_job *found = NULL;
+    size_t i;
+    json_t *qn;
+    json_array_foreach(queues, i, qn) {
+        struct squeue *q = hmap_get(&s->queues, json_string_value(qn));
+        if (!q)
+            continue;
+        for (struct sched_level *l = q->levels; l; l = l->next) {
+            if (found && l->priority < found->priority)
+                break;
+            struct sched_job *sj = l->head;
+            while (sj && !fits(sj, labels, free_slots))
+                sj = sj->next;
+            if (sj) {
+                /* Same priority in two queues: the older job (smaller id) first. */
+                if (!found || sj->priority > found->priority ||
+                    (sj->priority == found->priority && strcmp(sj->id, found->id) < 0))
+                    found = sj;
+                break;
+            }
+        }
+    }
+    return found;
+}
+
+size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
+                  struct sched_job **out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && free_slots > 0) {
+        struct sched_job *sj = best(s, queues, labels, free_slots);
+        if (!sj)
+            break;
+        detach(s, sj);
+        hmap_del(&s->byid, sj->id);
+        free_slots -= sj->slots;
+        out[n++] = sj;
+    }
+    return n;
+}
+
+void sched_put_back(struct sched *s, struct sched_job *sj)
+{
+    if (hmap_get(&s->byid, sj->id)) {
+        sched_job_free(sj);
+        return;
+    }
+    sj->run_after = 0;
+    place(s, sj, 0);
+}
+
+size_t sched_ready_count(const struct sched *s, const char *queue)
+{
+    struct squeue *q = hmap_get(&s->queues, queue);
+    return q ? q->count : 0;
+}
+
+bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
+                    int free_slots)
+{
+    return free_slots > 0 && best(s, queues, labels, free_slots) != NULL;
+}

@@ -1,0 +1,63 @@
+/*
+ * sched.h - the ready queues, in memory (no I/O): which queued job an agent
+ * gets next.
+ *
+ * Each queue keeps its jobs by priority (highest first), FIFO within a
+ * priority; jobs whose run_after is in the future wait in a delayed list
+ * until sched_tick() finds them due. The store stays the truth: the server
+ * rebuilds this from it at start, adds jobs when their submission (or a
+ * retry) commits, takes them when an agent polls, and puts them back if
+ * the lease could not be committed.
+ */
+#ifndef DROVER_SCHED_H
+#define DROVER_SCHED_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "job/job.h"
+
+struct sched;
+
+/* A queued job as the scheduler knows it. */
+struct sched_job {
+    char id[UUID_STR_LEN];
+    char *queue;
+    int priority;
+    int slots;
+    json_t *requires; /* object, or NULL */
+    int64_t run_after;
+    struct sched_job *prev, *next; /* in its list */
+    struct sched_level *level;     /* NULL while delayed or taken */
+};
+
+struct sched *sched_new(void);
+void sched_free(struct sched *s);
+
+/* Adds a queued job (a copy of what the scheduler needs). A job already there is left as it is. */
+void sched_add(struct sched *s, const struct job *j);
+/* Forgets a job (cancelled). True when it was there. */
+bool sched_remove(struct sched *s, const char *id);
+/* Moves delayed jobs that are due by now into their queues; returns how many. */
+size_t sched_tick(struct sched *s, int64_t now_ms);
+
+/*
+ * Takes up to `max` jobs for an agent serving `queues` (array of names),
+ * with `labels` (object), that has `free_slots`: the best job first across
+ * its queues (priority, then FIFO), skipping jobs whose requires the agent
+ * lacks or whose slots do not fit. Taken jobs leave the scheduler and
+ * belong to the caller: sched_job_free() once leased, or sched_put_back().
+ */
+size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
+                  struct sched_job **out, size_t max);
+void sched_put_back(struct sched *s, struct sched_job *sj);
+void sched_job_free(struct sched_job *sj);
+
+/* Jobs ready now in a queue (for /v1/queues-style views and tests). */
+size_t sched_ready_count(const struct sched *s, const char *queue);
+/* True when an agent with these queues, labels and free slots would get a job now. */
+bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
+                    int free_slots);
+
+#endif
