@@ -1,0 +1,226 @@
+/*
+ * test_sched.c - the in-memory ready queues (server/sched.c) and the rules of
+ * an attempt (server/lease.c): which job an agent gets, and what happens to a
+ * job when its attempt ends.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
+#include <string.h>
+
+#include <jansson.h>
+
+#include <cmocka.h>
+
+#include "common/timeutil.h"
+#include "job/job.h"
+#include "job/spec.h"
+#include "server/lease.h"
+#include "server/sched.h"
+
+/* A queued job made the real way: spec text -> spec_parse -> job_from_spec. */
+static void make_job(struct job *j, const char *spec_text, int64_t now)
+{
+    json_error_t je;
+    json_t *in = json_loads(spec_text, 0, &je);
+    assert_non_null(in);
+    struct job_spec spec;
+    struct err e = ERR_INIT;
+    assert_int_equal(spec_parse(in, NULL, &spec, &e), 0);
+    job_from_spec(j, &spec, now);
+    spec_release(&spec);
+    json_decref(in);
+}
+
+static size_t take(struct sched *s, const char *queues, const char *labels, int slots,
+                   struct sched_job **out, size_t max)
+{
+    json_t *q = json_loads(queues, 0, NULL), *l = json_loads(labels, 0, NULL);
+    size_t n = sched_take(s, q, l, slots, out, max);
+    json_decref(q);
+    json_decref(l);
+    return n;
+}
+
+static void test_priority_then_fifo(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job j[5];
+    const char *specs[] = {
+        "{\"priority\": 0, \"command\": {\"program\": \"a\"}}",
+        "{\"priority\": 5, \"command\": {\"program\": \"b\"}}",
+        "{\"priority\": 0, \"command\": {\"program\": \"c\"}}",
+        "{\"priority\": 5, \"command\": {\"program\": \"d\"}}",
+        "{\"priority\": -3, \"command\": {\"program\": \"e\"}}",
+    };
+    for (int i = 0; i < 5; i++) {
+        make_job(&j[i], specs[i], 0);
+        sched_add(s, &j[i]);
+    }
+    sched_add(s, &j[0]); /* a second add is ignored */
+    assert_int_equal(sched_ready_count(s, "default"), 5);
+    struct sched_job *out[8];
+    size_t n = take(s, "[\"default\"]", "{}", 8, out, 8);
+    assert_int_equal(n, 5);
+    int want[] = {1, 3, 0, 2, 4};
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(out[i]->id, j[want[i]].id);
+        sched_job_free(out[i]);
+    }
+    assert_int_equal(sched_ready_count(s, "default"), 0);
+    for (int i = 0; i < 5; i++)
+        job_release(&j[i]);
+    sched_free(s);
+}
+
+static void test_queues_requires_and_slots(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job a, b, c, d;
+    make_job(&a, "{\"queue\": \"gpu\", \"requires\": {\"gpu\": \"a100\"}, "
+                 "\"command\": {\"program\": \"x\"}}", 0);
+    make_job(&b, "{\"queue\": \"gpu\", \"command\": {\"program\": \"x\"}}", 0);
+    make_job(&c, "{\"queue\": \"cpu\", \"slots\": 3, \"command\": {\"program\": \"x\"}}", 0);
+    make_job(&d, "{\"queue\": \"other\", \"command\": {\"program\": \"x\"}}", 0);
+    sched_add(s, &a);
+    sched_add(s, &b);
+    sched_add(s, &c);
+    sched_add(s, &d);
+    struct sched_job *out[4];
+
+    /* an agent without the label skips a and gets b; c needs 3 slots, it has 2 */
+    assert_int_equal(take(s, "[\"gpu\", \"cpu\"]", "{}", 2, out, 4), 1);
+    assert_string_equal(out[0]->id, b.id);
+    sched_job_free(out[0]);
+    /* the right label gets a; another queue is never looked at */
+    assert_int_equal(take(s, "[\"gpu\"]", "{\"gpu\": \"a100\", \"x\": \"y\"}", 1, out, 4), 1);
+    assert_string_equal(out[0]->id, a.id);
+    sched_job_free(out[0]);
+    /* slots: 3 free fits c, and nothing is left for the last slot */
+    assert_int_equal(take(s, "[\"cpu\"]", "{}", 3, out, 4), 1);
+    assert_string_equal(out[0]->id, c.id);
+    /* put back (a lease that failed to commit): it can be taken again */
+    sched_put_back(s, out[0]);
+    assert_int_equal(sched_ready_count(s, "cpu"), 1);
+    assert_true(sched_remove(s, c.id));
+    assert_false(sched_remove(s, c.id));
+    assert_int_equal(take(s, "[\"cpu\"]", "{}", 3, out, 4), 0);
+    assert_int_equal(sched_ready_count(s, "other"), 1);
+
+    job_release(&a);
+    job_release(&b);
+    job_release(&c);
+    job_release(&d);
+    sched_free(s);
+}
+
+static void test_delayed_jobs_wait(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job j;
+    int64_t now = time_now_ms();
+    make_job(&j, "{\"delay_s\": 60, \"command\": {\"program\": \"x\"}}", now);
+    sched_add(s, &j);
+    struct sched_job *out[1];
+    assert_int_equal(take(s, "[\"default\"]", "{}", 1, out, 1), 0);
+    assert_int_equal(sched_tick(s, now + 59000), 0);
+    assert_int_equal(sched_tick(s, now + 60000), 1);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 1, out, 1), 1);
+    sched_job_free(out[0]);
+    /* a delayed job can be cancelled too */
+    struct job k;
+    make_job(&k, "{\"delay_s\": 60, \"command\": {\"program\": \"x\"}}", now);
+    sched_add(s, &k);
+    assert_true(sched_remove(s, k.id));
+    assert_int_equal(sched_tick(s, now + 120000), 0);
+    job_release(&j);
+    job_release(&k);
+    sched_free(s);
+}
+
+static void test_lease_rules(void **state)
+{
+    (void)state;
+    struct job j;
+    make_job(&j, "{\"timeout_s\": 10, \"retry\": {\"max_attempts\": 3, \"backoff_s\": 2, "
+                 "\"max_backoff_s\": 5}, \"command\": {\"program\": \"x\"}}", 1000);
+    lease_grant(&j, "w1", 2000);
+    assert_int_equal(j.state, JOB_LEASED);
+    assert_int_equal(j.attempt, 1);
+    assert_string_equal(j.agent, "w1");
+    assert_int_equal(lease_deadline(&j, 2000), 2000 + 10000 + LEASE_DEADLINE_GRACE_MS);
+    assert_int_equal(lease_backoff_ms(&j, 2), 2000);
+    assert_int_equal(lease_backoff_ms(&j, 3), 4000);
+    assert_int_equal(lease_backoff_ms(&j, 4), 5000); /* capped */
+
+    /* a failure with attempts left: queued again after the backoff, no finish time */
+    struct attempt_end fail = {.reason = "exit", .has_exit_code = true, .exit_code = 3,
+                               .duration_ms = 12};
+    lease_end_attempt(&j, &fail, 5000);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(j.run_after, 5000 + 2000);
+    assert_null(j.agent);
+    assert_int_equal(j.finished_at, 0);
+    assert_int_equal(json_integer_value(json_object_get(j.result, "exit_code")), 3);
+    assert_int_equal(json_array_size(j.attempts), 1);
+
+    /* lost on the second attempt, then success on the third */
+    lease_grant(&j, "w2", 8000);
+    struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
+    lease_end_attempt(&j, &lost, 9000);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(j.run_after, 9000 + 4000);
+    lease_grant(&j, "w3", 13000);
+    assert_int_equal(j.attempt, 3);
+    struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .exit_code = 0,
+                             .duration_ms = 5, .stdout_head = "hi\n", .stdout_len = 3};
+    lease_end_attempt(&j, &ok, 14000);
+    assert_int_equal(j.state, JOB_SUCCEEDED);
+    assert_int_equal(j.finished_at, 14000);
+    assert_string_equal(json_string_value(json_object_get(j.result, "stdout")), "hi\n");
+    assert_int_equal(json_array_size(j.attempts), 3);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(j.attempts, 1), "reason")), "lost");
+    job_release(&j);
+}
+
+static void test_attempts_run_out(void **state)
+{
+    (void)state;
+    struct job j;
+    make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
+    assert_int_equal(lease_deadline(&j, 100), 0); /* no timeout, no deadline */
+    lease_grant(&j, "w1", 100);
+    struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
+    lease_end_attempt(&j, &sig, 200);
+    assert_int_equal(j.state, JOB_FAILED);
+    assert_int_equal(j.finished_at, 200);
+    assert_int_equal(json_integer_value(json_object_get(j.result, "signal")), 9);
+    assert_true(json_is_null(json_object_get(j.result, "exit_code")));
+    job_release(&j);
+
+    make_job(&j, "{\"command\": {\"program\": \"x\"}}", 0);
+    lease_grant(&j, "w1", 100);
+    struct attempt_end cancel = {.reason = "cancelled", .duration_ms = 1};
+    lease_end_attempt(&j, &cancel, 300);
+    assert_int_equal(j.state, JOB_CANCELLED); /* a cancel is never retried */
+    job_release(&j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_priority_then_fifo),
+        cmocka_unit_test(test_queues_requires_and_slots),
+        cmocka_unit_test(test_delayed_jobs_wait),
+        cmocka_unit_test(test_lease_rules),
+        cmocka_unit_test(test_attempts_run_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
