@@ -28,14 +28,27 @@
 #include "server/sched.h"
 #include "server/server.h"
 
-struct server_opts {
-    const char *listen;
-    char *data;
-    char *db;
-    bool sync_full;
-    int heartbeat_s;
-    int lost_after_s;
-};
+static int split_listen(const char *listen, char *host, size_t n, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return -1;
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') { /* [::1]:7070 */
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= n)
+        return -1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -56,7 +69,7 @@ static void usage(FILE *f)
             DROVER_DEFAULT_LISTEN);
 }
 
-static int parse_opts(int argc, char **argv, struct server_opts *o)
+int server_opts_parse(int argc, char **argv, struct server_opts *o)
 {
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'}, {"data", required_argument, NULL, 'd'},
@@ -131,7 +144,20 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         o->data = config_default_data_dir();
     if (!o->db)
         o->db = xasprintf("sqlite:%s/drover.db", o->data);
+    int port;
+    char host[256];
+    if (split_listen(o->listen, host, sizeof(host), &port)) {
+        fprintf(stderr, "drover server: --listen must be ADDR:PORT, not '%s'\n", o->listen);
+        return 2;
+    }
     return 0;
+}
+
+void server_opts_release(struct server_opts *o)
+{
+    free(o->data);
+    free(o->db);
+    memset(o, 0, sizeof(*o));
 }
 
 /* mkdir -p with mode 0700 for the folders it makes. */
@@ -156,39 +182,15 @@ static int make_dirs(const char *path, struct err *e)
     return rc;
 }
 
-static int split_listen(const char *listen, char *host, size_t n, int *port)
-{
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen)
-        return -1;
-    size_t hl = (size_t)(colon - listen);
-    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') { /* [::1]:7070 */
-        listen++;
-        hl -= 2;
-    }
-    if (hl >= n)
-        return -1;
-    memcpy(host, listen, hl);
-    host[hl] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 #define DRAIN_TICK_MS 20
 #define DRAIN_MAX_TICKS 500 /* 10 s */
 
-/* Stops the loop once every write in flight has been committed and answered. */
+/* Calls the shutdown's callback once every write in flight has been committed and answered. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
     if (commit_idle(s->commit) || ++s->drain_ticks > DRAIN_MAX_TICKS) {
-        /* One more short turn lets the last answers reach their sockets. */
-        struct timeval flush = {0, 100 * 1000};
-        event_base_loopexit(s->base, &flush);
+        s->on_stopped(s->on_stopped_arg);
         return;
     }
     struct timeval tv = {0, DRAIN_TICK_MS * 1000};
@@ -202,14 +204,63 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         fleet_tick(s->fleet, time_now_ms());
 }
 
-/* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
+                 struct err *e)
 {
-    struct server *s = arg;
+    struct store *writer = NULL;
+    char host[256];
+    int port, rc;
+    memset(s, 0, sizeof(*s));
+    /*
+     * A batch of 1,000 specs makes and frees tens of thousands of small JSON
+     * values; glibc's default trimming and mmap thresholds made it give memory
+     * back and take it again at every batch (malloc_consolidate in profiles).
+     */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    s->started_at_ms = time_now_ms();
+    s->data_dir = xstrdup(o->data);
+    s->base = base;
+    s->heartbeat_s = o->heartbeat_s;
+    s->lost_after_s = o->lost_after_s;
+    struct store_opts so = {.sync_full = o->sync_full};
+    if ((rc = make_dirs(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
+        (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e))) {
+        store_close(writer);
+        return rc;
+    }
+    s->http = evhttp_new(base);
+    s->commit = commit_new(base, writer);
+    s->waiters = waiters_new(s);
+    s->logs = logs_new(s);
+    s->sched = sched_new();
+    s->fleet = fleet_new(s);
+    if ((rc = fleet_load(s->fleet, e)))
+        return rc;
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    struct timeval second = {1, 0};
+    event_add(s->tick, &second);
+    s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
+    evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
+    split_listen(o->listen, host, sizeof(host), &port);
+    if (!(s->listener = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)))
+        return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
+    /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's algorithm. */
+    int one = 1;
+    setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
+               sizeof(one));
+    log_info("drover %s serving on http://%s (store %s%s)", DROVER_VERSION, o->listen, o->db,
+             o->sync_full ? ", sync full" : "");
+    return 0;
+}
+
+void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
+{
     if (s->shutting_down)
         return;
-    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     s->shutting_down = true;
+    s->on_stopped = stopped;
+    s->on_stopped_arg = arg;
     router_set_draining(s->router, true);
     if (s->listener)
         evhttp_del_accept_socket(s->http, s->listener);
@@ -224,106 +275,71 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     on_drain_tick(-1, 0, s);
 }
 
+void server_release(struct server *s)
+{
+    /* Writes still queued are committed and answered before the loop's last turn. */
+    commit_free(s->commit);
+    if (s->base)
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+    waiters_free(s->waiters);
+    logs_free(s->logs);
+    fleet_free(s->fleet);
+    sched_free(s->sched);
+    if (s->tick)
+        event_free(s->tick);
+    router_free(s->router);
+    auth_cache_free(s);
+    if (s->http)
+        evhttp_free(s->http);
+    if (s->drain_timer)
+        event_free(s->drain_timer);
+    store_close(s->reads);
+    free(s->data_dir);
+    memset(s, 0, sizeof(*s));
+}
+
+static void exit_loop(void *arg)
+{
+    /* One more short turn lets the last answers reach their sockets. */
+    struct timeval flush = {0, 100 * 1000};
+    event_base_loopexit(arg, &flush);
+}
+
+/* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    if (!s->shutting_down)
+        log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(s, exit_loop, s->base);
+}
+
 int cmd_server(int argc, char **argv)
 {
     struct server_opts o = {0};
     struct server s = {0};
     struct err e = ERR_INIT;
-    struct store *writer = NULL;
-    struct event *sigint = NULL, *sigterm = NULL;
-    int rc = parse_opts(argc, argv, &o);
-    if (rc)
-        goto out_opts;
-
+    int rc = server_opts_parse(argc, argv, &o);
+    if (rc) {
+        server_opts_release(&o);
+        return rc < 0 ? 0 : rc;
+    }
     signal(SIGPIPE, SIG_IGN);
-    /*
-     * A batch of 1,000 specs makes and frees tens of thousands of small JSON
-     * values; glibc's default trimming and mmap thresholds made it give memory
-     * back and take it again at every batch (malloc_consolidate in profiles).
-     */
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    mallopt(M_MMAP_THRESHOLD, 8 << 20);
-    s.started_at_ms = time_now_ms();
-    s.data_dir = o.data;
-    struct store_opts so = {.sync_full = o.sync_full};
-    if (make_dirs(o.data, &e) || store_open(o.db, &so, &s.reads, &e) ||
-        store_open(o.db, &so, &writer, &e) || auth_bootstrap(&s, &e)) {
+    struct event_base *base = event_base_new();
+    if (server_start(&s, &o, base, &e)) {
         fprintf(stderr, "drover server: %s\n", e.msg);
         rc = 1;
-        goto out;
-    }
-
-    char host[256];
-    int port;
-    if (split_listen(o.listen, host, sizeof(host), &port)) {
-        fprintf(stderr, "drover server: --listen must be ADDR:PORT, not '%s'\n", o.listen);
-        rc = 2;
-        goto out;
-    }
-    s.base = event_base_new();
-    s.http = evhttp_new(s.base);
-    s.commit = commit_new(s.base, writer);
-    writer = NULL;
-    s.waiters = waiters_new(&s);
-    s.logs = logs_new(&s);
-    s.sched = sched_new();
-    s.fleet = fleet_new(&s);
-    s.heartbeat_s = o.heartbeat_s;
-    s.lost_after_s = o.lost_after_s;
-    if (fleet_load(s.fleet, &e)) {
-        fprintf(stderr, "drover server: cannot load the jobs in flight: %s\n", e.msg);
-        rc = 1;
-        goto out;
-    }
-    s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
-    struct timeval second = {1, 0};
-    event_add(s.tick, &second);
-    s.router = router_new(s.http, server_routes, server_nroutes, auth_check, &s);
-    evhttp_set_timeout(s.http, 3700); /* longer than the longest wait */
-    if (!(s.listener = evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port))) {
-        fprintf(stderr, "drover server: cannot listen on %s: %s\n", o.listen, strerror(errno));
-        rc = 1;
-        goto out;
-    }
-    /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's algorithm. */
-    int one = 1;
-    setsockopt(evhttp_bound_socket_get_fd(s.listener), IPPROTO_TCP, TCP_NODELAY, &one,
-               sizeof(one));
-    sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
-    sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
-    event_add(sigint, NULL);
-    event_add(sigterm, NULL);
-    log_info("drover %s serving on http://%s (store %s%s)", DROVER_VERSION, o.listen, o.db,
-             o.sync_full ? ", sync full" : "");
-    event_base_dispatch(s.base);
-
-out:
-    /* Writes still queued are committed and answered before the loop's last turn. */
-    commit_free(s.commit);
-    if (s.base)
-        event_base_loop(s.base, EVLOOP_NONBLOCK);
-    waiters_free(s.waiters);
-    logs_free(s.logs);
-    fleet_free(s.fleet);
-    sched_free(s.sched);
-    if (s.tick)
-        event_free(s.tick);
-    router_free(s.router);
-    auth_cache_free(&s);
-    if (s.http)
-        evhttp_free(s.http);
-    if (sigint)
+    } else {
+        struct event *sigint = evsignal_new(base, SIGINT, on_signal, &s);
+        struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &s);
+        event_add(sigint, NULL);
+        event_add(sigterm, NULL);
+        event_base_dispatch(base);
         event_free(sigint);
-    if (sigterm)
         event_free(sigterm);
-    if (s.drain_timer)
-        event_free(s.drain_timer);
-    if (s.base)
-        event_base_free(s.base);
-    store_close(writer);
-    store_close(s.reads);
-out_opts:
-    free(o.data);
-    free(o.db);
-    return rc < 0 ? 0 : rc;
+    }
+    server_release(&s);
+    event_base_free(base);
+    server_opts_release(&o);
+    return rc;
 }

@@ -41,7 +41,37 @@ struct server {
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;
+    void (*on_stopped)(void *arg); /* set by server_shutdown */
+    void *on_stopped_arg;
 };
+
+/* `drover server`'s options. */
+struct server_opts {
+    const char *listen;
+    char *data;
+    char *db;
+    bool sync_full;
+    int heartbeat_s;
+    int lost_after_s;
+};
+
+/*
+ * Parses `drover server`'s options (argv[0] is the command's name) and fills
+ * the defaults: 0, 2 for a usage error (said on stderr), -1 after --help.
+ */
+int server_opts_parse(int argc, char **argv, struct server_opts *o);
+void server_opts_release(struct server_opts *o);
+/* Opens the store, loads the jobs in flight and starts serving on base. */
+int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
+                 struct err *e);
+/*
+ * Starts an orderly shutdown: new requests get 503, the listener closes,
+ * long-polls and agents' polls are answered, and once the writes in flight
+ * are committed and answered, stopped(arg) runs.
+ */
+void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg);
+/* Frees everything (after the loop has stopped). */
+void server_release(struct server *s);
 
 /* The route table (routes.c). */
 extern const struct route server_routes[];
