@@ -377,6 +377,7 @@ struct lease_op {
     struct job *jobs;  /* the leased records */
     bool *leased;
     int64_t *deadline;
+    int64_t grace_ms;
 };
 
 static void lease_op_free(struct lease_op *op)
@@ -417,7 +418,7 @@ static int lease_write(struct store *st, void *arg, struct err *e)
         }
         op->jobs[i] = j;
         op->leased[i] = true;
-        op->deadline[i] = lease_deadline(&j, now);
+        op->deadline[i] = lease_deadline(&j, now, op->grace_ms);
     }
     return 0;
 }
@@ -495,6 +496,7 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     op->f = f;
     memcpy(op->agent_id, a->rec.id, sizeof(op->agent_id));
     op->agent_name = xstrdup(a->rec.name);
+    op->grace_ms = (int64_t)f->s->deadline_grace_s * 1000;
     op->n = n;
     op->taken = xmalloc(n * sizeof(*op->taken));
     memcpy(op->taken, taken, n * sizeof(*taken));
@@ -636,7 +638,8 @@ static int load_job(void *arg, const struct job *j)
     }
     l->attempt = j->attempt;
     l->slots = j->slots;
-    l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms());
+    l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms(),
+                                 (int64_t)f->s->deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);
     return 0;
 }

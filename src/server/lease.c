@@ -27,12 +27,12 @@ void lease_grant(struct job *j, const char *agent, int64_t now_ms)
     (void)now_ms;
 }
 
-int64_t lease_deadline(const struct job *j, int64_t now_ms)
+int64_t lease_deadline(const struct job *j, int64_t now_ms, int64_t grace_ms)
 {
     json_t *t = json_object_get(j->spec, "timeout_s");
     if (!json_is_number(t) || json_number_value(t) <= 0)
         return 0;
-    return now_ms + (int64_t)(json_number_value(t) * 1000.0) + LEASE_DEADLINE_GRACE_MS;
+    return now_ms + (int64_t)(json_number_value(t) * 1000.0) + grace_ms;
 }
 
 int64_t lease_backoff_ms(const struct job *j, int next_attempt)

@@ -13,7 +13,7 @@
 
 #include "job/job.h"
 
-#define LEASE_DEADLINE_GRACE_MS 30000 /* added to timeout_s for the server's own deadline */
+#define LEASE_DEADLINE_GRACE_S 30 /* default time added to timeout_s for the server's deadline */
 
 /* The states a job holds while an agent has it. */
 #define LEASE_HELD_STATES ((1u << JOB_LEASED) | (1u << JOB_RUNNING))
@@ -32,8 +32,11 @@ struct attempt_end {
 
 /* queued -> leased to agent at attempt + 1. */
 void lease_grant(struct job *j, const char *agent, int64_t now_ms);
-/* The server's deadline for the attempt granted at now_ms, or 0 when the job has no timeout. */
-int64_t lease_deadline(const struct job *j, int64_t now_ms);
+/*
+ * The server's deadline for the attempt granted at now_ms: timeout_s + grace_ms
+ * later, or 0 when the job has no timeout.
+ */
+int64_t lease_deadline(const struct job *j, int64_t now_ms, int64_t grace_ms);
 /* Delay before attempt `next_attempt` runs: backoff_s * 2^(next_attempt - 2), capped. */
 int64_t lease_backoff_ms(const struct job *j, int next_attempt);
 /*

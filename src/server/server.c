@@ -25,6 +25,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "server/fleet.h"
+#include "server/lease.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -65,6 +66,8 @@ static void usage(FILE *f)
             "  --log-level L        error, warn, info (default), debug\n"
             "  --heartbeat S        how often agents call in (default 5 s)\n"
             "  --lost-after S       an agent silent this long is lost (default 15 s)\n"
+            "  --deadline-grace S   the server ends an attempt timeout_s + S after its lease\n"
+            "                       (default 30 s; the agent enforces timeout_s itself)\n"
             "  --log-format F       text (default) or json\n",
             DROVER_DEFAULT_LISTEN);
 }
@@ -79,11 +82,13 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"blobs", required_argument, NULL, 'B'},  {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'}, {"lost-after", required_argument, NULL, 'A'},
         {"heartbeat", required_argument, NULL, 'H'},
+        {"deadline-grace", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
     o->heartbeat_s = 5;
     o->lost_after_s = 15;
+    o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -112,15 +117,18 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             log_set_json(!strcmp(optarg, "json"));
             break;
         case 'A':
-        case 'H': {
+        case 'H':
+        case 'G': {
             char *end;
             long v = strtol(optarg, &end, 10);
+            const char *name = c == 'A' ? "lost-after" : c == 'H' ? "heartbeat" : "deadline-grace";
             if (*end || end == optarg || v < 1 || v > 3600) {
                 fprintf(stderr, "drover server: --%s must be a number of seconds (1-3600)\n",
-                        c == 'A' ? "lost-after" : "heartbeat");
+                        name);
                 return 2;
             }
-            *(c == 'A' ? &o->lost_after_s : &o->heartbeat_s) = (int)v;
+            *(c == 'A' ? &o->lost_after_s : c == 'H' ? &o->heartbeat_s : &o->deadline_grace_s) =
+                (int)v;
             break;
         }
         case 'B': case 'C': case 'K':
@@ -223,6 +231,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->base = base;
     s->heartbeat_s = o->heartbeat_s;
     s->lost_after_s = o->lost_after_s;
+    s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = make_dirs(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e))) {

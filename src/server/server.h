@@ -41,6 +41,7 @@ struct server {
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;
+    int deadline_grace_s;
     void (*on_stopped)(void *arg); /* set by server_shutdown */
     void *on_stopped_arg;
 };
@@ -53,6 +54,7 @@ struct server_opts {
     bool sync_full;
     int heartbeat_s;
     int lost_after_s;
+    int deadline_grace_s;
 };
 
 /*

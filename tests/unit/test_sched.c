@@ -154,7 +154,7 @@ static void test_lease_rules(void **state)
     assert_int_equal(j.state, JOB_LEASED);
     assert_int_equal(j.attempt, 1);
     assert_string_equal(j.agent, "w1");
-    assert_int_equal(lease_deadline(&j, 2000), 2000 + 10000 + LEASE_DEADLINE_GRACE_MS);
+    assert_int_equal(lease_deadline(&j, 2000, 3000), 2000 + 10000 + 3000);
     assert_int_equal(lease_backoff_ms(&j, 2), 2000);
     assert_int_equal(lease_backoff_ms(&j, 3), 4000);
     assert_int_equal(lease_backoff_ms(&j, 4), 5000); /* capped */
@@ -195,7 +195,7 @@ static void test_attempts_run_out(void **state)
     (void)state;
     struct job j;
     make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
-    assert_int_equal(lease_deadline(&j, 100), 0); /* no timeout, no deadline */
+    assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
     lease_grant(&j, "w1", 100);
     struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
     lease_end_attempt(&j, &sig, 200);
