@@ -340,11 +340,42 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
     return out;
 }
 
+struct not_held {
+    const char *agent_id;
+    json_t *running;
+};
+
+static bool lease_not_held(const struct lease_rec *l, const void *arg)
+{
+    const struct not_held *nh = arg;
+    if (strcmp(l->agent_id, nh->agent_id))
+        return false;
+    size_t i;
+    json_t *it;
+    json_array_foreach(nh->running, i, it) {
+        const char *job = json_string_value(json_object_get(it, "job"));
+        if (job && !strcmp(job, l->job) &&
+            json_integer_value(json_object_get(it, "attempt")) == l->attempt)
+            return false;
+    }
+    return true;
+}
+
 void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
                 json_t *running, int64_t wait_ms)
 {
     fleet_agent_seen(f, a);
     a->free_slots = free_slots;
+    /*
+     * The agent sends a poll only once the previous one was answered, so every
+     * lease granted before now has reached it or was lost on the way; one it
+     * does not list never reached it. Such a job is ended (reason lost) and
+     * retried rather than left leased forever.
+     */
+    if (json_is_array(running) && !a->leasing) {
+        struct not_held nh = {a->rec.id, running};
+        end_leases(f, lease_not_held, &nh, "lost", "the lease never reached the agent");
+    }
     if (a->poll) /* a new poll replaces an old one the agent gave up on */
         reply_poll(f, a, NULL);
     json_t *cancels = fleet_take_cancels(f, a, running);

@@ -299,3 +299,18 @@ def test_server_restart_keeps_leases_and_queue(make_server):
     assert a.report(finished(running, 1))["results"][0]["status"] == 200
     assert [l["job"] for l in a.poll()["leases"]] == [queued]
     assert get(server, running)["state"] == "succeeded"
+
+
+def test_lease_lost_on_the_way_is_retried(server):
+    job = submit(server, retry={"max_attempts": 3, "backoff_s": 0})
+    a = FakeAgent(server, "w1")
+    assert a.poll()["leases"][0]["attempt"] == 1
+    # the agent's next poll does not list the job: the answer never reached it
+    a.poll(free_slots=0, running=[])
+    j = wait_for(lambda: (lambda j: j if j["state"] == "queued" else None)(get(server, job)), 10)
+    assert j["attempts"][0]["reason"] == "lost"
+    assert a.poll()["leases"][0]["attempt"] == 2
+    # listing what it holds keeps it
+    a.poll(free_slots=0, running=[(job, 2)])
+    time.sleep(0.3)
+    assert get(server, job)["state"] == "leased"
