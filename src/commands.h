@@ -18,5 +18,6 @@ int cmd_cancel(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 
 #endif

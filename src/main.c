@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"jobs", cmd_jobs, "list jobs"},
     {"queues", cmd_queues, "list queues"},
     {"token", cmd_token, "create or revoke an API token"},
+    {"agent", cmd_agent, "run jobs for a server on this machine"},
 };
 
 static void usage(FILE *f)

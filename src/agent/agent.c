@@ -1,0 +1,611 @@
+/*
+ * agent.c - `drover agent`: options, startup, the loop's wiring, signals,
+ * drain and exit. The protocol is in proto.c, a job's life in jobs.c.
+ *
+ * Startup: options are checked completely before anything is touched; then
+ * the work folder is locked (one agent per folder: the spool is not shared),
+ * the spool is recovered (jobs.c) and the agent registers. It exits 0 after
+ * a drain (asked by the server, or SIGTERM/SIGINT) once its results are
+ * delivered and it has left; 1 when the server refuses it at the first
+ * registration (bad token, bad name) or the work folder cannot be used;
+ * 2 on a usage error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "commands.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/spec.h"
+
+static const char usage_text[] =
+    "usage: drover agent --server URL [--token T] [--name N] [--queues Q1,Q2] [--labels K=V,...]\n"
+    "                    [--slots N] [--work-dir DIR] [--runtime native] [--listen ADDR:PORT]\n"
+    "                    [--keep-work] [--term-grace S] [--drain-timeout S]\n"
+    "                    [--log-level LEVEL] [--log-format text|json]\n"
+    "\n"
+    "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
+    "long-poll, runs them, streams their output and progress, reports their results.\n"
+    "\n"
+    "  --server URL        the server (default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER ")\n"
+    "  --token T           an agent token (default $DROVER_TOKEN), made with\n"
+    "                      `drover token create --role agent --name NAME`\n"
+    "  --name N            this agent's name, unique per server (default: the host name)\n"
+    "  --queues Q1,Q2      the queues to take jobs from (default: default)\n"
+    "  --labels K=V,...    labels, matched against the `requires` of jobs\n"
+    "  --slots N           slots for jobs to take at once, 1-1024 (default 1)\n"
+    "  --work-dir DIR      job folders and the spool (default $DROVER_DATA/agent,\n"
+    "                      else ~/.local/share/drover/agent)\n"
+    "  --runtime R         how jobs run: native (the only runtime in this version)\n"
+    "  --listen ADDR:PORT  serve /healthz, /metrics and /v1/status there (default: off)\n"
+    "  --keep-work         keep each job's work folder after it ends\n"
+    "  --term-grace S      seconds from SIGTERM to SIGKILL when a job is killed (default 10)\n"
+    "  --drain-timeout S   on SIGTERM/SIGINT, seconds running jobs get to finish (default 60);\n"
+    "                      a second signal kills them at once\n"
+    "  --log-level L       error, warn, info (default), debug\n"
+    "  --log-format F      text (default) or json\n";
+
+static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("drover agent: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%.*s\n'drover agent --help' tells more.\n",
+            (int)(strstr(usage_text, "\n\n") - usage_text), usage_text);
+    return 2;
+}
+
+/* --- options ------------------------------------------------------------------------ */
+
+static bool agent_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool label_name_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("._/-", c)))
+            return false;
+    }
+    return true;
+}
+
+static int parse_queues(const char *arg, json_t **out)
+{
+    json_t *list = json_array();
+    const char *p = arg;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        char *q = xstrndup(p, n);
+        if (!spec_queue_name_valid(q)) {
+            json_decref(list);
+            int rc = usage_error("--queues: '%s' is not a queue name ([a-z0-9._-]{1,64})", q);
+            free(q);
+            return rc;
+        }
+        json_array_append_new(list, json_string(q));
+        free(q);
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    if (json_array_size(list) > 64) {
+        json_decref(list);
+        return usage_error("--queues: at most 64 queues");
+    }
+    json_decref(*out);
+    *out = list;
+    return 0;
+}
+
+static int parse_labels(const char *arg, json_t *labels)
+{
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        const char *eq = memchr(p, '=', n);
+        if (!eq || !label_name_ok(p, (size_t)(eq - p)))
+            return usage_error("--labels: '%.*s' is not K=V with K of [A-Za-z0-9._/-]{1,64}",
+                               (int)n, p);
+        char *k = xstrndup(p, (size_t)(eq - p));
+        char *v = xstrndup(eq + 1, n - (size_t)(eq - p) - 1);
+        json_t *jv = strlen(v) <= 256 ? json_string(v) : NULL;
+        if (jv)
+            json_object_set_new(labels, k, jv);
+        free(k);
+        free(v);
+        if (!jv)
+            return usage_error("--labels: a value must be UTF-8 text of at most 256 bytes");
+        if (json_object_size(labels) > 64)
+            return usage_error("--labels: at most 64 labels");
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x) || x < 0 || x > 86400 * 365)
+        return false;
+    *out = x;
+    return true;
+}
+
+/* The host name, made a valid agent name (characters outside [A-Za-z0-9._-] become '-'). */
+static char *default_name(void)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        return xstrdup("agent");
+    host[64] = '\0';
+    for (char *p = host; *p; p++)
+        if (!agent_name_ok((char[]){*p, '\0'}))
+            *p = '-';
+    return xstrdup(host);
+}
+
+enum {
+    OPT_SERVER = 256, OPT_TOKEN, OPT_NAME, OPT_QUEUES, OPT_LABELS, OPT_SLOTS, OPT_WORK_DIR,
+    OPT_RUNTIME, OPT_LISTEN, OPT_KEEP_WORK, OPT_TERM_GRACE, OPT_DRAIN_TIMEOUT, OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT, OPT_ALLOW_PATH,
+};
+
+/* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
+static int parse_opts(int argc, char **argv, struct agent_opts *o)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"queues", required_argument, NULL, OPT_QUEUES},
+        {"labels", required_argument, NULL, OPT_LABELS},
+        {"slots", required_argument, NULL, OPT_SLOTS},
+        {"work-dir", required_argument, NULL, OPT_WORK_DIR},
+        {"runtime", required_argument, NULL, OPT_RUNTIME},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"keep-work", no_argument, NULL, OPT_KEEP_WORK},
+        {"term-grace", required_argument, NULL, OPT_TERM_GRACE},
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    o->slots = 1;
+    o->term_grace_s = 10;
+    o->drain_timeout_s = 60;
+    o->labels = json_object();
+    o->queues = json_pack("[s]", "default");
+    int c;
+    long n;
+    char *end;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_SERVER:
+            free(o->server);
+            o->server = xstrdup(optarg);
+            break;
+        case OPT_TOKEN:
+            free(o->token);
+            o->token = xstrdup(optarg);
+            break;
+        case OPT_NAME:
+            if (!agent_name_ok(optarg))
+                return usage_error("--name: '%s' is not a valid name ([A-Za-z0-9._-]{1,64})",
+                                   optarg);
+            free(o->name);
+            o->name = xstrdup(optarg);
+            break;
+        case OPT_QUEUES:
+            if (parse_queues(optarg, &o->queues))
+                return 2;
+            break;
+        case OPT_LABELS:
+            if (parse_labels(optarg, o->labels))
+                return 2;
+            break;
+        case OPT_SLOTS:
+            errno = 0;
+            n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || errno || n < 1 || n > 1024)
+                return usage_error("--slots must be a whole number from 1 to 1024, not '%s'",
+                                   optarg);
+            o->slots = (int)n;
+            break;
+        case OPT_WORK_DIR:
+            if (!*optarg)
+                return usage_error("--work-dir must not be empty");
+            free(o->work_dir);
+            o->work_dir = xstrdup(optarg);
+            break;
+        case OPT_RUNTIME:
+            if (strcmp(optarg, "native")) {
+                fprintf(stderr, "drover agent: runtime '%s' is not available yet (only native "
+                                "is, in this version)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_LISTEN:
+            free(o->listen);
+            o->listen = xstrdup(optarg);
+            break;
+        case OPT_KEEP_WORK:
+            o->keep_work = true;
+            break;
+        case OPT_TERM_GRACE:
+            if (!parse_seconds(optarg, &o->term_grace_s))
+                return usage_error("--term-grace must be a number of seconds, not '%s'", optarg);
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            if (!parse_seconds(optarg, &o->drain_timeout_s))
+                return usage_error("--drain-timeout must be a number of seconds, not '%s'",
+                                   optarg);
+            break;
+        case OPT_LOG_LEVEL:
+            if ((log_level_current = log_level_parse(optarg)) < 0)
+                return usage_error("--log-level must be error, warn, info or debug");
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+                return usage_error("--log-format must be text or json");
+            log_set_json(!strcmp(optarg, "json"));
+            break;
+        case OPT_ALLOW_PATH:
+            fprintf(stderr, "drover agent: --allow-path is not available in this version yet "
+                            "(file staging is not)\n");
+            return 2;
+        case 'h':
+            fputs(usage_text, stdout);
+            return -1;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->server) {
+        const char *env = getenv("DROVER_SERVER");
+        o->server = xstrdup(env && *env ? env : DROVER_DEFAULT_SERVER);
+    }
+    if (!o->token) {
+        const char *env = getenv("DROVER_TOKEN");
+        if (env && *env)
+            o->token = xstrdup(env);
+    }
+    if (!o->token)
+        return usage_error("no token: give --token or set DROVER_TOKEN (an agent token, made "
+                           "with `drover token create --role agent --name NAME`)");
+    if (!o->name)
+        o->name = default_name();
+    if (!o->work_dir) {
+        char *data = config_default_data_dir();
+        o->work_dir = xasprintf("%s/agent", data);
+        free(data);
+    }
+    return 0;
+}
+
+static void opts_release(struct agent_opts *o)
+{
+    free(o->server);
+    free(o->token);
+    free(o->name);
+    free(o->work_dir);
+    free(o->listen);
+    json_decref(o->queues);
+    json_decref(o->labels);
+    memset(o, 0, sizeof(*o));
+}
+
+/* --- state ----------------------------------------------------------------------------- */
+
+int agent_free_slots(const struct agent *a)
+{
+    if (a->draining)
+        return 0;
+    int n = a->o.slots - a->slots_used;
+    return n > 0 ? n : 0;
+}
+
+const char *agent_state(const struct agent *a)
+{
+    if (a->exiting)
+        return "stopping";
+    if (a->leave_req)
+        return "leaving";
+    if (a->draining)
+        return "draining";
+    return a->registered ? "up" : "registering";
+}
+
+static void timer_arm_s(struct event *ev, double s)
+{
+    struct timeval tv = {(time_t)s, (suseconds_t)((s - floor(s)) * 1e6)};
+    evtimer_add(ev, &tv);
+}
+
+static void quit(struct agent *a)
+{
+    a->exiting = true;
+    event_base_loopexit(a->base, NULL);
+}
+
+void agent_check_done(struct agent *a)
+{
+    if (!a->draining || a->exiting || a->leave_req || jobs_running(a) > 0)
+        return;
+    if (a->njobs == 0 && !a->registered) {
+        log_info("nothing left to run or deliver; exiting");
+        quit(a);
+        return;
+    }
+    if (a->drain_signal && !evtimer_pending(a->final_timer, NULL))
+        timer_arm_s(a->final_timer, AGENT_FINAL_FLUSH_MS / 1000.0);
+    if (a->njobs > 0 || !proto_idle(a) || !a->registered)
+        return;
+    log_info("drained: every result is delivered; leaving");
+    proto_leave(a);
+}
+
+void agent_drain(struct agent *a, bool by_signal)
+{
+    a->draining = true;
+    if (by_signal && !a->drain_signal) {
+        a->drain_signal = true;
+        timer_arm_s(a->drain_timer, a->o.drain_timeout_s);
+    }
+    agent_check_done(a);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent *a = arg;
+    (void)fd, (void)what;
+    size_t n = jobs_running(a);
+    if (n)
+        log_warn("drain timeout (%g s): stopping %zu running job(s)", a->o.drain_timeout_s, n);
+    jobs_stop_all(a, false);
+}
+
+static void on_final_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent *a = arg;
+    (void)fd, (void)what;
+    log_warn("%zu result(s) could not be delivered; they stay in the spool '%s' and are sent "
+             "when the agent starts again",
+             a->njobs, a->spool.dir);
+    quit(a);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct agent *a = arg;
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    (void)what;
+    if (!a->drain_signal) {
+        log_info("received %s: draining (running jobs get %g s to finish; a second signal "
+                 "kills them)",
+                 name, a->o.drain_timeout_s);
+        agent_drain(a, true);
+    } else if (!a->hard_stop) {
+        log_warn("received %s again: killing the running jobs", name);
+        a->hard_stop = true;
+        jobs_stop_all(a, true);
+        agent_check_done(a);
+    } else {
+        log_warn("received %s a third time: exiting now; undelivered results stay in the spool",
+                 name);
+        quit(a);
+    }
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    runner_native_reap(arg);
+}
+
+/* --- startup ------------------------------------------------------------------------------- */
+
+/* fds 0-2 open, so that no pipe or socket of ours is ever mistaken for stdio. */
+static void stdio_sanity(void)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+            die("cannot open /dev/null");
+}
+
+static void read_boot_id(char *out, size_t n)
+{
+    out[0] = '\0';
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t r = read(fd, out, n - 1);
+    close(fd);
+    out[r > 0 ? r : 0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* One agent per work folder: an advisory lock on WORK_DIR/agent.lock holding our pid. */
+static int lock_work_dir(struct agent *a, struct err *e)
+{
+    char *path = xasprintf("%s/agent.lock", a->o.work_dir);
+    int rc = 0;
+    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (a->lock_fd < 0) {
+        rc = err_set(e, ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    } else if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t r = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
+        pid[r > 0 ? r : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        rc = err_set(e, ERR_IO, "the work folder '%s' is in use by another agent%s%s%s",
+                     a->o.work_dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+    } else {
+        char pid[32];
+        int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+        if (ftruncate(a->lock_fd, 0) != 0 || pwrite(a->lock_fd, pid, (size_t)len, 0) != len)
+            log_warn("cannot write '%s': %s", path, strerror(errno));
+    }
+    free(path);
+    return rc;
+}
+
+static int setup(struct agent *a, struct err *e)
+{
+    int rc;
+    char *spool_dir = NULL;
+    if ((rc = agent_mkdirs(a->o.work_dir, e)))
+        return rc;
+    /* Absolute: jobs get paths in it (DROVER_WORK_DIR, DROVER_PROGRESS) and run elsewhere. */
+    char *abs = realpath(a->o.work_dir, NULL);
+    if (!abs)
+        return err_set(e, ERR_IO, "cannot use the work folder '%s': %s", a->o.work_dir,
+                       strerror(errno));
+    free(a->o.work_dir);
+    a->o.work_dir = abs;
+    spool_dir = xasprintf("%s/spool", a->o.work_dir);
+    a->jobs_dir = xasprintf("%s/jobs", a->o.work_dir);
+    if ((rc = lock_work_dir(a, e)) || (rc = spool_open(&a->spool, spool_dir, e)))
+        goto out;
+    if (!a->o.keep_work)
+        agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
+    rc = agent_mkdirs(a->jobs_dir, e);
+out:
+    free(spool_dir);
+    return rc;
+}
+
+static struct event *signal_event(struct agent *a, int sig, event_callback_fn fn)
+{
+    struct event *ev = evsignal_new(a->base, sig, fn, a);
+    event_priority_set(ev, AGENT_PRIO_IO);
+    event_add(ev, NULL);
+    return ev;
+}
+
+static void event_free_null(struct event **ev)
+{
+    if (*ev)
+        event_free(*ev);
+    *ev = NULL;
+}
+
+int cmd_agent(int argc, char **argv)
+{
+    struct agent a;
+    struct err e = ERR_INIT;
+    memset(&a, 0, sizeof(a));
+    a.lock_fd = -1;
+    a.spool.dirfd = -1;
+    int rc = parse_opts(argc, argv, &a.o);
+    if (rc) {
+        opts_release(&a.o);
+        return rc < 0 ? 0 : rc;
+    }
+    stdio_sanity();
+    signal(SIGPIPE, SIG_IGN);
+    a.started_ms = time_now_ms();
+    read_boot_id(a.boot_id, sizeof(a.boot_id));
+
+    if (http_client_init(&a.http, a.o.server, a.o.token, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 2;
+        goto out;
+    }
+    a.http.connect_timeout_ms = 5000;
+    if (setup(&a, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    a.base = event_base_new();
+    if (!a.base || event_base_priority_init(a.base, AGENT_NPRIO) != 0)
+        die("cannot initialise libevent");
+    a.ac = aclient_new(a.base, &a.http);
+    proto_init(&a);
+    a.drain_timer = evtimer_new(a.base, on_drain_timeout, &a);
+    a.final_timer = evtimer_new(a.base, on_final_timeout, &a);
+    a.sigterm_ev = signal_event(&a, SIGTERM, on_stop_signal);
+    a.sigint_ev = signal_event(&a, SIGINT, on_stop_signal);
+    a.sigchld_ev = signal_event(&a, SIGCHLD, on_sigchld);
+    if (a.o.listen && status_start(&a, a.o.listen, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = e.code == ERR_INVALID ? 2 : 1;
+        goto out;
+    }
+    if (jobs_recover(&a, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION,
+             a.o.name, a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
+             a.o.listen ? a.o.listen : "");
+    proto_register(&a);
+    event_base_dispatch(a.base);
+    rc = a.exit_code;
+    log_info("agent stopped");
+
+out:
+    status_stop(&a);
+    aclient_free(a.ac);
+    jobs_free_all(&a);
+    if (a.base)
+        proto_release(&a);
+    event_free_null(&a.drain_timer);
+    event_free_null(&a.final_timer);
+    event_free_null(&a.sigterm_ev);
+    event_free_null(&a.sigint_ev);
+    event_free_null(&a.sigchld_ev);
+    spool_close(&a.spool);
+    if (a.lock_fd >= 0)
+        close(a.lock_fd);
+    if (a.base)
+        event_base_free(a.base);
+    http_client_release(&a.http);
+    free(a.jobs_dir);
+    opts_release(&a.o);
+    return rc;
+}

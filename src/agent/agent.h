@@ -1,0 +1,268 @@
+/*
+ * agent.h - `drover agent`'s state, shared by the files of src/agent/ (and by
+ * nothing else).
+ *
+ *   agent.c          the command: options, startup, signals, drain, exit
+ *   proto.c          the agent protocol (docs/protocol.md): register, poll,
+ *                    batched reports, leave, on the async client (http/aclient.h)
+ *   jobs.c           a lease's life: spool, start, timeout, cancel, finished
+ *                    report, settlement, clean-up; recovery from the spool
+ *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap
+ *   spool.c          durable records (spool.h)
+ *   status.c         the agent's own HTTP endpoint (--listen)
+ *   argv.c utf8.c progress.c   pure helpers, unit-tested
+ *
+ * Everything runs on one libevent loop; nothing blocks on a child, a pipe or
+ * the network (the spool's fsyncs are the only waits, on purpose).
+ *
+ * Lifetime: a `struct agent_job` lives from its lease (or its recovery from
+ * the spool) until its `finished` report is settled (the server answered 200
+ * or 409 for it) and no report of it is in flight; then its spool records and
+ * work folder are removed and it is freed by jobs_gc().
+ */
+#ifndef DROVER_AGENT_AGENT_H
+#define DROVER_AGENT_AGENT_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/progress.h"
+#include "agent/spool.h"
+#include "common/buf.h"
+#include "common/uuid.h"
+#include "http/aclient.h"
+#include "http/client.h"
+
+#define AGENT_CHUNK_MAX (256 * 1024)            /* protocol: a log chunk's data */
+#define AGENT_STREAM_MAX ((uint64_t)64 << 20)   /* protocol: what the server keeps per stream */
+#define AGENT_REQUEST_LOG_MAX (1024 * 1024)     /* log bytes in one reports request, at first */
+#define AGENT_REQUEST_LOG_MIN (64 * 1024)       /* ... halved on 413 down to this */
+#define AGENT_REQUEST_REPORTS_MAX 1000          /* reports in one request */
+#define AGENT_BACKOFF_MIN_MS 100
+#define AGENT_BACKOFF_MAX_MS 5000
+#define AGENT_PROGRESS_TICK_MS 150
+#define AGENT_PIPE_LINGER_MS 2000 /* after the process ended, how long its pipes may stay open */
+#define AGENT_FINAL_FLUSH_MS 10000 /* when stopped by a signal, how long to deliver results */
+
+/* Event priorities (event_base_priority_init(base, AGENT_NPRIO)): report batching runs last. */
+#define AGENT_NPRIO 3
+#define AGENT_PRIO_IO 1
+#define AGENT_PRIO_FLUSH 2
+
+enum agent_reason { REASON_EXIT, REASON_SIGNAL, REASON_TIMEOUT, REASON_CANCELLED, REASON_ERROR,
+                    REASON_COUNT };
+extern const char *const agent_reason_names[REASON_COUNT];
+
+enum job_phase {
+    JOB_RUNNING, /* the process runs (or its pipes are still open) */
+    JOB_DONE,    /* the finished report exists (spooled); waiting for it to be settled */
+};
+
+/* Why the agent is killing a job's process group (the first reason wins). */
+enum kill_why { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_STOP };
+
+struct agent;
+struct agent_job;
+
+/* A captured output stream: read from its pipe, kept until its log reports are settled. */
+struct agent_stream {
+    struct agent_job *job;
+    const char *name; /* "stdout" or "stderr" */
+    int fd;           /* our end of the pipe, -1 once closed */
+    struct event *ev;
+    struct buf pending; /* sanitised text; pending.data[head..len) is not settled yet */
+    size_t head;
+    uint64_t base;      /* the stream offset of pending.data[head] */
+    size_t inflight;    /* bytes from head carried by the reports request in flight */
+    bool batch_failed;  /* while settling a batch: an earlier chunk of this stream failed */
+    uint64_t produced;  /* sanitised bytes kept so far (base + pending.len) */
+    uint64_t discarded; /* bytes read past AGENT_STREAM_MAX, not kept */
+    char carry[4];      /* an incomplete UTF-8 sequence waiting for its next bytes */
+    size_t ncarry;
+};
+
+struct agent_job {
+    struct agent *a;
+    struct agent_job *prev, *next;
+    char id[UUID_STR_LEN];
+    int attempt;
+    json_t *spec;   /* the normalised spec (owned); NULL for a job recovered without its lease */
+    int slots;      /* of the agent's slots, while the process runs */
+    bool slots_held; /* counted in a->slots_used */
+    enum job_phase phase;
+    bool recovered; /* from the spool, after a restart: no process */
+
+    /* the process (runner_native.c) */
+    pid_t pid;         /* also the process group; 0 before start */
+    bool exited;       /* reaped */
+    int wait_status;
+    bool start_failed;
+    int64_t start_ns, end_ns; /* monotonic */
+    int64_t started_at_ms;    /* wall clock */
+    struct agent_stream out, err;
+    int stdin_fd; /* -1 when closed */
+    struct event *stdin_ev;
+    const char *stdin_data; /* borrowed from spec */
+    size_t stdin_len, stdin_off;
+    struct event *linger_timer; /* closes the pipes if they outlive the process */
+
+    /* policy (jobs.c) */
+    enum kill_why kill_why;
+    bool killed_hard;
+    struct event *timeout_timer, *grace_timer, *progress_timer;
+    char *work_dir;
+    struct progress_watch progress;
+
+    /* reports (proto.c) */
+    json_t *started;  /* the started report until settled, else NULL */
+    json_t *finished; /* the finished report once decided */
+    bool finished_settled;
+    bool has_progress;   /* percent/message hold a value read from the progress file */
+    bool progress_dirty; /* percent/message not yet sent */
+    double percent;
+    char *message;
+    unsigned batched; /* items of this job in the reports request in flight */
+};
+
+struct agent_opts {
+    char *server;
+    char *token;
+    char *name;
+    json_t *queues; /* array of strings */
+    json_t *labels; /* object */
+    int slots;
+    char *work_dir;
+    char *listen; /* NULL: no status endpoint */
+    bool keep_work;
+    double term_grace_s;
+    double drain_timeout_s;
+};
+
+struct agent_metrics {
+    uint64_t jobs_started;
+    uint64_t jobs_finished[REASON_COUNT];
+    uint64_t reports_sent;
+    uint64_t report_requests;
+    uint64_t report_errors;
+    uint64_t polls;
+    uint64_t poll_errors;
+    uint64_t registrations;
+};
+
+/* One item of the reports request in flight, to settle or retry when its result comes. */
+enum batch_kind { ITEM_STARTED, ITEM_LOG, ITEM_PROGRESS, ITEM_FINISHED };
+struct batch_item {
+    struct agent_job *job;
+    enum batch_kind kind;
+    struct agent_stream *stream; /* ITEM_LOG */
+    size_t len;                  /* ITEM_LOG: bytes of stream->pending */
+};
+
+struct agent {
+    struct agent_opts o;
+    struct event_base *base;
+    struct http_client http;
+    struct aclient *ac;
+    struct spool spool;
+    char *jobs_dir;
+    char boot_id[64];
+    int lock_fd;
+
+    /* protocol (proto.c) */
+    char id[128];
+    bool registered, ever_registered;
+    int heartbeat_s, lost_after_s;
+    struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
+    struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
+    int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
+    bool poll_failing, reports_failing;
+    struct batch_item *batch;
+    size_t nbatch, batch_cap;
+    size_t log_budget;
+
+    /* jobs (jobs.c) */
+    struct agent_job *jobs, *jobs_tail;
+    size_t njobs;
+    int slots_used;
+
+    /* lifecycle (agent.c) */
+    bool draining;     /* no new work; leave and exit once everything is settled */
+    bool drain_signal; /* the drain came from a signal (bounded), not from the server */
+    bool hard_stop;    /* a second signal: jobs killed at once */
+    bool exiting;
+    int exit_code;
+    int64_t started_ms;
+    struct event *sigterm_ev, *sigint_ev, *sigchld_ev, *drain_timer, *final_timer;
+    struct agent_metrics m;
+    struct status_server *status;
+};
+
+/* agent.c */
+/* Called whenever jobs or reports changed: leaves and exits once a drain is complete. */
+void agent_check_done(struct agent *a);
+/* Starts draining (from the server's poll answer, or a signal). */
+void agent_drain(struct agent *a, bool by_signal);
+/* The agent's state for /v1/status: "registering", "up", "draining", "leaving". */
+const char *agent_state(const struct agent *a);
+int agent_free_slots(const struct agent *a);
+
+/* proto.c */
+/* Creates the protocol's timers and events on a->base. */
+void proto_init(struct agent *a);
+void proto_register(struct agent *a);
+/* Sends the next poll unless one is outstanding or waiting for its backoff. */
+void proto_poll(struct agent *a);
+/* Reports are pending: schedules one batch for the end of this loop turn. */
+void proto_kick(struct agent *a);
+/* True when no report is pending or in flight. */
+bool proto_idle(const struct agent *a);
+void proto_leave(struct agent *a);
+/* Frees the protocol's timers and batch (requests die with the aclient). */
+void proto_release(struct agent *a);
+
+/* jobs.c */
+/* A lease from a poll answer: spools it and starts the job, or reports why it cannot run. */
+void jobs_lease(struct agent *a, json_t *lease);
+/* Kills the processes of the jobs named in `ids` (an array of job ids; anything else is ignored). */
+void jobs_cancel(struct agent *a, json_t *ids);
+/* Recovers the spool's records after a restart (see protocol.md). ERR_IO. */
+int jobs_recover(struct agent *a, struct err *e);
+/* Stops every running job: SIGTERM then SIGKILL after the grace, or SIGKILL at once (`hard`). */
+void jobs_stop_all(struct agent *a, bool hard);
+/* Frees the jobs whose finished report is settled; removes their records and work folders. */
+void jobs_gc(struct agent *a);
+/* Jobs whose process still runs. */
+size_t jobs_running(const struct agent *a);
+/* Frees every job without touching its spool records or processes (at exit). */
+void jobs_free_all(struct agent *a);
+/* The runner: the process ended and its pipes are closed; decides the outcome. */
+void jobs_process_ended(struct agent_job *j);
+
+/* rm -rf `path` (folders a job made read-only too); logs what it could not remove. */
+void agent_remove_tree(const char *path);
+
+/* runner_native.c */
+/*
+ * Starts `argv` with `envp` in j->work_dir in a new process group, stdin
+ * from the spec's pipe value (or /dev/null), stdout and stderr into
+ * j->out / j->err. ERR_IO with "cannot start 'prog': reason".
+ */
+int runner_native_start(struct agent_job *j, char **argv, char **envp, struct err *e);
+/* Sends sig to the job's process group while its leader is not reaped. */
+void runner_native_signal(struct agent_job *j, int sig);
+/* SIGCHLD: reaps the jobs whose process ended. */
+void runner_native_reap(struct agent *a);
+/* Closes pipes and events of the job's process (without killing it). */
+void runner_native_release(struct agent_job *j);
+/* The start time of process `pid` (/proc/PID/stat field 22), 0 when unknown. */
+unsigned long long runner_proc_starttime(pid_t pid);
+
+/* status.c */
+struct status_server;
+/* Serves /healthz, /metrics, /v1/status on `listen` (ADDR:PORT). ERR_INVALID / ERR_IO. */
+int status_start(struct agent *a, const char *listen, struct err *e);
+void status_stop(struct agent *a);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * argv.c - see argv.h. Pure functions over JSON: no I/O, unit-tested.
+ */
+#include "agent/argv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+
+struct strv {
+    char **v;
+    size_t n, cap;
+};
+
+static void strv_push(struct strv *s, char *str)
+{
+    if (s->n + 2 > s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+}
+
+void agent_strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+int agent_argv_build(json_t *command, char ***argv, struct err *e)
+{
+    struct strv s = {0};
+    *argv = NULL;
+    const char *shell = json_string_value(json_object_get(command, "shell"));
+    const char *program = json_string_value(json_object_get(command, "program"));
+    if (shell) {
+        strv_push(&s, xstrdup("/bin/sh"));
+        strv_push(&s, xstrdup("-c"));
+        strv_push(&s, xstrdup(shell));
+        *argv = s.v;
+        return 0;
+    }
+    if (!program || !*program)
+        return err_field(e, ERR_INVALID, "command.program",
+                         "command.program or command.shell is required");
+    strv_push(&s, xstrdup(program));
+    json_t *args = json_object_get(command, "arguments");
+    size_t i;
+    json_t *arg;
+    json_array_foreach(args, i, arg) {
+        const char *type = json_string_value(json_object_get(arg, "type"));
+        json_t *name = json_object_get(arg, "name");
+        const char *value = json_string_value(json_object_get(arg, "value"));
+        if (!type || strcmp(type, "parameter") || !value || (name && !json_is_null(name) &&
+                                                             !json_is_string(name))) {
+            char field[64];
+            snprintf(field, sizeof(field), "command.arguments[%zu]", i);
+            agent_strv_free(s.v);
+            return err_field(e, ERR_INVALID, field, "%s must be a parameter with a string value",
+                             field);
+        }
+        if (json_is_string(name))
+            strv_push(&s, xstrdup(json_string_value(name)));
+        strv_push(&s, xstrdup(value));
+    }
+    *argv = s.v;
+    return 0;
+}
+
+static int staging_needed(struct err *e, const char *field, const char *value)
+{
+    return err_field(e, ERR_INVALID, field,
+                     "file staging is not available in this version yet (%s: '%s')", field,
+                     value ? value : "");
+}
+
+int agent_staging_check(json_t *spec, struct err *e)
+{
+    json_t *command = json_object_get(spec, "command");
+    char field[64];
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(command, "arguments"), i, v) {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        if (type && (!strcmp(type, "input") || !strcmp(type, "output"))) {
+            snprintf(field, sizeof(field), "command.arguments[%zu]", i);
+            return staging_needed(e, field, json_string_value(json_object_get(v, "value")));
+        }
+    }
+    static const char *const prefixes[] = {"input", "output"};
+    for (size_t k = 0; k < 2; k++) {
+        json_t *list = json_object_get(command, prefixes[k]);
+        if (json_array_size(list) > 0) {
+            snprintf(field, sizeof(field), "command.%s[0]", prefixes[k]);
+            return staging_needed(e, field, json_string_value(json_array_get(list, 0)));
+        }
+    }
+    static const char *const streams[] = {"stdin", "stdout", "stderr"};
+    for (size_t k = 0; k < 3; k++) {
+        json_t *st = json_object_get(command, streams[k]);
+        const char *type = json_string_value(json_object_get(st, "type"));
+        if (type && !strcmp(type, "uri")) {
+            snprintf(field, sizeof(field), "command.%s", streams[k]);
+            return staging_needed(e, field, json_string_value(json_object_get(st, "value")));
+        }
+    }
+    return 0;
+}
+
+/* Sets "name=value" in s, replacing an earlier entry for the same name. */
+static void env_set(struct strv *s, char *entry)
+{
+    size_t klen = strcspn(entry, "=");
+    for (size_t i = 0; i < s->n; i++) {
+        if (!strncmp(s->v[i], entry, klen) && s->v[i][klen] == '=') {
+            free(s->v[i]);
+            s->v[i] = entry;
+            return;
+        }
+    }
+    strv_push(s, entry);
+}
+
+static bool env_secret(const char *entry)
+{
+    static const char secret[] = "DROVER_TOKEN=";
+    return !strncmp(entry, secret, sizeof(secret) - 1);
+}
+
+char **agent_env_build(char *const *base, json_t *env, char *const *extra)
+{
+    struct strv s = {0};
+    for (char *const *p = base; p && *p; p++)
+        if (strchr(*p, '=') && !env_secret(*p))
+            env_set(&s, xstrdup(*p));
+    const char *key;
+    json_t *v;
+    json_object_foreach(env, key, v)
+        if (json_is_string(v))
+            env_set(&s, xasprintf("%s=%s", key, json_string_value(v)));
+    for (char *const *p = extra; p && *p; p++)
+        env_set(&s, xstrdup(*p));
+    if (!s.v)
+        s.v = xcalloc(1, sizeof(*s.v)); /* an empty environment is still an array */
+    return s.v;
+}

@@ -1,0 +1,547 @@
+/*
+ * jobs.c - a lease's life on the agent (see agent.h):
+ *
+ *   lease ──spool──► staging check, argv, work folder, spawn ──► RUNNING
+ *     (timeout / cancel / stop: SIGTERM to the group, SIGKILL after --term-grace)
+ *   RUNNING ──process ended, pipes closed──► finished report, spooled ──► DONE
+ *   DONE ──finished settled (200/409), nothing in flight──► records and work folder removed
+ *
+ * and the recovery of the spool after a restart: every job found there is
+ * DONE at once; its finished report is the spooled one when there is one
+ * (sent again as it is: never a different outcome), else `error` "the agent
+ * restarted while the job was running" (its process group, if it survived,
+ * is killed first).
+ *
+ * Invariant: a job's `finished` report is written to the spool before it is
+ * queued, and the job is freed only by jobs_gc once it is settled.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/argv.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+extern char **environ;
+
+const char *const agent_reason_names[REASON_COUNT] = {"exit", "signal", "timeout", "cancelled",
+                                                      "error"};
+
+#define PROGRESS_FILE ".drover-progress"
+
+/* --- work folders ---------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    if (flag == FTW_DP)
+        return rmdir(path) != 0 && errno != ENOENT ? -1 : 0;
+    return unlink(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+static int chmod_dirs(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_D || flag == FTW_DNR)
+        chmod(path, (st->st_mode & 07777) | 0700); /* a job may leave read-only folders */
+    return 0;
+}
+
+void agent_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    nftw(path, chmod_dirs, 16, FTW_PHYS);
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        log_warn("cannot remove the work folder '%s' entirely: %s", path, strerror(errno));
+}
+
+/* --- the job list ------------------------------------------------------------ */
+
+static struct agent_job *job_new(struct agent *a, const char *id, int attempt, json_t *spec)
+{
+    struct agent_job *j = xcalloc(1, sizeof(*j));
+    j->a = a;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    j->attempt = attempt;
+    j->spec = spec ? json_incref(spec) : NULL;
+    json_t *slots = json_object_get(spec, "slots");
+    j->slots = json_is_integer(slots) && json_integer_value(slots) > 0 &&
+                       json_integer_value(slots) <= 1024
+                   ? (int)json_integer_value(slots)
+                   : 1;
+    j->stdin_fd = -1;
+    j->out.fd = j->err.fd = -1;
+    j->out.job = j->err.job = j;
+    j->out.name = "stdout";
+    j->err.name = "stderr";
+    j->work_dir = xasprintf("%s/%s-%d", a->jobs_dir, id, attempt);
+    j->prev = a->jobs_tail;
+    if (a->jobs_tail)
+        a->jobs_tail->next = j;
+    else
+        a->jobs = j;
+    a->jobs_tail = j;
+    a->njobs++;
+    return j;
+}
+
+static void timer_free(struct event **ev)
+{
+    if (*ev) {
+        event_free(*ev);
+        *ev = NULL;
+    }
+}
+
+static void job_free(struct agent_job *j)
+{
+    struct agent *a = j->a;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        a->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        a->jobs_tail = j->prev;
+    a->njobs--;
+    runner_native_release(j);
+    timer_free(&j->timeout_timer);
+    timer_free(&j->grace_timer);
+    timer_free(&j->progress_timer);
+    progress_watch_release(&j->progress);
+    buf_release(&j->out.pending);
+    buf_release(&j->err.pending);
+    json_decref(j->spec);
+    json_decref(j->started);
+    json_decref(j->finished);
+    free(j->message);
+    free(j->work_dir);
+    free(j);
+}
+
+static struct agent_job *job_find(struct agent *a, const char *id, int attempt)
+{
+    for (struct agent_job *j = a->jobs; j; j = j->next)
+        if (j->attempt == attempt && !strcmp(j->id, id))
+            return j;
+    return NULL;
+}
+
+size_t jobs_running(const struct agent *a)
+{
+    size_t n = 0;
+    for (const struct agent_job *j = a->jobs; j; j = j->next)
+        n += j->phase == JOB_RUNNING;
+    return n;
+}
+
+/* --- outcomes ------------------------------------------------------------------ */
+
+static json_t *report_base(const struct agent_job *j, const char *type)
+{
+    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type", type);
+}
+
+/* Records, spools and queues the finished report; the job becomes DONE. */
+static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_code, int sig,
+                       const char *error)
+{
+    struct agent *a = j->a;
+    struct err e = ERR_INIT;
+    int64_t ms = j->start_ns && j->end_ns ? (j->end_ns - j->start_ns) / 1000000 : 0;
+    json_t *r = report_base(j, "finished");
+    json_object_set_new(r, "reason", json_string(agent_reason_names[reason]));
+    json_object_set_new(r, "exit_code",
+                        reason == REASON_EXIT ? json_integer(exit_code) : json_null());
+    json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
+    json_object_set_new(r, "duration_ms", json_integer(ms));
+    json_object_set_new(r, "error", error ? json_string(error) : json_null());
+    if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+        log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
+                  "stops before delivering it: %s",
+                  j->id, j->attempt, e.msg);
+    if (j->slots_held) {
+        a->slots_used -= j->slots;
+        j->slots_held = false;
+    }
+    j->finished = r;
+    j->phase = JOB_DONE;
+    timer_free(&j->timeout_timer);
+    timer_free(&j->grace_timer);
+    timer_free(&j->progress_timer);
+    a->m.jobs_finished[reason]++;
+    if (reason == REASON_EXIT)
+        log_info("job=%s attempt=%d finished reason=exit exit_code=%d duration_ms=%lld", j->id,
+                 j->attempt, exit_code, (long long)ms);
+    else if (reason == REASON_SIGNAL)
+        log_info("job=%s attempt=%d finished reason=signal signal=%d duration_ms=%lld", j->id,
+                 j->attempt, sig, (long long)ms);
+    else
+        log_info("job=%s attempt=%d finished reason=%s duration_ms=%lld%s%s", j->id, j->attempt,
+                 agent_reason_names[reason], (long long)ms, error ? " error=" : "",
+                 error ? error : "");
+    proto_kick(a);
+    /* a free slot is news for the server only with the next poll, which is on its way */
+}
+
+static void progress_check(struct agent_job *j, bool final)
+{
+    double pct;
+    char *msg;
+    if (!progress_watch_check(&j->progress, final, &pct, &msg))
+        return;
+    bool same = j->has_progress && j->percent == pct &&
+                ((!msg && !j->message) || (msg && j->message && !strcmp(msg, j->message)));
+    if (same) {
+        free(msg);
+        return;
+    }
+    j->has_progress = true;
+    j->percent = pct;
+    free(j->message);
+    j->message = msg;
+    j->progress_dirty = true;
+    proto_kick(j->a);
+}
+
+void jobs_process_ended(struct agent_job *j)
+{
+    if (j->phase != JOB_RUNNING)
+        return;
+    progress_check(j, true);
+    int st = j->wait_status;
+    switch (j->kill_why) {
+    case KILL_TIMEOUT: {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "killed after its timeout of %g s",
+                 json_number_value(json_object_get(j->spec, "timeout_s")));
+        job_finish(j, REASON_TIMEOUT, 0, 0, msg);
+        return;
+    }
+    case KILL_CANCEL:
+        job_finish(j, REASON_CANCELLED, 0, 0, NULL);
+        return;
+    case KILL_STOP:
+        job_finish(j, REASON_ERROR, 0, 0, "the agent was stopped");
+        return;
+    case KILL_NONE:
+        break;
+    }
+    if (WIFEXITED(st))
+        job_finish(j, REASON_EXIT, WEXITSTATUS(st), 0, NULL);
+    else if (WIFSIGNALED(st))
+        job_finish(j, REASON_SIGNAL, 0, WTERMSIG(st), NULL);
+    else
+        job_finish(j, REASON_ERROR, 0, 0, "the process ended in an unknown way");
+}
+
+/* --- killing ---------------------------------------------------------------------- */
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent_job *j = arg;
+    (void)fd, (void)what;
+    if (j->phase != JOB_RUNNING || j->exited)
+        return;
+    log_info("job=%s attempt=%d still running %g s after SIGTERM: SIGKILL", j->id, j->attempt,
+             j->a->o.term_grace_s);
+    j->killed_hard = true;
+    runner_native_signal(j, SIGKILL);
+}
+
+static void ms_timeval(double s, struct timeval *tv)
+{
+    if (s < 0)
+        s = 0;
+    long long us = (long long)(s * 1e6);
+    tv->tv_sec = (time_t)(us / 1000000);
+    tv->tv_usec = (suseconds_t)(us % 1000000);
+}
+
+/* SIGTERM to the group now, SIGKILL after the grace (or at once when `hard`). */
+static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
+{
+    static const char *const whys[] = {"", "timeout", "cancel", "agent stopping"};
+    if (j->phase != JOB_RUNNING || !j->pid || j->exited)
+        return;
+    if (j->kill_why == KILL_NONE)
+        j->kill_why = why;
+    if (hard) {
+        if (!j->killed_hard)
+            log_info("job=%s attempt=%d killing (%s): SIGKILL", j->id, j->attempt, whys[why]);
+        j->killed_hard = true;
+        runner_native_signal(j, SIGKILL);
+        return;
+    }
+    if (j->grace_timer)
+        return; /* already on its way */
+    log_info("job=%s attempt=%d killing (%s): SIGTERM to process group %d", j->id, j->attempt,
+             whys[why], (int)j->pid);
+    runner_native_signal(j, SIGTERM);
+    j->grace_timer = evtimer_new(j->a->base, on_grace, j);
+    struct timeval tv;
+    ms_timeval(j->a->o.term_grace_s, &tv);
+    evtimer_add(j->grace_timer, &tv);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent_job *j = arg;
+    (void)fd, (void)what;
+    log_info("job=%s attempt=%d timed out after %g s", j->id, j->attempt,
+             json_number_value(json_object_get(j->spec, "timeout_s")));
+    job_kill(j, KILL_TIMEOUT, false);
+}
+
+static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    progress_check(arg, false);
+}
+
+void jobs_cancel(struct agent *a, json_t *ids)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) {
+        const char *id = json_string_value(v);
+        for (struct agent_job *j = a->jobs; id && j; j = j->next) {
+            if (strcmp(j->id, id) || j->phase != JOB_RUNNING)
+                continue;
+            log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
+            job_kill(j, KILL_CANCEL, false);
+        }
+    }
+}
+
+void jobs_stop_all(struct agent *a, bool hard)
+{
+    for (struct agent_job *j = a->jobs; j; j = j->next)
+        job_kill(j, KILL_STOP, hard);
+}
+
+/* --- starting ---------------------------------------------------------------------- */
+
+/* Writes the lease record again, now with what finds the process group after a restart. */
+static void spool_started(struct agent_job *j, json_t *lease)
+{
+    struct agent *a = j->a;
+    struct err e = ERR_INIT;
+    json_object_set_new(lease, "pgid", json_integer(j->pid));
+    json_object_set_new(lease, "starttime", json_integer((json_int_t)runner_proc_starttime(j->pid)));
+    json_object_set_new(lease, "boot_id", json_string(a->boot_id));
+    json_object_set_new(lease, "started_at_ms", json_integer(j->started_at_ms));
+    if (spool_put(&a->spool, j->id, j->attempt, "lease", lease, &e) ||
+        spool_put(&a->spool, j->id, j->attempt, "started", j->started, &e))
+        log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+}
+
+/* The steps between a spooled lease and a running process; fills e when the job cannot run. */
+static int job_start(struct agent_job *j, json_t *lease, struct err *e)
+{
+    struct agent *a = j->a;
+    char **argv = NULL, **envp = NULL;
+    int rc;
+    if (a->hard_stop)
+        return err_set(e, ERR_UNAVAILABLE, "the agent was stopped before the job could start");
+    if ((rc = agent_staging_check(j->spec, e)) ||
+        (rc = agent_argv_build(json_object_get(j->spec, "command"), &argv, e)))
+        return rc;
+    agent_remove_tree(j->work_dir); /* a fresh folder, even if an earlier run left one */
+    if (mkdir(j->work_dir, 0700) != 0) {
+        rc = err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
+                     strerror(errno));
+        goto out;
+    }
+    char *progress_path = xasprintf("%s/" PROGRESS_FILE, j->work_dir);
+    char *extra[5] = {
+        xasprintf("DROVER_JOB_ID=%s", j->id),
+        xasprintf("DROVER_ATTEMPT=%d", j->attempt),
+        xasprintf("DROVER_WORK_DIR=%s", j->work_dir),
+        xasprintf("DROVER_PROGRESS=%s", progress_path),
+        NULL,
+    };
+    envp = agent_env_build(environ, json_object_get(json_object_get(j->spec, "command"), "env"),
+                           extra);
+    for (int i = 0; extra[i]; i++)
+        free(extra[i]);
+    progress_watch_init(&j->progress, progress_path);
+    free(progress_path);
+
+    j->slots_held = true;
+    a->slots_used += j->slots;
+    if ((rc = runner_native_start(j, argv, envp, e)))
+        goto out;
+    a->m.jobs_started++;
+    j->started = report_base(j, "started");
+    json_object_set_new(j->started, "pid", json_integer(j->pid));
+    spool_started(j, lease);
+    log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt,
+             (int)j->pid, j->slots, argv[0]);
+
+    double timeout = json_number_value(json_object_get(j->spec, "timeout_s"));
+    if (timeout > 0) {
+        struct timeval tv;
+        ms_timeval(timeout, &tv);
+        j->timeout_timer = evtimer_new(a->base, on_timeout, j);
+        evtimer_add(j->timeout_timer, &tv);
+    }
+    struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};
+    j->progress_timer = event_new(a->base, -1, EV_PERSIST, on_progress_tick, j);
+    evtimer_add(j->progress_timer, &tick);
+    proto_kick(a);
+out:
+    agent_strv_free(argv);
+    agent_strv_free(envp);
+    return rc;
+}
+
+void jobs_lease(struct agent *a, json_t *lease)
+{
+    const char *id = json_string_value(json_object_get(lease, "job"));
+    json_t *attempt_v = json_object_get(lease, "attempt");
+    json_t *spec = json_object_get(lease, "spec");
+    struct err e = ERR_INIT;
+    if (!id || !uuid_valid(id) || !json_is_integer(attempt_v) ||
+        json_integer_value(attempt_v) < 1 || json_integer_value(attempt_v) > 1000000) {
+        char *text = json_dumps(lease, JSON_COMPACT);
+        log_error("the server sent a lease without a valid job id and attempt; ignored: %.300s",
+                  text ? text : "?");
+        free(text);
+        return;
+    }
+    int attempt = (int)json_integer_value(attempt_v);
+    if (job_find(a, id, attempt)) {
+        log_warn("job=%s attempt=%d leased again while the agent holds it; ignored", id, attempt);
+        return;
+    }
+    struct agent_job *j = job_new(a, id, attempt, json_is_object(spec) ? spec : NULL);
+    log_info("job=%s attempt=%d leased", id, attempt);
+    json_t *record = json_pack("{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec",
+                               spec ? spec : json_null(), "deadline",
+                               json_object_get(lease, "deadline")
+                                   ? json_object_get(lease, "deadline")
+                                   : json_null());
+    if (spool_put(&a->spool, id, attempt, "lease", record, &e)) {
+        log_error("job=%s attempt=%d %s", id, attempt, e.msg);
+        job_finish(j, REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
+    } else if (!j->spec) {
+        job_finish(j, REASON_ERROR, 0, 0, "the lease has no spec");
+    } else if (job_start(j, record, &e)) {
+        if (j->slots_held) {
+            a->slots_used -= j->slots;
+            j->slots_held = false;
+        }
+        runner_native_release(j);
+        job_finish(j, REASON_ERROR, 0, 0, e.msg);
+    }
+    json_decref(record);
+}
+
+/* --- settlement ---------------------------------------------------------------------- */
+
+void jobs_gc(struct agent *a)
+{
+    for (struct agent_job *j = a->jobs, *next; j; j = next) {
+        next = j->next;
+        if (j->phase != JOB_DONE || !j->finished_settled || j->batched)
+            continue;
+        struct err e = ERR_INIT;
+        if (spool_del(&a->spool, j->id, j->attempt, "started", &e) ||
+            spool_del(&a->spool, j->id, j->attempt, "finished", &e) ||
+            spool_del(&a->spool, j->id, j->attempt, "lease", &e))
+            log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+        if (!a->o.keep_work)
+            agent_remove_tree(j->work_dir);
+        log_debug("job=%s attempt=%d settled", j->id, j->attempt);
+        job_free(j);
+    }
+    agent_check_done(a);
+}
+
+void jobs_free_all(struct agent *a)
+{
+    while (a->jobs)
+        job_free(a->jobs);
+}
+
+/* --- recovery ---------------------------------------------------------------------------- */
+
+/* Kills the process group a lease record names, if it is still the job's (see spool.h). */
+static void kill_survivors(struct agent *a, struct agent_job *j, json_t *lease)
+{
+    json_int_t pgid = json_integer_value(json_object_get(lease, "pgid"));
+    const char *boot = json_string_value(json_object_get(lease, "boot_id"));
+    unsigned long long saved = (unsigned long long)json_integer_value(
+        json_object_get(lease, "starttime"));
+    if (pgid <= 1 || pgid > 4194304 || !boot || strcmp(boot, a->boot_id))
+        return; /* never started, or started before the machine rebooted */
+    unsigned long long now = runner_proc_starttime((pid_t)pgid);
+    bool ours = now ? now == saved : kill(-(pid_t)pgid, 0) == 0;
+    /* A pid is not reused while a group of that id exists: a live group without its leader
+     * is still the job's; a leader with another start time is a stranger. */
+    if (!ours)
+        return;
+    if (kill(-(pid_t)pgid, SIGKILL) == 0)
+        log_warn("job=%s attempt=%d its processes (group %lld) survived the agent; killed",
+                 j->id, j->attempt, (long long)pgid);
+}
+
+int jobs_recover(struct agent *a, struct err *e)
+{
+    struct spool_key *keys;
+    size_t n;
+    int rc = spool_list(&a->spool, &keys, &n, e);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        json_t *lease = NULL, *started = NULL, *finished = NULL;
+        const char *id = keys[i].job;
+        int attempt = keys[i].attempt;
+        static const char *const kinds[] = {"lease", "started", "finished"};
+        json_t **docs[] = {&lease, &started, &finished};
+        for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+            struct err ge = ERR_INIT;
+            int grc = spool_get(&a->spool, id, attempt, kinds[k], docs[k], &ge);
+            if (grc && grc != ERR_NOTFOUND)
+                log_error("job=%s attempt=%d %s", id, attempt, ge.msg);
+        }
+        struct agent_job *j = job_new(a, id, attempt, json_object_get(lease, "spec"));
+        j->recovered = true;
+        j->started = started;
+        if (finished) {
+            j->finished = finished;
+            j->phase = JOB_DONE;
+            log_info("job=%s attempt=%d recovered from the spool with its result (reason=%s)", id,
+                     attempt, json_string_value(json_object_get(finished, "reason")));
+        } else {
+            kill_survivors(a, j, lease);
+            json_int_t at = json_integer_value(json_object_get(lease, "started_at_ms"));
+            if (at > 0) {
+                j->start_ns = 1;
+                j->end_ns = 1 + (time_now_ms() - at) * 1000000;
+            }
+            job_finish(j, REASON_ERROR, 0, 0, "the agent restarted while the job was running");
+        }
+        if (!a->o.keep_work)
+            agent_remove_tree(j->work_dir);
+        json_decref(lease);
+    }
+    if (n)
+        log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
+    free(keys);
+    return 0;
+}

@@ -1,0 +1,562 @@
+/*
+ * proto.c - the agent's side of docs/protocol.md on the async client:
+ * register, one poll always outstanding, batched reports, leave.
+ *
+ * Reports are not queued as messages: each job holds what it still has to
+ * say (its started report, unsent output, its latest progress, its finished
+ * report) and a batch is built from all jobs, in order, when the loop turn
+ * that produced something ends (the flush event has the lowest priority).
+ * At most one reports request is in flight; what it carries is listed in
+ * a->batch so each result settles (200, 409; 400 is logged and dropped) or
+ * keeps (anything else) its item. A job's finished report only goes in a
+ * batch that also carries (or follows) all of its output and its started
+ * report, so the server sees them in order.
+ *
+ * Failures: the server unreachable or answering 5xx → the same call again
+ * after a backoff (100 ms doubling to 5 s), jobs keep running meanwhile;
+ * 404/409 to a poll or to the reports as a whole → register again.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/utf8.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#define REGISTER_TIMEOUT_MS 30000
+#define REPORTS_TIMEOUT_MS 60000
+#define LEAVE_TIMEOUT_MS 10000
+#define POLL_MARGIN_MS 30000 /* beyond wait_s before a poll counts as lost */
+
+static void backoff_next(int *ms)
+{
+    *ms = *ms ? *ms * 2 : AGENT_BACKOFF_MIN_MS;
+    if (*ms > AGENT_BACKOFF_MAX_MS)
+        *ms = AGENT_BACKOFF_MAX_MS;
+}
+
+static void timer_arm(struct event *ev, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+static char *agent_path(const struct agent *a, const char *what)
+{
+    char *id = http_escape(a->id);
+    char *p = xasprintf("/v1/agents/%s/%s", id, what);
+    free(id);
+    return p;
+}
+
+/* [{"job", "attempt"}] of the jobs whose lease the agent holds (not settled). */
+static json_t *held_leases(const struct agent *a)
+{
+    json_t *list = json_array();
+    for (const struct agent_job *j = a->jobs; j; j = j->next) {
+        if (j->finished_settled)
+            continue;
+        json_array_append_new(list, json_pack("{s:s, s:i}", "job", j->id, "attempt", j->attempt));
+    }
+    return list;
+}
+
+/* --- register ---------------------------------------------------------------------- */
+
+static void on_register_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    proto_register(arg);
+}
+
+static bool id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n < 1 || n >= sizeof(((struct agent *)0)->id))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] <= 0x20 || id[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int int_field(json_t *obj, const char *key, int dflt, int min, int max)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return dflt;
+    return (int)json_integer_value(v);
+}
+
+static void on_register(void *arg, int rc, long status, json_t *resp, const struct err *e)
+{
+    struct agent *a = arg;
+    a->register_req = NULL;
+    const char *id = json_string_value(json_object_get(resp, "id"));
+    if (rc == 0 && !id_ok(id)) {
+        rc = ERR_INTERNAL;
+        log_error("the server's answer to register has no valid agent id");
+    }
+    if (rc) {
+        bool fatal = !a->ever_registered && (status == 400 || status == 401 || status == 403 ||
+                                             status == 404 || status == 405);
+        if (fatal) {
+            log_error("cannot register with the server at %s: %s%s", a->http.base_url, e->msg,
+                      status == 404 || status == 405
+                          ? " (does the server implement the agent protocol?)"
+                          : status == 401 ? " (check --token / DROVER_TOKEN: an agent token)"
+                                          : "");
+            a->exit_code = 1;
+            a->exiting = true;
+            event_base_loopexit(a->base, NULL);
+            return;
+        }
+        backoff_next(&a->register_backoff_ms);
+        if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS)
+            log_warn("cannot register with the server at %s: %s (retrying)", a->http.base_url,
+                     e->msg);
+        else
+            log_debug("cannot register: %s", e->msg);
+        timer_arm(a->register_timer, a->register_backoff_ms);
+        return;
+    }
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->heartbeat_s = int_field(resp, "heartbeat_s", 5, 1, 3600);
+    a->lost_after_s = int_field(resp, "lost_after_s", 15, 1, 86400);
+    a->registered = a->ever_registered = true;
+    a->register_backoff_ms = 0;
+    a->m.registrations++;
+    log_info("registered with %s as name=%s id=%s slots=%d heartbeat_s=%d lost_after_s=%d",
+             a->http.base_url, a->o.name, a->id, a->o.slots, a->heartbeat_s, a->lost_after_s);
+    jobs_cancel(a, json_object_get(resp, "cancel"));
+    proto_poll(a);
+    proto_kick(a);
+    agent_check_done(a);
+}
+
+void proto_register(struct agent *a)
+{
+    if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL))
+        return;
+    a->registered = false;
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o}", "name", a->o.name, "labels",
+                             a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
+                             DROVER_VERSION, "running", held_leases(a));
+    if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
+                        on_register, a, &a->register_req)) {
+        log_error("cannot build the register request");
+        backoff_next(&a->register_backoff_ms);
+        timer_arm(a->register_timer, a->register_backoff_ms);
+    }
+    json_decref(body);
+}
+
+/* The server no longer knows this agent (404) or marked it lost (409). */
+static void registration_lost(struct agent *a, long status, const char *what)
+{
+    if (!a->registered)
+        return; /* already registering */
+    log_warn("the server answered %ld to %s: it %s this agent; registering again", status, what,
+             status == 404 ? "does not know" : "marked lost");
+    a->registered = false;
+    proto_register(a);
+}
+
+/* --- poll -------------------------------------------------------------------------------- */
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    proto_poll(arg);
+}
+
+static void on_poll(void *arg, int rc, long status, json_t *resp, const struct err *e)
+{
+    struct agent *a = arg;
+    a->poll_req = NULL;
+    if (rc == 0) {
+        if (a->poll_failing)
+            log_info("the server at %s answers polls again", a->http.base_url);
+        a->poll_failing = false;
+        a->poll_backoff_ms = 0;
+        size_t i;
+        json_t *lease;
+        json_array_foreach(json_object_get(resp, "leases"), i, lease)
+            jobs_lease(a, lease);
+        jobs_cancel(a, json_object_get(resp, "cancel"));
+        if (json_is_true(json_object_get(resp, "drain")) && !a->draining) {
+            log_info("the server asks this agent to drain");
+            agent_drain(a, false);
+        }
+        proto_poll(a);
+        return;
+    }
+    if (status == 404 || status == 409) {
+        registration_lost(a, status, "a poll");
+        return;
+    }
+    a->m.poll_errors++;
+    backoff_next(&a->poll_backoff_ms);
+    if (!a->poll_failing)
+        log_warn("poll failed: %s (retrying; running jobs go on)", e->msg);
+    else
+        log_debug("poll failed: %s", e->msg);
+    a->poll_failing = true;
+    timer_arm(a->poll_timer, a->poll_backoff_ms);
+}
+
+void proto_poll(struct agent *a)
+{
+    if (!a->registered || a->poll_req || a->exiting || a->hard_stop ||
+        evtimer_pending(a->poll_timer, NULL))
+        return;
+    json_t *body = json_pack("{s:i, s:i, s:o}", "free_slots", agent_free_slots(a), "wait_s",
+                             a->heartbeat_s, "running", held_leases(a));
+    char *path = agent_path(a, "poll");
+    a->m.polls++;
+    if (aclient_request(a->ac, "POST", path, body, a->heartbeat_s * 1000L + POLL_MARGIN_MS,
+                        on_poll, a, &a->poll_req)) {
+        log_error("cannot build the poll request");
+        backoff_next(&a->poll_backoff_ms);
+        timer_arm(a->poll_timer, a->poll_backoff_ms);
+    }
+    free(path);
+    json_decref(body);
+}
+
+/* --- reports ------------------------------------------------------------------------------- */
+
+static bool job_has_news(const struct agent_job *j)
+{
+    return j->started || j->out.pending.len > j->out.head || j->err.pending.len > j->err.head ||
+           j->progress_dirty || (j->finished && !j->finished_settled);
+}
+
+bool proto_idle(const struct agent *a)
+{
+    if (a->reports_req)
+        return false;
+    for (const struct agent_job *j = a->jobs; j; j = j->next)
+        if (job_has_news(j))
+            return false;
+    return true;
+}
+
+void proto_kick(struct agent *a)
+{
+    event_active(a->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void batch_add(struct agent *a, json_t *reports, json_t *report, struct agent_job *j,
+                      enum batch_kind kind, struct agent_stream *s, size_t len)
+{
+    if (a->nbatch == a->batch_cap) {
+        a->batch_cap = a->batch_cap ? a->batch_cap * 2 : 64;
+        a->batch = xrealloc(a->batch, a->batch_cap * sizeof(*a->batch));
+    }
+    a->batch[a->nbatch++] = (struct batch_item){j, kind, s, len};
+    j->batched++;
+    json_array_append_new(reports, report);
+}
+
+static json_t *job_report(const struct agent_job *j, const char *type)
+{
+    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type", type);
+}
+
+/* Adds the stream's unsent text in chunks within *budget; true when all of it went in. */
+static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
+                         struct agent_stream *s, size_t *budget)
+{
+    s->batch_failed = false;
+    while (s->head + s->inflight < s->pending.len) {
+        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX)
+            return false;
+        const char *p = s->pending.data + s->head + s->inflight;
+        size_t avail = s->pending.len - s->head - s->inflight;
+        size_t max = *budget < AGENT_CHUNK_MAX ? *budget : AGENT_CHUNK_MAX;
+        size_t n = utf8_cut(p, avail, max);
+        if (n == 0)
+            return false;
+        json_t *data = json_stringn(p, n);
+        if (!data) {
+            /* cannot happen (the text is sanitised); never block the job's other reports */
+            log_error("job=%s attempt=%d %s holds invalid UTF-8; %zu bytes dropped", j->id,
+                      j->attempt, s->name, n);
+            data = json_string("");
+        }
+        json_t *r = job_report(j, "log");
+        json_object_set_new(r, "stream", json_string(s->name));
+        json_object_set_new(r, "offset", json_integer((json_int_t)(s->base + s->inflight)));
+        json_object_set_new(r, "data", data);
+        batch_add(a, reports, r, j, ITEM_LOG, s, n);
+        s->inflight += n;
+        *budget -= n;
+    }
+    return true;
+}
+
+static void on_reports(void *arg, int rc, long status, json_t *resp, const struct err *e);
+
+static void send_batch(struct agent *a)
+{
+    if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL))
+        return;
+    json_t *reports = json_array();
+    size_t budget = a->log_budget;
+    a->nbatch = 0;
+    for (struct agent_job *j = a->jobs; j; j = j->next) {
+        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX)
+            break;
+        if (!job_has_news(j))
+            continue;
+        if (j->started)
+            batch_add(a, reports, json_incref(j->started), j, ITEM_STARTED, NULL, 0);
+        bool all_out = batch_stream(a, reports, j, &j->out, &budget);
+        bool all_err = all_out && batch_stream(a, reports, j, &j->err, &budget);
+        if (j->progress_dirty && a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
+            json_t *r = job_report(j, "progress");
+            json_object_set_new(r, "percent", json_real(j->percent));
+            json_object_set_new(r, "message", j->message ? json_string(j->message) : json_null());
+            batch_add(a, reports, r, j, ITEM_PROGRESS, NULL, 0);
+            j->progress_dirty = false;
+        }
+        if (j->phase == JOB_DONE && j->finished && !j->finished_settled && all_out && all_err &&
+            a->nbatch < AGENT_REQUEST_REPORTS_MAX)
+            batch_add(a, reports, json_incref(j->finished), j, ITEM_FINISHED, NULL, 0);
+        if (!all_out || !all_err)
+            break; /* the budget is spent */
+    }
+    if (a->nbatch == 0) {
+        json_decref(reports);
+        return;
+    }
+    json_t *body = json_pack("{s:o}", "reports", reports);
+    char *path = agent_path(a, "reports");
+    a->m.report_requests++;
+    log_debug("sending %zu report(s)", a->nbatch);
+    if (aclient_request(a->ac, "POST", path, body, REPORTS_TIMEOUT_MS, on_reports, a,
+                        &a->reports_req)) {
+        log_error("cannot build the reports request");
+        on_reports(a, ERR_INTERNAL, 0, NULL, &(struct err){ERR_INTERNAL, "cannot build it", ""});
+    }
+    free(path);
+    json_decref(body);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    send_batch(arg);
+}
+
+static void on_reports_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    send_batch(arg);
+}
+
+static void stream_consume(struct agent_stream *s, size_t n)
+{
+    s->head += n;
+    s->base += n;
+    if (s->head == s->pending.len) {
+        buf_reset(&s->pending);
+        s->head = 0;
+    } else if (s->head >= (1u << 20) && s->head * 2 >= s->pending.len) {
+        memmove(s->pending.data, s->pending.data + s->head, s->pending.len - s->head + 1);
+        s->pending.len -= s->head;
+        s->head = 0;
+    }
+}
+
+static void item_settle(struct agent *a, struct batch_item *it, long st, const char *msg)
+{
+    struct agent_job *j = it->job;
+    struct err e = ERR_INIT;
+    if (st == 409)
+        log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id,
+                 j->attempt,
+                 it->kind == ITEM_FINISHED  ? "finished"
+                 : it->kind == ITEM_STARTED ? "started"
+                 : it->kind == ITEM_LOG     ? "log"
+                                            : "progress",
+                 msg ? msg : "no longer leased to this agent");
+    else if (st != 200)
+        log_error("job=%s attempt=%d the server answered %ld to a report; dropped: %s", j->id,
+                  j->attempt, st, msg ? msg : "");
+    switch (it->kind) {
+    case ITEM_STARTED:
+        json_decref(j->started);
+        j->started = NULL;
+        if (spool_del(&a->spool, j->id, j->attempt, "started", &e))
+            log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+        break;
+    case ITEM_LOG:
+        if (it->stream->batch_failed)
+            break; /* a chunk before it was not stored: send both again */
+        stream_consume(it->stream, it->len);
+        break;
+    case ITEM_PROGRESS:
+        break;
+    case ITEM_FINISHED:
+        j->finished_settled = true;
+        if (st == 200)
+            log_info("job=%s attempt=%d result delivered", j->id, j->attempt);
+        break;
+    }
+}
+
+static void item_retry(struct batch_item *it)
+{
+    switch (it->kind) {
+    case ITEM_LOG:
+        it->stream->batch_failed = true;
+        break;
+    case ITEM_PROGRESS:
+        it->job->progress_dirty = true; /* the latest values go again */
+        break;
+    default:
+        break;
+    }
+}
+
+/* Ends the batch: every stream's in-flight mark is cleared, every job released. */
+static void batch_end(struct agent *a)
+{
+    for (size_t i = 0; i < a->nbatch; i++) {
+        struct batch_item *it = &a->batch[i];
+        it->job->batched--;
+        if (it->stream) {
+            it->stream->inflight = 0;
+            it->stream->batch_failed = false;
+        }
+    }
+    a->nbatch = 0;
+}
+
+static void on_reports(void *arg, int rc, long status, json_t *resp, const struct err *e)
+{
+    struct agent *a = arg;
+    json_t *results = json_object_get(resp, "results");
+    size_t failed = 0;
+    a->reports_req = NULL;
+    if ((rc == 0 || status == 409) && json_is_array(results)) {
+        for (size_t i = 0; i < a->nbatch; i++) {
+            json_t *r = json_array_get(results, i);
+            long st = (long)json_integer_value(json_object_get(r, "status"));
+            const char *msg = json_string_value(json_object_get(r, "error"));
+            if (st >= 200 && st < 500) {
+                /* 200 stored, 409 stale, 404 the job is gone, 400 our bug: nothing to resend */
+                item_settle(a, &a->batch[i], st, msg);
+                a->m.reports_sent++;
+                if (st != 200 && st != 409)
+                    a->m.report_errors++;
+            } else {
+                item_retry(&a->batch[i]);
+                failed++;
+            }
+        }
+        if (a->reports_failing)
+            log_info("the server at %s takes reports again", a->http.base_url);
+        a->reports_failing = false;
+        a->reports_backoff_ms = 0;
+        jobs_cancel(a, json_object_get(resp, "cancel"));
+    } else if (status == 400) {
+        /* One bad report fails the whole request ("field": "reports[N]"): drop that one only. */
+        size_t bad = SIZE_MAX;
+        if (sscanf(e->field, "reports[%zu]", &bad) != 1 || bad >= a->nbatch)
+            bad = SIZE_MAX;
+        log_error("the server refused %s (a bug in the agent; dropped): %s",
+                  bad == SIZE_MAX ? "a whole reports request" : "a report", e->msg);
+        for (size_t i = 0; i < a->nbatch; i++) {
+            if (bad == SIZE_MAX || i == bad)
+                item_settle(a, &a->batch[i], 400, e->msg);
+            else
+                item_retry(&a->batch[i]);
+        }
+        a->m.report_errors++;
+    } else {
+        for (size_t i = 0; i < a->nbatch; i++)
+            item_retry(&a->batch[i]);
+        failed = a->nbatch;
+        a->m.report_errors++;
+        if (status == 413 && a->log_budget > AGENT_REQUEST_LOG_MIN) {
+            a->log_budget /= 2;
+            log_warn("the server finds reports requests too large; sending at most %zu KiB of "
+                     "output per request",
+                     a->log_budget >> 10);
+        } else if (status == 404 || status == 409) {
+            registration_lost(a, status, "reports");
+        } else {
+            backoff_next(&a->reports_backoff_ms);
+            if (!a->reports_failing)
+                log_warn("reports failed: %s (results are kept and sent again)", e->msg);
+            else
+                log_debug("reports failed: %s", e->msg);
+            a->reports_failing = true;
+            timer_arm(a->reports_timer, a->reports_backoff_ms);
+        }
+    }
+    if (failed && rc == 0)
+        log_debug("%zu report(s) to be sent again", failed);
+    batch_end(a);
+    jobs_gc(a);
+    if (!proto_idle(a))
+        proto_kick(a);
+}
+
+/* --- leave ------------------------------------------------------------------------------------ */
+
+static void on_leave(void *arg, int rc, long status, json_t *resp, const struct err *e)
+{
+    struct agent *a = arg;
+    (void)status, (void)resp;
+    a->leave_req = NULL;
+    if (rc)
+        log_warn("leave failed: %s (exiting anyway)", e->msg);
+    else
+        log_info("left the server at %s", a->http.base_url);
+    a->exiting = true;
+    event_base_loopexit(a->base, NULL);
+}
+
+void proto_leave(struct agent *a)
+{
+    if (a->leave_req)
+        return;
+    json_t *body = json_object();
+    char *path = agent_path(a, "leave");
+    if (aclient_request(a->ac, "POST", path, body, LEAVE_TIMEOUT_MS, on_leave, a, &a->leave_req))
+        on_leave(a, ERR_INTERNAL, 0, NULL, &(struct err){ERR_INTERNAL, "cannot build it", ""});
+    free(path);
+    json_decref(body);
+}
+
+/* --- setup ------------------------------------------------------------------------------------- */
+
+void proto_init(struct agent *a)
+{
+    a->register_timer = evtimer_new(a->base, on_register_timer, a);
+    a->poll_timer = evtimer_new(a->base, on_poll_timer, a);
+    a->reports_timer = evtimer_new(a->base, on_reports_timer, a);
+    a->flush_ev = event_new(a->base, -1, 0, on_flush, a);
+    event_priority_set(a->flush_ev, AGENT_PRIO_FLUSH);
+    a->log_budget = AGENT_REQUEST_LOG_MAX;
+}
+
+void proto_release(struct agent *a)
+{
+    struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev};
+    for (size_t i = 0; i < ARRAY_SIZE(evs); i++) {
+        if (*evs[i])
+            event_free(*evs[i]);
+        *evs[i] = NULL;
+    }
+    free(a->batch);
+    a->batch = NULL;
+    a->nbatch = a->batch_cap = 0;
+}

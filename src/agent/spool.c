@@ -1,0 +1,240 @@
+/*
+ * spool.c - see spool.h. Every file operation goes through the folder's
+ * descriptor (openat, renameat), so the folder is fsync'd as one object.
+ */
+#include "agent/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+
+#define SPOOL_RECORD_MAX (64 << 20) /* a lease holds a spec: at most a few MiB */
+
+int agent_mkdirs(const char *path, struct err *e)
+{
+    char *p = xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s)
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            rc = err_set(e, ERR_IO, "cannot create folder '%s': %s", p, strerror(errno));
+            break;
+        }
+        *s = saved;
+        if (!saved)
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+int spool_open(struct spool *s, const char *dir, struct err *e)
+{
+    s->dir = NULL;
+    s->dirfd = -1;
+    int rc = agent_mkdirs(dir, e);
+    if (rc)
+        return rc;
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0)
+        return err_set(e, ERR_IO, "cannot open the spool folder '%s': %s", dir, strerror(errno));
+    s->dir = xstrdup(dir);
+    return 0;
+}
+
+void spool_close(struct spool *s)
+{
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    free(s->dir);
+    s->dir = NULL;
+    s->dirfd = -1;
+}
+
+static int record_name(char *out, size_t n, const char *job, int attempt, const char *kind,
+                       struct err *e)
+{
+    if (!job || !uuid_valid(job) || attempt < 1)
+        return err_set(e, ERR_INVALID, "job '%s' attempt %d cannot be spooled: not a job id",
+                       job ? job : "", attempt);
+    snprintf(out, n, "%s-%d.%s", job, attempt, kind);
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+              struct err *e)
+{
+    char name[128], tmp[140];
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc)
+        return rc;
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text)
+        return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    int fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
+        goto out;
+    }
+    if (write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1) || fsync(fd)) {
+        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
+        close(fd);
+        unlinkat(s->dirfd, tmp, 0);
+        goto out;
+    }
+    close(fd);
+    if (renameat(s->dirfd, tmp, s->dirfd, name) || fsync(s->dirfd)) {
+        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, name, strerror(errno));
+        unlinkat(s->dirfd, tmp, 0);
+    }
+out:
+    free(text);
+    return rc;
+}
+
+int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
+              struct err *e)
+{
+    char name[128];
+    *doc = NULL;
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc)
+        return rc;
+    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT)
+        return ERR_NOTFOUND;
+    if (fd < 0)
+        return err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name, strerror(errno));
+    struct buf b = BUF_INIT;
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || b.len + (size_t)n > SPOOL_RECORD_MAX) {
+            rc = err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name,
+                         n < 0 ? strerror(errno) : "too large");
+            goto out;
+        }
+        buf_add(&b, chunk, (size_t)n);
+    }
+    json_error_t jerr;
+    *doc = b.len ? json_loadb(b.data, b.len, 0, &jerr) : NULL;
+    if (!*doc) {
+        char bad[140];
+        snprintf(bad, sizeof(bad), "%s.bad", name);
+        renameat(s->dirfd, name, s->dirfd, bad);
+        rc = err_set(e, ERR_INVALID, "'%s/%s' is not a valid record (kept as '%s')", s->dir, name,
+                     bad);
+    }
+out:
+    close(fd);
+    buf_release(&b);
+    return rc;
+}
+
+int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e)
+{
+    char name[128];
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc)
+        return rc;
+    if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+        return err_set(e, ERR_IO, "cannot remove '%s/%s': %s", s->dir, name, strerror(errno));
+    return 0;
+}
+
+static int key_cmp(const void *pa, const void *pb)
+{
+    const struct spool_key *a = pa, *b = pb;
+    int c = strcmp(a->job, b->job);
+    return c ? c : (a->attempt > b->attempt) - (a->attempt < b->attempt);
+}
+
+/* Parses "<uuid>-<attempt>.<kind>" into k; false for any other name. */
+static bool parse_name(const char *name, struct spool_key *k)
+{
+    if (strlen(name) < UUID_STR_LEN + 2 || name[UUID_STR_LEN - 1] != '-')
+        return false;
+    memcpy(k->job, name, UUID_STR_LEN - 1);
+    k->job[UUID_STR_LEN - 1] = '\0';
+    if (!uuid_valid(k->job))
+        return false;
+    const char *p = name + UUID_STR_LEN;
+    char *end;
+    long a = strtol(p, &end, 10);
+    if (end == p || a < 1 || a > 1000000 || *end != '.')
+        return false;
+    end++;
+    if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "finished"))
+        return false;
+    k->attempt = (int)a;
+    return true;
+}
+
+int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *e)
+{
+    *keys = NULL;
+    *n = 0;
+    int fd = dup(s->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return err_set(e, ERR_IO, "cannot list '%s': %s", s->dir, strerror(errno));
+    }
+    rewinddir(d);
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
+            unlinkat(s->dirfd, de->d_name, 0); /* a write cut short by a crash */
+            continue;
+        }
+        struct spool_key k;
+        if (!parse_name(de->d_name, &k))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *keys = xrealloc(*keys, cap * sizeof(**keys));
+        }
+        (*keys)[(*n)++] = k;
+    }
+    closedir(d);
+    if (*n == 0)
+        return 0;
+    qsort(*keys, *n, sizeof(**keys), key_cmp);
+    size_t w = 1; /* one key per (job, attempt) */
+    for (size_t i = 1; i < *n; i++)
+        if (key_cmp(&(*keys)[i], &(*keys)[w - 1]))
+            (*keys)[w++] = (*keys)[i];
+    *n = w;
+    return 0;
+}

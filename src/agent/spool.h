@@ -1,0 +1,69 @@
+/*
+ * spool.h - the agent's durable records in WORK_DIR/spool/, so that nothing
+ * that matters is lost when the agent or the server restarts (protocol.md,
+ * "The agent's side"). One JSON file per record:
+ *
+ *   <job>-<attempt>.lease     the lease: {"job", "attempt", "spec", "deadline"},
+ *                             and once the process runs "pgid", "starttime"
+ *                             (of the group leader, /proc/PID/stat field 22)
+ *                             and "boot_id", to find the process group after
+ *                             a restart without killing a stranger
+ *   <job>-<attempt>.started   the `started` report, until settled
+ *   <job>-<attempt>.finished  the `finished` report, until settled
+ *
+ * Writes are atomic and durable: a temporary file, fsync, rename over the
+ * record, fsync of the folder. Removals are not synced: a settled record
+ * that comes back after a crash is sent again, which the protocol allows.
+ *
+ * `job` must be a canonical UUID and `attempt` >= 1 (they make file names:
+ * nothing a server sends can name another path); otherwise ERR_INVALID.
+ */
+#ifndef DROVER_AGENT_SPOOL_H
+#define DROVER_AGENT_SPOOL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "common/uuid.h"
+
+struct spool {
+    char *dir; /* owned */
+    int dirfd; /* the open folder, -1 when closed */
+};
+
+struct spool_key {
+    char job[UUID_STR_LEN];
+    int attempt;
+};
+
+/* Opens (creating it, mode 0700, with its parents) the folder `dir`. ERR_IO on failure. */
+int spool_open(struct spool *s, const char *dir, struct err *e);
+void spool_close(struct spool *s);
+
+/* Writes `doc` (borrowed) as the record `kind` ("lease", "started", "finished"). ERR_IO. */
+int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+              struct err *e);
+
+/*
+ * Reads a record: *doc gets a new reference. ERR_NOTFOUND when there is none;
+ * ERR_INVALID when it is not JSON (the file is then renamed to "<name>.bad"
+ * so that it is kept for a human but not read again); ERR_IO.
+ */
+int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
+              struct err *e);
+
+/* Removes a record; an absent one is not an error. */
+int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e);
+
+/*
+ * The (job, attempt) pairs that have at least one record, sorted (UUIDv7 ids
+ * sort by time, so oldest first). Left-over temporary files are removed.
+ * *keys is newly allocated (free it); ERR_IO.
+ */
+int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *e);
+
+/* mkdir -p with mode 0700 for what it creates. ERR_IO. */
+int agent_mkdirs(const char *path, struct err *e);
+
+#endif
