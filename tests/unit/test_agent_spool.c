@@ -1,0 +1,170 @@
+/*
+ * test_agent_spool.c - unit tests for agent/spool.c on real files in a
+ * mkdtemp folder: write / read / remove round trips, listing by (job,
+ * attempt), left-over temporary files, unreadable records kept aside, and
+ * names that are not job ids refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+/* Memory the code under test allocates is freed with libc's free, not cmocka's. */
+static void lib_free(void *p)
+{
+    free(p);
+}
+
+#include <cmocka.h>
+
+#include "agent/agent.h"
+#include "agent/spool.h"
+
+#define JOB_A "01938c2e-0000-7000-8000-000000000001"
+#define JOB_B "01938c2e-0000-7000-8000-000000000002"
+
+struct fixture {
+    char dir[64];
+    char spool_dir[96];
+    struct spool s;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-test-spool-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->spool_dir, sizeof(f->spool_dir), "%s/a/spool", f->dir);
+    struct err e = ERR_INIT;
+    if (spool_open(&f->s, f->spool_dir, &e))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    spool_close(&f->s);
+    agent_remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static char *file_path(struct fixture *f, const char *name)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", f->spool_dir, name);
+    return path;
+}
+
+static void test_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *lease = json_pack("{s:s, s:i, s:{s:{s:s}}, s:n}", "job", JOB_A, "attempt", 2, "spec",
+                              "command", "program", "caf\xC3\xA9", "deadline");
+    assert_int_equal(spool_put(&f->s, JOB_A, 2, "lease", lease, &e), 0);
+    struct stat st;
+    assert_int_equal(stat(file_path(f, JOB_A "-2.lease"), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    json_t *back = NULL;
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), 0);
+    assert_true(json_equal(lease, back));
+    json_decref(back);
+
+    /* a rewrite replaces the record */
+    json_object_set_new(lease, "pgid", json_integer(4242));
+    assert_int_equal(spool_put(&f->s, JOB_A, 2, "lease", lease, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(back, "pgid")), 4242);
+    json_decref(back);
+
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "finished", &back, &e), ERR_NOTFOUND);
+    assert_null(back);
+    assert_int_equal(spool_del(&f->s, JOB_A, 2, "lease", &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(spool_del(&f->s, JOB_A, 2, "lease", &e), 0); /* absent: fine */
+    json_decref(lease);
+}
+
+static void test_list(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *doc = json_pack("{s:b}", "x", 1);
+    assert_int_equal(spool_put(&f->s, JOB_B, 1, "lease", doc, &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 3, "finished", doc, &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 3, "lease", doc, &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "started", doc, &e), 0);
+    json_decref(doc);
+    /* a write cut short by a crash, and a stranger's file */
+    FILE *tmp = fopen(file_path(f, "." JOB_B "-9.finished.tmp"), "w");
+    fputs("{\"half", tmp);
+    fclose(tmp);
+    FILE *other = fopen(file_path(f, "README"), "w");
+    fclose(other);
+
+    struct spool_key *keys;
+    size_t n;
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(keys[0].job, JOB_A);
+    assert_int_equal(keys[0].attempt, 1);
+    assert_string_equal(keys[1].job, JOB_A);
+    assert_int_equal(keys[1].attempt, 3);
+    assert_string_equal(keys[2].job, JOB_B);
+    assert_int_equal(keys[2].attempt, 1);
+    lib_free(keys);
+    assert_int_not_equal(access(file_path(f, "." JOB_B "-9.finished.tmp"), F_OK), 0);
+    assert_int_equal(access(file_path(f, "README"), F_OK), 0);
+}
+
+static void test_bad_record_kept_aside(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    FILE *bad = fopen(file_path(f, JOB_A "-1.finished"), "w");
+    fputs("{not json", bad);
+    fclose(bad);
+    json_t *doc = NULL;
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &doc, &e), ERR_INVALID);
+    assert_null(doc);
+    assert_non_null(strstr(e.msg, "is not a valid record"));
+    assert_int_equal(access(file_path(f, JOB_A "-1.finished.bad"), F_OK), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &doc, &e), ERR_NOTFOUND);
+}
+
+static void test_names_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *doc = json_object();
+    assert_int_equal(spool_put(&f->s, "../../etc/passwd", 1, "lease", doc, &e), ERR_INVALID);
+    err_clear(&e);
+    assert_int_equal(spool_put(&f->s, JOB_A, 0, "lease", doc, &e), ERR_INVALID);
+    err_clear(&e);
+    json_t *out;
+    assert_int_equal(spool_get(&f->s, "x", 1, "lease", &out, &e), ERR_INVALID);
+    json_decref(doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
