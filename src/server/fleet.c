@@ -494,6 +494,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->deadline = op->deadline[i];
         free(hmap_put(&f->leases, j->id, l));
         a->held++;
+        a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
         log_info("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
         json_array_append_new(leases, json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt",
@@ -516,10 +517,14 @@ static void lease_done(void *arg, int rc, const struct err *e)
 
 static bool try_lease(struct fleet *f, struct live_agent *a)
 {
-    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || a->free_slots <= 0)
+    /* Never more than its slots, whatever a stale report says. */
+    int free_slots = a->free_slots;
+    if (free_slots > a->rec.slots - a->held_slots)
+        free_slots = a->rec.slots - a->held_slots;
+    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0)
         return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
-    size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, a->free_slots, taken,
+    size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, free_slots, taken,
                           MAX_LEASES_PER_POLL);
     if (!n)
         return false;
@@ -571,8 +576,10 @@ static void unlease_done(void *arg, int rc, const struct err *e)
             continue;
         struct lease_rec *l = hmap_del(&op->f->leases, op->jobs[i].id);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
-        if (a)
+        if (a) {
             a->held--;
+            a->held_slots -= l->slots;
+        }
         free(l);
         fleet_job_changed(op->f, &op->jobs[i], true);
     }
@@ -604,10 +611,15 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
         if (a) {
             a->held--;
+            a->held_slots -= l->slots;
             if (!by_agent) {
                 add_cancel(a, j->id);
                 if (a->poll && !a->leasing)
                     reply_poll(f, a, NULL);
+            } else {
+                /* Its process has ended: the slots are free for the poll it has parked. */
+                a->free_slots += l->slots;
+                try_lease(f, a);
             }
         }
         free(l);
@@ -666,9 +678,10 @@ static int load_job(void *arg, const struct job *j)
     if (a) {
         memcpy(l->agent_id, a->rec.id, sizeof(l->agent_id));
         a->held++;
+        a->held_slots += j->slots > 0 ? j->slots : 1;
     }
     l->attempt = j->attempt;
-    l->slots = j->slots;
+    l->slots = j->slots > 0 ? j->slots : 1;
     l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms(),
                                  (int64_t)f->s->deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);

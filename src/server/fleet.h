@@ -22,8 +22,9 @@ struct fleet;
 
 struct live_agent {
     struct agent_rec rec;
-    int free_slots;         /* as the agent last said */
+    int free_slots;         /* as the agent last said, plus what it freed since */
     int held;               /* leases it holds */
+    int held_slots;         /* the slots those leases take */
     struct http_req *poll;  /* its parked poll, or NULL */
     struct event *poll_timer;
     bool leasing;           /* a lease commit is in flight for it */
