@@ -19,5 +19,8 @@ int cmd_jobs(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_agents(int argc, char **argv);
+int cmd_drain(int argc, char **argv);
 
 #endif

@@ -16,8 +16,11 @@ static const struct command commands[] = {
     {"status", cmd_status, "show a job"},
     {"wait", cmd_wait, "wait for a job to end; exits with its exit code"},
     {"cancel", cmd_cancel, "cancel a job"},
+    {"logs", cmd_logs, "print a job's output (-f: follow it until the job ends)"},
     {"jobs", cmd_jobs, "list jobs"},
     {"queues", cmd_queues, "list queues"},
+    {"agents", cmd_agents, "list agents"},
+    {"drain", cmd_drain, "drain an agent: no new jobs, then it exits"},
     {"token", cmd_token, "create or revoke an API token"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
 };

@@ -245,19 +245,14 @@ bool cli_parse_seconds(const char *s, double *out)
     return true;
 }
 
-void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
+/* Splits an RFC 3339 UTC time of the API ("...T12:20:59.258Z") into seconds and ms. */
+static bool parse_utc(const char *rfc3339, time_t *secs, int *millis)
 {
     struct tm tm = {0};
     int ms = 0, used = 0;
-    if (!rfc3339) {
-        snprintf(out, n, "-");
-        return;
-    }
-    if (sscanf(rfc3339, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6) {
-        snprintf(out, n, "%s", rfc3339);
-        return;
-    }
+    if (!rfc3339 || sscanf(rfc3339, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+                           &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
+        return false;
     const char *rest = rfc3339 + used;
     if (*rest == '.') {
         int digits = 0;
@@ -266,13 +261,48 @@ void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
         for (; digits < 3; digits++)
             ms *= 10;
     }
-    if (strcmp(rest, "Z")) { /* the API always answers in UTC; show anything else as it is */
+    if (strcmp(rest, "Z")) return false; /* the API always answers in UTC */
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *secs = timegm(&tm);
+    *millis = ms;
+    return true;
+}
+
+bool cli_parse_time(const char *rfc3339, int64_t *ms_out)
+{
+    time_t t;
+    int ms;
+    if (!parse_utc(rfc3339, &t, &ms)) return false;
+    *ms_out = (int64_t)t * 1000 + ms;
+    return true;
+}
+
+void cli_format_age(int64_t ms, char *out, size_t n)
+{
+    int64_t s = ms < 0 ? 0 : ms / 1000;
+    if (s < 60)
+        snprintf(out, n, "%llds ago", (long long)s);
+    else if (s < 3600)
+        snprintf(out, n, "%lldm ago", (long long)(s / 60));
+    else if (s < 48 * 3600)
+        snprintf(out, n, "%lldh ago", (long long)(s / 3600));
+    else
+        snprintf(out, n, "%lldd ago", (long long)(s / 86400));
+}
+
+void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
+{
+    time_t t;
+    int ms;
+    if (!rfc3339) {
+        snprintf(out, n, "-");
+        return;
+    }
+    if (!parse_utc(rfc3339, &t, &ms)) { /* show anything unexpected as it is */
         snprintf(out, n, "%s", rfc3339);
         return;
     }
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
     struct tm local;
     localtime_r(&t, &local);
     if (with_ms)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #ifndef DROVER_VERSION
@@ -160,8 +161,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
         if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) goto setopt_failed;                   \
     } while (0)
 
-int http_call_setup(struct http_call *call, const struct http_client *c, CURL *easy,
-                    const char *method, const char *path, json_t *body, struct err *e)
+/* http_call_setup with the media types the caller accepts ("Accept: ..."). */
+static int call_setup(struct http_call *call, const struct http_client *c, CURL *easy,
+                      const char *method, const char *path, json_t *body, const char *accept,
+                      struct err *e)
 {
     memset(call, 0, sizeof(*call));
     call->easy = easy;
@@ -173,7 +176,7 @@ int http_call_setup(struct http_call *call, const struct http_client *c, CURL *e
     }
 
     struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Accept: application/json");
+    h = curl_slist_append(h, accept);
     if (h && body) h = curl_slist_append(h, "Content-Type: application/json");
     if (h) h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
     if (h && c->token) {
@@ -217,6 +220,12 @@ int http_call_setup(struct http_call *call, const struct http_client *c, CURL *e
 
 setopt_failed:
     return err_set(e, ERR_INTERNAL, "cannot prepare the request to %s", call->url);
+}
+
+int http_call_setup(struct http_call *call, const struct http_client *c, CURL *easy,
+                    const char *method, const char *path, json_t *body, struct err *e)
+{
+    return call_setup(call, c, easy, method, path, body, "Accept: application/json", e);
 }
 
 void http_call_release(struct http_call *call)
@@ -400,6 +409,90 @@ int http_client_json(struct http_client *c, const char *method, const char *path
         rc = http_call_finish(&call, c, curl_easy_perform(c->easy), status, resp, e);
         c->reached = call.connected;
     }
+    http_call_release(&call);
+    return rc;
+}
+
+/* The most of a streamed call's error answer that is kept (it is a short JSON error). */
+#define STREAM_ERROR_MAX ((size_t)1 << 20)
+
+/* A 2xx body goes to the caller's function as it comes; any other is kept for its error. */
+static size_t on_stream_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_call *call = arg;
+    size_t n = size * nmemb;
+    long st = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &st);
+    if (st < 200 || st >= 300) return on_write(data, size, nmemb, arg);
+    if (n == 0) return 0;
+    call->last_data_ns = time_mono_ns();
+    int rc = call->chunk_fn(call->chunk_arg, data, n, call->chunk_err);
+    if (rc < 0) {
+        call->chunk_rc = rc;
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+/* curl calls this about once a second while idle: stops a call silent for too long. */
+static int on_stream_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    struct http_call *call = arg;
+    if (call->idle_ns > 0 && time_mono_ns() - call->last_data_ns >= call->idle_ns) {
+        call->idled = true;
+        return 1; /* curl stops with CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
+int http_client_stream(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
+                       void *arg, long *status, struct err *e)
+{
+    if (status) *status = 0;
+    if (!c->easy && !(c->easy = curl_easy_init())) die("cannot initialise libcurl");
+
+    struct http_call call;
+    int rc =
+        call_setup(&call, c, c->easy, "GET", path, NULL, "Accept: text/plain, application/json", e);
+    if (rc < 0) goto out;
+    call.max_response = call.max_response < STREAM_ERROR_MAX ? call.max_response : STREAM_ERROR_MAX;
+    call.chunk_fn = fn;
+    call.chunk_arg = arg;
+    call.chunk_err = e;
+    SETOPT(c->easy, CURLOPT_WRITEFUNCTION, on_stream_write);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPIDLE, 30L);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPINTVL, 15L);
+    if (idle_ms > 0) {
+        call.idle_ns = (int64_t)idle_ms * 1000000;
+        call.last_data_ns = time_mono_ns(); /* the wait for the headers counts as silence too */
+        SETOPT(c->easy, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
+        SETOPT(c->easy, CURLOPT_XFERINFODATA, &call);
+        SETOPT(c->easy, CURLOPT_NOPROGRESS, 0L);
+    }
+
+    CURLcode cc = curl_easy_perform(c->easy);
+    if (call.chunk_rc < 0 || call.idled) {
+        /* Stopped on purpose: by the caller's function (its error is the one to tell), or
+         * after idle_ms of silence (not an error: the caller decides what silence means). */
+        struct err ignored = ERR_INIT;
+        http_call_finish(&call, c, cc, status, NULL, &ignored);
+        if (call.chunk_rc < 0)
+            rc = err_set(e, call.chunk_rc, "the answer of the drover server at %s was not taken",
+                         c->base_url);
+        else
+            rc = 1;
+    } else {
+        rc = http_call_finish(&call, c, cc, status, NULL, e);
+    }
+    c->reached = call.connected;
+    goto out;
+
+setopt_failed:
+    rc = err_set(e, ERR_INTERNAL, "cannot prepare the request to %s", call.url);
+out:
     http_call_release(&call);
     return rc;
 }

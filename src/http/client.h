@@ -14,6 +14,8 @@
  *
  * Every answer is read into memory up to `max_response` bytes (64 MiB by
  * default); a longer one fails with ERR_TOOLARGE instead of growing without bound.
+ * http_client_stream() is the exception: it hands a GET's body to a callback
+ * piece by piece as it arrives (a followed log), keeping none of it.
  *
  * Errors:
  *   - the server cannot be reached (refused, unknown host, no answer, TLS):
@@ -64,6 +66,13 @@ void http_client_release(struct http_client *c);
 int http_client_set_token(struct http_client *c, const char *token, struct err *e);
 
 /*
+ * Called with each piece of a streamed answer's body as it arrives (see
+ * http_client_stream). Returns 0 to go on, or a negative ERR_* code (with `e`
+ * set) to stop the transfer; http_client_stream then returns that code.
+ */
+typedef int (*http_chunk_fn)(void *arg, const char *data, size_t len, struct err *e);
+
+/*
  * One request and its answer. Fields are private to client.c; callers only
  * embed it, call setup, run `easy`, call finish and release.
  */
@@ -76,6 +85,13 @@ struct http_call {
     size_t max_response;
     bool too_large;
     bool connected; /* set by http_call_finish: a connection to the server was made */
+    /* http_client_stream only: where a 2xx body goes, and why the transfer stopped */
+    http_chunk_fn chunk_fn;
+    void *chunk_arg;
+    struct err *chunk_err;
+    int chunk_rc;
+    int64_t idle_ns, last_data_ns; /* stop after idle_ns without data (0: never) */
+    bool idled;
 };
 
 /*
@@ -103,6 +119,27 @@ void http_call_release(struct http_call *call);
  */
 int http_client_json(struct http_client *c, const char *method, const char *path, json_t *body,
                      long *status, json_t **resp, struct err *e);
+
+/*
+ * A blocking GET of `path` whose 2xx body is not kept but handed to `fn` piece
+ * by piece as it arrives, for answers that are long or never end until the
+ * server says so (a followed log). The whole call is bounded by c->timeout_ms
+ * as usual (set it to 0 for none); TCP keep-alive is on, so a server that
+ * vanished without closing the connection is noticed.
+ *
+ * Returns 0 when the answer ended (it was 2xx), 1 when `idle_ms` > 0 and
+ * nothing came for that long (the call is then stopped: what silence means,
+ * and whether to ask again, is the caller's business), or an error.
+ *
+ * Errors are those of http_client_json: ERR_UNAVAILABLE with *status == 0
+ * when the server cannot be reached ("cannot reach the drover server at
+ * ...") or the connection broke ("... broke during the request", c->reached
+ * telling the two apart); a non-2xx answer is not given to `fn` but read (up
+ * to 1 MiB) and turned into the matching ERR_* code with the message and
+ * field of its JSON error. `status` may be NULL.
+ */
+int http_client_stream(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
+                       void *arg, long *status, struct err *e);
 
 /* `s` escaped for a URL path segment or query value; the caller frees it. */
 char *http_escape(const char *s);

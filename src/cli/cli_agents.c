@@ -1,0 +1,210 @@
+/*
+ * cli_agents.c - the commands about agents: `drover agents` (GET /v1/agents)
+ * and `drover drain` (POST /v1/agents/{id-or-name}/drain).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/table.h"
+#include "commands.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+enum { OPT_JSON = CLI_OPT_FIRST_FREE };
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* ---- agents ---- */
+
+static const char agents_usage[] =
+    "usage: drover agents [--json]\n"
+    "\n"
+    "Lists the agents the server knows: their state (up, draining, lost, left),\n"
+    "free and total slots, the jobs they run, their queues and labels, and when\n"
+    "they were last heard from.\n"
+    "\n"
+    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+
+/* "default,bio" for an array of strings; "-" when empty. */
+static void join_strings(json_t *arr, struct buf *b)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (b->len) buf_addc(b, ',');
+        buf_adds(b, json_is_string(v) ? json_string_value(v) : "?");
+    }
+}
+
+/* "db=rfam,gpu=1" for an object of strings. */
+static void join_labels(json_t *obj, struct buf *b)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (b->len) buf_addc(b, ',');
+        if (json_is_string(v)) {
+            buf_addf(b, "%s=%s", k, json_string_value(v));
+        } else {
+            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            buf_addf(b, "%s=%s", k, s ? s : "?");
+            free(s);
+        }
+    }
+}
+
+/* An integer field, or a count when it is an array ("running" may list jobs). */
+static long long count_of(json_t *v)
+{
+    if (json_is_array(v)) return (long long)json_array_size(v);
+    return (long long)json_integer_value(v);
+}
+
+static void print_agents_table(json_t *list)
+{
+    struct table *t =
+        table_new(7, "name", "state", "slots", "running", "queues", "labels", "last-seen");
+    table_align_right(t, 2);
+    table_align_right(t, 3);
+    table_max_width(t, 4, 40);
+    table_max_width(t, 5, 40);
+    int64_t now = time_now_ms();
+    size_t i;
+    json_t *a;
+    json_array_foreach(list, i, a)
+    {
+        struct buf b = BUF_INIT;
+        table_add(t, jstr(a, "name"));
+        table_add(t, jstr(a, "state"));
+        table_addf(t, "%lld/%lld", count_of(json_object_get(a, "free_slots")),
+                   count_of(json_object_get(a, "slots")));
+        table_addf(t, "%lld", count_of(json_object_get(a, "running")));
+        join_strings(json_object_get(a, "queues"), &b);
+        table_add(t, b.data);
+        buf_reset(&b);
+        join_labels(json_object_get(a, "labels"), &b);
+        table_add(t, b.data);
+        buf_release(&b);
+        int64_t seen;
+        char age[32];
+        if (cli_parse_time(jstr(a, "last_seen"), &seen)) {
+            cli_format_age(now - seen, age, sizeof(age));
+            table_add(t, age);
+        } else {
+            table_add(t, jstr(a, "last_seen"));
+        }
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
+int cmd_agents(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    json_t *answer = NULL;
+    int opt, rc = 1;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            fputs(agents_usage, stdout);
+            return 0;
+        default:
+            return cli_bad_option(opt, argv, agents_usage);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error(agents_usage, "unexpected argument '%s'", argv[optind]);
+    if (cli_connect(&cli, &copts) ||
+        cli_call(&cli, "GET", "/v1/agents", NULL, &answer, "cannot list agents"))
+        goto out;
+    if (json)
+        cli_print_json(answer);
+    else
+        print_agents_table(json_is_array(answer) ? answer : json_object_get(answer, "agents"));
+    rc = 0;
+out:
+    json_decref(answer);
+    cli_release(&cli);
+    return rc;
+}
+
+/* ---- drain ---- */
+
+static const char drain_usage[] =
+    "usage: drover drain [--json] AGENT\n"
+    "\n"
+    "Drains an agent, given by name or id: it takes no new jobs, finishes the ones\n"
+    "it runs, and exits.\n"
+    "\n"
+    "      --json         print the agent as the server answers it\n" CLI_COMMON_USAGE;
+
+int cmd_drain(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool json = false;
+    json_t *answer = NULL;
+    int opt, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            fputs(drain_usage, stdout);
+            return 0;
+        default:
+            return cli_bad_option(opt, argv, drain_usage);
+        }
+    }
+    if (optind >= argc) return cli_usage_error(drain_usage, "which agent? give its name or id");
+    if (optind + 1 < argc)
+        return cli_usage_error(drain_usage, "unexpected argument '%s'", argv[optind + 1]);
+    const char *agent = argv[optind];
+    if (!*agent) return cli_usage_error(drain_usage, "the agent's name is empty");
+
+    rc = 1;
+    if (cli_connect(&cli, &copts)) goto out;
+    char *eagent = http_escape(agent);
+    char *path = xasprintf("/v1/agents/%s/drain", eagent);
+    free(eagent);
+    int r = cli_call(&cli, "POST", path, NULL, &answer, "cannot drain agent '%s'", agent);
+    free(path);
+    if (r) goto out;
+    if (json)
+        cli_print_json(answer);
+    else
+        printf("draining %s\n", agent);
+    rc = 0;
+out:
+    json_decref(answer);
+    cli_release(&cli);
+    return rc;
+}

@@ -1,0 +1,235 @@
+/*
+ * cli_logs.c - `drover logs`: a job's captured stdout or stderr.
+ *
+ * GET /v1/jobs/{id}/log?stream=S&offset=N[&follow=1] (API.md, protocol.md).
+ * The answer goes to stdout as it arrives, byte for byte (it is the job's own
+ * output, so it is not sanitised), flushed after each piece; nothing is kept.
+ *
+ * Without -f: the server answers at most a bounded piece per request, so the
+ * command asks again from where it got to until an answer is empty.
+ *
+ * With -f the server streams the log until the job ends. A stream that ends
+ * is not taken as the end of the job: the server also ends its streams when
+ * it shuts down, and a connection may break. So once a stream ends the job's
+ * state is checked: when it is terminal, whatever is left is read as above;
+ * when not, or when the server went away, the log is followed again from the
+ * byte reached, riding out a server restart like `drover wait` does. The job
+ * is also checked after RECHECK_MS without output, because the server ends a
+ * stream only when an agent reports the job's end (not when, say, a queued
+ * job is cancelled).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "commands.h"
+#include "common/xalloc.h"
+
+#define FOLLOW_RETRIES 6      /* consecutive failures tolerated once the server was seen */
+#define CALL_TIMEOUT_MS 60000 /* a request that is not a followed stream */
+#define RECHECK_MS 10000      /* a followed log silent this long: is the job still on? */
+
+static const char logs_usage[] =
+    "usage: drover logs [-f] [--stderr] [--offset N] ID\n"
+    "\n"
+    "Prints what a job's latest attempt wrote to its standard output (or, with\n"
+    "--stderr, its standard error), as captured by its agent. With -f it keeps\n"
+    "printing what the job writes until the job ends.\n"
+    "\n"
+    "  -f, --follow       wait for more output until the job ends\n"
+    "  -e, --stderr       standard error instead of standard output\n"
+    "  -o, --offset N     start at byte N of the stream (default 0)\n" CLI_COMMON_USAGE;
+
+struct sink {
+    int64_t written; /* bytes written to stdout by the current request */
+    int write_errno; /* why writing to stdout failed, or 0 */
+};
+
+static int to_stdout(void *arg, const char *data, size_t len, struct err *e)
+{
+    struct sink *s = arg;
+    errno = 0;
+    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) == EOF) {
+        s->write_errno = errno ? errno : EIO;
+        return err_set(e, ERR_IO, "cannot write to standard output: %s", strerror(s->write_errno));
+    }
+    s->written += (int64_t)len;
+    return 0;
+}
+
+static void pause_before_retry(int failures)
+{
+    int64_t ns = (int64_t)1000000000 << (failures - 1 < 4 ? failures - 1 : 4);
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    nanosleep(&ts, NULL);
+}
+
+static bool is_terminal(const char *state)
+{
+    return state &&
+           (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}
+
+/* Prints why the log could not be read; 404 says just that the job is unknown. */
+static void print_failure(struct cli *cli, const struct err *e, long status, const char *id,
+                          const struct sink *sink)
+{
+    if (sink->write_errno) {
+        /* A reader that went away (`drover logs -f ID | head`) needs no message. */
+        if (sink->write_errno != EPIPE) fprintf(stderr, "drover: %s\n", e->msg);
+        return;
+    }
+    if (status == 404) {
+        fprintf(stderr, "drover: job '%s' not found\n", id);
+        return;
+    }
+    char what[256];
+    snprintf(what, sizeof(what), "cannot read the log of job '%s'", id);
+    cli_print_err(cli, e, status, what);
+}
+
+/*
+ * The job's state (into state, "" when the answer has none). Returns 0, or an
+ * error code with e and *status set as for http_client_json.
+ */
+static int job_state(struct cli *cli, const char *eid, char *state, size_t n, long *status,
+                     struct err *e)
+{
+    char *path = xasprintf("/v1/jobs/%s", eid);
+    json_t *job = NULL;
+    long saved_timeout = cli->http.timeout_ms;
+    cli->http.timeout_ms = CALL_TIMEOUT_MS;
+    int rc = http_client_json(&cli->http, "GET", path, NULL, status, &job, e);
+    cli->http.timeout_ms = saved_timeout;
+    free(path);
+    if (rc == 0) {
+        json_t *inner = json_object_get(job, "job");
+        const char *s =
+            json_string_value(json_object_get(json_is_object(inner) ? inner : job, "state"));
+        snprintf(state, n, "%s", s ? s : "");
+    }
+    json_decref(job);
+    return rc;
+}
+
+static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
+                    bool follow)
+{
+    char *eid = http_escape(id);
+    int failures = 0;
+    bool seen = false; /* the server answered once: a failure now may be a restart */
+    int rc = 0;
+
+    if (follow) cli->http.timeout_ms = 0; /* a followed log lasts as long as the job */
+    for (;;) {
+        struct err e = ERR_INIT;
+        long status = 0;
+        struct sink sink = {0};
+        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s", eid, stream,
+                               (long long)offset, follow ? "&follow=1" : "");
+        int r = http_client_stream(&cli->http, path, follow ? RECHECK_MS : 0, to_stdout, &sink,
+                                   &status, &e);
+        free(path);
+        offset += sink.written;
+        seen = seen || cli->http.reached;
+
+        if (r >= 0 && follow) {
+            /* The stream ended: because the job did, or because the server is going away?
+             * Or it was silent for a while (r == 1): has the job ended without the
+             * server telling its followers? */
+            bool idled = r == 1;
+            char state[32];
+            r = job_state(cli, eid, state, sizeof(state), &status, &e);
+            if (r == 0 && is_terminal(state)) {
+                follow = false; /* read what may be left beyond the stream's last piece */
+                cli->http.timeout_ms = CALL_TIMEOUT_MS;
+                failures = 0;
+                continue;
+            }
+            if (r == 0) { /* not over: follow again, pausing if the server keeps ending it */
+                if (idled || sink.written > 0) {
+                    failures = 0;
+                    continue;
+                }
+                if (++failures > FOLLOW_RETRIES) {
+                    fprintf(stderr,
+                            "drover: the server keeps ending the log of job '%s' though "
+                            "it is still %s\n",
+                            id, state[0] ? state : "running");
+                    rc = 1;
+                    break;
+                }
+                pause_before_retry(failures);
+                continue;
+            }
+        }
+        if (r < 0) {
+            bool transient =
+                !sink.write_errno && ((status == 0 && e.code == ERR_UNAVAILABLE) || status == 503);
+            if (follow && seen && transient && ++failures <= FOLLOW_RETRIES) {
+                pause_before_retry(failures);
+                continue;
+            }
+            print_failure(cli, &e, status, id, &sink);
+            rc = 1;
+            break;
+        }
+        failures = 0;
+        if (sink.written == 0) break; /* all of it */
+    }
+    free(eid);
+    return rc;
+}
+
+int cmd_logs(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"follow", no_argument, NULL, 'f'},
+        {"stderr", no_argument, NULL, 'e'},
+        {"offset", required_argument, NULL, 'o'},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_opts copts = {0};
+    struct cli cli = {0};
+    bool follow = false, err_stream = false;
+    long offset = 0;
+    int opt, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":feo:h", longopts, NULL)) != -1) {
+        if (cli_common_opt(&copts, opt, optarg)) continue;
+        switch (opt) {
+        case 'f':
+            follow = true;
+            break;
+        case 'e':
+            err_stream = true;
+            break;
+        case 'o':
+            if (!cli_parse_long(optarg, 0, LONG_MAX, &offset))
+                return cli_usage_error(
+                    logs_usage, "--offset must be a byte offset (0 or more), not '%s'", optarg);
+            break;
+        case 'h':
+            fputs(logs_usage, stdout);
+            return 0;
+        default:
+            return cli_bad_option(opt, argv, logs_usage);
+        }
+    }
+    if (optind >= argc) return cli_usage_error(logs_usage, "which job? give its ID");
+    if (optind + 1 < argc)
+        return cli_usage_error(logs_usage, "unexpected argument '%s'", argv[optind + 1]);
+    const char *id = argv[optind];
+    if (!*id) return cli_usage_error(logs_usage, "the job ID is empty");
+
+    rc = 1;
+    if (cli_connect(&cli, &copts) == 0)
+        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow);
+    cli_release(&cli);
+    return rc;
+}

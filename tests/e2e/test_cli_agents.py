@@ -1,0 +1,488 @@
+"""End-to-end tests of the CLI commands about agents and logs: logs, agents, drain.
+
+No agent binary is used: the tests play the agent themselves over HTTP with the
+admin token (register, poll for leases, report started / log / finished), so
+they decide exactly when each piece of output reaches the server.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UNKNOWN_JOB = "01938c2e-0000-7000-8000-000000000000"
+
+
+def ok(r):
+    """Asserts a command succeeded quietly and returns its stdout."""
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    assert r.stderr == ""
+    return r.stdout
+
+
+def refused(r, code=1):
+    """Asserts a command failed with `code` and one "drover: " message; returns stderr."""
+    assert r.returncode == code, f"exit {r.returncode}: {r.stdout} {r.stderr}"
+    assert r.stderr.startswith("drover: "), r.stderr
+    assert r.stderr.count("\n") == 1 or code == 2, r.stderr
+    return r.stderr
+
+
+def table(out):
+    """A human table as a list of rows (lists of cells), header first."""
+    return [line.split() for line in out.splitlines()]
+
+
+def wait_until(cond, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---- a fake agent over HTTP ----
+
+
+class FakeAgent:
+    def __init__(self, server, name, queues=("default",), slots=1, labels=None):
+        self.server = server
+        self.name = name
+        self.queues = list(queues)
+        self.slots = slots
+        self.labels = labels or {}
+        self.api = server.api()
+        self.id = None
+        self.register()
+
+    def register(self, running=()):
+        r = self.api.post("/v1/agents/register", json={
+            "name": self.name, "queues": self.queues, "slots": self.slots,
+            "labels": self.labels, "running": [{"job": j, "attempt": a} for j, a in running]})
+        assert r.status_code == 200, r.text
+        self.id = r.json()["id"]
+        assert UUID.match(self.id)
+        return r.json()
+
+    def poll(self, free_slots=None):
+        # wait_s 1, not 0: a poll the server answers before its handler returns (nothing to
+        # lease and wait_s 0, or a draining agent) is a use-after-free in the server's
+        # router (on_request reads r->ev after fleet_poll replied and freed r).
+        r = self.api.post(f"/v1/agents/{self.id}/poll", json={
+            "free_slots": self.slots if free_slots is None else free_slots, "wait_s": 1})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def lease(self, job_id):
+        """Polls until `job_id` is leased to this agent; returns its attempt."""
+        def leased():
+            for lease in self.poll()["leases"]:
+                if lease["job"] == job_id:
+                    return lease["attempt"]
+            return None
+        return wait_until(leased, what=f"a lease of {job_id}")
+
+    def report(self, *reports):
+        r = self.api.post(f"/v1/agents/{self.id}/reports", json={"reports": list(reports)})
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert all(x["status"] == 200 for x in results), results
+        return results
+
+
+def started(job, attempt=1):
+    return {"job": job, "attempt": attempt, "type": "started", "pid": 4242}
+
+
+def log(job, data, offset, stream="stdout", attempt=1):
+    return {"job": job, "attempt": attempt, "type": "log", "stream": stream,
+            "offset": offset, "data": data}
+
+
+def finished(job, attempt=1, exit_code=0):
+    return {"job": job, "attempt": attempt, "type": "finished", "reason": "exit",
+            "exit_code": exit_code, "duration_ms": 12}
+
+
+def submit(server, *args):
+    out = ok(server.run_cli("submit", *args))
+    assert UUID.match(out.strip()), out
+    return out.strip()
+
+
+def job_state(server, job_id):
+    return json.loads(ok(server.run_cli("status", "--json", job_id)))["state"]
+
+
+class Background:
+    """A CLI command run in the background whose stdout is collected as it comes."""
+
+    def __init__(self, server, *args, env=None):
+        e = dict(os.environ, DROVER_SERVER=server.url, DROVER_TOKEN=server.admin_token)
+        e.update(env or {})
+        self.p = subprocess.Popen([server.binary] + list(args), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=e)
+        self.out = b""
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        fd = self.p.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            with self.lock:
+                self.out += data
+
+    def output(self):
+        with self.lock:
+            return self.out
+
+    def wait_for_output(self, expected, timeout=15):
+        wait_until(lambda: self.output() == expected, timeout,
+                   f"output {expected!r} (have {self.output()!r})")
+
+    def finish(self, timeout=30):
+        rc = self.p.wait(timeout=timeout)
+        self.reader.join(timeout=5)
+        err = self.p.stderr.read().decode()
+        return rc, self.output(), err
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        self.p.stdout.close()
+        self.p.stderr.close()
+
+
+@pytest.fixture
+def background(server):
+    started_ = []
+
+    def start(*args, **kw):
+        b = Background(server, *args, **kw)
+        started_.append(b)
+        return b
+
+    yield start
+    for b in started_:
+        b.kill()
+
+
+# ---- logs ----
+
+
+def test_logs_prints_stdout_stderr_and_from_an_offset(server):
+    job = submit(server, "--", "greet")
+    agent = FakeAgent(server, "w1")
+    assert agent.lease(job) == 1
+    hello = "hello, w\u00f6rld\n"  # 14 characters, 15 bytes
+    agent.report(started(job), log(job, hello, 0), log(job, "line 2\n", len(hello.encode())),
+                 log(job, "oops\n", 0, stream="stderr"), finished(job))
+    assert job_state(server, job) == "succeeded"
+
+    assert ok(server.run_cli("logs", job)) == hello + "line 2\n"
+    assert ok(server.run_cli("logs", "--stderr", job)) == "oops\n"
+    assert ok(server.run_cli("logs", "-e", job)) == "oops\n"
+    # offsets are in bytes
+    assert ok(server.run_cli("logs", "--offset", "7", job)) == "w\u00f6rld\nline 2\n"
+    assert ok(server.run_cli("logs", "-o", str(len(hello.encode())), job)) == "line 2\n"
+    assert ok(server.run_cli("logs", "--offset", "1000", job)) == ""
+    assert ok(server.run_cli("logs", "--stderr", "--offset", "2", job)) == "ps\n"
+    # following a job that has ended prints it all and returns at once
+    assert ok(server.run_cli("logs", "-f", job, timeout=20)) == hello + "line 2\n"
+    assert ok(server.run_cli("logs", "--follow", "--stderr", job, timeout=20)) == "oops\n"
+
+
+def test_logs_of_a_job_that_has_not_run_is_empty(server):
+    job = submit(server, "--", "true")
+    assert ok(server.run_cli("logs", job)) == ""
+    assert ok(server.run_cli("logs", "--stderr", job)) == ""
+
+
+def test_logs_pass_output_through_unchanged(server):
+    """Long output, in pieces larger than one read, and bytes a terminal would act on."""
+    job = submit(server, "--", "big")
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    piece = "".join(f"{i:07d} \x1b[1mbold\x1b[0m\ttab \u2603\n" for i in range(6000))
+    size = len(piece.encode())
+    agent.report(started(job), log(job, piece, 0), log(job, piece, size), finished(job))
+    out = ok(server.run_cli("logs", job))
+    assert out == piece + piece
+    out = ok(server.run_cli("logs", "-f", job, timeout=20))
+    assert out == piece + piece
+
+
+def test_logs_longer_than_one_read_of_the_server(server):
+    """The server answers at most 16 MiB per request: the CLI asks again from there."""
+    job = submit(server, "--", "big")
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    chunk = 256 * 1024  # the largest log report
+    chunks = [(f"{i:04d}" * (chunk // 4))[:chunk - 1] + "\n" for i in range(70)]
+    assert all(len(c) == chunk for c in chunks)
+    agent.report(started(job))
+    for first in range(0, len(chunks), 10):
+        agent.report(*[log(job, chunks[i], i * chunk) for i in range(first, first + 10)])
+    agent.report(finished(job))
+    expected = "".join(chunks)  # 17.5 MiB
+    one_read = server.api().get(f"/v1/jobs/{job}/log")
+    assert one_read.status_code == 200 and 0 < len(one_read.content) < len(expected)
+    for args in (["logs", job], ["logs", "-f", job]):
+        r = server.run_cli(*args, timeout=60)
+        assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+        assert len(r.stdout) == len(expected) and r.stdout == expected, args
+    r = server.run_cli("logs", "--offset", str(69 * chunk), job)
+    assert r.stdout == chunks[69]
+
+
+def test_logs_follow_streams_chunks_until_the_job_ends(server, background):
+    job = submit(server, "--", "slow")
+    follower = background("logs", "-f", job)  # the job is still queued
+    time.sleep(0.3)
+    assert follower.p.poll() is None
+
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    agent.report(started(job))
+    assert follower.p.poll() is None
+    assert follower.output() == b""
+
+    agent.report(log(job, "one\n", 0))
+    follower.wait_for_output(b"one\n")
+    agent.report(log(job, "two\n", 4), log(job, "to stderr\n", 0, stream="stderr"))
+    follower.wait_for_output(b"one\ntwo\n")
+    time.sleep(0.3)
+    assert follower.p.poll() is None  # still running: the job is
+
+    agent.report(log(job, "three\n", 8), finished(job))
+    rc, out, err = follower.finish(timeout=15)
+    assert (rc, out, err) == (0, b"one\ntwo\nthree\n", "")
+
+
+def test_logs_follow_stderr_from_an_offset(server, background):
+    r = server.api().post("/v1/jobs", json={"command": {"program": "slow"},
+                                            "retry": {"max_attempts": 1}})
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    agent.report(started(job), log(job, "abcdef\n", 0, stream="stderr"),
+                 log(job, "not this\n", 0))
+    follower = background("logs", "--follow", "--stderr", "--offset", "3", job)
+    follower.wait_for_output(b"def\n")
+    agent.report(log(job, "ghi\n", 7, stream="stderr"))
+    follower.wait_for_output(b"def\nghi\n")
+    agent.report(finished(job, exit_code=3))  # failed, no retry left: the log ends too
+    rc, out, err = follower.finish(timeout=15)
+    assert (rc, out, err) == (0, b"def\nghi\n", "")
+    assert job_state(server, job) == "failed"
+
+
+def test_logs_follow_of_a_job_cancelled_while_queued_returns(server, background):
+    """The server tells log followers about a job's end only when an agent reports it, so
+    the stream of a job cancelled while queued never ends: the CLI finds out by checking
+    the job after RECHECK_MS (10 s) of silence."""
+    job = submit(server, "--", "slow")
+    follower = background("logs", "-f", job)
+    time.sleep(0.3)
+    ok(server.run_cli("cancel", job))
+    rc, out, err = follower.finish(timeout=30)
+    assert (rc, out, err) == (0, b"", "")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "crash"])
+def test_logs_follow_rides_out_a_server_restart(server, background, sig):
+    """An orderly stop ends the server's streams cleanly: that is not the job's end."""
+    job = submit(server, "--", "slow")
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    agent.report(started(job), log(job, "before\n", 0))
+    follower = background("logs", "-f", job)
+    follower.wait_for_output(b"before\n")
+
+    server.kill(sig)
+    time.sleep(0.3)
+    assert follower.p.poll() is None, follower.finish()
+    server.start()
+    agent.register(running=[(job, 1)])  # an agent that kept its job while the server was away
+    agent.report(log(job, "after\n", 7))
+    follower.wait_for_output(b"before\nafter\n", timeout=60)
+    assert follower.p.poll() is None
+    agent.report(finished(job))
+    rc, out, err = follower.finish(timeout=30)
+    assert (rc, out, err) == (0, b"before\nafter\n", "")
+
+
+def test_logs_of_an_unknown_job(server):
+    for args in (["logs"], ["logs", "-f"], ["logs", "--stderr", "--offset", "5"]):
+        r = server.run_cli(*args, UNKNOWN_JOB, timeout=20)
+        assert r.returncode == 1, args
+        assert r.stdout == ""
+        assert r.stderr == f"drover: job '{UNKNOWN_JOB}' not found\n", args
+
+
+def test_logs_with_a_client_token_and_a_bad_token(server):
+    token = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
+    job = submit(server, "--", "true")
+    assert ok(server.run_cli("logs", job, token=token)) == ""
+    err = refused(server.run_cli("logs", "-f", job, token="wrong", timeout=20))
+    assert "invalid token" in err and "DROVER_TOKEN" in err
+
+
+# ---- agents ----
+
+
+def test_agents_table_and_json(server):
+    assert table(ok(server.run_cli("agents"))) == [
+        ["NAME", "STATE", "SLOTS", "RUNNING", "QUEUES", "LABELS", "LAST-SEEN"]]
+    assert json.loads(ok(server.run_cli("agents", "--json"))) == []
+
+    big = FakeAgent(server, "big-1", queues=["default", "bio"], slots=4,
+                    labels={"db": "rfam", "gpu": "1"})
+    FakeAgent(server, "small-2", queues=["other"], slots=1)
+    job = submit(server, "--", "true")
+    big.lease(job)
+
+    out = ok(server.run_cli("agents"))
+    rows = table(out)
+    assert rows[0] == ["NAME", "STATE", "SLOTS", "RUNNING", "QUEUES", "LABELS", "LAST-SEEN"]
+    by_name = {r[0]: r for r in rows[1:]}
+    assert set(by_name) == {"big-1", "small-2"}
+    assert by_name["big-1"][1:4] == ["up", "3/4", "1"]
+    assert by_name["big-1"][4] == "default,bio"
+    assert sorted(by_name["big-1"][5].split(",")) == ["db=rfam", "gpu=1"]
+    assert by_name["small-2"][1:6] == ["up", "1/1", "0", "other", "-"]
+    for r in rows[1:]:
+        assert re.fullmatch(r"\d+s", r[6]) and r[7] == "ago", r
+        assert int(r[6][:-1]) < 30
+    # columns line up
+    lines = out.splitlines()
+    col = lines[0].index("STATE")
+    assert all(line[col - 2:col] == "  " and line[col] != " " for line in lines)
+
+    agents = json.loads(ok(server.run_cli("agents", "--json")))
+    by_name = {a["name"]: a for a in agents}
+    assert by_name["big-1"]["id"] == big.id
+    assert by_name["big-1"]["state"] == "up"
+    assert by_name["big-1"]["slots"] == 4 and by_name["big-1"]["free_slots"] == 3
+    assert by_name["big-1"]["labels"] == {"db": "rfam", "gpu": "1"}
+    assert by_name["small-2"]["queues"] == ["other"]
+
+
+def test_agents_shows_lost_and_left(make_server):
+    server = make_server("--lost-after", "2", "--heartbeat", "1")
+    FakeAgent(server, "quiet")
+    gone = FakeAgent(server, "gone")
+    r = gone.api.post(f"/v1/agents/{gone.id}/leave", json={})
+    assert r.status_code == 200, r.text
+
+    def states():
+        return {r[0]: r[1] for r in table(ok(server.run_cli("agents")))[1:]}
+    wait_until(lambda: states() == {"quiet": "lost", "gone": "left"}, timeout=20,
+               what="the agent to be lost")
+    err = refused(server.run_cli("drain", "quiet"))
+    assert err == "drover: cannot drain agent 'quiet': agent 'quiet' is lost\n"
+
+
+# ---- drain ----
+
+
+def test_drain_by_name_and_by_id(server):
+    FakeAgent(server, "w1", slots=2)
+    w2 = FakeAgent(server, "w2")
+
+    assert ok(server.run_cli("drain", "w1")) == "draining w1\n"
+    states = {r[0]: r[1] for r in table(ok(server.run_cli("agents")))[1:]}
+    assert states == {"w1": "draining", "w2": "up"}
+    # draining again is harmless
+    assert ok(server.run_cli("drain", "w1")) == "draining w1\n"
+
+    drained = json.loads(ok(server.run_cli("drain", "--json", w2.id)))
+    assert drained["id"] == w2.id and drained["name"] == "w2"
+    assert drained["state"] == "draining"
+    agents = json.loads(ok(server.run_cli("agents", "--json")))
+    assert {a["name"]: a["state"] for a in agents} == {"w1": "draining", "w2": "draining"}
+    # (what a draining agent is told in its polls is the agent protocol's tests' business)
+
+
+def test_drain_unknown_or_gone_agent(server):
+    err = refused(server.run_cli("drain", "nobody"))
+    assert err == "drover: cannot drain agent 'nobody': agent 'nobody' not found\n"
+
+    gone = FakeAgent(server, "gone")
+    r = gone.api.post(f"/v1/agents/{gone.id}/leave", json={})
+    assert r.status_code == 200, r.text
+    err = refused(server.run_cli("drain", "gone"))
+    assert err == "drover: cannot drain agent 'gone': agent 'gone' is left\n"
+    err = refused(server.run_cli("drain", "--json", gone.id))
+    assert "is left" in err
+
+
+def test_drain_needs_a_token_that_may(server):
+    FakeAgent(server, "w1")
+    token = ok(server.run_cli("token", "create", "--role", "agent", "--name", "a")).strip()
+    err = refused(server.run_cli("drain", "w1", token=token))
+    assert "permission" in err and "cannot drain agent 'w1'" in err
+    client = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
+    assert ok(server.run_cli("agents", token=client)).startswith("NAME")
+
+
+# ---- errors common to all three ----
+
+
+def test_unreachable_server_gets_a_human_message(server):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for args in (["logs", "x"], ["logs", "-f", "x"], ["logs", "--stderr", "x"], ["agents"],
+                 ["agents", "--json"], ["drain", "w1"]):
+        r = server.run_cli(*args, env={"DROVER_SERVER": url}, timeout=20)
+        assert r.returncode == 1, args
+        assert r.stdout == ""
+        assert r.stderr == (f"drover: cannot reach the drover server at {url}: connection "
+                            "refused (is `drover server` running? set DROVER_SERVER)\n"), args
+
+
+@pytest.mark.parametrize("args", [
+    ["logs"],
+    ["logs", "a", "b"],
+    ["logs", ""],
+    ["logs", "--bogus", "a"],
+    ["logs", "--offset", "x", "a"],
+    ["logs", "--offset", "-1", "a"],
+    ["logs", "--offset"],
+    ["logs", "-x", "a"],
+    ["agents", "extra"],
+    ["agents", "--bogus"],
+    ["drain"],
+    ["drain", "a", "b"],
+    ["drain", ""],
+    ["drain", "--bogus", "a"],
+])
+def test_usage_errors_exit_2(server, args):
+    r = server.run_cli(*args)
+    assert r.returncode == 2, (args, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.startswith("drover: ")
+    assert "usage: drover " + args[0] in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["logs", "agents", "drain"])
+def test_help(server, cmd):
+    r = server.run_cli(cmd, "--help")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("usage: drover " + cmd)
+    assert "--server URL" in r.stdout
+    assert cmd in server.run_cli("--help").stdout
