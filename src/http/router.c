@@ -31,6 +31,7 @@ struct router {
     uint64_t next_id;
     uint64_t served;
     bool draining;
+    struct http_req *current; /* the request whose handler runs now, until it is freed */
 };
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
@@ -45,6 +46,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 
 static void req_free(struct http_req *r)
 {
+    if (r->rt->current == r) /* answered inside its own handler */
+        r->rt->current = NULL;
     evhttp_clear_headers(&r->query);
     json_decref(r->body);
     free(r);
@@ -267,6 +270,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     struct http_req *r = xcalloc(1, sizeof(*r));
     struct err e = ERR_INIT;
     r->ev = ev;
+    r->rt = rt;
     r->app = rt->app;
     r->t0_ns = time_mono_ns();
     TAILQ_INIT(&r->query);
@@ -309,10 +313,14 @@ static void on_request(struct evhttp_request *ev, void *arg)
         http_reply_err(r, &e);
         return;
     }
-    if (r->route->handler(r) == HTTP_DEFERRED && r->ev) {
+    /* A handler that defers may still have answered (and freed r) before returning. */
+    rt->current = r;
+    int rc = r->route->handler(r);
+    if (rt->current == r && rc == HTTP_DEFERRED && r->ev) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
         evhttp_connection_set_closecb(evcon, on_conn_close, r);
     }
+    rt->current = NULL;
 }
 
 struct router *router_new(struct evhttp *http, const struct route *routes, size_t n,

@@ -53,6 +53,7 @@ struct http_req {
     bool gone;                 /* the client went away while deferred */
     void (*on_gone)(struct http_req *r);
     void *app;                 /* the router's app pointer, for handlers */
+    struct router *rt;
     void *owner;               /* free for the deferring code */
 };
 

@@ -473,7 +473,7 @@ static void reports_done(void *arg, int rc, const struct err *e)
         struct report_item *it = &op->items[i];
         if (it->changed)
             fleet_job_changed(s->fleet, &it->rec, true);
-        if (it->status == 200 && (it->type == R_LOG || it->changed))
+        if (it->status == 200 && it->type == R_LOG)
             logs_notify(s->logs, json_string_value(json_object_get(it->in, "job")));
         stale += it->status == 409;
         json_array_append_new(results,

@@ -632,6 +632,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         sched_remove(f->s->sched, j->id);
         waiters_wake(f->s->waiters, j);
     }
+    logs_notify(f->s->logs, j->id); /* ended, or on to another attempt */
 }
 
 /* ---- time ---- */

@@ -20,6 +20,7 @@ struct follower {
     struct http_req *r;
     char job[UUID_STR_LEN];
     int stream;
+    int attempt; /* the attempt being streamed; a retry's output follows the last one's */
     int64_t offset;
     struct follower *prev, *next;
 };
@@ -72,13 +73,19 @@ static void pump(struct follower *fw)
         finish(fw);
         return;
     }
+    if (!fw->attempt)
+        fw->attempt = j.attempt;
     for (int i = 0; i < 64; i++) { /* bounded: at most 64 MiB per notification */
         struct buf b = BUF_INIT;
-        if (store_log_read(st, fw->job, j.attempt, fw->stream, fw->offset, FOLLOW_READ_MAX, &b,
+        if (store_log_read(st, fw->job, fw->attempt, fw->stream, fw->offset, FOLLOW_READ_MAX, &b,
                            NULL) ||
             !b.len) {
             buf_release(&b);
-            break;
+            if (fw->attempt >= j.attempt)
+                break;
+            fw->attempt++; /* that attempt is over: go on with the next one's output */
+            fw->offset = 0;
+            continue;
         }
         http_reply_chunk(fw->r, b.data, b.len);
         fw->offset += (int64_t)b.len;
