@@ -11,6 +11,7 @@
 #define DROVER_COMMANDS_H
 
 int cmd_server(int argc, char **argv);
+int cmd_dev(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_wait(int argc, char **argv);

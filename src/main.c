@@ -12,6 +12,7 @@ struct command {
 
 static const struct command commands[] = {
     {"server", cmd_server, "run the coordinator"},
+    {"dev", cmd_dev, "a server and one local agent in one process, for trying things out"},
     {"submit", cmd_submit, "submit a job (-f SPEC.json | -- PROGRAM ARGS...)"},
     {"status", cmd_status, "show a job"},
     {"wait", cmd_wait, "wait for a job to end; exits with its exit code"},
