@@ -159,8 +159,8 @@ static void registration_lost(struct agent *a, long status, const char *what)
 {
     if (!a->registered)
         return; /* already registering */
-    log_warn("the server answered %ld to %s: it %s this agent; registering again", status, what,
-             status == 404 ? "does not know" : "marked lost");
+    log_warn("the server answered %ld to %s: %s; registering again", status, what,
+             status == 404 ? "it does not know this agent" : "it marked this agent lost");
     a->registered = false;
     proto_register(a);
 }

@@ -1,0 +1,490 @@
+"""The real `drover agent` against the real server: running jobs natively.
+
+Outcomes (exit, signal, timeout, cancel, retry, staging refused), output and
+progress, environment, routing and slots; then the failure cases: an agent
+killed or frozen mid-job, a server restarted or unreachable while agents run.
+Servers run with --heartbeat 1 so that freed slots are polled for quickly.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from agentutil import (AGENT_BIN, get_job, make_agent, process_gone, submit, wait_for,  # noqa: F401
+                       wait_job)
+from conftest import Server, free_port
+
+FAST = ("--heartbeat", "1", "--lost-after", "3")
+
+
+@pytest.fixture
+def fast_server(make_server):
+    return make_server(*FAST)
+
+
+def sh(script, **spec):
+    spec["command"] = dict(spec.get("command", {}), shell=script)
+    return spec
+
+
+# ---- outcomes ---------------------------------------------------------------------------------
+
+
+def test_success_stdout_in_result_and_log(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("echo hello; echo 'to stderr' >&2; printf 'caf\\303\\251 \\377\\n'"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded", j
+    res = j["result"]
+    assert res["reason"] == "exit" and res["exit_code"] == 0 and res["signal"] is None
+    assert res["stdout"] == "hello\ncafé \ufffd\n"
+    assert res["duration_ms"] >= 0
+    api = fast_server.api()
+    assert api.get(f"/v1/jobs/{job}/log").text == "hello\ncafé \ufffd\n"
+    assert api.get(f"/v1/jobs/{job}/log?stream=stderr").text == "to stderr\n"
+    assert j["agent"] == "w1" and j["attempts"][0]["agent"] == "w1"
+
+
+def test_program_with_arguments_and_stdin(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    # no shell: every value reaches the program as one argument, verbatim
+    job = submit(fast_server, command={
+        "program": "printf", "arguments": [
+            {"type": "parameter", "value": "%s|%s|%s\\n"},
+            {"type": "parameter", "name": "--opt", "value": "a b"},
+            {"type": "parameter", "value": "$(touch /tmp/drover-injected); echo"}]})
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["stdout"] == "--opt|a b|$(touch /tmp/drover-injected); echo\n"
+    assert not os.path.exists("/tmp/drover-injected")
+    big = "line\n" * 50000  # larger than a pipe buffer: written as the program reads
+    job = submit(fast_server, command={"program": "wc", "argv": ["-l"],
+                                       "stdin": {"type": "pipe", "value": big}})
+    assert wait_job(fast_server, job)["result"]["stdout"].strip() == "50000"
+    job = submit(fast_server, command={"program": "cat"})  # stdin null: /dev/null, EOF at once
+    j = wait_job(fast_server, job, timeout=10)
+    assert j["state"] == "succeeded" and j["result"]["stdout"] in ("", None)
+
+
+def test_exit_code_fails_after_max_attempts(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("echo trying; exit 3"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "failed"
+    assert j["result"]["reason"] == "exit" and j["result"]["exit_code"] == 3
+    assert j["result"]["stdout"] == "trying\n"
+    assert len(j["attempts"]) == 1
+
+
+def test_death_by_signal(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("kill -SEGV $$"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "failed"
+    assert j["result"]["reason"] == "signal" and j["result"]["signal"] == signal.SIGSEGV
+    assert j["result"]["exit_code"] is None
+
+
+def test_program_not_found_and_staging_refused(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command={"program": "/nonexistent/tool"})
+    j = wait_job(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error"
+    assert "cannot start '/nonexistent/tool'" in j["result"]["error"]
+    job = submit(fast_server, command={"program": "cat", "arguments": [
+        {"type": "parameter", "value": "-n"},
+        {"type": "input", "name": "--in", "value": "s3://bucket/in.txt"}]})
+    j = wait_job(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error"
+    assert j["result"]["error"] == ("file staging is not available in this version yet "
+                                    "(command.arguments[1]: 's3://bucket/in.txt')")
+    job = submit(fast_server, command={"program": "true", "output": ["s3://bucket/out/"]})
+    assert "command.output[0]" in wait_job(fast_server, job)["result"]["error"]
+
+
+def test_timeout_kills_the_process_group(fast_server, make_agent, tmp_path):
+    make_agent(fast_server, "w1", "--term-grace", "1")
+    pids = tmp_path / "pids"
+    # the grandchild ignores SIGTERM: only the SIGKILL after --term-grace ends it
+    job = submit(fast_server, timeout_s=1, **sh(
+        f"sh -c 'trap \"\" TERM; sleep 30' & echo $! > {pids}; echo $$ >> {pids}; sleep 30"))
+    j = wait_job(fast_server, job, timeout=20)
+    assert j["state"] == "failed"
+    assert j["result"]["reason"] == "timeout", j["result"]
+    assert 900 <= j["result"]["duration_ms"] < 10000
+    grandchild, child = [int(x) for x in pids.read_text().split()]
+    wait_for(lambda: process_gone(grandchild) and process_gone(child), 5, "the group to die")
+
+
+def test_cancel_while_running(fast_server, make_agent, tmp_path):
+    make_agent(fast_server, "w1")
+    pidfile = tmp_path / "pid"
+    job = submit(fast_server, **sh(f"echo $$ > {pidfile}; exec sleep 60"))
+    wait_job(fast_server, job, states=("running",))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
+    pid = int(pidfile.read_text())
+    assert not process_gone(pid)
+    r = fast_server.api().post(f"/v1/jobs/{job}/cancel")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: process_gone(pid), 10, "the cancelled process to die")
+    j = wait_job(fast_server, job)
+    assert j["state"] == "cancelled"
+
+
+def test_retry_after_failure_then_success(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, retry={"max_attempts": 3, "backoff_s": 0},
+                 **sh('echo "attempt $DROVER_ATTEMPT"; [ "$DROVER_ATTEMPT" != 1 ]'))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded"
+    assert j["attempt"] == 2
+    assert [(a["attempt"], a["reason"], a["exit_code"]) for a in j["attempts"]] == [
+        (1, "exit", 1), (2, "exit", 0)]
+    assert j["result"]["stdout"] == "attempt 2\n"
+
+
+def test_env_vars_and_work_folder(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, command={
+        "shell": "env; echo PWD=$(pwd)", "env": {"MY_SETTING": "x y"}})
+    j = wait_job(fast_server, job)
+    env = dict(line.split("=", 1) for line in j["result"]["stdout"].splitlines() if "=" in line)
+    assert env["DROVER_JOB_ID"] == job
+    assert env["DROVER_ATTEMPT"] == "1"
+    work = env["DROVER_WORK_DIR"]
+    assert work == os.path.join(os.path.realpath(agent.work_dir), "jobs", f"{job}-1")
+    assert env["PWD"] == work
+    assert os.path.dirname(env["DROVER_PROGRESS"]) == work
+    assert env["MY_SETTING"] == "x y"
+    assert "DROVER_TOKEN" not in env  # the agent's secret is not the job's
+    assert not os.path.exists(work)  # removed after the run
+
+
+def test_keep_work(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1", "--keep-work")
+    job = submit(fast_server, **sh("echo kept > result.txt"))
+    assert wait_job(fast_server, job)["state"] == "succeeded"
+    path = os.path.join(agent.work_dir, "jobs", f"{job}-1", "result.txt")
+    assert open(path).read() == "kept\n"
+
+
+def test_progress_visible_while_running(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh(
+        'echo "10 starting" >> "$DROVER_PROGRESS"; sleep 0.5; '
+        'echo "42.5 chunk 3 of 7" >> "$DROVER_PROGRESS"; sleep 30'))
+
+    def progress():
+        j = get_job(fast_server, job)
+        return j["state"] == "running" and j["progress"] and j["progress"]["percent"] == 42.5 \
+            and j
+    j = wait_for(progress, 15, "progress 42.5")
+    assert j["progress"]["message"] == "chunk 3 of 7"
+    fast_server.api().post(f"/v1/jobs/{job}/cancel")
+    wait_job(fast_server, job)
+
+
+# ---- routing and slots -----------------------------------------------------------------------
+
+
+def test_routing_by_queue_and_requires(fast_server, make_agent):
+    make_agent(fast_server, "gpu-box", "--queues", "render,default", "--labels", "gpu=yes,db=rfam")
+    make_agent(fast_server, "cpu-box", "--queues", "batch")
+    jobs = {
+        submit(fast_server, queue="render", **sh("true")): "gpu-box",
+        submit(fast_server, queue="batch", **sh("true")): "cpu-box",
+        submit(fast_server, queue="default", requires={"gpu": "yes"}, **sh("true")): "gpu-box",
+    }
+    nobody = submit(fast_server, queue="batch", requires={"gpu": "yes"}, **sh("true"))
+    for job, agent in jobs.items():
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded" and j["agent"] == agent, j
+    time.sleep(1.5)  # a few polls of each agent: nobody may take it
+    assert get_job(fast_server, nobody)["state"] == "queued"
+    assert fast_server.api().post("/v1/jobs", json={"queue": "batch", "test": True}).json()[
+        "listeners"] == 1
+
+
+def test_slots_respected(fast_server, make_agent, tmp_path):
+    make_agent(fast_server, "w1", "--slots", "2")
+    times = tmp_path / "times"
+    times.mkdir()
+    jobs = [submit(fast_server, **sh(
+        f'date +%s.%N > {times}/$DROVER_JOB_ID.start; sleep 0.6; '
+        f'date +%s.%N > {times}/$DROVER_JOB_ID.end')) for _ in range(6)]
+    for job in jobs:
+        assert wait_job(fast_server, job, timeout=60)["state"] == "succeeded"
+    spans = [(float((times / f"{j}.start").read_text()), float((times / f"{j}.end").read_text()))
+             for j in jobs]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                    key=lambda x: (x[0], x[1]))
+    running = peak = 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak == 2, spans
+    # a job that needs more slots than the agent has is never leased to it
+    job = submit(fast_server, slots=3, **sh("true"))
+    time.sleep(1.5)
+    assert get_job(fast_server, job)["state"] == "queued"
+
+
+# ---- the agent's own endpoint, options --------------------------------------------------------
+
+
+def test_status_endpoint(fast_server, make_agent):
+    port = free_port()
+    agent = make_agent(fast_server, "w1", "--listen", f"127.0.0.1:{port}", "--slots", "3")
+    base = f"http://127.0.0.1:{port}"
+    assert requests.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
+    job = submit(fast_server, **sh("sleep 30"))
+    wait_job(fast_server, job, states=("running",))
+    st = requests.get(base + "/v1/status", timeout=5).json()
+    assert st["name"] == "w1" and st["state"] == "up" and st["id"] == agent.info()["id"]
+    assert st["server"] == fast_server.url and st["slots"] == 3 and st["free_slots"] == 2
+    assert [(j["id"], j["attempt"]) for j in st["jobs"]] == [(job, 1)]
+    assert st["jobs"][0]["pid"] > 0 and st["jobs"][0]["started_at"].endswith("Z")
+    fast_server.api().post(f"/v1/jobs/{job}/cancel")
+    wait_job(fast_server, job)
+    m = requests.get(base + "/metrics", timeout=5)
+    assert m.status_code == 200 and m.headers["Content-Type"].startswith("text/plain")
+    assert "drover_agent_jobs_started_total 1" in m.text
+    wait_for(lambda: 'drover_agent_jobs_finished_total{reason="cancelled"} 1' in
+             requests.get(base + "/metrics", timeout=5).text, 10, "the cancelled count")
+    assert requests.get(base + "/nope", timeout=5).status_code == 404
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=m.text, text=True,
+                           capture_output=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_usage_errors(fast_server, tmp_path):
+    def run(*args, env=None):
+        e = dict(os.environ, DROVER_TOKEN="t")
+        e.update(env or {})
+        return subprocess.run([AGENT_BIN, "agent", "--server", fast_server.url, "--work-dir",
+                               str(tmp_path / "w")] + list(args), capture_output=True, text=True,
+                              env=e, timeout=30)
+    r = run("--runtime", "docker")
+    assert r.returncode == 2 and "runtime 'docker' is not available yet" in r.stderr
+    r = run("--frobnicate")
+    assert r.returncode == 2 and "unknown option '--frobnicate'" in r.stderr
+    assert "usage: drover agent" in r.stderr
+    assert run("--slots", "0").returncode == 2
+    assert run("--queues", "Bad!").returncode == 2
+    assert run("--labels", "novalue").returncode == 2
+    r = run(env={"DROVER_TOKEN": ""})
+    assert r.returncode == 2 and "no token" in r.stderr
+    r = run("--token", "wrong-token")  # refused at the first registration: exit 1
+    assert r.returncode == 1 and "cannot register" in r.stderr
+    r = subprocess.run([AGENT_BIN, "agent", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--term-grace" in r.stdout
+
+
+def test_one_agent_per_work_dir(fast_server, make_agent, tmp_path):
+    first = make_agent(fast_server, "w1", work_dir=tmp_path / "shared")
+    second = make_agent(fast_server, "w2", work_dir=tmp_path / "shared", wait=False)
+    assert second.wait(30) == 1
+    assert "in use by another agent" in second.read_log()
+    assert first.proc.poll() is None
+
+
+# ---- drain and stop ---------------------------------------------------------------------------
+
+
+def test_sigterm_drains_finishes_and_leaves(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("sleep 1; echo finished"))
+    wait_job(fast_server, job, states=("running",))
+    queued = submit(fast_server, **sh("true"))
+    agent.send(signal.SIGTERM)
+    assert agent.wait(30) == 0, agent.read_log()
+    j = get_job(fast_server, job)
+    assert j["state"] == "succeeded" and j["result"]["stdout"] == "finished\n"
+    assert get_job(fast_server, queued)["state"] == "queued"  # no new work once draining
+    assert agent.state() == "left"
+    assert agent.spool_files() == []
+
+
+def test_drain_from_server(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("sleep 1"))
+    wait_job(fast_server, job, states=("running",))
+    assert fast_server.api().post("/v1/agents/w1/drain").status_code == 200
+    assert agent.wait(30) == 0, agent.read_log()
+    assert get_job(fast_server, job)["state"] == "succeeded"
+    assert agent.state() == "left"
+
+
+def test_drain_timeout_then_second_signal(fast_server, make_agent, tmp_path):
+    agent = make_agent(fast_server, "w1", "--drain-timeout", "0.5", "--term-grace", "0.5")
+    job = submit(fast_server, **sh("trap '' TERM; sleep 60"))
+    wait_job(fast_server, job, states=("running",))
+    agent.send(signal.SIGTERM)
+    assert agent.wait(30) == 0, agent.read_log()
+    j = get_job(fast_server, job)
+    assert j["result"]["reason"] == "error" and j["result"]["error"] == "the agent was stopped"
+
+    agent2 = make_agent(fast_server, "w2")
+    job2 = submit(fast_server, **sh("trap '' TERM; sleep 60"))
+    wait_job(fast_server, job2, states=("running",))
+    agent2.send(signal.SIGTERM)
+    time.sleep(0.3)
+    agent2.send(signal.SIGTERM)  # a second signal: kill now
+    assert agent2.wait(30) == 0, agent2.read_log()
+    assert get_job(fast_server, job2)["result"]["reason"] == "error"
+
+
+# ---- failures: agent killed, frozen, restarted --------------------------------------------------
+
+
+def test_agent_killed_job_runs_elsewhere(make_server, make_agent, tmp_path):
+    server = make_server("--heartbeat", "1", "--lost-after", "2")
+    a = make_agent(server, "doomed")
+    pidfile = tmp_path / "pid"
+    job = submit(server, retry={"max_attempts": 2, "backoff_s": 0}, **sh(
+        f'if [ "$DROVER_ATTEMPT" = 1 ]; then echo $$ > {pidfile}; exec sleep 60; fi; '
+        'echo "second try"'))
+    wait_job(server, job, states=("running",))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
+    orphan = int(pidfile.read_text())
+    a.kill()
+    make_agent(server, "rescuer")
+    j = wait_job(server, job, timeout=30)
+    assert j["state"] == "succeeded", j
+    assert j["attempt"] == 2 and j["agent"] == "rescuer"
+    assert j["attempts"][0]["reason"] == "lost"
+    assert j["result"]["stdout"] == "second try\n"
+    # the job's process outlived its agent (its own process group); the agent, started
+    # again on its spool, kills it and its late report changes nothing
+    assert not process_gone(orphan)
+    a.start()
+    wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
+    wait_for(lambda: a.spool_files() == [], 10, "the stale record to be settled")
+    j = get_job(server, job)
+    assert j["state"] == "succeeded" and j["agent"] == "rescuer" and len(j["attempts"]) == 2
+    assert "refused a finished report as stale" in a.read_log()
+
+
+def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent, tmp_path):
+    a = make_agent(fast_server, "w1")
+    pidfile = tmp_path / "pid"
+    job = submit(fast_server, retry={"max_attempts": 2, "backoff_s": 0}, **sh(
+        f'if [ "$DROVER_ATTEMPT" = 1 ]; then echo $$ > {pidfile}; exec sleep 60; fi; echo again'))
+    wait_job(fast_server, job, states=("running",))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
+    orphan = int(pidfile.read_text())
+    a.kill()
+    assert f"{job}-1.lease" in a.spool_files()
+    a.start()  # before lost_after: the server still holds the lease for it
+    wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded" and j["attempt"] == 2
+    first = j["attempts"][0]
+    assert first["reason"] == "error"
+    assert first["error"] == "the agent restarted while the job was running"
+    assert j["result"]["stdout"] == "again\n"
+
+
+def test_frozen_agent_late_report_refused(make_server, make_agent, tmp_path):
+    server = make_server("--heartbeat", "1", "--lost-after", "2")
+    zombie = make_agent(server, "zombie")
+    job = submit(server, retry={"max_attempts": 2, "backoff_s": 0}, **sh(
+        'if [ "$DROVER_ATTEMPT" = 1 ]; then sleep 2; echo from-zombie; exit 7; fi; '
+        'echo from-rescuer'))
+    wait_job(server, job, states=("running",))
+    zombie.send(signal.SIGSTOP)
+    wait_for(lambda: zombie.state() == "lost", 15, "the frozen agent to be lost")
+    make_agent(server, "rescuer")
+    j = wait_job(server, job, timeout=30)
+    assert j["state"] == "succeeded" and j["agent"] == "rescuer"
+    time.sleep(2)  # the zombie's job process ended meanwhile (it is not frozen)
+    zombie.send(signal.SIGCONT)
+    wait_for(lambda: "refused a finished report as stale" in zombie.read_log(), 20,
+             "the zombie's late report to be refused")
+    wait_for(lambda: zombie.state() == "up", 15, "the zombie to register again")
+    j = get_job(server, job)
+    assert j["state"] == "succeeded" and j["agent"] == "rescuer"
+    assert j["result"]["stdout"] == "from-rescuer\n" and j["result"]["exit_code"] == 0
+    assert [a["agent"] for a in j["attempts"]] == ["zombie", "rescuer"]
+    assert j["attempts"][0]["reason"] == "lost"
+    wait_for(lambda: zombie.spool_files() == [], 10, "the zombie's spool to be settled")
+
+
+# ---- failures: the server ------------------------------------------------------------------------
+
+
+def test_server_restart_loses_and_doubles_nothing(make_server, make_agent, tmp_path):
+    server = make_server("--heartbeat", "1")
+    make_agent(server, "w1", "--slots", "3")
+    make_agent(server, "w2", "--slots", "3")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    jobs = [submit(server, **sh(f'echo x >> {runs}/$DROVER_JOB_ID; sleep 1.5; echo done'))
+            for _ in range(10)]
+    wait_for(lambda: sum(get_job(server, j)["state"] == "running" for j in jobs) >= 3, 20,
+             "jobs to run")
+    server.restart()
+    for job in jobs:
+        j = wait_job(server, job, timeout=60)
+        assert j["state"] == "succeeded", j
+        assert len(j["attempts"]) == 1 and j["result"]["stdout"] == "done\n", j
+        assert (runs / job).read_text() == "x\n"  # ran exactly once
+
+
+def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, tmp_path):
+    server = make_server()
+    agent = make_agent(server, "w1")
+    job = submit(server, **sh("sleep 1.5; echo survived"))
+    wait_job(server, job, states=("running",))
+    server.kill(signal.SIGTERM)
+    # the job finishes while nobody listens: its result waits in the spool
+    wait_for(lambda: f"{job}-1.finished" in agent.spool_files(), 15, "the spooled result")
+    time.sleep(1)
+    assert agent.proc.poll() is None
+    server.start()
+    j = wait_job(server, job, timeout=30)
+    assert j["state"] == "succeeded" and j["result"]["stdout"] == "survived\n", j
+    wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
+    # and the agent goes on taking work
+    assert wait_job(server, submit(server, **sh("true")))["state"] == "succeeded"
+
+
+# ---- valgrind -------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.environ.get("DROVER_VALGRIND") != "1" or not shutil.which("valgrind"),
+                    reason="set DROVER_VALGRIND=1 with valgrind installed (normal build only)")
+def test_agent_under_valgrind(fast_server, make_agent, tmp_path):
+    log = tmp_path / "valgrind.log"
+    port = free_port()
+    agent = make_agent(fast_server, "vg", "--listen", f"127.0.0.1:{port}", "--slots", "2",
+                       "--term-grace", "1",
+                       wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full",
+                                "--errors-for-leak-kinds=definite,indirect",
+                                "--trace-children=no", f"--log-file={log}"])
+    ok = submit(fast_server, **sh("echo out; echo err >&2; echo '50 half' > $DROVER_PROGRESS"))
+    bad = submit(fast_server, command={"program": "/nonexistent"})
+    staged = submit(fast_server, command={"program": "cat", "input": ["s3://bucket/x/"]})
+    slow = submit(fast_server, timeout_s=1, **sh("sleep 30"))
+    piped = submit(fast_server, command={"program": "cat",
+                                         "stdin": {"type": "pipe", "value": "in" * 50000}})
+    for job in (ok, bad, staged, slow, piped):
+        wait_job(fast_server, job, timeout=60)
+    cancel = submit(fast_server, **sh("sleep 30"))
+    wait_job(fast_server, cancel, states=("running",), timeout=30)
+    fast_server.api().post(f"/v1/jobs/{cancel}/cancel")
+    wait_job(fast_server, cancel, timeout=30)
+    for path in ("/healthz", "/metrics", "/v1/status", "/nope"):
+        requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+    assert get_job(fast_server, piped)["result"]["stdout"] == "in" * 50000
+    rc = agent.stop()
+    text = log.read_text()
+    assert rc == 0, agent.read_log() + text
+    assert "ERROR SUMMARY: 0 errors" in text, text
+    assert "definitely lost: 0" in text or "no leaks are possible" in text, text
