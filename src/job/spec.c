@@ -16,6 +16,7 @@
  */
 #include "job/spec.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,11 +385,13 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
 /*
  * A default's value. Parsing its JSON text at every use showed up in profiles,
  * so scalars and empty containers are made directly, and anything else is
- * parsed once per thread and copied.
+ * parsed once (for the process: a per-thread cache would leak with its
+ * thread) and copied.
  */
 static json_t *dflt_value(const char *text)
 {
-    static _Thread_local struct {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct {
         const char *text;
         json_t *v;
     } cache[8];
@@ -407,16 +410,20 @@ static json_t *dflt_value(const char *text)
     long long x = strtoll(text, &end, 10);
     if (end != text && !*end)
         return json_integer(x);
+    json_t *v = NULL;
+    pthread_mutex_lock(&lock);
     for (size_t i = 0; i < ARRAY_SIZE(cache); i++) {
-        if (cache[i].text == text)
-            return json_deep_copy(cache[i].v);
         if (!cache[i].text) {
             cache[i].text = text;
             cache[i].v = json_loads(text, JSON_DECODE_ANY, NULL);
-            return json_deep_copy(cache[i].v);
+        }
+        if (cache[i].text == text) {
+            v = json_deep_copy(cache[i].v);
+            break;
         }
     }
-    return json_loads(text, JSON_DECODE_ANY, NULL);
+    pthread_mutex_unlock(&lock);
+    return v ? v : json_loads(text, JSON_DECODE_ANY, NULL);
 }
 
 static int check_field(struct ctx *c, const struct field *f, json_t *v, json_t *out)
