@@ -351,7 +351,7 @@ const char *agent_state(const struct agent *a)
 {
     if (a->exiting)
         return "stopping";
-    if (a->leave_req)
+    if (a->leave_req || a->leave_pending)
         return "leaving";
     if (a->draining)
         return "draining";
@@ -372,7 +372,7 @@ static void quit(struct agent *a)
 
 void agent_check_done(struct agent *a)
 {
-    if (!a->draining || a->exiting || a->leave_req || jobs_running(a) > 0)
+    if (!a->draining || a->exiting || a->leave_req || a->leave_pending || jobs_running(a) > 0)
         return;
     if (a->njobs == 0 && !a->registered) {
         log_info("nothing left to run or deliver; exiting");
@@ -383,6 +383,15 @@ void agent_check_done(struct agent *a)
         timer_arm_s(a->final_timer, AGENT_FINAL_FLUSH_MS / 1000.0);
     if (a->njobs > 0 || !proto_idle(a) || !a->registered)
         return;
+    if (a->poll_req) {
+        /*
+         * Leave only once no poll is parked at the server: one could still be answered
+         * with a lease (the server may offer slots freed by our last results), which would
+         * be lost with the leave. on_poll calls again.
+         */
+        a->leave_pending = true;
+        return;
+    }
     log_info("drained: every result is delivered; leaving");
     proto_leave(a);
 }

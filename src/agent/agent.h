@@ -177,6 +177,8 @@ struct agent {
     struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
+    int64_t poll_sent_ns; /* monotonic */
+    bool leave_pending;   /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
     struct batch_item *batch;
     size_t nbatch, batch_cap;

@@ -195,6 +195,7 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
                  error ? error : "");
     proto_kick(a);
     /* a free slot is news for the server only with the next poll, which is on its way */
+    agent_check_done(a);
 }
 
 static void progress_check(struct agent_job *j, bool final)

@@ -24,12 +24,15 @@
 #include "agent/agent.h"
 #include "agent/utf8.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define REGISTER_TIMEOUT_MS 30000
 #define REPORTS_TIMEOUT_MS 60000
 #define LEAVE_TIMEOUT_MS 10000
 #define POLL_MARGIN_MS 30000 /* beyond wait_s before a poll counts as lost */
+#define POLL_QUICK_MS 50      /* an empty poll answer faster than this was not held */
+#define POLL_PAUSE_MAX_MS 1000
 
 static void backoff_next(int *ms)
 {
@@ -160,7 +163,7 @@ static void registration_lost(struct agent *a, long status, const char *what)
     if (!a->registered)
         return; /* already registering */
     log_warn("the server answered %ld to %s: %s; registering again", status, what,
-             status == 404 ? "it does not know this agent" : "it marked this agent lost");
+             status == 404 ? "it does not know this agent" : "it marked this agent lost or left");
     a->registered = false;
     proto_register(a);
 }
@@ -177,19 +180,42 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
 {
     struct agent *a = arg;
     a->poll_req = NULL;
+    bool leaving = a->leave_pending;
+    a->leave_pending = false;
+    if (a->exiting || a->leave_req)
+        return; /* leaving: the server refuses polls now, and none is needed */
     if (rc == 0) {
         if (a->poll_failing)
             log_info("the server at %s answers polls again", a->http.base_url);
         a->poll_failing = false;
         a->poll_backoff_ms = 0;
+        json_t *leases = json_object_get(resp, "leases"), *cancel = json_object_get(resp, "cancel");
         size_t i;
         json_t *lease;
-        json_array_foreach(json_object_get(resp, "leases"), i, lease)
+        json_array_foreach(leases, i, lease)
             jobs_lease(a, lease);
-        jobs_cancel(a, json_object_get(resp, "cancel"));
+        jobs_cancel(a, cancel);
         if (json_is_true(json_object_get(resp, "drain")) && !a->draining) {
             log_info("the server asks this agent to drain");
             agent_drain(a, false);
+        }
+        /*
+         * An empty answer that came at once (a draining agent's polls are answered without
+         * waiting) must not turn the poll into a busy loop: the next one waits a little,
+         * well within the heartbeat.
+         */
+        if (leaving && !json_array_size(leases)) {
+            agent_check_done(a); /* no poll is parked now: nothing can be leased to us */
+            if (!a->leave_req && !a->exiting)
+                proto_poll(a);
+            return;
+        }
+        int64_t took_ms = (time_mono_ns() - a->poll_sent_ns) / 1000000;
+        if (!json_array_size(leases) && !json_array_size(cancel) && took_ms < POLL_QUICK_MS) {
+            timer_arm(a->poll_timer, a->heartbeat_s * 1000 / 4 < POLL_PAUSE_MAX_MS
+                                         ? a->heartbeat_s * 1000 / 4
+                                         : POLL_PAUSE_MAX_MS);
+            return;
         }
         proto_poll(a);
         return;
@@ -197,6 +223,11 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
     if (status == 404 || status == 409) {
         registration_lost(a, status, "a poll");
         return;
+    }
+    if (leaving) {
+        agent_check_done(a);
+        if (a->leave_req || a->exiting)
+            return;
     }
     a->m.poll_errors++;
     backoff_next(&a->poll_backoff_ms);
@@ -210,13 +241,14 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
 
 void proto_poll(struct agent *a)
 {
-    if (!a->registered || a->poll_req || a->exiting || a->hard_stop ||
-        evtimer_pending(a->poll_timer, NULL))
+    if (!a->registered || a->poll_req || a->exiting || a->hard_stop || a->leave_pending ||
+        a->leave_req || evtimer_pending(a->poll_timer, NULL))
         return;
     json_t *body = json_pack("{s:i, s:i, s:o}", "free_slots", agent_free_slots(a), "wait_s",
                              a->heartbeat_s, "running", held_leases(a));
     char *path = agent_path(a, "poll");
     a->m.polls++;
+    a->poll_sent_ns = time_mono_ns();
     if (aclient_request(a->ac, "POST", path, body, a->heartbeat_s * 1000L + POLL_MARGIN_MS,
                         on_poll, a, &a->poll_req)) {
         log_error("cannot build the poll request");
