@@ -75,8 +75,7 @@ static int usage_error(const char *fmt, ...)
 static bool agent_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n < 1 || n > 64)
-        return false;
+    if (n < 1 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -88,8 +87,7 @@ static bool agent_name_ok(const char *s)
 
 static bool label_name_ok(const char *s, size_t n)
 {
-    if (n < 1 || n > 64)
-        return false;
+    if (n < 1 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -114,8 +112,7 @@ static int parse_queues(const char *arg, json_t **out)
         }
         json_array_append_new(list, json_string(q));
         free(q);
-        if (!p[n])
-            break;
+        if (!p[n]) break;
         p += n + 1;
     }
     if (json_array_size(list) > 64) {
@@ -139,17 +136,13 @@ static int parse_labels(const char *arg, json_t *labels)
         char *k = xstrndup(p, (size_t)(eq - p));
         char *v = xstrndup(eq + 1, n - (size_t)(eq - p) - 1);
         json_t *jv = strlen(v) <= 256 ? json_string(v) : NULL;
-        if (jv)
-            json_object_set_new(labels, k, jv);
+        if (jv) json_object_set_new(labels, k, jv);
         free(k);
         free(v);
-        if (!jv)
-            return usage_error("--labels: a value must be UTF-8 text of at most 256 bytes");
-        if (json_object_size(labels) > 64)
-            return usage_error("--labels: at most 64 labels");
+        if (!jv) return usage_error("--labels: a value must be UTF-8 text of at most 256 bytes");
+        if (json_object_size(labels) > 64) return usage_error("--labels: at most 64 labels");
         p += n;
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     return 0;
 }
@@ -159,8 +152,7 @@ static bool parse_seconds(const char *s, double *out)
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(x) || x < 0 || x > 86400 * 365)
-        return false;
+    if (end == s || *end || errno || !isfinite(x) || x < 0 || x > 86400 * 365) return false;
     *out = x;
     return true;
 }
@@ -169,19 +161,29 @@ static bool parse_seconds(const char *s, double *out)
 static char *default_name(void)
 {
     char host[256] = "";
-    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
-        return xstrdup("agent");
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0]) return xstrdup("agent");
     host[64] = '\0';
     for (char *p = host; *p; p++)
-        if (!agent_name_ok((char[]){*p, '\0'}))
-            *p = '-';
+        if (!agent_name_ok((char[]){*p, '\0'})) *p = '-';
     return xstrdup(host);
 }
 
 enum {
-    OPT_SERVER = 256, OPT_TOKEN, OPT_NAME, OPT_QUEUES, OPT_LABELS, OPT_SLOTS, OPT_WORK_DIR,
-    OPT_RUNTIME, OPT_LISTEN, OPT_KEEP_WORK, OPT_TERM_GRACE, OPT_DRAIN_TIMEOUT, OPT_LOG_LEVEL,
-    OPT_LOG_FORMAT, OPT_ALLOW_PATH,
+    OPT_SERVER = 256,
+    OPT_TOKEN,
+    OPT_NAME,
+    OPT_QUEUES,
+    OPT_LABELS,
+    OPT_SLOTS,
+    OPT_WORK_DIR,
+    OPT_RUNTIME,
+    OPT_LISTEN,
+    OPT_KEEP_WORK,
+    OPT_TERM_GRACE,
+    OPT_DRAIN_TIMEOUT,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_ALLOW_PATH,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -234,12 +236,10 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             o->name = xstrdup(optarg);
             break;
         case OPT_QUEUES:
-            if (parse_queues(optarg, &o->queues))
-                return 2;
+            if (parse_queues(optarg, &o->queues)) return 2;
             break;
         case OPT_LABELS:
-            if (parse_labels(optarg, o->labels))
-                return 2;
+            if (parse_labels(optarg, o->labels)) return 2;
             break;
         case OPT_SLOTS:
             errno = 0;
@@ -250,15 +250,15 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             o->slots = (int)n;
             break;
         case OPT_WORK_DIR:
-            if (!*optarg)
-                return usage_error("--work-dir must not be empty");
+            if (!*optarg) return usage_error("--work-dir must not be empty");
             free(o->work_dir);
             o->work_dir = xstrdup(optarg);
             break;
         case OPT_RUNTIME:
             if (strcmp(optarg, "native")) {
-                fprintf(stderr, "drover agent: runtime '%s' is not available yet (only native "
-                                "is, in this version)\n",
+                fprintf(stderr,
+                        "drover agent: runtime '%s' is not available yet (only native "
+                        "is, in this version)\n",
                         optarg);
                 return 2;
             }
@@ -276,8 +276,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             break;
         case OPT_DRAIN_TIMEOUT:
             if (!parse_seconds(optarg, &o->drain_timeout_s))
-                return usage_error("--drain-timeout must be a number of seconds, not '%s'",
-                                   optarg);
+                return usage_error("--drain-timeout must be a number of seconds, not '%s'", optarg);
             break;
         case OPT_LOG_LEVEL:
             if ((log_level_current = log_level_parse(optarg)) < 0)
@@ -301,22 +300,19 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->server) {
         const char *env = getenv("DROVER_SERVER");
         o->server = xstrdup(env && *env ? env : DROVER_DEFAULT_SERVER);
     }
     if (!o->token) {
         const char *env = getenv("DROVER_TOKEN");
-        if (env && *env)
-            o->token = xstrdup(env);
+        if (env && *env) o->token = xstrdup(env);
     }
     if (!o->token)
         return usage_error("no token: give --token or set DROVER_TOKEN (an agent token, made "
                            "with `drover token create --role agent --name NAME`)");
-    if (!o->name)
-        o->name = default_name();
+    if (!o->name) o->name = default_name();
     if (!o->work_dir) {
         char *data = config_default_data_dir();
         o->work_dir = xasprintf("%s/agent", data);
@@ -341,20 +337,16 @@ static void opts_release(struct agent_opts *o)
 
 int agent_free_slots(const struct agent *a)
 {
-    if (a->draining)
-        return 0;
+    if (a->draining) return 0;
     int n = a->o.slots - a->slots_used;
     return n > 0 ? n : 0;
 }
 
 const char *agent_state(const struct agent *a)
 {
-    if (a->exiting)
-        return "stopping";
-    if (a->leave_req || a->leave_pending)
-        return "leaving";
-    if (a->draining)
-        return "draining";
+    if (a->exiting) return "stopping";
+    if (a->leave_req || a->leave_pending) return "leaving";
+    if (a->draining) return "draining";
     return a->registered ? "up" : "registering";
 }
 
@@ -381,8 +373,7 @@ void agent_check_done(struct agent *a)
     }
     if (a->drain_signal && !evtimer_pending(a->final_timer, NULL))
         timer_arm_s(a->final_timer, AGENT_FINAL_FLUSH_MS / 1000.0);
-    if (a->njobs > 0 || !proto_idle(a) || !a->registered)
-        return;
+    if (a->njobs > 0 || !proto_idle(a) || !a->registered) return;
     if (a->poll_req) {
         /*
          * Leave only once no poll is parked at the server: one could still be answered
@@ -411,8 +402,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     struct agent *a = arg;
     (void)fd, (void)what;
     size_t n = jobs_running(a);
-    if (n)
-        log_warn("drain timeout (%g s): stopping %zu running job(s)", a->o.drain_timeout_s, n);
+    if (n) log_warn("drain timeout (%g s): stopping %zu running job(s)", a->o.drain_timeout_s, n);
     jobs_stop_all(a, false);
 }
 
@@ -460,16 +450,14 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 static void stdio_sanity(void)
 {
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
-            die("cannot open /dev/null");
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) die("cannot open /dev/null");
 }
 
 static void read_boot_id(char *out, size_t n)
 {
     out[0] = '\0';
     int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     ssize_t r = read(fd, out, n - 1);
     close(fd);
     out[r > 0 ? r : 0] = '\0';
@@ -505,8 +493,7 @@ static int setup(struct agent *a, struct err *e)
 {
     int rc;
     char *spool_dir = NULL;
-    if ((rc = agent_mkdirs(a->o.work_dir, e)))
-        return rc;
+    if ((rc = agent_mkdirs(a->o.work_dir, e))) return rc;
     /* Absolute: jobs get paths in it (DROVER_WORK_DIR, DROVER_PROGRESS) and run elsewhere. */
     char *abs = realpath(a->o.work_dir, NULL);
     if (!abs)
@@ -516,8 +503,7 @@ static int setup(struct agent *a, struct err *e)
     a->o.work_dir = abs;
     spool_dir = xasprintf("%s/spool", a->o.work_dir);
     a->jobs_dir = xasprintf("%s/jobs", a->o.work_dir);
-    if ((rc = lock_work_dir(a, e)) || (rc = spool_open(&a->spool, spool_dir, e)))
-        goto out;
+    if ((rc = lock_work_dir(a, e)) || (rc = spool_open(&a->spool, spool_dir, e))) goto out;
     if (!a->o.keep_work)
         agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
     rc = agent_mkdirs(a->jobs_dir, e);
@@ -536,8 +522,7 @@ static struct event *signal_event(struct agent *a, int sig, event_callback_fn fn
 
 static void event_free_null(struct event **ev)
 {
-    if (*ev)
-        event_free(*ev);
+    if (*ev) event_free(*ev);
     *ev = NULL;
 }
 
@@ -589,8 +574,8 @@ int cmd_agent(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION,
-             a.o.name, a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
+    log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION, a.o.name,
+             a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
              a.o.listen ? a.o.listen : "");
     proto_register(&a);
     event_base_dispatch(a.base);
@@ -601,18 +586,15 @@ out:
     status_stop(&a);
     aclient_free(a.ac);
     jobs_free_all(&a);
-    if (a.base)
-        proto_release(&a);
+    if (a.base) proto_release(&a);
     event_free_null(&a.drain_timer);
     event_free_null(&a.final_timer);
     event_free_null(&a.sigterm_ev);
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
     spool_close(&a.spool);
-    if (a.lock_fd >= 0)
-        close(a.lock_fd);
-    if (a.base)
-        event_base_free(a.base);
+    if (a.lock_fd >= 0) close(a.lock_fd);
+    if (a.base) event_base_free(a.base);
     http_client_release(&a.http);
     free(a.jobs_dir);
     opts_release(&a.o);

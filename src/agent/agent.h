@@ -35,15 +35,15 @@
 #include "http/aclient.h"
 #include "http/client.h"
 
-#define AGENT_CHUNK_MAX (256 * 1024)            /* protocol: a log chunk's data */
-#define AGENT_STREAM_MAX ((uint64_t)64 << 20)   /* protocol: what the server keeps per stream */
-#define AGENT_REQUEST_LOG_MAX (1024 * 1024)     /* log bytes in one reports request, at first */
-#define AGENT_REQUEST_LOG_MIN (64 * 1024)       /* ... halved on 413 down to this */
-#define AGENT_REQUEST_REPORTS_MAX 1000          /* reports in one request */
+#define AGENT_CHUNK_MAX (256 * 1024)          /* protocol: a log chunk's data */
+#define AGENT_STREAM_MAX ((uint64_t)64 << 20) /* protocol: what the server keeps per stream */
+#define AGENT_REQUEST_LOG_MAX (1024 * 1024)   /* log bytes in one reports request, at first */
+#define AGENT_REQUEST_LOG_MIN (64 * 1024)     /* ... halved on 413 down to this */
+#define AGENT_REQUEST_REPORTS_MAX 1000        /* reports in one request */
 #define AGENT_BACKOFF_MIN_MS 100
 #define AGENT_BACKOFF_MAX_MS 5000
 #define AGENT_PROGRESS_TICK_MS 150
-#define AGENT_PIPE_LINGER_MS 2000 /* after the process ended, how long its pipes may stay open */
+#define AGENT_PIPE_LINGER_MS 2000  /* after the process ended, how long its pipes may stay open */
 #define AGENT_FINAL_FLUSH_MS 10000 /* when stopped by a signal, how long to deliver results */
 
 /* Event priorities (event_base_priority_init(base, AGENT_NPRIO)): report batching runs last. */
@@ -51,8 +51,14 @@
 #define AGENT_PRIO_IO 1
 #define AGENT_PRIO_FLUSH 2
 
-enum agent_reason { REASON_EXIT, REASON_SIGNAL, REASON_TIMEOUT, REASON_CANCELLED, REASON_ERROR,
-                    REASON_COUNT };
+enum agent_reason {
+    REASON_EXIT,
+    REASON_SIGNAL,
+    REASON_TIMEOUT,
+    REASON_CANCELLED,
+    REASON_ERROR,
+    REASON_COUNT
+};
 extern const char *const agent_reason_names[REASON_COUNT];
 
 enum job_phase {
@@ -88,15 +94,15 @@ struct agent_job {
     struct agent_job *prev, *next;
     char id[UUID_STR_LEN];
     int attempt;
-    json_t *spec;   /* the normalised spec (owned); NULL for a job recovered without its lease */
-    int slots;      /* of the agent's slots, while the process runs */
+    json_t *spec;    /* the normalised spec (owned); NULL for a job recovered without its lease */
+    int slots;       /* of the agent's slots, while the process runs */
     bool slots_held; /* counted in a->slots_used */
     enum job_phase phase;
     bool recovered; /* from the spool, after a restart: no process */
 
     /* the process (runner_native.c) */
-    pid_t pid;         /* also the process group; 0 before start */
-    bool exited;       /* reaped */
+    pid_t pid;   /* also the process group; 0 before start */
+    bool exited; /* reaped */
     int wait_status;
     bool start_failed;
     int64_t start_ns, end_ns; /* monotonic */
@@ -227,7 +233,8 @@ void proto_release(struct agent *a);
 /* jobs.c */
 /* A lease from a poll answer: spools it and starts the job, or reports why it cannot run. */
 void jobs_lease(struct agent *a, json_t *lease);
-/* Kills the processes of the jobs named in `ids` (an array of job ids; anything else is ignored). */
+/* Kills the processes of the jobs named in `ids` (an array of job ids; anything else is ignored).
+ */
 void jobs_cancel(struct agent *a, json_t *ids);
 /* Recovers the spool's records after a restart (see protocol.md). ERR_IO. */
 int jobs_recover(struct agent *a, struct err *e);

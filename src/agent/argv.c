@@ -26,8 +26,7 @@ static void strv_push(struct strv *s, char *str)
 
 void agent_strv_free(char **v)
 {
-    if (!v)
-        return;
+    if (!v) return;
     for (char **p = v; *p; p++)
         free(*p);
     free(v);
@@ -53,20 +52,20 @@ int agent_argv_build(json_t *command, char ***argv, struct err *e)
     json_t *args = json_object_get(command, "arguments");
     size_t i;
     json_t *arg;
-    json_array_foreach(args, i, arg) {
+    json_array_foreach(args, i, arg)
+    {
         const char *type = json_string_value(json_object_get(arg, "type"));
         json_t *name = json_object_get(arg, "name");
         const char *value = json_string_value(json_object_get(arg, "value"));
-        if (!type || strcmp(type, "parameter") || !value || (name && !json_is_null(name) &&
-                                                             !json_is_string(name))) {
+        if (!type || strcmp(type, "parameter") || !value ||
+            (name && !json_is_null(name) && !json_is_string(name))) {
             char field[64];
             snprintf(field, sizeof(field), "command.arguments[%zu]", i);
             agent_strv_free(s.v);
             return err_field(e, ERR_INVALID, field, "%s must be a parameter with a string value",
                              field);
         }
-        if (json_is_string(name))
-            strv_push(&s, xstrdup(json_string_value(name)));
+        if (json_is_string(name)) strv_push(&s, xstrdup(json_string_value(name)));
         strv_push(&s, xstrdup(value));
     }
     *argv = s.v;
@@ -86,7 +85,8 @@ int agent_staging_check(json_t *spec, struct err *e)
     char field[64];
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(command, "arguments"), i, v) {
+    json_array_foreach(json_object_get(command, "arguments"), i, v)
+    {
         const char *type = json_string_value(json_object_get(v, "type"));
         if (type && (!strcmp(type, "input") || !strcmp(type, "output"))) {
             snprintf(field, sizeof(field), "command.arguments[%zu]", i);
@@ -137,16 +137,13 @@ char **agent_env_build(char *const *base, json_t *env, char *const *extra)
 {
     struct strv s = {0};
     for (char *const *p = base; p && *p; p++)
-        if (strchr(*p, '=') && !env_secret(*p))
-            env_set(&s, xstrdup(*p));
+        if (strchr(*p, '=') && !env_secret(*p)) env_set(&s, xstrdup(*p));
     const char *key;
     json_t *v;
-    json_object_foreach(env, key, v)
-        if (json_is_string(v))
-            env_set(&s, xasprintf("%s=%s", key, json_string_value(v)));
+    json_object_foreach(env, key, v) if (json_is_string(v))
+        env_set(&s, xasprintf("%s=%s", key, json_string_value(v)));
     for (char *const *p = extra; p && *p; p++)
         env_set(&s, xstrdup(*p));
-    if (!s.v)
-        s.v = xcalloc(1, sizeof(*s.v)); /* an empty environment is still an array */
+    if (!s.v) s.v = xcalloc(1, sizeof(*s.v)); /* an empty environment is still an array */
     return s.v;
 }

@@ -44,8 +44,7 @@ const char *const agent_reason_names[REASON_COUNT] = {"exit", "signal", "timeout
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)ftw;
-    if (flag == FTW_DP)
-        return rmdir(path) != 0 && errno != ENOENT ? -1 : 0;
+    if (flag == FTW_DP) return rmdir(path) != 0 && errno != ENOENT ? -1 : 0;
     return unlink(path) != 0 && errno != ENOENT ? -1 : 0;
 }
 
@@ -60,8 +59,7 @@ static int chmod_dirs(const char *path, const struct stat *st, int flag, struct 
 void agent_remove_tree(const char *path)
 {
     struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
+    if (lstat(path, &st) != 0) return;
     nftw(path, chmod_dirs, 16, FTW_PHYS);
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         log_warn("cannot remove the work folder '%s' entirely: %s", path, strerror(errno));
@@ -77,10 +75,10 @@ static struct agent_job *job_new(struct agent *a, const char *id, int attempt, j
     j->attempt = attempt;
     j->spec = spec ? json_incref(spec) : NULL;
     json_t *slots = json_object_get(spec, "slots");
-    j->slots = json_is_integer(slots) && json_integer_value(slots) > 0 &&
-                       json_integer_value(slots) <= 1024
-                   ? (int)json_integer_value(slots)
-                   : 1;
+    j->slots =
+        json_is_integer(slots) && json_integer_value(slots) > 0 && json_integer_value(slots) <= 1024
+            ? (int)json_integer_value(slots)
+            : 1;
     j->stdin_fd = -1;
     j->out.fd = j->err.fd = -1;
     j->out.job = j->err.job = j;
@@ -135,8 +133,7 @@ static void job_free(struct agent_job *j)
 static struct agent_job *job_find(struct agent *a, const char *id, int attempt)
 {
     for (struct agent_job *j = a->jobs; j; j = j->next)
-        if (j->attempt == attempt && !strcmp(j->id, id))
-            return j;
+        if (j->attempt == attempt && !strcmp(j->id, id)) return j;
     return NULL;
 }
 
@@ -202,8 +199,7 @@ static void progress_check(struct agent_job *j, bool final)
 {
     double pct;
     char *msg;
-    if (!progress_watch_check(&j->progress, final, &pct, &msg))
-        return;
+    if (!progress_watch_check(&j->progress, final, &pct, &msg)) return;
     bool same = j->has_progress && j->percent == pct &&
                 ((!msg && !j->message) || (msg && j->message && !strcmp(msg, j->message)));
     if (same) {
@@ -220,8 +216,7 @@ static void progress_check(struct agent_job *j, bool final)
 
 void jobs_process_ended(struct agent_job *j)
 {
-    if (j->phase != JOB_RUNNING)
-        return;
+    if (j->phase != JOB_RUNNING) return;
     progress_check(j, true);
     int st = j->wait_status;
     switch (j->kill_why) {
@@ -255,8 +250,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct agent_job *j = arg;
     (void)fd, (void)what;
-    if (j->phase != JOB_RUNNING || j->exited)
-        return;
+    if (j->phase != JOB_RUNNING || j->exited) return;
     log_info("job=%s attempt=%d still running %g s after SIGTERM: SIGKILL", j->id, j->attempt,
              j->a->o.term_grace_s);
     j->killed_hard = true;
@@ -265,8 +259,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 
 static void ms_timeval(double s, struct timeval *tv)
 {
-    if (s < 0)
-        s = 0;
+    if (s < 0) s = 0;
     long long us = (long long)(s * 1e6);
     tv->tv_sec = (time_t)(us / 1000000);
     tv->tv_usec = (suseconds_t)(us % 1000000);
@@ -276,10 +269,8 @@ static void ms_timeval(double s, struct timeval *tv)
 static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
 {
     static const char *const whys[] = {"", "timeout", "cancel", "agent stopping"};
-    if (j->phase != JOB_RUNNING || !j->pid || j->exited)
-        return;
-    if (j->kill_why == KILL_NONE)
-        j->kill_why = why;
+    if (j->phase != JOB_RUNNING || !j->pid || j->exited) return;
+    if (j->kill_why == KILL_NONE) j->kill_why = why;
     if (hard) {
         if (!j->killed_hard)
             log_info("job=%s attempt=%d killing (%s): SIGKILL", j->id, j->attempt, whys[why]);
@@ -287,8 +278,7 @@ static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
         runner_native_signal(j, SIGKILL);
         return;
     }
-    if (j->grace_timer)
-        return; /* already on its way */
+    if (j->grace_timer) return; /* already on its way */
     log_info("job=%s attempt=%d killing (%s): SIGTERM to process group %d", j->id, j->attempt,
              whys[why], (int)j->pid);
     runner_native_signal(j, SIGTERM);
@@ -317,11 +307,11 @@ void jobs_cancel(struct agent *a, json_t *ids)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v) {
+    json_array_foreach(ids, i, v)
+    {
         const char *id = json_string_value(v);
         for (struct agent_job *j = a->jobs; id && j; j = j->next) {
-            if (strcmp(j->id, id) || j->phase != JOB_RUNNING)
-                continue;
+            if (strcmp(j->id, id) || j->phase != JOB_RUNNING) continue;
             log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
             job_kill(j, KILL_CANCEL, false);
         }
@@ -342,7 +332,8 @@ static void spool_started(struct agent_job *j, json_t *lease)
     struct agent *a = j->a;
     struct err e = ERR_INIT;
     json_object_set_new(lease, "pgid", json_integer(j->pid));
-    json_object_set_new(lease, "starttime", json_integer((json_int_t)runner_proc_starttime(j->pid)));
+    json_object_set_new(lease, "starttime",
+                        json_integer((json_int_t)runner_proc_starttime(j->pid)));
     json_object_set_new(lease, "boot_id", json_string(a->boot_id));
     json_object_set_new(lease, "started_at_ms", json_integer(j->started_at_ms));
     if (spool_put(&a->spool, j->id, j->attempt, "lease", lease, &e) ||
@@ -384,14 +375,13 @@ static int job_start(struct agent_job *j, json_t *lease, struct err *e)
 
     j->slots_held = true;
     a->slots_used += j->slots;
-    if ((rc = runner_native_start(j, argv, envp, e)))
-        goto out;
+    if ((rc = runner_native_start(j, argv, envp, e))) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, "started");
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j, lease);
-    log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt,
-             (int)j->pid, j->slots, argv[0]);
+    log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt, (int)j->pid,
+             j->slots, argv[0]);
 
     double timeout = json_number_value(json_object_get(j->spec, "timeout_s"));
     if (timeout > 0) {
@@ -431,11 +421,10 @@ void jobs_lease(struct agent *a, json_t *lease)
     }
     struct agent_job *j = job_new(a, id, attempt, json_is_object(spec) ? spec : NULL);
     log_info("job=%s attempt=%d leased", id, attempt);
-    json_t *record = json_pack("{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec",
-                               spec ? spec : json_null(), "deadline",
-                               json_object_get(lease, "deadline")
-                                   ? json_object_get(lease, "deadline")
-                                   : json_null());
+    json_t *record = json_pack(
+        "{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec", spec ? spec : json_null(),
+        "deadline",
+        json_object_get(lease, "deadline") ? json_object_get(lease, "deadline") : json_null());
     if (spool_put(&a->spool, id, attempt, "lease", record, &e)) {
         log_error("job=%s attempt=%d %s", id, attempt, e.msg);
         job_finish(j, REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
@@ -458,15 +447,13 @@ void jobs_gc(struct agent *a)
 {
     for (struct agent_job *j = a->jobs, *next; j; j = next) {
         next = j->next;
-        if (j->phase != JOB_DONE || !j->finished_settled || j->batched)
-            continue;
+        if (j->phase != JOB_DONE || !j->finished_settled || j->batched) continue;
         struct err e = ERR_INIT;
         if (spool_del(&a->spool, j->id, j->attempt, "started", &e) ||
             spool_del(&a->spool, j->id, j->attempt, "finished", &e) ||
             spool_del(&a->spool, j->id, j->attempt, "lease", &e))
             log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-        if (!a->o.keep_work)
-            agent_remove_tree(j->work_dir);
+        if (!a->o.keep_work) agent_remove_tree(j->work_dir);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }
@@ -486,19 +473,18 @@ static void kill_survivors(struct agent *a, struct agent_job *j, json_t *lease)
 {
     json_int_t pgid = json_integer_value(json_object_get(lease, "pgid"));
     const char *boot = json_string_value(json_object_get(lease, "boot_id"));
-    unsigned long long saved = (unsigned long long)json_integer_value(
-        json_object_get(lease, "starttime"));
+    unsigned long long saved =
+        (unsigned long long)json_integer_value(json_object_get(lease, "starttime"));
     if (pgid <= 1 || pgid > 4194304 || !boot || strcmp(boot, a->boot_id))
         return; /* never started, or started before the machine rebooted */
     unsigned long long now = runner_proc_starttime((pid_t)pgid);
     bool ours = now ? now == saved : kill(-(pid_t)pgid, 0) == 0;
     /* A pid is not reused while a group of that id exists: a live group without its leader
      * is still the job's; a leader with another start time is a stranger. */
-    if (!ours)
-        return;
+    if (!ours) return;
     if (kill(-(pid_t)pgid, SIGKILL) == 0)
-        log_warn("job=%s attempt=%d its processes (group %lld) survived the agent; killed",
-                 j->id, j->attempt, (long long)pgid);
+        log_warn("job=%s attempt=%d its processes (group %lld) survived the agent; killed", j->id,
+                 j->attempt, (long long)pgid);
 }
 
 int jobs_recover(struct agent *a, struct err *e)
@@ -506,8 +492,7 @@ int jobs_recover(struct agent *a, struct err *e)
     struct spool_key *keys;
     size_t n;
     int rc = spool_list(&a->spool, &keys, &n, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
         json_t *lease = NULL, *started = NULL, *finished = NULL;
         const char *id = keys[i].job;
@@ -517,8 +502,7 @@ int jobs_recover(struct agent *a, struct err *e)
         for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
             struct err ge = ERR_INIT;
             int grc = spool_get(&a->spool, id, attempt, kinds[k], docs[k], &ge);
-            if (grc && grc != ERR_NOTFOUND)
-                log_error("job=%s attempt=%d %s", id, attempt, ge.msg);
+            if (grc && grc != ERR_NOTFOUND) log_error("job=%s attempt=%d %s", id, attempt, ge.msg);
         }
         struct agent_job *j = job_new(a, id, attempt, json_object_get(lease, "spec"));
         j->recovered = true;
@@ -537,12 +521,10 @@ int jobs_recover(struct agent *a, struct err *e)
             }
             job_finish(j, REASON_ERROR, 0, 0, "the agent restarted while the job was running");
         }
-        if (!a->o.keep_work)
-            agent_remove_tree(j->work_dir);
+        if (!a->o.keep_work) agent_remove_tree(j->work_dir);
         json_decref(lease);
     }
-    if (n)
-        log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
+    if (n) log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
     free(keys);
     return 0;
 }

@@ -38,19 +38,15 @@ bool progress_parse_line(const char *line, size_t n, double *percent, const char
         else
             break;
     }
-    if (!digits || i - start > 32)
-        return false;
+    if (!digits || i - start > 32) return false;
     char num[40];
     memcpy(num, line + start, i - start);
     num[i - start] = '\0';
     char *end;
     double x = strtod(num, &end);
-    if (*end || !isfinite(x) || x < 0 || x > 100)
-        return false;
-    if (i < n && line[i] == '%')
-        i++;
-    if (i < n && !is_space(line[i]))
-        return false; /* "42abc" is not a progress line */
+    if (*end || !isfinite(x) || x < 0 || x > 100) return false;
+    if (i < n && line[i] == '%') i++;
+    if (i < n && !is_space(line[i])) return false; /* "42abc" is not a progress line */
     while (i < n && is_space(line[i]))
         i++;
     size_t e = n;
@@ -72,14 +68,12 @@ bool progress_parse_last(const char *text, size_t n, bool partial_first, bool fi
     size_t pos = 0;
     if (partial_first) {
         const char *nl = memchr(text, '\n', n);
-        if (!nl)
-            return false;
+        if (!nl) return false;
         pos = (size_t)(nl - text) + 1;
     }
     while (pos < n) {
         const char *nl = memchr(text + pos, '\n', n - pos);
-        if (!nl && !final)
-            break;
+        if (!nl && !final) break;
         size_t len = nl ? (size_t)(nl - (text + pos)) : n - pos;
         double pct;
         const char *msg;
@@ -92,8 +86,7 @@ bool progress_parse_last(const char *text, size_t n, bool partial_first, bool fi
         }
         pos += len + 1;
     }
-    if (!found)
-        return false;
+    if (!found) return false;
     *percent = best_pct;
     *message = NULL;
     if (best_len > 0) {
@@ -122,12 +115,10 @@ void progress_watch_release(struct progress_watch *w)
 bool progress_watch_check(struct progress_watch *w, bool final, double *percent, char **message)
 {
     int fd = open(w->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return false;
+    if (fd < 0) return false;
     struct stat st;
     bool found = false;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        goto out;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) goto out;
     if (w->seen && st.st_dev == w->dev && st.st_ino == w->ino && st.st_size == w->size &&
         st.st_mtim.tv_sec == w->mtime.tv_sec && st.st_mtim.tv_nsec == w->mtime.tv_nsec && !final)
         goto out;
@@ -139,8 +130,7 @@ bool progress_watch_check(struct progress_watch *w, bool final, double *percent,
     off_t from = st.st_size > PROGRESS_TAIL ? st.st_size - PROGRESS_TAIL : 0;
     char text[PROGRESS_TAIL];
     ssize_t n = pread(fd, text, sizeof(text), from);
-    if (n <= 0)
-        goto out;
+    if (n <= 0) goto out;
     found = progress_parse_last(text, (size_t)n, from > 0, final, percent, message);
 out:
     close(fd);

@@ -16,7 +16,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define PROGRESS_TAIL 8192      /* bytes read from the end of the file */
+#define PROGRESS_TAIL 8192        /* bytes read from the end of the file */
 #define PROGRESS_MESSAGE_MAX 1024 /* bytes of a message (protocol limit), cut on a character */
 
 /*

@@ -31,14 +31,13 @@
 #define REPORTS_TIMEOUT_MS 60000
 #define LEAVE_TIMEOUT_MS 10000
 #define POLL_MARGIN_MS 30000 /* beyond wait_s before a poll counts as lost */
-#define POLL_QUICK_MS 50      /* an empty poll answer faster than this was not held */
+#define POLL_QUICK_MS 50     /* an empty poll answer faster than this was not held */
 #define POLL_PAUSE_MAX_MS 1000
 
 static void backoff_next(int *ms)
 {
     *ms = *ms ? *ms * 2 : AGENT_BACKOFF_MIN_MS;
-    if (*ms > AGENT_BACKOFF_MAX_MS)
-        *ms = AGENT_BACKOFF_MAX_MS;
+    if (*ms > AGENT_BACKOFF_MAX_MS) *ms = AGENT_BACKOFF_MAX_MS;
 }
 
 static void timer_arm(struct event *ev, int ms)
@@ -60,8 +59,7 @@ static json_t *held_leases(const struct agent *a)
 {
     json_t *list = json_array();
     for (const struct agent_job *j = a->jobs; j; j = j->next) {
-        if (j->finished_settled)
-            continue;
+        if (j->finished_settled) continue;
         json_array_append_new(list, json_pack("{s:s, s:i}", "job", j->id, "attempt", j->attempt));
     }
     return list;
@@ -78,11 +76,9 @@ static void on_register_timer(evutil_socket_t fd, short what, void *arg)
 static bool id_ok(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
-    if (n < 1 || n >= sizeof(((struct agent *)0)->id))
-        return false;
+    if (n < 1 || n >= sizeof(((struct agent *)0)->id)) return false;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)id[i] <= 0x20 || id[i] == 0x7f)
-            return false;
+        if ((unsigned char)id[i] <= 0x20 || id[i] == 0x7f) return false;
     return true;
 }
 
@@ -110,8 +106,8 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
             log_error("cannot register with the server at %s: %s%s", a->http.base_url, e->msg,
                       status == 404 || status == 405
                           ? " (does the server implement the agent protocol?)"
-                          : status == 401 ? " (check --token / DROVER_TOKEN: an agent token)"
-                                          : "");
+                      : status == 401 ? " (check --token / DROVER_TOKEN: an agent token)"
+                                      : "");
             a->exit_code = 1;
             a->exiting = true;
             event_base_loopexit(a->base, NULL);
@@ -142,8 +138,7 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
 
 void proto_register(struct agent *a)
 {
-    if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL))
-        return;
+    if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
     json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o}", "name", a->o.name, "labels",
                              a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
@@ -160,8 +155,7 @@ void proto_register(struct agent *a)
 /* The server no longer knows this agent (404) or marked it lost (409). */
 static void registration_lost(struct agent *a, long status, const char *what)
 {
-    if (!a->registered)
-        return; /* already registering */
+    if (!a->registered) return; /* already registering */
     log_warn("the server answered %ld to %s: %s; registering again", status, what,
              status == 404 ? "it does not know this agent" : "it marked this agent lost or left");
     a->registered = false;
@@ -185,15 +179,13 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
     if (a->exiting || a->leave_req)
         return; /* leaving: the server refuses polls now, and none is needed */
     if (rc == 0) {
-        if (a->poll_failing)
-            log_info("the server at %s answers polls again", a->http.base_url);
+        if (a->poll_failing) log_info("the server at %s answers polls again", a->http.base_url);
         a->poll_failing = false;
         a->poll_backoff_ms = 0;
         json_t *leases = json_object_get(resp, "leases"), *cancel = json_object_get(resp, "cancel");
         size_t i;
         json_t *lease;
-        json_array_foreach(leases, i, lease)
-            jobs_lease(a, lease);
+        json_array_foreach(leases, i, lease) jobs_lease(a, lease);
         jobs_cancel(a, cancel);
         if (json_is_true(json_object_get(resp, "drain")) && !a->draining) {
             log_info("the server asks this agent to drain");
@@ -206,8 +198,7 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
          */
         if (leaving && !json_array_size(leases)) {
             agent_check_done(a); /* no poll is parked now: nothing can be leased to us */
-            if (!a->leave_req && !a->exiting)
-                proto_poll(a);
+            if (!a->leave_req && !a->exiting) proto_poll(a);
             return;
         }
         int64_t took_ms = (time_mono_ns() - a->poll_sent_ns) / 1000000;
@@ -226,8 +217,7 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
     }
     if (leaving) {
         agent_check_done(a);
-        if (a->leave_req || a->exiting)
-            return;
+        if (a->leave_req || a->exiting) return;
     }
     a->m.poll_errors++;
     backoff_next(&a->poll_backoff_ms);
@@ -249,8 +239,8 @@ void proto_poll(struct agent *a)
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();
-    if (aclient_request(a->ac, "POST", path, body, a->heartbeat_s * 1000L + POLL_MARGIN_MS,
-                        on_poll, a, &a->poll_req)) {
+    if (aclient_request(a->ac, "POST", path, body, a->heartbeat_s * 1000L + POLL_MARGIN_MS, on_poll,
+                        a, &a->poll_req)) {
         log_error("cannot build the poll request");
         backoff_next(&a->poll_backoff_ms);
         timer_arm(a->poll_timer, a->poll_backoff_ms);
@@ -269,11 +259,9 @@ static bool job_has_news(const struct agent_job *j)
 
 bool proto_idle(const struct agent *a)
 {
-    if (a->reports_req)
-        return false;
+    if (a->reports_req) return false;
     for (const struct agent_job *j = a->jobs; j; j = j->next)
-        if (job_has_news(j))
-            return false;
+        if (job_has_news(j)) return false;
     return true;
 }
 
@@ -305,14 +293,12 @@ static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
 {
     s->batch_failed = false;
     while (s->head + s->inflight < s->pending.len) {
-        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX)
-            return false;
+        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) return false;
         const char *p = s->pending.data + s->head + s->inflight;
         size_t avail = s->pending.len - s->head - s->inflight;
         size_t max = *budget < AGENT_CHUNK_MAX ? *budget : AGENT_CHUNK_MAX;
         size_t n = utf8_cut(p, avail, max);
-        if (n == 0)
-            return false;
+        if (n == 0) return false;
         json_t *data = json_stringn(p, n);
         if (!data) {
             /* cannot happen (the text is sanitised); never block the job's other reports */
@@ -335,18 +321,14 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
 
 static void send_batch(struct agent *a)
 {
-    if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL))
-        return;
+    if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL)) return;
     json_t *reports = json_array();
     size_t budget = a->log_budget;
     a->nbatch = 0;
     for (struct agent_job *j = a->jobs; j; j = j->next) {
-        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX)
-            break;
-        if (!job_has_news(j))
-            continue;
-        if (j->started)
-            batch_add(a, reports, json_incref(j->started), j, ITEM_STARTED, NULL, 0);
+        if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
+        if (!job_has_news(j)) continue;
+        if (j->started) batch_add(a, reports, json_incref(j->started), j, ITEM_STARTED, NULL, 0);
         bool all_out = batch_stream(a, reports, j, &j->out, &budget);
         bool all_err = all_out && batch_stream(a, reports, j, &j->err, &budget);
         if (j->progress_dirty && a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
@@ -359,8 +341,7 @@ static void send_batch(struct agent *a)
         if (j->phase == JOB_DONE && j->finished && !j->finished_settled && all_out && all_err &&
             a->nbatch < AGENT_REQUEST_REPORTS_MAX)
             batch_add(a, reports, json_incref(j->finished), j, ITEM_FINISHED, NULL, 0);
-        if (!all_out || !all_err)
-            break; /* the budget is spent */
+        if (!all_out || !all_err) break; /* the budget is spent */
     }
     if (a->nbatch == 0) {
         json_decref(reports);
@@ -409,14 +390,13 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
 {
     struct agent_job *j = it->job;
     struct err e = ERR_INIT;
-    if (st == 409)
-        log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id,
-                 j->attempt,
-                 it->kind == ITEM_FINISHED  ? "finished"
-                 : it->kind == ITEM_STARTED ? "started"
-                 : it->kind == ITEM_LOG     ? "log"
-                                            : "progress",
+    if (st == 409 && (it->kind == ITEM_FINISHED || it->kind == ITEM_STARTED))
+        log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id, j->attempt,
+                 it->kind == ITEM_FINISHED ? "finished" : "started",
                  msg ? msg : "no longer leased to this agent");
+    else if (st == 409)
+        log_debug("job=%s attempt=%d the server refused a %s report as stale", j->id, j->attempt,
+                  it->kind == ITEM_LOG ? "log" : "progress");
     else if (st != 200)
         log_error("job=%s attempt=%d the server answered %ld to a report; dropped: %s", j->id,
                   j->attempt, st, msg ? msg : "");
@@ -428,16 +408,14 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
             log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
         break;
     case ITEM_LOG:
-        if (it->stream->batch_failed)
-            break; /* a chunk before it was not stored: send both again */
+        if (it->stream->batch_failed) break; /* a chunk before it was not stored: send both again */
         stream_consume(it->stream, it->len);
         break;
     case ITEM_PROGRESS:
         break;
     case ITEM_FINISHED:
         j->finished_settled = true;
-        if (st == 200)
-            log_info("job=%s attempt=%d result delivered", j->id, j->attempt);
+        if (st == 200) log_info("job=%s attempt=%d result delivered", j->id, j->attempt);
         break;
     }
 }
@@ -485,23 +463,20 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
                 /* 200 stored, 409 stale, 404 the job is gone, 400 our bug: nothing to resend */
                 item_settle(a, &a->batch[i], st, msg);
                 a->m.reports_sent++;
-                if (st != 200 && st != 409)
-                    a->m.report_errors++;
+                if (st != 200 && st != 409) a->m.report_errors++;
             } else {
                 item_retry(&a->batch[i]);
                 failed++;
             }
         }
-        if (a->reports_failing)
-            log_info("the server at %s takes reports again", a->http.base_url);
+        if (a->reports_failing) log_info("the server at %s takes reports again", a->http.base_url);
         a->reports_failing = false;
         a->reports_backoff_ms = 0;
         jobs_cancel(a, json_object_get(resp, "cancel"));
     } else if (status == 400) {
         /* One bad report fails the whole request ("field": "reports[N]"): drop that one only. */
         size_t bad = SIZE_MAX;
-        if (sscanf(e->field, "reports[%zu]", &bad) != 1 || bad >= a->nbatch)
-            bad = SIZE_MAX;
+        if (sscanf(e->field, "reports[%zu]", &bad) != 1 || bad >= a->nbatch) bad = SIZE_MAX;
         log_error("the server refused %s (a bug in the agent; dropped): %s",
                   bad == SIZE_MAX ? "a whole reports request" : "a report", e->msg);
         for (size_t i = 0; i < a->nbatch; i++) {
@@ -533,12 +508,10 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
             timer_arm(a->reports_timer, a->reports_backoff_ms);
         }
     }
-    if (failed && rc == 0)
-        log_debug("%zu report(s) to be sent again", failed);
+    if (failed && rc == 0) log_debug("%zu report(s) to be sent again", failed);
     batch_end(a);
     jobs_gc(a);
-    if (!proto_idle(a))
-        proto_kick(a);
+    if (!proto_idle(a)) proto_kick(a);
 }
 
 /* --- leave ------------------------------------------------------------------------------------ */
@@ -558,8 +531,7 @@ static void on_leave(void *arg, int rc, long status, json_t *resp, const struct 
 
 void proto_leave(struct agent *a)
 {
-    if (a->leave_req)
-        return;
+    if (a->leave_req) return;
     json_t *body = json_object();
     char *path = agent_path(a, "leave");
     if (aclient_request(a->ac, "POST", path, body, LEAVE_TIMEOUT_MS, on_leave, a, &a->leave_req))
@@ -568,7 +540,8 @@ void proto_leave(struct agent *a)
     json_decref(body);
 }
 
-/* --- setup ------------------------------------------------------------------------------------- */
+/* --- setup -------------------------------------------------------------------------------------
+ */
 
 void proto_init(struct agent *a)
 {
@@ -584,8 +557,7 @@ void proto_release(struct agent *a)
 {
     struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev};
     for (size_t i = 0; i < ARRAY_SIZE(evs); i++) {
-        if (*evs[i])
-            event_free(*evs[i]);
+        if (*evs[i]) event_free(*evs[i]);
         *evs[i] = NULL;
     }
     free(a->batch);

@@ -35,17 +35,15 @@ unsigned long long runner_proc_starttime(pid_t pid)
     char path[64], text[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     ssize_t n = read(fd, text, sizeof(text) - 1);
     close(fd);
-    if (n <= 0)
-        return 0;
+    if (n <= 0) return 0;
     text[n] = '\0';
-    /* "pid (comm) state ppid ..." - comm may hold spaces and parentheses: start after the last ')' */
+    /* "pid (comm) state ppid ..." - comm may hold spaces and parentheses: start after the last ')'
+     */
     char *p = strrchr(text, ')');
-    if (!p)
-        return 0;
+    if (!p) return 0;
     p++;
     for (int field = 3; field < 22 && p; field++) {
         p = strchr(p + 1, ' ');
@@ -56,8 +54,7 @@ unsigned long long runner_proc_starttime(pid_t pid)
 static void maybe_ended(struct agent_job *j)
 {
     if (j->exited && j->out.fd < 0 && j->err.fd < 0) {
-        if (j->linger_timer)
-            evtimer_del(j->linger_timer);
+        if (j->linger_timer) evtimer_del(j->linger_timer);
         jobs_process_ended(j);
     }
 }
@@ -96,12 +93,10 @@ static void stream_take(struct agent_stream *s, const char *data, size_t n, bool
         s->pending.len = keep;
         s->pending.data[keep] = '\0';
         s->produced = AGENT_STREAM_MAX; /* nothing more is kept */
-        log_warn("job=%s attempt=%d %s is longer than %llu MiB; the rest is not kept",
-                 s->job->id, s->job->attempt, s->name,
-                 (unsigned long long)(AGENT_STREAM_MAX >> 20));
+        log_warn("job=%s attempt=%d %s is longer than %llu MiB; the rest is not kept", s->job->id,
+                 s->job->attempt, s->name, (unsigned long long)(AGENT_STREAM_MAX >> 20));
     }
-    if (s->pending.len > before)
-        proto_kick(s->job->a);
+    if (s->pending.len > before) proto_kick(s->job->a);
 }
 
 static void on_stream(evutil_socket_t fd, short what, void *arg)
@@ -112,8 +107,7 @@ static void on_stream(evutil_socket_t fd, short what, void *arg)
     (void)what;
     memcpy(data, s->carry, s->ncarry);
     ssize_t n = read(fd, data + s->ncarry, READ_CHUNK);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n > 0) {
         stream_take(s, data, s->ncarry + (size_t)n, false);
         return;
@@ -145,10 +139,8 @@ static void on_stdin(evutil_socket_t fd, short what, void *arg)
     while (j->stdin_off < j->stdin_len) {
         size_t n = j->stdin_len - j->stdin_off;
         ssize_t w = write(fd, j->stdin_data + j->stdin_off, n > READ_CHUNK ? READ_CHUNK : n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN)
-            return;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) return;
         if (w < 0) {
             /* EPIPE: the program does not read its input (SIGPIPE is ignored by the agent) */
             log_debug("job=%s attempt=%d stdin closed early: %s", j->id, j->attempt,
@@ -201,7 +193,8 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     bool stdin_pipe = json_is_string(stdin_value);
 
     if (pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
-        (stdin_pipe ? pipe2(in, O_CLOEXEC) : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
+        (stdin_pipe ? pipe2(in, O_CLOEXEC)
+                    : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
         rc = err_set(e, ERR_IO, "cannot start '%s': cannot make pipes: %s", argv[0],
                      strerror(errno));
         goto out;
@@ -252,12 +245,9 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     }
 out:
     for (int i = 0; i < 2; i++) {
-        if (out[i] >= 0)
-            close(out[i]);
-        if (errp[i] >= 0)
-            close(errp[i]);
-        if (in[i] >= 0)
-            close(in[i]);
+        if (out[i] >= 0) close(out[i]);
+        if (errp[i] >= 0) close(errp[i]);
+        if (in[i] >= 0) close(in[i]);
     }
     return rc;
 }
@@ -281,14 +271,12 @@ static void reap_one(struct agent_job *j)
     pid_t r;
     while ((r = waitpid(j->pid, &status, WNOHANG)) < 0 && errno == EINTR) {
     }
-    if (r != j->pid)
-        return;
+    if (r != j->pid) return;
     j->exited = true;
     j->wait_status = status;
     j->end_ns = time_mono_ns();
     if (j->out.fd >= 0 || j->err.fd >= 0) {
-        if (!j->linger_timer)
-            j->linger_timer = evtimer_new(j->a->base, on_linger, j);
+        if (!j->linger_timer) j->linger_timer = evtimer_new(j->a->base, on_linger, j);
         struct timeval tv = {AGENT_PIPE_LINGER_MS / 1000, (AGENT_PIPE_LINGER_MS % 1000) * 1000};
         evtimer_add(j->linger_timer, &tv);
     }
@@ -299,8 +287,7 @@ void runner_native_reap(struct agent *a)
 {
     for (struct agent_job *j = a->jobs, *next; j; j = next) {
         next = j->next; /* maybe_ended may settle nothing yet, but keep the walk safe */
-        if (j->pid > 0 && !j->exited)
-            reap_one(j);
+        if (j->pid > 0 && !j->exited) reap_one(j);
     }
 }
 

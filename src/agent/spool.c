@@ -23,8 +23,7 @@ int agent_mkdirs(const char *path, struct err *e)
     char *p = xstrdup(path);
     int rc = 0;
     for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s)
-            continue;
+        if (*s != '/' && *s) continue;
         char saved = *s;
         *s = '\0';
         if (mkdir(p, 0700) != 0 && errno != EEXIST) {
@@ -32,8 +31,7 @@ int agent_mkdirs(const char *path, struct err *e)
             break;
         }
         *s = saved;
-        if (!saved)
-            break;
+        if (!saved) break;
     }
     free(p);
     return rc;
@@ -44,8 +42,7 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
     s->dir = NULL;
     s->dirfd = -1;
     int rc = agent_mkdirs(dir, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0)
         return err_set(e, ERR_IO, "cannot open the spool folder '%s': %s", dir, strerror(errno));
@@ -55,8 +52,7 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
 
 void spool_close(struct spool *s)
 {
-    if (s->dirfd >= 0)
-        close(s->dirfd);
+    if (s->dirfd >= 0) close(s->dirfd);
     free(s->dir);
     s->dir = NULL;
     s->dirfd = -1;
@@ -76,10 +72,8 @@ static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
         p += w;
         n -= (size_t)w;
     }
@@ -91,12 +85,10 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
 {
     char name[128], tmp[140];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
     char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text)
-        return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    if (!text) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
     int fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
@@ -124,19 +116,15 @@ int spool_get(struct spool *s, const char *job, int attempt, const char *kind, j
     char name[128];
     *doc = NULL;
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT)
-        return ERR_NOTFOUND;
-    if (fd < 0)
-        return err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name, strerror(errno));
+    if (fd < 0 && errno == ENOENT) return ERR_NOTFOUND;
+    if (fd < 0) return err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name, strerror(errno));
     struct buf b = BUF_INIT;
     char chunk[65536];
     ssize_t n;
     while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 || b.len + (size_t)n > SPOOL_RECORD_MAX) {
             rc = err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name,
                          n < 0 ? strerror(errno) : "too large");
@@ -163,8 +151,7 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
 {
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
         return err_set(e, ERR_IO, "cannot remove '%s/%s': %s", s->dir, name, strerror(errno));
     return 0;
@@ -180,20 +167,16 @@ static int key_cmp(const void *pa, const void *pb)
 /* Parses "<uuid>-<attempt>.<kind>" into k; false for any other name. */
 static bool parse_name(const char *name, struct spool_key *k)
 {
-    if (strlen(name) < UUID_STR_LEN + 2 || name[UUID_STR_LEN - 1] != '-')
-        return false;
+    if (strlen(name) < UUID_STR_LEN + 2 || name[UUID_STR_LEN - 1] != '-') return false;
     memcpy(k->job, name, UUID_STR_LEN - 1);
     k->job[UUID_STR_LEN - 1] = '\0';
-    if (!uuid_valid(k->job))
-        return false;
+    if (!uuid_valid(k->job)) return false;
     const char *p = name + UUID_STR_LEN;
     char *end;
     long a = strtol(p, &end, 10);
-    if (end == p || a < 1 || a > 1000000 || *end != '.')
-        return false;
+    if (end == p || a < 1 || a > 1000000 || *end != '.') return false;
     end++;
-    if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "finished"))
-        return false;
+    if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "finished")) return false;
     k->attempt = (int)a;
     return true;
 }
@@ -205,8 +188,7 @@ int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *
     int fd = dup(s->dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return err_set(e, ERR_IO, "cannot list '%s': %s", s->dir, strerror(errno));
     }
     rewinddir(d);
@@ -219,8 +201,7 @@ int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *
             continue;
         }
         struct spool_key k;
-        if (!parse_name(de->d_name, &k))
-            continue;
+        if (!parse_name(de->d_name, &k)) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             *keys = xrealloc(*keys, cap * sizeof(**keys));
@@ -228,13 +209,11 @@ int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *
         (*keys)[(*n)++] = k;
     }
     closedir(d);
-    if (*n == 0)
-        return 0;
+    if (*n == 0) return 0;
     qsort(*keys, *n, sizeof(**keys), key_cmp);
     size_t w = 1; /* one key per (job, attempt) */
     for (size_t i = 1; i < *n; i++)
-        if (key_cmp(&(*keys)[i], &(*keys)[w - 1]))
-            (*keys)[w++] = (*keys)[i];
+        if (key_cmp(&(*keys)[i], &(*keys)[w - 1])) (*keys)[w++] = (*keys)[i];
     *n = w;
     return 0;
 }

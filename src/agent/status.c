@@ -40,8 +40,7 @@ static void reply_json(struct evhttp_request *req, int code, json_t *j)
 static bool get_only(struct evhttp_request *req)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
-        return true;
+    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) return true;
     reply_json(req, 405,
                json_pack("{s:{s:s, s:s}}", "error", "code", "method_not_allowed", "message",
                          "only GET is allowed here"));
@@ -51,8 +50,7 @@ static bool get_only(struct evhttp_request *req)
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
     (void)arg;
-    if (get_only(req))
-        reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    if (get_only(req)) reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 static void metric(struct buf *b, const char *name, const char *type, const char *help,
@@ -66,8 +64,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 {
     struct agent *a = arg;
     struct buf b = BUF_INIT;
-    if (!get_only(req))
-        return;
+    if (!get_only(req)) return;
     metric(&b, "drover_agent_jobs_started_total", "counter", "Job processes started.",
            a->m.jobs_started);
     buf_adds(&b, "# HELP drover_agent_jobs_finished_total Job attempts ended, by reason.\n"
@@ -75,8 +72,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     for (int r = 0; r < REASON_COUNT; r++)
         buf_addf(&b, "drover_agent_jobs_finished_total{reason=\"%s\"} %llu\n",
                  agent_reason_names[r], (unsigned long long)a->m.jobs_finished[r]);
-    metric(&b, "drover_agent_jobs_running", "gauge", "Job processes running now.",
-           jobs_running(a));
+    metric(&b, "drover_agent_jobs_running", "gauge", "Job processes running now.", jobs_running(a));
     metric(&b, "drover_agent_jobs_held", "gauge",
            "Leases held: running, or whose result is not delivered yet.", a->njobs);
     metric(&b, "drover_agent_slots", "gauge", "Slots of this agent.", (uint64_t)a->o.slots);
@@ -90,8 +86,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     metric(&b, "drover_agent_report_errors_total", "counter",
            "Reports requests that failed, and reports refused as invalid.", a->m.report_errors);
     metric(&b, "drover_agent_polls_total", "counter", "Polls sent.", a->m.polls);
-    metric(&b, "drover_agent_poll_errors_total", "counter", "Polls that failed.",
-           a->m.poll_errors);
+    metric(&b, "drover_agent_poll_errors_total", "counter", "Polls that failed.", a->m.poll_errors);
     metric(&b, "drover_agent_registrations_total", "counter", "Successful registrations.",
            a->m.registrations);
     metric(&b, "drover_agent_registered", "gauge", "1 when registered with the server.",
@@ -103,8 +98,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 static void on_status(struct evhttp_request *req, void *arg)
 {
     struct agent *a = arg;
-    if (!get_only(req))
-        return;
+    if (!get_only(req)) return;
     json_t *jobs = json_array();
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         char at[32];
@@ -113,18 +107,18 @@ static void on_status(struct evhttp_request *req, void *arg)
             jobs, json_pack("{s:s, s:i, s:s, s:o, s:o, s:i, s:b}", "id", j->id, "attempt",
                             j->attempt, "state", j->phase == JOB_RUNNING ? "running" : "reporting",
                             "pid", j->pid > 0 && !j->exited ? json_integer(j->pid) : json_null(),
-                            "started_at", j->started_at_ms ? json_string(at) : json_null(),
-                            "slots", j->slots, "recovered", j->recovered));
+                            "started_at", j->started_at_ms ? json_string(at) : json_null(), "slots",
+                            j->slots, "recovered", j->recovered));
     }
     char since[32];
     time_format_rfc3339(a->started_ms, since, sizeof(since));
     reply_json(req, 200,
                json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o}", "name",
                          a->o.name, "id", a->registered ? json_string(a->id) : json_null(),
-                         "server", a->http.base_url, "state", agent_state(a), "slots",
-                         a->o.slots, "free_slots", agent_free_slots(a), "queues", a->o.queues,
-                         "labels", a->o.labels, "version", DROVER_VERSION, "started_at", since,
-                         "jobs", jobs));
+                         "server", a->http.base_url, "state", agent_state(a), "slots", a->o.slots,
+                         "free_slots", agent_free_slots(a), "queues", a->o.queues, "labels",
+                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs",
+                         jobs));
 }
 
 static void on_other(struct evhttp_request *req, void *arg)
@@ -168,8 +162,7 @@ int status_start(struct agent *a, const char *listen, struct err *e)
 
 void status_stop(struct agent *a)
 {
-    if (!a->status)
-        return;
+    if (!a->status) return;
     evhttp_free(a->status->http);
     free(a->status);
     a->status = NULL;

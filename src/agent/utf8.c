@@ -9,22 +9,16 @@ static int lead_info(unsigned char b, unsigned char *lo, unsigned char *hi)
 {
     *lo = 0x80;
     *hi = 0xBF;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xC2 && b <= 0xDF)
-        return 2;
+    if (b < 0x80) return 1;
+    if (b >= 0xC2 && b <= 0xDF) return 2;
     if (b >= 0xE0 && b <= 0xEF) {
-        if (b == 0xE0)
-            *lo = 0xA0; /* no overlongs */
-        if (b == 0xED)
-            *hi = 0x9F; /* no surrogates */
+        if (b == 0xE0) *lo = 0xA0; /* no overlongs */
+        if (b == 0xED) *hi = 0x9F; /* no surrogates */
         return 3;
     }
     if (b >= 0xF0 && b <= 0xF4) {
-        if (b == 0xF0)
-            *lo = 0x90;
-        if (b == 0xF4)
-            *hi = 0x8F; /* at most U+10FFFF */
+        if (b == 0xF0) *lo = 0x90;
+        if (b == 0xF4) *hi = 0x8F; /* at most U+10FFFF */
         return 4;
     }
     return 0;
@@ -47,8 +41,7 @@ size_t utf8_sanitize(struct buf *out, const char *src, size_t n, bool final)
             while (k < (size_t)len && i + k < n) {
                 unsigned char b = s[i + k];
                 bool ok = k == 1 ? b >= lo && b <= hi : b >= 0x80 && b <= 0xBF;
-                if (!ok)
-                    break;
+                if (!ok) break;
                 k++;
             }
             if (k == (size_t)len) {
@@ -72,8 +65,7 @@ size_t utf8_sanitize(struct buf *out, const char *src, size_t n, bool final)
 
 size_t utf8_cut(const char *s, size_t len, size_t max)
 {
-    if (len <= max)
-        return len;
+    if (len <= max) return len;
     size_t n = max;
     while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
         n--;

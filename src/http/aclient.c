@@ -82,8 +82,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         s = xcalloc(1, sizeof(*s));
         s->c = c;
         s->ev = event_new(c->base, fd, kind, on_event, s);
-        if (!s->ev)
-            die("out of memory");
+        if (!s->ev) die("out of memory");
         curl_multi_assign(c->multi, fd, s);
     } else {
         event_del(s->ev);
@@ -113,8 +112,7 @@ struct aclient *aclient_new(struct event_base *base, const struct http_client *c
     c->cfg = cfg;
     c->multi = curl_multi_init();
     c->timer = evtimer_new(base, on_timeout, c);
-    if (!c->multi || !c->timer)
-        die("cannot initialise libcurl's multi interface");
+    if (!c->multi || !c->timer) die("cannot initialise libcurl's multi interface");
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -129,8 +127,7 @@ static void unlink_req(struct aclient_req *r)
         r->prev->next = r->next;
     else
         c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
     c->nreqs--;
     curl_multi_remove_handle(c->multi, r->easy);
@@ -145,16 +142,14 @@ static void free_req(struct aclient_req *r)
 
 void aclient_cancel(struct aclient_req *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     unlink_req(r);
     free_req(r);
 }
 
 void aclient_free(struct aclient *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     while (c->reqs)
         aclient_cancel(c->reqs);
     /* Closing the cached connections calls on_socket(REMOVE), which frees our socket records. */
@@ -177,26 +172,22 @@ int aclient_request(struct aclient *c, const char *method, const char *path, jso
     r->cb = cb;
     r->arg = arg;
     r->easy = curl_easy_init();
-    if (!r->easy)
-        die("cannot initialise libcurl");
+    if (!r->easy) die("cannot initialise libcurl");
     int rc = http_call_setup(&r->call, c->cfg, r->easy, method, path, body, &e);
-    if (rc == 0 && (curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r) != CURLE_OK ||
-                    (timeout_ms > 0 &&
-                     curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK)))
+    if (rc == 0 &&
+        (curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r) != CURLE_OK ||
+         (timeout_ms > 0 && curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK)))
         rc = ERR_INTERNAL;
-    if (rc == 0 && curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
-        rc = ERR_INTERNAL;
+    if (rc == 0 && curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) rc = ERR_INTERNAL;
     if (rc) {
         free_req(r);
         return rc;
     }
     r->next = c->reqs;
-    if (c->reqs)
-        c->reqs->prev = r;
+    if (c->reqs) c->reqs->prev = r;
     c->reqs = r;
     c->nreqs++;
-    if (out)
-        *out = r;
+    if (out) *out = r;
     return 0;
 }
 
@@ -205,13 +196,11 @@ static void check_done(struct aclient *c)
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read(c->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
+        if (msg->msg != CURLMSG_DONE) continue;
         struct aclient_req *r = NULL;
         CURLcode result = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        if (!r)
-            continue;
+        if (!r) continue;
         unlink_req(r); /* msg is invalid from here on */
         struct err e = ERR_INIT;
         long status = 0;

@@ -28,8 +28,7 @@ static json_t *normalised(const char *text)
     struct job_spec spec;
     struct err e = ERR_INIT;
     int rc = spec_parse(in, NULL, &spec, &e);
-    if (rc)
-        fail_msg("spec refused: %s", e.msg);
+    if (rc) fail_msg("spec refused: %s", e.msg);
     json_t *out = json_incref(spec.json);
     spec_release(&spec);
     json_decref(in);
@@ -61,7 +60,7 @@ static void check_argv(const char *spec_text, const char *const *want, size_t nw
 static void test_names_and_positional(void **state)
 {
     (void)state;
-    static const char *const want[] = {"nhmmer", "--cpu", "2",     "-E",   "0.001",
+    static const char *const want[] = {"nhmmer", "--cpu", "2",     "-E",    "0.001",
                                        "query",  "--x",   "a b;c", "$(rm)", "true"};
     check_argv("{\"command\": {\"program\": \"nhmmer\", \"arguments\": ["
                "{\"type\": \"parameter\", \"name\": \"--cpu\", \"value\": 2},"
@@ -121,12 +120,13 @@ static void check_staging(const char *spec_text, const char *field, const char *
 static void test_staging(void **state)
 {
     (void)state;
-    check_staging("{\"command\": {\"program\": \"p\", \"arguments\": ["
-                  "{\"type\": \"parameter\", \"value\": \"x\"},"
-                  "{\"type\": \"input\", \"name\": \"--in\", \"value\": \"s3://bucket/a/b.txt\"}]}}",
-                  "command.arguments[1]",
-                  "file staging is not available in this version yet "
-                  "(command.arguments[1]: 's3://bucket/a/b.txt')");
+    check_staging(
+        "{\"command\": {\"program\": \"p\", \"arguments\": ["
+        "{\"type\": \"parameter\", \"value\": \"x\"},"
+        "{\"type\": \"input\", \"name\": \"--in\", \"value\": \"s3://bucket/a/b.txt\"}]}}",
+        "command.arguments[1]",
+        "file staging is not available in this version yet "
+        "(command.arguments[1]: 's3://bucket/a/b.txt')");
     check_staging("{\"command\": {\"program\": \"p\", \"arguments\": ["
                   "{\"type\": \"output\", \"value\": \"s3://bucket/out.txt\"}]}}",
                   "command.arguments[0]",
@@ -174,8 +174,13 @@ static const char *env_get(char **env, const char *name)
 static void test_env(void **state)
 {
     (void)state;
-    char *base[] = {"PATH=/usr/bin", "HOME=/root", "DROVER_TOKEN=secret", "OMP_NUM_THREADS=8",
-                    "DROVER_JOB_ID=stale", "NOEQUALS", NULL};
+    char *base[] = {"PATH=/usr/bin",
+                    "HOME=/root",
+                    "DROVER_TOKEN=secret",
+                    "OMP_NUM_THREADS=8",
+                    "DROVER_JOB_ID=stale",
+                    "NOEQUALS",
+                    NULL};
     json_t *env = json_pack("{s:s, s:s}", "OMP_NUM_THREADS", "2", "LANG", "C.UTF-8");
     char *extra[] = {"DROVER_JOB_ID=0193", "DROVER_ATTEMPT=2", NULL};
     char **out = agent_env_build(base, env, extra);

@@ -40,12 +40,10 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/drover-test-spool-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
+    if (!mkdtemp(f->dir)) return -1;
     snprintf(f->spool_dir, sizeof(f->spool_dir), "%s/a/spool", f->dir);
     struct err e = ERR_INIT;
-    if (spool_open(&f->s, f->spool_dir, &e))
-        return -1;
+    if (spool_open(&f->s, f->spool_dir, &e)) return -1;
     *state = f;
     return 0;
 }

@@ -57,15 +57,21 @@ static void test_utf8_valid_kept(void **state)
 static void test_utf8_replaced(void **state)
 {
     (void)state;
-    CHECK("a\xFF" "b", "a" R "b");               /* never valid */
-    CHECK("\x80\x80", R R);                      /* stray continuation bytes */
-    CHECK("\xC0\xAF", R R);                      /* overlong '/' */
-    CHECK("\xE0\x80\xAF", R R R);                /* overlong, 3 bytes */
-    CHECK("\xED\xA0\x80", R R R);                /* a surrogate */
-    CHECK("\xF4\x90\x80\x80", R R R R);          /* above U+10FFFF */
-    CHECK("\xE2\x82" "x", R "x");                /* truncated sequence: one U+FFFD */
-    CHECK("\xF0\x9F\x98", R);                    /* truncated at the very end (final) */
-    CHECK("\xC3" "\xC3\xA9", R "\xC3\xA9");
+    CHECK("a\xFF"
+          "b",
+          "a" R "b");                   /* never valid */
+    CHECK("\x80\x80", R R);             /* stray continuation bytes */
+    CHECK("\xC0\xAF", R R);             /* overlong '/' */
+    CHECK("\xE0\x80\xAF", R R R);       /* overlong, 3 bytes */
+    CHECK("\xED\xA0\x80", R R R);       /* a surrogate */
+    CHECK("\xF4\x90\x80\x80", R R R R); /* above U+10FFFF */
+    CHECK("\xE2\x82"
+          "x",
+          R "x");             /* truncated sequence: one U+FFFD */
+    CHECK("\xF0\x9F\x98", R); /* truncated at the very end (final) */
+    CHECK("\xC3"
+          "\xC3\xA9",
+          R "\xC3\xA9");
 }
 
 static void test_utf8_incremental(void **state)
@@ -83,8 +89,7 @@ static void test_utf8_incremental(void **state)
         char rest[32];
         memcpy(rest, carry, cut - used);
         memcpy(rest + (cut - used), text + cut, n - cut);
-        assert_int_equal(utf8_sanitize(&b, rest, cut - used + n - cut, true),
-                         cut - used + n - cut);
+        assert_int_equal(utf8_sanitize(&b, rest, cut - used + n - cut, true), cut - used + n - cut);
         assert_int_equal(b.len, n);
         assert_memory_equal(b.data, text, n);
         lib_free(buf_detach(&b));
@@ -99,7 +104,8 @@ static void test_utf8_incremental(void **state)
 static void test_utf8_cut(void **state)
 {
     (void)state;
-    const char *s = "ab\xE2\x82\xAC" "cd"; /* a b € c d: 7 bytes */
+    const char *s = "ab\xE2\x82\xAC"
+                    "cd"; /* a b € c d: 7 bytes */
     assert_int_equal(utf8_cut(s, 7, 10), 7);
     assert_int_equal(utf8_cut(s, 7, 2), 2);
     assert_int_equal(utf8_cut(s, 7, 3), 2);
@@ -113,8 +119,7 @@ static void check_line(const char *line, bool ok, double pct, const char *msg)
     const char *m = NULL;
     size_t mlen = 0;
     assert_int_equal(progress_parse_line(line, strlen(line), &p, &m, &mlen), ok);
-    if (!ok)
-        return;
+    if (!ok) return;
     assert_true(p == pct);
     assert_int_equal(mlen, strlen(msg));
     assert_memory_equal(m, msg, mlen);
