@@ -115,8 +115,8 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
         }
         backoff_next(&a->register_backoff_ms);
         if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS)
-            log_warn("cannot register with the server at %s: %s (retrying)", a->http.base_url,
-                     e->msg);
+            log_warn("cannot register%s%s: %s (retrying)", status ? " with " : "",
+                     status ? a->http.base_url : "", e->msg);
         else
             log_debug("cannot register: %s", e->msg);
         timer_arm(a->register_timer, a->register_backoff_ms);
