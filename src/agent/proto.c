@@ -347,7 +347,8 @@ static void send_batch(struct agent *a)
         json_decref(reports);
         return;
     }
-    json_t *body = json_pack("{s:o}", "reports", reports);
+    /* free_slots: what the agent can take now, after the jobs these reports finish. */
+    json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
     log_debug("sending %zu report(s)", a->nbatch);

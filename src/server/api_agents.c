@@ -469,6 +469,10 @@ static void reports_done(void *arg, int rc, const struct err *e)
     }
     json_t *results = json_array();
     size_t stale = 0;
+    struct live_agent *a = fleet_agent(s->fleet, op->agent);
+    json_t *fs = json_object_get(r->body, "free_slots");
+    if (a && json_is_integer(fs)) /* freed slots are offered again only if it wants them */
+        a->holding_back = true;
     for (size_t i = 0; i < op->n; i++) {
         struct report_item *it = &op->items[i];
         if (it->changed)
@@ -481,7 +485,8 @@ static void reports_done(void *arg, int rc, const struct err *e)
                                                     it->error)
                                         : json_pack("{s:i}", "status", it->status));
     }
-    struct live_agent *a = fleet_agent(s->fleet, op->agent);
+    if (a && json_is_integer(fs))
+        fleet_agent_offer(s->fleet, a, (int)json_integer_value(fs));
     json_t *cancel = a ? fleet_take_cancels(s->fleet, a, NULL) : json_array();
     if (r->gone) {
         if (a)
@@ -510,6 +515,13 @@ int api_agents_reports(struct http_req *r)
         http_reply_error(r, ERR_INVALID, "reports",
                          "the body must be {\"reports\": [...]} with at most %d reports",
                          MAX_REPORTS);
+        return HTTP_DONE;
+    }
+    static const char *const known[] = {"reports", "free_slots", NULL};
+    long free_slots;
+    if (refuse_unknown(r->body, known, &e) ||
+        int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e)) {
+        http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct reports_op *op = xcalloc(1, sizeof(*op));

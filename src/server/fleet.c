@@ -114,6 +114,8 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.state = AGENT_UP;
     a->rec.last_seen = time_now_ms();
     a->free_slots = a->rec.slots;
+    a->drain_told = false;
+    a->holding_back = false;
     agent_rec_release(rec);
     return a;
 }
@@ -311,6 +313,8 @@ static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases)
     r->owner = NULL;
     json_t *cancel = a->cancel;
     a->cancel = json_array();
+    if (a->rec.state == AGENT_DRAINING)
+        a->drain_told = true;
     http_reply_json(r, 200, json_pack("{s:o, s:o, s:b}", "leases", leases ? leases : json_array(),
                                       "cancel", cancel, "drain",
                                       a->rec.state == AGENT_DRAINING));
@@ -340,6 +344,13 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
     return out;
 }
 
+void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots)
+{
+    a->free_slots = free_slots;
+    a->holding_back = free_slots < a->rec.slots - a->held_slots;
+    try_lease(f, a);
+}
+
 struct not_held {
     const char *agent_id;
     json_t *running;
@@ -366,6 +377,7 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
 {
     fleet_agent_seen(f, a);
     a->free_slots = free_slots;
+    a->holding_back = free_slots < a->rec.slots - a->held_slots;
     /*
      * The agent sends a poll only once the previous one was answered, so every
      * lease granted before now has reached it or was lost on the way; one it
@@ -384,7 +396,8 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
     a->poll = r;
     r->owner = a;
     r->on_gone = poll_gone;
-    if (json_array_size(a->cancel) || a->rec.state != AGENT_UP || wait_ms <= 0) {
+    bool tell_drain = a->rec.state == AGENT_DRAINING && !a->drain_told;
+    if (json_array_size(a->cancel) || tell_drain || wait_ms <= 0) {
         if (!try_lease(f, a))
             reply_poll(f, a, NULL);
         return;
@@ -616,7 +629,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
                 add_cancel(a, j->id);
                 if (a->poll && !a->leasing)
                     reply_poll(f, a, NULL);
-            } else {
+            } else if (!a->holding_back) {
                 /* Its process has ended: the slots are free for the poll it has parked. */
                 a->free_slots += l->slots;
                 try_lease(f, a);

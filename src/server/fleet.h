@@ -28,6 +28,8 @@ struct live_agent {
     struct http_req *poll;  /* its parked poll, or NULL */
     struct event *poll_timer;
     bool leasing;           /* a lease commit is in flight for it */
+    bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
+    bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
 };
 
@@ -50,6 +52,8 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state);
  */
 void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
                 json_t *running, int64_t wait_ms);
+/* The agent says it can take free_slots now: leases them to its parked poll. */
+void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots);
 /* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running);
 

@@ -54,6 +54,21 @@ static json_t *time_json(int64_t ms)
     return json_string(buf);
 }
 
+/* The length of s[0..n) without a UTF-8 sequence cut short at its end. */
+static size_t utf8_whole(const char *s, size_t n)
+{
+    size_t i = n, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0)
+        return n;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return need > back + 1 ? i - 1 : n;
+}
+
 static json_t *result_json(const struct attempt_end *end)
 {
     json_t *r = json_object();
@@ -64,8 +79,11 @@ static json_t *result_json(const struct attempt_end *end)
     json_object_set_new(r, "duration_ms",
                         end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
     json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
-    json_t *out = end->stdout_head ? json_stringn(end->stdout_head, end->stdout_len) : NULL;
-    json_object_set_new(r, "stdout", out ? out : json_null());
+    /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
+    json_t *out = end->stdout_head
+                      ? json_stringn(end->stdout_head, utf8_whole(end->stdout_head, end->stdout_len))
+                      : json_string("");
+    json_object_set_new(r, "stdout", out ? out : json_string(""));
     json_object_set_new(r, "outputs", json_array());
     return r;
 }
