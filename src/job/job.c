@@ -72,7 +72,7 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->spec = json_incref(s->json);
 }
 
-static json_t *time_or_null(int64_t ms)
+json_t *job_time_json(int64_t ms)
 {
     char buf[32];
     if (!ms)
@@ -106,10 +106,10 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "key", str_or_null(j->key));
     json_object_set_new(o, "priority", json_integer(j->priority));
     json_object_set_new(o, "labels", ref_or(j->labels, json_object()));
-    json_object_set_new(o, "created_at", time_or_null(j->created_at));
-    json_object_set_new(o, "run_after", time_or_null(j->run_after));
-    json_object_set_new(o, "started_at", time_or_null(j->started_at));
-    json_object_set_new(o, "finished_at", time_or_null(j->finished_at));
+    json_object_set_new(o, "created_at", job_time_json(j->created_at));
+    json_object_set_new(o, "run_after", job_time_json(j->run_after));
+    json_object_set_new(o, "started_at", job_time_json(j->started_at));
+    json_object_set_new(o, "finished_at", job_time_json(j->finished_at));
     json_object_set_new(o, "attempt", json_integer(j->attempt));
     json_object_set_new(o, "max_attempts", json_integer(j->max_attempts));
     json_object_set_new(o, "agent", str_or_null(j->agent));
@@ -128,7 +128,7 @@ json_t *job_to_json_brief(const struct job *j)
     json_object_set_new(o, "queue", json_string(j->queue));
     json_object_set_new(o, "priority", json_integer(j->priority));
     json_object_set_new(o, "key", str_or_null(j->key));
-    json_object_set_new(o, "created_at", time_or_null(j->created_at));
+    json_object_set_new(o, "created_at", job_time_json(j->created_at));
     return o;
 }
 

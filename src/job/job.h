@@ -68,6 +68,9 @@ json_t *job_to_json(const struct job *j);
  */
 json_t *job_to_json_brief(const struct job *j);
 
+/* A time as the API shows it (RFC 3339, ms), or null for 0; a new reference. */
+json_t *job_time_json(int64_t ms);
+
 /* Helpers for the JSON columns: a compact string (caller frees), or NULL for NULL. */
 char *job_json_dump(const json_t *v);
 /* Parses a column back (NULL or empty -> NULL); a new reference. */

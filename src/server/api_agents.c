@@ -31,8 +31,7 @@ static struct server *srv(struct http_req *r)
 static bool name_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (!n || n > max)
-        return false;
+    if (!n || n > max) return false;
     for (; *s; s++)
         if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
               *s == '.' || *s == '_' || *s == '-'))
@@ -55,8 +54,8 @@ static int int_field(json_t *o, const char *key, long lo, long hi, long dflt, lo
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return err_field(e, ERR_INVALID, key, "%s must be an integer between %ld and %ld", key,
-                         lo, hi);
+        return err_field(e, ERR_INVALID, key, "%s must be an integer between %ld and %ld", key, lo,
+                         hi);
     *out = (long)json_integer_value(v);
     return 0;
 }
@@ -65,12 +64,12 @@ static int refuse_unknown(json_t *o, const char *const *known, struct err *e)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) {
+    json_object_foreach(o, k, v)
+    {
         size_t i = 0;
         while (known[i] && strcmp(known[i], k))
             i++;
-        if (!known[i])
-            return err_field(e, ERR_INVALID, k, "unknown field '%s'", k);
+        if (!known[i]) return err_field(e, ERR_INVALID, k, "unknown field '%s'", k);
     }
     return 0;
 }
@@ -78,14 +77,15 @@ static int refuse_unknown(json_t *o, const char *const *known, struct err *e)
 /* running: [{"job": id, "attempt": n}] */
 static int check_running(json_t *v, struct err *e)
 {
-    if (!v || json_is_null(v))
-        return 0;
+    if (!v || json_is_null(v)) return 0;
     if (!json_is_array(v) || json_array_size(v) > 100000)
-        return err_field(e, ERR_INVALID, "running", "running must be an array of "
-                                                    "{\"job\", \"attempt\"}");
+        return err_field(e, ERR_INVALID, "running",
+                         "running must be an array of "
+                         "{\"job\", \"attempt\"}");
     size_t i;
     json_t *it;
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         json_t *job = json_object_get(it, "job"), *att = json_object_get(it, "attempt");
         if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att)) {
             char f[48];
@@ -132,61 +132,65 @@ static void register_done(void *arg, int rc, const struct err *e)
         json_decref(cancel);
         http_req_drop(r);
     } else {
-        http_reply_json(r, 200, json_pack("{s:s, s:i, s:i, s:o}", "id", a->rec.id, "heartbeat_s",
-                                          s->heartbeat_s, "lost_after_s", s->lost_after_s,
-                                          "cancel", cancel));
+        http_reply_json(r, 200,
+                        json_pack("{s:s, s:i, s:i, s:o}", "id", a->rec.id, "heartbeat_s",
+                                  s->heartbeat_s, "lost_after_s", s->lost_after_s, "cancel",
+                                  cancel));
     }
     free(op);
 }
 
 static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name", "labels", "queues", "slots", "version", "running",
-                                        NULL};
+    static const char *const known[] = {"name",    "labels",  "queues", "slots",
+                                        "version", "running", NULL};
     long slots;
-    if (!json_is_object(b))
-        return err_set(e, ERR_INVALID, "the body must be an object");
-    if (refuse_unknown(b, known, e))
-        return e->code;
+    if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
+    if (refuse_unknown(b, known, e)) return e->code;
     json_t *name = json_object_get(b, "name");
     if (!json_is_string(name) || !name_ok(json_string_value(name), 64))
         return err_field(e, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,64}");
     json_t *labels = json_object_get(b, "labels");
     if (labels && !json_is_null(labels)) {
         if (!json_is_object(labels) || json_object_size(labels) > SPEC_MAX_LABELS)
-            return err_field(e, ERR_INVALID, "labels", "labels must be an object of at most %d "
-                                                       "string values", SPEC_MAX_LABELS);
+            return err_field(e, ERR_INVALID, "labels",
+                             "labels must be an object of at most %d "
+                             "string values",
+                             SPEC_MAX_LABELS);
         const char *k;
         json_t *v;
-        json_object_foreach(labels, k, v) {
+        json_object_foreach(labels, k, v)
+        {
             if (!label_key_ok(k) || !json_is_string(v) || json_string_length(v) > 256)
                 return err_field(e, ERR_INVALID, "labels",
                                  "labels.%s must be a string of at most 256 bytes under a name "
-                                 "of [A-Za-z0-9._/-]{1,64}", k);
+                                 "of [A-Za-z0-9._/-]{1,64}",
+                                 k);
         }
     }
     json_t *queues = json_object_get(b, "queues");
     if (queues && !json_is_null(queues)) {
         if (!json_is_array(queues) || !json_array_size(queues) || json_array_size(queues) > 64)
-            return err_field(e, ERR_INVALID, "queues", "queues must be an array of 1 to 64 queue "
-                                                       "names");
+            return err_field(e, ERR_INVALID, "queues",
+                             "queues must be an array of 1 to 64 queue "
+                             "names");
         size_t i;
         json_t *q;
-        json_array_foreach(queues, i, q) {
+        json_array_foreach(queues, i, q)
+        {
             if (!json_is_string(q) || !spec_queue_name_valid(json_string_value(q)))
                 return err_field(e, ERR_INVALID, "queues",
                                  "queues[%zu] must match [a-z0-9._-]{1,64}", i);
         }
     }
-    if (int_field(b, "slots", 1, 1024, 1, &slots, e))
-        return e->code;
+    if (int_field(b, "slots", 1, 1024, 1, &slots, e)) return e->code;
     json_t *version = json_object_get(b, "version");
     if (version && !json_is_null(version) &&
         (!json_is_string(version) || json_string_length(version) > 64))
-        return err_field(e, ERR_INVALID, "version", "version must be a string of at most 64 "
-                                                    "bytes");
-    if (check_running(json_object_get(b, "running"), e))
-        return e->code;
+        return err_field(e, ERR_INVALID, "version",
+                         "version must be a string of at most 64 "
+                         "bytes");
+    if (check_running(json_object_get(b, "running"), e)) return e->code;
 
     agent_rec_init(a);
     uuid7_new(a->id);
@@ -241,14 +245,12 @@ int api_agents_poll(struct http_req *r)
     long free_slots, wait_s;
     json_t *b = r->body;
     struct live_agent *a = caller(r);
-    if (!a)
-        return HTTP_DONE;
+    if (!a) return HTTP_DONE;
     if (!json_is_object(b) || refuse_unknown(b, known, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e)) {
-        if (!e.code)
-            err_set(&e, ERR_INVALID, "the body must be an object");
+        if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -290,8 +292,7 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
                          "%s must be an object with job, attempt (>= 1) and type", f);
     *type = -1;
     for (int t = 0; t < 4; t++)
-        if (!strcmp(json_string_value(ty), report_types[t]))
-            *type = t;
+        if (!strcmp(json_string_value(ty), report_types[t])) *type = t;
     if (*type < 0)
         return err_field(e, ERR_INVALID, f,
                          "%s.type must be one of started, log, progress, finished", f);
@@ -304,24 +305,29 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
             json_string_length(data) > MAX_LOG_CHUNK)
             return err_field(e, ERR_INVALID, f,
                              "%s: a log report needs stream (stdout or stderr), offset >= 0 and "
-                             "data (a string of at most %d bytes)", f, MAX_LOG_CHUNK);
+                             "data (a string of at most %d bytes)",
+                             f, MAX_LOG_CHUNK);
     } else if (*type == R_PROGRESS) {
         json_t *p = json_object_get(it, "percent"), *m = json_object_get(it, "message");
         if (!json_is_number(p) || json_number_value(p) < 0 || json_number_value(p) > 100 ||
             (m && !json_is_null(m) && (!json_is_string(m) || json_string_length(m) > 1024)))
             return err_field(e, ERR_INVALID, f,
                              "%s: a progress report needs percent (0-100) and an optional "
-                             "message of at most 1024 bytes", f);
+                             "message of at most 1024 bytes",
+                             f);
     } else if (*type == R_FINISHED) {
-        static const char *const reasons[] = {"exit", "signal", "timeout", "cancelled", "error",
-                                              NULL};
+        static const char *const reasons[] = {"exit",      "signal", "timeout",
+                                              "cancelled", "error",  NULL};
         json_t *reason = json_object_get(it, "reason");
         size_t k = 0;
-        while (json_is_string(reason) && reasons[k] && strcmp(reasons[k], json_string_value(reason)))
+        while (json_is_string(reason) && reasons[k] &&
+               strcmp(reasons[k], json_string_value(reason)))
             k++;
         if (!json_is_string(reason) || !reasons[k])
-            return err_field(e, ERR_INVALID, f, "%s.reason must be one of exit, signal, timeout, "
-                                                "cancelled, error", f);
+            return err_field(e, ERR_INVALID, f,
+                             "%s.reason must be one of exit, signal, timeout, "
+                             "cancelled, error",
+                             f);
         json_t *code = json_object_get(it, "exit_code");
         if (!strcmp(reasons[k], "exit") && !json_is_integer(code))
             return err_field(e, ERR_INVALID, f, "%s: reason exit needs an integer exit_code", f);
@@ -334,15 +340,13 @@ static int PRINTF_LIKE(3, 4) item_fail(struct report_item *it, int status, const
     va_list ap;
     it->status = status;
     va_start(ap, fmt);
-    if (vasprintf(&it->error, fmt, ap) < 0)
-        it->error = NULL;
+    if (vasprintf(&it->error, fmt, ap) < 0) it->error = NULL;
     va_end(ap);
     return 0;
 }
 
 /* Writer thread: one report. Returns a store error only when the batch must fail. */
-static int apply_report(struct store *st, const char *agent, struct report_item *it,
-                        struct err *e)
+static int apply_report(struct store *st, const char *agent, struct report_item *it, struct err *e)
 {
     const char *id = json_string_value(json_object_get(it->in, "job"));
     int attempt = (int)json_integer_value(json_object_get(it->in, "attempt"));
@@ -351,8 +355,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     int rc = store_job_get(st, id, &j, NULL);
     if (rc == ERR_NOTFOUND)
         return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
-    if (rc)
-        return store_job_get(st, id, &j, e);
+    if (rc) return store_job_get(st, id, &j, e);
     bool mine = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
     bool held = (1u << j.state) & LEASE_HELD_STATES;
     it->status = 200;
@@ -411,8 +414,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
             .stdout_head = out.len ? out.data : NULL,
             .stdout_len = out.len,
         };
-        if (!j.started_at && end.duration_ms >= 0)
-            j.started_at = now - end.duration_ms;
+        if (!j.started_at && end.duration_ms >= 0) j.started_at = now - end.duration_ms;
         lease_end_attempt(&j, &end, now);
         buf_release(&out);
         break;
@@ -438,8 +440,7 @@ static int reports_write(struct store *st, void *arg, struct err *e)
     struct reports_op *op = arg;
     for (size_t i = 0; i < op->n; i++) {
         int rc = apply_report(st, op->agent, &op->items[i], e);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
@@ -475,22 +476,18 @@ static void reports_done(void *arg, int rc, const struct err *e)
         a->holding_back = true;
     for (size_t i = 0; i < op->n; i++) {
         struct report_item *it = &op->items[i];
-        if (it->changed)
-            fleet_job_changed(s->fleet, &it->rec, true);
+        if (it->changed) fleet_job_changed(s->fleet, &it->rec, true);
         if (it->status == 200 && it->type == R_LOG)
             logs_notify(s->logs, json_string_value(json_object_get(it->in, "job")));
         stale += it->status == 409;
-        json_array_append_new(results,
-                              it->error ? json_pack("{s:i, s:s}", "status", it->status, "error",
-                                                    it->error)
-                                        : json_pack("{s:i}", "status", it->status));
+        json_array_append_new(
+            results, it->error ? json_pack("{s:i, s:s}", "status", it->status, "error", it->error)
+                               : json_pack("{s:i}", "status", it->status));
     }
-    if (a && json_is_integer(fs))
-        fleet_agent_offer(s->fleet, a, (int)json_integer_value(fs));
+    if (a && json_is_integer(fs)) fleet_agent_offer(s->fleet, a, (int)json_integer_value(fs));
     json_t *cancel = a ? fleet_take_cancels(s->fleet, a, NULL) : json_array();
     if (r->gone) {
-        if (a)
-            json_array_extend(a->cancel, cancel);
+        if (a) json_array_extend(a->cancel, cancel);
         json_decref(cancel);
         json_decref(results);
         http_req_drop(r);
@@ -546,13 +543,18 @@ int api_agents_reports(struct http_req *r)
 
 /* ---- leave, drain, list ---- */
 
-int api_agents_leave(struct http_req *r)
+/* The agent named in the path (id or name), or NULL after answering 404. */
+static struct live_agent *named(struct http_req *r)
 {
     struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
-    if (!a) {
-        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found", r->params[0]);
-        return HTTP_DONE;
-    }
+    if (!a) http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found", r->params[0]);
+    return a;
+}
+
+int api_agents_leave(struct http_req *r)
+{
+    struct live_agent *a = named(r);
+    if (!a) return HTTP_DONE;
     fleet_agent_set_state(srv(r)->fleet, a, AGENT_LEFT);
     http_reply_json(r, 200, fleet_agent_json(a));
     return HTTP_DONE;
@@ -560,11 +562,8 @@ int api_agents_leave(struct http_req *r)
 
 int api_agents_drain(struct http_req *r)
 {
-    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
-    if (!a) {
-        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found", r->params[0]);
-        return HTTP_DONE;
-    }
+    struct live_agent *a = named(r);
+    if (!a) return HTTP_DONE;
     if (a->rec.state != AGENT_UP && a->rec.state != AGENT_DRAINING) {
         http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' is %s", a->rec.name,
                          agent_state_name(a->rec.state));

@@ -47,8 +47,7 @@ static bool try_lease(struct fleet *f, struct live_agent *a);
 static void free_agent(void *v)
 {
     struct live_agent *a = v;
-    if (a->poll_timer)
-        event_free(a->poll_timer);
+    if (a->poll_timer) event_free(a->poll_timer);
     json_decref(a->cancel);
     agent_rec_release(&a->rec);
     free(a);
@@ -66,12 +65,10 @@ struct fleet *fleet_new(struct server *s)
 
 void fleet_free(struct fleet *f)
 {
-    if (!f)
-        return;
+    if (!f) return;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
-        if (a->poll)
-            reply_poll(f, a, NULL);
+        if (a->poll) reply_poll(f, a, NULL);
     }
     hmap_release(&f->by_name, NULL);
     hmap_release(&f->agents, free_agent);
@@ -100,8 +97,7 @@ static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
 struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec)
 {
     struct live_agent *a = hmap_get(&f->agents, rec->id);
-    if (!a)
-        return add_agent(f, rec);
+    if (!a) return add_agent(f, rec);
     json_decref(a->rec.labels);
     json_decref(a->rec.queues);
     free(a->rec.version);
@@ -142,8 +138,7 @@ static int state_write(struct store *st, void *arg, struct err *e)
 
 static void state_done(void *arg, int rc, const struct err *e)
 {
-    if (rc)
-        log_error("agent=%s cannot record its state: %s", ((struct state_op *)arg)->id, e->msg);
+    if (rc) log_error("agent=%s cannot record its state: %s", ((struct state_op *)arg)->id, e->msg);
     free(arg);
 }
 
@@ -154,6 +149,21 @@ static void commit_state(struct fleet *f, struct live_agent *a)
     op->state = a->rec.state;
     op->last_seen = a->rec.last_seen;
     commit_submit(f->s->commit, state_write, state_done, op);
+}
+
+/*
+ * A fenced write of j (see store_job_update): 1 when applied, 0 when the job
+ * changed meanwhile (j is released), or a negative store error (j released).
+ */
+static int fenced_write(struct store *st, struct job *j, int attempt, unsigned states,
+                        struct err *e)
+{
+    int rc = store_job_update(st, j, attempt, states, e);
+    if (!rc) return 1;
+    job_release(j);
+    if (rc != ERR_CONFLICT) return rc;
+    err_clear(e);
+    return 0;
 }
 
 /* ---- ending attempts for the agent (lost, deadline, left) ---- */
@@ -180,26 +190,17 @@ static int end_write(struct store *st, void *arg, struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
         struct job j;
-        if (store_job_get(st, it->job, &j, NULL))
-            continue;
+        if (store_job_get(st, it->job, &j, NULL)) continue;
         if (j.attempt != it->attempt || !((1u << j.state) & LEASE_HELD_STATES)) {
             job_release(&j);
             continue;
         }
         struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
-        if (j.started_at)
-            end.duration_ms = now - j.started_at;
+        if (j.started_at) end.duration_ms = now - j.started_at;
         lease_end_attempt(&j, &end, now);
-        int rc = store_job_update(st, &j, it->attempt, LEASE_HELD_STATES, e);
-        if (rc && rc != ERR_CONFLICT) {
-            job_release(&j);
-            return rc;
-        }
-        err_clear(e);
-        if (rc) {
-            job_release(&j);
-            continue;
-        }
+        int rc = fenced_write(st, &j, it->attempt, LEASE_HELD_STATES, e);
+        if (rc < 0) return rc;
+        if (!rc) continue;
         it->rec = j;
         it->changed = true;
     }
@@ -209,19 +210,16 @@ static int end_write(struct store *st, void *arg, struct err *e)
 static void end_done(void *arg, int rc, const struct err *e)
 {
     struct end_op *op = arg;
-    if (rc)
-        log_error("cannot end %zu attempt(s) (%s): %s", op->n, op->reason, e->msg);
+    if (rc) log_error("cannot end %zu attempt(s) (%s): %s", op->n, op->reason, e->msg);
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
         struct lease_rec *l = hmap_get(&op->f->leases, it->job);
-        if (l)
-            l->ending = false;
+        if (l) l->ending = false;
         if (!rc && it->changed) {
             log_info("job=%s attempt=%d ended: %s", it->job, it->attempt, op->reason);
             fleet_job_changed(op->f, &it->rec, false);
         }
-        if (it->changed)
-            job_release(&it->rec);
+        if (it->changed) job_release(&it->rec);
     }
     free(op->items);
     free(op);
@@ -235,8 +233,7 @@ static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, c
     size_t cap = 0;
     for (struct hmap_entry *e = hmap_first(&f->leases); e; e = hmap_next(&f->leases, e)) {
         struct lease_rec *l = e->value;
-        if (l->ending || !pick(l, arg))
-            continue;
+        if (l->ending || !pick(l, arg)) continue;
         if (!op) {
             op = xcalloc(1, sizeof(*op));
             op->f = f;
@@ -253,8 +250,7 @@ static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, c
         it->attempt = l->attempt;
         l->ending = true;
     }
-    if (op)
-        commit_submit(f->s->commit, end_write, end_done, op);
+    if (op) commit_submit(f->s->commit, end_write, end_done, op);
 }
 
 static bool lease_of_agent(const struct lease_rec *l, const void *agent_id)
@@ -269,8 +265,7 @@ static bool lease_past(const struct lease_rec *l, const void *now)
 
 void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state)
 {
-    if (a->rec.state == state)
-        return;
+    if (a->rec.state == state) return;
     log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
              agent_state_name(state));
     a->rec.state = state;
@@ -278,8 +273,7 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state)
     if (state == AGENT_LOST || state == AGENT_LEFT)
         end_leases(f, lease_of_agent, a->rec.id, state == AGENT_LOST ? "lost" : "error",
                    state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
-    if (a->poll && !a->leasing)
-        reply_poll(f, a, NULL);
+    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
 
 /* ---- polls ---- */
@@ -287,8 +281,7 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state)
 static void poll_gone(struct http_req *r)
 {
     struct live_agent *a = r->owner;
-    if (a->poll_timer)
-        evtimer_del(a->poll_timer);
+    if (a->poll_timer) evtimer_del(a->poll_timer);
     a->poll = NULL;
     http_req_drop(r);
 }
@@ -297,8 +290,7 @@ static void poll_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct live_agent *a = arg;
     struct fleet *f = a->poll ? ((struct server *)a->poll->app)->fleet : NULL;
-    if (a->poll && !a->leasing)
-        reply_poll(f, a, NULL);
+    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
 
 /* Answers the agent's parked poll; leases (stolen) may be NULL. */
@@ -307,17 +299,15 @@ static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases)
     (void)f;
     struct http_req *r = a->poll;
     a->poll = NULL;
-    if (a->poll_timer)
-        evtimer_del(a->poll_timer);
+    if (a->poll_timer) evtimer_del(a->poll_timer);
     r->on_gone = NULL;
     r->owner = NULL;
     json_t *cancel = a->cancel;
     a->cancel = json_array();
-    if (a->rec.state == AGENT_DRAINING)
-        a->drain_told = true;
-    http_reply_json(r, 200, json_pack("{s:o, s:o, s:b}", "leases", leases ? leases : json_array(),
-                                      "cancel", cancel, "drain",
-                                      a->rec.state == AGENT_DRAINING));
+    if (a->rec.state == AGENT_DRAINING) a->drain_told = true;
+    http_reply_json(r, 200,
+                    json_pack("{s:o, s:o, s:b}", "leases", leases ? leases : json_array(), "cancel",
+                              cancel, "drain", a->rec.state == AGENT_DRAINING));
 }
 
 static void add_cancel(struct live_agent *a, const char *job)
@@ -332,7 +322,8 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
 {
     size_t i;
     json_t *item;
-    json_array_foreach(running, i, item) {
+    json_array_foreach(running, i, item)
+    {
         const char *job = json_string_value(json_object_get(item, "job"));
         int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
         struct lease_rec *l = job ? hmap_get(&f->leases, job) : NULL;
@@ -359,11 +350,11 @@ struct not_held {
 static bool lease_not_held(const struct lease_rec *l, const void *arg)
 {
     const struct not_held *nh = arg;
-    if (strcmp(l->agent_id, nh->agent_id))
-        return false;
+    if (strcmp(l->agent_id, nh->agent_id)) return false;
     size_t i;
     json_t *it;
-    json_array_foreach(nh->running, i, it) {
+    json_array_foreach(nh->running, i, it)
+    {
         const char *job = json_string_value(json_object_get(it, "job"));
         if (job && !strcmp(job, l->job) &&
             json_integer_value(json_object_get(it, "attempt")) == l->attempt)
@@ -398,14 +389,11 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
     r->on_gone = poll_gone;
     bool tell_drain = a->rec.state == AGENT_DRAINING && !a->drain_told;
     if (json_array_size(a->cancel) || tell_drain || wait_ms <= 0) {
-        if (!try_lease(f, a))
-            reply_poll(f, a, NULL);
+        if (!try_lease(f, a)) reply_poll(f, a, NULL);
         return;
     }
-    if (try_lease(f, a))
-        return;
-    if (!a->poll_timer)
-        a->poll_timer = evtimer_new(f->s->base, poll_timeout, a);
+    if (try_lease(f, a)) return;
+    if (!a->poll_timer) a->poll_timer = evtimer_new(f->s->base, poll_timeout, a);
     struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
     evtimer_add(a->poll_timer, &tv);
 }
@@ -418,7 +406,7 @@ struct lease_op {
     char *agent_name;
     size_t n;
     struct sched_job **taken;
-    struct job *jobs;  /* the leased records */
+    struct job *jobs; /* the leased records */
     bool *leased;
     int64_t *deadline;
     int64_t grace_ms;
@@ -442,38 +430,21 @@ static int lease_write(struct store *st, void *arg, struct err *e)
     int64_t now = time_now_ms();
     for (size_t i = 0; i < op->n; i++) {
         struct job j;
-        if (store_job_get(st, op->taken[i]->id, &j, NULL))
-            continue;
+        if (store_job_get(st, op->taken[i]->id, &j, NULL)) continue;
         if (j.state != JOB_QUEUED) {
             job_release(&j);
             continue;
         }
         int old = j.attempt;
         lease_grant(&j, op->agent_name, now);
-        int rc = store_job_update(st, &j, old, 1u << JOB_QUEUED, e);
-        if (rc && rc != ERR_CONFLICT) {
-            job_release(&j);
-            return rc;
-        }
-        err_clear(e);
-        if (rc) {
-            job_release(&j);
-            continue;
-        }
+        int rc = fenced_write(st, &j, old, 1u << JOB_QUEUED, e);
+        if (rc < 0) return rc;
+        if (!rc) continue;
         op->jobs[i] = j;
         op->leased[i] = true;
         op->deadline[i] = lease_deadline(&j, now, op->grace_ms);
     }
     return 0;
-}
-
-static json_t *time_json(int64_t ms)
-{
-    char buf[32];
-    if (!ms)
-        return json_null();
-    time_format_rfc3339(ms, buf, sizeof(buf));
-    return json_string(buf);
 }
 
 static void unlease(struct fleet *f, struct lease_op *op);
@@ -510,9 +481,9 @@ static void lease_done(void *arg, int rc, const struct err *e)
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
         log_info("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
-        json_array_append_new(leases, json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt",
-                                                j->attempt, "spec", j->spec, "deadline",
-                                                time_json(l->deadline)));
+        json_array_append_new(leases,
+                              json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt", j->attempt,
+                                        "spec", j->spec, "deadline", job_time_json(l->deadline)));
         sched_job_free(sj);
         op->taken[i] = NULL;
     }
@@ -532,15 +503,12 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
 {
     /* Never more than its slots, whatever a stale report says. */
     int free_slots = a->free_slots;
-    if (free_slots > a->rec.slots - a->held_slots)
-        free_slots = a->rec.slots - a->held_slots;
-    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0)
-        return false;
+    if (free_slots > a->rec.slots - a->held_slots) free_slots = a->rec.slots - a->held_slots;
+    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, free_slots, taken,
                           MAX_LEASES_PER_POLL);
-    if (!n)
-        return false;
+    if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
     memcpy(op->agent_id, a->rec.id, sizeof(op->agent_id));
@@ -562,8 +530,7 @@ static int unlease_write(struct store *st, void *arg, struct err *e)
 {
     struct lease_op *op = arg;
     for (size_t i = 0; i < op->n; i++) {
-        if (!op->leased[i])
-            continue;
+        if (!op->leased[i]) continue;
         struct job *j = &op->jobs[i];
         int attempt = j->attempt;
         j->state = JOB_QUEUED;
@@ -571,8 +538,7 @@ static int unlease_write(struct store *st, void *arg, struct err *e)
         free(j->agent);
         j->agent = NULL;
         int rc = store_job_update(st, j, attempt, 1u << JOB_LEASED, e);
-        if (rc && rc != ERR_CONFLICT)
-            return rc;
+        if (rc && rc != ERR_CONFLICT) return rc;
         err_clear(e);
         op->leased[i] = rc == 0;
     }
@@ -582,11 +548,9 @@ static int unlease_write(struct store *st, void *arg, struct err *e)
 static void unlease_done(void *arg, int rc, const struct err *e)
 {
     struct lease_op *op = arg;
-    if (rc)
-        log_error("cannot give back undelivered leases: %s", e->msg);
+    if (rc) log_error("cannot give back undelivered leases: %s", e->msg);
     for (size_t i = 0; i < op->n; i++) {
-        if (!op->leased[i] || rc)
-            continue;
+        if (!op->leased[i] || rc) continue;
         struct lease_rec *l = hmap_del(&op->f->leases, op->jobs[i].id);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
         if (a) {
@@ -608,8 +572,7 @@ static void wake_polls(struct fleet *f)
 {
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
-        if (a->poll && !a->leasing)
-            try_lease(f, a);
+        if (a->poll && !a->leasing) try_lease(f, a);
     }
 }
 
@@ -618,8 +581,7 @@ static void wake_polls(struct fleet *f)
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 {
     struct lease_rec *l = NULL;
-    if (!((1u << j->state) & LEASE_HELD_STATES))
-        l = hmap_del(&f->leases, j->id);
+    if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     if (l) {
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
         if (a) {
@@ -627,8 +589,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
             a->held_slots -= l->slots;
             if (!by_agent) {
                 add_cancel(a, j->id);
-                if (a->poll && !a->leasing)
-                    reply_poll(f, a, NULL);
+                if (a->poll && !a->leasing) reply_poll(f, a, NULL);
             } else if (!a->holding_back) {
                 /* Its process has ended: the slots are free for the poll it has parked. */
                 a->free_slots += l->slots;
@@ -639,8 +600,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     }
     if (j->state == JOB_QUEUED) {
         sched_add(f->s->sched, j);
-        if (j->run_after <= time_now_ms())
-            wake_polls(f);
+        if (j->run_after <= time_now_ms()) wake_polls(f);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->s->sched, j->id);
         waiters_wake(f->s->waiters, j);
@@ -652,14 +612,12 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 
 void fleet_tick(struct fleet *f, int64_t now_ms)
 {
-    if (sched_tick(f->s->sched, now_ms))
-        wake_polls(f);
+    if (sched_tick(f->s->sched, now_ms)) wake_polls(f);
     int64_t lost_ms = (int64_t)f->s->lost_after_s * 1000;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
-        if (alive && now_ms - a->rec.last_seen > lost_ms)
-            fleet_agent_set_state(f, a, AGENT_LOST);
+        if (alive && now_ms - a->rec.last_seen > lost_ms) fleet_agent_set_state(f, a, AGENT_LOST);
     }
     end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
 }
@@ -707,8 +665,8 @@ int fleet_load(struct fleet *f, struct err *e)
     int rc = store_agent_scan(f->s->reads, load_agent, f, e);
     if (!rc)
         rc = store_job_scan(f->s->reads,
-                            (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING),
-                            load_job, f, e);
+                            (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), load_job,
+                            f, e);
     return rc;
 }
 
@@ -727,8 +685,7 @@ int fleet_listeners(struct fleet *f, const char *queue)
     int n = 0;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
-        if (a->rec.state == AGENT_UP && serves(a, queue))
-            n++;
+        if (a->rec.state == AGENT_UP && serves(a, queue)) n++;
     }
     return n;
 }
@@ -736,12 +693,12 @@ int fleet_listeners(struct fleet *f, const char *queue)
 json_t *fleet_agent_json(const struct live_agent *a)
 {
     return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i}", "id", a->rec.id,
-                     "name", a->rec.name, "labels", a->rec.labels, "queues", a->rec.queues,
-                     "slots", a->rec.slots, "free_slots", a->free_slots < 0 ? 0 : a->free_slots,
-                     "state", agent_state_name(a->rec.state), "last_seen",
-                     time_json(a->rec.last_seen), "registered_at", time_json(a->rec.registered_at),
-                     "version", a->rec.version ? json_string(a->rec.version) : json_null(),
-                     "running", a->held);
+                     "name", a->rec.name, "labels", a->rec.labels, "queues", a->rec.queues, "slots",
+                     a->rec.slots, "free_slots", a->free_slots < 0 ? 0 : a->free_slots, "state",
+                     agent_state_name(a->rec.state), "last_seen", job_time_json(a->rec.last_seen),
+                     "registered_at", job_time_json(a->rec.registered_at), "version",
+                     a->rec.version ? json_string(a->rec.version) : json_null(), "running",
+                     a->held);
 }
 
 static int by_name(const void *x, const void *y)

@@ -30,8 +30,7 @@ void lease_grant(struct job *j, const char *agent, int64_t now_ms)
 int64_t lease_deadline(const struct job *j, int64_t now_ms, int64_t grace_ms)
 {
     json_t *t = json_object_get(j->spec, "timeout_s");
-    if (!json_is_number(t) || json_number_value(t) <= 0)
-        return 0;
+    if (!json_is_number(t) || json_number_value(t) <= 0) return 0;
     return now_ms + (int64_t)(json_number_value(t) * 1000.0) + grace_ms;
 }
 
@@ -40,18 +39,8 @@ int64_t lease_backoff_ms(const struct job *j, int next_attempt)
     double base = retry_value(j, "backoff_s", 1), cap = retry_value(j, "max_backoff_s", 300);
     int n = next_attempt - 2;
     double d = base * pow(2.0, n < 0 ? 0 : n > 30 ? 30 : n);
-    if (d > cap)
-        d = cap;
+    if (d > cap) d = cap;
     return (int64_t)(d * 1000.0);
-}
-
-static json_t *time_json(int64_t ms)
-{
-    char buf[32];
-    if (!ms)
-        return json_null();
-    time_format_rfc3339(ms, buf, sizeof(buf));
-    return json_string(buf);
 }
 
 /* The length of s[0..n) without a UTF-8 sequence cut short at its end. */
@@ -62,8 +51,7 @@ static size_t utf8_whole(const char *s, size_t n)
         i--;
         back++;
     }
-    if (i == 0)
-        return n;
+    if (i == 0) return n;
     unsigned char lead = (unsigned char)s[i - 1];
     size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
     return need > back + 1 ? i - 1 : n;
@@ -80,9 +68,9 @@ static json_t *result_json(const struct attempt_end *end)
                         end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
     json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
     /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
-    json_t *out = end->stdout_head
-                      ? json_stringn(end->stdout_head, utf8_whole(end->stdout_head, end->stdout_len))
-                      : json_string("");
+    json_t *out = end->stdout_head ? json_stringn(end->stdout_head,
+                                                  utf8_whole(end->stdout_head, end->stdout_len))
+                                   : json_string("");
     json_object_set_new(r, "stdout", out ? out : json_string(""));
     json_object_set_new(r, "outputs", json_array());
     return r;
@@ -93,15 +81,13 @@ void lease_end_attempt(struct job *j, const struct attempt_end *end, int64_t now
     bool ok = !strcmp(end->reason, "exit") && end->has_exit_code && end->exit_code == 0;
     bool cancelled = !strcmp(end->reason, "cancelled");
 
-    json_t *entry = json_pack("{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt,
-                              "agent", j->agent, "started_at", time_json(j->started_at),
-                              "finished_at", time_json(now_ms), "reason", end->reason,
-                              "exit_code",
-                              end->has_exit_code ? json_integer(end->exit_code) : json_null(),
-                              "signal", end->signal ? json_integer(end->signal) : json_null(),
-                              "error", end->error ? json_string(end->error) : json_null());
-    if (!j->attempts)
-        j->attempts = json_array();
+    json_t *entry = json_pack(
+        "{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt, "agent", j->agent,
+        "started_at", job_time_json(j->started_at), "finished_at", job_time_json(now_ms), "reason",
+        end->reason, "exit_code", end->has_exit_code ? json_integer(end->exit_code) : json_null(),
+        "signal", end->signal ? json_integer(end->signal) : json_null(), "error",
+        end->error ? json_string(end->error) : json_null());
+    if (!j->attempts) j->attempts = json_array();
     json_array_append_new(j->attempts, entry);
     json_decref(j->result);
     j->result = result_json(end);
