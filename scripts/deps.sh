@@ -7,7 +7,7 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libcurl4-openssl-dev libssl-dev curl python3)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind beanstalkd) ;;
+  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
 missing=()

@@ -34,7 +34,7 @@ static const char usage_text[] =
     "usage: drover agent --server URL [--token T] [--name N] [--queues Q1,Q2] [--labels K=V,...]\n"
     "                    [--slots N] [--work-dir DIR] [--runtime native] [--listen ADDR:PORT]\n"
     "                    [--keep-work] [--term-grace S] [--drain-timeout S]\n"
-    "                    [--log-level LEVEL] [--log-format text|json]\n"
+    "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
@@ -55,7 +55,10 @@ static const char usage_text[] =
     "  --drain-timeout S   on SIGTERM/SIGINT, seconds running jobs get to finish (default 60);\n"
     "                      a second signal kills them at once\n"
     "  --log-level L       error, warn, info (default), debug\n"
-    "  --log-format F      text (default) or json\n";
+    "  --log-format F      text (default) or json\n"
+    "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
+    "                      running anything (started, then finished with exit code 0);\n"
+    "                      nothing is spooled\n";
 
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -184,6 +187,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_ALLOW_PATH,
+    OPT_BENCH_NOOP,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -205,6 +209,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
+        {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -291,6 +296,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             fprintf(stderr, "drover agent: --allow-path is not available in this version yet "
                             "(file staging is not)\n");
             return 2;
+        case OPT_BENCH_NOOP:
+            o->bench_noop = true;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return -1;
@@ -577,6 +585,8 @@ int cmd_agent(int argc, char **argv)
     log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION, a.o.name,
              a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
              a.o.listen ? a.o.listen : "");
+    if (a.o.bench_noop)
+        log_warn("--bench-noop: leased jobs are reported succeeded without being run");
     proto_register(&a);
     event_base_dispatch(a.base);
     rc = a.exit_code;

@@ -144,6 +144,7 @@ struct agent_opts {
     bool keep_work;
     double term_grace_s;
     double drain_timeout_s;
+    bool bench_noop; /* --bench-noop: leases complete at once, no process, no spool */
 };
 
 struct agent_metrics {

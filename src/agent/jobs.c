@@ -166,7 +166,7 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
     json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
     json_object_set_new(r, "error", error ? json_string(error) : json_null());
-    if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+    if (!a->o.bench_noop && spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
         log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
                   "stops before delivering it: %s",
                   j->id, j->attempt, e.msg);
@@ -400,6 +400,18 @@ out:
     return rc;
 }
 
+/*
+ * --bench-noop: the job "runs" and ends at once, without a process, a work folder or
+ * spool records: a started report, then finished with exit code 0 and duration_ms 0.
+ * Only the protocol is exercised (benchmarks of the queue).
+ */
+static void job_noop(struct agent_job *j)
+{
+    j->a->m.jobs_started++;
+    j->started = report_base(j, "started");
+    job_finish(j, REASON_EXIT, 0, 0, NULL);
+}
+
 void jobs_lease(struct agent *a, json_t *lease)
 {
     const char *id = json_string_value(json_object_get(lease, "job"));
@@ -421,6 +433,10 @@ void jobs_lease(struct agent *a, json_t *lease)
     }
     struct agent_job *j = job_new(a, id, attempt, json_is_object(spec) ? spec : NULL);
     log_info("job=%s attempt=%d leased", id, attempt);
+    if (a->o.bench_noop) {
+        job_noop(j);
+        return;
+    }
     json_t *record = json_pack(
         "{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec", spec ? spec : json_null(),
         "deadline",
@@ -449,11 +465,12 @@ void jobs_gc(struct agent *a)
         next = j->next;
         if (j->phase != JOB_DONE || !j->finished_settled || j->batched) continue;
         struct err e = ERR_INIT;
-        if (spool_del(&a->spool, j->id, j->attempt, "started", &e) ||
-            spool_del(&a->spool, j->id, j->attempt, "finished", &e) ||
-            spool_del(&a->spool, j->id, j->attempt, "lease", &e))
+        if (!a->o.bench_noop &&
+            (spool_del(&a->spool, j->id, j->attempt, "started", &e) ||
+             spool_del(&a->spool, j->id, j->attempt, "finished", &e) ||
+             spool_del(&a->spool, j->id, j->attempt, "lease", &e)))
             log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-        if (!a->o.keep_work) agent_remove_tree(j->work_dir);
+        if (!a->o.keep_work && !a->o.bench_noop) agent_remove_tree(j->work_dir);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }
