@@ -19,7 +19,8 @@
 
 #define TOKEN_FILE_MAX 4096
 
-bool cli_common_opt(struct cli_opts *o, int opt, const char *arg)
+/* Records `opt` in `o` when it is one of the connection options; false for any other. */
+static bool common_opt(struct cli_opts *o, int opt, const char *arg)
 {
     switch (opt) {
     case CLI_OPT_SERVER:
@@ -62,6 +63,68 @@ int cli_bad_option(int opt, char **argv, const char *usage)
     if (optopt > 0 && optopt < 128 && optopt != '?')
         return cli_usage_error(usage, "unknown option '-%c'", optopt);
     return cli_usage_error(usage, "unknown option '%s'", arg);
+}
+
+void cli_args_init(struct cli_args *a, int argc, char **argv, const char *usage)
+{
+    *a = (struct cli_args){.argc = argc, .argv = argv, .usage = usage, .exit_code = CLI_CONTINUE};
+}
+
+int cli_getopt(struct cli_args *a, const char *optstring, const struct option *longopts)
+{
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(a->argc, a->argv, optstring, longopts, NULL)) != -1) {
+        if (common_opt(&a->conn, opt, optarg)) continue;
+        switch (opt) {
+        case CLI_OPT_JSON:
+            a->json = true;
+            continue;
+        case 'h':
+            fputs(a->usage, stdout);
+            a->exit_code = 0;
+            return -1;
+        case '?':
+        case ':':
+            a->exit_code = cli_bad_option(opt, a->argv, a->usage);
+            return -1;
+        default:
+            return opt;
+        }
+    }
+    return -1;
+}
+
+int cli_args_none(struct cli_args *a)
+{
+    if (a->exit_code != CLI_CONTINUE) return a->exit_code;
+    if (optind < a->argc)
+        return cli_usage_error(a->usage, "unexpected argument '%s'", a->argv[optind]);
+    return CLI_CONTINUE;
+}
+
+int cli_args_one(struct cli_args *a, const char *missing, const char *empty, const char **arg)
+{
+    if (a->exit_code != CLI_CONTINUE) return a->exit_code;
+    if (optind >= a->argc) return cli_usage_error(a->usage, "%s", missing);
+    if (optind + 1 < a->argc)
+        return cli_usage_error(a->usage, "unexpected argument '%s'", a->argv[optind + 1]);
+    *arg = a->argv[optind];
+    if (!**arg) return cli_usage_error(a->usage, "%s", empty);
+    return CLI_CONTINUE;
+}
+
+int cli_parse_json_only(struct cli_args *a, const char *missing, const char *empty,
+                        const char **arg)
+{
+    static const struct option longopts[] = {
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    while (cli_getopt(a, ":h", longopts) != -1)
+        ; /* there is no option of the command's own */
+    return arg ? cli_args_one(a, missing, empty, arg) : cli_args_none(a);
 }
 
 /* Reads the admin token the server wrote into `dir`; NULL when there is none. */
@@ -164,8 +227,11 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     buf_release(&b);
 }
 
-int cli_call(struct cli *cli, const char *method, const char *path, json_t *body, json_t **resp,
-             const char *what, ...)
+/* cli_call with its arguments for `what` in a va_list. */
+static int call_v(struct cli *cli, const char *method, const char *path, json_t *body,
+                  json_t **resp, const char *what, va_list ap) PRINTF_LIKE(6, 0);
+static int call_v(struct cli *cli, const char *method, const char *path, json_t *body,
+                  json_t **resp, const char *what, va_list ap)
 {
     struct err e = ERR_INIT;
     long status = 0;
@@ -173,10 +239,7 @@ int cli_call(struct cli *cli, const char *method, const char *path, json_t *body
     int rc = http_client_json(&cli->http, method, path, body, &status, &j, &e);
     if (rc < 0) {
         char whatbuf[512];
-        va_list ap;
-        va_start(ap, what);
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
-        va_end(ap);
         cli_print_err(cli, &e, status, whatbuf);
         json_decref(j);
         if (resp) *resp = NULL;
@@ -187,6 +250,46 @@ int cli_call(struct cli *cli, const char *method, const char *path, json_t *body
     else
         json_decref(j);
     return 0;
+}
+
+int cli_call(struct cli *cli, const char *method, const char *path, json_t *body, json_t **resp,
+             const char *what, ...)
+{
+    va_list ap;
+    va_start(ap, what);
+    int rc = call_v(cli, method, path, body, resp, what, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cli_request(const struct cli_opts *o, const char *method, const char *path, json_t *body,
+                json_t **resp, const char *what, ...)
+{
+    struct cli cli;
+    if (resp) *resp = NULL;
+    int rc = cli_connect(&cli, o);
+    if (rc == 0) {
+        va_list ap;
+        va_start(ap, what);
+        rc = call_v(&cli, method, path, body, resp, what, ap);
+        va_end(ap);
+    }
+    cli_release(&cli);
+    return rc;
+}
+
+char *cli_path(const char *prefix, const char *id, const char *suffix)
+{
+    char *eid = http_escape(id);
+    char *path = xasprintf("%s%s%s", prefix, eid, suffix);
+    free(eid);
+    return path;
+}
+
+bool cli_job_is_terminal(const char *state)
+{
+    return state &&
+           (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
 }
 
 void cli_print_json(json_t *j)

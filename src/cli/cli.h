@@ -1,6 +1,7 @@
 /*
  * cli.h - what the client commands (submit, status, jobs, token, ...) share:
- * finding the server and the token, calling it, and printing results and errors.
+ * parsing their options, finding the server and the token, calling it, and
+ * printing results and errors.
  *
  * The server is --server URL, else $DROVER_SERVER, else DROVER_DEFAULT_SERVER.
  * The token is --token T, else $DROVER_TOKEN, else, when the server is on this
@@ -28,8 +29,15 @@ enum {
     CLI_OPT_SERVER = 256,
     CLI_OPT_TOKEN,
     CLI_OPT_DATA,
+    CLI_OPT_JSON,
     CLI_OPT_FIRST_FREE, /* commands number their own long-only options from here */
 };
+
+/* --json, for a command that can print the server's JSON; cli_getopt sets cli_args.json. */
+#define CLI_JSON_LONG_OPTION                                                                       \
+    {                                                                                              \
+        "json", no_argument, NULL, CLI_OPT_JSON                                                    \
+    }
 
 /* Every client command accepts these; put them in its struct option array. */
 #define CLI_COMMON_LONG_OPTIONS                                                                    \
@@ -56,11 +64,62 @@ struct cli_opts {
     const char *data;
 };
 
+/* What the cli_getopt family returns when the command is to go on. */
+#define CLI_CONTINUE (-1)
+
+/* A command's arguments as its options are parsed (cli_getopt). */
+struct cli_args {
+    int argc;
+    char **argv;
+    const char *usage;    /* the command's usage text: --help, usage errors */
+    struct cli_opts conn; /* --server, --token, --data */
+    bool json;            /* --json was given */
+    int exit_code;        /* CLI_CONTINUE, or what the command returns now (--help, bad option) */
+};
+
+/* Readies `a` for cli_getopt over argv (argv[0] is the command's name); no allocation. */
+void cli_args_init(struct cli_args *a, int argc, char **argv, const char *usage);
+
 /*
- * Records `opt` in `o` when it is one of the common options and returns true;
- * false for any other option.
+ * getopt_long over a->argv (optstring starting with ':' or "+:" and holding
+ * 'h') that does itself what every command does alike: it records the common
+ * options and --json in `a`, prints the usage on stdout for -h/--help (exit
+ * code 0) and the synopsis with what was wrong on stderr for an unknown option
+ * or a missing value (exit code 2). Returns the command's next own option, or
+ * -1 when the options are over or a->exit_code says to stop. Use it as
+ *
+ *     while ((opt = cli_getopt(&a, ":t:h", longopts)) != -1)
+ *         ...the command's own options...
+ *     if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
+ *         return rc;
  */
-bool cli_common_opt(struct cli_opts *o, int opt, const char *arg);
+int cli_getopt(struct cli_args *a, const char *optstring, const struct option *longopts);
+
+/*
+ * After cli_getopt, for a command that takes no positional argument: returns
+ * a->exit_code when parsing stopped, 2 after "unexpected argument 'x'" when
+ * one is left, else CLI_CONTINUE.
+ */
+int cli_args_none(struct cli_args *a);
+
+/*
+ * After cli_getopt, for a command that takes one positional argument, not
+ * empty (*arg, borrowed from argv): returns a->exit_code when parsing stopped,
+ * 2 after the message `missing` when there is none, `empty` when it is "",
+ * "unexpected argument 'x'" when there are more; else CLI_CONTINUE.
+ */
+int cli_args_one(struct cli_args *a, const char *missing, const char *empty, const char **arg);
+/* cli_args_one's messages for the commands that take a job ID. */
+#define CLI_JOB_ID_MISSING "which job? give its ID"
+#define CLI_JOB_ID_EMPTY "the job ID is empty"
+
+/*
+ * The whole parsing for a command whose only option of its own is --json: the
+ * cli_getopt loop, then cli_args_none (arg NULL) or cli_args_one. Returns
+ * CLI_CONTINUE or the exit code.
+ */
+int cli_parse_json_only(struct cli_args *a, const char *missing, const char *empty,
+                        const char **arg);
 
 /*
  * Handles getopt_long's '?' and ':' answers (opterr = 0, optstring starting
@@ -96,6 +155,19 @@ void cli_release(struct cli *cli);
  */
 int cli_call(struct cli *cli, const char *method, const char *path, json_t *body, json_t **resp,
              const char *what, ...) PRINTF_LIKE(6, 7);
+
+/*
+ * For a command that makes one request: cli_connect with `o`, cli_call and
+ * cli_release. Returns 0 or 1 (after printing why) as cli_call; *resp as there.
+ */
+int cli_request(const struct cli_opts *o, const char *method, const char *path, json_t *body,
+                json_t **resp, const char *what, ...) PRINTF_LIKE(6, 7);
+
+/* prefix + `id` URL-escaped + suffix ("/v1/jobs/", id, "/cancel"); the caller frees it. */
+char *cli_path(const char *prefix, const char *id, const char *suffix);
+
+/* True for the states a job does not leave: succeeded, failed, cancelled. */
+bool cli_job_is_terminal(const char *state);
 
 /* Prints "drover: <what>: <e's message>" with hints for 401 and 403 and the field. */
 void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what);

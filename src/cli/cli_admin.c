@@ -9,7 +9,6 @@
 
 #include "cli/cli.h"
 #include "commands.h"
-#include "common/xalloc.h"
 
 static const char token_usage[] =
     "usage: drover token create --role client|agent|admin --name NAME [--json]\n"
@@ -22,8 +21,6 @@ static const char token_usage[] =
     "                     agent protocol) or admin (everything)\n"
     "  -n, --name NAME    the token's name, used to revoke it\n"
     "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
-
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
 
 static int token_create(struct cli *cli, const char *role, const char *name, bool json)
 {
@@ -55,11 +52,9 @@ out:
 static int token_revoke(struct cli *cli, const char *name, bool json)
 {
     json_t *answer = NULL;
-    char *ename = http_escape(name);
-    char *path = xasprintf("/v1/tokens/%s", ename);
+    char *path = cli_path("/v1/tokens/", name, "");
     int rc = cli_call(cli, "DELETE", path, NULL, &answer, "cannot revoke token '%s'", name);
     free(path);
-    free(ename);
     if (rc == 0) {
         if (!json)
             printf("revoked %s\n", name);
@@ -77,14 +72,11 @@ int cmd_token(int argc, char **argv)
     static const struct option longopts[] = {
         {"role", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
-        {"json", no_argument, NULL, OPT_JSON},
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
     const char *role = NULL, *name = NULL;
-    bool json = false;
     int opt, rc;
 
     if (argc < 2) return cli_usage_error(token_usage, "token what? 'create' or 'revoke'");
@@ -99,11 +91,9 @@ int cmd_token(int argc, char **argv)
                                sub);
 
     /* Parse what follows the subcommand, whose name takes argv[0]'s place. */
-    argc--;
-    argv++;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":r:n:h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
+    struct cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, token_usage);
+    while ((opt = cli_getopt(&a, ":r:n:h", longopts)) != -1) {
         switch (opt) {
         case 'r':
             role = optarg;
@@ -111,19 +101,10 @@ int cmd_token(int argc, char **argv)
         case 'n':
             name = optarg;
             break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(token_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, token_usage);
         }
     }
     if (create) {
-        if (optind < argc)
-            return cli_usage_error(token_usage, "unexpected argument '%s'", argv[optind]);
+        if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
         if (!role)
             return cli_usage_error(token_usage, "token create needs --role client|agent|admin");
         if (strcmp(role, "client") && strcmp(role, "agent") && strcmp(role, "admin"))
@@ -131,16 +112,17 @@ int cmd_token(int argc, char **argv)
                                    role);
         if (!name || !*name) return cli_usage_error(token_usage, "token create needs --name NAME");
     } else {
+        if (a.exit_code != CLI_CONTINUE) return a.exit_code;
         if (role) return cli_usage_error(token_usage, "token revoke takes no --role");
-        if (!name && optind < argc) name = argv[optind++];
-        if (optind < argc)
-            return cli_usage_error(token_usage, "unexpected argument '%s'", argv[optind]);
+        if (!name && optind < a.argc) name = a.argv[optind++];
+        if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
         if (!name || !*name) return cli_usage_error(token_usage, "which token? give its NAME");
     }
 
+    struct cli cli;
     rc = 1;
-    if (cli_connect(&cli, &copts) == 0)
-        rc = create ? token_create(&cli, role, name, json) : token_revoke(&cli, name, json);
+    if (cli_connect(&cli, &a.conn) == 0)
+        rc = create ? token_create(&cli, role, name, a.json) : token_revoke(&cli, name, a.json);
     cli_release(&cli);
     return rc;
 }

@@ -9,9 +9,6 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/timeutil.h"
-#include "common/xalloc.h"
-
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -106,44 +103,17 @@ static void print_agents_table(json_t *list)
 
 int cmd_agents(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, agents_usage);
     json_t *answer = NULL;
-    int opt, rc = 1;
-
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(agents_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, agents_usage);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(agents_usage, "unexpected argument '%s'", argv[optind]);
-    if (cli_connect(&cli, &copts) ||
-        cli_call(&cli, "GET", "/v1/agents", NULL, &answer, "cannot list agents"))
-        goto out;
-    if (json)
+    int rc = cli_parse_json_only(&a, NULL, NULL, NULL);
+    if (rc != CLI_CONTINUE) return rc;
+    rc = cli_request(&a.conn, "GET", "/v1/agents", NULL, &answer, "cannot list agents");
+    if (rc == 0 && a.json)
         cli_print_json(answer);
-    else
+    else if (rc == 0)
         print_agents_table(json_is_array(answer) ? answer : json_object_get(answer, "agents"));
-    rc = 0;
-out:
     json_decref(answer);
-    cli_release(&cli);
     return rc;
 }
 
@@ -159,52 +129,20 @@ static const char drain_usage[] =
 
 int cmd_drain(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, drain_usage);
+    const char *agent;
     json_t *answer = NULL;
-    int opt, rc;
-
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(drain_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, drain_usage);
-        }
-    }
-    if (optind >= argc) return cli_usage_error(drain_usage, "which agent? give its name or id");
-    if (optind + 1 < argc)
-        return cli_usage_error(drain_usage, "unexpected argument '%s'", argv[optind + 1]);
-    const char *agent = argv[optind];
-    if (!*agent) return cli_usage_error(drain_usage, "the agent's name is empty");
-
-    rc = 1;
-    if (cli_connect(&cli, &copts)) goto out;
-    char *eagent = http_escape(agent);
-    char *path = xasprintf("/v1/agents/%s/drain", eagent);
-    free(eagent);
-    int r = cli_call(&cli, "POST", path, NULL, &answer, "cannot drain agent '%s'", agent);
+    int rc = cli_parse_json_only(&a, "which agent? give its name or id",
+                                 "the agent's name is empty", &agent);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/agents/", agent, "/drain");
+    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot drain agent '%s'", agent);
     free(path);
-    if (r) goto out;
-    if (json)
+    if (rc == 0 && a.json)
         cli_print_json(answer);
-    else
+    else if (rc == 0)
         printf("draining %s\n", agent);
-    rc = 0;
-out:
     json_decref(answer);
-    cli_release(&cli);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * cli_jobs.c - the job commands: submit, status, wait, cancel, jobs, queues.
  *
- * Each command parses its options (getopt_long; --help; an unknown option is
+ * Each command parses its options (cli_getopt: --help; an unknown option is
  * a usage error, exit 2), calls the API of API.md and prints either a summary
  * for humans or, with --json, the server's JSON. Job ids on stdout stand
  * alone on their line so that `id=$(drover submit -- prog)` works.
@@ -37,12 +37,6 @@ static void put_sanitised(const char *s, size_t n)
 static const char *jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
-}
-
-static bool job_is_terminal(const char *state)
-{
-    return state &&
-           (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
 }
 
 /* Some answers wrap the job ({"job": {...}}); accept both shapes. */
@@ -176,7 +170,7 @@ static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **
         json_decref(answer);
         json_decref(last);
         last = j;
-        if (job_is_terminal(jstr(last, "state"))) break;
+        if (cli_job_is_terminal(jstr(last, "state"))) break;
         if (deadline >= 0 && time_mono_ns() >= deadline) break;
     }
     free(eid);
@@ -196,7 +190,7 @@ static int wait_and_report(struct cli *cli, const char *id, double timeout_s, bo
     if (wait_job(cli, id, timeout_s, &job)) return 1;
     const char *state = jstr(job, "state");
     *final = job;
-    if (!job_is_terminal(state)) {
+    if (!cli_job_is_terminal(state)) {
         fprintf(stderr, "drover: job '%s' is still %s after %gs\n", id, state ? state : "unknown",
                 timeout_s);
         return 1;
@@ -226,7 +220,7 @@ static const char submit_usage[] =
     "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
     "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE, OPT_SERVICE };
+enum { OPT_SERVICE = CLI_OPT_FIRST_FREE };
 
 /* Sets obj[key] = v, stealing v; false when v is NULL (json_string of text that is not UTF-8). */
 static bool put(json_t *obj, const char *key, json_t *v)
@@ -285,23 +279,22 @@ int cmd_submit(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"key", required_argument, NULL, 'k'},
         {"wait", no_argument, NULL, 'w'},
-        {"json", no_argument, NULL, OPT_JSON},
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct cli_opts copts = {0};
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, submit_usage);
     json_t *fields = json_object(); /* top-level fields set by options */
     json_t *labels = json_object();
     const char *file = NULL;
-    bool wait = false, json = false;
+    bool wait = false;
     int opt, rc = 2;
     json_t *spec = NULL, *answer = NULL;
     struct cli cli = {0};
 
-    opterr = 0;
     /* '+': stop at the program's name, whose own options are not ours */
-    while ((opt = getopt_long(argc, argv, "+:f:q:p:n:l:t:k:wh", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
+    while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:wh", longopts)) != -1) {
         bool good = true;
         switch (opt) {
         case 'f':
@@ -318,9 +311,6 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'w':
             wait = true;
-            break;
-        case OPT_JSON:
-            json = true;
             break;
         case 'p': {
             long prio;
@@ -354,19 +344,13 @@ int cmd_submit(int argc, char **argv)
             free(k);
             break;
         }
-        case 'h':
-            fputs(submit_usage, stdout);
-            rc = 0;
-            goto out;
-        default:
-            rc = cli_bad_option(opt, argv, submit_usage);
-            goto out;
         }
         if (!good) {
             rc = cli_usage_error(submit_usage, "'%s' is not UTF-8 text", optarg);
             goto out;
         }
     }
+    if ((rc = a.exit_code) != CLI_CONTINUE) goto out;
     if (file && optind < argc) {
         rc = cli_usage_error(submit_usage, "give either -f SPEC or -- PROGRAM, not both");
         goto out;
@@ -405,14 +389,14 @@ int cmd_submit(int argc, char **argv)
         apply_overrides(spec, fields, labels);
     }
 
-    if (cli_connect(&cli, &copts)) goto out;
+    if (cli_connect(&cli, &a.conn)) goto out;
     if (cli_call(&cli, "POST", "/v1/jobs", spec, &answer, "cannot submit the job")) goto out;
 
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
     json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
     if (!json_is_array(jobs) && !jstr(single, "id")) {
-        if (json)
+        if (a.json)
             cli_print_json(answer);
         else if (json_object_get(answer, "listeners"))
             printf("queue '%s': %lld listener(s)\n",
@@ -424,7 +408,7 @@ int cmd_submit(int argc, char **argv)
         goto out;
     }
     if (!wait) {
-        if (json) {
+        if (a.json) {
             cli_print_json(answer);
         } else if (single) {
             printf("%s\n", jstr(single, "id"));
@@ -442,7 +426,7 @@ int cmd_submit(int argc, char **argv)
     json_t *finals = json_array();
     size_t i;
     json_t *j;
-    if (!json) {
+    if (!a.json) {
         json_array_foreach(list, i, j) printf("%s\n", jstr(j, "id") ? jstr(j, "id") : "?");
         fflush(stdout);
     }
@@ -450,11 +434,11 @@ int cmd_submit(int argc, char **argv)
     json_array_foreach(list, i, j)
     {
         json_t *final = NULL;
-        int r = wait_and_report(&cli, jstr(j, "id") ? jstr(j, "id") : "", -1, json, &final);
+        int r = wait_and_report(&cli, jstr(j, "id") ? jstr(j, "id") : "", -1, a.json, &final);
         if (r && !rc) rc = r;
         json_array_append_new(finals, final ? final : json_null());
     }
-    if (json) {
+    if (a.json) {
         if (single)
             cli_print_json(json_array_get(finals, 0));
         else {
@@ -650,62 +634,22 @@ static void print_status(json_t *job)
     buf_release(&b);
 }
 
-/* The one positional ID of status, wait and cancel. */
-static int one_id(int argc, char **argv, const char *usage, const char **id)
-{
-    if (optind >= argc) return cli_usage_error(usage, "which job? give its ID");
-    if (optind + 1 < argc)
-        return cli_usage_error(usage, "unexpected argument '%s'", argv[optind + 1]);
-    *id = argv[optind];
-    if (!**id) return cli_usage_error(usage, "the job ID is empty");
-    return 0;
-}
-
 int cmd_status(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
-    const char *id = NULL;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, status_usage);
+    const char *id;
     json_t *job = NULL;
-    int opt, rc;
-
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(status_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, status_usage);
-        }
-    }
-    if ((rc = one_id(argc, argv, status_usage, &id))) return rc;
-    rc = 1;
-    if (cli_connect(&cli, &copts)) goto out;
-    char *eid = http_escape(id);
-    char *path = xasprintf("/v1/jobs/%s", eid);
-    free(eid);
-    int r = cli_call(&cli, "GET", path, NULL, &job, "cannot show job '%s'", id);
+    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/jobs/", id, "");
+    rc = cli_request(&a.conn, "GET", path, NULL, &job, "cannot show job '%s'", id);
     free(path);
-    if (r) goto out;
-    if (json)
+    if (rc == 0 && a.json)
         cli_print_json(job);
-    else
+    else if (rc == 0)
         print_status(job_of(job));
-    rc = 0;
-out:
     json_decref(job);
-    cli_release(&cli);
     return rc;
 }
 
@@ -725,44 +669,32 @@ int cmd_wait(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, OPT_JSON},
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, wait_usage);
+    struct cli cli;
     double timeout = -1;
-    const char *id = NULL;
+    const char *id;
     json_t *job = NULL;
-    int opt, rc;
+    int rc;
 
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":t:h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 't':
-            if (!cli_parse_seconds(optarg, &timeout))
-                return cli_usage_error(wait_usage,
-                                       "--timeout must be a number of seconds, not '%s'", optarg);
-            break;
-        case 'h':
-            fputs(wait_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, wait_usage);
-        }
+    while (cli_getopt(&a, ":t:h", longopts) != -1) {
+        /* 't', the only option of its own */
+        if (!cli_parse_seconds(optarg, &timeout))
+            return cli_usage_error(wait_usage, "--timeout must be a number of seconds, not '%s'",
+                                   optarg);
     }
-    if ((rc = one_id(argc, argv, wait_usage, &id))) return rc;
-    if (cli_connect(&cli, &copts)) {
+    if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
+        return rc;
+    if (cli_connect(&cli, &a.conn)) {
         cli_release(&cli);
         return 1;
     }
-    rc = wait_and_report(&cli, id, timeout, json, &job);
-    if (json && job) cli_print_json(job);
+    rc = wait_and_report(&cli, id, timeout, a.json, &job);
+    if (a.json && job) cli_print_json(job);
     json_decref(job);
     cli_release(&cli);
     return rc;
@@ -779,49 +711,20 @@ static const char cancel_usage[] =
 
 int cmd_cancel(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
-    const char *id = NULL;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, cancel_usage);
+    const char *id;
     json_t *answer = NULL;
-    int opt, rc;
-
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(cancel_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, cancel_usage);
-        }
-    }
-    if ((rc = one_id(argc, argv, cancel_usage, &id))) return rc;
-    rc = 1;
-    if (cli_connect(&cli, &copts)) goto out;
-    char *eid = http_escape(id);
-    char *path = xasprintf("/v1/jobs/%s/cancel", eid);
-    free(eid);
-    int r = cli_call(&cli, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
+    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/jobs/", id, "/cancel");
+    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
     free(path);
-    if (r) goto out;
-    if (json)
+    if (rc == 0 && a.json)
         cli_print_json(answer);
-    else
+    else if (rc == 0)
         printf("cancelled %s\n", id);
-    rc = 0;
-out:
     json_decref(answer);
-    cli_release(&cli);
     return rc;
 }
 
@@ -884,22 +787,21 @@ int cmd_jobs(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},
         {"limit", required_argument, NULL, 'n'},
         {"all", no_argument, NULL, 'a'},
-        {"json", no_argument, NULL, OPT_JSON},
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct cli_opts copts = {0};
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, jobs_usage);
     struct cli cli = {0};
     struct buf filter = BUF_INIT; /* "/v1/jobs?state=..." */
-    bool json = false, all = false, has_label = false;
+    bool all = false, has_label = false;
     long limit = 0;
     json_t *list = json_array();
     int opt, rc = 2;
 
     buf_adds(&filter, "/v1/jobs");
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":s:q:l:n:ah", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
+    while ((opt = cli_getopt(&a, ":s:q:l:n:ah", longopts)) != -1) {
         switch (opt) {
         case 's':
             add_query(&filter, "state", optarg);
@@ -939,24 +841,11 @@ int cmd_jobs(int argc, char **argv)
         case 'a':
             all = true;
             break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(jobs_usage, stdout);
-            rc = 0;
-            goto out;
-        default:
-            rc = cli_bad_option(opt, argv, jobs_usage);
-            goto out;
         }
     }
-    if (optind < argc) {
-        rc = cli_usage_error(jobs_usage, "unexpected argument '%s'", argv[optind]);
-        goto out;
-    }
+    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
     rc = 1;
-    if (cli_connect(&cli, &copts)) goto out;
+    if (cli_connect(&cli, &a.conn)) goto out;
 
     char *after = NULL;
     bool more = false;
@@ -985,7 +874,7 @@ int cmd_jobs(int argc, char **argv)
         if (!all || !more || (limit && (long)json_array_size(list) >= limit)) break;
     }
     free(after);
-    if (json) {
+    if (a.json) {
         cli_print_json(list);
     } else {
         print_jobs_table(list);
@@ -1009,61 +898,36 @@ static const char queues_usage[] =
     "\n"
     "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
 
+static void print_queues_table(json_t *list)
+{
+    struct table *t = table_new(6, "name", "queued", "running", "succeeded", "failed", "listeners");
+    for (size_t c = 1; c < 6; c++)
+        table_align_right(t, c);
+    static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
+    size_t i;
+    json_t *q;
+    json_array_foreach(list, i, q)
+    {
+        table_add(t, jstr(q, "name"));
+        for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+            table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
 int cmd_queues(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
-    bool json = false;
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, queues_usage);
     json_t *answer = NULL;
-    int opt, rc = 1;
-
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(queues_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, queues_usage);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(queues_usage, "unexpected argument '%s'", argv[optind]);
-    if (cli_connect(&cli, &copts) ||
-        cli_call(&cli, "GET", "/v1/queues", NULL, &answer, "cannot list queues"))
-        goto out;
-    if (json) {
+    int rc = cli_parse_json_only(&a, NULL, NULL, NULL);
+    if (rc != CLI_CONTINUE) return rc;
+    rc = cli_request(&a.conn, "GET", "/v1/queues", NULL, &answer, "cannot list queues");
+    if (rc == 0 && a.json)
         cli_print_json(answer);
-    } else {
-        json_t *list = json_is_array(answer) ? answer : json_object_get(answer, "queues");
-        struct table *t =
-            table_new(6, "name", "queued", "running", "succeeded", "failed", "listeners");
-        for (size_t c = 1; c < 6; c++)
-            table_align_right(t, c);
-        static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
-        size_t i;
-        json_t *q;
-        json_array_foreach(list, i, q)
-        {
-            table_add(t, jstr(q, "name"));
-            for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
-                table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
-        }
-        table_print(t, stdout);
-        table_free(t);
-    }
-    rc = 0;
-out:
+    else if (rc == 0)
+        print_queues_table(json_is_array(answer) ? answer : json_object_get(answer, "queues"));
     json_decref(answer);
-    cli_release(&cli);
     return rc;
 }

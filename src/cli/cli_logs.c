@@ -67,12 +67,6 @@ static void pause_before_retry(int failures)
     nanosleep(&ts, NULL);
 }
 
-static bool is_terminal(const char *state)
-{
-    return state &&
-           (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
-}
-
 /* Prints why the log could not be read; 404 says just that the job is unknown. */
 static void print_failure(struct cli *cli, const struct err *e, long status, const char *id,
                           const struct sink *sink)
@@ -143,7 +137,7 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
             bool idled = r == 1;
             char state[32];
             r = job_state(cli, eid, state, sizeof(state), &status, &e);
-            if (r == 0 && is_terminal(state)) {
+            if (r == 0 && cli_job_is_terminal(state)) {
                 follow = false; /* read what may be left beyond the stream's last piece */
                 cli->http.timeout_ms = CALL_TIMEOUT_MS;
                 failures = 0;
@@ -193,15 +187,15 @@ int cmd_logs(int argc, char **argv)
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct cli_opts copts = {0};
-    struct cli cli = {0};
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, logs_usage);
+    struct cli cli;
     bool follow = false, err_stream = false;
     long offset = 0;
+    const char *id;
     int opt, rc;
 
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":feo:h", longopts, NULL)) != -1) {
-        if (cli_common_opt(&copts, opt, optarg)) continue;
+    while ((opt = cli_getopt(&a, ":feo:h", longopts)) != -1) {
         switch (opt) {
         case 'f':
             follow = true;
@@ -214,21 +208,13 @@ int cmd_logs(int argc, char **argv)
                 return cli_usage_error(
                     logs_usage, "--offset must be a byte offset (0 or more), not '%s'", optarg);
             break;
-        case 'h':
-            fputs(logs_usage, stdout);
-            return 0;
-        default:
-            return cli_bad_option(opt, argv, logs_usage);
         }
     }
-    if (optind >= argc) return cli_usage_error(logs_usage, "which job? give its ID");
-    if (optind + 1 < argc)
-        return cli_usage_error(logs_usage, "unexpected argument '%s'", argv[optind + 1]);
-    const char *id = argv[optind];
-    if (!*id) return cli_usage_error(logs_usage, "the job ID is empty");
+    if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
+        return rc;
 
     rc = 1;
-    if (cli_connect(&cli, &copts) == 0)
+    if (cli_connect(&cli, &a.conn) == 0)
         rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow);
     cli_release(&cli);
     return rc;

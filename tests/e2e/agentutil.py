@@ -11,28 +11,15 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, read_text, stop_process, wait_for
 
 # The agent's binary may differ from the server's (e.g. an ASan build of the agent against a
 # normal server): DROVER_AGENT_BIN, else DROVER_BIN.
 AGENT_BIN = os.environ.get("DROVER_AGENT_BIN", BIN)
 _token_names = itertools.count(1)
-
-
-def wait_for(pred, timeout=20, what="condition", interval=0.05):
-    """Calls pred until it returns something true; returns that, or fails after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 def agent_token(server, name=None):
@@ -103,11 +90,7 @@ class Agent:
         return a and a["state"]
 
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def send(self, sig):
         if self.proc and self.proc.poll() is None:
@@ -122,15 +105,7 @@ class Agent:
 
     def kill(self, sig=signal.SIGKILL):
         """Sends sig (SIGKILL by default) and waits: returns the exit code."""
-        if self.proc and self.proc.poll() is None:
-            if sig != signal.SIGKILL:
-                self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig, timeout=60, cont=sig != signal.SIGKILL)
         if self.log:
             self.log.close()
         return self.proc.returncode if self.proc else None

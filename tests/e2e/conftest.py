@@ -2,8 +2,14 @@
 
 DROVER_BIN names the binary (default: build/drover in the repository).
 Every process started here is stopped by its PID when the test ends.
+
+Also the helpers the tests of the CLI share: ok / refused / usage_error / help_shown
+check how a command ended, cli_submit / cli_status run `drover submit` / `drover
+status --json`.
 """
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,12 +20,48 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DROVER_BIN", os.path.join(ROOT, "build", "drover"))
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=20, what="condition", interval=0.05):
+    """Calls pred until it returns something true; returns that, or fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def read_text(path):
+    """A log file's text, "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_process(proc, sig, timeout, cont=False):
+    """Sends sig to proc (SIGCONT first with cont) if it still runs and waits for it to end,
+    killing it after timeout seconds."""
+    if proc and proc.poll() is None:
+        if cont:
+            proc.send_signal(signal.SIGCONT)
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Server:
@@ -56,11 +98,7 @@ class Server:
         raise RuntimeError("drover server did not become healthy: " + self.read_log())
 
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     @property
     def admin_token(self):
@@ -68,13 +106,7 @@ class Server:
             return f.read().strip()
 
     def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig, timeout=30)
         if self.proc:
             self.log.close()
         rc = self.proc.returncode if self.proc else None
@@ -92,13 +124,24 @@ class Server:
     def api(self, token=None):
         return Api(self.url, self.admin_token if token is None else token)
 
-    def run_cli(self, *args, token=None, env=None, input=None, timeout=60):
+    def cli_env(self, token=None, env=None):
+        """The environment of a CLI command against this server: DROVER_SERVER, DROVER_TOKEN
+        (the admin token unless given), then env."""
         e = dict(os.environ)
         e["DROVER_SERVER"] = self.url
         e["DROVER_TOKEN"] = self.admin_token if token is None else token
         e.update(env or {})
+        return e
+
+    def run_cli(self, *args, token=None, env=None, input=None, timeout=60):
         return subprocess.run([self.binary] + list(args), capture_output=True, text=True,
-                              env=e, input=input, timeout=timeout)
+                              env=self.cli_env(token, env), input=input, timeout=timeout)
+
+    def start_cli(self, *args, env=None, **popen_kw):
+        """Starts a CLI command in the background with stdout and stderr piped; the caller
+        waits for it or kills it."""
+        return subprocess.Popen([self.binary] + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.cli_env(env=env), **popen_kw)
 
 
 class Api:
@@ -138,3 +181,55 @@ def make_server(tmp_path):
     yield make
     for s in started:
         s.kill()
+
+
+# ---- the CLI's results ----
+
+
+def ok(r):
+    """Asserts a command succeeded quietly and returns its stdout."""
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    assert r.stderr == ""
+    return r.stdout
+
+
+def refused(r, code=1):
+    """Asserts a command failed with `code` and one "drover: " message; returns stderr."""
+    assert r.returncode == code, f"exit {r.returncode}: {r.stdout} {r.stderr}"
+    assert r.stderr.startswith("drover: "), r.stderr
+    assert r.stderr.count("\n") == 1 or code == 2, r.stderr
+    return r.stderr
+
+
+def usage_error(r, args):
+    """Asserts `drover ARGS` was refused as a usage error: exit 2, nothing on stdout, a
+    message and the command's synopsis on stderr."""
+    assert r.returncode == 2, (args, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.startswith("drover: ")
+    assert "usage: drover " + args[0] in r.stderr
+
+
+def help_shown(r, cmd):
+    """Asserts `drover CMD --help` printed the command's usage, connection options too."""
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("usage: drover " + cmd)
+    assert "--server URL" in r.stdout
+
+
+def table(out):
+    """A human table as a list of rows (lists of cells), header first."""
+    return [line.split() for line in out.splitlines()]
+
+
+def cli_submit(server, *args, **kw):
+    """`drover submit ARGS`: the new job's id, or a list of ids for an array of specs."""
+    out = ok(server.run_cli("submit", *args, **kw))
+    ids = out.split()
+    assert ids and all(UUID.match(i) for i in ids), out
+    return ids[0] if len(ids) == 1 else ids
+
+
+def cli_status(server, job_id):
+    """`drover status --json ID`: the job."""
+    return json.loads(ok(server.run_cli("status", "--json", job_id)))

@@ -4,46 +4,13 @@ Each test runs the real `drover` binary against a real `drover server` (the
 `server` fixture of conftest.py). No agent runs here, so submitted jobs stay queued.
 """
 import json
-import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import free_port
-
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def ok(r):
-    """Asserts a command succeeded quietly and returns its stdout."""
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
-    assert r.stderr == ""
-    return r.stdout
-
-
-def refused(r, code=1):
-    """Asserts a command failed with `code` and one "drover: " message; returns stderr."""
-    assert r.returncode == code, f"exit {r.returncode}: {r.stdout} {r.stderr}"
-    assert r.stderr.startswith("drover: "), r.stderr
-    return r.stderr
-
-
-def submit(server, *args, **kw):
-    out = ok(server.run_cli("submit", *args, **kw))
-    ids = out.split()
-    assert ids and all(UUID.match(i) for i in ids), out
-    return ids[0] if len(ids) == 1 else ids
-
-
-def status_json(server, job_id):
-    return json.loads(ok(server.run_cli("status", "--json", job_id)))
-
-
-def table(out):
-    """A human table as a list of rows (lists of cells), header first."""
-    return [line.split() for line in out.splitlines()]
+from conftest import (UUID, cli_status, cli_submit, free_port, help_shown, ok, refused, table,
+                      usage_error)
 
 
 # ---- submit and status ----
@@ -61,7 +28,7 @@ def test_submit_program_prints_the_id_and_status_shows_it_queued(server):
     assert re.search(r"^command:\s+echo 'hello world' -n$", shown, re.M)
     assert re.search(r"^attempt:\s+0 of \d+$", shown, re.M)
 
-    job = status_json(server, job_id)
+    job = cli_status(server, job_id)
     assert job["id"] == job_id and job["state"] == "queued"
     assert job["spec"]["command"]["program"] == "echo"
     values = [a["value"] for a in job["spec"]["command"]["arguments"]]
@@ -75,12 +42,12 @@ def test_submit_options_set_the_spec(server):
     brief = json.loads(out)
     assert UUID.match(brief["id"])
     assert brief["state"] == "queued" and brief["key"] == "k-1"
-    job = status_json(server, brief["id"])
+    job = cli_status(server, brief["id"])
     assert job["queue"] == "q1" and job["priority"] == 7 and job["name"] == "nightly"
     assert job["labels"] == {"team": "x", "env": "dev"}
     assert job["spec"]["timeout_s"] == 5
     # the same key gives the same job back
-    again = submit(server, "--key", "k-1", "--", "true")
+    again = cli_submit(server, "--key", "k-1", "--", "true")
     assert again == job["id"]
 
 
@@ -89,22 +56,22 @@ def test_submit_spec_file_stdin_and_array(server, tmp_path):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
 
-    from_file = submit(server, "-f", str(path))
-    job = status_json(server, from_file)
+    from_file = cli_submit(server, "-f", str(path))
+    job = cli_status(server, from_file)
     assert job["queue"] == "files" and job["name"] == "from-file"
 
     # options override the file's top-level fields
-    overridden = submit(server, "-f", str(path), "--queue", "other", "--priority", "3")
-    job = status_json(server, overridden)
+    overridden = cli_submit(server, "-f", str(path), "--queue", "other", "--priority", "3")
+    job = cli_status(server, overridden)
     assert job["queue"] == "other" and job["priority"] == 3 and job["name"] == "from-file"
 
-    from_stdin = submit(server, "-f", "-", input=json.dumps(spec))
-    assert status_json(server, from_stdin)["queue"] == "files"
+    from_stdin = cli_submit(server, "-f", "-", input=json.dumps(spec))
+    assert cli_status(server, from_stdin)["queue"] == "files"
 
     specs = [{"command": {"program": "a"}}, {"command": {"program": "b"}, "queue": "q2"}]
-    ids = submit(server, "-f", "-", "--label", "batch=1", input=json.dumps(specs))
+    ids = cli_submit(server, "-f", "-", "--label", "batch=1", input=json.dumps(specs))
     assert len(ids) == 2 and len(set(ids)) == 2
-    jobs = [status_json(server, i) for i in ids]
+    jobs = [cli_status(server, i) for i in ids]
     assert [j["spec"]["command"]["program"] for j in jobs] == ["a", "b"]
     assert [j["queue"] for j in jobs] == ["default", "q2"]
     assert all(j["labels"] == {"batch": "1"} for j in jobs)
@@ -112,7 +79,7 @@ def test_submit_spec_file_stdin_and_array(server, tmp_path):
     answer = json.loads(ok(server.run_cli("submit", "--json", "-f", "-",
                                           input=json.dumps(specs))))
     assert [j["queue"] for j in answer["jobs"]] == ["default", "q2"]
-    assert [status_json(server, j["id"])["spec"]["command"]["program"]
+    assert [cli_status(server, j["id"])["spec"]["command"]["program"]
             for j in answer["jobs"]] == ["a", "b"]
 
 
@@ -153,10 +120,10 @@ def test_status_of_an_unknown_job(server):
 
 
 def test_jobs_table_and_filters(server):
-    a1 = submit(server, "--queue", "qa", "--name", "first", "--", "true")
-    a2 = submit(server, "--queue", "qa", "--label", "team=x", "--", "sleep", "1")
-    b1 = submit(server, "--queue", "qb", "-f", "-",
-                input=json.dumps({"service": "nhmmer", "command": {"program": "nhmmer"}}))
+    a1 = cli_submit(server, "--queue", "qa", "--name", "first", "--", "true")
+    a2 = cli_submit(server, "--queue", "qa", "--label", "team=x", "--", "sleep", "1")
+    b1 = cli_submit(server, "--queue", "qb", "-f", "-",
+                    input=json.dumps({"service": "nhmmer", "command": {"program": "nhmmer"}}))
 
     rows = table(ok(server.run_cli("jobs")))
     assert rows[0] == ["ID", "STATE", "QUEUE", "NAME", "ATTEMPT", "CREATED", "RESULT"]
@@ -190,8 +157,8 @@ def test_jobs_table_and_filters(server):
 
 def test_jobs_limit_and_all_follow_the_cursor(server):
     n = 60  # more than the server's default page (50)
-    ids = submit(server, "-f", "-", input=json.dumps([{"command": {"program": "p%d" % i}}
-                                                      for i in range(n)]))
+    ids = cli_submit(server, "-f", "-", input=json.dumps([{"command": {"program": "p%d" % i}}
+                                                          for i in range(n)]))
     assert len(ids) == n
 
     assert len(table(ok(server.run_cli("jobs", "--limit", "5")))) == 1 + 5
@@ -209,9 +176,9 @@ def test_jobs_limit_and_all_follow_the_cursor(server):
 
 
 def test_queues_table(server):
-    submit(server, "--queue", "alpha", "--", "true")
-    submit(server, "--queue", "alpha", "--", "true")
-    c = submit(server, "--queue", "beta", "--", "true")
+    cli_submit(server, "--queue", "alpha", "--", "true")
+    cli_submit(server, "--queue", "alpha", "--", "true")
+    c = cli_submit(server, "--queue", "beta", "--", "true")
     ok(server.run_cli("cancel", c))
 
     rows = table(ok(server.run_cli("queues")))
@@ -229,9 +196,9 @@ def test_queues_table(server):
 
 
 def test_cancel_then_cancel_again(server):
-    job_id = submit(server, "--", "sleep", "100")
+    job_id = cli_submit(server, "--", "sleep", "100")
     assert ok(server.run_cli("cancel", job_id)) == f"cancelled {job_id}\n"
-    assert status_json(server, job_id)["state"] == "cancelled"
+    assert cli_status(server, job_id)["state"] == "cancelled"
 
     r = server.run_cli("cancel", job_id)
     err = refused(r)
@@ -251,7 +218,7 @@ def test_cancel_then_cancel_again(server):
 
 
 def test_wait_with_timeout_on_a_queued_job(server):
-    job_id = submit(server, "--", "true")
+    job_id = cli_submit(server, "--", "true")
     start = time.monotonic()
     r = server.run_cli("wait", "--timeout", "1.5", job_id)
     elapsed = time.monotonic() - start
@@ -268,14 +235,8 @@ def test_wait_with_timeout_on_a_queued_job(server):
     assert "not found" in err
 
 
-def cli_background(server, *args):
-    env = dict(os.environ, DROVER_SERVER=server.url, DROVER_TOKEN=server.admin_token)
-    return subprocess.Popen([server.binary] + list(args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_submit_wait_prints_the_id_then_follows_the_job_to_its_end(server):
-    p = cli_background(server, "submit", "--wait", "--", "sleep", "100")
+    p = server.start_cli("submit", "--wait", "--", "sleep", "100", text=True)
     try:
         job_id = p.stdout.readline().strip()
         assert UUID.match(job_id)
@@ -291,8 +252,8 @@ def test_submit_wait_prints_the_id_then_follows_the_job_to_its_end(server):
 
 
 def test_wait_rides_out_a_server_restart(server):
-    job_id = submit(server, "--", "true")
-    p = cli_background(server, "wait", "--json", job_id)
+    job_id = cli_submit(server, "--", "true")
+    p = server.start_cli("wait", "--json", job_id, text=True)
     try:
         time.sleep(0.5)
         server.restart()  # kill -9, same port and data
@@ -316,7 +277,7 @@ def test_token_create_revoke_and_a_client_token_is_refused(server):
 
     # a client token works for jobs...
     ok(server.run_cli("jobs", token=token))
-    job_id = submit(server, "--", "true", token=token)
+    job_id = cli_submit(server, "--", "true", token=token)
     assert UUID.match(job_id)
     # ...but may not create tokens
     err = refused(server.run_cli("token", "create", "--role", "admin", "--name", "evil",
@@ -398,17 +359,10 @@ def test_unreachable_server_gets_a_human_message(server):
     ["token", "revoke"],
 ])
 def test_usage_errors_exit_2(server, args):
-    r = server.run_cli(*args)
-    assert r.returncode == 2, (args, r.stderr)
-    assert r.stdout == ""
-    assert r.stderr.startswith("drover: ")
-    assert "usage: drover " + args[0] in r.stderr
+    usage_error(server.run_cli(*args), args)
 
 
 @pytest.mark.parametrize("cmd", [["submit"], ["status"], ["wait"], ["cancel"], ["jobs"],
                                  ["queues"], ["token"], ["token", "create"]])
 def test_help(server, cmd):
-    r = server.run_cli(*cmd, "--help")
-    assert r.returncode == 0
-    assert r.stdout.startswith("usage: drover " + cmd[0])
-    assert "--server URL" in r.stdout
+    help_shown(server.run_cli(*cmd, "--help"), cmd[0])

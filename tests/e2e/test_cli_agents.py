@@ -8,46 +8,15 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import (UUID, cli_status, cli_submit, free_port, help_shown, ok, refused, table,
+                      usage_error, wait_for)
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 UNKNOWN_JOB = "01938c2e-0000-7000-8000-000000000000"
-
-
-def ok(r):
-    """Asserts a command succeeded quietly and returns its stdout."""
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
-    assert r.stderr == ""
-    return r.stdout
-
-
-def refused(r, code=1):
-    """Asserts a command failed with `code` and one "drover: " message; returns stderr."""
-    assert r.returncode == code, f"exit {r.returncode}: {r.stdout} {r.stderr}"
-    assert r.stderr.startswith("drover: "), r.stderr
-    assert r.stderr.count("\n") == 1 or code == 2, r.stderr
-    return r.stderr
-
-
-def table(out):
-    """A human table as a list of rows (lists of cells), header first."""
-    return [line.split() for line in out.splitlines()]
-
-
-def wait_until(cond, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---- a fake agent over HTTP ----
@@ -89,7 +58,7 @@ class FakeAgent:
                 if lease["job"] == job_id:
                     return lease["attempt"]
             return None
-        return wait_until(leased, what=f"a lease of {job_id}")
+        return wait_for(leased, timeout=15, what=f"a lease of {job_id}")
 
     def report(self, *reports):
         r = self.api.post(f"/v1/agents/{self.id}/reports", json={"reports": list(reports)})
@@ -113,24 +82,11 @@ def finished(job, attempt=1, exit_code=0):
             "exit_code": exit_code, "duration_ms": 12}
 
 
-def submit(server, *args):
-    out = ok(server.run_cli("submit", *args))
-    assert UUID.match(out.strip()), out
-    return out.strip()
-
-
-def job_state(server, job_id):
-    return json.loads(ok(server.run_cli("status", "--json", job_id)))["state"]
-
-
 class Background:
     """A CLI command run in the background whose stdout is collected as it comes."""
 
     def __init__(self, server, *args, env=None):
-        e = dict(os.environ, DROVER_SERVER=server.url, DROVER_TOKEN=server.admin_token)
-        e.update(env or {})
-        self.p = subprocess.Popen([server.binary] + list(args), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=e)
+        self.p = server.start_cli(*args, env=env)
         self.out = b""
         self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -150,8 +106,8 @@ class Background:
             return self.out
 
     def wait_for_output(self, expected, timeout=15):
-        wait_until(lambda: self.output() == expected, timeout,
-                   f"output {expected!r} (have {self.output()!r})")
+        wait_for(lambda: self.output() == expected, timeout,
+                 f"output {expected!r} (have {self.output()!r})")
 
     def finish(self, timeout=30):
         rc = self.p.wait(timeout=timeout)
@@ -185,13 +141,13 @@ def background(server):
 
 
 def test_logs_prints_stdout_stderr_and_from_an_offset(server):
-    job = submit(server, "--", "greet")
+    job = cli_submit(server, "--", "greet")
     agent = FakeAgent(server, "w1")
     assert agent.lease(job) == 1
     hello = "hello, w\u00f6rld\n"  # 14 characters, 15 bytes
     agent.report(started(job), log(job, hello, 0), log(job, "line 2\n", len(hello.encode())),
                  log(job, "oops\n", 0, stream="stderr"), finished(job))
-    assert job_state(server, job) == "succeeded"
+    assert cli_status(server, job)["state"] == "succeeded"
 
     assert ok(server.run_cli("logs", job)) == hello + "line 2\n"
     assert ok(server.run_cli("logs", "--stderr", job)) == "oops\n"
@@ -207,14 +163,14 @@ def test_logs_prints_stdout_stderr_and_from_an_offset(server):
 
 
 def test_logs_of_a_job_that_has_not_run_is_empty(server):
-    job = submit(server, "--", "true")
+    job = cli_submit(server, "--", "true")
     assert ok(server.run_cli("logs", job)) == ""
     assert ok(server.run_cli("logs", "--stderr", job)) == ""
 
 
 def test_logs_pass_output_through_unchanged(server):
     """Long output, in pieces larger than one read, and bytes a terminal would act on."""
-    job = submit(server, "--", "big")
+    job = cli_submit(server, "--", "big")
     agent = FakeAgent(server, "w1")
     agent.lease(job)
     piece = "".join(f"{i:07d} \x1b[1mbold\x1b[0m\ttab \u2603\n" for i in range(6000))
@@ -228,7 +184,7 @@ def test_logs_pass_output_through_unchanged(server):
 
 def test_logs_longer_than_one_read_of_the_server(server):
     """The server answers at most 16 MiB per request: the CLI asks again from there."""
-    job = submit(server, "--", "big")
+    job = cli_submit(server, "--", "big")
     agent = FakeAgent(server, "w1")
     agent.lease(job)
     chunk = 256 * 1024  # the largest log report
@@ -250,7 +206,7 @@ def test_logs_longer_than_one_read_of_the_server(server):
 
 
 def test_logs_follow_streams_chunks_until_the_job_ends(server, background):
-    job = submit(server, "--", "slow")
+    job = cli_submit(server, "--", "slow")
     follower = background("logs", "-f", job)  # the job is still queued
     time.sleep(0.3)
     assert follower.p.poll() is None
@@ -289,14 +245,14 @@ def test_logs_follow_stderr_from_an_offset(server, background):
     agent.report(finished(job, exit_code=3))  # failed, no retry left: the log ends too
     rc, out, err = follower.finish(timeout=15)
     assert (rc, out, err) == (0, b"def\nghi\n", "")
-    assert job_state(server, job) == "failed"
+    assert cli_status(server, job)["state"] == "failed"
 
 
 def test_logs_follow_of_a_job_cancelled_while_queued_returns(server, background):
     """The server tells log followers about a job's end only when an agent reports it, so
     the stream of a job cancelled while queued never ends: the CLI finds out by checking
     the job after RECHECK_MS (10 s) of silence."""
-    job = submit(server, "--", "slow")
+    job = cli_submit(server, "--", "slow")
     follower = background("logs", "-f", job)
     time.sleep(0.3)
     ok(server.run_cli("cancel", job))
@@ -307,7 +263,7 @@ def test_logs_follow_of_a_job_cancelled_while_queued_returns(server, background)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "crash"])
 def test_logs_follow_rides_out_a_server_restart(server, background, sig):
     """An orderly stop ends the server's streams cleanly: that is not the job's end."""
-    job = submit(server, "--", "slow")
+    job = cli_submit(server, "--", "slow")
     agent = FakeAgent(server, "w1")
     agent.lease(job)
     agent.report(started(job), log(job, "before\n", 0))
@@ -337,7 +293,7 @@ def test_logs_of_an_unknown_job(server):
 
 def test_logs_with_a_client_token_and_a_bad_token(server):
     token = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
-    job = submit(server, "--", "true")
+    job = cli_submit(server, "--", "true")
     assert ok(server.run_cli("logs", job, token=token)) == ""
     err = refused(server.run_cli("logs", "-f", job, token="wrong", timeout=20))
     assert "invalid token" in err and "DROVER_TOKEN" in err
@@ -354,7 +310,7 @@ def test_agents_table_and_json(server):
     big = FakeAgent(server, "big-1", queues=["default", "bio"], slots=4,
                     labels={"db": "rfam", "gpu": "1"})
     FakeAgent(server, "small-2", queues=["other"], slots=1)
-    job = submit(server, "--", "true")
+    job = cli_submit(server, "--", "true")
     big.lease(job)
 
     out = ok(server.run_cli("agents"))
@@ -392,8 +348,8 @@ def test_agents_shows_lost_and_left(make_server):
 
     def states():
         return {r[0]: r[1] for r in table(ok(server.run_cli("agents")))[1:]}
-    wait_until(lambda: states() == {"quiet": "lost", "gone": "left"}, timeout=20,
-               what="the agent to be lost")
+    wait_for(lambda: states() == {"quiet": "lost", "gone": "left"}, timeout=20,
+             what="the agent to be lost")
     err = refused(server.run_cli("drain", "quiet"))
     assert err == "drover: cannot drain agent 'quiet': agent 'quiet' is lost\n"
 
@@ -472,17 +428,10 @@ def test_unreachable_server_gets_a_human_message(server):
     ["drain", "--bogus", "a"],
 ])
 def test_usage_errors_exit_2(server, args):
-    r = server.run_cli(*args)
-    assert r.returncode == 2, (args, r.stderr)
-    assert r.stdout == ""
-    assert r.stderr.startswith("drover: ")
-    assert "usage: drover " + args[0] in r.stderr
+    usage_error(server.run_cli(*args), args)
 
 
 @pytest.mark.parametrize("cmd", ["logs", "agents", "drain"])
 def test_help(server, cmd):
-    r = server.run_cli(cmd, "--help")
-    assert r.returncode == 0 and r.stderr == ""
-    assert r.stdout.startswith("usage: drover " + cmd)
-    assert "--server URL" in r.stdout
+    help_shown(server.run_cli(cmd, "--help"), cmd)
     assert cmd in server.run_cli("--help").stdout
