@@ -236,7 +236,7 @@ void proto_release(struct agent *a);
 void jobs_lease(struct agent *a, json_t *lease);
 /* Kills the processes of the jobs named in `ids` (an array of job ids; anything else is ignored).
  */
-void jobs_cancel(struct agent *a, json_t *ids);
+void jobs_cancel(struct agent *a, json_t *items);
 /* Recovers the spool's records after a restart (see protocol.md). ERR_IO. */
 int jobs_recover(struct agent *a, struct err *e);
 /* Stops every running job: SIGTERM then SIGKILL after the grace, or SIGKILL at once (`hard`). */

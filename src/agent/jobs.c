@@ -303,15 +303,18 @@ static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
     progress_check(arg, false);
 }
 
-void jobs_cancel(struct agent *a, json_t *ids)
+void jobs_cancel(struct agent *a, json_t *items)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v)
+    json_array_foreach(items, i, v)
     {
-        const char *id = json_string_value(v);
+        /* {"job", "attempt"}: only that attempt (a later one of the same job may run here) */
+        const char *id = json_string_value(json_object_get(v, "job"));
+        json_t *att = json_object_get(v, "attempt");
         for (struct agent_job *j = a->jobs; id && j; j = j->next) {
             if (strcmp(j->id, id) || j->phase != JOB_RUNNING) continue;
+            if (json_is_integer(att) && json_integer_value(att) != j->attempt) continue;
             log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
             job_kill(j, KILL_CANCEL, false);
         }

@@ -310,12 +310,18 @@ static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases)
                               cancel, "drain", a->rec.state == AGENT_DRAINING));
 }
 
-static void add_cancel(struct live_agent *a, const char *job)
+/* Asks the agent to kill one attempt (never a later attempt of the same job it may run). */
+static void add_cancel(struct live_agent *a, const char *job, int attempt)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(a->cancel, i, v) if (!strcmp(json_string_value(v), job)) return;
-    json_array_append_new(a->cancel, json_string(job));
+    json_array_foreach(a->cancel, i, v)
+    {
+        if (!strcmp(json_string_value(json_object_get(v, "job")), job) &&
+            json_integer_value(json_object_get(v, "attempt")) == attempt)
+            return;
+    }
+    json_array_append_new(a->cancel, json_pack("{s:s, s:i}", "job", job, "attempt", attempt));
 }
 
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running)
@@ -328,7 +334,7 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
         int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
         struct lease_rec *l = job ? hmap_get(&f->leases, job) : NULL;
         if (job && (!l || l->attempt != attempt || strcmp(l->agent_id, a->rec.id)))
-            add_cancel(a, job);
+            add_cancel(a, job, attempt);
     }
     json_t *out = a->cancel;
     a->cancel = json_array();
@@ -588,7 +594,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
             a->held--;
             a->held_slots -= l->slots;
             if (!by_agent) {
-                add_cancel(a, j->id);
+                add_cancel(a, j->id, l->attempt);
                 if (a->poll && !a->leasing) reply_poll(f, a, NULL);
             } else if (!a->holding_back) {
                 /* Its process has ended: the slots are free for the poll it has parked. */

@@ -151,7 +151,7 @@ def test_stale_reports_are_refused(make_server):
     assert again.id == a.id
     r = server.api().post("/v1/agents/register", json={"name": "zombie", "running": [
         {"job": job, "attempt": 1}]})
-    assert r.json()["cancel"] == [job]
+    assert r.json()["cancel"] == [{"job": job, "attempt": 1}]
 
 
 def test_lost_agent_job_fails_without_attempts(make_server):
@@ -172,7 +172,7 @@ def test_deadline_backs_the_timeout(make_server):
     j = wait_for(lambda: (lambda j: j if j["state"] == "failed" else None)(get(server, job)), 10)
     assert j["result"]["reason"] == "timeout"
     # the agent is told to kill it
-    assert a.poll(running=[(job, 1)])["cancel"] == [job]
+    assert a.poll(running=[(job, 1)])["cancel"] == [{"job": job, "attempt": 1}]
 
 
 def test_cancel_reaches_a_parked_poll(server):
@@ -188,7 +188,7 @@ def test_cancel_reaches_a_parked_poll(server):
     assert server.api().post(f"/v1/jobs/{job}/cancel").status_code == 200
     t.join(10)
     assert time.monotonic() - t0 < 2
-    assert out["r"]["cancel"] == [job]
+    assert out["r"]["cancel"] == [{"job": job, "attempt": 1}]
     # the agent's report of the kill is acknowledged; the job stays cancelled
     assert a.report(finished(job, 1, reason="cancelled"))["results"][0]["status"] == 200
     assert get(server, job)["state"] == "cancelled"
