@@ -388,7 +388,9 @@ if __name__ == "__main__":
     sys.exit(main())
 EOF
 
-client() { "$PYTHON" "$WORK/client.py" "$@"; }
+# In the background (bg_run) it runs as "${CLIENT[@]}", so that its PID is python's own.
+CLIENT=("$PYTHON" "$WORK/client.py")
+client() { "${CLIENT[@]}" "$@"; }
 
 # ---- drover ---------------------------------------------------------------------------
 
@@ -489,7 +491,7 @@ bench_drover_true() {
     start_agent a agent2 "$SLOTS"
     agents_up 2
     c0=$(drover_cpu); b0=$(metric drover_commit_batches_total); o0=$(metric drover_commit_ops_total)
-    bg_run "$WORK/a.out" client throughput --base "127.0.0.1:$PORT" --token "$TOKEN" \
+    bg_run "$WORK/a.out" "${CLIENT[@]}" throughput --base "127.0.0.1:$PORT" --token "$TOKEN" \
         --jobs "$JOBS" --batch "$BATCH" --program /bin/true --max-seconds "$MAX_SECONDS"
     c1=$(drover_cpu); b1=$(metric drover_commit_batches_total); o1=$(metric drover_commit_ops_total)
     ((RC == 0)) || FAILED=1
@@ -504,7 +506,7 @@ bench_drover_latency() {
     start_server b
     start_agent b agent1 "$SLOTS"
     agents_up 1
-    bg_run "$WORK/b.out" client latency --base "127.0.0.1:$PORT" --token "$TOKEN" \
+    bg_run "$WORK/b.out" "${CLIENT[@]}" latency --base "127.0.0.1:$PORT" --token "$TOKEN" \
         --jobs "$LAT_JOBS" --warmup 20 --program "$STAMP" --max-seconds "$MAX_SECONDS"
     ((RC == 0)) || FAILED=1
     record b_drover "drover, 1 idle agent, drover-stamp" \
@@ -518,7 +520,7 @@ bench_drover_noop() { # KEY SLOTS NJOBS
     local key=$1 slots=$2 n=$3 c0 c1 b0 b1 o0 o1 out t0 conns last_id
     log "(c) drover: $n jobs through 2 --bench-noop agents x $slots slots"
     start_server "$key"
-    bg_run "$WORK/$key.submit" client submit --base "127.0.0.1:$PORT" --token "$TOKEN" \
+    bg_run "$WORK/$key.submit" "${CLIENT[@]}" submit --base "127.0.0.1:$PORT" --token "$TOKEN" \
         --jobs "$n" --batch "$BATCH" --max-seconds "$MAX_SECONDS"
     ((RC == 0)) || { FAILED=1; log "could not store $n jobs: $(cat "$WORK/$key.submit")"; stop_drover; return; }
     last_id=$("$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["last_id"])' "$(last_json "$WORK/$key.submit")")
@@ -526,7 +528,7 @@ bench_drover_noop() { # KEY SLOTS NJOBS
     t0=$(date +%s%N)
     start_agent "$key" agent1 "$slots" --bench-noop
     start_agent "$key" agent2 "$slots" --bench-noop
-    bg_run "$WORK/$key.out" client watch --base "127.0.0.1:$PORT" --token "$TOKEN" --jobs "$n" \
+    bg_run "$WORK/$key.out" "${CLIENT[@]}" watch --base "127.0.0.1:$PORT" --token "$TOKEN" --jobs "$n" \
         --t0-ns "$t0" --last-id "$last_id" --poll-ms 50 --max-seconds "$MAX_SECONDS"
     ((RC == 0)) || FAILED=1
     c1=$(drover_cpu); b1=$(metric drover_commit_batches_total); o1=$(metric drover_commit_ops_total)
