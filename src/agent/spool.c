@@ -1,6 +1,6 @@
 /*
  * spool.c - see spool.h. Every file operation goes through the folder's
- * descriptor (openat, renameat), so the folder is fsync'd as one object.
+ * descriptor (openat, renameat), so a record name never resolves elsewhere.
  */
 #include "agent/spool.h"
 
@@ -94,14 +94,14 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
         goto out;
     }
-    if (write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1) || fsync(fd)) {
+    if (write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1)) {
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
         close(fd);
         unlinkat(s->dirfd, tmp, 0);
         goto out;
     }
     close(fd);
-    if (renameat(s->dirfd, tmp, s->dirfd, name) || fsync(s->dirfd)) {
+    if (renameat(s->dirfd, tmp, s->dirfd, name)) {
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, name, strerror(errno));
         unlinkat(s->dirfd, tmp, 0);
     }
