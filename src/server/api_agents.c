@@ -269,6 +269,7 @@ struct report_item {
     char *error;
     struct job rec; /* the job after the change, when changed */
     bool changed;
+    size_t same_as; /* a started report left to the later finished report at this index */
 };
 
 struct reports_op {
@@ -352,10 +353,13 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     int attempt = (int)json_integer_value(json_object_get(it->in, "attempt"));
     int64_t now = time_now_ms();
     struct job j;
-    int rc = store_job_get(st, id, &j, NULL);
+    /* Only an attempt's end needs the spec (its retry policy). */
+    int (*get)(struct store *, const char *, struct job *, struct err *) =
+        it->type == R_FINISHED ? store_job_get : store_job_get_run;
+    int rc = get(st, id, &j, NULL);
     if (rc == ERR_NOTFOUND)
         return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
-    if (rc) return store_job_get(st, id, &j, e);
+    if (rc) return get(st, id, &j, e);
     bool mine = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
     bool held = (1u << j.state) & LEASE_HELD_STATES;
     it->status = 200;
@@ -435,13 +439,39 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     return 0;
 }
 
+#define FINISH_LOOKAHEAD 64
+
+/* The index of a later report of the batch that finishes the same attempt, or 0. */
+static size_t finished_later(const struct reports_op *op, size_t i)
+{
+    json_t *in = op->items[i].in;
+    const char *id = json_string_value(json_object_get(in, "job"));
+    json_int_t attempt = json_integer_value(json_object_get(in, "attempt"));
+    for (size_t k = i + 1; k < op->n && k <= i + FINISH_LOOKAHEAD; k++) {
+        json_t *o = op->items[k].in;
+        if (op->items[k].type == R_FINISHED &&
+            json_integer_value(json_object_get(o, "attempt")) == attempt &&
+            !strcmp(json_string_value(json_object_get(o, "job")), id))
+            return k;
+    }
+    return 0;
+}
+
 static int reports_write(struct store *st, void *arg, struct err *e)
 {
     struct reports_op *op = arg;
     for (size_t i = 0; i < op->n; i++) {
+        /*
+         * started followed by finished in one batch: the finish records it all
+         * (started_at from the duration): one write instead of two.
+         */
+        if (op->items[i].type == R_STARTED && (op->items[i].same_as = finished_later(op, i)))
+            continue;
         int rc = apply_report(st, op->agent, &op->items[i], e);
         if (rc) return rc;
     }
+    for (size_t i = 0; i < op->n; i++) /* a skipped started shares its finish's fate */
+        if (op->items[i].same_as) op->items[i].status = op->items[op->items[i].same_as].status;
     return 0;
 }
 

@@ -90,6 +90,11 @@ int store_job_get_by_key(struct store *st, const char *key, struct job *out, str
     return st->ops->job_get_by_key(st, key, out, e);
 }
 
+int store_job_get_run(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return st->ops->job_get_run(st, id, out, e);
+}
+
 int store_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
                    struct err *e)
 {

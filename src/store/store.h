@@ -80,6 +80,11 @@ int store_job_insert(struct store *st, const struct job *j, struct err *e);
 /* ERR_NOTFOUND when there is no such job. */
 int store_job_get(struct store *st, const char *id, struct job *out, struct err *e);
 int store_job_get_by_key(struct store *st, const char *key, struct job *out, struct err *e);
+/*
+ * The job without its spec and labels (both NULL): for the updates that need
+ * only its run state, which then do not pay for parsing the spec.
+ */
+int store_job_get_run(struct store *st, const char *id, struct job *out, struct err *e);
 /* Newest first, as the filter says. */
 int store_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
                    struct err *e);

@@ -28,6 +28,7 @@ struct store_ops {
     int (*job_insert)(struct store *st, const struct job *j, struct err *e);
     int (*job_get)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_get_by_key)(struct store *st, const char *key, struct job *out, struct err *e);
+    int (*job_get_run)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
                     struct err *e);
     int (*job_cancel)(struct store *st, const char *id, int64_t now_ms, struct job *out,

@@ -30,6 +30,7 @@ enum stmt_id {
     S_JOB_INSERT,
     S_JOB_GET,
     S_JOB_GET_KEY,
+    S_JOB_GET_RUN,
     S_JOB_CANCEL,
     S_QUEUE_STATS,
     S_TOKEN_INSERT,
@@ -63,6 +64,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idem_key = ?",
+    /* The same columns with labels and spec left out (NULL). */
+    [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
+                      "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
+                      "NULL, NULL, progress, result, attempts FROM jobs WHERE id = ?",
     [S_JOB_CANCEL] = "UPDATE jobs SET state = ?, finished_at = ?, result = ? "
                      "WHERE id = ? AND state NOT IN (?, ?, ?)",
     [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
@@ -387,6 +392,11 @@ static int get_one(struct store_sqlite *s, enum stmt_id id, const char *arg, str
 static int sqlite_job_get(struct store *st, const char *id, struct job *out, struct err *e)
 {
     return get_one(sq(st), S_JOB_GET, id, out, e, "job");
+}
+
+static int sqlite_job_get_run(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return get_one(sq(st), S_JOB_GET_RUN, id, out, e, "job");
 }
 
 static int sqlite_job_get_by_key(struct store *st, const char *key, struct job *out,
@@ -798,6 +808,7 @@ const struct store_ops store_sqlite_ops = {
     .job_insert = sqlite_job_insert,
     .job_get = sqlite_job_get,
     .job_get_by_key = sqlite_job_get_by_key,
+    .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
     .job_cancel = sqlite_job_cancel,
     .job_update = sqlite_job_update,

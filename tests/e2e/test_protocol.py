@@ -314,3 +314,17 @@ def test_lease_lost_on_the_way_is_retried(server):
     a.poll(free_slots=0, running=[(job, 2)])
     time.sleep(0.3)
     assert get(server, job)["state"] == "leased"
+
+
+def test_started_and_finished_in_one_request(server):
+    job = submit(server)
+    a = FakeAgent(server, "w1")
+    a.poll()
+    out = a.report({"job": job, "attempt": 1, "type": "started"},
+                   finished(job, 1, duration_ms=40))
+    assert [r["status"] for r in out["results"]] == [200, 200]
+    j = get(server, job)
+    assert j["state"] == "succeeded" and j["started_at"] and j["started_at"] < j["finished_at"]
+    # a stale pair is refused as a pair
+    out = a.report({"job": job, "attempt": 7, "type": "started"}, finished(job, 7), status=409)
+    assert [r["status"] for r in out["results"]] == [409, 409]
