@@ -486,7 +486,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         a->held++;
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
-        log_info("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
+        log_debug("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
         json_array_append_new(leases,
                               json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt", j->attempt,
                                         "spec", j->spec, "deadline", job_time_json(l->deadline)));
