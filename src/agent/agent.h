@@ -69,6 +69,9 @@ enum job_phase {
 /* Why the agent is killing a job's process group (the first reason wins). */
 enum kill_why { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_STOP };
 
+/* A job's spool records (spool.h), as bits of agent_job.recs. */
+enum { REC_LEASE = 1, REC_STARTED = 2, REC_RUN = 4, REC_FINISHED = 8 };
+
 struct agent;
 struct agent_job;
 
@@ -99,6 +102,7 @@ struct agent_job {
     bool slots_held; /* counted in a->slots_used */
     enum job_phase phase;
     bool recovered; /* from the spool, after a restart: no process */
+    unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
 
     /* the process (runner_native.c) */
     pid_t pid;   /* also the process group; 0 before start */

@@ -166,10 +166,13 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
     json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
     json_object_set_new(r, "error", error ? json_string(error) : json_null());
-    if (!a->o.bench_noop && spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+    if (a->o.bench_noop) {
+    } else if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
         log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
                   "stops before delivering it: %s",
                   j->id, j->attempt, e.msg);
+    else
+        j->recs |= REC_FINISHED;
     if (j->slots_held) {
         a->slots_used -= j->slots;
         j->slots_held = false;
@@ -329,23 +332,25 @@ void jobs_stop_all(struct agent *a, bool hard)
 
 /* --- starting ---------------------------------------------------------------------- */
 
-/* Writes the lease record again, now with what finds the process group after a restart. */
-static void spool_started(struct agent_job *j, json_t *lease)
+/* Spools the started report with what finds the process group after a restart (spool.h). */
+static void spool_started(struct agent_job *j)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
-    json_object_set_new(lease, "pgid", json_integer(j->pid));
-    json_object_set_new(lease, "starttime",
-                        json_integer((json_int_t)runner_proc_starttime(j->pid)));
-    json_object_set_new(lease, "boot_id", json_string(a->boot_id));
-    json_object_set_new(lease, "started_at_ms", json_integer(j->started_at_ms));
-    if (spool_put(&a->spool, j->id, j->attempt, "lease", lease, &e) ||
-        spool_put(&a->spool, j->id, j->attempt, "started", j->started, &e))
+    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id,
+                            "attempt", j->attempt, "type", "started", "pid", (json_int_t)j->pid,
+                            "run", "pgid", (json_int_t)j->pid, "starttime",
+                            (json_int_t)runner_proc_starttime(j->pid), "boot_id", a->boot_id,
+                            "started_at_ms", (json_int_t)j->started_at_ms);
+    if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+    else
+        j->recs |= REC_STARTED;
+    json_decref(rec);
 }
 
 /* The steps between a spooled lease and a running process; fills e when the job cannot run. */
-static int job_start(struct agent_job *j, json_t *lease, struct err *e)
+static int job_start(struct agent_job *j, struct err *e)
 {
     struct agent *a = j->a;
     char **argv = NULL, **envp = NULL;
@@ -382,7 +387,7 @@ static int job_start(struct agent_job *j, json_t *lease, struct err *e)
     a->m.jobs_started++;
     j->started = report_base(j, "started");
     json_object_set_new(j->started, "pid", json_integer(j->pid));
-    spool_started(j, lease);
+    spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt, (int)j->pid,
              j->slots, argv[0]);
 
@@ -444,12 +449,17 @@ void jobs_lease(struct agent *a, json_t *lease)
         "{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec", spec ? spec : json_null(),
         "deadline",
         json_object_get(lease, "deadline") ? json_object_get(lease, "deadline") : json_null());
-    if (spool_put(&a->spool, id, attempt, "lease", record, &e)) {
+    int put = spool_put(&a->spool, id, attempt, "lease", record, &e);
+    json_decref(record);
+    if (put) {
         log_error("job=%s attempt=%d %s", id, attempt, e.msg);
         job_finish(j, REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
-    } else if (!j->spec) {
+        return;
+    }
+    j->recs |= REC_LEASE;
+    if (!j->spec) {
         job_finish(j, REASON_ERROR, 0, 0, "the lease has no spec");
-    } else if (job_start(j, record, &e)) {
+    } else if (job_start(j, &e)) {
         if (j->slots_held) {
             a->slots_used -= j->slots;
             j->slots_held = false;
@@ -457,7 +467,6 @@ void jobs_lease(struct agent *a, json_t *lease)
         runner_native_release(j);
         job_finish(j, REASON_ERROR, 0, 0, e.msg);
     }
-    json_decref(record);
 }
 
 /* --- settlement ---------------------------------------------------------------------- */
@@ -467,12 +476,22 @@ void jobs_gc(struct agent *a)
     for (struct agent_job *j = a->jobs, *next; j; j = next) {
         next = j->next;
         if (j->phase != JOB_DONE || !j->finished_settled || j->batched) continue;
-        struct err e = ERR_INIT;
-        if (!a->o.bench_noop &&
-            (spool_del(&a->spool, j->id, j->attempt, "started", &e) ||
-             spool_del(&a->spool, j->id, j->attempt, "finished", &e) ||
-             spool_del(&a->spool, j->id, j->attempt, "lease", &e)))
-            log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+        /* the lease last: a record left by a failure is still found by its lease */
+        static const struct {
+            unsigned bit;
+            const char *kind;
+        } recs[] = {{REC_STARTED, "started"},
+                    {REC_RUN, "run"},
+                    {REC_FINISHED, "finished"},
+                    {REC_LEASE, "lease"}};
+        for (size_t k = 0; k < ARRAY_SIZE(recs); k++) {
+            struct err e = ERR_INIT;
+            if (!(j->recs & recs[k].bit)) continue;
+            if (spool_del(&a->spool, j->id, j->attempt, recs[k].kind, &e)) {
+                log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+                break;
+            }
+        }
         if (!a->o.keep_work && !a->o.bench_noop) agent_remove_tree(j->work_dir);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
@@ -488,13 +507,13 @@ void jobs_free_all(struct agent *a)
 
 /* --- recovery ---------------------------------------------------------------------------- */
 
-/* Kills the process group a lease record names, if it is still the job's (see spool.h). */
-static void kill_survivors(struct agent *a, struct agent_job *j, json_t *lease)
+/* Kills the process group `run` names ("run" of spool.h), if it is still the job's. */
+static void kill_survivors(struct agent *a, struct agent_job *j, json_t *run)
 {
-    json_int_t pgid = json_integer_value(json_object_get(lease, "pgid"));
-    const char *boot = json_string_value(json_object_get(lease, "boot_id"));
+    json_int_t pgid = json_integer_value(json_object_get(run, "pgid"));
+    const char *boot = json_string_value(json_object_get(run, "boot_id"));
     unsigned long long saved =
-        (unsigned long long)json_integer_value(json_object_get(lease, "starttime"));
+        (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
     if (pgid <= 1 || pgid > 4194304 || !boot || strcmp(boot, a->boot_id))
         return; /* never started, or started before the machine rebooted */
     unsigned long long now = runner_proc_starttime((pid_t)pgid);
@@ -514,11 +533,11 @@ int jobs_recover(struct agent *a, struct err *e)
     int rc = spool_list(&a->spool, &keys, &n, e);
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
-        json_t *lease = NULL, *started = NULL, *finished = NULL;
+        json_t *lease = NULL, *started = NULL, *runrec = NULL, *finished = NULL;
         const char *id = keys[i].job;
         int attempt = keys[i].attempt;
-        static const char *const kinds[] = {"lease", "started", "finished"};
-        json_t **docs[] = {&lease, &started, &finished};
+        static const char *const kinds[] = {"lease", "started", "run", "finished"};
+        json_t **docs[] = {&lease, &started, &runrec, &finished};
         for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
             struct err ge = ERR_INIT;
             int grc = spool_get(&a->spool, id, attempt, kinds[k], docs[k], &ge);
@@ -526,6 +545,16 @@ int jobs_recover(struct agent *a, struct err *e)
         }
         struct agent_job *j = job_new(a, id, attempt, json_object_get(lease, "spec"));
         j->recovered = true;
+        j->recs = REC_LEASE | REC_STARTED | REC_RUN | REC_FINISHED; /* whatever is there */
+        /* where the process group is described: the started record (its "run" is not part
+         * of the report), else the run record, else the lease (agents before the run facts
+         * moved out of it) */
+        json_t *run = json_incref(json_object_get(started, "run"));
+        if (run)
+            json_object_del(started, "run");
+        else
+            run = json_incref(json_object_get(runrec, "run") ? json_object_get(runrec, "run")
+                                                               : lease);
         j->started = started;
         if (finished) {
             j->finished = finished;
@@ -533,8 +562,8 @@ int jobs_recover(struct agent *a, struct err *e)
             log_info("job=%s attempt=%d recovered from the spool with its result (reason=%s)", id,
                      attempt, json_string_value(json_object_get(finished, "reason")));
         } else {
-            kill_survivors(a, j, lease);
-            json_int_t at = json_integer_value(json_object_get(lease, "started_at_ms"));
+            kill_survivors(a, j, run);
+            json_int_t at = json_integer_value(json_object_get(run, "started_at_ms"));
             if (at > 0) {
                 j->start_ns = 1;
                 j->end_ns = 1 + (time_now_ms() - at) * 1000000;
@@ -543,6 +572,8 @@ int jobs_recover(struct agent *a, struct err *e)
         }
         if (!a->o.keep_work) agent_remove_tree(j->work_dir);
         json_decref(lease);
+        json_decref(runrec);
+        json_decref(run);
     }
     if (n) log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
     free(keys);

@@ -405,8 +405,14 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
     case ITEM_STARTED:
         json_decref(j->started);
         j->started = NULL;
-        if (spool_del(&a->spool, j->id, j->attempt, "started", &e))
-            log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+        /* While the process runs, its record keeps what finds it after a restart (spool.h);
+         * once the job is done its finished record decides, and jobs_gc removes both. */
+        if ((j->recs & REC_STARTED) && j->phase == JOB_RUNNING) {
+            int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
+            if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
+            if (rc == 0) j->recs |= REC_RUN;
+            if (rc && rc != ERR_NOTFOUND) log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+        }
         break;
     case ITEM_LOG:
         if (it->stream->batch_failed) break; /* a chunk before it was not stored: send both again */

@@ -147,6 +147,20 @@ out:
     return rc;
 }
 
+int spool_rename(struct spool *s, const char *job, int attempt, const char *from, const char *to,
+                 struct err *e)
+{
+    char a[128], b[128];
+    int rc = record_name(a, sizeof(a), job, attempt, from, e);
+    if (!rc) rc = record_name(b, sizeof(b), job, attempt, to, e);
+    if (rc) return rc;
+    if (renameat(s->dirfd, a, s->dirfd, b) != 0) {
+        if (errno == ENOENT) return ERR_NOTFOUND;
+        return err_set(e, ERR_IO, "cannot rename '%s/%s': %s", s->dir, a, strerror(errno));
+    }
+    return 0;
+}
+
 int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e)
 {
     char name[128];
@@ -176,7 +190,9 @@ static bool parse_name(const char *name, struct spool_key *k)
     long a = strtol(p, &end, 10);
     if (end == p || a < 1 || a > 1000000 || *end != '.') return false;
     end++;
-    if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "finished")) return false;
+    if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "run") &&
+        strcmp(end, "finished"))
+        return false;
     k->attempt = (int)a;
     return true;
 }

@@ -3,13 +3,23 @@
  * that matters is lost when the agent or the server restarts (protocol.md,
  * "The agent's side"). One JSON file per record:
  *
- *   <job>-<attempt>.lease     the lease: {"job", "attempt", "spec", "deadline"},
- *                             and once the process runs "pgid", "starttime"
- *                             (of the group leader, /proc/PID/stat field 22)
- *                             and "boot_id", to find the process group after
- *                             a restart without killing a stranger
- *   <job>-<attempt>.started   the `started` report, until settled
+ *   <job>-<attempt>.lease     the lease, written before the job starts:
+ *                             {"job", "attempt", "spec", "deadline"}
+ *   <job>-<attempt>.started   the `started` report, until settled, written once
+ *                             the process runs, with "run": {"pgid",
+ *                             "starttime" (of the group leader, /proc/PID/stat
+ *                             field 22), "boot_id", "started_at_ms"} to find
+ *                             the process group after a restart without
+ *                             killing a stranger ("run" is not sent)
+ *   <job>-<attempt>.run       the started record once its report is settled
+ *                             while the process still runs (renamed: the
+ *                             "run" facts stay until the job is settled)
  *   <job>-<attempt>.finished  the `finished` report, until settled
+ *
+ * So a job costs three record writes: the lease before acting on it, the
+ * started record after the spawn, the finished record before its report.
+ * (Agents before this layout kept "pgid", "starttime", "boot_id" and
+ * "started_at_ms" in the lease record; recovery still reads them there.)
  *
  * Writes are atomic (a temporary file renamed over the record) but not
  * fsync'd: a record must survive the agent's own crash or kill -9, which the
@@ -47,7 +57,7 @@ struct spool_key {
 int spool_open(struct spool *s, const char *dir, struct err *e);
 void spool_close(struct spool *s);
 
-/* Writes `doc` (borrowed) as the record `kind` ("lease", "started", "finished"). ERR_IO. */
+/* Writes `doc` (borrowed) as the record `kind` ("lease", "started", "run", "finished"). ERR_IO. */
 int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
               struct err *e);
 
@@ -58,6 +68,10 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
  */
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
               struct err *e);
+
+/* Renames the record `from` to `to` (replacing it). ERR_NOTFOUND when `from` is absent; ERR_IO. */
+int spool_rename(struct spool *s, const char *job, int attempt, const char *from, const char *to,
+                 struct err *e);
 
 /* Removes a record; an absent one is not an error. */
 int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e);

@@ -400,6 +400,9 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     orphan = int(pidfile.read_text())
     a.kill()
     assert f"{job}-1.lease" in a.spool_files()
+    # what finds the process group again: the started record, or once its report was
+    # settled the run record (spool.h), written once after the spawn
+    assert {f"{job}-1.started", f"{job}-1.run"} & set(a.spool_files())
     a.start()  # before lost_after: the server still holds the lease for it
     wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
     j = wait_job(fast_server, job)

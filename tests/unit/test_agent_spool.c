@@ -1,8 +1,8 @@
 /*
  * test_agent_spool.c - unit tests for agent/spool.c on real files in a
  * mkdtemp folder: write / read / remove round trips, listing by (job,
- * attempt), left-over temporary files, unreadable records kept aside, and
- * names that are not job ids refused.
+ * attempt), renames (started -> run), left-over temporary files, unreadable
+ * records kept aside, and names that are not job ids refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,6 +95,35 @@ static void test_round_trip(void **state)
     json_decref(lease);
 }
 
+static void test_rename(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *doc = json_pack("{s:s, s:{s:i}}", "type", "started", "run", "pgid", 4242);
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "started", doc, &e), 0);
+    assert_int_equal(spool_rename(&f->s, JOB_A, 1, "started", "run", &e), 0);
+    json_t *back = NULL;
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "started", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "run", &back, &e), 0);
+    assert_true(json_equal(doc, back));
+    json_decref(back);
+    /* nothing to rename: not found, and nothing made */
+    assert_int_equal(spool_rename(&f->s, JOB_A, 1, "started", "run", &e), ERR_NOTFOUND);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "run", &back, &e), 0);
+    json_decref(back);
+    assert_int_equal(spool_rename(&f->s, "../x", 1, "run", "lease", &e), ERR_INVALID);
+    err_clear(&e);
+    /* a run record alone still lists its job */
+    struct spool_key *keys;
+    size_t n;
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(keys[0].job, JOB_A);
+    assert_int_equal(keys[0].attempt, 1);
+    lib_free(keys);
+    json_decref(doc);
+}
+
 static void test_list(void **state)
 {
     struct fixture *f = *state;
@@ -161,6 +190,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
     };
