@@ -9,6 +9,8 @@ import time
 import pytest
 import requests
 
+from conftest import wait_for
+
 
 class FakeAgent:
     def __init__(self, server, name, queues=("default",), slots=1, labels=None, token=None):
@@ -47,16 +49,6 @@ def submit(server, **spec):
 
 def get(server, job):
     return server.api().get(f"/v1/jobs/{job}").json()
-
-
-def wait_for(pred, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_lease_run_report(server):
