@@ -97,7 +97,7 @@ struct agent_job {
     struct agent_job *prev, *next;
     char id[UUID_STR_LEN];
     int attempt;
-    json_t *spec;    /* the normalised spec (owned); NULL for a job recovered without its lease */
+    json_t *spec;    /* the normalised spec (owned); NULL for a job recovered from the spool */
     int slots;       /* of the agent's slots, while the process runs */
     bool slots_held; /* counted in a->slots_used */
     enum job_phase phase;

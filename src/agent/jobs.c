@@ -445,10 +445,10 @@ void jobs_lease(struct agent *a, json_t *lease)
         job_noop(j);
         return;
     }
-    json_t *record = json_pack(
-        "{s:s, s:i, s:O, s:O}", "job", id, "attempt", attempt, "spec", spec ? spec : json_null(),
-        "deadline",
-        json_object_get(lease, "deadline") ? json_object_get(lease, "deadline") : json_null());
+    /* what recovery needs, without the spec: a recovered job never runs again (spool.h) */
+    json_t *deadline = json_object_get(lease, "deadline");
+    json_t *record = json_pack("{s:s, s:i, s:i, s:O}", "job", id, "attempt", attempt, "slots",
+                               j->slots, "deadline", deadline ? deadline : json_null());
     int put = spool_put(&a->spool, id, attempt, "lease", record, &e);
     json_decref(record);
     if (put) {
@@ -544,6 +544,10 @@ int jobs_recover(struct agent *a, struct err *e)
             if (grc && grc != ERR_NOTFOUND) log_error("job=%s attempt=%d %s", id, attempt, ge.msg);
         }
         struct agent_job *j = job_new(a, id, attempt, json_object_get(lease, "spec"));
+        json_t *slots = json_object_get(lease, "slots"); /* "spec" only from older agents */
+        if (json_is_integer(slots) && json_integer_value(slots) > 0 &&
+            json_integer_value(slots) <= 1024)
+            j->slots = (int)json_integer_value(slots);
         j->recovered = true;
         j->recs = REC_LEASE | REC_STARTED | REC_RUN | REC_FINISHED; /* whatever is there */
         /* where the process group is described: the started record (its "run" is not part

@@ -4,7 +4,9 @@
  * "The agent's side"). One JSON file per record:
  *
  *   <job>-<attempt>.lease     the lease, written before the job starts:
- *                             {"job", "attempt", "spec", "deadline"}
+ *                             {"job", "attempt", "slots", "deadline"}
+ *                             (recovery never runs a job again: the spec is
+ *                             not kept; older agents' records hold it)
  *   <job>-<attempt>.started   the `started` report, until settled, written once
  *                             the process runs, with "run": {"pgid",
  *                             "starttime" (of the group leader, /proc/PID/stat
