@@ -422,7 +422,7 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
         break;
     case ITEM_FINISHED:
         j->finished_settled = true;
-        if (st == 200) log_info("job=%s attempt=%d result delivered", j->id, j->attempt);
+        if (st == 200) log_debug("job=%s attempt=%d result delivered", j->id, j->attempt);
         break;
     }
 }

@@ -182,6 +182,19 @@ def test_env_vars_and_work_folder(fast_server, make_agent):
     assert not os.path.exists(work)  # removed after the run
 
 
+def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh(
+        "mkdir -p ro/deep && echo x > ro/deep/f && echo y > top && chmod 500 ro/deep ro ."))
+    assert wait_job(fast_server, job)["state"] == "succeeded"
+    work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
+    wait_for(lambda: not os.path.exists(work), 10, "the work folder to be removed")
+    job = submit(fast_server, **sh("true"))  # an empty folder: removed too
+    assert wait_job(fast_server, job)["state"] == "succeeded"
+    work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
+    wait_for(lambda: not os.path.exists(work), 10, "the empty work folder to be removed")
+
+
 def test_keep_work(fast_server, make_agent):
     agent = make_agent(fast_server, "w1", "--keep-work")
     job = submit(fast_server, **sh("echo kept > result.txt"))

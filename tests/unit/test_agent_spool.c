@@ -185,6 +185,40 @@ static void test_names_refused(void **state)
     json_decref(doc);
 }
 
+static void test_remove_tree(void **state)
+{
+    struct fixture *f = *state;
+    char path[256], sub[300], file[320];
+    /* absent, empty */
+    snprintf(path, sizeof(path), "%s/work", f->dir);
+    agent_remove_tree(path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    agent_remove_tree(path);
+    assert_int_not_equal(access(path, F_OK), 0);
+    /* files, and a read-only folder holding a file (a job may leave those) */
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(sub, sizeof(sub), "%s/ro", path);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(file, sizeof(file), "%s/f", sub);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(file, sizeof(file), "%s/top", path);
+    fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(chmod(sub, 0500), 0);
+    assert_int_equal(chmod(path, 0500), 0);
+    agent_remove_tree(path);
+    assert_int_not_equal(access(path, F_OK), 0);
+    /* a file where a folder was */
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    agent_remove_tree(path);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
