@@ -16,7 +16,8 @@
 #include "common/buf.h"
 #include "common/xalloc.h"
 
-#define SPOOL_RECORD_MAX (64 << 20) /* a lease holds a spec: at most a few MiB */
+#define SPOOL_RECORD_MAX (64 << 20) /* a record holds a report: far less */
+#define SPOOL_PAD 256                /* reused files are written in multiples of this */
 
 int agent_mkdirs(const char *path, struct err *e)
 {
@@ -41,6 +42,8 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
 {
     s->dir = NULL;
     s->dirfd = -1;
+    s->nfree = 0;
+    s->next_free = 0;
     int rc = agent_mkdirs(dir, e);
     if (rc) return rc;
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -86,15 +89,39 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
     char name[128], tmp[140];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
-    snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
     char *text = json_dumps(doc, JSON_COMPACT);
     if (!text) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
-    int fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = -1;
+    bool reused = false;
+    while (fd < 0 && s->nfree > 0) { /* a removed record's file (spool.h) */
+        snprintf(tmp, sizeof(tmp), ".free-%u", s->free[--s->nfree]);
+        /* not O_TRUNC: ext4 writes out a file truncated to 0 when it is closed */
+        fd = openat(s->dirfd, tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) unlinkat(s->dirfd, tmp, 0);
+        reused = fd >= 0;
+    }
+    if (fd < 0) {
+        snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+        fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
         goto out;
     }
-    if (write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1)) {
+    /* A reused file is overwritten, not truncated: the record is padded with blanks (JSON
+     * allows them after the value) to a multiple of SPOOL_PAD, which most records fit in,
+     * and the file is cut only when it was longer still. */
+    size_t len = strlen(text), padded = len + 1;
+    if (reused) {
+        padded = (len + 1 + SPOOL_PAD - 1) / SPOOL_PAD * SPOOL_PAD;
+        text = xrealloc(text, padded);
+        memset(text + len, ' ', padded - len);
+    }
+    text[padded - 1] = '\n'; /* in place of the terminating NUL: one write */
+    struct stat st;
+    if (write_all(fd, text, padded) ||
+        (reused && (fstat(fd, &st) || (st.st_size > (off_t)padded &&
+                                        ftruncate(fd, (off_t)padded))))) {
         rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
         close(fd);
         unlinkat(s->dirfd, tmp, 0);
@@ -166,6 +193,16 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
+    if (s->nfree < SPOOL_FREE_MAX) { /* kept for the next write (spool.h) */
+        char free_name[32];
+        unsigned n = s->next_free++;
+        snprintf(free_name, sizeof(free_name), ".free-%u", n);
+        if (renameat(s->dirfd, name, s->dirfd, free_name) == 0) {
+            s->free[s->nfree++] = n;
+            return 0;
+        }
+        if (errno == ENOENT) return 0;
+    }
     if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
         return err_set(e, ERR_IO, "cannot remove '%s/%s': %s", s->dir, name, strerror(errno));
     return 0;
@@ -214,6 +251,16 @@ int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *
         size_t len = strlen(de->d_name);
         if (de->d_name[0] == '.' && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
             unlinkat(s->dirfd, de->d_name, 0); /* a write cut short by a crash */
+            continue;
+        }
+        if (!strncmp(de->d_name, ".free-", 6)) {
+            bool ours = false; /* this run's (spool_del), else a previous run's: removed */
+            for (size_t i = 0; i < s->nfree && !ours; i++) {
+                char mine[32];
+                snprintf(mine, sizeof(mine), ".free-%u", s->free[i]);
+                ours = !strcmp(mine, de->d_name);
+            }
+            if (!ours) unlinkat(s->dirfd, de->d_name, 0);
             continue;
         }
         struct spool_key k;

@@ -185,6 +185,79 @@ static void test_names_refused(void **state)
     json_decref(doc);
 }
 
+static void test_removed_files_reused(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char pad[400];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    json_t *big = json_pack("{s:s, s:s}", "type", "finished", "pad", pad);
+    json_t *small = json_pack("{s:i}", "x", 1);
+    struct stat st;
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "finished", big, &e), 0);
+    assert_int_equal(stat(file_path(f, JOB_A "-1.finished"), &st), 0);
+    ino_t ino = st.st_ino;
+    assert_int_equal(spool_del(&f->s, JOB_A, 1, "finished", &e), 0);
+    assert_int_not_equal(access(file_path(f, JOB_A "-1.finished"), F_OK), 0);
+    json_t *back = NULL;
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &back, &e), ERR_NOTFOUND);
+    struct spool_key *keys;
+    size_t n;
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0); /* a free file is no record */
+    assert_int_equal(n, 0);
+    lib_free(keys);
+    /* the next write fills that file: same inode, only the new content */
+    assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", small, &e), 0);
+    assert_int_equal(stat(file_path(f, JOB_B "-2.lease"), &st), 0);
+    assert_int_equal(st.st_ino, ino);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_true(st.st_size < 400); /* nothing of the longer record is left */
+    assert_int_equal(spool_get(&f->s, JOB_B, 2, "lease", &back, &e), 0);
+    assert_true(json_equal(back, small));
+    json_decref(back);
+    /* and a longer record in a shorter file */
+    assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_B, 2, "finished", big, &e), 0);
+    assert_int_equal(stat(file_path(f, JOB_B "-2.finished"), &st), 0);
+    assert_int_equal(st.st_ino, ino);
+    assert_int_equal(spool_get(&f->s, JOB_B, 2, "finished", &back, &e), 0);
+    assert_true(json_equal(back, big));
+    json_decref(back);
+    assert_int_equal(spool_del(&f->s, JOB_B, 2, "finished", &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", small, &e), 0);
+    assert_int_equal(stat(file_path(f, JOB_B "-2.lease"), &st), 0);
+    assert_int_equal(st.st_ino, ino);
+    assert_true(st.st_size < 400);
+    assert_int_equal(spool_get(&f->s, JOB_B, 2, "lease", &back, &e), 0);
+    assert_true(json_equal(back, small));
+    json_decref(back);
+    /* removing an absent record is still fine; a previous run's free file is cleared */
+    assert_int_equal(spool_del(&f->s, JOB_A, 1, "finished", &e), 0);
+    FILE *old = fopen(file_path(f, ".free-99"), "w");
+    fputs("{\"stale\": true}", old);
+    fclose(old);
+    assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+    assert_int_equal(n, 0);
+    lib_free(keys);
+    assert_int_not_equal(access(file_path(f, ".free-99"), F_OK), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 3, "started", small, &e), 0); /* still reused */
+    assert_int_equal(stat(file_path(f, JOB_A "-3.started"), &st), 0);
+    assert_int_equal(st.st_ino, ino);
+    /* many removals: beyond SPOOL_FREE_MAX they are unlinked */
+    for (int i = 1; i <= SPOOL_FREE_MAX + 8; i++)
+        assert_int_equal(spool_put(&f->s, JOB_B, i, "lease", small, &e), 0);
+    for (int i = 1; i <= SPOOL_FREE_MAX + 8; i++)
+        assert_int_equal(spool_del(&f->s, JOB_B, i, "lease", &e), 0);
+    assert_int_equal(f->s.nfree, SPOOL_FREE_MAX);
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+    assert_int_equal(n, 1);
+    lib_free(keys);
+    json_decref(big);
+    json_decref(small);
+}
+
 static void test_remove_tree(void **state)
 {
     struct fixture *f = *state;
@@ -227,6 +300,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_files_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
