@@ -111,6 +111,7 @@ struct agent_job {
     bool start_failed;
     int64_t start_ns, end_ns; /* monotonic */
     int64_t started_at_ms;    /* wall clock */
+    unsigned long long starttime; /* of the process, /proc/PID/stat field 22; 0 unknown */
     struct agent_stream out, err;
     int stdin_fd; /* -1 when closed */
     struct event *stdin_ev;

@@ -342,7 +342,7 @@ static void spool_started(struct agent_job *j)
     json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id,
                             "attempt", j->attempt, "type", "started", "pid", (json_int_t)j->pid,
                             "run", "pgid", (json_int_t)j->pid, "starttime",
-                            (json_int_t)runner_proc_starttime(j->pid), "boot_id", a->boot_id,
+                            (json_int_t)j->starttime, "boot_id", a->boot_id,
                             "started_at_ms", (json_int_t)j->started_at_ms);
     if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
@@ -362,8 +362,12 @@ static int job_start(struct agent_job *j, struct err *e)
     if ((rc = agent_staging_check(j->spec, e)) ||
         (rc = agent_argv_build(json_object_get(j->spec, "command"), &argv, e)))
         return rc;
-    agent_remove_tree(j->work_dir); /* a fresh folder, even if an earlier run left one */
-    if (mkdir(j->work_dir, 0700) != 0) {
+    int made = mkdir(j->work_dir, 0700);
+    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
+        agent_remove_tree(j->work_dir);
+        made = mkdir(j->work_dir, 0700);
+    }
+    if (made != 0) {
         rc = err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
                      strerror(errno));
         goto out;

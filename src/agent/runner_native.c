@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -49,6 +50,19 @@ unsigned long long runner_proc_starttime(pid_t pid)
         p = strchr(p + 1, ' ');
     }
     return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* A CLOCK_BOOTTIME reading in clock ticks, as the kernel shows start times; 0 when unknown. */
+static unsigned long long boottime_ticks(const struct timespec *ts)
+{
+    static long long ns_per_tick;
+    if (!ns_per_tick) {
+        long hz = sysconf(_SC_CLK_TCK);
+        ns_per_tick = hz > 0 && 1000000000LL % hz == 0 ? 1000000000LL / hz : -1;
+    }
+    if (ns_per_tick < 0) return 0;
+    return ((unsigned long long)ts->tv_sec * 1000000000ULL + (unsigned long long)ts->tv_nsec) /
+           (unsigned long long)ns_per_tick;
 }
 
 static void maybe_ended(struct agent_job *j)
@@ -217,7 +231,10 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
                                         POSIX_SPAWN_SETSIGMASK);
+    struct timespec b0, b1;
+    clock_gettime(CLOCK_BOOTTIME, &b0);
     err_no = posix_spawnp(&j->pid, argv[0], &fa, &attr, argv, envp);
+    clock_gettime(CLOCK_BOOTTIME, &b1);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (err_no) {
@@ -227,6 +244,11 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     }
     j->start_ns = time_mono_ns();
     j->started_at_ms = time_now_ms();
+    /* The child's start time (/proc/PID/stat field 22: CLOCK_BOOTTIME at its fork, in clock
+     * ticks, truncated) lies between b0 and b1: when both fall in the same tick, that tick is
+     * it, without reading /proc (all but ~1 % of spawns at 100 Hz). */
+    unsigned long long t0 = boottime_ticks(&b0), t1 = boottime_ticks(&b1);
+    j->starttime = t0 && t0 == t1 ? t0 : runner_proc_starttime(j->pid);
 
     stream_open(j, &j->out, "stdout", out[0]);
     stream_open(j, &j->err, "stderr", errp[0]);

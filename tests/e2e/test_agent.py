@@ -415,7 +415,13 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     assert f"{job}-1.lease" in a.spool_files()
     # what finds the process group again: the started record, or once its report was
     # settled the run record (spool.h), written once after the spawn
-    assert {f"{job}-1.started", f"{job}-1.run"} & set(a.spool_files())
+    held = {f"{job}-1.started", f"{job}-1.run"} & set(a.spool_files())
+    assert held
+    with open(os.path.join(a.work_dir, "spool", held.pop())) as f:
+        run = json.load(f)["run"]
+    with open(f"/proc/{orphan}/stat") as f:  # field 22, the start time the agent recorded
+        assert run["starttime"] == int(f.read().rsplit(")", 1)[1].split()[19])
+    assert run["pgid"] == orphan
     a.start()  # before lost_after: the server still holds the lease for it
     wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
     j = wait_job(fast_server, job)
