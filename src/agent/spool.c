@@ -43,7 +43,9 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
     s->dir = NULL;
     s->dirfd = -1;
     s->nfree = 0;
-    s->next_free = 0;
+    s->nholes = SPOOL_FREE_MAX;
+    for (size_t i = 0; i < SPOOL_FREE_MAX; i++)
+        s->holes[i] = (unsigned)(SPOOL_FREE_MAX - 1 - i); /* .free-0 on top */
     int rc = agent_mkdirs(dir, e);
     if (rc) return rc;
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -94,7 +96,9 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
     int fd = -1;
     bool reused = false;
     while (fd < 0 && s->nfree > 0) { /* a removed record's file (spool.h) */
-        snprintf(tmp, sizeof(tmp), ".free-%u", s->free[--s->nfree]);
+        unsigned n = s->free[--s->nfree];
+        s->holes[s->nholes++] = n; /* renamed to the record below, or removed */
+        snprintf(tmp, sizeof(tmp), ".free-%u", n);
         /* not O_TRUNC: ext4 writes out a file truncated to 0 when it is closed */
         fd = openat(s->dirfd, tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) unlinkat(s->dirfd, tmp, 0);
@@ -193,15 +197,17 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
-    if (s->nfree < SPOOL_FREE_MAX) { /* kept for the next write (spool.h) */
+    if (s->nholes > 0) { /* kept for the next write (spool.h) */
         char free_name[32];
-        unsigned n = s->next_free++;
+        unsigned n = s->holes[--s->nholes];
         snprintf(free_name, sizeof(free_name), ".free-%u", n);
         if (renameat(s->dirfd, name, s->dirfd, free_name) == 0) {
             s->free[s->nfree++] = n;
             return 0;
         }
-        if (errno == ENOENT) return 0;
+        int err_no = errno;
+        s->holes[s->nholes++] = n;
+        if (err_no == ENOENT) return 0;
     }
     if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
         return err_set(e, ERR_IO, "cannot remove '%s/%s': %s", s->dir, name, strerror(errno));

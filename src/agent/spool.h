@@ -53,6 +53,8 @@
  * last minute or more: with ~10 files made and freed per job, inode
  * allocation was a third of the agent's CPU.) A ".free-N" file is never a
  * record, whatever it holds; spool_list removes the ones a previous run left.
+ * The same few names come back (N < SPOOL_FREE_MAX, last freed first used),
+ * so their lookups stay in the kernel's cache.
  */
 #define SPOOL_FREE_MAX 64
 
@@ -61,7 +63,8 @@ struct spool {
     int dirfd; /* the open folder, -1 when closed */
     unsigned free[SPOOL_FREE_MAX]; /* the N of the ".free-N" files, a stack */
     size_t nfree;
-    unsigned next_free; /* the N of the next ".free-N" made */
+    unsigned holes[SPOOL_FREE_MAX]; /* the N < SPOOL_FREE_MAX with no such file, a stack */
+    size_t nholes;
 };
 
 struct spool_key {
