@@ -9,9 +9,10 @@
  *
  * A handler returns HTTP_DONE once it has replied, or HTTP_DEFERRED when it
  * will reply later (a long-poll, a write waiting for its group commit). A
- * deferred request whose client goes away is marked `gone`; its owner must
- * then call http_req_drop() instead of replying, and `on_gone` (if set) is
- * called at once so the owner can stop waiting.
+ * deferred request whose client goes away is marked `gone`, and `on_gone`
+ * (if set) is called at once so the owner can stop waiting; the owner then
+ * frees it with http_req_drop() — or with any reply, which frees a gone
+ * request without sending anything.
  */
 #ifndef DROVER_HTTP_ROUTER_H
 #define DROVER_HTTP_ROUTER_H

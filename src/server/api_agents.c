@@ -115,10 +115,7 @@ static void register_done(void *arg, int rc, const struct err *e)
     struct http_req *r = op->r;
     struct server *s = srv(r);
     if (rc) {
-        if (r->gone)
-            http_req_drop(r);
-        else
-            http_reply_err(r, e);
+        http_reply_err(r, e); /* frees r, also when its client is gone */
         agent_rec_release(&op->rec);
         free(op);
         return;
@@ -491,10 +488,7 @@ static void reports_done(void *arg, int rc, const struct err *e)
     struct http_req *r = op->r;
     struct server *s = srv(r);
     if (rc) {
-        if (r->gone)
-            http_req_drop(r);
-        else
-            http_reply_err(r, e);
+        http_reply_err(r, e); /* frees r, also when its client is gone */
         reports_free(op);
         return;
     }
