@@ -77,73 +77,8 @@ FAILED=0
 
 # ---- processes ------------------------------------------------------------------------
 
-PIDS=()
-
-running() { # PID: alive and not a zombie
-    local st
-    [[ -r /proc/$1/stat ]] || return 1
-    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z && $st != X ]]
-}
-
-stop_pid() { # PID: TERM, up to 10 s, then KILL; reaps it
-    local pid=$1 i
-    if running "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            running "$pid" || break
-            sleep 0.1
-        done
-        if running "$pid"; then
-            log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-    local kept=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
-    PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-cleanup() {
-    local rc=$? i
-    # Newest first: the load before the server it talks to.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if ((KEEP)) || ((rc == 1)); then
-        log "work folder kept: $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_tcp() { # PORT PID: until the port accepts, at most 10 s
-    local port=$1 pid=$2 i
-    for ((i = 0; i < 100; i++)); do
-        running "$pid" || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-wait_healthz() { # PORT PID: until GET /healthz answers 200, at most 30 s
-    local port=$1 pid=$2 i code
-    for ((i = 0; i < 300; i++)); do
-        running "$pid" || return 1
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null) || true
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- measurements ---------------------------------------------------------------------
 
