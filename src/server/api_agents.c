@@ -122,13 +122,11 @@ static void register_done(void *arg, int rc, const struct err *e)
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
-    json_t *cancel = fleet_take_cancels(s->fleet, a, json_object_get(r->body, "running"));
     if (r->gone) {
-        /* The agent will register again; what it must kill stays pending. */
-        json_array_extend(a->cancel, cancel);
-        json_decref(cancel);
+        /* It will register again, with its running jobs: the cancels are worked out then. */
         http_req_drop(r);
     } else {
+        json_t *cancel = fleet_take_cancels(s->fleet, a, json_object_get(r->body, "running"));
         http_reply_json(r, 200,
                         json_pack("{s:s, s:i, s:i, s:o}", "id", a->rec.id, "heartbeat_s",
                                   s->heartbeat_s, "lost_after_s", s->lost_after_s, "cancel",
@@ -509,13 +507,11 @@ static void reports_done(void *arg, int rc, const struct err *e)
                                : json_pack("{s:i}", "status", it->status));
     }
     if (a && json_is_integer(fs)) fleet_agent_offer(s->fleet, a, (int)json_integer_value(fs));
-    json_t *cancel = a ? fleet_take_cancels(s->fleet, a, NULL) : json_array();
-    if (r->gone) {
-        if (a) json_array_extend(a->cancel, cancel);
-        json_decref(cancel);
+    if (r->gone) { /* pending cancels stay with the agent for its next poll */
         json_decref(results);
         http_req_drop(r);
     } else {
+        json_t *cancel = a ? fleet_take_cancels(s->fleet, a, NULL) : json_array();
         int status = op->n && stale == op->n ? 409 : 200;
         http_reply_json(r, status, json_pack("{s:o, s:o}", "results", results, "cancel", cancel));
     }
