@@ -4,7 +4,7 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev curl python3)
+      libcurl4-openssl-dev libssl-dev libcmocka-dev curl python3)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind) ;;
   bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind beanstalkd redis-server python3-celery python3-redis) ;;

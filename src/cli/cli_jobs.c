@@ -314,8 +314,9 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'p': {
             long prio;
-            if (!cli_parse_long(optarg, -1000000, 1000000, &prio)) {
-                rc = cli_usage_error(submit_usage, "--priority must be an integer, not '%s'",
+            if (!cli_parse_long(optarg, -1000, 1000, &prio)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--priority must be an integer in -1000..1000, not '%s'",
                                      optarg);
                 goto out;
             }

@@ -86,12 +86,18 @@ static void reply_buffer(struct http_req *r, int status, const char *content_typ
     req_free(r);
 }
 
-void http_reply_text(struct http_req *r, int status, const char *content_type, const char *text)
+void http_reply_bytes(struct http_req *r, int status, const char *content_type, const void *data,
+                      size_t len)
 {
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, text, strlen(text));
+    evbuffer_add(b, data, len);
     reply_buffer(r, status, content_type, b);
     evbuffer_free(b);
+}
+
+void http_reply_text(struct http_req *r, int status, const char *content_type, const char *text)
+{
+    http_reply_bytes(r, status, content_type, text, strlen(text));
 }
 
 void http_reply_json(struct http_req *r, int status, json_t *json)

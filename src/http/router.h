@@ -85,6 +85,8 @@ const char *http_query(const struct http_req *r, const char *name);
 /* Replies (each frees the request). json is stolen. */
 void http_reply_json(struct http_req *r, int status, json_t *json);
 void http_reply_text(struct http_req *r, int status, const char *content_type, const char *text);
+void http_reply_bytes(struct http_req *r, int status, const char *content_type, const void *data,
+                      size_t len);
 /* {"error": {"code", "message", "field"}} with the status of e->code. */
 void http_reply_err(struct http_req *r, const struct err *e);
 void http_reply_error(struct http_req *r, int code, const char *field, const char *fmt, ...)

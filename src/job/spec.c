@@ -146,7 +146,7 @@ bool spec_queue_name_valid(const char *q)
     return q && name_ok(q, "._-", false, 64);
 }
 
-static bool label_name_ok(const char *s)
+bool spec_label_name_valid(const char *s)
 {
     return name_ok(s, "._/-", true, 64);
 }
@@ -499,7 +499,7 @@ static int check_map(struct ctx *c, json_t *v, bool (*name_valid)(const char *),
 static int check_labels(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
-    return check_map(c, v, label_name_ok, "[A-Za-z0-9._/-]{1,64}", NULL, LABEL_VALUE_MAX, norm);
+    return check_map(c, v, spec_label_name_valid, "[A-Za-z0-9._/-]{1,64}", NULL, LABEL_VALUE_MAX, norm);
 }
 
 static int check_env(struct ctx *c, const struct field *f, json_t *v, json_t **norm)

@@ -53,6 +53,9 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
 
+/* True when `s` is a valid label name ([A-Za-z0-9._/-]{1,64}): labels and requires keys. */
+bool spec_label_name_valid(const char *s);
+
 /* True when `q` is a valid queue name ([a-z0-9._-]{1,64}). */
 bool spec_queue_name_valid(const char *q);
 

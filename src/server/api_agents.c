@@ -39,11 +39,6 @@ static bool name_ok(const char *s, size_t max)
     return true;
 }
 
-static bool label_key_ok(const char *s)
-{
-    return name_ok(s, 64) || (strchr(s, '/') && strlen(s) <= 64);
-}
-
 /* An integer field in [lo, hi], or dflt when absent. */
 static int int_field(json_t *o, const char *key, long lo, long hi, long dflt, long *out,
                      struct err *e)
@@ -156,7 +151,7 @@ static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
         json_t *v;
         json_object_foreach(labels, k, v)
         {
-            if (!label_key_ok(k) || !json_is_string(v) || json_string_length(v) > 256)
+            if (!spec_label_name_valid(k) || !json_is_string(v) || json_string_length(v) > 256)
                 return err_field(e, ERR_INVALID, "labels",
                                  "labels.%s must be a string of at most 256 bytes under a name "
                                  "of [A-Za-z0-9._/-]{1,64}",
@@ -351,10 +346,11 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     /* Only an attempt's end needs the spec (its retry policy). */
     int (*get)(struct store *, const char *, struct job *, struct err *) =
         it->type == R_FINISHED ? store_job_get : store_job_get_run;
-    int rc = get(st, id, &j, NULL);
+    struct err ge = ERR_INIT;
+    int rc = get(st, id, &j, &ge);
     if (rc == ERR_NOTFOUND)
         return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
-    if (rc) return get(st, id, &j, e);
+    if (rc) return err_set(e, rc, "%s", ge.msg);
     bool mine = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
     bool held = (1u << j.state) & LEASE_HELD_STATES;
     it->status = 200;

@@ -55,7 +55,8 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         struct job *j = &sb->jobs[i];
         if (j->key) {
             struct job old;
-            int rc = store_job_get_by_key(st, j->key, &old, NULL);
+            struct err ke = ERR_INIT;
+            int rc = store_job_get_by_key(st, j->key, &old, &ke);
             if (rc == 0) {
                 job_release(j);
                 *j = old;
@@ -63,7 +64,7 @@ static int submit_write(struct store *st, void *arg, struct err *e)
                 continue;
             }
             if (rc != ERR_NOTFOUND)
-                return store_job_get_by_key(st, j->key, &old, e);
+                return err_set(e, rc, "%s", ke.msg);
         }
         int rc = store_job_insert(st, j, e);
         if (rc)
@@ -217,6 +218,9 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
             return err_field(e, ERR_INVALID, "label", "label must be KEY:VALUE");
         snprintf(label, n, "%s", v);
         label[colon - v] = '\0';
+        if (!spec_label_name_valid(label))
+            return err_field(e, ERR_INVALID, "label",
+                             "label must be KEY:VALUE with KEY of [A-Za-z0-9._/-]{1,64}");
         f->label_key = label;
         f->label_value = label + (colon - v) + 1;
     }
@@ -368,7 +372,7 @@ int api_jobs_log(struct http_req *r)
         return HTTP_DONE;
     }
     job_release(&j);
-    http_reply_text(r, 200, "text/plain; charset=utf-8", buf_str(&b));
+    http_reply_bytes(r, 200, "text/plain; charset=utf-8", b.data, b.len);
     buf_release(&b);
     return HTTP_DONE;
 }

@@ -82,10 +82,9 @@ static void run_batch(struct committer *c, struct commit_op *ops)
         op->rc = store_savepoint(c->st, &op->e);
         if (!op->rc)
             op->rc = op->fn(c->st, op->arg, &op->e);
-        if (op->rc)
-            store_savepoint_rollback(c->st);
-        else
-            op->rc = store_savepoint_release(c->st, &op->e);
+        if (!op->rc && (op->rc = store_savepoint_release(c->st, &op->e)) == 0)
+            continue;
+        store_savepoint_rollback(c->st); /* nothing of a failed op is committed */
     }
     if (!brc && (brc = store_commit(c->st, &be))) {
         store_rollback(c->st);

@@ -37,6 +37,7 @@ struct fleet {
     struct hmap agents;  /* id -> struct live_agent */
     struct hmap by_name; /* name -> struct live_agent (same objects) */
     struct hmap leases;  /* job id -> struct lease_rec */
+    struct event *wake; /* active once per loop turn when jobs became ready */
 };
 
 static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases);
@@ -53,6 +54,13 @@ static void free_agent(void *v)
     free(a);
 }
 
+static void wake_polls(struct fleet *f);
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    wake_polls(arg);
+}
+
 struct fleet *fleet_new(struct server *s)
 {
     struct fleet *f = xcalloc(1, sizeof(*f));
@@ -60,19 +68,26 @@ struct fleet *fleet_new(struct server *s)
     hmap_init(&f->agents);
     hmap_init(&f->by_name);
     hmap_init(&f->leases);
+    f->wake = event_new(s->base, -1, 0, on_wake, f);
     return f;
+}
+
+void fleet_stop(struct fleet *f)
+{
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->poll) reply_poll(f, a, NULL);
+    }
 }
 
 void fleet_free(struct fleet *f)
 {
     if (!f) return;
-    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
-        struct live_agent *a = e->value;
-        if (a->poll) reply_poll(f, a, NULL);
-    }
+    fleet_stop(f);
     hmap_release(&f->by_name, NULL);
     hmap_release(&f->agents, free_agent);
     hmap_release(&f->leases, free);
+    event_free(f->wake);
     free(f);
 }
 
@@ -190,7 +205,10 @@ static int end_write(struct store *st, void *arg, struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
         struct job j;
-        if (store_job_get(st, it->job, &j, NULL)) continue;
+        struct err ge = ERR_INIT;
+        int grc = store_job_get(st, it->job, &j, &ge);
+        if (grc == ERR_NOTFOUND) continue;
+        if (grc) return err_set(e, grc, "%s", ge.msg);
         if (j.attempt != it->attempt || !((1u << j.state) & LEASE_HELD_STATES)) {
             job_release(&j);
             continue;
@@ -381,7 +399,7 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
      * does not list never reached it. Such a job is ended (reason lost) and
      * retried rather than left leased forever.
      */
-    if (json_is_array(running) && !a->leasing) {
+    if (json_is_array(running) && !a->leasing && a->held) {
         struct not_held nh = {a->rec.id, running};
         end_leases(f, lease_not_held, &nh, "lost", "the lease never reached the agent");
     }
@@ -436,13 +454,16 @@ static int lease_write(struct store *st, void *arg, struct err *e)
     int64_t now = time_now_ms();
     for (size_t i = 0; i < op->n; i++) {
         struct job j;
-        if (store_job_get(st, op->taken[i]->id, &j, NULL)) continue;
+        struct err ge = ERR_INIT;
+        int grc = store_job_get(st, op->taken[i]->id, &j, &ge);
+        if (grc == ERR_NOTFOUND) continue;
+        if (grc) return err_set(e, grc, "%s", ge.msg); /* the batch fails: jobs are put back */
         if (j.state != JOB_QUEUED) {
             job_release(&j);
             continue;
         }
         int old = j.attempt;
-        lease_grant(&j, op->agent_name, now);
+        lease_grant(&j, op->agent_name);
         int rc = fenced_write(st, &j, old, 1u << JOB_QUEUED, e);
         if (rc < 0) return rc;
         if (!rc) continue;
@@ -606,7 +627,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     }
     if (j->state == JOB_QUEUED) {
         sched_add(f->s->sched, j);
-        if (j->run_after <= time_now_ms()) wake_polls(f);
+        /* once per loop turn, however many jobs a batch queued */
+        if (j->run_after <= time_now_ms()) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->s->sched, j->id);
         waiters_wake(f->s->waiters, j);

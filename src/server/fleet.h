@@ -34,6 +34,8 @@ struct live_agent {
 };
 
 struct fleet *fleet_new(struct server *s);
+/* Answers the parked polls (empty): the server is shutting down. */
+void fleet_stop(struct fleet *f);
 /* Answers parked polls (empty) and frees everything. NULL is fine. */
 void fleet_free(struct fleet *f);
 /* Rebuilds agents, leases and ready queues from the store (at start). */

@@ -14,7 +14,7 @@ static double retry_value(const struct job *j, const char *key, double dflt)
     return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
-void lease_grant(struct job *j, const char *agent, int64_t now_ms)
+void lease_grant(struct job *j, const char *agent)
 {
     j->state = JOB_LEASED;
     j->attempt++;
@@ -24,7 +24,6 @@ void lease_grant(struct job *j, const char *agent, int64_t now_ms)
     j->finished_at = 0;
     json_decref(j->progress);
     j->progress = NULL;
-    (void)now_ms;
 }
 
 int64_t lease_deadline(const struct job *j, int64_t now_ms, int64_t grace_ms)

@@ -31,7 +31,7 @@ struct attempt_end {
 };
 
 /* queued -> leased to agent at attempt + 1. */
-void lease_grant(struct job *j, const char *agent, int64_t now_ms);
+void lease_grant(struct job *j, const char *agent);
 /*
  * The server's deadline for the attempt granted at now_ms: timeout_s + grace_ms
  * later, or 0 when the job has no timeout.

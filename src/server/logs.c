@@ -69,7 +69,7 @@ static void pump(struct follower *fw)
 {
     struct store *st = fw->l->s->reads;
     struct job j;
-    if (store_job_get(st, fw->job, &j, NULL)) {
+    if (store_job_get_run(st, fw->job, &j, NULL)) {
         finish(fw);
         return;
     }

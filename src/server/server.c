@@ -278,8 +278,8 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     s->waiters = NULL;
     logs_free(s->logs);
     s->logs = NULL;
-    fleet_free(s->fleet); /* answers the agents' parked polls */
-    s->fleet = NULL;
+    /* Answers the agents' parked polls; writes in flight still need the fleet. */
+    fleet_stop(s->fleet);
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
     on_drain_tick(-1, 0, s);
 }

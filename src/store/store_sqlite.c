@@ -644,7 +644,7 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
     if (rc || sqlite3_changes(s->db) > 0)
         return rc;
     struct job cur;
-    if ((rc = get_one(s, S_JOB_GET, j->id, &cur, e, "job")))
+    if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
         return rc;
     rc = err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d, not at attempt %d", j->id,
                  job_state_name(cur.state), cur.attempt, expect_attempt);

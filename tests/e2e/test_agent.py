@@ -366,7 +366,7 @@ def test_drain_timeout_then_second_signal(fast_server, make_agent, tmp_path):
     job2 = submit(fast_server, **sh("trap '' TERM; sleep 60"))
     wait_job(fast_server, job2, states=("running",))
     agent2.send(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for(lambda: "draining" in agent2.read_log(), 10, "the first signal to be handled")
     agent2.send(signal.SIGTERM)  # a second signal: kill now
     assert agent2.wait(30) == 0, agent2.read_log()
     assert get_job(fast_server, job2)["result"]["reason"] == "error"

@@ -101,8 +101,9 @@ def test_bad_spec_gets_the_servers_field_message(server, tmp_path):
                                  '{"program": "x"}}'))
     assert "prioirty" in err
 
-    err = refused(server.run_cli("submit", "--priority", "5000", "--", "x"))
-    assert "priority" in err
+    # out of range is caught before the request: a usage error that names the range
+    err = refused(server.run_cli("submit", "--priority", "5000", "--", "x"), code=2)
+    assert "--priority" in err and "-1000..1000" in err
 
     err = refused(server.run_cli("submit", "-f", "-", input="{not json"))
     assert "not valid JSON" in err and "line 1" in err

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT, free_port, wait_for
 
 RENDER = os.path.join(os.path.dirname(BIN), "julia-render")
 
@@ -22,13 +22,14 @@ def test_pipeline_on_drover_dev(tmp_path):
     dev = subprocess.Popen([BIN, "dev", "--listen", f"127.0.0.1:{port}", "--data", str(data),
                             "--slots", "2"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def healthy():
+            assert dev.poll() is None, "drover dev exited: " + (tmp_path / "dev.log").read_text()
             try:
-                if requests.get(env["DROVER_SERVER"] + "/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+                return requests.get(env["DROVER_SERVER"] + "/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, 20, "drover dev to answer /healthz")
         out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "examples/julia/pipeline.py"),
                               "--render", RENDER, "--tasks", "6", "--queue", "default",
                               "--db", str(tmp_path / "tasks.db"), "--out", str(tmp_path / "img"),

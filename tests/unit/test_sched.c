@@ -150,7 +150,7 @@ static void test_lease_rules(void **state)
     struct job j;
     make_job(&j, "{\"timeout_s\": 10, \"retry\": {\"max_attempts\": 3, \"backoff_s\": 2, "
                  "\"max_backoff_s\": 5}, \"command\": {\"program\": \"x\"}}", 1000);
-    lease_grant(&j, "w1", 2000);
+    lease_grant(&j, "w1");
     assert_int_equal(j.state, JOB_LEASED);
     assert_int_equal(j.attempt, 1);
     assert_string_equal(j.agent, "w1");
@@ -171,12 +171,12 @@ static void test_lease_rules(void **state)
     assert_int_equal(json_array_size(j.attempts), 1);
 
     /* lost on the second attempt, then success on the third */
-    lease_grant(&j, "w2", 8000);
+    lease_grant(&j, "w2");
     struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
     lease_end_attempt(&j, &lost, 9000);
     assert_int_equal(j.state, JOB_QUEUED);
     assert_int_equal(j.run_after, 9000 + 4000);
-    lease_grant(&j, "w3", 13000);
+    lease_grant(&j, "w3");
     assert_int_equal(j.attempt, 3);
     struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .exit_code = 0,
                              .duration_ms = 5, .stdout_head = "hi\n", .stdout_len = 3};
@@ -196,7 +196,7 @@ static void test_attempts_run_out(void **state)
     struct job j;
     make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
     assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
-    lease_grant(&j, "w1", 100);
+    lease_grant(&j, "w1");
     struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
     lease_end_attempt(&j, &sig, 200);
     assert_int_equal(j.state, JOB_FAILED);
@@ -206,7 +206,7 @@ static void test_attempts_run_out(void **state)
     job_release(&j);
 
     make_job(&j, "{\"command\": {\"program\": \"x\"}}", 0);
-    lease_grant(&j, "w1", 100);
+    lease_grant(&j, "w1");
     struct attempt_end cancel = {.reason = "cancelled", .duration_ms = 1};
     lease_end_attempt(&j, &cancel, 300);
     assert_int_equal(j.state, JOB_CANCELLED); /* a cancel is never retried */
