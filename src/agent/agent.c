@@ -397,6 +397,10 @@ void agent_check_done(struct agent *a)
 
 void agent_drain(struct agent *a, bool by_signal)
 {
+    if (!a->draining && a->registered) {
+        a->announce_drain = true;
+        proto_kick(a);
+    }
     a->draining = true;
     if (by_signal && !a->drain_signal) {
         a->drain_signal = true;
@@ -418,6 +422,8 @@ static void on_final_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct agent *a = arg;
     (void)fd, (void)what;
+    if (jobs_running(a) > 0) /* a lease came in after all: wait for it (drain timeout bounds it) */
+        return;               /* agent_check_done arms this timer again once it has ended */
     log_warn("%zu result(s) could not be delivered; they stay in the spool '%s' and are sent "
              "when the agent starts again",
              a->njobs, a->spool.dir);

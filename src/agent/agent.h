@@ -203,6 +203,7 @@ struct agent {
 
     /* lifecycle (agent.c) */
     bool draining;     /* no new work; leave and exit once everything is settled */
+    bool announce_drain; /* send free_slots 0 in a reports request, even an empty one */
     bool drain_signal; /* the drain came from a signal (bounded), not from the server */
     bool hard_stop;    /* a second signal: jobs killed at once */
     bool exiting;

@@ -343,10 +343,12 @@ static void send_batch(struct agent *a)
             batch_add(a, reports, json_incref(j->finished), j, ITEM_FINISHED, NULL, 0);
         if (!all_out || !all_err) break; /* the budget is spent */
     }
-    if (a->nbatch == 0) {
+    if (a->nbatch == 0 && !a->announce_drain) {
         json_decref(reports);
         return;
     }
+    /* A drain is told at once (free_slots 0), so the parked poll gets no new lease. */
+    a->announce_drain = false;
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
     json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
     char *path = agent_path(a, "reports");
@@ -461,6 +463,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
     json_t *results = json_object_get(resp, "results");
     size_t failed = 0;
     a->reports_req = NULL;
+    if (a->announce_drain) proto_kick(a); /* a drain began while this request was out */
     if ((rc == 0 || status == 409) && json_is_array(results)) {
         for (size_t i = 0; i < a->nbatch; i++) {
             json_t *r = json_array_get(results, i);

@@ -529,3 +529,16 @@ def test_agent_under_valgrind(fast_server, make_agent, tmp_path):
     assert rc == 0, agent.read_log() + text
     assert "ERROR SUMMARY: 0 errors" in text, text
     assert "definitely lost: 0" in text or "no leaks are possible" in text, text
+
+
+def test_no_new_lease_after_sigterm(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1", "--slots", "2")
+    job = submit(fast_server, **sh("sleep 2; echo done"))
+    wait_job(fast_server, job, states=("running",))
+    agent.send(signal.SIGTERM)
+    wait_for(lambda: "draining" in agent.read_log(), 10, "the signal to be handled")
+    time.sleep(0.5)  # the drain's free_slots 0 reaches the server
+    late = submit(fast_server, **sh("true"))  # a free slot, a parked poll: must not be leased
+    assert agent.wait(30) == 0, agent.read_log()
+    assert get_job(fast_server, job)["state"] == "succeeded"
+    assert get_job(fast_server, late)["state"] == "queued"
