@@ -23,5 +23,9 @@ int cmd_agent(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_agents(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
+int cmd_put(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 #endif

@@ -22,6 +22,10 @@ static const struct command commands[] = {
     {"queues", cmd_queues, "list queues"},
     {"agents", cmd_agents, "list agents"},
     {"drain", cmd_drain, "drain an agent: no new jobs, then it exits"},
+    {"put", cmd_put, "upload a file to the object store (FILE s3://bucket/key)"},
+    {"get", cmd_get, "download an object (s3://bucket/key [FILE])"},
+    {"ls", cmd_ls, "list objects (s3://bucket[/prefix])"},
+    {"rm", cmd_rm, "delete objects"},
     {"token", cmd_token, "create or revoke an API token"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
 };

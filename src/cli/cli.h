@@ -181,6 +181,43 @@ void cli_print_json(json_t *j);
  */
 int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e);
 
+/* ---- objects (cli_blobs.c) ---- */
+
+/* An s3://bucket/key URI in its parts; both strings owned. */
+struct cli_s3_uri {
+    char *bucket;
+    char *key; /* "" for none (s3://bucket or s3://bucket/) */
+};
+
+/*
+ * Splits `uri` as "s3://bucket[/key]". With `prefix` the key may be empty,
+ * end in '/' or be any start of a key (a listing's prefix); without, it must
+ * name an object by the rules of spec_uri_valid. Returns 0, or ERR_INVALID
+ * with a message naming the URI and what is wrong with it.
+ */
+int cli_s3_parse(const char *uri, bool prefix, struct cli_s3_uri *out, struct err *e);
+void cli_s3_release(struct cli_s3_uri *u);
+
+/*
+ * Uploads the local file `path` (an open descriptor `fd` of it, read from its
+ * current offset to its end; `size` bytes) to the object `uri`, streamed,
+ * with a progress bar on a terminal; checks the SHA-256 the server answers
+ * against the bytes sent. `name` is how messages call the file. On success
+ * *answer (may be NULL) is the server's {"uri", "size", "sha256"}, the
+ * caller's. Returns 0, or 1 after printing why ("drover: cannot upload ...").
+ */
+int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, const char *uri,
+                       json_t **answer);
+
+/*
+ * Opens a local file to upload, for cli_blob_upload_fd: a regular file is
+ * opened as it is; "-" (standard input), a pipe or a device is first copied to
+ * an unnamed temporary file so that its size is known. Returns the descriptor
+ * (the caller closes it) with *size set, or -1 after setting `e`
+ * ("cannot read 'x': no such file or directory", "'x' is a folder").
+ */
+int cli_blob_open_local(const char *path, int64_t *size, struct err *e);
+
 /* Parses a decimal integer in [min, max] (the whole string); false if it is not one. */
 bool cli_parse_long(const char *s, long min, long max, long *out);
 /* Parses a finite number >= 0 of seconds; false if it is not one. */

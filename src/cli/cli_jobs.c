@@ -6,16 +6,21 @@
  * for humans or, with --json, the server's JSON. Job ids on stdout stand
  * alone on their line so that `id=$(drover submit -- prog)` works.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "commands.h"
 #include "common/timeutil.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
+#include "job/spec.h"
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
 #define WAIT_POLL_S 30 /* the server-side long-poll of one wait request */
@@ -218,9 +223,19 @@ static const char submit_usage[] =
     "  -t, --timeout S    kill the job after S seconds\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
     "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
-    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+    "      --upload-to s3://BUCKET[/PREFIX]\n"
+    "                     where local files (@path, below) go (default\n"
+    "                     s3://uploads/<a new UUID>)\n"
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "Local files: after --, an argument @./path, @../path or @/path names a local\n"
+    "file; it is uploaded before the job is submitted and the job gets it as an\n"
+    "input argument (its agent downloads it and passes the local copy's path).\n"
+    "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
+    "spec file, the value \"@path\" of an input argument, of command.input and\n"
+    "of a uri command.stdin is such a file (relative to the current folder).\n" CLI_COMMON_USAGE;
 
-enum { OPT_SERVICE = CLI_OPT_FIRST_FREE };
+enum { OPT_SERVICE = CLI_OPT_FIRST_FREE, OPT_UPLOAD_TO };
 
 /* Sets obj[key] = v, stealing v; false when v is NULL (json_string of text that is not UTF-8). */
 static bool put(json_t *obj, const char *key, json_t *v)
@@ -268,6 +283,223 @@ static json_t *load_spec(const char *file)
     return spec;
 }
 
+/* ---- submit: local files (@path) ---- */
+
+/* The local files a submission names, each with the object it becomes. */
+struct uploads {
+    char *base;       /* "s3://uploads/<uuid>" or --upload-to, no trailing '/'; owned */
+    json_t *by_path;  /* local path -> URI */
+    json_t *by_uri;   /* URI -> local path: two files must not become one object */
+    json_t *by_inode; /* "dev:inode" -> URI: one file under two paths is uploaded once */
+    json_t *order;    /* the local paths in the order met */
+    json_t *uploaded; /* the URIs uploaded so far */
+};
+
+static void uploads_init(struct uploads *up)
+{
+    up->base = NULL;
+    up->by_path = json_object();
+    up->by_uri = json_object();
+    up->by_inode = json_object();
+    up->order = json_array();
+    up->uploaded = json_array();
+}
+
+static void uploads_release(struct uploads *up)
+{
+    free(up->base);
+    json_decref(up->by_path);
+    json_decref(up->by_uri);
+    json_decref(up->by_inode);
+    json_decref(up->order);
+    json_decref(up->uploaded);
+}
+
+/*
+ * The URI the local file `path` will be uploaded to (borrowed from `up`), or
+ * NULL after printing why it cannot be: it cannot be read, is a folder, its
+ * name makes no key, or another file of the same name is uploaded too. The
+ * file is only looked at here; it is read by upload_all.
+ */
+static const char *upload_uri(struct uploads *up, const char *path)
+{
+    const char *have = jstr(up->by_path, path);
+    if (have) return have;
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        fprintf(stderr, "drover: cannot read '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "drover: '%s' is a folder; only files can be uploaded\n", path);
+        return NULL;
+    }
+    char inode[64];
+    snprintf(inode, sizeof(inode), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+    if ((have = jstr(up->by_inode, inode))) return have;
+    if (!up->base) {
+        char id[UUID_STR_LEN];
+        uuid7_new(id);
+        up->base = xasprintf("s3://uploads/%s", id);
+    }
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    char *uri = xasprintf("%s/%s", up->base, name);
+    const char *why = NULL;
+    const char *other;
+    if (!spec_uri_valid(uri, false, &why)) {
+        fprintf(stderr, "drover: cannot upload '%s' as '%s': %s\n", path, uri, why);
+        free(uri);
+        return NULL;
+    }
+    /* The agent names its local copy after the key's last part: two files of one name
+     * could not both be there, so they are refused rather than renamed. */
+    if ((other = jstr(up->by_uri, uri))) {
+        fprintf(stderr,
+                "drover: '%s' and '%s' would both be uploaded as '%s'; give the files different "
+                "names\n",
+                other, path, uri);
+        free(uri);
+        return NULL;
+    }
+    if (!put(up->by_path, path, json_string(uri)) || !put(up->by_uri, uri, json_string(path)) ||
+        !put(up->by_inode, inode, json_string(uri))) {
+        fprintf(stderr, "drover: the file name '%s' is not UTF-8 text\n", path);
+        free(uri);
+        return NULL;
+    }
+    free(uri);
+    json_array_append_new(up->order, json_string(path));
+    return jstr(up->by_path, path);
+}
+
+/* Replaces the value "@path" of obj[key] by the URI path is uploaded to ("@@x" by "@x"). */
+static int resolve_at_value(struct uploads *up, json_t *obj, const char *key)
+{
+    const char *v = jstr(obj, key);
+    if (!v || v[0] != '@') return 0;
+    if (v[1] == '@') return json_object_set_new(obj, key, json_string(v + 1)) ? -1 : 0;
+    const char *uri = upload_uri(up, v + 1);
+    if (!uri) return -1;
+    json_object_set_new(obj, key, json_string(uri));
+    return 0;
+}
+
+/* The @path values of one spec of a spec file (see submit_usage); -1 after printing why. */
+static int resolve_spec_files(struct uploads *up, json_t *spec)
+{
+    json_t *cmd = json_object_get(spec, "command");
+    if (!json_is_object(cmd)) return 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(cmd, "arguments"), i, v)
+    {
+        if (json_is_object(v) && jstr(v, "type") && !strcmp(jstr(v, "type"), "input") &&
+            resolve_at_value(up, v, "value"))
+            return -1;
+    }
+    json_t *in = json_object_get(cmd, "input");
+    json_array_foreach(in, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (!s || s[0] != '@') continue;
+        const char *uri = s[1] == '@' ? s + 1 : upload_uri(up, s + 1);
+        if (!uri) return -1;
+        json_array_set_new(in, i, json_string(uri));
+    }
+    json_t *stdin_ = json_object_get(cmd, "stdin");
+    if (jstr(stdin_, "type") && !strcmp(jstr(stdin_, "type"), "uri") &&
+        resolve_at_value(up, stdin_, "value"))
+        return -1;
+    return 0;
+}
+
+/* True when an argument after -- names a local file: @./x, @../x, @/x. */
+static bool names_local_file(const char *arg)
+{
+    return !strncmp(arg, "@./", 3) || !strncmp(arg, "@../", 4) || !strncmp(arg, "@/", 2);
+}
+
+/*
+ * The spec for `-- PROGRAM ARGS`: command.argv when no argument names a local
+ * file, else command.arguments with those as input arguments. NULL after
+ * printing why not.
+ */
+static json_t *program_spec(struct uploads *up, char **argv, int first, int argc)
+{
+    bool files = false;
+    for (int i = first + 1; i < argc; i++)
+        files = files || names_local_file(argv[i]);
+    json_t *args = json_array();
+    for (int i = first + 1; i < argc; i++) {
+        const char *arg = argv[i][0] == '@' && argv[i][1] == '@' ? argv[i] + 1 : argv[i];
+        json_t *item;
+        if (names_local_file(argv[i])) {
+            const char *uri = upload_uri(up, argv[i] + 1);
+            if (!uri) goto fail;
+            item = json_pack("{s:s, s:s}", "type", "input", "value", uri);
+        } else if (files) {
+            item = json_string(arg) ? json_pack("{s:s, s:s}", "type", "parameter", "value", arg)
+                                    : NULL;
+        } else {
+            item = json_string(arg);
+        }
+        if (!item) {
+            fprintf(stderr, "drover: argument '%s' is not UTF-8 text\n", argv[i]);
+            goto fail;
+        }
+        json_array_append_new(args, item);
+    }
+    json_t *spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[first],
+                             files ? "arguments" : "argv", args);
+    if (!spec) fprintf(stderr, "drover: the program's name '%s' is not UTF-8 text\n", argv[first]);
+    return spec;
+fail:
+    json_decref(args);
+    return NULL;
+}
+
+/* Prints which objects were uploaded, when some were, after a failure. */
+static void tell_uploaded(const struct uploads *up)
+{
+    size_t n = json_array_size(up->uploaded);
+    if (n == 0) return;
+    fprintf(stderr, "drover: the job was not submitted; %s uploaded before: ",
+            n == 1 ? "this object was" : "these objects were");
+    size_t i;
+    json_t *v;
+    json_array_foreach(up->uploaded, i, v) fprintf(stderr, "%s%s", i ? " " : "", json_string_value(v));
+    fprintf(stderr, " (`drover rm` deletes them)\n");
+}
+
+/* Uploads every file met; 0, or 1 after printing why (and what was uploaded already). */
+static int upload_all(struct cli *cli, struct uploads *up)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(up->order, i, v)
+    {
+        const char *path = json_string_value(v);
+        const char *uri = jstr(up->by_path, path);
+        struct err e = ERR_INIT;
+        int64_t size = 0;
+        int fd = cli_blob_open_local(path, &size, &e);
+        if (fd < 0) {
+            fprintf(stderr, "drover: %s\n", e.msg);
+            tell_uploaded(up);
+            return 1;
+        }
+        int rc = cli_blob_upload_fd(cli, fd, size, path, uri, NULL);
+        close(fd);
+        if (rc) {
+            tell_uploaded(up);
+            return 1;
+        }
+        json_array_append_new(up->uploaded, json_string(uri));
+    }
+    return 0;
+}
+
 int cmd_submit(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -279,6 +511,7 @@ int cmd_submit(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"key", required_argument, NULL, 'k'},
         {"wait", no_argument, NULL, 'w'},
+        {"upload-to", required_argument, NULL, OPT_UPLOAD_TO},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -292,6 +525,8 @@ int cmd_submit(int argc, char **argv)
     int opt, rc = 2;
     json_t *spec = NULL, *answer = NULL;
     struct cli cli = {0};
+    struct uploads up;
+    uploads_init(&up);
 
     /* '+': stop at the program's name, whose own options are not ours */
     while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:wh", longopts)) != -1) {
@@ -312,6 +547,21 @@ int cmd_submit(int argc, char **argv)
         case 'w':
             wait = true;
             break;
+        case OPT_UPLOAD_TO: {
+            struct cli_s3_uri u;
+            struct err e = ERR_INIT;
+            if (cli_s3_parse(optarg, true, &u, &e) < 0) {
+                rc = cli_usage_error(submit_usage, "--upload-to: %s", e.msg);
+                goto out;
+            }
+            cli_s3_release(&u);
+            free(up.base);
+            up.base = xstrdup(optarg);
+            size_t n = strlen(up.base);
+            while (n > 0 && up.base[n - 1] == '/')
+                up.base[--n] = '\0';
+            break;
+        }
         case 'p': {
             long prio;
             if (!cli_parse_long(optarg, -1000, 1000, &prio)) {
@@ -365,19 +615,7 @@ int cmd_submit(int argc, char **argv)
     if (file) {
         if (!(spec = load_spec(file))) goto out;
     } else {
-        json_t *args = json_array();
-        for (int i = optind + 1; i < argc; i++) {
-            if (json_array_append_new(args, json_string(argv[i]))) {
-                json_decref(args);
-                fprintf(stderr, "drover: argument '%s' is not UTF-8 text\n", argv[i]);
-                goto out;
-            }
-        }
-        spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[optind], "argv", args);
-        if (!spec) {
-            fprintf(stderr, "drover: the program's name '%s' is not UTF-8 text\n", argv[optind]);
-            goto out;
-        }
+        if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
     }
     if (json_is_array(spec)) {
         size_t i;
@@ -385,13 +623,19 @@ int cmd_submit(int argc, char **argv)
         json_array_foreach(spec, i, one)
         {
             if (json_is_object(one)) apply_overrides(one, fields, labels);
+            if (file && resolve_spec_files(&up, one)) goto out;
         }
     } else {
         apply_overrides(spec, fields, labels);
+        if (file && resolve_spec_files(&up, spec)) goto out;
     }
 
     if (cli_connect(&cli, &a.conn)) goto out;
-    if (cli_call(&cli, "POST", "/v1/jobs", spec, &answer, "cannot submit the job")) goto out;
+    if (upload_all(&cli, &up)) goto out;
+    if (cli_call(&cli, "POST", "/v1/jobs", spec, &answer, "cannot submit the job")) {
+        tell_uploaded(&up);
+        goto out;
+    }
 
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
@@ -455,6 +699,7 @@ out:
     json_decref(spec);
     json_decref(fields);
     json_decref(labels);
+    uploads_release(&up);
     cli_release(&cli);
     return rc;
 }

@@ -143,6 +143,24 @@ char *http_escape(const char *s)
     return r;
 }
 
+char *http_escape_path(const char *s)
+{
+    struct buf b = BUF_INIT;
+    buf_adds(&b, ""); /* "" for an empty s, not NULL */
+    for (const char *p = s;;) {
+        size_t n = strcspn(p, "/");
+        char *seg = xstrndup(p, n);
+        char *q = http_escape(seg);
+        buf_adds(&b, q);
+        free(q);
+        free(seg);
+        if (!p[n]) break;
+        buf_addc(&b, '/');
+        p += n + 1;
+    }
+    return buf_detach(&b);
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct http_call *call = arg;
@@ -486,6 +504,169 @@ int http_client_stream(struct http_client *c, const char *path, long idle_ms, ht
             rc = 1;
     } else {
         rc = http_call_finish(&call, c, cc, status, NULL, e);
+    }
+    c->reached = call.connected;
+    goto out;
+
+setopt_failed:
+    rc = err_set(e, ERR_INTERNAL, "cannot prepare the request to %s", call.url);
+out:
+    http_call_release(&call);
+    return rc;
+}
+
+/* ---- http_client_transfer ---- */
+
+static size_t on_transfer_read(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_call *call = arg;
+    struct http_transfer *t = call->transfer;
+    ssize_t n = t->read_fn(t->read_arg, data, size * nmemb, call->chunk_err);
+    if (n < 0) {
+        call->transfer_rc = (int)n;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)n;
+}
+
+/* Keeps the headers the caller asked for; each new status line (a 100 Continue) starts over. */
+static size_t on_transfer_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_call *call = arg;
+    struct http_transfer *t = call->transfer;
+    size_t n = size * nmemb;
+    static const char cl[] = "content-length:", sha[] = "x-drover-sha256:";
+    if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
+        t->content_length = -1;
+        t->sha256[0] = '\0';
+    } else if (n > sizeof(cl) - 1 && !strncasecmp(data, cl, sizeof(cl) - 1)) {
+        char tmp[32];
+        size_t len = n - (sizeof(cl) - 1) < sizeof(tmp) - 1 ? n - (sizeof(cl) - 1) : sizeof(tmp) - 1;
+        memcpy(tmp, data + sizeof(cl) - 1, len);
+        tmp[len] = '\0';
+        char *end;
+        errno = 0;
+        long long v = strtoll(tmp, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (!errno && end != tmp && !*end && v >= 0) t->content_length = v;
+    } else if (n > sizeof(sha) - 1 && !strncasecmp(data, sha, sizeof(sha) - 1)) {
+        const char *p = data + sizeof(sha) - 1, *end = data + n;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t len = 0;
+        while (p + len < end && isxdigit((unsigned char)p[len]))
+            len++;
+        if (len == 64) {
+            for (size_t i = 0; i < len; i++)
+                t->sha256[i] = (char)tolower((unsigned char)p[i]);
+            t->sha256[len] = '\0';
+        }
+    }
+    return n;
+}
+
+static int on_transfer_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                                curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)ultotal;
+    struct http_call *call = arg;
+    struct http_transfer *t = call->transfer;
+    int64_t done, total;
+    if (t->read_fn) {
+        done = ulnow;
+        total = t->upload_size;
+    } else {
+        done = dlnow;
+        total = dltotal > 0 ? dltotal : (t->content_length > 0 ? t->content_length : 0);
+    }
+    int rc = t->progress_fn(t->progress_arg, done, total, call->chunk_err);
+    if (rc < 0) {
+        call->transfer_rc = rc;
+        return 1; /* curl stops with CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
+/* The 2xx body of a transfer goes to the caller's function; any other is kept. */
+static size_t on_transfer_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_call *call = arg;
+    if (call->transfer->write_fn) return on_stream_write(data, size, nmemb, arg);
+    return on_write(data, size, nmemb, arg);
+}
+
+int http_client_transfer(struct http_client *c, struct http_transfer *t, struct err *e)
+{
+    t->status = 0;
+    t->resp = NULL;
+    t->content_length = -1;
+    t->sha256[0] = '\0';
+    if (!c->easy && !(c->easy = curl_easy_init())) die("cannot initialise libcurl");
+
+    struct http_call call;
+    int rc = call_setup(&call, c, c->easy, t->method, t->path, NULL,
+                        t->write_fn ? "Accept: */*" : "Accept: application/json", e);
+    if (rc < 0) goto out;
+    call.transfer = t;
+    call.chunk_fn = t->write_fn;
+    call.chunk_arg = t->write_arg;
+    call.chunk_err = e;
+    if (t->write_fn)
+        call.max_response =
+            call.max_response < STREAM_ERROR_MAX ? call.max_response : STREAM_ERROR_MAX;
+    SETOPT(c->easy, CURLOPT_WRITEFUNCTION, on_transfer_write);
+    SETOPT(c->easy, CURLOPT_HEADERFUNCTION, on_transfer_header);
+    SETOPT(c->easy, CURLOPT_HEADERDATA, &call);
+    /* No limit on the whole: a large file takes as long as it takes; a stall is the limit. */
+    SETOPT(c->easy, CURLOPT_TIMEOUT_MS, 0L);
+    SETOPT(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SETOPT(c->easy, CURLOPT_LOW_SPEED_TIME, c->timeout_ms > 0 ? (c->timeout_ms + 999) / 1000 : 60L);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPIDLE, 30L);
+    SETOPT(c->easy, CURLOPT_TCP_KEEPINTVL, 15L);
+    if (t->read_fn) {
+        struct curl_slist *h =
+            curl_slist_append(call.headers, "Content-Type: application/octet-stream");
+        if (!h) die("out of memory");
+        call.headers = h;
+        SETOPT(c->easy, CURLOPT_UPLOAD, 1L);
+        SETOPT(c->easy, CURLOPT_READFUNCTION, on_transfer_read);
+        SETOPT(c->easy, CURLOPT_READDATA, &call);
+        SETOPT(c->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->upload_size);
+        if (strcmp(t->method, "PUT")) SETOPT(c->easy, CURLOPT_CUSTOMREQUEST, t->method);
+    }
+    if (t->progress_fn) {
+        SETOPT(c->easy, CURLOPT_XFERINFOFUNCTION, on_transfer_progress);
+        SETOPT(c->easy, CURLOPT_XFERINFODATA, &call);
+        SETOPT(c->easy, CURLOPT_NOPROGRESS, 0L);
+    }
+
+    CURLcode cc = curl_easy_perform(c->easy);
+    if (call.chunk_rc < 0 || call.transfer_rc < 0) {
+        /* Stopped by a callback of the caller's: its error is the one to tell. */
+        struct err ignored = ERR_INIT;
+        http_call_finish(&call, c, cc, &t->status, NULL, &ignored);
+        rc = call.chunk_rc < 0 ? call.chunk_rc : call.transfer_rc;
+        err_set(e, rc, "the transfer with the drover server at %s was stopped", c->base_url);
+    } else {
+        long st = 0;
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &st);
+        /* A server that refuses an upload answers before it has read the body and may
+         * close the connection while curl still sends: its answer is what matters. */
+        if ((cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR) && st >= 400 && call.resp.len > 0)
+            cc = CURLE_OK;
+        curl_off_t connect_us = 0;
+        curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        if (cc == CURLE_OPERATION_TIMEDOUT && connect_us > 0) {
+            struct err ignored = ERR_INIT;
+            http_call_finish(&call, c, cc, &t->status, NULL, &ignored);
+            rc = err_set(e, ERR_UNAVAILABLE,
+                         "the transfer with the drover server at %s stalled: nothing moved for %ld s",
+                         c->base_url, c->timeout_ms > 0 ? (c->timeout_ms + 999) / 1000 : 60L);
+        } else {
+            rc = http_call_finish(&call, c, cc, &t->status, &t->resp, e);
+        }
     }
     c->reached = call.connected;
     goto out;

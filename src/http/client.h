@@ -15,7 +15,8 @@
  * Every answer is read into memory up to `max_response` bytes (64 MiB by
  * default); a longer one fails with ERR_TOOLARGE instead of growing without bound.
  * http_client_stream() is the exception: it hands a GET's body to a callback
- * piece by piece as it arrives (a followed log), keeping none of it.
+ * piece by piece as it arrives (a followed log), keeping none of it; and
+ * http_client_transfer() streams both ways (files to and from the object store).
  *
  * Errors:
  *   - the server cannot be reached (refused, unknown host, no answer, TLS):
@@ -33,6 +34,8 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -92,6 +95,8 @@ struct http_call {
     int chunk_rc;
     int64_t idle_ns, last_data_ns; /* stop after idle_ns without data (0: never) */
     bool idled;
+    struct http_transfer *transfer; /* http_client_transfer only */
+    int transfer_rc;                /* why a read or progress callback stopped it */
 };
 
 /*
@@ -141,8 +146,63 @@ int http_client_json(struct http_client *c, const char *method, const char *path
 int http_client_stream(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
                        void *arg, long *status, struct err *e);
 
+/*
+ * Gives up to `len` bytes of a request body (see struct http_transfer) in
+ * `buf`. Returns how many (0 only when the body is over), or a negative ERR_*
+ * code with `e` set to stop the transfer, which then fails with that error.
+ */
+typedef ssize_t (*http_read_fn)(void *arg, char *buf, size_t len, struct err *e);
+
+/*
+ * Told how far a transfer got: `done` of `total` bytes (total 0 when not
+ * known) of the request body when there is one, else of the answer's. Called
+ * when data moves and about once a second when it does not. Returns 0 to go
+ * on, or a negative ERR_* code with `e` set to stop the transfer (an
+ * interrupt), which then fails with that error.
+ */
+typedef int (*http_progress_fn)(void *arg, int64_t done, int64_t total, struct err *e);
+
+/*
+ * A request whose body, or whose answer's body, may be larger than memory:
+ * a file going to or coming from the object store. The caller fills in the
+ * request half (zero the rest) and calls http_client_transfer.
+ */
+struct http_transfer {
+    /* the request */
+    const char *method;           /* "GET", "PUT", "HEAD", "DELETE", ... */
+    const char *path;             /* escaped, as for http_client_json */
+    http_read_fn read_fn;         /* the body, exactly upload_size bytes; NULL for none */
+    void *read_arg;
+    int64_t upload_size;          /* sent as Content-Length */
+    http_chunk_fn write_fn;       /* where a 2xx answer's body goes, piece by piece; NULL:
+                                     it is read as JSON into `resp` (up to c->max_response) */
+    void *write_arg;
+    http_progress_fn progress_fn; /* NULL for none */
+    void *progress_arg;
+    /* the answer */
+    long status;            /* 0 when no HTTP answer came */
+    json_t *resp;           /* the JSON answer (a 2xx without write_fn, or any error's body);
+                               the caller owns it (json_decref), NULL for none */
+    int64_t content_length; /* the answer's Content-Length, -1 when it had none */
+    char sha256[65];        /* the answer's X-Drover-Sha256 header (lower-case hex), "" if none */
+};
+
+/*
+ * A blocking request that streams its body from t->read_fn and its answer's
+ * body to t->write_fn, never holding either whole in memory. There is no
+ * limit on the whole call's time; it fails instead when no byte moves for
+ * c->timeout_ms (ERR_UNAVAILABLE, "... stalled"). TCP keep-alive is on.
+ *
+ * Returns 0 for a 2xx answer, else the errors of http_client_json, or the
+ * error a callback returned (its `e` kept). A non-2xx answer's body is not
+ * given to write_fn but read (up to 1 MiB) for its error message.
+ */
+int http_client_transfer(struct http_client *c, struct http_transfer *t, struct err *e);
+
 /* `s` escaped for a URL path segment or query value; the caller frees it. */
 char *http_escape(const char *s);
+/* `s` escaped segment by segment, its '/' kept: an object key in a path. The caller frees it. */
+char *http_escape_path(const char *s);
 
 /* True when `host` names the local machine: 127.0.0.0/8, localhost, ::1. */
 bool http_host_is_loopback(const char *host);
