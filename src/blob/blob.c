@@ -17,6 +17,7 @@
 
 static const struct blob_ops *const backends[] = {
     &blob_fs_ops,
+    &blob_s3_ops,
 };
 
 void blob_list_release(struct blob_list *l)
@@ -133,12 +134,13 @@ int blob_store_open(const char *uri, struct blob_store **out, struct err *e)
     const char *colon = strchr(uri, ':');
     size_t n = colon ? (size_t)(colon - uri) : 0;
     for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
-        if (n && n == strlen(backends[i]->scheme) && !strncmp(uri, backends[i]->scheme, n))
+        if (n && n == strlen(backends[i]->scheme) && !strncmp(uri, backends[i]->scheme, n)) {
+            if (!strcmp(backends[i]->scheme, "s3") && strncmp(uri, "s3://", 5))
+                break;
             return backends[i]->open(uri, out, e);
-    if (!strncmp(uri, "s3://", 5))
-        return err_set(e, ERR_INVALID,
-                       "blob store '%s': the S3 backend is not built yet; use fs:DIR", uri);
-    return err_set(e, ERR_INVALID, "blob store '%s': unknown scheme (expected fs:DIR)", uri);
+        }
+    return err_set(e, ERR_INVALID,
+                   "blob store '%s': unknown scheme (expected fs:DIR or s3://BUCKET?...)", uri);
 }
 
 void blob_store_close(struct blob_store *bs)
@@ -259,6 +261,27 @@ static int filter_check(const char *field, const char *s, struct err *e)
                          "invalid %s: at most %d bytes without control characters", field,
                          BLOB_KEY_MAX);
     return 0;
+}
+
+int blob_presign(struct blob_store *bs, const char *method, const char *bucket, const char *key,
+                 int64_t expires_s, char **url, struct err *e)
+{
+    *url = NULL;
+    static const char *const methods[] = {"GET", "PUT", "HEAD", "DELETE"};
+    bool known = false;
+    for (size_t i = 0; method && i < ARRAY_SIZE(methods); i++)
+        known = known || !strcmp(method, methods[i]);
+    if (!known)
+        return err_field(e, ERR_INVALID, "method",
+                         "invalid method: must be GET, PUT, HEAD or DELETE");
+    int rc = blob_name_check(bucket, key, e);
+    if (rc) return rc;
+    if (expires_s < 1 || expires_s > BLOB_PRESIGN_MAX_S)
+        return err_field(e, ERR_INVALID, "expires_s", "expires_s must be between 1 and %d seconds",
+                         BLOB_PRESIGN_MAX_S);
+    if (!(bs->ops->caps & BLOB_CAP_PRESIGN_NATIVE) || !bs->ops->presign)
+        return err_set(e, ERR_INVALID, "this store has no native presigning (use blob/presign.h)");
+    return bs->ops->presign(bs, method, bucket, key, expires_s, url, e);
 }
 
 int blob_list(struct blob_store *bs, const char *bucket, const char *prefix, const char *after,

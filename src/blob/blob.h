@@ -4,7 +4,8 @@
  * Objects are named by a bucket and a key, as in "s3://bucket/key", and are
  * streamed in and out: nothing here ever holds an object whole in memory. One
  * interface, several backends chosen by URI scheme: "fs:DIR" (objects as files
- * under DIR, the default) today; "s3://..." is the scale-out backend to come.
+ * under DIR, the default) and "s3://BUCKET?..." (an S3-compatible service, see
+ * blob_store_open()).
  *
  * Names (checked by every call, with the rules of spec_uri_valid in job/spec.h):
  *   bucket  [a-z0-9][a-z0-9.-]{1,62}
@@ -42,6 +43,7 @@
 #define BLOB_BUCKET_MAX 63
 #define BLOB_KEY_MAX 1024
 #define BLOB_LIST_MAX 1000 /* entries in one page of blob_list() */
+#define BLOB_PRESIGN_MAX_S 604800 /* the longest blob_presign() expiry: 7 days (S3's limit) */
 
 struct blob_store;
 struct blob_writer;
@@ -74,9 +76,23 @@ struct blob_list {
 void blob_list_release(struct blob_list *l);
 
 /*
- * Opens the store named by uri: "fs:DIR" (DIR and its housekeeping folders are
- * created as needed). "s3://..." is refused (ERR_INVALID) until that backend
- * is built. *out is the caller's to blob_store_close().
+ * Opens the store named by uri, *out being the caller's to blob_store_close():
+ *
+ * "fs:DIR"  objects as files under DIR (DIR and its housekeeping folders are
+ *           created as needed).
+ * "s3://BUCKET?endpoint=URL&region=R&path_style=0|1"
+ *           objects in the S3 bucket BUCKET. drover's object bucket/key is the
+ *           S3 object "<bucket>/<key>" of BUCKET, its SHA-256 the metadata
+ *           x-amz-meta-sha256. endpoint ("http[s]://HOST[:PORT]") defaults to
+ *           https://s3.R.amazonaws.com; region to $AWS_REGION, else
+ *           $AWS_DEFAULT_REGION, else us-east-1; path_style (BUCKET in the path
+ *           rather than the host name) to 1 when an endpoint is given, else 0.
+ *           Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+ *           optionally AWS_SESSION_TOKEN. Nothing is sent at open. Objects are
+ *           limited to 5 GiB (ERR_TOOLARGE while writing); readers have no fd.
+ *
+ * ERR_INVALID for a bad or unknown URI, naming what is wrong (a missing
+ * credential names its variable); ERR_IO for fs folders that cannot be made.
  */
 int blob_store_open(const char *uri, struct blob_store **out, struct err *e);
 /* Closes the store (NULL is fine). Writers and readers must be finished first. */
@@ -167,5 +183,18 @@ int blob_delete(struct blob_store *bs, const char *bucket, const char *key, stru
  */
 int blob_list(struct blob_store *bs, const char *bucket, const char *prefix, const char *after,
               int limit, struct blob_list *out, struct err *e);
+
+/*
+ * For backends with BLOB_CAP_PRESIGN_NATIVE (S3): sets *url to a URL that does
+ * `method` ("GET", "PUT", "HEAD" or "DELETE") on bucket/key with no other
+ * credential for expires_s seconds (1..BLOB_PRESIGN_MAX_S), the caller's to
+ * free(). For S3 it is a SigV4 query-signed URL of the S3 service itself
+ * (X-Amz-Expires = expires_s). An object PUT through it has no SHA-256
+ * metadata until the store first reads it (it is hashed then, once).
+ * ERR_INVALID for a bad method, name or expiry, and for stores without native
+ * presigning ("this store has no native presigning"): use blob/presign.h.
+ */
+int blob_presign(struct blob_store *bs, const char *method, const char *bucket, const char *key,
+                 int64_t expires_s, char **url, struct err *e);
 
 #endif

@@ -13,6 +13,8 @@
 #ifndef DROVER_BLOB_INT_H
 #define DROVER_BLOB_INT_H
 
+#include <time.h>
+
 #include "blob/blob.h"
 
 struct blob_ops {
@@ -49,6 +51,12 @@ struct blob_ops {
     /* prefix and after are never NULL here ("" for none); out is empty on entry. */
     int (*list)(struct blob_store *bs, const char *bucket, const char *prefix, const char *after,
                 size_t limit, struct blob_list *out, struct err *e);
+    /*
+     * A presigned URL (BLOB_CAP_PRESIGN_NATIVE backends only, else NULL): method is one of
+     * GET, PUT, HEAD, DELETE and expires_s in 1..BLOB_PRESIGN_MAX_S, both checked.
+     */
+    int (*presign)(struct blob_store *bs, const char *method, const char *bucket, const char *key,
+                   int64_t expires_s, char **url, struct err *e);
 };
 
 struct blob_store {
@@ -78,6 +86,7 @@ int blob_range_resolve(const char *bucket, const char *key, int64_t size, int64_
 void blob_hex(const unsigned char *in, size_t n, char *out);
 
 extern const struct blob_ops blob_fs_ops;
+extern const struct blob_ops blob_s3_ops;
 
 /*
  * The fs backend's fault seam: every write(), fsync() (of files and folders)
@@ -93,5 +102,39 @@ struct blob_fs_fault {
 };
 extern struct blob_fs_fault blob_fs_fault;
 extern const struct blob_fs_fault blob_fs_fault_default;
+
+
+/*
+ * The S3 backend's seams for tests. blob_s3_part_size is the size of the parts of a
+ * multipart upload (and the largest object sent in one PUT), read when an upload begins;
+ * default 8 MiB. S3 wants parts of at least 5 MiB but the last, so only tests lower it.
+ */
+extern size_t blob_s3_part_size;
+
+/* SigV4, as blob_s3.c signs requests, exposed so tests can check it against AWS's examples. */
+struct blob_s3_cred {
+    const char *access_key, *secret, *token, *region; /* token may be NULL */
+};
+struct blob_s3_hdr {
+    const char *name; /* lower case */
+    const char *value;
+};
+/*
+ * The Authorization header's value for a request: method, path (URI-encoded as sent),
+ * canonical query (sorted, encoded; "" for none), the n headers to sign (any order, values
+ * trimmed) and the payload's hex SHA-256 (or "UNSIGNED-PAYLOAD"), at time `when`. The
+ * caller frees the result.
+ */
+char *blob_s3_authorization(const struct blob_s3_cred *c, const char *method, const char *path,
+                            const char *query, const struct blob_s3_hdr *hdrs, size_t n,
+                            const char *payload_hash, time_t when);
+/*
+ * A presigned URL: origin ("https://host[:port]") + path + the X-Amz-* query, signing only
+ * the host header (`host`, as sent) and an unsigned payload. The caller frees the result.
+ */
+char *blob_s3_presign_url(const struct blob_s3_cred *c, const char *method, const char *origin,
+                          const char *host, const char *path, int64_t expires_s, time_t when);
+/* XML character data s[0..n) with entities decoded, a new string; NULL when malformed. */
+char *blob_s3_xml_text(const char *s, size_t n);
 
 #endif
