@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -34,6 +35,7 @@ static const char usage_text[] =
     "usage: drover agent --server URL [--token T] [--name N] [--queues Q1,Q2] [--labels K=V,...]\n"
     "                    [--slots N] [--work-dir DIR] [--runtime native] [--listen ADDR:PORT]\n"
     "                    [--keep-work] [--term-grace S] [--drain-timeout S]\n"
+    "                    [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
@@ -54,6 +56,9 @@ static const char usage_text[] =
     "  --term-grace S      seconds from SIGTERM to SIGKILL when a job is killed (default 10)\n"
     "  --drain-timeout S   on SIGTERM/SIGINT, seconds running jobs get to finish (default 60);\n"
     "                      a second signal kills them at once\n"
+    "  --allow-path DIR    jobs may read and write file:///... uris under DIR (a shared\n"
+    "                      filesystem); repeatable. Without it every file:// uri is refused\n"
+    "  --stall-timeout S   a file transfer that moves nothing for S seconds fails (default 60)\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
@@ -188,6 +193,7 @@ enum {
     OPT_LOG_FORMAT,
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
+    OPT_STALL_TIMEOUT,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -210,12 +216,14 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
+        {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     o->slots = 1;
     o->term_grace_s = 10;
     o->drain_timeout_s = 60;
+    o->stall_timeout_s = 60;
     o->labels = json_object();
     o->queues = json_pack("[s]", "default");
     int c;
@@ -292,10 +300,26 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                 return usage_error("--log-format must be text or json");
             log_set_json(!strcmp(optarg, "json"));
             break;
-        case OPT_ALLOW_PATH:
-            fprintf(stderr, "drover agent: --allow-path is not available in this version yet "
-                            "(file staging is not)\n");
-            return 2;
+        case OPT_ALLOW_PATH: {
+            struct stat sb;
+            char *real = *optarg == '/' ? realpath(optarg, NULL) : NULL;
+            if (!real || stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+                free(real);
+                return usage_error("--allow-path: '%s' is not an absolute path to a folder", optarg);
+            }
+            if (o->nallow_paths >= 64) {
+                free(real);
+                return usage_error("--allow-path: at most 64 folders");
+            }
+            o->allow_paths = xrealloc(o->allow_paths, (o->nallow_paths + 1) * sizeof(char *));
+            o->allow_paths[o->nallow_paths++] = real;
+            break;
+        }
+        case OPT_STALL_TIMEOUT:
+            if (!parse_seconds(optarg, &o->stall_timeout_s) || o->stall_timeout_s < 1)
+                return usage_error("--stall-timeout must be a number of seconds (at least 1), "
+                                   "not '%s'", optarg);
+            break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
             break;
@@ -336,6 +360,9 @@ static void opts_release(struct agent_opts *o)
     free(o->name);
     free(o->work_dir);
     free(o->listen);
+    for (size_t i = 0; i < o->nallow_paths; i++)
+        free(o->allow_paths[i]);
+    free(o->allow_paths);
     json_decref(o->queues);
     json_decref(o->labels);
     memset(o, 0, sizeof(*o));

@@ -8,6 +8,8 @@
  *   jobs.c           a lease's life: spool, start, timeout, cancel, finished
  *                    report, settlement, clean-up; recovery from the spool
  *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap
+ *   stage.c          file staging: inputs downloaded before the run, outputs
+ *                    uploaded after it (stage.h)
  *   spool.c          durable records (spool.h)
  *   status.c         the agent's own HTTP endpoint (--listen)
  *   argv.c utf8.c progress.c   pure helpers, unit-tested
@@ -30,6 +32,7 @@
 
 #include "agent/progress.h"
 #include "agent/spool.h"
+#include "agent/stage.h"
 #include "common/buf.h"
 #include "common/uuid.h"
 #include "http/aclient.h"
@@ -62,8 +65,10 @@ enum agent_reason {
 extern const char *const agent_reason_names[REASON_COUNT];
 
 enum job_phase {
-    JOB_RUNNING, /* the process runs (or its pipes are still open) */
-    JOB_DONE,    /* the finished report exists (spooled); waiting for it to be settled */
+    JOB_STAGE_IN,  /* its inputs are downloading; no process yet */
+    JOB_RUNNING,   /* the process runs (or its pipes are still open) */
+    JOB_STAGE_OUT, /* the process ended; its outputs are uploading */
+    JOB_DONE,      /* the finished report exists (spooled); waiting for it to be settled */
 };
 
 /* Why the agent is killing a job's process group (the first reason wins). */
@@ -101,6 +106,12 @@ struct agent_job {
     int slots;       /* of the agent's slots, while the process runs */
     bool slots_held; /* counted in a->slots_used */
     enum job_phase phase;
+    struct stage *stage; /* its file staging (stage.h), NULL when it needs none */
+    char **argv;         /* built at the lease, used when the inputs are in */
+    /* the run's outcome, kept while the outputs upload */
+    enum agent_reason end_reason;
+    int end_code, end_signal;
+    char *end_error;
     bool recovered; /* from the spool, after a restart: no process */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
 
@@ -150,6 +161,9 @@ struct agent_opts {
     double term_grace_s;
     double drain_timeout_s;
     bool bench_noop; /* --bench-noop: leases complete at once, no process, no spool */
+    char **allow_paths; /* --allow-path folders, resolved (realpath) */
+    size_t nallow_paths;
+    double stall_timeout_s; /* a transfer moving nothing this long fails */
 };
 
 struct agent_metrics {
@@ -249,7 +263,7 @@ int jobs_recover(struct agent *a, struct err *e);
 void jobs_stop_all(struct agent *a, bool hard);
 /* Frees the jobs whose finished report is settled; removes their records and work folders. */
 void jobs_gc(struct agent *a);
-/* Jobs whose process still runs. */
+/* Jobs not done: staging, or whose process still runs. */
 size_t jobs_running(const struct agent *a);
 /* Frees every job without touching its spool records or processes (at exit). */
 void jobs_free_all(struct agent *a);

@@ -72,47 +72,6 @@ int agent_argv_build(json_t *command, char ***argv, struct err *e)
     return 0;
 }
 
-static int staging_needed(struct err *e, const char *field, const char *value)
-{
-    return err_field(e, ERR_INVALID, field,
-                     "file staging is not available in this version yet (%s: '%s')", field,
-                     value ? value : "");
-}
-
-int agent_staging_check(json_t *spec, struct err *e)
-{
-    json_t *command = json_object_get(spec, "command");
-    char field[64];
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(command, "arguments"), i, v)
-    {
-        const char *type = json_string_value(json_object_get(v, "type"));
-        if (type && (!strcmp(type, "input") || !strcmp(type, "output"))) {
-            snprintf(field, sizeof(field), "command.arguments[%zu]", i);
-            return staging_needed(e, field, json_string_value(json_object_get(v, "value")));
-        }
-    }
-    static const char *const prefixes[] = {"input", "output"};
-    for (size_t k = 0; k < 2; k++) {
-        json_t *list = json_object_get(command, prefixes[k]);
-        if (json_array_size(list) > 0) {
-            snprintf(field, sizeof(field), "command.%s[0]", prefixes[k]);
-            return staging_needed(e, field, json_string_value(json_array_get(list, 0)));
-        }
-    }
-    static const char *const streams[] = {"stdin", "stdout", "stderr"};
-    for (size_t k = 0; k < 3; k++) {
-        json_t *st = json_object_get(command, streams[k]);
-        const char *type = json_string_value(json_object_get(st, "type"));
-        if (type && !strcmp(type, "uri")) {
-            snprintf(field, sizeof(field), "command.%s", streams[k]);
-            return staging_needed(e, field, json_string_value(json_object_get(st, "value")));
-        }
-    }
-    return 0;
-}
-
 /* Sets "name=value" in s, replacing an earlier entry for the same name. */
 static void env_set(struct strv *s, char *entry)
 {

@@ -1,6 +1,7 @@
 /*
  * argv.h - from a normalised job spec (job/spec.h) to what execve needs:
- * argv, the environment, and the check that the spec needs no file staging.
+ * argv and the environment. (Input and output arguments are turned into
+ * parameters holding local paths by the staging plan first: stage.h.)
  *
  * No shell is involved unless the spec has `command.shell`: user values go
  * into argv elements as they are, so they cannot inject commands.
@@ -18,19 +19,10 @@
  * argv for `command` (the spec's "command" object): `program`, then for each
  * argument its `name` (when not null) then its `value`; or /bin/sh -c SHELL
  * for `shell`. Fails with ERR_INVALID (e says which field) when the command
- * has neither, or an argument is not a string parameter (staging is checked
- * separately, by agent_staging_check, which callers run first).
+ * has neither, or an argument is not a string parameter (stage_plan turns
+ * input and output arguments into parameters first).
  */
 int agent_argv_build(json_t *command, char ***argv, struct err *e);
-
-/*
- * 0 when running `spec` (a whole normalised spec) needs no file staging;
- * otherwise ERR_INVALID with the message "file staging is not available in
- * this version yet (command.arguments[1]: 's3://…')" naming the first field
- * that needs it: an input or output argument, a non-empty command.input or
- * command.output, a stdin/stdout/stderr of type uri.
- */
-int agent_staging_check(json_t *spec, struct err *e);
 
 /*
  * The job's environment: `base` ("K=V" strings, e.g. environ) without the

@@ -1,9 +1,12 @@
 /*
  * jobs.c - a lease's life on the agent (see agent.h):
  *
- *   lease ──spool──► staging check, argv, work folder, spawn ──► RUNNING
- *     (timeout / cancel / stop: SIGTERM to the group, SIGKILL after --term-grace)
- *   RUNNING ──process ended, pipes closed──► finished report, spooled ──► DONE
+ *   lease ──spool──► staging plan, argv, work folder ──► STAGE_IN (inputs download)
+ *   STAGE_IN ──inputs in──► spawn ──► RUNNING
+ *     (timeout / cancel / stop: SIGTERM to the group, SIGKILL after --term-grace;
+ *      while staging: the transfers are dropped and the job ends at once)
+ *   RUNNING ──process ended, pipes closed──► STAGE_OUT (outputs upload), or at once:
+ *   ──► finished report (with the outputs), spooled ──► DONE
  *   DONE ──finished settled (200/409), nothing in flight──► records and work folder removed
  *
  * and the recovery of the spool after a restart: every job found there is
@@ -11,6 +14,12 @@
  * (sent again as it is: never a different outcome), else `error` "the agent
  * restarted while the job was running" (its process group, if it survived,
  * is killed first).
+ *
+ * The job's timeout_s runs from the lease: it covers staging in, the run and
+ * staging out, as the server's deadline (timeout_s + a grace after the lease)
+ * does. Staging needs no spool record of its own: an agent restarted while a
+ * job stages reports it `error` like one restarted while it runs (an upload
+ * cut short leaves no object: the store commits whole objects only).
  *
  * Invariant: a job's `finished` report is written to the spool before it is
  * queued, and the job is freed only by jobs_gc once it is settled.
@@ -118,6 +127,9 @@ static void job_free(struct agent_job *j)
         a->jobs_tail = j->prev;
     a->njobs--;
     runner_native_release(j);
+    stage_free(j->stage);
+    agent_strv_free(j->argv);
+    free(j->end_error);
     timer_free(&j->timeout_timer);
     timer_free(&j->grace_timer);
     timer_free(&j->progress_timer);
@@ -143,7 +155,7 @@ size_t jobs_running(const struct agent *a)
 {
     size_t n = 0;
     for (const struct agent_job *j = a->jobs; j; j = j->next)
-        n += j->phase == JOB_RUNNING;
+        n += j->phase != JOB_DONE;
     return n;
 }
 
@@ -168,6 +180,10 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
     json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
     json_object_set_new(r, "error", error ? json_string(error) : json_null());
+    if (json_array_size(stage_outputs(j->stage)) > 0)
+        json_object_set(r, "outputs", stage_outputs(j->stage));
+    stage_free(j->stage); /* whatever was in flight is dropped */
+    j->stage = NULL;
     if (a->o.bench_noop) {
     } else if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
         log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
@@ -219,6 +235,25 @@ static void progress_check(struct agent_job *j, bool final)
     proto_kick(j->a);
 }
 
+static double job_timeout_s(const struct agent_job *j)
+{
+    return json_number_value(json_object_get(j->spec, "timeout_s"));
+}
+
+/* The outputs are uploaded (or failed): the run's outcome, or `error` naming the output. */
+static void on_staged_out(struct agent_job *j, int rc, const char *error)
+{
+    if (rc) {
+        char *msg = j->end_reason == REASON_EXIT && j->end_code != 0
+                        ? xasprintf("%s (the program had exited with code %d)", error, j->end_code)
+                        : xstrdup(error);
+        job_finish(j, REASON_ERROR, 0, 0, msg);
+        free(msg);
+        return;
+    }
+    job_finish(j, j->end_reason, j->end_code, j->end_signal, j->end_error);
+}
+
 void jobs_process_ended(struct agent_job *j)
 {
     if (j->phase != JOB_RUNNING) return;
@@ -227,8 +262,7 @@ void jobs_process_ended(struct agent_job *j)
     switch (j->kill_why) {
     case KILL_TIMEOUT: {
         char msg[128];
-        snprintf(msg, sizeof(msg), "killed after its timeout of %g s",
-                 json_number_value(json_object_get(j->spec, "timeout_s")));
+        snprintf(msg, sizeof(msg), "killed after its timeout of %g s", job_timeout_s(j));
         job_finish(j, REASON_TIMEOUT, 0, 0, msg);
         return;
     }
@@ -241,12 +275,45 @@ void jobs_process_ended(struct agent_job *j)
     case KILL_NONE:
         break;
     }
-    if (WIFEXITED(st))
-        job_finish(j, REASON_EXIT, WEXITSTATUS(st), 0, NULL);
-    else if (WIFSIGNALED(st))
-        job_finish(j, REASON_SIGNAL, 0, WTERMSIG(st), NULL);
-    else
-        job_finish(j, REASON_ERROR, 0, 0, "the process ended in an unknown way");
+    j->end_code = j->end_signal = 0;
+    if (WIFEXITED(st)) {
+        j->end_reason = REASON_EXIT;
+        j->end_code = WEXITSTATUS(st);
+    } else if (WIFSIGNALED(st)) {
+        j->end_reason = REASON_SIGNAL;
+        j->end_signal = WTERMSIG(st);
+    } else {
+        j->end_reason = REASON_ERROR;
+        j->end_error = xstrdup("the process ended in an unknown way");
+    }
+    /* outputs only after a success; stdout/stderr URIs after any run that ended by itself */
+    bool all = j->end_reason == REASON_EXIT && j->end_code == 0;
+    if (j->stage && j->end_reason != REASON_ERROR && stage_out(j->stage, all, on_staged_out)) {
+        j->phase = JOB_STAGE_OUT;
+        log_debug("job=%s attempt=%d uploading its outputs", j->id, j->attempt);
+        return;
+    }
+    job_finish(j, j->end_reason, j->end_code, j->end_signal, j->end_error);
+}
+
+/* A kill while the job stages: the transfers are dropped and the job ends now. */
+static void job_stop_staging(struct agent_job *j, enum kill_why why)
+{
+    char msg[160];
+    bool in = j->phase == JOB_STAGE_IN;
+    switch (why) {
+    case KILL_TIMEOUT:
+        snprintf(msg, sizeof(msg), "%s did not finish within the job's timeout of %g s",
+                 in ? "downloading its inputs" : "uploading its outputs", job_timeout_s(j));
+        job_finish(j, REASON_TIMEOUT, 0, 0, msg);
+        break;
+    case KILL_CANCEL:
+        job_finish(j, REASON_CANCELLED, 0, 0, NULL);
+        break;
+    default:
+        job_finish(j, REASON_ERROR, 0, 0, "the agent was stopped");
+        break;
+    }
 }
 
 /* --- killing ---------------------------------------------------------------------- */
@@ -274,6 +341,11 @@ static void ms_timeval(double s, struct timeval *tv)
 static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
 {
     static const char *const whys[] = {"", "timeout", "cancel", "agent stopping"};
+    if (j->phase == JOB_STAGE_IN || j->phase == JOB_STAGE_OUT) {
+        log_info("job=%s attempt=%d stopping its staging (%s)", j->id, j->attempt, whys[why]);
+        job_stop_staging(j, why);
+        return;
+    }
     if (j->phase != JOB_RUNNING || !j->pid || j->exited) return;
     if (j->kill_why == KILL_NONE) j->kill_why = why;
     if (hard) {
@@ -297,8 +369,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct agent_job *j = arg;
     (void)fd, (void)what;
-    log_info("job=%s attempt=%d timed out after %g s", j->id, j->attempt,
-             json_number_value(json_object_get(j->spec, "timeout_s")));
+    log_info("job=%s attempt=%d timed out after %g s", j->id, j->attempt, job_timeout_s(j));
     job_kill(j, KILL_TIMEOUT, false);
 }
 
@@ -318,7 +389,7 @@ void jobs_cancel(struct agent *a, json_t *items)
         const char *id = json_string_value(json_object_get(v, "job"));
         json_t *att = json_object_get(v, "attempt");
         for (struct agent_job *j = a->jobs; id && j; j = j->next) {
-            if (strcmp(j->id, id) || j->phase != JOB_RUNNING) continue;
+            if (strcmp(j->id, id) || j->phase == JOB_DONE) continue;
             if (json_is_integer(att) && json_integer_value(att) != j->attempt) continue;
             log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
             job_kill(j, KILL_CANCEL, false);
@@ -351,27 +422,14 @@ static void spool_started(struct agent_job *j)
     json_decref(rec);
 }
 
-/* The steps between a spooled lease and a running process; fills e when the job cannot run. */
-static int job_start(struct agent_job *j, struct err *e)
+/* Spawns the process (the work folder and its inputs are ready); fills e when it cannot run. */
+static int job_spawn(struct agent_job *j, struct err *e)
 {
     struct agent *a = j->a;
-    char **argv = NULL, **envp = NULL;
+    char **envp = NULL;
     int rc;
     if (a->hard_stop)
         return err_set(e, ERR_UNAVAILABLE, "the agent was stopped before the job could start");
-    if ((rc = agent_staging_check(j->spec, e)) ||
-        (rc = agent_argv_build(json_object_get(j->spec, "command"), &argv, e)))
-        return rc;
-    int made = mkdir(j->work_dir, 0700);
-    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
-        agent_remove_tree(j->work_dir);
-        made = mkdir(j->work_dir, 0700);
-    }
-    if (made != 0) {
-        rc = err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
-                     strerror(errno));
-        goto out;
-    }
     char *progress_path = xasprintf("%s/" PROGRESS_FILE, j->work_dir);
     char *extra[5] = {
         xasprintf("DROVER_JOB_ID=%s", j->id),
@@ -387,31 +445,81 @@ static int job_start(struct agent_job *j, struct err *e)
     progress_watch_init(&j->progress, progress_path);
     free(progress_path);
 
-    j->slots_held = true;
-    a->slots_used += j->slots;
-    if ((rc = runner_native_start(j, argv, envp, e))) goto out;
+    j->phase = JOB_RUNNING;
+    if ((rc = runner_native_start(j, j->argv, envp, e))) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, "started");
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt, (int)j->pid,
-             j->slots, argv[0]);
+             j->slots, j->argv[0]);
+    struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};
+    j->progress_timer = event_new(a->base, -1, EV_PERSIST, on_progress_tick, j);
+    evtimer_add(j->progress_timer, &tick);
+    proto_kick(a);
+out:
+    agent_strv_free(envp);
+    return rc;
+}
 
-    double timeout = json_number_value(json_object_get(j->spec, "timeout_s"));
+/* A job that could not start: its slots back, its pipes closed, `error` reported. */
+static void job_start_failed(struct agent_job *j, const char *error)
+{
+    runner_native_release(j);
+    job_finish(j, REASON_ERROR, 0, 0, error);
+}
+
+static void on_staged_in(struct agent_job *j, int rc, const char *error)
+{
+    struct err e = ERR_INIT;
+    if (rc) {
+        job_start_failed(j, error);
+        return;
+    }
+    log_debug("job=%s attempt=%d inputs downloaded", j->id, j->attempt);
+    if (job_spawn(j, &e)) job_start_failed(j, e.msg);
+}
+
+/*
+ * The steps between a spooled lease and a running process or the start of its downloads:
+ * the staging plan, argv, the work folder, the slots and the timeout. Fills e when the job
+ * cannot run.
+ */
+static int job_start(struct agent_job *j, struct err *e)
+{
+    struct agent *a = j->a;
+    json_t *command = NULL;
+    int rc;
+    if (a->hard_stop)
+        return err_set(e, ERR_UNAVAILABLE, "the agent was stopped before the job could start");
+    if ((rc = stage_plan(j, &j->stage, &command, e))) return rc;
+    rc = agent_argv_build(command ? command : json_object_get(j->spec, "command"), &j->argv, e);
+    json_decref(command);
+    if (rc) return rc;
+    int made = mkdir(j->work_dir, 0700);
+    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
+        agent_remove_tree(j->work_dir);
+        made = mkdir(j->work_dir, 0700);
+    }
+    if (made != 0)
+        return err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
+                       strerror(errno));
+    j->slots_held = true;
+    a->slots_used += j->slots;
+    double timeout = job_timeout_s(j);
     if (timeout > 0) {
         struct timeval tv;
         ms_timeval(timeout, &tv);
         j->timeout_timer = evtimer_new(a->base, on_timeout, j);
         evtimer_add(j->timeout_timer, &tv);
     }
-    struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};
-    j->progress_timer = event_new(a->base, -1, EV_PERSIST, on_progress_tick, j);
-    evtimer_add(j->progress_timer, &tick);
-    proto_kick(a);
-out:
-    agent_strv_free(argv);
-    agent_strv_free(envp);
-    return rc;
+    if (stage_has_inputs(j->stage)) {
+        j->phase = JOB_STAGE_IN;
+        log_debug("job=%s attempt=%d downloading its inputs", j->id, j->attempt);
+        stage_in(j->stage, on_staged_in);
+        return 0;
+    }
+    return job_spawn(j, e);
 }
 
 /*
@@ -466,12 +574,7 @@ void jobs_lease(struct agent *a, json_t *lease)
     if (!j->spec) {
         job_finish(j, REASON_ERROR, 0, 0, "the lease has no spec");
     } else if (job_start(j, &e)) {
-        if (j->slots_held) {
-            a->slots_used -= j->slots;
-            j->slots_held = false;
-        }
-        runner_native_release(j);
-        job_finish(j, REASON_ERROR, 0, 0, e.msg);
+        job_start_failed(j, e.msg);
     }
 }
 

@@ -409,7 +409,7 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
         j->started = NULL;
         /* While the process runs, its record keeps what finds it after a restart (spool.h);
          * once the job is done its finished record decides, and jobs_gc removes both. */
-        if ((j->recs & REC_STARTED) && j->phase == JOB_RUNNING) {
+        if ((j->recs & REC_STARTED) && (j->phase == JOB_RUNNING || j->phase == JOB_STAGE_OUT)) {
             int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
             if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
             if (rc == 0) j->recs |= REC_RUN;

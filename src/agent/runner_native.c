@@ -1,7 +1,9 @@
 /*
  * runner_native.c - a job's process: posix_spawn in its own process group,
  * stdin written and stdout/stderr read through non-blocking pipes on the
- * event loop, signals to the group, reaping on SIGCHLD.
+ * event loop, signals to the group, reaping on SIGCHLD. A stream of type
+ * `uri` is a file in the work folder instead (stage.h: the downloaded stdin,
+ * or the stdout/stderr to upload), not captured as a log.
  *
  * Invariants:
  *   - the process group is only signalled while its leader is not reaped:
@@ -28,6 +30,7 @@
 #include "agent/utf8.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/xalloc.h"
 
 #define READ_CHUNK 65536
 
@@ -196,6 +199,25 @@ static void stream_open(struct agent_job *j, struct agent_stream *s, const char 
     event_add(s->ev, NULL);
 }
 
+static bool stream_is_uri(const struct agent_job *j, const char *name)
+{
+    json_t *s = json_object_get(json_object_get(j->spec, "command"), name);
+    const char *type = json_string_value(json_object_get(s, "type"));
+    return type && !strcmp(type, "uri");
+}
+
+/* fd[0] (read end) / fd[1] (write end): a pipe, or the stream's file in the work folder. */
+static int stream_fds(const struct agent_job *j, const char *file, int fd[2], bool output)
+{
+    if (!file) return pipe2(fd, O_CLOEXEC);
+    char *path = xasprintf("%s/%s", j->work_dir, file);
+    int f = output ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                   : open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    fd[output ? 1 : 0] = f;
+    return f < 0 ? -1 : 0;
+}
+
 int runner_native_start(struct agent_job *j, char **argv, char **envp, struct err *e)
 {
     int out[2] = {-1, -1}, errp[2] = {-1, -1}, in[2] = {-1, -1};
@@ -204,13 +226,17 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     posix_spawnattr_t attr;
     json_t *stdin_spec = json_object_get(json_object_get(j->spec, "command"), "stdin");
     json_t *stdin_value = json_object_get(stdin_spec, "value");
-    bool stdin_pipe = json_is_string(stdin_value);
+    bool stdin_uri = stream_is_uri(j, "stdin");
+    bool stdin_pipe = !stdin_uri && json_is_string(stdin_value);
+    const char *out_file = stream_is_uri(j, "stdout") ? STAGE_STDOUT_FILE : NULL;
+    const char *err_file = stream_is_uri(j, "stderr") ? STAGE_STDERR_FILE : NULL;
 
-    if (pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
-        (stdin_pipe ? pipe2(in, O_CLOEXEC)
-                    : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
-        rc = err_set(e, ERR_IO, "cannot start '%s': cannot make pipes: %s", argv[0],
-                     strerror(errno));
+    if (stream_fds(j, out_file, out, true) || stream_fds(j, err_file, errp, true) ||
+        (stdin_pipe  ? pipe2(in, O_CLOEXEC)
+         : stdin_uri ? stream_fds(j, STAGE_STDIN_FILE, in, false)
+                     : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
+        rc = err_set(e, ERR_IO, "cannot start '%s': cannot make pipes or open its stream files: %s",
+                     argv[0], strerror(errno));
         goto out;
     }
     posix_spawn_file_actions_init(&fa);
@@ -250,11 +276,16 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     unsigned long long t0 = boottime_ticks(&b0), t1 = boottime_ticks(&b1);
     j->starttime = t0 && t0 == t1 ? t0 : runner_proc_starttime(j->pid);
 
-    stream_open(j, &j->out, "stdout", out[0]);
-    stream_open(j, &j->err, "stderr", errp[0]);
-    out[0] = errp[0] = -1;
-    set_nonblock(j->out.fd);
-    set_nonblock(j->err.fd);
+    if (!out_file) {
+        stream_open(j, &j->out, "stdout", out[0]);
+        out[0] = -1;
+        set_nonblock(j->out.fd);
+    }
+    if (!err_file) {
+        stream_open(j, &j->err, "stderr", errp[0]);
+        errp[0] = -1;
+        set_nonblock(j->err.fd);
+    }
     if (stdin_pipe) {
         j->stdin_fd = in[1];
         in[1] = -1;

@@ -32,6 +32,7 @@ struct aclient_req {
     CURL *easy;
     struct http_call call;
     aclient_cb cb;
+    aclient_easy_cb easy_cb; /* a raw transfer (aclient_easy): no http_call */
     void *arg;
     struct aclient_req *prev, *next;
 };
@@ -191,6 +192,27 @@ int aclient_request(struct aclient *c, const char *method, const char *path, jso
     return 0;
 }
 
+int aclient_easy(struct aclient *c, CURL *easy, aclient_easy_cb cb, void *arg,
+                 struct aclient_req **out)
+{
+    struct aclient_req *r = xcalloc(1, sizeof(*r));
+    r->c = c;
+    r->easy = easy;
+    r->easy_cb = cb;
+    r->arg = arg;
+    if (curl_easy_setopt(easy, CURLOPT_PRIVATE, r) != CURLE_OK ||
+        curl_multi_add_handle(c->multi, easy) != CURLM_OK) {
+        free_req(r);
+        return ERR_INTERNAL;
+    }
+    r->next = c->reqs;
+    if (c->reqs) c->reqs->prev = r;
+    c->reqs = r;
+    c->nreqs++;
+    if (out) *out = r;
+    return 0;
+}
+
 static void check_done(struct aclient *c)
 {
     CURLMsg *msg;
@@ -202,6 +224,11 @@ static void check_done(struct aclient *c)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
         if (!r) continue;
         unlink_req(r); /* msg is invalid from here on */
+        if (r->easy_cb) {
+            r->easy_cb(r->arg, result, r->easy);
+            free_req(r);
+            continue;
+        }
         struct err e = ERR_INIT;
         long status = 0;
         json_t *resp = NULL;

@@ -57,6 +57,19 @@ void aclient_free(struct aclient *c);
 int aclient_request(struct aclient *c, const char *method, const char *path, json_t *body,
                     long timeout_ms, aclient_cb cb, void *arg, struct aclient_req **out);
 
+/*
+ * A raw transfer: `easy` was configured completely by the caller (URL, its own
+ * read/write callbacks, no token unless the caller set one) and is handed over:
+ * the aclient runs it on the loop and frees it after `cb` returns (or on
+ * aclient_cancel / aclient_free). `cb` gets curl's result and the handle, to
+ * read CURLINFO_* from. ERR_INTERNAL when curl refuses the handle (it is then
+ * freed and `cb` is not called). For transfers whose body must not be held in
+ * memory (file staging on the agent).
+ */
+typedef void (*aclient_easy_cb)(void *arg, CURLcode result, CURL *easy);
+int aclient_easy(struct aclient *c, CURL *easy, aclient_easy_cb cb, void *arg,
+                 struct aclient_req **out);
+
 /* Drops a request without calling its callback. NULL is fine. */
 void aclient_cancel(struct aclient_req *r);
 

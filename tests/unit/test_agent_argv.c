@@ -1,8 +1,7 @@
 /*
  * test_agent_argv.c - unit tests for agent/argv.c: argv built from specs
- * normalised by job/spec.c (names, positional values, argv shorthand, shell),
- * the file-staging check naming the first field that needs it, and the job's
- * environment (the agent's token never reaches a job).
+ * normalised by job/spec.c (names, positional values, argv shorthand, shell)
+ * and the job's environment (the agent's token never reaches a job).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,7 +47,6 @@ static void check_argv(const char *spec_text, const char *const *want, size_t nw
     json_t *spec = normalised(spec_text);
     char **argv = NULL;
     struct err e = ERR_INIT;
-    assert_int_equal(agent_staging_check(spec, &e), 0);
     assert_int_equal(agent_argv_build(json_object_get(spec, "command"), &argv, &e), 0);
     assert_int_equal(strv_len(argv), nwant);
     for (size_t i = 0; i < nwant; i++)
@@ -107,57 +105,6 @@ static void test_argv_refuses_non_parameters(void **state)
     json_decref(empty);
 }
 
-static void check_staging(const char *spec_text, const char *field, const char *message)
-{
-    json_t *spec = normalised(spec_text);
-    struct err e = ERR_INIT;
-    assert_int_equal(agent_staging_check(spec, &e), ERR_INVALID);
-    assert_string_equal(e.field, field);
-    assert_string_equal(e.msg, message);
-    json_decref(spec);
-}
-
-static void test_staging(void **state)
-{
-    (void)state;
-    check_staging(
-        "{\"command\": {\"program\": \"p\", \"arguments\": ["
-        "{\"type\": \"parameter\", \"value\": \"x\"},"
-        "{\"type\": \"input\", \"name\": \"--in\", \"value\": \"s3://bucket/a/b.txt\"}]}}",
-        "command.arguments[1]",
-        "file staging is not available in this version yet "
-        "(command.arguments[1]: 's3://bucket/a/b.txt')");
-    check_staging("{\"command\": {\"program\": \"p\", \"arguments\": ["
-                  "{\"type\": \"output\", \"value\": \"s3://bucket/out.txt\"}]}}",
-                  "command.arguments[0]",
-                  "file staging is not available in this version yet "
-                  "(command.arguments[0]: 's3://bucket/out.txt')");
-    check_staging("{\"command\": {\"program\": \"p\", \"input\": [\"s3://bucket/poly/\"]}}",
-                  "command.input[0]",
-                  "file staging is not available in this version yet "
-                  "(command.input[0]: 's3://bucket/poly/')");
-    check_staging("{\"command\": {\"program\": \"p\", \"output\": [\"s3://bucket/out/\"]}}",
-                  "command.output[0]",
-                  "file staging is not available in this version yet "
-                  "(command.output[0]: 's3://bucket/out/')");
-    check_staging("{\"command\": {\"program\": \"p\","
-                  " \"stdin\": {\"type\": \"uri\", \"value\": \"https://example.org/x\"}}}",
-                  "command.stdin",
-                  "file staging is not available in this version yet "
-                  "(command.stdin: 'https://example.org/x')");
-    check_staging("{\"command\": {\"program\": \"p\","
-                  " \"stderr\": {\"type\": \"uri\", \"value\": \"s3://bucket/err.txt\"}}}",
-                  "command.stderr",
-                  "file staging is not available in this version yet "
-                  "(command.stderr: 's3://bucket/err.txt')");
-    /* pipes, an empty prefix list and parameters need nothing */
-    json_t *spec = normalised("{\"command\": {\"program\": \"p\", \"input\": [],"
-                              " \"stdin\": {\"type\": \"pipe\", \"value\": \"data\"}}}");
-    struct err e = ERR_INIT;
-    assert_int_equal(agent_staging_check(spec, &e), 0);
-    json_decref(spec);
-}
-
 static const char *env_get(char **env, const char *name)
 {
     size_t n = strlen(name);
@@ -208,7 +155,6 @@ int main(void)
         cmocka_unit_test(test_argv_shorthand_and_empty),
         cmocka_unit_test(test_shell),
         cmocka_unit_test(test_argv_refuses_non_parameters),
-        cmocka_unit_test(test_staging),
         cmocka_unit_test(test_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

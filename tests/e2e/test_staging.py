@@ -1,0 +1,493 @@
+"""File staging on the real agent against the real server (docs/protocol.md, "Staging").
+
+Inputs downloaded into the work folder (s3:// through presigned URLs, http:// from a
+python http.server started here, file:// under --allow-path), input prefixes, stdin from
+a uri; outputs, output prefixes and stdout/stderr uploaded and listed in result.outputs
+(checked against the stored objects); failures named (missing input, missing output, a
+refused path, a stalled transfer); cancel, timeout and an agent restart while staging;
+presign access rules for agent tokens; a 100 MB input and output streamed with the
+agent's memory staying far below that.
+"""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import requests
+
+from agentutil import agent_token, get_job, make_agent, submit, wait_job  # noqa: F401
+from conftest import free_port, wait_for
+
+FAST = ("--heartbeat", "1", "--lost-after", "3")
+BUCKET = "data"
+
+
+@pytest.fixture
+def fast_server(make_server):
+    return make_server(*FAST)
+
+
+def put(server, key, data):
+    r = server.api().put(f"/v1/blobs/{BUCKET}/{key}", data=data)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def get_blob(server, key):
+    r = server.api().get(f"/v1/blobs/{BUCKET}/{key}")
+    return r.status_code, r.content
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def uri(key):
+    return f"s3://{BUCKET}/{key}"
+
+
+def sh(script, *args, **command):
+    """A command running `script` with /bin/sh and `args` (argument objects) as $1...."""
+    return dict(command, program="sh", arguments=[
+        {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
+        {"type": "parameter", "value": "sh"}] + list(args))
+
+
+def inp(u, name=None):
+    return {"type": "input", "name": name, "value": u}
+
+
+def out(u, name=None):
+    return {"type": "output", "name": name, "value": u}
+
+
+def finished(server, job, timeout=60):
+    return wait_job(server, job, timeout=timeout)
+
+
+def outputs_by_uri(j):
+    return {o["uri"]: o for o in (j["result"].get("outputs") or [])}
+
+
+class Process:
+    """A helper process (an http server) stopped by its PID at the end."""
+
+    def __init__(self, argv, **kw):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, **kw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def processes():
+    started = []
+
+    def start(argv, **kw):
+        p = Process(argv, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def http_server(processes, directory):
+    port = free_port()
+    processes([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+               "--directory", str(directory)])
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(base + "/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+    wait_for(up, 20, "the http server")
+    return base
+
+
+STALLING = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+    conns = []
+    while True:
+        c, _ = s.accept(); conns.append(c)
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 1000000\\r\\n\\r\\n" + b"x" * 1000)
+""")
+
+
+def stalling_server(processes):
+    """An http server that answers 1,000 bytes of a promised 1,000,000, then nothing."""
+    port = free_port()
+    processes([sys.executable, "-c", STALLING, str(port)])
+
+    def up():
+        try:
+            import socket
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+    wait_for(up, 20, "the stalling server")
+    return f"http://127.0.0.1:{port}/big.bin"
+
+
+# ---- s3:// inputs and outputs ------------------------------------------------------------------
+
+
+def test_input_argument_downloaded(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    data = os.urandom(5000) + b"end\n"
+    put(fast_server, "in/sample.bin", data)
+    job = submit(fast_server, command=sh('sha256sum "$1"; basename "$1"; dirname "$1"',
+                                         inp(uri("in/sample.bin"))))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    digest, name, folder = j["result"]["stdout"].split("\n")[:3]
+    assert digest.split()[0] == sha(data)
+    assert name == "sample.bin"
+    assert folder.endswith(f"/{job}-1")  # the job's work folder
+    assert not j["result"].get("outputs")
+
+
+def test_output_argument_uploaded_and_listed(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('printf "result %s\\n" "$DROVER_ATTEMPT" > "$1"',
+                                         out(uri("results/out.txt"), "--out")))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    status, body = get_blob(fast_server, "results/out.txt")
+    assert status == 200 and body == b"result 1\n"
+    outs = j["result"]["outputs"]
+    assert outs == [{"uri": uri("results/out.txt"), "size": len(body), "sha256": sha(body)}]
+    head = fast_server.api().head(f"/v1/blobs/{BUCKET}/results/out.txt")
+    assert head.headers.get("X-Drover-Sha256") == sha(body)
+
+
+def test_prefix_input_downloads_every_object(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    parts = {"maps/poly.shp": b"shape", "maps/poly.shx": b"index!", "maps/poly.dbf": b"table!!"}
+    for k, v in parts.items():
+        put(fast_server, k, v)
+    put(fast_server, "maps/other.txt", b"not wanted")
+    job = submit(fast_server, command={"shell": "ls; wc -c poly.shp poly.shx poly.dbf",
+                                       "input": [uri("maps/poly")]})
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    lines = j["result"]["stdout"].splitlines()
+    listed = [x for x in lines if not x.strip()[0].isdigit()]
+    assert sorted(listed) == ["poly.dbf", "poly.shp", "poly.shx"]  # not other.txt
+    sizes = {x.split()[1]: int(x.split()[0]) for x in lines if x.strip()[0].isdigit()
+             and "total" not in x}
+    assert sizes == {"poly.shp": 5, "poly.shx": 6, "poly.dbf": 7}
+
+
+def test_output_prefix_uploads_matching_files(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command={
+        "shell": "echo one > res1.txt; echo two > res2.txt; echo no > other.txt",
+        "output": [uri("runs/r1/res")]})
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert get_blob(fast_server, "runs/r1/res1.txt") == (200, b"one\n")
+    assert get_blob(fast_server, "runs/r1/res2.txt") == (200, b"two\n")
+    assert get_blob(fast_server, "runs/r1/other.txt")[0] == 404
+    outs = outputs_by_uri(j)
+    assert set(outs) == {uri("runs/r1/res1.txt"), uri("runs/r1/res2.txt")}
+    assert outs[uri("runs/r1/res2.txt")]["sha256"] == sha(b"two\n")
+    assert outs[uri("runs/r1/res2.txt")]["size"] == 4
+
+
+def test_stdin_from_uri_stdout_and_stderr_to_uris(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    put(fast_server, "io/stdin.txt", b"a\nb\nc\n")
+    job = submit(fast_server, command={
+        "shell": "wc -l; echo oops >&2",
+        "stdin": {"type": "uri", "value": uri("io/stdin.txt")},
+        "stdout": {"type": "uri", "value": uri("io/stdout.txt")},
+        "stderr": {"type": "uri", "value": uri("io/stderr.txt")}})
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert get_blob(fast_server, "io/stdout.txt") == (200, b"3\n")
+    assert get_blob(fast_server, "io/stderr.txt") == (200, b"oops\n")
+    outs = outputs_by_uri(j)
+    assert outs[uri("io/stdout.txt")] == {"uri": uri("io/stdout.txt"), "size": 2,
+                                          "sha256": sha(b"3\n")}
+    assert outs[uri("io/stderr.txt")]["sha256"] == sha(b"oops\n")
+    # not captured as a log: the streams went to the objects
+    assert j["result"]["stdout"] in (None, "")
+    assert fast_server.api().get(f"/v1/jobs/{job}/log?stream=stderr").text == ""
+
+
+def test_failed_run_uploads_stderr_but_not_outputs(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('echo partial > "$1"; echo why >&2; exit 4',
+                                         out(uri("fail/out.txt")),
+                                         stderr={"type": "uri", "value": uri("fail/err.txt")}))
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "exit", j
+    assert j["result"]["exit_code"] == 4
+    assert get_blob(fast_server, "fail/err.txt") == (200, b"why\n")
+    assert get_blob(fast_server, "fail/out.txt")[0] == 404
+    assert list(outputs_by_uri(j)) == [uri("fail/err.txt")]
+
+
+# ---- http:// and file:// ---------------------------------------------------------------------
+
+
+def test_http_input(fast_server, make_agent, processes, tmp_path):
+    make_agent(fast_server, "w1")
+    web = tmp_path / "web"
+    web.mkdir()
+    data = os.urandom(300000)
+    (web / "blob.bin").write_bytes(data)
+    base = http_server(processes, web)
+    job = submit(fast_server, command=sh('sha256sum "$1"', inp(base + "/blob.bin?v=1")))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["stdout"].split()[0] == sha(data)
+    assert j["result"]["stdout"].split()[1].endswith("/blob.bin")
+    job = submit(fast_server, command=sh('cat "$1"', inp(base + "/missing.bin")))
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"input {base}/missing.bin: 404 not found"
+
+
+def test_file_uris_only_under_allow_path(fast_server, make_agent, tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "in").mkdir(parents=True)
+    (shared / "in" / "table.csv").write_text("x,y\n1,2\n")
+    (shared / "in" / "poly.a").write_text("A")
+    (shared / "in" / "poly.b").write_text("BB")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("no")
+    make_agent(fast_server, "w1", "--allow-path", str(shared))
+    job = submit(fast_server, command=sh('cat "$1" > "$2"; cat poly.a poly.b; echo log > log.txt',
+                                         inp(f"file://{shared}/in/table.csv"),
+                                         out(f"file://{shared}/out/new/copy.csv"),
+                                         input=[f"file://{shared}/in/poly"],
+                                         output=[f"file://{shared}/out/lo"]))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["stdout"] == "ABB"
+    assert (shared / "out" / "new" / "copy.csv").read_text() == "x,y\n1,2\n"
+    assert (shared / "out" / "log.txt").read_text() == "log\n"
+    outs = outputs_by_uri(j)
+    assert outs[f"file://{shared}/out/new/copy.csv"]["sha256"] == sha(b"x,y\n1,2\n")
+    assert outs[f"file://{shared}/out/log.txt"]["size"] == 4
+    assert not [f for f in os.listdir(shared / "out" / "new") if "drover-tmp" in f]
+    # outside the allowed folder: refused before anything runs, for inputs and outputs
+    for command in (sh('cat "$1"', inp(f"file://{outside}/secret.txt")),
+                    sh('echo x > "$1"', out(f"file://{outside}/written.txt"))):
+        job = submit(fast_server, command=command)
+        j = finished(fast_server, job)
+        assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+        assert "is not under a folder this agent allows (--allow-path)" in j["result"]["error"]
+        assert str(outside) in j["result"]["error"]
+    # '..' cannot climb out: the spec refuses it
+    r = fast_server.api().post("/v1/jobs", json={"command": sh(
+        'cat "$1"', inp(f"file://{shared}/../outside/secret.txt"))})
+    assert r.status_code == 400, r.text
+    assert not (outside / "written.txt").exists()
+    # a symlink inside the allowed folder that leads outside is refused too
+    os.symlink(outside / "secret.txt", shared / "in" / "link.txt")
+    job = submit(fast_server, command=sh('cat "$1"', inp(f"file://{shared}/in/link.txt")))
+    j = finished(fast_server, job)
+    assert j["result"]["reason"] == "error" and "--allow-path" in j["result"]["error"], j
+
+
+def test_file_uri_refused_without_allow_path(fast_server, make_agent, tmp_path):
+    make_agent(fast_server, "w1")
+    (tmp_path / "f.txt").write_text("x")
+    job = submit(fast_server, command=sh('cat "$1"', inp(f"file://{tmp_path}/f.txt")))
+    j = finished(fast_server, job)
+    assert j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == (f"input file://{tmp_path}/f.txt: file:// uris are refused: "
+                                    "this agent allows no path (--allow-path)")
+
+
+def test_bad_agent_options(fast_server, tmp_path):
+    from agentutil import AGENT_BIN
+    for args in (["--allow-path", "relative/dir"], ["--allow-path", str(tmp_path / "missing")],
+                 ["--stall-timeout", "0"], ["--stall-timeout", "soon"]):
+        r = subprocess.run([AGENT_BIN, "agent", "--server", fast_server.url, "--token", "t",
+                            "--work-dir", str(tmp_path / "w")] + args,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (args, r.stderr)
+        assert args[0] in r.stderr
+
+
+# ---- failures -------------------------------------------------------------------------------
+
+
+def test_missing_input_names_the_uri(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('cat "$1"', inp(uri("nowhere/in.txt"))))
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"input {uri('nowhere/in.txt')}: 404 not found"
+    assert j["started_at"] is None  # the process never started
+
+
+def test_missing_output_file(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('echo "not writing $1"', out(uri("res/x.txt"))))
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"output {uri('res/x.txt')}: the job wrote no file x.txt"
+    assert get_blob(fast_server, "res/x.txt")[0] == 404
+
+
+def test_stalled_transfer_fails(fast_server, make_agent, processes):
+    make_agent(fast_server, "w1", "--stall-timeout", "2")
+    url = stalling_server(processes)
+    t0 = time.monotonic()
+    job = submit(fast_server, command=sh('cat "$1"', inp(url)))
+    j = finished(fast_server, job)
+    assert j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"input {url}: the transfer stalled: nothing moved for 2 s"
+    assert time.monotonic() - t0 < 20
+
+
+def test_cancel_and_timeout_while_staging(fast_server, make_agent, processes):
+    agent = make_agent(fast_server, "w1")
+    url = stalling_server(processes)
+    job = submit(fast_server, command=sh('cat "$1"', inp(url)))
+    wait_for(lambda: "downloading" in agent.read_log() or get_job(fast_server, job)["state"]
+             == "leased", 20, "the job to be leased")
+    time.sleep(0.5)
+    r = fast_server.api().post(f"/v1/jobs/{job}/cancel")
+    assert r.status_code == 200, r.text
+    j = finished(fast_server, job, timeout=20)
+    assert j["state"] == "cancelled", j
+    wait_for(lambda: f"job={job} attempt=1 stopping its staging (cancel)" in agent.read_log(),
+             10, "the agent to stop the download")
+    job = submit(fast_server, timeout_s=2, command=sh('cat "$1"', inp(url)))
+    j = finished(fast_server, job, timeout=30)
+    assert j["result"]["reason"] == "timeout", j
+    assert j["result"]["error"] == "downloading its inputs did not finish within the job's " \
+                                   "timeout of 2 s"
+    # the agent is free again
+    job = submit(fast_server, command={"shell": "echo fine"})
+    assert finished(fast_server, job)["result"]["stdout"] == "fine\n"
+
+
+def test_agent_killed_while_staging_reports_error_after_restart(fast_server, make_agent,
+                                                                processes):
+    agent = make_agent(fast_server, "w1", "--stall-timeout", "300")
+    url = stalling_server(processes)
+    job = submit(fast_server, command=sh('cat "$1"', inp(url)))
+    wait_for(lambda: get_job(fast_server, job)["state"] == "leased", 20, "the lease")
+    time.sleep(0.5)
+    agent.kill(signal.SIGKILL)
+    assert any(f.startswith(job) for f in agent.spool_files())
+    agent.start()
+    j = finished(fast_server, job, timeout=30)
+    assert j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == "the agent restarted while the job was running"
+    wait_for(lambda: not agent.spool_files(), 10, "the spool to be emptied")
+    assert not os.path.exists(os.path.join(agent.work_dir, "jobs", f"{job}-1"))
+
+
+# ---- presign access for agent tokens ------------------------------------------------------------
+
+
+def test_agent_presign_limited_to_its_jobs_objects(fast_server, make_agent, tmp_path):
+    agent = make_agent(fast_server, "w1")
+    put(fast_server, "acl/in.txt", b"mine")
+    put(fast_server, "acl/secret.txt", b"not yours")
+    flag = tmp_path / "go"
+    job = submit(fast_server, command=sh(
+        f'cat "$1"; while [ ! -e {flag} ]; do sleep 0.05; done', inp(uri("acl/in.txt")),
+        out(uri("acl/out.txt"))))
+    wait_for(lambda: get_job(fast_server, job)["state"] == "running", 20, "the job to run")
+    api = fast_server.api(agent.token)
+
+    def presign(method, u, **kw):
+        return api.post("/v1/presign", json=dict({"method": method, "uri": u, "job": job,
+                                                  "attempt": 1}, **kw))
+    assert presign("GET", uri("acl/in.txt")).status_code == 200
+    assert presign("PUT", uri("acl/out.txt")).status_code == 200
+    assert presign("GET", uri("acl/secret.txt")).status_code == 403  # not this job's input
+    assert presign("PUT", uri("acl/in.txt")).status_code == 403      # an input is not written
+    assert presign("GET", uri("acl/in.txt"), attempt=2).status_code == 403  # not its attempt
+    r = api.post("/v1/presign", json={"method": "GET", "uri": uri("acl/secret.txt")})
+    assert r.status_code == 403, r.text  # an agent token names a job
+    # another agent's token holds no lease of this job
+    other = agent_token(fast_server)
+    r = fast_server.api(other).post("/v1/presign", json={"method": "GET", "uri": uri("acl/in.txt"),
+                                                         "job": job, "attempt": 1})
+    assert r.status_code == 403, r.text
+    flag.write_text("")
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    # once the attempt ended, its URLs are no longer signed
+    assert presign("GET", uri("acl/in.txt")).status_code == 403
+
+
+def test_client_token_cannot_use_job_to_gain_more(fast_server):
+    r = fast_server.api().post("/v1/tokens", json={"role": "client", "name": "c1"})
+    client = fast_server.api(r.json()["token"])
+    put(fast_server, "c/x.txt", b"x")
+    job = submit(fast_server, command={"shell": "true"})
+    r = client.post("/v1/presign", json={"method": "GET", "uri": uri("c/x.txt"), "job": job,
+                                         "attempt": 1})
+    assert r.status_code in (400, 403), r.text
+    r = client.post("/v1/presign", json={"method": "GET", "uri": uri("c/x.txt")})
+    assert r.status_code == 200, r.text
+    assert requests.get(r.json()["url"], timeout=10).content == b"x"
+
+
+# ---- large transfers stream ------------------------------------------------------------------
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def test_large_input_and_output_stream(fast_server, make_agent, tmp_path):
+    agent = make_agent(fast_server, "w1")
+    size = 100 * 1024 * 1024
+    src = tmp_path / "big.bin"
+    h = hashlib.sha256()
+    with open(src, "wb") as f:
+        block = os.urandom(1024 * 1024)
+        for i in range(100):
+            chunk = block[i:] + block[:i]
+            h.update(chunk)
+            f.write(chunk)
+    digest = h.hexdigest()
+    with open(src, "rb") as f:
+        r = fast_server.api().put(f"/v1/blobs/{BUCKET}/big/in.bin", data=f, timeout=300)
+    assert r.status_code == 200, r.text
+    src.unlink()
+    before = vm_hwm_kib(agent.pid)
+    job = submit(fast_server, command=sh('sha256sum "$1"; cp "$1" "$2"',
+                                         inp(uri("big/in.bin")), out(uri("big/out.bin"))))
+    j = finished(fast_server, job, timeout=300)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["stdout"].split()[0] == digest
+    assert j["result"]["outputs"] == [{"uri": uri("big/out.bin"), "size": size, "sha256": digest}]
+    head = fast_server.api().head(f"/v1/blobs/{BUCKET}/big/out.bin")
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
+    assert head.headers.get("X-Drover-Sha256") == digest
+    peak = vm_hwm_kib(agent.pid)
+    # the agent's peak memory grew by far less than the 100 MB it moved twice
+    assert peak - before < 20 * 1024, (before, peak)
+    assert peak < 60 * 1024, peak
