@@ -45,7 +45,8 @@ case "${1:-}" in
     shift 3
     [ -f "$bin" ] || { echo "s3rver.sh: not installed; run: $0 install" >&2; exit 1; }
     mkdir -p "$data"
-    exec node "$bin" --address 127.0.0.1 --port "$port" --directory "$data" --silent "$@"
+    # Its list continuation tokens use a cipher OpenSSL 3 keeps in the legacy provider.
+    exec node --openssl-legacy-provider "$bin" --address 127.0.0.1 --port "$port" --directory "$data" --silent "$@"
     ;;
   path)
     [ -f "$bin" ] || exit 1

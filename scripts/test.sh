@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
+scripts/s3rver.sh install # the S3 server test_blob_s3 and test_s3_clients.py start
 
 PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)
 status=0
