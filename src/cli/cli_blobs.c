@@ -376,7 +376,8 @@ static const char put_usage[] =
     "name appended. The upload is streamed; its SHA-256 is checked against the\n"
     "server's. A progress bar is shown on a terminal for files over 8 MiB.\n"
     "\n"
-    "      --json         print the server's answer: {\"uri\", \"size\", \"sha256\"}\n" CLI_COMMON_USAGE;
+    "      --json         print the server's answer: {\"uri\", \"size\", "
+    "\"sha256\"}\n" CLI_COMMON_USAGE;
 
 /* Collects min..max positional arguments (none empty) into out; CLI_CONTINUE or the exit code. */
 static int positional(struct cli_args *a, int min, int max, const char *what, char **out)
@@ -384,7 +385,8 @@ static int positional(struct cli_args *a, int min, int max, const char *what, ch
     if (a->exit_code != CLI_CONTINUE) return a->exit_code;
     int n = a->argc - optind;
     if (n < min) return cli_usage_error(a->usage, "%s", what);
-    if (n > max) return cli_usage_error(a->usage, "unexpected argument '%s'", a->argv[optind + max]);
+    if (n > max)
+        return cli_usage_error(a->usage, "unexpected argument '%s'", a->argv[optind + max]);
     for (int i = 0; i < n; i++) {
         if (!*a->argv[optind + i]) return cli_usage_error(a->usage, "argument %d is empty", i + 1);
         out[i] = a->argv[optind + i];
@@ -423,13 +425,14 @@ int cmd_put(int argc, char **argv)
     if (klen == 0 || u.key[klen - 1] == '/') {
         const char *base = last_part(file);
         if (!strcmp(file, "-") || !*base || !strcmp(base, ".") || !strcmp(base, "..")) {
-            rc = cli_usage_error(put_usage, "'%s' names no object and '%s' gives no name: give "
+            rc = cli_usage_error(put_usage,
+                                 "'%s' names no object and '%s' gives no name: give "
                                  "the whole key",
                                  args[1], file);
             goto out;
         }
-        uri = xasprintf("%s%s%s", args[1], klen == 0 && args[1][strlen(args[1]) - 1] != '/' ? "/" : "",
-                        base);
+        uri = xasprintf("%s%s%s", args[1],
+                        klen == 0 && args[1][strlen(args[1]) - 1] != '/' ? "/" : "", base);
     } else {
         uri = xstrdup(args[1]);
     }
@@ -554,8 +557,7 @@ static int open_target(const char *arg, const char *key, struct target *t, struc
     if (stat(t->path, &st) == 0 && !S_ISREG(st.st_mode)) {
         /* A device or a pipe (/dev/null, a fifo) is written in place: it cannot be renamed over. */
         t->fd = open(t->path, O_WRONLY | O_CLOEXEC);
-        if (t->fd < 0)
-            return err_set(e, ERR_IO, "cannot write '%s': %s", t->path, strerror(errno));
+        if (t->fd < 0) return err_set(e, ERR_IO, "cannot write '%s': %s", t->path, strerror(errno));
         return 0;
     }
     char *copy = xstrdup(t->path);
@@ -682,7 +684,8 @@ static const char ls_usage[] =
     "there is none), sorted by key: key, size in bytes, when it was stored.\n"
     "\n"
     "  -n, --limit N      at most N objects (default: all)\n"
-    "      --json         print the objects as a JSON array of {key, size, sha256, modified}\n" CLI_COMMON_USAGE;
+    "      --json         print the objects as a JSON array of {key, size, sha256, "
+    "modified}\n" CLI_COMMON_USAGE;
 
 /* The "modified" of an object (RFC 3339 text, or milliseconds) for humans. */
 static void format_modified(json_t *v, char *out, size_t n)

@@ -439,8 +439,7 @@ static json_t *program_spec(struct uploads *up, char **argv, int first, int argc
             if (!uri) goto fail;
             item = json_pack("{s:s, s:s}", "type", "input", "value", uri);
         } else if (files) {
-            item = json_string(arg) ? json_pack("{s:s, s:s}", "type", "parameter", "value", arg)
-                                    : NULL;
+            item = json_pack("{s:s, s:s}", "type", "parameter", "value", arg); /* NULL: not UTF-8 */
         } else {
             item = json_string(arg);
         }
@@ -468,7 +467,10 @@ static void tell_uploaded(const struct uploads *up)
             n == 1 ? "this object was" : "these objects were");
     size_t i;
     json_t *v;
-    json_array_foreach(up->uploaded, i, v) fprintf(stderr, "%s%s", i ? " " : "", json_string_value(v));
+    json_array_foreach(up->uploaded, i, v)
+    {
+        fprintf(stderr, "%s%s", i ? " " : "", json_string_value(v));
+    }
     fprintf(stderr, " (`drover rm` deletes them)\n");
 }
 

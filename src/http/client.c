@@ -541,7 +541,8 @@ static size_t on_transfer_header(char *data, size_t size, size_t nmemb, void *ar
         t->sha256[0] = '\0';
     } else if (n > sizeof(cl) - 1 && !strncasecmp(data, cl, sizeof(cl) - 1)) {
         char tmp[32];
-        size_t len = n - (sizeof(cl) - 1) < sizeof(tmp) - 1 ? n - (sizeof(cl) - 1) : sizeof(tmp) - 1;
+        size_t len =
+            n - (sizeof(cl) - 1) < sizeof(tmp) - 1 ? n - (sizeof(cl) - 1) : sizeof(tmp) - 1;
         memcpy(tmp, data + sizeof(cl) - 1, len);
         tmp[len] = '\0';
         char *end;
@@ -566,8 +567,8 @@ static size_t on_transfer_header(char *data, size_t size, size_t nmemb, void *ar
     return n;
 }
 
-static int on_transfer_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-                                curl_off_t ultotal, curl_off_t ulnow)
+static int on_transfer_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                                curl_off_t ulnow)
 {
     (void)ultotal;
     struct http_call *call = arg;
@@ -661,9 +662,10 @@ int http_client_transfer(struct http_client *c, struct http_transfer *t, struct 
         if (cc == CURLE_OPERATION_TIMEDOUT && connect_us > 0) {
             struct err ignored = ERR_INIT;
             http_call_finish(&call, c, cc, &t->status, NULL, &ignored);
-            rc = err_set(e, ERR_UNAVAILABLE,
-                         "the transfer with the drover server at %s stalled: nothing moved for %ld s",
-                         c->base_url, c->timeout_ms > 0 ? (c->timeout_ms + 999) / 1000 : 60L);
+            rc = err_set(
+                e, ERR_UNAVAILABLE,
+                "the transfer with the drover server at %s stalled: nothing moved for %ld s",
+                c->base_url, c->timeout_ms > 0 ? (c->timeout_ms + 999) / 1000 : 60L);
         } else {
             rc = http_call_finish(&call, c, cc, &t->status, &t->resp, e);
         }

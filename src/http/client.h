@@ -169,13 +169,13 @@ typedef int (*http_progress_fn)(void *arg, int64_t done, int64_t total, struct e
  */
 struct http_transfer {
     /* the request */
-    const char *method;           /* "GET", "PUT", "HEAD", "DELETE", ... */
-    const char *path;             /* escaped, as for http_client_json */
-    http_read_fn read_fn;         /* the body, exactly upload_size bytes; NULL for none */
+    const char *method;   /* "GET", "PUT", "HEAD", "DELETE", ... */
+    const char *path;     /* escaped, as for http_client_json */
+    http_read_fn read_fn; /* the body, exactly upload_size bytes; NULL for none */
     void *read_arg;
-    int64_t upload_size;          /* sent as Content-Length */
-    http_chunk_fn write_fn;       /* where a 2xx answer's body goes, piece by piece; NULL:
-                                     it is read as JSON into `resp` (up to c->max_response) */
+    int64_t upload_size;    /* sent as Content-Length */
+    http_chunk_fn write_fn; /* where a 2xx answer's body goes, piece by piece; NULL:
+                               it is read as JSON into `resp` (up to c->max_response) */
     void *write_arg;
     http_progress_fn progress_fn; /* NULL for none */
     void *progress_arg;

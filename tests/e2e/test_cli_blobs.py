@@ -1,0 +1,511 @@
+"""End-to-end tests of the object commands of the CLI: put, get, ls, rm, and the local
+files (@path) of `drover submit`.
+
+Each test runs the real `drover` binary against a real `drover server` (conftest's
+`server` fixture) and checks what the server holds through its HTTP API.
+"""
+import hashlib
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, UUID, free_port, help_shown, ok, refused, table, usage_error
+
+BIG = 50 * 1000 * 1000  # bytes of the large-file tests
+
+
+def run(server, *args, cwd=None, input=None, token=None, env=None, timeout=120):
+    """`drover ARGS` against server with bytes in and out (objects are binary)."""
+    return subprocess.run([BIN] + list(args), capture_output=True, input=input, cwd=cwd,
+                          env=server.cli_env(token, env), timeout=timeout)
+
+
+def text(r):
+    """The result of run() with stdout and stderr decoded, for ok() / refused()."""
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(),
+                                       r.stderr.decode())
+
+
+def blob(server, uri):
+    """The object's bytes and headers as the server gives them (GET /v1/blobs/...)."""
+    assert uri.startswith("s3://")
+    r = server.api().get("/v1/blobs/" + uri[5:])
+    return r
+
+
+def random_bytes(n, seed):
+    """n bytes of every value 0..255, mixed (deterministic per seed)."""
+    out = bytearray()
+    block = hashlib.sha256(seed.encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    out = bytes(out[:n])
+    return bytes(range(256)) + out + b"\0\r\n\x1b[2J"
+
+
+def write_big(path, size):
+    """A file of `size` bytes that is not all the same (one 1 MiB block repeated, numbered)."""
+    block = random_bytes(1 << 20, "big")[: 1 << 20]
+    with open(path, "wb") as f:
+        written, i = 0, 0
+        while written < size:
+            chunk = (i.to_bytes(8, "little") + block)[: min(size - written, len(block) + 8)]
+            f.write(chunk)
+            written += len(chunk)
+            i += 1
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_measured(server, *args, cwd=None):
+    """`drover ARGS` with its own rusage (os.wait4): (exit code, stdout, stderr, max RSS bytes)."""
+    out_path = os.path.join(cwd, ".measured.out")
+    err_path = os.path.join(cwd, ".measured.err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        p = subprocess.Popen([BIN] + list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             cwd=cwd, env=server.cli_env())
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, "rb") as f:
+        stdout = f.read().decode()
+    with open(err_path, "rb") as f:
+        stderr = f.read().decode()
+    os.unlink(out_path)
+    os.unlink(err_path)
+    return p.returncode, stdout, stderr, usage.ru_maxrss * 1024  # Linux: KiB
+
+
+def leftovers(folder):
+    """Temporary files of get left in a folder (there must be none)."""
+    return [n for n in os.listdir(folder) if ".drover-" in n]
+
+
+# ---- put and get ----
+
+
+def test_put_get_round_trip_of_binary_content(server, tmp_path):
+    data = random_bytes(300_000, "round trip")
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+
+    out = ok(text(run(server, "put", str(src), "s3://data/sub/dir/in.bin")))
+    assert out == "s3://data/sub/dir/in.bin\n"
+    r = blob(server, "s3://data/sub/dir/in.bin")
+    assert r.status_code == 200 and r.content == data
+
+    dst = tmp_path / "out.bin"
+    ok(text(run(server, "get", "s3://data/sub/dir/in.bin", str(dst))))
+    assert dst.read_bytes() == data
+    assert leftovers(tmp_path) == []
+
+    # without FILE: the key's last part, in the current folder
+    here = tmp_path / "here"
+    here.mkdir()
+    ok(text(run(server, "get", "s3://data/sub/dir/in.bin", cwd=here)))
+    assert (here / "in.bin").read_bytes() == data
+
+    # into a folder; an existing file is replaced
+    (here / "in.bin").write_bytes(b"old")
+    ok(text(run(server, "get", "s3://data/sub/dir/in.bin", str(here))))
+    assert (here / "in.bin").read_bytes() == data
+    assert leftovers(here) == []
+    # the file gets the usual mode (0666 less the umask), not mkstemp's 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (here / "in.bin").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_put_json_answer_and_key_completion(server, tmp_path):
+    data = random_bytes(1000, "json")
+    src = tmp_path / "named.dat"
+    src.write_bytes(data)
+
+    answer = json.loads(ok(text(run(server, "put", "--json", str(src), "s3://data/k1"))))
+    assert answer["uri"] == "s3://data/k1"
+    assert answer["size"] == len(data)
+    assert answer["sha256"] == hashlib.sha256(data).hexdigest()
+
+    # a key ending in '/' (or none) gets the file's name
+    assert ok(text(run(server, "put", str(src), "s3://data/folder/"))) == \
+        "s3://data/folder/named.dat\n"
+    assert ok(text(run(server, "put", str(src), "s3://data"))) == "s3://data/named.dat\n"
+    assert blob(server, "s3://data/folder/named.dat").content == data
+    assert blob(server, "s3://data/named.dat").content == data
+
+    # standard input has no name to give
+    r = text(run(server, "put", "-", "s3://data/folder/", input=b"x"))
+    usage_error(r, ["put"])
+    assert "s3://data/folder/" in r.stderr
+
+
+def test_put_from_stdin_pipe_and_file(server, tmp_path):
+    data = random_bytes(200_000, "stdin")
+    # a pipe: spooled so that the upload has a Content-Length
+    ok(text(run(server, "put", "-", "s3://data/from-pipe", input=data)))
+    assert blob(server, "s3://data/from-pipe").content == data
+
+    # a redirected file is read from where its offset stands
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    with open(src, "rb") as f:
+        f.read(1000)
+        r = subprocess.run([BIN, "put", "-", "s3://data/from-file"], stdin=f,
+                           capture_output=True, env=server.cli_env(), timeout=60)
+    ok(text(r))
+    assert blob(server, "s3://data/from-file").content == data[1000:]
+
+    # empty input is an empty object
+    ok(text(run(server, "put", "-", "s3://data/empty", input=b"")))
+    r = blob(server, "s3://data/empty")
+    assert r.status_code == 200 and r.content == b""
+    dst = tmp_path / "empty.out"
+    ok(text(run(server, "get", "s3://data/empty", str(dst))))
+    assert dst.read_bytes() == b""
+
+
+def test_get_to_stdout(server, tmp_path):
+    data = random_bytes(500_000, "stdout")
+    ok(text(run(server, "put", "-", "s3://data/out.bin", input=data)))
+    r = run(server, "get", "s3://data/out.bin", "-", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout == data
+    assert os.listdir(tmp_path) == []
+
+
+def test_large_file_is_streamed(server, tmp_path):
+    src = tmp_path / "big.bin"
+    write_big(src, BIG)
+    digest = sha256_file(src)
+
+    rc, out, err, rss = run_measured(server, "put", str(src), "s3://data/big.bin", cwd=tmp_path)
+    assert rc == 0 and err == "", err
+    assert out == "s3://data/big.bin\n"
+    assert rss < BIG / 2, f"put of {BIG} bytes peaked at {rss} bytes of memory"
+    head = server.api().head("/v1/blobs/data/big.bin")
+    assert head.status_code == 200
+    assert int(head.headers["Content-Length"]) == BIG
+    assert head.headers["X-Drover-Sha256"] == digest
+
+    dst = tmp_path / "big.out"
+    rc, out, err, rss = run_measured(server, "get", "s3://data/big.bin", str(dst), cwd=tmp_path)
+    assert rc == 0 and err == "" and out == "", err
+    assert rss < BIG / 2, f"get of {BIG} bytes peaked at {rss} bytes of memory"
+    assert dst.stat().st_size == BIG and sha256_file(dst) == digest
+    assert leftovers(tmp_path) == []
+
+
+def test_progress_bar_only_on_a_terminal(server, tmp_path):
+    src = tmp_path / "nine.bin"
+    write_big(src, 9 << 20)  # over the 8 MiB threshold
+    ok(text(run(server, "put", str(src), "s3://data/nine.bin")))  # not a terminal: quiet
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([BIN, "get", "s3://data/nine.bin", str(tmp_path / "nine.out")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                             env=server.cli_env())
+        os.close(slave)
+        slave = None
+        shown = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    piece = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's last user closed it
+                    break
+                if not piece:
+                    break
+                shown += piece
+            elif p.poll() is not None:
+                break
+        assert p.wait(timeout=60) == 0
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    line = shown.decode(errors="replace")
+    assert "100%" in line and "MiB/s" in line and "9.0 MiB" in line, line
+    assert (tmp_path / "nine.out").read_bytes() == src.read_bytes()
+
+    # a small object gets no bar even on a terminal
+    ok(text(run(server, "put", "-", "s3://data/small", input=b"small")))
+    master, slave = pty.openpty()
+    p = subprocess.run([BIN, "get", "s3://data/small", "-"], stderr=slave, capture_output=False,
+                       stdout=subprocess.PIPE, env=server.cli_env(), timeout=60)
+    os.close(slave)
+    ready, _, _ = select.select([master], [], [], 0.2)
+    os.close(master)
+    assert p.returncode == 0 and p.stdout == b"small" and not ready
+
+
+# ---- failures ----
+
+
+def test_get_of_a_missing_object(server, tmp_path):
+    r = text(run(server, "get", "s3://data/missing.bin", cwd=tmp_path))
+    err = refused(r)
+    assert "s3://data/missing.bin" in err and "not found" in err.lower(), err
+    assert os.listdir(tmp_path) == []  # neither the file nor a temporary one
+
+    # an existing target stays as it was
+    keep = tmp_path / "keep.bin"
+    keep.write_bytes(b"precious")
+    refused(text(run(server, "get", "s3://data/missing.bin", str(keep))))
+    assert keep.read_bytes() == b"precious"
+    assert leftovers(tmp_path) == []
+
+    # to stdout: nothing written
+    r = run(server, "get", "s3://data/missing.bin", "-")
+    assert r.returncode == 1 and r.stdout == b""
+
+
+@pytest.mark.parametrize("cmd", ["put", "get", "ls", "rm"])
+@pytest.mark.parametrize("uri,why", [
+    ("bucket/key", "not an s3:// URI"),
+    ("http://host/key", "not an s3:// URI"),
+    ("s3://Upper/key", "bucket"),
+    ("s3://b/key", "bucket"),  # too short a bucket
+    ("s3://data/a//b", "empty segment"),
+    ("s3://data/../etc", "'..'"),
+])
+def test_bad_uris_are_usage_errors_naming_the_uri(server, tmp_path, cmd, uri, why):
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    args = {"put": ["put", str(src), uri], "get": ["get", uri], "ls": ["ls", uri],
+            "rm": ["rm", uri]}[cmd]
+    r = text(run(server, *args, cwd=tmp_path))
+    usage_error(r, [cmd])
+    assert f"'{uri}'" in r.stderr and why in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == ["f"]
+
+
+@pytest.mark.parametrize("cmd,uri", [
+    ("get", "s3://data"), ("get", "s3://data/dir/"), ("rm", "s3://data/dir/"),
+    ("put", "s3://data/a\x01b"),
+])
+def test_uris_that_name_no_object(server, tmp_path, cmd, uri):
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    args = ["put", str(src), uri] if cmd == "put" else [cmd, uri]
+    r = text(run(server, *args))
+    usage_error(r, [cmd])
+    assert "URI" in r.stderr
+
+
+def test_put_of_a_missing_file_or_a_folder(server, tmp_path):
+    r = text(run(server, "put", str(tmp_path / "nope.txt"), "s3://data/nope.txt"))
+    err = refused(r)
+    assert str(tmp_path / "nope.txt") in err and "No such file" in err
+    r = text(run(server, "put", str(tmp_path), "s3://data/folder"))
+    err = refused(r)
+    assert str(tmp_path) in err and "folder" in err
+    assert blob(server, "s3://data/nope.txt").status_code == 404
+    assert blob(server, "s3://data/folder").status_code == 404
+
+
+def test_server_unreachable(server, tmp_path):
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    env = {"DROVER_SERVER": f"http://127.0.0.1:{free_port()}"}
+    for args in (["put", str(src), "s3://data/f"], ["get", "s3://data/f", str(tmp_path / "g")],
+                 ["ls", "s3://data"], ["rm", "s3://data/f"]):
+        err = refused(text(run(server, *args, env=env)))
+        assert "cannot reach the drover server" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_bad_token_is_refused(server, tmp_path):
+    src = tmp_path / "f"
+    src.write_bytes(random_bytes(100_000, "token"))
+    err = refused(text(run(server, "put", str(src), "s3://data/f", token="drv_wrong")))
+    assert "DROVER_TOKEN" in err
+    err = refused(text(run(server, "get", "s3://data/f", str(tmp_path / "g"),
+                           token="drv_wrong")))
+    assert "DROVER_TOKEN" in err
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_get_onto_a_full_disk(server, tmp_path):
+    ok(text(run(server, "put", "-", "s3://data/some", input=random_bytes(100_000, "full"))))
+    err = refused(text(run(server, "get", "s3://data/some", "/dev/full")))
+    assert "/dev/full" in err and "No space left on device" in err
+
+
+def test_get_to_a_folder_that_is_not_there(server, tmp_path):
+    ok(text(run(server, "put", "-", "s3://data/x", input=b"x")))
+    err = refused(text(run(server, "get", "s3://data/x", str(tmp_path / "no" / "x"))))
+    assert str(tmp_path / "no" / "x") in err and "No such file" in err
+
+
+def test_usage_errors_and_help(server):
+    for cmd in ("put", "get", "ls", "rm"):
+        help_shown(text(run(server, cmd, "--help")), cmd)
+    usage_error(text(run(server, "put")), ["put"])
+    usage_error(text(run(server, "put", "f")), ["put"])
+    usage_error(text(run(server, "put", "f", "s3://data/k", "extra")), ["put"])
+    usage_error(text(run(server, "get")), ["get"])
+    usage_error(text(run(server, "get", "s3://data/k", "f", "extra")), ["get"])
+    usage_error(text(run(server, "ls")), ["ls"])
+    usage_error(text(run(server, "ls", "--limit", "0", "s3://data")), ["ls"])
+    usage_error(text(run(server, "rm")), ["rm"])
+    usage_error(text(run(server, "get", "--bogus", "s3://data/k")), ["get"])
+
+
+# ---- ls and rm ----
+
+
+def test_ls_with_prefix_and_json(server, tmp_path):
+    sizes = {"run/a.txt": 10, "run/b.txt": 2000, "run2/c.txt": 5, "other/d.txt": 7}
+    for key, size in sizes.items():
+        ok(text(run(server, "put", "-", f"s3://lsb/{key}", input=b"z" * size)))
+
+    rows = table(ok(text(run(server, "ls", "s3://lsb/run/"))))
+    assert rows[0] == ["KEY", "SIZE", "MODIFIED"]
+    assert [(r[0], int(r[1])) for r in rows[1:]] == [("run/a.txt", 10), ("run/b.txt", 2000)]
+    assert all(re.match(r"\d{4}-\d\d-\d\d$", r[2]) and re.match(r"\d\d:\d\d:\d\d$", r[3])
+               for r in rows[1:])
+
+    # a prefix that is not a folder
+    rows = table(ok(text(run(server, "ls", "s3://lsb/run"))))
+    assert [r[0] for r in rows[1:]] == ["run/a.txt", "run/b.txt", "run2/c.txt"]
+
+    listed = json.loads(ok(text(run(server, "ls", "--json", "s3://lsb"))))
+    assert [o["key"] for o in listed] == sorted(sizes)
+    for o in listed:
+        assert o["size"] == sizes[o["key"]]
+        assert o["sha256"] == hashlib.sha256(b"z" * sizes[o["key"]]).hexdigest()
+
+    limited = json.loads(ok(text(run(server, "ls", "--json", "--limit", "2", "s3://lsb"))))
+    assert [o["key"] for o in limited] == sorted(sizes)[:2]
+
+    # nothing there: just the header
+    assert table(ok(text(run(server, "ls", "s3://lsb/none/")))) == [["KEY", "SIZE", "MODIFIED"]]
+
+
+def test_rm(server):
+    ok(text(run(server, "put", "-", "s3://data/gone.txt", input=b"bye")))
+    ok(text(run(server, "put", "-", "s3://data/kept.txt", input=b"stay")))
+    assert ok(text(run(server, "rm", "s3://data/gone.txt"))) == "removed s3://data/gone.txt\n"
+    assert blob(server, "s3://data/gone.txt").status_code == 404
+    assert blob(server, "s3://data/kept.txt").content == b"stay"
+
+    # one missing among several: the others are removed, exit 1 naming the missing one
+    ok(text(run(server, "put", "-", "s3://data/gone2.txt", input=b"bye")))
+    r = text(run(server, "rm", "s3://data/gone.txt", "s3://data/gone2.txt"))
+    assert r.returncode == 1
+    assert r.stdout == "removed s3://data/gone2.txt\n"
+    assert "s3://data/gone.txt" in r.stderr and r.stderr.startswith("drover: ")
+    assert blob(server, "s3://data/gone2.txt").status_code == 404
+
+
+# ---- submit with local files ----
+
+
+def job_of(server, job_id):
+    r = server.api().get(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_submit_with_local_files(server, tmp_path):
+    data = random_bytes(123_456, "submit")
+    (tmp_path / "genome.fa").write_bytes(data)
+    r = text(run(server, "submit", "--", "wc", "-c", "@./genome.fa", "@@literal", "@plain",
+                 cwd=tmp_path))
+    job_id = ok(r).strip()
+    assert UUID.match(job_id)
+
+    args = job_of(server, job_id)["spec"]["command"]["arguments"]
+    assert [a["type"] for a in args] == ["parameter", "input", "parameter", "parameter"]
+    assert args[0]["value"] == "-c"
+    assert args[2]["value"] == "@literal" and args[3]["value"] == "@plain"
+    uri = args[1]["value"]
+    m = re.match(r"^s3://uploads/([0-9a-f-]{36})/genome\.fa$", uri)
+    assert m and UUID.match(m.group(1)), uri
+    assert blob(server, uri).content == data
+
+    # an absolute path, and one file named twice is uploaded once
+    r = text(run(server, "submit", "--json", "--upload-to", "s3://mine/in/", "--", "cmp",
+                 f"@{tmp_path}/genome.fa", "@./genome.fa", cwd=tmp_path))
+    args = json.loads(ok(r))["spec"]["command"]["arguments"]
+    assert [a["value"] for a in args] == ["s3://mine/in/genome.fa"] * 2
+    assert blob(server, "s3://mine/in/genome.fa").content == data
+
+    # no @file: the plain argv form as before
+    job_id = ok(text(run(server, "submit", "--", "echo", "@@x"))).strip()
+    args = job_of(server, job_id)["spec"]["command"]["arguments"]
+    assert [(a["type"], a["value"]) for a in args] == [("parameter", "@x")]
+
+
+def test_submit_spec_file_with_local_files(server, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"A" * 100)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_bytes(b"B" * 200)
+    (tmp_path / "c.txt").write_bytes(b"C" * 300)
+    spec = {"command": {"program": "cat",
+                        "arguments": [{"type": "input", "name": "--in", "value": "@a.txt"},
+                                      {"type": "parameter", "value": "@a.txt"},
+                                      {"type": "input", "value": "s3://data/already"}],
+                        "input": ["@sub/b.txt"],
+                        "stdin": {"type": "uri", "value": "@./c.txt"}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    job_id = ok(text(run(server, "submit", "--upload-to", "s3://specs", "-f", "spec.json",
+                         cwd=tmp_path))).strip()
+    cmd = job_of(server, job_id)["spec"]["command"]
+    assert [a["value"] for a in cmd["arguments"]] == ["s3://specs/a.txt", "@a.txt",
+                                                      "s3://data/already"]
+    assert cmd["input"] == ["s3://specs/b.txt"]
+    assert cmd["stdin"]["value"] == "s3://specs/c.txt"
+    assert blob(server, "s3://specs/a.txt").content == b"A" * 100
+    assert blob(server, "s3://specs/b.txt").content == b"B" * 200
+    assert blob(server, "s3://specs/c.txt").content == b"C" * 300
+
+
+def test_submit_local_file_errors(server, tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "x").write_bytes(b"1")
+    (tmp_path / "two" / "x").write_bytes(b"2")
+
+    err = refused(text(run(server, "submit", "--", "cat", "@./missing.txt", cwd=tmp_path)))
+    assert "./missing.txt" in err and "No such file" in err
+    err = refused(text(run(server, "submit", "--", "cat", "@./one", cwd=tmp_path)))
+    assert "'./one'" in err and "folder" in err
+    err = refused(text(run(server, "submit", "--", "cmp", "@./one/x", "@./two/x", cwd=tmp_path)))
+    assert "./one/x" in err and "./two/x" in err
+    r = text(run(server, "submit", "--upload-to", "ftp://x", "--", "cat", "@./one/x"))
+    usage_error(r, ["submit"])
+    assert "ftp://x" in r.stderr
+
+    # nothing was submitted or uploaded
+    assert server.api().get("/v1/jobs").json()["jobs"] == []
+    listed = server.api().get("/v1/blobs/uploads")
+    assert listed.status_code == 404 or listed.json()["objects"] == []
+
+
+def test_submit_failure_names_the_uploaded_objects(server, tmp_path):
+    (tmp_path / "in.txt").write_bytes(b"kept")
+    r = text(run(server, "submit", "--upload-to", "s3://left/over", "--queue", "Not A Queue",
+                 "--", "cat", "@./in.txt", cwd=tmp_path))
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("drover: cannot submit the job") and "queue" in lines[0]
+    assert "s3://left/over/in.txt" in lines[1] and "drover rm" in lines[1]
+    assert blob(server, "s3://left/over/in.txt").content == b"kept"
+    assert server.api().get("/v1/jobs").json()["jobs"] == []
