@@ -627,8 +627,8 @@ int cmd_agent(int argc, char **argv)
 
 out:
     status_stop(&a);
+    jobs_free_all(&a); /* first: a staging job cancels its transfers on the aclient */
     aclient_free(a.ac);
-    jobs_free_all(&a);
     if (a.base) proto_release(&a);
     event_free_null(&a.drain_timer);
     event_free_null(&a.final_timer);

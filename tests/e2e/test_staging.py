@@ -247,7 +247,7 @@ def test_failed_run_uploads_stderr_but_not_outputs(fast_server, make_agent):
 
 
 def test_http_input(fast_server, make_agent, processes, tmp_path):
-    make_agent(fast_server, "w1")
+    agent = make_agent(fast_server, "w1")
     web = tmp_path / "web"
     web.mkdir()
     data = os.urandom(300000)
@@ -262,6 +262,7 @@ def test_http_input(fast_server, make_agent, processes, tmp_path):
     j = finished(fast_server, job)
     assert j["state"] == "failed" and j["result"]["reason"] == "error", j
     assert j["result"]["error"] == f"input {base}/missing.bin: 404 not found"
+    assert agent.stop() == 0, agent.read_log()  # a clean exit (leak checks in sanitizer builds)
 
 
 def test_file_uris_only_under_allow_path(fast_server, make_agent, tmp_path):
@@ -382,6 +383,23 @@ def test_cancel_and_timeout_while_staging(fast_server, make_agent, processes):
     # the agent is free again
     job = submit(fast_server, command={"shell": "echo fine"})
     assert finished(fast_server, job)["result"]["stdout"] == "fine\n"
+    assert agent.stop() == 0, agent.read_log()
+
+
+def test_agent_stopped_while_staging(fast_server, make_agent, processes):
+    agent = make_agent(fast_server, "w1", "--drain-timeout", "60")
+    url = stalling_server(processes)
+    job = submit(fast_server, command=sh('cat "$1"', inp(url)))
+    wait_for(lambda: get_job(fast_server, job)["state"] == "leased", 20, "the lease")
+    time.sleep(0.3)
+    agent.send(signal.SIGTERM)  # drain: the staging job may go on
+    wait_for(lambda: "draining" in agent.read_log(), 10, "the drain")
+    assert get_job(fast_server, job)["state"] == "leased"
+    agent.send(signal.SIGTERM)  # the second signal stops it
+    assert agent.wait(30) == 0, agent.read_log()
+    j = get_job(fast_server, job)
+    assert j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == "the agent was stopped"
 
 
 def test_agent_killed_while_staging_reports_error_after_restart(fast_server, make_agent,
