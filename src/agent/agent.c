@@ -305,7 +305,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             char *real = *optarg == '/' ? realpath(optarg, NULL) : NULL;
             if (!real || stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
                 free(real);
-                return usage_error("--allow-path: '%s' is not an absolute path to a folder", optarg);
+                return usage_error("--allow-path: '%s' is not an absolute path to a folder",
+                                   optarg);
             }
             if (o->nallow_paths >= 64) {
                 free(real);
@@ -318,7 +319,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         case OPT_STALL_TIMEOUT:
             if (!parse_seconds(optarg, &o->stall_timeout_s) || o->stall_timeout_s < 1)
                 return usage_error("--stall-timeout must be a number of seconds (at least 1), "
-                                   "not '%s'", optarg);
+                                   "not '%s'",
+                                   optarg);
             break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
@@ -450,7 +452,7 @@ static void on_final_timeout(evutil_socket_t fd, short what, void *arg)
     struct agent *a = arg;
     (void)fd, (void)what;
     if (jobs_running(a) > 0) /* a lease came in after all: wait for it (drain timeout bounds it) */
-        return;               /* agent_check_done arms this timer again once it has ended */
+        return;              /* agent_check_done arms this timer again once it has ended */
     log_warn("%zu result(s) could not be delivered; they stay in the spool '%s' and are sent "
              "when the agent starts again",
              a->njobs, a->spool.dir);

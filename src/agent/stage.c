@@ -35,10 +35,10 @@
 #include "job/spec.h"
 
 #define PRESIGN_TIMEOUT_MS 30000
-#define PRESIGN_TRIES 5            /* on a network error or a 5xx, with a backoff from 500 ms */
+#define PRESIGN_TRIES 5 /* on a network error or a 5xx, with a backoff from 500 ms */
 #define CONNECT_TIMEOUT_MS 10000
-#define COPY_CHUNK (1024 * 1024)   /* bytes a local copy moves per loop turn */
-#define ANSWER_MAX (64 * 1024)     /* an answer's body that is not the object (errors, PUT's) */
+#define COPY_CHUNK (1024 * 1024) /* bytes a local copy moves per loop turn */
+#define ANSWER_MAX (64 * 1024)   /* an answer's body that is not the object (errors, PUT's) */
 #define NAME_MAX_LOCAL 255
 
 enum item_kind { IT_GET, IT_GET_PREFIX, IT_PUT, IT_PUT_PREFIX };
@@ -74,15 +74,15 @@ struct stage {
 
     /* the current item's transfer */
     struct aclient_req *req;
-    CURL *easy;       /* of the transfer in flight (owned by the aclient) */
-    int fd, dst_fd;   /* local file; the copy's destination */
-    char *tmp;        /* file:// output: the temporary file renamed into place */
-    char *dst_final;  /* ... and its final path */
+    CURL *easy;      /* of the transfer in flight (owned by the aclient) */
+    int fd, dst_fd;  /* local file; the copy's destination */
+    char *tmp;       /* file:// output: the temporary file renamed into place */
+    char *dst_final; /* ... and its final path */
     struct curl_slist *headers;
     EVP_MD_CTX *sha;
-    int64_t size;     /* of an upload: the file's size */
-    int64_t moved;    /* bytes read (uploads) or written (downloads) */
-    int io_errno;     /* a local read/write failed inside a curl callback */
+    int64_t size;      /* of an upload: the file's size */
+    int64_t moved;     /* bytes read (uploads) or written (downloads) */
+    int io_errno;      /* a local read/write failed inside a curl callback */
     struct buf answer; /* a body that is not the object: an error's, or a PUT's answer */
     char errbuf[CURL_ERROR_SIZE];
 
@@ -486,13 +486,13 @@ static void on_presign(void *arg, int rc, long status, json_t *resp, const struc
 
 static void presign(struct stage *st, struct stage_item *it, const char *method, bool prefix)
 {
-    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:i}", "method", method, "uri", it->uri,
-                             "expires_s", STAGE_PRESIGN_EXPIRES_S, "job", st->j->id, "attempt",
-                             st->j->attempt);
+    json_t *body =
+        json_pack("{s:s, s:s, s:i, s:s, s:i}", "method", method, "uri", it->uri, "expires_s",
+                  STAGE_PRESIGN_EXPIRES_S, "job", st->j->id, "attempt", st->j->attempt);
     if (prefix) json_object_set_new(body, "prefix", json_true());
     st->step = STEP_PRESIGN;
-    if (aclient_request(st->a->ac, "POST", "/v1/presign", body, PRESIGN_TIMEOUT_MS, on_presign,
-                        st, &st->req)) {
+    if (aclient_request(st->a->ac, "POST", "/v1/presign", body, PRESIGN_TIMEOUT_MS, on_presign, st,
+                        &st->req)) {
         json_decref(body);
         fail(st, "%s %s: cannot build the presign request", it->what, it->uri);
         return;
@@ -534,7 +534,8 @@ static int add_prefix_objects(struct stage *st, struct stage_item *prefix, json_
         const char *url = json_string_value(json_object_get(o, "url"));
         const char *ouri = json_string_value(json_object_get(o, "uri"));
         if (!okey || !url || !ouri || strlen(okey) < folder_len || !rel_ok(okey + folder_len)) {
-            fail(st, "input %s: the server listed an object that cannot be downloaded here (%.200s)",
+            fail(st,
+                 "input %s: the server listed an object that cannot be downloaded here (%.200s)",
                  prefix_uri, okey ? okey : "no key");
             free(prefix_uri);
             return -1;
@@ -650,7 +651,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     long code = response_code(st->easy);
     if (it->kind == IT_PUT || code < 200 || code >= 300) {
         if (st->answer.len < ANSWER_MAX)
-            buf_add(&st->answer, data, n < ANSWER_MAX - st->answer.len ? n : ANSWER_MAX - st->answer.len);
+            buf_add(&st->answer, data,
+                    n < ANSWER_MAX - st->answer.len ? n : ANSWER_MAX - st->answer.len);
         return n;
     }
     for (size_t off = 0; off < n;) {
@@ -816,8 +818,8 @@ static void copy_step(struct stage *st)
         ssize_t r = read(st->fd, chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            fail(st, "%s %s: cannot read '%s': %s", it->what, it->uri,
-                 put ? it->name : it->uri + 7, strerror(errno));
+            fail(st, "%s %s: cannot read '%s': %s", it->what, it->uri, put ? it->name : it->uri + 7,
+                 strerror(errno));
             return;
         }
         if (r == 0) {
@@ -863,8 +865,8 @@ static void start_copy_in(struct stage *st, struct stage_item *it)
     const char *src = it->uri + 7;
     struct stat sb;
     if (!path_allowed(st->a, src)) {
-        fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)",
-             it->what, it->uri);
+        fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)", it->what,
+             it->uri);
         return;
     }
     int fd = open(src, O_RDONLY | O_CLOEXEC);
@@ -889,8 +891,8 @@ static void start_copy_out(struct stage *st, struct stage_item *it)
 {
     const char *dst = it->uri + 7;
     if (!path_allowed(st->a, dst)) {
-        fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)",
-             it->what, it->uri);
+        fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)", it->what,
+             it->uri);
         return;
     }
     /* folders that do not exist yet are made below the nearest one that does (allowed) */

@@ -42,7 +42,8 @@
 struct agent_job;
 struct stage;
 
-/* rc is 0, or an ERR_* with `error` naming the URI and the cause ("input s3://b/k: 404 not found"). */
+/* rc is 0, or an ERR_* with `error` naming the URI and the cause ("input s3://b/k: 404 not found").
+ */
 typedef void (*stage_done_fn)(struct agent_job *j, int rc, const char *error);
 
 /*

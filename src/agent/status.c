@@ -72,7 +72,8 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     for (int r = 0; r < REASON_COUNT; r++)
         buf_addf(&b, "drover_agent_jobs_finished_total{reason=\"%s\"} %llu\n",
                  agent_reason_names[r], (unsigned long long)a->m.jobs_finished[r]);
-    metric(&b, "drover_agent_jobs_running", "gauge", "Jobs running now, or downloading or uploading their files.", jobs_running(a));
+    metric(&b, "drover_agent_jobs_running", "gauge",
+           "Jobs running now, or downloading or uploading their files.", jobs_running(a));
     metric(&b, "drover_agent_jobs_held", "gauge",
            "Leases held: running, or whose result is not delivered yet.", a->njobs);
     metric(&b, "drover_agent_slots", "gauge", "Slots of this agent.", (uint64_t)a->o.slots);
@@ -105,7 +106,8 @@ static void on_status(struct evhttp_request *req, void *arg)
         time_format_rfc3339(j->started_at_ms, at, sizeof(at));
         json_array_append_new(
             jobs, json_pack("{s:s, s:i, s:s, s:o, s:o, s:i, s:b}", "id", j->id, "attempt",
-                            j->attempt, "state", j->phase == JOB_RUNNING     ? "running"
+                            j->attempt, "state",
+                            j->phase == JOB_RUNNING     ? "running"
                             : j->phase == JOB_STAGE_IN  ? "downloading"
                             : j->phase == JOB_STAGE_OUT ? "uploading"
                                                         : "reporting",
