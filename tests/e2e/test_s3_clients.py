@@ -1,0 +1,193 @@
+"""The S3 blob backend through `drover server --blobs s3://...`, side by side with real S3
+clients (boto3 and the aws CLI) on the same S3-compatible server (s3rver, installed and
+started here with scripts/s3rver.sh on a free loopback port, stopped by its PID).
+
+- objects written through /v1/blobs are plain S3 objects "<bucket>/<key>" with their SHA-256
+  as x-amz-meta-sha256, readable by boto3 and the aws CLI;
+- POST /v1/presign answers real S3 presigned URLs (pointing at the S3 service, not at drover)
+  that work with no credential (plain HTTP), for GET, PUT, HEAD and DELETE;
+- objects written by boto3, the aws CLI or a presigned PUT (no SHA-256 metadata) are read,
+  listed and hashed by drover like its own.
+
+s3rver does not check SigV4 signatures (tests/unit/test_blob_s3.c checks the signer against
+AWS's published examples); what it does refuse of a tampered URL is tested here.
+"""
+import hashlib
+import os
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+
+from conftest import ROOT, free_port, stop_process, wait_for
+
+S3_BUCKET = "drover-test"
+SCRIPT = os.path.join(ROOT, "scripts", "s3rver.sh")
+CREDS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+         "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _listening(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def s3rver(tmp_path):
+    """An s3rver with the bucket drover-test; yields its endpoint URL. No skip: a server that
+    cannot be installed or started fails the test."""
+    subprocess.run([SCRIPT, "install"], check=True, timeout=600)
+    port = free_port()
+    log = open(tmp_path / "s3rver.log", "wb")
+    proc = subprocess.Popen([SCRIPT, "start", str(port), str(tmp_path / "s3data"),
+                             "--configure-bucket", S3_BUCKET],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: proc.poll() is not None or _listening(port), timeout=30,
+                 what="s3rver to listen")
+        assert proc.poll() is None, "s3rver exited: " + (tmp_path / "s3rver.log").read_text()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc, 15, timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def s3(s3rver, make_server, monkeypatch):
+    """(drover server on the S3 store, boto3 client, endpoint)."""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    srv = make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}")
+    client = boto3.client("s3", endpoint_url=s3rver, region_name="us-east-1",
+                          aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER",
+                          config=Config(s3={"addressing_style": "path"},
+                                        signature_version="s3v4"))
+    return srv, client, s3rver
+
+
+def aws_cli(endpoint, *args, input=None):
+    env = dict(os.environ, **CREDS)
+    return subprocess.run(["aws", "--endpoint-url", endpoint, *args], env=env, input=input,
+                          capture_output=True, timeout=120)
+
+
+def presign(srv, method, uri, expires_s=300):
+    r = srv.api().post("/v1/presign", json={"method": method, "uri": uri, "expires_s": expires_s})
+    assert r.status_code == 200, r.text
+    return r.json()["url"]
+
+
+def test_put_through_drover_read_by_boto3_and_aws_cli(s3):
+    srv, client, endpoint = s3
+    body = os.urandom(300_000)
+    sha = hashlib.sha256(body).hexdigest()
+    r = srv.api().put("/v1/blobs/bk/dir/a b.bin", data=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"uri": "s3://bk/dir/a b.bin", "size": len(body), "sha256": sha}
+
+    # The S3 object "<bucket>/<key>", with the sum as metadata.
+    obj = client.get_object(Bucket=S3_BUCKET, Key="bk/dir/a b.bin")
+    assert obj["Body"].read() == body
+    assert obj["Metadata"]["sha256"] == sha
+    out = aws_cli(endpoint, "s3", "cp", f"s3://{S3_BUCKET}/bk/dir/a b.bin", "-")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == body
+
+    # And back through drover: whole, a range, HEAD, listing.
+    r = srv.api().get("/v1/blobs/bk/dir/a%20b.bin")
+    assert r.status_code == 200 and r.content == body
+    r = srv.api().get("/v1/blobs/bk/dir/a%20b.bin", headers={"Range": "bytes=1000-1999"})
+    assert r.status_code == 206 and r.content == body[1000:2000]
+    r = srv.api().head("/v1/blobs/bk/dir/a%20b.bin")
+    assert r.headers["X-Drover-Sha256"] == sha
+    assert int(r.headers["Content-Length"]) == len(body)
+    r = srv.api().get("/v1/blobs/bk", params={"prefix": "dir/"})
+    assert [(o["key"], o["size"], o["sha256"]) for o in r.json()["objects"]] == \
+        [("dir/a b.bin", len(body), sha)]
+
+
+def test_presigned_urls_point_at_s3_and_need_no_credential(s3):
+    srv, client, endpoint = s3
+    body = b"put through a presigned url\n" * 1000
+    sha = hashlib.sha256(body).hexdigest()
+    url = presign(srv, "PUT", "s3://bk/up/x.bin")
+    assert url.startswith(endpoint + f"/{S3_BUCKET}/bk/up/x.bin?")
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert q["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and q["X-Amz-Expires"] == ["300"]
+    assert q["X-Amz-SignedHeaders"] == ["host"]
+    r = requests.put(url, data=body, timeout=30)
+    assert r.status_code == 200, r.text
+
+    # Written without metadata: drover hashes it on first read and saves the sum.
+    assert "sha256" not in client.head_object(Bucket=S3_BUCKET, Key="bk/up/x.bin")["Metadata"]
+    r = srv.api().head("/v1/blobs/bk/up/x.bin")
+    assert r.status_code == 200 and r.headers["X-Drover-Sha256"] == sha
+    assert client.head_object(Bucket=S3_BUCKET, Key="bk/up/x.bin")["Metadata"]["sha256"] == sha
+
+    r = requests.get(presign(srv, "GET", "s3://bk/up/x.bin"), timeout=30)
+    assert r.status_code == 200 and r.content == body
+    r = requests.head(presign(srv, "HEAD", "s3://bk/up/x.bin"), timeout=30)
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(body)
+
+    # What s3rver refuses of a tampered URL: another access key, an expired URL.
+    get = presign(srv, "GET", "s3://bk/up/x.bin")
+    r = requests.get(get.replace("X-Amz-Credential=S3RVER", "X-Amz-Credential=NOBODY"), timeout=30)
+    assert r.status_code == 403 and "InvalidAccessKeyId" in r.text
+    short = presign(srv, "GET", "s3://bk/up/x.bin", expires_s=1)
+    time.sleep(2)
+    r = requests.get(short, timeout=30)
+    assert r.status_code == 403 and "expired" in r.text
+
+    r = requests.delete(presign(srv, "DELETE", "s3://bk/up/x.bin"), timeout=30)
+    assert r.status_code == 204
+    assert srv.api().head("/v1/blobs/bk/up/x.bin").status_code == 404
+
+
+def test_objects_from_boto3_and_aws_cli_served_by_drover(s3, tmp_path):
+    srv, client, endpoint = s3
+    a = os.urandom(70_000)
+    client.put_object(Bucket=S3_BUCKET, Key="bk/ext/from-boto3", Body=a)
+    b = os.urandom(9_000_000)  # the CLI uploads this in parts
+    f = tmp_path / "b.bin"
+    f.write_bytes(b)
+    out = aws_cli(endpoint, "s3", "cp", str(f), f"s3://{S3_BUCKET}/bk/ext/from-cli")
+    assert out.returncode == 0, out.stderr
+
+    r = srv.api().get("/v1/blobs/bk", params={"prefix": "ext/", "limit": 1})
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [o["key"] for o in page["objects"]] == ["ext/from-boto3"]
+    assert page["objects"][0]["sha256"] == hashlib.sha256(a).hexdigest()
+    r = srv.api().get("/v1/blobs/bk", params={"prefix": "ext/", "after": page["next"]})
+    objs = r.json()["objects"]
+    assert [(o["key"], o["sha256"]) for o in objs] == \
+        [("ext/from-cli", hashlib.sha256(b).hexdigest())]
+    r = srv.api().get("/v1/blobs/bk/ext/from-cli", headers={"Range": "bytes=8999990-"})
+    assert r.status_code == 206 and r.content == b[8999990:]
+
+
+def test_bad_requests_on_an_s3_store(s3):
+    srv, client, endpoint = s3
+    api = srv.api()
+    assert api.get("/v1/blobs/bk/missing").status_code == 404
+    assert api.post("/v1/presign", json={"method": "POST", "uri": "s3://bk/k"}).status_code == 400
+    assert api.post("/v1/presign", json={"method": "GET", "uri": "s3://bk/../k"}).status_code == 400
+    assert api.post("/v1/presign",
+                    json={"method": "GET", "uri": "s3://bk/k", "expires_s": 10**9}).status_code \
+        == 400
+    api.put("/v1/blobs/bk/r", data=b"0123456789")
+    assert api.get("/v1/blobs/bk/r", headers={"Range": "bytes=10-"}).status_code == 416
+
+
+def test_missing_credentials_stop_the_server(s3rver, make_server, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
+    with pytest.raises(RuntimeError, match="AWS_ACCESS_KEY_ID"):
+        make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}")
