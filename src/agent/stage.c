@@ -460,6 +460,10 @@ static void on_presign(void *arg, int rc, long status, json_t *resp, const struc
         evtimer_add(st->retry_timer, &tv);
         return;
     }
+    if (rc && status == 404) { /* a server that checks the object before signing */
+        fail(st, "%s %s: 404 not found", it->what, it->uri);
+        return;
+    }
     if (rc) {
         fail(st, "%s %s: the server refused a URL for it (%ld): %s", it->what, it->uri, status,
              e->msg);
