@@ -88,6 +88,33 @@ def run_measured(server, *args, cwd=None):
     return p.returncode, stdout, stderr, usage.ru_maxrss * 1024  # Linux: KiB
 
 
+@pytest.fixture
+def work(tmp_path):
+    """An empty folder for the test's files (tmp_path also holds the server's data)."""
+    w = tmp_path / "work"
+    w.mkdir()
+    return w
+
+
+def read_terminal(master, proc, timeout=60):
+    """Everything written to a pseudo-terminal until proc ended and it has no more to give."""
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                piece = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not piece:
+                break
+            shown += piece
+        elif proc.poll() is not None:
+            break
+    return shown
+
+
 def leftovers(folder):
     """Temporary files of get left in a folder (there must be none)."""
     return [n for n in os.listdir(folder) if ".drover-" in n]
@@ -96,9 +123,9 @@ def leftovers(folder):
 # ---- put and get ----
 
 
-def test_put_get_round_trip_of_binary_content(server, tmp_path):
+def test_put_get_round_trip_of_binary_content(server, work):
     data = random_bytes(300_000, "round trip")
-    src = tmp_path / "in.bin"
+    src = work / "in.bin"
     src.write_bytes(data)
 
     out = ok(text(run(server, "put", str(src), "s3://data/sub/dir/in.bin")))
@@ -106,13 +133,13 @@ def test_put_get_round_trip_of_binary_content(server, tmp_path):
     r = blob(server, "s3://data/sub/dir/in.bin")
     assert r.status_code == 200 and r.content == data
 
-    dst = tmp_path / "out.bin"
+    dst = work / "out.bin"
     ok(text(run(server, "get", "s3://data/sub/dir/in.bin", str(dst))))
     assert dst.read_bytes() == data
-    assert leftovers(tmp_path) == []
+    assert leftovers(work) == []
 
     # without FILE: the key's last part, in the current folder
-    here = tmp_path / "here"
+    here = work / "here"
     here.mkdir()
     ok(text(run(server, "get", "s3://data/sub/dir/in.bin", cwd=here)))
     assert (here / "in.bin").read_bytes() == data
@@ -128,9 +155,9 @@ def test_put_get_round_trip_of_binary_content(server, tmp_path):
     assert (here / "in.bin").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_put_json_answer_and_key_completion(server, tmp_path):
+def test_put_json_answer_and_key_completion(server, work):
     data = random_bytes(1000, "json")
-    src = tmp_path / "named.dat"
+    src = work / "named.dat"
     src.write_bytes(data)
 
     answer = json.loads(ok(text(run(server, "put", "--json", str(src), "s3://data/k1"))))
@@ -151,17 +178,17 @@ def test_put_json_answer_and_key_completion(server, tmp_path):
     assert "s3://data/folder/" in r.stderr
 
 
-def test_put_from_stdin_pipe_and_file(server, tmp_path):
+def test_put_from_stdin_pipe_and_file(server, work):
     data = random_bytes(200_000, "stdin")
     # a pipe: spooled so that the upload has a Content-Length
     ok(text(run(server, "put", "-", "s3://data/from-pipe", input=data)))
     assert blob(server, "s3://data/from-pipe").content == data
 
     # a redirected file is read from where its offset stands
-    src = tmp_path / "f"
+    src = work / "f"
     src.write_bytes(data)
-    with open(src, "rb") as f:
-        f.read(1000)
+    with open(src, "rb", buffering=0) as f:
+        assert len(f.read(1000)) == 1000
         r = subprocess.run([BIN, "put", "-", "s3://data/from-file"], stdin=f,
                            capture_output=True, env=server.cli_env(), timeout=60)
     ok(text(r))
@@ -171,33 +198,33 @@ def test_put_from_stdin_pipe_and_file(server, tmp_path):
     ok(text(run(server, "put", "-", "s3://data/empty", input=b"")))
     r = blob(server, "s3://data/empty")
     assert r.status_code == 200 and r.content == b""
-    dst = tmp_path / "empty.out"
+    dst = work / "empty.out"
     ok(text(run(server, "get", "s3://data/empty", str(dst))))
     assert dst.read_bytes() == b""
 
 
-def test_get_to_stdout(server, tmp_path):
+def test_get_to_stdout(server, work):
     data = random_bytes(500_000, "stdout")
     ok(text(run(server, "put", "-", "s3://data/out.bin", input=data)))
-    r = run(server, "get", "s3://data/out.bin", "-", cwd=tmp_path)
+    r = run(server, "get", "s3://data/out.bin", "-", cwd=work)
     assert r.returncode == 0 and r.stderr == b""
     assert r.stdout == data
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(work) == []
 
 
-def test_large_file_is_streamed(server, tmp_path):
+def test_large_file_is_streamed(server, work):
     # The memory of a tiny transfer is the baseline (a sanitizer build starts higher);
     # a 50 MB one may add a few buffers, nowhere near the file.
-    (tmp_path / "tiny").write_bytes(b"t")
-    rc, _, err, base = run_measured(server, "put", "tiny", "s3://data/tiny", cwd=tmp_path)
+    (work / "tiny").write_bytes(b"t")
+    rc, _, err, base = run_measured(server, "put", "tiny", "s3://data/tiny", cwd=work)
     assert rc == 0, err
     limit = base + 8 * 1024 * 1024
 
-    src = tmp_path / "big.bin"
+    src = work / "big.bin"
     write_big(src, BIG)
     digest = sha256_file(src)
 
-    rc, out, err, rss = run_measured(server, "put", str(src), "s3://data/big.bin", cwd=tmp_path)
+    rc, out, err, rss = run_measured(server, "put", str(src), "s3://data/big.bin", cwd=work)
     assert rc == 0 and err == "", err
     assert out == "s3://data/big.bin\n"
     assert rss < limit, f"put of {BIG} bytes peaked at {rss} bytes of memory (base {base})"
@@ -206,12 +233,12 @@ def test_large_file_is_streamed(server, tmp_path):
     assert int(head.headers["Content-Length"]) == BIG
     assert head.headers["X-Drover-Sha256"] == digest
 
-    dst = tmp_path / "big.out"
-    rc, out, err, rss = run_measured(server, "get", "s3://data/big.bin", str(dst), cwd=tmp_path)
+    dst = work / "big.out"
+    rc, out, err, rss = run_measured(server, "get", "s3://data/big.bin", str(dst), cwd=work)
     assert rc == 0 and err == "" and out == "", err
     assert rss < limit, f"get of {BIG} bytes peaked at {rss} bytes of memory (base {base})"
     assert dst.stat().st_size == BIG and sha256_file(dst) == digest
-    assert leftovers(tmp_path) == []
+    assert leftovers(work) == []
 
     # standard input through a pipe is spooled to a file, not memory
     cat = subprocess.Popen(["cat", str(src)], stdout=subprocess.PIPE)
@@ -228,67 +255,54 @@ def test_large_file_is_streamed(server, tmp_path):
     assert head.headers["X-Drover-Sha256"] == digest
 
 
-def test_progress_bar_only_on_a_terminal(server, tmp_path):
-    src = tmp_path / "nine.bin"
+def test_progress_bar_only_on_a_terminal(server, work):
+    src = work / "nine.bin"
     write_big(src, 9 << 20)  # over the 8 MiB threshold
     ok(text(run(server, "put", str(src), "s3://data/nine.bin")))  # not a terminal: quiet
 
     master, slave = pty.openpty()
     try:
-        p = subprocess.Popen([BIN, "get", "s3://data/nine.bin", str(tmp_path / "nine.out")],
+        p = subprocess.Popen([BIN, "get", "s3://data/nine.bin", str(work / "nine.out")],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
                              env=server.cli_env())
         os.close(slave)
-        slave = None
-        shown = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    piece = os.read(master, 4096)
-                except OSError:  # EIO: the terminal's last user closed it
-                    break
-                if not piece:
-                    break
-                shown += piece
-            elif p.poll() is not None:
-                break
+        shown = read_terminal(master, p)
         assert p.wait(timeout=60) == 0
     finally:
-        if slave is not None:
-            os.close(slave)
         os.close(master)
     line = shown.decode(errors="replace")
     assert "100%" in line and "MiB/s" in line and "9.0 MiB" in line, line
-    assert (tmp_path / "nine.out").read_bytes() == src.read_bytes()
+    assert (work / "nine.out").read_bytes() == src.read_bytes()
 
     # a small object gets no bar even on a terminal
     ok(text(run(server, "put", "-", "s3://data/small", input=b"small")))
     master, slave = pty.openpty()
-    p = subprocess.run([BIN, "get", "s3://data/small", "-"], stderr=slave, capture_output=False,
-                       stdout=subprocess.PIPE, env=server.cli_env(), timeout=60)
-    os.close(slave)
-    ready, _, _ = select.select([master], [], [], 0.2)
-    os.close(master)
-    assert p.returncode == 0 and p.stdout == b"small" and not ready
+    try:
+        p = subprocess.Popen([BIN, "get", "s3://data/small", "-"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave, env=server.cli_env())
+        os.close(slave)
+        out, _ = p.communicate(timeout=60)
+        shown = read_terminal(master, p)
+    finally:
+        os.close(master)
+    assert p.returncode == 0 and out == b"small" and shown == b""
 
 
 # ---- failures ----
 
 
-def test_get_of_a_missing_object(server, tmp_path):
-    r = text(run(server, "get", "s3://data/missing.bin", cwd=tmp_path))
+def test_get_of_a_missing_object(server, work):
+    r = text(run(server, "get", "s3://data/missing.bin", cwd=work))
     err = refused(r)
     assert "s3://data/missing.bin" in err and "not found" in err.lower(), err
-    assert os.listdir(tmp_path) == []  # neither the file nor a temporary one
+    assert os.listdir(work) == []  # neither the file nor a temporary one
 
     # an existing target stays as it was
-    keep = tmp_path / "keep.bin"
+    keep = work / "keep.bin"
     keep.write_bytes(b"precious")
     refused(text(run(server, "get", "s3://data/missing.bin", str(keep))))
     assert keep.read_bytes() == b"precious"
-    assert leftovers(tmp_path) == []
+    assert leftovers(work) == []
 
     # to stdout: nothing written
     r = run(server, "get", "s3://data/missing.bin", "-")
@@ -304,23 +318,23 @@ def test_get_of_a_missing_object(server, tmp_path):
     ("s3://data/a//b", "empty segment"),
     ("s3://data/../etc", "'..'"),
 ])
-def test_bad_uris_are_usage_errors_naming_the_uri(server, tmp_path, cmd, uri, why):
-    src = tmp_path / "f"
+def test_bad_uris_are_usage_errors_naming_the_uri(server, work, cmd, uri, why):
+    src = work / "f"
     src.write_bytes(b"x")
     args = {"put": ["put", str(src), uri], "get": ["get", uri], "ls": ["ls", uri],
             "rm": ["rm", uri]}[cmd]
-    r = text(run(server, *args, cwd=tmp_path))
+    r = text(run(server, *args, cwd=work))
     usage_error(r, [cmd])
     assert f"'{uri}'" in r.stderr and why in r.stderr, r.stderr
-    assert os.listdir(tmp_path) == ["f"]
+    assert os.listdir(work) == ["f"]
 
 
 @pytest.mark.parametrize("cmd,uri", [
     ("get", "s3://data"), ("get", "s3://data/dir/"), ("rm", "s3://data/dir/"),
     ("put", "s3://data/a\x01b"),
 ])
-def test_uris_that_name_no_object(server, tmp_path, cmd, uri):
-    src = tmp_path / "f"
+def test_uris_that_name_no_object(server, work, cmd, uri):
+    src = work / "f"
     src.write_bytes(b"x")
     args = ["put", str(src), uri] if cmd == "put" else [cmd, uri]
     r = text(run(server, *args))
@@ -328,50 +342,50 @@ def test_uris_that_name_no_object(server, tmp_path, cmd, uri):
     assert "URI" in r.stderr
 
 
-def test_put_of_a_missing_file_or_a_folder(server, tmp_path):
-    r = text(run(server, "put", str(tmp_path / "nope.txt"), "s3://data/nope.txt"))
+def test_put_of_a_missing_file_or_a_folder(server, work):
+    r = text(run(server, "put", str(work / "nope.txt"), "s3://data/nope.txt"))
     err = refused(r)
-    assert str(tmp_path / "nope.txt") in err and "No such file" in err
-    r = text(run(server, "put", str(tmp_path), "s3://data/folder"))
+    assert str(work / "nope.txt") in err and "No such file" in err
+    r = text(run(server, "put", str(work), "s3://data/folder"))
     err = refused(r)
-    assert str(tmp_path) in err and "folder" in err
+    assert str(work) in err and "folder" in err
     assert blob(server, "s3://data/nope.txt").status_code == 404
     assert blob(server, "s3://data/folder").status_code == 404
 
 
-def test_server_unreachable(server, tmp_path):
-    src = tmp_path / "f"
+def test_server_unreachable(server, work):
+    src = work / "f"
     src.write_bytes(b"x")
     env = {"DROVER_SERVER": f"http://127.0.0.1:{free_port()}"}
-    for args in (["put", str(src), "s3://data/f"], ["get", "s3://data/f", str(tmp_path / "g")],
+    for args in (["put", str(src), "s3://data/f"], ["get", "s3://data/f", str(work / "g")],
                  ["ls", "s3://data"], ["rm", "s3://data/f"]):
         err = refused(text(run(server, *args, env=env)))
         assert "cannot reach the drover server" in err, err
-    assert sorted(os.listdir(tmp_path)) == ["f"]
+    assert sorted(os.listdir(work)) == ["f"]
 
 
-def test_bad_token_is_refused(server, tmp_path):
-    src = tmp_path / "f"
+def test_bad_token_is_refused(server, work):
+    src = work / "f"
     src.write_bytes(random_bytes(100_000, "token"))
     err = refused(text(run(server, "put", str(src), "s3://data/f", token="drv_wrong")))
     assert "DROVER_TOKEN" in err
-    err = refused(text(run(server, "get", "s3://data/f", str(tmp_path / "g"),
+    err = refused(text(run(server, "get", "s3://data/f", str(work / "g"),
                            token="drv_wrong")))
     assert "DROVER_TOKEN" in err
-    assert sorted(os.listdir(tmp_path)) == ["f"]
+    assert sorted(os.listdir(work)) == ["f"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_get_onto_a_full_disk(server, tmp_path):
+def test_get_onto_a_full_disk(server, work):
     ok(text(run(server, "put", "-", "s3://data/some", input=random_bytes(100_000, "full"))))
     err = refused(text(run(server, "get", "s3://data/some", "/dev/full")))
     assert "/dev/full" in err and "No space left on device" in err
 
 
-def test_get_to_a_folder_that_is_not_there(server, tmp_path):
+def test_get_to_a_folder_that_is_not_there(server, work):
     ok(text(run(server, "put", "-", "s3://data/x", input=b"x")))
-    err = refused(text(run(server, "get", "s3://data/x", str(tmp_path / "no" / "x"))))
-    assert str(tmp_path / "no" / "x") in err and "No such file" in err
+    err = refused(text(run(server, "get", "s3://data/x", str(work / "no" / "x"))))
+    assert str(work / "no" / "x") in err and "No such file" in err
 
 
 def test_usage_errors_and_help(server):
@@ -391,7 +405,7 @@ def test_usage_errors_and_help(server):
 # ---- ls and rm ----
 
 
-def test_ls_with_prefix_and_json(server, tmp_path):
+def test_ls_with_prefix_and_json(server, work):
     sizes = {"run/a.txt": 10, "run/b.txt": 2000, "run2/c.txt": 5, "other/d.txt": 7}
     for key, size in sizes.items():
         ok(text(run(server, "put", "-", f"s3://lsb/{key}", input=b"z" * size)))
@@ -444,11 +458,11 @@ def job_of(server, job_id):
     return r.json()
 
 
-def test_submit_with_local_files(server, tmp_path):
+def test_submit_with_local_files(server, work):
     data = random_bytes(123_456, "submit")
-    (tmp_path / "genome.fa").write_bytes(data)
+    (work / "genome.fa").write_bytes(data)
     r = text(run(server, "submit", "--", "wc", "-c", "@./genome.fa", "@@literal", "@plain",
-                 cwd=tmp_path))
+                 cwd=work))
     job_id = ok(r).strip()
     assert UUID.match(job_id)
 
@@ -463,7 +477,7 @@ def test_submit_with_local_files(server, tmp_path):
 
     # an absolute path, and one file named twice is uploaded once
     r = text(run(server, "submit", "--json", "--upload-to", "s3://mine/in/", "--", "cmp",
-                 f"@{tmp_path}/genome.fa", "@./genome.fa", cwd=tmp_path))
+                 f"@{work}/genome.fa", "@./genome.fa", cwd=work))
     args = json.loads(ok(r))["spec"]["command"]["arguments"]
     assert [a["value"] for a in args] == ["s3://mine/in/genome.fa"] * 2
     assert blob(server, "s3://mine/in/genome.fa").content == data
@@ -474,20 +488,20 @@ def test_submit_with_local_files(server, tmp_path):
     assert [(a["type"], a["value"]) for a in args] == [("parameter", "@x")]
 
 
-def test_submit_spec_file_with_local_files(server, tmp_path):
-    (tmp_path / "a.txt").write_bytes(b"A" * 100)
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "b.txt").write_bytes(b"B" * 200)
-    (tmp_path / "c.txt").write_bytes(b"C" * 300)
+def test_submit_spec_file_with_local_files(server, work):
+    (work / "a.txt").write_bytes(b"A" * 100)
+    (work / "sub").mkdir()
+    (work / "sub" / "b.txt").write_bytes(b"B" * 200)
+    (work / "c.txt").write_bytes(b"C" * 300)
     spec = {"command": {"program": "cat",
                         "arguments": [{"type": "input", "name": "--in", "value": "@a.txt"},
                                       {"type": "parameter", "value": "@a.txt"},
                                       {"type": "input", "value": "s3://data/already"}],
                         "input": ["@sub/b.txt"],
                         "stdin": {"type": "uri", "value": "@./c.txt"}}}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (work / "spec.json").write_text(json.dumps(spec))
     job_id = ok(text(run(server, "submit", "--upload-to", "s3://specs", "-f", "spec.json",
-                         cwd=tmp_path))).strip()
+                         cwd=work))).strip()
     cmd = job_of(server, job_id)["spec"]["command"]
     assert [a["value"] for a in cmd["arguments"]] == ["s3://specs/a.txt", "@a.txt",
                                                       "s3://data/already"]
@@ -498,17 +512,17 @@ def test_submit_spec_file_with_local_files(server, tmp_path):
     assert blob(server, "s3://specs/c.txt").content == b"C" * 300
 
 
-def test_submit_local_file_errors(server, tmp_path):
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    (tmp_path / "one" / "x").write_bytes(b"1")
-    (tmp_path / "two" / "x").write_bytes(b"2")
+def test_submit_local_file_errors(server, work):
+    (work / "one").mkdir()
+    (work / "two").mkdir()
+    (work / "one" / "x").write_bytes(b"1")
+    (work / "two" / "x").write_bytes(b"2")
 
-    err = refused(text(run(server, "submit", "--", "cat", "@./missing.txt", cwd=tmp_path)))
+    err = refused(text(run(server, "submit", "--", "cat", "@./missing.txt", cwd=work)))
     assert "./missing.txt" in err and "No such file" in err
-    err = refused(text(run(server, "submit", "--", "cat", "@./one", cwd=tmp_path)))
+    err = refused(text(run(server, "submit", "--", "cat", "@./one", cwd=work)))
     assert "'./one'" in err and "folder" in err
-    err = refused(text(run(server, "submit", "--", "cmp", "@./one/x", "@./two/x", cwd=tmp_path)))
+    err = refused(text(run(server, "submit", "--", "cmp", "@./one/x", "@./two/x", cwd=work)))
     assert "./one/x" in err and "./two/x" in err
     r = text(run(server, "submit", "--upload-to", "ftp://x", "--", "cat", "@./one/x"))
     usage_error(r, ["submit"])
@@ -520,10 +534,10 @@ def test_submit_local_file_errors(server, tmp_path):
     assert listed.status_code == 404 or listed.json()["objects"] == []
 
 
-def test_submit_failure_names_the_uploaded_objects(server, tmp_path):
-    (tmp_path / "in.txt").write_bytes(b"kept")
+def test_submit_failure_names_the_uploaded_objects(server, work):
+    (work / "in.txt").write_bytes(b"kept")
     r = text(run(server, "submit", "--upload-to", "s3://left/over", "--queue", "Not A Queue",
-                 "--", "cat", "@./in.txt", cwd=tmp_path))
+                 "--", "cat", "@./in.txt", cwd=work))
     assert r.returncode == 1
     lines = r.stderr.splitlines()
     assert lines[0].startswith("drover: cannot submit the job") and "queue" in lines[0]
