@@ -10,12 +10,14 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, UUID, free_port, help_shown, ok, refused, table, usage_error
+from conftest import (BIN, UUID, free_port, help_shown, ok, refused, table, usage_error,
+                      wait_for)
 
 BIG = 50 * 1000 * 1000  # bytes of the large-file tests
 
@@ -373,6 +375,25 @@ def test_bad_token_is_refused(server, work):
                            token="drv_wrong")))
     assert "DROVER_TOKEN" in err
     assert sorted(os.listdir(work)) == ["f"]
+
+
+def test_interrupted_get_leaves_nothing(server, work):
+    ok(text(run(server, "put", "-", "s3://data/slow", input=b"s" * 1000)))
+    (work / "slow").write_bytes(b"before")
+    # The server is stopped (the kernel still accepts the connection): the get waits.
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([BIN, "get", "s3://data/slow", str(work / "slow")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.cli_env())
+        wait_for(lambda: leftovers(work), timeout=20, what="the temporary file")
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert p.returncode == -signal.SIGINT, (p.returncode, err)
+    assert sorted(os.listdir(work)) == ["slow"]
+    assert (work / "slow").read_bytes() == b"before"
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
