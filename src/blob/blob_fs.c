@@ -138,7 +138,8 @@ static int sys_err(struct err *e, int errnum, const char *bucket, const char *ke
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if ((errnum == ENOSPC || errnum == EDQUOT) && key)
+    /* EFBIG: a file size limit (quota, RLIMIT_FSIZE) is a full disk as far as the object goes. */
+    if ((errnum == ENOSPC || errnum == EDQUOT || errnum == EFBIG) && key)
         return err_set(e, ERR_NOSPACE, "no space left to store object '%s/%s' (%s: %s)", bucket,
                        key, what, strerror(errnum));
     return err_set(e, ERR_IO, "%s: %s", what, strerror(errnum));

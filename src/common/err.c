@@ -23,6 +23,8 @@ static const struct {
     {ERR_NOSPACE, 507, "insufficient_storage", "insufficient storage"},
     {ERR_INTERNAL, 500, "internal", "internal error"},
     {ERR_IO, 500, "internal", "i/o error"},
+    {ERR_RANGE, 416, "range_not_satisfiable", "range not satisfiable"},
+    {ERR_LENGTH, 411, "length_required", "length required"},
 };
 
 static int find(int code)

@@ -28,6 +28,8 @@ enum {
     ERR_INTERNAL = -9,    /* 500 internal */
     ERR_METHOD = -10,     /* 405 method_not_allowed */
     ERR_IO = -11,         /* local I/O failed (CLI, startup); 500 if it reaches HTTP */
+    ERR_RANGE = -12,      /* 416 range_not_satisfiable */
+    ERR_LENGTH = -13,     /* 411 length_required */
 };
 
 struct err {

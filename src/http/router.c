@@ -21,6 +21,7 @@
 #include "common/role.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/upload.h"
 
 struct router {
     struct evhttp *http;
@@ -32,6 +33,7 @@ struct router {
     uint64_t served;
     bool draining;
     struct http_req *current; /* the request whose handler runs now, until it is freed */
+    struct uploads *uploads;
 };
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
@@ -50,6 +52,7 @@ static void req_free(struct http_req *r)
         r->rt->current = NULL;
     evhttp_clear_headers(&r->query);
     json_decref(r->body);
+    free(r->tail);
     free(r);
 }
 
@@ -82,6 +85,7 @@ static void reply_buffer(struct http_req *r, int status, const char *content_typ
     if (evcon)
         evhttp_connection_set_closecb(evcon, NULL, NULL);
     access_log(r, status);
+    upload_on_reply(r->rt->uploads, ev);
     evhttp_send_reply(ev, status, NULL, body);
     req_free(r);
 }
@@ -147,6 +151,7 @@ void http_reply_start(struct http_req *r, int status, const char *content_type)
     evhttp_add_header(h, "X-Request-Id", r->id);
     evhttp_add_header(h, "Cache-Control", "no-cache");
     access_log(r, status);
+    upload_on_reply(r->rt->uploads, r->ev);
     evhttp_send_reply_start(r->ev, status, NULL);
     /* From now on evhttp owns the connection state; a hang-up must still reach us. */
     evhttp_connection_set_closecb(evhttp_request_get_connection(r->ev), on_conn_close, r);
@@ -160,6 +165,14 @@ void http_reply_chunk(struct http_req *r, const void *data, size_t len)
     evbuffer_add(b, data, len);
     evhttp_send_reply_chunk(r->ev, b);
     evbuffer_free(b);
+}
+
+void http_reply_chunk_then(struct http_req *r, struct evbuffer *b,
+                           void (*sent)(struct evhttp_connection *, void *), void *arg)
+{
+    if (!r->ev)
+        return;
+    evhttp_send_reply_chunk_with_cb(r->ev, b, sent, arg);
 }
 
 void http_reply_end(struct http_req *r)
@@ -201,6 +214,18 @@ static bool match(const char *pattern, const char *path, struct http_req *r)
     int np = 0;
     const char *p = pattern, *s = path;
     while (*p && *s) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (close && close[-1] == '*' && !close[1]) { /* {name*}: the rest of the path */
+            size_t dn;
+            char *dec = evhttp_uridecode(s, 0, &dn);
+            if (!dec || memchr(dec, '\0', dn)) {
+                free(dec);
+                return false;
+            }
+            free(r->tail);
+            r->tail = dec;
+            return true;
+        }
         if (*p == '{') {
             const char *end = strchr(s, '/');
             size_t n = end ? (size_t)(end - s) : strlen(s);
@@ -230,8 +255,9 @@ static bool match(const char *pattern, const char *path, struct http_req *r)
     return !*p && !*s;
 }
 
-static int authenticate(struct router *rt, struct http_req *r, struct err *e)
+int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
 {
+    struct router *rt = r->rt;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
     if (!h || !*h)
         return err_set(e, ERR_UNAUTH, "missing token: send 'Authorization: Bearer <token>'");
@@ -243,7 +269,7 @@ static int authenticate(struct router *rt, struct http_req *r, struct err *e)
     int rc = rt->auth(rt->app, tok, &r->role, r->token_name, sizeof(r->token_name), e);
     if (rc)
         return rc;
-    if (!(r->role & r->route->roles))
+    if (!(r->role & (int)roles))
         return err_set(e, ERR_DENIED, "a token with role '%s' may not call %s %s",
                        role_name(r->role),
                        r->route->method, r->route->pattern);
@@ -315,7 +341,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
             http_reply_error(r, ERR_NOTFOUND, NULL, "no such endpoint: %s '%s'", method, path);
         return;
     }
-    if ((r->route->roles && authenticate(rt, r, &e)) || read_body(r, &e)) {
+    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || read_body(r, &e)) {
         http_reply_err(r, &e);
         return;
     }
@@ -355,6 +381,11 @@ struct router *router_new(struct evhttp *http, const struct route *routes, size_
 void router_free(struct router *rt)
 {
     free(rt);
+}
+
+void router_set_uploads(struct router *rt, struct uploads *u)
+{
+    rt->uploads = u;
 }
 
 void router_set_draining(struct router *rt, bool draining)

@@ -34,7 +34,8 @@ typedef int (*http_handler_fn)(struct http_req *r);
 
 struct route {
     const char *method;  /* "GET", "POST", ... */
-    const char *pattern; /* "/v1/jobs/{id}/wait": {name} matches one non-empty segment */
+    const char *pattern; /* "/v1/jobs/{id}/wait": {name} matches one non-empty segment;
+                            a final {name*} matches the rest of the path (r->tail) */
     http_handler_fn handler;
     unsigned roles;      /* bitmask of roles allowed; 0 = no token needed */
     size_t body_limit;   /* bytes; 0 = no body accepted */
@@ -45,6 +46,7 @@ struct http_req {
     struct evhttp_request *ev; /* NULL once replied or gone */
     const struct route *route;
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX]; /* {…} values in pattern order, decoded */
+    char *tail;                /* the {name*} value, decoded, or NULL */
     struct evkeyvalq query;
     json_t *body;              /* parsed JSON body, or NULL */
     int role;                  /* the caller's role (0 when the route needs none) */
@@ -66,6 +68,7 @@ typedef int (*http_auth_fn)(void *app, const char *token, int *role, char *name,
                             struct err *e);
 
 struct router;
+struct uploads;
 
 struct router *router_new(struct evhttp *http, const struct route *routes, size_t n,
                           http_auth_fn auth, void *app);
@@ -78,6 +81,15 @@ uint64_t router_served(const struct router *rt);
  * Requests already deferred are not affected.
  */
 void router_set_draining(struct router *rt, bool draining);
+
+/* Tells the router of the upload filter (upload.h), which hears of every reply. */
+void router_set_uploads(struct router *rt, struct uploads *u);
+/*
+ * Checks the request's bearer token against roles, for handlers of routes
+ * that need no token but may take one (roles 0 in the table): 0, ERR_UNAUTH
+ * or ERR_DENIED. Fills r->role and r->token_name.
+ */
+int http_authenticate(struct http_req *r, unsigned roles, struct err *e);
 
 /* Query parameter, or NULL. */
 const char *http_query(const struct http_req *r, const char *name);
@@ -99,6 +111,13 @@ void http_reply_error(struct http_req *r, int code, const char *field, const cha
 void http_reply_start(struct http_req *r, int status, const char *content_type);
 void http_reply_chunk(struct http_req *r, const void *data, size_t len);
 void http_reply_end(struct http_req *r);
+/*
+ * A chunk of a streamed answer (b's contents are moved out) with sent(evcon,
+ * arg) called once it has left, to pace large answers. With Content-Length
+ * set before http_reply_start() the answer is not chunk-encoded.
+ */
+void http_reply_chunk_then(struct http_req *r, struct evbuffer *b,
+                           void (*sent)(struct evhttp_connection *, void *), void *arg);
 /* Frees a request that is gone without replying. */
 void http_req_drop(struct http_req *r);
 

@@ -322,6 +322,20 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
         json_t *code = json_object_get(it, "exit_code");
         if (!strcmp(reasons[k], "exit") && !json_is_integer(code))
             return err_field(e, ERR_INVALID, f, "%s: reason exit needs an integer exit_code", f);
+        json_t *outs = json_object_get(it, "outputs"), *o;
+        size_t n;
+        if (outs && !json_is_array(outs))
+            return err_field(e, ERR_INVALID, f, "%s.outputs must be an array", f);
+        json_array_foreach(outs, n, o) {
+            json_t *sz = json_object_get(o, "size"), *sha = json_object_get(o, "sha256");
+            if (!json_is_string(json_object_get(o, "uri")) || !json_is_integer(sz) ||
+                json_integer_value(sz) < 0 || !json_is_string(sha) ||
+                json_string_length(sha) != 64 || json_object_size(o) != 3)
+                return err_field(e, ERR_INVALID, f,
+                                 "%s.outputs[%zu] must be {\"uri\", \"size\", \"sha256\"} (a "
+                                 "string, a size in bytes, 64 hex digits)",
+                                 f, n);
+        }
     }
     return 0;
 }
@@ -408,6 +422,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
             .error = json_is_string(err) ? json_string_value(err) : NULL,
             .stdout_head = out.len ? out.data : NULL,
             .stdout_len = out.len,
+            .outputs = json_object_get(in, "outputs"),
         };
         if (!j.started_at && end.duration_ms >= 0) j.started_at = now - end.duration_ms;
         lease_end_attempt(&j, &end, now);

@@ -71,7 +71,7 @@ static json_t *result_json(const struct attempt_end *end)
                                                   utf8_whole(end->stdout_head, end->stdout_len))
                                    : json_string("");
     json_object_set_new(r, "stdout", out ? out : json_string(""));
-    json_object_set_new(r, "outputs", json_array());
+    json_object_set_new(r, "outputs", end->outputs ? json_deep_copy(end->outputs) : json_array());
     return r;
 }
 

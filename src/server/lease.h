@@ -28,6 +28,7 @@ struct attempt_end {
     const char *error;     /* NULL = none */
     const char *stdout_head; /* the first bytes of stdout, or NULL */
     size_t stdout_len;
+    json_t *outputs;       /* [{"uri", "size", "sha256"}] uploaded by the agent, borrowed; or NULL */
 };
 
 /* queued -> leased to agent at attempt + 1. */

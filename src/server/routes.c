@@ -29,6 +29,15 @@ const struct route server_routes[] = {
     {"POST", "/v1/agents/{id}/leave", api_agents_leave, AGENT, 4 * KiB, false},
     {"POST", "/v1/agents/{id}/drain", api_agents_drain, ANY_CLIENT, 4 * KiB, false},
 
+    /* Objects: a presigned URL or a client token (checked by the handler); PUT bodies stream
+       through the upload filter (http/upload.h), so the limit is for chunked ones, refused 411. */
+    {"PUT", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 1 * MiB, false},
+    {"GET", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
+    {"HEAD", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
+    {"DELETE", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
+    {"GET", "/v1/blobs/{bucket}", api_blob_list, ANY_CLIENT, 0, false},
+    {"POST", "/v1/presign", api_presign, ANY_CLIENT | ROLE_AGENT, 64 * KiB, true},
+
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
 };

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <event2/thread.h>
+#include <openssl/rand.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -24,7 +25,10 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "blob/blob.h"
+#include "http/upload.h"
 #include "server/fleet.h"
+#include "server/offload.h"
 #include "server/lease.h"
 #include "server/sched.h"
 #include "server/server.h"
@@ -68,7 +72,11 @@ static void usage(FILE *f)
             "  --lost-after S       an agent silent this long is lost (default 15 s)\n"
             "  --deadline-grace S   the server ends an attempt timeout_s + S after its lease\n"
             "                       (default 30 s; the agent enforces timeout_s itself)\n"
-            "  --log-format F       text (default) or json\n",
+            "  --log-format F       text (default) or json\n"
+            "  --blobs URI          object store: fs:DIR (default fs:DATA/blobs) or\n"
+            "                       s3://BUCKET?endpoint=URL&region=R (AWS_* credentials)\n"
+            "  --public-url URL     base of presigned URLs (default: http://HOST the request\n"
+            "                       came to)\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -83,6 +91,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"tls-key", required_argument, NULL, 'K'}, {"lost-after", required_argument, NULL, 'A'},
         {"heartbeat", required_argument, NULL, 'H'},
         {"deadline-grace", required_argument, NULL, 'G'},
+        {"public-url", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
@@ -131,9 +140,17 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
                 (int)v;
             break;
         }
-        case 'B': case 'C': case 'K':
-            fprintf(stderr, "drover server: --%s is not available in this version yet\n",
-                    c == 'B' ? "blobs" : "tls-cert/--tls-key");
+        case 'B': free(o->blobs); o->blobs = xstrdup(optarg); break;
+        case 'P':
+            if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) {
+                fprintf(stderr, "drover server: --public-url must start with http:// or https://\n");
+                return 2;
+            }
+            free(o->public_url);
+            o->public_url = xstrdup(optarg);
+            break;
+        case 'C': case 'K':
+            fprintf(stderr, "drover server: --tls-cert/--tls-key is not available in this version yet\n");
             return 2;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
@@ -152,6 +169,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         o->data = config_default_data_dir();
     if (!o->db)
         o->db = xasprintf("sqlite:%s/drover.db", o->data);
+    if (!o->blobs)
+        o->blobs = xasprintf("fs:%s/blobs", o->data);
     int port;
     char host[256];
     if (split_listen(o->listen, host, sizeof(host), &port)) {
@@ -165,6 +184,8 @@ void server_opts_release(struct server_opts *o)
 {
     free(o->data);
     free(o->db);
+    free(o->blobs);
+    free(o->public_url);
     memset(o, 0, sizeof(*o));
 }
 
@@ -190,6 +211,36 @@ static int make_dirs(const char *path, struct err *e)
     return rc;
 }
 
+/*
+ * The key that signs presigned URLs: 32 random bytes made at the first start
+ * and kept in the store, so URLs outlive a restart.
+ */
+static int presign_secret_load(struct server *s, struct err *e)
+{
+    char *hex = NULL;
+    int rc = store_meta_get(s->reads, "presign_secret", &hex, e);
+    if (rc == ERR_NOTFOUND) {
+        err_clear(e);
+        unsigned char key[sizeof(s->presign_secret)];
+        if (RAND_bytes(key, sizeof(key)) != 1)
+            return err_set(e, ERR_IO, "cannot draw random bytes for the presign key");
+        hex = xmalloc(2 * sizeof(key) + 1);
+        for (size_t i = 0; i < sizeof(key); i++)
+            sprintf(hex + 2 * i, "%02x", key[i]);
+        rc = store_meta_set(s->reads, "presign_secret", hex, e);
+    }
+    if (!rc && (!hex || strlen(hex) != 2 * sizeof(s->presign_secret)))
+        rc = err_set(e, ERR_IO, "the stored presign key is damaged");
+    for (size_t i = 0; !rc && i < sizeof(s->presign_secret); i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            rc = err_set(e, ERR_IO, "the stored presign key is damaged");
+        s->presign_secret[i] = (unsigned char)v;
+    }
+    free(hex);
+    return rc;
+}
+
 #define DRAIN_TICK_MS 20
 #define DRAIN_MAX_TICKS 500 /* 10 s */
 
@@ -197,7 +248,8 @@ static int make_dirs(const char *path, struct err *e)
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
-    if (commit_idle(s->commit) || ++s->drain_ticks > DRAIN_MAX_TICKS) {
+    if ((commit_idle(s->commit) && offload_idle(s->offload)) ||
+        ++s->drain_ticks > DRAIN_MAX_TICKS) {
         s->on_stopped(s->on_stopped_arg);
         return;
     }
@@ -234,11 +286,15 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = make_dirs(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
-        (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e))) {
+        (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e)) ||
+        (rc = presign_secret_load(s, e)) || (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);
         return rc;
     }
+    s->public_url = o->public_url ? xstrdup(o->public_url) : NULL;
     s->http = evhttp_new(base);
+    s->uploads = uploads_new(s->http, "/v1/blobs/");
+    s->offload = offload_new(base);
     s->commit = commit_new(base, writer);
     s->waiters = waiters_new(s);
     s->logs = logs_new(s);
@@ -250,6 +306,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
     s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
+    router_set_uploads(s->router, s->uploads);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
     split_listen(o->listen, host, sizeof(host), &port);
     if (!(s->listener = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)))
@@ -258,8 +315,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
                sizeof(one));
-    log_info("drover %s serving on http://%s (store %s%s)", DROVER_VERSION, o->listen, o->db,
-             o->sync_full ? ", sync full" : "");
+    log_info("drover %s serving on http://%s (store %s%s, objects %s)", DROVER_VERSION, o->listen,
+             o->db, o->sync_full ? ", sync full" : "", o->blobs);
     return 0;
 }
 
@@ -296,10 +353,14 @@ void server_release(struct server *s)
     sched_free(s->sched);
     if (s->tick)
         event_free(s->tick);
+    offload_free(s->offload); /* uploads being committed are answered */
     router_free(s->router);
     auth_cache_free(s);
     if (s->http)
         evhttp_free(s->http);
+    uploads_free(s->uploads);
+    blob_store_close(s->blobs);
+    free(s->public_url);
     if (s->drain_timer)
         event_free(s->drain_timer);
     store_close(s->reads);

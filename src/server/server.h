@@ -20,6 +20,9 @@ struct auth_cache;
 struct sched;
 struct fleet;
 struct logs;
+struct blob_store;
+struct uploads;
+struct offload;
 
 struct server {
     struct event_base *base;
@@ -42,6 +45,11 @@ struct server {
     int heartbeat_s;
     int lost_after_s;
     int deadline_grace_s;
+    struct blob_store *blobs;   /* the object store (blob.h) */
+    struct uploads *uploads;    /* request bodies streamed past evhttp (http/upload.h) */
+    struct offload *offload;    /* fsyncs and S3 calls off the loop thread */
+    unsigned char presign_secret[32];
+    char *public_url;           /* base of presigned URLs, or NULL: from the request's Host */
     void (*on_stopped)(void *arg); /* set by server_shutdown */
     void *on_stopped_arg;
 };
@@ -55,6 +63,8 @@ struct server_opts {
     int heartbeat_s;
     int lost_after_s;
     int deadline_grace_s;
+    char *blobs;      /* object store URI: fs:DIR (default DATA/blobs) or s3://... */
+    char *public_url; /* --public-url */
 };
 
 /*
@@ -96,6 +106,9 @@ int api_agents_list(struct http_req *r);
 int api_tokens_create(struct http_req *r);
 int api_tokens_delete(struct http_req *r);
 int api_healthz(struct http_req *r);
+int api_blob_object(struct http_req *r);
+int api_blob_list(struct http_req *r);
+int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */

@@ -1,0 +1,637 @@
+/*
+ * api_blobs.c - the object store over HTTP: PUT / GET / HEAD / DELETE of
+ * /v1/blobs/{bucket}/{key}, listing, and POST /v1/presign.
+ *
+ * Bodies stream both ways. An upload's body arrives through the upload
+ * filter (http/upload.h) piece by piece and is written as it comes; its
+ * commit (an fsync, or the S3 call that completes it) runs on the offload
+ * thread. A download is sent in chunks of READ_CHUNK, the next one read only
+ * when the last has left, so memory stays flat whatever the object's size.
+ *
+ * Object routes need no token when the URL is presigned (presign.h);
+ * otherwise a client or admin token.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "blob/blob.h"
+#include "blob/presign.h"
+#include "common/log.h"
+#include "common/role.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "http/upload.h"
+#include "job/job.h"
+#include "server/offload.h"
+#include "server/server.h"
+
+#define READ_CHUNK (256 * 1024)
+#define PRESIGN_MAX_S (7 * 24 * 3600)
+#define PRESIGN_DEFAULT_S 900
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+/* A presigned URL (its signature in the query) or a client/admin token. */
+static int object_auth(struct http_req *r, const char *method, const char *bucket,
+                       const char *key, struct err *e)
+{
+    if (!http_query(r, PRESIGN_SIGNATURE_PARAM))
+        return http_authenticate(r, ROLE_CLIENT | ROLE_ADMIN, e);
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->ev);
+    struct server *s = srv(r);
+    return presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket,
+                               key, evhttp_uri_get_query(u), time(NULL), e);
+}
+
+static json_t *info_json(const char *bucket, const char *key, const struct blob_info *i)
+{
+    char *uri = xasprintf("s3://%s/%s", bucket, key);
+    json_t *j = json_pack("{s:s, s:I, s:s}", "uri", uri, "size", (json_int_t)i->size, "sha256",
+                          i->sha256);
+    free(uri);
+    return j;
+}
+
+/* ---- PUT ---- */
+
+struct put_op {
+    struct http_req *r;
+    struct server *s;
+    struct blob_writer *w;
+    char bucket[BLOB_BUCKET_MAX + 1];
+    char *key;
+    struct err err;
+    bool failed;   /* a write failed: the rest of the body is thrown away */
+    bool settled;  /* the body is over (or broken) and no commit is in flight */
+    struct blob_info info;
+    int rc;
+};
+
+static void put_free(struct put_op *op)
+{
+    blob_put_abort(op->w); /* NULL once committed */
+    free(op->key);
+    free(op);
+}
+
+static int put_sink(void *arg, const void *data, size_t len)
+{
+    struct put_op *op = arg;
+    if (blob_put_write(op->w, data, len, &op->err)) {
+        op->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+static void put_commit_work(void *arg)
+{
+    struct put_op *op = arg;
+    op->rc = blob_put_commit(op->w, &op->info, &op->err);
+    op->w = NULL; /* commit frees the writer, whatever happens */
+}
+
+static void put_commit_done(void *arg)
+{
+    struct put_op *op = arg;
+    struct http_req *r = op->r;
+    if (r->gone)
+        http_req_drop(r);
+    else if (op->rc)
+        http_reply_err(r, &op->err);
+    else
+        http_reply_json(r, 200, info_json(op->bucket, op->key, &op->info));
+    put_free(op);
+}
+
+static void put_done(void *arg, int status)
+{
+    struct put_op *op = arg;
+    struct http_req *r = op->r;
+    if (status == 0 && !op->failed && !r->gone) {
+        offload_run(op->s->offload, put_commit_work, put_commit_done, op);
+        return;
+    }
+    /* The body broke off or could not be written: nothing becomes visible. */
+    op->settled = true;
+    if (r->gone) {
+        http_req_drop(r);
+        put_free(op);
+        return;
+    }
+    if (status != 0)
+        err_set(&op->err, ERR_INVALID, "the connection ended before the whole body arrived");
+    http_reply_err(r, &op->err);
+    put_free(op);
+}
+
+static void put_gone(struct http_req *r)
+{
+    /* The body's end (or the connection's) still comes through put_done. */
+    (void)r;
+}
+
+static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
+{
+    struct server *s = srv(r);
+    struct err e = ERR_INIT;
+    struct upload *up = upload_of(s->uploads, r->ev);
+    if (object_auth(r, "PUT", bucket, key, &e) || blob_name_check(bucket, key, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    if (!up) {
+        http_reply_error(r, ERR_LENGTH, NULL,
+                         "an object's PUT needs a Content-Length header (chunked bodies are "
+                         "not accepted)");
+        return HTTP_DONE;
+    }
+    struct put_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->s = s;
+    snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
+    op->key = xstrdup(key);
+    if (blob_put_begin(s->blobs, bucket, key, &op->w, &e)) {
+        put_free(op);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    r->owner = op;
+    r->on_gone = put_gone;
+    upload_accept(up, put_sink, put_done, op);
+    return HTTP_DEFERRED;
+}
+
+/* ---- GET / HEAD ---- */
+
+/*
+ * A Range header with one range: 1 and the window, 0 when there is none (or
+ * it is not one we honour: then the whole object is sent, as RFC 9110
+ * allows), -1 when it cannot be satisfied.
+ */
+static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
+{
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
+        return 0;
+    const char *p = h + 6;
+    char *end;
+    if (*p == '-') { /* the last N bytes */
+        long long n = strtoll(p + 1, &end, 10);
+        if (*end || end == p + 1 || n < 0)
+            return 0;
+        if (n == 0 || size == 0)
+            return -1;
+        *len = n < size ? n : size;
+        *off = size - *len;
+        return 1;
+    }
+    long long a = strtoll(p, &end, 10);
+    if (end == p || *end != '-' || a < 0)
+        return 0;
+    p = end + 1;
+    long long b = -1;
+    if (*p) {
+        b = strtoll(p, &end, 10);
+        if (*end || b < a)
+            return 0;
+    }
+    if (a >= size)
+        return -1;
+    *off = a;
+    *len = (b < 0 || b >= size) ? size - a : b - a + 1;
+    return 1;
+}
+
+struct get_op {
+    struct http_req *r;
+    struct blob_reader *rd;
+    int64_t left;
+};
+
+static void get_free(struct get_op *op)
+{
+    blob_close(op->rd);
+    free(op);
+}
+
+static void get_gone(struct http_req *r)
+{
+    get_free(r->owner);
+    http_req_drop(r);
+}
+
+static void get_pump(struct evhttp_connection *evcon, void *arg);
+
+static void get_send_next(struct get_op *op)
+{
+    struct http_req *r = op->r;
+    if (op->left <= 0) {
+        r->on_gone = NULL;
+        get_free(op);
+        http_reply_end(r);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    size_t want = op->left < READ_CHUNK ? (size_t)op->left : READ_CHUNK;
+    struct evbuffer_iovec v;
+    evbuffer_reserve_space(b, want, &v, 1);
+    struct err e = ERR_INIT;
+    ssize_t n = blob_read(op->rd, v.iov_base, want, &e);
+    if (n <= 0) {
+        /* The status line is out: all we can do is cut the connection short. */
+        log_error("req=%s reading the object failed after the answer began: %s", r->id,
+                  n < 0 ? e.msg : "the object ended early");
+        evbuffer_free(b);
+        evhttp_connection_free(evhttp_request_get_connection(r->ev));
+        return; /* the close marks r gone: get_gone frees op */
+    }
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(b, &v, 1);
+    op->left -= n;
+    http_reply_chunk_then(r, b, get_pump, op);
+    evbuffer_free(b);
+}
+
+static void get_pump(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    get_send_next(arg);
+}
+
+static void add_object_headers(struct http_req *r, const struct blob_info *info)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    char etag[80], date[64];
+    snprintf(etag, sizeof(etag), "\"%s\"", info->sha256);
+    evhttp_add_header(h, "ETag", etag);
+    evhttp_add_header(h, "X-Drover-Sha256", info->sha256);
+    evhttp_add_header(h, "Accept-Ranges", "bytes");
+    time_t t = (time_t)(info->modified_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    evhttp_add_header(h, "Last-Modified", date);
+}
+
+static int api_blob_get(struct http_req *r, const char *bucket, const char *key, bool head)
+{
+    struct server *s = srv(r);
+    struct err e = ERR_INIT;
+    struct blob_info info;
+    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &e) ||
+        blob_head(s->blobs, bucket, key, &info, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    int64_t off = 0, len = info.size;
+    const char *range = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Range");
+    int ranged = parse_range(range, info.size, &off, &len);
+    char buf[96];
+    if (ranged < 0) {
+        snprintf(buf, sizeof(buf), "bytes */%" PRId64, info.size);
+        evhttp_add_header(h, "Content-Range", buf);
+        http_reply_error(r, ERR_RANGE, "Range", "range '%s' is outside the object's %" PRId64
+                         " bytes", range, info.size);
+        return HTTP_DONE;
+    }
+    add_object_headers(r, &info);
+    snprintf(buf, sizeof(buf), "%" PRId64, len);
+    evhttp_add_header(h, "Content-Length", buf);
+    if (ranged > 0) {
+        snprintf(buf, sizeof(buf), "bytes %" PRId64 "-%" PRId64 "/%" PRId64, off, off + len - 1,
+                 info.size);
+        evhttp_add_header(h, "Content-Range", buf);
+    }
+    int status = ranged > 0 ? 206 : 200;
+    if (head) {
+        http_reply_bytes(r, status, "application/octet-stream", "", 0);
+        return HTTP_DONE;
+    }
+    struct get_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->left = len;
+    if (blob_open(s->blobs, bucket, key, off, len, &op->rd, NULL, &e)) {
+        free(op);
+        evhttp_remove_header(h, "Content-Length");
+        evhttp_remove_header(h, "Content-Range");
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    r->owner = op;
+    r->on_gone = get_gone;
+    http_reply_start(r, status, "application/octet-stream");
+    if (r->ev)
+        get_send_next(op);
+    return HTTP_DEFERRED;
+}
+
+/* ---- the object routes ---- */
+
+/* Splits r->tail "bucket/key" (decoded). */
+static int object_name(struct http_req *r, char bucket[BLOB_BUCKET_MAX + 1], const char **key,
+                       struct err *e)
+{
+    *key = r->tail ? r->tail : "";
+    if (strlen(r->params[0]) > BLOB_BUCKET_MAX)
+        return blob_bucket_check(r->params[0], e); /* says why */
+    memcpy(bucket, r->params[0], strlen(r->params[0]) + 1);
+    return blob_name_check(bucket, *key, e);
+}
+
+int api_blob_object(struct http_req *r)
+{
+    char bucket[BLOB_BUCKET_MAX + 1];
+    const char *key;
+    struct err e = ERR_INIT;
+    if (object_name(r, bucket, &key, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    switch (evhttp_request_get_command(r->ev)) {
+    case EVHTTP_REQ_PUT: return api_blob_put(r, bucket, key);
+    case EVHTTP_REQ_GET: return api_blob_get(r, bucket, key, false);
+    case EVHTTP_REQ_HEAD: return api_blob_get(r, bucket, key, true);
+    case EVHTTP_REQ_DELETE:
+        if (object_auth(r, "DELETE", bucket, key, &e) ||
+            blob_delete(srv(r)->blobs, bucket, key, &e)) {
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+        http_reply_bytes(r, 204, "application/json", "", 0);
+        return HTTP_DONE;
+    default:
+        http_reply_error(r, ERR_METHOD, NULL, "method not allowed on an object");
+        return HTTP_DONE;
+    }
+}
+
+int api_blob_list(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    const char *limit_s = http_query(r, "limit");
+    long limit = BLOB_LIST_MAX;
+    if (limit_s) {
+        char *end;
+        limit = strtol(limit_s, &end, 10);
+        if (*end || end == limit_s || limit < 1 || limit > BLOB_LIST_MAX) {
+            http_reply_error(r, ERR_INVALID, "limit", "limit must be a number from 1 to %d",
+                             BLOB_LIST_MAX);
+            return HTTP_DONE;
+        }
+    }
+    struct blob_list l = {0};
+    if (blob_list(srv(r)->blobs, r->params[0], http_query(r, "prefix"), http_query(r, "after"),
+                  (int)limit, &l, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *objs = json_array();
+    for (size_t i = 0; i < l.n; i++) {
+        char ts[40];
+        time_format_rfc3339(l.items[i].info.modified_ms, ts, sizeof(ts));
+        json_array_append_new(objs, json_pack("{s:s, s:I, s:s, s:s}", "key", l.items[i].key,
+                                              "size", (json_int_t)l.items[i].info.size, "sha256",
+                                              l.items[i].info.sha256, "modified", ts));
+    }
+    json_t *ans = json_pack("{s:o, s:o}", "objects", objs, "next",
+                            l.next ? json_string(l.next) : json_null());
+    blob_list_release(&l);
+    http_reply_json(r, 200, ans);
+    return HTTP_DONE;
+}
+
+/* ---- POST /v1/presign ---- */
+
+static bool uri_eq(json_t *v, const char *uri)
+{
+    return json_is_string(v) && !strcmp(json_string_value(v), uri);
+}
+
+static bool has_prefix(const char *s, const char *p)
+{
+    return !strncmp(s, p, strlen(p));
+}
+
+/*
+ * May an agent running this job use `method` on `uri` (a whole prefix when
+ * `prefix`)? GET/HEAD: its input arguments, stdin, input prefixes. PUT: its
+ * output arguments, stdout/stderr, and names under its output prefixes (same
+ * folder, last segment starting with the prefix's last part).
+ */
+static bool job_allows(json_t *spec, const char *method, const char *uri, bool prefix)
+{
+    json_t *cmd = json_object_get(spec, "command");
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool put = !strcmp(method, "PUT");
+    size_t i;
+    json_t *v;
+    if (get) {
+        json_array_foreach(json_object_get(cmd, "input"), i, v)
+            if (json_is_string(v) && has_prefix(uri, json_string_value(v)))
+                return true;
+        if (prefix)
+            return false;
+        json_t *in = json_object_get(cmd, "stdin");
+        if (uri_eq(json_object_get(in, "type"), "uri") && uri_eq(json_object_get(in, "value"), uri))
+            return true;
+    }
+    if (put && !prefix) {
+        json_array_foreach(json_object_get(cmd, "output"), i, v) {
+            if (!json_is_string(v) || !has_prefix(uri, json_string_value(v)))
+                continue;
+            if (!strchr(uri + strlen(json_string_value(v)), '/'))
+                return true;
+        }
+        static const char *const streams[] = {"stdout", "stderr"};
+        for (int k = 0; k < 2; k++) {
+            json_t *o = json_object_get(cmd, streams[k]);
+            if (uri_eq(json_object_get(o, "type"), "uri") &&
+                uri_eq(json_object_get(o, "value"), uri))
+                return true;
+        }
+    }
+    if (prefix || (!get && !put))
+        return false;
+    json_array_foreach(json_object_get(cmd, "arguments"), i, v) {
+        if (uri_eq(json_object_get(v, "type"), get ? "input" : "output") &&
+            uri_eq(json_object_get(v, "value"), uri))
+            return true;
+    }
+    return false;
+}
+
+/* An agent's presign: the job must be leased (this attempt) and name the object. */
+static int agent_may(struct http_req *r, json_t *body, const char *method, const char *uri,
+                     bool prefix, struct err *e)
+{
+    json_t *job = json_object_get(body, "job"), *att = json_object_get(body, "attempt");
+    if (!json_is_string(job))
+        return err_field(e, ERR_INVALID, "job", "an agent token must name its job: \"job\"");
+    if (!json_is_integer(att))
+        return err_field(e, ERR_INVALID, "attempt",
+                         "an agent token must name its attempt: \"attempt\" (an integer)");
+    struct job j;
+    int rc = store_job_get(srv(r)->reads, json_string_value(job), &j, e);
+    if (rc)
+        return rc;
+    if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) ||
+        j.attempt != (int)json_integer_value(att))
+        rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id,
+                     (int)json_integer_value(att));
+    else if (!job_allows(j.spec, method, uri, prefix))
+        rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
+    job_release(&j);
+    return rc;
+}
+
+/* The URL's base: --public-url, else http:// and the Host the request came to. */
+static char *url_base(struct http_req *r)
+{
+    struct server *s = srv(r);
+    if (s->public_url)
+        return xstrdup(s->public_url);
+    const char *host = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Host");
+    return xasprintf("http://%s", host && *host ? host : "127.0.0.1");
+}
+
+static int sign_one(struct http_req *r, const char *method, const char *bucket, const char *key,
+                    int64_t expires_s, char **url, struct err *e)
+{
+    struct server *s = srv(r);
+    if (blob_caps(s->blobs) & BLOB_CAP_PRESIGN_NATIVE)
+        return blob_presign(s->blobs, method, bucket, key, expires_s, url, e);
+    char *q = NULL;
+    int rc = presign_make(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
+                          (int64_t)time(NULL) + expires_s, &q, e);
+    if (rc)
+        return rc;
+    char *base = url_base(r);
+    *url = presign_url(base, bucket, key, q);
+    free(base);
+    free(q);
+    return 0;
+}
+
+/* {"method": "GET", "uri": "s3://b/prefix", "prefix": true}: every object under it, signed. */
+static int presign_prefix(struct http_req *r, const char *bucket, const char *key,
+                          int64_t expires_s, json_t **out, struct err *e)
+{
+    json_t *objs = json_array();
+    char *after = NULL;
+    int rc = 0;
+    for (int page = 0; page < 100 && !rc; page++) {
+        struct blob_list l = {0};
+        if ((rc = blob_list(srv(r)->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e)))
+            break;
+        for (size_t i = 0; i < l.n && !rc; i++) {
+            char *url = NULL;
+            if ((rc = sign_one(r, "GET", bucket, l.items[i].key, expires_s, &url, e)))
+                break;
+            char *uri = xasprintf("s3://%s/%s", bucket, l.items[i].key);
+            json_array_append_new(objs, json_pack("{s:s, s:s, s:I, s:s, s:s}", "uri", uri, "key",
+                                                  l.items[i].key, "size",
+                                                  (json_int_t)l.items[i].info.size, "sha256",
+                                                  l.items[i].info.sha256, "url", url));
+            free(uri);
+            free(url);
+        }
+        free(after);
+        after = l.next ? xstrdup(l.next) : NULL;
+        blob_list_release(&l);
+        if (!after)
+            break;
+    }
+    free(after);
+    if (rc) {
+        json_decref(objs);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "objects", objs);
+    return 0;
+}
+
+int api_presign(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    json_t *b = r->body;
+    static const char *const fields[] = {"method", "uri", "expires_s", "prefix", "job", "attempt",
+                                         NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        int i = 0;
+        while (fields[i] && strcmp(fields[i], k))
+            i++;
+        if (!fields[i]) {
+            http_reply_error(r, ERR_INVALID, k, "unknown field '%s'", k);
+            return HTTP_DONE;
+        }
+    }
+    json_t *m = json_object_get(b, "method"), *u = json_object_get(b, "uri");
+    json_t *x = json_object_get(b, "expires_s"), *p = json_object_get(b, "prefix");
+    const char *method = json_string_value(m);
+    if (!method || (strcmp(method, "GET") && strcmp(method, "PUT") && strcmp(method, "HEAD") &&
+                    strcmp(method, "DELETE"))) {
+        http_reply_error(r, ERR_INVALID, "method", "method must be GET, PUT, HEAD or DELETE");
+        return HTTP_DONE;
+    }
+    if (!json_is_string(u)) {
+        http_reply_error(r, ERR_INVALID, "uri", "uri must be a string like s3://bucket/key");
+        return HTTP_DONE;
+    }
+    if (x && (!json_is_integer(x) || json_integer_value(x) < 1 ||
+              json_integer_value(x) > PRESIGN_MAX_S)) {
+        http_reply_error(r, ERR_INVALID, "expires_s",
+                         "expires_s must be a number of seconds from 1 to %d", PRESIGN_MAX_S);
+        return HTTP_DONE;
+    }
+    if (p && !json_is_boolean(p)) {
+        http_reply_error(r, ERR_INVALID, "prefix", "prefix must be true or false");
+        return HTTP_DONE;
+    }
+    bool prefix = json_is_true(p);
+    if (prefix && strcmp(method, "GET")) {
+        http_reply_error(r, ERR_INVALID, "prefix", "prefix works with method GET only");
+        return HTTP_DONE;
+    }
+    if (r->role != ROLE_AGENT && (json_object_get(b, "job") || json_object_get(b, "attempt"))) {
+        http_reply_error(r, ERR_INVALID, "job", "job and attempt are for agent tokens");
+        return HTTP_DONE;
+    }
+    char bucket[BLOB_BUCKET_MAX + 1];
+    const char *key;
+    const char *uri = json_string_value(u);
+    int64_t expires_s = x ? json_integer_value(x) : PRESIGN_DEFAULT_S;
+    if (blob_uri_parse(uri, bucket, &key, &e) ||
+        (r->role == ROLE_AGENT && agent_may(r, b, method, uri, prefix, &e))) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *ans = NULL;
+    if (prefix) {
+        if (presign_prefix(r, bucket, key, expires_s, &ans, &e)) {
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+    } else {
+        char *url = NULL;
+        if (sign_one(r, method, bucket, key, expires_s, &url, &e)) {
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+        ans = json_pack("{s:s, s:s, s:I}", "url", url, "method", method, "expires",
+                        (json_int_t)(time(NULL) + expires_s));
+        free(url);
+    }
+    http_reply_json(r, 200, ans);
+    return HTTP_DONE;
+}

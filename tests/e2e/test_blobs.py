@@ -1,0 +1,381 @@
+"""The embedded object store over HTTP (API.md): PUT / GET with Range / HEAD / DELETE, listing,
+presigned URLs, and what bad input, broken uploads and a full disk get."""
+import hashlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+from conftest import wait_for
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def put(api, path, data, **kw):
+    return api.put("/v1/blobs/" + path, data=data, **kw)
+
+
+def tmp_files(server):
+    root = os.path.join(server.data_dir, "blobs", ".tmp")
+    return os.listdir(root) if os.path.isdir(root) else []
+
+
+def test_put_get_head_delete(server):
+    api = server.api()
+    data = os.urandom(300_000) + b"\x00end"
+    r = put(api, "b1/dir/sub/file.bin", data)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"uri": "s3://b1/dir/sub/file.bin", "size": len(data), "sha256": sha(data)}
+    g = api.get("/v1/blobs/b1/dir/sub/file.bin")
+    assert g.status_code == 200 and g.content == data
+    assert g.headers["X-Drover-Sha256"] == sha(data)
+    assert g.headers["ETag"] == f'"{sha(data)}"'
+    h = api.head("/v1/blobs/b1/dir/sub/file.bin")
+    assert h.status_code == 200 and h.content == b""
+    assert int(h.headers["Content-Length"]) == len(data)
+    assert h.headers["Accept-Ranges"] == "bytes" and "GMT" in h.headers["Last-Modified"]
+    # replacing is atomic and visible at once
+    assert put(api, "b1/dir/sub/file.bin", b"new").json()["size"] == 3
+    assert api.get("/v1/blobs/b1/dir/sub/file.bin").content == b"new"
+    assert api.delete("/v1/blobs/b1/dir/sub/file.bin").status_code == 204
+    r = api.get("/v1/blobs/b1/dir/sub/file.bin")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert api.delete("/v1/blobs/b1/dir/sub/file.bin").status_code == 404
+    assert api.head("/v1/blobs/b1/nothing").status_code == 404
+
+
+def test_empty_object_and_odd_keys(server):
+    api = server.api()
+    assert put(api, "b1/empty", b"").json()["size"] == 0
+    assert api.get("/v1/blobs/b1/empty").content == b""
+    for key in ["with space.txt", "ümlaut/ñ.txt", "a+b=c&d?.txt", "x%2Fy"]:
+        quoted = "/".join(urllib.parse.quote(seg, safe="") for seg in key.split("/"))
+        r = put(api, "b1/" + quoted, key.encode())
+        assert r.status_code == 200, (key, r.text)
+        assert r.json()["uri"] == "s3://b1/" + urllib.parse.unquote(quoted)
+        assert api.get("/v1/blobs/b1/" + quoted).content == key.encode()
+
+
+def test_ranges(server):
+    api = server.api()
+    data = bytes(range(256)) * 40
+    put(api, "b1/r", data)
+
+    def get(rng):
+        return api.get("/v1/blobs/b1/r", headers={"Range": rng})
+
+    r = get("bytes=10-19")
+    assert r.status_code == 206 and r.content == data[10:20]
+    assert r.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    assert get("bytes=10000-").content == data[10000:]
+    assert get("bytes=-5").content == data[-5:]
+    assert get(f"bytes=0-{len(data) * 2}").content == data  # cut at the end, as HTTP says
+    for bad in ["bytes=10240-", "bytes=99999-100000", "bytes=-0"]:
+        r = get(bad)
+        assert r.status_code == 416, bad
+        assert r.json()["error"]["code"] == "range_not_satisfiable"
+        assert r.headers["Content-Range"] == f"bytes */{len(data)}"
+    # ranges we do not honour (several, or malformed) get the whole object
+    for ignored in ["bytes=0-1,5-6", "items=0-5", "bytes=x-y"]:
+        r = get(ignored)
+        assert r.status_code == 200 and r.content == data, ignored
+
+
+def test_list_prefix_and_pages(server):
+    api = server.api()
+    for k in ["a/1", "a/2", "a/3", "b/1", "ab"]:
+        put(api, "lst/" + k, k.encode())
+    r = api.get("/v1/blobs/lst", params={"prefix": "a/"})
+    assert [o["key"] for o in r.json()["objects"]] == ["a/1", "a/2", "a/3"]
+    o = r.json()["objects"][0]
+    assert o["size"] == 3 and o["sha256"] == sha(b"a/1") and o["modified"].endswith("Z")
+    first = api.get("/v1/blobs/lst", params={"limit": 2}).json()
+    assert [o["key"] for o in first["objects"]] == ["a/1", "a/2"] and first["next"]
+    rest = api.get("/v1/blobs/lst", params={"limit": 2, "after": first["next"]}).json()
+    assert [o["key"] for o in rest["objects"]] == ["a/3", "ab"]
+    assert api.get("/v1/blobs/empty-bucket").json() == {"objects": [], "next": None}
+    for bad in ["0", "1001", "x"]:
+        r = api.get("/v1/blobs/lst", params={"limit": bad})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "limit"
+
+
+@pytest.mark.parametrize("path, field", [
+    ("b1/a/%2E%2E/b", "key"),  # requests removes literal dot segments itself
+    ("b1/%2E/x", "key"),
+    ("b1/a//b", "key"),
+    ("b1/a/", "key"),
+    ("b1/a%01b", "key"),
+    ("b1/a%7Fb", "key"),
+    ("B1/x", "bucket"),
+    ("-b/x", "bucket"),
+    ("b" * 64 + "/x", "bucket"),
+    ("b1/" + "k" * 1025, "key"),
+])
+def test_bad_names(server, path, field):
+    api = server.api()
+    for call in (lambda: put(api, path, b"x"), lambda: api.get("/v1/blobs/" + path),
+                 lambda: api.delete("/v1/blobs/" + path)):
+        r = call()
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["field"] == field
+    assert tmp_files(server) == []
+
+
+def test_tokens_and_roles(server):
+    anon = server.api(token="")
+    assert put(anon, "b1/x", b"x").status_code == 401
+    assert anon.get("/v1/blobs/b1/x").status_code == 401
+    assert anon.get("/v1/blobs/b1").status_code == 401
+    assert server.api(token="drv_wrong").get("/v1/blobs/b1/x").status_code == 401
+    agent_tok = server.api().post("/v1/tokens", json={"name": "ag", "role": "agent"}).json()["token"]
+    agent = server.api(token=agent_tok)
+    r = put(agent, "b1/x", b"x")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
+    assert agent.get("/v1/blobs/b1").status_code == 403
+    client_tok = server.api().post("/v1/tokens", json={"name": "cl", "role": "client"}).json()["token"]
+    assert put(server.api(token=client_tok), "b1/x", b"x").status_code == 200
+
+
+def raw_request(port, head, body=b"", read=True):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(head + body)
+    if not read:
+        return s
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+def test_chunked_put_needs_a_length(server):
+    tok = server.admin_token
+    head = (f"PUT /v1/blobs/b1/c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode()
+    out = raw_request(server.port, head, b"5\r\nhello\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 411"), out
+    assert server.api().get("/v1/blobs/b1/c").status_code == 404
+
+
+def test_interrupted_upload_leaves_nothing(server):
+    tok = server.admin_token
+    head = (f"PUT /v1/blobs/b1/cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+            "Content-Length: 1000000\r\n\r\n").encode()
+    s = raw_request(server.port, head, b"x" * 400_000, read=False)
+    wait_for(lambda: tmp_files(server), what="the upload to start")
+    s.close()
+    wait_for(lambda: tmp_files(server) == [], what="the broken upload to be discarded")
+    api = server.api()
+    assert api.get("/v1/blobs/b1/cut").status_code == 404
+    assert api.get("/v1/blobs/b1").json()["objects"] == []
+    # the server is fine and the same key can be written
+    assert put(api, "b1/cut", b"whole").status_code == 200
+
+
+def test_keep_alive_mixes_uploads_and_calls(server):
+    api = server.api()  # one requests.Session: one connection
+    for i in range(5):
+        data = os.urandom(70_000 + i)
+        assert put(api, f"b1/k{i}", data).json()["sha256"] == sha(data)
+        assert api.get(f"/v1/blobs/b1/k{i}").content == data
+        assert api.get("/v1/queues").status_code == 200
+        r = api.post("/v1/jobs", json={"command": {"program": "true"}, "queue": "ka"})
+        assert r.status_code == 201
+    # a refused upload (bad name) still leaves the connection usable
+    assert put(api, "b1/%2E%2E/x", b"y" * 100_000).status_code == 400
+    assert api.get("/v1/blobs/b1/k0").status_code == 200
+
+
+def test_curl_expect_100_continue(server, tmp_path):
+    f = tmp_path / "up.bin"
+    data = os.urandom(2_000_000)
+    f.write_bytes(data)
+    r = subprocess.run(["curl", "-sS", "-f", "-T", str(f), "-H", "Expect: 100-continue",
+                        "-H", f"Authorization: Bearer {server.admin_token}",
+                        server.url + "/v1/blobs/b1/curl.bin"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert '"sha256":"%s"' % sha(data) in r.stdout
+
+
+def presign(api, **body):
+    return api.post("/v1/presign", json=body)
+
+
+def test_presigned_urls(server):
+    api = server.api()
+    put(api, "b1/p.txt", b"secret")
+    r = presign(api, method="GET", uri="s3://b1/p.txt", expires_s=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "GET" and abs(body["expires"] - time.time() - 60) < 5
+    url = body["url"]
+    assert url.startswith(server.url + "/v1/blobs/b1/p.txt?")
+    assert requests.get(url).content == b"secret"  # no token
+    assert requests.get(url, headers={"Range": "bytes=1-2"}).content == b"ec"
+    # wrong method, tampered, expired
+    for resp in (requests.put(url, data=b"x"), requests.delete(url),
+                 requests.get(url.replace("p.txt", "q.txt")),
+                 requests.get(url[:-1] + ("0" if url[-1] != "0" else "1")),
+                 requests.get(url.replace("X-Drover-Expires=", "X-Drover-Expires=1"))):
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["error"]["code"] == "permission_denied"
+    assert requests.get(url.split("&")[0]).status_code == 401  # no signature: a token is needed
+    # PUT URL uploads without a token, only to its object
+    up = presign(api, method="PUT", uri="s3://b1/up/new.bin").json()["url"]
+    data = os.urandom(500_000)
+    r = requests.put(up, data=data)
+    assert r.status_code == 200 and r.json()["sha256"] == sha(data)
+    assert api.get("/v1/blobs/b1/up/new.bin").content == data
+    assert requests.get(up).status_code == 403
+    short = presign(api, method="GET", uri="s3://b1/p.txt", expires_s=1).json()["url"]
+    time.sleep(2.1)
+    r = requests.get(short)
+    assert r.status_code == 403 and "expired" in r.json()["error"]["message"]
+    # URLs outlive a restart: the key is kept in the store
+    server.restart()
+    assert requests.get(url).content == b"secret"
+
+
+def test_presign_prefix(server):
+    api = server.api()
+    for ext in ["shp", "shx", "dbf"]:
+        put(api, f"maps/region/poly.{ext}", ext.encode())
+    put(api, "maps/region/other.txt", b"o")
+    r = presign(api, method="GET", uri="s3://maps/region/poly", prefix=True)
+    objs = r.json()["objects"]
+    assert [o["key"] for o in objs] == ["region/poly.dbf", "region/poly.shp", "region/poly.shx"]
+    for o in objs:
+        assert o["uri"] == "s3://maps/" + o["key"]
+        assert requests.get(o["url"]).content == o["key"].rsplit(".", 1)[1].encode()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"uri": "s3://bk/k"}, "method"),
+    ({"method": "POST", "uri": "s3://bk/k"}, "method"),
+    ({"method": "GET"}, "uri"),
+    ({"method": "GET", "uri": "http://bk/k"}, "uri"),
+    ({"method": "GET", "uri": "s3://bk/../k"}, "uri"),
+    ({"method": "GET", "uri": "s3://bk/k", "expires_s": 0}, "expires_s"),
+    ({"method": "GET", "uri": "s3://bk/k", "expires_s": 604801}, "expires_s"),
+    ({"method": "GET", "uri": "s3://bk/k", "expires_s": "60"}, "expires_s"),
+    ({"method": "PUT", "uri": "s3://bk/k", "prefix": True}, "prefix"),
+    ({"method": "GET", "uri": "s3://bk/k", "prefix": 1}, "prefix"),
+    ({"method": "GET", "uri": "s3://bk/k", "extra": 1}, "extra"),
+    ({"method": "GET", "uri": "s3://bk/k", "job": "x", "attempt": 1}, "job"),
+])
+def test_presign_bad_input(server, body, field):
+    r = presign(server.api(), **body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field
+
+
+def test_agent_presign_needs_its_job(server):
+    api = server.api()
+    agent_tok = api.post("/v1/tokens", json={"name": "ag", "role": "agent"}).json()["token"]
+    agent = server.api(token=agent_tok)
+    r = presign(agent, method="GET", uri="s3://bk/k")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "job"
+    job = api.post("/v1/jobs", json={"command": {"program": "cat", "arguments": [
+        {"type": "input", "value": "s3://bk/in.txt"}]}}).json()["id"]
+    r = presign(agent, method="GET", uri="s3://bk/in.txt", job=job, attempt=1)
+    assert r.status_code == 403 and "not running" in r.json()["error"]["message"]
+    r = presign(agent, method="GET", uri="s3://bk/k", job="0193aaaa-0000-7000-8000-000000000000",
+                attempt=1)
+    assert r.status_code == 404
+
+
+def test_full_disk_gets_507_and_corrupts_nothing(make_server, tmp_path):
+    # A file size limit on the server makes writes past 4 MiB fail as a full disk would.
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    from conftest import Server
+    s = Server(tmp_path / "full")
+    s.start_preexec = limit
+    os.makedirs(s.data_dir, exist_ok=True)
+    args = [s.binary, "server", "--listen", f"127.0.0.1:{s.port}", "--data", s.data_dir]
+    log = open(s.log_path, "ab")
+    s.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
+    s.log = log
+    try:
+        wait_for(lambda: _healthy(s.url), what="the server to start")
+        api = s.api()
+        assert put(api, "b1/keep", b"old").status_code == 200
+        r = put(api, "b1/keep", os.urandom(6 << 20))
+        assert r.status_code == 507, r.text
+        assert r.json()["error"]["code"] == "insufficient_storage"
+        assert "b1/keep" in r.json()["error"]["message"]
+        assert api.get("/v1/blobs/b1/keep").content == b"old"
+        assert tmp_files(s) == []
+        assert put(api, "b1/small", b"fits").status_code == 200
+    finally:
+        s.kill()
+
+
+def _healthy(url):
+    try:
+        return requests.get(url + "/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Pattern:
+    """size bytes of a repeating random block, read in pieces, hashed as they are read."""
+
+    def __init__(self, size, block=os.urandom(1 << 20)):
+        self.size, self.left, self.block = size, size, block
+        self.h = hashlib.sha256()
+
+    def __len__(self):
+        return self.size
+
+    def read(self, n=-1):
+        if self.left <= 0:
+            return b""
+        n = min(n if n > 0 else len(self.block), len(self.block), self.left)
+        chunk = self.block[:n]
+        self.left -= n
+        self.h.update(chunk)
+        return chunk
+
+
+def rss_peak_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_two_gib_object_streams_both_ways(server):
+    size = 2 << 30
+    api = server.api()
+    body = Pattern(size)
+    r = api.put("/v1/blobs/big/two-gib", data=body, timeout=600,
+                headers={"Content-Length": str(size)})
+    assert r.status_code == 200, r.text
+    assert r.json()["size"] == size and r.json()["sha256"] == body.h.hexdigest()
+    h = hashlib.sha256()
+    n = 0
+    with api.get("/v1/blobs/big/two-gib", stream=True, timeout=600) as g:
+        assert g.status_code == 200
+        for chunk in g.iter_content(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    assert n == size and h.hexdigest() == body.h.hexdigest()
+    peak = rss_peak_kib(server.proc.pid)
+    assert peak < 100 * 1024, f"the server's peak resident memory was {peak} KiB"
+    assert api.delete("/v1/blobs/big/two-gib").status_code == 204
