@@ -499,7 +499,7 @@ def test_submit_with_local_files(server, work):
     # an absolute path, and one file named twice is uploaded once
     r = text(run(server, "submit", "--json", "--upload-to", "s3://mine/in/", "--", "cmp",
                  f"@{work}/genome.fa", "@./genome.fa", cwd=work))
-    args = json.loads(ok(r))["spec"]["command"]["arguments"]
+    args = job_of(server, json.loads(ok(r))["id"])["spec"]["command"]["arguments"]
     assert [a["value"] for a in args] == ["s3://mine/in/genome.fa"] * 2
     assert blob(server, "s3://mine/in/genome.fa").content == data
 
