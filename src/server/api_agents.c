@@ -116,6 +116,7 @@ static void register_done(void *arg, int rc, const struct err *e)
         return;
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
+    snprintf(a->token, sizeof(a->token), "%s", r->token_name);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
     if (r->gone) {
         /* It will register again, with its running jobs: the cancels are worked out then. */
@@ -222,6 +223,7 @@ static struct live_agent *caller(struct http_req *r)
                          agent_state_name(a->rec.state));
         return NULL;
     }
+    snprintf(a->token, sizeof(a->token), "%s", r->token_name);
     return a;
 }
 
@@ -424,7 +426,9 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
             .stdout_len = out.len,
             .outputs = json_object_get(in, "outputs"),
         };
-        if (!j.started_at && end.duration_ms >= 0) j.started_at = now - end.duration_ms;
+        /* An attempt that ends in error before any `started` (staging, exec) never ran. */
+        if (!j.started_at && end.duration_ms >= 0 && strcmp(end.reason, "error"))
+            j.started_at = now - end.duration_ms;
         lease_end_attempt(&j, &end, now);
         buf_release(&out);
         break;

@@ -27,6 +27,7 @@
 #include "common/xalloc.h"
 #include "http/upload.h"
 #include "job/job.h"
+#include "server/fleet.h"
 #include "server/offload.h"
 #include "server/server.h"
 
@@ -483,10 +484,13 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
     int rc = store_job_get(srv(r)->reads, json_string_value(job), &j, e);
     if (rc)
         return rc;
+    struct live_agent *holder = j.agent ? fleet_agent(srv(r)->fleet, j.agent) : NULL;
     if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) ||
         j.attempt != (int)json_integer_value(att))
         rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id,
                      (int)json_integer_value(att));
+    else if (!holder || (holder->token[0] && strcmp(holder->token, r->token_name)))
+        rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent with another token", j.id);
     else if (!job_allows(j.spec, method, uri, prefix))
         rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
     job_release(&j);
@@ -603,7 +607,10 @@ int api_presign(struct http_req *r)
         http_reply_error(r, ERR_INVALID, "prefix", "prefix works with method GET only");
         return HTTP_DONE;
     }
-    if (r->role != ROLE_AGENT && (json_object_get(b, "job") || json_object_get(b, "attempt"))) {
+    /* Agents name their job and get only its objects; an admin token may act as an agent
+       (`drover dev`), and then the same rules hold. */
+    bool as_agent = r->role == ROLE_AGENT || (r->role == ROLE_ADMIN && json_object_get(b, "job"));
+    if (!as_agent && (json_object_get(b, "job") || json_object_get(b, "attempt"))) {
         http_reply_error(r, ERR_INVALID, "job", "job and attempt are for agent tokens");
         return HTTP_DONE;
     }
@@ -612,7 +619,7 @@ int api_presign(struct http_req *r)
     const char *uri = json_string_value(u);
     int64_t expires_s = x ? json_integer_value(x) : PRESIGN_DEFAULT_S;
     if (blob_uri_parse(uri, bucket, &key, &e) ||
-        (r->role == ROLE_AGENT && agent_may(r, b, method, uri, prefix, &e))) {
+        (as_agent && agent_may(r, b, method, uri, prefix, &e))) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }

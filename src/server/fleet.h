@@ -31,6 +31,7 @@ struct live_agent {
     bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
     bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
+    char token[128];        /* the name of the token it last called with ("" until it calls) */
 };
 
 struct fleet *fleet_new(struct server *s);

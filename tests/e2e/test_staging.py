@@ -163,7 +163,7 @@ def test_input_argument_downloaded(fast_server, make_agent):
 
 def test_output_argument_uploaded_and_listed(fast_server, make_agent):
     make_agent(fast_server, "w1")
-    job = submit(fast_server, command=sh('printf "result %s\\n" "$DROVER_ATTEMPT" > "$1"',
+    job = submit(fast_server, command=sh('printf "result %s\\n" "$DROVER_ATTEMPT" > "$2"',
                                          out(uri("results/out.txt"), "--out")))
     j = finished(fast_server, job)
     assert j["state"] == "succeeded", j
@@ -428,7 +428,7 @@ def test_agent_presign_limited_to_its_jobs_objects(fast_server, make_agent, tmp_
     put(fast_server, "acl/secret.txt", b"not yours")
     flag = tmp_path / "go"
     job = submit(fast_server, command=sh(
-        f'cat "$1"; while [ ! -e {flag} ]; do sleep 0.05; done', inp(uri("acl/in.txt")),
+        f'cat "$1" > "$2"; while [ ! -e {flag} ]; do sleep 0.05; done', inp(uri("acl/in.txt")),
         out(uri("acl/out.txt"))))
     wait_for(lambda: get_job(fast_server, job)["state"] == "running", 20, "the job to run")
     api = fast_server.api(agent.token)
@@ -442,7 +442,8 @@ def test_agent_presign_limited_to_its_jobs_objects(fast_server, make_agent, tmp_
     assert presign("PUT", uri("acl/in.txt")).status_code == 403      # an input is not written
     assert presign("GET", uri("acl/in.txt"), attempt=2).status_code == 403  # not its attempt
     r = api.post("/v1/presign", json={"method": "GET", "uri": uri("acl/secret.txt")})
-    assert r.status_code == 403, r.text  # an agent token names a job
+    assert r.status_code == 400, r.text  # an agent token must name a job
+    assert r.json()["error"]["field"] == "job"
     # another agent's token holds no lease of this job
     other = agent_token(fast_server)
     r = fast_server.api(other).post("/v1/presign", json={"method": "GET", "uri": uri("acl/in.txt"),
