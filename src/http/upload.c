@@ -316,6 +316,8 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
     (void)limit;
     (void)mode;
     bool progress = false;
+    if (!c->u) /* the server is being freed */
+        c->st = C_RAW;
     while (evbuffer_get_length(src) > 0) {
         if (c->st == C_RAW) {
             evbuffer_add_buffer(dst, src);
@@ -411,7 +413,8 @@ static void conn_free(void *ctx)
     struct upload *up = &c->up;
     if (c->st == C_BODY && up->mode == U_ACCEPTED)
         up->done(up->arg, -1);
-    hmap_del(&c->u->conns, c->id);
+    if (c->u)
+        hmap_del(&c->u->conns, c->id);
     if (c->rd)
         event_free(c->rd);
     if (c->wr)
@@ -469,6 +472,16 @@ void uploads_free(struct uploads *u)
 {
     if (!u)
         return;
+    /* Connections are finalized later by the event base: they forget the registry, and
+       uploads in progress end now, while their requests can still be answered. */
+    for (struct hmap_entry *e = hmap_first(&u->conns); e; e = hmap_next(&u->conns, e)) {
+        struct upconn *c = e->value;
+        c->u = NULL;
+        if (c->st == C_BODY && c->up.mode == U_ACCEPTED) {
+            c->up.mode = U_DISCARD;
+            c->up.done(c->up.arg, -1);
+        }
+    }
     hmap_release(&u->conns, NULL);
     free(u->prefix);
     free(u);

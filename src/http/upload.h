@@ -38,7 +38,10 @@ typedef void (*upload_done_fn)(void *arg, int status);
 
 /* Installs the filter on every connection of http; bodies of PUTs under path_prefix are diverted. */
 struct uploads *uploads_new(struct evhttp *http, const char *path_prefix);
-/* Frees the registry; call after evhttp_free() (connections are gone). */
+/*
+ * Ends the uploads in progress (done(-1)) and frees the registry; call before
+ * evhttp_free(), while requests can still be answered.
+ */
 void uploads_free(struct uploads *u);
 
 /* The diverted body of request ev, or NULL when it has none (no Content-Length, or not a PUT). */

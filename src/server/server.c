@@ -354,11 +354,13 @@ void server_release(struct server *s)
     if (s->tick)
         event_free(s->tick);
     offload_free(s->offload); /* uploads being committed are answered */
+    if (s->router)
+        router_set_uploads(s->router, NULL);
+    uploads_free(s->uploads); /* uploads still arriving are answered */
     router_free(s->router);
     auth_cache_free(s);
     if (s->http)
         evhttp_free(s->http);
-    uploads_free(s->uploads);
     blob_store_close(s->blobs);
     free(s->public_url);
     if (s->drain_timer)
