@@ -24,6 +24,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+from agentutil import make_agent, submit, wait_job  # noqa: F401
 from conftest import ROOT, free_port, stop_process, wait_for
 
 S3_BUCKET = "drover-test"
@@ -191,3 +192,25 @@ def test_missing_credentials_stop_the_server(s3rver, make_server, monkeypatch, t
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
     with pytest.raises(RuntimeError, match="AWS_ACCESS_KEY_ID"):
         make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}")
+
+
+def test_agent_stages_straight_from_and_to_s3(s3, make_agent, monkeypatch):
+    """A job's input and output on the S3 store: the agent gets S3 presigned URLs from drover
+    and moves the bytes to and from the S3 service itself (the agent has no AWS credentials)."""
+    srv, client, endpoint = s3
+    client.put_object(Bucket=S3_BUCKET, Key="bk/in/words.txt", Body=b"hello s3\n")
+    for k in CREDS:  # the server has them; the agent starts without any
+        monkeypatch.delenv(k, raising=False)
+    make_agent(srv, "w1")
+    job = submit(srv, command={"program": "sh", "arguments": [
+        {"type": "parameter", "value": "-c"},
+        {"type": "parameter", "value": 'tr a-z A-Z < "$1" > "$2"'},
+        {"type": "parameter", "value": "sh"},
+        {"type": "input", "value": "s3://bk/in/words.txt"},
+        {"type": "output", "value": "s3://bk/out/shout.txt"}]})
+    j = wait_job(srv, job, timeout=60)
+    assert j["state"] == "succeeded", j
+    body = client.get_object(Bucket=S3_BUCKET, Key="bk/out/shout.txt")["Body"].read()
+    assert body == b"HELLO S3\n"
+    assert j["result"]["outputs"] == [{"uri": "s3://bk/out/shout.txt", "size": len(body),
+                                       "sha256": hashlib.sha256(body).hexdigest()}]
