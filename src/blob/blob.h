@@ -53,6 +53,7 @@ struct blob_reader;
 enum blob_caps {
     BLOB_CAP_PRESIGN_NATIVE = 1 << 0, /* signs its own URLs (S3); else use blob/presign.h */
     BLOB_CAP_RANGE = 1 << 1,          /* reads a byte range without reading what comes before */
+    BLOB_CAP_REMOTE = 1 << 2,         /* every call goes over the network: keep it off event loops */
 };
 
 struct blob_info {

@@ -1411,7 +1411,7 @@ static int s3_presign(struct blob_store *bs, const char *method, const char *buc
 
 const struct blob_ops blob_s3_ops = {
     .scheme = "s3",
-    .caps = BLOB_CAP_PRESIGN_NATIVE | BLOB_CAP_RANGE,
+    .caps = BLOB_CAP_PRESIGN_NATIVE | BLOB_CAP_RANGE | BLOB_CAP_REMOTE,
     .open = s3_open,
     .close = s3_close,
     .put_begin = s3_put_begin,

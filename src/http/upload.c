@@ -55,6 +55,7 @@ struct upload {
     bool replied;
     bool expect_continue;
     bool sink_failed;
+    bool paused;
     upload_sink_fn sink;
     upload_done_fn done;
     void *arg;
@@ -136,7 +137,12 @@ static void body_feed(struct upconn *c, const char *data, size_t n)
 {
     struct upload *up = &c->up;
     up->remaining -= (int64_t)n;
-    if (up->mode == U_ACCEPTED && !up->sink_failed && up->sink(up->arg, data, n))
+    if (up->mode != U_ACCEPTED || up->sink_failed)
+        return;
+    int rc = up->sink(up->arg, data, n);
+    if (rc == UPLOAD_PAUSE)
+        up->paused = true;
+    else if (rc)
         up->sink_failed = true; /* the rest is thrown away; done() still comes at the end */
 }
 
@@ -145,13 +151,17 @@ static void body_pump(struct upconn *c)
 {
     struct upload *up = &c->up;
     struct evbuffer *in = bufferevent_get_input(c->sock);
-    while (up->remaining > 0 && evbuffer_get_length(in) > 0) {
+    while (up->remaining > 0 && !up->paused && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len < (size_t)up->remaining ? v.iov_len : (size_t)up->remaining;
         body_feed(c, v.iov_base, n);
         evbuffer_drain(in, n);
+    }
+    if (up->paused) {
+        event_del(c->rd);
+        return;
     }
     if (up->remaining == 0) {
         body_finish(c);
@@ -165,8 +175,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     struct upload *up = &c->up;
     (void)what;
-    if (c->st != C_BODY || up->mode == U_PENDING)
+    if (c->st != C_BODY || up->mode == U_PENDING || up->paused) {
+        event_del(c->rd); /* level-triggered: it would fire again at once */
         return;
+    }
     if (up->remaining == 0 || evbuffer_get_length(bufferevent_get_input(c->sock)) > 0) {
         body_pump(c);
         return;
@@ -188,7 +200,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     body_feed(c, c->chunk, (size_t)n);
-    if (up->remaining == 0)
+    if (up->paused)
+        event_del(c->rd);
+    else if (up->remaining == 0)
         body_finish(c);
 }
 
@@ -536,6 +550,13 @@ void upload_accept(struct upload *up, upload_sink_fn sink, upload_done_fn done, 
        active event is not put in the I/O map by event_add. */
     event_add(c->rd, NULL);
     event_active(c->rd, EV_READ, 0);
+}
+
+void upload_resume(struct upload *up)
+{
+    up->paused = false;
+    event_add(up->c->rd, NULL);
+    event_active(up->c->rd, EV_READ, 0);
 }
 
 void upload_on_reply(struct uploads *u, struct evhttp_request *ev)

@@ -31,8 +31,13 @@
 struct uploads;
 struct upload;
 
-/* Each piece of the body, in order; non-zero stops the sink (the rest is thrown away). */
+/*
+ * Each piece of the body, in order (data is borrowed for the call): 0 to go
+ * on; UPLOAD_PAUSE to stop reading until upload_resume(); negative to stop
+ * the sink (the rest is read and thrown away).
+ */
 typedef int (*upload_sink_fn)(void *arg, const void *data, size_t len);
+#define UPLOAD_PAUSE 1
 /* The body has all arrived (status 0) or the connection broke (status -1; `up` is gone). */
 typedef void (*upload_done_fn)(void *arg, int status);
 
@@ -53,6 +58,8 @@ int64_t upload_length(const struct upload *up);
  * The upload must not be used after done().
  */
 void upload_accept(struct upload *up, upload_sink_fn sink, upload_done_fn done, void *arg);
+/* Reads on after the sink answered UPLOAD_PAUSE. */
+void upload_resume(struct upload *up);
 /*
  * The request of ev is being answered (the router calls this from every
  * reply): a body nobody accepted is thrown away, and once the body is over

@@ -74,18 +74,70 @@ struct put_op {
     bool settled;  /* the body is over (or broken) and no commit is in flight */
     struct blob_info info;
     int rc;
+    struct upload *up;       /* while the body arrives */
+    bool writing;            /* a write is in flight on the offload thread */
+    int broken;              /* the body broke off while it was: put_done's status, kept */
+    struct evbuffer *pending; /* remote stores: bytes for the next write on the offload thread */
 };
+
+/* Remote stores (S3) get their bytes in pieces this large, written on the offload thread. */
+#define REMOTE_PIECE (4 * 1024 * 1024)
 
 static void put_free(struct put_op *op)
 {
+    if (op->pending)
+        evbuffer_free(op->pending);
     blob_put_abort(op->w); /* NULL once committed */
     free(op->key);
     free(op);
 }
 
+/* Writes what is pending (offload thread, remote stores). */
+static int put_write_pending(struct put_op *op)
+{
+    size_t n = op->pending ? evbuffer_get_length(op->pending) : 0;
+    if (!n || op->failed)
+        return op->failed ? -1 : 0;
+    const void *data = evbuffer_pullup(op->pending, -1);
+    int rc = blob_put_write(op->w, data, n, &op->err);
+    evbuffer_drain(op->pending, n);
+    if (rc)
+        op->failed = true;
+    return rc;
+}
+
+static void put_write_work(void *arg)
+{
+    put_write_pending(arg);
+}
+
+static void put_done(void *arg, int status);
+
+static void put_write_done(void *arg)
+{
+    struct put_op *op = arg;
+    op->writing = false;
+    if (op->broken) { /* the connection broke meanwhile: finish what put_done began */
+        put_done(op, -1);
+        return;
+    }
+    if (op->up)
+        upload_resume(op->up);
+}
+
 static int put_sink(void *arg, const void *data, size_t len)
 {
     struct put_op *op = arg;
+    if (op->failed)
+        return -1;
+    if (op->pending) { /* a remote store: never wait on the network here */
+        evbuffer_add(op->pending, data, len);
+        if (evbuffer_get_length(op->pending) < REMOTE_PIECE)
+            return 0;
+        op->writing = true;
+        offload_run(op->s->offload, put_write_work, put_write_done, op);
+        return UPLOAD_PAUSE;
+    }
     if (blob_put_write(op->w, data, len, &op->err)) {
         op->failed = true;
         return -1;
@@ -96,6 +148,10 @@ static int put_sink(void *arg, const void *data, size_t len)
 static void put_commit_work(void *arg)
 {
     struct put_op *op = arg;
+    if (put_write_pending(op)) {
+        op->rc = op->err.code ? op->err.code : ERR_IO;
+        return; /* put_free aborts the writer */
+    }
     op->rc = blob_put_commit(op->w, &op->info, &op->err);
     op->w = NULL; /* commit frees the writer, whatever happens */
 }
@@ -117,6 +173,11 @@ static void put_done(void *arg, int status)
 {
     struct put_op *op = arg;
     struct http_req *r = op->r;
+    op->up = NULL;
+    if (op->writing) { /* the offload thread holds the writer: wait for it */
+        op->broken = 1;
+        return;
+    }
     if (status == 0 && !op->failed && !r->gone) {
         offload_run(op->s->offload, put_commit_work, put_commit_done, op);
         return;
@@ -165,6 +226,9 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    if (blob_caps(s->blobs) & BLOB_CAP_REMOTE)
+        op->pending = evbuffer_new();
+    op->up = up;
     r->owner = op;
     r->on_gone = put_gone;
     upload_accept(up, put_sink, put_done, op);
@@ -213,20 +277,62 @@ static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
 
 struct get_op {
     struct http_req *r;
+    struct server *s;
     struct blob_reader *rd;
     int64_t left;
+    bool remote;          /* reads run on the offload thread */
+    bool reading, gone;   /* a read is in flight; the client left meanwhile */
+    struct evbuffer *buf; /* the chunk read there */
+    ssize_t n;
+    struct err err;
 };
 
 static void get_free(struct get_op *op)
 {
     blob_close(op->rd);
+    if (op->buf)
+        evbuffer_free(op->buf);
     free(op);
 }
 
 static void get_gone(struct http_req *r)
 {
-    get_free(r->owner);
+    struct get_op *op = r->owner;
     http_req_drop(r);
+    if (op->reading) { /* the offload thread still uses the reader: its done() frees */
+        op->gone = true;
+        return;
+    }
+    get_free(op);
+}
+
+/* Reads the next chunk into op->buf (op->n: bytes, or the error). */
+static void get_read(struct get_op *op)
+{
+    size_t want = op->left < READ_CHUNK ? (size_t)op->left : READ_CHUNK;
+    struct evbuffer_iovec v;
+    evbuffer_reserve_space(op->buf, want, &v, 1);
+    op->n = blob_read(op->rd, v.iov_base, want, &op->err);
+    v.iov_len = op->n > 0 ? (size_t)op->n : 0;
+    evbuffer_commit_space(op->buf, &v, 1);
+}
+
+static void get_send_read(struct get_op *op);
+
+static void get_read_work(void *arg)
+{
+    get_read(arg);
+}
+
+static void get_read_done(void *arg)
+{
+    struct get_op *op = arg;
+    op->reading = false;
+    if (op->gone) {
+        get_free(op);
+        return;
+    }
+    get_send_read(op);
 }
 
 static void get_pump(struct evhttp_connection *evcon, void *arg);
@@ -240,25 +346,28 @@ static void get_send_next(struct get_op *op)
         http_reply_end(r);
         return;
     }
-    struct evbuffer *b = evbuffer_new();
-    size_t want = op->left < READ_CHUNK ? (size_t)op->left : READ_CHUNK;
-    struct evbuffer_iovec v;
-    evbuffer_reserve_space(b, want, &v, 1);
-    struct err e = ERR_INIT;
-    ssize_t n = blob_read(op->rd, v.iov_base, want, &e);
-    if (n <= 0) {
+    if (op->remote) {
+        op->reading = true;
+        offload_run(op->s->offload, get_read_work, get_read_done, op);
+        return;
+    }
+    get_read(op);
+    get_send_read(op);
+}
+
+/* Sends the chunk just read. */
+static void get_send_read(struct get_op *op)
+{
+    struct http_req *r = op->r;
+    if (op->n <= 0) {
         /* The status line is out: all we can do is cut the connection short. */
         log_error("req=%s reading the object failed after the answer began: %s", r->id,
-                  n < 0 ? e.msg : "the object ended early");
-        evbuffer_free(b);
+                  op->n < 0 ? op->err.msg : "the object ended early");
         evhttp_connection_free(evhttp_request_get_connection(r->ev));
         return; /* the close marks r gone: get_gone frees op */
     }
-    v.iov_len = (size_t)n;
-    evbuffer_commit_space(b, &v, 1);
-    op->left -= n;
-    http_reply_chunk_then(r, b, get_pump, op);
-    evbuffer_free(b);
+    op->left -= op->n;
+    http_reply_chunk_then(r, op->buf, get_pump, op);
 }
 
 static void get_pump(struct evhttp_connection *evcon, void *arg)
@@ -319,9 +428,12 @@ static int api_blob_get(struct http_req *r, const char *bucket, const char *key,
     }
     struct get_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
+    op->s = s;
     op->left = len;
+    op->remote = blob_caps(s->blobs) & BLOB_CAP_REMOTE;
+    op->buf = evbuffer_new();
     if (blob_open(s->blobs, bucket, key, off, len, &op->rd, NULL, &e)) {
-        free(op);
+        get_free(op);
         evhttp_remove_header(h, "Content-Length");
         evhttp_remove_header(h, "Content-Range");
         http_reply_err(r, &e);

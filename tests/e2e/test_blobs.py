@@ -277,12 +277,17 @@ def test_presign_prefix(server):
     ({"method": "PUT", "uri": "s3://bk/k", "prefix": True}, "prefix"),
     ({"method": "GET", "uri": "s3://bk/k", "prefix": 1}, "prefix"),
     ({"method": "GET", "uri": "s3://bk/k", "extra": 1}, "extra"),
-    ({"method": "GET", "uri": "s3://bk/k", "job": "x", "attempt": 1}, "job"),
 ])
 def test_presign_bad_input(server, body, field):
     r = presign(server.api(), **body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"] == field
+
+
+def test_client_token_cannot_name_a_job(server):
+    tok = server.api().post("/v1/tokens", json={"name": "cl", "role": "client"}).json()["token"]
+    r = presign(server.api(token=tok), method="GET", uri="s3://bk/k", job="x", attempt=1)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "job"
 
 
 def test_agent_presign_needs_its_job(server):
