@@ -164,6 +164,16 @@ size_t aclient_pending(const struct aclient *c)
     return c->nreqs;
 }
 
+/* Puts a request added to the multi handle in the client's list. */
+static void track(struct aclient *c, struct aclient_req *r, struct aclient_req **out)
+{
+    r->next = c->reqs;
+    if (c->reqs) c->reqs->prev = r;
+    c->reqs = r;
+    c->nreqs++;
+    if (out) *out = r;
+}
+
 int aclient_request(struct aclient *c, const char *method, const char *path, json_t *body,
                     long timeout_ms, aclient_cb cb, void *arg, struct aclient_req **out)
 {
@@ -184,11 +194,7 @@ int aclient_request(struct aclient *c, const char *method, const char *path, jso
         free_req(r);
         return rc;
     }
-    r->next = c->reqs;
-    if (c->reqs) c->reqs->prev = r;
-    c->reqs = r;
-    c->nreqs++;
-    if (out) *out = r;
+    track(c, r, out);
     return 0;
 }
 
@@ -205,11 +211,7 @@ int aclient_easy(struct aclient *c, CURL *easy, aclient_easy_cb cb, void *arg,
         free_req(r);
         return ERR_INTERNAL;
     }
-    r->next = c->reqs;
-    if (c->reqs) c->reqs->prev = r;
-    c->reqs = r;
-    c->nreqs++;
-    if (out) *out = r;
+    track(c, r, out);
     return 0;
 }
 
