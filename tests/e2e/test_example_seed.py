@@ -64,7 +64,7 @@ def test_seed_message_runs_and_outputs_land_where_it_says(server, make_agent):
     make_agent(server, "seed-worker")
     out = run_example(server)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert '"listeners":1' in out.stdout
+    assert re.search(r'"listeners": ?1\b', out.stdout), out.stdout  # the "test": true answer
     assert out.stdout.rstrip().endswith("run.sh: the outputs are where the message says")
     job_id = re.search(r"\$ drover submit -f message.json\n(\S+)\n", out.stdout).group(1)
 
