@@ -96,6 +96,12 @@ cpu_ms() { # PID -> its user + system CPU in ms, from /proc/PID/stat
     awk -v t="$tck" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " ");
         printf "%d\n", (f[12] + f[13]) * 1000 / t }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+sys_ms() { # PID -> its system CPU in ms
+    local tck
+    tck=$(getconf CLK_TCK)
+    awk -v t="$tck" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " ");
+        printf "%d\n", f[13] * 1000 / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 
 now_ns() { date +%s%N; }
 
@@ -320,10 +326,13 @@ EOF
     wait_tcp "$NGINX_PORT" "$NGINX_PID" || { cat "$dir/logs/"* >&2; die "nginx did not start"; }
 }
 
-nginx_cpu_ms() { # master + workers
-    local t=0 p
-    for p in $NGINX_PID $(pgrep -P "$NGINX_PID" 2>/dev/null || true); do t=$((t + $(cpu_ms "$p"))); done
-    echo "$t"
+nginx_cpu_ms() { # master + workers: "total_ms sys_ms"
+    local t=0 y=0 p
+    for p in $NGINX_PID $(pgrep -P "$NGINX_PID" 2>/dev/null || true); do
+        t=$((t + $(cpu_ms "$p")))
+        y=$((y + $(sys_ms "$p")))
+    done
+    echo "$t $y"
 }
 
 # ---- part 1: one large object ---------------------------------------------------------
@@ -337,29 +346,29 @@ AUTH=()
 # drops the page cache when CACHE is cold, then times CMD (an executable, under timeout)
 # and checks its exit status; records the seconds and CPU_FN's delta.
 measure() {
-    local cache=$1 sys=$2 dir=$3 rep=$4 cpufn=$5 prep=$6 t0 t1 c0 c1 rc=0
+    local cache=$1 sys=$2 dir=$3 rep=$4 cpufn=$5 prep=$6 t0 t1 c0 c1 y0 y1 rc=0
     shift 6
     $prep
     sync # nothing dirty left by the last transfer is written back during this one
     if [[ $cache == cold ]]; then drop_caches; fi
-    c0=$($cpufn)
+    read -r c0 y0 < <($cpufn)
     t0=$(now_ns)
     timeout "$MAX_SECONDS" "$@" >"$WORK/last.out" 2>&1 || rc=$?
     t1=$(now_ns)
-    c1=$($cpufn)
+    read -r c1 y1 < <($cpufn)
     if ((rc != 0)); then
         FAILED=1
         log "$sys $dir ($cache, rep $rep) FAILED (exit $rc): $(head -c 300 "$WORK/last.out")"
-        printf 'big\t%s\t%s\t%s\t%s\t%s\t%s\tFAILED\n' "$cache" "$sys" "$dir" "$rep" "0" "0" >>"$RESULTS"
+        printf 'big\t%s\t%s\t%s\t%s\t%s\t%s\tFAILED\n' "$cache" "$sys" "$dir" "$rep" "0" "0/0" >>"$RESULTS"
         return
     fi
     printf 'big\t%s\t%s\t%s\t%s\t%s\t%s\tok\n' "$cache" "$sys" "$dir" "$rep" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')" "$((c1 - c0))" >>"$RESULTS"
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')" "$((c1 - c0))/$((y1 - y0))" >>"$RESULTS"
     log "$sys $dir ($cache, rep $rep): $(awk -v a="$t0" -v b="$t1" -v n="$SIZE" 'BEGIN { printf "%.2f s, %.0f MiB/s", (b - a) / 1e9, n / 1048576 / ((b - a) / 1e9) }')"
 }
 
-no_cpu() { echo 0; }
-server_cpu() { cpu_ms "$SERVER_PID"; }
+no_cpu() { echo "0 0"; }
+server_cpu() { echo "$(cpu_ms "$SERVER_PID") $(sys_ms "$SERVER_PID")"; }
 nothing() { :; }
 
 # curl exits 22 on an HTTP error with --fail
@@ -402,22 +411,36 @@ bench_big() {
     local ng_get=("${CURL[@]}" -o /dev/null "http://127.0.0.1:$NGINX_PORT/src.bin")
     local ng_get_nosf=("${CURL[@]}" -o /dev/null "http://127.0.0.1:$NGINX_PORT/nosendfile/src.bin")
     local dr_get=("${CURL[@]}" -o /dev/null "${AUTH[@]}" "http://127.0.0.1:$PORT/v1/blobs/bench/big.bin")
+    # The order of the systems turns with each repetition: on a VM whose freed memory goes
+    # back to the host (virtio-balloon free page reporting), the first touch of new page
+    # cache costs more, and whoever runs right after a big file was removed pays for it.
+    local ups=(up_cp up_cp_fsync up_nginx up_drover) downs=(down_cat down_nginx down_nginx_nosf down_drover) i n
     for cache in "${caches[@]}"; do
         for ((rep = 1; rep <= REPS; rep++)); do
-            if [[ $cache == warm ]]; then cat "$SRC" >/dev/null; fi
-            measure "$cache" cp up "$rep" no_cpu rm_copy "${cp_cmd[@]}"
-            measure "$cache" cp_fsync up "$rep" no_cpu rm_copy "${cp_sync_cmd[@]}"
-            measure "$cache" nginx up "$rep" nginx_cpu_ms nginx_delete "${ng_put[@]}"
-            measure "$cache" drover up "$rep" server_cpu drover_delete "${dr_put[@]}"
+            n=${#ups[@]}
+            for ((i = 0; i < n; i++)); do
+                if [[ $cache == warm ]]; then cat "$SRC" >/dev/null; fi
+                case ${ups[(i + rep - 1) % n]} in
+                up_cp) measure "$cache" cp up "$rep" no_cpu rm_copy "${cp_cmd[@]}" ;;
+                up_cp_fsync) measure "$cache" cp_fsync up "$rep" no_cpu rm_copy "${cp_sync_cmd[@]}" ;;
+                up_nginx) measure "$cache" nginx up "$rep" nginx_cpu_ms nginx_delete "${ng_put[@]}" ;;
+                up_drover) measure "$cache" drover up "$rep" server_cpu drover_delete "${dr_put[@]}" ;;
+                esac
+            done
         done
         grep -q "\"$SRC_SHA\"" "$WORK/put.json" || die "the store's sha256 differs: $(cat "$WORK/put.json")"
         rm_copy
         for ((rep = 1; rep <= REPS; rep++)); do
-            if [[ $cache == warm ]]; then cat "$SRC" >/dev/null; drover_get; fi # both in the cache
-            measure "$cache" cat down "$rep" no_cpu nothing "${cat_cmd[@]}"
-            measure "$cache" nginx down "$rep" nginx_cpu_ms nothing "${ng_get[@]}"
-            measure "$cache" nginx_nosf down "$rep" nginx_cpu_ms nothing "${ng_get_nosf[@]}"
-            measure "$cache" drover down "$rep" server_cpu nothing "${dr_get[@]}"
+            n=${#downs[@]}
+            for ((i = 0; i < n; i++)); do
+                if [[ $cache == warm ]]; then cat "$SRC" >/dev/null; drover_get; fi # both in the cache
+                case ${downs[(i + rep - 1) % n]} in
+                down_cat) measure "$cache" cat down "$rep" no_cpu nothing "${cat_cmd[@]}" ;;
+                down_nginx) measure "$cache" nginx down "$rep" nginx_cpu_ms nothing "${ng_get[@]}" ;;
+                down_nginx_nosf) measure "$cache" nginx_nosf down "$rep" nginx_cpu_ms nothing "${ng_get_nosf[@]}" ;;
+                down_drover) measure "$cache" drover down "$rep" server_cpu nothing "${dr_get[@]}" ;;
+                esac
+            done
         done
     done
     cat "$SRC" >/dev/null
@@ -525,7 +548,7 @@ what = {"up": {"cp": "cp", "cp_fsync": "cp + fsync", "nginx": "curl -T (dav PUT,
         "down": {"cat": "cat", "nginx": "curl -o /dev/null", "nginx_nosf": "curl -o /dev/null",
                  "drover": "curl -o /dev/null (GET /v1/blobs)"},
         "hash": {"sha256": "openssl dgst -sha256"}}
-print("| cache | direction | system | how | seconds (runs) | MiB/s | server CPU s |")
+print("| cache | direction | system | how | seconds (runs) | MiB/s | server CPU s (of it kernel) |")
 print("|---|---|---|---|---:|---:|---:|")
 med_rate = {}
 for cache in ("cold", "warm"):
@@ -536,13 +559,15 @@ for cache in ("cold", "warm"):
                 continue
             ok = [r for r in rs if r[7] == "ok"]
             secs = [float(r[5]) for r in ok]
-            cpu = [int(r[6]) / 1000 for r in ok]
+            cpu = [int(r[6].split("/")[0]) / 1000 for r in ok]
+            ksys = [int(r[6].split("/")[1]) / 1000 for r in ok]
             m = med(secs)
             flag = " **FAILED**" if len(ok) < len(rs) else ""
             if m:
                 med_rate[(cache, d, s)] = size / 1048576 / m
             runs = ", ".join(f"{x:.2f}" for x in secs)
-            c = f"{med(cpu):.2f}" if s in ("drover", "nginx", "nginx_nosf") and cpu else "-"
+            c = (f"{med(cpu):.2f} ({med(ksys):.2f})" if s in ("drover", "nginx", "nginx_nosf") and cpu
+                 else "-")
             print(f"| {cache} | {d} | {names[s]}{flag} | {what[d][s]} | "
                   f"{m:.2f} ({runs}) | {size / 1048576 / m:,.0f} | {c} |" if m else
                   f"| {cache} | {d} | {names[s]}{flag} | {what[d][s]} | - | - | - |")
