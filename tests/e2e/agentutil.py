@@ -176,6 +176,6 @@ def process_gone(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return True
     return stat[stat.rindex(")") + 2] in "ZX"

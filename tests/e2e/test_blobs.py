@@ -386,5 +386,9 @@ def test_two_gib_object_streams_both_ways(server):
             n += len(chunk)
     assert n == size and h.hexdigest() == body.h.hexdigest()
     peak = rss_peak_kib(server.proc.pid)
-    assert peak < 100 * 1024, f"the server's peak resident memory was {peak} KiB"
+    # AddressSanitizer keeps freed memory in quarantine (256 MB by default): there the bound
+    # only shows the object was not held whole.
+    with open(f"/proc/{server.proc.pid}/maps") as f:
+        limit = 512 if "libasan" in f.read() else 100
+    assert peak < limit * 1024, f"the server's peak resident memory was {peak} KiB"
     assert api.delete("/v1/blobs/big/two-gib").status_code == 204
