@@ -196,6 +196,12 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
          * waiting) must not turn the poll into a busy loop: the next one waits a little,
          * well within the heartbeat.
          */
+        if (a->draining && a->njobs == 0 && !json_array_size(leases)) {
+            /* Nothing runs and no poll is parked: no new one is needed to leave (it would
+               park for a heartbeat); the leave goes once the last reports are out. */
+            agent_check_done(a);
+            return;
+        }
         if (leaving && !json_array_size(leases)) {
             agent_check_done(a); /* no poll is parked now: nothing can be leased to us */
             if (!a->leave_req && !a->exiting) proto_poll(a);
@@ -347,10 +353,14 @@ static void send_batch(struct agent *a)
         json_decref(reports);
         return;
     }
-    /* A drain is told at once (free_slots 0), so the parked poll gets no new lease. */
+    /* A drain is told at once (free_slots 0, draining), so the parked poll gets no new lease
+       and is answered at once: the agent can leave without waiting for the heartbeat. */
+    bool announce = a->announce_drain;
     a->announce_drain = false;
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
     json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
+    if (announce)
+        json_object_set_new(body, "draining", json_true());
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
     log_debug("sending %zu report(s)", a->nbatch);

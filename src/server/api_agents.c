@@ -522,6 +522,8 @@ static void reports_done(void *arg, int rc, const struct err *e)
                                : json_pack("{s:i}", "status", it->status));
     }
     if (a && json_is_integer(fs)) fleet_agent_offer(s->fleet, a, (int)json_integer_value(fs));
+    if (a && json_is_true(json_object_get(r->body, "draining")))
+        fleet_agent_release_poll(s->fleet, a);
     if (r->gone) { /* pending cancels stay with the agent for its next poll */
         json_decref(results);
         http_req_drop(r);
@@ -549,10 +551,13 @@ int api_agents_reports(struct http_req *r)
                          MAX_REPORTS);
         return HTTP_DONE;
     }
-    static const char *const known[] = {"reports", "free_slots", NULL};
+    static const char *const known[] = {"reports", "free_slots", "draining", NULL};
     long free_slots;
+    json_t *draining = json_object_get(r->body, "draining");
     if (refuse_unknown(r->body, known, &e) ||
-        int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e)) {
+        int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e) ||
+        (draining && !json_is_boolean(draining) &&
+         err_field(&e, ERR_INVALID, "draining", "draining must be true or false"))) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }

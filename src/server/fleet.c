@@ -366,6 +366,11 @@ void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots)
     try_lease(f, a);
 }
 
+void fleet_agent_release_poll(struct fleet *f, struct live_agent *a)
+{
+    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+}
+
 struct not_held {
     const char *agent_id;
     json_t *running;

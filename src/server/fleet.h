@@ -57,6 +57,8 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
                 json_t *running, int64_t wait_ms);
 /* The agent says it can take free_slots now: leases them to its parked poll. */
 void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots);
+/* The agent is draining by itself: its parked poll is answered now (no lease), so it can leave. */
+void fleet_agent_release_poll(struct fleet *f, struct live_agent *a);
 /* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running);
 
