@@ -186,6 +186,23 @@ def test_cancel_reaches_a_parked_poll(server):
     assert get(server, job)["state"] == "cancelled"
 
 
+def test_draining_report_answers_the_parked_poll(server):
+    a = FakeAgent(server, "w1")
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", a.poll(free_slots=1, wait_s=5)))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = a.api.post(f"/v1/agents/{a.id}/reports",
+                   json={"reports": [], "free_slots": 0, "draining": True})
+    assert r.status_code == 200, r.text
+    t.join(10)
+    assert time.monotonic() - t0 < 2
+    assert out["r"]["leases"] == []
+    submit(server)  # nothing is leased to it any more
+    assert a.poll(free_slots=0)["leases"] == []
+
+
 def test_failure_then_retry(server):
     job = submit(server, retry={"max_attempts": 2, "backoff_s": 0})
     a = FakeAgent(server, "w1")
@@ -249,6 +266,15 @@ BAD = [
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit"}]},
      "reports[0]"),
     ("REPORTS", {"reports": "all of them"}, "reports"),
+    ("REPORTS", {"reports": [], "draining": "yes"}, "draining"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",
+                              "exit_code": 0, "outputs": {"a": 1}}]}, "reports[0]"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",
+                              "exit_code": 0, "outputs": [{"uri": "s3://bk/o", "size": -1,
+                                                           "sha256": "0" * 64}]}]}, "reports[0]"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",
+                              "exit_code": 0, "outputs": [{"uri": "s3://bk/o", "size": 1,
+                                                           "sha256": "abc"}]}]}, "reports[0]"),
 ]
 
 
