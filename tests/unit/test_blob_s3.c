@@ -412,7 +412,7 @@ static void test_open_uris(void **state)
 {
     struct blob_store *bs = *state, *other = NULL;
     struct err e = ERR_INIT;
-    assert_int_equal(blob_caps(bs), BLOB_CAP_PRESIGN_NATIVE | BLOB_CAP_RANGE);
+    assert_int_equal(blob_caps(bs), BLOB_CAP_PRESIGN_NATIVE | BLOB_CAP_RANGE | BLOB_CAP_REMOTE);
     static const struct {
         const char *uri, *needle;
     } bad[] = {
