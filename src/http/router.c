@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/role.h"
 #include "common/timeutil.h"
@@ -118,11 +119,29 @@ void http_reply_json(struct http_req *r, int status, json_t *json)
     evbuffer_free(b);
 }
 
+/* Text for JSON: as it is when it is UTF-8, else with bytes over 0x7f written as \xNN. */
+static json_t *text_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    struct buf b = BUF_INIT;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x80)
+            buf_addc(&b, (char)*p);
+        else
+            buf_addf(&b, "\\x%02x", *p);
+    }
+    j = json_stringn(b.data ? b.data : "", b.len);
+    buf_release(&b);
+    return j;
+}
+
 void http_reply_err(struct http_req *r, const struct err *e)
 {
     int code = e && e->code ? e->code : ERR_INTERNAL;
-    json_t *inner = json_pack("{s:s, s:s}", "code", err_api_code(code), "message",
-                              e && e->msg[0] ? e->msg : err_str(code));
+    json_t *inner = json_pack("{s:s, s:o}", "code", err_api_code(code), "message",
+                              text_json(e && e->msg[0] ? e->msg : err_str(code)));
     if (e && e->field[0])
         json_object_set_new(inner, "field", json_string(e->field));
     if (code == ERR_INTERNAL || code == ERR_IO)

@@ -179,6 +179,10 @@ static bool s3_key_valid(const char *key, bool prefix, const char **why)
 {
     if (strlen(key) > S3_KEY_MAX)
         return no(why, "the key must be at most 1024 bytes");
+    json_t *text = json_string(key); /* NULL unless the key is UTF-8 (it goes into JSON) */
+    if (!text)
+        return no(why, "the key must be UTF-8 text");
+    json_decref(text);
     for (const char *seg = key;;) {
         const char *end = strchr(seg, '/');
         size_t n = end ? (size_t)(end - seg) : strlen(seg);

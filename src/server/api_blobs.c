@@ -27,6 +27,7 @@
 #include "common/xalloc.h"
 #include "http/upload.h"
 #include "job/job.h"
+#include "job/spec.h"
 #include "server/fleet.h"
 #include "server/offload.h"
 #include "server/server.h"
@@ -675,6 +676,24 @@ static int presign_prefix(struct http_req *r, const char *bucket, const char *ke
     return 0;
 }
 
+/* "s3://bucket/prefix", where the prefix may be empty ("s3://bucket/": the whole bucket). */
+static int prefix_parse(const char *uri, char bucket[BLOB_BUCKET_MAX + 1], const char **key,
+                        struct err *e)
+{
+    const char *why = NULL;
+    if (strncmp(uri, "s3://", 5) != 0 || !strchr(uri + 5, '/'))
+        why = "must be s3://bucket/ or s3://bucket/prefix";
+    else
+        spec_uri_valid(uri, true, &why);
+    if (why)
+        return err_field(e, ERR_INVALID, "uri", "invalid uri: %s", why);
+    size_t n = strcspn(uri + 5, "/"); /* 2..63, checked above */
+    memcpy(bucket, uri + 5, n);
+    bucket[n] = '\0';
+    *key = uri + 5 + n + 1;
+    return 0;
+}
+
 int api_presign(struct http_req *r)
 {
     struct err e = ERR_INIT;
@@ -730,7 +749,7 @@ int api_presign(struct http_req *r)
     const char *key;
     const char *uri = json_string_value(u);
     int64_t expires_s = x ? json_integer_value(x) : PRESIGN_DEFAULT_S;
-    if (blob_uri_parse(uri, bucket, &key, &e) ||
+    if ((prefix ? prefix_parse(uri, bucket, &key, &e) : blob_uri_parse(uri, bucket, &key, &e)) ||
         (as_agent && agent_may(r, b, method, uri, prefix, &e))) {
         http_reply_err(r, &e);
         return HTTP_DONE;

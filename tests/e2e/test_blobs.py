@@ -114,6 +114,7 @@ def test_list_prefix_and_pages(server):
     ("b1/a/", "key"),
     ("b1/a%01b", "key"),
     ("b1/a%7Fb", "key"),
+    ("b1/bad%FFkey", "key"),  # not UTF-8
     ("B1/x", "bucket"),
     ("-b/x", "bucket"),
     ("b" * 64 + "/x", "bucket"),
@@ -263,6 +264,10 @@ def test_presign_prefix(server):
     for o in objs:
         assert o["uri"] == "s3://maps/" + o["key"]
         assert requests.get(o["url"]).content == o["key"].rsplit(".", 1)[1].encode()
+    whole = presign(api, method="GET", uri="s3://maps/", prefix=True).json()["objects"]
+    assert len(whole) == 4
+    r = presign(api, method="GET", uri="s3://maps", prefix=True)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "uri"
 
 
 @pytest.mark.parametrize("body, field", [
