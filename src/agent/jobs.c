@@ -37,6 +37,7 @@
 
 #include "agent/agent.h"
 #include "agent/argv.h"
+#include "agent/utf8.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -179,7 +180,14 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
                         reason == REASON_EXIT ? json_integer(exit_code) : json_null());
     json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
-    json_object_set_new(r, "error", error ? json_string(error) : json_null());
+    if (error) { /* messages may quote the job's file names: any bytes, made UTF-8 here */
+        struct buf text = BUF_INIT;
+        utf8_sanitize(&text, error, strlen(error), true);
+        json_object_set_new(r, "error", json_string(buf_str(&text)));
+        buf_release(&text);
+    } else {
+        json_object_set_new(r, "error", json_null());
+    }
     if (json_array_size(stage_outputs(j->stage)) > 0)
         json_object_set(r, "outputs", stage_outputs(j->stage));
     stage_free(j->stage); /* whatever was in flight is dropped */

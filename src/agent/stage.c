@@ -22,13 +22,16 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/utf8.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -40,6 +43,8 @@
 #define COPY_CHUNK (1024 * 1024) /* bytes a local copy moves per loop turn */
 #define ANSWER_MAX (64 * 1024)   /* an answer's body that is not the object (errors, PUT's) */
 #define NAME_MAX_LOCAL 255
+#define TMP_NAME_KEEP 200 /* bytes of NAME kept in a file:// output's ".NAME.drover-tmp-R" */
+#define TMP_TRIES 8
 
 enum item_kind { IT_GET, IT_GET_PREFIX, IT_PUT, IT_PUT_PREFIX };
 
@@ -151,6 +156,54 @@ static bool name_ok(const char *name)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) return false;
     return true;
+}
+
+/* True when s is valid UTF-8 (json_string takes nothing else). */
+static bool utf8_valid(const char *s)
+{
+    struct buf b = BUF_INIT;
+    size_t n = strlen(s);
+    utf8_sanitize(&b, s, n, true);
+    bool ok = b.len == n && (n == 0 || memcmp(b.data, s, n) == 0);
+    buf_release(&b);
+    return ok;
+}
+
+/*
+ * Opens an existing file to read it without blocking the loop and without
+ * following a symbolic link at its last part: a FIFO, a device or a folder is
+ * refused (*why set, errno EINVAL; ELOOP for a link), the descriptor is blocking
+ * again when returned. -1 with errno set otherwise.
+ */
+static int open_regular(const char *path, const char **why)
+{
+    *why = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP) *why = "is a symbolic link";
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        *why = "is not a regular file";
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
 }
 
 /* realpath of `path` or of its nearest existing ancestor; NULL if none resolves. */
@@ -418,18 +471,28 @@ static void fail(struct stage *st, const char *fmt, ...)
     va_start(ap, fmt);
     if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
     va_end(ap);
+    /* names from the job's files may be any bytes: the report carries UTF-8 text only */
+    struct buf text = BUF_INIT;
+    if (msg) utf8_sanitize(&text, msg, strlen(msg), true);
+    free(msg);
     transfer_drop(st);
     st->cur = NULL;
     stage_done_fn done = st->done;
     st->done = NULL;
-    done(st->j, ERR_IO, msg ? msg : "staging failed");
-    free(msg);
+    done(st->j, ERR_IO, text.len ? buf_str(&text) : "staging failed");
+    buf_release(&text);
 }
 
-static void add_output(struct stage *st, const char *uri, int64_t size, const char *sha)
+/* Lists an upload in the report's outputs; false (after failing the stage) if it cannot be. */
+static bool add_output(struct stage *st, const char *what, const char *uri, int64_t size,
+                       const char *sha)
 {
-    json_array_append_new(st->outputs, json_pack("{s:s, s:I, s:s}", "uri", uri, "size",
-                                                 (json_int_t)size, "sha256", sha));
+    json_t *o = json_pack("{s:s, s:I, s:s}", "uri", uri, "size", (json_int_t)size, "sha256", sha);
+    if (!o || json_array_append_new(st->outputs, o) != 0) {
+        fail(st, "%s %s: cannot be listed in the report (the uri is not UTF-8 text)", what, uri);
+        return false;
+    }
+    return true;
 }
 
 /* --- presign -------------------------------------------------------------------------- */
@@ -493,6 +556,11 @@ static void presign(struct stage *st, struct stage_item *it, const char *method,
     json_t *body =
         json_pack("{s:s, s:s, s:i, s:s, s:i}", "method", method, "uri", it->uri, "expires_s",
                   STAGE_PRESIGN_EXPIRES_S, "job", st->j->id, "attempt", st->j->attempt);
+    if (!body) {
+        fail(st, "%s %s: cannot build the presign request (the uri is not UTF-8 text)", it->what,
+             it->uri);
+        return;
+    }
     if (prefix) json_object_set_new(body, "prefix", json_true());
     st->step = STEP_PRESIGN;
     if (aclient_request(st->a->ac, "POST", "/v1/presign", body, PRESIGN_TIMEOUT_MS, on_presign, st,
@@ -563,9 +631,11 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 
 /*
  * The regular files of folder `dir` whose names start with `start` (and are not the
- * agent's), sorted. Returns their count or -1 (errno set); *names is freed with free_names.
+ * agent's), sorted. With `follow` false a symbolic link is no regular file (skipped),
+ * else the file it leads to counts. Returns their count or -1 (errno set); *names is
+ * freed with free_names.
  */
-static int list_files(const char *dir, const char *start, struct dirent ***names)
+static int list_files(const char *dir, const char *start, bool follow, struct dirent ***names)
 {
     struct dirent **all;
     int n = scandir(dir, &all, NULL, by_name);
@@ -576,8 +646,8 @@ static int list_files(const char *dir, const char *start, struct dirent ***names
         struct stat sb;
         char *full = xasprintf("%s/%s", dir, name);
         bool keep = starts(name, start) && strcmp(name, ".") && strcmp(name, "..") &&
-                    !starts(name, STAGE_RESERVED_PREFIX) && stat(full, &sb) == 0 &&
-                    S_ISREG(sb.st_mode);
+                    !starts(name, STAGE_RESERVED_PREFIX) &&
+                    (follow ? stat(full, &sb) : lstat(full, &sb)) == 0 && S_ISREG(sb.st_mode);
         free(full);
         if (keep)
             all[k++] = all[i];
@@ -606,7 +676,9 @@ static int expand_local(struct stage *st)
     char *folder_uri = xstrndup(uri, (size_t)(start - uri)); /* ends with '/' */
     char *dir = input ? xstrndup(uri + 7, (size_t)(start - uri - 7)) : xstrdup(st->j->work_dir);
     struct dirent **names = NULL;
-    int n = list_files(dir, start, &names), rc = 0;
+    /* a job's symbolic links are not uploaded (they could lead anywhere the agent can read);
+     * a file:// input folder's are followed and checked against --allow-path when opened */
+    int n = list_files(dir, start, input, &names), rc = 0;
     if (n < 0) {
         fail(st, "%s %s: cannot list '%s': %s", what, uri, dir, strerror(errno));
         rc = -1;
@@ -616,7 +688,11 @@ static int expand_local(struct stage *st)
         const char *name = names[i]->d_name;
         char *ouri = xasprintf("%s%s", folder_uri, name);
         const char *why = NULL;
-        if (!name_ok(name) || !spec_uri_valid(ouri, false, &why)) {
+        if (!utf8_valid(name)) {
+            fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object",
+                 what, uri, name);
+            rc = -1;
+        } else if (!name_ok(name) || !spec_uri_valid(ouri, false, &why)) {
             fail(st, "%s %s: the file '%.200s' cannot be %s: %s", what, uri, name,
                  input ? "copied in" : "uploaded", why ? why : "not a usable name");
             rc = -1;
@@ -767,7 +843,7 @@ static void on_transfer(void *arg, CURLcode result, CURL *easy)
                  it->what, it->uri);
             return;
         }
-        add_output(st, it->uri, st->size, sha);
+        if (!add_output(st, it->what, it->uri, st->size, sha)) return;
     }
     log_debug("job=%s attempt=%d %s %s: %lld bytes %s", st->j->id, st->j->attempt, it->what,
               it->uri, (long long)st->moved, it->kind == IT_PUT ? "uploaded" : "downloaded");
@@ -841,7 +917,7 @@ static void copy_step(struct stage *st)
             if (put) {
                 free(st->tmp);
                 st->tmp = NULL;
-                add_output(st, it->uri, st->moved, sha);
+                if (!add_output(st, it->what, it->uri, st->moved, sha)) return;
             }
             item_done(st);
             return;
@@ -867,21 +943,35 @@ static void copy_step(struct stage *st)
 static void start_copy_in(struct stage *st, struct stage_item *it)
 {
     const char *src = it->uri + 7;
-    struct stat sb;
     if (!path_allowed(st->a, src)) {
         fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)", it->what,
              it->uri);
         return;
     }
-    int fd = open(src, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    /* the resolved path, opened without following a link at its end: what was checked is
+     * what is read (a link swapped in since fails); a FIFO or a device never blocks the loop */
+    char *real = realpath(src, NULL);
+    if (!real) {
         fail(st, "%s %s: %s", it->what, it->uri,
              errno == ENOENT ? "no such file" : strerror(errno));
         return;
     }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        fail(st, "%s %s: not a regular file", it->what, it->uri);
+    const char *why = NULL;
+    int fd = -1;
+    bool allowed = false;
+    for (size_t i = 0; i < st->a->o.nallow_paths && !allowed; i++)
+        allowed = under(real, st->a->o.allow_paths[i]);
+    if (allowed) fd = open_regular(real, &why);
+    int err = errno;
+    free(real);
+    if (!allowed) {
+        fail(st, "%s %s: the path is not under a folder this agent allows (--allow-path)", it->what,
+             it->uri);
+        return;
+    }
+    if (fd < 0) {
+        fail(st, "%s %s: %s", it->what, it->uri,
+             why ? why : err == ENOENT ? "no such file" : strerror(err));
         return;
     }
     st->dst_fd = st->fd; /* the local file opened by advance */
@@ -911,11 +1001,23 @@ static void start_copy_out(struct stage *st, struct stage_item *it)
         return;
     }
     st->dst_final = xstrdup(dst);
-    st->tmp = xasprintf("%.*s.%s.drover-tmp-%d", (int)(last_part(dst) - dst), dst, last_part(dst),
-                        (int)getpid());
-    st->dst_fd = open(st->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* ".NAME.drover-tmp-RANDOM", NAME cut so that the whole fits in a file name; made new
+     * (O_EXCL, no link followed), so nothing planted there is written through, and two
+     * jobs writing one destination each have their own */
+    const char *name = last_part(dst);
+    size_t keep = utf8_cut(name, strlen(name), TMP_NAME_KEEP);
+    int err = EEXIST;
+    for (int tries = 0; tries < TMP_TRIES && st->dst_fd < 0 && err == EEXIST; tries++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+            r = ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)st ^ (uint64_t)tries;
+        free(st->tmp);
+        st->tmp = xasprintf("%.*s.%.*s.drover-tmp-%012llx", (int)(name - dst), dst, (int)keep, name,
+                            (unsigned long long)(r & 0xffffffffffffULL));
+        st->dst_fd = open(st->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        err = errno;
+    }
     if (st->dst_fd < 0) {
-        int err = errno;
         free(st->tmp);
         st->tmp = NULL;
         fail(st, "%s %s: cannot create a file there: %s", it->what, it->uri, strerror(err));
@@ -949,8 +1051,10 @@ static int open_local(struct stage *st, struct stage_item *it)
         }
         return 0;
     }
+    /* what the job left: never a link followed, never a FIFO or a device opened for long */
     struct stat sb;
-    st->fd = open(it->path, O_RDONLY | O_CLOEXEC);
+    const char *why;
+    st->fd = open_regular(it->path, &why);
     if (st->fd < 0 && errno == ENOENT) {
         if (!strcmp(it->what, "output"))
             fail(st, "%s %s: the job wrote no file %s", it->what, it->uri, it->name);
@@ -958,12 +1062,12 @@ static int open_local(struct stage *st, struct stage_item *it)
             fail(st, "%s %s: the job's %s file is missing", it->what, it->uri, it->what);
         return -1;
     }
-    if (st->fd < 0 || fstat(st->fd, &sb) != 0) {
-        fail(st, "%s %s: cannot read '%s': %s", it->what, it->uri, it->name, strerror(errno));
+    if (st->fd < 0 && why) {
+        fail(st, "%s %s: '%s' %s", it->what, it->uri, it->name, why);
         return -1;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        fail(st, "%s %s: '%s' is not a regular file", it->what, it->uri, it->name);
+    if (st->fd < 0 || fstat(st->fd, &sb) != 0) {
+        fail(st, "%s %s: cannot read '%s': %s", it->what, it->uri, it->name, strerror(errno));
         return -1;
     }
     st->size = sb.st_size;

@@ -510,3 +510,96 @@ def test_large_input_and_output_stream(fast_server, make_agent, tmp_path):
     # the agent's peak memory grew by far less than the 100 MB it moved twice (measured with
     # a stand-in store: 12 MB peak in all)
     assert peak - before < 20 * 1024, (before, peak)
+
+
+# ---- what a job leaves in its work folder: FIFOs, links, names that are not UTF-8 ------------
+
+
+def test_fifo_as_output_does_not_freeze_the_agent(fast_server, make_agent, tmp_path):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('mkfifo "$1"', out(uri("fifo/out.bin"))))
+    j = finished(fast_server, job, timeout=30)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == (f"output {uri('fifo/out.bin')}: 'out.bin' is not a "
+                                    "regular file")
+    # stdout to a uri replaced by a FIFO
+    job = submit(fast_server, command={
+        "shell": "rm -f .drover-stdout; mkfifo .drover-stdout",
+        "stdout": {"type": "uri", "value": uri("fifo/stdout.txt")}})
+    j = finished(fast_server, job, timeout=30)
+    assert j["result"]["reason"] == "error", j
+    assert uri("fifo/stdout.txt") in j["result"]["error"]
+    assert "is not a regular file" in j["result"]["error"]
+    # a FIFO as a file:// input under --allow-path
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.mkfifo(shared / "pipe")
+    agent.stop()
+    agent2 = make_agent(fast_server, "w2", "--allow-path", str(shared))
+    job = submit(fast_server, command=sh('cat "$1"', inp(f"file://{shared}/pipe")))
+    j = finished(fast_server, job, timeout=30)
+    assert j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"input file://{shared}/pipe: is not a regular file"
+    # the agent is still alive and answers
+    job = submit(fast_server, command={"shell": "echo fine"})
+    assert finished(fast_server, job, timeout=30)["result"]["stdout"] == "fine\n"
+    assert agent2.stop() == 0, agent2.read_log()
+
+
+def test_file_output_temp_file_is_new_and_fits(fast_server, make_agent, tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "out").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    agent = make_agent(fast_server, "w1", "--allow-path", str(shared))
+    # a link planted where the temporary file used to be: never written through
+    os.symlink(victim, shared / "out" / f".copy.txt.drover-tmp-{agent.pid}")
+    job = submit(fast_server, command=sh('echo new > "$1"', out(f"file://{shared}/out/copy.txt")))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert victim.read_text() == "untouched\n"
+    assert (shared / "out" / "copy.txt").read_text() == "new\n"
+    assert os.path.islink(shared / "out" / f".copy.txt.drover-tmp-{agent.pid}")
+    # a name of 250 bytes still has room for its temporary file
+    long = "n" * 246 + ".txt"
+    job = submit(fast_server, command=sh('echo long > "$1"', out(f"file://{shared}/out/{long}")))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert (shared / "out" / long).read_text() == "long\n"
+    assert [f for f in os.listdir(shared / "out") if "drover-tmp" in f] == \
+        [f".copy.txt.drover-tmp-{agent.pid}"]
+
+
+def test_links_left_by_the_job_are_not_uploaded(fast_server, make_agent, tmp_path):
+    make_agent(fast_server, "w1")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("agent's secret\n")
+    job = submit(fast_server, command=sh(f'ln -s {secret} "$1"', out(uri("ln/out.txt"))))
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == f"output {uri('ln/out.txt')}: 'out.txt' is a symbolic link"
+    assert get_blob(fast_server, "ln/out.txt")[0] == 404
+    # under an output prefix, links are skipped
+    job = submit(fast_server, command={
+        "shell": f"echo real > res1.txt; ln -s {secret} res2.txt",
+        "output": [uri("ln/r/res")]})
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert get_blob(fast_server, "ln/r/res1.txt") == (200, b"real\n")
+    assert get_blob(fast_server, "ln/r/res2.txt")[0] == 404
+    assert set(outputs_by_uri(j)) == {uri("ln/r/res1.txt")}
+
+
+def test_output_prefix_name_not_utf8(fast_server, make_agent):
+    agent = make_agent(fast_server, "w1")
+    job = submit(fast_server, command={"shell": "echo ok > res1.txt; printf x > \"$(printf "
+                                                "'res\\377.txt')\"",
+                                       "output": [uri("u8/res")]})
+    j = finished(fast_server, job, timeout=30)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    err = j["result"]["error"]
+    assert err.startswith(f"output {uri('u8/res')}: the file name 'res\ufffd.txt' is not UTF-8"), err
+    # the agent goes on
+    job = submit(fast_server, command={"shell": "echo fine"})
+    assert finished(fast_server, job, timeout=30)["result"]["stdout"] == "fine\n"
+    assert agent.stop() == 0, agent.read_log()
