@@ -689,8 +689,8 @@ static int expand_local(struct stage *st)
         char *ouri = xasprintf("%s%s", folder_uri, name);
         const char *why = NULL;
         if (!utf8_valid(name)) {
-            fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object",
-                 what, uri, name);
+            fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object", what,
+                 uri, name);
             rc = -1;
         } else if (!name_ok(name) || !spec_uri_valid(ouri, false, &why)) {
             fail(st, "%s %s: the file '%.200s' cannot be %s: %s", what, uri, name,
@@ -971,7 +971,9 @@ static void start_copy_in(struct stage *st, struct stage_item *it)
     }
     if (fd < 0) {
         fail(st, "%s %s: %s", it->what, it->uri,
-             why ? why : err == ENOENT ? "no such file" : strerror(err));
+             why             ? why
+             : err == ENOENT ? "no such file"
+                             : strerror(err));
         return;
     }
     st->dst_fd = st->fd; /* the local file opened by advance */
