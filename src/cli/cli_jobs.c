@@ -233,7 +233,9 @@ static const char submit_usage[] =
     "input argument (its agent downloads it and passes the local copy's path).\n"
     "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
-    "of a uri command.stdin is such a file (relative to the current folder).\n" CLI_COMMON_USAGE;
+    "of a uri command.stdin is such a file (relative to the current folder); a\n"
+    "command.input file goes into a sub-folder of its own (BASE/1/NAME, ...) so\n"
+    "that, as a prefix, it matches that file only.\n" CLI_COMMON_USAGE;
 
 enum { OPT_SERVICE = CLI_OPT_FIRST_FREE, OPT_UPLOAD_TO };
 
@@ -288,10 +290,12 @@ static json_t *load_spec(const char *file)
 /* The local files a submission names, each with the object it becomes. */
 struct uploads {
     char *base;       /* "s3://uploads/<uuid>" or --upload-to, no trailing '/'; owned */
-    json_t *by_path;  /* local path -> URI */
-    json_t *by_uri;   /* URI -> local path: two files must not become one object */
+    json_t *by_path;  /* "a:PATH" (an argument's) or "p:PATH" (a prefix's, in a folder of
+                       * its own) -> URI */
+    json_t *by_name;  /* file name -> local path: the agent could not hold two of one name */
     json_t *by_inode; /* "dev:inode" -> URI: one file under two paths is uploaded once */
-    json_t *order;    /* the local paths in the order met */
+    int folders;      /* the sub-folders made so far for command.input files */
+    json_t *order;    /* the by_path keys in the order met */
     json_t *uploaded; /* the URIs uploaded so far */
 };
 
@@ -299,7 +303,8 @@ static void uploads_init(struct uploads *up)
 {
     up->base = NULL;
     up->by_path = json_object();
-    up->by_uri = json_object();
+    up->by_name = json_object();
+    up->folders = 0;
     up->by_inode = json_object();
     up->order = json_array();
     up->uploaded = json_array();
@@ -309,7 +314,7 @@ static void uploads_release(struct uploads *up)
 {
     free(up->base);
     json_decref(up->by_path);
-    json_decref(up->by_uri);
+    json_decref(up->by_name);
     json_decref(up->by_inode);
     json_decref(up->order);
     json_decref(up->uploaded);
@@ -320,10 +325,16 @@ static void uploads_release(struct uploads *up)
  * NULL after printing why it cannot be: it cannot be read, is a folder, its
  * name makes no key, or another file of the same name is uploaded too. The
  * file is only looked at here; it is read by upload_all.
+ *
+ * With `alone` (a command.input prefix) the file goes into a sub-folder of its
+ * own, BASE/N/NAME, so that the prefix matches it only (BASE/data would match
+ * BASE/data.idx too); else to BASE/NAME.
  */
-static const char *upload_uri(struct uploads *up, const char *path)
+static const char *upload_uri(struct uploads *up, const char *path, bool alone)
 {
-    const char *have = jstr(up->by_path, path);
+    char *path_key = xasprintf("%c:%s", alone ? 'p' : 'a', path);
+    const char *have = jstr(up->by_path, path_key);
+    free(path_key);
     if (have) return have;
     struct stat st;
     if (stat(path, &st) < 0) {
@@ -335,7 +346,8 @@ static const char *upload_uri(struct uploads *up, const char *path)
         return NULL;
     }
     char inode[64];
-    snprintf(inode, sizeof(inode), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+    snprintf(inode, sizeof(inode), "%s%ju:%ju", alone ? "p:" : "", (uintmax_t)st.st_dev,
+             (uintmax_t)st.st_ino);
     if ((have = jstr(up->by_inode, inode))) return have;
     if (!up->base) {
         char id[UUID_STR_LEN];
@@ -344,7 +356,8 @@ static const char *upload_uri(struct uploads *up, const char *path)
     }
     const char *slash = strrchr(path, '/');
     const char *name = slash ? slash + 1 : path;
-    char *uri = xasprintf("%s/%s", up->base, name);
+    char *uri = alone ? xasprintf("%s/%d/%s", up->base, up->folders + 1, name)
+                      : xasprintf("%s/%s", up->base, name);
     const char *why = NULL;
     const char *other;
     if (!spec_uri_valid(uri, false, &why)) {
@@ -353,24 +366,32 @@ static const char *upload_uri(struct uploads *up, const char *path)
         return NULL;
     }
     /* The agent names its local copy after the key's last part: two files of one name
-     * could not both be there, so they are refused rather than renamed. */
-    if ((other = jstr(up->by_uri, uri))) {
+     * could not both be there, so they are refused rather than renamed (one file named
+     * both as an argument and as a prefix is the same file). */
+    if ((other = jstr(up->by_name, name)) && strcmp(other, path)) {
         fprintf(stderr,
                 "drover: '%s' and '%s' would both be uploaded as '%s'; give the files different "
                 "names\n",
-                other, path, uri);
+                other, path, name);
         free(uri);
         return NULL;
     }
-    if (!put(up->by_path, path, json_string(uri)) || !put(up->by_uri, uri, json_string(path)) ||
-        !put(up->by_inode, inode, json_string(uri))) {
+    path_key = xasprintf("%c:%s", alone ? 'p' : 'a', path);
+    bool stored = put(up->by_path, path_key, json_string(uri)) &&
+                  put(up->by_name, name, json_string(path)) &&
+                  put(up->by_inode, inode, json_string(uri));
+    if (!stored) {
         fprintf(stderr, "drover: the file name '%s' is not UTF-8 text\n", path);
         free(uri);
+        free(path_key);
         return NULL;
     }
     free(uri);
-    json_array_append_new(up->order, json_string(path));
-    return jstr(up->by_path, path);
+    if (alone) up->folders++;
+    json_array_append_new(up->order, json_string(path_key));
+    have = jstr(up->by_path, path_key);
+    free(path_key);
+    return have;
 }
 
 /* Replaces the value "@path" of obj[key] by the URI path is uploaded to ("@@x" by "@x"). */
@@ -379,7 +400,7 @@ static int resolve_at_value(struct uploads *up, json_t *obj, const char *key)
     const char *v = jstr(obj, key);
     if (!v || v[0] != '@') return 0;
     if (v[1] == '@') return json_object_set_new(obj, key, json_string(v + 1)) ? -1 : 0;
-    const char *uri = upload_uri(up, v + 1);
+    const char *uri = upload_uri(up, v + 1, false);
     if (!uri) return -1;
     json_object_set_new(obj, key, json_string(uri));
     return 0;
@@ -403,7 +424,7 @@ static int resolve_spec_files(struct uploads *up, json_t *spec)
     {
         const char *s = json_string_value(v);
         if (!s || s[0] != '@') continue;
-        const char *uri = s[1] == '@' ? s + 1 : upload_uri(up, s + 1);
+        const char *uri = s[1] == '@' ? s + 1 : upload_uri(up, s + 1, true);
         if (!uri) return -1;
         json_array_set_new(in, i, json_string(uri));
     }
@@ -435,7 +456,7 @@ static json_t *program_spec(struct uploads *up, char **argv, int first, int argc
         const char *arg = argv[i][0] == '@' && argv[i][1] == '@' ? argv[i] + 1 : argv[i];
         json_t *item;
         if (names_local_file(argv[i])) {
-            const char *uri = upload_uri(up, argv[i] + 1);
+            const char *uri = upload_uri(up, argv[i] + 1, false);
             if (!uri) goto fail;
             item = json_pack("{s:s, s:s}", "type", "input", "value", uri);
         } else if (files) {
@@ -481,8 +502,9 @@ static int upload_all(struct cli *cli, struct uploads *up)
     json_t *v;
     json_array_foreach(up->order, i, v)
     {
-        const char *path = json_string_value(v);
-        const char *uri = jstr(up->by_path, path);
+        const char *key = json_string_value(v);
+        const char *uri = jstr(up->by_path, key);
+        const char *path = key + 2; /* after "a:" or "p:" */
         struct err e = ERR_INIT;
         int64_t size = 0;
         int fd = cli_blob_open_local(path, &size, &e);

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from agentutil import make_agent  # noqa: F401
 from conftest import (BIN, UUID, free_port, help_shown, ok, refused, table, usage_error,
                       wait_for)
 
@@ -526,10 +527,10 @@ def test_submit_spec_file_with_local_files(server, work):
     cmd = job_of(server, job_id)["spec"]["command"]
     assert [a["value"] for a in cmd["arguments"]] == ["s3://specs/a.txt", "@a.txt",
                                                       "s3://data/already"]
-    assert cmd["input"] == ["s3://specs/b.txt"]
+    assert cmd["input"] == ["s3://specs/1/b.txt"]  # a prefix: in a folder of its own
     assert cmd["stdin"]["value"] == "s3://specs/c.txt"
     assert blob(server, "s3://specs/a.txt").content == b"A" * 100
-    assert blob(server, "s3://specs/b.txt").content == b"B" * 200
+    assert blob(server, "s3://specs/1/b.txt").content == b"B" * 200
     assert blob(server, "s3://specs/c.txt").content == b"C" * 300
 
 
@@ -565,3 +566,29 @@ def test_submit_failure_names_the_uploaded_objects(server, work):
     assert "s3://left/over/in.txt" in lines[1] and "drover rm" in lines[1]
     assert blob(server, "s3://left/over/in.txt").content == b"kept"
     assert server.api().get("/v1/jobs").json()["jobs"] == []
+
+
+def test_submit_spec_file_input_prefix_matches_its_file_only(server, work, make_agent):
+    # "@./data" as a command.input prefix must not also match the uploaded "data.idx"
+    make_agent(server, "w1")
+    (work / "data").write_bytes(b"D" * 10)
+    (work / "data.idx").write_bytes(b"I" * 3)
+    (work / "data2").write_bytes(b"E" * 4)
+    spec = {"retry": {"max_attempts": 1},
+            "command": {"program": "sh", "arguments": [
+                {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": "ls"},
+                {"type": "parameter", "value": "sh"}, {"type": "input", "value": "@./data.idx"}],
+                "input": ["@./data", "@./data2"]}}
+    (work / "spec.json").write_text(json.dumps(spec))
+    r = text(run(server, "submit", "--json", "-f", "spec.json", cwd=work))
+    job_id = json.loads(ok(r))["id"]
+    deadline = time.monotonic() + 60
+    while job_of(server, job_id)["state"] not in ("succeeded", "failed", "cancelled") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    j = job_of(server, job_id)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["stdout"] == "data\ndata.idx\ndata2\n"
+    cmd = j["spec"]["command"]
+    base = cmd["arguments"][3]["value"].rsplit("/", 1)[0]
+    assert cmd["input"] == [f"{base}/1/data", f"{base}/2/data2"]
