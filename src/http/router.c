@@ -41,6 +41,10 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     struct http_req *r = arg;
     r->gone = true;
+    /* libevent 2.1 detaches a request whose client hung up and leaves it to be freed by its
+       owner; one still attached is freed with the connection. */
+    if (r->ev && !evhttp_request_get_connection(r->ev))
+        r->orphan = r->ev;
     r->ev = NULL;
     evhttp_connection_set_closecb(evcon, NULL, NULL);
     if (r->on_gone)
@@ -54,6 +58,8 @@ static void req_free(struct http_req *r)
     evhttp_clear_headers(&r->query);
     json_decref(r->body);
     free(r->tail);
+    if (r->orphan)
+        evhttp_request_free(r->orphan);
     free(r);
 }
 

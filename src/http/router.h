@@ -54,6 +54,7 @@ struct http_req {
     char id[16];               /* request id, for logs */
     int64_t t0_ns;
     bool gone;                 /* the client went away while deferred */
+    struct evhttp_request *orphan; /* a gone request libevent left for us to free */
     void (*on_gone)(struct http_req *r);
     void *app;                 /* the router's app pointer, for handlers */
     struct router *rt;

@@ -14,6 +14,7 @@
  *   C_WAIT  the body is over; the request awaits its answer
  *   C_RAW   http-parser gave up (malformed or upgraded): everything goes to
  *           evhttp untouched and evhttp answers as it sees fit
+ *   C_DEAD  refused at its head (refuse_anonymous_body): input is dropped
  *
  * evhttp stops reading once it has dispatched a request and starts again
  * after the answer, so the filter never feeds it a request while it is busy.
@@ -34,6 +35,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+#include <sys/socket.h>
+#include <time.h>
+
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -42,8 +47,13 @@
 #define URL_MAX (16 * 1024)
 #define READ_CHUNK (256 * 1024)
 #define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
+#define XSTR(x) STR(x)
+#define STR(x) #x
+#define BODY_IDLE_S 120           /* a body that moves no byte this long is given up */
 
-enum cstate { C_HEAD, C_PASS, C_BODY, C_WAIT, C_RAW };
+static const struct timeval body_idle = {BODY_IDLE_S, 0};
+
+enum cstate { C_HEAD, C_PASS, C_BODY, C_WAIT, C_RAW, C_DEAD };
 enum umode { U_PENDING, U_ACCEPTED, U_DISCARD };
 
 struct upconn;
@@ -56,6 +66,7 @@ struct upload {
     bool expect_continue;
     bool sink_failed;
     bool paused;
+    uint64_t nonce; /* in the X-Drover-Upload header evhttp sees: clients cannot guess it */
     upload_sink_fn sink;
     upload_done_fn done;
     void *arg;
@@ -132,6 +143,21 @@ static void parser_reset(struct upconn *c)
 
 static void body_finish(struct upconn *c);
 
+/*
+ * The upload's request is over: frame the next one. Bytes of it may already
+ * wait in the socket's buffer (a pipelining client): have the filter look at
+ * them on a later turn, once evhttp is writing the answer (it ignores input
+ * then, and picks it up when it is done).
+ */
+static void next_request(struct upconn *c)
+{
+    c->st = C_HEAD;
+    parser_reset(c);
+    if (evbuffer_get_length(bufferevent_get_input(c->sock)))
+        bufferevent_trigger(c->sock, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 /* Hands n bytes to the sink, or drops them when nobody takes the body. */
 static void body_feed(struct upconn *c, const char *data, size_t n)
 {
@@ -167,14 +193,13 @@ static void body_pump(struct upconn *c)
         body_finish(c);
         return;
     }
-    event_add(c->rd, NULL);
+    event_add(c->rd, &body_idle);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct upconn *c = arg;
     struct upload *up = &c->up;
-    (void)what;
     if (c->st != C_BODY || up->mode == U_PENDING || up->paused) {
         event_del(c->rd); /* level-triggered: it would fire again at once */
         return;
@@ -184,14 +209,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     size_t want = up->remaining < READ_CHUNK ? (size_t)up->remaining : READ_CHUNK;
-    ssize_t n = read(fd, c->chunk, want);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    ssize_t n = (what & EV_TIMEOUT) ? -2 : read(fd, c->chunk, want);
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
         /* The client went away mid-body: evhttp learns of it when it answers. */
         event_del(c->rd);
-        log_debug("upload %s: the connection ended %" PRId64 " bytes before the body's end",
-                  c->id, up->remaining);
+        log_debug("upload %s: %s %" PRId64 " bytes before the body's end", c->id,
+                  n == -2 ? "no byte came for " XSTR(BODY_IDLE_S) " s" : "the connection ended",
+                  up->remaining);
         if (up->mode == U_ACCEPTED) {
             up->mode = U_DISCARD;
             up->done(up->arg, -1);
@@ -219,10 +245,8 @@ static void body_finish(struct upconn *c)
         up->done(up->arg, 0);
     }
     /* done() may have answered already */
-    if (c->st == C_WAIT && up->replied) {
-        c->st = C_HEAD;
-        parser_reset(c);
-    }
+    if (c->st == C_WAIT && up->replied)
+        next_request(c);
 }
 
 static void body_start(struct upconn *c)
@@ -272,7 +296,8 @@ static void head_rewrite(struct upconn *c, struct evbuffer *dst)
         evbuffer_add(dst, line, n);
         evbuffer_add(dst, "\r\n", 2);
     }
-    evbuffer_add_printf(dst, "Content-Length: 0\r\n" UPLOAD_HEADER ": %s\r\n\r\n", c->id);
+    evbuffer_add_printf(dst, "Content-Length: 0\r\n" UPLOAD_HEADER ": %s.%016" PRIx64 "\r\n\r\n",
+                        c->id, c->up.nonce);
     evbuffer_drain(c->head, len);
 }
 
@@ -282,6 +307,7 @@ static bool wants_divert(struct upconn *c)
     size_t n = strlen(c->u->prefix);
     return p->method == HTTP_PUT && !p->upgrade && !c->url_long &&
            (p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED) &&
+           p->content_length <= (uint64_t)INT64_MAX &&
            !strncmp(c->url, c->u->prefix, n);
 }
 
@@ -302,8 +328,55 @@ static bool expects_continue(struct upconn *c)
 }
 
 /* The head is whole: divert its body or let it through. */
+/* A header of the held head, case-insensitively at a line's start. */
+static bool head_has(struct upconn *c, const char *needle)
+{
+    size_t len = evbuffer_get_length(c->head), k = strlen(needle);
+    const char *h = (const char *)evbuffer_pullup(c->head, -1);
+    for (size_t i = 0; i + k <= len; i++)
+        if (h[i] == '\n' && !strncasecmp(h + i, needle, k))
+            return true;
+    return false;
+}
+
+/*
+ * evhttp reads a body whole before the router sees the token: a large body
+ * from a client that sends no credentials is refused here, at its head, and
+ * the connection closed, so nobody can make the server buffer megabytes
+ * without a token.
+ */
+#define ANON_BODY_MAX (64 * 1024)
+
+static bool refuse_anonymous_body(struct upconn *c)
+{
+    const http_parser *p = &c->p;
+    bool big = (p->flags & F_CHUNKED) ||
+               ((p->flags & F_CONTENTLENGTH) && p->content_length > ANON_BODY_MAX);
+    if (!big || head_has(c, "\nauthorization:") || strstr(c->url, "X-Drover-Signature="))
+        return false;
+    static const char body[] =
+        "{\"error\":{\"code\":\"unauthenticated\",\"message\":\"missing token: send "
+        "'Authorization: Bearer <token>' (a body over 64 KiB needs one before it is read)\"}}\n";
+    char resp[512];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                     "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                     sizeof(body) - 1, body);
+    int fd = bufferevent_getfd(c->sock);
+    ssize_t w = write(fd, resp, (size_t)n); /* small: the socket's buffer takes it */
+    (void)w;
+    shutdown(fd, SHUT_RDWR); /* evhttp sees the end and frees the connection */
+    return true;
+}
+
 static void head_done(struct upconn *c, struct evbuffer *src, struct evbuffer *dst)
 {
+    if (!wants_divert(c) && refuse_anonymous_body(c)) {
+        evbuffer_drain(c->head, evbuffer_get_length(c->head));
+        evbuffer_drain(src, evbuffer_get_length(src));
+        c->st = C_DEAD;
+        return;
+    }
     if (!wants_divert(c)) {
         evbuffer_add_buffer(dst, c->head);
         c->st = C_PASS;
@@ -316,7 +389,9 @@ static void head_done(struct upconn *c, struct evbuffer *src, struct evbuffer *d
     up->c = c;
     up->length = up->remaining = (int64_t)c->p.content_length;
     up->mode = U_PENDING;
-    up->expect_continue = expects_continue(c);
+    up->expect_continue = expects_continue(c) && (c->p.http_major > 1 || c->p.http_minor >= 1);
+    if (RAND_bytes((unsigned char *)&up->nonce, sizeof(up->nonce)) != 1)
+        up->nonce = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL) ^ ((uint64_t)rand() << 32);
     head_rewrite(c, dst);
     c->st = C_BODY;
     bufferevent_disable(c->sock, EV_READ); /* the body is read by body_pump from now on */
@@ -336,6 +411,10 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
         if (c->st == C_RAW) {
             evbuffer_add_buffer(dst, src);
             return BEV_OK;
+        }
+        if (c->st == C_DEAD) {
+            evbuffer_drain(src, evbuffer_get_length(src));
+            return BEV_NEED_MORE;
         }
         if (c->st != C_HEAD && c->st != C_PASS)
             break;
@@ -509,10 +588,17 @@ static struct upconn *conn_of(struct uploads *u, struct evhttp_request *ev)
     struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
     if (!id || !evcon)
         return NULL;
-    struct upconn *c = hmap_get(&u->conns, id);
-    /* The header is only ever ours: the filter drops clients' copies. Check anyway. */
+    /* "<connection>.<nonce>": a client's own copy of the header names nothing. */
+    char cid[24];
+    const char *dot = strchr(id, '.');
+    if (!dot || (size_t)(dot - id) >= sizeof(cid))
+        return NULL;
+    memcpy(cid, id, (size_t)(dot - id));
+    cid[dot - id] = '\0';
+    struct upconn *c = hmap_get(&u->conns, cid);
     if (!c || c->filter != evhttp_connection_get_bufferevent(evcon) ||
-        (c->st != C_BODY && c->st != C_WAIT))
+        (c->st != C_BODY && c->st != C_WAIT) ||
+        strtoull(dot + 1, NULL, 16) != c->up.nonce || strlen(dot + 1) != 16)
         return NULL;
     return c;
 }
@@ -548,14 +634,14 @@ void upload_accept(struct upload *up, upload_sink_fn sink, upload_done_fn done, 
         c->chunk = xmalloc(READ_CHUNK);
     /* Start on the next turn of the loop, outside the handler. Add before activating: an
        active event is not put in the I/O map by event_add. */
-    event_add(c->rd, NULL);
+    event_add(c->rd, &body_idle);
     event_active(c->rd, EV_READ, 0);
 }
 
 void upload_resume(struct upload *up)
 {
     up->paused = false;
-    event_add(up->c->rd, NULL);
+    event_add(up->c->rd, &body_idle);
     event_active(up->c->rd, EV_READ, 0);
 }
 
@@ -566,17 +652,22 @@ void upload_on_reply(struct uploads *u, struct evhttp_request *ev)
         return;
     struct upload *up = &c->up;
     up->replied = true;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+    if (c->st == C_RAW) { /* the body broke off: nothing more can be framed here */
+        evhttp_add_header(out, "Connection", "close");
+        return;
+    }
     if (c->st == C_WAIT) {
-        c->st = C_HEAD;
-        parser_reset(c);
+        next_request(c);
         return;
     }
     if (up->mode != U_PENDING) /* accepted: the body's end moves it on */
         return;
-    /* Nobody took the body: throw it away, or hang up when there is much of it. */
+    /* Nobody took the body: throw it away, or hang up when there is much of it, or when the
+       client waits for a 100 Continue that will not come (it may never send the body). */
     up->mode = U_DISCARD;
-    if (up->remaining > CLOSE_OVER) {
-        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+    if (up->remaining > CLOSE_OVER || (up->expect_continue && up->remaining > 0)) {
+        evhttp_add_header(out, "Connection", "close");
         c->st = C_RAW;
         return;
     }

@@ -530,9 +530,17 @@ static bool uri_eq(json_t *v, const char *uri)
     return json_is_string(v) && !strcmp(json_string_value(v), uri);
 }
 
-static bool has_prefix(const char *s, const char *p)
+/*
+ * Is uri under the job's prefix p? Compared as bucket and key: "s3://bu" (a
+ * whole bucket) does not reach into "s3://bucket/...".
+ */
+static bool has_prefix(const char *uri, const char *p)
 {
-    return !strncmp(s, p, strlen(p));
+    size_t n = strlen(p);
+    if (strncmp(uri, p, n))
+        return false;
+    bool bucket_only = !strchr(p + (strncmp(p, "s3://", 5) ? 0 : 5), '/');
+    return !bucket_only || uri[n] == '/' || uri[n] == '\0';
 }
 
 /*
@@ -602,7 +610,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
         j.attempt != (int)json_integer_value(att))
         rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id,
                      (int)json_integer_value(att));
-    else if (!holder || (holder->token[0] && strcmp(holder->token, r->token_name)))
+    else if (!holder || strcmp(holder->token, r->token_name))
         rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent with another token", j.id);
     else if (!job_allows(j.spec, method, uri, prefix))
         rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
@@ -676,12 +684,12 @@ static int presign_prefix(struct http_req *r, const char *bucket, const char *ke
     return 0;
 }
 
-/* "s3://bucket/prefix", where the prefix may be empty ("s3://bucket/": the whole bucket). */
+/* "s3://bucket/prefix", where the prefix may be empty ("s3://bucket/" or "s3://bucket"). */
 static int prefix_parse(const char *uri, char bucket[BLOB_BUCKET_MAX + 1], const char **key,
                         struct err *e)
 {
     const char *why = NULL;
-    if (strncmp(uri, "s3://", 5) != 0 || !strchr(uri + 5, '/'))
+    if (strncmp(uri, "s3://", 5) != 0)
         why = "must be s3://bucket/ or s3://bucket/prefix";
     else
         spec_uri_valid(uri, true, &why);
@@ -690,7 +698,7 @@ static int prefix_parse(const char *uri, char bucket[BLOB_BUCKET_MAX + 1], const
     size_t n = strcspn(uri + 5, "/"); /* 2..63, checked above */
     memcpy(bucket, uri + 5, n);
     bucket[n] = '\0';
-    *key = uri + 5 + n + 1;
+    *key = uri[5 + n] ? uri + 5 + n + 1 : ""; /* "s3://bucket": the whole bucket too */
     return 0;
 }
 

@@ -266,7 +266,8 @@ def test_presign_prefix(server):
         assert requests.get(o["url"]).content == o["key"].rsplit(".", 1)[1].encode()
     whole = presign(api, method="GET", uri="s3://maps/", prefix=True).json()["objects"]
     assert len(whole) == 4
-    r = presign(api, method="GET", uri="s3://maps", prefix=True)
+    assert len(presign(api, method="GET", uri="s3://maps", prefix=True).json()["objects"]) == 4
+    r = presign(api, method="GET", uri="s3://Maps/", prefix=True)
     assert r.status_code == 400 and r.json()["error"]["field"] == "uri"
 
 
@@ -397,3 +398,88 @@ def test_two_gib_object_streams_both_ways(server):
         limit = 512 if "libasan" in f.read() else 100
     assert peak < limit * 1024, f"the server's peak resident memory was {peak} KiB"
     assert api.delete("/v1/blobs/big/two-gib").status_code == 204
+
+
+def test_anonymous_large_body_refused_at_its_head(server):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n" + b"x" * 1000)
+    out = b""
+    while True:  # the server answers and closes without reading the body
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    assert out.startswith(b"HTTP/1.1 401"), out
+    assert b"unauthenticated" in out
+    assert server.api().get("/healthz").status_code == 200
+    # with a token, a large body is read as before (and judged by its route)
+    r = server.api().post("/v1/jobs", data=b"[" + b" " * 100_000 + b"]")
+    assert r.status_code == 400
+
+
+def test_pipelined_request_after_an_upload(server):
+    tok = server.admin_token
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall((f"PUT /v1/blobs/b1/pipe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+               "Content-Length: 5\r\n\r\nhello"
+               f"GET /v1/blobs/b1/pipe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+               "\r\n").encode())
+    out = b""
+    deadline = time.monotonic() + 10
+    while out.count(b"HTTP/1.1 200") < 2 or not out.endswith(b"hello"):
+        assert time.monotonic() < deadline, out
+        chunk = s.recv(65536)
+        assert chunk, out
+        out += chunk
+    s.close()
+
+
+def test_client_cannot_forge_the_upload_header(server):
+    tok = server.admin_token
+    head = (f"PUT /v1/blobs/b1/forged HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+            "X-Drover-Upload: 1.0000000000000000\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    out = raw_request(server.port, head, b"3\r\nabc\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 411"), out
+    assert server.api().get("/v1/blobs/b1/forged").status_code == 404
+
+
+def test_expect_continue_refused_closes(server):
+    head = (b"PUT /v1/blobs/b1/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 100\r\n\r\n")
+    out = raw_request(server.port, head)
+    assert out.startswith(b"HTTP/1.1 401"), out
+    assert b"Connection: close" in out
+
+
+def test_absurd_content_length(server):
+    tok = server.admin_token
+    head = (f"PUT /v1/blobs/b1/huge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+            "Content-Length: 9223372036854775808\r\n\r\n").encode()
+    out = raw_request(server.port, head, b"x" * 10)
+    assert out.split(b" ")[1] in (b"400", b"411", b"413"), out
+    assert server.api().get("/healthz").status_code == 200
+
+
+def test_agent_prefix_rights_stay_in_their_bucket(server):
+    api = server.api()
+    tok = api.post("/v1/tokens", json={"name": "ag", "role": "agent"}).json()["token"]
+    agent = server.api(token=tok)
+    job = api.post("/v1/jobs", json={"queue": "pfx", "command": {
+        "program": "true", "input": ["s3://bu"]}}).json()["id"]
+    aid = agent.post("/v1/agents/register", json={"name": "a1", "queues": ["pfx"], "slots": 1}
+                     ).json()["id"]
+    leases = agent.post(f"/v1/agents/{aid}/poll", json={"free_slots": 1, "wait_s": 0}).json()
+    assert [l["job"] for l in leases["leases"]] == [job]
+
+    def ask(uri, **kw):
+        return presign(agent, method="GET", uri=uri, job=job, attempt=1, **kw)
+
+    assert ask("s3://bu/any/key").status_code == 200
+    assert ask("s3://bucketsecret/x").status_code == 403
+    assert ask("s3://bucketsecret/", prefix=True).status_code == 403
+    assert ask("s3://bu", prefix=True).status_code == 200
+    # another agent token, even knowing the job and attempt, gets nothing
+    other = api.post("/v1/tokens", json={"name": "ag2", "role": "agent"}).json()["token"]
+    r = presign(server.api(token=other), method="GET", uri="s3://bu/any/key", job=job, attempt=1)
+    assert r.status_code == 403
