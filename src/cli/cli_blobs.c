@@ -41,6 +41,7 @@
 #define PROGRESS_EVERY_NS 200000000     /* redraw at most five times a second */
 #define IO_CHUNK 65536
 #define LIST_PAGE 1000
+#define TEMP_NAME_KEEP 200 /* bytes of the target's name in get's temporary file's name */
 
 /* ---- URIs ---- */
 
@@ -325,6 +326,10 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
         return 1;
     }
     char *path = blob_path(&u);
+    /* a regular file is read as it is (no copy): it must not change while it is sent */
+    struct stat before, after = {0};
+    off_t start = lseek(fd, 0, SEEK_CUR);
+    bool regular = fstat(fd, &before) == 0 && S_ISREG(before.st_mode) && start >= 0;
     struct source src = {.fd = fd, .name = name, .md = sha256_new(), .left = size};
     struct progress prog;
     progress_init(&prog, name);
@@ -360,6 +365,17 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
         rc = 1;
         goto out;
     }
+    if (regular &&
+        (fstat(fd, &after) != 0 || after.st_size != before.st_size ||
+         after.st_size - start != size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+         after.st_mtim.tv_nsec != before.st_mtim.tv_nsec)) {
+        fprintf(stderr,
+                "drover: '%s' changed while it was uploaded; the object stored as '%s' may not "
+                "match it (%lld bytes were sent, the file now has %lld): upload it again\n",
+                name, uri, (long long)size, (long long)after.st_size);
+        rc = 1;
+        goto out;
+    }
     if (answer) *answer = json_incref(t.resp);
 out:
     json_decref(t.resp);
@@ -374,7 +390,9 @@ static const char put_usage[] =
     "Uploads a local file (FILE '-': standard input) to the object store and\n"
     "prints the object's URI. A KEY that is empty or ends in '/' gets the file's\n"
     "name appended. The upload is streamed; its SHA-256 is checked against the\n"
-    "server's. A progress bar is shown on a terminal for files over 8 MiB.\n"
+    "server's. A file that changes while it is uploaded (its size or its\n"
+    "modification time) makes put exit 1: the object is stored but may not match\n"
+    "the file. A progress bar is shown on a terminal for files over 8 MiB.\n"
     "\n"
     "      --json         print the server's answer: {\"uri\", \"size\", "
     "\"sha256\"}\n" CLI_COMMON_USAGE;
@@ -560,8 +578,17 @@ static int open_target(const char *arg, const char *key, struct target *t, struc
         if (t->fd < 0) return err_set(e, ERR_IO, "cannot write '%s': %s", t->path, strerror(errno));
         return 0;
     }
+    /* ".NAME.drover-XXXXXX": NAME cut (not inside a UTF-8 character) so that a name near
+     * the 255-byte limit still leaves room for the temporary one */
     char *copy = xstrdup(t->path);
-    t->temp = xasprintf("%s/.%s.drover-XXXXXX", dirname(copy), last_part(t->path));
+    const char *name = last_part(t->path);
+    size_t keep = strlen(name);
+    if (keep > TEMP_NAME_KEEP) {
+        keep = TEMP_NAME_KEEP;
+        while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80)
+            keep--;
+    }
+    t->temp = xasprintf("%s/.%.*s.drover-XXXXXX", dirname(copy), (int)keep, name);
     free(copy);
     t->fd = mkostemp(t->temp, O_CLOEXEC);
     if (t->fd < 0) {

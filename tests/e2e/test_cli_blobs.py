@@ -592,3 +592,42 @@ def test_submit_spec_file_input_prefix_matches_its_file_only(server, work, make_
     cmd = j["spec"]["command"]
     base = cmd["arguments"][3]["value"].rsplit("/", 1)[0]
     assert cmd["input"] == [f"{base}/1/data", f"{base}/2/data2"]
+
+
+def test_get_to_a_name_near_the_limit(server, work):
+    ok(text(run(server, "put", "-", "s3://data/long", input=b"long name")))
+    name = "é" * 100 + "x" * 51  # 251 bytes: the temporary name must still fit
+    ok(text(run(server, "get", "s3://data/long", str(work / name))))
+    assert (work / name).read_bytes() == b"long name"
+    assert leftovers(work) == []
+
+
+def fd_open(pid, path):
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_put_of_a_file_that_grows_while_it_is_uploaded(server, work):
+    src = work / "growing.bin"
+    write_big(src, 20 * 1000 * 1000)
+    # The server is stopped (the kernel still accepts the connection): the put waits with the
+    # file open, it grows, then the server goes on.
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([BIN, "put", str(src), "s3://data/growing.bin"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.cli_env())
+        wait_for(lambda: fd_open(p.pid, src), timeout=20, what="put to open the file")
+        time.sleep(0.3)
+        with open(src, "ab") as f:
+            f.write(b"more" * 1000)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, (out, err)
+    err = err.decode()
+    assert "changed while it was uploaded" in err and str(src) in err, err
+    assert "s3://data/growing.bin" in err and "may not match" in err, err
+    assert out == b""
