@@ -279,6 +279,12 @@ static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
 struct get_op {
     struct http_req *r;
     struct server *s;
+    char bucket[BLOB_BUCKET_MAX + 1];
+    char *key, *range;
+    bool head;
+    struct blob_info info; /* from get_prepare: */
+    int64_t off, len;
+    int ranged, rc;
     struct blob_reader *rd;
     int64_t left;
     bool remote;          /* reads run on the offload thread */
@@ -290,6 +296,8 @@ struct get_op {
 
 static void get_free(struct get_op *op)
 {
+    free(op->key);
+    free(op->range);
     blob_close(op->rd);
     if (op->buf)
         evbuffer_free(op->buf);
@@ -392,59 +400,188 @@ static void add_object_headers(struct http_req *r, const struct blob_info *info)
     evhttp_add_header(h, "Last-Modified", date);
 }
 
+/* What a GET or HEAD needs from the store (on the offload thread for remote stores). */
+static void get_prepare(void *arg)
+{
+    struct get_op *op = arg;
+    op->rc = blob_head(op->s->blobs, op->bucket, op->key, &op->info, &op->err);
+    if (op->rc)
+        return;
+    op->off = 0;
+    op->len = op->info.size;
+    op->ranged = parse_range(op->range, op->info.size, &op->off, &op->len);
+    if (op->ranged < 0 || op->head)
+        return;
+    op->rc = blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, NULL,
+                       &op->err);
+}
+
+/* Answers with what get_prepare found: an error, the headers, or the start of the bytes. */
+static void get_respond(void *arg)
+{
+    struct get_op *op = arg;
+    struct http_req *r = op->r;
+    op->reading = false;
+    if (op->gone) { /* get_gone dropped r */
+        get_free(op);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    char buf[96];
+    if (op->rc || op->ranged < 0) {
+        if (!op->rc) {
+            snprintf(buf, sizeof(buf), "bytes */%" PRId64, op->info.size);
+            evhttp_add_header(h, "Content-Range", buf);
+            err_field(&op->err, ERR_RANGE, "Range",
+                      "range '%s' is outside the object's %" PRId64 " bytes", op->range,
+                      op->info.size);
+        }
+        r->on_gone = NULL;
+        http_reply_err(r, &op->err);
+        get_free(op);
+        return;
+    }
+    add_object_headers(r, &op->info);
+    snprintf(buf, sizeof(buf), "%" PRId64, op->len);
+    evhttp_add_header(h, "Content-Length", buf);
+    if (op->ranged > 0) {
+        snprintf(buf, sizeof(buf), "bytes %" PRId64 "-%" PRId64 "/%" PRId64, op->off,
+                 op->off + op->len - 1, op->info.size);
+        evhttp_add_header(h, "Content-Range", buf);
+    }
+    int status = op->ranged > 0 ? 206 : 200;
+    if (op->head) {
+        r->on_gone = NULL;
+        get_free(op);
+        http_reply_bytes(r, status, "application/octet-stream", "", 0);
+        return;
+    }
+    op->left = op->len;
+    http_reply_start(r, status, "application/octet-stream");
+    if (r->ev)
+        get_send_next(op);
+}
+
 static int api_blob_get(struct http_req *r, const char *bucket, const char *key, bool head)
 {
     struct server *s = srv(r);
     struct err e = ERR_INIT;
-    struct blob_info info;
-    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &e) ||
-        blob_head(s->blobs, bucket, key, &info, &e)) {
+    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &e)) {
         http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    int64_t off = 0, len = info.size;
-    const char *range = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Range");
-    int ranged = parse_range(range, info.size, &off, &len);
-    char buf[96];
-    if (ranged < 0) {
-        snprintf(buf, sizeof(buf), "bytes */%" PRId64, info.size);
-        evhttp_add_header(h, "Content-Range", buf);
-        http_reply_error(r, ERR_RANGE, "Range", "range '%s' is outside the object's %" PRId64
-                         " bytes", range, info.size);
-        return HTTP_DONE;
-    }
-    add_object_headers(r, &info);
-    snprintf(buf, sizeof(buf), "%" PRId64, len);
-    evhttp_add_header(h, "Content-Length", buf);
-    if (ranged > 0) {
-        snprintf(buf, sizeof(buf), "bytes %" PRId64 "-%" PRId64 "/%" PRId64, off, off + len - 1,
-                 info.size);
-        evhttp_add_header(h, "Content-Range", buf);
-    }
-    int status = ranged > 0 ? 206 : 200;
-    if (head) {
-        http_reply_bytes(r, status, "application/octet-stream", "", 0);
         return HTTP_DONE;
     }
     struct get_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
     op->s = s;
-    op->left = len;
+    snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
+    op->key = xstrdup(key);
+    const char *range = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Range");
+    op->range = range ? xstrdup(range) : NULL;
+    op->head = head;
     op->remote = blob_caps(s->blobs) & BLOB_CAP_REMOTE;
     op->buf = evbuffer_new();
-    if (blob_open(s->blobs, bucket, key, off, len, &op->rd, NULL, &e)) {
-        get_free(op);
-        evhttp_remove_header(h, "Content-Length");
-        evhttp_remove_header(h, "Content-Range");
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
     r->owner = op;
     r->on_gone = get_gone;
-    http_reply_start(r, status, "application/octet-stream");
-    if (r->ev)
-        get_send_next(op);
+    if (op->remote) {
+        op->reading = true;
+        offload_run(s->offload, get_prepare, get_respond, op);
+    } else {
+        get_prepare(op);
+        get_respond(op);
+    }
+    return HTTP_DEFERRED;
+}
+
+/* ---- DELETE and listing: one store call, on the offload thread for remote stores ---- */
+
+enum call_kind { CALL_DELETE, CALL_LIST };
+
+struct call_op {
+    struct http_req *r;
+    struct server *s;
+    enum call_kind kind;
+    bool in_flight, gone;
+    char bucket[BLOB_BUCKET_MAX + 1];
+    char *key, *prefix, *after; /* owned: r may be gone while the call runs */
+    int limit;
+    struct blob_list list;
+    int rc;
+    struct err err;
+};
+
+static void call_free(struct call_op *op)
+{
+    free(op->key);
+    free(op->prefix);
+    free(op->after);
+    blob_list_release(&op->list);
+    free(op);
+}
+
+static void call_work(void *arg)
+{
+    struct call_op *op = arg;
+    struct blob_store *bs = op->s->blobs;
+    if (op->kind == CALL_DELETE)
+        op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
+    else
+        op->rc = blob_list(bs, op->bucket, op->prefix, op->after, op->limit, &op->list, &op->err);
+}
+
+static json_t *list_json(const struct blob_list *l)
+{
+    json_t *objs = json_array();
+    for (size_t i = 0; i < l->n; i++) {
+        char ts[40];
+        time_format_rfc3339(l->items[i].info.modified_ms, ts, sizeof(ts));
+        json_array_append_new(objs, json_pack("{s:s, s:I, s:s, s:s}", "key", l->items[i].key,
+                                              "size", (json_int_t)l->items[i].info.size, "sha256",
+                                              l->items[i].info.sha256, "modified", ts));
+    }
+    return json_pack("{s:o, s:o}", "objects", objs, "next",
+                     l->next ? json_string(l->next) : json_null());
+}
+
+static void call_answer(void *arg)
+{
+    struct call_op *op = arg;
+    struct http_req *r = op->r;
+    op->in_flight = false;
+    if (!op->gone) {
+        r->on_gone = NULL;
+        if (op->rc)
+            http_reply_err(r, &op->err);
+        else if (op->kind == CALL_DELETE)
+            http_reply_bytes(r, 204, "application/json", "", 0);
+        else
+            http_reply_json(r, 200, list_json(&op->list));
+    }
+    call_free(op);
+}
+
+static void call_gone(struct http_req *r)
+{
+    struct call_op *op = r->owner;
+    http_req_drop(r);
+    if (op->in_flight) /* call_answer frees it */
+        op->gone = true;
+    else
+        call_free(op);
+}
+
+static int call_run(struct http_req *r, struct call_op *op)
+{
+    op->r = r;
+    op->s = srv(r);
+    r->owner = op;
+    r->on_gone = call_gone;
+    if (blob_caps(op->s->blobs) & BLOB_CAP_REMOTE) {
+        op->in_flight = true;
+        offload_run(op->s->offload, call_work, call_answer, op);
+    } else {
+        call_work(op);
+        call_answer(op);
+    }
     return HTTP_DEFERRED;
 }
 
@@ -474,14 +611,17 @@ int api_blob_object(struct http_req *r)
     case EVHTTP_REQ_PUT: return api_blob_put(r, bucket, key);
     case EVHTTP_REQ_GET: return api_blob_get(r, bucket, key, false);
     case EVHTTP_REQ_HEAD: return api_blob_get(r, bucket, key, true);
-    case EVHTTP_REQ_DELETE:
-        if (object_auth(r, "DELETE", bucket, key, &e) ||
-            blob_delete(srv(r)->blobs, bucket, key, &e)) {
+    case EVHTTP_REQ_DELETE: {
+        if (object_auth(r, "DELETE", bucket, key, &e)) {
             http_reply_err(r, &e);
             return HTTP_DONE;
         }
-        http_reply_bytes(r, 204, "application/json", "", 0);
-        return HTTP_DONE;
+        struct call_op *op = xcalloc(1, sizeof(*op));
+        op->kind = CALL_DELETE;
+        memcpy(op->bucket, bucket, sizeof(op->bucket));
+        op->key = xstrdup(key);
+        return call_run(r, op);
+    }
     default:
         http_reply_error(r, ERR_METHOD, NULL, "method not allowed on an object");
         return HTTP_DONE;
@@ -502,25 +642,18 @@ int api_blob_list(struct http_req *r)
             return HTTP_DONE;
         }
     }
-    struct blob_list l = {0};
-    if (blob_list(srv(r)->blobs, r->params[0], http_query(r, "prefix"), http_query(r, "after"),
-                  (int)limit, &l, &e)) {
+    if (blob_bucket_check(r->params[0], &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    json_t *objs = json_array();
-    for (size_t i = 0; i < l.n; i++) {
-        char ts[40];
-        time_format_rfc3339(l.items[i].info.modified_ms, ts, sizeof(ts));
-        json_array_append_new(objs, json_pack("{s:s, s:I, s:s, s:s}", "key", l.items[i].key,
-                                              "size", (json_int_t)l.items[i].info.size, "sha256",
-                                              l.items[i].info.sha256, "modified", ts));
-    }
-    json_t *ans = json_pack("{s:o, s:o}", "objects", objs, "next",
-                            l.next ? json_string(l.next) : json_null());
-    blob_list_release(&l);
-    http_reply_json(r, 200, ans);
-    return HTTP_DONE;
+    struct call_op *op = xcalloc(1, sizeof(*op));
+    op->kind = CALL_LIST;
+    memcpy(op->bucket, r->params[0], strlen(r->params[0]) + 1); /* checked: <= 63 bytes */
+    const char *prefix = http_query(r, "prefix"), *after = http_query(r, "after");
+    op->prefix = prefix ? xstrdup(prefix) : NULL;
+    op->after = after ? xstrdup(after) : NULL;
+    op->limit = (int)limit;
+    return call_run(r, op);
 }
 
 /* ---- POST /v1/presign ---- */
