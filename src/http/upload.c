@@ -49,7 +49,7 @@
 #define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
 #define XSTR(x) STR(x)
 #define STR(x) #x
-#define BODY_IDLE_S 120           /* a body that moves no byte this long is given up */
+#define BODY_IDLE_S 120 /* a body that moves no byte this long is given up */
 
 static const struct timeval body_idle = {BODY_IDLE_S, 0};
 
@@ -84,7 +84,7 @@ struct upconn {
     size_t url_len;
     bool url_long;
     struct upload up;
-    struct event *rd; /* reads a diverted body from the socket */
+    struct event *rd;   /* reads a diverted body from the socket */
     struct event *wr;   /* waits for the socket to take more of an answer */
     struct event *kick; /* flushes what evhttp queued, once it has enabled writing */
     char *chunk;
@@ -163,8 +163,7 @@ static void body_feed(struct upconn *c, const char *data, size_t n)
 {
     struct upload *up = &c->up;
     up->remaining -= (int64_t)n;
-    if (up->mode != U_ACCEPTED || up->sink_failed)
-        return;
+    if (up->mode != U_ACCEPTED || up->sink_failed) return;
     int rc = up->sink(up->arg, data, n);
     if (rc == UPLOAD_PAUSE)
         up->paused = true;
@@ -179,8 +178,7 @@ static void body_pump(struct upconn *c)
     struct evbuffer *in = bufferevent_get_input(c->sock);
     while (up->remaining > 0 && !up->paused && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t n = v.iov_len < (size_t)up->remaining ? v.iov_len : (size_t)up->remaining;
         body_feed(c, v.iov_base, n);
         evbuffer_drain(in, n);
@@ -210,8 +208,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     size_t want = up->remaining < READ_CHUNK ? (size_t)up->remaining : READ_CHUNK;
     ssize_t n = (what & EV_TIMEOUT) ? -2 : read(fd, c->chunk, want);
-    if (n == -1 && (errno == EAGAIN || errno == EINTR))
-        return;
+    if (n == -1 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
         /* The client went away mid-body: evhttp learns of it when it answers. */
         event_del(c->rd);
@@ -245,14 +242,12 @@ static void body_finish(struct upconn *c)
         up->done(up->arg, 0);
     }
     /* done() may have answered already */
-    if (c->st == C_WAIT && up->replied)
-        next_request(c);
+    if (c->st == C_WAIT && up->replied) next_request(c);
 }
 
 static void body_start(struct upconn *c)
 {
-    if (!c->chunk)
-        c->chunk = xmalloc(READ_CHUNK);
+    if (!c->chunk) c->chunk = xmalloc(READ_CHUNK);
     body_pump(c);
 }
 
@@ -279,8 +274,7 @@ static void head_rewrite(struct upconn *c, struct evbuffer *dst)
         char *nl = memchr(h + i, '\n', len - i);
         size_t end = nl ? (size_t)(nl - h) : len;
         size_t n = end - i;
-        if (n && h[i + n - 1] == '\r')
-            n--;
+        if (n && h[i + n - 1] == '\r') n--;
         const char *line = h + i;
         i = end + 1;
         if (!n) /* the blank line that ends the head */
@@ -288,11 +282,9 @@ static void head_rewrite(struct upconn *c, struct evbuffer *dst)
         bool cont = line[0] == ' ' || line[0] == '\t';
         if (!first && !cont)
             dropping = header_is(line, n, "content-length") || header_is(line, n, "expect") ||
-                       header_is(line, n, UPLOAD_HEADER) ||
-                       header_is(line, n, "transfer-encoding");
+                       header_is(line, n, UPLOAD_HEADER) || header_is(line, n, "transfer-encoding");
         first = false;
-        if (dropping)
-            continue;
+        if (dropping) continue;
         evbuffer_add(dst, line, n);
         evbuffer_add(dst, "\r\n", 2);
     }
@@ -305,9 +297,8 @@ static bool wants_divert(struct upconn *c)
 {
     const http_parser *p = &c->p;
     size_t n = strlen(c->u->prefix);
-    return p->method == HTTP_PUT && !p->upgrade && !c->url_long &&
-           (p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED) &&
-           p->content_length <= (uint64_t)INT64_MAX &&
+    return p->method == HTTP_PUT && !p->upgrade && !c->url_long && (p->flags & F_CONTENTLENGTH) &&
+           !(p->flags & F_CHUNKED) && p->content_length <= (uint64_t)INT64_MAX &&
            !strncmp(c->url, c->u->prefix, n);
 }
 
@@ -317,8 +308,7 @@ static bool expects_continue(struct upconn *c)
     const char *h = (const char *)evbuffer_pullup(c->head, -1);
     static const char needle[] = "\nexpect:";
     for (size_t i = 0; i + sizeof(needle) - 1 <= len; i++) {
-        if (strncasecmp(h + i, needle, sizeof(needle) - 1))
-            continue;
+        if (strncasecmp(h + i, needle, sizeof(needle) - 1)) continue;
         const char *v = h + i + sizeof(needle) - 1;
         while (v < h + len && (*v == ' ' || *v == '\t'))
             v++;
@@ -334,8 +324,7 @@ static bool head_has(struct upconn *c, const char *needle)
     size_t len = evbuffer_get_length(c->head), k = strlen(needle);
     const char *h = (const char *)evbuffer_pullup(c->head, -1);
     for (size_t i = 0; i + k <= len; i++)
-        if (h[i] == '\n' && !strncasecmp(h + i, needle, k))
-            return true;
+        if (h[i] == '\n' && !strncasecmp(h + i, needle, k)) return true;
     return false;
 }
 
@@ -416,11 +405,9 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
             evbuffer_drain(src, evbuffer_get_length(src));
             return BEV_NEED_MORE;
         }
-        if (c->st != C_HEAD && c->st != C_PASS)
-            break;
+        if (c->st != C_HEAD && c->st != C_PASS) break;
         struct evbuffer_iovec v;
-        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
-            break;
+        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1) break;
         size_t n = http_parser_execute(&c->p, &c->u->settings, v.iov_base, v.iov_len);
         enum http_errno err = HTTP_PARSER_ERRNO(&c->p);
         if (c->st == C_HEAD)
@@ -452,15 +439,14 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
 static enum bufferevent_filter_result out_filter(struct evbuffer *src, struct evbuffer *dst,
-                                                 ev_ssize_t limit,
-                                                 enum bufferevent_flush_mode mode, void *ctx)
+                                                 ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                 void *ctx)
 {
     struct upconn *c = ctx;
     (void)dst;
     (void)limit;
     (void)mode;
-    if (!evbuffer_get_length(src))
-        return BEV_NEED_MORE;
+    if (!evbuffer_get_length(src)) return BEV_NEED_MORE;
     int n = evbuffer_write(src, bufferevent_getfd(c->sock));
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
         bufferevent_trigger_event(c->filter, BEV_EVENT_ERROR | BEV_EVENT_WRITING,
@@ -496,22 +482,17 @@ static void on_output_added(struct evbuffer *b, const struct evbuffer_cb_info *i
 {
     struct upconn *c = arg;
     (void)b;
-    if (info->n_added)
-        event_active(c->kick, 0, 0);
+    if (info->n_added) event_active(c->kick, 0, 0);
 }
 
 static void conn_free(void *ctx)
 {
     struct upconn *c = ctx;
     struct upload *up = &c->up;
-    if (c->st == C_BODY && up->mode == U_ACCEPTED)
-        up->done(up->arg, -1);
-    if (c->u)
-        hmap_del(&c->u->conns, c->id);
-    if (c->rd)
-        event_free(c->rd);
-    if (c->wr)
-        event_free(c->wr);
+    if (c->st == C_BODY && up->mode == U_ACCEPTED) up->done(up->arg, -1);
+    if (c->u) hmap_del(&c->u->conns, c->id);
+    if (c->rd) event_free(c->rd);
+    if (c->wr) event_free(c->wr);
     event_free(c->kick);
     free(c->chunk);
     evbuffer_free(c->head);
@@ -534,8 +515,7 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
     c->kick = event_new(base, -1, 0, on_writable, c);
     if (!c->sock || !c->filter) {
         log_error("cannot set up a connection's buffers");
-        if (c->sock)
-            bufferevent_free(c->sock);
+        if (c->sock) bufferevent_free(c->sock);
         evbuffer_free(c->head);
         event_free(c->kick);
         free(c);
@@ -563,8 +543,7 @@ struct uploads *uploads_new(struct evhttp *http, const char *path_prefix)
 
 void uploads_free(struct uploads *u)
 {
-    if (!u)
-        return;
+    if (!u) return;
     /* Connections are finalized later by the event base: they forget the registry, and
        uploads in progress end now, while their requests can still be answered. */
     for (struct hmap_entry *e = hmap_first(&u->conns); e; e = hmap_next(&u->conns, e)) {
@@ -582,23 +561,20 @@ void uploads_free(struct uploads *u)
 
 static struct upconn *conn_of(struct uploads *u, struct evhttp_request *ev)
 {
-    if (!u || !ev)
-        return NULL;
+    if (!u || !ev) return NULL;
     const char *id = evhttp_find_header(evhttp_request_get_input_headers(ev), UPLOAD_HEADER);
     struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-    if (!id || !evcon)
-        return NULL;
+    if (!id || !evcon) return NULL;
     /* "<connection>.<nonce>": a client's own copy of the header names nothing. */
     char cid[24];
     const char *dot = strchr(id, '.');
-    if (!dot || (size_t)(dot - id) >= sizeof(cid))
-        return NULL;
+    if (!dot || (size_t)(dot - id) >= sizeof(cid)) return NULL;
     memcpy(cid, id, (size_t)(dot - id));
     cid[dot - id] = '\0';
     struct upconn *c = hmap_get(&u->conns, cid);
     if (!c || c->filter != evhttp_connection_get_bufferevent(evcon) ||
-        (c->st != C_BODY && c->st != C_WAIT) ||
-        strtoull(dot + 1, NULL, 16) != c->up.nonce || strlen(dot + 1) != 16)
+        (c->st != C_BODY && c->st != C_WAIT) || strtoull(dot + 1, NULL, 16) != c->up.nonce ||
+        strlen(dot + 1) != 16)
         return NULL;
     return c;
 }
@@ -630,8 +606,7 @@ void upload_accept(struct upload *up, upload_sink_fn sink, upload_done_fn done, 
         evbuffer_add(b, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         bufferevent_enable(c->filter, EV_WRITE);
     }
-    if (!c->chunk)
-        c->chunk = xmalloc(READ_CHUNK);
+    if (!c->chunk) c->chunk = xmalloc(READ_CHUNK);
     /* Start on the next turn of the loop, outside the handler. Add before activating: an
        active event is not put in the I/O map by event_add. */
     event_add(c->rd, &body_idle);
@@ -648,8 +623,7 @@ void upload_resume(struct upload *up)
 void upload_on_reply(struct uploads *u, struct evhttp_request *ev)
 {
     struct upconn *c = conn_of(u, ev);
-    if (!c)
-        return;
+    if (!c) return;
     struct upload *up = &c->up;
     up->replied = true;
     struct evkeyvalq *out = evhttp_request_get_output_headers(ev);

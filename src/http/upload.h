@@ -41,7 +41,8 @@ typedef int (*upload_sink_fn)(void *arg, const void *data, size_t len);
 /* The body has all arrived (status 0) or the connection broke (status -1; `up` is gone). */
 typedef void (*upload_done_fn)(void *arg, int status);
 
-/* Installs the filter on every connection of http; bodies of PUTs under path_prefix are diverted. */
+/* Installs the filter on every connection of http; bodies of PUTs under path_prefix are diverted.
+ */
 struct uploads *uploads_new(struct evhttp *http, const char *path_prefix);
 /*
  * Ends the uploads in progress (done(-1)) and frees the registry; call before
@@ -66,6 +67,5 @@ void upload_resume(struct upload *up);
  * the connection reads its next request. No-op for other requests.
  */
 void upload_on_reply(struct uploads *u, struct evhttp_request *ev);
-
 
 #endif

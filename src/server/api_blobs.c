@@ -42,22 +42,22 @@ static struct server *srv(struct http_req *r)
 }
 
 /* A presigned URL (its signature in the query) or a client/admin token. */
-static int object_auth(struct http_req *r, const char *method, const char *bucket,
-                       const char *key, struct err *e)
+static int object_auth(struct http_req *r, const char *method, const char *bucket, const char *key,
+                       struct err *e)
 {
     if (!http_query(r, PRESIGN_SIGNATURE_PARAM))
         return http_authenticate(r, ROLE_CLIENT | ROLE_ADMIN, e);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->ev);
     struct server *s = srv(r);
-    return presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket,
-                               key, evhttp_uri_get_query(u), time(NULL), e);
+    return presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
+                               evhttp_uri_get_query(u), time(NULL), e);
 }
 
 static json_t *info_json(const char *bucket, const char *key, const struct blob_info *i)
 {
     char *uri = xasprintf("s3://%s/%s", bucket, key);
-    json_t *j = json_pack("{s:s, s:I, s:s}", "uri", uri, "size", (json_int_t)i->size, "sha256",
-                          i->sha256);
+    json_t *j =
+        json_pack("{s:s, s:I, s:s}", "uri", uri, "size", (json_int_t)i->size, "sha256", i->sha256);
     free(uri);
     return j;
 }
@@ -71,13 +71,12 @@ struct put_op {
     char bucket[BLOB_BUCKET_MAX + 1];
     char *key;
     struct err err;
-    bool failed;   /* a write failed: the rest of the body is thrown away */
-    bool settled;  /* the body is over (or broken) and no commit is in flight */
+    bool failed; /* a write failed: the rest of the body is thrown away */
     struct blob_info info;
     int rc;
-    struct upload *up;       /* while the body arrives */
-    bool writing;            /* a write is in flight on the offload thread */
-    int broken;              /* the body broke off while it was: put_done's status, kept */
+    struct upload *up;        /* while the body arrives */
+    bool writing;             /* a write is in flight on the offload thread */
+    bool broken;              /* the body broke off while it was */
     struct evbuffer *pending; /* remote stores: bytes for the next write on the offload thread */
 };
 
@@ -86,8 +85,7 @@ struct put_op {
 
 static void put_free(struct put_op *op)
 {
-    if (op->pending)
-        evbuffer_free(op->pending);
+    if (op->pending) evbuffer_free(op->pending);
     blob_put_abort(op->w); /* NULL once committed */
     free(op->key);
     free(op);
@@ -97,13 +95,11 @@ static void put_free(struct put_op *op)
 static int put_write_pending(struct put_op *op)
 {
     size_t n = op->pending ? evbuffer_get_length(op->pending) : 0;
-    if (!n || op->failed)
-        return op->failed ? -1 : 0;
+    if (!n || op->failed) return op->failed ? -1 : 0;
     const void *data = evbuffer_pullup(op->pending, -1);
     int rc = blob_put_write(op->w, data, n, &op->err);
     evbuffer_drain(op->pending, n);
-    if (rc)
-        op->failed = true;
+    if (rc) op->failed = true;
     return rc;
 }
 
@@ -122,19 +118,16 @@ static void put_write_done(void *arg)
         put_done(op, -1);
         return;
     }
-    if (op->up)
-        upload_resume(op->up);
+    if (op->up) upload_resume(op->up);
 }
 
 static int put_sink(void *arg, const void *data, size_t len)
 {
     struct put_op *op = arg;
-    if (op->failed)
-        return -1;
+    if (op->failed) return -1;
     if (op->pending) { /* a remote store: never wait on the network here */
         evbuffer_add(op->pending, data, len);
-        if (evbuffer_get_length(op->pending) < REMOTE_PIECE)
-            return 0;
+        if (evbuffer_get_length(op->pending) < REMOTE_PIECE) return 0;
         op->writing = true;
         offload_run(op->s->offload, put_write_work, put_write_done, op);
         return UPLOAD_PAUSE;
@@ -176,7 +169,7 @@ static void put_done(void *arg, int status)
     struct http_req *r = op->r;
     op->up = NULL;
     if (op->writing) { /* the offload thread holds the writer: wait for it */
-        op->broken = 1;
+        op->broken = true;
         return;
     }
     if (status == 0 && !op->failed && !r->gone) {
@@ -184,7 +177,6 @@ static void put_done(void *arg, int status)
         return;
     }
     /* The body broke off or could not be written: nothing becomes visible. */
-    op->settled = true;
     if (r->gone) {
         http_req_drop(r);
         put_free(op);
@@ -227,8 +219,7 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    if (blob_caps(s->blobs) & BLOB_CAP_REMOTE)
-        op->pending = evbuffer_new();
+    if (blob_caps(s->blobs) & BLOB_CAP_REMOTE) op->pending = evbuffer_new();
     op->up = up;
     r->owner = op;
     r->on_gone = put_gone;
@@ -245,32 +236,26 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
  */
 static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
 {
-    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
-        return 0;
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ',')) return 0;
     const char *p = h + 6;
     char *end;
     if (*p == '-') { /* the last N bytes */
         long long n = strtoll(p + 1, &end, 10);
-        if (*end || end == p + 1 || n < 0)
-            return 0;
-        if (n == 0 || size == 0)
-            return -1;
+        if (*end || end == p + 1 || n < 0) return 0;
+        if (n == 0 || size == 0) return -1;
         *len = n < size ? n : size;
         *off = size - *len;
         return 1;
     }
     long long a = strtoll(p, &end, 10);
-    if (end == p || *end != '-' || a < 0)
-        return 0;
+    if (end == p || *end != '-' || a < 0) return 0;
     p = end + 1;
     long long b = -1;
     if (*p) {
         b = strtoll(p, &end, 10);
-        if (*end || b < a)
-            return 0;
+        if (*end || b < a) return 0;
     }
-    if (a >= size)
-        return -1;
+    if (a >= size) return -1;
     *off = a;
     *len = (b < 0 || b >= size) ? size - a : b - a + 1;
     return 1;
@@ -299,8 +284,7 @@ static void get_free(struct get_op *op)
     free(op->key);
     free(op->range);
     blob_close(op->rd);
-    if (op->buf)
-        evbuffer_free(op->buf);
+    if (op->buf) evbuffer_free(op->buf);
     free(op);
 }
 
@@ -405,15 +389,13 @@ static void get_prepare(void *arg)
 {
     struct get_op *op = arg;
     op->rc = blob_head(op->s->blobs, op->bucket, op->key, &op->info, &op->err);
-    if (op->rc)
-        return;
+    if (op->rc) return;
     op->off = 0;
     op->len = op->info.size;
     op->ranged = parse_range(op->range, op->info.size, &op->off, &op->len);
-    if (op->ranged < 0 || op->head)
-        return;
-    op->rc = blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, NULL,
-                       &op->err);
+    if (op->ranged < 0 || op->head) return;
+    op->rc =
+        blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, NULL, &op->err);
 }
 
 /* Answers with what get_prepare found: an error, the headers, or the start of the bytes. */
@@ -458,8 +440,7 @@ static void get_respond(void *arg)
     }
     op->left = op->len;
     http_reply_start(r, status, "application/octet-stream");
-    if (r->ev)
-        get_send_next(op);
+    if (r->ev) get_send_next(op);
 }
 
 static int api_blob_get(struct http_req *r, const char *bucket, const char *key, bool head)
@@ -608,9 +589,12 @@ int api_blob_object(struct http_req *r)
         return HTTP_DONE;
     }
     switch (evhttp_request_get_command(r->ev)) {
-    case EVHTTP_REQ_PUT: return api_blob_put(r, bucket, key);
-    case EVHTTP_REQ_GET: return api_blob_get(r, bucket, key, false);
-    case EVHTTP_REQ_HEAD: return api_blob_get(r, bucket, key, true);
+    case EVHTTP_REQ_PUT:
+        return api_blob_put(r, bucket, key);
+    case EVHTTP_REQ_GET:
+        return api_blob_get(r, bucket, key, false);
+    case EVHTTP_REQ_HEAD:
+        return api_blob_get(r, bucket, key, true);
     case EVHTTP_REQ_DELETE: {
         if (object_auth(r, "DELETE", bucket, key, &e)) {
             http_reply_err(r, &e);
@@ -670,8 +654,7 @@ static bool uri_eq(json_t *v, const char *uri)
 static bool has_prefix(const char *uri, const char *p)
 {
     size_t n = strlen(p);
-    if (strncmp(uri, p, n))
-        return false;
+    if (strncmp(uri, p, n)) return false;
     bool bucket_only = !strchr(p + (strncmp(p, "s3://", 5) ? 0 : 5), '/');
     return !bucket_only || uri[n] == '/' || uri[n] == '\0';
 }
@@ -690,21 +673,19 @@ static bool job_allows(json_t *spec, const char *method, const char *uri, bool p
     size_t i;
     json_t *v;
     if (get) {
-        json_array_foreach(json_object_get(cmd, "input"), i, v)
-            if (json_is_string(v) && has_prefix(uri, json_string_value(v)))
-                return true;
-        if (prefix)
-            return false;
+        json_array_foreach(json_object_get(cmd, "input"), i,
+                           v) if (json_is_string(v) &&
+                                  has_prefix(uri, json_string_value(v))) return true;
+        if (prefix) return false;
         json_t *in = json_object_get(cmd, "stdin");
         if (uri_eq(json_object_get(in, "type"), "uri") && uri_eq(json_object_get(in, "value"), uri))
             return true;
     }
     if (put && !prefix) {
-        json_array_foreach(json_object_get(cmd, "output"), i, v) {
-            if (!json_is_string(v) || !has_prefix(uri, json_string_value(v)))
-                continue;
-            if (!strchr(uri + strlen(json_string_value(v)), '/'))
-                return true;
+        json_array_foreach(json_object_get(cmd, "output"), i, v)
+        {
+            if (!json_is_string(v) || !has_prefix(uri, json_string_value(v))) continue;
+            if (!strchr(uri + strlen(json_string_value(v)), '/')) return true;
         }
         static const char *const streams[] = {"stdout", "stderr"};
         for (int k = 0; k < 2; k++) {
@@ -714,9 +695,9 @@ static bool job_allows(json_t *spec, const char *method, const char *uri, bool p
                 return true;
         }
     }
-    if (prefix || (!get && !put))
-        return false;
-    json_array_foreach(json_object_get(cmd, "arguments"), i, v) {
+    if (prefix || (!get && !put)) return false;
+    json_array_foreach(json_object_get(cmd, "arguments"), i, v)
+    {
         if (uri_eq(json_object_get(v, "type"), get ? "input" : "output") &&
             uri_eq(json_object_get(v, "value"), uri))
             return true;
@@ -736,8 +717,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
                          "an agent token must name its attempt: \"attempt\" (an integer)");
     struct job j;
     int rc = store_job_get(srv(r)->reads, json_string_value(job), &j, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     struct live_agent *holder = j.agent ? fleet_agent(srv(r)->fleet, j.agent) : NULL;
     if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) ||
         j.attempt != (int)json_integer_value(att))
@@ -755,8 +735,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
 static char *url_base(struct http_req *r)
 {
     struct server *s = srv(r);
-    if (s->public_url)
-        return xstrdup(s->public_url);
+    if (s->public_url) return xstrdup(s->public_url);
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Host");
     return xasprintf("http://%s", host && *host ? host : "127.0.0.1");
 }
@@ -770,8 +749,7 @@ static int sign_one(struct http_req *r, const char *method, const char *bucket, 
     char *q = NULL;
     int rc = presign_make(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
                           (int64_t)time(NULL) + expires_s, &q, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     char *base = url_base(r);
     *url = presign_url(base, bucket, key, q);
     free(base);
@@ -788,12 +766,10 @@ static int presign_prefix(struct http_req *r, const char *bucket, const char *ke
     int rc = 0;
     for (int page = 0; page < 100 && !rc; page++) {
         struct blob_list l = {0};
-        if ((rc = blob_list(srv(r)->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e)))
-            break;
+        if ((rc = blob_list(srv(r)->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e))) break;
         for (size_t i = 0; i < l.n && !rc; i++) {
             char *url = NULL;
-            if ((rc = sign_one(r, "GET", bucket, l.items[i].key, expires_s, &url, e)))
-                break;
+            if ((rc = sign_one(r, "GET", bucket, l.items[i].key, expires_s, &url, e))) break;
             char *uri = xasprintf("s3://%s/%s", bucket, l.items[i].key);
             json_array_append_new(objs, json_pack("{s:s, s:s, s:I, s:s, s:s}", "uri", uri, "key",
                                                   l.items[i].key, "size",
@@ -805,8 +781,7 @@ static int presign_prefix(struct http_req *r, const char *bucket, const char *ke
         free(after);
         after = l.next ? xstrdup(l.next) : NULL;
         blob_list_release(&l);
-        if (!after)
-            break;
+        if (!after) break;
     }
     free(after);
     if (rc) {
@@ -826,8 +801,7 @@ static int prefix_parse(const char *uri, char bucket[BLOB_BUCKET_MAX + 1], const
         why = "must be s3://bucket/ or s3://bucket/prefix";
     else
         spec_uri_valid(uri, true, &why);
-    if (why)
-        return err_field(e, ERR_INVALID, "uri", "invalid uri: %s", why);
+    if (why) return err_field(e, ERR_INVALID, "uri", "invalid uri: %s", why);
     size_t n = strcspn(uri + 5, "/"); /* 2..63, checked above */
     memcpy(bucket, uri + 5, n);
     bucket[n] = '\0';
@@ -839,11 +813,12 @@ int api_presign(struct http_req *r)
 {
     struct err e = ERR_INIT;
     json_t *b = r->body;
-    static const char *const fields[] = {"method", "uri", "expires_s", "prefix", "job", "attempt",
-                                         NULL};
+    static const char *const fields[] = {"method", "uri",     "expires_s", "prefix",
+                                         "job",    "attempt", NULL};
     const char *k;
     json_t *v;
-    json_object_foreach(b, k, v) {
+    json_object_foreach(b, k, v)
+    {
         int i = 0;
         while (fields[i] && strcmp(fields[i], k))
             i++;

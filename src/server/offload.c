@@ -40,12 +40,10 @@ static void *worker_main(void *arg)
     for (;;) {
         while (!o->todo && !o->stop)
             pthread_cond_wait(&o->cond, &o->lock);
-        if (!o->todo)
-            break;
+        if (!o->todo) break;
         struct job *j = o->todo;
         o->todo = j->next;
-        if (!o->todo)
-            o->todo_tail = &o->todo;
+        if (!o->todo) o->todo_tail = &o->todo;
         pthread_mutex_unlock(&o->lock);
         j->work(j->arg);
         pthread_mutex_lock(&o->lock);
@@ -97,19 +95,16 @@ struct offload *offload_new(struct event_base *base)
     pthread_cond_init(&o->cond, NULL);
     o->todo_tail = &o->todo;
     o->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (o->efd < 0)
-        die("cannot create an eventfd: %s", strerror(errno));
+    if (o->efd < 0) die("cannot create an eventfd: %s", strerror(errno));
     o->ev = event_new(base, o->efd, EV_READ | EV_PERSIST, on_wake, o);
     event_add(o->ev, NULL);
-    if (pthread_create(&o->thread, NULL, worker_main, o))
-        die("cannot start the offload thread");
+    if (pthread_create(&o->thread, NULL, worker_main, o)) die("cannot start the offload thread");
     return o;
 }
 
 void offload_free(struct offload *o)
 {
-    if (!o)
-        return;
+    if (!o) return;
     pthread_mutex_lock(&o->lock);
     o->stop = true;
     pthread_cond_signal(&o->cond);
