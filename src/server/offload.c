@@ -1,6 +1,6 @@
 /*
- * offload.c - see offload.h. One worker thread, a queue under a mutex, and an
- * eventfd that wakes the loop to run the finished jobs' done() callbacks.
+ * offload.c - see offload.h. OFFLOAD_THREADS workers, a queue under a mutex, and
+ * an eventfd that wakes the loop to run the finished jobs' done() callbacks.
  */
 #include "server/offload.h"
 
@@ -21,8 +21,10 @@ struct job {
     struct job *next;
 };
 
+#define OFFLOAD_THREADS 4
+
 struct offload {
-    pthread_t thread;
+    pthread_t threads[OFFLOAD_THREADS];
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct job *todo, **todo_tail; /* for the worker */
@@ -98,7 +100,9 @@ struct offload *offload_new(struct event_base *base)
     if (o->efd < 0) die("cannot create an eventfd: %s", strerror(errno));
     o->ev = event_new(base, o->efd, EV_READ | EV_PERSIST, on_wake, o);
     event_add(o->ev, NULL);
-    if (pthread_create(&o->thread, NULL, worker_main, o)) die("cannot start the offload thread");
+    for (int i = 0; i < OFFLOAD_THREADS; i++)
+        if (pthread_create(&o->threads[i], NULL, worker_main, o))
+            die("cannot start the offload threads");
     return o;
 }
 
@@ -107,9 +111,10 @@ void offload_free(struct offload *o)
     if (!o) return;
     pthread_mutex_lock(&o->lock);
     o->stop = true;
-    pthread_cond_signal(&o->cond);
+    pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
-    pthread_join(o->thread, NULL); /* the worker finishes what is queued first */
+    for (int i = 0; i < OFFLOAD_THREADS; i++) /* the workers finish what is queued first */
+        pthread_join(o->threads[i], NULL);
     deliver(o);
     event_free(o->ev);
     close(o->efd);

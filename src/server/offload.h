@@ -2,8 +2,10 @@
  * offload.h - slow calls (fsync of an uploaded object, S3 requests) run on a
  * worker thread so that the event loop never waits on a disk or the network.
  *
- * offload_run(o, work, done, arg): work(arg) runs on the worker, then
- * done(arg) on the loop thread. Jobs run one at a time, in order.
+ * offload_run(o, work, done, arg): work(arg) runs on one of a few worker
+ * threads, then done(arg) on the loop thread. Jobs may run at the same time
+ * and end in any order: a caller keeps at most one job of its own in flight
+ * (an upload writes its next piece once the last is done).
  */
 #ifndef DROVER_SERVER_OFFLOAD_H
 #define DROVER_SERVER_OFFLOAD_H

@@ -47,7 +47,7 @@ struct server {
     int deadline_grace_s;
     struct blob_store *blobs;   /* the object store (blob.h) */
     struct uploads *uploads;    /* request bodies streamed past evhttp (http/upload.h) */
-    struct offload *offload;    /* fsyncs and S3 calls off the loop thread */
+    struct offload *offload;    /* fsyncs and S3 calls off the loop thread (worker threads) */
     unsigned char presign_secret[32];
     char *public_url;           /* base of presigned URLs, or NULL: from the request's Host */
     void (*on_stopped)(void *arg); /* set by server_shutdown */

@@ -483,3 +483,17 @@ def test_agent_prefix_rights_stay_in_their_bucket(server):
     other = api.post("/v1/tokens", json={"name": "ag2", "role": "agent"}).json()["token"]
     r = presign(server.api(token=other), method="GET", uri="s3://bu/any/key", job=job, attempt=1)
     assert r.status_code == 403
+
+
+def test_concurrent_uploads_and_downloads(server):
+    import concurrent.futures
+    bodies = {f"b1/conc/{i}": os.urandom((3 << 20) + i) for i in range(6)}
+
+    def roundtrip(key):
+        api = server.api()  # a connection per thread
+        r = put(api, key, bodies[key])
+        assert r.status_code == 200 and r.json()["sha256"] == sha(bodies[key]), r.text
+        return api.get("/v1/blobs/" + key).content == bodies[key]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(roundtrip, bodies, timeout=300))

@@ -230,3 +230,19 @@ def test_large_object_through_drover_on_s3(s3):
     part = api.get("/v1/blobs/bk/large.bin", headers={"Range": "bytes=10485760-10485779"})
     assert part.status_code == 206 and part.content == body[10485760:10485780]
     assert client.head_object(Bucket=S3_BUCKET, Key="bk/large.bin")["ContentLength"] == len(body)
+
+
+def test_concurrent_transfers_through_drover_on_s3(s3):
+    """Several uploads and downloads at once, each in pieces on the offload threads."""
+    import concurrent.futures
+    srv, client, endpoint = s3
+    bodies = {f"bk/conc/{i}": os.urandom((9 << 20) + i) for i in range(4)}
+
+    def roundtrip(key):
+        api = srv.api()  # a session (connection) per thread
+        r = api.put(f"/v1/blobs/{key}", data=bodies[key], timeout=120)
+        assert r.status_code == 200, r.text
+        return api.get(f"/v1/blobs/{key}", timeout=120).content == bodies[key]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(roundtrip, bodies, timeout=300))
