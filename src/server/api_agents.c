@@ -595,9 +595,8 @@ int api_agents_leave(struct http_req *r)
 {
     struct live_agent *a = named(r);
     if (!a) return HTTP_DONE;
-    fleet_agent_set_state(srv(r)->fleet, a, AGENT_LEFT);
-    http_reply_json(r, 200, fleet_agent_json(a));
-    return HTTP_DONE;
+    fleet_agent_set_state(srv(r)->fleet, a, AGENT_LEFT, r); /* answers once stored */
+    return HTTP_DEFERRED;
 }
 
 int api_agents_drain(struct http_req *r)
@@ -609,9 +608,8 @@ int api_agents_drain(struct http_req *r)
                          agent_state_name(a->rec.state));
         return HTTP_DONE;
     }
-    fleet_agent_set_state(srv(r)->fleet, a, AGENT_DRAINING);
-    http_reply_json(r, 200, fleet_agent_json(a));
-    return HTTP_DONE;
+    fleet_agent_set_state(srv(r)->fleet, a, AGENT_DRAINING, r); /* answers once stored */
+    return HTTP_DEFERRED;
 }
 
 int api_agents_list(struct http_req *r)

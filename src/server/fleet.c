@@ -143,6 +143,8 @@ struct state_op {
     char id[UUID_STR_LEN];
     int state;
     int64_t last_seen;
+    struct fleet *f;
+    struct http_req *answer; /* answered once the state is stored, or NULL */
 };
 
 static int state_write(struct store *st, void *arg, struct err *e)
@@ -153,13 +155,25 @@ static int state_write(struct store *st, void *arg, struct err *e)
 
 static void state_done(void *arg, int rc, const struct err *e)
 {
-    if (rc) log_error("agent=%s cannot record its state: %s", ((struct state_op *)arg)->id, e->msg);
-    free(arg);
+    struct state_op *op = arg;
+    if (rc) log_error("agent=%s cannot record its state: %s", op->id, e->msg);
+    if (op->answer) {
+        struct live_agent *a = fleet_agent(op->f, op->id);
+        if (rc)
+            http_reply_err(op->answer, e);
+        else if (a)
+            http_reply_json(op->answer, 200, fleet_agent_json(a));
+        else
+            http_reply_error(op->answer, ERR_NOTFOUND, NULL, "agent '%s' is gone", op->id);
+    }
+    free(op);
 }
 
-static void commit_state(struct fleet *f, struct live_agent *a)
+static void commit_state(struct fleet *f, struct live_agent *a, struct http_req *answer)
 {
     struct state_op *op = xcalloc(1, sizeof(*op));
+    op->f = f;
+    op->answer = answer;
     memcpy(op->id, a->rec.id, sizeof(op->id));
     op->state = a->rec.state;
     op->last_seen = a->rec.last_seen;
@@ -281,13 +295,17 @@ static bool lease_past(const struct lease_rec *l, const void *now)
     return l->deadline && l->deadline < *(const int64_t *)now;
 }
 
-void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state)
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
+                           struct http_req *answer)
 {
-    if (a->rec.state == state) return;
+    if (a->rec.state == state) {
+        if (answer) http_reply_json(answer, 200, fleet_agent_json(a));
+        return;
+    }
     log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
              agent_state_name(state));
     a->rec.state = state;
-    commit_state(f, a);
+    commit_state(f, a, answer);
     if (state == AGENT_LOST || state == AGENT_LEFT)
         end_leases(f, lease_of_agent, a->rec.id, state == AGENT_LOST ? "lost" : "error",
                    state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
@@ -650,7 +668,7 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
-        if (alive && now_ms - a->rec.last_seen > lost_ms) fleet_agent_set_state(f, a, AGENT_LOST);
+        if (alive && now_ms - a->rec.last_seen > lost_ms) fleet_agent_set_state(f, a, AGENT_LOST, NULL);
     }
     end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
 }

@@ -47,7 +47,9 @@ struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name);
 struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec);
 void fleet_agent_seen(struct fleet *f, struct live_agent *a);
 /* Moves an agent to draining / left (committed by the fleet) and wakes its poll. */
-void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state);
+/* Sets and stores the agent's state; `answer` (or NULL) gets the agent once it is stored. */
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
+                           struct http_req *answer);
 
 /*
  * Handles a poll: computes cancels for `running` (array of {job, attempt}),

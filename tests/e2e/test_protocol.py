@@ -319,6 +319,19 @@ def test_server_restart_keeps_leases_and_queue(make_server):
     assert get(server, running)["state"] == "succeeded"
 
 
+def test_leave_and_drain_are_stored_before_they_are_answered(make_server):
+    server = make_server("--sync", "full")
+    a = FakeAgent(server, "w1")
+    b = FakeAgent(server, "w2")
+    assert server.api().post(f"/v1/agents/{b.id}/drain").json()["state"] == "draining"
+    r = a.api.post(f"/v1/agents/{a.id}/leave")
+    assert r.status_code == 200 and r.json()["state"] == "left"
+    server.kill()  # SIGKILL right after the answers
+    server.start()
+    states = {x["name"]: x["state"] for x in server.api().get("/v1/agents").json()}
+    assert states == {"w1": "left", "w2": "draining"}
+
+
 def test_lease_lost_on_the_way_is_retried(server):
     job = submit(server, retry={"max_attempts": 3, "backoff_s": 0})
     a = FakeAgent(server, "w1")
