@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/trash.h"
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -550,6 +551,7 @@ static int setup(struct agent *a, struct err *e)
     if (!a->o.keep_work)
         agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
     rc = agent_mkdirs(a->jobs_dir, e);
+    a->trash = trash_new(a->jobs_dir);
 out:
     free(spool_dir);
     return rc;
@@ -630,6 +632,7 @@ int cmd_agent(int argc, char **argv)
 out:
     status_stop(&a);
     jobs_free_all(&a); /* first: a staging job cancels its transfers on the aclient */
+    trash_stop(a.trash); /* the folders of settled jobs are gone before the agent is */
     aclient_free(a.ac);
     if (a.base) proto_release(&a);
     event_free_null(&a.drain_timer);

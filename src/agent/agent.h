@@ -193,6 +193,7 @@ struct agent {
     struct aclient *ac;
     struct spool spool;
     char *jobs_dir;
+    struct trash *trash; /* work folders removed off the loop (trash.h) */
     char boot_id[64];
     int lock_fd;
 

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/trash.h"
 #include "agent/argv.h"
 #include "agent/utf8.h"
 #include "common/log.h"
@@ -609,7 +610,7 @@ void jobs_gc(struct agent *a)
                 break;
             }
         }
-        if (!a->o.keep_work && !a->o.bench_noop) agent_remove_tree(j->work_dir);
+        if (!a->o.keep_work && !a->o.bench_noop) trash_put(a->trash, j->work_dir);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }

@@ -190,6 +190,12 @@ def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
     assert wait_job(fast_server, job)["state"] == "succeeded"
     work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
     wait_for(lambda: not os.path.exists(work), 10, "the empty work folder to be removed")
+    # a big folder goes to the trash at once and is removed in the background, nothing left
+    job = submit(fast_server, **sh("for d in $(seq 40); do mkdir d$d; (cd d$d && touch $(seq 200)); "
+                                   "done; chmod 500 d7"))
+    assert wait_job(fast_server, job)["state"] == "succeeded"
+    jobs = os.path.join(agent.work_dir, "jobs")
+    wait_for(lambda: os.listdir(jobs) == [], 30, "the jobs folder to be empty")
 
 
 def test_keep_work(fast_server, make_agent):
