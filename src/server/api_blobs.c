@@ -740,36 +740,51 @@ static char *url_base(struct http_req *r)
     return xasprintf("http://%s", host && *host ? host : "127.0.0.1");
 }
 
-static int sign_one(struct http_req *r, const char *method, const char *bucket, const char *key,
-                    int64_t expires_s, char **url, struct err *e)
+/* A URL for method on bucket/key; base ("http://host") is for the embedded store's URLs. */
+static int sign_one(struct server *s, const char *base, const char *method, const char *bucket,
+                    const char *key, int64_t expires_s, char **url, struct err *e)
 {
-    struct server *s = srv(r);
     if (blob_caps(s->blobs) & BLOB_CAP_PRESIGN_NATIVE)
         return blob_presign(s->blobs, method, bucket, key, expires_s, url, e);
     char *q = NULL;
     int rc = presign_make(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
                           (int64_t)time(NULL) + expires_s, &q, e);
     if (rc) return rc;
-    char *base = url_base(r);
     *url = presign_url(base, bucket, key, q);
-    free(base);
     free(q);
     return 0;
 }
 
-/* {"method": "GET", "uri": "s3://b/prefix", "prefix": true}: every object under it, signed. */
-static int presign_prefix(struct http_req *r, const char *bucket, const char *key,
-                          int64_t expires_s, json_t **out, struct err *e)
+/*
+ * {"method": "GET", "uri": "s3://b/prefix", "prefix": true}: every object under it, signed.
+ * Runs on an offload thread for remote stores (it lists), so it takes no request.
+ */
+struct prefix_op {
+    struct http_req *r;
+    struct server *s;
+    char *base;
+    char bucket[BLOB_BUCKET_MAX + 1];
+    char *key;
+    int64_t expires_s;
+    bool in_flight, gone;
+    json_t *ans;
+    int rc;
+    struct err err;
+};
+
+static int presign_prefix(struct server *s, const char *base, const char *bucket,
+                          const char *key, int64_t expires_s, json_t **out, struct err *e)
 {
     json_t *objs = json_array();
     char *after = NULL;
     int rc = 0;
     for (int page = 0; page < 100 && !rc; page++) {
         struct blob_list l = {0};
-        if ((rc = blob_list(srv(r)->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e))) break;
+        if ((rc = blob_list(s->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e))) break;
         for (size_t i = 0; i < l.n && !rc; i++) {
             char *url = NULL;
-            if ((rc = sign_one(r, "GET", bucket, l.items[i].key, expires_s, &url, e))) break;
+            if ((rc = sign_one(s, base, "GET", bucket, l.items[i].key, expires_s, &url, e)))
+                break;
             char *uri = xasprintf("s3://%s/%s", bucket, l.items[i].key);
             json_array_append_new(objs, json_pack("{s:s, s:s, s:I, s:s, s:s}", "uri", uri, "key",
                                                   l.items[i].key, "size",
@@ -790,6 +805,67 @@ static int presign_prefix(struct http_req *r, const char *bucket, const char *ke
     }
     *out = json_pack("{s:o}", "objects", objs);
     return 0;
+}
+
+static void prefix_free(struct prefix_op *op)
+{
+    json_decref(op->ans);
+    free(op->base);
+    free(op->key);
+    free(op);
+}
+
+static void prefix_work(void *arg)
+{
+    struct prefix_op *op = arg;
+    op->rc = presign_prefix(op->s, op->base, op->bucket, op->key, op->expires_s, &op->ans,
+                            &op->err);
+}
+
+static void prefix_answer(void *arg)
+{
+    struct prefix_op *op = arg;
+    op->in_flight = false;
+    if (!op->gone) {
+        op->r->on_gone = NULL;
+        if (op->rc)
+            http_reply_err(op->r, &op->err);
+        else
+            http_reply_json(op->r, 200, json_incref(op->ans));
+    }
+    prefix_free(op);
+}
+
+static void prefix_gone(struct http_req *r)
+{
+    struct prefix_op *op = r->owner;
+    http_req_drop(r);
+    if (op->in_flight) /* prefix_answer frees it */
+        op->gone = true;
+    else
+        prefix_free(op);
+}
+
+static int presign_prefix_run(struct http_req *r, const char *bucket, const char *key,
+                              int64_t expires_s)
+{
+    struct prefix_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->s = srv(r);
+    op->base = url_base(r);
+    memcpy(op->bucket, bucket, strlen(bucket) + 1);
+    op->key = xstrdup(key);
+    op->expires_s = expires_s;
+    r->owner = op;
+    r->on_gone = prefix_gone;
+    if (blob_caps(op->s->blobs) & BLOB_CAP_REMOTE) {
+        op->in_flight = true;
+        offload_run(op->s->offload, prefix_work, prefix_answer, op);
+    } else {
+        prefix_work(op);
+        prefix_answer(op);
+    }
+    return HTTP_DEFERRED;
 }
 
 /* "s3://bucket/prefix", where the prefix may be empty ("s3://bucket/" or "s3://bucket"). */
@@ -870,22 +946,17 @@ int api_presign(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    json_t *ans = NULL;
-    if (prefix) {
-        if (presign_prefix(r, bucket, key, expires_s, &ans, &e)) {
-            http_reply_err(r, &e);
-            return HTTP_DONE;
-        }
-    } else {
-        char *url = NULL;
-        if (sign_one(r, method, bucket, key, expires_s, &url, &e)) {
-            http_reply_err(r, &e);
-            return HTTP_DONE;
-        }
-        ans = json_pack("{s:s, s:s, s:I}", "url", url, "method", method, "expires",
-                        (json_int_t)(time(NULL) + expires_s));
-        free(url);
+    if (prefix) return presign_prefix_run(r, bucket, key, expires_s);
+    char *url = NULL, *base = url_base(r);
+    int rc = sign_one(srv(r), base, method, bucket, key, expires_s, &url, &e);
+    free(base);
+    if (rc) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
     }
+    json_t *ans = json_pack("{s:s, s:s, s:I}", "url", url, "method", method, "expires",
+                            (json_int_t)(time(NULL) + expires_s));
+    free(url);
     http_reply_json(r, 200, ans);
     return HTTP_DONE;
 }

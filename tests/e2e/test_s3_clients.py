@@ -246,3 +246,18 @@ def test_concurrent_transfers_through_drover_on_s3(s3):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(roundtrip, bodies, timeout=300))
+
+
+def test_presign_prefix_on_s3(s3):
+    """Every object under a prefix, each with a real S3 presigned GET URL (listed off the loop)."""
+    srv, client, endpoint = s3
+    api = srv.api()
+    for ext in ["shp", "shx", "dbf"]:
+        assert api.put(f"/v1/blobs/bk/maps/poly.{ext}", data=ext.encode()).status_code == 200
+    r = api.post("/v1/presign", json={"method": "GET", "uri": "s3://bk/maps/poly", "prefix": True})
+    assert r.status_code == 200, r.text
+    objs = r.json()["objects"]
+    assert [o["key"] for o in objs] == ["maps/poly.dbf", "maps/poly.shp", "maps/poly.shx"]
+    for o in objs:
+        assert o["url"].startswith(endpoint)
+        assert requests.get(o["url"], timeout=30).content == o["key"].rsplit(".", 1)[1].encode()
