@@ -215,11 +215,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         log_debug("upload %s: %s %" PRId64 " bytes before the body's end", c->id,
                   n == -2 ? "no byte came for " XSTR(BODY_IDLE_S) " s" : "the connection ended",
                   up->remaining);
+        c->st = C_RAW; /* nothing more can be framed here: the answer closes the connection */
         if (up->mode == U_ACCEPTED) {
             up->mode = U_DISCARD;
             up->done(up->arg, -1);
         }
-        c->st = C_RAW; /* nothing more can be framed on this connection */
         return;
     }
     body_feed(c, c->chunk, (size_t)n);
@@ -573,8 +573,8 @@ static struct upconn *conn_of(struct uploads *u, struct evhttp_request *ev)
     cid[dot - id] = '\0';
     struct upconn *c = hmap_get(&u->conns, cid);
     if (!c || c->filter != evhttp_connection_get_bufferevent(evcon) ||
-        (c->st != C_BODY && c->st != C_WAIT) || strtoull(dot + 1, NULL, 16) != c->up.nonce ||
-        strlen(dot + 1) != 16)
+        (c->st != C_BODY && c->st != C_WAIT && c->st != C_RAW) || !c->up.nonce ||
+        strtoull(dot + 1, NULL, 16) != c->up.nonce || strlen(dot + 1) != 16)
         return NULL;
     return c;
 }
