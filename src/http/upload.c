@@ -47,11 +47,7 @@
 #define URL_MAX (16 * 1024)
 #define READ_CHUNK (256 * 1024)
 #define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
-#define XSTR(x) STR(x)
-#define STR(x) #x
-#define BODY_IDLE_S 120 /* a body that moves no byte this long is given up */
 
-static const struct timeval body_idle = {BODY_IDLE_S, 0};
 
 enum cstate { C_HEAD, C_PASS, C_BODY, C_WAIT, C_RAW, C_DEAD };
 enum umode { U_PENDING, U_ACCEPTED, U_DISCARD };
@@ -92,6 +88,7 @@ struct upconn {
 
 struct uploads {
     struct evhttp *http;
+    struct timeval idle; /* a body that moves no byte this long is given up */
     char *prefix;
     uint64_t next_id;
     struct hmap conns; /* id -> struct upconn */
@@ -191,7 +188,7 @@ static void body_pump(struct upconn *c)
         body_finish(c);
         return;
     }
-    event_add(c->rd, &body_idle);
+    event_add(c->rd, &c->u->idle);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -213,7 +210,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         /* The client went away mid-body: evhttp learns of it when it answers. */
         event_del(c->rd);
         log_debug("upload %s: %s %" PRId64 " bytes before the body's end", c->id,
-                  n == -2 ? "no byte came for " XSTR(BODY_IDLE_S) " s" : "the connection ended",
+                  n == -2 ? "no byte came in time" : "the connection ended",
                   up->remaining);
         c->st = C_RAW; /* nothing more can be framed here: the answer closes the connection */
         if (up->mode == U_ACCEPTED) {
@@ -528,10 +525,11 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
 
 /* ---- the handlers' side ---- */
 
-struct uploads *uploads_new(struct evhttp *http, const char *path_prefix)
+struct uploads *uploads_new(struct evhttp *http, const char *path_prefix, int idle_s)
 {
     struct uploads *u = xcalloc(1, sizeof(*u));
     u->http = http;
+    u->idle.tv_sec = idle_s;
     u->prefix = xstrdup(path_prefix);
     hmap_init(&u->conns);
     u->settings.on_url = on_url;
@@ -609,14 +607,14 @@ void upload_accept(struct upload *up, upload_sink_fn sink, upload_done_fn done, 
     if (!c->chunk) c->chunk = xmalloc(READ_CHUNK);
     /* Start on the next turn of the loop, outside the handler. Add before activating: an
        active event is not put in the I/O map by event_add. */
-    event_add(c->rd, &body_idle);
+    event_add(c->rd, &c->u->idle);
     event_active(c->rd, EV_READ, 0);
 }
 
 void upload_resume(struct upload *up)
 {
     up->paused = false;
-    event_add(up->c->rd, &body_idle);
+    event_add(up->c->rd, &up->c->u->idle);
     event_active(up->c->rd, EV_READ, 0);
 }
 

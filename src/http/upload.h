@@ -41,9 +41,11 @@ typedef int (*upload_sink_fn)(void *arg, const void *data, size_t len);
 /* The body has all arrived (status 0) or the connection broke (status -1; `up` is gone). */
 typedef void (*upload_done_fn)(void *arg, int status);
 
-/* Installs the filter on every connection of http; bodies of PUTs under path_prefix are diverted.
+/*
+ * Installs the filter on every connection of http; bodies of PUTs under
+ * path_prefix are diverted, and given up when no byte comes for idle_s.
  */
-struct uploads *uploads_new(struct evhttp *http, const char *path_prefix);
+struct uploads *uploads_new(struct evhttp *http, const char *path_prefix, int idle_s);
 /*
  * Ends the uploads in progress (done(-1)) and frees the registry; call before
  * evhttp_free(), while requests can still be answered.

@@ -183,7 +183,7 @@ static void put_done(void *arg, int status)
         return;
     }
     if (status != 0)
-        err_set(&op->err, ERR_INVALID, "the connection ended before the whole body arrived");
+        err_set(&op->err, ERR_INVALID, "the body broke off or stalled before all of it arrived");
     http_reply_err(r, &op->err);
     put_free(op);
 }

@@ -76,7 +76,9 @@ static void usage(FILE *f)
             "  --blobs URI          object store: fs:DIR (default fs:DATA/blobs) or\n"
             "                       s3://BUCKET?endpoint=URL&region=R (AWS_* credentials)\n"
             "  --public-url URL     base of presigned URLs (default: http://HOST the request\n"
-            "                       came to)\n",
+            "                       came to)\n"
+            "  --upload-idle S      an object upload that sends nothing this long is given up\n"
+            "                       (default 120 s)\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -92,12 +94,14 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"heartbeat", required_argument, NULL, 'H'},
         {"deadline-grace", required_argument, NULL, 'G'},
         {"public-url", required_argument, NULL, 'P'},
+        {"upload-idle", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
     o->heartbeat_s = 5;
     o->lost_after_s = 15;
     o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
+    o->upload_idle_s = 120;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -127,17 +131,23 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             break;
         case 'A':
         case 'H':
+        case 'U':
         case 'G': {
             char *end;
             long v = strtol(optarg, &end, 10);
-            const char *name = c == 'A' ? "lost-after" : c == 'H' ? "heartbeat" : "deadline-grace";
+            const char *name = c == 'A'   ? "lost-after"
+                               : c == 'H' ? "heartbeat"
+                               : c == 'U' ? "upload-idle"
+                                          : "deadline-grace";
             if (*end || end == optarg || v < 1 || v > 3600) {
                 fprintf(stderr, "drover server: --%s must be a number of seconds (1-3600)\n",
                         name);
                 return 2;
             }
-            *(c == 'A' ? &o->lost_after_s : c == 'H' ? &o->heartbeat_s : &o->deadline_grace_s) =
-                (int)v;
+            *(c == 'A'   ? &o->lost_after_s
+              : c == 'H' ? &o->heartbeat_s
+              : c == 'U' ? &o->upload_idle_s
+                         : &o->deadline_grace_s) = (int)v;
             break;
         }
         case 'B': free(o->blobs); o->blobs = xstrdup(optarg); break;
@@ -293,7 +303,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     }
     s->public_url = o->public_url ? xstrdup(o->public_url) : NULL;
     s->http = evhttp_new(base);
-    s->uploads = uploads_new(s->http, "/v1/blobs/");
+    s->uploads = uploads_new(s->http, "/v1/blobs/", o->upload_idle_s);
     s->offload = offload_new(base);
     s->commit = commit_new(base, writer);
     s->waiters = waiters_new(s);

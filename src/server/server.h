@@ -65,6 +65,7 @@ struct server_opts {
     int deadline_grace_s;
     char *blobs;      /* object store URI: fs:DIR (default DATA/blobs) or s3://... */
     char *public_url; /* --public-url */
+    int upload_idle_s; /* --upload-idle */
 };
 
 /*

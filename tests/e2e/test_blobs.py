@@ -497,3 +497,22 @@ def test_concurrent_uploads_and_downloads(server):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         assert all(pool.map(roundtrip, bodies, timeout=300))
+
+
+def test_stalled_upload_is_given_up(make_server):
+    s = make_server("--upload-idle", "1")
+    head = (f"PUT /v1/blobs/b1/stall HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            f"{s.admin_token}\r\nContent-Length: 1000\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.sendall(head + b"x" * 10)  # then nothing
+    out = b""
+    while True:  # the server answers and closes
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    sock.close()
+    assert out.startswith(b"HTTP/1.1 400"), out
+    assert b"Connection: close" in out
+    wait_for(lambda: tmp_files(s) == [], what="the stalled upload to be discarded")
+    assert s.api().get("/v1/blobs/b1/stall").status_code == 404
