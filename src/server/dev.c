@@ -43,10 +43,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
 static void *server_thread(void *arg)
 {
-    struct dev *d = arg;
-    sigset_t all;
-    sigfillset(&all); /* signals are the main thread's (the agent's) */
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    struct dev *d = arg; /* started with every signal blocked: they are the agent's */
     event_base_dispatch(d->base);
     return NULL;
 }
@@ -109,8 +106,14 @@ int cmd_dev(int argc, char **argv)
     }
     d.stop = event_new(d.base, -1, 0, on_stop, &d);
     event_add(d.stop, NULL);
+    /* The thread inherits the mask: block everything around its start, so that no signal
+       reaches it even before its first instruction. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     if (pthread_create(&d.thread, NULL, server_thread, &d))
         die("cannot start the server thread");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     char *tok_path = xasprintf("%s/%s", data, DROVER_ADMIN_TOKEN_FILE);
     FILE *tf = fopen(tok_path, "r");
