@@ -236,7 +236,8 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
  */
 static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
 {
-    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ',')) return 0;
+    /* An empty object has no byte to name: it is sent whole (empty), as web servers do. */
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ',') || size == 0) return 0;
     const char *p = h + 6;
     char *end;
     if (*p == '-') { /* the last N bytes */

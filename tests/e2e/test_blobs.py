@@ -56,6 +56,8 @@ def test_empty_object_and_odd_keys(server):
     api = server.api()
     assert put(api, "b1/empty", b"").json()["size"] == 0
     assert api.get("/v1/blobs/b1/empty").content == b""
+    r = api.get("/v1/blobs/b1/empty", headers={"Range": "bytes=-5"})
+    assert r.status_code == 200 and r.content == b""
     for key in ["with space.txt", "ümlaut/ñ.txt", "a+b=c&d?.txt", "x%2Fy"]:
         quoted = "/".join(urllib.parse.quote(seg, safe="") for seg in key.split("/"))
         r = put(api, "b1/" + quoted, key.encode())
