@@ -243,7 +243,7 @@ static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
     if (*p == '-') { /* the last N bytes */
         long long n = strtoll(p + 1, &end, 10);
         if (*end || end == p + 1 || n < 0) return 0;
-        if (n == 0 || size == 0) return -1;
+        if (n == 0) return -1;
         *len = n < size ? n : size;
         *off = size - *len;
         return 1;
