@@ -25,6 +25,7 @@
 
 #include "agent/agent.h"
 #include "agent/trash.h"
+#include "common/fsutil.h"
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -537,7 +538,7 @@ static int setup(struct agent *a, struct err *e)
 {
     int rc;
     char *spool_dir = NULL;
-    if ((rc = agent_mkdirs(a->o.work_dir, e))) return rc;
+    if ((rc = mkdir_p(a->o.work_dir, e))) return rc;
     /* Absolute: jobs get paths in it (DROVER_WORK_DIR, DROVER_PROGRESS) and run elsewhere. */
     char *abs = realpath(a->o.work_dir, NULL);
     if (!abs)
@@ -550,7 +551,7 @@ static int setup(struct agent *a, struct err *e)
     if ((rc = lock_work_dir(a, e)) || (rc = spool_open(&a->spool, spool_dir, e))) goto out;
     if (!a->o.keep_work)
         agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
-    rc = agent_mkdirs(a->jobs_dir, e);
+    rc = mkdir_p(a->jobs_dir, e);
     a->trash = trash_new(a->jobs_dir);
 out:
     free(spool_dir);

@@ -14,29 +14,11 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/fsutil.h"
 #include "common/xalloc.h"
 
 #define SPOOL_RECORD_MAX (64 << 20) /* a record holds a report: far less */
 #define SPOOL_PAD 256                /* reused files are written in multiples of this */
-
-int agent_mkdirs(const char *path, struct err *e)
-{
-    char *p = xstrdup(path);
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s) continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-            rc = err_set(e, ERR_IO, "cannot create folder '%s': %s", p, strerror(errno));
-            break;
-        }
-        *s = saved;
-        if (!saved) break;
-    }
-    free(p);
-    return rc;
-}
 
 int spool_open(struct spool *s, const char *dir, struct err *e)
 {
@@ -46,7 +28,7 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
     s->nholes = SPOOL_FREE_MAX;
     for (size_t i = 0; i < SPOOL_FREE_MAX; i++)
         s->holes[i] = (unsigned)(SPOOL_FREE_MAX - 1 - i); /* .free-0 on top */
-    int rc = agent_mkdirs(dir, e);
+    int rc = mkdir_p(dir, e);
     if (rc) return rc;
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0)

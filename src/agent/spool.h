@@ -102,7 +102,5 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
  */
 int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *e);
 
-/* mkdir -p with mode 0700 for what it creates. ERR_IO. */
-int agent_mkdirs(const char *path, struct err *e);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "commands.h"
 #include "common/config.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -199,28 +200,6 @@ void server_opts_release(struct server_opts *o)
     memset(o, 0, sizeof(*o));
 }
 
-/* mkdir -p with mode 0700 for the folders it makes. */
-static int make_dirs(const char *path, struct err *e)
-{
-    char *p = xstrdup(path);
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char saved = *s;
-            *s = '\0';
-            if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-                rc = err_set(e, ERR_IO, "cannot create folder '%s': %s", p, strerror(errno));
-                break;
-            }
-            *s = saved;
-            if (!saved)
-                break;
-        }
-    }
-    free(p);
-    return rc;
-}
-
 /*
  * The key that signs presigned URLs: 32 random bytes made at the first start
  * and kept in the store, so URLs outlive a restart.
@@ -295,7 +274,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
-    if ((rc = make_dirs(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
+    if ((rc = mkdir_p(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e)) ||
         (rc = presign_secret_load(s, e)) || (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);

@@ -166,6 +166,18 @@ def raw_request(port, head, body=b"", read=True):
     return out
 
 
+def read_until_closed(sock, limit=1 << 20):
+    """All the server sends until it closes the connection (bounded by the socket's timeout)."""
+    out = b""
+    while len(out) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    sock.close()
+    return out
+
+
 def test_chunked_put_needs_a_length(server):
     tok = server.admin_token
     head = (f"PUT /v1/blobs/b1/c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
@@ -405,13 +417,7 @@ def test_two_gib_object_streams_both_ways(server):
 def test_anonymous_large_body_refused_at_its_head(server):
     s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n" + b"x" * 1000)
-    out = b""
-    while True:  # the server answers and closes without reading the body
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
+    out = read_until_closed(s)  # the server answers and closes without reading the body
     assert out.startswith(b"HTTP/1.1 401"), out
     assert b"unauthenticated" in out
     assert server.api().get("/healthz").status_code == 200
@@ -507,13 +513,7 @@ def test_stalled_upload_is_given_up(make_server):
             f"{s.admin_token}\r\nContent-Length: 1000\r\n\r\n").encode()
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.sendall(head + b"x" * 10)  # then nothing
-    out = b""
-    while True:  # the server answers and closes
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    sock.close()
+    out = read_until_closed(sock)  # the server answers and closes
     assert out.startswith(b"HTTP/1.1 400"), out
     assert b"Connection: close" in out
     wait_for(lambda: tmp_files(s) == [], what="the stalled upload to be discarded")
