@@ -87,20 +87,15 @@ if ((DO_CELERY)); then
         die "$PYTHON cannot import celery and redis (Debian: python3-celery python3-redis; or --no-celery)"
 fi
 
-if [[ -n $WORKDIR ]]; then
-    mkdir -p "$WORKDIR"
-    WORK=$(mktemp -d "$WORKDIR/agents-bench.XXXXXX")
-else
-    WORK=$(mktemp -d "$BUILD_DIR/agents-bench.XXXXXX")
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+WORK=$(bench_work_dir agents-bench)
 RESULTS=$WORK/results.tsv # key, label, command, exit status, JSON line
 : >"$RESULTS"
 FAILED=0
 
 # ---- processes ------------------------------------------------------------------------
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 cpu_ms() { # PID -> "self_ms children_ms" (user + system) from /proc/PID/stat
     local tck

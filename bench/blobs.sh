@@ -77,18 +77,13 @@ command -v curl >/dev/null || die "curl is missing"
 command -v sha256sum >/dev/null || die "sha256sum is missing"
 command -v openssl >/dev/null || die "openssl is missing"
 
-if [[ -n $WORKDIR ]]; then
-    mkdir -p "$WORKDIR"
-    WORK=$(mktemp -d "$WORKDIR/blobs-bench.XXXXXX")
-else
-    WORK=$(mktemp -d "$BUILD_DIR/blobs-bench.XXXXXX")
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+WORK=$(bench_work_dir blobs-bench)
 RESULTS=$WORK/results.tsv # part, cache, system, direction, rep, seconds, server CPU ms
 : >"$RESULTS"
 FAILED=0
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 cpu_ms() { # PID -> its user + system CPU in ms, from /proc/PID/stat
     local tck

@@ -1,6 +1,7 @@
 # bench/lib.sh - what the benchmark scripts share: the processes they start
 # (each tracked by PID, stopped on exit), free loopback ports, readiness waits.
-# Sourced after the script defines log, PYTHON, WORK and KEEP.
+# Sourced after the script defines log, PYTHON, KEEP, WORKDIR and BUILD_DIR; the
+# script then makes WORK with bench_work_dir (removed on exit unless KEEP).
 
 PIDS=()
 
@@ -48,6 +49,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+bench_work_dir() { # NAME: a fresh folder under $WORKDIR (made if missing) or $BUILD_DIR
+    local parent=${WORKDIR:-$BUILD_DIR}
+    mkdir -p "$parent" && mktemp -d "$parent/$1.XXXXXX"
+}
 
 free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

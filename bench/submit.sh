@@ -65,20 +65,15 @@ if ((DO_DROVER)); then
     "$PYTHON" -c 'import requests' 2>/dev/null || die "$PYTHON lacks the 'requests' module (set PYTHON)"
 fi
 
-if [[ -n $WORKDIR ]]; then
-    mkdir -p "$WORKDIR"
-    WORK=$(mktemp -d "$WORKDIR/submit-bench.XXXXXX")
-else
-    WORK=$(mktemp -d "$BUILD_DIR/submit-bench.XXXXXX")
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+WORK=$(bench_work_dir submit-bench)
 RESULTS=$WORK/results.tsv # label, command, exit status, JSON line
 : >"$RESULTS"
 FAILED=0
 
 # ---- processes ------------------------------------------------------------------------
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 # ---- measurements ---------------------------------------------------------------------
 
