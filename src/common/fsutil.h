@@ -4,9 +4,21 @@
 #ifndef DROVER_FSUTIL_H
 #define DROVER_FSUTIL_H
 
+#include <sys/types.h>
+
 #include "common/err.h"
 
 /* mkdir -p, mode 0700 for the folders it makes. ERR_IO naming the folder it could not make. */
 int mkdir_p(const char *path, struct err *e);
+
+/*
+ * Takes the advisory lock (flock LOCK_EX|LOCK_NB) of the file `path` (created
+ * 0600 when absent) and writes our pid into it; the lock lasts as long as the
+ * descriptor *fd (close-on-exec) stays open. Returns 0; ERR_CONFLICT when
+ * another process holds it, *holder then being that process's pid as the file
+ * says (0 when it says none); ERR_IO naming the file when it cannot be opened.
+ * On failure *fd is -1.
+ */
+int lock_pid_file(const char *path, int *fd, pid_t *holder, struct err *e);
 
 #endif

@@ -19,15 +19,16 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "common/config.h"
-#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "blob/blob.h"
 #include "http/upload.h"
+#include "server/datadir.h"
 #include "server/fleet.h"
 #include "server/offload.h"
 #include "server/lease.h"
@@ -260,6 +261,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     char host[256];
     int port, rc;
     memset(s, 0, sizeof(*s));
+    s->data_lock_fd = -1;
     /*
      * A batch of 1,000 specs makes and frees tens of thousands of small JSON
      * values; glibc's default trimming and mmap thresholds made it give memory
@@ -274,7 +276,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
-    if ((rc = mkdir_p(o->data, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
+    if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e)) ||
         (rc = presign_secret_load(s, e)) || (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);
@@ -356,6 +358,8 @@ void server_release(struct server *s)
         event_free(s->drain_timer);
     store_close(s->reads);
     free(s->data_dir);
+    if (s->data_lock_fd >= 0)
+        close(s->data_lock_fd); /* the data folder is free for another server */
     memset(s, 0, sizeof(*s));
 }
 

@@ -33,6 +33,7 @@ struct server {
     struct waiters *waiters;
     struct auth_cache *auth_cache;
     char *data_dir;
+    int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
     bool shutting_down;
     struct evhttp_bound_socket *listener;
     struct event *drain_timer;
