@@ -37,11 +37,70 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
     }
 }
 
+/* --json was given: messages are JSON lines (cli_error). */
+static bool json_messages;
+
+void cli_json_prescan(int argc, char **argv)
+{
+    json_messages = false;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--json")) json_messages = true;
+}
+
+/* cli_error with its arguments in a va_list. */
+static void error_v(const char *code, const char *field, const char *fmt, va_list ap)
+    PRINTF_LIKE(3, 0);
+static void error_v(const char *code, const char *field, const char *fmt, va_list ap)
+{
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (!json_messages) {
+        fprintf(stderr, "drover: %s\n", msg);
+        return;
+    }
+    json_t *text = json_string(msg);
+    if (!text) { /* a name that is not UTF-8 text */
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p >= 0x80) *p = '?';
+        text = json_string(msg);
+    }
+    json_t *f = field && *field ? json_string(field) : json_null();
+    json_t *j = json_pack("{s:{s:s, s:o, s:o}}", "error", "code", code, "message", text, "field",
+                          f ? f : json_null());
+    json_dumpf(j, stderr, JSON_COMPACT);
+    fputc('\n', stderr);
+    json_decref(j);
+}
+
+void cli_error(const char *code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(code, field, fmt, ap);
+    va_end(ap);
+}
+
+/* The code of cli_error for an error `e` (status: the HTTP status, 0 when none came). */
+static const char *error_code(const struct err *e)
+{
+    return e->code == ERR_IO ? CLI_ERR_IO : err_api_code(e->code);
+}
+
+void cli_error_e(const struct err *e)
+{
+    cli_error(error_code(e), e->field, "%s", e->msg[0] ? e->msg : err_str(e->code));
+}
+
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
     va_list ap;
-    fputs("drover: ", stderr);
     va_start(ap, fmt);
+    if (json_messages) {
+        error_v(CLI_ERR_USAGE, NULL, fmt, ap);
+        va_end(ap);
+        return 2;
+    }
+    fputs("drover: ", stderr);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     /* The synopsis only (up to the first blank line); --help shows the rest. */
@@ -68,6 +127,7 @@ int cli_bad_option(int opt, char **argv, const char *usage)
 void cli_args_init(struct cli_args *a, int argc, char **argv, const char *usage)
 {
     *a = (struct cli_args){.argc = argc, .argv = argv, .usage = usage, .exit_code = CLI_CONTINUE};
+    cli_json_prescan(argc, argv);
 }
 
 int cli_getopt(struct cli_args *a, const char *optstring, const struct option *longopts)
@@ -165,7 +225,7 @@ int cli_connect(struct cli *cli, const struct cli_opts *o)
     if (token && !*token) token = NULL;
 
     if (http_client_init(&cli->http, server, token, &e) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
         return 1;
     }
     cli->http.hint = "is `drover server` running? set DROVER_SERVER";
@@ -180,7 +240,8 @@ int cli_connect(struct cli *cli, const struct cli_opts *o)
         int rc = http_client_set_token(&cli->http, file_token, &e);
         free(file_token);
         if (rc < 0) {
-            fprintf(stderr, "drover: cannot use the token in '%s': %s\n", cli->token_file, e.msg);
+            cli_error(error_code(&e), NULL, "cannot use the token in '%s': %s", cli->token_file,
+                      e.msg);
             return 1;
         }
     } else {
@@ -196,17 +257,68 @@ void cli_release(struct cli *cli)
     cli->token_file = NULL;
 }
 
+/*
+ * Appends "<what>: <msg>" to b, saying the subject once (see cli_print_err):
+ * when `what` ends with a quoted subject that msg names too, only what comes
+ * before the subject is kept, less the noun msg starts with; for ERR_NOTFOUND
+ * nothing. An s3:// URI the server names without its scheme ('bucket/key') is
+ * put back in msg as the user gave it.
+ */
+static void add_what_msg(struct buf *b, const char *what, const char *msg, int code)
+{
+    size_t n = strlen(what);
+    size_t open = n;
+    if (n >= 2 && what[n - 1] == '\'') {
+        for (open = n - 1; open > 0 && what[open - 1] != '\''; open--)
+            ;
+        open = open > 0 ? open - 1 : n;
+    }
+    if (open == n || memchr(what, '\'', open)) { /* not one subject, at the end */
+        buf_addf(b, "%s: %s", what, msg);
+        return;
+    }
+    char *subject = xstrndup(what + open, n - open);
+    char *bare = !strncmp(subject, "'s3://", 6) ? xasprintf("'%s", subject + 6) : NULL;
+    const char *at = bare ? strstr(msg, bare) : NULL;
+    if (!strstr(msg, subject) && !at) {
+        buf_addf(b, "%s: %s", what, msg);
+    } else {
+        if (code != ERR_NOTFOUND) {
+            size_t keep = open;
+            while (keep > 0 && what[keep - 1] == ' ')
+                keep--;
+            size_t noun = strcspn(msg, " ");
+            if (noun > 0 && keep > noun && what[keep - noun - 1] == ' ' &&
+                !strncmp(what + keep - noun, msg, noun))
+                keep -= noun + 1;
+            buf_addf(b, "%.*s: ", (int)keep, what);
+        }
+        if (at && !strstr(msg, subject))
+            buf_addf(b, "%.*s%s%s", (int)(at - msg), msg, subject, at + strlen(bare));
+        else
+            buf_adds(b, msg);
+    }
+    free(bare);
+    free(subject);
+}
+
 void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what)
 {
     struct buf b = BUF_INIT;
     const char *msg = e->msg[0] ? e->msg : err_str(e->code);
 
-    /* "cannot reach the server" says everything; "cannot list jobs: " would add nothing. */
-    if (status != 0 && what && *what) buf_addf(&b, "%s: ", what);
+    struct buf m = BUF_INIT;
     if (e->code == ERR_DENIED && !strcasestr(msg, "permission"))
-        buf_adds(&b, "permission denied: ");
-    buf_adds(&b, msg);
-    if (e->field[0] && !strstr(msg, e->field)) buf_addf(&b, " (field '%s')", e->field);
+        buf_adds(&m, "permission denied: ");
+    buf_adds(&m, msg);
+    /* "cannot reach the server" says everything; "cannot list jobs: " would add nothing. */
+    if (status != 0 && what && *what)
+        add_what_msg(&b, what, buf_str(&m), e->code);
+    else
+        buf_adds(&b, buf_str(&m));
+    buf_release(&m);
+    if (e->field[0] && !strstr(msg, e->field) && !json_messages)
+        buf_addf(&b, " (field '%s')", e->field);
 
     if (e->code == ERR_UNAUTH) {
         const char *src = cli ? cli->token_source : NULL;
@@ -223,7 +335,7 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
         else
             buf_addf(&b, " (check %s)", src);
     }
-    fprintf(stderr, "drover: %s\n", buf_str(&b));
+    cli_error(error_code(e), e->field, "%s", buf_str(&b));
     buf_release(&b);
 }
 

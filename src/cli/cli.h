@@ -10,7 +10,9 @@
  *
  * Messages go to stderr as "drover: <message>"; the return value of a command
  * is its exit code (commands.h): 0, 1 (the request was refused or the job
- * failed), 2 (usage error).
+ * failed), 2 (usage error). With --json, each error message is instead one
+ * line of JSON on stderr, {"error": {"code", "message", "field"}}, the shape
+ * of the API's errors (cli_error); exit codes are the same.
  */
 #ifndef DROVER_CLI_H
 #define DROVER_CLI_H
@@ -77,8 +79,36 @@ struct cli_args {
     int exit_code;        /* CLI_CONTINUE, or what the command returns now (--help, bad option) */
 };
 
-/* Readies `a` for cli_getopt over argv (argv[0] is the command's name); no allocation. */
+/*
+ * Readies `a` for cli_getopt over argv (argv[0] is the command's name); no
+ * allocation. When "--json" is among the arguments before "--", messages are
+ * JSON from now on, so that a usage error met while parsing is JSON too.
+ */
 void cli_args_init(struct cli_args *a, int argc, char **argv, const char *usage);
+
+/* Looks for "--json" in argv[1..] before "--" and sets the message format (cli_args_init). */
+void cli_json_prescan(int argc, char **argv);
+
+/*
+ * Error codes of cli_error beyond the API's own (invalid_argument, not_found,
+ * conflict, permission_denied, unauthenticated, unavailable, ...), which are
+ * used as they are when the server refused a request:
+ */
+#define CLI_ERR_USAGE "usage"              /* a usage error (exit code 2) */
+#define CLI_ERR_IO "io"                    /* a local file could not be read or written */
+#define CLI_ERR_TIMEOUT "timeout"          /* `wait --timeout` ran out */
+#define CLI_ERR_CORRUPT "corrupt"          /* bytes sent or received do not match their SHA-256 */
+#define CLI_ERR_INVALID "invalid_argument" /* bad local input (a spec file, a name) */
+#define CLI_ERR_INTERNAL "internal"        /* the server's answer is not what the API says */
+
+/*
+ * Prints an error: "drover: <message>" on stderr, or with --json one line
+ * {"error": {"code": code, "message": ..., "field": field or null}} on stderr
+ * (bytes that are not UTF-8 become '?').
+ */
+void cli_error(const char *code, const char *field, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* cli_error with e's message, field and code (ERR_IO: "io", else the API's code for e->code). */
+void cli_error_e(const struct err *e);
 
 /*
  * getopt_long over a->argv (optstring starting with ':' or "+:" and holding
@@ -129,6 +159,7 @@ int cli_bad_option(int opt, char **argv, const char *usage);
 /*
  * Prints "drover: <message>" and the synopsis of `usage` (its lines up to the
  * first blank one, which begin "usage: drover CMD") on stderr; returns 2.
+ * With --json: the message alone, as cli_error with the code "usage".
  */
 int cli_usage_error(const char *usage, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
@@ -169,7 +200,13 @@ char *cli_path(const char *prefix, const char *id, const char *suffix);
 /* True for the states a job does not leave: succeeded, failed, cancelled. */
 bool cli_job_is_terminal(const char *state);
 
-/* Prints "drover: <what>: <e's message>" with hints for 401 and 403 and the field. */
+/*
+ * Prints "drover: <what>: <e's message>" with hints for 401 and 403 and the
+ * field (cli_error). When the message already names the subject that `what`
+ * ends with ("cannot cancel job 'x'" and "job 'x' is already cancelled"), the
+ * subject is not said twice: "cannot cancel: job 'x' is already cancelled",
+ * and a not_found message stands alone ("job 'x' not found").
+ */
 void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what);
 
 /* Pretty-prints `j` and a newline on stdout. */

@@ -28,7 +28,7 @@ static int token_create(struct cli *cli, const char *role, const char *name, boo
     json_t *answer = NULL;
     int rc = 1;
     if (!body) {
-        fprintf(stderr, "drover: the token's name must be UTF-8 text\n");
+        cli_error(CLI_ERR_INVALID, "name", "the token's name must be UTF-8 text");
         return 1;
     }
     if (cli_call(cli, "POST", "/v1/tokens", body, &answer, "cannot create token '%s'", name))
@@ -39,7 +39,7 @@ static int token_create(struct cli *cli, const char *role, const char *name, boo
     } else if (token) {
         printf("%s\n", token);
     } else {
-        fprintf(stderr, "drover: the server's answer holds no token\n");
+        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer holds no token");
         goto out;
     }
     rc = 0;
@@ -79,6 +79,7 @@ int cmd_token(int argc, char **argv)
     const char *role = NULL, *name = NULL;
     int opt, rc;
 
+    cli_json_prescan(argc, argv); /* a usage error before the subcommand's options is JSON too */
     if (argc < 2) return cli_usage_error(token_usage, "token what? 'create' or 'revoke'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {

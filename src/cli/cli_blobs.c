@@ -322,7 +322,7 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
     struct err e = ERR_INIT;
     if (answer) *answer = NULL;
     if (cli_s3_parse(uri, false, &u, &e) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
         return 1;
     }
     char *path = blob_path(&u);
@@ -357,11 +357,11 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
     json_t *rsize = json_object_get(t.resp, "size");
     if (!remote || strcmp(remote, local) ||
         (json_is_integer(rsize) && json_integer_value(rsize) != size)) {
-        fprintf(stderr,
-                "drover: '%s' was not stored intact as '%s': the server has %lld bytes with "
-                "SHA-256 %s, the %lld bytes sent have %s\n",
-                name, uri, json_is_integer(rsize) ? (long long)json_integer_value(rsize) : -1LL,
-                remote ? remote : "(none given)", (long long)size, local);
+        cli_error(CLI_ERR_CORRUPT, NULL,
+                  "'%s' was not stored intact as '%s': the server has %lld bytes with "
+                  "SHA-256 %s, the %lld bytes sent have %s",
+                  name, uri, json_is_integer(rsize) ? (long long)json_integer_value(rsize) : -1LL,
+                  remote ? remote : "(none given)", (long long)size, local);
         rc = 1;
         goto out;
     }
@@ -369,10 +369,10 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
         (fstat(fd, &after) != 0 || after.st_size != before.st_size ||
          after.st_size - start != size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
          after.st_mtim.tv_nsec != before.st_mtim.tv_nsec)) {
-        fprintf(stderr,
-                "drover: '%s' changed while it was uploaded; the object stored as '%s' may not "
-                "match it (%lld bytes were sent, the file now has %lld): upload it again\n",
-                name, uri, (long long)size, (long long)after.st_size);
+        cli_error(CLI_ERR_IO, NULL,
+                  "'%s' changed while it was uploaded; the object stored as '%s' may not "
+                  "match it (%lld bytes were sent, the file now has %lld): upload it again",
+                  name, uri, (long long)size, (long long)after.st_size);
         rc = 1;
         goto out;
     }
@@ -463,7 +463,7 @@ int cmd_put(int argc, char **argv)
     rc = 1;
     int64_t size = 0;
     if ((fd = cli_blob_open_local(file, &size, &e)) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
         goto out;
     }
     if (cli_connect(&cli, &a.conn)) goto out;
@@ -537,13 +537,16 @@ static void release_interrupts(const struct sigaction old[])
 }
 
 static const char get_usage[] =
-    "usage: drover get s3://BUCKET/KEY [FILE]\n"
+    "usage: drover get [--json] s3://BUCKET/KEY [FILE]\n"
     "\n"
     "Downloads an object into FILE (default: the key's last part, in the current\n"
     "folder; into a folder when FILE is one; '-': standard output). The file is\n"
     "written beside the target under a temporary name and renamed when every\n"
     "byte came and the SHA-256 matched, so a failed download leaves the target\n"
-    "as it was. A progress bar is shown on a terminal for objects over 8 MiB.\n" CLI_COMMON_USAGE;
+    "as it was. A progress bar is shown on a terminal for objects over 8 MiB.\n"
+    "\n"
+    "      --json         print {\"uri\", \"path\", \"size\", \"sha256\"} of what was\n"
+    "                     written (not with FILE '-')\n" CLI_COMMON_USAGE;
 
 /* Where a get writes: the final name, and the temporary one beside it (NULL: write in place). */
 struct target {
@@ -625,6 +628,7 @@ static int close_target(struct target *t, bool keep, struct err *e)
 int cmd_get(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -635,6 +639,8 @@ int cmd_get(int argc, char **argv)
     char *args[2] = {NULL, NULL};
     int rc = positional(&a, 1, 2, "which object? give its s3://bucket/key", args);
     if (rc != CLI_CONTINUE) return rc;
+    if (a.json && args[1] && !strcmp(args[1], "-"))
+        return cli_usage_error(get_usage, "--json prints to standard output: give a FILE, not '-'");
 
     struct cli_s3_uri u;
     struct err e = ERR_INIT;
@@ -648,7 +654,7 @@ int cmd_get(int argc, char **argv)
     if (cli_connect(&cli, &a.conn)) goto out;
     catch_interrupts(old);
     if (open_target(args[1], u.key, &tgt, &e) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
         close_target(&tgt, false, NULL);
         release_interrupts(old);
         goto out;
@@ -676,24 +682,35 @@ int cmd_get(int argc, char **argv)
         snprintf(what, sizeof(what), "cannot get '%s'", args[0]);
         cli_print_err(&cli, &e, t.status, what);
     } else if (t.sha256[0] && strcmp(t.sha256, local)) {
-        fprintf(stderr,
-                "drover: '%s' came damaged: the server gave SHA-256 %s, the %lld bytes received "
-                "have %s%s\n",
-                args[0], t.sha256, (long long)sink.bytes, local,
-                tgt.temp ? "; nothing was written" : "");
+        cli_error(CLI_ERR_CORRUPT, NULL,
+                  "'%s' came damaged: the server gave SHA-256 %s, the %lld bytes received "
+                  "have %s%s",
+                  args[0], t.sha256, (long long)sink.bytes, local,
+                  tgt.temp ? "; nothing was written" : "");
         r = -1;
     } else if (t.content_length >= 0 && t.content_length != sink.bytes) {
-        fprintf(stderr, "drover: '%s' came short: %lld of %lld bytes%s\n", args[0],
-                (long long)sink.bytes, (long long)t.content_length,
-                tgt.temp ? "; nothing was written" : "");
+        cli_error(CLI_ERR_CORRUPT, NULL, "'%s' came short: %lld of %lld bytes%s", args[0],
+                  (long long)sink.bytes, (long long)t.content_length,
+                  tgt.temp ? "; nothing was written" : "");
         r = -1;
     }
     json_decref(t.resp);
+    char *written = xstrdup(tgt.path);
     if (close_target(&tgt, r == 0, &e) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
         r = -1;
     }
     release_interrupts(old);
+    if (r == 0 && a.json) {
+        json_t *j = json_pack("{s:s, s:s?, s:I, s:s}", "uri", args[0], "path", written, "size",
+                              (json_int_t)sink.bytes, "sha256", local);
+        if (!j)
+            j = json_pack("{s:s, s:n, s:I, s:s}", "uri", args[0], "path", (json_int_t)sink.bytes,
+                          "sha256", local); /* not UTF-8 */
+        cli_print_json(j);
+        json_decref(j);
+    }
+    free(written);
     rc = r == 0 ? 0 : 1;
 out:
     free(path);
@@ -817,14 +834,17 @@ out:
 /* ---- rm ---- */
 
 static const char rm_usage[] =
-    "usage: drover rm s3://BUCKET/KEY...\n"
+    "usage: drover rm [--json] s3://BUCKET/KEY...\n"
     "\n"
     "Deletes objects. Goes on past an object that cannot be deleted, and then\n"
-    "exits with 1.\n" CLI_COMMON_USAGE;
+    "exits with 1.\n"
+    "\n"
+    "      --json         print {\"removed\": [URI, ...]}, the objects deleted\n" CLI_COMMON_USAGE;
 
 int cmd_rm(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -846,16 +866,26 @@ int cmd_rm(int argc, char **argv)
         cli_release(&cli);
         return 1;
     }
+    json_t *removed = json_array();
     for (int i = optind; i < argc; i++) {
         struct cli_s3_uri u;
         cli_s3_parse(argv[i], false, &u, NULL);
         char *path = blob_path(&u);
         if (cli_call(&cli, "DELETE", path, NULL, NULL, "cannot remove '%s'", argv[i]))
             rc = 1;
+        else if (a.json)
+            json_array_append_new(removed, json_string(argv[i])); /* checked: UTF-8 */
         else
             printf("removed %s\n", argv[i]);
         free(path);
         cli_s3_release(&u);
+    }
+    if (a.json) {
+        json_t *j = json_pack("{s:o}", "removed", removed);
+        cli_print_json(j);
+        json_decref(j);
+    } else {
+        json_decref(removed);
     }
     cli_release(&cli);
     return rc;

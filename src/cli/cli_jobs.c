@@ -196,8 +196,8 @@ static int wait_and_report(struct cli *cli, const char *id, double timeout_s, bo
     const char *state = jstr(job, "state");
     *final = job;
     if (!cli_job_is_terminal(state)) {
-        fprintf(stderr, "drover: job '%s' is still %s after %gs\n", id, state ? state : "unknown",
-                timeout_s);
+        cli_error(CLI_ERR_TIMEOUT, NULL, "job '%s' is still %s after %gs", id,
+                  state ? state : "unknown", timeout_s);
         return 1;
     }
     if (!json) print_final_line(job);
@@ -213,20 +213,28 @@ static const char submit_usage[] =
     "Submits a job and prints its id (one per line for an array of specs).\n"
     "With -- the job runs PROGRAM with ARGS (no shell); with -f the spec file (or\n"
     "standard input) is sent as it is, an object or an array of them, and the\n"
-    "options below replace its top-level fields.\n"
+    "options below replace its fields (--label, --requires and --env add to them).\n"
     "\n"
-    "  -f, --file FILE    the job spec (API.md \"Job spec\"); '-' reads standard input\n"
+    "  -f, --file FILE    the job spec (docs/api.md \"The job spec\"); '-' reads\n"
+    "                     standard input\n"
     "  -q, --queue Q      queue (default 'default')\n"
     "  -p, --priority N   -1000..1000, higher runs first\n"
     "  -n, --name NAME    a name for humans\n"
     "  -l, --label K=V    a label (repeatable)\n"
+    "      --requires K=V run only on an agent with the label K=V (repeatable)\n"
+    "      --slots N      how many of an agent's slots the job takes, 1..1024 (default 1)\n"
+    "      --delay S      start no sooner than S seconds from now\n"
+    "      --retries N    at most N attempts in all, 1..100 (default 3; 1: no retry)\n"
     "  -t, --timeout S    kill the job after S seconds\n"
+    "  -e, --env K=V      an environment variable for the program (repeatable)\n"
+    "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
+    "                     '-': this command's standard input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
     "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
     "      --upload-to s3://BUCKET[/PREFIX]\n"
     "                     where local files (@path, below) go (default\n"
     "                     s3://uploads/<a new UUID>)\n"
-    "      --json         print the server's JSON answer\n"
+    "      --json         print the server's JSON answer; errors as JSON on stderr\n"
     "\n"
     "Local files: after --, an argument @./path, @../path or @/path names a local\n"
     "file; it is uploaded before the job is submitted and the job gets it as an\n"
@@ -237,7 +245,18 @@ static const char submit_usage[] =
     "command.input file goes into a sub-folder of its own (BASE/1/NAME, ...) so\n"
     "that, as a prefix, it matches that file only.\n" CLI_COMMON_USAGE;
 
-enum { OPT_SERVICE = CLI_OPT_FIRST_FREE, OPT_UPLOAD_TO };
+enum {
+    OPT_SERVICE = CLI_OPT_FIRST_FREE,
+    OPT_UPLOAD_TO,
+    OPT_REQUIRES,
+    OPT_SLOTS,
+    OPT_DELAY,
+    OPT_RETRIES,
+    OPT_STDIN,
+};
+
+#define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
+#define TIMEOUT_MAX_S 2592000.0 /* ... and of timeout_s */
 
 /* Sets obj[key] = v, stealing v; false when v is NULL (json_string of text that is not UTF-8). */
 static bool put(json_t *obj, const char *key, json_t *v)
@@ -245,18 +264,108 @@ static bool put(json_t *obj, const char *key, json_t *v)
     return v && json_object_set_new(obj, key, v) == 0;
 }
 
-/* Sets the options on one spec object: they win over what the file says; labels merge. */
-static void apply_overrides(json_t *spec, json_t *fields, json_t *labels)
+/* What submit's options set in each spec. */
+struct overrides {
+    json_t *fields;    /* top-level fields that replace the spec's (queue, slots, ...) */
+    json_t *labels;    /* added to labels */
+    json_t *requires;  /* added to requires */
+    json_t *env;       /* added to command.env */
+    json_t *stdin_;    /* command.stdin, or NULL */
+    long max_attempts; /* retry.max_attempts, or 0 */
+};
+
+/* obj[key] as an object to add to: made when absent or null; NULL when it is something else
+ * (left as it is for the server to refuse). */
+static json_t *member_object(json_t *obj, const char *key)
 {
-    json_object_update(spec, fields);
-    if (json_object_size(labels) > 0) {
-        json_t *have = json_object_get(spec, "labels");
-        if (!json_is_object(have)) {
-            have = json_object();
-            json_object_set_new(spec, "labels", have);
-        }
-        json_object_update(have, labels);
-    }
+    json_t *have = json_object_get(obj, key);
+    if (json_is_object(have)) return have;
+    if (have && !json_is_null(have)) return NULL;
+    have = json_object();
+    json_object_set_new(obj, key, have);
+    return have;
+}
+
+/* Adds the pairs of `add` to obj[key] (see member_object). */
+static void merge_into(json_t *obj, const char *key, json_t *add)
+{
+    json_t *have;
+    if (json_object_size(add) > 0 && (have = member_object(obj, key)))
+        json_object_update(have, add);
+}
+
+/* Sets the options on one spec object: they win over what the file says; maps merge. */
+static void apply_overrides(json_t *spec, const struct overrides *ov)
+{
+    json_t *obj;
+    json_object_update(spec, ov->fields);
+    merge_into(spec, "labels", ov->labels);
+    merge_into(spec, "requires", ov->requires);
+    if (ov->max_attempts && (obj = member_object(spec, "retry")))
+        json_object_set_new(obj, "max_attempts", json_integer(ov->max_attempts));
+    json_t *cmd = json_object_get(spec, "command");
+    if (!json_is_object(cmd)) return; /* the server says what is wrong with it */
+    merge_into(cmd, "env", ov->env);
+    if (ov->stdin_) json_object_set(cmd, "stdin", ov->stdin_);
+}
+
+/*
+ * Parses "K=V", the value of option `opt`, into obj[K] = V, K checked by
+ * `valid` (`rule` says what it must be), V at most `max` bytes. Returns
+ * CLI_CONTINUE, or 2 after a usage error naming the option.
+ */
+static int put_pair(json_t *obj, const char *opt, const char *arg, bool (*valid)(const char *),
+                    const char *rule, size_t max)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return cli_usage_error(submit_usage, "%s must be KEY=VALUE, not '%s'", opt, arg);
+    char *k = xstrndup(arg, (size_t)(eq - arg));
+    int rc = CLI_CONTINUE;
+    if (!valid(k))
+        rc = cli_usage_error(submit_usage, "%s: '%s' is not a valid name (%s)", opt, k, rule);
+    else if (strlen(eq + 1) > max)
+        rc = cli_usage_error(submit_usage, "%s: the value of '%s' is longer than %zu bytes", opt, k,
+                             max);
+    else if (!put(obj, k, json_string(eq + 1)))
+        rc = cli_usage_error(submit_usage, "%s: '%s' is not UTF-8 text", opt, arg);
+    free(k);
+    return rc;
+}
+
+static bool env_name_valid(const char *s)
+{
+    return spec_env_name_valid(s) && strncmp(s, "DROVER_", 7);
+}
+
+/* A number of seconds as JSON: an integer when it is one. */
+static json_t *seconds_json(double s)
+{
+    return s == floor(s) && s < 1e15 ? json_integer((json_int_t)s) : json_real(s);
+}
+
+/* command.stdin {"type": "pipe", "value": FILE's text}; NULL after printing why not. */
+static json_t *stdin_pipe(const char *file)
+{
+    struct buf b = BUF_INIT;
+    struct err e = ERR_INIT;
+    json_t *v = NULL;
+    const char *name = strcmp(file, "-") ? file : "standard input";
+    int rc = cli_read_file(file, SPEC_MAX_PIPE, &b, &e);
+    if (rc == ERR_TOOLARGE)
+        cli_error(CLI_ERR_INVALID, "command.stdin",
+                  "--stdin: '%s' is larger than %d bytes; put it in the object store and give a "
+                  "spec (-f) a uri command.stdin",
+                  name, SPEC_MAX_PIPE);
+    else if (rc < 0)
+        cli_error_e(&e);
+    else if (!(v = json_stringn(b.data ? b.data : "", b.len)))
+        cli_error(CLI_ERR_INVALID, "command.stdin",
+                  "--stdin: '%s' is not UTF-8 text (or holds a NUL byte); put it in the object "
+                  "store and give a spec (-f) a uri command.stdin",
+                  name);
+    buf_release(&b);
+    return v ? json_pack("{s:s, s:o}", "type", "pipe", "value", v) : NULL;
 }
 
 /* Reads and parses the spec file; prints why not and returns NULL on failure. */
@@ -267,16 +376,16 @@ static json_t *load_spec(const char *file)
     json_t *spec = NULL;
     const char *name = strcmp(file, "-") ? file : "standard input";
     if (cli_read_file(file, SPEC_FILE_MAX, &b, &e) < 0) {
-        fprintf(stderr, "drover: %s\n", e.msg);
+        cli_error_e(&e);
     } else {
         json_error_t jerr;
         spec = json_loadb(buf_str(&b), b.len, 0, &jerr);
         if (!spec)
-            fprintf(stderr, "drover: '%s' is not valid JSON: line %d, column %d: %s\n", name,
-                    jerr.line, jerr.column, jerr.text);
+            cli_error(CLI_ERR_INVALID, NULL, "'%s' is not valid JSON: line %d, column %d: %s", name,
+                      jerr.line, jerr.column, jerr.text);
         else if (!json_is_object(spec) && !json_is_array(spec)) {
-            fprintf(stderr, "drover: '%s' must hold a job spec (an object) or an array of them\n",
-                    name);
+            cli_error(CLI_ERR_INVALID, NULL,
+                      "'%s' must hold a job spec (an object) or an array of them", name);
             json_decref(spec);
             spec = NULL;
         }
@@ -338,11 +447,11 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
     if (have) return have;
     struct stat st;
     if (stat(path, &st) < 0) {
-        fprintf(stderr, "drover: cannot read '%s': %s\n", path, strerror(errno));
+        cli_error(CLI_ERR_IO, NULL, "cannot read '%s': %s", path, strerror(errno));
         return NULL;
     }
     if (S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "drover: '%s' is a folder; only files can be uploaded\n", path);
+        cli_error(CLI_ERR_IO, NULL, "'%s' is a folder; only files can be uploaded", path);
         return NULL;
     }
     char inode[64];
@@ -361,7 +470,7 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
     const char *why = NULL;
     const char *other;
     if (!spec_uri_valid(uri, false, &why)) {
-        fprintf(stderr, "drover: cannot upload '%s' as '%s': %s\n", path, uri, why);
+        cli_error(CLI_ERR_INVALID, NULL, "cannot upload '%s' as '%s': %s", path, uri, why);
         free(uri);
         return NULL;
     }
@@ -369,10 +478,9 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
      * could not both be there, so they are refused rather than renamed (one file named
      * both as an argument and as a prefix is the same file). */
     if ((other = jstr(up->by_name, name)) && strcmp(other, path)) {
-        fprintf(stderr,
-                "drover: '%s' and '%s' would both be uploaded as '%s'; give the files different "
-                "names\n",
-                other, path, name);
+        cli_error(CLI_ERR_INVALID, NULL,
+                  "'%s' and '%s' would both be uploaded as '%s'; give the files different names",
+                  other, path, name);
         free(uri);
         return NULL;
     }
@@ -381,7 +489,7 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
                   put(up->by_name, name, json_string(path)) &&
                   put(up->by_inode, inode, json_string(uri));
     if (!stored) {
-        fprintf(stderr, "drover: the file name '%s' is not UTF-8 text\n", path);
+        cli_error(CLI_ERR_INVALID, NULL, "the file name '%s' is not UTF-8 text", path);
         free(uri);
         free(path_key);
         return NULL;
@@ -465,14 +573,15 @@ static json_t *program_spec(struct uploads *up, char **argv, int first, int argc
             item = json_string(arg);
         }
         if (!item) {
-            fprintf(stderr, "drover: argument '%s' is not UTF-8 text\n", argv[i]);
+            cli_error(CLI_ERR_INVALID, NULL, "argument '%s' is not UTF-8 text", argv[i]);
             goto fail;
         }
         json_array_append_new(args, item);
     }
     json_t *spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[first],
                              files ? "arguments" : "argv", args);
-    if (!spec) fprintf(stderr, "drover: the program's name '%s' is not UTF-8 text\n", argv[first]);
+    if (!spec)
+        cli_error(CLI_ERR_INVALID, NULL, "the program's name '%s' is not UTF-8 text", argv[first]);
     return spec;
 fail:
     json_decref(args);
@@ -484,15 +593,17 @@ static void tell_uploaded(const struct uploads *up)
 {
     size_t n = json_array_size(up->uploaded);
     if (n == 0) return;
-    fprintf(stderr, "drover: the job was not submitted; %s uploaded before: ",
-            n == 1 ? "this object was" : "these objects were");
+    struct buf list = BUF_INIT;
     size_t i;
     json_t *v;
     json_array_foreach(up->uploaded, i, v)
     {
-        fprintf(stderr, "%s%s", i ? " " : "", json_string_value(v));
+        buf_addf(&list, "%s%s", i ? " " : "", json_string_value(v));
     }
-    fprintf(stderr, " (`drover rm` deletes them)\n");
+    cli_error("not_submitted", NULL,
+              "the job was not submitted; %s uploaded before: %s (`drover rm` deletes them)",
+              n == 1 ? "this object was" : "these objects were", buf_str(&list));
+    buf_release(&list);
 }
 
 /* Uploads every file met; 0, or 1 after printing why (and what was uploaded already). */
@@ -509,7 +620,7 @@ static int upload_all(struct cli *cli, struct uploads *up)
         int64_t size = 0;
         int fd = cli_blob_open_local(path, &size, &e);
         if (fd < 0) {
-            fprintf(stderr, "drover: %s\n", e.msg);
+            cli_error_e(&e);
             tell_uploaded(up);
             return 1;
         }
@@ -536,15 +647,26 @@ int cmd_submit(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"wait", no_argument, NULL, 'w'},
         {"upload-to", required_argument, NULL, OPT_UPLOAD_TO},
+        {"requires", required_argument, NULL, OPT_REQUIRES},
+        {"slots", required_argument, NULL, OPT_SLOTS},
+        {"delay", required_argument, NULL, OPT_DELAY},
+        {"retries", required_argument, NULL, OPT_RETRIES},
+        {"env", required_argument, NULL, 'e'},
+        {"stdin", required_argument, NULL, OPT_STDIN},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct cli_args a;
     cli_args_init(&a, argc, argv, submit_usage);
-    json_t *fields = json_object(); /* top-level fields set by options */
-    json_t *labels = json_object();
-    const char *file = NULL;
+    struct overrides ov = {
+        .fields = json_object(),
+        .labels = json_object(),
+        .requires = json_object(),
+        .env = json_object(),
+    };
+    json_t *fields = ov.fields;
+    const char *file = NULL, *stdin_file = NULL;
     bool wait = false;
     int opt, rc = 2;
     json_t *spec = NULL, *answer = NULL;
@@ -553,7 +675,7 @@ int cmd_submit(int argc, char **argv)
     uploads_init(&up);
 
     /* '+': stop at the program's name, whose own options are not ours */
-    while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:wh", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:e:wh", longopts)) != -1) {
         bool good = true;
         switch (opt) {
         case 'f':
@@ -589,9 +711,8 @@ int cmd_submit(int argc, char **argv)
         case 'p': {
             long prio;
             if (!cli_parse_long(optarg, -1000, 1000, &prio)) {
-                rc = cli_usage_error(submit_usage,
-                                     "--priority must be an integer in -1000..1000, not '%s'",
-                                     optarg);
+                rc = cli_usage_error(
+                    submit_usage, "--priority must be an integer in -1000..1000, not '%s'", optarg);
                 goto out;
             }
             put(fields, "priority", json_integer(prio));
@@ -599,26 +720,66 @@ int cmd_submit(int argc, char **argv)
         }
         case 't': {
             double t;
-            if (!cli_parse_seconds(optarg, &t)) {
+            if (!cli_parse_seconds(optarg, &t) || t <= 0 || t > TIMEOUT_MAX_S) {
                 rc = cli_usage_error(submit_usage,
-                                     "--timeout must be a number of seconds, not '%s'", optarg);
+                                     "--timeout must be a number of seconds, more than 0 and at "
+                                     "most %.0f, not '%s'",
+                                     TIMEOUT_MAX_S, optarg);
                 goto out;
             }
-            put(fields, "timeout_s",
-                t == floor(t) && t < 1e15 ? json_integer((json_int_t)t) : json_real(t));
+            put(fields, "timeout_s", seconds_json(t));
             break;
         }
-        case 'l': {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                rc = cli_usage_error(submit_usage, "--label must be KEY=VALUE, not '%s'", optarg);
+        case OPT_DELAY: {
+            double d;
+            if (!cli_parse_seconds(optarg, &d) || d > DELAY_MAX_S) {
+                rc = cli_usage_error(submit_usage,
+                                     "--delay must be a number of seconds from 0 to %.0f, not '%s'",
+                                     DELAY_MAX_S, optarg);
                 goto out;
             }
-            char *k = xstrndup(optarg, (size_t)(eq - optarg));
-            good = put(labels, k, json_string(eq + 1));
-            free(k);
+            put(fields, "delay_s", seconds_json(d));
             break;
         }
+        case OPT_SLOTS: {
+            long n;
+            if (!cli_parse_long(optarg, 1, 1024, &n)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--slots must be a whole number from 1 to 1024, not '%s'",
+                                     optarg);
+                goto out;
+            }
+            put(fields, "slots", json_integer(n));
+            break;
+        }
+        case OPT_RETRIES:
+            if (!cli_parse_long(optarg, 1, 100, &ov.max_attempts)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--retries (attempts in all) must be a whole number from 1 "
+                                     "to 100, not '%s'",
+                                     optarg);
+                goto out;
+            }
+            break;
+        case 'l':
+            if ((rc = put_pair(ov.labels, "--label", optarg, spec_label_name_valid,
+                               "[A-Za-z0-9._/-]{1,64}", 256)) != CLI_CONTINUE)
+                goto out;
+            break;
+        case OPT_REQUIRES:
+            if ((rc = put_pair(ov.requires, "--requires", optarg, spec_label_name_valid,
+                               "[A-Za-z0-9._/-]{1,64}", 256)) != CLI_CONTINUE)
+                goto out;
+            break;
+        case 'e':
+            if ((rc = put_pair(ov.env, "--env", optarg, env_name_valid,
+                               "[A-Za-z_][A-Za-z0-9_]{0,127}, not starting with DROVER_",
+                               SPEC_MAX_STRING)) != CLI_CONTINUE)
+                goto out;
+            break;
+        case OPT_STDIN:
+            stdin_file = optarg;
+            break;
         }
         if (!good) {
             rc = cli_usage_error(submit_usage, "'%s' is not UTF-8 text", optarg);
@@ -634,8 +795,13 @@ int cmd_submit(int argc, char **argv)
         rc = cli_usage_error(submit_usage, "nothing to submit: give -f SPEC.json or -- PROGRAM");
         goto out;
     }
+    if (file && stdin_file && !strcmp(file, "-") && !strcmp(stdin_file, "-")) {
+        rc = cli_usage_error(submit_usage, "-f - and --stdin - cannot both read standard input");
+        goto out;
+    }
 
     rc = 1;
+    if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
     if (file) {
         if (!(spec = load_spec(file))) goto out;
     } else {
@@ -646,11 +812,11 @@ int cmd_submit(int argc, char **argv)
         json_t *one;
         json_array_foreach(spec, i, one)
         {
-            if (json_is_object(one)) apply_overrides(one, fields, labels);
+            if (json_is_object(one)) apply_overrides(one, &ov);
             if (file && resolve_spec_files(&up, one)) goto out;
         }
     } else {
-        apply_overrides(spec, fields, labels);
+        apply_overrides(spec, &ov);
         if (file && resolve_spec_files(&up, spec)) goto out;
     }
 
@@ -721,8 +887,11 @@ int cmd_submit(int argc, char **argv)
 out:
     json_decref(answer);
     json_decref(spec);
-    json_decref(fields);
-    json_decref(labels);
+    json_decref(ov.fields);
+    json_decref(ov.labels);
+    json_decref(ov.requires);
+    json_decref(ov.env);
+    json_decref(ov.stdin_);
     uploads_release(&up);
     cli_release(&cli);
     return rc;

@@ -73,11 +73,7 @@ static void print_failure(struct cli *cli, const struct err *e, long status, con
 {
     if (sink->write_errno) {
         /* A reader that went away (`drover logs -f ID | head`) needs no message. */
-        if (sink->write_errno != EPIPE) fprintf(stderr, "drover: %s\n", e->msg);
-        return;
-    }
-    if (status == 404) {
-        fprintf(stderr, "drover: job '%s' not found\n", id);
+        if (sink->write_errno != EPIPE) cli_error_e(e);
         return;
     }
     char what[256];
@@ -149,10 +145,9 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
                     continue;
                 }
                 if (++failures > FOLLOW_RETRIES) {
-                    fprintf(stderr,
-                            "drover: the server keeps ending the log of job '%s' though "
-                            "it is still %s\n",
-                            id, state[0] ? state : "running");
+                    cli_error(CLI_ERR_INTERNAL, NULL,
+                              "the server keeps ending the log of job '%s' though it is still %s",
+                              id, state[0] ? state : "running");
                     rc = 1;
                     break;
                 }

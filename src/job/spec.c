@@ -151,7 +151,7 @@ bool spec_label_name_valid(const char *s)
     return name_ok(s, "._/-", true, 64);
 }
 
-static bool env_name_ok(const char *s)
+bool spec_env_name_valid(const char *s)
 {
     return !(s[0] >= '0' && s[0] <= '9') && name_ok(s, "_", true, 128);
 }
@@ -509,7 +509,7 @@ static int check_labels(struct ctx *c, const struct field *f, json_t *v, json_t 
 static int check_env(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
-    return check_map(c, v, env_name_ok, "[A-Za-z_][A-Za-z0-9_]{0,127}", "DROVER_", SPEC_MAX_STRING,
+    return check_map(c, v, spec_env_name_valid, "[A-Za-z_][A-Za-z0-9_]{0,127}", "DROVER_", SPEC_MAX_STRING,
                      norm);
 }
 

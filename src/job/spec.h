@@ -56,6 +56,9 @@ void spec_release(struct job_spec *s);
 /* True when `s` is a valid label name ([A-Za-z0-9._/-]{1,64}): labels and requires keys. */
 bool spec_label_name_valid(const char *s);
 
+/* True when `s` is a valid command.env name ([A-Za-z_][A-Za-z0-9_]{0,127}); DROVER_* is reserved apart. */
+bool spec_env_name_valid(const char *s);
+
 /* True when `q` is a valid queue name ([a-z0-9._-]{1,64}). */
 bool spec_queue_name_valid(const char *q);
 

@@ -24,15 +24,15 @@ static void tighten_files(const char *dir)
     struct dirent *ent;
     while ((ent = readdir(d))) {
         struct stat st;
-        if (fstatat(dirfd(d), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISREG(st.st_mode) || !(st.st_mode & 077))
+        if (fstatat(dirfd(d), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            !(st.st_mode & 077))
             continue;
         if (fchmodat(dirfd(d), ent->d_name, 0600, 0) == 0)
             log_warn("'%s/%s' was open to other users (mode %04o); it is now 0600", dir,
                      ent->d_name, (unsigned)(st.st_mode & 07777));
         else
-            log_warn("'%s/%s' is open to other users (mode %04o) and cannot be made 0600: %s",
-                     dir, ent->d_name, (unsigned)(st.st_mode & 07777), strerror(errno));
+            log_warn("'%s/%s' is open to other users (mode %04o) and cannot be made 0600: %s", dir,
+                     ent->d_name, (unsigned)(st.st_mode & 07777), strerror(errno));
     }
     closedir(d);
 }

@@ -351,7 +351,7 @@ def test_agents_shows_lost_and_left(make_server):
     wait_for(lambda: states() == {"quiet": "lost", "gone": "left"}, timeout=20,
              what="the agent to be lost")
     err = refused(server.run_cli("drain", "quiet"))
-    assert err == "drover: cannot drain agent 'quiet': agent 'quiet' is lost\n"
+    assert err == "drover: cannot drain: agent 'quiet' is lost\n"
 
 
 # ---- drain ----
@@ -377,15 +377,17 @@ def test_drain_by_name_and_by_id(server):
 
 def test_drain_unknown_or_gone_agent(server):
     err = refused(server.run_cli("drain", "nobody"))
-    assert err == "drover: cannot drain agent 'nobody': agent 'nobody' not found\n"
+    assert err == "drover: agent 'nobody' not found\n"  # the agent named once
 
     gone = FakeAgent(server, "gone")
     r = gone.api.post(f"/v1/agents/{gone.id}/leave", json={})
     assert r.status_code == 200, r.text
     err = refused(server.run_cli("drain", "gone"))
-    assert err == "drover: cannot drain agent 'gone': agent 'gone' is left\n"
-    err = refused(server.run_cli("drain", "--json", gone.id))
-    assert "is left" in err
+    assert err == "drover: cannot drain: agent 'gone' is left\n"
+    r = server.run_cli("drain", "--json", gone.id)
+    assert r.returncode == 1 and r.stdout == ""
+    err = json.loads(r.stderr)["error"]
+    assert err["code"] == "conflict" and "agent 'gone' is left" in err["message"]
 
 
 def test_drain_needs_a_token_that_may(server):
@@ -402,13 +404,18 @@ def test_drain_needs_a_token_that_may(server):
 
 def test_unreachable_server_gets_a_human_message(server):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    message = (f"cannot reach the drover server at {url}: connection refused (is `drover "
+               "server` running? set DROVER_SERVER)")
     for args in (["logs", "x"], ["logs", "-f", "x"], ["logs", "--stderr", "x"], ["agents"],
-                 ["agents", "--json"], ["drain", "w1"]):
+                 ["agents", "--json"], ["drain", "w1"], ["drain", "--json", "w1"]):
         r = server.run_cli(*args, env={"DROVER_SERVER": url}, timeout=20)
         assert r.returncode == 1, args
         assert r.stdout == ""
-        assert r.stderr == (f"drover: cannot reach the drover server at {url}: connection "
-                            "refused (is `drover server` running? set DROVER_SERVER)\n"), args
+        if "--json" in args:
+            assert json.loads(r.stderr) == {"error": {"code": "unavailable", "message": message,
+                                                      "field": None}}, args
+        else:
+            assert r.stderr == f"drover: {message}\n", args
 
 
 @pytest.mark.parametrize("args", [
