@@ -8,7 +8,6 @@
  * thread, to shut down in order, and its thread is joined.
  */
 #include <event2/thread.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,50 +49,95 @@ static void *server_thread(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: drover dev [--listen ADDR:PORT] [--data DIR] [--slots N] [--queues Q1,Q2]\n"
-               "\n"
-               "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
-               "in one process, on loopback: everything needed to try drover out. The\n"
-               "agent's work folder is DATA/agent. Ctrl-C drains the agent, then stops.\n");
+    fprintf(f,
+            "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
+            "                  [--allow-path DIR]... [--keep-work]\n"
+            "\n"
+            "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
+            "in one process, on loopback: everything needed to try drover out. The\n"
+            "agent's work folder is DATA/agent. Ctrl-C drains the agent, then stops.\n"
+            "\n"
+            "Every option of `drover server` is taken (see `drover server --help`), e.g.\n"
+            "  --listen ADDR:PORT   where to serve (default %s)\n"
+            "  --data DIR           data folder (default $DROVER_DATA or ~/.local/share/drover)\n"
+            "  --blobs URI          object store (default fs:DATA/blobs)\n"
+            "  --sync full|normal   fsync every commit, or not (default normal)\n"
+            "  --log-level L        error, warn, info (default), debug\n"
+            "and these of `drover agent` for its agent:\n"
+            "  --queues Q1,Q2       the queues it serves (default: default)\n"
+            "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
+            "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
+            "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
+            "  --keep-work          keep each job's work folder after it ends\n",
+            DROVER_DEFAULT_LISTEN);
+}
+
+/* The options of `drover agent` that `drover dev` passes to its agent; the rest are the server's.
+ */
+static const struct {
+    const char *name;
+    bool value;
+} agent_options[] = {
+    {"queues", true}, {"slots", true}, {"labels", true}, {"allow-path", true}, {"keep-work", false},
+};
+
+/* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */
+static const char *agent_option(const char *arg, bool *value)
+{
+    if (strncmp(arg, "--", 2)) return NULL;
+    size_t n = strcspn(arg + 2, "=");
+    for (size_t i = 0; i < sizeof(agent_options) / sizeof(agent_options[0]); i++) {
+        if (strlen(agent_options[i].name) == n && !strncmp(arg + 2, agent_options[i].name, n)) {
+            *value = agent_options[i].value && !arg[2 + n]; /* "--name value": one more */
+            return agent_options[i].name;
+        }
+    }
+    return NULL;
 }
 
 int cmd_dev(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"data", required_argument, NULL, 'd'},
-        {"slots", required_argument, NULL, 's'},  {"queues", required_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-    };
-    const char *listen = DROVER_DEFAULT_LISTEN, *data_arg = NULL, *queues = "default";
-    char slots[32];
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(slots, sizeof(slots), "%ld", n > 0 ? n : 1);
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'l': listen = optarg; break;
-        case 'd': data_arg = optarg; break;
-        case 's': snprintf(slots, sizeof(slots), "%s", optarg); break;
-        case 'q': queues = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+    /* argv split in two: the agent's options (above) and the server's, parsed as its own */
+    char **sargv = xcalloc((size_t)argc + 1, sizeof(char *));
+    char **agent_args = xcalloc((size_t)argc + 1, sizeof(char *));
+    int sargc = 0, nagent = 0;
+    bool slots_given = false;
+    sargv[sargc++] = "dev";
+    for (int i = 1; i < argc; i++) {
+        bool value = false;
+        const char *name = agent_option(argv[i], &value);
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            free(sargv);
+            free(agent_args);
+            return 0;
         }
+        if (!name) {
+            sargv[sargc++] = argv[i];
+            continue;
+        }
+        if (value && i + 1 >= argc) {
+            fprintf(stderr, "drover dev: option '%s' needs a value\n", argv[i]);
+            free(sargv);
+            free(agent_args);
+            return 2;
+        }
+        slots_given = slots_given || !strcmp(name, "slots");
+        agent_args[nagent++] = argv[i];
+        if (value) agent_args[nagent++] = argv[++i];
     }
-    if (optind < argc) {
-        fprintf(stderr, "drover dev: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    char *data = data_arg ? xstrdup(data_arg) : config_default_data_dir();
-    char *work = xasprintf("%s/agent", data);
+
     struct dev d;
     memset(&d, 0, sizeof(d));
     struct server_opts o = {0};
     struct err e = ERR_INIT;
-    char *sargv[] = {"server", "--listen", (char *)listen, "--data", data, NULL};
-    int rc = server_opts_parse(5, sargv, &o);
-    if (rc)
+    char *work = NULL, *url = NULL;
+    int rc = server_opts_parse(sargc, sargv, &o);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
         goto out;
+    }
+    work = xasprintf("%s/agent", o.data);
 
     evthread_use_pthreads(); /* the main thread stops the server's loop */
     signal(SIGPIPE, SIG_IGN);
@@ -111,34 +155,40 @@ int cmd_dev(int argc, char **argv)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&d.thread, NULL, server_thread, &d))
-        die("cannot start the server thread");
+    if (pthread_create(&d.thread, NULL, server_thread, &d)) die("cannot start the server thread");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    char *tok_path = xasprintf("%s/%s", data, DROVER_ADMIN_TOKEN_FILE);
+    char *tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
     FILE *tf = fopen(tok_path, "r");
     char token[256] = "";
-    if (!tf || !fgets(token, sizeof(token), tf))
-        die("cannot read the admin token '%s'", tok_path);
+    if (!tf || !fgets(token, sizeof(token), tf)) die("cannot read the admin token '%s'", tok_path);
     fclose(tf);
     free(tok_path);
     token[strcspn(token, "\r\n")] = '\0';
-    char *url = xasprintf("http://%s", listen);
-    char *aargv[] = {"agent", "--server", url,    "--token",    token,   "--name", "dev",
-                     "--slots", slots,   "--queues", (char *)queues, "--work-dir", work, NULL};
-    log_info("drover dev: server on %s, agent 'dev' with %s slots", url, slots);
-    rc = cmd_agent((int)(sizeof(aargv) / sizeof(aargv[0])) - 1, aargv);
-    free(url);
+    url = xasprintf("http://%s", o.listen);
+    char slots[32];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
+    char *fixed[] = {"agent", "--server",   url,  "--token", token, "--name",
+                     "dev",   "--work-dir", work, "--slots", slots};
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (slots_given ? 2 : 0);
+    char **aargv = xcalloc(nfixed + (size_t)nagent + 1, sizeof(char *));
+    memcpy(aargv, fixed, nfixed * sizeof(char *));
+    memcpy(aargv + nfixed, agent_args, (size_t)nagent * sizeof(char *));
+    log_info("drover dev: server on %s, agent 'dev'", url);
+    rc = cmd_agent((int)nfixed + nagent, aargv);
+    free(aargv);
 
     event_active(d.stop, EV_READ, 0);
     pthread_join(d.thread, NULL);
     event_free(d.stop);
     server_release(&d.s);
 out:
-    if (d.base)
-        event_base_free(d.base);
+    if (d.base) event_base_free(d.base);
     server_opts_release(&o);
+    free(url);
     free(work);
-    free(data);
+    free(sargv);
+    free(agent_args);
     return rc;
 }

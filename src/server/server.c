@@ -113,20 +113,20 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'D': free(o->db); o->db = xstrdup(optarg); break;
         case 's':
             if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
-                fprintf(stderr, "drover server: --sync must be full or normal, not '%s'\n", optarg);
+                fprintf(stderr, "drover %s: --sync must be full or normal, not '%s'\n", argv[0], optarg);
                 return 2;
             }
             o->sync_full = !strcmp(optarg, "full");
             break;
         case 'L':
             if ((log_level_current = log_level_parse(optarg)) < 0) {
-                fprintf(stderr, "drover server: --log-level must be error, warn, info or debug\n");
+                fprintf(stderr, "drover %s: --log-level must be error, warn, info or debug\n", argv[0]);
                 return 2;
             }
             break;
         case 'F':
             if (strcmp(optarg, "text") && strcmp(optarg, "json")) {
-                fprintf(stderr, "drover server: --log-format must be text or json\n");
+                fprintf(stderr, "drover %s: --log-format must be text or json\n", argv[0]);
                 return 2;
             }
             log_set_json(!strcmp(optarg, "json"));
@@ -142,7 +142,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
                                : c == 'U' ? "upload-idle"
                                           : "deadline-grace";
             if (*end || end == optarg || v < 1 || v > 3600) {
-                fprintf(stderr, "drover server: --%s must be a number of seconds (1-3600)\n",
+                fprintf(stderr, "drover %s: --%s must be a number of seconds (1-3600)\n", argv[0],
                         name);
                 return 2;
             }
@@ -155,25 +155,30 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'B': free(o->blobs); o->blobs = xstrdup(optarg); break;
         case 'P':
             if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) {
-                fprintf(stderr, "drover server: --public-url must start with http:// or https://\n");
+                fprintf(stderr, "drover %s: --public-url must start with http:// or https://\n", argv[0]);
                 return 2;
             }
             free(o->public_url);
             o->public_url = xstrdup(optarg);
             break;
         case 'C': case 'K':
-            fprintf(stderr, "drover server: --tls-cert/--tls-key is not available in this version yet\n");
+            fprintf(stderr, "drover %s: --tls-cert/--tls-key is not available in this version yet\n", argv[0]);
             return 2;
         case 'h': usage(stdout); return -1;
-        default: usage(stderr); return 2;
+        default: /* `drover dev` passes its server options here and has a usage of its own */
+            if (strcmp(argv[0], "server"))
+                fprintf(stderr, "'drover %s --help' tells more\n", argv[0]);
+            else
+                usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "drover server: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "drover %s: unexpected argument '%s'\n", argv[0], argv[optind]);
         return 2;
     }
     if (o->lost_after_s <= o->heartbeat_s) {
-        fprintf(stderr, "drover server: --lost-after (%d s) must be longer than --heartbeat (%d s)\n",
+        fprintf(stderr, "drover %s: --lost-after (%d s) must be longer than --heartbeat (%d s)\n", argv[0],
                 o->lost_after_s, o->heartbeat_s);
         return 2;
     }
@@ -186,7 +191,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     int port;
     char host[256];
     if (split_listen(o->listen, host, sizeof(host), &port)) {
-        fprintf(stderr, "drover server: --listen must be ADDR:PORT, not '%s'\n", o->listen);
+        fprintf(stderr, "drover %s: --listen must be ADDR:PORT, not '%s'\n", argv[0], o->listen);
         return 2;
     }
     return 0;

@@ -65,10 +65,12 @@ def stop_process(proc, sig, timeout, cont=False):
 
 
 class Server:
-    """A `drover server` process with its own data folder."""
+    """A `drover server` process with its own data folder (`command="dev"`: `drover dev`,
+    a server and its agent 'dev')."""
 
-    def __init__(self, data_dir, extra_args=(), port=None, wrapper=()):
+    def __init__(self, data_dir, extra_args=(), port=None, wrapper=(), command="server"):
         self.binary = BIN
+        self.command = command
         self.data_dir = str(data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -79,7 +81,7 @@ class Server:
 
     def start(self, timeout=20):
         os.makedirs(self.data_dir, exist_ok=True)
-        args = self.wrapper + [self.binary, "server", "--listen", f"127.0.0.1:{self.port}",
+        args = self.wrapper + [self.binary, self.command, "--listen", f"127.0.0.1:{self.port}",
                                "--data", self.data_dir] + self.extra_args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
@@ -87,7 +89,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"drover server exited with {self.proc.returncode}: "
+                raise RuntimeError(f"drover {self.command} exited with {self.proc.returncode}: "
                                    + self.read_log())
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
@@ -95,7 +97,7 @@ class Server:
             except requests.RequestException:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("drover server did not become healthy: " + self.read_log())
+        raise RuntimeError(f"drover {self.command} did not become healthy: " + self.read_log())
 
     def read_log(self):
         return read_text(self.log_path)

@@ -343,6 +343,22 @@ def test_unreachable_server_gets_a_human_message(server):
     ["submit", "--timeout", "-3", "--", "true"],
     ["submit", "--label", "novalue", "--", "true"],
     ["submit", "-f", "spec.json", "--", "true"],
+    ["submit", "--requires", "novalue", "--", "true"],
+    ["submit", "--requires", "bad key=1", "--", "true"],
+    ["submit", "--slots", "0", "--", "true"],
+    ["submit", "--slots", "1025", "--", "true"],
+    ["submit", "--slots", "two", "--", "true"],
+    ["submit", "--delay", "-1", "--", "true"],
+    ["submit", "--delay", "soon", "--", "true"],
+    ["submit", "--retries", "0", "--", "true"],
+    ["submit", "--retries", "101", "--", "true"],
+    ["submit", "--timeout", "0", "--", "true"],
+    ["submit", "--env", "NOEQUALS", "--", "true"],
+    ["submit", "--env", "1X=1", "--", "true"],
+    ["submit", "--env", "DROVER_JOB_ID=x", "--", "true"],
+    ["submit", "--label", "bad key=1", "--", "true"],
+    ["submit", "--stdin", "-", "-f", "-"],
+    ["submit", "--stdin"],
     ["status"],
     ["status", "a", "b"],
     ["status", "--bogus", "a"],
@@ -368,3 +384,117 @@ def test_usage_errors_exit_2(server, args):
                                  ["queues"], ["token"], ["token", "create"]])
 def test_help(server, cmd):
     help_shown(server.run_cli(*cmd, "--help"), cmd[0])
+
+
+# ---- --json: results on stdout, errors as JSON on stderr ----
+
+
+def json_error(r, code, exit_code=1):
+    """Asserts a --json command failed with exit_code and exactly one JSON error line on stderr,
+    {"error": {"code", "message", "field"}}; returns the error object."""
+    assert r.returncode == exit_code, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.endswith("\n") and r.stderr.count("\n") == 1, r.stderr
+    body = json.loads(r.stderr)
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
+    err = body["error"]
+    assert err["code"] == code, err
+    assert err["message"] and not err["message"].startswith("drover"), err
+    return err
+
+
+def test_json_errors_have_the_apis_shape_and_the_same_exit_codes(server, tmp_path):
+    missing = "01938c2e-0000-7000-8000-000000000000"
+    for args in (["status", "--json", missing], ["cancel", "--json", missing],
+                 ["wait", "--json", "--timeout", "1", missing]):
+        r = server.run_cli(*args)
+        assert r.stdout == ""
+        assert json_error(r, "not_found")["message"] == f"job '{missing}' not found"
+
+    job_id = cli_submit(server, "--", "true")
+    ok(server.run_cli("cancel", job_id))
+    err = json_error(server.run_cli("cancel", "--json", job_id), "conflict")
+    assert err["message"] == f"cannot cancel: job '{job_id}' is already cancelled"
+
+    queued = cli_submit(server, "--", "true")
+    r = server.run_cli("wait", "--json", "--timeout", "0", queued)
+    assert json.loads(r.stdout)["state"] == "queued"  # the job as it is, on stdout
+    assert json_error(r, "timeout")["message"] == f"job '{queued}' is still queued after 0s"
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"command": {"program": "x", "arguments": [
+        {"type": "bogus", "value": "1"}]}}))
+    err = json_error(server.run_cli("submit", "--json", "-f", str(bad)), "invalid_argument")
+    assert err["field"] == "command.arguments[0].type"
+    assert "(field" not in err["message"]  # the field has its own member
+    err = json_error(server.run_cli("submit", "--json", "-f", "-", input="{not json"),
+                     "invalid_argument")
+    assert "not valid JSON" in err["message"]
+    err = json_error(server.run_cli("submit", "--json", "-f", str(tmp_path / "nope.json")), "io")
+    assert "nope.json" in err["message"]
+
+    # usage errors: exit 2, the message alone (no synopsis), whichever option comes first
+    for args in (["submit", "--json", "--bogus", "--", "true"],
+                 ["submit", "--slots", "0", "--json", "--", "true"],
+                 ["status", "--json"], ["jobs", "--json", "--limit", "0"],
+                 ["token", "create", "--json", "--name", "x"], ["get", "--json", "s3://b"],
+                 ["rm", "--json"], ["drain", "--json"], ["put", "--json", "x"]):
+        r = server.run_cli(*args)
+        assert r.stdout == "", args
+        json_error(r, "usage", exit_code=2)
+
+    err = json_error(server.run_cli("token", "revoke", "--json", "ghost"), "not_found")
+    assert err["message"] == "token 'ghost' not found"
+    err = json_error(server.run_cli("drain", "--json", "ghost"), "not_found")
+    assert err["message"] == "agent 'ghost' not found"
+    err = json_error(server.run_cli("jobs", "--json", "--state", "finished"), "invalid_argument")
+    assert err["field"] == "state"
+    err = json_error(server.run_cli("jobs", "--json", token="wrong"), "unauthenticated")
+    assert "DROVER_TOKEN" in err["message"]
+    err = json_error(server.run_cli("put", "--json", str(tmp_path / "none"), "s3://bk/k"), "io")
+    assert "none" in err["message"]
+    r = server.run_cli("get", "--json", "s3://bk/missing.txt", str(tmp_path / "out"))
+    assert r.stdout == ""
+    assert json_error(r, "not_found")["message"] == "object 's3://bk/missing.txt' not found"
+    assert not (tmp_path / "out").exists()
+
+    # an argument after -- that reads "--json" is the program's: errors stay text
+    r = server.run_cli("submit", "--slots", "0", "--", "echo", "--json")
+    usage_error(r, ["submit"])
+
+
+def test_messages_name_their_subject_once(server):
+    """No "cannot show job 'x': job 'x' not found": each failing command says it once."""
+    missing = "01938c2e-0000-7000-8000-000000000000"
+    job_id = cli_submit(server, "--", "true")
+    ok(server.run_cli("cancel", job_id))
+    expected = {
+        ("status", missing): f"job '{missing}' not found",
+        ("cancel", missing): f"job '{missing}' not found",
+        ("cancel", job_id): f"cannot cancel: job '{job_id}' is already cancelled",
+        ("wait", missing): f"job '{missing}' not found",
+        ("logs", missing): f"job '{missing}' not found",
+        ("token", "revoke", "ghost"): "token 'ghost' not found",
+        ("drain", "ghost"): "agent 'ghost' not found",
+        ("get", "s3://bk/none.txt", "-"): "object 's3://bk/none.txt' not found",
+        ("rm", "s3://bk/none.txt"): "object 's3://bk/none.txt' not found",
+    }
+    for args, message in expected.items():
+        r = server.run_cli(*args)
+        assert r.returncode == 1 and r.stdout == "", args
+        assert r.stderr == f"drover: {message}\n", args
+
+
+def test_get_and_rm_json(server, tmp_path):
+    ok(server.run_cli("put", "-", "s3://bk/dir/a.txt", input="hello"))
+    target = tmp_path / "a.txt"
+    got = json.loads(ok(server.run_cli("get", "--json", "s3://bk/dir/a.txt", str(target))))
+    assert got == {"uri": "s3://bk/dir/a.txt", "path": str(target), "size": 5,
+                   "sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}
+    assert target.read_text() == "hello"
+    ok(server.run_cli("put", "-", "s3://bk/dir/b.txt", input="x"))
+    r = server.run_cli("rm", "--json", "s3://bk/dir/a.txt", "s3://bk/dir/none", "s3://bk/dir/b.txt")
+    assert r.returncode == 1
+    assert json.loads(r.stdout) == {"removed": ["s3://bk/dir/a.txt", "s3://bk/dir/b.txt"]}
+    assert json.loads(r.stderr)["error"]["code"] == "not_found"
+    ok(server.run_cli("put", "-", "s3://bk/c", input="c"))
+    assert json.loads(ok(server.run_cli("rm", "--json", "s3://bk/c"))) == {"removed": ["s3://bk/c"]}
