@@ -5,7 +5,7 @@
  * it belongs to (server/, cli/, agent/), declare it here and add one line to
  * the table in main.c. argv[0] is the command's own name. The return value is
  * the process's exit code: 0 success, 1 the job failed or the request was
- * refused, 2 usage error (API.md "CLI").
+ * refused, 2 usage error (README.md "Scripts").
  */
 #ifndef DROVER_COMMANDS_H
 #define DROVER_COMMANDS_H

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The client of the FASTA example (examples/fasta): DESIGN.md's system 4 on drover.
+"""The client of the FASTA example (examples/fasta): an async file-processing API on drover.
 
     client.py [--size-mb 200] [--seed 1] [--chunk-kb 4096] [--chunk-delay 0] [--dir DIR]
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""The producer / worker / tracker pipeline of DESIGN.md (system 5) on drover.
+"""A producer / worker / tracker pipeline on drover (Julia-set images).
 
-The producer makes tasks with random parameters and a UUID, records each in a
-SQLite database and submits it as a drover job; drover's agents run the worker
+It stands for the pipelines labs glue together from a message queue and a
+task database: the producer makes tasks with random parameters and a UUID,
+records each in a SQLite database and submits it as a drover job; drover's agents run the worker
 (julia-render), which renders a Julia set into <uuid>.pgm; the tracker waits
 on each job and records the worker's checksum and duration in the task's row.
 Every step logs one timestamped line.
 
     pipeline.py --render BUILD/julia-render --tasks 8 --db tasks.db --out DIR
 
+The jobs go to --queue (default: default, the queue `drover dev` serves); when
+no agent serves that queue the pipeline says so and exits 1 rather than wait.
 DROVER_SERVER and DROVER_TOKEN say where drover is (default: the local server
 and its admin token). Only the standard library is used.
 """
@@ -60,7 +63,8 @@ def main():
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--db", default="tasks.db")
     ap.add_argument("--out", default=".", help="folder for the images")
-    ap.add_argument("--queue", default="render")
+    ap.add_argument("--queue", default="default",
+                    help="the queue of the jobs (default: default, which drover dev serves)")
     ap.add_argument("--size", type=int, default=300)
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()
@@ -68,6 +72,12 @@ def main():
         raise SystemExit("pipeline: --tasks must be between 1 and 10000")
     rnd = random.Random(a.seed)
     drover = Drover(os.environ.get("DROVER_SERVER", "http://127.0.0.1:7070"), default_token())
+    # is anyone there? a job on a queue no agent serves would wait for one forever
+    probe = drover.call("POST", "/v1/jobs", {"test": True, "queue": a.queue,
+                                             "command": {"program": os.path.abspath(a.render)}})
+    if probe.get("listeners", 0) < 1:
+        raise SystemExit(f"pipeline: no agent serves the queue '{a.queue}': start one with "
+                         f"`drover dev --queues {a.queue}` or `drover agent --queues {a.queue}`")
     os.makedirs(a.out, exist_ok=True)
     db = sqlite3.connect(a.db)
     db.execute("""CREATE TABLE IF NOT EXISTS tasks (uuid TEXT PRIMARY KEY, job TEXT, cx REAL,

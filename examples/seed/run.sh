@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed message (DESIGN.md system 2, API.md "Job spec") run by a drover agent:
+# The seed message (examples/seed/README.md; the job spec of docs/api.md) run by a drover agent:
 # uploads the inputs, asks whether an agent listens on the queue (`"test": true`),
 # submits message.json, waits, then shows and checks where every output landed.
 #

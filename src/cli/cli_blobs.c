@@ -2,7 +2,7 @@
  * cli_blobs.c - the object commands: put, get, ls, rm, and the upload that
  * `drover submit` uses for its @file arguments (cli.h).
  *
- * Objects go through /v1/blobs (API.md) streamed both ways with
+ * Objects go through /v1/blobs (docs/api.md) streamed both ways with
  * http_client_transfer: a file is never held in memory, whatever its size.
  *
  * Invariants:

@@ -2,7 +2,7 @@
  * cli_jobs.c - the job commands: submit, status, wait, cancel, jobs, queues.
  *
  * Each command parses its options (cli_getopt: --help; an unknown option is
- * a usage error, exit 2), calls the API of API.md and prints either a summary
+ * a usage error, exit 2), calls the HTTP API (docs/api.md) and prints either a summary
  * for humans or, with --json, the server's JSON. Job ids on stdout stand
  * alone on their line so that `id=$(drover submit -- prog)` works.
  */
@@ -84,7 +84,7 @@ static void result_summary(json_t *job, struct buf *out)
     }
 }
 
-/* The exit code of `drover wait` for a terminal job (API.md "CLI"). */
+/* The exit code of `drover wait` for a terminal job (README.md "Scripts"). */
 static int job_exit_code(json_t *job)
 {
     const char *state = jstr(job, "state");

@@ -1,7 +1,7 @@
 /*
  * cli_logs.c - `drover logs`: a job's captured stdout or stderr.
  *
- * GET /v1/jobs/{id}/log?stream=S&offset=N[&follow=1] (API.md, protocol.md).
+ * GET /v1/jobs/{id}/log?stream=S&offset=N[&follow=1] (docs/api.md, docs/protocol.md).
  * The answer goes to stdout as it arrives, byte for byte (it is the job's own
  * output, so it is not sanitised), flushed after each piece; nothing is kept.
  *

@@ -1,4 +1,5 @@
-/* role.h - the roles a token carries (API.md "Authentication"), as bits so routes can allow several. */
+/* role.h - the roles a token carries (docs/api.md "Authentication"), as bits so routes
+ * can allow several. */
 #ifndef DROVER_ROLE_H
 #define DROVER_ROLE_H
 

@@ -60,7 +60,7 @@ void job_release(struct job *j);
 /* Fills a new queued job (fresh UUIDv7) from a validated spec, at time now_ms. */
 void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms);
 
-/* The job as API.md shows it; a new reference. */
+/* The job as GET /v1/jobs/{id} shows it (docs/api.md "The job"); a new reference. */
 json_t *job_to_json(const struct job *j);
 /*
  * The answer to a submission: id, state, queue, priority, key and created_at

@@ -1,5 +1,5 @@
 /*
- * spec.c - validate and normalise a job spec (see spec.h and API.md "Job spec").
+ * spec.c - validate and normalise a job spec (see spec.h and docs/api.md "The job spec").
  *
  * Each JSON object of the spec is described by a table of `struct field`: its
  * keys in output order, how each value is checked and what it defaults to.

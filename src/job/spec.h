@@ -1,5 +1,5 @@
 /*
- * spec.h - the job spec of API.md: parse, validate and normalise.
+ * spec.h - the job spec of docs/api.md: parse, validate and normalise.
  *
  * A spec arrives as JSON (the seed message format is accepted as it is). It is
  * validated completely before anything is stored: the first problem found is
@@ -20,7 +20,7 @@
 
 #include "common/err.h"
 
-/* Limits (documented in API.md / docs). */
+/* Limits (documented in docs/api.md). */
 #define SPEC_MAX_ARGUMENTS 4096
 #define SPEC_MAX_STRING 65536     /* any one string value */
 #define SPEC_MAX_PIPE (1 << 20)   /* command.stdin pipe value */
@@ -56,7 +56,8 @@ void spec_release(struct job_spec *s);
 /* True when `s` is a valid label name ([A-Za-z0-9._/-]{1,64}): labels and requires keys. */
 bool spec_label_name_valid(const char *s);
 
-/* True when `s` is a valid command.env name ([A-Za-z_][A-Za-z0-9_]{0,127}); DROVER_* is reserved apart. */
+/* True when `s` is a valid command.env name ([A-Za-z_][A-Za-z0-9_]{0,127}); the spec also
+ * refuses names starting with DROVER_ (reserved). */
 bool spec_env_name_valid(const char *s);
 
 /* True when `q` is a valid queue name ([a-z0-9._-]{1,64}). */

@@ -1,4 +1,4 @@
-"""The embedded object store over HTTP (API.md): PUT / GET with Range / HEAD / DELETE, listing,
+"""The embedded object store over HTTP (docs/api.md): PUT / GET with Range / HEAD / DELETE, listing,
 presigned URLs, and what bad input, broken uploads and a full disk get."""
 import hashlib
 import os

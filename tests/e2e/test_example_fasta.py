@@ -1,4 +1,4 @@
-"""examples/fasta end to end: the async file-processing flow (DESIGN.md system 4).
+"""examples/fasta end to end: the async file-processing flow (examples/fasta/README.md).
 
 A server and an agent are started as in the other tests; examples/fasta/client.py
 generates a small FASTA file, uploads it with curl to a presigned PUT URL, submits the

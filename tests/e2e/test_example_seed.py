@@ -1,4 +1,4 @@
-"""examples/seed end to end: the seed message (DESIGN.md system 2) run by a real agent.
+"""examples/seed end to end: the seed message (examples/seed/README.md) run by a real agent.
 
 A server and an agent are started as in the other tests; examples/seed/run.sh uploads the
 inputs, checks that the queue has a listener, submits message.json and checks where the

@@ -1,4 +1,4 @@
-"""The jobs API of API.md against a real server: submit, get, list, wait, cancel, queues."""
+"""The jobs API of docs/api.md against a real server: submit, get, list, wait, cancel, queues."""
 import re
 import threading
 import time
