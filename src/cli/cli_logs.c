@@ -17,6 +17,10 @@
  * is also checked after RECHECK_MS without output, because the server ends a
  * stream only when an agent reports the job's end (not when, say, a queued
  * job is cancelled).
+ *
+ * With --json each piece becomes one line {"offset": N, "data": "..."} (N the
+ * stream offset of its first byte), a character split between two pieces
+ * being held back until it is whole, since JSON strings are UTF-8 text.
  */
 #include <errno.h>
 #include <limits.h>
@@ -33,7 +37,7 @@
 #define RECHECK_MS 10000      /* a followed log silent this long: is the job still on? */
 
 static const char logs_usage[] =
-    "usage: drover logs [-f] [--stderr] [--offset N] ID\n"
+    "usage: drover logs [-f] [--stderr] [--offset N] [--json] ID\n"
     "\n"
     "Prints what a job's latest attempt wrote to its standard output (or, with\n"
     "--stderr, its standard error), as captured by its agent. With -f it keeps\n"
@@ -41,18 +45,74 @@ static const char logs_usage[] =
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
-    "  -o, --offset N     start at byte N of the stream (default 0)\n" CLI_COMMON_USAGE;
+    "  -o, --offset N     start at byte N of the stream (default 0)\n"
+    "      --json         print JSON lines {\"offset\": N, \"data\": TEXT}, one per piece\n"
+    "                     received; errors as JSON on stderr\n" CLI_COMMON_USAGE;
+
+/* --json: what is held back of a piece (an unfinished UTF-8 character) and where it starts. */
+struct json_lines {
+    char held[4];
+    size_t nheld;
+    int64_t at; /* the stream offset of held[0] (of the next line's text) */
+};
 
 struct sink {
-    int64_t written; /* bytes written to stdout by the current request */
-    int write_errno; /* why writing to stdout failed, or 0 */
+    int64_t written;       /* bytes of the stream received (and written out) by this request */
+    int write_errno;       /* why writing to stdout failed, or 0 */
+    struct json_lines *jl; /* NULL: the bytes as they are */
 };
+
+/* How many bytes of s[0..n) end on a whole UTF-8 character (a cut one is left out). */
+static size_t whole_utf8(const char *s, size_t n)
+{
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xC0) == 0x80) continue; /* a continuation byte: look further back */
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? n - back : n;
+    }
+    return n;
+}
+
+/* Prints {"offset", "data"} for text[0..n); bytes that are not UTF-8 become '?'. */
+static int put_json_line(int64_t offset, char *text, size_t n)
+{
+    json_t *data = json_stringn(text, n);
+    if (!data) {
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)text[i] >= 0x80 || !text[i]) text[i] = '?';
+        data = json_stringn(text, n);
+    }
+    json_t *line = json_pack("{s:I, s:o}", "offset", (json_int_t)offset, "data", data);
+    int rc = json_dumpf(line, stdout, JSON_COMPACT) == 0 && fputc('\n', stdout) != EOF ? 0 : -1;
+    json_decref(line);
+    return rc;
+}
+
+/* --json: a piece of the stream as one line, less an unfinished character at its end. */
+static int json_piece(struct json_lines *jl, const char *data, size_t len, bool final)
+{
+    char *text = xmalloc(jl->nheld + len + 1);
+    memcpy(text, jl->held, jl->nheld);
+    memcpy(text + jl->nheld, data, len);
+    size_t n = jl->nheld + len;
+    size_t whole = final ? n : whole_utf8(text, n);
+    int rc = whole ? put_json_line(jl->at, text, whole) : 0;
+    jl->nheld = n - whole;
+    memcpy(jl->held, text + whole, jl->nheld);
+    jl->at += (int64_t)whole;
+    free(text);
+    return rc;
+}
 
 static int to_stdout(void *arg, const char *data, size_t len, struct err *e)
 {
     struct sink *s = arg;
     errno = 0;
-    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) == EOF) {
+    int rc = s->jl                                 ? json_piece(s->jl, data, len, false)
+             : fwrite(data, 1, len, stdout) == len ? 0
+                                                   : -1;
+    if (rc < 0 || fflush(stdout) == EOF) {
         s->write_errno = errno ? errno : EIO;
         return err_set(e, ERR_IO, "cannot write to standard output: %s", strerror(s->write_errno));
     }
@@ -106,18 +166,19 @@ static int job_state(struct cli *cli, const char *eid, char *state, size_t n, lo
 }
 
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
-                    bool follow)
+                    bool follow, bool json)
 {
     char *eid = http_escape(id);
     int failures = 0;
     bool seen = false; /* the server answered once: a failure now may be a restart */
     int rc = 0;
+    struct json_lines jl = {.at = offset};
 
     if (follow) cli->http.timeout_ms = 0; /* a followed log lasts as long as the job */
     for (;;) {
         struct err e = ERR_INIT;
         long status = 0;
-        struct sink sink = {0};
+        struct sink sink = {.jl = json ? &jl : NULL};
         char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s", eid, stream,
                                (long long)offset, follow ? "&follow=1" : "");
         int r = http_client_stream(&cli->http, path, follow ? RECHECK_MS : 0, to_stdout, &sink,
@@ -169,6 +230,7 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         failures = 0;
         if (sink.written == 0) break; /* all of it */
     }
+    if (rc == 0 && jl.nheld) json_piece(&jl, "", 0, true); /* a character cut at the end */
     free(eid);
     return rc;
 }
@@ -179,6 +241,7 @@ int cmd_logs(int argc, char **argv)
         {"follow", no_argument, NULL, 'f'},
         {"stderr", no_argument, NULL, 'e'},
         {"offset", required_argument, NULL, 'o'},
+        CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -210,7 +273,7 @@ int cmd_logs(int argc, char **argv)
 
     rc = 1;
     if (cli_connect(&cli, &a.conn) == 0)
-        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow);
+        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow, a.json);
     cli_release(&cli);
     return rc;
 }

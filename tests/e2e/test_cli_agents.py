@@ -162,6 +162,38 @@ def test_logs_prints_stdout_stderr_and_from_an_offset(server):
     assert ok(server.run_cli("logs", "--follow", "--stderr", job, timeout=20)) == "oops\n"
 
 
+def json_lines(out):
+    """The pieces of `drover logs --json`: their text joined, after checking each line's
+    offset follows the previous one's text (in bytes)."""
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines and all(set(x) == {"offset", "data"} for x in lines), out[:200]
+    at = lines[0]["offset"]
+    for x in lines:
+        assert x["offset"] == at, (x["offset"], at)
+        at += len(x["data"].encode())
+    return lines[0]["offset"], "".join(x["data"] for x in lines)
+
+
+def test_logs_json_lines_keep_characters_whole(server):
+    job = cli_submit(server, "--", "snow")
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    # 3-byte characters across many pieces: some must fall across a piece's edge
+    parts = ["\u2603" * 80000 for _ in range(3)] + ["\n"]  # each under 256 KiB, a report's most
+    text = "".join(parts)
+    offsets = [len("".join(parts[:i]).encode()) for i in range(len(parts))]
+    agent.report(started(job), *[log(job, p, o) for p, o in zip(parts, offsets)], finished(job))
+    for args in (["logs", "--json", job], ["logs", "-f", "--json", job]):
+        out = ok(server.run_cli(*args, timeout=60))
+        assert out.count("\n") > 2, args  # several pieces
+        assert json_lines(out) == (0, text), args
+    assert json_lines(ok(server.run_cli("logs", "--json", "--offset", "3", job))) == (3, text[1:])
+
+    r = server.run_cli("logs", "--json", "01938c2e-0000-7000-8000-000000000000")
+    assert r.returncode == 1 and r.stdout == ""
+    assert json.loads(r.stderr)["error"]["code"] == "not_found"
+
+
 def test_logs_of_a_job_that_has_not_run_is_empty(server):
     job = cli_submit(server, "--", "true")
     assert ok(server.run_cli("logs", job)) == ""
