@@ -113,14 +113,16 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'D': free(o->db); o->db = xstrdup(optarg); break;
         case 's':
             if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
-                fprintf(stderr, "drover %s: --sync must be full or normal, not '%s'\n", argv[0], optarg);
+                fprintf(stderr, "drover %s: --sync must be full or normal, not '%s'\n", argv[0],
+                        optarg);
                 return 2;
             }
             o->sync_full = !strcmp(optarg, "full");
             break;
         case 'L':
             if ((log_level_current = log_level_parse(optarg)) < 0) {
-                fprintf(stderr, "drover %s: --log-level must be error, warn, info or debug\n", argv[0]);
+                fprintf(stderr, "drover %s: --log-level must be error, warn, info or debug\n",
+                        argv[0]);
                 return 2;
             }
             break;
@@ -155,14 +157,17 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'B': free(o->blobs); o->blobs = xstrdup(optarg); break;
         case 'P':
             if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) {
-                fprintf(stderr, "drover %s: --public-url must start with http:// or https://\n", argv[0]);
+                fprintf(stderr, "drover %s: --public-url must start with http:// or https://\n",
+                        argv[0]);
                 return 2;
             }
             free(o->public_url);
             o->public_url = xstrdup(optarg);
             break;
         case 'C': case 'K':
-            fprintf(stderr, "drover %s: --tls-cert/--tls-key is not available in this version yet\n", argv[0]);
+            fprintf(stderr,
+                    "drover %s: --tls-cert/--tls-key is not available in this version yet\n",
+                    argv[0]);
             return 2;
         case 'h': usage(stdout); return -1;
         default: /* `drover dev` passes its server options here and has a usage of its own */
@@ -178,8 +183,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         return 2;
     }
     if (o->lost_after_s <= o->heartbeat_s) {
-        fprintf(stderr, "drover %s: --lost-after (%d s) must be longer than --heartbeat (%d s)\n", argv[0],
-                o->lost_after_s, o->heartbeat_s);
+        fprintf(stderr, "drover %s: --lost-after (%d s) must be longer than --heartbeat (%d s)\n",
+                argv[0], o->lost_after_s, o->heartbeat_s);
         return 2;
     }
     if (!o->data)
@@ -281,9 +286,10 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
-    if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) || (rc = store_open(o->db, &so, &s->reads, e)) ||
-        (rc = store_open(o->db, &so, &writer, e)) || (rc = auth_bootstrap(s, e)) ||
-        (rc = presign_secret_load(s, e)) || (rc = blob_store_open(o->blobs, &s->blobs, e))) {
+    if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
+        (rc = store_open(o->db, &so, &s->reads, e)) || (rc = store_open(o->db, &so, &writer, e)) ||
+        (rc = auth_bootstrap(s, e)) || (rc = presign_secret_load(s, e)) ||
+        (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);
         return rc;
     }
