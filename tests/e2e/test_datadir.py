@@ -47,7 +47,7 @@ def test_a_second_server_on_the_same_data_folder_is_refused(tmp_path, make_agent
     finally:
         assert again.stop() == 0
     # and so does a clean stop
-    Server(data).start().stop()
+    assert Server(data).start().stop() == 0
 
 
 def modes(folder):
