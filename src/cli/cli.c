@@ -260,9 +260,10 @@ void cli_release(struct cli *cli)
 /*
  * Appends "<what>: <msg>" to b, saying the subject once (see cli_print_err):
  * when `what` ends with a quoted subject that msg names too, only what comes
- * before the subject is kept, less the noun msg starts with; for ERR_NOTFOUND
- * nothing. An s3:// URI the server names without its scheme ('bucket/key') is
- * put back in msg as the user gave it.
+ * before the subject is kept, less the noun msg starts with (or a "to" that
+ * led to it); for ERR_NOTFOUND nothing, when that was the only subject. An
+ * s3:// URI the server names without its scheme ('bucket/key') is put back
+ * in msg as the user gave it.
  */
 static void add_what_msg(struct buf *b, const char *what, const char *msg, int code)
 {
@@ -273,24 +274,32 @@ static void add_what_msg(struct buf *b, const char *what, const char *msg, int c
             ;
         open = open > 0 ? open - 1 : n;
     }
-    if (open == n || memchr(what, '\'', open)) { /* not one subject, at the end */
+    if (open == n) { /* no subject at the end */
         buf_addf(b, "%s: %s", what, msg);
         return;
     }
+    bool others = memchr(what, '\'', open) != NULL; /* "cannot upload 'f' to 's3://b/k'" */
     char *subject = xstrndup(what + open, n - open);
     char *bare = !strncmp(subject, "'s3://", 6) ? xasprintf("'%s", subject + 6) : NULL;
     const char *at = bare ? strstr(msg, bare) : NULL;
     if (!strstr(msg, subject) && !at) {
         buf_addf(b, "%s: %s", what, msg);
     } else {
-        if (code != ERR_NOTFOUND) {
+        if (code != ERR_NOTFOUND || others) {
             size_t keep = open;
             while (keep > 0 && what[keep - 1] == ' ')
                 keep--;
+            /* less the noun msg starts with ("job"), or a word that led to the subject */
+            static const char *const drop[] = {"to", "from", "into", "as", NULL};
             size_t noun = strcspn(msg, " ");
-            if (noun > 0 && keep > noun && what[keep - noun - 1] == ' ' &&
-                !strncmp(what + keep - noun, msg, noun))
-                keep -= noun + 1;
+            for (size_t i = 0; noun > 0 && i < ARRAY_SIZE(drop); i++) {
+                size_t w = drop[i] ? strlen(drop[i]) : noun;
+                const char *word = drop[i] ? drop[i] : msg;
+                if (keep > w && what[keep - w - 1] == ' ' && !strncmp(what + keep - w, word, w)) {
+                    keep -= w + 1;
+                    break;
+                }
+            }
             buf_addf(b, "%.*s: ", (int)keep, what);
         }
         if (at && !strstr(msg, subject))

@@ -483,6 +483,14 @@ def test_messages_name_their_subject_once(server):
         assert r.returncode == 1 and r.stdout == "", args
         assert r.stderr == f"drover: {message}\n", args
 
+    # two subjects: the file is named, then the object once, as the user gave it
+    ok(server.run_cli("put", "-", "s3://bk/a", input="x"))
+    r = server.run_cli("put", "-", "s3://bk/a/b", input="y")
+    assert r.returncode == 1
+    assert r.stderr == ("drover: cannot upload 'standard input': object 's3://bk/a/b' cannot be "
+                        "stored in the fs blob store: 'bk/a' is an object, so it cannot also be "
+                        "a folder\n")
+
 
 def test_get_and_rm_json(server, tmp_path):
     ok(server.run_cli("put", "-", "s3://bk/dir/a.txt", input="hello"))
