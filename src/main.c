@@ -35,7 +35,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: drover <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n'drover <command> --help' describes one command.\n"
+    fprintf(f, "\n'drover <command> --help' describes one command. With --json a client command\n"
+               "prints JSON, and its errors as JSON lines on stderr; exit codes: 0 success,\n"
+               "1 refused or failed, 2 usage error.\n"
                "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN.\n");
 }
 
