@@ -152,6 +152,7 @@ int cli_getopt(struct cli_args *a, const char *optstring, const struct option *l
             return opt;
         }
     }
+    json_messages = a->json; /* the options are over: a "--json" after them is an argument */
     return -1;
 }
 
