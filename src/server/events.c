@@ -8,9 +8,10 @@
  * its filter from the store and sends it. One chunk at a time is in flight
  * per follower, the next read only once the last has left (a client that
  * does not read holds one chunk of memory, not the history). A follower that
- * has sent nothing for KEEPALIVE_MS gets a comment line, so that proxies and
- * clients see the connection alive. The retained window is pruned to the
- * newest `keep` events by a write each minute.
+ * has been sent nothing for three heartbeats (--heartbeat, 15 s by default)
+ * gets a comment line, so that proxies and clients see the connection alive.
+ * The retained window is pruned to the newest `keep` events by a write a
+ * second after start and then each minute.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -28,7 +29,6 @@
 #include "server/events.h"
 #include "server/server.h"
 
-#define KEEPALIVE_MS 15000
 #define READ_MAX 512       /* events per chunk */
 #define MAX_JOBS 1000      /* job=ID,ID,... */
 #define PRUNE_EVERY_MS 60000
@@ -218,7 +218,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct events *ev = arg;
     int64_t now = time_now_ms();
     for (struct follower *fw = ev->head; fw; fw = fw->next) {
-        if (fw->sending || now - fw->last_sent_ms < KEEPALIVE_MS)
+        if (fw->sending || now - fw->last_sent_ms < 3000LL * ev->s->heartbeat_s)
             continue;
         struct evbuffer *b = evbuffer_new();
         evbuffer_add_printf(b, ": keep-alive\n\n");
@@ -240,7 +240,7 @@ struct events *events_new(struct server *s, int64_t keep)
     struct events *ev = xcalloc(1, sizeof(*ev));
     ev->s = s;
     ev->keep = keep;
-    ev->last_prune_ms = time_now_ms();
+    ev->last_prune_ms = time_now_ms() - PRUNE_EVERY_MS + 1000; /* the first a second after start */
     ev->timer = event_new(s->base, -1, EV_PERSIST, on_timer, ev);
     struct timeval second = {1, 0};
     event_add(ev->timer, &second);
