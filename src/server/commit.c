@@ -43,6 +43,8 @@ struct committer {
     struct event *ev;
     struct commit_stats stats;
     uint64_t inflight; /* submitted, not yet delivered; loop thread only */
+    void (*on_batch)(void *arg);
+    void *on_batch_arg;
 };
 
 static void list_append(struct op_list *l, struct commit_op *op)
@@ -138,6 +140,7 @@ static void deliver(struct committer *c)
     struct commit_op *op = c->done.head;
     c->done.head = c->done.tail = NULL;
     pthread_mutex_unlock(&c->lock);
+    bool any = op != NULL;
     while (op) {
         struct commit_op *next = op->next;
         c->inflight--;
@@ -145,6 +148,14 @@ static void deliver(struct committer *c)
         free(op);
         op = next;
     }
+    if (any && c->on_batch)
+        c->on_batch(c->on_batch_arg);
+}
+
+void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_batch = fn;
+    c->on_batch_arg = arg;
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)

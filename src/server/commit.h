@@ -34,6 +34,12 @@ void commit_free(struct committer *c);
 /* Queues one operation. Thread: event loop. */
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
 
+/*
+ * fn(arg) runs on the event loop after each batch's operations have all had
+ * their `done` (the event stream sends what the batch committed). One hook.
+ */
+void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg);
+
 /* True when every submitted operation has been delivered. Thread: event loop. */
 bool commit_idle(const struct committer *c);
 

@@ -21,6 +21,7 @@ const struct route server_routes[] = {
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
+    {"GET", "/v1/events", api_events, ANY_CLIENT, 0, false},
 
     {"GET", "/v1/agents", api_agents_list, ANY_CLIENT, 0, false},
     {"POST", "/v1/agents/register", api_agents_register, AGENT, 64 * KiB, true},

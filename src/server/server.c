@@ -29,6 +29,7 @@
 #include "blob/blob.h"
 #include "http/upload.h"
 #include "server/datadir.h"
+#include "server/events.h"
 #include "server/fleet.h"
 #include "server/offload.h"
 #include "server/lease.h"
@@ -80,7 +81,9 @@ static void usage(FILE *f)
             "  --public-url URL     base of presigned URLs (default: http://HOST the request\n"
             "                       came to)\n"
             "  --upload-idle S      an object upload that sends nothing this long is given up\n"
-            "                       (default 120 s)\n",
+            "                       (default 120 s)\n"
+            "  --events-keep N      events kept for GET /v1/events (default 1000000; older\n"
+            "                       ones are pruned each minute)\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -97,6 +100,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"deadline-grace", required_argument, NULL, 'G'},
         {"public-url", required_argument, NULL, 'P'},
         {"upload-idle", required_argument, NULL, 'U'},
+        {"events-keep", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
@@ -104,6 +108,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     o->lost_after_s = 15;
     o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
     o->upload_idle_s = 120;
+    o->events_keep = 1000000;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -152,6 +157,17 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
               : c == 'H' ? &o->heartbeat_s
               : c == 'U' ? &o->upload_idle_s
                          : &o->deadline_grace_s) = (int)v;
+            break;
+        }
+        case 'E': {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 1000000000) {
+                fprintf(stderr, "drover %s: --events-keep must be a number of events "
+                                "(1-1000000000)\n", argv[0]);
+                return 2;
+            }
+            o->events_keep = v;
             break;
         }
         case 'B': free(o->blobs); o->blobs = xstrdup(optarg); break;
@@ -300,6 +316,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->commit = commit_new(base, writer);
     s->waiters = waiters_new(s);
     s->logs = logs_new(s);
+    s->events = events_new(s, o->events_keep);
     s->sched = sched_new();
     s->fleet = fleet_new(s);
     if ((rc = fleet_load(s->fleet, e)))
@@ -337,6 +354,8 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     s->waiters = NULL;
     logs_free(s->logs);
     s->logs = NULL;
+    events_free(s->events);
+    s->events = NULL;
     /* Answers the agents' parked polls; writes in flight still need the fleet. */
     fleet_stop(s->fleet);
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
@@ -345,6 +364,8 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
 
 void server_release(struct server *s)
 {
+    events_free(s->events); /* before the committer, whose batches it hears of */
+    s->events = NULL;
     /* Writes still queued are committed and answered before the loop's last turn. */
     commit_free(s->commit);
     if (s->base)

@@ -23,6 +23,7 @@ struct logs;
 struct blob_store;
 struct uploads;
 struct offload;
+struct events;
 
 struct server {
     struct event_base *base;
@@ -42,6 +43,7 @@ struct server {
     struct sched *sched; /* ready queues */
     struct fleet *fleet; /* agents and leases */
     struct logs *logs;   /* followers of job logs */
+    struct events *events; /* followers of the event stream (events.h) */
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;
@@ -67,6 +69,7 @@ struct server_opts {
     char *blobs;      /* object store URI: fs:DIR (default DATA/blobs) or s3://... */
     char *public_url; /* --public-url */
     int upload_idle_s; /* --upload-idle */
+    int64_t events_keep; /* --events-keep: events retained for GET /v1/events */
 };
 
 /*
@@ -112,6 +115,7 @@ int api_blob_object(struct http_req *r);
 int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
+int api_events(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);

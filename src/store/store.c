@@ -184,3 +184,19 @@ int store_meta_set(struct store *st, const char *key, const char *value, struct 
 {
     return st->ops->meta_set(st, key, value, e);
 }
+
+int store_event_list(struct store *st, const struct event_filter *f,
+                     int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e)
+{
+    return st->ops->event_list(st, f, fn, arg, e);
+}
+
+int store_event_window(struct store *st, int64_t *first, int64_t *last, struct err *e)
+{
+    return st->ops->event_window(st, first, last, e);
+}
+
+int store_event_prune(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e)
+{
+    return st->ops->event_prune(st, before_ms, max_keep, e);
+}

@@ -140,6 +140,46 @@ int store_token_delete(struct store *st, const char *name, struct err *e);
 /* Number of tokens with that role. */
 int store_token_count(struct store *st, int role, int64_t *count, struct err *e);
 
+/*
+ * The event stream. Every job insert, update and cancel and every agent upsert
+ * and state change appends an event in the same transaction, so an event is
+ * visible exactly when its change is committed. Events are numbered by seq,
+ * which only grows.
+ */
+enum event_kind { EVENT_JOB, EVENT_AGENT };
+
+struct event_rec {
+    int64_t seq;
+    int64_t at;      /* ms since the epoch */
+    int kind;        /* enum event_kind */
+    char subject[UUID_STR_LEN]; /* the job's or the agent's id */
+    char *queue;     /* job events */
+    int state;       /* enum job_state or enum agent_state */
+    int attempt;     /* job events; 0 = none */
+    char *agent;     /* job events: the agent's name, when one holds it; agent events: its name */
+    json_t *data;    /* {"percent", "message", "reason", "exit_code", ...} or NULL */
+};
+
+struct event_filter {
+    int64_t after;             /* events with seq > after */
+    int kind;                  /* -1 = any */
+    const char *queue;         /* NULL = any */
+    const char *const *jobs;   /* subjects wanted, or NULL = any */
+    size_t njobs;
+    int limit;                 /* 1..10000 */
+};
+
+/* Calls fn for each event the filter wants, in seq order; fn's non-zero return stops it. */
+int store_event_list(struct store *st, const struct event_filter *f,
+                     int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
+/*
+ * The retained window: *first is the oldest seq still kept (the next seq when
+ * none is kept), *last the newest seq ever written (0 before the first).
+ */
+int store_event_window(struct store *st, int64_t *first, int64_t *last, struct err *e);
+/* Deletes events older than before_ms, and beyond the newest max_keep ones. */
+int store_event_prune(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);

@@ -55,6 +55,11 @@ struct store_ops {
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
 
+    int (*event_list)(struct store *st, const struct event_filter *f,
+                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
+    int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);
+    int (*event_prune)(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e);
+
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
 };

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/schema/sqlite.h"
 
@@ -46,6 +47,10 @@ enum stmt_id {
     S_AGENT_UPSERT,
     S_AGENT_STATE,
     S_AGENT_SCAN,
+    S_EVENT_JOB,
+    S_EVENT_AGENT,
+    S_EVENT_WINDOW,
+    S_EVENT_PRUNE,
     S_COUNT
 };
 
@@ -97,6 +102,23 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at FROM agents ORDER BY name",
+    /* The job as it now is; data keeps what a follower needs of its progress and result. */
+    [S_EVENT_JOB] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, data) "
+                    "SELECT ?, 0, id, queue, state, attempt, agent, "
+                    "CASE WHEN progress IS NULL AND result IS NULL THEN NULL ELSE json_object("
+                    "'percent', json_extract(progress, '$.percent'), "
+                    "'message', json_extract(progress, '$.message'), "
+                    "'reason', json_extract(result, '$.reason'), "
+                    "'exit_code', json_extract(result, '$.exit_code'), "
+                    "'signal', json_extract(result, '$.signal'), "
+                    "'error', substr(json_extract(result, '$.error'), 1, 512)) END "
+                    "FROM jobs WHERE id = ?",
+    [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
+                      "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
+    [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
+                       "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
+    [S_EVENT_PRUNE] = "DELETE FROM events WHERE at < ? OR seq <= "
+                      "(SELECT max(seq) FROM events) - ?",
 };
 
 struct store_sqlite {
@@ -331,6 +353,16 @@ static void sqlite_savepoint_rollback(struct store *st)
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }
 
+/* Appends the event of a change just made to job or agent `id`, in the same transaction. */
+static int event_append(struct store_sqlite *s, enum stmt_id which, const char *id,
+                        struct err *e)
+{
+    sqlite3_stmt *q = stmt(s, which);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, id);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
 static int sqlite_job_insert(struct store *st, const struct job *j, struct err *e)
 {
     struct store_sqlite *s = sq(st);
@@ -358,7 +390,7 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
-        return 0;
+        return event_append(s, S_EVENT_JOB, j->id, e);
     }
     if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE && j->key)
         rc = err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job", j->key);
@@ -485,6 +517,8 @@ static int sqlite_job_cancel(struct store *st, const char *id, int64_t now_ms, s
     if (rc)
         return rc;
     bool changed = sqlite3_changes(s->db) > 0;
+    if (changed && (rc = event_append(s, S_EVENT_JOB, id, e)))
+        return rc;
     if ((rc = get_one(s, S_JOB_GET, id, out, e, "job")))
         return rc;
     if (!changed) {
@@ -641,8 +675,10 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
     sqlite3_bind_int(q, 11, expect_attempt);
     sqlite3_bind_int(q, 12, (int)expect_states);
     int rc = exec_stmt(s, q, e, "updating a job");
-    if (rc || sqlite3_changes(s->db) > 0)
+    if (rc)
         return rc;
+    if (sqlite3_changes(s->db) > 0)
+        return event_append(s, S_EVENT_JOB, j->id, e);
     struct job cur;
     if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
         return rc;
@@ -747,7 +783,7 @@ static int sqlite_agent_upsert(struct store *st, struct agent_rec *a, struct err
     snprintf(a->id, sizeof(a->id), "%s", (const char *)sqlite3_column_text(q, 0));
     sqlite3_step(q);
     sqlite3_reset(q);
-    return 0;
+    return event_append(s, S_EVENT_AGENT, a->id, e);
 }
 
 static int sqlite_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
@@ -761,6 +797,8 @@ static int sqlite_agent_set_state(struct store *st, const char *id, int state, i
     int rc = exec_stmt(s, q, e, "updating an agent");
     if (!rc && sqlite3_changes(s->db) == 0)
         rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
+    if (!rc)
+        rc = event_append(s, S_EVENT_AGENT, id, e);
     return rc;
 }
 
@@ -794,6 +832,90 @@ static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct
     return rc;
 }
 
+static int sqlite_event_list(struct store *st, const struct event_filter *f,
+                             int (*fn)(void *arg, const struct event_rec *ev), void *arg,
+                             struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    struct buf sql = BUF_INIT;
+    buf_adds(&sql, "SELECT seq, at, kind, subject, queue, state, attempt, agent, data FROM events "
+                   "WHERE seq > :after");
+    if (f->kind >= 0)
+        buf_adds(&sql, " AND kind = :kind");
+    if (f->queue)
+        buf_adds(&sql, " AND queue = :queue");
+    if (f->jobs)
+        buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
+    buf_adds(&sql, " ORDER BY seq LIMIT :limit");
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
+        buf_release(&sql);
+        return db_err(s, e, "listing events");
+    }
+    buf_release(&sql);
+    sqlite3_bind_int64(q, sqlite3_bind_parameter_index(q, ":after"), f->after);
+    if (f->kind >= 0)
+        sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":kind"), f->kind);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
+    if (f->jobs) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < f->njobs; i++)
+            json_array_append_new(a, json_string(f->jobs[i]));
+        bind_json(q, sqlite3_bind_parameter_index(q, ":jobs"), a);
+        json_decref(a);
+    }
+    sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":limit"), f->limit);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct event_rec ev = {0};
+        ev.seq = sqlite3_column_int64(q, 0);
+        ev.at = sqlite3_column_int64(q, 1);
+        ev.kind = sqlite3_column_int(q, 2);
+        snprintf(ev.subject, sizeof(ev.subject), "%s", (const char *)sqlite3_column_text(q, 3));
+        ev.queue = col_text(q, 4);
+        ev.state = sqlite3_column_int(q, 5);
+        ev.attempt = sqlite3_column_int(q, 6);
+        ev.agent = col_text(q, 7);
+        ev.data = job_json_load((const char *)sqlite3_column_text(q, 8));
+        int frc = fn(arg, &ev);
+        free(ev.queue);
+        free(ev.agent);
+        json_decref(ev.data);
+        if (frc) {
+            sqlite3_finalize(q);
+            return frc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "listing events");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static int sqlite_event_window(struct store *st, int64_t *first, int64_t *last, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_WINDOW);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        int rc = db_err(s, e, "reading the event window");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *last = sqlite3_column_int64(q, 1); /* NULL (0) before the first event */
+    *first = sqlite3_column_type(q, 0) == SQLITE_NULL ? *last + 1 : sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int sqlite_event_prune(struct store *st, int64_t before_ms, int64_t max_keep,
+                              struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_PRUNE);
+    sqlite3_bind_int64(q, 1, before_ms);
+    sqlite3_bind_int64(q, 2, max_keep);
+    return exec_stmt(s, q, e, "pruning events");
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -823,6 +945,9 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .event_list = sqlite_event_list,
+    .event_window = sqlite_event_window,
+    .event_prune = sqlite_event_prune,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
 };

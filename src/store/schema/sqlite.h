@@ -36,6 +36,13 @@ static const char *const sqlite_migrations[] = {
     "  job TEXT NOT NULL, attempt INTEGER NOT NULL, stream INTEGER NOT NULL,"
     "  off INTEGER NOT NULL, data BLOB NOT NULL,"
     "  PRIMARY KEY (job, attempt, stream, off)) WITHOUT ROWID;",
+    /* 3: the event stream (GET /v1/events): one row per change of a job or an agent, written
+       in the transaction of the change. seq never goes back (AUTOINCREMENT). */
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  subject TEXT NOT NULL, queue TEXT, state INTEGER NOT NULL, attempt INTEGER,"
+    "  agent TEXT, data TEXT);"
+    "CREATE INDEX events_subject ON events (subject, seq);",
 };
 
 #endif

@@ -1,0 +1,426 @@
+/*
+ * events.c - GET /v1/events: the event stream, as Server-Sent Events.
+ *
+ * The store appends an event in the transaction of every change of a job or
+ * an agent (store.h), so the stream is the committed history, in order. A
+ * follower holds a streamed answer open and the seq it has sent up to; after
+ * every committed batch (commit_on_batch) each follower reads what is new for
+ * its filter from the store and sends it. One chunk at a time is in flight
+ * per follower, the next read only once the last has left (a client that
+ * does not read holds one chunk of memory, not the history). A follower that
+ * has been sent nothing for three heartbeats (--heartbeat, 15 s by default)
+ * gets a comment line, so that proxies and clients see the connection alive.
+ * The retained window is pruned to the newest `keep` events by a write a
+ * second after start and then each minute.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/spec.h"
+#include "server/events.h"
+#include "server/server.h"
+
+#define READ_MAX 512       /* events per chunk */
+#define MAX_JOBS 1000      /* job=ID,ID,... */
+#define PRUNE_EVERY_MS 60000
+
+struct follower {
+    struct events *ev;
+    struct http_req *r;
+    int64_t seq; /* the last seq sent */
+    int kind;    /* -1 = any */
+    char *queue;
+    char **jobs;
+    size_t njobs;
+    bool sending; /* a chunk is on its way out: read more only once it has left */
+    int64_t last_sent_ms;
+    struct follower *prev, *next;
+};
+
+struct events {
+    struct server *s;
+    struct follower *head;
+    struct event *timer;
+    int64_t keep;
+    int64_t last_prune_ms;
+    bool pruning;
+    uint64_t sent; /* events sent, all followers (for /metrics) */
+};
+
+static void follower_free(struct follower *fw)
+{
+    for (size_t i = 0; i < fw->njobs; i++)
+        free(fw->jobs[i]);
+    free(fw->jobs);
+    free(fw->queue);
+    free(fw);
+}
+
+static void unlink_follower(struct follower *fw)
+{
+    if (fw->prev)
+        fw->prev->next = fw->next;
+    else
+        fw->ev->head = fw->next;
+    if (fw->next)
+        fw->next->prev = fw->prev;
+    fw->r->on_gone = NULL;
+    fw->r->owner = NULL;
+}
+
+static void on_gone(struct http_req *r)
+{
+    struct follower *fw = r->owner;
+    unlink_follower(fw);
+    http_req_drop(r);
+    follower_free(fw); /* a chunk's sent callback never runs once its connection is gone */
+}
+
+/* The event as the stream shows it; a new reference. */
+json_t *events_to_json(const struct event_rec *ev)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "seq", json_integer(ev->seq));
+    json_object_set_new(o, "type", json_string(ev->kind == EVENT_JOB ? "job" : "agent"));
+    json_object_set_new(o, "at", job_time_json(ev->at));
+    if (ev->kind == EVENT_JOB) {
+        json_object_set_new(o, "job", json_string(ev->subject));
+        json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
+        json_object_set_new(o, "state", json_string(job_state_name(ev->state)));
+        json_object_set_new(o, "attempt", json_integer(ev->attempt));
+        json_object_set_new(o, "agent", ev->agent ? json_string(ev->agent) : json_null());
+    } else {
+        json_object_set_new(o, "agent_id", json_string(ev->subject));
+        json_object_set_new(o, "agent", ev->agent ? json_string(ev->agent) : json_null());
+        json_object_set_new(o, "state", json_string(agent_state_name(ev->state)));
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(ev->data, k, v) /* progress and result, what of them is set */
+    {
+        if (!json_is_null(v))
+            json_object_set(o, k, v);
+    }
+    return o;
+}
+
+struct frame_ctx {
+    struct evbuffer *out;
+    int64_t seq;
+    size_t n;
+};
+
+static int add_frame(void *arg, const struct event_rec *ev)
+{
+    struct frame_ctx *c = arg;
+    json_t *o = events_to_json(ev);
+    char *data = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    evbuffer_add_printf(c->out, "id: %" PRId64 "\nevent: %s\ndata: %s\n\n", ev->seq,
+                        ev->kind == EVENT_JOB ? "job" : "agent", data);
+    free(data);
+    c->seq = ev->seq;
+    c->n++;
+    return 0;
+}
+
+static void pump(struct follower *fw);
+
+static void on_sent(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct follower *fw = arg;
+    fw->sending = false;
+    pump(fw);
+}
+
+static void send_buffer(struct follower *fw, struct evbuffer *b)
+{
+    fw->sending = true;
+    fw->last_sent_ms = time_now_ms();
+    http_reply_chunk_then(fw->r, b, on_sent, fw);
+}
+
+/* Sends the next events the follower wants, one chunk at a time. */
+static void pump(struct follower *fw)
+{
+    if (fw->sending)
+        return; /* on_sent pumps again */
+    struct event_filter f = {.after = fw->seq,
+                             .kind = fw->kind,
+                             .queue = fw->queue,
+                             .jobs = (const char *const *)fw->jobs,
+                             .njobs = fw->njobs,
+                             .limit = READ_MAX};
+    struct frame_ctx c = {.out = evbuffer_new(), .seq = fw->seq};
+    struct err e = ERR_INIT;
+    if (store_event_list(fw->ev->s->reads, &f, add_frame, &c, &e)) {
+        log_error("req=%s reading events: %s", fw->r->id, e.msg);
+        evbuffer_free(c.out);
+        return; /* the next batch or keep-alive tries again */
+    }
+    if (!c.n) {
+        evbuffer_free(c.out);
+        return;
+    }
+    fw->seq = c.seq;
+    fw->ev->sent += c.n;
+    send_buffer(fw, c.out);
+    evbuffer_free(c.out);
+}
+
+void events_notify(void *arg)
+{
+    struct events *ev = arg;
+    struct follower *fw = ev->head;
+    while (fw) {
+        struct follower *next = fw->next;
+        pump(fw);
+        fw = next;
+    }
+}
+
+/* ---- pruning ---- */
+
+struct prune_op {
+    struct events *ev;
+    int64_t keep;
+};
+
+static int prune_write(struct store *st, void *arg, struct err *e)
+{
+    struct prune_op *op = arg;
+    return store_event_prune(st, 0, op->keep, e);
+}
+
+static void prune_done(void *arg, int rc, const struct err *e)
+{
+    struct prune_op *op = arg;
+    if (rc)
+        log_error("pruning events: %s", e->msg);
+    op->ev->pruning = false;
+    free(op);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct events *ev = arg;
+    int64_t now = time_now_ms();
+    for (struct follower *fw = ev->head; fw; fw = fw->next) {
+        if (fw->sending || now - fw->last_sent_ms < 3000LL * ev->s->heartbeat_s)
+            continue;
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, ": keep-alive\n\n");
+        send_buffer(fw, b);
+        evbuffer_free(b);
+    }
+    if (!ev->pruning && !ev->s->shutting_down && now - ev->last_prune_ms >= PRUNE_EVERY_MS) {
+        ev->last_prune_ms = now;
+        ev->pruning = true;
+        struct prune_op *op = xcalloc(1, sizeof(*op));
+        op->ev = ev;
+        op->keep = ev->keep;
+        commit_submit(ev->s->commit, prune_write, prune_done, op);
+    }
+}
+
+struct events *events_new(struct server *s, int64_t keep)
+{
+    struct events *ev = xcalloc(1, sizeof(*ev));
+    ev->s = s;
+    ev->keep = keep;
+    ev->last_prune_ms = time_now_ms() - PRUNE_EVERY_MS + 1000; /* the first a second after start */
+    ev->timer = event_new(s->base, -1, EV_PERSIST, on_timer, ev);
+    struct timeval second = {1, 0};
+    event_add(ev->timer, &second);
+    commit_on_batch(s->commit, events_notify, ev);
+    return ev;
+}
+
+void events_free(struct events *ev)
+{
+    if (!ev)
+        return;
+    while (ev->head) {
+        struct follower *fw = ev->head;
+        unlink_follower(fw);
+        http_reply_end(fw->r);
+        follower_free(fw);
+    }
+    commit_on_batch(ev->s->commit, NULL, NULL);
+    event_free(ev->timer);
+    free(ev);
+}
+
+size_t events_followers(const struct events *ev)
+{
+    size_t n = 0;
+    for (const struct follower *fw = ev ? ev->head : NULL; fw; fw = fw->next)
+        n++;
+    return n;
+}
+
+uint64_t events_sent(const struct events *ev)
+{
+    return ev ? ev->sent : 0;
+}
+
+/* ---- GET /v1/events ---- */
+
+static int parse_seq(const char *s, const char *field, int64_t *out, struct err *e)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < 0)
+        return err_field(e, ERR_INVALID, field, "%s must be a sequence number (an integer >= 0)",
+                         field);
+    *out = v;
+    return 0;
+}
+
+/* job=ID,ID,...: full job ids, at most MAX_JOBS. */
+static int parse_jobs(const char *s, struct follower *fw, struct err *e)
+{
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char *id = xstrndup(p, n);
+        if (!uuid_valid(id)) {
+            free(id);
+            return err_field(e, ERR_INVALID, "job",
+                             "job must be a comma-separated list of job ids (whole ids)");
+        }
+        if (fw->njobs == MAX_JOBS) {
+            free(id);
+            return err_field(e, ERR_INVALID, "job", "job takes at most %d ids", MAX_JOBS);
+        }
+        fw->jobs = xrealloc(fw->jobs, (fw->njobs + 1) * sizeof(*fw->jobs));
+        fw->jobs[fw->njobs++] = id;
+        p += n;
+        if (comma && !*++p)
+            return err_field(e, ERR_INVALID, "job", "job must not end with a comma");
+    }
+    if (!fw->njobs)
+        return err_field(e, ERR_INVALID, "job", "job must name at least one job id");
+    return 0;
+}
+
+static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since, struct err *e)
+{
+    static const char *const known[] = {"since", "queue", "job", "type", NULL};
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &r->query, next)
+    {
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], kv->key))
+            i++;
+        if (!known[i]) {
+            if (!strcmp(kv->key, "workflow"))
+                return err_field(e, ERR_INVALID, "workflow",
+                                 "workflow filters need workflows, which this server does not "
+                                 "have yet");
+            return err_field(e, ERR_INVALID, kv->key, "unknown parameter '%s'", kv->key);
+        }
+    }
+    const char *v;
+    fw->kind = -1;
+    *has_since = false;
+    /* A reconnecting EventSource sends the last id it saw: that wins over the URL's since. */
+    const char *last_id =
+        evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Last-Event-ID");
+    if (last_id) {
+        if (parse_seq(last_id, "Last-Event-ID", &fw->seq, e))
+            return e->code;
+        *has_since = true;
+    } else if ((v = http_query(r, "since"))) {
+        if (parse_seq(v, "since", &fw->seq, e))
+            return e->code;
+        *has_since = true;
+    }
+    if ((v = http_query(r, "type"))) {
+        if (!strcmp(v, "job"))
+            fw->kind = EVENT_JOB;
+        else if (!strcmp(v, "agent"))
+            fw->kind = EVENT_AGENT;
+        else
+            return err_field(e, ERR_INVALID, "type", "type must be job or agent");
+    }
+    if ((v = http_query(r, "queue"))) {
+        if (!spec_queue_name_valid(v))
+            return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
+        fw->queue = xstrdup(v);
+        fw->kind = EVENT_JOB;
+    }
+    if ((v = http_query(r, "job"))) {
+        if (parse_jobs(v, fw, e))
+            return e->code;
+        fw->kind = EVENT_JOB;
+    }
+    return 0;
+}
+
+int api_events(struct http_req *r)
+{
+    struct server *s = r->app;
+    struct events *ev = s->events;
+    struct follower *fw = xcalloc(1, sizeof(*fw));
+    struct err e = ERR_INIT;
+    bool has_since = false;
+    int64_t first, last;
+    if (parse_follow(r, fw, &has_since, &e) || store_event_window(s->reads, &first, &last, &e))
+        goto fail;
+    if (!has_since) {
+        fw->seq = last; /* from now on */
+    } else if (fw->seq > last) {
+        err_field(&e, ERR_INVALID, "since", "since %" PRId64 " is past the newest event (%" PRId64 ")",
+                  fw->seq, last);
+        goto fail;
+    } else if (fw->seq + 1 < first) {
+        /* Events after since were pruned: resuming would skip some silently. */
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "events after %" PRId64 " are no longer kept: the retained window starts at seq "
+                 "%" PRId64 " (resume with since=%" PRId64 ", or without since for new events only)",
+                 fw->seq, first, first - 1);
+        json_t *body = json_pack("{s:{s:s, s:s, s:s, s:I}}", "error", "code",
+                                 err_api_code(ERR_GONE), "message", msg, "field", "since",
+                                 "first_seq", (json_int_t)first);
+        follower_free(fw);
+        http_reply_json(r, err_http_status(ERR_GONE), body);
+        return HTTP_DONE;
+    }
+    fw->ev = ev;
+    fw->r = r;
+    r->owner = fw;
+    r->on_gone = on_gone;
+    fw->next = ev->head;
+    if (ev->head)
+        ev->head->prev = fw;
+    ev->head = fw;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    http_reply_start(r, 200, "text/event-stream");
+    /* A first comment goes out at once: the client knows it is connected and where it starts. */
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, ": drover events from seq %" PRId64 "\nretry: 2000\n\n", fw->seq);
+    send_buffer(fw, b);
+    evbuffer_free(b);
+    return HTTP_DEFERRED;
+fail:
+    follower_free(fw);
+    http_reply_err(r, &e);
+    return HTTP_DONE;
+}

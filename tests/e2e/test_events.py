@@ -1,0 +1,221 @@
+"""The event stream: GET /v1/events (Server-Sent Events), against a real server and agent.
+
+Every change of a job or an agent is an event with a sequence number, written in the
+transaction of the change; a follower reads the committed history in order, resumes with
+Last-Event-ID, filters by job, queue or type, and gets 410 when it is behind the retained
+window.
+"""
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from agentutil import make_agent  # noqa: F401 (fixture)
+from conftest import wait_for
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Stream:
+    """A follower of /v1/events read on a thread: frames are (id, event, data) as they come,
+    comments are counted."""
+
+    def __init__(self, server, params=None, headers=None, token=None):
+        h = {"Authorization": f"Bearer {token or server.admin_token}"}
+        h.update(headers or {})
+        self.resp = requests.get(server.url + "/v1/events", params=params or {}, headers=h,
+                                 stream=True, timeout=(5, 60))
+        self.frames = []
+        self.comments = []
+        self.lock = threading.Lock()
+        if self.resp.status_code == 200:
+            self.thread = threading.Thread(target=self._read, daemon=True)
+            self.thread.start()
+
+    def _read(self):
+        cur = {}
+        try:
+            for raw in self.resp.iter_lines(decode_unicode=True):
+                if raw is None:
+                    continue
+                if raw == "":
+                    if "data" in cur:  # a frame with only "retry:" sets the client's delay
+                        with self.lock:
+                            self.frames.append((int(cur["id"]), cur["event"],
+                                                json.loads(cur["data"])))
+                    cur = {}
+                elif raw.startswith(":"):
+                    with self.lock:
+                        self.comments.append(raw)
+                else:
+                    k, _, v = raw.partition(": ")
+                    cur[k] = v
+        except (requests.RequestException, AttributeError, ValueError):
+            pass  # closed by the test or the server
+
+    def events(self):
+        with self.lock:
+            return [d for _, _, d in self.frames]
+
+    def wait(self, pred, timeout=20, what="events"):
+        """The events so far, once pred(events) holds."""
+        wait_for(lambda: pred(self.events()), timeout, what)
+        return self.events()
+
+    def close(self):
+        self.resp.close()
+
+
+@pytest.fixture
+def streams():
+    opened = []
+
+    def open_stream(*a, **kw):
+        s = Stream(*a, **kw)
+        opened.append(s)
+        return s
+
+    yield open_stream
+    for s in opened:
+        s.close()
+
+
+def submit(server, spec, token=None):
+    r = server.api(token).post("/v1/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def job_states(events, job_id):
+    return [e["state"] for e in events if e.get("job") == job_id]
+
+
+def test_a_job_lifecycle_in_order(make_server, make_agent, streams):  # noqa: F811
+    server = make_server("--heartbeat", "1", "--lost-after", "3")
+    st = streams(server)  # from now on
+    make_agent(server, "w1")
+    jid = submit(server, {"command": {"shell": "echo 50 half > \"$DROVER_PROGRESS\"; sleep 0.3"}})
+    evs = st.wait(lambda ev: TERMINAL & set(job_states(ev, jid)), what="the job's end")
+    assert job_states(evs, jid)[0] == "queued"
+    assert job_states(evs, jid)[-1] == "succeeded"
+    for s in ("leased", "running"):
+        assert s in job_states(evs, jid)
+    mine = [e for e in evs if e.get("job") == jid]
+    assert [e["attempt"] for e in mine] == [0] + [1] * (len(mine) - 1)
+    assert mine[-1]["reason"] == "exit" and mine[-1]["exit_code"] == 0
+    assert mine[-1]["agent"] == "w1" and mine[-1]["queue"] == "default"
+    assert any(e.get("percent") == 50 and e.get("message") == "half" for e in mine), mine
+    # ids are the events' seq, strictly increasing; the agent's registration is there too
+    with st.lock:
+        ids = [i for i, _, _ in st.frames]
+        kinds = {k for _, k, _ in st.frames}
+    assert ids == sorted(set(ids))
+    assert [d["seq"] for _, _, d in st.frames] == ids
+    assert kinds == {"job", "agent"}
+    assert any(e["type"] == "agent" and e["agent"] == "w1" and e["state"] == "up" for e in evs)
+
+
+def test_since_replays_history_and_last_event_id_resumes(server, streams):
+    ids = [submit(server, {"command": {"program": "/bin/true"}}) for _ in range(3)]
+    everything = streams(server, {"since": 0})
+    evs = everything.wait(lambda ev: len(ev) >= 3)
+    assert [e["job"] for e in evs] == ids and {e["state"] for e in evs} == {"queued"}
+    first = evs[0]["seq"]
+    # a reconnecting EventSource sends the last id it saw: it wins over since
+    resumed = streams(server, {"since": 0}, headers={"Last-Event-ID": str(first)})
+    assert [e["job"] for e in resumed.wait(lambda ev: len(ev) >= 2)] == ids[1:]
+    # new events reach both
+    cancel = server.api().post(f"/v1/jobs/{ids[0]}/cancel")
+    assert cancel.status_code == 200, cancel.text
+    for s in (everything, resumed):
+        got = s.wait(lambda ev: "cancelled" in job_states(ev, ids[0]))
+        assert got[-1]["state"] == "cancelled" and got[-1]["reason"] == "cancelled"
+
+
+def test_filters_by_job_queue_and_type(make_server, make_agent, streams):  # noqa: F811
+    server = make_server("--heartbeat", "1", "--lost-after", "3")
+    a = submit(server, {"queue": "qa", "command": {"program": "/bin/true"}})
+    b = submit(server, {"queue": "qb", "command": {"program": "/bin/true"}})
+    c = submit(server, {"queue": "qb", "command": {"program": "/bin/true"}})
+    by_job = streams(server, {"since": 0, "job": f"{a},{c}"})
+    by_queue = streams(server, {"since": 0, "queue": "qb"})
+    agents = streams(server, {"since": 0, "type": "agent"})
+    agent = make_agent(server, "w2", "--queues", "qa,qb")
+    for s, want in ((by_job, {a, c}), (by_queue, {b, c})):
+        evs = s.wait(lambda ev: all("succeeded" in job_states(ev, j) for j in want))
+        assert {e["job"] for e in evs} == want
+    agent.stop()
+    evs = agents.wait(lambda ev: any(e["state"] == "left" for e in ev), what="the agent leaving")
+    assert {e["type"] for e in evs} == {"agent"}
+    assert [e["state"] for e in evs][0] == "up" and evs[-1]["agent"] == "w2"
+
+
+@pytest.mark.parametrize("query,field", [
+    ("since=-1", "since"), ("since=abc", "since"), ("since=99999", "since"),
+    ("job=nope", "job"), ("job=", "job"), ("type=workflow", "type"), ("queue=Bad!", "queue"),
+    ("workflow=x", "workflow"), ("colour=red", "colour"),
+])
+def test_bad_parameters_name_the_field(server, query, field):
+    r = server.api().get("/v1/events?" + query)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field
+    r = server.api().get("/v1/events", headers={"Last-Event-ID": "x1"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
+
+
+def test_tokens_are_needed(server):
+    assert requests.get(server.url + "/v1/events", timeout=10).status_code == 401
+    agent = server.api().post("/v1/tokens", json={"role": "agent", "name": "a1"}).json()["token"]
+    assert server.api(agent).get("/v1/events").status_code == 403
+
+
+def test_behind_the_window_is_410_with_where_it_starts(make_server, streams, tmp_path):
+    server = make_server("--events-keep", "3")
+    ids = [submit(server, {"command": {"program": "/bin/true"}}) for _ in range(8)]
+    # the window is pruned a second after start, then each minute: restart to prune now
+    server.restart()
+
+    def gone():
+        r = server.api().get("/v1/events?since=0", stream=True, timeout=10)
+        try:
+            return r.status_code == 410 and r.json()
+        finally:
+            r.close()
+
+    body = wait_for(gone, 20, "the window to be pruned")
+    err = body["error"]
+    assert err["code"] == "gone" and err["field"] == "since"
+    assert err["first_seq"] == 6 and "since=5" in err["message"]
+    # from the window's start, the newest three events are there
+    st = streams(server, {"since": err["first_seq"] - 1})
+    assert [e["job"] for e in st.wait(lambda ev: len(ev) >= 3)] == ids[5:]
+
+
+def test_events_survive_kill_9(server, streams):
+    ids = [submit(server, {"command": {"program": "/bin/true"}}) for _ in range(2)]
+    server.restart()  # kill -9 and start again
+    st = streams(server, {"since": 0})
+    evs = st.wait(lambda ev: len(ev) >= 2)
+    assert [e["job"] for e in evs] == ids and [e["seq"] for e in evs] == [1, 2]
+    # numbering goes on after the restart, never reusing a seq
+    submit(server, {"command": {"program": "/bin/true"}})
+    assert st.wait(lambda ev: len(ev) >= 3)[2]["seq"] == 3
+
+
+def test_keep_alive_comments(make_server, streams):
+    server = make_server("--heartbeat", "1", "--lost-after", "3")
+    st = streams(server)
+    # the first comment says where the stream starts; keep-alives follow every 3 heartbeats
+    wait_for(lambda: any("keep-alive" in c for c in st.comments), 15, "a keep-alive comment")
+    assert st.comments[0].startswith(": drover events from seq ")
+
+
+def test_shutdown_ends_the_stream(make_server, streams):
+    server = make_server()
+    st = streams(server)
+    t0 = time.monotonic()
+    assert server.stop() == 0
+    st.thread.join(timeout=20)
+    assert not st.thread.is_alive() and time.monotonic() - t0 < 20
