@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -610,6 +611,12 @@ int cmd_agent(int argc, char **argv)
     a.sigterm_ev = signal_event(&a, SIGTERM, on_stop_signal);
     a.sigint_ev = signal_event(&a, SIGINT, on_stop_signal);
     a.sigchld_ev = signal_event(&a, SIGCHLD, on_sigchld);
+    /* What leaves a job's process group (setsid, a double fork) is re-parented to the agent
+     * when its parent ends, not to init: the agent can still find and kill it (runner_native.c). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        log_warn("cannot become a child subreaper (%s): processes that leave a job's process "
+                 "group may outlive it",
+                 strerror(errno));
     if (a.o.listen && status_start(&a, a.o.listen, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = e.code == ERR_INVALID ? 2 : 1;
@@ -632,7 +639,7 @@ int cmd_agent(int argc, char **argv)
 
 out:
     status_stop(&a);
-    jobs_free_all(&a); /* first: a staging job cancels its transfers on the aclient */
+    jobs_free_all(&a);   /* first: a staging job cancels its transfers on the aclient */
     trash_stop(a.trash); /* the folders of settled jobs are gone before the agent is */
     aclient_free(a.ac);
     if (a.base) proto_release(&a);
@@ -641,6 +648,7 @@ out:
     event_free_null(&a.sigterm_ev);
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
+    runner_native_stop(&a);
     spool_close(&a.spool);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);
