@@ -153,6 +153,8 @@ struct agent_job {
 struct agent_opts {
     char *server;
     char *token;
+    char *token_file;      /* --token-file, read into token */
+    bool token_on_cmdline; /* --token: warned against */
     char *name;
     json_t *queues; /* array of strings */
     json_t *labels; /* object */

@@ -115,20 +115,15 @@ int cmd_dev(int argc, char **argv)
         die("cannot start the server thread");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
+    /* the admin token the server wrote (mode 0600): the agent reads it as --token-file */
     char *tok_path = xasprintf("%s/%s", data, DROVER_ADMIN_TOKEN_FILE);
-    FILE *tf = fopen(tok_path, "r");
-    char token[256] = "";
-    if (!tf || !fgets(token, sizeof(token), tf))
-        die("cannot read the admin token '%s'", tok_path);
-    fclose(tf);
-    free(tok_path);
-    token[strcspn(token, "\r\n")] = '\0';
     char *url = xasprintf("http://%s", listen);
-    char *aargv[] = {"agent", "--server", url,    "--token",    token,   "--name", "dev",
-                     "--slots", slots,   "--queues", (char *)queues, "--work-dir", work, NULL};
+    char *aargv[] = {"agent", "--server", url, "--token-file", tok_path, "--name", "dev",
+                     "--slots", slots, "--queues", (char *)queues, "--work-dir", work, NULL};
     log_info("drover dev: server on %s, agent 'dev' with %s slots", url, slots);
     rc = cmd_agent((int)(sizeof(aargv) / sizeof(aargv[0])) - 1, aargv);
     free(url);
+    free(tok_path);
 
     event_active(d.stop, EV_READ, 0);
     pthread_join(d.thread, NULL);

@@ -522,7 +522,10 @@ def test_agent_under_valgrind(fast_server, make_agent, tmp_path):
     slow = submit(fast_server, timeout_s=1, **sh("sleep 30"))
     piped = submit(fast_server, command={"program": "cat",
                                          "stdin": {"type": "pipe", "value": "in" * 50000}})
-    for job in (ok, bad, staged, slow, piped):
+    # a daemon left behind (setsid, double fork): the sweep and the reaping of orphans
+    daemon = submit(fast_server, **sh(
+        "setsid sh -c 'sleep 30 & exit 0' </dev/null >/dev/null 2>&1; sleep 0.5"))
+    for job in (ok, bad, staged, slow, piped, daemon):
         wait_job(fast_server, job, timeout=60)
     cancel = submit(fast_server, **sh("sleep 30"))
     wait_job(fast_server, cancel, states=("running",), timeout=30)
