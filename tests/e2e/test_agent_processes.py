@@ -247,3 +247,35 @@ def test_help_puts_token_file_first(fast_server):
     r = subprocess.run([AGENT_BIN, "agent", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     assert r.stdout.index("--token-file") < r.stdout.index("--token T")
+
+
+# ---- 13.5, the CLI: the same options --------------------------------------------------------
+
+
+def test_cli_token_file(fast_server, tmp_path):
+    token_file = write_token(tmp_path / "admin.token", fast_server.admin_token, 0o600)
+    # DROVER_TOKEN is wrong: the file's token is the one used
+    r = fast_server.run_cli("jobs", "--json", "--token-file", str(token_file), token="drv_wrong")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    os.chmod(token_file, 0o644)
+    r = fast_server.run_cli("jobs", "--token-file", str(token_file), token="drv_wrong")
+    assert r.returncode != 0
+    assert f"'{token_file}' has mode 0644" in r.stderr and "chmod 600" in r.stderr, r.stderr
+
+
+def test_cli_token_on_command_line_warns_and_is_hidden(fast_server):
+    token = fast_server.admin_token
+    job = submit(fast_server, **sh("true"))  # no agent: it stays queued, `wait` waits
+    p = fast_server.start_cli("wait", "--timeout", "60", job, "--token", token,
+                              env={"DROVER_TOKEN": "drv_wrong"})
+    try:
+        def cmdline():
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                return f.read()
+        # overwritten once parsed (the moment before that is what --token-file avoids)
+        wait_for(lambda: token.encode() not in cmdline(), 10, "the token to leave the cmdline")
+        assert b"--token" in cmdline()
+    finally:
+        p.kill()
+        _, err = p.communicate(timeout=30)
+    assert "--token puts the token on the command line" in err.decode(), err
