@@ -244,7 +244,11 @@ static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
     for (int i = 0; i < 3; i++)
         if (dup2(s->fd[i], i) < 0) goto fail;
     /* sockets, the spool, other jobs' pipes (most are close-on-exec already) */
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+    long closed = -1;
+#ifdef SYS_close_range
+    closed = syscall(SYS_close_range, 3U, ~0U, 0U);
+#endif
+    if (closed != 0) /* before Linux 5.9 */
         for (int fd = 3; fd < s->max_fd; fd++)
             close(fd);
     if (chdir(s->dir) != 0) goto fail;

@@ -130,6 +130,26 @@ def test_a_running_jobs_daemon_is_left_alone(fast_server, make_agent, tmp_path, 
     wait_for(lambda: process_gone(kept_pid), 10, "the long job's daemon to be killed")
 
 
+def test_reaped_orphans_are_not_taken_for_the_leader(fast_server, make_agent):
+    # orphans that end while the leader runs are reaped by the agent (their subreaper);
+    # the leader's own status is still the job's
+    agent = make_agent(fast_server, "w1", "--slots", "2")
+    job = submit(fast_server, **sh(
+        "i=0; while [ $i -lt 20 ]; do setsid sh -c 'sh -c \"exit 3\" & exit 0'; i=$((i+1)); "
+        "done; sleep 0.5; exit 7"))
+    other = submit(fast_server, **sh("sleep 1; exit 5"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["exit_code"] == 7, j["result"]
+    o = wait_job(fast_server, other)
+    assert o["state"] == "failed" and o["result"]["exit_code"] == 5, o["result"]
+    # no zombie is left under the agent
+    def zombies():
+        with open(f"/proc/{agent.pid}/task/{agent.pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+        return [k for k in kids if not os.path.exists(f"/proc/{k}") or process_gone(k)]
+    wait_for(lambda: not zombies(), 10, "the agent to reap every orphan")
+
+
 # ---- 14.5: a killed agent's processes do not run on ----------------------------------------
 
 
@@ -271,10 +291,14 @@ def test_cli_token_on_command_line_warns_and_is_hidden(fast_server):
     try:
         def cmdline():
             with open(f"/proc/{p.pid}/cmdline", "rb") as f:
-                return f.read()
+                text = f.read()
+            assert p.poll() is None, f"drover wait ended: {p.returncode} {p.stderr.read()}"
+            return text
+        def hidden():  # the program runs (not before its exec) and the token is gone
+            text = cmdline()
+            return b"--token" in text and token.encode() not in text
         # overwritten once parsed (the moment before that is what --token-file avoids)
-        wait_for(lambda: token.encode() not in cmdline(), 10, "the token to leave the cmdline")
-        assert b"--token" in cmdline()
+        wait_for(hidden, 10, "the token to leave the command line")
     finally:
         p.kill()
         _, err = p.communicate(timeout=30)
