@@ -13,7 +13,9 @@
  * DONE at once; its finished report is the spooled one when there is one
  * (sent again as it is: never a different outcome), else `error` "the agent
  * restarted while the job was running" (its process group, if it survived,
- * is killed first).
+ * is killed first; the leader itself died with the agent, by its parent-death
+ * signal). Then what any of these jobs left outside its group is killed:
+ * the processes that name it in their environment and started after it.
  *
  * The job's timeout_s runs from the lease: it covers staging in, the run and
  * staging out, as the server's deadline (timeout_s + a grace after the lease)
