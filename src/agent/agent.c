@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,18 +35,23 @@
 #include "job/spec.h"
 
 static const char usage_text[] =
-    "usage: drover agent --server URL [--token T] [--name N] [--queues Q1,Q2] [--labels K=V,...]\n"
-    "                    [--slots N] [--work-dir DIR] [--runtime native] [--listen ADDR:PORT]\n"
-    "                    [--keep-work] [--term-grace S] [--drain-timeout S]\n"
-    "                    [--allow-path DIR]... [--stall-timeout S]\n"
+    "usage: drover agent --server URL [--token-file FILE] [--name N] [--queues Q1,Q2]\n"
+    "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
+    "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
+    "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
+    "A job is over when its program (its leader) exits: what it left running, even\n"
+    "outside its process group, is killed then; its processes die with the agent.\n"
     "\n"
     "  --server URL        the server (default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER ")\n"
-    "  --token T           an agent token (default $DROVER_TOKEN), made with\n"
-    "                      `drover token create --role agent --name NAME`\n"
+    "  --token-file FILE   read the agent token from FILE (one line; its mode must give\n"
+    "                      its group and others nothing: chmod 600), else $DROVER_TOKEN.\n"
+    "                      Make one with `drover token create --role agent --name NAME`\n"
+    "  --token T           the token itself: avoid it, every user of this machine can read\n"
+    "                      a command line (ps); the agent warns and overwrites its copy\n"
     "  --name N            this agent's name, unique per server (default: the host name)\n"
     "  --queues Q1,Q2      the queues to take jobs from (default: default)\n"
     "  --labels K=V,...    labels, matched against the `requires` of jobs\n"
@@ -181,6 +187,7 @@ static char *default_name(void)
 enum {
     OPT_SERVER = 256,
     OPT_TOKEN,
+    OPT_TOKEN_FILE,
     OPT_NAME,
     OPT_QUEUES,
     OPT_LABELS,
@@ -204,6 +211,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     static const struct option longopts[] = {
         {"server", required_argument, NULL, OPT_SERVER},
         {"token", required_argument, NULL, OPT_TOKEN},
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"name", required_argument, NULL, OPT_NAME},
         {"queues", required_argument, NULL, OPT_QUEUES},
         {"labels", required_argument, NULL, OPT_LABELS},
@@ -242,6 +250,15 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         case OPT_TOKEN:
             free(o->token);
             o->token = xstrdup(optarg);
+            /* what ps shows is this memory: overwritten, as MySQL's client does (the token
+             * was readable from the exec until here; the warning says to avoid it) */
+            memset(optarg, 'x', strlen(optarg));
+            o->token_on_cmdline = true;
+            break;
+        case OPT_TOKEN_FILE:
+            if (!*optarg) return usage_error("--token-file must not be empty");
+            free(o->token_file);
+            o->token_file = xstrdup(optarg);
             break;
         case OPT_NAME:
             if (!agent_name_ok(optarg))
@@ -337,6 +354,14 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
+    if (o->token_file) {
+        struct err e = ERR_INIT;
+        if (fs_read_secret(o->token_file, &o->token, &e)) {
+            fprintf(stderr, "drover agent: --token-file: %s\n", e.msg);
+            return 2;
+        }
+    }
     if (!o->server) {
         const char *env = getenv("DROVER_SERVER");
         o->server = xstrdup(env && *env ? env : DROVER_DEFAULT_SERVER);
@@ -346,8 +371,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         if (env && *env) o->token = xstrdup(env);
     }
     if (!o->token)
-        return usage_error("no token: give --token or set DROVER_TOKEN (an agent token, made "
-                           "with `drover token create --role agent --name NAME`)");
+        return usage_error("no token: give --token-file FILE or set DROVER_TOKEN (an agent "
+                           "token, made with `drover token create --role agent --name NAME`)");
     if (!o->name) o->name = default_name();
     if (!o->work_dir) {
         char *data = config_default_data_dir();
@@ -361,6 +386,7 @@ static void opts_release(struct agent_opts *o)
 {
     free(o->server);
     free(o->token);
+    free(o->token_file);
     free(o->name);
     free(o->work_dir);
     free(o->listen);
@@ -585,6 +611,9 @@ int cmd_agent(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
     stdio_sanity();
+    if (a.o.token_on_cmdline)
+        log_warn("--token puts the token on the command line, where every user of this "
+                 "machine can read it (ps); give it with --token-file FILE or DROVER_TOKEN");
     signal(SIGPIPE, SIG_IGN);
     a.started_ms = time_now_ms();
     read_boot_id(a.boot_id, sizeof(a.boot_id));
@@ -610,6 +639,12 @@ int cmd_agent(int argc, char **argv)
     a.sigterm_ev = signal_event(&a, SIGTERM, on_stop_signal);
     a.sigint_ev = signal_event(&a, SIGINT, on_stop_signal);
     a.sigchld_ev = signal_event(&a, SIGCHLD, on_sigchld);
+    /* What leaves a job's process group (setsid, a double fork) is re-parented to the agent
+     * when its parent ends, not to init: the agent can still find and kill it (runner_native.c). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        log_warn("cannot become a child subreaper (%s): processes that leave a job's process "
+                 "group may outlive it",
+                 strerror(errno));
     if (a.o.listen && status_start(&a, a.o.listen, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = e.code == ERR_INVALID ? 2 : 1;
@@ -632,7 +667,7 @@ int cmd_agent(int argc, char **argv)
 
 out:
     status_stop(&a);
-    jobs_free_all(&a); /* first: a staging job cancels its transfers on the aclient */
+    jobs_free_all(&a);   /* first: a staging job cancels its transfers on the aclient */
     trash_stop(a.trash); /* the folders of settled jobs are gone before the agent is */
     aclient_free(a.ac);
     if (a.base) proto_release(&a);
@@ -641,6 +676,7 @@ out:
     event_free_null(&a.sigterm_ev);
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
+    runner_native_stop(&a);
     spool_close(&a.spool);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);

@@ -7,7 +7,9 @@
  *                    batched reports, leave, on the async client (http/aclient.h)
  *   jobs.c           a lease's life: spool, start, timeout, cancel, finished
  *                    report, settlement, clean-up; recovery from the spool
- *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap
+ *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap,
+ *                    and the sweep of what a job left outside its process group
+ *   proc.c           the process tree, read from /proc (proc.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
  *                    uploaded after it (stage.h)
  *   spool.c          durable records (spool.h)
@@ -120,8 +122,8 @@ struct agent_job {
     bool exited; /* reaped */
     int wait_status;
     bool start_failed;
-    int64_t start_ns, end_ns; /* monotonic */
-    int64_t started_at_ms;    /* wall clock */
+    int64_t start_ns, end_ns;     /* monotonic */
+    int64_t started_at_ms;        /* wall clock */
     unsigned long long starttime; /* of the process, /proc/PID/stat field 22; 0 unknown */
     struct agent_stream out, err;
     int stdin_fd; /* -1 when closed */
@@ -151,6 +153,8 @@ struct agent_job {
 struct agent_opts {
     char *server;
     char *token;
+    char *token_file;      /* --token-file, read into token */
+    bool token_on_cmdline; /* --token: warned against */
     char *name;
     json_t *queues; /* array of strings */
     json_t *labels; /* object */
@@ -160,7 +164,7 @@ struct agent_opts {
     bool keep_work;
     double term_grace_s;
     double drain_timeout_s;
-    bool bench_noop; /* --bench-noop: leases complete at once, no process, no spool */
+    bool bench_noop;    /* --bench-noop: leases complete at once, no process, no spool */
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
     double stall_timeout_s; /* a transfer moving nothing this long fails */
@@ -217,14 +221,19 @@ struct agent {
     int slots_used;
 
     /* lifecycle (agent.c) */
-    bool draining;     /* no new work; leave and exit once everything is settled */
+    bool draining;       /* no new work; leave and exit once everything is settled */
     bool announce_drain; /* send free_slots 0 in a reports request, even an empty one */
-    bool drain_signal; /* the drain came from a signal (bounded), not from the server */
-    bool hard_stop;    /* a second signal: jobs killed at once */
+    bool drain_signal;   /* the drain came from a signal (bounded), not from the server */
+    bool hard_stop;      /* a second signal: jobs killed at once */
     bool exiting;
     int exit_code;
     int64_t started_ms;
     struct event *sigterm_ev, *sigint_ev, *sigchld_ev, *drain_timer, *final_timer;
+
+    /* processes left behind by jobs (runner_native.c) */
+    struct event *sweep_timer; /* looks again after a sweep killed some */
+    int sweep_again;           /* looks in a row that found some */
+
     struct agent_metrics m;
     struct status_server *status;
 };
@@ -274,21 +283,24 @@ void jobs_process_ended(struct agent_job *j);
 /* rm -rf `path` (folders a job made read-only too); logs what it could not remove. */
 void agent_remove_tree(const char *path);
 
-/* runner_native.c */
+/* runner_native.c (the agent must be a child subreaper: agent.c) */
 /*
  * Starts `argv` with `envp` in j->work_dir in a new process group, stdin
  * from the spec's pipe value (or /dev/null), stdout and stderr into
- * j->out / j->err. ERR_IO with "cannot start 'prog': reason".
+ * j->out / j->err, with SIGKILL as its parent-death signal: call it from the
+ * loop's thread (the signal comes when the thread that spawned it ends).
+ * ERR_IO with "cannot start 'prog': reason".
  */
 int runner_native_start(struct agent_job *j, char **argv, char **envp, struct err *e);
-/* Sends sig to the job's process group while its leader is not reaped. */
+/* Sends sig to the job's process group while its leader is not reaped, and to the processes
+ * that left the group (the sweep of runner_native.c). */
 void runner_native_signal(struct agent_job *j, int sig);
-/* SIGCHLD: reaps the jobs whose process ended. */
+/* SIGCHLD: reaps the jobs whose leader ended (killing what they left) and the orphans. */
 void runner_native_reap(struct agent *a);
 /* Closes pipes and events of the job's process (without killing it). */
 void runner_native_release(struct agent_job *j);
-/* The start time of process `pid` (/proc/PID/stat field 22), 0 when unknown. */
-unsigned long long runner_proc_starttime(pid_t pid);
+/* Frees the runner's own events (at exit). */
+void runner_native_stop(struct agent *a);
 
 /* status.c */
 struct status_server;

@@ -13,7 +13,9 @@
  * DONE at once; its finished report is the spooled one when there is one
  * (sent again as it is: never a different outcome), else `error` "the agent
  * restarted while the job was running" (its process group, if it survived,
- * is killed first).
+ * is killed first; the leader itself died with the agent, by its parent-death
+ * signal). Then what any of these jobs left outside its group is killed:
+ * the processes that name it in their environment and started after it.
  *
  * The job's timeout_s runs from the lease: it covers staging in, the run and
  * staging out, as the server's deadline (timeout_s + a grace after the lease)
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/proc.h"
 #include "agent/trash.h"
 #include "agent/argv.h"
 #include "agent/utf8.h"
@@ -419,11 +422,10 @@ static void spool_started(struct agent_job *j)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
-    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id,
-                            "attempt", j->attempt, "type", "started", "pid", (json_int_t)j->pid,
-                            "run", "pgid", (json_int_t)j->pid, "starttime",
-                            (json_int_t)j->starttime, "boot_id", a->boot_id,
-                            "started_at_ms", (json_int_t)j->started_at_ms);
+    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id, "attempt",
+                            j->attempt, "type", "started", "pid", (json_int_t)j->pid, "run", "pgid",
+                            (json_int_t)j->pid, "starttime", (json_int_t)j->starttime, "boot_id",
+                            a->boot_id, "started_at_ms", (json_int_t)j->started_at_ms);
     if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
     else
@@ -625,23 +627,64 @@ void jobs_free_all(struct agent *a)
 
 /* --- recovery ---------------------------------------------------------------------------- */
 
+/* A job of the previous run, for the sweep of its processes outside its group. */
+struct survivor_key {
+    char id[UUID_STR_LEN];
+    int attempt;
+    unsigned long long starttime; /* of its leader; 0 unknown */
+};
+
+/* Whether `run` ("run" of spool.h) describes a process started since the machine booted. */
+static bool run_this_boot(const struct agent *a, json_t *run)
+{
+    json_int_t pgid = json_integer_value(json_object_get(run, "pgid"));
+    const char *boot = json_string_value(json_object_get(run, "boot_id"));
+    return pgid > 1 && pgid <= 4194304 && boot && !strcmp(boot, a->boot_id);
+}
+
 /* Kills the process group `run` names ("run" of spool.h), if it is still the job's. */
 static void kill_survivors(struct agent *a, struct agent_job *j, json_t *run)
 {
     json_int_t pgid = json_integer_value(json_object_get(run, "pgid"));
-    const char *boot = json_string_value(json_object_get(run, "boot_id"));
     unsigned long long saved =
         (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
-    if (pgid <= 1 || pgid > 4194304 || !boot || strcmp(boot, a->boot_id))
-        return; /* never started, or started before the machine rebooted */
-    unsigned long long now = runner_proc_starttime((pid_t)pgid);
+    if (!run_this_boot(a, run)) return; /* never started, or before the machine rebooted */
+    unsigned long long now = proc_starttime((pid_t)pgid);
     bool ours = now ? now == saved : kill(-(pid_t)pgid, 0) == 0;
     /* A pid is not reused while a group of that id exists: a live group without its leader
      * is still the job's; a leader with another start time is a stranger. */
-    if (!ours) return;
-    if (kill(-(pid_t)pgid, SIGKILL) == 0)
+    if (ours && kill(-(pid_t)pgid, SIGKILL) == 0)
         log_warn("job=%s attempt=%d its processes (group %lld) survived the agent; killed", j->id,
                  j->attempt, (long long)pgid);
+}
+
+/*
+ * Kills the processes of the previous run's jobs that left their process group (setsid, a
+ * double fork) and outlived the agent (its parent-death signal reaches the leaders only):
+ * those whose environment names one of the jobs (DROVER_JOB_ID, DROVER_ATTEMPT) and that
+ * started after its leader, with their descendants. One scan of /proc for all of them.
+ */
+static void kill_escaped(const struct survivor_key *keys, size_t nkeys)
+{
+    pid_t *all;
+    size_t n = nkeys ? proc_all(&all) : 0;
+    for (size_t i = 0; i < n; i++) {
+        char id[UUID_STR_LEN];
+        int attempt;
+        if (all[i] == getpid() || !proc_job_env(all[i], id, &attempt)) continue;
+        for (size_t k = 0; k < nkeys; k++) {
+            if (keys[k].attempt != attempt || strcmp(keys[k].id, id)) continue;
+            unsigned long long born = proc_starttime(all[i]);
+            if (!born || born < keys[k].starttime) break; /* before the job: not its own */
+            size_t killed = proc_signal_tree(all[i], 0, born, SIGKILL);
+            if (killed)
+                log_warn("job=%s attempt=%d %zu of its processes (pid %d, outside its group) "
+                         "survived the agent; killed",
+                         id, attempt, killed, (int)all[i]);
+            break;
+        }
+    }
+    if (nkeys) free(all);
 }
 
 int jobs_recover(struct agent *a, struct err *e)
@@ -650,6 +693,8 @@ int jobs_recover(struct agent *a, struct err *e)
     size_t n;
     int rc = spool_list(&a->spool, &keys, &n, e);
     if (rc) return rc;
+    struct survivor_key *survivors = n ? xcalloc(n, sizeof(*survivors)) : NULL;
+    size_t nsurvivors = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *lease = NULL, *started = NULL, *runrec = NULL, *finished = NULL;
         const char *id = keys[i].job;
@@ -676,8 +721,15 @@ int jobs_recover(struct agent *a, struct err *e)
             json_object_del(started, "run");
         else
             run = json_incref(json_object_get(runrec, "run") ? json_object_get(runrec, "run")
-                                                               : lease);
+                                                             : lease);
         j->started = started;
+        if (run_this_boot(a, run)) { /* its processes outside its group: kill_escaped */
+            struct survivor_key *sk = &survivors[nsurvivors++];
+            snprintf(sk->id, sizeof(sk->id), "%s", id);
+            sk->attempt = attempt;
+            sk->starttime =
+                (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
+        }
         if (finished) {
             j->finished = finished;
             j->phase = JOB_DONE;
@@ -697,7 +749,9 @@ int jobs_recover(struct agent *a, struct err *e)
         json_decref(runrec);
         json_decref(run);
     }
+    kill_escaped(survivors, nsurvivors);
     if (n) log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
+    free(survivors);
     free(keys);
     return 0;
 }

@@ -1,59 +1,54 @@
 /*
- * runner_native.c - a job's process: posix_spawn in its own process group,
+ * runner_native.c - a job's process: vfork + exec into its own process
+ * group, with SIGKILL as its parent-death signal (it dies with the agent);
  * stdin written and stdout/stderr read through non-blocking pipes on the
  * event loop, signals to the group, reaping on SIGCHLD. A stream of type
  * `uri` is a file in the work folder instead (stage.h: the downloaded stdin,
  * or the stdout/stderr to upload), not captured as a log.
+ *
+ * The agent is a child subreaper (prctl PR_SET_CHILD_SUBREAPER, agent.c): a
+ * process that leaves its job's group (setsid, a double fork) is re-parented
+ * to the agent when its parent ends, an "orphan". The sweep (runner_sweep)
+ * signals every orphan, with its descendants, whose job no longer runs: the
+ * job named by DROVER_JOB_ID/DROVER_ATTEMPT in its environment, else (an
+ * environment cleared) any job that was running when it started.
  *
  * Invariants:
  *   - the process group is only signalled while its leader is not reaped:
  *     a zombie leader keeps the group id from being reused, so a signal can
  *     never reach a stranger's group;
  *   - when the leader ends, what is left of its group (background children)
- *     is killed before the leader is reaped: a job does not outlive itself;
+ *     and its orphans are killed before the leader is reaped: a job is over
+ *     when its leader exits, and it does not outlive itself;
+ *   - SIGCHLD reaps the leaders (through reap_one) and the orphans; an
+ *     orphan is never taken for a leader (a leader is matched by its pid
+ *     while it is not reaped, and no pid is reused before it is reaped);
  *   - jobs_process_ended() is called once, when the leader is reaped and both
  *     output pipes are closed (at EOF, or AGENT_PIPE_LINGER_MS after the end
  *     if a process outside the group still holds them).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/proc.h"
 #include "agent/utf8.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define READ_CHUNK 65536
-
-unsigned long long runner_proc_starttime(pid_t pid)
-{
-    char path[64], text[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    text[n] = '\0';
-    /* "pid (comm) state ppid ..." - comm may hold spaces and parentheses: start after the last ')'
-     */
-    char *p = strrchr(text, ')');
-    if (!p) return 0;
-    p++;
-    for (int field = 3; field < 22 && p; field++) {
-        p = strchr(p + 1, ' ');
-    }
-    return p ? strtoull(p + 1, NULL, 10) : 0;
-}
 
 /* A CLOCK_BOOTTIME reading in clock ticks, as the kernel shows start times; 0 when unknown. */
 static unsigned long long boottime_ticks(const struct timespec *ts)
@@ -218,12 +213,79 @@ static int stream_fds(const struct agent_job *j, const char *file, int fd[2], bo
     return f < 0 ? -1 : 0;
 }
 
+struct spawn_args {
+    char **argv, **envp;
+    const char *dir;
+    int fd[3];    /* its stdin, stdout, stderr */
+    pid_t parent; /* the agent */
+    int max_fd;   /* where closing stops when close_range(2) is missing */
+};
+
+/*
+ * The child of spawn(), between vfork and exec: it shares the agent's memory (and only
+ * writes *err), runs with every signal blocked until the handlers it inherited are reset,
+ * and makes only system calls.
+ */
+static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
+{
+    struct sigaction dfl, cur;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigset_t none;
+    sigemptyset(&none);
+    /* The agent ignores SIGPIPE and libevent catches others: the job starts with the defaults. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &cur) == 0 &&
+            cur.sa_handler != SIG_DFL)
+            sigaction(sig, &dfl, NULL);
+    /* Dies with the agent (with the thread that spawns it: the loop's, which lives as long). */
+    if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+    if (getppid() != s->parent) _exit(127); /* the agent died before the line above */
+    for (int i = 0; i < 3; i++)
+        if (dup2(s->fd[i], i) < 0) goto fail;
+    /* sockets, the spool, other jobs' pipes (most are close-on-exec already) */
+    long closed = -1;
+#ifdef SYS_close_range
+    closed = syscall(SYS_close_range, 3U, ~0U, 0U);
+#endif
+    if (closed != 0) /* before Linux 5.9 */
+        for (int fd = 3; fd < s->max_fd; fd++)
+            close(fd);
+    if (chdir(s->dir) != 0) goto fail;
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvpe(s->argv[0], s->argv, s->envp);
+fail:
+    *err = errno ? errno : EINVAL;
+    _exit(127);
+}
+
+/*
+ * Starts the process (as posix_spawnp would, from the agent's PATH) with the parent-death
+ * signal posix_spawn cannot set. 0 with *pid, or the errno of what failed (the child is
+ * reaped then).
+ */
+static int spawn(const struct spawn_args *s, pid_t *pid)
+{
+    volatile int child_err = 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* no handler of ours may run in the child */
+    pid_t p = vfork();
+    if (p == 0) spawn_child(s, &child_err);
+    int err_no = p < 0 ? errno : child_err; /* the child has exec'd or exited by now */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (p > 0 && err_no) {
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (!err_no) *pid = p;
+    return err_no;
+}
+
 int runner_native_start(struct agent_job *j, char **argv, char **envp, struct err *e)
 {
     int out[2] = {-1, -1}, errp[2] = {-1, -1}, in[2] = {-1, -1};
     int rc = 0, err_no;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     json_t *stdin_spec = json_object_get(json_object_get(j->spec, "command"), "stdin");
     json_t *stdin_value = json_object_get(stdin_spec, "value");
     bool stdin_uri = stream_is_uri(j, "stdin");
@@ -239,30 +301,14 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
                      argv[0], strerror(errno));
         goto out;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* sockets, the spool, other jobs' pipes */
-    posix_spawn_file_actions_addchdir_np(&fa, j->work_dir);
-    sigset_t all, none;
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    sigemptyset(&none);
-    /* The agent ignores SIGPIPE and libevent catches others: the job starts with the defaults. */
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSIGMASK);
+    struct spawn_args sa = {argv, envp, j->work_dir, {in[0], out[1], errp[1]}, getpid(), 0};
+    struct rlimit rl;
+    sa.max_fd =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
     struct timespec b0, b1;
     clock_gettime(CLOCK_BOOTTIME, &b0);
-    err_no = posix_spawnp(&j->pid, argv[0], &fa, &attr, argv, envp);
+    err_no = spawn(&sa, &j->pid);
     clock_gettime(CLOCK_BOOTTIME, &b1);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
     if (err_no) {
         j->pid = 0;
         rc = err_set(e, ERR_IO, "cannot start '%s': %s", argv[0], strerror(err_no));
@@ -274,7 +320,7 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
      * ticks, truncated) lies between b0 and b1: when both fall in the same tick, that tick is
      * it, without reading /proc (all but ~1 % of spawns at 100 Hz). */
     unsigned long long t0 = boottime_ticks(&b0), t1 = boottime_ticks(&b1);
-    j->starttime = t0 && t0 == t1 ? t0 : runner_proc_starttime(j->pid);
+    j->starttime = t0 && t0 == t1 ? t0 : proc_starttime(j->pid);
 
     if (!out_file) {
         stream_open(j, &j->out, "stdout", out[0]);
@@ -305,14 +351,92 @@ out:
     return rc;
 }
 
-void runner_native_signal(struct agent_job *j, int sig)
+#define SWEEP_AGAIN_MS 20 /* after a sweep killed something: look again, for what it forked */
+#define SWEEP_AGAIN_MAX 250
+
+/* The job whose (not yet reaped) leader is `pid`, or NULL. */
+static struct agent_job *job_by_leader(struct agent *a, pid_t pid)
 {
-    if (j->pid > 0 && !j->exited && kill(-j->pid, sig) != 0 && errno != ESRCH)
-        log_warn("job=%s attempt=%d cannot signal process group %d: %s", j->id, j->attempt,
-                 (int)j->pid, strerror(errno));
+    for (struct agent_job *j = a->jobs; j; j = j->next)
+        if (j->pid == pid && !j->exited) return j;
+    return NULL;
 }
 
-/* The leader ended: kill what is left of its group, then reap it. */
+/* A job whose leader runs, other than `ending` (whose processes are being killed). */
+static bool job_runs(const struct agent_job *j, const struct agent_job *ending)
+{
+    return j != ending && j->phase == JOB_RUNNING && j->pid > 0 && !j->exited;
+}
+
+/* Whether the orphan `pid` belongs to a job that runs (and `ending` does not). */
+static bool orphan_kept(struct agent *a, pid_t pid, const struct agent_job *ending)
+{
+    char id[UUID_STR_LEN];
+    int attempt;
+    if (proc_job_env(pid, id, &attempt)) {
+        for (struct agent_job *j = a->jobs; j; j = j->next)
+            if (j->attempt == attempt && !strcmp(j->id, id)) return job_runs(j, ending);
+        return false; /* a job that ended, or one of an earlier run of the agent */
+    }
+    /* Its environment is cleared or unreadable: any job that ran when it started may own it. */
+    unsigned long long born = proc_starttime(pid);
+    for (struct agent_job *j = a->jobs; j; j = j->next)
+        if (job_runs(j, ending) && (!born || !j->starttime || j->starttime <= born)) return true;
+    return false;
+}
+
+static void on_sweep_again(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Sends `sig` to every orphan (a process the agent reaps for a job that left it behind)
+ * that no running job other than `ending` owns, and to its descendants. Returns how many
+ * live processes were signalled; after a SIGKILL that reached some, looks again shortly.
+ */
+static size_t sweep(struct agent *a, const struct agent_job *ending, int sig)
+{
+    pid_t *kids;
+    size_t n = proc_children(getpid(), &kids), signalled = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (job_by_leader(a, kids[i]) || orphan_kept(a, kids[i], ending)) continue;
+        size_t k = proc_signal_tree(kids[i], getpid(), 0, sig);
+        if (k && sig == SIGKILL && ending)
+            log_info("job=%s attempt=%d killed %zu process(es) outside its process group (pid %d "
+                     "and its descendants)",
+                     ending->id, ending->attempt, k, (int)kids[i]);
+        else if (k && sig == SIGKILL)
+            log_info("killed %zu process(es) left behind by jobs that ended (pid %d and its "
+                     "descendants)",
+                     k, (int)kids[i]);
+        signalled += k;
+    }
+    free(kids);
+    if (sig == SIGKILL && signalled && a->sweep_again < SWEEP_AGAIN_MAX) {
+        if (!a->sweep_timer) a->sweep_timer = evtimer_new(a->base, on_sweep_again, a);
+        struct timeval tv = {0, SWEEP_AGAIN_MS * 1000};
+        a->sweep_again++;
+        evtimer_add(a->sweep_timer, &tv);
+    } else if (!signalled) {
+        a->sweep_again = 0;
+    }
+    return signalled;
+}
+
+static void on_sweep_again(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    sweep(arg, NULL, SIGKILL);
+}
+
+void runner_native_signal(struct agent_job *j, int sig)
+{
+    if (j->pid <= 0 || j->exited) return;
+    if (kill(-j->pid, sig) != 0 && errno != ESRCH)
+        log_warn("job=%s attempt=%d cannot signal process group %d: %s", j->id, j->attempt,
+                 (int)j->pid, strerror(errno));
+    sweep(j->a, j, sig); /* the processes that left its group */
+}
+
+/* The leader ended: kill what is left of its group and its orphans, then reap it. */
 static void reap_one(struct agent_job *j)
 {
     siginfo_t si;
@@ -320,6 +444,7 @@ static void reap_one(struct agent_job *j)
     if (waitid(P_PID, (id_t)j->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
         return;
     kill(-j->pid, SIGKILL); /* leftovers of the job; the zombie leader still holds the group */
+    sweep(j->a, j, SIGKILL);
     int status;
     pid_t r;
     while ((r = waitpid(j->pid, &status, WNOHANG)) < 0 && errno == EINTR) {
@@ -338,10 +463,31 @@ static void reap_one(struct agent_job *j)
 
 void runner_native_reap(struct agent *a)
 {
-    for (struct agent_job *j = a->jobs, *next; j; j = next) {
-        next = j->next; /* maybe_ended may settle nothing yet, but keep the walk safe */
-        if (j->pid > 0 && !j->exited) reap_one(j);
+    /* Peek at each ended child (WNOWAIT): a job's leader is reaped by reap_one, which kills
+     * what is left of its job first; anything else is an orphan, reaped here. Bounded: each
+     * turn reaps one child. */
+    for (int turn = 0; turn < 65536; turn++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) break;
+        struct agent_job *j = job_by_leader(a, si.si_pid);
+        if (j) {
+            reap_one(j);
+            if (!j->exited) break;
+            continue;
+        }
+        pid_t r;
+        while ((r = waitpid(si.si_pid, NULL, WNOHANG)) < 0 && errno == EINTR) {
+        }
+        if (r != si.si_pid) break;
+        log_debug("reaped process %d, left behind by a job", (int)si.si_pid);
     }
+}
+
+void runner_native_stop(struct agent *a)
+{
+    if (a->sweep_timer) event_free(a->sweep_timer);
+    a->sweep_timer = NULL;
 }
 
 void runner_native_release(struct agent_job *j)

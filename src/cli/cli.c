@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/fsutil.h"
 #include "common/xalloc.h"
 
 #define TOKEN_FILE_MAX 4096
@@ -26,8 +27,21 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
     case CLI_OPT_SERVER:
         o->server = arg;
         return true;
-    case CLI_OPT_TOKEN:
-        o->token = arg;
+    case CLI_OPT_TOKEN: {
+        /* a copy, and argv's overwritten: what ps shows is that memory (as MySQL's client) */
+        static char *copy; /* lives until exit */
+        free(copy);
+        copy = xstrdup(arg);
+        memset((char *)arg, 'x', strlen(arg));
+        o->token = copy;
+        fputs("drover: warning: --token puts the token on the command line, where every user "
+              "of this machine can read it (ps); give it with --token-file FILE or "
+              "DROVER_TOKEN\n",
+              stderr);
+        return true;
+    }
+    case CLI_OPT_TOKEN_FILE:
+        o->token_file = arg;
         return true;
     case CLI_OPT_DATA:
         o->data = arg;
@@ -218,14 +232,30 @@ int cli_connect(struct cli *cli, const struct cli_opts *o)
     if (!server || !*server) server = DROVER_DEFAULT_SERVER;
 
     const char *token = o->token;
+    char *secret = NULL;
     cli->token_source = "--token";
+    if (o->token_file && o->token) {
+        fprintf(stderr, "drover: give --token-file or --token, not both\n");
+        return 1;
+    }
+    if (o->token_file) {
+        if (fs_read_secret(o->token_file, &secret, &e)) {
+            fprintf(stderr, "drover: --token-file: %s\n", e.msg);
+            return 1;
+        }
+        token = secret;
+        cli->token_source = "--token-file";
+    }
     if (!token) {
         token = getenv("DROVER_TOKEN");
         cli->token_source = "DROVER_TOKEN";
     }
     if (token && !*token) token = NULL;
 
-    if (http_client_init(&cli->http, server, token, &e) < 0) {
+    int init = http_client_init(&cli->http, server, token, &e);
+    if (secret) explicit_bzero(secret, strlen(secret));
+    free(secret);
+    if (init < 0) {
         cli_error_e(&e);
         return 1;
     }

@@ -4,8 +4,11 @@
  * printing results and errors.
  *
  * The server is --server URL, else $DROVER_SERVER, else DROVER_DEFAULT_SERVER.
- * The token is --token T, else $DROVER_TOKEN, else, when the server is on this
- * machine (a loopback host), the admin token the server wrote to
+ * The token is --token-file FILE (read as fs_read_secret reads: refused when
+ * its group or others may access it), or --token T (warned against: every
+ * user of the machine can read a command line; its value in argv is
+ * overwritten once copied), else $DROVER_TOKEN, else, when the server is on
+ * this machine (a loopback host), the admin token the server wrote to
  * <data dir>/admin.token, the data dir being --data DIR or config_default_data_dir().
  *
  * Messages go to stderr as "drover: <message>"; the return value of a command
@@ -30,6 +33,7 @@
 enum {
     CLI_OPT_SERVER = 256,
     CLI_OPT_TOKEN,
+    CLI_OPT_TOKEN_FILE,
     CLI_OPT_DATA,
     CLI_OPT_JSON,
     CLI_OPT_FIRST_FREE, /* commands number their own long-only options from here */
@@ -45,6 +49,7 @@ enum {
 #define CLI_COMMON_LONG_OPTIONS                                                                    \
     {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
         {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
         {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
@@ -55,14 +60,18 @@ enum {
     "\nconnection:\n"                                                                              \
     "      --server URL   the drover server (default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER  \
     ")\n"                                                                                          \
-    "      --token T      API token (default $DROVER_TOKEN; on the server's machine,\n"            \
-    "                     the admin token in the data dir)\n"                                      \
+    "      --token-file F read the API token from file F (chmod 600; default\n"                    \
+    "                     $DROVER_TOKEN; on the server's machine, the admin token in the\n"        \
+    "                     data dir)\n"                                                             \
+    "      --token T      the token itself: avoid it, every user of this machine can\n"            \
+    "                     read a command line (ps)\n"                                              \
     "      --data DIR     the server's data dir, where admin.token is (default\n"                  \
     "                     $DROVER_DATA, else ~/.local/share/drover)\n"
 
 struct cli_opts {
-    const char *server; /* borrowed from argv; NULL when not given */
-    const char *token;
+    const char *server;     /* borrowed from argv; NULL when not given */
+    const char *token;      /* --token: a copy (argv's is overwritten), kept until exit */
+    const char *token_file; /* --token-file */
     const char *data;
 };
 

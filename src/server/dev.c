@@ -158,19 +158,14 @@ int cmd_dev(int argc, char **argv)
     if (pthread_create(&d.thread, NULL, server_thread, &d)) die("cannot start the server thread");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
+    /* the admin token the server wrote (mode 0600): the agent reads it as --token-file */
     char *tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
-    FILE *tf = fopen(tok_path, "r");
-    char token[256] = "";
-    if (!tf || !fgets(token, sizeof(token), tf)) die("cannot read the admin token '%s'", tok_path);
-    fclose(tf);
-    free(tok_path);
-    token[strcspn(token, "\r\n")] = '\0';
     url = xasprintf("http://%s", o.listen);
     char slots[32];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
-    char *fixed[] = {"agent", "--server",   url,  "--token", token, "--name",
-                     "dev",   "--work-dir", work, "--slots", slots};
+    char *fixed[] = {"agent", "--server",   url,  "--token-file", tok_path, "--name",
+                     "dev",   "--work-dir", work, "--slots",      slots};
     size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (slots_given ? 2 : 0);
     char **aargv = xcalloc(nfixed + (size_t)nagent + 1, sizeof(char *));
     memcpy(aargv, fixed, nfixed * sizeof(char *));
@@ -178,6 +173,7 @@ int cmd_dev(int argc, char **argv)
     log_info("drover dev: server on %s, agent 'dev'", url);
     rc = cmd_agent((int)nfixed + nagent, aargv);
     free(aargv);
+    free(tok_path);
 
     event_active(d.stop, EV_READ, 0);
     pthread_join(d.thread, NULL);

@@ -389,17 +389,18 @@ def test_agent_killed_job_runs_elsewhere(make_server, make_agent, tmp_path):
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
     orphan = int(pidfile.read_text())
     a.kill()
+    # the job's process dies with its agent (its parent-death signal): the retry elsewhere
+    # is never a second copy running at the same time
+    wait_for(lambda: process_gone(orphan), 10, "the job's process to die with its agent")
     make_agent(server, "rescuer")
     j = wait_job(server, job, timeout=30)
     assert j["state"] == "succeeded", j
     assert j["attempt"] == 2 and j["agent"] == "rescuer"
     assert j["attempts"][0]["reason"] == "lost"
     assert j["result"]["stdout"] == "second try\n"
-    # the job's process outlived its agent (its own process group); the agent, started
-    # again on its spool, kills it and its late report changes nothing
-    assert not process_gone(orphan)
+    # the agent, started again on its spool, reports the attempt; its late report changes
+    # nothing
     a.start()
-    wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
     wait_for(lambda: a.spool_files() == [], 10, "the stale record to be settled")
     j = get_job(server, job)
     assert j["state"] == "succeeded" and j["agent"] == "rescuer" and len(j["attempts"]) == 2
@@ -414,6 +415,8 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     wait_job(fast_server, job, states=("running",))
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
     orphan = int(pidfile.read_text())
+    with open(f"/proc/{orphan}/stat") as f:  # field 22, the start time the agent records
+        orphan_starttime = int(f.read().rsplit(")", 1)[1].split()[19])
     a.kill()
     assert f"{job}-1.lease" in a.spool_files()
     # what finds the process group again: the started record, or once its report was
@@ -422,11 +425,12 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     assert held
     with open(os.path.join(a.work_dir, "spool", held.pop())) as f:
         run = json.load(f)["run"]
-    with open(f"/proc/{orphan}/stat") as f:  # field 22, the start time the agent recorded
-        assert run["starttime"] == int(f.read().rsplit(")", 1)[1].split()[19])
+    assert run["starttime"] == orphan_starttime
     assert run["pgid"] == orphan
+    # the process died with its agent (test_agent_processes.py: what survives that is
+    # killed by the agent started again)
+    wait_for(lambda: process_gone(orphan), 10, "the job's process to die with its agent")
     a.start()  # before lost_after: the server still holds the lease for it
-    wait_for(lambda: process_gone(orphan), 10, "the orphan to be killed")
     j = wait_job(fast_server, job)
     assert j["state"] == "succeeded" and j["attempt"] == 2
     first = j["attempts"][0]
@@ -518,7 +522,10 @@ def test_agent_under_valgrind(fast_server, make_agent, tmp_path):
     slow = submit(fast_server, timeout_s=1, **sh("sleep 30"))
     piped = submit(fast_server, command={"program": "cat",
                                          "stdin": {"type": "pipe", "value": "in" * 50000}})
-    for job in (ok, bad, staged, slow, piped):
+    # a daemon left behind (setsid, double fork): the sweep and the reaping of orphans
+    daemon = submit(fast_server, **sh(
+        "setsid sh -c 'sleep 30 & exit 0' </dev/null >/dev/null 2>&1; sleep 0.5"))
+    for job in (ok, bad, staged, slow, piped, daemon):
         wait_job(fast_server, job, timeout=60)
     cancel = submit(fast_server, **sh("sleep 30"))
     wait_job(fast_server, cancel, states=("running",), timeout=30)
