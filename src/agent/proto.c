@@ -100,8 +100,11 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
         log_error("the server's answer to register has no valid agent id");
     }
     if (rc) {
-        bool fatal = !a->ever_registered && (status == 400 || status == 401 || status == 403 ||
-                                             status == 404 || status == 405);
+        /* 409: the name is another token's, or another live agent holds it (not a restart
+           of this one: its instance differs); waiting would not help, nor would a retry */
+        bool fatal = status == 409 ||
+                     (!a->ever_registered && (status == 400 || status == 401 || status == 403 ||
+                                              status == 404 || status == 405));
         if (fatal) {
             log_error("cannot register with the server at %s: %s%s", a->http.base_url, e->msg,
                       status == 404 || status == 405
@@ -140,9 +143,9 @@ void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o}", "name", a->o.name, "labels",
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s}", "name", a->o.name, "labels",
                              a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
-                             DROVER_VERSION, "running", held_leases(a));
+                             DROVER_VERSION, "running", held_leases(a), "instance", a->instance);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
         log_error("cannot build the register request");
@@ -359,8 +362,7 @@ static void send_batch(struct agent *a)
     a->announce_drain = false;
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
     json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
-    if (announce)
-        json_object_set_new(body, "draining", json_true());
+    if (announce) json_object_set_new(body, "draining", json_true());
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
     log_debug("sending %zu report(s)", a->nbatch);
@@ -423,7 +425,8 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
             int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
             if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
             if (rc == 0) j->recs |= REC_RUN;
-            if (rc && rc != ERR_NOTFOUND) log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+            if (rc && rc != ERR_NOTFOUND)
+                log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
         }
         break;
     case ITEM_LOG:

@@ -37,7 +37,7 @@ static void make(const char *method, const char *key, int64_t expires, char sig[
 {
     char *q = NULL;
     struct err e = ERR_INIT;
-    int rc = presign_make(SECRET, SECRET_LEN, method, "bk", key, expires, &q, &e);
+    int rc = presign_make(SECRET, SECRET_LEN, method, "bk", key, expires, NULL, &q, &e);
     if (rc) fail_msg("presign_make: %d (%s)", rc, e.msg);
     char want_prefix[64];
     snprintf(want_prefix, sizeof(want_prefix),
@@ -79,11 +79,12 @@ static void test_valid(void **state)
 
     /* The whole query, as the server will get it (other parameters ignored). */
     char *q = NULL;
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW + 60, &q, &e), 0);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW + 60, NULL, &q, &e), 0);
     char query[256];
     snprintf(query, sizeof(query), "x=1&%s", q);
     lib_free(q);
-    assert_int_equal(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, &e), 0);
+    assert_int_equal(
+        presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), 0);
     assert_int_equal(e.code, 0);
 }
 
@@ -129,7 +130,7 @@ static void test_tampered_expiry(void **state)
     char query[256];
     snprintf(query, sizeof(query), "X-Drover-Expires=%lld&X-Drover-Signature=%s",
              (long long)NOW + 61, sig);
-    denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, &e), &e,
+    denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), &e,
            "bad signature");
 }
 
@@ -196,24 +197,26 @@ static void test_malformed(void **state)
         NULL,
     };
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
-        denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, queries[i], NOW, &e), &e,
-               "bad signature");
+        denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, queries[i], NOW, NULL, &e),
+               &e, "bad signature");
         err_clear(&e);
     }
 
     /* Nothing is signed for a bad name, method or expiry, nor with no secret. */
     char *q = (char *)1;
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", "../x", NOW, &q, &e),
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", "../x", NOW, NULL, &q, &e),
                      ERR_INVALID);
     assert_string_equal(e.field, "key");
     assert_null(q);
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "get", "bk", KEY, NOW, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "get", "bk", KEY, NOW, NULL, &q, &e),
+                     ERR_INVALID);
     assert_string_equal(e.field, "method");
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, -1, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, -1, NULL, &q, &e),
+                     ERR_INVALID);
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, 0, "GET", "bk", KEY, NOW, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, 0, "GET", "bk", KEY, NOW, NULL, &q, &e), ERR_INVALID);
     err_clear(&e);
     assert_int_equal(presign_check(SECRET, SECRET_LEN, "GET", "bk", "a//b", NOW, sig, NOW, &e),
                      ERR_INVALID);
