@@ -155,12 +155,17 @@ void proto_register(struct agent *a)
     json_decref(body);
 }
 
-/* The server no longer knows this agent (404) or marked it lost (409). */
+/*
+ * The server no longer knows this agent (404), marked it lost (409), or gave its name to
+ * another agent process meanwhile (409: registering again then fails and the agent exits).
+ */
 static void registration_lost(struct agent *a, long status, const char *what)
 {
     if (!a->registered) return; /* already registering */
     log_warn("the server answered %ld to %s: %s; registering again", status, what,
-             status == 404 ? "it does not know this agent" : "it marked this agent lost or left");
+             status == 404 ? "it does not know this agent"
+                           : "it marked this agent lost or left, or gave its name to another "
+                             "agent process");
     a->registered = false;
     proto_register(a);
 }
@@ -243,8 +248,8 @@ void proto_poll(struct agent *a)
     if (!a->registered || a->poll_req || a->exiting || a->hard_stop || a->leave_pending ||
         a->leave_req || evtimer_pending(a->poll_timer, NULL))
         return;
-    json_t *body = json_pack("{s:i, s:i, s:o}", "free_slots", agent_free_slots(a), "wait_s",
-                             a->heartbeat_s, "running", held_leases(a));
+    json_t *body = json_pack("{s:i, s:i, s:o, s:s}", "free_slots", agent_free_slots(a), "wait_s",
+                             a->heartbeat_s, "running", held_leases(a), "instance", a->instance);
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();
@@ -361,7 +366,8 @@ static void send_batch(struct agent *a)
     bool announce = a->announce_drain;
     a->announce_drain = false;
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
-    json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
+    json_t *body = json_pack("{s:o, s:i, s:s}", "reports", reports, "free_slots",
+                             agent_free_slots(a), "instance", a->instance);
     if (announce) json_object_set_new(body, "draining", json_true());
     char *path = agent_path(a, "reports");
     a->m.report_requests++;

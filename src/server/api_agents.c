@@ -268,6 +268,24 @@ static struct live_agent *own_agent(struct http_req *r)
     return a;
 }
 
+/*
+ * 0 when the call's "instance" (optional) is the one that registered the agent last; else
+ * 409: the name was registered again from another work folder (after this agent was lost),
+ * and this process is no longer that agent.
+ */
+static int same_instance(const struct live_agent *a, json_t *body, struct err *e)
+{
+    json_t *inst = json_object_get(body, "instance");
+    if (!inst || json_is_null(inst)) return 0;
+    if (json_is_string(inst) && a->rec.instance &&
+        !strcmp(json_string_value(inst), a->rec.instance))
+        return 0;
+    return err_field(e, ERR_CONFLICT, "instance",
+                     "agent '%s' was registered again by another agent process (another work "
+                     "folder): register again, or pass --name to give each agent its own name",
+                     a->rec.name);
+}
+
 /* own_agent(), able to talk: also 409 when it is lost or left. */
 static struct live_agent *caller(struct http_req *r)
 {
@@ -284,14 +302,14 @@ static struct live_agent *caller(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running", NULL};
+    static const char *const known[] = {"free_slots", "wait_s", "running", "instance", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
     json_t *b = r->body;
     struct live_agent *a = caller(r);
     if (!a) return HTTP_DONE;
-    if (!json_is_object(b) || refuse_unknown(b, known, &e) ||
+    if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e)) {
@@ -613,10 +631,10 @@ int api_agents_reports(struct http_req *r)
                          MAX_REPORTS);
         return HTTP_DONE;
     }
-    static const char *const known[] = {"reports", "free_slots", "draining", NULL};
+    static const char *const known[] = {"reports", "free_slots", "draining", "instance", NULL};
     long free_slots;
     json_t *draining = json_object_get(r->body, "draining");
-    if (refuse_unknown(r->body, known, &e) ||
+    if (refuse_unknown(r->body, known, &e) || same_instance(a, r->body, &e) ||
         int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e) ||
         (draining && !json_is_boolean(draining) &&
          err_field(&e, ERR_INVALID, "draining", "draining must be true or false"))) {

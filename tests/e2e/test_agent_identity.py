@@ -6,6 +6,7 @@ attempt; a report's integers are checked before they are stored. Each test plays
 the attacker (or the misconfigured second agent) against a real server, checks the
 answer, that the victim's job is unaffected, and that the server still serves.
 """
+import signal
 import time
 import uuid
 
@@ -312,3 +313,26 @@ def test_forged_report_integers_are_refused(server):
     j = get_job(server, job)
     assert j["state"] == "failed" and j["result"]["exit_code"] == 3, j
     assert serves(server)
+
+
+def test_lost_agent_whose_name_was_taken_exits(make_server, make_agent):
+    """An agent frozen until it is lost comes back after another agent process took its name
+    (allowed: the name was no longer live): its calls are refused, it exits, and the new
+    holder keeps the name and runs the jobs."""
+    server = make_server("--heartbeat", "1", "--lost-after", "2")
+    a = make_agent(server, "w1")
+    wid = agent_info(server, "w1")["id"]
+    a.send(signal.SIGSTOP)
+    wait_for(lambda: agent_info(server, "w1")["state"] == "lost", 20, "w1 to be lost")
+    b = make_agent(server, "w1", work_dir=a.work_dir + "-b", token=a.token)
+    assert agent_info(server, "w1")["id"] == wid
+    a.send(signal.SIGCONT)
+    assert a.wait(timeout=30) == 1
+    log = a.read_log()
+    assert "another agent process" in log and "--name" in log, log
+    assert b.proc.poll() is None
+    info = agent_info(server, "w1")
+    assert (info["id"], info["state"]) == (wid, "up")
+    job = submit(server, command={"shell": "echo ok"})
+    j = wait_job(server, job)
+    assert j["state"] == "succeeded" and j["attempt"] == 1, j
