@@ -42,25 +42,31 @@ static struct server *srv(struct http_req *r)
     return r->app;
 }
 
+/* 0 when the URL is not bound (job "") or its attempt is still leased, else ERR_DENIED. */
+static int attempt_live(struct server *s, const struct presign_bind *b, const char *bucket,
+                        const char *key, struct err *e)
+{
+    if (!b->job[0] || fleet_attempt_live(s->fleet, b->job, b->attempt, NULL)) return 0;
+    return err_set(e, ERR_DENIED, "presigned url for '%s/%s' refused: job '%s' attempt %d is over",
+                   bucket, key, b->job, b->attempt);
+}
+
 /*
  * A presigned URL (its signature in the query) or a client/admin token. An agent's URL is
- * bound to its job's attempt (presign.h) and works only while that attempt is leased.
+ * bound to its job's attempt (presign.h) and works only while that attempt is leased; *b
+ * gets the binding (job "" for none), so that an upload checks it again before it commits.
  */
 static int object_auth(struct http_req *r, const char *method, const char *bucket, const char *key,
-                       struct err *e)
+                       struct presign_bind *b, struct err *e)
 {
+    *b = (struct presign_bind){"", 0};
     if (!http_query(r, PRESIGN_SIGNATURE_PARAM))
         return http_authenticate(r, ROLE_CLIENT | ROLE_ADMIN, e);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->ev);
     struct server *s = srv(r);
-    struct presign_bind b;
     int rc = presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
-                                 evhttp_uri_get_query(u), time(NULL), &b, e);
-    if (!rc && b.job[0] && !fleet_attempt_live(s->fleet, b.job, b.attempt, NULL))
-        rc =
-            err_set(e, ERR_DENIED, "presigned url for '%s/%s' refused: job '%s' attempt %d is over",
-                    bucket, key, b.job, b.attempt);
-    return rc;
+                                 evhttp_uri_get_query(u), time(NULL), b, e);
+    return rc ? rc : attempt_live(s, b, bucket, key, e);
 }
 
 static json_t *info_json(const char *bucket, const char *key, const struct blob_info *i)
@@ -88,6 +94,7 @@ struct put_op {
     bool writing;             /* a write is in flight on the offload thread */
     bool broken;              /* the body broke off while it was */
     struct evbuffer *pending; /* remote stores: bytes for the next write on the offload thread */
+    struct presign_bind bind; /* the URL's attempt: still live when the object commits? */
 };
 
 /* Remote stores (S3) get their bytes in pieces this large, written on the offload thread. */
@@ -182,6 +189,10 @@ static void put_done(void *arg, int status)
         op->broken = true;
         return;
     }
+    /* An agent's upload that outlived its attempt leaves nothing: the writer is aborted. */
+    if (status == 0 && !op->failed && !r->gone &&
+        attempt_live(op->s, &op->bind, op->bucket, op->key, &op->err))
+        op->failed = true;
     if (status == 0 && !op->failed && !r->gone) {
         offload_run(op->s->offload, put_commit_work, put_commit_done, op);
         return;
@@ -209,7 +220,8 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     struct upload *up = upload_of(s->uploads, r->ev);
-    if (object_auth(r, "PUT", bucket, key, &e) || blob_name_check(bucket, key, &e)) {
+    struct presign_bind bind;
+    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -224,6 +236,7 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     op->s = s;
     snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
     op->key = xstrdup(key);
+    op->bind = bind;
     if (blob_put_begin(s->blobs, bucket, key, &op->w, &e)) {
         put_free(op);
         http_reply_err(r, &e);
@@ -458,7 +471,8 @@ static int api_blob_get(struct http_req *r, const char *bucket, const char *key,
 {
     struct server *s = srv(r);
     struct err e = ERR_INIT;
-    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &e)) {
+    struct presign_bind bind;
+    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &bind, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -607,7 +621,8 @@ int api_blob_object(struct http_req *r)
     case EVHTTP_REQ_HEAD:
         return api_blob_get(r, bucket, key, true);
     case EVHTTP_REQ_DELETE: {
-        if (object_auth(r, "DELETE", bucket, key, &e)) {
+        struct presign_bind bind;
+        if (object_auth(r, "DELETE", bucket, key, &bind, &e)) {
             http_reply_err(r, &e);
             return HTTP_DONE;
         }

@@ -7,7 +7,9 @@ the attacker (or the misconfigured second agent) against a real server, checks t
 answer, that the victim's job is unaffected, and that the server still serves.
 """
 import signal
+import socket
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -249,12 +251,23 @@ def test_agent_urls_end_with_the_attempt(server):
     r = put(url2, b"result")
     assert r.status_code == 200
     sha = r.json()["sha256"]
+    # an upload begun while the attempt runs and ended after it does not commit either
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    target = urllib.parse.urlsplit(url2)
+    slow.sendall(f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Length: 10\r\n\r\nlate ".encode())
+    time.sleep(0.3)  # the server has taken the headers and the URL (no answer yet)
     results = agent.report(
         {"job": job, "attempt": 2, "type": "started"},
         {"job": job, "attempt": 2, "type": "finished", "reason": "exit", "exit_code": 0,
          "duration_ms": 5, "outputs": [{"uri": "s3://res/out.txt", "size": 6, "sha256": sha}]})
     assert [x["status"] for x in results] == [200, 200]
     assert get_job(server, job)["state"] == "succeeded"
+    slow.sendall(b"write")
+    answer = slow.recv(65536).decode()
+    slow.close()
+    assert answer.startswith("HTTP/1.1 403") and "attempt 2 is over" in answer, answer
+    assert api.get("/v1/blobs/res/out.txt").content == b"result"
 
     # the job is over: its URL no longer writes, and the object is unchanged
     r = put(url2, b"overwritten after the job")
