@@ -119,7 +119,7 @@ int fleet_may_register(struct fleet *f, const char *name, const char *token, con
                          "agent '%s' is being registered by another process: pass --name to "
                          "give each agent its own name",
                          name);
-    if (!a) return 0;
+    if (!a || !a->rec.owner) return 0; /* new, or stored before owners: this one claims it */
     bool live = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
     bool same = instance && a->rec.instance && !strcmp(instance, a->rec.instance);
     if (live && !same)

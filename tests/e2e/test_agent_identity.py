@@ -6,7 +6,9 @@ attempt; a report's integers are checked before they are stored. Each test plays
 the attacker (or the misconfigured second agent) against a real server, checks the
 answer, that the victim's job is unaffected, and that the server still serves.
 """
+import os
 import signal
+import sqlite3
 import socket
 import time
 import urllib.parse
@@ -349,3 +351,28 @@ def test_lost_agent_whose_name_was_taken_exits(make_server, make_agent):
     job = submit(server, command={"shell": "echo ok"})
     j = wait_job(server, job)
     assert j["state"] == "succeeded" and j["attempt"] == 1, j
+
+
+def test_agent_stored_before_owners_is_claimed_by_its_next_registration(make_server):
+    """An agent row from before owners were stored (owner and instance NULL, as migration 3
+    leaves it): its calls get 409 "register again", and the registration that follows —
+    even while it is up — claims it with its id; then another token is refused."""
+    server = make_server()
+    a, b = agent_token(server), agent_token(server)
+    r = register(server, a, "old", instance="i-1")
+    assert r.status_code == 200
+    wid = r.json()["id"]
+    server.kill()
+    db = sqlite3.connect(os.path.join(server.data_dir, "drover.db"))
+    db.execute("UPDATE agents SET owner = NULL, instance = NULL")
+    db.commit()
+    db.close()
+    server.start()
+    assert agent_info(server, "old")["state"] == "up"
+    r = server.api(a).post(f"/v1/agents/{wid}/poll", json={"wait_s": 0, "instance": "i-1"})
+    assert "register again" in error(r, 409)
+    r = register(server, a, "old", instance="i-1")
+    assert r.status_code == 200 and r.json()["id"] == wid, r.text
+    r = server.api(a).post(f"/v1/agents/{wid}/poll", json={"wait_s": 0, "instance": "i-1"})
+    assert r.status_code == 200, r.text
+    assert "another token" in error(register(server, b, "old", instance="i-1"), 409)
