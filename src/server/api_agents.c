@@ -22,7 +22,7 @@
 #define MAX_REPORTS 10000
 #define MAX_LOG_CHUNK (256 * 1024)
 #define MAX_ERROR_TEXT (64 * 1024)
-#define MAX_DURATION_MS (10LL * 366 * 24 * 3600 * 1000) /* ten years */
+#define MAX_DURATION_MS (10LL * 365 * 24 * 3600 * 1000) /* ten years (of 365 days) */
 #define MAX_SIGNAL 64
 #define STDOUT_IN_RESULT (1 << 20)
 

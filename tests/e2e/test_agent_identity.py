@@ -292,6 +292,7 @@ FORGED = [
     ({"reason": "signal"}, "reports[0].signal"),
     ({"reason": "exit", "exit_code": 0, "duration_ms": -5}, "reports[0].duration_ms"),
     ({"reason": "exit", "exit_code": 0, "duration_ms": 2 ** 62}, "reports[0].duration_ms"),
+    ({"reason": "exit", "exit_code": 0, "duration_ms": 315360000001}, "reports[0].duration_ms"),
     ({"reason": "exit", "exit_code": 0, "attempt": 4294967297}, "reports[0].attempt"),
     ({"reason": "exit", "exit_code": 0, "error": 7}, "reports[0]"),
 ]
