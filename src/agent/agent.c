@@ -6,8 +6,9 @@
  * the work folder is locked (one agent per folder: the spool is not shared),
  * the spool is recovered (jobs.c) and the agent registers. It exits 0 after
  * a drain (asked by the server, or SIGTERM/SIGINT) once its results are
- * delivered and it has left; 1 when the server refuses it at the first
- * registration (bad token, bad name) or the work folder cannot be used;
+ * delivered and it has left; 1 when the server refuses its registration
+ * (bad token or name at the first one; at any one, its name taken by another
+ * token or another live agent) or the work folder cannot be used;
  * 2 on a usage error.
  */
 #include <errno.h>
@@ -52,7 +53,8 @@ static const char usage_text[] =
     "                      Make one with `drover token create --role agent --name NAME`\n"
     "  --token T           the token itself: avoid it, every user of this machine can read\n"
     "                      a command line (ps); the agent warns and overwrites its copy\n"
-    "  --name N            this agent's name, unique per server (default: the host name)\n"
+    "  --name N            this agent's name, unique per server (default: the host name); a\n"
+    "                      name another live agent holds is refused: the agent exits\n"
     "  --queues Q1,Q2      the queues to take jobs from (default: default)\n"
     "  --labels K=V,...    labels, matched against the `requires` of jobs\n"
     "  --slots N           slots for jobs to take at once, 1-1024 (default 1)\n"
@@ -560,6 +562,43 @@ static int lock_work_dir(struct agent *a, struct err *e)
     return rc;
 }
 
+/*
+ * The work folder's instance id (WORK_DIR/agent.instance, made at its first use): what tells
+ * the server that a registration under a name it sees live is this agent restarted, and not
+ * a second agent that took the same name (protocol.md). Called with the folder locked.
+ */
+static int load_instance(struct agent *a, struct err *e)
+{
+    char *path = xasprintf("%s/agent.instance", a->o.work_dir);
+    char *tmp = xasprintf("%s.tmp", path);
+    char buf[UUID_STR_LEN + 2] = "";
+    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        if (uuid_valid(buf)) {
+            memcpy(a->instance, buf, UUID_STR_LEN);
+            goto out;
+        }
+        log_warn("'%s' holds no instance id: making a new one", path);
+    } else if (errno != ENOENT) {
+        rc = err_set(e, ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    uuid7_new(a->instance);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool written = fd >= 0 && dprintf(fd, "%s\n", a->instance) > 0 && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0) written = false;
+    if (!written || rename(tmp, path) != 0)
+        rc = err_set(e, ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+out:
+    free(path);
+    free(tmp);
+    return rc;
+}
+
 static int setup(struct agent *a, struct err *e)
 {
     int rc;
@@ -574,7 +613,9 @@ static int setup(struct agent *a, struct err *e)
     a->o.work_dir = abs;
     spool_dir = xasprintf("%s/spool", a->o.work_dir);
     a->jobs_dir = xasprintf("%s/jobs", a->o.work_dir);
-    if ((rc = lock_work_dir(a, e)) || (rc = spool_open(&a->spool, spool_dir, e))) goto out;
+    if ((rc = lock_work_dir(a, e)) || (rc = load_instance(a, e)) ||
+        (rc = spool_open(&a->spool, spool_dir, e)))
+        goto out;
     if (!a->o.keep_work)
         agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
     rc = mkdir_p(a->jobs_dir, e);

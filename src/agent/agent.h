@@ -202,6 +202,7 @@ struct agent {
     int lock_fd;
 
     /* protocol (proto.c) */
+    char instance[UUID_STR_LEN]; /* this work folder's identity (WORK_DIR/agent.instance) */
     char id[128];
     bool registered, ever_registered;
     int heartbeat_s, lost_after_s;

@@ -100,8 +100,11 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
         log_error("the server's answer to register has no valid agent id");
     }
     if (rc) {
-        bool fatal = !a->ever_registered && (status == 400 || status == 401 || status == 403 ||
-                                             status == 404 || status == 405);
+        /* 409: the name is another token's, or another live agent holds it (not a restart
+           of this one: its instance differs); waiting would not help, nor would a retry */
+        bool fatal = status == 409 ||
+                     (!a->ever_registered && (status == 400 || status == 401 || status == 403 ||
+                                              status == 404 || status == 405));
         if (fatal) {
             log_error("cannot register with the server at %s: %s%s", a->http.base_url, e->msg,
                       status == 404 || status == 405
@@ -140,9 +143,9 @@ void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o}", "name", a->o.name, "labels",
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s}", "name", a->o.name, "labels",
                              a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
-                             DROVER_VERSION, "running", held_leases(a));
+                             DROVER_VERSION, "running", held_leases(a), "instance", a->instance);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
         log_error("cannot build the register request");
@@ -152,12 +155,17 @@ void proto_register(struct agent *a)
     json_decref(body);
 }
 
-/* The server no longer knows this agent (404) or marked it lost (409). */
+/*
+ * The server no longer knows this agent (404), marked it lost (409), or gave its name to
+ * another agent process meanwhile (409: registering again then fails and the agent exits).
+ */
 static void registration_lost(struct agent *a, long status, const char *what)
 {
     if (!a->registered) return; /* already registering */
     log_warn("the server answered %ld to %s: %s; registering again", status, what,
-             status == 404 ? "it does not know this agent" : "it marked this agent lost or left");
+             status == 404 ? "it does not know this agent"
+                           : "it marked this agent lost or left, or gave its name to another "
+                             "agent process");
     a->registered = false;
     proto_register(a);
 }
@@ -240,8 +248,8 @@ void proto_poll(struct agent *a)
     if (!a->registered || a->poll_req || a->exiting || a->hard_stop || a->leave_pending ||
         a->leave_req || evtimer_pending(a->poll_timer, NULL))
         return;
-    json_t *body = json_pack("{s:i, s:i, s:o}", "free_slots", agent_free_slots(a), "wait_s",
-                             a->heartbeat_s, "running", held_leases(a));
+    json_t *body = json_pack("{s:i, s:i, s:o, s:s}", "free_slots", agent_free_slots(a), "wait_s",
+                             a->heartbeat_s, "running", held_leases(a), "instance", a->instance);
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();
@@ -358,9 +366,9 @@ static void send_batch(struct agent *a)
     bool announce = a->announce_drain;
     a->announce_drain = false;
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
-    json_t *body = json_pack("{s:o, s:i}", "reports", reports, "free_slots", agent_free_slots(a));
-    if (announce)
-        json_object_set_new(body, "draining", json_true());
+    json_t *body = json_pack("{s:o, s:i, s:s}", "reports", reports, "free_slots",
+                             agent_free_slots(a), "instance", a->instance);
+    if (announce) json_object_set_new(body, "draining", json_true());
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
     log_debug("sending %zu report(s)", a->nbatch);
@@ -423,7 +431,8 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
             int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
             if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
             if (rc == 0) j->recs |= REC_RUN;
-            if (rc && rc != ERR_NOTFOUND) log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+            if (rc && rc != ERR_NOTFOUND)
+                log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
         }
         break;
     case ITEM_LOG:

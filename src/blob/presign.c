@@ -31,12 +31,19 @@ static bool method_known(const char *m)
     return false;
 }
 
-/* HMAC-SHA256 of the canonical string into mac (32 bytes). */
+static bool is_bound(const struct presign_bind *b)
+{
+    return b && b->job[0];
+}
+
+/* HMAC-SHA256 of the canonical string into mac (32 bytes); bind may be NULL. */
 static int sign(const void *secret, size_t secret_len, const char *method, const char *bucket,
-                const char *key, int64_t expires, unsigned char mac[32], struct err *e)
+                const char *key, int64_t expires, const struct presign_bind *bind,
+                unsigned char mac[32], struct err *e)
 {
     struct buf s = BUF_INIT;
     buf_addf(&s, "drover-presign-v1\n%s\n%s\n%s\n%" PRId64, method, bucket, key, expires);
+    if (is_bound(bind)) buf_addf(&s, "\n%s\n%d", bind->job, bind->attempt);
     unsigned int n = 0;
     /* HMAC() wants a non-NULL key even when it is empty. */
     unsigned char *ok = HMAC(EVP_sha256(), secret_len ? secret : "", (int)secret_len,
@@ -58,7 +65,8 @@ static int check_args(const void *secret, size_t secret_len, const char *method,
 }
 
 int presign_make(const void *secret, size_t secret_len, const char *method, const char *bucket,
-                 const char *key, int64_t expires_unix, char **query_out, struct err *e)
+                 const char *key, int64_t expires_unix, const struct presign_bind *bind,
+                 char **query_out, struct err *e)
 {
     *query_out = NULL;
     unsigned char mac[32];
@@ -67,10 +75,19 @@ int presign_make(const void *secret, size_t secret_len, const char *method, cons
     if (rc) return rc;
     if (expires_unix < 0)
         return err_field(e, ERR_INVALID, "expires", "invalid expiry: must be unix seconds >= 0");
-    if ((rc = sign(secret, secret_len, method, bucket, key, expires_unix, mac, e))) return rc;
+    if (is_bound(bind) && (!uuid_valid(bind->job) || bind->attempt < 1))
+        return err_field(e, ERR_INVALID, "job",
+                         "invalid binding: a job id (a UUID) and an attempt >= 1");
+    if ((rc = sign(secret, secret_len, method, bucket, key, expires_unix, bind, mac, e))) return rc;
     blob_hex(mac, sizeof(mac), hex);
-    *query_out = xasprintf(PRESIGN_EXPIRES_PARAM "=%" PRId64 "&" PRESIGN_SIGNATURE_PARAM "=%s",
-                           expires_unix, hex);
+    if (is_bound(bind))
+        *query_out = xasprintf(PRESIGN_EXPIRES_PARAM "=%" PRId64 "&" PRESIGN_JOB_PARAM
+                                                     "=%s&" PRESIGN_ATTEMPT_PARAM
+                                                     "=%d&" PRESIGN_SIGNATURE_PARAM "=%s",
+                               expires_unix, bind->job, bind->attempt, hex);
+    else
+        *query_out = xasprintf(PRESIGN_EXPIRES_PARAM "=%" PRId64 "&" PRESIGN_SIGNATURE_PARAM "=%s",
+                               expires_unix, hex);
     return 0;
 }
 
@@ -99,9 +116,10 @@ static int denied(struct err *e, const char *bucket, const char *key, const char
     return err_set(e, ERR_DENIED, "presigned url for '%s/%s' refused: %s", bucket, key, why);
 }
 
-int presign_check(const void *secret, size_t secret_len, const char *method, const char *bucket,
-                  const char *key, int64_t expires, const char *signature_hex, int64_t now_unix,
-                  struct err *e)
+/* presign_check() for a URL bound to bind (NULL: not bound). */
+static int check(const void *secret, size_t secret_len, const char *method, const char *bucket,
+                 const char *key, int64_t expires, const struct presign_bind *bind,
+                 const char *signature_hex, int64_t now_unix, struct err *e)
 {
     unsigned char given[32], want[32];
     int rc = blob_name_check(bucket, key, e);
@@ -110,20 +128,29 @@ int presign_check(const void *secret, size_t secret_len, const char *method, con
         return err_set(e, ERR_INVALID, "presign: bad secret length %zu", secret_len);
     if (expires < 0 || !unhex(signature_hex, given)) return denied(e, bucket, key, "bad signature");
     if (method_known(method)) {
-        if ((rc = sign(secret, secret_len, method, bucket, key, expires, want, e))) return rc;
+        if ((rc = sign(secret, secret_len, method, bucket, key, expires, bind, want, e))) return rc;
         if (!CRYPTO_memcmp(given, want, sizeof(want)))
             return now_unix < expires ? 0 : denied(e, bucket, key, "expired");
     }
     /* Not for this method: was it signed for another one? */
     for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
         if (method && !strcmp(method, methods[i])) continue;
-        if ((rc = sign(secret, secret_len, methods[i], bucket, key, expires, want, e))) return rc;
+        if ((rc = sign(secret, secret_len, methods[i], bucket, key, expires, bind, want, e)))
+            return rc;
         if (!CRYPTO_memcmp(given, want, sizeof(want)))
             return err_set(e, ERR_DENIED,
                            "presigned url for '%s/%s' refused: wrong method (signed for %s)",
                            bucket, key, methods[i]);
     }
     return denied(e, bucket, key, "bad signature");
+}
+
+int presign_check(const void *secret, size_t secret_len, const char *method, const char *bucket,
+                  const char *key, int64_t expires, const char *signature_hex, int64_t now_unix,
+                  struct err *e)
+{
+    return check(secret, secret_len, method, bucket, key, expires, NULL, signature_hex, now_unix,
+                 e);
 }
 
 /* A decimal of 1..18 digits (so it fits an int64_t); -1 otherwise. */
@@ -139,23 +166,39 @@ static int64_t parse_seconds(const char *s)
 
 int presign_check_query(const void *secret, size_t secret_len, const char *method,
                         const char *bucket, const char *key, const char *query, int64_t now_unix,
-                        struct err *e)
+                        struct presign_bind *bound, struct err *e)
 {
     struct evkeyvalq params;
     TAILQ_INIT(&params);
     int rc;
+    if (bound) *bound = (struct presign_bind){"", 0};
     if (!query || evhttp_parse_query_str(query, &params) != 0) {
         rc = denied(e, bucket, key, "bad signature (the query cannot be parsed)");
     } else {
         const char *exp = evhttp_find_header(&params, PRESIGN_EXPIRES_PARAM);
         const char *sig = evhttp_find_header(&params, PRESIGN_SIGNATURE_PARAM);
-        int64_t expires = parse_seconds(exp);
+        const char *job = evhttp_find_header(&params, PRESIGN_JOB_PARAM);
+        const char *att = evhttp_find_header(&params, PRESIGN_ATTEMPT_PARAM);
+        int64_t expires = parse_seconds(exp), attempt = parse_seconds(att);
+        struct presign_bind b = {"", 0};
+        if (job && uuid_valid(job) && attempt >= 1 && attempt <= INT32_MAX) {
+            memcpy(b.job, job, UUID_STR_LEN);
+            b.attempt = (int)attempt;
+        }
         if (!sig || expires < 0)
             rc = denied(e, bucket, key,
                         "bad signature (" PRESIGN_EXPIRES_PARAM " and " PRESIGN_SIGNATURE_PARAM
                         " are needed)");
+        else if ((job || att) && !b.job[0])
+            rc = denied(e, bucket, key,
+                        "bad signature (" PRESIGN_JOB_PARAM
+                        " must be a job id and " PRESIGN_ATTEMPT_PARAM
+                        " an attempt >= 1, both or neither)");
+        else if (b.job[0] && !bound)
+            rc = denied(e, bucket, key, "the url is bound to a job's attempt");
         else
-            rc = presign_check(secret, secret_len, method, bucket, key, expires, sig, now_unix, e);
+            rc = check(secret, secret_len, method, bucket, key, expires, &b, sig, now_unix, e);
+        if (bound) *bound = rc ? (struct presign_bind){"", 0} : b;
     }
     evhttp_clear_headers(&params);
     return rc;

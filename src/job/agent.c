@@ -20,6 +20,8 @@ void agent_rec_release(struct agent_rec *a)
 {
     free(a->name);
     free(a->version);
+    free(a->owner);
+    free(a->instance);
     json_decref(a->labels);
     json_decref(a->queues);
     agent_rec_init(a);

@@ -21,6 +21,8 @@ struct agent_rec {
     int state;
     int64_t last_seen; /* ms since the epoch */
     int64_t registered_at;
+    char *owner;    /* the name of the token that registered it first; NULL before it is known */
+    char *instance; /* the instance that registered it last (protocol.md), or NULL */
 };
 
 void agent_rec_init(struct agent_rec *a);

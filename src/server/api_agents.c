@@ -21,6 +21,9 @@
 
 #define MAX_REPORTS 10000
 #define MAX_LOG_CHUNK (256 * 1024)
+#define MAX_ERROR_TEXT (64 * 1024)
+#define MAX_DURATION_MS (10LL * 365 * 24 * 3600 * 1000) /* ten years (of 365 days) */
+#define MAX_SIGNAL 64
 #define STDOUT_IN_RESULT (1 << 20)
 
 static struct server *srv(struct http_req *r)
@@ -69,6 +72,23 @@ static int refuse_unknown(json_t *o, const char *const *known, struct err *e)
     return 0;
 }
 
+/*
+ * The integer o.key (field path "<where>.<key>") in [lo, hi]: 0, or ERR_INVALID naming the
+ * field. Absent or null is fine unless required. Checked before any cast to int: a number
+ * outside the range is refused, never wrapped (4294967296 is not 0).
+ */
+static int int_in(json_t *o, const char *where, const char *key, json_int_t lo, json_int_t hi,
+                  bool required, struct err *e)
+{
+    json_t *v = json_object_get(o, key);
+    if ((!v || json_is_null(v)) && !required) return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi) return 0;
+    char f[96];
+    snprintf(f, sizeof(f), "%s.%s", where, key);
+    return err_field(e, ERR_INVALID, f, "%s must be an integer from %lld to %lld", f, (long long)lo,
+                     (long long)hi);
+}
+
 /* running: [{"job": id, "attempt": n}] */
 static int check_running(json_t *v, struct err *e)
 {
@@ -82,11 +102,11 @@ static int check_running(json_t *v, struct err *e)
     json_array_foreach(v, i, it)
     {
         json_t *job = json_object_get(it, "job"), *att = json_object_get(it, "attempt");
-        if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att)) {
-            char f[48];
-            snprintf(f, sizeof(f), "running[%zu]", i);
+        char f[48];
+        snprintf(f, sizeof(f), "running[%zu]", i);
+        if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att))
             return err_field(e, ERR_INVALID, f, "%s must be {\"job\": id, \"attempt\": n}", f);
-        }
+        if (int_in(it, f, "attempt", 1, INT32_MAX, true, e)) return e->code;
     }
     return 0;
 }
@@ -96,6 +116,7 @@ static int check_running(json_t *v, struct err *e)
 struct register_op {
     struct http_req *r;
     struct agent_rec rec;
+    char name[72]; /* rec.name, kept after rec is handed to the fleet */
 };
 
 static int register_write(struct store *st, void *arg, struct err *e)
@@ -109,6 +130,7 @@ static void register_done(void *arg, int rc, const struct err *e)
     struct register_op *op = arg;
     struct http_req *r = op->r;
     struct server *s = srv(r);
+    fleet_register_end(s->fleet, op->name);
     if (rc) {
         http_reply_err(r, e); /* frees r, also when its client is gone */
         agent_rec_release(&op->rec);
@@ -116,7 +138,6 @@ static void register_done(void *arg, int rc, const struct err *e)
         return;
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
-    snprintf(a->token, sizeof(a->token), "%s", r->token_name);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
     if (r->gone) {
         /* It will register again, with its running jobs: the cancels are worked out then. */
@@ -131,10 +152,10 @@ static void register_done(void *arg, int rc, const struct err *e)
     free(op);
 }
 
-static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
+static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",  "queues", "slots",
-                                        "version", "running", NULL};
+    static const char *const known[] = {"name",    "labels",  "queues",   "slots",
+                                        "version", "running", "instance", NULL};
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -182,6 +203,10 @@ static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
                          "version must be a string of at most 64 "
                          "bytes");
     if (check_running(json_object_get(b, "running"), e)) return e->code;
+    json_t *instance = json_object_get(b, "instance");
+    if (instance && !json_is_null(instance) &&
+        (!json_is_string(instance) || !name_ok(json_string_value(instance), 128)))
+        return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,128}");
 
     agent_rec_init(a);
     uuid7_new(a->id);
@@ -190,6 +215,8 @@ static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
     a->queues = json_is_array(queues) ? json_deep_copy(queues) : json_pack("[s]", "default");
     a->slots = (int)slots;
     a->version = json_is_string(version) ? xstrdup(json_string_value(version)) : NULL;
+    a->owner = xstrdup(token);
+    a->instance = json_is_string(instance) ? xstrdup(json_string_value(instance)) : NULL;
     a->state = AGENT_UP;
     a->last_seen = a->registered_at = time_now_ms();
     return 0;
@@ -198,19 +225,27 @@ static int parse_register(json_t *b, struct agent_rec *a, struct err *e)
 int api_agents_register(struct http_req *r)
 {
     struct register_op *op = xcalloc(1, sizeof(*op));
+    struct fleet *f = srv(r)->fleet;
     struct err e = ERR_INIT;
-    if (parse_register(r->body, &op->rec, &e)) {
+    if (parse_register(r->body, r->token_name, &op->rec, &e) ||
+        fleet_may_register(f, op->rec.name, r->token_name, op->rec.instance, &e)) {
+        agent_rec_release(&op->rec);
         free(op);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     op->r = r;
+    snprintf(op->name, sizeof(op->name), "%s", op->rec.name);
+    fleet_register_begin(f, op->name);
     commit_submit(srv(r)->commit, register_write, register_done, op);
     return HTTP_DEFERRED;
 }
 
-/* The agent named in the path, able to talk: 404 unknown, 409 lost or left. */
-static struct live_agent *caller(struct http_req *r)
+/*
+ * The agent named in the path (id or name), if the caller's token owns it: else NULL after
+ * answering 404 (unknown) or 403 (another token's agent).
+ */
+static struct live_agent *own_agent(struct http_req *r)
 {
     struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
     if (!a) {
@@ -218,12 +253,48 @@ static struct live_agent *caller(struct http_req *r)
                          r->params[0]);
         return NULL;
     }
-    if (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) {
+    if (!a->rec.owner) { /* stored before agents had owners: its registration claims it */
+        http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' has no owner yet: register again",
+                         a->rec.name);
+        return NULL;
+    }
+    if (!fleet_agent_owned_by(a, r->token_name)) {
+        http_reply_error(r, ERR_DENIED, NULL,
+                         "agent '%s' belongs to another token: only the token that registered "
+                         "it may act for it",
+                         a->rec.name);
+        return NULL;
+    }
+    return a;
+}
+
+/*
+ * 0 when the call's "instance" (optional) is the one that registered the agent last; else
+ * 409: the name was registered again from another work folder (after this agent was lost),
+ * and this process is no longer that agent.
+ */
+static int same_instance(const struct live_agent *a, json_t *body, struct err *e)
+{
+    json_t *inst = json_object_get(body, "instance");
+    if (!inst || json_is_null(inst)) return 0;
+    if (json_is_string(inst) && a->rec.instance &&
+        !strcmp(json_string_value(inst), a->rec.instance))
+        return 0;
+    return err_field(e, ERR_CONFLICT, "instance",
+                     "agent '%s' was registered again by another agent process (another work "
+                     "folder): register again, or pass --name to give each agent its own name",
+                     a->rec.name);
+}
+
+/* own_agent(), able to talk: also 409 when it is lost or left. */
+static struct live_agent *caller(struct http_req *r)
+{
+    struct live_agent *a = own_agent(r);
+    if (a && (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT)) {
         http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' is %s: register again", a->rec.name,
                          agent_state_name(a->rec.state));
         return NULL;
     }
-    snprintf(a->token, sizeof(a->token), "%s", r->token_name);
     return a;
 }
 
@@ -231,14 +302,14 @@ static struct live_agent *caller(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running", NULL};
+    static const char *const known[] = {"free_slots", "wait_s", "running", "instance", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
     json_t *b = r->body;
     struct live_agent *a = caller(r);
     if (!a) return HTTP_DONE;
-    if (!json_is_object(b) || refuse_unknown(b, known, &e) ||
+    if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e)) {
@@ -279,17 +350,19 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
     snprintf(f, sizeof(f), "reports[%zu]", i);
     json_t *job = json_object_get(it, "job"), *att = json_object_get(it, "attempt");
     json_t *ty = json_object_get(it, "type");
-    if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att) ||
-        json_integer_value(att) < 1 || !json_is_string(ty))
+    if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att) || !json_is_string(ty))
         return err_field(e, ERR_INVALID, f,
                          "%s must be an object with job, attempt (>= 1) and type", f);
+    if (int_in(it, f, "attempt", 1, INT32_MAX, true, e)) return e->code;
     *type = -1;
     for (int t = 0; t < 4; t++)
         if (!strcmp(json_string_value(ty), report_types[t])) *type = t;
     if (*type < 0)
         return err_field(e, ERR_INVALID, f,
                          "%s.type must be one of started, log, progress, finished", f);
-    if (*type == R_LOG) {
+    if (*type == R_STARTED) {
+        if (int_in(it, f, "pid", 1, INT32_MAX, false, e)) return e->code;
+    } else if (*type == R_LOG) {
         json_t *st = json_object_get(it, "stream"), *off = json_object_get(it, "offset");
         json_t *data = json_object_get(it, "data");
         if (!json_is_string(st) ||
@@ -302,11 +375,14 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
                              f, MAX_LOG_CHUNK);
     } else if (*type == R_PROGRESS) {
         json_t *p = json_object_get(it, "percent"), *m = json_object_get(it, "message");
-        if (!json_is_number(p) || json_number_value(p) < 0 || json_number_value(p) > 100 ||
-            (m && !json_is_null(m) && (!json_is_string(m) || json_string_length(m) > 1024)))
+        char pf[80];
+        snprintf(pf, sizeof(pf), "%s.percent", f);
+        if (!json_is_number(p) || !(json_number_value(p) >= 0 && json_number_value(p) <= 100))
+            return err_field(e, ERR_INVALID, pf, "%s must be a number from 0 to 100", pf);
+        if (m && !json_is_null(m) && (!json_is_string(m) || json_string_length(m) > 1024))
             return err_field(e, ERR_INVALID, f,
-                             "%s: a progress report needs percent (0-100) and an optional "
-                             "message of at most 1024 bytes",
+                             "%s: a progress report's message must be a string of at most 1024 "
+                             "bytes",
                              f);
     } else if (*type == R_FINISHED) {
         static const char *const reasons[] = {"exit",      "signal", "timeout",
@@ -321,14 +397,22 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
                              "%s.reason must be one of exit, signal, timeout, "
                              "cancelled, error",
                              f);
-        json_t *code = json_object_get(it, "exit_code");
-        if (!strcmp(reasons[k], "exit") && !json_is_integer(code))
-            return err_field(e, ERR_INVALID, f, "%s: reason exit needs an integer exit_code", f);
+        /* exit codes and signals as a process has them; reason exit / signal needs its own */
+        if (int_in(it, f, "exit_code", 0, 255, !strcmp(reasons[k], "exit"), e) ||
+            int_in(it, f, "signal", 1, MAX_SIGNAL, !strcmp(reasons[k], "signal"), e) ||
+            int_in(it, f, "duration_ms", 0, MAX_DURATION_MS, false, e))
+            return e->code;
+        json_t *error = json_object_get(it, "error");
+        if (error && !json_is_null(error) &&
+            (!json_is_string(error) || json_string_length(error) > MAX_ERROR_TEXT))
+            return err_field(e, ERR_INVALID, f, "%s.error must be a string of at most %d bytes", f,
+                             MAX_ERROR_TEXT);
         json_t *outs = json_object_get(it, "outputs"), *o;
         size_t n;
         if (outs && !json_is_array(outs))
             return err_field(e, ERR_INVALID, f, "%s.outputs must be an array", f);
-        json_array_foreach(outs, n, o) {
+        json_array_foreach(outs, n, o)
+        {
             json_t *sz = json_object_get(o, "size"), *sha = json_object_get(o, "sha256");
             if (!json_is_string(json_object_get(o, "uri")) || !json_is_integer(sz) ||
                 json_integer_value(sz) < 0 || !json_is_string(sha) ||
@@ -539,22 +623,18 @@ int api_agents_reports(struct http_req *r)
 {
     struct err e = ERR_INIT;
     json_t *reps = json_object_get(r->body, "reports");
-    struct live_agent *a = fleet_agent(srv(r)->fleet, r->params[0]);
-    if (!a) {
-        http_reply_error(r, ERR_NOTFOUND, NULL, "agent '%s' not found: register first",
-                         r->params[0]);
-        return HTTP_DONE;
-    }
+    struct live_agent *a = own_agent(r);
+    if (!a) return HTTP_DONE;
     if (!json_is_object(r->body) || !json_is_array(reps) || json_array_size(reps) > MAX_REPORTS) {
         http_reply_error(r, ERR_INVALID, "reports",
                          "the body must be {\"reports\": [...]} with at most %d reports",
                          MAX_REPORTS);
         return HTTP_DONE;
     }
-    static const char *const known[] = {"reports", "free_slots", "draining", NULL};
+    static const char *const known[] = {"reports", "free_slots", "draining", "instance", NULL};
     long free_slots;
     json_t *draining = json_object_get(r->body, "draining");
-    if (refuse_unknown(r->body, known, &e) ||
+    if (refuse_unknown(r->body, known, &e) || same_instance(a, r->body, &e) ||
         int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e) ||
         (draining && !json_is_boolean(draining) &&
          err_field(&e, ERR_INVALID, "draining", "draining must be true or false"))) {
@@ -593,7 +673,7 @@ static struct live_agent *named(struct http_req *r)
 
 int api_agents_leave(struct http_req *r)
 {
-    struct live_agent *a = named(r);
+    struct live_agent *a = own_agent(r);
     if (!a) return HTTP_DONE;
     fleet_agent_set_state(srv(r)->fleet, a, AGENT_LEFT, r); /* answers once stored */
     return HTTP_DEFERRED;

@@ -35,22 +35,38 @@
 #define READ_CHUNK (256 * 1024)
 #define PRESIGN_MAX_S (7 * 24 * 3600)
 #define PRESIGN_DEFAULT_S 900
+#define PRESIGN_AGENT_MAX_S 3600 /* an agent's URL, at most (and never past its attempt) */
 
 static struct server *srv(struct http_req *r)
 {
     return r->app;
 }
 
-/* A presigned URL (its signature in the query) or a client/admin token. */
-static int object_auth(struct http_req *r, const char *method, const char *bucket, const char *key,
-                       struct err *e)
+/* 0 when the URL is not bound (job "") or its attempt is still leased, else ERR_DENIED. */
+static int attempt_live(struct server *s, const struct presign_bind *b, const char *bucket,
+                        const char *key, struct err *e)
 {
+    if (!b->job[0] || fleet_attempt_live(s->fleet, b->job, b->attempt, NULL)) return 0;
+    return err_set(e, ERR_DENIED, "presigned url for '%s/%s' refused: job '%s' attempt %d is over",
+                   bucket, key, b->job, b->attempt);
+}
+
+/*
+ * A presigned URL (its signature in the query) or a client/admin token. An agent's URL is
+ * bound to its job's attempt (presign.h) and works only while that attempt is leased; *b
+ * gets the binding (job "" for none), so that an upload checks it again before it commits.
+ */
+static int object_auth(struct http_req *r, const char *method, const char *bucket, const char *key,
+                       struct presign_bind *b, struct err *e)
+{
+    *b = (struct presign_bind){"", 0};
     if (!http_query(r, PRESIGN_SIGNATURE_PARAM))
         return http_authenticate(r, ROLE_CLIENT | ROLE_ADMIN, e);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->ev);
     struct server *s = srv(r);
-    return presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
-                               evhttp_uri_get_query(u), time(NULL), e);
+    int rc = presign_check_query(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
+                                 evhttp_uri_get_query(u), time(NULL), b, e);
+    return rc ? rc : attempt_live(s, b, bucket, key, e);
 }
 
 static json_t *info_json(const char *bucket, const char *key, const struct blob_info *i)
@@ -78,6 +94,7 @@ struct put_op {
     bool writing;             /* a write is in flight on the offload thread */
     bool broken;              /* the body broke off while it was */
     struct evbuffer *pending; /* remote stores: bytes for the next write on the offload thread */
+    struct presign_bind bind; /* the URL's attempt: still live when the object commits? */
 };
 
 /* Remote stores (S3) get their bytes in pieces this large, written on the offload thread. */
@@ -172,6 +189,10 @@ static void put_done(void *arg, int status)
         op->broken = true;
         return;
     }
+    /* An agent's upload that outlived its attempt leaves nothing: the writer is aborted. */
+    if (status == 0 && !op->failed && !r->gone &&
+        attempt_live(op->s, &op->bind, op->bucket, op->key, &op->err))
+        op->failed = true;
     if (status == 0 && !op->failed && !r->gone) {
         offload_run(op->s->offload, put_commit_work, put_commit_done, op);
         return;
@@ -199,7 +220,8 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     struct upload *up = upload_of(s->uploads, r->ev);
-    if (object_auth(r, "PUT", bucket, key, &e) || blob_name_check(bucket, key, &e)) {
+    struct presign_bind bind;
+    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -214,6 +236,7 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     op->s = s;
     snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
     op->key = xstrdup(key);
+    op->bind = bind;
     if (blob_put_begin(s->blobs, bucket, key, &op->w, &e)) {
         put_free(op);
         http_reply_err(r, &e);
@@ -448,7 +471,8 @@ static int api_blob_get(struct http_req *r, const char *bucket, const char *key,
 {
     struct server *s = srv(r);
     struct err e = ERR_INIT;
-    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &e)) {
+    struct presign_bind bind;
+    if (object_auth(r, head ? "HEAD" : "GET", bucket, key, &bind, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -597,7 +621,8 @@ int api_blob_object(struct http_req *r)
     case EVHTTP_REQ_HEAD:
         return api_blob_get(r, bucket, key, true);
     case EVHTTP_REQ_DELETE: {
-        if (object_auth(r, "DELETE", bucket, key, &e)) {
+        struct presign_bind bind;
+        if (object_auth(r, "DELETE", bucket, key, &bind, &e)) {
             http_reply_err(r, &e);
             return HTTP_DONE;
         }
@@ -706,28 +731,40 @@ static bool job_allows(json_t *spec, const char *method, const char *uri, bool p
     return false;
 }
 
-/* An agent's presign: the job must be leased (this attempt) and name the object. */
+/*
+ * An agent's presign: the job must be leased (this attempt) to an agent of the caller's token
+ * and name the object. Fills bind with the attempt and cuts *expires_s to its deadline.
+ */
 static int agent_may(struct http_req *r, json_t *body, const char *method, const char *uri,
-                     bool prefix, struct err *e)
+                     bool prefix, struct presign_bind *bind, int64_t *expires_s, struct err *e)
 {
     json_t *job = json_object_get(body, "job"), *att = json_object_get(body, "attempt");
     if (!json_is_string(job))
         return err_field(e, ERR_INVALID, "job", "an agent token must name its job: \"job\"");
-    if (!json_is_integer(att))
+    if (!json_is_integer(att) || json_integer_value(att) < 1 || json_integer_value(att) > INT32_MAX)
         return err_field(e, ERR_INVALID, "attempt",
-                         "an agent token must name its attempt: \"attempt\" (an integer)");
+                         "an agent token must name its attempt: \"attempt\" (an integer >= 1)");
     struct job j;
+    int attempt = (int)json_integer_value(att);
+    int64_t deadline = 0, now = time_now_ms();
     int rc = store_job_get(srv(r)->reads, json_string_value(job), &j, e);
     if (rc) return rc;
     struct live_agent *holder = j.agent ? fleet_agent(srv(r)->fleet, j.agent) : NULL;
-    if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) ||
-        j.attempt != (int)json_integer_value(att))
-        rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id,
-                     (int)json_integer_value(att));
-    else if (!holder || strcmp(holder->token, r->token_name))
-        rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent with another token", j.id);
+    if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) || j.attempt != attempt ||
+        !fleet_attempt_live(srv(r)->fleet, j.id, attempt, &deadline) ||
+        (deadline && deadline <= now))
+        rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id, attempt);
+    else if (!holder || !fleet_agent_owned_by(holder, r->token_name))
+        rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent of another token", j.id);
     else if (!job_allows(j.spec, method, uri, prefix))
         rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
+    if (!rc) {
+        memcpy(bind->job, j.id, UUID_STR_LEN);
+        bind->attempt = attempt;
+        if (*expires_s > PRESIGN_AGENT_MAX_S) *expires_s = PRESIGN_AGENT_MAX_S;
+        if (deadline && *expires_s > (deadline - now + 999) / 1000)
+            *expires_s = (deadline - now + 999) / 1000;
+    }
     job_release(&j);
     return rc;
 }
@@ -741,15 +778,20 @@ static char *url_base(struct http_req *r)
     return xasprintf("http://%s", host && *host ? host : "127.0.0.1");
 }
 
-/* A URL for method on bucket/key; base ("http://host") is for the embedded store's URLs. */
+/*
+ * A URL for method on bucket/key; base ("http://host") is for the embedded store's URLs,
+ * which are bound to bind (an agent's attempt). A store's own URLs (S3) cannot be bound:
+ * their expiry is all that ends them.
+ */
 static int sign_one(struct server *s, const char *base, const char *method, const char *bucket,
-                    const char *key, int64_t expires_s, char **url, struct err *e)
+                    const char *key, int64_t expires_s, const struct presign_bind *bind, char **url,
+                    struct err *e)
 {
     if (blob_caps(s->blobs) & BLOB_CAP_PRESIGN_NATIVE)
         return blob_presign(s->blobs, method, bucket, key, expires_s, url, e);
     char *q = NULL;
     int rc = presign_make(s->presign_secret, sizeof(s->presign_secret), method, bucket, key,
-                          (int64_t)time(NULL) + expires_s, &q, e);
+                          (int64_t)time(NULL) + expires_s, bind, &q, e);
     if (rc) return rc;
     *url = presign_url(base, bucket, key, q);
     free(q);
@@ -767,14 +809,16 @@ struct prefix_op {
     char bucket[BLOB_BUCKET_MAX + 1];
     char *key;
     int64_t expires_s;
+    struct presign_bind bind;
     bool in_flight, gone;
     json_t *ans;
     int rc;
     struct err err;
 };
 
-static int presign_prefix(struct server *s, const char *base, const char *bucket,
-                          const char *key, int64_t expires_s, json_t **out, struct err *e)
+static int presign_prefix(struct server *s, const char *base, const char *bucket, const char *key,
+                          int64_t expires_s, const struct presign_bind *bind, json_t **out,
+                          struct err *e)
 {
     json_t *objs = json_array();
     char *after = NULL;
@@ -784,7 +828,7 @@ static int presign_prefix(struct server *s, const char *base, const char *bucket
         if ((rc = blob_list(s->blobs, bucket, key, after, BLOB_LIST_MAX, &l, e))) break;
         for (size_t i = 0; i < l.n && !rc; i++) {
             char *url = NULL;
-            if ((rc = sign_one(s, base, "GET", bucket, l.items[i].key, expires_s, &url, e)))
+            if ((rc = sign_one(s, base, "GET", bucket, l.items[i].key, expires_s, bind, &url, e)))
                 break;
             char *uri = xasprintf("s3://%s/%s", bucket, l.items[i].key);
             json_array_append_new(objs, json_pack("{s:s, s:s, s:I, s:s, s:s}", "uri", uri, "key",
@@ -819,8 +863,8 @@ static void prefix_free(struct prefix_op *op)
 static void prefix_work(void *arg)
 {
     struct prefix_op *op = arg;
-    op->rc = presign_prefix(op->s, op->base, op->bucket, op->key, op->expires_s, &op->ans,
-                            &op->err);
+    op->rc = presign_prefix(op->s, op->base, op->bucket, op->key, op->expires_s, &op->bind,
+                            &op->ans, &op->err);
 }
 
 static void prefix_answer(void *arg)
@@ -848,7 +892,7 @@ static void prefix_gone(struct http_req *r)
 }
 
 static int presign_prefix_run(struct http_req *r, const char *bucket, const char *key,
-                              int64_t expires_s)
+                              int64_t expires_s, const struct presign_bind *bind)
 {
     struct prefix_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
@@ -857,6 +901,7 @@ static int presign_prefix_run(struct http_req *r, const char *bucket, const char
     memcpy(op->bucket, bucket, strlen(bucket) + 1);
     op->key = xstrdup(key);
     op->expires_s = expires_s;
+    op->bind = *bind;
     r->owner = op;
     r->on_gone = prefix_gone;
     if (blob_caps(op->s->blobs) & BLOB_CAP_REMOTE) {
@@ -942,14 +987,15 @@ int api_presign(struct http_req *r)
     const char *key;
     const char *uri = json_string_value(u);
     int64_t expires_s = x ? json_integer_value(x) : PRESIGN_DEFAULT_S;
+    struct presign_bind bind = {"", 0};
     if ((prefix ? prefix_parse(uri, bucket, &key, &e) : blob_uri_parse(uri, bucket, &key, &e)) ||
-        (as_agent && agent_may(r, b, method, uri, prefix, &e))) {
+        (as_agent && agent_may(r, b, method, uri, prefix, &bind, &expires_s, &e))) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    if (prefix) return presign_prefix_run(r, bucket, key, expires_s);
+    if (prefix) return presign_prefix_run(r, bucket, key, expires_s, &bind);
     char *url = NULL, *base = url_base(r);
-    int rc = sign_one(srv(r), base, method, bucket, key, expires_s, &url, &e);
+    int rc = sign_one(srv(r), base, method, bucket, key, expires_s, &bind, &url, &e);
     free(base);
     if (rc) {
         http_reply_err(r, &e);

@@ -37,6 +37,7 @@ struct fleet {
     struct hmap agents;  /* id -> struct live_agent */
     struct hmap by_name; /* name -> struct live_agent (same objects) */
     struct hmap leases;  /* job id -> struct lease_rec */
+    struct hmap registering; /* names whose registration is being committed -> (void *)1 */
     struct event *wake; /* active once per loop turn when jobs became ready */
 };
 
@@ -68,6 +69,7 @@ struct fleet *fleet_new(struct server *s)
     hmap_init(&f->agents);
     hmap_init(&f->by_name);
     hmap_init(&f->leases);
+    hmap_init(&f->registering);
     f->wake = event_new(s->base, -1, 0, on_wake, f);
     return f;
 }
@@ -87,6 +89,7 @@ void fleet_free(struct fleet *f)
     hmap_release(&f->by_name, NULL);
     hmap_release(&f->agents, free_agent);
     hmap_release(&f->leases, free);
+    hmap_release(&f->registering, NULL);
     event_free(f->wake);
     free(f);
 }
@@ -95,6 +98,47 @@ struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name)
 {
     struct live_agent *a = hmap_get(&f->agents, id_or_name);
     return a ? a : hmap_get(&f->by_name, id_or_name);
+}
+
+bool fleet_agent_owned_by(const struct live_agent *a, const char *token)
+{
+    return a->rec.owner && !strcmp(a->rec.owner, token);
+}
+
+int fleet_may_register(struct fleet *f, const char *name, const char *token, const char *instance,
+                       struct err *e)
+{
+    struct live_agent *a = hmap_get(&f->by_name, name);
+    if (a && a->rec.owner && strcmp(a->rec.owner, token))
+        return err_field(e, ERR_CONFLICT, "name",
+                         "agent '%s' is registered with another token: pass --name to choose "
+                         "another name for this agent",
+                         name);
+    if (hmap_get(&f->registering, name))
+        return err_field(e, ERR_CONFLICT, "name",
+                         "agent '%s' is being registered by another process: pass --name to "
+                         "give each agent its own name",
+                         name);
+    if (!a || !a->rec.owner) return 0; /* new, or stored before owners: this one claims it */
+    bool live = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
+    bool same = instance && a->rec.instance && !strcmp(instance, a->rec.instance);
+    if (live && !same)
+        return err_field(e, ERR_CONFLICT, "name",
+                         "agent '%s' is %s and held by another agent process (another work "
+                         "folder, maybe on a copy of this machine): pass --name to give each "
+                         "agent its own name",
+                         name, agent_state_name(a->rec.state));
+    return 0;
+}
+
+void fleet_register_begin(struct fleet *f, const char *name)
+{
+    hmap_put(&f->registering, name, (void *)1);
+}
+
+void fleet_register_end(struct fleet *f, const char *name)
+{
+    hmap_del(&f->registering, name);
 }
 
 static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
@@ -119,8 +163,12 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.labels = rec->labels;
     a->rec.queues = rec->queues;
     a->rec.version = rec->version;
+    free(a->rec.owner);
+    free(a->rec.instance);
+    a->rec.owner = rec->owner;
+    a->rec.instance = rec->instance;
     rec->labels = rec->queues = NULL;
-    rec->version = NULL;
+    rec->version = rec->owner = rec->instance = NULL;
     a->rec.slots = rec->slots;
     a->rec.state = AGENT_UP;
     a->rec.last_seen = time_now_ms();
@@ -668,7 +716,8 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
-        if (alive && now_ms - a->rec.last_seen > lost_ms) fleet_agent_set_state(f, a, AGENT_LOST, NULL);
+        if (alive && now_ms - a->rec.last_seen > lost_ms)
+            fleet_agent_set_state(f, a, AGENT_LOST, NULL);
     }
     end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
 }
@@ -681,6 +730,8 @@ static int load_agent(void *arg, const struct agent_rec *rec)
     struct agent_rec copy = *rec;
     copy.name = xstrdup(rec->name);
     copy.version = rec->version ? xstrdup(rec->version) : NULL;
+    copy.owner = rec->owner ? xstrdup(rec->owner) : NULL;
+    copy.instance = rec->instance ? xstrdup(rec->instance) : NULL;
     copy.labels = json_incref(rec->labels);
     copy.queues = json_incref(rec->queues);
     copy.last_seen = time_now_ms(); /* a fresh start gives every agent lost_after to call */
@@ -719,6 +770,14 @@ int fleet_load(struct fleet *f, struct err *e)
                             (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), load_job,
                             f, e);
     return rc;
+}
+
+bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *deadline_ms)
+{
+    struct lease_rec *l = hmap_get(&f->leases, job);
+    if (!l || l->attempt != attempt || l->ending) return false;
+    if (deadline_ms) *deadline_ms = l->deadline;
+    return true;
 }
 
 /* ---- views ---- */

@@ -31,7 +31,6 @@ struct live_agent {
     bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
     bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
-    char token[128];        /* the name of the token it last called with ("" until it calls) */
 };
 
 struct fleet *fleet_new(struct server *s);
@@ -43,6 +42,20 @@ void fleet_free(struct fleet *f);
 int fleet_load(struct fleet *f, struct err *e);
 
 struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name);
+/*
+ * May the caller, with the token named `token` and an optional `instance` (NULL when not
+ * given), register the name `name` now? 0 (the name is free, or its own and not held by
+ * another live instance), or ERR_CONFLICT with a message naming the agent: the name belongs
+ * to another token, a live (up or draining) agent of another instance holds it, or another
+ * registration of it is in flight. A string compare on the loop's agents, no store read.
+ */
+int fleet_may_register(struct fleet *f, const char *name, const char *token, const char *instance,
+                       struct err *e);
+/* A registration of `name` is being committed (begin) / was answered (end). */
+void fleet_register_begin(struct fleet *f, const char *name);
+void fleet_register_end(struct fleet *f, const char *name);
+/* Does the agent belong to the token named `token`? (The check of every agent call.) */
+bool fleet_agent_owned_by(const struct live_agent *a, const char *token);
 /* Creates or refreshes an agent from its registration (already committed; rec is taken). */
 struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec);
 void fleet_agent_seen(struct fleet *f, struct live_agent *a);
@@ -73,6 +86,12 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
 
 /* Once a second: lost agents, passed deadlines, delayed jobs now due. */
 void fleet_tick(struct fleet *f, int64_t now_ms);
+
+/*
+ * Is `attempt` of `job` the live lease of an agent (leased or running, not being ended)?
+ * *deadline_ms (may be NULL) gets its deadline, 0 for none. A hash lookup, no store read.
+ */
+bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *deadline_ms);
 
 /* Agents up that serve the queue. */
 int fleet_listeners(struct fleet *f, const char *queue);

@@ -119,7 +119,11 @@ int store_log_append(struct store *st, const char *job, int attempt, int stream,
 int store_log_read(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                    size_t max, struct buf *out, struct err *e);
 
-/* Agents: registered by name; an existing name keeps its id (written back into a->id). */
+/*
+ * Agents: registered by name; an existing name keeps its id (written back into a->id).
+ * a->owner and a->instance are stored with it; ERR_CONFLICT when the name is already
+ * registered by another owner (a stored owner of NULL is claimed by the first one).
+ */
 int store_agent_upsert(struct store *st, struct agent_rec *a, struct err *e);
 int store_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
                           struct err *e);

@@ -93,15 +93,19 @@ static const char *const stmt_sql[S_COUNT] = {
                      "VALUES (?, ?, ?, ?, ?)",
     [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = ? AND attempt = ? AND stream = ? "
                    "AND off + length(data) > ? ORDER BY off",
+    /* A name registered by another token is left alone: no row comes back. */
     [S_AGENT_UPSERT] = "INSERT INTO agents (id, name, labels, queues, slots, version, state, "
-                       "last_seen, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                       "last_seen, registered_at, owner, instance) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, "
                        "queues = excluded.queues, slots = excluded.slots, "
                        "version = excluded.version, state = excluded.state, "
-                       "last_seen = excluded.last_seen RETURNING id",
+                       "last_seen = excluded.last_seen, owner = excluded.owner, "
+                       "instance = excluded.instance "
+                       "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
-                     "registered_at FROM agents ORDER BY name",
+                     "registered_at, owner, instance FROM agents ORDER BY name",
     /* The job as it now is; data keeps what a follower needs of its progress and result. */
     [S_EVENT_JOB] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, data) "
                     "SELECT ?, 0, id, queue, state, attempt, agent, "
@@ -774,7 +778,13 @@ static int sqlite_agent_upsert(struct store *st, struct agent_rec *a, struct err
     sqlite3_bind_int(q, 7, a->state);
     sqlite3_bind_int64(q, 8, a->last_seen);
     sqlite3_bind_int64(q, 9, a->registered_at);
+    bind_text(q, 10, a->owner);
+    bind_text(q, 11, a->instance);
     int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return err_set(e, ERR_CONFLICT, "agent '%s' belongs to another token", a->name);
+    }
     if (rc != SQLITE_ROW) {
         rc = db_err(s, e, "registering an agent");
         sqlite3_reset(q);
@@ -820,6 +830,8 @@ static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct
         a.state = sqlite3_column_int(q, 6);
         a.last_seen = sqlite3_column_int64(q, 7);
         a.registered_at = sqlite3_column_int64(q, 8);
+        a.owner = col_text(q, 9);
+        a.instance = col_text(q, 10);
         int frc = fn(arg, &a);
         agent_rec_release(&a);
         if (frc) {

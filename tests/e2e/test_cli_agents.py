@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -31,12 +32,14 @@ class FakeAgent:
         self.labels = labels or {}
         self.api = server.api()
         self.id = None
+        self.instance = str(uuid.uuid4())  # its work folder's: registering again is a restart
         self.register()
 
     def register(self, running=()):
         r = self.api.post("/v1/agents/register", json={
             "name": self.name, "queues": self.queues, "slots": self.slots,
-            "labels": self.labels, "running": [{"job": j, "attempt": a} for j, a in running]})
+            "labels": self.labels, "running": [{"job": j, "attempt": a} for j, a in running],
+            "instance": self.instance})
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
         assert UUID.match(self.id)

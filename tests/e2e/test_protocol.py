@@ -5,6 +5,7 @@ deadlines, cancels, drain, logs. tests/e2e/test_agent*.py run the real agent.
 """
 import threading
 import time
+import uuid
 
 import pytest
 import requests
@@ -13,10 +14,13 @@ from conftest import wait_for
 
 
 class FakeAgent:
-    def __init__(self, server, name, queues=("default",), slots=1, labels=None, token=None):
+    def __init__(self, server, name, queues=("default",), slots=1, labels=None, token=None,
+                 instance=None):
         self.api = server.api(token)
         self.name = name
-        body = {"name": name, "queues": list(queues), "slots": slots, "labels": labels or {}}
+        self.instance = instance or str(uuid.uuid4())  # its work folder's, protocol.md
+        body = {"name": name, "queues": list(queues), "slots": slots, "labels": labels or {},
+                "instance": self.instance}
         r = self.api.post("/v1/agents/register", json=body)
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
@@ -139,10 +143,10 @@ def test_stale_reports_are_refused(make_server):
     j = get(server, job)
     assert j["state"] == "succeeded" and j["agent"] == "good" and j["result"]["exit_code"] == 0
     # registering again brings it back, and tells it to kill what it still runs
-    again = FakeAgent(server, "zombie")
+    again = FakeAgent(server, "zombie", instance=a.instance)
     assert again.id == a.id
     r = server.api().post("/v1/agents/register", json={"name": "zombie", "running": [
-        {"job": job, "attempt": 1}]})
+        {"job": job, "attempt": 1}], "instance": a.instance})
     assert r.json()["cancel"] == [{"job": job, "attempt": 1}]
 
 
@@ -262,9 +266,9 @@ BAD = [
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "log", "data": "x"}]},
      "reports[0]"),
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "progress", "percent": 150}]},
-     "reports[0]"),
+     "reports[0].percent"),
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit"}]},
-     "reports[0]"),
+     "reports[0].exit_code"),
     ("REPORTS", {"reports": "all of them"}, "reports"),
     ("REPORTS", {"reports": [], "draining": "yes"}, "draining"),
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",

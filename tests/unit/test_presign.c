@@ -1,6 +1,7 @@
 /*
  * test_presign.c - presigned URLs (blob/presign.h): the canonical string, and every way a
- * URL is refused (expired, tampered key or expiry, wrong method, wrong secret, malformed).
+ * URL is refused (expired, tampered key or expiry, wrong method, wrong secret, malformed, a
+ * binding to a job's attempt changed or dropped).
  *
  * The known-answer test pins the canonical string of presign.h: its expected HMAC was
  * computed outside drover (Python's hmac module), so a change of format cannot go unseen.
@@ -37,7 +38,7 @@ static void make(const char *method, const char *key, int64_t expires, char sig[
 {
     char *q = NULL;
     struct err e = ERR_INIT;
-    int rc = presign_make(SECRET, SECRET_LEN, method, "bk", key, expires, &q, &e);
+    int rc = presign_make(SECRET, SECRET_LEN, method, "bk", key, expires, NULL, &q, &e);
     if (rc) fail_msg("presign_make: %d (%s)", rc, e.msg);
     char want_prefix[64];
     snprintf(want_prefix, sizeof(want_prefix),
@@ -79,11 +80,12 @@ static void test_valid(void **state)
 
     /* The whole query, as the server will get it (other parameters ignored). */
     char *q = NULL;
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW + 60, &q, &e), 0);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW + 60, NULL, &q, &e), 0);
     char query[256];
     snprintf(query, sizeof(query), "x=1&%s", q);
     lib_free(q);
-    assert_int_equal(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, &e), 0);
+    assert_int_equal(
+        presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), 0);
     assert_int_equal(e.code, 0);
 }
 
@@ -129,7 +131,7 @@ static void test_tampered_expiry(void **state)
     char query[256];
     snprintf(query, sizeof(query), "X-Drover-Expires=%lld&X-Drover-Signature=%s",
              (long long)NOW + 61, sig);
-    denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, &e), &e,
+    denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), &e,
            "bad signature");
 }
 
@@ -196,26 +198,98 @@ static void test_malformed(void **state)
         NULL,
     };
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
-        denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, queries[i], NOW, &e), &e,
-               "bad signature");
+        denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, queries[i], NOW, NULL, &e),
+               &e, "bad signature");
         err_clear(&e);
     }
 
     /* Nothing is signed for a bad name, method or expiry, nor with no secret. */
     char *q = (char *)1;
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", "../x", NOW, &q, &e),
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", "../x", NOW, NULL, &q, &e),
                      ERR_INVALID);
     assert_string_equal(e.field, "key");
     assert_null(q);
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "get", "bk", KEY, NOW, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "get", "bk", KEY, NOW, NULL, &q, &e),
+                     ERR_INVALID);
     assert_string_equal(e.field, "method");
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, -1, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, -1, NULL, &q, &e),
+                     ERR_INVALID);
     err_clear(&e);
-    assert_int_equal(presign_make(SECRET, 0, "GET", "bk", KEY, NOW, &q, &e), ERR_INVALID);
+    assert_int_equal(presign_make(SECRET, 0, "GET", "bk", KEY, NOW, NULL, &q, &e), ERR_INVALID);
     err_clear(&e);
     assert_int_equal(presign_check(SECRET, SECRET_LEN, "GET", "bk", "a//b", NOW, sig, NOW, &e),
+                     ERR_INVALID);
+}
+
+#define JOB "01938c2e-0000-7000-8000-000000000001"
+
+/*
+ * A URL bound to a job's attempt (an agent's): the binding is in the query and signed (its
+ * known answer computed outside drover too), handed back to the caller to check, and cannot
+ * be dropped, changed or taken by a caller that does not check it.
+ */
+static void test_bound(void **state)
+{
+    struct err e = ERR_INIT;
+    struct presign_bind bind = {JOB, 2}, got;
+    char *q = NULL;
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "PUT", "bk", KEY, NOW + 900, &bind, &q, &e),
+                     0);
+    assert_string_equal(q, "X-Drover-Expires=1764000900&X-Drover-Job=" JOB "&X-Drover-Attempt=2"
+                           "&X-Drover-Signature="
+                           "33e14743ed170a8eaeeb9276d228da6bc5411beb91f8343d675b2af844208052");
+    assert_int_equal(presign_check_query(SECRET, SECRET_LEN, "PUT", "bk", KEY, q, NOW, &got, &e),
+                     0);
+    assert_string_equal(got.job, JOB);
+    assert_int_equal(got.attempt, 2);
+    /* a caller that cannot check the attempt does not take it */
+    denied(presign_check_query(SECRET, SECRET_LEN, "PUT", "bk", KEY, q, NOW, NULL, &e), &e,
+           "bound to a job's attempt");
+    err_clear(&e);
+    /* expiry still applies */
+    denied(presign_check_query(SECRET, SECRET_LEN, "PUT", "bk", KEY, q, NOW + 900, &got, &e), &e,
+           "expired");
+    assert_string_equal(got.job, "");
+    err_clear(&e);
+    char sig[65];
+    snprintf(sig, sizeof(sig), "%s", strstr(q, "Signature=") + strlen("Signature="));
+    lib_free(q);
+    char forged[512];
+    const char *const changed[] = {
+        "X-Drover-Expires=1764000900&X-Drover-Job=" JOB "&X-Drover-Attempt=3", /* next attempt */
+        "X-Drover-Expires=1764000900&X-Drover-Job=01938c2e-0000-7000-8000-000000000002"
+        "&X-Drover-Attempt=2",                           /* another job */
+        "X-Drover-Expires=1764000900",                   /* unbound */
+        "X-Drover-Expires=1764000900&X-Drover-Job=" JOB, /* half */
+        "X-Drover-Expires=1764000900&X-Drover-Job=" JOB "&X-Drover-Attempt=0",
+        "X-Drover-Expires=1764000900&X-Drover-Job=x&X-Drover-Attempt=2",
+        "X-Drover-Expires=1764000900&X-Drover-Job=" JOB "&X-Drover-Attempt=4294967298",
+    };
+    for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++) {
+        snprintf(forged, sizeof(forged), "%s&X-Drover-Signature=%s", changed[i], sig);
+        denied(presign_check_query(SECRET, SECRET_LEN, "PUT", "bk", KEY, forged, NOW, &got, &e), &e,
+               "bad signature");
+        assert_string_equal(got.job, "");
+        err_clear(&e);
+    }
+    /* an unbound URL says so */
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW + 60, NULL, &q, &e), 0);
+    got.job[0] = 'x';
+    assert_int_equal(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, q, NOW, &got, &e),
+                     0);
+    assert_string_equal(got.job, "");
+    lib_free(q);
+    /* nothing is bound to a job that is not an id, or to attempt 0 */
+    q = (char *)1;
+    struct presign_bind bad = {"not-a-job", 1};
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW, &bad, &q, &e),
+                     ERR_INVALID);
+    assert_null(q);
+    err_clear(&e);
+    bind.attempt = 0;
+    assert_int_equal(presign_make(SECRET, SECRET_LEN, "GET", "bk", KEY, NOW, &bind, &q, &e),
                      ERR_INVALID);
 }
 
@@ -232,15 +306,11 @@ static void test_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_answer),
-        cmocka_unit_test(test_valid),
-        cmocka_unit_test(test_expired),
-        cmocka_unit_test(test_tampered_key),
-        cmocka_unit_test(test_tampered_expiry),
-        cmocka_unit_test(test_wrong_method),
-        cmocka_unit_test(test_wrong_secret),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_url),
+        cmocka_unit_test(test_known_answer),    cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_expired),         cmocka_unit_test(test_tampered_key),
+        cmocka_unit_test(test_tampered_expiry), cmocka_unit_test(test_wrong_method),
+        cmocka_unit_test(test_wrong_secret),    cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_bound),           cmocka_unit_test(test_url),
     };
     return cmocka_run_group_tests_name("presign", tests, NULL, NULL);
 }

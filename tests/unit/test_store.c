@@ -1161,6 +1161,79 @@ static void test_tokens(void **state)
     assert_int_equal(count, 1);
 }
 
+/* --- agents -------------------------------------------------------------------------------- */
+
+/* Registers `name` for owner/instance (either may be NULL); *id gets the agent's id. */
+static int agent_upsert(struct fixture *f, const char *name, const char *owner,
+                        const char *instance, char id[UUID_STR_LEN], struct err *e)
+{
+    struct agent_rec a;
+    agent_rec_init(&a);
+    uuid7_new(a.id);
+    a.name = xstrdup(name);
+    a.labels = json_object();
+    a.queues = json_pack("[s]", "default");
+    a.slots = 1;
+    a.owner = owner ? xstrdup(owner) : NULL;
+    a.instance = instance ? xstrdup(instance) : NULL;
+    a.last_seen = a.registered_at = 1000;
+    int rc = store_begin(f->st, e);
+    if (!rc) rc = store_agent_upsert(f->st, &a, e);
+    if (!rc) rc = store_commit(f->st, e);
+    if (rc) store_rollback(f->st);
+    if (!rc) memcpy(id, a.id, UUID_STR_LEN);
+    agent_rec_release(&a);
+    return rc;
+}
+
+struct agent_seen {
+    char name[16], owner[16], instance[16], id[UUID_STR_LEN];
+};
+
+static int collect_agent(void *arg, const struct agent_rec *a)
+{
+    struct agent_seen *seen = arg;
+    while (seen->name[0])
+        seen++;
+    snprintf(seen->name, sizeof(seen->name), "%s", a->name);
+    snprintf(seen->owner, sizeof(seen->owner), "%s", a->owner ? a->owner : "(null)");
+    snprintf(seen->instance, sizeof(seen->instance), "%s", a->instance ? a->instance : "(null)");
+    memcpy(seen->id, a->id, UUID_STR_LEN);
+    return 0;
+}
+
+/* An agent's name belongs to the token that registered it first; its id never changes. */
+static void test_agent_owner(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN], again[UUID_STR_LEN] = "", old[UUID_STR_LEN];
+    assert_ok(agent_upsert(f, "w1", "tok-a", "inst-1", id, &e), &e);
+    assert_ok(agent_upsert(f, "w1", "tok-a", "inst-2", again, &e), &e); /* its next instance */
+    assert_string_equal(again, id);
+    assert_err(agent_upsert(f, "w1", "tok-b", "inst-3", again, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "'w1'"));
+    /* one stored before owners (NULL) is claimed by the first registration, then kept */
+    assert_ok(agent_upsert(f, "old", NULL, NULL, old, &e), &e);
+    assert_ok(agent_upsert(f, "old", "tok-c", "inst-4", again, &e), &e);
+    assert_string_equal(again, old);
+    err_clear(&e);
+    assert_err(agent_upsert(f, "old", "tok-a", "inst-1", again, &e), ERR_CONFLICT, &e);
+
+    struct agent_seen seen[3];
+    memset(seen, 0, sizeof(seen));
+    assert_ok(store_agent_scan(f->st, collect_agent, seen, &e), &e);
+    assert_string_equal(seen[0].name, "old"); /* by name */
+    assert_string_equal(seen[0].owner, "tok-c");
+    assert_string_equal(seen[0].instance, "inst-4");
+    assert_string_equal(seen[0].id, old);
+    assert_string_equal(seen[1].name, "w1");
+    assert_string_equal(seen[1].owner, "tok-a");
+    assert_string_equal(seen[1].instance, "inst-2"); /* the refused one changed nothing */
+    assert_string_equal(seen[1].id, id);
+    assert_string_equal(seen[2].name, "");
+}
+
 /* --- meta ---------------------------------------------------------------------------------- */
 
 static void test_meta(void **state)
@@ -1219,6 +1292,7 @@ int main(void)
         T(test_cancel),
         T(test_queue_stats),
         T(test_tokens),
+        T(test_agent_owner),
         T(test_meta),
     };
     int failed = 0;

@@ -36,7 +36,12 @@ static const char *const sqlite_migrations[] = {
     "  job TEXT NOT NULL, attempt INTEGER NOT NULL, stream INTEGER NOT NULL,"
     "  off INTEGER NOT NULL, data BLOB NOT NULL,"
     "  PRIMARY KEY (job, attempt, stream, off)) WITHOUT ROWID;",
-    /* 3: the event stream (GET /v1/events): one row per change of a job or an agent, written
+    /* 3: an agent's name belongs to the token that registered it (owner, the token's name;
+       NULL for agents registered before, claimed by their next registration), and to the
+       instance (the agent's work folder, protocol.md) that registered it last */
+    "ALTER TABLE agents ADD COLUMN owner TEXT;"
+    "ALTER TABLE agents ADD COLUMN instance TEXT;",
+    /* 4: the event stream (GET /v1/events): one row per change of a job or an agent, written
        in the transaction of the change. seq never goes back (AUTOINCREMENT). */
     "CREATE TABLE events ("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind INTEGER NOT NULL,"
