@@ -227,6 +227,36 @@ void cli_print_json(json_t *j);
  */
 int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e);
 
+/* ---- the event stream (cli_events.c) ---- */
+
+/* What an on_event or on_start callback returns to end cli_follow with 0. */
+#define CLI_FOLLOW_STOP (-100)
+/* What cli_follow returns when its timeout ran out. */
+#define CLI_FOLLOW_TIMEOUT (-101)
+
+struct cli_follow {
+    const char *query; /* "job=ID,ID&queue=Q&type=job", escaped, or NULL */
+    int64_t since;     /* the last seq seen; -1 for "from now on", set from the server's word */
+    /* Each (re)connection, once the server said where its stream starts; NULL for none. */
+    int (*on_start)(void *arg, struct err *e);
+    /* Each event (its "data" object), in order, each once. */
+    int (*on_event)(void *arg, int64_t seq, const char *type, json_t *data, struct err *e);
+    void *arg;
+    long status; /* the HTTP status of a refusal (cli_print_err) */
+};
+
+/*
+ * Follows GET /v1/events?QUERY&since=SEQ, calling f->on_event for each event
+ * until a callback returns CLI_FOLLOW_STOP (then 0) or another error (that
+ * error), or `timeout_s` (< 0: none) runs out (CLI_FOLLOW_TIMEOUT). A dropped
+ * connection or a server restart is ridden out by connecting again from the
+ * last seq seen (a few times in a row at most); a refusal is returned with e
+ * set (ERR_GONE when the events after f->since are no longer kept).
+ */
+int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct err *e);
+/* One line for an event: "SEQ TIME job ID STATE attempt N on AGENT ..."; brief: "ID STATE ...". */
+void cli_print_event(FILE *out, json_t *ev, bool brief);
+
 /* ---- objects (cli_blobs.c) ---- */
 
 /* An s3://bucket/key URI in its parts; both strings owned. */

@@ -23,9 +23,9 @@
 #include "job/spec.h"
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
-#define WAIT_POLL_S 30 /* the server-side long-poll of one wait request */
-#define WAIT_RETRIES 6 /* consecutive failed polls tolerated once the server was seen */
 #define STATUS_STDOUT_LINES 10
+#define WAIT_MAX_JOBS 1000 /* the event stream's filter takes at most this many */
+#define WAIT_RETRIES 20    /* consecutive failures tolerated once the server was seen */
 #define JOBS_PAGE_MAX 1000 /* the most jobs the server gives in one page */
 
 /* ---- reading jobs ---- */
@@ -117,91 +117,229 @@ static void print_final_line(json_t *job)
 /* ---- wait, shared by `wait` and `submit --wait` ---- */
 
 /*
- * Long-polls job `id` until it is terminal or `timeout_s` (< 0: none) passed.
- * On 0, *job is its last known JSON (the caller owns it), terminal or not.
- * Returns 1 after printing why the job could not be followed.
+ * Waiting on jobs follows the event stream (cli_follow): connect (the server
+ * says the seq its stream starts after), read each job once (what ended
+ * before that seq is seen there), then take the events after it until every
+ * job has ended. Nothing is polled.
  */
-static int wait_job(struct cli *cli, const char *id, double timeout_s, json_t **job)
+struct waiting {
+    struct cli *cli;
+    size_t n, left;
+    char **ids;      /* whole ids */
+    json_t **finals; /* each job's final JSON once it ended (from its event), else NULL */
+    char **state;    /* the last state seen, for the timeout's message */
+    bool quiet;      /* --json: no lines for humans */
+};
+
+static void waiting_release(struct waiting *w)
 {
-    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
-    char *eid = http_escape(id);
-    json_t *last = NULL;
-    int failures = 0;
-    bool seen = false; /* the server was there once: a failure now is a restart or a hiccup */
-    int rc = 0;
-
-    *job = NULL;
-    for (;;) {
-        long poll = WAIT_POLL_S;
-        if (deadline >= 0) {
-            double left = (double)(deadline - time_mono_ns()) / 1e9;
-            poll = left <= 0 ? 0 : (long)ceil(left);
-            if (poll > WAIT_POLL_S) poll = WAIT_POLL_S;
-        }
-        char *path = xasprintf("/v1/jobs/%s/wait?timeout_s=%ld", eid, poll);
-        struct err e = ERR_INIT;
-        long status = 0;
-        json_t *answer = NULL;
-        long saved_timeout = cli->http.timeout_ms;
-        cli->http.timeout_ms = (poll + 30) * 1000;
-        int r = http_client_json(&cli->http, "GET", path, NULL, &status, &answer, &e);
-        cli->http.timeout_ms = saved_timeout;
-        free(path);
-
-        seen = seen || cli->http.reached;
-        if (r < 0) {
-            json_decref(answer);
-            /* Once the server was seen, ride out its restart or a dropped connection. */
-            bool transient = status == 0 || status == 503;
-            bool time_left = deadline < 0 || time_mono_ns() < deadline;
-            if (seen && transient && time_left && ++failures <= WAIT_RETRIES) {
-                int64_t pause_ns = (int64_t)1000000000 << (failures - 1 < 4 ? failures - 1 : 4);
-                if (deadline >= 0 && deadline - time_mono_ns() < pause_ns)
-                    pause_ns = deadline - time_mono_ns();
-                if (pause_ns > 0) {
-                    struct timespec ts = {pause_ns / 1000000000, pause_ns % 1000000000};
-                    nanosleep(&ts, NULL);
-                }
-                continue;
-            }
-            char what[256];
-            snprintf(what, sizeof(what), "cannot wait for job '%s'", id);
-            cli_print_err(cli, &e, status, what);
-            rc = 1;
-            break;
-        }
-        failures = 0;
-        json_t *j = json_incref(job_of(answer));
-        json_decref(answer);
-        json_decref(last);
-        last = j;
-        if (cli_job_is_terminal(jstr(last, "state"))) break;
-        if (deadline >= 0 && time_mono_ns() >= deadline) break;
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->ids[i]);
+        free(w->state[i]);
+        json_decref(w->finals[i]);
     }
-    free(eid);
-    if (rc)
-        json_decref(last);
-    else
-        *job = last;
+    free(w->ids);
+    free(w->state);
+    free(w->finals);
+}
+
+static void set_state(struct waiting *w, size_t i, const char *state)
+{
+    free(w->state[i]);
+    w->state[i] = xstrdup(state ? state : "unknown");
+}
+
+/* Job i has ended: `job` (stolen) is its final JSON. */
+static void job_ended(struct waiting *w, size_t i, json_t *job)
+{
+    w->finals[i] = job;
+    w->left--;
+    set_state(w, i, jstr(job, "state"));
+    if (!w->quiet) {
+        print_final_line(job);
+        fflush(stdout);
+    }
+}
+
+/* GET job `id` (an id or a unique prefix): 0, or an error with e and *status set. */
+static int get_job(struct cli *cli, const char *id, json_t **job, long *status, struct err *e)
+{
+    char *path = cli_path("/v1/jobs/", id, "");
+    json_t *answer = NULL;
+    *status = 0;
+    int rc = http_client_json(&cli->http, "GET", path, NULL, status, &answer, e);
+    free(path);
+    *job = rc ? NULL : json_incref(job_of(answer));
+    json_decref(answer);
     return rc;
 }
 
-/* Waits and reports like `drover wait`; returns the exit code. */
-static int wait_and_report(struct cli *cli, const char *id, double timeout_s, bool json,
-                           json_t **final)
+/* A failure that a restarting server or a dropped connection explains. */
+static bool transient(int rc, long status)
 {
-    json_t *job;
-    *final = NULL;
-    if (wait_job(cli, id, timeout_s, &job)) return 1;
-    const char *state = jstr(job, "state");
-    *final = job;
-    if (!cli_job_is_terminal(state)) {
-        cli_error(CLI_ERR_TIMEOUT, NULL, "job '%s' is still %s after %gs", id,
-                  state ? state : "unknown", timeout_s);
-        return 1;
+    return rc == ERR_UNAVAILABLE && (status == 0 || status == 503);
+}
+
+/* The stream is there (the seq it starts after is known): read the jobs not yet ended once. */
+static int wait_on_start(void *arg, struct err *e)
+{
+    (void)e;
+    return CLI_FOLLOW_STOP; /* the reads are made between two connections (one curl handle) */
+}
+
+static int wait_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
+{
+    struct waiting *w = arg;
+    const char *job = jstr(ev, "job"), *state = jstr(ev, "state");
+    for (size_t i = 0; job && state && i < w->n; i++) {
+        if (w->finals[i] || strcmp(w->ids[i], job)) continue;
+        set_state(w, i, state);
+        if (!cli_job_is_terminal(state)) {
+            if (!w->quiet) cli_print_event(stderr, ev, true);
+            break;
+        }
+        json_t *result = json_object();
+        static const char *const keys[] = {"reason", "exit_code", "signal", "error",
+                                           "duration_ms"};
+        for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+            if (json_object_get(ev, keys[k]))
+                json_object_set(result, keys[k], json_object_get(ev, keys[k]));
+        job_ended(w, i,
+                  json_pack("{s:s, s:s, s:O, s:o}", "id", job, "state", state, "attempt",
+                            json_object_get(ev, "attempt"), "result", result));
+        break;
     }
-    if (!json) print_final_line(job);
-    return job_exit_code(job);
+    return w->left ? 0 : CLI_FOLLOW_STOP;
+}
+
+/*
+ * Waits for jobs `ids` (ids or unique prefixes) to end, or `timeout_s` (< 0:
+ * none), printing a line for each state change (stderr) and each end
+ * (stdout) unless `json`. *finals (the caller's) gets the array of the jobs'
+ * JSON as last read. Returns the worst exit code (`drover wait`).
+ */
+static int wait_jobs(struct cli *cli, const char *const *ids, size_t n, double timeout_s,
+                     bool json, json_t **finals)
+{
+    struct waiting w = {.cli = cli, .n = n, .left = n, .quiet = json};
+    w.ids = xcalloc(n, sizeof(*w.ids));
+    w.state = xcalloc(n, sizeof(*w.state));
+    w.finals = xcalloc(n, sizeof(*w.finals));
+    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
+    struct buf query = BUF_INIT;
+    struct cli_follow f = {.since = -1, .on_start = wait_on_start, .on_event = wait_on_event,
+                           .arg = &w};
+    struct err e = ERR_INIT;
+    long status = 0;
+    int rc = 0, worst = 0, failures = 0;
+    bool seen = false; /* the server answered once: a failure now is a restart or a hiccup */
+    const char *failed = NULL; /* the job whose reading failed, for the message */
+    *finals = NULL;
+    /* whole ids (a prefix is resolved by reading the job) for the stream's filter */
+    for (size_t i = 0; i < n; i++) {
+        json_t *job = NULL;
+        if (!uuid_valid(ids[i]) && (rc = get_job(cli, ids[i], &job, &status, &e))) {
+            failed = ids[i];
+            goto fail;
+        }
+        w.ids[i] = xstrdup(job ? jstr(job, "id") : ids[i]);
+        json_decref(job);
+    }
+    buf_adds(&query, "type=job&job=");
+    for (size_t i = 0; i < n; i++) {
+        char *eid = http_escape(w.ids[i]);
+        buf_addf(&query, "%s%s", i ? "%2C" : "", eid);
+        free(eid);
+    }
+    f.query = query.data;
+    while (w.left) {
+        double left_s = -1;
+        if (rc && !(transient(rc, status) && seen && ++failures <= WAIT_RETRIES)) break;
+        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0) {
+            rc = CLI_FOLLOW_TIMEOUT;
+            break;
+        }
+        if (rc) { /* a restart or a hiccup: start again (connect, read the jobs) */
+            struct timespec ts = {0, 250000000L}; /* cli_follow itself waits longer */
+            nanosleep(&ts, NULL);
+            err_clear(&e);
+            failed = NULL;
+            f.since = -1;
+            rc = 0;
+        }
+        status = 0;
+        if (f.since < 0) {
+            /* connect to learn where the stream starts, then read each job once */
+            if ((rc = cli_follow(cli, &f, left_s, &e))) continue;
+            seen = true;
+            for (size_t i = 0; i < n && w.left && !rc; i++) {
+                json_t *job;
+                if (w.finals[i]) continue;
+                if ((rc = get_job(cli, w.ids[i], &job, &status, &e))) {
+                    failed = w.ids[i];
+                    continue;
+                }
+                set_state(&w, i, jstr(job, "state"));
+                if (cli_job_is_terminal(jstr(job, "state")))
+                    job_ended(&w, i, job);
+                else
+                    json_decref(job);
+            }
+            continue;
+        }
+        f.on_start = NULL;
+        rc = cli_follow(cli, &f, left_s, &e);
+        f.on_start = wait_on_start;
+        status = f.status;
+        if (!rc) failures = 0;
+        if (rc == ERR_GONE) { /* so long away that the events were pruned: read them again */
+            f.since = -1;
+            err_clear(&e);
+            rc = 0;
+        }
+    }
+    bool timed_out = rc == CLI_FOLLOW_TIMEOUT;
+    if (rc && !timed_out) goto fail;
+    rc = 0;
+    /* the answer: each job as it is now (the whole JSON with --json, else the exit codes) */
+    json_t *all = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *job = NULL;
+        if (json || !w.finals[i]) {
+            if ((rc = get_job(cli, w.ids[i], &job, &status, &e))) {
+                json_decref(all);
+                failed = w.ids[i];
+                goto fail;
+            }
+        } else {
+            job = json_incref(w.finals[i]);
+        }
+        const char *state = jstr(job, "state");
+        if (cli_job_is_terminal(state)) {
+            int code = job_exit_code(job);
+            if (code > worst) worst = code;
+        } else {
+            cli_error(CLI_ERR_TIMEOUT, NULL, "job '%s' is still %s after %gs", w.ids[i],
+                      state ? state : "unknown", timeout_s);
+            worst = worst > 1 ? worst : 1;
+        }
+        json_array_append_new(all, job);
+    }
+    *finals = all;
+    goto out;
+fail:
+    if (failed) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot wait for job '%s'", failed);
+        cli_print_err(cli, &e, status, what);
+    } else {
+        cli_print_err(cli, &e, status, n == 1 ? "cannot wait for the job" : "cannot wait for the jobs");
+    }
+    rc = 1;
+out:
+    buf_release(&query);
+    waiting_release(&w);
+    return rc ? rc : worst;
 }
 
 /* ---- submit ---- */
@@ -858,22 +996,18 @@ int cmd_submit(int argc, char **argv)
 
     /* --wait: the ids first, then each final state; the first failure decides the exit code. */
     json_t *list = single ? json_pack("[O]", single) : json_incref(jobs);
-    json_t *finals = json_array();
-    size_t i;
-    json_t *j;
-    if (!a.json) {
-        json_array_foreach(list, i, j) printf("%s\n", jstr(j, "id") ? jstr(j, "id") : "?");
-        fflush(stdout);
-    }
-    rc = 0;
+    size_t i, n = json_array_size(list);
+    json_t *j, *finals = NULL;
+    const char **ids = xcalloc(n ? n : 1, sizeof(*ids));
     json_array_foreach(list, i, j)
     {
-        json_t *final = NULL;
-        int r = wait_and_report(&cli, jstr(j, "id") ? jstr(j, "id") : "", -1, a.json, &final);
-        if (r && !rc) rc = r;
-        json_array_append_new(finals, final ? final : json_null());
+        ids[i] = jstr(j, "id") ? jstr(j, "id") : "";
+        if (!a.json) printf("%s\n", ids[i]);
     }
-    if (a.json) {
+    fflush(stdout);
+    rc = wait_jobs(&cli, ids, n, -1, a.json, &finals);
+    free(ids);
+    if (a.json && finals) {
         if (single)
             cli_print_json(json_array_get(finals, 0));
         else {
@@ -1095,14 +1229,17 @@ int cmd_status(int argc, char **argv)
 /* ---- wait ---- */
 
 static const char wait_usage[] =
-    "usage: drover wait [--timeout S] [--json] ID\n"
+    "usage: drover wait [--timeout S] [--json] ID...\n"
     "\n"
-    "Waits for a job to end and prints its final state. Exits with the job's exit\n"
-    "code when it ran (0 when it succeeded), 1 when it failed otherwise, was\n"
-    "cancelled, or is still not done after --timeout.\n"
+    "Waits for jobs to end, printing each change of their state (and progress) on\n"
+    "stderr as it happens and each job's final state on stdout. Exits with the\n"
+    "worst exit code among them: a job's own exit code when it ran (0 when it\n"
+    "succeeded), 1 when it failed otherwise or was cancelled, and 1 when one is\n"
+    "still not done after --timeout. An ID may be any unique prefix of one.\n"
     "\n"
     "  -t, --timeout S    give up after S seconds (default: wait as long as it takes)\n"
-    "      --json         print the job's final JSON\n" CLI_COMMON_USAGE;
+    "      --json         print the final JSON (of the job; {\"jobs\": [...]} for several)\n"
+    CLI_COMMON_USAGE;
 
 int cmd_wait(int argc, char **argv)
 {
@@ -1116,8 +1253,7 @@ int cmd_wait(int argc, char **argv)
     cli_args_init(&a, argc, argv, wait_usage);
     struct cli cli;
     double timeout = -1;
-    const char *id;
-    json_t *job = NULL;
+    json_t *finals = NULL;
     int rc;
 
     while (cli_getopt(&a, ":t:h", longopts) != -1) {
@@ -1126,15 +1262,28 @@ int cmd_wait(int argc, char **argv)
             return cli_usage_error(wait_usage, "--timeout must be a number of seconds, not '%s'",
                                    optarg);
     }
-    if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
-        return rc;
+    if (a.exit_code != CLI_CONTINUE) return a.exit_code;
+    if (optind >= a.argc) return cli_usage_error(wait_usage, CLI_JOB_ID_MISSING);
+    for (int i = optind; i < a.argc; i++)
+        if (!*a.argv[i]) return cli_usage_error(wait_usage, CLI_JOB_ID_EMPTY);
+    if (a.argc - optind > WAIT_MAX_JOBS)
+        return cli_usage_error(wait_usage, "at most %d jobs at once", WAIT_MAX_JOBS);
     if (cli_connect(&cli, &a.conn)) {
         cli_release(&cli);
         return 1;
     }
-    rc = wait_and_report(&cli, id, timeout, a.json, &job);
-    if (a.json && job) cli_print_json(job);
-    json_decref(job);
+    size_t n = (size_t)(a.argc - optind);
+    rc = wait_jobs(&cli, (const char *const *)a.argv + optind, n, timeout, a.json, &finals);
+    if (a.json && finals) {
+        if (n == 1)
+            cli_print_json(json_array_get(finals, 0));
+        else {
+            json_t *wrapped = json_pack("{s:O}", "jobs", finals);
+            cli_print_json(wrapped);
+            json_decref(wrapped);
+        }
+    }
+    json_decref(finals);
     cli_release(&cli);
     return rc;
 }

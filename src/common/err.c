@@ -36,6 +36,14 @@ static int find(int code)
     return code == ERR_INTERNAL ? 0 : find(ERR_INTERNAL); /* an unknown code is internal */
 }
 
+int err_from_http_status(int status)
+{
+    for (size_t i = 1; i < ARRAY_SIZE(table); i++)
+        if (table[i].status == status)
+            return table[i].code;
+    return status >= 400 && status < 500 ? ERR_INVALID : ERR_INTERNAL;
+}
+
 int err_http_status(int code)
 {
     return table[find(code)].status;

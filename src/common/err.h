@@ -49,6 +49,8 @@ int err_field(struct err *e, int code, const char *field, const char *fmt, ...) 
 
 /* THE table: each code's HTTP status and API error code ("invalid_argument"). */
 int err_http_status(int code);
+/* The other way: the ERR_* code of an HTTP error status (an unknown 4xx is ERR_INVALID). */
+int err_from_http_status(int status);
 const char *err_api_code(int code);
 /* A short description of the code itself, for messages without detail. */
 const char *err_str(int code);

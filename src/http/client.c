@@ -257,28 +257,7 @@ void http_call_release(struct http_call *call)
 
 static int err_from_status(long status)
 {
-    switch (status) {
-    case 400:
-        return ERR_INVALID;
-    case 401:
-        return ERR_UNAUTH;
-    case 403:
-        return ERR_DENIED;
-    case 404:
-        return ERR_NOTFOUND;
-    case 405:
-        return ERR_METHOD;
-    case 409:
-        return ERR_CONFLICT;
-    case 413:
-        return ERR_TOOLARGE;
-    case 503:
-        return ERR_UNAVAILABLE;
-    case 507:
-        return ERR_NOSPACE;
-    default:
-        return status >= 400 && status < 500 ? ERR_INVALID : ERR_INTERNAL;
-    }
+    return err_from_http_status((int)status);
 }
 
 /* Why a connection could not be made, in a few lower-case words. */

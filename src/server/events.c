@@ -29,8 +29,8 @@
 #include "server/events.h"
 #include "server/server.h"
 
-#define READ_MAX 512       /* events per chunk */
-#define MAX_JOBS 1000      /* job=ID,ID,... */
+#define READ_MAX 512  /* events per chunk */
+#define MAX_JOBS 1000 /* job=ID,ID,... */
 #define PRUNE_EVERY_MS 60000
 
 struct follower {
@@ -71,8 +71,7 @@ static void unlink_follower(struct follower *fw)
         fw->prev->next = fw->next;
     else
         fw->ev->head = fw->next;
-    if (fw->next)
-        fw->next->prev = fw->prev;
+    if (fw->next) fw->next->prev = fw->prev;
     fw->r->on_gone = NULL;
     fw->r->owner = NULL;
 }
@@ -107,8 +106,7 @@ json_t *events_to_json(const struct event_rec *ev)
     json_t *v;
     json_object_foreach(ev->data, k, v) /* progress and result, what of them is set */
     {
-        if (!json_is_null(v))
-            json_object_set(o, k, v);
+        if (!json_is_null(v)) json_object_set(o, k, v);
     }
     return o;
 }
@@ -153,8 +151,7 @@ static void send_buffer(struct follower *fw, struct evbuffer *b)
 /* Sends the next events the follower wants, one chunk at a time. */
 static void pump(struct follower *fw)
 {
-    if (fw->sending)
-        return; /* on_sent pumps again */
+    if (fw->sending) return; /* on_sent pumps again */
     struct event_filter f = {.after = fw->seq,
                              .kind = fw->kind,
                              .queue = fw->queue,
@@ -205,8 +202,7 @@ static int prune_write(struct store *st, void *arg, struct err *e)
 static void prune_done(void *arg, int rc, const struct err *e)
 {
     struct prune_op *op = arg;
-    if (rc)
-        log_error("pruning events: %s", e->msg);
+    if (rc) log_error("pruning events: %s", e->msg);
     op->ev->pruning = false;
     free(op);
 }
@@ -218,8 +214,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct events *ev = arg;
     int64_t now = time_now_ms();
     for (struct follower *fw = ev->head; fw; fw = fw->next) {
-        if (fw->sending || now - fw->last_sent_ms < 3000LL * ev->s->heartbeat_s)
-            continue;
+        if (fw->sending || now - fw->last_sent_ms < 3000LL * ev->s->heartbeat_s) continue;
         struct evbuffer *b = evbuffer_new();
         evbuffer_add_printf(b, ": keep-alive\n\n");
         send_buffer(fw, b);
@@ -250,8 +245,7 @@ struct events *events_new(struct server *s, int64_t keep)
 
 void events_free(struct events *ev)
 {
-    if (!ev)
-        return;
+    if (!ev) return;
     while (ev->head) {
         struct follower *fw = ev->head;
         unlink_follower(fw);
@@ -312,8 +306,7 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
         if (comma && !*++p)
             return err_field(e, ERR_INVALID, "job", "job must not end with a comma");
     }
-    if (!fw->njobs)
-        return err_field(e, ERR_INVALID, "job", "job must name at least one job id");
+    if (!fw->njobs) return err_field(e, ERR_INVALID, "job", "job must name at least one job id");
     return 0;
 }
 
@@ -341,12 +334,10 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
     const char *last_id =
         evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Last-Event-ID");
     if (last_id) {
-        if (parse_seq(last_id, "Last-Event-ID", &fw->seq, e))
-            return e->code;
+        if (parse_seq(last_id, "Last-Event-ID", &fw->seq, e)) return e->code;
         *has_since = true;
     } else if ((v = http_query(r, "since"))) {
-        if (parse_seq(v, "since", &fw->seq, e))
-            return e->code;
+        if (parse_seq(v, "since", &fw->seq, e)) return e->code;
         *has_since = true;
     }
     if ((v = http_query(r, "type"))) {
@@ -364,8 +355,7 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         fw->kind = EVENT_JOB;
     }
     if ((v = http_query(r, "job"))) {
-        if (parse_jobs(v, fw, e))
-            return e->code;
+        if (parse_jobs(v, fw, e)) return e->code;
         fw->kind = EVENT_JOB;
     }
     return 0;
@@ -384,19 +374,20 @@ int api_events(struct http_req *r)
     if (!has_since) {
         fw->seq = last; /* from now on */
     } else if (fw->seq > last) {
-        err_field(&e, ERR_INVALID, "since", "since %" PRId64 " is past the newest event (%" PRId64 ")",
-                  fw->seq, last);
+        err_field(&e, ERR_INVALID, "since",
+                  "since %" PRId64 " is past the newest event (%" PRId64 ")", fw->seq, last);
         goto fail;
     } else if (fw->seq + 1 < first) {
         /* Events after since were pruned: resuming would skip some silently. */
         char msg[256];
         snprintf(msg, sizeof(msg),
                  "events after %" PRId64 " are no longer kept: the retained window starts at seq "
-                 "%" PRId64 " (resume with since=%" PRId64 ", or without since for new events only)",
+                 "%" PRId64 " (resume with since=%" PRId64
+                 ", or without since for new events only)",
                  fw->seq, first, first - 1);
-        json_t *body = json_pack("{s:{s:s, s:s, s:s, s:I}}", "error", "code",
-                                 err_api_code(ERR_GONE), "message", msg, "field", "since",
-                                 "first_seq", (json_int_t)first);
+        json_t *body =
+            json_pack("{s:{s:s, s:s, s:s, s:I}}", "error", "code", err_api_code(ERR_GONE),
+                      "message", msg, "field", "since", "first_seq", (json_int_t)first);
         follower_free(fw);
         http_reply_json(r, err_http_status(ERR_GONE), body);
         return HTTP_DONE;
@@ -406,8 +397,7 @@ int api_events(struct http_req *r)
     r->owner = fw;
     r->on_gone = on_gone;
     fw->next = ev->head;
-    if (ev->head)
-        ev->head->prev = fw;
+    if (ev->head) ev->head->prev = fw;
     ev->head = fw;
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
     evhttp_add_header(h, "Cache-Control", "no-cache");

@@ -115,6 +115,7 @@ static const char *const stmt_sql[S_COUNT] = {
                     "'reason', json_extract(result, '$.reason'), "
                     "'exit_code', json_extract(result, '$.exit_code'), "
                     "'signal', json_extract(result, '$.signal'), "
+                    "'duration_ms', json_extract(result, '$.duration_ms'), "
                     "'error', substr(json_extract(result, '$.error'), 1, 512)) END "
                     "FROM jobs WHERE id = ?",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "

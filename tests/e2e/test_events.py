@@ -219,3 +219,89 @@ def test_shutdown_ends_the_stream(make_server, streams):
     assert server.stop() == 0
     st.thread.join(timeout=20)
     assert not st.thread.is_alive() and time.monotonic() - t0 < 20
+
+
+# ---- the CLI: drover wait (many jobs, on the stream) and drover events ----
+
+
+def test_cli_wait_on_many_jobs_exits_with_the_worst(make_server, make_agent):  # noqa: F811
+    server = make_server("--heartbeat", "1", "--lost-after", "3")
+    make_agent(server, "w1", "--slots", "2")
+    ok_id = submit(server, {"command": {"shell": "sleep 0.3"}})
+    bad = submit(server, {"retry": {"max_attempts": 1},
+                          "command": {"shell": "echo 40 going > \"$DROVER_PROGRESS\"; sleep 0.5; "
+                                               "exit 3"}})
+    r = server.run_cli("wait", ok_id, bad)
+    assert r.returncode == 3, r.stderr
+    lines = r.stdout.splitlines()
+    assert {ln.split(" (")[0] for ln in lines} == {f"{ok_id} succeeded", f"{bad} failed"}, lines
+    assert f"{bad} failed (exit 3" in r.stdout
+    # the states on the way, and the progress, were streamed on stderr
+    assert f"{bad} running attempt 1 on w1" in r.stderr
+    assert "40.0% going" in r.stderr
+    # --json: the jobs' final JSON
+    r = server.run_cli("wait", "--json", ok_id, bad)
+    assert r.returncode == 3
+    jobs = json.loads(r.stdout)["jobs"]
+    assert [j["id"] for j in jobs] == [ok_id, bad]
+    assert [j["state"] for j in jobs] == ["succeeded", "failed"]
+    assert jobs[1]["result"]["exit_code"] == 3
+
+
+def test_cli_wait_timeout_and_jobs_already_done(make_server, make_agent):  # noqa: F811
+    server = make_server("--heartbeat", "1", "--lost-after", "3")
+    make_agent(server, "w1", "--slots", "2")
+    done = submit(server, {"command": {"program": "/bin/true"}})
+    assert server.run_cli("wait", done).returncode == 0  # ended before the wait began
+    slow = submit(server, {"command": {"program": "sleep", "argv": ["30"]}})
+    t0 = time.monotonic()
+    r = server.run_cli("wait", "--timeout", "1", done, slow)
+    assert r.returncode == 1 and time.monotonic() - t0 < 15
+    assert f"job '{slow}' is still " in r.stderr and "after 1s" in r.stderr
+    assert f"{done} succeeded" in r.stdout
+    assert server.api().post(f"/v1/jobs/{slow}/cancel").status_code == 200
+
+
+def test_cli_wait_rides_out_a_server_restart(make_server, make_agent):  # noqa: F811
+    server = make_server("--heartbeat", "1", "--lost-after", "5")
+    make_agent(server, "w1")
+    jid = submit(server, {"command": {"program": "sleep", "argv": ["3"]}})
+    waiter = server.start_cli("wait", jid, text=True)
+    wait_for(lambda: server.api().get(f"/v1/jobs/{jid}").json()["state"] == "running", 20,
+             "the job to run")
+    server.restart()  # kill -9, then the same port again
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, err
+    assert out.startswith(f"{jid} succeeded")
+
+
+def test_cli_events_prints_the_stream(server):
+    follower = server.start_cli("events", "--json", "--since", "0", text=True)
+    try:
+        jid = submit(server, {"command": {"program": "/bin/true"}})
+        line = json.loads(follower.stdout.readline())
+        assert line["job"] == jid and line["state"] == "queued" and line["seq"] == 1
+        assert server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+        line = json.loads(follower.stdout.readline())
+        assert line["state"] == "cancelled" and line["seq"] == 2
+    finally:
+        follower.kill()
+        follower.wait()
+    # for people: one line per event
+    follower = server.start_cli("events", "--since", "0", "--job", jid, text=True)
+    try:
+        assert follower.stdout.readline().split()[2:] == ["job", jid, "queued"]
+        assert follower.stdout.readline().split()[2:4] == ["job", jid]
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["events", "--since", "x"], "--since"), (["events", "--type", "workflow"], "--type"),
+    (["events", "--job", "a,b"], "--job"), (["events", "extra"], "unexpected argument"),
+    (["wait"], "which job"), (["wait", ""], "empty"), (["wait", "--timeout", "x", "a"], "--timeout"),
+])
+def test_cli_events_and_wait_usage_errors(server, args, message):
+    r = server.run_cli(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr

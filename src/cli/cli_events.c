@@ -1,0 +1,321 @@
+/*
+ * cli_events.c - following the server's event stream (GET /v1/events):
+ * `drover events`, and the reader `drover wait` and `submit --wait` use.
+ *
+ * The stream is Server-Sent Events: frames of "id:", "event:" and "data:"
+ * lines ended by a blank line; lines starting with ':' are comments (the
+ * server's first one says the seq the stream starts after). A broken
+ * connection or a restarting server is ridden out: the reader connects again
+ * with since=<the last seq seen>, so no event is lost or seen twice.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "commands.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+#define FRAME_MAX (1 << 20) /* a frame longer than this is not the server's */
+#define IDLE_MS 90000       /* no byte, not even a keep-alive, for this long: connect again */
+#define RETRIES 6           /* consecutive failed connections tolerated once the server was seen */
+#define STARTS_PREFIX ": drover events from seq "
+
+struct sse {
+    struct buf line; /* the line being read */
+    struct buf data; /* the frame's data lines */
+    int64_t id;
+    char event[16];
+    struct cli_follow *f;
+    bool got; /* bytes came: the server was there */
+};
+
+static int64_t parse_i64(const char *s, bool *ok)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    *ok = *s && !*end && v >= 0;
+    return v;
+}
+
+/* One complete line (without its newline). */
+static int sse_line(struct sse *p, const char *l, struct err *e)
+{
+    struct cli_follow *f = p->f;
+    bool ok;
+    if (!*l) { /* the frame is complete */
+        int rc = 0;
+        if (p->data.len) {
+            json_t *data = json_loadb(p->data.data, p->data.len, 0, NULL);
+            if (!json_is_object(data)) {
+                json_decref(data);
+                return err_set(e, ERR_INTERNAL, "the server sent an event that is not JSON");
+            }
+            if (p->id > f->since) {
+                f->since = p->id;
+                rc = f->on_event(f->arg, p->id, p->event, data, e);
+            }
+            json_decref(data);
+        }
+        buf_reset(&p->data);
+        p->event[0] = '\0';
+        return rc;
+    }
+    if (!strncmp(l, STARTS_PREFIX, strlen(STARTS_PREFIX))) {
+        int64_t from = parse_i64(l + strlen(STARTS_PREFIX), &ok);
+        if (!ok) return err_set(e, ERR_INTERNAL, "the server's event stream began oddly");
+        if (f->since < 0) f->since = from;
+        return f->on_start ? f->on_start(f->arg, e) : 0;
+    }
+    if (l[0] == ':') return 0; /* keep-alive */
+    const char *colon = strchr(l, ':');
+    size_t klen = colon ? (size_t)(colon - l) : strlen(l);
+    const char *v = colon ? colon + 1 : "";
+    if (*v == ' ') v++;
+    if (klen == 4 && !strncmp(l, "data", 4)) {
+        if (p->data.len) buf_addc(&p->data, '\n');
+        buf_adds(&p->data, v);
+        if (p->data.len > FRAME_MAX)
+            return err_set(e, ERR_INTERNAL, "the server sent an event of over %d bytes", FRAME_MAX);
+    } else if (klen == 2 && !strncmp(l, "id", 2)) {
+        p->id = parse_i64(v, &ok);
+        if (!ok) return err_set(e, ERR_INTERNAL, "the server sent an event id that is no seq");
+    } else if (klen == 5 && !strncmp(l, "event", 5)) {
+        snprintf(p->event, sizeof(p->event), "%s", v);
+    }
+    return 0; /* "retry:" and fields unknown are ignored, as EventSource does */
+}
+
+static int sse_chunk(void *arg, const char *data, size_t len, struct err *e)
+{
+    struct sse *p = arg;
+    p->got = true;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] != '\n') {
+            if (p->line.len > FRAME_MAX)
+                return err_set(e, ERR_INTERNAL, "the server sent a line of over %d bytes",
+                               FRAME_MAX);
+            buf_addc(&p->line, data[i]);
+            continue;
+        }
+        if (p->line.len && p->line.data[p->line.len - 1] == '\r') p->line.data[--p->line.len] = 0;
+        int rc = sse_line(p, p->line.len ? p->line.data : "", e);
+        buf_reset(&p->line);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct err *e)
+{
+    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
+    int failures = 0;
+    bool seen = false;
+    long saved_timeout = cli->http.timeout_ms;
+    int rc;
+    for (;;) {
+        struct buf path = BUF_INIT;
+        buf_adds(&path, "/v1/events?");
+        buf_adds(&path, f->query ? f->query : "");
+        if (f->since >= 0) buf_addf(&path, "%ssince=%" PRId64, f->query ? "&" : "", f->since);
+        struct sse p = {.line = BUF_INIT, .data = BUF_INIT, .f = f};
+        long status = 0;
+        cli->http.timeout_ms = 0;
+        if (deadline >= 0) {
+            int64_t left_ms = (deadline - time_mono_ns()) / 1000000;
+            cli->http.timeout_ms = left_ms > 1 ? left_ms : 1;
+        }
+        struct err ce = ERR_INIT;
+        rc = http_client_stream(&cli->http, path.data, IDLE_MS, sse_chunk, &p, &status, &ce);
+        buf_release(&path);
+        buf_release(&p.line);
+        buf_release(&p.data);
+        seen = seen || cli->http.reached || p.got;
+        if (rc == 1) /* silence: the connection may be dead without having said so */
+            continue;
+        if (rc == CLI_FOLLOW_STOP) {
+            rc = 0;
+            break;
+        }
+        if (deadline >= 0 && time_mono_ns() >= deadline) {
+            rc = CLI_FOLLOW_TIMEOUT;
+            break;
+        }
+        bool transient =
+            rc == 0 /* the server ended the stream: it is shutting down */ ||
+            (rc < 0 && (status == 0 || status == 503) && !ce.field[0] && ce.code != ERR_INTERNAL);
+        if (transient && seen && ++failures <= RETRIES) {
+            int64_t pause_ns = (int64_t)250000000 << (failures - 1 < 4 ? failures - 1 : 4);
+            struct timespec ts = {pause_ns / 1000000000, pause_ns % 1000000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (rc == 0)
+            rc = err_set(e, ERR_UNAVAILABLE, "the server ended the event stream");
+        else {
+            f->status = status;
+            *e = ce;
+        }
+        break;
+    }
+    cli->http.timeout_ms = saved_timeout;
+    return rc;
+}
+
+/* ---- drover events ---- */
+
+static const char events_usage[] =
+    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type job|agent] [--json]\n"
+    "\n"
+    "Prints the server's events as they happen: every change of state of a job (and\n"
+    "its progress) and of an agent, one line each, until interrupted. With --since,\n"
+    "the events after SEQ first (those the server still keeps).\n"
+    "\n"
+    "      --since SEQ    start after event SEQ (0: all that are kept)\n"
+    "  -j, --job ID       only this job's events (repeatable)\n"
+    "  -q, --queue Q      only events of jobs in queue Q\n"
+    "      --type T       only job or agent events\n"
+    "      --json         one JSON object per line, as the server sends it\n" CLI_COMMON_USAGE;
+
+/* Prints text, which may hold anything, so that it cannot drive the terminal. */
+static void put_clean(FILE *out, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
+    }
+}
+
+void cli_print_event(FILE *out, json_t *ev, bool brief)
+{
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *at = json_string_value(json_object_get(ev, "at"));
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    const char *agent = json_string_value(json_object_get(ev, "agent"));
+    if (!brief)
+        fprintf(out, "%" JSON_INTEGER_FORMAT " %s ", json_integer_value(json_object_get(ev, "seq")),
+                at ? at : "-");
+    if (type && !strcmp(type, "agent")) {
+        fputs("agent ", out);
+        put_clean(out, agent);
+        fprintf(out, " %s\n", state ? state : "?");
+        fflush(out);
+        return;
+    }
+    fprintf(out, "%s%s %s", brief ? "" : "job ", json_string_value(json_object_get(ev, "job")),
+            state ? state : "?");
+    json_int_t attempt = json_integer_value(json_object_get(ev, "attempt"));
+    if (attempt) fprintf(out, " attempt %" JSON_INTEGER_FORMAT, attempt);
+    if (agent) {
+        fputs(" on ", out);
+        put_clean(out, agent);
+    }
+    json_t *pct = json_object_get(ev, "percent");
+    if (json_is_number(pct) && state && !strcmp(state, "running")) {
+        fprintf(out, " %.1f%%", json_number_value(pct));
+        const char *msg = json_string_value(json_object_get(ev, "message"));
+        if (msg) {
+            fputc(' ', out);
+            put_clean(out, msg);
+        }
+    }
+    const char *reason = json_string_value(json_object_get(ev, "reason"));
+    json_t *code = json_object_get(ev, "exit_code");
+    if (cli_job_is_terminal(state) && reason) {
+        fprintf(out, " (%s", reason);
+        if (json_is_integer(code)) fprintf(out, " %" JSON_INTEGER_FORMAT, json_integer_value(code));
+        fputc(')', out);
+    }
+    fputc('\n', out);
+    fflush(out);
+}
+
+static int print_event(void *arg, int64_t seq, const char *type, json_t *data, struct err *e)
+{
+    bool json = *(bool *)arg;
+    if (json) {
+        char *s = json_dumps(data, JSON_COMPACT);
+        puts(s);
+        free(s);
+        fflush(stdout);
+    } else {
+        cli_print_event(stdout, data, false);
+    }
+    return 0;
+}
+
+enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_TYPE };
+
+int cmd_events(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"job", required_argument, NULL, 'j'},
+        {"queue", required_argument, NULL, 'q'},
+        {"type", required_argument, NULL, OPT_TYPE},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, events_usage);
+    struct buf query = BUF_INIT, jobs = BUF_INIT;
+    struct cli_follow f = {.since = -1, .on_event = print_event, .arg = &a.json};
+    int opt, rc = CLI_CONTINUE;
+    bool ok;
+    while ((opt = cli_getopt(&a, ":j:q:h", longopts)) != -1) {
+        switch (opt) {
+        case OPT_SINCE:
+            f.since = parse_i64(optarg, &ok);
+            if (!ok)
+                rc = cli_usage_error(events_usage,
+                                     "--since must be an event's seq (>= 0), not '%s'", optarg);
+            break;
+        case 'j':
+            if (!*optarg || strchr(optarg, ',') || strchr(optarg, '&'))
+                rc = cli_usage_error(events_usage, "--job must be one job's ID, not '%s'", optarg);
+            if (jobs.len) buf_addc(&jobs, ',');
+            buf_adds(&jobs, optarg);
+            break;
+        case 'q': {
+            char *q = http_escape(optarg);
+            buf_addf(&query, "%squeue=%s", query.len ? "&" : "", q);
+            free(q);
+            break;
+        }
+        case OPT_TYPE:
+            if (strcmp(optarg, "job") && strcmp(optarg, "agent"))
+                rc = cli_usage_error(events_usage, "--type must be job or agent, not '%s'", optarg);
+            buf_addf(&query, "%stype=%s", query.len ? "&" : "", optarg);
+            break;
+        }
+        if (rc != CLI_CONTINUE) goto out;
+    }
+    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
+    if (jobs.len) {
+        char *j = http_escape(jobs.data);
+        buf_addf(&query, "%sjob=%s", query.len ? "&" : "", j);
+        free(j);
+    }
+    f.query = query.len ? query.data : NULL;
+    struct cli cli;
+    if (cli_connect(&cli, &a.conn)) {
+        cli_release(&cli);
+        rc = 1;
+        goto out;
+    }
+    struct err e = ERR_INIT;
+    rc = cli_follow(&cli, &f, -1, &e);
+    if (rc) {
+        cli_print_err(&cli, &e, f.status, "cannot follow the events");
+        rc = 1;
+    }
+    cli_release(&cli);
+out:
+    buf_release(&query);
+    buf_release(&jobs);
+    return rc;
+}
