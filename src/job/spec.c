@@ -161,6 +161,11 @@ static bool program_ok(const char *s)
     return !has_ctrl(s, strlen(s));
 }
 
+static bool notify_when_ok(const char *s)
+{
+    return !strcmp(s, "end") || !strcmp(s, "all");
+}
+
 static bool notify_url_ok(const char *s)
 {
     return (starts(s, "http://") || starts(s, "https://")) && spec_uri_valid(s, false, NULL);
@@ -841,6 +846,8 @@ static const struct field spec_fields[] = {
     {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
      .valid = notify_url_ok,
      .expect = "an http:// or https:// url of at most 2048 bytes, or null"},
+    {.key = "notify", .check = check_string, .dflt = "\"end\"", .min = 3, .max = 3,
+     .valid = notify_when_ok, .expect = "\"end\" (the job's end) or \"all\" (every change)"},
     {.key = "test", .check = check_bool, .dflt = "false"},
     {.key = "command", .check = check_command}, /* last: it reads test */
 };

@@ -200,3 +200,25 @@ int store_event_prune(struct store *st, int64_t before_ms, int64_t max_keep, str
 {
     return st->ops->event_prune(st, before_ms, max_keep, e);
 }
+
+int store_webhook_due(struct store *st, int64_t now_ms, int limit,
+                      int (*fn)(void *arg, const struct webhook *w), void *arg, struct err *e)
+{
+    return st->ops->webhook_due(st, now_ms, limit, fn, arg, e);
+}
+
+int store_webhook_delete(struct store *st, int64_t id, struct err *e)
+{
+    return st->ops->webhook_delete(st, id, e);
+}
+
+int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at,
+                        const char *error, struct err *e)
+{
+    return st->ops->webhook_retry(st, id, tries, next_at, error, e);
+}
+
+int store_webhook_count(struct store *st, int64_t *n, struct err *e)
+{
+    return st->ops->webhook_count(st, n, e);
+}

@@ -184,6 +184,30 @@ int store_event_window(struct store *st, int64_t *first, int64_t *last, struct e
 /* Deletes events older than before_ms, and beyond the newest max_keep ones. */
 int store_event_prune(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e);
 
+/*
+ * Webhooks. A job inserted with spec.notify_url gets, in the transaction of
+ * each of its events that is terminal (every event with spec.notify "all"),
+ * a row in the outbox; the deliverer reads what is due, and records each
+ * outcome: delivered (the row goes), or tried again later.
+ */
+struct webhook {
+    int64_t id; /* the delivery's id: the same for each of its tries */
+    const char *url;
+    int tries;          /* tries made before this one */
+    int64_t created_at; /* ms */
+    const struct event_rec *ev;
+};
+/* Calls fn for up to `limit` deliveries due at now_ms, the earliest first. */
+int store_webhook_due(struct store *st, int64_t now_ms, int limit,
+                      int (*fn)(void *arg, const struct webhook *w), void *arg, struct err *e);
+/* Delivered, or given up: the row goes. */
+int store_webhook_delete(struct store *st, int64_t id, struct err *e);
+/* Failed: try again at next_at; `error` says why (kept for operators). */
+int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at,
+                        const char *error, struct err *e);
+/* How many deliveries wait. */
+int store_webhook_count(struct store *st, int64_t *n, struct err *e);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);

@@ -60,6 +60,13 @@ struct store_ops {
     int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);
     int (*event_prune)(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e);
 
+    int (*webhook_due)(struct store *st, int64_t now_ms, int limit,
+                       int (*fn)(void *arg, const struct webhook *w), void *arg, struct err *e);
+    int (*webhook_delete)(struct store *st, int64_t id, struct err *e);
+    int (*webhook_retry)(struct store *st, int64_t id, int tries, int64_t next_at,
+                         const char *error, struct err *e);
+    int (*webhook_count)(struct store *st, int64_t *n, struct err *e);
+
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
 };

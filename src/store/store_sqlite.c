@@ -51,6 +51,12 @@ enum stmt_id {
     S_EVENT_AGENT,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
+    S_JOB_NOTIFY,
+    S_WEBHOOK_ENQUEUE,
+    S_WEBHOOK_DUE,
+    S_WEBHOOK_DELETE,
+    S_WEBHOOK_RETRY,
+    S_WEBHOOK_COUNT,
     S_COUNT
 };
 
@@ -122,8 +128,23 @@ static const char *const stmt_sql[S_COUNT] = {
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
-    [S_EVENT_PRUNE] = "DELETE FROM events WHERE at < ? OR seq <= "
-                      "(SELECT max(seq) FROM events) - ?",
+    /* events a delivery still needs are kept */
+    [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ? OR seq <= (SELECT max(seq) FROM events) - ?) "
+                      "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
+    [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
+    /* after S_EVENT_JOB: the event just appended, if its job wants it delivered */
+    [S_WEBHOOK_ENQUEUE] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
+                          "SELECT e.seq, j.notify_url, e.at, e.at FROM events e "
+                          "JOIN jobs j ON j.id = e.subject WHERE e.seq = last_insert_rowid() "
+                          "AND j.notify_url IS NOT NULL AND (j.notify_all OR e.state IN (?, ?, ?))",
+    [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
+                      "e.queue, e.state, e.attempt, e.agent, e.data FROM webhook_outbox o "
+                      "JOIN events e ON e.seq = o.event_seq WHERE o.next_at <= ? "
+                      "ORDER BY o.next_at, o.id LIMIT ?",
+    [S_WEBHOOK_DELETE] = "DELETE FROM webhook_outbox WHERE id = ?",
+    [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = ?, next_at = ?, last_error = ? "
+                        "WHERE id = ?",
+    [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
 };
 
 struct store_sqlite {
@@ -358,14 +379,25 @@ static void sqlite_savepoint_rollback(struct store *st)
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }
 
-/* Appends the event of a change just made to job or agent `id`, in the same transaction. */
+/*
+ * Appends the event of a change just made to job or agent `id`, in the same
+ * transaction; a job's event also goes to the webhook outbox when the job
+ * wants it.
+ */
 static int event_append(struct store_sqlite *s, enum stmt_id which, const char *id,
                         struct err *e)
 {
     sqlite3_stmt *q = stmt(s, which);
     sqlite3_bind_int64(q, 1, time_now_ms());
     bind_text(q, 2, id);
-    return exec_stmt(s, q, e, "appending an event");
+    int rc = exec_stmt(s, q, e, "appending an event");
+    if (rc || which != S_EVENT_JOB)
+        return rc;
+    q = stmt(s, S_WEBHOOK_ENQUEUE);
+    sqlite3_bind_int(q, 1, JOB_SUCCEEDED);
+    sqlite3_bind_int(q, 2, JOB_FAILED);
+    sqlite3_bind_int(q, 3, JOB_CANCELLED);
+    return exec_stmt(s, q, e, "queueing a webhook");
 }
 
 static int sqlite_job_insert(struct store *st, const struct job *j, struct err *e)
@@ -395,6 +427,16 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
+        const char *url = json_string_value(json_object_get(j->spec, "notify_url"));
+        if (url) {
+            const char *when = json_string_value(json_object_get(j->spec, "notify"));
+            q = stmt(s, S_JOB_NOTIFY);
+            bind_text(q, 1, url);
+            sqlite3_bind_int(q, 2, when && !strcmp(when, "all"));
+            bind_text(q, 3, j->id);
+            if ((rc = exec_stmt(s, q, e, "inserting a job")))
+                return rc;
+        }
         return event_append(s, S_EVENT_JOB, j->id, e);
     }
     if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE && j->key)
@@ -845,6 +887,28 @@ static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct
     return rc;
 }
 
+/* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
+static void row_to_event(sqlite3_stmt *q, int c, struct event_rec *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->seq = sqlite3_column_int64(q, c);
+    ev->at = sqlite3_column_int64(q, c + 1);
+    ev->kind = sqlite3_column_int(q, c + 2);
+    snprintf(ev->subject, sizeof(ev->subject), "%s", (const char *)sqlite3_column_text(q, c + 3));
+    ev->queue = col_text(q, c + 4);
+    ev->state = sqlite3_column_int(q, c + 5);
+    ev->attempt = sqlite3_column_int(q, c + 6);
+    ev->agent = col_text(q, c + 7);
+    ev->data = job_json_load((const char *)sqlite3_column_text(q, c + 8));
+}
+
+static void event_rec_release(struct event_rec *ev)
+{
+    free(ev->queue);
+    free(ev->agent);
+    json_decref(ev->data);
+}
+
 static int sqlite_event_list(struct store *st, const struct event_filter *f,
                              int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                              struct err *e)
@@ -880,20 +944,10 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
     sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":limit"), f->limit);
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        struct event_rec ev = {0};
-        ev.seq = sqlite3_column_int64(q, 0);
-        ev.at = sqlite3_column_int64(q, 1);
-        ev.kind = sqlite3_column_int(q, 2);
-        snprintf(ev.subject, sizeof(ev.subject), "%s", (const char *)sqlite3_column_text(q, 3));
-        ev.queue = col_text(q, 4);
-        ev.state = sqlite3_column_int(q, 5);
-        ev.attempt = sqlite3_column_int(q, 6);
-        ev.agent = col_text(q, 7);
-        ev.data = job_json_load((const char *)sqlite3_column_text(q, 8));
+        struct event_rec ev;
+        row_to_event(q, 0, &ev);
         int frc = fn(arg, &ev);
-        free(ev.queue);
-        free(ev.agent);
-        json_decref(ev.data);
+        event_rec_release(&ev);
         if (frc) {
             sqlite3_finalize(q);
             return frc;
@@ -929,6 +983,70 @@ static int sqlite_event_prune(struct store *st, int64_t before_ms, int64_t max_k
     return exec_stmt(s, q, e, "pruning events");
 }
 
+static int sqlite_webhook_due(struct store *st, int64_t now_ms, int limit,
+                              int (*fn)(void *arg, const struct webhook *w), void *arg,
+                              struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WEBHOOK_DUE);
+    sqlite3_bind_int64(q, 1, now_ms);
+    sqlite3_bind_int(q, 2, limit);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct event_rec ev;
+        row_to_event(q, 4, &ev);
+        struct webhook w = {.id = sqlite3_column_int64(q, 0),
+                            .url = (const char *)sqlite3_column_text(q, 1),
+                            .tries = sqlite3_column_int(q, 2),
+                            .created_at = sqlite3_column_int64(q, 3),
+                            .ev = &ev};
+        int frc = fn(arg, &w);
+        event_rec_release(&ev);
+        if (frc) {
+            sqlite3_reset(q);
+            return frc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading the webhook outbox");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_webhook_delete(struct store *st, int64_t id, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WEBHOOK_DELETE);
+    sqlite3_bind_int64(q, 1, id);
+    return exec_stmt(s, q, e, "recording a delivery");
+}
+
+static int sqlite_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at,
+                                const char *error, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WEBHOOK_RETRY);
+    sqlite3_bind_int(q, 1, tries);
+    sqlite3_bind_int64(q, 2, next_at);
+    bind_text(q, 3, error);
+    sqlite3_bind_int64(q, 4, id);
+    return exec_stmt(s, q, e, "recording a failed delivery");
+}
+
+static int sqlite_webhook_count(struct store *st, int64_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WEBHOOK_COUNT);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "counting webhooks");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *n = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -961,6 +1079,10 @@ const struct store_ops store_sqlite_ops = {
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,
     .event_prune = sqlite_event_prune,
+    .webhook_due = sqlite_webhook_due,
+    .webhook_delete = sqlite_webhook_delete,
+    .webhook_retry = sqlite_webhook_retry,
+    .webhook_count = sqlite_webhook_count,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
 };

@@ -48,6 +48,15 @@ static const char *const sqlite_migrations[] = {
     "  subject TEXT NOT NULL, queue TEXT, state INTEGER NOT NULL, attempt INTEGER,"
     "  agent TEXT, data TEXT);"
     "CREATE INDEX events_subject ON events (subject, seq);",
+    /* 5: webhooks: a job's notify_url, and the outbox of deliveries, each row written in the
+       transaction of the event it delivers and deleted once delivered (or given up) */
+    "ALTER TABLE jobs ADD COLUMN notify_url TEXT;"
+    "ALTER TABLE jobs ADD COLUMN notify_all INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE webhook_outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, event_seq INTEGER NOT NULL, url TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT);"
+    "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
 };
 
 #endif
