@@ -25,6 +25,7 @@ static const struct {
     {ERR_IO, 500, "internal", "i/o error"},
     {ERR_RANGE, 416, "range_not_satisfiable", "range not satisfiable"},
     {ERR_LENGTH, 411, "length_required", "length required"},
+    {ERR_AMBIGUOUS, 409, "ambiguous", "ambiguous"},
 };
 
 static int find(int code)
@@ -32,7 +33,7 @@ static int find(int code)
     for (size_t i = 0; i < ARRAY_SIZE(table); i++)
         if (table[i].code == code)
             return (int)i;
-    return (int)ARRAY_SIZE(table) - 2; /* internal */
+    return code == ERR_INTERNAL ? 0 : find(ERR_INTERNAL); /* an unknown code is internal */
 }
 
 int err_http_status(int code)

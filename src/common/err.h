@@ -30,6 +30,7 @@ enum {
     ERR_IO = -11,         /* local I/O failed (CLI, startup); 500 if it reaches HTTP */
     ERR_RANGE = -12,      /* 416 range_not_satisfiable */
     ERR_LENGTH = -13,     /* 411 length_required */
+    ERR_AMBIGUOUS = -14,  /* 409 ambiguous: a name or id prefix matches several */
 };
 
 struct err {

@@ -4,12 +4,19 @@
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
  * a 201 always means "durable".
+ *
+ * A job belongs to the token that submitted it (its name is the job's
+ * owner). Every /v1/jobs/{id} route first resolves {id} with resolve_id():
+ * a whole id or a unique prefix, among the jobs the caller may see (its own,
+ * or all for an admin); a job of someone else is "not found", so that its
+ * existence is not revealed.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
@@ -22,10 +29,72 @@
 #define LIST_MAX_LIMIT 1000
 #define WAIT_DEFAULT_S 30
 #define WAIT_MAX_S 3600
+#define ID_PREFIX_MIN 6   /* characters of an id prefix */
+#define AMBIGUOUS_SHOWN 5 /* matching ids named when a prefix is ambiguous */
 
 static struct server *srv(struct http_req *r)
 {
     return r->app;
+}
+
+/* The owner whose jobs the caller sees: NULL (all of them) for an admin. */
+static const char *caller_owner(const struct http_req *r)
+{
+    return r->role == ROLE_ADMIN ? NULL : r->token_name;
+}
+
+/*
+ * Resolves the route's {id} -- a job id or a unique prefix of one, at least
+ * ID_PREFIX_MIN characters -- among the caller's jobs into id: 0,
+ * ERR_INVALID (too short), ERR_NOTFOUND, or ERR_AMBIGUOUS naming a few of
+ * the matches.
+ */
+static int resolve_id(struct http_req *r, char id[UUID_STR_LEN], struct err *e)
+{
+    const char *given = r->params[0];
+    size_t n = strlen(given);
+    if (n < ID_PREFIX_MIN)
+        return err_field(e, ERR_INVALID, "id",
+                         "id must be a job id or a unique prefix of one (at least %d "
+                         "characters), not '%s'",
+                         ID_PREFIX_MIN, given);
+    char prefix[UUID_STR_LEN];
+    bool ok = n < sizeof(prefix);
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = (char)(given[i] >= 'A' && given[i] <= 'F' ? given[i] - 'A' + 'a' : given[i]);
+        ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || ch == '-';
+        prefix[i] = ch;
+    }
+    if (!ok) /* not hex: no job has such an id */
+        return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
+    prefix[n] = '\0';
+    char ids[AMBIGUOUS_SHOWN + 1][UUID_STR_LEN];
+    size_t found;
+    int rc =
+        store_job_match(srv(r)->reads, prefix, caller_owner(r), ids, ARRAY_SIZE(ids), &found, e);
+    if (rc) return rc;
+    if (!found) return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
+    if (found == 1) {
+        memcpy(id, ids[0], UUID_STR_LEN);
+        return 0;
+    }
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < found && i < AMBIGUOUS_SHOWN; i++) {
+        buf_adds(&b, i ? ", " : "");
+        buf_adds(&b, ids[i]);
+    }
+    rc = err_field(e, ERR_AMBIGUOUS, "id", "id prefix '%s' matches several jobs: %s%s", given,
+                   b.data, found > AMBIGUOUS_SHOWN ? ", ..." : "");
+    buf_release(&b);
+    return rc;
+}
+
+/* The job the route's {id} names, if the caller may see it. */
+static int find_job(struct http_req *r, struct job *j, struct err *e)
+{
+    char id[UUID_STR_LEN];
+    int rc = resolve_id(r, id, e);
+    return rc ? rc : store_job_get(srv(r)->reads, id, j, e);
 }
 
 /* ---- submit ---- */
@@ -56,7 +125,7 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         if (j->key) {
             struct job old;
             struct err ke = ERR_INIT;
-            int rc = store_job_get_by_key(st, j->key, &old, &ke);
+            int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
             if (rc == 0) {
                 job_release(j);
                 *j = old;
@@ -150,6 +219,7 @@ int api_jobs_create(struct http_req *r)
             return rc;
         }
         job_from_spec(&sb->jobs[i], &spec, now);
+        sb->jobs[i].owner = xstrdup(r->token_name);
         sb->n++;
         spec_release(&spec);
     }
@@ -163,7 +233,7 @@ int api_jobs_get(struct http_req *r)
 {
     struct job j;
     struct err e = ERR_INIT;
-    if (store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+    if (find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -195,6 +265,7 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
                         struct err *e)
 {
     memset(f, 0, sizeof(*f));
+    f->owner = caller_owner(r);
     f->state = -1;
     long limit;
     if (query_int(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))
@@ -253,7 +324,7 @@ int api_jobs_wait(struct http_req *r)
     struct err e = ERR_INIT;
     long timeout_s;
     if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e) ||
-        store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+        find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -262,8 +333,8 @@ int api_jobs_wait(struct http_req *r)
         job_release(&j);
         return HTTP_DONE;
     }
+    waiters_add(srv(r)->waiters, j.id, r, timeout_s * 1000);
     job_release(&j);
-    waiters_add(srv(r)->waiters, r->params[0], r, timeout_s * 1000);
     return HTTP_DEFERRED;
 }
 
@@ -298,9 +369,15 @@ static void cancel_done(void *arg, int rc, const struct err *e)
 
 int api_jobs_cancel(struct http_req *r)
 {
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
-    snprintf(c->id, sizeof(c->id), "%s", r->params[0]);
+    snprintf(c->id, sizeof(c->id), "%s", id);
     commit_submit(srv(r)->commit, cancel_write, cancel_done, c);
     return HTTP_DEFERRED;
 }
@@ -312,7 +389,7 @@ int api_queues_list(struct http_req *r)
     struct queue_stat *qs;
     size_t n;
     struct err e = ERR_INIT;
-    if (store_queue_stats(srv(r)->reads, &qs, &n, &e)) {
+    if (store_queue_stats(srv(r)->reads, caller_owner(r), &qs, &n, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -352,16 +429,15 @@ int api_jobs_log(struct http_req *r)
     }
     int sn = stream && !strcmp(stream, "stderr");
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
-        query_int(r, "follow", 0, 1, 0, &follow, &e) ||
-        store_job_get(s->reads, r->params[0], &j, &e)) {
+        query_int(r, "follow", 0, 1, 0, &follow, &e) || find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     bool over = job_state_terminal(j.state);
     if (follow && !over) {
-        job_release(&j);
         http_reply_start(r, 200, "text/plain; charset=utf-8");
-        logs_follow(s->logs, r, r->params[0], sn, offset);
+        logs_follow(s->logs, r, j.id, sn, offset);
+        job_release(&j);
         return HTTP_DEFERRED;
     }
     struct buf b = BUF_INIT;

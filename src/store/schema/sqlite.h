@@ -36,6 +36,13 @@ static const char *const sqlite_migrations[] = {
     "  job TEXT NOT NULL, attempt INTEGER NOT NULL, stream INTEGER NOT NULL,"
     "  off INTEGER NOT NULL, data BLOB NOT NULL,"
     "  PRIMARY KEY (job, attempt, stream, off)) WITHOUT ROWID;",
+    /* 3: jobs belong to the token that submitted them (NULL for jobs from before: only
+       admin tokens see those); idempotency keys are per owner */
+    "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+    "DROP INDEX jobs_key;"
+    "CREATE UNIQUE INDEX jobs_owner_key ON jobs (coalesce(owner, ''), idem_key)"
+    "  WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX jobs_owner ON jobs (owner, id);",
 };
 
 #endif
