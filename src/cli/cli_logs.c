@@ -33,15 +33,18 @@
 #define RECHECK_MS 10000      /* a followed log silent this long: is the job still on? */
 
 static const char logs_usage[] =
-    "usage: drover logs [-f] [--stderr] [--offset N] ID\n"
+    "usage: drover logs [-f] [--stderr] [--offset N] [--attempt N] ID\n"
     "\n"
-    "Prints what a job's latest attempt wrote to its standard output (or, with\n"
-    "--stderr, its standard error), as captured by its agent. With -f it keeps\n"
-    "printing what the job writes until the job ends.\n"
+    "Prints what a job's latest attempt (or, with --attempt, an earlier one) wrote\n"
+    "to its standard output (or, with --stderr, its standard error), as captured\n"
+    "by its agent. With -f it keeps printing what the job writes until the job\n"
+    "ends (with --attempt, until that attempt ends). ID may be a unique prefix of\n"
+    "the job's id (6 characters or more).\n"
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
-    "  -o, --offset N     start at byte N of the stream (default 0)\n" CLI_COMMON_USAGE;
+    "  -o, --offset N     start at byte N of the stream (default 0)\n"
+    "  -a, --attempt N    the output of attempt N (1 is the first run)\n" CLI_COMMON_USAGE;
 
 struct sink {
     int64_t written; /* bytes written to stdout by the current request */
@@ -76,7 +79,7 @@ static void print_failure(struct cli *cli, const struct err *e, long status, con
         if (sink->write_errno != EPIPE) fprintf(stderr, "drover: %s\n", e->msg);
         return;
     }
-    if (status == 404) {
+    if (status == 404 && strcmp(e->field, "attempt")) {
         fprintf(stderr, "drover: job '%s' not found\n", id);
         return;
     }
@@ -110,8 +113,9 @@ static int job_state(struct cli *cli, const char *eid, char *state, size_t n, lo
 }
 
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
-                    bool follow)
+                    long attempt, bool follow)
 {
+    char pin[32] = ""; /* "&attempt=N" */
     char *eid = http_escape(id);
     int failures = 0;
     bool seen = false; /* the server answered once: a failure now may be a restart */
@@ -122,8 +126,9 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         struct err e = ERR_INIT;
         long status = 0;
         struct sink sink = {0};
-        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s", eid, stream,
-                               (long long)offset, follow ? "&follow=1" : "");
+        if (attempt) snprintf(pin, sizeof(pin), "&attempt=%ld", attempt);
+        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s%s", eid, stream,
+                               (long long)offset, pin, follow ? "&follow=1" : "");
         int r = http_client_stream(&cli->http, path, follow ? RECHECK_MS : 0, to_stdout, &sink,
                                    &status, &e);
         free(path);
@@ -135,6 +140,14 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
              * Or it was silent for a while (r == 1): has the job ended without the
              * server telling its followers? */
             bool idled = r == 1;
+            if (attempt && !idled) {
+                /* A followed attempt's stream ends with the attempt, whatever the job does
+                   next; read what may be left beyond its last piece. */
+                follow = false;
+                cli->http.timeout_ms = CALL_TIMEOUT_MS;
+                failures = 0;
+                continue;
+            }
             char state[32];
             r = job_state(cli, eid, state, sizeof(state), &status, &e);
             if (r == 0 && cli_job_is_terminal(state)) {
@@ -184,6 +197,7 @@ int cmd_logs(int argc, char **argv)
         {"follow", no_argument, NULL, 'f'},
         {"stderr", no_argument, NULL, 'e'},
         {"offset", required_argument, NULL, 'o'},
+        {"attempt", required_argument, NULL, 'a'},
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -191,11 +205,11 @@ int cmd_logs(int argc, char **argv)
     cli_args_init(&a, argc, argv, logs_usage);
     struct cli cli;
     bool follow = false, err_stream = false;
-    long offset = 0;
+    long offset = 0, attempt = 0;
     const char *id;
     int opt, rc;
 
-    while ((opt = cli_getopt(&a, ":feo:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":feo:a:h", longopts)) != -1) {
         switch (opt) {
         case 'f':
             follow = true;
@@ -208,6 +222,12 @@ int cmd_logs(int argc, char **argv)
                 return cli_usage_error(
                     logs_usage, "--offset must be a byte offset (0 or more), not '%s'", optarg);
             break;
+        case 'a':
+            if (!cli_parse_long(optarg, 1, INT_MAX, &attempt))
+                return cli_usage_error(logs_usage,
+                                       "--attempt must be an attempt number (1 or more), not '%s'",
+                                       optarg);
+            break;
         }
     }
     if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
@@ -215,7 +235,7 @@ int cmd_logs(int argc, char **argv)
 
     rc = 1;
     if (cli_connect(&cli, &a.conn) == 0)
-        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow);
+        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, attempt, follow);
     cli_release(&cli);
     return rc;
 }

@@ -414,41 +414,39 @@ int api_queues_list(struct http_req *r)
 
 /* ---- log ---- */
 
-#define LOG_READ_MAX (16 << 20)
-
 int api_jobs_log(struct http_req *r)
 {
-    struct server *s = srv(r);
     struct err e = ERR_INIT;
     struct job j;
-    long offset, follow;
+    long offset, follow, attempt;
     const char *stream = http_query(r, "stream");
     if (stream && strcmp(stream, "stdout") && strcmp(stream, "stderr")) {
         http_reply_error(r, ERR_INVALID, "stream", "stream must be stdout or stderr");
         return HTTP_DONE;
     }
-    int sn = stream && !strcmp(stream, "stderr");
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
-        query_int(r, "follow", 0, 1, 0, &follow, &e) || find_job(r, &j, &e)) {
+        query_int(r, "follow", 0, 1, 0, &follow, &e) ||
+        query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) || find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    bool over = job_state_terminal(j.state);
-    if (follow && !over) {
-        http_reply_start(r, 200, "text/plain; charset=utf-8");
-        logs_follow(s->logs, r, j.id, sn, offset);
+    if (attempt > j.attempt) {
+        err_field(&e, ERR_NOTFOUND, "attempt",
+                  "job '%s' has no attempt %ld: it has run %d attempt%s so far", j.id, attempt,
+                  j.attempt, j.attempt == 1 ? "" : "s");
         job_release(&j);
-        return HTTP_DEFERRED;
-    }
-    struct buf b = BUF_INIT;
-    if (store_log_read(s->reads, j.id, j.attempt, sn, offset, LOG_READ_MAX, &b, &e)) {
-        job_release(&j);
-        buf_release(&b);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    struct logs_query q = {
+        .job = j.id,
+        .stream = stream && !strcmp(stream, "stderr"),
+        .attempt = attempt ? (int)attempt : j.attempt,
+        .pinned = attempt > 0,
+        .follow = follow,
+        .offset = offset,
+    };
+    logs_send(srv(r)->logs, r, &q);
     job_release(&j);
-    http_reply_bytes(r, 200, "text/plain; charset=utf-8", b.data, b.len);
-    buf_release(&b);
-    return HTTP_DONE;
+    return HTTP_DEFERRED;
 }

@@ -3,10 +3,13 @@
 Each test starts its own server on a free loopback port (fixture `server`), makes client
 tokens through the admin token, and checks the answers of the real HTTP API.
 """
+import http.client
 import os
+import socket
 import sqlite3
+import time
 
-from agentutil import make_agent, wait_job  # noqa: F401 (make_agent is a fixture)
+from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
 
 
 def client(server, name):
@@ -145,3 +148,144 @@ def test_id_prefixes(server, make_agent):
     r = server.run_cli("cancel", vunique)
     assert r.returncode == 0, r.stderr
     assert admin.get(f"/v1/jobs/{victim}").json()["state"] == "cancelled"
+
+
+# ---- logs of earlier attempts (13.10) ----
+
+RETRIED = ('if [ "$DROVER_ATTEMPT" = 1 ]; then echo one; echo err-one >&2; exit 3; fi; '
+           'echo two; echo err-two >&2')
+
+
+def test_log_of_each_attempt(server, make_agent):
+    api = server.api()
+    make_agent(server, "att", "--queues", "att")
+    job = submit(api, {"queue": "att", "command": {"shell": RETRIED},
+                       "retry": {"max_attempts": 2, "backoff_s": 0}})["id"]
+    done = wait_job(server, job, timeout=60)
+    assert done["state"] == "succeeded" and done["attempt"] == 2, done
+
+    log = lambda q="": api.get(f"/v1/jobs/{job}/log{q}")  # noqa: E731
+    assert log().text == "two\n"  # the latest attempt by default
+    assert log("?attempt=1").text == "one\n"
+    assert log("?attempt=2").text == "two\n"
+    assert log("?attempt=1&stream=stderr").text == "err-one\n"
+    assert log("?attempt=1&offset=1").text == "ne\n"
+    assert log("?attempt=1&follow=1").text == "one\n"
+    assert log("?follow=1").text == "two\n"
+    err = error(log("?attempt=3"), 404, "not_found", "attempt")
+    assert "no attempt 3" in err["message"]
+    for bad in ("0", "-1", "x", "1.5", ""):
+        error(log(f"?attempt={bad}"), 400, "invalid_argument", "attempt")
+
+    r = server.run_cli("logs", "--attempt", "1", job)
+    assert r.returncode == 0 and r.stdout == "one\n", r.stderr
+    r = server.run_cli("logs", "-f", "--attempt", "1", "--stderr", job)
+    assert r.returncode == 0 and r.stdout == "err-one\n", r.stderr
+    r = server.run_cli("logs", job)
+    assert r.returncode == 0 and r.stdout == "two\n", r.stderr
+    r = server.run_cli("logs", "--attempt", "3", job)
+    assert r.returncode == 1 and "no attempt 3" in r.stderr, r.stderr
+    r = server.run_cli("logs", "--attempt", "0", job)
+    assert r.returncode == 2 and "--attempt" in r.stderr, r.stderr
+
+
+def test_followed_attempt_ends_with_the_attempt(server, make_agent, tmp_path):
+    """follow=1 pinned to attempt 1 ends when attempt 1 does, though the job goes on."""
+    api = server.api()
+    make_agent(server, "att2", "--queues", "att2")
+    gate = tmp_path / "gate"
+    script = ('if [ "$DROVER_ATTEMPT" = 1 ]; then echo one; exit 3; fi; echo two; i=0; '
+              f'while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done')
+    job = submit(api, {"queue": "att2", "command": {"shell": script},
+                       "retry": {"max_attempts": 2, "backoff_s": 0}})["id"]
+    wait_for(lambda: (lambda j: j["state"] == "running" and j["attempt"] == 2)(
+        api.get(f"/v1/jobs/{job}").json()), 60, "attempt 2 to run")
+    # Attempt 2 runs until the gate opens: a stream that waited for the job would time out.
+    r = api.get(f"/v1/jobs/{job}/log?attempt=1&follow=1", timeout=60)
+    assert r.status_code == 200 and r.text == "one\n"
+    gate.touch()
+    assert wait_job(server, job, timeout=60)["state"] == "succeeded"
+
+
+# ---- slow log readers (14.8) ----
+
+LINE = b"drover-log-line-0123456789\n"
+BIG = 50 << 20  # bytes of stdout
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def open_log_unread(server, token, path):
+    """Sends GET path on a raw socket with a small receive buffer and reads nothing yet."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.settimeout(120)
+    s.connect(("127.0.0.1", server.port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+              "Connection: close\r\n\r\n".encode())
+    return s
+
+
+def read_answer(s):
+    """Reads the whole HTTP answer on s (chunked or not): (status, body)."""
+    resp = http.client.HTTPResponse(s)
+    resp.begin()
+    body = resp.read()
+    resp.close()
+    s.close()
+    return resp.status, body
+
+
+def test_slow_log_readers_hold_no_memory(server, make_agent, tmp_path):
+    api = server.api()
+    make_agent(server, "big", "--queues", "big")
+    gate = tmp_path / "gate"
+    script = (f"yes '{LINE.decode().strip()}' | head -c {BIG}; i=0; "
+              f"while [ ! -e {gate} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done")
+    job = submit(api, {"queue": "big", "command": {"shell": script}})["id"]
+    want = (LINE * (BIG // len(LINE) + 1))[:BIG]
+    # All of it stored (the job then waits for the gate, still running).
+    wait_for(lambda: api.get(f"/v1/jobs/{job}/log?offset={BIG - 1}").content == want[-1:],
+             180, "the whole output to be stored", interval=0.5)
+    assert api.get(f"/v1/jobs/{job}").json()["state"] == "running"
+    # One reader that reads gets it all, exactly (this also warms the store's page cache, so
+    # that what follows measures the readers alone).
+    got, pieces = b"", 0
+    while pieces < 10:
+        piece = api.get(f"/v1/jobs/{job}/log?offset={len(got)}", timeout=120)
+        assert piece.status_code == 200, piece.text
+        if not piece.content:
+            break
+        got += piece.content
+        pieces += 1
+    assert len(got) == BIG and got == want
+    del got, piece
+    pid = server.proc.pid
+    before = vm_rss_kib(pid)
+
+    # Six followers and two plain readers that read nothing.
+    token = server.admin_token
+    paths = [f"/v1/jobs/{job}/log?follow=1"] * 6 + [f"/v1/jobs/{job}/log"] * 2
+    socks = [open_log_unread(server, token, p) for p in paths]
+    peak = before
+    for _ in range(30):  # 3 s for the server to send what the sockets take, and to grow if it buffers
+        time.sleep(0.1)
+        peak = max(peak, vm_rss_kib(pid))
+    assert api.get("/healthz").status_code == 200  # still serving meanwhile
+    grown_mib = (peak - before) / 1024
+    # Buffering would take 8 x 50 MiB; paced, each reader holds about one 256 KiB chunk.
+    print(f"server RSS {before // 1024} MiB, +{grown_mib:.1f} MiB with 8 readers reading nothing")
+    assert grown_mib < 64, f"the server grew by {grown_mib:.0f} MiB for 8 readers that read nothing"
+
+    gate.touch()  # the job ends: the followers' answers end after the last byte
+    assert wait_job(server, job, timeout=60)["state"] == "succeeded"
+    for s, p in zip(socks, paths):
+        status, body = read_answer(s)
+        assert status == 200 and len(body) == BIG, (p, status, len(body))
+        assert body == want, p
