@@ -22,6 +22,7 @@
 #include "job/job.h"
 #include "job/spec.h"
 #include "server/fleet.h"
+#include "server/sched.h"
 #include "server/server.h"
 
 #define SUBMIT_MAX_SPECS 10000
@@ -142,6 +143,20 @@ static int submit_write(struct store *st, void *arg, struct err *e)
     return 0;
 }
 
+/*
+ * A submitted job's summary, with the agents up that could take it
+ * ("listeners") and, when none could, why ("warnings"), so that a job no
+ * agent can take does not wait silently.
+ */
+static json_t *submitted_json(struct server *s, const struct job *j)
+{
+    struct sched_fit fit;
+    json_t *o = job_to_json_brief(j);
+    json_object_set_new(o, "listeners", json_integer(fleet_job_fit(s->fleet, j, &fit)));
+    json_object_set_new(o, "warnings", sched_fit_warnings(&fit));
+    return o;
+}
+
 static void submit_done(void *arg, int rc, const struct err *e)
 {
     struct submit *sb = arg;
@@ -156,20 +171,25 @@ static void submit_done(void *arg, int rc, const struct err *e)
     } else if (rc) {
         http_reply_err(r, e);
     } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, job_to_json_brief(&sb->jobs[0]));
+        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, &sb->jobs[0]));
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, job_to_json_brief(&sb->jobs[i]));
+            json_array_append_new(arr, submitted_json(s, &sb->jobs[i]));
         http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
     }
     submit_free(sb);
 }
 
+/* "test": true -- could an agent take this job? Nothing is queued. */
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
-    http_reply_json(r, 200, json_pack("{s:s, s:i}", "queue", spec->queue, "listeners",
-                                      fleet_listeners(srv(r)->fleet, spec->queue)));
+    struct sched_fit fit;
+    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots);
+    int n = fleet_fit(srv(r)->fleet, &fit);
+    http_reply_json(r, 200,
+                    json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
+                              sched_fit_warnings(&fit)));
     return HTTP_DONE;
 }
 
@@ -237,7 +257,11 @@ int api_jobs_get(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    http_reply_json(r, 200, job_to_json(&j));
+    struct sched_fit fit;
+    json_t *o = job_to_json(&j);
+    fleet_job_fit(srv(r)->fleet, &j, &fit);
+    json_object_set_new(o, "waiting", sched_waiting_json(&j, &fit, time_now_ms()));
+    http_reply_json(r, 200, o);
     job_release(&j);
     return HTTP_DONE;
 }
@@ -396,16 +420,18 @@ int api_queues_list(struct http_req *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
+        struct sched_fit fit;
+        sched_fit_init(&fit, qs[i].name, NULL, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
         json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name,
-                           "queued", (json_int_t)c[JOB_QUEUED], "running",
+            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name, "queued",
+                           (json_int_t)c[JOB_QUEUED], "running",
                            (json_int_t)(c[JOB_LEASED] + c[JOB_RUNNING]), "succeeded",
                            (json_int_t)c[JOB_SUCCEEDED], "failed", (json_int_t)c[JOB_FAILED],
                            "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners",
-                           fleet_listeners(srv(r)->fleet, qs[i].name), "states", counts));
+                           fleet_fit(srv(r)->fleet, &fit), "states", counts));
     }
     free(qs);
     http_reply_json(r, 200, arr);

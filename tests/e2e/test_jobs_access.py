@@ -4,6 +4,7 @@ Each test starts its own server on a free loopback port (fixture `server`), make
 tokens through the admin token, and checks the answers of the real HTTP API.
 """
 import http.client
+import json
 import os
 import socket
 import sqlite3
@@ -89,6 +90,84 @@ def test_jobs_from_before_owners_are_the_admins(server):
     got = admin.get(f"/v1/jobs/{job['id']}").json()
     assert got["owner"] is None
     assert admin.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+
+
+# ---- jobs no agent can take (13.4) ----
+
+
+def test_submit_says_when_no_agent_can_take_a_job(server, make_agent, tmp_path):
+    api = server.api()
+    nobody = submit(api, {"queue": "bio"})
+    assert nobody["listeners"] == 0
+    assert nobody["warnings"] == ["queue 'bio' has no listening agent (no agent is up)"]
+
+    make_agent(server, "w8", "--queues", "bio,default", "--labels", "db=pfam", "--slots", "8")
+    cases = [
+        ({"queue": "bio"}, 1, []),
+        ({"queue": "nope"}, 0, ["queue 'nope' has no listening agent"]),
+        ({"queue": "bio", "requires": {"db": "rfam"}}, 0, ["no agent has labels db=rfam"]),
+        ({"queue": "bio", "slots": 16}, 0, ["slots 16 exceeds the largest agent's 8"]),
+        ({"queue": "nope", "slots": 16, "requires": {"db": "rfam"}}, 0,
+         ["queue 'nope' has no listening agent", "no agent has labels db=rfam",
+          "slots 16 exceeds the largest agent's 8"]),
+    ]
+    # Delayed, so that the one that fits stays queued while the answers are checked.
+    for spec, listeners, warnings in cases:
+        got = submit(api, dict(spec, delay_s=3600))
+        assert (got["listeners"], got["warnings"]) == (listeners, warnings), spec
+    # An array: per job.
+    arr = api.post("/v1/jobs", json=[dict(c[0], delay_s=3600, command={"program": "true"})
+                                     for c in cases]).json()["jobs"]
+    assert [(j["listeners"], j["warnings"]) for j in arr] == [(c[1], c[2]) for c in cases]
+    # The probe says the same of a spec, and queues nothing.
+    probe = api.post("/v1/jobs", json={"test": True, "queue": "bio", "slots": 9}).json()
+    assert probe == {"queue": "bio", "listeners": 0,
+                     "warnings": ["slots 9 exceeds the largest agent's 8"]}
+
+    # GET of a queued job says why it waits.
+    waiting = lambda j: api.get(f"/v1/jobs/{j}").json()["waiting"]  # noqa: E731
+    w = waiting(submit(api, {"queue": "bio", "requires": {"db": "rfam"}})["id"])
+    assert w["reason"] == "no_agent" and w["listeners"] == 0 and w["until"] is None
+    assert w["message"] == "no agent can take it: no agent has labels db=rfam"
+    delayed = submit(api, {"queue": "bio", "delay_s": 3600})["id"]
+    w = waiting(delayed)
+    assert w["reason"] == "delayed" and w["until"] and w["message"].startswith("delayed until ")
+    # Busy: one job takes all 8 slots until its gate opens; the next waits for a slot.
+    gate = tmp_path / "gate"
+    hog = submit(api, {"queue": "bio", "slots": 8, "command": {
+        "shell": f"i=0; while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"}})
+    wait_job(server, hog["id"], states=("running",), timeout=60)
+    assert waiting(hog["id"]) is None  # only a queued job waits
+    behind = submit(api, {"queue": "bio", "command": {"program": "true"}})
+    assert behind["listeners"] == 1 and behind["warnings"] == []
+    w = waiting(behind["id"])
+    assert w["reason"] == "busy" and w["listeners"] == 1, w
+    # Retry backoff: attempt 1 failed, the next not before an hour from now.
+    gate.touch()
+    retried = submit(api, {"queue": "bio", "command": {"program": "false"},
+                           "retry": {"max_attempts": 2, "backoff_s": 3600}})["id"]
+    wait_for(lambda: api.get(f"/v1/jobs/{retried}").json()["attempt"] == 1 and
+             api.get(f"/v1/jobs/{retried}").json()["state"] == "queued", 60, "attempt 1 to fail")
+    w = waiting(retried)
+    assert w["reason"] == "retry_backoff" and w["until"], w
+    assert w["message"].startswith("attempt 1 failed; the next may start at ")
+
+    # The CLI: warnings on stderr (exit 0, the id on stdout); status shows why a job waits.
+    r = server.run_cli("submit", "--queue", "nope", "--", "true")
+    assert r.returncode == 0 and r.stdout.strip() == r.stdout.strip().lower()
+    assert r.stderr == "drover: warning: queue 'nope' has no listening agent\n"
+    shown = server.run_cli("status", r.stdout.strip())
+    assert shown.returncode == 0
+    assert "waiting:   no agent can take it: queue 'nope' has no listening agent\n" in shown.stdout
+    shown = server.run_cli("status", delayed)
+    assert "waiting:   delayed until " in shown.stdout
+    spec = tmp_path / "two.json"
+    spec.write_text(json.dumps([{"queue": "bio", "delay_s": 3600, "command": {"program": "x"}},
+                                {"queue": "gpu", "command": {"program": "x"}}]))
+    r = server.run_cli("submit", "-f", str(spec))
+    ids = r.stdout.split()
+    assert r.returncode == 0 and len(ids) == 2
+    assert r.stderr == f"drover: warning: job 2 ({ids[1]}): queue 'gpu' has no listening agent\n"
 
 
 # ---- ids by unique prefix (13.8) ----
@@ -274,7 +353,8 @@ def test_slow_log_readers_hold_no_memory(server, make_agent, tmp_path):
     paths = [f"/v1/jobs/{job}/log?follow=1"] * 6 + [f"/v1/jobs/{job}/log"] * 2
     socks = [open_log_unread(server, token, p) for p in paths]
     peak = before
-    for _ in range(30):  # 3 s for the server to send what the sockets take, and to grow if it buffers
+    # 3 s for the server to send what the sockets take, and to grow if it buffers the rest
+    for _ in range(30):
         time.sleep(0.1)
         peak = max(peak, vm_rss_kib(pid))
     assert api.get("/healthz").status_code == 200  # still serving meanwhile

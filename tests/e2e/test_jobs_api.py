@@ -42,9 +42,13 @@ def test_submit_and_get(server):
                          "command": {"program": "/bin/echo", "argv": ["hi", 2, True]}})
     assert UUID7.match(brief["id"])
     # the answer to a submission is the job's summary; GET has all of it
-    assert set(brief) == {"id", "state", "queue", "priority", "key", "created_at"}
+    assert set(brief) == {"id", "state", "queue", "priority", "key", "created_at", "listeners",
+                          "warnings"}
+    assert brief["listeners"] == 0  # no agent runs here
+    assert brief["warnings"] == ["queue 'q1' has no listening agent (no agent is up)"]
     job = api.get(f"/v1/jobs/{brief['id']}").json()
-    assert {k: job[k] for k in brief} == brief
+    assert {k: job[k] for k in brief if k not in ("listeners", "warnings")} == \
+        {k: v for k, v in brief.items() if k not in ("listeners", "warnings")}
     assert job["state"] == "queued"
     assert job["queue"] == "q1" and job["name"] == "hello" and job["priority"] == 7
     assert job["attempt"] == 0 and job["max_attempts"] == 3
@@ -158,7 +162,8 @@ def test_test_probe_queues_nothing(server):
     api = server.api()
     r = api.post("/v1/jobs", json={"queue": "probe", "test": True})
     assert r.status_code == 200
-    assert r.json() == {"queue": "probe", "listeners": 0}
+    assert r.json() == {"queue": "probe", "listeners": 0,
+                        "warnings": ["queue 'probe' has no listening agent (no agent is up)"]}
     assert api.get("/v1/jobs?queue=probe").json()["jobs"] == []
 
 
