@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sqlite3
+import struct
 import time
 
 from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
@@ -362,6 +363,14 @@ def test_slow_log_readers_hold_no_memory(server, make_agent, tmp_path):
     # Buffering would take 8 x 50 MiB; paced, each reader holds about one 256 KiB chunk.
     print(f"server RSS {before // 1024} MiB, +{grown_mib:.1f} MiB with 8 readers reading nothing")
     assert grown_mib < 64, f"the server grew by {grown_mib:.0f} MiB for 8 readers that read nothing"
+
+    # Two more that give up halfway (reset while a chunk is on its way): the others go on.
+    for path in paths[:1] + paths[-1:]:
+        quitter = open_log_unread(server, token, path)
+        quitter.recv(1 << 20)
+        quitter.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        quitter.close()
+    assert api.get("/healthz").status_code == 200
 
     gate.touch()  # the job ends: the followers' answers end after the last byte
     assert wait_job(server, job, timeout=60)["state"] == "succeeded"
