@@ -1,7 +1,8 @@
-"""Who may touch which job, and how jobs are named (issues 13.6, 13.8, 13.10).
+"""The jobs API's access and answers: who may touch which job (13.6), jobs no agent can take
+(13.4), ids by unique prefix (13.8), logs of earlier attempts (13.10), slow log readers (14.8).
 
-Each test starts its own server on a free loopback port (fixture `server`), makes client
-tokens through the admin token, and checks the answers of the real HTTP API.
+Each test starts its own server (and agents) on free loopback ports, makes client tokens
+through the admin token, and checks the answers of the real HTTP API and CLI.
 """
 import http.client
 import json
