@@ -31,12 +31,17 @@
 /* ---- reading jobs ---- */
 
 /* Prints text, which may hold anything, so that it cannot drive the terminal. */
-static void put_sanitised(const char *s, size_t n)
+static void put_sanitised_to(FILE *f, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        putchar((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
+        fputc((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c, f);
     }
+}
+
+static void put_sanitised(const char *s, size_t n)
+{
+    put_sanitised_to(stdout, s, n);
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -349,6 +354,9 @@ static const char submit_usage[] =
     "       drover submit [options] -f SPEC.json|-\n"
     "\n"
     "Submits a job and prints its id (one per line for an array of specs).\n"
+    "When no agent up could take a job (no agent serves its queue, has the labels\n"
+    "it requires or as many slots), the server's warnings say so on standard\n"
+    "error; the job is queued all the same.\n"
     "With -- the job runs PROGRAM with ARGS (no shell); with -f the spec file (or\n"
     "standard input) is sent as it is, an object or an array of them, and the\n"
     "options below replace its fields (--label, --requires and --env add to them).\n"
@@ -773,6 +781,24 @@ static int upload_all(struct cli *cli, struct uploads *up)
     return 0;
 }
 
+/*
+ * The answer's warnings (why no agent could take a job) on stderr, one per
+ * line; `job` names the job when the answer holds several. The exit code
+ * does not change: the job is queued all the same.
+ */
+static void print_warnings(json_t *answer, const char *job)
+{
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(answer, "warnings"), i, w)
+    {
+        if (!json_is_string(w)) continue;
+        fprintf(stderr, "drover: warning: %s%s", job ? job : "", job ? ": " : "");
+        put_sanitised_to(stderr, json_string_value(w), strlen(json_string_value(w)));
+        fputc('\n', stderr);
+    }
+}
+
 int cmd_submit(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -968,6 +994,19 @@ int cmd_submit(int argc, char **argv)
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
     json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
+    if (json_is_array(jobs)) {
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+        {
+            char which[96];
+            snprintf(which, sizeof(which), "job %zu (%s)", i + 1,
+                     jstr(j, "id") ? jstr(j, "id") : "?");
+            print_warnings(j, which);
+        }
+    } else {
+        print_warnings(answer, NULL);
+    }
     if (!json_is_array(jobs) && !jstr(single, "id")) {
         if (a.json)
             cli_print_json(answer);
@@ -1036,7 +1075,9 @@ out:
 static const char status_usage[] =
     "usage: drover status [--json] ID\n"
     "\n"
-    "Shows a job: its state, timing, result and first lines of output.\n"
+    "Shows a job: its state, timing, result and first lines of output; for a\n"
+    "queued job, why it waits (no agent could take it, agents busy, a delay or\n"
+    "a retry's backoff). ID may be a unique prefix of the job's id.\n"
     "\n"
     "      --json         print the job's JSON\n" CLI_COMMON_USAGE;
 
@@ -1158,6 +1199,7 @@ static void print_status(json_t *job)
     print_time_field("started:", job, "started_at");
     print_time_field("finished:", job, "finished_at");
     field("agent:", jstr(job, "agent"));
+    field("waiting:", jstr(json_object_get(job, "waiting"), "message"));
 
     json_t *progress = json_object_get(job, "progress");
     json_t *pct = json_object_get(progress, "percent");

@@ -37,15 +37,18 @@
 #define RECHECK_MS 10000      /* a followed log silent this long: is the job still on? */
 
 static const char logs_usage[] =
-    "usage: drover logs [-f] [--stderr] [--offset N] [--json] ID\n"
+    "usage: drover logs [-f] [--stderr] [--offset N] [--attempt N] [--json] ID\n"
     "\n"
-    "Prints what a job's latest attempt wrote to its standard output (or, with\n"
-    "--stderr, its standard error), as captured by its agent. With -f it keeps\n"
-    "printing what the job writes until the job ends.\n"
+    "Prints what a job's latest attempt (or, with --attempt, an earlier one) wrote\n"
+    "to its standard output (or, with --stderr, its standard error), as captured\n"
+    "by its agent. With -f it keeps printing what the job writes until the job\n"
+    "ends (with --attempt, until that attempt ends). ID may be a unique prefix of\n"
+    "the job's id (6 characters or more).\n"
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
     "  -o, --offset N     start at byte N of the stream (default 0)\n"
+    "  -a, --attempt N    the output of attempt N (1 is the first run)\n"
     "      --json         print JSON lines {\"offset\": N, \"data\": TEXT}, one per piece\n"
     "                     received; errors as JSON on stderr\n" CLI_COMMON_USAGE;
 
@@ -166,8 +169,9 @@ static int job_state(struct cli *cli, const char *eid, char *state, size_t n, lo
 }
 
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
-                    bool follow, bool json)
+                    long attempt, bool follow, bool json)
 {
+    char pin[32] = ""; /* "&attempt=N" */
     char *eid = http_escape(id);
     int failures = 0;
     bool seen = false; /* the server answered once: a failure now may be a restart */
@@ -179,8 +183,9 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         struct err e = ERR_INIT;
         long status = 0;
         struct sink sink = {.jl = json ? &jl : NULL};
-        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s", eid, stream,
-                               (long long)offset, follow ? "&follow=1" : "");
+        if (attempt) snprintf(pin, sizeof(pin), "&attempt=%ld", attempt);
+        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s%s", eid, stream,
+                               (long long)offset, pin, follow ? "&follow=1" : "");
         int r = http_client_stream(&cli->http, path, follow ? RECHECK_MS : 0, to_stdout, &sink,
                                    &status, &e);
         free(path);
@@ -192,6 +197,14 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
              * Or it was silent for a while (r == 1): has the job ended without the
              * server telling its followers? */
             bool idled = r == 1;
+            if (attempt && !idled) {
+                /* A followed attempt's stream ends with the attempt, whatever the job does
+                   next; read what may be left beyond its last piece. */
+                follow = false;
+                cli->http.timeout_ms = CALL_TIMEOUT_MS;
+                failures = 0;
+                continue;
+            }
             char state[32];
             r = job_state(cli, eid, state, sizeof(state), &status, &e);
             if (r == 0 && cli_job_is_terminal(state)) {
@@ -242,6 +255,7 @@ int cmd_logs(int argc, char **argv)
         {"stderr", no_argument, NULL, 'e'},
         {"offset", required_argument, NULL, 'o'},
         CLI_JSON_LONG_OPTION,
+        {"attempt", required_argument, NULL, 'a'},
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -249,11 +263,11 @@ int cmd_logs(int argc, char **argv)
     cli_args_init(&a, argc, argv, logs_usage);
     struct cli cli;
     bool follow = false, err_stream = false;
-    long offset = 0;
+    long offset = 0, attempt = 0;
     const char *id;
     int opt, rc;
 
-    while ((opt = cli_getopt(&a, ":feo:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":feo:a:h", longopts)) != -1) {
         switch (opt) {
         case 'f':
             follow = true;
@@ -266,6 +280,12 @@ int cmd_logs(int argc, char **argv)
                 return cli_usage_error(
                     logs_usage, "--offset must be a byte offset (0 or more), not '%s'", optarg);
             break;
+        case 'a':
+            if (!cli_parse_long(optarg, 1, INT_MAX, &attempt))
+                return cli_usage_error(logs_usage,
+                                       "--attempt must be an attempt number (1 or more), not '%s'",
+                                       optarg);
+            break;
         }
     }
     if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
@@ -273,7 +293,7 @@ int cmd_logs(int argc, char **argv)
 
     rc = 1;
     if (cli_connect(&cli, &a.conn) == 0)
-        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, follow, a.json);
+        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, attempt, follow, a.json);
     cli_release(&cli);
     return rc;
 }

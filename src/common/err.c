@@ -26,6 +26,7 @@ static const struct {
     {ERR_RANGE, 416, "range_not_satisfiable", "range not satisfiable"},
     {ERR_LENGTH, 411, "length_required", "length required"},
     {ERR_GONE, 410, "gone", "no longer available"},
+    {ERR_AMBIGUOUS, 409, "ambiguous", "ambiguous"},
 };
 
 static int find(int code)

@@ -31,6 +31,7 @@ enum {
     ERR_RANGE = -12,      /* 416 range_not_satisfiable */
     ERR_LENGTH = -13,     /* 411 length_required */
     ERR_GONE = -14,       /* 410 gone: e.g. events older than the retained window */
+    ERR_AMBIGUOUS = -15,  /* 409 ambiguous: a name or id prefix matches several */
 };
 
 struct err {

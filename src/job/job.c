@@ -41,6 +41,7 @@ void job_release(struct job *j)
     free(j->name);
     free(j->key);
     free(j->agent);
+    free(j->owner);
     json_decref(j->labels);
     json_decref(j->spec);
     json_decref(j->progress);
@@ -113,6 +114,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "attempt", json_integer(j->attempt));
     json_object_set_new(o, "max_attempts", json_integer(j->max_attempts));
     json_object_set_new(o, "agent", str_or_null(j->agent));
+    json_object_set_new(o, "owner", str_or_null(j->owner));
     json_object_set_new(o, "progress", ref_or(j->progress, json_null()));
     json_object_set_new(o, "result", ref_or(j->result, json_null()));
     json_object_set_new(o, "attempts", ref_or(j->attempts, json_array()));

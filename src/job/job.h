@@ -39,6 +39,7 @@ struct job {
     char *name;
     char *key;
     char *agent;
+    char *owner; /* the name of the token that submitted it; NULL for jobs from before owners */
     int priority;
     int slots;
     int attempt; /* 0 until first leased */

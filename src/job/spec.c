@@ -789,29 +789,46 @@ static int command_conflicts(struct ctx *c, json_t *in)
     return rc;
 }
 
+/*
+ * A spec naming a service runs that service. Until a hub of service
+ * definitions exists, the service's name is the program (the spec's
+ * `service` is checked like a program: no control characters); once the hub
+ * exists its definition takes precedence. An explicit command.program or
+ * command.shell always wins.
+ */
+static int default_program(struct ctx *c, json_t *out)
+{
+    if (given(out, "program") || given(out, "shell")) return 0;
+    json_t *service = json_object_get(c->top, "service");
+    if (json_is_string(service) && program_ok(json_string_value(service))) {
+        json_object_set_new(out, "program", json_string(json_string_value(service)));
+        return 0;
+    }
+    size_t mark = path_key(c, "program");
+    int rc = fail(c, "is required (or command.shell, or a service)");
+    path_cut(c, mark);
+    return rc;
+}
+
 static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
+    json_t *empty = NULL;
     if (!v && json_is_true(json_object_get(c->top, "test"))) {
         *norm = json_null();
         return 0;
     }
-    if (!v)
-        return fail(c, "is required (unless test is true)");
+    if (!v && given(c->top, "service"))
+        v = empty = json_object(); /* {"service": "nhmmer"} alone runs the service */
+    if (!v) return fail(c, "is required (unless test is true or a service is named)");
     if (!json_is_object(v))
         return fail(c, "must be an object");
     int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields));
-    if (!rc)
-        rc = command_conflicts(c, v);
-    if (rc)
-        return rc;
+    if (!rc) rc = command_conflicts(c, v);
     json_t *out = json_object();
-    rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
-    if (!rc && !given(out, "program") && !given(out, "shell")) {
-        size_t mark = path_key(c, "program");
-        rc = fail(c, "is required (or command.shell)");
-        path_cut(c, mark);
-    }
+    if (!rc) rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
+    json_decref(empty);
+    if (!rc) rc = default_program(c, out);
     if (rc) {
         json_decref(out);
         return rc;

@@ -4,17 +4,25 @@
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
  * a 201 always means "durable".
+ *
+ * A job belongs to the token that submitted it (its name is the job's
+ * owner). Every /v1/jobs/{id} route first resolves {id} with resolve_id():
+ * a whole id or a unique prefix, among the jobs the caller may see (its own,
+ * or all for an admin); a job of someone else is "not found", so that its
+ * existence is not revealed.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
 #include "job/spec.h"
 #include "server/fleet.h"
+#include "server/sched.h"
 #include "server/server.h"
 
 #define SUBMIT_MAX_SPECS 10000
@@ -22,10 +30,72 @@
 #define LIST_MAX_LIMIT 1000
 #define WAIT_DEFAULT_S 30
 #define WAIT_MAX_S 3600
+#define ID_PREFIX_MIN 6   /* characters of an id prefix */
+#define AMBIGUOUS_SHOWN 5 /* matching ids named when a prefix is ambiguous */
 
 static struct server *srv(struct http_req *r)
 {
     return r->app;
+}
+
+/* The owner whose jobs the caller sees: NULL (all of them) for an admin. */
+static const char *caller_owner(const struct http_req *r)
+{
+    return r->role == ROLE_ADMIN ? NULL : r->token_name;
+}
+
+/*
+ * Resolves the route's {id} -- a job id or a unique prefix of one, at least
+ * ID_PREFIX_MIN characters -- among the caller's jobs into id: 0,
+ * ERR_INVALID (too short), ERR_NOTFOUND, or ERR_AMBIGUOUS naming a few of
+ * the matches.
+ */
+static int resolve_id(struct http_req *r, char id[UUID_STR_LEN], struct err *e)
+{
+    const char *given = r->params[0];
+    size_t n = strlen(given);
+    if (n < ID_PREFIX_MIN)
+        return err_field(e, ERR_INVALID, "id",
+                         "id must be a job id or a unique prefix of one (at least %d "
+                         "characters), not '%s'",
+                         ID_PREFIX_MIN, given);
+    char prefix[UUID_STR_LEN];
+    bool ok = n < sizeof(prefix);
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = (char)(given[i] >= 'A' && given[i] <= 'F' ? given[i] - 'A' + 'a' : given[i]);
+        ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || ch == '-';
+        prefix[i] = ch;
+    }
+    if (!ok) /* not hex: no job has such an id */
+        return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
+    prefix[n] = '\0';
+    char ids[AMBIGUOUS_SHOWN + 1][UUID_STR_LEN];
+    size_t found;
+    int rc =
+        store_job_match(srv(r)->reads, prefix, caller_owner(r), ids, ARRAY_SIZE(ids), &found, e);
+    if (rc) return rc;
+    if (!found) return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
+    if (found == 1) {
+        memcpy(id, ids[0], UUID_STR_LEN);
+        return 0;
+    }
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < found && i < AMBIGUOUS_SHOWN; i++) {
+        buf_adds(&b, i ? ", " : "");
+        buf_adds(&b, ids[i]);
+    }
+    rc = err_field(e, ERR_AMBIGUOUS, "id", "id prefix '%s' matches several jobs: %s%s", given,
+                   b.data, found > AMBIGUOUS_SHOWN ? ", ..." : "");
+    buf_release(&b);
+    return rc;
+}
+
+/* The job the route's {id} names, if the caller may see it. */
+static int find_job(struct http_req *r, struct job *j, struct err *e)
+{
+    char id[UUID_STR_LEN];
+    int rc = resolve_id(r, id, e);
+    return rc ? rc : store_job_get(srv(r)->reads, id, j, e);
 }
 
 /* ---- submit ---- */
@@ -56,7 +126,7 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         if (j->key) {
             struct job old;
             struct err ke = ERR_INIT;
-            int rc = store_job_get_by_key(st, j->key, &old, &ke);
+            int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
             if (rc == 0) {
                 job_release(j);
                 *j = old;
@@ -73,6 +143,20 @@ static int submit_write(struct store *st, void *arg, struct err *e)
     return 0;
 }
 
+/*
+ * A submitted job's summary, with the agents up that could take it
+ * ("listeners") and, when none could, why ("warnings"), so that a job no
+ * agent can take does not wait silently.
+ */
+static json_t *submitted_json(struct server *s, const struct job *j)
+{
+    struct sched_fit fit;
+    json_t *o = job_to_json_brief(j);
+    json_object_set_new(o, "listeners", json_integer(fleet_job_fit(s->fleet, j, &fit)));
+    json_object_set_new(o, "warnings", sched_fit_warnings(&fit));
+    return o;
+}
+
 static void submit_done(void *arg, int rc, const struct err *e)
 {
     struct submit *sb = arg;
@@ -87,20 +171,25 @@ static void submit_done(void *arg, int rc, const struct err *e)
     } else if (rc) {
         http_reply_err(r, e);
     } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, job_to_json_brief(&sb->jobs[0]));
+        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, &sb->jobs[0]));
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, job_to_json_brief(&sb->jobs[i]));
+            json_array_append_new(arr, submitted_json(s, &sb->jobs[i]));
         http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
     }
     submit_free(sb);
 }
 
+/* "test": true -- could an agent take this job? Nothing is queued. */
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
-    http_reply_json(r, 200, json_pack("{s:s, s:i}", "queue", spec->queue, "listeners",
-                                      fleet_listeners(srv(r)->fleet, spec->queue)));
+    struct sched_fit fit;
+    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots);
+    int n = fleet_fit(srv(r)->fleet, &fit);
+    http_reply_json(r, 200,
+                    json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
+                              sched_fit_warnings(&fit)));
     return HTTP_DONE;
 }
 
@@ -150,6 +239,7 @@ int api_jobs_create(struct http_req *r)
             return rc;
         }
         job_from_spec(&sb->jobs[i], &spec, now);
+        sb->jobs[i].owner = xstrdup(r->token_name);
         sb->n++;
         spec_release(&spec);
     }
@@ -163,11 +253,15 @@ int api_jobs_get(struct http_req *r)
 {
     struct job j;
     struct err e = ERR_INIT;
-    if (store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+    if (find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    http_reply_json(r, 200, job_to_json(&j));
+    struct sched_fit fit;
+    json_t *o = job_to_json(&j);
+    fleet_job_fit(srv(r)->fleet, &j, &fit);
+    json_object_set_new(o, "waiting", sched_waiting_json(&j, &fit, time_now_ms()));
+    http_reply_json(r, 200, o);
     job_release(&j);
     return HTTP_DONE;
 }
@@ -195,6 +289,7 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
                         struct err *e)
 {
     memset(f, 0, sizeof(*f));
+    f->owner = caller_owner(r);
     f->state = -1;
     long limit;
     if (query_int(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))
@@ -253,7 +348,7 @@ int api_jobs_wait(struct http_req *r)
     struct err e = ERR_INIT;
     long timeout_s;
     if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e) ||
-        store_job_get(srv(r)->reads, r->params[0], &j, &e)) {
+        find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -262,8 +357,8 @@ int api_jobs_wait(struct http_req *r)
         job_release(&j);
         return HTTP_DONE;
     }
+    waiters_add(srv(r)->waiters, j.id, r, timeout_s * 1000);
     job_release(&j);
-    waiters_add(srv(r)->waiters, r->params[0], r, timeout_s * 1000);
     return HTTP_DEFERRED;
 }
 
@@ -298,9 +393,15 @@ static void cancel_done(void *arg, int rc, const struct err *e)
 
 int api_jobs_cancel(struct http_req *r)
 {
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
-    snprintf(c->id, sizeof(c->id), "%s", r->params[0]);
+    snprintf(c->id, sizeof(c->id), "%s", id);
     commit_submit(srv(r)->commit, cancel_write, cancel_done, c);
     return HTTP_DEFERRED;
 }
@@ -312,23 +413,25 @@ int api_queues_list(struct http_req *r)
     struct queue_stat *qs;
     size_t n;
     struct err e = ERR_INIT;
-    if (store_queue_stats(srv(r)->reads, &qs, &n, &e)) {
+    if (store_queue_stats(srv(r)->reads, caller_owner(r), &qs, &n, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
+        struct sched_fit fit;
+        sched_fit_init(&fit, qs[i].name, NULL, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
         json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name,
-                           "queued", (json_int_t)c[JOB_QUEUED], "running",
+            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name, "queued",
+                           (json_int_t)c[JOB_QUEUED], "running",
                            (json_int_t)(c[JOB_LEASED] + c[JOB_RUNNING]), "succeeded",
                            (json_int_t)c[JOB_SUCCEEDED], "failed", (json_int_t)c[JOB_FAILED],
                            "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners",
-                           fleet_listeners(srv(r)->fleet, qs[i].name), "states", counts));
+                           fleet_fit(srv(r)->fleet, &fit), "states", counts));
     }
     free(qs);
     http_reply_json(r, 200, arr);
@@ -337,42 +440,39 @@ int api_queues_list(struct http_req *r)
 
 /* ---- log ---- */
 
-#define LOG_READ_MAX (16 << 20)
-
 int api_jobs_log(struct http_req *r)
 {
-    struct server *s = srv(r);
     struct err e = ERR_INIT;
     struct job j;
-    long offset, follow;
+    long offset, follow, attempt;
     const char *stream = http_query(r, "stream");
     if (stream && strcmp(stream, "stdout") && strcmp(stream, "stderr")) {
         http_reply_error(r, ERR_INVALID, "stream", "stream must be stdout or stderr");
         return HTTP_DONE;
     }
-    int sn = stream && !strcmp(stream, "stderr");
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
         query_int(r, "follow", 0, 1, 0, &follow, &e) ||
-        store_job_get(s->reads, r->params[0], &j, &e)) {
+        query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) || find_job(r, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    bool over = job_state_terminal(j.state);
-    if (follow && !over) {
+    if (attempt > j.attempt) {
+        err_field(&e, ERR_NOTFOUND, "attempt",
+                  "job '%s' has no attempt %ld: it has run %d attempt%s so far", j.id, attempt,
+                  j.attempt, j.attempt == 1 ? "" : "s");
         job_release(&j);
-        http_reply_start(r, 200, "text/plain; charset=utf-8");
-        logs_follow(s->logs, r, r->params[0], sn, offset);
-        return HTTP_DEFERRED;
-    }
-    struct buf b = BUF_INIT;
-    if (store_log_read(s->reads, j.id, j.attempt, sn, offset, LOG_READ_MAX, &b, &e)) {
-        job_release(&j);
-        buf_release(&b);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    struct logs_query q = {
+        .job = j.id,
+        .stream = stream && !strcmp(stream, "stderr"),
+        .attempt = attempt ? (int)attempt : j.attempt,
+        .pinned = attempt > 0,
+        .follow = follow,
+        .offset = offset,
+    };
+    logs_send(srv(r)->logs, r, &q);
     job_release(&j);
-    http_reply_bytes(r, 200, "text/plain; charset=utf-8", b.data, b.len);
-    buf_release(&b);
-    return HTTP_DONE;
+    return HTTP_DEFERRED;
 }

@@ -39,6 +39,7 @@ struct follower {
     int64_t seq; /* the last seq sent */
     int kind;    /* -1 = any */
     char *queue;
+    char *owner; /* a client's token name: its own jobs' events only; NULL for an admin */
     char **jobs;
     size_t njobs;
     bool sending; /* a chunk is on its way out: read more only once it has left */
@@ -62,6 +63,7 @@ static void follower_free(struct follower *fw)
         free(fw->jobs[i]);
     free(fw->jobs);
     free(fw->queue);
+    free(fw->owner);
     free(fw);
 }
 
@@ -157,6 +159,7 @@ static void pump(struct follower *fw)
                              .queue = fw->queue,
                              .jobs = (const char *const *)fw->jobs,
                              .njobs = fw->njobs,
+                             .owner = fw->owner,
                              .limit = READ_MAX};
     struct frame_ctx c = {.out = evbuffer_new(), .seq = fw->seq};
     struct err e = ERR_INIT;
@@ -394,6 +397,7 @@ int api_events(struct http_req *r)
     }
     fw->ev = ev;
     fw->r = r;
+    fw->owner = r->role == ROLE_ADMIN ? NULL : xstrdup(r->token_name);
     r->owner = fw;
     r->on_gone = on_gone;
     fw->next = ev->head;

@@ -782,22 +782,20 @@ bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *
 
 /* ---- views ---- */
 
-static bool serves(const struct live_agent *a, const char *queue)
+int fleet_fit(struct fleet *f, struct sched_fit *fit)
 {
-    size_t i;
-    json_t *q;
-    json_array_foreach(a->rec.queues, i, q) if (!strcmp(json_string_value(q), queue)) return true;
-    return false;
-}
-
-int fleet_listeners(struct fleet *f, const char *queue)
-{
-    int n = 0;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
-        if (a->rec.state == AGENT_UP && serves(a, queue)) n++;
+        if (a->rec.state == AGENT_UP)
+            sched_fit_add(fit, a->rec.queues, a->rec.labels, a->rec.slots);
     }
-    return n;
+    return fit->listeners;
+}
+
+int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
+{
+    sched_fit_init(fit, j->queue, json_object_get(j->spec, "requires"), j->slots);
+    return fleet_fit(f, fit);
 }
 
 json_t *fleet_agent_json(const struct live_agent *a)

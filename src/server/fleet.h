@@ -93,8 +93,16 @@ void fleet_tick(struct fleet *f, int64_t now_ms);
  */
 bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *deadline_ms);
 
-/* Agents up that serve the queue. */
-int fleet_listeners(struct fleet *f, const char *queue);
+/*
+ * Counts the agents up into fit (sched_fit_init'ed: sched.h) and returns
+ * its listeners, the agents that could take such a job. The one count of
+ * listeners: the submit answer, the `test` probe, /v1/queues, a job's
+ * `waiting`.
+ */
+struct sched_fit;
+int fleet_fit(struct fleet *f, struct sched_fit *fit);
+/* The same for a job (its queue, requires and slots; j must have its spec). */
+int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit);
 /* GET /v1/agents. */
 json_t *fleet_agents_json(struct fleet *f);
 json_t *fleet_agent_json(const struct live_agent *a);

@@ -1,33 +1,50 @@
 /*
- * logs.c - followers of a job's captured output (GET /v1/jobs/{id}/log?follow=1).
+ * logs.c - readers of a job's captured output (GET /v1/jobs/{id}/log).
  *
- * A follower holds a streamed answer open and the offset it has sent up to.
- * logs_notify() (after reports commit, or when the job ends) reads what is
- * new from the store and sends it; once the job is terminal, whatever is
- * left is sent and the stream ends.
+ * A reader holds a streamed answer open and the attempt and offset it has
+ * sent up to. The answer is paced by the socket: one chunk of at most
+ * LOG_CHUNK bytes is read from the store and handed to the connection, and
+ * the next only once that one has left (http_reply_chunk_then), so a client
+ * that reads slowly, or not at all, costs one chunk of memory, never the
+ * whole log.
+ *
+ * Without follow the answer is what is stored from the offset on when each
+ * chunk is read, and ends at the first empty read. With follow the reader
+ * stays once it has caught up; logs_notify() (after reports commit, or when
+ * the job changes) sends what is new. A followed log goes on through the
+ * job's retries and ends with the job; one pinned to an attempt ends with
+ * that attempt.
+ *
+ * Invariant: `sending` is true exactly while a chunk of ours is on its way;
+ * pump() does nothing then, and the chunk's sent callback pumps again.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
 
 #include "common/buf.h"
 #include "common/xalloc.h"
 #include "server/server.h"
 
-#define FOLLOW_READ_MAX (1 << 20)
+#define LOG_CHUNK (256 << 10)
 
-struct follower {
+struct reader {
     struct logs *l;
     struct http_req *r;
     char job[UUID_STR_LEN];
     int stream;
-    int attempt; /* the attempt being streamed; a retry's output follows the last one's */
+    int attempt;  /* the attempt being sent; 0 until the job has one */
+    bool pinned;  /* only that attempt: the answer ends with it */
+    bool follow;  /* wait for more until the job (or the pinned attempt) ends */
+    bool sending; /* a chunk is on its way */
     int64_t offset;
-    struct follower *prev, *next;
+    struct reader *prev, *next;
 };
 
 struct logs {
     struct server *s;
-    struct follower *head;
+    struct reader *head;
 };
 
 struct logs *logs_new(struct server *s)
@@ -37,93 +54,118 @@ struct logs *logs_new(struct server *s)
     return l;
 }
 
-static void unlink_follower(struct follower *fw)
+static void unlink_reader(struct reader *rd)
 {
-    if (fw->prev)
-        fw->prev->next = fw->next;
+    if (rd->prev)
+        rd->prev->next = rd->next;
     else
-        fw->l->head = fw->next;
-    if (fw->next)
-        fw->next->prev = fw->prev;
-    fw->r->on_gone = NULL;
-    fw->r->owner = NULL;
+        rd->l->head = rd->next;
+    if (rd->next) rd->next->prev = rd->prev;
+    rd->r->on_gone = NULL;
+    rd->r->owner = NULL;
 }
 
-static void finish(struct follower *fw)
+/* Ends the answer (also while a chunk is on its way: evhttp then ends after it). */
+static void finish(struct reader *rd)
 {
-    unlink_follower(fw);
-    http_reply_end(fw->r);
-    free(fw);
+    unlink_reader(rd);
+    http_reply_end(rd->r);
+    free(rd);
 }
 
+/* The client went away: its connection, and with it a pending sent callback, is gone. */
 static void on_gone(struct http_req *r)
 {
-    struct follower *fw = r->owner;
-    unlink_follower(fw);
+    struct reader *rd = r->owner;
+    unlink_reader(rd);
     http_req_drop(r);
-    free(fw);
+    free(rd);
 }
 
-/* Sends what is new; ends the stream when the job is over. */
-static void pump(struct follower *fw)
+static void pump(struct reader *rd);
+
+static void on_sent(struct evhttp_connection *evcon, void *arg)
 {
-    struct store *st = fw->l->s->reads;
+    (void)evcon;
+    struct reader *rd = arg;
+    rd->sending = false;
+    pump(rd);
+}
+
+/* True when nothing more can come for what the reader sends. */
+static bool reader_done(const struct reader *rd, const struct job *j)
+{
+    if (!rd->follow) return true;
+    if (rd->pinned) /* that attempt is over: a later one began, or the job is not running */
+        return j->attempt > rd->attempt || (j->state != JOB_LEASED && j->state != JOB_RUNNING);
+    return job_state_terminal(j->state) && rd->attempt >= j->attempt;
+}
+
+/* Sends the next chunk, if there is one and none is on its way; ends the answer when done. */
+static void pump(struct reader *rd)
+{
+    if (rd->sending) return;
+    struct store *st = rd->l->s->reads;
     struct job j;
-    if (store_job_get_run(st, fw->job, &j, NULL)) {
-        finish(fw);
+    if (store_job_get_run(st, rd->job, &j, NULL)) {
+        finish(rd);
         return;
     }
-    if (!fw->attempt)
-        fw->attempt = j.attempt;
-    for (int i = 0; i < 64; i++) { /* bounded: at most 64 MiB per notification */
+    if (!rd->attempt) rd->attempt = j.attempt;
+    for (;;) {
         struct buf b = BUF_INIT;
-        if (store_log_read(st, fw->job, fw->attempt, fw->stream, fw->offset, FOLLOW_READ_MAX, &b,
-                           NULL) ||
-            !b.len) {
+        if (store_log_read(st, rd->job, rd->attempt, rd->stream, rd->offset, LOG_CHUNK, &b, NULL) ==
+                0 &&
+            b.len) {
+            struct evbuffer *chunk = evbuffer_new();
+            evbuffer_add(chunk, b.data, b.len);
+            rd->offset += (int64_t)b.len;
             buf_release(&b);
-            if (fw->attempt >= j.attempt)
-                break;
-            fw->attempt++; /* that attempt is over: go on with the next one's output */
-            fw->offset = 0;
-            continue;
+            job_release(&j);
+            rd->sending = true;
+            http_reply_chunk_then(rd->r, chunk, on_sent, rd);
+            evbuffer_free(chunk);
+            return;
         }
-        http_reply_chunk(fw->r, b.data, b.len);
-        fw->offset += (int64_t)b.len;
         buf_release(&b);
+        if (!rd->follow || rd->pinned || rd->attempt >= j.attempt) break;
+        rd->attempt++; /* that attempt is over: go on with the next one's output */
+        rd->offset = 0;
     }
-    bool over = job_state_terminal(j.state);
+    bool done = reader_done(rd, &j);
     job_release(&j);
-    if (over)
-        finish(fw);
+    if (done) finish(rd);
 }
 
-void logs_follow(struct logs *l, struct http_req *r, const char *job, int stream, int64_t offset)
+void logs_send(struct logs *l, struct http_req *r, const struct logs_query *q)
 {
-    struct follower *fw = xcalloc(1, sizeof(*fw));
-    fw->l = l;
-    fw->r = r;
-    snprintf(fw->job, sizeof(fw->job), "%s", job);
-    fw->stream = stream;
-    fw->offset = offset;
-    r->owner = fw;
+    struct reader *rd = xcalloc(1, sizeof(*rd));
+    rd->l = l;
+    rd->r = r;
+    snprintf(rd->job, sizeof(rd->job), "%s", q->job);
+    rd->stream = q->stream;
+    rd->attempt = q->attempt;
+    rd->pinned = q->pinned;
+    rd->follow = q->follow;
+    rd->offset = q->offset;
+    r->owner = rd;
     r->on_gone = on_gone;
-    fw->next = l->head;
-    if (l->head)
-        l->head->prev = fw;
-    l->head = fw;
-    pump(fw);
+    rd->next = l->head;
+    if (l->head) l->head->prev = rd;
+    l->head = rd;
+    http_reply_start(r, 200, "text/plain; charset=utf-8");
+    pump(rd);
 }
 
 void logs_notify(struct logs *l, const char *job)
 {
     if (!l)
         return;
-    struct follower *fw = l->head;
-    while (fw) {
-        struct follower *next = fw->next;
-        if (!strcmp(fw->job, job))
-            pump(fw);
-        fw = next;
+    struct reader *rd = l->head;
+    while (rd) {
+        struct reader *next = rd->next; /* pump may finish (free) rd, never another reader */
+        if (!strcmp(rd->job, job)) pump(rd);
+        rd = next;
     }
 }
 

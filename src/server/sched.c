@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/hmap.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -200,18 +201,22 @@ size_t sched_tick(struct sched *s, int64_t now_ms)
     return n;
 }
 
-static bool fits(const struct sched_job *sj, const json_t *labels, int free_slots)
+/* True when labels has every label of need (a job's requires; NULL: none), with the same value. */
+static bool has_labels(const json_t *need, const json_t *labels)
 {
-    if (sj->slots > free_slots)
-        return false;
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)sj->requires, k, v) {
+    json_object_foreach((json_t *)need, k, v) {
         json_t *have = json_object_get(labels, k);
         if (!json_is_string(have) || strcmp(json_string_value(have), json_string_value(v)))
             return false;
     }
     return true;
+}
+
+static bool fits(const struct sched_job *sj, const json_t *labels, int free_slots)
+{
+    return sj->slots <= free_slots && has_labels(sj->requires, labels);
 }
 
 /* The best fitting job across the agent's queues, or NULL. */
@@ -279,4 +284,142 @@ bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *l
                     int free_slots)
 {
     return free_slots > 0 && best(s, queues, labels, free_slots) != NULL;
+}
+
+/* ---- could an agent take it? ---- */
+
+void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots)
+{
+    memset(fit, 0, sizeof(*fit));
+    fit->queue = queue;
+    fit->requires = json_object_size(need) ? need : NULL;
+    fit->slots = slots;
+}
+
+static bool in_array(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v)
+    {
+        if (json_is_string(v) && !strcmp(json_string_value(v), name)) return true;
+    }
+    return false;
+}
+
+static void raise_to(int *max, int v)
+{
+    if (v > *max) *max = v;
+}
+
+void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots)
+{
+    bool serving = in_array(queues, fit->queue);
+    bool labelled = has_labels(fit->requires, labels);
+    fit->up++;
+    raise_to(&fit->max_all, slots);
+    if (serving) {
+        fit->serving++;
+        raise_to(&fit->max_serving, slots);
+    }
+    if (labelled) {
+        fit->labelled++;
+        raise_to(&fit->max_labelled, slots);
+    }
+    if (serving && labelled) {
+        fit->serving_labelled++;
+        raise_to(&fit->max_serving_labelled, slots);
+        if (slots >= fit->slots) fit->listeners++;
+    }
+}
+
+json_t *sched_fit_warnings(const struct sched_fit *fit)
+{
+    json_t *w = json_array();
+    char line[640];
+    if (fit->listeners) return w;
+    if (!fit->serving) {
+        snprintf(line, sizeof(line), "queue '%s' has no listening agent%s", fit->queue,
+                 fit->up ? "" : " (no agent is up)");
+        json_array_append_new(w, json_string(line));
+    }
+    if (!fit->up) return w;
+    if (fit->requires && !(fit->serving ? fit->serving_labelled : fit->labelled)) {
+        struct buf b = BUF_INIT;
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)fit->requires, k, v)
+        {
+            buf_addf(&b, "%s%s=%s", b.len ? "," : "", k, json_string_value(v));
+        }
+        if (fit->serving && fit->labelled)
+            snprintf(line, sizeof(line), "no agent serving queue '%s' has labels %s", fit->queue,
+                     b.data);
+        else
+            snprintf(line, sizeof(line), "no agent has labels %s", b.data);
+        buf_release(&b);
+        json_array_append_new(w, json_string(line));
+    }
+    /* Slots against the agents that pass the other tests, or as many of them as there are. */
+    int max = fit->serving_labelled ? fit->max_serving_labelled
+              : fit->serving        ? fit->max_serving
+              : fit->labelled       ? fit->max_labelled
+                                    : fit->max_all;
+    if (fit->slots > max) {
+        snprintf(line, sizeof(line), "slots %d exceeds the largest agent's %d", fit->slots, max);
+        json_array_append_new(w, json_string(line));
+    }
+    return w;
+}
+
+/* Appends "no agent can take it: WHY; WHY". */
+static void add_no_agent(struct buf *msg, const struct sched_fit *fit)
+{
+    buf_adds(msg, "no agent can take it: ");
+    json_t *w = sched_fit_warnings(fit);
+    size_t i;
+    json_t *v;
+    json_array_foreach(w, i, v)
+    {
+        buf_addf(msg, "%s%s", i ? "; " : "", json_string_value(v));
+    }
+    json_decref(w);
+}
+
+json_t *sched_waiting_json(const struct job *j, const struct sched_fit *fit, int64_t now_ms)
+{
+    if (j->state != JOB_QUEUED) return json_null();
+    const char *reason;
+    struct buf msg = BUF_INIT;
+    json_t *until = json_null();
+    if (j->run_after > now_ms) {
+        char t[32];
+        time_format_rfc3339(j->run_after, t, sizeof(t));
+        json_decref(until);
+        until = json_string(t);
+        if (j->attempt > 0) {
+            reason = "retry_backoff";
+            buf_addf(&msg, "attempt %d failed; the next may start at %s", j->attempt, t);
+        } else {
+            reason = "delayed";
+            buf_addf(&msg, "delayed until %s", t);
+        }
+        if (!fit->listeners) {
+            buf_adds(&msg, "; and as things are, ");
+            add_no_agent(&msg, fit);
+        }
+    } else if (!fit->listeners) {
+        reason = "no_agent";
+        add_no_agent(&msg, fit);
+    } else {
+        reason = "busy";
+        buf_addf(&msg,
+                 "%d agent%s could take it; waiting for a free slot (or its turn behind other "
+                 "jobs)",
+                 fit->listeners, fit->listeners == 1 ? "" : "s");
+    }
+    json_t *o = json_pack("{s:s, s:s, s:o, s:i}", "reason", reason, "message", msg.data, "until",
+                          until, "listeners", fit->listeners);
+    buf_release(&msg);
+    return o;
 }

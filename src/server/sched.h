@@ -60,4 +60,39 @@ size_t sched_ready_count(const struct sched *s, const char *queue);
 bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
                     int free_slots);
 
+/*
+ * Could any agent take a job? (issue 13.4: a job no agent can take must not
+ * wait silently.) sched_fit_init() with the job's queue, requires (object or
+ * NULL) and slots (0 for a queue alone); sched_fit_add() for each agent that
+ * is up, with its queues, labels and slots; then `listeners` is how many
+ * could take it: they serve the queue, have every required label, and have
+ * at least that many slots. The job's fields are borrowed until the last call.
+ */
+struct sched_fit {
+    const char *queue;
+    const json_t *requires;
+    int slots;
+    int listeners;
+    int up, serving, labelled, serving_labelled; /* agents counted, and of those: ... */
+    /* The most slots of one agent among: all, serving, labelled, serving and labelled. */
+    int max_all, max_serving, max_labelled, max_serving_labelled;
+};
+void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots);
+void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots);
+/*
+ * Why no agent could take the job, as sentences ("queue 'bio' has no
+ * listening agent", "no agent has labels db=rfam", "slots 16 exceeds the
+ * largest agent's 8"); an empty array when some agent could. A new reference.
+ */
+json_t *sched_fit_warnings(const struct sched_fit *fit);
+/*
+ * Why a job is still queued at now_ms, for GET /v1/jobs/{id}: {"reason",
+ * "message", "until", "listeners"} with reason "delayed" (delay_s),
+ * "retry_backoff" (an attempt failed; until is when the next may start),
+ * "no_agent" (no agent up could take it: message says why) or "busy"
+ * (agents could take it but have no free slot yet, or it waits its turn);
+ * JSON null for a job that is not queued. fit is the job's. A new reference.
+ */
+json_t *sched_waiting_json(const struct job *j, const struct sched_fit *fit, int64_t now_ms);
+
 #endif

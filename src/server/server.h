@@ -145,13 +145,21 @@ void waiters_add(struct waiters *w, const char *id, struct http_req *r, int64_t 
 void waiters_wake(struct waiters *w, const struct job *j);
 size_t waiters_count(const struct waiters *w);
 
-/* logs.c: GET /v1/jobs/{id}/log with follow=1 streams until the job ends. */
+/* logs.c: GET /v1/jobs/{id}/log, paced by the socket; with follow=1 until the job ends. */
 struct logs *logs_new(struct server *s);
-/* Ends every follower's stream. NULL is fine. */
+/* Ends every reader's stream. NULL is fine. */
 void logs_free(struct logs *l);
-/* Streams r (already started) from offset on, until the job ends. */
-void logs_follow(struct logs *l, struct http_req *r, const char *job, int stream, int64_t offset);
-/* New output, or the job's end: followers of that job get what is new. NULL l is fine. */
+struct logs_query {
+    const char *job; /* a whole id */
+    int stream;      /* 0 stdout, 1 stderr */
+    int attempt;     /* 0: the job's latest */
+    bool pinned;     /* only `attempt`: a followed answer ends with it, not with the job */
+    bool follow;     /* wait for more output until the job (or the pinned attempt) ends */
+    int64_t offset;  /* in the (first) attempt's stream */
+};
+/* Answers r (200, chunked) with the job's output as q says, one bounded chunk at a time. */
+void logs_send(struct logs *l, struct http_req *r, const struct logs_query *q);
+/* New output, or the job changed: its readers get what is new. NULL l is fine. */
 void logs_notify(struct logs *l, const char *job);
 
 #endif

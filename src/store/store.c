@@ -85,9 +85,16 @@ int store_job_get(struct store *st, const char *id, struct job *out, struct err 
     return st->ops->job_get(st, id, out, e);
 }
 
-int store_job_get_by_key(struct store *st, const char *key, struct job *out, struct err *e)
+int store_job_get_by_key(struct store *st, const char *owner, const char *key, struct job *out,
+                         struct err *e)
 {
-    return st->ops->job_get_by_key(st, key, out, e);
+    return st->ops->job_get_by_key(st, owner, key, out, e);
+}
+
+int store_job_match(struct store *st, const char *prefix, const char *owner,
+                    char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+{
+    return st->ops->job_match(st, prefix, owner, ids, max, n, e);
 }
 
 int store_job_get_run(struct store *st, const char *id, struct job *out, struct err *e)
@@ -148,9 +155,10 @@ int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_r
     return st->ops->agent_scan(st, fn, arg, e);
 }
 
-int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e)
+int store_queue_stats(struct store *st, const char *owner, struct queue_stat **out, size_t *n,
+                      struct err *e)
 {
-    return st->ops->queue_stats(st, out, n, e);
+    return st->ops->queue_stats(st, owner, out, n, e);
 }
 
 int store_token_insert(struct store *st, const char *name, int role, const char *hash,

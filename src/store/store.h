@@ -44,6 +44,7 @@ enum store_caps {
 
 
 struct job_filter {
+    const char *owner;   /* NULL = any: only this token's jobs */
     const char *queue;   /* NULL = any */
     const char *service; /* NULL = any */
     int state;           /* -1 = any */
@@ -79,7 +80,16 @@ void store_savepoint_rollback(struct store *st);
 int store_job_insert(struct store *st, const struct job *j, struct err *e);
 /* ERR_NOTFOUND when there is no such job. */
 int store_job_get(struct store *st, const char *id, struct job *out, struct err *e);
-int store_job_get_by_key(struct store *st, const char *key, struct job *out, struct err *e);
+/* The job of that owner (NULL: the jobs without one) with that idempotency key. */
+int store_job_get_by_key(struct store *st, const char *owner, const char *key, struct job *out,
+                         struct err *e);
+/*
+ * The ids of up to `max` jobs whose id starts with `prefix` (lower-case hex
+ * and '-'), owned by `owner` (NULL = any), in id order, into ids; *n is how
+ * many (0 when none: not an error).
+ */
+int store_job_match(struct store *st, const char *prefix, const char *owner,
+                    char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e);
 /*
  * The job without its spec and labels (both NULL): for the updates that need
  * only its run state, which then do not pay for parsing the spec.
@@ -131,8 +141,9 @@ int store_agent_set_state(struct store *st, const char *id, int state, int64_t l
 int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a), void *arg,
                      struct err *e);
 
-/* Counts per queue and state; *out is the caller's to free(). */
-int store_queue_stats(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
+/* Counts per queue and state of owner's jobs (NULL = all jobs); *out is the caller's to free(). */
+int store_queue_stats(struct store *st, const char *owner, struct queue_stat **out, size_t *n,
+                      struct err *e);
 
 /* Tokens are kept as the hex SHA-256 of the secret. ERR_CONFLICT when the name is taken. */
 int store_token_insert(struct store *st, const char *name, int role, const char *hash,
@@ -170,6 +181,7 @@ struct event_filter {
     const char *queue;         /* NULL = any */
     const char *const *jobs;   /* subjects wanted, or NULL = any */
     size_t njobs;
+    const char *owner;         /* only job events of this owner's jobs (and agent events); NULL = all */
     int limit;                 /* 1..10000 */
 };
 

@@ -27,7 +27,10 @@ struct store_ops {
 
     int (*job_insert)(struct store *st, const struct job *j, struct err *e);
     int (*job_get)(struct store *st, const char *id, struct job *out, struct err *e);
-    int (*job_get_by_key)(struct store *st, const char *key, struct job *out, struct err *e);
+    int (*job_get_by_key)(struct store *st, const char *owner, const char *key, struct job *out,
+                          struct err *e);
+    int (*job_match)(struct store *st, const char *prefix, const char *owner,
+                     char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e);
     int (*job_get_run)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
                     struct err *e);
@@ -46,7 +49,8 @@ struct store_ops {
                            struct err *e);
     int (*agent_scan)(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
                       void *arg, struct err *e);
-    int (*queue_stats)(struct store *st, struct queue_stat **out, size_t *n, struct err *e);
+    int (*queue_stats)(struct store *st, const char *owner, struct queue_stat **out, size_t *n,
+                       struct err *e);
 
     int (*token_insert)(struct store *st, const char *name, int role, const char *hash,
                         struct err *e);

@@ -31,9 +31,12 @@ enum stmt_id {
     S_JOB_INSERT,
     S_JOB_GET,
     S_JOB_GET_KEY,
+    S_JOB_MATCH,
+    S_JOB_MATCH_OWNER,
     S_JOB_GET_RUN,
     S_JOB_CANCEL,
     S_QUEUE_STATS,
+    S_QUEUE_STATS_OWNER,
     S_TOKEN_INSERT,
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
@@ -61,8 +64,9 @@ enum stmt_id {
 };
 
 #define JOB_COLUMNS                                                                                \
-    "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "  \
-    "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts"
+    "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
+    "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
+    "owner"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -72,17 +76,24 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RELEASE] = "RELEASE op",
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ") VALUES "
-                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
-    [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idem_key = ?",
+    [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
+                      "coalesce(?2, '') AND idem_key = ?1 AND idem_key IS NOT NULL",
+    /* Ids are lower-case hex and '-', all below 'g': [p, p || 'g') holds those starting with p. */
+    [S_JOB_MATCH] = "SELECT id FROM jobs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+    [S_JOB_MATCH_OWNER] = "SELECT id FROM jobs WHERE id >= ?1 AND id < ?1 || 'g' AND owner = ?3 "
+                          "ORDER BY id LIMIT ?2",
     /* The same columns with labels and spec left out (NULL). */
     [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
-                      "NULL, NULL, progress, result, attempts FROM jobs WHERE id = ?",
+                      "NULL, NULL, progress, result, attempts, owner FROM jobs WHERE id = ?",
     [S_JOB_CANCEL] = "UPDATE jobs SET state = ?, finished_at = ?, result = ? "
                      "WHERE id = ? AND state NOT IN (?, ?, ?)",
     [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                       "ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
+                            "GROUP BY queue, state ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
@@ -113,8 +124,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
     /* The job as it now is; data keeps what a follower needs of its progress and result. */
-    [S_EVENT_JOB] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, data) "
-                    "SELECT ?, 0, id, queue, state, attempt, agent, "
+    [S_EVENT_JOB] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, owner, "
+                    "data) SELECT ?, 0, id, queue, state, attempt, agent, owner, "
                     "CASE WHEN progress IS NULL AND result IS NULL THEN NULL ELSE json_object("
                     "'percent', json_extract(progress, '$.percent'), "
                     "'message', json_extract(progress, '$.message'), "
@@ -261,6 +272,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
+    j->owner = col_text(q, 20);
 }
 
 static int migrate(struct store_sqlite *s, struct err *e)
@@ -424,6 +436,7 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     bind_json(q, 18, j->progress);
     bind_json(q, 19, j->result);
     bind_json(q, 20, j->attempts);
+    bind_text(q, 21, j->owner);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
@@ -478,10 +491,41 @@ static int sqlite_job_get_run(struct store *st, const char *id, struct job *out,
     return get_one(sq(st), S_JOB_GET_RUN, id, out, e, "job");
 }
 
-static int sqlite_job_get_by_key(struct store *st, const char *key, struct job *out,
-                                 struct err *e)
+static int sqlite_job_get_by_key(struct store *st, const char *owner, const char *key,
+                                 struct job *out, struct err *e)
 {
-    return get_one(sq(st), S_JOB_GET_KEY, key, out, e, "job with key");
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_GET_KEY);
+    bind_text(q, 1, key);
+    bind_text(q, 2, owner);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_job(q, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "job with key '%s' not found", key);
+    } else {
+        rc = db_err(s, e, "reading a job");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_match(struct store *st, const char *prefix, const char *owner,
+                            char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, owner ? S_JOB_MATCH_OWNER : S_JOB_MATCH);
+    bind_text(q, 1, prefix);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
+    if (owner) bind_text(q, 3, owner);
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && *n < max)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, e, "finding jobs by id prefix");
+    sqlite3_reset(q);
+    return rc;
 }
 
 static int sqlite_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
@@ -490,6 +534,7 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     struct store_sqlite *s = sq(st);
     struct buf sql = BUF_INIT;
     buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
+    if (f->owner) buf_adds(&sql, " AND owner = :owner");
     if (f->state >= 0)
         buf_adds(&sql, " AND state = :state");
     if (f->queue)
@@ -513,6 +558,7 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     buf_release(&sql);
     if (f->state >= 0)
         sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":state"), f->state);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":owner"), f->owner);
     bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
     bind_text(q, sqlite3_bind_parameter_index(q, ":service"), f->service);
     if (f->label_key) {
@@ -575,11 +621,12 @@ static int sqlite_job_cancel(struct store *st, const char *id, int64_t now_ms, s
     return rc;
 }
 
-static int sqlite_queue_stats(struct store *st, struct queue_stat **out, size_t *n,
-                              struct err *e)
+static int sqlite_queue_stats(struct store *st, const char *owner, struct queue_stat **out,
+                              size_t *n, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_QUEUE_STATS);
+    sqlite3_stmt *q = stmt(s, owner ? S_QUEUE_STATS_OWNER : S_QUEUE_STATS);
+    if (owner) bind_text(q, 1, owner);
     struct queue_stat *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc;
@@ -923,6 +970,8 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
+    if (f->owner) /* a client: its own jobs' events, and the agents' */
+        buf_adds(&sql, " AND (kind = 1 OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -934,6 +983,7 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
     if (f->kind >= 0)
         sqlite3_bind_int(q, sqlite3_bind_parameter_index(q, ":kind"), f->kind);
     bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":owner"), f->owner);
     if (f->jobs) {
         json_t *a = json_array();
         for (size_t i = 0; i < f->njobs; i++)
@@ -1061,6 +1111,7 @@ const struct store_ops store_sqlite_ops = {
     .job_insert = sqlite_job_insert,
     .job_get = sqlite_job_get,
     .job_get_by_key = sqlite_job_get_by_key,
+    .job_match = sqlite_job_match,
     .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
     .job_cancel = sqlite_job_cancel,

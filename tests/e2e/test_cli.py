@@ -9,19 +9,23 @@ import time
 
 import pytest
 
-from conftest import (UUID, cli_status, cli_submit, free_port, help_shown, ok, refused, table,
-                      usage_error)
+from conftest import (NO_AGENT, UUID, cli_status, cli_submit, free_port, help_shown, ok, refused,
+                      submitted, table, usage_error)
 
 
 # ---- submit and status ----
 
 
 def test_submit_program_prints_the_id_and_status_shows_it_queued(server):
-    out = ok(server.run_cli("submit", "--", "echo", "hello world", "-n"))
+    r = server.run_cli("submit", "--", "echo", "hello world", "-n")
+    out = submitted(r)
     assert UUID.match(out.strip()) and out.count("\n") == 1
+    assert r.stderr == NO_AGENT  # the job is queued all the same, and says why it waits
     job_id = out.strip()
 
     shown = ok(server.run_cli("status", job_id))
+    assert re.search(r"^waiting:\s+no agent can take it: queue 'default' has no listening agent",
+                     shown, re.M)
     assert re.search(r"^id:\s+" + job_id + "$", shown, re.M)
     assert re.search(r"^state:\s+queued$", shown, re.M)
     assert re.search(r"^queue:\s+default$", shown, re.M)
@@ -36,7 +40,7 @@ def test_submit_program_prints_the_id_and_status_shows_it_queued(server):
 
 
 def test_submit_options_set_the_spec(server):
-    out = ok(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
+    out = submitted(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
                             "nightly", "--label", "team=x", "--label", "env=dev", "--timeout",
                             "5", "--key", "k-1", "--", "true"))
     brief = json.loads(out)
@@ -76,7 +80,7 @@ def test_submit_spec_file_stdin_and_array(server, tmp_path):
     assert [j["queue"] for j in jobs] == ["default", "q2"]
     assert all(j["labels"] == {"batch": "1"} for j in jobs)
 
-    answer = json.loads(ok(server.run_cli("submit", "--json", "-f", "-",
+    answer = json.loads(submitted(server.run_cli("submit", "--json", "-f", "-",
                                           input=json.dumps(specs))))
     assert [j["queue"] for j in answer["jobs"]] == ["default", "q2"]
     assert [cli_status(server, j["id"])["spec"]["command"]["program"]
@@ -84,9 +88,10 @@ def test_submit_spec_file_stdin_and_array(server, tmp_path):
 
 
 def test_submit_test_probe_reports_listeners(server):
-    out = ok(server.run_cli("submit", "-f", "-", input=json.dumps(
-        {"test": True, "queue": "gpu", "command": {"program": "x"}})))
-    assert out == "queue 'gpu': 0 listener(s)\n"
+    r = server.run_cli("submit", "-f", "-", input=json.dumps(
+        {"test": True, "queue": "gpu", "command": {"program": "x"}}))
+    assert submitted(r) == "queue 'gpu': 0 listener(s)\n"
+    assert r.stderr == "drover: warning: queue 'gpu' has no listening agent (no agent is up)\n"
 
 
 def test_bad_spec_gets_the_servers_field_message(server, tmp_path):
@@ -250,7 +255,7 @@ def test_submit_wait_prints_the_id_then_follows_the_job_to_its_end(server):
         p.kill()
     assert p.returncode == 1
     assert out.startswith(f"{job_id} cancelled")
-    assert err == ""
+    assert err == NO_AGENT
 
 
 def test_wait_rides_out_a_server_restart(server):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from agentutil import make_agent  # noqa: F401
-from conftest import (BIN, UUID, free_port, help_shown, ok, refused, table, usage_error,
+from conftest import (BIN, UUID, free_port, help_shown, ok, refused, submitted, table, usage_error,
                       wait_for)
 
 BIG = 50 * 1000 * 1000  # bytes of the large-file tests
@@ -485,7 +485,7 @@ def test_submit_with_local_files(server, work):
     (work / "genome.fa").write_bytes(data)
     r = text(run(server, "submit", "--", "wc", "-c", "@./genome.fa", "@@literal", "@plain",
                  cwd=work))
-    job_id = ok(r).strip()
+    job_id = submitted(r).strip()
     assert UUID.match(job_id)
 
     args = job_of(server, job_id)["spec"]["command"]["arguments"]
@@ -500,12 +500,12 @@ def test_submit_with_local_files(server, work):
     # an absolute path, and one file named twice is uploaded once
     r = text(run(server, "submit", "--json", "--upload-to", "s3://mine/in/", "--", "cmp",
                  f"@{work}/genome.fa", "@./genome.fa", cwd=work))
-    args = job_of(server, json.loads(ok(r))["id"])["spec"]["command"]["arguments"]
+    args = job_of(server, json.loads(submitted(r))["id"])["spec"]["command"]["arguments"]
     assert [a["value"] for a in args] == ["s3://mine/in/genome.fa"] * 2
     assert blob(server, "s3://mine/in/genome.fa").content == data
 
     # no @file: the plain argv form as before
-    job_id = ok(text(run(server, "submit", "--", "echo", "@@x"))).strip()
+    job_id = submitted(text(run(server, "submit", "--", "echo", "@@x"))).strip()
     args = job_of(server, job_id)["spec"]["command"]["arguments"]
     assert [(a["type"], a["value"]) for a in args] == [("parameter", "@x")]
 
@@ -522,7 +522,7 @@ def test_submit_spec_file_with_local_files(server, work):
                         "input": ["@sub/b.txt"],
                         "stdin": {"type": "uri", "value": "@./c.txt"}}}
     (work / "spec.json").write_text(json.dumps(spec))
-    job_id = ok(text(run(server, "submit", "--upload-to", "s3://specs", "-f", "spec.json",
+    job_id = submitted(text(run(server, "submit", "--upload-to", "s3://specs", "-f", "spec.json",
                          cwd=work))).strip()
     cmd = job_of(server, job_id)["spec"]["command"]
     assert [a["value"] for a in cmd["arguments"]] == ["s3://specs/a.txt", "@a.txt",

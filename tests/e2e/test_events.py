@@ -305,3 +305,35 @@ def test_cli_events_prints_the_stream(server):
 def test_cli_events_and_wait_usage_errors(server, args, message):
     r = server.run_cli(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_a_client_sees_its_own_jobs_events(server, streams):
+    tokens = {}
+    for name in ("alice", "bob"):
+        r = server.api().post("/v1/tokens", json={"role": "client", "name": name})
+        assert r.status_code in (200, 201), r.text
+        tokens[name] = r.json()["token"]
+    mine = submit(server, {"command": {"program": "/bin/true"}}, token=tokens["alice"])
+    theirs = submit(server, {"command": {"program": "/bin/true"}}, token=tokens["bob"])
+    admins = submit(server, {"command": {"program": "/bin/true"}})
+    alice = streams(server, {"since": 0}, token=tokens["alice"])
+    everyone = streams(server, {"since": 0})
+    assert {e["job"] for e in everyone.wait(lambda ev: len(ev) >= 3)} == {mine, theirs, admins}
+    # bob's job changes after alice's: once alice has seen that, she would have seen bob's
+    assert server.api(tokens["bob"]).post(f"/v1/jobs/{theirs}/cancel").status_code == 200
+    assert server.api(tokens["alice"]).post(f"/v1/jobs/{mine}/cancel").status_code == 200
+    evs = alice.wait(lambda ev: "cancelled" in job_states(ev, mine))
+    assert {e["job"] for e in evs} == {mine}
+    # naming another's job in the filter shows nothing of it either
+    r = server.api(tokens["alice"]).get(f"/v1/events?since=0&job={theirs}", stream=True,
+                                        timeout=(5, 2))
+    assert r.status_code == 200
+    body = b""
+    try:
+        for chunk in r.iter_content(None):
+            body += chunk
+    except requests.exceptions.ConnectionError:
+        pass  # the read timed out: the stream stays open with nothing to say
+    finally:
+        r.close()
+    assert theirs.encode() not in body and b"\nid: " not in body

@@ -1,9 +1,11 @@
 """The jobs API of docs/api.md against a real server: submit, get, list, wait, cancel, queues."""
+import json
 import re
 import threading
 import time
 
 import pytest
+from agentutil import make_agent  # noqa: F401 (a fixture)
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -40,9 +42,13 @@ def test_submit_and_get(server):
                          "command": {"program": "/bin/echo", "argv": ["hi", 2, True]}})
     assert UUID7.match(brief["id"])
     # the answer to a submission is the job's summary; GET has all of it
-    assert set(brief) == {"id", "state", "queue", "priority", "key", "created_at"}
+    assert set(brief) == {"id", "state", "queue", "priority", "key", "created_at", "listeners",
+                          "warnings"}
+    assert brief["listeners"] == 0  # no agent runs here
+    assert brief["warnings"] == ["queue 'q1' has no listening agent (no agent is up)"]
     job = api.get(f"/v1/jobs/{brief['id']}").json()
-    assert {k: job[k] for k in brief} == brief
+    assert {k: job[k] for k in brief if k not in ("listeners", "warnings")} == \
+        {k: v for k, v in brief.items() if k not in ("listeners", "warnings")}
     assert job["state"] == "queued"
     assert job["queue"] == "q1" and job["name"] == "hello" and job["priority"] == 7
     assert job["attempt"] == 0 and job["max_attempts"] == 3
@@ -61,6 +67,31 @@ def test_seed_message_accepted_verbatim(server):
     assert cmd["stdin"] == {"type": "pipe", "value": "raw input data"}
     assert cmd["stderr"] == {"type": "uri", "value": "s3://bucket/path/to/stderr.txt"}
     assert cmd["input"] == ["s3://bucket/path/to/poly"]
+
+
+def test_seed_message_without_program_runs_its_service(server, make_agent):
+    """Issue 13.1: the seed message names a `service` and has no `command.program`: the
+    service's name is the program (until a service hub exists)."""
+    api = server.api()
+    seed = json.loads(json.dumps(SEED))
+    del seed["command"]["program"]
+    job = api.get(f"/v1/jobs/{submit(api, seed)['id']}").json()
+    assert job["service"] == "nhmmer"
+    assert job["spec"]["command"]["program"] == "nhmmer"
+    # It really runs: a service named after a program on the agent's PATH.
+    make_agent(server, "svc", "--queues", "svc")
+    ran = submit(api, {"service": "echo", "queue": "svc", "retry": {"max_attempts": 1},
+                       "command": {"arguments": [{"type": "parameter", "value": "from-service"}]}})
+    done = api.get(f"/v1/jobs/{ran['id']}/wait?timeout_s=60").json()
+    assert done["state"] == "succeeded", done
+    assert done["result"]["stdout"] == "from-service\n"
+    # Neither a service nor a program (nor a shell): still refused, naming command.program.
+    r = api.post("/v1/jobs", json={"command": {"arguments": []}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == "command.program"
+    assert "command.program is required" in r.json()["error"]["message"]
+    r = api.post("/v1/jobs", json=[{"service": "a"}, {"queue": "q", "command": {}}])
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[1].command.program"
 
 
 def test_priority_delay_retry_are_stored(server):
@@ -131,7 +162,8 @@ def test_test_probe_queues_nothing(server):
     api = server.api()
     r = api.post("/v1/jobs", json={"queue": "probe", "test": True})
     assert r.status_code == 200
-    assert r.json() == {"queue": "probe", "listeners": 0}
+    assert r.json() == {"queue": "probe", "listeners": 0,
+                        "warnings": ["queue 'probe' has no listening agent (no agent is up)"]}
     assert api.get("/v1/jobs?queue=probe").json()["jobs"] == []
 
 

@@ -33,6 +33,19 @@ def test_server_under_valgrind(make_server, tmp_path):
     tok = api.post("/v1/tokens", json={"role": "client", "name": "c"}).json()["token"]
     assert server.api(tok).post("/v1/tokens", json={"role": "client", "name": "d"}).status_code == 403
     assert api.delete("/v1/tokens/c").status_code == 200
+    # jobs by prefix and by owner; logs, one read whole and one followed until the server stops
+    mine = server.api(api.post("/v1/tokens", json={"role": "client", "name": "m"}).json()["token"])
+    own = mine.post("/v1/jobs", json={"queue": "v", "key": "k", "command": {"program": "x"}})
+    assert own.status_code == 201 and own.json()["warnings"]
+    assert mine.get(f"/v1/jobs/{own.json()['id'][:13]}").json()["waiting"]["reason"] == "no_agent"
+    assert mine.get(f"/v1/jobs/{ids[0]}").status_code == 404
+    assert api.get(f"/v1/jobs/{ids[0][:8]}").status_code == 409
+    assert api.get(f"/v1/jobs/{ids[0][:5]}").status_code == 400
+    assert api.get(f"/v1/jobs/{ids[0]}/log?attempt=1").status_code == 404
+    assert api.get(f"/v1/jobs/{ids[0]}/log").content == b""
+    follower = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    follower.sendall(f"GET /v1/jobs/{ids[3]}/log?follow=1 HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {server.admin_token}\r\n\r\n".encode())
     # objects: a streamed upload, ranged and whole reads, a presigned URL, a refused upload,
     # and one cut off mid-body
     data = bytes(range(256)) * 4096
@@ -67,6 +80,7 @@ def test_server_under_valgrind(make_server, tmp_path):
     assert out["r"].json()["state"] == "cancelled"
     rc = server.stop()
     parked.join(60)
+    follower.close()
     assert out["p"].status_code == 200
     assert rc == 0, log.read_text()
     text = log.read_text()

@@ -213,6 +213,163 @@ static void test_attempts_run_out(void **state)
     job_release(&j);
 }
 
+/* ---- could an agent take it? (issue 13.4) ---- */
+
+/* Counts agents "QUEUES|LABELS|SLOTS;..." (JSON arrays and objects) against a job spec. */
+static void fit_job(struct sched_fit *fit, struct job *j, const char *spec, const char *agents)
+{
+    make_job(j, spec, time_now_ms());
+    sched_fit_init(fit, j->queue, json_object_get(j->spec, "requires"), j->slots);
+    char list[1024];
+    assert_true(strlen(agents) < sizeof(list));
+    snprintf(list, sizeof(list), "%s", agents);
+    for (char *a = list, *end; *a; a = end) {
+        end = strchr(a, ';');
+        end = end ? (*end = '\0', end + 1) : a + strlen(a);
+        char *bar1 = strchr(a, '|'), *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+        assert_non_null(bar2);
+        *bar1 = *bar2 = '\0';
+        json_t *q = json_loads(a, 0, NULL), *l = json_loads(bar1 + 1, 0, NULL);
+        assert_non_null(q);
+        assert_non_null(l);
+        sched_fit_add(fit, q, l, (int)strtol(bar2 + 1, NULL, 10));
+        json_decref(q);
+        json_decref(l);
+    }
+}
+
+/* The warnings joined with " / ", for comparing. */
+static void assert_warnings(const struct sched_fit *fit, const char *want)
+{
+    json_t *w = sched_fit_warnings(fit);
+    char got[1024] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(w, i, v)
+    {
+        size_t n = strlen(got);
+        snprintf(got + n, sizeof(got) - n, "%s%s", i ? " / " : "", json_string_value(v));
+    }
+    json_decref(w);
+    assert_string_equal(got, want);
+}
+
+static void test_fit_warnings(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec, *agents;
+        int listeners;
+        const char *warnings;
+    } cases[] = {
+        /* nobody up */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}", "", 0,
+         "queue 'bio' has no listening agent (no agent is up)"},
+        /* agents, none on the queue */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
+         "[\"default\"]|{}|4;[\"x\"]|{}|2", 0, "queue 'bio' has no listening agent"},
+        /* fits one of two */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
+         "[\"default\",\"bio\"]|{}|4;[\"x\"]|{}|2", 1, ""},
+        /* labels nobody has */
+        {"{\"queue\": \"bio\", \"requires\": {\"db\": \"rfam\"}, \"command\": {\"program\": "
+         "\"p\"}}",
+         "[\"bio\"]|{\"db\":\"pfam\"}|8", 0, "no agent has labels db=rfam"},
+        /* labels an agent of another queue has */
+        {"{\"queue\": \"bio\", \"requires\": {\"db\": \"rfam\", \"gpu\": \"1\"}, "
+         "\"command\": {\"program\": \"p\"}}",
+         "[\"bio\"]|{}|8;[\"other\"]|{\"db\":\"rfam\",\"gpu\":\"1\"}|8", 0,
+         "no agent serving queue 'bio' has labels db=rfam,gpu=1"},
+        /* too many slots */
+        {"{\"queue\": \"bio\", \"slots\": 16, \"command\": {\"program\": \"p\"}}",
+         "[\"bio\"]|{}|8;[\"bio\"]|{}|4;[\"x\"]|{}|32", 0,
+         "slots 16 exceeds the largest agent's 8"},
+        /* all three: no queue, no labels, slots against every agent */
+        {"{\"queue\": \"bio\", \"slots\": 16, \"requires\": {\"db\": \"rfam\"}, "
+         "\"command\": {\"program\": \"p\"}}",
+         "[\"x\"]|{}|8", 0,
+         "queue 'bio' has no listening agent / no agent has labels db=rfam / slots 16 exceeds "
+         "the largest agent's 8"},
+        /* slots and labels fit on different agents only: the labelled one is too small */
+        {"{\"queue\": \"bio\", \"slots\": 4, \"requires\": {\"db\": \"rfam\"}, "
+         "\"command\": {\"program\": \"p\"}}",
+         "[\"bio\"]|{\"db\":\"rfam\"}|2;[\"bio\"]|{}|8", 0,
+         "slots 4 exceeds the largest agent's 2"},
+        /* two listeners */
+        {"{\"queue\": \"bio\", \"slots\": 4, \"requires\": {\"db\": \"rfam\"}, "
+         "\"command\": {\"program\": \"p\"}}",
+         "[\"bio\"]|{\"db\":\"rfam\",\"x\":\"y\"}|4;[\"a\",\"bio\"]|{\"db\":\"rfam\"}|8;[\"bio\"]|{"
+         "}|8",
+         2, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sched_fit fit;
+        struct job j;
+        fit_job(&fit, &j, cases[i].spec, cases[i].agents);
+        if (fit.listeners != cases[i].listeners)
+            fail_msg("case %zu: %d listeners, want %d", i, fit.listeners, cases[i].listeners);
+        assert_warnings(&fit, cases[i].warnings);
+        job_release(&j);
+    }
+
+    /* A queue alone (slots 0): every agent up serving it listens. */
+    struct sched_fit fit;
+    json_t *q = json_loads("[\"bio\"]", 0, NULL), *l = json_object();
+    sched_fit_init(&fit, "bio", NULL, 0);
+    sched_fit_add(&fit, q, l, 1);
+    sched_fit_add(&fit, q, l, 64);
+    assert_int_equal(fit.listeners, 2);
+    json_decref(q);
+    json_decref(l);
+}
+
+static void test_waiting(void **state)
+{
+    (void)state;
+    int64_t now = time_now_ms();
+    struct sched_fit fit;
+    struct job j;
+
+    fit_job(&fit, &j, "{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}", "");
+    json_t *w = sched_waiting_json(&j, &fit, now);
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "no_agent");
+    assert_string_equal(json_string_value(json_object_get(w, "message")),
+                        "no agent can take it: queue 'bio' has no listening agent (no agent "
+                        "is up)");
+    assert_true(json_is_null(json_object_get(w, "until")));
+    assert_int_equal(json_integer_value(json_object_get(w, "listeners")), 0);
+    json_decref(w);
+    j.state = JOB_RUNNING; /* only a queued job waits */
+    w = sched_waiting_json(&j, &fit, now);
+    assert_true(json_is_null(w));
+    json_decref(w);
+    job_release(&j);
+
+    fit_job(&fit, &j, "{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
+            "[\"bio\"]|{}|1;[\"bio\"]|{}|1");
+    w = sched_waiting_json(&j, &fit, now);
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "busy");
+    assert_non_null(strstr(json_string_value(json_object_get(w, "message")), "2 agents could"));
+    json_decref(w);
+    job_release(&j);
+
+    fit_job(&fit, &j, "{\"delay_s\": 60, \"command\": {\"program\": \"p\"}}", "[\"default\"]|{}|1");
+    w = sched_waiting_json(&j, &fit, now);
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "delayed");
+    assert_non_null(strstr(json_string_value(json_object_get(w, "message")), "delayed until "));
+    assert_true(json_is_string(json_object_get(w, "until")));
+    json_decref(w);
+    j.attempt = 1; /* requeued after a failed attempt, with a backoff */
+    w = sched_waiting_json(&j, &fit, now);
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "retry_backoff");
+    assert_non_null(strstr(json_string_value(json_object_get(w, "message")), "attempt 1 failed"));
+    json_decref(w);
+    w = sched_waiting_json(&j, &fit, j.run_after); /* due now: the agents decide */
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "busy");
+    json_decref(w);
+    job_release(&j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +378,8 @@ int main(void)
         cmocka_unit_test(test_delayed_jobs_wait),
         cmocka_unit_test(test_lease_rules),
         cmocka_unit_test(test_attempts_run_out),
+        cmocka_unit_test(test_fit_warnings),
+        cmocka_unit_test(test_waiting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

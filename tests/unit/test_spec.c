@@ -233,6 +233,48 @@ static void test_shell_and_test(void **state)
     spec_release(&s);
 }
 
+/* Issue 13.1: a spec naming a service needs no command.program: the service is the program. */
+static void test_service_is_the_program(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"service\": \"nhmmer\", \"queue\": \"bio\", \"command\": {\"arguments\": "
+             "[{\"type\": \"parameter\", \"name\": \"--cpu\", \"value\": 2}]}}",
+             &s);
+    assert_string_equal(s.service, "nhmmer");
+    assert_string_equal(json_string_value(cmd(&s, "program")), "nhmmer");
+    assert_string_equal(json_string_value(arg(&s, 0, "value")), "2");
+    spec_release(&s);
+
+    /* The command may be left out altogether. */
+    parse_ok("{\"service\": \"blastn\"}", &s);
+    assert_string_equal(json_string_value(cmd(&s, "program")), "blastn");
+    assert_int_equal(json_array_size(cmd(&s, "arguments")), 0);
+    spec_release(&s);
+
+    /* A program given explicitly wins over the service name. */
+    parse_ok("{\"service\": \"nhmmer\", \"command\": {\"program\": \"/opt/hmmer/nhmmer\"}}", &s);
+    assert_string_equal(json_string_value(cmd(&s, "program")), "/opt/hmmer/nhmmer");
+    spec_release(&s);
+
+    /* A shell command stays a shell command: no program is made up for it. */
+    parse_ok("{\"service\": \"x\", \"command\": {\"shell\": \"echo hi\"}}", &s);
+    assert_true(json_is_null(cmd(&s, "program")));
+    spec_release(&s);
+
+    /* Neither a service nor a program: refused, naming command.program. */
+    json_t *in = load("{\"command\": {\"arguments\": []}}");
+    struct err e = ERR_INIT;
+    assert_int_equal(spec_parse(in, NULL, &s, &e), ERR_INVALID);
+    assert_string_equal(e.field, "command.program");
+    json_decref(in);
+    in = load("{\"queue\": \"q\"}");
+    err_clear(&e);
+    assert_int_equal(spec_parse(in, NULL, &s, &e), ERR_INVALID);
+    assert_string_equal(e.field, "command");
+    json_decref(in);
+}
+
 static void test_numbers(void **state)
 {
     (void)state;
@@ -433,7 +475,7 @@ static void test_messages(void **state)
          "command.arguments[2].type must be one of input, parameter, output"},
         {"{\"priority\": 5000, \"test\": true}",
          "priority must be an integer between -1000 and 1000"},
-        {"{\"command\": {}}", "command.program is required (or command.shell)"},
+        {"{\"command\": {}}", "command.program is required (or command.shell, or a service)"},
         {"{\"test\": true, \"timeout_s\": -3}",
          "timeout_s must be a number greater than 0 and at most 2592000, or null"},
         {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
@@ -633,13 +675,21 @@ static void test_queue_name(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seed_spec),         cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_nulls_are_absent),  cmocka_unit_test(test_argv_shorthand),
-        cmocka_unit_test(test_number_parameters), cmocka_unit_test(test_shell_and_test),
-        cmocka_unit_test(test_numbers),           cmocka_unit_test(test_stdin_pipe_limit),
-        cmocka_unit_test(test_bad_specs),         cmocka_unit_test(test_messages),
-        cmocka_unit_test(test_path_prefix),       cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_uri_valid),         cmocka_unit_test(test_queue_name),
+        cmocka_unit_test(test_seed_spec),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_nulls_are_absent),
+        cmocka_unit_test(test_argv_shorthand),
+        cmocka_unit_test(test_number_parameters),
+        cmocka_unit_test(test_shell_and_test),
+        cmocka_unit_test(test_service_is_the_program),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_stdin_pipe_limit),
+        cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_path_prefix),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_uri_valid),
+        cmocka_unit_test(test_queue_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

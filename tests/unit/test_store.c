@@ -302,6 +302,7 @@ static void assert_job_equal(const struct job *want, const struct job *got)
     assert_str_same(want->name, got->name, "name");
     assert_str_same(want->key, got->key, "key");
     assert_str_same(want->agent, got->agent, "agent");
+    assert_str_same(want->owner, got->owner, "owner");
     assert_int_equal(got->priority, want->priority);
     assert_int_equal(got->slots, want->slots);
     assert_int_equal(got->attempt, want->attempt);
@@ -366,7 +367,7 @@ static void test_open_creates_and_migrates(void **state)
     assert_list(f->st, &flt, NULL, 0);
     struct queue_stat *qs = NULL;
     size_t n = 99;
-    assert_ok(store_queue_stats(f->st, &qs, &n, &e), &e);
+    assert_ok(store_queue_stats(f->st, NULL, &qs, &n, &e), &e);
     assert_int_equal(n, 0);
     lib_free(qs);
     int64_t count = -1;
@@ -507,6 +508,7 @@ static void test_insert_get_every_field(void **state)
     make_job(&jobs[2], T0 + 2, "{'queue': 'q', 'service': 's', 'command': {'program': 'p'}}");
     jobs[2].state = JOB_FAILED;
     jobs[2].agent = xstrdup("agent-7");
+    jobs[2].owner = xstrdup("team-a");
     jobs[2].attempt = 2;
     jobs[2].started_at = T0 + 100;
     jobs[2].finished_at = T0 + 200;
@@ -548,10 +550,10 @@ static void test_get_unknown(void **state)
     assert_err(store_job_get(f->st, other, &got, &e), ERR_NOTFOUND, &e);
     assert_non_null(strstr(e.msg, other));
     assert_err(store_job_get(f->st, "not-a-uuid", &got, &e), ERR_NOTFOUND, &e);
-    assert_err(store_job_get_by_key(f->st, "other-key", &got, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_get_by_key(f->st, NULL, "other-key", &got, &e), ERR_NOTFOUND, &e);
     /* e may be NULL. */
     assert_int_equal(store_job_get(f->st, other, &got, NULL), ERR_NOTFOUND);
-    assert_int_equal(store_job_get_by_key(f->st, "other-key", &got, NULL), ERR_NOTFOUND);
+    assert_int_equal(store_job_get_by_key(f->st, NULL, "other-key", &got, NULL), ERR_NOTFOUND);
     job_release(&j);
 }
 
@@ -567,11 +569,94 @@ static void test_get_by_key(void **state)
 
     for (size_t i = 0; i < 2; i++) {
         struct job got;
-        assert_ok(store_job_get_by_key(f->st, jobs[i].key, &got, &e), &e);
+        assert_ok(store_job_get_by_key(f->st, NULL, jobs[i].key, &got, &e), &e);
         assert_job_equal(&jobs[i], &got);
         job_release(&got);
     }
     release_jobs(jobs, 3);
+}
+
+/* Jobs belong to a token (issue 13.6): keys are per owner; lists, counts and id prefixes filter. */
+static void test_owners(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job a, b, c, legacy, got;
+    make_job(&a, T0, "{'key': 'k', 'queue': 'q', 'command': {'program': 'a'}}");
+    make_job(&b, T0 + 1, "{'key': 'k', 'queue': 'q', 'command': {'program': 'b'}}");
+    make_job(&c, T0 + 2, "{'queue': 'r', 'command': {'program': 'c'}}");
+    make_job(&legacy, T0 + 3, "{'key': 'k', 'queue': 'q', 'command': {'program': 'd'}}");
+    a.owner = xstrdup("alice");
+    b.owner = xstrdup("bob"); /* the same key as alice's: another job */
+    c.owner = xstrdup("alice");
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &a, &e), &e);
+    assert_ok(store_job_insert(f->st, &b, &e), &e);
+    assert_ok(store_job_insert(f->st, &c, &e), &e);
+    assert_ok(store_job_insert(f->st, &legacy, &e), &e); /* no owner: a job from before */
+    assert_ok(store_commit(f->st, &e), &e);
+
+    struct job dup;
+    make_job(&dup, T0 + 4, "{'key': 'k', 'command': {'program': 'x'}}");
+    dup.owner = xstrdup("bob");
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_insert(f->st, &dup, &e), ERR_CONFLICT, &e);
+    store_rollback(f->st);
+    job_release(&dup);
+
+    const char *owners[] = {"alice", "bob", NULL};
+    const struct job *want[] = {&a, &b, &legacy};
+    for (size_t i = 0; i < ARRAY_SIZE(owners); i++) {
+        err_clear(&e);
+        assert_ok(store_job_get_by_key(f->st, owners[i], "k", &got, &e), &e);
+        assert_string_equal(got.id, want[i]->id);
+        assert_str_same(owners[i], got.owner, "owner");
+        job_release(&got);
+    }
+    assert_err(store_job_get_by_key(f->st, "carol", "k", &got, &e), ERR_NOTFOUND, &e);
+
+    /* Lists and counts of one owner. */
+    struct job_filter flt = filter_any();
+    flt.owner = "alice";
+    const char *alices[] = {c.id, a.id};
+    assert_list(f->st, &flt, alices, 2);
+    struct queue_stat *qs;
+    size_t n;
+    assert_ok(store_queue_stats(f->st, "bob", &qs, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(qs[0].name, "q");
+    assert_int_equal(qs[0].count[JOB_QUEUED], 1);
+    lib_free(qs);
+    assert_ok(store_queue_stats(f->st, NULL, &qs, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_int_equal(qs[0].count[JOB_QUEUED], 3);
+    lib_free(qs);
+
+    /* Id prefixes: the whole id, a prefix shared by all four (UUIDv7s made in a row share their
+       first characters), restricted to an owner. */
+    char ids[8][UUID_STR_LEN];
+    assert_ok(store_job_match(f->st, b.id, NULL, ids, 8, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], b.id);
+    assert_ok(store_job_match(f->st, b.id, "alice", ids, 8, &n, &e), &e);
+    assert_int_equal(n, 0);
+    char prefix[7];
+    snprintf(prefix, sizeof(prefix), "%.6s", a.id);
+    assert_ok(store_job_match(f->st, prefix, NULL, ids, 8, &n, &e), &e);
+    assert_int_equal(n, 4);
+    assert_string_equal(ids[0], a.id); /* in id order */
+    assert_ok(store_job_match(f->st, prefix, NULL, ids, 2, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_ok(store_job_match(f->st, prefix, "alice", ids, 8, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], a.id);
+    assert_string_equal(ids[1], c.id);
+    assert_ok(store_job_match(f->st, "ffffffff", NULL, ids, 8, &n, &e), &e);
+    assert_int_equal(n, 0);
+    job_release(&a);
+    job_release(&b);
+    job_release(&c);
+    job_release(&legacy);
 }
 
 /* --- transactions -------------------------------------------------------------------------- */
@@ -611,7 +696,7 @@ static void test_duplicate_key(void **state)
     assert_ok(store_job_get(f->st, d.id, &got, &e), &e);
     job_release(&got);
     assert_err(store_job_get(f->st, b.id, &got, &e), ERR_NOTFOUND, &e);
-    assert_ok(store_job_get_by_key(f->st, "same", &got, &e), &e);
+    assert_ok(store_job_get_by_key(f->st, NULL, "same", &got, &e), &e);
     assert_string_equal(got.id, a.id);
     job_release(&got);
 
@@ -641,7 +726,7 @@ static void test_rollback_discards(void **state)
     assert_ok(store_meta_set(f->st, "m", "v", &e), &e);
     store_rollback(f->st);
     assert_err(store_job_get(f->st, a.id, &got, &e), ERR_NOTFOUND, &e);
-    assert_err(store_job_get_by_key(f->st, "ka", &got, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_get_by_key(f->st, NULL, "ka", &got, &e), ERR_NOTFOUND, &e);
     char *v = NULL;
     assert_err(store_meta_get(f->st, "m", &v, &e), ERR_NOTFOUND, &e);
     struct job_filter flt = filter_any();
@@ -660,7 +745,7 @@ static void test_rollback_discards(void **state)
 
     /* The rolled-back job can still be inserted afterwards. */
     insert_jobs(f->st, &a, 1);
-    assert_ok(store_job_get_by_key(f->st, "ka", &got, &e), &e);
+    assert_ok(store_job_get_by_key(f->st, NULL, "ka", &got, &e), &e);
     assert_job_equal(&a, &got);
     job_release(&got);
 
@@ -699,7 +784,7 @@ static void test_second_handle(void **state)
     assert_list(rd, &flt, only_a, 1);
     struct queue_stat *qs = NULL;
     size_t n = 0;
-    assert_ok(store_queue_stats(rd, &qs, &n, &e), &e);
+    assert_ok(store_queue_stats(rd, NULL, &qs, &n, &e), &e);
     int64_t queued = n == 1 ? qs[0].count[JOB_QUEUED] : -1;
     lib_free(qs);
     assert_int_equal(queued, 1);
@@ -715,7 +800,7 @@ static void test_second_handle(void **state)
     job_release(&got);
     const char *both[] = {b.id, a.id};
     assert_list(rd, &flt, both, 2);
-    assert_ok(store_queue_stats(rd, &qs, &n, &e), &e);
+    assert_ok(store_queue_stats(rd, NULL, &qs, &n, &e), &e);
     queued = n == 1 ? qs[0].count[JOB_QUEUED] : -1;
     lib_free(qs);
     assert_int_equal(queued, 2);
@@ -1050,7 +1135,7 @@ static void test_queue_stats(void **state)
 
     struct queue_stat *qs = NULL;
     size_t n = 0;
-    assert_ok(store_queue_stats(f->st, &qs, &n, &e), &e);
+    assert_ok(store_queue_stats(f->st, NULL, &qs, &n, &e), &e);
     /* Copy out and free before asserting, so that a failure leaks nothing. */
     int64_t got[3][JOB_NSTATES] = {{0}};
     int times[3] = {0}, unknown = 0;
@@ -1284,6 +1369,7 @@ int main(void)
         T(test_get_unknown),
         T(test_get_by_key),
         T(test_duplicate_key),
+        T(test_owners),
         T(test_rollback_discards),
         T(test_second_handle),
         T(test_list_newest_first),

@@ -46,9 +46,16 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE events ("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind INTEGER NOT NULL,"
     "  subject TEXT NOT NULL, queue TEXT, state INTEGER NOT NULL, attempt INTEGER,"
-    "  agent TEXT, data TEXT);"
+    "  agent TEXT, owner TEXT, data TEXT);"
     "CREATE INDEX events_subject ON events (subject, seq);",
-    /* 5: webhooks: a job's notify_url, and the outbox of deliveries, each row written in the
+    /* 5: jobs belong to the token that submitted them (NULL for jobs from before: only
+       admin tokens see those); idempotency keys are per owner */
+    "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+    "DROP INDEX jobs_key;"
+    "CREATE UNIQUE INDEX jobs_owner_key ON jobs (coalesce(owner, ''), idem_key)"
+    "  WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX jobs_owner ON jobs (owner, id);",
+    /* 6: webhooks: a job's notify_url, and the outbox of deliveries, each row written in the
        transaction of the event it delivers and deleted once delivered (or given up) */
     "ALTER TABLE jobs ADD COLUMN notify_url TEXT;"
     "ALTER TABLE jobs ADD COLUMN notify_all INTEGER NOT NULL DEFAULT 0;"
