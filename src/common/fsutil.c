@@ -118,3 +118,30 @@ out:
     explicit_bzero(text, sizeof(text));
     return rc;
 }
+
+int fs_write_secret(const char *path, const char *secret, struct err *e)
+{
+    char *tmp = xasprintf("%s.tmp", path);
+    int rc = 0;
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = err_set(e, ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+        goto out;
+    }
+    size_t len = strlen(secret);
+    if (write(fd, secret, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+        rc = err_set(e, ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        rc = err_set(e, ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+        unlink(tmp);
+    }
+out:
+    free(tmp);
+    return rc;
+}

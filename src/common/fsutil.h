@@ -30,4 +30,10 @@ int lock_pid_file(const char *path, int *fd, pid_t *holder, struct err *e);
  */
 int fs_read_secret(const char *path, char **out, struct err *e);
 
+/*
+ * Writes `secret` and a newline to `path` atomically (a temporary file,
+ * fsync, rename), readable by its owner only (0600). ERR_IO naming the file.
+ */
+int fs_write_secret(const char *path, const char *secret, struct err *e);
+
 #endif

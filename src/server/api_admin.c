@@ -7,7 +7,9 @@
 #include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "server/events.h"
 #include "server/server.h"
+#include "server/webhooks.h"
 
 static struct server *srv(struct http_req *r)
 {
@@ -143,6 +145,23 @@ int api_metrics(struct http_req *r)
              (unsigned long long)router_served(s->router), (unsigned long long)cs.batches,
              (unsigned long long)cs.ops, (unsigned long long)cs.failed_commits,
              waiters_count(s->waiters), (double)(time_now_ms() - s->started_at_ms) / 1000.0);
+    struct webhook_stats ws;
+    webhooks_get_stats(s->webhooks, &ws);
+    buf_addf(&b,
+             "# HELP drover_webhooks_delivered_total Webhook deliveries answered 2xx.\n"
+             "# TYPE drover_webhooks_delivered_total counter\n"
+             "drover_webhooks_delivered_total %llu\n"
+             "# HELP drover_webhooks_failed_total Webhook tries that failed (tried again later).\n"
+             "# TYPE drover_webhooks_failed_total counter\n"
+             "drover_webhooks_failed_total %llu\n"
+             "# HELP drover_webhooks_dropped_total Webhook deliveries given up after 25 hours.\n"
+             "# TYPE drover_webhooks_dropped_total counter\n"
+             "drover_webhooks_dropped_total %llu\n"
+             "# HELP drover_event_followers Clients following the event stream.\n"
+             "# TYPE drover_event_followers gauge\n"
+             "drover_event_followers %zu\n",
+             (unsigned long long)ws.delivered, (unsigned long long)ws.failed,
+             (unsigned long long)ws.dropped, events_followers(s->events));
     http_reply_text(r, 200, "text/plain; version=0.0.4", buf_str(&b));
     buf_release(&b);
     return HTTP_DONE;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -121,34 +122,6 @@ int auth_check(void *app, const char *token, int *role, char *name, size_t n, st
     return 0;
 }
 
-/* Writes the token to path atomically, readable by its owner only. */
-static int write_token_file(const char *path, const char *token, struct err *e)
-{
-    char *tmp = xasprintf("%s.tmp", path);
-    int rc = 0;
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = err_set(e, ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        goto out;
-    }
-    size_t len = strlen(token);
-    if (write(fd, token, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
-        rc = err_set(e, ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        rc = err_set(e, ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
-    return rc;
-}
-
 int auth_bootstrap(struct server *s, struct err *e)
 {
     char *path = xasprintf("%s/%s", s->data_dir, DROVER_ADMIN_TOKEN_FILE);
@@ -171,7 +144,7 @@ int auth_bootstrap(struct server *s, struct err *e)
         store_rollback(s->reads);
         goto out;
     }
-    if ((rc = write_token_file(path, token, e)))
+    if ((rc = fs_write_secret(path, token, e)))
         goto out;
     log_info("created admin token '%s' in %s", name, path);
 out:

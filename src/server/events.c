@@ -178,9 +178,10 @@ static void pump(struct follower *fw)
     evbuffer_free(c.out);
 }
 
-void events_notify(void *arg)
+void events_notify(struct events *ev)
 {
-    struct events *ev = arg;
+    if (!ev)
+        return;
     struct follower *fw = ev->head;
     while (fw) {
         struct follower *next = fw->next;
@@ -242,7 +243,6 @@ struct events *events_new(struct server *s, int64_t keep)
     ev->timer = event_new(s->base, -1, EV_PERSIST, on_timer, ev);
     struct timeval second = {1, 0};
     event_add(ev->timer, &second);
-    commit_on_batch(s->commit, events_notify, ev);
     return ev;
 }
 
@@ -255,7 +255,6 @@ void events_free(struct events *ev)
         http_reply_end(fw->r);
         follower_free(fw);
     }
-    commit_on_batch(ev->s->commit, NULL, NULL);
     event_free(ev->timer);
     free(ev);
 }

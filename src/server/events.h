@@ -21,8 +21,8 @@ struct events;
 struct events *events_new(struct server *s, int64_t keep);
 /* Ends every follower's stream. NULL is fine. */
 void events_free(struct events *ev);
-/* A batch was committed: followers get what is new (commit_on_batch's hook). */
-void events_notify(void *arg);
+/* A batch was committed: followers get what is new. NULL is fine. */
+void events_notify(struct events *ev);
 /* The event as the stream shows it; a new reference. */
 json_t *events_to_json(const struct event_rec *ev);
 size_t events_followers(const struct events *ev);

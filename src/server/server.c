@@ -23,6 +23,7 @@
 
 #include "commands.h"
 #include "common/config.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -31,6 +32,7 @@
 #include "server/datadir.h"
 #include "server/events.h"
 #include "server/fleet.h"
+#include "server/webhooks.h"
 #include "server/offload.h"
 #include "server/lease.h"
 #include "server/sched.h"
@@ -228,33 +230,74 @@ void server_opts_release(struct server_opts *o)
 }
 
 /*
- * The key that signs presigned URLs: 32 random bytes made at the first start
- * and kept in the store, so URLs outlive a restart.
+ * A server secret: 32 random bytes made at the first start and kept in the
+ * store under `key` (hex), so that what it signs outlives a restart (and is
+ * the same on every server sharing the store). *hex_out (may be NULL) gets
+ * the hex, the caller's.
  */
-static int presign_secret_load(struct server *s, struct err *e)
+static int secret_load(struct server *s, const char *key, unsigned char out[32], char **hex_out,
+                       struct err *e)
 {
     char *hex = NULL;
-    int rc = store_meta_get(s->reads, "presign_secret", &hex, e);
+    int rc = store_meta_get(s->reads, key, &hex, e);
     if (rc == ERR_NOTFOUND) {
         err_clear(e);
-        unsigned char key[sizeof(s->presign_secret)];
-        if (RAND_bytes(key, sizeof(key)) != 1)
-            return err_set(e, ERR_IO, "cannot draw random bytes for the presign key");
-        hex = xmalloc(2 * sizeof(key) + 1);
-        for (size_t i = 0; i < sizeof(key); i++)
-            sprintf(hex + 2 * i, "%02x", key[i]);
-        rc = store_meta_set(s->reads, "presign_secret", hex, e);
+        unsigned char fresh[32];
+        if (RAND_bytes(fresh, sizeof(fresh)) != 1)
+            return err_set(e, ERR_IO, "cannot draw random bytes for the %s", key);
+        hex = xmalloc(2 * sizeof(fresh) + 1);
+        for (size_t i = 0; i < sizeof(fresh); i++)
+            sprintf(hex + 2 * i, "%02x", fresh[i]);
+        rc = store_meta_set(s->reads, key, hex, e);
     }
-    if (!rc && (!hex || strlen(hex) != 2 * sizeof(s->presign_secret)))
-        rc = err_set(e, ERR_IO, "the stored presign key is damaged");
-    for (size_t i = 0; !rc && i < sizeof(s->presign_secret); i++) {
+    if (!rc && (!hex || strlen(hex) != 64))
+        rc = err_set(e, ERR_IO, "the stored %s is damaged", key);
+    for (size_t i = 0; !rc && i < 32; i++) {
         unsigned v;
         if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            rc = err_set(e, ERR_IO, "the stored presign key is damaged");
-        s->presign_secret[i] = (unsigned char)v;
+            rc = err_set(e, ERR_IO, "the stored %s is damaged", key);
+        out[i] = (unsigned char)v;
     }
+    if (!rc && hex_out)
+        *hex_out = hex;
+    else
+        free(hex);
+    return rc;
+}
+
+/*
+ * The webhook secret, which receivers check signatures with: in the store,
+ * and in DATA/webhook.secret (0600) for the operator to hand out. The key of
+ * the HMAC is the file's text (64 hex digits) as it is, the easiest for a
+ * receiver to use.
+ */
+static int webhooks_open(struct server *s, const struct server_opts *o, struct err *e)
+{
+    unsigned char key[32];
+    char *hex = NULL;
+    int rc = secret_load(s, "webhook_secret", key, &hex, e);
+    if (rc)
+        return rc;
+    char *path = xasprintf("%s/%s", o->data, DROVER_WEBHOOK_SECRET_FILE);
+    char *old = NULL;
+    struct err fe = ERR_INIT;
+    if (fs_read_secret(path, &old, &fe) || strcmp(old, hex))
+        rc = fs_write_secret(path, hex, e);
+    free(old);
+    free(path);
+    if (!rc)
+        rc = webhooks_start(s, o->db, (const unsigned char *)hex, strlen(hex), &s->webhooks, e);
+    explicit_bzero(hex, strlen(hex));
     free(hex);
     return rc;
+}
+
+/* After every committed batch: followers of the stream and deliveries may have news. */
+static void on_batch(void *arg)
+{
+    struct server *s = arg;
+    events_notify(s->events);
+    webhooks_kick(s->webhooks);
 }
 
 #define DRAIN_TICK_MS 20
@@ -304,7 +347,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
         (rc = store_open(o->db, &so, &s->reads, e)) || (rc = store_open(o->db, &so, &writer, e)) ||
-        (rc = auth_bootstrap(s, e)) || (rc = presign_secret_load(s, e)) ||
+        (rc = auth_bootstrap(s, e)) ||
+        (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
         (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);
         return rc;
@@ -317,6 +361,9 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->waiters = waiters_new(s);
     s->logs = logs_new(s);
     s->events = events_new(s, o->events_keep);
+    commit_on_batch(s->commit, on_batch, s);
+    if ((rc = webhooks_open(s, o, e)))
+        return rc;
     s->sched = sched_new();
     s->fleet = fleet_new(s);
     if ((rc = fleet_load(s->fleet, e)))
@@ -356,6 +403,7 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     s->logs = NULL;
     events_free(s->events);
     s->events = NULL;
+    webhooks_stop(s->webhooks); /* what it was sending goes out again after a restart */
     /* Answers the agents' parked polls; writes in flight still need the fleet. */
     fleet_stop(s->fleet);
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
@@ -364,10 +412,13 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
 
 void server_release(struct server *s)
 {
-    events_free(s->events); /* before the committer, whose batches it hears of */
+    events_free(s->events);
     s->events = NULL;
+    webhooks_stop(s->webhooks);
     /* Writes still queued are committed and answered before the loop's last turn. */
     commit_free(s->commit);
+    webhooks_free(s->webhooks); /* after the committer, which may still record its outcomes */
+    s->webhooks = NULL;
     if (s->base)
         event_base_loop(s->base, EVLOOP_NONBLOCK);
     waiters_free(s->waiters);

@@ -24,6 +24,7 @@ struct blob_store;
 struct uploads;
 struct offload;
 struct events;
+struct webhooks;
 
 struct server {
     struct event_base *base;
@@ -44,6 +45,7 @@ struct server {
     struct fleet *fleet; /* agents and leases */
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */
+    struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;

@@ -1,0 +1,210 @@
+"""Webhooks: a job's notify_url is called from an outbox written with its events.
+
+A real HTTP receiver (http.server on a free loopback port, in this process) records what it
+gets; it can be down, answer 500 first, or be slow. Every delivery is checked against its
+HMAC-SHA256 signature with the server's DATA/webhook.secret.
+"""
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from agentutil import make_agent  # noqa: F401 (fixture)
+from conftest import free_port, wait_for
+
+
+class Receiver:
+    """An HTTP server that records each POST; `script` says how to answer the next ones."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.got = []  # (headers, body bytes, parsed JSON, status answered)
+        self.script = []  # statuses to answer, in order; then 200
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        self.httpd = None
+
+    def start(self):
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if rec.delay:
+                    time.sleep(rec.delay)
+                with rec.lock:
+                    status = rec.script.pop(0) if rec.script else 200
+                    rec.got.append((dict(self.headers), body, json.loads(body), status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def bodies(self, status=200):
+        with self.lock:
+            return [b for _, _, b, st in self.got if st == status]
+
+
+@pytest.fixture
+def receivers():
+    made = []
+
+    def make(port=None, start=True):
+        r = Receiver(port)
+        made.append(r)
+        return r.start() if start else r
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+def secret(server):
+    with open(os.path.join(server.data_dir, "webhook.secret")) as f:
+        return f.read().strip()
+
+
+def check_signature(server, headers, raw):
+    ts = headers["X-Drover-Timestamp"]
+    want = hmac.new(secret(server).encode(), ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    assert headers["X-Drover-Signature"] == "sha256=" + want
+    assert abs(int(ts) - time.time()) < 120
+
+
+def submit(server, spec):
+    r = server.api().post("/v1/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture
+def hook_server(make_server):
+    return make_server("--heartbeat", "1", "--lost-after", "3")
+
+
+def test_terminal_state_is_delivered_signed(hook_server, make_agent, receivers):  # noqa: F811
+    rec = receivers()
+    make_agent(hook_server, "w1")
+    jid = submit(hook_server, {"notify_url": rec.url, "command": {"shell": "exit 4"},
+                               "retry": {"max_attempts": 1}})
+    wait_for(lambda: rec.bodies(), 30, "the webhook")
+    time.sleep(0.5)  # nothing else is to come: only the terminal state by default
+    assert len(rec.got) == 1
+    headers, raw, body, _ = rec.got[0]
+    check_signature(hook_server, headers, raw)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Drover-Delivery"] == body["delivery"]
+    assert headers["X-Drover-Event"] == "job"
+    assert body["type"] == "job.failed" and body["try"] == 1
+    ev = body["event"]
+    assert ev["job"] == jid and ev["state"] == "failed" and ev["exit_code"] == 4
+    assert ev["reason"] == "exit" and ev["agent"] == "w1" and ev["attempt"] == 1
+    # the secret file is private, and a forged body fails the check
+    assert os.stat(os.path.join(hook_server.data_dir, "webhook.secret")).st_mode & 0o077 == 0
+    with pytest.raises(AssertionError):
+        check_signature(hook_server, headers, raw.replace(b"failed", b"succeeded"))
+
+
+def test_notify_all_delivers_every_change(hook_server, make_agent, receivers):  # noqa: F811
+    rec = receivers()
+    make_agent(hook_server, "w1")
+    jid = submit(hook_server, {"notify_url": rec.url, "notify": "all",
+                               "command": {"program": "/bin/true"}})
+    wait_for(lambda: any(b["event"]["state"] == "succeeded" for b in rec.bodies()), 30,
+             "the last webhook")
+    states = {b["event"]["state"] for b in rec.bodies()}
+    assert {"queued", "leased", "running", "succeeded"} <= states
+    assert {b["event"]["job"] for b in rec.bodies()} == {jid}
+    seqs = [b["event"]["seq"] for b in rec.bodies()]
+    assert len(seqs) == len(set(seqs))  # each event once
+
+
+def test_a_receiver_down_then_back(hook_server, receivers):
+    rec = receivers(start=False)  # nobody listens on its port yet
+    jid = submit(hook_server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
+    assert hook_server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+    wait_for(lambda: "webhook" in hook_server.read_log() and "failed" in hook_server.read_log(),
+             20, "a failed try in the log")
+    rec.start()
+    wait_for(lambda: rec.bodies(), 30, "the webhook once the receiver is back")
+    body = rec.bodies()[0]
+    assert body["event"]["job"] == jid and body["type"] == "job.cancelled" and body["try"] >= 2
+    m = requests.get(hook_server.url + "/metrics", timeout=10).text
+    assert "drover_webhooks_delivered_total 1" in m
+    assert "drover_webhooks_failed_total 0" not in m
+
+
+def test_a_500_is_tried_again_with_the_same_delivery_id(hook_server, receivers):
+    rec = receivers()
+    rec.script = [500, 503]
+    jid = submit(hook_server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
+    assert hook_server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+    wait_for(lambda: rec.bodies(200), 30, "the third try to be taken")
+    with rec.lock:
+        got = [(b["delivery"], b["try"], st) for _, _, b, st in rec.got]
+    assert [st for _, _, st in got] == [500, 503, 200]
+    assert [t for _, t, _ in got] == [1, 2, 3]
+    assert len({d for d, _, _ in got}) == 1
+
+
+def test_a_slow_receiver_does_not_hold_the_server(hook_server, make_agent, receivers):  # noqa: F811
+    slow = receivers()
+    slow.delay = 4
+    make_agent(hook_server, "w1")
+    first = submit(hook_server, {"notify_url": slow.url, "command": {"program": "/bin/true"}})
+    r = hook_server.api().get(f"/v1/jobs/{first}/wait?timeout_s=20")
+    assert r.json()["state"] == "succeeded"
+    time.sleep(0.5)  # the delivery is in flight, its receiver sleeping
+    t0 = time.monotonic()
+    assert requests.get(hook_server.url + "/healthz", timeout=10).status_code == 200
+    second = submit(hook_server, {"command": {"program": "/bin/true"}})
+    r = hook_server.api().get(f"/v1/jobs/{second}/wait?timeout_s=20")
+    assert r.json()["state"] == "succeeded"
+    assert time.monotonic() - t0 < 3.5  # all of that while the receiver still sleeps
+    wait_for(lambda: slow.bodies(), 30, "the slow delivery")
+
+
+def test_committed_deliveries_survive_kill_9(hook_server, receivers):
+    rec = receivers(start=False)
+    # refused submissions are never delivered
+    bad = hook_server.api().post("/v1/jobs", json={"notify_url": rec.url, "priority": 5000,
+                                                   "command": {"program": "/bin/true"}})
+    assert bad.status_code == 400
+    jid = submit(hook_server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
+    assert hook_server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+    hook_server.kill()  # kill -9 while the delivery has not got through
+    rec.start()
+    hook_server.start()
+    wait_for(lambda: rec.bodies(), 30, "the delivery after the restart")
+    time.sleep(1.5)
+    assert [b["event"]["job"] for b in rec.bodies()] == [jid]
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"notify": "sometimes"}, "notify"),
+    ({"notify_url": "ftp://x/y"}, "notify_url"),
+    ({"notify_url": 7}, "notify_url"),
+])
+def test_bad_webhook_fields_are_named(server, spec, field):
+    spec["command"] = {"program": "/bin/true"}
+    r = server.api().post("/v1/jobs", json=spec)
+    assert r.status_code == 400 and r.json()["error"]["field"] == field, r.text
