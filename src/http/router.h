@@ -83,6 +83,16 @@ uint64_t router_served(const struct router *rt);
  */
 void router_set_draining(struct router *rt, bool draining);
 
+/*
+ * Judges a request's head before its body is read (an upload_head_fn of
+ * upload.h, arg being the router): the route (404, 405), the bearer token and
+ * role when the route needs one (401, 403), and the body's length against
+ * the route's limit (413); a route that needs no token takes at most
+ * UPLOAD_SMALL_BODY bytes this way. 503 while draining.
+ */
+int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
+                      int64_t length, int64_t *limit, struct err *e);
+
 /* Tells the router of the upload filter (upload.h), which hears of every reply. */
 void router_set_uploads(struct router *rt, struct uploads *u);
 /*
