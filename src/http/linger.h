@@ -19,7 +19,7 @@
 
 #define LINGER_IDLE_S 5
 #define LINGER_TIME_S 30
-#define LINGER_BYTES (64 * 1024 * 1024)
+#define LINGER_BYTES (1024 * 1024 * 1024)
 
 struct lingers;
 
