@@ -26,6 +26,14 @@
 
 enum { HTTP_DONE = 0, HTTP_DEFERRED = 1 };
 
+/*
+ * The most a JSON body may hold (413 over it, before it is parsed): 10,000
+ * specs like the seed message (41 values, 14 objects and arrays each) take
+ * 410,000 values and 140,000 containers.
+ */
+#define HTTP_JSON_MAX_VALUES (1024 * 1024)
+#define HTTP_JSON_MAX_CONTAINERS (256 * 1024)
+
 #define HTTP_MAX_PARAMS 3
 #define HTTP_PARAM_MAX 256
 

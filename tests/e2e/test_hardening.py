@@ -201,6 +201,13 @@ def test_over_limit_json_body_gets_413_naming_the_limit(server):
     # at the limit it is read and judged
     r = api.post("/v1/jobs", data=b"[" + b" " * (JSON_LIMIT - 2) + b"]")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_argument", r.text
+    # under the byte limit, a body that would take too much memory parsed (each {} costs
+    # about 240 bytes in memory) is refused before it is parsed
+    r = api.post("/v1/jobs", data=b"[" + b",".join([b"{}"] * 300_000) + b"]")
+    assert r.status_code == 413 and "262144" in r.json()["error"]["message"], r.text
+    r = api.post("/v1/jobs", data=b"[" + b",".join([b"0"] * 1_100_000) + b"]")
+    assert r.status_code == 413 and "1048576" in r.json()["error"]["message"], r.text
+    assert healthy(server)
 
 
 def test_requests_reads_the_413_of_a_large_body(server):
