@@ -14,10 +14,40 @@ import time
 import pytest
 import requests
 
-from conftest import wait_for
+from conftest import Server, wait_for
 
 MiB = 1024 * 1024
 JSON_LIMIT = 16 * MiB  # POST /v1/jobs (routes.c)
+
+
+def stop_clean(s):
+    """SIGTERM: the server must shut down cleanly after the attack (exit 0; under ASan that
+    includes LeakSanitizer's verdict)."""
+    rc = s.stop()
+    log = s.read_log()
+    assert rc == 0, f"the server exited with {rc}: {log[-3000:]}"
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data").start()
+    yield s
+    stop_clean(s)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    started = []
+
+    def make(*extra_args, wrapper=()):
+        s = Server(tmp_path / f"data{len(started)}", extra_args, wrapper=wrapper)
+        started.append(s)
+        return s.start()
+
+    yield make
+    for s in started:
+        stop_clean(s)
 
 
 def status(sock_or_bytes):
