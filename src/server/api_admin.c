@@ -151,7 +151,7 @@ int api_metrics(struct http_req *r)
              "# HELP drover_http_connections Client connections open.\n"
              "# TYPE drover_http_connections gauge\n"
              "drover_http_connections %d\n"
-             "# HELP drover_http_lingering Connections answered and closing (reading what is left).\n"
+             "# HELP drover_http_lingering Connections closing after their answer.\n"
              "# TYPE drover_http_lingering gauge\n"
              "drover_http_lingering %d\n"
              "# HELP drover_http_body_bytes_reserved Request body bytes held or announced.\n"
