@@ -101,6 +101,7 @@ struct upconn {
     struct event *kick; /* flushes what evhttp queued, once it has enabled writing */
     char *chunk;
     struct event *timer; /* the phase's deadline; or, at once, the refusal of a connection */
+    struct event *hup;   /* the client's hang-up while a request waits for its answer */
     enum phase phase;
     bool over_cap; /* accepted over max_conns with none idle: refused 503 */
     bool in_idle;  /* in u->idlers */
@@ -201,6 +202,7 @@ static void conn_close(struct upconn *c)
 {
     c->st = C_DEAD;
     event_del(c->timer);
+    if (c->hup) event_del(c->hup);
     c->phase = PH_NONE;
     if (c->in_idle) {
         TAILQ_REMOVE(&c->u->idlers, c, idle_link);
@@ -267,7 +269,7 @@ static void conn_refuse(struct upconn *c, const struct err *e)
     const void *data = evbuffer_pullup(a, -1);
     int fd = bufferevent_getfd(c->sock);
     int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-    log_debug("connection %s: refused at its head: %d %s", c->id, status, e->msg);
+    log_debug("connection %s: refused: %d %s", c->id, status, e->msg);
     if (dup_fd >= 0) {
         linger_start(lingers_of(c), dup_fd, data, n);
     } else if (fd >= 0) { /* no descriptor to spare: the answer, and an abrupt close */
@@ -350,10 +352,40 @@ static void conn_phase(struct upconn *c, enum phase ph)
     }
 }
 
+/*
+ * While a request waits for its answer (a long-poll may wait an hour) evhttp
+ * reads nothing, so a client that hangs up would hold its descriptor and its
+ * place under the cap until then: its hang-up is watched for (EPOLLRDHUP).
+ */
+static void on_hangup(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    (void)fd;
+    (void)what;
+    if (!c->u || c->st != C_HEAD || !c->nres) return;
+    log_debug("connection %s: the client hung up while its request was pending", c->id);
+    conn_close(c);
+}
+
+static void conn_watch_hangup(struct upconn *c, bool on)
+{
+    int fd = bufferevent_getfd(c->sock);
+    if (on && !c->hup && fd >= 0) c->hup = event_new(c->base, fd, EV_CLOSED, on_hangup, c);
+    if (!c->hup) return;
+    if (on)
+        event_add(c->hup, NULL);
+    else
+        event_del(c->hup);
+}
+
 /* Puts the connection in the phase its state says. */
 static void conn_settle(struct upconn *c)
 {
-    if (!c->u || c->st == C_DEAD || c->over_cap) return;
+    if (!c->u || c->st == C_DEAD || c->over_cap) {
+        if (c->hup) event_del(c->hup);
+        return;
+    }
+    conn_watch_hangup(c, c->st == C_HEAD && c->nres > 0);
     enum phase ph = PH_NONE;
     if (c->st == C_HEAD && !conn_pending(c))
         ph = evbuffer_get_length(c->head) ? PH_HEAD : PH_IDLE;
@@ -367,14 +399,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     (void)fd;
     (void)what;
-    if (!c->u || c->st == C_DEAD) return;
-    if (c->over_cap) {
+    if (!c->u) return;
+    if (c->over_cap) { /* its input is dropped (C_DEAD) until this answer */
+        c->over_cap = false;
         struct err e = ERR_INIT;
         err_set(&e, ERR_UNAVAILABLE, "the server has too many connections (%d): try again later",
                 c->u->lim.max_conns);
         conn_refuse(c, &e);
         return;
     }
+    if (c->st == C_DEAD) return;
     log_debug("connection %s: closed, %s", c->id,
               c->phase == PH_IDLE   ? "idle too long"
               : c->phase == PH_HEAD ? "its request's head did not arrive in time"
@@ -787,6 +821,7 @@ static void conn_free(void *ctx)
             close(c->linger_fd);
     }
     event_free(c->timer);
+    if (c->hup) event_free(c->hup);
     if (c->rd) event_free(c->rd);
     if (c->wr) event_free(c->wr);
     event_free(c->kick);

@@ -306,6 +306,39 @@ def test_cap_closes_idle_connections_to_serve_new_ones(make_server):
             s.close()
 
 
+def test_cap_refuses_new_connections_when_none_is_idle(make_server):
+    """--max-connections 4, each busy with a long-poll: a fifth connection gets 503 at once
+    (none is idle to make room for it); once the long-polls end, new ones are served."""
+    server = make_server("--max-connections", "4")
+    api = server.api()
+    job = api.post("/v1/jobs", json={"queue": "none", "command": {"program": "true"}}).json()["id"]
+    token = server.admin_token
+    waits = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        s.sendall(f"GET /v1/jobs/{job}/wait?timeout_s=60 HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {token}\r\n\r\n".encode())
+        waits.append(s)
+    try:
+        wait_for(lambda: metric_once(server) == 503, timeout=15,
+                 what="a fifth connection to be refused")
+        r = requests.get(server.url + "/healthz", timeout=10)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "unavailable" and "connections" in r.text
+    finally:
+        for s in waits:
+            s.close()
+    wait_for(lambda: healthy(server), timeout=15, what="/healthz once the long-polls ended")
+
+
+def metric_once(server):
+    """The status of one /healthz on a new connection (0 when it fails)."""
+    try:
+        return requests.get(server.url + "/healthz", timeout=5).status_code
+    except requests.RequestException:
+        return 0
+
+
 def test_running_out_of_descriptors_does_not_spin(make_server):
     """With a cap above the descriptor limit, accept() runs out of descriptors: the server
     pauses accepting (no busy loop, a short log) and serves again once connections close."""
