@@ -54,6 +54,7 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "http/linger.h"
 
@@ -62,6 +63,7 @@
 #define READ_CHUNK (256 * 1024)
 #define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
 #define RES_SLOTS 4              /* pipelined requests counted apart; more share the last */
+#define EVICT_IDLE_MS 1000       /* a connection idle this long may be closed for a new one */
 
 enum cstate { C_HEAD, C_PASS, C_BODY, C_WAIT, C_RAW, C_DEAD };
 enum phase { PH_NONE, PH_IDLE, PH_HEAD, PH_BODY };
@@ -104,7 +106,8 @@ struct upconn {
     struct event *hup;   /* the client's hang-up while a request waits for its answer */
     enum phase phase;
     bool over_cap; /* accepted over max_conns with none idle: refused 503 */
-    bool in_idle;  /* in u->idlers */
+    bool in_idle;      /* in u->idlers */
+    int64_t idle_since_ms;
     TAILQ_ENTRY(upconn) idle_link;
     struct {
         int64_t bytes; /* reserved for bodies evhttp holds */
@@ -335,6 +338,7 @@ static void conn_phase(struct upconn *c, enum phase ph)
     case PH_IDLE:
         TAILQ_INSERT_TAIL(&u->idlers, c, idle_link);
         c->in_idle = true;
+        c->idle_since_ms = time_mono_ns() / 1000000;
         if (u->idle_to.tv_sec)
             event_add(c->timer, &u->idle_to);
         else
@@ -416,12 +420,18 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     conn_close(c);
 }
 
-/* Closes the connection idle longest whose answers have all gone out: false when none is. */
+/*
+ * Closes the connection idle longest whose answers have all gone out: false
+ * when none is, or none for EVICT_IDLE_MS (a client that just connected, or
+ * just had an answer, is likely to send its request now).
+ */
 static bool evict_idle(struct uploads *u)
 {
     struct upconn *c;
+    int64_t now = time_mono_ns() / 1000000;
     TAILQ_FOREACH(c, &u->idlers, idle_link)
     {
+        if (now - c->idle_since_ms < EVICT_IDLE_MS) break; /* the others came later */
         if (evbuffer_get_length(bufferevent_get_output(c->filter))) continue;
         log_debug("connection %s: closed to make room for a new one", c->id);
         conn_close(c);
