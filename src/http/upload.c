@@ -61,7 +61,7 @@
 #define UPLOAD_HEADER "X-Drover-Upload"
 #define URL_MAX (16 * 1024)
 #define READ_CHUNK (256 * 1024)
-#define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
+#define CLOSE_OVER (1024 * 1024) /* a refused body larger than this: close (lingering) */
 #define RES_SLOTS 4              /* pipelined requests counted apart; more share the last */
 #define EVICT_IDLE_MS 1000       /* a connection idle this long may be closed for a new one */
 
