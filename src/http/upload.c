@@ -106,7 +106,7 @@ struct upconn {
     struct event *hup;   /* the client's hang-up while a request waits for its answer */
     enum phase phase;
     bool over_cap; /* accepted over max_conns with none idle: refused 503 */
-    bool in_idle;      /* in u->idlers */
+    bool in_idle;  /* in u->idlers */
     int64_t idle_since_ms;
     TAILQ_ENTRY(upconn) idle_link;
     struct {
