@@ -20,7 +20,8 @@
  * Beside the state, each connection has a phase that says which deadline
  * runs (conn_settle): idle (no request: idle_timeout, and the connection may
  * be closed to make room for a new one), head (header_timeout from its first
- * byte), body (a body going to evhttp: idle_s without a byte), or none (a
+ * byte, and through a small body the check did not see), body (a checked
+ * body going to evhttp: idle_s without a byte), or none (a
  * request is being answered; a diverted body has its own deadline). Requests
  * passed on and not yet answered are counted with their reserved body bytes,
  * oldest first (res[]), and given back by upload_on_end().
@@ -115,6 +116,7 @@ struct upconn {
     } res[RES_SLOTS];
     int nres;
     bool chunked; /* the body passing to evhttp is chunked: counted against body_limit */
+    bool checked; /* its head passed the check (its token is good) */
     int64_t body_limit, body_seen;
     int linger_fd;    /* a dup of the socket that lingers once evhttp closed it, or -1 */
     char bev_key[24]; /* the filter's address, key of u->by_bev */
@@ -394,7 +396,9 @@ static void conn_settle(struct upconn *c)
     if (c->st == C_HEAD && !conn_pending(c))
         ph = evbuffer_get_length(c->head) ? PH_HEAD : PH_IDLE;
     else if (c->st == C_PASS && c->p.flags & (F_CHUNKED | F_CONTENTLENGTH))
-        ph = PH_BODY;
+        /* A small body nobody has vouched for is due with its head: dribbling it would hold
+           the connection as a slow head does. One whose token is good may take its time. */
+        ph = c->checked ? PH_BODY : c->phase == PH_HEAD ? PH_HEAD : PH_BODY;
     conn_phase(c, ph);
 }
 
@@ -467,6 +471,7 @@ static bool head_admit(struct upconn *c)
         }
     }
     c->body_limit = limit;
+    c->checked = u->check && (len < 0 || len > UPLOAD_SMALL_BODY) && !rc;
     c->body_seen = 0;
     if (!rc && !res_push(c, len < 0 ? limit : len))
         rc = err_set(&e, ERR_UNAVAILABLE,
@@ -717,6 +722,8 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
     bool progress = false;
     if (!c->u) /* the server is being freed */
         c->st = C_RAW;
+    else if (c->phase == PH_IDLE && evbuffer_get_length(src)) /* a head begins: its deadline */
+        conn_phase(c, PH_HEAD);
     while (evbuffer_get_length(src) > 0) {
         if (c->st == C_RAW) {
             evbuffer_add_buffer(dst, src);

@@ -387,6 +387,26 @@ def test_slow_heads_and_idle_connections_are_closed(make_server):
         except ConnectionResetError:
             closed = True
     assert closed, "the server kept a head that took over 10 s"
+    # a small body (read without a token check) is due with its head
+    dribble = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    dribble.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+    t0 = time.monotonic()
+    closed = False
+    for _ in range(48):  # a byte every 0.25 s: 12 s at most
+        try:
+            dribble.sendall(b" ")
+        except OSError:
+            closed = True
+            break
+        time.sleep(0.25)
+    if not closed:
+        dribble.settimeout(5)
+        try:
+            closed = dribble.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+    assert closed, "the server kept a small body dribbled for 12 s"
+    dribble.close()
     try:
         assert idle.recv(1) == b""  # closed after 3 s without a request (timeout 15 s)
     except ConnectionResetError:
