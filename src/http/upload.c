@@ -240,6 +240,8 @@ static const char *status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 411:
+        return "Length Required";
     case 413:
         return "Payload Too Large";
     case 503:
@@ -460,7 +462,11 @@ static bool head_admit(struct upconn *c)
                   : p->content_length > (uint64_t)INT64_MAX ? INT64_MAX
                                                             : (int64_t)p->content_length;
     int64_t limit = len < 0 ? UPLOAD_SMALL_BODY : len;
-    if ((len < 0 || len > UPLOAD_SMALL_BODY) && u->check) {
+    if (c->chunked && p->method == HTTP_PUT && !strncmp(c->url, u->prefix, strlen(u->prefix))) {
+        /* Bodies under the prefix are streamed, which needs their length. */
+        rc = err_set(&e, ERR_LENGTH, "an object's PUT needs a Content-Length header (chunked "
+                                     "bodies are not accepted)");
+    } else if ((len < 0 || len > UPLOAD_SMALL_BODY) && u->check) {
         if (c->url_long) {
             rc = err_set(&e, ERR_INVALID, "the request's target is over %d bytes", URL_MAX);
         } else {

@@ -33,8 +33,8 @@ const struct route server_routes[] = {
     {"POST", "/v1/agents/{id}/drain", api_agents_drain, ANY_CLIENT, 4 * KiB, false},
 
     /* Objects: a presigned URL or a client token (checked by the handler); PUT bodies stream
-       through the upload filter (http/upload.h), so the limit is for chunked ones, refused 411. */
-    {"PUT", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 1 * MiB, false},
+       through the upload filter (http/upload.h), which refuses chunked ones (411). */
+    {"PUT", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
     {"GET", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
     {"HEAD", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},
     {"DELETE", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false},

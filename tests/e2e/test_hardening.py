@@ -136,6 +136,18 @@ def test_forged_credentials_are_refused_before_the_body(server, method, path, au
     assert server.api().get("/v1/jobs").json()["jobs"] == []
 
 
+def test_chunked_object_put_is_refused_at_its_head(server):
+    """An object's body is streamed, which needs its length: a chunked one gets 411 at its head,
+    whatever its size (it once got 411 when small and 413 when large)."""
+    head = (b"PUT /v1/blobs/bk/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    s = send_head(server.port, head, b"30000\r\n" + b"x" * 0x30000 + b"\r\n")
+    out = read_answer(s)
+    s.close()
+    assert status(out) == 411 and json_body(out)["error"]["code"] == "length_required", out
+    assert server.api().get("/v1/blobs/bk/c").status_code == 404
+    assert healthy(server)
+
+
 def test_wrong_role_is_refused_before_the_body(server):
     tok = server.api().post("/v1/tokens", json={"role": "client", "name": "c"}).json()["token"]
     head = (f"POST /v1/agents/x/reports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
