@@ -7,6 +7,7 @@
 #include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/upload.h"
 #include "server/server.h"
 
 static struct server *srv(struct http_req *r)
@@ -143,6 +144,20 @@ int api_metrics(struct http_req *r)
              (unsigned long long)router_served(s->router), (unsigned long long)cs.batches,
              (unsigned long long)cs.ops, (unsigned long long)cs.failed_commits,
              waiters_count(s->waiters), (double)(time_now_ms() - s->started_at_ms) / 1000.0);
+    int conns, lingering;
+    int64_t reserved;
+    uploads_stats(s->uploads, &conns, &lingering, &reserved);
+    buf_addf(&b,
+             "# HELP drover_http_connections Client connections open.\n"
+             "# TYPE drover_http_connections gauge\n"
+             "drover_http_connections %d\n"
+             "# HELP drover_http_lingering Connections closing after their answer.\n"
+             "# TYPE drover_http_lingering gauge\n"
+             "drover_http_lingering %d\n"
+             "# HELP drover_http_body_bytes_reserved Request body bytes held or announced.\n"
+             "# TYPE drover_http_body_bytes_reserved gauge\n"
+             "drover_http_body_bytes_reserved %lld\n",
+             conns, lingering, (long long)reserved);
     http_reply_text(r, 200, "text/plain; version=0.0.4", buf_str(&b));
     buf_release(&b);
     return HTTP_DONE;
