@@ -93,6 +93,7 @@ static void reply_buffer(struct http_req *r, int status, const char *content_typ
         evhttp_connection_set_closecb(evcon, NULL, NULL);
     access_log(r, status);
     upload_on_reply(r->rt->uploads, ev);
+    upload_on_end(r->rt->uploads, ev);
     evhttp_send_reply(ev, status, NULL, body);
     req_free(r);
 }
@@ -206,6 +207,7 @@ void http_reply_end(struct http_req *r)
         struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
         if (evcon)
             evhttp_connection_set_closecb(evcon, NULL, NULL);
+        upload_on_end(r->rt->uploads, r->ev);
         evhttp_send_reply_end(r->ev);
     }
     req_free(r);
@@ -280,10 +282,10 @@ static bool match(const char *pattern, const char *path, struct http_req *r)
     return !*p && !*s;
 }
 
-int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
+/* Checks the bearer token of an Authorization header against a route's roles. */
+static int check_token(struct router *rt, const struct route *route, const char *h, int *role,
+                       char *name, size_t n, struct err *e)
 {
-    struct router *rt = r->rt;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
     if (!h || !*h)
         return err_set(e, ERR_UNAUTH, "missing token: send 'Authorization: Bearer <token>'");
     if (strncasecmp(h, "Bearer ", 7) != 0)
@@ -291,14 +293,58 @@ int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    int rc = rt->auth(rt->app, tok, &r->role, r->token_name, sizeof(r->token_name), e);
+    int rc = rt->auth(rt->app, tok, role, name, n, e);
     if (rc)
         return rc;
-    if (!(r->role & (int)roles))
-        return err_set(e, ERR_DENIED, "a token with role '%s' may not call %s %s",
-                       role_name(r->role),
-                       r->route->method, r->route->pattern);
+    if (!(*role & (int)route->roles))
+        return err_set(e, ERR_DENIED, "a token with role '%s' may not call %s %s", role_name(*role),
+                       route->method, route->pattern);
     return 0;
+}
+
+int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
+{
+    struct route route = *r->route;
+    route.roles = roles;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+    return check_token(r->rt, &route, h, &r->role, r->token_name, sizeof(r->token_name), e);
+}
+
+static int too_large(struct err *e, const struct route *route, uint64_t len, size_t limit)
+{
+    return err_set(e, ERR_TOOLARGE,
+                   "request body of %llu bytes is over the limit of %zu bytes (%zu KiB) of %s %s",
+                   (unsigned long long)len, limit, limit / 1024, route->method, route->pattern);
+}
+
+/*
+ * Whether parsing data would make at most HTTP_JSON_MAX_VALUES values and
+ * HTTP_JSON_MAX_CONTAINERS objects and arrays: parsed, a body costs up to 75
+ * times its size (16 MiB of "{}," made 1.2 GB), so it is counted first, in
+ * one pass that allocates nothing. Values are counted as separators plus
+ * containers, which is at least what there is.
+ */
+static bool json_size_ok(const char *data, size_t len)
+{
+    size_t values = 1, containers = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '{' || ch == '[') {
+            containers++;
+            values++;
+        } else if (ch == ',') {
+            values++;
+        }
+    }
+    return values <= HTTP_JSON_MAX_VALUES && containers <= HTTP_JSON_MAX_CONTAINERS;
 }
 
 static int read_body(struct http_req *r, struct err *e)
@@ -306,19 +352,77 @@ static int read_body(struct http_req *r, struct err *e)
     struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
     size_t len = evbuffer_get_length(in);
     if (len > r->route->body_limit)
-        return err_set(e, ERR_TOOLARGE, "request body of %zu bytes is over the limit of %zu",
-                       len, r->route->body_limit);
+        return too_large(e, r->route, len, r->route->body_limit);
     if (!r->route->json_body)
         return 0;
     if (!len)
         return err_set(e, ERR_INVALID, "a JSON request body is required");
     json_error_t je;
     const char *data = (const char *)evbuffer_pullup(in, -1);
+    if (!json_size_ok(data, len))
+        return err_set(e, ERR_TOOLARGE,
+                       "the JSON body holds more than %d values or %d objects and arrays, the "
+                       "most a request may",
+                       HTTP_JSON_MAX_VALUES, HTTP_JSON_MAX_CONTAINERS);
     r->body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!r->body)
         return err_set(e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je.line,
                        je.column, je.text);
     return 0;
+}
+
+/* Sets r->route (and its parameters) for method and path: 0, ERR_NOTFOUND or ERR_METHOD. */
+static int find_route(struct router *rt, const char *method, const char *path, struct http_req *r,
+                      struct err *e)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < rt->n; i++) {
+        if (!match(rt->routes[i].pattern, path, r))
+            continue;
+        path_known = true;
+        if (!strcmp(rt->routes[i].method, method)) {
+            r->route = &rt->routes[i];
+            return 0;
+        }
+    }
+    if (path_known)
+        return err_set(e, ERR_METHOD, "method %s is not allowed on '%s'", method, path);
+    return err_set(e, ERR_NOTFOUND, "no such endpoint: %s '%s'", method, path);
+}
+
+int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
+                      int64_t length, int64_t *limit, struct err *e)
+{
+    struct router *rt = arg;
+    if (rt->draining)
+        return err_set(e, ERR_UNAVAILABLE, "the server is shutting down");
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, 0);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path) {
+        if (uri)
+            evhttp_uri_free(uri);
+        return err_set(e, ERR_INVALID, "malformed request target");
+    }
+    struct http_req *r = xcalloc(1, sizeof(*r)); /* for the route's parameters only */
+    int rc = find_route(rt, method, *path ? path : "/", r, e);
+    if (!rc) {
+        const struct route *route = r->route;
+        /* A route that needs no token takes no large body evhttp would hold: the one that
+           takes large bodies (an object's PUT) has them streamed to its handler. */
+        size_t max = route->roles || route->body_limit < UPLOAD_SMALL_BODY ? route->body_limit
+                                                                           : UPLOAD_SMALL_BODY;
+        int role;
+        char name[128];
+        if (route->roles)
+            rc = check_token(rt, route, authorization, &role, name, sizeof(name), e);
+        if (!rc && length > (int64_t)max)
+            rc = too_large(e, route, (uint64_t)length, max);
+        *limit = (int64_t)max;
+    }
+    free(r->tail);
+    free(r);
+    evhttp_uri_free(uri);
+    return rc;
 }
 
 static void on_request(struct evhttp_request *ev, void *arg)
@@ -348,22 +452,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
         return;
     }
     const char *method = method_name(evhttp_request_get_command(ev));
-    bool path_known = false;
-    for (size_t i = 0; i < rt->n; i++) {
-        if (!match(rt->routes[i].pattern, path, r))
-            continue;
-        path_known = true;
-        if (!strcmp(rt->routes[i].method, method)) {
-            r->route = &rt->routes[i];
-            break;
-        }
-    }
-    if (!r->route) {
-        if (path_known)
-            http_reply_error(r, ERR_METHOD, NULL, "method %s is not allowed on '%s'", method,
-                             path);
-        else
-            http_reply_error(r, ERR_NOTFOUND, NULL, "no such endpoint: %s '%s'", method, path);
+    if (find_route(rt, method, path, r, &e)) {
+        http_reply_err(r, &e);
         return;
     }
     if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || read_body(r, &e)) {

@@ -26,6 +26,14 @@
 
 enum { HTTP_DONE = 0, HTTP_DEFERRED = 1 };
 
+/*
+ * The most a JSON body may hold (413 over it, before it is parsed): 10,000
+ * specs like the seed message (41 values, 14 objects and arrays each) take
+ * 410,000 values and 140,000 containers.
+ */
+#define HTTP_JSON_MAX_VALUES (1024 * 1024)
+#define HTTP_JSON_MAX_CONTAINERS (256 * 1024)
+
 #define HTTP_MAX_PARAMS 3
 #define HTTP_PARAM_MAX 256
 
@@ -82,6 +90,16 @@ uint64_t router_served(const struct router *rt);
  * Requests already deferred are not affected.
  */
 void router_set_draining(struct router *rt, bool draining);
+
+/*
+ * Judges a request's head before its body is read (an upload_head_fn of
+ * upload.h, arg being the router): the route (404, 405), the bearer token and
+ * role when the route needs one (401, 403), and the body's length against
+ * the route's limit (413); a route that needs no token takes at most
+ * UPLOAD_SMALL_BODY bytes this way. 503 while draining.
+ */
+int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
+                      int64_t length, int64_t *limit, struct err *e);
 
 /* Tells the router of the upload filter (upload.h), which hears of every reply. */
 void router_set_uploads(struct router *rt, struct uploads *u);

@@ -14,7 +14,17 @@
  *   C_WAIT  the body is over; the request awaits its answer
  *   C_RAW   http-parser gave up (malformed or upgraded): everything goes to
  *           evhttp untouched and evhttp answers as it sees fit
- *   C_DEAD  refused at its head (refuse_anonymous_body): input is dropped
+ *   C_DEAD  refused by the filter (conn_refuse) or closed by it: input is
+ *           dropped until evhttp has let go of the connection
+ *
+ * Beside the state, each connection has a phase that says which deadline
+ * runs (conn_settle): idle (no request: idle_timeout, and the connection may
+ * be closed to make room for a new one), head (header_timeout from its first
+ * byte, and through a small body the check did not see), body (a checked
+ * body going to evhttp: idle_s without a byte), or none (a
+ * request is being answered; a diverted body has its own deadline). Requests
+ * passed on and not yet answered are counted with their reserved body bytes,
+ * oldest first (res[]), and given back by upload_on_end().
  *
  * evhttp stops reading once it has dispatched a request and starts again
  * after the answer, so the filter never feeds it a request while it is busy.
@@ -24,6 +34,7 @@
 #include "http/upload.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -35,21 +46,28 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <limits.h>
 #include <openssl/rand.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/linger.h"
 
 #define UPLOAD_HEADER "X-Drover-Upload"
 #define URL_MAX (16 * 1024)
 #define READ_CHUNK (256 * 1024)
-#define CLOSE_OVER (1024 * 1024) /* a refused body larger than this closes the connection */
-
+#define CLOSE_OVER (1024 * 1024) /* a refused body larger than this: close (lingering) */
+#define RES_SLOTS 4              /* pipelined requests counted apart; more share the last */
+#define EVICT_IDLE_MS 1000       /* a connection idle this long may be closed for a new one */
 
 enum cstate { C_HEAD, C_PASS, C_BODY, C_WAIT, C_RAW, C_DEAD };
+enum phase { PH_NONE, PH_IDLE, PH_HEAD, PH_BODY };
 enum umode { U_PENDING, U_ACCEPTED, U_DISCARD };
 
 struct upconn;
@@ -70,6 +88,7 @@ struct upload {
 
 struct upconn {
     struct uploads *u;
+    struct event_base *base;
     struct bufferevent *filter, *sock;
     char id[24];
     http_parser p;
@@ -84,6 +103,23 @@ struct upconn {
     struct event *wr;   /* waits for the socket to take more of an answer */
     struct event *kick; /* flushes what evhttp queued, once it has enabled writing */
     char *chunk;
+    struct event *timer; /* the phase's deadline; or, at once, the refusal of a connection */
+    struct event *hup;   /* the client's hang-up while a request waits for its answer */
+    enum phase phase;
+    bool over_cap; /* accepted over max_conns with none idle: refused 503 */
+    bool in_idle;  /* in u->idlers */
+    int64_t idle_since_ms;
+    TAILQ_ENTRY(upconn) idle_link;
+    struct {
+        int64_t bytes; /* reserved for bodies evhttp holds */
+        int nreq;      /* requests passed on, not yet answered */
+    } res[RES_SLOTS];
+    int nres;
+    bool chunked; /* the body passing to evhttp is chunked: counted against body_limit */
+    bool checked; /* its head passed the check (its token is good) */
+    int64_t body_limit, body_seen;
+    int linger_fd;    /* a dup of the socket that lingers once evhttp closed it, or -1 */
+    char bev_key[24]; /* the filter's address, key of u->by_bev */
 };
 
 struct uploads {
@@ -91,8 +127,17 @@ struct uploads {
     struct timeval idle; /* a body that moves no byte this long is given up */
     char *prefix;
     uint64_t next_id;
-    struct hmap conns; /* id -> struct upconn */
+    struct hmap conns;  /* id -> struct upconn */
+    struct hmap by_bev; /* filter's address -> struct upconn */
     http_parser_settings settings;
+    TAILQ_HEAD(, upconn) idlers; /* connections without a request, idle longest first */
+    int nconns;
+    struct upload_limits lim;
+    struct timeval header_to, idle_to;
+    int64_t reserved; /* body bytes reserved, all connections */
+    upload_head_fn check;
+    void *check_arg;
+    struct lingers *lingers;
 };
 
 /* ---- http-parser callbacks ---- */
@@ -126,6 +171,16 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
+/* Body bytes passing to evhttp, counted when it is chunked (its length was not known). */
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct upconn *c = p->data;
+    (void)at;
+    c->body_seen += (int64_t)n;
+    if (c->chunked && c->body_seen > c->body_limit) http_parser_pause(p, 1);
+    return 0;
+}
+
 static void parser_reset(struct upconn *c)
 {
     http_parser_init(&c->p, HTTP_REQUEST);
@@ -134,6 +189,304 @@ static void parser_reset(struct upconn *c)
     c->url[0] = '\0';
     c->url_long = false;
     c->at_head_end = c->at_message_end = false;
+    c->chunked = false;
+    c->body_seen = 0;
+}
+
+/* ---- the connection's guards: refusals, reservations, deadlines ---- */
+
+static void head_header(struct upconn *c, const char *name, char *out, size_t n);
+
+static void conn_settle(struct upconn *c);
+
+/*
+ * Makes evhttp let go of the connection: an end of input, as if the client had
+ * closed. Input that still comes is dropped meanwhile.
+ */
+static void conn_close(struct upconn *c)
+{
+    c->st = C_DEAD;
+    event_del(c->timer);
+    if (c->hup) event_del(c->hup);
+    c->phase = PH_NONE;
+    if (c->in_idle) {
+        TAILQ_REMOVE(&c->u->idlers, c, idle_link);
+        c->in_idle = false;
+    }
+    bufferevent_trigger_event(c->filter, BEV_EVENT_EOF | BEV_EVENT_READING,
+                              BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static struct lingers *lingers_of(struct upconn *c)
+{
+    struct uploads *u = c->u;
+    if (!u->lingers) {
+        int max = u->lim.max_conns / 4;
+        u->lingers = lingers_new(c->base, max < 16 ? 16 : max);
+    }
+    return u->lingers;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+/*
+ * Answers the request whose head (or part of whose body) was read with the JSON
+ * error of e, before evhttp has seen anything of it, and closes lingering: the
+ * answer goes out on a dup of the socket, which lingers (linger.h) while
+ * evhttp closes its own descriptor.
+ */
+static void conn_refuse(struct upconn *c, const struct err *e)
+{
+    int status = err_http_status(e->code);
+    json_t *inner = json_pack("{s:s, s:s}", "code", err_api_code(e->code), "message",
+                              e->msg[0] ? e->msg : err_str(e->code));
+    if (inner && e->field[0]) json_object_set_new(inner, "field", json_string(e->field));
+    json_t *j = json_pack("{s:o*}", "error", inner);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    struct evbuffer *a = evbuffer_new();
+    evbuffer_add_printf(a,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Connection: close\r\nContent-Length: %zu\r\n\r\n%s\n",
+                        status, status_text(status), body ? strlen(body) + 1 : 1, body ? body : "");
+    free(body);
+    size_t n = evbuffer_get_length(a);
+    const void *data = evbuffer_pullup(a, -1);
+    int fd = bufferevent_getfd(c->sock);
+    int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    log_debug("connection %s: refused: %d %s", c->id, status, e->msg);
+    if (dup_fd >= 0) {
+        linger_start(lingers_of(c), dup_fd, data, n);
+    } else if (fd >= 0) { /* no descriptor to spare: the answer, and an abrupt close */
+        ssize_t w = write(fd, data, n);
+        (void)w;
+        shutdown(fd, SHUT_RDWR);
+    }
+    evbuffer_free(a);
+    evbuffer_drain(c->head, evbuffer_get_length(c->head));
+    conn_close(c);
+}
+
+/* Counts a request passed on, with the body bytes evhttp will hold for it: false over budget. */
+static bool res_push(struct upconn *c, int64_t bytes)
+{
+    struct uploads *u = c->u;
+    if (bytes > 0 && u->reserved + bytes > u->lim.body_memory) return false;
+    u->reserved += bytes;
+    if (c->nres < RES_SLOTS) {
+        c->res[c->nres].bytes = bytes;
+        c->res[c->nres++].nreq = 1;
+    } else { /* held until the last of them is answered */
+        c->res[RES_SLOTS - 1].bytes += bytes;
+        c->res[RES_SLOTS - 1].nreq++;
+    }
+    return true;
+}
+
+/* The oldest request passed on has been answered. */
+static void res_pop(struct upconn *c)
+{
+    if (!c->nres) return;
+    if (--c->res[0].nreq > 0) return;
+    c->u->reserved -= c->res[0].bytes;
+    memmove(c->res, c->res + 1, sizeof(c->res[0]) * (size_t)(c->nres - 1));
+    c->nres--;
+}
+
+static void res_release(struct upconn *c)
+{
+    while (c->nres)
+        res_pop(c);
+}
+
+static bool conn_pending(const struct upconn *c)
+{
+    return c->nres > 0;
+}
+
+static void conn_phase(struct upconn *c, enum phase ph)
+{
+    struct uploads *u = c->u;
+    if (c->in_idle && ph != PH_IDLE) {
+        TAILQ_REMOVE(&u->idlers, c, idle_link);
+        c->in_idle = false;
+    }
+    if (ph == c->phase && ph != PH_BODY) return; /* a body's deadline restarts with each byte */
+    c->phase = ph;
+    switch (ph) {
+    case PH_NONE:
+        event_del(c->timer);
+        break;
+    case PH_IDLE:
+        TAILQ_INSERT_TAIL(&u->idlers, c, idle_link);
+        c->in_idle = true;
+        c->idle_since_ms = time_mono_ns() / 1000000;
+        if (u->idle_to.tv_sec)
+            event_add(c->timer, &u->idle_to);
+        else
+            event_del(c->timer);
+        break;
+    case PH_HEAD:
+        if (u->header_to.tv_sec)
+            event_add(c->timer, &u->header_to);
+        else
+            event_del(c->timer);
+        break;
+    case PH_BODY:
+        event_add(c->timer, &u->idle);
+        break;
+    }
+}
+
+/*
+ * While a request waits for its answer (a long-poll may wait an hour) evhttp
+ * reads nothing, so a client that hangs up would hold its descriptor and its
+ * place under the cap until then: its hang-up is watched for (EPOLLRDHUP).
+ */
+static void on_hangup(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    (void)fd;
+    (void)what;
+    if (!c->u || c->st != C_HEAD || !c->nres) return;
+    log_debug("connection %s: the client hung up while its request was pending", c->id);
+    conn_close(c);
+}
+
+static void conn_watch_hangup(struct upconn *c, bool on)
+{
+    int fd = bufferevent_getfd(c->sock);
+    if (on && !c->hup && fd >= 0) c->hup = event_new(c->base, fd, EV_CLOSED, on_hangup, c);
+    if (!c->hup) return;
+    if (on)
+        event_add(c->hup, NULL);
+    else
+        event_del(c->hup);
+}
+
+/* Puts the connection in the phase its state says. */
+static void conn_settle(struct upconn *c)
+{
+    if (!c->u || c->st == C_DEAD || c->over_cap) {
+        if (c->hup) event_del(c->hup);
+        return;
+    }
+    conn_watch_hangup(c, c->st == C_HEAD && c->nres > 0);
+    enum phase ph = PH_NONE;
+    if (c->st == C_HEAD && !conn_pending(c))
+        ph = evbuffer_get_length(c->head) ? PH_HEAD : PH_IDLE;
+    else if (c->st == C_PASS && c->p.flags & (F_CHUNKED | F_CONTENTLENGTH))
+        /* A small body nobody has vouched for is due with its head: dribbling it would hold
+           the connection as a slow head does. One whose token is good may take its time. */
+        ph = c->checked ? PH_BODY : c->phase == PH_HEAD ? PH_HEAD : PH_BODY;
+    conn_phase(c, ph);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    (void)fd;
+    (void)what;
+    if (!c->u) return;
+    if (c->over_cap) { /* its input is dropped (C_DEAD) until this answer */
+        c->over_cap = false;
+        struct err e = ERR_INIT;
+        err_set(&e, ERR_UNAVAILABLE, "the server has too many connections (%d): try again later",
+                c->u->lim.max_conns);
+        conn_refuse(c, &e);
+        return;
+    }
+    if (c->st == C_DEAD) return;
+    log_debug("connection %s: closed, %s", c->id,
+              c->phase == PH_IDLE   ? "idle too long"
+              : c->phase == PH_HEAD ? "its request's head did not arrive in time"
+                                    : "its request's body stalled");
+    conn_close(c);
+}
+
+/*
+ * Closes the connection idle longest whose answers have all gone out: false
+ * when none is, or none for EVICT_IDLE_MS (a client that just connected, or
+ * just had an answer, is likely to send its request now).
+ */
+static bool evict_idle(struct uploads *u)
+{
+    struct upconn *c;
+    int64_t now = time_mono_ns() / 1000000;
+    TAILQ_FOREACH(c, &u->idlers, idle_link)
+    {
+        if (now - c->idle_since_ms < EVICT_IDLE_MS) break; /* the others came later */
+        if (evbuffer_get_length(bufferevent_get_output(c->filter))) continue;
+        log_debug("connection %s: closed to make room for a new one", c->id);
+        conn_close(c);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * A head that evhttp will read the body of: judged by the check when its body
+ * is chunked or large, and its body reserved. False when it was refused.
+ */
+static bool head_admit(struct upconn *c)
+{
+    struct uploads *u = c->u;
+    const http_parser *p = &c->p;
+    struct err e = ERR_INIT;
+    int rc = 0;
+    c->chunked = p->flags & F_CHUNKED;
+    int64_t len = c->chunked                                ? -1
+                  : !(p->flags & F_CONTENTLENGTH)           ? 0
+                  : p->content_length > (uint64_t)INT64_MAX ? INT64_MAX
+                                                            : (int64_t)p->content_length;
+    int64_t limit = len < 0 ? UPLOAD_SMALL_BODY : len;
+    if (c->chunked && p->method == HTTP_PUT && !strncmp(c->url, u->prefix, strlen(u->prefix))) {
+        /* Bodies under the prefix are streamed, which needs their length. */
+        rc = err_set(&e, ERR_LENGTH, "an object's PUT needs a Content-Length header (chunked "
+                                     "bodies are not accepted)");
+    } else if ((len < 0 || len > UPLOAD_SMALL_BODY) && u->check) {
+        if (c->url_long) {
+            rc = err_set(&e, ERR_INVALID, "the request's target is over %d bytes", URL_MAX);
+        } else {
+            char auth[512];
+            head_header(c, "authorization", auth, sizeof(auth));
+            rc = u->check(u->check_arg, http_method_str((enum http_method)p->method), c->url,
+                          auth[0] ? auth : NULL, len, &limit, &e);
+        }
+    }
+    c->body_limit = limit;
+    c->checked = u->check && (len < 0 || len > UPLOAD_SMALL_BODY) && !rc;
+    c->body_seen = 0;
+    if (!rc && !res_push(c, len < 0 ? limit : len))
+        rc = err_set(&e, ERR_UNAVAILABLE,
+                     "the server holds %" PRId64 " MiB of request bodies, its most: try again "
+                     "later",
+                     u->lim.body_memory >> 20);
+    if (!rc) return true;
+    conn_refuse(c, &e);
+    return false;
 }
 
 /* ---- the diverted body ---- */
@@ -150,6 +503,7 @@ static void next_request(struct upconn *c)
 {
     c->st = C_HEAD;
     parser_reset(c);
+    conn_settle(c);
     if (evbuffer_get_length(bufferevent_get_input(c->sock)))
         bufferevent_trigger(c->sock, EV_READ,
                             BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -299,6 +653,28 @@ static bool wants_divert(struct upconn *c)
            !strncmp(c->url, c->u->prefix, n);
 }
 
+/* The value of header `name` in the held head, trimmed, into out ("" when absent). */
+static void head_header(struct upconn *c, const char *name, char *out, size_t n)
+{
+    size_t len = evbuffer_get_length(c->head), k = strlen(name);
+    const char *h = (const char *)evbuffer_pullup(c->head, -1);
+    out[0] = '\0';
+    for (size_t i = 0; i + k + 2 < len; i++) {
+        if (h[i] != '\n' || strncasecmp(h + i + 1, name, k) || h[i + 1 + k] != ':') continue;
+        const char *v = h + i + 2 + k, *end = h + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        const char *e = memchr(v, '\n', (size_t)(end - v));
+        if (!e) e = end;
+        while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        size_t m = (size_t)(e - v) < n ? (size_t)(e - v) : n - 1;
+        memcpy(out, v, m);
+        out[m] = '\0';
+        return;
+    }
+}
+
 static bool expects_continue(struct upconn *c)
 {
     size_t len = evbuffer_get_length(c->head);
@@ -314,62 +690,21 @@ static bool expects_continue(struct upconn *c)
     return false;
 }
 
-/* The head is whole: divert its body or let it through. */
-/* A header of the held head, case-insensitively at a line's start. */
-static bool head_has(struct upconn *c, const char *needle)
-{
-    size_t len = evbuffer_get_length(c->head), k = strlen(needle);
-    const char *h = (const char *)evbuffer_pullup(c->head, -1);
-    for (size_t i = 0; i + k <= len; i++)
-        if (h[i] == '\n' && !strncasecmp(h + i, needle, k)) return true;
-    return false;
-}
-
-/*
- * evhttp reads a body whole before the router sees the token: a large body
- * from a client that sends no credentials is refused here, at its head, and
- * the connection closed, so nobody can make the server buffer megabytes
- * without a token.
- */
-#define ANON_BODY_MAX (64 * 1024)
-
-static bool refuse_anonymous_body(struct upconn *c)
-{
-    const http_parser *p = &c->p;
-    bool big = (p->flags & F_CHUNKED) ||
-               ((p->flags & F_CONTENTLENGTH) && p->content_length > ANON_BODY_MAX);
-    if (!big || head_has(c, "\nauthorization:") || strstr(c->url, "X-Drover-Signature="))
-        return false;
-    static const char body[] =
-        "{\"error\":{\"code\":\"unauthenticated\",\"message\":\"missing token: send "
-        "'Authorization: Bearer <token>' (a body over 64 KiB needs one before it is read)\"}}\n";
-    char resp[512];
-    int n = snprintf(resp, sizeof(resp),
-                     "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
-                     "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                     sizeof(body) - 1, body);
-    int fd = bufferevent_getfd(c->sock);
-    ssize_t w = write(fd, resp, (size_t)n); /* small: the socket's buffer takes it */
-    (void)w;
-    shutdown(fd, SHUT_RDWR); /* evhttp sees the end and frees the connection */
-    return true;
-}
-
+/* The head is whole: divert its body, let it through, or refuse it. */
 static void head_done(struct upconn *c, struct evbuffer *src, struct evbuffer *dst)
 {
-    if (!wants_divert(c) && refuse_anonymous_body(c)) {
-        evbuffer_drain(c->head, evbuffer_get_length(c->head));
-        evbuffer_drain(src, evbuffer_get_length(src));
-        c->st = C_DEAD;
-        return;
-    }
     if (!wants_divert(c)) {
+        if (!head_admit(c)) {
+            evbuffer_drain(src, evbuffer_get_length(src));
+            return;
+        }
         evbuffer_add_buffer(dst, c->head);
         c->st = C_PASS;
         http_parser_pause(&c->p, 0);
         return;
     }
     evbuffer_drain(src, 1); /* the head's last line feed, which the parser had not taken */
+    res_push(c, 0);         /* its body is not held: the upload reads it */
     struct upload *up = &c->up;
     memset(up, 0, sizeof(*up));
     up->c = c;
@@ -393,6 +728,8 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
     bool progress = false;
     if (!c->u) /* the server is being freed */
         c->st = C_RAW;
+    else if (c->phase == PH_IDLE && evbuffer_get_length(src)) /* a head begins: its deadline */
+        conn_phase(c, PH_HEAD);
     while (evbuffer_get_length(src) > 0) {
         if (c->st == C_RAW) {
             evbuffer_add_buffer(dst, src);
@@ -418,12 +755,18 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
         } else if (err == HPE_PAUSED && c->at_message_end) {
             parser_reset(c);
             c->st = C_HEAD;
+        } else if (err == HPE_PAUSED && c->st == C_PASS && c->chunked) {
+            struct err e = ERR_INIT;
+            err_set(&e, ERR_TOOLARGE, "request body is over the limit of %" PRId64 " bytes",
+                    c->body_limit);
+            conn_refuse(c, &e);
         } else if (err != HPE_OK || c->p.upgrade) {
             /* Not HTTP we can frame: evhttp sees it all and answers for itself. */
             evbuffer_add_buffer(dst, c->head);
             c->st = C_RAW;
         }
     }
+    if (progress) conn_settle(c);
     return progress ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -487,7 +830,21 @@ static void conn_free(void *ctx)
     struct upconn *c = ctx;
     struct upload *up = &c->up;
     if (c->st == C_BODY && up->mode == U_ACCEPTED) up->done(up->arg, -1);
-    if (c->u) hmap_del(&c->u->conns, c->id);
+    if (c->u) {
+        res_release(c);
+        if (c->in_idle) TAILQ_REMOVE(&c->u->idlers, c, idle_link);
+        c->u->nconns--;
+        hmap_del(&c->u->conns, c->id);
+        hmap_del(&c->u->by_bev, c->bev_key);
+    }
+    if (c->linger_fd >= 0) { /* evhttp has sent the answer and closed its descriptor */
+        if (c->u)
+            linger_start(lingers_of(c), c->linger_fd, NULL, 0);
+        else
+            close(c->linger_fd);
+    }
+    event_free(c->timer);
+    if (c->hup) event_free(c->hup);
     if (c->rd) event_free(c->rd);
     if (c->wr) event_free(c->wr);
     event_free(c->kick);
@@ -501,6 +858,8 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
     struct uploads *u = arg;
     struct upconn *c = xcalloc(1, sizeof(*c));
     c->u = u;
+    c->base = base;
+    c->linger_fd = -1;
     snprintf(c->id, sizeof(c->id), "%" PRIu64, ++u->next_id);
     c->head = evbuffer_new();
     parser_reset(c);
@@ -520,6 +879,16 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
     }
     evbuffer_add_cb(bufferevent_get_output(c->filter), on_output_added, c);
     hmap_put(&u->conns, c->id, c);
+    snprintf(c->bev_key, sizeof(c->bev_key), "%p", (void *)c->filter);
+    hmap_put(&u->by_bev, c->bev_key, c);
+    c->timer = event_new(base, -1, 0, on_timer, c);
+    if (++u->nconns > u->lim.max_conns && !evict_idle(u)) {
+        /* Refused once evhttp has given it its socket: on the loop's next turn. */
+        c->over_cap = true;
+        c->st = C_DEAD;
+        event_active(c->timer, EV_TIMEOUT, 0);
+    }
+    conn_settle(c);
     return c->filter;
 }
 
@@ -532,6 +901,11 @@ struct uploads *uploads_new(struct evhttp *http, const char *path_prefix, int id
     u->idle.tv_sec = idle_s;
     u->prefix = xstrdup(path_prefix);
     hmap_init(&u->conns);
+    hmap_init(&u->by_bev);
+    TAILQ_INIT(&u->idlers);
+    u->lim.max_conns = INT_MAX;
+    u->lim.body_memory = INT64_MAX;
+    u->settings.on_body = on_body;
     u->settings.on_url = on_url;
     u->settings.on_headers_complete = on_headers_complete;
     u->settings.on_message_complete = on_message_complete;
@@ -547,14 +921,52 @@ void uploads_free(struct uploads *u)
     for (struct hmap_entry *e = hmap_first(&u->conns); e; e = hmap_next(&u->conns, e)) {
         struct upconn *c = e->value;
         c->u = NULL;
+        c->in_idle = false;
         if (c->st == C_BODY && c->up.mode == U_ACCEPTED) {
             c->up.mode = U_DISCARD;
             c->up.done(c->up.arg, -1);
         }
     }
     hmap_release(&u->conns, NULL);
+    hmap_release(&u->by_bev, NULL);
+    lingers_free(u->lingers);
     free(u->prefix);
     free(u);
+}
+
+void uploads_set_limits(struct uploads *u, const struct upload_limits *lim, upload_head_fn check,
+                        void *arg)
+{
+    u->lim = *lim;
+    u->header_to.tv_sec = lim->header_timeout_s;
+    u->idle_to.tv_sec = lim->idle_timeout_s;
+    u->check = check;
+    u->check_arg = arg;
+}
+
+void uploads_stats(const struct uploads *u, int *conns, int *lingering, int64_t *reserved)
+{
+    *conns = u->nconns;
+    *lingering = u->lingers ? lingers_count(u->lingers) : 0;
+    *reserved = u->reserved;
+}
+
+/* The connection of a request, diverted or not. */
+static struct upconn *conn_by_request(struct uploads *u, struct evhttp_request *ev)
+{
+    struct evhttp_connection *evcon = u && ev ? evhttp_request_get_connection(ev) : NULL;
+    if (!evcon) return NULL;
+    char key[24];
+    snprintf(key, sizeof(key), "%p", (void *)evhttp_connection_get_bufferevent(evcon));
+    return hmap_get(&u->by_bev, key);
+}
+
+void upload_on_end(struct uploads *u, struct evhttp_request *ev)
+{
+    struct upconn *c = conn_by_request(u, ev);
+    if (!c) return;
+    res_pop(c);
+    conn_settle(c);
 }
 
 static struct upconn *conn_of(struct uploads *u, struct evhttp_request *ev)
@@ -641,6 +1053,10 @@ void upload_on_reply(struct uploads *u, struct evhttp_request *ev)
     if (up->remaining > CLOSE_OVER || (up->expect_continue && up->remaining > 0)) {
         evhttp_add_header(out, "Connection", "close");
         c->st = C_RAW;
+        /* Once evhttp has sent the answer and closed, a dup of the socket lingers, so that
+           a client still sending the body reads the answer instead of a reset. */
+        int fd = bufferevent_getfd(c->sock);
+        if (c->linger_fd < 0 && fd >= 0) c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         return;
     }
     if (!c->rd)

@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "server/events.h"
+#include "http/upload.h"
 #include "server/server.h"
 #include "server/webhooks.h"
 
@@ -162,6 +163,20 @@ int api_metrics(struct http_req *r)
              "drover_event_followers %zu\n",
              (unsigned long long)ws.delivered, (unsigned long long)ws.failed,
              (unsigned long long)ws.dropped, events_followers(s->events));
+    int conns, lingering;
+    int64_t reserved;
+    uploads_stats(s->uploads, &conns, &lingering, &reserved);
+    buf_addf(&b,
+             "# HELP drover_http_connections Client connections open.\n"
+             "# TYPE drover_http_connections gauge\n"
+             "drover_http_connections %d\n"
+             "# HELP drover_http_lingering Connections closing after their answer.\n"
+             "# TYPE drover_http_lingering gauge\n"
+             "drover_http_lingering %d\n"
+             "# HELP drover_http_body_bytes_reserved Request body bytes held or announced.\n"
+             "# TYPE drover_http_body_bytes_reserved gauge\n"
+             "drover_http_body_bytes_reserved %lld\n",
+             conns, lingering, (long long)reserved);
     http_reply_text(r, 200, "text/plain; version=0.0.4", buf_str(&b));
     buf_release(&b);
     return HTTP_DONE;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "blob/blob.h"
+#include "http/accept.h"
 #include "http/upload.h"
 #include "server/datadir.h"
 #include "server/events.h"
@@ -85,8 +87,34 @@ static void usage(FILE *f)
             "  --upload-idle S      an object upload that sends nothing this long is given up\n"
             "                       (default 120 s)\n"
             "  --events-keep N      events kept for GET /v1/events (default 1000000; older\n"
-            "                       ones are pruned each minute)\n",
-            DROVER_DEFAULT_LISTEN);
+            "                       ones are pruned each minute)\n"
+            "  --max-connections N  connections at a time; more close idle ones or get 503\n"
+            "                       (default: half the descriptor limit, at most %d)\n"
+            "  --header-timeout S   a request's head must arrive within S (default %d s)\n"
+            "  --idle-timeout S     a connection without a request is closed after S\n"
+            "                       (default %d s)\n",
+            DROVER_DEFAULT_LISTEN, SERVER_MAX_CONNS, SERVER_HEADER_TIMEOUT_S,
+            SERVER_IDLE_TIMEOUT_S);
+}
+
+/* --max-connections, --header-timeout, --idle-timeout: 0, or -1 after a message. */
+static int conn_opt_parse(const char *cmd, int c, const char *arg, struct server_opts *o)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (c == 'M' && (*end || end == arg || v < 1 || v > 1000000)) {
+        fprintf(stderr, "drover %s: --max-connections must be a number (1-1000000)\n", cmd);
+        return -1;
+    }
+    if (c != 'M' && (*end || end == arg || v < 1 || v > 3600)) {
+        fprintf(stderr, "drover %s: --%s must be a number of seconds (1-3600)\n", cmd,
+                c == 'T' ? "header-timeout" : "idle-timeout");
+        return -1;
+    }
+    *(c == 'M'   ? &o->max_connections
+      : c == 'T' ? &o->header_timeout_s
+                 : &o->idle_timeout_s) = (int)v;
+    return 0;
 }
 
 int server_opts_parse(int argc, char **argv, struct server_opts *o)
@@ -103,6 +131,9 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"public-url", required_argument, NULL, 'P'},
         {"upload-idle", required_argument, NULL, 'U'},
         {"events-keep", required_argument, NULL, 'E'},
+        {"max-connections", required_argument, NULL, 'M'},
+        {"header-timeout", required_argument, NULL, 'T'},
+        {"idle-timeout", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
@@ -111,6 +142,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
     o->upload_idle_s = 120;
     o->events_keep = 1000000;
+    o->header_timeout_s = SERVER_HEADER_TIMEOUT_S;
+    o->idle_timeout_s = SERVER_IDLE_TIMEOUT_S;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -139,6 +172,12 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
                 return 2;
             }
             log_set_json(!strcmp(optarg, "json"));
+            break;
+        case 'M':
+        case 'T':
+        case 'I':
+            if (conn_opt_parse(argv[0], c, optarg, o))
+                return 2;
             break;
         case 'A':
         case 'H':
@@ -300,6 +339,52 @@ static void on_batch(void *arg)
     webhooks_kick(s->webhooks);
 }
 
+/*
+ * Process-wide settings of a server. A file size limit (RLIMIT_FSIZE) makes a
+ * write that crosses it fail with EFBIG, answered 507 like a full disk,
+ * instead of killing the process with SIGXFSZ. The descriptor limit is raised
+ * to its hard limit: each connection takes one. Returns the limit.
+ */
+static long server_process_limits(void)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) /* e.g. a hard limit over the kernel's nr_open */
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 30 ? 1 << 30 : (long)rl.rlim_cur;
+}
+
+/*
+ * The connection guards (http/upload.h, http/accept.h): the cap (by default
+ * half the descriptors left after a reserve for the store, objects being
+ * read or written and lingering closes), timeouts, the memory for bodies,
+ * the router's check of heads, and a listener that pauses when descriptors
+ * run out.
+ */
+static void server_guard_connections(struct server *s, const struct server_opts *o, long nofile)
+{
+    long max = o->max_connections;
+    if (!max) {
+        max = (nofile - 64) / 2;
+        max = max < 16 ? 16 : max > SERVER_MAX_CONNS ? SERVER_MAX_CONNS : max;
+    }
+    struct upload_limits lim = {
+        .max_conns = (int)max,
+        .header_timeout_s = o->header_timeout_s,
+        .idle_timeout_s = o->idle_timeout_s,
+        .body_memory = SERVER_BODY_MEMORY,
+    };
+    uploads_set_limits(s->uploads, &lim, router_check_head, s->router);
+    s->accept_guard = accept_guard_new(evhttp_bound_socket_get_listener(s->listener));
+    log_debug("at most %ld connections (descriptor limit %ld)", max, nofile);
+}
+
 #define DRAIN_TICK_MS 20
 #define DRAIN_MAX_TICKS 500 /* 10 s */
 
@@ -338,6 +423,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
      */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    long nofile = server_process_limits();
     s->started_at_ms = time_now_ms();
     s->data_dir = xstrdup(o->data);
     s->base = base;
@@ -381,6 +467,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
                sizeof(one));
+    server_guard_connections(s, o, nofile);
     log_info("drover %s serving on http://%s (store %s%s, objects %s)", DROVER_VERSION, o->listen,
              o->db, o->sync_full ? ", sync full" : "", o->blobs);
     return 0;
@@ -394,6 +481,8 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     s->on_stopped = stopped;
     s->on_stopped_arg = arg;
     router_set_draining(s->router, true);
+    accept_guard_free(s->accept_guard);
+    s->accept_guard = NULL;
     if (s->listener)
         evhttp_del_accept_socket(s->http, s->listener);
     s->listener = NULL;
@@ -430,6 +519,7 @@ void server_release(struct server *s)
     offload_free(s->offload); /* uploads being committed are answered */
     if (s->router)
         router_set_uploads(s->router, NULL);
+    accept_guard_free(s->accept_guard);
     uploads_free(s->uploads); /* uploads still arriving are answered */
     router_free(s->router);
     auth_cache_free(s);

@@ -25,6 +25,7 @@ struct uploads;
 struct offload;
 struct events;
 struct webhooks;
+struct accept_guard;
 
 struct server {
     struct event_base *base;
@@ -38,6 +39,7 @@ struct server {
     int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
     bool shutting_down;
     struct evhttp_bound_socket *listener;
+    struct accept_guard *accept_guard; /* pauses accepting when descriptors run out */
     struct event *drain_timer;
     int drain_ticks;
     int64_t started_at_ms;
@@ -72,7 +74,15 @@ struct server_opts {
     char *public_url; /* --public-url */
     int upload_idle_s; /* --upload-idle */
     int64_t events_keep; /* --events-keep: events retained for GET /v1/events */
+    int max_connections;  /* --max-connections; 0: from the descriptor limit */
+    int header_timeout_s; /* --header-timeout */
+    int idle_timeout_s;   /* --idle-timeout */
 };
+
+#define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
+#define SERVER_HEADER_TIMEOUT_S 10             /* a request's head arrives within this */
+#define SERVER_IDLE_TIMEOUT_S 60               /* a connection without a request lives this long */
+#define SERVER_BODY_MEMORY (128 * 1024 * 1024) /* bodies held at a time, all connections */
 
 /*
  * Parses `drover server`'s options (argv[0] is the command's name) and fills

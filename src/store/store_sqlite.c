@@ -12,7 +12,11 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,17 +176,44 @@ static struct store_sqlite *sq(struct store *st)
     return (struct store_sqlite *)st;
 }
 
+/*
+ * A write SQLite could not make because the file may not grow: a file size
+ * limit (RLIMIT_FSIZE: EFBIG) reached by the database or its WAL, or no space
+ * left. SQLite reports ENOSPC alone as SQLITE_FULL and keeps no errno it can
+ * be asked for reliably, so the files are looked at.
+ */
+static bool db_cannot_grow(struct store_sqlite *s)
+{
+    struct rlimit rl;
+    struct statvfs vfs;
+    if (!getrlimit(RLIMIT_FSIZE, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+        char *wal = xasprintf("%s-wal", s->path);
+        const char *files[] = {s->path, wal};
+        bool at_limit = false;
+        for (int i = 0; i < 2 && !at_limit; i++) {
+            struct stat st;
+            at_limit = !stat(files[i], &st) && (rlim_t)st.st_size + 65536 >= rl.rlim_cur;
+        }
+        free(wal);
+        if (at_limit)
+            return true;
+    }
+    return !statvfs(s->path, &vfs) && vfs.f_bavail == 0;
+}
+
 static int db_err(struct store_sqlite *s, struct err *e, const char *what)
 {
     int rc = sqlite3_extended_errcode(s->db);
     int code = ERR_INTERNAL;
-    if ((rc & 0xff) == SQLITE_FULL)
+    if ((rc & 0xff) == SQLITE_FULL || (rc == SQLITE_IOERR_WRITE && db_cannot_grow(s)))
         code = ERR_NOSPACE;
     else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
         code = ERR_UNAVAILABLE;
     else if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
         code = ERR_CONFLICT;
-    return err_set(e, code, "store '%s': %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return err_set(e, code, "store '%s': %s: %s", s->path, what,
+                   code == ERR_NOSPACE ? "no space left (or the file size limit reached)"
+                                       : sqlite3_errmsg(s->db));
 }
 
 /* Resets a statement for reuse and returns it. */

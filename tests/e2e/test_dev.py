@@ -7,7 +7,7 @@ import json
 import subprocess
 
 from agentutil import wait_job
-from conftest import BIN, Server, free_port, ok
+from conftest import BIN, Server, free_port, ok, submitted
 
 
 def test_dev_takes_server_and_agent_options(tmp_path):
@@ -37,7 +37,7 @@ def test_dev_takes_server_and_agent_options(tmp_path):
         # the queue it does not serve has no listener
         queues = {q["name"]: q for q in json.loads(ok(dev.run_cli("queues", "--json")))}
         assert queues["render"]["listeners"] == 1
-        probe = json.loads(ok(dev.run_cli("submit", "--json", "-f", "-", input=json.dumps(
+        probe = json.loads(submitted(dev.run_cli("submit", "--json", "-f", "-", input=json.dumps(
             {"test": True, "queue": "default", "command": {"program": "x"}}))))
         assert probe["listeners"] == 0
     finally:

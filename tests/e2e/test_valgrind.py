@@ -60,6 +60,15 @@ def test_server_under_valgrind(make_server, tmp_path):
     cut.sendall(f"PUT /v1/blobs/vg/cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                 f"{server.admin_token}\r\nContent-Length: 100000\r\n\r\n".encode() + b"z" * 5000)
     cut.close()
+    # refused at their heads, closed lingering: a made-up token, a body over its route's limit,
+    # a chunked body that grows over it
+    forged = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    forged.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer drv_x\r\n"
+                   b"Content-Length: 9000000\r\n\r\n" + b"x" * 100000)
+    assert forged.recv(12) == b"HTTP/1.1 401"
+    forged.close()
+    assert api.post("/v1/tokens", data=b"x" * 200_000).status_code == 413
+    assert api.post("/v1/tokens", data=iter([b"x" * 3000] * 40)).status_code == 413
     for _ in range(3):  # downloads the client gives up on (the request is freed all the same)
         with requests.get(server.url + "/v1/blobs/vg/obj", stream=True, timeout=60,
                           headers={"Authorization": f"Bearer {server.admin_token}"}) as g:
