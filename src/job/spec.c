@@ -796,6 +796,36 @@ static int command_conflicts(struct ctx *c, json_t *in)
  * exists its definition takes precedence. An explicit command.program or
  * command.shell always wins.
  */
+/*
+ * command.argv without command.program (nor a shell or a service) is the
+ * whole argument vector, its first element the program, as exec, Docker and
+ * Kubernetes read it; with a program it holds the parameters that follow.
+ * Runs after argv has been checked (its items are parameter arguments).
+ */
+static int argv_program(struct ctx *c, json_t *out)
+{
+    json_t *argv = json_object_get(out, "argv");
+    if (!argv || given(out, "program") || given(out, "shell") || given(c->top, "service"))
+        return 0;
+    size_t mark = path_key(c, "argv");
+    int rc = 0;
+    const char *first = json_string_value(json_object_get(json_array_get(argv, 0), "value"));
+    if (!first) {
+        rc = fail(c, "must not be empty without command.program: its first element is the "
+                     "program");
+    } else if (!*first || strlen(first) > PROGRAM_MAX || !program_ok(first)) {
+        path_index(c, 0);
+        rc = fail(c, "is the program (command.argv without command.program): a non-empty "
+                     "string of at most %d bytes without control characters",
+                  PROGRAM_MAX);
+    } else {
+        json_object_set_new(out, "program", json_string(first));
+        json_array_remove(argv, 0);
+    }
+    path_cut(c, mark);
+    return rc;
+}
+
 static int default_program(struct ctx *c, json_t *out)
 {
     if (given(out, "program") || given(out, "shell")) return 0;
@@ -824,9 +854,16 @@ static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t
     if (!json_is_object(v))
         return fail(c, "must be an object");
     int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields));
+    if (!rc && given(v, "image")) {
+        size_t mark = path_key(c, "image");
+        rc = fail(c, "cannot be run yet: this server's agents run jobs natively, and a job that "
+                     "names an image is refused rather than run outside its container");
+        path_cut(c, mark);
+    }
     if (!rc) rc = command_conflicts(c, v);
     json_t *out = json_object();
     if (!rc) rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
+    if (!rc) rc = argv_program(c, out);
     json_decref(empty);
     if (!rc) rc = default_program(c, out);
     if (rc) {

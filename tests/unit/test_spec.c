@@ -28,7 +28,7 @@ static const char seed_spec[] =
     "  \"key\": \"optional idempotency key\", \"labels\": {\"project\": \"x\"},"
     "  \"notify_url\": \"https://example.org/hook\","
     "  \"command\": {"
-    "    \"program\": \"nhmmer\", \"image\": \"optional container image\","
+    "    \"program\": \"nhmmer\","
     "    \"arguments\": ["
     "      {\"type\": \"parameter\", \"name\": \"--cpu\", \"value\": \"2\"},"
     "      {\"type\": \"input\", \"name\": \"--infile\","
@@ -189,6 +189,24 @@ static void test_argv_shorthand(void **state)
     assert_true(json_equal(cmd(&s, "arguments"), want));
     assert_null(cmd(&s, "argv"));
     json_decref(want);
+    spec_release(&s);
+
+    /* without program, argv is the whole vector: argv[0] is the program (exec, Docker) */
+    parse_ok("{\"command\": {\"argv\": [\"ls\", \"-l\", 3]}}", &s);
+    assert_string_equal(json_string_value(cmd(&s, "program")), "ls");
+    want = load("[{\"type\": \"parameter\", \"name\": null, \"value\": \"-l\"},"
+                " {\"type\": \"parameter\", \"name\": null, \"value\": \"3\"}]");
+    assert_true(json_equal(cmd(&s, "arguments"), want));
+    json_decref(want);
+    spec_release(&s);
+    parse_ok("{\"command\": {\"argv\": [\"true\"]}}", &s);
+    assert_string_equal(json_string_value(cmd(&s, "program")), "true");
+    assert_int_equal(json_array_size(cmd(&s, "arguments")), 0);
+    spec_release(&s);
+    /* a service is the program: argv stays its parameters */
+    parse_ok("{\"service\": \"nhmmer\", \"command\": {\"argv\": [\"--cpu\", \"2\"]}}", &s);
+    assert_string_equal(json_string_value(cmd(&s, "program")), "nhmmer");
+    assert_int_equal(json_array_size(cmd(&s, "arguments")), 2);
     spec_release(&s);
 }
 
@@ -364,7 +382,11 @@ static const struct {
     /* command */
     {"{\"command\": {\"program\": \"p\", \"programme\": \"q\"}}", "command.programme"},
     {"{\"command\": {}}", "command.program"},
-    {"{\"command\": {\"argv\": [\"x\"]}}", "command.program"},
+    {"{\"command\": {\"argv\": []}}", "command.argv"},
+    {"{\"command\": {\"argv\": [\"\"]}}", "command.argv[0]"},
+    {"{\"command\": {\"argv\": [\"a\\u0001\"]}}", "command.argv[0]"},
+    {"{\"command\": {\"program\": \"p\", \"image\": \"alpine\"}}", "command.image"},
+    {"{\"command\": {}}", "command.program"},
     {"{\"command\": {\"program\": \"\"}}", "command.program"},
     {"{\"command\": {\"program\": \"a\\tb\"}}", "command.program"},
     {"{\"command\": {\"program\": \"p\", \"shell\": \"echo\"}}", "command.shell"},
