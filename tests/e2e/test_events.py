@@ -269,6 +269,11 @@ def test_cli_wait_rides_out_a_server_restart(make_server, make_agent):  # noqa: 
     waiter = server.start_cli("wait", jid, text=True)
     wait_for(lambda: server.api().get(f"/v1/jobs/{jid}").json()["state"] == "running", 20,
              "the job to run")
+    # the waiter follows the stream (a server that never answered is an error, not a restart)
+    wait_for(lambda: "drover_event_followers 1" in requests.get(server.url + "/metrics",
+                                                                timeout=10).text,
+             20, "the waiter to follow the events")
+    time.sleep(0.3)
     server.restart()  # kill -9, then the same port again
     out, err = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, err
