@@ -1,5 +1,6 @@
 /* job.c - see job.h. */
 #include "job/job.h"
+#include "job/lifecycle.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,7 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
 {
     job_init(j);
     uuid7_new(j->id);
-    j->state = JOB_QUEUED;
+    j->state = JOB_NEW;
     j->queue = xstrdup(s->queue);
     j->service = dup_or_null(s->service);
     j->name = dup_or_null(s->name);
@@ -71,6 +72,8 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->run_after = now_ms + (int64_t)(s->delay_s * 1000.0);
     j->labels = json_incref(json_object_get(s->json, "labels"));
     j->spec = json_incref(s->json);
+    struct job_event_args born = {.now_ms = now_ms};
+    lifecycle_apply(j, JOB_EV_SUBMIT, &born, NULL); /* -> queued */
 }
 
 json_t *job_time_json(int64_t ms)

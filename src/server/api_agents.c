@@ -464,14 +464,14 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         return 0;
     }
     switch (it->type) {
-    case R_STARTED:
-        if (j.state == JOB_RUNNING) {
+    case R_STARTED: {
+        struct job_event_args args = {.now_ms = now};
+        if (lifecycle_apply(&j, JOB_EV_START, &args, NULL)) { /* a repeated started: no change */
             job_release(&j);
             return 0;
         }
-        j.state = JOB_RUNNING;
-        j.started_at = now;
         break;
+    }
     case R_LOG: {
         json_t *data = json_object_get(it->in, "data");
         int stream = strcmp(json_string_value(json_object_get(it->in, "stream")), "stdout") != 0;
@@ -485,9 +485,12 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         char ts[32];
         time_format_rfc3339(now, ts, sizeof(ts));
         json_t *m = json_object_get(it->in, "message");
-        json_decref(j.progress);
-        j.progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
-                               "message", json_is_string(m) ? m : json_null(), "updated_at", ts);
+        struct job_event_args args = {
+            .now_ms = now,
+            .progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
+                                  "message", json_is_string(m) ? m : json_null(), "updated_at", ts),
+        };
+        lifecycle_apply(&j, JOB_EV_PROGRESS, &args, NULL); /* held: always allowed */
         break;
     }
     case R_FINISHED: {
@@ -513,7 +516,8 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         /* An attempt that ends in error before any `started` (staging, exec) never ran. */
         if (!j.started_at && end.duration_ms >= 0 && strcmp(end.reason, "error"))
             j.started_at = now - end.duration_ms;
-        lease_end_attempt(&j, &end, now);
+        struct job_event_args args = {.now_ms = now, .end = &end};
+        lifecycle_apply(&j, JOB_EV_FINISH, &args, NULL); /* held: always allowed */
         buf_release(&out);
         break;
     }

@@ -277,7 +277,14 @@ static int end_write(struct store *st, void *arg, struct err *e)
         }
         struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
         if (j.started_at) end.duration_ms = now - j.started_at;
-        lease_end_attempt(&j, &end, now);
+        enum job_event ev = !strcmp(op->reason, "timeout") ? JOB_EV_DEADLINE
+                            : !strcmp(op->reason, "lost")  ? JOB_EV_LOST
+                                                           : JOB_EV_FINISH;
+        struct job_event_args args = {.now_ms = now, .end = &end};
+        if (lifecycle_apply(&j, ev, &args, NULL)) { /* held was checked: cannot happen */
+            job_release(&j);
+            continue;
+        }
         int rc = fenced_write(st, &j, it->attempt, LEASE_HELD_STATES, e);
         if (rc < 0) return rc;
         if (!rc) continue;
@@ -529,12 +536,12 @@ static int lease_write(struct store *st, void *arg, struct err *e)
         int grc = store_job_get(st, op->taken[i]->id, &j, &ge);
         if (grc == ERR_NOTFOUND) continue;
         if (grc) return err_set(e, grc, "%s", ge.msg); /* the batch fails: jobs are put back */
-        if (j.state != JOB_QUEUED) {
+        int old = j.attempt;
+        struct job_event_args args = {.now_ms = now, .agent = op->agent_name};
+        if (lifecycle_apply(&j, JOB_EV_LEASE, &args, NULL)) { /* no longer queued */
             job_release(&j);
             continue;
         }
-        int old = j.attempt;
-        lease_grant(&j, op->agent_name);
         int rc = fenced_write(st, &j, old, 1u << JOB_QUEUED, e);
         if (rc < 0) return rc;
         if (!rc) continue;
@@ -631,10 +638,11 @@ static int unlease_write(struct store *st, void *arg, struct err *e)
         if (!op->leased[i]) continue;
         struct job *j = &op->jobs[i];
         int attempt = j->attempt;
-        j->state = JOB_QUEUED;
-        j->attempt--;
-        free(j->agent);
-        j->agent = NULL;
+        struct job_event_args args = {.now_ms = time_now_ms()};
+        if (lifecycle_apply(j, JOB_EV_UNLEASE, &args, NULL)) { /* started meanwhile */
+            op->leased[i] = false;
+            continue;
+        }
         int rc = store_job_update(st, j, attempt, 1u << JOB_LEASED, e);
         if (rc && rc != ERR_CONFLICT) return rc;
         err_clear(e);

@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/lifecycle.h"
 #include "store/schema/sqlite.h"
 
 enum stmt_id {
@@ -38,7 +39,6 @@ enum stmt_id {
     S_JOB_MATCH,
     S_JOB_MATCH_OWNER,
     S_JOB_GET_RUN,
-    S_JOB_CANCEL,
     S_QUEUE_STATS,
     S_QUEUE_STATS_OWNER,
     S_TOKEN_INSERT,
@@ -92,8 +92,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
                       "NULL, NULL, progress, result, attempts, owner FROM jobs WHERE id = ?",
-    [S_JOB_CANCEL] = "UPDATE jobs SET state = ?, finished_at = ?, result = ? "
-                     "WHERE id = ? AND state NOT IN (?, ?, ?)",
     [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                       "ORDER BY queue, state",
     [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
@@ -623,32 +621,25 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     return rc;
 }
 
+static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
+                             unsigned expect_states, struct err *e);
+
+/* Read, the lifecycle's cancel, fenced write: the writer holds SQLite's lock meanwhile. */
 static int sqlite_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                              struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    json_t *result = json_pack("{s:s}", "reason", "cancelled");
-    sqlite3_stmt *q = stmt(s, S_JOB_CANCEL);
-    sqlite3_bind_int(q, 1, JOB_CANCELLED);
-    sqlite3_bind_int64(q, 2, now_ms);
-    bind_json(q, 3, result);
-    bind_text(q, 4, id);
-    sqlite3_bind_int(q, 5, JOB_SUCCEEDED);
-    sqlite3_bind_int(q, 6, JOB_FAILED);
-    sqlite3_bind_int(q, 7, JOB_CANCELLED);
-    json_decref(result);
-    int rc = exec_stmt(s, q, e, "cancelling a job");
+    int rc = get_one(s, S_JOB_GET, id, out, e, "job");
     if (rc)
         return rc;
-    bool changed = sqlite3_changes(s->db) > 0;
-    if (changed && (rc = event_append(s, S_EVENT_JOB, id, e)))
-        return rc;
-    if ((rc = get_one(s, S_JOB_GET, id, out, e, "job")))
-        return rc;
-    if (!changed) {
-        rc = err_set(e, ERR_CONFLICT, "job '%s' is already %s", id, job_state_name(out->state));
+    int state = out->state, attempt = out->attempt;
+    struct job_event_args args = {.now_ms = now_ms};
+    if (lifecycle_apply(out, JOB_EV_CANCEL, &args, NULL))
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is already %s", id, job_state_name(state));
+    else
+        rc = sqlite_job_update(st, out, attempt, 1u << state, e);
+    if (rc)
         job_release(out);
-    }
     return rc;
 }
 

@@ -1,7 +1,7 @@
 /*
- * test_sched.c - the in-memory ready queues (server/sched.c) and the rules of
- * an attempt (server/lease.c): which job an agent gets, and what happens to a
- * job when its attempt ends.
+ * test_sched.c - the in-memory ready queues (server/sched.c): which job an
+ * agent gets, and which agents could take a job. (What happens to a job when
+ * its attempt ends: test_lifecycle.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,75 +142,6 @@ static void test_delayed_jobs_wait(void **state)
     job_release(&j);
     job_release(&k);
     sched_free(s);
-}
-
-static void test_lease_rules(void **state)
-{
-    (void)state;
-    struct job j;
-    make_job(&j, "{\"timeout_s\": 10, \"retry\": {\"max_attempts\": 3, \"backoff_s\": 2, "
-                 "\"max_backoff_s\": 5}, \"command\": {\"program\": \"x\"}}", 1000);
-    lease_grant(&j, "w1");
-    assert_int_equal(j.state, JOB_LEASED);
-    assert_int_equal(j.attempt, 1);
-    assert_string_equal(j.agent, "w1");
-    assert_int_equal(lease_deadline(&j, 2000, 3000), 2000 + 10000 + 3000);
-    assert_int_equal(lease_backoff_ms(&j, 2), 2000);
-    assert_int_equal(lease_backoff_ms(&j, 3), 4000);
-    assert_int_equal(lease_backoff_ms(&j, 4), 5000); /* capped */
-
-    /* a failure with attempts left: queued again after the backoff, no finish time */
-    struct attempt_end fail = {.reason = "exit", .has_exit_code = true, .exit_code = 3,
-                               .duration_ms = 12};
-    lease_end_attempt(&j, &fail, 5000);
-    assert_int_equal(j.state, JOB_QUEUED);
-    assert_int_equal(j.run_after, 5000 + 2000);
-    assert_null(j.agent);
-    assert_int_equal(j.finished_at, 0);
-    assert_int_equal(json_integer_value(json_object_get(j.result, "exit_code")), 3);
-    assert_int_equal(json_array_size(j.attempts), 1);
-
-    /* lost on the second attempt, then success on the third */
-    lease_grant(&j, "w2");
-    struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
-    lease_end_attempt(&j, &lost, 9000);
-    assert_int_equal(j.state, JOB_QUEUED);
-    assert_int_equal(j.run_after, 9000 + 4000);
-    lease_grant(&j, "w3");
-    assert_int_equal(j.attempt, 3);
-    struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .exit_code = 0,
-                             .duration_ms = 5, .stdout_head = "hi\n", .stdout_len = 3};
-    lease_end_attempt(&j, &ok, 14000);
-    assert_int_equal(j.state, JOB_SUCCEEDED);
-    assert_int_equal(j.finished_at, 14000);
-    assert_string_equal(json_string_value(json_object_get(j.result, "stdout")), "hi\n");
-    assert_int_equal(json_array_size(j.attempts), 3);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(j.attempts, 1), "reason")), "lost");
-    job_release(&j);
-}
-
-static void test_attempts_run_out(void **state)
-{
-    (void)state;
-    struct job j;
-    make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
-    assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
-    lease_grant(&j, "w1");
-    struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
-    lease_end_attempt(&j, &sig, 200);
-    assert_int_equal(j.state, JOB_FAILED);
-    assert_int_equal(j.finished_at, 200);
-    assert_int_equal(json_integer_value(json_object_get(j.result, "signal")), 9);
-    assert_true(json_is_null(json_object_get(j.result, "exit_code")));
-    job_release(&j);
-
-    make_job(&j, "{\"command\": {\"program\": \"x\"}}", 0);
-    lease_grant(&j, "w1");
-    struct attempt_end cancel = {.reason = "cancelled", .duration_ms = 1};
-    lease_end_attempt(&j, &cancel, 300);
-    assert_int_equal(j.state, JOB_CANCELLED); /* a cancel is never retried */
-    job_release(&j);
 }
 
 /* ---- could an agent take it? (issue 13.4) ---- */
@@ -376,8 +307,6 @@ int main(void)
         cmocka_unit_test(test_priority_then_fifo),
         cmocka_unit_test(test_queues_requires_and_slots),
         cmocka_unit_test(test_delayed_jobs_wait),
-        cmocka_unit_test(test_lease_rules),
-        cmocka_unit_test(test_attempts_run_out),
         cmocka_unit_test(test_fit_warnings),
         cmocka_unit_test(test_waiting),
     };

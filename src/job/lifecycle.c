@@ -1,0 +1,177 @@
+/* lifecycle.c - see lifecycle.h. */
+#include "job/lifecycle.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+
+#define B(s) (1u << (s))
+#define HELD (B(JOB_LEASED) | B(JOB_RUNNING))
+#define NOT_TERMINAL (B(JOB_BLOCKED) | B(JOB_QUEUED) | HELD)
+
+/* THE table: for each event, the states it may happen in (JOB_NEW included as a bit). */
+static const struct {
+    const char *name;
+    unsigned from;
+} events[JOB_NEVENTS] = {
+    [JOB_EV_SUBMIT] = {"submit", B(JOB_NEW)},
+    [JOB_EV_LEASE] = {"lease", B(JOB_QUEUED)},
+    [JOB_EV_UNLEASE] = {"unlease", B(JOB_LEASED)},
+    [JOB_EV_START] = {"start", HELD},
+    [JOB_EV_PROGRESS] = {"progress", HELD},
+    [JOB_EV_FINISH] = {"finish", HELD},
+    [JOB_EV_LOST] = {"lost", HELD},
+    [JOB_EV_DEADLINE] = {"deadline", HELD},
+    [JOB_EV_CANCEL] = {"cancel", NOT_TERMINAL},
+    [JOB_EV_UNBLOCK] = {"unblock", B(JOB_BLOCKED)},
+};
+
+const char *job_event_name(enum job_event ev)
+{
+    return ev >= 0 && ev < JOB_NEVENTS ? events[ev].name : "unknown";
+}
+
+bool lifecycle_allowed(int state, enum job_event ev)
+{
+    return ev >= 0 && ev < JOB_NEVENTS && state >= 0 && state <= JOB_NEW &&
+           (events[ev].from & B(state));
+}
+
+static double retry_value(const struct job *j, const char *key, double dflt)
+{
+    json_t *v = json_object_get(json_object_get(j->spec, "retry"), key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+int64_t lifecycle_backoff_ms(const struct job *j, int next_attempt)
+{
+    double base = retry_value(j, "backoff_s", 1), cap = retry_value(j, "max_backoff_s", 300);
+    int n = next_attempt - 2;
+    double d = base * pow(2.0, n < 0 ? 0 : n > 30 ? 30 : n);
+    if (d > cap) d = cap;
+    return (int64_t)(d * 1000.0);
+}
+
+/* The length of s[0..n) without a UTF-8 sequence cut short at its end. */
+static size_t utf8_whole(const char *s, size_t n)
+{
+    size_t i = n, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0) return n;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return need > back + 1 ? i - 1 : n;
+}
+
+static json_t *result_json(const struct attempt_end *end)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, "reason", json_string(end->reason));
+    json_object_set_new(r, "exit_code",
+                        end->has_exit_code ? json_integer(end->exit_code) : json_null());
+    json_object_set_new(r, "signal", end->signal ? json_integer(end->signal) : json_null());
+    json_object_set_new(r, "duration_ms",
+                        end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
+    json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
+    /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
+    json_t *out = end->stdout_head ? json_stringn(end->stdout_head,
+                                                  utf8_whole(end->stdout_head, end->stdout_len))
+                                   : json_string("");
+    json_object_set_new(r, "stdout", out ? out : json_string(""));
+    json_object_set_new(r, "outputs", end->outputs ? json_deep_copy(end->outputs) : json_array());
+    return r;
+}
+
+/* finish, lost, deadline: the attempt's end goes into its history and the result. */
+static void end_attempt(struct job *j, const struct attempt_end *end, int64_t now_ms)
+{
+    bool ok = !strcmp(end->reason, "exit") && end->has_exit_code && end->exit_code == 0;
+    bool cancelled = !strcmp(end->reason, "cancelled");
+
+    json_t *entry = json_pack(
+        "{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt, "agent", j->agent,
+        "started_at", job_time_json(j->started_at), "finished_at", job_time_json(now_ms), "reason",
+        end->reason, "exit_code", end->has_exit_code ? json_integer(end->exit_code) : json_null(),
+        "signal", end->signal ? json_integer(end->signal) : json_null(), "error",
+        end->error ? json_string(end->error) : json_null());
+    if (!j->attempts) j->attempts = json_array();
+    json_array_append_new(j->attempts, entry);
+    json_decref(j->result);
+    j->result = result_json(end);
+
+    if (ok) {
+        j->state = JOB_SUCCEEDED;
+    } else if (cancelled) {
+        j->state = JOB_CANCELLED;
+    } else if (j->attempt < j->max_attempts) { /* retry, after the backoff */
+        j->state = JOB_QUEUED;
+        j->run_after = now_ms + lifecycle_backoff_ms(j, j->attempt + 1);
+        free(j->agent);
+        j->agent = NULL;
+        return; /* not finished: finished_at stays unset */
+    } else {
+        j->state = JOB_FAILED;
+    }
+    j->finished_at = now_ms;
+}
+
+int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_args *a, struct err *e)
+{
+    if (!lifecycle_allowed(j->state, ev)) {
+        json_decref(a->progress);
+        return err_set(e, ERR_CONFLICT, "job '%s' is %s: it cannot %s", j->id,
+                       j->state == JOB_NEW ? "not submitted" : job_state_name(j->state),
+                       job_event_name(ev));
+    }
+    switch (ev) {
+    case JOB_EV_SUBMIT:
+    case JOB_EV_UNBLOCK:
+        j->state = JOB_QUEUED;
+        break;
+    case JOB_EV_LEASE:
+        j->state = JOB_LEASED;
+        j->attempt++;
+        free(j->agent);
+        j->agent = xstrdup(a->agent ? a->agent : "");
+        j->started_at = 0;
+        j->finished_at = 0;
+        json_decref(j->progress);
+        j->progress = NULL;
+        break;
+    case JOB_EV_UNLEASE: /* as if never leased: the same attempt number is granted again */
+        j->state = JOB_QUEUED;
+        j->attempt--;
+        free(j->agent);
+        j->agent = NULL;
+        break;
+    case JOB_EV_START:
+        if (j->state == JOB_RUNNING) return LIFECYCLE_SAME; /* a repeated report */
+        j->state = JOB_RUNNING;
+        j->started_at = a->now_ms;
+        break;
+    case JOB_EV_PROGRESS:
+        json_decref(j->progress);
+        j->progress = a->progress;
+        return 0;
+    case JOB_EV_FINISH:
+    case JOB_EV_LOST:
+    case JOB_EV_DEADLINE:
+        end_attempt(j, a->end, a->now_ms);
+        break;
+    case JOB_EV_CANCEL:
+        j->state = JOB_CANCELLED;
+        j->finished_at = a->now_ms;
+        json_decref(j->result);
+        j->result = json_pack("{s:s}", "reason", "cancelled");
+        break;
+    case JOB_NEVENTS:
+        break;
+    }
+    json_decref(a->progress);
+    return 0;
+}

@@ -1,0 +1,324 @@
+/*
+ * test_lifecycle.c - THE rules of a job's life (job/lifecycle.h): every
+ * (state, event) pair of the table, one by one, and what each allowed one
+ * does to the record; the server's deadline (server/lease.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
+#include <string.h>
+
+#include <jansson.h>
+
+#include <cmocka.h>
+
+#include "job/job.h"
+#include "job/lifecycle.h"
+#include "job/spec.h"
+#include "server/lease.h"
+
+/* A queued job made the real way: spec text -> spec_parse -> job_from_spec. */
+static void make_job(struct job *j, const char *spec_text, int64_t now)
+{
+    json_error_t je;
+    json_t *in = json_loads(spec_text, 0, &je);
+    assert_non_null(in);
+    struct job_spec spec;
+    struct err e = ERR_INIT;
+    assert_int_equal(spec_parse(in, NULL, &spec, &e), 0);
+    job_from_spec(j, &spec, now);
+    spec_release(&spec);
+    json_decref(in);
+}
+
+static int apply(struct job *j, enum job_event ev, const struct attempt_end *end, int64_t now)
+{
+    struct job_event_args a = {.now_ms = now,
+                               .agent = "w1",
+                               .end = end,
+                               .progress =
+                                   ev == JOB_EV_PROGRESS ? json_pack("{s:i}", "percent", 5) : NULL};
+    struct err e = ERR_INIT;
+    int rc = lifecycle_apply(j, ev, &a, &e);
+    if (rc == ERR_CONFLICT) { /* the refusal names the state and the event */
+        assert_non_null(strstr(e.msg, job_event_name(ev)));
+        assert_non_null(
+            strstr(e.msg, j->state == JOB_NEW ? "not submitted" : job_state_name(j->state)));
+    }
+    return rc;
+}
+
+/* A job of two attempts brought to `state` by allowed events only. */
+static void job_in(struct job *j, int state)
+{
+    make_job(j, "{\"retry\": {\"max_attempts\": 2}, \"command\": {\"program\": \"x\"}}", 1000);
+    struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .duration_ms = 1};
+    struct attempt_end bad = {
+        .reason = "exit", .has_exit_code = true, .exit_code = 1, .duration_ms = 1};
+    switch (state) {
+    case JOB_NEW: /* as job_init leaves it before the submit */
+        j->state = JOB_NEW;
+        break;
+    case JOB_BLOCKED: /* workflows will make them so; no event leads here yet */
+        j->state = JOB_BLOCKED;
+        break;
+    case JOB_QUEUED:
+        break;
+    case JOB_LEASED:
+        assert_int_equal(apply(j, JOB_EV_LEASE, NULL, 2000), 0);
+        break;
+    case JOB_RUNNING:
+        assert_int_equal(apply(j, JOB_EV_LEASE, NULL, 2000), 0);
+        assert_int_equal(apply(j, JOB_EV_START, NULL, 2100), 0);
+        break;
+    case JOB_SUCCEEDED:
+        assert_int_equal(apply(j, JOB_EV_LEASE, NULL, 2000), 0);
+        assert_int_equal(apply(j, JOB_EV_FINISH, &ok, 2200), 0);
+        break;
+    case JOB_FAILED:
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(apply(j, JOB_EV_LEASE, NULL, 2000), 0);
+            assert_int_equal(apply(j, JOB_EV_FINISH, &bad, 2200), 0);
+        }
+        break;
+    case JOB_CANCELLED:
+        assert_int_equal(apply(j, JOB_EV_CANCEL, NULL, 2300), 0);
+        break;
+    }
+    assert_int_equal(j->state, state);
+}
+
+/*
+ * The record as JSON into buf (json_dumpb: under UNIT_TESTING cmocka replaces
+ * free() in this file, so nothing jansson allocates is freed here).
+ */
+static void snapshot(const struct job *j, char *buf, size_t n)
+{
+    json_t *o = job_to_json(j);
+    size_t len = json_dumpb(o, buf, n - 1, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_true(len > 0 && len < n);
+    buf[len] = '\0';
+    json_decref(o);
+}
+
+/* The table, written out again: for each event, the states that allow it. */
+static bool expected(int state, enum job_event ev)
+{
+    bool held = state == JOB_LEASED || state == JOB_RUNNING;
+    switch (ev) {
+    case JOB_EV_SUBMIT:
+        return state == JOB_NEW;
+    case JOB_EV_LEASE:
+        return state == JOB_QUEUED;
+    case JOB_EV_UNLEASE:
+        return state == JOB_LEASED;
+    case JOB_EV_START:
+    case JOB_EV_PROGRESS:
+    case JOB_EV_FINISH:
+    case JOB_EV_LOST:
+    case JOB_EV_DEADLINE:
+        return held;
+    case JOB_EV_CANCEL:
+        return state != JOB_NEW && !job_state_terminal(state);
+    case JOB_EV_UNBLOCK:
+        return state == JOB_BLOCKED;
+    case JOB_NEVENTS:
+        break;
+    }
+    return false;
+}
+
+/* What an allowed event leads to from `state` (a failed attempt with one left: queued). */
+static int expected_state(int state, enum job_event ev)
+{
+    switch (ev) {
+    case JOB_EV_SUBMIT:
+    case JOB_EV_UNBLOCK:
+    case JOB_EV_UNLEASE:
+        return JOB_QUEUED;
+    case JOB_EV_LEASE:
+        return JOB_LEASED;
+    case JOB_EV_START:
+        return JOB_RUNNING;
+    case JOB_EV_PROGRESS:
+        return state;
+    case JOB_EV_FINISH:
+    case JOB_EV_LOST:
+    case JOB_EV_DEADLINE:
+        return JOB_QUEUED; /* attempt 1 of 2 failed: retried */
+    case JOB_EV_CANCEL:
+        return JOB_CANCELLED;
+    case JOB_NEVENTS:
+        break;
+    }
+    return -1;
+}
+
+static void test_every_pair(void **unused)
+{
+    (void)unused;
+    struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
+    int pairs = 0, allowed = 0;
+    for (int state = 0; state <= JOB_NEW; state++) {
+        for (int ev = 0; ev < JOB_NEVENTS; ev++) {
+            struct job j;
+            job_in(&j, state);
+            char before[8192], after[8192];
+            snapshot(&j, before, sizeof(before));
+            int attempt = j.attempt;
+            assert_int_equal(lifecycle_allowed(state, ev), expected(state, ev));
+            int rc = apply(&j, ev, &lost, 5000);
+            pairs++;
+            if (!expected(state, ev)) {
+                assert_int_equal(rc, ERR_CONFLICT);
+                snapshot(&j, after, sizeof(after));
+                assert_string_equal(after, before); /* a refused event changes nothing */
+                job_release(&j);
+                continue;
+            }
+            allowed++;
+            assert_true(rc == 0 || rc == LIFECYCLE_SAME);
+            assert_int_equal(j.state, expected_state(state, ev));
+            if (ev == JOB_EV_LEASE) assert_int_equal(j.attempt, attempt + 1);
+            if (ev == JOB_EV_UNLEASE) assert_int_equal(j.attempt, attempt - 1);
+            if (ev == JOB_EV_CANCEL) {
+                assert_int_equal(j.finished_at, 5000);
+                assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
+                                    "cancelled");
+            }
+            job_release(&j);
+        }
+    }
+    assert_int_equal(pairs, (JOB_NSTATES + 1) * JOB_NEVENTS);
+    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1); /* the table's "ok"s */
+    /* and an unknown event is refused */
+    assert_false(lifecycle_allowed(JOB_QUEUED, JOB_NEVENTS));
+    assert_false(lifecycle_allowed(-1, JOB_EV_CANCEL));
+}
+
+static void test_repeated_start_changes_nothing(void **unused)
+{
+    (void)unused;
+    struct job j;
+    job_in(&j, JOB_RUNNING);
+    int64_t started = j.started_at;
+    assert_int_equal(apply(&j, JOB_EV_START, NULL, 9999), LIFECYCLE_SAME);
+    assert_int_equal(j.started_at, started);
+    job_release(&j);
+}
+
+static void test_progress_is_kept(void **unused)
+{
+    (void)unused;
+    struct job j;
+    job_in(&j, JOB_RUNNING);
+    assert_int_equal(apply(&j, JOB_EV_PROGRESS, NULL, 3000), 0);
+    assert_int_equal(json_integer_value(json_object_get(j.progress, "percent")), 5);
+    /* a new lease starts without the last attempt's progress */
+    struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
+    assert_int_equal(apply(&j, JOB_EV_LOST, &lost, 3100), 0);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 9000), 0);
+    assert_null(j.progress);
+    /* a refused progress still takes its value (no leak) */
+    job_release(&j);
+    job_in(&j, JOB_QUEUED);
+    assert_int_equal(apply(&j, JOB_EV_PROGRESS, NULL, 3000), ERR_CONFLICT);
+    assert_null(j.progress);
+    job_release(&j);
+}
+
+static void test_attempts_and_backoff(void **unused)
+{
+    (void)unused;
+    struct job j;
+    make_job(&j,
+             "{\"timeout_s\": 10, \"retry\": {\"max_attempts\": 3, \"backoff_s\": 2, "
+             "\"max_backoff_s\": 5}, \"command\": {\"program\": \"x\"}}",
+             1000);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 1500), 0);
+    assert_int_equal(j.attempt, 1);
+    assert_string_equal(j.agent, "w1");
+    assert_int_equal(lease_deadline(&j, 2000, 3000), 2000 + 10000 + 3000);
+    assert_int_equal(lifecycle_backoff_ms(&j, 2), 2000);
+    assert_int_equal(lifecycle_backoff_ms(&j, 3), 4000);
+    assert_int_equal(lifecycle_backoff_ms(&j, 4), 5000); /* capped */
+
+    /* a failure with attempts left: queued again after the backoff, no finish time */
+    struct attempt_end fail = {
+        .reason = "exit", .has_exit_code = true, .exit_code = 3, .duration_ms = 12};
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &fail, 5000), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(j.run_after, 5000 + 2000);
+    assert_null(j.agent);
+    assert_int_equal(j.finished_at, 0);
+    assert_int_equal(json_integer_value(json_object_get(j.result, "exit_code")), 3);
+    assert_int_equal(json_array_size(j.attempts), 1);
+
+    /* lost on the second attempt, then success on the third */
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 7000), 0);
+    struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
+    assert_int_equal(apply(&j, JOB_EV_LOST, &lost, 9000), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(j.run_after, 9000 + 4000);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 13000), 0);
+    assert_int_equal(j.attempt, 3);
+    struct attempt_end ok = {.reason = "exit",
+                             .has_exit_code = true,
+                             .exit_code = 0,
+                             .duration_ms = 5,
+                             .stdout_head = "hi\n",
+                             .stdout_len = 3};
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &ok, 14000), 0);
+    assert_int_equal(j.state, JOB_SUCCEEDED);
+    assert_int_equal(j.finished_at, 14000);
+    assert_string_equal(json_string_value(json_object_get(j.result, "stdout")), "hi\n");
+    assert_int_equal(json_array_size(j.attempts), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j.attempts, 1), "reason")),
+                        "lost");
+    /* over: nothing more happens to it */
+    assert_int_equal(apply(&j, JOB_EV_CANCEL, NULL, 15000), ERR_CONFLICT);
+    job_release(&j);
+}
+
+static void test_attempts_run_out(void **unused)
+{
+    (void)unused;
+    struct job j;
+    make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
+    assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 100), 0);
+    struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &sig, 200), 0);
+    assert_int_equal(j.state, JOB_FAILED);
+    assert_int_equal(j.finished_at, 200);
+    assert_int_equal(json_integer_value(json_object_get(j.result, "signal")), 9);
+    assert_true(json_is_null(json_object_get(j.result, "exit_code")));
+    job_release(&j);
+
+    make_job(&j, "{\"command\": {\"program\": \"x\"}}", 0);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 100), 0);
+    struct attempt_end timeout = {.reason = "timeout", .duration_ms = 1};
+    assert_int_equal(apply(&j, JOB_EV_DEADLINE, &timeout, 200), 0);
+    assert_int_equal(j.state, JOB_QUEUED); /* a timeout is retried like any failure */
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 1300), 0);
+    struct attempt_end cancel = {.reason = "cancelled", .duration_ms = 1};
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &cancel, 1400), 0);
+    assert_int_equal(j.state, JOB_CANCELLED); /* a cancel is never retried */
+    job_release(&j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_pair),
+        cmocka_unit_test(test_repeated_start_changes_nothing),
+        cmocka_unit_test(test_progress_is_kept),
+        cmocka_unit_test(test_attempts_and_backoff),
+        cmocka_unit_test(test_attempts_run_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
