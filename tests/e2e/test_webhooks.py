@@ -127,8 +127,10 @@ def test_terminal_state_is_delivered_signed(hook_server, make_agent, receivers):
 def test_notify_all_delivers_every_change(hook_server, make_agent, receivers):  # noqa: F811
     rec = receivers()
     make_agent(hook_server, "w1")
+    # long enough for its start to be reported apart from its end (a report that holds both
+    # is applied as one change: leased -> succeeded)
     jid = submit(hook_server, {"notify_url": rec.url, "notify": "all",
-                               "command": {"program": "/bin/true"}})
+                               "command": {"shell": "sleep 0.5"}})
     wait_for(lambda: any(b["event"]["state"] == "succeeded" for b in rec.bodies()), 30,
              "the last webhook")
     states = {b["event"]["state"] for b in rec.bodies()}
