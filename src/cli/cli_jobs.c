@@ -347,6 +347,18 @@ out:
     return rc ? rc : worst;
 }
 
+/* --json after waiting: the job's JSON, or {"jobs": [...]} for several (or an array of specs). */
+static void print_finals(json_t *finals, bool one)
+{
+    if (one) {
+        cli_print_json(json_array_get(finals, 0));
+        return;
+    }
+    json_t *wrapped = json_pack("{s:O}", "jobs", finals);
+    cli_print_json(wrapped);
+    json_decref(wrapped);
+}
+
 /* ---- submit ---- */
 
 static const char submit_usage[] =
@@ -1046,15 +1058,7 @@ int cmd_submit(int argc, char **argv)
     fflush(stdout);
     rc = wait_jobs(&cli, ids, n, -1, a.json, &finals);
     free(ids);
-    if (a.json && finals) {
-        if (single)
-            cli_print_json(json_array_get(finals, 0));
-        else {
-            json_t *wrapped = json_pack("{s:O}", "jobs", finals);
-            cli_print_json(wrapped);
-            json_decref(wrapped);
-        }
-    }
+    if (a.json && finals) print_finals(finals, single);
     json_decref(finals);
     json_decref(list);
 out:
@@ -1316,15 +1320,7 @@ int cmd_wait(int argc, char **argv)
     }
     size_t n = (size_t)(a.argc - optind);
     rc = wait_jobs(&cli, (const char *const *)a.argv + optind, n, timeout, a.json, &finals);
-    if (a.json && finals) {
-        if (n == 1)
-            cli_print_json(json_array_get(finals, 0));
-        else {
-            json_t *wrapped = json_pack("{s:O}", "jobs", finals);
-            cli_print_json(wrapped);
-            json_decref(wrapped);
-        }
-    }
+    if (a.json && finals) print_finals(finals, n == 1);
     json_decref(finals);
     cli_release(&cli);
     return rc;

@@ -68,7 +68,7 @@ static size_t utf8_whole(const char *s, size_t n)
     return need > back + 1 ? i - 1 : n;
 }
 
-static json_t *result_json(const struct attempt_end *end)
+static json_t *result_json(const struct attempt_end *end, int64_t duration_ms)
 {
     json_t *r = json_object();
     json_object_set_new(r, "reason", json_string(end->reason));
@@ -76,7 +76,7 @@ static json_t *result_json(const struct attempt_end *end)
                         end->has_exit_code ? json_integer(end->exit_code) : json_null());
     json_object_set_new(r, "signal", end->signal ? json_integer(end->signal) : json_null());
     json_object_set_new(r, "duration_ms",
-                        end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
+                        duration_ms >= 0 ? json_integer(duration_ms) : json_null());
     json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
     /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
     json_t *out = end->stdout_head ? json_stringn(end->stdout_head,
@@ -102,7 +102,11 @@ static void end_attempt(struct job *j, const struct attempt_end *end, int64_t no
     if (!j->attempts) j->attempts = json_array();
     json_array_append_new(j->attempts, entry);
     json_decref(j->result);
-    j->result = result_json(end);
+    /* unknown to the reporter (lost, deadline): the time since the process started */
+    int64_t duration = end->duration_ms >= 0 ? end->duration_ms
+                       : j->started_at       ? now_ms - j->started_at
+                                             : -1;
+    j->result = result_json(end, duration);
 
     if (ok) {
         j->state = JOB_SUCCEEDED;
@@ -159,6 +163,12 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
         j->progress = a->progress;
         return 0;
     case JOB_EV_FINISH:
+        /* An end with no `started` before it: the process ran for its duration, unless the
+           attempt ended in error before any process (staging, exec). */
+        if (!j->started_at && a->end->duration_ms >= 0 && strcmp(a->end->reason, "error"))
+            j->started_at = a->now_ms - a->end->duration_ms;
+        end_attempt(j, a->end, a->now_ms);
+        break;
     case JOB_EV_LOST:
     case JOB_EV_DEADLINE:
         end_attempt(j, a->end, a->now_ms);

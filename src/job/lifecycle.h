@@ -53,7 +53,7 @@ struct attempt_end {
     bool has_exit_code;
     int exit_code;
     int signal;              /* 0 = none */
-    int64_t duration_ms;     /* -1 = unknown */
+    int64_t duration_ms;     /* -1 = unknown: now - started_at when it started */
     const char *error;       /* NULL = none */
     const char *stdout_head; /* the first bytes of stdout, or NULL */
     size_t stdout_len;

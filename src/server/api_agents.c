@@ -443,66 +443,43 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     int attempt = (int)json_integer_value(json_object_get(it->in, "attempt"));
     int64_t now = time_now_ms();
     struct job j;
-    /* Only an attempt's end needs the spec (its retry policy). */
-    int (*get)(struct store *, const char *, struct job *, struct err *) =
-        it->type == R_FINISHED ? store_job_get : store_job_get_run;
-    struct err ge = ERR_INIT;
-    int rc = get(st, id, &j, &ge);
-    if (rc == ERR_NOTFOUND)
-        return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
-    if (rc) return err_set(e, rc, "%s", ge.msg);
-    bool mine = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
-    bool held = (1u << j.state) & LEASE_HELD_STATES;
+    int rc;
     it->status = 200;
-    if (!mine || (!held && it->type != R_FINISHED) || (!held && !job_state_terminal(j.state))) {
+    if (it->type == R_LOG) { /* output, not a change of the job: the attempt must be held */
+        struct err ge = ERR_INIT;
+        if ((rc = store_job_get_run(st, id, &j, &ge)) == ERR_NOTFOUND)
+            return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
+        if (rc) return err_set(e, rc, "%s", ge.msg);
+        bool held = j.attempt == attempt && j.agent && !strcmp(j.agent, agent) &&
+                    ((1u << j.state) & LEASE_HELD_STATES);
         job_release(&j);
-        return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent", id,
-                         attempt);
-    }
-    if (!held) { /* finished again for an attempt already recorded: acknowledged, no change */
-        job_release(&j);
-        return 0;
-    }
-    switch (it->type) {
-    case R_STARTED: {
-        struct job_event_args args = {.now_ms = now};
-        if (lifecycle_apply(&j, JOB_EV_START, &args, NULL)) { /* a repeated started: no change */
-            job_release(&j);
-            return 0;
-        }
-        break;
-    }
-    case R_LOG: {
+        if (!held)
+            return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent",
+                             id, attempt);
         json_t *data = json_object_get(it->in, "data");
         int stream = strcmp(json_string_value(json_object_get(it->in, "stream")), "stdout") != 0;
-        rc = store_log_append(st, id, attempt, stream,
-                              json_integer_value(json_object_get(it->in, "offset")),
-                              json_string_value(data), json_string_length(data), e);
-        job_release(&j);
-        return rc;
+        return store_log_append(st, id, attempt, stream,
+                                json_integer_value(json_object_get(it->in, "offset")),
+                                json_string_value(data), json_string_length(data), e);
     }
-    case R_PROGRESS: {
+
+    struct buf out = BUF_INIT;
+    struct attempt_end end;
+    struct job_event_args args = {.now_ms = now};
+    enum job_event ev = JOB_EV_START;
+    if (it->type == R_PROGRESS) {
         char ts[32];
         time_format_rfc3339(now, ts, sizeof(ts));
         json_t *m = json_object_get(it->in, "message");
-        struct job_event_args args = {
-            .now_ms = now,
-            .progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
-                                  "message", json_is_string(m) ? m : json_null(), "updated_at", ts),
-        };
-        lifecycle_apply(&j, JOB_EV_PROGRESS, &args, NULL); /* held: always allowed */
-        break;
-    }
-    case R_FINISHED: {
-        struct buf out = BUF_INIT;
-        if ((rc = store_log_read(st, id, attempt, 0, 0, STDOUT_IN_RESULT, &out, e))) {
-            job_release(&j);
-            return rc;
-        }
+        ev = JOB_EV_PROGRESS;
+        args.progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
+                                  "message", json_is_string(m) ? m : json_null(), "updated_at", ts);
+    } else if (it->type == R_FINISHED) {
+        if ((rc = store_log_read(st, id, attempt, 0, 0, STDOUT_IN_RESULT, &out, e))) return rc;
         json_t *in = it->in, *code = json_object_get(in, "exit_code");
         json_t *sig = json_object_get(in, "signal"), *err = json_object_get(in, "error");
         json_t *dur = json_object_get(in, "duration_ms");
-        struct attempt_end end = {
+        end = (struct attempt_end){
             .reason = json_string_value(json_object_get(in, "reason")),
             .has_exit_code = json_is_integer(code),
             .exit_code = (int)json_integer_value(code),
@@ -513,28 +490,36 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
             .stdout_len = out.len,
             .outputs = json_object_get(in, "outputs"),
         };
-        /* An attempt that ends in error before any `started` (staging, exec) never ran. */
-        if (!j.started_at && end.duration_ms >= 0 && strcmp(end.reason, "error"))
-            j.started_at = now - end.duration_ms;
-        struct job_event_args args = {.now_ms = now, .end = &end};
-        lifecycle_apply(&j, JOB_EV_FINISH, &args, NULL); /* held: always allowed */
-        buf_release(&out);
-        break;
+        ev = JOB_EV_FINISH;
+        args.end = &end;
     }
-    }
-    rc = store_job_update(st, &j, attempt, LEASE_HELD_STATES, e);
-    if (rc == ERR_CONFLICT) {
-        err_clear(e);
+    /* Only an attempt's end needs the spec (its retry policy). */
+    struct err ae = ERR_INIT;
+    rc = store_job_apply(st, id, attempt, agent, ev == JOB_EV_FINISH, ev, &args, &j, &ae);
+    buf_release(&out);
+    switch (rc) {
+    case 0:
+        it->rec = j;
+        it->changed = true;
+        return 0;
+    case LIFECYCLE_SAME: /* a repeated started: acknowledged, no change */
         job_release(&j);
-        return item_fail(it, 409, "job '%s' attempt %d changed meanwhile", id, attempt);
-    }
-    if (rc) {
+        return 0;
+    case ERR_NOTFOUND:
+        return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
+    case ERR_CONFLICT: {
+        /* finished again for an attempt already recorded: acknowledged, no change */
+        bool repeat = ev == JOB_EV_FINISH && j.attempt == attempt && j.agent &&
+                      !strcmp(j.agent, agent) && job_state_terminal(j.state);
         job_release(&j);
+        if (repeat) return 0;
+        return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent", id,
+                         attempt);
+    }
+    default:
+        *e = ae;
         return rc;
     }
-    it->rec = j;
-    it->changed = true;
-    return 0;
 }
 
 #define FINISH_LOOKAHEAD 64

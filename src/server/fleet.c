@@ -229,19 +229,19 @@ static void commit_state(struct fleet *f, struct live_agent *a, struct http_req 
 }
 
 /*
- * A fenced write of j (see store_job_update): 1 when applied, 0 when the job
- * changed meanwhile (j is released), or a negative store error (j released).
+ * What store_job_apply()'s rc means to the fleet: 1 when applied (j is the
+ * job after), 0 when the job is no longer as the caller knew it (j released),
+ * or a negative store error.
  */
-static int fenced_write(struct store *st, struct job *j, int attempt, unsigned states,
-                        struct err *e)
+static int applied(int rc, struct job *j, struct err *e)
 {
-    int rc = store_job_update(st, j, attempt, states, e);
     if (!rc) return 1;
-    job_release(j);
-    if (rc != ERR_CONFLICT) return rc;
+    if (rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(j);
+    if (rc != LIFECYCLE_SAME && rc != ERR_CONFLICT && rc != ERR_NOTFOUND) return rc;
     err_clear(e);
     return 0;
 }
+
 
 /* ---- ending attempts for the agent (lost, deadline, left) ---- */
 
@@ -266,30 +266,16 @@ static int end_write(struct store *st, void *arg, struct err *e)
     int64_t now = time_now_ms();
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
-        struct job j;
-        struct err ge = ERR_INIT;
-        int grc = store_job_get(st, it->job, &j, &ge);
-        if (grc == ERR_NOTFOUND) continue;
-        if (grc) return err_set(e, grc, "%s", ge.msg);
-        if (j.attempt != it->attempt || !((1u << j.state) & LEASE_HELD_STATES)) {
-            job_release(&j);
-            continue;
-        }
         struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
-        if (j.started_at) end.duration_ms = now - j.started_at;
         enum job_event ev = !strcmp(op->reason, "timeout") ? JOB_EV_DEADLINE
                             : !strcmp(op->reason, "lost")  ? JOB_EV_LOST
                                                            : JOB_EV_FINISH;
         struct job_event_args args = {.now_ms = now, .end = &end};
-        if (lifecycle_apply(&j, ev, &args, NULL)) { /* held was checked: cannot happen */
-            job_release(&j);
-            continue;
-        }
-        int rc = fenced_write(st, &j, it->attempt, LEASE_HELD_STATES, e);
+        int rc = applied(store_job_apply(st, it->job, it->attempt, NULL, true, ev, &args,
+                                         &it->rec, e),
+                         &it->rec, e);
         if (rc < 0) return rc;
-        if (!rc) continue;
-        it->rec = j;
-        it->changed = true;
+        it->changed = rc > 0;
     }
     return 0;
 }
@@ -532,19 +518,13 @@ static int lease_write(struct store *st, void *arg, struct err *e)
     int64_t now = time_now_ms();
     for (size_t i = 0; i < op->n; i++) {
         struct job j;
-        struct err ge = ERR_INIT;
-        int grc = store_job_get(st, op->taken[i]->id, &j, &ge);
-        if (grc == ERR_NOTFOUND) continue;
-        if (grc) return err_set(e, grc, "%s", ge.msg); /* the batch fails: jobs are put back */
-        int old = j.attempt;
         struct job_event_args args = {.now_ms = now, .agent = op->agent_name};
-        if (lifecycle_apply(&j, JOB_EV_LEASE, &args, NULL)) { /* no longer queued */
-            job_release(&j);
-            continue;
-        }
-        int rc = fenced_write(st, &j, old, 1u << JOB_QUEUED, e);
+        /* a store error fails the batch: its jobs are put back */
+        int rc = applied(store_job_apply(st, op->taken[i]->id, 0, NULL, true, JOB_EV_LEASE,
+                                         &args, &j, e),
+                         &j, e);
         if (rc < 0) return rc;
-        if (!rc) continue;
+        if (!rc) continue; /* no longer queued (cancelled meanwhile) */
         op->jobs[i] = j;
         op->leased[i] = true;
         op->deadline[i] = lease_deadline(&j, now, op->grace_ms);
@@ -636,17 +616,17 @@ static int unlease_write(struct store *st, void *arg, struct err *e)
     struct lease_op *op = arg;
     for (size_t i = 0; i < op->n; i++) {
         if (!op->leased[i]) continue;
-        struct job *j = &op->jobs[i];
-        int attempt = j->attempt;
+        struct job back;
         struct job_event_args args = {.now_ms = time_now_ms()};
-        if (lifecycle_apply(j, JOB_EV_UNLEASE, &args, NULL)) { /* started meanwhile */
-            op->leased[i] = false;
-            continue;
+        int rc = applied(store_job_apply(st, op->jobs[i].id, op->jobs[i].attempt, op->agent_name,
+                                         true, JOB_EV_UNLEASE, &args, &back, e),
+                         &back, e);
+        if (rc < 0) return rc;
+        op->leased[i] = rc > 0; /* else it changed meanwhile (cancelled) */
+        if (rc) {
+            job_release(&op->jobs[i]);
+            op->jobs[i] = back;
         }
-        int rc = store_job_update(st, j, attempt, 1u << JOB_LEASED, e);
-        if (rc && rc != ERR_CONFLICT) return rc;
-        err_clear(e);
-        op->leased[i] = rc == 0;
     }
     return 0;
 }

@@ -108,10 +108,26 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
+int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
+                    enum job_event ev, const struct job_event_args *a, struct job *out,
+                    struct err *e)
+{
+    return st->ops->job_apply(st, id, attempt, agent, spec, ev, a, out, e);
+}
+
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e)
 {
-    return st->ops->job_cancel(st, id, now_ms, out, e);
+    struct job_event_args a = {.now_ms = now_ms};
+    struct err ce = ERR_INIT;
+    int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_CANCEL, &a, out, &ce);
+    if (rc == ERR_CONFLICT) {
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is already %s", id, job_state_name(out->state));
+        job_release(out);
+    } else if (rc) {
+        *e = ce;
+    }
+    return rc;
 }
 
 int store_job_update(struct store *st, const struct job *j, int expect_attempt,

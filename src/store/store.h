@@ -30,6 +30,7 @@
 #include "common/buf.h"
 #include "job/agent.h"
 #include "job/job.h"
+#include "job/lifecycle.h"
 
 struct store;
 
@@ -99,8 +100,29 @@ int store_job_get_run(struct store *st, const char *id, struct job *out, struct 
 int store_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
                    struct err *e);
 /*
- * Moves a job that is not terminal to cancelled (result reason "cancelled")
- * and returns it in out. ERR_NOTFOUND, or ERR_CONFLICT when it already ended.
+ * THE lifecycle operation: applies event `ev` (job/lifecycle.h) to job `id`
+ * and writes the result, as one step under the backend's own locking (SQLite:
+ * inside the writer's transaction; a shared backend: the row locked for the
+ * step), so that no other change comes between the read and the write.
+ *
+ * The job must be at attempt `attempt` (0: any) and, when `agent` is not
+ * NULL, held by that agent. With `spec` false the spec and labels are not
+ * read (out has them NULL): for events that need neither (finish, lost and
+ * deadline need the retry policy; a lease answer needs the spec).
+ *
+ * Returns 0 (applied: out is the job after), LIFECYCLE_SAME (allowed and
+ * nothing changes: out as it is), ERR_CONFLICT (the attempt, the agent or the
+ * state does not allow it: out is the job as it is, for the caller to tell a
+ * repeat from a stale caller), ERR_NOTFOUND; out is the caller's to release
+ * on 0, LIFECYCLE_SAME and ERR_CONFLICT.
+ */
+int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
+                    enum job_event ev, const struct job_event_args *a, struct job *out,
+                    struct err *e);
+/*
+ * store_job_apply's cancel, any attempt: the job (not terminal) becomes
+ * cancelled and is returned in out. ERR_NOTFOUND, or ERR_CONFLICT ("job 'x'
+ * is already succeeded") when it already ended (out released).
  */
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e);

@@ -34,8 +34,9 @@ struct store_ops {
     int (*job_get_run)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
                     struct err *e);
-    int (*job_cancel)(struct store *st, const char *id, int64_t now_ms, struct job *out,
-                      struct err *e);
+    int (*job_apply)(struct store *st, const char *id, int attempt, const char *agent, bool spec,
+                     enum job_event ev, const struct job_event_args *a, struct job *out,
+                     struct err *e);
     int (*job_update)(struct store *st, const struct job *j, int expect_attempt,
                       unsigned expect_states, struct err *e);
     int (*job_scan)(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),

@@ -624,21 +624,27 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
 static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
                              unsigned expect_states, struct err *e);
 
-/* Read, the lifecycle's cancel, fenced write: the writer holds SQLite's lock meanwhile. */
-static int sqlite_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
-                             struct err *e)
+/* Read, the lifecycle's event, fenced write: the writer holds SQLite's lock meanwhile. */
+static int sqlite_job_apply(struct store *st, const char *id, int attempt, const char *agent,
+                            bool spec, enum job_event ev, const struct job_event_args *a,
+                            struct job *out, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    int rc = get_one(s, S_JOB_GET, id, out, e, "job");
-    if (rc)
+    int rc = get_one(s, spec ? S_JOB_GET : S_JOB_GET_RUN, id, out, e, "job");
+    if (rc) {
+        json_decref(a->progress);
         return rc;
-    int state = out->state, attempt = out->attempt;
-    struct job_event_args args = {.now_ms = now_ms};
-    if (lifecycle_apply(out, JOB_EV_CANCEL, &args, NULL))
-        rc = err_set(e, ERR_CONFLICT, "job '%s' is already %s", id, job_state_name(state));
-    else
-        rc = sqlite_job_update(st, out, attempt, 1u << state, e);
-    if (rc)
+    }
+    int state = out->state, was = out->attempt;
+    if ((attempt && was != attempt) || (agent && (!out->agent || strcmp(out->agent, agent)))) {
+        json_decref(a->progress);
+        return err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d%s%s", id,
+                       job_state_name(state), was, out->agent ? " on " : "",
+                       out->agent ? out->agent : "");
+    }
+    if ((rc = lifecycle_apply(out, ev, a, e)))
+        return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
+    if ((rc = sqlite_job_update(st, out, was, 1u << state, e)))
         job_release(out);
     return rc;
 }
@@ -1136,7 +1142,7 @@ const struct store_ops store_sqlite_ops = {
     .job_match = sqlite_job_match,
     .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
-    .job_cancel = sqlite_job_cancel,
+    .job_apply = sqlite_job_apply,
     .job_update = sqlite_job_update,
     .job_scan = sqlite_job_scan,
     .log_append = sqlite_log_append,

@@ -15,24 +15,13 @@
 
 #include <cmocka.h>
 
+#include "jobtest.h"
+
 #include "job/job.h"
 #include "job/lifecycle.h"
 #include "job/spec.h"
 #include "server/lease.h"
 
-/* A queued job made the real way: spec text -> spec_parse -> job_from_spec. */
-static void make_job(struct job *j, const char *spec_text, int64_t now)
-{
-    json_error_t je;
-    json_t *in = json_loads(spec_text, 0, &je);
-    assert_non_null(in);
-    struct job_spec spec;
-    struct err e = ERR_INIT;
-    assert_int_equal(spec_parse(in, NULL, &spec, &e), 0);
-    job_from_spec(j, &spec, now);
-    spec_release(&spec);
-    json_decref(in);
-}
 
 static int apply(struct job *j, enum job_event ev, const struct attempt_end *end, int64_t now)
 {

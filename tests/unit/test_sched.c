@@ -15,25 +15,14 @@
 
 #include <cmocka.h>
 
+#include "jobtest.h"
+
 #include "common/timeutil.h"
 #include "job/job.h"
 #include "job/spec.h"
 #include "server/lease.h"
 #include "server/sched.h"
 
-/* A queued job made the real way: spec text -> spec_parse -> job_from_spec. */
-static void make_job(struct job *j, const char *spec_text, int64_t now)
-{
-    json_error_t je;
-    json_t *in = json_loads(spec_text, 0, &je);
-    assert_non_null(in);
-    struct job_spec spec;
-    struct err e = ERR_INIT;
-    assert_int_equal(spec_parse(in, NULL, &spec, &e), 0);
-    job_from_spec(j, &spec, now);
-    spec_release(&spec);
-    json_decref(in);
-}
 
 static size_t take(struct sched *s, const char *queues, const char *labels, int slots,
                    struct sched_job **out, size_t max)

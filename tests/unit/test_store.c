@@ -1099,6 +1099,93 @@ static void test_cancel(void **state)
     release_jobs(jobs, 3);
 }
 
+/* --- the lifecycle operation and its events --------------------------------------------- */
+
+static int count_events(void *arg, const struct event_rec *ev)
+{
+    int *states = arg;
+    states[0]++;
+    states[states[0]] = ev->state;
+    return states[0] >= 15;
+}
+
+/*
+ * store_job_apply: fenced on attempt and agent, refused by the lifecycle's
+ * table, one event per applied change, in the same transaction.
+ */
+static void test_apply(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j, out;
+    make_job(&j, T0, "{'retry': {'max_attempts': 1}, 'command': {'program': 'true'}}");
+    insert_jobs(f->st, &j, 1);
+    struct job_event_args lease = {.now_ms = T0 + 1, .agent = "w1"};
+    struct job_event_args at = {.now_ms = T0 + 2};
+
+    assert_ok(store_begin(f->st, &e), &e);
+    /* queued: starting is not allowed, and the store says what the job is */
+    assert_err(store_job_apply(f->st, j.id, 0, NULL, false, JOB_EV_START, &at, &out, &e),
+               ERR_CONFLICT, &e);
+    assert_int_equal(out.state, JOB_QUEUED);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j.id, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    assert_int_equal(out.state, JOB_LEASED);
+    assert_int_equal(out.attempt, 1);
+    assert_non_null(out.spec); /* asked for */
+    job_release(&out);
+    /* another agent, or another attempt: refused, the job as it is */
+    assert_err(store_job_apply(f->st, j.id, 1, "w2", false, JOB_EV_START, &at, &out, &e),
+               ERR_CONFLICT, &e);
+    assert_string_equal(out.agent, "w1");
+    job_release(&out);
+    assert_err(store_job_apply(f->st, j.id, 2, "w1", false, JOB_EV_START, &at, &out, &e),
+               ERR_CONFLICT, &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j.id, 1, "w1", false, JOB_EV_START, &at, &out, &e), &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    assert_null(out.spec); /* not asked for */
+    job_release(&out);
+    assert_int_equal(store_job_apply(f->st, j.id, 1, "w1", false, JOB_EV_START, &at, &out, &e),
+                     LIFECYCLE_SAME);
+    job_release(&out);
+    struct attempt_end bad = {.reason = "exit", .has_exit_code = true, .exit_code = 2,
+                              .duration_ms = 3};
+    struct job_event_args fin = {.now_ms = T0 + 5, .end = &bad};
+    assert_ok(store_job_apply(f->st, j.id, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_int_equal(out.state, JOB_FAILED); /* one attempt only */
+    job_release(&out);
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    assert_err(store_job_apply(f->st, unknown, 0, NULL, false, JOB_EV_CANCEL, &at, &out, &e),
+               ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    /* the events: the insert and each applied change, nothing for the refusals */
+    int states[16] = {0};
+    const char *const ids[] = {j.id};
+    struct event_filter flt = {.after = 0, .kind = EVENT_JOB, .jobs = ids, .njobs = 1,
+                               .limit = 100};
+    assert_ok(store_event_list(f->st, &flt, count_events, states, &e), &e);
+    assert_int_equal(states[0], 4);
+    assert_int_equal(states[1], JOB_QUEUED);
+    assert_int_equal(states[2], JOB_LEASED);
+    assert_int_equal(states[3], JOB_RUNNING);
+    assert_int_equal(states[4], JOB_FAILED);
+    /* a rolled back change leaves no event */
+    assert_ok(store_begin(f->st, &e), &e);
+    struct job k;
+    make_simple(&k, T0 + 9, "q");
+    assert_ok(store_job_insert(f->st, &k, &e), &e);
+    store_rollback(f->st);
+    int64_t first, last;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, 1);
+    assert_int_equal(last, 4);
+    job_release(&k);
+    job_release(&j);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -1376,6 +1463,7 @@ int main(void)
         T(test_list_filters),
         T(test_list_paging),
         T(test_cancel),
+        T(test_apply),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
