@@ -36,7 +36,7 @@
 #include "job/spec.h"
 
 static const char usage_text[] =
-    "usage: drover agent --server URL [--token-file FILE] [--name N] [--queues Q1,Q2]\n"
+    "usage: drover agent [--server URL] [--token-file FILE] [--name N] [--queues Q1,Q2]\n"
     "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"

@@ -317,6 +317,8 @@ def test_usage_errors(fast_server, tmp_path):
     assert r.returncode == 1 and "cannot register" in r.stderr
     r = subprocess.run([AGENT_BIN, "agent", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--term-grace" in r.stdout
+    # --server has a default ($DROVER_SERVER, else the local one): the synopsis says optional
+    assert r.stdout.startswith("usage: drover agent [--server URL]")
 
 
 def test_one_agent_per_work_dir(fast_server, make_agent, tmp_path):
