@@ -92,7 +92,7 @@ bool progress_parse_last(const char *text, size_t n, bool partial_first, bool fi
     if (best_len > 0) {
         struct buf b = BUF_INIT;
         utf8_sanitize(&b, best, best_len, true);
-        size_t cut = utf8_cut(b.data, b.len, PROGRESS_MESSAGE_MAX);
+        size_t cut = utf8_cut(b.data, b.len, PROTO_PROGRESS_MESSAGE_MAX);
         b.data[cut] = '\0';
         b.len = cut;
         *message = buf_detach(&b);

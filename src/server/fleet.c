@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
 #include "server/lease.h"
 #include "server/sched.h"
 #include "server/server.h"
@@ -355,7 +356,8 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
     a->rec.state = state;
     commit_state(f, a, answer);
     if (state == AGENT_LOST || state == AGENT_LEFT)
-        end_leases(f, lease_of_agent, a->rec.id, state == AGENT_LOST ? "lost" : "error",
+        end_leases(f, lease_of_agent, a->rec.id,
+                   proto_reason_name(state == AGENT_LOST ? PROTO_REASON_LOST : PROTO_REASON_ERROR),
                    state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
@@ -472,7 +474,8 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
      */
     if (json_is_array(running) && !a->leasing && a->held) {
         struct not_held nh = {a->rec.id, running};
-        end_leases(f, lease_not_held, &nh, "lost", "the lease never reached the agent");
+        end_leases(f, lease_not_held, &nh, proto_reason_name(PROTO_REASON_LOST),
+                   "the lease never reached the agent");
     }
     if (a->poll) /* a new poll replaces an old one the agent gave up on */
         reply_poll(f, a, NULL);
@@ -719,7 +722,8 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
         if (alive && now_ms - a->rec.last_seen > lost_ms)
             fleet_agent_set_state(f, a, AGENT_LOST, NULL);
     }
-    end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
+    end_leases(f, lease_past, &now_ms, proto_reason_name(PROTO_REASON_TIMEOUT),
+               "the attempt passed its deadline on the server");
 }
 
 /* ---- start ---- */

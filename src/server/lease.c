@@ -7,6 +7,7 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
 
 static double retry_value(const struct job *j, const char *key, double dflt)
 {
@@ -66,7 +67,7 @@ static json_t *result_json(const struct attempt_end *end)
     json_object_set_new(r, "duration_ms",
                         end->duration_ms >= 0 ? json_integer(end->duration_ms) : json_null());
     json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
-    /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
+    /* The head is cut (PROTO_RESULT_STDOUT_MAX), maybe inside a character: keep only whole ones. */
     json_t *out = end->stdout_head ? json_stringn(end->stdout_head,
                                                   utf8_whole(end->stdout_head, end->stdout_len))
                                    : json_string("");
@@ -77,8 +78,9 @@ static json_t *result_json(const struct attempt_end *end)
 
 void lease_end_attempt(struct job *j, const struct attempt_end *end, int64_t now_ms)
 {
-    bool ok = !strcmp(end->reason, "exit") && end->has_exit_code && end->exit_code == 0;
-    bool cancelled = !strcmp(end->reason, "cancelled");
+    int reason = proto_reason_parse(end->reason);
+    bool ok = reason == PROTO_REASON_EXIT && end->has_exit_code && end->exit_code == 0;
+    bool cancelled = reason == PROTO_REASON_CANCELLED;
 
     json_t *entry = json_pack(
         "{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt, "agent", j->agent,

@@ -20,7 +20,7 @@
 
 /* How an attempt ended (docs/protocol.md "finished"). */
 struct attempt_end {
-    const char *reason;    /* exit, signal, timeout, cancelled, error, lost */
+    const char *reason;    /* a proto_reason_name() (job/protocol.h) */
     bool has_exit_code;
     int exit_code;
     int signal;            /* 0 = none */
