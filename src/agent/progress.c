@@ -44,7 +44,7 @@ bool progress_parse_line(const char *line, size_t n, double *percent, const char
     num[i - start] = '\0';
     char *end;
     double x = strtod(num, &end);
-    if (*end || !isfinite(x) || x < 0 || x > 100) return false;
+    if (*end || !isfinite(x) || x < 0 || x > PROTO_PERCENT_MAX) return false;
     if (i < n && line[i] == '%') i++;
     if (i < n && !is_space(line[i])) return false; /* "42abc" is not a progress line */
     while (i < n && is_space(line[i]))

@@ -23,6 +23,7 @@
 #define PROTO_LOG_CHUNK_MAX (256 * 1024)  /* bytes of a log report's data */
 #define PROTO_STREAM_MAX (64u << 20)      /* bytes the server keeps per stream and attempt */
 #define PROTO_RESULT_STDOUT_MAX (1 << 20) /* bytes of stdout copied into the job's result */
+#define PROTO_PERCENT_MAX 100             /* a progress report's percent, from 0 */
 #define PROTO_PROGRESS_MESSAGE_MAX 1024   /* bytes of a progress report's message */
 #define PROTO_ERROR_MAX (64 * 1024)       /* bytes of a finished report's error text */
 #define PROTO_ATTEMPT_MAX INT32_MAX       /* attempts count from 1 */

@@ -367,8 +367,10 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
         json_t *p = json_object_get(it, "percent"), *m = json_object_get(it, "message");
         char pf[80];
         snprintf(pf, sizeof(pf), "%s.percent", f);
-        if (!json_is_number(p) || !(json_number_value(p) >= 0 && json_number_value(p) <= 100))
-            return err_field(e, ERR_INVALID, pf, "%s must be a number from 0 to 100", pf);
+        if (!json_is_number(p) ||
+            !(json_number_value(p) >= 0 && json_number_value(p) <= PROTO_PERCENT_MAX))
+            return err_field(e, ERR_INVALID, pf, "%s must be a number from 0 to %d", pf,
+                             PROTO_PERCENT_MAX);
         if (m && !json_is_null(m) &&
             (!json_is_string(m) || json_string_length(m) > PROTO_PROGRESS_MESSAGE_MAX))
             return err_field(e, ERR_INVALID, f,
