@@ -93,7 +93,7 @@ static int usage_error(const char *fmt, ...)
 static bool agent_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n < 1 || n > 64) return false;
+    if (n < 1 || n > PROTO_NAME_MAX) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -133,9 +133,9 @@ static int parse_queues(const char *arg, json_t **out)
         if (!p[n]) break;
         p += n + 1;
     }
-    if (json_array_size(list) > 64) {
+    if (json_array_size(list) > PROTO_QUEUES_MAX) {
         json_decref(list);
-        return usage_error("--queues: at most 64 queues");
+        return usage_error("--queues: at most %d queues", PROTO_QUEUES_MAX);
     }
     json_decref(*out);
     *out = list;
@@ -158,7 +158,8 @@ static int parse_labels(const char *arg, json_t *labels)
         free(k);
         free(v);
         if (!jv) return usage_error("--labels: a value must be UTF-8 text of at most 256 bytes");
-        if (json_object_size(labels) > 64) return usage_error("--labels: at most 64 labels");
+        if (json_object_size(labels) > SPEC_MAX_LABELS)
+            return usage_error("--labels: at most %d labels", SPEC_MAX_LABELS);
         p += n;
         if (*p == ',') p++;
     }
@@ -278,9 +279,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         case OPT_SLOTS:
             errno = 0;
             n = strtol(optarg, &end, 10);
-            if (end == optarg || *end || errno || n < 1 || n > 1024)
-                return usage_error("--slots must be a whole number from 1 to 1024, not '%s'",
-                                   optarg);
+            if (end == optarg || *end || errno || n < 1 || n > PROTO_SLOTS_MAX)
+                return usage_error("--slots must be a whole number from 1 to %d, not '%s'",
+                                   PROTO_SLOTS_MAX, optarg);
             o->slots = (int)n;
             break;
         case OPT_WORK_DIR:

@@ -39,12 +39,13 @@
 #include "common/uuid.h"
 #include "http/aclient.h"
 #include "http/client.h"
+#include "job/protocol.h"
 
-#define AGENT_CHUNK_MAX (256 * 1024)          /* protocol: a log chunk's data */
-#define AGENT_STREAM_MAX ((uint64_t)64 << 20) /* protocol: what the server keeps per stream */
-#define AGENT_REQUEST_LOG_MAX (1024 * 1024)   /* log bytes in one reports request, at first */
-#define AGENT_REQUEST_LOG_MIN (64 * 1024)     /* ... halved on 413 down to this */
-#define AGENT_REQUEST_REPORTS_MAX 1000        /* reports in one request */
+/* The protocol's limits (log chunk, stream, reports per request, ...) are in job/protocol.h. */
+#define AGENT_REQUEST_LOG_MAX (1024 * 1024) /* log bytes in one reports request, at first */
+#define AGENT_REQUEST_LOG_MIN (64 * 1024)   /* ... halved on 413 down to this */
+#define AGENT_REQUEST_REPORTS_MAX 1000      /* reports in one request (<= PROTO_REPORTS_MAX) */
+_Static_assert(AGENT_REQUEST_REPORTS_MAX <= PROTO_REPORTS_MAX, "the server takes them all");
 #define AGENT_BACKOFF_MIN_MS 100
 #define AGENT_BACKOFF_MAX_MS 5000
 #define AGENT_PROGRESS_TICK_MS 150
@@ -56,21 +57,12 @@
 #define AGENT_PRIO_IO 1
 #define AGENT_PRIO_FLUSH 2
 
-enum agent_reason {
-    REASON_EXIT,
-    REASON_SIGNAL,
-    REASON_TIMEOUT,
-    REASON_CANCELLED,
-    REASON_ERROR,
-    REASON_COUNT
-};
-extern const char *const agent_reason_names[REASON_COUNT];
-
-enum job_phase {
-    JOB_STAGE_IN,  /* its inputs are downloading; no process yet */
-    JOB_RUNNING,   /* the process runs (or its pipes are still open) */
-    JOB_STAGE_OUT, /* the process ended; its outputs are uploading */
-    JOB_DONE,      /* the finished report exists (spooled); waiting for it to be settled */
+/* Where a job is on the agent (not a server-side job state: job/job.h). */
+enum agent_phase {
+    PHASE_STAGE_IN,  /* its inputs are downloading; no process yet */
+    PHASE_RUNNING,   /* the process runs (or its pipes are still open) */
+    PHASE_STAGE_OUT, /* the process ended; its outputs are uploading */
+    PHASE_DONE,      /* the finished report exists (spooled); waiting for it to be settled */
 };
 
 /* Why the agent is killing a job's process group (the first reason wins). */
@@ -85,7 +77,7 @@ struct agent_job;
 /* A captured output stream: read from its pipe, kept until its log reports are settled. */
 struct agent_stream {
     struct agent_job *job;
-    const char *name; /* "stdout" or "stderr" */
+    const char *name; /* proto_stream_name(): "stdout" or "stderr" */
     int fd;           /* our end of the pipe, -1 once closed */
     struct event *ev;
     struct buf pending; /* sanitised text; pending.data[head..len) is not settled yet */
@@ -94,7 +86,7 @@ struct agent_stream {
     size_t inflight;    /* bytes from head carried by the reports request in flight */
     bool batch_failed;  /* while settling a batch: an earlier chunk of this stream failed */
     uint64_t produced;  /* sanitised bytes kept so far (base + pending.len) */
-    uint64_t discarded; /* bytes read past AGENT_STREAM_MAX, not kept */
+    uint64_t discarded; /* bytes read past PROTO_STREAM_MAX, not kept */
     char carry[4];      /* an incomplete UTF-8 sequence waiting for its next bytes */
     size_t ncarry;
 };
@@ -107,11 +99,11 @@ struct agent_job {
     json_t *spec;    /* the normalised spec (owned); NULL for a job recovered from the spool */
     int slots;       /* of the agent's slots, while the process runs */
     bool slots_held; /* counted in a->slots_used */
-    enum job_phase phase;
+    enum agent_phase phase;
     struct stage *stage; /* its file staging (stage.h), NULL when it needs none */
     char **argv;         /* built at the lease, used when the inputs are in */
     /* the run's outcome, kept while the outputs upload */
-    enum agent_reason end_reason;
+    enum proto_reason end_reason; /* one of PROTO_AGENT_REASONS */
     int end_code, end_signal;
     char *end_error;
     bool recovered; /* from the spool, after a restart: no process */
@@ -172,7 +164,7 @@ struct agent_opts {
 
 struct agent_metrics {
     uint64_t jobs_started;
-    uint64_t jobs_finished[REASON_COUNT];
+    uint64_t jobs_finished[PROTO_AGENT_REASONS];
     uint64_t reports_sent;
     uint64_t report_requests;
     uint64_t report_errors;
@@ -182,12 +174,11 @@ struct agent_metrics {
 };
 
 /* One item of the reports request in flight, to settle or retry when its result comes. */
-enum batch_kind { ITEM_STARTED, ITEM_LOG, ITEM_PROGRESS, ITEM_FINISHED };
 struct batch_item {
     struct agent_job *job;
-    enum batch_kind kind;
-    struct agent_stream *stream; /* ITEM_LOG */
-    size_t len;                  /* ITEM_LOG: bytes of stream->pending */
+    enum proto_report kind;
+    struct agent_stream *stream; /* PROTO_REPORT_LOG */
+    size_t len;                  /* PROTO_REPORT_LOG: bytes of stream->pending */
 };
 
 struct agent {

@@ -48,9 +48,6 @@
 
 extern char **environ;
 
-const char *const agent_reason_names[REASON_COUNT] = {"exit", "signal", "timeout", "cancelled",
-                                                      "error"};
-
 #define PROGRESS_FILE ".drover-progress"
 
 /* --- work folders ---------------------------------------------------------- */
@@ -91,15 +88,15 @@ static struct agent_job *job_new(struct agent *a, const char *id, int attempt, j
     j->attempt = attempt;
     j->spec = spec ? json_incref(spec) : NULL;
     json_t *slots = json_object_get(spec, "slots");
-    j->slots =
-        json_is_integer(slots) && json_integer_value(slots) > 0 && json_integer_value(slots) <= 1024
-            ? (int)json_integer_value(slots)
-            : 1;
+    j->slots = json_is_integer(slots) && json_integer_value(slots) > 0 &&
+                       json_integer_value(slots) <= PROTO_SLOTS_MAX
+                   ? (int)json_integer_value(slots)
+                   : 1;
     j->stdin_fd = -1;
     j->out.fd = j->err.fd = -1;
     j->out.job = j->err.job = j;
-    j->out.name = "stdout";
-    j->err.name = "stderr";
+    j->out.name = proto_stream_name(PROTO_STREAM_STDOUT);
+    j->err.name = proto_stream_name(PROTO_STREAM_STDERR);
     j->work_dir = xasprintf("%s/%s-%d", a->jobs_dir, id, attempt);
     j->prev = a->jobs_tail;
     if (a->jobs_tail)
@@ -160,29 +157,31 @@ size_t jobs_running(const struct agent *a)
 {
     size_t n = 0;
     for (const struct agent_job *j = a->jobs; j; j = j->next)
-        n += j->phase != JOB_DONE;
+        n += j->phase != PHASE_DONE;
     return n;
 }
 
 /* --- outcomes ------------------------------------------------------------------ */
 
-static json_t *report_base(const struct agent_job *j, const char *type)
+static json_t *report_base(const struct agent_job *j, enum proto_report type)
 {
-    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type", type);
+    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type",
+                     proto_report_name(type));
 }
 
 /* Records, spools and queues the finished report; the job becomes DONE. */
-static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_code, int sig,
+static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_code, int sig,
                        const char *error)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
     int64_t ms = j->start_ns && j->end_ns ? (j->end_ns - j->start_ns) / 1000000 : 0;
-    json_t *r = report_base(j, "finished");
-    json_object_set_new(r, "reason", json_string(agent_reason_names[reason]));
+    json_t *r = report_base(j, PROTO_REPORT_FINISHED);
+    json_object_set_new(r, "reason", json_string(proto_reason_name(reason)));
     json_object_set_new(r, "exit_code",
-                        reason == REASON_EXIT ? json_integer(exit_code) : json_null());
-    json_object_set_new(r, "signal", reason == REASON_SIGNAL ? json_integer(sig) : json_null());
+                        reason == PROTO_REASON_EXIT ? json_integer(exit_code) : json_null());
+    json_object_set_new(r, "signal",
+                        reason == PROTO_REASON_SIGNAL ? json_integer(sig) : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
     if (error) { /* messages may quote the job's file names: any bytes, made UTF-8 here */
         struct buf text = BUF_INIT;
@@ -208,20 +207,20 @@ static void job_finish(struct agent_job *j, enum agent_reason reason, int exit_c
         j->slots_held = false;
     }
     j->finished = r;
-    j->phase = JOB_DONE;
+    j->phase = PHASE_DONE;
     timer_free(&j->timeout_timer);
     timer_free(&j->grace_timer);
     timer_free(&j->progress_timer);
     a->m.jobs_finished[reason]++;
-    if (reason == REASON_EXIT)
+    if (reason == PROTO_REASON_EXIT)
         log_info("job=%s attempt=%d finished reason=exit exit_code=%d duration_ms=%lld", j->id,
                  j->attempt, exit_code, (long long)ms);
-    else if (reason == REASON_SIGNAL)
+    else if (reason == PROTO_REASON_SIGNAL)
         log_info("job=%s attempt=%d finished reason=signal signal=%d duration_ms=%lld", j->id,
                  j->attempt, sig, (long long)ms);
     else
         log_info("job=%s attempt=%d finished reason=%s duration_ms=%lld%s%s", j->id, j->attempt,
-                 agent_reason_names[reason], (long long)ms, error ? " error=" : "",
+                 proto_reason_name(reason), (long long)ms, error ? " error=" : "",
                  error ? error : "");
     proto_kick(a);
     /* a free slot is news for the server only with the next poll, which is on its way */
@@ -256,10 +255,10 @@ static double job_timeout_s(const struct agent_job *j)
 static void on_staged_out(struct agent_job *j, int rc, const char *error)
 {
     if (rc) {
-        char *msg = j->end_reason == REASON_EXIT && j->end_code != 0
+        char *msg = j->end_reason == PROTO_REASON_EXIT && j->end_code != 0
                         ? xasprintf("%s (the program had exited with code %d)", error, j->end_code)
                         : xstrdup(error);
-        job_finish(j, REASON_ERROR, 0, 0, msg);
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, msg);
         free(msg);
         return;
     }
@@ -268,40 +267,41 @@ static void on_staged_out(struct agent_job *j, int rc, const char *error)
 
 void jobs_process_ended(struct agent_job *j)
 {
-    if (j->phase != JOB_RUNNING) return;
+    if (j->phase != PHASE_RUNNING) return;
     progress_check(j, true);
     int st = j->wait_status;
     switch (j->kill_why) {
     case KILL_TIMEOUT: {
         char msg[128];
         snprintf(msg, sizeof(msg), "killed after its timeout of %g s", job_timeout_s(j));
-        job_finish(j, REASON_TIMEOUT, 0, 0, msg);
+        job_finish(j, PROTO_REASON_TIMEOUT, 0, 0, msg);
         return;
     }
     case KILL_CANCEL:
-        job_finish(j, REASON_CANCELLED, 0, 0, NULL);
+        job_finish(j, PROTO_REASON_CANCELLED, 0, 0, NULL);
         return;
     case KILL_STOP:
-        job_finish(j, REASON_ERROR, 0, 0, "the agent was stopped");
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, "the agent was stopped");
         return;
     case KILL_NONE:
         break;
     }
     j->end_code = j->end_signal = 0;
     if (WIFEXITED(st)) {
-        j->end_reason = REASON_EXIT;
+        j->end_reason = PROTO_REASON_EXIT;
         j->end_code = WEXITSTATUS(st);
     } else if (WIFSIGNALED(st)) {
-        j->end_reason = REASON_SIGNAL;
+        j->end_reason = PROTO_REASON_SIGNAL;
         j->end_signal = WTERMSIG(st);
     } else {
-        j->end_reason = REASON_ERROR;
+        j->end_reason = PROTO_REASON_ERROR;
         j->end_error = xstrdup("the process ended in an unknown way");
     }
     /* outputs only after a success; stdout/stderr URIs after any run that ended by itself */
-    bool all = j->end_reason == REASON_EXIT && j->end_code == 0;
-    if (j->stage && j->end_reason != REASON_ERROR && stage_out(j->stage, all, on_staged_out)) {
-        j->phase = JOB_STAGE_OUT;
+    bool all = j->end_reason == PROTO_REASON_EXIT && j->end_code == 0;
+    if (j->stage && j->end_reason != PROTO_REASON_ERROR &&
+        stage_out(j->stage, all, on_staged_out)) {
+        j->phase = PHASE_STAGE_OUT;
         log_debug("job=%s attempt=%d uploading its outputs", j->id, j->attempt);
         return;
     }
@@ -312,18 +312,18 @@ void jobs_process_ended(struct agent_job *j)
 static void job_stop_staging(struct agent_job *j, enum kill_why why)
 {
     char msg[160];
-    bool in = j->phase == JOB_STAGE_IN;
+    bool in = j->phase == PHASE_STAGE_IN;
     switch (why) {
     case KILL_TIMEOUT:
         snprintf(msg, sizeof(msg), "%s did not finish within the job's timeout of %g s",
                  in ? "downloading its inputs" : "uploading its outputs", job_timeout_s(j));
-        job_finish(j, REASON_TIMEOUT, 0, 0, msg);
+        job_finish(j, PROTO_REASON_TIMEOUT, 0, 0, msg);
         break;
     case KILL_CANCEL:
-        job_finish(j, REASON_CANCELLED, 0, 0, NULL);
+        job_finish(j, PROTO_REASON_CANCELLED, 0, 0, NULL);
         break;
     default:
-        job_finish(j, REASON_ERROR, 0, 0, "the agent was stopped");
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, "the agent was stopped");
         break;
     }
 }
@@ -334,7 +334,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct agent_job *j = arg;
     (void)fd, (void)what;
-    if (j->phase != JOB_RUNNING || j->exited) return;
+    if (j->phase != PHASE_RUNNING || j->exited) return;
     log_info("job=%s attempt=%d still running %g s after SIGTERM: SIGKILL", j->id, j->attempt,
              j->a->o.term_grace_s);
     j->killed_hard = true;
@@ -353,12 +353,12 @@ static void ms_timeval(double s, struct timeval *tv)
 static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
 {
     static const char *const whys[] = {"", "timeout", "cancel", "agent stopping"};
-    if (j->phase == JOB_STAGE_IN || j->phase == JOB_STAGE_OUT) {
+    if (j->phase == PHASE_STAGE_IN || j->phase == PHASE_STAGE_OUT) {
         log_info("job=%s attempt=%d stopping its staging (%s)", j->id, j->attempt, whys[why]);
         job_stop_staging(j, why);
         return;
     }
-    if (j->phase != JOB_RUNNING || !j->pid || j->exited) return;
+    if (j->phase != PHASE_RUNNING || !j->pid || j->exited) return;
     if (j->kill_why == KILL_NONE) j->kill_why = why;
     if (hard) {
         if (!j->killed_hard)
@@ -401,7 +401,7 @@ void jobs_cancel(struct agent *a, json_t *items)
         const char *id = json_string_value(json_object_get(v, "job"));
         json_t *att = json_object_get(v, "attempt");
         for (struct agent_job *j = a->jobs; id && j; j = j->next) {
-            if (strcmp(j->id, id) || j->phase == JOB_DONE) continue;
+            if (strcmp(j->id, id) || j->phase == PHASE_DONE) continue;
             if (json_is_integer(att) && json_integer_value(att) != j->attempt) continue;
             log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
             job_kill(j, KILL_CANCEL, false);
@@ -423,9 +423,10 @@ static void spool_started(struct agent_job *j)
     struct agent *a = j->a;
     struct err e = ERR_INIT;
     json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id, "attempt",
-                            j->attempt, "type", "started", "pid", (json_int_t)j->pid, "run", "pgid",
-                            (json_int_t)j->pid, "starttime", (json_int_t)j->starttime, "boot_id",
-                            a->boot_id, "started_at_ms", (json_int_t)j->started_at_ms);
+                            j->attempt, "type", proto_report_name(PROTO_REPORT_STARTED), "pid",
+                            (json_int_t)j->pid, "run", "pgid", (json_int_t)j->pid, "starttime",
+                            (json_int_t)j->starttime, "boot_id", a->boot_id, "started_at_ms",
+                            (json_int_t)j->started_at_ms);
     if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
     else
@@ -456,10 +457,10 @@ static int job_spawn(struct agent_job *j, struct err *e)
     progress_watch_init(&j->progress, progress_path);
     free(progress_path);
 
-    j->phase = JOB_RUNNING;
+    j->phase = PHASE_RUNNING;
     if ((rc = runner_native_start(j, j->argv, envp, e))) goto out;
     a->m.jobs_started++;
-    j->started = report_base(j, "started");
+    j->started = report_base(j, PROTO_REPORT_STARTED);
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt, (int)j->pid,
@@ -477,7 +478,7 @@ out:
 static void job_start_failed(struct agent_job *j, const char *error)
 {
     runner_native_release(j);
-    job_finish(j, REASON_ERROR, 0, 0, error);
+    job_finish(j, PROTO_REASON_ERROR, 0, 0, error);
 }
 
 static void on_staged_in(struct agent_job *j, int rc, const char *error)
@@ -525,7 +526,7 @@ static int job_start(struct agent_job *j, struct err *e)
         evtimer_add(j->timeout_timer, &tv);
     }
     if (stage_has_inputs(j->stage)) {
-        j->phase = JOB_STAGE_IN;
+        j->phase = PHASE_STAGE_IN;
         log_debug("job=%s attempt=%d downloading its inputs", j->id, j->attempt);
         stage_in(j->stage, on_staged_in);
         return 0;
@@ -541,8 +542,8 @@ static int job_start(struct agent_job *j, struct err *e)
 static void job_noop(struct agent_job *j)
 {
     j->a->m.jobs_started++;
-    j->started = report_base(j, "started");
-    job_finish(j, REASON_EXIT, 0, 0, NULL);
+    j->started = report_base(j, PROTO_REPORT_STARTED);
+    job_finish(j, PROTO_REASON_EXIT, 0, 0, NULL);
 }
 
 void jobs_lease(struct agent *a, json_t *lease)
@@ -578,12 +579,12 @@ void jobs_lease(struct agent *a, json_t *lease)
     json_decref(record);
     if (put) {
         log_error("job=%s attempt=%d %s", id, attempt, e.msg);
-        job_finish(j, REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
         return;
     }
     j->recs |= REC_LEASE;
     if (!j->spec) {
-        job_finish(j, REASON_ERROR, 0, 0, "the lease has no spec");
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, "the lease has no spec");
     } else if (job_start(j, &e)) {
         job_start_failed(j, e.msg);
     }
@@ -595,7 +596,7 @@ void jobs_gc(struct agent *a)
 {
     for (struct agent_job *j = a->jobs, *next; j; j = next) {
         next = j->next;
-        if (j->phase != JOB_DONE || !j->finished_settled || j->batched) continue;
+        if (j->phase != PHASE_DONE || !j->finished_settled || j->batched) continue;
         /* the lease last: a record left by a failure is still found by its lease */
         static const struct {
             unsigned bit;
@@ -709,7 +710,7 @@ int jobs_recover(struct agent *a, struct err *e)
         struct agent_job *j = job_new(a, id, attempt, json_object_get(lease, "spec"));
         json_t *slots = json_object_get(lease, "slots"); /* "spec" only from older agents */
         if (json_is_integer(slots) && json_integer_value(slots) > 0 &&
-            json_integer_value(slots) <= 1024)
+            json_integer_value(slots) <= PROTO_SLOTS_MAX)
             j->slots = (int)json_integer_value(slots);
         j->recovered = true;
         j->recs = REC_LEASE | REC_STARTED | REC_RUN | REC_FINISHED; /* whatever is there */
@@ -732,7 +733,7 @@ int jobs_recover(struct agent *a, struct err *e)
         }
         if (finished) {
             j->finished = finished;
-            j->phase = JOB_DONE;
+            j->phase = PHASE_DONE;
             log_info("job=%s attempt=%d recovered from the spool with its result (reason=%s)", id,
                      attempt, json_string_value(json_object_get(finished, "reason")));
         } else {
@@ -742,7 +743,8 @@ int jobs_recover(struct agent *a, struct err *e)
                 j->start_ns = 1;
                 j->end_ns = 1 + (time_now_ms() - at) * 1000000;
             }
-            job_finish(j, REASON_ERROR, 0, 0, "the agent restarted while the job was running");
+            job_finish(j, PROTO_REASON_ERROR, 0, 0,
+                       "the agent restarted while the job was running");
         }
         if (!a->o.keep_work) agent_remove_tree(j->work_dir);
         json_decref(lease);

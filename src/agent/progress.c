@@ -44,7 +44,7 @@ bool progress_parse_line(const char *line, size_t n, double *percent, const char
     num[i - start] = '\0';
     char *end;
     double x = strtod(num, &end);
-    if (*end || !isfinite(x) || x < 0 || x > 100) return false;
+    if (*end || !isfinite(x) || x < 0 || x > PROTO_PERCENT_MAX) return false;
     if (i < n && line[i] == '%') i++;
     if (i < n && !is_space(line[i])) return false; /* "42abc" is not a progress line */
     while (i < n && is_space(line[i]))
@@ -92,7 +92,7 @@ bool progress_parse_last(const char *text, size_t n, bool partial_first, bool fi
     if (best_len > 0) {
         struct buf b = BUF_INIT;
         utf8_sanitize(&b, best, best_len, true);
-        size_t cut = utf8_cut(b.data, b.len, PROGRESS_MESSAGE_MAX);
+        size_t cut = utf8_cut(b.data, b.len, PROTO_PROGRESS_MESSAGE_MAX);
         b.data[cut] = '\0';
         b.len = cut;
         *message = buf_detach(&b);

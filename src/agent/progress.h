@@ -16,8 +16,9 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define PROGRESS_TAIL 8192        /* bytes read from the end of the file */
-#define PROGRESS_MESSAGE_MAX 1024 /* bytes of a message (protocol limit), cut on a character */
+#include "job/protocol.h"
+
+#define PROGRESS_TAIL 8192 /* bytes read from the end of the file */
 
 /*
  * Parses one line without its newline: a decimal number 0..100 (an optional
@@ -33,7 +34,8 @@ bool progress_parse_line(const char *line, size_t n, double *percent, const char
  * and also the unterminated last one when `final`. When `partial_first`, the
  * first line may be the cut-off end of a longer one and is skipped. Returns
  * true and fills *percent and *message (newly allocated, valid UTF-8, at most
- * PROGRESS_MESSAGE_MAX bytes, NULL when the line had none) when one was found.
+ * PROTO_PROGRESS_MESSAGE_MAX bytes (cut on a character), NULL when the line had none) when one was
+ * found.
  */
 bool progress_parse_last(const char *text, size_t n, bool partial_first, bool final,
                          double *percent, char **message);

@@ -126,8 +126,8 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
         return;
     }
     snprintf(a->id, sizeof(a->id), "%s", id);
-    a->heartbeat_s = int_field(resp, "heartbeat_s", 5, 1, 3600);
-    a->lost_after_s = int_field(resp, "lost_after_s", 15, 1, 86400);
+    a->heartbeat_s = int_field(resp, "heartbeat_s", PROTO_HEARTBEAT_S_DEFAULT, 1, 3600);
+    a->lost_after_s = int_field(resp, "lost_after_s", PROTO_LOST_AFTER_S_DEFAULT, 1, 86400);
     a->registered = a->ever_registered = true;
     a->register_backoff_ms = 0;
     a->m.registrations++;
@@ -285,7 +285,7 @@ void proto_kick(struct agent *a)
 }
 
 static void batch_add(struct agent *a, json_t *reports, json_t *report, struct agent_job *j,
-                      enum batch_kind kind, struct agent_stream *s, size_t len)
+                      enum proto_report kind, struct agent_stream *s, size_t len)
 {
     if (a->nbatch == a->batch_cap) {
         a->batch_cap = a->batch_cap ? a->batch_cap * 2 : 64;
@@ -296,9 +296,10 @@ static void batch_add(struct agent *a, json_t *reports, json_t *report, struct a
     json_array_append_new(reports, report);
 }
 
-static json_t *job_report(const struct agent_job *j, const char *type)
+static json_t *job_report(const struct agent_job *j, enum proto_report type)
 {
-    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type", type);
+    return json_pack("{s:s, s:i, s:s}", "job", j->id, "attempt", j->attempt, "type",
+                     proto_report_name(type));
 }
 
 /* Adds the stream's unsent text in chunks within *budget; true when all of it went in. */
@@ -310,7 +311,7 @@ static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) return false;
         const char *p = s->pending.data + s->head + s->inflight;
         size_t avail = s->pending.len - s->head - s->inflight;
-        size_t max = *budget < AGENT_CHUNK_MAX ? *budget : AGENT_CHUNK_MAX;
+        size_t max = *budget < PROTO_LOG_CHUNK_MAX ? *budget : PROTO_LOG_CHUNK_MAX;
         size_t n = utf8_cut(p, avail, max);
         if (n == 0) return false;
         json_t *data = json_stringn(p, n);
@@ -320,11 +321,11 @@ static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
                       j->attempt, s->name, n);
             data = json_string("");
         }
-        json_t *r = job_report(j, "log");
+        json_t *r = job_report(j, PROTO_REPORT_LOG);
         json_object_set_new(r, "stream", json_string(s->name));
         json_object_set_new(r, "offset", json_integer((json_int_t)(s->base + s->inflight)));
         json_object_set_new(r, "data", data);
-        batch_add(a, reports, r, j, ITEM_LOG, s, n);
+        batch_add(a, reports, r, j, PROTO_REPORT_LOG, s, n);
         s->inflight += n;
         *budget -= n;
     }
@@ -342,19 +343,20 @@ static void send_batch(struct agent *a)
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
         if (!job_has_news(j)) continue;
-        if (j->started) batch_add(a, reports, json_incref(j->started), j, ITEM_STARTED, NULL, 0);
+        if (j->started)
+            batch_add(a, reports, json_incref(j->started), j, PROTO_REPORT_STARTED, NULL, 0);
         bool all_out = batch_stream(a, reports, j, &j->out, &budget);
         bool all_err = all_out && batch_stream(a, reports, j, &j->err, &budget);
         if (j->progress_dirty && a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
-            json_t *r = job_report(j, "progress");
+            json_t *r = job_report(j, PROTO_REPORT_PROGRESS);
             json_object_set_new(r, "percent", json_real(j->percent));
             json_object_set_new(r, "message", j->message ? json_string(j->message) : json_null());
-            batch_add(a, reports, r, j, ITEM_PROGRESS, NULL, 0);
+            batch_add(a, reports, r, j, PROTO_REPORT_PROGRESS, NULL, 0);
             j->progress_dirty = false;
         }
-        if (j->phase == JOB_DONE && j->finished && !j->finished_settled && all_out && all_err &&
+        if (j->phase == PHASE_DONE && j->finished && !j->finished_settled && all_out && all_err &&
             a->nbatch < AGENT_REQUEST_REPORTS_MAX)
-            batch_add(a, reports, json_incref(j->finished), j, ITEM_FINISHED, NULL, 0);
+            batch_add(a, reports, json_incref(j->finished), j, PROTO_REPORT_FINISHED, NULL, 0);
         if (!all_out || !all_err) break; /* the budget is spent */
     }
     if (a->nbatch == 0 && !a->announce_drain) {
@@ -411,23 +413,22 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
 {
     struct agent_job *j = it->job;
     struct err e = ERR_INIT;
-    if (st == 409 && (it->kind == ITEM_FINISHED || it->kind == ITEM_STARTED))
+    if (st == 409 && (it->kind == PROTO_REPORT_FINISHED || it->kind == PROTO_REPORT_STARTED))
         log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id, j->attempt,
-                 it->kind == ITEM_FINISHED ? "finished" : "started",
-                 msg ? msg : "no longer leased to this agent");
+                 proto_report_name(it->kind), msg ? msg : "no longer leased to this agent");
     else if (st == 409)
         log_debug("job=%s attempt=%d the server refused a %s report as stale", j->id, j->attempt,
-                  it->kind == ITEM_LOG ? "log" : "progress");
+                  proto_report_name(it->kind));
     else if (st != 200)
         log_error("job=%s attempt=%d the server answered %ld to a report; dropped: %s", j->id,
                   j->attempt, st, msg ? msg : "");
     switch (it->kind) {
-    case ITEM_STARTED:
+    case PROTO_REPORT_STARTED:
         json_decref(j->started);
         j->started = NULL;
         /* While the process runs, its record keeps what finds it after a restart (spool.h);
          * once the job is done its finished record decides, and jobs_gc removes both. */
-        if ((j->recs & REC_STARTED) && (j->phase == JOB_RUNNING || j->phase == JOB_STAGE_OUT)) {
+        if ((j->recs & REC_STARTED) && (j->phase == PHASE_RUNNING || j->phase == PHASE_STAGE_OUT)) {
             int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
             if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
             if (rc == 0) j->recs |= REC_RUN;
@@ -435,13 +436,13 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
                 log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
         }
         break;
-    case ITEM_LOG:
+    case PROTO_REPORT_LOG:
         if (it->stream->batch_failed) break; /* a chunk before it was not stored: send both again */
         stream_consume(it->stream, it->len);
         break;
-    case ITEM_PROGRESS:
+    case PROTO_REPORT_PROGRESS:
         break;
-    case ITEM_FINISHED:
+    case PROTO_REPORT_FINISHED:
         j->finished_settled = true;
         if (st == 200) log_debug("job=%s attempt=%d result delivered", j->id, j->attempt);
         break;
@@ -451,10 +452,10 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
 static void item_retry(struct batch_item *it)
 {
     switch (it->kind) {
-    case ITEM_LOG:
+    case PROTO_REPORT_LOG:
         it->stream->batch_failed = true;
         break;
-    case ITEM_PROGRESS:
+    case PROTO_REPORT_PROGRESS:
         it->job->progress_dirty = true; /* the latest values go again */
         break;
     default:

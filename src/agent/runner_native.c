@@ -83,10 +83,10 @@ static void stream_close(struct agent_stream *s)
     }
 }
 
-/* Keeps `n` bytes of output (carry first), sanitised, within AGENT_STREAM_MAX. */
+/* Keeps `n` bytes of output (carry first), sanitised, within PROTO_STREAM_MAX. */
 static void stream_take(struct agent_stream *s, const char *data, size_t n, bool final)
 {
-    if (s->produced >= AGENT_STREAM_MAX) {
+    if (s->produced >= PROTO_STREAM_MAX) {
         s->discarded += n;
         s->ncarry = 0;
         return;
@@ -96,17 +96,17 @@ static void stream_take(struct agent_stream *s, const char *data, size_t n, bool
     s->ncarry = n - used;
     memcpy(s->carry, data + used, s->ncarry);
     s->produced += s->pending.len - before;
-    if (s->produced > AGENT_STREAM_MAX) {
+    if (s->produced > PROTO_STREAM_MAX) {
         /* Keep whole characters up to the cap; the rest is counted, not kept. */
-        size_t over = (size_t)(s->produced - AGENT_STREAM_MAX);
+        size_t over = (size_t)(s->produced - PROTO_STREAM_MAX);
         size_t keep = utf8_cut(s->pending.data, s->pending.len, s->pending.len - over);
         s->discarded += s->pending.len - keep;
         s->produced -= s->pending.len - keep;
         s->pending.len = keep;
         s->pending.data[keep] = '\0';
-        s->produced = AGENT_STREAM_MAX; /* nothing more is kept */
+        s->produced = PROTO_STREAM_MAX; /* nothing more is kept */
         log_warn("job=%s attempt=%d %s is longer than %llu MiB; the rest is not kept", s->job->id,
-                 s->job->attempt, s->name, (unsigned long long)(AGENT_STREAM_MAX >> 20));
+                 s->job->attempt, s->name, (unsigned long long)(PROTO_STREAM_MAX >> 20));
     }
     if (s->pending.len > before) proto_kick(s->job->a);
 }
@@ -184,10 +184,11 @@ static int set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static void stream_open(struct agent_job *j, struct agent_stream *s, const char *name, int fd)
+static void stream_open(struct agent_job *j, struct agent_stream *s, enum proto_stream which,
+                        int fd)
 {
     s->job = j;
-    s->name = name;
+    s->name = proto_stream_name(which);
     s->fd = fd;
     s->ev = event_new(j->a->base, fd, EV_READ | EV_PERSIST, on_stream, s);
     event_priority_set(s->ev, AGENT_PRIO_IO);
@@ -323,12 +324,12 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     j->starttime = t0 && t0 == t1 ? t0 : proc_starttime(j->pid);
 
     if (!out_file) {
-        stream_open(j, &j->out, "stdout", out[0]);
+        stream_open(j, &j->out, PROTO_STREAM_STDOUT, out[0]);
         out[0] = -1;
         set_nonblock(j->out.fd);
     }
     if (!err_file) {
-        stream_open(j, &j->err, "stderr", errp[0]);
+        stream_open(j, &j->err, PROTO_STREAM_STDERR, errp[0]);
         errp[0] = -1;
         set_nonblock(j->err.fd);
     }
@@ -365,7 +366,7 @@ static struct agent_job *job_by_leader(struct agent *a, pid_t pid)
 /* A job whose leader runs, other than `ending` (whose processes are being killed). */
 static bool job_runs(const struct agent_job *j, const struct agent_job *ending)
 {
-    return j != ending && j->phase == JOB_RUNNING && j->pid > 0 && !j->exited;
+    return j != ending && j->phase == PHASE_RUNNING && j->pid > 0 && !j->exited;
 }
 
 /* Whether the orphan `pid` belongs to a job that runs (and `ending` does not). */

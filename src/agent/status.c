@@ -69,9 +69,9 @@ static void on_metrics(struct evhttp_request *req, void *arg)
            a->m.jobs_started);
     buf_adds(&b, "# HELP drover_agent_jobs_finished_total Job attempts ended, by reason.\n"
                  "# TYPE drover_agent_jobs_finished_total counter\n");
-    for (int r = 0; r < REASON_COUNT; r++)
-        buf_addf(&b, "drover_agent_jobs_finished_total{reason=\"%s\"} %llu\n",
-                 agent_reason_names[r], (unsigned long long)a->m.jobs_finished[r]);
+    for (int r = 0; r < PROTO_AGENT_REASONS; r++)
+        buf_addf(&b, "drover_agent_jobs_finished_total{reason=\"%s\"} %llu\n", proto_reason_name(r),
+                 (unsigned long long)a->m.jobs_finished[r]);
     metric(&b, "drover_agent_jobs_running", "gauge",
            "Jobs running now, or downloading or uploading their files.", jobs_running(a));
     metric(&b, "drover_agent_jobs_held", "gauge",
@@ -107,10 +107,10 @@ static void on_status(struct evhttp_request *req, void *arg)
         json_array_append_new(
             jobs, json_pack("{s:s, s:i, s:s, s:o, s:o, s:i, s:b}", "id", j->id, "attempt",
                             j->attempt, "state",
-                            j->phase == JOB_RUNNING     ? "running"
-                            : j->phase == JOB_STAGE_IN  ? "downloading"
-                            : j->phase == JOB_STAGE_OUT ? "uploading"
-                                                        : "reporting",
+                            j->phase == PHASE_RUNNING     ? "running"
+                            : j->phase == PHASE_STAGE_IN  ? "downloading"
+                            : j->phase == PHASE_STAGE_OUT ? "uploading"
+                                                          : "reporting",
                             "pid", j->pid > 0 && !j->exited ? json_integer(j->pid) : json_null(),
                             "started_at", j->started_at_ms ? json_string(at) : json_null(), "slots",
                             j->slots, "recovered", j->recovered));

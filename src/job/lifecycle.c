@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/xalloc.h"
+#include "job/protocol.h"
 
 #define B(s) (1u << (s))
 #define HELD (B(JOB_LEASED) | B(JOB_RUNNING))
@@ -78,7 +79,7 @@ static json_t *result_json(const struct attempt_end *end, int64_t duration_ms)
     json_object_set_new(r, "duration_ms",
                         duration_ms >= 0 ? json_integer(duration_ms) : json_null());
     json_object_set_new(r, "error", end->error ? json_string(end->error) : json_null());
-    /* The head is cut at 1 MiB, maybe inside a character: keep only whole ones. */
+    /* The head is cut (PROTO_RESULT_STDOUT_MAX), maybe inside a character: keep only whole ones. */
     json_t *out = end->stdout_head ? json_stringn(end->stdout_head,
                                                   utf8_whole(end->stdout_head, end->stdout_len))
                                    : json_string("");
@@ -90,8 +91,9 @@ static json_t *result_json(const struct attempt_end *end, int64_t duration_ms)
 /* finish, lost, deadline: the attempt's end goes into its history and the result. */
 static void end_attempt(struct job *j, const struct attempt_end *end, int64_t now_ms)
 {
-    bool ok = !strcmp(end->reason, "exit") && end->has_exit_code && end->exit_code == 0;
-    bool cancelled = !strcmp(end->reason, "cancelled");
+    int reason = proto_reason_parse(end->reason);
+    bool ok = reason == PROTO_REASON_EXIT && end->has_exit_code && end->exit_code == 0;
+    bool cancelled = reason == PROTO_REASON_CANCELLED;
 
     json_t *entry = json_pack(
         "{s:i, s:s?, s:o, s:o, s:s, s:o, s:o, s:o}", "attempt", j->attempt, "agent", j->agent,
@@ -165,7 +167,8 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
     case JOB_EV_FINISH:
         /* An end with no `started` before it: the process ran for its duration, unless the
            attempt ended in error before any process (staging, exec). */
-        if (!j->started_at && a->end->duration_ms >= 0 && strcmp(a->end->reason, "error"))
+        if (!j->started_at && a->end->duration_ms >= 0 &&
+            proto_reason_parse(a->end->reason) != PROTO_REASON_ERROR)
             j->started_at = a->now_ms - a->end->duration_ms;
         end_attempt(j, a->end, a->now_ms);
         break;

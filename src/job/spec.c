@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "job/protocol.h"
 
 #define SHOWN_KEY_MAX 128 /* bytes of a client's key quoted in a path */
 #define S3_KEY_MAX 1024   /* what S3 allows */
@@ -890,7 +891,7 @@ static const struct field spec_fields[] = {
     {.key = "name", .check = check_string, .dflt = "null", .min = 0, .max = 256},
     {.key = "priority", .check = check_int, .dflt = "0", .min = -1000, .max = 1000},
     {.key = "requires", .check = check_labels, .dflt = "{}"},
-    {.key = "slots", .check = check_int, .dflt = "1", .min = 1, .max = 1024},
+    {.key = "slots", .check = check_int, .dflt = "1", .min = 1, .max = PROTO_SLOTS_MAX},
     {.key = "delay_s", .check = check_number, .dflt = "0", .min = 0, .max = 31536000},
     {.key = "timeout_s", .check = check_number, .dflt = "null", .min = 0, .max = 2592000,
      .flags = F_MIN_EXCL},

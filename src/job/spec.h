@@ -35,7 +35,7 @@ struct job_spec {
     const char *name;    /* NULL when absent */
     const char *key;     /* idempotency key, NULL when absent */
     int priority;        /* -1000..1000 */
-    int slots;           /* 1..1024 */
+    int slots;           /* 1..PROTO_SLOTS_MAX (an agent has at most as many) */
     int max_attempts;    /* 1..100 */
     double delay_s;      /* >= 0 */
     double timeout_s;    /* 0 = none */

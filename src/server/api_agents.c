@@ -14,17 +14,11 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
 #include "job/spec.h"
 #include "server/fleet.h"
 #include "server/lease.h"
 #include "server/server.h"
-
-#define MAX_REPORTS 10000
-#define MAX_LOG_CHUNK (256 * 1024)
-#define MAX_ERROR_TEXT (64 * 1024)
-#define MAX_DURATION_MS (10LL * 365 * 24 * 3600 * 1000) /* ten years (of 365 days) */
-#define MAX_SIGNAL 64
-#define STDOUT_IN_RESULT (1 << 20)
 
 static struct server *srv(struct http_req *r)
 {
@@ -93,7 +87,7 @@ static int int_in(json_t *o, const char *where, const char *key, json_int_t lo, 
 static int check_running(json_t *v, struct err *e)
 {
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_array(v) || json_array_size(v) > 100000)
+    if (!json_is_array(v) || json_array_size(v) > PROTO_RUNNING_MAX)
         return err_field(e, ERR_INVALID, "running",
                          "running must be an array of "
                          "{\"job\", \"attempt\"}");
@@ -106,7 +100,7 @@ static int check_running(json_t *v, struct err *e)
         snprintf(f, sizeof(f), "running[%zu]", i);
         if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att))
             return err_field(e, ERR_INVALID, f, "%s must be {\"job\": id, \"attempt\": n}", f);
-        if (int_in(it, f, "attempt", 1, INT32_MAX, true, e)) return e->code;
+        if (int_in(it, f, "attempt", 1, PROTO_ATTEMPT_MAX, true, e)) return e->code;
     }
     return 0;
 }
@@ -160,8 +154,9 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
     json_t *name = json_object_get(b, "name");
-    if (!json_is_string(name) || !name_ok(json_string_value(name), 64))
-        return err_field(e, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,64}");
+    if (!json_is_string(name) || !name_ok(json_string_value(name), PROTO_NAME_MAX))
+        return err_field(e, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,%d}",
+                         PROTO_NAME_MAX);
     json_t *labels = json_object_get(b, "labels");
     if (labels && !json_is_null(labels)) {
         if (!json_is_object(labels) || json_object_size(labels) > SPEC_MAX_LABELS)
@@ -182,10 +177,10 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
     }
     json_t *queues = json_object_get(b, "queues");
     if (queues && !json_is_null(queues)) {
-        if (!json_is_array(queues) || !json_array_size(queues) || json_array_size(queues) > 64)
+        if (!json_is_array(queues) || !json_array_size(queues) ||
+            json_array_size(queues) > PROTO_QUEUES_MAX)
             return err_field(e, ERR_INVALID, "queues",
-                             "queues must be an array of 1 to 64 queue "
-                             "names");
+                             "queues must be an array of 1 to %d queue names", PROTO_QUEUES_MAX);
         size_t i;
         json_t *q;
         json_array_foreach(queues, i, q)
@@ -195,7 +190,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
                                  "queues[%zu] must match [a-z0-9._-]{1,64}", i);
         }
     }
-    if (int_field(b, "slots", 1, 1024, 1, &slots, e)) return e->code;
+    if (int_field(b, "slots", 1, PROTO_SLOTS_MAX, 1, &slots, e)) return e->code;
     json_t *version = json_object_get(b, "version");
     if (version && !json_is_null(version) &&
         (!json_is_string(version) || json_string_length(version) > 64))
@@ -205,8 +200,9 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
     if (check_running(json_object_get(b, "running"), e)) return e->code;
     json_t *instance = json_object_get(b, "instance");
     if (instance && !json_is_null(instance) &&
-        (!json_is_string(instance) || !name_ok(json_string_value(instance), 128)))
-        return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,128}");
+        (!json_is_string(instance) || !name_ok(json_string_value(instance), PROTO_INSTANCE_MAX)))
+        return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,%d}",
+                         PROTO_INSTANCE_MAX);
 
     agent_rec_init(a);
     uuid7_new(a->id);
@@ -323,11 +319,9 @@ int api_agents_poll(struct http_req *r)
 
 /* ---- reports ---- */
 
-enum report_type { R_STARTED, R_LOG, R_PROGRESS, R_FINISHED };
-
 struct report_item {
     json_t *in; /* borrowed from the request body */
-    int type;
+    enum proto_report type;
     int status;
     char *error;
     struct job rec; /* the job after the change, when changed */
@@ -342,9 +336,7 @@ struct reports_op {
     struct report_item *items;
 };
 
-static const char *const report_types[] = {"started", "log", "progress", "finished"};
-
-static int check_report(json_t *it, size_t i, int *type, struct err *e)
+static int check_report(json_t *it, size_t i, enum proto_report *type, struct err *e)
 {
     char f[64];
     snprintf(f, sizeof(f), "reports[%zu]", i);
@@ -353,60 +345,56 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
     if (!json_is_object(it) || !json_is_string(job) || !json_is_integer(att) || !json_is_string(ty))
         return err_field(e, ERR_INVALID, f,
                          "%s must be an object with job, attempt (>= 1) and type", f);
-    if (int_in(it, f, "attempt", 1, INT32_MAX, true, e)) return e->code;
-    *type = -1;
-    for (int t = 0; t < 4; t++)
-        if (!strcmp(json_string_value(ty), report_types[t])) *type = t;
-    if (*type < 0)
+    if (int_in(it, f, "attempt", 1, PROTO_ATTEMPT_MAX, true, e)) return e->code;
+    int t = proto_report_parse(json_string_value(ty));
+    if (t < 0)
         return err_field(e, ERR_INVALID, f,
                          "%s.type must be one of started, log, progress, finished", f);
-    if (*type == R_STARTED) {
-        if (int_in(it, f, "pid", 1, INT32_MAX, false, e)) return e->code;
-    } else if (*type == R_LOG) {
+    *type = (enum proto_report)t;
+    if (*type == PROTO_REPORT_STARTED) {
+        if (int_in(it, f, "pid", 1, PROTO_PID_MAX, false, e)) return e->code;
+    } else if (*type == PROTO_REPORT_LOG) {
         json_t *st = json_object_get(it, "stream"), *off = json_object_get(it, "offset");
         json_t *data = json_object_get(it, "data");
-        if (!json_is_string(st) ||
-            (strcmp(json_string_value(st), "stdout") && strcmp(json_string_value(st), "stderr")) ||
-            !json_is_integer(off) || json_integer_value(off) < 0 || !json_is_string(data) ||
-            json_string_length(data) > MAX_LOG_CHUNK)
+        if (proto_stream_parse(json_string_value(st)) < 0 || !json_is_integer(off) ||
+            json_integer_value(off) < 0 || !json_is_string(data) ||
+            json_string_length(data) > PROTO_LOG_CHUNK_MAX)
             return err_field(e, ERR_INVALID, f,
                              "%s: a log report needs stream (stdout or stderr), offset >= 0 and "
                              "data (a string of at most %d bytes)",
-                             f, MAX_LOG_CHUNK);
-    } else if (*type == R_PROGRESS) {
+                             f, PROTO_LOG_CHUNK_MAX);
+    } else if (*type == PROTO_REPORT_PROGRESS) {
         json_t *p = json_object_get(it, "percent"), *m = json_object_get(it, "message");
         char pf[80];
         snprintf(pf, sizeof(pf), "%s.percent", f);
-        if (!json_is_number(p) || !(json_number_value(p) >= 0 && json_number_value(p) <= 100))
-            return err_field(e, ERR_INVALID, pf, "%s must be a number from 0 to 100", pf);
-        if (m && !json_is_null(m) && (!json_is_string(m) || json_string_length(m) > 1024))
+        if (!json_is_number(p) ||
+            !(json_number_value(p) >= 0 && json_number_value(p) <= PROTO_PERCENT_MAX))
+            return err_field(e, ERR_INVALID, pf, "%s must be a number from 0 to %d", pf,
+                             PROTO_PERCENT_MAX);
+        if (m && !json_is_null(m) &&
+            (!json_is_string(m) || json_string_length(m) > PROTO_PROGRESS_MESSAGE_MAX))
             return err_field(e, ERR_INVALID, f,
-                             "%s: a progress report's message must be a string of at most 1024 "
+                             "%s: a progress report's message must be a string of at most %d "
                              "bytes",
-                             f);
-    } else if (*type == R_FINISHED) {
-        static const char *const reasons[] = {"exit",      "signal", "timeout",
-                                              "cancelled", "error",  NULL};
-        json_t *reason = json_object_get(it, "reason");
-        size_t k = 0;
-        while (json_is_string(reason) && reasons[k] &&
-               strcmp(reasons[k], json_string_value(reason)))
-            k++;
-        if (!json_is_string(reason) || !reasons[k])
+                             f, PROTO_PROGRESS_MESSAGE_MAX);
+    } else if (*type == PROTO_REPORT_FINISHED) {
+        /* lost is the server's own reason: an agent does not send it */
+        int reason = proto_reason_parse(json_string_value(json_object_get(it, "reason")));
+        if (!proto_reason_from_agent(reason))
             return err_field(e, ERR_INVALID, f,
                              "%s.reason must be one of exit, signal, timeout, "
                              "cancelled, error",
                              f);
         /* exit codes and signals as a process has them; reason exit / signal needs its own */
-        if (int_in(it, f, "exit_code", 0, 255, !strcmp(reasons[k], "exit"), e) ||
-            int_in(it, f, "signal", 1, MAX_SIGNAL, !strcmp(reasons[k], "signal"), e) ||
-            int_in(it, f, "duration_ms", 0, MAX_DURATION_MS, false, e))
+        if (int_in(it, f, "exit_code", 0, PROTO_EXIT_CODE_MAX, reason == PROTO_REASON_EXIT, e) ||
+            int_in(it, f, "signal", 1, PROTO_SIGNAL_MAX, reason == PROTO_REASON_SIGNAL, e) ||
+            int_in(it, f, "duration_ms", 0, PROTO_DURATION_MS_MAX, false, e))
             return e->code;
         json_t *error = json_object_get(it, "error");
         if (error && !json_is_null(error) &&
-            (!json_is_string(error) || json_string_length(error) > MAX_ERROR_TEXT))
+            (!json_is_string(error) || json_string_length(error) > PROTO_ERROR_MAX))
             return err_field(e, ERR_INVALID, f, "%s.error must be a string of at most %d bytes", f,
-                             MAX_ERROR_TEXT);
+                             PROTO_ERROR_MAX);
         json_t *outs = json_object_get(it, "outputs"), *o;
         size_t n;
         if (outs && !json_is_array(outs))
@@ -416,7 +404,7 @@ static int check_report(json_t *it, size_t i, int *type, struct err *e)
             json_t *sz = json_object_get(o, "size"), *sha = json_object_get(o, "sha256");
             if (!json_is_string(json_object_get(o, "uri")) || !json_is_integer(sz) ||
                 json_integer_value(sz) < 0 || !json_is_string(sha) ||
-                json_string_length(sha) != 64 || json_object_size(o) != 3)
+                json_string_length(sha) != PROTO_SHA256_HEX_LEN || json_object_size(o) != 3)
                 return err_field(e, ERR_INVALID, f,
                                  "%s.outputs[%zu] must be {\"uri\", \"size\", \"sha256\"} (a "
                                  "string, a size in bytes, 64 hex digits)",
@@ -445,7 +433,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     struct job j;
     int rc;
     it->status = 200;
-    if (it->type == R_LOG) { /* output, not a change of the job: the attempt must be held */
+    if (it->type == PROTO_REPORT_LOG) { /* output, not a change of the job: the attempt must be held */
         struct err ge = ERR_INIT;
         if ((rc = store_job_get_run(st, id, &j, &ge)) == ERR_NOTFOUND)
             return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
@@ -457,7 +445,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
             return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent",
                              id, attempt);
         json_t *data = json_object_get(it->in, "data");
-        int stream = strcmp(json_string_value(json_object_get(it->in, "stream")), "stdout") != 0;
+        int stream = proto_stream_parse(json_string_value(json_object_get(it->in, "stream")));
         return store_log_append(st, id, attempt, stream,
                                 json_integer_value(json_object_get(it->in, "offset")),
                                 json_string_value(data), json_string_length(data), e);
@@ -467,15 +455,17 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     struct attempt_end end;
     struct job_event_args args = {.now_ms = now};
     enum job_event ev = JOB_EV_START;
-    if (it->type == R_PROGRESS) {
+    if (it->type == PROTO_REPORT_PROGRESS) {
         char ts[32];
         time_format_rfc3339(now, ts, sizeof(ts));
         json_t *m = json_object_get(it->in, "message");
         ev = JOB_EV_PROGRESS;
         args.progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
                                   "message", json_is_string(m) ? m : json_null(), "updated_at", ts);
-    } else if (it->type == R_FINISHED) {
-        if ((rc = store_log_read(st, id, attempt, 0, 0, STDOUT_IN_RESULT, &out, e))) return rc;
+    } else if (it->type == PROTO_REPORT_FINISHED) {
+        if ((rc = store_log_read(st, id, attempt, PROTO_STREAM_STDOUT, 0, PROTO_RESULT_STDOUT_MAX,
+                                 &out, e)))
+            return rc;
         json_t *in = it->in, *code = json_object_get(in, "exit_code");
         json_t *sig = json_object_get(in, "signal"), *err = json_object_get(in, "error");
         json_t *dur = json_object_get(in, "duration_ms");
@@ -532,7 +522,7 @@ static size_t finished_later(const struct reports_op *op, size_t i)
     json_int_t attempt = json_integer_value(json_object_get(in, "attempt"));
     for (size_t k = i + 1; k < op->n && k <= i + FINISH_LOOKAHEAD; k++) {
         json_t *o = op->items[k].in;
-        if (op->items[k].type == R_FINISHED &&
+        if (op->items[k].type == PROTO_REPORT_FINISHED &&
             json_integer_value(json_object_get(o, "attempt")) == attempt &&
             !strcmp(json_string_value(json_object_get(o, "job")), id))
             return k;
@@ -548,7 +538,8 @@ static int reports_write(struct store *st, void *arg, struct err *e)
          * started followed by finished in one batch: the finish records it all
          * (started_at from the duration): one write instead of two.
          */
-        if (op->items[i].type == R_STARTED && (op->items[i].same_as = finished_later(op, i)))
+        if (op->items[i].type == PROTO_REPORT_STARTED &&
+            (op->items[i].same_as = finished_later(op, i)))
             continue;
         int rc = apply_report(st, op->agent, &op->items[i], e);
         if (rc) return rc;
@@ -587,7 +578,7 @@ static void reports_done(void *arg, int rc, const struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         struct report_item *it = &op->items[i];
         if (it->changed) fleet_job_changed(s->fleet, &it->rec, true);
-        if (it->status == 200 && it->type == R_LOG)
+        if (it->status == 200 && it->type == PROTO_REPORT_LOG)
             logs_notify(s->logs, json_string_value(json_object_get(it->in, "job")));
         stale += it->status == 409;
         json_array_append_new(
@@ -614,10 +605,11 @@ int api_agents_reports(struct http_req *r)
     json_t *reps = json_object_get(r->body, "reports");
     struct live_agent *a = own_agent(r);
     if (!a) return HTTP_DONE;
-    if (!json_is_object(r->body) || !json_is_array(reps) || json_array_size(reps) > MAX_REPORTS) {
+    if (!json_is_object(r->body) || !json_is_array(reps) ||
+        json_array_size(reps) > PROTO_REPORTS_MAX) {
         http_reply_error(r, ERR_INVALID, "reports",
                          "the body must be {\"reports\": [...]} with at most %d reports",
-                         MAX_REPORTS);
+                         PROTO_REPORTS_MAX);
         return HTTP_DONE;
     }
     static const char *const known[] = {"reports", "free_slots", "draining", "instance", NULL};

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
 #include "server/lease.h"
 #include "server/sched.h"
 #include "server/server.h"
@@ -267,8 +268,9 @@ static int end_write(struct store *st, void *arg, struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
         struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
-        enum job_event ev = !strcmp(op->reason, "timeout") ? JOB_EV_DEADLINE
-                            : !strcmp(op->reason, "lost")  ? JOB_EV_LOST
+        int reason = proto_reason_parse(op->reason);
+        enum job_event ev = reason == PROTO_REASON_TIMEOUT ? JOB_EV_DEADLINE
+                            : reason == PROTO_REASON_LOST  ? JOB_EV_LOST
                                                            : JOB_EV_FINISH;
         struct job_event_args args = {.now_ms = now, .end = &end};
         int rc = applied(store_job_apply(st, it->job, it->attempt, NULL, true, ev, &args,
@@ -348,7 +350,8 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
     a->rec.state = state;
     commit_state(f, a, answer);
     if (state == AGENT_LOST || state == AGENT_LEFT)
-        end_leases(f, lease_of_agent, a->rec.id, state == AGENT_LOST ? "lost" : "error",
+        end_leases(f, lease_of_agent, a->rec.id,
+                   proto_reason_name(state == AGENT_LOST ? PROTO_REASON_LOST : PROTO_REASON_ERROR),
                    state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
@@ -465,7 +468,8 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
      */
     if (json_is_array(running) && !a->leasing && a->held) {
         struct not_held nh = {a->rec.id, running};
-        end_leases(f, lease_not_held, &nh, "lost", "the lease never reached the agent");
+        end_leases(f, lease_not_held, &nh, proto_reason_name(PROTO_REASON_LOST),
+                   "the lease never reached the agent");
     }
     if (a->poll) /* a new poll replaces an old one the agent gave up on */
         reply_poll(f, a, NULL);
@@ -707,7 +711,8 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
         if (alive && now_ms - a->rec.last_seen > lost_ms)
             fleet_agent_set_state(f, a, AGENT_LOST, NULL);
     }
-    end_leases(f, lease_past, &now_ms, "timeout", "the attempt passed its deadline on the server");
+    end_leases(f, lease_past, &now_ms, proto_reason_name(PROTO_REASON_TIMEOUT),
+               "the attempt passed its deadline on the server");
 }
 
 /* ---- start ---- */

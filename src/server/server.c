@@ -29,6 +29,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "blob/blob.h"
+#include "job/protocol.h"
 #include "http/accept.h"
 #include "http/upload.h"
 #include "server/datadir.h"
@@ -137,8 +138,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
-    o->heartbeat_s = 5;
-    o->lost_after_s = 15;
+    o->heartbeat_s = PROTO_HEARTBEAT_S_DEFAULT;
+    o->lost_after_s = PROTO_LOST_AFTER_S_DEFAULT;
     o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
     o->upload_idle_s = 120;
     o->events_keep = 1000000;

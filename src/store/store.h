@@ -31,6 +31,7 @@
 #include "job/agent.h"
 #include "job/job.h"
 #include "job/lifecycle.h"
+#include "job/protocol.h"
 
 struct store;
 
@@ -142,8 +143,11 @@ int store_job_update(struct store *st, const struct job *j, int expect_attempt,
 int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                    void *arg, struct err *e);
 
-/* Captured output, stored in chunks by (job, attempt, stream, offset). stream 0 stdout, 1 stderr. */
-#define STORE_LOG_MAX (64 << 20) /* per stream and attempt; bytes past it are dropped */
+/*
+ * Captured output, stored in chunks by (job, attempt, stream, offset); stream is an
+ * enum proto_stream (0 stdout, 1 stderr). At most PROTO_STREAM_MAX bytes per stream and
+ * attempt are kept; bytes past it are dropped.
+ */
 /* Stores a chunk at its offset; a chunk already stored at that offset is kept as it is. */
 int store_log_append(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                      const char *data, size_t len, struct err *e);

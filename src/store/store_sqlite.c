@@ -836,10 +836,10 @@ static int sqlite_log_append(struct store *st, const char *job, int attempt, int
                              int64_t offset, const char *data, size_t len, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    if (offset < 0 || offset >= STORE_LOG_MAX || !len)
+    if (offset < 0 || offset >= PROTO_STREAM_MAX || !len)
         return 0;
-    if ((int64_t)len > STORE_LOG_MAX - offset)
-        len = (size_t)(STORE_LOG_MAX - offset);
+    if ((int64_t)len > PROTO_STREAM_MAX - offset)
+        len = (size_t)(PROTO_STREAM_MAX - offset);
     sqlite3_stmt *q = stmt(s, S_LOG_APPEND);
     bind_text(q, 1, job);
     sqlite3_bind_int(q, 2, attempt);
