@@ -104,14 +104,17 @@ struct submit {
     struct http_req *r;
     bool array;
     size_t n;
-    struct job *jobs;
-    bool *existed; /* the job with that key was there already */
+    struct job **jobs; /* each its own allocation: no array of 1,000 records over 64 KiB,
+                          whose free makes glibc consolidate every small chunk of the batch */
+    bool *existed;     /* the job with that key was there already */
 };
 
 static void submit_free(struct submit *sb)
 {
-    for (size_t i = 0; i < sb->n; i++)
-        job_release(&sb->jobs[i]);
+    for (size_t i = 0; i < sb->n; i++) {
+        job_release(sb->jobs[i]);
+        free(sb->jobs[i]);
+    }
     free(sb->jobs);
     free(sb->existed);
     free(sb);
@@ -122,7 +125,7 @@ static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
     for (size_t i = 0; i < sb->n; i++) {
-        struct job *j = &sb->jobs[i];
+        struct job *j = sb->jobs[i];
         if (j->key) {
             struct job old;
             struct err ke = ERR_INIT;
@@ -165,17 +168,17 @@ static void submit_done(void *arg, int rc, const struct err *e)
     if (!rc) /* committed: the jobs are queued, whether or not the client still listens */
         for (size_t i = 0; i < sb->n; i++)
             if (!sb->existed[i])
-                fleet_job_changed(s->fleet, &sb->jobs[i], false);
+                fleet_job_changed(s->fleet, sb->jobs[i], false);
     if (r->gone) {
         http_req_drop(r);
     } else if (rc) {
         http_reply_err(r, e);
     } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, &sb->jobs[0]));
+        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, sb->jobs[0]));
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, submitted_json(s, &sb->jobs[i]));
+            json_array_append_new(arr, submitted_json(s, sb->jobs[i]));
         http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
     }
     submit_free(sb);
@@ -212,6 +215,8 @@ int api_jobs_create(struct http_req *r)
     sb->r = r;
     sb->array = array;
     sb->jobs = xcalloc(n, sizeof(*sb->jobs));
+    for (size_t i = 0; i < n; i++)
+        sb->jobs[i] = xcalloc(1, sizeof(**sb->jobs));
     sb->existed = xcalloc(n, sizeof(*sb->existed));
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
@@ -238,8 +243,8 @@ int api_jobs_create(struct http_req *r)
             submit_free(sb);
             return rc;
         }
-        job_from_spec(&sb->jobs[i], &spec, now);
-        sb->jobs[i].owner = xstrdup(r->token_name);
+        job_from_spec(sb->jobs[i], &spec, now);
+        sb->jobs[i]->owner = xstrdup(r->token_name);
         sb->n++;
         spec_release(&spec);
     }

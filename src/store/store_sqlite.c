@@ -59,6 +59,7 @@ enum stmt_id {
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
+    S_EVENT_JOB_NEW,
     S_WEBHOOK_ENQUEUE,
     S_WEBHOOK_DUE,
     S_WEBHOOK_DELETE,
@@ -145,6 +146,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ? OR seq <= (SELECT max(seq) FROM events) - ?) "
                       "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
     [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
+    /* a new job's event, from the record being inserted (S_EVENT_JOB reads it back) */
+    [S_EVENT_JOB_NEW] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, "
+                        "owner) VALUES (?, 0, ?, ?, ?, ?, ?, ?)",
     /* after S_EVENT_JOB: the event just appended, if its job wants it delivered */
     [S_WEBHOOK_ENQUEUE] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
                           "SELECT e.seq, j.notify_url, e.at, e.at FROM events e "
@@ -470,7 +474,7 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
         const char *url = json_string_value(json_object_get(j->spec, "notify_url"));
-        if (url) {
+        if (url) { /* its events may go to the outbox: the general path */
             const char *when = json_string_value(json_object_get(j->spec, "notify"));
             q = stmt(s, S_JOB_NOTIFY);
             bind_text(q, 1, url);
@@ -478,8 +482,18 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
             bind_text(q, 3, j->id);
             if ((rc = exec_stmt(s, q, e, "inserting a job")))
                 return rc;
+            return event_append(s, S_EVENT_JOB, j->id, e);
         }
-        return event_append(s, S_EVENT_JOB, j->id, e);
+        /* the hot path of submits: the event from the record, no read back, no outbox */
+        q = stmt(s, S_EVENT_JOB_NEW);
+        sqlite3_bind_int64(q, 1, time_now_ms());
+        bind_text(q, 2, j->id);
+        bind_text(q, 3, j->queue);
+        sqlite3_bind_int(q, 4, j->state);
+        sqlite3_bind_int(q, 5, j->attempt);
+        bind_text(q, 6, j->agent);
+        bind_text(q, 7, j->owner);
+        return exec_stmt(s, q, e, "appending an event");
     }
     if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE && j->key)
         rc = err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job", j->key);
