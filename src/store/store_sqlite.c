@@ -26,6 +26,8 @@
 #include "job/lifecycle.h"
 #include "store/schema/sqlite.h"
 
+#define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
+
 enum stmt_id {
     S_BEGIN,
     S_COMMIT,
@@ -54,13 +56,12 @@ enum stmt_id {
     S_AGENT_UPSERT,
     S_AGENT_STATE,
     S_AGENT_SCAN,
-    S_EVENT_JOB,
     S_EVENT_AGENT,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
     S_EVENT_JOB_NEW,
-    S_WEBHOOK_ENQUEUE,
+    S_WEBHOOK_ADD,
     S_WEBHOOK_DUE,
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
@@ -105,9 +106,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
                      "finished_at = ?, run_after = ?, progress = ?, result = ?, attempts = ? "
-                     "WHERE id = ? AND attempt = ? AND ((1 << state) & ?) != 0",
+                     "WHERE id = ? AND attempt = ? AND ((1 << state) & ?) != 0 "
+                     "RETURNING notify_url, notify_all",
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & ?) != 0 ORDER BY id",
     [S_LOG_APPEND] = "INSERT OR IGNORE INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES (?, ?, ?, ?, ?)",
@@ -126,18 +129,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
-    /* The job as it now is; data keeps what a follower needs of its progress and result. */
-    [S_EVENT_JOB] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, owner, "
-                    "data) SELECT ?, 0, id, queue, state, attempt, agent, owner, "
-                    "CASE WHEN progress IS NULL AND result IS NULL THEN NULL ELSE json_object("
-                    "'percent', json_extract(progress, '$.percent'), "
-                    "'message', json_extract(progress, '$.message'), "
-                    "'reason', json_extract(result, '$.reason'), "
-                    "'exit_code', json_extract(result, '$.exit_code'), "
-                    "'signal', json_extract(result, '$.signal'), "
-                    "'duration_ms', json_extract(result, '$.duration_ms'), "
-                    "'error', substr(json_extract(result, '$.error'), 1, 512)) END "
-                    "FROM jobs WHERE id = ?",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
@@ -146,14 +137,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ? OR seq <= (SELECT max(seq) FROM events) - ?) "
                       "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
     [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
-    /* a new job's event, from the record being inserted (S_EVENT_JOB reads it back) */
+    /* a job's event, from the record just written */
     [S_EVENT_JOB_NEW] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, "
-                        "owner) VALUES (?, 0, ?, ?, ?, ?, ?, ?)",
-    /* after S_EVENT_JOB: the event just appended, if its job wants it delivered */
-    [S_WEBHOOK_ENQUEUE] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
-                          "SELECT e.seq, j.notify_url, e.at, e.at FROM events e "
-                          "JOIN jobs j ON j.id = e.subject WHERE e.seq = last_insert_rowid() "
-                          "AND j.notify_url IS NOT NULL AND (j.notify_all OR e.state IN (?, ?, ?))",
+                        "owner, data) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
+    [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
+                      "VALUES (last_insert_rowid(), ?, ?, ?)",
     [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
                       "e.queue, e.state, e.attempt, e.agent, e.data FROM webhook_outbox o "
                       "JOIN events e ON e.seq = o.event_seq WHERE o.next_at <= ? "
@@ -424,24 +412,74 @@ static void sqlite_savepoint_rollback(struct store *st)
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }
 
-/*
- * Appends the event of a change just made to job or agent `id`, in the same
- * transaction; a job's event also goes to the webhook outbox when the job
- * wants it.
- */
-static int event_append(struct store_sqlite *s, enum stmt_id which, const char *id,
-                        struct err *e)
+/* Appends the event of a change just made to agent `id`, in the same transaction. */
+static int agent_event(struct store_sqlite *s, const char *id, struct err *e)
 {
-    sqlite3_stmt *q = stmt(s, which);
+    sqlite3_stmt *q = stmt(s, S_EVENT_AGENT);
     sqlite3_bind_int64(q, 1, time_now_ms());
     bind_text(q, 2, id);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
+/* What a follower needs of a job's progress and result: a new reference, or NULL. */
+static json_t *event_data(const struct job *j)
+{
+    static const char *const from_progress[] = {"percent", "message"};
+    static const char *const from_result[] = {"reason", "exit_code", "signal", "duration_ms",
+                                              "error"};
+    if (!j->progress && !j->result)
+        return NULL;
+    json_t *d = json_object();
+    for (size_t i = 0; i < ARRAY_SIZE(from_progress); i++) {
+        json_t *v = json_object_get(j->progress, from_progress[i]);
+        if (v && !json_is_null(v))
+            json_object_set(d, from_progress[i], v);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(from_result); i++) {
+        json_t *v = json_object_get(j->result, from_result[i]);
+        if (!v || json_is_null(v))
+            continue;
+        size_t n = json_is_string(v) ? json_string_length(v) : 0;
+        if (n > EVENT_ERROR_MAX) { /* at most EVENT_ERROR_MAX bytes, whole characters */
+            const char *t = json_string_value(v);
+            n = EVENT_ERROR_MAX;
+            while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+                n--;
+            json_object_set_new(d, from_result[i], json_stringn(t, n));
+        } else {
+            json_object_set(d, from_result[i], v);
+        }
+    }
+    return d;
+}
+
+/*
+ * Appends the event of the job record j just written, in the same
+ * transaction; and, when the job has a webhook (url, notify all) that wants
+ * this event, its delivery to the outbox.
+ */
+static int job_event(struct store_sqlite *s, const struct job *j, const char *url, bool all,
+                     struct err *e)
+{
+    int64_t now = time_now_ms();
+    sqlite3_stmt *q = stmt(s, S_EVENT_JOB_NEW);
+    sqlite3_bind_int64(q, 1, now);
+    bind_text(q, 2, j->id);
+    bind_text(q, 3, j->queue);
+    sqlite3_bind_int(q, 4, j->state);
+    sqlite3_bind_int(q, 5, j->attempt);
+    bind_text(q, 6, j->agent);
+    bind_text(q, 7, j->owner);
+    json_t *data = event_data(j);
+    bind_json(q, 8, data);
+    json_decref(data);
     int rc = exec_stmt(s, q, e, "appending an event");
-    if (rc || which != S_EVENT_JOB)
+    if (rc || !url || !(all || job_state_terminal(j->state)))
         return rc;
-    q = stmt(s, S_WEBHOOK_ENQUEUE);
-    sqlite3_bind_int(q, 1, JOB_SUCCEEDED);
-    sqlite3_bind_int(q, 2, JOB_FAILED);
-    sqlite3_bind_int(q, 3, JOB_CANCELLED);
+    q = stmt(s, S_WEBHOOK_ADD);
+    bind_text(q, 1, url);
+    sqlite3_bind_int64(q, 2, now);
+    sqlite3_bind_int64(q, 3, now);
     return exec_stmt(s, q, e, "queueing a webhook");
 }
 
@@ -474,26 +512,17 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
         const char *url = json_string_value(json_object_get(j->spec, "notify_url"));
-        if (url) { /* its events may go to the outbox: the general path */
-            const char *when = json_string_value(json_object_get(j->spec, "notify"));
+        const char *when = json_string_value(json_object_get(j->spec, "notify"));
+        bool all = when && !strcmp(when, "all");
+        if (url) {
             q = stmt(s, S_JOB_NOTIFY);
             bind_text(q, 1, url);
-            sqlite3_bind_int(q, 2, when && !strcmp(when, "all"));
+            sqlite3_bind_int(q, 2, all);
             bind_text(q, 3, j->id);
             if ((rc = exec_stmt(s, q, e, "inserting a job")))
                 return rc;
-            return event_append(s, S_EVENT_JOB, j->id, e);
         }
-        /* the hot path of submits: the event from the record, no read back, no outbox */
-        q = stmt(s, S_EVENT_JOB_NEW);
-        sqlite3_bind_int64(q, 1, time_now_ms());
-        bind_text(q, 2, j->id);
-        bind_text(q, 3, j->queue);
-        sqlite3_bind_int(q, 4, j->state);
-        sqlite3_bind_int(q, 5, j->attempt);
-        bind_text(q, 6, j->agent);
-        bind_text(q, 7, j->owner);
-        return exec_stmt(s, q, e, "appending an event");
+        return job_event(s, j, url, all, e);
     }
     if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE && j->key)
         rc = err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job", j->key);
@@ -810,11 +839,22 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
     bind_text(q, 10, j->id);
     sqlite3_bind_int(q, 11, expect_attempt);
     sqlite3_bind_int(q, 12, (int)expect_states);
-    int rc = exec_stmt(s, q, e, "updating a job");
-    if (rc)
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) { /* updated: its event (and webhook), from the record */
+        char *url = col_text(q, 0);
+        bool all = sqlite3_column_int(q, 1) != 0;
+        sqlite3_step(q);
+        sqlite3_reset(q);
+        rc = job_event(s, j, url, all, e);
+        free(url);
         return rc;
-    if (sqlite3_changes(s->db) > 0)
-        return event_append(s, S_EVENT_JOB, j->id, e);
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(s, e, "updating a job");
+        sqlite3_reset(q);
+        return rc;
+    }
+    sqlite3_reset(q);
     struct job cur;
     if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
         return rc;
@@ -925,7 +965,7 @@ static int sqlite_agent_upsert(struct store *st, struct agent_rec *a, struct err
     snprintf(a->id, sizeof(a->id), "%s", (const char *)sqlite3_column_text(q, 0));
     sqlite3_step(q);
     sqlite3_reset(q);
-    return event_append(s, S_EVENT_AGENT, a->id, e);
+    return agent_event(s, a->id, e);
 }
 
 static int sqlite_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
@@ -940,7 +980,7 @@ static int sqlite_agent_set_state(struct store *st, const char *id, int state, i
     if (!rc && sqlite3_changes(s->db) == 0)
         rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
     if (!rc)
-        rc = event_append(s, S_EVENT_AGENT, id, e);
+        rc = agent_event(s, id, e);
     return rc;
 }
 
