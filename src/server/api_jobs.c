@@ -214,9 +214,7 @@ int api_jobs_create(struct http_req *r)
     struct submit *sb = xcalloc(1, sizeof(*sb));
     sb->r = r;
     sb->array = array;
-    sb->jobs = xcalloc(n, sizeof(*sb->jobs));
-    for (size_t i = 0; i < n; i++)
-        sb->jobs[i] = xcalloc(1, sizeof(**sb->jobs));
+    sb->jobs = xcalloc(n, sizeof(*sb->jobs)); /* records made as their specs pass: sb->n */
     sb->existed = xcalloc(n, sizeof(*sb->existed));
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
@@ -243,6 +241,7 @@ int api_jobs_create(struct http_req *r)
             submit_free(sb);
             return rc;
         }
+        sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
         sb->n++;

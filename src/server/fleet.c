@@ -210,8 +210,11 @@ static void state_done(void *arg, int rc, const struct err *e)
         struct live_agent *a = fleet_agent(op->f, op->id);
         if (rc)
             http_reply_err(op->answer, e);
-        else if (a)
-            http_reply_json(op->answer, 200, fleet_agent_json(a));
+        else if (a) { /* the state this change stored (a drained agent may have left since) */
+            json_t *j = fleet_agent_json(a);
+            json_object_set_new(j, "state", json_string(agent_state_name(op->state)));
+            http_reply_json(op->answer, 200, j);
+        }
         else
             http_reply_error(op->answer, ERR_NOTFOUND, NULL, "agent '%s' is gone", op->id);
     }
