@@ -150,8 +150,9 @@ def test_a_receiver_down_then_back(hook_server, receivers):
     wait_for(lambda: rec.bodies(), 30, "the webhook once the receiver is back")
     body = rec.bodies()[0]
     assert body["event"]["job"] == jid and body["type"] == "job.cancelled" and body["try"] >= 2
-    m = requests.get(hook_server.url + "/metrics", timeout=10).text
-    assert "drover_webhooks_delivered_total 1" in m
+    # the outcome is recorded once the receiver's answer is back (after it saw the body)
+    m = wait_for(lambda: (lambda t: "drover_webhooks_delivered_total 1" in t and t)(
+        requests.get(hook_server.url + "/metrics", timeout=10).text), 20, "the delivery counted")
     assert "drover_webhooks_failed_total 0" not in m
 
 
