@@ -444,6 +444,14 @@ bool cli_job_is_terminal(const char *state)
            (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
 }
 
+void cli_put_clean(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        fputc((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c, f);
+    }
+}
+
 void cli_print_json(json_t *j)
 {
     if (j)

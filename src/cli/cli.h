@@ -218,6 +218,10 @@ bool cli_job_is_terminal(const char *state);
  */
 void cli_print_err(const struct cli *cli, const struct err *e, long status, const char *what);
 
+/* Prints s[0..n), which may hold anything, so that it cannot drive the terminal: control
+   characters but tab become '?'. NULL s prints nothing. */
+void cli_put_clean(FILE *f, const char *s, size_t n);
+
 /* Pretty-prints `j` and a newline on stdout. */
 void cli_print_json(json_t *j);
 

@@ -180,13 +180,9 @@ static const char events_usage[] =
     "      --type T       only job or agent events\n"
     "      --json         one JSON object per line, as the server sends it\n" CLI_COMMON_USAGE;
 
-/* Prints text, which may hold anything, so that it cannot drive the terminal. */
 static void put_clean(FILE *out, const char *s)
 {
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
-    }
+    cli_put_clean(out, s, s ? strlen(s) : 0);
 }
 
 void cli_print_event(FILE *out, json_t *ev, bool brief)

@@ -30,20 +30,6 @@
 
 /* ---- reading jobs ---- */
 
-/* Prints text, which may hold anything, so that it cannot drive the terminal. */
-static void put_sanitised_to(FILE *f, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        fputc((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c, f);
-    }
-}
-
-static void put_sanitised(const char *s, size_t n)
-{
-    put_sanitised_to(stdout, s, n);
-}
-
 static const char *jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
@@ -113,7 +99,7 @@ static void print_final_line(json_t *job)
     if (!error) error = jstr(job, "error");
     if (error && *error) {
         fputs(": ", stdout);
-        put_sanitised(error, strlen(error));
+        cli_put_clean(stdout, error, strlen(error));
     }
     putchar('\n');
     buf_release(&b);
@@ -806,7 +792,7 @@ static void print_warnings(json_t *answer, const char *job)
     {
         if (!json_is_string(w)) continue;
         fprintf(stderr, "drover: warning: %s%s", job ? job : "", job ? ": " : "");
-        put_sanitised_to(stderr, json_string_value(w), strlen(json_string_value(w)));
+        cli_put_clean(stderr, json_string_value(w), strlen(json_string_value(w)));
         fputc('\n', stderr);
     }
 }
@@ -1146,7 +1132,7 @@ static void field(const char *label, const char *value)
 {
     if (value && *value) {
         printf("%-10s ", label);
-        put_sanitised(value, strlen(value));
+        cli_put_clean(stdout, value, strlen(value));
         putchar('\n');
     }
 }
@@ -1240,7 +1226,7 @@ static void print_status(json_t *job)
             const char *nl = strchr(p, '\n');
             size_t n = nl ? (size_t)(nl - p) : strlen(p);
             fputs("  ", stdout);
-            put_sanitised(p, n);
+            cli_put_clean(stdout, p, n);
             putchar('\n');
             lines++;
             p += n + (nl ? 1 : 0);

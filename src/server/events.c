@@ -14,6 +14,7 @@
  * second after start and then each minute.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,12 +181,17 @@ static void pump(struct follower *fw)
 
 void events_notify(struct events *ev)
 {
-    if (!ev)
+    if (!ev || !ev->head)
         return;
+    /* One look at the newest seq: a batch without events (log chunks) costs no follower a read. */
+    int64_t first, last;
+    if (store_event_window(ev->s->reads, &first, &last, NULL))
+        last = INT64_MAX; /* cannot tell: let each follower look */
     struct follower *fw = ev->head;
     while (fw) {
         struct follower *next = fw->next;
-        pump(fw);
+        if (fw->seq < last)
+            pump(fw);
         fw = next;
     }
 }
