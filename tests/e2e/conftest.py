@@ -23,6 +23,13 @@ BIN = os.environ.get("DROVER_BIN", os.path.join(ROOT, "build", "drover"))
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "once: a slow suite (containers, PostgreSQL, browser) that runs in one build only; "
+        "scripts/test.sh deselects it in the sanitizer build (-m 'not once')")
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
