@@ -1,8 +1,9 @@
 /*
  * store.h - the durable job store, as its callers see it.
  *
- * One interface, several backends chosen by URI scheme ("sqlite:PATH" today;
- * "postgres://..." is the scale-out backend to come). Operations are at the
+ * One interface, several backends chosen by URI scheme: "sqlite:PATH", and
+ * "postgres://..." (or "postgresql://...", libpq's connection URI; built
+ * with WITH_POSTGRES). Operations are at the
  * level of the domain (insert a job, cancel a job), not "run this SQL", so
  * that each backend can do them its own way.
  *
@@ -68,6 +69,11 @@ struct queue_stat {
 
 /* Opens (creating and migrating as needed) the store named by uri. */
 int store_open(const char *uri, const struct store_opts *opts, struct store **out, struct err *e);
+/*
+ * uri as it may be shown (logs, messages): a password in it ("user:PASSWORD@"
+ * or "password=PASSWORD") becomes "***". Truncated to fit n bytes.
+ */
+void store_uri_redact(const char *uri, char *out, size_t n);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
 
