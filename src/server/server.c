@@ -66,13 +66,14 @@ static int split_listen(const char *listen, char *host, size_t n, int *port)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db sqlite:PATH]\n"
+            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db URI]\n"
             "                     [--sync full|normal] [--log-level LEVEL] [--log-format text|json]\n"
             "\n"
             "  --listen ADDR:PORT   where to serve the API (default %s)\n"
             "  --data DIR           data folder: store, admin token (default $DROVER_DATA or\n"
             "                       ~/.local/share/drover)\n"
-            "  --db URI             job store (default sqlite:DIR/drover.db)\n"
+            "  --db URI             job store: sqlite:PATH (default sqlite:DIR/drover.db) or\n"
+            "                       postgres://USER@HOST:PORT/DB (password: PGPASSWORD or ~/.pgpass)\n"
             "  --sync full|normal   full: fsync every commit (survives power loss);\n"
             "                       normal (default): survives a crash of the server\n"
             "  --log-level L        error, warn, info (default), debug\n"
@@ -469,8 +470,10 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
                sizeof(one));
     server_guard_connections(s, o, nofile);
+    char db[512];
+    store_uri_redact(o->db, db, sizeof(db));
     log_info("drover %s serving on http://%s (store %s%s, objects %s)", DROVER_VERSION, o->listen,
-             o->db, o->sync_full ? ", sync full" : "", o->blobs);
+             db, o->sync_full ? ", sync full" : "", o->blobs);
     return 0;
 }
 

@@ -2,10 +2,14 @@
  * test_store.c - the store conformance suite: what every backend behind store.h must do.
  *
  * Each test runs once per entry of `backends[]`, on a fresh, empty location made by the
- * fixture (per-test setup) and removed afterwards (teardown). Today that is SQLite on a real
- * file in a new mkdtemp folder. To add a backend (PostgreSQL), write its create / destroy /
- * exists / check_schema functions (create: a fresh database or schema, with its URI in f->uri
- * and an unopenable one in f->bad_uri) and add one line to `backends[]`.
+ * fixture (per-test setup) and removed afterwards (teardown): SQLite on a real file in a new
+ * mkdtemp folder; PostgreSQL (when built WITH_POSTGRES and DROVER_TEST_PG_URI names a server,
+ * postgres://USER@HOST:PORT/DB with the right to create databases) in a new database made on
+ * that server for the test and dropped after it. scripts/test.sh starts a throwaway server
+ * (scripts/pgtest.sh) and sets DROVER_TEST_PG_URI; without it the PostgreSQL group is skipped
+ * with a message. To add a backend, write its create / destroy / exists / check_schema
+ * functions (create: a fresh location, with its URI in f->uri and an unopenable one in
+ * f->bad_uri) and add one line to `backends[]`.
  *
  * Jobs are made the real way: a JSON spec through spec_parse() and job_from_spec().
  * Writes are made between store_begin() and store_commit(), as the contract asks.
@@ -24,6 +28,9 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+#ifdef WITH_POSTGRES
+#include <libpq-fe.h>
+#endif
 
 /*
  * Memory that the library allocated (store_meta_get's value, store_queue_stats' array) is
@@ -43,6 +50,9 @@ static void lib_free(void *p)
 #include "job/job.h"
 #include "job/spec.h"
 #include "store/schema/sqlite.h"
+#ifdef WITH_POSTGRES
+#include "store/schema/postgres.h"
+#endif
 #include "store/store.h"
 
 /* Milliseconds: a fixed clock, so that times read back can be compared exactly. */
@@ -55,6 +65,7 @@ struct backend;
 struct fixture {
     const struct backend *be;
     char dir[PATH_MAX];          /* sqlite: the temporary folder */
+    char db[64];                 /* postgres: the database */
     char uri[PATH_MAX + 64];     /* the store under test */
     char bad_uri[PATH_MAX + 64]; /* same scheme, a location that cannot be opened */
     struct store *st;            /* opened by setup_open */
@@ -149,9 +160,113 @@ static void sqlite_check_schema(const struct fixture *f)
     assert_string_equal(mode, "wal");
 }
 
-/* One line per backend. */
+#ifdef WITH_POSTGRES
+/*
+ * The server: DROVER_TEST_PG_URI up to its path ("postgres://u@h:p"), and what follows the
+ * database name ("?opt=..."), so that a database's URI is base + "/" + name + tail.
+ */
+static char pg_base[512], pg_tail[512];
+static const char *pg_admin_uri; /* DROVER_TEST_PG_URI: where databases are made and dropped */
+static unsigned pg_made;
+
+static int pg_split(const char *uri)
+{
+    const char *auth = strstr(uri, "://");
+    if (!auth)
+        return -1;
+    auth += 3;
+    size_t n = strcspn(auth, "/?");
+    const char *rest = auth + n;
+    if (*rest == '/')
+        rest += strcspn(rest, "?");
+    snprintf(pg_base, sizeof(pg_base), "%.*s", (int)(auth + n - uri), uri);
+    snprintf(pg_tail, sizeof(pg_tail), "%s", rest);
+    return 0;
+}
+
+/* Runs one statement on the admin connection: 0 or -1 (with the message on stderr). */
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_admin_uri);
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "postgres: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "postgres: cannot connect to DROVER_TEST_PG_URI: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static int pg_create(struct fixture *f)
+{
+    snprintf(f->db, sizeof(f->db), "drover_test_%ld_%u", (long)getpid(), pg_made++);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+    if (pg_admin(sql))
+        return -1;
+    snprintf(f->uri, sizeof(f->uri), "%s/%s%s", pg_base, f->db, pg_tail);
+    snprintf(f->bad_uri, sizeof(f->bad_uri), "%s/%s_no_such_database%s", pg_base, f->db,
+             pg_tail);
+    return 0;
+}
+
+static int pg_destroy(struct fixture *f)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
+    return pg_admin(sql);
+}
+
+/* A one-value query on the test's database; NULL when it fails. lib_free() it. */
+static char *pg_value(const struct fixture *f, const char *sql)
+{
+    PGconn *c = PQconnectdb(f->uri);
+    char *v = NULL;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            v = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return v;
+}
+
+static bool pg_exists(const struct fixture *f)
+{
+    char *v = pg_value(f, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
+    bool any = v && strcmp(v, "0");
+    lib_free(v);
+    return any;
+}
+
+static void pg_check_schema(const struct fixture *f)
+{
+    char *version = pg_value(f, "SELECT version FROM drover_schema");
+    char *tables = pg_value(f, "SELECT count(*) FROM pg_tables WHERE schemaname = "
+                               "current_schema() AND tablename IN ('jobs', 'tokens', 'meta')");
+    char want[16];
+    snprintf(want, sizeof(want), "%d", (int)ARRAY_SIZE(pg_migrations));
+    assert_non_null(version);
+    assert_non_null(tables);
+    assert_string_equal(version, want);
+    assert_string_equal(tables, "3");
+    lib_free(version);
+    lib_free(tables);
+}
+#endif
+
+/* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
     {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema},
+#ifdef WITH_POSTGRES
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema},
+#endif
 };
 
 /* The backend whose group is running (cmocka passes no argument to a group). */
@@ -1472,6 +1587,21 @@ int main(void)
     int failed = 0;
     for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
         current = &backends[i];
+#ifdef WITH_POSTGRES
+        if (current->create == pg_create) {
+            pg_admin_uri = getenv("DROVER_TEST_PG_URI");
+            if (!pg_admin_uri || !*pg_admin_uri) {
+                printf("[  SKIPPED ] postgres: DROVER_TEST_PG_URI is not set (scripts/test.sh "
+                       "starts a server for it: scripts/pgtest.sh)\n");
+                continue;
+            }
+            if (pg_split(pg_admin_uri)) {
+                fprintf(stderr, "DROVER_TEST_PG_URI must be postgres://USER@HOST:PORT/DB\n");
+                failed++;
+                continue;
+            }
+        }
+#endif
         failed += cmocka_run_group_tests_name(current->name, tests, NULL, NULL);
     }
     return failed ? 1 : 0;
