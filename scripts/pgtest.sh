@@ -34,9 +34,11 @@ start)
   as_owner "$bindir/initdb" -D "$dir/data" -U drover --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off \
-        -c max_connections=200" >/dev/null \
+  # in the cluster's configuration: a later `pg_ctl start` (a test restarting it) keeps them
+  printf '%s\n' "listen_addresses = '127.0.0.1'" "port = $port" \
+    "unix_socket_directories = '$dir'" "fsync = off" "full_page_writes = off" \
+    "max_connections = 200" >>"$dir/data/postgresql.conf"
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log" >&2; exit 1; }
   echo "postgres://drover@127.0.0.1:$port/postgres"
   ;;
