@@ -55,6 +55,8 @@ enum stmt_id {
     S_META_GET,
     S_META_SET,
     S_JOB_UPDATE,
+    S_JOB_LEASE_LOCK,
+    S_JOB_LEASE,
     S_JOB_SCAN,
     S_LOG_APPEND,
     S_LOG_READ,
@@ -65,6 +67,7 @@ enum stmt_id {
     S_EVENT_HEAD_SET,
     S_EVENT_AGENT,
     S_EVENT_JOB_NEW,
+    S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_WEBHOOK_ADD,
@@ -118,6 +121,17 @@ static const char *const stmt_sql[S_COUNT] = {
                      "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
                      "WHERE id = $10 AND attempt = $11 AND ((1 << state) & $12::integer) != 0 "
                      "RETURNING notify_url, notify_all",
+    /* a lease's candidates still queued, skipping rows another transaction holds; the spec as
+       stored text, and only what the lease's step and its event need */
+    [S_JOB_LEASE_LOCK] = "SELECT id, attempt, queue, owner, spec, notify_url, notify_all FROM jobs "
+                         "WHERE id = ANY($1::text[]) AND state = $2 FOR UPDATE SKIP LOCKED",
+    /* the leases of one call in one statement: one row of arrays per job */
+    [S_JOB_LEASE] = "UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
+                    "started_at = v.started_at, finished_at = v.finished_at, "
+                    "progress = v.progress FROM unnest($1::text[], $2::integer[], $3::text[], "
+                    "$4::integer[], $5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
+                    "AS v(id, state, agent, attempt, started_at, finished_at, progress, was) "
+                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9",
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & $1::integer) != 0 "
                    "ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
@@ -144,6 +158,12 @@ static const char *const stmt_sql[S_COUNT] = {
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
                         "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
+    [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
+                         "agent, owner, data) SELECT v.seq, $1, 0, v.subject, v.queue, v.state, "
+                         "v.attempt, v.agent, v.owner, v.data FROM unnest($2::bigint[], "
+                         "$3::text[], $4::text[], $5::integer[], $6::integer[], $7::text[], "
+                         "$8::text[], $9::text[]) AS v(seq, subject, queue, state, attempt, "
+                         "agent, owner, data)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM event_head WHERE id = 1)",
     /* events a delivery still needs are kept */
@@ -245,6 +265,64 @@ static void params_release(struct params *p)
 {
     for (int i = 0; i < p->n; i++)
         free(p->owned[i]);
+}
+
+/* An array literal ({"a",NULL,"b"}) built one element at a time: a parameter. */
+struct arr {
+    struct buf b;
+    int n;
+};
+
+static void arr_text(struct arr *a, const char *v)
+{
+    buf_adds(&a->b, a->n++ ? "," : "{");
+    if (!v) {
+        buf_adds(&a->b, "NULL");
+        return;
+    }
+    buf_addc(&a->b, '"');
+    for (const char *c = v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            buf_addc(&a->b, '\\');
+        buf_addc(&a->b, *c);
+    }
+    buf_addc(&a->b, '"');
+}
+
+static void arr_int(struct arr *a, int64_t v)
+{
+    buf_adds(&a->b, a->n++ ? "," : "{");
+    buf_addf(&a->b, "%" PRId64, v);
+}
+
+/* A time: 0 is NULL. */
+static void arr_time(struct arr *a, int64_t v)
+{
+    if (v) {
+        arr_int(a, v);
+    } else {
+        buf_adds(&a->b, a->n++ ? "," : "{");
+        buf_adds(&a->b, "NULL");
+    }
+}
+
+static void arr_json(struct arr *a, const json_t *v)
+{
+    char *t = job_json_dump(v);
+    arr_text(a, t);
+    free(t);
+}
+
+/* Hands the literal to p (which frees it). */
+static void p_arr(struct params *p, struct arr *a)
+{
+    if (!a->n)
+        buf_adds(&a->b, "{");
+    buf_adds(&a->b, "}");
+    char *t = buf_detach(&a->b);
+    p->owned[p->n] = t;
+    p_text(p, t);
+    a->n = 0;
 }
 
 /* The error of a failed call as an ERR_* code, with its message. */
@@ -907,6 +985,134 @@ static int pg_job_update(struct store *st, const struct job *j, int expect_attem
     return rc ? rc : tx_end(s, own, job_update_tx(s, j, expect_attempt, expect_states, e), e);
 }
 
+/*
+ * The candidates still queued and not locked by another transaction are
+ * locked (SKIP LOCKED: never waited for), stepped through the lifecycle's
+ * lease in the caller's order, then written with their events in one
+ * statement each.
+ */
+static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
+                        struct store_lease *c, size_t n, size_t *nleased, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (!n)
+        return 0;
+    struct arr ids = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&ids, c[i].job);
+    struct params p = {0};
+    p_arr(&p, &ids);
+    p_int(&p, JOB_QUEUED);
+    PGresult *r;
+    int rc = run(s, S_JOB_LEASE_LOCK, &p, &r, e, "leasing jobs");
+    if (rc)
+        return rc;
+    int rows = PQntuples(r);
+    struct arr u[8], ev[8];
+    for (int k = 0; k < 8; k++) {
+        u[k] = (struct arr){BUF_INIT, 0};
+        ev[k] = (struct arr){BUF_INIT, 0};
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        int row = -1;
+        for (int k = 0; k < rows && row < 0; k++)
+            if (!strcmp(PQgetvalue(r, k, 0), c[i].job))
+                row = k;
+        if (row < 0)
+            continue; /* not queued, locked elsewhere, or unknown: skipped */
+        struct job j;
+        job_init(&j);
+        snprintf(j.id, sizeof(j.id), "%s", c[i].job);
+        j.state = JOB_QUEUED;
+        j.attempt = (int)col_int(r, row, 1);
+        int was = j.attempt;
+        struct job_event_args a = {.now_ms = now_ms, .agent = agent};
+        struct err ignored = ERR_INIT;
+        if (lifecycle_apply(&j, JOB_EV_LEASE, &a, &ignored)) {
+            job_release(&j);
+            continue;
+        }
+        j.queue = col_text(r, row, 2);
+        j.owner = col_text(r, row, 3);
+        int64_t seq;
+        if ((rc = next_seq(s, &seq, e))) {
+            job_release(&j);
+            break;
+        }
+        arr_text(&u[0], j.id);
+        arr_int(&u[1], j.state);
+        arr_text(&u[2], j.agent);
+        arr_int(&u[3], j.attempt);
+        arr_time(&u[4], j.started_at);
+        arr_time(&u[5], j.finished_at);
+        arr_json(&u[6], j.progress);
+        arr_int(&u[7], was);
+        json_t *data = store_event_data(&j);
+        arr_int(&ev[0], seq);
+        arr_text(&ev[1], j.id);
+        arr_text(&ev[2], j.queue);
+        arr_int(&ev[3], j.state);
+        arr_int(&ev[4], j.attempt);
+        arr_text(&ev[5], j.agent);
+        arr_text(&ev[6], j.owner);
+        arr_json(&ev[7], data);
+        json_decref(data);
+        c[i].leased = true;
+        c[i].attempt = j.attempt;
+        c[i].spec = col_text(r, row, 4);
+        ++*nleased;
+        job_release(&j);
+    }
+    if (!rc && *nleased) {
+        struct params up = {0};
+        for (int k = 0; k < 8; k++)
+            p_arr(&up, &u[k]);
+        p_int(&up, JOB_QUEUED);
+        PGresult *ur;
+        if (!(rc = run(s, S_JOB_LEASE, &up, &ur, e, "leasing jobs"))) {
+            if (changed(ur) != (int64_t)*nleased) /* the rows are locked: cannot happen */
+                rc = err_set(e, ERR_INTERNAL, "store '%s': leasing jobs: %lld of %zu written",
+                             s->shown, (long long)changed(ur), *nleased);
+            PQclear(ur);
+        }
+        struct params ep = {0};
+        p_int(&ep, time_now_ms());
+        for (int k = 0; k < 8; k++)
+            p_arr(&ep, &ev[k]);
+        if (!rc)
+            rc = run(s, S_EVENT_JOBS_NEW, &ep, NULL, e, "appending events");
+        else
+            params_release(&ep);
+    }
+    /* deliveries of the lease events wanted by webhooks (notify "all"); the events got
+       consecutive seqs, in the candidates' order */
+    int64_t seq = s->ev_seq - (int64_t)*nleased, now = time_now_ms();
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!c[i].leased)
+            continue;
+        seq++;
+        int row = -1;
+        for (int k = 0; k < rows && row < 0; k++)
+            if (!strcmp(PQgetvalue(r, k, 0), c[i].job))
+                row = k;
+        const char *url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
+        if (!store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 6), "t"), JOB_LEASED))
+            continue;
+        struct params w = {0};
+        p_int(&w, seq);
+        p_text(&w, url);
+        p_int(&w, now);
+        p_int(&w, now);
+        rc = run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+    }
+    for (int k = 0; k < 8; k++) {
+        buf_release(&u[k].b);
+        buf_release(&ev[k].b);
+    }
+    PQclear(r);
+    return rc;
+}
+
 static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                        void *arg, struct err *e)
 {
@@ -1230,24 +1436,6 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
-/* A text[] literal of the strings: {"a","b"}, with " and \ escaped. */
-static char *text_array(const char *const *v, size_t n)
-{
-    struct buf b = BUF_INIT;
-    buf_adds(&b, "{");
-    for (size_t i = 0; i < n; i++) {
-        buf_adds(&b, i ? ",\"" : "\"");
-        for (const char *c = v[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                buf_adds(&b, "\\");
-            buf_add(&b, c, 1);
-        }
-        buf_adds(&b, "\"");
-    }
-    buf_adds(&b, "}");
-    return buf_detach(&b);
-}
-
 static int pg_event_list(struct store *st, const struct event_filter *f,
                          int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                          struct err *e)
@@ -1268,9 +1456,10 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
     }
     if (f->jobs) {
         where_param(&sql, &p, "subject = ANY($::text[])");
-        char *a = text_array(f->jobs, f->njobs);
-        p.owned[p.n] = a;
-        p_text(&p, a);
+        struct arr a = {BUF_INIT, 0};
+        for (size_t i = 0; i < f->njobs; i++)
+            arr_text(&a, f->jobs[i]);
+        p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
         where_param(&sql, &p, "(kind = 1 OR owner = $)");
@@ -1386,6 +1575,7 @@ const struct store_ops store_pg_ops = {
     .job_get_run = pg_job_get_run,
     .job_list = pg_job_list,
     .job_lock = pg_job_lock,
+    .job_lease = pg_job_lease,
     .job_update = pg_job_update,
     .job_scan = pg_job_scan,
     .log_append = pg_log_append,

@@ -83,6 +83,13 @@ struct backend {
     bool (*exists)(const struct fixture *f);
     /* Asserts that the store at f->uri is at the latest schema version. */
     void (*check_schema)(const struct fixture *f);
+    /*
+     * Backends where writers lock rows, not the whole store (NULL otherwise): holds job id's
+     * row locked from a connection of its own, as another server's transaction would, until
+     * unlock_job(handle).
+     */
+    void *(*lock_job)(const struct fixture *f, const char *id);
+    void (*unlock_job)(void *handle);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -260,13 +267,35 @@ static void pg_check_schema(const struct fixture *f)
     lib_free(version);
     lib_free(tables);
 }
+
+static void *pg_lock_job(const struct fixture *f, const char *id)
+{
+    PGconn *c = PQconnectdb(f->uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    const char *params[] = {id};
+    PGresult *r = PQexec(c, "BEGIN");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexecParams(c, "SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", 1, NULL, params, NULL,
+                     NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    return c;
+}
+
+static void pg_unlock_job(void *handle)
+{
+    PQclear(PQexec(handle, "ROLLBACK"));
+    PQfinish(handle);
+}
 #endif
 
 /* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
-    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema},
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL},
 #ifdef WITH_POSTGRES
-    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema},
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job},
 #endif
 };
 
@@ -1321,6 +1350,140 @@ static void test_apply(void **state)
     job_release(&j);
 }
 
+/*
+ * store_job_lease: the candidates still queued are leased in the order given, the others are
+ * skipped; the spec comes back as the stored text; each lease has its event; a retried job
+ * keeps the result of its earlier attempt.
+ */
+static void test_lease(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j[4], out;
+    for (int i = 0; i < 4; i++)
+        make_job(&j[i], T0 + i, "{'queue': 'q', 'retry': {'max_attempts': 3}, "
+                                "'command': {'program': 'true', 'argv': ['x', '%d']}}", i);
+    insert_jobs(f->st, j, 4);
+    struct job_event_args at = {.now_ms = T0 + 10, .agent = "w0"};
+    assert_ok(store_begin(f->st, &e), &e);
+    /* j[1] cancelled, j[2] leased by another agent, j[3] back in the queue after a failure */
+    assert_ok(store_job_cancel(f->st, j[1].id, T0 + 10, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j[2].id, 0, NULL, false, JOB_EV_LEASE, &at, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j[3].id, 0, NULL, false, JOB_EV_LEASE, &at, &out, &e), &e);
+    job_release(&out);
+    struct attempt_end bad = {.reason = "exit", .has_exit_code = true, .exit_code = 2,
+                              .duration_ms = 3};
+    struct job_event_args fin = {.now_ms = T0 + 11, .end = &bad};
+    assert_ok(store_job_apply(f->st, j[3].id, 1, "w0", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_int_equal(out.state, JOB_QUEUED);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    int64_t first, before;
+    assert_ok(store_event_window(f->st, &first, &before, &e), &e);
+
+    struct store_lease c[5] = {0};
+    const int order[] = {3, 1, 2, 0};
+    for (int i = 0; i < 4; i++)
+        memcpy(c[i].job, j[order[i]].id, UUID_STR_LEN);
+    uuid7_new(c[4].job); /* unknown: skipped too */
+    size_t n = 99;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 20, c, 5, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2);
+    assert_true(c[0].leased);
+    assert_int_equal(c[0].attempt, 2);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    assert_false(c[2].leased);
+    assert_null(c[2].spec);
+    assert_true(c[3].leased);
+    assert_int_equal(c[3].attempt, 1);
+    assert_false(c[4].leased);
+    /* the spec as stored, byte for byte what GET parses */
+    for (int i = 0; i < 4; i += 3) {
+        assert_non_null(c[i].spec);
+        json_t *spec = json_loads(c[i].spec, 0, NULL);
+        assert_json_same(j[order[i]].spec, spec, "leased spec");
+        json_decref(spec);
+        lib_free(c[i].spec);
+    }
+    assert_ok(store_job_get(f->st, j[3].id, &out, &e), &e);
+    assert_int_equal(out.state, JOB_LEASED);
+    assert_string_equal(out.agent, "w1");
+    assert_int_equal(out.attempt, 2);
+    assert_int_equal(out.started_at, 0);
+    assert_null(out.progress);
+    assert_string_equal(json_string_value(json_object_get(out.result, "reason")), "exit");
+    assert_int_equal(json_array_size(out.attempts), 1);
+    job_release(&out);
+    assert_ok(store_job_get(f->st, j[2].id, &out, &e), &e);
+    assert_string_equal(out.agent, "w0"); /* untouched */
+    assert_int_equal(out.attempt, 1);
+    job_release(&out);
+    /* one event per lease, in the order leased */
+    int states[16] = {0};
+    struct event_filter flt = {.after = before, .kind = EVENT_JOB, .limit = 100};
+    assert_ok(store_event_list(f->st, &flt, count_events, states, &e), &e);
+    assert_int_equal(states[0], 2);
+    assert_int_equal(states[1], JOB_LEASED);
+    assert_int_equal(states[2], JOB_LEASED);
+    release_jobs(j, 4);
+}
+
+/*
+ * With row locks (PostgreSQL), a candidate another server's transaction holds is skipped at
+ * once, never waited for (FOR UPDATE SKIP LOCKED), and leased once it is free again.
+ */
+static void test_lease_skips_locked(void **state)
+{
+    struct fixture *f = *state;
+    if (!f->be->lock_job)
+        skip(); /* SQLite: one writer at a time, nothing to skip */
+    struct err e = ERR_INIT;
+    struct job j[3];
+    for (int i = 0; i < 3; i++)
+        make_simple(&j[i], T0 + i, "q");
+    insert_jobs(f->st, j, 3);
+    void *held = f->be->lock_job(f, j[1].id);
+
+    /* a handle that fails rather than waits on a lock: a wait would fail the test, not hang it */
+    char uri[sizeof(f->uri) + 64];
+    snprintf(uri, sizeof(uri), "%s%soptions=-c%%20lock_timeout%%3D5000", f->uri,
+             strchr(f->uri, '?') ? "&" : "?");
+    assert_ok(store_open(uri, NULL, &f->st2, &e), &e);
+    struct store_lease c[3] = {0};
+    for (int i = 0; i < 3; i++)
+        memcpy(c[i].job, j[i].id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st2, &e), &e);
+    assert_ok(store_job_lease(f->st2, "w1", T0 + 10, c, 3, &n, &e), &e);
+    assert_ok(store_commit(f->st2, &e), &e);
+    assert_int_equal(n, 2);
+    assert_true(c[0].leased && c[2].leased);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    lib_free(c[0].spec);
+    lib_free(c[2].spec);
+
+    f->be->unlock_job(held);
+    assert_ok(store_begin(f->st2, &e), &e);
+    assert_ok(store_job_lease(f->st2, "w1", T0 + 11, c, 3, &n, &e), &e);
+    assert_ok(store_commit(f->st2, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[1].leased);
+    assert_int_equal(c[1].attempt, 1);
+    lib_free(c[1].spec);
+    struct job got;
+    assert_ok(store_job_get(f->st, j[1].id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_LEASED);
+    assert_string_equal(got.agent, "w1");
+    job_release(&got);
+    release_jobs(j, 3);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -2072,6 +2235,8 @@ int main(void)
         T(test_list_paging),
         T(test_cancel),
         T(test_apply),
+        T(test_lease),
+        T(test_lease_skips_locked),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
