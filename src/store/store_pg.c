@@ -541,7 +541,16 @@ static int pg_open(const char *uri, const struct store_opts *opts, struct store 
     s->base.ops = &store_pg_ops;
     s->shown = xstrdup(shown);
     int rc;
-    s->conn = PQconnectdb(uri);
+    /*
+     * Defaults the URI's own parameters override (libpq: later wins; dbname expands the
+     * URI in place): a server that does not answer fails a connection after 10 s rather
+     * than holding the thread, and a connection to a dead one is noticed within a minute.
+     */
+    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "application_name", "dbname", NULL};
+    const char *const values[] = {"10", "30", "10", "3", "drover", uri, NULL};
+    s->conn = PQconnectdbParams(keys, values, 1);
     if (!s->conn) {
         rc = err_set(e, ERR_UNAVAILABLE, "cannot open store '%s': out of memory", s->shown);
         goto out;
