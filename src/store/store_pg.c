@@ -8,9 +8,11 @@
  *   - a lifecycle step reads its job FOR UPDATE (job_lock) and writes it
  *     fenced on attempt and state;
  *   - a transaction that writes events locks event_head's one row at its
- *     first event, numbers its events from it and writes the newest seq back
- *     just before COMMIT: event-writing transactions commit one after the
- *     other, in seq order (schema/postgres.h).
+ *     first write (before any job's row: no deadlock), numbers its events
+ *     from it and writes the newest seq back just before COMMIT: writing
+ *     transactions commit one after the other, in seq order
+ *     (schema/postgres.h), as SQLite's single writer does;
+ *   - a lease takes its candidates FOR UPDATE SKIP LOCKED.
  * The only state kept here between calls is the open transaction's: its
  * depth and the seq of its last event.
  *
@@ -688,22 +690,39 @@ static int tx_end(struct store_pg *s, bool own, int rc, struct err *e)
 
 /* ---- events ---- */
 
-/* The seq of the transaction's next event: event_head's row is locked at its first. */
+/*
+ * Locks event_head's row for the rest of the transaction (once). Every write
+ * that may append an event, or locks a job's row, calls it first: the lock
+ * on event_head is always taken before any row lock, so that two
+ * transactions (of two servers, one day) cannot deadlock over a job's row
+ * and event_head.
+ */
+static int events_lock(struct store_pg *s, struct err *e)
+{
+    if (s->ev_locked || !s->depth)
+        return 0; /* held; or outside a transaction, where there is nothing to order */
+    PGresult *r;
+    int rc = run(s, S_EVENT_HEAD_LOCK, NULL, &r, e, "appending an event");
+    if (rc)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    }
+    s->ev_seq = col_int(r, 0, 0);
+    s->ev_locked = true;
+    PQclear(r);
+    return 0;
+}
+
+/* The seq of the transaction's next event (always inside one: tx_start). */
 static int next_seq(struct store_pg *s, int64_t *seq, struct err *e)
 {
-    if (!s->ev_locked) {
-        PGresult *r;
-        int rc = run(s, S_EVENT_HEAD_LOCK, NULL, &r, e, "appending an event");
-        if (rc)
-            return rc;
-        if (PQntuples(r) != 1) {
-            PQclear(r);
-            return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
-        }
-        s->ev_seq = col_int(r, 0, 0);
-        s->ev_locked = true;
-        PQclear(r);
-    }
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    if (!s->ev_locked)
+        return err_set(e, ERR_INTERNAL, "store '%s': an event outside a transaction", s->shown);
     *seq = ++s->ev_seq;
     return 0;
 }
@@ -711,7 +730,7 @@ static int next_seq(struct store_pg *s, int64_t *seq, struct err *e)
 /* Appends the event of a change just made to agent `id`, in the same transaction. */
 static int agent_event(struct store_pg *s, const char *id, struct err *e)
 {
-    int64_t seq;
+    int64_t seq = 0;
     int rc = next_seq(s, &seq, e);
     if (rc)
         return rc;
@@ -730,7 +749,7 @@ static int agent_event(struct store_pg *s, const char *id, struct err *e)
 static int job_event(struct store_pg *s, const struct job *j, const char *url, bool all,
                      struct err *e)
 {
-    int64_t now = time_now_ms(), seq;
+    int64_t now = time_now_ms(), seq = 0;
     int rc = next_seq(s, &seq, e);
     if (rc)
         return rc;
@@ -761,6 +780,9 @@ static int job_event(struct store_pg *s, const struct job *j, const char *url, b
 
 static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
 {
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
     bool all;
     const char *url = store_job_notify(j, &all);
     struct params p = {0};
@@ -788,7 +810,7 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_text(&p, url);
     p_bool(&p, url && all);
     PGresult *r;
-    int rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
+    rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
     if (rc)
         return rc;
     int64_t n = changed(r);
@@ -841,7 +863,9 @@ static int pg_job_get_run(struct store *st, const char *id, struct job *out, str
 static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *out,
                        struct err *e)
 {
-    return get_one(pg(st), spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+    struct store_pg *s = pg(st);
+    int rc = events_lock(s, e);
+    return rc ? rc : get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
 }
 
 static int pg_job_get_by_key(struct store *st, const char *owner, const char *key,
@@ -950,6 +974,9 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
 static int job_update_tx(struct store_pg *s, const struct job *j, int expect_attempt,
                          unsigned expect_states, struct err *e)
 {
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
     struct params p = {0};
     p_int(&p, j->state);
     p_text(&p, j->agent);
@@ -964,7 +991,7 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     p_int(&p, expect_attempt);
     p_int(&p, (int)expect_states);
     PGresult *r;
-    int rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
+    rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
     if (rc)
         return rc;
     if (PQntuples(r) == 1) { /* updated: its event (and webhook), from the record */
@@ -1006,6 +1033,9 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
     struct store_pg *s = pg(st);
     if (!n)
         return 0;
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
     struct arr ids = {BUF_INIT, 0};
     for (size_t i = 0; i < n; i++)
         arr_text(&ids, c[i].job);
@@ -1013,7 +1043,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
     p_arr(&p, &ids);
     p_int(&p, JOB_QUEUED);
     PGresult *r;
-    int rc = run(s, S_JOB_LEASE_LOCK, &p, &r, e, "leasing jobs");
+    rc = run(s, S_JOB_LEASE_LOCK, &p, &r, e, "leasing jobs");
     if (rc)
         return rc;
     int rows = PQntuples(r);
@@ -1043,7 +1073,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         }
         j.queue = col_text(r, row, 2);
         j.owner = col_text(r, row, 3);
-        int64_t seq;
+        int64_t seq = 0;
         if ((rc = next_seq(s, &seq, e))) {
             job_release(&j);
             break;
@@ -1199,6 +1229,9 @@ static int pg_log_read(struct store *st, const char *job, int attempt, int strea
 
 static int agent_upsert_tx(struct store_pg *s, struct agent_rec *a, struct err *e)
 {
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
     struct params p = {0};
     p_text(&p, a->id);
     p_text(&p, a->name);
@@ -1212,7 +1245,7 @@ static int agent_upsert_tx(struct store_pg *s, struct agent_rec *a, struct err *
     p_text(&p, a->owner);
     p_text(&p, a->instance);
     PGresult *r;
-    int rc = run(s, S_AGENT_UPSERT, &p, &r, e, "registering an agent");
+    rc = run(s, S_AGENT_UPSERT, &p, &r, e, "registering an agent");
     if (rc)
         return rc;
     if (PQntuples(r) != 1) {
@@ -1235,12 +1268,15 @@ static int pg_agent_upsert(struct store *st, struct agent_rec *a, struct err *e)
 static int agent_set_state_tx(struct store_pg *s, const char *id, int state, int64_t last_seen,
                               struct err *e)
 {
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
     struct params p = {0};
     p_int(&p, state);
     p_int(&p, last_seen);
     p_text(&p, id);
     PGresult *r;
-    int rc = run(s, S_AGENT_STATE, &p, &r, e, "updating an agent");
+    rc = run(s, S_AGENT_STATE, &p, &r, e, "updating an agent");
     if (rc)
         return rc;
     int64_t n = changed(r);

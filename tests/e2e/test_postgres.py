@@ -80,8 +80,8 @@ def pg_servers(tmp_path, pg_db):
         s.kill()
 
 
-def events(server, since=0, want=1, timeout=20):
-    """The events from `since` on, read from /v1/events until `want` frames came."""
+def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
+    """The events from `since` on, read from /v1/events until until(events) holds."""
     got = []
     done = threading.Event()
 
@@ -94,7 +94,7 @@ def events(server, since=0, want=1, timeout=20):
                 for line in r.iter_lines(decode_unicode=True):
                     if line and line.startswith("data: "):
                         got.append(json.loads(line[6:]))
-                        if len(got) >= want:
+                        if until(got):
                             break
         except requests.RequestException:
             pass
@@ -103,7 +103,8 @@ def events(server, since=0, want=1, timeout=20):
 
     t = threading.Thread(target=read, daemon=True)
     t.start()
-    assert done.wait(timeout + 10), "the event stream did not answer"
+    assert done.wait(timeout + 10), f"the event stream did not give what was waited for: {got}"
+    assert until(got), got
     return got
 
 
@@ -117,7 +118,7 @@ def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
-                                           "echo 40 nearly > \"$DROVER_PROGRESS\""})
+                                           "echo 40 nearly > \"$DROVER_PROGRESS\"; sleep 0.3"})
     j = wait_job(server, job)
     assert j["state"] == "succeeded", j
     assert j["result"]["reason"] == "exit" and j["result"]["exit_code"] == 0
@@ -137,7 +138,8 @@ def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
                        "AND agent = 'w1'") == "1"
     assert int(psql(pg_db, "SELECT count(*) FROM job_logs")) >= 2
     # the event stream: the lifecycle in order, seq strictly increasing
-    evs = events(server, 0, want=1000, timeout=3)
+    evs = events(server, 0, until=lambda evs: any(
+        e.get("job") == job and e["state"] == "succeeded" for e in evs))
     mine = [e for e in evs if e.get("job") == job]
     assert [e["state"] for e in mine][0] == "queued" and mine[-1]["state"] == "succeeded"
     assert "leased" in [e["state"] for e in mine] and "running" in [e["state"] for e in mine]
@@ -213,7 +215,7 @@ def test_restart_keeps_jobs_tokens_and_events(pg_servers, tmp_path, pg_db):
     assert r.status_code in (200, 201), r.text
     client = r.json()["token"]
     mine = server.api(client).post("/v1/jobs", json={"command": {"program": "true"}}).json()["id"]
-    last = events(server, 0, want=4)[-1]["seq"]
+    last = events(server, 0, until=lambda evs: len(evs) >= 4)[-1]["seq"]
     server.kill()  # SIGKILL: what was acknowledged is committed
 
     # a new server, a new data folder: everything is in the database
@@ -226,7 +228,7 @@ def test_restart_keeps_jobs_tokens_and_events(pg_servers, tmp_path, pg_db):
     # the event stream goes on after the last seq
     r = again.api(server.admin_token).post(f"/v1/jobs/{ids[0]}/cancel")
     assert r.status_code == 200, r.text
-    evs = events(again, last, want=1)
+    evs = events(again, last)
     assert evs[0]["seq"] == last + 1 and evs[0]["state"] == "cancelled"
 
 
