@@ -1027,6 +1027,15 @@ static int pg_job_update(struct store *st, const struct job *j, int expect_attem
  * lease in the caller's order, then written with their events in one
  * statement each.
  */
+/* The row of r (ids in column 0) for job id, or -1. */
+static int row_of(const PGresult *r, const char *id)
+{
+    for (int k = 0; k < PQntuples(r); k++)
+        if (!strcmp(PQgetvalue(r, k, 0), id))
+            return k;
+    return -1;
+}
+
 static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
                         struct store_lease *c, size_t n, size_t *nleased, struct err *e)
 {
@@ -1046,17 +1055,13 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
     rc = run(s, S_JOB_LEASE_LOCK, &p, &r, e, "leasing jobs");
     if (rc)
         return rc;
-    int rows = PQntuples(r);
     struct arr u[8], ev[8];
     for (int k = 0; k < 8; k++) {
         u[k] = (struct arr){BUF_INIT, 0};
         ev[k] = (struct arr){BUF_INIT, 0};
     }
     for (size_t i = 0; i < n && !rc; i++) {
-        int row = -1;
-        for (int k = 0; k < rows && row < 0; k++)
-            if (!strcmp(PQgetvalue(r, k, 0), c[i].job))
-                row = k;
+        int row = row_of(r, c[i].job);
         if (row < 0)
             continue; /* not queued, locked elsewhere, or unknown: skipped */
         struct job j;
@@ -1130,10 +1135,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         if (!c[i].leased)
             continue;
         seq++;
-        int row = -1;
-        for (int k = 0; k < rows && row < 0; k++)
-            if (!strcmp(PQgetvalue(r, k, 0), c[i].job))
-                row = k;
+        int row = row_of(r, c[i].job);
         const char *url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
         if (!store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 6), "t"), JOB_LEASED))
             continue;

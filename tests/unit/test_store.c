@@ -2145,6 +2145,34 @@ static void test_webhooks(void **state)
     assert_ok(store_webhook_count(f->st, &count, &e), &e);
     assert_int_equal(count, 2);
 
+    /* a lease is an event too: notify "all" gets it, notify "end" does not */
+    struct job la, le;
+    make_job(&la, T0 + 2, "{'notify_url': 'http://127.0.0.1:9/la', 'notify': 'all', "
+                          "'command': {'program': 'c'}}");
+    make_job(&le, T0 + 2, "{'notify_url': 'http://127.0.0.1:9/le', 'command': {'program': 'd'}}");
+    insert_jobs(f->st, (struct job[]){la, le}, 2);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].job, la.id, UUID_STR_LEN);
+    memcpy(c[1].job, le.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 3, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2);
+    lib_free(c[0].spec);
+    lib_free(c[1].spec);
+    assert_ok(store_webhook_count(f->st, &count, &e), &e);
+    assert_int_equal(count, 4); /* la's submission and lease */
+    hooks_due(f->st, now + 60000, 10, &s);
+    assert_int_equal(s.n, 4);
+    int la_states = 0;
+    for (int i = 0; i < s.n; i++)
+        if (!strcmp(s.url[i], "http://127.0.0.1:9/la"))
+            la_states |= 1 << s.state[i];
+    assert_int_equal(la_states, 1 << JOB_QUEUED | 1 << JOB_LEASED);
+    job_release(&la);
+    job_release(&le);
+
     job_release(&end);
     job_release(&all);
     job_release(&none);
