@@ -87,6 +87,11 @@ unsigned store_caps(const struct store *st)
     return st->ops->caps;
 }
 
+int store_claim(struct store *st, struct err *e)
+{
+    return st->ops->claim ? st->ops->claim(st, e) : 0;
+}
+
 int store_begin(struct store *st, struct err *e)
 {
     return st->ops->begin(st, e);

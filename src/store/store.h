@@ -76,6 +76,15 @@ int store_open(const char *uri, const struct store_opts *opts, struct store **ou
 void store_uri_redact(const char *uri, char *out, size_t n);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
+/*
+ * Claims the store for this process alone for as long as st is open, so that
+ * a second server started on the same store is refused: ERR_CONFLICT when
+ * another process holds it. SQLite: nothing to do (the data folder's lock
+ * does it). PostgreSQL: a session advisory lock, taken again when the
+ * connection is made again. (Several servers on one PostgreSQL database are
+ * issue 11's next step; until then one server per database.)
+ */
+int store_claim(struct store *st, struct err *e);
 
 int store_begin(struct store *st, struct err *e);
 int store_commit(struct store *st, struct err *e);

@@ -17,6 +17,7 @@ struct store_ops {
     int (*open)(const char *uri, const struct store_opts *opts, struct store **out,
                 struct err *e);
     void (*close)(struct store *st);
+    int (*claim)(struct store *st, struct err *e); /* NULL: nothing to claim */
 
     int (*begin)(struct store *st, struct err *e);
     int (*commit)(struct store *st, struct err *e);

@@ -30,14 +30,16 @@
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/schema/postgres.h"
 
-/* The key of the advisory lock migrations take (any constant: "drover" in ASCII). */
+/* The keys of the advisory locks migrations and store_claim take ("drover" in ASCII, + 1). */
 #define MIGRATE_LOCK "110413358540402"
+#define CLAIM_LOCK "110413358540403"
 
 enum stmt_id {
     S_JOB_INSERT,
@@ -189,6 +191,8 @@ struct store_pg {
     PGconn *conn;
     char *shown; /* the URI without its password, for messages */
     bool prepared[S_COUNT];
+    bool claimed;      /* store_claim was called: the session must hold CLAIM_LOCK ... */
+    bool claim_held;   /* ... and this one does */
     int depth;         /* 0: no transaction, 1: in one, 2: and in its savepoint */
     bool ev_locked;    /* this transaction holds event_head's row ... */
     int64_t ev_seq;    /* ... and gave its last event this seq */
@@ -355,6 +359,27 @@ static int db_err(struct store_pg *s, const PGresult *r, struct err *e, const ch
                    (int)(n < 400 ? n : 400), msg);
 }
 
+/*
+ * Takes CLAIM_LOCK for the session: `busy` (the code) when another session
+ * holds it.
+ */
+static int claim_take(struct store_pg *s, int busy, struct err *e)
+{
+    PGresult *r = PQexec(s->conn, "SELECT pg_try_advisory_lock(" CLAIM_LOCK ")");
+    int rc;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_err(s, r, e, "claiming the database");
+    else if (strcmp(PQgetvalue(r, 0, 0), "t"))
+        rc = err_set(e, busy,
+                     "store '%s' is in use by another drover server (one server per "
+                     "PostgreSQL database for now)",
+                     s->shown);
+    else
+        rc = 0;
+    PQclear(r);
+    return rc;
+}
+
 /* Sets up a (re)made connection. */
 static int session_init(struct store_pg *s, struct err *e)
 {
@@ -365,6 +390,7 @@ static int session_init(struct store_pg *s, struct err *e)
     PGresult *r = PQexec(s->conn, "SET client_min_messages = warning");
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_err(s, r, e, "setting up the session");
     PQclear(r);
+    s->claim_held = false; /* a new session holds no advisory lock */
     return rc;
 }
 
@@ -374,17 +400,28 @@ static void notice_ignore(void *arg, const char *message)
     (void)message;
 }
 
-/* Outside a transaction, a lost connection is made again. */
+/*
+ * Outside a transaction, a lost connection is made again (and a claim taken
+ * again: ERR_UNAVAILABLE while another server holds it).
+ */
 static int conn_ready(struct store_pg *s, struct err *e)
 {
-    if (PQstatus(s->conn) == CONNECTION_OK)
-        return 0;
-    if (s->depth)
-        return err_set(e, ERR_UNAVAILABLE, "store '%s': the connection was lost", s->shown);
-    PQreset(s->conn);
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        return db_err(s, NULL, e, "connecting again");
-    return session_init(s, e);
+    int rc;
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        if (s->depth)
+            return err_set(e, ERR_UNAVAILABLE, "store '%s': the connection was lost", s->shown);
+        PQreset(s->conn);
+        if (PQstatus(s->conn) != CONNECTION_OK)
+            return db_err(s, NULL, e, "connecting again");
+        if ((rc = session_init(s, e)))
+            return rc;
+    }
+    if (s->claimed && !s->claim_held) {
+        if ((rc = claim_take(s, ERR_UNAVAILABLE, e)))
+            return rc;
+        s->claim_held = true;
+    }
+    return 0;
 }
 
 /*
@@ -576,6 +613,24 @@ static int pg_open(const char *uri, const struct store_opts *opts, struct store 
     return 0;
 out:
     pg_close(&s->base);
+    return rc;
+}
+
+static int pg_claim(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (s->claimed)
+        return 0;
+    /* A server restarted at once may find its predecessor's session not ended yet: the
+       database frees the lock when it sees the connection close, a moment later. */
+    int rc = ERR_CONFLICT;
+    for (int i = 0; i < 30 && rc == ERR_CONFLICT; i++) {
+        if (i)
+            usleep(100 * 1000);
+        rc = claim_take(s, ERR_CONFLICT, e);
+    }
+    if (!rc)
+        s->claimed = s->claim_held = true;
     return rc;
 }
 
@@ -1609,6 +1664,7 @@ const struct store_ops store_pg_ops = {
     .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
     .open = pg_open,
     .close = pg_close,
+    .claim = pg_claim,
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,

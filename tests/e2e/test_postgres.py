@@ -232,6 +232,19 @@ def test_restart_keeps_jobs_tokens_and_events(pg_servers, tmp_path, pg_db):
     assert evs[0]["seq"] == last + 1 and evs[0]["state"] == "cancelled"
 
 
+def test_a_second_server_on_the_database_is_refused(pg_servers, tmp_path, pg_db):
+    first = pg_servers()
+    second = Server(tmp_path / "second", ["--db", pg_db])
+    with pytest.raises(RuntimeError) as exc:
+        second.start(timeout=30)
+    assert "in use by another drover server" in str(exc.value), str(exc.value)
+    assert first.api().get("/v1/jobs").status_code == 200  # the first one carries on
+    first.kill()  # its session ends: the database is free
+    second.start()
+    assert second.api().get("/v1/jobs").status_code == 200
+    second.kill()
+
+
 def test_bad_postgres_uri_is_refused_at_start(tmp_path, pg_server):
     # nothing listens on port 1; the password never shows
     s = Server(tmp_path / "data", ["--db", "postgres://drover:hunter2@127.0.0.1:1/drover"])

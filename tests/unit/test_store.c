@@ -1484,6 +1484,35 @@ static void test_lease_skips_locked(void **state)
     release_jobs(j, 3);
 }
 
+/*
+ * store_claim: one process per store. SQLite has nothing to claim (the data folder's lock
+ * does it); where several processes can reach the store (PostgreSQL), a second claim is
+ * refused until the first handle is closed.
+ */
+static void test_claim(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    assert_ok(store_claim(f->st, &e), &e);
+    assert_ok(store_claim(f->st, &e), &e); /* again: still ours */
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    if (!f->be->lock_job) {
+        assert_ok(store_claim(f->st2, &e), &e);
+        return;
+    }
+    assert_err(store_claim(f->st2, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "another drover server"));
+    /* the refused handle still works for what does not need the claim */
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st2, &j, 1);
+    store_close(f->st);
+    f->st = NULL;
+    /* released with its session (the claim waits a moment for the database to see it end) */
+    assert_ok(store_claim(f->st2, &e), &e);
+    job_release(&j);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -2265,6 +2294,7 @@ int main(void)
         T(test_apply),
         T(test_lease),
         T(test_lease_skips_locked),
+        T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
