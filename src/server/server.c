@@ -434,8 +434,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
-        (rc = store_open(o->db, &so, &s->reads, e)) || (rc = store_claim(s->reads, e)) ||
-        (rc = store_open(o->db, &so, &writer, e)) ||
+        (rc = store_open(o->db, &so, &writer, e)) || (rc = store_claim(writer, e)) ||
+        (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
         (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
         (rc = blob_store_open(o->blobs, &s->blobs, e))) {
