@@ -13,9 +13,10 @@ status=0
 # One throwaway PostgreSQL for the whole run (scripts/pgtest.sh): test_store runs its
 # conformance suite on it in both builds (a database per test), and tests/e2e/test_postgres.py
 # uses it rather than starting its own. Stopped on exit.
+pgtest=$PWD/scripts/pgtest.sh
 pgdir=$(mktemp -d)
-trap 'scripts/pgtest.sh stop "$pgdir"' EXIT
-DROVER_TEST_PG_URI=$(scripts/pgtest.sh start "$pgdir")
+trap '"$pgtest" stop "$pgdir"' EXIT
+DROVER_TEST_PG_URI=$("$pgtest" start "$pgdir")
 export DROVER_TEST_PG_URI
 
 run_suite() { # NAME BUILD_DIR PYTEST_MARKS [ENV...]
