@@ -380,6 +380,8 @@ class Podman:
 
     def close(self):
         self("rm", "--all", "--force", "--time", "0", check=False)
+        self("secret", "rm", "--all", check=False)
+        self("volume", "rm", "--all", "--force", check=False)
         self("rmi", "--all", "--force", check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -448,11 +450,16 @@ def test_agent_in_a_container_runs_jobs(tmp_path, drover_image):
     server.start()
     name = f"drover-agent-{uuid.uuid4().hex[:8]}"
     try:
+        # the token as a podman secret: a file only the image's user reads, never in an argv
         token = agent_token(server)
-        env = dict(os.environ, DROVER_TOKEN=token)  # to podman's environment, not its argv
+        fd = os.open(tmp_path / "agent.token", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, token.encode() + b"\n")
+        os.close(fd)
+        podman("secret", "create", name, str(tmp_path / "agent.token"))
         podman("run", "--detach", "--name", name, "--network", "host", *podman_ulimits(),
-               "--env", "DROVER_TOKEN", "--env", f"DROVER_SERVER={server.url}",
-               image, "agent", "--name", "in-a-box", env=env)
+               "--secret", f"{name},target=agent.token,uid=65532,gid=65532,mode=0400",
+               "--stop-timeout", "90", "--env", f"DROVER_SERVER={server.url}",
+               image, "agent", "--name", "in-a-box", "--token-file", "/run/secrets/agent.token")
 
         def state():
             r = podman("inspect", "--format", "{{.State.Status}}", name, check=False)
@@ -484,12 +491,59 @@ def test_agent_in_a_container_runs_jobs(tmp_path, drover_image):
         # it ran inside the container, as the image's user (this test runs as another)
         assert api.get(f"/v1/jobs/{whoami}/log").text.strip() == "65532"
 
-        # podman stop sends SIGTERM: the agent drains, leaves and exits 0
-        podman("stop", "--time", "60", name, timeout=120)
+        # podman stop sends SIGTERM: the agent drains, leaves and exits 0 (within the
+        # container's --stop-timeout)
+        podman("stop", name, timeout=120)
         code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         assert code == "0", podman("logs", name, check=False).stderr
         agents = server.api().get("/v1/agents").json()
         assert [a["state"] for a in agents if a["name"] == "in-a-box"] == ["left"]
     finally:
         podman("rm", "--force", "--time", "0", name, check=False)
+        podman("secret", "rm", name, check=False)
         server.kill()
+
+
+@pytest.mark.once
+def test_server_in_a_container_keeps_its_data_in_a_volume(tmp_path, drover_image):
+    podman, image = drover_image
+    port = free_port()
+    name = f"drover-server-{uuid.uuid4().hex[:8]}"
+    volume = f"drover-data-{uuid.uuid4().hex[:8]}"
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        r = podman("inspect", "--format", "{{.State.Status}}", name, check=False)
+        if r.stdout.strip() not in ("running", "created"):
+            pytest.fail(f"the server's container is {r.stdout.strip()}: "
+                        f"{podman('logs', name, check=False).stderr}")
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def run():
+        podman("run", "--detach", "--name", name, "--network", "host", *podman_ulimits(),
+               "--volume", f"{volume}:/var/lib/drover", image,
+               "server", "--listen", f"127.0.0.1:{port}")
+        wait_for(healthy, 60, "the server in the container to answer")
+
+    try:
+        run()
+        token = podman("exec", name, "cat", "/var/lib/drover/admin.token").stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        r = requests.post(url + "/v1/jobs", json={"command": {"program": "/bin/true"}},
+                          headers=headers, timeout=10)
+        assert r.status_code == 201, r.text
+        job = r.json()["id"]
+        podman("stop", name, timeout=120)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+        podman("rm", name)
+
+        # a new container on the same volume has the job and the token
+        run()
+        r = requests.get(f"{url}/v1/jobs/{job}", headers=headers, timeout=10)
+        assert r.status_code == 200 and r.json()["state"] == "queued", r.text
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+        podman("volume", "rm", "--force", volume, check=False)
