@@ -110,7 +110,7 @@ def exec_start_argv(name, specifiers, env):
 class NotifySocket:
     """A unix datagram socket that stands for systemd's notification socket."""
 
-    def __init__(self, tmp_path):
+    def __init__(self):
         # a socket path must fit in 108 bytes: a short folder of its own
         self.dir = tempfile.mkdtemp(prefix="drover-notify-")
         self.path = os.path.join(self.dir, "notify")
@@ -152,8 +152,8 @@ class NotifySocket:
 
 
 @pytest.fixture
-def notify(tmp_path):
-    n = NotifySocket(tmp_path)
+def notify():
+    n = NotifySocket()
     yield n
     n.close()
 
@@ -272,6 +272,19 @@ def test_server_that_cannot_listen_never_says_ready(tmp_path, notify, procs):
     assert notify.receive(0.2) is None, notify.messages
 
 
+def test_server_that_cannot_open_its_store_never_says_ready(tmp_path, notify, procs):
+    require_notify_build()
+    first = Server(tmp_path / "data")  # holds the data folder's lock
+    first.start()
+    try:
+        p = start(procs, [BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data",
+                          first.data_dir], notify.env(), tmp_path / "second.log")
+        assert p.wait(timeout=30) == 1
+        assert notify.receive(0.2) is None, notify.messages
+    finally:
+        first.kill()
+
+
 def test_agent_unit_is_ready_only_once_registered(tmp_path, notify, procs):
     require_notify_build()
     server = Server(tmp_path / "data")
@@ -297,7 +310,8 @@ def test_agent_unit_is_ready_only_once_registered(tmp_path, notify, procs):
 
         msg = notify.wait_for("STATUS")  # it runs, and says why it is not ready yet
         assert "cannot register" in msg["STATUS"] and "READY" not in msg, notify.messages
-        assert notify.receive(1.0) is None or not any("READY" in m for m in notify.messages)
+        notify.receive(1.0)  # whatever else comes while the server stays down
+        assert not any("READY" in m for m in notify.messages), notify.messages
 
         server.start()
         msg = notify.wait_for("READY", timeout=30)
