@@ -4,6 +4,11 @@
  * a cache holds few, large objects). An entry is either present (its file in
  * objects/) or being fetched (no file yet; `fetching` set, waiters queued on
  * it); an entry whose fetch is abandoned before it was ever present goes away.
+ *
+ * Mode 0444 keeps honest jobs from writing to an object through their link, but not a job
+ * running as root or that chmods it: so an object's size and mtime are recorded when it
+ * enters, and an object found changed (at a claim, or when a job unpins it) is removed, not
+ * handed out. Recency is kept in the file's atime (set explicitly), not its mtime.
  */
 #include "agent/cache.h"
 
@@ -27,6 +32,7 @@ struct centry {
     char sha[65];
     uint64_t size;
     uint64_t used; /* recency stamp */
+    struct timespec mtime; /* of the file when it entered: a change means a job wrote to it */
     int pins;
     bool present;
     bool fetching;
@@ -112,6 +118,31 @@ static void enforce(struct cache *c)
     }
 }
 
+/*
+ * False (and the object removed from the cache) when a present object's file changed since
+ * it entered, or is gone. Removing the cache's name disturbs no job: each has its own link
+ * or copy. A pinned entry stays, not present, until its last pin goes.
+ */
+static bool intact(struct cache *c, struct centry *ce)
+{
+    char *p = cache_object_path(c, ce->sha);
+    struct stat sb;
+    bool ok = lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == ce->size &&
+              sb.st_mtim.tv_sec == ce->mtime.tv_sec && sb.st_mtim.tv_nsec == ce->mtime.tv_nsec;
+    if (!ok) {
+        log_warn("cache: %s changed since it entered (a job wrote to its input?): removed",
+                 ce->sha);
+        unlink(p);
+        c->bytes -= ce->size;
+        c->objects_n--;
+        ce->present = false;
+        c->generation++;
+        if (ce->pins == 0 && !ce->fetching) entry_drop(c, ce);
+    }
+    free(p);
+    return ok;
+}
+
 static int by_used(const void *a, const void *b)
 {
     const struct centry *x = *(struct centry *const *)a, *y = *(struct centry *const *)b;
@@ -148,8 +179,9 @@ static int rebuild(struct cache *c, struct err *e)
         struct centry *ce = entry_new(c, de->d_name);
         ce->present = true;
         ce->size = (uint64_t)sb.st_size;
+        ce->mtime = sb.st_mtim;
         /* ns since the epoch: sorted below, then replaced by the clock */
-        ce->used = (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
+        ce->used = (uint64_t)sb.st_atim.tv_sec * 1000000000u + (uint64_t)sb.st_atim.tv_nsec;
         c->bytes += ce->size;
         c->objects_n++;
         if (n == cap) all = xrealloc(all, (cap = cap ? cap * 2 : 64) * sizeof(*all));
@@ -212,7 +244,9 @@ static void touch(struct cache *c, struct centry *ce)
 {
     ce->used = ++c->clock;
     char *p = cache_object_path(c, ce->sha);
-    utimensat(AT_FDCWD, p, NULL, AT_SYMLINK_NOFOLLOW); /* the order survives a restart */
+    /* the order survives a restart in the atime; the mtime stays what intact() compares */
+    struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+    utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW);
     free(p);
 }
 
@@ -220,6 +254,7 @@ enum cache_claim cache_claim(struct cache *c, const char *sha, struct cache_wait
                              char **tmp_path)
 {
     struct centry *ce = hmap_get(&c->index, sha);
+    if (ce && ce->present && !intact(c, ce)) ce = hmap_get(&c->index, sha); /* removed */
     if (ce && ce->present) {
         ce->pins++;
         c->st.hits++;
@@ -242,7 +277,8 @@ enum cache_claim cache_claim(struct cache *c, const char *sha, struct cache_wait
         r = (uint64_t)getpid() ^ c->clock;
     ce->fetching = true;
     free(ce->tmp);
-    ce->tmp = xasprintf("%s/%s.%012llx", c->tmpdir, sha, (unsigned long long)(r & 0xffffffffffffULL));
+    ce->tmp =
+        xasprintf("%s/%s.%012llx", c->tmpdir, sha, (unsigned long long)(r & 0xffffffffffffULL));
     c->st.fetches++;
     *tmp_path = xstrdup(ce->tmp);
     return CACHE_FETCH;
@@ -281,6 +317,7 @@ int cache_commit(struct cache *c, const char *sha, const char *uri, struct err *
     ce->fetching = false;
     ce->present = true;
     ce->size = (uint64_t)sb.st_size;
+    ce->mtime = sb.st_mtim;
     ce->pins++;
     ce->used = ++c->clock;
     if (uri) {
@@ -349,6 +386,12 @@ void cache_unpin(struct cache *c, const char *sha)
     struct centry *ce = hmap_get(&c->index, sha);
     if (!ce || ce->pins <= 0) return;
     ce->pins--;
+    if (ce->present) {
+        if (!intact(c, ce)) return; /* removed (and dropped when unpinned) */
+    } else if (ce->pins == 0 && !ce->fetching) {
+        entry_drop(c, ce);
+        return;
+    }
     enforce(c);
 }
 

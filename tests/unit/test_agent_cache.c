@@ -93,10 +93,12 @@ static void test_sha_valid(void **state)
 {
     (void)state;
     assert_true(cache_sha_valid(SHA_A));
-    assert_false(cache_sha_valid("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    assert_false(
+        cache_sha_valid("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
     assert_false(cache_sha_valid("abc"));
     assert_false(cache_sha_valid(SHA_A "a"));
-    assert_false(cache_sha_valid("../aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_false(
+        cache_sha_valid("../aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void test_fetch_then_hit(void **state)
@@ -215,7 +217,7 @@ static void test_eviction_lru_and_pins(void **state)
 
     /* pinned objects stay, even above the bound */
     assert_int_equal(cache_claim(f->c, SHA_A, &w, &tmp), CACHE_HIT); /* A and C pinned */
-    fetch(f, SHA_B, 900, NULL);                                       /* 1700 */
+    fetch(f, SHA_B, 900, NULL);                                      /* 1700 */
     assert_true(exists(f, SHA_A) && exists(f, SHA_B) && exists(f, SHA_C));
     cache_unpin(f->c, SHA_A); /* A is the least recently used unpinned: 1300 */
     assert_false(exists(f, SHA_A));
@@ -273,6 +275,53 @@ static void test_rebuild_at_open(void **state)
     lib_free(tmp);
 }
 
+/* A job that wrote to its input through its link (root ignores 0444): the object is dropped. */
+static void test_changed_object_removed(void **state)
+{
+    struct fixture *f = *state;
+    fetch(f, SHA_A, 100, NULL);
+    char *p = cache_object_path(f->c, SHA_A);
+    char linked[200];
+    snprintf(linked, sizeof(linked), "%s/work-a", f->dir);
+    struct err e = ERR_INIT;
+    assert_int_equal(cache_link(f->c, SHA_A, linked, &e), 0);
+    chmod(linked, 0644);
+    FILE *fp = fopen(linked, "a");
+    assert_non_null(fp);
+    fputs("more", fp);
+    fclose(fp);
+    cache_unpin(f->c, SHA_A); /* the job ends: the change is seen */
+    assert_int_not_equal(access(p, F_OK), 0);
+    assert_int_equal(access(linked, F_OK), 0); /* the job's own link is left alone */
+    struct cache_stats st;
+    cache_stats(f->c, &st);
+    assert_int_equal(st.objects, 0);
+    assert_int_equal(st.bytes, 0);
+
+    /* changed while pinned by another job, seen at the next claim: fetched again */
+    fetch(f, SHA_B, 100, NULL);
+    char *pb = cache_object_path(f->c, SHA_B);
+    chmod(pb, 0644);
+    fp = fopen(pb, "a");
+    fputs("x", fp);
+    fclose(fp);
+    struct cache_waiter w = {0};
+    char *tmp = NULL;
+    assert_int_equal(cache_claim(f->c, SHA_B, &w, &tmp), CACHE_FETCH);
+    assert_int_not_equal(access(pb, F_OK), 0);
+    write_file(tmp, 100);
+    assert_int_equal(cache_commit(f->c, SHA_B, NULL, &e), 0);
+    cache_unpin(f->c, SHA_B); /* the first job's pin */
+    cache_unpin(f->c, SHA_B);
+    assert_int_equal(access(pb, F_OK), 0);
+    cache_stats(f->c, &st);
+    assert_int_equal(st.objects, 1);
+    assert_int_equal(st.bytes, 100);
+    lib_free(tmp);
+    lib_free(p);
+    lib_free(pb);
+}
+
 static void test_report(void **state)
 {
     struct fixture *f = *state;
@@ -288,8 +337,10 @@ static void test_report(void **state)
     assert_int_equal(json_array_size(r), 2);
     /* the most recently used first */
     assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "sha256")), SHA_B);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "uri")), "s3://b/b");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 1), "uri")), "s3://b/a");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "uri")),
+                        "s3://b/b");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 1), "uri")),
+                        "s3://b/a");
     json_decref(r);
     r = cache_report(f->c, 1);
     assert_int_equal(json_array_size(r), 1);
@@ -307,6 +358,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abandon_hands_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changed_object_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
