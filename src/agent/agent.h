@@ -205,6 +205,8 @@ struct agent {
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */
+    uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */
+    int64_t cached_sent_ms;   /* monotonic */
     bool leave_pending;   /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
     struct batch_item *batch;

@@ -31,7 +31,7 @@
 struct centry {
     char sha[65];
     uint64_t size;
-    uint64_t used; /* recency stamp */
+    uint64_t used;         /* recency stamp */
     struct timespec mtime; /* of the file when it entered: a change means a job wrote to it */
     int pins;
     bool present;
@@ -421,7 +421,9 @@ json_t *cache_report(const struct cache *c, size_t max)
     json_t *out = json_array();
     for (size_t i = n; i > 0 && json_array_size(out) < max; i--) {
         json_t *o = json_pack("{s:s}", "sha256", all[i - 1]->sha);
-        if (all[i - 1]->uri) json_object_set_new(o, "uri", json_string(all[i - 1]->uri));
+        const char *uri = all[i - 1]->uri;
+        json_t *u = uri && strlen(uri) <= PROTO_CACHED_URI_MAX ? json_string(uri) : NULL;
+        if (u) json_object_set_new(o, "uri", u); /* NULL too when not UTF-8: left out */
         json_array_append_new(out, o);
     }
     free(all);

@@ -32,7 +32,9 @@
 
 #include "common/err.h"
 
-#define CACHE_REPORT_MAX 256 /* objects listed to the server (the most recently used) */
+#include "job/protocol.h"
+
+#define CACHE_REPORT_MAX PROTO_CACHED_MAX /* objects listed to the server (most recently used) */
 
 struct cache;
 
