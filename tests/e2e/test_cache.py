@@ -394,3 +394,81 @@ def test_two_agents_cannot_share_a_cache(fast_server, make_agent, tmp_path):
     b.start(wait=False)
     assert b.wait(timeout=20) == 1
     assert "is in use by another agent" in b.read_log()
+
+
+# ---- the scheduler prefers an agent that has the object ----------------------------------------
+
+
+def agent_metric(agent, name):
+    text = requests.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+    m = re.search(rf"^{name} (\d+)$", text, re.M)
+    return int(m.group(1))
+
+
+def told_server(agent, polls_before):
+    """Two polls after `polls_before`: the cache's news went out in one of them."""
+    wait_for(lambda: agent_metric(agent, "drover_agent_polls_total") >= polls_before + 2, 20,
+             f"agent {agent.name} to poll again")
+
+
+def test_scheduler_prefers_the_agent_that_has_the_object(make_server, make_agent, tmp_path):
+    server = make_server("--heartbeat", "1", "--lost-after", "30")
+    w1 = cache_agent(make_agent, server, "w1", "--labels", "node=a")
+    w2 = cache_agent(make_agent, server, "w2", "--labels", "node=b")
+    data1, data2 = os.urandom(50_000), os.urandom(40_000)
+    put(server, "db1.fa", data1)
+    put(server, "db2.fa", data2)
+    db1, db2 = cached_input(f"s3://{BUCKET}/db1.fa"), cached_input(f"s3://{BUCKET}/db2.fa")
+
+    # w1 gets db1 and w2 gets db2 (the first jobs require where they run)
+    polls = [agent_metric(w, "drover_agent_polls_total") for w in (w1, w2)]
+    for db, node, name in ((db1, "a", "w1"), (db2, "b", "w2")):
+        j = finished(server, submit(server, requires={"node": node}, command=sh(PROBE, db)))
+        assert j["state"] == "succeeded" and j["agent"] == name, j
+    told_server(w1, polls[0])
+    told_server(w2, polls[1])
+
+    # jobs that any agent may take go to the agent that has their object, though the other
+    # is idle and asking for work (whichever agent the server offers a job first)
+    for _ in range(3):
+        for db, data, name in ((db1, data1, "w1"), (db2, data2, "w2")):
+            j = finished(server, submit(server, command=sh(PROBE, db)))
+            assert j["state"] == "succeeded", j
+            assert j["agent"] == name, j
+            assert j["result"]["stdout"].split("\n")[0] == sha(data)
+    assert agent_metric(w1, "drover_agent_cache_fetches_total") == 1
+    assert agent_metric(w2, "drover_agent_cache_fetches_total") == 1
+    db = db1
+
+    # w1 busy (its one slot taken): the next cached job does not wait for it
+    gate = tmp_path / "gate"
+    busy = submit(server, requires={"node": "a"}, command=sh(
+        f"while [ ! -e {gate} ]; do sleep 0.05; done"))
+    wait_for(lambda: get_job(server, busy)["state"] == "running", 20, "w1 to be busy")
+    j = finished(server, submit(server, command=sh(PROBE, db)))
+    assert j["state"] == "succeeded" and j["agent"] == "w2", j
+    gate.write_text("go")
+    assert finished(server, busy)["state"] == "succeeded"
+
+
+def test_preference_wait_is_bounded(make_server, make_agent):
+    """w1 has the object and, as the server sees it, a free slot, but does not poll
+    (stopped): the job waits a few seconds for it (SCHED_CACHE_WAIT_MS), then w2 takes it."""
+    server = make_server("--heartbeat", "1", "--lost-after", "60")
+    w1 = cache_agent(make_agent, server, "w1", "--labels", "node=a")
+    w2 = cache_agent(make_agent, server, "w2", "--labels", "node=b")
+    put(server, "db.fa", b"ACGT" * 1000)
+    db = cached_input(f"s3://{BUCKET}/db.fa")
+    j = finished(server, submit(server, requires={"node": "a"}, command=sh(PROBE, db)))
+    assert j["agent"] == "w1", j
+    told_server(w1, agent_metric(w1, "drover_agent_polls_total"))
+    w1.send(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # its parked poll is answered after wait_s (1 s): none is left parked
+        job = submit(server, command=sh(PROBE, db))
+        time.sleep(1.0)  # well within the wait: still queued, held back for w1
+        assert get_job(server, job)["state"] == "queued"
+        j = finished(server, job, timeout=30)
+        assert j["state"] == "succeeded" and j["agent"] == "w2", j
+    finally:
+        w1.send(signal.SIGCONT)
