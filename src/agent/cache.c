@@ -188,7 +188,7 @@ static int rebuild(struct cache *c, struct err *e)
         all[n++] = ce;
     }
     closedir(d);
-    qsort(all, n, sizeof(*all), by_used);
+    if (n) qsort(all, n, sizeof(*all), by_used);
     for (size_t i = 0; i < n; i++)
         all[i]->used = ++c->clock;
     free(all);
