@@ -476,6 +476,7 @@ static void transfer_drop(struct stage *st)
     buf_release(&st->answer);
     st->moved = st->size = 0;
     st->hashing = false;
+    st->presign_head = false;
     st->io_errno = 0;
     st->errbuf[0] = '\0';
     st->step = STEP_NEXT;
@@ -1200,14 +1201,11 @@ static void on_head(void *arg, CURLcode result, CURL *easy)
         fail(st, "%s %s: 404 not found", it->what, it->uri);
         return;
     }
-    if (code < 200 || code >= 300) {
-        fail(st, "%s %s: HTTP %ld", it->what, it->uri, code);
-        return;
-    }
+    if (code < 200 || code >= 300) it->sha[0] = '\0'; /* what the GET says decides */
     if (!it->sha[0])
-        log_warn("job=%s attempt=%d %s %s: the store gives no sha256 for it: downloaded without "
-                 "the cache",
-                 st->j->id, st->j->attempt, it->what, it->uri);
+        log_warn("job=%s attempt=%d %s %s: the store gives no sha256 for it (HTTP %ld): "
+                 "downloaded without the cache",
+                 st->j->id, st->j->attempt, it->what, it->uri, code);
     kick(st);
 }
 

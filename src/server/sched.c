@@ -326,6 +326,8 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
             if (found && l->priority < found->priority)
                 break;
             struct sched_job *sj = l->head;
+            /* held_back only notes when a held job may go anywhere (pref_until): the cast
+             * leaves the queues as they are */
             while (sj && (!fits(sj, labels, free_slots) || held_back((struct sched *)s, sj, pref)))
                 sj = sj->next;
             if (sj) {

@@ -21,7 +21,7 @@ import time
 import pytest
 import requests
 
-from agentutil import get_job, make_agent, submit, wait_job  # noqa: F401
+from agentutil import agent_token, get_job, make_agent, submit, wait_job  # noqa: F401
 from conftest import free_port, wait_for
 
 FAST = ("--heartbeat", "1", "--lost-after", "3")
@@ -337,8 +337,10 @@ def test_kill_mid_download_leaves_no_entry(fast_server, make_agent, counting_ser
     agent2 = cache_agent(make_agent, fast_server, "w1", work_dir=work, token=agent.token)
     assert os.listdir(tmpdir) == []  # the partial download was removed at start
     assert objects(agent2) == []
-    j = get_job(fast_server, job)
-    assert j["state"] in ("queued", "leased", "running", "failed"), j
+    # the attempt the crash cut short is reported (it had one attempt): nothing half-cached
+    j = finished(fast_server, job)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert objects(agent2) == []
 
 
 def test_cache_on_another_filesystem_is_copied(fast_server, make_agent, tmp_path):
@@ -456,7 +458,7 @@ def test_preference_wait_is_bounded(make_server, make_agent):
     (stopped): the job waits a few seconds for it (SCHED_CACHE_WAIT_MS), then w2 takes it."""
     server = make_server("--heartbeat", "1", "--lost-after", "60")
     w1 = cache_agent(make_agent, server, "w1", "--labels", "node=a")
-    w2 = cache_agent(make_agent, server, "w2", "--labels", "node=b")
+    cache_agent(make_agent, server, "w2", "--labels", "node=b")
     put(server, "db.fa", b"ACGT" * 1000)
     db = cached_input(f"s3://{BUCKET}/db.fa")
     j = finished(server, submit(server, requires={"node": "a"}, command=sh(PROBE, db)))
@@ -472,3 +474,38 @@ def test_preference_wait_is_bounded(make_server, make_agent):
         assert j["state"] == "succeeded" and j["agent"] == "w2", j
     finally:
         w1.send(signal.SIGCONT)
+
+
+# ---- the "cached" list of register and poll: bad input -----------------------------------------
+
+GOOD_SHA = "ab" * 32
+
+
+@pytest.mark.parametrize("cached, field", [
+    ("x", "cached"),
+    ([{"sha256": GOOD_SHA}] * 257, "cached"),
+    ([{"sha256": GOOD_SHA}, "x"], "cached[1]"),
+    ([{"sha256": "AB" * 32}], "cached[0]"),
+    ([{"sha256": GOOD_SHA[:-1]}], "cached[0]"),
+    ([{"uri": "s3://refs/x"}], "cached[0]"),
+    ([{"sha256": GOOD_SHA, "uri": ""}], "cached[0]"),
+    ([{"sha256": GOOD_SHA, "uri": 5}], "cached[0]"),
+    ([{"sha256": GOOD_SHA, "uri": "s3://r/" + "k" * 4096}], "cached[0]"),
+    ([{"sha256": GOOD_SHA, "size": 5}], "cached[0]"),
+])
+def test_bad_cached_list_refused(fast_server, cached, field):
+    api = fast_server.api(token=agent_token(fast_server))
+    r = api.post("/v1/agents/register", json={"name": "probe", "cached": cached})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field, r.text
+    r = api.post("/v1/agents/register", json={"name": "probe", "cached": [
+        {"sha256": GOOD_SHA, "uri": "s3://refs/db.fa"}, {"sha256": GOOD_SHA}]})
+    assert r.status_code == 200, r.text
+    agent_id = r.json()["id"]
+    r = api.post(f"/v1/agents/{agent_id}/poll", json={"free_slots": 0, "wait_s": 0,
+                                                     "cached": cached})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field, r.text
+    r = api.post(f"/v1/agents/{agent_id}/poll", json={"free_slots": 0, "wait_s": 0,
+                                                     "cached": []})
+    assert r.status_code == 200, r.text

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from agentutil import get_job, make_agent  # noqa: F401
-from conftest import BIN, ROOT, free_port, wait_for
+from conftest import BIN, ROOT, free_port
 
 EXAMPLE = os.path.join(ROOT, "examples", "nhmmer")
 TUTORIAL = "/usr/share/doc/hmmer/examples/tutorial"
