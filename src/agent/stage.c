@@ -398,9 +398,11 @@ int stage_plan(struct agent_job *j, struct stage **out, json_t **command_out, st
             goto out;
         const char *sha = json_string_value(json_object_get(arg, "sha256"));
         if (in && sha && cache_sha_valid(sha)) memcpy(st->in.v[st->in.n - 1].sha, sha, 65);
-        /* an input whose sha256 is known, or marked cache: true (an s3 object: its sha256
-         * is asked of the store; spec.c refuses cache: true elsewhere without one) */
-        if (in && st->a->cache && (sha || json_is_true(json_object_get(arg, "cache"))))
+        /* an input marked cache: true (an s3 object's sha256 is asked of the store; spec.c
+         * refuses cache: true elsewhere without one), or whose sha256 is known unless it is
+         * marked cache: false */
+        json_t *cache = json_object_get(arg, "cache");
+        if (in && st->a->cache && (json_is_true(cache) || (sha && !json_is_false(cache))))
             st->in.v[st->in.n - 1].cached = true;
         json_object_del(arg, "cache");
         json_object_del(arg, "sha256");

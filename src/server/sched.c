@@ -240,8 +240,9 @@ json_t *sched_cache_keys(const json_t *spec)
         const char *type = json_string_value(json_object_get(arg, "type"));
         const char *uri = json_string_value(json_object_get(arg, "value"));
         const char *sha = json_string_value(json_object_get(arg, "sha256"));
-        if (!type || strcmp(type, "input") || !uri ||
-            (!sha && !json_is_true(json_object_get(arg, "cache"))))
+        json_t *cache = json_object_get(arg, "cache");
+        if (!type || strcmp(type, "input") || !uri || json_is_false(cache) ||
+            (!sha && !json_is_true(cache)))
             continue;
         if (!keys) keys = json_array();
         char *k;

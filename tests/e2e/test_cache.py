@@ -196,16 +196,21 @@ def test_http_input_with_sha256_downloaded_once(fast_server, make_agent, countin
 
 
 def test_not_cached_without_cache_or_sha(fast_server, make_agent, counting_server):
-    """An input neither marked nor with a known sha256 is downloaded by every job, as before."""
+    """An input neither marked nor with a known sha256, or with its sha256 and "cache": false,
+    is downloaded by every job, as before (the sha256 still checked)."""
     agent = cache_agent(make_agent, fast_server, "w1")
-    url, count = counting_server(b"plain\n")
-    for _ in range(2):
-        job = submit(fast_server, command=sh(PROBE, {"type": "input", "value": url}))
+    data = b"plain\n"
+    url, count = counting_server(data)
+    for arg in ({"type": "input", "value": url}, cached_input(url, sha(data), cache=False)) * 2:
+        job = submit(fast_server, command=sh(PROBE, arg))
         j = finished(fast_server, job)
         assert j["state"] == "succeeded", j
         assert j["result"]["stdout"].split("\n")[1].split() == ["644", "1"]
-    assert count() == 2
+    assert count() == 4
     assert objects(agent) == []
+    bad = cached_input(url, sha(b"other"), cache=False)
+    j = finished(fast_server, submit(fast_server, command=sh(PROBE, bad)))
+    assert j["state"] == "failed" and "does not match its sha256" in j["result"]["error"], j
 
 
 def test_job_writing_to_its_input_does_not_corrupt_the_cache(fast_server, make_agent):

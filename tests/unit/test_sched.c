@@ -335,6 +335,11 @@ static void test_cache_preference(void **state)
     assert_string_equal(json_string_value(json_array_get(keys, 0)), "sha256:" DB_SHA);
     json_decref(keys);
     json_decref(sha_spec);
+    sha_spec = json_loads("{\"command\": {\"arguments\": [{\"type\": \"input\", \"value\": "
+                          "\"https://h/x\", \"sha256\": \"" DB_SHA "\", \"cache\": false}]}}",
+                          0, NULL);
+    assert_null(sched_cache_keys(sha_spec)); /* cache: false: not cached, no preference */
+    json_decref(sha_spec);
     json_t *list = json_loads("[{\"sha256\": \"" DB_SHA "\", \"uri\": \"s3://refs/db.fa\"}]", 0,
                               NULL);
     json_t *have = sched_cache_set(list);
