@@ -163,7 +163,10 @@ static void register_done(void *arg, int rc, const struct err *e)
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
-    fleet_agent_cached(s->fleet, a, json_object_get(r->body, "cached"));
+    /* a registration says all it holds: none when it lists nothing (e.g. restarted without) */
+    json_t *cached = json_object_get(r->body, "cached"), *none = json_array();
+    fleet_agent_cached(s->fleet, a, json_is_array(cached) ? cached : none);
+    json_decref(none);
     if (r->gone) {
         /* It will register again, with its running jobs: the cancels are worked out then. */
         http_req_drop(r);
