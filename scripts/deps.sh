@@ -8,7 +8,8 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
                hmmer hmmer-examples infernal) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli nginx beanstalkd redis-server python3-celery python3-redis) ;;
+  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
+               hmmer hmmer-examples infernal nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
 missing=()
