@@ -31,7 +31,7 @@ need() {
   [ -r "$1" ] || { echo "run.sh: $1 is missing: install Debian's $2 (scripts/deps.sh test)" >&2; exit 1; }
 }
 
-# A job spec on stdin -> its id; the spec is kept in $tmp for the record.
+# A job spec on stdin -> its id on stdout.
 submit() {
   "$drover" submit -f -
 }
