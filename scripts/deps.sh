@@ -8,8 +8,9 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libsystemd-dev)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-              systemd podman runc busybox-static) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli nginx beanstalkd redis-server python3-celery python3-redis) ;;
+               hmmer hmmer-examples infernal systemd podman runc busybox-static) ;;
+  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
+               hmmer hmmer-examples infernal nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
 missing=()
