@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common/sdnotify.h"
 
 struct command {
     const char *name;
@@ -53,7 +54,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        printf("drover %s\n", DROVER_VERSION);
+        /* what this build can do that depends on optional libraries */
+        printf("drover %s%s\n", DROVER_VERSION, sdnotify_supported() ? " (systemd notify)" : "");
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -33,6 +33,7 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/spec.h"
@@ -523,6 +524,9 @@ void agent_drain(struct agent *a, bool by_signal)
         a->announce_drain = true;
         proto_kick(a);
     }
+    if (!a->draining)
+        sdnotify_stopping("draining: %zu running job(s) finish, then the agent leaves",
+                          jobs_running(a));
     a->draining = true;
     if (by_signal && !a->drain_signal) {
         a->drain_signal = true;

@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "blob/blob.h"
@@ -544,12 +545,19 @@ static void exit_loop(void *arg)
     event_base_loopexit(arg, &flush);
 }
 
+static void on_ready(evutil_socket_t fd, short what, void *listen)
+{
+    sdnotify_ready("serving on http://%s", (const char *)listen);
+}
+
 /* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct server *s = arg;
-    if (!s->shutting_down)
+    if (!s->shutting_down) {
         log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sdnotify_stopping("shutting down: finishing the writes in flight");
+    }
     server_shutdown(s, exit_loop, s->base);
 }
 
@@ -573,6 +581,10 @@ int cmd_server(int argc, char **argv)
         struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &s);
         event_add(sigint, NULL);
         event_add(sigterm, NULL);
+        /* READY=1 for systemd from the loop's first turn: the store is open, the socket listens
+           and requests are being answered */
+        struct timeval now = {0, 0};
+        event_base_once(base, -1, EV_TIMEOUT, on_ready, (void *)o.listen, &now);
         event_base_dispatch(base);
         event_free(sigint);
         event_free(sigterm);
