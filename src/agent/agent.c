@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/client.h"
 #include "job/spec.h"
 
 static const char usage_text[] =
@@ -41,6 +42,7 @@ static const char usage_text[] =
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
+    "                    [--ca-file FILE]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
@@ -69,6 +71,8 @@ static const char usage_text[] =
     "  --allow-path DIR    jobs may read and write file:///... uris under DIR (a shared\n"
     "                      filesystem); repeatable. Without it every file:// uri is refused\n"
     "  --stall-timeout S   a file transfer that moves nothing for S seconds fails (default 60)\n"
+    "  --ca-file FILE      CA certificates (PEM) that an https:// server's certificate may be\n"
+    "                      signed by, beside the system's (default $DROVER_CA_FILE)\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
@@ -206,6 +210,7 @@ enum {
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
+    OPT_CA_FILE,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -230,6 +235,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -242,6 +248,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     int c;
     long n;
     char *end;
+    const char *ca_file = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -347,6 +354,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
             break;
+        case OPT_CA_FILE:
+            ca_file = optarg;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return -1;
@@ -357,6 +367,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    struct err ce = ERR_INIT;
+    if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
     if (o->token_file) {
         struct err e = ERR_INIT;

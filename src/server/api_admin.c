@@ -118,6 +118,19 @@ int api_healthz(struct http_req *r)
     return HTTP_DONE;
 }
 
+int api_status(struct http_req *r)
+{
+    struct server *s = srv(r);
+    int64_t now = time_now_ms();
+    json_t *warnings = s->warnings ? json_incref(s->warnings) : json_array();
+    http_reply_json(r, 200,
+                    json_pack("{s:s, s:s, s:b, s:I, s:o}", "version", DROVER_VERSION, "listen",
+                              s->listen ? s->listen : "", "tls", s->tls != NULL, "uptime_s",
+                              (json_int_t)((now - s->started_at_ms) / 1000), "warnings",
+                              warnings));
+    return HTTP_DONE;
+}
+
 int api_metrics(struct http_req *r)
 {
     struct server *s = srv(r);

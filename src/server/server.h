@@ -26,6 +26,7 @@ struct offload;
 struct events;
 struct webhooks;
 struct accept_guard;
+struct tls_front;
 
 struct server {
     struct event_base *base;
@@ -40,6 +41,10 @@ struct server {
     bool shutting_down;
     struct evhttp_bound_socket *listener;
     struct accept_guard *accept_guard; /* pauses accepting when descriptors run out */
+    struct tls_front *tls;             /* HTTPS in front of the listener (http/tls.h), or NULL */
+    struct accept_guard *tls_guard;    /* the same guard on the TLS front's listener */
+    char *listen;                      /* --listen, for GET /v1/status */
+    json_t *warnings;                  /* what an operator should know (GET /v1/status) */
     struct event *drain_timer;
     int drain_ticks;
     int64_t started_at_ms;
@@ -77,6 +82,8 @@ struct server_opts {
     int max_connections;  /* --max-connections; 0: from the descriptor limit */
     int header_timeout_s; /* --header-timeout */
     int idle_timeout_s;   /* --idle-timeout */
+    char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
+    char *tls_key;        /* --tls-key: its PEM private key */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
@@ -128,6 +135,7 @@ int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);
+int api_status(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
