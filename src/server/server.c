@@ -42,6 +42,7 @@
 #include "server/webhooks.h"
 #include "server/offload.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -533,6 +534,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     if ((rc = webhooks_open(s, o, e)))
         return rc;
     s->sched = sched_new();
+    s->metrics = metrics_new();
     s->fleet = fleet_new(s);
     if ((rc = fleet_load(s->fleet, e)))
         return rc;
@@ -614,6 +616,7 @@ void server_release(struct server *s)
     logs_free(s->logs);
     fleet_free(s->fleet);
     sched_free(s->sched);
+    metrics_free(s->metrics);
     if (s->tick)
         event_free(s->tick);
     offload_free(s->offload); /* uploads being committed are answered */

@@ -27,6 +27,7 @@ struct events;
 struct webhooks;
 struct accept_guard;
 struct tls_front;
+struct metrics;
 
 struct server {
     struct event_base *base;
@@ -49,6 +50,7 @@ struct server {
     int drain_ticks;
     int64_t started_at_ms;
     struct sched *sched; /* ready queues */
+    struct metrics *metrics; /* histograms and labelled counters (metrics.h) */
     struct fleet *fleet; /* agents and leases */
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */

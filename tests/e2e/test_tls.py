@@ -15,6 +15,7 @@ import requests
 
 from agentutil import make_agent, submit, wait_job  # noqa: F401
 from conftest import BIN, Server, free_port, read_text, refused, wait_for
+from test_metrics import check_conventions, sample
 
 FAST = ("--heartbeat", "1", "--lost-after", "3")
 
@@ -88,6 +89,10 @@ def test_server_serves_https_and_status(tls_server, pki):
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"http://127.0.0.1:{tls_server.port}/healthz", timeout=10, verify=False)
     assert "serving on https://" in tls_server.read_log()
+    text = requests.get(tls_server.url + "/metrics", timeout=10).text
+    check_conventions(text)
+    assert sample(text, "drover_tls_accepted_total") >= 4
+    assert sample(text, "drover_tls_handshake_failures_total") >= 2  # the untrusting clients
 
 
 def test_cli_with_the_ca_works(tls_server, pki):
