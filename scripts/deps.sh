@@ -12,15 +12,28 @@ case "${1:-build}" in
                prometheus openssl nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
+# node and npm run the tests' npm tools (tests/tools): Debian's, unless some are installed.
+if [ "${1:-build}" != build ] && ! { command -v node && command -v npm; } >/dev/null; then
+  want+=(nodejs npm)
+fi
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "drover: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "drover: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The npm packages the tests run (an OpenAPI validator), as package-lock.json pins them.
+if [ "${1:-build}" != build ]; then
+  tools="$(dirname "$0")/../tests/tools"
+  if [ ! -d "$tools/node_modules" ] || [ "$tools/package-lock.json" -nt "$tools/node_modules" ]; then
+    (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

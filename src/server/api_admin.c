@@ -120,6 +120,16 @@ int api_healthz(struct http_req *r)
     return HTTP_DONE;
 }
 
+/* docs/openapi.json, compiled in (CMakeLists.txt, cmake/embed.cmake). */
+extern const unsigned char openapi_json[];
+extern const size_t openapi_json_len;
+
+int api_openapi(struct http_req *r)
+{
+    http_reply_bytes(r, 200, "application/json", openapi_json, openapi_json_len);
+    return HTTP_DONE;
+}
+
 int api_status(struct http_req *r)
 {
     struct server *s = srv(r);

@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "common/role.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -126,6 +127,22 @@ static int server_listen_tls(struct server *s, const struct server_opts *o, cons
     return 0;
 }
 
+/* --print-routes: "METHOD PATH ROLES" per route, ROLES "-" when it needs no token. */
+static void print_routes(void)
+{
+    static const int roles[] = {ROLE_CLIENT, ROLE_ADMIN, ROLE_AGENT};
+    for (size_t i = 0; i < server_nroutes; i++) {
+        printf("%s %s ", server_routes[i].method, server_routes[i].pattern);
+        const char *sep = "";
+        for (size_t k = 0; k < sizeof(roles) / sizeof(roles[0]); k++)
+            if (server_routes[i].roles & (unsigned)roles[k]) {
+                printf("%s%s", sep, role_name(roles[k]));
+                sep = ",";
+            }
+        printf("%s\n", *sep ? "" : "-");
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -161,7 +178,7 @@ static void usage(FILE *f)
             "  --header-timeout S   a request's head must arrive within S (default %d s)\n"
             "  --idle-timeout S     a connection without a request is closed after S\n"
             "                       (default %d s)\n"
-            "  --print-routes       print the route table (METHOD PATH per line) and exit\n"
+            "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
             "\n"
             "examples:\n"
             "  drover server                                  # 127.0.0.1:7070, ~/.local/share/drover\n"
@@ -298,10 +315,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             break;
         case 'C': free(o->tls_cert); o->tls_cert = xstrdup(optarg); break;
         case 'K': free(o->tls_key); o->tls_key = xstrdup(optarg); break;
-        case 'R':
-            for (size_t i = 0; i < server_nroutes; i++)
-                printf("%s %s\n", server_routes[i].method, server_routes[i].pattern);
-            return -1;
+        case 'R': print_routes(); return -1;
         case 'h': usage(stdout); return -1;
         default: /* `drover dev` passes its server options here and has a usage of its own */
             if (strcmp(argv[0], "server"))

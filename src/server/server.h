@@ -138,6 +138,7 @@ int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);
 int api_status(struct http_req *r);
+int api_openapi(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
