@@ -41,7 +41,14 @@ static void usage(FILE *f)
     fprintf(f, "\n'drover <command> --help' describes one command. With --json a client command\n"
                "prints JSON, and its errors as JSON lines on stderr; exit codes: 0 success,\n"
                "1 refused or failed, 2 usage error.\n"
-               "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN.\n");
+               "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN,\n"
+               "DROVER_CA_FILE (a CA for an https:// server).\n"
+               "\n"
+               "examples:\n"
+               "  drover dev                             # a server and an agent, to try it\n"
+               "  drover submit --wait -- echo hello\n"
+               "  drover jobs --state failed\n"
+               "  source <(drover completion bash)       # completion in this shell\n");
 }
 
 int main(int argc, char **argv)

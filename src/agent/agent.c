@@ -77,7 +77,12 @@ static const char usage_text[] =
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
     "                      running anything (started, then finished with exit code 0);\n"
-    "                      nothing is spooled\n";
+    "                      nothing is spooled\n"
+    "\n"
+    "examples:\n"
+    "  drover agent --server https://coordinator:7443 --token-file /etc/drover/agent.token \\\n"
+    "               --ca-file /etc/drover/ca.pem --queues default,bio --slots 8\n"
+    "  drover agent --labels db=rfam,gpu=1 --listen 127.0.0.1:7071  # /metrics there\n";
 
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)

@@ -179,7 +179,11 @@ struct logs_query {
     bool pinned;     /* only `attempt`: a followed answer ends with it, not with the job */
     bool follow;     /* wait for more output until the job (or the pinned attempt) ends */
     int64_t offset;  /* in the (first) attempt's stream */
+    int64_t tail;    /* > 0: start at the stream's last `tail` bytes instead of at offset */
 };
+
+/* The most bytes GET /v1/jobs/{id}/log?tail= may ask for. */
+#define LOGS_TAIL_MAX (1 << 20)
 /* Answers r (200, chunked) with the job's output as q says, one bounded chunk at a time. */
 void logs_send(struct logs *l, struct http_req *r, const struct logs_query *q);
 /* New output, or the job changed: its readers get what is new. NULL l is fine. */
