@@ -18,7 +18,7 @@ def commands():
     """The commands `drover --help` lists."""
     r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
-    names = re.findall(r"^  (\S+)\s", r.stdout.split("commands:")[1], re.M)
+    names = re.findall(r"^  (\S+)\s", r.stdout.split("commands:")[1].split("\n\n")[0], re.M)
     assert "submit" in names and "completion" in names
     return names
 
