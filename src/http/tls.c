@@ -4,9 +4,14 @@
  * Each connection is a pipe of two bufferevents: `front` (OpenSSL over the
  * client's socket) and `back` (a Unix socket to evhttp). What one side reads
  * is appended to the other's output. When a side ends (end of file, an
- * error, a failed handshake), what it had read still goes to its partner,
- * whose output is flushed before the pipe is freed: an answer evhttp wrote
- * just before closing reaches the client.
+ * error, a failed handshake), what it had read still goes to its partner.
+ * The client gone, the pipe ends once evhttp has taken what it sent. evhttp
+ * gone (its answer sent, or a refusal with a lingering close), the client
+ * gets the rest of the answer, and the front lingers as linger.h says: it
+ * reads and drops what the client still sends until the client closes, is
+ * silent for LINGER_IDLE_S, LINGER_TIME_S have passed or LINGER_BYTES were
+ * read, so that a client that sends a whole refused body before it reads
+ * reads the answer instead of a reset.
  */
 #include "http/tls.h"
 
@@ -30,6 +35,7 @@
 
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "http/linger.h"
 
 #define INNER_NAME "tls.sock"
 
@@ -38,6 +44,8 @@ struct tls_pipe {
     struct bufferevent *front, *back;
     bool front_done, back_done; /* that side has ended: no more input from it */
     bool handshaken;
+    struct event *linger; /* ends the lingering front after LINGER_TIME_S */
+    int64_t dropped;      /* bytes read and dropped while lingering */
     LIST_ENTRY(tls_pipe) link;
 };
 
@@ -142,6 +150,7 @@ static void pipe_free(struct tls_pipe *p)
     if (!p->handshaken) p->f->handshake_failures++;
     bufferevent_free(p->front);
     if (p->back) bufferevent_free(p->back);
+    if (p->linger) event_free(p->linger);
     free(p);
 }
 
@@ -160,12 +169,15 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct tls_pipe *p = arg;
     struct bufferevent *to = partner(p, bev);
-    if (side_done(p, to)) { /* nobody to take it */
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (side_done(p, to)) { /* nobody to take it: the front lingers */
+        p->dropped += (int64_t)evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (p->dropped > LINGER_BYTES) pipe_free(p);
         return;
     }
     struct evbuffer *out = bufferevent_get_output(to);
-    evbuffer_add_buffer(out, bufferevent_get_input(bev));
+    evbuffer_add_buffer(out, in);
     if (evbuffer_get_length(out) >= TLS_PIPE_MAX) bufferevent_disable(bev, EV_READ);
 }
 
@@ -174,11 +186,18 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
     struct tls_pipe *p = arg;
     struct bufferevent *from = partner(p, bev);
-    if (side_done(p, from)) {
+    if (bev == p->back && p->front_done) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) pipe_free(p);
         return;
     }
+    if (side_done(p, from)) return; /* the front lingers: its events end it */
     if (!(bufferevent_get_enabled(from) & EV_READ)) bufferevent_enable(from, EV_READ);
+}
+
+static void on_linger_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    pipe_free(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -196,19 +215,30 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             log_debug("tls: connection %s: %s", p->handshaken ? "ended" : "refused in handshake",
                       code ? why : "closed");
         }
+        /* the client is gone: the pipe ends once evhttp has taken what it sent */
         p->front_done = true;
-    } else {
-        p->back_done = true;
+        if (!p->back_done) on_read(p->front, p);
+        if (p->back_done || evbuffer_get_length(bufferevent_get_output(p->back)) == 0) {
+            pipe_free(p);
+            return;
+        }
+        bufferevent_disable(p->front, EV_READ | EV_WRITE);
+        bufferevent_disable(p->back, EV_READ);
+        return;
     }
-    /* what it read last goes on; then the partner's output drains, and the pipe ends */
-    struct bufferevent *to = partner(p, bev);
-    if (!side_done(p, to)) on_read(bev, p);
-    bufferevent_disable(bev, EV_READ | EV_WRITE);
-    if (side_done(p, to) || evbuffer_get_length(bufferevent_get_output(to)) == 0) {
+    /* evhttp is gone: the client gets the rest of the answer, and the front lingers */
+    p->back_done = true;
+    if (!p->front_done) on_read(p->back, p);
+    bufferevent_disable(p->back, EV_READ | EV_WRITE);
+    if (p->front_done) {
         pipe_free(p);
         return;
     }
-    bufferevent_disable(to, EV_READ);
+    struct timeval idle = {LINGER_IDLE_S, 0}, all = {LINGER_TIME_S, 0};
+    bufferevent_set_timeouts(p->front, &idle, &idle);
+    bufferevent_enable(p->front, EV_READ | EV_WRITE);
+    p->linger = evtimer_new(p->f->base, on_linger_over, p);
+    evtimer_add(p->linger, &all);
 }
 
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,

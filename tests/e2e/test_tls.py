@@ -153,6 +153,22 @@ def test_agent_runs_a_job_over_tls_with_presigned_https_urls(tls_server, pki, ma
     assert out.text.strip() == hashlib.sha256(data).hexdigest()
 
 
+def test_large_objects_and_refusals_over_tls(tls_server):
+    """Bodies larger than the TLS front's pipe buffer go through whole both ways, and a
+    refused upload's answer reaches a client that sends its whole body first."""
+    api = tls_server.api()
+    data = os.urandom(5 * 1024 * 1024 + 17)
+    r = api.put("/v1/blobs/data/big.bin", data=data)
+    assert r.status_code == 200, r.text
+    assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    got = api.get("/v1/blobs/data/big.bin")
+    assert got.status_code == 200 and got.content == data
+    r = requests.put(tls_server.url + "/v1/blobs/data/nope.bin", data=data, timeout=60,
+                     headers={"Authorization": "Bearer drv_" + "0" * 64})
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "unauthenticated"
+
+
 def test_agent_without_the_ca_cannot_register(tls_server, make_agent):
     a = make_agent(tls_server, "tls-untrusting", wait=False)
     wait_for(lambda: "cannot verify the TLS certificate" in a.read_log(), 30,
