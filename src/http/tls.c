@@ -290,11 +290,6 @@ void tls_front_listen(struct tls_front *f, struct evconnlistener *lev)
     evconnlistener_set_cb(lev, on_accept, f);
 }
 
-struct evconnlistener *tls_front_listener(const struct tls_front *f)
-{
-    return f ? f->lev : NULL;
-}
-
 void tls_front_stop(struct tls_front *f)
 {
     if (f && f->lev) {

@@ -46,8 +46,6 @@ int tls_front_new(struct event_base *base, const char *cert_file, const char *ke
 int tls_front_inner(struct tls_front *f, const char *inner_dir, struct err *e);
 /* Serves TLS on lev (taken: freed with the front). */
 void tls_front_listen(struct tls_front *f, struct evconnlistener *lev);
-/* The public listener (for accept.h's guard), or NULL. */
-struct evconnlistener *tls_front_listener(const struct tls_front *f);
 /* Stops accepting new connections; the open ones go on until they end. */
 void tls_front_stop(struct tls_front *f);
 /* Closes every connection and frees the front; removes the inner socket. NULL is fine. */

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -35,6 +34,7 @@
 #include "blob/blob.h"
 #include "job/protocol.h"
 #include "http/accept.h"
+#include "http/client.h"
 #include "http/tls.h"
 #include "http/upload.h"
 #include "server/datadir.h"
@@ -67,17 +67,6 @@ static int split_listen(const char *listen, char *host, size_t n, int *port)
         return -1;
     *port = (int)p;
     return 0;
-}
-
-/* Whether host (from --listen) is reachable from this machine only. */
-static bool host_is_loopback(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (!strcmp(host, "localhost")) return true;
-    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
-    return false;
 }
 
 /* A listener on host:port for the TLS front, not yet accepting. */
@@ -181,7 +170,7 @@ static void usage(FILE *f)
             "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
             "\n"
             "examples:\n"
-            "  drover server                                  # 127.0.0.1:7070, ~/.local/share/drover\n"
+            "  drover server                         # on 127.0.0.1:7070, ~/.local/share/drover\n"
             "  drover server --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem\n"
             "  drover server --data /srv/drover --sync full --log-format json\n",
             DROVER_DEFAULT_LISTEN, SERVER_MAX_CONNS, SERVER_HEADER_TIMEOUT_S,
@@ -570,7 +559,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         int one = 1;
         setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof(one));
-        if (!host_is_loopback(host)) {
+        if (!http_host_is_loopback(host)) {
             char *w = xasprintf("serving plain HTTP on %s, which is not loopback: tokens and data "
                                 "cross the network unencrypted (use --tls-cert and --tls-key)",
                                 o->listen);
