@@ -56,11 +56,6 @@ int http_set_ca_file(const char *path, struct err *e)
     return 0;
 }
 
-const char *http_ca_file(void)
-{
-    return ca_file;
-}
-
 void http_easy_tls(CURL *easy)
 {
     /* beside the default CA path (the system's store), which stays */

@@ -216,8 +216,6 @@ bool http_host_is_loopback(const char *host);
  * ERR_INVALID when the file cannot be read, naming it.
  */
 int http_set_ca_file(const char *path, struct err *e);
-/* The file set by http_set_ca_file, or NULL. */
-const char *http_ca_file(void);
 /* Makes easy verify TLS servers as http_set_ca_file says (for handles set up elsewhere). */
 void http_easy_tls(CURL *easy);
 

@@ -140,8 +140,9 @@ static void pump(struct reader *rd)
 
 /*
  * The length of what is stored of a stream. The store keeps chunks by offset and no total,
- * so this looks for the first offset without a byte (a binary search of single-byte reads
- * below PROTO_STREAM_MAX, about 26 indexed reads).
+ * so this looks for the first offset without a byte: a binary search of single-byte reads
+ * below PROTO_STREAM_MAX, 26 reads, each a query over the stream's chunks (a few ms for a
+ * full 64 MiB stream). A store call for the length would make it one query.
  */
 static int64_t stream_length(struct store *st, const char *job, int attempt, int stream)
 {
