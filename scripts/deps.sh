@@ -7,9 +7,10 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               prometheus openssl zsh) ;;
+               hmmer hmmer-examples infernal prometheus openssl zsh) ;;
   bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               prometheus openssl zsh nginx beanstalkd redis-server python3-celery python3-redis) ;;
+               hmmer hmmer-examples infernal prometheus openssl zsh nginx beanstalkd redis-server
+               python3-celery python3-redis) ;;
 esac
 
 # node and npm run the tests' npm tools (tests/tools): Debian's, unless some are installed.

@@ -69,6 +69,8 @@ static void usage(FILE *f)
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
             "  --keep-work          keep each job's work folder after it ends\n"
+            "  --cache-dir DIR      its input cache (default DATA/agent/cache)\n"
+            "  --cache-size SIZE    the cache's bound, e.g. 10G (default 10G; 0: none)\n"
             "  --ca-file FILE       with --tls-cert: the CA its agent verifies the server with\n"
             "                       (default: the system's, $DROVER_CA_FILE)\n"
             "\n"
@@ -86,8 +88,8 @@ static const struct {
     const char *name;
     bool value;
 } agent_options[] = {
-    {"queues", true},     {"slots", true},     {"labels", true},
-    {"allow-path", true}, {"keep-work", false}, {"ca-file", true},
+    {"queues", true},     {"slots", true},      {"labels", true}, {"allow-path", true},
+    {"keep-work", false}, {"cache-dir", true}, {"cache-size", true}, {"ca-file", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */

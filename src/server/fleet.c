@@ -53,6 +53,7 @@ static void free_agent(void *v)
     struct live_agent *a = v;
     if (a->poll_timer) event_free(a->poll_timer);
     json_decref(a->cancel);
+    json_decref(a->cached);
     agent_rec_release(&a->rec);
     free(a);
 }
@@ -597,6 +598,39 @@ static void lease_done(void *arg, int rc, const struct err *e)
     lease_op_free(op);
 }
 
+void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached)
+{
+    (void)f;
+    if (!cached) return;
+    json_decref(a->cached);
+    a->cached = sched_cache_set(cached);
+}
+
+/* The slots an agent can take now: never more than its slots, whatever a stale report says. */
+static int slots_free(const struct live_agent *a)
+{
+    int n = a->free_slots;
+    return n > a->rec.slots - a->held_slots ? a->rec.slots - a->held_slots : n;
+}
+
+struct pref_ctx {
+    struct fleet *f;
+    const struct live_agent *polling;
+};
+
+/* The cache preference (sched.h): another agent up has one of sj's objects and room for it. */
+static bool cached_elsewhere(void *arg, const struct sched_job *sj)
+{
+    struct pref_ctx *c = arg;
+    for (struct hmap_entry *e = hmap_first(&c->f->agents); e; e = hmap_next(&c->f->agents, e)) {
+        const struct live_agent *b = e->value;
+        if (b != c->polling && b->cached && b->rec.state == AGENT_UP &&
+            sched_could_take(sj, b->rec.queues, b->rec.labels, slots_free(b), b->cached))
+            return true;
+    }
+    return false;
+}
+
 static bool try_lease(struct fleet *f, struct live_agent *a)
 {
     /* Never more than its slots, whatever a stale report says. */
@@ -604,8 +638,10 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     if (free_slots > a->rec.slots - a->held_slots) free_slots = a->rec.slots - a->held_slots;
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
-    size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, free_slots, taken,
-                          MAX_LEASES_PER_POLL);
+    struct pref_ctx pc = {f, a};
+    struct sched_pref pref = {a->cached, cached_elsewhere, &pc, time_now_ms()};
+    size_t n = sched_take_pref(f->s->sched, a->rec.queues, a->rec.labels, free_slots, &pref,
+                               taken, MAX_LEASES_PER_POLL);
     if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
