@@ -36,6 +36,7 @@
 #include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/client.h"
 #include "job/spec.h"
 
 static const char usage_text[] =
@@ -45,6 +46,7 @@ static const char usage_text[] =
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--cache-dir DIR] [--cache-size SIZE]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
+    "                    [--ca-file FILE]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
@@ -78,11 +80,18 @@ static const char usage_text[] =
     "                      (default WORK_DIR/cache; one agent per folder)\n"
     "  --cache-size SIZE   its bound, e.g. 10G, 512M (default 10G); least recently used\n"
     "                      objects no running job uses are removed to keep it; 0: no cache\n"
+    "  --ca-file FILE      CA certificates (PEM) that an https:// server's certificate may be\n"
+    "                      signed by, beside the system's (default $DROVER_CA_FILE)\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
     "                      running anything (started, then finished with exit code 0);\n"
-    "                      nothing is spooled\n";
+    "                      nothing is spooled\n"
+    "\n"
+    "examples:\n"
+    "  drover agent --server https://coordinator:7443 --token-file /etc/drover/agent.token \\\n"
+    "               --ca-file /etc/drover/ca.pem --queues default,bio --slots 8\n"
+    "  drover agent --labels db=rfam,gpu=1 --listen 127.0.0.1:7071  # /metrics there\n";
 
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -254,6 +263,7 @@ enum {
     OPT_STALL_TIMEOUT,
     OPT_CACHE_DIR,
     OPT_CACHE_SIZE,
+    OPT_CA_FILE,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -280,6 +290,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -293,6 +304,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     int c;
     long n;
     char *end;
+    const char *ca_file = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -409,6 +421,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
             break;
+        case OPT_CA_FILE:
+            ca_file = optarg;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return -1;
@@ -419,6 +434,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    struct err ce = ERR_INIT;
+    if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
     if (o->token_file) {
         struct err e = ERR_INIT;
