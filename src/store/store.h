@@ -2,10 +2,10 @@
  * store.h - the durable job store, as its callers see it.
  *
  * One interface, several backends chosen by URI scheme: "sqlite:PATH", and
- * "postgres://..." (or "postgresql://...", libpq's connection URI; built
- * with WITH_POSTGRES). Operations are at the
- * level of the domain (insert a job, cancel a job), not "run this SQL", so
- * that each backend can do them its own way.
+ * "postgres://..." (or "postgresql://...": libpq's connection URI; built
+ * WITH_POSTGRES). Operations are at the level of the domain (insert a job,
+ * cancel a job), not "run this SQL", so that each backend can do them its
+ * own way.
  *
  * Threads: a struct store is used by one thread at a time. The server opens
  * one handle for its writer thread (the group committer, server/commit.h) and
