@@ -1111,14 +1111,16 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
     if (rc)
         return rc;
     struct arr u[8], ev[8];
+    bool *taken = xcalloc((size_t)PQntuples(r) + 1, sizeof(*taken)); /* a row leased already */
     for (int k = 0; k < 8; k++) {
         u[k] = (struct arr){BUF_INIT, 0};
         ev[k] = (struct arr){BUF_INIT, 0};
     }
     for (size_t i = 0; i < n && !rc; i++) {
         int row = row_of(r, c[i].job);
-        if (row < 0)
-            continue; /* not queued, locked elsewhere, or unknown: skipped */
+        if (row < 0 || taken[row])
+            continue; /* not queued, locked elsewhere, unknown, or given twice: skipped */
+        taken[row] = true;
         struct job j;
         job_init(&j);
         snprintf(j.id, sizeof(j.id), "%s", c[i].job);
@@ -1205,6 +1207,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         buf_release(&u[k].b);
         buf_release(&ev[k].b);
     }
+    free(taken);
     PQclear(r);
     return rc;
 }

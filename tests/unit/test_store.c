@@ -1433,6 +1433,34 @@ static void test_lease(void **state)
     release_jobs(j, 4);
 }
 
+/* A candidate given twice is leased once. */
+static void test_lease_twice_in_one_call(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st, &j, 1);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].job, j.id, UUID_STR_LEN);
+    memcpy(c[1].job, j.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 1, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[0].leased);
+    assert_int_equal(c[0].attempt, 1);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    lib_free(c[0].spec);
+    struct job got;
+    assert_ok(store_job_get(f->st, j.id, &got, &e), &e);
+    assert_int_equal(got.attempt, 1);
+    job_release(&got);
+    job_release(&j);
+}
+
 /*
  * With row locks (PostgreSQL), a candidate another server's transaction holds is skipped at
  * once, never waited for (FOR UPDATE SKIP LOCKED), and leased once it is free again.
@@ -2293,6 +2321,7 @@ int main(void)
         T(test_cancel),
         T(test_apply),
         T(test_lease),
+        T(test_lease_twice_in_one_call),
         T(test_lease_skips_locked),
         T(test_claim),
         T(test_queue_stats),
