@@ -5,6 +5,8 @@
 #                                 loopback port with its unix socket in DIR, and prints its URI
 #                                 (postgres://drover@127.0.0.1:PORT/postgres; trust auth)
 #   scripts/pgtest.sh stop DIR    stops it (the postmaster of DIR/data, by its PID) and removes DIR
+#   scripts/pgtest.sh halt DIR    stops it (fast shutdown) and keeps it: a test's outage
+#   scripts/pgtest.sh resume DIR  starts a halted cluster again, on the same port
 #
 # As root the cluster runs as the `postgres` user (PostgreSQL refuses to run as root), which
 # then owns DIR. Durability is off (fsync=off): the tests do not pull the power.
@@ -21,7 +23,7 @@ fi
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$dir" ] && [ -d "$dir" ] || { echo "usage: $0 start|stop DIR (an existing folder)" >&2; exit 2; }
+[ -n "$dir" ] && [ -d "$dir" ] || { echo "usage: $0 start|stop|halt|resume DIR (an existing folder)" >&2; exit 2; }
 dir=$(cd "$dir" && pwd)
 
 as_owner() {
@@ -42,6 +44,13 @@ start)
     || { cat "$dir/server.log" >&2; exit 1; }
   echo "postgres://drover@127.0.0.1:$port/postgres"
   ;;
+halt)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+  ;;
+resume)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { cat "$dir/server.log" >&2; exit 1; }
+  ;;
 stop)
   if [ -f "$dir/data/postmaster.pid" ]; then
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null || true
@@ -49,5 +58,5 @@ stop)
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  echo "usage: $0 start|stop|halt|resume DIR" >&2; exit 2 ;;
 esac

@@ -187,10 +187,10 @@ def test_submit_list_cancel_keys_and_queues(pg_servers):
                                       {"key": "k-2", "command": {"program": "b"}}]).json()["jobs"]
     assert both[0]["id"] == both[1]["id"]
     # a bad spec in a batch: nothing of the batch is stored
-    before = int(psql_count(server))
+    before = int(listed_count(server))
     r = api.post("/v1/jobs", json=[{"command": {"program": "true"}}, {"priority": "high"}])
     assert r.status_code == 400 and "priority" in r.text
-    assert int(psql_count(server)) == before
+    assert int(listed_count(server)) == before
     # cancel: once, then 409; unknown: 404
     r = api.post(f"/v1/jobs/{made[0]}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
@@ -202,7 +202,7 @@ def test_submit_list_cancel_keys_and_queues(pg_servers):
     assert qs["b"]["queued"] == 4 and qs["b"]["cancelled"] == 1 and qs["a"]["queued"] == 4
 
 
-def psql_count(server):
+def listed_count(server):
     """The number of jobs the server lists (up to 1000)."""
     return len(server.api().get("/v1/jobs?limit=1000").json()["jobs"])
 
@@ -275,6 +275,7 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
     """Its own cluster (stopped and started here): a store call fails with 503 meanwhile,
     and the server reconnects by itself."""
     d = tempfile.mkdtemp(prefix="drover-pg-down-")
+    server = None
     try:
         r = subprocess.run([PGTEST, "start", d], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
@@ -283,29 +284,20 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
         server.start()
         api = server.api()
         job = submit(server, command={"program": "true"})
-        ctl = ["pg_ctl", "-D", os.path.join(d, "data"), "-w", "-t", "60"]
-        ctl = pgctl(ctl)
-        subprocess.run(ctl + ["-m", "fast", "stop"], check=True, capture_output=True, timeout=90)
+        r = subprocess.run([PGTEST, "halt", d], capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
         r = api.get(f"/v1/jobs/{job}")
         assert r.status_code == 503, r.text
         r = api.post("/v1/jobs", json={"command": {"program": "true"}})
         assert r.status_code == 503, r.text
-        subprocess.run(ctl + ["-l", os.path.join(d, "server.log"), "start"], check=True,
-                       capture_output=True, timeout=90)
+        r = subprocess.run([PGTEST, "resume", d], capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
         wait_for(lambda: api.get(f"/v1/jobs/{job}").status_code == 200, 30,
                  "the server to reconnect")
         wait_for(lambda: api.post("/v1/jobs", json={"command": {"program": "true"}})
                  .status_code == 201, 30, "submissions to work again")
-        server.kill()
     finally:
+        if server:
+            server.kill()
         subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
 
-
-def pgctl(argv):
-    """pg_ctl from PostgreSQL's folder, as the cluster's owner (postgres when root)."""
-    for v in (17, 16, 15):
-        path = f"/usr/lib/postgresql/{v}/bin/pg_ctl"
-        if os.path.exists(path):
-            argv = [path] + argv[1:]
-            break
-    return (["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []) + argv
