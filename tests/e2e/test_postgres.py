@@ -14,7 +14,7 @@ import threading
 
 import pytest
 import requests
-from agentutil import TERMINAL, make_agent, submit, wait_job  # noqa: F401 (a fixture)
+from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
 from conftest import ROOT, Server, wait_for
 
 pytestmark = pytest.mark.once
@@ -66,18 +66,26 @@ def pg_db(pg_server):
 
 @pytest.fixture
 def pg_servers(tmp_path, pg_db):
-    """make(data_dir=None) starts a server on the test's database; all stopped afterwards."""
-    started = []
+    """make(*extra, db=None, start=True) makes a server on the test's database (or on `db`)
+    and starts it; all are stopped (by PID) afterwards."""
+    made = []
 
-    def make(*extra, data_dir=None):
-        s = Server(data_dir or tmp_path / f"data{len(started)}",
-                   ["--db", pg_db, "--heartbeat", "1", "--lost-after", "3"] + list(extra))
-        started.append(s)
-        return s.start()
+    def make(*extra, db=None, start=True):
+        s = Server(tmp_path / f"data{len(made)}",
+                   ["--db", db or pg_db, "--heartbeat", "1", "--lost-after", "3"] + list(extra))
+        made.append(s)
+        return s.start() if start else s
 
     yield make
-    for s in started:
+    for s in made:
         s.kill()
+
+
+def refused(server):
+    """Starts server, which must exit before it serves: its message (and log)."""
+    with pytest.raises(RuntimeError) as exc:
+        server.start(timeout=30)
+    return str(exc.value)
 
 
 def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
@@ -207,7 +215,7 @@ def listed_count(server):
     return len(server.api().get("/v1/jobs?limit=1000").json()["jobs"])
 
 
-def test_restart_keeps_jobs_tokens_and_events(pg_servers, tmp_path, pg_db):
+def test_restart_keeps_jobs_tokens_and_events(pg_servers):
     server = pg_servers()
     api = server.api()
     ids = [submit(server, command={"program": "true"}) for _ in range(3)]
@@ -232,43 +240,32 @@ def test_restart_keeps_jobs_tokens_and_events(pg_servers, tmp_path, pg_db):
     assert evs[0]["seq"] == last + 1 and evs[0]["state"] == "cancelled"
 
 
-def test_a_second_server_on_the_database_is_refused(pg_servers, tmp_path, pg_db):
+def test_a_second_server_on_the_database_is_refused(pg_servers):
     first = pg_servers()
-    second = Server(tmp_path / "second", ["--db", pg_db])
-    with pytest.raises(RuntimeError) as exc:
-        second.start(timeout=30)
-    assert "in use by another drover server" in str(exc.value), str(exc.value)
+    second = pg_servers(start=False)
+    msg = refused(second)
+    assert "in use by another drover server" in msg, msg
     assert first.api().get("/v1/jobs").status_code == 200  # the first one carries on
     first.kill()  # its session ends: the database is free
     second.start()
     assert second.api().get("/v1/jobs").status_code == 200
-    second.kill()
 
 
-def test_bad_postgres_uri_is_refused_at_start(tmp_path, pg_server):
+def test_bad_postgres_uri_is_refused_at_start(pg_servers, pg_server):
     # nothing listens on port 1; the password never shows
-    s = Server(tmp_path / "data", ["--db", "postgres://drover:hunter2@127.0.0.1:1/drover"])
-    with pytest.raises(RuntimeError) as exc:
-        s.start(timeout=30)
-    msg = str(exc.value)
+    msg = refused(pg_servers(db="postgres://drover:hunter2@127.0.0.1:1/drover", start=False))
     assert "postgres://drover:***@127.0.0.1:1/drover" in msg, msg
     assert "hunter2" not in msg
     # a database that does not exist: named in the message
-    missing = db_uri(pg_server, "drover_no_such_database")
-    s = Server(tmp_path / "data2", ["--db", missing])
-    with pytest.raises(RuntimeError) as exc:
-        s.start(timeout=30)
-    assert "drover_no_such_database" in str(exc.value)
+    msg = refused(pg_servers(db=db_uri(pg_server, "drover_no_such_database"), start=False))
+    assert "drover_no_such_database" in msg, msg
 
 
-def test_a_newer_schema_is_refused(pg_servers, pg_db, tmp_path):
-    server = pg_servers()
-    server.kill()
+def test_a_newer_schema_is_refused(pg_servers, pg_db):
+    pg_servers().kill()
     psql(pg_db, "UPDATE drover_schema SET version = 999")
-    s = Server(tmp_path / "later", ["--db", pg_db])
-    with pytest.raises(RuntimeError) as exc:
-        s.start(timeout=30)
-    assert "schema version 999" in str(exc.value)
+    msg = refused(pg_servers(start=False))
+    assert "schema version 999" in msg, msg
 
 
 def test_unavailable_while_postgres_is_down_then_back(tmp_path):
