@@ -383,7 +383,7 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
         if (!proto_reason_from_agent(reason))
             return err_field(e, ERR_INVALID, f,
                              "%s.reason must be one of exit, signal, timeout, "
-                             "cancelled, error",
+                             "cancelled, error, oom",
                              f);
         /* exit codes and signals as a process has them; reason exit / signal needs its own */
         if (int_in(it, f, "exit_code", 0, PROTO_EXIT_CODE_MAX, reason == PROTO_REASON_EXIT, e) ||
