@@ -40,6 +40,7 @@ static const char usage_text[] =
     "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
+    "                    [--limits auto|cgroup|rlimit|none]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
@@ -69,6 +70,9 @@ static const char usage_text[] =
     "  --allow-path DIR    jobs may read and write file:///... uris under DIR (a shared\n"
     "                      filesystem); repeatable. Without it every file:// uri is refused\n"
     "  --stall-timeout S   a file transfer that moves nothing for S seconds fails (default 60)\n"
+    "  --limits M          how jobs' resources (memory_mb, cpus, pids) are enforced: auto\n"
+    "                      (default: cgroup v2 if delegated, else cgroup v1, else rlimits),\n"
+    "                      cgroup (a cgroup or refuse to start), rlimit (memory only), none\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
@@ -206,6 +210,7 @@ enum {
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
+    OPT_LIMITS,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -230,6 +235,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
+        {"limits", required_argument, NULL, OPT_LIMITS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -344,6 +350,14 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                                    "not '%s'",
                                    optarg);
             break;
+        case OPT_LIMITS:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cgroup") && strcmp(optarg, "rlimit") &&
+                strcmp(optarg, "none"))
+                return usage_error("--limits must be auto, cgroup, rlimit or none, not '%s'",
+                                   optarg);
+            free(o->limits_mode);
+            o->limits_mode = xstrdup(optarg);
+            break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
             break;
@@ -377,6 +391,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         return usage_error("no token: give --token-file FILE or set DROVER_TOKEN (an agent "
                            "token, made with `drover token create --role agent --name NAME`)");
     if (!o->name) o->name = default_name();
+    if (!o->limits_mode) o->limits_mode = xstrdup("auto");
     if (!o->work_dir) {
         char *data = config_default_data_dir();
         o->work_dir = xasprintf("%s/agent", data);
@@ -393,6 +408,7 @@ static void opts_release(struct agent_opts *o)
     free(o->name);
     free(o->work_dir);
     free(o->listen);
+    free(o->limits_mode);
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
@@ -692,6 +708,16 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
+    /* after setup (the instance names the agent's cgroups), before the recovery (which
+     * finds the jobs whose groups limits_init removes) */
+    if (limits_init(&a.limits, a.o.limits_mode, a.instance, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    char *how = limits_describe(&a.limits);
+    log_info("%s", how);
+    free(how);
     if (jobs_recover(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
@@ -720,6 +746,7 @@ out:
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
     spool_close(&a.spool);
+    limits_release(&a.limits);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);
     http_client_release(&a.http);

@@ -148,8 +148,8 @@ static void register_done(void *arg, int rc, const struct err *e)
 
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",  "queues",   "slots",
-                                        "version", "running", "instance", NULL};
+    static const char *const known[] = {"name",    "labels",   "queues", "slots", "version",
+                                        "running", "instance", "limits", NULL};
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -204,7 +204,24 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
         return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,%d}",
                          PROTO_INSTANCE_MAX);
 
+    /* how it enforces resource limits (limits.h of the agent): short names, shown as they are */
+    json_t *limits = json_object_get(b, "limits");
+    if (limits && !json_is_null(limits)) {
+        const char *k;
+        json_t *v;
+        bool ok = json_is_object(limits) && json_object_size(limits) <= 16;
+        json_object_foreach(limits, k, v) {
+            if (ok && !(name_ok(k, 32) && json_is_string(v) && name_ok(json_string_value(v), 32)))
+                ok = false;
+        }
+        if (!ok)
+            return err_field(e, ERR_INVALID, "limits",
+                             "limits must be an object of at most 16 names of [A-Za-z0-9._-]{1,32}, "
+                             "each with such a name as its value");
+    }
+
     agent_rec_init(a);
+    a->limits = json_is_object(limits) ? json_deep_copy(limits) : NULL;
     uuid7_new(a->id);
     a->name = xstrdup(json_string_value(name));
     a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
