@@ -314,11 +314,23 @@ int limits_init(struct limits *l, const char *mode, const char *instance, struct
         goto out;
     }
     unsigned got = 0;
-    if (cgroups && (got = try_v2(l, instance, &why))) {
-        l->mech = LIMITS_CGROUP2;
-    } else if (cgroups) {
-        clear_groups(l);
-        if ((got = try_v1(l, instance, &why))) l->mech = LIMITS_CGROUP1;
+    if (cgroups) {
+        /* the hierarchy that offers more of the three controllers (v2 on a tie): a hybrid
+         * system's v2 hierarchy offers none, a pure v2 one all */
+        struct limits v1 = {0};
+        unsigned got2 = try_v2(l, instance, &why), got1 = try_v1(&v1, instance, &why);
+        if (__builtin_popcount(got1) > __builtin_popcount(got2)) {
+            clear_groups(l);
+            memcpy(l->own, v1.own, sizeof(l->own));
+            memcpy(l->base, v1.base, sizeof(l->base));
+            memcpy(l->base_rel, v1.base_rel, sizeof(l->base_rel));
+            got = got1;
+            l->mech = LIMITS_CGROUP1;
+        } else {
+            clear_groups(&v1);
+            got = got2;
+            l->mech = got ? LIMITS_CGROUP2 : LIMITS_NONE;
+        }
     }
     if (got) {
         limits_recover(l); /* first: what an earlier run left must not fail the probe */

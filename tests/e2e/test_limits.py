@@ -247,9 +247,10 @@ def test_groups_of_a_killed_agent_are_removed_at_its_restart(server, make_agent,
     needs_cgroups()
     a = make_agent(server, "rec")
     pidfile = tmp_path / "child.pid"
-    # the child leaves the job's process group and session: only the cgroup still holds it
+    # the child leaves the job's process group and session, and clears its environment (no
+    # DROVER_JOB_ID to find it by): only the cgroup still holds it
     code = ("import os, subprocess, time\n"
-            f"p = subprocess.Popen(['setsid', 'sleep', '300'])\n"
+            "p = subprocess.Popen(['setsid', 'sleep', '300'], env={})\n"
             f"open('{pidfile}', 'w').write(str(p.pid))\n"
             "time.sleep(300)\n")
     job = submit(server, **py(code, resources={"pids": 20}))
@@ -263,7 +264,8 @@ def test_groups_of_a_killed_agent_are_removed_at_its_restart(server, make_agent,
     a.start()
     wait_for(lambda: not any(os.path.exists(d) for d in groups.values()), 20,
              "the job's cgroups to be removed")
-    assert "left in the cgroup" in a.read_log() or not os.path.exists(f"/proc/{child}")
+    assert re.search(r"killed 1 process\(es\) of a job of an earlier run of the agent, left in "
+                     r"the cgroup '[^']*/drover-[^']*/" + job + "-1'", a.read_log()), a.read_log()
     wait_for(lambda: not os.path.exists(f"/proc/{child}") or
              open(f"/proc/{child}/stat").read().split(")")[1].split()[0] in "ZX", 10,
              "the escaped child to be killed")
@@ -354,3 +356,19 @@ def test_bad_resources_and_retry_on(server, spec, field):
     assert err["code"] == "invalid_argument" and err["field"] == field, err
     assert field in err["message"]
     assert server.api().get("/v1/jobs").json()["jobs"] == []
+
+
+def test_agent_with_limits_stops_clean(server, make_agent):
+    """A drained agent that ran limited jobs exits 0, leaves no cgroup, and (in a sanitizer
+    build) reports no leak or bad access at exit."""
+    a = make_agent(server, "clean")
+    jobs = [submit(server, **py("print('hi')", resources={"pids": 16, "memory_mb": 64,
+                                                          "cpus": 0.5})),
+            submit(server, **py(HOG, resources={"memory_mb": 48}))]
+    for job in jobs:
+        wait_job(server, job, timeout=60)
+    assert get_job(server, jobs[1])["result"]["reason"] in ("oom", "exit")
+    a.send(signal.SIGTERM)
+    assert a.wait(timeout=60) == 0, a.read_log()
+    assert "Sanitizer" not in a.read_log(), a.read_log()
+    assert not any(os.path.exists(d) for d in base_groups(a))
