@@ -25,6 +25,8 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
+#define SELF_CGROUP "/proc/self/cgroup"
+#define SELF_MOUNTINFO "/proc/self/mountinfo"
 #define CPU_PERIOD_US 100000
 #define SIGNAL_MAX_PIDS 65536 /* processes read from one group's cgroup.procs */
 
@@ -117,11 +119,13 @@ static void unescape(char *s)
 
 /*
  * The folder of the group `path` (as /proc/self/cgroup shows it) of the hierarchy mounted
- * with fstype `fstype` (and, for cgroup v1, the controller `ctl` among its options), or NULL.
+ * with fstype `fstype` (and, for cgroup v1, the controller `ctl` among its options), from
+ * the mount table `mountinfo` (/proc/self/mountinfo's format), or NULL.
  */
-static char *group_dir(const char *fstype, const char *ctl, const char *path)
+char *limits_group_dir(const char *mountinfo, const char *fstype, const char *ctl,
+                                const char *path)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
+    FILE *f = fopen(mountinfo, "re");
     if (!f) return NULL;
     char *line = NULL, *dir = NULL;
     size_t cap = 0;
@@ -153,10 +157,13 @@ static char *group_dir(const char *fstype, const char *ctl, const char *path)
     return dir;
 }
 
-/* The path of this process's group in the v1 hierarchy with `ctl`, or (ctl NULL) in v2. */
-static char *own_path(const char *ctl)
+/*
+ * The path of the group in the v1 hierarchy with `ctl`, or (ctl NULL) in v2, from `cgroup`
+ * (/proc/PID/cgroup's format), or NULL.
+ */
+char *limits_own_path(const char *cgroup, const char *ctl)
 {
-    FILE *f = fopen("/proc/self/cgroup", "re");
+    FILE *f = fopen(cgroup, "re");
     if (!f) return NULL;
     char *line = NULL, *path = NULL;
     size_t cap = 0;
@@ -164,7 +171,7 @@ static char *own_path(const char *ctl)
         line[strcspn(line, "\n")] = '\0';
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2) continue;
-        *c2 = '\0';
+        *c1 = *c2 = '\0'; /* line: the hierarchy's id, c1 + 1: its controllers */
         bool v2 = strcmp(line, "0") == 0 && c1[1] == '\0';
         if (ctl ? (!v2 && has_word(c1 + 1, ctl, ',')) : v2) path = xstrdup(c2 + 1);
     }
@@ -223,7 +230,8 @@ static void set_group(struct limits *l, int c, const char *dir, const char *path
 /* cgroup v2: the controllers (bits) the agent can use below its own group. */
 static unsigned try_v2(struct limits *l, const char *instance, struct buf *why)
 {
-    char *path = own_path(NULL), *dir = path ? group_dir("cgroup2", NULL, path) : NULL;
+    char *path = limits_own_path(SELF_CGROUP, NULL);
+    char *dir = path ? limits_group_dir(SELF_MOUNTINFO, "cgroup2", NULL, path) : NULL;
     char have[512], on[512];
     unsigned got = 0;
     if (!dir) {
@@ -262,8 +270,8 @@ static unsigned try_v1(struct limits *l, const char *instance, struct buf *why)
 {
     unsigned got = 0;
     for (int c = 0; c < LIMITS_NCTL; c++) {
-        char *path = own_path(ctl_names[c]);
-        char *dir = path ? group_dir("cgroup", ctl_names[c], path) : NULL;
+        char *path = limits_own_path(SELF_CGROUP, ctl_names[c]);
+        char *dir = path ? limits_group_dir(SELF_MOUNTINFO, "cgroup", ctl_names[c], path) : NULL;
         if (!dir)
             buf_addf(why, "cgroup v1: no %s hierarchy; ", ctl_names[c]);
         else if (access(dir, W_OK) != 0 || !file_exists(dir, "cgroup.procs"))

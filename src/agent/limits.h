@@ -108,4 +108,16 @@ bool limits_job_oom(const struct limits_job *lj);
  */
 bool limits_job_release(struct limits *l, struct limits_job *lj, bool final);
 
+/*
+ * The readers of /proc/self/cgroup and /proc/self/mountinfo, given the file (for tests).
+ * limits_own_path: the path of the group in the v1 hierarchy that has controller `ctl`, or
+ * (ctl NULL) in the v2 one, as `cgroup` (/proc/PID/cgroup's format) lists it.
+ * limits_group_dir: where that group's folder is, from the mount table `mountinfo`: the
+ * mount of type `fstype` ("cgroup" with `ctl` among its options, or "cgroup2") whose root
+ * holds `path`. Both return NULL when there is none; the caller frees.
+ */
+char *limits_own_path(const char *cgroup, const char *ctl);
+char *limits_group_dir(const char *mountinfo, const char *fstype, const char *ctl,
+                       const char *path);
+
 #endif
