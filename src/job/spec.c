@@ -564,7 +564,9 @@ static const struct field retry_on_fields[] = {
     {.key = "exit_codes", .check = check_exit_codes, .dflt = "[]"},
     {.key = "signal", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
     {.key = "timeout", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
-    {.key = "lost", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+    /* a lost agent (or a lease that never reached it) is not the job's doing: retried
+       unless the spec says otherwise */
+    {.key = "lost", .check = check_int, .dflt = "2", .min = 0, .max = SPEC_ATTEMPTS_MAX},
     {.key = "oom", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
     {.key = "error", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
 };

@@ -314,7 +314,7 @@ def test_timeout_retried_n_times(server, make_agent):
     assert [x["reason"] for x in j["attempts"]] == ["timeout"] * 3, j["attempts"]
     assert j["retries"]["timeout"] == 2, j["retries"]
     assert j["spec"]["retry"]["on"] == {"exit_codes": [1], "signal": 0, "timeout": 2,
-                                        "lost": 0, "oom": 0, "error": 0}
+                                        "lost": 2, "oom": 0, "error": 0}
 
 
 def test_oom_budget(server, make_agent):

@@ -372,15 +372,26 @@ static void test_retry_budgets_pair_by_pair(void **unused)
         if (!never) assert_int_equal(used(&j, ends[k].reason), 2);
         job_release(&j);
 
-        /* only another class has a budget (exit: other codes listed): not retried */
+        /* only another class has a budget (exit: other codes listed): not retried, but for
+         * lost, whose budget is 2 unless given */
+        bool lost = !strcmp(ends[k].reason, "lost");
         snprintf(spec, sizeof(spec),
                  "{\"retry\": {\"max_attempts\": 10, \"on\": {\"%s\": %s}}, "
                  "\"command\": {\"program\": \"x\"}}",
-                 exit_end ? "exit_codes" : !strcmp(ends[k].reason, "lost") ? "oom" : "lost",
+                 exit_end ? "exit_codes" : b && !strcmp(b, "oom") ? "timeout" : "oom",
                  exit_end ? "[1, 2, 4]" : "5");
         make_job(&j, spec, 0);
-        assert_int_equal(retries_until_end(&j, k, 3), 0);
+        assert_int_equal(retries_until_end(&j, k, 3), lost ? 2 : 0);
         assert_int_equal(j.state, never ? JOB_CANCELLED : JOB_FAILED);
+        job_release(&j);
+
+        /* a budget of 0 given: not retried */
+        snprintf(spec, sizeof(spec),
+                 "{\"retry\": {\"max_attempts\": 10, \"on\": {\"%s\": %s}}, "
+                 "\"command\": {\"program\": \"x\"}}",
+                 b ? b : "error", exit_end ? "[]" : "0");
+        make_job(&j, spec, 0);
+        assert_int_equal(retries_until_end(&j, k, 3), 0);
         job_release(&j);
 
         /* a budget above the attempts left: max_attempts still bounds it */
