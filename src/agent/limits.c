@@ -122,8 +122,7 @@ static void unescape(char *s)
  * with fstype `fstype` (and, for cgroup v1, the controller `ctl` among its options), from
  * the mount table `mountinfo` (/proc/self/mountinfo's format), or NULL.
  */
-char *limits_group_dir(const char *mountinfo, const char *fstype, const char *ctl,
-                                const char *path)
+char *limits_group_dir(const char *mountinfo, const char *fstype, const char *ctl, const char *path)
 {
     FILE *f = fopen(mountinfo, "re");
     if (!f) return NULL;
@@ -209,8 +208,8 @@ static int v2_enable(const char *dir, const char *ctl)
     if (write_file(dir, "cgroup.subtree_control", plus) == 0) return 0;
     if (errno != EBUSY || !alone_in(dir)) return -1;
     char *leaf = xasprintf("%s/drover-agent", dir);
-    int rc = (mkdir(leaf, 0755) == 0 || errno == EEXIST) ? write_file(leaf, "cgroup.procs", "0")
-                                                         : -1;
+    int rc =
+        (mkdir(leaf, 0755) == 0 || errno == EEXIST) ? write_file(leaf, "cgroup.procs", "0") : -1;
     if (rc == 0) log_info("moved the agent into the cgroup '%s' (to delegate below it)", leaf);
     free(leaf);
     return rc ? -1 : write_file(dir, "cgroup.subtree_control", plus);
@@ -238,7 +237,8 @@ static unsigned try_v2(struct limits *l, const char *instance, struct buf *why)
         buf_addf(why, "cgroup v2: no hierarchy holds this agent's group; ");
         goto out;
     }
-    char *f1 = xasprintf("%s/cgroup.controllers", dir), *f2 = xasprintf("%s/cgroup.subtree_control", dir);
+    char *f1 = xasprintf("%s/cgroup.controllers", dir),
+         *f2 = xasprintf("%s/cgroup.subtree_control", dir);
     bool read = read_text(f1, have, sizeof(have)) >= 0 && read_text(f2, on, sizeof(on)) >= 0;
     free(f1);
     free(f2);
@@ -349,8 +349,9 @@ int limits_init(struct limits *l, const char *mode, const char *instance, struct
         }
     }
     if (!got && !strcmp(mode, "cgroup")) {
-        rc = err_set(e, ERR_INVALID, "--limits cgroup: no cgroup can be made below this "
-                                     "agent's own: %s",
+        rc = err_set(e, ERR_INVALID,
+                     "--limits cgroup: no cgroup can be made below this "
+                     "agent's own: %s",
                      why.len ? buf_str(&why) : "?");
         goto out;
     }
@@ -516,8 +517,8 @@ static void job_clear(struct limits_job *lj)
 }
 
 /* Writes the limit `c` of r into the job's group at dir. 0 or -1 (errno) with *file set. */
-static int write_limit(enum limits_mech m, int c, const char *dir,
-                       const struct spec_resources *r, const char **file)
+static int write_limit(enum limits_mech m, int c, const char *dir, const struct spec_resources *r,
+                       const char **file)
 {
     char v[64];
     bool v2 = m == LIMITS_CGROUP2;
@@ -615,8 +616,8 @@ int limits_job_prepare(struct limits *l, struct limits_job *lj, const char *name
         /* each limit into the group of its controller; then the group's procs, once */
         const char *file = NULL;
         if (lj->dir[c] && write_limit(l->mech, c, lj->dir[c], r, &file)) {
-            int rc = err_set(e, ERR_IO, "cannot set %s in the cgroup '%s': %s", file,
-                             lj->dir[c], strerror(errno));
+            int rc = err_set(e, ERR_IO, "cannot set %s in the cgroup '%s': %s", file, lj->dir[c],
+                             strerror(errno));
             limits_job_release(l, lj, true);
             return rc;
         }
@@ -666,9 +667,8 @@ bool limits_job_oom(const struct limits_job *lj)
     const char *dir = lj->active ? lj->dir[LIMITS_MEMORY] : NULL;
     if (!dir) return false;
     char text[2048];
-    char *file = xasprintf("%s/%s", dir,
-                           file_exists(dir, "memory.events") ? "memory.events"
-                                                             : "memory.oom_control");
+    char *file = xasprintf(
+        "%s/%s", dir, file_exists(dir, "memory.events") ? "memory.events" : "memory.oom_control");
     ssize_t n = read_text(file, text, sizeof(text));
     free(file);
     const char *p = n > 0 ? strstr(text, "oom_kill ") : NULL;

@@ -46,22 +46,22 @@ enum limits_mech { LIMITS_NONE, LIMITS_RLIMIT, LIMITS_CGROUP1, LIMITS_CGROUP2 };
 enum limits_ctl { LIMITS_MEMORY, LIMITS_PIDS, LIMITS_CPU, LIMITS_NCTL };
 
 struct limits {
-    enum limits_mech mech;             /* the best way found */
-    enum limits_mech by[LIMITS_NCTL];  /* how each limit is enforced (NONE: it is not) */
-    char *own[LIMITS_NCTL];            /* cgroups: the agent's own group, per controller */
-    char *base[LIMITS_NCTL];           /* own/drover-INSTANCE: where job groups go */
-    char *base_rel[LIMITS_NCTL];       /* base as /proc/PID/cgroup shows it */
-    char *why;                         /* why no cgroup is used (for the log), or NULL */
-    int groups;                        /* job groups that exist now */
+    enum limits_mech mech;            /* the best way found */
+    enum limits_mech by[LIMITS_NCTL]; /* how each limit is enforced (NONE: it is not) */
+    char *own[LIMITS_NCTL];           /* cgroups: the agent's own group, per controller */
+    char *base[LIMITS_NCTL];          /* own/drover-INSTANCE: where job groups go */
+    char *base_rel[LIMITS_NCTL];      /* base as /proc/PID/cgroup shows it */
+    char *why;                        /* why no cgroup is used (for the log), or NULL */
+    int groups;                       /* job groups that exist now */
 };
 
 /* A job's groups and limits, from limits_job_prepare to limits_job_release. */
 struct limits_job {
-    bool active;                 /* prepared: some limit asked for */
-    char *dir[LIMITS_NCTL];      /* its group per controller (NULL: none) */
-    char *rel[LIMITS_NCTL];      /* the same as /proc/PID/cgroup shows it */
-    int procs_fd[LIMITS_NCTL];   /* cgroup.procs, open until the process has joined */
-    uint64_t rlimit_as;          /* bytes, 0 = none */
+    bool active;               /* prepared: some limit asked for */
+    char *dir[LIMITS_NCTL];    /* its group per controller (NULL: none) */
+    char *rel[LIMITS_NCTL];    /* the same as /proc/PID/cgroup shows it */
+    int procs_fd[LIMITS_NCTL]; /* cgroup.procs, open until the process has joined */
+    uint64_t rlimit_as;        /* bytes, 0 = none */
     bool removed;
 };
 

@@ -304,8 +304,8 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
                      argv[0], strerror(errno));
         goto out;
     }
-    struct spawn_args sa = {argv, envp, j->work_dir, {in[0], out[1], errp[1]}, getpid(), 0,
-                            &j->limits};
+    struct spawn_args sa = {argv,     envp, j->work_dir, {in[0], out[1], errp[1]},
+                            getpid(), 0,    &j->limits};
     struct rlimit rl;
     sa.max_fd =
         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;

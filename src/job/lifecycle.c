@@ -117,8 +117,7 @@ static int ends_of(const struct job *j, size_t n, int reason)
     int count = 0;
     for (size_t i = 0; i < n && i < json_array_size(j->attempts); i++) {
         json_t *a = json_array_get(j->attempts, i);
-        if (proto_reason_parse(json_string_value(json_object_get(a, "reason"))) != reason)
-            continue;
+        if (proto_reason_parse(json_string_value(json_object_get(a, "reason"))) != reason) continue;
         json_t *code = json_object_get(a, "exit_code");
         count += !(reason == PROTO_REASON_EXIT && json_is_integer(code) &&
                    json_integer_value(code) == 0);
@@ -140,7 +139,8 @@ bool lifecycle_may_retry(const struct job *j, const struct attempt_end *end)
     case RETRY_EXIT_CODES: {
         size_t i;
         json_t *code;
-        json_array_foreach(v, i, code) {
+        json_array_foreach(v, i, code)
+        {
             if (end->has_exit_code && json_integer_value(code) == end->exit_code) return true;
         }
         return false;

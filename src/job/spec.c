@@ -554,8 +554,8 @@ static int exit_code_item(struct ctx *c, json_t *in, json_t **norm)
 static int check_exit_codes(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
-    return check_array(c, v, PROTO_EXIT_CODE_MAX, "exit codes (integers 1 to 255)",
-                       exit_code_item, norm);
+    return check_array(c, v, PROTO_EXIT_CODE_MAX, "exit codes (integers 1 to 255)", exit_code_item,
+                       norm);
 }
 
 /* The failure classes of retry.on (lifecycle.c reads them by these names). */

@@ -31,9 +31,9 @@
 #define SPEC_ATTEMPTS_MAX 100     /* retry.max_attempts, and each budget of retry.on */
 #define SPEC_MEMORY_MB_MIN 4      /* resources.memory_mb */
 #define SPEC_MEMORY_MB_MAX 4194304 /* 4 TiB */
-#define SPEC_CPUS_MIN 0.01        /* resources.cpus: a hundredth of one CPU's time */
+#define SPEC_CPUS_MIN 0.01         /* resources.cpus: a hundredth of one CPU's time */
 #define SPEC_CPUS_MAX 1024
-#define SPEC_PIDS_MAX 4194304     /* resources.pids: the kernel's highest pid_max */
+#define SPEC_PIDS_MAX 4194304 /* resources.pids: the kernel's highest pid_max */
 
 struct job_spec {
     json_t *json; /* the normalised spec; owned (one reference) */

@@ -210,14 +210,16 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
         const char *k;
         json_t *v;
         bool ok = json_is_object(limits) && json_object_size(limits) <= 16;
-        json_object_foreach(limits, k, v) {
+        json_object_foreach(limits, k, v)
+        {
             if (ok && !(name_ok(k, 32) && json_is_string(v) && name_ok(json_string_value(v), 32)))
                 ok = false;
         }
         if (!ok)
-            return err_field(e, ERR_INVALID, "limits",
-                             "limits must be an object of at most 16 names of [A-Za-z0-9._-]{1,32}, "
-                             "each with such a name as its value");
+            return err_field(
+                e, ERR_INVALID, "limits",
+                "limits must be an object of at most 16 names of [A-Za-z0-9._-]{1,32}, "
+                "each with such a name as its value");
     }
 
     agent_rec_init(a);

@@ -114,10 +114,10 @@ static void test_pure_v2_service(void **state)
 static void test_mount_roots_and_escapes(void **state)
 {
     (void)state;
-    char *mi = write_tmp("mountinfo3",
-                         "50 40 0:30 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"
-                         "51 40 0:31 /other /mnt/pids\\040here rw - cgroup cgroup rw,pids\n"
-                         "52 40 0:31 / /mnt/pids\\040all rw - cgroup cgroup rw,pids\n");
+    char *mi = write_tmp(
+        "mountinfo3", "50 40 0:30 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"
+                      "51 40 0:31 /other /mnt/pids\\040here rw - cgroup cgroup rw,pids\n"
+                      "52 40 0:31 / /mnt/pids\\040all rw - cgroup cgroup rw,pids\n");
     check_str(limits_group_dir(mi, "cgroup", "memory", "/docker/abc/job"),
               "/sys/fs/cgroup/memory/job");
     check_str(limits_group_dir(mi, "cgroup", "memory", "/docker/abc"), "/sys/fs/cgroup/memory");
@@ -138,8 +138,9 @@ static void test_rlimit_and_none(void **state)
     assert_int_equal(limits_init(&l, "rlimit", "inst", &e), 0);
     json_t *j = limits_json(&l);
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(text, "{\"cpus\":\"none\",\"mechanism\":\"rlimit\",\"memory_mb\":\"rlimit\","
-                              "\"pids\":\"none\"}");
+    assert_string_equal(text,
+                        "{\"cpus\":\"none\",\"mechanism\":\"rlimit\",\"memory_mb\":\"rlimit\","
+                        "\"pids\":\"none\"}");
     json_decref(j);
     char *how = limits_describe(&l);
     assert_non_null(strstr(how, "resource limits by rlimit: memory_mb=rlimit pids=none cpus=none"));

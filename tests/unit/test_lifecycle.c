@@ -378,7 +378,9 @@ static void test_retry_budgets_pair_by_pair(void **unused)
         snprintf(spec, sizeof(spec),
                  "{\"retry\": {\"max_attempts\": 10, \"on\": {\"%s\": %s}}, "
                  "\"command\": {\"program\": \"x\"}}",
-                 exit_end ? "exit_codes" : b && !strcmp(b, "oom") ? "timeout" : "oom",
+                 exit_end                 ? "exit_codes"
+                 : b && !strcmp(b, "oom") ? "timeout"
+                                          : "oom",
                  exit_end ? "[1, 2, 4]" : "5");
         make_job(&j, spec, 0);
         assert_int_equal(retries_until_end(&j, k, 3), lost ? 2 : 0);
