@@ -157,9 +157,10 @@ bool lifecycle_may_retry(const struct job *j, const struct attempt_end *end)
 
 json_t *lifecycle_retries_json(const struct job *j)
 {
-    /* every attempt in the history was retried, but the last of a job that has ended */
+    /* every end in the history was retried but the last of a failed job (a succeeded or
+     * cancelled job's last end is of a kind never counted, or was retried before the cancel) */
     size_t n = json_array_size(j->attempts);
-    if (n && job_state_terminal(j->state)) n--;
+    if (n && j->state == JOB_FAILED) n--;
     json_t *o = json_object();
     for (int r = 0; r < PROTO_REASON_COUNT; r++)
         if (retry_table[r].rule != RETRY_NEVER)

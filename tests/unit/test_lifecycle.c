@@ -450,6 +450,17 @@ static void test_retry_budgets_are_separate(void **unused)
     assert_int_equal(j.state, JOB_FAILED);
     assert_int_equal(used(&j, "exit"), 1);
     job_release(&j);
+
+    /* a retry granted, then the job cancelled while it waits for it: the retry was used */
+    make_job(&j, "{\"retry\": {\"on\": {\"timeout\": 1}}, \"command\": {\"program\": \"x\"}}",
+             0);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 0), 0);
+    assert_int_equal(apply(&j, JOB_EV_DEADLINE, &timeout, 10), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(used(&j, "timeout"), 1);
+    assert_int_equal(apply(&j, JOB_EV_CANCEL, NULL, 20), 0);
+    assert_int_equal(used(&j, "timeout"), 1);
+    job_release(&j);
 }
 
 int main(void)
