@@ -397,7 +397,7 @@ char *limits_describe(const struct limits *l)
     for (int c = 0; c < LIMITS_NCTL; c++)
         missing |= l->by[c] == LIMITS_NONE;
     if (missing) buf_adds(&b, "; jobs asking for a limit marked none run without it");
-    if (l->why && l->mech != LIMITS_CGROUP2) buf_addf(&b, " (%s)", l->why);
+    if (l->why && (missing || l->mech != LIMITS_CGROUP2)) buf_addf(&b, " (%s)", l->why);
     return buf_detach(&b);
 }
 

@@ -68,7 +68,8 @@ static void usage(FILE *f)
             "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
-            "  --keep-work          keep each job's work folder after it ends\n",
+            "  --keep-work          keep each job's work folder after it ends\n"
+            "  --limits M           how job resources are enforced: auto, cgroup, rlimit, none\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -78,7 +79,8 @@ static const struct {
     const char *name;
     bool value;
 } agent_options[] = {
-    {"queues", true}, {"slots", true}, {"labels", true}, {"allow-path", true}, {"keep-work", false},
+    {"queues", true},     {"slots", true},      {"labels", true},
+    {"allow-path", true}, {"keep-work", false}, {"limits", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */
