@@ -7,6 +7,7 @@ find those folders the same way and check that they are gone when the job is ove
 Tests that need cgroups are skipped, saying why, where the machine offers none this
 process may write to; the rlimit fallback is tested with --limits rlimit everywhere.
 """
+import json
 import os
 import re
 import signal
@@ -372,3 +373,20 @@ def test_agent_with_limits_stops_clean(server, make_agent):
     assert a.wait(timeout=60) == 0, a.read_log()
     assert "Sanitizer" not in a.read_log(), a.read_log()
     assert not any(os.path.exists(d) for d in base_groups(a))
+
+
+def test_cli_submit_resources(server):
+    from conftest import submitted
+    job = submitted(server.run_cli("submit", "--memory-mb", "64", "--cpus", "0.5", "--pids", "32",
+                                   "--", "true")).strip()
+    assert get_job(server, job)["spec"]["resources"] == {"memory_mb": 64, "cpus": 0.5, "pids": 32}
+    # the options add to a spec file's resources, and win over it
+    r = server.run_cli("submit", "--cpus", "2", "-f", "-", input=json.dumps(
+        {"command": {"program": "true"}, "resources": {"memory_mb": 100, "cpus": 1}}))
+    job = submitted(r).strip()
+    assert get_job(server, job)["spec"]["resources"] == {"memory_mb": 100, "cpus": 2, "pids": None}
+    for args, msg in [(("--memory-mb", "3"), "--memory-mb must be a whole number from 4 to"),
+                      (("--pids", "x"), "--pids must be a whole number from 1 to"),
+                      (("--cpus", "0"), "--cpus must be a number from 0.01 to 1024, not '0'")]:
+        r = server.run_cli("submit", *args, "--", "true")
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
