@@ -656,10 +656,10 @@ void limits_job_spawned(struct limits_job *lj)
     }
 }
 
-size_t limits_job_signal(const struct limits_job *lj, int sig)
+ssize_t limits_job_signal(const struct limits_job *lj, int sig)
 {
     int c = lj->active && !lj->removed ? first_group(lj) : -1;
-    return c < 0 ? 0 : signal_group(lj->dir[c], lj->rel[c], sig);
+    return c < 0 ? -1 : (ssize_t)signal_group(lj->dir[c], lj->rel[c], sig);
 }
 
 bool limits_job_oom(const struct limits_job *lj)

@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 #include "job/spec.h"
@@ -96,8 +97,11 @@ int limits_job_prepare(struct limits *l, struct limits_job *lj, const char *name
 int limits_job_child(const struct limits_job *lj);
 /* In the agent after the spawn (it worked or not): closes what the child needed. */
 void limits_job_spawned(struct limits_job *lj);
-/* Sends `sig` to every process in the job's group; returns how many were signalled. */
-size_t limits_job_signal(const struct limits_job *lj, int sig);
+/*
+ * Sends `sig` to every process in the job's group, each once; returns how many were
+ * signalled, or -1 when the job has no group (the caller signals its process group).
+ */
+ssize_t limits_job_signal(const struct limits_job *lj, int sig);
 /* Whether the kernel killed a process of the job for memory (its OOM counter). */
 bool limits_job_oom(const struct limits_job *lj);
 /*

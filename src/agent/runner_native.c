@@ -434,11 +434,12 @@ static void on_sweep_again(evutil_socket_t fd, short what, void *arg)
 void runner_native_signal(struct agent_job *j, int sig)
 {
     if (j->pid <= 0 || j->exited) return;
+    /* a job with a cgroup: every one of its processes, each once, wherever it went */
+    if (limits_job_signal(&j->limits, sig) >= 0) return;
     if (kill(-j->pid, sig) != 0 && errno != ESRCH)
         log_warn("job=%s attempt=%d cannot signal process group %d: %s", j->id, j->attempt,
                  (int)j->pid, strerror(errno));
     sweep(j->a, j, sig); /* the processes that left its group */
-    limits_job_signal(&j->limits, sig); /* and any left in its cgroup, when it has one */
 }
 
 /* The leader ended: kill what is left of its group and its orphans, then reap it. */

@@ -390,3 +390,39 @@ def test_cli_submit_resources(server):
                       (("--cpus", "0"), "--cpus must be a number from 0.01 to 1024, not '0'")]:
         r = server.run_cli("submit", *args, "--", "true")
         assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+TERM_COUNTER = ("import os, signal, subprocess, sys, time\n"
+                "out = sys.argv[1]\n"
+                "got = []\n"
+                "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
+                "if len(sys.argv) == 2:  # the leader: a child that leaves its group and session\n"
+                "    subprocess.Popen([sys.executable, __file__, out + '.child', 'child'],\n"
+                "                     start_new_session=True, env={})\n"
+                "open(out + '.ready', 'w').close()\n"
+                "deadline = time.monotonic() + 20\n"
+                "while not got and time.monotonic() < deadline:\n"
+                "    time.sleep(0.05)\n"
+                "time.sleep(0.5)  # a second SIGTERM would come now\n"
+                "open(out, 'w').write(str(len(got)))\n")
+
+
+def test_cancel_terms_every_process_of_a_cgroup_job_once(server, make_agent, tmp_path):
+    needs_cgroups()
+    """Cancel sends SIGTERM through the cgroup: to each process once, also to a child that left
+    the job's process group and session and cleared its environment."""
+    make_agent(server, "term", "--term-grace", "5")
+    script = tmp_path / "term.py"
+    script.write_text(TERM_COUNTER)
+    out = tmp_path / "count"
+    spec = {"command": {"program": PY, "argv": [str(script), str(out)]},
+            "resources": {"pids": 32}, "timeout_s": 60}
+    job = submit(server, **spec)
+    wait_for(lambda: os.path.exists(f"{out}.ready") and os.path.exists(f"{out}.child.ready"), 20,
+             "the job and its child to be ready")
+    assert server.api().post(f"/v1/jobs/{job}/cancel").status_code == 200
+    wait_for(lambda: out.exists() and out.read_text(), 20, "the leader's count")
+    wait_for(lambda: (tmp_path / "count.child").exists()
+             and (tmp_path / "count.child").read_text(), 20, "the child's count")
+    assert out.read_text() == "1" and (tmp_path / "count.child").read_text() == "1"
+    assert wait_job(server, job)["state"] == "cancelled"

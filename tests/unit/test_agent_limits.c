@@ -155,7 +155,7 @@ static void test_rlimit_and_none(void **state)
     assert_true(lj.rlimit_as == 64ull << 20);
     assert_string_equal(missing, "pids, cpus");
     assert_false(limits_job_oom(&lj));
-    assert_int_equal(limits_job_signal(&lj, 0), 0);
+    assert_int_equal(limits_job_signal(&lj, 0), -1); /* no group: the caller signals */
     assert_true(limits_job_release(&l, &lj, true));
     assert_int_equal(l.groups, 0);
     limits_release(&l);
