@@ -408,9 +408,9 @@ TERM_COUNTER = ("import os, signal, subprocess, sys, time\n"
 
 
 def test_cancel_terms_every_process_of_a_cgroup_job_once(server, make_agent, tmp_path):
-    needs_cgroups()
     """Cancel sends SIGTERM through the cgroup: to each process once, also to a child that left
     the job's process group and session and cleared its environment."""
+    needs_cgroups()
     make_agent(server, "term", "--term-grace", "5")
     script = tmp_path / "term.py"
     script.write_text(TERM_COUNTER)
