@@ -12,13 +12,13 @@ import os
 import re
 import signal
 import sys
-import time
 
 import pytest
 import requests
 
-from agentutil import get_job, make_agent, submit, wait_for, wait_job  # noqa: F401
-from conftest import free_port
+from agentutil import (get_job, make_agent, process_gone, submit, wait_for,  # noqa: F401
+                       wait_job)
+from conftest import free_port, submitted
 
 PY = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -267,9 +267,7 @@ def test_groups_of_a_killed_agent_are_removed_at_its_restart(server, make_agent,
              "the job's cgroups to be removed")
     assert re.search(r"killed 1 process\(es\) of a job of an earlier run of the agent, left in "
                      r"the cgroup '[^']*/drover-[^']*/" + job + "-1'", a.read_log()), a.read_log()
-    wait_for(lambda: not os.path.exists(f"/proc/{child}") or
-             open(f"/proc/{child}/stat").read().split(")")[1].split()[0] in "ZX", 10,
-             "the escaped child to be killed")
+    wait_for(lambda: process_gone(child), 10, "the escaped child to be killed")
     j = wait_job(server, job, timeout=30)
     assert j["result"]["reason"] == "error", j["result"]
     groups_gone(a)
@@ -376,7 +374,6 @@ def test_agent_with_limits_stops_clean(server, make_agent):
 
 
 def test_cli_submit_resources(server):
-    from conftest import submitted
     job = submitted(server.run_cli("submit", "--memory-mb", "64", "--cpus", "0.5", "--pids", "32",
                                    "--", "true")).strip()
     assert get_job(server, job)["spec"]["resources"] == {"memory_mb": 64, "cpus": 0.5, "pids": 32}
