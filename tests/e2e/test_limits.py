@@ -401,7 +401,14 @@ TERM_COUNTER = ("import os, signal, subprocess, sys, time\n"
                 "while not got and time.monotonic() < deadline:\n"
                 "    time.sleep(0.05)\n"
                 "time.sleep(0.5)  # a second SIGTERM would come now\n"
-                "open(out, 'w').write(str(len(got)))\n")
+                "# the leader waits (bounded) for its child's count: when the leader exits, what\n"
+                "# is left of the job is killed\n"
+                "while len(sys.argv) == 2 and not os.path.exists(out + '.child') and \\\n"
+                "        time.monotonic() < deadline:\n"
+                "    time.sleep(0.05)\n"
+                "with open(out + '.tmp', 'w') as f:\n"
+                "    f.write(str(len(got)))\n"
+                "os.replace(out + '.tmp', out)  # whole when it is there\n")
 
 
 def test_cancel_terms_every_process_of_a_cgroup_job_once(server, make_agent, tmp_path):
