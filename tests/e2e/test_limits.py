@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -430,3 +431,35 @@ def test_cancel_terms_every_process_of_a_cgroup_job_once(server, make_agent, tmp
              and (tmp_path / "count.child").read_text(), 20, "the child's count")
     assert out.read_text() == "1" and (tmp_path / "count.child").read_text() == "1"
     assert wait_job(server, job)["state"] == "cancelled"
+
+
+# The agent in a mount namespace of its own where a tmpfs hides the cgroup hierarchies: a
+# machine without usable cgroups (nothing outside that namespace changes).
+NO_CGROUPS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount -t tmpfs none /sys/fs/cgroup && exec "$@"', "sh"]
+
+
+def no_cgroups_possible():
+    try:
+        return subprocess.run(NO_CGROUPS + ["true"], capture_output=True,
+                              timeout=20).returncode == 0
+    except OSError:
+        return False
+
+
+def test_agent_without_cgroups(server, make_agent):
+    if not no_cgroups_possible():
+        pytest.skip("cannot make a mount namespace (unshare --mount needs root)")
+    strict = make_agent(server, "strict", "--limits", "cgroup", wrapper=NO_CGROUPS, start=False)
+    strict.start(wait=False)
+    assert strict.wait(timeout=20) == 1
+    assert "--limits cgroup: no cgroup can be made below this agent's own" in strict.read_log()
+
+    port = free_port()
+    a = make_agent(server, "nocg", "--listen", f"127.0.0.1:{port}", wrapper=NO_CGROUPS)
+    assert status_limits(port) == {"mechanism": "rlimit", "memory_mb": "rlimit", "cpus": "none",
+                                   "pids": "none"}
+    job = submit(server, **py("print('ran')", resources={"pids": 8, "cpus": 0.5}))
+    j = wait_job(server, job, timeout=30)
+    assert j["state"] == "succeeded" and j["result"]["stdout"] == "ran\n", j
+    assert f"job={job} attempt=1 runs without its resources.{{pids, cpus}}" in a.read_log()
