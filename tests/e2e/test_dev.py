@@ -7,7 +7,7 @@ import json
 import subprocess
 
 from agentutil import wait_job
-from conftest import BIN, Server, free_port, ok, submitted
+from conftest import BIN, Server, free_port, ok, submitted, wait_for
 
 
 def test_dev_takes_server_and_agent_options(tmp_path):
@@ -20,7 +20,9 @@ def test_dev_takes_server_and_agent_options(tmp_path):
     try:
         log = dev.read_log()
         assert "sync full" in log and f"objects fs:{blobs}" in log, log
-        agents = json.loads(ok(dev.run_cli("agents", "--json")))
+        # the server answers before its agent has registered
+        agents = wait_for(lambda: json.loads(ok(dev.run_cli("agents", "--json"))), 20,
+                          "the dev agent to register")
         assert len(agents) == 1
         agent = agents[0]
         assert agent["name"] == "dev" and agent["state"] == "up"
