@@ -525,13 +525,31 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
 static int migrate(struct store_pg *s, struct err *e)
 {
     int latest = (int)ARRAY_SIZE(pg_migrations);
-    int rc = exec_sql(s,
-                      "BEGIN; SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ");"
-                      "CREATE TABLE IF NOT EXISTS drover_schema (version integer NOT NULL);",
-                      e, "migrating");
+    int rc = exec_sql(s, "BEGIN", e, "migrating");
     if (rc)
         goto fail;
-    PGresult *r = PQexec(s->conn, "SELECT version FROM drover_schema");
+    /* the lock first, then what is there (a statement after it: its snapshot sees what a
+       migration that held the lock committed); no DDL at all when the schema is current,
+       so that the user then needs no CREATE right */
+    PGresult *r = PQexec(s->conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ")");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = db_err(s, r, e, "migrating");
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    r = PQexec(s->conn, "SELECT to_regclass('drover_schema') IS NULL");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = db_err(s, r, e, "reading the schema version");
+        PQclear(r);
+        goto fail;
+    }
+    bool fresh = !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    if (fresh && (rc = exec_sql(s, "CREATE TABLE drover_schema (version integer NOT NULL)", e,
+                                "migrating")))
+        goto fail;
+    r = PQexec(s->conn, "SELECT version FROM drover_schema");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = db_err(s, r, e, "reading the schema version");
         PQclear(r);
