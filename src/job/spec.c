@@ -1000,10 +1000,21 @@ static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t
     return 0;
 }
 
-/* A job's params, as the service hub's expansion normalised them: kept as they are. */
+/*
+ * The version of the service that a job was expanded from, and its params as
+ * the expansion normalised them (kept as they are); both absent from the
+ * specs of other jobs.
+ */
+static int check_service_version(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    return v ? check_int(c, f, v, norm) : 0;
+}
+
 static int check_params(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
+    if (!v)
+        return 0;
     if (!given(c->top, "service_version"))
         return fail(c, "needs a service defined in the hub (PUT /v1/services/NAME): a job "
                        "gives params to a service's definition");
@@ -1022,8 +1033,8 @@ static const struct field spec_fields[] = {
     {.key = "service", .check = check_string, .dflt = "null", .min = 1, .max = 128,
      .flags = F_NO_CTRL},
     /* set by the service hub's expansion (job/service.h), which checked params */
-    {.key = "service_version", .check = check_int, .dflt = "null", .min = 1, .max = INT32_MAX},
-    {.key = "params", .check = check_params, .dflt = "null"},
+    {.key = "service_version", .check = check_service_version, .min = 1, .max = INT32_MAX},
+    {.key = "params", .check = check_params},
     {.key = "name", .check = check_string, .dflt = "null", .min = 0, .max = 256},
     {.key = "priority", .check = check_int, .dflt = "0", .min = -1000, .max = 1000},
     {.key = "requires", .check = check_labels, .dflt = "{}"},
