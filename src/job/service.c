@@ -863,6 +863,7 @@ int service_parse(json_t *in, const char *name, json_t **out, struct err *e)
         rc = known_keys(&c, in, def_keys, "a service definition");
     if (!rc)
         rc = check_description(&c, in, def);
+    json_object_set_new(def, "command", json_null()); /* its place in the output's order */
     if (!rc)
         rc = check_names(&c, in, def);
     if (!rc) {

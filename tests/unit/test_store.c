@@ -2345,6 +2345,9 @@ static void test_services(void **state)
     store_service_release(&r);
     assert_err(store_service_get(f->st, "nhmmer", 3, &r, &e), ERR_NOTFOUND, &e);
     assert_non_null(strstr(e.msg, "no version 3"));
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e); /* after a miss */
+    assert_int_equal(r.version, 2);
+    store_service_release(&r);
     assert_err(store_service_get(f->st, "NHMMER", 0, &r, &e), ERR_NOTFOUND, &e);
 
     /* the list: the latest of each, by name */
