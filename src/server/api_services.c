@@ -74,12 +74,16 @@ static int put_write(struct store *st, void *arg, struct err *e)
         p->existed = true;
         return 0;
     }
-    if (p->expect && p->expect != next)
+    if (p->expect && p->expect != next && found)
         rc = err_field(e, ERR_CONFLICT, "version",
-                       "version %d: service '%s' %s, so this definition would be version %d",
-                       p->expect, p->rec.name,
-                       found ? "has other versions up to its latest" : "has no version yet",
-                       next);
+                       "version %d: service '%s' is at version %d, so this definition would be "
+                       "version %d",
+                       p->expect, p->rec.name, latest.version, next);
+    else if (p->expect && p->expect != next)
+        rc = err_field(e, ERR_CONFLICT, "version",
+                       "version %d: service '%s' has no version yet, so this definition would "
+                       "be version 1",
+                       p->expect, p->rec.name);
     if (found)
         store_service_release(&latest);
     if (!rc)
