@@ -6,8 +6,8 @@ set -euo pipefail
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3)
 case "${1:-build}" in
-  test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli nginx beanstalkd redis-server python3-celery python3-redis) ;;
+  test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli podman runc bubblewrap docker-registry busybox-static) ;;
+  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli podman runc bubblewrap docker-registry busybox-static nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
 missing=()

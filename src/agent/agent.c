@@ -37,7 +37,8 @@
 
 static const char usage_text[] =
     "usage: drover agent [--server URL] [--token-file FILE] [--name N] [--queues Q1,Q2]\n"
-    "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
+    "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime R,...]\n"
+    "                    [--engine-opt ARG]...\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
@@ -60,7 +61,16 @@ static const char usage_text[] =
     "  --slots N           slots for jobs to take at once, 1-1024 (default 1)\n"
     "  --work-dir DIR      job folders and the spool (default $DROVER_DATA/agent,\n"
     "                      else ~/.local/share/drover/agent)\n"
-    "  --runtime R         how jobs run: native (the only runtime in this version)\n"
+    "  --runtime R,...     the runtimes to offer (comma-separated, or repeated): native\n"
+    "                      (processes on this host), bwrap (a bubblewrap sandbox, for jobs\n"
+    "                      with command.sandbox; without native, every job is sandboxed),\n"
+    "                      podman or docker (containers, for jobs with command.image).\n"
+    "                      Each must work at start, or the agent exits. Default: native,\n"
+    "                      and whichever of bwrap, podman (else docker) work here\n"
+    "  --engine-opt ARG    an argument for the container engine, put before each of its\n"
+    "                      subcommands (e.g. --engine-opt=--cgroup-manager=cgroupfs);\n"
+    "                      repeatable. The engine also reads its own configuration\n"
+    "                      (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF, DOCKER_HOST...)\n"
     "  --listen ADDR:PORT  serve /healthz, /metrics and /v1/status there (default: off)\n"
     "  --keep-work         keep each job's work folder after it ends\n"
     "  --term-grace S      seconds from SIGTERM to SIGKILL when a job is killed (default 10)\n"
@@ -206,6 +216,7 @@ enum {
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
+    OPT_ENGINE_OPT,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -230,6 +241,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
+        {"engine-opt", required_argument, NULL, OPT_ENGINE_OPT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -290,13 +302,27 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             o->work_dir = xstrdup(optarg);
             break;
         case OPT_RUNTIME:
-            if (strcmp(optarg, "native")) {
-                fprintf(stderr,
-                        "drover agent: runtime '%s' is not available yet (only native "
-                        "is, in this version)\n",
-                        optarg);
-                return 2;
+            for (const char *p = optarg;;) {
+                size_t len = strcspn(p, ",");
+                char *name = xstrndup(p, len);
+                unsigned bit = proto_runtime_parse(name);
+                free(name);
+                if (!bit)
+                    return usage_error("--runtime: '%.*s' is not one of native, bwrap, podman, "
+                                       "docker",
+                                       (int)len, p);
+                o->runtimes_forced |= bit;
+                if (!p[len]) break;
+                p += len + 1;
             }
+            if ((o->runtimes_forced & PROTO_RT_CONTAINER) == PROTO_RT_CONTAINER)
+                return usage_error("--runtime: podman or docker, not both (one container engine "
+                                   "per agent)");
+            break;
+        case OPT_ENGINE_OPT:
+            if (o->nengine_opts >= 64) return usage_error("--engine-opt: at most 64");
+            o->engine_opts = xrealloc(o->engine_opts, (o->nengine_opts + 1) * sizeof(char *));
+            o->engine_opts[o->nengine_opts++] = xstrdup(optarg);
             break;
         case OPT_LISTEN:
             free(o->listen);
@@ -396,6 +422,9 @@ static void opts_release(struct agent_opts *o)
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
+    for (size_t i = 0; i < o->nengine_opts; i++)
+        free(o->engine_opts[i]);
+    free(o->engine_opts);
     json_decref(o->queues);
     json_decref(o->labels);
     memset(o, 0, sizeof(*o));
@@ -519,6 +548,42 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 }
 
 /* --- startup ------------------------------------------------------------------------------- */
+
+/*
+ * The runtimes the agent offers: those of --runtime, each of which must work (else the
+ * agent exits: ERR_UNAVAILABLE), or native and whichever of bwrap and podman (else docker)
+ * work here. Runs the engines' test commands (before the loop).
+ */
+static int setup_runtimes(struct agent *a, struct err *e)
+{
+    unsigned want = a->o.runtimes_forced;
+    bool detect = !want;
+    struct err pe = ERR_INIT;
+    if (a->o.bench_noop && detect) want = PROTO_RT_NATIVE; /* nothing runs */
+    if (detect && !a->o.bench_noop) want = PROTO_RT_ALL;
+    a->runtimes = want & PROTO_RT_NATIVE;
+    if (want & PROTO_RT_BWRAP) {
+        if (!runner_bwrap_probe(&pe))
+            a->runtimes |= PROTO_RT_BWRAP;
+        else if (!detect)
+            return err_set(e, ERR_UNAVAILABLE, "--runtime bwrap: %s", pe.msg);
+        else
+            log_info("runtime bwrap not offered: %s", pe.msg);
+    }
+    static const unsigned engines[] = {PROTO_RT_PODMAN, PROTO_RT_DOCKER};
+    for (size_t i = 0; i < ARRAY_SIZE(engines) && !a->engine; i++) {
+        if (!(want & engines[i])) continue;
+        err_clear(&pe);
+        if (!runner_container_probe(a, engines[i], &pe))
+            a->runtimes |= engines[i];
+        else if (!detect)
+            return err_set(e, ERR_UNAVAILABLE, "--runtime %s: %s",
+                           proto_runtime_name(engines[i]), pe.msg);
+        else
+            log_info("runtime %s not offered: %s", proto_runtime_name(engines[i]), pe.msg);
+    }
+    return 0;
+}
 
 /* fds 0-2 open, so that no pipe or socket of ours is ever mistaken for stdio. */
 static void stdio_sanity(void)
@@ -692,14 +757,24 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
+    if (setup_runtimes(&a, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
     if (jobs_recover(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
         goto out;
     }
-    log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION, a.o.name,
-             a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
-             a.o.listen ? a.o.listen : "");
+    char rts[64] = "";
+    for (unsigned bit = 1; bit & PROTO_RT_ALL; bit <<= 1)
+        if (a.runtimes & bit)
+            snprintf(rts + strlen(rts), sizeof(rts) - strlen(rts), "%s%s", rts[0] ? "," : "",
+                     proto_runtime_name(bit));
+    log_info("drover agent %s name=%s server=%s slots=%d runtimes=%s work_dir=%s%s%s",
+             DROVER_VERSION, a.o.name, a.http.base_url, a.o.slots, rts, a.o.work_dir,
+             a.o.listen ? " listen=" : "", a.o.listen ? a.o.listen : "");
     if (a.o.bench_noop)
         log_warn("--bench-noop: leased jobs are reported succeeded without being run");
     proto_register(&a);
@@ -719,6 +794,7 @@ out:
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
+    runner_container_free(&a);
     spool_close(&a.spool);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);

@@ -9,6 +9,11 @@
  *                    report, settlement, clean-up; recovery from the spool
  *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap,
  *                    and the sweep of what a job left outside its process group
+ *   runner_bwrap.c   the sandbox runner: a native process inside bubblewrap
+ *   runner_container.c  the container runner (podman or docker CLI): image pulls,
+ *                    run, kill, inspect, remove; the engine's helper commands
+ *                    Each runner is a `struct runner_ops` (below); jobs.c picks
+ *                    one per job (runner_for).
  *   proc.c           the process tree, read from /proc (proc.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
  *                    uploaded after it (stage.h)
@@ -73,6 +78,37 @@ enum { REC_LEASE = 1, REC_STARTED = 2, REC_RUN = 4, REC_FINISHED = 8 };
 
 struct agent;
 struct agent_job;
+struct container_engine;
+
+/* Called by a runner once the job's process has ended and its pipes are closed ("wait by
+ * callback"); the outcome is in the job (wait_status, oom). */
+typedef void (*runner_ended_fn)(struct agent_job *j);
+/* Called by a runner's prepare once the job can start (error NULL), or with why it cannot. */
+typedef void (*runner_ready_fn)(struct agent_job *j, const char *error);
+
+/*
+ * A way to run a job's program. All run on the loop's thread; none blocks (but recover, at
+ * startup before the loop runs).
+ */
+struct runner_ops {
+    const char *name; /* "native", "bwrap", "podman", "docker" (proto_runtime_name) */
+    unsigned rt;      /* its PROTO_RT_* bit */
+    /* Optional: gets what the job needs before it starts (a container image). 0: ready now;
+     * 1: `ready` is called later (not before this returns); else an ERR_* with e filled. */
+    int (*prepare)(struct agent_job *j, runner_ready_fn ready, struct err *e);
+    /* Starts argv with envp in j->work_dir (stdin, stdout, stderr as runner_native_start);
+     * j->pid is what the started report shows. `ended` is called once, later. ERR_IO. */
+    int (*start)(struct agent_job *j, char **argv, char **envp, runner_ended_fn ended,
+                 struct err *e);
+    /* Sends sig to the job (its process group, or its container). */
+    void (*signal)(struct agent_job *j, int sig);
+    /* Drops the runner's hold on the job (pipes, events, a pull it waits for); no kill. */
+    void (*release)(struct agent_job *j);
+    /* After an agent restart: kills what is left of a job the spool says was running
+     * (`run`: the started record's "run", may be NULL). */
+    void (*recover)(struct agent *a, struct agent_job *j, json_t *run);
+};
+extern const struct runner_ops runner_native, runner_bwrap, runner_podman, runner_docker;
 
 /* A captured output stream: read from its pipe, kept until its log reports are settled. */
 struct agent_stream {
@@ -110,6 +146,13 @@ struct agent_job {
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
 
     /* the process (runner_native.c) */
+    const struct runner_ops *runner; /* NULL until chosen (runner_for) */
+    runner_ended_fn ended;           /* the runner's `ended` (jobs_process_ended) */
+    runner_ended_fn on_ended;        /* what runner_native calls when the process ended */
+    bool oom;                        /* the engine killed it for memory */
+    bool preparing;                  /* waiting for the runner's prepare (an image pull) */
+    char *container;                 /* the container's name (runner_container.c), or NULL */
+    struct container_wait *pull;     /* the pull it waits for, or NULL */
     pid_t pid;   /* also the process group; 0 before start */
     bool exited; /* reaped */
     int wait_status;
@@ -128,6 +171,8 @@ struct agent_job {
     enum kill_why kill_why;
     bool killed_hard;
     struct event *timeout_timer, *grace_timer, *progress_timer;
+    int64_t timeout_armed_ns; /* monotonic, when timeout_timer was (re)armed */
+    double timeout_left_s;    /* of timeout_s, when it was armed (a pull pauses it) */
     char *work_dir;
     struct progress_watch progress;
 
@@ -160,6 +205,9 @@ struct agent_opts {
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
     double stall_timeout_s; /* a transfer moving nothing this long fails */
+    unsigned runtimes_forced;  /* --runtime: the PROTO_RT_* bits asked for; 0: detect */
+    char **engine_opts;        /* --engine-opt: arguments before the engine's subcommand */
+    size_t nengine_opts;
 };
 
 struct agent_metrics {
@@ -226,6 +274,10 @@ struct agent {
     struct event *sweep_timer; /* looks again after a sweep killed some */
     int sweep_again;           /* looks in a row that found some */
 
+    /* runtimes (runner_*.c) */
+    unsigned runtimes;               /* PROTO_RT_* bits it offers (advertised to the server) */
+    struct container_engine *engine; /* its container engine, or NULL */
+
     struct agent_metrics m;
     struct status_server *status;
 };
@@ -272,8 +324,33 @@ void jobs_free_all(struct agent *a);
 /* The runner: the process ended and its pipes are closed; decides the outcome. */
 void jobs_process_ended(struct agent_job *j);
 
+/* Kills the process group the spool's `run` names, if it is still the job's (after a restart). */
+void jobs_kill_survivors(struct agent *a, struct agent_job *j, json_t *run);
+/* Stops / restarts the job's timeout (a runner's prepare: an image pull is not charged to it). */
+void jobs_timeout_pause(struct agent_job *j);
+void jobs_timeout_resume(struct agent_job *j);
+
 /* rm -rf `path` (folders a job made read-only too); logs what it could not remove. */
 void agent_remove_tree(const char *path);
+
+/* The runner for a job's spec among the agent's runtimes, or NULL with *why set. */
+const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, const char **why);
+
+/* runner_bwrap.c */
+/* Whether bubblewrap works here (runs a sandboxed /bin/true): 0, or ERR_UNAVAILABLE with e. */
+int runner_bwrap_probe(struct err *e);
+
+/* runner_container.c */
+/* Checks that the engine ("podman" or "docker", with a->o.engine_opts) works and makes
+ * a->engine. 0, or ERR_UNAVAILABLE with e. */
+int runner_container_probe(struct agent *a, unsigned rt, struct err *e);
+/* Frees the engine (at exit): its helper commands are left to finish on their own. */
+void runner_container_free(struct agent *a);
+/* SIGCHLD: true when `pid` was one of the engine's helper commands (then it is reaped). */
+bool runner_container_reaped(struct agent *a, pid_t pid);
+/* Whether the sweep must leave the agent's child `pid` alone: an engine helper command, or
+ * the engine's monitor of one of the agent's containers (podman's conmon). */
+bool runner_container_owns(struct agent *a, pid_t pid);
 
 /* runner_native.c (the agent must be a child subreaper: agent.c) */
 /*

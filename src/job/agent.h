@@ -23,6 +23,8 @@ struct agent_rec {
     int64_t registered_at;
     char *owner;    /* the name of the token that registered it first; NULL before it is known */
     char *instance; /* the instance that registered it last (protocol.md), or NULL */
+    unsigned runtimes; /* PROTO_RT_* bits it advertised (register, poll); not stored: an agent
+                          loaded from the store has PROTO_RT_NATIVE until its next poll */
 };
 
 void agent_rec_init(struct agent_rec *a);

@@ -13,7 +13,8 @@ static const char *const report_names[PROTO_REPORT_COUNT] = {
 static const char *const reason_names[PROTO_REASON_COUNT] = {
     [PROTO_REASON_EXIT] = "exit",       [PROTO_REASON_SIGNAL] = "signal",
     [PROTO_REASON_TIMEOUT] = "timeout", [PROTO_REASON_CANCELLED] = "cancelled",
-    [PROTO_REASON_ERROR] = "error",     [PROTO_REASON_LOST] = "lost",
+    [PROTO_REASON_ERROR] = "error",     [PROTO_REASON_OOM] = "oom",
+    [PROTO_REASON_LOST] = "lost",
 };
 
 static const char *const stream_names[PROTO_STREAM_COUNT] = {
@@ -61,4 +62,19 @@ const char *proto_stream_name(enum proto_stream s)
 int proto_stream_parse(const char *name)
 {
     return parse(stream_names, PROTO_STREAM_COUNT, name);
+}
+
+static const char *const runtime_names[] = {"native", "bwrap", "podman", "docker"};
+
+const char *proto_runtime_name(unsigned rt)
+{
+    for (unsigned i = 0; i < sizeof(runtime_names) / sizeof(runtime_names[0]); i++)
+        if (rt == 1u << i) return runtime_names[i];
+    return "unknown";
+}
+
+unsigned proto_runtime_parse(const char *name)
+{
+    int i = parse(runtime_names, (int)(sizeof(runtime_names) / sizeof(runtime_names[0])), name);
+    return i < 0 ? 0 : 1u << i;
 }

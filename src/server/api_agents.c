@@ -146,10 +146,38 @@ static void register_done(void *arg, int rc, const struct err *e)
     free(op);
 }
 
+/*
+ * "runtimes" of a register or poll body: 1 to 4 distinct names of proto_runtime_parse(),
+ * into *out (PROTO_RT_* bits); absent or null leaves *out as it is.
+ */
+static int parse_runtimes(json_t *v, unsigned *out, struct err *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    unsigned bits = 0;
+    if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 4)
+        return err_field(e, ERR_INVALID, "runtimes",
+                         "runtimes must be an array of 1 to 4 of native, bwrap, podman, docker");
+    size_t i;
+    json_t *rt;
+    json_array_foreach(v, i, rt)
+    {
+        unsigned bit = proto_runtime_parse(json_string_value(rt));
+        if (!bit || (bits & bit))
+            return err_field(e, ERR_INVALID, "runtimes",
+                             "runtimes[%zu] must be one of native, bwrap, podman, docker (each "
+                             "once)",
+                             i);
+        bits |= bit;
+    }
+    *out = bits;
+    return 0;
+}
+
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",  "queues",   "slots",
-                                        "version", "running", "instance", NULL};
+    static const char *const known[] = {"name",    "labels",   "queues",   "slots",   "version",
+                                        "running", "instance", "runtimes", NULL};
+    unsigned runtimes = PROTO_RT_NATIVE; /* an agent that does not say runs jobs natively */
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -198,6 +226,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
                          "version must be a string of at most 64 "
                          "bytes");
     if (check_running(json_object_get(b, "running"), e)) return e->code;
+    if (parse_runtimes(json_object_get(b, "runtimes"), &runtimes, e)) return e->code;
     json_t *instance = json_object_get(b, "instance");
     if (instance && !json_is_null(instance) &&
         (!json_is_string(instance) || !name_ok(json_string_value(instance), PROTO_INSTANCE_MAX)))
@@ -210,6 +239,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
     a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
     a->queues = json_is_array(queues) ? json_deep_copy(queues) : json_pack("[s]", "default");
     a->slots = (int)slots;
+    a->runtimes = runtimes;
     a->version = json_is_string(version) ? xstrdup(json_string_value(version)) : NULL;
     a->owner = xstrdup(token);
     a->instance = json_is_string(instance) ? xstrdup(json_string_value(instance)) : NULL;
@@ -298,7 +328,8 @@ static struct live_agent *caller(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running", "instance", NULL};
+    static const char *const known[] = {"free_slots", "wait_s",   "running",
+                                        "instance",   "runtimes", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
@@ -308,7 +339,8 @@ int api_agents_poll(struct http_req *r)
     if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
-        check_running(json_object_get(b, "running"), &e)) {
+        check_running(json_object_get(b, "running"), &e) ||
+        parse_runtimes(json_object_get(b, "runtimes"), &a->rec.runtimes, &e)) {
         if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;

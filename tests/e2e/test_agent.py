@@ -303,8 +303,12 @@ def test_usage_errors(fast_server, tmp_path):
         return subprocess.run([AGENT_BIN, "agent", "--server", fast_server.url, "--work-dir",
                                str(tmp_path / "w")] + list(args), capture_output=True, text=True,
                               env=e, timeout=30)
-    r = run("--runtime", "docker")
-    assert r.returncode == 2 and "runtime 'docker' is not available yet" in r.stderr
+    r = run("--runtime", "kvm")
+    assert r.returncode == 2 and "--runtime: 'kvm' is not one of native, bwrap" in r.stderr
+    r = run("--runtime", "native,podman", "--runtime", "docker")
+    assert r.returncode == 2 and "podman or docker, not both" in r.stderr
+    r = run("--runtime", "native,")
+    assert r.returncode == 2 and "--runtime: '' is not one of" in r.stderr
     r = run("--frobnicate")
     assert r.returncode == 2 and "unknown option '--frobnicate'" in r.stderr
     assert "usage: drover agent" in r.stderr
