@@ -569,7 +569,10 @@ static void container_recover(struct agent *a, struct agent_job *j, json_t *run)
         free(name);
         return;
     }
+    /* SIGKILL first: `rm -f` alone would wait out the engine's stop timeout (10 s) */
+    const char *kill_args[] = {"kill", "--signal", "KILL", name, NULL};
     const char *args[] = {"rm", "-f", name, NULL};
+    engine_run_sync(a->engine, kill_args);
     if (engine_run_sync(a->engine, args) == 0 && saved)
         log_warn("job=%s attempt=%d its container %s outlived the agent; removed", j->id,
                  j->attempt, name);
