@@ -23,7 +23,8 @@
  *            the client; SIGKILL also kills the client's group (a container
  *            not yet created is then removed below).
  *   ended    the client exited: `ENGINE inspect` (State.OOMKilled: reason
- *            `oom`), then `ENGINE rm -f NAME`, then the job's end is decided:
+ *            `oom`; also a SIGKILL the agent did not send to a container with
+ *            a memory limit, where the engine misses the event), then `ENGINE rm -f NAME`, then the job's end is decided:
  *            no container is left behind when the job's result is reported.
  *   recover  after an agent restart: `ENGINE rm -f NAME` for every job of the
  *            spool that was running (the container is found by its name).
@@ -407,6 +408,13 @@ static void on_inspected(void *arg, int status, const char *output)
 {
     struct agent_job *j = arg;
     if (status == 0 && !strncmp(output, "true", 4)) j->oom = true;
+    /* Where the engine misses the OOM event (podman on a hybrid cgroup v1/v2 host: its
+     * monitor watches the wrong hierarchy), a container with a memory limit that died of a
+     * SIGKILL the agent did not send (the client's 128 + 9) is taken as killed for memory. */
+    json_t *mem = json_object_get(json_object_get(j->spec, "resources"), "memory_mb");
+    if (!j->oom && json_integer_value(mem) > 0 && j->kill_why == KILL_NONE &&
+        WIFEXITED(j->wait_status) && WEXITSTATUS(j->wait_status) == 128 + SIGKILL)
+        j->oom = true;
     /* No container: the engine failed before making it (125: its own error). */
     if (status != 0 && WIFEXITED(j->wait_status) && WEXITSTATUS(j->wait_status) == 125 &&
         j->kill_why == KILL_NONE) {

@@ -35,8 +35,10 @@ BUSYBOX = "/bin/busybox"
 
 def podman(env, *args, check=True, timeout=120, input=None):
     """Runs `podman ARGS` with the session's configuration; returns the CompletedProcess."""
+    # in the session's folder: podman's helpers may leave files in their working folder
     r = subprocess.run(["podman"] + list(args), env=dict(os.environ, **env), capture_output=True,
-                       text=True, timeout=timeout, input=input)
+                       text=True, timeout=timeout, input=input,
+                       cwd=os.path.dirname(env["CONTAINERS_CONF"]))
     if check:
         assert r.returncode == 0, f"podman {' '.join(args)}: {r.stdout}{r.stderr}"
     return r
