@@ -51,7 +51,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
-            "                  [--allow-path DIR]... [--keep-work]\n"
+            "                  [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
+            "                  [--engine-opt ARG]...\n"
             "\n"
             "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
             "in one process, on loopback: everything needed to try drover out. The\n"
@@ -68,7 +69,10 @@ static void usage(FILE *f)
             "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
-            "  --keep-work          keep each job's work folder after it ends\n",
+            "  --keep-work          keep each job's work folder after it ends\n"
+            "  --runtime R,...      native, bwrap, podman, docker (default: native and\n"
+            "                       whichever of the others work here)\n"
+            "  --engine-opt ARG     an argument for the container engine (repeatable)\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -78,7 +82,8 @@ static const struct {
     const char *name;
     bool value;
 } agent_options[] = {
-    {"queues", true}, {"slots", true}, {"labels", true}, {"allow-path", true}, {"keep-work", false},
+    {"queues", true},     {"slots", true},   {"labels", true},     {"allow-path", true},
+    {"keep-work", false}, {"runtime", true}, {"engine-opt", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */
