@@ -302,6 +302,8 @@ void proto_kick(struct agent *a);
 /* True when no report is pending or in flight. */
 bool proto_idle(const struct agent *a);
 void proto_leave(struct agent *a);
+/* The runtimes the agent offers, by name (protocol.md): a new JSON array. */
+json_t *proto_runtimes_json(const struct agent *a);
 /* Frees the protocol's timers and batch (requests die with the aclient). */
 void proto_release(struct agent *a);
 

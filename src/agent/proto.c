@@ -139,8 +139,7 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
     agent_check_done(a);
 }
 
-/* The runtimes the agent offers, by name (protocol.md). */
-static json_t *runtimes_json(const struct agent *a)
+json_t *proto_runtimes_json(const struct agent *a)
 {
     json_t *arr = json_array();
     for (unsigned bit = 1; bit & PROTO_RT_ALL; bit <<= 1)
@@ -155,7 +154,7 @@ void proto_register(struct agent *a)
     json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o}", "name", a->o.name,
                              "labels", a->o.labels, "queues", a->o.queues, "slots", a->o.slots,
                              "version", DROVER_VERSION, "running", held_leases(a), "instance",
-                             a->instance, "runtimes", runtimes_json(a));
+                             a->instance, "runtimes", proto_runtimes_json(a));
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
         log_error("cannot build the register request");
@@ -260,7 +259,7 @@ void proto_poll(struct agent *a)
         return;
     json_t *body = json_pack("{s:i, s:i, s:o, s:s, s:o}", "free_slots", agent_free_slots(a),
                              "wait_s", a->heartbeat_s, "running", held_leases(a), "instance",
-                             a->instance, "runtimes", runtimes_json(a));
+                             a->instance, "runtimes", proto_runtimes_json(a));
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();

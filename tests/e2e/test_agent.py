@@ -282,6 +282,8 @@ def test_status_endpoint(fast_server, make_agent):
     assert st["server"] == fast_server.url and st["slots"] == 3 and st["free_slots"] == 2
     assert [(j["id"], j["attempt"]) for j in st["jobs"]] == [(job, 1)]
     assert st["jobs"][0]["pid"] > 0 and st["jobs"][0]["started_at"].endswith("Z")
+    assert st["jobs"][0]["runtime"] == "native" and "native" in st["runtimes"]
+    assert st["runtimes"] == agent.info()["runtimes"]
     fast_server.api().post(f"/v1/jobs/{job}/cancel")
     wait_job(fast_server, job)
     m = requests.get(base + "/metrics", timeout=5)
