@@ -20,9 +20,10 @@
  * The job's timeout_s runs from the lease: it covers staging in, the run and
  * staging out, as the server's deadline (timeout_s + a grace after the lease)
  * does, but not a runner's prepare (a container image's pull, shared by the
- * jobs that want it): the timer is paused while the job waits for it. Staging needs no spool record of its own: an agent restarted while a
- * job stages reports it `error` like one restarted while it runs (an upload
- * cut short leaves no object: the store commits whole objects only).
+ * jobs that want it): the timer is paused while the job waits for it.
+ * Staging needs no spool record of its own: an agent restarted while a job
+ * stages reports it `error` like one restarted while it runs (an upload cut
+ * short leaves no object: the store commits whole objects only).
  *
  * Invariant: a job's `finished` report is written to the spool before it is
  * queued, and the job is freed only by jobs_gc once it is settled.

@@ -40,12 +40,19 @@ static char **bwrap_argv(const struct agent_job *j, char **argv)
     json_t *command = json_object_get(j->spec, "command");
     bool network = json_is_true(json_object_get(command, "network"));
     const char *agent_dir = j->a->o.work_dir;
+    /* clang-format off */
     const char *pre[] = {
-        BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--tmpfs", agent_dir, "--bind", j->work_dir, j->work_dir,
+        BWRAP, "--die-with-parent",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--tmpfs", agent_dir,                  /* the spool, other jobs' folders */
+        "--bind", j->work_dir, j->work_dir,
         "--chdir", j->work_dir,
     };
+    /* clang-format on */
     size_t npre = ARRAY_SIZE(pre), nargv = 0;
     while (argv[nargv])
         nargv++;
@@ -75,9 +82,20 @@ static int bwrap_start(struct agent_job *j, char **argv, char **envp, runner_end
 
 int runner_bwrap_probe(struct err *e)
 {
-    char *argv[] = {BWRAP,   "--die-with-parent", "--unshare-pid", "--unshare-net", "--ro-bind",
-                    "/",     "/",                 "--dev",         "/dev",          "--proc",
-                    "/proc", "--",                "true",          NULL};
+    char *argv[] = {BWRAP,
+                    "--die-with-parent",
+                    "--unshare-pid",
+                    "--unshare-net",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--",
+                    "true",
+                    NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;

@@ -24,8 +24,9 @@
  *            not yet created is then removed below).
  *   ended    the client exited: `ENGINE inspect` (State.OOMKilled: reason
  *            `oom`; also a SIGKILL the agent did not send to a container with
- *            a memory limit, where the engine misses the event), then `ENGINE rm -f NAME`, then the job's end is decided:
- *            no container is left behind when the job's result is reported.
+ *            a memory limit, where the engine misses the event), then
+ *            `ENGINE rm -f NAME`, then the job's end is decided: no container
+ *            is left behind when the job's result is reported.
  *   recover  after an agent restart: `ENGINE rm -f NAME` for every job of the
  *            spool that was running (the container is found by its name).
  *
@@ -109,6 +110,9 @@ static int spawn_plain(pid_t *pid, char **argv, int in, int out, int err)
         posix_spawn_file_actions_adddup2(&fa, in, 0);
     posix_spawn_file_actions_adddup2(&fa, out, 1);
     posix_spawn_file_actions_adddup2(&fa, err, 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* sockets, the spool, jobs' pipes */
+#endif
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
@@ -465,8 +469,8 @@ static int container_start(struct agent_job *j, char **argv, char **envp, runner
     strv_add(&args, eng->bin);
     for (size_t i = 0; i < j->a->o.nengine_opts; i++)
         strv_add(&args, j->a->o.engine_opts[i]);
-    const char *fixed[] = {"run", "--name", j->container, "-i", "--pull", "never",
-                           "-v",  volume,   "-w",         j->work_dir};
+    const char *fixed[] = {"run",   "--name", j->container, "-i", "--pull",
+                           "never", "-v",     volume,       "-w", j->work_dir};
     for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
         strv_add(&args, fixed[i]);
     if (json_is_false(json_object_get(command, "network"))) {
@@ -539,8 +543,8 @@ static void container_signal(struct agent_job *j, int sig)
     const char *args[] = {"kill", "--signal", num, name, NULL};
     int rc = cmd_start(j->a->engine, args, on_killed, name);
     if (rc) {
-        log_warn("job=%s attempt=%d cannot run %s kill: %s", j->id, j->attempt,
-                 j->a->engine->bin, strerror(rc));
+        log_warn("job=%s attempt=%d cannot run %s kill: %s", j->id, j->attempt, j->a->engine->bin,
+                 strerror(rc));
         free(name);
     }
     /* A container not made yet cannot be killed by name: the client goes, and the container
