@@ -115,6 +115,18 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
     return st->ops->job_apply(st, id, attempt, agent, spec, ev, a, out, e);
 }
 
+int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct store_lease *c,
+                    size_t n, size_t *nleased, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        c[i].leased = false;
+        c[i].attempt = 0;
+        c[i].spec = NULL;
+    }
+    *nleased = 0;
+    return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+}
+
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e)
 {

@@ -121,6 +121,38 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
                     enum job_event ev, const struct job_event_args *a, struct job *out,
                     struct err *e);
 /*
+ * Lease for one agent: THE place a lease is written.
+ *
+ * `c` holds n candidates, in the order the caller prefers them (the server's
+ * scheduler, sched.h, picks and orders them). As one step under the
+ * backend's own locking, each candidate that is still queued gets the
+ * lifecycle's JOB_EV_LEASE at now_ms (state leased, attempt + 1, agent =
+ * `agent` — the agent's name —, started_at/finished_at/progress cleared; the
+ * stored result and attempts of earlier attempts stay) and its event; the
+ * other candidates are skipped, never waited for: one cancelled or leased
+ * meanwhile, or, with a shared backend, one whose row another server holds
+ * locked. SQLite: inside the writer's transaction (one writer at a time).
+ * PostgreSQL: the queued rows among the candidates taken with
+ * `SELECT ... WHERE id = ANY($1) AND state = queued FOR UPDATE SKIP LOCKED`,
+ * then updated, in the caller's transaction; two servers leasing the same
+ * candidates at once lease each job once.
+ *
+ * Out, per candidate: `leased`; when leased, `attempt` (the attempt granted)
+ * and `spec`, the job's stored spec as the stored JSON text (malloc'd, the
+ * caller's to free even when the call fails): the lease answer is written
+ * around these bytes, never parsed again. *nleased = how many were leased.
+ * A store error is returned as it is; what the call wrote is then undone
+ * with the caller's transaction (or savepoint), as for any write.
+ */
+struct store_lease {
+    char job[UUID_STR_LEN]; /* in: a candidate */
+    bool leased;            /* out */
+    int attempt;            /* out, when leased */
+    char *spec;             /* out, when leased: the stored spec text (caller frees) */
+};
+int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct store_lease *c,
+                    size_t n, size_t *nleased, struct err *e);
+/*
  * store_job_apply's cancel, any attempt: the job (not terminal) becomes
  * cancelled and is returned in out. ERR_NOTFOUND, or ERR_CONFLICT ("job 'x'
  * is already succeeded") when it already ended (out released).

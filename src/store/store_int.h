@@ -37,6 +37,8 @@ struct store_ops {
     int (*job_apply)(struct store *st, const char *id, int attempt, const char *agent, bool spec,
                      enum job_event ev, const struct job_event_args *a, struct job *out,
                      struct err *e);
+    int (*job_lease)(struct store *st, const char *agent, int64_t now_ms, struct store_lease *c,
+                     size_t n, size_t *nleased, struct err *e);
     int (*job_update)(struct store *st, const struct job *j, int expect_attempt,
                       unsigned expect_states, struct err *e);
     int (*job_scan)(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),

@@ -50,6 +50,8 @@ enum stmt_id {
     S_META_GET,
     S_META_SET,
     S_JOB_UPDATE,
+    S_JOB_LEASE_READ,
+    S_JOB_LEASE,
     S_JOB_SCAN,
     S_LOG_APPEND,
     S_LOG_READ,
@@ -111,6 +113,11 @@ static const char *const stmt_sql[S_COUNT] = {
                      "finished_at = ?, run_after = ?, progress = ?, result = ?, attempts = ? "
                      "WHERE id = ? AND attempt = ? AND ((1 << state) & ?) != 0 "
                      "RETURNING notify_url, notify_all",
+    /* a lease reads only what its step and its event need; the spec as stored text */
+    [S_JOB_LEASE_READ] = "SELECT state, attempt, queue, owner, spec, notify_url, notify_all "
+                         "FROM jobs WHERE id = ?",
+    [S_JOB_LEASE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
+                    "finished_at = ?, progress = ? WHERE id = ? AND attempt = ? AND state = ?",
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & ?) != 0 ORDER BY id",
     [S_LOG_APPEND] = "INSERT OR IGNORE INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES (?, ?, ?, ?, ?)",
@@ -692,6 +699,76 @@ static int sqlite_job_apply(struct store *st, const char *id, int attempt, const
     return rc;
 }
 
+/*
+ * One candidate of a lease: read without parsing any JSON, the lifecycle's
+ * lease on the record, the fenced write and its event. 1 leased, 0 skipped.
+ */
+static int lease_one(struct store_sqlite *s, const char *agent, int64_t now_ms,
+                     struct store_lease *c, struct err *e)
+{
+    sqlite3_stmt *q = stmt(s, S_JOB_LEASE_READ);
+    bind_text(q, 1, c->job);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "leasing a job");
+        sqlite3_reset(q);
+        return rc; /* gone: skipped */
+    }
+    struct job j;
+    job_init(&j);
+    snprintf(j.id, sizeof(j.id), "%s", c->job);
+    j.state = sqlite3_column_int(q, 0);
+    j.attempt = sqlite3_column_int(q, 1);
+    int state = j.state, was = j.attempt;
+    struct job_event_args a = {.now_ms = now_ms, .agent = agent};
+    struct err ignored = ERR_INIT;
+    if (lifecycle_apply(&j, JOB_EV_LEASE, &a, &ignored)) { /* not queued any more */
+        sqlite3_reset(q);
+        job_release(&j);
+        return 0;
+    }
+    j.queue = col_text(q, 2);
+    j.owner = col_text(q, 3);
+    c->spec = col_text(q, 4);
+    char *url = col_text(q, 5);
+    bool all = sqlite3_column_int(q, 6) != 0;
+    sqlite3_reset(q);
+
+    q = stmt(s, S_JOB_LEASE);
+    sqlite3_bind_int(q, 1, j.state);
+    bind_text(q, 2, j.agent);
+    sqlite3_bind_int(q, 3, j.attempt);
+    bind_time(q, 4, j.started_at);
+    bind_time(q, 5, j.finished_at);
+    bind_json(q, 6, j.progress);
+    bind_text(q, 7, j.id);
+    sqlite3_bind_int(q, 8, was);
+    sqlite3_bind_int(q, 9, state);
+    if (!(rc = exec_stmt(s, q, e, "leasing a job")))
+        rc = job_event(s, &j, url, all, e);
+    free(url);
+    if (!rc) {
+        c->leased = true;
+        c->attempt = j.attempt;
+    }
+    job_release(&j);
+    return rc ? rc : c->leased;
+}
+
+/* One writer at a time: the candidates are leased in order, none can be taken meanwhile. */
+static int sqlite_job_lease(struct store *st, const char *agent, int64_t now_ms,
+                            struct store_lease *c, size_t n, size_t *nleased, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    for (size_t i = 0; i < n; i++) {
+        int rc = lease_one(s, agent, now_ms, &c[i], e);
+        if (rc < 0)
+            return rc;
+        *nleased += (size_t)rc;
+    }
+    return 0;
+}
+
 static int sqlite_queue_stats(struct store *st, const char *owner, struct queue_stat **out,
                               size_t *n, struct err *e)
 {
@@ -1197,6 +1274,7 @@ const struct store_ops store_sqlite_ops = {
     .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
     .job_apply = sqlite_job_apply,
+    .job_lease = sqlite_job_lease,
     .job_update = sqlite_job_update,
     .job_scan = sqlite_job_scan,
     .log_append = sqlite_log_append,

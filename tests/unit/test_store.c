@@ -1186,6 +1186,89 @@ static void test_apply(void **state)
     job_release(&j);
 }
 
+/*
+ * store_job_lease: the candidates still queued are leased in the order given, the others are
+ * skipped; the spec comes back as the stored text; each lease has its event; a retried job
+ * keeps the result of its earlier attempt.
+ */
+static void test_lease(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j[4], out;
+    for (int i = 0; i < 4; i++)
+        make_job(&j[i], T0 + i, "{'queue': 'q', 'retry': {'max_attempts': 3}, "
+                                "'command': {'program': 'true', 'argv': ['x', '%d']}}", i);
+    insert_jobs(f->st, j, 4);
+    struct job_event_args at = {.now_ms = T0 + 10, .agent = "w0"};
+    assert_ok(store_begin(f->st, &e), &e);
+    /* j[1] cancelled, j[2] leased by another agent, j[3] back in the queue after a failure */
+    assert_ok(store_job_cancel(f->st, j[1].id, T0 + 10, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j[2].id, 0, NULL, false, JOB_EV_LEASE, &at, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j[3].id, 0, NULL, false, JOB_EV_LEASE, &at, &out, &e), &e);
+    job_release(&out);
+    struct attempt_end bad = {.reason = "exit", .has_exit_code = true, .exit_code = 2,
+                              .duration_ms = 3};
+    struct job_event_args fin = {.now_ms = T0 + 11, .end = &bad};
+    assert_ok(store_job_apply(f->st, j[3].id, 1, "w0", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_int_equal(out.state, JOB_QUEUED);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    int64_t first, before;
+    assert_ok(store_event_window(f->st, &first, &before, &e), &e);
+
+    struct store_lease c[5] = {0};
+    const int order[] = {3, 1, 2, 0};
+    for (int i = 0; i < 4; i++)
+        memcpy(c[i].job, j[order[i]].id, UUID_STR_LEN);
+    uuid7_new(c[4].job); /* unknown: skipped too */
+    size_t n = 99;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 20, c, 5, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2);
+    assert_true(c[0].leased);
+    assert_int_equal(c[0].attempt, 2);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    assert_false(c[2].leased);
+    assert_null(c[2].spec);
+    assert_true(c[3].leased);
+    assert_int_equal(c[3].attempt, 1);
+    assert_false(c[4].leased);
+    /* the spec as stored, byte for byte what GET parses */
+    for (int i = 0; i < 4; i += 3) {
+        assert_non_null(c[i].spec);
+        json_t *spec = json_loads(c[i].spec, 0, NULL);
+        assert_json_same(j[order[i]].spec, spec, "leased spec");
+        json_decref(spec);
+        lib_free(c[i].spec);
+    }
+    assert_ok(store_job_get(f->st, j[3].id, &out, &e), &e);
+    assert_int_equal(out.state, JOB_LEASED);
+    assert_string_equal(out.agent, "w1");
+    assert_int_equal(out.attempt, 2);
+    assert_int_equal(out.started_at, 0);
+    assert_null(out.progress);
+    assert_string_equal(json_string_value(json_object_get(out.result, "reason")), "exit");
+    assert_int_equal(json_array_size(out.attempts), 1);
+    job_release(&out);
+    assert_ok(store_job_get(f->st, j[2].id, &out, &e), &e);
+    assert_string_equal(out.agent, "w0"); /* untouched */
+    assert_int_equal(out.attempt, 1);
+    job_release(&out);
+    /* one event per lease, in the order leased */
+    int states[16] = {0};
+    struct event_filter flt = {.after = before, .kind = EVENT_JOB, .limit = 100};
+    assert_ok(store_event_list(f->st, &flt, count_events, states, &e), &e);
+    assert_int_equal(states[0], 2);
+    assert_int_equal(states[1], JOB_LEASED);
+    assert_int_equal(states[2], JOB_LEASED);
+    release_jobs(j, 4);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -1464,6 +1547,7 @@ int main(void)
         T(test_list_paging),
         T(test_cancel),
         T(test_apply),
+        T(test_lease),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
