@@ -94,12 +94,13 @@ static void test_reasons(void **state)
 {
     (void)state;
     check_round_trip(&reasons);
-    assert_int_equal(PROTO_REASON_COUNT, 6);
+    assert_int_equal(PROTO_REASON_COUNT, 7);
     assert_int_equal(proto_reason_parse("exit"), PROTO_REASON_EXIT);
     assert_int_equal(proto_reason_parse("signal"), PROTO_REASON_SIGNAL);
     assert_int_equal(proto_reason_parse("timeout"), PROTO_REASON_TIMEOUT);
     assert_int_equal(proto_reason_parse("cancelled"), PROTO_REASON_CANCELLED);
     assert_int_equal(proto_reason_parse("error"), PROTO_REASON_ERROR);
+    assert_int_equal(proto_reason_parse("oom"), PROTO_REASON_OOM);
     assert_int_equal(proto_reason_parse("lost"), PROTO_REASON_LOST);
     static const char *const others[] = {"canceled", "finished", "stderr", NULL};
     check_refused(&reasons, others);
@@ -113,7 +114,21 @@ static void test_agent_reasons(void **state)
         assert_int_equal(proto_reason_from_agent(r), r != PROTO_REASON_LOST);
     assert_false(proto_reason_from_agent(-1));
     assert_false(proto_reason_from_agent(PROTO_REASON_COUNT));
-    assert_int_equal(PROTO_AGENT_REASONS, 5);
+    assert_int_equal(PROTO_AGENT_REASONS, 6);
+}
+
+static void test_runtimes(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"native", "bwrap", "podman", "docker"};
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(proto_runtime_parse(names[i]), 1u << i);
+        assert_string_equal(proto_runtime_name(1u << i), names[i]);
+    }
+    assert_int_equal(PROTO_RT_ALL, 15);
+    assert_int_equal(proto_runtime_parse("kvm"), 0);
+    assert_int_equal(proto_runtime_parse(NULL), 0);
+    assert_string_equal(proto_runtime_name(PROTO_RT_CONTAINER), "unknown");
 }
 
 static void test_streams(void **state)
@@ -134,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_agent_reasons),
+        cmocka_unit_test(test_runtimes),
         cmocka_unit_test(test_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
