@@ -66,7 +66,8 @@ static const char usage_text[] =
     "                      with command.sandbox; without native, every job is sandboxed),\n"
     "                      podman or docker (containers, for jobs with command.image).\n"
     "                      Each must work at start, or the agent exits. Default: native,\n"
-    "                      and whichever of bwrap, podman (else docker) work here\n"
+    "                      and whichever of bwrap, podman (else docker) pass a test run\n"
+    "                      in the background\n"
     "  --engine-opt ARG    an argument for the container engine, put before each of its\n"
     "                      subcommands (e.g. --engine-opt=--cgroup-manager=cgroupfs);\n"
     "                      repeatable. The engine also reads its own configuration\n"
@@ -549,41 +550,6 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 /* --- startup ------------------------------------------------------------------------------- */
 
-/*
- * The runtimes the agent offers: those of --runtime, each of which must work (else the
- * agent exits: ERR_UNAVAILABLE), or native and whichever of bwrap and podman (else docker)
- * work here. Runs the engines' test commands (before the loop).
- */
-static int setup_runtimes(struct agent *a, struct err *e)
-{
-    unsigned want = a->o.runtimes_forced;
-    bool detect = !want;
-    struct err pe = ERR_INIT;
-    if (a->o.bench_noop && detect) want = PROTO_RT_NATIVE; /* nothing runs */
-    if (detect && !a->o.bench_noop) want = PROTO_RT_ALL;
-    a->runtimes = want & PROTO_RT_NATIVE;
-    if (want & PROTO_RT_BWRAP) {
-        if (!runner_bwrap_probe(&pe))
-            a->runtimes |= PROTO_RT_BWRAP;
-        else if (!detect)
-            return err_set(e, ERR_UNAVAILABLE, "--runtime bwrap: %s", pe.msg);
-        else
-            log_info("runtime bwrap not offered: %s", pe.msg);
-    }
-    static const unsigned engines[] = {PROTO_RT_PODMAN, PROTO_RT_DOCKER};
-    for (size_t i = 0; i < ARRAY_SIZE(engines) && !a->engine; i++) {
-        if (!(want & engines[i])) continue;
-        err_clear(&pe);
-        if (!runner_container_probe(a, engines[i], &pe))
-            a->runtimes |= engines[i];
-        else if (!detect)
-            return err_set(e, ERR_UNAVAILABLE, "--runtime %s: %s",
-                           proto_runtime_name(engines[i]), pe.msg);
-        else
-            log_info("runtime %s not offered: %s", proto_runtime_name(engines[i]), pe.msg);
-    }
-    return 0;
-}
 
 /* fds 0-2 open, so that no pipe or socket of ours is ever mistaken for stdio. */
 static void stdio_sanity(void)
@@ -757,7 +723,7 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
-    if (setup_runtimes(&a, &e)) {
+    if (runtimes_setup(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
         goto out;
@@ -794,7 +760,7 @@ out:
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
-    runner_container_free(&a);
+    runtimes_release(&a);
     spool_close(&a.spool);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);

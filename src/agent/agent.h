@@ -12,6 +12,8 @@
  *   runner_bwrap.c   the sandbox runner: a native process inside bubblewrap
  *   runner_container.c  the container runner (podman or docker CLI): image pulls,
  *                    run, kill, inspect, remove; the engine's helper commands
+ *   runtimes.c       which runtimes the agent offers: --runtime, or tests of bwrap
+ *                    and the engines (in the background)
  *                    Each runner is a `struct runner_ops` (below); jobs.c picks
  *                    one per job (runner_for).
  *   proc.c           the process tree, read from /proc (proc.h)
@@ -274,9 +276,17 @@ struct agent {
     struct event *sweep_timer; /* looks again after a sweep killed some */
     int sweep_again;           /* looks in a row that found some */
 
-    /* runtimes (runner_*.c) */
+    /* runtimes (runtimes.c, runner_*.c) */
     unsigned runtimes;               /* PROTO_RT_* bits it offers (advertised to the server) */
     struct container_engine *engine; /* its container engine, or NULL */
+    struct runtime_test {
+        unsigned rt;                  /* PROTO_RT_* */
+        pid_t pid;                    /* the test's process */
+        bool done;                    /* ended (or could not start: code -2) */
+        int code;                     /* its exit code, -1 when killed */
+        struct container_engine *eng; /* the engine tested, until adopted or freed */
+    } tests[3];
+    size_t ntests;
 
     struct agent_metrics m;
     struct status_server *status;
@@ -339,20 +349,40 @@ void agent_remove_tree(const char *path);
 const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, const char **why);
 
 /* runner_bwrap.c */
-/* Whether bubblewrap works here (runs a sandboxed /bin/true): 0, or ERR_UNAVAILABLE with e. */
-int runner_bwrap_probe(struct err *e);
+/* The test that bubblewrap works here (a sandboxed `true`): a new argv (agent_strv_free). */
+char **runner_bwrap_test_argv(void);
 
 /* runner_container.c */
-/* Checks that the engine ("podman" or "docker", with a->o.engine_opts) works and makes
- * a->engine. 0, or ERR_UNAVAILABLE with e. */
-int runner_container_probe(struct agent *a, unsigned rt, struct err *e);
-/* Frees the engine (at exit): its helper commands are left to finish on their own. */
-void runner_container_free(struct agent *a);
+/* An engine (PROTO_RT_PODMAN or PROTO_RT_DOCKER, with a->o.engine_opts), not tested. */
+struct container_engine *runner_container_new(struct agent *a, unsigned rt);
+/* The test that the engine works (`ENGINE [opts] info`): a new argv (agent_strv_free). */
+char **runner_container_test_argv(const struct container_engine *eng);
+/* Frees an engine (NULL is fine): its helper commands are left to finish on their own. */
+void runner_container_free(struct container_engine *eng);
 /* SIGCHLD: true when `pid` was one of the engine's helper commands (then it is reaped). */
 bool runner_container_reaped(struct agent *a, pid_t pid);
 /* Whether the sweep must leave the agent's child `pid` alone: an engine helper command, or
  * the engine's monitor of one of the agent's containers (podman's conmon). */
 bool runner_container_owns(struct agent *a, pid_t pid);
+
+/* runtimes.c */
+/*
+ * Sets a->runtimes and a->engine: the --runtime ones, tested now (ERR_UNAVAILABLE naming
+ * the first that fails), or native now and the tests of the others started (their results
+ * come through runtimes_reaped).
+ */
+int runtimes_setup(struct agent *a, struct err *e);
+/* SIGCHLD: true when `pid` was a runtime's test (then it is reaped and taken into account). */
+bool runtimes_reaped(struct agent *a, pid_t pid);
+/* Whether `pid` is a runtime's test still running (the sweep leaves it alone). */
+bool runtimes_owns(const struct agent *a, pid_t pid);
+/* Frees the engines (at exit, after the jobs). */
+void runtimes_release(struct agent *a);
+/* Starts argv[0] (from PATH) with stdin /dev/null, stdout and stderr to `out` (or /dev/null
+ * when -1), the default signal handling, no other descriptor. 0 or an errno. */
+int agent_spawn_quiet(char *const *argv, int out, pid_t *pid);
+/* Waits for `pid` (blocking: startup only): its exit code, or -1. */
+int agent_wait_exit(pid_t pid);
 
 /* runner_native.c (the agent must be a child subreaper: agent.c) */
 /*

@@ -17,20 +17,11 @@
  * signal as exit code 128 + the signal, so a sandboxed job ends with reason
  * `exit` there, not `signal`.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "common/xalloc.h"
-
-extern char **environ;
 
 #define BWRAP "bwrap"
 
@@ -80,51 +71,27 @@ static int bwrap_start(struct agent_job *j, char **argv, char **envp, runner_end
     return rc;
 }
 
-int runner_bwrap_probe(struct err *e)
+char **runner_bwrap_test_argv(void)
 {
-    char *argv[] = {BWRAP,
-                    "--die-with-parent",
-                    "--unshare-pid",
-                    "--unshare-net",
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "--",
-                    "true",
-                    NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
-    int err_no = posix_spawnp(&pid, BWRAP, &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (err_no)
-        return err_set(e, ERR_UNAVAILABLE, "cannot run '" BWRAP "': %s (install bubblewrap)",
-                       strerror(err_no));
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return err_set(e, ERR_UNAVAILABLE, "cannot wait for bwrap");
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return err_set(e, ERR_UNAVAILABLE,
-                       "bubblewrap cannot make a sandbox here (a test run of '" BWRAP
-                       " ... true' ended with status %d): it needs user namespaces, or root",
-                       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    return 0;
+    static const char *const argv[] = {BWRAP,
+                                       "--die-with-parent",
+                                       "--unshare-pid",
+                                       "--unshare-net",
+                                       "--ro-bind",
+                                       "/",
+                                       "/",
+                                       "--dev",
+                                       "/dev",
+                                       "--proc",
+                                       "/proc",
+                                       "--",
+                                       "true",
+                                       NULL};
+    size_t n = ARRAY_SIZE(argv);
+    char **v = xcalloc(n, sizeof(*v));
+    for (size_t i = 0; i + 1 < n; i++)
+        v[i] = xstrdup(argv[i]);
+    return v;
 }
 
 const struct runner_ops runner_bwrap = {

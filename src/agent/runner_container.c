@@ -95,34 +95,6 @@ struct container_wait {
 
 /* --- helper commands --------------------------------------------------------------- */
 
-/* A posix_spawn with the default signal handling and mask (the agent ignores SIGPIPE). */
-static int spawn_plain(pid_t *pid, char **argv, int in, int out, int err)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    if (in < 0)
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    else
-        posix_spawn_file_actions_adddup2(&fa, in, 0);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
-    posix_spawn_file_actions_adddup2(&fa, err, 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* sockets, the spool, jobs' pipes */
-#endif
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawnp(pid, argv[0], &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    return rc;
-}
-
 /* ENGINE --engine-opt... ARGS (a new vector of borrowed strings: free the array only). */
 static char **engine_argv(const struct container_engine *eng, const char *const *args)
 {
@@ -145,16 +117,10 @@ static char **engine_argv(const struct container_engine *eng, const char *const 
 static int engine_run_sync(const struct container_engine *eng, const char *const *args)
 {
     char **argv = engine_argv(eng, args);
-    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     pid_t pid;
-    int status = -1;
-    int rc = devnull < 0 ? errno : spawn_plain(&pid, argv, -1, devnull, devnull);
-    if (devnull >= 0) close(devnull);
+    int rc = agent_spawn_quiet(argv, -1, &pid);
     free(argv);
-    if (rc) return -1;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc ? -1 : agent_wait_exit(pid);
 }
 
 static void cmd_unlink(struct engine_cmd *c)
@@ -211,7 +177,7 @@ static int cmd_start(struct container_engine *eng, const char *const *args, cmd_
     if (pipe2(p, O_CLOEXEC) != 0) return errno;
     char **argv = engine_argv(eng, args);
     pid_t pid;
-    int rc = spawn_plain(&pid, argv, -1, p[1], p[1]);
+    int rc = agent_spawn_quiet(argv, p[1], &pid);
     free(argv);
     close(p[1]);
     if (rc) {
@@ -572,23 +538,29 @@ static void container_recover(struct agent *a, struct agent_job *j, json_t *run)
 {
     jobs_kill_survivors(a, j, run); /* the client, if it outlived the agent */
     const char *saved = json_string_value(json_object_get(run, "container"));
+    unsigned rt = proto_runtime_parse(json_string_value(json_object_get(run, "runtime")));
+    /* the engine that ran it (the agent's own may still be under test: runtimes.c) */
+    struct container_engine *tmp = NULL, *eng = a->engine;
+    if ((!eng || eng->rt != rt) && (rt & PROTO_RT_CONTAINER))
+        eng = tmp = runner_container_new(a, rt);
     char *name = saved ? xstrdup(saved) : xasprintf("drover-%s-%d", j->id, j->attempt);
-    if (!a->engine) {
+    if (!eng) {
         if (saved)
-            log_warn("job=%s attempt=%d its container %s may still run: this agent has no "
-                     "container engine now",
-                     j->id, j->attempt, name);
+            log_warn("job=%s attempt=%d its container %s may still run: no container engine", j->id,
+                     j->attempt, name);
         free(name);
         return;
     }
     /* SIGKILL first: `rm -f` alone would wait out the engine's stop timeout (10 s) */
     const char *kill_args[] = {"kill", "--signal", "KILL", name, NULL};
     const char *args[] = {"rm", "-f", name, NULL};
-    engine_run_sync(a->engine, kill_args);
-    if (engine_run_sync(a->engine, args) == 0 && saved)
-        log_warn("job=%s attempt=%d its container %s outlived the agent; removed", j->id,
-                 j->attempt, name);
+    bool killed = engine_run_sync(eng, kill_args) == 0; /* it was running */
+    int rm = engine_run_sync(eng, args);
+    if (killed)
+        log_warn("job=%s attempt=%d its container %s outlived the agent; killed and %s", j->id,
+                 j->attempt, name, rm == 0 ? "removed" : "not removed");
     free(name);
+    runner_container_free(tmp);
 }
 
 const struct runner_ops runner_podman = {
@@ -613,30 +585,31 @@ const struct runner_ops runner_docker = {
 
 /* --- the engine ----------------------------------------------------------------------------- */
 
-int runner_container_probe(struct agent *a, unsigned rt, struct err *e)
+struct container_engine *runner_container_new(struct agent *a, unsigned rt)
 {
     struct container_engine *eng = xcalloc(1, sizeof(*eng));
     eng->a = a;
     eng->rt = rt;
     eng->bin = rt == PROTO_RT_PODMAN ? "podman" : "docker";
-    const char *args[] = {"info", NULL};
-    int code = engine_run_sync(eng, args);
-    if (code != 0) {
-        int rc = err_set(e, ERR_UNAVAILABLE,
-                         code < 0 ? "cannot run '%s' (is it installed?)"
-                                  : "'%s info' fails: the engine does not work here (see its "
-                                    "documentation; --engine-opt passes it options)",
-                         eng->bin);
-        free(eng);
-        return rc;
-    }
-    a->engine = eng;
-    return 0;
+    return eng;
 }
 
-void runner_container_free(struct agent *a)
+char **runner_container_test_argv(const struct container_engine *eng)
 {
-    struct container_engine *eng = a->engine;
+    static const char *const info[] = {"info", NULL};
+    char **argv = engine_argv(eng, info), **copy;
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    copy = xcalloc(n + 1, sizeof(*copy));
+    for (size_t i = 0; i < n; i++)
+        copy[i] = xstrdup(argv[i]);
+    free(argv);
+    return copy;
+}
+
+void runner_container_free(struct container_engine *eng)
+{
     if (!eng) return;
     while (eng->cmds) {
         struct engine_cmd *c = eng->cmds;
@@ -653,5 +626,4 @@ void runner_container_free(struct agent *a)
         free(w);
     }
     free(eng);
-    a->engine = NULL;
 }

@@ -399,7 +399,7 @@ static size_t sweep(struct agent *a, const struct agent_job *ending, int sig)
     size_t n = proc_children(getpid(), &kids), signalled = 0;
     for (size_t i = 0; i < n; i++) {
         if (job_by_leader(a, kids[i]) || runner_container_owns(a, kids[i]) ||
-            orphan_kept(a, kids[i], ending))
+            runtimes_owns(a, kids[i]) || orphan_kept(a, kids[i], ending))
             continue;
         size_t k = proc_signal_tree(kids[i], getpid(), 0, sig);
         if (k && sig == SIGKILL && ending)
@@ -474,7 +474,8 @@ void runner_native_reap(struct agent *a)
         memset(&si, 0, sizeof(si));
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) break;
         struct agent_job *j = job_by_leader(a, si.si_pid);
-        if (!j && runner_container_reaped(a, si.si_pid)) continue;
+        if (!j && (runner_container_reaped(a, si.si_pid) || runtimes_reaped(a, si.si_pid)))
+            continue;
         if (j) {
             reap_one(j);
             if (!j->exited) break;

@@ -127,8 +127,10 @@ def test_one_pull_for_two_jobs_not_charged_to_timeout(fast_server, podman_agent,
     slow_registry.reset()
 
 
-def test_restart_removes_its_container(fast_server, podman_agent, busybox_image, podman_env):
-    a = podman_agent()
+def test_restart_removes_its_container(fast_server, make_agent, busybox_image, podman_env):
+    # no --runtime: podman is found by its test, in the background (after the recovery)
+    a = make_agent(fast_server, "pod", *ENGINE, env=podman_env)
+    wait_for(lambda: "podman" in a.info()["runtimes"], 30, "podman to be offered")
     job = submit(fast_server, command={"image": busybox_image, "program": "sleep",
                                        "argv": ["600"]})
     wait_for(lambda: running_container(podman_env, job), 90, "the container to run")
@@ -141,7 +143,7 @@ def test_restart_removes_its_container(fast_server, podman_agent, busybox_image,
     # on the agent first
     assert j["state"] == "failed" and j["result"]["reason"] in ("error", "lost"), j
     assert containers(podman_env, prefix(job)) == []
-    assert "outlived the agent; removed" in a.read_log()
+    assert "outlived the agent; killed and removed" in a.read_log()
 
 
 def test_image_job_waits_for_a_container_agent(fast_server, make_agent, podman_agent,

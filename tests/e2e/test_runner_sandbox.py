@@ -52,6 +52,10 @@ def test_agent_advertises_bwrap(fast_server, make_agent):
     assert a.info()["runtimes"] == ["native", "bwrap"]
     n = make_agent(fast_server, "plain", "--runtime", "native")
     assert n.info()["runtimes"] == ["native"]
+    # without --runtime: native at once, bwrap once its test (run in the background) passed
+    d = make_agent(fast_server, "detected")
+    assert d.info()["runtimes"][0] == "native"
+    wait_for(lambda: "bwrap" in d.info()["runtimes"], 15, "bwrap to be offered")
 
 
 @pytest.fixture
