@@ -19,6 +19,7 @@
  *   proc.c           the process tree, read from /proc (proc.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
  *                    uploaded after it (stage.h)
+ *   cache.c          the input cache: content-addressed, size-bounded (cache.h)
  *   spool.c          durable records (spool.h)
  *   status.c         the agent's own HTTP endpoint (--listen)
  *   argv.c utf8.c progress.c   pure helpers, unit-tested
@@ -207,8 +208,10 @@ struct agent_opts {
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
     double stall_timeout_s; /* a transfer moving nothing this long fails */
-    unsigned runtimes_forced;  /* --runtime: the PROTO_RT_* bits asked for; 0: detect */
-    char **engine_opts;        /* --engine-opt: arguments before the engine's subcommand */
+    char *cache_dir;        /* --cache-dir (default WORK_DIR/cache) */
+    uint64_t cache_size;    /* --cache-size in bytes; 0: no cache */
+    unsigned runtimes_forced; /* --runtime: the PROTO_RT_* bits asked for; 0: detect */
+    char **engine_opts;       /* --engine-opt: arguments before the engine's subcommand */
     size_t nengine_opts;
 };
 
@@ -239,6 +242,7 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
+    struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;
 
@@ -251,6 +255,8 @@ struct agent {
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */
+    uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */
+    int64_t cached_sent_ms;   /* monotonic */
     bool leave_pending;   /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
     struct batch_item *batch;

@@ -564,6 +564,8 @@ static const struct field arg_fields[] = {
     {.key = "name", .check = check_string, .dflt = "null", .min = 1, .max = ARG_NAME_MAX,
      .expect = "a non-empty string of at most 4096 bytes, or null for a positional argument"},
     {.key = "value", .check = check_later},
+    {.key = "cache", .check = check_later},
+    {.key = "sha256", .check = check_later},
 };
 /* clang-format on */
 
@@ -599,6 +601,61 @@ static int param_value(struct ctx *c, json_t *v, json_t **norm)
     return 0;
 }
 
+/*
+ * An input's "sha256" (64 hex digits, kept in lower case) and "cache" (true: kept in the
+ * agent's input cache; an http(s) or file:// input needs its sha256 for that, an s3:// one
+ * has it from the store). Neither is allowed on other arguments; absent stays absent.
+ */
+static int check_arg_cache(struct ctx *c, json_t *in, json_t *arg)
+{
+    const char *type = json_string_value(json_object_get(arg, "type"));
+    json_t *cache = json_object_get(in, "cache"), *sha = json_object_get(in, "sha256");
+    bool input = strcmp(type, "input") == 0;
+    int rc = 0;
+    size_t mark;
+    if (cache && !json_is_null(cache)) {
+        mark = path_key(c, "cache");
+        if (!input)
+            rc = fail(c, "is allowed on input arguments only");
+        else if (!json_is_boolean(cache))
+            rc = fail(c, "must be true or false");
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+        json_object_set_new(arg, "cache", json_boolean(json_is_true(cache)));
+    }
+    if (sha && !json_is_null(sha)) {
+        mark = path_key(c, "sha256");
+        const char *s = json_string_value(sha);
+        char low[65];
+        bool ok = s && strlen(s) == 64;
+        for (size_t i = 0; ok && i < 64; i++) {
+            char ch = s[i];
+            if (ch >= 'A' && ch <= 'F')
+                ch = (char)(ch - 'A' + 'a');
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+            low[i] = ch;
+        }
+        low[64] = '\0';
+        if (!input)
+            rc = fail(c, "is allowed on input arguments only");
+        else if (!ok)
+            rc = fail(c, "must be the SHA-256 of the input's content, 64 hex digits");
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+        json_object_set_new(arg, "sha256", json_string(low));
+    }
+    const char *uri = json_string_value(json_object_get(arg, "value"));
+    if (json_is_true(cache) && (!sha || json_is_null(sha)) && uri && !starts(uri, "s3://")) {
+        mark = path_key(c, "cache");
+        rc = fail(c, "needs the input's sha256 for an http(s) or file:// uri (an s3:// object's "
+                     "is known to the store)");
+        path_cut(c, mark);
+    }
+    return rc;
+}
+
 static int check_arg_value(struct ctx *c, json_t *in, json_t *arg)
 {
     const char *type = json_string_value(json_object_get(arg, "type"));
@@ -612,6 +669,8 @@ static int check_arg_value(struct ctx *c, json_t *in, json_t *arg)
     path_cut(c, mark);
     if (!rc)
         json_object_set_new(arg, "value", norm);
+    if (!rc)
+        rc = check_arg_cache(c, in, arg);
     return rc;
 }
 

@@ -105,6 +105,36 @@ static int check_running(json_t *v, struct err *e)
     return 0;
 }
 
+/* cached: [{"sha256": hex, "uri": string?}], the agent's input cache (protocol.md). */
+static int check_cached(json_t *v, struct err *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v) || json_array_size(v) > PROTO_CACHED_MAX)
+        return err_field(e, ERR_INVALID, "cached",
+                         "cached must be an array of at most %d {\"sha256\", \"uri\"} objects",
+                         PROTO_CACHED_MAX);
+    size_t i;
+    json_t *it;
+    json_array_foreach(v, i, it)
+    {
+        char f[48];
+        snprintf(f, sizeof(f), "cached[%zu]", i);
+        const char *sha = json_string_value(json_object_get(it, "sha256"));
+        json_t *uri = json_object_get(it, "uri");
+        bool ok = json_is_object(it) && sha && strlen(sha) == PROTO_SHA256_HEX_LEN &&
+                  strspn(sha, "0123456789abcdef") == PROTO_SHA256_HEX_LEN &&
+                  (!uri || (json_is_string(uri) && json_string_length(uri) > 0 &&
+                            json_string_length(uri) <= PROTO_CACHED_URI_MAX)) &&
+                  json_object_size(it) == (uri ? 2u : 1u);
+        if (!ok)
+            return err_field(e, ERR_INVALID, f,
+                             "%s must be {\"sha256\": 64 lower-case hex digits, \"uri\": a "
+                             "string of at most %d bytes (optional)}",
+                             f, PROTO_CACHED_URI_MAX);
+    }
+    return 0;
+}
+
 /* ---- register ---- */
 
 struct register_op {
@@ -133,6 +163,10 @@ static void register_done(void *arg, int rc, const struct err *e)
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
+    /* a registration says all it holds: none when it lists nothing (e.g. restarted without) */
+    json_t *cached = json_object_get(r->body, "cached"), *none = json_array();
+    fleet_agent_cached(s->fleet, a, json_is_array(cached) ? cached : none);
+    json_decref(none);
     if (r->gone) {
         /* It will register again, with its running jobs: the cancels are worked out then. */
         http_req_drop(r);
@@ -175,8 +209,9 @@ static int parse_runtimes(json_t *v, unsigned *out, struct err *e)
 
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",   "queues",   "slots",   "version",
-                                        "running", "instance", "runtimes", NULL};
+    static const char *const known[] = {"name",     "labels",   "queues", "slots",
+                                        "version",  "running",  "instance", "cached",
+                                        "runtimes", NULL};
     unsigned runtimes = PROTO_RT_NATIVE; /* an agent that does not say runs jobs natively */
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
@@ -226,6 +261,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
                          "version must be a string of at most 64 "
                          "bytes");
     if (check_running(json_object_get(b, "running"), e)) return e->code;
+    if (check_cached(json_object_get(b, "cached"), e)) return e->code;
     if (parse_runtimes(json_object_get(b, "runtimes"), &runtimes, e)) return e->code;
     json_t *instance = json_object_get(b, "instance");
     if (instance && !json_is_null(instance) &&
@@ -328,8 +364,8 @@ static struct live_agent *caller(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s",   "running",
-                                        "instance",   "runtimes", NULL};
+    static const char *const known[] = {"free_slots", "wait_s", "running", "instance",
+                                        "cached",     "runtimes", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
@@ -340,11 +376,13 @@ int api_agents_poll(struct http_req *r)
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e) ||
+        check_cached(json_object_get(b, "cached"), &e) ||
         parse_runtimes(json_object_get(b, "runtimes"), &a->rec.runtimes, &e)) {
         if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
     fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
     return HTTP_DEFERRED;
 }

@@ -20,6 +20,7 @@
 #include "job/protocol.h"
 #include "job/spec.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -53,6 +54,7 @@ static void free_agent(void *v)
     struct live_agent *a = v;
     if (a->poll_timer) event_free(a->poll_timer);
     json_decref(a->cancel);
+    json_decref(a->cached);
     agent_rec_release(&a->rec);
     free(a);
 }
@@ -507,6 +509,7 @@ struct lease_op {
     bool *leased;
     int64_t *deadline;
     int64_t grace_ms;
+    int64_t t0_ns; /* when its jobs were taken off the ready queue (metrics) */
 };
 
 static void lease_op_free(struct lease_op *op)
@@ -554,6 +557,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
         memset(op->leased, 0, op->n * sizeof(*op->leased));
     }
     json_t *leases = json_array();
+    int64_t now_ms = time_now_ms();
+    if (!rc) metrics_lease(f->s->metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
     for (size_t i = 0; i < op->n; i++) {
         struct sched_job *sj = op->taken[i];
         if (!op->leased[i]) {
@@ -575,6 +580,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
         log_debug("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
+        int64_t ready = j->run_after > j->created_at ? j->run_after : j->created_at;
+        metrics_queue_wait(f->s->metrics, j->queue, (double)(now_ms - ready) / 1000.0);
         json_array_append_new(leases,
                               json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt", j->attempt,
                                         "spec", j->spec, "deadline", job_time_json(l->deadline)));
@@ -593,6 +600,40 @@ static void lease_done(void *arg, int rc, const struct err *e)
     lease_op_free(op);
 }
 
+void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached)
+{
+    (void)f;
+    if (!cached) return;
+    json_decref(a->cached);
+    a->cached = sched_cache_set(cached);
+}
+
+/* The slots an agent can take now: never more than its slots, whatever a stale report says. */
+static int slots_free(const struct live_agent *a)
+{
+    int n = a->free_slots;
+    return n > a->rec.slots - a->held_slots ? a->rec.slots - a->held_slots : n;
+}
+
+struct pref_ctx {
+    struct fleet *f;
+    const struct live_agent *polling;
+};
+
+/* The cache preference (sched.h): another agent up has one of sj's objects and room for it. */
+static bool cached_elsewhere(void *arg, const struct sched_job *sj)
+{
+    struct pref_ctx *c = arg;
+    for (struct hmap_entry *e = hmap_first(&c->f->agents); e; e = hmap_next(&c->f->agents, e)) {
+        const struct live_agent *b = e->value;
+        if (b != c->polling && b->cached && b->rec.state == AGENT_UP &&
+            sched_could_take(sj, b->rec.queues, b->rec.labels, b->rec.runtimes, slots_free(b),
+                             b->cached))
+            return true;
+    }
+    return false;
+}
+
 static bool try_lease(struct fleet *f, struct live_agent *a)
 {
     /* Never more than its slots, whatever a stale report says. */
@@ -600,9 +641,10 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     if (free_slots > a->rec.slots - a->held_slots) free_slots = a->rec.slots - a->held_slots;
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
-    size_t n = sched_take(f->s->sched, a->rec.queues, a->rec.labels, a->rec.runtimes, free_slots,
-                          taken,
-                          MAX_LEASES_PER_POLL);
+    struct pref_ctx pc = {f, a};
+    struct sched_pref pref = {a->cached, cached_elsewhere, &pc, time_now_ms()};
+    size_t n = sched_take_pref(f->s->sched, a->rec.queues, a->rec.labels, a->rec.runtimes,
+                               free_slots, &pref, taken, MAX_LEASES_PER_POLL);
     if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
@@ -615,6 +657,7 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     op->jobs = xcalloc(n, sizeof(*op->jobs));
     op->leased = xcalloc(n, sizeof(*op->leased));
     op->deadline = xcalloc(n, sizeof(*op->deadline));
+    op->t0_ns = time_mono_ns();
     a->leasing = true;
     commit_submit(f->s->commit, lease_write, lease_done, op);
     return true;
@@ -700,6 +743,10 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         if (j->run_after <= time_now_ms()) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->s->sched, j->id);
+        metrics_job_finished(f->s->metrics, j->queue, job_state_name(j->state),
+                             j->started_at && j->finished_at >= j->started_at
+                                 ? (double)(j->finished_at - j->started_at) / 1000.0
+                                 : -1);
         waiters_wake(f->s->waiters, j);
     }
     logs_notify(f->s->logs, j->id); /* ended, or on to another attempt */

@@ -31,6 +31,7 @@ struct live_agent {
     bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
     bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
+    json_t *cached;         /* the objects in its input cache, a set (sched_cache_set), or NULL */
 };
 
 struct fleet *fleet_new(struct server *s);
@@ -70,6 +71,9 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
  */
 void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
                 json_t *running, int64_t wait_ms);
+/* The agent's register or poll listed its input cache ("cached", checked): kept for the
+ * scheduler's preference (sched.h). NULL: unchanged. */
+void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached);
 /* The agent says it can take free_slots now: leases them to its parked poll. */
 void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots);
 /* The agent is draining by itself: its parked poll is answered now (no lease), so it can leave. */

@@ -67,6 +67,9 @@ static void parse_ok(const char *text, struct job_spec *s)
     json_decref(in);
 }
 
+#define SHA64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define SHA64_UPPER "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static json_t *cmd(const struct job_spec *s, const char *key)
 {
     return json_object_get(json_object_get(s->json, "command"), key);
@@ -470,6 +473,28 @@ static const struct {
     {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"output\","
      " \"value\": \"s3://bucket/dir/\"}]}}",
      "command.arguments[0].value"},
+    /* cache, sha256 */
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"parameter\","
+     " \"value\": \"a\", \"cache\": true}]}}",
+     "command.arguments[0].cache"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"cache\": \"yes\"}]}}",
+     "command.arguments[0].cache"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"output\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"" SHA64 "\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"abc\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"" SHA64 "g\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": 5}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"https://h/x\", \"cache\": true}]}}",
+     "command.arguments[0].cache"},
     /* streams */
     {"{\"command\": {\"program\": \"p\", \"stdout\": {\"type\": \"pipe\", \"value\": \"x\"}}}",
      "command.stdout.value"},
@@ -545,6 +570,13 @@ static void test_messages(void **state)
          "segment"},
         {"{\"command\": {\"program\": \"p\", \"env\": {\"DROVER_JOB_ID\": \"x\"}}}",
          "command.env.DROVER_JOB_ID is reserved: names starting with DROVER_ are set by drover"},
+        {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+         " \"value\": \"file:///d/x\", \"cache\": true}]}}",
+         "command.arguments[0].cache needs the input's sha256 for an http(s) or file:// uri (an "
+         "s3:// object's is known to the store)"},
+        {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+         " \"value\": \"s3://b1/x\", \"sha256\": \"x\"}]}}",
+         "command.arguments[0].sha256 must be the SHA-256 of the input's content, 64 hex digits"},
         {"[1]", "the job spec must be a json object"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -565,6 +597,25 @@ static void test_messages(void **state)
     assert_non_null(strstr(e.msg, "unknown field 'prioirty'"));
     assert_non_null(strstr(e.msg, "priority"));
     json_decref(in);
+}
+
+static void test_cache_fields(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"command\": {\"program\": \"p\", \"arguments\": ["
+             "{\"type\": \"input\", \"value\": \"s3://b1/db.fa\", \"cache\": true},"
+             "{\"type\": \"input\", \"value\": \"https://h/x.fa\", \"cache\": true,"
+             " \"sha256\": \"" SHA64_UPPER "\"},"
+             "{\"type\": \"input\", \"value\": \"s3://b1/q\", \"cache\": null},"
+             "{\"type\": \"parameter\", \"value\": \"x\"}]}}",
+             &s);
+    assert_true(json_is_true(arg(&s, 0, "cache")));
+    assert_null(arg(&s, 0, "sha256"));
+    assert_string_equal(json_string_value(arg(&s, 1, "sha256")), SHA64); /* lower case */
+    assert_null(arg(&s, 2, "cache")); /* absent stays absent */
+    assert_null(arg(&s, 3, "cache"));
+    spec_release(&s);
 }
 
 static void test_path_prefix(void **state)
@@ -744,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_stdin_pipe_limit),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_cache_fields),
         cmocka_unit_test(test_path_prefix),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_uri_valid),
