@@ -633,7 +633,6 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 /* --- startup ------------------------------------------------------------------------------- */
 
-
 /* fds 0-2 open, so that no pipe or socket of ours is ever mistaken for stdio. */
 static void stdio_sanity(void)
 {
