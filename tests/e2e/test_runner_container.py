@@ -2,7 +2,7 @@
 a container made from an image the session builds (busybox-static) and pushes to a
 registry it starts on loopback (podmanutil.py), so every pull really goes over HTTP.
 
-Output, exit code, stdin, env and the work folder; timeout and cancel stop the container
+Output, exit code, stdin, env and the work folder; `network: false`; timeout and cancel stop the container
 itself (podman ps shows none left); a missing image ends the attempt `error` naming it;
 two jobs wanting an absent image share one pull, which is not charged to their timeout;
 an agent restarted while a container runs removes it; an image job waits while only a
@@ -68,6 +68,18 @@ def test_image_job_output_exit_env_stdin(fast_server, podman_agent, busybox_imag
                                        "argv": ["hello"]})
     j = wait_job(fast_server, job, timeout=60)
     assert j["state"] == "succeeded" and j["result"]["stdout"] == "hello\n", j
+
+
+def test_network_false_gives_no_network(fast_server, podman_agent, busybox_image):
+    podman_agent()
+    job = submit(fast_server, command={"image": busybox_image, "program": "ls",
+                                       "argv": ["/sys/class/net"], "network": False})
+    j = wait_job(fast_server, job, timeout=90)
+    assert j["state"] == "succeeded" and j["result"]["stdout"].split() == ["lo"], j
+    job = submit(fast_server, command={"image": busybox_image, "program": "ls",
+                                       "argv": ["/sys/class/net"]})
+    j = wait_job(fast_server, job, timeout=90)  # the engine's default network: more than lo
+    assert j["state"] == "succeeded" and len(j["result"]["stdout"].split()) > 1, j
 
 
 def running_container(env, job):
