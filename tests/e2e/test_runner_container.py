@@ -2,8 +2,9 @@
 a container made from an image the session builds (busybox-static) and pushes to a
 registry it starts on loopback (podmanutil.py), so every pull really goes over HTTP.
 
-Output, exit code, stdin, env and the work folder; `network: false`; timeout and cancel stop the container
-itself (podman ps shows none left); a missing image ends the attempt `error` naming it;
+Output, exit code, stdin, env and the work folder; `network: false`; timeout and cancel
+stop the container itself (podman ps shows none left); a missing image ends the attempt
+`error` naming it;
 two jobs wanting an absent image share one pull, which is not charged to their timeout;
 an agent restarted while a container runs removes it; an image job waits while only a
 native agent serves its queue and runs when a podman agent joins.
