@@ -51,8 +51,6 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 
-extern char **environ;
-
 #define CMD_OUTPUT_MAX (64 * 1024) /* bytes of a helper command's output kept */
 #define CMDLINE_MAX 16384          /* bytes of /proc/PID/cmdline read to find a container name */
 
