@@ -46,6 +46,7 @@ static const char usage_text[] =
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--cache-dir DIR] [--cache-size SIZE]\n"
+    "                    [--limits auto|cgroup|rlimit|none]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
     "                    [--ca-file FILE]\n"
     "\n"
@@ -93,6 +94,9 @@ static const char usage_text[] =
     "                      objects no running job uses are removed to keep it; 0: no cache\n"
     "  --ca-file FILE      CA certificates (PEM) that an https:// server's certificate may be\n"
     "                      signed by, beside the system's (default $DROVER_CA_FILE)\n"
+    "  --limits M          how jobs' resources (memory_mb, cpus, pids) are enforced: auto\n"
+    "                      (default: cgroup v2 if delegated, else cgroup v1, else rlimits),\n"
+    "                      cgroup (a cgroup or refuse to start), rlimit (memory only), none\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
@@ -276,6 +280,7 @@ enum {
     OPT_CACHE_DIR,
     OPT_CACHE_SIZE,
     OPT_CA_FILE,
+    OPT_LIMITS,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -304,6 +309,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
         {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"limits", required_argument, NULL, OPT_LIMITS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -445,6 +451,14 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                                    "or T (0: no cache), not '%s'",
                                    optarg);
             break;
+        case OPT_LIMITS:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cgroup") && strcmp(optarg, "rlimit") &&
+                strcmp(optarg, "none"))
+                return usage_error("--limits must be auto, cgroup, rlimit or none, not '%s'",
+                                   optarg);
+            free(o->limits_mode);
+            o->limits_mode = xstrdup(optarg);
+            break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
             break;
@@ -483,6 +497,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         return usage_error("no token: give --token-file FILE or set DROVER_TOKEN (an agent "
                            "token, made with `drover token create --role agent --name NAME`)");
     if (!o->name) o->name = default_name();
+    if (!o->limits_mode) o->limits_mode = xstrdup("auto");
     if (!o->work_dir) {
         char *data = config_default_data_dir();
         o->work_dir = xasprintf("%s/agent", data);
@@ -500,6 +515,7 @@ static void opts_release(struct agent_opts *o)
     free(o->work_dir);
     free(o->listen);
     free(o->cache_dir);
+    free(o->limits_mode);
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
@@ -816,6 +832,16 @@ int cmd_agent(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* after setup (the instance names the agent's cgroups), before the recovery (which
+     * finds the jobs whose groups limits_init removes) */
+    if (limits_init(&a.limits, a.o.limits_mode, a.instance, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    char *how = limits_describe(&a.limits);
+    log_info("%s", how);
+    free(how);
     if (jobs_recover(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
@@ -851,6 +877,7 @@ out:
     runner_native_stop(&a);
     runtimes_release(&a);
     spool_close(&a.spool);
+    limits_release(&a.limits);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);
     http_client_release(&a.http);

@@ -177,10 +177,11 @@ void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o}", "name", a->o.name,
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o, s:o}", "name", a->o.name,
                              "labels", a->o.labels, "queues", a->o.queues, "slots", a->o.slots,
                              "version", DROVER_VERSION, "running", held_leases(a), "instance",
-                             a->instance, "runtimes", proto_runtimes_json(a));
+                             a->instance, "limits", limits_json(&a->limits), "runtimes",
+                             proto_runtimes_json(a));
     add_cached(a, body, true);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {

@@ -50,6 +50,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/spec.h"
 
 #define CMD_OUTPUT_MAX (64 * 1024) /* bytes of a helper command's output kept */
 #define CMDLINE_MAX 16384          /* bytes of /proc/PID/cmdline read to find a container name */
@@ -378,8 +379,9 @@ static void on_inspected(void *arg, int status, const char *output)
     /* Where the engine misses the OOM event (podman on a hybrid cgroup v1/v2 host: its
      * monitor watches the wrong hierarchy), a container with a memory limit that died of a
      * SIGKILL the agent did not send (the client's 128 + 9) is taken as killed for memory. */
-    json_t *mem = json_object_get(json_object_get(j->spec, "resources"), "memory_mb");
-    if (!j->oom && json_integer_value(mem) > 0 && j->kill_why == KILL_NONE &&
+    struct spec_resources res;
+    spec_resources_get(j->spec, &res);
+    if (!j->oom && res.memory_mb > 0 && j->kill_why == KILL_NONE &&
         WIFEXITED(j->wait_status) && WEXITSTATUS(j->wait_status) == 128 + SIGKILL)
         j->oom = true;
     /* No container: the engine failed before making it (125: its own error). */
@@ -423,7 +425,6 @@ static int container_start(struct agent_job *j, char **argv, char **envp, runner
 {
     struct container_engine *eng = j->a->engine;
     json_t *command = json_object_get(j->spec, "command");
-    json_t *res = json_object_get(j->spec, "resources");
     if (!eng) return err_set(e, ERR_UNAVAILABLE, "the agent has no container engine");
     free(j->container);
     j->container = xasprintf("drover-%s-%d", j->id, j->attempt);
@@ -454,24 +455,24 @@ static int container_start(struct agent_job *j, char **argv, char **envp, runner
         strv_add(&args, "--env");
         strv_add(&args, name);
     }
-    /* resources (validated by spec.c): the engine enforces them */
+    /* resources (spec.c validated them): the engine enforces them, not the agent's limits */
     char num[64];
-    json_t *mem = json_object_get(res, "memory_mb"), *cpus = json_object_get(res, "cpus"),
-           *pids = json_object_get(res, "pids");
-    if (json_is_integer(mem) && json_integer_value(mem) > 0) {
-        snprintf(num, sizeof(num), "%lldm", (long long)json_integer_value(mem));
+    struct spec_resources res;
+    spec_resources_get(j->spec, &res);
+    if (res.memory_mb > 0) {
+        snprintf(num, sizeof(num), "%lldm", (long long)res.memory_mb);
         strv_add(&args, "--memory");
         strv_add(&args, num);
         strv_add(&args, "--memory-swap"); /* no swap beyond it: over the limit is an OOM kill */
         strv_add(&args, num);
     }
-    if (json_is_number(cpus) && json_number_value(cpus) > 0) {
-        snprintf(num, sizeof(num), "%g", json_number_value(cpus));
+    if (res.cpus > 0) {
+        snprintf(num, sizeof(num), "%g", res.cpus);
         strv_add(&args, "--cpus");
         strv_add(&args, num);
     }
-    if (json_is_integer(pids) && json_integer_value(pids) > 0) {
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(pids));
+    if (res.pids > 0) {
+        snprintf(num, sizeof(num), "%lld", (long long)res.pids);
         strv_add(&args, "--pids-limit");
         strv_add(&args, num);
     }

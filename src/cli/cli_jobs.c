@@ -371,6 +371,10 @@ static const char submit_usage[] =
     "      --slots N      how many of an agent's slots the job takes, 1..1024 (default 1)\n"
     "      --delay S      start no sooner than S seconds from now\n"
     "      --retries N    at most N attempts in all, 1..100 (default 3; 1: no retry)\n"
+    "      --memory-mb N  the job's memory limit in MiB (resources.memory_mb, 4..4194304)\n"
+    "      --cpus N       the CPUs' time it may use (resources.cpus, 0.01..1024; 0.5: half\n"
+    "                     of one CPU)\n"
+    "      --pids N       the processes and threads it may have at once (resources.pids)\n"
     "  -t, --timeout S    kill the job after S seconds\n"
     "  -e, --env K=V      an environment variable for the program (repeatable)\n"
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
@@ -406,6 +410,9 @@ enum {
     OPT_DELAY,
     OPT_RETRIES,
     OPT_STDIN,
+    OPT_MEMORY_MB,
+    OPT_CPUS,
+    OPT_PIDS,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -423,6 +430,7 @@ struct overrides {
     json_t *labels;    /* added to labels */
     json_t *requires;  /* added to requires */
     json_t *env;       /* added to command.env */
+    json_t *resources; /* added to resources */
     json_t *stdin_;    /* command.stdin, or NULL */
     long max_attempts; /* retry.max_attempts, or 0 */
 };
@@ -454,6 +462,7 @@ static void apply_overrides(json_t *spec, const struct overrides *ov)
     json_object_update(spec, ov->fields);
     merge_into(spec, "labels", ov->labels);
     merge_into(spec, "requires", ov->requires);
+    merge_into(spec, "resources", ov->resources);
     if (ov->max_attempts && (obj = member_object(spec, "retry")))
         json_object_set_new(obj, "max_attempts", json_integer(ov->max_attempts));
     json_t *cmd = json_object_get(spec, "command");
@@ -824,6 +833,9 @@ int cmd_submit(int argc, char **argv)
         {"retries", required_argument, NULL, OPT_RETRIES},
         {"env", required_argument, NULL, 'e'},
         {"stdin", required_argument, NULL, OPT_STDIN},
+        {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"pids", required_argument, NULL, OPT_PIDS},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -835,6 +847,7 @@ int cmd_submit(int argc, char **argv)
         .labels = json_object(),
         .requires = json_object(),
         .env = json_object(),
+        .resources = json_object(),
     };
     json_t *fields = ov.fields;
     const char *file = NULL, *stdin_file = NULL;
@@ -951,6 +964,31 @@ int cmd_submit(int argc, char **argv)
         case OPT_STDIN:
             stdin_file = optarg;
             break;
+        case OPT_MEMORY_MB:
+        case OPT_PIDS: {
+            bool mem = opt == OPT_MEMORY_MB;
+            long n, min = mem ? SPEC_MEMORY_MB_MIN : 1;
+            long max = mem ? SPEC_MEMORY_MB_MAX : SPEC_PIDS_MAX;
+            if (!cli_parse_long(optarg, min, max, &n)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--%s must be a whole number from %ld to %ld, not '%s'",
+                                     mem ? "memory-mb" : "pids", min, max, optarg);
+                goto out;
+            }
+            put(ov.resources, mem ? "memory_mb" : "pids", json_integer(n));
+            break;
+        }
+        case OPT_CPUS: {
+            double c;
+            if (!cli_parse_seconds(optarg, &c) || c < SPEC_CPUS_MIN || c > SPEC_CPUS_MAX) {
+                rc = cli_usage_error(submit_usage,
+                                     "--cpus must be a number from %g to %g, not '%s'",
+                                     SPEC_CPUS_MIN, (double)SPEC_CPUS_MAX, optarg);
+                goto out;
+            }
+            put(ov.resources, "cpus", seconds_json(c));
+            break;
+        }
         }
         if (!good) {
             rc = cli_usage_error(submit_usage, "'%s' is not UTF-8 text", optarg);
@@ -1063,6 +1101,7 @@ out:
     json_decref(ov.labels);
     json_decref(ov.requires);
     json_decref(ov.env);
+    json_decref(ov.resources);
     json_decref(ov.stdin_);
     uploads_release(&up);
     cli_release(&cli);

@@ -24,6 +24,7 @@ static const struct {
     {"--log-level", "error warn info debug"},
     {"--log-format", "text json"},
     {"--runtime", "native"},
+    {"--limits", "auto cgroup rlimit none"},
     {"--stream", "stdout stderr"},
 };
 #define NCHOICES (sizeof(choices) / sizeof(choices[0]))

@@ -74,6 +74,7 @@ static void usage(FILE *f)
             "  --cache-size SIZE    the cache's bound, e.g. 10G (default 10G; 0: none)\n"
             "  --ca-file FILE       with --tls-cert: the CA its agent verifies the server with\n"
             "                       (default: the system's, $DROVER_CA_FILE)\n"
+            "  --limits M           how job resources are enforced: auto, cgroup, rlimit, none\n"
             "  --runtime R,...      native, bwrap, podman, docker (default: native and\n"
             "                       whichever of the others work here)\n"
             "  --engine-opt ARG     an argument for the container engine (repeatable)\n"
@@ -94,7 +95,7 @@ static const struct {
 } agent_options[] = {
     {"queues", true},     {"slots", true},      {"labels", true},     {"allow-path", true},
     {"keep-work", false}, {"cache-dir", true},  {"cache-size", true}, {"ca-file", true},
-    {"runtime", true},    {"engine-opt", true},
+    {"limits", true},     {"runtime", true},    {"engine-opt", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */

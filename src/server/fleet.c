@@ -171,6 +171,9 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     free(a->rec.instance);
     a->rec.owner = rec->owner;
     a->rec.instance = rec->instance;
+    json_decref(a->rec.limits);
+    a->rec.limits = rec->limits;
+    rec->limits = NULL;
     rec->labels = rec->queues = NULL;
     rec->version = rec->owner = rec->instance = NULL;
     a->rec.slots = rec->slots;
@@ -856,15 +859,15 @@ json_t *fleet_runtimes_json(unsigned runtimes)
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i}", "id",
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
                      a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
                      a->rec.queues, "slots", a->rec.slots, "free_slots",
                      a->free_slots < 0 ? 0 : a->free_slots, "runtimes",
                      fleet_runtimes_json(a->rec.runtimes), "state", agent_state_name(a->rec.state),
                      "last_seen", job_time_json(a->rec.last_seen), "registered_at",
                      job_time_json(a->rec.registered_at), "version",
-                     a->rec.version ? json_string(a->rec.version) : json_null(), "running",
-                     a->held);
+                     a->rec.version ? json_string(a->rec.version) : json_null(), "running", a->held,
+                     "limits", a->rec.limits ? a->rec.limits : json_null());
 }
 
 static int by_name(const void *x, const void *y)

@@ -7,7 +7,8 @@ stop the container itself (podman ps shows none left); a missing image ends the 
 `error` naming it;
 two jobs wanting an absent image share one pull, which is not charged to their timeout;
 an agent restarted while a container runs removes it; an image job waits while only a
-native agent serves its queue and runs when a podman agent joins.
+native agent serves its queue and runs when a podman agent joins; a container over its
+resources.memory_mb ends `oom`.
 """
 import time
 
@@ -189,8 +190,7 @@ def test_memory_limit_oom(fast_server, podman_agent, busybox_image):
                         "argv": ["-c", "head -c 200m /dev/zero | tail > /dev/null"]},
             "resources": {"memory_mb": 32}, "retry": {"max_attempts": 1}}
     r = fast_server.api().post("/v1/jobs", json=spec)
-    if r.status_code == 400 and r.json()["error"].get("field") == "resources":
-        pytest.skip("the spec has no `resources` yet (they come with the resource limits)")
     assert r.status_code == 201, r.text
     j = wait_job(fast_server, r.json()["id"], timeout=120)
     assert j["state"] == "failed" and j["result"]["reason"] == "oom", j
+    assert "resources.memory_mb (32 MiB)" in j["result"]["error"], j
