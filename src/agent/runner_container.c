@@ -381,8 +381,8 @@ static void on_inspected(void *arg, int status, const char *output)
      * SIGKILL the agent did not send (the client's 128 + 9) is taken as killed for memory. */
     struct spec_resources res;
     spec_resources_get(j->spec, &res);
-    if (!j->oom && res.memory_mb > 0 && j->kill_why == KILL_NONE &&
-        WIFEXITED(j->wait_status) && WEXITSTATUS(j->wait_status) == 128 + SIGKILL)
+    if (!j->oom && res.memory_mb > 0 && j->kill_why == KILL_NONE && WIFEXITED(j->wait_status) &&
+        WEXITSTATUS(j->wait_status) == 128 + SIGKILL)
         j->oom = true;
     /* No container: the engine failed before making it (125: its own error). */
     if (status != 0 && WIFEXITED(j->wait_status) && WEXITSTATUS(j->wait_status) == 125 &&
