@@ -188,7 +188,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
     struct sched_fit fit;
-    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots);
+    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots,
+                   spec_runtimes(spec->json));
     int n = fleet_fit(srv(r)->fleet, &fit);
     http_reply_json(r, 200,
                     json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
@@ -425,7 +426,7 @@ int api_queues_list(struct http_req *r)
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
         struct sched_fit fit;
-        sched_fit_init(&fit, qs[i].name, NULL, 0);
+        sched_fit_init(&fit, qs[i].name, NULL, 0, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
