@@ -308,6 +308,9 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
         return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
     f->queue = v;
     f->service = http_query(r, "service");
+    if ((v = http_query(r, "name")) && (!*v || strlen(v) > 256))
+        return err_field(e, ERR_INVALID, "name", "name must be 1 to 256 bytes of a job's name");
+    f->name = v;
     if ((v = http_query(r, "after")) && !uuid_valid(v))
         return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
     f->after = v;

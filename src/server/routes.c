@@ -14,6 +14,14 @@ const struct route server_routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, false},
     {"GET", "/metrics", api_metrics, 0, 0, false},
 
+    /* The dashboard (dashboard.c) and its sign-in (session.c): a token becomes a session
+       cookie that the API accepts too (router_set_cookie_auth). */
+    {"GET", "/", api_dashboard_page, 0, 0, false},
+    {"GET", "/ui/{file*}", api_dashboard_file, 0, 0, false},
+    {"POST", "/v1/session", api_session_create, 0, 4 * KiB, true},
+    {"GET", "/v1/session", api_session_get, 0, 0, false},
+    {"DELETE", "/v1/session", api_session_delete, 0, 0, false},
+
     /* 10,000 specs (an array's most) of the seed message's 668 bytes are 6.7 MB compact,
        about 11 MB indented: 16 MiB holds them with room, and bounds what parsing one body
        costs the loop (about a quarter of the 64 MiB it was). */

@@ -26,6 +26,7 @@ struct offload;
 struct events;
 struct webhooks;
 struct accept_guard;
+struct sessions;
 
 struct server {
     struct event_base *base;
@@ -35,6 +36,7 @@ struct server {
     struct committer *commit;
     struct waiters *waiters;
     struct auth_cache *auth_cache;
+    struct sessions *sessions; /* the dashboard's sign-ins (session.h) */
     char *data_dir;
     int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
     bool shutting_down;
@@ -128,6 +130,11 @@ int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);
+int api_dashboard_page(struct http_req *r);
+int api_dashboard_file(struct http_req *r);
+int api_session_create(struct http_req *r);
+int api_session_get(struct http_req *r);
+int api_session_delete(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
