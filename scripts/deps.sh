@@ -7,20 +7,34 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               hmmer hmmer-examples infernal) ;;
+               hmmer hmmer-examples infernal chromium) ;;
   bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               hmmer hmmer-examples infernal nginx beanstalkd redis-server python3-celery python3-redis) ;;
+               hmmer hmmer-examples infernal chromium nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
+
+# node and npm for the browser test: Debian's, unless the machine has its own.
+if [ "${1:-build}" != build ] && ! command -v npm >/dev/null; then want+=(nodejs npm); fi
 
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "drover: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "drover: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The browser test's driver (playwright-core, pinned by tests/browser/package-lock.json; it
+# drives Debian's chromium and downloads no browser of its own).
+if [ "${1:-build}" != build ]; then
+  browser_dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$browser_dir/node_modules/playwright-core" ] ||
+     [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
+    echo "drover: npm ci in tests/browser" >&2
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --silent)
+  fi
+fi

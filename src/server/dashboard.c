@@ -13,9 +13,9 @@
 #include "server/server.h"
 #include "server/web_assets.h"
 
-#define DASHBOARD_CSP                                                                          \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "        \
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "              \
+#define DASHBOARD_CSP                                                                              \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "                   \
     "frame-ancestors 'none'"
 
 static const char *content_type(const char *name)
@@ -30,16 +30,14 @@ static const char *content_type(const char *name)
     };
     const char *dot = strrchr(name, '.');
     for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
-        if (!strcmp(dot, types[i].ext))
-            return types[i].type;
+        if (!strcmp(dot, types[i].ext)) return types[i].type;
     return "application/octet-stream";
 }
 
 static const struct web_asset *find_asset(const char *name)
 {
     for (size_t i = 0; i < web_nassets; i++)
-        if (!strcmp(web_assets[i].name, name))
-            return &web_assets[i];
+        if (!strcmp(web_assets[i].name, name)) return &web_assets[i];
     return NULL;
 }
 

@@ -26,8 +26,7 @@ struct sessions {
 static void session_free(void *p)
 {
     struct session *s = p;
-    if (!s)
-        return;
+    if (!s) return;
     OPENSSL_cleanse(s->token, strlen(s->token));
     free(s->token);
     free(s);
@@ -42,8 +41,7 @@ struct sessions *sessions_new(void)
 
 void sessions_free(struct sessions *ss)
 {
-    if (!ss)
-        return;
+    if (!ss) return;
     hmap_release(&ss->by_hash, session_free);
     free(ss);
 }
@@ -57,8 +55,7 @@ static void random_hex(char *out)
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char raw[32];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
-        die("cannot read random bytes for a session");
+    if (RAND_bytes(raw, sizeof(raw)) != 1) die("cannot read random bytes for a session");
     for (size_t i = 0; i < sizeof(raw); i++) {
         out[2 * i] = digits[raw[i] >> 4];
         out[2 * i + 1] = digits[raw[i] & 15];
@@ -138,8 +135,7 @@ bool session_cookie_get(const char *header, const char *name, char *out, size_t 
             size_t vl = len - nl - 1;
             while (vl && (p[nl + 1 + vl - 1] == ' ' || p[nl + 1 + vl - 1] == '\t'))
                 vl--;
-            if (!vl || vl >= n)
-                return false;
+            if (!vl || vl >= n) return false;
             memcpy(out, p + nl + 1, vl);
             out[vl] = '\0';
             return true;
@@ -183,8 +179,7 @@ static int check_csrf(struct evhttp_request *ev, const struct session *s, struct
 {
     int rc = session_check_origin(in_header(ev, "Origin"), in_header(ev, "Sec-Fetch-Site"),
                                   in_header(ev, "Host"), e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const char *csrf = in_header(ev, SESSION_CSRF_HEADER);
     if (!csrf || strlen(csrf) != strlen(s->csrf) ||
         CRYPTO_memcmp(csrf, s->csrf, strlen(s->csrf)) != 0)
@@ -228,8 +223,7 @@ int session_auth(void *app, struct evhttp_request *ev, const char *method, int *
     char id[SESSION_ID_LEN];
     const struct session *s = NULL;
     int rc = find_session(srv, ev, id, &s, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && (rc = check_csrf(ev, s, e)))
         return rc;
     *role = s->role;
@@ -240,8 +234,8 @@ int session_auth(void *app, struct evhttp_request *ev, const char *method, int *
 static void set_cookie(struct http_req *r, const char *id, int max_age_s)
 {
     char v[256];
-    snprintf(v, sizeof(v), SESSION_COOKIE "=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict",
-             id, max_age_s);
+    snprintf(v, sizeof(v), SESSION_COOKIE "=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict", id,
+             max_age_s);
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Set-Cookie", v);
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Cache-Control", "no-store");
 }
@@ -250,8 +244,7 @@ static void set_cookie(struct http_req *r, const char *id, int max_age_s)
 static bool may_call(int role, const char *method, const char *pattern)
 {
     for (size_t i = 0; i < server_nroutes; i++)
-        if (!strcmp(server_routes[i].method, method) &&
-            !strcmp(server_routes[i].pattern, pattern))
+        if (!strcmp(server_routes[i].method, method) && !strcmp(server_routes[i].pattern, pattern))
             return (server_routes[i].roles & (unsigned)role) != 0;
     return false;
 }
@@ -277,7 +270,8 @@ int api_session_create(struct http_req *r)
         http_reply_error(r, ERR_INVALID, NULL, "the body must be a JSON object {\"token\": ...}");
         return HTTP_DONE;
     }
-    json_object_foreach(r->body, key, v) {
+    json_object_foreach(r->body, key, v)
+    {
         if (strcmp(key, "token") != 0) {
             http_reply_error(r, ERR_INVALID, key, "unknown field '%.64s'", key);
             return HTTP_DONE;
@@ -341,10 +335,8 @@ int api_session_delete(struct http_req *r)
     char id[SESSION_ID_LEN];
     const struct session *s = NULL;
     int rc = find_session(srv, r->ev, id, &s, &e);
-    if (rc == ERR_NOTFOUND)
-        rc = err_set(&e, ERR_UNAUTH, "not signed in");
-    if (!rc)
-        rc = check_csrf(r->ev, s, &e);
+    if (rc == ERR_NOTFOUND) rc = err_set(&e, ERR_UNAUTH, "not signed in");
+    if (!rc) rc = check_csrf(r->ev, s, &e);
     if (rc) {
         http_reply_err(r, &e);
         return HTTP_DONE;

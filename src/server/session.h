@@ -32,9 +32,9 @@
 
 struct session {
     char csrf[SESSION_ID_LEN];
-    char *token;     /* the bearer token it was made from */
-    int role;        /* at sign-in; checked again on each call */
-    char name[128];  /* the token's name */
+    char *token;    /* the bearer token it was made from */
+    int role;       /* at sign-in; checked again on each call */
+    char name[128]; /* the token's name */
     int64_t expires_ms;
 };
 
