@@ -14,7 +14,7 @@
 #include "server/web_assets.h"
 
 #define DASHBOARD_CSP                                                                              \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "              \
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "                   \
     "frame-ancestors 'none'"
 
