@@ -537,7 +537,9 @@ function timelineOf(j, live) {
   const open = j.started_at && !(j.attempts || []).some((a) => a.attempt === j.attempt);
   if (open) out.push({at: j.started_at, state: j.state === 'leased' ? 'leased' : 'running',
     text: `attempt ${j.attempt}${j.agent ? ' on ' + j.agent : ''}`});
-  if (TERMINAL.has(j.state) && j.finished_at) out.push({at: j.finished_at, state: j.state, text: 'final'});
+  const lastEnd = (j.attempts || []).length ? j.attempts[j.attempts.length - 1].finished_at : null;
+  if (TERMINAL.has(j.state) && j.finished_at && j.finished_at !== lastEnd)
+    out.push({at: j.finished_at, state: j.state, text: ''});
   const seen = new Set(out.map((t) => t.at + t.state));
   for (const ev of live) {
     if (seen.has(ev.at + ev.state)) continue;

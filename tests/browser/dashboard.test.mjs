@@ -138,6 +138,22 @@ describe('dashboard', () => {
       const rows = [...document.querySelectorAll('#jobs-body tr')];
       return rows.length === 1 && rows[0].dataset.id === id;
     }, b);
+    /* Paging: 50 jobs a page, older and newer pages by the API's cursor. */
+    const many = await api('POST', '/v1/jobs', Array.from({length: 55}, (_, i) =>
+      ({name: `page-${i}`, queue: 'paging', command: {shell: 'true'}})));
+    assert.equal(many.status, 201);
+    const ids = many.body.jobs.map((j) => j.id).reverse(); /* newest first */
+    await page.goto(URL_ + '/#/jobs?queue=paging');
+    await page.waitForFunction((n) => document.querySelectorAll('#jobs-body tr').length === n, 50);
+    assert.equal(await page.getAttribute('#jobs-body tr:first-child', 'data-id'), ids[0]);
+    await page.click('a.page:text("Older ›")');
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#jobs-body tr');
+      return rows.length === 5 && rows[0].dataset.id === id;
+    }, ids[50]);
+    assert.equal(await page.locator('a.page:text("Older ›")').count(), 0);
+    await page.click('a.page:text("‹ Newer")');
+    await page.waitForFunction((id) => document.querySelector('#jobs-body tr').dataset.id === id, ids[0]);
     await page.goto(URL_ + '/#/jobs?queue=nosuchqueue');
     await page.waitForFunction(() => document.getElementById('jobs-status').textContent === 'No jobs match.');
     await page.goto(URL_ + '/#/jobs');
