@@ -4,16 +4,19 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3)
+      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3
+      libsystemd-dev)
+test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
+           hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh chromium)
 case "${1:-build}" in
-  test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               hmmer hmmer-examples infernal chromium) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli
-               hmmer hmmer-examples infernal chromium nginx beanstalkd redis-server python3-celery python3-redis) ;;
+  test)  want+=("${test_pkgs[@]}") ;;
+  bench) want+=("${test_pkgs[@]}" nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
 
-# node and npm for the browser test: Debian's, unless the machine has its own.
-if [ "${1:-build}" != build ] && ! command -v npm >/dev/null; then want+=(nodejs npm); fi
+# node and npm run the tests' npm tools (tests/tools): Debian's, unless some are installed.
+if [ "${1:-build}" != build ] && ! { command -v node && command -v npm; } >/dev/null; then
+  want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do
@@ -28,6 +31,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The npm packages the tests run (an OpenAPI validator), as package-lock.json pins them.
+if [ "${1:-build}" != build ]; then
+  tools="$(dirname "$0")/../tests/tools"
+  if [ ! -d "$tools/node_modules" ] || [ "$tools/package-lock.json" -nt "$tools/node_modules" ]; then
+    (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
 # The browser test's driver (playwright-core, pinned by tests/browser/package-lock.json; it
 # drives Debian's chromium and downloads no browser of its own).
 if [ "${1:-build}" != build ]; then
@@ -35,6 +46,6 @@ if [ "${1:-build}" != build ]; then
   if [ ! -d "$browser_dir/node_modules/playwright-core" ] ||
      [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
     echo "drover: npm ci in tests/browser" >&2
-    (cd "$browser_dir" && npm ci --no-audit --no-fund --silent)
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

@@ -33,8 +33,10 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/client.h"
 #include "job/spec.h"
 
 static const char usage_text[] =
@@ -43,7 +45,9 @@ static const char usage_text[] =
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--cache-dir DIR] [--cache-size SIZE]\n"
+    "                    [--limits auto|cgroup|rlimit|none]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
+    "                    [--ca-file FILE]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
@@ -77,11 +81,21 @@ static const char usage_text[] =
     "                      (default WORK_DIR/cache; one agent per folder)\n"
     "  --cache-size SIZE   its bound, e.g. 10G, 512M (default 10G); least recently used\n"
     "                      objects no running job uses are removed to keep it; 0: no cache\n"
+    "  --ca-file FILE      CA certificates (PEM) that an https:// server's certificate may be\n"
+    "                      signed by, beside the system's (default $DROVER_CA_FILE)\n"
+    "  --limits M          how jobs' resources (memory_mb, cpus, pids) are enforced: auto\n"
+    "                      (default: cgroup v2 if delegated, else cgroup v1, else rlimits),\n"
+    "                      cgroup (a cgroup or refuse to start), rlimit (memory only), none\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
     "                      running anything (started, then finished with exit code 0);\n"
-    "                      nothing is spooled\n";
+    "                      nothing is spooled\n"
+    "\n"
+    "examples:\n"
+    "  drover agent --server https://coordinator:7443 --token-file /etc/drover/agent.token \\\n"
+    "               --ca-file /etc/drover/ca.pem --queues default,bio --slots 8\n"
+    "  drover agent --labels db=rfam,gpu=1 --listen 127.0.0.1:7071  # /metrics there\n";
 
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -253,6 +267,8 @@ enum {
     OPT_STALL_TIMEOUT,
     OPT_CACHE_DIR,
     OPT_CACHE_SIZE,
+    OPT_CA_FILE,
+    OPT_LIMITS,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -279,6 +295,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"limits", required_argument, NULL, OPT_LIMITS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -292,6 +310,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     int c;
     long n;
     char *end;
+    const char *ca_file = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -405,8 +424,19 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                                    "or T (0: no cache), not '%s'",
                                    optarg);
             break;
+        case OPT_LIMITS:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cgroup") && strcmp(optarg, "rlimit") &&
+                strcmp(optarg, "none"))
+                return usage_error("--limits must be auto, cgroup, rlimit or none, not '%s'",
+                                   optarg);
+            free(o->limits_mode);
+            o->limits_mode = xstrdup(optarg);
+            break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
+            break;
+        case OPT_CA_FILE:
+            ca_file = optarg;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -418,6 +448,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    struct err ce = ERR_INIT;
+    if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
     if (o->token_file) {
         struct err e = ERR_INIT;
@@ -438,6 +470,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         return usage_error("no token: give --token-file FILE or set DROVER_TOKEN (an agent "
                            "token, made with `drover token create --role agent --name NAME`)");
     if (!o->name) o->name = default_name();
+    if (!o->limits_mode) o->limits_mode = xstrdup("auto");
     if (!o->work_dir) {
         char *data = config_default_data_dir();
         o->work_dir = xasprintf("%s/agent", data);
@@ -455,6 +488,7 @@ static void opts_release(struct agent_opts *o)
     free(o->work_dir);
     free(o->listen);
     free(o->cache_dir);
+    free(o->limits_mode);
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
@@ -523,6 +557,9 @@ void agent_drain(struct agent *a, bool by_signal)
         a->announce_drain = true;
         proto_kick(a);
     }
+    if (!a->draining)
+        sdnotify_stopping("draining: %zu running job(s) finish, then the agent leaves",
+                          jobs_running(a));
     a->draining = true;
     if (by_signal && !a->drain_signal) {
         a->drain_signal = true;
@@ -760,6 +797,16 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
+    /* after setup (the instance names the agent's cgroups), before the recovery (which
+     * finds the jobs whose groups limits_init removes) */
+    if (limits_init(&a.limits, a.o.limits_mode, a.instance, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    char *how = limits_describe(&a.limits);
+    log_info("%s", how);
+    free(how);
     if (jobs_recover(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
@@ -789,6 +836,7 @@ out:
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
     spool_close(&a.spool);
+    limits_release(&a.limits);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);
     http_client_release(&a.http);

@@ -10,6 +10,7 @@
  *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap,
  *                    and the sweep of what a job left outside its process group
  *   proc.c           the process tree, read from /proc (proc.h)
+ *   limits.c         resource limits: cgroups v2 or v1, else rlimits (limits.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
  *                    uploaded after it (stage.h)
  *   cache.c          the input cache: content-addressed, size-bounded (cache.h)
@@ -33,6 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/limits.h"
 #include "agent/progress.h"
 #include "agent/spool.h"
 #include "agent/stage.h"
@@ -124,6 +126,7 @@ struct agent_job {
     const char *stdin_data; /* borrowed from spec */
     size_t stdin_len, stdin_off;
     struct event *linger_timer; /* closes the pipes if they outlive the process */
+    struct limits_job limits;   /* its cgroups and rlimits (limits.h), when it asks for any */
 
     /* policy (jobs.c) */
     enum kill_why kill_why;
@@ -163,6 +166,7 @@ struct agent_opts {
     double stall_timeout_s; /* a transfer moving nothing this long fails */
     char *cache_dir;        /* --cache-dir (default WORK_DIR/cache) */
     uint64_t cache_size;    /* --cache-size in bytes; 0: no cache */
+    char *limits_mode;      /* --limits: auto, cgroup, rlimit, none */
 };
 
 struct agent_metrics {
@@ -231,6 +235,8 @@ struct agent {
     /* processes left behind by jobs (runner_native.c) */
     struct event *sweep_timer; /* looks again after a sweep killed some */
     int sweep_again;           /* looks in a row that found some */
+
+    struct limits limits; /* how resource limits are enforced (limits.h) */
 
     struct agent_metrics m;
     struct status_server *status;

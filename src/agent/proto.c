@@ -25,6 +25,7 @@
 #include "agent/cache.h"
 #include "agent/utf8.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 
@@ -119,15 +120,22 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
             return;
         }
         backoff_next(&a->register_backoff_ms);
-        if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS)
+        if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS) {
             log_warn("cannot register%s%s: %s (retrying)", status ? " with " : "",
                      status ? a->http.base_url : "", e->msg);
-        else
+            sdnotify_status("cannot register with %s: %s (retrying)", a->http.base_url, e->msg);
+        } else
             log_debug("cannot register: %s", e->msg);
         timer_arm(a->register_timer, a->register_backoff_ms);
         return;
     }
     snprintf(a->id, sizeof(a->id), "%s", id);
+    /* systemd (Type=notify) counts the agent as started once it is registered, the first time */
+    if (!a->ever_registered)
+        sdnotify_ready("registered with %s as %s, %d slot(s)", a->http.base_url, a->o.name,
+                       a->o.slots);
+    else if (!a->draining)
+        sdnotify_status("registered again with %s as %s", a->http.base_url, a->o.name);
     a->heartbeat_s = int_field(resp, "heartbeat_s", PROTO_HEARTBEAT_S_DEFAULT, 1, 3600);
     a->lost_after_s = int_field(resp, "lost_after_s", PROTO_LOST_AFTER_S_DEFAULT, 1, 86400);
     a->registered = a->ever_registered = true;
@@ -161,9 +169,10 @@ void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s}", "name", a->o.name, "labels",
-                             a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
-                             DROVER_VERSION, "running", held_leases(a), "instance", a->instance);
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o}", "name", a->o.name,
+                             "labels", a->o.labels, "queues", a->o.queues, "slots", a->o.slots,
+                             "version", DROVER_VERSION, "running", held_leases(a), "instance",
+                             a->instance, "limits", limits_json(&a->limits));
     add_cached(a, body, true);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
@@ -186,6 +195,7 @@ static void registration_lost(struct agent *a, long status, const char *what)
                            : "it marked this agent lost or left, or gave its name to another "
                              "agent process");
     a->registered = false;
+    sdnotify_status("the server answered %ld to %s; registering again", status, what);
     proto_register(a);
 }
 

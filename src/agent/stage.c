@@ -896,6 +896,7 @@ static void start_transfer(struct stage *st, struct stage_item *it, const char *
     if (!easy) die("cannot initialise libcurl");
     bool put = it->kind == IT_PUT;
     curl_easy_setopt(easy, CURLOPT_URL, url);
+    http_easy_tls(easy); /* --ca-file: presigned URLs of a drover server with its own CA */
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st->errbuf);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "drover-agent/" DROVER_VERSION);
@@ -1217,6 +1218,7 @@ static void start_head(struct stage *st, struct stage_item *it)
     CURL *easy = curl_easy_init();
     if (!easy) die("cannot initialise libcurl");
     curl_easy_setopt(easy, CURLOPT_URL, it->head_url);
+    http_easy_tls(easy);
     curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st->errbuf);

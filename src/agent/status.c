@@ -137,12 +137,12 @@ static void on_status(struct evhttp_request *req, void *arg)
     char since[32];
     time_format_rfc3339(a->started_ms, since, sizeof(since));
     reply_json(req, 200,
-               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o}", "name",
+               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o, s:o}", "name",
                          a->o.name, "id", a->registered ? json_string(a->id) : json_null(),
                          "server", a->http.base_url, "state", agent_state(a), "slots", a->o.slots,
                          "free_slots", agent_free_slots(a), "queues", a->o.queues, "labels",
-                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs",
-                         jobs));
+                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs", jobs,
+                         "limits", limits_json(&a->limits)));
 }
 
 static void on_other(struct evhttp_request *req, void *arg)

@@ -63,6 +63,7 @@ enum proto_reason {
     PROTO_REASON_TIMEOUT,   /* "timeout": killed after timeout_s (or past the server's deadline) */
     PROTO_REASON_CANCELLED, /* "cancelled": killed on request */
     PROTO_REASON_ERROR,     /* "error": staging or start failed, or the agent stopped or left */
+    PROTO_REASON_OOM,       /* "oom": killed for memory (over resources.memory_mb) */
     PROTO_REASON_LOST,      /* "lost": the agent stopped answering or never got the lease;
                                written by the server only */
 };

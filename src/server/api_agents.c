@@ -183,7 +183,7 @@ static void register_done(void *arg, int rc, const struct err *e)
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
     static const char *const known[] = {"name",    "labels",   "queues", "slots", "version",
-                                        "running", "instance", "cached", NULL};
+                                        "running", "instance", "cached", "limits", NULL};
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -239,7 +239,26 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
         return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,%d}",
                          PROTO_INSTANCE_MAX);
 
+    /* how it enforces resource limits (limits.h of the agent): short names, shown as they are */
+    json_t *limits = json_object_get(b, "limits");
+    if (limits && !json_is_null(limits)) {
+        const char *k;
+        json_t *v;
+        bool ok = json_is_object(limits) && json_object_size(limits) <= 16;
+        json_object_foreach(limits, k, v)
+        {
+            if (ok && !(name_ok(k, 32) && json_is_string(v) && name_ok(json_string_value(v), 32)))
+                ok = false;
+        }
+        if (!ok)
+            return err_field(
+                e, ERR_INVALID, "limits",
+                "limits must be an object of at most 16 names of [A-Za-z0-9._-]{1,32}, "
+                "each with such a name as its value");
+    }
+
     agent_rec_init(a);
+    a->limits = json_is_object(limits) ? json_deep_copy(limits) : NULL;
     uuid7_new(a->id);
     a->name = xstrdup(json_string_value(name));
     a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
@@ -421,7 +440,7 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
         if (!proto_reason_from_agent(reason))
             return err_field(e, ERR_INVALID, f,
                              "%s.reason must be one of exit, signal, timeout, "
-                             "cancelled, error",
+                             "cancelled, error, oom",
                              f);
         /* exit codes and signals as a process has them; reason exit / signal needs its own */
         if (int_in(it, f, "exit_code", 0, PROTO_EXIT_CODE_MAX, reason == PROTO_REASON_EXIT, e) ||

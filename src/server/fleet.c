@@ -19,6 +19,7 @@
 #include "common/xalloc.h"
 #include "job/protocol.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -169,6 +170,9 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     free(a->rec.instance);
     a->rec.owner = rec->owner;
     a->rec.instance = rec->instance;
+    json_decref(a->rec.limits);
+    a->rec.limits = rec->limits;
+    rec->limits = NULL;
     rec->labels = rec->queues = NULL;
     rec->version = rec->owner = rec->instance = NULL;
     a->rec.slots = rec->slots;
@@ -506,6 +510,7 @@ struct lease_op {
     bool *leased;
     int64_t *deadline;
     int64_t grace_ms;
+    int64_t t0_ns; /* when its jobs were taken off the ready queue (metrics) */
 };
 
 static void lease_op_free(struct lease_op *op)
@@ -553,6 +558,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
         memset(op->leased, 0, op->n * sizeof(*op->leased));
     }
     json_t *leases = json_array();
+    int64_t now_ms = time_now_ms();
+    if (!rc) metrics_lease(f->s->metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
     for (size_t i = 0; i < op->n; i++) {
         struct sched_job *sj = op->taken[i];
         if (!op->leased[i]) {
@@ -574,6 +581,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
         log_debug("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
+        int64_t ready = j->run_after > j->created_at ? j->run_after : j->created_at;
+        metrics_queue_wait(f->s->metrics, j->queue, (double)(now_ms - ready) / 1000.0);
         json_array_append_new(leases,
                               json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt", j->attempt,
                                         "spec", j->spec, "deadline", job_time_json(l->deadline)));
@@ -648,6 +657,7 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     op->jobs = xcalloc(n, sizeof(*op->jobs));
     op->leased = xcalloc(n, sizeof(*op->leased));
     op->deadline = xcalloc(n, sizeof(*op->deadline));
+    op->t0_ns = time_mono_ns();
     a->leasing = true;
     commit_submit(f->s->commit, lease_write, lease_done, op);
     return true;
@@ -733,6 +743,10 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         if (j->run_after <= time_now_ms()) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->s->sched, j->id);
+        metrics_job_finished(f->s->metrics, j->queue, job_state_name(j->state),
+                             j->started_at && j->finished_at >= j->started_at
+                                 ? (double)(j->finished_at - j->started_at) / 1000.0
+                                 : -1);
         waiters_wake(f->s->waiters, j);
     }
     logs_notify(f->s->logs, j->id); /* ended, or on to another attempt */
@@ -832,13 +846,14 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i}", "id", a->rec.id,
-                     "name", a->rec.name, "labels", a->rec.labels, "queues", a->rec.queues, "slots",
-                     a->rec.slots, "free_slots", a->free_slots < 0 ? 0 : a->free_slots, "state",
-                     agent_state_name(a->rec.state), "last_seen", job_time_json(a->rec.last_seen),
-                     "registered_at", job_time_json(a->rec.registered_at), "version",
-                     a->rec.version ? json_string(a->rec.version) : json_null(), "running",
-                     a->held);
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
+                     a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
+                     a->rec.queues, "slots", a->rec.slots, "free_slots",
+                     a->free_slots < 0 ? 0 : a->free_slots, "state", agent_state_name(a->rec.state),
+                     "last_seen", job_time_json(a->rec.last_seen), "registered_at",
+                     job_time_json(a->rec.registered_at), "version",
+                     a->rec.version ? json_string(a->rec.version) : json_null(), "running", a->held,
+                     "limits", a->rec.limits ? a->rec.limits : json_null());
 }
 
 static int by_name(const void *x, const void *y)

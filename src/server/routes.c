@@ -13,6 +13,9 @@
 const struct route server_routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, false},
     {"GET", "/metrics", api_metrics, 0, 0, false},
+    {"GET", "/v1/status", api_status, ANY_CLIENT | ROLE_AGENT, 0, false},
+    /* docs/openapi.json: every route of this table, and nothing else (tests/e2e/test_openapi.py) */
+    {"GET", "/v1/openapi.json", api_openapi, 0, 0, false},
 
     /* The dashboard (dashboard.c) and its sign-in (session.c): a token becomes a session
        cookie that the API accepts too (router_set_cookie_auth). */

@@ -134,7 +134,9 @@ static void test_defaults(void **state)
                         " \"priority\": 0, \"requires\": {}, \"slots\": 1, \"delay_s\": 0,"
                         " \"timeout_s\": null,"
                         " \"retry\": {\"max_attempts\": 3, \"backoff_s\": 1,"
-                        "             \"max_backoff_s\": 300},"
+                        "             \"max_backoff_s\": 300, \"on\": null},"
+                        " \"resources\": {\"memory_mb\": null, \"cpus\": null,"
+                        "                 \"pids\": null},"
                         " \"key\": null, \"labels\": {}, \"notify_url\": null, \"notify\": \"end\","
                         " \"test\": false,"
                         " \"command\": {\"program\": \"true\", \"shell\": null, \"image\": null,"
@@ -164,6 +166,50 @@ static void test_defaults(void **state)
     assert_null(s.json);
     assert_null(s.queue);
     spec_release(&s); /* twice is harmless */
+}
+
+/* resources and retry.on: every key filled in, the values kept as given. */
+static void test_resources_and_retry_on(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": {\"memory_mb\": 64.0,"
+             " \"cpus\": 0.5}, \"retry\": {\"max_attempts\": 5,"
+             " \"on\": {\"exit_codes\": [3, 4.0], \"timeout\": 2}}}",
+             &s);
+    json_t *want = load("{\"memory_mb\": 64, \"cpus\": 0.5, \"pids\": null}");
+    assert_true(json_equal(json_object_get(s.json, "resources"), want));
+    json_decref(want);
+    want = load("{\"exit_codes\": [3, 4], \"signal\": 0, \"timeout\": 2, \"lost\": 2,"
+                " \"oom\": 0, \"error\": 0}");
+    assert_true(json_equal(json_object_get(json_object_get(s.json, "retry"), "on"), want));
+    json_decref(want);
+    struct spec_resources r;
+    spec_resources_get(s.json, &r);
+    assert_int_equal(r.memory_mb, 64);
+    assert_true(r.cpus == 0.5);
+    assert_int_equal(r.pids, 0);
+    assert_true(spec_resources_any(&r));
+    spec_release(&s);
+
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": {\"pids\": 32},"
+             " \"retry\": {\"on\": {}}}",
+             &s);
+    spec_resources_get(s.json, &r);
+    assert_int_equal(r.pids, 32);
+    assert_int_equal(r.memory_mb, 0);
+    assert_true(r.cpus == 0);
+    /* an empty retry.on retries nothing but a lost agent (twice): every other budget 0 */
+    json_t *want_on = load("{\"exit_codes\": [], \"signal\": 0, \"timeout\": 0, \"lost\": 2,"
+                           " \"oom\": 0, \"error\": 0}");
+    assert_true(json_equal(json_object_get(json_object_get(s.json, "retry"), "on"), want_on));
+    json_decref(want_on);
+    spec_release(&s);
+
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": null}", &s);
+    spec_resources_get(s.json, &r);
+    assert_false(spec_resources_any(&r));
+    spec_release(&s);
 }
 
 static void test_nulls_are_absent(void **state)
@@ -371,6 +417,34 @@ static const struct {
     {"{\"retry\": {\"backoff_s\": 10, \"max_backoff_s\": 5}, \"test\": true}",
      "retry.max_backoff_s"},
     {"{\"retry\": {\"attempts\": 2}, \"test\": true}", "retry.attempts"},
+    {"{\"retry\": {\"on\": 3}, \"test\": true}", "retry.on"},
+    {"{\"retry\": {\"on\": [\"timeout\"]}, \"test\": true}", "retry.on"},
+    {"{\"retry\": {\"on\": {\"timeouts\": 1}}, \"test\": true}", "retry.on.timeouts"},
+    {"{\"retry\": {\"on\": {\"exit\": 1}}, \"test\": true}", "retry.on.exit"},
+    {"{\"retry\": {\"on\": {\"timeout\": -1}}, \"test\": true}", "retry.on.timeout"},
+    {"{\"retry\": {\"on\": {\"lost\": 101}}, \"test\": true}", "retry.on.lost"},
+    {"{\"retry\": {\"on\": {\"oom\": 1.5}}, \"test\": true}", "retry.on.oom"},
+    {"{\"retry\": {\"on\": {\"error\": \"2\"}}, \"test\": true}", "retry.on.error"},
+    {"{\"retry\": {\"on\": {\"signal\": true}}, \"test\": true}", "retry.on.signal"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": 3}}, \"test\": true}", "retry.on.exit_codes"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [3, 0]}}, \"test\": true}", "retry.on.exit_codes[1]"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [256]}}, \"test\": true}", "retry.on.exit_codes[0]"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [\"3\"]}}, \"test\": true}", "retry.on.exit_codes[0]"},
+    {"{\"resources\": 512, \"test\": true}", "resources"},
+    {"{\"resources\": {\"memory\": 512}, \"test\": true}", "resources.memory"},
+    {"{\"resources\": {\"memory_mb\": 0}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 3}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 4194305}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 64.5}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": \"64\"}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"cpus\": 0}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": 0.001}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": 1025}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": \"2\"}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"pids\": 0}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": -5}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": 4194305}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": 2.5}, \"test\": true}", "resources.pids"},
     {"{\"key\": \"\", \"test\": true}", "key"},
     {"{\"labels\": [], \"test\": true}", "labels"},
     {"{\"labels\": {\"a b\": \"x\"}, \"test\": true}", "labels.a b"},
@@ -544,6 +618,17 @@ static void test_messages(void **state)
          " \"value\": \"s3://b1/x\", \"sha256\": \"x\"}]}}",
          "command.arguments[0].sha256 must be the SHA-256 of the input's content, 64 hex digits"},
         {"[1]", "the job spec must be a json object"},
+        {"{\"test\": true, \"resources\": {\"memory_mb\": 0}}",
+         "resources.memory_mb must be an integer between 4 and 4194304"},
+        {"{\"test\": true, \"resources\": {\"cpus\": 0}}",
+         "resources.cpus must be a number of at least 0.01 and at most 1024, or null"},
+        {"{\"test\": true, \"resources\": {\"mem\": 1}}",
+         "unknown field 'resources.mem' (expected one of: memory_mb, cpus, pids)"},
+        {"{\"test\": true, \"retry\": {\"on\": {\"exit_codes\": [0]}}}",
+         "retry.on.exit_codes[0] must be an integer between 1 and 255"},
+        {"{\"test\": true, \"retry\": {\"on\": {\"tiemout\": 1}}}",
+         "unknown field 'retry.on.tiemout' (expected one of: exit_codes, signal, timeout, lost, "
+         "oom, error)"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         json_t *in = load(cases[i].spec);
@@ -751,6 +836,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_spec),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_resources_and_retry_on),
         cmocka_unit_test(test_nulls_are_absent),
         cmocka_unit_test(test_argv_shorthand),
         cmocka_unit_test(test_number_parameters),
