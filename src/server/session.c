@@ -231,11 +231,13 @@ int session_auth(void *app, struct evhttp_request *ev, const char *method, int *
     return 0;
 }
 
+/* The session cookie; Secure when the server speaks HTTPS (--tls-cert), so that it never goes
+   out in clear text. */
 static void set_cookie(struct http_req *r, const char *id, int max_age_s)
 {
     char v[256];
-    snprintf(v, sizeof(v), SESSION_COOKIE "=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict", id,
-             max_age_s);
+    snprintf(v, sizeof(v), SESSION_COOKIE "=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s",
+             id, max_age_s, srv_of(r)->tls ? "; Secure" : "");
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Set-Cookie", v);
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Cache-Control", "no-store");
 }

@@ -8,6 +8,7 @@ import re
 import requests
 
 from conftest import ROOT
+from test_tls import pki, tls_env, tls_server  # noqa: F401 (fixtures)
 
 WEB = os.path.join(ROOT, "web")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -65,6 +66,7 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(server):
     flags = [a.strip() for a in attrs.split(";")]
     assert "HttpOnly" in flags and "SameSite=Strict" in flags and "Path=/" in flags
     assert "Max-Age=43200" in flags
+    assert "Secure" not in flags  # plain HTTP (below: HTTPS)
     body = r.json()
     assert body["role"] == "admin" and body["name"] == "admin"
     assert HEX64.match(body["csrf"]) and body["csrf"] != value
@@ -201,3 +203,18 @@ def test_jobs_search_by_name(server):
     for bad in ("", "x" * 257):
         r = api.get("/v1/jobs", params={"name": bad})
         assert r.status_code == 400 and r.json()["error"]["field"] == "name", bad
+
+
+def test_the_cookie_is_secure_over_https(tls_server):
+    s, r = sign_in(tls_server)
+    assert r.status_code == 201, r.text
+    flags = [a.strip() for a in r.headers["Set-Cookie"].split(";")]
+    assert "Secure" in flags and "HttpOnly" in flags and "SameSite=Strict" in flags
+    csrf = r.json()["csrf"]
+    spec = {"queue": "q", "command": {"shell": "true"}}
+    r = s.post(tls_server.url + "/v1/jobs", json=spec,
+               headers={"X-CSRF-Token": csrf, "Origin": tls_server.url})
+    assert r.status_code == 201, r.text
+    r = s.post(tls_server.url + "/v1/jobs", json=spec,
+               headers={"X-CSRF-Token": csrf, "Origin": "https://localhost:1"})
+    assert r.status_code == 403
