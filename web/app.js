@@ -490,12 +490,16 @@ function jobView(id) {
     } else {
       result.append(h('p', {class: 'muted'}, 'No result yet.'));
     }
+    const prevSpec = body.querySelector('details.spec');
+    const specOpen = !!(prevSpec && prevSpec.open); /* kept open across live refreshes */
     clear(body).append(
       h('div', {class: 'grid2'},
         h('div', {}, h('h2', {}, 'Details'), h('div', {class: 'card'}, details),
           h('h2', {}, 'Progress'), progress),
         h('div', {}, h('h2', {}, 'Timeline'), h('div', {class: 'card'}, timeline),
           h('h2', {}, 'Result'), result)),
+      h('details', {class: 'card spec', open: specOpen}, h('summary', {}, 'Spec (as stored, normalised)'),
+        h('pre', {class: 'log', id: 'job-spec'}, JSON.stringify(j.spec, null, 2))),
       h('h2', {}, 'Attempts'),
       h('div', {class: 'scroll'}, h('table', {id: 'attempts'}, h('thead', {}, h('tr', {},
         ['attempt', 'agent', 'started', 'finished', 'reason', 'exit', 'error'].map((c) => h('th', {}, c)))), attempts)));

@@ -168,6 +168,8 @@ describe('dashboard', () => {
     const early = await page.textContent('#log');
     assert.ok(!early.includes('line-6'), 'the log was read while the job ran');
     assert.notEqual(await jobState(id), 'succeeded');
+    await page.click('details.spec summary');
+    assert.match(await page.textContent('#job-spec'), /echo line-\$i/);
     await page.waitForSelector('#job-progress [role=progressbar]:not([aria-valuenow="0"])');
     await shot('job-running');
     await page.waitForFunction(() => document.getElementById('log').textContent.includes('line-6'), null, {timeout: 10000});
@@ -180,6 +182,8 @@ describe('dashboard', () => {
     assert.match(timeline, /attempt 1/);
     assert.match(timeline, /succeeded/);
     assert.equal(await page.getAttribute('#job-progress [role=progressbar]', 'aria-valuenow'), '100');
+    assert.equal(await page.evaluate(() => document.querySelector('details.spec').open), true,
+      'the spec stays open while the page follows the job');
   });
 
   it('links a job\u2019s outputs with presigned download URLs', async () => {
