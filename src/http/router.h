@@ -119,9 +119,9 @@ void router_set_cookie_auth(struct router *rt, http_cookie_auth_fn fn);
 void router_set_uploads(struct router *rt, struct uploads *u);
 /*
  * Checks the request's bearer token (or, without one, the cookie_auth
- * credential) against roles, for handlers of routes
- * that need no token but may take one (roles 0 in the table): 0, ERR_UNAUTH
- * or ERR_DENIED. Fills r->role and r->token_name.
+ * credential) against roles; the router calls it for routes that need a
+ * token, handlers for routes that need none but may take one (roles 0 in
+ * the table): 0, ERR_UNAUTH or ERR_DENIED. Fills r->role and r->token_name.
  */
 int http_authenticate(struct http_req *r, unsigned roles, struct err *e);
 

@@ -63,17 +63,32 @@ static void random_hex(char *out)
     out[64] = '\0';
 }
 
-static void forget_expired(struct sessions *ss, int64_t now_ms)
+/*
+ * Forgets the expired sessions and, when `name` already has SESSIONS_PER_TOKEN,
+ * its oldest ones, so that one token signing in again and again cannot fill
+ * the table for everyone.
+ */
+static void forget_old(struct sessions *ss, const char *name, int64_t now_ms)
 {
     /* Collected first: the map may not change while it is walked. */
     char **dead = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0, mine = 0;
+    const char *oldest = NULL;
+    int64_t oldest_ms = INT64_MAX;
     for (struct hmap_entry *it = hmap_first(&ss->by_hash); it; it = hmap_next(&ss->by_hash, it)) {
         const struct session *s = it->value;
         if (s->expires_ms <= now_ms) {
-            dead = xrealloc(dead, (n + 1) * sizeof(*dead));
+            if (n == cap) dead = xrealloc(dead, (cap = cap ? 2 * cap : 16) * sizeof(*dead));
             dead[n++] = xstrdup(it->key);
+        } else if (!strcmp(s->name, name)) {
+            mine++;
+            if (s->expires_ms < oldest_ms) oldest_ms = s->expires_ms, oldest = it->key;
         }
+    }
+    if (mine >= SESSIONS_PER_TOKEN && oldest) {
+        char *key = xstrdup(oldest); /* the map frees its own copy */
+        session_free(hmap_del(&ss->by_hash, key));
+        free(key);
     }
     for (size_t i = 0; i < n; i++) {
         session_free(hmap_del(&ss->by_hash, dead[i]));
@@ -85,7 +100,7 @@ static void forget_expired(struct sessions *ss, int64_t now_ms)
 const struct session *sessions_create(struct sessions *ss, const char *token, int role,
                                       const char *name, int64_t now_ms, char *id, struct err *e)
 {
-    forget_expired(ss, now_ms);
+    forget_old(ss, name, now_ms);
     if (ss->by_hash.count >= SESSIONS_MAX) {
         err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", SESSIONS_MAX);
         return NULL;

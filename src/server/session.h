@@ -28,6 +28,7 @@
 #define SESSION_CSRF_HEADER "X-CSRF-Token"
 #define SESSION_TTL_S (12 * 3600) /* a session lasts this long from its sign-in */
 #define SESSIONS_MAX 10000        /* sessions at a time; a sign-in beyond is 503 */
+#define SESSIONS_PER_TOKEN 64     /* a token's sign-in beyond this ends its oldest session */
 #define SESSION_ID_LEN 65         /* 64 hex digits and '\0'; the CSRF token's too */
 
 struct session {
@@ -48,7 +49,8 @@ size_t sessions_count(const struct sessions *ss);
  * Makes a session for token (copied) at now_ms: writes its id into id (at
  * least SESSION_ID_LEN bytes) and returns it (owned by ss), or NULL with
  * ERR_UNAVAILABLE in e when SESSIONS_MAX sessions are alive. Expired
- * sessions are forgotten first.
+ * sessions are forgotten first, and the oldest session of a token (by
+ * name) that has SESSIONS_PER_TOKEN.
  */
 const struct session *sessions_create(struct sessions *ss, const char *token, int role,
                                       const char *name, int64_t now_ms, char *id, struct err *e);

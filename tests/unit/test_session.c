@@ -102,8 +102,12 @@ static void test_sessions_cap(void **state)
     struct sessions *ss = sessions_new();
     struct err e = ERR_INIT;
     char id[SESSION_ID_LEN];
-    for (int i = 0; i < SESSIONS_MAX; i++)
-        assert_non_null(sessions_create(ss, "t", ROLE_ADMIN, "a", 0, id, &e));
+    char name[32];
+    for (int i = 0; i < SESSIONS_MAX; i++) {
+        snprintf(name, sizeof(name), "token-%d", i % (SESSIONS_MAX / SESSIONS_PER_TOKEN + 1));
+        assert_non_null(sessions_create(ss, "t", ROLE_ADMIN, name, 0, id, &e));
+    }
+    assert_int_equal(sessions_count(ss), SESSIONS_MAX);
     assert_null(sessions_create(ss, "t", ROLE_ADMIN, "a", 1, id, &e));
     assert_int_equal(e.code, ERR_UNAVAILABLE);
     /* Once they have expired, a sign-in forgets them and succeeds. */
@@ -113,13 +117,33 @@ static void test_sessions_cap(void **state)
     sessions_free(ss);
 }
 
+static void test_sessions_per_token(void **state)
+{
+    struct sessions *ss = sessions_new();
+    struct err e = ERR_INIT;
+    char first[SESSION_ID_LEN], second[SESSION_ID_LEN], id[SESSION_ID_LEN], other[SESSION_ID_LEN];
+    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 0, first, &e));
+    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 1, second, &e));
+    assert_non_null(sessions_create(ss, "u", ROLE_CLIENT, "bob", 1, other, &e));
+    for (int i = 2; i < SESSIONS_PER_TOKEN; i++)
+        assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", i, id, &e));
+    assert_int_equal(sessions_count(ss), SESSIONS_PER_TOKEN + 1);
+    assert_non_null(sessions_find(ss, first, 100));
+    /* One more of alice's: her oldest ends, bob's stays. */
+    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 100, id, &e));
+    assert_int_equal(sessions_count(ss), SESSIONS_PER_TOKEN + 1);
+    assert_null(sessions_find(ss, first, 100));
+    assert_non_null(sessions_find(ss, second, 100));
+    assert_non_null(sessions_find(ss, other, 100));
+    sessions_free(ss);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cookie_get),
-        cmocka_unit_test(test_check_origin),
-        cmocka_unit_test(test_sessions),
-        cmocka_unit_test(test_sessions_cap),
+        cmocka_unit_test(test_cookie_get),         cmocka_unit_test(test_check_origin),
+        cmocka_unit_test(test_sessions),           cmocka_unit_test(test_sessions_cap),
+        cmocka_unit_test(test_sessions_per_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
