@@ -92,7 +92,7 @@ describe('dashboard', () => {
     await shot('signin');
     await page.fill('#token', 'drv_wrong');
     await page.click('#signin button[type=submit]');
-    await page.waitForFunction(() => document.getElementById('signin-error').textContent.includes('invalid token'));
+    await page.waitForFunction(() => (document.getElementById('signin-error')?.textContent ?? '').includes('invalid token'));
     await page.fill('#token', TOKEN);
     await page.click('#signin button[type=submit]');
     await page.waitForSelector('#jobs');
@@ -153,9 +153,12 @@ describe('dashboard', () => {
     }, ids[50]);
     assert.equal(await page.locator('a.page:text("Older ›")').count(), 0);
     await page.click('a.page:text("‹ Newer")');
-    await page.waitForFunction((id) => document.querySelector('#jobs-body tr').dataset.id === id, ids[0]);
+    await page.waitForFunction((id) => {
+      const row = document.querySelector('#jobs-body tr'); /* none while the page loads */
+      return row && row.dataset.id === id;
+    }, ids[0]);
     await page.goto(URL_ + '/#/jobs?queue=nosuchqueue');
-    await page.waitForFunction(() => document.getElementById('jobs-status').textContent === 'No jobs match.');
+    await page.waitForFunction(() => (document.getElementById('jobs-status')?.textContent ?? '') === 'No jobs match.');
     await page.goto(URL_ + '/#/jobs');
   });
 
@@ -164,7 +167,7 @@ describe('dashboard', () => {
       'for i in 1 2 3 4 5 6; do echo line-$i; echo "$((i * 15)) step $i" > "$DROVER_PROGRESS"; sleep 0.4; done'}});
     await page.click(`#jobs tr[data-id="${id}"] a`, {timeout: 2000});
     await page.waitForSelector('#log');
-    await page.waitForFunction(() => document.getElementById('log').textContent.includes('line-2'));
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('line-2'));
     const early = await page.textContent('#log');
     assert.ok(!early.includes('line-6'), 'the log was read while the job ran');
     assert.notEqual(await jobState(id), 'succeeded');
@@ -172,9 +175,9 @@ describe('dashboard', () => {
     assert.match(await page.textContent('#job-spec'), /echo line-\$i/);
     await page.waitForSelector('#job-progress [role=progressbar]:not([aria-valuenow="0"])');
     await shot('job-running');
-    await page.waitForFunction(() => document.getElementById('log').textContent.includes('line-6'), null, {timeout: 10000});
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('line-6'), null, {timeout: 10000});
     await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 5000});
-    await page.waitForFunction(() => document.getElementById('log-state').textContent.startsWith('ended'));
+    await page.waitForFunction(() => (document.getElementById('log-state')?.textContent ?? '').startsWith('ended'));
     const log = await page.textContent('#log');
     assert.equal(log, [1, 2, 3, 4, 5, 6].map((i) => `line-${i}\n`).join(''));
     const timeline = await page.textContent('#timeline');
@@ -224,7 +227,7 @@ describe('dashboard', () => {
     assert.equal(await page.textContent(`${row} td.labels`), `evil=${label}`);
     assert.equal(await page.locator(`${row} img, ${row} script`).count(), 0);
     await page.goto(`${URL_}/#/job/${id}`);
-    await page.waitForFunction(() => document.getElementById('log').textContent.includes('onerror'));
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('onerror'));
     assert.equal(await page.textContent('#job-name'), name);
     assert.equal(await page.textContent('#job-labels'), `evil=${label}`);
     assert.match(await page.textContent('#log'), /<script>window.__xss=3<\/script>/);

@@ -24,7 +24,7 @@ BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "dashboard.test.mjs")
 
 
-def test_dashboard_in_a_browser(server, make_agent):
+def test_dashboard_in_a_browser(server, make_agent, capsys):
     node = shutil.which("node")
     assert node, "node is missing: run scripts/deps.sh test"
     assert os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")), \
@@ -37,7 +37,8 @@ def test_dashboard_in_a_browser(server, make_agent):
                        capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     summary = [line for line in out.splitlines() if line.lstrip("ℹ ").startswith(("tests ", "pass ", "fail "))]
-    print(f"\nbrowser tests: {' · '.join(s.strip() for s in summary)}; screenshots in {shots}")
+    with capsys.disabled():  # shown in scripts/test.sh's output, passed or not
+        print(f"\nbrowser tests: {' · '.join(s.strip() for s in summary)}; screenshots in {shots}")
     assert r.returncode == 0, out + "\n--- server log ---\n" + server.read_log()[-4000:]
     assert any(s.strip().endswith("fail 0") for s in summary), out
     pngs = sorted(f for f in os.listdir(shots) if f.endswith(".png"))
