@@ -73,7 +73,8 @@ function fmtDuration(ms) {
 
 function ago(iso) {
   if (!iso) return '';
-  return fmtDuration(Date.now() - new Date(iso).getTime()) + ' ago';
+  const ms = Date.now() - new Date(iso).getTime();
+  return ms < 1000 ? 'just now' : fmtDuration(ms) + ' ago';
 }
 
 function fmtBytes(n) {
@@ -683,9 +684,9 @@ function agentsView() {
   const tbody = h('tbody', {id: 'agents-body'});
   root.append(h('h1', {}, 'Agents'), status,
     h('div', {class: 'scroll'}, h('table', {id: 'agents'}, h('thead', {}, h('tr', {},
-      h('th', {}, 'name'), h('th', {}, 'state'), h('th', {class: 'num'}, 'slots used'),
+      h('th', {}, 'name'), h('th', {}, 'state'), h('th', {}, ''), h('th', {class: 'num'}, 'slots used'),
       h('th', {class: 'num'}, 'running'), h('th', {}, 'last seen'), h('th', {}, 'queues'),
-      h('th', {class: 'hide-narrow'}, 'labels'), h('th', {class: 'hide-narrow'}, 'version'), h('th', {}, ''))), tbody)));
+      h('th', {class: 'hide-narrow'}, 'labels'), h('th', {class: 'hide-narrow'}, 'version'))), tbody)));
 
   const drain = async (a, btn) => {
     btn.disabled = true;
@@ -714,14 +715,14 @@ function agentsView() {
     for (const a of agents) {
       tbody.append(h('tr', {'data-agent': a.name, 'data-state': a.state},
         h('td', {}, a.name), h('td', {}, badge(a.state)),
+        h('td', {}, can.drain && a.state === 'up'
+          ? h('button', {type: 'button', class: 'secondary drain', onclick: (ev) => drain(a, ev.target)}, 'Drain') : null),
         h('td', {class: 'num'}, `${a.slots - a.free_slots} / ${a.slots}`),
         h('td', {class: 'num'}, h('a', {href: '#/jobs' + q({state: 'running'})}, Array.isArray(a.running) ? a.running.length : a.running)),
         h('td', {}, h('span', {title: a.last_seen}, ago(a.last_seen))),
         h('td', {}, (a.queues || []).join(', ')),
         h('td', {class: 'hide-narrow'}, labelsOf(a.labels)),
-        h('td', {class: 'hide-narrow'}, a.version || ''),
-        h('td', {}, can.drain && a.state === 'up'
-          ? h('button', {type: 'button', class: 'secondary drain', onclick: (ev) => drain(a, ev.target)}, 'Drain') : null)));
+        h('td', {class: 'hide-narrow'}, a.version || '')));
     }
   };
   const refresh = throttle(load, 500);
