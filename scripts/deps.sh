@@ -4,10 +4,11 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3
+      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libpq-dev libcmocka-dev curl python3
       libsystemd-dev)
 test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
-           hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh chromium)
+           hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
+           postgresql chromium)
 case "${1:-build}" in
   test)  want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" nginx beanstalkd redis-server python3-celery python3-redis) ;;

@@ -137,7 +137,7 @@ static void print_routes(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db sqlite:PATH]\n"
+            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db URI]\n"
             "                     [--sync full|normal] [--log-level LEVEL] [--log-format text|json]\n"
             "                     [--tls-cert FILE --tls-key FILE] [more options below]\n"
             "\n"
@@ -147,7 +147,8 @@ static void usage(FILE *f)
             "  --tls-key FILE       the certificate's PEM private key\n"
             "  --data DIR           data folder: store, admin token (default $DROVER_DATA or\n"
             "                       ~/.local/share/drover)\n"
-            "  --db URI             job store (default sqlite:DIR/drover.db)\n"
+            "  --db URI             job store: sqlite:PATH (default sqlite:DIR/drover.db) or\n"
+            "                       postgres://USER@HOST:PORT/DB (password: PGPASSWORD or ~/.pgpass)\n"
             "  --sync full|normal   full: fsync every commit (survives power loss);\n"
             "                       normal (default): survives a crash of the server\n"
             "  --log-level L        error, warn, info (default), debug\n"
@@ -520,7 +521,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
-        (rc = store_open(o->db, &so, &s->reads, e)) || (rc = store_open(o->db, &so, &writer, e)) ||
+        (rc = store_open(o->db, &so, &writer, e)) || (rc = store_claim(writer, e)) ||
+        (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
         (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
         (rc = blob_store_open(o->blobs, &s->blobs, e))) {
@@ -573,8 +575,10 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         }
     }
     server_guard_connections(s, o, nofile);
+    char db[512];
+    store_uri_redact(o->db, db, sizeof(db));
     log_info("drover %s serving on %s://%s (store %s%s, objects %s)", DROVER_VERSION,
-             s->tls ? "https" : "http", o->listen, o->db, o->sync_full ? ", sync full" : "",
+             s->tls ? "https" : "http", o->listen, db, o->sync_full ? ", sync full" : "",
              o->blobs);
     return 0;
 }
