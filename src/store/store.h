@@ -50,7 +50,7 @@ struct job_filter {
     const char *owner;   /* NULL = any: only this token's jobs */
     const char *queue;   /* NULL = any */
     const char *service; /* NULL = any */
-    const char *name;    /* NULL = any: names holding this text, ASCII letters in any case */
+    const char *name;    /* NULL = any: names holding this text, (ASCII) letters in any case */
     int state;           /* -1 = any */
     const char *label_key, *label_value; /* both or neither */
     const char *after;   /* cursor: ids strictly older than this */
