@@ -250,7 +250,7 @@ function route() {
   const [path, query] = hash.split('?');
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean);
-  let name = parts[0] || 'jobs';
+  const name = parts[0] || 'jobs';
   for (const a of document.querySelectorAll('#nav a'))
     a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name));
   if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
