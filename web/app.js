@@ -263,7 +263,7 @@ function route() {
 
 function jobsView(params) {
   const filters = {};
-  for (const k of ['state', 'queue', 'service', 'label', 'name']) filters[k] = params.get(k) || '';
+  for (const k of ['state', 'queue', 'service', 'label', 'name', 'agent']) filters[k] = params.get(k) || '';
   const after = params.get('after') || '';
   const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
   const root = clear(main());
@@ -277,6 +277,7 @@ function jobsView(params) {
     h('label', {}, 'Queue', field('queue', 'default')),
     h('label', {}, 'Service', field('service', '')),
     h('label', {}, 'Label', field('label', 'key:value')),
+    h('label', {}, 'Agent', field('agent', 'name')),
     h('button', {type: 'submit'}, 'Filter'),
     h('button', {type: 'button', class: 'secondary', onclick: () => { location.hash = '#/jobs'; }}, 'Clear'));
   form.addEventListener('submit', (ev) => {
@@ -718,7 +719,8 @@ function agentsView() {
         h('td', {}, can.drain && a.state === 'up'
           ? h('button', {type: 'button', class: 'secondary drain', onclick: (ev) => drain(a, ev.target)}, 'Drain') : null),
         h('td', {class: 'num'}, `${a.slots - a.free_slots} / ${a.slots}`),
-        h('td', {class: 'num'}, h('a', {href: '#/jobs' + q({state: 'running'})}, Array.isArray(a.running) ? a.running.length : a.running)),
+        h('td', {class: 'num'}, h('a', {href: '#/jobs' + q({agent: a.name, state: 'running'}), class: 'running'},
+          Array.isArray(a.running) ? a.running.length : a.running)),
         h('td', {}, h('span', {title: a.last_seen}, ago(a.last_seen))),
         h('td', {}, (a.queues || []).join(', ')),
         h('td', {class: 'hide-narrow'}, labelsOf(a.labels)),

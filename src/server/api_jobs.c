@@ -311,6 +311,9 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
     if ((v = http_query(r, "name")) && (!*v || strlen(v) > 256))
         return err_field(e, ERR_INVALID, "name", "name must be 1 to 256 bytes of a job's name");
     f->name = v;
+    if ((v = http_query(r, "agent")) && (!*v || strlen(v) > 128))
+        return err_field(e, ERR_INVALID, "agent", "agent must be an agent's name (1 to 128 bytes)");
+    f->agent = v;
     if ((v = http_query(r, "after")) && !uuid_valid(v))
         return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
     f->after = v;

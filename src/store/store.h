@@ -51,6 +51,7 @@ struct job_filter {
     const char *queue;   /* NULL = any */
     const char *service; /* NULL = any */
     const char *name;    /* NULL = any: names holding this text, (ASCII) letters in any case */
+    const char *agent;   /* NULL = any: jobs whose (latest) attempt went to this agent (name) */
     int state;           /* -1 = any */
     const char *label_key, *label_value; /* both or neither */
     const char *after;   /* cursor: ids strictly older than this */

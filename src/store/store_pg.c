@@ -1016,6 +1016,10 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         where_param(&sql, &p, "service = $");
         p_text(&p, f->service);
     }
+    if (f->agent) {
+        where_param(&sql, &p, "agent = $");
+        p_text(&p, f->agent);
+    }
     if (f->name) { /* strpos, not LIKE: % and _ in the text are literal */
         where_param(&sql, &p, "strpos(lower(name), lower($::text)) > 0");
         p_text(&p, f->name);

@@ -288,6 +288,14 @@ describe('dashboard', () => {
     const row = `#agents tr[data-agent="${AGENT}"]`;
     await page.waitForSelector(`${row}[data-state="up"]`);
     assert.match(await page.textContent(`${row}`), /1 \/ 4/);
+    /* Its running jobs, one click away. */
+    await page.click(`${row} a.running`);
+    await page.waitForFunction((jid) => {
+      const rows = document.querySelectorAll('#jobs-body tr');
+      return rows.length === 1 && rows[0].dataset.id === jid;
+    }, id);
+    await page.goto(`${URL_}/#/agents`);
+    await page.waitForSelector(`${row}[data-state="up"]`);
     await shot('agents');
     await page.click(`${row} button.drain`);
     await page.waitForSelector(`${row}[data-state="draining"]`, {timeout: 1000});

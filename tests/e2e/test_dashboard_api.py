@@ -7,7 +7,8 @@ import re
 
 import requests
 
-from conftest import ROOT
+from agentutil import make_agent  # noqa: F401 (fixture)
+from conftest import ROOT, wait_for
 from test_tls import pki, tls_env, tls_server  # noqa: F401 (fixtures)
 
 WEB = os.path.join(ROOT, "web")
@@ -218,3 +219,22 @@ def test_the_cookie_is_secure_over_https(tls_server):
     r = s.post(tls_server.url + "/v1/jobs", json=spec,
                headers={"X-CSRF-Token": csrf, "Origin": "https://localhost:1"})
     assert r.status_code == 403
+
+
+def test_jobs_by_agent(server, make_agent):
+    api = server.api()
+    agent = make_agent(server, "by-agent-w1")
+    r = api.post("/v1/jobs", json={"name": "runs", "command": {"shell": "sleep 30"}})
+    job = r.json()["id"]
+    api.post("/v1/jobs", json={"queue": "nowhere", "command": {"shell": "true"}})
+
+    def running():
+        r = api.get("/v1/jobs", params={"agent": agent.name, "state": "running"})
+        assert r.status_code == 200, r.text
+        return [j["id"] for j in r.json()["jobs"]]
+    wait_for(lambda: running() == [job], 20, "the job to run on the agent")
+    assert api.get("/v1/jobs", params={"agent": "other"}).json()["jobs"] == []
+    for bad in ("", "x" * 129):
+        r = api.get("/v1/jobs", params={"agent": bad})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "agent", bad
+    api.post(f"/v1/jobs/{job}/cancel")

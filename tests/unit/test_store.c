@@ -1167,6 +1167,31 @@ static void test_list_name(void **state)
     release_jobs(j, N);
 }
 
+/* agent: the jobs whose (latest) attempt went to that agent. */
+static void test_list_agent(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3 };
+    struct job j[N];
+    for (int i = 0; i < N; i++)
+        make_simple(&j[i], T0, "a");
+    j[0].state = j[2].state = JOB_RUNNING;
+    j[0].agent = strdup("w1");
+    j[2].agent = strdup("w2");
+    insert_jobs(f->st, j, N);
+    struct job_filter flt = filter_any();
+    flt.agent = "w1";
+    const char *w1[] = {j[0].id};
+    assert_list(f->st, &flt, w1, 1);
+    flt.agent = "w";
+    assert_list(f->st, &flt, NULL, 0);
+    flt.agent = "w2";
+    flt.state = JOB_RUNNING;
+    const char *w2[] = {j[2].id};
+    assert_list(f->st, &flt, w2, 1);
+    release_jobs(j, N);
+}
+
 static void test_list_paging(void **state)
 {
     struct fixture *f = *state;
@@ -2356,6 +2381,7 @@ int main(void)
         T(test_list_newest_first),
         T(test_list_filters),
         T(test_list_name),
+        T(test_list_agent),
         T(test_list_paging),
         T(test_cancel),
         T(test_apply),
