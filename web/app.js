@@ -427,6 +427,19 @@ function jobView(id) {
     }
   };
 
+  const retry = async (btn) => {
+    btn.disabled = true;
+    try {
+      job = await api('POST', `/v1/jobs/${encodeURIComponent(id)}/retry`);
+      toast('Queued again.');
+      render();
+      follow(); /* the log of the new attempt */
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
+
   const render = () => {
     if (closed || !job) return;
     const j = job;
@@ -437,6 +450,9 @@ function jobView(id) {
       h('div', {class: 'actions'},
         can.cancel && !TERMINAL.has(j.state)
           ? h('button', {class: 'danger', id: 'cancel', type: 'button', onclick: (ev) => cancel(ev.target)}, 'Cancel job')
+          : null,
+        can.retry && (j.state === 'failed' || j.state === 'cancelled')
+          ? h('button', {id: 'retry', type: 'button', onclick: (ev) => retry(ev.target)}, 'Retry (one more attempt)')
           : null));
     const pct = j.state === 'succeeded' ? 100 : j.progress ? j.progress.percent : 0;
     const details = h('dl', {class: 'kv'});

@@ -1,5 +1,5 @@
 /*
- * api_jobs.c - the jobs resource: submit, get, list, wait, cancel; and queues.
+ * api_jobs.c - the jobs resource: submit, get, list, wait, cancel, retry; and queues.
  *
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
@@ -413,6 +413,29 @@ int api_jobs_cancel(struct http_req *r)
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
     commit_submit(srv(r)->commit, cancel_write, cancel_done, c);
+    return HTTP_DEFERRED;
+}
+
+/* ---- retry: a failed or cancelled job queued again for one more attempt ---- */
+
+static int retry_write(struct store *st, void *arg, struct err *e)
+{
+    struct cancel *c = arg;
+    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+}
+
+int api_jobs_retry(struct http_req *r)
+{
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct cancel *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
     return HTTP_DEFERRED;
 }
 

@@ -123,6 +123,7 @@ int api_jobs_get(struct http_req *r);
 int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
+int api_jobs_retry(struct http_req *r);
 int api_queues_list(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);

@@ -177,6 +177,13 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e);
 /*
+ * store_job_apply's retry: a failed or cancelled job is queued again (job/lifecycle.h) and
+ * returned in out. ERR_NOTFOUND, or ERR_CONFLICT ("job 'x' is succeeded: only a failed or
+ * cancelled job can be retried") otherwise (out released).
+ */
+int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                    struct err *e);
+/*
  * A fenced write of a job's mutable fields (state, agent, attempt, started_at,
  * finished_at, run_after, progress, result, attempts): applied only if the
  * stored job still has attempt `expect_attempt` and a state in `expect_states`

@@ -214,6 +214,21 @@ describe('dashboard', () => {
     await page.waitForSelector('#cancel', {state: 'detached'});
   });
 
+  it('retries a failed job from its page and follows its new attempt', async () => {
+    const id = await submit({name: 'flaky', command: {shell: 'echo "try $DROVER_ATTEMPT"; [ "$DROVER_ATTEMPT" -ge 2 ]'}});
+    await page.goto(`${URL_}/#/job/${id}`);
+    await page.waitForSelector('h1 .badge[data-state="failed"]', {timeout: 10000});
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '') === 'try 1\n');
+    await page.click('#retry');
+    await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 10000});
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '') === 'try 2\n');
+    assert.equal(await page.locator('#attempts tbody tr').count(), 2);
+    assert.equal(await page.locator('#retry').count(), 0);
+    const j = (await api('GET', `/v1/jobs/${id}`)).body;
+    assert.equal(j.state, 'succeeded');
+    assert.equal(j.attempt, 2);
+  });
+
   it('shows HTML and script in a name, labels and log as inert text', async () => {
     const name = '<img src=x onerror="window.__xss=1">';
     const label = '<script>window.__xss=2</script>';
