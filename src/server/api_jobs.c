@@ -1,5 +1,5 @@
 /*
- * api_jobs.c - the jobs resource: submit, get, list, wait, cancel; and queues.
+ * api_jobs.c - the jobs resource: submit, get, list, wait, cancel, retry; and queues.
  *
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
@@ -200,7 +200,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
     struct sched_fit fit;
-    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots);
+    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots,
+                   spec_runtimes(spec->json));
     int n = fleet_fit(srv(r)->fleet, &fit);
     http_reply_json(r, 200,
                     json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
@@ -326,6 +327,12 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
         return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
     f->queue = v;
     f->service = http_query(r, "service");
+    if ((v = http_query(r, "name")) && (!*v || strlen(v) > 256))
+        return err_field(e, ERR_INVALID, "name", "name must be 1 to 256 bytes of a job's name");
+    f->name = v;
+    if ((v = http_query(r, "agent")) && (!*v || strlen(v) > 128))
+        return err_field(e, ERR_INVALID, "agent", "agent must be an agent's name (1 to 128 bytes)");
+    f->agent = v;
     if ((v = http_query(r, "after")) && !uuid_valid(v))
         return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
     f->after = v;
@@ -428,6 +435,29 @@ int api_jobs_cancel(struct http_req *r)
     return HTTP_DEFERRED;
 }
 
+/* ---- retry: a failed or cancelled job queued again for one more attempt ---- */
+
+static int retry_write(struct store *st, void *arg, struct err *e)
+{
+    struct cancel *c = arg;
+    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+}
+
+int api_jobs_retry(struct http_req *r)
+{
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct cancel *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
+    return HTTP_DEFERRED;
+}
+
 /* ---- queues ---- */
 
 int api_queues_list(struct http_req *r)
@@ -443,7 +473,7 @@ int api_queues_list(struct http_req *r)
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
         struct sched_fit fit;
-        sched_fit_init(&fit, qs[i].name, NULL, 0);
+        sched_fit_init(&fit, qs[i].name, NULL, 0, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
