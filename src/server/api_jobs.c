@@ -232,17 +232,20 @@ int api_jobs_create(struct http_req *r)
     sb->uses = xcalloc(n, sizeof(*sb->uses));
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
+    struct services_memo memo = {0};
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
         char path[32] = "";
         if (array)
             snprintf(path, sizeof(path), "[%zu]", i);
         json_t *in = array ? json_array_get(body, i) : body, *expanded;
-        int bad = services_expand_job(srv(r)->reads, in, path, &expanded, &sb->uses[i], &e);
+        int bad =
+            services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
         if (!bad)
             bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
         json_decref(expanded);
         if (bad) {
+            services_memo_release(&memo);
             submit_free(sb);
             http_reply_err(r, &e);
             return HTTP_DONE;
@@ -257,6 +260,7 @@ int api_jobs_create(struct http_req *r)
             else
                 rc = probe(r, &spec);
             spec_release(&spec);
+            services_memo_release(&memo);
             submit_free(sb);
             return rc;
         }
@@ -266,6 +270,7 @@ int api_jobs_create(struct http_req *r)
         sb->n++;
         spec_release(&spec);
     }
+    services_memo_release(&memo);
     commit_submit(srv(r)->commit, submit_write, submit_done, sb);
     return HTTP_DEFERRED;
 }

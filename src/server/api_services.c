@@ -277,8 +277,45 @@ static int job_version(json_t *job, const char *path, int *v, struct err *e)
     return 0;
 }
 
-int services_expand_job(struct store *reads, json_t *job, const char *path, json_t **out,
-                        struct service_use *use, struct err *e)
+void services_memo_release(struct services_memo *m)
+{
+    store_service_release(&m->latest);
+    store_service_release(&m->pinned);
+    json_decref(m->def);
+    memset(m, 0, sizeof(*m));
+}
+
+/* The latest version of `name` into m->latest (rc 0), or ERR_NOTFOUND; looked up once per name. */
+static int memo_latest(struct store *reads, struct services_memo *m, const char *name,
+                       struct err *e)
+{
+    if (m->name[0] && !strcmp(m->name, name))
+        return m->latest_rc;
+    services_memo_release(m);
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    struct err ge = ERR_INIT;
+    m->latest_rc = store_service_get(reads, name, 0, &m->latest, &ge);
+    if (m->latest_rc && m->latest_rc != ERR_NOTFOUND) {
+        int rc = err_set(e, m->latest_rc, "%s", ge.msg);
+        m->name[0] = '\0'; /* not kept: a store error */
+        return rc;
+    }
+    return m->latest_rc;
+}
+
+/* The parsed definition of version rec (m->def, kept while the same version follows). */
+static json_t *memo_def(struct services_memo *m, const struct service_rec *rec)
+{
+    if (m->def && m->def_version == rec->version)
+        return m->def;
+    json_decref(m->def);
+    m->def = job_json_load(rec->definition);
+    m->def_version = rec->version;
+    return m->def;
+}
+
+int services_expand_job(struct store *reads, struct services_memo *memo, json_t *job,
+                        const char *path, json_t **out, struct service_use *use, struct err *e)
 {
     memset(use, 0, sizeof(*use));
     *out = NULL;
@@ -304,9 +341,7 @@ int services_expand_job(struct store *reads, json_t *job, const char *path, json
         return err_field(e, ERR_INVALID, field, "%s '%s' is not defined in the hub (service "
                          "names match [a-z0-9][a-z0-9._-]{0,63})", field, name);
     }
-    struct service_rec latest, rec;
-    struct err ge = ERR_INIT;
-    rc = store_service_get(reads, name, 0, &latest, &ge);
+    rc = memo_latest(reads, memo, name, e);
     if (rc == ERR_NOTFOUND) {
         if (!version && !has_params) { /* as before the hub: a program of that name */
             snprintf(use->name, sizeof(use->name), "%s", name);
@@ -317,40 +352,37 @@ int services_expand_job(struct store *reads, json_t *job, const char *path, json
                          has_params ? "params" : "service_version");
     }
     if (rc)
-        return err_set(e, rc, "%s", ge.msg);
-    if (latest.retired_at) {
+        return rc;
+    const struct service_rec *latest = &memo->latest, *rec = latest;
+    if (latest->retired_at) {
         char at[32];
-        time_format_rfc3339(latest.retired_at, at, sizeof(at));
-        store_service_release(&latest);
+        time_format_rfc3339(latest->retired_at, at, sizeof(at));
         return err_field(e, ERR_INVALID, field, "%s '%s' is retired (since %s): it takes no new "
                          "jobs", field, name, at);
     }
-    if (version && version != latest.version) {
-        rc = store_service_get(reads, name, version, &rec, &ge);
-        if (rc == ERR_NOTFOUND) {
-            snprintf(field, sizeof(field), "%s%sservice_version", path, dot);
-            rc = err_field(e, ERR_INVALID, field, "%s: service '%s' has no version %d (its "
-                           "latest is %d)", field, name, version, latest.version);
-        } else if (rc) {
-            rc = err_set(e, rc, "%s", ge.msg);
+    if (version && version != latest->version) {
+        if (memo->pinned.version != version) {
+            struct err ge = ERR_INIT;
+            store_service_release(&memo->pinned);
+            rc = store_service_get(reads, name, version, &memo->pinned, &ge);
+            if (rc == ERR_NOTFOUND) {
+                snprintf(field, sizeof(field), "%s%sservice_version", path, dot);
+                return err_field(e, ERR_INVALID, field, "%s: service '%s' has no version %d "
+                                 "(its latest is %d)", field, name, version, latest->version);
+            }
+            if (rc)
+                return err_set(e, rc, "%s", ge.msg);
         }
-        store_service_release(&latest);
-        if (rc)
-            return rc;
-    } else {
-        rec = latest;
+        rec = &memo->pinned;
     }
-    json_t *def = job_json_load(rec.definition);
+    json_t *def = memo_def(memo, rec);
     if (!def)
-        rc = err_set(e, ERR_INTERNAL, "service '%s' version %d: its stored definition is not "
-                     "JSON", name, rec.version);
-    else
-        rc = service_expand(def, name, rec.version, job, path, out, e);
+        return err_set(e, ERR_INTERNAL, "service '%s' version %d: its stored definition is not "
+                       "JSON", name, rec->version);
+    rc = service_expand(def, name, rec->version, job, path, out, e);
     snprintf(use->name, sizeof(use->name), "%s", name);
-    use->version = rec.version;
+    use->version = rec->version;
     use->pinned = version != 0;
-    json_decref(def);
-    store_service_release(&rec);
     return rc;
 }
 

@@ -25,6 +25,21 @@ struct service_use {
 };
 
 /*
+ * What a submission's jobs read of the hub, kept from one job to the next
+ * (an array's jobs mostly name one service): zero it before the first,
+ * services_memo_release() after the last. Valid for one request only.
+ */
+struct services_memo {
+    char name[SERVICE_NAME_MAX + 1]; /* whose latest version `latest` is; "" none yet */
+    int latest_rc;                   /* 0, or ERR_NOTFOUND: no such service */
+    struct service_rec latest;
+    struct service_rec pinned; /* the last version a job asked for that is not the latest */
+    json_t *def;               /* the parsed definition of version def_version of `name` */
+    int def_version;
+};
+void services_memo_release(struct services_memo *m);
+
+/*
  * Event loop. When `job` (a spec as the client sent it; read only) names a
  * service that the hub defines, *out gets its expansion (a new reference),
  * to be given to spec_parse() instead of `job`; otherwise *out is NULL and
@@ -34,8 +49,8 @@ struct service_use {
  * version it does not have, a retired service, the expansion's own errors.
  * `use` is filled in either way. `path` prefixes field paths.
  */
-int services_expand_job(struct store *reads, json_t *job, const char *path, json_t **out,
-                        struct service_use *use, struct err *e);
+int services_expand_job(struct store *reads, struct services_memo *memo, json_t *job,
+                        const char *path, json_t **out, struct service_use *use, struct err *e);
 
 /*
  * Writer thread, in the transaction that stores the job: 0 when what `use`

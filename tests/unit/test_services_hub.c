@@ -100,9 +100,11 @@ static json_t *expand(struct store *st, const char *job_text, const char *path,
 {
     json_t *job = json_loads(job_text, 0, NULL), *out = NULL;
     struct err e = ERR_INIT;
+    struct services_memo memo = {0};
     assert_non_null(job);
-    if (services_expand_job(st, job, path, &out, use, &e))
+    if (services_expand_job(st, &memo, job, path, &out, use, &e))
         fail_msg("services_expand_job: %s (%s)", e.msg, e.field);
+    services_memo_release(&memo);
     json_decref(job);
     return out;
 }
@@ -172,22 +174,52 @@ static void test_expand_refusals(void **state)
         {"{\"service\": \"nope\", \"params\": {}}", "service", "not defined in the hub"},
         {"{\"params\": {}}", "service", "is required with params"},
     };
+    struct services_memo memo = {0}; /* one for all: as the jobs of one array */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *job = json_loads(cases[i][0], 0, NULL), *out = NULL;
         struct err e = ERR_INIT;
-        assert_int_equal(services_expand_job(f->st, job, "", &out, &use, &e), ERR_INVALID);
+        assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e),
+                         ERR_INVALID);
         assert_string_equal(e.field, cases[i][1]);
         assert_non_null(strstr(e.msg, cases[i][2]));
         assert_null(out);
         json_decref(job);
     }
-    retire(f->st, "echo");
-    json_t *job = json_loads("{\"service\": \"echo\"}", 0, NULL), *out = NULL;
+    /* the memo holds what it read: a good job after the bad ones, then two versions */
+    json_t *job = json_loads("{\"service\": \"echo\", \"params\": {\"word\": \"yo\"}}", 0,
+                             NULL), *out = NULL;
     struct err e = ERR_INIT;
-    assert_int_equal(services_expand_job(f->st, job, "[1]", &out, &use, &e), ERR_INVALID);
+    assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
+    assert_int_equal(use.version, 1);
+    json_decref(out);
+    json_decref(job);
+    define(f->st, "echo", "{\"command\": {\"program\": \"true\"}}");
+    services_memo_release(&memo);
+    job = json_loads("{\"service\": \"echo\", \"service_version\": 1}", 0, NULL);
+    assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
+    assert_int_equal(use.version, 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "command"),
+                                                          "program")), "echo");
+    json_decref(out);
+    json_decref(job);
+    job = json_loads("{\"service\": \"echo\"}", 0, NULL);
+    assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
+    assert_int_equal(use.version, 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "command"),
+                                                          "program")), "true");
+    json_decref(out);
+    json_decref(job);
+    services_memo_release(&memo);
+
+    retire(f->st, "echo");
+    job = json_loads("{\"service\": \"echo\"}", 0, NULL);
+    out = NULL;
+    err_clear(&e);
+    assert_int_equal(services_expand_job(f->st, &memo, job, "[1]", &out, &use, &e), ERR_INVALID);
     assert_string_equal(e.field, "[1].service");
     assert_non_null(strstr(e.msg, "is retired"));
     json_decref(job);
+    services_memo_release(&memo);
 }
 
 int main(void)
