@@ -39,16 +39,15 @@ static const char service_usage[] =
     "examples:\n"
     "  drover service put nhmmer nhmmer.json\n"
     "  drover service show nhmmer --version 1 --json | jq .definition\n"
-    "  drover submit --service nhmmer --param query=@./q.fa --param hits=s3://out/h.tbl\n"
-    CLI_COMMON_USAGE;
+    "  drover submit --service nhmmer --param query=@./q.fa --param "
+    "hits=s3://out/h.tbl\n" CLI_COMMON_USAGE;
 
 static const char *jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
 }
 
-static int service_put(struct cli *cli, const char *name, const char *file, long version,
-                       bool json)
+static int service_put(struct cli *cli, const char *name, const char *file, long version, bool json)
 {
     struct buf b = BUF_INIT;
     struct err e = ERR_INIT;
@@ -66,13 +65,11 @@ static int service_put(struct cli *cli, const char *name, const char *file, long
                   jerr.text);
         goto out;
     }
-    if (version && json_is_object(def))
-        json_object_set_new(def, "version", json_integer(version));
+    if (version && json_is_object(def)) json_object_set_new(def, "version", json_integer(version));
     char *path = cli_path("/v1/services/", name, "");
     rc = cli_call(cli, "PUT", path, def, &answer, "cannot define service '%s'", name);
     free(path);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     if (json)
         cli_print_json(answer);
     else
@@ -93,8 +90,7 @@ static const char *or_dash(const char *s)
 static int service_ls(struct cli *cli, bool json)
 {
     json_t *answer = NULL;
-    if (cli_call(cli, "GET", "/v1/services", NULL, &answer, "cannot list services"))
-        return 1;
+    if (cli_call(cli, "GET", "/v1/services", NULL, &answer, "cannot list services")) return 1;
     if (json) {
         cli_print_json(answer);
         json_decref(answer);
@@ -105,7 +101,8 @@ static int service_ls(struct cli *cli, bool json)
     table_max_width(t, 4, 60);
     size_t i;
     json_t *s;
-    json_array_foreach(json_object_get(answer, "services"), i, s) {
+    json_array_foreach(json_object_get(answer, "services"), i, s)
+    {
         table_add(t, jstr(s, "name"));
         table_addf(t, "%lld", (long long)json_integer_value(json_object_get(s, "version")));
         table_add(t, jstr(s, "created_at"));
@@ -120,8 +117,7 @@ static int service_ls(struct cli *cli, bool json)
 
 static void line(const char *label, const char *value)
 {
-    if (!value || !*value)
-        return;
+    if (!value || !*value) return;
     printf("%-12s ", label);
     cli_put_clean(stdout, value, strlen(value));
     putchar('\n');
@@ -145,17 +141,14 @@ static void decl_text(const char *kind, json_t *d, struct buf *b)
     json_t *min = json_object_get(d, "min"), *max = json_object_get(d, "max");
     if (json_is_number(min) || json_is_number(max)) {
         buf_adds(b, ", ");
-        if (json_is_number(min))
-            buf_addf(b, "%.15g", json_number_value(min));
+        if (json_is_number(min)) buf_addf(b, "%.15g", json_number_value(min));
         buf_adds(b, "..");
-        if (json_is_number(max))
-            buf_addf(b, "%.15g", json_number_value(max));
+        if (json_is_number(max)) buf_addf(b, "%.15g", json_number_value(max));
     }
     json_t *values = json_object_get(d, "values"), *v;
     size_t i;
     json_array_foreach(values, i, v) buf_addf(b, "%s%s", i ? "|" : ", ", json_string_value(v));
-    if (jstr(d, "description"))
-        buf_addf(b, " - %s", jstr(d, "description"));
+    if (jstr(d, "description")) buf_addf(b, " - %s", jstr(d, "description"));
 }
 
 static void show_human(json_t *s)
@@ -177,7 +170,8 @@ static void show_human(json_t *s)
     for (size_t k = 0; k < 3; k++) {
         const char *name;
         json_t *d;
-        json_object_foreach(json_object_get(def, sections[k]), name, d) {
+        json_object_foreach(json_object_get(def, sections[k]), name, d)
+        {
             struct buf b = BUF_INIT;
             char label[80];
             snprintf(label, sizeof(label), "  %s", name);
@@ -203,13 +197,11 @@ static int service_show(struct cli *cli, const char *name, long version, bool js
 {
     json_t *answer = NULL;
     char suffix[40] = "";
-    if (version)
-        snprintf(suffix, sizeof(suffix), "/versions/%ld", version);
+    if (version) snprintf(suffix, sizeof(suffix), "/versions/%ld", version);
     char *path = cli_path("/v1/services/", name, suffix);
     int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot show service '%s'", name);
     free(path);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (json)
         cli_print_json(answer);
     else
@@ -224,8 +216,7 @@ static int service_rm(struct cli *cli, const char *name, bool json)
     char *path = cli_path("/v1/services/", name, "");
     int rc = cli_call(cli, "DELETE", path, NULL, &answer, "cannot retire service '%s'", name);
     free(path);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (json)
         cli_print_json(answer);
     else
@@ -266,8 +257,7 @@ int cmd_service(int argc, char **argv)
             return cli_usage_error(service_usage,
                                    "--version must be a whole number from 1, not '%s'", optarg);
     }
-    if (a.exit_code != CLI_CONTINUE)
-        return a.exit_code;
+    if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     size_t want = which == 0 ? 2 : which == 1 ? 0 : 1;
     const char *args[2] = {NULL, NULL};
     for (size_t i = 0; i < want; i++) {

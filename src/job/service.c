@@ -37,9 +37,8 @@ static const char *const sections[K_N] = {"params", "inputs", "outputs"};
 static const char *const param_types[] = {"string", "int", "number", "bool", "enum", NULL};
 
 /* The job-level fields a service may give defaults for. */
-static const char *const default_keys[] = {"queue",     "priority", "slots",     "delay_s",
-                                           "timeout_s", "retry",    "resources", "labels",
-                                           "notify",    NULL};
+static const char *const default_keys[] = {"queue", "priority",  "slots",  "delay_s", "timeout_s",
+                                           "retry", "resources", "labels", "notify",  NULL};
 
 struct sctx {
     struct err *e;
@@ -51,8 +50,7 @@ struct sctx {
 static size_t path_key(struct sctx *c, const char *key)
 {
     size_t mark = c->path.len;
-    if (mark)
-        buf_addc(&c->path, '.');
+    if (mark) buf_addc(&c->path, '.');
     size_t n = strlen(key);
     buf_add(&c->path, key, n > 128 ? 128 : n);
     return mark;
@@ -68,8 +66,7 @@ static size_t path_index(struct sctx *c, size_t i)
 static void path_cut(struct sctx *c, size_t mark)
 {
     c->path.len = mark;
-    if (c->path.data)
-        c->path.data[mark] = '\0';
+    if (c->path.data) c->path.data[mark] = '\0';
 }
 
 static int PRINTF_LIKE(2, 3) fail(struct sctx *c, const char *fmt, ...)
@@ -110,30 +107,25 @@ static bool in_set(char ch, const char *set)
 bool service_name_valid(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > SERVICE_NAME_MAX || !in_set(s[0], LOWER_DIGITS))
-        return false;
+    if (n < 1 || n > SERVICE_NAME_MAX || !in_set(s[0], LOWER_DIGITS)) return false;
     for (size_t i = 1; i < n; i++)
-        if (!in_set(s[i], LOWER_DIGITS "._-"))
-            return false;
+        if (!in_set(s[i], LOWER_DIGITS "._-")) return false;
     return true;
 }
 
 bool service_param_name_valid(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 64 || !in_set(s[0], LETTERS))
-        return false;
+    if (n < 1 || n > 64 || !in_set(s[0], LETTERS)) return false;
     for (size_t i = 1; i < n; i++)
-        if (!in_set(s[i], LETTERS "0123456789-"))
-            return false;
+        if (!in_set(s[i], LETTERS "0123456789-")) return false;
     return true;
 }
 
 static bool one_of(const char *s, const char *const *set)
 {
     for (size_t i = 0; s && set[i]; i++)
-        if (!strcmp(s, set[i]))
-            return true;
+        if (!strcmp(s, set[i])) return true;
     return false;
 }
 
@@ -148,9 +140,9 @@ static int known_keys(struct sctx *c, const json_t *o, const char *const *keys, 
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)o, key, v) {
-        if (!one_of(key, keys))
-            return fail_at(c, key, "is not a field of %s", what);
+    json_object_foreach((json_t *)o, key, v)
+    {
+        if (!one_of(key, keys)) return fail_at(c, key, "is not a field of %s", what);
     }
     return 0;
 }
@@ -188,11 +180,9 @@ static bool in_range(const json_t *decl, double x)
 static bool text_int(const char *s, json_int_t *out)
 {
     char *end;
-    if (!*s || strlen(s) > 20)
-        return false;
+    if (!*s || strlen(s) > 20) return false;
     long long x = strtoll(s, &end, 10);
-    if (*end || end == s || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
-        return false;
+    if (*end || end == s || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))) return false;
     *out = (json_int_t)x;
     return x != LLONG_MIN && x != LLONG_MAX;
 }
@@ -200,8 +190,7 @@ static bool text_int(const char *s, json_int_t *out)
 static bool text_number(const char *s, double *out)
 {
     char *end;
-    if (!*s || !(s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')))
-        return false;
+    if (!*s || !(s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9'))) return false;
     double x = strtod(s, &end);
     *out = x;
     return !*end && isfinite(x);
@@ -216,8 +205,7 @@ static int param_value(struct sctx *c, const json_t *decl, json_t *v, json_t **n
     if (!strcmp(type, "string")) {
         json_t *maxlen = given(decl, "max_length");
         size_t max = maxlen ? (size_t)json_integer_value(maxlen) : SPEC_MAX_STRING;
-        if (!text_ok(v, max))
-            return fail(c, "must be a string of at most %zu bytes", max);
+        if (!text_ok(v, max)) return fail(c, "must be a string of at most %zu bytes", max);
         *norm = json_string(s);
     } else if (!strcmp(type, "int")) {
         json_int_t x = 0;
@@ -255,14 +243,16 @@ static int param_value(struct sctx *c, const json_t *decl, json_t *v, json_t **n
     } else { /* enum */
         json_t *values = json_object_get(decl, "values"), *one;
         size_t i;
-        json_array_foreach(values, i, one) {
+        json_array_foreach(values, i, one)
+        {
             if (s && !strcmp(s, json_string_value(one))) {
                 *norm = json_string(s);
                 return 0;
             }
         }
         struct buf b = BUF_INIT;
-        json_array_foreach(values, i, one) {
+        json_array_foreach(values, i, one)
+        {
             if (i == 8) {
                 buf_adds(&b, ", ...");
                 break;
@@ -293,8 +283,8 @@ static int port_value(struct sctx *c, enum kind k, json_t *v, json_t **norm)
 
 /* --- a definition: params and ports ------------------------------------------ */
 
-static const char *const param_keys[] = {"type", "description", "default", "required",
-                                         "min",  "max",         "values",  "max_length", NULL};
+static const char *const param_keys[] = {"type", "description", "default",    "required", "min",
+                                         "max",  "values",      "max_length", NULL};
 static const char *const port_keys[] = {"description", "required", NULL};
 
 static int check_description(struct sctx *c, const json_t *decl, json_t *out)
@@ -316,9 +306,9 @@ static int check_enum_values(struct sctx *c, json_t *values, json_t *out)
         rc = fail(c, "must be an array of 1 to %d strings (an enum's values)", SERVICE_MAX_ENUM);
     size_t i;
     json_t *v;
-    json_array_foreach(values, i, v) {
-        if (rc)
-            break;
+    json_array_foreach(values, i, v)
+    {
+        if (rc) break;
         size_t m = path_index(c, i);
         if (!text_ok(v, ENUM_VALUE_MAX) || !json_string_length(v))
             rc = fail(c, "must be a non-empty string of at most %d bytes", ENUM_VALUE_MAX);
@@ -328,8 +318,7 @@ static int check_enum_values(struct sctx *c, json_t *values, json_t *out)
         path_cut(c, m);
     }
     path_cut(c, mark);
-    if (!rc)
-        json_object_set_new(out, "values", json_deep_copy(values));
+    if (!rc) json_object_set_new(out, "values", json_deep_copy(values));
     return rc;
 }
 
@@ -348,11 +337,9 @@ static int check_param_shape(struct sctx *c, const char *type, const json_t *dec
     const char *bounds[] = {"min", "max"};
     json_t *bv[] = {min, max};
     for (size_t i = 0; i < 2; i++) {
-        if (!bv[i])
-            continue;
+        if (!bv[i]) continue;
         double x = json_number_value(bv[i]);
-        if (!json_is_number(bv[i]) || (!strcmp(type, "int") && x != floor(x)) ||
-            fabs(x) > 9e15)
+        if (!json_is_number(bv[i]) || (!strcmp(type, "int") && x != floor(x)) || fabs(x) > 9e15)
             return fail_at(c, bounds[i], "must be %s, or null",
                            !strcmp(type, "int") ? "an integer" : "a number");
         json_object_set_new(out, bounds[i], json_deep_copy(bv[i]));
@@ -360,8 +347,7 @@ static int check_param_shape(struct sctx *c, const char *type, const json_t *dec
     if (min && max && json_number_value(min) > json_number_value(max))
         return fail_at(c, "max", "must be at least min (%.15g)", json_number_value(min));
     if (!strcmp(type, "enum")) {
-        if (!values)
-            return fail_at(c, "values", "is required for a param of type enum");
+        if (!values) return fail_at(c, "values", "is required for a param of type enum");
         return check_enum_values(c, values, out);
     }
     if (maxlen) {
@@ -390,16 +376,14 @@ static int check_param_decl(struct sctx *c, const json_t *decl, json_t **norm)
     if (!json_is_object(decl))
         return fail(c, "must be an object {\"type\": string|int|number|bool|enum, ...}");
     int rc = known_keys(c, decl, param_keys, "a param");
-    if (rc)
-        return rc;
+    if (rc) return rc;
     json_t *type = json_object_get(decl, "type");
     if (!one_of(json_string_value(type), param_types))
         return fail_at(c, "type", "must be one of string, int, number, bool, enum");
     json_t *out = json_object();
     json_object_set_new(out, "type", json_string(json_string_value(type)));
     rc = check_description(c, decl, out);
-    if (!rc)
-        rc = check_param_shape(c, json_string_value(type), decl, out);
+    if (!rc) rc = check_param_shape(c, json_string_value(type), decl, out);
     json_t *dflt = given(decl, "default"), *dnorm = NULL;
     if (!rc && dflt) {
         size_t mark = path_key(c, "default");
@@ -423,10 +407,8 @@ static int check_port_decl(struct sctx *c, const json_t *decl, json_t **norm)
         return fail(c, "must be an object {\"description\", \"required\"}, or null");
     int rc = decl ? known_keys(c, decl, port_keys, "a port") : 0;
     json_t *out = json_object();
-    if (!rc)
-        rc = check_description(c, decl, out);
-    if (!rc)
-        rc = check_required(c, decl, false, out);
+    if (!rc) rc = check_description(c, decl, out);
+    if (!rc) rc = check_required(c, decl, false, out);
     if (rc)
         json_decref(out);
     else
@@ -438,8 +420,7 @@ static int check_port_decl(struct sctx *c, const json_t *decl, json_t **norm)
 static enum kind kind_of(const json_t *def, const char *name)
 {
     for (int k = 0; k < K_N; k++)
-        if (name && json_object_get(json_object_get(def, sections[k]), name))
-            return (enum kind)k;
+        if (name && json_object_get(json_object_get(def, sections[k]), name)) return (enum kind)k;
     return K_N;
 }
 
@@ -456,7 +437,8 @@ static int check_names(struct sctx *c, const json_t *in, json_t *out)
             rc = fail(c, "must be an object {name: declaration}, or null");
         const char *name;
         json_t *decl;
-        json_object_foreach(rc ? NULL : sec, name, decl) {
+        json_object_foreach(rc ? NULL : sec, name, decl)
+        {
             size_t m = path_key(c, name);
             json_t *norm = NULL;
             enum kind other = kind_of(out, name);
@@ -466,26 +448,25 @@ static int check_names(struct sctx *c, const json_t *in, json_t *out)
             else if (!service_param_name_valid(name))
                 rc = fail(c, "is not a valid name: names match [A-Za-z_][A-Za-z0-9_-]{0,63}");
             else if (other != K_N)
-                rc = fail(c, "is already declared in %s: params, inputs and outputs are one "
-                             "namespace (a job's params)",
+                rc = fail(c,
+                          "is already declared in %s: params, inputs and outputs are one "
+                          "namespace (a job's params)",
                           sections[other]);
             else if (!(rc = k == K_PARAM ? check_param_decl(c, decl, &norm)
                                          : check_port_decl(c, given(sec, name), &norm)))
                 json_object_set_new(norm_sec, name, norm);
             path_cut(c, m);
-            if (rc)
-                break;
+            if (rc) break;
         }
         path_cut(c, mark);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
 
 /* --- a definition: the command template --------------------------------------- */
 
-static const char *const arg_keys[] = {"type", "name", "value", "param", "port",
+static const char *const arg_keys[] = {"type", "name",  "value",  "param", "port",
                                        "if",   "cache", "sha256", NULL};
 static const char *const arg_types[] = {"input", "parameter", "output", NULL};
 
@@ -494,15 +475,15 @@ static int check_ref(struct sctx *c, const json_t *def, json_t *used, const json
                      const char *key, enum kind want)
 {
     json_t *v = given(o, key);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     const char *name = json_string_value(v);
     enum kind k = kind_of(def, name);
     if (!name)
-        return fail_at(c, key, "must be the name of a %s", want == K_N ? "param or port"
-                                                                : want == K_PARAM ? "param"
-                                                                : want == K_INPUT ? "input"
-                                                                                  : "output");
+        return fail_at(c, key, "must be the name of a %s",
+                       want == K_N       ? "param or port"
+                       : want == K_PARAM ? "param"
+                       : want == K_INPUT ? "input"
+                                         : "output");
     if (k == K_N || (want != K_N && k != want))
         return fail_at(c, key, "'%s' is not declared in %s", name,
                        want == K_N ? "params, inputs or outputs" : sections[want]);
@@ -516,8 +497,7 @@ static int check_arg_template(struct sctx *c, const json_t *def, json_t *used, c
         return fail(c, "must be an object {\"type\", \"name\", and one of \"value\", \"param\", "
                        "\"port\"}");
     int rc = known_keys(c, a, arg_keys, "an argument");
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const char *type = json_string_value(json_object_get(a, "type"));
     if (!one_of(type, arg_types))
         return fail_at(c, "type", "must be one of input, parameter, output");
@@ -527,20 +507,17 @@ static int check_arg_template(struct sctx *c, const json_t *def, json_t *used, c
                        "(for an input or output)");
     bool parameter = !strcmp(type, "parameter");
     if (param && !parameter)
-        return fail_at(c, "param", "is for parameter arguments: an %s argument takes a port",
-                       type);
+        return fail_at(c, "param", "is for parameter arguments: an %s argument takes a port", type);
     if (port && parameter)
         return fail_at(c, "port", "is for input and output arguments: a parameter takes a param");
     rc = check_ref(c, def, used, a, "param", K_PARAM);
-    if (!rc)
-        rc = check_ref(c, def, used, a, "port", !strcmp(type, "input") ? K_INPUT : K_OUTPUT);
-    if (!rc)
-        rc = check_ref(c, def, used, a, "if", K_N);
+    if (!rc) rc = check_ref(c, def, used, a, "port", !strcmp(type, "input") ? K_INPUT : K_OUTPUT);
+    if (!rc) rc = check_ref(c, def, used, a, "if", K_N);
     return rc;
 }
 
-static int check_stream_template(struct sctx *c, const json_t *def, json_t *used,
-                                 const char *key, const json_t *s)
+static int check_stream_template(struct sctx *c, const json_t *def, json_t *used, const char *key,
+                                 const json_t *s)
 {
     if (!json_is_object(s) || !given(s, "port"))
         return 0; /* a fixed stream: the trial spec checks it */
@@ -550,34 +527,29 @@ static int check_stream_template(struct sctx *c, const json_t *def, json_t *used
     const char *type = json_string_value(json_object_get(s, "type"));
     if (!rc && (!type || strcmp(type, "uri")))
         rc = fail_at(c, "type", "must be \"uri\" for a stream that takes a port");
-    if (!rc)
-        rc = check_ref(c, def, used, s, "port", !strcmp(key, "stdin") ? K_INPUT : K_OUTPUT);
+    if (!rc) rc = check_ref(c, def, used, s, "port", !strcmp(key, "stdin") ? K_INPUT : K_OUTPUT);
     path_cut(c, mark);
     return rc;
 }
 
 static int check_env_template(struct sctx *c, const json_t *def, json_t *used, const json_t *env)
 {
-    if (!json_is_object(env))
-        return 0; /* the trial spec says what is wrong */
+    if (!json_is_object(env)) return 0; /* the trial spec says what is wrong */
     const char *name;
     json_t *v;
     int rc = 0;
     size_t mark = path_key(c, "env");
-    json_object_foreach((json_t *)env, name, v) {
-        if (!json_is_object(v))
-            continue;
+    json_object_foreach((json_t *)env, name, v)
+    {
+        if (!json_is_object(v)) continue;
         size_t m = path_key(c, name);
         static const char *const keys[] = {"param", NULL};
         if (!given(v, "param"))
             rc = fail(c, "must be a string, or {\"param\": NAME} for a param's value");
-        if (!rc)
-            rc = known_keys(c, v, keys, "an env value");
-        if (!rc)
-            rc = check_ref(c, def, used, v, "param", K_PARAM);
+        if (!rc) rc = known_keys(c, v, keys, "an env value");
+        if (!rc) rc = check_ref(c, def, used, v, "param", K_PARAM);
         path_cut(c, m);
-        if (rc)
-            break;
+        if (rc) break;
     }
     path_cut(c, mark);
     return rc;
@@ -590,34 +562,36 @@ static int check_command_template(struct sctx *c, const json_t *def, json_t *use
         return fail(c, "must be an object: the command's template {\"program\", \"arguments\", "
                        "...}");
     if (given(cmd, "shell"))
-        return fail_at(c, "shell", "is not allowed in a service: params reach the program as "
-                                   "separate arguments, never through a shell (run /bin/sh "
-                                   "-c SCRIPT with the params as arguments after it)");
+        return fail_at(c, "shell",
+                       "is not allowed in a service: params reach the program as "
+                       "separate arguments, never through a shell (run /bin/sh "
+                       "-c SCRIPT with the params as arguments after it)");
     if (given(cmd, "argv"))
-        return fail_at(c, "argv", "is not allowed in a service: give arguments (each with a "
-                                  "value, param or port)");
+        return fail_at(c, "argv",
+                       "is not allowed in a service: give arguments (each with a "
+                       "value, param or port)");
     if (!given(cmd, "program"))
-        return fail_at(c, "program", "is required: the program the service runs (in its image "
-                                     "when command.image is given)");
+        return fail_at(c, "program",
+                       "is required: the program the service runs (in its image "
+                       "when command.image is given)");
     json_t *args = given(cmd, "arguments"), *a;
     size_t i;
     size_t mark = path_key(c, "arguments");
     int rc = 0;
     if (args && (!json_is_array(args) || json_array_size(args) > SPEC_MAX_ARGUMENTS))
         rc = fail(c, "must be an array of at most %d arguments", SPEC_MAX_ARGUMENTS);
-    json_array_foreach(rc ? NULL : args, i, a) {
+    json_array_foreach(rc ? NULL : args, i, a)
+    {
         size_t m = path_index(c, i);
         rc = check_arg_template(c, def, used, a);
         path_cut(c, m);
-        if (rc)
-            break;
+        if (rc) break;
     }
     path_cut(c, mark);
     const char *const streams[] = {"stdin", "stdout", "stderr"};
     for (size_t k = 0; !rc && k < ARRAY_SIZE(streams); k++)
         rc = check_stream_template(c, def, used, streams[k], json_object_get(cmd, streams[k]));
-    if (!rc)
-        rc = check_env_template(c, def, used, json_object_get(cmd, "env"));
+    if (!rc) rc = check_env_template(c, def, used, json_object_get(cmd, "env"));
     return rc;
 }
 
@@ -627,12 +601,12 @@ static int check_all_used(struct sctx *c, const json_t *def, const json_t *used)
     for (int k = 0; k < K_N; k++) {
         const char *name;
         json_t *decl;
-        json_object_foreach(json_object_get(def, sections[k]), name, decl) {
-            if (json_object_get(used, name))
-                continue;
+        json_object_foreach(json_object_get(def, sections[k]), name, decl)
+        {
+            if (json_object_get(used, name)) continue;
             size_t mark = path_key(c, sections[k]);
             int rc = fail_at(c, name, "is not used by the command: no %s refers to it",
-                             k == K_PARAM  ? "argument's param or if, nor env value,"
+                             k == K_PARAM   ? "argument's param or if, nor env value,"
                              : k == K_INPUT ? "input argument's port or if, nor stdin,"
                                             : "output argument's port or if, nor stdout or "
                                               "stderr,");
@@ -649,10 +623,8 @@ static int check_all_used(struct sctx *c, const json_t *def, const json_t *used)
 static json_t *env_text(const json_t *v)
 {
     char s[48];
-    if (json_is_string(v))
-        return json_string(json_string_value(v));
-    if (json_is_boolean(v))
-        return json_string(json_is_true(v) ? "true" : "false");
+    if (json_is_string(v)) return json_string(json_string_value(v));
+    if (json_is_boolean(v)) return json_string(json_is_true(v) ? "true" : "false");
     if (json_is_integer(v)) {
         snprintf(s, sizeof(s), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return json_string(s);
@@ -660,8 +632,7 @@ static json_t *env_text(const json_t *v)
     double x = json_real_value(v);
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(s, sizeof(s), "%.*g", prec, x);
-        if (strtod(s, NULL) == x)
-            break;
+        if (strtod(s, NULL) == x) break;
     }
     return json_string(s);
 }
@@ -670,8 +641,7 @@ static json_t *env_text(const json_t *v)
 static bool arg_included(const json_t *a, const json_t *values)
 {
     const char *cond = json_string_value(given(a, "if"));
-    if (!cond)
-        return true;
+    if (!cond) return true;
     json_t *v = json_object_get(values, cond);
     return v && !json_is_false(v);
 }
@@ -681,7 +651,8 @@ static json_t *build_command(const json_t *tmpl, const json_t *values)
 {
     json_t *out = json_object(), *v;
     const char *key;
-    json_object_foreach((json_t *)tmpl, key, v) {
+    json_object_foreach((json_t *)tmpl, key, v)
+    {
         if (json_is_null(v) || !strcmp(key, "arguments") || !strcmp(key, "env") ||
             (one_of(key, (const char *const[]){"stdin", "stdout", "stderr", NULL}) &&
              given(v, "port")))
@@ -690,10 +661,10 @@ static json_t *build_command(const json_t *tmpl, const json_t *values)
     }
     json_t *args = json_array(), *a;
     size_t i;
-    json_array_foreach(given(tmpl, "arguments"), i, a) {
+    json_array_foreach(given(tmpl, "arguments"), i, a)
+    {
         const char *ref = json_string_value(given(a, "param"));
-        if (!ref)
-            ref = json_string_value(given(a, "port"));
+        if (!ref) ref = json_string_value(given(a, "port"));
         json_t *val = ref ? json_object_get(values, ref) : json_object_get(a, "value");
         if (!val || !arg_included(a, values))
             continue; /* an optional param or port without a value: its argument is left out */
@@ -714,20 +685,20 @@ static json_t *build_command(const json_t *tmpl, const json_t *values)
         const char *port = json_string_value(given(given(tmpl, streams[k]), "port"));
         json_t *val = port ? json_object_get(values, port) : NULL;
         if (val)
-            json_object_set_new(out, streams[k], json_pack("{s:s, s:O}", "type", "uri", "value",
-                                                           val));
+            json_object_set_new(out, streams[k],
+                                json_pack("{s:s, s:O}", "type", "uri", "value", val));
     }
     json_t *env = given(tmpl, "env");
     if (json_is_object(env)) {
         json_t *eo = json_object();
-        json_object_foreach(env, key, v) {
+        json_object_foreach(env, key, v)
+        {
             if (!json_is_object(v)) {
                 json_object_set_new(eo, key, json_deep_copy(v));
                 continue;
             }
             json_t *pv = json_object_get(values, json_string_value(given(v, "param")));
-            if (pv)
-                json_object_set_new(eo, key, env_text(pv));
+            if (pv) json_object_set_new(eo, key, env_text(pv));
         }
         json_object_set_new(out, "env", eo);
     } else if (env) {
@@ -741,8 +712,7 @@ static void merge_into(json_t *into, const json_t *more)
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)more, key, v)
-        json_object_set_new(into, key, json_deep_copy(v));
+    json_object_foreach((json_t *)more, key, v) json_object_set_new(into, key, json_deep_copy(v));
 }
 
 /*
@@ -756,9 +726,10 @@ static json_t *build_spec(const json_t *def, const char *name, int version, cons
     json_object_set_new(spec, "requires", json_deep_copy(json_object_get(def, "requires")));
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)job, key, v) {
-        if (json_is_null(v) || one_of(key, (const char *const[]){"service", "service_version",
-                                                                 "params", NULL}))
+    json_object_foreach((json_t *)job, key, v)
+    {
+        if (json_is_null(v) ||
+            one_of(key, (const char *const[]){"service", "service_version", "params", NULL}))
             continue;
         json_t *mine = json_object_get(spec, key);
         if ((!strcmp(key, "requires") || !strcmp(key, "labels")) && json_is_object(mine) &&
@@ -784,9 +755,9 @@ static json_t *sample_values(const json_t *def)
 {
     json_t *values = json_object(), *decl;
     const char *name;
-    json_object_foreach(json_object_get(def, "params"), name, decl) {
-        json_t *dflt = given(decl, "default"), *min = given(decl, "min"),
-               *max = given(decl, "max");
+    json_object_foreach(json_object_get(def, "params"), name, decl)
+    {
+        json_t *dflt = given(decl, "default"), *min = given(decl, "min"), *max = given(decl, "max");
         const char *type = json_string_value(json_object_get(decl, "type"));
         json_t *v;
         if (dflt)
@@ -802,7 +773,8 @@ static json_t *sample_values(const json_t *def)
         json_object_set_new(values, name, v);
     }
     for (int k = K_INPUT; k < K_N; k++) {
-        json_object_foreach(json_object_get(def, sections[k]), name, decl) {
+        json_object_foreach(json_object_get(def, sections[k]), name, decl)
+        {
             char uri[128];
             snprintf(uri, sizeof(uri), "s3://drover-check/%s/%s", sections[k], name);
             json_object_set_new(values, name, json_string(uri));
@@ -830,16 +802,19 @@ static int check_defaults(struct sctx *c, const json_t *in, json_t *out)
 {
     json_t *d = given(in, "defaults");
     if (d && !json_is_object(d))
-        return fail_at(c, "defaults", "must be an object of job fields (queue, timeout_s, "
-                                      "resources, ...), or null");
+        return fail_at(c, "defaults",
+                       "must be an object of job fields (queue, timeout_s, "
+                       "resources, ...), or null");
     const char *key;
     json_t *v;
-    json_object_foreach(d, key, v) {
+    json_object_foreach(d, key, v)
+    {
         if (!one_of(key, default_keys)) {
             size_t mark = path_key(c, "defaults");
-            int rc = fail_at(c, key, "is not a default a service can give (queue, priority, "
-                                     "slots, delay_s, timeout_s, retry, resources, labels, "
-                                     "notify)");
+            int rc = fail_at(c, key,
+                             "is not a default a service can give (queue, priority, "
+                             "slots, delay_s, timeout_s, retry, resources, labels, "
+                             "notify)");
             path_cut(c, mark);
             return rc;
         }
@@ -859,22 +834,17 @@ int service_parse(json_t *in, const char *name, json_t **out, struct err *e)
     if (!json_is_object(in))
         rc = fail(&c, "must be a json object {\"command\", \"params\", \"inputs\", "
                       "\"outputs\", \"requires\", \"defaults\", \"description\"}");
-    if (!rc)
-        rc = known_keys(&c, in, def_keys, "a service definition");
-    if (!rc)
-        rc = check_description(&c, in, def);
+    if (!rc) rc = known_keys(&c, in, def_keys, "a service definition");
+    if (!rc) rc = check_description(&c, in, def);
     json_object_set_new(def, "command", json_null()); /* its place in the output's order */
-    if (!rc)
-        rc = check_names(&c, in, def);
+    if (!rc) rc = check_names(&c, in, def);
     if (!rc) {
         size_t mark = path_key(&c, "command");
         rc = check_command_template(&c, def, used, json_object_get(in, "command"));
         path_cut(&c, mark);
     }
-    if (!rc)
-        rc = check_all_used(&c, def, used);
-    if (!rc)
-        rc = check_defaults(&c, in, def);
+    if (!rc) rc = check_all_used(&c, def, used);
+    if (!rc) rc = check_defaults(&c, in, def);
     if (!rc) {
         json_object_set_new(def, "command", json_deep_copy(json_object_get(in, "command")));
         /* the trial: the template with sample values must make a valid job spec */
@@ -907,7 +877,8 @@ static void names_text(const json_t *def, struct buf *b)
     for (int k = 0; k < K_N; k++) {
         const char *name;
         json_t *decl;
-        json_object_foreach(json_object_get(def, sections[k]), name, decl) {
+        json_object_foreach(json_object_get(def, sections[k]), name, decl)
+        {
             if (n++ == 12) {
                 buf_adds(b, ", ...");
                 return;
@@ -915,8 +886,7 @@ static void names_text(const json_t *def, struct buf *b)
             buf_addf(b, "%s%s", n > 1 ? ", " : "", name);
         }
     }
-    if (!n)
-        buf_adds(b, "none");
+    if (!n) buf_adds(b, "none");
 }
 
 static int job_values(struct sctx *c, const json_t *def, const char *name, int version,
@@ -928,9 +898,9 @@ static int job_values(struct sctx *c, const json_t *def, const char *name, int v
     int rc = 0;
     if (params && !json_is_object(params))
         rc = fail(c, "must be an object {name: value} of service '%s''s params and ports", name);
-    json_object_foreach(rc ? NULL : (json_t *)params, key, v) {
-        if (kind_of(def, key) != K_N)
-            continue;
+    json_object_foreach(rc ? NULL : (json_t *)params, key, v)
+    {
+        if (kind_of(def, key) != K_N) continue;
         struct buf b = BUF_INIT;
         names_text(def, &b);
         rc = fail_at(c, key, "is not a param of service '%s' version %d (it has: %s)", name,
@@ -939,7 +909,8 @@ static int job_values(struct sctx *c, const json_t *def, const char *name, int v
     }
     for (int k = 0; !rc && k < K_N; k++) {
         json_t *decl;
-        json_object_foreach(json_object_get(def, sections[k]), key, decl) {
+        json_object_foreach(json_object_get(def, sections[k]), key, decl)
+        {
             json_t *given_v = given(params, key), *norm = NULL;
             size_t m = path_key(c, key);
             if (given_v)
@@ -949,22 +920,20 @@ static int job_values(struct sctx *c, const json_t *def, const char *name, int v
                 norm = json_deep_copy(json_object_get(decl, "default"));
             else if (json_is_true(json_object_get(decl, "required")))
                 rc = fail(c, "is required by service '%s' version %d (%s)", name, version,
-                          k == K_PARAM ? json_string_value(json_object_get(decl, "type"))
+                          k == K_PARAM   ? json_string_value(json_object_get(decl, "type"))
                           : k == K_INPUT ? "an input: the uri of an object to read"
                                          : "an output: the uri of an object to write");
             path_cut(c, m);
-            if (norm)
-                json_object_set_new(values, key, norm);
-            if (rc)
-                break;
+            if (norm) json_object_set_new(values, key, norm);
+            if (rc) break;
         }
     }
     path_cut(c, mark);
     return rc;
 }
 
-int service_expand(const json_t *def, const char *name, int version, json_t *job,
-                   const char *path, json_t **out, struct err *e)
+int service_expand(const json_t *def, const char *name, int version, json_t *job, const char *path,
+                   json_t **out, struct err *e)
 {
     struct sctx c = {.e = e, .path = BUF_INIT};
     json_t *values = json_object();
@@ -972,11 +941,11 @@ int service_expand(const json_t *def, const char *name, int version, json_t *job
     *out = NULL;
     buf_adds(&c.path, path ? path : "");
     if (given(job, "command"))
-        rc = fail_at(&c, "command", "cannot be given with service '%s': the service's definition "
-                                    "(version %d) says what runs; a job of it gives only params",
+        rc = fail_at(&c, "command",
+                     "cannot be given with service '%s': the service's definition "
+                     "(version %d) says what runs; a job of it gives only params",
                      name, version);
-    if (!rc)
-        rc = job_values(&c, def, name, version, given(job, "params"), values);
+    if (!rc) rc = job_values(&c, def, name, version, given(job, "params"), values);
     if (!rc)
         *out = build_spec(def, name, version, job, values);
     else

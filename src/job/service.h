@@ -56,7 +56,7 @@ int service_parse(json_t *in, const char *name, json_t **out, struct err *e);
  * "service_version" and the normalised "params", for spec_parse(). `path`
  * prefixes field paths ("" or NULL for none).
  */
-int service_expand(const json_t *def, const char *name, int version, json_t *job,
-                   const char *path, json_t **out, struct err *e);
+int service_expand(const json_t *def, const char *name, int version, json_t *job, const char *path,
+                   json_t **out, struct err *e);
 
 #endif

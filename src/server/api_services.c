@@ -36,8 +36,7 @@ static json_t *service_json(const struct service_rec *s)
 
 static int check_name(struct http_req *r)
 {
-    if (service_name_valid(r->params[0]))
-        return 0;
+    if (service_name_valid(r->params[0])) return 0;
     http_reply_error(r, ERR_INVALID, "name",
                      "service name '%s' must match [a-z0-9][a-z0-9._-]{0,63}", r->params[0]);
     return ERR_INVALID;
@@ -47,9 +46,9 @@ static int check_name(struct http_req *r)
 
 struct service_put {
     struct http_req *r;
-    json_t *def;    /* the normalised definition */
-    int expect;     /* the body's "version", or 0 */
-    bool existed;   /* the latest version was this definition: nothing written */
+    json_t *def;  /* the normalised definition */
+    int expect;   /* the body's "version", or 0 */
+    bool existed; /* the latest version was this definition: nothing written */
     struct service_rec rec;
 };
 
@@ -60,8 +59,7 @@ static int put_write(struct store *st, void *arg, struct err *e)
     struct service_rec latest;
     struct err ge = ERR_INIT;
     int rc = store_service_get(st, p->rec.name, 0, &latest, &ge);
-    if (rc && rc != ERR_NOTFOUND)
-        return err_set(e, rc, "%s", ge.msg);
+    if (rc && rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
     bool found = rc == 0;
     json_t *old = found ? job_json_load(latest.definition) : NULL;
     bool same = found && !latest.retired_at && old && json_equal(old, p->def);
@@ -84,10 +82,8 @@ static int put_write(struct store *st, void *arg, struct err *e)
                        "version %d: service '%s' has no version yet, so this definition would "
                        "be version 1",
                        p->expect, p->rec.name);
-    if (found)
-        store_service_release(&latest);
-    if (!rc)
-        rc = store_service_insert(st, &p->rec, e);
+    if (found) store_service_release(&latest);
+    if (!rc) rc = store_service_insert(st, &p->rec, e);
     return rc;
 }
 
@@ -107,11 +103,11 @@ static void put_done(void *arg, int rc, const struct err *e)
 
 int api_services_put(struct http_req *r)
 {
-    if (check_name(r))
-        return HTTP_DONE;
+    if (check_name(r)) return HTTP_DONE;
     if (!json_is_object(r->body)) {
-        http_reply_error(r, ERR_INVALID, NULL, "the body must be a service definition (an "
-                                               "object)");
+        http_reply_error(r, ERR_INVALID, NULL,
+                         "the body must be a service definition (an "
+                         "object)");
         return HTTP_DONE;
     }
     json_t *body = json_copy(r->body), *ver = json_object_get(body, "version");
@@ -178,8 +174,7 @@ static void retire_done(void *arg, int rc, const struct err *e)
 
 int api_services_delete(struct http_req *r)
 {
-    if (check_name(r))
-        return HTTP_DONE;
+    if (check_name(r)) return HTTP_DONE;
     struct service_retire *t = xcalloc(1, sizeof(*t));
     t->r = r;
     memcpy(t->name, r->params[0], strlen(r->params[0]) + 1); /* valid: at most 64 bytes */
@@ -219,8 +214,10 @@ static int reply_version(struct http_req *r, int version)
         int lrc = store_service_get(srv(r)->reads, r->params[0], 0, &latest, &le);
         err_clear(&e); /* a better message: which of the two is not there */
         if (!lrc) {
-            err_field(&e, ERR_NOTFOUND, "version", "service '%s' has no version %d (its latest "
-                      "is %d)", r->params[0], version, latest.version);
+            err_field(&e, ERR_NOTFOUND, "version",
+                      "service '%s' has no version %d (its latest "
+                      "is %d)",
+                      r->params[0], version, latest.version);
             store_service_release(&latest);
         } else {
             e = le;
@@ -237,15 +234,13 @@ static int reply_version(struct http_req *r, int version)
 
 int api_services_get(struct http_req *r)
 {
-    if (check_name(r))
-        return HTTP_DONE;
+    if (check_name(r)) return HTTP_DONE;
     return reply_version(r, 0);
 }
 
 int api_services_get_version(struct http_req *r)
 {
-    if (check_name(r))
-        return HTTP_DONE;
+    if (check_name(r)) return HTTP_DONE;
     const char *v = r->params[1];
     char *end;
     long version = strtol(v, &end, 10);
@@ -265,13 +260,14 @@ static int job_version(json_t *job, const char *path, int *v, struct err *e)
     json_t *ver = json_object_get(job, "service_version");
     double x = json_number_value(ver);
     *v = 0;
-    if (!ver || json_is_null(ver))
-        return 0;
+    if (!ver || json_is_null(ver)) return 0;
     if (!json_is_number(ver) || x < 1 || x > INT32_MAX || x != (double)(int)x) {
         char field[48];
         snprintf(field, sizeof(field), "%s%sservice_version", path, *path ? "." : "");
-        return err_field(e, ERR_INVALID, field, "%s must be a version of the service (an integer "
-                         "from 1), or null for its latest", field);
+        return err_field(e, ERR_INVALID, field,
+                         "%s must be a version of the service (an integer "
+                         "from 1), or null for its latest",
+                         field);
     }
     *v = (int)x;
     return 0;
@@ -289,8 +285,7 @@ void services_memo_release(struct services_memo *m)
 static int memo_latest(struct store *reads, struct services_memo *m, const char *name,
                        struct err *e)
 {
-    if (m->name[0] && !strcmp(m->name, name))
-        return m->latest_rc;
+    if (m->name[0] && !strcmp(m->name, name)) return m->latest_rc;
     services_memo_release(m);
     snprintf(m->name, sizeof(m->name), "%s", name);
     struct err ge = ERR_INIT;
@@ -306,8 +301,7 @@ static int memo_latest(struct store *reads, struct services_memo *m, const char 
 /* The parsed definition of version rec (m->def, kept while the same version follows). */
 static json_t *memo_def(struct services_memo *m, const struct service_rec *rec)
 {
-    if (m->def && m->def_version == rec->version)
-        return m->def;
+    if (m->def && m->def_version == rec->version) return m->def;
     json_decref(m->def);
     m->def = job_json_load(rec->definition);
     m->def_version = rec->version;
@@ -321,25 +315,27 @@ int services_expand_job(struct store *reads, struct services_memo *memo, json_t 
     *out = NULL;
     path = path ? path : "";
     snprintf(use->path, sizeof(use->path), "%s", path);
-    if (!json_is_object(job))
-        return 0; /* spec_parse says what is wrong */
+    if (!json_is_object(job)) return 0; /* spec_parse says what is wrong */
     char field[48];
     const char *dot = *path ? "." : "";
     json_t *svc = json_object_get(job, "service"), *params = json_object_get(job, "params");
     bool has_params = params && !json_is_null(params);
     int version, rc = job_version(job, path, &version, e);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const char *name = json_string_value(svc);
     snprintf(field, sizeof(field), "%s%sservice", path, dot);
     if (!name || !service_name_valid(name)) {
         if (!version && !has_params)
             return 0; /* a program of that name, or spec_parse refuses the service */
         if (!name)
-            return err_field(e, ERR_INVALID, field, "%s is required with %s: the service of the "
-                             "hub they are for", field, has_params ? "params" : "service_version");
-        return err_field(e, ERR_INVALID, field, "%s '%s' is not defined in the hub (service "
-                         "names match [a-z0-9][a-z0-9._-]{0,63})", field, name);
+            return err_field(e, ERR_INVALID, field,
+                             "%s is required with %s: the service of the "
+                             "hub they are for",
+                             field, has_params ? "params" : "service_version");
+        return err_field(e, ERR_INVALID, field,
+                         "%s '%s' is not defined in the hub (service "
+                         "names match [a-z0-9][a-z0-9._-]{0,63})",
+                         field, name);
     }
     rc = memo_latest(reads, memo, name, e);
     if (rc == ERR_NOTFOUND) {
@@ -347,18 +343,20 @@ int services_expand_job(struct store *reads, struct services_memo *memo, json_t 
             snprintf(use->name, sizeof(use->name), "%s", name);
             return 0;
         }
-        return err_field(e, ERR_INVALID, field, "%s '%s' is not defined in the hub (PUT "
-                         "/v1/services/%s): %s needs its definition", field, name, name,
-                         has_params ? "params" : "service_version");
+        return err_field(e, ERR_INVALID, field,
+                         "%s '%s' is not defined in the hub (PUT "
+                         "/v1/services/%s): %s needs its definition",
+                         field, name, name, has_params ? "params" : "service_version");
     }
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const struct service_rec *latest = &memo->latest, *rec = latest;
     if (latest->retired_at) {
         char at[32];
         time_format_rfc3339(latest->retired_at, at, sizeof(at));
-        return err_field(e, ERR_INVALID, field, "%s '%s' is retired (since %s): it takes no new "
-                         "jobs", field, name, at);
+        return err_field(e, ERR_INVALID, field,
+                         "%s '%s' is retired (since %s): it takes no new "
+                         "jobs",
+                         field, name, at);
     }
     if (version && version != latest->version) {
         if (memo->pinned.version != version) {
@@ -367,18 +365,21 @@ int services_expand_job(struct store *reads, struct services_memo *memo, json_t 
             rc = store_service_get(reads, name, version, &memo->pinned, &ge);
             if (rc == ERR_NOTFOUND) {
                 snprintf(field, sizeof(field), "%s%sservice_version", path, dot);
-                return err_field(e, ERR_INVALID, field, "%s: service '%s' has no version %d "
-                                 "(its latest is %d)", field, name, version, latest->version);
+                return err_field(e, ERR_INVALID, field,
+                                 "%s: service '%s' has no version %d "
+                                 "(its latest is %d)",
+                                 field, name, version, latest->version);
             }
-            if (rc)
-                return err_set(e, rc, "%s", ge.msg);
+            if (rc) return err_set(e, rc, "%s", ge.msg);
         }
         rec = &memo->pinned;
     }
     json_t *def = memo_def(memo, rec);
     if (!def)
-        return err_set(e, ERR_INTERNAL, "service '%s' version %d: its stored definition is not "
-                       "JSON", name, rec->version);
+        return err_set(e, ERR_INTERNAL,
+                       "service '%s' version %d: its stored definition is not "
+                       "JSON",
+                       name, rec->version);
     rc = service_expand(def, name, rec->version, job, path, out, e);
     snprintf(use->name, sizeof(use->name), "%s", name);
     use->version = rec->version;
@@ -393,22 +394,23 @@ int services_recheck(struct store *st, const struct service_use *use, struct err
     char field[48];
     snprintf(field, sizeof(field), "%s%sservice", use->path, *use->path ? "." : "");
     int rc = store_service_get(st, use->name, 0, &latest, &ge);
-    if (rc == ERR_NOTFOUND && !use->version)
-        return 0;
+    if (rc == ERR_NOTFOUND && !use->version) return 0;
     if (rc == ERR_NOTFOUND) /* versions are never deleted */
         return err_set(e, ERR_INTERNAL, "service '%s' vanished from the store", use->name);
-    if (rc)
-        return err_set(e, rc, "%s", ge.msg);
+    if (rc) return err_set(e, rc, "%s", ge.msg);
     if (!use->version)
-        rc = err_field(e, ERR_CONFLICT, field, "%s '%s' was defined in the hub while this job "
-                       "was submitted: submit it again", field, use->name);
+        rc = err_field(e, ERR_CONFLICT, field,
+                       "%s '%s' was defined in the hub while this job "
+                       "was submitted: submit it again",
+                       field, use->name);
     else if (latest.retired_at)
         rc = err_field(e, ERR_INVALID, field, "%s '%s' is retired: it takes no new jobs", field,
                        use->name);
     else if (!use->pinned && latest.version != use->version)
-        rc = err_field(e, ERR_CONFLICT, field, "%s '%s' changed to version %d while this job "
-                       "was submitted from version %d: submit it again", field, use->name,
-                       latest.version, use->version);
+        rc = err_field(e, ERR_CONFLICT, field,
+                       "%s '%s' changed to version %d while this job "
+                       "was submitted from version %d: submit it again",
+                       field, use->name, latest.version, use->version);
     store_service_release(&latest);
     return rc;
 }

@@ -55,8 +55,7 @@ static json_t *load(const char *text)
 {
     json_error_t jerr;
     json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
-    if (!j)
-        fail_msg("bad test json (%s): %s", jerr.text, text);
+    if (!j) fail_msg("bad test json (%s): %s", jerr.text, text);
     return j;
 }
 
@@ -65,8 +64,7 @@ static json_t *def_ok(const char *text)
     json_t *in = load(text), *out = NULL;
     struct err e = ERR_INIT;
     int rc = service_parse(in, "nhmmer", &out, &e);
-    if (rc)
-        fail_msg("service_parse: %s (field %s)", e.msg, e.field);
+    if (rc) fail_msg("service_parse: %s (field %s)", e.msg, e.field);
     json_decref(in);
     return out;
 }
@@ -110,14 +108,13 @@ static void test_definition_normalised(void **state)
     assert_true(json_is_false(json_object_get(note, "required")));
     json_t *query = json_object_get(json_object_get(d, "inputs"), "query");
     assert_true(json_is_true(json_object_get(query, "required")));
-    assert_string_equal(json_string_value(json_object_get(query, "description")),
-                        "FASTA queries");
+    assert_string_equal(json_string_value(json_object_get(query, "description")), "FASTA queries");
     json_t *hits = json_object_get(json_object_get(d, "outputs"), "hits");
     assert_true(json_is_true(json_object_get(hits, "required")));
     assert_string_equal(json_string_value(json_object_get(json_object_get(d, "requires"), "db")),
                         "rfam");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(d, "defaults"), "queue")), "bio");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "defaults"), "queue")),
+                        "bio");
     /* the same definition again is equal (PUT compares them to find a repeat) */
     json_t *again = def_ok(nhmmer_def);
     assert_true(json_equal(d, again));
@@ -189,19 +186,20 @@ static void test_expand(void **state)
     assert_null(json_object_get(params, "note"));
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(s.json, "requires"), "db")), "rfam");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(s.json, "resources"), "memory_mb")),
-                     512);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(s.json, "resources"), "memory_mb")),
+        512);
     spec_release(&s);
 
     /* every param given, as a command line gives them (text), and the job's own fields */
-    expand_ok(d,
-              "{\"service\": \"nhmmer\", \"service_version\": 3, \"queue\": \"fast\","
-              " \"priority\": 5, \"requires\": {\"gpu\": \"no\"}, \"labels\": {\"run\": \"7\"},"
-              " \"params\": {\"query\": \"https://example.org/q.fa\", \"hits\": \"s3://out/h\","
-              " \"log\": \"s3://out/log\", \"cpu\": \"8\", \"evalue\": \"0.001\", \"dna\": \"true\","
-              " \"mode\": \"slow\", \"note\": \"hi\"}}",
-              &s);
+    expand_ok(
+        d,
+        "{\"service\": \"nhmmer\", \"service_version\": 3, \"queue\": \"fast\","
+        " \"priority\": 5, \"requires\": {\"gpu\": \"no\"}, \"labels\": {\"run\": \"7\"},"
+        " \"params\": {\"query\": \"https://example.org/q.fa\", \"hits\": \"s3://out/h\","
+        " \"log\": \"s3://out/log\", \"cpu\": \"8\", \"evalue\": \"0.001\", \"dna\": \"true\","
+        " \"mode\": \"slow\", \"note\": \"hi\"}}",
+        &s);
     args = json_object_get(json_object_get(s.json, "command"), "arguments");
     assert_int_equal(json_array_size(args), 8);
     assert_string_equal(arg_at(s.json, 0, "value"), "8");
@@ -234,9 +232,8 @@ static void test_expand(void **state)
               &s);
     assert_string_equal(arg_at(s.json, 0, "value"), "4");
     assert_string_equal(arg_at(s.json, 1, "value"), "1e-05");
-    assert_int_equal(json_array_size(json_object_get(json_object_get(s.json, "command"),
-                                                     "arguments")),
-                     6);
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(s.json, "command"), "arguments")), 6);
     spec_release(&s);
     json_decref(d);
 }
@@ -252,12 +249,10 @@ static void check_bad_def(const struct bad_case *c)
     json_t *in = load(c->json), *out = NULL;
     struct err e = ERR_INIT;
     int rc = service_parse(in, "x", &out, &e);
-    if (rc != ERR_INVALID)
-        fail_msg("accepted, or not ERR_INVALID (%d): %s", rc, c->json);
+    if (rc != ERR_INVALID) fail_msg("accepted, or not ERR_INVALID (%d): %s", rc, c->json);
     if (strcmp(e.field, c->field))
         fail_msg("field '%s', expected '%s' (%s) for %s", e.field, c->field, e.msg, c->json);
-    if (!strstr(e.msg, c->words))
-        fail_msg("message '%s' lacks '%s'", e.msg, c->words);
+    if (!strstr(e.msg, c->words)) fail_msg("message '%s' lacks '%s'", e.msg, c->words);
     if (strncmp(e.msg, c->field, strlen(c->field)) && strncmp(e.msg, "unknown field", 13))
         fail_msg("message '%s' does not start with its field '%s'", e.msg, c->field);
     assert_null(out);
@@ -363,8 +358,8 @@ static void test_bad_definitions(void **state)
         {"{\"command\": {\"program\": \"p\", \"stdout\": {\"type\": \"file\"}}}",
          "command.stdout.type", "must be"},
         {"{\"command\": {\"program\": \"p\", \"colour\": 1}}", "command.colour", "unknown"},
-        {"{" P "[{\"type\": \"input\", \"value\": \"ftp://x/y\"}]}}",
-         "command.arguments[0].value", "uri"},
+        {"{" P "[{\"type\": \"input\", \"value\": \"ftp://x/y\"}]}}", "command.arguments[0].value",
+         "uri"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         check_bad_def(&cases[i]);
@@ -376,12 +371,10 @@ static void check_bad_job(const json_t *d, const char *path, const char *job_tex
     json_t *job = load(job_text), *out = NULL;
     struct err e = ERR_INIT;
     int rc = service_expand(d, "nhmmer", 3, job, path, &out, &e);
-    if (rc != ERR_INVALID)
-        fail_msg("accepted, or not ERR_INVALID (%d): %s", rc, job_text);
+    if (rc != ERR_INVALID) fail_msg("accepted, or not ERR_INVALID (%d): %s", rc, job_text);
     if (strcmp(e.field, field))
         fail_msg("field '%s', expected '%s' (%s) for %s", e.field, field, e.msg, job_text);
-    if (!strstr(e.msg, words))
-        fail_msg("message '%s' lacks '%s'", e.msg, words);
+    if (!strstr(e.msg, words)) fail_msg("message '%s' lacks '%s'", e.msg, words);
     assert_null(out);
     json_decref(job);
 }
@@ -423,8 +416,8 @@ static void test_bad_params(void **state)
                   "the uri of an object");
     check_bad_job(d, "", "{\"service\": \"nhmmer\", \"params\": [1]}", "params",
                   "must be an object");
-    check_bad_job(d, "", "{\"service\": \"nhmmer\", \"command\": {\"program\": \"rm\"}}",
-                  "command", "gives only params");
+    check_bad_job(d, "", "{\"service\": \"nhmmer\", \"command\": {\"program\": \"rm\"}}", "command",
+                  "gives only params");
     check_bad_job(d, "[4]", J("\"hits\": \"s3://out/h\", \"cpu\": 0"), "[4].params.cpu",
                   "between 1 and 64");
     json_decref(d);
@@ -435,7 +428,7 @@ static void test_job_fields_checked_after(void **state)
 {
     (void)state;
     json_t *d = def_ok(nhmmer_def);
-    json_t *job = load(J("\"hits\": \"s3://out/h\"") ), *out = NULL;
+    json_t *job = load(J("\"hits\": \"s3://out/h\"")), *out = NULL;
     json_object_set_new(job, "priority", json_integer(5000));
     json_object_set_new(job, "colour", json_string("red"));
     struct err e = ERR_INIT;

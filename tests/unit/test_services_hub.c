@@ -38,8 +38,7 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/drover-hub-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
+    if (!mkdtemp(f->dir)) return -1;
     snprintf(f->uri, sizeof(f->uri), "sqlite:%s/drover.db", f->dir);
     struct err e = ERR_INIT;
     if (store_open(f->uri, NULL, &f->st, &e)) {
@@ -70,8 +69,7 @@ static void define(struct store *st, const char *name, const char *def_text)
     json_t *in = json_loads(def_text, 0, NULL), *def = NULL;
     struct err e = ERR_INIT;
     assert_non_null(in);
-    if (service_parse(in, name, &def, &e))
-        fail_msg("service_parse: %s", e.msg);
+    if (service_parse(in, name, &def, &e)) fail_msg("service_parse: %s", e.msg);
     char *text = json_dumps(def, JSON_COMPACT);
     struct service_rec r = {.name = (char *)name, .definition = text, .created_at = 1};
     assert_int_equal(store_begin(st, &e), 0);
@@ -91,7 +89,7 @@ static void retire(struct store *st, const char *name)
 }
 
 #define ECHO_DEF                                                                                   \
-    "{\"command\": {\"program\": \"echo\", \"arguments\": [{\"type\": \"parameter\", "           \
+    "{\"command\": {\"program\": \"echo\", \"arguments\": [{\"type\": \"parameter\", "             \
     "\"param\": \"word\"}]}, \"params\": {\"word\": {\"type\": \"string\", \"default\": \"hi\"}}}"
 
 /* Expands job_text; returns the expansion (or NULL when the hub has none), use filled. */
@@ -178,16 +176,15 @@ static void test_expand_refusals(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *job = json_loads(cases[i][0], 0, NULL), *out = NULL;
         struct err e = ERR_INIT;
-        assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e),
-                         ERR_INVALID);
+        assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), ERR_INVALID);
         assert_string_equal(e.field, cases[i][1]);
         assert_non_null(strstr(e.msg, cases[i][2]));
         assert_null(out);
         json_decref(job);
     }
     /* the memo holds what it read: a good job after the bad ones, then two versions */
-    json_t *job = json_loads("{\"service\": \"echo\", \"params\": {\"word\": \"yo\"}}", 0,
-                             NULL), *out = NULL;
+    json_t *job = json_loads("{\"service\": \"echo\", \"params\": {\"word\": \"yo\"}}", 0, NULL),
+           *out = NULL;
     struct err e = ERR_INIT;
     assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
     assert_int_equal(use.version, 1);
@@ -198,15 +195,15 @@ static void test_expand_refusals(void **state)
     job = json_loads("{\"service\": \"echo\", \"service_version\": 1}", 0, NULL);
     assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
     assert_int_equal(use.version, 1);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "command"),
-                                                          "program")), "echo");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(out, "command"), "program")), "echo");
     json_decref(out);
     json_decref(job);
     job = json_loads("{\"service\": \"echo\"}", 0, NULL);
     assert_int_equal(services_expand_job(f->st, &memo, job, "", &out, &use, &e), 0);
     assert_int_equal(use.version, 2);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "command"),
-                                                          "program")), "true");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(out, "command"), "program")), "true");
     json_decref(out);
     json_decref(job);
     services_memo_release(&memo);
