@@ -105,9 +105,7 @@ int api_services_put(struct http_req *r)
 {
     if (check_name(r)) return HTTP_DONE;
     if (!json_is_object(r->body)) {
-        http_reply_error(r, ERR_INVALID, NULL,
-                         "the body must be a service definition (an "
-                         "object)");
+        http_reply_error(r, ERR_INVALID, NULL, "the body must be a service definition (an object)");
         return HTTP_DONE;
     }
     json_t *body = json_copy(r->body), *ver = json_object_get(body, "version");
