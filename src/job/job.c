@@ -51,6 +51,20 @@ void job_release(struct job *j)
     job_init(j);
 }
 
+void job_set_spec(struct job *j, json_t *spec)
+{
+    json_decref(j->spec);
+    j->spec = spec;
+    j->timeout_s = 0;
+    j->requires = NULL;
+    if (!spec)
+        return;
+    struct job_spec v;
+    spec_views(&v, spec);
+    j->timeout_s = v.timeout_s;
+    j->requires = json_object_size(v.requires) ? v.requires : NULL;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? xstrdup(s) : NULL;
@@ -72,6 +86,8 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->run_after = now_ms + (int64_t)(s->delay_s * 1000.0);
     j->labels = json_incref(json_object_get(s->json, "labels"));
     j->spec = json_incref(s->json);
+    j->timeout_s = s->timeout_s;
+    j->requires = json_object_size(s->requires) ? s->requires : NULL;
     struct job_event_args born = {.now_ms = now_ms};
     lifecycle_apply(j, JOB_EV_SUBMIT, &born, NULL); /* -> queued */
 }

@@ -53,6 +53,9 @@ struct job {
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */
     json_t *result;    /* or NULL */
     json_t *attempts;  /* array or NULL */
+    /* Typed views of the spec, set with it (job_from_spec, job_set_spec); zero without it: */
+    double timeout_s;       /* 0 = none */
+    const json_t *requires; /* borrowed from spec: a non-empty object, or NULL */
 };
 
 void job_init(struct job *j);
@@ -60,6 +63,12 @@ void job_release(struct job *j);
 
 /* Fills a new queued job (fresh UUIDv7) from a validated spec, at time now_ms. */
 void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms);
+
+/*
+ * Sets j->spec to `spec` (a normalised spec, stolen; NULL for none) and its
+ * typed views: for a spec read back from the store.
+ */
+void job_set_spec(struct job *j, json_t *spec);
 
 /* The job as GET /v1/jobs/{id} shows it (docs/api.md "The job"); a new reference. */
 json_t *job_to_json(const struct job *j);

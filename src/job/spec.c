@@ -908,7 +908,7 @@ static const struct field spec_fields[] = {
 };
 /* clang-format on */
 
-static void fill_views(struct job_spec *s, json_t *o)
+void spec_views(struct job_spec *s, json_t *o)
 {
     json_t *retry = json_object_get(o, "retry");
     s->json = o;
@@ -921,6 +921,7 @@ static void fill_views(struct job_spec *s, json_t *o)
     s->max_attempts = (int)json_integer_value(json_object_get(retry, "max_attempts"));
     s->delay_s = json_number_value(json_object_get(o, "delay_s"));
     s->timeout_s = json_number_value(json_object_get(o, "timeout_s")); /* null: 0 */
+    s->requires = json_object_get(o, "requires");
     s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
     s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
     s->test = json_is_true(json_object_get(o, "test"));
@@ -939,7 +940,7 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
     if (rc)
         json_decref(c.top);
     else
-        fill_views(out, c.top);
+        spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
 }

@@ -39,6 +39,7 @@ struct job_spec {
     int max_attempts;    /* 1..100 */
     double delay_s;      /* >= 0 */
     double timeout_s;    /* 0 = none */
+    const json_t *requires; /* object, maybe empty */
     double backoff_s, max_backoff_s;
     bool test; /* a probe: nothing is queued */
 };
@@ -50,6 +51,12 @@ struct job_spec {
  * nothing that needs releasing.
  */
 int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e);
+/*
+ * Fills the views of s from `normalised`, a spec spec_parse() has already
+ * normalised (one read back from the store), borrowed: s->json is not a
+ * reference of its own, so s is not released.
+ */
+void spec_views(struct job_spec *s, json_t *normalised);
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
 

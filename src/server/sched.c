@@ -169,8 +169,8 @@ void sched_add(struct sched *s, const struct job *j)
     sj->queue = xstrdup(j->queue);
     sj->priority = j->priority;
     sj->slots = j->slots > 0 ? j->slots : 1;
-    json_t *req = json_object_get(j->spec, "requires");
-    sj->requires = json_object_size(req) ? json_incref(req) : NULL;
+    sj->requires = j->requires ? json_incref((json_t *)j->requires) : NULL;
+    sj->timeout_s = j->timeout_s;
     sj->run_after = j->run_after;
     place(s, sj, time_now_ms());
 }

@@ -27,6 +27,7 @@ struct sched_job {
     int priority;
     int slots;
     json_t *requires; /* object, or NULL */
+    double timeout_s; /* 0 = none: for the lease's deadline */
     int64_t run_after;
     struct sched_job *prev, *next; /* in its list */
     struct sched_level *level;     /* NULL while delayed or taken */

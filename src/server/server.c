@@ -402,6 +402,38 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->drain_timer, &tv);
 }
 
+/* ---- the fleet's dependencies (fleet.h): requests are http_req, the clock is the wall's ---- */
+
+static int64_t fleet_clock(void *arg)
+{
+    (void)arg;
+    return time_now_ms();
+}
+
+static void fleet_reply(void *arg, void *req, char *body, size_t len)
+{
+    struct http_req *r = req;
+    r->on_gone = NULL; /* a parked poll's */
+    r->owner = NULL;
+    http_reply_bytes(r, 200, "application/json", body, len);
+    free(body);
+}
+
+static void fleet_reply_error(void *arg, void *req, const struct err *e)
+{
+    struct http_req *r = req;
+    r->on_gone = NULL;
+    r->owner = NULL;
+    http_reply_err(r, e);
+}
+
+static void fleet_job_changed_cb(void *arg, const struct job *j)
+{
+    struct server *s = arg;
+    if (job_state_terminal(j->state)) waiters_wake(s->waiters, j);
+    logs_notify(s->logs, j->id);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
@@ -452,7 +484,20 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     if ((rc = webhooks_open(s, o, e)))
         return rc;
     s->sched = sched_new();
-    s->fleet = fleet_new(s);
+    struct fleet_deps fd = {
+        .base = base,
+        .commit = s->commit,
+        .reads = s->reads,
+        .sched = s->sched,
+        .lost_after_s = s->lost_after_s,
+        .deadline_grace_s = s->deadline_grace_s,
+        .now_ms = fleet_clock,
+        .reply = fleet_reply,
+        .reply_error = fleet_reply_error,
+        .job_changed = fleet_job_changed_cb,
+        .arg = s,
+    };
+    s->fleet = fleet_new(&fd);
     if ((rc = fleet_load(s->fleet, e)))
         return rc;
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
