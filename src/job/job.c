@@ -48,21 +48,32 @@ void job_release(struct job *j)
     json_decref(j->progress);
     json_decref(j->result);
     json_decref(j->attempts);
+    free(j->uris);
     job_init(j);
+}
+
+/* The typed views of j->spec, read once (spec.h). */
+static void set_views(struct job *j, double timeout_s, const json_t *requires)
+{
+    j->timeout_s = timeout_s;
+    j->requires = json_object_size(requires) ? requires : NULL;
+    free(j->uris);
+    j->uris = NULL;
+    j->nuris = j->spec ? spec_uris(j->spec, NULL, 0) : 0;
+    if (j->nuris) {
+        j->uris = xcalloc(j->nuris, sizeof(*j->uris));
+        spec_uris(j->spec, j->uris, j->nuris);
+    }
 }
 
 void job_set_spec(struct job *j, json_t *spec)
 {
     json_decref(j->spec);
     j->spec = spec;
-    j->timeout_s = 0;
-    j->requires = NULL;
-    if (!spec)
-        return;
-    struct job_spec v;
-    spec_views(&v, spec);
-    j->timeout_s = v.timeout_s;
-    j->requires = json_object_size(v.requires) ? v.requires : NULL;
+    struct job_spec v = {0};
+    if (spec)
+        spec_views(&v, spec);
+    set_views(j, v.timeout_s, v.requires);
 }
 
 static char *dup_or_null(const char *s)
@@ -86,8 +97,7 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->run_after = now_ms + (int64_t)(s->delay_s * 1000.0);
     j->labels = json_incref(json_object_get(s->json, "labels"));
     j->spec = json_incref(s->json);
-    j->timeout_s = s->timeout_s;
-    j->requires = json_object_size(s->requires) ? s->requires : NULL;
+    set_views(j, s->timeout_s, s->requires);
     struct job_event_args born = {.now_ms = now_ms};
     lifecycle_apply(j, JOB_EV_SUBMIT, &born, NULL); /* -> queued */
 }

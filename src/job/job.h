@@ -56,6 +56,8 @@ struct job {
     /* Typed views of the spec, set with it (job_from_spec, job_set_spec); zero without it: */
     double timeout_s;       /* 0 = none */
     const json_t *requires; /* borrowed from spec: a non-empty object, or NULL */
+    struct spec_uri *uris;  /* the objects it names (spec_uris), or NULL */
+    size_t nuris;
 };
 
 void job_init(struct job *j);

@@ -57,6 +57,24 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
  * reference of its own, so s is not released.
  */
 void spec_views(struct job_spec *s, json_t *normalised);
+/*
+ * The object URIs a normalised spec names, typed: what an agent running the
+ * job may read (input arguments, stdin, under input prefixes) and write
+ * (output arguments, stdout/stderr, names under output prefixes). `uri`
+ * borrows the spec's string.
+ */
+enum spec_uri_use {
+    SPEC_URI_READ,         /* an input argument or stdin: that object */
+    SPEC_URI_READ_PREFIX,  /* command.input: objects under it */
+    SPEC_URI_WRITE,        /* an output argument, stdout or stderr: that object */
+    SPEC_URI_WRITE_PREFIX, /* command.output: names under it */
+};
+struct spec_uri {
+    const char *uri;
+    enum spec_uri_use use;
+};
+/* Fills out[0..max) in spec order and returns how many the spec names (maybe more than max). */
+size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max);
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
 

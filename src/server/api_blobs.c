@@ -668,11 +668,6 @@ int api_blob_list(struct http_req *r)
 
 /* ---- POST /v1/presign ---- */
 
-static bool uri_eq(json_t *v, const char *uri)
-{
-    return json_is_string(v) && !strcmp(json_string_value(v), uri);
-}
-
 /*
  * Is uri under the job's prefix p? Compared as bucket and key: "s3://bu" (a
  * whole bucket) does not reach into "s3://bucket/...".
@@ -689,44 +684,30 @@ static bool has_prefix(const char *uri, const char *p)
  * May an agent running this job use `method` on `uri` (a whole prefix when
  * `prefix`)? GET/HEAD: its input arguments, stdin, input prefixes. PUT: its
  * output arguments, stdout/stderr, and names under its output prefixes (same
- * folder, last segment starting with the prefix's last part).
+ * folder, last segment starting with the prefix's last part). Read from the
+ * job's typed view of its spec (job.h: uris).
  */
-static bool job_allows(json_t *spec, const char *method, const char *uri, bool prefix)
+static bool job_allows(const struct job *j, const char *method, const char *uri, bool prefix)
 {
-    json_t *cmd = json_object_get(spec, "command");
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool put = !strcmp(method, "PUT");
-    size_t i;
-    json_t *v;
-    if (get) {
-        json_array_foreach(json_object_get(cmd, "input"), i,
-                           v) if (json_is_string(v) &&
-                                  has_prefix(uri, json_string_value(v))) return true;
-        if (prefix) return false;
-        json_t *in = json_object_get(cmd, "stdin");
-        if (uri_eq(json_object_get(in, "type"), "uri") && uri_eq(json_object_get(in, "value"), uri))
-            return true;
-    }
-    if (put && !prefix) {
-        json_array_foreach(json_object_get(cmd, "output"), i, v)
-        {
-            if (!json_is_string(v) || !has_prefix(uri, json_string_value(v))) continue;
-            if (!strchr(uri + strlen(json_string_value(v)), '/')) return true;
-        }
-        static const char *const streams[] = {"stdout", "stderr"};
-        for (int k = 0; k < 2; k++) {
-            json_t *o = json_object_get(cmd, streams[k]);
-            if (uri_eq(json_object_get(o, "type"), "uri") &&
-                uri_eq(json_object_get(o, "value"), uri))
+    for (size_t i = 0; i < j->nuris; i++) {
+        const struct spec_uri *u = &j->uris[i];
+        switch (u->use) {
+        case SPEC_URI_READ_PREFIX:
+            if (get && has_prefix(uri, u->uri)) return true;
+            break;
+        case SPEC_URI_WRITE_PREFIX:
+            if (put && !prefix && has_prefix(uri, u->uri) && !strchr(uri + strlen(u->uri), '/'))
                 return true;
+            break;
+        case SPEC_URI_READ:
+            if (get && !prefix && !strcmp(u->uri, uri)) return true;
+            break;
+        case SPEC_URI_WRITE:
+            if (put && !prefix && !strcmp(u->uri, uri)) return true;
+            break;
         }
-    }
-    if (prefix || (!get && !put)) return false;
-    json_array_foreach(json_object_get(cmd, "arguments"), i, v)
-    {
-        if (uri_eq(json_object_get(v, "type"), get ? "input" : "output") &&
-            uri_eq(json_object_get(v, "value"), uri))
-            return true;
     }
     return false;
 }
@@ -756,7 +737,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
         rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id, attempt);
     else if (!holder || !fleet_agent_owned_by(holder, r->token_name))
         rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent of another token", j.id);
-    else if (!job_allows(j.spec, method, uri, prefix))
+    else if (!job_allows(&j, method, uri, prefix))
         rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
     if (!rc) {
         memcpy(bind->job, j.id, UUID_STR_LEN);
