@@ -167,9 +167,8 @@ static void put_commit_work(void *arg)
     op->w = NULL; /* commit frees the writer, whatever happens */
 }
 
-static void put_commit_done(void *arg)
+static void put_answer(struct put_op *op)
 {
-    struct put_op *op = arg;
     struct http_req *r = op->r;
     if (r->gone)
         http_req_drop(r);
@@ -178,6 +177,32 @@ static void put_commit_done(void *arg)
     else
         http_reply_json(r, 200, info_json(op->bucket, op->key, &op->info));
     put_free(op);
+}
+
+static int put_event_write(struct store *st, void *arg, struct err *e)
+{
+    struct put_op *op = arg;
+    return store_event_object(st, OBJECT_CREATED, op->bucket, op->key, op->info.size,
+                              op->info.sha256, e);
+}
+
+static void put_event_done(void *arg, int rc, const struct err *e)
+{
+    /* The object is there either way: a lost event is logged, the PUT still succeeds. */
+    struct put_op *op = arg;
+    if (rc) log_error("object s3://%s/%s: cannot record its event: %s", op->bucket, op->key, e->msg);
+    put_answer(op);
+}
+
+/* The object is committed: its event is written before the answer (the stream has it then). */
+static void put_commit_done(void *arg)
+{
+    struct put_op *op = arg;
+    if (op->rc) {
+        put_answer(op);
+        return;
+    }
+    commit_submit(op->s->commit, put_event_write, put_event_done, op);
 }
 
 static void put_done(void *arg, int status)
@@ -507,10 +532,12 @@ struct call_op {
     struct server *s;
     enum call_kind kind;
     bool in_flight, gone;
+    bool evented; /* delete: its event is written */
     char bucket[BLOB_BUCKET_MAX + 1];
     char *key, *prefix, *after; /* owned: r may be gone while the call runs */
     int limit;
     struct blob_list list;
+    struct blob_info info; /* delete: the object deleted */
     int rc;
     struct err err;
 };
@@ -528,8 +555,11 @@ static void call_work(void *arg)
 {
     struct call_op *op = arg;
     struct blob_store *bs = op->s->blobs;
-    if (op->kind == CALL_DELETE)
-        op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
+    if (op->kind == CALL_DELETE) {
+        /* what is deleted, for its event */
+        op->rc = blob_head(bs, op->bucket, op->key, &op->info, &op->err);
+        if (!op->rc) op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
+    }
     else
         op->rc = blob_list(bs, op->bucket, op->prefix, op->after, op->limit, &op->list, &op->err);
 }
@@ -548,10 +578,33 @@ static json_t *list_json(const struct blob_list *l)
                      l->next ? json_string(l->next) : json_null());
 }
 
+static int delete_event_write(struct store *st, void *arg, struct err *e)
+{
+    struct call_op *op = arg;
+    return store_event_object(st, OBJECT_DELETED, op->bucket, op->key, op->info.size,
+                              op->info.sha256, e);
+}
+
+static void call_answer(void *arg);
+
+static void delete_event_done(void *arg, int rc, const struct err *e)
+{
+    struct call_op *op = arg;
+    if (rc) log_error("object s3://%s/%s: cannot record its event: %s", op->bucket, op->key, e->msg);
+    op->evented = true;
+    call_answer(op);
+}
+
 static void call_answer(void *arg)
 {
     struct call_op *op = arg;
     struct http_req *r = op->r;
+    if (op->kind == CALL_DELETE && !op->rc && !op->evented) {
+        /* deleted: its event is written before the answer (in flight: call_gone waits) */
+        op->in_flight = true;
+        commit_submit(op->s->commit, delete_event_write, delete_event_done, op);
+        return;
+    }
     op->in_flight = false;
     if (!op->gone) {
         r->on_gone = NULL;
