@@ -6,6 +6,7 @@ Last-Event-ID, filters by job, queue or type, and gets 410 when it is behind the
 window.
 """
 import json
+import socket
 import threading
 import time
 
@@ -65,6 +66,12 @@ class Stream:
         return self.events()
 
     def close(self):
+        # Shut the socket first: a close alone waits for the reader thread's blocked read
+        # (up to its 60 s timeout) before the connection goes.
+        try:
+            self.resp.raw.connection.sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
         self.resp.close()
 
 
