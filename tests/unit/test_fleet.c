@@ -320,6 +320,14 @@ static json_t *running(const struct job *jobs, size_t n, int attempt)
     return a;
 }
 
+/* fleet_poll, which borrows `running` (taken here: may be NULL). */
+static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots, json_t *running,
+                 int64_t wait_ms)
+{
+    fleet_poll(h->fleet, a, req, free_slots, running, wait_ms);
+    json_decref(running);
+}
+
 /* ---- tests ---- */
 
 /*
@@ -334,7 +342,7 @@ static void test_poll_leases(void **state)
     struct job j[3];
     submit(h, j, 3, "{\"timeout_s\": 5, \"command\": {\"program\": \"true\"}}");
 
-    fleet_poll(h->fleet, a, &h->poll1, 2, NULL, 0);
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
     pump(h);
     json_t *ans = answer_of(h, &h->poll1);
     json_t *leases = json_object_get(ans, "leases");
@@ -357,7 +365,7 @@ static void test_poll_leases(void **state)
     assert_int_equal(a->free_slots, 0);
 
     /* a full agent's poll parks; a job it reports ended frees a slot for it */
-    fleet_poll(h->fleet, a, &h->poll2, 0, running(j, 2, 1), 60000);
+    agent_poll(h, a, &h->poll2, 0, running(j, 2, 1), 60000);
     pump(h);
     assert_false(answered(h, &h->poll2));
     struct job done;
@@ -394,7 +402,7 @@ static void test_parked_poll(void **state)
 {
     struct h *h = *state;
     struct live_agent *a = register_agent(h, "w1", 1, "[\"bio\"]");
-    fleet_poll(h->fleet, a, &h->poll1, 1, NULL, 60000);
+    agent_poll(h, a, &h->poll1, 1, NULL, 60000);
     pump(h);
     assert_false(answered(h, &h->poll1));
     struct job other[1], j[1];
@@ -408,7 +416,7 @@ static void test_parked_poll(void **state)
     assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
 
     /* gone before anything came: never answered, and nothing is leased to it */
-    fleet_poll(h->fleet, a, &h->poll2, 1, running(j, 1, 1), 60000);
+    agent_poll(h, a, &h->poll2, 1, running(j, 1, 1), 60000);
     fleet_poll_gone(h->fleet, a, &h->poll2);
     pump(h);
     assert_false(answered(h, &h->poll2));
@@ -423,7 +431,7 @@ static void test_undelivered_lease(void **state)
     struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
     struct job j[1];
     submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
-    fleet_poll(h->fleet, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
+    agent_poll(h, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
     fleet_poll_gone(h->fleet, a, &h->poll1);
     pump(h);
     assert_false(answered(h, &h->poll1));
@@ -431,7 +439,7 @@ static void test_undelivered_lease(void **state)
     assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
     assert_int_equal(a->held, 0);
     /* and it is leased again, as attempt 1, at the next poll */
-    fleet_poll(h->fleet, a, &h->poll2, 1, json_array(), 0);
+    agent_poll(h, a, &h->poll2, 1, json_array(), 0);
     pump(h);
     json_t *l = json_array_get(json_object_get(answer_of(h, &h->poll2), "leases"), 0);
     assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 1);
@@ -451,7 +459,7 @@ static void test_lost_agent_requeues(void **state)
     submit(h, &j[0], 1, "{\"retry\": {\"max_attempts\": 3, \"backoff_s\": 1}, "
                         "\"command\": {\"program\": \"true\"}}");
     submit(h, &j[1], 1, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"true\"}}");
-    fleet_poll(h->fleet, a, &h->poll1, 2, NULL, 0);
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
     pump(h);
     assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 2);
 
@@ -484,7 +492,7 @@ static void test_lost_agent_requeues(void **state)
 
     /* another agent gets the retry once its backoff has passed */
     struct live_agent *b = register_agent(h, "w2", 1, "[\"default\"]");
-    fleet_poll(h->fleet, b, &h->poll2, 1, NULL, 60000);
+    agent_poll(h, b, &h->poll2, 1, NULL, 60000);
     pump(h);
     assert_false(answered(h, &h->poll2)); /* backing off */
     h->now += 1500;
@@ -505,7 +513,7 @@ static void test_lost_while_leasing(void **state)
     struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
     struct job j[1];
     submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
-    fleet_poll(h->fleet, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
+    agent_poll(h, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
     h->now += LOST_AFTER_S * 1000 + 1;
     fleet_tick(h->fleet, h->now);
     pump(h);
@@ -521,7 +529,7 @@ static void test_drain(void **state)
 {
     struct h *h = *state;
     struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
-    fleet_poll(h->fleet, a, &h->poll1, 2, NULL, 60000);
+    agent_poll(h, a, &h->poll1, 2, NULL, 60000);
     pump(h);
     fleet_agent_set_state(h->fleet, a, AGENT_DRAINING, &h->answer1);
     pump(h);
@@ -535,7 +543,7 @@ static void test_drain(void **state)
 
     struct job j[1];
     submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
-    fleet_poll(h->fleet, a, &h->poll2, 2, json_array(), 0);
+    agent_poll(h, a, &h->poll2, 2, json_array(), 0);
     pump(h);
     ans = answer_of(h, &h->poll2);
     assert_int_equal(json_array_size(json_object_get(ans, "leases")), 0);
@@ -550,7 +558,7 @@ static void test_leave(void **state)
     struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
     struct job j[1];
     submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
-    fleet_poll(h->fleet, a, &h->poll1, 1, NULL, 0);
+    agent_poll(h, a, &h->poll1, 1, NULL, 0);
     pump(h);
     assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 1);
     fleet_agent_set_state(h->fleet, a, AGENT_LEFT, &h->answer1);
@@ -580,7 +588,7 @@ static void test_deadline(void **state)
     struct job j[1];
     submit(h, j, 1, "{\"timeout_s\": 1, \"retry\": {\"max_attempts\": 1}, "
                     "\"command\": {\"program\": \"sleep\"}}");
-    fleet_poll(h->fleet, a, &h->poll1, 1, NULL, 0);
+    agent_poll(h, a, &h->poll1, 1, NULL, 0);
     pump(h);
     answer_of(h, &h->poll1);
     h->now += 1000 + 2000 - 1; /* the deadline itself: not past */
@@ -598,7 +606,7 @@ static void test_deadline(void **state)
     assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "timeout");
     job_release(&back);
     /* the agent still running it is told to kill it at its next poll */
-    fleet_poll(h->fleet, a, &h->poll2, 0, running(j, 1, 1), 0);
+    agent_poll(h, a, &h->poll2, 0, running(j, 1, 1), 0);
     pump(h);
     json_t *c = json_object_get(answer_of(h, &h->poll2), "cancel");
     assert_int_equal(json_array_size(c), 1);
