@@ -321,8 +321,8 @@ static json_t *running(const struct job *jobs, size_t n, int attempt)
 }
 
 /* fleet_poll, which borrows `running` (taken here: may be NULL). */
-static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots, json_t *running,
-                 int64_t wait_ms)
+static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots,
+                       json_t *running, int64_t wait_ms)
 {
     fleet_poll(h->fleet, a, req, free_slots, running, wait_ms);
     json_decref(running);
