@@ -41,9 +41,8 @@ int lease_grant_write(struct store *st, struct lease_grant *g, struct err *e)
 {
     int rc = store_job_lease(st, g->agent, g->now_ms, g->c, g->n, &g->nleased, e);
     for (size_t i = 0; i < g->n; i++)
-        g->deadline[i] = !rc && g->c[i].leased
-                             ? lease_deadline(g->timeout_s[i], g->now_ms, g->grace_ms)
-                             : 0;
+        g->deadline[i] =
+            !rc && g->c[i].leased ? lease_deadline(g->timeout_s[i], g->now_ms, g->grace_ms) : 0;
     return rc;
 }
 

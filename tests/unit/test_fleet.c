@@ -77,8 +77,9 @@ static void reply_cb(void *arg, void *req, char *body, size_t len)
     if (h->nreplies == MAX_REPLIES) fail_msg("more than %d answers", MAX_REPLIES);
     json_error_t je;
     json_t *j = json_loadb(body, len, 0, &je);
-    if (!j) fail_msg("the fleet answered something that is not JSON (%s): %.*s", je.text,
-                     (int)len, body);
+    if (!j)
+        fail_msg("the fleet answered something that is not JSON (%s): %.*s", je.text, (int)len,
+                 body);
     lib_free(body);
     h->replies[h->nreplies++] = (struct reply){.req = req, .body = j};
 }
@@ -287,8 +288,7 @@ static void assert_stored(struct h *h, const char *id, int state, int attempt, c
     struct job j;
     stored(h, id, &j);
     if (j.state != state)
-        fail_msg("job %s is %s, expected %s", id, job_state_name(j.state),
-                 job_state_name(state));
+        fail_msg("job %s is %s, expected %s", id, job_state_name(j.state), job_state_name(state));
     assert_int_equal(j.attempt, attempt);
     if (agent)
         assert_string_equal(j.agent ? j.agent : "(none)", agent);
@@ -321,8 +321,8 @@ static json_t *running(const struct job *jobs, size_t n, int attempt)
 }
 
 /* fleet_poll, which borrows `running` (taken here: may be NULL). */
-static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots,
-                       json_t *running, int64_t wait_ms)
+static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots, json_t *running,
+                       int64_t wait_ms)
 {
     fleet_poll(h->fleet, a, req, free_slots, running, wait_ms);
     json_decref(running);
@@ -456,8 +456,9 @@ static void test_lost_agent_requeues(void **state)
     struct h *h = *state;
     struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
     struct job j[2];
-    submit(h, &j[0], 1, "{\"retry\": {\"max_attempts\": 3, \"backoff_s\": 1}, "
-                        "\"command\": {\"program\": \"true\"}}");
+    submit(h, &j[0], 1,
+           "{\"retry\": {\"max_attempts\": 3, \"backoff_s\": 1}, "
+           "\"command\": {\"program\": \"true\"}}");
     submit(h, &j[1], 1, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"true\"}}");
     agent_poll(h, a, &h->poll1, 2, NULL, 0);
     pump(h);
@@ -570,8 +571,7 @@ static void test_leave(void **state)
     stored(h, j[0].id, &back);
     assert_int_equal(back.state, JOB_QUEUED);
     assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "error");
-    assert_string_equal(json_string_value(json_object_get(back.result, "error")),
-                        "the agent left");
+    assert_string_equal(json_string_value(json_object_get(back.result, "error")), "the agent left");
     job_release(&back);
     /* the same state again: answered at once, nothing stored */
     fleet_agent_set_state(h->fleet, a, AGENT_LEFT, &h->answer1);
@@ -586,8 +586,9 @@ static void test_deadline(void **state)
     struct h *h = *state;
     struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
     struct job j[1];
-    submit(h, j, 1, "{\"timeout_s\": 1, \"retry\": {\"max_attempts\": 1}, "
-                    "\"command\": {\"program\": \"sleep\"}}");
+    submit(h, j, 1,
+           "{\"timeout_s\": 1, \"retry\": {\"max_attempts\": 1}, "
+           "\"command\": {\"program\": \"sleep\"}}");
     agent_poll(h, a, &h->poll1, 1, NULL, 0);
     pump(h);
     answer_of(h, &h->poll1);
@@ -642,9 +643,15 @@ int main(void)
 {
     evthread_use_pthreads(); /* the committer hands results back from its thread */
     const struct CMUnitTest tests[] = {
-        T(test_poll_leases),         T(test_parked_poll), T(test_undelivered_lease),
-        T(test_lost_agent_requeues), T(test_lost_while_leasing), T(test_drain),       T(test_leave),
-        T(test_deadline),            T(test_register_rules),
+        T(test_poll_leases),
+        T(test_parked_poll),
+        T(test_undelivered_lease),
+        T(test_lost_agent_requeues),
+        T(test_lost_while_leasing),
+        T(test_drain),
+        T(test_leave),
+        T(test_deadline),
+        T(test_register_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
