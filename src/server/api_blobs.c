@@ -559,9 +559,9 @@ static void call_work(void *arg)
         /* what is deleted, for its event */
         op->rc = blob_head(bs, op->bucket, op->key, &op->info, &op->err);
         if (!op->rc) op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
-    }
-    else
+    } else {
         op->rc = blob_list(bs, op->bucket, op->prefix, op->after, op->limit, &op->list, &op->err);
+    }
 }
 
 static json_t *list_json(const struct blob_list *l)
