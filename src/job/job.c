@@ -151,18 +151,6 @@ json_t *job_to_json(const struct job *j)
     return o;
 }
 
-json_t *job_to_json_brief(const struct job *j)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(j->id));
-    json_object_set_new(o, "state", json_string(job_state_name(j->state)));
-    json_object_set_new(o, "queue", json_string(j->queue));
-    json_object_set_new(o, "priority", json_integer(j->priority));
-    json_object_set_new(o, "key", str_or_null(j->key));
-    json_object_set_new(o, "created_at", job_time_json(j->created_at));
-    return o;
-}
-
 char *job_json_dump(const json_t *v)
 {
     return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

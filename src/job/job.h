@@ -74,12 +74,6 @@ void job_set_spec(struct job *j, json_t *spec);
 
 /* The job as GET /v1/jobs/{id} shows it (docs/api.md "The job"); a new reference. */
 json_t *job_to_json(const struct job *j);
-/*
- * The answer to a submission: id, state, queue, priority, key and created_at
- * (what the client does not already know); GET shows the whole job.
- */
-json_t *job_to_json_brief(const struct job *j);
-
 /* A time as the API shows it (RFC 3339, ms), or null for 0; a new reference. */
 json_t *job_time_json(int64_t ms);
 
