@@ -109,7 +109,8 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
  * The job must be at attempt `attempt` (0: any) and, when `agent` is not
  * NULL, held by that agent. With `spec` false the spec and labels are not
  * read (out has them NULL): for events that need neither (finish, lost and
- * deadline need the retry policy; a lease answer needs the spec).
+ * deadline need the retry policy). Leases are written by store_job_lease()
+ * (below), which the server uses for every lease.
  *
  * Returns 0 (applied: out is the job after), LIFECYCLE_SAME (allowed and
  * nothing changes: out as it is), ERR_CONFLICT (the attempt, the agent or the
