@@ -4,21 +4,38 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libcmocka-dev curl python3)
+      libcurl4-openssl-dev libssl-dev libhttp-parser-dev libpq-dev libcmocka-dev curl python3
+      libsystemd-dev)
+test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
+           hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
+           postgresql)
 case "${1:-build}" in
-  test)  want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli) ;;
-  bench) want+=(libcmocka-dev python3-pytest python3-requests valgrind python3-boto3 awscli nginx beanstalkd redis-server python3-celery python3-redis) ;;
+  test)  want+=("${test_pkgs[@]}") ;;
+  bench) want+=("${test_pkgs[@]}" nginx beanstalkd redis-server python3-celery python3-redis) ;;
 esac
+
+# node and npm run the tests' npm tools (tests/tools): Debian's, unless some are installed.
+if [ "${1:-build}" != build ] && ! { command -v node && command -v npm; } >/dev/null; then
+  want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "drover: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "drover: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The npm packages the tests run (an OpenAPI validator), as package-lock.json pins them.
+if [ "${1:-build}" != build ]; then
+  tools="$(dirname "$0")/../tests/tools"
+  if [ ! -d "$tools/node_modules" ] || [ "$tools/package-lock.json" -nt "$tools/node_modules" ]; then
+    (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

@@ -10,6 +10,15 @@ scripts/s3rver.sh install # the S3 server test_blob_s3 and test_s3_clients.py st
 PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)
 status=0
 
+# One throwaway PostgreSQL for the whole run (scripts/pgtest.sh): test_store runs its
+# conformance suite on it in both builds (a database per test), and tests/e2e/test_postgres.py
+# uses it rather than starting its own. Stopped on exit.
+pgtest=$PWD/scripts/pgtest.sh
+pgdir=$(mktemp -d)
+trap '"$pgtest" stop "$pgdir"' EXIT
+DROVER_TEST_PG_URI=$("$pgtest" start "$pgdir")
+export DROVER_TEST_PG_URI
+
 run_suite() { # NAME BUILD_DIR PYTEST_MARKS [ENV...]
   local name=$1 dir=$2 marks=$3
   shift 3

@@ -10,6 +10,8 @@
 #ifndef DROVER_COMMANDS_H
 #define DROVER_COMMANDS_H
 
+#include <stddef.h>
+
 int cmd_server(int argc, char **argv);
 int cmd_dev(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
@@ -28,5 +30,18 @@ int cmd_put(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+
+/* One line of the command table. */
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+/*
+ * `drover completion bash|zsh`: prints a completion script for the commands
+ * of `table` (main.c's); their options come from `drover CMD --help` as the
+ * user completes them (cli/completion.c).
+ */
+int cmd_completion(int argc, char **argv, const struct command *table, size_t n);
 
 #endif

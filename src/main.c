@@ -3,12 +3,9 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common/sdnotify.h"
 
-struct command {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *help;
-};
+static int completion(int argc, char **argv);
 
 static const struct command commands[] = {
     {"server", cmd_server, "run the coordinator"},
@@ -29,17 +26,30 @@ static const struct command commands[] = {
     {"rm", cmd_rm, "delete objects"},
     {"token", cmd_token, "create or revoke an API token"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
+    {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},
 };
+
+static int completion(int argc, char **argv)
+{
+    return cmd_completion(argc, argv, commands, sizeof(commands) / sizeof(commands[0]));
+}
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: drover <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'drover <command> --help' describes one command. With --json a client command\n"
                "prints JSON, and its errors as JSON lines on stderr; exit codes: 0 success,\n"
                "1 refused or failed, 2 usage error.\n"
-               "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN.\n");
+               "Environment: DROVER_SERVER (default http://127.0.0.1:7070), DROVER_TOKEN,\n"
+               "DROVER_CA_FILE (a CA for an https:// server).\n"
+               "\n"
+               "examples:\n"
+               "  drover dev                             # a server and an agent, to try it\n"
+               "  drover submit --wait -- echo hello\n"
+               "  drover jobs --state failed\n"
+               "  source <(drover completion bash)       # completion in this shell\n");
 }
 
 int main(int argc, char **argv)
@@ -53,7 +63,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        printf("drover %s\n", DROVER_VERSION);
+        /* what this build can do that depends on optional libraries */
+        printf("drover %s%s\n", DROVER_VERSION, sdnotify_supported() ? " (systemd notify)" : "");
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -11,6 +11,7 @@
  * token or another live agent) or the work folder cannot be used;
  * 2 on a usage error.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,13 +27,16 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cache.h"
 #include "agent/trash.h"
 #include "common/fsutil.h"
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/client.h"
 #include "job/spec.h"
 
 static const char usage_text[] =
@@ -40,7 +44,10 @@ static const char usage_text[] =
     "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
+    "                    [--cache-dir DIR] [--cache-size SIZE]\n"
+    "                    [--limits auto|cgroup|rlimit|none]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
+    "                    [--ca-file FILE]\n"
     "\n"
     "Runs jobs for a drover server on this machine: registers, takes leased jobs by\n"
     "long-poll, runs them, streams their output and progress, reports their results.\n"
@@ -69,11 +76,26 @@ static const char usage_text[] =
     "  --allow-path DIR    jobs may read and write file:///... uris under DIR (a shared\n"
     "                      filesystem); repeatable. Without it every file:// uri is refused\n"
     "  --stall-timeout S   a file transfer that moves nothing for S seconds fails (default 60)\n"
+    "  --cache-dir DIR     the input cache: inputs marked \"cache\": true or given with their\n"
+    "                      sha256 are kept there, by content, for the jobs that follow\n"
+    "                      (default WORK_DIR/cache; one agent per folder)\n"
+    "  --cache-size SIZE   its bound, e.g. 10G, 512M (default 10G); least recently used\n"
+    "                      objects no running job uses are removed to keep it; 0: no cache\n"
+    "  --ca-file FILE      CA certificates (PEM) that an https:// server's certificate may be\n"
+    "                      signed by, beside the system's (default $DROVER_CA_FILE)\n"
+    "  --limits M          how jobs' resources (memory_mb, cpus, pids) are enforced: auto\n"
+    "                      (default: cgroup v2 if delegated, else cgroup v1, else rlimits),\n"
+    "                      cgroup (a cgroup or refuse to start), rlimit (memory only), none\n"
     "  --log-level L       error, warn, info (default), debug\n"
     "  --log-format F      text (default) or json\n"
     "  --bench-noop        for benchmarks only: every leased job succeeds at once without\n"
     "                      running anything (started, then finished with exit code 0);\n"
-    "                      nothing is spooled\n";
+    "                      nothing is spooled\n"
+    "\n"
+    "examples:\n"
+    "  drover agent --server https://coordinator:7443 --token-file /etc/drover/agent.token \\\n"
+    "               --ca-file /etc/drover/ca.pem --queues default,bio --slots 8\n"
+    "  drover agent --labels db=rfam,gpu=1 --listen 127.0.0.1:7071  # /metrics there\n";
 
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -176,6 +198,43 @@ static bool parse_seconds(const char *s, double *out)
     return true;
 }
 
+/* "10G", "512M", "100k", "1048576": bytes, with an optional K, M, G or T (powers of 1024). */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s)) return false;
+    unsigned long long x = strtoull(s, &end, 10);
+    int shift = 0;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end || errno || x > (UINT64_MAX >> shift)) return false;
+    *out = (uint64_t)x << shift;
+    return true;
+}
+
 /* The host name, made a valid agent name (characters outside [A-Za-z0-9._-] become '-'). */
 static char *default_name(void)
 {
@@ -206,6 +265,10 @@ enum {
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
+    OPT_CACHE_DIR,
+    OPT_CACHE_SIZE,
+    OPT_CA_FILE,
+    OPT_LIMITS,
 };
 
 /* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
@@ -230,6 +293,10 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"limits", required_argument, NULL, OPT_LIMITS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -237,11 +304,13 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     o->term_grace_s = 10;
     o->drain_timeout_s = 60;
     o->stall_timeout_s = 60;
+    o->cache_size = (uint64_t)10 << 30;
     o->labels = json_object();
     o->queues = json_pack("[s]", "default");
     int c;
     long n;
     char *end;
+    const char *ca_file = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -344,8 +413,30 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                                    "not '%s'",
                                    optarg);
             break;
+        case OPT_CACHE_DIR:
+            if (!*optarg) return usage_error("--cache-dir must not be empty");
+            free(o->cache_dir);
+            o->cache_dir = xstrdup(optarg);
+            break;
+        case OPT_CACHE_SIZE:
+            if (!parse_size(optarg, &o->cache_size))
+                return usage_error("--cache-size must be a size in bytes with an optional K, M, G "
+                                   "or T (0: no cache), not '%s'",
+                                   optarg);
+            break;
+        case OPT_LIMITS:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cgroup") && strcmp(optarg, "rlimit") &&
+                strcmp(optarg, "none"))
+                return usage_error("--limits must be auto, cgroup, rlimit or none, not '%s'",
+                                   optarg);
+            free(o->limits_mode);
+            o->limits_mode = xstrdup(optarg);
+            break;
         case OPT_BENCH_NOOP:
             o->bench_noop = true;
+            break;
+        case OPT_CA_FILE:
+            ca_file = optarg;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -357,6 +448,8 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    struct err ce = ERR_INIT;
+    if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
     if (o->token_file) {
         struct err e = ERR_INIT;
@@ -377,6 +470,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         return usage_error("no token: give --token-file FILE or set DROVER_TOKEN (an agent "
                            "token, made with `drover token create --role agent --name NAME`)");
     if (!o->name) o->name = default_name();
+    if (!o->limits_mode) o->limits_mode = xstrdup("auto");
     if (!o->work_dir) {
         char *data = config_default_data_dir();
         o->work_dir = xasprintf("%s/agent", data);
@@ -393,6 +487,8 @@ static void opts_release(struct agent_opts *o)
     free(o->name);
     free(o->work_dir);
     free(o->listen);
+    free(o->cache_dir);
+    free(o->limits_mode);
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
@@ -461,6 +557,9 @@ void agent_drain(struct agent *a, bool by_signal)
         a->announce_drain = true;
         proto_kick(a);
     }
+    if (!a->draining)
+        sdnotify_stopping("draining: %zu running job(s) finish, then the agent leaves",
+                          jobs_running(a));
     a->draining = true;
     if (by_signal && !a->drain_signal) {
         a->drain_signal = true;
@@ -619,8 +718,14 @@ static int setup(struct agent *a, struct err *e)
         goto out;
     if (!a->o.keep_work)
         agent_remove_tree(a->jobs_dir); /* folders of jobs that ended before a crash */
-    rc = mkdir_p(a->jobs_dir, e);
+    if ((rc = mkdir_p(a->jobs_dir, e))) goto out;
     a->trash = trash_new(a->jobs_dir);
+    if (a->o.cache_size > 0) {
+        /* the default is inside the work folder, so on the jobs' filesystem: links, not copies */
+        char *dir = a->o.cache_dir ? xstrdup(a->o.cache_dir) : xasprintf("%s/cache", a->o.work_dir);
+        rc = cache_open(dir, a->o.cache_size, &a->cache, e);
+        free(dir);
+    }
 out:
     free(spool_dir);
     return rc;
@@ -692,6 +797,16 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
+    /* after setup (the instance names the agent's cgroups), before the recovery (which
+     * finds the jobs whose groups limits_init removes) */
+    if (limits_init(&a.limits, a.o.limits_mode, a.instance, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
+    char *how = limits_describe(&a.limits);
+    log_info("%s", how);
+    free(how);
     if (jobs_recover(&a, &e)) {
         fprintf(stderr, "drover agent: %s\n", e.msg);
         rc = 1;
@@ -711,6 +826,7 @@ out:
     status_stop(&a);
     jobs_free_all(&a);   /* first: a staging job cancels its transfers on the aclient */
     trash_stop(a.trash); /* the folders of settled jobs are gone before the agent is */
+    cache_free(a.cache); /* after the jobs: they unpin what they hold */
     aclient_free(a.ac);
     if (a.base) proto_release(&a);
     event_free_null(&a.drain_timer);
@@ -720,6 +836,7 @@ out:
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
     spool_close(&a.spool);
+    limits_release(&a.limits);
     if (a.lock_fd >= 0) close(a.lock_fd);
     if (a.base) event_base_free(a.base);
     http_client_release(&a.http);

@@ -10,8 +10,10 @@
  *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap,
  *                    and the sweep of what a job left outside its process group
  *   proc.c           the process tree, read from /proc (proc.h)
+ *   limits.c         resource limits: cgroups v2 or v1, else rlimits (limits.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
  *                    uploaded after it (stage.h)
+ *   cache.c          the input cache: content-addressed, size-bounded (cache.h)
  *   spool.c          durable records (spool.h)
  *   status.c         the agent's own HTTP endpoint (--listen)
  *   argv.c utf8.c progress.c   pure helpers, unit-tested
@@ -32,6 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/limits.h"
 #include "agent/progress.h"
 #include "agent/spool.h"
 #include "agent/stage.h"
@@ -123,6 +126,7 @@ struct agent_job {
     const char *stdin_data; /* borrowed from spec */
     size_t stdin_len, stdin_off;
     struct event *linger_timer; /* closes the pipes if they outlive the process */
+    struct limits_job limits;   /* its cgroups and rlimits (limits.h), when it asks for any */
 
     /* policy (jobs.c) */
     enum kill_why kill_why;
@@ -160,6 +164,9 @@ struct agent_opts {
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
     double stall_timeout_s; /* a transfer moving nothing this long fails */
+    char *cache_dir;        /* --cache-dir (default WORK_DIR/cache) */
+    uint64_t cache_size;    /* --cache-size in bytes; 0: no cache */
+    char *limits_mode;      /* --limits: auto, cgroup, rlimit, none */
 };
 
 struct agent_metrics {
@@ -189,6 +196,7 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
+    struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;
 
@@ -201,6 +209,8 @@ struct agent {
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */
+    uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */
+    int64_t cached_sent_ms;   /* monotonic */
     bool leave_pending;   /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
     struct batch_item *batch;
@@ -225,6 +235,8 @@ struct agent {
     /* processes left behind by jobs (runner_native.c) */
     struct event *sweep_timer; /* looks again after a sweep killed some */
     int sweep_again;           /* looks in a row that found some */
+
+    struct limits limits; /* how resource limits are enforced (limits.h) */
 
     struct agent_metrics m;
     struct status_server *status;

@@ -86,17 +86,22 @@ static void env_set(struct strv *s, char *entry)
     strv_push(s, entry);
 }
 
-static bool env_secret(const char *entry)
+/* The agent's own variables, that its jobs do not inherit: its token, and systemd's socket for
+   the agent's notifications (a job's message there would be taken as the agent's). */
+static bool env_private(const char *entry)
 {
-    static const char secret[] = "DROVER_TOKEN=";
-    return !strncmp(entry, secret, sizeof(secret) - 1);
+    static const char *const private[] = {"DROVER_TOKEN=", "NOTIFY_SOCKET="};
+    for (size_t i = 0; i < sizeof(private) / sizeof(private[0]); i++)
+        if (!strncmp(entry, private[i], strlen(private[i])))
+            return true;
+    return false;
 }
 
 char **agent_env_build(char *const *base, json_t *env, char *const *extra)
 {
     struct strv s = {0};
     for (char *const *p = base; p && *p; p++)
-        if (strchr(*p, '=') && !env_secret(*p)) env_set(&s, xstrdup(*p));
+        if (strchr(*p, '=') && !env_private(*p)) env_set(&s, xstrdup(*p));
     const char *key;
     json_t *v;
     json_object_foreach(env, key, v) if (json_is_string(v))

@@ -26,7 +26,7 @@ int agent_argv_build(json_t *command, char ***argv, struct err *e);
 
 /*
  * The job's environment: `base` ("K=V" strings, e.g. environ) without the
- * agent's own secrets (DROVER_TOKEN), then the spec's `env` object (may be
+ * agent's own variables (DROVER_TOKEN, NOTIFY_SOCKET), then the spec's `env` object (may be
  * NULL), then `extra` ("K=V", may be NULL); a later value of a name replaces
  * an earlier one in place.
  */

@@ -129,6 +129,7 @@ static void job_free(struct agent_job *j)
         a->jobs_tail = j->prev;
     a->njobs--;
     runner_native_release(j);
+    limits_job_release(&a->limits, &j->limits, true);
     stage_free(j->stage);
     agent_strv_free(j->argv);
     free(j->end_error);
@@ -180,8 +181,11 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
     json_object_set_new(r, "reason", json_string(proto_reason_name(reason)));
     json_object_set_new(r, "exit_code",
                         reason == PROTO_REASON_EXIT ? json_integer(exit_code) : json_null());
+    /* an oom kill is a SIGKILL, usually of the leader: said when it was */
     json_object_set_new(r, "signal",
-                        reason == PROTO_REASON_SIGNAL ? json_integer(sig) : json_null());
+                        (reason == PROTO_REASON_SIGNAL || reason == PROTO_REASON_OOM) && sig
+                            ? json_integer(sig)
+                            : json_null());
     json_object_set_new(r, "duration_ms", json_integer(ms));
     if (error) { /* messages may quote the job's file names: any bytes, made UTF-8 here */
         struct buf text = BUF_INIT;
@@ -287,7 +291,18 @@ void jobs_process_ended(struct agent_job *j)
         break;
     }
     j->end_code = j->end_signal = 0;
-    if (WIFEXITED(st)) {
+    bool oom = !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && limits_job_oom(&j->limits);
+    limits_job_release(&j->a->limits, &j->limits, false); /* again at job_free if it must */
+    if (oom) {
+        /* the kernel killed one of its processes for memory: the leader, or a child whose
+         * loss made the leader fail */
+        j->end_reason = PROTO_REASON_OOM;
+        j->end_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+        json_t *mb = json_object_get(json_object_get(j->spec, "resources"), "memory_mb");
+        j->end_error = xasprintf("killed for memory: the job went over its resources.memory_mb "
+                                 "(%lld MiB)",
+                                 (long long)json_integer_value(mb));
+    } else if (WIFEXITED(st)) {
         j->end_reason = PROTO_REASON_EXIT;
         j->end_code = WEXITSTATUS(st);
     } else if (WIFSIGNALED(st)) {
@@ -457,8 +472,21 @@ static int job_spawn(struct agent_job *j, struct err *e)
     progress_watch_init(&j->progress, progress_path);
     free(progress_path);
 
+    struct spec_resources res;
+    char *unenforced = NULL;
+    spec_resources_get(j->spec, &res);
+    if ((rc = limits_job_prepare(&a->limits, &j->limits, strrchr(j->work_dir, '/') + 1, &res,
+                                 &unenforced, e)))
+        goto out;
+    if (unenforced)
+        log_warn("job=%s attempt=%d runs without its resources.{%s}: this agent cannot enforce "
+                 "them (limits by %s)",
+                 j->id, j->attempt, unenforced, limits_mech_name(a->limits.mech));
+    free(unenforced);
     j->phase = PHASE_RUNNING;
-    if ((rc = runner_native_start(j, j->argv, envp, e))) goto out;
+    rc = runner_native_start(j, j->argv, envp, e);
+    limits_job_spawned(&j->limits);
+    if (rc) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, PROTO_REPORT_STARTED);
     json_object_set_new(j->started, "pid", json_integer(j->pid));

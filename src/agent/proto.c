@@ -22,8 +22,10 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/cache.h"
 #include "agent/utf8.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 
@@ -33,6 +35,7 @@
 #define POLL_MARGIN_MS 30000 /* beyond wait_s before a poll counts as lost */
 #define POLL_QUICK_MS 50     /* an empty poll answer faster than this was not held */
 #define POLL_PAUSE_MAX_MS 1000
+#define CACHED_RESEND_MS 60000 /* the input cache is listed in a poll at least this often */
 
 static void backoff_next(int *ms)
 {
@@ -117,15 +120,22 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
             return;
         }
         backoff_next(&a->register_backoff_ms);
-        if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS)
+        if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS) {
             log_warn("cannot register%s%s: %s (retrying)", status ? " with " : "",
                      status ? a->http.base_url : "", e->msg);
-        else
+            sdnotify_status("cannot register with %s: %s (retrying)", a->http.base_url, e->msg);
+        } else
             log_debug("cannot register: %s", e->msg);
         timer_arm(a->register_timer, a->register_backoff_ms);
         return;
     }
     snprintf(a->id, sizeof(a->id), "%s", id);
+    /* systemd (Type=notify) counts the agent as started once it is registered, the first time */
+    if (!a->ever_registered)
+        sdnotify_ready("registered with %s as %s, %d slot(s)", a->http.base_url, a->o.name,
+                       a->o.slots);
+    else if (!a->draining)
+        sdnotify_status("registered again with %s as %s", a->http.base_url, a->o.name);
     a->heartbeat_s = int_field(resp, "heartbeat_s", PROTO_HEARTBEAT_S_DEFAULT, 1, 3600);
     a->lost_after_s = int_field(resp, "lost_after_s", PROTO_LOST_AFTER_S_DEFAULT, 1, 86400);
     a->registered = a->ever_registered = true;
@@ -139,13 +149,31 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
     agent_check_done(a);
 }
 
+/*
+ * Lists the input cache in a register (always) or poll body (when it changed since it was last
+ * sent, or every CACHED_RESEND_MS: a server restarted meanwhile has forgotten it).
+ */
+static void add_cached(struct agent *a, json_t *body, bool always)
+{
+    if (!a->cache) return;
+    uint64_t gen = cache_generation(a->cache);
+    int64_t now_ms = time_mono_ns() / 1000000;
+    if (!always && gen == a->cached_sent_gen && now_ms - a->cached_sent_ms < CACHED_RESEND_MS)
+        return;
+    json_object_set_new(body, "cached", cache_report(a->cache, CACHE_REPORT_MAX));
+    a->cached_sent_gen = gen;
+    a->cached_sent_ms = now_ms;
+}
+
 void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s}", "name", a->o.name, "labels",
-                             a->o.labels, "queues", a->o.queues, "slots", a->o.slots, "version",
-                             DROVER_VERSION, "running", held_leases(a), "instance", a->instance);
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o}", "name", a->o.name,
+                             "labels", a->o.labels, "queues", a->o.queues, "slots", a->o.slots,
+                             "version", DROVER_VERSION, "running", held_leases(a), "instance",
+                             a->instance, "limits", limits_json(&a->limits));
+    add_cached(a, body, true);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
         log_error("cannot build the register request");
@@ -167,6 +195,7 @@ static void registration_lost(struct agent *a, long status, const char *what)
                            : "it marked this agent lost or left, or gave its name to another "
                              "agent process");
     a->registered = false;
+    sdnotify_status("the server answered %ld to %s; registering again", status, what);
     proto_register(a);
 }
 
@@ -234,6 +263,7 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
         if (a->leave_req || a->exiting) return;
     }
     a->m.poll_errors++;
+    a->cached_sent_gen = 0; /* it may not have arrived: sent again */
     backoff_next(&a->poll_backoff_ms);
     if (!a->poll_failing)
         log_warn("poll failed: %s (retrying; running jobs go on)", e->msg);
@@ -250,6 +280,7 @@ void proto_poll(struct agent *a)
         return;
     json_t *body = json_pack("{s:i, s:i, s:o, s:s}", "free_slots", agent_free_slots(a), "wait_s",
                              a->heartbeat_s, "running", held_leases(a), "instance", a->instance);
+    add_cached(a, body, false);
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();

@@ -220,6 +220,7 @@ struct spawn_args {
     int fd[3];    /* its stdin, stdout, stderr */
     pid_t parent; /* the agent */
     int max_fd;   /* where closing stops when close_range(2) is missing */
+    const struct limits_job *limits; /* cgroups to join, rlimits to set (limits.h) */
 };
 
 /*
@@ -242,6 +243,7 @@ static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
     /* Dies with the agent (with the thread that spawns it: the loop's, which lives as long). */
     if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
     if (getppid() != s->parent) _exit(127); /* the agent died before the line above */
+    if (limits_job_child(s->limits) != 0) goto fail;
     for (int i = 0; i < 3; i++)
         if (dup2(s->fd[i], i) < 0) goto fail;
     /* sockets, the spool, other jobs' pipes (most are close-on-exec already) */
@@ -302,7 +304,8 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
                      argv[0], strerror(errno));
         goto out;
     }
-    struct spawn_args sa = {argv, envp, j->work_dir, {in[0], out[1], errp[1]}, getpid(), 0};
+    struct spawn_args sa = {argv,     envp, j->work_dir, {in[0], out[1], errp[1]},
+                            getpid(), 0,    &j->limits};
     struct rlimit rl;
     sa.max_fd =
         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
@@ -431,6 +434,8 @@ static void on_sweep_again(evutil_socket_t fd, short what, void *arg)
 void runner_native_signal(struct agent_job *j, int sig)
 {
     if (j->pid <= 0 || j->exited) return;
+    /* a job with a cgroup: every one of its processes, each once, wherever it went */
+    if (limits_job_signal(&j->limits, sig) >= 0) return;
     if (kill(-j->pid, sig) != 0 && errno != ESRCH)
         log_warn("job=%s attempt=%d cannot signal process group %d: %s", j->id, j->attempt,
                  (int)j->pid, strerror(errno));
@@ -446,6 +451,7 @@ static void reap_one(struct agent_job *j)
         return;
     kill(-j->pid, SIGKILL); /* leftovers of the job; the zombie leader still holds the group */
     sweep(j->a, j, SIGKILL);
+    limits_job_signal(&j->limits, SIGKILL); /* its cgroup holds them all, wherever they went */
     int status;
     pid_t r;
     while ((r = waitpid(j->pid, &status, WNOHANG)) < 0 && errno == EINTR) {

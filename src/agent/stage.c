@@ -26,11 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cache.h"
 #include "agent/utf8.h"
 #include "common/buf.h"
 #include "common/log.h"
@@ -56,6 +58,11 @@ struct stage_item {
     char *name;       /* the local name as the job sees it (messages) */
     char *url;        /* the presigned or listed URL, once known */
     bool always;      /* uploaded after a failed run too (stdout/stderr) */
+    /* inputs: the input cache (cache.h) */
+    bool cached;    /* goes through the agent's cache (cache: true, or its sha256 known) */
+    char sha[65];   /* its expected SHA-256, "" unknown (an s3 object's is asked with a HEAD) */
+    char *head_url; /* the presigned HEAD URL that asks it */
+    bool head_done;
 };
 
 struct items {
@@ -63,7 +70,7 @@ struct items {
     size_t n, cap;
 };
 
-enum step { STEP_NEXT, STEP_PRESIGN, STEP_TRANSFER, STEP_COPY };
+enum step { STEP_NEXT, STEP_PRESIGN, STEP_TRANSFER, STEP_COPY, STEP_CACHE_WAIT };
 
 struct stage {
     struct agent_job *j;
@@ -76,6 +83,15 @@ struct stage {
     enum step step;
     struct event *kick, *retry_timer;
     int presign_tries;
+    bool presign_head; /* the presign in flight is the HEAD of a cached input */
+    bool hashing;      /* the copy in flight is a download that is checked (not a placement) */
+
+    /* the input cache: the object this stage downloads into it, its wait for another's
+     * download, the objects it pinned (released with the stage, when its job is gone) */
+    char fetch_sha[65];
+    struct cache_waiter waiter;
+    char (*pins)[65];
+    size_t npins;
 
     /* the current item's transfer */
     struct aclient_req *req;
@@ -95,6 +111,7 @@ struct stage {
 };
 
 static void fail(struct stage *st, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static bool download_end(struct stage *st, struct stage_item *it);
 
 /* --- small helpers ---------------------------------------------------------------------- */
 
@@ -121,6 +138,7 @@ static void items_release(struct items *l)
         free(l->v[i].path);
         free(l->v[i].name);
         free(l->v[i].url);
+        free(l->v[i].head_url);
     }
     free(l->v);
     memset(l, 0, sizeof(*l));
@@ -378,6 +396,16 @@ int stage_plan(struct agent_job *j, struct stage **out, json_t **command_out, st
         if ((rc = plan_object(st, in ? &st->in : &st->out, in ? IT_GET : IT_PUT,
                               in ? "input" : "output", uri, NULL, false, &path, e)))
             goto out;
+        const char *sha = json_string_value(json_object_get(arg, "sha256"));
+        if (in && sha && cache_sha_valid(sha)) memcpy(st->in.v[st->in.n - 1].sha, sha, 65);
+        /* an input marked cache: true (an s3 object's sha256 is asked of the store; spec.c
+         * refuses cache: true elsewhere without one), or whose sha256 is known unless it is
+         * marked cache: false */
+        json_t *cache = json_object_get(arg, "cache");
+        if (in && st->a->cache && (json_is_true(cache) || (sha && !json_is_false(cache))))
+            st->in.v[st->in.n - 1].cached = true;
+        json_object_del(arg, "cache");
+        json_object_del(arg, "sha256");
         json_object_set_new(arg, "type", json_string("parameter"));
         json_object_set_new(arg, "value", json_string(path));
     }
@@ -438,6 +466,9 @@ static void transfer_drop(struct stage *st)
     if (st->fd >= 0) close(st->fd);
     if (st->dst_fd >= 0) close(st->dst_fd);
     st->fd = st->dst_fd = -1;
+    if (st->fetch_sha[0]) cache_abandon(st->a->cache, st->fetch_sha); /* removes its file */
+    st->fetch_sha[0] = '\0';
+    if (st->a->cache) cache_unwait(st->a->cache, &st->waiter);
     if (st->tmp) unlink(st->tmp);
     free(st->tmp);
     free(st->dst_final);
@@ -446,6 +477,8 @@ static void transfer_drop(struct stage *st)
     st->headers = NULL;
     buf_release(&st->answer);
     st->moved = st->size = 0;
+    st->hashing = false;
+    st->presign_head = false;
     st->io_errno = 0;
     st->errbuf[0] = '\0';
     st->step = STEP_NEXT;
@@ -547,7 +580,11 @@ static void on_presign(void *arg, int rc, long status, json_t *resp, const struc
         fail(st, "%s %s: the server's answer to presign has no URL", it->what, it->uri);
         return;
     }
-    it->url = xstrdup(url);
+    if (st->presign_head)
+        it->head_url = xstrdup(url);
+    else
+        it->url = xstrdup(url);
+    st->presign_head = false;
     advance(st);
 }
 
@@ -563,6 +600,7 @@ static void presign(struct stage *st, struct stage_item *it, const char *method,
     }
     if (prefix) json_object_set_new(body, "prefix", json_true());
     st->step = STEP_PRESIGN;
+    st->presign_head = !strcmp(method, "HEAD");
     if (aclient_request(st->a->ac, "POST", "/v1/presign", body, PRESIGN_TIMEOUT_MS, on_presign, st,
                         &st->req)) {
         json_decref(body);
@@ -744,6 +782,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         }
         off += (size_t)w;
     }
+    if (it->sha[0]) EVP_DigestUpdate(st->sha, data, n);
     st->moved += (int64_t)n;
     return n;
 }
@@ -847,6 +886,7 @@ static void on_transfer(void *arg, CURLcode result, CURL *easy)
     }
     log_debug("job=%s attempt=%d %s %s: %lld bytes %s", st->j->id, st->j->attempt, it->what,
               it->uri, (long long)st->moved, it->kind == IT_PUT ? "uploaded" : "downloaded");
+    if (it->kind == IT_GET && !download_end(st, it)) return;
     item_done(st);
 }
 
@@ -856,6 +896,7 @@ static void start_transfer(struct stage *st, struct stage_item *it, const char *
     if (!easy) die("cannot initialise libcurl");
     bool put = it->kind == IT_PUT;
     curl_easy_setopt(easy, CURLOPT_URL, url);
+    http_easy_tls(easy); /* --ca-file: presigned URLs of a drover server with its own CA */
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st->errbuf);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "drover-agent/" DROVER_VERSION);
@@ -877,9 +918,12 @@ static void start_transfer(struct stage *st, struct stage_item *it, const char *
         curl_easy_setopt(easy, CURLOPT_SEEKDATA, st);
         sha_reset(st);
     } else if (!starts(it->uri, "s3://")) {
+        if (it->sha[0]) sha_reset(st);
         curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
         curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    } else if (it->sha[0]) {
+        sha_reset(st);
     }
     st->step = STEP_TRANSFER;
     st->easy = easy;
@@ -904,6 +948,10 @@ static void copy_step(struct stage *st)
         }
         if (r == 0) {
             char sha[65];
+            if (!put) {
+                if (download_end(st, it)) item_done(st);
+                return;
+            }
             if (put) sha_hex(st->sha, sha);
             if (put && fsync(st->dst_fd) != 0 && errno != EINVAL) {
                 fail(st, "%s %s: cannot write it: %s", it->what, it->uri, strerror(errno));
@@ -922,7 +970,7 @@ static void copy_step(struct stage *st)
             item_done(st);
             return;
         }
-        if (put) EVP_DigestUpdate(st->sha, chunk, (size_t)r);
+        if (put || (st->hashing && it->sha[0])) EVP_DigestUpdate(st->sha, chunk, (size_t)r);
         for (ssize_t off = 0; off < r;) {
             ssize_t w = write(st->dst_fd, chunk + off, (size_t)(r - off));
             if (w < 0 && errno == EINTR) continue;
@@ -978,6 +1026,8 @@ static void start_copy_in(struct stage *st, struct stage_item *it)
     }
     st->dst_fd = st->fd; /* the local file opened by advance */
     st->fd = fd;
+    st->hashing = it->sha[0] != '\0';
+    if (st->hashing) sha_reset(st);
     st->step = STEP_COPY;
     kick(st);
 }
@@ -1028,6 +1078,217 @@ static void start_copy_out(struct stage *st, struct stage_item *it)
     sha_reset(st);
     st->step = STEP_COPY;
     kick(st);
+}
+
+/* --- the input cache (cache.h) ------------------------------------------------------------ */
+
+static void add_pin(struct stage *st, const char *sha)
+{
+    st->pins = xrealloc(st->pins, (st->npins + 1) * sizeof(*st->pins));
+    memcpy(st->pins[st->npins++], sha, 65);
+}
+
+/* Puts the pinned object at the item's path: a hard link, else (another filesystem) a copy. */
+static void place_cached(struct stage *st, struct stage_item *it)
+{
+    struct err e = ERR_INIT;
+    int rc = cache_link(st->a->cache, it->sha, it->path, &e);
+    if (rc == 0) {
+        log_debug("job=%s attempt=%d %s %s: linked from the cache (%s)", st->j->id, st->j->attempt,
+                  it->what, it->uri, it->sha);
+        item_done(st);
+        return;
+    }
+    if (rc < 0) {
+        fail(st, "%s %s: %s", it->what, it->uri, e.msg);
+        return;
+    }
+    char *src = cache_object_path(st->a->cache, it->sha);
+    st->fd = open(src, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    free(src);
+    if (st->fd < 0) {
+        fail(st, "%s %s: cannot read its cached copy: %s", it->what, it->uri, strerror(err));
+        return;
+    }
+    st->dst_fd = open(it->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (st->dst_fd < 0) {
+        fail(st, "%s %s: cannot create '%s': %s", it->what, it->uri, it->name, strerror(errno));
+        return;
+    }
+    st->step = STEP_COPY; /* copy_step; ends with item_done (no fetch, nothing to check) */
+    kick(st);
+}
+
+/*
+ * A download ended (curl, or a file:// copy): checks it against the input's sha256 when that
+ * is known, and moves a cache fetch into the cache and on to the work folder. True when the
+ * item is done; false when the stage failed or goes on (a copy across filesystems).
+ */
+static bool download_end(struct stage *st, struct stage_item *it)
+{
+    bool verify = it->sha[0] && (st->step == STEP_TRANSFER || st->hashing);
+    if (verify) {
+        char got[65];
+        sha_hex(st->sha, got);
+        if (strcmp(got, it->sha)) {
+            fail(st, "%s %s: its content does not match its sha256 (expected %s, got %s)", it->what,
+                 it->uri, it->sha, got);
+            return false;
+        }
+    }
+    if (!st->fetch_sha[0]) return true;
+    /* complete and checked: durable before it is named, so a crash leaves it whole or not */
+    int fd = st->step == STEP_COPY ? st->dst_fd : st->fd;
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        fail(st, "%s %s: cannot write it into the cache: %s", it->what, it->uri, strerror(errno));
+        return false;
+    }
+    close(st->fd);
+    if (st->dst_fd >= 0) close(st->dst_fd);
+    st->fd = st->dst_fd = -1;
+    struct err e = ERR_INIT;
+    st->fetch_sha[0] = '\0'; /* cache_commit abandons it itself when it fails */
+    if (cache_commit(st->a->cache, it->sha, it->uri, &e)) {
+        fail(st, "%s %s: %s", it->what, it->uri, e.msg);
+        return false;
+    }
+    add_pin(st, it->sha);
+    st->hashing = false;
+    st->step = STEP_NEXT;
+    place_cached(st, it);
+    return false;
+}
+
+static void on_cache_wake(void *arg)
+{
+    struct stage *st = arg;
+    st->step = STEP_NEXT;
+    kick(st); /* claims again from the loop */
+}
+
+static size_t on_head_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct stage_item *it = arg;
+    size_t n = size * nmemb;
+    static const char *const names[] = {"x-drover-sha256:", "x-amz-meta-sha256:"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t k = strlen(names[i]);
+        if (n <= k || strncasecmp(data, names[i], k)) continue;
+        char v[80];
+        size_t m = 0;
+        for (size_t p = k; p < n && m < sizeof(v) - 1; p++)
+            if (data[p] != ' ' && data[p] != '\t' && data[p] != '\r' && data[p] != '\n')
+                v[m++] = data[p];
+        v[m] = '\0';
+        if (cache_sha_valid(v)) memcpy(it->sha, v, 65);
+    }
+    return n;
+}
+
+static void on_head(void *arg, CURLcode result, CURL *easy)
+{
+    struct stage *st = arg;
+    struct stage_item *it = &st->cur->v[st->idx];
+    long code = response_code(easy);
+    st->req = NULL;
+    st->easy = NULL;
+    st->step = STEP_NEXT;
+    it->head_done = true;
+    if (result != CURLE_OK) {
+        fail(st, "%s %s: %s", it->what, it->uri,
+             st->errbuf[0] ? st->errbuf : curl_easy_strerror(result));
+        return;
+    }
+    if (code == 404) {
+        fail(st, "%s %s: 404 not found", it->what, it->uri);
+        return;
+    }
+    if (code < 200 || code >= 300) it->sha[0] = '\0'; /* what the GET says decides */
+    if (!it->sha[0])
+        log_warn("job=%s attempt=%d %s %s: the store gives no sha256 for it (HTTP %ld): "
+                 "downloaded without the cache",
+                 st->j->id, st->j->attempt, it->what, it->uri, code);
+    kick(st);
+}
+
+/* HEAD of a cached s3 input whose sha256 the spec does not give: the store's answer has it. */
+static void start_head(struct stage *st, struct stage_item *it)
+{
+    CURL *easy = curl_easy_init();
+    if (!easy) die("cannot initialise libcurl");
+    curl_easy_setopt(easy, CURLOPT_URL, it->head_url);
+    http_easy_tls(easy);
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st->errbuf);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "drover-agent/" DROVER_VERSION);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)PRESIGN_TIMEOUT_MS);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_head_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, it);
+    st->step = STEP_TRANSFER;
+    st->easy = easy;
+    if (aclient_easy(st->a->ac, easy, on_head, st, &st->req))
+        fail(st, "%s %s: cannot start the transfer", it->what, it->uri);
+}
+
+/*
+ * A cached input: its sha256 (asked with a HEAD when unknown), then the cache: present, it is
+ * placed at once; being downloaded by another job, this one waits; else this job downloads it
+ * into the cache (a temporary file, checked, renamed) and places it.
+ */
+static void cached_get(struct stage *st, struct stage_item *it)
+{
+    struct cache *c = st->a->cache;
+    if (!it->sha[0]) {
+        if (!it->head_done && !it->head_url) {
+            presign(st, it, "HEAD", false);
+            return;
+        }
+        if (!it->head_done) {
+            start_head(st, it);
+            return;
+        }
+        it->cached = false; /* no sha256: an ordinary download */
+        kick(st);
+        return;
+    }
+    if (!st->fetch_sha[0]) {
+        char *tmp = NULL;
+        st->waiter.fn = on_cache_wake;
+        st->waiter.arg = st;
+        switch (cache_claim(c, it->sha, &st->waiter, &tmp)) {
+        case CACHE_HIT:
+            add_pin(st, it->sha);
+            cache_note_uri(c, it->sha, it->uri);
+            place_cached(st, it);
+            return;
+        case CACHE_BUSY:
+            log_debug("job=%s attempt=%d %s %s: waiting for another job's download of it",
+                      st->j->id, st->j->attempt, it->what, it->uri);
+            st->step = STEP_CACHE_WAIT;
+            return;
+        case CACHE_FETCH:
+            break;
+        }
+        memcpy(st->fetch_sha, it->sha, 65);
+        st->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        int err = errno;
+        free(tmp);
+        if (st->fd < 0) {
+            fail(st, "%s %s: cannot create a file in the cache: %s", it->what, it->uri,
+                 strerror(err));
+            return;
+        }
+    }
+    if (starts(it->uri, "s3://") && !it->url)
+        presign(st, it, "GET", false);
+    else if (starts(it->uri, "file://"))
+        start_copy_in(st, it);
+    else
+        start_transfer(st, it, it->url ? it->url : it->uri);
 }
 
 /* --- the state machine ---------------------------------------------------------------------- */
@@ -1098,6 +1359,10 @@ static void advance(struct stage *st)
             continue;
         case IT_GET:
         case IT_PUT:
+            if (it->kind == IT_GET && it->cached) {
+                cached_get(st, it);
+                return;
+            }
             if (st->fd < 0 && open_local(st, it)) return;
             if (s3 && !it->url) {
                 presign(st, it, it->kind == IT_GET ? "GET" : "PUT", false);
@@ -1165,6 +1430,9 @@ void stage_free(struct stage *st)
     if (st->kick) event_free(st->kick);
     if (st->retry_timer) event_free(st->retry_timer);
     if (st->sha) EVP_MD_CTX_free(st->sha);
+    for (size_t i = 0; i < st->npins; i++)
+        cache_unpin(st->a->cache, st->pins[i]);
+    free(st->pins);
     items_release(&st->in);
     items_release(&st->out);
     json_decref(st->outputs);

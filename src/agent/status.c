@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/cache.h"
 #include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -92,6 +93,24 @@ static void on_metrics(struct evhttp_request *req, void *arg)
            a->m.registrations);
     metric(&b, "drover_agent_registered", "gauge", "1 when registered with the server.",
            a->registered ? 1 : 0);
+    if (a->cache) {
+        struct cache_stats cs;
+        cache_stats(a->cache, &cs);
+        metric(&b, "drover_agent_cache_hits_total", "counter",
+               "Cached inputs found in the input cache (no download).", cs.hits);
+        metric(&b, "drover_agent_cache_fetches_total", "counter",
+               "Cached inputs downloaded into the input cache.", cs.fetches);
+        metric(&b, "drover_agent_cache_waits_total", "counter",
+               "Cached inputs that waited for another job's download of the same object.",
+               cs.waits);
+        metric(&b, "drover_agent_cache_evictions_total", "counter",
+               "Objects removed from the input cache to keep its bound.", cs.evictions);
+        metric(&b, "drover_agent_cache_objects", "gauge", "Objects in the input cache.",
+               cs.objects);
+        metric(&b, "drover_agent_cache_bytes", "gauge", "Bytes in the input cache.", cs.bytes);
+        metric(&b, "drover_agent_cache_max_bytes", "gauge", "The input cache's bound.",
+               cs.max_bytes);
+    }
     reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf_str(&b));
     buf_release(&b);
 }
@@ -118,12 +137,12 @@ static void on_status(struct evhttp_request *req, void *arg)
     char since[32];
     time_format_rfc3339(a->started_ms, since, sizeof(since));
     reply_json(req, 200,
-               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o}", "name",
+               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o, s:o}", "name",
                          a->o.name, "id", a->registered ? json_string(a->id) : json_null(),
                          "server", a->http.base_url, "state", agent_state(a), "slots", a->o.slots,
                          "free_slots", agent_free_slots(a), "queues", a->o.queues, "labels",
-                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs",
-                         jobs));
+                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs", jobs,
+                         "limits", limits_json(&a->limits)));
 }
 
 static void on_other(struct evhttp_request *req, void *arg)

@@ -46,6 +46,9 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
     case CLI_OPT_DATA:
         o->data = arg;
         return true;
+    case CLI_OPT_CA_FILE:
+        o->ca_file = arg;
+        return true;
     default:
         return false;
     }
@@ -252,6 +255,12 @@ int cli_connect(struct cli *cli, const struct cli_opts *o)
     }
     if (token && !*token) token = NULL;
 
+    if (http_set_ca_file(o->ca_file, &e)) {
+        if (secret) explicit_bzero(secret, strlen(secret));
+        free(secret);
+        cli_error_e(&e);
+        return 1;
+    }
     int init = http_client_init(&cli->http, server, token, &e);
     if (secret) explicit_bzero(secret, strlen(secret));
     free(secret);

@@ -36,6 +36,7 @@ enum {
     CLI_OPT_TOKEN_FILE,
     CLI_OPT_DATA,
     CLI_OPT_JSON,
+    CLI_OPT_CA_FILE,
     CLI_OPT_FIRST_FREE, /* commands number their own long-only options from here */
 };
 
@@ -51,6 +52,7 @@ enum {
         {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
         {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
         {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
+        {"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},                                     \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
@@ -66,13 +68,16 @@ enum {
     "      --token T      the token itself: avoid it, every user of this machine can\n"            \
     "                     read a command line (ps)\n"                                              \
     "      --data DIR     the server's data dir, where admin.token is (default\n"                  \
-    "                     $DROVER_DATA, else ~/.local/share/drover)\n"
+    "                     $DROVER_DATA, else ~/.local/share/drover)\n"                             \
+    "      --ca-file F    CA certificates (PEM) an https:// server's certificate may be\n"         \
+    "                     signed by, beside the system's (default $DROVER_CA_FILE)\n"
 
 struct cli_opts {
     const char *server;     /* borrowed from argv; NULL when not given */
     const char *token;      /* --token: a copy (argv's is overwritten), kept until exit */
     const char *token_file; /* --token-file */
     const char *data;
+    const char *ca_file;    /* --ca-file */
 };
 
 /* What the cli_getopt family returns when the command is to go on. */

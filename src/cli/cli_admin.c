@@ -20,7 +20,13 @@ static const char token_usage[] =
     "  -r, --role ROLE    client (jobs, blobs, reading agents and queues), agent (the\n"
     "                     agent protocol) or admin (everything)\n"
     "  -n, --name NAME    the token's name, used to revoke it\n"
-    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover token create --role client --name alice\n"
+    "  drover token create --role agent --name worker-7 --json | jq -r .token > agent.token\n"
+    "  drover token revoke alice\n"
+    CLI_COMMON_USAGE;
 
 static int token_create(struct cli *cli, const char *role, const char *name, bool json)
 {

@@ -24,7 +24,12 @@ static const char agents_usage[] =
     "free and total slots, the jobs they run, their queues and labels, and when\n"
     "they were last heard from.\n"
     "\n"
-    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover agents\n"
+    "  drover agents --json | jq '.[] | select(.state == \"lost\") | .name'\n"
+    CLI_COMMON_USAGE;
 
 /* "default,bio" for an array of strings; "-" when empty. */
 static void join_strings(json_t *arr, struct buf *b)
@@ -125,7 +130,11 @@ static const char drain_usage[] =
     "Drains an agent, given by name or id: it takes no new jobs, finishes the ones\n"
     "it runs, and exits.\n"
     "\n"
-    "      --json         print the agent as the server answers it\n" CLI_COMMON_USAGE;
+    "      --json         print the agent as the server answers it\n"
+    "\n"
+    "examples:\n"
+    "  drover drain worker-7                        # finish its jobs, take no more, exit\n"
+    CLI_COMMON_USAGE;
 
 int cmd_drain(int argc, char **argv)
 {

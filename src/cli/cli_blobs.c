@@ -395,7 +395,12 @@ static const char put_usage[] =
     "the file. A progress bar is shown on a terminal for files over 8 MiB.\n"
     "\n"
     "      --json         print the server's answer: {\"uri\", \"size\", "
-    "\"sha256\"}\n" CLI_COMMON_USAGE;
+    "\"sha256\"}\n"
+    "\n"
+    "examples:\n"
+    "  drover put reads.fa s3://lab/run-1/reads.fa\n"
+    "  tar c results | drover put - s3://lab/run-1/results.tar\n"
+    CLI_COMMON_USAGE;
 
 /* Collects min..max positional arguments (none empty) into out; CLI_CONTINUE or the exit code. */
 static int positional(struct cli_args *a, int min, int max, const char *what, char **out)
@@ -546,7 +551,12 @@ static const char get_usage[] =
     "as it was. A progress bar is shown on a terminal for objects over 8 MiB.\n"
     "\n"
     "      --json         print {\"uri\", \"path\", \"size\", \"sha256\"} of what was\n"
-    "                     written (not with FILE '-')\n" CLI_COMMON_USAGE;
+    "                     written (not with FILE '-')\n"
+    "\n"
+    "examples:\n"
+    "  drover get s3://lab/run-1/out.txt            # into ./out.txt\n"
+    "  drover get s3://lab/run-1/out.txt - | head\n"
+    CLI_COMMON_USAGE;
 
 /* Where a get writes: the final name, and the temporary one beside it (NULL: write in place). */
 struct target {
@@ -729,7 +739,12 @@ static const char ls_usage[] =
     "\n"
     "  -n, --limit N      at most N objects (default: all)\n"
     "      --json         print the objects as a JSON array of {key, size, sha256, "
-    "modified}\n" CLI_COMMON_USAGE;
+    "modified}\n"
+    "\n"
+    "examples:\n"
+    "  drover ls s3://lab\n"
+    "  drover ls --json s3://lab/run-1/ | jq '.[].key'\n"
+    CLI_COMMON_USAGE;
 
 /* The "modified" of an object (RFC 3339 text, or milliseconds) for humans. */
 static void format_modified(json_t *v, char *out, size_t n)
@@ -839,7 +854,11 @@ static const char rm_usage[] =
     "Deletes objects. Goes on past an object that cannot be deleted, and then\n"
     "exits with 1.\n"
     "\n"
-    "      --json         print {\"removed\": [URI, ...]}, the objects deleted\n" CLI_COMMON_USAGE;
+    "      --json         print {\"removed\": [URI, ...]}, the objects deleted\n"
+    "\n"
+    "examples:\n"
+    "  drover rm s3://lab/run-1/out.txt s3://lab/run-1/reads.fa\n"
+    CLI_COMMON_USAGE;
 
 int cmd_rm(int argc, char **argv)
 {

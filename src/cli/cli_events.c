@@ -180,7 +180,13 @@ static const char events_usage[] =
     "  -j, --job ID       only this job's events (repeatable)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
     "      --type T       only job, agent or object events\n"
-    "      --json         one JSON object per line, as the server sends it\n" CLI_COMMON_USAGE;
+    "      --json         one JSON object per line, as the server sends it\n"
+    "\n"
+    "examples:\n"
+    "  drover events                                # every change from now on\n"
+    "  drover events --queue bio --type job --json\n"
+    "  drover events --since 0 --job 01938c2e-7d4a\n"
+    CLI_COMMON_USAGE;
 
 static void put_clean(FILE *out, const char *s)
 {

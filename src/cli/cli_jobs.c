@@ -24,6 +24,8 @@
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
 #define STATUS_STDOUT_LINES 10
+#define STATUS_TAIL_BYTES 8192 /* of stdout fetched for its last lines */
+#define STATUS_LINE_MAX 400    /* bytes of one line shown (a line can be megabytes) */
 #define WAIT_MAX_JOBS 1000 /* the event stream's filter takes at most this many */
 #define WAIT_RETRIES 20    /* consecutive failures tolerated once the server was seen */
 #define JOBS_PAGE_MAX 1000 /* the most jobs the server gives in one page */
@@ -369,6 +371,10 @@ static const char submit_usage[] =
     "      --slots N      how many of an agent's slots the job takes, 1..1024 (default 1)\n"
     "      --delay S      start no sooner than S seconds from now\n"
     "      --retries N    at most N attempts in all, 1..100 (default 3; 1: no retry)\n"
+    "      --memory-mb N  the job's memory limit in MiB (resources.memory_mb, 4..4194304)\n"
+    "      --cpus N       the CPUs' time it may use (resources.cpus, 0.01..1024; 0.5: half\n"
+    "                     of one CPU)\n"
+    "      --pids N       the processes and threads it may have at once (resources.pids)\n"
     "  -t, --timeout S    kill the job after S seconds\n"
     "  -e, --env K=V      an environment variable for the program (repeatable)\n"
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
@@ -387,7 +393,14 @@ static const char submit_usage[] =
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
     "of a uri command.stdin is such a file (relative to the current folder); a\n"
     "command.input file goes into a sub-folder of its own (BASE/1/NAME, ...) so\n"
-    "that, as a prefix, it matches that file only.\n" CLI_COMMON_USAGE;
+    "that, as a prefix, it matches that file only.\n"
+    "\n"
+    "examples:\n"
+    "  drover submit -- echo hello                  # prints the new job's id\n"
+    "  drover submit --wait -q bio -- nhmmer --cpu 2 @./query.fa s3://db/rfam.fa\n"
+    "  drover submit -f spec.json --priority 5 --label project=x\n"
+    "  drover submit --json -f - < specs.json       # an array: one transaction\n"
+    CLI_COMMON_USAGE;
 
 enum {
     OPT_SERVICE = CLI_OPT_FIRST_FREE,
@@ -397,6 +410,9 @@ enum {
     OPT_DELAY,
     OPT_RETRIES,
     OPT_STDIN,
+    OPT_MEMORY_MB,
+    OPT_CPUS,
+    OPT_PIDS,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -414,6 +430,7 @@ struct overrides {
     json_t *labels;    /* added to labels */
     json_t *requires;  /* added to requires */
     json_t *env;       /* added to command.env */
+    json_t *resources; /* added to resources */
     json_t *stdin_;    /* command.stdin, or NULL */
     long max_attempts; /* retry.max_attempts, or 0 */
 };
@@ -445,6 +462,7 @@ static void apply_overrides(json_t *spec, const struct overrides *ov)
     json_object_update(spec, ov->fields);
     merge_into(spec, "labels", ov->labels);
     merge_into(spec, "requires", ov->requires);
+    merge_into(spec, "resources", ov->resources);
     if (ov->max_attempts && (obj = member_object(spec, "retry")))
         json_object_set_new(obj, "max_attempts", json_integer(ov->max_attempts));
     json_t *cmd = json_object_get(spec, "command");
@@ -815,6 +833,9 @@ int cmd_submit(int argc, char **argv)
         {"retries", required_argument, NULL, OPT_RETRIES},
         {"env", required_argument, NULL, 'e'},
         {"stdin", required_argument, NULL, OPT_STDIN},
+        {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"pids", required_argument, NULL, OPT_PIDS},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -826,6 +847,7 @@ int cmd_submit(int argc, char **argv)
         .labels = json_object(),
         .requires = json_object(),
         .env = json_object(),
+        .resources = json_object(),
     };
     json_t *fields = ov.fields;
     const char *file = NULL, *stdin_file = NULL;
@@ -942,6 +964,31 @@ int cmd_submit(int argc, char **argv)
         case OPT_STDIN:
             stdin_file = optarg;
             break;
+        case OPT_MEMORY_MB:
+        case OPT_PIDS: {
+            bool mem = opt == OPT_MEMORY_MB;
+            long n, min = mem ? SPEC_MEMORY_MB_MIN : 1;
+            long max = mem ? SPEC_MEMORY_MB_MAX : SPEC_PIDS_MAX;
+            if (!cli_parse_long(optarg, min, max, &n)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--%s must be a whole number from %ld to %ld, not '%s'",
+                                     mem ? "memory-mb" : "pids", min, max, optarg);
+                goto out;
+            }
+            put(ov.resources, mem ? "memory_mb" : "pids", json_integer(n));
+            break;
+        }
+        case OPT_CPUS: {
+            double c;
+            if (!cli_parse_seconds(optarg, &c) || c < SPEC_CPUS_MIN || c > SPEC_CPUS_MAX) {
+                rc = cli_usage_error(submit_usage,
+                                     "--cpus must be a number from %g to %g, not '%s'",
+                                     SPEC_CPUS_MIN, (double)SPEC_CPUS_MAX, optarg);
+                goto out;
+            }
+            put(ov.resources, "cpus", seconds_json(c));
+            break;
+        }
         }
         if (!good) {
             rc = cli_usage_error(submit_usage, "'%s' is not UTF-8 text", optarg);
@@ -1054,6 +1101,7 @@ out:
     json_decref(ov.labels);
     json_decref(ov.requires);
     json_decref(ov.env);
+    json_decref(ov.resources);
     json_decref(ov.stdin_);
     uploads_release(&up);
     cli_release(&cli);
@@ -1065,11 +1113,16 @@ out:
 static const char status_usage[] =
     "usage: drover status [--json] ID\n"
     "\n"
-    "Shows a job: its state, timing, result and first lines of output; for a\n"
-    "queued job, why it waits (no agent could take it, agents busy, a delay or\n"
-    "a retry's backoff). ID may be a unique prefix of the job's id.\n"
+    "Shows a job: its state, timing, result and the last lines of its output\n"
+    "(`drover logs ID` prints all of it); for a queued job, why it waits (no agent\n"
+    "could take it, agents busy, a delay or a retry's backoff). ID may be a unique\n"
+    "prefix of the job's id.\n"
     "\n"
-    "      --json         print the job's JSON\n" CLI_COMMON_USAGE;
+    "      --json         print the job's JSON\n"
+    "\n"
+    "examples:\n"
+    "  drover status 01938c2e-7d4a                  # a prefix of 6 characters or more\n"
+    "  drover status --json 01938c2e-7d4a | jq .result.exit_code\n" CLI_COMMON_USAGE;
 
 /* Appends `s` as one shell word, quoted when it needs to be. */
 static void add_word(struct buf *b, const char *s)
@@ -1147,7 +1200,72 @@ static void print_time_field(const char *label, json_t *job, const char *key)
     }
 }
 
-static void print_status(json_t *job)
+/*
+ * Prints the last STATUS_STDOUT_LINES lines of text (len bytes of a job's stdout); `cut`:
+ * the output went on before text (text starts mid-line then: that part is left out).
+ * Points to `drover logs` when not everything is shown.
+ */
+static void print_stdout_tail(const char *id, const char *text, size_t len, bool cut)
+{
+    const char *start = text, *end = text + len;
+    if (cut) {
+        const char *nl = memchr(text, '\n', len);
+        start = nl ? nl + 1 : end;
+    }
+    if (end > start && end[-1] == '\n') end--; /* the last line's end */
+    if (end == start) return;
+    /* back from the end over STATUS_STDOUT_LINES lines: [from, end) holds `lines` of them */
+    const char *from = end;
+    int lines = 1;
+    for (; from > start; from--)
+        if (from[-1] == '\n' && lines++ == STATUS_STDOUT_LINES) {
+            lines--;
+            break;
+        }
+    if (!cut && from == start)
+        printf("stdout:\n");
+    else
+        printf("stdout (last %d line%s; all of it: drover logs %s):\n", lines,
+               lines == 1 ? "" : "s", id);
+    for (const char *p = from; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        fputs("  ", stdout);
+        cli_put_clean(stdout, p, n > STATUS_LINE_MAX ? STATUS_LINE_MAX : n);
+        if (n > STATUS_LINE_MAX) fputs(" ...", stdout);
+        putchar('\n');
+        p += n + (nl ? 1 : 0);
+    }
+}
+
+static int tail_piece(void *arg, const char *data, size_t len, struct err *e)
+{
+    struct buf *b = arg;
+    (void)e;
+    if (b->len + len <= 2 * STATUS_TAIL_BYTES) buf_add(b, data, len); /* bounded, whatever comes */
+    return 0;
+}
+
+/*
+ * The last STATUS_TAIL_BYTES of the stdout of job id's latest attempt, from the server
+ * (GET /v1/jobs/{id}/log?tail=), into out: 0, or -1 when it cannot be read.
+ */
+static int fetch_stdout_tail(const struct cli_opts *o, const char *id, struct buf *out)
+{
+    struct cli cli;
+    struct err e = ERR_INIT;
+    long status = 0;
+    if (cli_connect(&cli, o)) return -1;
+    char *eid = http_escape(id);
+    char *path = xasprintf("/v1/jobs/%s/log?stream=stdout&tail=%d", eid, STATUS_TAIL_BYTES);
+    int rc = http_client_stream(&cli.http, path, 0, tail_piece, out, &status, &e);
+    free(path);
+    free(eid);
+    cli_release(&cli);
+    return rc == 0 ? 0 : -1;
+}
+
+static void print_status(json_t *job, const struct buf *tail)
 {
     struct buf b = BUF_INIT;
     char tmp[128];
@@ -1218,24 +1336,11 @@ static void print_status(json_t *job)
     }
 
     const char *out = jstr(result, "stdout");
-    if (out && *out) {
-        printf("stdout:\n");
-        const char *p = out;
-        int lines = 0;
-        while (*p && lines < STATUS_STDOUT_LINES) {
-            const char *nl = strchr(p, '\n');
-            size_t n = nl ? (size_t)(nl - p) : strlen(p);
-            fputs("  ", stdout);
-            cli_put_clean(stdout, p, n);
-            putchar('\n');
-            lines++;
-            p += n + (nl ? 1 : 0);
-        }
-        int more = 0;
-        for (const char *q = p; *q; q++)
-            if (*q == '\n' || q[1] == '\0') more++;
-        if (more) printf("  ... (%d more line%s)\n", more, more == 1 ? "" : "s");
-    }
+    if (tail && tail->len) /* the stream's end; more came before it when it is a full tail */
+        print_stdout_tail(jstr(job, "id"), tail->data, tail->len,
+                          tail->len >= STATUS_TAIL_BYTES);
+    else if (!tail && out && *out) /* the server could not say: the result's head, at least */
+        print_stdout_tail(jstr(job, "id"), out, strlen(out), false);
     buf_release(&b);
 }
 
@@ -1250,10 +1355,17 @@ int cmd_status(int argc, char **argv)
     char *path = cli_path("/v1/jobs/", id, "");
     rc = cli_request(&a.conn, "GET", path, NULL, &job, "cannot show job '%s'", id);
     free(path);
-    if (rc == 0 && a.json)
+    if (rc == 0 && a.json) {
         cli_print_json(job);
-    else if (rc == 0)
-        print_status(job_of(job));
+    } else if (rc == 0) {
+        /* not the result's first MiB: the output's last lines, which say how it ended */
+        struct buf tail = BUF_INIT;
+        json_t *j = job_of(job);
+        bool ran = json_integer_value(json_object_get(j, "attempt")) > 0;
+        bool got = ran && jstr(j, "id") && fetch_stdout_tail(&a.conn, jstr(j, "id"), &tail) == 0;
+        print_status(j, got ? &tail : NULL);
+        buf_release(&tail);
+    }
     json_decref(job);
     return rc;
 }
@@ -1271,6 +1383,10 @@ static const char wait_usage[] =
     "\n"
     "  -t, --timeout S    give up after S seconds (default: wait as long as it takes)\n"
     "      --json         print the final JSON (of the job; {\"jobs\": [...]} for several)\n"
+    "\n"
+    "examples:\n"
+    "  drover wait 01938c2e-7d4a                    # exits with the job's exit code\n"
+    "  drover wait --timeout 60 $(drover jobs --state running --json | jq -r '.[].id')\n"
     CLI_COMMON_USAGE;
 
 int cmd_wait(int argc, char **argv)
@@ -1319,7 +1435,11 @@ static const char cancel_usage[] =
     "\n"
     "Cancels a job that has not ended; a running process is killed.\n"
     "\n"
-    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover cancel 01938c2e-7d4a\n"
+    CLI_COMMON_USAGE;
 
 int cmd_cancel(int argc, char **argv)
 {
@@ -1354,7 +1474,13 @@ static const char jobs_usage[] =
     "  -l, --label K:V    only jobs with label K set to V\n"
     "  -n, --limit N      at most N jobs (one page by default)\n"
     "  -a, --all          follow the pages to the end (or to --limit)\n"
-    "      --json         print the jobs as a JSON array\n" CLI_COMMON_USAGE;
+    "      --json         print the jobs as a JSON array\n"
+    "\n"
+    "examples:\n"
+    "  drover jobs                                  # the newest page, cut to the terminal\n"
+    "  drover jobs --state failed --queue bio --limit 20\n"
+    "  drover jobs --all --label project:x --json | jq length\n"
+    CLI_COMMON_USAGE;
 
 /* Appends "?key=value" or "&key=value" to a path, escaping the value. */
 static void add_query(struct buf *path, const char *key, const char *value)
@@ -1508,7 +1634,12 @@ static const char queues_usage[] =
     "\n"
     "Lists the queues with their jobs by state and the agents listening.\n"
     "\n"
-    "      --json         print the server's JSON answer\n" CLI_COMMON_USAGE;
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover queues\n"
+    "  drover queues --json | jq '.[] | select(.listeners == 0)'\n"
+    CLI_COMMON_USAGE;
 
 static void print_queues_table(json_t *list)
 {

@@ -50,7 +50,13 @@ static const char logs_usage[] =
     "  -o, --offset N     start at byte N of the stream (default 0)\n"
     "  -a, --attempt N    the output of attempt N (1 is the first run)\n"
     "      --json         print JSON lines {\"offset\": N, \"data\": TEXT}, one per piece\n"
-    "                     received; errors as JSON on stderr\n" CLI_COMMON_USAGE;
+    "                     received; errors as JSON on stderr\n"
+    "\n"
+    "examples:\n"
+    "  drover logs 01938c2e-7d4a                    # all of its standard output\n"
+    "  drover logs -f --stderr 01938c2e-7d4a        # follow standard error until it ends\n"
+    "  drover logs --attempt 1 01938c2e-7d4a | tail -n 20\n"
+    CLI_COMMON_USAGE;
 
 /* --json: what is held back of a piece (an unfinished UTF-8 character) and where it starts. */
 struct json_lines {

@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/xalloc.h"
@@ -109,7 +111,34 @@ void table_addf(struct table *t, const char *fmt, ...)
     free(s);
 }
 
-void table_print(const struct table *t, FILE *f)
+size_t table_term_width(FILE *f)
+{
+    if (!isatty(fileno(f))) return 0;
+    struct winsize ws;
+    if (ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    long v = env ? strtol(env, NULL, 10) : 0;
+    return v > 0 && v < 100000 ? (size_t)v : 0;
+}
+
+/* Writes line to f, cut to cols display columns (0: whole) with "…" at the cut. */
+static void put_line(FILE *f, const char *line, size_t cols)
+{
+    if (!cols || width_of(line) <= cols) {
+        fputs(line, f);
+        fputc('\n', f);
+        return;
+    }
+    size_t w = 0;
+    const char *p = line;
+    for (; *p; p++) {
+        if (((unsigned char)*p & 0xc0) != 0x80 && w++ == cols - 1) break;
+    }
+    fwrite(line, 1, (size_t)(p - line), f);
+    fputs("\u2026\n", f);
+}
+
+void table_print_cut(const struct table *t, FILE *f, size_t cols)
 {
     size_t *width = xcalloc(t->ncols, sizeof(*width));
     size_t rows = (t->ncells + t->ncols - 1) / t->ncols;
@@ -117,18 +146,26 @@ void table_print(const struct table *t, FILE *f)
         size_t w = width_of(t->cells[i]);
         if (w > width[i % t->ncols]) width[i % t->ncols] = w;
     }
+    struct buf line = BUF_INIT;
     for (size_t r = 0; r < rows; r++) {
+        buf_reset(&line);
         for (size_t c = 0; c < t->ncols; c++) {
             size_t i = r * t->ncols + c;
             const char *s = i < t->ncells ? t->cells[i] : "-";
             size_t pad = width[c] - width_of(s);
             bool last = c + 1 == t->ncols;
-            if (c > 0) fputs("  ", f);
-            if (t->right[c]) fprintf(f, "%*s", (int)pad, "");
-            fputs(s, f);
-            if (!t->right[c] && !last) fprintf(f, "%*s", (int)pad, "");
+            if (c > 0) buf_adds(&line, "  ");
+            if (t->right[c]) buf_addf(&line, "%*s", (int)pad, "");
+            buf_adds(&line, s);
+            if (!t->right[c] && !last) buf_addf(&line, "%*s", (int)pad, "");
         }
-        fputc('\n', f);
+        put_line(f, buf_str(&line), cols);
     }
+    buf_release(&line);
     free(width);
+}
+
+void table_print(const struct table *t, FILE *f)
+{
+    table_print_cut(t, f, table_term_width(f));
 }

@@ -35,7 +35,15 @@ void table_max_width(struct table *t, size_t col, size_t width);
 void table_add(struct table *t, const char *cell);
 void table_addf(struct table *t, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
-/* Prints the header and the rows (a last incomplete row is padded with "-"). */
+/*
+ * Prints the header and the rows (a last incomplete row is padded with "-"). When f is a
+ * terminal, lines wider than it are cut at its width, ending in "…" (`drover jobs | less`
+ * or --json shows them whole).
+ */
 void table_print(const struct table *t, FILE *f);
+/* table_print, lines cut at cols display columns (0: not cut). */
+void table_print_cut(const struct table *t, FILE *f, size_t cols);
+/* The width of the terminal f is (TIOCGWINSZ, else $COLUMNS), or 0 when f is not one. */
+size_t table_term_width(FILE *f);
 
 #endif

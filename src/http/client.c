@@ -36,6 +36,32 @@ static void global_init(void)
     }
 }
 
+static char *ca_file; /* http_set_ca_file's, or NULL */
+
+int http_set_ca_file(const char *path, struct err *e)
+{
+    const char *from = "--ca-file";
+    if (!path || !*path) {
+        path = getenv("DROVER_CA_FILE");
+        from = "DROVER_CA_FILE";
+    }
+    free(ca_file);
+    ca_file = NULL;
+    if (!path || !*path) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return err_set(e, ERR_INVALID, "cannot read the CA file '%s' (%s): %s", path, from,
+                           strerror(errno));
+    fclose(f);
+    ca_file = xstrdup(path);
+    return 0;
+}
+
+void http_easy_tls(CURL *easy)
+{
+    /* beside the default CA path (the system's store), which stays */
+    if (ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
+}
+
 bool http_host_is_loopback(const char *host)
 {
     if (!host || !*host) return false;
@@ -208,6 +234,8 @@ static int call_setup(struct http_call *call, const struct http_client *c, CURL 
     call->headers = h;
 
     curl_easy_reset(easy);
+    http_easy_tls(easy);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, call->errbuf);
     SETOPT(easy, CURLOPT_URL, call->url);
     SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
@@ -321,6 +349,16 @@ static int transport_error(const struct http_call *call, const struct http_clien
                            (c->timeout_ms + 999) / 1000);
         why = "connection timed out";
         break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return err_set(e, ERR_UNAVAILABLE,
+                       "cannot verify the TLS certificate of the drover server at %s: %s (give "
+                       "the CA that signed it with --ca-file or DROVER_CA_FILE, and use the "
+                       "host name the certificate is for)",
+                       c->base_url, call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
+    case CURLE_SSL_CONNECT_ERROR:
+        return err_set(e, ERR_UNAVAILABLE, "cannot make a TLS connection to the drover server "
+                       "at %s: %s", c->base_url,
+                       call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
     case CURLE_GOT_NOTHING:
         return err_set(e, ERR_UNAVAILABLE,
                        "the drover server at %s closed the connection without answering",

@@ -97,6 +97,7 @@ struct http_call {
     bool idled;
     struct http_transfer *transfer; /* http_client_transfer only */
     int transfer_rc;                /* why a read or progress callback stopped it */
+    char errbuf[CURL_ERROR_SIZE];   /* curl's words for a failure (TLS verification) */
 };
 
 /*
@@ -206,5 +207,16 @@ char *http_escape_path(const char *s);
 
 /* True when `host` names the local machine: 127.0.0.0/8, localhost, ::1. */
 bool http_host_is_loopback(const char *host);
+
+/*
+ * TLS: servers are verified against the system's CA store, plus the CA
+ * certificates (PEM) of one file when one is given: `path`, else
+ * $DROVER_CA_FILE when set and not empty (path NULL). Process-wide, for every
+ * request made after it (the CLI's, the agent's and its transfers'). Returns
+ * ERR_INVALID when the file cannot be read, naming it.
+ */
+int http_set_ca_file(const char *path, struct err *e);
+/* Makes easy verify TLS servers as http_set_ca_file says (for handles set up elsewhere). */
+void http_easy_tls(CURL *easy);
 
 #endif

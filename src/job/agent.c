@@ -24,5 +24,6 @@ void agent_rec_release(struct agent_rec *a)
     free(a->instance);
     json_decref(a->labels);
     json_decref(a->queues);
+    json_decref(a->limits);
     agent_rec_init(a);
 }

@@ -23,6 +23,7 @@ struct agent_rec {
     int64_t registered_at;
     char *owner;    /* the name of the token that registered it first; NULL before it is known */
     char *instance; /* the instance that registered it last (protocol.md), or NULL */
+    json_t *limits; /* how it enforces resource limits, as it registered (not stored), or NULL */
 };
 
 void agent_rec_init(struct agent_rec *a);

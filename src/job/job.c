@@ -143,6 +143,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "finished_at", job_time_json(j->finished_at));
     json_object_set_new(o, "attempt", json_integer(j->attempt));
     json_object_set_new(o, "max_attempts", json_integer(j->max_attempts));
+    json_object_set_new(o, "retries", lifecycle_retries_json(j));
     json_object_set_new(o, "agent", str_or_null(j->agent));
     json_object_set_new(o, "owner", str_or_null(j->owner));
     json_object_set_new(o, "progress", ref_or(j->progress, json_null()));

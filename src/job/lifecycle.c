@@ -88,6 +88,86 @@ static json_t *result_json(const struct attempt_end *end, int64_t duration_ms)
     return r;
 }
 
+/*
+ * Retry budgets: how each way an attempt can end is retried (docs/api.md "retry").
+ * Without retry.on every bad end is retried while attempts remain (max_attempts).
+ * With retry.on, an end is retried only while its class has retries left in its budget
+ * (retry.on.<budget>; the class's earlier ends in the job's attempts are the retries
+ * it used), and still only while attempts remain. An exit is retried when retry.on.exit_codes
+ * lists its code. The class names are those of the job's "retries" counts.
+ */
+enum retry_rule { RETRY_NEVER, RETRY_BUDGET, RETRY_EXIT_CODES };
+
+static const struct {
+    enum retry_rule rule;
+    const char *budget; /* the retry.on key */
+} retry_table[PROTO_REASON_COUNT] = {
+    [PROTO_REASON_EXIT] = {RETRY_EXIT_CODES, "exit_codes"},
+    [PROTO_REASON_SIGNAL] = {RETRY_BUDGET, "signal"},
+    [PROTO_REASON_TIMEOUT] = {RETRY_BUDGET, "timeout"},
+    [PROTO_REASON_CANCELLED] = {RETRY_NEVER, NULL},
+    [PROTO_REASON_ERROR] = {RETRY_BUDGET, "error"},
+    [PROTO_REASON_OOM] = {RETRY_BUDGET, "oom"},
+    [PROTO_REASON_LOST] = {RETRY_BUDGET, "lost"},
+};
+
+/* How many of the first `n` attempts in the history ended with `reason` (not exit 0). */
+static int ends_of(const struct job *j, size_t n, int reason)
+{
+    int count = 0;
+    for (size_t i = 0; i < n && i < json_array_size(j->attempts); i++) {
+        json_t *a = json_array_get(j->attempts, i);
+        if (proto_reason_parse(json_string_value(json_object_get(a, "reason"))) != reason) continue;
+        json_t *code = json_object_get(a, "exit_code");
+        count += !(reason == PROTO_REASON_EXIT && json_is_integer(code) &&
+                   json_integer_value(code) == 0);
+    }
+    return count;
+}
+
+bool lifecycle_may_retry(const struct job *j, const struct attempt_end *end)
+{
+    int reason = proto_reason_parse(end->reason);
+    if (reason == PROTO_REASON_CANCELLED || j->attempt >= j->max_attempts) return false;
+    json_t *on = json_object_get(json_object_get(j->spec, "retry"), "on");
+    if (!json_is_object(on)) return true; /* no budgets: every bad end, while attempts remain */
+    if (reason < 0) return false;         /* a reason this server does not know */
+    json_t *v = json_object_get(on, retry_table[reason].budget ? retry_table[reason].budget : "");
+    switch (retry_table[reason].rule) {
+    case RETRY_NEVER:
+        return false;
+    case RETRY_EXIT_CODES: {
+        size_t i;
+        json_t *code;
+        json_array_foreach(v, i, code)
+        {
+            if (end->has_exit_code && json_integer_value(code) == end->exit_code) return true;
+        }
+        return false;
+    }
+    case RETRY_BUDGET: {
+        /* the history holds this end already (end_attempt appends it first) */
+        size_t before = json_array_size(j->attempts);
+        before = before ? before - 1 : 0;
+        return ends_of(j, before, reason) < json_integer_value(v);
+    }
+    }
+    return false;
+}
+
+json_t *lifecycle_retries_json(const struct job *j)
+{
+    /* every end in the history was retried but the last of a failed job (a succeeded or
+     * cancelled job's last end is of a kind never counted, or was retried before the cancel) */
+    size_t n = json_array_size(j->attempts);
+    if (n && j->state == JOB_FAILED) n--;
+    json_t *o = json_object();
+    for (int r = 0; r < PROTO_REASON_COUNT; r++)
+        if (retry_table[r].rule != RETRY_NEVER)
+            json_object_set_new(o, proto_reason_name(r), json_integer(ends_of(j, n, r)));
+    return o;
+}
+
 /* finish, lost, deadline: the attempt's end goes into its history and the result. */
 static void end_attempt(struct job *j, const struct attempt_end *end, int64_t now_ms)
 {
@@ -114,7 +194,7 @@ static void end_attempt(struct job *j, const struct attempt_end *end, int64_t no
         j->state = JOB_SUCCEEDED;
     } else if (cancelled) {
         j->state = JOB_CANCELLED;
-    } else if (j->attempt < j->max_attempts) { /* retry, after the backoff */
+    } else if (lifecycle_may_retry(j, end)) { /* retry, after the backoff */
         j->state = JOB_QUEUED;
         j->run_after = now_ms + lifecycle_backoff_ms(j, j->attempt + 1);
         free(j->agent);

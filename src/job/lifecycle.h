@@ -14,7 +14,8 @@
  *   succeeded, failed, cancelled: none (terminal)
  *
  * finish, lost and deadline end the attempt: succeeded (exit 0), cancelled,
- * queued again after the retry backoff while attempts remain, else failed.
+ * queued again after the retry backoff while attempts remain and the retry
+ * budget of its class (retry.on) allows, else failed.
  * No I/O here: the caller writes the changed record with store_job_update(),
  * fenced on the attempt and states it read, so a stale caller changes nothing.
  */
@@ -49,7 +50,7 @@ enum job_event {
 
 /* How an attempt ended (docs/protocol.md "finished"), for finish, lost and deadline. */
 struct attempt_end {
-    const char *reason; /* exit, signal, timeout, cancelled, error, lost */
+    const char *reason; /* exit, signal, timeout, cancelled, error, oom, lost */
     bool has_exit_code;
     int exit_code;
     int signal;              /* 0 = none */
@@ -81,6 +82,19 @@ bool lifecycle_allowed(int state, enum job_event ev);
 int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_args *a,
                     struct err *e);
 const char *job_event_name(enum job_event ev);
+
+/*
+ * Whether an attempt of j that ended as `end` is retried: not cancelled, attempts remain
+ * (max_attempts), and, when the spec has retry.on, its class's budget has retries left (the
+ * class's earlier ends in j->attempts, where end_attempt has put this end already, are the
+ * retries used) or, for an exit, retry.on.exit_codes lists its code.
+ */
+bool lifecycle_may_retry(const struct job *j, const struct attempt_end *end);
+/*
+ * The retries j has used, by class of end: {"exit", "signal", "timeout", "error", "oom",
+ * "lost"} (the API's job "retries"); a new reference.
+ */
+json_t *lifecycle_retries_json(const struct job *j);
 
 /* Delay before attempt `next_attempt` runs: retry.backoff_s * 2^(next_attempt - 2), capped. */
 int64_t lifecycle_backoff_ms(const struct job *j, int next_attempt);

@@ -13,7 +13,8 @@ static const char *const report_names[PROTO_REPORT_COUNT] = {
 static const char *const reason_names[PROTO_REASON_COUNT] = {
     [PROTO_REASON_EXIT] = "exit",       [PROTO_REASON_SIGNAL] = "signal",
     [PROTO_REASON_TIMEOUT] = "timeout", [PROTO_REASON_CANCELLED] = "cancelled",
-    [PROTO_REASON_ERROR] = "error",     [PROTO_REASON_LOST] = "lost",
+    [PROTO_REASON_ERROR] = "error",     [PROTO_REASON_OOM] = "oom",
+    [PROTO_REASON_LOST] = "lost",
 };
 
 static const char *const stream_names[PROTO_STREAM_COUNT] = {

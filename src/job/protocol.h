@@ -38,6 +38,8 @@
 #define PROTO_SLOTS_MAX 1024          /* an agent's slots, and a job's */
 #define PROTO_HEARTBEAT_S_DEFAULT 5   /* the server's --heartbeat */
 #define PROTO_LOST_AFTER_S_DEFAULT 15 /* the server's --lost-after */
+#define PROTO_CACHED_MAX 256          /* entries of a "cached" list (register, poll) */
+#define PROTO_CACHED_URI_MAX 4096     /* bytes of a "cached" entry's uri */
 
 /* ---- report types: the "type" of a report ---- */
 
@@ -61,6 +63,7 @@ enum proto_reason {
     PROTO_REASON_TIMEOUT,   /* "timeout": killed after timeout_s (or past the server's deadline) */
     PROTO_REASON_CANCELLED, /* "cancelled": killed on request */
     PROTO_REASON_ERROR,     /* "error": staging or start failed, or the agent stopped or left */
+    PROTO_REASON_OOM,       /* "oom": killed for memory (over resources.memory_mb) */
     PROTO_REASON_LOST,      /* "lost": the agent stopped answering or never got the lease;
                                written by the server only */
 };

@@ -519,19 +519,80 @@ static int check_env(struct ctx *c, const struct field *f, json_t *v, json_t **n
                      norm);
 }
 
+static int check_array(struct ctx *c, json_t *v, size_t max, const char *what,
+                       int (*each)(struct ctx *c, json_t *in, json_t **norm), json_t **norm);
+
+/* --- resources ------------------------------------------------------------- */
+
+/* clang-format off */
+static const struct field resource_fields[] = {
+    {.key = "memory_mb", .check = check_int, .dflt = "null", .min = SPEC_MEMORY_MB_MIN,
+     .max = SPEC_MEMORY_MB_MAX},
+    {.key = "cpus", .check = check_number, .dflt = "null", .min = SPEC_CPUS_MIN,
+     .max = SPEC_CPUS_MAX},
+    {.key = "pids", .check = check_int, .dflt = "null", .min = 1, .max = SPEC_PIDS_MAX},
+};
+/* clang-format on */
+
+static int check_resources(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (v && !json_is_object(v))
+        return fail(c, "must be an object {memory_mb, cpus, pids}, or null");
+    return check_object(c, v, resource_fields, ARRAY_SIZE(resource_fields), norm);
+}
+
 /* --- retry ---------------------------------------------------------------- */
 
+/* An exit code retry.on.exit_codes lists: 1..255 (0 is a success, never retried). */
+static int exit_code_item(struct ctx *c, json_t *in, json_t **norm)
+{
+    static const struct field code = {.key = "", .min = 1, .max = PROTO_EXIT_CODE_MAX};
+    return check_int(c, &code, in, norm);
+}
+
+static int check_exit_codes(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    return check_array(c, v, PROTO_EXIT_CODE_MAX, "exit codes (integers 1 to 255)", exit_code_item,
+                       norm);
+}
+
+/* The failure classes of retry.on (lifecycle.c reads them by these names). */
+/* clang-format off */
+static const struct field retry_on_fields[] = {
+    {.key = "exit_codes", .check = check_exit_codes, .dflt = "[]"},
+    {.key = "signal", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+    {.key = "timeout", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+    /* a lost agent (or a lease that never reached it) is not the job's doing: retried
+       unless the spec says otherwise */
+    {.key = "lost", .check = check_int, .dflt = "2", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+    {.key = "oom", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+    {.key = "error", .check = check_int, .dflt = "0", .min = 0, .max = SPEC_ATTEMPTS_MAX},
+};
+/* clang-format on */
+
+static int check_retry_on(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (!json_is_object(v))
+        return fail(c, "must be an object {exit_codes, signal, timeout, lost, oom, error}, or "
+                       "null (every failure is retried)");
+    return check_object(c, v, retry_on_fields, ARRAY_SIZE(retry_on_fields), norm);
+}
+
 static const struct field retry_fields[] = {
-    {.key = "max_attempts", .check = check_int, .dflt = "3", .min = 1, .max = 100},
+    {.key = "max_attempts", .check = check_int, .dflt = "3", .min = 1, .max = SPEC_ATTEMPTS_MAX},
     {.key = "backoff_s", .check = check_number, .dflt = "1", .min = 0, .max = 86400},
     {.key = "max_backoff_s", .check = check_number, .dflt = "300", .min = 0, .max = 86400},
+    {.key = "on", .check = check_retry_on, .dflt = "null"},
 };
 
 static int check_retry(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
     if (v && !json_is_object(v))
-        return fail(c, "must be an object {max_attempts, backoff_s, max_backoff_s}, or null");
+        return fail(c, "must be an object {max_attempts, backoff_s, max_backoff_s, on}, or null");
     int rc = check_object(c, v, retry_fields, ARRAY_SIZE(retry_fields), norm);
     if (rc)
         return rc;
@@ -564,6 +625,8 @@ static const struct field arg_fields[] = {
     {.key = "name", .check = check_string, .dflt = "null", .min = 1, .max = ARG_NAME_MAX,
      .expect = "a non-empty string of at most 4096 bytes, or null for a positional argument"},
     {.key = "value", .check = check_later},
+    {.key = "cache", .check = check_later},
+    {.key = "sha256", .check = check_later},
 };
 /* clang-format on */
 
@@ -599,6 +662,61 @@ static int param_value(struct ctx *c, json_t *v, json_t **norm)
     return 0;
 }
 
+/*
+ * An input's "sha256" (64 hex digits, kept in lower case) and "cache" (true: kept in the
+ * agent's input cache; an http(s) or file:// input needs its sha256 for that, an s3:// one
+ * has it from the store). Neither is allowed on other arguments; absent stays absent.
+ */
+static int check_arg_cache(struct ctx *c, json_t *in, json_t *arg)
+{
+    const char *type = json_string_value(json_object_get(arg, "type"));
+    json_t *cache = json_object_get(in, "cache"), *sha = json_object_get(in, "sha256");
+    bool input = strcmp(type, "input") == 0;
+    int rc = 0;
+    size_t mark;
+    if (cache && !json_is_null(cache)) {
+        mark = path_key(c, "cache");
+        if (!input)
+            rc = fail(c, "is allowed on input arguments only");
+        else if (!json_is_boolean(cache))
+            rc = fail(c, "must be true or false");
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+        json_object_set_new(arg, "cache", json_boolean(json_is_true(cache)));
+    }
+    if (sha && !json_is_null(sha)) {
+        mark = path_key(c, "sha256");
+        const char *s = json_string_value(sha);
+        char low[65];
+        bool ok = s && strlen(s) == 64;
+        for (size_t i = 0; ok && i < 64; i++) {
+            char ch = s[i];
+            if (ch >= 'A' && ch <= 'F')
+                ch = (char)(ch - 'A' + 'a');
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+            low[i] = ch;
+        }
+        low[64] = '\0';
+        if (!input)
+            rc = fail(c, "is allowed on input arguments only");
+        else if (!ok)
+            rc = fail(c, "must be the SHA-256 of the input's content, 64 hex digits");
+        path_cut(c, mark);
+        if (rc)
+            return rc;
+        json_object_set_new(arg, "sha256", json_string(low));
+    }
+    const char *uri = json_string_value(json_object_get(arg, "value"));
+    if (json_is_true(cache) && (!sha || json_is_null(sha)) && uri && !starts(uri, "s3://")) {
+        mark = path_key(c, "cache");
+        rc = fail(c, "needs the input's sha256 for an http(s) or file:// uri (an s3:// object's "
+                     "is known to the store)");
+        path_cut(c, mark);
+    }
+    return rc;
+}
+
 static int check_arg_value(struct ctx *c, json_t *in, json_t *arg)
 {
     const char *type = json_string_value(json_object_get(arg, "type"));
@@ -612,6 +730,8 @@ static int check_arg_value(struct ctx *c, json_t *in, json_t *arg)
     path_cut(c, mark);
     if (!rc)
         json_object_set_new(arg, "value", norm);
+    if (!rc)
+        rc = check_arg_cache(c, in, arg);
     return rc;
 }
 
@@ -896,6 +1016,7 @@ static const struct field spec_fields[] = {
     {.key = "timeout_s", .check = check_number, .dflt = "null", .min = 0, .max = 2592000,
      .flags = F_MIN_EXCL},
     {.key = "retry", .check = check_retry},
+    {.key = "resources", .check = check_resources},
     {.key = "key", .check = check_string, .dflt = "null", .min = 1, .max = 256},
     {.key = "labels", .check = check_labels, .dflt = "{}"},
     {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
@@ -943,6 +1064,20 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
         spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
+}
+
+void spec_resources_get(json_t *spec, struct spec_resources *r)
+{
+    json_t *res = json_object_get(spec, "resources");
+    json_t *mem = json_object_get(res, "memory_mb"), *cpus = json_object_get(res, "cpus");
+    json_t *pids = json_object_get(res, "pids");
+    r->memory_mb = json_is_integer(mem) ? json_integer_value(mem) : 0;
+    r->cpus = json_is_number(cpus) ? json_number_value(cpus) : 0;
+    r->pids = json_is_integer(pids) ? json_integer_value(pids) : 0;
+    /* out of range only in a spec that spec_parse did not make: treated as no limit */
+    if (r->memory_mb < SPEC_MEMORY_MB_MIN || r->memory_mb > SPEC_MEMORY_MB_MAX) r->memory_mb = 0;
+    if (!(r->cpus >= SPEC_CPUS_MIN && r->cpus <= SPEC_CPUS_MAX)) r->cpus = 0;
+    if (r->pids < 1 || r->pids > SPEC_PIDS_MAX) r->pids = 0;
 }
 
 void spec_release(struct job_spec *s)

@@ -17,6 +17,8 @@
 #define DROVER_SPEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -26,6 +28,12 @@
 #define SPEC_MAX_PIPE (1 << 20)   /* command.stdin pipe value */
 #define SPEC_MAX_LABELS 64        /* entries of labels, requires, env (each) */
 #define SPEC_MAX_PREFIXES 256     /* command.input / command.output entries */
+#define SPEC_ATTEMPTS_MAX 100     /* retry.max_attempts, and each budget of retry.on */
+#define SPEC_MEMORY_MB_MIN 4      /* resources.memory_mb */
+#define SPEC_MEMORY_MB_MAX 4194304 /* 4 TiB */
+#define SPEC_CPUS_MIN 0.01         /* resources.cpus: a hundredth of one CPU's time */
+#define SPEC_CPUS_MAX 1024
+#define SPEC_PIDS_MAX 4194304 /* resources.pids: the kernel's highest pid_max */
 
 struct job_spec {
     json_t *json; /* the normalised spec; owned (one reference) */
@@ -75,6 +83,19 @@ struct spec_uri {
 };
 /* Fills out[0..max) in spec order and returns how many the spec names (maybe more than max). */
 size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max);
+/* A job's resource limits (spec "resources"); 0 = no limit. */
+struct spec_resources {
+    int64_t memory_mb;
+    double cpus;
+    int64_t pids;
+};
+/* Reads the limits of a normalised spec (the agent's lease carries it); absent: all 0. */
+void spec_resources_get(json_t *spec, struct spec_resources *r);
+static inline bool spec_resources_any(const struct spec_resources *r)
+{
+    return r->memory_mb || r->cpus > 0 || r->pids;
+}
+
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
 

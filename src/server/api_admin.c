@@ -8,7 +8,9 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "server/events.h"
+#include "http/tls.h"
 #include "http/upload.h"
+#include "server/metrics.h"
 #include "server/server.h"
 #include "server/webhooks.h"
 
@@ -118,6 +120,29 @@ int api_healthz(struct http_req *r)
     return HTTP_DONE;
 }
 
+/* docs/openapi.json, compiled in (CMakeLists.txt, cmake/embed.cmake). */
+extern const unsigned char openapi_json[];
+extern const size_t openapi_json_len;
+
+int api_openapi(struct http_req *r)
+{
+    http_reply_bytes(r, 200, "application/json", openapi_json, openapi_json_len);
+    return HTTP_DONE;
+}
+
+int api_status(struct http_req *r)
+{
+    struct server *s = srv(r);
+    int64_t now = time_now_ms();
+    json_t *warnings = s->warnings ? json_incref(s->warnings) : json_array();
+    http_reply_json(r, 200,
+                    json_pack("{s:s, s:s, s:b, s:I, s:o}", "version", DROVER_VERSION, "listen",
+                              s->listen ? s->listen : "", "tls", s->tls != NULL, "uptime_s",
+                              (json_int_t)((now - s->started_at_ms) / 1000), "warnings",
+                              warnings));
+    return HTTP_DONE;
+}
+
 int api_metrics(struct http_req *r)
 {
     struct server *s = srv(r);
@@ -177,6 +202,24 @@ int api_metrics(struct http_req *r)
              "# TYPE drover_http_body_bytes_reserved gauge\n"
              "drover_http_body_bytes_reserved %lld\n",
              conns, lingering, (long long)reserved);
+    if (s->tls) {
+        struct tls_stats ts;
+        tls_front_stats(s->tls, &ts);
+        buf_addf(&b,
+                 "# HELP drover_tls_connections TLS connections open.\n"
+                 "# TYPE drover_tls_connections gauge\n"
+                 "drover_tls_connections %d\n"
+                 "# HELP drover_tls_accepted_total TLS connections accepted.\n"
+                 "# TYPE drover_tls_accepted_total counter\n"
+                 "drover_tls_accepted_total %llu\n"
+                 "# HELP drover_tls_handshake_failures_total TLS connections that ended before "
+                 "their handshake completed.\n"
+                 "# TYPE drover_tls_handshake_failures_total counter\n"
+                 "drover_tls_handshake_failures_total %llu\n",
+                 ts.conns, (unsigned long long)ts.accepted,
+                 (unsigned long long)ts.handshake_failures);
+    }
+    metrics_render(s->metrics, &b);
     http_reply_text(r, 200, "text/plain; version=0.0.4", buf_str(&b));
     buf_release(&b);
     return HTTP_DONE;

@@ -105,6 +105,36 @@ static int check_running(json_t *v, struct err *e)
     return 0;
 }
 
+/* cached: [{"sha256": hex, "uri": string?}], the agent's input cache (protocol.md). */
+static int check_cached(json_t *v, struct err *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v) || json_array_size(v) > PROTO_CACHED_MAX)
+        return err_field(e, ERR_INVALID, "cached",
+                         "cached must be an array of at most %d {\"sha256\", \"uri\"} objects",
+                         PROTO_CACHED_MAX);
+    size_t i;
+    json_t *it;
+    json_array_foreach(v, i, it)
+    {
+        char f[48];
+        snprintf(f, sizeof(f), "cached[%zu]", i);
+        const char *sha = json_string_value(json_object_get(it, "sha256"));
+        json_t *uri = json_object_get(it, "uri");
+        bool ok = json_is_object(it) && sha && strlen(sha) == PROTO_SHA256_HEX_LEN &&
+                  strspn(sha, "0123456789abcdef") == PROTO_SHA256_HEX_LEN &&
+                  (!uri || (json_is_string(uri) && json_string_length(uri) > 0 &&
+                            json_string_length(uri) <= PROTO_CACHED_URI_MAX)) &&
+                  json_object_size(it) == (uri ? 2u : 1u);
+        if (!ok)
+            return err_field(e, ERR_INVALID, f,
+                             "%s must be {\"sha256\": 64 lower-case hex digits, \"uri\": a "
+                             "string of at most %d bytes (optional)}",
+                             f, PROTO_CACHED_URI_MAX);
+    }
+    return 0;
+}
+
 /* ---- register ---- */
 
 struct register_op {
@@ -133,6 +163,10 @@ static void register_done(void *arg, int rc, const struct err *e)
     }
     struct live_agent *a = fleet_agent_registered(s->fleet, &op->rec);
     log_info("agent=%s name=%s registered (%d slots)", a->rec.id, a->rec.name, a->rec.slots);
+    /* a registration says all it holds: none when it lists nothing (e.g. restarted without) */
+    json_t *cached = json_object_get(r->body, "cached"), *none = json_array();
+    fleet_agent_cached(s->fleet, a, json_is_array(cached) ? cached : none);
+    json_decref(none);
     if (r->gone) {
         /* It will register again, with its running jobs: the cancels are worked out then. */
         http_req_drop(r);
@@ -148,8 +182,8 @@ static void register_done(void *arg, int rc, const struct err *e)
 
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",  "queues",   "slots",
-                                        "version", "running", "instance", NULL};
+    static const char *const known[] = {"name",    "labels",   "queues", "slots", "version",
+                                        "running", "instance", "cached", "limits", NULL};
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -198,13 +232,33 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
                          "version must be a string of at most 64 "
                          "bytes");
     if (check_running(json_object_get(b, "running"), e)) return e->code;
+    if (check_cached(json_object_get(b, "cached"), e)) return e->code;
     json_t *instance = json_object_get(b, "instance");
     if (instance && !json_is_null(instance) &&
         (!json_is_string(instance) || !name_ok(json_string_value(instance), PROTO_INSTANCE_MAX)))
         return err_field(e, ERR_INVALID, "instance", "instance must match [A-Za-z0-9._-]{1,%d}",
                          PROTO_INSTANCE_MAX);
 
+    /* how it enforces resource limits (limits.h of the agent): short names, shown as they are */
+    json_t *limits = json_object_get(b, "limits");
+    if (limits && !json_is_null(limits)) {
+        const char *k;
+        json_t *v;
+        bool ok = json_is_object(limits) && json_object_size(limits) <= 16;
+        json_object_foreach(limits, k, v)
+        {
+            if (ok && !(name_ok(k, 32) && json_is_string(v) && name_ok(json_string_value(v), 32)))
+                ok = false;
+        }
+        if (!ok)
+            return err_field(
+                e, ERR_INVALID, "limits",
+                "limits must be an object of at most 16 names of [A-Za-z0-9._-]{1,32}, "
+                "each with such a name as its value");
+    }
+
     agent_rec_init(a);
+    a->limits = json_is_object(limits) ? json_deep_copy(limits) : NULL;
     uuid7_new(a->id);
     a->name = xstrdup(json_string_value(name));
     a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
@@ -304,7 +358,8 @@ static void poll_gone(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running", "instance", NULL};
+    static const char *const known[] = {"free_slots", "wait_s", "running",
+                                        "instance",   "cached", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
@@ -314,11 +369,13 @@ int api_agents_poll(struct http_req *r)
     if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
-        check_running(json_object_get(b, "running"), &e)) {
+        check_running(json_object_get(b, "running"), &e) ||
+        check_cached(json_object_get(b, "cached"), &e)) {
         if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
     r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */
     r->on_gone = poll_gone;
     fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
@@ -391,7 +448,7 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
         if (!proto_reason_from_agent(reason))
             return err_field(e, ERR_INVALID, f,
                              "%s.reason must be one of exit, signal, timeout, "
-                             "cancelled, error",
+                             "cancelled, error, oom",
                              f);
         /* exit codes and signals as a process has them; reason exit / signal needs its own */
         if (int_in(it, f, "exit_code", 0, PROTO_EXIT_CODE_MAX, reason == PROTO_REASON_EXIT, e) ||

@@ -803,13 +803,16 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
     return rc;
 }
 
-/* The URL's base: --public-url, else http:// and the Host the request came to. */
+/*
+ * The URL's base: --public-url, else http:// (https:// when the server serves TLS) and the
+ * Host the request came to.
+ */
 static char *url_base(struct http_req *r)
 {
     struct server *s = srv(r);
     if (s->public_url) return xstrdup(s->public_url);
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Host");
-    return xasprintf("http://%s", host && *host ? host : "127.0.0.1");
+    return xasprintf("%s://%s", s->tls ? "https" : "http", host && *host ? host : "127.0.0.1");
 }
 
 /*

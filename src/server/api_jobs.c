@@ -502,7 +502,7 @@ int api_jobs_log(struct http_req *r)
 {
     struct err e = ERR_INIT;
     struct job j;
-    long offset, follow, attempt;
+    long offset, follow, attempt, tail;
     const char *stream = http_query(r, "stream");
     if (stream && strcmp(stream, "stdout") && strcmp(stream, "stderr")) {
         http_reply_error(r, ERR_INVALID, "stream", "stream must be stdout or stderr");
@@ -510,8 +510,14 @@ int api_jobs_log(struct http_req *r)
     }
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
         query_int(r, "follow", 0, 1, 0, &follow, &e) ||
-        query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) || find_job(r, &j, &e)) {
+        query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) ||
+        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e) || find_job(r, &j, &e)) {
         http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    if (tail && offset) {
+        job_release(&j);
+        http_reply_error(r, ERR_INVALID, "tail", "give offset or tail, not both");
         return HTTP_DONE;
     }
     if (attempt > j.attempt) {
@@ -529,6 +535,7 @@ int api_jobs_log(struct http_req *r)
         .pinned = attempt > 0,
         .follow = follow,
         .offset = offset,
+        .tail = tail,
     };
     logs_send(srv(r)->logs, r, &q);
     job_release(&j);

@@ -68,7 +68,18 @@ static void usage(FILE *f)
             "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
-            "  --keep-work          keep each job's work folder after it ends\n",
+            "  --keep-work          keep each job's work folder after it ends\n"
+            "  --cache-dir DIR      its input cache (default DATA/agent/cache)\n"
+            "  --cache-size SIZE    the cache's bound, e.g. 10G (default 10G; 0: none)\n"
+            "  --ca-file FILE       with --tls-cert: the CA its agent verifies the server with\n"
+            "                       (default: the system's, $DROVER_CA_FILE)\n"
+            "  --limits M           how job resources are enforced: auto, cgroup, rlimit, none\n"
+            "\n"
+            "examples:\n"
+            "  drover dev                                   # then, in another terminal:\n"
+            "  drover submit --wait -- echo hello\n"
+            "  drover dev --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem \\\n"
+            "             --ca-file ca.pem\n",
             DROVER_DEFAULT_LISTEN);
 }
 
@@ -78,7 +89,9 @@ static const struct {
     const char *name;
     bool value;
 } agent_options[] = {
-    {"queues", true}, {"slots", true}, {"labels", true}, {"allow-path", true}, {"keep-work", false},
+    {"queues", true},     {"slots", true},      {"labels", true}, {"allow-path", true},
+    {"keep-work", false}, {"cache-dir", true}, {"cache-size", true}, {"ca-file", true},
+    {"limits", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */
@@ -160,7 +173,11 @@ int cmd_dev(int argc, char **argv)
 
     /* the admin token the server wrote (mode 0600): the agent reads it as --token-file */
     char *tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
-    url = xasprintf("http://%s", o.listen);
+    /* a certificate for this machine names it `localhost`, rarely 127.0.0.1 */
+    if (o.tls_cert && !strncmp(o.listen, "127.", 4) && strrchr(o.listen, ':'))
+        url = xasprintf("https://localhost%s", strrchr(o.listen, ':'));
+    else
+        url = xasprintf("%s://%s", o.tls_cert ? "https" : "http", o.listen);
     char slots[32];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);

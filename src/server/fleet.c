@@ -17,10 +17,12 @@
 #include "common/buf.h"
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/protocol.h"
 #include "server/commit.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "store/store.h"
 
@@ -59,6 +61,7 @@ static void free_agent(void *v)
     struct live_agent *a = v;
     if (a->poll_timer) event_free(a->poll_timer);
     json_decref(a->cancel);
+    json_decref(a->cached);
     agent_rec_release(&a->rec);
     free(a);
 }
@@ -176,6 +179,9 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     free(a->rec.instance);
     a->rec.owner = rec->owner;
     a->rec.instance = rec->instance;
+    json_decref(a->rec.limits);
+    a->rec.limits = rec->limits;
+    rec->limits = NULL;
     rec->labels = rec->queues = NULL;
     rec->version = rec->owner = rec->instance = NULL;
     a->rec.slots = rec->slots;
@@ -533,6 +539,7 @@ struct lease_op {
     struct lease_grant *g;     /* written by lease_grant_write (lease.h) */
     struct job *back;          /* unlease: the records given back */
     bool *unleased;
+    int64_t t0_ns; /* when its jobs were taken off the ready queue (metrics) */
 };
 
 static void lease_op_free(struct lease_op *op)
@@ -568,6 +575,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
             g->c[i].leased = false;
     }
     struct buf leases = BUF_INIT;
+    int64_t now_ms = clock_ms(f);
+    if (!rc) metrics_lease(f->d.metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
     for (size_t i = 0; i < g->n; i++) {
         struct sched_job *sj = op->taken[i];
         struct store_lease *c = &g->c[i];
@@ -590,6 +599,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
         log_debug("job=%s attempt=%d leased agent=%s", c->job, c->attempt, a->rec.name);
+        /* ready since its run_after (submit time + delay, or the retry's backoff) */
+        metrics_queue_wait(f->d.metrics, sj->queue, (double)(now_ms - sj->run_after) / 1000.0);
         if (leases.len) buf_addc(&leases, ',');
         lease_answer_append(&leases, c, l->deadline);
         sched_job_free(sj);
@@ -607,6 +618,39 @@ static void lease_done(void *arg, int rc, const struct err *e)
     lease_op_free(op);
 }
 
+void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached)
+{
+    (void)f;
+    if (!cached) return;
+    json_decref(a->cached);
+    a->cached = sched_cache_set(cached);
+}
+
+/* The slots an agent can take now: never more than its slots, whatever a stale report says. */
+static int slots_free(const struct live_agent *a)
+{
+    int n = a->free_slots;
+    return n > a->rec.slots - a->held_slots ? a->rec.slots - a->held_slots : n;
+}
+
+struct pref_ctx {
+    struct fleet *f;
+    const struct live_agent *polling;
+};
+
+/* The cache preference (sched.h): another agent up has one of sj's objects and room for it. */
+static bool cached_elsewhere(void *arg, const struct sched_job *sj)
+{
+    struct pref_ctx *c = arg;
+    for (struct hmap_entry *e = hmap_first(&c->f->agents); e; e = hmap_next(&c->f->agents, e)) {
+        const struct live_agent *b = e->value;
+        if (b != c->polling && b->cached && b->rec.state == AGENT_UP &&
+            sched_could_take(sj, b->rec.queues, b->rec.labels, slots_free(b), b->cached))
+            return true;
+    }
+    return false;
+}
+
 static bool try_lease(struct fleet *f, struct live_agent *a)
 {
     /* Never more than its slots, whatever a stale report says. */
@@ -614,8 +658,10 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     if (free_slots > a->rec.slots - a->held_slots) free_slots = a->rec.slots - a->held_slots;
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
-    size_t n = sched_take(f->d.sched, a->rec.queues, a->rec.labels, free_slots, taken,
-                          MAX_LEASES_PER_POLL);
+    struct pref_ctx pc = {f, a};
+    struct sched_pref pref = {a->cached, cached_elsewhere, &pc, clock_ms(f)};
+    size_t n = sched_take_pref(f->d.sched, a->rec.queues, a->rec.labels, free_slots, &pref,
+                               taken, MAX_LEASES_PER_POLL);
     if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
@@ -627,6 +673,7 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
         memcpy(op->g->c[i].job, taken[i]->id, UUID_STR_LEN);
         op->g->timeout_s[i] = taken[i]->timeout_s;
     }
+    op->t0_ns = time_mono_ns();
     a->leasing = true;
     commit_submit(f->d.commit, lease_write, lease_done, op);
     return true;
@@ -712,6 +759,10 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->d.sched, j->id);
+        metrics_job_finished(f->d.metrics, j->queue, job_state_name(j->state),
+                             j->started_at && j->finished_at >= j->started_at
+                                 ? (double)(j->finished_at - j->started_at) / 1000.0
+                                 : -1);
     }
     if (f->d.job_changed) f->d.job_changed(f->d.arg, j); /* ended, or on to another attempt */
 }
@@ -810,13 +861,14 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i}", "id", a->rec.id,
-                     "name", a->rec.name, "labels", a->rec.labels, "queues", a->rec.queues, "slots",
-                     a->rec.slots, "free_slots", a->free_slots < 0 ? 0 : a->free_slots, "state",
-                     agent_state_name(a->rec.state), "last_seen", job_time_json(a->rec.last_seen),
-                     "registered_at", job_time_json(a->rec.registered_at), "version",
-                     a->rec.version ? json_string(a->rec.version) : json_null(), "running",
-                     a->held);
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
+                     a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
+                     a->rec.queues, "slots", a->rec.slots, "free_slots",
+                     a->free_slots < 0 ? 0 : a->free_slots, "state", agent_state_name(a->rec.state),
+                     "last_seen", job_time_json(a->rec.last_seen), "registered_at",
+                     job_time_json(a->rec.registered_at), "version",
+                     a->rec.version ? json_string(a->rec.version) : json_null(), "running", a->held,
+                     "limits", a->rec.limits ? a->rec.limits : json_null());
 }
 
 static int by_name(const void *x, const void *y)

@@ -27,6 +27,7 @@ struct store;
 struct committer;
 struct event_base;
 struct err;
+struct metrics;
 
 /*
  * What the fleet uses. Requests (an agent's poll, a drain or leave call) are
@@ -38,6 +39,7 @@ struct fleet_deps {
     struct committer *commit;  /* every write */
     struct store *reads;       /* fleet_load's reads (the loop's handle) */
     struct sched *sched;       /* the ready queues */
+    struct metrics *metrics;   /* lease and queue-wait histograms (metrics.h); NULL: none */
     int lost_after_s;          /* an agent silent this long is lost */
     int deadline_grace_s;      /* added to timeout_s for an attempt's deadline */
     int64_t (*now_ms)(void *arg); /* the clock (loop thread) */
@@ -61,6 +63,7 @@ struct live_agent {
     bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
     struct fleet *fleet;    /* its fleet (for its poll timer) */
+    json_t *cached;         /* the objects in its input cache, a set (sched_cache_set), or NULL */
 };
 
 /* d is copied. */
@@ -103,6 +106,9 @@ void fleet_poll(struct fleet *f, struct live_agent *a, void *r, int free_slots, 
                 int64_t wait_ms);
 /* The client of the agent's parked poll r went away: forget r (it is not answered). */
 void fleet_poll_gone(struct fleet *f, struct live_agent *a, void *r);
+/* The agent's register or poll listed its input cache ("cached", checked): kept for the
+ * scheduler's preference (sched.h). NULL: unchanged. */
+void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached);
 /* The agent says it can take free_slots now: leases them to its parked poll. */
 void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots);
 /* The agent is draining by itself: its parked poll is answered now (no lease), so it can leave. */

@@ -13,6 +13,9 @@
 const struct route server_routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, false},
     {"GET", "/metrics", api_metrics, 0, 0, false},
+    {"GET", "/v1/status", api_status, ANY_CLIENT | ROLE_AGENT, 0, false},
+    /* docs/openapi.json: every route of this table, and nothing else (tests/e2e/test_openapi.py) */
+    {"GET", "/v1/openapi.json", api_openapi, 0, 0, false},
 
     /* 10,000 specs (an array's most) of the seed message's 668 bytes are 6.7 MB compact,
        about 11 MB indented: 16 MiB holds them with room, and bounds what parsing one body

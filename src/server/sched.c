@@ -8,7 +8,8 @@
  *
  * A lease scans a queue's levels in order and each level from its head,
  * skipping jobs that do not fit the agent; the common case (no requires,
- * one slot) takes the head at once.
+ * one slot) takes the head at once. Jobs with cached inputs may also be
+ * skipped for a while for an agent that holds none of them (sched_pref).
  */
 #include "server/sched.h"
 
@@ -36,6 +37,7 @@ struct sched {
     struct hmap queues; /* name -> struct squeue */
     struct hmap byid;   /* id -> struct sched_job (ready or delayed) */
     struct sched_job *delayed;
+    int64_t pref_until; /* a job held back by the cache preference may go anywhere then; 0 none */
 };
 
 struct sched *sched_new(void)
@@ -52,6 +54,7 @@ void sched_job_free(struct sched_job *sj)
         return;
     free(sj->queue);
     json_decref(sj->requires);
+    json_decref(sj->cache_keys);
     free(sj);
 }
 
@@ -112,6 +115,7 @@ static void enqueue_ready(struct sched *s, struct sched_job *sj)
     }
     struct sched_level *l = *pl;
     sj->level = l;
+    sj->ready_ms = time_now_ms();
     sj->next = NULL;
     sj->prev = l->tail;
     if (l->tail)
@@ -171,6 +175,7 @@ void sched_add(struct sched *s, const struct job *j)
     sj->slots = j->slots > 0 ? j->slots : 1;
     sj->requires = j->requires ? json_incref((json_t *)j->requires) : NULL;
     sj->timeout_s = j->timeout_s;
+    sj->cache_keys = sched_cache_keys(j->spec);
     sj->run_after = j->run_after;
     place(s, sj, time_now_ms());
 }
@@ -188,6 +193,10 @@ bool sched_remove(struct sched *s, const char *id)
 size_t sched_tick(struct sched *s, int64_t now_ms)
 {
     size_t n = 0;
+    if (s->pref_until && now_ms >= s->pref_until) {
+        s->pref_until = 0;
+        n++;
+    }
     struct sched_job *sj = s->delayed;
     while (sj) {
         struct sched_job *next = sj->next;
@@ -219,9 +228,93 @@ static bool fits(const struct sched_job *sj, const json_t *labels, int free_slot
     return sj->slots <= free_slots && has_labels(sj->requires, labels);
 }
 
+/* ---- the input-cache preference ---- */
+
+json_t *sched_cache_keys(const json_t *spec)
+{
+    json_t *keys = NULL;
+    size_t i;
+    json_t *arg;
+    json_array_foreach(json_object_get(json_object_get(spec, "command"), "arguments"), i, arg)
+    {
+        const char *type = json_string_value(json_object_get(arg, "type"));
+        const char *uri = json_string_value(json_object_get(arg, "value"));
+        const char *sha = json_string_value(json_object_get(arg, "sha256"));
+        json_t *cache = json_object_get(arg, "cache");
+        if (!type || strcmp(type, "input") || !uri || json_is_false(cache) ||
+            (!sha && !json_is_true(cache)))
+            continue;
+        if (!keys) keys = json_array();
+        char *k;
+        if (sha) {
+            k = xasprintf("sha256:%s", sha);
+            json_array_append_new(keys, json_string(k));
+            free(k);
+        }
+        k = xasprintf("uri:%s", uri);
+        json_array_append_new(keys, json_string(k));
+        free(k);
+    }
+    return keys;
+}
+
+json_t *sched_cache_set(const json_t *cached)
+{
+    json_t *set = json_object();
+    size_t i;
+    json_t *o;
+    json_array_foreach(cached, i, o)
+    {
+        const char *sha = json_string_value(json_object_get(o, "sha256"));
+        const char *uri = json_string_value(json_object_get(o, "uri"));
+        char *k;
+        if (sha) {
+            k = xasprintf("sha256:%s", sha);
+            json_object_set_new(set, k, json_true());
+            free(k);
+        }
+        if (uri) {
+            k = xasprintf("uri:%s", uri);
+            json_object_set_new(set, k, json_true());
+            free(k);
+        }
+    }
+    return set;
+}
+
+static bool has_cached(const struct sched_job *sj, const json_t *have)
+{
+    size_t i;
+    json_t *k;
+    json_array_foreach(sj->cache_keys, i, k)
+    {
+        if (json_object_get(have, json_string_value(k))) return true;
+    }
+    return false;
+}
+
+static bool in_array(const json_t *names, const char *name);
+
+bool sched_could_take(const struct sched_job *sj, const json_t *queues, const json_t *labels,
+                      int free_slots, const json_t *have)
+{
+    return sj->cache_keys && in_array(queues, sj->queue) && sj->slots <= free_slots &&
+           has_labels(sj->requires, labels) && has_cached(sj, have);
+}
+
+/* Is sj held back from this agent (it has none of its cached objects, another has)? */
+static bool held_back(struct sched *s, const struct sched_job *sj, const struct sched_pref *pref)
+{
+    if (!pref || !sj->cache_keys || has_cached(sj, pref->have)) return false;
+    int64_t until = sj->ready_ms + SCHED_CACHE_WAIT_MS;
+    if (pref->now_ms >= until || !pref->elsewhere(pref->arg, sj)) return false;
+    if (!s->pref_until || until < s->pref_until) s->pref_until = until;
+    return true;
+}
+
 /* The best fitting job across the agent's queues, or NULL. */
 static struct sched_job *best(const struct sched *s, const json_t *queues, const json_t *labels,
-                              int free_slots)
+                              int free_slots, const struct sched_pref *pref)
 {
     struct sched_job *found = NULL;
     size_t i;
@@ -234,7 +327,9 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
             if (found && l->priority < found->priority)
                 break;
             struct sched_job *sj = l->head;
-            while (sj && !fits(sj, labels, free_slots))
+            /* held_back only notes when a held job may go anywhere (pref_until): the cast
+             * leaves the queues as they are */
+            while (sj && (!fits(sj, labels, free_slots) || held_back((struct sched *)s, sj, pref)))
                 sj = sj->next;
             if (sj) {
                 /* Same priority in two queues: the older job (smaller id) first. */
@@ -251,9 +346,16 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
 size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
                   struct sched_job **out, size_t max)
 {
+    return sched_take_pref(s, queues, labels, free_slots, NULL, out, max);
+}
+
+size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labels,
+                       int free_slots, const struct sched_pref *pref, struct sched_job **out,
+                       size_t max)
+{
     size_t n = 0;
     while (n < max && free_slots > 0) {
-        struct sched_job *sj = best(s, queues, labels, free_slots);
+        struct sched_job *sj = best(s, queues, labels, free_slots, pref);
         if (!sj)
             break;
         detach(s, sj);
@@ -283,7 +385,7 @@ size_t sched_ready_count(const struct sched *s, const char *queue)
 bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
                     int free_slots)
 {
-    return free_slots > 0 && best(s, queues, labels, free_slots) != NULL;
+    return free_slots > 0 && best(s, queues, labels, free_slots, NULL) != NULL;
 }
 
 /* ---- could an agent take it? ---- */

@@ -29,6 +29,8 @@ struct sched_job {
     json_t *requires; /* object, or NULL */
     double timeout_s; /* 0 = none: for the lease's deadline */
     int64_t run_after;
+    json_t *cache_keys; /* its cached inputs ("sha256:HEX", "uri:URI"; sched_cache_keys), or NULL */
+    int64_t ready_ms;   /* when it last became ready */
     struct sched_job *prev, *next; /* in its list */
     struct sched_level *level;     /* NULL while delayed or taken */
 };
@@ -40,7 +42,8 @@ void sched_free(struct sched *s);
 void sched_add(struct sched *s, const struct job *j);
 /* Forgets a job (cancelled). True when it was there. */
 bool sched_remove(struct sched *s, const char *id);
-/* Moves delayed jobs that are due by now into their queues; returns how many. */
+/* Moves delayed jobs that are due by now into their queues; returns how many (counting one more
+ * when a job held back for the cache preference may now go to any agent). */
 size_t sched_tick(struct sched *s, int64_t now_ms);
 
 /*
@@ -53,6 +56,37 @@ size_t sched_tick(struct sched *s, int64_t now_ms);
 size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
                   struct sched_job **out, size_t max);
 void sched_put_back(struct sched *s, struct sched_job *sj);
+
+/*
+ * The input-cache preference (docs/operations.md, "The input cache"). A job with cached inputs
+ * (an input argument with "cache": true or a "sha256") is held back from an agent that has
+ * none of them while another agent that has one could take it now (up, serving its queue,
+ * with its labels and enough free slots): for at most SCHED_CACHE_WAIT_MS after it became
+ * ready, then any agent may take it. Agents say what they hold in their register and poll
+ * messages (docs/protocol.md); `have` is that, as a set (an object whose keys are
+ * "sha256:HEX" and "uri:URI"), or NULL.
+ */
+#define SCHED_CACHE_WAIT_MS 3000
+struct sched_pref {
+    const json_t *have; /* the polling agent's cached objects (a set), or NULL */
+    /* True when another agent has one of the job's cached objects and could take it now
+     * (sched_could_take on each other agent). */
+    bool (*elsewhere)(void *arg, const struct sched_job *sj);
+    void *arg;
+    int64_t now_ms;
+};
+/* sched_take with the cache preference (pref may be NULL: none). */
+size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labels,
+                       int free_slots, const struct sched_pref *pref, struct sched_job **out,
+                       size_t max);
+/* Could an agent with these queues, labels, free slots and cached objects (a set) take sj now,
+ * and has it one of sj's cached objects? */
+bool sched_could_take(const struct sched_job *sj, const json_t *queues, const json_t *labels,
+                      int free_slots, const json_t *have);
+/* The keys of a spec's cached inputs (a new array), or NULL when it has none. */
+json_t *sched_cache_keys(const json_t *spec);
+/* An agent's "cached" list ([{"sha256", "uri"?}], checked) as a set of keys (a new object). */
+json_t *sched_cache_set(const json_t *cached);
 void sched_job_free(struct sched_job *sj);
 
 /* Jobs ready now in a queue (for /v1/queues-style views and tests). */

@@ -7,7 +7,9 @@
  * answering /healthz is ready for everything.
  */
 #include <errno.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
+#include <netdb.h>
 #include <openssl/rand.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -25,12 +27,16 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "common/role.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "blob/blob.h"
 #include "job/protocol.h"
 #include "http/accept.h"
+#include "http/client.h"
+#include "http/tls.h"
 #include "http/upload.h"
 #include "server/datadir.h"
 #include "server/events.h"
@@ -38,6 +44,7 @@
 #include "server/webhooks.h"
 #include "server/offload.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -63,16 +70,84 @@ static int split_listen(const char *listen, char *host, size_t n, int *port)
     return 0;
 }
 
+/* A listener on host:port for the TLS front, not yet accepting. */
+static struct evconnlistener *tls_bind(struct event_base *base, const char *listen,
+                                       const char *host, int port, struct err *e)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    int g = getaddrinfo(*host ? host : NULL, ps, &hints, &ai);
+    if (g) {
+        err_set(e, ERR_IO, "cannot listen on %s: %s", listen, gai_strerror(g));
+        return NULL;
+    }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, -1,
+        ai->ai_addr, (int)ai->ai_addrlen);
+    if (!lev) err_set(e, ERR_IO, "cannot listen on %s: %s", listen, strerror(errno));
+    freeaddrinfo(ai);
+    return lev;
+}
+
+/*
+ * --tls-cert: the TLS front listens on host:port, and evhttp on a Unix socket in the data
+ * folder, behind it (http/tls.h).
+ */
+static int server_listen_tls(struct server *s, const struct server_opts *o, const char *host,
+                             int port, struct err *e)
+{
+    int rc = tls_front_new(s->base, o->tls_cert, o->tls_key, &s->tls, e);
+    if (rc) return rc;
+    int fd = tls_front_inner(s->tls, o->data, e);
+    if (fd < 0) return fd;
+    if (!(s->listener = evhttp_accept_socket_with_handle(s->http, fd))) {
+        close(fd);
+        return err_set(e, ERR_IO, "cannot serve on the TLS front's socket");
+    }
+    struct evconnlistener *lev = tls_bind(s->base, o->listen, host, port, e);
+    if (!lev) return ERR_IO;
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    tls_front_listen(s->tls, lev);
+    s->tls_guard = accept_guard_new(lev);
+    return 0;
+}
+
+/* --print-routes: "METHOD PATH ROLES" per route, ROLES "-" when it needs no token. */
+static void print_routes(void)
+{
+    static const int roles[] = {ROLE_CLIENT, ROLE_ADMIN, ROLE_AGENT};
+    for (size_t i = 0; i < server_nroutes; i++) {
+        printf("%s %s ", server_routes[i].method, server_routes[i].pattern);
+        const char *sep = "";
+        for (size_t k = 0; k < sizeof(roles) / sizeof(roles[0]); k++)
+            if (server_routes[i].roles & (unsigned)roles[k]) {
+                printf("%s%s", sep, role_name(roles[k]));
+                sep = ",";
+            }
+        printf("%s\n", *sep ? "" : "-");
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db sqlite:PATH]\n"
+            "usage: drover server [--listen ADDR:PORT] [--data DIR] [--db URI]\n"
             "                     [--sync full|normal] [--log-level LEVEL] [--log-format text|json]\n"
+            "                     [--tls-cert FILE --tls-key FILE] [more options below]\n"
             "\n"
-            "  --listen ADDR:PORT   where to serve the API (default %s)\n"
+            "  --listen ADDR:PORT   where to serve the API (default %s); plain HTTP anywhere\n"
+            "                       but on loopback is warned about: use --tls-cert/--tls-key\n"
+            "  --tls-cert FILE      serve HTTPS with this PEM certificate (then its chain)\n"
+            "  --tls-key FILE       the certificate's PEM private key\n"
             "  --data DIR           data folder: store, admin token (default $DROVER_DATA or\n"
             "                       ~/.local/share/drover)\n"
-            "  --db URI             job store (default sqlite:DIR/drover.db)\n"
+            "  --db URI             job store: sqlite:PATH (default sqlite:DIR/drover.db) or\n"
+            "                       postgres://USER@HOST:PORT/DB (password: PGPASSWORD or ~/.pgpass)\n"
             "  --sync full|normal   full: fsync every commit (survives power loss);\n"
             "                       normal (default): survives a crash of the server\n"
             "  --log-level L        error, warn, info (default), debug\n"
@@ -93,7 +168,13 @@ static void usage(FILE *f)
             "                       (default: half the descriptor limit, at most %d)\n"
             "  --header-timeout S   a request's head must arrive within S (default %d s)\n"
             "  --idle-timeout S     a connection without a request is closed after S\n"
-            "                       (default %d s)\n",
+            "                       (default %d s)\n"
+            "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
+            "\n"
+            "examples:\n"
+            "  drover server                         # on 127.0.0.1:7070, ~/.local/share/drover\n"
+            "  drover server --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem\n"
+            "  drover server --data /srv/drover --sync full --log-format json\n",
             DROVER_DEFAULT_LISTEN, SERVER_MAX_CONNS, SERVER_HEADER_TIMEOUT_S,
             SERVER_IDLE_TIMEOUT_S);
 }
@@ -135,6 +216,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"max-connections", required_argument, NULL, 'M'},
         {"header-timeout", required_argument, NULL, 'T'},
         {"idle-timeout", required_argument, NULL, 'I'},
+        {"print-routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     o->listen = DROVER_DEFAULT_LISTEN;
@@ -222,11 +304,9 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             free(o->public_url);
             o->public_url = xstrdup(optarg);
             break;
-        case 'C': case 'K':
-            fprintf(stderr,
-                    "drover %s: --tls-cert/--tls-key is not available in this version yet\n",
-                    argv[0]);
-            return 2;
+        case 'C': free(o->tls_cert); o->tls_cert = xstrdup(optarg); break;
+        case 'K': free(o->tls_key); o->tls_key = xstrdup(optarg); break;
+        case 'R': print_routes(); return -1;
         case 'h': usage(stdout); return -1;
         default: /* `drover dev` passes its server options here and has a usage of its own */
             if (strcmp(argv[0], "server"))
@@ -238,6 +318,10 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "drover %s: unexpected argument '%s'\n", argv[0], argv[optind]);
+        return 2;
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "drover %s: --tls-cert and --tls-key go together\n", argv[0]);
         return 2;
     }
     if (o->lost_after_s <= o->heartbeat_s) {
@@ -266,6 +350,8 @@ void server_opts_release(struct server_opts *o)
     free(o->db);
     free(o->blobs);
     free(o->public_url);
+    free(o->tls_cert);
+    free(o->tls_key);
     memset(o, 0, sizeof(*o));
 }
 
@@ -372,7 +458,8 @@ static void server_guard_connections(struct server *s, const struct server_opts 
 {
     long max = o->max_connections;
     if (!max) {
-        max = (nofile - 64) / 2;
+        /* behind a TLS front, a connection takes three descriptors more (http/tls.h) */
+        max = (nofile - 64) / (s->tls ? 4 : 2);
         max = max < 16 ? 16 : max > SERVER_MAX_CONNS ? SERVER_MAX_CONNS : max;
     }
     struct upload_limits lim = {
@@ -474,7 +561,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->deadline_grace_s = o->deadline_grace_s;
     struct store_opts so = {.sync_full = o->sync_full};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
-        (rc = store_open(o->db, &so, &s->reads, e)) || (rc = store_open(o->db, &so, &writer, e)) ||
+        (rc = store_open(o->db, &so, &writer, e)) || (rc = store_claim(writer, e)) ||
+        (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
         (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
         (rc = blob_store_open(o->blobs, &s->blobs, e))) {
@@ -493,11 +581,13 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     if ((rc = webhooks_open(s, o, e)))
         return rc;
     s->sched = sched_new();
+    s->metrics = metrics_new();
     struct fleet_deps fd = {
         .base = base,
         .commit = s->commit,
         .reads = s->reads,
         .sched = s->sched,
+        .metrics = s->metrics,
         .lost_after_s = s->lost_after_s,
         .deadline_grace_s = s->deadline_grace_s,
         .now_ms = fleet_clock,
@@ -516,15 +606,32 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     router_set_uploads(s->router, s->uploads);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
     split_listen(o->listen, host, sizeof(host), &port);
-    if (!(s->listener = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)))
-        return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
-    /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's algorithm. */
-    int one = 1;
-    setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
-               sizeof(one));
+    s->listen = xstrdup(o->listen);
+    s->warnings = json_array();
+    if (o->tls_cert) {
+        if ((rc = server_listen_tls(s, o, host, port, e))) return rc;
+    } else {
+        if (!(s->listener = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)))
+            return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
+        /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's. */
+        int one = 1;
+        setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
+                   sizeof(one));
+        if (!http_host_is_loopback(host)) {
+            char *w = xasprintf("serving plain HTTP on %s, which is not loopback: tokens and data "
+                                "cross the network unencrypted (use --tls-cert and --tls-key)",
+                                o->listen);
+            log_warn("%s", w);
+            json_array_append_new(s->warnings, json_string(w));
+            free(w);
+        }
+    }
     server_guard_connections(s, o, nofile);
-    log_info("drover %s serving on http://%s (store %s%s, objects %s)", DROVER_VERSION, o->listen,
-             o->db, o->sync_full ? ", sync full" : "", o->blobs);
+    char db[512];
+    store_uri_redact(o->db, db, sizeof(db));
+    log_info("drover %s serving on %s://%s (store %s%s, objects %s)", DROVER_VERSION,
+             s->tls ? "https" : "http", o->listen, db, o->sync_full ? ", sync full" : "",
+             o->blobs);
     return 0;
 }
 
@@ -538,6 +645,9 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     router_set_draining(s->router, true);
     accept_guard_free(s->accept_guard);
     s->accept_guard = NULL;
+    accept_guard_free(s->tls_guard);
+    s->tls_guard = NULL;
+    tls_front_stop(s->tls); /* connections already open go on */
     if (s->listener)
         evhttp_del_accept_socket(s->http, s->listener);
     s->listener = NULL;
@@ -569,17 +679,22 @@ void server_release(struct server *s)
     logs_free(s->logs);
     fleet_free(s->fleet);
     sched_free(s->sched);
+    metrics_free(s->metrics);
     if (s->tick)
         event_free(s->tick);
     offload_free(s->offload); /* uploads being committed are answered */
     if (s->router)
         router_set_uploads(s->router, NULL);
     accept_guard_free(s->accept_guard);
+    accept_guard_free(s->tls_guard);
     uploads_free(s->uploads); /* uploads still arriving are answered */
     router_free(s->router);
     auth_cache_free(s);
     if (s->http)
         evhttp_free(s->http);
+    tls_front_free(s->tls); /* after evhttp, which has closed its side of each connection */
+    free(s->listen);
+    json_decref(s->warnings);
     blob_store_close(s->blobs);
     free(s->public_url);
     if (s->drain_timer)
@@ -598,12 +713,19 @@ static void exit_loop(void *arg)
     event_base_loopexit(arg, &flush);
 }
 
+static void on_ready(evutil_socket_t fd, short what, void *listen)
+{
+    sdnotify_ready("serving on http://%s", (const char *)listen);
+}
+
 /* SIGINT / SIGTERM: refuse new work, answer the long-polls, finish the writes, exit. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct server *s = arg;
-    if (!s->shutting_down)
+    if (!s->shutting_down) {
         log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sdnotify_stopping("shutting down: finishing the writes in flight");
+    }
     server_shutdown(s, exit_loop, s->base);
 }
 
@@ -627,6 +749,10 @@ int cmd_server(int argc, char **argv)
         struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &s);
         event_add(sigint, NULL);
         event_add(sigterm, NULL);
+        /* READY=1 for systemd from the loop's first turn: the store is open, the socket listens
+           and requests are being answered */
+        struct timeval now = {0, 0};
+        event_base_once(base, -1, EV_TIMEOUT, on_ready, (void *)o.listen, &now);
         event_base_dispatch(base);
         event_free(sigint);
         event_free(sigterm);

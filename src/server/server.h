@@ -26,6 +26,8 @@ struct offload;
 struct events;
 struct webhooks;
 struct accept_guard;
+struct tls_front;
+struct metrics;
 
 struct server {
     struct event_base *base;
@@ -40,10 +42,15 @@ struct server {
     bool shutting_down;
     struct evhttp_bound_socket *listener;
     struct accept_guard *accept_guard; /* pauses accepting when descriptors run out */
+    struct tls_front *tls;             /* HTTPS in front of the listener (http/tls.h), or NULL */
+    struct accept_guard *tls_guard;    /* the same guard on the TLS front's listener */
+    char *listen;                      /* --listen, for GET /v1/status */
+    json_t *warnings;                  /* what an operator should know (GET /v1/status) */
     struct event *drain_timer;
     int drain_ticks;
     int64_t started_at_ms;
     struct sched *sched; /* ready queues */
+    struct metrics *metrics; /* histograms and labelled counters (metrics.h) */
     struct fleet *fleet; /* agents and leases */
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */
@@ -77,6 +84,8 @@ struct server_opts {
     int max_connections;  /* --max-connections; 0: from the descriptor limit */
     int header_timeout_s; /* --header-timeout */
     int idle_timeout_s;   /* --idle-timeout */
+    char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
+    char *tls_key;        /* --tls-key: its PEM private key */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
@@ -128,6 +137,8 @@ int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);
+int api_status(struct http_req *r);
+int api_openapi(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
@@ -168,7 +179,11 @@ struct logs_query {
     bool pinned;     /* only `attempt`: a followed answer ends with it, not with the job */
     bool follow;     /* wait for more output until the job (or the pinned attempt) ends */
     int64_t offset;  /* in the (first) attempt's stream */
+    int64_t tail;    /* > 0: start at the stream's last `tail` bytes instead of at offset */
 };
+
+/* The most bytes GET /v1/jobs/{id}/log?tail= may ask for. */
+#define LOGS_TAIL_MAX (1 << 20)
 /* Answers r (200, chunked) with the job's output as q says, one bounded chunk at a time. */
 void logs_send(struct logs *l, struct http_req *r, const struct logs_query *q);
 /* New output, or the job changed: its readers get what is new. NULL l is fine. */

@@ -7,8 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
+
 static const struct store_ops *const backends[] = {
     &store_sqlite_ops,
+#ifdef WITH_POSTGRES
+    &store_pg_ops,
+#endif
 };
 
 void job_list_release(struct job_list *l)
@@ -20,18 +25,55 @@ void job_list_release(struct job_list *l)
     l->n = 0;
 }
 
+void store_uri_redact(const char *uri, char *out, size_t n)
+{
+    struct buf b = BUF_INIT;
+    const char *p = uri;
+    const char *slashes = strstr(uri, "://");
+    if (slashes) { /* scheme://user:PASSWORD@host... */
+        const char *auth = slashes + 3;
+        const char *end = auth + strcspn(auth, "/?#");
+        const char *at = memrchr(auth, '@', (size_t)(end - auth));
+        const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon) {
+            buf_add(&b, uri, (size_t)(colon + 1 - uri));
+            buf_adds(&b, "***");
+            p = at;
+        }
+    }
+    for (;;) { /* ...?password=PASSWORD&... (and the key=value form) */
+        const char *k = strstr(p, "password=");
+        if (!k)
+            break;
+        buf_add(&b, p, (size_t)(k + strlen("password=") - p));
+        buf_adds(&b, "***");
+        p = k + strlen("password=");
+        p += strcspn(p, "& ");
+    }
+    buf_adds(&b, p);
+    snprintf(out, n, "%s", b.data ? b.data : "");
+    buf_release(&b);
+}
+
 int store_open(const char *uri, const struct store_opts *opts, struct store **out, struct err *e)
 {
     const char *colon = strchr(uri, ':');
     size_t n = colon ? (size_t)(colon - uri) : 0;
+    char shown[512];
+    *out = NULL;
+    if (n == strlen("postgresql") && !strncmp(uri, "postgresql", n))
+        n = strlen("postgres"); /* libpq's two spellings */
     for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
         if (n == strlen(backends[i]->scheme) && !strncmp(uri, backends[i]->scheme, n))
             return backends[i]->open(uri, opts, out, e);
-    if (colon && !strncmp(uri, "postgres", 8))
+    store_uri_redact(uri, shown, sizeof(shown));
+    if (n == strlen("postgres") && !strncmp(uri, "postgres", n))
         return err_set(e, ERR_INVALID,
-                       "store '%s': the PostgreSQL backend is not built yet; use sqlite:PATH",
-                       uri);
-    return err_set(e, ERR_INVALID, "store '%s': unknown scheme (expected sqlite:PATH)", uri);
+                       "store '%s': this drover was built without PostgreSQL (WITH_POSTGRES=OFF, "
+                       "or libpq was not found at build time); use sqlite:PATH",
+                       shown);
+    return err_set(e, ERR_INVALID,
+                   "store '%s': unknown scheme (expected sqlite:PATH or postgres://...)", shown);
 }
 
 void store_close(struct store *st)
@@ -43,6 +85,11 @@ void store_close(struct store *st)
 unsigned store_caps(const struct store *st)
 {
     return st->ops->caps;
+}
+
+int store_claim(struct store *st, struct err *e)
+{
+    return st->ops->claim ? st->ops->claim(st, e) : 0;
 }
 
 int store_begin(struct store *st, struct err *e)
@@ -108,11 +155,28 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
+/* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
                     enum job_event ev, const struct job_event_args *a, struct job *out,
                     struct err *e)
 {
-    return st->ops->job_apply(st, id, attempt, agent, spec, ev, a, out, e);
+    int rc = st->ops->job_lock(st, id, spec, out, e);
+    if (rc) {
+        json_decref(a->progress);
+        return rc;
+    }
+    int state = out->state, was = out->attempt;
+    if ((attempt && was != attempt) || (agent && (!out->agent || strcmp(out->agent, agent)))) {
+        json_decref(a->progress);
+        return err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d%s%s", id,
+                       job_state_name(state), was, out->agent ? " on " : "",
+                       out->agent ? out->agent : "");
+    }
+    if ((rc = lifecycle_apply(out, ev, a, e)))
+        return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
+    if ((rc = st->ops->job_update(st, out, was, 1u << state, e)))
+        job_release(out);
+    return rc;
 }
 
 int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct store_lease *c,
@@ -263,4 +327,73 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 int store_webhook_count(struct store *st, int64_t *n, struct err *e)
 {
     return st->ops->webhook_count(st, n, e);
+}
+
+/* ---- shared by the backends (store_int.h) ---- */
+
+json_t *store_event_data(const struct job *j)
+{
+    static const char *const from_progress[] = {"percent", "message"};
+    static const char *const from_result[] = {"reason", "exit_code", "signal", "duration_ms",
+                                              "error"};
+    if (!j->progress && !j->result)
+        return NULL;
+    json_t *d = json_object();
+    for (size_t i = 0; i < ARRAY_SIZE(from_progress); i++) {
+        json_t *v = json_object_get(j->progress, from_progress[i]);
+        if (v && !json_is_null(v))
+            json_object_set(d, from_progress[i], v);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(from_result); i++) {
+        json_t *v = json_object_get(j->result, from_result[i]);
+        if (!v || json_is_null(v))
+            continue;
+        size_t n = json_is_string(v) ? json_string_length(v) : 0;
+        if (n > EVENT_ERROR_MAX) { /* at most EVENT_ERROR_MAX bytes, whole characters */
+            const char *t = json_string_value(v);
+            n = EVENT_ERROR_MAX;
+            while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+                n--;
+            json_object_set_new(d, from_result[i], json_stringn(t, n));
+        } else {
+            json_object_set(d, from_result[i], v);
+        }
+    }
+    return d;
+}
+
+const char *store_job_notify(const struct job *j, bool *all)
+{
+    const char *when = json_string_value(json_object_get(j->spec, "notify"));
+    *all = when && !strcmp(when, "all");
+    return json_string_value(json_object_get(j->spec, "notify_url"));
+}
+
+bool store_webhook_wants(const char *url, bool all, int state)
+{
+    return url && (all || job_state_terminal(state));
+}
+
+bool store_log_clamp(int64_t offset, size_t *len)
+{
+    if (offset < 0 || offset >= PROTO_STREAM_MAX || !*len)
+        return false;
+    if ((int64_t)*len > PROTO_STREAM_MAX - offset)
+        *len = (size_t)(PROTO_STREAM_MAX - offset);
+    return true;
+}
+
+bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, int64_t len,
+                    struct buf *out)
+{
+    if (off > *pos) /* a gap: what is missing was never received */
+        return false;
+    int64_t skip = *pos - off;
+    if (skip >= len)
+        return true;
+    size_t n = (size_t)(len - skip) < *max ? (size_t)(len - skip) : *max;
+    buf_add(out, data + skip, n);
+    *pos += (int64_t)n;
+    *max -= n;
+    return true;
 }

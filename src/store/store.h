@@ -1,10 +1,11 @@
 /*
  * store.h - the durable job store, as its callers see it.
  *
- * One interface, several backends chosen by URI scheme ("sqlite:PATH" today;
- * "postgres://..." is the scale-out backend to come). Operations are at the
- * level of the domain (insert a job, cancel a job), not "run this SQL", so
- * that each backend can do them its own way.
+ * One interface, several backends chosen by URI scheme: "sqlite:PATH", and
+ * "postgres://..." (or "postgresql://...": libpq's connection URI; built
+ * WITH_POSTGRES). Operations are at the level of the domain (insert a job,
+ * cancel a job), not "run this SQL", so that each backend can do them its
+ * own way.
  *
  * Threads: a struct store is used by one thread at a time. The server opens
  * one handle for its writer thread (the group committer, server/commit.h) and
@@ -68,8 +69,22 @@ struct queue_stat {
 
 /* Opens (creating and migrating as needed) the store named by uri. */
 int store_open(const char *uri, const struct store_opts *opts, struct store **out, struct err *e);
+/*
+ * uri as it may be shown (logs, messages): a password in it ("user:PASSWORD@"
+ * or "password=PASSWORD") becomes "***". Truncated to fit n bytes.
+ */
+void store_uri_redact(const char *uri, char *out, size_t n);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
+/*
+ * Claims the store for this process alone for as long as st is open, so that
+ * a second server started on the same store is refused: ERR_CONFLICT when
+ * another process holds it. SQLite: nothing to do (the data folder's lock
+ * does it). PostgreSQL: a session advisory lock, taken again when the
+ * connection is made again. (Several servers on one PostgreSQL database are
+ * issue 11's next step; until then one server per database.)
+ */
+int store_claim(struct store *st, struct err *e);
 
 int store_begin(struct store *st, struct err *e);
 int store_commit(struct store *st, struct err *e);

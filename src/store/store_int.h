@@ -17,6 +17,7 @@ struct store_ops {
     int (*open)(const char *uri, const struct store_opts *opts, struct store **out,
                 struct err *e);
     void (*close)(struct store *st);
+    int (*claim)(struct store *st, struct err *e); /* NULL: nothing to claim */
 
     int (*begin)(struct store *st, struct err *e);
     int (*commit)(struct store *st, struct err *e);
@@ -34,9 +35,14 @@ struct store_ops {
     int (*job_get_run)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
                     struct err *e);
-    int (*job_apply)(struct store *st, const char *id, int attempt, const char *agent, bool spec,
-                     enum job_event ev, const struct job_event_args *a, struct job *out,
-                     struct err *e);
+    /*
+     * Reads job `id` (with spec and labels when `spec`) for one lifecycle step
+     * (store_job_apply in store.c), locked against other writers until the
+     * transaction ends: SQLite's writer holds the database's lock anyway, a
+     * shared backend locks the row. ERR_NOTFOUND when unknown.
+     */
+    int (*job_lock)(struct store *st, const char *id, bool spec, struct job *out,
+                    struct err *e);
     int (*job_lease)(struct store *st, const char *agent, int64_t now_ms, struct store_lease *c,
                      size_t n, size_t *nleased, struct err *e);
     int (*job_update)(struct store *st, const struct job *j, int expect_attempt,
@@ -85,5 +91,29 @@ struct store {
 };
 
 extern const struct store_ops store_sqlite_ops;
+#ifdef WITH_POSTGRES
+extern const struct store_ops store_pg_ops;
+#endif
+
+/* What every backend shares (store.c). */
+
+/* What a follower needs of a job's progress and result, for its event: a new reference, or NULL. */
+json_t *store_event_data(const struct job *j);
+/* The webhook of a job being inserted: its spec's notify_url (NULL: none) and notify "all". */
+const char *store_job_notify(const struct job *j, bool *all);
+/* Whether a job with webhook `url` (notify "all": all) gets a delivery for an event in `state`. */
+bool store_webhook_wants(const char *url, bool all, int state);
+/*
+ * Clamps a chunk of output to what is kept of a stream (PROTO_STREAM_MAX bytes):
+ * false when nothing of it is kept.
+ */
+bool store_log_clamp(int64_t offset, size_t *len);
+/*
+ * store_log_read's assembly, one stored chunk at a time, in offset order: adds
+ * to out what the chunk holds from *pos on (at most *max bytes), moving both.
+ * false when reading must stop (a gap: what is missing was never received).
+ */
+bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, int64_t len,
+                    struct buf *out);
 
 #endif

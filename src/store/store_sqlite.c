@@ -26,8 +26,6 @@
 #include "job/lifecycle.h"
 #include "store/schema/sqlite.h"
 
-#define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
-
 enum stmt_id {
     S_BEGIN,
     S_COMMIT,
@@ -430,38 +428,6 @@ static int agent_event(struct store_sqlite *s, const char *id, struct err *e)
     return exec_stmt(s, q, e, "appending an event");
 }
 
-/* What a follower needs of a job's progress and result: a new reference, or NULL. */
-static json_t *event_data(const struct job *j)
-{
-    static const char *const from_progress[] = {"percent", "message"};
-    static const char *const from_result[] = {"reason", "exit_code", "signal", "duration_ms",
-                                              "error"};
-    if (!j->progress && !j->result)
-        return NULL;
-    json_t *d = json_object();
-    for (size_t i = 0; i < ARRAY_SIZE(from_progress); i++) {
-        json_t *v = json_object_get(j->progress, from_progress[i]);
-        if (v && !json_is_null(v))
-            json_object_set(d, from_progress[i], v);
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(from_result); i++) {
-        json_t *v = json_object_get(j->result, from_result[i]);
-        if (!v || json_is_null(v))
-            continue;
-        size_t n = json_is_string(v) ? json_string_length(v) : 0;
-        if (n > EVENT_ERROR_MAX) { /* at most EVENT_ERROR_MAX bytes, whole characters */
-            const char *t = json_string_value(v);
-            n = EVENT_ERROR_MAX;
-            while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
-                n--;
-            json_object_set_new(d, from_result[i], json_stringn(t, n));
-        } else {
-            json_object_set(d, from_result[i], v);
-        }
-    }
-    return d;
-}
-
 /*
  * Appends the event of the job record j just written, in the same
  * transaction; and, when the job has a webhook (url, notify all) that wants
@@ -479,11 +445,11 @@ static int job_event(struct store_sqlite *s, const struct job *j, const char *ur
     sqlite3_bind_int(q, 5, j->attempt);
     bind_text(q, 6, j->agent);
     bind_text(q, 7, j->owner);
-    json_t *data = event_data(j);
+    json_t *data = store_event_data(j);
     bind_json(q, 8, data);
     json_decref(data);
     int rc = exec_stmt(s, q, e, "appending an event");
-    if (rc || !url || !(all || job_state_terminal(j->state)))
+    if (rc || !store_webhook_wants(url, all, j->state))
         return rc;
     q = stmt(s, S_WEBHOOK_ADD);
     bind_text(q, 1, url);
@@ -520,9 +486,8 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
-        const char *url = json_string_value(json_object_get(j->spec, "notify_url"));
-        const char *when = json_string_value(json_object_get(j->spec, "notify"));
-        bool all = when && !strcmp(when, "all");
+        bool all;
+        const char *url = store_job_notify(j, &all);
         if (url) {
             q = stmt(s, S_JOB_NOTIFY);
             bind_text(q, 1, url);
@@ -673,32 +638,11 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     return rc;
 }
 
-static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
-                             unsigned expect_states, struct err *e);
-
-/* Read, the lifecycle's event, fenced write: the writer holds SQLite's lock meanwhile. */
-static int sqlite_job_apply(struct store *st, const char *id, int attempt, const char *agent,
-                            bool spec, enum job_event ev, const struct job_event_args *a,
-                            struct job *out, struct err *e)
+/* The writer holds SQLite's lock for the whole transaction: a plain read is locked enough. */
+static int sqlite_job_lock(struct store *st, const char *id, bool spec, struct job *out,
+                           struct err *e)
 {
-    struct store_sqlite *s = sq(st);
-    int rc = get_one(s, spec ? S_JOB_GET : S_JOB_GET_RUN, id, out, e, "job");
-    if (rc) {
-        json_decref(a->progress);
-        return rc;
-    }
-    int state = out->state, was = out->attempt;
-    if ((attempt && was != attempt) || (agent && (!out->agent || strcmp(out->agent, agent)))) {
-        json_decref(a->progress);
-        return err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d%s%s", id,
-                       job_state_name(state), was, out->agent ? " on " : "",
-                       out->agent ? out->agent : "");
-    }
-    if ((rc = lifecycle_apply(out, ev, a, e)))
-        return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
-    if ((rc = sqlite_job_update(st, out, was, 1u << state, e)))
-        job_release(out);
-    return rc;
+    return get_one(sq(st), spec ? S_JOB_GET : S_JOB_GET_RUN, id, out, e, "job");
 }
 
 /*
@@ -969,10 +913,8 @@ static int sqlite_log_append(struct store *st, const char *job, int attempt, int
                              int64_t offset, const char *data, size_t len, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    if (offset < 0 || offset >= PROTO_STREAM_MAX || !len)
+    if (!store_log_clamp(offset, &len))
         return 0;
-    if ((int64_t)len > PROTO_STREAM_MAX - offset)
-        len = (size_t)(PROTO_STREAM_MAX - offset);
     sqlite3_stmt *q = stmt(s, S_LOG_APPEND);
     bind_text(q, 1, job);
     sqlite3_bind_int(q, 2, attempt);
@@ -996,16 +938,8 @@ static int sqlite_log_read(struct store *st, const char *job, int attempt, int s
     while (max > 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t off = sqlite3_column_int64(q, 0);
         const char *data = sqlite3_column_blob(q, 1);
-        int64_t len = sqlite3_column_bytes(q, 1);
-        if (off > pos) /* a gap: what is missing was never received */
+        if (!store_log_take(&pos, &max, off, data, sqlite3_column_bytes(q, 1), out))
             break;
-        int64_t skip = pos - off;
-        if (skip >= len)
-            continue;
-        size_t n = (size_t)(len - skip) < max ? (size_t)(len - skip) : max;
-        buf_add(out, data + skip, n);
-        pos += (int64_t)n;
-        max -= n;
     }
     if (max > 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
         rc = db_err(s, e, "reading output");
@@ -1290,7 +1224,7 @@ const struct store_ops store_sqlite_ops = {
     .job_match = sqlite_job_match,
     .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
-    .job_apply = sqlite_job_apply,
+    .job_lock = sqlite_job_lock,
     .job_lease = sqlite_job_lease,
     .job_update = sqlite_job_update,
     .job_scan = sqlite_job_scan,

@@ -7,7 +7,7 @@ import json
 import subprocess
 
 from agentutil import wait_job
-from conftest import BIN, Server, free_port, ok, submitted
+from conftest import BIN, Server, free_port, ok, submitted, wait_for
 
 
 def test_dev_takes_server_and_agent_options(tmp_path):
@@ -15,17 +15,21 @@ def test_dev_takes_server_and_agent_options(tmp_path):
     dev = Server(tmp_path / "data", ["--sync", "full", "--blobs", f"fs:{blobs}",
                                      "--queues", "bio,render", "--slots", "3",
                                      "--labels", "db=rfam,gpu=1", "--heartbeat", "1",
-                                     "--lost-after", "3"], command="dev")
+                                     "--lost-after", "3", "--limits", "rlimit"], command="dev")
     dev.start()
     try:
         log = dev.read_log()
         assert "sync full" in log and f"objects fs:{blobs}" in log, log
-        agents = json.loads(ok(dev.run_cli("agents", "--json")))
+        # the server answers before its agent has registered
+        agents = wait_for(lambda: json.loads(ok(dev.run_cli("agents", "--json"))), 20,
+                          "the dev agent to register")
         assert len(agents) == 1
         agent = agents[0]
         assert agent["name"] == "dev" and agent["state"] == "up"
         assert agent["queues"] == ["bio", "render"] and agent["slots"] == 3
         assert agent["labels"] == {"db": "rfam", "gpu": "1"}
+        assert agent["limits"] == {"mechanism": "rlimit", "memory_mb": "rlimit", "cpus": "none",
+                                   "pids": "none"}
 
         job = ok(dev.run_cli("submit", "--queue", "render", "--requires", "gpu=1", "--",
                              "echo", "rendered")).strip()
@@ -59,10 +63,14 @@ def test_dev_usage_errors_name_the_option(tmp_path):
     assert r.returncode == 2 and "drover dev: option '--slots' needs a value" in r.stderr
     r = run_dev(*listen, "--listen", "nowhere")
     assert r.returncode == 2 and "drover dev: --listen must be ADDR:PORT" in r.stderr
+    r = run_dev(*listen, "--limits", "cgroups")
+    assert r.returncode == 2 and "--limits must be auto, cgroup, rlimit or none, not 'cgroups'" \
+        in r.stderr
     r = run_dev(*listen, "--slots", "0")
     assert r.returncode == 2 and "--slots must be a whole number from 1 to 1024" in r.stderr
 
     r = run_dev("--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: drover dev")
-    for opt in ("--queues", "--slots", "--labels", "--sync", "--blobs", "--listen", "--data"):
+    for opt in ("--queues", "--slots", "--labels", "--sync", "--blobs", "--listen", "--data",
+                "--limits"):
         assert opt in r.stdout, opt

@@ -101,7 +101,8 @@ def test_priority_delay_retry_are_stored(server):
                        "command": {"program": "true"}})
     got = api.get(f"/v1/jobs/{job['id']}").json()
     assert got["priority"] == -5 and got["max_attempts"] == 5
-    assert got["spec"]["retry"] == {"max_attempts": 5, "backoff_s": 2, "max_backoff_s": 10}
+    assert got["spec"]["retry"] == {"max_attempts": 5, "backoff_s": 2, "max_backoff_s": 10,
+                                    "on": None}
     assert got["spec"]["timeout_s"] == 30 and got["spec"]["delay_s"] == 60
     assert got["run_after"] > got["created_at"]
 

@@ -13,7 +13,8 @@ with a bounded timeout, in one temporary working folder, and checks that each
 exits 0. The page is written for a reader in the repository's folder with a
 `drover dev` on the default address, so the commands are rewritten:
   - a line `scripts/build.sh ...` is dropped (drover is built: DROVER_BIN), and
-    so is `build/drover dev &` (the test's own `drover dev` stands in for it);
+    so is `build/drover dev [OPTIONS] &` (the test's own `drover dev` stands in
+    for it, started with the OPTIONS of the page's first such line);
   - `build/X` becomes X beside DROVER_BIN (drover, julia-render), and the
     command `drover` that binary;
   - `examples/` becomes the repository's examples folder;
@@ -51,6 +52,18 @@ def blocks(page):
     return found
 
 
+DEV_LINE = re.compile(r"^\s*build/drover dev\b([^&#\n]*)&", re.M)
+
+
+def dev_options(page):
+    """The options of the page's first `build/drover dev ... &` line (its agent's labels)."""
+    for kind, block in blocks(page):
+        m = DEV_LINE.search(block)
+        if m:
+            return m.group(1).split()
+    return []
+
+
 def rewrite(block, dev, tmp):
     """The block as the test runs it (see the top of this file)."""
     bindir = os.path.dirname(BIN)
@@ -79,7 +92,7 @@ def test_every_page_has_blocks_to_run():
 def test_page_commands_work_as_written(page, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    dev = Server(tmp_path / "data", command="dev")
+    dev = Server(tmp_path / "data", extra_args=dev_options(page), command="dev")
     dev.start()
     env = dict(os.environ, DROVER_SERVER=dev.url, DROVER_DATA=dev.data_dir, DROVER=BIN,
                TMPDIR=str(tmp_path))

@@ -124,6 +124,8 @@ static void test_env(void **state)
     char *base[] = {"PATH=/usr/bin",
                     "HOME=/root",
                     "DROVER_TOKEN=secret",
+                    "NOTIFY_SOCKET=/run/systemd/notify",
+                    "NOTIFY_SOCKETS=kept",
                     "OMP_NUM_THREADS=8",
                     "DROVER_JOB_ID=stale",
                     "NOEQUALS",
@@ -137,8 +139,10 @@ static void test_env(void **state)
     assert_string_equal(env_get(out, "DROVER_JOB_ID"), "0193");
     assert_string_equal(env_get(out, "DROVER_ATTEMPT"), "2");
     assert_null(env_get(out, "DROVER_TOKEN"));
+    assert_null(env_get(out, "NOTIFY_SOCKET")); /* systemd's socket is the agent's own */
+    assert_string_equal(env_get(out, "NOTIFY_SOCKETS"), "kept");
     assert_null(env_get(out, "NOEQUALS"));
-    assert_int_equal(strv_len(out), 6);
+    assert_int_equal(strv_len(out), 7);
     agent_strv_free(out);
     json_decref(env);
 

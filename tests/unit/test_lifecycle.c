@@ -1,7 +1,8 @@
 /*
  * test_lifecycle.c - THE rules of a job's life (job/lifecycle.h): every
  * (state, event) pair of the table, one by one, and what each allowed one
- * does to the record; the server's deadline (server/lease.h).
+ * does to the record; the server's deadline (server/lease.h); the retry
+ * budgets of retry.on, class by class.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,6 +301,168 @@ static void test_attempts_run_out(void **unused)
     job_release(&j);
 }
 
+/* --- retry budgets (retry.on) ----------------------------------------------------------- */
+
+/* Each way an attempt ends: its reason, the event that brings it, its budget's key. */
+static const struct {
+    const char *reason;
+    enum job_event ev;
+    const char *budget; /* retry.on key; NULL: never retried */
+} ends[] = {
+    {"exit", JOB_EV_FINISH, "exit_codes"}, {"signal", JOB_EV_FINISH, "signal"},
+    {"timeout", JOB_EV_FINISH, "timeout"}, {"timeout", JOB_EV_DEADLINE, "timeout"},
+    {"error", JOB_EV_FINISH, "error"},     {"oom", JOB_EV_FINISH, "oom"},
+    {"lost", JOB_EV_LOST, "lost"},         {"cancelled", JOB_EV_FINISH, NULL},
+};
+
+/* Leases and ends j the same way until it is terminal; returns the retries (bounded). */
+static int retries_until_end(struct job *j, size_t k, int exit_code)
+{
+    struct attempt_end end = {.reason = ends[k].reason,
+                              .has_exit_code = !strcmp(ends[k].reason, "exit"),
+                              .exit_code = exit_code,
+                              .signal = !strcmp(ends[k].reason, "signal") ? 9 : 0,
+                              .duration_ms = 1};
+    int64_t now = 10000;
+    for (int n = 0; n < 200; n++) {
+        assert_int_equal(apply(j, JOB_EV_LEASE, NULL, now), 0);
+        assert_int_equal(apply(j, ends[k].ev, &end, now + 10), 0);
+        if (job_state_terminal(j->state)) return n;
+        assert_int_equal(j->state, JOB_QUEUED);
+        now = j->run_after;
+    }
+    fail_msg("%s: still retried after 200 attempts", ends[k].reason);
+    return -1;
+}
+
+/* The retries used, from the job's record ("retries"), of class `name`. */
+static json_int_t used(const struct job *j, const char *name)
+{
+    json_t *o = job_to_json(j);
+    json_int_t n = json_integer_value(json_object_get(json_object_get(o, "retries"), name));
+    json_decref(o);
+    return n;
+}
+
+/* Every class with every kind of policy: none, its own budget, another's, capped by attempts. */
+static void test_retry_budgets_pair_by_pair(void **unused)
+{
+    (void)unused;
+    char spec[512];
+    for (size_t k = 0; k < ARRAY_SIZE(ends); k++) {
+        const char *b = ends[k].budget;
+        bool never = !b;
+        bool exit_end = b && !strcmp(b, "exit_codes");
+        struct job j;
+
+        /* no retry.on: every bad end retried while attempts remain (as before budgets) */
+        make_job(&j, "{\"retry\": {\"max_attempts\": 4}, \"command\": {\"program\": \"x\"}}", 0);
+        assert_int_equal(retries_until_end(&j, k, 3), never ? 0 : 3);
+        assert_int_equal(j.state, never ? JOB_CANCELLED : JOB_FAILED);
+        if (!never) assert_int_equal(used(&j, ends[k].reason), 3);
+        job_release(&j);
+
+        /* its own budget of 2 (exit: its code listed), attempts to spare */
+        snprintf(spec, sizeof(spec),
+                 "{\"retry\": {\"max_attempts\": %d, \"on\": {\"%s\": %s}}, "
+                 "\"command\": {\"program\": \"x\"}}",
+                 exit_end ? 3 : 10, b ? b : "error", exit_end ? "[5, 3]" : "2");
+        make_job(&j, spec, 0);
+        assert_int_equal(retries_until_end(&j, k, 3), never ? 0 : 2);
+        if (!never) assert_int_equal(used(&j, ends[k].reason), 2);
+        job_release(&j);
+
+        /* only another class has a budget (exit: other codes listed): not retried, but for
+         * lost, whose budget is 2 unless given */
+        bool lost = !strcmp(ends[k].reason, "lost");
+        snprintf(spec, sizeof(spec),
+                 "{\"retry\": {\"max_attempts\": 10, \"on\": {\"%s\": %s}}, "
+                 "\"command\": {\"program\": \"x\"}}",
+                 exit_end                 ? "exit_codes"
+                 : b && !strcmp(b, "oom") ? "timeout"
+                                          : "oom",
+                 exit_end ? "[1, 2, 4]" : "5");
+        make_job(&j, spec, 0);
+        assert_int_equal(retries_until_end(&j, k, 3), lost ? 2 : 0);
+        assert_int_equal(j.state, never ? JOB_CANCELLED : JOB_FAILED);
+        job_release(&j);
+
+        /* a budget of 0 given: not retried */
+        snprintf(spec, sizeof(spec),
+                 "{\"retry\": {\"max_attempts\": 10, \"on\": {\"%s\": %s}}, "
+                 "\"command\": {\"program\": \"x\"}}",
+                 b ? b : "error", exit_end ? "[]" : "0");
+        make_job(&j, spec, 0);
+        assert_int_equal(retries_until_end(&j, k, 3), 0);
+        job_release(&j);
+
+        /* a budget above the attempts left: max_attempts still bounds it */
+        snprintf(spec, sizeof(spec),
+                 "{\"retry\": {\"max_attempts\": 3, \"on\": {\"%s\": %s}}, "
+                 "\"command\": {\"program\": \"x\"}}",
+                 b ? b : "error", exit_end ? "[3]" : "50");
+        make_job(&j, spec, 0);
+        assert_int_equal(retries_until_end(&j, k, 3), never ? 0 : 2);
+        job_release(&j);
+    }
+}
+
+/* Budgets are counted apart: a timeout's retries leave the oom budget whole, and back. */
+static void test_retry_budgets_are_separate(void **unused)
+{
+    (void)unused;
+    struct job j;
+    make_job(&j,
+             "{\"retry\": {\"max_attempts\": 10, \"backoff_s\": 0, \"on\": {\"timeout\": 1, "
+             "\"oom\": 2, \"exit_codes\": [3]}}, \"command\": {\"program\": \"x\"}}",
+             0);
+    struct attempt_end timeout = {.reason = "timeout", .duration_ms = 1};
+    struct attempt_end oom = {.reason = "oom", .signal = 9, .duration_ms = 1};
+    struct attempt_end exit3 = {.reason = "exit", .has_exit_code = true, .exit_code = 3};
+    struct attempt_end exit4 = {.reason = "exit", .has_exit_code = true, .exit_code = 4};
+    const struct attempt_end *seq[] = {&oom, &timeout, &exit3, &oom, &exit3};
+    for (size_t i = 0; i < ARRAY_SIZE(seq); i++) {
+        assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 100 * (int64_t)i), 0);
+        assert_int_equal(apply(&j, JOB_EV_FINISH, seq[i], 100 * (int64_t)i + 10), 0);
+        assert_int_equal(j.state, JOB_QUEUED);
+    }
+    assert_int_equal(used(&j, "oom"), 2);
+    assert_int_equal(used(&j, "timeout"), 1);
+    assert_int_equal(used(&j, "exit"), 2);
+    assert_int_equal(used(&j, "lost"), 0);
+    /* the oom budget is spent: a third oom ends it */
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 1000), 0);
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &oom, 1010), 0);
+    assert_int_equal(j.state, JOB_FAILED);
+    assert_string_equal(json_string_value(json_object_get(j.result, "reason")), "oom");
+    assert_int_equal(json_integer_value(json_object_get(j.result, "signal")), 9);
+    assert_int_equal(used(&j, "oom"), 2); /* the last end was not retried */
+    job_release(&j);
+
+    /* an exit code not listed fails at once, the listed one is retried */
+    make_job(&j, "{\"retry\": {\"on\": {\"exit_codes\": [3]}}, \"command\": {\"program\": \"x\"}}",
+             0);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 0), 0);
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &exit3, 10), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 5000), 0);
+    assert_int_equal(apply(&j, JOB_EV_FINISH, &exit4, 5010), 0);
+    assert_int_equal(j.state, JOB_FAILED);
+    assert_int_equal(used(&j, "exit"), 1);
+    job_release(&j);
+
+    /* a retry granted, then the job cancelled while it waits for it: the retry was used */
+    make_job(&j, "{\"retry\": {\"on\": {\"timeout\": 1}}, \"command\": {\"program\": \"x\"}}",
+             0);
+    assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 0), 0);
+    assert_int_equal(apply(&j, JOB_EV_DEADLINE, &timeout, 10), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(used(&j, "timeout"), 1);
+    assert_int_equal(apply(&j, JOB_EV_CANCEL, NULL, 20), 0);
+    assert_int_equal(used(&j, "timeout"), 1);
+    job_release(&j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +471,8 @@ int main(void)
         cmocka_unit_test(test_progress_is_kept),
         cmocka_unit_test(test_attempts_and_backoff),
         cmocka_unit_test(test_attempts_run_out),
+        cmocka_unit_test(test_retry_budgets_pair_by_pair),
+        cmocka_unit_test(test_retry_budgets_are_separate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,12 +94,13 @@ static void test_reasons(void **state)
 {
     (void)state;
     check_round_trip(&reasons);
-    assert_int_equal(PROTO_REASON_COUNT, 6);
+    assert_int_equal(PROTO_REASON_COUNT, 7);
     assert_int_equal(proto_reason_parse("exit"), PROTO_REASON_EXIT);
     assert_int_equal(proto_reason_parse("signal"), PROTO_REASON_SIGNAL);
     assert_int_equal(proto_reason_parse("timeout"), PROTO_REASON_TIMEOUT);
     assert_int_equal(proto_reason_parse("cancelled"), PROTO_REASON_CANCELLED);
     assert_int_equal(proto_reason_parse("error"), PROTO_REASON_ERROR);
+    assert_int_equal(proto_reason_parse("oom"), PROTO_REASON_OOM);
     assert_int_equal(proto_reason_parse("lost"), PROTO_REASON_LOST);
     static const char *const others[] = {"canceled", "finished", "stderr", NULL};
     check_refused(&reasons, others);
@@ -113,7 +114,7 @@ static void test_agent_reasons(void **state)
         assert_int_equal(proto_reason_from_agent(r), r != PROTO_REASON_LOST);
     assert_false(proto_reason_from_agent(-1));
     assert_false(proto_reason_from_agent(PROTO_REASON_COUNT));
-    assert_int_equal(PROTO_AGENT_REASONS, 5);
+    assert_int_equal(PROTO_AGENT_REASONS, 6);
 }
 
 static void test_streams(void **state)

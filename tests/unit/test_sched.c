@@ -290,6 +290,124 @@ static void test_waiting(void **state)
     job_release(&j);
 }
 
+/* ---- the input-cache preference ---- */
+
+struct other_agent {
+    json_t *queues, *labels, *have;
+    int free_slots;
+    int asked;
+};
+
+static bool other_has_it(void *arg, const struct sched_job *sj)
+{
+    struct other_agent *o = arg;
+    o->asked++;
+    return sched_could_take(sj, o->queues, o->labels, o->free_slots, o->have);
+}
+
+#define DB_SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_cache_preference(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job cached, plain;
+    make_job(&cached, "{\"command\": {\"program\": \"nhmmer\", \"arguments\": ["
+                      "{\"type\": \"input\", \"value\": \"s3://refs/db.fa\", \"cache\": true}]}}",
+             0);
+    make_job(&plain, "{\"command\": {\"program\": \"x\", \"arguments\": ["
+                     "{\"type\": \"input\", \"value\": \"s3://refs/q.fa\"}]}}",
+             0);
+    sched_add(s, &cached);
+    sched_add(s, &plain);
+
+    /* the keys a job's cached inputs give, and an agent's list as a set */
+    json_t *keys = sched_cache_keys(cached.spec);
+    assert_int_equal(json_array_size(keys), 1);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)), "uri:s3://refs/db.fa");
+    json_decref(keys);
+    assert_null(sched_cache_keys(plain.spec));
+    json_t *sha_spec = json_loads("{\"command\": {\"arguments\": [{\"type\": \"input\", "
+                                  "\"value\": \"https://h/x\", \"sha256\": \"" DB_SHA "\"}]}}",
+                                  0, NULL);
+    keys = sched_cache_keys(sha_spec);
+    assert_int_equal(json_array_size(keys), 2);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)), "sha256:" DB_SHA);
+    json_decref(keys);
+    json_decref(sha_spec);
+    sha_spec = json_loads("{\"command\": {\"arguments\": [{\"type\": \"input\", \"value\": "
+                          "\"https://h/x\", \"sha256\": \"" DB_SHA "\", \"cache\": false}]}}",
+                          0, NULL);
+    assert_null(sched_cache_keys(sha_spec)); /* cache: false: not cached, no preference */
+    json_decref(sha_spec);
+    json_t *list = json_loads("[{\"sha256\": \"" DB_SHA "\", \"uri\": \"s3://refs/db.fa\"}]", 0,
+                              NULL);
+    json_t *have = sched_cache_set(list);
+    json_decref(list);
+    assert_non_null(json_object_get(have, "sha256:" DB_SHA));
+    assert_non_null(json_object_get(have, "uri:s3://refs/db.fa"));
+
+    struct other_agent o = {json_pack("[s]", "default"), json_object(), have, 1, 0};
+    json_t *q = json_pack("[s]", "default"), *l = json_object();
+    int64_t now = time_now_ms();
+    struct sched_pref pref = {NULL, other_has_it, &o, now};
+    struct sched_job *out[4];
+
+    /* an agent without the object gets the plain job only: the cached one waits for o */
+    size_t n = sched_take_pref(s, q, l, 2, &pref, out, 4);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0]->id, plain.id);
+    sched_job_free(out[0]);
+    assert_true(o.asked > 0);
+    assert_int_equal(sched_ready_count(s, "default"), 1);
+
+    /* o has no free slot, serves another queue, or lacks a required label: no wait */
+    o.free_slots = 0;
+    assert_true(sched_has_work(s, q, l, 1));
+    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_int_equal(n, 1);
+    sched_put_back(s, out[0]);
+    o.free_slots = 1;
+    json_decref(o.queues);
+    o.queues = json_pack("[s]", "other");
+    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_int_equal(n, 1);
+    sched_put_back(s, out[0]);
+    json_decref(o.queues);
+    o.queues = json_pack("[s]", "default");
+
+    /* the wait is bounded: past SCHED_CACHE_WAIT_MS any agent takes it, and sched_tick says
+     * so once (the server then offers it to the parked polls) */
+    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_int_equal(n, 0);
+    assert_int_equal(sched_tick(s, now + 10), 0);
+    assert_int_equal(sched_tick(s, now + SCHED_CACHE_WAIT_MS + 1000), 1);
+    assert_int_equal(sched_tick(s, now + SCHED_CACHE_WAIT_MS + 2000), 0);
+    pref.now_ms = now + SCHED_CACHE_WAIT_MS + 1000;
+    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_int_equal(n, 1);
+    sched_put_back(s, out[0]);
+
+    /* the agent that has it takes it at once, without asking about others */
+    pref.now_ms = now;
+    pref.have = have;
+    o.asked = 0;
+    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0]->id, cached.id);
+    assert_int_equal(o.asked, 0);
+    sched_job_free(out[0]);
+
+    json_decref(q);
+    json_decref(l);
+    json_decref(o.queues);
+    json_decref(o.labels);
+    json_decref(have);
+    job_release(&cached);
+    job_release(&plain);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_delayed_jobs_wait),
         cmocka_unit_test(test_fit_warnings),
         cmocka_unit_test(test_waiting),
+        cmocka_unit_test(test_cache_preference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,6 +66,9 @@ static void parse_ok(const char *text, struct job_spec *s)
     json_decref(in);
 }
 
+#define SHA64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define SHA64_UPPER "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static json_t *cmd(const struct job_spec *s, const char *key)
 {
     return json_object_get(json_object_get(s->json, "command"), key);
@@ -131,7 +134,9 @@ static void test_defaults(void **state)
                         " \"priority\": 0, \"requires\": {}, \"slots\": 1, \"delay_s\": 0,"
                         " \"timeout_s\": null,"
                         " \"retry\": {\"max_attempts\": 3, \"backoff_s\": 1,"
-                        "             \"max_backoff_s\": 300},"
+                        "             \"max_backoff_s\": 300, \"on\": null},"
+                        " \"resources\": {\"memory_mb\": null, \"cpus\": null,"
+                        "                 \"pids\": null},"
                         " \"key\": null, \"labels\": {}, \"notify_url\": null, \"notify\": \"end\","
                         " \"test\": false,"
                         " \"command\": {\"program\": \"true\", \"shell\": null, \"image\": null,"
@@ -161,6 +166,50 @@ static void test_defaults(void **state)
     assert_null(s.json);
     assert_null(s.queue);
     spec_release(&s); /* twice is harmless */
+}
+
+/* resources and retry.on: every key filled in, the values kept as given. */
+static void test_resources_and_retry_on(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": {\"memory_mb\": 64.0,"
+             " \"cpus\": 0.5}, \"retry\": {\"max_attempts\": 5,"
+             " \"on\": {\"exit_codes\": [3, 4.0], \"timeout\": 2}}}",
+             &s);
+    json_t *want = load("{\"memory_mb\": 64, \"cpus\": 0.5, \"pids\": null}");
+    assert_true(json_equal(json_object_get(s.json, "resources"), want));
+    json_decref(want);
+    want = load("{\"exit_codes\": [3, 4], \"signal\": 0, \"timeout\": 2, \"lost\": 2,"
+                " \"oom\": 0, \"error\": 0}");
+    assert_true(json_equal(json_object_get(json_object_get(s.json, "retry"), "on"), want));
+    json_decref(want);
+    struct spec_resources r;
+    spec_resources_get(s.json, &r);
+    assert_int_equal(r.memory_mb, 64);
+    assert_true(r.cpus == 0.5);
+    assert_int_equal(r.pids, 0);
+    assert_true(spec_resources_any(&r));
+    spec_release(&s);
+
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": {\"pids\": 32},"
+             " \"retry\": {\"on\": {}}}",
+             &s);
+    spec_resources_get(s.json, &r);
+    assert_int_equal(r.pids, 32);
+    assert_int_equal(r.memory_mb, 0);
+    assert_true(r.cpus == 0);
+    /* an empty retry.on retries nothing but a lost agent (twice): every other budget 0 */
+    json_t *want_on = load("{\"exit_codes\": [], \"signal\": 0, \"timeout\": 0, \"lost\": 2,"
+                           " \"oom\": 0, \"error\": 0}");
+    assert_true(json_equal(json_object_get(json_object_get(s.json, "retry"), "on"), want_on));
+    json_decref(want_on);
+    spec_release(&s);
+
+    parse_ok("{\"command\": {\"program\": \"p\"}, \"resources\": null}", &s);
+    spec_resources_get(s.json, &r);
+    assert_false(spec_resources_any(&r));
+    spec_release(&s);
 }
 
 static void test_nulls_are_absent(void **state)
@@ -368,6 +417,34 @@ static const struct {
     {"{\"retry\": {\"backoff_s\": 10, \"max_backoff_s\": 5}, \"test\": true}",
      "retry.max_backoff_s"},
     {"{\"retry\": {\"attempts\": 2}, \"test\": true}", "retry.attempts"},
+    {"{\"retry\": {\"on\": 3}, \"test\": true}", "retry.on"},
+    {"{\"retry\": {\"on\": [\"timeout\"]}, \"test\": true}", "retry.on"},
+    {"{\"retry\": {\"on\": {\"timeouts\": 1}}, \"test\": true}", "retry.on.timeouts"},
+    {"{\"retry\": {\"on\": {\"exit\": 1}}, \"test\": true}", "retry.on.exit"},
+    {"{\"retry\": {\"on\": {\"timeout\": -1}}, \"test\": true}", "retry.on.timeout"},
+    {"{\"retry\": {\"on\": {\"lost\": 101}}, \"test\": true}", "retry.on.lost"},
+    {"{\"retry\": {\"on\": {\"oom\": 1.5}}, \"test\": true}", "retry.on.oom"},
+    {"{\"retry\": {\"on\": {\"error\": \"2\"}}, \"test\": true}", "retry.on.error"},
+    {"{\"retry\": {\"on\": {\"signal\": true}}, \"test\": true}", "retry.on.signal"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": 3}}, \"test\": true}", "retry.on.exit_codes"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [3, 0]}}, \"test\": true}", "retry.on.exit_codes[1]"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [256]}}, \"test\": true}", "retry.on.exit_codes[0]"},
+    {"{\"retry\": {\"on\": {\"exit_codes\": [\"3\"]}}, \"test\": true}", "retry.on.exit_codes[0]"},
+    {"{\"resources\": 512, \"test\": true}", "resources"},
+    {"{\"resources\": {\"memory\": 512}, \"test\": true}", "resources.memory"},
+    {"{\"resources\": {\"memory_mb\": 0}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 3}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 4194305}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": 64.5}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"memory_mb\": \"64\"}, \"test\": true}", "resources.memory_mb"},
+    {"{\"resources\": {\"cpus\": 0}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": 0.001}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": 1025}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"cpus\": \"2\"}, \"test\": true}", "resources.cpus"},
+    {"{\"resources\": {\"pids\": 0}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": -5}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": 4194305}, \"test\": true}", "resources.pids"},
+    {"{\"resources\": {\"pids\": 2.5}, \"test\": true}", "resources.pids"},
     {"{\"key\": \"\", \"test\": true}", "key"},
     {"{\"labels\": [], \"test\": true}", "labels"},
     {"{\"labels\": {\"a b\": \"x\"}, \"test\": true}", "labels.a b"},
@@ -436,6 +513,28 @@ static const struct {
     {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"output\","
      " \"value\": \"s3://bucket/dir/\"}]}}",
      "command.arguments[0].value"},
+    /* cache, sha256 */
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"parameter\","
+     " \"value\": \"a\", \"cache\": true}]}}",
+     "command.arguments[0].cache"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"cache\": \"yes\"}]}}",
+     "command.arguments[0].cache"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"output\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"" SHA64 "\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"abc\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": \"" SHA64 "g\"}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"s3://b1/a\", \"sha256\": 5}]}}",
+     "command.arguments[0].sha256"},
+    {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+     " \"value\": \"https://h/x\", \"cache\": true}]}}",
+     "command.arguments[0].cache"},
     /* streams */
     {"{\"command\": {\"program\": \"p\", \"stdout\": {\"type\": \"pipe\", \"value\": \"x\"}}}",
      "command.stdout.value"},
@@ -511,7 +610,25 @@ static void test_messages(void **state)
          "segment"},
         {"{\"command\": {\"program\": \"p\", \"env\": {\"DROVER_JOB_ID\": \"x\"}}}",
          "command.env.DROVER_JOB_ID is reserved: names starting with DROVER_ are set by drover"},
+        {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+         " \"value\": \"file:///d/x\", \"cache\": true}]}}",
+         "command.arguments[0].cache needs the input's sha256 for an http(s) or file:// uri (an "
+         "s3:// object's is known to the store)"},
+        {"{\"command\": {\"program\": \"p\", \"arguments\": [{\"type\": \"input\","
+         " \"value\": \"s3://b1/x\", \"sha256\": \"x\"}]}}",
+         "command.arguments[0].sha256 must be the SHA-256 of the input's content, 64 hex digits"},
         {"[1]", "the job spec must be a json object"},
+        {"{\"test\": true, \"resources\": {\"memory_mb\": 0}}",
+         "resources.memory_mb must be an integer between 4 and 4194304"},
+        {"{\"test\": true, \"resources\": {\"cpus\": 0}}",
+         "resources.cpus must be a number of at least 0.01 and at most 1024, or null"},
+        {"{\"test\": true, \"resources\": {\"mem\": 1}}",
+         "unknown field 'resources.mem' (expected one of: memory_mb, cpus, pids)"},
+        {"{\"test\": true, \"retry\": {\"on\": {\"exit_codes\": [0]}}}",
+         "retry.on.exit_codes[0] must be an integer between 1 and 255"},
+        {"{\"test\": true, \"retry\": {\"on\": {\"tiemout\": 1}}}",
+         "unknown field 'retry.on.tiemout' (expected one of: exit_codes, signal, timeout, lost, "
+         "oom, error)"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         json_t *in = load(cases[i].spec);
@@ -531,6 +648,25 @@ static void test_messages(void **state)
     assert_non_null(strstr(e.msg, "unknown field 'prioirty'"));
     assert_non_null(strstr(e.msg, "priority"));
     json_decref(in);
+}
+
+static void test_cache_fields(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"command\": {\"program\": \"p\", \"arguments\": ["
+             "{\"type\": \"input\", \"value\": \"s3://b1/db.fa\", \"cache\": true},"
+             "{\"type\": \"input\", \"value\": \"https://h/x.fa\", \"cache\": true,"
+             " \"sha256\": \"" SHA64_UPPER "\"},"
+             "{\"type\": \"input\", \"value\": \"s3://b1/q\", \"cache\": null},"
+             "{\"type\": \"parameter\", \"value\": \"x\"}]}}",
+             &s);
+    assert_true(json_is_true(arg(&s, 0, "cache")));
+    assert_null(arg(&s, 0, "sha256"));
+    assert_string_equal(json_string_value(arg(&s, 1, "sha256")), SHA64); /* lower case */
+    assert_null(arg(&s, 2, "cache")); /* absent stays absent */
+    assert_null(arg(&s, 3, "cache"));
+    spec_release(&s);
 }
 
 static void test_path_prefix(void **state)
@@ -732,6 +868,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_spec),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_resources_and_retry_on),
         cmocka_unit_test(test_nulls_are_absent),
         cmocka_unit_test(test_argv_shorthand),
         cmocka_unit_test(test_number_parameters),
@@ -741,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_stdin_pipe_limit),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_cache_fields),
         cmocka_unit_test(test_path_prefix),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_uri_valid),

@@ -2,10 +2,14 @@
  * test_store.c - the store conformance suite: what every backend behind store.h must do.
  *
  * Each test runs once per entry of `backends[]`, on a fresh, empty location made by the
- * fixture (per-test setup) and removed afterwards (teardown). Today that is SQLite on a real
- * file in a new mkdtemp folder. To add a backend (PostgreSQL), write its create / destroy /
- * exists / check_schema functions (create: a fresh database or schema, with its URI in f->uri
- * and an unopenable one in f->bad_uri) and add one line to `backends[]`.
+ * fixture (per-test setup) and removed afterwards (teardown): SQLite on a real file in a new
+ * mkdtemp folder; PostgreSQL (when built WITH_POSTGRES and DROVER_TEST_PG_URI names a server,
+ * postgres://USER@HOST:PORT/DB with the right to create databases) in a new database made on
+ * that server for the test and dropped after it. scripts/test.sh starts a throwaway server
+ * (scripts/pgtest.sh) and sets DROVER_TEST_PG_URI; without it the PostgreSQL group is skipped
+ * with a message. To add a backend, write its create / destroy / exists / check_schema
+ * functions (create: a fresh location, with its URI in f->uri and an unopenable one in
+ * f->bad_uri) and add one line to `backends[]`.
  *
  * Jobs are made the real way: a JSON spec through spec_parse() and job_from_spec().
  * Writes are made between store_begin() and store_commit(), as the contract asks.
@@ -24,6 +28,9 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+#ifdef WITH_POSTGRES
+#include <libpq-fe.h>
+#endif
 
 /*
  * Memory that the library allocated (store_meta_get's value, store_queue_stats' array) is
@@ -39,10 +46,14 @@ static void lib_free(void *p)
 
 #include "common/err.h"
 #include "common/role.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
 #include "job/spec.h"
 #include "store/schema/sqlite.h"
+#ifdef WITH_POSTGRES
+#include "store/schema/postgres.h"
+#endif
 #include "store/store.h"
 
 /* Milliseconds: a fixed clock, so that times read back can be compared exactly. */
@@ -55,6 +66,7 @@ struct backend;
 struct fixture {
     const struct backend *be;
     char dir[PATH_MAX];          /* sqlite: the temporary folder */
+    char db[64];                 /* postgres: the database */
     char uri[PATH_MAX + 64];     /* the store under test */
     char bad_uri[PATH_MAX + 64]; /* same scheme, a location that cannot be opened */
     struct store *st;            /* opened by setup_open */
@@ -71,6 +83,13 @@ struct backend {
     bool (*exists)(const struct fixture *f);
     /* Asserts that the store at f->uri is at the latest schema version. */
     void (*check_schema)(const struct fixture *f);
+    /*
+     * Backends where writers lock rows, not the whole store (NULL otherwise): holds job id's
+     * row locked from a connection of its own, as another server's transaction would, until
+     * unlock_job(handle).
+     */
+    void *(*lock_job)(const struct fixture *f, const char *id);
+    void (*unlock_job)(void *handle);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -149,9 +168,135 @@ static void sqlite_check_schema(const struct fixture *f)
     assert_string_equal(mode, "wal");
 }
 
-/* One line per backend. */
+#ifdef WITH_POSTGRES
+/*
+ * The server: DROVER_TEST_PG_URI up to its path ("postgres://u@h:p"), and what follows the
+ * database name ("?opt=..."), so that a database's URI is base + "/" + name + tail.
+ */
+static char pg_base[512], pg_tail[512];
+static const char *pg_admin_uri; /* DROVER_TEST_PG_URI: where databases are made and dropped */
+static unsigned pg_made;
+
+static int pg_split(const char *uri)
+{
+    const char *auth = strstr(uri, "://");
+    if (!auth)
+        return -1;
+    auth += 3;
+    size_t n = strcspn(auth, "/?");
+    const char *rest = auth + n;
+    if (*rest == '/')
+        rest += strcspn(rest, "?");
+    snprintf(pg_base, sizeof(pg_base), "%.*s", (int)(auth + n - uri), uri);
+    snprintf(pg_tail, sizeof(pg_tail), "%s", rest);
+    return 0;
+}
+
+/* Runs one statement on the admin connection: 0 or -1 (with the message on stderr). */
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_admin_uri);
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "postgres: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "postgres: cannot connect to DROVER_TEST_PG_URI: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static int pg_create(struct fixture *f)
+{
+    snprintf(f->db, sizeof(f->db), "drover_test_%ld_%u", (long)getpid(), pg_made++);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+    if (pg_admin(sql))
+        return -1;
+    snprintf(f->uri, sizeof(f->uri), "%s/%s%s", pg_base, f->db, pg_tail);
+    snprintf(f->bad_uri, sizeof(f->bad_uri), "%s/%s_no_such_database%s", pg_base, f->db,
+             pg_tail);
+    return 0;
+}
+
+static int pg_destroy(struct fixture *f)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
+    return pg_admin(sql);
+}
+
+/* A one-value query on the test's database; NULL when it fails. lib_free() it. */
+static char *pg_value(const struct fixture *f, const char *sql)
+{
+    PGconn *c = PQconnectdb(f->uri);
+    char *v = NULL;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            v = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return v;
+}
+
+static bool pg_exists(const struct fixture *f)
+{
+    char *v = pg_value(f, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
+    bool any = v && strcmp(v, "0");
+    lib_free(v);
+    return any;
+}
+
+static void pg_check_schema(const struct fixture *f)
+{
+    char *version = pg_value(f, "SELECT version FROM drover_schema");
+    char *tables = pg_value(f, "SELECT count(*) FROM pg_tables WHERE schemaname = "
+                               "current_schema() AND tablename IN ('jobs', 'tokens', 'meta')");
+    char want[16];
+    snprintf(want, sizeof(want), "%d", (int)ARRAY_SIZE(pg_migrations));
+    assert_non_null(version);
+    assert_non_null(tables);
+    assert_string_equal(version, want);
+    assert_string_equal(tables, "3");
+    lib_free(version);
+    lib_free(tables);
+}
+
+static void *pg_lock_job(const struct fixture *f, const char *id)
+{
+    PGconn *c = PQconnectdb(f->uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    const char *params[] = {id};
+    PGresult *r = PQexec(c, "BEGIN");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexecParams(c, "SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", 1, NULL, params, NULL,
+                     NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    return c;
+}
+
+static void pg_unlock_job(void *handle)
+{
+    PQclear(PQexec(handle, "ROLLBACK"));
+    PQfinish(handle);
+}
+#endif
+
+/* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
-    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema},
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL},
+#ifdef WITH_POSTGRES
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job},
+#endif
 };
 
 /* The backend whose group is running (cmocka passes no argument to a group). */
@@ -471,6 +616,25 @@ static void test_open_bad_scheme(void **state)
         assert_true(e.msg[0] != '\0');
         assert_non_null(strstr(e.msg, uris[i])); /* the message names what was given */
     }
+}
+
+/* A postgres URI: refused clearly when built without it; its password never in a message. */
+static void test_open_postgres_uri(void **state)
+{
+    (void)state;
+    struct store *st = NULL;
+    struct err e = ERR_INIT;
+    int rc = store_open("postgres://drover:hunter2@127.0.0.1:1/drover", NULL, &st, &e);
+    assert_true(rc < 0);
+    assert_null(st);
+    assert_null(strstr(e.msg, "hunter2"));
+    assert_non_null(strstr(e.msg, "postgres://drover:***@127.0.0.1:1/drover"));
+#ifdef WITH_POSTGRES
+    assert_int_equal(rc, ERR_UNAVAILABLE); /* nothing listens on port 1 */
+#else
+    assert_int_equal(rc, ERR_INVALID);
+    assert_non_null(strstr(e.msg, "WITH_POSTGRES"));
+#endif
 }
 
 static void test_open_missing_folder(void **state)
@@ -1269,6 +1433,114 @@ static void test_lease(void **state)
     release_jobs(j, 4);
 }
 
+/* A candidate given twice is leased once. */
+static void test_lease_twice_in_one_call(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st, &j, 1);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].job, j.id, UUID_STR_LEN);
+    memcpy(c[1].job, j.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 1, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[0].leased);
+    assert_int_equal(c[0].attempt, 1);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    lib_free(c[0].spec);
+    struct job got;
+    assert_ok(store_job_get(f->st, j.id, &got, &e), &e);
+    assert_int_equal(got.attempt, 1);
+    job_release(&got);
+    job_release(&j);
+}
+
+/*
+ * With row locks (PostgreSQL), a candidate another server's transaction holds is skipped at
+ * once, never waited for (FOR UPDATE SKIP LOCKED), and leased once it is free again.
+ */
+static void test_lease_skips_locked(void **state)
+{
+    struct fixture *f = *state;
+    if (!f->be->lock_job)
+        skip(); /* SQLite: one writer at a time, nothing to skip */
+    struct err e = ERR_INIT;
+    struct job j[3];
+    for (int i = 0; i < 3; i++)
+        make_simple(&j[i], T0 + i, "q");
+    insert_jobs(f->st, j, 3);
+    void *held = f->be->lock_job(f, j[1].id);
+
+    /* a handle that fails rather than waits on a lock: a wait would fail the test, not hang it */
+    char uri[sizeof(f->uri) + 64];
+    snprintf(uri, sizeof(uri), "%s%soptions=-c%%20lock_timeout%%3D5000", f->uri,
+             strchr(f->uri, '?') ? "&" : "?");
+    assert_ok(store_open(uri, NULL, &f->st2, &e), &e);
+    struct store_lease c[3] = {0};
+    for (int i = 0; i < 3; i++)
+        memcpy(c[i].job, j[i].id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st2, &e), &e);
+    assert_ok(store_job_lease(f->st2, "w1", T0 + 10, c, 3, &n, &e), &e);
+    assert_ok(store_commit(f->st2, &e), &e);
+    assert_int_equal(n, 2);
+    assert_true(c[0].leased && c[2].leased);
+    assert_false(c[1].leased);
+    assert_null(c[1].spec);
+    lib_free(c[0].spec);
+    lib_free(c[2].spec);
+
+    f->be->unlock_job(held);
+    assert_ok(store_begin(f->st2, &e), &e);
+    assert_ok(store_job_lease(f->st2, "w1", T0 + 11, c, 3, &n, &e), &e);
+    assert_ok(store_commit(f->st2, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[1].leased);
+    assert_int_equal(c[1].attempt, 1);
+    lib_free(c[1].spec);
+    struct job got;
+    assert_ok(store_job_get(f->st, j[1].id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_LEASED);
+    assert_string_equal(got.agent, "w1");
+    job_release(&got);
+    release_jobs(j, 3);
+}
+
+/*
+ * store_claim: one process per store. SQLite has nothing to claim (the data folder's lock
+ * does it); where several processes can reach the store (PostgreSQL), a second claim is
+ * refused until the first handle is closed.
+ */
+static void test_claim(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    assert_ok(store_claim(f->st, &e), &e);
+    assert_ok(store_claim(f->st, &e), &e); /* again: still ours */
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    if (!f->be->lock_job) {
+        assert_ok(store_claim(f->st2, &e), &e);
+        return;
+    }
+    assert_err(store_claim(f->st2, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "another drover server"));
+    /* the refused handle still works for what does not need the claim */
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st2, &j, 1);
+    store_close(f->st);
+    f->st = NULL;
+    /* released with its session (the claim waits a moment for the database to see it end) */
+    assert_ok(store_claim(f->st2, &e), &e);
+    job_release(&j);
+}
+
 static int collect_events(void *arg, const struct event_rec *ev)
 {
     json_t *a = arg;
@@ -1529,6 +1801,506 @@ static void test_agent_owner(void **state)
     assert_string_equal(seen[2].name, "");
 }
 
+/* --- the event stream: filters, what events carry, window and pruning --------------------- */
+
+struct ev_seen {
+    int n;
+    int64_t seq[32];
+    int kind[32], state[32], attempt[32];
+    char subject[32][UUID_STR_LEN], queue[32][16], agent[32][16];
+    json_t *data[32];
+};
+
+static int collect_event(void *arg, const struct event_rec *ev)
+{
+    struct ev_seen *s = arg;
+    if (s->n >= 32)
+        return 1;
+    int i = s->n++;
+    s->seq[i] = ev->seq;
+    s->kind[i] = ev->kind;
+    s->state[i] = ev->state;
+    s->attempt[i] = ev->attempt;
+    snprintf(s->subject[i], sizeof(s->subject[i]), "%s", ev->subject);
+    snprintf(s->queue[i], sizeof(s->queue[i]), "%s", ev->queue ? ev->queue : "(null)");
+    snprintf(s->agent[i], sizeof(s->agent[i]), "%s", ev->agent ? ev->agent : "(null)");
+    s->data[i] = json_incref(ev->data);
+    return 0;
+}
+
+/* Lists the events flt wants into *s (released first), asserting the call succeeds. */
+static void list_events(struct store *st, const struct event_filter *flt, struct ev_seen *s)
+{
+    for (int i = 0; i < s->n; i++)
+        json_decref(s->data[i]);
+    memset(s, 0, sizeof(*s));
+    struct err e = ERR_INIT;
+    assert_ok(store_event_list(st, flt, collect_event, s, &e), &e);
+}
+
+static void ev_seen_release(struct ev_seen *s)
+{
+    for (int i = 0; i < s->n; i++)
+        json_decref(s->data[i]);
+    s->n = 0;
+}
+
+static int stop_after_two(void *arg, const struct event_rec *ev)
+{
+    int *n = arg;
+    (void)ev;
+    return ++*n == 2 ? 7 : 0;
+}
+
+static void test_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job a, b, out;
+    make_job(&a, T0, "{'queue': 'qa', 'command': {'program': 'true'}}");
+    make_job(&b, T0, "{'queue': 'qb', 'command': {'program': 'true'}}");
+    a.owner = xstrdup("alice");
+    b.owner = xstrdup("bob");
+    insert_jobs(f->st, (struct job[]){a, b}, 2); /* seq 1, 2 */
+
+    char id[UUID_STR_LEN];
+    struct agent_rec ag;
+    agent_rec_init(&ag);
+    uuid7_new(ag.id);
+    memcpy(id, ag.id, UUID_STR_LEN);
+    ag.name = xstrdup("w1");
+    ag.labels = json_object();
+    ag.queues = json_pack("[s]", "qa");
+    ag.slots = 2;
+    ag.last_seen = ag.registered_at = T0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_upsert(f->st, &ag, &e), &e);                     /* 3 */
+    assert_ok(store_agent_set_state(f->st, id, AGENT_DRAINING, T0 + 1, &e), &e); /* 4 */
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    assert_err(store_agent_set_state(f->st, unknown, AGENT_UP, T0, &e), ERR_NOTFOUND, &e);
+    struct job_event_args lease = {.now_ms = T0 + 2, .agent = "w1"};
+    assert_ok(store_job_apply(f->st, a.id, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    job_release(&out); /* 5 */
+    struct job_event_args prog = {.now_ms = T0 + 3,
+                                  .progress = json_pack("{s:i, s:s, s:I}", "percent", 50,
+                                                        "message", "half", "updated_at",
+                                                        (json_int_t)(T0 + 3))};
+    assert_ok(store_job_apply(f->st, a.id, 1, "w1", false, JOB_EV_PROGRESS, &prog, &out, &e), &e);
+    job_release(&out); /* 6 */
+    char long_error[1201];
+    for (int i = 0; i < 600; i++)
+        memcpy(long_error + 2 * i, "\xc3\xa9", 2); /* é: 2 bytes */
+    long_error[1200] = '\0';
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .exit_code = 3,
+                              .duration_ms = 5, .error = long_error};
+    struct job_event_args fin = {.now_ms = T0 + 4, .end = &end};
+    assert_ok(store_job_apply(f->st, a.id, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    int final_state = out.state;
+    job_release(&out); /* 7 */
+    assert_ok(store_commit(f->st, &e), &e);
+    agent_rec_release(&ag);
+
+    int64_t first, last;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, 1);
+    assert_int_equal(last, 7);
+
+    struct ev_seen s = {0};
+    struct event_filter flt = {.after = 0, .kind = -1, .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(s.seq[i], i + 1);
+    assert_string_equal(s.subject[0], a.id);
+    assert_int_equal(s.kind[0], EVENT_JOB);
+    assert_int_equal(s.state[0], JOB_QUEUED);
+    assert_string_equal(s.queue[0], "qa");
+    assert_null(s.data[0]); /* no progress, no result */
+    assert_string_equal(s.subject[1], b.id);
+    /* agent events: the agent's id, state and name */
+    assert_int_equal(s.kind[2], EVENT_AGENT);
+    assert_string_equal(s.subject[2], id);
+    assert_int_equal(s.state[2], AGENT_UP);
+    assert_string_equal(s.agent[2], "w1");
+    assert_int_equal(s.state[3], AGENT_DRAINING);
+    /* job events carry the holder, the attempt, progress and the end */
+    assert_int_equal(s.state[4], JOB_LEASED);
+    assert_int_equal(s.attempt[4], 1);
+    assert_string_equal(s.agent[4], "w1");
+    assert_int_equal(json_integer_value(json_object_get(s.data[5], "percent")), 50);
+    assert_string_equal(json_string_value(json_object_get(s.data[5], "message")), "half");
+    assert_null(json_object_get(s.data[5], "updated_at"));
+    assert_int_equal(s.state[6], final_state);
+    assert_int_equal(json_integer_value(json_object_get(s.data[6], "exit_code")), 3);
+    const char *err6 = json_string_value(json_object_get(s.data[6], "error"));
+    assert_non_null(err6);
+    assert_int_equal(strlen(err6), 512); /* cut at 512 bytes, on a character's boundary */
+
+    /* filters: after, kind, queue, subjects, owner (a client sees agents' events too), limit */
+    flt.after = 4;
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.seq[0], 5);
+    flt = (struct event_filter){.after = 0, .kind = EVENT_AGENT, .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 2);
+    flt = (struct event_filter){.after = 0, .kind = -1, .queue = "qb", .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.subject[0], b.id);
+    const char *const subjects[] = {b.id, id, "no\"such\\id"};
+    flt = (struct event_filter){.after = 0, .kind = -1, .jobs = subjects, .njobs = 3, .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.seq[0], 2);
+    assert_int_equal(s.seq[1], 3);
+    assert_int_equal(s.seq[2], 4);
+    flt = (struct event_filter){.after = 0, .kind = -1, .owner = "bob", .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 3); /* its job's, and the agent's two */
+    assert_string_equal(s.subject[0], b.id);
+    flt = (struct event_filter){.after = 0, .kind = -1, .limit = 2};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 2);
+    /* fn's non-zero return stops the listing and is returned */
+    int n = 0;
+    flt.limit = 100;
+    assert_int_equal(store_event_list(f->st, &flt, stop_after_two, &n, &e), 7);
+    assert_int_equal(n, 2);
+
+    /* a savepoint rolled back takes its events back; the next one gets the next seq */
+    struct job c;
+    make_simple(&c, T0 + 5, "qa");
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_insert(f->st, &c, &e), &e);
+    store_savepoint_rollback(f->st);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, b.id, T0 + 6, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    flt = (struct event_filter){.after = 7, .kind = -1, .limit = 100};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.seq[0], 8);
+    assert_string_equal(s.subject[0], b.id);
+    assert_int_equal(s.state[0], JOB_CANCELLED);
+
+    /* pruning: beyond the newest max_keep, and before a time; the window's end stays */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_prune(f->st, 0, 3, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, 6);
+    assert_int_equal(last, 8);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_prune(f->st, INT64_MAX, 1000, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, 9); /* none kept: the next seq */
+    assert_int_equal(last, 8);
+    /* and seq goes on from there */
+    insert_jobs(f->st, &c, 1);
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, 9);
+    assert_int_equal(last, 9);
+
+    ev_seen_release(&s);
+    job_release(&a);
+    job_release(&b);
+    job_release(&c);
+}
+
+/* --- captured output ----------------------------------------------------------------------- */
+
+static void read_log(struct store *st, const char *job, int attempt, int stream, int64_t off,
+                     size_t max, const char *want, size_t want_len)
+{
+    struct buf out = BUF_INIT;
+    struct err e = ERR_INIT;
+    assert_ok(store_log_read(st, job, attempt, stream, off, max, &out, &e), &e);
+    assert_int_equal(out.len, want_len);
+    if (want_len)
+        assert_memory_equal(out.data, want, want_len);
+    buf_release(&out);
+}
+
+static void test_logs(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "default");
+    insert_jobs(f->st, &j, 1);
+    static const char bin[] = {'a', '\0', 'b', '\n', '\xff', 'c'}; /* bytes, not text */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 1, 0, 0, bin, sizeof(bin), &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 1, 0, 6, "def", 3, &e), &e);
+    /* a chunk already stored at an offset is kept as it is */
+    assert_ok(store_log_append(f->st, j.id, 1, 0, 6, "XYZ", 3, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 1, 1, 0, "err", 3, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 2, 0, 0, "two", 3, &e), &e);
+    /* a gap: bytes 12.. of stdout, with 9..11 never received */
+    assert_ok(store_log_append(f->st, j.id, 1, 0, 12, "late", 4, &e), &e);
+    /* nothing past PROTO_STREAM_MAX is kept; a chunk across it is cut */
+    assert_ok(store_log_append(f->st, j.id, 3, 0, PROTO_STREAM_MAX, "x", 1, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 3, 0, PROTO_STREAM_MAX - 2, "abcd", 4, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 3, 0, -1, "neg", 3, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    read_log(f->st, j.id, 1, 0, 0, 1000, "a\0b\n\xff" "cdef", 9); /* stops at the gap */
+    read_log(f->st, j.id, 1, 0, 4, 3, "\xff" "cd", 3);            /* within and across chunks */
+    read_log(f->st, j.id, 1, 0, 9, 100, "", 0);                   /* in the gap */
+    read_log(f->st, j.id, 1, 0, 13, 100, "ate", 3);
+    read_log(f->st, j.id, 1, 0, 16, 100, "", 0); /* at the end */
+    read_log(f->st, j.id, 1, 1, 0, 100, "err", 3);
+    read_log(f->st, j.id, 2, 0, 0, 100, "two", 3);
+    read_log(f->st, j.id, 1, 0, 0, 0, "", 0);
+    read_log(f->st, j.id, 3, 0, PROTO_STREAM_MAX - 2, 100, "ab", 2);
+    read_log(f->st, j.id, 3, 0, 0, 100, "", 0);
+    read_log(f->st, "no-such-job", 1, 0, 0, 100, "", 0);
+
+    /* a rolled back chunk is not kept */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_log_append(f->st, j.id, 1, 0, 9, "gap", 3, &e), &e);
+    store_rollback(f->st);
+    read_log(f->st, j.id, 1, 0, 0, 1000, "a\0b\n\xff" "cdef", 9);
+    job_release(&j);
+}
+
+/* --- fenced updates and scans -------------------------------------------------------------- */
+
+static int collect_ids(void *arg, const struct job *j)
+{
+    char(*ids)[UUID_STR_LEN] = arg;
+    while (ids[0][0])
+        ids++;
+    memcpy(ids[0], j->id, UUID_STR_LEN);
+    assert_non_null(j->spec);
+    return 0;
+}
+
+static int stop_at_first(void *arg, const struct job *j)
+{
+    (void)arg;
+    (void)j;
+    return 42;
+}
+
+static void test_update_and_scan(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[3], got;
+    for (int i = 0; i < 3; i++)
+        make_simple(&jobs[i], T0 + i, "default");
+    insert_jobs(f->st, jobs, 3);
+
+    /* a fenced write: applied at the expected attempt and state only */
+    struct job w;
+    assert_ok(store_job_get(f->st, jobs[1].id, &w, &e), &e);
+    w.state = JOB_LEASED;
+    w.attempt = 1;
+    w.agent = xstrdup("w9");
+    w.started_at = T0 + 10;
+    w.progress = json_pack("{s:i}", "percent", 5);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_update(f->st, &w, 1, 1u << JOB_QUEUED, &e), ERR_CONFLICT, &e);
+    assert_err(store_job_update(f->st, &w, 0, 1u << JOB_RUNNING, &e), ERR_CONFLICT, &e);
+    assert_ok(store_job_update(f->st, &w, 0, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &e), &e);
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    struct job u;
+    make_simple(&u, T0, "default");
+    memcpy(u.id, unknown, UUID_STR_LEN);
+    assert_err(store_job_update(f->st, &u, 0, ~0u, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_job_get(f->st, jobs[1].id, &got, &e), &e);
+    assert_job_equal(&w, &got);
+    job_release(&got);
+
+    /* scans: by state mask, oldest first; fn's non-zero return stops it */
+    char ids[4][UUID_STR_LEN];
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_scan(f->st, 1u << JOB_QUEUED, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], jobs[0].id);
+    assert_string_equal(ids[1], jobs[2].id);
+    assert_string_equal(ids[2], "");
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_scan(f->st, JOB_HELD_STATES, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], jobs[1].id);
+    assert_string_equal(ids[1], "");
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_scan(f->st, 1u << JOB_SUCCEEDED, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], "");
+    assert_int_equal(store_job_scan(f->st, ~0u, stop_at_first, NULL, &e), 42);
+
+    job_release(&u);
+    job_release(&w);
+    release_jobs(jobs, 3);
+}
+
+/* --- webhooks' outbox ---------------------------------------------------------------------- */
+
+struct hook_seen {
+    int n;
+    int64_t id[8], seq[8], created_at[8];
+    int tries[8], state[8];
+    char url[8][64];
+};
+
+static int collect_hook(void *arg, const struct webhook *w)
+{
+    struct hook_seen *s = arg;
+    if (s->n >= 8)
+        return 1;
+    int i = s->n++;
+    s->id[i] = w->id;
+    s->seq[i] = w->ev->seq;
+    s->state[i] = w->ev->state;
+    s->tries[i] = w->tries;
+    s->created_at[i] = w->created_at;
+    snprintf(s->url[i], sizeof(s->url[i]), "%s", w->url);
+    return 0;
+}
+
+static void hooks_due(struct store *st, int64_t now, int limit, struct hook_seen *s)
+{
+    struct err e = ERR_INIT;
+    memset(s, 0, sizeof(*s));
+    assert_ok(store_webhook_due(st, now, limit, collect_hook, s, &e), &e);
+}
+
+static void test_webhooks(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job end, all, none, out;
+    make_job(&end, T0, "{'notify_url': 'http://127.0.0.1:9/end', 'command': {'program': 'a'}}");
+    make_job(&all, T0, "{'notify_url': 'http://127.0.0.1:9/all', 'notify': 'all', "
+                       "'command': {'program': 'b'}}");
+    make_simple(&none, T0, "default");
+    insert_jobs(f->st, (struct job[]){end, all, none}, 3);
+    int64_t count = -1;
+    assert_ok(store_webhook_count(f->st, &count, &e), &e);
+    assert_int_equal(count, 1); /* notify all: its submission too */
+
+    /* cancels: terminal, so each job with a webhook gets a delivery */
+    assert_ok(store_begin(f->st, &e), &e);
+    const struct job *const js[] = {&end, &all, &none};
+    for (int i = 0; i < 3; i++) {
+        assert_ok(store_job_cancel(f->st, js[i]->id, T0 + 1, &out, &e), &e);
+        job_release(&out);
+    }
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_webhook_count(f->st, &count, &e), &e);
+    assert_int_equal(count, 3);
+
+    int64_t now = time_now_ms() + 1000;
+    struct hook_seen s;
+    hooks_due(f->st, now, 10, &s);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.url[0], "http://127.0.0.1:9/all");
+    assert_int_equal(s.state[0], JOB_QUEUED);
+    assert_int_equal(s.tries[0], 0);
+    assert_true(s.created_at[0] > T0);
+    assert_string_equal(s.url[1], "http://127.0.0.1:9/end");
+    assert_int_equal(s.state[1], JOB_CANCELLED);
+    assert_string_equal(s.url[2], "http://127.0.0.1:9/all");
+    assert_int_equal(s.state[2], JOB_CANCELLED);
+    assert_true(s.seq[0] < s.seq[1] && s.seq[1] < s.seq[2]);
+    hooks_due(f->st, now, 2, &s);
+    assert_int_equal(s.n, 2);
+    hooks_due(f->st, 0, 10, &s); /* none due yet at time 0 */
+    assert_int_equal(s.n, 0);
+
+    /* a failed try waits for its next time; a delivered one goes */
+    hooks_due(f->st, now, 10, &s);
+    int64_t first_id = s.id[0];
+    int64_t second_id = s.id[1];
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_webhook_retry(f->st, first_id, 1, now + 60000, "connection refused", &e), &e);
+    assert_ok(store_webhook_delete(f->st, second_id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    hooks_due(f->st, now, 10, &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.url[0], "http://127.0.0.1:9/all");
+    assert_int_equal(s.state[0], JOB_CANCELLED);
+    hooks_due(f->st, now + 60000, 10, &s);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.id[1], first_id); /* the earliest due first */
+    assert_int_equal(s.tries[1], 1);
+
+    /* pruning keeps the events a delivery still needs */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_prune(f->st, INT64_MAX, 0, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    hooks_due(f->st, now + 60000, 10, &s);
+    assert_int_equal(s.n, 2);
+    assert_ok(store_webhook_count(f->st, &count, &e), &e);
+    assert_int_equal(count, 2);
+
+    /* a lease is an event too: notify "all" gets it, notify "end" does not */
+    struct job la, le;
+    make_job(&la, T0 + 2, "{'notify_url': 'http://127.0.0.1:9/la', 'notify': 'all', "
+                          "'command': {'program': 'c'}}");
+    make_job(&le, T0 + 2, "{'notify_url': 'http://127.0.0.1:9/le', 'command': {'program': 'd'}}");
+    insert_jobs(f->st, (struct job[]){la, le}, 2);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].job, la.id, UUID_STR_LEN);
+    memcpy(c[1].job, le.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 3, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2);
+    lib_free(c[0].spec);
+    lib_free(c[1].spec);
+    assert_ok(store_webhook_count(f->st, &count, &e), &e);
+    assert_int_equal(count, 4); /* la's submission and lease */
+    hooks_due(f->st, now + 60000, 10, &s);
+    assert_int_equal(s.n, 4);
+    int la_states = 0;
+    for (int i = 0; i < s.n; i++)
+        if (!strcmp(s.url[i], "http://127.0.0.1:9/la"))
+            la_states |= 1 << s.state[i];
+    assert_int_equal(la_states, 1 << JOB_QUEUED | 1 << JOB_LEASED);
+    job_release(&la);
+    job_release(&le);
+
+    job_release(&end);
+    job_release(&all);
+    job_release(&none);
+}
+
+/* --- URIs shown ---------------------------------------------------------------------------- */
+
+static void test_uri_redact(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"sqlite:/var/lib/drover/drover.db", "sqlite:/var/lib/drover/drover.db"},
+        {"postgres://drover:hunter2@db.example:5432/drover",
+         "postgres://drover:***@db.example:5432/drover"},
+        {"postgresql://u:p%40ss@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"},
+        {"postgres://drover@h/db", "postgres://drover@h/db"},
+        {"postgres://h/db?user=u&password=hunter2&sslmode=require",
+         "postgres://h/db?user=u&password=***&sslmode=require"},
+        {"postgres://u@h/db?password=hunter2", "postgres://u@h/db?password=***"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char out[256];
+        store_uri_redact(cases[i][0], out, sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+    }
+    char small[12];
+    store_uri_redact("postgres://u:hunter2@h/db", small, sizeof(small));
+    assert_string_equal(small, "postgres://");
+}
+
 /* --- meta ---------------------------------------------------------------------------------- */
 
 static void test_meta(void **state)
@@ -1575,6 +2347,7 @@ int main(void)
         T(test_reopen_keeps_data),
         T_EMPTY(test_open_bad_scheme),
         T_EMPTY(test_open_missing_folder),
+        T_EMPTY(test_open_postgres_uri),
         T(test_insert_get_every_field),
         T(test_get_unknown),
         T(test_get_by_key),
@@ -1588,15 +2361,39 @@ int main(void)
         T(test_cancel),
         T(test_apply),
         T(test_lease),
+        T(test_lease_twice_in_one_call),
+        T(test_lease_skips_locked),
         T(test_object_events),
+        T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
         T(test_meta),
+        T(test_events),
+        T(test_logs),
+        T(test_update_and_scan),
+        T(test_webhooks),
+        T_EMPTY(test_uri_redact),
     };
     int failed = 0;
     for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
         current = &backends[i];
+#ifdef WITH_POSTGRES
+        if (current->create == pg_create) {
+            pg_admin_uri = getenv("DROVER_TEST_PG_URI");
+            if (!pg_admin_uri || !*pg_admin_uri) {
+                printf("[  SKIPPED ] postgres: DROVER_TEST_PG_URI is not set (scripts/test.sh "
+                       "starts a server for it: scripts/pgtest.sh)\n");
+                fflush(stdout);
+                continue;
+            }
+            if (pg_split(pg_admin_uri)) {
+                fprintf(stderr, "DROVER_TEST_PG_URI must be postgres://USER@HOST:PORT/DB\n");
+                failed++;
+                continue;
+            }
+        }
+#endif
         failed += cmocka_run_group_tests_name(current->name, tests, NULL, NULL);
     }
     return failed ? 1 : 0;

@@ -1,0 +1,67 @@
+/*
+ * schema/postgres.h - the PostgreSQL schema as numbered migrations.
+ *
+ * Migration i brings drover_schema.version from i to i + 1, in one
+ * transaction under an advisory lock (several servers may start at once).
+ * Never edit a migration that has shipped: add the next one.
+ *
+ * The same tables as SQLite's (schema/sqlite.h) in their latest shape, with
+ * PostgreSQL's types: times are bigint milliseconds, JSON documents text
+ * (read back exactly as written), output bytea. Text that is ordered or
+ * compared by range (ids, queue and agent names) is COLLATE "C": byte order,
+ * as in SQLite, whatever the database's locale.
+ */
+#ifndef DROVER_SCHEMA_POSTGRES_H
+#define DROVER_SCHEMA_POSTGRES_H
+
+static const char *const pg_migrations[] = {
+    /* 1: everything SQLite's migrations 1-6 made */
+    "CREATE TABLE meta (k text PRIMARY KEY, v text NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  name text PRIMARY KEY, role integer NOT NULL, hash text NOT NULL UNIQUE,"
+    "  created_at bigint NOT NULL);"
+    "CREATE TABLE jobs ("
+    "  id text COLLATE \"C\" PRIMARY KEY," /* UUIDv7: sorts by creation */
+    "  state integer NOT NULL,"            /* enum job_state */
+    "  queue text COLLATE \"C\" NOT NULL,"
+    "  service text, name text, idem_key text, agent text,"
+    "  priority integer NOT NULL, slots integer NOT NULL,"
+    "  attempt integer NOT NULL, max_attempts integer NOT NULL,"
+    "  created_at bigint NOT NULL, started_at bigint, finished_at bigint,"
+    "  run_after bigint NOT NULL,"
+    "  labels text, spec text NOT NULL, progress text, result text, attempts text,"
+    "  owner text,"
+    "  notify_url text, notify_all boolean NOT NULL DEFAULT false);"
+    "CREATE UNIQUE INDEX jobs_owner_key ON jobs (coalesce(owner, ''), idem_key)"
+    "  WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX jobs_state_queue ON jobs (state, queue, id);"
+    "CREATE INDEX jobs_queue ON jobs (queue, id);"
+    "CREATE INDEX jobs_owner ON jobs (owner, id);"
+    "CREATE TABLE agents ("
+    "  id text PRIMARY KEY, name text COLLATE \"C\" NOT NULL UNIQUE, labels text NOT NULL,"
+    "  queues text NOT NULL, slots integer NOT NULL, version text, state integer NOT NULL,"
+    "  last_seen bigint NOT NULL, registered_at bigint NOT NULL, owner text, instance text);"
+    "CREATE TABLE job_logs ("
+    "  job text NOT NULL, attempt integer NOT NULL, stream integer NOT NULL,"
+    "  off bigint NOT NULL, data bytea NOT NULL,"
+    "  PRIMARY KEY (job, attempt, stream, off));"
+    /* The event stream. seq is given by the writing transaction from event_head, whose row
+       it locks until it commits: events become visible in seq order (a follower reading
+       seq > N never misses one committed later with a smaller seq), and event_head.seq is
+       the newest seq committed, which pruning does not take back. */
+    "CREATE TABLE events ("
+    "  seq bigint PRIMARY KEY, at bigint NOT NULL, kind integer NOT NULL,"
+    "  subject text NOT NULL, queue text, state integer NOT NULL, attempt integer,"
+    "  agent text, owner text, data text);"
+    "CREATE INDEX events_subject ON events (subject, seq);"
+    "CREATE TABLE event_head (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);"
+    "INSERT INTO event_head VALUES (1, 0);"
+    "CREATE TABLE webhook_outbox ("
+    "  id bigserial PRIMARY KEY, event_seq bigint NOT NULL, url text NOT NULL,"
+    "  created_at bigint NOT NULL, next_at bigint NOT NULL, tries integer NOT NULL DEFAULT 0,"
+    "  last_error text);"
+    "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
+    "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
+};
+
+#endif

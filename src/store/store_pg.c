@@ -1,0 +1,1748 @@
+/*
+ * store_pg.c - the PostgreSQL store (libpq), for "postgres://..." URIs.
+ *
+ * Each handle is one connection; its statements are prepared on the
+ * connection at their first use. Transactions are READ COMMITTED; what the
+ * SQLite backend gets from its single writer this one gets from row locks,
+ * so that nothing here depends on being the only process on the database:
+ *   - a lifecycle step reads its job FOR UPDATE (job_lock) and writes it
+ *     fenced on attempt and state;
+ *   - a transaction that writes events locks event_head's one row at its
+ *     first write (before any job's row: no deadlock), numbers its events
+ *     from it and writes the newest seq back just before COMMIT: writing
+ *     transactions commit one after the other, in seq order
+ *     (schema/postgres.h), as SQLite's single writer does;
+ *   - a lease takes its candidates FOR UPDATE SKIP LOCKED.
+ * The only state kept here between calls is the open transaction's: its
+ * depth and the seq of its last event.
+ *
+ * Durability: every COMMIT waits for the database's WAL flush (PostgreSQL's
+ * synchronous_commit; sync_full forces it on should the database default
+ * to off).
+ *
+ * Errors: a lost connection, a server shutting down or too many connections
+ * are ERR_UNAVAILABLE (503); the connection is re-made at the next call
+ * outside a transaction.
+ */
+#include "store/store_int.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "store/schema/postgres.h"
+
+/* The keys of the advisory locks migrations and store_claim take ("drover" in ASCII, + 1). */
+#define MIGRATE_LOCK "110413358540402"
+#define CLAIM_LOCK "110413358540403"
+
+enum stmt_id {
+    S_JOB_INSERT,
+    S_JOB_GET,
+    S_JOB_GET_KEY,
+    S_JOB_MATCH,
+    S_JOB_MATCH_OWNER,
+    S_JOB_GET_RUN,
+    S_JOB_LOCK,
+    S_JOB_LOCK_RUN,
+    S_QUEUE_STATS,
+    S_QUEUE_STATS_OWNER,
+    S_TOKEN_INSERT,
+    S_TOKEN_FIND,
+    S_TOKEN_DELETE,
+    S_TOKEN_COUNT,
+    S_META_GET,
+    S_META_SET,
+    S_JOB_UPDATE,
+    S_JOB_LEASE_LOCK,
+    S_JOB_LEASE,
+    S_JOB_SCAN,
+    S_LOG_APPEND,
+    S_LOG_READ,
+    S_AGENT_UPSERT,
+    S_AGENT_STATE,
+    S_AGENT_SCAN,
+    S_EVENT_HEAD_LOCK,
+    S_EVENT_HEAD_SET,
+    S_EVENT_AGENT,
+    S_EVENT_OBJECT,
+    S_EVENT_JOB_NEW,
+    S_EVENT_JOBS_NEW,
+    S_EVENT_WINDOW,
+    S_EVENT_PRUNE,
+    S_WEBHOOK_ADD,
+    S_WEBHOOK_DUE,
+    S_WEBHOOK_DELETE,
+    S_WEBHOOK_RETRY,
+    S_WEBHOOK_COUNT,
+    S_COUNT
+};
+
+#define JOB_COLUMNS                                                                                \
+    "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
+    "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
+    "owner"
+/* The same columns with labels and spec left out (NULL). */
+#define JOB_RUN_COLUMNS                                                                            \
+    "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
+    "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
+    "owner"
+
+static const char *const stmt_sql[S_COUNT] = {
+    /* A taken id or key inserts nothing (no error, which would abort the transaction). */
+    [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
+                     "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
+                     "$21,$22,$23) ON CONFLICT DO NOTHING",
+    [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
+    [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
+                      "coalesce($2::text, '') AND idem_key = $1",
+    /* Ids are lower-case hex and '-', all below 'g': [p, p || 'g') holds those starting with p. */
+    [S_JOB_MATCH] = "SELECT id FROM jobs WHERE id >= $1 AND id < $1 || 'g' ORDER BY id LIMIT $2",
+    [S_JOB_MATCH_OWNER] = "SELECT id FROM jobs WHERE id >= $1 AND id < $1 || 'g' AND owner = $3 "
+                          "ORDER BY id LIMIT $2",
+    [S_JOB_GET_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1",
+    [S_JOB_LOCK] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
+    [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
+    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
+                      "ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = $1 "
+                            "GROUP BY queue, state ORDER BY queue, state",
+    [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
+                       "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
+                       "ON CONFLICT (name) DO NOTHING",
+    [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = $1",
+    [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = $1",
+    [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = $1",
+    [S_META_GET] = "SELECT v FROM meta WHERE k = $1",
+    [S_META_SET] = "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
+                   "excluded.v",
+    /* RETURNING: whether the job's events go to a webhook (no second read for it) */
+    [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
+                     "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
+                     "WHERE id = $10 AND attempt = $11 AND ((1 << state) & $12::integer) != 0 "
+                     "RETURNING notify_url, notify_all",
+    /* a lease's candidates still queued, skipping rows another transaction holds; the spec as
+       stored text, and only what the lease's step and its event need */
+    [S_JOB_LEASE_LOCK] = "SELECT id, attempt, queue, owner, spec, notify_url, notify_all FROM jobs "
+                         "WHERE id = ANY($1::text[]) AND state = $2 FOR UPDATE SKIP LOCKED",
+    /* the leases of one call in one statement: one row of arrays per job */
+    [S_JOB_LEASE] = "UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
+                    "started_at = v.started_at, finished_at = v.finished_at, "
+                    "progress = v.progress FROM unnest($1::text[], $2::integer[], $3::text[], "
+                    "$4::integer[], $5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
+                    "AS v(id, state, agent, attempt, started_at, finished_at, progress, was) "
+                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9",
+    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & $1::integer) != 0 "
+                   "ORDER BY id",
+    [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
+                     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
+    [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = $1 AND attempt = $2 AND stream = $3 "
+                   "AND off + length(data) > $4 AND off < $4::bigint + $5::bigint ORDER BY off",
+    /* A name registered by another token is left alone: no row comes back. */
+    [S_AGENT_UPSERT] = "INSERT INTO agents (id, name, labels, queues, slots, version, state, "
+                       "last_seen, registered_at, owner, instance) "
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                       "ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, "
+                       "queues = excluded.queues, slots = excluded.slots, "
+                       "version = excluded.version, state = excluded.state, "
+                       "last_seen = excluded.last_seen, owner = excluded.owner, "
+                       "instance = excluded.instance "
+                       "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
+    [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
+    [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
+                     "registered_at, owner, instance FROM agents ORDER BY name",
+    [S_EVENT_HEAD_LOCK] = "SELECT seq FROM event_head WHERE id = 1 FOR UPDATE",
+    [S_EVENT_HEAD_SET] = "UPDATE event_head SET seq = $1 WHERE id = 1",
+    [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
+                      "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
+    [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
+                       "VALUES ($1, $2, 2, $3, $4, $5)",
+    [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
+                        "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
+    [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
+                         "agent, owner, data) SELECT v.seq, $1, 0, v.subject, v.queue, v.state, "
+                         "v.attempt, v.agent, v.owner, v.data FROM unnest($2::bigint[], "
+                         "$3::text[], $4::text[], $5::integer[], $6::integer[], $7::text[], "
+                         "$8::text[], $9::text[]) AS v(seq, subject, queue, state, attempt, "
+                         "agent, owner, data)",
+    [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
+                       "(SELECT seq FROM event_head WHERE id = 1)",
+    /* events a delivery still needs are kept */
+    [S_EVENT_PRUNE] = "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= (SELECT max(seq) FROM "
+                      "events) - $2::bigint) AND NOT EXISTS (SELECT 1 FROM webhook_outbox o "
+                      "WHERE o.event_seq = e.seq)",
+    [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
+                      "VALUES ($1, $2, $3, $4)",
+    [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
+                      "e.queue, e.state, e.attempt, e.agent, e.data FROM webhook_outbox o "
+                      "JOIN events e ON e.seq = o.event_seq WHERE o.next_at <= $1 "
+                      "ORDER BY o.next_at, o.id LIMIT $2",
+    [S_WEBHOOK_DELETE] = "DELETE FROM webhook_outbox WHERE id = $1",
+    [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
+                        "WHERE id = $4",
+    [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+};
+
+struct store_pg {
+    struct store base;
+    PGconn *conn;
+    char *shown; /* the URI without its password, for messages */
+    bool prepared[S_COUNT];
+    bool claimed;      /* store_claim was called: the session must hold CLAIM_LOCK ... */
+    bool claim_held;   /* ... and this one does */
+    int depth;         /* 0: no transaction, 1: in one, 2: and in its savepoint */
+    bool ev_locked;    /* this transaction holds event_head's row ... */
+    int64_t ev_seq;    /* ... and gave its last event this seq */
+    bool sp_ev_locked; /* the same when the savepoint was made */
+    int64_t sp_ev_seq;
+};
+
+static struct store_pg *pg(struct store *st)
+{
+    if (st->ops != &store_pg_ops)
+        abort();
+    return (struct store_pg *)st;
+}
+
+/* ---- statements and their parameters ---- */
+
+#define PARAMS_MAX 24
+
+/* Parameters in text form (format 0) but for binary ones (format 1). */
+struct params {
+    int n;
+    const char *v[PARAMS_MAX];
+    int len[PARAMS_MAX];
+    int fmt[PARAMS_MAX];
+    char num[PARAMS_MAX][24];
+    char *owned[PARAMS_MAX];
+};
+
+static void p_text(struct params *p, const char *v)
+{
+    if (p->n >= PARAMS_MAX)
+        abort();
+    p->v[p->n] = v;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_int(struct params *p, int64_t v)
+{
+    if (p->n >= PARAMS_MAX)
+        abort();
+    snprintf(p->num[p->n], sizeof(p->num[p->n]), "%" PRId64, v);
+    p_text(p, p->num[p->n]);
+}
+
+/* A time: 0 is NULL. */
+static void p_time(struct params *p, int64_t v)
+{
+    if (v)
+        p_int(p, v);
+    else
+        p_text(p, NULL);
+}
+
+static void p_bool(struct params *p, bool v)
+{
+    p_text(p, v ? "t" : "f");
+}
+
+static void p_json(struct params *p, const json_t *v)
+{
+    char *s = job_json_dump(v);
+    p->owned[p->n] = s;
+    p_text(p, s);
+}
+
+static void p_bin(struct params *p, const void *data, size_t len)
+{
+    p_text(p, data);
+    p->len[p->n - 1] = (int)len;
+    p->fmt[p->n - 1] = 1;
+}
+
+static void params_release(struct params *p)
+{
+    for (int i = 0; i < p->n; i++)
+        free(p->owned[i]);
+}
+
+/* An array literal ({"a",NULL,"b"}) built one element at a time: a parameter. */
+struct arr {
+    struct buf b;
+    int n;
+};
+
+static void arr_text(struct arr *a, const char *v)
+{
+    buf_adds(&a->b, a->n++ ? "," : "{");
+    if (!v) {
+        buf_adds(&a->b, "NULL");
+        return;
+    }
+    buf_addc(&a->b, '"');
+    for (const char *c = v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            buf_addc(&a->b, '\\');
+        buf_addc(&a->b, *c);
+    }
+    buf_addc(&a->b, '"');
+}
+
+static void arr_int(struct arr *a, int64_t v)
+{
+    buf_adds(&a->b, a->n++ ? "," : "{");
+    buf_addf(&a->b, "%" PRId64, v);
+}
+
+/* A time: 0 is NULL. */
+static void arr_time(struct arr *a, int64_t v)
+{
+    if (v) {
+        arr_int(a, v);
+    } else {
+        buf_adds(&a->b, a->n++ ? "," : "{");
+        buf_adds(&a->b, "NULL");
+    }
+}
+
+static void arr_json(struct arr *a, const json_t *v)
+{
+    char *t = job_json_dump(v);
+    arr_text(a, t);
+    free(t);
+}
+
+/* Hands the literal to p (which frees it). */
+static void p_arr(struct params *p, struct arr *a)
+{
+    if (!a->n)
+        buf_adds(&a->b, "{");
+    buf_adds(&a->b, "}");
+    char *t = buf_detach(&a->b);
+    p->owned[p->n] = t;
+    p_text(p, t);
+    a->n = 0;
+}
+
+/* The error of a failed call as an ERR_* code, with its message. */
+static int db_err(struct store_pg *s, const PGresult *r, struct err *e, const char *what)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorMessage(r) : "";
+    if (!msg || !*msg)
+        msg = PQerrorMessage(s->conn);
+    int code = ERR_INTERNAL;
+    if (PQstatus(s->conn) == CONNECTION_BAD)
+        code = ERR_UNAVAILABLE;
+    else if (!state)
+        code = ERR_INTERNAL;
+    else if (!strcmp(state, "23505")) /* unique_violation */
+        code = ERR_CONFLICT;
+    else if (!strcmp(state, "53100")) /* disk_full */
+        code = ERR_NOSPACE;
+    /* connection exceptions, insufficient resources, shutting down, serialization or
+       deadlock, lock not available: worth trying again */
+    else if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "57P", 3) ||
+             !strncmp(state, "40", 2) || !strcmp(state, "55P03"))
+        code = ERR_UNAVAILABLE;
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    return err_set(e, code, "store '%s': %s: %.*s", s->shown, what,
+                   (int)(n < 400 ? n : 400), msg);
+}
+
+/*
+ * Takes CLAIM_LOCK for the session: `busy` (the code) when another session
+ * holds it.
+ */
+static int claim_take(struct store_pg *s, int busy, struct err *e)
+{
+    PGresult *r = PQexec(s->conn, "SELECT pg_try_advisory_lock(" CLAIM_LOCK ")");
+    int rc;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_err(s, r, e, "claiming the database");
+    else if (strcmp(PQgetvalue(r, 0, 0), "t"))
+        rc = err_set(e, busy,
+                     "store '%s' is in use by another drover server (one server per "
+                     "PostgreSQL database for now)",
+                     s->shown);
+    else
+        rc = 0;
+    PQclear(r);
+    return rc;
+}
+
+/* Sets up a (re)made connection. */
+static int session_init(struct store_pg *s, struct err *e)
+{
+    memset(s->prepared, 0, sizeof(s->prepared));
+    if (PQsetClientEncoding(s->conn, "UTF8"))
+        return db_err(s, NULL, e, "setting the client encoding");
+    /* NOTICEs (CREATE ... IF NOT EXISTS) would go to stderr */
+    PGresult *r = PQexec(s->conn, "SET client_min_messages = warning");
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_err(s, r, e, "setting up the session");
+    PQclear(r);
+    s->claim_held = false; /* a new session holds no advisory lock */
+    return rc;
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/*
+ * Outside a transaction, a lost connection is made again (and a claim taken
+ * again: ERR_UNAVAILABLE while another server holds it).
+ */
+static int conn_ready(struct store_pg *s, struct err *e)
+{
+    int rc;
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        if (s->depth)
+            return err_set(e, ERR_UNAVAILABLE, "store '%s': the connection was lost", s->shown);
+        PQreset(s->conn);
+        if (PQstatus(s->conn) != CONNECTION_OK)
+            return db_err(s, NULL, e, "connecting again");
+        if ((rc = session_init(s, e)))
+            return rc;
+    }
+    if (s->claimed && !s->claim_held) {
+        if ((rc = claim_take(s, ERR_UNAVAILABLE, e)))
+            return rc;
+        s->claim_held = true;
+    }
+    return 0;
+}
+
+/*
+ * Runs statement `id` with p (released here). Its rows, when `out` is not
+ * NULL, are the caller's to PQclear().
+ */
+static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
+               struct err *e, const char *what)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "d%d", (int)id);
+    PGresult *r = NULL;
+    int rc = conn_ready(s, e);
+    if (!rc && !s->prepared[id]) {
+        r = PQprepare(s->conn, name, stmt_sql[id], 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = db_err(s, r, e, what);
+        else
+            s->prepared[id] = true;
+        PQclear(r);
+        r = NULL;
+    }
+    if (!rc) {
+        r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                           p ? p->fmt : NULL, 0);
+        ExecStatusType status = PQresultStatus(r);
+        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            rc = db_err(s, r, e, what);
+            PQclear(r);
+            r = NULL;
+        }
+    }
+    if (p)
+        params_release(p);
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return rc;
+}
+
+/* Runs SQL that takes no parameters and returns no rows. */
+static int exec_sql(struct store_pg *s, const char *sql, struct err *e, const char *what)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_err(s, r, e, what);
+    PQclear(r);
+    return rc;
+}
+
+/* How many rows the statement changed. */
+static int64_t changed(const PGresult *r)
+{
+    return strtoll(PQcmdTuples((PGresult *)r), NULL, 10);
+}
+
+static char *col_text(const PGresult *r, int row, int c)
+{
+    return PQgetisnull(r, row, c) ? NULL : xstrdup(PQgetvalue(r, row, c));
+}
+
+/* NULL is 0. */
+static int64_t col_int(const PGresult *r, int row, int c)
+{
+    return strtoll(PQgetvalue(r, row, c), NULL, 10);
+}
+
+static json_t *col_json(const PGresult *r, int row, int c)
+{
+    return PQgetisnull(r, row, c) ? NULL : job_json_load(PQgetvalue(r, row, c));
+}
+
+static void row_to_job(const PGresult *r, int row, struct job *j)
+{
+    job_init(j);
+    snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, row, 0));
+    j->state = (int)col_int(r, row, 1);
+    j->queue = col_text(r, row, 2);
+    j->service = col_text(r, row, 3);
+    j->name = col_text(r, row, 4);
+    j->key = col_text(r, row, 5);
+    j->agent = col_text(r, row, 6);
+    j->priority = (int)col_int(r, row, 7);
+    j->slots = (int)col_int(r, row, 8);
+    j->attempt = (int)col_int(r, row, 9);
+    j->max_attempts = (int)col_int(r, row, 10);
+    j->created_at = col_int(r, row, 11);
+    j->started_at = col_int(r, row, 12);
+    j->finished_at = col_int(r, row, 13);
+    j->run_after = col_int(r, row, 14);
+    j->labels = col_json(r, row, 15);
+    j->spec = col_json(r, row, 16);
+    j->progress = col_json(r, row, 17);
+    j->result = col_json(r, row, 18);
+    j->attempts = col_json(r, row, 19);
+    j->owner = col_text(r, row, 20);
+}
+
+/* ---- open, migrate, close ---- */
+
+static int migrate(struct store_pg *s, struct err *e)
+{
+    int latest = (int)ARRAY_SIZE(pg_migrations);
+    int rc = exec_sql(s, "BEGIN", e, "migrating");
+    if (rc)
+        goto fail;
+    /* the lock first, then what is there (a statement after it: its snapshot sees what a
+       migration that held the lock committed); no DDL at all when the schema is current,
+       so that the user then needs no CREATE right */
+    PGresult *r = PQexec(s->conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ")");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = db_err(s, r, e, "migrating");
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    r = PQexec(s->conn, "SELECT to_regclass('drover_schema') IS NULL");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = db_err(s, r, e, "reading the schema version");
+        PQclear(r);
+        goto fail;
+    }
+    bool fresh = !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    if (fresh && (rc = exec_sql(s, "CREATE TABLE drover_schema (version integer NOT NULL)", e,
+                                "migrating")))
+        goto fail;
+    r = PQexec(s->conn, "SELECT version FROM drover_schema");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = db_err(s, r, e, "reading the schema version");
+        PQclear(r);
+        goto fail;
+    }
+    bool none = PQntuples(r) == 0;
+    int version = none ? 0 : (int)col_int(r, 0, 0);
+    PQclear(r);
+    if (version > latest) {
+        rc = err_set(e, ERR_INVALID,
+                     "store '%s' has schema version %d, newer than this drover knows (%d)",
+                     s->shown, version, latest);
+        goto fail;
+    }
+    if (none && (rc = exec_sql(s, "INSERT INTO drover_schema VALUES (0)", e, "migrating")))
+        goto fail;
+    for (int v = version; v < latest; v++) {
+        char set[80];
+        snprintf(set, sizeof(set), "UPDATE drover_schema SET version = %d", v + 1);
+        if ((rc = exec_sql(s, pg_migrations[v], e, "migrating")) ||
+            (rc = exec_sql(s, set, e, "migrating")))
+            goto fail;
+    }
+    if ((rc = exec_sql(s, "COMMIT", e, "migrating")))
+        goto fail;
+    return 0;
+fail:
+    exec_sql(s, "ROLLBACK", NULL, "migrating");
+    return rc;
+}
+
+static void pg_close(struct store *st)
+{
+    struct store_pg *s = pg(st);
+    PQfinish(s->conn);
+    free(s->shown);
+    free(s);
+}
+
+static int pg_open(const char *uri, const struct store_opts *opts, struct store **out,
+                   struct err *e)
+{
+    struct store_pg *s = xcalloc(1, sizeof(*s));
+    char shown[512];
+    store_uri_redact(uri, shown, sizeof(shown));
+    s->base.ops = &store_pg_ops;
+    s->shown = xstrdup(shown);
+    int rc;
+    /*
+     * Defaults the URI's own parameters override (libpq: later wins; dbname expands the
+     * URI in place): a server that does not answer fails a connection after 10 s rather
+     * than holding the thread, and a connection to a dead one is noticed within a minute.
+     */
+    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "application_name", "dbname", NULL};
+    const char *const values[] = {"10", "30", "10", "3", "drover", uri, NULL};
+    s->conn = PQconnectdbParams(keys, values, 1);
+    if (!s->conn) {
+        rc = err_set(e, ERR_UNAVAILABLE, "cannot open store '%s': out of memory", s->shown);
+        goto out;
+    }
+    PQsetNoticeProcessor(s->conn, notice_ignore, NULL);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(s->conn);
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            n--;
+        rc = err_set(e, ERR_UNAVAILABLE, "cannot open store '%s': %.*s", s->shown,
+                     (int)(n < 400 ? n : 400), msg);
+        goto out;
+    }
+    if ((rc = session_init(s, e)) ||
+        (opts && opts->sync_full &&
+         (rc = exec_sql(s, "SET synchronous_commit = on", e, "setting up the session"))) ||
+        (rc = migrate(s, e)))
+        goto out;
+    *out = &s->base;
+    return 0;
+out:
+    pg_close(&s->base);
+    return rc;
+}
+
+static int pg_claim(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (s->claimed)
+        return 0;
+    /* A server restarted at once may find its predecessor's session not ended yet: the
+       database frees the lock when it sees the connection close, a moment later. */
+    int rc = ERR_CONFLICT;
+    for (int i = 0; i < 30 && rc == ERR_CONFLICT; i++) {
+        if (i)
+            usleep(100 * 1000);
+        rc = claim_take(s, ERR_CONFLICT, e);
+    }
+    if (!rc)
+        s->claimed = s->claim_held = true;
+    return rc;
+}
+
+/* ---- transactions ---- */
+
+static int pg_begin(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = conn_ready(s, e);
+    if (!rc)
+        rc = exec_sql(s, "BEGIN", e, "begin");
+    if (!rc) {
+        s->depth = 1;
+        s->ev_locked = false;
+    }
+    return rc;
+}
+
+static void tx_reset(struct store_pg *s)
+{
+    s->depth = 0;
+    s->ev_locked = false;
+}
+
+static int pg_commit(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = 0;
+    if (s->ev_locked) {
+        struct params p = {0};
+        p_int(&p, s->ev_seq);
+        rc = run(s, S_EVENT_HEAD_SET, &p, NULL, e, "commit");
+    }
+    if (rc)
+        return rc; /* the caller rolls back */
+    PGresult *r = PQexec(s->conn, "COMMIT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = db_err(s, r, e, "commit");
+    } else if (strcmp(PQcmdStatus(r), "COMMIT")) {
+        /* COMMIT of a transaction an error aborted rolls it back */
+        rc = err_set(e, ERR_INTERNAL, "store '%s': commit: the transaction was rolled back "
+                     "after an earlier error", s->shown);
+        tx_reset(s);
+    } else {
+        tx_reset(s);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static void pg_rollback(struct store *st)
+{
+    struct store_pg *s = pg(st);
+    if (s->depth && PQstatus(s->conn) == CONNECTION_OK)
+        exec_sql(s, "ROLLBACK", NULL, "rollback");
+    tx_reset(s);
+}
+
+static int pg_savepoint(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = exec_sql(s, "SAVEPOINT op", e, "savepoint");
+    if (!rc) {
+        s->depth = 2;
+        s->sp_ev_locked = s->ev_locked;
+        s->sp_ev_seq = s->ev_seq;
+    }
+    return rc;
+}
+
+static int pg_savepoint_release(struct store *st, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = exec_sql(s, "RELEASE SAVEPOINT op", e, "release savepoint");
+    if (!rc)
+        s->depth = 1;
+    return rc;
+}
+
+static void pg_savepoint_rollback(struct store *st)
+{
+    struct store_pg *s = pg(st);
+    exec_sql(s, "ROLLBACK TO SAVEPOINT op", NULL, "rollback to savepoint");
+    exec_sql(s, "RELEASE SAVEPOINT op", NULL, "release savepoint");
+    s->depth = 1;
+    /* what came after the savepoint is undone, its lock of event_head too */
+    s->ev_locked = s->sp_ev_locked;
+    s->ev_seq = s->sp_ev_seq;
+}
+
+/*
+ * A write that appends events, called outside a transaction, is made in one
+ * of its own (SQLite's statements commit one by one there): own says whether
+ * tx_end commits it.
+ */
+static int tx_start(struct store_pg *s, bool *own, struct err *e)
+{
+    *own = s->depth == 0;
+    return *own ? pg_begin(&s->base, e) : 0;
+}
+
+static int tx_end(struct store_pg *s, bool own, int rc, struct err *e)
+{
+    if (!own)
+        return rc;
+    if (!rc)
+        rc = pg_commit(&s->base, e);
+    if (rc)
+        pg_rollback(&s->base);
+    return rc;
+}
+
+/* ---- events ---- */
+
+/*
+ * Locks event_head's row for the rest of the transaction (once). Every write
+ * that may append an event, or locks a job's row, calls it first: the lock
+ * on event_head is always taken before any row lock, so that two
+ * transactions (of two servers, one day) cannot deadlock over a job's row
+ * and event_head.
+ */
+static int events_lock(struct store_pg *s, struct err *e)
+{
+    if (s->ev_locked || !s->depth)
+        return 0; /* held; or outside a transaction, where there is nothing to order */
+    PGresult *r;
+    int rc = run(s, S_EVENT_HEAD_LOCK, NULL, &r, e, "appending an event");
+    if (rc)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    }
+    s->ev_seq = col_int(r, 0, 0);
+    s->ev_locked = true;
+    PQclear(r);
+    return 0;
+}
+
+/* The seq of the transaction's next event (always inside one: tx_start). */
+static int next_seq(struct store_pg *s, int64_t *seq, struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    if (!s->ev_locked)
+        return err_set(e, ERR_INTERNAL, "store '%s': an event outside a transaction", s->shown);
+    *seq = ++s->ev_seq;
+    return 0;
+}
+
+/* Appends the event of a change just made to agent `id`, in the same transaction. */
+static int agent_event(struct store_pg *s, const char *id, struct err *e)
+{
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, id);
+    return run(s, S_EVENT_AGENT, &p, NULL, e, "appending an event");
+}
+
+/*
+ * Appends the event of the job record j just written, in the same
+ * transaction; and, when the job has a webhook (url, notify all) that wants
+ * this event, its delivery to the outbox.
+ */
+static int job_event(struct store_pg *s, const struct job *j, const char *url, bool all,
+                     struct err *e)
+{
+    int64_t now = time_now_ms(), seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, now);
+    p_text(&p, j->id);
+    p_text(&p, j->queue);
+    p_int(&p, j->state);
+    p_int(&p, j->attempt);
+    p_text(&p, j->agent);
+    p_text(&p, j->owner);
+    json_t *data = store_event_data(j);
+    p_json(&p, data);
+    json_decref(data);
+    rc = run(s, S_EVENT_JOB_NEW, &p, NULL, e, "appending an event");
+    if (rc || !store_webhook_wants(url, all, j->state))
+        return rc;
+    struct params w = {0};
+    p_int(&w, seq);
+    p_text(&w, url);
+    p_int(&w, now);
+    p_int(&w, now);
+    return run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+}
+
+/* ---- jobs ---- */
+
+static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    bool all;
+    const char *url = store_job_notify(j, &all);
+    struct params p = {0};
+    p_text(&p, j->id);
+    p_int(&p, j->state);
+    p_text(&p, j->queue);
+    p_text(&p, j->service);
+    p_text(&p, j->name);
+    p_text(&p, j->key);
+    p_text(&p, j->agent);
+    p_int(&p, j->priority);
+    p_int(&p, j->slots);
+    p_int(&p, j->attempt);
+    p_int(&p, j->max_attempts);
+    p_int(&p, j->created_at);
+    p_time(&p, j->started_at);
+    p_time(&p, j->finished_at);
+    p_int(&p, j->run_after);
+    p_json(&p, j->labels);
+    p_json(&p, j->spec);
+    p_json(&p, j->progress);
+    p_json(&p, j->result);
+    p_json(&p, j->attempts);
+    p_text(&p, j->owner);
+    p_text(&p, url);
+    p_bool(&p, url && all);
+    PGresult *r;
+    rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n == 0 && j->key)
+        return err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job",
+                         j->key);
+    if (n == 0)
+        return err_set(e, ERR_CONFLICT, "store '%s': job '%s' already exists", s->shown, j->id);
+    return job_event(s, j, url, all, e);
+}
+
+static int pg_job_insert(struct store *st, const struct job *j, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, job_insert_tx(s, j, e), e);
+}
+
+/* Runs a one-row job query bound to `arg`. */
+static int get_one(struct store_pg *s, enum stmt_id id, const char *arg, struct job *out,
+                   struct err *e, const char *what)
+{
+    struct params p = {0};
+    p_text(&p, arg);
+    PGresult *r;
+    int rc = run(s, id, &p, &r, e, "reading a job");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        row_to_job(r, 0, out);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "%s '%s' not found", what, arg);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_get(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return get_one(pg(st), S_JOB_GET, id, out, e, "job");
+}
+
+static int pg_job_get_run(struct store *st, const char *id, struct job *out, struct err *e)
+{
+    return get_one(pg(st), S_JOB_GET_RUN, id, out, e, "job");
+}
+
+/* The row stays locked (FOR UPDATE) until the transaction ends. */
+static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *out,
+                       struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = events_lock(s, e);
+    return rc ? rc : get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+}
+
+static int pg_job_get_by_key(struct store *st, const char *owner, const char *key,
+                             struct job *out, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, key);
+    p_text(&p, owner);
+    PGresult *r;
+    int rc = run(s, S_JOB_GET_KEY, &p, &r, e, "reading a job");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        row_to_job(r, 0, out);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "job with key '%s' not found", key);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_match(struct store *st, const char *prefix, const char *owner,
+                        char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, prefix);
+    p_int(&p, (int64_t)max);
+    if (owner)
+        p_text(&p, owner);
+    PGresult *r;
+    *n = 0;
+    int rc = run(s, owner ? S_JOB_MATCH_OWNER : S_JOB_MATCH, &p, &r, e,
+                 "finding jobs by id prefix");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* Adds " AND <cond>" with the next parameter's number in place of the "$" in cond. */
+static void where_param(struct buf *sql, struct params *p, const char *cond)
+{
+    const char *d = strchr(cond, '$');
+    buf_adds(sql, " AND ");
+    buf_add(sql, cond, (size_t)(d - cond));
+    buf_addf(sql, "$%d", p->n + 1);
+    buf_adds(sql, d + 1);
+}
+
+static int pg_job_list(struct store *st, const struct job_filter *f, struct job_list *out,
+                       struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct buf sql = BUF_INIT;
+    struct params p = {0};
+    out->jobs = NULL;
+    out->n = 0;
+    buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE true");
+    if (f->owner) {
+        where_param(&sql, &p, "owner = $");
+        p_text(&p, f->owner);
+    }
+    if (f->state >= 0) {
+        where_param(&sql, &p, "state = $");
+        p_int(&p, f->state);
+    }
+    if (f->queue) {
+        where_param(&sql, &p, "queue = $");
+        p_text(&p, f->queue);
+    }
+    if (f->service) {
+        where_param(&sql, &p, "service = $");
+        p_text(&p, f->service);
+    }
+    if (f->label_key) { /* the key is a literal key, dots and all */
+        buf_addf(&sql, " AND labels::jsonb ->> $%d::text = $%d", p.n + 1, p.n + 2);
+        p_text(&p, f->label_key);
+        p_text(&p, f->label_value);
+    }
+    if (f->after) {
+        where_param(&sql, &p, "id < $");
+        p_text(&p, f->after);
+    }
+    buf_addf(&sql, " ORDER BY id DESC LIMIT %d", f->limit);
+    int rc = conn_ready(s, e);
+    PGresult *r = NULL;
+    if (!rc) {
+        r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = db_err(s, r, e, "listing jobs");
+    }
+    buf_release(&sql);
+    params_release(&p);
+    if (!rc && PQntuples(r) > 0) {
+        out->jobs = xcalloc((size_t)PQntuples(r), sizeof(*out->jobs));
+        for (int i = 0; i < PQntuples(r); i++)
+            row_to_job(r, i, &out->jobs[out->n++]);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int job_update_tx(struct store_pg *s, const struct job *j, int expect_attempt,
+                         unsigned expect_states, struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_int(&p, j->state);
+    p_text(&p, j->agent);
+    p_int(&p, j->attempt);
+    p_time(&p, j->started_at);
+    p_time(&p, j->finished_at);
+    p_int(&p, j->run_after);
+    p_json(&p, j->progress);
+    p_json(&p, j->result);
+    p_json(&p, j->attempts);
+    p_text(&p, j->id);
+    p_int(&p, expect_attempt);
+    p_int(&p, (int)expect_states);
+    PGresult *r;
+    rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1) { /* updated: its event (and webhook), from the record */
+        char *url = col_text(r, 0, 0);
+        bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
+        PQclear(r);
+        rc = job_event(s, j, url, all, e);
+        free(url);
+        return rc;
+    }
+    PQclear(r);
+    struct job cur;
+    if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
+        return rc;
+    rc = err_set(e, ERR_CONFLICT, "job '%s' is %s at attempt %d, not at attempt %d", j->id,
+                 job_state_name(cur.state), cur.attempt, expect_attempt);
+    job_release(&cur);
+    return rc;
+}
+
+static int pg_job_update(struct store *st, const struct job *j, int expect_attempt,
+                         unsigned expect_states, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, job_update_tx(s, j, expect_attempt, expect_states, e), e);
+}
+
+/*
+ * The candidates still queued and not locked by another transaction are
+ * locked (SKIP LOCKED: never waited for), stepped through the lifecycle's
+ * lease in the caller's order, then written with their events in one
+ * statement each.
+ */
+/* The row of r (ids in column 0) for job id, or -1. */
+static int row_of(const PGresult *r, const char *id)
+{
+    for (int k = 0; k < PQntuples(r); k++)
+        if (!strcmp(PQgetvalue(r, k, 0), id))
+            return k;
+    return -1;
+}
+
+static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
+                        struct store_lease *c, size_t n, size_t *nleased, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (!n)
+        return 0;
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    struct arr ids = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&ids, c[i].job);
+    struct params p = {0};
+    p_arr(&p, &ids);
+    p_int(&p, JOB_QUEUED);
+    PGresult *r;
+    rc = run(s, S_JOB_LEASE_LOCK, &p, &r, e, "leasing jobs");
+    if (rc)
+        return rc;
+    struct arr u[8], ev[8];
+    bool *taken = xcalloc((size_t)PQntuples(r) + 1, sizeof(*taken)); /* a row leased already */
+    for (int k = 0; k < 8; k++) {
+        u[k] = (struct arr){BUF_INIT, 0};
+        ev[k] = (struct arr){BUF_INIT, 0};
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        int row = row_of(r, c[i].job);
+        if (row < 0 || taken[row])
+            continue; /* not queued, locked elsewhere, unknown, or given twice: skipped */
+        taken[row] = true;
+        struct job j;
+        job_init(&j);
+        snprintf(j.id, sizeof(j.id), "%s", c[i].job);
+        j.state = JOB_QUEUED;
+        j.attempt = (int)col_int(r, row, 1);
+        int was = j.attempt;
+        struct job_event_args a = {.now_ms = now_ms, .agent = agent};
+        struct err ignored = ERR_INIT;
+        if (lifecycle_apply(&j, JOB_EV_LEASE, &a, &ignored)) {
+            job_release(&j);
+            continue;
+        }
+        j.queue = col_text(r, row, 2);
+        j.owner = col_text(r, row, 3);
+        int64_t seq = 0;
+        if ((rc = next_seq(s, &seq, e))) {
+            job_release(&j);
+            break;
+        }
+        arr_text(&u[0], j.id);
+        arr_int(&u[1], j.state);
+        arr_text(&u[2], j.agent);
+        arr_int(&u[3], j.attempt);
+        arr_time(&u[4], j.started_at);
+        arr_time(&u[5], j.finished_at);
+        arr_json(&u[6], j.progress);
+        arr_int(&u[7], was);
+        json_t *data = store_event_data(&j);
+        arr_int(&ev[0], seq);
+        arr_text(&ev[1], j.id);
+        arr_text(&ev[2], j.queue);
+        arr_int(&ev[3], j.state);
+        arr_int(&ev[4], j.attempt);
+        arr_text(&ev[5], j.agent);
+        arr_text(&ev[6], j.owner);
+        arr_json(&ev[7], data);
+        json_decref(data);
+        c[i].leased = true;
+        c[i].attempt = j.attempt;
+        c[i].spec = col_text(r, row, 4);
+        ++*nleased;
+        job_release(&j);
+    }
+    if (!rc && *nleased) {
+        struct params up = {0};
+        for (int k = 0; k < 8; k++)
+            p_arr(&up, &u[k]);
+        p_int(&up, JOB_QUEUED);
+        PGresult *ur;
+        if (!(rc = run(s, S_JOB_LEASE, &up, &ur, e, "leasing jobs"))) {
+            if (changed(ur) != (int64_t)*nleased) /* the rows are locked: cannot happen */
+                rc = err_set(e, ERR_INTERNAL, "store '%s': leasing jobs: %lld of %zu written",
+                             s->shown, (long long)changed(ur), *nleased);
+            PQclear(ur);
+        }
+        struct params ep = {0};
+        p_int(&ep, time_now_ms());
+        for (int k = 0; k < 8; k++)
+            p_arr(&ep, &ev[k]);
+        if (!rc)
+            rc = run(s, S_EVENT_JOBS_NEW, &ep, NULL, e, "appending events");
+        else
+            params_release(&ep);
+    }
+    /* deliveries of the lease events wanted by webhooks (notify "all"); the events got
+       consecutive seqs, in the candidates' order */
+    int64_t seq = s->ev_seq - (int64_t)*nleased, now = time_now_ms();
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!c[i].leased)
+            continue;
+        seq++;
+        int row = row_of(r, c[i].job);
+        const char *url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
+        if (!store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 6), "t"), JOB_LEASED))
+            continue;
+        struct params w = {0};
+        p_int(&w, seq);
+        p_text(&w, url);
+        p_int(&w, now);
+        p_int(&w, now);
+        rc = run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+    }
+    for (int k = 0; k < 8; k++) {
+        buf_release(&u[k].b);
+        buf_release(&ev[k].b);
+    }
+    free(taken);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
+                       void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_int(&p, (int)states);
+    PGresult *r;
+    int rc = run(s, S_JOB_SCAN, &p, &r, e, "scanning jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct job j;
+        row_to_job(r, i, &j);
+        rc = fn(arg, &j);
+        job_release(&j);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* ---- output ---- */
+
+static int pg_log_append(struct store *st, const char *job, int attempt, int stream,
+                         int64_t offset, const char *data, size_t len, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (!store_log_clamp(offset, &len))
+        return 0;
+    struct params p = {0};
+    p_text(&p, job);
+    p_int(&p, attempt);
+    p_int(&p, stream);
+    p_int(&p, offset);
+    p_bin(&p, data, len);
+    return run(s, S_LOG_APPEND, &p, NULL, e, "storing output");
+}
+
+static int pg_log_read(struct store *st, const char *job, int attempt, int stream,
+                       int64_t offset, size_t max, struct buf *out, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (max == 0)
+        return 0;
+    struct params p = {0};
+    p_text(&p, job);
+    p_int(&p, attempt);
+    p_int(&p, stream);
+    p_int(&p, offset);
+    p_int(&p, max > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)max);
+    PGresult *r;
+    int rc = run(s, S_LOG_READ, &p, &r, e, "reading output");
+    if (rc)
+        return rc;
+    int64_t pos = offset; /* the next byte wanted */
+    for (int i = 0; i < PQntuples(r) && max > 0; i++) {
+        size_t len = 0;
+        unsigned char *data =
+            PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &len);
+        if (!data) {
+            PQclear(r);
+            return err_set(e, ERR_INTERNAL, "store '%s': reading output: out of memory",
+                           s->shown);
+        }
+        bool more = store_log_take(&pos, &max, col_int(r, i, 0), (const char *)data,
+                                   (int64_t)len, out);
+        PQfreemem(data);
+        if (!more)
+            break;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* ---- agents ---- */
+
+static int agent_upsert_tx(struct store_pg *s, struct agent_rec *a, struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_text(&p, a->id);
+    p_text(&p, a->name);
+    p_json(&p, a->labels);
+    p_json(&p, a->queues);
+    p_int(&p, a->slots);
+    p_text(&p, a->version);
+    p_int(&p, a->state);
+    p_int(&p, a->last_seen);
+    p_int(&p, a->registered_at);
+    p_text(&p, a->owner);
+    p_text(&p, a->instance);
+    PGresult *r;
+    rc = run(s, S_AGENT_UPSERT, &p, &r, e, "registering an agent");
+    if (rc)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(e, ERR_CONFLICT, "agent '%s' belongs to another token", a->name);
+    }
+    snprintf(a->id, sizeof(a->id), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return agent_event(s, a->id, e);
+}
+
+static int pg_agent_upsert(struct store *st, struct agent_rec *a, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, agent_upsert_tx(s, a, e), e);
+}
+
+static int agent_set_state_tx(struct store_pg *s, const char *id, int state, int64_t last_seen,
+                              struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_int(&p, state);
+    p_int(&p, last_seen);
+    p_text(&p, id);
+    PGresult *r;
+    rc = run(s, S_AGENT_STATE, &p, &r, e, "updating an agent");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n == 0)
+        return err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
+    return agent_event(s, id, e);
+}
+
+static int pg_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
+                              struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, agent_set_state_tx(s, id, state, last_seen, e), e);
+}
+
+static int pg_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
+                         void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    PGresult *r;
+    int rc = run(s, S_AGENT_SCAN, NULL, &r, e, "listing agents");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct agent_rec a;
+        agent_rec_init(&a);
+        snprintf(a.id, sizeof(a.id), "%s", PQgetvalue(r, i, 0));
+        a.name = col_text(r, i, 1);
+        a.labels = col_json(r, i, 2);
+        a.queues = col_json(r, i, 3);
+        a.slots = (int)col_int(r, i, 4);
+        a.version = col_text(r, i, 5);
+        a.state = (int)col_int(r, i, 6);
+        a.last_seen = col_int(r, i, 7);
+        a.registered_at = col_int(r, i, 8);
+        a.owner = col_text(r, i, 9);
+        a.instance = col_text(r, i, 10);
+        rc = fn(arg, &a);
+        agent_rec_release(&a);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_queue_stats(struct store *st, const char *owner, struct queue_stat **out,
+                          size_t *n, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    if (owner)
+        p_text(&p, owner);
+    PGresult *r;
+    int rc = run(s, owner ? S_QUEUE_STATS_OWNER : S_QUEUE_STATS, &p, &r, e, "counting jobs");
+    if (rc)
+        return rc;
+    struct queue_stat *v = NULL;
+    size_t cnt = 0, cap = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        int state = (int)col_int(r, i, 1);
+        if (!cnt || strcmp(v[cnt - 1].name, name)) { /* rows come grouped by queue */
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = xrealloc(v, cap * sizeof(*v));
+            }
+            memset(&v[cnt], 0, sizeof(v[cnt]));
+            snprintf(v[cnt].name, sizeof(v[cnt].name), "%s", name);
+            cnt++;
+        }
+        if (state >= 0 && state < JOB_NSTATES)
+            v[cnt - 1].count[state] = col_int(r, i, 2);
+    }
+    PQclear(r);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+/* ---- tokens, meta ---- */
+
+static int pg_token_insert(struct store *st, const char *name, int role, const char *hash,
+                           struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, name);
+    p_int(&p, role);
+    p_text(&p, hash);
+    PGresult *r;
+    int rc = run(s, S_TOKEN_INSERT, &p, &r, e, "inserting a token");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_field(e, ERR_CONFLICT, "name", "a token named '%s' already exists", name);
+}
+
+static int pg_token_find(struct store *st, const char *hash, int *role, char *name_out,
+                         size_t n, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, hash);
+    PGresult *r;
+    int rc = run(s, S_TOKEN_FIND, &p, &r, e, "reading a token");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1) {
+        *role = (int)col_int(r, 0, 0);
+        if (name_out)
+            snprintf(name_out, n, "%s", PQgetvalue(r, 0, 1));
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "no such token");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_token_delete(struct store *st, const char *name, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, name);
+    PGresult *r;
+    int rc = run(s, S_TOKEN_DELETE, &p, &r, e, "deleting a token");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+}
+
+/* One count(*) row. */
+static int count_one(struct store_pg *s, enum stmt_id id, struct params *p, int64_t *out,
+                     struct err *e, const char *what)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r, e, what);
+    if (rc)
+        return rc;
+    *out = col_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_token_count(struct store *st, int role, int64_t *count, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, role);
+    return count_one(pg(st), S_TOKEN_COUNT, &p, count, e, "counting tokens");
+}
+
+static int pg_meta_get(struct store *st, const char *key, char **value, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, key);
+    PGresult *r;
+    int rc = run(s, S_META_GET, &p, &r, e, "reading meta");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        *value = col_text(r, 0, 0);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "'%s' is not set", key);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_meta_set(struct store *st, const char *key, const char *value, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, key);
+    p_text(&p, value);
+    return run(pg(st), S_META_SET, &p, NULL, e, "writing meta");
+}
+
+/* ---- the event stream ---- */
+
+/* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
+static void row_to_event(const PGresult *r, int row, int c, struct event_rec *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->seq = col_int(r, row, c);
+    ev->at = col_int(r, row, c + 1);
+    ev->kind = (int)col_int(r, row, c + 2);
+    snprintf(ev->subject, sizeof(ev->subject), "%s", PQgetvalue(r, row, c + 3));
+    ev->queue = col_text(r, row, c + 4);
+    ev->state = (int)col_int(r, row, c + 5);
+    ev->attempt = (int)col_int(r, row, c + 6);
+    ev->agent = col_text(r, row, c + 7);
+    ev->data = col_json(r, row, c + 8);
+}
+
+static void event_rec_release(struct event_rec *ev)
+{
+    free(ev->queue);
+    free(ev->agent);
+    json_decref(ev->data);
+}
+
+static int pg_event_object(struct store *st, int change, const char *bucket, const char *key,
+                           int64_t size, const char *sha256, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, bucket);
+    p_int(&p, change);
+    p_json(&p, d);
+    json_decref(d);
+    return run(s, S_EVENT_OBJECT, &p, NULL, e, "appending an event");
+}
+
+static int pg_event_list(struct store *st, const struct event_filter *f,
+                         int (*fn)(void *arg, const struct event_rec *ev), void *arg,
+                         struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct buf sql = BUF_INIT;
+    struct params p = {0};
+    buf_adds(&sql, "SELECT seq, at, kind, subject, queue, state, attempt, agent, data FROM events "
+                   "WHERE seq > $1");
+    p_int(&p, f->after);
+    if (f->kind >= 0) {
+        where_param(&sql, &p, "kind = $");
+        p_int(&p, f->kind);
+    }
+    if (f->queue) {
+        where_param(&sql, &p, "queue = $");
+        p_text(&p, f->queue);
+    }
+    if (f->jobs) {
+        where_param(&sql, &p, "subject = ANY($::text[])");
+        struct arr a = {BUF_INIT, 0};
+        for (size_t i = 0; i < f->njobs; i++)
+            arr_text(&a, f->jobs[i]);
+        p_arr(&p, &a);
+    }
+    if (f->owner) { /* a client: its own jobs' events, and the agents' */
+        where_param(&sql, &p, "(kind <> 0 OR owner = $)"); /* agents' and objects' too */
+        p_text(&p, f->owner);
+    }
+    buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
+    int rc = conn_ready(s, e);
+    PGresult *r = NULL;
+    if (!rc) {
+        r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = db_err(s, r, e, "listing events");
+    }
+    buf_release(&sql);
+    params_release(&p);
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        struct event_rec ev;
+        row_to_event(r, i, 0, &ev);
+        rc = fn(arg, &ev);
+        event_rec_release(&ev);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_event_window(struct store *st, int64_t *first, int64_t *last, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    PGresult *r;
+    int rc = run(s, S_EVENT_WINDOW, NULL, &r, e, "reading the event window");
+    if (rc)
+        return rc;
+    *last = col_int(r, 0, 1);
+    *first = PQgetisnull(r, 0, 0) ? *last + 1 : col_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_event_prune(struct store *st, int64_t before_ms, int64_t max_keep, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, before_ms);
+    p_int(&p, max_keep);
+    return run(pg(st), S_EVENT_PRUNE, &p, NULL, e, "pruning events");
+}
+
+/* ---- webhooks ---- */
+
+static int pg_webhook_due(struct store *st, int64_t now_ms, int limit,
+                          int (*fn)(void *arg, const struct webhook *w), void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_int(&p, now_ms);
+    p_int(&p, limit);
+    PGresult *r;
+    int rc = run(s, S_WEBHOOK_DUE, &p, &r, e, "reading the webhook outbox");
+    if (rc)
+        return rc;
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        struct event_rec ev;
+        row_to_event(r, i, 4, &ev);
+        struct webhook w = {.id = col_int(r, i, 0),
+                            .url = PQgetvalue(r, i, 1),
+                            .tries = (int)col_int(r, i, 2),
+                            .created_at = col_int(r, i, 3),
+                            .ev = &ev};
+        rc = fn(arg, &w);
+        event_rec_release(&ev);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_webhook_delete(struct store *st, int64_t id, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, id);
+    return run(pg(st), S_WEBHOOK_DELETE, &p, NULL, e, "recording a delivery");
+}
+
+static int pg_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at,
+                            const char *error, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, tries);
+    p_int(&p, next_at);
+    p_text(&p, error);
+    p_int(&p, id);
+    return run(pg(st), S_WEBHOOK_RETRY, &p, NULL, e, "recording a failed delivery");
+}
+
+static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
+{
+    return count_one(pg(st), S_WEBHOOK_COUNT, NULL, n, e, "counting webhooks");
+}
+
+const struct store_ops store_pg_ops = {
+    .scheme = "postgres",
+    .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
+    .open = pg_open,
+    .close = pg_close,
+    .claim = pg_claim,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .savepoint = pg_savepoint,
+    .savepoint_release = pg_savepoint_release,
+    .savepoint_rollback = pg_savepoint_rollback,
+    .job_insert = pg_job_insert,
+    .job_get = pg_job_get,
+    .job_get_by_key = pg_job_get_by_key,
+    .job_match = pg_job_match,
+    .job_get_run = pg_job_get_run,
+    .job_list = pg_job_list,
+    .job_lock = pg_job_lock,
+    .job_lease = pg_job_lease,
+    .job_update = pg_job_update,
+    .job_scan = pg_job_scan,
+    .log_append = pg_log_append,
+    .log_read = pg_log_read,
+    .agent_upsert = pg_agent_upsert,
+    .agent_set_state = pg_agent_set_state,
+    .agent_scan = pg_agent_scan,
+    .queue_stats = pg_queue_stats,
+    .token_insert = pg_token_insert,
+    .token_find = pg_token_find,
+    .token_delete = pg_token_delete,
+    .token_count = pg_token_count,
+    .event_object = pg_event_object,
+    .event_list = pg_event_list,
+    .event_window = pg_event_window,
+    .event_prune = pg_event_prune,
+    .webhook_due = pg_webhook_due,
+    .webhook_delete = pg_webhook_delete,
+    .webhook_retry = pg_webhook_retry,
+    .webhook_count = pg_webhook_count,
+    .meta_get = pg_meta_get,
+    .meta_set = pg_meta_set,
+};

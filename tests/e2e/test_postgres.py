@@ -1,0 +1,300 @@
+"""A server on PostgreSQL (--db postgres://...): the main job API paths end to end.
+
+PostgreSQL is real: DROVER_TEST_PG_URI names a server when scripts/test.sh started one
+(scripts/pgtest.sh); otherwise this module starts its own throwaway cluster once for the session
+(initdb + pg_ctl in a temporary folder, a free loopback port) and stops it at the end. Each test
+gets a database of its own. Slow (a cluster): marked `once`.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import pytest
+import requests
+from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
+from conftest import ROOT, Server, wait_for
+
+pytestmark = pytest.mark.once
+
+PGTEST = os.path.join(ROOT, "scripts", "pgtest.sh")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The URI of a PostgreSQL server the tests may make databases on."""
+    uri = os.environ.get("DROVER_TEST_PG_URI")
+    if uri:
+        yield uri
+        return
+    if not shutil.which("psql"):
+        pytest.fail("PostgreSQL is not installed (scripts/deps.sh test)")
+    d = tempfile.mkdtemp(prefix="drover-pg-")
+    try:
+        r = subprocess.run([PGTEST, "start", d], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"scripts/pgtest.sh start failed: {r.stderr}"
+        yield r.stdout.strip()
+    finally:
+        subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
+
+
+def psql(uri, sql):
+    r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def db_uri(server_uri, name):
+    base, _, _ = server_uri.rpartition("/")
+    return f"{base}/{name}"
+
+
+_made = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def pg_db(pg_server):
+    """A fresh database: its URI. Dropped afterwards."""
+    name = f"drover_e2e_{os.getpid()}_{next(_made)}"
+    psql(pg_server, f"CREATE DATABASE {name}")
+    yield db_uri(pg_server, name)
+    psql(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_servers(tmp_path, pg_db):
+    """make(*extra, db=None, start=True) makes a server on the test's database (or on `db`)
+    and starts it; all are stopped (by PID) afterwards."""
+    made = []
+
+    def make(*extra, db=None, start=True):
+        s = Server(tmp_path / f"data{len(made)}",
+                   ["--db", db or pg_db, "--heartbeat", "1", "--lost-after", "3"] + list(extra))
+        made.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in made:
+        s.kill()
+
+
+def refused(server):
+    """Starts server, which must exit before it serves: its message (and log)."""
+    with pytest.raises(RuntimeError) as exc:
+        server.start(timeout=30)
+    return str(exc.value)
+
+
+def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
+    """The events from `since` on, read from /v1/events until until(events) holds."""
+    got = []
+    done = threading.Event()
+
+    def read():
+        try:
+            with requests.get(server.url + "/v1/events", params={"since": since}, stream=True,
+                              headers={"Authorization": f"Bearer {server.admin_token}"},
+                              timeout=(5, timeout)) as r:
+                assert r.status_code == 200, r.text
+                for line in r.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data: "):
+                        got.append(json.loads(line[6:]))
+                        if until(got):
+                            break
+        except requests.RequestException:
+            pass
+        finally:
+            done.set()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    assert done.wait(timeout + 10), f"the event stream did not give what was waited for: {got}"
+    assert until(got), got
+    return got
+
+
+def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
+    server = pg_servers()
+    api = server.api()
+    # nothing of SQLite: the store is the database
+    assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
+    assert "store postgres://" in server.read_log()
+    assert psql(pg_db, "SELECT version FROM drover_schema") == "1"
+
+    make_agent(server, "w1")
+    job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
+                                           "echo 40 nearly > \"$DROVER_PROGRESS\"; sleep 0.3"})
+    j = wait_job(server, job)
+    assert j["state"] == "succeeded", j
+    assert j["result"]["reason"] == "exit" and j["result"]["exit_code"] == 0
+    assert j["result"]["stdout"] == "hello\n"
+    assert j["agent"] == "w1" and j["attempt"] == 1
+    assert api.get(f"/v1/jobs/{job}/log").text == "hello\n"
+    assert api.get(f"/v1/jobs/{job}/log?stream=stderr").text == "to stderr\n"
+    # failing, then retried: each attempt recorded
+    failing = submit(server, retry={"max_attempts": 2, "backoff_s": 0.1},
+                     command={"shell": "exit 3"})
+    f = wait_job(server, failing)
+    assert f["state"] == "failed" and f["attempt"] == 2, f
+    assert [a["exit_code"] for a in f["attempts"]] == [3, 3]
+
+    # the rows are PostgreSQL's
+    assert psql(pg_db, f"SELECT count(*) FROM jobs WHERE id = '{job}' AND finished_at IS NOT NULL "
+                       "AND agent = 'w1'") == "1"
+    assert int(psql(pg_db, "SELECT count(*) FROM job_logs")) >= 2
+    # the event stream: the lifecycle in order, seq strictly increasing
+    evs = events(server, 0, until=lambda evs: any(
+        e.get("job") == job and e["state"] == "succeeded" for e in evs))
+    mine = [e for e in evs if e.get("job") == job]
+    assert [e["state"] for e in mine][0] == "queued" and mine[-1]["state"] == "succeeded"
+    assert "leased" in [e["state"] for e in mine] and "running" in [e["state"] for e in mine]
+    assert any(e.get("percent") == 40 for e in mine), mine
+    seqs = [e["seq"] for e in evs]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1
+    assert any(e["type"] == "agent" and e["agent"] == "w1" for e in evs)
+
+
+def test_submit_list_cancel_keys_and_queues(pg_servers):
+    server = pg_servers()
+    api = server.api()
+    made = []
+    for i in range(9):
+        r = api.post("/v1/jobs", json={"queue": "a" if i % 2 else "b", "service": f"s{i % 3}",
+                                       "labels": {"n": str(i % 3), "dotted.key": "v"},
+                                       "command": {"program": "true"}})
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+    # newest first, paged by cursor, nothing twice
+    seen, after = [], None
+    for _ in range(10):
+        body = api.get("/v1/jobs?limit=4" + (f"&after={after}" if after else "")).json()
+        seen += [j["id"] for j in body["jobs"]]
+        after = body["next"]
+        if not after:
+            break
+    assert seen == list(reversed(made))
+    assert len(api.get("/v1/jobs?queue=a&limit=100").json()["jobs"]) == 4
+    assert len(api.get("/v1/jobs?service=s1&limit=100").json()["jobs"]) == 3
+    lab = api.get("/v1/jobs?label=n:2&limit=100").json()["jobs"]
+    assert sorted(j["id"] for j in lab) == sorted(made[2::3])
+    assert len(api.get("/v1/jobs?label=dotted.key:v&limit=100").json()["jobs"]) == 9
+    # a job by a unique prefix of its id; one that starts every job is ambiguous
+    r = api.get(f"/v1/jobs/{made[0][:30]}")
+    assert r.status_code == 200 and r.json()["id"] == made[0], r.text
+    r = api.get(f"/v1/jobs/{made[0][:8]}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "ambiguous", r.text
+    # idempotency keys: the same key is the same job, in a batch too
+    first = api.post("/v1/jobs", json={"key": "k-1", "command": {"program": "true"}})
+    again = api.post("/v1/jobs", json={"key": "k-1", "command": {"program": "other"}})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    both = api.post("/v1/jobs", json=[{"key": "k-2", "command": {"program": "a"}},
+                                      {"key": "k-2", "command": {"program": "b"}}]).json()["jobs"]
+    assert both[0]["id"] == both[1]["id"]
+    # a bad spec in a batch: nothing of the batch is stored
+    before = int(listed_count(server))
+    r = api.post("/v1/jobs", json=[{"command": {"program": "true"}}, {"priority": "high"}])
+    assert r.status_code == 400 and "priority" in r.text
+    assert int(listed_count(server)) == before
+    # cancel: once, then 409; unknown: 404
+    r = api.post(f"/v1/jobs/{made[0]}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    r = api.post(f"/v1/jobs/{made[0]}/cancel")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert api.post("/v1/jobs/01938c2e-0000-7000-8000-000000000000/cancel").status_code == 404
+    assert [j["id"] for j in api.get("/v1/jobs?state=cancelled").json()["jobs"]] == [made[0]]
+    qs = {q["name"]: q for q in api.get("/v1/queues").json()}
+    assert qs["b"]["queued"] == 4 and qs["b"]["cancelled"] == 1 and qs["a"]["queued"] == 4
+
+
+def listed_count(server):
+    """The number of jobs the server lists (up to 1000)."""
+    return len(server.api().get("/v1/jobs?limit=1000").json()["jobs"])
+
+
+def test_restart_keeps_jobs_tokens_and_events(pg_servers):
+    server = pg_servers()
+    api = server.api()
+    ids = [submit(server, command={"program": "true"}) for _ in range(3)]
+    r = api.post("/v1/tokens", json={"role": "client", "name": "c1"})
+    assert r.status_code in (200, 201), r.text
+    client = r.json()["token"]
+    mine = server.api(client).post("/v1/jobs", json={"command": {"program": "true"}}).json()["id"]
+    last = events(server, 0, until=lambda evs: len(evs) >= 4)[-1]["seq"]
+    server.kill()  # SIGKILL: what was acknowledged is committed
+
+    # a new server, a new data folder: everything is in the database
+    again = pg_servers()
+    for j in ids + [mine]:
+        assert again.api(server.admin_token).get(f"/v1/jobs/{j}").json()["state"] == "queued"
+    # the client token still works and still sees only its own jobs
+    seen = [j["id"] for j in again.api(client).get("/v1/jobs").json()["jobs"]]
+    assert seen == [mine]
+    # the event stream goes on after the last seq
+    r = again.api(server.admin_token).post(f"/v1/jobs/{ids[0]}/cancel")
+    assert r.status_code == 200, r.text
+    evs = events(again, last)
+    assert evs[0]["seq"] == last + 1 and evs[0]["state"] == "cancelled"
+
+
+def test_a_second_server_on_the_database_is_refused(pg_servers):
+    first = pg_servers()
+    second = pg_servers(start=False)
+    msg = refused(second)
+    assert "in use by another drover server" in msg, msg
+    assert first.api().get("/v1/jobs").status_code == 200  # the first one carries on
+    first.kill()  # its session ends: the database is free
+    second.start()
+    assert second.api().get("/v1/jobs").status_code == 200
+
+
+def test_bad_postgres_uri_is_refused_at_start(pg_servers, pg_server):
+    # nothing listens on port 1; the password never shows
+    msg = refused(pg_servers(db="postgres://drover:hunter2@127.0.0.1:1/drover", start=False))
+    assert "postgres://drover:***@127.0.0.1:1/drover" in msg, msg
+    assert "hunter2" not in msg
+    # a database that does not exist: named in the message
+    msg = refused(pg_servers(db=db_uri(pg_server, "drover_no_such_database"), start=False))
+    assert "drover_no_such_database" in msg, msg
+
+
+def test_a_newer_schema_is_refused(pg_servers, pg_db):
+    pg_servers().kill()
+    psql(pg_db, "UPDATE drover_schema SET version = 999")
+    msg = refused(pg_servers(start=False))
+    assert "schema version 999" in msg, msg
+
+
+def test_unavailable_while_postgres_is_down_then_back(tmp_path):
+    """Its own cluster (stopped and started here): a store call fails with 503 meanwhile,
+    and the server reconnects by itself."""
+    d = tempfile.mkdtemp(prefix="drover-pg-down-")
+    server = None
+    try:
+        r = subprocess.run([PGTEST, "start", d], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        uri = db_uri(r.stdout.strip(), "postgres")
+        server = Server(tmp_path / "data", ["--db", uri])
+        server.start()
+        api = server.api()
+        job = submit(server, command={"program": "true"})
+        r = subprocess.run([PGTEST, "halt", d], capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
+        r = api.get(f"/v1/jobs/{job}")
+        assert r.status_code == 503, r.text
+        r = api.post("/v1/jobs", json={"command": {"program": "true"}})
+        assert r.status_code == 503, r.text
+        r = subprocess.run([PGTEST, "resume", d], capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: api.get(f"/v1/jobs/{job}").status_code == 200, 30,
+                 "the server to reconnect")
+        wait_for(lambda: api.post("/v1/jobs", json={"command": {"program": "true"}})
+                 .status_code == 201, 30, "submissions to work again")
+    finally:
+        if server:
+            server.kill()
+        subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
+
