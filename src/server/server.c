@@ -546,10 +546,10 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     /*
      * No fastbins: with them, every request of 1 KiB or more (a batch's answer
      * array growing, evbuffer reads) and every free of 64 KiB or more first
-     * consolidates all the small chunks freed since (malloc_consolidate: ~10 %
+     * consolidates all the small chunks freed since (malloc_consolidate: ~15 %
      * of the loop thread in batches of 1,000). Small blocks are still cached
-     * per thread by tcache. Batches went from ~12k to ~22k jobs/s (medians of
-     * six A/B rounds on a loaded machine); bench/RESULTS.md.
+     * per thread by tcache. Server CPU per job in batches: 45 -> 28 us
+     * (bench/RESULTS.md, "Core issue, second session").
      */
     mallopt(M_MXFAST, 0);
     long nofile = server_process_limits();
