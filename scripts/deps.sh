@@ -8,7 +8,7 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libsystemd-dev)
 test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
            hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
-           postgresql)
+           bubblewrap docker-registry postgresql)
 case "${1:-build}" in
   test)  want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" nginx beanstalkd redis-server python3-celery python3-redis) ;;

@@ -99,6 +99,14 @@ static inline bool spec_resources_any(const struct spec_resources *r)
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
 
+/*
+ * The runtimes (PROTO_RT_* bits, job/protocol.h) that can run the normalised spec `spec`
+ * (NULL, or a spec without a command: a test probe): any container engine for a
+ * command.image, bwrap for command.sandbox, else native or bwrap (an agent that sandboxes
+ * every job). An agent may take the job when it has one of them.
+ */
+unsigned spec_runtimes(const json_t *spec);
+
 /* True when `s` is a valid label name ([A-Za-z0-9._/-]{1,64}): labels and requires keys. */
 bool spec_label_name_valid(const char *s);
 

@@ -156,13 +156,16 @@ struct fit_memo {
     const char *queue;
     const json_t *requires;
     int slots;
+    unsigned runtimes; /* spec_runtimes */
     int listeners;
     char *warnings; /* JSON text */
 };
 
 static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
 {
+    unsigned runtimes = spec_runtimes(j->spec);
     if (m->warnings && !strcmp(m->queue, j->queue) && m->slots == j->slots &&
+        m->runtimes == runtimes &&
         (m->requires == j->requires ||
          (m->requires && j->requires && json_equal(m->requires, j->requires))))
         return;
@@ -171,6 +174,7 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
     m->queue = j->queue;
     m->requires = j->requires;
     m->slots = j->slots;
+    m->runtimes = runtimes;
     m->listeners = fleet_job_fit(s->fleet, j, &fit);
     json_t *w = sched_fit_warnings(&fit);
     m->warnings = json_dumps(w, JSON_COMPACT);
@@ -242,7 +246,7 @@ static int probe(struct http_req *r, const struct job_spec *spec)
 {
     struct sched_fit fit;
     sched_fit_init(&fit, spec->queue, json_object_size(spec->requires) ? spec->requires : NULL,
-                   spec->slots);
+                   spec->slots, spec_runtimes(spec->json));
     int n = fleet_fit(srv(r)->fleet, &fit);
     http_reply_json(r, 200,
                     json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
@@ -479,7 +483,7 @@ int api_queues_list(struct http_req *r)
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
         struct sched_fit fit;
-        sched_fit_init(&fit, qs[i].name, NULL, 0);
+        sched_fit_init(&fit, qs[i].name, NULL, 0, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));

@@ -20,6 +20,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/protocol.h"
+#include "job/spec.h"
 #include "server/commit.h"
 #include "server/lease.h"
 #include "server/metrics.h"
@@ -185,6 +186,7 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     rec->labels = rec->queues = NULL;
     rec->version = rec->owner = rec->instance = NULL;
     a->rec.slots = rec->slots;
+    a->rec.runtimes = rec->runtimes;
     a->rec.state = AGENT_UP;
     a->rec.last_seen = clock_ms(f);
     a->free_slots = a->rec.slots;
@@ -645,7 +647,8 @@ static bool cached_elsewhere(void *arg, const struct sched_job *sj)
     for (struct hmap_entry *e = hmap_first(&c->f->agents); e; e = hmap_next(&c->f->agents, e)) {
         const struct live_agent *b = e->value;
         if (b != c->polling && b->cached && b->rec.state == AGENT_UP &&
-            sched_could_take(sj, b->rec.queues, b->rec.labels, slots_free(b), b->cached))
+            sched_could_take(sj, b->rec.queues, b->rec.labels, b->rec.runtimes, slots_free(b),
+                             b->cached))
             return true;
     }
     return false;
@@ -660,8 +663,8 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     struct pref_ctx pc = {f, a};
     struct sched_pref pref = {a->cached, cached_elsewhere, &pc, clock_ms(f)};
-    size_t n = sched_take_pref(f->d.sched, a->rec.queues, a->rec.labels, free_slots, &pref,
-                               taken, MAX_LEASES_PER_POLL);
+    size_t n = sched_take_pref(f->d.sched, a->rec.queues, a->rec.labels, a->rec.runtimes,
+                               free_slots, &pref, taken, MAX_LEASES_PER_POLL);
     if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
@@ -796,6 +799,7 @@ static int load_agent(void *arg, const struct agent_rec *rec)
     copy.labels = json_incref(rec->labels);
     copy.queues = json_incref(rec->queues);
     copy.last_seen = clock_ms(f); /* a fresh start gives every agent lost_after to call */
+    copy.runtimes = PROTO_RT_NATIVE; /* until its next poll says more */
     add_agent(f, &copy);
     return 0;
 }
@@ -848,23 +852,32 @@ int fleet_fit(struct fleet *f, struct sched_fit *fit)
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         if (a->rec.state == AGENT_UP)
-            sched_fit_add(fit, a->rec.queues, a->rec.labels, a->rec.slots);
+            sched_fit_add(fit, a->rec.queues, a->rec.labels, a->rec.slots, a->rec.runtimes);
     }
     return fit->listeners;
 }
 
 int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
 {
-    sched_fit_init(fit, j->queue, j->requires, j->slots);
+    sched_fit_init(fit, j->queue, j->requires, j->slots, spec_runtimes(j->spec));
     return fleet_fit(f, fit);
+}
+
+json_t *fleet_runtimes_json(unsigned runtimes)
+{
+    json_t *arr = json_array();
+    for (unsigned bit = 1; bit & PROTO_RT_ALL; bit <<= 1)
+        if (runtimes & bit) json_array_append_new(arr, json_string(proto_runtime_name(bit)));
+    return arr;
 }
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
                      a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
                      a->rec.queues, "slots", a->rec.slots, "free_slots",
-                     a->free_slots < 0 ? 0 : a->free_slots, "state", agent_state_name(a->rec.state),
+                     a->free_slots < 0 ? 0 : a->free_slots, "runtimes",
+                     fleet_runtimes_json(a->rec.runtimes), "state", agent_state_name(a->rec.state),
                      "last_seen", job_time_json(a->rec.last_seen), "registered_at",
                      job_time_json(a->rec.registered_at), "version",
                      a->rec.version ? json_string(a->rec.version) : json_null(), "running", a->held,

@@ -145,5 +145,7 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit);
 /* GET /v1/agents. */
 json_t *fleet_agents_json(struct fleet *f);
 json_t *fleet_agent_json(const struct live_agent *a);
+/* The names of the PROTO_RT_* bits in `runtimes`, as a new JSON array. */
+json_t *fleet_runtimes_json(unsigned runtimes);
 
 #endif
