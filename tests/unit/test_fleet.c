@@ -226,6 +226,7 @@ static struct live_agent *register_agent(struct h *h, const char *name, int slot
     op.rec.labels = json_object();
     op.rec.queues = json_loads(queues, 0, NULL);
     op.rec.slots = slots;
+    op.rec.runtimes = PROTO_RT_NATIVE; /* as an agent that names none */
     op.rec.owner = strdup("tok");
     op.rec.state = AGENT_UP;
     op.rec.last_seen = op.rec.registered_at = h->now;
