@@ -1,5 +1,5 @@
 /*
- * api_jobs.c - the jobs resource: submit, get, list, wait, cancel; and queues.
+ * api_jobs.c - the jobs resource: submit, get, list, wait, cancel, retry; and queues.
  *
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
@@ -366,6 +366,12 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
         return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
     f->queue = v;
     f->service = http_query(r, "service");
+    if ((v = http_query(r, "name")) && (!*v || strlen(v) > 256))
+        return err_field(e, ERR_INVALID, "name", "name must be 1 to 256 bytes of a job's name");
+    f->name = v;
+    if ((v = http_query(r, "agent")) && (!*v || strlen(v) > 128))
+        return err_field(e, ERR_INVALID, "agent", "agent must be an agent's name (1 to 128 bytes)");
+    f->agent = v;
     if ((v = http_query(r, "after")) && !uuid_valid(v))
         return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
     f->after = v;
@@ -465,6 +471,29 @@ int api_jobs_cancel(struct http_req *r)
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
     commit_submit(srv(r)->commit, cancel_write, cancel_done, c);
+    return HTTP_DEFERRED;
+}
+
+/* ---- retry: a failed or cancelled job queued again for one more attempt ---- */
+
+static int retry_write(struct store *st, void *arg, struct err *e)
+{
+    struct cancel *c = arg;
+    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+}
+
+int api_jobs_retry(struct http_req *r)
+{
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct cancel *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
     return HTTP_DEFERRED;
 }
 

@@ -47,6 +47,7 @@
 #include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
+#include "server/session.h"
 
 static int split_listen(const char *listen, char *host, size_t n, int *port)
 {
@@ -604,6 +605,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     event_add(s->tick, &second);
     s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
     router_set_uploads(s->router, s->uploads);
+    s->sessions = sessions_new();
+    router_set_cookie_auth(s->router, session_auth);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
     split_listen(o->listen, host, sizeof(host), &port);
     s->listen = xstrdup(o->listen);
@@ -690,6 +693,7 @@ void server_release(struct server *s)
     uploads_free(s->uploads); /* uploads still arriving are answered */
     router_free(s->router);
     auth_cache_free(s);
+    sessions_free(s->sessions);
     if (s->http)
         evhttp_free(s->http);
     tls_front_free(s->tls); /* after evhttp, which has closed its side of each connection */

@@ -206,6 +206,23 @@ int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct jo
     return rc;
 }
 
+int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                    struct err *e)
+{
+    struct job_event_args a = {.now_ms = now_ms};
+    struct err ce = ERR_INIT;
+    int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_RETRY, &a, out, &ce);
+    if (rc == ERR_CONFLICT) {
+        rc = err_set(e, ERR_CONFLICT,
+                     "job '%s' is %s: only a failed or cancelled job can be retried", id,
+                     job_state_name(out->state));
+        job_release(out);
+    } else if (rc) {
+        *e = ce;
+    }
+    return rc;
+}
+
 int store_job_update(struct store *st, const struct job *j, int expect_attempt,
                      unsigned expect_states, struct err *e)
 {

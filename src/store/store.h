@@ -50,6 +50,8 @@ struct job_filter {
     const char *owner;   /* NULL = any: only this token's jobs */
     const char *queue;   /* NULL = any */
     const char *service; /* NULL = any */
+    const char *name;    /* NULL = any: names holding this text, (ASCII) letters in any case */
+    const char *agent;   /* NULL = any: jobs whose (latest) attempt went to this agent (name) */
     int state;           /* -1 = any */
     const char *label_key, *label_value; /* both or neither */
     const char *after;   /* cursor: ids strictly older than this */
@@ -175,6 +177,13 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
  */
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e);
+/*
+ * store_job_apply's retry: a failed or cancelled job is queued again (job/lifecycle.h) and
+ * returned in out. ERR_NOTFOUND, or ERR_CONFLICT ("job 'x' is succeeded: only a failed or
+ * cancelled job can be retried") otherwise (out released).
+ */
+int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                    struct err *e);
 /*
  * A fenced write of a job's mutable fields (state, agent, attempt, started_at,
  * finished_at, run_after, progress, result, attempts): applied only if the

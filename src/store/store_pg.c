@@ -1019,6 +1019,14 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         where_param(&sql, &p, "service = $");
         p_text(&p, f->service);
     }
+    if (f->agent) {
+        where_param(&sql, &p, "agent = $");
+        p_text(&p, f->agent);
+    }
+    if (f->name) { /* strpos, not LIKE: % and _ in the text are literal */
+        where_param(&sql, &p, "strpos(lower(name), lower($::text)) > 0");
+        p_text(&p, f->name);
+    }
     if (f->label_key) { /* the key is a literal key, dots and all */
         buf_addf(&sql, " AND labels::jsonb ->> $%d::text = $%d", p.n + 1, p.n + 2);
         p_text(&p, f->label_key);

@@ -587,6 +587,10 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
         buf_adds(&sql, " AND queue = :queue");
     if (f->service)
         buf_adds(&sql, " AND service = :service");
+    if (f->agent)
+        buf_adds(&sql, " AND agent = :agent");
+    if (f->name) /* instr, not LIKE: % and _ in the text are literal */
+        buf_adds(&sql, " AND instr(lower(name), lower(:name)) > 0");
     if (f->label_key)
         buf_adds(&sql, " AND json_extract(labels, :lpath) = :lvalue");
     if (f->after)
@@ -607,6 +611,8 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     bind_text(q, sqlite3_bind_parameter_index(q, ":owner"), f->owner);
     bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
     bind_text(q, sqlite3_bind_parameter_index(q, ":service"), f->service);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":name"), f->name);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":agent"), f->agent);
     if (f->label_key) {
         /* A JSON path with the key quoted, so that dots in label names are literal. */
         struct buf p = BUF_INIT;

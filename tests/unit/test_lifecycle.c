@@ -115,6 +115,8 @@ static bool expected(int state, enum job_event ev)
         return state != JOB_NEW && !job_state_terminal(state);
     case JOB_EV_UNBLOCK:
         return state == JOB_BLOCKED;
+    case JOB_EV_RETRY:
+        return state == JOB_FAILED || state == JOB_CANCELLED;
     case JOB_NEVENTS:
         break;
     }
@@ -128,6 +130,7 @@ static int expected_state(int state, enum job_event ev)
     case JOB_EV_SUBMIT:
     case JOB_EV_UNBLOCK:
     case JOB_EV_UNLEASE:
+    case JOB_EV_RETRY:
         return JOB_QUEUED;
     case JOB_EV_LEASE:
         return JOB_LEASED;
@@ -179,11 +182,18 @@ static void test_every_pair(void **unused)
                 assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
                                     "cancelled");
             }
+            if (ev == JOB_EV_RETRY) {
+                assert_int_equal(j.attempt, attempt); /* the next lease makes the next one */
+                assert_int_equal(j.run_after, 5000);
+                assert_int_equal(j.finished_at, 0);
+                assert_null(j.result);
+                assert_null(j.agent);
+            }
             job_release(&j);
         }
     }
     assert_int_equal(pairs, (JOB_NSTATES + 1) * JOB_NEVENTS);
-    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1); /* the table's "ok"s */
+    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2); /* the table's "ok"s */
     /* and an unknown event is refused */
     assert_false(lifecycle_allowed(JOB_QUEUED, JOB_NEVENTS));
     assert_false(lifecycle_allowed(-1, JOB_EV_CANCEL));

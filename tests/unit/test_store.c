@@ -1129,6 +1129,69 @@ static void test_list_filters(void **state)
     release_jobs(j, N);
 }
 
+/* name: the jobs whose name holds the text, ASCII letters in any case, % and _ literal. */
+static void test_list_name(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 5 };
+    struct job j[N];
+    make_job(&j[0], T0, "{'name': 'Alpha one', 'command': {'program': 'p'}}");
+    make_job(&j[1], T0, "{'name': 'beta', 'command': {'program': 'p'}}");
+    make_job(&j[2], T0, "{'name': 'ALPHA two', 'queue': 'q', 'command': {'program': 'p'}}");
+    make_job(&j[3], T0, "{'name': '50%%_off', 'command': {'program': 'p'}}");
+    make_job(&j[4], T0, "{'command': {'program': 'p'}}");
+    insert_jobs(f->st, j, N);
+
+    struct job_filter flt = filter_any();
+    flt.name = "alpha";
+    const char *alpha[] = {j[2].id, j[0].id};
+    assert_list(f->st, &flt, alpha, 2);
+    flt.name = "A T";
+    const char *two[] = {j[2].id};
+    assert_list(f->st, &flt, two, 1);
+    const char *off[] = {j[3].id};
+    flt.name = "%";
+    assert_list(f->st, &flt, off, 1);
+    flt.name = "_";
+    assert_list(f->st, &flt, off, 1);
+    flt.name = "gamma";
+    assert_list(f->st, &flt, NULL, 0);
+    /* With the other filters, and a limit. */
+    flt.name = "alpha";
+    flt.queue = "q";
+    assert_list(f->st, &flt, two, 1);
+    flt = filter_any();
+    flt.name = "o";
+    flt.limit = 1;
+    assert_list(f->st, &flt, off, 1);
+    release_jobs(j, N);
+}
+
+/* agent: the jobs whose (latest) attempt went to that agent. */
+static void test_list_agent(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3 };
+    struct job j[N];
+    for (int i = 0; i < N; i++)
+        make_simple(&j[i], T0, "a");
+    j[0].state = j[2].state = JOB_RUNNING;
+    j[0].agent = strdup("w1");
+    j[2].agent = strdup("w2");
+    insert_jobs(f->st, j, N);
+    struct job_filter flt = filter_any();
+    flt.agent = "w1";
+    const char *w1[] = {j[0].id};
+    assert_list(f->st, &flt, w1, 1);
+    flt.agent = "w";
+    assert_list(f->st, &flt, NULL, 0);
+    flt.agent = "w2";
+    flt.state = JOB_RUNNING;
+    const char *w2[] = {j[2].id};
+    assert_list(f->st, &flt, w2, 1);
+    release_jobs(j, N);
+}
+
 static void test_list_paging(void **state)
 {
     struct fixture *f = *state;
@@ -2357,6 +2420,8 @@ int main(void)
         T(test_second_handle),
         T(test_list_newest_first),
         T(test_list_filters),
+        T(test_list_name),
+        T(test_list_agent),
         T(test_list_paging),
         T(test_cancel),
         T(test_apply),
