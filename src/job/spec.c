@@ -1074,7 +1074,7 @@ static const struct field spec_fields[] = {
 };
 /* clang-format on */
 
-static void fill_views(struct job_spec *s, json_t *o)
+void spec_views(struct job_spec *s, json_t *o)
 {
     json_t *retry = json_object_get(o, "retry");
     s->json = o;
@@ -1087,6 +1087,7 @@ static void fill_views(struct job_spec *s, json_t *o)
     s->max_attempts = (int)json_integer_value(json_object_get(retry, "max_attempts"));
     s->delay_s = json_number_value(json_object_get(o, "delay_s"));
     s->timeout_s = json_number_value(json_object_get(o, "timeout_s")); /* null: 0 */
+    s->requires = json_object_get(o, "requires");
     s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
     s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
     s->test = json_is_true(json_object_get(o, "test"));
@@ -1105,7 +1106,7 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
     if (rc)
         json_decref(c.top);
     else
-        fill_views(out, c.top);
+        spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
 }
@@ -1130,6 +1131,44 @@ void spec_release(struct job_spec *s)
         return;
     json_decref(s->json);
     memset(s, 0, sizeof(*s));
+}
+
+static void add_uri(struct spec_uri *out, size_t max, size_t *n, const json_t *v,
+                    enum spec_uri_use use)
+{
+    if (!json_is_string(v)) return;
+    if (*n < max) out[*n] = (struct spec_uri){json_string_value(v), use};
+    (*n)++;
+}
+
+/* A stream (stdin, stdout, stderr) of type uri. */
+static const json_t *stream_uri(const json_t *cmd, const char *key)
+{
+    const json_t *o = json_object_get(cmd, key);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    return type && !strcmp(type, "uri") ? json_object_get(o, "value") : NULL;
+}
+
+size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max)
+{
+    const json_t *cmd = json_object_get(normalised, "command");
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(json_object_get(cmd, "arguments"), i, v) {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        if (type && !strcmp(type, "input"))
+            add_uri(out, max, &n, json_object_get(v, "value"), SPEC_URI_READ);
+        else if (type && !strcmp(type, "output"))
+            add_uri(out, max, &n, json_object_get(v, "value"), SPEC_URI_WRITE);
+    }
+    add_uri(out, max, &n, stream_uri(cmd, "stdin"), SPEC_URI_READ);
+    add_uri(out, max, &n, stream_uri(cmd, "stdout"), SPEC_URI_WRITE);
+    add_uri(out, max, &n, stream_uri(cmd, "stderr"), SPEC_URI_WRITE);
+    json_array_foreach(json_object_get(cmd, "input"), i, v)
+        add_uri(out, max, &n, v, SPEC_URI_READ_PREFIX);
+    json_array_foreach(json_object_get(cmd, "output"), i, v)
+        add_uri(out, max, &n, v, SPEC_URI_WRITE_PREFIX);
+    return n;
 }
 
 unsigned spec_runtimes(const json_t *spec)

@@ -336,6 +336,12 @@ int store_meta_set(struct store *st, const char *key, const char *value, struct 
     return st->ops->meta_set(st, key, value, e);
 }
 
+int store_event_object(struct store *st, int change, const char *bucket, const char *key,
+                       int64_t size, const char *sha256, struct err *e)
+{
+    return st->ops->event_object(st, change, bucket, key, size, sha256, e);
+}
+
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e)
 {

@@ -1604,6 +1604,46 @@ static void test_claim(void **state)
     job_release(&j);
 }
 
+static int collect_events(void *arg, const struct event_rec *ev)
+{
+    json_t *a = arg;
+    json_array_append_new(a, json_pack("{s:i, s:i, s:O}", "kind", ev->kind, "state", ev->state,
+                                       "data", ev->data ? ev->data : json_null()));
+    return 0;
+}
+
+/* store_event_object: its own event, seen by every owner, filtered by kind. */
+static void test_object_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st, &j, 1); /* seq 1, a job's (owner NULL) */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_CREATED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_DELETED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    json_t *got = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_OBJECT, .owner = "someone", .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_t *want = json_pack("[{s:i, s:i, s:{s:s, s:s, s:i, s:s}}, {s:i, s:i, s:{s:s, s:s, s:i, s:s}}]",
+                             "kind", EVENT_OBJECT, "state", OBJECT_CREATED, "data", "bucket", "b1",
+                             "key", "dir/a.txt", "size", 5, "sha256", "ab12", "kind", EVENT_OBJECT,
+                             "state", OBJECT_DELETED, "data", "bucket", "b1", "key", "dir/a.txt",
+                             "size", 5, "sha256", "ab12");
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_array_clear(got);
+    /* any kind, another owner: the objects' events but not the job's */
+    flt.kind = -1;
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_decref(got);
+    job_release(&j);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -2493,6 +2533,7 @@ int main(void)
         T(test_lease),
         T(test_lease_twice_in_one_call),
         T(test_lease_skips_locked),
+        T(test_object_events),
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
