@@ -535,7 +535,7 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->finished_at = col_int(r, row, 13);
     j->run_after = col_int(r, row, 14);
     j->labels = col_json(r, row, 15);
-    j->spec = col_json(r, row, 16);
+    job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
