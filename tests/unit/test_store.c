@@ -665,7 +665,8 @@ static void test_insert_get_every_field(void **state)
              "'retry': {'max_attempts': 7}, 'labels': {'project': 'x', 'team.name': 'core'}, "
              "'requires': {'db': 'rfam'}, 'timeout_s': 600, "
              "'command': {'program': 'nhmmer', 'arguments': "
-             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}], 'env': {'A': 'b'}}}");
+             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}, "
+             "{'type': 'input', 'value': 's3://in/q.fa'}], 'env': {'A': 'b'}}}");
     make_simple(&jobs[1], T0 + 1, "default"); /* no service, name, key; empty labels */
 
     /* A record further along its life: every optional column filled. */
@@ -695,8 +696,12 @@ static void test_insert_get_every_field(void **state)
         struct job got;
         assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
         assert_job_equal(&jobs[i], &got);
+        /* the spec's typed views come with it (an agent's presigns are checked on them) */
+        assert_int_equal(got.nuris, jobs[i].nuris);
+        assert_true(got.timeout_s == jobs[i].timeout_s);
         job_release(&got);
     }
+    assert_int_equal(jobs[0].nuris, 1);
     release_jobs(jobs, 3);
 }
 
