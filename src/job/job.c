@@ -70,6 +70,7 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->max_attempts = s->max_attempts;
     j->created_at = now_ms;
     j->run_after = now_ms + (int64_t)(s->delay_s * 1000.0);
+    j->retention_ms = s->retention_s * 1000;
     j->labels = json_incref(json_object_get(s->json, "labels"));
     j->spec = json_incref(s->json);
     struct job_event_args born = {.now_ms = now_ms};

@@ -48,6 +48,7 @@ struct job {
     int64_t started_at;
     int64_t finished_at;
     int64_t run_after; /* not leased before this time */
+    int64_t retention_ms; /* deleted this long after it ends (archived); 0 = the server's default */
     json_t *labels;    /* object; each json_t field owns one reference or is NULL */
     json_t *spec;      /* the normalised spec */
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */

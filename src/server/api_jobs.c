@@ -22,6 +22,7 @@
 #include "job/job.h"
 #include "job/spec.h"
 #include "server/fleet.h"
+#include "server/retention.h"
 #include "server/sched.h"
 #include "server/server.h"
 
@@ -244,6 +245,7 @@ int api_jobs_create(struct http_req *r)
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
+        retention_apply(srv(r)->retention, sb->jobs[i]);
         sb->n++;
         spec_release(&spec);
     }
@@ -253,14 +255,31 @@ int api_jobs_create(struct http_req *r)
 
 /* ---- read ---- */
 
+/*
+ * {id} is not in the store: a whole id may name a job deleted after its
+ * retention, answered from the archive (retention.h). Else the error as it is.
+ */
+static int archived_or_err(struct http_req *r, const struct err *e, bool log,
+                           const struct logs_query *q)
+{
+    if (e->code == ERR_NOTFOUND && uuid_valid(r->params[0])) {
+        char id[UUID_STR_LEN];
+        memcpy(id, r->params[0], UUID_STR_LEN); /* valid: UUID_STR_LEN - 1 characters */
+        for (char *p = id; *p; p++)
+            if (*p >= 'A' && *p <= 'F') *p = (char)(*p - 'A' + 'a');
+        retention_answer(srv(r)->retention, r, id, log, q);
+        return HTTP_DEFERRED;
+    }
+    http_reply_err(r, e);
+    return HTTP_DONE;
+}
+
 int api_jobs_get(struct http_req *r)
 {
     struct job j;
     struct err e = ERR_INIT;
-    if (find_job(r, &j, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
+    if (find_job(r, &j, &e))
+        return archived_or_err(r, &e, false, NULL);
     struct sched_fit fit;
     json_t *o = job_to_json(&j);
     fleet_job_fit(srv(r)->fleet, &j, &fit);
@@ -351,11 +370,12 @@ int api_jobs_wait(struct http_req *r)
     struct job j;
     struct err e = ERR_INIT;
     long timeout_s;
-    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e) ||
-        find_job(r, &j, &e)) {
+    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    if (find_job(r, &j, &e)) /* an archived job has ended: no wait */
+        return archived_or_err(r, &e, false, NULL);
     if (job_state_terminal(j.state) || timeout_s == 0) {
         http_reply_json(r, 200, job_to_json(&j));
         job_release(&j);
@@ -457,14 +477,23 @@ int api_jobs_log(struct http_req *r)
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
         query_int(r, "follow", 0, 1, 0, &follow, &e) ||
         query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) ||
-        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e) || find_job(r, &j, &e)) {
+        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     if (tail && offset) {
-        job_release(&j);
         http_reply_error(r, ERR_INVALID, "tail", "give offset or tail, not both");
         return HTTP_DONE;
+    }
+    if (find_job(r, &j, &e)) {
+        struct logs_query aq = {
+            .stream = stream && !strcmp(stream, "stderr"),
+            .attempt = (int)attempt,
+            .pinned = attempt > 0,
+            .offset = offset,
+            .tail = tail,
+        };
+        return archived_or_err(r, &e, true, &aq);
     }
     if (attempt > j.attempt) {
         err_field(&e, ERR_NOTFOUND, "attempt",

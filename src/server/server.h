@@ -28,6 +28,7 @@ struct webhooks;
 struct accept_guard;
 struct tls_front;
 struct metrics;
+struct retention;
 
 struct server {
     struct event_base *base;
@@ -55,6 +56,7 @@ struct server {
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */
     struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
+    struct retention *retention; /* archiving and deleting finished jobs (retention.h) */
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;
@@ -86,6 +88,10 @@ struct server_opts {
     int idle_timeout_s;   /* --idle-timeout */
     char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
     char *tls_key;        /* --tls-key: its PEM private key */
+    int64_t retention_ms; /* --retention (retention.h) */
+    char **queue_retention; /* --queue-retention QUEUE=DURATION, each as given */
+    size_t nqueue_retention;
+    int retention_sweep_s; /* --retention-sweep */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */

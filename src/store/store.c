@@ -391,3 +391,14 @@ bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, in
     *max -= n;
     return true;
 }
+
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    return st->ops->job_expired(st, now_ms, default_ms, limit, ids, n, e);
+}
+
+int store_job_delete(struct store *st, const char *id, struct err *e)
+{
+    return st->ops->job_delete(st, id, e);
+}

@@ -293,6 +293,22 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 /* How many deliveries wait. */
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 
+/*
+ * Retention (server/retention.h). The ids of up to `limit` finished jobs
+ * (succeeded, failed, cancelled) due for deletion at now_ms: those whose
+ * finished_at + retention (the job's retention_ms, or default_ms when it has
+ * none) is at most now_ms, the longest due first, into ids; *n is how many.
+ * Reads only what is due (an index per kind).
+ */
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+/*
+ * Deletes a finished job: its row (with its result and attempts) and all its
+ * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
+ * finished (a retry may have queued it again since it was found due).
+ */
+int store_job_delete(struct store *st, const char *id, struct err *e);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);

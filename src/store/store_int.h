@@ -82,6 +82,10 @@ struct store_ops {
 
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
+
+    int (*job_expired)(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+    int (*job_delete)(struct store *st, const char *id, struct err *e);
 };
 
 struct store {

@@ -79,24 +79,27 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_JOB_EXPIRED,
+    S_JOB_DELETE,
+    S_JOB_DELETE_LOGS,
     S_COUNT
 };
 
 #define JOB_COLUMNS                                                                                \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
-    "owner"
+    "owner, retention_ms"
 /* The same columns with labels and spec left out (NULL). */
 #define JOB_RUN_COLUMNS                                                                            \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
-    "owner"
+    "owner, retention_ms"
 
 static const char *const stmt_sql[S_COUNT] = {
     /* A taken id or key inserts nothing (no error, which would abort the transaction). */
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-                     "$21,$22,$23) ON CONFLICT DO NOTHING",
+                     "$21,$22,$23,$24) ON CONFLICT DO NOTHING",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -184,6 +187,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
                         "WHERE id = $4",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+    /* each half reads its own partial index (schema 2), the longest ended first */
+    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE state >= 4 AND retention_ms IS NULL "
+                      "AND finished_at <= $1::bigint - $2::bigint ORDER BY finished_at LIMIT $3) "
+                      "UNION ALL (SELECT id FROM jobs WHERE state >= 4 "
+                      "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
+                      "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
+    [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = $1",
 };
 
 struct store_pg {
@@ -518,6 +529,7 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
     j->owner = col_text(r, row, 20);
+    j->retention_ms = col_int(r, row, 21);
 }
 
 /* ---- open, migrate, close ---- */
@@ -880,6 +892,7 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_json(&p, j->result);
     p_json(&p, j->attempts);
     p_text(&p, j->owner);
+    p_time(&p, j->retention_ms);
     p_text(&p, url);
     p_bool(&p, url && all);
     PGresult *r;
@@ -1680,6 +1693,56 @@ static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
     return count_one(pg(st), S_WEBHOOK_COUNT, NULL, n, e, "counting webhooks");
 }
 
+static int pg_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                          char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, now_ms);
+    p_int(&p, default_ms);
+    p_int(&p, limit);
+    PGresult *r;
+    *n = 0;
+    int rc = run(pg(st), S_JOB_EXPIRED, &p, &r, e, "reading expired jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < (size_t)limit; i++)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(s, S_JOB_DELETE, &p, &r, e, "deleting a job");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n == 0) {
+        struct job j;
+        if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
+            return rc;
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is %s: only a finished job is deleted", id,
+                     job_state_name(j.state));
+        job_release(&j);
+        return rc;
+    }
+    struct params l = {0};
+    p_text(&l, id);
+    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+}
+
+static int pg_job_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, job_delete_tx(s, id, e), e);
+}
+
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
     .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
@@ -1721,4 +1784,6 @@ const struct store_ops store_pg_ops = {
     .webhook_count = pg_webhook_count,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .job_expired = pg_job_expired,
+    .job_delete = pg_job_delete,
 };

@@ -66,13 +66,16 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_JOB_EXPIRED,
+    S_JOB_DELETE,
+    S_JOB_DELETE_LOGS,
     S_COUNT
 };
 
 #define JOB_COLUMNS                                                                                \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
-    "owner"
+    "owner, retention_ms"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -82,7 +85,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RELEASE] = "RELEASE op",
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ") VALUES "
-                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce(?2, '') AND idem_key = ?1 AND idem_key IS NOT NULL",
@@ -93,7 +96,8 @@ static const char *const stmt_sql[S_COUNT] = {
     /* The same columns with labels and spec left out (NULL). */
     [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
-                      "NULL, NULL, progress, result, attempts, owner FROM jobs WHERE id = ?",
+                      "NULL, NULL, progress, result, attempts, owner, retention_ms FROM jobs "
+                      "WHERE id = ?",
     [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                       "ORDER BY queue, state",
     [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
@@ -155,6 +159,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = ?, next_at = ?, last_error = ? "
                         "WHERE id = ?",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+    /* each half reads its own partial index (schema 7), the longest ended first */
+    [S_JOB_EXPIRED] = "SELECT id FROM (SELECT id, finished_at AS t FROM jobs WHERE state >= 4 "
+                      "AND retention_ms IS NULL AND finished_at <= ?1 - ?2 "
+                      "ORDER BY finished_at LIMIT ?3) "
+                      "UNION ALL SELECT id FROM (SELECT id, finished_at + retention_ms AS t "
+                      "FROM jobs WHERE state >= 4 AND retention_ms IS NOT NULL "
+                      "AND finished_at + retention_ms <= ?1 "
+                      "ORDER BY finished_at + retention_ms LIMIT ?3) LIMIT ?3",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING id",
+    [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = ?",
 };
 
 struct store_sqlite {
@@ -299,6 +313,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
     j->owner = col_text(q, 20);
+    j->retention_ms = sqlite3_column_int64(q, 21);
 }
 
 static int migrate(struct store_sqlite *s, struct err *e)
@@ -481,6 +496,7 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     bind_json(q, 19, j->result);
     bind_json(q, 20, j->attempts);
     bind_text(q, 21, j->owner);
+    bind_time(q, 22, j->retention_ms);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
@@ -1190,6 +1206,50 @@ static int sqlite_webhook_count(struct store *st, int64_t *n, struct err *e)
     return 0;
 }
 
+static int sqlite_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                              char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_EXPIRED);
+    sqlite3_bind_int64(q, 1, now_ms);
+    sqlite3_bind_int64(q, 2, default_ms);
+    sqlite3_bind_int(q, 3, limit);
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(s, e, "reading expired jobs");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_DELETE);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    bool gone = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = db_err(s, e, "deleting a job");
+        sqlite3_reset(q);
+        return rc;
+    }
+    sqlite3_reset(q);
+    if (!gone) {
+        struct job j;
+        if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
+            return rc;
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is %s: only a finished job is deleted", id,
+                     job_state_name(j.state));
+        job_release(&j);
+        return rc;
+    }
+    q = stmt(s, S_JOB_DELETE_LOGS);
+    bind_text(q, 1, id);
+    return exec_stmt(s, q, e, "deleting a job's output");
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -1230,4 +1290,6 @@ const struct store_ops store_sqlite_ops = {
     .webhook_count = sqlite_webhook_count,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
+    .job_expired = sqlite_job_expired,
+    .job_delete = sqlite_job_delete,
 };

@@ -62,6 +62,12 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
+    /* 2: SQLite's 7: retention */
+    "ALTER TABLE jobs ADD COLUMN retention_ms bigint;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
 };
 
 #endif

@@ -64,6 +64,14 @@ static const char *const sqlite_migrations[] = {
     "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
+    /* 7: retention: a finished job is archived and deleted retention_ms after it ended
+       (NULL: the server's --retention). One index per kind, so that the sweep reads only
+       what is due. */
+    "ALTER TABLE jobs ADD COLUMN retention_ms INTEGER;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs (finished_at + retention_ms)"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
 };
 
 #endif
