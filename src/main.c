@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"ls", cmd_ls, "list objects (s3://bucket[/prefix])"},
     {"rm", cmd_rm, "delete objects"},
     {"token", cmd_token, "create or revoke an API token"},
+    {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
     {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},
 };

@@ -43,6 +43,7 @@ void job_release(struct job *j)
     free(j->key);
     free(j->agent);
     free(j->owner);
+    free(j->tenant);
     json_decref(j->labels);
     json_decref(j->spec);
     json_decref(j->progress);
@@ -120,6 +121,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "retries", lifecycle_retries_json(j));
     json_object_set_new(o, "agent", str_or_null(j->agent));
     json_object_set_new(o, "owner", str_or_null(j->owner));
+    json_object_set_new(o, "tenant", str_or_null(j->tenant));
     json_object_set_new(o, "progress", ref_or(j->progress, json_null()));
     json_object_set_new(o, "result", ref_or(j->result, json_null()));
     json_object_set_new(o, "attempts", ref_or(j->attempts, json_array()));

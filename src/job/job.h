@@ -40,6 +40,7 @@ struct job {
     char *key;
     char *agent;
     char *owner; /* the name of the token that submitted it; NULL for jobs from before owners */
+    char *tenant; /* its owner's tenant (docs/operations.md); NULL for jobs from before tenants */
     int priority;
     int slots;
     int attempt; /* 0 until first leased */

@@ -24,6 +24,7 @@
 #include "server/fleet.h"
 #include "server/retention.h"
 #include "server/sched.h"
+#include "server/tenants.h"
 #include "server/server.h"
 
 #define SUBMIT_MAX_SPECS 10000
@@ -103,6 +104,10 @@ static int find_job(struct http_req *r, struct job *j, struct err *e)
 
 struct submit {
     struct http_req *r;
+    char tenant[72];  /* the caller's */
+    int max_queued;   /* the tenant's limit, 0: none */
+    int64_t queued;   /* out: its jobs waiting, with the new ones, when over the limit */
+    int64_t inserted; /* out: the new jobs (not those whose key was taken) */
     bool array;
     size_t n;
     struct job **jobs; /* each its own allocation: no array of 1,000 records over 64 KiB,
@@ -143,8 +148,30 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         int rc = store_job_insert(st, j, e);
         if (rc)
             return rc;
+        sb->inserted++;
     }
-    return 0;
+    if (!sb->max_queued || !sb->inserted)
+        return 0;
+    /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
+       cannot pass the limit together (the writer is one thread; PostgreSQL: one server). */
+    int rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
+                                e);
+    if (rc || sb->queued <= sb->max_queued)
+        return rc;
+    return err_field(e, ERR_QUOTA, "max_queued",
+                     "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "
+                     "and this submission would make %lld",
+                     sb->tenant, sb->max_queued, (long long)(sb->queued - sb->inserted),
+                     (long long)sb->queued);
+}
+
+/* 429: which limit of which tenant, so that a client can tell it from other errors. */
+static void reply_quota(struct submit *sb, const struct err *e)
+{
+    json_t *inner = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "code", "quota", "message", e->msg,
+                              "limit", "max_queued", "tenant", sb->tenant, "max", sb->max_queued,
+                              "queued", (json_int_t)(sb->queued - sb->inserted));
+    http_reply_json(sb->r, 429, json_pack("{s:o}", "error", inner));
 }
 
 /*
@@ -172,6 +199,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
                 fleet_job_changed(s->fleet, sb->jobs[i], false);
     if (r->gone) {
         http_req_drop(r);
+    } else if (rc == ERR_QUOTA) {
+        reply_quota(sb, e);
     } else if (rc) {
         http_reply_err(r, e);
     } else if (!sb->array) {
@@ -214,6 +243,13 @@ int api_jobs_create(struct http_req *r)
     }
     struct submit *sb = xcalloc(1, sizeof(*sb));
     sb->r = r;
+    struct err te = ERR_INIT;
+    if (tenants_of_token(srv(r), r->token_name, sb->tenant, sizeof(sb->tenant), &te)) {
+        free(sb);
+        http_reply_err(r, &te); /* the token was revoked meanwhile, or the store failed */
+        return HTTP_DONE;
+    }
+    sb->max_queued = tenants_max_queued(srv(r), sb->tenant);
     sb->array = array;
     sb->jobs = xcalloc(n, sizeof(*sb->jobs)); /* records made as their specs pass: sb->n */
     sb->existed = xcalloc(n, sizeof(*sb->existed));
@@ -245,6 +281,7 @@ int api_jobs_create(struct http_req *r)
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
+        sb->jobs[i]->tenant = xstrdup(sb->tenant);
         retention_apply(srv(r)->retention, sb->jobs[i]);
         sb->n++;
         spec_release(&spec);

@@ -32,6 +32,7 @@ struct lease_rec {
     int slots;
     int64_t deadline; /* 0 = none */
     bool ending;      /* an end-of-attempt commit is in flight */
+    char tenant[132]; /* its job's tenant, which holds it (sched_tenant_hold) */
 };
 
 struct fleet {
@@ -566,7 +567,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
             if (rc)
                 sched_put_back(f->s->sched, sj);
             else
-                sched_job_free(sj); /* no longer queued: cancelled meanwhile */
+                sched_untake(f->s->sched, sj); /* no longer queued: cancelled meanwhile */
             continue;
         }
         struct job *j = &op->jobs[i];
@@ -576,6 +577,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->attempt = j->attempt;
         l->slots = sj->slots;
         l->deadline = op->deadline[i];
+        snprintf(l->tenant, sizeof(l->tenant), "%s", sj->tenant); /* held since taken */
         free(hmap_put(&f->leases, j->id, l));
         a->held++;
         a->held_slots += sj->slots;
@@ -691,6 +693,7 @@ static void unlease_done(void *arg, int rc, const struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         if (!op->leased[i] || rc) continue;
         struct lease_rec *l = hmap_del(&op->f->leases, op->jobs[i].id);
+        if (l) sched_tenant_release(op->f->s->sched, l->tenant);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
         if (a) {
             a->held--;
@@ -722,6 +725,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     struct lease_rec *l = NULL;
     if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     if (l) {
+        /* a tenant at its max_running may start another job: on any agent, at the next turn */
+        if (sched_tenant_release(f->s->sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
         if (a) {
             a->held--;
@@ -750,6 +755,11 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         waiters_wake(f->s->waiters, j);
     }
     logs_notify(f->s->logs, j->id); /* ended, or on to another attempt */
+}
+
+void fleet_wake(struct fleet *f)
+{
+    event_active(f->wake, EV_TIMEOUT, 0);
 }
 
 /* ---- time ---- */
@@ -802,6 +812,8 @@ static int load_job(void *arg, const struct job *j)
     }
     l->attempt = j->attempt;
     l->slots = j->slots > 0 ? j->slots : 1;
+    snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
+    sched_tenant_hold(f->s->sched, l->tenant);
     l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms(),
                                  (int64_t)f->s->deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);

@@ -44,6 +44,7 @@
 #include "server/webhooks.h"
 #include "server/offload.h"
 #include "server/retention.h"
+#include "server/tenants.h"
 #include "server/lease.h"
 #include "server/metrics.h"
 #include "server/sched.h"
@@ -174,6 +175,10 @@ static void usage(FILE *f)
             "                       and output kept in the archive (default 7d; D is N[s|m|h|d])\n"
             "  --queue-retention Q=D  the retention of queue Q's jobs (repeatable)\n"
             "  --retention-sweep S  how often due jobs are archived (default 60 s)\n"
+            "  --tenant-max-running N  jobs a tenant may have leased or running at a time\n"
+            "                       (default 0: no limit; `drover tenant set` sets one's own)\n"
+            "  --tenant-max-queued N  jobs a tenant may have queued; a submission past it is\n"
+            "                       refused with 429 (default 0: no limit)\n"
             "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
             "\n"
             "examples:\n"
@@ -224,6 +229,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"retention", required_argument, NULL, 'r'},
         {"queue-retention", required_argument, NULL, 'q'},
         {"retention-sweep", required_argument, NULL, 'w'},
+        {"tenant-max-running", required_argument, NULL, 'x'},
+        {"tenant-max-queued", required_argument, NULL, 'X'},
         {"print-routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
@@ -337,6 +344,19 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
                 return 2;
             }
             o->retention_sweep_s = (int)v;
+            break;
+        }
+        case 'x':
+        case 'X': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > TENANT_LIMIT_MAX) {
+                fprintf(stderr, "drover %s: --%s must be a number of jobs (0-%d; 0: no limit)\n",
+                        argv[0], c == 'x' ? "tenant-max-running" : "tenant-max-queued",
+                        TENANT_LIMIT_MAX);
+                return 2;
+            }
+            *(c == 'x' ? &o->tenant_max_running : &o->tenant_max_queued) = (int)v;
             break;
         }
         case 'R': print_routes(); return -1;
@@ -578,7 +598,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->sched = sched_new();
     s->metrics = metrics_new();
     s->fleet = fleet_new(s);
-    if ((rc = fleet_load(s->fleet, e)))
+    if ((rc = tenants_open(s, o->tenant_max_running, o->tenant_max_queued, e)) ||
+        (rc = fleet_load(s->fleet, e)))
         return rc;
     struct retention_opts ro = {.default_ms = o->retention_ms,
                                 .queues = o->queue_retention,
@@ -665,6 +686,7 @@ void server_release(struct server *s)
     logs_free(s->logs);
     fleet_free(s->fleet);
     sched_free(s->sched);
+    tenants_free(s->tenants);
     metrics_free(s->metrics);
     if (s->tick)
         event_free(s->tick);

@@ -309,6 +309,33 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
  */
 int store_job_delete(struct store *st, const char *id, struct err *e);
 
+/*
+ * Tenants (docs/operations.md, "Quotas and fair share"). A token belongs to
+ * a tenant, by default the one named as the token; a job to its owner's
+ * (struct job.tenant, written at insert). A tenant's limits: -1 = unset
+ * (the server's default), 0 = none.
+ */
+struct tenant_rec {
+    char name[72];
+    int max_running;
+    int max_queued;
+    int weight; /* 1..1000 */
+};
+/* The tenant of token `name` into tenant (n bytes). ERR_NOTFOUND when there is no such token. */
+int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                       struct err *e);
+/* Sets the tenant of token `name`. ERR_NOTFOUND when there is no such token. */
+int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                           struct err *e);
+/* Creates or replaces a tenant's limits. */
+int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e);
+/* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
+int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                      void *arg, struct err *e);
+/* How many of the tenant's jobs are in `states` (a mask of 1 << state). */
+int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                       struct err *e);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);

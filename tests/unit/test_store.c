@@ -2110,6 +2110,79 @@ static void test_retention(void **state)
     release_jobs(jobs, 4);
 }
 
+/* --- tenants ------------------------------------------------------------------------------ */
+
+static int collect_tenants(void *arg, const struct tenant_rec *t)
+{
+    struct tenant_rec *out = arg;
+    while (out->name[0])
+        out++;
+    *out = *t;
+    return 0;
+}
+
+static void test_tenants(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tenant[72];
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "alice", ROLE_CLIENT, "hash-alice", &e), &e);
+    assert_ok(store_token_insert(f->st, "bob", ROLE_CLIENT, "hash-bob", &e), &e);
+    assert_ok(store_token_set_tenant(f->st, "bob", "lab", &e), &e);
+    assert_err(store_token_set_tenant(f->st, "nobody", "lab", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_token_tenant(f->st, "alice", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "alice"); /* by default the token's own name */
+    assert_ok(store_token_tenant(f->st, "bob", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "lab");
+    assert_err(store_token_tenant(f->st, "nobody", tenant, sizeof(tenant), &e), ERR_NOTFOUND, &e);
+
+    struct tenant_rec lab = {"lab", 2, -1, 3}, zed = {"zed", 0, 10, 1};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_tenant_put(f->st, &zed, &e), &e);
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    lab.max_running = 5; /* replaced whole */
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct tenant_rec got[4];
+    memset(got, 0, sizeof(got));
+    assert_ok(store_tenant_scan(f->st, collect_tenants, got, &e), &e);
+    assert_string_equal(got[0].name, "lab");
+    assert_int_equal(got[0].max_running, 5);
+    assert_int_equal(got[0].max_queued, -1);
+    assert_int_equal(got[0].weight, 3);
+    assert_string_equal(got[1].name, "zed");
+    assert_int_equal(got[1].max_running, 0);
+    assert_int_equal(got[1].max_queued, 10);
+    assert_int_equal(got[2].name[0], '\0');
+
+    struct job jobs[3], j;
+    for (int i = 0; i < 3; i++) {
+        make_simple(&jobs[i], T0 + i, "default");
+        jobs[i].tenant = xstrdup(i < 2 ? "lab" : "other");
+    }
+    insert_jobs(f->st, jobs, 3);
+    assert_ok(store_job_get(f->st, jobs[0].id, &j, &e), &e);
+    assert_string_equal(j.tenant, "lab");
+    job_release(&j);
+    unsigned waiting = 1u << JOB_QUEUED | 1u << JOB_BLOCKED;
+    int64_t n = -1;
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, jobs[1].id, T0 + 9, &j, &e), &e);
+    job_release(&j);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "lab", 1u << JOB_CANCELLED, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "nobody", waiting, &n, &e), &e);
+    assert_int_equal(n, 0);
+    release_jobs(jobs, 3);
+}
+
 /* --- fenced updates and scans -------------------------------------------------------------- */
 
 static int collect_ids(void *arg, const struct job *j)
@@ -2412,6 +2485,7 @@ int main(void)
         T(test_logs),
         T(test_update_and_scan),
         T(test_retention),
+        T(test_tenants),
         T(test_webhooks),
         T_EMPTY(test_uri_redact),
     };

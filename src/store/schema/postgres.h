@@ -68,6 +68,14 @@ static const char *const pg_migrations[] = {
     "  WHERE state >= 4 AND retention_ms IS NULL;"
     "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
     "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 3: SQLite's 8: tenants */
+    "ALTER TABLE tokens ADD COLUMN tenant text;"
+    "ALTER TABLE jobs ADD COLUMN tenant text;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name text PRIMARY KEY, max_running integer, max_queued integer,"
+    "  weight integer NOT NULL DEFAULT 1);",
 };
 
 #endif

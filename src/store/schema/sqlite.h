@@ -72,6 +72,15 @@ static const char *const sqlite_migrations[] = {
     "  WHERE state >= 4 AND retention_ms IS NULL;"
     "CREATE INDEX jobs_expiry_own ON jobs (finished_at + retention_ms)"
     "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 8: tenants: a token belongs to one (NULL: the one named as the token), a job to its
+       owner's; per-tenant limits (NULL: the server's) and fair-share weight */
+    "ALTER TABLE tokens ADD COLUMN tenant TEXT;"
+    "ALTER TABLE jobs ADD COLUMN tenant TEXT;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name TEXT PRIMARY KEY, max_running INTEGER, max_queued INTEGER,"
+    "  weight INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;",
 };
 
 #endif
