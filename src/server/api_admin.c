@@ -11,6 +11,7 @@
 #include "http/tls.h"
 #include "http/upload.h"
 #include "server/metrics.h"
+#include "server/retention.h"
 #include "server/server.h"
 #include "server/tenants.h"
 #include "server/webhooks.h"
@@ -204,6 +205,17 @@ int api_metrics(struct http_req *r)
              "drover_event_followers %zu\n",
              (unsigned long long)ws.delivered, (unsigned long long)ws.failed,
              (unsigned long long)ws.dropped, events_followers(s->events));
+    struct retention_stats rs;
+    retention_get_stats(s->retention, &rs);
+    buf_addf(&b,
+             "# HELP drover_jobs_archived_total Finished jobs archived and deleted after their "
+             "retention.\n"
+             "# TYPE drover_jobs_archived_total counter\n"
+             "drover_jobs_archived_total %llu\n"
+             "# HELP drover_retention_failures_total Retention sweeps that failed (logged).\n"
+             "# TYPE drover_retention_failures_total counter\n"
+             "drover_retention_failures_total %llu\n",
+             (unsigned long long)rs.archived, (unsigned long long)rs.failed);
     int conns, lingering;
     int64_t reserved;
     uploads_stats(s->uploads, &conns, &lingering, &reserved);

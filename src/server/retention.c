@@ -440,8 +440,10 @@ static void lookup_work(void *arg)
     lk->rc = read_blob(bs, key, lk->at, len, &lk->bytes, &lk->e);
     return;
 not_found:
-    if (lk->rc == ERR_NOTFOUND)
+    if (lk->rc == ERR_NOTFOUND) { /* as for any job not there: nothing of the archive shows */
+        err_clear(&lk->e);
         err_set(&lk->e, ERR_NOTFOUND, "job '%s' not found", lk->id);
+    }
 }
 
 static void lookup_done(void *arg)

@@ -7,6 +7,7 @@ gets a database of its own. Slow (a cluster): marked `once`.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -116,13 +117,19 @@ def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
     return got
 
 
+def pg_migrations():
+    """How many migrations src/store/schema/postgres.h holds (each starts "/* N: ...")."""
+    with open(os.path.join(ROOT, "src", "store", "schema", "postgres.h")) as f:
+        return sum(1 for line in f if re.match(r"\s*/\* \d+: ", line))
+
+
 def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     server = pg_servers()
     api = server.api()
     # nothing of SQLite: the store is the database
     assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
     assert "store postgres://" in server.read_log()
-    assert psql(pg_db, "SELECT version FROM drover_schema") == "1"
+    assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "

@@ -82,8 +82,10 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     # Someone else's: 404 everywhere, as for a job that does not exist.
     for path in ("", "/log", "/wait?timeout_s=0"):
         r = bob.get(f"/v1/jobs/{job}{path}")
-        assert r.status_code == 404 and job in r.json()["error"]["message"], r.text
-    assert alice.get("/v1/jobs/0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa").status_code == 404
+        assert r.status_code == 404 and r.json()["error"]["message"] == f"job '{job}' not found"
+    missing = "0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa"
+    r = alice.get(f"/v1/jobs/{missing}/log")
+    assert r.status_code == 404 and r.json()["error"]["message"] == f"job '{missing}' not found"
     # Listings hold the jobs still in the store only.
     assert job not in [j["id"] for j in admin.get("/v1/jobs").json()["jobs"]]
 
@@ -105,6 +107,9 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     r = admin.post("/v1/presign", json={"method": "GET",
                                         "uri": f"s3://drover-archive/jobs/{job}.json"})
     assert r.status_code == 403, r.text
+
+    metrics = server.api().get("/metrics").text
+    assert "\ndrover_jobs_archived_total 1\n" in metrics, metrics
 
     # It outlives a restart (the archive is in the object store).
     server.restart()
