@@ -8,7 +8,7 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libsystemd-dev)
 test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
            hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
-           postgresql)
+           bubblewrap docker-registry postgresql chromium)
 case "${1:-build}" in
   test)  want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" nginx beanstalkd redis-server python3-celery python3-redis) ;;
@@ -37,5 +37,16 @@ if [ "${1:-build}" != build ]; then
   tools="$(dirname "$0")/../tests/tools"
   if [ ! -d "$tools/node_modules" ] || [ "$tools/package-lock.json" -nt "$tools/node_modules" ]; then
     (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+# The browser test's driver (playwright-core, pinned by tests/browser/package-lock.json; it
+# drives Debian's chromium and downloads no browser of its own).
+if [ "${1:-build}" != build ]; then
+  browser_dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$browser_dir/node_modules/playwright-core" ] ||
+     [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
+    echo "drover: npm ci in tests/browser" >&2
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

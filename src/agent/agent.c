@@ -41,7 +41,8 @@
 
 static const char usage_text[] =
     "usage: drover agent [--server URL] [--token-file FILE] [--name N] [--queues Q1,Q2]\n"
-    "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime native]\n"
+    "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime R,...]\n"
+    "                    [--engine-opt ARG]...\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
     "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
     "                    [--cache-dir DIR] [--cache-size SIZE]\n"
@@ -67,7 +68,17 @@ static const char usage_text[] =
     "  --slots N           slots for jobs to take at once, 1-1024 (default 1)\n"
     "  --work-dir DIR      job folders and the spool (default $DROVER_DATA/agent,\n"
     "                      else ~/.local/share/drover/agent)\n"
-    "  --runtime R         how jobs run: native (the only runtime in this version)\n"
+    "  --runtime R,...     the runtimes to offer (comma-separated, or repeated): native\n"
+    "                      (processes on this host), bwrap (a bubblewrap sandbox, for jobs\n"
+    "                      with command.sandbox; without native, every job is sandboxed),\n"
+    "                      podman or docker (containers, for jobs with command.image).\n"
+    "                      Each must work at start, or the agent exits. Default: native,\n"
+    "                      and whichever of bwrap, podman (else docker) pass a test run\n"
+    "                      in the background\n"
+    "  --engine-opt ARG    an argument for the container engine, put before each of its\n"
+    "                      subcommands (e.g. --engine-opt=--cgroup-manager=cgroupfs);\n"
+    "                      repeatable. The engine also reads its own configuration\n"
+    "                      (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF, DOCKER_HOST...)\n"
     "  --listen ADDR:PORT  serve /healthz, /metrics and /v1/status there (default: off)\n"
     "  --keep-work         keep each job's work folder after it ends\n"
     "  --term-grace S      seconds from SIGTERM to SIGKILL when a job is killed (default 10)\n"
@@ -265,6 +276,7 @@ enum {
     OPT_ALLOW_PATH,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
+    OPT_ENGINE_OPT,
     OPT_CACHE_DIR,
     OPT_CACHE_SIZE,
     OPT_CA_FILE,
@@ -293,6 +305,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
+        {"engine-opt", required_argument, NULL, OPT_ENGINE_OPT},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
         {"ca-file", required_argument, NULL, OPT_CA_FILE},
@@ -359,13 +372,27 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
             o->work_dir = xstrdup(optarg);
             break;
         case OPT_RUNTIME:
-            if (strcmp(optarg, "native")) {
-                fprintf(stderr,
-                        "drover agent: runtime '%s' is not available yet (only native "
-                        "is, in this version)\n",
-                        optarg);
-                return 2;
+            for (const char *p = optarg;;) {
+                size_t len = strcspn(p, ",");
+                char *name = xstrndup(p, len);
+                unsigned bit = proto_runtime_parse(name);
+                free(name);
+                if (!bit)
+                    return usage_error("--runtime: '%.*s' is not one of native, bwrap, podman, "
+                                       "docker",
+                                       (int)len, p);
+                o->runtimes_forced |= bit;
+                if (!p[len]) break;
+                p += len + 1;
             }
+            if ((o->runtimes_forced & PROTO_RT_CONTAINER) == PROTO_RT_CONTAINER)
+                return usage_error("--runtime: podman or docker, not both (one container engine "
+                                   "per agent)");
+            break;
+        case OPT_ENGINE_OPT:
+            if (o->nengine_opts >= 64) return usage_error("--engine-opt: at most 64");
+            o->engine_opts = xrealloc(o->engine_opts, (o->nengine_opts + 1) * sizeof(char *));
+            o->engine_opts[o->nengine_opts++] = xstrdup(optarg);
             break;
         case OPT_LISTEN:
             free(o->listen);
@@ -492,6 +519,9 @@ static void opts_release(struct agent_opts *o)
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
+    for (size_t i = 0; i < o->nengine_opts; i++)
+        free(o->engine_opts[i]);
+    free(o->engine_opts);
     json_decref(o->queues);
     json_decref(o->labels);
     memset(o, 0, sizeof(*o));
@@ -797,6 +827,11 @@ int cmd_agent(int argc, char **argv)
         rc = e.code == ERR_INVALID ? 2 : 1;
         goto out;
     }
+    if (runtimes_setup(&a, &e)) {
+        fprintf(stderr, "drover agent: %s\n", e.msg);
+        rc = 1;
+        goto out;
+    }
     /* after setup (the instance names the agent's cgroups), before the recovery (which
      * finds the jobs whose groups limits_init removes) */
     if (limits_init(&a.limits, a.o.limits_mode, a.instance, &e)) {
@@ -812,9 +847,14 @@ int cmd_agent(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    log_info("drover agent %s name=%s server=%s slots=%d work_dir=%s%s%s", DROVER_VERSION, a.o.name,
-             a.http.base_url, a.o.slots, a.o.work_dir, a.o.listen ? " listen=" : "",
-             a.o.listen ? a.o.listen : "");
+    char rts[64] = "";
+    for (unsigned bit = 1; bit & PROTO_RT_ALL; bit <<= 1)
+        if (a.runtimes & bit)
+            snprintf(rts + strlen(rts), sizeof(rts) - strlen(rts), "%s%s", rts[0] ? "," : "",
+                     proto_runtime_name(bit));
+    log_info("drover agent %s name=%s server=%s slots=%d runtimes=%s work_dir=%s%s%s",
+             DROVER_VERSION, a.o.name, a.http.base_url, a.o.slots, rts, a.o.work_dir,
+             a.o.listen ? " listen=" : "", a.o.listen ? a.o.listen : "");
     if (a.o.bench_noop)
         log_warn("--bench-noop: leased jobs are reported succeeded without being run");
     proto_register(&a);
@@ -835,6 +875,7 @@ out:
     event_free_null(&a.sigint_ev);
     event_free_null(&a.sigchld_ev);
     runner_native_stop(&a);
+    runtimes_release(&a);
     spool_close(&a.spool);
     limits_release(&a.limits);
     if (a.lock_fd >= 0) close(a.lock_fd);

@@ -9,6 +9,13 @@
  *                    report, settlement, clean-up; recovery from the spool
  *   runner_native.c  processes: spawn, pipes (stdin, stdout, stderr), kill, reap,
  *                    and the sweep of what a job left outside its process group
+ *   runner_bwrap.c   the sandbox runner: a native process inside bubblewrap
+ *   runner_container.c  the container runner (podman or docker CLI): image pulls,
+ *                    run, kill, inspect, remove; the engine's helper commands
+ *   runtimes.c       which runtimes the agent offers: --runtime, or tests of bwrap
+ *                    and the engines (in the background)
+ *                    Each runner is a `struct runner_ops` (below); jobs.c picks
+ *                    one per job (runner_for).
  *   proc.c           the process tree, read from /proc (proc.h)
  *   limits.c         resource limits: cgroups v2 or v1, else rlimits (limits.h)
  *   stage.c          file staging: inputs downloaded before the run, outputs
@@ -76,6 +83,37 @@ enum { REC_LEASE = 1, REC_STARTED = 2, REC_RUN = 4, REC_FINISHED = 8 };
 
 struct agent;
 struct agent_job;
+struct container_engine;
+
+/* Called by a runner once the job's process has ended and its pipes are closed ("wait by
+ * callback"); the outcome is in the job (wait_status, oom). */
+typedef void (*runner_ended_fn)(struct agent_job *j);
+/* Called by a runner's prepare once the job can start (error NULL), or with why it cannot. */
+typedef void (*runner_ready_fn)(struct agent_job *j, const char *error);
+
+/*
+ * A way to run a job's program. All run on the loop's thread; none blocks (but recover, at
+ * startup before the loop runs).
+ */
+struct runner_ops {
+    const char *name; /* "native", "bwrap", "podman", "docker" (proto_runtime_name) */
+    unsigned rt;      /* its PROTO_RT_* bit */
+    /* Optional: gets what the job needs before it starts (a container image). 0: ready now;
+     * 1: `ready` is called later (not before this returns); else an ERR_* with e filled. */
+    int (*prepare)(struct agent_job *j, runner_ready_fn ready, struct err *e);
+    /* Starts argv with envp in j->work_dir (stdin, stdout, stderr as runner_native_start);
+     * j->pid is what the started report shows. `ended` is called once, later. ERR_IO. */
+    int (*start)(struct agent_job *j, char **argv, char **envp, runner_ended_fn ended,
+                 struct err *e);
+    /* Sends sig to the job (its process group, or its container). */
+    void (*signal)(struct agent_job *j, int sig);
+    /* Drops the runner's hold on the job (pipes, events, a pull it waits for); no kill. */
+    void (*release)(struct agent_job *j);
+    /* After an agent restart: kills what is left of a job the spool says was running
+     * (`run`: the started record's "run", may be NULL). */
+    void (*recover)(struct agent *a, struct agent_job *j, json_t *run);
+};
+extern const struct runner_ops runner_native, runner_bwrap, runner_podman, runner_docker;
 
 /* A captured output stream: read from its pipe, kept until its log reports are settled. */
 struct agent_stream {
@@ -113,6 +151,13 @@ struct agent_job {
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
 
     /* the process (runner_native.c) */
+    const struct runner_ops *runner; /* NULL until chosen (runner_for) */
+    runner_ended_fn ended;           /* the runner's `ended` (jobs_process_ended) */
+    runner_ended_fn on_ended;        /* what runner_native calls when the process ended */
+    bool oom;                        /* the engine killed it for memory */
+    bool preparing;                  /* waiting for the runner's prepare (an image pull) */
+    char *container;                 /* the container's name (runner_container.c), or NULL */
+    struct container_wait *pull;     /* the pull it waits for, or NULL */
     pid_t pid;   /* also the process group; 0 before start */
     bool exited; /* reaped */
     int wait_status;
@@ -132,6 +177,8 @@ struct agent_job {
     enum kill_why kill_why;
     bool killed_hard;
     struct event *timeout_timer, *grace_timer, *progress_timer;
+    int64_t timeout_armed_ns; /* monotonic, when timeout_timer was (re)armed */
+    double timeout_left_s;    /* of timeout_s, when it was armed (a pull pauses it) */
     char *work_dir;
     struct progress_watch progress;
 
@@ -166,7 +213,10 @@ struct agent_opts {
     double stall_timeout_s; /* a transfer moving nothing this long fails */
     char *cache_dir;        /* --cache-dir (default WORK_DIR/cache) */
     uint64_t cache_size;    /* --cache-size in bytes; 0: no cache */
-    char *limits_mode;      /* --limits: auto, cgroup, rlimit, none */
+    char *limits_mode;        /* --limits: auto, cgroup, rlimit, none */
+    unsigned runtimes_forced; /* --runtime: the PROTO_RT_* bits asked for; 0: detect */
+    char **engine_opts;       /* --engine-opt: arguments before the engine's subcommand */
+    size_t nengine_opts;
 };
 
 struct agent_metrics {
@@ -238,6 +288,18 @@ struct agent {
 
     struct limits limits; /* how resource limits are enforced (limits.h) */
 
+    /* runtimes (runtimes.c, runner_*.c) */
+    unsigned runtimes;               /* PROTO_RT_* bits it offers (advertised to the server) */
+    struct container_engine *engine; /* its container engine, or NULL */
+    struct runtime_test {
+        unsigned rt;                  /* PROTO_RT_* */
+        pid_t pid;                    /* the test's process */
+        bool done;                    /* ended (or could not start: code -2) */
+        int code;                     /* its exit code, -1 when killed */
+        struct container_engine *eng; /* the engine tested, until adopted or freed */
+    } tests[3];
+    size_t ntests;
+
     struct agent_metrics m;
     struct status_server *status;
 };
@@ -262,6 +324,8 @@ void proto_kick(struct agent *a);
 /* True when no report is pending or in flight. */
 bool proto_idle(const struct agent *a);
 void proto_leave(struct agent *a);
+/* The runtimes the agent offers, by name (protocol.md): a new JSON array. */
+json_t *proto_runtimes_json(const struct agent *a);
 /* Frees the protocol's timers and batch (requests die with the aclient). */
 void proto_release(struct agent *a);
 
@@ -284,8 +348,53 @@ void jobs_free_all(struct agent *a);
 /* The runner: the process ended and its pipes are closed; decides the outcome. */
 void jobs_process_ended(struct agent_job *j);
 
+/* Kills the process group the spool's `run` names, if it is still the job's (after a restart). */
+void jobs_kill_survivors(struct agent *a, struct agent_job *j, json_t *run);
+/* Stops / restarts the job's timeout (a runner's prepare: an image pull is not charged to it). */
+void jobs_timeout_pause(struct agent_job *j);
+void jobs_timeout_resume(struct agent_job *j);
+
 /* rm -rf `path` (folders a job made read-only too); logs what it could not remove. */
 void agent_remove_tree(const char *path);
+
+/* The runner for a job's spec among the agent's runtimes, or NULL with *why set. */
+const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, const char **why);
+
+/* runner_bwrap.c */
+/* The test that bubblewrap works here (a sandboxed `true`): a new argv (agent_strv_free). */
+char **runner_bwrap_test_argv(void);
+
+/* runner_container.c */
+/* An engine (PROTO_RT_PODMAN or PROTO_RT_DOCKER, with a->o.engine_opts), not tested. */
+struct container_engine *runner_container_new(struct agent *a, unsigned rt);
+/* The test that the engine works (`ENGINE [opts] info`): a new argv (agent_strv_free). */
+char **runner_container_test_argv(const struct container_engine *eng);
+/* Frees an engine (NULL is fine): its helper commands are left to finish on their own. */
+void runner_container_free(struct container_engine *eng);
+/* SIGCHLD: true when `pid` was one of the engine's helper commands (then it is reaped). */
+bool runner_container_reaped(struct agent *a, pid_t pid);
+/* Whether the sweep must leave the agent's child `pid` alone: an engine helper command, or
+ * the engine's monitor of one of the agent's containers (podman's conmon). */
+bool runner_container_owns(struct agent *a, pid_t pid);
+
+/* runtimes.c */
+/*
+ * Sets a->runtimes and a->engine: the --runtime ones, tested now (ERR_UNAVAILABLE naming
+ * the first that fails), or native now and the tests of the others started (their results
+ * come through runtimes_reaped).
+ */
+int runtimes_setup(struct agent *a, struct err *e);
+/* SIGCHLD: true when `pid` was a runtime's test (then it is reaped and taken into account). */
+bool runtimes_reaped(struct agent *a, pid_t pid);
+/* Whether `pid` is a runtime's test still running (the sweep leaves it alone). */
+bool runtimes_owns(const struct agent *a, pid_t pid);
+/* Frees the engines (at exit, after the jobs). */
+void runtimes_release(struct agent *a);
+/* Starts argv[0] (from PATH) with stdin /dev/null, stdout and stderr to `out` (or /dev/null
+ * when -1), the default signal handling, no other descriptor. 0 or an errno. */
+int agent_spawn_quiet(char *const *argv, int out, pid_t *pid);
+/* Waits for `pid` (blocking: startup only): its exit code, or -1. */
+int agent_wait_exit(pid_t pid);
 
 /* runner_native.c (the agent must be a child subreaper: agent.c) */
 /*

@@ -19,9 +19,11 @@
  *
  * The job's timeout_s runs from the lease: it covers staging in, the run and
  * staging out, as the server's deadline (timeout_s + a grace after the lease)
- * does. Staging needs no spool record of its own: an agent restarted while a
- * job stages reports it `error` like one restarted while it runs (an upload
- * cut short leaves no object: the store commits whole objects only).
+ * does, but not a runner's prepare (a container image's pull, shared by the
+ * jobs that want it): the timer is paused while the job waits for it.
+ * Staging needs no spool record of its own: an agent restarted while a job
+ * stages reports it `error` like one restarted while it runs (an upload cut
+ * short leaves no object: the store commits whole objects only).
  *
  * Invariant: a job's `finished` report is written to the spool before it is
  * queued, and the job is freed only by jobs_gc once it is settled.
@@ -128,7 +130,8 @@ static void job_free(struct agent_job *j)
     else
         a->jobs_tail = j->prev;
     a->njobs--;
-    runner_native_release(j);
+    (j->runner ? j->runner : &runner_native)->release(j);
+    free(j->container);
     limits_job_release(&a->limits, &j->limits, true);
     stage_free(j->stage);
     agent_strv_free(j->argv);
@@ -290,8 +293,13 @@ void jobs_process_ended(struct agent_job *j)
     case KILL_NONE:
         break;
     }
+    if (j->end_error) { /* the runner's own failure (a container engine's error) */
+        job_finish(j, PROTO_REASON_ERROR, 0, 0, j->end_error);
+        return;
+    }
     j->end_code = j->end_signal = 0;
-    bool oom = !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && limits_job_oom(&j->limits);
+    /* j->oom: the container engine's word (runner_container.c) */
+    bool oom = !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && (j->oom || limits_job_oom(&j->limits));
     limits_job_release(&j->a->limits, &j->limits, false); /* again at job_free if it must */
     if (oom) {
         /* the kernel killed one of its processes for memory: the leader, or a child whose
@@ -353,7 +361,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     log_info("job=%s attempt=%d still running %g s after SIGTERM: SIGKILL", j->id, j->attempt,
              j->a->o.term_grace_s);
     j->killed_hard = true;
-    runner_native_signal(j, SIGKILL);
+    j->runner->signal(j, SIGKILL);
 }
 
 static void ms_timeval(double s, struct timeval *tv)
@@ -379,13 +387,17 @@ static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
         if (!j->killed_hard)
             log_info("job=%s attempt=%d killing (%s): SIGKILL", j->id, j->attempt, whys[why]);
         j->killed_hard = true;
-        runner_native_signal(j, SIGKILL);
+        j->runner->signal(j, SIGKILL);
         return;
     }
     if (j->grace_timer) return; /* already on its way */
-    log_info("job=%s attempt=%d killing (%s): SIGTERM to process group %d", j->id, j->attempt,
-             whys[why], (int)j->pid);
-    runner_native_signal(j, SIGTERM);
+    if (j->container)
+        log_info("job=%s attempt=%d killing (%s): SIGTERM to container %s", j->id, j->attempt,
+                 whys[why], j->container);
+    else
+        log_info("job=%s attempt=%d killing (%s): SIGTERM to process group %d", j->id, j->attempt,
+                 whys[why], (int)j->pid);
+    j->runner->signal(j, SIGTERM);
     j->grace_timer = evtimer_new(j->a->base, on_grace, j);
     struct timeval tv;
     ms_timeval(j->a->o.term_grace_s, &tv);
@@ -432,16 +444,36 @@ void jobs_stop_all(struct agent *a, bool hard)
 
 /* --- starting ---------------------------------------------------------------------- */
 
+const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, const char **why)
+{
+    json_t *command = json_object_get(spec, "command");
+    if (json_is_string(json_object_get(command, "image"))) {
+        if (a->runtimes & PROTO_RT_PODMAN) return &runner_podman;
+        if (a->runtimes & PROTO_RT_DOCKER) return &runner_docker;
+        *why = "it names an image (command.image) and the agent has no container runtime";
+        return NULL;
+    }
+    bool sandbox = json_is_true(json_object_get(command, "sandbox"));
+    if (!sandbox && (a->runtimes & PROTO_RT_NATIVE)) return &runner_native;
+    if (a->runtimes & PROTO_RT_BWRAP) return &runner_bwrap; /* --runtime bwrap: every job */
+    *why = sandbox ? "it asks for a sandbox (command.sandbox) and the agent has no bubblewrap"
+                   : "the agent runs containers only (--runtime) and the job names no image";
+    return NULL;
+}
+
 /* Spools the started report with what finds the process group after a restart (spool.h). */
 static void spool_started(struct agent_job *j)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
-    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I}}", "job", j->id, "attempt",
-                            j->attempt, "type", proto_report_name(PROTO_REPORT_STARTED), "pid",
-                            (json_int_t)j->pid, "run", "pgid", (json_int_t)j->pid, "starttime",
-                            (json_int_t)j->starttime, "boot_id", a->boot_id, "started_at_ms",
-                            (json_int_t)j->started_at_ms);
+    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I, s:s}}", "job", j->id,
+                            "attempt", j->attempt, "type", proto_report_name(PROTO_REPORT_STARTED),
+                            "pid", (json_int_t)j->pid, "run", "pgid", (json_int_t)j->pid,
+                            "starttime", (json_int_t)j->starttime, "boot_id", a->boot_id,
+                            "started_at_ms", (json_int_t)j->started_at_ms, "runtime",
+                            j->runner->name);
+    if (j->container)
+        json_object_set_new(json_object_get(rec, "run"), "container", json_string(j->container));
     if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
     else
@@ -475,6 +507,8 @@ static int job_spawn(struct agent_job *j, struct err *e)
     struct spec_resources res;
     char *unenforced = NULL;
     spec_resources_get(j->spec, &res);
+    if (j->runner->rt & PROTO_RT_CONTAINER) /* the engine enforces them (runner_container.c) */
+        memset(&res, 0, sizeof(res));
     if ((rc = limits_job_prepare(&a->limits, &j->limits, strrchr(j->work_dir, '/') + 1, &res,
                                  &unenforced, e)))
         goto out;
@@ -484,15 +518,15 @@ static int job_spawn(struct agent_job *j, struct err *e)
                  j->id, j->attempt, unenforced, limits_mech_name(a->limits.mech));
     free(unenforced);
     j->phase = PHASE_RUNNING;
-    rc = runner_native_start(j, j->argv, envp, e);
+    rc = j->runner->start(j, j->argv, envp, jobs_process_ended, e);
     limits_job_spawned(&j->limits);
     if (rc) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, PROTO_REPORT_STARTED);
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
-    log_info("job=%s attempt=%d started pid=%d slots=%d program=%s", j->id, j->attempt, (int)j->pid,
-             j->slots, j->argv[0]);
+    log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,
+             (int)j->pid, j->slots, j->runner->name, j->argv[0]);
     struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};
     j->progress_timer = event_new(a->base, -1, EV_PERSIST, on_progress_tick, j);
     evtimer_add(j->progress_timer, &tick);
@@ -505,8 +539,34 @@ out:
 /* A job that could not start: its slots back, its pipes closed, `error` reported. */
 static void job_start_failed(struct agent_job *j, const char *error)
 {
-    runner_native_release(j);
+    (j->runner ? j->runner : &runner_native)->release(j);
     job_finish(j, PROTO_REASON_ERROR, 0, 0, error);
+}
+
+/* The runner's prepare is done (an image pulled): the timeout runs again, the job starts. */
+static void on_prepared(struct agent_job *j, const char *error)
+{
+    struct err e = ERR_INIT;
+    if (!j->preparing || j->phase != PHASE_STAGE_IN) return; /* cancelled meanwhile */
+    j->preparing = false;
+    jobs_timeout_resume(j);
+    if (error)
+        job_start_failed(j, error);
+    else if (job_spawn(j, &e))
+        job_start_failed(j, e.msg);
+}
+
+/* The inputs are in: the runner prepares (maybe later), then the job spawns. */
+static int job_prepare(struct agent_job *j, struct err *e)
+{
+    int rc = j->runner->prepare ? j->runner->prepare(j, on_prepared, e) : 0;
+    if (rc == 1) {
+        j->phase = PHASE_STAGE_IN; /* a kill now ends it as while staging */
+        j->preparing = true;
+        jobs_timeout_pause(j);
+        return 0;
+    }
+    return rc ? rc : job_spawn(j, e);
 }
 
 static void on_staged_in(struct agent_job *j, int rc, const char *error)
@@ -517,7 +577,23 @@ static void on_staged_in(struct agent_job *j, int rc, const char *error)
         return;
     }
     log_debug("job=%s attempt=%d inputs downloaded", j->id, j->attempt);
-    if (job_spawn(j, &e)) job_start_failed(j, e.msg);
+    if (job_prepare(j, &e)) job_start_failed(j, e.msg);
+}
+
+void jobs_timeout_pause(struct agent_job *j)
+{
+    if (!j->timeout_timer || !evtimer_pending(j->timeout_timer, NULL)) return;
+    evtimer_del(j->timeout_timer);
+    j->timeout_left_s -= (double)(time_mono_ns() - j->timeout_armed_ns) / 1e9;
+}
+
+void jobs_timeout_resume(struct agent_job *j)
+{
+    if (!j->timeout_timer || evtimer_pending(j->timeout_timer, NULL)) return;
+    struct timeval tv;
+    ms_timeval(j->timeout_left_s, &tv);
+    j->timeout_armed_ns = time_mono_ns();
+    evtimer_add(j->timeout_timer, &tv);
 }
 
 /*
@@ -532,6 +608,9 @@ static int job_start(struct agent_job *j, struct err *e)
     int rc;
     if (a->hard_stop)
         return err_set(e, ERR_UNAVAILABLE, "the agent was stopped before the job could start");
+    const char *why = NULL;
+    if (!(j->runner = runner_for(a, j->spec, &why)))
+        return err_set(e, ERR_UNAVAILABLE, "this agent cannot run the job: %s", why);
     if ((rc = stage_plan(j, &j->stage, &command, e))) return rc;
     rc = agent_argv_build(command ? command : json_object_get(j->spec, "command"), &j->argv, e);
     json_decref(command);
@@ -551,6 +630,8 @@ static int job_start(struct agent_job *j, struct err *e)
         struct timeval tv;
         ms_timeval(timeout, &tv);
         j->timeout_timer = evtimer_new(a->base, on_timeout, j);
+        j->timeout_left_s = timeout;
+        j->timeout_armed_ns = time_mono_ns();
         evtimer_add(j->timeout_timer, &tv);
     }
     if (stage_has_inputs(j->stage)) {
@@ -559,7 +640,7 @@ static int job_start(struct agent_job *j, struct err *e)
         stage_in(j->stage, on_staged_in);
         return 0;
     }
-    return job_spawn(j, e);
+    return job_prepare(j, e);
 }
 
 /*
@@ -672,7 +753,7 @@ static bool run_this_boot(const struct agent *a, json_t *run)
 }
 
 /* Kills the process group `run` names ("run" of spool.h), if it is still the job's. */
-static void kill_survivors(struct agent *a, struct agent_job *j, json_t *run)
+void jobs_kill_survivors(struct agent *a, struct agent_job *j, json_t *run)
 {
     json_int_t pgid = json_integer_value(json_object_get(run, "pgid"));
     unsigned long long saved =
@@ -765,7 +846,14 @@ int jobs_recover(struct agent *a, struct err *e)
             log_info("job=%s attempt=%d recovered from the spool with its result (reason=%s)", id,
                      attempt, json_string_value(json_object_get(finished, "reason")));
         } else {
-            kill_survivors(a, j, run);
+            /* by the runtime the started record names (native before runtimes existed) */
+            const char *rt = json_string_value(json_object_get(run, "runtime"));
+            const struct runner_ops *r = &runner_native;
+            if (rt && !strcmp(rt, runner_bwrap.name)) r = &runner_bwrap;
+            if ((rt && !strcmp(rt, runner_podman.name)) || (!started && a->engine))
+                r = &runner_podman; /* a lease without started record may have a container */
+            if (rt && !strcmp(rt, runner_docker.name)) r = &runner_docker;
+            r->recover(a, j, run);
             json_int_t at = json_integer_value(json_object_get(run, "started_at_ms"));
             if (at > 0) {
                 j->start_ns = 1;

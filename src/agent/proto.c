@@ -149,6 +149,14 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
     agent_check_done(a);
 }
 
+json_t *proto_runtimes_json(const struct agent *a)
+{
+    json_t *arr = json_array();
+    for (unsigned bit = 1; bit & PROTO_RT_ALL; bit <<= 1)
+        if (a->runtimes & bit) json_array_append_new(arr, json_string(proto_runtime_name(bit)));
+    return arr;
+}
+
 /*
  * Lists the input cache in a register (always) or poll body (when it changed since it was last
  * sent, or every CACHED_RESEND_MS: a server restarted meanwhile has forgotten it).
@@ -169,10 +177,11 @@ void proto_register(struct agent *a)
 {
     if (a->register_req || a->exiting || evtimer_pending(a->register_timer, NULL)) return;
     a->registered = false;
-    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o}", "name", a->o.name,
+    json_t *body = json_pack("{s:s, s:O, s:O, s:i, s:s, s:o, s:s, s:o, s:o}", "name", a->o.name,
                              "labels", a->o.labels, "queues", a->o.queues, "slots", a->o.slots,
                              "version", DROVER_VERSION, "running", held_leases(a), "instance",
-                             a->instance, "limits", limits_json(&a->limits));
+                             a->instance, "limits", limits_json(&a->limits), "runtimes",
+                             proto_runtimes_json(a));
     add_cached(a, body, true);
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
@@ -278,8 +287,9 @@ void proto_poll(struct agent *a)
     if (!a->registered || a->poll_req || a->exiting || a->hard_stop || a->leave_pending ||
         a->leave_req || evtimer_pending(a->poll_timer, NULL))
         return;
-    json_t *body = json_pack("{s:i, s:i, s:o, s:s}", "free_slots", agent_free_slots(a), "wait_s",
-                             a->heartbeat_s, "running", held_leases(a), "instance", a->instance);
+    json_t *body = json_pack("{s:i, s:i, s:o, s:s, s:o}", "free_slots", agent_free_slots(a),
+                             "wait_s", a->heartbeat_s, "running", held_leases(a), "instance",
+                             a->instance, "runtimes", proto_runtimes_json(a));
     add_cached(a, body, false);
     char *path = agent_path(a, "poll");
     a->m.polls++;

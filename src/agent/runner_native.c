@@ -67,7 +67,7 @@ static void maybe_ended(struct agent_job *j)
 {
     if (j->exited && j->out.fd < 0 && j->err.fd < 0) {
         if (j->linger_timer) evtimer_del(j->linger_timer);
-        jobs_process_ended(j);
+        if (j->on_ended) j->on_ended(j);
     }
 }
 
@@ -401,7 +401,9 @@ static size_t sweep(struct agent *a, const struct agent_job *ending, int sig)
     pid_t *kids;
     size_t n = proc_children(getpid(), &kids), signalled = 0;
     for (size_t i = 0; i < n; i++) {
-        if (job_by_leader(a, kids[i]) || orphan_kept(a, kids[i], ending)) continue;
+        if (job_by_leader(a, kids[i]) || runner_container_owns(a, kids[i]) ||
+            runtimes_owns(a, kids[i]) || orphan_kept(a, kids[i], ending))
+            continue;
         size_t k = proc_signal_tree(kids[i], getpid(), 0, sig);
         if (k && sig == SIGKILL && ending)
             log_info("job=%s attempt=%d killed %zu process(es) outside its process group (pid %d "
@@ -478,6 +480,8 @@ void runner_native_reap(struct agent *a)
         memset(&si, 0, sizeof(si));
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) break;
         struct agent_job *j = job_by_leader(a, si.si_pid);
+        if (!j && (runner_container_reaped(a, si.si_pid) || runtimes_reaped(a, si.si_pid)))
+            continue;
         if (j) {
             reap_one(j);
             if (!j->exited) break;
@@ -507,3 +511,21 @@ void runner_native_release(struct agent_job *j)
         j->linger_timer = NULL;
     }
 }
+
+/* --- the native runner's vtable (runner_bwrap.c shares it) --- */
+
+static int native_start(struct agent_job *j, char **argv, char **envp, runner_ended_fn ended,
+                        struct err *e)
+{
+    j->ended = j->on_ended = ended;
+    return runner_native_start(j, argv, envp, e);
+}
+
+const struct runner_ops runner_native = {
+    .name = "native",
+    .rt = PROTO_RT_NATIVE,
+    .start = native_start,
+    .signal = runner_native_signal,
+    .release = runner_native_release,
+    .recover = jobs_kill_survivors,
+};

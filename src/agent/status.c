@@ -124,25 +124,28 @@ static void on_status(struct evhttp_request *req, void *arg)
         char at[32];
         time_format_rfc3339(j->started_at_ms, at, sizeof(at));
         json_array_append_new(
-            jobs, json_pack("{s:s, s:i, s:s, s:o, s:o, s:i, s:b}", "id", j->id, "attempt",
+            jobs, json_pack("{s:s, s:i, s:s, s:o, s:o, s:i, s:b, s:o}", "id", j->id, "attempt",
                             j->attempt, "state",
                             j->phase == PHASE_RUNNING     ? "running"
+                            : j->preparing                ? "pulling"
                             : j->phase == PHASE_STAGE_IN  ? "downloading"
                             : j->phase == PHASE_STAGE_OUT ? "uploading"
                                                           : "reporting",
                             "pid", j->pid > 0 && !j->exited ? json_integer(j->pid) : json_null(),
                             "started_at", j->started_at_ms ? json_string(at) : json_null(), "slots",
-                            j->slots, "recovered", j->recovered));
+                            j->slots, "recovered", j->recovered, "runtime",
+                            j->runner ? json_string(j->runner->name) : json_null()));
     }
     char since[32];
     time_format_rfc3339(a->started_ms, since, sizeof(since));
     reply_json(req, 200,
-               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:s, s:s, s:o, s:o}", "name",
-                         a->o.name, "id", a->registered ? json_string(a->id) : json_null(),
+               json_pack("{s:s, s:o, s:s, s:s, s:i, s:i, s:O, s:O, s:o, s:s, s:s, s:o, s:o}",
+                         "name", a->o.name, "id", a->registered ? json_string(a->id) : json_null(),
                          "server", a->http.base_url, "state", agent_state(a), "slots", a->o.slots,
                          "free_slots", agent_free_slots(a), "queues", a->o.queues, "labels",
-                         a->o.labels, "version", DROVER_VERSION, "started_at", since, "jobs", jobs,
-                         "limits", limits_json(&a->limits)));
+                         a->o.labels, "runtimes", proto_runtimes_json(a), "version",
+                         DROVER_VERSION, "started_at", since, "jobs", jobs, "limits",
+                         limits_json(&a->limits)));
 }
 
 static void on_other(struct evhttp_request *req, void *arg)

@@ -29,6 +29,7 @@ struct router {
     const struct route *routes;
     size_t n;
     http_auth_fn auth;
+    http_cookie_auth_fn cookie_auth;
     void *app;
     uint64_t next_id;
     uint64_t served;
@@ -307,6 +308,16 @@ int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
     struct route route = *r->route;
     route.roles = roles;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+    if ((!h || !*h) && r->rt->cookie_auth) {
+        int rc = r->rt->cookie_auth(r->rt->app, r->ev, route.method, &r->role, r->token_name,
+                                    sizeof(r->token_name), e);
+        if (rc != ERR_NOTFOUND) {
+            if (!rc && !(r->role & (int)roles))
+                rc = err_set(e, ERR_DENIED, "a session of role '%s' may not call %s %s",
+                             role_name(r->role), route.method, route.pattern);
+            return rc;
+        }
+    }
     return check_token(r->rt, &route, h, &r->role, r->token_name, sizeof(r->token_name), e);
 }
 
@@ -496,6 +507,11 @@ struct router *router_new(struct evhttp *http, const struct route *routes, size_
 void router_free(struct router *rt)
 {
     free(rt);
+}
+
+void router_set_cookie_auth(struct router *rt, http_cookie_auth_fn fn)
+{
+    rt->cookie_auth = fn;
 }
 
 void router_set_uploads(struct router *rt, struct uploads *u)

@@ -76,6 +76,17 @@ struct http_req {
 typedef int (*http_auth_fn)(void *app, const char *token, int *role, char *name, size_t n,
                             struct err *e);
 
+/*
+ * Authenticates a request that carries no Authorization header by another
+ * credential (the dashboard's session cookie, server/session.h): fills *role
+ * and name and returns 0; ERR_NOTFOUND when the request carries no such
+ * credential (the missing-token error is given then); ERR_UNAUTH or
+ * ERR_DENIED (e.g. a cross-site request) otherwise. `method` is the
+ * request's. Called on the event loop thread.
+ */
+typedef int (*http_cookie_auth_fn)(void *app, struct evhttp_request *ev, const char *method,
+                                   int *role, char *name, size_t n, struct err *e);
+
 struct router;
 struct uploads;
 
@@ -101,12 +112,16 @@ void router_set_draining(struct router *rt, bool draining);
 int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
                       int64_t length, int64_t *limit, struct err *e);
 
+/* Sets the fallback of requests without a bearer token (NULL: none). */
+void router_set_cookie_auth(struct router *rt, http_cookie_auth_fn fn);
+
 /* Tells the router of the upload filter (upload.h), which hears of every reply. */
 void router_set_uploads(struct router *rt, struct uploads *u);
 /*
- * Checks the request's bearer token against roles, for handlers of routes
- * that need no token but may take one (roles 0 in the table): 0, ERR_UNAUTH
- * or ERR_DENIED. Fills r->role and r->token_name.
+ * Checks the request's bearer token (or, without one, the cookie_auth
+ * credential) against roles; the router calls it for routes that need a
+ * token, handlers for routes that need none but may take one (roles 0 in
+ * the table): 0, ERR_UNAUTH or ERR_DENIED. Fills r->role and r->token_name.
  */
 int http_authenticate(struct http_req *r, unsigned roles, struct err *e);
 

@@ -24,6 +24,8 @@ struct agent_rec {
     char *owner;    /* the name of the token that registered it first; NULL before it is known */
     char *instance; /* the instance that registered it last (protocol.md), or NULL */
     json_t *limits; /* how it enforces resource limits, as it registered (not stored), or NULL */
+    unsigned runtimes; /* PROTO_RT_* bits it advertised (register, poll); not stored: an agent
+                          loaded from the store has PROTO_RT_NATIVE until its next poll */
 };
 
 void agent_rec_init(struct agent_rec *a);

@@ -27,6 +27,7 @@ static const struct {
     [JOB_EV_DEADLINE] = {"deadline", HELD},
     [JOB_EV_CANCEL] = {"cancel", NOT_TERMINAL},
     [JOB_EV_UNBLOCK] = {"unblock", B(JOB_BLOCKED)},
+    [JOB_EV_RETRY] = {"retry", B(JOB_FAILED) | B(JOB_CANCELLED)},
 };
 
 const char *job_event_name(enum job_event ev)
@@ -261,6 +262,18 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
         j->finished_at = a->now_ms;
         json_decref(j->result);
         j->result = json_pack("{s:s}", "reason", "cancelled");
+        break;
+    case JOB_EV_RETRY: /* queued now; the ended attempts stay in the history */
+        j->state = JOB_QUEUED;
+        j->run_after = a->now_ms;
+        j->started_at = 0;
+        j->finished_at = 0;
+        free(j->agent);
+        j->agent = NULL;
+        json_decref(j->progress);
+        j->progress = NULL;
+        json_decref(j->result);
+        j->result = NULL;
         break;
     case JOB_NEVENTS:
         break;

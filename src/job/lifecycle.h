@@ -5,13 +5,20 @@
  * lifecycle_apply(), over one table of (state, event) pairs; a pair the table
  * does not allow is refused (ERR_CONFLICT naming both) and changes nothing.
  *
- *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock
+ *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock  retry
  *   (new)      ok
  *   blocked                                                                    ok       ok
  *   queued            ok                                                      ok
  *   leased                   ok       ok      ok        ok     ok    ok        ok
  *   running                           same    ok        ok     ok    ok        ok
- *   succeeded, failed, cancelled: none (terminal)
+ *   failed, cancelled                                                                           ok
+ *   succeeded: none
+ *
+ * retry (POST /v1/jobs/{id}/retry, by hand) queues a failed or cancelled job
+ * again for one more attempt, now, whatever its retry policy says: the next
+ * lease makes attempt N+1 (its history and logs keep the earlier ones), and
+ * its end is final (max_attempts is not raised, so it is not retried again
+ * by itself).
  *
  * finish, lost and deadline end the attempt: succeeded (exit 0), cancelled,
  * queued again after the retry backoff while attempts remain and the retry
@@ -39,6 +46,7 @@ enum job_event {
     JOB_EV_DEADLINE, /* the server's deadline for the attempt passed */
     JOB_EV_CANCEL,   /* any state not terminal -> cancelled */
     JOB_EV_UNBLOCK,  /* blocked -> queued (its dependencies are done) */
+    JOB_EV_RETRY,    /* failed, cancelled -> queued: one more attempt, by hand */
     JOB_NEVENTS
 };
 

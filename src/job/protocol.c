@@ -63,3 +63,18 @@ int proto_stream_parse(const char *name)
 {
     return parse(stream_names, PROTO_STREAM_COUNT, name);
 }
+
+static const char *const runtime_names[] = {"native", "bwrap", "podman", "docker"};
+
+const char *proto_runtime_name(unsigned rt)
+{
+    for (unsigned i = 0; i < sizeof(runtime_names) / sizeof(runtime_names[0]); i++)
+        if (rt == 1u << i) return runtime_names[i];
+    return "unknown";
+}
+
+unsigned proto_runtime_parse(const char *name)
+{
+    int i = parse(runtime_names, (int)(sizeof(runtime_names) / sizeof(runtime_names[0])), name);
+    return i < 0 ? 0 : 1u << i;
+}

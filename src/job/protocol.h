@@ -63,7 +63,8 @@ enum proto_reason {
     PROTO_REASON_TIMEOUT,   /* "timeout": killed after timeout_s (or past the server's deadline) */
     PROTO_REASON_CANCELLED, /* "cancelled": killed on request */
     PROTO_REASON_ERROR,     /* "error": staging or start failed, or the agent stopped or left */
-    PROTO_REASON_OOM,       /* "oom": killed for memory (over resources.memory_mb) */
+    PROTO_REASON_OOM,       /* "oom": killed for memory (over resources.memory_mb; a container
+                               the engine killed) */
     PROTO_REASON_LOST,      /* "lost": the agent stopped answering or never got the lease;
                                written by the server only */
 };
@@ -79,6 +80,21 @@ static inline bool proto_reason_from_agent(int r)
 {
     return r >= 0 && r < PROTO_AGENT_REASONS;
 }
+
+/* ---- runtimes: how an agent can run jobs (register and poll: "runtimes") ---- */
+
+enum proto_runtime {
+    PROTO_RT_NATIVE = 1, /* "native": a process on the agent's host */
+    PROTO_RT_BWRAP = 2,  /* "bwrap": in a bubblewrap sandbox */
+    PROTO_RT_PODMAN = 4, /* "podman": in a container, through the podman CLI */
+    PROTO_RT_DOCKER = 8, /* "docker": in a container, through the docker CLI */
+};
+#define PROTO_RT_ALL 15u
+#define PROTO_RT_CONTAINER (PROTO_RT_PODMAN | PROTO_RT_DOCKER)
+/* The name of one runtime bit ("native", ...), or "unknown". */
+const char *proto_runtime_name(unsigned rt);
+/* The runtime bit named `name`, or 0. */
+unsigned proto_runtime_parse(const char *name);
 
 /* ---- captured streams: the "stream" of a log report ---- */
 

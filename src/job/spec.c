@@ -861,6 +861,21 @@ static int check_stream(struct ctx *c, const struct field *f, json_t *v, json_t 
 
 #define PIPE_NULL "{\"type\": \"pipe\", \"value\": null}"
 
+/*
+ * An image reference as podman and docker take it: [registry[:port]/]path[:tag][@digest],
+ * letters, digits and . _ - / : @ only (no option-like leading '-', no spaces).
+ */
+static bool image_ok(const char *s)
+{
+    if (!*s || *s == '-' || *s == '/' || *s == ':' || *s == '@')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("._-/:@+", *p)))
+            return false;
+    return true;
+}
+
 /* clang-format off */
 static const struct field command_fields[] = {
     {.key = "program", .check = check_string, .dflt = "null", .min = 1, .max = PROGRAM_MAX,
@@ -868,7 +883,11 @@ static const struct field command_fields[] = {
      .expect = "a non-empty string of at most 4096 bytes without control characters"},
     {.key = "shell", .check = check_string, .dflt = "null", .min = 1, .max = SPEC_MAX_STRING},
     {.key = "image", .check = check_string, .dflt = "null", .min = 1, .max = 512,
-     .flags = F_NO_CTRL},
+     .valid = image_ok,
+     .expect = "an image reference ([registry/]name[:tag][@digest]) of at most 512 bytes, "
+               "or null"},
+    {.key = "sandbox", .check = check_bool, .dflt = "false"},
+    {.key = "network", .check = check_bool, .dflt = "null"},
     {.key = "arguments", .check = check_arguments, .dflt = "[]"},
     {.key = "argv", .check = check_argv}, /* folded into arguments */
     {.key = "stdin", .check = check_stream, .dflt = PIPE_NULL},
@@ -900,6 +919,11 @@ static int command_conflicts(struct ctx *c, json_t *in)
                      "program with its arguments",
                   not_with_shell[i]);
         break;
+    }
+    if (!rc && given(in, "image") && json_is_true(json_object_get(in, "sandbox"))) {
+        path_key(c, "sandbox");
+        rc = fail(c, "cannot be combined with command.image: a container is its own sandbox "
+                     "(give one or the other)");
     }
     if (!rc && given(in, "argv") && given(in, "arguments")) {
         path_key(c, "argv");
@@ -975,12 +999,6 @@ static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t
     if (!json_is_object(v))
         return fail(c, "must be an object");
     int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields));
-    if (!rc && given(v, "image")) {
-        size_t mark = path_key(c, "image");
-        rc = fail(c, "cannot be run yet: this server's agents run jobs natively, and a job that "
-                     "names an image is refused rather than run outside its container");
-        path_cut(c, mark);
-    }
     if (!rc) rc = command_conflicts(c, v);
     json_t *out = json_object();
     if (!rc) rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
@@ -1031,7 +1049,7 @@ static const struct field spec_fields[] = {
 };
 /* clang-format on */
 
-static void fill_views(struct job_spec *s, json_t *o)
+void spec_views(struct job_spec *s, json_t *o)
 {
     json_t *retry = json_object_get(o, "retry");
     s->json = o;
@@ -1044,6 +1062,7 @@ static void fill_views(struct job_spec *s, json_t *o)
     s->max_attempts = (int)json_integer_value(json_object_get(retry, "max_attempts"));
     s->delay_s = json_number_value(json_object_get(o, "delay_s"));
     s->timeout_s = json_number_value(json_object_get(o, "timeout_s")); /* null: 0 */
+    s->requires = json_object_get(o, "requires");
     s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
     s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
     s->retention_s = json_integer_value(json_object_get(o, "retention_s")); /* null: 0 */
@@ -1063,7 +1082,7 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
     if (rc)
         json_decref(c.top);
     else
-        fill_views(out, c.top);
+        spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
 }
@@ -1088,4 +1107,52 @@ void spec_release(struct job_spec *s)
         return;
     json_decref(s->json);
     memset(s, 0, sizeof(*s));
+}
+
+static void add_uri(struct spec_uri *out, size_t max, size_t *n, const json_t *v,
+                    enum spec_uri_use use)
+{
+    if (!json_is_string(v)) return;
+    if (*n < max) out[*n] = (struct spec_uri){json_string_value(v), use};
+    (*n)++;
+}
+
+/* A stream (stdin, stdout, stderr) of type uri. */
+static const json_t *stream_uri(const json_t *cmd, const char *key)
+{
+    const json_t *o = json_object_get(cmd, key);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    return type && !strcmp(type, "uri") ? json_object_get(o, "value") : NULL;
+}
+
+size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max)
+{
+    const json_t *cmd = json_object_get(normalised, "command");
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(json_object_get(cmd, "arguments"), i, v) {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        if (type && !strcmp(type, "input"))
+            add_uri(out, max, &n, json_object_get(v, "value"), SPEC_URI_READ);
+        else if (type && !strcmp(type, "output"))
+            add_uri(out, max, &n, json_object_get(v, "value"), SPEC_URI_WRITE);
+    }
+    add_uri(out, max, &n, stream_uri(cmd, "stdin"), SPEC_URI_READ);
+    add_uri(out, max, &n, stream_uri(cmd, "stdout"), SPEC_URI_WRITE);
+    add_uri(out, max, &n, stream_uri(cmd, "stderr"), SPEC_URI_WRITE);
+    json_array_foreach(json_object_get(cmd, "input"), i, v)
+        add_uri(out, max, &n, v, SPEC_URI_READ_PREFIX);
+    json_array_foreach(json_object_get(cmd, "output"), i, v)
+        add_uri(out, max, &n, v, SPEC_URI_WRITE_PREFIX);
+    return n;
+}
+
+unsigned spec_runtimes(const json_t *spec)
+{
+    json_t *command = json_object_get(spec, "command");
+    if (json_is_string(json_object_get(command, "image")))
+        return PROTO_RT_CONTAINER;
+    if (json_is_true(json_object_get(command, "sandbox")))
+        return PROTO_RT_BWRAP;
+    return PROTO_RT_NATIVE | PROTO_RT_BWRAP;
 }

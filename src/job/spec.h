@@ -48,6 +48,7 @@ struct job_spec {
     int max_attempts;    /* 1..100 */
     double delay_s;      /* >= 0 */
     double timeout_s;    /* 0 = none */
+    const json_t *requires; /* object, maybe empty */
     double backoff_s, max_backoff_s;
     int64_t retention_s; /* kept this long after it ends; 0 = the queue's or the server's */
     bool test; /* a probe: nothing is queued */
@@ -60,6 +61,30 @@ struct job_spec {
  * nothing that needs releasing.
  */
 int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e);
+/*
+ * Fills the views of s from `normalised`, a spec spec_parse() has already
+ * normalised (one read back from the store), borrowed: s->json is not a
+ * reference of its own, so s is not released.
+ */
+void spec_views(struct job_spec *s, json_t *normalised);
+/*
+ * The object URIs a normalised spec names, typed: what an agent running the
+ * job may read (input arguments, stdin, under input prefixes) and write
+ * (output arguments, stdout/stderr, names under output prefixes). `uri`
+ * borrows the spec's string.
+ */
+enum spec_uri_use {
+    SPEC_URI_READ,         /* an input argument or stdin: that object */
+    SPEC_URI_READ_PREFIX,  /* command.input: objects under it */
+    SPEC_URI_WRITE,        /* an output argument, stdout or stderr: that object */
+    SPEC_URI_WRITE_PREFIX, /* command.output: names under it */
+};
+struct spec_uri {
+    const char *uri;
+    enum spec_uri_use use;
+};
+/* Fills out[0..max) in spec order and returns how many the spec names (maybe more than max). */
+size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max);
 /* A job's resource limits (spec "resources"); 0 = no limit. */
 struct spec_resources {
     int64_t memory_mb;
@@ -75,6 +100,14 @@ static inline bool spec_resources_any(const struct spec_resources *r)
 
 /* Releases out->json and clears the views. */
 void spec_release(struct job_spec *s);
+
+/*
+ * The runtimes (PROTO_RT_* bits, job/protocol.h) that can run the normalised spec `spec`
+ * (NULL, or a spec without a command: a test probe): any container engine for a
+ * command.image, bwrap for command.sandbox, else native or bwrap (an agent that sandboxes
+ * every job). An agent may take the job when it has one of them.
+ */
+unsigned spec_runtimes(const json_t *spec);
 
 /* True when `s` is a valid label name ([A-Za-z0-9._/-]{1,64}): labels and requires keys. */
 bool spec_label_name_valid(const char *s);

@@ -180,10 +180,39 @@ static void register_done(void *arg, int rc, const struct err *e)
     free(op);
 }
 
+/*
+ * "runtimes" of a register or poll body: 1 to 4 distinct names of proto_runtime_parse(),
+ * into *out (PROTO_RT_* bits); absent or null leaves *out as it is.
+ */
+static int parse_runtimes(json_t *v, unsigned *out, struct err *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    unsigned bits = 0;
+    if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 4)
+        return err_field(e, ERR_INVALID, "runtimes",
+                         "runtimes must be an array of 1 to 4 of native, bwrap, podman, docker");
+    size_t i;
+    json_t *rt;
+    json_array_foreach(v, i, rt)
+    {
+        unsigned bit = proto_runtime_parse(json_string_value(rt));
+        if (!bit || (bits & bit))
+            return err_field(e, ERR_INVALID, "runtimes",
+                             "runtimes[%zu] must be one of native, bwrap, podman, docker (each "
+                             "once)",
+                             i);
+        bits |= bit;
+    }
+    *out = bits;
+    return 0;
+}
+
 static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
-    static const char *const known[] = {"name",    "labels",   "queues", "slots", "version",
-                                        "running", "instance", "cached", "limits", NULL};
+    static const char *const known[] = {"name",     "labels",   "queues", "slots",
+                                        "version",  "running",  "instance", "cached",
+                                        "limits",   "runtimes", NULL};
+    unsigned runtimes = PROTO_RT_NATIVE; /* an agent that does not say runs jobs natively */
     long slots;
     if (!json_is_object(b)) return err_set(e, ERR_INVALID, "the body must be an object");
     if (refuse_unknown(b, known, e)) return e->code;
@@ -233,6 +262,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
                          "bytes");
     if (check_running(json_object_get(b, "running"), e)) return e->code;
     if (check_cached(json_object_get(b, "cached"), e)) return e->code;
+    if (parse_runtimes(json_object_get(b, "runtimes"), &runtimes, e)) return e->code;
     json_t *instance = json_object_get(b, "instance");
     if (instance && !json_is_null(instance) &&
         (!json_is_string(instance) || !name_ok(json_string_value(instance), PROTO_INSTANCE_MAX)))
@@ -264,6 +294,7 @@ static int parse_register(json_t *b, const char *token, struct agent_rec *a, str
     a->labels = json_is_object(labels) ? json_deep_copy(labels) : json_object();
     a->queues = json_is_array(queues) ? json_deep_copy(queues) : json_pack("[s]", "default");
     a->slots = (int)slots;
+    a->runtimes = runtimes;
     a->version = json_is_string(version) ? xstrdup(json_string_value(version)) : NULL;
     a->owner = xstrdup(token);
     a->instance = json_is_string(instance) ? xstrdup(json_string_value(instance)) : NULL;
@@ -350,10 +381,16 @@ static struct live_agent *caller(struct http_req *r)
 
 /* ---- poll ---- */
 
+static void poll_gone(struct http_req *r)
+{
+    fleet_poll_gone(srv(r)->fleet, r->owner, r);
+    http_req_drop(r);
+}
+
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running",
-                                        "instance",   "cached", NULL};
+    static const char *const known[] = {"free_slots", "wait_s", "running", "instance",
+                                        "cached",     "runtimes", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
     long free_slots, wait_s;
@@ -364,12 +401,15 @@ int api_agents_poll(struct http_req *r)
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e) ||
-        check_cached(json_object_get(b, "cached"), &e)) {
+        check_cached(json_object_get(b, "cached"), &e) ||
+        parse_runtimes(json_object_get(b, "runtimes"), &a->rec.runtimes, &e)) {
         if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
+    r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */
+    r->on_gone = poll_gone;
     fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
     return HTTP_DEFERRED;
 }

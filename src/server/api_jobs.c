@@ -1,5 +1,5 @@
 /*
- * api_jobs.c - the jobs resource: submit, get, list, wait, cancel; and queues.
+ * api_jobs.c - the jobs resource: submit, get, list, wait, cancel, retry; and queues.
  *
  * Submissions are validated completely on the event loop, then written by
  * the group committer; the answer goes out from the commit's callback, so
@@ -175,17 +175,68 @@ static void reply_quota(struct submit *sb, const struct err *e)
 }
 
 /*
- * A submitted job's summary, with the agents up that could take it
- * ("listeners") and, when none could, why ("warnings"), so that a job no
- * agent can take does not wait silently.
+ * Who could take a job: the listeners and the warnings' JSON text. A batch's
+ * jobs mostly share their queue, requires and slots: the last count is kept
+ * and used again for the next job like it (the fleet does not change while
+ * one answer is written).
  */
-static json_t *submitted_json(struct server *s, const struct job *j)
+struct fit_memo {
+    const char *queue;
+    const json_t *requires;
+    int slots;
+    unsigned runtimes; /* spec_runtimes */
+    int listeners;
+    char *warnings; /* JSON text */
+};
+
+static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
 {
+    unsigned runtimes = spec_runtimes(j->spec);
+    if (m->warnings && !strcmp(m->queue, j->queue) && m->slots == j->slots &&
+        m->runtimes == runtimes &&
+        (m->requires == j->requires ||
+         (m->requires && j->requires && json_equal(m->requires, j->requires))))
+        return;
     struct sched_fit fit;
-    json_t *o = job_to_json_brief(j);
-    json_object_set_new(o, "listeners", json_integer(fleet_job_fit(s->fleet, j, &fit)));
-    json_object_set_new(o, "warnings", sched_fit_warnings(&fit));
-    return o;
+    free(m->warnings);
+    m->queue = j->queue;
+    m->requires = j->requires;
+    m->slots = j->slots;
+    m->runtimes = runtimes;
+    m->listeners = fleet_job_fit(s->fleet, j, &fit);
+    json_t *w = sched_fit_warnings(&fit);
+    m->warnings = json_dumps(w, JSON_COMPACT);
+    json_decref(w);
+}
+
+/*
+ * Appends a submitted job's summary to b, as text (a batch's answer is
+ * written without a JSON tree): id, state, queue, priority, key and
+ * created_at (what the client does not already know: GET shows the whole
+ * job), with the agents up that could take it ("listeners") and, when none
+ * could, why ("warnings"), so that a job no agent can take does not wait
+ * silently.
+ */
+static void submitted_text(struct buf *b, struct server *s, const struct job *j,
+                           struct fit_memo *m)
+{
+    char t[32];
+    time_format_rfc3339(j->created_at, t, sizeof(t));
+    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape */
+    buf_addf(b, "{\"id\":\"%s\",\"state\":\"%s\",\"queue\":\"%s\",\"priority\":%d,\"key\":",
+             j->id, job_state_name(j->state), j->queue, j->priority);
+    if (j->key) {
+        json_t *k = json_string(j->key);
+        char *text = json_dumps(k, JSON_ENCODE_ANY);
+        buf_adds(b, text);
+        free(text);
+        json_decref(k);
+    } else {
+        buf_adds(b, "null");
+    }
+    fit_of(s, j, m);
+    buf_addf(b, ",\"created_at\":\"%s\",\"listeners\":%d,\"warnings\":%s}", t, m->listeners,
+             m->warnings);
 }
 
 static void submit_done(void *arg, int rc, const struct err *e)
@@ -203,13 +254,19 @@ static void submit_done(void *arg, int rc, const struct err *e)
         reply_quota(sb, e);
     } else if (rc) {
         http_reply_err(r, e);
-    } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, sb->jobs[0]));
     } else {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, submitted_json(s, sb->jobs[i]));
-        http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
+        struct buf b = BUF_INIT;
+        struct fit_memo m = {0};
+        if (sb->array) buf_adds(&b, "{\"jobs\":[");
+        for (size_t i = 0; i < sb->n; i++) {
+            if (i) buf_addc(&b, ',');
+            submitted_text(&b, s, sb->jobs[i], &m);
+        }
+        buf_adds(&b, sb->array ? "]}\n" : "\n");
+        free(m.warnings);
+        http_reply_bytes(r, !sb->array && sb->existed[0] ? 200 : 201, "application/json", b.data,
+                         b.len);
+        buf_release(&b);
     }
     submit_free(sb);
 }
@@ -218,7 +275,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
     struct sched_fit fit;
-    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots);
+    sched_fit_init(&fit, spec->queue, json_object_size(spec->requires) ? spec->requires : NULL,
+                   spec->slots, spec_runtimes(spec->json));
     int n = fleet_fit(srv(r)->fleet, &fit);
     http_reply_json(r, 200,
                     json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
@@ -364,6 +422,12 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
         return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");
     f->queue = v;
     f->service = http_query(r, "service");
+    if ((v = http_query(r, "name")) && (!*v || strlen(v) > 256))
+        return err_field(e, ERR_INVALID, "name", "name must be 1 to 256 bytes of a job's name");
+    f->name = v;
+    if ((v = http_query(r, "agent")) && (!*v || strlen(v) > 128))
+        return err_field(e, ERR_INVALID, "agent", "agent must be an agent's name (1 to 128 bytes)");
+    f->agent = v;
     if ((v = http_query(r, "after")) && !uuid_valid(v))
         return err_field(e, ERR_INVALID, "after", "after must be a job id (the 'next' cursor)");
     f->after = v;
@@ -467,6 +531,29 @@ int api_jobs_cancel(struct http_req *r)
     return HTTP_DEFERRED;
 }
 
+/* ---- retry: a failed or cancelled job queued again for one more attempt ---- */
+
+static int retry_write(struct store *st, void *arg, struct err *e)
+{
+    struct cancel *c = arg;
+    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+}
+
+int api_jobs_retry(struct http_req *r)
+{
+    char id[UUID_STR_LEN];
+    struct err e = ERR_INIT;
+    if (resolve_id(r, id, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct cancel *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
+    return HTTP_DEFERRED;
+}
+
 /* ---- queues ---- */
 
 int api_queues_list(struct http_req *r)
@@ -482,7 +569,7 @@ int api_queues_list(struct http_req *r)
     for (size_t i = 0; i < n; i++) {
         const int64_t *c = qs[i].count;
         struct sched_fit fit;
-        sched_fit_init(&fit, qs[i].name, NULL, 0);
+        sched_fit_init(&fit, qs[i].name, NULL, 0, 0);
         json_t *counts = json_object();
         for (int s = 0; s < JOB_NSTATES; s++)
             json_object_set_new(counts, job_state_name(s), json_integer(c[s]));

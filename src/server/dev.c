@@ -51,7 +51,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
-            "                  [--allow-path DIR]... [--keep-work]\n"
+            "                  [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
+            "                  [--engine-opt ARG]...\n"
             "\n"
             "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
             "in one process, on loopback: everything needed to try drover out. The\n"
@@ -74,6 +75,9 @@ static void usage(FILE *f)
             "  --ca-file FILE       with --tls-cert: the CA its agent verifies the server with\n"
             "                       (default: the system's, $DROVER_CA_FILE)\n"
             "  --limits M           how job resources are enforced: auto, cgroup, rlimit, none\n"
+            "  --runtime R,...      native, bwrap, podman, docker (default: native and\n"
+            "                       whichever of the others work here)\n"
+            "  --engine-opt ARG     an argument for the container engine (repeatable)\n"
             "\n"
             "examples:\n"
             "  drover dev                                   # then, in another terminal:\n"
@@ -89,9 +93,9 @@ static const struct {
     const char *name;
     bool value;
 } agent_options[] = {
-    {"queues", true},     {"slots", true},      {"labels", true}, {"allow-path", true},
-    {"keep-work", false}, {"cache-dir", true}, {"cache-size", true}, {"ca-file", true},
-    {"limits", true},
+    {"queues", true},     {"slots", true},      {"labels", true},     {"allow-path", true},
+    {"keep-work", false}, {"cache-dir", true},  {"cache-size", true}, {"ca-file", true},
+    {"limits", true},     {"runtime", true},    {"engine-opt", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */

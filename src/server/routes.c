@@ -17,6 +17,14 @@ const struct route server_routes[] = {
     /* docs/openapi.json: every route of this table, and nothing else (tests/e2e/test_openapi.py) */
     {"GET", "/v1/openapi.json", api_openapi, 0, 0, false},
 
+    /* The dashboard (dashboard.c) and its sign-in (session.c): a token becomes a session
+       cookie that the API accepts too (router_set_cookie_auth). */
+    {"GET", "/", api_dashboard_page, 0, 0, false},
+    {"GET", "/ui/{file*}", api_dashboard_file, 0, 0, false},
+    {"POST", "/v1/session", api_session_create, 0, 4 * KiB, true},
+    {"GET", "/v1/session", api_session_get, 0, 0, false},
+    {"DELETE", "/v1/session", api_session_delete, 0, 0, false},
+
     /* 10,000 specs (an array's most) of the seed message's 668 bytes are 6.7 MB compact,
        about 11 MB indented: 16 MiB holds them with room, and bounds what parsing one body
        costs the loop (about a quarter of the 64 MiB it was). */
@@ -25,6 +33,7 @@ const struct route server_routes[] = {
     {"GET", "/v1/jobs/{id}", api_jobs_get, ANY_CLIENT, 0, false},
     {"GET", "/v1/jobs/{id}/wait", api_jobs_wait, ANY_CLIENT, 0, false},
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"POST", "/v1/jobs/{id}/retry", api_jobs_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/events", api_events, ANY_CLIENT, 0, false},

@@ -25,6 +25,8 @@
 #include "common/hmap.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
+#include "job/spec.h"
 
 struct sched_tenant {
     char *name;
@@ -288,8 +290,9 @@ void sched_add(struct sched *s, const struct job *j)
     sj->tenant = xstrdup(j->tenant ? j->tenant : "");
     sj->priority = j->priority;
     sj->slots = j->slots > 0 ? j->slots : 1;
-    json_t *req = json_object_get(j->spec, "requires");
-    sj->requires = json_object_size(req) ? json_incref(req) : NULL;
+    sj->requires = j->requires ? json_incref((json_t *)j->requires) : NULL;
+    sj->timeout_s = j->timeout_s;
+    sj->runtimes = spec_runtimes(j->spec);
     sj->cache_keys = sched_cache_keys(j->spec);
     sj->run_after = j->run_after;
     place(s, sj, time_now_ms());
@@ -338,9 +341,10 @@ static bool has_labels(const json_t *need, const json_t *labels)
     return true;
 }
 
-static bool fits(const struct sched_job *sj, const json_t *labels, int free_slots)
+static bool fits(const struct sched_job *sj, const json_t *labels, unsigned runtimes,
+                 int free_slots)
 {
-    return sj->slots <= free_slots && has_labels(sj->requires, labels);
+    return sj->slots <= free_slots && (sj->runtimes & runtimes) && has_labels(sj->requires, labels);
 }
 
 /* ---- the input-cache preference ---- */
@@ -411,10 +415,10 @@ static bool has_cached(const struct sched_job *sj, const json_t *have)
 static bool in_array(const json_t *names, const char *name);
 
 bool sched_could_take(const struct sched_job *sj, const json_t *queues, const json_t *labels,
-                      int free_slots, const json_t *have)
+                      unsigned runtimes, int free_slots, const json_t *have)
 {
     return sj->cache_keys && in_array(queues, sj->queue) && sj->slots <= free_slots &&
-           has_labels(sj->requires, labels) && has_cached(sj, have);
+           (sj->runtimes & runtimes) && has_labels(sj->requires, labels) && has_cached(sj, have);
 }
 
 /* Is sj held back from this agent (it has none of its cached objects, another has)? */
@@ -451,7 +455,8 @@ static bool before(const struct sched_job *a, const struct sched_job *b)
 
 /* The best fitting job across the agent's queues, or NULL. */
 static struct sched_job *best(const struct sched *s, const json_t *queues, const json_t *labels,
-                              int free_slots, const struct sched_pref *pref)
+                              unsigned runtimes, int free_slots,
+                              const struct sched_pref *pref)
 {
     struct sched_job *found = NULL;
     size_t i;
@@ -471,8 +476,8 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
                 struct sched_job *sj = sub->head;
                 /* held_back only notes when a held job may go anywhere (pref_until): the
                  * cast leaves the queues as they are */
-                while (sj &&
-                       (!fits(sj, labels, free_slots) || held_back((struct sched *)s, sj, pref)))
+                while (sj && (!fits(sj, labels, runtimes, free_slots) ||
+                              held_back((struct sched *)s, sj, pref)))
                     sj = sj->next;
                 if (sj && (!pick || before(sj, pick)))
                     pick = sj;
@@ -489,19 +494,19 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
     return found;
 }
 
-size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
-                  struct sched_job **out, size_t max)
+size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, unsigned runtimes,
+                  int free_slots, struct sched_job **out, size_t max)
 {
-    return sched_take_pref(s, queues, labels, free_slots, NULL, out, max);
+    return sched_take_pref(s, queues, labels, runtimes, free_slots, NULL, out, max);
 }
 
 size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labels,
-                       int free_slots, const struct sched_pref *pref, struct sched_job **out,
-                       size_t max)
+                       unsigned runtimes, int free_slots, const struct sched_pref *pref,
+                       struct sched_job **out, size_t max)
 {
     size_t n = 0;
     while (n < max && free_slots > 0) {
-        struct sched_job *sj = best(s, queues, labels, free_slots, pref);
+        struct sched_job *sj = best(s, queues, labels, runtimes, free_slots, pref);
         if (!sj)
             break;
         detach(s, sj);
@@ -539,19 +544,21 @@ size_t sched_ready_count(const struct sched *s, const char *queue)
 }
 
 bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
-                    int free_slots)
+                    unsigned runtimes, int free_slots)
 {
-    return free_slots > 0 && best(s, queues, labels, free_slots, NULL) != NULL;
+    return free_slots > 0 && best(s, queues, labels, runtimes, free_slots, NULL) != NULL;
 }
 
 /* ---- could an agent take it? ---- */
 
-void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots)
+void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots,
+                    unsigned runtimes)
 {
     memset(fit, 0, sizeof(*fit));
     fit->queue = queue;
     fit->requires = json_object_size(need) ? need : NULL;
     fit->slots = slots;
+    fit->runtimes = runtimes ? runtimes : PROTO_RT_ALL;
 }
 
 static bool in_array(const json_t *names, const char *name)
@@ -570,11 +577,14 @@ static void raise_to(int *max, int v)
     if (v > *max) *max = v;
 }
 
-void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots)
+void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots,
+                   unsigned runtimes)
 {
     bool serving = in_array(queues, fit->queue);
     bool labelled = has_labels(fit->requires, labels);
+    bool able = (fit->runtimes & runtimes) != 0;
     fit->up++;
+    fit->able += able;
     raise_to(&fit->max_all, slots);
     if (serving) {
         fit->serving++;
@@ -587,7 +597,8 @@ void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *la
     if (serving && labelled) {
         fit->serving_labelled++;
         raise_to(&fit->max_serving_labelled, slots);
-        if (slots >= fit->slots) fit->listeners++;
+        fit->serving_labelled_able += able;
+        if (able && slots >= fit->slots) fit->listeners++;
     }
 }
 
@@ -616,6 +627,19 @@ json_t *sched_fit_warnings(const struct sched_fit *fit)
         else
             snprintf(line, sizeof(line), "no agent has labels %s", b.data);
         buf_release(&b);
+        json_array_append_new(w, json_string(line));
+    }
+    if (!(fit->serving_labelled ? fit->serving_labelled_able : fit->able)) {
+        const char *what = fit->runtimes == PROTO_RT_CONTAINER
+                               ? "a container runtime (podman or docker) for command.image"
+                           : fit->runtimes == PROTO_RT_BWRAP
+                               ? "bubblewrap (bwrap) for command.sandbox"
+                               : "a runtime for jobs without an image (native or bwrap)";
+        if (fit->serving_labelled)
+            snprintf(line, sizeof(line), "no agent serving queue '%s'%s has %s", fit->queue,
+                     fit->requires ? " with its labels" : "", what);
+        else
+            snprintf(line, sizeof(line), "no agent has %s", what);
         json_array_append_new(w, json_string(line));
     }
     /* Slots against the agents that pass the other tests, or as many of them as there are. */

@@ -28,6 +28,8 @@ struct sched_job {
     int priority;
     int slots;
     json_t *requires; /* object, or NULL */
+    double timeout_s; /* 0 = none: for the lease's deadline */
+    unsigned runtimes; /* PROTO_RT_* bits that can run it (spec_runtimes) */
     int64_t run_after;
     json_t *cache_keys; /* its cached inputs ("sha256:HEX", "uri:URI"; sched_cache_keys), or NULL */
     int64_t ready_ms;   /* when it last became ready */
@@ -49,13 +51,14 @@ size_t sched_tick(struct sched *s, int64_t now_ms);
 
 /*
  * Takes up to `max` jobs for an agent serving `queues` (array of names),
- * with `labels` (object), that has `free_slots`: the best job first across
- * its queues (priority, then FIFO), skipping jobs whose requires the agent
- * lacks or whose slots do not fit. Taken jobs leave the scheduler and
+ * with `labels` (object) and `runtimes` (PROTO_RT_* bits), that has
+ * `free_slots`: the best job first across its queues (priority, then FIFO),
+ * skipping jobs whose requires the agent lacks, that none of its runtimes
+ * can run (a container image, a sandbox), or whose slots do not fit. Taken jobs leave the scheduler and
  * belong to the caller: sched_job_free() once leased, or sched_put_back().
  */
-size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, int free_slots,
-                  struct sched_job **out, size_t max);
+size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, unsigned runtimes,
+                  int free_slots, struct sched_job **out, size_t max);
 void sched_put_back(struct sched *s, struct sched_job *sj);
 /* A taken job that was not leased after all (cancelled meanwhile): forgotten and freed. */
 void sched_untake(struct sched *s, struct sched_job *sj);
@@ -102,12 +105,12 @@ struct sched_pref {
 };
 /* sched_take with the cache preference (pref may be NULL: none). */
 size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labels,
-                       int free_slots, const struct sched_pref *pref, struct sched_job **out,
-                       size_t max);
-/* Could an agent with these queues, labels, free slots and cached objects (a set) take sj now,
- * and has it one of sj's cached objects? */
+                       unsigned runtimes, int free_slots, const struct sched_pref *pref,
+                       struct sched_job **out, size_t max);
+/* Could an agent with these queues, labels, runtimes, free slots and cached objects (a set)
+ * take sj now, and has it one of sj's cached objects? */
 bool sched_could_take(const struct sched_job *sj, const json_t *queues, const json_t *labels,
-                      int free_slots, const json_t *have);
+                      unsigned runtimes, int free_slots, const json_t *have);
 /* The keys of a spec's cached inputs (a new array), or NULL when it has none. */
 json_t *sched_cache_keys(const json_t *spec);
 /* An agent's "cached" list ([{"sha256", "uri"?}], checked) as a set of keys (a new object). */
@@ -118,30 +121,37 @@ void sched_job_free(struct sched_job *sj);
 size_t sched_ready_count(const struct sched *s, const char *queue);
 /* True when an agent with these queues, labels and free slots would get a job now. */
 bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
-                    int free_slots);
+                    unsigned runtimes, int free_slots);
 
 /*
  * Could any agent take a job? (issue 13.4: a job no agent can take must not
  * wait silently.) sched_fit_init() with the job's queue, requires (object or
- * NULL) and slots (0 for a queue alone); sched_fit_add() for each agent that
- * is up, with its queues, labels and slots; then `listeners` is how many
- * could take it: they serve the queue, have every required label, and have
- * at least that many slots. The job's fields are borrowed until the last call.
+ * NULL), slots (0 for a queue alone) and the runtimes that can run it
+ * (spec_runtimes(); 0 for a queue alone: any); sched_fit_add() for each agent
+ * that is up, with its queues, labels, slots and runtimes; then `listeners`
+ * is how many could take it: they serve the queue, have every required
+ * label, one of those runtimes, and at least that many slots. The job's
+ * fields are borrowed until the last call.
  */
 struct sched_fit {
     const char *queue;
     const json_t *requires;
     int slots;
+    unsigned runtimes;
     int listeners;
     int up, serving, labelled, serving_labelled; /* agents counted, and of those: ... */
+    int able, serving_labelled_able;             /* ... with a runtime for it */
     /* The most slots of one agent among: all, serving, labelled, serving and labelled. */
     int max_all, max_serving, max_labelled, max_serving_labelled;
 };
-void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots);
-void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots);
+void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots,
+                    unsigned runtimes);
+void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots,
+                   unsigned runtimes);
 /*
  * Why no agent could take the job, as sentences ("queue 'bio' has no
- * listening agent", "no agent has labels db=rfam", "slots 16 exceeds the
+ * listening agent", "no agent has labels db=rfam", "no agent serving queue
+ * 'bio' has a container runtime (podman or docker)", "slots 16 exceeds the
  * largest agent's 8"); an empty array when some agent could. A new reference.
  */
 json_t *sched_fit_warnings(const struct sched_fit *fit);

@@ -26,6 +26,7 @@ struct offload;
 struct events;
 struct webhooks;
 struct accept_guard;
+struct sessions;
 struct tls_front;
 struct metrics;
 struct retention;
@@ -39,6 +40,7 @@ struct server {
     struct committer *commit;
     struct waiters *waiters;
     struct auth_cache *auth_cache;
+    struct sessions *sessions; /* the dashboard's sign-ins (session.h) */
     char *data_dir;
     int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
     bool shutting_down;
@@ -131,6 +133,7 @@ int api_jobs_get(struct http_req *r);
 int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
+int api_jobs_retry(struct http_req *r);
 int api_queues_list(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);
@@ -147,6 +150,11 @@ int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);
+int api_dashboard_page(struct http_req *r);
+int api_dashboard_file(struct http_req *r);
+int api_session_create(struct http_req *r);
+int api_session_get(struct http_req *r);
+int api_session_delete(struct http_req *r);
 int api_status(struct http_req *r);
 int api_openapi(struct http_req *r);
 int api_tenants_list(struct http_req *r);

@@ -206,6 +206,23 @@ int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct jo
     return rc;
 }
 
+int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                    struct err *e)
+{
+    struct job_event_args a = {.now_ms = now_ms};
+    struct err ce = ERR_INIT;
+    int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_RETRY, &a, out, &ce);
+    if (rc == ERR_CONFLICT) {
+        rc = err_set(e, ERR_CONFLICT,
+                     "job '%s' is %s: only a failed or cancelled job can be retried", id,
+                     job_state_name(out->state));
+        job_release(out);
+    } else if (rc) {
+        *e = ce;
+    }
+    return rc;
+}
+
 int store_job_update(struct store *st, const struct job *j, int expect_attempt,
                      unsigned expect_states, struct err *e)
 {
@@ -283,6 +300,12 @@ int store_meta_get(struct store *st, const char *key, char **value, struct err *
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e)
 {
     return st->ops->meta_set(st, key, value, e);
+}
+
+int store_event_object(struct store *st, int change, const char *bucket, const char *key,
+                       int64_t size, const char *sha256, struct err *e)
+{
+    return st->ops->event_object(st, change, bucket, key, size, sha256, e);
 }
 
 int store_event_list(struct store *st, const struct event_filter *f,

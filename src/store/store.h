@@ -50,6 +50,8 @@ struct job_filter {
     const char *owner;   /* NULL = any: only this token's jobs */
     const char *queue;   /* NULL = any */
     const char *service; /* NULL = any */
+    const char *name;    /* NULL = any: names holding this text, (ASCII) letters in any case */
+    const char *agent;   /* NULL = any: jobs whose (latest) attempt went to this agent (name) */
     int state;           /* -1 = any */
     const char *label_key, *label_value; /* both or neither */
     const char *after;   /* cursor: ids strictly older than this */
@@ -124,7 +126,8 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
  * The job must be at attempt `attempt` (0: any) and, when `agent` is not
  * NULL, held by that agent. With `spec` false the spec and labels are not
  * read (out has them NULL): for events that need neither (finish, lost and
- * deadline need the retry policy; a lease answer needs the spec).
+ * deadline need the retry policy). Leases are written by store_job_lease()
+ * (below), which the server uses for every lease.
  *
  * Returns 0 (applied: out is the job after), LIFECYCLE_SAME (allowed and
  * nothing changes: out as it is), ERR_CONFLICT (the attempt, the agent or the
@@ -174,6 +177,13 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
  */
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
                      struct err *e);
+/*
+ * store_job_apply's retry: a failed or cancelled job is queued again (job/lifecycle.h) and
+ * returned in out. ERR_NOTFOUND, or ERR_CONFLICT ("job 'x' is succeeded: only a failed or
+ * cancelled job can be retried") otherwise (out released).
+ */
+int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                    struct err *e);
 /*
  * A fenced write of a job's mutable fields (state, agent, attempt, started_at,
  * finished_at, run_after, progress, result, attempts): applied only if the
@@ -234,7 +244,9 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT };
+enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT };
+/* An object event's state. */
+enum object_change { OBJECT_CREATED, OBJECT_DELETED };
 
 struct event_rec {
     int64_t seq;
@@ -242,10 +254,11 @@ struct event_rec {
     int kind;        /* enum event_kind */
     char subject[UUID_STR_LEN]; /* the job's or the agent's id */
     char *queue;     /* job events */
-    int state;       /* enum job_state or enum agent_state */
+    int state;       /* enum job_state, enum agent_state or enum object_change */
     int attempt;     /* job events; 0 = none */
     char *agent;     /* job events: the agent's name, when one holds it; agent events: its name */
-    json_t *data;    /* {"percent", "message", "reason", "exit_code", ...} or NULL */
+    json_t *data;    /* jobs: {"percent", "message", "reason", "exit_code", ...} or NULL;
+                        objects: {"bucket", "key", "size", "sha256"} */
 };
 
 struct event_filter {
@@ -254,10 +267,20 @@ struct event_filter {
     const char *queue;         /* NULL = any */
     const char *const *jobs;   /* subjects wanted, or NULL = any */
     size_t njobs;
-    const char *owner;         /* only job events of this owner's jobs (and agent events); NULL = all */
+    const char *owner;         /* only job events of this owner's jobs (and agent and object
+                                  events); NULL = all */
     int limit;                 /* 1..10000 */
 };
 
+/*
+ * An object of the blob store was created (a PUT committed it, new or
+ * replacing one) or deleted: appends its event (kind EVENT_OBJECT, state an
+ * enum object_change, data {"bucket", "key", "size", "sha256"}). Objects
+ * live outside this store, so this is a write of its own, made once the
+ * object's change is done and before the change is answered.
+ */
+int store_event_object(struct store *st, int change, const char *bucket, const char *key,
+                       int64_t size, const char *sha256, struct err *e);
 /* Calls fn for each event the filter wants, in seq order; fn's non-zero return stops it. */
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);

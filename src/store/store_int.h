@@ -68,6 +68,8 @@ struct store_ops {
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
 
+    int (*event_object)(struct store *st, int change, const char *bucket, const char *key,
+                        int64_t size, const char *sha256, struct err *e);
     int (*event_list)(struct store *st, const struct event_filter *f,
                       int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
     int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);

@@ -70,6 +70,7 @@ enum stmt_id {
     S_EVENT_HEAD_LOCK,
     S_EVENT_HEAD_SET,
     S_EVENT_AGENT,
+    S_EVENT_OBJECT,
     S_EVENT_JOB_NEW,
     S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
@@ -168,6 +169,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_HEAD_SET] = "UPDATE event_head SET seq = $1 WHERE id = 1",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
+    [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
+                       "VALUES ($1, $2, 2, $3, $4, $5)",
     [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
                         "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
     [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
@@ -1045,6 +1048,14 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         where_param(&sql, &p, "service = $");
         p_text(&p, f->service);
     }
+    if (f->agent) {
+        where_param(&sql, &p, "agent = $");
+        p_text(&p, f->agent);
+    }
+    if (f->name) { /* strpos, not LIKE: % and _ in the text are literal */
+        where_param(&sql, &p, "strpos(lower(name), lower($::text)) > 0");
+        p_text(&p, f->name);
+    }
     if (f->label_key) { /* the key is a literal key, dots and all */
         buf_addf(&sql, " AND labels::jsonb ->> $%d::text = $%d", p.n + 1, p.n + 2);
         p_text(&p, f->label_key);
@@ -1588,6 +1599,26 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
+static int pg_event_object(struct store *st, int change, const char *bucket, const char *key,
+                           int64_t size, const char *sha256, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, bucket);
+    p_int(&p, change);
+    p_json(&p, d);
+    json_decref(d);
+    return run(s, S_EVENT_OBJECT, &p, NULL, e, "appending an event");
+}
+
 static int pg_event_list(struct store *st, const struct event_filter *f,
                          int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                          struct err *e)
@@ -1614,7 +1645,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind = 1 OR owner = $)");
+        where_param(&sql, &p, "(kind <> 0 OR owner = $)"); /* agents' and objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -1869,6 +1900,7 @@ const struct store_ops store_pg_ops = {
     .token_find = pg_token_find,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
+    .event_object = pg_event_object,
     .event_list = pg_event_list,
     .event_window = pg_event_window,
     .event_prune = pg_event_prune,

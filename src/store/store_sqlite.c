@@ -57,6 +57,7 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
+    S_EVENT_OBJECT,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
@@ -145,6 +146,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "registered_at, owner, instance FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
+    [S_EVENT_OBJECT] = "INSERT INTO events (at, kind, subject, state, data) VALUES (?, 2, ?, ?, ?)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
     /* events a delivery still needs are kept */
@@ -321,7 +323,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->finished_at = sqlite3_column_int64(q, 13);
     j->run_after = sqlite3_column_int64(q, 14);
     j->labels = job_json_load((const char *)sqlite3_column_text(q, 15));
-    j->spec = job_json_load((const char *)sqlite3_column_text(q, 16));
+    job_set_spec(j, job_json_load((const char *)sqlite3_column_text(q, 16)));
     j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
@@ -616,6 +618,10 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
         buf_adds(&sql, " AND queue = :queue");
     if (f->service)
         buf_adds(&sql, " AND service = :service");
+    if (f->agent)
+        buf_adds(&sql, " AND agent = :agent");
+    if (f->name) /* instr, not LIKE: % and _ in the text are literal */
+        buf_adds(&sql, " AND instr(lower(name), lower(:name)) > 0");
     if (f->label_key)
         buf_adds(&sql, " AND json_extract(labels, :lpath) = :lvalue");
     if (f->after)
@@ -636,6 +642,8 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
     bind_text(q, sqlite3_bind_parameter_index(q, ":owner"), f->owner);
     bind_text(q, sqlite3_bind_parameter_index(q, ":queue"), f->queue);
     bind_text(q, sqlite3_bind_parameter_index(q, ":service"), f->service);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":name"), f->name);
+    bind_text(q, sqlite3_bind_parameter_index(q, ":agent"), f->agent);
     if (f->label_key) {
         /* A JSON path with the key quoted, so that dots in label names are literal. */
         struct buf p = BUF_INIT;
@@ -1080,6 +1088,21 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
+static int sqlite_event_object(struct store *st, int change, const char *bucket,
+                               const char *key, int64_t size, const char *sha256, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_OBJECT);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, bucket);
+    sqlite3_bind_int(q, 3, change);
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    bind_json(q, 4, d);
+    json_decref(d);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
 static int sqlite_event_list(struct store *st, const struct event_filter *f,
                              int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                              struct err *e)
@@ -1094,8 +1117,8 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs' events, and the agents' */
-        buf_adds(&sql, " AND (kind = 1 OR owner = :owner)");
+    if (f->owner) /* a client: its own jobs' events, and the agents' and objects' */
+        buf_adds(&sql, " AND (kind <> 0 OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -1387,6 +1410,7 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .event_object = sqlite_event_object,
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,
     .event_prune = sqlite_event_prune,

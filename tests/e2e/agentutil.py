@@ -32,8 +32,9 @@ def agent_token(server, name=None):
 class Agent:
     """A `drover agent` process."""
 
-    def __init__(self, server, name, work_dir, args=(), token=None, wrapper=()):
+    def __init__(self, server, name, work_dir, args=(), token=None, wrapper=(), env=None):
         self.server = server
+        self.env = dict(env or {})
         self.name = name
         self.work_dir = str(work_dir)
         self.args = list(args)
@@ -54,6 +55,7 @@ class Agent:
         env = dict(os.environ)
         env.pop("DROVER_SERVER", None)
         env["DROVER_TOKEN"] = self.token
+        env.update(self.env)
         argv = self.wrapper + [AGENT_BIN, "agent", "--server", self.server.url, "--name", self.name,
                                "--work-dir", self.work_dir] + self.args
         self.log = open(self.log_path, "ab")
@@ -122,13 +124,14 @@ class Agent:
 
 @pytest.fixture
 def make_agent(tmp_path):
-    """make_agent(server, name, *args, **kw) starts an agent; all are stopped (by PID) after."""
+    """make_agent(server, name, *args, **kw) starts an agent (env: variables added to its
+    environment); all are stopped (by PID) after."""
     started = []
 
     def make(server, name, *args, start=True, wait=True, work_dir=None, token=None,
-             wrapper=()):
+             wrapper=(), env=None):
         a = Agent(server, name, work_dir or tmp_path / f"agent-{name}", args, token=token,
-                  wrapper=wrapper)
+                  wrapper=wrapper, env=env)
         started.append(a)
         if start:
             a.start(wait=wait)

@@ -282,6 +282,8 @@ def test_status_endpoint(fast_server, make_agent):
     assert st["server"] == fast_server.url and st["slots"] == 3 and st["free_slots"] == 2
     assert [(j["id"], j["attempt"]) for j in st["jobs"]] == [(job, 1)]
     assert st["jobs"][0]["pid"] > 0 and st["jobs"][0]["started_at"].endswith("Z")
+    assert st["jobs"][0]["runtime"] == "native" and "native" in st["runtimes"]
+    assert st["runtimes"] == agent.info()["runtimes"]
     fast_server.api().post(f"/v1/jobs/{job}/cancel")
     wait_job(fast_server, job)
     m = requests.get(base + "/metrics", timeout=5)
@@ -303,8 +305,12 @@ def test_usage_errors(fast_server, tmp_path):
         return subprocess.run([AGENT_BIN, "agent", "--server", fast_server.url, "--work-dir",
                                str(tmp_path / "w")] + list(args), capture_output=True, text=True,
                               env=e, timeout=30)
-    r = run("--runtime", "docker")
-    assert r.returncode == 2 and "runtime 'docker' is not available yet" in r.stderr
+    r = run("--runtime", "kvm")
+    assert r.returncode == 2 and "--runtime: 'kvm' is not one of native, bwrap" in r.stderr
+    r = run("--runtime", "native,podman", "--runtime", "docker")
+    assert r.returncode == 2 and "podman or docker, not both" in r.stderr
+    r = run("--runtime", "native,")
+    assert r.returncode == 2 and "--runtime: '' is not one of" in r.stderr
     r = run("--frobnicate")
     assert r.returncode == 2 and "unknown option '--frobnicate'" in r.stderr
     assert "usage: drover agent" in r.stderr

@@ -15,21 +15,25 @@ from conftest import wait_for
 
 class FakeAgent:
     def __init__(self, server, name, queues=("default",), slots=1, labels=None, token=None,
-                 instance=None):
+                 instance=None, runtimes=None):
         self.api = server.api(token)
         self.name = name
         self.instance = instance or str(uuid.uuid4())  # its work folder's, protocol.md
         body = {"name": name, "queues": list(queues), "slots": slots, "labels": labels or {},
                 "instance": self.instance}
+        if runtimes is not None:
+            body["runtimes"] = runtimes
         r = self.api.post("/v1/agents/register", json=body)
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
         self.reg = r.json()
 
-    def poll(self, free_slots=1, wait_s=0, running=(), status=200):
-        r = self.api.post(f"/v1/agents/{self.id}/poll",
-                          json={"free_slots": free_slots, "wait_s": wait_s,
-                                "running": [{"job": j, "attempt": a} for j, a in running]})
+    def poll(self, free_slots=1, wait_s=0, running=(), status=200, runtimes=None):
+        body = {"free_slots": free_slots, "wait_s": wait_s,
+                "running": [{"job": j, "attempt": a} for j, a in running]}
+        if runtimes is not None:
+            body["runtimes"] = runtimes
+        r = self.api.post(f"/v1/agents/{self.id}/poll", json=body)
         assert r.status_code == status, r.text
         return r.json()
 
@@ -53,6 +57,29 @@ def submit(server, **spec):
 
 def get(server, job):
     return server.api().get(f"/v1/jobs/{job}").json()
+
+
+def test_runtimes_route_leases(server):
+    """An image job goes to an agent with a container runtime, a sandboxed one to bwrap; an
+    agent that says nothing runs natively; a poll may change what it offers."""
+    img = submit(server, command={"program": "true", "image": "busybox:1"})
+    box = submit(server, command={"program": "true", "sandbox": True})
+    old = FakeAgent(server, "old")  # no runtimes: native
+    agents = {a["name"]: a for a in server.api().get("/v1/agents").json()}
+    assert agents["old"]["runtimes"] == ["native"]
+    assert old.poll(free_slots=1)["leases"] == []
+    assert get(server, img)["waiting"]["reason"] == "no_agent"
+    pod = FakeAgent(server, "pod", slots=2, runtimes=["native", "podman"])
+    leases = pod.poll(free_slots=2)["leases"]
+    assert [l["job"] for l in leases] == [img]
+    assert leases[0]["spec"]["command"]["image"] == "busybox:1"
+    assert get(server, box)["waiting"]["reason"] == "no_agent"
+    # the old agent's next poll says it has bwrap now
+    leases = old.poll(free_slots=1, runtimes=["native", "bwrap"])["leases"]
+    assert [l["job"] for l in leases] == [box]
+    agents = {a["name"]: a for a in server.api().get("/v1/agents").json()}
+    assert agents["old"]["runtimes"] == ["native", "bwrap"]
+    assert agents["pod"]["runtimes"] == ["native", "podman"]
 
 
 def test_lease_run_report(server):
@@ -258,6 +285,11 @@ BAD = [
     ("/v1/agents/register", {"name": "w", "labels": {"a": 1}}, "labels"),
     ("/v1/agents/register", {"name": "w", "nope": 1}, "nope"),
     ("/v1/agents/register", {"name": "w", "running": [{"job": 1}]}, "running[0]"),
+    ("/v1/agents/register", {"name": "w", "runtimes": ["kvm"]}, "runtimes"),
+    ("/v1/agents/register", {"name": "w", "runtimes": []}, "runtimes"),
+    ("/v1/agents/register", {"name": "w", "runtimes": "podman"}, "runtimes"),
+    ("/v1/agents/register", {"name": "w", "runtimes": ["podman", "podman"]}, "runtimes"),
+    ("POLL", {"runtimes": ["native", 7]}, "runtimes"),
     ("/v1/agents/register", {"name": "w", "limits": "cgroup1"}, "limits"),
     ("/v1/agents/register", {"name": "w", "limits": {"memory_mb": 1}}, "limits"),
     ("/v1/agents/register", {"name": "w", "limits": {"memory_mb": "cgroup 1"}}, "limits"),

@@ -115,6 +115,8 @@ static bool expected(int state, enum job_event ev)
         return state != JOB_NEW && !job_state_terminal(state);
     case JOB_EV_UNBLOCK:
         return state == JOB_BLOCKED;
+    case JOB_EV_RETRY:
+        return state == JOB_FAILED || state == JOB_CANCELLED;
     case JOB_NEVENTS:
         break;
     }
@@ -128,6 +130,7 @@ static int expected_state(int state, enum job_event ev)
     case JOB_EV_SUBMIT:
     case JOB_EV_UNBLOCK:
     case JOB_EV_UNLEASE:
+    case JOB_EV_RETRY:
         return JOB_QUEUED;
     case JOB_EV_LEASE:
         return JOB_LEASED;
@@ -179,11 +182,18 @@ static void test_every_pair(void **unused)
                 assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
                                     "cancelled");
             }
+            if (ev == JOB_EV_RETRY) {
+                assert_int_equal(j.attempt, attempt); /* the next lease makes the next one */
+                assert_int_equal(j.run_after, 5000);
+                assert_int_equal(j.finished_at, 0);
+                assert_null(j.result);
+                assert_null(j.agent);
+            }
             job_release(&j);
         }
     }
     assert_int_equal(pairs, (JOB_NSTATES + 1) * JOB_NEVENTS);
-    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1); /* the table's "ok"s */
+    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2); /* the table's "ok"s */
     /* and an unknown event is refused */
     assert_false(lifecycle_allowed(JOB_QUEUED, JOB_NEVENTS));
     assert_false(lifecycle_allowed(-1, JOB_EV_CANCEL));
@@ -232,7 +242,7 @@ static void test_attempts_and_backoff(void **unused)
     assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 1500), 0);
     assert_int_equal(j.attempt, 1);
     assert_string_equal(j.agent, "w1");
-    assert_int_equal(lease_deadline(&j, 2000, 3000), 2000 + 10000 + 3000);
+    assert_int_equal(lease_deadline(j.timeout_s, 2000, 3000), 2000 + 10000 + 3000);
     assert_int_equal(lifecycle_backoff_ms(&j, 2), 2000);
     assert_int_equal(lifecycle_backoff_ms(&j, 3), 4000);
     assert_int_equal(lifecycle_backoff_ms(&j, 4), 5000); /* capped */
@@ -279,7 +289,7 @@ static void test_attempts_run_out(void **unused)
     (void)unused;
     struct job j;
     make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
-    assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
+    assert_int_equal(lease_deadline(j.timeout_s, 100, 3000), 0); /* no timeout, no deadline */
     assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 100), 0);
     struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
     assert_int_equal(apply(&j, JOB_EV_FINISH, &sig, 200), 0);

@@ -117,6 +117,20 @@ static void test_agent_reasons(void **state)
     assert_int_equal(PROTO_AGENT_REASONS, 6);
 }
 
+static void test_runtimes(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"native", "bwrap", "podman", "docker"};
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(proto_runtime_parse(names[i]), 1u << i);
+        assert_string_equal(proto_runtime_name(1u << i), names[i]);
+    }
+    assert_int_equal(PROTO_RT_ALL, 15);
+    assert_int_equal(proto_runtime_parse("kvm"), 0);
+    assert_int_equal(proto_runtime_parse(NULL), 0);
+    assert_string_equal(proto_runtime_name(PROTO_RT_CONTAINER), "unknown");
+}
+
 static void test_streams(void **state)
 {
     (void)state;
@@ -135,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_agent_reasons),
+        cmocka_unit_test(test_runtimes),
         cmocka_unit_test(test_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
+#include "job/protocol.h"
 #include "job/spec.h"
 #include "server/lease.h"
 #include "server/sched.h"
@@ -29,7 +30,7 @@ static size_t take(struct sched *s, const char *queues, const char *labels, int 
                    struct sched_job **out, size_t max)
 {
     json_t *q = json_loads(queues, 0, NULL), *l = json_loads(labels, 0, NULL);
-    size_t n = sched_take(s, q, l, slots, out, max);
+    size_t n = sched_take(s, q, l, PROTO_RT_NATIVE, slots, out, max);
     json_decref(q);
     json_decref(l);
     return n;
@@ -109,6 +110,43 @@ static void test_queues_requires_and_slots(void **state)
     sched_free(s);
 }
 
+/* Image jobs go to container runtimes, sandboxed ones to bwrap, plain ones to native or bwrap. */
+static void test_runtimes(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job img, box, plain;
+    make_job(&img, "{\"command\": {\"program\": \"x\", \"image\": \"bb:1\"}}", 0);
+    make_job(&box, "{\"command\": {\"program\": \"x\", \"sandbox\": true}}", 0);
+    make_job(&plain, "{\"command\": {\"program\": \"x\"}}", 0);
+    sched_add(s, &img);
+    sched_add(s, &box);
+    sched_add(s, &plain);
+    json_t *q = json_pack("[s]", "default"), *l = json_object();
+    struct sched_job *out[4];
+    /* native only: the plain job, nothing else */
+    assert_int_equal(sched_take(s, q, l, PROTO_RT_NATIVE, 4, out, 4), 1);
+    assert_string_equal(out[0]->id, plain.id);
+    sched_put_back(s, out[0]);
+    /* podman only: the image job */
+    assert_false(sched_has_work(s, q, l, 0, 4)); /* no runtime: nothing */
+    assert_int_equal(sched_take(s, q, l, PROTO_RT_PODMAN, 4, out, 4), 1);
+    assert_string_equal(out[0]->id, img.id);
+    sched_job_free(out[0]);
+    /* bwrap: the sandboxed job and the plain one */
+    assert_int_equal(sched_take(s, q, l, PROTO_RT_BWRAP, 4, out, 4), 2);
+    assert_true(!strcmp(out[0]->id, box.id) || !strcmp(out[1]->id, box.id));
+    sched_job_free(out[0]);
+    sched_job_free(out[1]);
+    assert_false(sched_has_work(s, q, l, PROTO_RT_ALL, 4));
+    json_decref(q);
+    json_decref(l);
+    job_release(&img);
+    job_release(&box);
+    job_release(&plain);
+    sched_free(s);
+}
+
 static void test_delayed_jobs_wait(void **state)
 {
     (void)state;
@@ -136,11 +174,13 @@ static void test_delayed_jobs_wait(void **state)
 
 /* ---- could an agent take it? (issue 13.4) ---- */
 
-/* Counts agents "QUEUES|LABELS|SLOTS;..." (JSON arrays and objects) against a job spec. */
+/* Counts agents "QUEUES|LABELS|SLOTS[|RUNTIMES];..." (JSON arrays and objects; RUNTIMES a
+ * number of PROTO_RT_* bits, native when absent) against a job spec. */
 static void fit_job(struct sched_fit *fit, struct job *j, const char *spec, const char *agents)
 {
     make_job(j, spec, time_now_ms());
-    sched_fit_init(fit, j->queue, json_object_get(j->spec, "requires"), j->slots);
+    sched_fit_init(fit, j->queue, json_object_get(j->spec, "requires"), j->slots,
+                   spec_runtimes(j->spec));
     char list[1024];
     assert_true(strlen(agents) < sizeof(list));
     snprintf(list, sizeof(list), "%s", agents);
@@ -153,7 +193,9 @@ static void fit_job(struct sched_fit *fit, struct job *j, const char *spec, cons
         json_t *q = json_loads(a, 0, NULL), *l = json_loads(bar1 + 1, 0, NULL);
         assert_non_null(q);
         assert_non_null(l);
-        sched_fit_add(fit, q, l, (int)strtol(bar2 + 1, NULL, 10));
+        char *bar3 = strchr(bar2 + 1, '|');
+        unsigned rt = bar3 ? (unsigned)strtoul(bar3 + 1, NULL, 10) : PROTO_RT_NATIVE;
+        sched_fit_add(fit, q, l, (int)strtol(bar2 + 1, NULL, 10), rt);
         json_decref(q);
         json_decref(l);
     }
@@ -216,6 +258,25 @@ static void test_fit_warnings(void **state)
          "\"command\": {\"program\": \"p\"}}",
          "[\"bio\"]|{\"db\":\"rfam\"}|2;[\"bio\"]|{}|8", 0,
          "slots 4 exceeds the largest agent's 2"},
+        /* an image: only agents with a container runtime listen */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\", \"image\": \"bb\"}}",
+         "[\"bio\"]|{}|8|3;[\"x\"]|{}|8|4", 0,
+         "no agent serving queue 'bio' has a container runtime (podman or docker) for "
+         "command.image"},
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\", \"image\": \"bb\"}}",
+         "[\"bio\"]|{}|8|3;[\"bio\"]|{}|8|5;[\"bio\"]|{}|8|8", 2, ""},
+        /* a sandbox: only agents with bwrap */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\", \"sandbox\": true}}",
+         "[\"bio\"]|{}|8|1;[\"bio\"]|{}|8|4", 0,
+         "no agent serving queue 'bio' has bubblewrap (bwrap) for command.sandbox"},
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\", \"sandbox\": true}}",
+         "[\"bio\"]|{}|8|1;[\"bio\"]|{}|8|2", 1, ""},
+        /* a plain job: native or bwrap, not a container-only agent */
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
+         "[\"bio\"]|{}|8|4;[\"bio\"]|{}|8|2", 1, ""},
+        {"{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}", "[\"bio\"]|{}|8|4", 0,
+         "no agent serving queue 'bio' has a runtime for jobs without an image (native or "
+         "bwrap)"},
         /* two listeners */
         {"{\"queue\": \"bio\", \"slots\": 4, \"requires\": {\"db\": \"rfam\"}, "
          "\"command\": {\"program\": \"p\"}}",
@@ -236,9 +297,9 @@ static void test_fit_warnings(void **state)
     /* A queue alone (slots 0): every agent up serving it listens. */
     struct sched_fit fit;
     json_t *q = json_loads("[\"bio\"]", 0, NULL), *l = json_object();
-    sched_fit_init(&fit, "bio", NULL, 0);
-    sched_fit_add(&fit, q, l, 1);
-    sched_fit_add(&fit, q, l, 64);
+    sched_fit_init(&fit, "bio", NULL, 0, 0);
+    sched_fit_add(&fit, q, l, 1, PROTO_RT_NATIVE);
+    sched_fit_add(&fit, q, l, 64, PROTO_RT_PODMAN);
     assert_int_equal(fit.listeners, 2);
     json_decref(q);
     json_decref(l);
@@ -303,7 +364,7 @@ static bool other_has_it(void *arg, const struct sched_job *sj)
 {
     struct other_agent *o = arg;
     o->asked++;
-    return sched_could_take(sj, o->queues, o->labels, o->free_slots, o->have);
+    return sched_could_take(sj, o->queues, o->labels, PROTO_RT_NATIVE, o->free_slots, o->have);
 }
 
 #define DB_SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -355,7 +416,7 @@ static void test_cache_preference(void **state)
     struct sched_job *out[4];
 
     /* an agent without the object gets the plain job only: the cached one waits for o */
-    size_t n = sched_take_pref(s, q, l, 2, &pref, out, 4);
+    size_t n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 2, &pref, out, 4);
     assert_int_equal(n, 1);
     assert_string_equal(out[0]->id, plain.id);
     sched_job_free(out[0]);
@@ -364,14 +425,14 @@ static void test_cache_preference(void **state)
 
     /* o has no free slot, serves another queue, or lacks a required label: no wait */
     o.free_slots = 0;
-    assert_true(sched_has_work(s, q, l, 1));
-    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    assert_true(sched_has_work(s, q, l, PROTO_RT_NATIVE, 1));
+    n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 1, &pref, out, 1);
     assert_int_equal(n, 1);
     sched_put_back(s, out[0]);
     o.free_slots = 1;
     json_decref(o.queues);
     o.queues = json_pack("[s]", "other");
-    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 1, &pref, out, 1);
     assert_int_equal(n, 1);
     sched_put_back(s, out[0]);
     json_decref(o.queues);
@@ -379,13 +440,13 @@ static void test_cache_preference(void **state)
 
     /* the wait is bounded: past SCHED_CACHE_WAIT_MS any agent takes it, and sched_tick says
      * so once (the server then offers it to the parked polls) */
-    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 1, &pref, out, 1);
     assert_int_equal(n, 0);
     assert_int_equal(sched_tick(s, now + 10), 0);
     assert_int_equal(sched_tick(s, now + SCHED_CACHE_WAIT_MS + 1000), 1);
     assert_int_equal(sched_tick(s, now + SCHED_CACHE_WAIT_MS + 2000), 0);
     pref.now_ms = now + SCHED_CACHE_WAIT_MS + 1000;
-    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 1, &pref, out, 1);
     assert_int_equal(n, 1);
     sched_put_back(s, out[0]);
 
@@ -393,7 +454,7 @@ static void test_cache_preference(void **state)
     pref.now_ms = now;
     pref.have = have;
     o.asked = 0;
-    n = sched_take_pref(s, q, l, 1, &pref, out, 1);
+    n = sched_take_pref(s, q, l, PROTO_RT_NATIVE, 1, &pref, out, 1);
     assert_int_equal(n, 1);
     assert_string_equal(out[0]->id, cached.id);
     assert_int_equal(o.asked, 0);
@@ -541,7 +602,7 @@ static void test_tenant_max_running(void **state)
     assert_int_equal(sched_tenant_held(s, "a"), 2);
     /* nothing more while they hold their limits */
     json_t *qs = json_pack("[s]", "default");
-    assert_false(sched_has_work(s, qs, NULL, 4));
+    assert_false(sched_has_work(s, qs, NULL, PROTO_RT_NATIVE, 4));
     json_decref(qs);
     struct sched_job *more[4];
     assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 0);
@@ -569,6 +630,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_priority_then_fifo),
         cmocka_unit_test(test_queues_requires_and_slots),
+        cmocka_unit_test(test_runtimes),
         cmocka_unit_test(test_delayed_jobs_wait),
         cmocka_unit_test(test_fit_warnings),
         cmocka_unit_test(test_waiting),

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/buf.h"
+#include "job/protocol.h"
 #include "job/spec.h"
 
 static const char seed_spec[] =
@@ -140,7 +141,7 @@ static void test_defaults(void **state)
                         " \"key\": null, \"labels\": {}, \"notify_url\": null, \"notify\": \"end\","
                         " \"retention_s\": null, \"test\": false,"
                         " \"command\": {\"program\": \"true\", \"shell\": null, \"image\": null,"
-                        "   \"arguments\": [],"
+                        "   \"sandbox\": false, \"network\": null, \"arguments\": [],"
                         "   \"stdin\": {\"type\": \"pipe\", \"value\": null},"
                         "   \"stdout\": {\"type\": \"pipe\", \"value\": null},"
                         "   \"stderr\": {\"type\": \"pipe\", \"value\": null},"
@@ -166,6 +167,32 @@ static void test_defaults(void **state)
     assert_null(s.json);
     assert_null(s.queue);
     spec_release(&s); /* twice is harmless */
+}
+
+static void test_runtimes(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok("{\"command\": {\"program\": \"true\"}}", &s);
+    assert_int_equal(spec_runtimes(s.json), PROTO_RT_NATIVE | PROTO_RT_BWRAP);
+    spec_release(&s);
+    parse_ok("{\"command\": {\"program\": \"true\", \"sandbox\": true, \"network\": true}}",
+             &s);
+    assert_true(json_is_true(cmd(&s, "sandbox")) && json_is_true(cmd(&s, "network")));
+    assert_int_equal(spec_runtimes(s.json), PROTO_RT_BWRAP);
+    spec_release(&s);
+    parse_ok("{\"command\": {\"program\": \"sh\", \"image\": "
+             "\"127.0.0.1:5000/lib/busybox:1.36@sha256:abc\"}}",
+             &s);
+    assert_string_equal(json_string_value(cmd(&s, "image")),
+                        "127.0.0.1:5000/lib/busybox:1.36@sha256:abc");
+    assert_int_equal(spec_runtimes(s.json), PROTO_RT_PODMAN | PROTO_RT_DOCKER);
+    spec_release(&s);
+    /* a test probe without a command: any agent */
+    parse_ok("{\"test\": true}", &s);
+    assert_int_equal(spec_runtimes(s.json), PROTO_RT_NATIVE | PROTO_RT_BWRAP);
+    spec_release(&s);
+    assert_int_equal(spec_runtimes(NULL), PROTO_RT_NATIVE | PROTO_RT_BWRAP);
 }
 
 /* resources and retry.on: every key filled in, the values kept as given. */
@@ -466,7 +493,14 @@ static const struct {
     {"{\"command\": {\"argv\": []}}", "command.argv"},
     {"{\"command\": {\"argv\": [\"\"]}}", "command.argv[0]"},
     {"{\"command\": {\"argv\": [\"a\\u0001\"]}}", "command.argv[0]"},
-    {"{\"command\": {\"program\": \"p\", \"image\": \"alpine\"}}", "command.image"},
+    {"{\"command\": {\"program\": \"p\", \"image\": \"-alpine\"}}", "command.image"},
+    {"{\"command\": {\"program\": \"p\", \"image\": \"alp ine\"}}", "command.image"},
+    {"{\"command\": {\"program\": \"p\", \"image\": \"\"}}", "command.image"},
+    {"{\"command\": {\"program\": \"p\", \"image\": \"a\", \"sandbox\": true}}",
+     "command.sandbox"},
+    {"{\"command\": {\"program\": \"p\", \"sandbox\": \"yes\"}}", "command.sandbox"},
+    {"{\"command\": {\"program\": \"p\", \"sandbox\": 1}}", "command.sandbox"},
+    {"{\"command\": {\"program\": \"p\", \"network\": \"on\"}}", "command.network"},
     {"{\"command\": {}}", "command.program"},
     {"{\"command\": {\"program\": \"\"}}", "command.program"},
     {"{\"command\": {\"program\": \"a\\tb\"}}", "command.program"},
@@ -835,11 +869,44 @@ static void test_queue_name(void **state)
     assert_false(spec_queue_name_valid("caf\xc3\xa9"));
 }
 
+/* The typed view of the objects a spec names (spec_uris), in spec order, with their use. */
+static void test_uris(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok(seed_spec, &s);
+    assert_true(s.timeout_s == 600);
+    assert_int_equal(json_object_size(s.requires), 1);
+    struct spec_uri u[8];
+    size_t n = spec_uris(s.json, u, 8);
+    const struct {
+        const char *uri;
+        enum spec_uri_use use;
+    } want[] = {
+        {"s3://bucket/path/to/input.txt", SPEC_URI_READ},
+        {"s3://bucket/path/to/output.txt", SPEC_URI_WRITE},
+        {"s3://bucket/path/to/stderr.txt", SPEC_URI_WRITE},
+        {"s3://bucket/path/to/poly", SPEC_URI_READ_PREFIX},
+        {"s3://bucket/path/to/some/output", SPEC_URI_WRITE_PREFIX},
+    };
+    assert_int_equal(n, ARRAY_SIZE(want));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(u[i].uri, want[i].uri);
+        assert_int_equal(u[i].use, want[i].use);
+    }
+    assert_int_equal(spec_uris(s.json, u, 1), n); /* counted past max */
+    spec_release(&s);
+    parse_ok("{\"command\": {\"program\": \"true\"}}", &s);
+    assert_int_equal(spec_uris(s.json, NULL, 0), 0);
+    spec_release(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_spec),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_runtimes),
         cmocka_unit_test(test_resources_and_retry_on),
         cmocka_unit_test(test_nulls_are_absent),
         cmocka_unit_test(test_argv_shorthand),
@@ -855,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_uri_valid),
         cmocka_unit_test(test_queue_name),
+        cmocka_unit_test(test_uris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1129,6 +1129,69 @@ static void test_list_filters(void **state)
     release_jobs(j, N);
 }
 
+/* name: the jobs whose name holds the text, ASCII letters in any case, % and _ literal. */
+static void test_list_name(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 5 };
+    struct job j[N];
+    make_job(&j[0], T0, "{'name': 'Alpha one', 'command': {'program': 'p'}}");
+    make_job(&j[1], T0, "{'name': 'beta', 'command': {'program': 'p'}}");
+    make_job(&j[2], T0, "{'name': 'ALPHA two', 'queue': 'q', 'command': {'program': 'p'}}");
+    make_job(&j[3], T0, "{'name': '50%%_off', 'command': {'program': 'p'}}");
+    make_job(&j[4], T0, "{'command': {'program': 'p'}}");
+    insert_jobs(f->st, j, N);
+
+    struct job_filter flt = filter_any();
+    flt.name = "alpha";
+    const char *alpha[] = {j[2].id, j[0].id};
+    assert_list(f->st, &flt, alpha, 2);
+    flt.name = "A T";
+    const char *two[] = {j[2].id};
+    assert_list(f->st, &flt, two, 1);
+    const char *off[] = {j[3].id};
+    flt.name = "%";
+    assert_list(f->st, &flt, off, 1);
+    flt.name = "_";
+    assert_list(f->st, &flt, off, 1);
+    flt.name = "gamma";
+    assert_list(f->st, &flt, NULL, 0);
+    /* With the other filters, and a limit. */
+    flt.name = "alpha";
+    flt.queue = "q";
+    assert_list(f->st, &flt, two, 1);
+    flt = filter_any();
+    flt.name = "o";
+    flt.limit = 1;
+    assert_list(f->st, &flt, off, 1);
+    release_jobs(j, N);
+}
+
+/* agent: the jobs whose (latest) attempt went to that agent. */
+static void test_list_agent(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3 };
+    struct job j[N];
+    for (int i = 0; i < N; i++)
+        make_simple(&j[i], T0, "a");
+    j[0].state = j[2].state = JOB_RUNNING;
+    j[0].agent = strdup("w1");
+    j[2].agent = strdup("w2");
+    insert_jobs(f->st, j, N);
+    struct job_filter flt = filter_any();
+    flt.agent = "w1";
+    const char *w1[] = {j[0].id};
+    assert_list(f->st, &flt, w1, 1);
+    flt.agent = "w";
+    assert_list(f->st, &flt, NULL, 0);
+    flt.agent = "w2";
+    flt.state = JOB_RUNNING;
+    const char *w2[] = {j[2].id};
+    assert_list(f->st, &flt, w2, 1);
+    release_jobs(j, N);
+}
+
 static void test_list_paging(void **state)
 {
     struct fixture *f = *state;
@@ -1538,6 +1601,46 @@ static void test_claim(void **state)
     f->st = NULL;
     /* released with its session (the claim waits a moment for the database to see it end) */
     assert_ok(store_claim(f->st2, &e), &e);
+    job_release(&j);
+}
+
+static int collect_events(void *arg, const struct event_rec *ev)
+{
+    json_t *a = arg;
+    json_array_append_new(a, json_pack("{s:i, s:i, s:O}", "kind", ev->kind, "state", ev->state,
+                                       "data", ev->data ? ev->data : json_null()));
+    return 0;
+}
+
+/* store_event_object: its own event, seen by every owner, filtered by kind. */
+static void test_object_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st, &j, 1); /* seq 1, a job's (owner NULL) */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_CREATED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_DELETED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    json_t *got = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_OBJECT, .owner = "someone", .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_t *want = json_pack("[{s:i, s:i, s:{s:s, s:s, s:i, s:s}}, {s:i, s:i, s:{s:s, s:s, s:i, s:s}}]",
+                             "kind", EVENT_OBJECT, "state", OBJECT_CREATED, "data", "bucket", "b1",
+                             "key", "dir/a.txt", "size", 5, "sha256", "ab12", "kind", EVENT_OBJECT,
+                             "state", OBJECT_DELETED, "data", "bucket", "b1", "key", "dir/a.txt",
+                             "size", 5, "sha256", "ab12");
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_array_clear(got);
+    /* any kind, another owner: the objects' events but not the job's */
+    flt.kind = -1;
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_decref(got);
     job_release(&j);
 }
 
@@ -2470,12 +2573,15 @@ int main(void)
         T(test_second_handle),
         T(test_list_newest_first),
         T(test_list_filters),
+        T(test_list_name),
+        T(test_list_agent),
         T(test_list_paging),
         T(test_cancel),
         T(test_apply),
         T(test_lease),
         T(test_lease_twice_in_one_call),
         T(test_lease_skips_locked),
+        T(test_object_events),
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),

@@ -1,0 +1,21 @@
+# Writes OUT, a C file holding every file of DIR (the dashboard's pages, web/) as a byte
+# array in the table of src/server/web_assets.h. Run by the build (CMakeLists.txt) whenever
+# a file of web/ changes: the binary carries its dashboard, nothing is fetched at run time.
+file(GLOB names RELATIVE ${DIR} ${DIR}/*)
+list(SORT names)
+set(arrays "")
+set(table "")
+set(i 0)
+foreach(name ${names})
+  if(IS_DIRECTORY ${DIR}/${name})
+    continue()
+  endif()
+  file(READ ${DIR}/${name} hex HEX)
+  file(SIZE ${DIR}/${name} size)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" bytes "${bytes}")
+  string(APPEND arrays "static const unsigned char asset${i}[] = {\n${bytes}0x00};\n")
+  string(APPEND table "    {\"${name}\", asset${i}, ${size}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+file(WRITE ${OUT} "/* Made by cmake/embed_web.cmake from web/: do not edit. */\n#include \"server/web_assets.h\"\n\n${arrays}\nconst struct web_asset web_assets[] = {\n${table}};\nconst size_t web_nassets = ${i};\n")

@@ -1,0 +1,104 @@
+/*
+ * runner_bwrap.c - the sandbox runner: the job's program runs inside
+ * bubblewrap (bwrap), which runs as the job's process-group leader through
+ * the native runner (runner_native.c: pipes, signals, reaping, the sweep are
+ * the same). Inside the sandbox the job sees:
+ *
+ *   - the host's filesystem read-only, with its own /dev, /proc (its own pid
+ *     namespace: it sees only its own processes) and an empty /tmp;
+ *   - the agent's work folder hidden (an empty tmpfs: no spool, no other job's
+ *     folder), and its own work folder read-write at the same path, so the
+ *     paths in DROVER_WORK_DIR, DROVER_PROGRESS and its arguments hold;
+ *   - no network (its own empty network namespace) unless the spec says
+ *     command.network: true.
+ *
+ * --die-with-parent ties the sandbox to bwrap, and bwrap to the agent (the
+ * native runner's parent-death signal). bwrap reports a program killed by a
+ * signal as exit code 128 + the signal, so a sandboxed job ends with reason
+ * `exit` there, not `signal`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "common/xalloc.h"
+
+#define BWRAP "bwrap"
+
+/* The bwrap command line before the job's own argv (a new NULL-terminated vector). */
+static char **bwrap_argv(const struct agent_job *j, char **argv)
+{
+    json_t *command = json_object_get(j->spec, "command");
+    bool network = json_is_true(json_object_get(command, "network"));
+    const char *agent_dir = j->a->o.work_dir;
+    /* clang-format off */
+    const char *pre[] = {
+        BWRAP, "--die-with-parent",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--tmpfs", agent_dir,                  /* the spool, other jobs' folders */
+        "--bind", j->work_dir, j->work_dir,
+        "--chdir", j->work_dir,
+    };
+    /* clang-format on */
+    size_t npre = ARRAY_SIZE(pre), nargv = 0;
+    while (argv[nargv])
+        nargv++;
+    char **out = xcalloc(npre + nargv + 3, sizeof(*out));
+    size_t k = 0;
+    for (size_t i = 0; i < npre; i++)
+        out[k++] = xstrdup(pre[i]);
+    if (!network) out[k++] = xstrdup("--unshare-net");
+    out[k++] = xstrdup("--");
+    for (size_t i = 0; i < nargv; i++)
+        out[k++] = xstrdup(argv[i]);
+    out[k] = NULL;
+    return out;
+}
+
+static int bwrap_start(struct agent_job *j, char **argv, char **envp, runner_ended_fn ended,
+                       struct err *e)
+{
+    char **full = bwrap_argv(j, argv);
+    j->ended = j->on_ended = ended;
+    int rc = runner_native_start(j, full, envp, e);
+    for (size_t i = 0; full[i]; i++)
+        free(full[i]);
+    free(full);
+    return rc;
+}
+
+char **runner_bwrap_test_argv(void)
+{
+    static const char *const argv[] = {BWRAP,
+                                       "--die-with-parent",
+                                       "--unshare-pid",
+                                       "--unshare-net",
+                                       "--ro-bind",
+                                       "/",
+                                       "/",
+                                       "--dev",
+                                       "/dev",
+                                       "--proc",
+                                       "/proc",
+                                       "--",
+                                       "true",
+                                       NULL};
+    size_t n = ARRAY_SIZE(argv);
+    char **v = xcalloc(n, sizeof(*v));
+    for (size_t i = 0; i + 1 < n; i++)
+        v[i] = xstrdup(argv[i]);
+    return v;
+}
+
+const struct runner_ops runner_bwrap = {
+    .name = "bwrap",
+    .rt = PROTO_RT_BWRAP,
+    .start = bwrap_start,
+    .signal = runner_native_signal,
+    .release = runner_native_release,
+    .recover = jobs_kill_survivors,
+};

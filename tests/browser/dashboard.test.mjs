@@ -1,0 +1,334 @@
+/*
+ * The dashboard in a real browser: Debian's chromium driven by playwright-core,
+ * against a real drover server and agent that tests/e2e/test_dashboard_browser.py
+ * starts (it passes DROVER_URL, DROVER_TOKEN, DROVER_AGENT and DROVER_SHOTS).
+ *
+ * Run with node's own test runner: node --test tests/browser/dashboard.test.mjs.
+ * The tests share one browser page and run in order (sign in first, drain last).
+ */
+import {after, before, describe, it} from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import {chromium} from 'playwright-core';
+
+const URL_ = process.env.DROVER_URL;
+const TOKEN = process.env.DROVER_TOKEN;
+const AGENT = process.env.DROVER_AGENT;
+const SHOTS = process.env.DROVER_SHOTS;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+for (const [k, v] of Object.entries({DROVER_URL: URL_, DROVER_TOKEN: TOKEN, DROVER_AGENT: AGENT, DROVER_SHOTS: SHOTS}))
+  if (!v) throw new Error(`${k} is not set: run this through tests/e2e/test_dashboard_browser.py`);
+if (!fs.existsSync(CHROMIUM)) throw new Error(`no chromium at ${CHROMIUM}: run scripts/deps.sh test`);
+
+const DESKTOP = {width: 1280, height: 860};
+const PHONE = {width: 390, height: 844};
+
+/* The API with the admin token, as a script would call it. */
+async function api(method, p, body) {
+  const r = await fetch(URL_ + p, {method, headers: {Authorization: `Bearer ${TOKEN}`,
+    'Content-Type': 'application/json'}, body: body === undefined ? undefined : JSON.stringify(body)});
+  const text = await r.text();
+  return {status: r.status, body: text ? JSON.parse(text) : null};
+}
+
+async function submit(spec) {
+  const r = await api('POST', '/v1/jobs', {retry: {max_attempts: 1}, ...spec});
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body.id;
+}
+
+async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const jobState = async (id) => (await api('GET', `/v1/jobs/${id}`)).body.state;
+
+let browser, context, page;
+const problems = []; /* page errors, CSP violations, dialogs: none may happen */
+
+async function shot(name) {
+  for (const [size, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+    await page.setViewportSize(vp);
+    await page.waitForTimeout(150);
+    const file = path.join(SHOTS, `${name}-${size}.png`);
+    await page.screenshot({path: file, fullPage: true});
+    /* At a phone's width nothing may stick out sideways: wide tables scroll in their own box. */
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `${name} at ${size} width is ${overflow} px wider than the window`);
+  }
+  await page.setViewportSize(DESKTOP);
+}
+
+describe('dashboard', () => {
+  before(async () => {
+    fs.mkdirSync(SHOTS, {recursive: true});
+    browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']});
+    context = await browser.newContext({viewport: DESKTOP});
+    page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    /* Errors on drover's pages only (the cross-site test's page has its own, expected). */
+    page.on('console', (m) => {
+      if (m.type() === 'error' && page.url().startsWith(URL_) && !/status of 40[13]/.test(m.text()))
+        problems.push(`console: ${m.text()}`);
+    });
+    page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss(); });
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    console.log(`screenshots in ${SHOTS}`);
+  });
+
+  it('signs in with a token; the session cookie is HttpOnly and SameSite=Strict', async () => {
+    await page.goto(URL_ + '/');
+    await page.waitForSelector('#signin');
+    await shot('signin');
+    await page.fill('#token', 'drv_wrong');
+    await page.click('#signin button[type=submit]');
+    await page.waitForFunction(() => (document.getElementById('signin-error')?.textContent ?? '').includes('invalid token'));
+    await page.fill('#token', TOKEN);
+    await page.click('#signin button[type=submit]');
+    await page.waitForSelector('#jobs');
+    assert.match(await page.textContent('#who'), /admin/);
+    const cookies = await context.cookies();
+    const c = cookies.find((x) => x.name === 'drover_session');
+    assert.ok(c, `no drover_session cookie in ${JSON.stringify(cookies)}`);
+    assert.equal(c.httpOnly, true);
+    assert.equal(c.sameSite, 'Strict');
+    assert.equal(c.path, '/');
+    assert.ok(c.expires > Date.now() / 1000, 'the cookie has an expiry');
+    assert.equal(await page.evaluate(() => document.cookie.includes('drover_session')), false,
+      'scripts must not see the session cookie');
+    assert.doesNotMatch(c.value, new RegExp(TOKEN.slice(4)), 'the cookie is not the token');
+    await page.waitForSelector('#live.on');
+  });
+
+  it('shows a job submitted through the API appear and finish live, within a second each', async () => {
+    await page.evaluate(() => { window.__notReloaded = true; });
+    const id = await submit({name: 'live-job', command: {shell: 'echo live'}});
+    const t0 = Date.now();
+    await page.waitForSelector(`#jobs tr[data-id="${id}"]`, {timeout: 1000});
+    const appeared = Date.now() - t0;
+    await until('the job to succeed', async () => (await jobState(id)) === 'succeeded');
+    const t1 = Date.now();
+    await page.waitForSelector(`#jobs tr[data-id="${id}"][data-state="succeeded"]`, {timeout: 1000});
+    console.log(`job appeared after ${appeared} ms, shown succeeded ${Date.now() - t1} ms after the API said so`);
+    assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was reloaded');
+  });
+
+  it('searches jobs by name and filters them by state, queue and label', async () => {
+    const a = await submit({name: 'Needle-in-haystack', queue: 'default', labels: {team: 'blue'}, command: {shell: 'true'}});
+    const b = await submit({name: 'other hay', labels: {team: 'red'}, command: {shell: 'true'}});
+    await until('both jobs to end', async () => (await jobState(a)) === 'succeeded' && (await jobState(b)) === 'succeeded');
+    await page.fill('#f-name', 'needle');
+    await page.click('#filters button[type=submit]');
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#jobs-body tr');
+      return rows.length === 1 && rows[0].dataset.id === id;
+    }, a);
+    await page.goto(URL_ + '/#/jobs?label=team:red&state=succeeded');
+    await page.waitForFunction((id) => {
+      const rows = [...document.querySelectorAll('#jobs-body tr')];
+      return rows.length === 1 && rows[0].dataset.id === id;
+    }, b);
+    /* Paging: 50 jobs a page, older and newer pages by the API's cursor. */
+    const many = await api('POST', '/v1/jobs', Array.from({length: 55}, (_, i) =>
+      ({name: `page-${i}`, queue: 'paging', command: {shell: 'true'}})));
+    assert.equal(many.status, 201);
+    const ids = many.body.jobs.map((j) => j.id).reverse(); /* newest first */
+    await page.goto(URL_ + '/#/jobs?queue=paging');
+    await page.waitForFunction((n) => document.querySelectorAll('#jobs-body tr').length === n, 50);
+    assert.equal(await page.getAttribute('#jobs-body tr:first-child', 'data-id'), ids[0]);
+    await page.click('a.page:text("Older ›")');
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#jobs-body tr');
+      return rows.length === 5 && rows[0].dataset.id === id;
+    }, ids[50]);
+    assert.equal(await page.locator('a.page:text("Older ›")').count(), 0);
+    await page.click('a.page:text("‹ Newer")');
+    await page.waitForFunction((id) => {
+      const row = document.querySelector('#jobs-body tr'); /* none while the page loads */
+      return row && row.dataset.id === id;
+    }, ids[0]);
+    await page.goto(URL_ + '/#/jobs?queue=nosuchqueue');
+    await page.waitForFunction(() => (document.getElementById('jobs-status')?.textContent ?? '') === 'No jobs match.');
+    await page.goto(URL_ + '/#/jobs');
+  });
+
+  it('follows a running job\u2019s log and progress live on its page', async () => {
+    const id = await submit({name: 'logger', command: {shell:
+      'for i in 1 2 3 4 5 6; do echo line-$i; echo "$((i * 15)) step $i" > "$DROVER_PROGRESS"; sleep 0.4; done'}});
+    await page.click(`#jobs tr[data-id="${id}"] a`, {timeout: 2000});
+    await page.waitForSelector('#log');
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('line-2'));
+    const early = await page.textContent('#log');
+    assert.ok(!early.includes('line-6'), 'the log was read while the job ran');
+    assert.notEqual(await jobState(id), 'succeeded');
+    await page.click('details.spec summary');
+    assert.match(await page.textContent('#job-spec'), /echo line-\$i/);
+    await page.waitForSelector('#job-progress [role=progressbar]:not([aria-valuenow="0"])');
+    await shot('job-running');
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('line-6'), null, {timeout: 10000});
+    await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 5000});
+    await page.waitForFunction(() => (document.getElementById('log-state')?.textContent ?? '').startsWith('ended'));
+    const log = await page.textContent('#log');
+    assert.equal(log, [1, 2, 3, 4, 5, 6].map((i) => `line-${i}\n`).join(''));
+    const timeline = await page.textContent('#timeline');
+    assert.match(timeline, /submitted/);
+    assert.match(timeline, /attempt 1/);
+    assert.match(timeline, /succeeded/);
+    assert.equal(await page.getAttribute('#job-progress [role=progressbar]', 'aria-valuenow'), '100');
+    assert.equal(await page.evaluate(() => document.querySelector('details.spec').open), true,
+      'the spec stays open while the page follows the job');
+  });
+
+  it('links a job\u2019s outputs with presigned download URLs', async () => {
+    const put = await fetch(`${URL_}/v1/blobs/dash/in.txt`, {method: 'PUT', headers: {Authorization: `Bearer ${TOKEN}`}, body: 'hello'});
+    assert.equal(put.status, 200);
+    const id2 = await submit({name: 'with-output', command: {program: 'cp', arguments: [
+      {type: 'input', value: 's3://dash/in.txt'}, {type: 'output', value: 's3://dash/out.txt'}]}});
+    await until('the copy to succeed', async () => (await jobState(id2)) === 'succeeded');
+    await page.goto(`${URL_}/#/job/${id2}`);
+    await page.waitForSelector('#outputs a.download[href]');
+    const href = await page.getAttribute('#outputs a.download', 'href');
+    assert.match(href, /X-Drover-Signature=/);
+    const r = await fetch(new URL(href, URL_)); /* no token: the URL is presigned */
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), 'hello');
+  });
+
+  it('cancels a running job from its page', async () => {
+    const id = await submit({name: 'to-cancel', command: {shell: 'sleep 60'}});
+    await page.goto(`${URL_}/#/job/${id}`);
+    await page.waitForSelector('h1 .badge[data-state="running"]', {timeout: 10000});
+    await page.click('#cancel');
+    await page.waitForSelector('h1 .badge[data-state="cancelled"]', {timeout: 5000});
+    assert.equal(await jobState(id), 'cancelled');
+    await page.waitForSelector('#cancel', {state: 'detached'});
+  });
+
+  it('retries a failed job from its page and follows its new attempt', async () => {
+    const id = await submit({name: 'flaky', command: {shell: 'echo "try $DROVER_ATTEMPT"; [ "$DROVER_ATTEMPT" -ge 2 ]'}});
+    await page.goto(`${URL_}/#/job/${id}`);
+    await page.waitForSelector('h1 .badge[data-state="failed"]', {timeout: 10000});
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '') === 'try 1\n');
+    await page.click('#retry');
+    await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 10000});
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '') === 'try 2\n');
+    assert.equal(await page.locator('#attempts tbody tr').count(), 2);
+    assert.equal(await page.locator('#retry').count(), 0);
+    const j = (await api('GET', `/v1/jobs/${id}`)).body;
+    assert.equal(j.state, 'succeeded');
+    assert.equal(j.attempt, 2);
+  });
+
+  it('shows HTML and script in a name, labels and log as inert text', async () => {
+    const name = '<img src=x onerror="window.__xss=1">';
+    const label = '<script>window.__xss=2</script>';
+    const id = await submit({name, labels: {evil: label},
+      command: {shell: 'echo "<script>window.__xss=3</script><img src=y onerror=window.__xss=4>"'}});
+    await until('the job to end', async () => (await jobState(id)) === 'succeeded');
+    await page.goto(`${URL_}/#/jobs`);
+    const row = `#jobs tr[data-id="${id}"]`;
+    await page.waitForSelector(row);
+    assert.equal(await page.textContent(`${row} td.name`), name);
+    assert.equal(await page.textContent(`${row} td.labels`), `evil=${label}`);
+    assert.equal(await page.locator(`${row} img, ${row} script`).count(), 0);
+    await page.goto(`${URL_}/#/job/${id}`);
+    await page.waitForFunction(() => (document.getElementById('log')?.textContent ?? '').includes('onerror'));
+    assert.equal(await page.textContent('#job-name'), name);
+    assert.equal(await page.textContent('#job-labels'), `evil=${label}`);
+    assert.match(await page.textContent('#log'), /<script>window.__xss=3<\/script>/);
+    assert.equal(await page.locator('main img, main script').count(), 0);
+    await page.waitForTimeout(300);
+    assert.equal(await page.evaluate(() => window.__xss), undefined, 'a script from the data ran');
+    await shot('job-xss');
+  });
+
+  it('refuses a cross-site POST made with the session cookie', async () => {
+    const id = await submit({name: 'victim', command: {shell: 'sleep 60'}});
+    await until('the victim to run', async () => (await jobState(id)) === 'running');
+    /* A page of another site (served by the browser itself) posts to drover. */
+    await page.route('http://evil.test/**', (route) => route.fulfill({contentType: 'text/html',
+      body: `<form id=f method=POST action="${URL_}/v1/jobs/${id}/cancel"></form>`}));
+    await page.goto('http://evil.test/attack');
+    await Promise.all([page.waitForNavigation(), page.evaluate(() => document.getElementById('f').submit())]);
+    assert.match(await page.textContent('body'), /unauthenticated|permission_denied/);
+    assert.equal(await jobState(id), 'running', 'a cross-site request cancelled the job');
+    /* The cookie itself, replayed with another Origin, or without the CSRF header, is refused too. */
+    const c = (await context.cookies(URL_)).find((x) => x.name === 'drover_session');
+    const cookie = `drover_session=${c.value}`;
+    const csrf = (await (await fetch(`${URL_}/v1/session`, {headers: {Cookie: cookie}})).json()).csrf;
+    const post = (headers) => fetch(`${URL_}/v1/jobs/${id}/cancel`, {method: 'POST', headers: {Cookie: cookie, ...headers}});
+    let r = await post({'X-CSRF-Token': csrf, Origin: 'http://evil.test', 'Sec-Fetch-Site': 'cross-site'});
+    assert.equal(r.status, 403);
+    assert.match((await r.json()).error.message, /cross-site/);
+    r = await post({Origin: URL_});
+    assert.equal(r.status, 403);
+    assert.match((await r.json()).error.message, /X-CSRF-Token/);
+    assert.equal(await jobState(id), 'running');
+    r = await post({Origin: URL_, 'X-CSRF-Token': csrf}); /* the dashboard's own way: allowed */
+    assert.equal(r.status, 200);
+    assert.equal(await jobState(id), 'cancelled');
+    await page.unroute('http://evil.test/**');
+  });
+
+  it('shows queues with their throughput chart and waits', async () => {
+    const failed = await submit({name: 'fails', command: {shell: 'exit 3'}});
+    await until('the failing job to fail', async () => (await jobState(failed)) === 'failed');
+    await page.goto(`${URL_}/#/queues`);
+    await page.waitForSelector('#queues tr[data-queue="default"]');
+    await page.waitForSelector('#charts svg rect.ok');
+    await page.waitForSelector('#charts svg rect.bad');
+    const cells = await page.$$eval('#queues tr[data-queue="default"] td', (tds) => tds.map((t) => t.textContent));
+    const q = (await api('GET', '/v1/queues')).body.find((x) => x.name === 'default');
+    assert.equal(cells[3], String(q.succeeded));
+    assert.equal(cells[4], String(q.failed));
+    assert.notEqual(cells[8], '—', 'a mean wait is shown');
+    await shot('queues');
+  });
+
+  it('drains an agent from the agents page', async () => {
+    /* A job keeps the agent draining (an idle agent leaves at once). */
+    const id = await submit({name: 'keeps-agent-busy', command: {shell: 'sleep 60'}});
+    await until('the job to run', async () => (await jobState(id)) === 'running');
+    await page.goto(`${URL_}/#/agents`);
+    const row = `#agents tr[data-agent="${AGENT}"]`;
+    await page.waitForSelector(`${row}[data-state="up"]`);
+    assert.match(await page.textContent(`${row}`), /1 \/ 4/);
+    /* Its running jobs, one click away. */
+    await page.click(`${row} a.running`);
+    await page.waitForFunction((jid) => {
+      const rows = document.querySelectorAll('#jobs-body tr');
+      return rows.length === 1 && rows[0].dataset.id === jid;
+    }, id);
+    await page.goto(`${URL_}/#/agents`);
+    await page.waitForSelector(`${row}[data-state="up"]`);
+    await shot('agents');
+    await page.click(`${row} button.drain`);
+    await page.waitForSelector(`${row}[data-state="draining"]`, {timeout: 1000});
+    const agents = (await api('GET', '/v1/agents')).body;
+    assert.equal(agents.find((a) => a.name === AGENT).state, 'draining');
+    assert.equal(await page.locator(`${row} button.drain`).count(), 0);
+    await api('POST', `/v1/jobs/${id}/cancel`);
+    await page.waitForSelector(`${row}[data-state="left"]`, {timeout: 5000}); /* live, too */
+  });
+
+  it('keeps screenshots of the jobs list; signs out', async () => {
+    await page.goto(`${URL_}/#/jobs`);
+    await page.waitForSelector('#jobs-body tr');
+    await shot('jobs');
+    await page.click('#signout');
+    await page.waitForSelector('#signin');
+    const c = (await context.cookies(URL_)).find((x) => x.name === 'drover_session');
+    assert.ok(!c, 'the cookie is cleared on sign-out');
+    assert.deepEqual(problems, []);
+  });
+});

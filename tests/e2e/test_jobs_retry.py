@@ -1,0 +1,70 @@
+"""POST /v1/jobs/{id}/retry: a failed or cancelled job queued again, by hand, for one more
+attempt (job/lifecycle.h), against a real server and agent."""
+from agentutil import get_job, make_agent, submit, wait_job  # noqa: F401 (fixture)
+
+
+def test_a_failed_job_runs_once_more(server, make_agent):
+    make_agent(server, "retry-w1")
+    api = server.api()
+    job = submit(server, name="flaky", command={"shell": 'echo "try $DROVER_ATTEMPT"; exit 3'})
+    j = wait_job(server, job)
+    assert j["state"] == "failed" and j["attempt"] == 1
+    r = api.post(f"/v1/jobs/{job}/retry")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "queued" and r.json()["result"] is None
+    j = wait_job(server, job)
+    assert j["state"] == "failed"  # its end is final: max_attempts is not raised
+    assert j["attempt"] == 2 and j["max_attempts"] == 1
+    assert [a["attempt"] for a in j["attempts"]] == [1, 2]
+    assert [a["exit_code"] for a in j["attempts"]] == [3, 3]
+    for n in (1, 2):
+        r = api.get(f"/v1/jobs/{job}/log", params={"attempt": n})
+        assert r.status_code == 200 and r.text == f"try {n}\n"
+    # The event stream saw it queued again.
+    r = api.get("/v1/events", params={"since": 0, "job": job}, stream=True, timeout=10)
+    states = []
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            states.append(line.split('"state":"')[1].split('"')[0])
+        if states.count("failed") == 2:
+            break
+    r.close()
+    assert states.index("queued", 1) > states.index("failed")
+
+
+def test_a_cancelled_job_runs_again_and_can_succeed(server, make_agent):
+    api = server.api()
+    job = submit(server, command={"shell": "echo ok"})  # no agent yet: it waits
+    assert api.post(f"/v1/jobs/{job}/cancel").json()["state"] == "cancelled"
+    r = api.post(f"/v1/jobs/{job[:13]}/retry")  # a prefix, as every /v1/jobs/{id} route takes
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    make_agent(server, "retry-w2")
+    j = wait_job(server, job)
+    assert j["state"] == "succeeded" and j["attempt"] == 1 and j["result"]["stdout"] == "ok\n"
+
+
+def test_only_failed_or_cancelled_jobs_are_retried(server, make_agent):
+    api = server.api()
+    make_agent(server, "retry-w3")
+    ok = submit(server, command={"shell": "true"})
+    assert wait_job(server, ok)["state"] == "succeeded"
+    r = api.post(f"/v1/jobs/{ok}/retry")
+    assert r.status_code == 409
+    assert "only a failed or cancelled job can be retried" in r.json()["error"]["message"]
+    running = submit(server, command={"shell": "sleep 30"})
+    wait_job(server, running, states=("running",))
+    r = api.post(f"/v1/jobs/{running}/retry")
+    assert r.status_code == 409 and "is running" in r.json()["error"]["message"]
+    assert get_job(server, running)["state"] == "running"
+    api.post(f"/v1/jobs/{running}/cancel")
+    assert api.post("/v1/jobs/00000000-0000-7000-8000-000000000000/retry").status_code == 404
+    r = api.post("/v1/jobs/abc/retry")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "id"
+    assert api.post(f"/v1/jobs/{ok}/retry", data="x" * 5000).status_code == 413
+    # A client sees only its own jobs: another's is not found.
+    t = api.post("/v1/tokens", json={"role": "client", "name": "mallory"}).json()["token"]
+    r = server.api(t).post(f"/v1/jobs/{ok}/retry")
+    assert r.status_code == 404
+    # An agent token may not.
+    t = api.post("/v1/tokens", json={"role": "agent", "name": "an-agent"}).json()["token"]
+    assert server.api(t).post(f"/v1/jobs/{ok}/retry").status_code == 403

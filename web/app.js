@@ -1,0 +1,759 @@
+/*
+ * drover's dashboard: one page, four views (jobs, a job, queues, agents),
+ * kept live by the event stream (GET /v1/events).
+ *
+ * Safety rule: data from the server is only ever put into the page as text
+ * (textContent, text nodes, attribute values set one by one) - never as
+ * HTML - so a job name or a log line holding markup is shown, not run. The
+ * server's Content-Security-Policy forbids inline scripts besides.
+ *
+ * Calls go to the API with the session cookie (HttpOnly: this script never
+ * sees it); state-changing ones carry the session's CSRF token in
+ * X-CSRF-Token.
+ */
+'use strict';
+
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const STATES = ['queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled', 'blocked'];
+const LOG_KEEP = 256 * 1024; /* characters of a log kept on the page */
+
+const app = {
+  session: null, /* GET /v1/session: {name, role, csrf, can} */
+  events: null,  /* the EventSource */
+  view: null,    /* the view shown: {onEvent(type, data), destroy()} */
+};
+
+/* ---- small helpers ---- */
+
+/* h('a', {href: '#/x', class: 'c'}, 'text', child): an element; strings become text nodes. */
+function h(tag, props, ...kids) {
+  const svg = tag.startsWith('svg:');
+  const el = svg ? document.createElementNS('http://www.w3.org/2000/svg', tag.slice(4))
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.setAttribute('class', v);
+    else if (k === 'text') el.textContent = String(v);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
+function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+const main = () => document.getElementById('main');
+
+function fmtTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleTimeString([], {hour12: false});
+}
+
+function fmtWhen(iso) {
+  if (!iso) return h('span', {class: 'muted'}, '—');
+  return h('time', {datetime: iso, title: iso}, fmtTime(iso));
+}
+
+function fmtDuration(ms) {
+  if (ms === null || ms === undefined || isNaN(ms)) return '';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+function ago(iso) {
+  if (!iso) return '';
+  const ms = Date.now() - new Date(iso).getTime();
+  return ms < 1000 ? 'just now' : fmtDuration(ms) + ' ago';
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return '';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${u[i]}`;
+}
+
+const badge = (state) => h('span', {class: `badge ${state}`, 'data-state': state}, state);
+const labelsOf = (labels) =>
+  Object.entries(labels || {}).map(([k, v]) => h('span', {class: 'label'}, `${k}=${v}`));
+const shortId = (id) => id.slice(0, 13);
+
+function progressBar(percent, small) {
+  const bar = h('div', {class: 'bar'});
+  bar.style.width = `${Math.max(0, Math.min(100, percent || 0))}%`; /* CSSOM: allowed by the CSP */
+  return h('div', {class: small ? 'progress small' : 'progress', role: 'progressbar',
+    'aria-valuenow': Math.round(percent || 0), 'aria-valuemin': 0, 'aria-valuemax': 100}, bar);
+}
+
+function toast(msg, isError) {
+  const t = h('div', {class: isError ? 'toast error' : 'toast', role: 'status'}, msg);
+  document.body.append(t);
+  setTimeout(() => t.remove(), 4000);
+}
+
+/* Runs fn at most once per `ms`, the last call always running (so nothing is missed). */
+function throttle(fn, ms) {
+  let timer = null, last = 0, again = false;
+  const run = () => {
+    timer = null; last = Date.now(); again = false;
+    Promise.resolve(fn()).catch((e) => console.error(e));
+  };
+  const call = () => {
+    if (timer) { again = true; return; }
+    const wait = Math.max(0, last + ms - Date.now());
+    timer = setTimeout(run, wait);
+  };
+  call.cancel = () => { if (timer) clearTimeout(timer); timer = null; };
+  call.pending = () => again;
+  return call;
+}
+
+/* ---- the API ---- */
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body, opts) {
+  const init = {method, headers: {}, credentials: 'same-origin', signal: opts && opts.signal};
+  if (method !== 'GET' && app.session) init.headers['X-CSRF-Token'] = app.session.csrf;
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  const text = await r.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
+  if (!r.ok) {
+    if (r.status === 401 && path !== '/v1/session' && app.session) signedOut('Your session ended: sign in again.');
+    throw new ApiError(r.status, json);
+  }
+  return json;
+}
+
+const q = (params) => {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== '' && v !== null && v !== undefined) u.set(k, v);
+  const s = u.toString();
+  return s ? `?${s}` : '';
+};
+
+/* ---- the event stream ---- */
+
+function setLive(on, text) {
+  const el = document.getElementById('live');
+  el.className = on ? 'live on' : 'live off';
+  el.textContent = text;
+}
+
+function startEvents() {
+  stopEvents();
+  const es = new EventSource('/v1/events');
+  app.events = es;
+  es.onopen = () => setLive(true, 'live');
+  es.onerror = () => {
+    setLive(false, es.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting');
+    if (es.readyState === EventSource.CLOSED) { /* refused: signed out? */
+      api('GET', '/v1/session').then(() => setTimeout(startEvents, 2000), () => signedOut('Sign in again.'));
+    }
+  };
+  for (const type of ['job', 'agent']) {
+    es.addEventListener(type, (m) => {
+      let data;
+      try { data = JSON.parse(m.data); } catch (e) { return; }
+      if (app.view && app.view.onEvent) app.view.onEvent(type, data);
+    });
+  }
+}
+
+function stopEvents() {
+  if (app.events) app.events.close();
+  app.events = null;
+  setLive(false, 'offline');
+}
+
+/* ---- sign in and out ---- */
+
+function signedOut(message) {
+  app.session = null;
+  stopEvents();
+  if (app.view && app.view.destroy) app.view.destroy();
+  app.view = null;
+  document.getElementById('nav').hidden = true;
+  document.getElementById('signout').hidden = true;
+  document.getElementById('who').textContent = '';
+  showSignIn(message);
+}
+
+function showSignIn(message) {
+  const err = h('p', {class: 'error', id: 'signin-error', role: 'alert'}, message || '');
+  const input = h('input', {type: 'password', id: 'token', name: 'token', autocomplete: 'off',
+    placeholder: 'drv_…', required: true});
+  const form = h('form', {class: 'card signin', id: 'signin'},
+    h('h1', {}, 'Sign in to drover'),
+    h('label', {for: 'token'}, 'Token (client or admin)'), input,
+    h('button', {type: 'submit'}, 'Sign in'), err,
+    h('p', {class: 'muted'}, 'The token becomes a session cookie of this browser; ',
+      'the admin token is in the server\u2019s data folder (admin.token).'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    try {
+      app.session = await api('POST', '/v1/session', {token: input.value.trim()});
+      input.value = '';
+      signedIn();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+  clear(main()).append(form);
+  input.focus();
+}
+
+function signedIn() {
+  document.getElementById('nav').hidden = false;
+  document.getElementById('signout').hidden = false;
+  document.getElementById('who').textContent = `${app.session.name} (${app.session.role})`;
+  startEvents();
+  route();
+}
+
+async function signOut() {
+  try { await api('DELETE', '/v1/session'); } catch (e) { /* gone already */ }
+  signedOut('Signed out.');
+}
+
+/* ---- routing: #/jobs?…, #/job/ID, #/queues, #/agents ---- */
+
+function route() {
+  if (!app.session) return;
+  if (app.view && app.view.destroy) app.view.destroy();
+  app.view = null;
+  const hash = location.hash.replace(/^#/, '') || '/jobs';
+  const [path, query] = hash.split('?');
+  const params = new URLSearchParams(query || '');
+  const parts = path.split('/').filter(Boolean);
+  const name = parts[0] || 'jobs';
+  for (const a of document.querySelectorAll('#nav a'))
+    a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name));
+  if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
+  else if (name === 'queues') app.view = queuesView();
+  else if (name === 'agents') app.view = agentsView();
+  else app.view = jobsView(params);
+}
+
+/* ---- jobs ---- */
+
+function jobsView(params) {
+  const filters = {};
+  for (const k of ['state', 'queue', 'service', 'label', 'name', 'agent']) filters[k] = params.get(k) || '';
+  const after = params.get('after') || '';
+  const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
+  const root = clear(main());
+  const stateSel = h('select', {name: 'state', id: 'f-state'}, h('option', {value: ''}, 'any state'),
+    STATES.map((s) => h('option', {value: s, selected: filters.state === s}, s)));
+  const field = (name, placeholder) =>
+    h('input', {name, id: `f-${name}`, value: filters[name], placeholder, type: 'search'});
+  const form = h('form', {class: 'filters', id: 'filters'},
+    h('label', {}, 'Name contains', field('name', 'search names')),
+    h('label', {}, 'State', stateSel),
+    h('label', {}, 'Queue', field('queue', 'default')),
+    h('label', {}, 'Service', field('service', '')),
+    h('label', {}, 'Label', field('label', 'key:value')),
+    h('label', {}, 'Agent', field('agent', 'name')),
+    h('button', {type: 'submit'}, 'Filter'),
+    h('button', {type: 'button', class: 'secondary', onclick: () => { location.hash = '#/jobs'; }}, 'Clear'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const f = Object.fromEntries(new FormData(form).entries());
+    location.hash = '#/jobs' + q(f);
+  });
+  const status = h('p', {class: 'muted', id: 'jobs-status'});
+  const tbody = h('tbody', {id: 'jobs-body'});
+  const table = h('div', {class: 'scroll'}, h('table', {id: 'jobs'},
+    h('thead', {}, h('tr', {}, h('th', {}, 'id'), h('th', {}, 'name'), h('th', {}, 'state'),
+      h('th', {}, 'queue'), h('th', {class: 'hide-narrow'}, 'service'), h('th', {class: 'hide-narrow'}, 'labels'),
+      h('th', {class: 'hide-narrow'}, 'created'), h('th', {}, 'progress / time'))),
+    tbody));
+  const pager = h('div', {class: 'pager'});
+  root.append(h('h1', {}, 'Jobs'), form, status, table, pager);
+
+  let seen = new Set();
+  let first = true;
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/jobs' + q({...filters, after, limit: 50}));
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.className = 'muted';
+    status.textContent = res.jobs.length ? '' : 'No jobs match.';
+    clear(tbody);
+    const now = new Set();
+    for (const j of res.jobs) {
+      now.add(j.id + j.state);
+      const row = jobRow(j);
+      if (!first && !seen.has(j.id + j.state)) row.classList.add('fresh');
+      tbody.append(row);
+    }
+    seen = now;
+    first = false;
+    clear(pager);
+    const link = (text, p) => h('a', {href: '#/jobs' + q({...filters, ...p}), class: 'page'}, text);
+    if (after) {
+      pager.append(link('« Newest', {}));
+      const prev = back.slice(0, -1);
+      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
+    }
+    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+  };
+  const refresh = throttle(load, 250);
+  load();
+  return {
+    onEvent: (type) => { if (type === 'job') refresh(); },
+    destroy: () => refresh.cancel(),
+  };
+}
+
+function jobRow(j) {
+  let time = '';
+  if (TERMINAL.has(j.state) && j.result) time = fmtDuration(j.result.duration_ms);
+  else if (j.started_at && !TERMINAL.has(j.state)) time = 'for ' + fmtDuration(Date.now() - new Date(j.started_at));
+  const prog = j.progress && !TERMINAL.has(j.state)
+    ? [progressBar(j.progress.percent, true), `${Math.round(j.progress.percent)}%`] : [];
+  return h('tr', {'data-id': j.id, 'data-state': j.state},
+    h('td', {class: 'id'}, h('a', {href: `#/job/${encodeURIComponent(j.id)}`, title: j.id}, shortId(j.id))),
+    h('td', {class: 'name'}, j.name === null ? h('span', {class: 'muted'}, '—') : j.name),
+    h('td', {}, badge(j.state)),
+    h('td', {}, j.queue),
+    h('td', {class: 'hide-narrow'}, j.service || ''),
+    h('td', {class: 'hide-narrow labels'}, labelsOf(j.labels)),
+    h('td', {class: 'hide-narrow'}, fmtWhen(j.created_at)),
+    h('td', {}, time, prog));
+}
+
+/* ---- one job ---- */
+
+function jobView(id) {
+  const root = clear(main());
+  const head = h('div', {id: 'job-head'});
+  const body = h('div', {id: 'job-body'});
+  const streamSel = h('select', {id: 'log-stream'}, h('option', {value: 'stdout'}, 'stdout'),
+    h('option', {value: 'stderr'}, 'stderr'));
+  const logState = h('span', {class: 'muted', id: 'log-state'});
+  const pre = h('pre', {class: 'log', id: 'log'});
+  root.append(head, body, h('h2', {}, 'Log ', streamSel, ' ', logState), pre);
+
+  let job = null;
+  const live = []; /* events of this job seen while the page is open */
+  const presigned = new Map(); /* uri -> url */
+  let logCtl = null;
+  let closed = false;
+
+  const follow = async () => {
+    if (logCtl) logCtl.abort();
+    const ctl = new AbortController();
+    logCtl = ctl;
+    clear(pre);
+    logState.textContent = 'following…';
+    let kept = 0;
+    try {
+      const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/log${q({stream: streamSel.value, follow: 1})}`,
+        {credentials: 'same-origin', signal: ctl.signal});
+      if (!r.ok) {
+        let msg = `HTTP ${r.status}`;
+        try { msg = (await r.json()).error.message; } catch (e) { /* not JSON */ }
+        logState.textContent = msg;
+        return;
+      }
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        const text = dec.decode(value, {stream: true});
+        const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+        pre.append(document.createTextNode(text));
+        kept += text.length;
+        while (kept > LOG_KEEP && pre.firstChild) { /* drop the oldest text */
+          kept -= pre.firstChild.textContent.length;
+          pre.removeChild(pre.firstChild);
+        }
+        if (atEnd) pre.scrollTop = pre.scrollHeight;
+      }
+      if (!ctl.signal.aborted) logState.textContent = pre.textContent ? 'ended' : 'ended (empty)';
+    } catch (e) {
+      if (!ctl.signal.aborted) logState.textContent = e.message;
+    }
+  };
+  streamSel.addEventListener('change', follow);
+
+  const presign = async (uri) => {
+    if (presigned.has(uri)) return presigned.get(uri);
+    const res = await api('POST', '/v1/presign', {method: 'GET', uri, expires_s: 900});
+    presigned.set(uri, res.url);
+    return res.url;
+  };
+
+  const cancel = async (btn) => {
+    btn.disabled = true;
+    try {
+      job = await api('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+      toast('Cancelled.');
+      render();
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
+
+  const retry = async (btn) => {
+    btn.disabled = true;
+    try {
+      job = await api('POST', `/v1/jobs/${encodeURIComponent(id)}/retry`);
+      toast('Queued again.');
+      render();
+      follow(); /* the log of the new attempt */
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
+
+  const render = () => {
+    if (closed || !job) return;
+    const j = job;
+    const can = app.session.can || {};
+    clear(head).append(
+      h('p', {}, h('a', {href: '#/jobs'}, '‹ Jobs')),
+      h('h1', {}, j.name === null ? 'Job ' : h('span', {id: 'job-name'}, j.name), ' ', badge(j.state)),
+      h('div', {class: 'actions'},
+        can.cancel && !TERMINAL.has(j.state)
+          ? h('button', {class: 'danger', id: 'cancel', type: 'button', onclick: (ev) => cancel(ev.target)}, 'Cancel job')
+          : null,
+        can.retry && (j.state === 'failed' || j.state === 'cancelled')
+          ? h('button', {id: 'retry', type: 'button', onclick: (ev) => retry(ev.target)}, 'Retry (one more attempt)')
+          : null));
+    const pct = j.state === 'succeeded' ? 100 : j.progress ? j.progress.percent : 0;
+    const details = h('dl', {class: 'kv'});
+    const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
+    kv('id', h('span', {class: 'id', id: 'job-id'}, j.id));
+    kv('queue', h('a', {href: '#/jobs' + q({queue: j.queue})}, j.queue));
+    if (j.service) kv('service', j.service);
+    kv('labels', h('span', {id: 'job-labels'}, labelsOf(j.labels)));
+    kv('priority', j.priority);
+    if (j.owner) kv('owner', j.owner);
+    kv('attempt', `${j.attempt} of ${j.max_attempts}`);
+    if (j.agent) kv('agent', j.agent);
+    kv('created', fmtWhen(j.created_at));
+    kv('started', fmtWhen(j.started_at));
+    kv('finished', fmtWhen(j.finished_at));
+    if (j.waiting) kv('waiting', j.waiting.message || j.waiting.reason);
+    const progress = h('div', {class: 'card', id: 'job-progress'},
+      progressBar(pct),
+      h('p', {class: 'muted'}, `${Math.round(pct)}%`, j.progress && j.progress.message ? ` — ${j.progress.message}` : ''));
+
+    const timeline = h('ol', {class: 'timeline', id: 'timeline'});
+    for (const t of timelineOf(j, live))
+      timeline.append(h('li', {class: t.state}, fmtWhen(t.at), ' ', h('strong', {}, t.state), t.text ? ` ${t.text}` : ''));
+
+    const attempts = h('tbody', {});
+    for (const a of j.attempts || [])
+      attempts.append(h('tr', {}, h('td', {class: 'num'}, a.attempt), h('td', {}, a.agent || ''),
+        h('td', {}, fmtWhen(a.started_at)), h('td', {}, fmtWhen(a.finished_at)),
+        h('td', {}, a.reason || ''), h('td', {class: 'num'}, a.exit_code ?? ''),
+        h('td', {}, a.error || (a.signal ? `signal ${a.signal}` : ''))));
+
+    const result = h('div', {class: 'card', id: 'job-result'});
+    if (j.result) {
+      const r = j.result;
+      const dl = h('dl', {class: 'kv'});
+      const add = (k, v) => dl.append(h('dt', {}, k), h('dd', {}, v));
+      add('reason', r.reason);
+      if (r.exit_code !== null && r.exit_code !== undefined) add('exit code', r.exit_code);
+      if (r.signal) add('signal', r.signal);
+      add('duration', fmtDuration(r.duration_ms));
+      if (r.error) add('error', h('span', {class: 'error'}, r.error));
+      result.append(dl);
+      const outs = r.outputs || [];
+      if (outs.length) {
+        const list = h('ul', {id: 'outputs'});
+        for (const o of outs) {
+          const a = h('a', {class: 'download', rel: 'noopener'}, o.uri);
+          list.append(h('li', {}, a, ` ${fmtBytes(o.size)} `, h('span', {class: 'muted', title: 'sha256'}, (o.sha256 || '').slice(0, 12))));
+          if (can.presign) presign(o.uri).then((url) => a.setAttribute('href', url), (e) => a.setAttribute('title', e.message));
+        }
+        result.append(h('h3', {}, 'Outputs'), list);
+      }
+    } else {
+      result.append(h('p', {class: 'muted'}, 'No result yet.'));
+    }
+    const prevSpec = body.querySelector('details.spec');
+    const specOpen = !!(prevSpec && prevSpec.open); /* kept open across live refreshes */
+    clear(body).append(
+      h('div', {class: 'grid2'},
+        h('div', {}, h('h2', {}, 'Details'), h('div', {class: 'card'}, details),
+          h('h2', {}, 'Progress'), progress),
+        h('div', {}, h('h2', {}, 'Timeline'), h('div', {class: 'card'}, timeline),
+          h('h2', {}, 'Result'), result)),
+      h('details', {class: 'card spec', open: specOpen}, h('summary', {}, 'Spec (as stored, normalised)'),
+        h('pre', {class: 'log', id: 'job-spec'}, JSON.stringify(j.spec, null, 2))),
+      h('h2', {}, 'Attempts'),
+      h('div', {class: 'scroll'}, h('table', {id: 'attempts'}, h('thead', {}, h('tr', {},
+        ['attempt', 'agent', 'started', 'finished', 'reason', 'exit', 'error'].map((c) => h('th', {}, c)))), attempts)));
+  };
+
+  const load = async () => {
+    try {
+      job = await api('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    } catch (e) {
+      clear(head).append(h('p', {}, h('a', {href: '#/jobs'}, '‹ Jobs')), h('p', {class: 'error'}, e.message));
+      return;
+    }
+    render();
+  };
+  const refresh = throttle(load, 200);
+  load().then(() => { if (job) follow(); });
+  return {
+    onEvent: (type, ev) => {
+      if (type !== 'job' || !job || ev.job !== job.id) return;
+      live.push(ev);
+      refresh();
+      /* A retried job's log starts again with the new attempt: follow=1 goes on through it. */
+    },
+    destroy: () => { closed = true; refresh.cancel(); if (logCtl) logCtl.abort(); },
+  };
+}
+
+/* The job's history: its creation, each attempt's start and end, then what the stream said since. */
+function timelineOf(j, live) {
+  const out = [{at: j.created_at, state: 'queued', text: 'submitted'}];
+  for (const a of j.attempts || []) {
+    if (a.started_at) out.push({at: a.started_at, state: 'running', text: `attempt ${a.attempt}${a.agent ? ' on ' + a.agent : ''}`});
+    if (a.finished_at) {
+      const ok = a.reason === 'exit' && a.exit_code === 0;
+      out.push({at: a.finished_at, state: ok ? 'succeeded' : a.reason === 'cancelled' ? 'cancelled' : 'failed',
+        text: `attempt ${a.attempt} ended: ${a.reason || ''}${a.exit_code !== null && a.exit_code !== undefined ? ' (exit ' + a.exit_code + ')' : ''}${a.error ? ' — ' + a.error : ''}`});
+    }
+  }
+  const open = j.started_at && !(j.attempts || []).some((a) => a.attempt === j.attempt);
+  if (open) out.push({at: j.started_at, state: j.state === 'leased' ? 'leased' : 'running',
+    text: `attempt ${j.attempt}${j.agent ? ' on ' + j.agent : ''}`});
+  const lastEnd = (j.attempts || []).length ? j.attempts[j.attempts.length - 1].finished_at : null;
+  if (TERMINAL.has(j.state) && j.finished_at && j.finished_at !== lastEnd)
+    out.push({at: j.finished_at, state: j.state, text: ''});
+  const seen = new Set(out.map((t) => t.at + t.state));
+  for (const ev of live) {
+    if (seen.has(ev.at + ev.state)) continue;
+    let text = `event ${ev.seq}`;
+    if (ev.percent !== undefined) text += ` — ${Math.round(ev.percent)}%${ev.message ? ' ' + ev.message : ''}`;
+    out.push({at: ev.at, state: ev.state, text});
+  }
+  return out.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
+
+/* ---- queues ---- */
+
+const CHART_MINUTES = 30;
+const STATS_MS = 5000;
+
+function queuesView() {
+  const root = clear(main());
+  const status = h('p', {class: 'muted'});
+  const tbody = h('tbody', {id: 'queues-body'});
+  const charts = h('div', {class: 'charts', id: 'charts'});
+  root.append(h('h1', {}, 'Queues'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'queues'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'queue'), h('th', {class: 'num'}, 'queued'), h('th', {class: 'num'}, 'running'),
+      h('th', {class: 'num'}, 'succeeded'), h('th', {class: 'num'}, 'failed'),
+      h('th', {class: 'num'}, 'cancelled'), h('th', {class: 'num'}, 'agents'),
+      h('th', {class: 'num'}, 'oldest waiting'), h('th', {class: 'num'}, 'mean wait'))), tbody)),
+    h('h2', {}, `Throughput, jobs finished per minute (last ${CHART_MINUTES} minutes)`),
+    h('p', {class: 'legend'}, h('span', {class: 'ok'}, 'succeeded'), h('span', {class: 'bad'}, 'failed')),
+    charts);
+
+  /* Counts follow every change (GET /v1/queues is cheap); the chart and the waits read up to
+     3,000 jobs a queue, so they are refreshed at most every STATS_MS. */
+  let stats = new Map(), statsAt = 0;
+  const load = async () => {
+    let queues;
+    try {
+      queues = await api('GET', '/v1/queues');
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.textContent = queues.length ? '' : 'No queues yet: a queue appears with its first job.';
+    if (Date.now() - statsAt >= STATS_MS) {
+      statsAt = Date.now();
+      const shown = queues.slice(0, 50);
+      const got = await Promise.all(shown.map((qu) => queueStats(qu.name).catch(() => null)));
+      stats = new Map(shown.map((qu, i) => [qu.name, got[i]]));
+      clear(charts);
+      for (const qu of shown) {
+        const st = stats.get(qu.name);
+        if (st) charts.append(h('div', {class: 'card', 'data-queue': qu.name}, h('strong', {}, qu.name), chart(st.buckets)));
+      }
+    } else {
+      statsLater();
+    }
+    clear(tbody);
+    for (const qu of queues) {
+      const st = stats.get(qu.name);
+      tbody.append(h('tr', {'data-queue': qu.name},
+        h('td', {}, h('a', {href: '#/jobs' + q({queue: qu.name})}, qu.name)),
+        h('td', {class: 'num'}, qu.queued), h('td', {class: 'num'}, qu.running),
+        h('td', {class: 'num'}, qu.succeeded), h('td', {class: 'num'}, qu.failed),
+        h('td', {class: 'num'}, qu.cancelled), h('td', {class: 'num'}, qu.listeners),
+        h('td', {class: 'num'}, st && st.oldest ? fmtDuration(Date.now() - st.oldest) : '—'),
+        h('td', {class: 'num'}, st && st.meanWait !== null ? fmtDuration(st.meanWait) : '—')));
+    }
+  };
+  const refresh = throttle(load, 1000);
+  let statsTimer = null; /* the newest changes reach the chart too, once it is due */
+  const statsLater = () => {
+    if (!statsTimer) statsTimer = setTimeout(() => { statsTimer = null; refresh(); }, statsAt + STATS_MS - Date.now());
+  };
+  const tick = setInterval(refresh, 30000); /* the chart's window moves on */
+  load();
+  return {
+    onEvent: (type) => { if (type === 'job') refresh(); },
+    destroy: () => { refresh.cancel(); clearTimeout(statsTimer); clearInterval(tick); },
+  };
+}
+
+/*
+ * A queue's figures from its newest jobs (at most 1,000 of each state): jobs
+ * finished per minute, the mean wait (created to started) of the jobs that
+ * finished in the window, and the age of its oldest queued job among those.
+ */
+async function queueStats(name) {
+  const list = (state) => api('GET', '/v1/jobs' + q({queue: name, state, limit: 1000})).then((r) => r.jobs);
+  const [ok, bad, queued] = await Promise.all([list('succeeded'), list('failed'), list('queued')]);
+  const now = Date.now();
+  const start = Math.floor(now / 60000) * 60000 - (CHART_MINUTES - 1) * 60000;
+  const buckets = Array.from({length: CHART_MINUTES}, (_, i) => ({t: start + i * 60000, ok: 0, bad: 0}));
+  let waitSum = 0, waitN = 0;
+  for (const [jobs, key] of [[ok, 'ok'], [bad, 'bad']]) {
+    for (const j of jobs) {
+      const t = new Date(j.finished_at).getTime();
+      if (!(t >= start)) continue;
+      const i = Math.floor((t - start) / 60000);
+      if (i < CHART_MINUTES) buckets[i][key]++;
+      if (j.started_at) { waitSum += new Date(j.started_at) - new Date(j.created_at); waitN++; }
+    }
+  }
+  const oldest = queued.length ? new Date(queued[queued.length - 1].created_at).getTime() : null;
+  return {buckets, meanWait: waitN ? waitSum / waitN : null, oldest};
+}
+
+/* A bar chart (succeeded stacked on failed) in inline SVG, drawn here: no library. */
+function chart(buckets) {
+  const W = 300, H = 110, top = 12, bottom = 16, left = 24;
+  const max = Math.max(1, ...buckets.map((b) => b.ok + b.bad));
+  const bw = (W - left) / buckets.length;
+  const y = (v) => (H - bottom) - v / max * (H - bottom - top);
+  const svg = h('svg:svg', {class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img',
+    'aria-label': `jobs finished per minute, at most ${max}`});
+  svg.append(h('svg:line', {class: 'axis', x1: left, y1: H - bottom, x2: W, y2: H - bottom}));
+  svg.append(h('svg:text', {x: 0, y: top + 4}, String(max)));
+  svg.append(h('svg:text', {x: 0, y: H - bottom}, '0'));
+  buckets.forEach((b, i) => {
+    const x = left + i * bw + 1;
+    const title = `${fmtTime(new Date(b.t).toISOString())}: ${b.ok} succeeded, ${b.bad} failed`;
+    if (b.bad) svg.append(h('svg:rect', {class: 'bad', x, width: bw - 2, y: y(b.bad), height: (H - bottom) - y(b.bad)},
+      h('svg:title', {}, title)));
+    if (b.ok) svg.append(h('svg:rect', {class: 'ok', x, width: bw - 2, y: y(b.ok + b.bad), height: y(b.bad) - y(b.ok + b.bad)},
+      h('svg:title', {}, title)));
+  });
+  const t0 = new Date(buckets[0].t).toISOString(), t1 = new Date(buckets[buckets.length - 1].t).toISOString();
+  svg.append(h('svg:text', {x: left, y: H - 3}, fmtTime(t0).slice(0, 5)));
+  svg.append(h('svg:text', {x: W - 28, y: H - 3}, fmtTime(t1).slice(0, 5)));
+  return svg;
+}
+
+/* ---- agents ---- */
+
+function agentsView() {
+  const root = clear(main());
+  const status = h('p', {class: 'muted'});
+  const tbody = h('tbody', {id: 'agents-body'});
+  root.append(h('h1', {}, 'Agents'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'agents'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'name'), h('th', {}, 'state'), h('th', {}, ''), h('th', {class: 'num'}, 'slots used'),
+      h('th', {class: 'num'}, 'running'), h('th', {}, 'last seen'), h('th', {}, 'queues'),
+      h('th', {class: 'hide-narrow'}, 'labels'), h('th', {class: 'hide-narrow'}, 'version'))), tbody)));
+
+  const drain = async (a, btn) => {
+    btn.disabled = true;
+    try {
+      await api('POST', `/v1/agents/${encodeURIComponent(a.id)}/drain`);
+      toast(`Agent ${a.name} drains.`);
+      refresh();
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
+  const load = async () => {
+    let agents;
+    try {
+      agents = await api('GET', '/v1/agents');
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    if (!Array.isArray(agents)) agents = agents.agents || [];
+    status.textContent = agents.length ? '' : 'No agent has registered.';
+    clear(tbody);
+    const can = app.session.can || {};
+    for (const a of agents) {
+      tbody.append(h('tr', {'data-agent': a.name, 'data-state': a.state},
+        h('td', {}, a.name), h('td', {}, badge(a.state)),
+        h('td', {}, can.drain && a.state === 'up'
+          ? h('button', {type: 'button', class: 'secondary drain', onclick: (ev) => drain(a, ev.target)}, 'Drain') : null),
+        h('td', {class: 'num'}, `${a.slots - a.free_slots} / ${a.slots}`),
+        h('td', {class: 'num'}, h('a', {href: '#/jobs' + q({agent: a.name, state: 'running'}), class: 'running'},
+          Array.isArray(a.running) ? a.running.length : a.running)),
+        h('td', {}, h('span', {title: a.last_seen}, ago(a.last_seen))),
+        h('td', {}, (a.queues || []).join(', ')),
+        h('td', {class: 'hide-narrow'}, labelsOf(a.labels)),
+        h('td', {class: 'hide-narrow'}, a.version || '')));
+    }
+  };
+  const refresh = throttle(load, 500);
+  const tick = setInterval(refresh, 5000); /* "last seen" moves on */
+  load();
+  return {
+    onEvent: () => refresh(),
+    destroy: () => { refresh.cancel(); clearInterval(tick); },
+  };
+}
+
+/* ---- start ---- */
+
+window.addEventListener('hashchange', route);
+document.getElementById('signout').addEventListener('click', signOut);
+api('GET', '/v1/session').then((s) => { app.session = s; signedIn(); }, () => showSignIn(''));
