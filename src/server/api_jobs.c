@@ -378,7 +378,20 @@ int api_jobs_get(struct http_req *r)
     struct sched_fit fit;
     json_t *o = job_to_json(&j);
     fleet_job_fit(srv(r)->fleet, &j, &fit);
-    json_object_set_new(o, "waiting", sched_waiting_json(&j, &fit, time_now_ms()));
+    json_t *waiting = sched_waiting_json(&j, &fit, time_now_ms());
+    const char *reason = json_string_value(json_object_get(waiting, "reason"));
+    int max = sched_tenant_max_running(srv(r)->sched, j.tenant);
+    int64_t held = sched_tenant_held(srv(r)->sched, j.tenant);
+    if (reason && !strcmp(reason, "busy") && max && held >= max) { /* not a slot: its quota */
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "its tenant '%s' has %lld jobs leased or running, its max_running; it starts "
+                 "when one of them ends",
+                 j.tenant ? j.tenant : "", (long long)held);
+        json_object_set_new(waiting, "reason", json_string("quota"));
+        json_object_set_new(waiting, "message", json_string(msg));
+    }
+    json_object_set_new(o, "waiting", waiting);
     http_reply_json(r, 200, o);
     job_release(&j);
     return HTTP_DONE;

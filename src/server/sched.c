@@ -9,8 +9,9 @@
  *
  * A lease scans a queue's levels in order; within a level, the tenants'
  * sub-queues are weighed against each other (fair share: the tenant with
- * the fewest jobs held per unit of weight first, the older head on a tie;
- * a tenant at its max_running is passed over) and each sub-queue is read
+ * the fewest jobs held per unit of weight first; on a tie the one served
+ * longest ago, then the older head; a tenant at its max_running is passed
+ * over) and each sub-queue is read
  * from its head, skipping jobs that do not fit the agent; the common case
  * (one tenant, no requires, one slot) takes the head at once. Jobs with
  * cached inputs may also be skipped for a while for an agent that holds
@@ -134,6 +135,12 @@ int64_t sched_tenant_held(const struct sched *s, const char *tenant)
 {
     struct sched_tenant *t = hmap_get(&s->tenants, tenant ? tenant : "");
     return t ? t->held : 0;
+}
+
+int sched_tenant_max_running(const struct sched *s, const char *tenant)
+{
+    struct sched_tenant *t = hmap_get(&s->tenants, tenant ? tenant : "");
+    return t ? t->max_running : s->default_max_running;
 }
 
 void sched_job_free(struct sched_job *sj)

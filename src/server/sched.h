@@ -84,6 +84,8 @@ void sched_tenant_hold(struct sched *s, const char *tenant);
 bool sched_tenant_release(struct sched *s, const char *tenant);
 /* How many jobs the tenant holds (leased or running, or taken). */
 int64_t sched_tenant_held(const struct sched *s, const char *tenant);
+/* The tenant's max_running in force (0: none). */
+int sched_tenant_max_running(const struct sched *s, const char *tenant);
 
 /*
  * The input-cache preference (docs/operations.md, "The input cache"). A job with cached inputs

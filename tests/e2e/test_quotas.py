@@ -147,8 +147,12 @@ def test_fair_share_and_max_running(make_server, make_agent):
     ids = [submit(big, slow)["id"] for _ in range(3)]
     other = submit(small, slow)["id"]
     assert wait_job(server, other, states=("running", "succeeded"), timeout=60)
-    states = [server.api().get(f"/v1/jobs/{i}").json()["state"] for i in ids]
-    assert sum(s in ("leased", "running") for s in states) <= 1, states
+    got = [server.api().get(f"/v1/jobs/{i}").json() for i in ids]
+    held = [j for j in got if j["state"] in ("leased", "running")]
+    assert len(held) <= 1, got
+    waiting = [j["waiting"] for j in got if j["state"] == "queued"]
+    assert waiting, got  # sleep 1: at most one of the three has ended
+    assert all(w["reason"] == "quota" and "max_running" in w["message"] for w in waiting), waiting
     listed = {t["name"]: t for t in server.api().get("/v1/tenants").json()["tenants"]}
     assert listed["big"]["running"] <= 1
     # The limit holds jobs back; it never loses them.
