@@ -305,3 +305,29 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
             server.kill()
         subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
 
+
+
+def test_retention_and_quotas_on_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
+    """The retention sweep (its own connection, off the loop) and a tenant's max_queued
+    (counted in the submission's transaction) on PostgreSQL."""
+    server = pg_servers("--retention", "1s", "--retention-sweep", "1",
+                        "--tenant-max-queued", "1")
+    api = server.api()
+    make_agent(server, "ret", "--queues", "ret")
+    job = submit(server, queue="ret", command={"shell": "echo kept"})
+    assert wait_job(server, job)["state"] == "succeeded"
+    got = wait_for(lambda: (lambda j: j if j.get("archived") else None)(
+        api.get(f"/v1/jobs/{job}").json()), 30, "the job to be archived")
+    assert got["state"] == "succeeded"
+    assert api.get(f"/v1/jobs/{job}/log").text == "kept\n"
+    assert psql(pg_db, f"SELECT count(*) FROM jobs WHERE id = '{job}'") == "0"
+    assert psql(pg_db, f"SELECT count(*) FROM job_logs WHERE job = '{job}'") == "0"
+
+    r = api.post("/v1/tokens", json={"role": "client", "name": "c", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    lab = server.api(r.json()["token"])
+    spec = {"queue": "none", "command": {"program": "true"}}
+    assert lab.post("/v1/jobs", json=spec).status_code == 201
+    r = lab.post("/v1/jobs", json=spec)
+    assert r.status_code == 429 and r.json()["error"]["limit"] == "max_queued", r.text
+    assert psql(pg_db, "SELECT count(*) FROM jobs WHERE tenant = 'lab'") == "1"
