@@ -51,9 +51,11 @@ struct retention {
 int retention_duration_parse(const char *s, int64_t *ms)
 {
     char *end;
+    if (*s < '0' || *s > '9') /* no sign, no space */
+        return -1;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || v <= 0 || *s == '+' || *s == ' ')
+    if (errno || v <= 0)
         return -1;
     int64_t unit = 1000;
     if (*end) {

@@ -152,6 +152,9 @@ def test_bad_retention_is_refused(server):
 def test_bad_retention_options_are_refused(tmp_path):
     for args, says in ((["--retention", "0"], "--retention"),
                        (["--retention", "5x"], "--retention"),
+                       (["--retention", " 5"], "--retention"),
+                       (["--retention", "+5"], "--retention"),
+                       (["--retention", "1dd"], "--retention"),
                        (["--retention", "3651d"], "--retention"),
                        (["--queue-retention", "fast"], "QUEUE=DURATION"),
                        (["--queue-retention", "Bad!=1s"], "queue name"),
