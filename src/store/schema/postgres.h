@@ -62,13 +62,18 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
-    /* 2: SQLite's 7: retention */
+    /* 2: the service hub (SQLite's 7) */
+    "CREATE TABLE services ("
+    "  name text COLLATE \"C\" NOT NULL, version integer NOT NULL, definition text NOT NULL,"
+    "  created_at bigint NOT NULL, created_by text, retired_at bigint,"
+    "  PRIMARY KEY (name, version));",
+    /* 3: SQLite's 8: retention */
     "ALTER TABLE jobs ADD COLUMN retention_ms bigint;"
     "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
     "  WHERE state >= 4 AND retention_ms IS NULL;"
     "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
     "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
-    /* 3: SQLite's 8: tenants */
+    /* 4: SQLite's 9: tenants */
     "ALTER TABLE tokens ADD COLUMN tenant text;"
     "ALTER TABLE jobs ADD COLUMN tenant text;"
     "UPDATE jobs SET tenant = owner;"

@@ -64,7 +64,14 @@ static const char *const sqlite_migrations[] = {
     "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
-    /* 7: retention: a finished job is archived and deleted retention_ms after it ended
+    /* 7: the service hub (docs/api.md "Services"): one row per version of a service's
+       definition, never changed but for retired_at, which on the latest version retires the
+       service */
+    "CREATE TABLE services ("
+    "  name TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, created_by TEXT, retired_at INTEGER,"
+    "  PRIMARY KEY (name, version)) WITHOUT ROWID;",
+    /* 8: retention: a finished job is archived and deleted retention_ms after it ended
        (NULL: the server's --retention). One index per kind, so that the sweep reads only
        what is due. */
     "ALTER TABLE jobs ADD COLUMN retention_ms INTEGER;"
@@ -72,7 +79,7 @@ static const char *const sqlite_migrations[] = {
     "  WHERE state >= 4 AND retention_ms IS NULL;"
     "CREATE INDEX jobs_expiry_own ON jobs (finished_at + retention_ms)"
     "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
-    /* 8: tenants: a token belongs to one (NULL: the one named as the token), a job to its
+    /* 9: tenants: a token belongs to one (NULL: the one named as the token), a job to its
        owner's; per-tenant limits (NULL: the server's) and fair-share weight */
     "ALTER TABLE tokens ADD COLUMN tenant TEXT;"
     "ALTER TABLE jobs ADD COLUMN tenant TEXT;"
