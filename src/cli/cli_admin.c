@@ -43,7 +43,8 @@ static int token_create(struct cli *cli, const char *role, const char *name, con
     json_t *answer = NULL;
     int rc = 1;
     if (!body) {
-        cli_error(CLI_ERR_INVALID, "name", "the token's name must be UTF-8 text");
+        cli_error(CLI_ERR_INVALID, tenant ? "tenant" : "name",
+                  "the token's name and tenant must be UTF-8 text");
         return 1;
     }
     if (cli_call(cli, "POST", "/v1/tokens", body, &answer, "cannot create token '%s'", name))

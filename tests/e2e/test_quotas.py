@@ -5,6 +5,8 @@ queued a few later.
 
 Each test starts its own server (and agent) on free loopback ports.
 """
+import json
+
 from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
 
 
@@ -42,6 +44,9 @@ def test_tokens_belong_to_tenants_and_max_queued_is_kept(make_server):
     ci = token(server, "lab-ci", tenant="lab")
     bob = token(server, "bob", tenant="lab")
     assert ci["tenant"] == bob["tenant"] == "lab"
+    r = server.run_cli("token", "create", "--role", "client", "--name", "lab-cli", "--tenant",
+                       "lab", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["tenant"] == "lab", r.stderr
     for bad in ("", "a b", "x" * 65, 7, "<b>"):
         r = admin.post("/v1/tokens", json={"role": "client", "name": "t", "tenant": bad})
         assert r.status_code == 400 and r.json()["error"]["field"] == "tenant", (bad, r.text)
