@@ -529,6 +529,10 @@ struct cancel {
     struct http_req *r;
     char id[HTTP_PARAM_MAX];
     struct job job;
+    /* retry: the job's tenant and its max_queued (0: none); its jobs waiting after */
+    char tenant[72];
+    int max_queued;
+    int64_t queued;
 };
 
 static int cancel_write(struct store *st, void *arg, struct err *e)
@@ -572,21 +576,52 @@ int api_jobs_cancel(struct http_req *r)
 static int retry_write(struct store *st, void *arg, struct err *e)
 {
     struct cancel *c = arg;
-    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+    int rc = store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+    if (rc || !c->max_queued)
+        return rc;
+    /* queued again: it counts against its tenant's max_queued, as a new job would */
+    rc = store_tenant_count(st, c->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &c->queued, e);
+    if (rc || c->queued <= c->max_queued)
+        return rc;
+    job_release(&c->job); /* undone with the savepoint */
+    job_init(&c->job);
+    return err_field(e, ERR_QUOTA, "max_queued",
+                     "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "
+                     "and this retry would make %lld",
+                     c->tenant, c->max_queued, (long long)(c->queued - 1), (long long)c->queued);
+}
+
+static void retry_done(void *arg, int rc, const struct err *e)
+{
+    struct cancel *c = arg;
+    if (rc != ERR_QUOTA || c->r->gone) {
+        cancel_done(arg, rc, e); /* answered as a cancel is */
+        return;
+    }
+    json_t *inner = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "code", "quota", "message", e->msg,
+                              "limit", "max_queued", "tenant", c->tenant, "max", c->max_queued,
+                              "queued", (json_int_t)(c->queued - 1));
+    http_reply_json(c->r, 429, json_pack("{s:o}", "error", inner));
+    job_release(&c->job);
+    free(c);
 }
 
 int api_jobs_retry(struct http_req *r)
 {
     char id[UUID_STR_LEN];
     struct err e = ERR_INIT;
-    if (resolve_id(r, id, &e)) {
+    struct job j;
+    if (resolve_id(r, id, &e) || store_job_get_run(srv(r)->reads, id, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
-    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
+    snprintf(c->tenant, sizeof(c->tenant), "%s", j.tenant ? j.tenant : "");
+    c->max_queued = j.tenant ? tenants_max_queued(srv(r), j.tenant) : 0;
+    job_release(&j);
+    commit_submit(srv(r)->commit, retry_write, retry_done, c);
     return HTTP_DEFERRED;
 }
 

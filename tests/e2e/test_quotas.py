@@ -72,6 +72,11 @@ def test_tokens_belong_to_tenants_and_max_queued_is_kept(make_server):
     assert admin.post(f"/v1/jobs/{jobs[0]}/cancel").json()["state"] == "cancelled"
     submit(bob_api)
     quota_error(bob_api.post("/v1/jobs", json={"command": {"program": "true"}}), "lab", 3)
+    # A retry queues a job again: it counts too (and an admin's retry counts for the job's
+    # tenant); refused, the job stays as it was.
+    quota_error(ci_api.post(f"/v1/jobs/{jobs[0]}/retry"), "lab", 3)
+    quota_error(admin.post(f"/v1/jobs/{jobs[0]}/retry"), "lab", 3)
+    assert admin.get(f"/v1/jobs/{jobs[0]}").json()["state"] == "cancelled"
 
     # The CLI says which limit of which tenant, and exits 1.
     r = server.run_cli("submit", "--", "true", token=ci["token"])
