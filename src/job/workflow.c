@@ -362,6 +362,15 @@ void workflow_release(struct workflow *w)
     memset(w, 0, sizeof(*w));
 }
 
+void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, struct job *jobs)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        job_from_spec(&jobs[i], &w->nodes[i].spec, now_ms);
+        jobs[i].owner = owner ? xstrdup(owner) : NULL;
+        if (w->nodes[i].ndeps) jobs[i].state = JOB_BLOCKED;
+    }
+}
+
 json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
 {
     json_t *nodes = json_object(), *conns = json_array();

@@ -23,6 +23,7 @@
 
 #include "common/err.h"
 #include "common/uuid.h"
+#include "job/job.h"
 #include "job/spec.h"
 
 #define WORKFLOW_MAX_NODES 1000
@@ -62,6 +63,12 @@ int workflow_parse(json_t *body, struct workflow *w, struct err *e);
 void workflow_release(struct workflow *w);
 /* The index of node `name`, or -1. */
 long workflow_node(const struct workflow *w, const char *name);
+
+/*
+ * The nodes' jobs: jobs[i] (w->n of them) for node i, made from its spec at now_ms, owned by
+ * `owner` (may be NULL), blocked when it has upstreams, else queued. The caller releases them.
+ */
+void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, struct job *jobs);
 
 /*
  * The document the store keeps, with each node's job id (ids[i] for node i):

@@ -84,10 +84,23 @@ struct store_ops {
 
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
+
+    /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */
+    int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
+    int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
+                        struct err *e);
+    /* The workflow of a job: ERR_NOTFOUND when it is in none. */
+    int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
+    /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */
+    int (*job_set_spec)(struct store *st, const char *id, const json_t *spec, struct err *e);
 };
 
 struct store {
     const struct store_ops *ops;
+    /* Jobs changed by the store itself in this transaction (store_changed_take), and how many
+       of them were there when the savepoint was made. */
+    char (*changed)[UUID_STR_LEN];
+    size_t nchanged, changed_cap, changed_mark;
 };
 
 extern const struct store_ops store_sqlite_ops;

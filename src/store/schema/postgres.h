@@ -62,6 +62,13 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
+    /* 2: workflows (SQLite's 7) */
+    "CREATE TABLE workflows ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, name text, created_at bigint NOT NULL,"
+    "  doc text NOT NULL);"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job text COLLATE \"C\" PRIMARY KEY, workflow text NOT NULL, node text NOT NULL);",
 };
 
 #endif

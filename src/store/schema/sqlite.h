@@ -64,6 +64,14 @@ static const char *const sqlite_migrations[] = {
     "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
+    /* 7: workflows (POST /v1/workflows): the validated document (nodes with their job ids,
+       dependencies, connections), and which workflow each node's job belongs to */
+    "CREATE TABLE workflows ("
+    "  id TEXT PRIMARY KEY, owner TEXT, name TEXT, created_at INTEGER NOT NULL,"
+    "  doc TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job TEXT PRIMARY KEY, workflow TEXT NOT NULL, node TEXT NOT NULL) WITHOUT ROWID;",
 };
 
 #endif
