@@ -1,0 +1,207 @@
+"""Workflows (POST /v1/workflows, docs/api.md "Workflows") against a real server and agent:
+a diamond A -> (B, C) -> D runs in order and D reads B's and C's outputs through connections;
+a failing node cancels what needs it and an "on": "any" edge goes on; retry reruns only
+what failed or was cancelled; cancel stops every node; the event stream's workflow filter;
+bad input (a cycle, an unknown node or port, a bad node spec) is refused with nothing stored.
+"""
+import json
+
+import pytest
+
+from agentutil import make_agent  # noqa: F401 (fixture)
+from conftest import wait_for
+
+BUCKET = "wf"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def sh(script, *args):
+    """A job spec running `script` with /bin/sh; args are argument objects ($1...)."""
+    return {"retry": {"max_attempts": 1},
+            "command": {"program": "sh", "arguments": [
+                {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
+                {"type": "parameter", "value": "sh"}] + list(args)}}
+
+
+def out(port, uri):
+    return {"type": "output", "name": port, "value": uri}
+
+
+def inp(port):
+    return {"type": "input", "name": port}
+
+
+def create(server, body):
+    r = server.api().post("/v1/workflows", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def get(server, wid):
+    r = server.api().get(f"/v1/workflows/{wid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_done(server, wid, timeout=60):
+    return wait_for(lambda: (lambda w: w if w["state"] != "running" else None)(get(server, wid)),
+                    timeout, f"workflow {wid} to end")
+
+
+def job(server, jid):
+    r = server.api().get(f"/v1/jobs/{jid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def states(w):
+    return {name: n["state"] for name, n in w["nodes"].items()}
+
+
+DIAMOND = {
+    "name": "diamond",
+    "nodes": {
+        "A": {"job": sh('date +%s%N > "$2"; echo a', out("--stamp", f"s3://{BUCKET}/d/a"))},
+        "B": {"job": sh('echo "from B after $(cat "$2" | wc -c)" > "$4"',
+                        inp("--a"), out("--out", f"s3://{BUCKET}/d/b"))},
+        "C": {"job": sh('echo "from C" > "$2"', out("--out", f"s3://{BUCKET}/d/c")),
+              "depends_on": ["A"]},
+        "D": {"job": sh('cat "$2" "$4"', inp("--b"), inp("--c"))},
+    },
+    "connections": [{"from": "A.--stamp", "to": "B.--a"},
+                    {"from": "B.--out", "to": "D.--b"},
+                    {"from": "C.--out", "to": "D.--c"}],
+}
+
+
+def test_diamond_runs_in_order_through_connections(server, make_agent):
+    w = create(server, DIAMOND)
+    assert w["name"] == "diamond" and w["state"] == "running"
+    assert states(w) == {"A": "queued", "B": "blocked", "C": "blocked", "D": "blocked"}
+    assert w["progress"]["queued"] == 1 and w["progress"]["blocked"] == 3
+    assert w["progress"]["total"] == 4
+    make_agent(server, "wf-w1")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    assert set(states(w).values()) == {"succeeded"}
+    assert w["progress"]["succeeded"] == 4
+    jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    # in order: each node started after its upstreams finished
+    for down, ups in (("B", "A"), ("C", "A"), ("D", "B"), ("D", "C")):
+        assert jobs[down]["started_at"] >= jobs[ups]["finished_at"], (down, ups)
+    # D read what B's and C's attempts wrote: its inputs point at them, pinned by sha256
+    assert jobs["D"]["result"]["stdout"] == "from B after 20\nfrom C\n"
+    args = {a.get("name"): a for a in jobs["D"]["spec"]["command"]["arguments"]}
+    b_out = jobs["B"]["result"]["outputs"][0]
+    assert args["--b"]["value"] == b_out["uri"] and args["--b"]["sha256"] == b_out["sha256"]
+
+
+def test_failure_cancels_dependants_and_afterany_goes_on_then_retry(server, make_agent, tmp_path):
+    flag = tmp_path / "fixed"
+    body = {"nodes": {
+        "A": {"job": sh(f'test -e {flag} || exit 7; echo fixed')},
+        "B": {"job": sh("echo b"), "depends_on": ["A"]},
+        "C": {"job": sh("echo c"), "depends_on": ["B"]},
+        "cleanup": {"job": sh("echo cleanup"), "depends_on": [{"node": "A", "on": "any"}]},
+        "other": {"job": sh("echo other")},
+    }}
+    w = create(server, body)
+    make_agent(server, "wf-w2")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "failed"
+    assert states(w) == {"A": "failed", "B": "cancelled", "C": "cancelled",
+                         "cleanup": "succeeded", "other": "succeeded"}
+    kept = {n: job(server, w["nodes"][n]["job"])["attempt"] for n in ("cleanup", "other")}
+    # retry: only what failed or was cancelled runs again; what succeeded is kept
+    flag.write_text("x")
+    r = server.api().post(f"/v1/workflows/{w['id']}/retry")
+    assert r.status_code == 200, r.text
+    assert states(r.json())["A"] in ("queued", "leased", "running", "succeeded")
+    assert states(r.json())["B"] in ("blocked", "queued", "leased", "running", "succeeded")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    for n in ("cleanup", "other"):
+        assert job(server, w["nodes"][n]["job"])["attempt"] == kept[n]
+    a = job(server, w["nodes"]["A"]["job"])
+    assert a["attempt"] == 2 and a["result"]["stdout"] == "fixed\n"
+    assert job(server, w["nodes"]["C"]["job"])["attempt"] == 1  # never ran before
+    # nothing failed now: 409
+    r = server.api().post(f"/v1/workflows/{w['id']}/retry")
+    assert r.status_code == 409 and "no failed or cancelled" in r.json()["error"]["message"]
+
+
+def test_cancel_stops_every_node_and_events_follow_the_workflow(server, make_agent):
+    make_agent(server, "wf-w3")
+    w = create(server, {"nodes": {"slow": {"job": sh("sleep 30")},
+                                  "after": {"job": sh("echo x"),
+                                            "depends_on": [{"node": "slow", "on": "any"}]}}})
+    slow = w["nodes"]["slow"]["job"]
+    wait_for(lambda: job(server, slow)["state"] == "running", 30, "slow to run")
+    r = server.api().post(f"/v1/workflows/{w['id']}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled"
+    # the on-any node is cancelled too, not started by its upstream's cancel
+    assert states(r.json()) == {"slow": "cancelled", "after": "cancelled"}
+    wait_for(lambda: job(server, slow)["result"] is not None, 30, "the agent to stop it")
+    # the event stream's workflow filter: the events of its nodes' jobs only
+    r = server.api().get("/v1/events", params={"since": 0, "workflow": w["id"]}, stream=True,
+                         timeout=10)
+    seen = []
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            ev = json.loads(line[6:])
+            seen.append((ev["job"], ev["state"]))
+        if sum(1 for _, s in seen if s == "cancelled") == 2 or len(seen) > 50:
+            break
+    r.close()
+    assert {j for j, _ in seen} == {slow, w["nodes"]["after"]["job"]}
+    assert (w["nodes"]["after"]["job"], "blocked") in seen
+    r = server.api().get("/v1/events", params={"workflow": "nope"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "workflow"
+
+
+def node_count(server):
+    r = server.api().get("/v1/jobs", params={"limit": 1000})
+    assert r.status_code == 200
+    return len(r.json()["jobs"])
+
+
+@pytest.mark.parametrize("body,field,text", [
+    ({"nodes": {"A": {"job": sh("x"), "depends_on": ["B"]},
+                "B": {"job": sh("x"), "depends_on": ["A"]}}}, "nodes", "a cycle: "),
+    ({"nodes": {"A": {"job": sh("x"), "depends_on": ["Z"]}}}, "nodes.A.depends_on[0]",
+     "no node 'Z'"),
+    ({"nodes": {"A": {"job": sh("x")}, "B": {"job": sh("x", inp("--i"))}},
+      "connections": [{"from": "A.--o", "to": "B.--i"}]}, "connections[0].from",
+     "no output port '--o'"),
+    ({"nodes": {"A": {"job": sh("x", out("--o", "s3://wf/o"))}, "B": {"job": sh("x")}},
+      "connections": [{"from": "A.--o", "to": "B.--i"}]}, "connections[0].to",
+     "no input port '--i'"),
+    ({"nodes": {"A": {"job": sh("x")}},
+      "connections": [{"from": "Q.--o", "to": "A.--i"}]}, "connections[0].from", "no node 'Q'"),
+    ({"nodes": {"A": {"job": sh("x")}, "B": {"job": dict(sh("x"), priority=5000)}}},
+     "nodes.B.job.priority", "priority"),
+    ({"nodes": {}}, "nodes", "nodes"),
+    ({"nodes": {"A": {"job": sh("x")}}, "colour": 1}, "colour", "unknown"),
+])
+def test_bad_workflows_are_refused_whole(server, body, field, text):
+    before = node_count(server)
+    r = server.api().post("/v1/workflows", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and text in err["message"], err
+    assert node_count(server) == before  # nothing half-stored
+
+
+def test_workflow_access_and_unknown_ids(server):
+    api = server.api()
+    w = create(server, {"nodes": {"A": {"job": sh("x")}}})
+    assert api.get("/v1/workflows/00000000-0000-7000-8000-000000000000").status_code == 404
+    assert api.get("/v1/workflows/abc").status_code == 404
+    assert api.post("/v1/workflows/abc/cancel").status_code == 404
+    assert api.post("/v1/workflows", data="[").status_code == 400
+    t = api.post("/v1/tokens", json={"role": "client", "name": "mallory"}).json()["token"]
+    other = server.api(t)
+    assert other.get(f"/v1/workflows/{w['id']}").status_code == 404
+    assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
+    assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
