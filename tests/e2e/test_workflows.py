@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import wait_for
+from conftest import help_shown, ok, refused, usage_error, wait_for
 
 BUCKET = "wf"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -205,3 +205,44 @@ def test_workflow_access_and_unknown_ids(server):
     assert other.get(f"/v1/workflows/{w['id']}").status_code == 404
     assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
     assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
+
+
+def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
+    spec = tmp_path / "wf.json"
+    spec.write_text(json.dumps({"name": "cli", "nodes": {
+        "first": {"job": sh("echo one")},
+        "boom": {"job": sh("exit 4"), "depends_on": ["first"]},
+        "last": {"job": sh("echo last"), "depends_on": [{"node": "boom", "on": "any"}]}}}))
+    out = ok(server.run_cli("workflow", "submit", str(spec)))
+    lines = out.splitlines()
+    assert lines[0].startswith("workflow ") and lines[0].endswith(" cli: running"), out
+    wid = lines[0].split()[1]
+    assert lines[1] == "progress: 0/3 succeeded, 1 queued, 2 blocked"
+    # the graph: each node under its upstreams, with its state and what it waits for
+    assert lines[2:] == ["● first  [queued]", "  └─ boom  [blocked]  after first",
+                         "    └─ last  [blocked]  after boom (any end)"]
+    make_agent(server, "wf-cli")
+    w = wait_done(server, wid)
+    assert w["state"] == "failed"
+    out = ok(server.run_cli("workflow", "status", wid))
+    assert "  └─ boom  [failed]  after first" in out.splitlines()
+    assert "progress: 2/3 succeeded, 1 failed" in out.splitlines()
+    got = json.loads(ok(server.run_cli("workflow", "status", "--json", wid)))
+    assert got["id"] == wid and got["progress"]["failed"] == 1
+    out = ok(server.run_cli("workflow", "retry", wid))
+    assert "boom  [" in out and "[failed]" not in out
+    wait_done(server, wid)
+    got = json.loads(ok(server.run_cli("workflow", "cancel", "--json", wid)))
+    assert got["state"] == "failed"  # boom failed again; nothing was left to cancel
+    # bad input: a file that is not JSON, a bad workflow (the server's field), an unknown id
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    assert "not JSON" in refused(server.run_cli("workflow", "submit", str(bad)))
+    bad.write_text(json.dumps({"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}}))
+    assert "a cycle: A -> A" in refused(server.run_cli("workflow", "submit", str(bad)))
+    assert "not found" in refused(server.run_cli("workflow", "status", "0" * 8))
+    assert "cannot read" in refused(server.run_cli("workflow", "submit", str(tmp_path / "no")))
+    usage_error(server.run_cli("workflow", "frobnicate"), ["workflow"])
+    usage_error(server.run_cli("workflow"), ["workflow"])
+    usage_error(server.run_cli("workflow", "status"), ["workflow"])
+    help_shown(server.run_cli("workflow", "--help"), "workflow")
