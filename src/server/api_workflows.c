@@ -13,6 +13,7 @@
 #include "job/workflow.h"
 #include "server/fleet.h"
 #include "server/server.h"
+#include "server/services.h"
 
 static struct server *srv(struct http_req *r)
 {
@@ -78,11 +79,17 @@ struct wf_submit {
     struct workflow_rec rec;
     struct job *jobs;
     size_t n;
+    struct service_use *uses; /* what each node's expansion read of the service hub */
+    size_t nuses;
 };
 
 static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct wf_submit *ws = arg;
+    for (size_t i = 0; i < ws->nuses; i++) { /* the services expanded still hold */
+        int rc = services_recheck(st, &ws->uses[i], e);
+        if (rc) return rc;
+    }
     struct job **p = xcalloc(ws->n, sizeof(*p));
     for (size_t i = 0; i < ws->n; i++)
         p[i] = &ws->jobs[i];
@@ -107,19 +114,57 @@ static void submit_done(void *arg, int rc, const struct err *e)
     for (size_t i = 0; i < ws->n; i++)
         job_release(&ws->jobs[i]);
     free(ws->jobs);
+    free(ws->uses);
     workflow_rec_release(&ws->rec);
     free(ws);
+}
+
+/*
+ * A node's job may name a service of the hub and give only its parameters, as a job may: each
+ * is expanded from its definition (server/services.h) before the workflow is validated, and
+ * what the expansions read is checked again in the transaction that stores them.
+ */
+static int expand_services(struct http_req *r, struct service_use **uses, size_t *n,
+                           struct err *e)
+{
+    json_t *nodes = json_object_get(r->body, "nodes");
+    if (!json_is_object(nodes) || json_object_size(nodes) > WORKFLOW_MAX_NODES)
+        return 0; /* workflow_parse says what is wrong */
+    *uses = xcalloc(json_object_size(nodes) + 1, sizeof(**uses));
+    struct services_memo memo = {0};
+    const char *name;
+    json_t *node;
+    int rc = 0;
+    json_object_foreach(nodes, name, node)
+    {
+        json_t *job = json_object_get(node, "job"), *expanded = NULL;
+        if (!json_is_object(job)) continue;
+        char path[96];
+        snprintf(path, sizeof(path), "nodes.%.64s.job", name);
+        if ((rc = services_expand_job(srv(r)->reads, &memo, job, path, &expanded,
+                                      &(*uses)[*n], e)))
+            break;
+        (*n)++;
+        if (expanded) json_object_set_new(node, "job", expanded);
+    }
+    services_memo_release(&memo);
+    return rc;
 }
 
 int api_workflows_create(struct http_req *r)
 {
     struct workflow w;
     struct err e = ERR_INIT;
-    if (workflow_parse(r->body, &w, &e)) {
+    struct service_use *uses = NULL;
+    size_t nuses = 0;
+    if (expand_services(r, &uses, &nuses, &e) || workflow_parse(r->body, &w, &e)) {
+        free(uses);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct wf_submit *ws = xcalloc(1, sizeof(*ws));
+    ws->uses = uses;
+    ws->nuses = nuses;
     ws->r = r;
     ws->n = w.n;
     ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));

@@ -246,3 +246,27 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     usage_error(server.run_cli("workflow"), ["workflow"])
     usage_error(server.run_cli("workflow", "status"), ["workflow"])
     help_shown(server.run_cli("workflow", "--help"), "workflow")
+
+
+def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
+    api = server.api()
+    hello = {"command": {"program": "/bin/sh", "arguments": [
+        {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": 'echo "$1"'},
+        {"type": "parameter", "value": "sh"}, {"type": "parameter", "param": "greeting"}]},
+        "params": {"greeting": {"type": "enum", "values": ["hello", "hi"], "default": "hello"}}}
+    r = api.put("/v1/services/hello", json=hello)
+    assert r.status_code == 201, r.text
+    w = create(server, {"nodes": {
+        "first": {"job": {"service": "hello", "params": {"greeting": "hi"}}},
+        "then": {"job": {"service": "hello"}, "depends_on": ["first"]}}})
+    make_agent(server, "wf-svc")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    assert job(server, w["nodes"]["first"]["job"])["result"]["stdout"] == "hi\n"
+    assert job(server, w["nodes"]["then"]["job"])["result"]["stdout"] == "hello\n"
+    before = node_count(server)
+    r = api.post("/v1/workflows", json={"nodes": {
+        "A": {"job": {"service": "hello", "params": {"greeting": "yo"}}}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"].startswith("nodes.A.job.params"), r.json()
+    assert node_count(server) == before
