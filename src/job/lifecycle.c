@@ -263,6 +263,7 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
         j->finished_at = a->now_ms;
         json_decref(j->result);
         j->result = json_pack("{s:s}", "reason", "cancelled");
+        if (a->why) json_object_set_new(j->result, "error", json_string(a->why));
         break;
     case JOB_EV_RETRY: /* queued now; the ended attempts stay in the history */
     case JOB_EV_REBLOCK: /* the same, waiting for its upstreams */

@@ -79,6 +79,7 @@ struct job_event_args {
     const char *agent;             /* lease: the agent's name */
     const struct attempt_end *end; /* finish, lost, deadline */
     json_t *progress;              /* progress: {"percent", "message", "updated_at"}, stolen */
+    const char *why;               /* cancel: why, as the result's "error" (NULL: none) */
 };
 
 /* What lifecycle_apply returns besides 0 and errors: allowed, and nothing to write. */

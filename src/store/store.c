@@ -465,10 +465,10 @@ static const char *node_job(json_t *nodes, const char *name)
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
 }
 
-/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed), 0 wait
-   (an upstream has not ended), 1 go. */
-static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict,
-                        struct err *e)
+/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed: why
+   says which), 0 wait (an upstream has not ended), 1 go. */
+static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict, char *why,
+                        size_t nwhy, struct err *e)
 {
     size_t i;
     json_t *d;
@@ -485,6 +485,9 @@ static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verd
         if (!job_state_terminal(state))
             *verdict = 0;
         else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+            const char *up_name = json_string_value(json_object_get(d, "node"));
+            snprintf(why, nwhy, "its upstream node '%s' %s", up_name ? up_name : "?",
+                     job_state_name(state));
             *verdict = -1;
             return 0;
         }
@@ -528,9 +531,9 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
 }
 
 static int node_apply(struct store *st, const char *job, enum job_event ev, int64_t now_ms,
-                      struct err *e)
+                      const char *why, struct err *e)
 {
-    struct job_event_args a = {.now_ms = now_ms};
+    struct job_event_args a = {.now_ms = now_ms, .why = why};
     struct job out;
     int rc = store_job_apply(st, job, 0, NULL, false, ev, &a, &out, e);
     if (rc == 0 || rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(&out);
@@ -545,9 +548,11 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
     json_t *nodes = json_object_get(doc, "nodes"), *node = json_object_get(nodes, name);
     const char *id = node_job(nodes, name);
     struct job j;
+    char why[160] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
-    if (j.state != JOB_BLOCKED || (rc = node_verdict(st, nodes, node, &verdict, e)) ||
+    if (j.state != JOB_BLOCKED ||
+        (rc = node_verdict(st, nodes, node, &verdict, why, sizeof(why), e)) ||
         verdict == 0) {
         job_release(&j);
         return rc;
@@ -557,7 +562,8 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
         rc = st->ops->job_set_spec(st, j.id, j.spec, e);
     job_release(&j);
     if (rc) return rc;
-    rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms, e);
+    rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms,
+                    verdict > 0 ? NULL : why, e);
     return rc == ERR_CONFLICT ? 0 : rc;
 }
 
@@ -620,7 +626,8 @@ int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_
             int state = node_state(st, nodes, k, e);
             if (state < 0) return e ? e->code : ERR_INTERNAL;
             if (job_state_terminal(state) || (pass == 0) != (state == JOB_BLOCKED)) continue;
-            int rc = node_apply(st, node_job(nodes, k), JOB_EV_CANCEL, now_ms, e);
+            int rc = node_apply(st, node_job(nodes, k), JOB_EV_CANCEL, now_ms,
+                                "its workflow was cancelled", e);
             if (rc && rc != ERR_CONFLICT) return rc;
             *n += !rc;
         }
@@ -642,7 +649,7 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
         int state = node_state(st, nodes, k, e);
         if (state < 0) return e ? e->code : ERR_INTERNAL;
         if (state != JOB_FAILED && state != JOB_CANCELLED) continue;
-        int rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, e);
+        int rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, NULL, e);
         if (rc) return rc;
         (*n)++;
     }

@@ -111,6 +111,10 @@ def test_failure_cancels_dependants_and_afterany_goes_on_then_retry(server, make
     assert w["state"] == "failed"
     assert states(w) == {"A": "failed", "B": "cancelled", "C": "cancelled",
                          "cleanup": "succeeded", "other": "succeeded"}
+    assert job(server, w["nodes"]["B"]["job"])["result"]["error"] == \
+        "its upstream node 'A' failed"
+    assert job(server, w["nodes"]["C"]["job"])["result"]["error"] == \
+        "its upstream node 'B' cancelled"
     kept = {n: job(server, w["nodes"][n]["job"])["attempt"] for n in ("cleanup", "other")}
     # retry: only what failed or was cancelled runs again; what succeeded is kept
     flag.write_text("x")

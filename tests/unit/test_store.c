@@ -2631,6 +2631,11 @@ static void test_workflows(void **state)
     assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_CANCELLED);
     assert_int_equal(wf_state(f->st, &w, jobs, "C"), JOB_QUEUED);
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    struct job b;
+    assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &b, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(b.result, "error")),
+                        "its upstream node 'A' failed"); /* the cancel says why */
+    job_release(&b);
     size_t n = store_changed_take(&ids); /* for the server: what the store changed itself */
     for (const char *const *k = (const char *const[]){"B", "C", "D", NULL}; *k; k++)
         assert_true(changed_has(ids, n, jobs[workflow_node(&w, *k)].id));
