@@ -49,6 +49,25 @@ const char *workflow_output_uri(const json_t *spec, const char *port)
     return json_string_value(json_object_get(port_arg(spec, "output", port), "value"));
 }
 
+char *workflow_attempt_uri(const char *base, int attempt)
+{
+    if (!base || strncmp(base, "s3://", 5)) return NULL;
+    const char *slash = strrchr(base + 5, '/');
+    if (!slash || !slash[1]) return NULL; /* no key, or a prefix */
+    char *uri = xasprintf("%.*s/attempt-%d/%s", (int)(slash - base), base, attempt, slash + 1);
+    if (!spec_uri_valid(uri, false, NULL)) {
+        free(uri);
+        return NULL;
+    }
+    return uri;
+}
+
+bool workflow_set_output(json_t *spec, const char *port, const char *uri)
+{
+    json_t *a = port_arg(spec, "output", port);
+    return a && !json_object_set_new(a, "value", json_string(uri));
+}
+
 bool workflow_set_input(json_t *spec, const char *port, const char *uri, const char *sha256)
 {
     json_t *a = port_arg(spec, "input", port);
@@ -334,6 +353,19 @@ int workflow_parse(json_t *body, struct workflow *w, struct err *e)
             goto out;
         }
     }
+    /* a connected output: each attempt its own key, the first one's now */
+    for (size_t i = 0; i < w->nconns; i++) {
+        struct wf_conn *c = &w->conns[i];
+        json_t *spec = w->nodes[c->from].spec.json;
+        const char *given = workflow_output_uri(spec, c->from_port);
+        for (size_t k = 0; k < i; k++) /* the same port connected before: rewritten already */
+            if (w->conns[k].from == c->from && !strcmp(w->conns[k].from_port, c->from_port))
+                given = w->conns[k].base;
+        c->base = given ? xstrdup(given) : NULL;
+        char *first = workflow_attempt_uri(c->base, 1);
+        if (first) workflow_set_output(spec, c->from_port, first);
+        free(first);
+    }
     for (size_t i = 0; i < w->n && !rc; i++)
         rc = parse_deps(w, i, deps[i], e);
     if (!rc) rc = check_cycles(w, e);
@@ -354,6 +386,7 @@ void workflow_release(struct workflow *w)
     for (size_t i = 0; i < w->nconns; i++) {
         free(w->conns[i].from_port);
         free(w->conns[i].to_port);
+        free(w->conns[i].base);
     }
     free(w->nodes);
     free(w->conns);
@@ -388,6 +421,7 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
         json_t *o = json_object();
         json_object_set_new(o, "from", json_sprintf("%s.%s", w->nodes[c->from].name, c->from_port));
         json_object_set_new(o, "to", json_sprintf("%s.%s", w->nodes[c->to].name, c->to_port));
+        json_object_set_new(o, "uri", json_string(c->base));
         json_array_append_new(conns, o);
     }
     return json_pack("{s:o, s:o, s:o}", "name", w->name ? json_string(w->name) : json_null(),

@@ -44,6 +44,7 @@ struct wf_node {
 struct wf_conn {
     size_t from, to;
     char *from_port, *to_port;
+    char *base; /* the output port's URI as given (workflow_attempt_uri) */
 };
 
 struct workflow {
@@ -84,5 +85,14 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN]);
 bool workflow_set_input(json_t *spec, const char *port, const char *uri, const char *sha256);
 /* The value (URI) of output port `port` of a normalised spec, or NULL. */
 const char *workflow_output_uri(const json_t *spec, const char *port);
+/*
+ * Each attempt of a node writes a connected output to its own key, so that no retry reads
+ * what an earlier attempt left: s3://BUCKET/DIR/NAME becomes s3://BUCKET/DIR/attempt-N/NAME
+ * for attempt N (a malloc'd URI). NULL when `base` is not an s3:// object URI or the result
+ * would not be a valid one: then every attempt writes `base`.
+ */
+char *workflow_attempt_uri(const char *base, int attempt);
+/* Sets output port `port` of a normalised spec to `uri`; false when it has no such output. */
+bool workflow_set_output(json_t *spec, const char *port, const char *uri);
 
 #endif

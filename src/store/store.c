@@ -204,6 +204,7 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
 }
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
+static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
 
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
@@ -230,6 +231,10 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
     }
     /* a workflow's node ended: what depends on it may go on (or not), in this transaction */
     if (job_state_terminal(out->state) && (rc = workflow_advance(st, id, a->now_ms, e)))
+        job_release(out);
+    /* queued for another attempt: its connected outputs go to that attempt's keys */
+    else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
+             (rc = workflow_attempt_keys(st, id, out->attempt + 1, e)))
         job_release(out);
     return rc;
 }
@@ -595,6 +600,43 @@ static int workflow_advance(struct store *st, const char *job, int64_t now_ms, s
             down = down || (name && up && !strcmp(up, name));
         }
         if (down && (rc = node_go(st, w.doc, k, now_ms, e))) break;
+    }
+    workflow_rec_release(&w);
+    return rc;
+}
+
+static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e)
+{
+    char wid[UUID_STR_LEN];
+    struct err we = ERR_INIT;
+    int rc = st->ops->workflow_of(st, job, wid, &we);
+    if (rc == ERR_NOTFOUND) return 0; /* not a workflow's */
+    if (rc) return err_set(e, rc, "%s", we.msg);
+    struct workflow_rec w;
+    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
+    const char *name = NULL, *k;
+    json_t *v;
+    json_object_foreach(json_object_get(w.doc, "nodes"), k, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "job"));
+        if (id && !strcmp(id, job)) name = k;
+    }
+    struct job j;
+    bool loaded = false, changed = false;
+    size_t i, len = name ? strlen(name) : 0;
+    json_t *c;
+    json_array_foreach(json_object_get(w.doc, "connections"), i, c)
+    {
+        const char *from = json_string_value(json_object_get(c, "from"));
+        if (rc || !name || !from || strncmp(from, name, len) || from[len] != '.') continue;
+        char *uri = workflow_attempt_uri(json_string_value(json_object_get(c, "uri")), attempt);
+        if (uri && !loaded && !(rc = st->ops->job_get(st, job, &j, e))) loaded = true;
+        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1, uri);
+        free(uri);
+    }
+    if (loaded) {
+        if (!rc && changed) rc = st->ops->job_set_spec(st, job, j.spec, e);
+        job_release(&j);
     }
     workflow_rec_release(&w);
     return rc;

@@ -274,3 +274,29 @@ def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"].startswith("nodes.A.job.params"), r.json()
     assert node_count(server) == before
+
+
+def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):
+    flag = tmp_path / "ok"
+    w = create(server, {"nodes": {
+        "make": {"job": sh(f'echo "attempt $DROVER_ATTEMPT" > "$2"; test -e {flag}',
+                           out("--out", f"s3://{BUCKET}/keys/made.txt"))},
+        "use": {"job": sh('cat "$2"', inp("--in"))}},
+        "connections": [{"from": "make.--out", "to": "use.--in"}]})
+    make_agent(server, "wf-keys")
+    w = wait_done(server, w["id"])
+    assert states(w) == {"make": "failed", "use": "cancelled"}
+    first = job(server, w["nodes"]["make"]["job"])
+    assert first["spec"]["command"]["arguments"][3]["value"] == \
+        f"s3://{BUCKET}/keys/attempt-1/made.txt"
+    flag.write_text("x")
+    assert server.api().post(f"/v1/workflows/{w['id']}/retry").status_code == 200
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    made = job(server, w["nodes"]["make"]["job"])
+    uri = f"s3://{BUCKET}/keys/attempt-2/made.txt"
+    assert made["spec"]["command"]["arguments"][3]["value"] == uri
+    assert [o["uri"] for o in made["result"]["outputs"]] == [uri]
+    used = job(server, w["nodes"]["use"]["job"])
+    assert used["result"]["stdout"] == "attempt 2\n"  # the retry's own object, not a stale one
+    assert used["spec"]["command"]["arguments"][3]["value"] == uri

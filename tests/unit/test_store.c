@@ -2654,14 +2654,19 @@ static void test_workflows(void **state)
 
     wf_run(f->st, &w, jobs, "A", 0, NULL);
     assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_QUEUED);
-    wf_run(f->st, &w, jobs, "B", 0, "s3://wf/b");
+    /* B's output: a key of its own attempt (workflow_attempt_uri) */
+    struct job bj;
+    assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
+    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    job_release(&bj);
+    wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
     wf_run(f->st, &w, jobs, "C", 0, NULL);
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
     struct job d;
     assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "D")].id, &d, &e), &e);
     json_t *in = json_array_get(json_object_get(json_object_get(d.spec, "command"), "arguments"), 0);
-    assert_string_equal(json_string_value(json_object_get(in, "value")), "s3://wf/b");
+    assert_string_equal(json_string_value(json_object_get(in, "value")), "s3://wf/attempt-1/b");
     assert_string_equal(json_string_value(json_object_get(in, "sha256")), "ab12");
     job_release(&d);
     /* the lease hands out the spec as stored: with the input set */

@@ -11,6 +11,12 @@
 #include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
 #include <string.h>
 
+/* What drover's own code allocated: freed by the C library's free, not cmocka's. */
+static void lib_free(void *p)
+{
+    free(p);
+}
+
 #include <jansson.h>
 
 #include <cmocka.h>
@@ -78,9 +84,14 @@ static void test_diamond(void **state)
     assert_int_equal(d->ndeps, 3); /* A (any), B and C (connections: success) */
     for (size_t i = 0; i < d->ndeps; i++) /* only the edge from A goes on whatever A's end */
         assert_int_equal(d->deps[i].any, d->deps[i].node == (size_t)workflow_node(&w, "A"));
-    /* the connected input stands on the upstream's URI until it is queued */
+    /* a connected output: the first attempt's own key; the input stands on it until queued */
     assert_string_equal(workflow_output_uri(w.nodes[workflow_node(&w, "B")].spec.json, "out"),
-                        "s3://wf/b");
+                        "s3://wf/attempt-1/b");
+    char *u = workflow_attempt_uri("s3://wf/x/y.txt", 12);
+    assert_string_equal(u, "s3://wf/x/attempt-12/y.txt");
+    lib_free(u);
+    assert_null(workflow_attempt_uri("file:///tmp/y.txt", 2)); /* s3 objects only */
+    assert_null(workflow_attempt_uri("s3://wf", 2));
     json_t *spec = json_deep_copy(d->spec.json);
     assert_true(workflow_set_input(spec, "b", "s3://wf/b-1", "ab"));
     assert_false(workflow_set_input(spec, "nope", "s3://wf/x", NULL));
