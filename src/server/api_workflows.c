@@ -14,6 +14,7 @@
 #include "server/fleet.h"
 #include "server/server.h"
 #include "server/services.h"
+#include "server/tenants.h"
 
 static struct server *srv(struct http_req *r)
 {
@@ -81,6 +82,8 @@ struct wf_submit {
     size_t n;
     struct service_use *uses; /* what each node's expansion read of the service hub */
     size_t nuses;
+    char tenant[72]; /* the caller's: its nodes' jobs are its jobs */
+    int max_queued;  /* the tenant's limit, 0: none */
 };
 
 static int submit_write(struct store *st, void *arg, struct err *e)
@@ -95,7 +98,19 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         p[i] = &ws->jobs[i];
     int rc = store_workflow_insert(st, &ws->rec, p, ws->n, e);
     free(p);
-    return rc;
+    if (rc || !ws->max_queued) return rc;
+    /* the tenant's waiting jobs (blocked nodes too), counted with these as a submission's are */
+    int64_t queued;
+    if ((rc = store_tenant_count(st, ws->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued,
+                                 e)))
+        return rc;
+    if (queued > ws->max_queued)
+        return err_field(e, ERR_QUOTA, "max_queued",
+                         "tenant '%s' may have at most %d queued jobs (max_queued); it has "
+                         "%lld, and this workflow's %zu nodes would make %lld",
+                         ws->tenant, ws->max_queued, (long long)queued - (long long)ws->n, ws->n,
+                         (long long)queued);
+    return 0;
 }
 
 static void submit_done(void *arg, int rc, const struct err *e)
@@ -163,6 +178,14 @@ int api_workflows_create(struct http_req *r)
         return HTTP_DONE;
     }
     struct wf_submit *ws = xcalloc(1, sizeof(*ws));
+    if (tenants_of_token(srv(r), r->token_name, ws->tenant, sizeof(ws->tenant), &e)) {
+        free(ws);
+        free(uses);
+        workflow_release(&w);
+        http_reply_err(r, &e); /* the token was revoked meanwhile, or the store failed */
+        return HTTP_DONE;
+    }
+    ws->max_queued = tenants_max_queued(srv(r), ws->tenant);
     ws->uses = uses;
     ws->nuses = nuses;
     ws->r = r;
@@ -170,6 +193,8 @@ int api_workflows_create(struct http_req *r)
     ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));
     int64_t now = time_now_ms();
     workflow_jobs(&w, r->token_name, now, ws->jobs);
+    for (size_t i = 0; i < w.n; i++)
+        ws->jobs[i].tenant = xstrdup(ws->tenant);
     char(*ids)[UUID_STR_LEN] = xcalloc(w.n, UUID_STR_LEN);
     for (size_t i = 0; i < w.n; i++)
         memcpy(ids[i], ws->jobs[i].id, UUID_STR_LEN);

@@ -300,3 +300,23 @@ def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):
     used = job(server, w["nodes"]["use"]["job"])
     assert used["result"]["stdout"] == "attempt 2\n"  # the retry's own object, not a stale one
     assert used["spec"]["command"]["arguments"][3]["value"] == uri
+
+
+def test_nodes_are_the_tenants_jobs_within_its_quota(make_server):
+    server = make_server("--tenant-max-queued", "3")
+    t = server.api().post("/v1/tokens", json={"role": "client", "name": "lab-wf", "tenant": "lab"})
+    assert t.status_code == 201, t.text
+    api = server.api(t.json()["token"])
+    three = {"nodes": {"A": {"job": sh("x")}, "B": {"job": sh("x"), "depends_on": ["A"]},
+                       "C": {"job": sh("x"), "depends_on": ["B"]}}}
+    r = api.post("/v1/workflows", json=three)
+    assert r.status_code == 201, r.text
+    a = server.api().get(f"/v1/jobs/{r.json()['nodes']['A']['job']}").json()
+    assert a["tenant"] == "lab" and a["owner"] == "lab-wf"
+    # blocked nodes wait too: one more is past the tenant's max_queued, refused whole
+    r = api.post("/v1/workflows", json={"nodes": {"Z": {"job": sh("x")}}})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["code"] == "quota" and err["field"] == "max_queued", err
+    assert "lab" in err["message"]
+    assert len(server.api().get("/v1/jobs").json()["jobs"]) == 3  # nothing half-stored
