@@ -479,6 +479,7 @@ static int webhooks_open(struct server *s, const struct server_opts *o, struct e
 static void on_batch(void *arg)
 {
     struct server *s = arg;
+    server_changed_jobs(s); /* a workflow's nodes queued or cancelled by the store */
     events_notify(s->events);
     webhooks_kick(s->webhooks);
 }

@@ -390,6 +390,47 @@ int store_service_list(struct store *st, struct service_rec **out, size_t *n, st
  */
 int store_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
+/*
+ * Workflows (job/workflow.h; docs/api.md "Workflows"). A workflow is stored with all its
+ * nodes' jobs, the waiting ones blocked, in the caller's transaction. From then on the store
+ * moves it along: whenever a workflow's job reaches a terminal state through
+ * store_job_apply(), in the same transaction, each blocked node depending on it is
+ * cancelled when an upstream it needs ("on": "success") did not succeed, or, once all its
+ * upstreams have ended as it needs, gets its connected inputs (the objects its upstreams'
+ * succeeded attempts wrote, URI and sha256) and is queued (unblock). Jobs changed that way are
+ * listed for the server (store_changed_take) once the transaction commits.
+ */
+struct workflow_rec {
+    char id[UUID_STR_LEN];
+    char *owner; /* NULL: none */
+    char *name;  /* NULL: none */
+    int64_t created_at;
+    json_t *doc; /* workflow_doc(): {"name", "nodes": {NAME: {"job", "depends_on"}}, ...} */
+};
+void workflow_rec_release(struct workflow_rec *w);
+/* Inserts w and its jobs (jobs[i] for each node, in w->doc's nodes); the blocked ones wait. */
+int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct job *const *jobs,
+                          size_t n, struct err *e);
+/* ERR_NOTFOUND when there is no such workflow. */
+int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e);
+/* Cancels every node not yet ended (each through store_job_apply); *n = how many. */
+int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                          size_t *n, struct err *e);
+/*
+ * Reruns what failed or was cancelled, keeping what succeeded: each such node, in an order
+ * where upstreams come first, is queued again (JOB_EV_RETRY) when its upstreams have ended as
+ * it needs, else blocked again (JOB_EV_REBLOCK) until they have. *n = how many. ERR_CONFLICT
+ * when nothing failed or was cancelled.
+ */
+int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                         size_t *n, struct err *e);
+/*
+ * Ids of jobs the store changed by itself (a workflow moving on, a workflow's cancel or retry)
+ * in transactions committed since the last call, of any handle of this process; the caller
+ * frees *ids. Thread-safe: the server reads them on its loop after each batch.
+ */
+size_t store_changed_take(char (**ids)[UUID_STR_LEN]);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);

@@ -104,10 +104,22 @@ struct store_ops {
                        void *arg, struct err *e);
     int (*tenant_count)(struct store *st, const char *tenant, unsigned states, int64_t *n,
                         struct err *e);
+    /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */
+    int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
+    int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
+                        struct err *e);
+    /* The workflow of a job: ERR_NOTFOUND when it is in none. */
+    int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
+    /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */
+    int (*job_set_spec)(struct store *st, const char *id, const json_t *spec, struct err *e);
 };
 
 struct store {
     const struct store_ops *ops;
+    /* Jobs changed by the store itself in this transaction (store_changed_take), and how many
+       of them were there when the savepoint was made. */
+    char (*changed)[UUID_STR_LEN];
+    size_t nchanged, changed_cap, changed_mark;
 };
 
 extern const struct store_ops store_sqlite_ops;

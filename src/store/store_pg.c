@@ -93,6 +93,11 @@ enum stmt_id {
     S_SERVICE_LATEST,
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
+    S_WF_INSERT,
+    S_WF_JOB,
+    S_WF_GET,
+    S_WF_OF,
+    S_JOB_SET_SPEC,
     S_COUNT
 };
 
@@ -109,6 +114,12 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+    [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
+    [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
+    [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     /* one writer per database (store_claim): max + 1 is not raced */
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
@@ -1675,6 +1686,79 @@ static int pg_service_retire(struct store *st, const char *name, int64_t now_ms,
     return changes ? 0 : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
 }
 
+/* ---- workflows ---- */
+
+static int pg_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, w->id);
+    p_text(&p, w->owner);
+    p_text(&p, w->name);
+    p_int(&p, w->created_at);
+    p_json(&p, w->doc);
+    int rc = run(s, S_WF_INSERT, &p, NULL, e, "inserting a workflow");
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, node)
+    {
+        if (rc) break;
+        struct params q = {0};
+        p_text(&q, json_string_value(json_object_get(node, "job")));
+        p_text(&q, w->id);
+        p_text(&q, name);
+        rc = run(s, S_WF_JOB, &q, NULL, e, "inserting a workflow");
+    }
+    return rc;
+}
+
+static int pg_workflow_get(struct store *st, const char *id, struct workflow_rec *out,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    memset(out, 0, sizeof(*out));
+    int rc = run(pg(st), S_WF_GET, &p, &r, e, "reading a workflow");
+    if (rc) return rc;
+    if (PQntuples(r) == 1) {
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        out->owner = col_text(r, 0, 0);
+        out->name = col_text(r, 0, 1);
+        out->created_at = col_int(r, 0, 2);
+        out->doc = col_json(r, 0, 3);
+        if (!out->doc)
+            rc = err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is not JSON", id);
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, job);
+    PGresult *r;
+    int rc = run(pg(st), S_WF_OF, &p, &r, e, "reading a workflow");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        snprintf(id_out, UUID_STR_LEN, "%s", PQgetvalue(r, 0, 0));
+    else
+        rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_set_spec(struct store *st, const char *id, const json_t *spec, struct err *e)
+{
+    struct params p = {0};
+    p_json(&p, spec);
+    p_text(&p, id);
+    return run(pg(st), S_JOB_SET_SPEC, &p, NULL, e, "writing a job's spec");
+}
+
 /* ---- the event stream ---- */
 
 /* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
@@ -2014,6 +2098,10 @@ const struct store_ops store_pg_ops = {
     .service_retire = pg_service_retire,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .workflow_insert = pg_workflow_insert,
+    .workflow_get = pg_workflow_get,
+    .workflow_of = pg_workflow_of,
+    .job_set_spec = pg_job_set_spec,
     .job_expired = pg_job_expired,
     .job_delete = pg_job_delete,
     .token_tenant = pg_token_tenant,

@@ -80,6 +80,11 @@ enum stmt_id {
     S_SERVICE_LATEST,
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
+    S_WF_INSERT,
+    S_WF_JOB,
+    S_WF_GET,
+    S_WF_OF,
+    S_JOB_SET_SPEC,
     S_COUNT
 };
 
@@ -91,6 +96,11 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) VALUES (?,?,?,?,?)",
+    [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
+    [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
+    [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
                          "WHERE name = ?1 RETURNING version",
@@ -997,6 +1007,87 @@ static int sqlite_service_retire(struct store *st, const char *name, int64_t now
     return rc;
 }
 
+/* ---- workflows ---- */
+
+static int sqlite_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_INSERT);
+    bind_text(q, 1, w->id);
+    bind_text(q, 2, w->owner);
+    bind_text(q, 3, w->name);
+    sqlite3_bind_int64(q, 4, w->created_at);
+    bind_json(q, 5, w->doc);
+    int rc = exec_stmt(s, q, e, "inserting a workflow");
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, node)
+    {
+        if (rc) break;
+        q = stmt(s, S_WF_JOB);
+        bind_text(q, 1, json_string_value(json_object_get(node, "job")));
+        bind_text(q, 2, w->id);
+        bind_text(q, 3, name);
+        rc = exec_stmt(s, q, e, "inserting a workflow");
+    }
+    return rc;
+}
+
+static int sqlite_workflow_get(struct store *st, const char *id, struct workflow_rec *out,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_GET);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    memset(out, 0, sizeof(*out));
+    if (rc == SQLITE_ROW) {
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        out->owner = col_text(q, 0);
+        out->name = col_text(q, 1);
+        out->created_at = sqlite3_column_int64(q, 2);
+        char *doc = col_text(q, 3);
+        out->doc = job_json_load(doc);
+        free(doc);
+        rc = out->doc ? 0 : err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is "
+                                                     "not JSON", id);
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    } else {
+        rc = db_err(s, e, "reading a workflow");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_OF);
+    bind_text(q, 1, job);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        snprintf(id_out, UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    } else {
+        rc = db_err(s, e, "reading a workflow");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_set_spec(struct store *st, const char *id, const json_t *spec,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_SET_SPEC);
+    bind_json(q, 1, spec);
+    bind_text(q, 2, id);
+    return exec_stmt(s, q, e, "writing a job's spec");
+}
+
 static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
                              unsigned expect_states, struct err *e)
 {
@@ -1539,6 +1630,10 @@ const struct store_ops store_sqlite_ops = {
     .service_retire = sqlite_service_retire,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
+    .workflow_insert = sqlite_workflow_insert,
+    .workflow_get = sqlite_workflow_get,
+    .workflow_of = sqlite_workflow_of,
+    .job_set_spec = sqlite_job_set_spec,
     .job_expired = sqlite_job_expired,
     .job_delete = sqlite_job_delete,
     .token_tenant = sqlite_token_tenant,

@@ -361,3 +361,43 @@ def test_service_hub(pg_servers, make_agent, tmp_path):
     r = api.post("/v1/jobs", json={"service": "upper", "params": {"text": "s3://in/t.txt",
                                                                   "upper": "s3://out/u.txt"}})
     assert r.status_code == 400 and r.json()["error"]["field"] == "service", r.text
+
+
+def test_workflow_through_postgres(pg_servers, make_agent):  # noqa: F811
+    """A workflow on PostgreSQL: stored whole, a node queued when its upstream succeeded with
+    its connected input set, a failure cancelling what needs it, retry, a bad one refused."""
+    s = pg_servers()
+    api = s.api()
+
+    def sh(script, *args):
+        return {"retry": {"max_attempts": 1}, "command": {"program": "sh", "arguments": [
+            {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
+            {"type": "parameter", "value": "sh"}] + list(args)}}
+
+    r = api.post("/v1/workflows", json={"nodes": {
+        "A": {"job": sh('echo made > "$2"', {"type": "output", "name": "o",
+                                               "value": "s3://wfpg/a"})},
+        "B": {"job": sh('cat "$2"', {"type": "input", "name": "i"})},
+        "C": {"job": sh("exit 2"), "depends_on": ["B"]},
+        "D": {"job": sh("echo d"), "depends_on": ["C"]}},
+        "connections": [{"from": "A.o", "to": "B.i"}]})
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    make_agent(s, "pg-wf")
+
+    def done():
+        w = api.get(f"/v1/workflows/{wid}").json()
+        return w if w["state"] != "running" else None
+    w = wait_for(done, 60, "the workflow to end")
+    assert {n: x["state"] for n, x in w["nodes"].items()} == {
+        "A": "succeeded", "B": "succeeded", "C": "failed", "D": "cancelled"}
+    b = api.get(f"/v1/jobs/{w['nodes']['B']['job']}").json()
+    assert b["result"]["stdout"] == "made\n"
+    r = api.post(f"/v1/workflows/{wid}/retry")
+    assert r.status_code == 200, r.text
+    w = wait_for(done, 60, "the retried workflow to end")
+    assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == 1  # C fails again
+    assert api.get(f"/v1/jobs/{w['nodes']['A']['job']}").json()["attempt"] == 1  # kept
+    r = api.post("/v1/workflows", json={"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}})
+    assert r.status_code == 400 and "a cycle" in r.json()["error"]["message"]
+

@@ -81,6 +81,13 @@ static const char *const pg_migrations[] = {
     "CREATE TABLE tenants ("
     "  name text PRIMARY KEY, max_running integer, max_queued integer,"
     "  weight integer NOT NULL DEFAULT 1);",
+    /* 5: workflows (SQLite's 10) */
+    "CREATE TABLE workflows ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, name text, created_at bigint NOT NULL,"
+    "  doc text NOT NULL);"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job text COLLATE \"C\" PRIMARY KEY, workflow text NOT NULL, node text NOT NULL);",
 };
 
 #endif

@@ -88,6 +88,14 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE tenants ("
     "  name TEXT PRIMARY KEY, max_running INTEGER, max_queued INTEGER,"
     "  weight INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;",
+    /* 10: workflows (POST /v1/workflows): the validated document (nodes with their job ids,
+       dependencies, connections), and which workflow each node's job belongs to */
+    "CREATE TABLE workflows ("
+    "  id TEXT PRIMARY KEY, owner TEXT, name TEXT, created_at INTEGER NOT NULL,"
+    "  doc TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job TEXT PRIMARY KEY, workflow TEXT NOT NULL, node TEXT NOT NULL) WITHOUT ROWID;",
 };
 
 #endif
