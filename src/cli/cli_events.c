@@ -168,16 +168,18 @@ int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct e
 /* ---- drover events ---- */
 
 static const char events_usage[] =
-    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type job|agent] [--json]\n"
+    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type job|agent|object]\n"
+    "                    [--json]\n"
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
-    "its progress) and of an agent, one line each, until interrupted. With --since,\n"
+    "its progress), of an agent and of an object (created, deleted), one line each,\n"
+    "until interrupted. With --since,\n"
     "the events after SEQ first (those the server still keeps).\n"
     "\n"
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
     "  -j, --job ID       only this job's events (repeatable)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
-    "      --type T       only job or agent events\n"
+    "      --type T       only job, agent or object events\n"
     "      --json         one JSON object per line, as the server sends it\n"
     "\n"
     "examples:\n"
@@ -200,6 +202,19 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
     if (!brief)
         fprintf(out, "%" JSON_INTEGER_FORMAT " %s ", json_integer_value(json_object_get(ev, "seq")),
                 at ? at : "-");
+    if (type && !strncmp(type, "object.", 7)) {
+        fprintf(out, "object s3://");
+        put_clean(out, json_string_value(json_object_get(ev, "bucket")));
+        fputc('/', out);
+        put_clean(out, json_string_value(json_object_get(ev, "key")));
+        fprintf(out, " %s", type + 7);
+        json_t *size = json_object_get(ev, "size");
+        if (json_is_integer(size))
+            fprintf(out, " %" JSON_INTEGER_FORMAT " bytes", json_integer_value(size));
+        fputc('\n', out);
+        fflush(out);
+        return;
+    }
     if (type && !strcmp(type, "agent")) {
         fputs("agent ", out);
         put_clean(out, agent);
@@ -289,8 +304,9 @@ int cmd_events(int argc, char **argv)
             break;
         }
         case OPT_TYPE:
-            if (strcmp(optarg, "job") && strcmp(optarg, "agent"))
-                rc = cli_usage_error(events_usage, "--type must be job or agent, not '%s'", optarg);
+            if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object"))
+                rc = cli_usage_error(events_usage, "--type must be job, agent or object, not '%s'",
+                                     optarg);
             buf_addf(&query, "%stype=%s", query.len ? "&" : "", optarg);
             break;
         }

@@ -53,6 +53,11 @@ struct job {
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */
     json_t *result;    /* or NULL */
     json_t *attempts;  /* array or NULL */
+    /* Typed views of the spec, set with it (job_from_spec, job_set_spec); zero without it: */
+    double timeout_s;       /* 0 = none */
+    const json_t *requires; /* borrowed from spec: a non-empty object, or NULL */
+    struct spec_uri *uris;  /* the objects it names (spec_uris), or NULL */
+    size_t nuris;
 };
 
 void job_init(struct job *j);
@@ -61,14 +66,14 @@ void job_release(struct job *j);
 /* Fills a new queued job (fresh UUIDv7) from a validated spec, at time now_ms. */
 void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms);
 
+/*
+ * Sets j->spec to `spec` (a normalised spec, stolen; NULL for none) and its
+ * typed views: for a spec read back from the store.
+ */
+void job_set_spec(struct job *j, json_t *spec);
+
 /* The job as GET /v1/jobs/{id} shows it (docs/api.md "The job"); a new reference. */
 json_t *job_to_json(const struct job *j);
-/*
- * The answer to a submission: id, state, queue, priority, key and created_at
- * (what the client does not already know); GET shows the whole job.
- */
-json_t *job_to_json_brief(const struct job *j);
-
 /* A time as the API shows it (RFC 3339, ms), or null for 0; a new reference. */
 json_t *job_time_json(int64_t ms);
 

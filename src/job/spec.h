@@ -47,6 +47,7 @@ struct job_spec {
     int max_attempts;    /* 1..100 */
     double delay_s;      /* >= 0 */
     double timeout_s;    /* 0 = none */
+    const json_t *requires; /* object, maybe empty */
     double backoff_s, max_backoff_s;
     bool test; /* a probe: nothing is queued */
 };
@@ -58,6 +59,30 @@ struct job_spec {
  * nothing that needs releasing.
  */
 int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e);
+/*
+ * Fills the views of s from `normalised`, a spec spec_parse() has already
+ * normalised (one read back from the store), borrowed: s->json is not a
+ * reference of its own, so s is not released.
+ */
+void spec_views(struct job_spec *s, json_t *normalised);
+/*
+ * The object URIs a normalised spec names, typed: what an agent running the
+ * job may read (input arguments, stdin, under input prefixes) and write
+ * (output arguments, stdout/stderr, names under output prefixes). `uri`
+ * borrows the spec's string.
+ */
+enum spec_uri_use {
+    SPEC_URI_READ,         /* an input argument or stdin: that object */
+    SPEC_URI_READ_PREFIX,  /* command.input: objects under it */
+    SPEC_URI_WRITE,        /* an output argument, stdout or stderr: that object */
+    SPEC_URI_WRITE_PREFIX, /* command.output: names under it */
+};
+struct spec_uri {
+    const char *uri;
+    enum spec_uri_use use;
+};
+/* Fills out[0..max) in spec order and returns how many the spec names (maybe more than max). */
+size_t spec_uris(const json_t *normalised, struct spec_uri *out, size_t max);
 /* A job's resource limits (spec "resources"); 0 = no limit. */
 struct spec_resources {
     int64_t memory_mb;

@@ -381,6 +381,12 @@ static struct live_agent *caller(struct http_req *r)
 
 /* ---- poll ---- */
 
+static void poll_gone(struct http_req *r)
+{
+    fleet_poll_gone(srv(r)->fleet, r->owner, r);
+    http_req_drop(r);
+}
+
 int api_agents_poll(struct http_req *r)
 {
     static const char *const known[] = {"free_slots", "wait_s", "running", "instance",
@@ -402,6 +408,8 @@ int api_agents_poll(struct http_req *r)
         return HTTP_DONE;
     }
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
+    r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */
+    r->on_gone = poll_gone;
     fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
     return HTTP_DEFERRED;
 }

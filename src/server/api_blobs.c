@@ -167,9 +167,8 @@ static void put_commit_work(void *arg)
     op->w = NULL; /* commit frees the writer, whatever happens */
 }
 
-static void put_commit_done(void *arg)
+static void put_answer(struct put_op *op)
 {
-    struct put_op *op = arg;
     struct http_req *r = op->r;
     if (r->gone)
         http_req_drop(r);
@@ -178,6 +177,32 @@ static void put_commit_done(void *arg)
     else
         http_reply_json(r, 200, info_json(op->bucket, op->key, &op->info));
     put_free(op);
+}
+
+static int put_event_write(struct store *st, void *arg, struct err *e)
+{
+    struct put_op *op = arg;
+    return store_event_object(st, OBJECT_CREATED, op->bucket, op->key, op->info.size,
+                              op->info.sha256, e);
+}
+
+static void put_event_done(void *arg, int rc, const struct err *e)
+{
+    /* The object is there either way: a lost event is logged, the PUT still succeeds. */
+    struct put_op *op = arg;
+    if (rc) log_error("object s3://%s/%s: cannot record its event: %s", op->bucket, op->key, e->msg);
+    put_answer(op);
+}
+
+/* The object is committed: its event is written before the answer (the stream has it then). */
+static void put_commit_done(void *arg)
+{
+    struct put_op *op = arg;
+    if (op->rc) {
+        put_answer(op);
+        return;
+    }
+    commit_submit(op->s->commit, put_event_write, put_event_done, op);
 }
 
 static void put_done(void *arg, int status)
@@ -507,10 +532,12 @@ struct call_op {
     struct server *s;
     enum call_kind kind;
     bool in_flight, gone;
+    bool evented; /* delete: its event is written */
     char bucket[BLOB_BUCKET_MAX + 1];
     char *key, *prefix, *after; /* owned: r may be gone while the call runs */
     int limit;
     struct blob_list list;
+    struct blob_info info; /* delete: the object deleted */
     int rc;
     struct err err;
 };
@@ -528,10 +555,13 @@ static void call_work(void *arg)
 {
     struct call_op *op = arg;
     struct blob_store *bs = op->s->blobs;
-    if (op->kind == CALL_DELETE)
-        op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
-    else
+    if (op->kind == CALL_DELETE) {
+        /* what is deleted, for its event */
+        op->rc = blob_head(bs, op->bucket, op->key, &op->info, &op->err);
+        if (!op->rc) op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
+    } else {
         op->rc = blob_list(bs, op->bucket, op->prefix, op->after, op->limit, &op->list, &op->err);
+    }
 }
 
 static json_t *list_json(const struct blob_list *l)
@@ -548,10 +578,33 @@ static json_t *list_json(const struct blob_list *l)
                      l->next ? json_string(l->next) : json_null());
 }
 
+static int delete_event_write(struct store *st, void *arg, struct err *e)
+{
+    struct call_op *op = arg;
+    return store_event_object(st, OBJECT_DELETED, op->bucket, op->key, op->info.size,
+                              op->info.sha256, e);
+}
+
+static void call_answer(void *arg);
+
+static void delete_event_done(void *arg, int rc, const struct err *e)
+{
+    struct call_op *op = arg;
+    if (rc) log_error("object s3://%s/%s: cannot record its event: %s", op->bucket, op->key, e->msg);
+    op->evented = true;
+    call_answer(op);
+}
+
 static void call_answer(void *arg)
 {
     struct call_op *op = arg;
     struct http_req *r = op->r;
+    if (op->kind == CALL_DELETE && !op->rc && !op->evented) {
+        /* deleted: its event is written before the answer (in flight: call_gone waits) */
+        op->in_flight = true;
+        commit_submit(op->s->commit, delete_event_write, delete_event_done, op);
+        return;
+    }
     op->in_flight = false;
     if (!op->gone) {
         r->on_gone = NULL;
@@ -668,11 +721,6 @@ int api_blob_list(struct http_req *r)
 
 /* ---- POST /v1/presign ---- */
 
-static bool uri_eq(json_t *v, const char *uri)
-{
-    return json_is_string(v) && !strcmp(json_string_value(v), uri);
-}
-
 /*
  * Is uri under the job's prefix p? Compared as bucket and key: "s3://bu" (a
  * whole bucket) does not reach into "s3://bucket/...".
@@ -689,44 +737,30 @@ static bool has_prefix(const char *uri, const char *p)
  * May an agent running this job use `method` on `uri` (a whole prefix when
  * `prefix`)? GET/HEAD: its input arguments, stdin, input prefixes. PUT: its
  * output arguments, stdout/stderr, and names under its output prefixes (same
- * folder, last segment starting with the prefix's last part).
+ * folder, last segment starting with the prefix's last part). Read from the
+ * job's typed view of its spec (job.h: uris).
  */
-static bool job_allows(json_t *spec, const char *method, const char *uri, bool prefix)
+static bool job_allows(const struct job *j, const char *method, const char *uri, bool prefix)
 {
-    json_t *cmd = json_object_get(spec, "command");
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool put = !strcmp(method, "PUT");
-    size_t i;
-    json_t *v;
-    if (get) {
-        json_array_foreach(json_object_get(cmd, "input"), i,
-                           v) if (json_is_string(v) &&
-                                  has_prefix(uri, json_string_value(v))) return true;
-        if (prefix) return false;
-        json_t *in = json_object_get(cmd, "stdin");
-        if (uri_eq(json_object_get(in, "type"), "uri") && uri_eq(json_object_get(in, "value"), uri))
-            return true;
-    }
-    if (put && !prefix) {
-        json_array_foreach(json_object_get(cmd, "output"), i, v)
-        {
-            if (!json_is_string(v) || !has_prefix(uri, json_string_value(v))) continue;
-            if (!strchr(uri + strlen(json_string_value(v)), '/')) return true;
-        }
-        static const char *const streams[] = {"stdout", "stderr"};
-        for (int k = 0; k < 2; k++) {
-            json_t *o = json_object_get(cmd, streams[k]);
-            if (uri_eq(json_object_get(o, "type"), "uri") &&
-                uri_eq(json_object_get(o, "value"), uri))
+    for (size_t i = 0; i < j->nuris; i++) {
+        const struct spec_uri *u = &j->uris[i];
+        switch (u->use) {
+        case SPEC_URI_READ_PREFIX:
+            if (get && has_prefix(uri, u->uri)) return true;
+            break;
+        case SPEC_URI_WRITE_PREFIX:
+            if (put && !prefix && has_prefix(uri, u->uri) && !strchr(uri + strlen(u->uri), '/'))
                 return true;
+            break;
+        case SPEC_URI_READ:
+            if (get && !prefix && !strcmp(u->uri, uri)) return true;
+            break;
+        case SPEC_URI_WRITE:
+            if (put && !prefix && !strcmp(u->uri, uri)) return true;
+            break;
         }
-    }
-    if (prefix || (!get && !put)) return false;
-    json_array_foreach(json_object_get(cmd, "arguments"), i, v)
-    {
-        if (uri_eq(json_object_get(v, "type"), get ? "input" : "output") &&
-            uri_eq(json_object_get(v, "value"), uri))
-            return true;
     }
     return false;
 }
@@ -756,7 +790,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
         rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id, attempt);
     else if (!holder || !fleet_agent_owned_by(holder, r->token_name))
         rc = err_set(e, ERR_DENIED, "job '%s' is leased to an agent of another token", j.id);
-    else if (!job_allows(j.spec, method, uri, prefix))
+    else if (!job_allows(&j, method, uri, prefix))
         rc = err_set(e, ERR_DENIED, "job '%s' does not name %s for %s", j.id, uri, method);
     if (!rc) {
         memcpy(bind->job, j.id, UUID_STR_LEN);

@@ -24,6 +24,7 @@
 #include "server/fleet.h"
 #include "server/sched.h"
 #include "server/server.h"
+#include "server/services.h"
 
 #define SUBMIT_MAX_SPECS 10000
 #define LIST_DEFAULT_LIMIT 50
@@ -107,6 +108,7 @@ struct submit {
     struct job **jobs; /* each its own allocation: no array of 1,000 records over 64 KiB,
                           whose free makes glibc consolidate every small chunk of the batch */
     bool *existed;     /* the job with that key was there already */
+    struct service_use *uses; /* what each job's expansion read of the service hub */
 };
 
 static void submit_free(struct submit *sb)
@@ -117,6 +119,7 @@ static void submit_free(struct submit *sb)
     }
     free(sb->jobs);
     free(sb->existed);
+    free(sb->uses);
     free(sb);
 }
 
@@ -124,8 +127,17 @@ static void submit_free(struct submit *sb)
 static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
+    const struct service_use *checked = NULL; /* an array's jobs mostly share theirs */
     for (size_t i = 0; i < sb->n; i++) {
         struct job *j = sb->jobs[i];
+        const struct service_use *u = &sb->uses[i];
+        if (u->name[0] && !(checked && !strcmp(checked->name, u->name) &&
+                            checked->version == u->version && checked->pinned == u->pinned)) {
+            int rc = services_recheck(st, u, e);
+            if (rc)
+                return rc;
+            checked = u;
+        }
         if (j->key) {
             struct job old;
             struct err ke = ERR_INIT;
@@ -147,17 +159,68 @@ static int submit_write(struct store *st, void *arg, struct err *e)
 }
 
 /*
- * A submitted job's summary, with the agents up that could take it
- * ("listeners") and, when none could, why ("warnings"), so that a job no
- * agent can take does not wait silently.
+ * Who could take a job: the listeners and the warnings' JSON text. A batch's
+ * jobs mostly share their queue, requires and slots: the last count is kept
+ * and used again for the next job like it (the fleet does not change while
+ * one answer is written).
  */
-static json_t *submitted_json(struct server *s, const struct job *j)
+struct fit_memo {
+    const char *queue;
+    const json_t *requires;
+    int slots;
+    unsigned runtimes; /* spec_runtimes */
+    int listeners;
+    char *warnings; /* JSON text */
+};
+
+static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
 {
+    unsigned runtimes = spec_runtimes(j->spec);
+    if (m->warnings && !strcmp(m->queue, j->queue) && m->slots == j->slots &&
+        m->runtimes == runtimes &&
+        (m->requires == j->requires ||
+         (m->requires && j->requires && json_equal(m->requires, j->requires))))
+        return;
     struct sched_fit fit;
-    json_t *o = job_to_json_brief(j);
-    json_object_set_new(o, "listeners", json_integer(fleet_job_fit(s->fleet, j, &fit)));
-    json_object_set_new(o, "warnings", sched_fit_warnings(&fit));
-    return o;
+    free(m->warnings);
+    m->queue = j->queue;
+    m->requires = j->requires;
+    m->slots = j->slots;
+    m->runtimes = runtimes;
+    m->listeners = fleet_job_fit(s->fleet, j, &fit);
+    json_t *w = sched_fit_warnings(&fit);
+    m->warnings = json_dumps(w, JSON_COMPACT);
+    json_decref(w);
+}
+
+/*
+ * Appends a submitted job's summary to b, as text (a batch's answer is
+ * written without a JSON tree): id, state, queue, priority, key and
+ * created_at (what the client does not already know: GET shows the whole
+ * job), with the agents up that could take it ("listeners") and, when none
+ * could, why ("warnings"), so that a job no agent can take does not wait
+ * silently.
+ */
+static void submitted_text(struct buf *b, struct server *s, const struct job *j,
+                           struct fit_memo *m)
+{
+    char t[32];
+    time_format_rfc3339(j->created_at, t, sizeof(t));
+    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape */
+    buf_addf(b, "{\"id\":\"%s\",\"state\":\"%s\",\"queue\":\"%s\",\"priority\":%d,\"key\":",
+             j->id, job_state_name(j->state), j->queue, j->priority);
+    if (j->key) {
+        json_t *k = json_string(j->key);
+        char *text = json_dumps(k, JSON_ENCODE_ANY);
+        buf_adds(b, text);
+        free(text);
+        json_decref(k);
+    } else {
+        buf_adds(b, "null");
+    }
+    fit_of(s, j, m);
+    buf_addf(b, ",\"created_at\":\"%s\",\"listeners\":%d,\"warnings\":%s}", t, m->listeners,
+             m->warnings);
 }
 
 static void submit_done(void *arg, int rc, const struct err *e)
@@ -173,13 +236,19 @@ static void submit_done(void *arg, int rc, const struct err *e)
         http_req_drop(r);
     } else if (rc) {
         http_reply_err(r, e);
-    } else if (!sb->array) {
-        http_reply_json(r, sb->existed[0] ? 200 : 201, submitted_json(s, sb->jobs[0]));
     } else {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < sb->n; i++)
-            json_array_append_new(arr, submitted_json(s, sb->jobs[i]));
-        http_reply_json(r, 201, json_pack("{s:o}", "jobs", arr));
+        struct buf b = BUF_INIT;
+        struct fit_memo m = {0};
+        if (sb->array) buf_adds(&b, "{\"jobs\":[");
+        for (size_t i = 0; i < sb->n; i++) {
+            if (i) buf_addc(&b, ',');
+            submitted_text(&b, s, sb->jobs[i], &m);
+        }
+        buf_adds(&b, sb->array ? "]}\n" : "\n");
+        free(m.warnings);
+        http_reply_bytes(r, !sb->array && sb->existed[0] ? 200 : 201, "application/json", b.data,
+                         b.len);
+        buf_release(&b);
     }
     submit_free(sb);
 }
@@ -188,8 +257,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
 static int probe(struct http_req *r, const struct job_spec *spec)
 {
     struct sched_fit fit;
-    sched_fit_init(&fit, spec->queue, json_object_get(spec->json, "requires"), spec->slots,
-                   spec_runtimes(spec->json));
+    sched_fit_init(&fit, spec->queue, json_object_size(spec->requires) ? spec->requires : NULL,
+                   spec->slots, spec_runtimes(spec->json));
     int n = fleet_fit(srv(r)->fleet, &fit);
     http_reply_json(r, 200,
                     json_pack("{s:s, s:i, s:o}", "queue", spec->queue, "listeners", n, "warnings",
@@ -217,14 +286,23 @@ int api_jobs_create(struct http_req *r)
     sb->array = array;
     sb->jobs = xcalloc(n, sizeof(*sb->jobs)); /* records made as their specs pass: sb->n */
     sb->existed = xcalloc(n, sizeof(*sb->existed));
+    sb->uses = xcalloc(n, sizeof(*sb->uses));
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
+    struct services_memo memo = {0};
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
         char path[32] = "";
         if (array)
             snprintf(path, sizeof(path), "[%zu]", i);
-        if (spec_parse(array ? json_array_get(body, i) : body, path, &spec, &e)) {
+        json_t *in = array ? json_array_get(body, i) : body, *expanded;
+        int bad =
+            services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
+        if (!bad)
+            bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
+        json_decref(expanded);
+        if (bad) {
+            services_memo_release(&memo);
             submit_free(sb);
             http_reply_err(r, &e);
             return HTTP_DONE;
@@ -239,6 +317,7 @@ int api_jobs_create(struct http_req *r)
             else
                 rc = probe(r, &spec);
             spec_release(&spec);
+            services_memo_release(&memo);
             submit_free(sb);
             return rc;
         }
@@ -248,6 +327,7 @@ int api_jobs_create(struct http_req *r)
         sb->n++;
         spec_release(&spec);
     }
+    services_memo_release(&memo);
     commit_submit(srv(r)->commit, submit_write, submit_done, sb);
     return HTTP_DEFERRED;
 }

@@ -87,14 +87,23 @@ static void on_gone(struct http_req *r)
     follower_free(fw); /* a chunk's sent callback never runs once its connection is gone */
 }
 
+const char *events_type_name(const struct event_rec *ev)
+{
+    if (ev->kind == EVENT_OBJECT)
+        return ev->state == OBJECT_DELETED ? "object.deleted" : "object.created";
+    return ev->kind == EVENT_JOB ? "job" : "agent";
+}
+
 /* The event as the stream shows it; a new reference. */
 json_t *events_to_json(const struct event_rec *ev)
 {
     json_t *o = json_object();
     json_object_set_new(o, "seq", json_integer(ev->seq));
-    json_object_set_new(o, "type", json_string(ev->kind == EVENT_JOB ? "job" : "agent"));
+    json_object_set_new(o, "type", json_string(events_type_name(ev)));
     json_object_set_new(o, "at", job_time_json(ev->at));
-    if (ev->kind == EVENT_JOB) {
+    if (ev->kind == EVENT_OBJECT) {
+        /* bucket, key, size, sha256: all in data */
+    } else if (ev->kind == EVENT_JOB) {
         json_object_set_new(o, "job", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
         json_object_set_new(o, "state", json_string(job_state_name(ev->state)));
@@ -127,7 +136,7 @@ static int add_frame(void *arg, const struct event_rec *ev)
     char *data = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     evbuffer_add_printf(c->out, "id: %" PRId64 "\nevent: %s\ndata: %s\n\n", ev->seq,
-                        ev->kind == EVENT_JOB ? "job" : "agent", data);
+                        events_type_name(ev), data);
     free(data);
     c->seq = ev->seq;
     c->n++;
@@ -353,8 +362,10 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
             fw->kind = EVENT_JOB;
         else if (!strcmp(v, "agent"))
             fw->kind = EVENT_AGENT;
+        else if (!strcmp(v, "object"))
+            fw->kind = EVENT_OBJECT;
         else
-            return err_field(e, ERR_INVALID, "type", "type must be job or agent");
+            return err_field(e, ERR_INVALID, "type", "type must be job, agent or object");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))

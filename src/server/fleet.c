@@ -10,19 +10,22 @@
  */
 #include "server/fleet.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/protocol.h"
 #include "job/spec.h"
+#include "server/commit.h"
 #include "server/lease.h"
 #include "server/metrics.h"
 #include "server/sched.h"
-#include "server/server.h"
+#include "store/store.h"
 
 #define MAX_LEASES_PER_POLL 64
 
@@ -36,7 +39,7 @@ struct lease_rec {
 };
 
 struct fleet {
-    struct server *s;
+    struct fleet_deps d;
     struct hmap agents;  /* id -> struct live_agent */
     struct hmap by_name; /* name -> struct live_agent (same objects) */
     struct hmap leases;  /* job id -> struct lease_rec */
@@ -44,8 +47,13 @@ struct fleet {
     struct event *wake; /* active once per loop turn when jobs became ready */
 };
 
-static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases);
+static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases);
 static bool try_lease(struct fleet *f, struct live_agent *a);
+
+static int64_t clock_ms(struct fleet *f)
+{
+    return f->d.now_ms(f->d.arg);
+}
 
 /* ---- agents ---- */
 
@@ -66,15 +74,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     wake_polls(arg);
 }
 
-struct fleet *fleet_new(struct server *s)
+struct fleet *fleet_new(const struct fleet_deps *d)
 {
     struct fleet *f = xcalloc(1, sizeof(*f));
-    f->s = s;
+    f->d = *d;
     hmap_init(&f->agents);
     hmap_init(&f->by_name);
     hmap_init(&f->leases);
     hmap_init(&f->registering);
-    f->wake = event_new(s->base, -1, 0, on_wake, f);
+    f->wake = event_new(d->base, -1, 0, on_wake, f);
     return f;
 }
 
@@ -152,6 +160,7 @@ static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
     agent_rec_init(rec);
     a->cancel = json_array();
     a->free_slots = a->rec.slots;
+    a->fleet = f;
     hmap_put(&f->agents, a->rec.id, a);
     hmap_put(&f->by_name, a->rec.name, a);
     return a;
@@ -179,7 +188,7 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.slots = rec->slots;
     a->rec.runtimes = rec->runtimes;
     a->rec.state = AGENT_UP;
-    a->rec.last_seen = time_now_ms();
+    a->rec.last_seen = clock_ms(f);
     a->free_slots = a->rec.slots;
     a->drain_told = false;
     a->holding_back = false;
@@ -189,8 +198,17 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
 
 void fleet_agent_seen(struct fleet *f, struct live_agent *a)
 {
-    (void)f;
-    a->rec.last_seen = time_now_ms();
+    a->rec.last_seen = clock_ms(f);
+}
+
+/* Answers req with json (taken), 200. */
+static void reply_json(struct fleet *f, void *req, json_t *json)
+{
+    char *s = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+    size_t n = strlen(s);
+    s[n] = '\n'; /* over the NUL: the answer is a line */
+    f->d.reply(f->d.arg, req, s, n + 1);
 }
 
 /* ---- committing agent state ---- */
@@ -200,7 +218,7 @@ struct state_op {
     int state;
     int64_t last_seen;
     struct fleet *f;
-    struct http_req *answer; /* answered once the state is stored, or NULL */
+    void *answer; /* answered once the state is stored, or NULL */
 };
 
 static int state_write(struct store *st, void *arg, struct err *e)
@@ -214,21 +232,24 @@ static void state_done(void *arg, int rc, const struct err *e)
     struct state_op *op = arg;
     if (rc) log_error("agent=%s cannot record its state: %s", op->id, e->msg);
     if (op->answer) {
-        struct live_agent *a = fleet_agent(op->f, op->id);
-        if (rc)
-            http_reply_err(op->answer, e);
-        else if (a) { /* the state this change stored (a drained agent may have left since) */
+        struct fleet *f = op->f;
+        struct live_agent *a = fleet_agent(f, op->id);
+        if (rc) {
+            f->d.reply_error(f->d.arg, op->answer, e);
+        } else if (a) { /* the state this change stored (a drained agent may have left since) */
             json_t *j = fleet_agent_json(a);
             json_object_set_new(j, "state", json_string(agent_state_name(op->state)));
-            http_reply_json(op->answer, 200, j);
+            reply_json(f, op->answer, j);
+        } else {
+            struct err gone = ERR_INIT;
+            err_set(&gone, ERR_NOTFOUND, "agent '%s' is gone", op->id);
+            f->d.reply_error(f->d.arg, op->answer, &gone);
         }
-        else
-            http_reply_error(op->answer, ERR_NOTFOUND, NULL, "agent '%s' is gone", op->id);
     }
     free(op);
 }
 
-static void commit_state(struct fleet *f, struct live_agent *a, struct http_req *answer)
+static void commit_state(struct fleet *f, struct live_agent *a, void *answer)
 {
     struct state_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
@@ -236,7 +257,7 @@ static void commit_state(struct fleet *f, struct live_agent *a, struct http_req 
     memcpy(op->id, a->rec.id, sizeof(op->id));
     op->state = a->rec.state;
     op->last_seen = a->rec.last_seen;
-    commit_submit(f->s->commit, state_write, state_done, op);
+    commit_submit(f->d.commit, state_write, state_done, op);
 }
 
 /*
@@ -265,6 +286,7 @@ struct end_item {
 
 struct end_op {
     struct fleet *f;
+    int64_t now;
     const char *reason;
     const char *error;
     size_t n;
@@ -274,7 +296,7 @@ struct end_op {
 static int end_write(struct store *st, void *arg, struct err *e)
 {
     struct end_op *op = arg;
-    int64_t now = time_now_ms();
+    int64_t now = op->now;
     for (size_t i = 0; i < op->n; i++) {
         struct end_item *it = &op->items[i];
         struct attempt_end end = {.reason = op->reason, .duration_ms = -1, .error = op->error};
@@ -322,6 +344,7 @@ static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, c
         if (!op) {
             op = xcalloc(1, sizeof(*op));
             op->f = f;
+            op->now = clock_ms(f);
             op->reason = reason;
             op->error = error;
         }
@@ -335,7 +358,7 @@ static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, c
         it->attempt = l->attempt;
         l->ending = true;
     }
-    if (op) commit_submit(f->s->commit, end_write, end_done, op);
+    if (op) commit_submit(f->d.commit, end_write, end_done, op);
 }
 
 static bool lease_of_agent(const struct lease_rec *l, const void *agent_id)
@@ -343,61 +366,72 @@ static bool lease_of_agent(const struct lease_rec *l, const void *agent_id)
     return !strcmp(l->agent_id, agent_id);
 }
 
+/* The agent is lost or left: the attempts it holds end (reason lost, or error). */
+static void end_agent_leases(struct fleet *f, struct live_agent *a)
+{
+    bool lost = a->rec.state == AGENT_LOST;
+    end_leases(f, lease_of_agent, a->rec.id,
+               proto_reason_name(lost ? PROTO_REASON_LOST : PROTO_REASON_ERROR),
+               lost ? "the agent stopped answering" : "the agent left");
+}
+
 static bool lease_past(const struct lease_rec *l, const void *now)
 {
     return l->deadline && l->deadline < *(const int64_t *)now;
 }
 
-void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
-                           struct http_req *answer)
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, void *answer)
 {
     if (a->rec.state == state) {
-        if (answer) http_reply_json(answer, 200, fleet_agent_json(a));
+        if (answer) reply_json(f, answer, fleet_agent_json(a));
         return;
     }
     log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
              agent_state_name(state));
     a->rec.state = state;
     commit_state(f, a, answer);
-    if (state == AGENT_LOST || state == AGENT_LEFT)
-        end_leases(f, lease_of_agent, a->rec.id,
-                   proto_reason_name(state == AGENT_LOST ? PROTO_REASON_LOST : PROTO_REASON_ERROR),
-                   state == AGENT_LOST ? "the agent stopped answering" : "the agent left");
+    if (state == AGENT_LOST || state == AGENT_LEFT) end_agent_leases(f, a);
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
 
 /* ---- polls ---- */
 
-static void poll_gone(struct http_req *r)
+void fleet_poll_gone(struct fleet *f, struct live_agent *a, void *r)
 {
-    struct live_agent *a = r->owner;
+    (void)f;
+    if (a->poll != r) return;
     if (a->poll_timer) evtimer_del(a->poll_timer);
     a->poll = NULL;
-    http_req_drop(r);
 }
 
 static void poll_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct live_agent *a = arg;
-    struct fleet *f = a->poll ? ((struct server *)a->poll->app)->fleet : NULL;
-    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+    if (a->poll && !a->leasing) reply_poll(a->fleet, a, NULL);
 }
 
-/* Answers the agent's parked poll; leases (stolen) may be NULL. */
-static void reply_poll(struct fleet *f, struct live_agent *a, json_t *leases)
+/*
+ * Answers the agent's parked poll. `leases` (or NULL) holds the leases'
+ * entries, comma-separated, written around their stored specs
+ * (lease_answer_append); the answer is written as text around them.
+ */
+static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases)
 {
-    (void)f;
-    struct http_req *r = a->poll;
+    void *r = a->poll;
     a->poll = NULL;
     if (a->poll_timer) evtimer_del(a->poll_timer);
-    r->on_gone = NULL;
-    r->owner = NULL;
-    json_t *cancel = a->cancel;
+    char *cancel = json_dumps(a->cancel, JSON_COMPACT);
+    json_decref(a->cancel);
     a->cancel = json_array();
     if (a->rec.state == AGENT_DRAINING) a->drain_told = true;
-    http_reply_json(r, 200,
-                    json_pack("{s:o, s:o, s:b}", "leases", leases ? leases : json_array(), "cancel",
-                              cancel, "drain", a->rec.state == AGENT_DRAINING));
+    struct buf b = BUF_INIT;
+    buf_adds(&b, "{\"leases\":[");
+    if (leases && leases->len) buf_add(&b, leases->data, leases->len);
+    buf_addf(&b, "],\"cancel\":%s,\"drain\":%s}\n", cancel,
+             a->rec.state == AGENT_DRAINING ? "true" : "false");
+    free(cancel);
+    size_t n = b.len;
+    f->d.reply(f->d.arg, r, buf_detach(&b), n);
 }
 
 /* Asks the agent to kill one attempt (never a later attempt of the same job it may run). */
@@ -464,8 +498,8 @@ static bool lease_not_held(const struct lease_rec *l, const void *arg)
     return true;
 }
 
-void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
-                json_t *running, int64_t wait_ms)
+void fleet_poll(struct fleet *f, struct live_agent *a, void *r, int free_slots, json_t *running,
+                int64_t wait_ms)
 {
     fleet_agent_seen(f, a);
     a->free_slots = free_slots;
@@ -487,15 +521,13 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
     json_decref(a->cancel);
     a->cancel = cancels;
     a->poll = r;
-    r->owner = a;
-    r->on_gone = poll_gone;
     bool tell_drain = a->rec.state == AGENT_DRAINING && !a->drain_told;
     if (json_array_size(a->cancel) || tell_drain || wait_ms <= 0) {
         if (!try_lease(f, a)) reply_poll(f, a, NULL);
         return;
     }
     if (try_lease(f, a)) return;
-    if (!a->poll_timer) a->poll_timer = evtimer_new(f->s->base, poll_timeout, a);
+    if (!a->poll_timer) a->poll_timer = evtimer_new(f->d.base, poll_timeout, a);
     struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
     evtimer_add(a->poll_timer, &tv);
 }
@@ -505,46 +537,29 @@ void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int f
 struct lease_op {
     struct fleet *f;
     char agent_id[UUID_STR_LEN];
-    char *agent_name;
-    size_t n;
-    struct sched_job **taken;
-    struct job *jobs; /* the leased records */
-    bool *leased;
-    int64_t *deadline;
-    int64_t grace_ms;
+    struct sched_job **taken;  /* the scheduler's picks, parallel to g->c */
+    struct lease_grant *g;     /* written by lease_grant_write (lease.h) */
+    struct job *back;          /* unlease: the records given back */
+    bool *unleased;
     int64_t t0_ns; /* when its jobs were taken off the ready queue (metrics) */
 };
 
 static void lease_op_free(struct lease_op *op)
 {
-    for (size_t i = 0; i < op->n; i++)
-        job_release(&op->jobs[i]); /* unfilled entries are zeroed: harmless */
-    free(op->agent_name);
+    if (op->back)
+        for (size_t i = 0; i < op->g->n; i++)
+            job_release(&op->back[i]); /* unfilled entries are zeroed: harmless */
+    free(op->back);
+    free(op->unleased);
     free(op->taken);
-    free(op->jobs);
-    free(op->leased);
-    free(op->deadline);
+    lease_grant_free(op->g);
     free(op);
 }
 
 static int lease_write(struct store *st, void *arg, struct err *e)
 {
     struct lease_op *op = arg;
-    int64_t now = time_now_ms();
-    for (size_t i = 0; i < op->n; i++) {
-        struct job j;
-        struct job_event_args args = {.now_ms = now, .agent = op->agent_name};
-        /* a store error fails the batch: its jobs are put back */
-        int rc = applied(store_job_apply(st, op->taken[i]->id, 0, NULL, true, JOB_EV_LEASE,
-                                         &args, &j, e),
-                         &j, e);
-        if (rc < 0) return rc;
-        if (!rc) continue; /* no longer queued (cancelled meanwhile) */
-        op->jobs[i] = j;
-        op->leased[i] = true;
-        op->deadline[i] = lease_deadline(&j, now, op->grace_ms);
-    }
-    return 0;
+    return lease_grant_write(st, op->g, e); /* a store error fails the batch: jobs put back */
 }
 
 static void unlease(struct fleet *f, struct lease_op *op);
@@ -553,53 +568,55 @@ static void lease_done(void *arg, int rc, const struct err *e)
 {
     struct lease_op *op = arg;
     struct fleet *f = op->f;
+    struct lease_grant *g = op->g;
     struct live_agent *a = hmap_get(&f->agents, op->agent_id);
     a->leasing = false;
     if (rc) {
         log_error("agent=%s cannot lease: %s", op->agent_id, e->msg);
-        memset(op->leased, 0, op->n * sizeof(*op->leased));
+        for (size_t i = 0; i < g->n; i++)
+            g->c[i].leased = false;
     }
-    json_t *leases = json_array();
-    int64_t now_ms = time_now_ms();
-    if (!rc) metrics_lease(f->s->metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
-    for (size_t i = 0; i < op->n; i++) {
+    struct buf leases = BUF_INIT;
+    int64_t now_ms = clock_ms(f);
+    if (!rc) metrics_lease(f->d.metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
+    for (size_t i = 0; i < g->n; i++) {
         struct sched_job *sj = op->taken[i];
-        if (!op->leased[i]) {
+        struct store_lease *c = &g->c[i];
+        op->taken[i] = NULL;
+        if (!c->leased) {
             if (rc)
-                sched_put_back(f->s->sched, sj);
+                sched_put_back(f->d.sched, sj);
             else
                 sched_job_free(sj); /* no longer queued: cancelled meanwhile */
             continue;
         }
-        struct job *j = &op->jobs[i];
         struct lease_rec *l = xcalloc(1, sizeof(*l));
-        memcpy(l->job, j->id, sizeof(l->job));
+        memcpy(l->job, c->job, sizeof(l->job));
         memcpy(l->agent_id, a->rec.id, sizeof(l->agent_id));
-        l->attempt = j->attempt;
+        l->attempt = c->attempt;
         l->slots = sj->slots;
-        l->deadline = op->deadline[i];
-        free(hmap_put(&f->leases, j->id, l));
+        l->deadline = g->deadline[i];
+        free(hmap_put(&f->leases, c->job, l));
         a->held++;
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
-        log_debug("job=%s attempt=%d leased agent=%s", j->id, j->attempt, a->rec.name);
-        int64_t ready = j->run_after > j->created_at ? j->run_after : j->created_at;
-        metrics_queue_wait(f->s->metrics, j->queue, (double)(now_ms - ready) / 1000.0);
-        json_array_append_new(leases,
-                              json_pack("{s:s, s:i, s:O, s:o}", "job", j->id, "attempt", j->attempt,
-                                        "spec", j->spec, "deadline", job_time_json(l->deadline)));
+        log_debug("job=%s attempt=%d leased agent=%s", c->job, c->attempt, a->rec.name);
+        /* ready since its run_after (submit time + delay, or the retry's backoff) */
+        metrics_queue_wait(f->d.metrics, sj->queue, (double)(now_ms - sj->run_after) / 1000.0);
+        if (leases.len) buf_addc(&leases, ',');
+        lease_answer_append(&leases, c, l->deadline);
         sched_job_free(sj);
-        op->taken[i] = NULL;
     }
+    /* it was lost or left while these leases were being committed: they end now */
+    if (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) end_agent_leases(f, a);
     if (a->poll) {
-        reply_poll(f, a, leases);
-    } else if (json_array_size(leases)) {
-        json_decref(leases);
+        reply_poll(f, a, &leases);
+    } else if (leases.len) {
+        buf_release(&leases);
         unlease(f, op); /* takes op */
         return;
-    } else {
-        json_decref(leases);
     }
+    buf_release(&leases);
     lease_op_free(op);
 }
 
@@ -645,24 +662,23 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     struct pref_ctx pc = {f, a};
-    struct sched_pref pref = {a->cached, cached_elsewhere, &pc, time_now_ms()};
-    size_t n = sched_take_pref(f->s->sched, a->rec.queues, a->rec.labels, a->rec.runtimes,
+    struct sched_pref pref = {a->cached, cached_elsewhere, &pc, clock_ms(f)};
+    size_t n = sched_take_pref(f->d.sched, a->rec.queues, a->rec.labels, a->rec.runtimes,
                                free_slots, &pref, taken, MAX_LEASES_PER_POLL);
     if (!n) return false;
     struct lease_op *op = xcalloc(1, sizeof(*op));
     op->f = f;
     memcpy(op->agent_id, a->rec.id, sizeof(op->agent_id));
-    op->agent_name = xstrdup(a->rec.name);
-    op->grace_ms = (int64_t)f->s->deadline_grace_s * 1000;
-    op->n = n;
+    op->g = lease_grant_new(a->rec.name, n, clock_ms(f), (int64_t)f->d.deadline_grace_s * 1000);
     op->taken = xmalloc(n * sizeof(*op->taken));
     memcpy(op->taken, taken, n * sizeof(*taken));
-    op->jobs = xcalloc(n, sizeof(*op->jobs));
-    op->leased = xcalloc(n, sizeof(*op->leased));
-    op->deadline = xcalloc(n, sizeof(*op->deadline));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(op->g->c[i].job, taken[i]->id, UUID_STR_LEN);
+        op->g->timeout_s[i] = taken[i]->timeout_s;
+    }
     op->t0_ns = time_mono_ns();
     a->leasing = true;
-    commit_submit(f->s->commit, lease_write, lease_done, op);
+    commit_submit(f->d.commit, lease_write, lease_done, op);
     return true;
 }
 
@@ -670,19 +686,17 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
 static int unlease_write(struct store *st, void *arg, struct err *e)
 {
     struct lease_op *op = arg;
-    for (size_t i = 0; i < op->n; i++) {
-        if (!op->leased[i]) continue;
+    struct lease_grant *g = op->g;
+    for (size_t i = 0; i < g->n; i++) {
+        if (!g->c[i].leased) continue;
         struct job back;
-        struct job_event_args args = {.now_ms = time_now_ms()};
-        int rc = applied(store_job_apply(st, op->jobs[i].id, op->jobs[i].attempt, op->agent_name,
-                                         true, JOB_EV_UNLEASE, &args, &back, e),
+        struct job_event_args args = {.now_ms = g->now_ms};
+        int rc = applied(store_job_apply(st, g->c[i].job, g->c[i].attempt, g->agent, true,
+                                         JOB_EV_UNLEASE, &args, &back, e),
                          &back, e);
         if (rc < 0) return rc;
-        op->leased[i] = rc > 0; /* else it changed meanwhile (cancelled) */
-        if (rc) {
-            job_release(&op->jobs[i]);
-            op->jobs[i] = back;
-        }
+        op->unleased[i] = rc > 0; /* else it changed meanwhile (cancelled) */
+        if (rc) op->back[i] = back;
     }
     return 0;
 }
@@ -691,23 +705,25 @@ static void unlease_done(void *arg, int rc, const struct err *e)
 {
     struct lease_op *op = arg;
     if (rc) log_error("cannot give back undelivered leases: %s", e->msg);
-    for (size_t i = 0; i < op->n; i++) {
-        if (!op->leased[i] || rc) continue;
-        struct lease_rec *l = hmap_del(&op->f->leases, op->jobs[i].id);
+    for (size_t i = 0; i < op->g->n; i++) {
+        if (!op->unleased[i] || rc) continue;
+        struct lease_rec *l = hmap_del(&op->f->leases, op->back[i].id);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
         if (a) {
             a->held--;
             a->held_slots -= l->slots;
         }
         free(l);
-        fleet_job_changed(op->f, &op->jobs[i], true);
+        fleet_job_changed(op->f, &op->back[i], true);
     }
     lease_op_free(op);
 }
 
 static void unlease(struct fleet *f, struct lease_op *op)
 {
-    commit_submit(f->s->commit, unlease_write, unlease_done, op);
+    op->back = xcalloc(op->g->n, sizeof(*op->back));
+    op->unleased = xcalloc(op->g->n, sizeof(*op->unleased));
+    commit_submit(f->d.commit, unlease_write, unlease_done, op);
 }
 
 static void wake_polls(struct fleet *f)
@@ -741,26 +757,25 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         free(l);
     }
     if (j->state == JOB_QUEUED) {
-        sched_add(f->s->sched, j);
+        sched_add(f->d.sched, j);
         /* once per loop turn, however many jobs a batch queued */
-        if (j->run_after <= time_now_ms()) event_active(f->wake, EV_TIMEOUT, 0);
+        if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
-        sched_remove(f->s->sched, j->id);
-        metrics_job_finished(f->s->metrics, j->queue, job_state_name(j->state),
+        sched_remove(f->d.sched, j->id);
+        metrics_job_finished(f->d.metrics, j->queue, job_state_name(j->state),
                              j->started_at && j->finished_at >= j->started_at
                                  ? (double)(j->finished_at - j->started_at) / 1000.0
                                  : -1);
-        waiters_wake(f->s->waiters, j);
     }
-    logs_notify(f->s->logs, j->id); /* ended, or on to another attempt */
+    if (f->d.job_changed) f->d.job_changed(f->d.arg, j); /* ended, or on to another attempt */
 }
 
 /* ---- time ---- */
 
 void fleet_tick(struct fleet *f, int64_t now_ms)
 {
-    if (sched_tick(f->s->sched, now_ms)) wake_polls(f);
-    int64_t lost_ms = (int64_t)f->s->lost_after_s * 1000;
+    if (sched_tick(f->d.sched, now_ms)) wake_polls(f);
+    int64_t lost_ms = (int64_t)f->d.lost_after_s * 1000;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
@@ -783,7 +798,7 @@ static int load_agent(void *arg, const struct agent_rec *rec)
     copy.instance = rec->instance ? xstrdup(rec->instance) : NULL;
     copy.labels = json_incref(rec->labels);
     copy.queues = json_incref(rec->queues);
-    copy.last_seen = time_now_ms(); /* a fresh start gives every agent lost_after to call */
+    copy.last_seen = clock_ms(f); /* a fresh start gives every agent lost_after to call */
     copy.runtimes = PROTO_RT_NATIVE; /* until its next poll says more */
     add_agent(f, &copy);
     return 0;
@@ -793,7 +808,7 @@ static int load_job(void *arg, const struct job *j)
 {
     struct fleet *f = arg;
     if (j->state == JOB_QUEUED) {
-        sched_add(f->s->sched, j);
+        sched_add(f->d.sched, j);
         return 0;
     }
     struct live_agent *a = j->agent ? hmap_get(&f->by_name, j->agent) : NULL;
@@ -806,17 +821,17 @@ static int load_job(void *arg, const struct job *j)
     }
     l->attempt = j->attempt;
     l->slots = j->slots > 0 ? j->slots : 1;
-    l->deadline = lease_deadline(j, j->started_at ? j->started_at : time_now_ms(),
-                                 (int64_t)f->s->deadline_grace_s * 1000);
+    l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
+                                 (int64_t)f->d.deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);
     return 0;
 }
 
 int fleet_load(struct fleet *f, struct err *e)
 {
-    int rc = store_agent_scan(f->s->reads, load_agent, f, e);
+    int rc = store_agent_scan(f->d.reads, load_agent, f, e);
     if (!rc)
-        rc = store_job_scan(f->s->reads,
+        rc = store_job_scan(f->d.reads,
                             (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), load_job,
                             f, e);
     return rc;
@@ -844,8 +859,7 @@ int fleet_fit(struct fleet *f, struct sched_fit *fit)
 
 int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
 {
-    sched_fit_init(fit, j->queue, json_object_get(j->spec, "requires"), j->slots,
-                   spec_runtimes(j->spec));
+    sched_fit_init(fit, j->queue, j->requires, j->slots, spec_runtimes(j->spec));
     return fleet_fit(f, fit);
 }
 

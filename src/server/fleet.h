@@ -7,6 +7,11 @@
  * (sched.h). Everything here runs on the event loop thread; every change of
  * a job is first committed (commit.h), then reported with
  * fleet_job_changed(), which keeps queues, leases, polls and waiters in step.
+ *
+ * The fleet knows nothing of HTTP or of the server: what it needs comes in
+ * struct fleet_deps (the committer, a read handle, the ready queues, a clock,
+ * and callbacks that answer a caller's request and tell others of a job's
+ * change), so that it runs, and is unit-tested, without either.
  */
 #ifndef DROVER_FLEET_H
 #define DROVER_FLEET_H
@@ -16,25 +21,53 @@
 #include "job/agent.h"
 #include "job/job.h"
 
-struct server;
-struct http_req;
 struct fleet;
+struct sched;
+struct store;
+struct committer;
+struct event_base;
+struct err;
+struct metrics;
+
+/*
+ * What the fleet uses. Requests (an agent's poll, a drain or leave call) are
+ * the caller's opaque `req` pointers; the fleet answers each exactly once
+ * through reply or reply_error.
+ */
+struct fleet_deps {
+    struct event_base *base;   /* poll timers, the once-a-turn wake */
+    struct committer *commit;  /* every write */
+    struct store *reads;       /* fleet_load's reads (the loop's handle) */
+    struct sched *sched;       /* the ready queues */
+    struct metrics *metrics;   /* lease and queue-wait histograms (metrics.h); NULL: none */
+    int lost_after_s;          /* an agent silent this long is lost */
+    int deadline_grace_s;      /* added to timeout_s for an attempt's deadline */
+    int64_t (*now_ms)(void *arg); /* the clock (loop thread) */
+    /* 200 with `body` (JSON text, len bytes; the callee owns it: free()) */
+    void (*reply)(void *arg, void *req, char *body, size_t len);
+    void (*reply_error)(void *arg, void *req, const struct err *e);
+    /* a committed change of a job (waiters, log followers); may be NULL */
+    void (*job_changed)(void *arg, const struct job *j);
+    void *arg;
+};
 
 struct live_agent {
     struct agent_rec rec;
     int free_slots;         /* as the agent last said, plus what it freed since */
     int held;               /* leases it holds */
     int held_slots;         /* the slots those leases take */
-    struct http_req *poll;  /* its parked poll, or NULL */
+    void *poll;             /* its parked poll (the caller's request), or NULL */
     struct event *poll_timer;
     bool leasing;           /* a lease commit is in flight for it */
     bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
     bool drain_told;        /* a poll answer has said drain: true */
     json_t *cancel;         /* job ids it must kill, not yet delivered */
+    struct fleet *fleet;    /* its fleet (for its poll timer) */
     json_t *cached;         /* the objects in its input cache, a set (sched_cache_set), or NULL */
 };
 
-struct fleet *fleet_new(struct server *s);
+/* d is copied. */
+struct fleet *fleet_new(const struct fleet_deps *d);
 /* Answers the parked polls (empty): the server is shutting down. */
 void fleet_stop(struct fleet *f);
 /* Answers parked polls (empty) and frees everything. NULL is fine. */
@@ -62,15 +95,17 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
 void fleet_agent_seen(struct fleet *f, struct live_agent *a);
 /* Moves an agent to draining / left (committed by the fleet) and wakes its poll. */
 /* Sets and stores the agent's state; `answer` (or NULL) gets the agent once it is stored. */
-void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state,
-                           struct http_req *answer);
+void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, void *answer);
 
 /*
  * Handles a poll: computes cancels for `running` (array of {job, attempt}),
- * leases what fits into `free_slots`, or parks r for up to wait_ms. Answers r.
+ * leases what fits into `free_slots`, or parks r for up to wait_ms. Answers r
+ * (docs/protocol.md "poll": {"leases", "cancel", "drain"}).
  */
-void fleet_poll(struct fleet *f, struct live_agent *a, struct http_req *r, int free_slots,
-                json_t *running, int64_t wait_ms);
+void fleet_poll(struct fleet *f, struct live_agent *a, void *r, int free_slots, json_t *running,
+                int64_t wait_ms);
+/* The client of the agent's parked poll r went away: forget r (it is not answered). */
+void fleet_poll_gone(struct fleet *f, struct live_agent *a, void *r);
 /* The agent's register or poll listed its input cache ("cached", checked): kept for the
  * scheduler's preference (sched.h). NULL: unchanged. */
 void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cached);

@@ -175,8 +175,8 @@ void sched_add(struct sched *s, const struct job *j)
     sj->queue = xstrdup(j->queue);
     sj->priority = j->priority;
     sj->slots = j->slots > 0 ? j->slots : 1;
-    json_t *req = json_object_get(j->spec, "requires");
-    sj->requires = json_object_size(req) ? json_incref(req) : NULL;
+    sj->requires = j->requires ? json_incref((json_t *)j->requires) : NULL;
+    sj->timeout_s = j->timeout_s;
     sj->runtimes = spec_runtimes(j->spec);
     sj->cache_keys = sched_cache_keys(j->spec);
     sj->run_after = j->run_after;

@@ -27,6 +27,7 @@ struct sched_job {
     int priority;
     int slots;
     json_t *requires; /* object, or NULL */
+    double timeout_s; /* 0 = none: for the lease's deadline */
     unsigned runtimes; /* PROTO_RT_* bits that can run it (spec_runtimes) */
     int64_t run_after;
     json_t *cache_keys; /* its cached inputs ("sha256:HEX", "uri:URI"; sched_cache_keys), or NULL */

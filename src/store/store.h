@@ -126,7 +126,8 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
  * The job must be at attempt `attempt` (0: any) and, when `agent` is not
  * NULL, held by that agent. With `spec` false the spec and labels are not
  * read (out has them NULL): for events that need neither (finish, lost and
- * deadline need the retry policy; a lease answer needs the spec).
+ * deadline need the retry policy). Leases are written by store_job_lease()
+ * (below), which the server uses for every lease.
  *
  * Returns 0 (applied: out is the job after), LIFECYCLE_SAME (allowed and
  * nothing changes: out as it is), ERR_CONFLICT (the attempt, the agent or the
@@ -243,7 +244,9 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT };
+enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT };
+/* An object event's state. */
+enum object_change { OBJECT_CREATED, OBJECT_DELETED };
 
 struct event_rec {
     int64_t seq;
@@ -251,10 +254,11 @@ struct event_rec {
     int kind;        /* enum event_kind */
     char subject[UUID_STR_LEN]; /* the job's or the agent's id */
     char *queue;     /* job events */
-    int state;       /* enum job_state or enum agent_state */
+    int state;       /* enum job_state, enum agent_state or enum object_change */
     int attempt;     /* job events; 0 = none */
     char *agent;     /* job events: the agent's name, when one holds it; agent events: its name */
-    json_t *data;    /* {"percent", "message", "reason", "exit_code", ...} or NULL */
+    json_t *data;    /* jobs: {"percent", "message", "reason", "exit_code", ...} or NULL;
+                        objects: {"bucket", "key", "size", "sha256"} */
 };
 
 struct event_filter {
@@ -263,10 +267,20 @@ struct event_filter {
     const char *queue;         /* NULL = any */
     const char *const *jobs;   /* subjects wanted, or NULL = any */
     size_t njobs;
-    const char *owner;         /* only job events of this owner's jobs (and agent events); NULL = all */
+    const char *owner;         /* only job events of this owner's jobs (and agent and object
+                                  events); NULL = all */
     int limit;                 /* 1..10000 */
 };
 
+/*
+ * An object of the blob store was created (a PUT committed it, new or
+ * replacing one) or deleted: appends its event (kind EVENT_OBJECT, state an
+ * enum object_change, data {"bucket", "key", "size", "sha256"}). Objects
+ * live outside this store, so this is a write of its own, made once the
+ * object's change is done and before the change is answered.
+ */
+int store_event_object(struct store *st, int change, const char *bucket, const char *key,
+                       int64_t size, const char *sha256, struct err *e);
 /* Calls fn for each event the filter wants, in seq order; fn's non-zero return stops it. */
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
@@ -301,6 +315,37 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
                         const char *error, struct err *e);
 /* How many deliveries wait. */
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
+
+/*
+ * The service hub (job/service.h): every version of every service's
+ * definition is kept. A service is retired when its latest version has
+ * retired_at; a new version makes it current again.
+ */
+struct service_rec {
+    char *name;
+    int version;        /* 1, 2, ... per name */
+    char *definition;   /* the normalised definition, JSON text */
+    char *created_by;   /* the name of the token that put it; may be NULL */
+    int64_t created_at; /* ms */
+    int64_t retired_at; /* ms; 0 = not retired */
+};
+void store_service_release(struct service_rec *r);
+/*
+ * Adds the next version of service r->name (1 for a new name) with
+ * r->definition, r->created_by and r->created_at; r->version gets the
+ * number given to it, r->retired_at is 0.
+ */
+int store_service_insert(struct store *st, struct service_rec *r, struct err *e);
+/* Version `version` of service `name` (0: the latest) into out. ERR_NOTFOUND. */
+int store_service_get(struct store *st, const char *name, int version, struct service_rec *out,
+                      struct err *e);
+/* The latest version of every service, retired ones too, by name; *out: free each and it. */
+int store_service_list(struct store *st, struct service_rec **out, size_t *n, struct err *e);
+/*
+ * Retires service `name` at now_ms (its latest version's retired_at; one
+ * already retired keeps its time). ERR_NOTFOUND when there is no such service.
+ */
+int store_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);

@@ -68,6 +68,8 @@ struct store_ops {
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
 
+    int (*event_object)(struct store *st, int change, const char *bucket, const char *key,
+                        int64_t size, const char *sha256, struct err *e);
     int (*event_list)(struct store *st, const struct event_filter *f,
                       int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
     int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);
@@ -79,6 +81,12 @@ struct store_ops {
     int (*webhook_retry)(struct store *st, int64_t id, int tries, int64_t next_at,
                          const char *error, struct err *e);
     int (*webhook_count)(struct store *st, int64_t *n, struct err *e);
+
+    int (*service_insert)(struct store *st, struct service_rec *r, struct err *e);
+    int (*service_get)(struct store *st, const char *name, int version, struct service_rec *out,
+                       struct err *e);
+    int (*service_list)(struct store *st, struct service_rec **out, size_t *n, struct err *e);
+    int (*service_retire)(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);

@@ -70,6 +70,7 @@ enum stmt_id {
     S_EVENT_HEAD_LOCK,
     S_EVENT_HEAD_SET,
     S_EVENT_AGENT,
+    S_EVENT_OBJECT,
     S_EVENT_JOB_NEW,
     S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
@@ -79,6 +80,11 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_SERVICE_INSERT,
+    S_SERVICE_GET,
+    S_SERVICE_LATEST,
+    S_SERVICE_LIST,
+    S_SERVICE_RETIRE,
     S_COUNT
 };
 
@@ -92,7 +98,21 @@ enum stmt_id {
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
     "owner"
 
+#define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+
 static const char *const stmt_sql[S_COUNT] = {
+    /* one writer per database (store_claim): max + 1 is not raced */
+    [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
+                         "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
+                         "WHERE name = $1 RETURNING version",
+    [S_SERVICE_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = $1 AND version = $2",
+    [S_SERVICE_LATEST] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = $1 "
+                         "ORDER BY version DESC LIMIT 1",
+    [S_SERVICE_LIST] = "SELECT " SERVICE_COLUMNS " FROM services s WHERE version = "
+                       "(SELECT max(version) FROM services WHERE name = s.name) ORDER BY name",
+    [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, $2) "
+                         "WHERE name = $1 AND version = "
+                         "(SELECT max(version) FROM services WHERE name = $1)",
     /* A taken id or key inserts nothing (no error, which would abort the transaction). */
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
@@ -160,6 +180,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_HEAD_SET] = "UPDATE event_head SET seq = $1 WHERE id = 1",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
+    [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
+                       "VALUES ($1, $2, 2, $3, $4, $5)",
     [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
                         "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
     [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
@@ -513,7 +535,7 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->finished_at = col_int(r, row, 13);
     j->run_after = col_int(r, row, 14);
     j->labels = col_json(r, row, 15);
-    j->spec = col_json(r, row, 16);
+    job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
@@ -1543,6 +1565,87 @@ static int pg_meta_set(struct store *st, const char *key, const char *value, str
     return run(pg(st), S_META_SET, &p, NULL, e, "writing meta");
 }
 
+/* ---- the service hub ---- */
+
+static void row_to_service(const PGresult *r, int row, struct service_rec *out)
+{
+    out->name = col_text(r, row, 0);
+    out->version = (int)col_int(r, row, 1);
+    out->definition = col_text(r, row, 2);
+    out->created_by = col_text(r, row, 3);
+    out->created_at = col_int(r, row, 4);
+    out->retired_at = PQgetisnull(r, row, 5) ? 0 : col_int(r, row, 5);
+}
+
+static int pg_service_insert(struct store *st, struct service_rec *rec, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, rec->name);
+    p_text(&p, rec->definition);
+    p_text(&p, rec->created_by);
+    p_int(&p, rec->created_at);
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_INSERT, &p, &r, e, "inserting a service");
+    if (rc)
+        return rc;
+    rec->version = (int)col_int(r, 0, 0);
+    rec->retired_at = 0;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_service_get(struct store *st, const char *name, int version,
+                          struct service_rec *out, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    if (version)
+        p_int(&p, version);
+    PGresult *r;
+    int rc = run(pg(st), version ? S_SERVICE_GET : S_SERVICE_LATEST, &p, &r, e,
+                 "reading a service");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        row_to_service(r, 0, out);
+    else if (version)
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' has no version %d", name, version);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_service_list(struct store *st, struct service_rec **out, size_t *n, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_LIST, NULL, &r, e, "listing services");
+    if (rc)
+        return rc;
+    size_t cnt = (size_t)PQntuples(r);
+    struct service_rec *v = xcalloc(cnt ? cnt : 1, sizeof(*v));
+    for (size_t i = 0; i < cnt; i++)
+        row_to_service(r, (int)i, &v[i]);
+    PQclear(r);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int pg_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_RETIRE, &p, &r, e, "retiring a service");
+    if (rc)
+        return rc;
+    int64_t changes = changed(r);
+    PQclear(r);
+    return changes ? 0 : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+}
+
 /* ---- the event stream ---- */
 
 /* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
@@ -1565,6 +1668,26 @@ static void event_rec_release(struct event_rec *ev)
     free(ev->queue);
     free(ev->agent);
     json_decref(ev->data);
+}
+
+static int pg_event_object(struct store *st, int change, const char *bucket, const char *key,
+                           int64_t size, const char *sha256, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, bucket);
+    p_int(&p, change);
+    p_json(&p, d);
+    json_decref(d);
+    return run(s, S_EVENT_OBJECT, &p, NULL, e, "appending an event");
 }
 
 static int pg_event_list(struct store *st, const struct event_filter *f,
@@ -1593,7 +1716,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind = 1 OR owner = $)");
+        where_param(&sql, &p, "(kind <> 0 OR owner = $)"); /* agents' and objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -1720,6 +1843,7 @@ const struct store_ops store_pg_ops = {
     .token_find = pg_token_find,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
+    .event_object = pg_event_object,
     .event_list = pg_event_list,
     .event_window = pg_event_window,
     .event_prune = pg_event_prune,
@@ -1727,6 +1851,10 @@ const struct store_ops store_pg_ops = {
     .webhook_delete = pg_webhook_delete,
     .webhook_retry = pg_webhook_retry,
     .webhook_count = pg_webhook_count,
+    .service_insert = pg_service_insert,
+    .service_get = pg_service_get,
+    .service_list = pg_service_list,
+    .service_retire = pg_service_retire,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
 };

@@ -57,6 +57,7 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
+    S_EVENT_OBJECT,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
@@ -66,6 +67,11 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_SERVICE_INSERT,
+    S_SERVICE_GET,
+    S_SERVICE_LATEST,
+    S_SERVICE_LIST,
+    S_SERVICE_RETIRE,
     S_COUNT
 };
 
@@ -74,7 +80,20 @@ enum stmt_id {
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
     "owner"
 
+#define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+
 static const char *const stmt_sql[S_COUNT] = {
+    [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
+                         "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
+                         "WHERE name = ?1 RETURNING version",
+    [S_SERVICE_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ? AND version = ?",
+    [S_SERVICE_LATEST] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ? "
+                         "ORDER BY version DESC LIMIT 1",
+    [S_SERVICE_LIST] = "SELECT " SERVICE_COLUMNS " FROM services s WHERE version = "
+                       "(SELECT max(version) FROM services WHERE name = s.name) ORDER BY name",
+    [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, ?2) "
+                         "WHERE name = ?1 AND version = "
+                         "(SELECT max(version) FROM services WHERE name = ?1)",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -136,6 +155,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "registered_at, owner, instance FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
+    [S_EVENT_OBJECT] = "INSERT INTO events (at, kind, subject, state, data) VALUES (?, 2, ?, ?, ?)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
     /* events a delivery still needs are kept */
@@ -294,7 +314,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->finished_at = sqlite3_column_int64(q, 13);
     j->run_after = sqlite3_column_int64(q, 14);
     j->labels = job_json_load((const char *)sqlite3_column_text(q, 15));
-    j->spec = job_json_load((const char *)sqlite3_column_text(q, 16));
+    job_set_spec(j, job_json_load((const char *)sqlite3_column_text(q, 16)));
     j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
@@ -849,6 +869,103 @@ static int sqlite_meta_set(struct store *st, const char *key, const char *value,
     return exec_stmt(s, q, e, "writing meta");
 }
 
+/* ---- the service hub ---- */
+
+static void row_to_service(sqlite3_stmt *q, struct service_rec *r)
+{
+    r->name = col_text(q, 0);
+    r->version = sqlite3_column_int(q, 1);
+    r->definition = col_text(q, 2);
+    r->created_by = col_text(q, 3);
+    r->created_at = sqlite3_column_int64(q, 4);
+    r->retired_at = sqlite3_column_int64(q, 5); /* NULL reads as 0 */
+}
+
+static int sqlite_service_insert(struct store *st, struct service_rec *r, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_INSERT);
+    bind_text(q, 1, r->name);
+    bind_text(q, 2, r->definition);
+    bind_text(q, 3, r->created_by);
+    sqlite3_bind_int64(q, 4, r->created_at);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        r->version = sqlite3_column_int(q, 0);
+        r->retired_at = 0;
+        rc = 0;
+    } else {
+        rc = db_err(s, e, "inserting a service");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_service_get(struct store *st, const char *name, int version,
+                              struct service_rec *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, version ? S_SERVICE_GET : S_SERVICE_LATEST);
+    bind_text(q, 1, name);
+    if (version)
+        sqlite3_bind_int(q, 2, version);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_service(q, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = version ? err_set(e, ERR_NOTFOUND, "service '%s' has no version %d", name, version)
+                     : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    } else {
+        rc = db_err(s, e, "reading a service");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_service_list(struct store *st, struct service_rec **out, size_t *n,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_LIST);
+    struct service_rec *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 16;
+            v = xrealloc(v, cap * sizeof(*v));
+        }
+        memset(&v[cnt], 0, sizeof(*v));
+        row_to_service(q, &v[cnt++]);
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(s, e, "listing services");
+        sqlite3_reset(q);
+        for (size_t i = 0; i < cnt; i++)
+            store_service_release(&v[i]);
+        free(v);
+        return rc;
+    }
+    sqlite3_reset(q);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int sqlite_service_retire(struct store *st, const char *name, int64_t now_ms,
+                                 struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_RETIRE);
+    bind_text(q, 1, name);
+    sqlite3_bind_int64(q, 2, now_ms);
+    int rc = exec_stmt(s, q, e, "retiring a service");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    return rc;
+}
+
 static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
                              unsigned expect_states, struct err *e)
 {
@@ -1055,6 +1172,21 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
+static int sqlite_event_object(struct store *st, int change, const char *bucket,
+                               const char *key, int64_t size, const char *sha256, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_OBJECT);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, bucket);
+    sqlite3_bind_int(q, 3, change);
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    bind_json(q, 4, d);
+    json_decref(d);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
 static int sqlite_event_list(struct store *st, const struct event_filter *f,
                              int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                              struct err *e)
@@ -1069,8 +1201,8 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs' events, and the agents' */
-        buf_adds(&sql, " AND (kind = 1 OR owner = :owner)");
+    if (f->owner) /* a client: its own jobs' events, and the agents' and objects' */
+        buf_adds(&sql, " AND (kind <> 0 OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -1227,6 +1359,7 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .event_object = sqlite_event_object,
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,
     .event_prune = sqlite_event_prune,
@@ -1234,6 +1367,10 @@ const struct store_ops store_sqlite_ops = {
     .webhook_delete = sqlite_webhook_delete,
     .webhook_retry = sqlite_webhook_retry,
     .webhook_count = sqlite_webhook_count,
+    .service_insert = sqlite_service_insert,
+    .service_get = sqlite_service_get,
+    .service_list = sqlite_service_list,
+    .service_retire = sqlite_service_retire,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
 };

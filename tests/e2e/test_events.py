@@ -6,6 +6,7 @@ Last-Event-ID, filters by job, queue or type, and gets 410 when it is behind the
 window.
 """
 import json
+import socket
 import threading
 import time
 
@@ -65,6 +66,12 @@ class Stream:
         return self.events()
 
     def close(self):
+        # Shut the socket first: a close alone waits for the reader thread's blocked read
+        # (up to its 60 s timeout) before the connection goes.
+        try:
+            self.resp.raw.connection.sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
         self.resp.close()
 
 
@@ -342,3 +349,80 @@ def test_a_client_sees_its_own_jobs_events(server, streams):
     finally:
         r.close()
     assert theirs.encode() not in body and b"\nid: " not in body
+
+
+def sha256_hex(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_object_events(server, streams):
+    """Objects created or deleted through the API or a presigned URL are events
+    (object.created / object.deleted with bucket, key, size, sha256), committed before the
+    change is answered, seen by every client token (objects are shared by the clients)."""
+    r = server.api().post("/v1/tokens", json={"role": "client", "name": "carol"})
+    assert r.status_code in (200, 201), r.text
+    carol = r.json()["token"]
+    objects = streams(server, {"type": "object"})
+    jobs_only = streams(server, {"type": "job"})
+    api = server.api()
+    hello, other = b"hello", b"x" * 70000
+
+    assert api.put("/v1/blobs/b1/dir/a.txt", data=hello).status_code == 200
+    # written before the answer: a new reader sees it at once
+    r = server.api().get("/v1/events?since=0&type=object", stream=True, timeout=(5, 5))
+    first = b""
+    for chunk in r.iter_content(None):
+        first += chunk
+        if b"object.created" in first and first.endswith(b"\n\n"):
+            break
+    r.close()
+    assert b'"key":"dir/a.txt"' in first, first
+
+    url = api.post("/v1/presign", json={"method": "PUT", "uri": "s3://b1/b.bin"}).json()["url"]
+    assert requests.put(url, data=other, timeout=10).status_code == 200  # no token
+    assert api.delete("/v1/blobs/b1/dir/a.txt").status_code == 204
+    url = api.post("/v1/presign", json={"method": "DELETE", "uri": "s3://b1/b.bin"}).json()["url"]
+    assert requests.delete(url, timeout=10).status_code == 204
+    # what changes nothing is no event: a missing object, a refused name, a broken PUT
+    assert api.delete("/v1/blobs/b1/nothing").status_code == 404
+    assert api.put("/v1/blobs/b1/a%01b", data=b"no").status_code == 400
+    assert api.put("/v1/blobs/b1/late", data=b"z",
+                   headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert api.put("/v1/blobs/b1/last", data=b"!").status_code == 200  # the marker of the end
+
+    evs = objects.wait(lambda ev: any(e.get("key") == "last" for e in ev), what="object events")
+    got = [(e["type"], e["bucket"], e["key"], e["size"], e["sha256"]) for e in evs]
+    assert got == [
+        ("object.created", "b1", "dir/a.txt", 5, sha256_hex(hello)),
+        ("object.created", "b1", "b.bin", 70000, sha256_hex(other)),
+        ("object.deleted", "b1", "dir/a.txt", 5, sha256_hex(hello)),
+        ("object.deleted", "b1", "b.bin", 70000, sha256_hex(other)),
+        ("object.created", "b1", "last", 1, sha256_hex(b"!")),
+    ], got
+    with objects.lock:
+        assert [k for _, k, _ in objects.frames] == [e["type"] for e in evs]  # SSE event names
+    assert all(e["seq"] < f["seq"] for e, f in zip(evs, evs[1:]))
+    # another client sees them too; a job filter does not
+    theirs = streams(server, {"since": 0}, token=carol)
+    assert len(theirs.wait(lambda ev: len(ev) >= 5)) == 5
+    submit(server, {"command": {"program": "/bin/true"}})
+    assert all(e["type"] == "job" for e in jobs_only.wait(lambda ev: len(ev) >= 1))
+    # the CLI prints them
+    follower = server.start_cli("events", "--since", "0", "--type", "object", text=True)
+    try:
+        line = follower.stdout.readline().split()
+        assert line[2:] == ["object", "s3://b1/dir/a.txt", "created", "5", "bytes"], line
+        for _ in range(3):
+            follower.stdout.readline()
+        line = follower.stdout.readline().split()
+        assert line[2:] == ["object", "s3://b1/last", "created", "1", "bytes"], line
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def test_object_events_bad_type(server):
+    r = server.api().get("/v1/events?type=objects")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "type"
+    assert "object" in r.json()["error"]["message"]

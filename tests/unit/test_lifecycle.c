@@ -242,7 +242,7 @@ static void test_attempts_and_backoff(void **unused)
     assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 1500), 0);
     assert_int_equal(j.attempt, 1);
     assert_string_equal(j.agent, "w1");
-    assert_int_equal(lease_deadline(&j, 2000, 3000), 2000 + 10000 + 3000);
+    assert_int_equal(lease_deadline(j.timeout_s, 2000, 3000), 2000 + 10000 + 3000);
     assert_int_equal(lifecycle_backoff_ms(&j, 2), 2000);
     assert_int_equal(lifecycle_backoff_ms(&j, 3), 4000);
     assert_int_equal(lifecycle_backoff_ms(&j, 4), 5000); /* capped */
@@ -289,7 +289,7 @@ static void test_attempts_run_out(void **unused)
     (void)unused;
     struct job j;
     make_job(&j, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"x\"}}", 0);
-    assert_int_equal(lease_deadline(&j, 100, 3000), 0); /* no timeout, no deadline */
+    assert_int_equal(lease_deadline(j.timeout_s, 100, 3000), 0); /* no timeout, no deadline */
     assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 100), 0);
     struct attempt_end sig = {.reason = "signal", .signal = 9, .duration_ms = 1};
     assert_int_equal(apply(&j, JOB_EV_FINISH, &sig, 200), 0);

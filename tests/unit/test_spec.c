@@ -865,6 +865,38 @@ static void test_queue_name(void **state)
     assert_false(spec_queue_name_valid("caf\xc3\xa9"));
 }
 
+/* The typed view of the objects a spec names (spec_uris), in spec order, with their use. */
+static void test_uris(void **state)
+{
+    (void)state;
+    struct job_spec s;
+    parse_ok(seed_spec, &s);
+    assert_true(s.timeout_s == 600);
+    assert_int_equal(json_object_size(s.requires), 1);
+    struct spec_uri u[8];
+    size_t n = spec_uris(s.json, u, 8);
+    const struct {
+        const char *uri;
+        enum spec_uri_use use;
+    } want[] = {
+        {"s3://bucket/path/to/input.txt", SPEC_URI_READ},
+        {"s3://bucket/path/to/output.txt", SPEC_URI_WRITE},
+        {"s3://bucket/path/to/stderr.txt", SPEC_URI_WRITE},
+        {"s3://bucket/path/to/poly", SPEC_URI_READ_PREFIX},
+        {"s3://bucket/path/to/some/output", SPEC_URI_WRITE_PREFIX},
+    };
+    assert_int_equal(n, ARRAY_SIZE(want));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(u[i].uri, want[i].uri);
+        assert_int_equal(u[i].use, want[i].use);
+    }
+    assert_int_equal(spec_uris(s.json, u, 1), n); /* counted past max */
+    spec_release(&s);
+    parse_ok("{\"command\": {\"program\": \"true\"}}", &s);
+    assert_int_equal(spec_uris(s.json, NULL, 0), 0);
+    spec_release(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -886,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_uri_valid),
         cmocka_unit_test(test_queue_name),
+        cmocka_unit_test(test_uris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

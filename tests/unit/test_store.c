@@ -665,7 +665,8 @@ static void test_insert_get_every_field(void **state)
              "'retry': {'max_attempts': 7}, 'labels': {'project': 'x', 'team.name': 'core'}, "
              "'requires': {'db': 'rfam'}, 'timeout_s': 600, "
              "'command': {'program': 'nhmmer', 'arguments': "
-             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}], 'env': {'A': 'b'}}}");
+             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}, "
+             "{'type': 'input', 'value': 's3://in/q.fa'}], 'env': {'A': 'b'}}}");
     make_simple(&jobs[1], T0 + 1, "default"); /* no service, name, key; empty labels */
 
     /* A record further along its life: every optional column filled. */
@@ -695,8 +696,12 @@ static void test_insert_get_every_field(void **state)
         struct job got;
         assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
         assert_job_equal(&jobs[i], &got);
+        /* the spec's typed views come with it (an agent's presigns are checked on them) */
+        assert_int_equal(got.nuris, jobs[i].nuris);
+        assert_true(got.timeout_s == jobs[i].timeout_s);
         job_release(&got);
     }
+    assert_int_equal(jobs[0].nuris, 1);
     release_jobs(jobs, 3);
 }
 
@@ -1604,6 +1609,46 @@ static void test_claim(void **state)
     job_release(&j);
 }
 
+static int collect_events(void *arg, const struct event_rec *ev)
+{
+    json_t *a = arg;
+    json_array_append_new(a, json_pack("{s:i, s:i, s:O}", "kind", ev->kind, "state", ev->state,
+                                       "data", ev->data ? ev->data : json_null()));
+    return 0;
+}
+
+/* store_event_object: its own event, seen by every owner, filtered by kind. */
+static void test_object_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j;
+    make_simple(&j, T0, "q");
+    insert_jobs(f->st, &j, 1); /* seq 1, a job's (owner NULL) */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_CREATED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_DELETED, "b1", "dir/a.txt", 5, "ab12", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    json_t *got = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_OBJECT, .owner = "someone", .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_t *want = json_pack("[{s:i, s:i, s:{s:s, s:s, s:i, s:s}}, {s:i, s:i, s:{s:s, s:s, s:i, s:s}}]",
+                             "kind", EVENT_OBJECT, "state", OBJECT_CREATED, "data", "bucket", "b1",
+                             "key", "dir/a.txt", "size", 5, "sha256", "ab12", "kind", EVENT_OBJECT,
+                             "state", OBJECT_DELETED, "data", "bucket", "b1", "key", "dir/a.txt",
+                             "size", 5, "sha256", "ab12");
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_array_clear(got);
+    /* any kind, another owner: the objects' events but not the job's */
+    flt.kind = -1;
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 2);
+    json_decref(got);
+    job_release(&j);
+}
+
 /* --- queue stats --------------------------------------------------------------------------- */
 
 /*
@@ -2357,6 +2402,111 @@ static void test_meta(void **state)
     assert_err(store_meta_get(f->st, "Secret", &v, &e), ERR_NOTFOUND, &e);
 }
 
+/* --- the service hub ---------------------------------------------------------------------- */
+
+static void put_service(struct store *st, const char *name, const char *def, int64_t at,
+                        int want_version)
+{
+    struct err e = ERR_INIT;
+    struct service_rec r = {.name = (char *)name, .definition = (char *)def,
+                            .created_by = "admin", .created_at = at, .retired_at = 99};
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_service_insert(st, &r, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    assert_int_equal(r.version, want_version);
+    assert_int_equal(r.retired_at, 0);
+}
+
+static void test_services(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct service_rec r;
+    struct service_rec *list = NULL;
+    size_t n = 99;
+
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(list);
+    assert_err(store_service_get(f->st, "nhmmer", 0, &r, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "nhmmer"));
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_service_retire(f->st, "nhmmer", T0, &e), ERR_NOTFOUND, &e);
+    store_rollback(f->st);
+
+    /* versions count up per name; every one stays readable */
+    put_service(f->st, "nhmmer", "{\"v\": 1}", T0, 1);
+    put_service(f->st, "nhmmer", "{\"v\": 2}", T0 + 10, 2);
+    put_service(f->st, "blast", "{\"b\": 1}", T0 + 20, 1);
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e);
+    assert_string_equal(r.name, "nhmmer");
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.definition, "{\"v\": 2}");
+    assert_string_equal(r.created_by, "admin");
+    assert_int_equal(r.created_at, T0 + 10);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+    assert_ok(store_service_get(f->st, "nhmmer", 1, &r, &e), &e);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.definition, "{\"v\": 1}");
+    assert_int_equal(r.created_at, T0);
+    store_service_release(&r);
+    assert_err(store_service_get(f->st, "nhmmer", 3, &r, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "no version 3"));
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e); /* after a miss */
+    assert_int_equal(r.version, 2);
+    store_service_release(&r);
+    assert_err(store_service_get(f->st, "NHMMER", 0, &r, &e), ERR_NOTFOUND, &e);
+
+    /* the list: the latest of each, by name */
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "blast");
+    assert_int_equal(list[0].version, 1);
+    assert_string_equal(list[1].name, "nhmmer");
+    assert_int_equal(list[1].version, 2);
+    assert_string_equal(list[1].definition, "{\"v\": 2}");
+    for (size_t i = 0; i < n; i++)
+        store_service_release(&list[i]);
+    lib_free(list);
+
+    /* retire marks the latest; a second retire keeps the first time; a rollback undoes it */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_service_retire(f->st, "blast", T0 + 30, &e), &e);
+    store_rollback(f->st);
+    assert_ok(store_service_get(f->st, "blast", 0, &r, &e), &e);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_service_retire(f->st, "nhmmer", T0 + 30, &e), &e);
+    assert_ok(store_service_retire(f->st, "nhmmer", T0 + 40, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e);
+    assert_int_equal(r.retired_at, T0 + 30);
+    store_service_release(&r);
+    assert_ok(store_service_get(f->st, "nhmmer", 1, &r, &e), &e);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+
+    /* a new version after retirement is current and not retired */
+    put_service(f->st, "nhmmer", "{\"v\": 3}", T0 + 50, 3);
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[1].version, 3);
+    assert_int_equal(list[1].retired_at, 0);
+    for (size_t i = 0; i < n; i++)
+        store_service_release(&list[i]);
+    lib_free(list);
+
+    /* a second handle (the server's reads) sees what was committed */
+    struct store *rd;
+    assert_ok(store_open(f->uri, NULL, &rd, &e), &e);
+    assert_ok(store_service_get(rd, "nhmmer", 2, &r, &e), &e);
+    assert_int_equal(r.retired_at, T0 + 30);
+    store_service_release(&r);
+    store_close(rd);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -2388,11 +2538,13 @@ int main(void)
         T(test_lease),
         T(test_lease_twice_in_one_call),
         T(test_lease_skips_locked),
+        T(test_object_events),
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
         T(test_agent_owner),
         T(test_meta),
+        T(test_services),
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),

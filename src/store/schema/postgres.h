@@ -62,6 +62,11 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
+    /* 2: the service hub (SQLite's 7) */
+    "CREATE TABLE services ("
+    "  name text COLLATE \"C\" NOT NULL, version integer NOT NULL, definition text NOT NULL,"
+    "  created_at bigint NOT NULL, created_by text, retired_at bigint,"
+    "  PRIMARY KEY (name, version));",
 };
 
 #endif

@@ -1,0 +1,658 @@
+/*
+ * test_fleet.c - the fleet (server/fleet.c) without HTTP: agents register,
+ * poll, drain, leave and get lost; leases are written through the real group
+ * committer into a real SQLite file, and a lost or departed agent's jobs are
+ * queued again (or fail when no attempt is left).
+ *
+ * The fleet's requests are plain tags here (its dependencies are explicit:
+ * struct fleet_deps), the clock is the test's own, and the event loop is run
+ * until the committer has handed back every write (bounded in turns and time).
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+
+/* The fleet's answers are malloc'd by the library: freed with libc's free(). */
+static void lib_free(void *p)
+{
+    free(p);
+}
+
+#include <cmocka.h>
+
+#include "jobtest.h"
+
+#include "common/timeutil.h"
+#include "job/agent.h"
+#include "job/protocol.h"
+#include "server/commit.h"
+#include "server/fleet.h"
+#include "server/sched.h"
+#include "store/store.h"
+
+#define LOST_AFTER_S 15
+#define MAX_REPLIES 32
+
+struct reply {
+    int *req;     /* the tag the fleet was given */
+    json_t *body; /* 200: the answer; NULL for an error */
+    int code;     /* the error's code, 0 for 200 */
+};
+
+struct h {
+    char dir[PATH_MAX];
+    struct event_base *base;
+    struct store *reads;
+    struct committer *commit;
+    struct sched *sched;
+    struct fleet *fleet;
+    int64_t now; /* the fleet's clock */
+    struct reply replies[MAX_REPLIES];
+    size_t nreplies;
+    int changed; /* job_changed calls */
+    /* request tags: the fleet only compares and hands back these pointers */
+    int poll1, poll2, answer1;
+};
+
+/* ---- the fleet's dependencies ---- */
+
+static int64_t clock_cb(void *arg)
+{
+    return ((struct h *)arg)->now;
+}
+
+static void reply_cb(void *arg, void *req, char *body, size_t len)
+{
+    struct h *h = arg;
+    if (h->nreplies == MAX_REPLIES) fail_msg("more than %d answers", MAX_REPLIES);
+    json_error_t je;
+    json_t *j = json_loadb(body, len, 0, &je);
+    if (!j)
+        fail_msg("the fleet answered something that is not JSON (%s): %.*s", je.text, (int)len,
+                 body);
+    lib_free(body);
+    h->replies[h->nreplies++] = (struct reply){.req = req, .body = j};
+}
+
+static void reply_error_cb(void *arg, void *req, const struct err *e)
+{
+    struct h *h = arg;
+    if (h->nreplies == MAX_REPLIES) fail_msg("more than %d answers", MAX_REPLIES);
+    h->replies[h->nreplies++] = (struct reply){.req = req, .code = e->code ? e->code : -1};
+}
+
+static void job_changed_cb(void *arg, const struct job *j)
+{
+    ((struct h *)arg)->changed++;
+}
+
+/* ---- the harness ---- */
+
+/* Runs the loop until every write is handed back (and what it set off): bounded. */
+static void pump(struct h *h)
+{
+    int64_t until = time_now_ms() + 10000;
+    int idle_turns = 0;
+    for (int i = 0; i < 100000 && time_now_ms() < until; i++) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        if (commit_idle(h->commit)) {
+            if (++idle_turns == 3) return; /* and nothing new came of it */
+        } else {
+            idle_turns = 0;
+            usleep(200);
+        }
+    }
+    fail_msg("the committer did not hand back its writes within 10 s");
+}
+
+static struct fleet *new_fleet(struct h *h)
+{
+    struct fleet_deps d = {
+        .base = h->base,
+        .commit = h->commit,
+        .reads = h->reads,
+        .sched = h->sched,
+        .lost_after_s = LOST_AFTER_S,
+        .deadline_grace_s = 2,
+        .now_ms = clock_cb,
+        .reply = reply_cb,
+        .reply_error = reply_error_cb,
+        .job_changed = job_changed_cb,
+        .arg = h,
+    };
+    return fleet_new(&d);
+}
+
+static int setup(void **state)
+{
+    struct h *h = calloc(1, sizeof(*h));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(h->dir, sizeof(h->dir), "%s/drover-test-fleet-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(h->dir)) return -1;
+    char uri[PATH_MAX + 32];
+    snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", h->dir);
+    struct store_opts so = {0};
+    struct store *writer;
+    struct err e = ERR_INIT;
+    if (store_open(uri, &so, &h->reads, &e) || store_open(uri, &so, &writer, &e)) {
+        fprintf(stderr, "store: %s\n", e.msg);
+        return -1;
+    }
+    h->base = event_base_new();
+    h->commit = commit_new(h->base, writer);
+    h->sched = sched_new();
+    h->now = time_now_ms();
+    h->fleet = new_fleet(h);
+    *state = h;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct h *h = *state;
+    fleet_free(h->fleet); /* answers parked polls: they are dropped with the replies */
+    commit_free(h->commit);
+    sched_free(h->sched);
+    store_close(h->reads);
+    event_base_free(h->base);
+    for (size_t i = 0; i < h->nreplies; i++)
+        json_decref(h->replies[i].body);
+    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/%s", h->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(h->dir);
+    free(h);
+    return 0;
+}
+
+/* The one answer given to req since the last call (fails if none or several); then forgotten. */
+static json_t *answer_of(struct h *h, int *req)
+{
+    json_t *found = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < h->nreplies; i++) {
+        if (h->replies[i].req != req) continue;
+        n++;
+        if (!h->replies[i].body) fail_msg("the request got an error %d", h->replies[i].code);
+        found = h->replies[i].body;
+        h->replies[i].req = NULL; /* answered once; the body is freed at teardown */
+    }
+    if (n != 1) fail_msg("expected one answer to the request, got %zu", n);
+    return found;
+}
+
+static bool answered(const struct h *h, const int *req)
+{
+    for (size_t i = 0; i < h->nreplies; i++)
+        if (h->replies[i].req == req) return true;
+    return false;
+}
+
+struct reg_op {
+    struct agent_rec rec;
+};
+
+static int reg_write(struct store *st, void *arg, struct err *e)
+{
+    return store_agent_upsert(st, &((struct reg_op *)arg)->rec, e);
+}
+
+static void reg_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("registering: %s", e->msg);
+}
+
+/* Registers an agent the way POST /v1/agents does: stored, then handed to the fleet. */
+static struct live_agent *register_agent(struct h *h, const char *name, int slots,
+                                         const char *queues)
+{
+    struct reg_op op;
+    agent_rec_init(&op.rec);
+    uuid7_new(op.rec.id);
+    op.rec.name = strdup(name);
+    op.rec.labels = json_object();
+    op.rec.queues = json_loads(queues, 0, NULL);
+    op.rec.slots = slots;
+    op.rec.runtimes = PROTO_RT_NATIVE; /* as an agent that names none */
+    op.rec.owner = strdup("tok");
+    op.rec.state = AGENT_UP;
+    op.rec.last_seen = op.rec.registered_at = h->now;
+    struct err e = ERR_INIT;
+    assert_int_equal(fleet_may_register(h->fleet, name, "tok", NULL, &e), 0);
+    fleet_register_begin(h->fleet, name);
+    commit_submit(h->commit, reg_write, reg_done, &op);
+    pump(h);
+    fleet_register_end(h->fleet, name);
+    return fleet_agent_registered(h->fleet, &op.rec); /* takes the record */
+}
+
+struct submit_op {
+    struct job *jobs;
+    size_t n;
+};
+
+static int submit_write(struct store *st, void *arg, struct err *e)
+{
+    struct submit_op *op = arg;
+    for (size_t i = 0; i < op->n; i++) {
+        int rc = store_job_insert(st, &op->jobs[i], e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void submit_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("submitting: %s", e->msg);
+}
+
+/* Submits jobs the way POST /v1/jobs does: stored, then handed to the fleet. */
+static void submit(struct h *h, struct job *jobs, size_t n, const char *spec)
+{
+    for (size_t i = 0; i < n; i++)
+        make_job(&jobs[i], spec, h->now);
+    struct submit_op op = {jobs, n};
+    commit_submit(h->commit, submit_write, submit_done, &op);
+    pump(h);
+    for (size_t i = 0; i < n; i++)
+        fleet_job_changed(h->fleet, &jobs[i], false);
+}
+
+static void release_jobs(struct job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        job_release(&jobs[i]);
+}
+
+/* The job as stored now. */
+static void stored(struct h *h, const char *id, struct job *out)
+{
+    struct err e = ERR_INIT;
+    if (store_job_get(h->reads, id, out, &e)) fail_msg("reading job %s: %s", id, e.msg);
+}
+
+static void assert_stored(struct h *h, const char *id, int state, int attempt, const char *agent)
+{
+    struct job j;
+    stored(h, id, &j);
+    if (j.state != state)
+        fail_msg("job %s is %s, expected %s", id, job_state_name(j.state), job_state_name(state));
+    assert_int_equal(j.attempt, attempt);
+    if (agent)
+        assert_string_equal(j.agent ? j.agent : "(none)", agent);
+    else
+        assert_null(j.agent);
+    job_release(&j);
+}
+
+static int find_agent_state(void *arg, const struct agent_rec *a)
+{
+    int *st = arg;
+    if (!strcmp(a->name, "w1")) *st = a->state;
+    return 0;
+}
+
+static int stored_agent_state(struct h *h)
+{
+    int st = -1;
+    struct err e = ERR_INIT;
+    assert_int_equal(store_agent_scan(h->reads, find_agent_state, &st, &e), 0);
+    return st;
+}
+
+static json_t *running(const struct job *jobs, size_t n, int attempt)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:i}", "job", jobs[i].id, "attempt", attempt));
+    return a;
+}
+
+/* fleet_poll, which borrows `running` (taken here: may be NULL). */
+static void agent_poll(struct h *h, struct live_agent *a, int *req, int free_slots, json_t *running,
+                       int64_t wait_ms)
+{
+    fleet_poll(h->fleet, a, req, free_slots, running, wait_ms);
+    json_decref(running);
+}
+
+/* ---- tests ---- */
+
+/*
+ * A poll leases what fits in the agent's free slots, best first; the answer
+ * carries each job's spec exactly as stored, its attempt and its deadline.
+ */
+static void test_poll_leases(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    assert_non_null(fleet_agent(h->fleet, "w1"));
+    struct job j[3];
+    submit(h, j, 3, "{\"timeout_s\": 5, \"command\": {\"program\": \"true\"}}");
+
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
+    pump(h);
+    json_t *ans = answer_of(h, &h->poll1);
+    json_t *leases = json_object_get(ans, "leases");
+    assert_int_equal(json_array_size(leases), 2);
+    assert_true(json_is_false(json_object_get(ans, "drain")));
+    assert_int_equal(json_array_size(json_object_get(ans, "cancel")), 0);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *l = json_array_get(leases, i);
+        assert_string_equal(json_string_value(json_object_get(l, "job")), j[i].id); /* FIFO */
+        assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 1);
+        assert_true(json_equal(json_object_get(l, "spec"), j[i].spec));
+        assert_true(json_is_string(json_object_get(l, "deadline"))); /* timeout_s 5 */
+        assert_stored(h, j[i].id, JOB_LEASED, 1, "w1");
+        int64_t deadline;
+        assert_true(fleet_attempt_live(h->fleet, j[i].id, 1, &deadline));
+        assert_int_equal(deadline, h->now + 5000 + 2000);
+    }
+    assert_stored(h, j[2].id, JOB_QUEUED, 0, NULL);
+    assert_int_equal(a->held, 2);
+    assert_int_equal(a->free_slots, 0);
+
+    /* a full agent's poll parks; a job it reports ended frees a slot for it */
+    agent_poll(h, a, &h->poll2, 0, running(j, 2, 1), 60000);
+    pump(h);
+    assert_false(answered(h, &h->poll2));
+    struct job done;
+    stored(h, j[0].id, &done);
+    done.state = JOB_SUCCEEDED; /* as the finished report's commit hands it over */
+    fleet_job_changed(h->fleet, &done, true);
+    job_release(&done);
+    pump(h);
+    ans = answer_of(h, &h->poll2);
+    leases = json_object_get(ans, "leases");
+    assert_int_equal(json_array_size(leases), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(leases, 0), "job")),
+                        j[2].id);
+    assert_true(h->changed >= 1);
+
+    /* the fleet rebuilt from the store (a restart) knows the agent and its leases */
+    struct sched *s2 = sched_new();
+    struct sched *keep = h->sched;
+    h->sched = s2;
+    struct fleet *f2 = new_fleet(h);
+    struct err e = ERR_INIT;
+    assert_int_equal(fleet_load(f2, &e), 0);
+    assert_non_null(fleet_agent(f2, "w1"));
+    assert_true(fleet_attempt_live(f2, j[1].id, 1, NULL));
+    assert_true(fleet_attempt_live(f2, j[2].id, 1, NULL));
+    fleet_free(f2);
+    sched_free(s2);
+    h->sched = keep;
+    release_jobs(j, 3);
+}
+
+/* A parked poll gets the job submitted after it; a poll that went away is not answered. */
+static void test_parked_poll(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"bio\"]");
+    agent_poll(h, a, &h->poll1, 1, NULL, 60000);
+    pump(h);
+    assert_false(answered(h, &h->poll1));
+    struct job other[1], j[1];
+    submit(h, other, 1, "{\"queue\": \"default\", \"command\": {\"program\": \"true\"}}");
+    pump(h);
+    assert_false(answered(h, &h->poll1)); /* not its queue */
+    submit(h, j, 1, "{\"queue\": \"bio\", \"command\": {\"program\": \"true\"}}");
+    pump(h);
+    json_t *ans = answer_of(h, &h->poll1);
+    assert_int_equal(json_array_size(json_object_get(ans, "leases")), 1);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+
+    /* gone before anything came: never answered, and nothing is leased to it */
+    agent_poll(h, a, &h->poll2, 1, running(j, 1, 1), 60000);
+    fleet_poll_gone(h->fleet, a, &h->poll2);
+    pump(h);
+    assert_false(answered(h, &h->poll2));
+    release_jobs(other, 1);
+    release_jobs(j, 1);
+}
+
+/* The poll went away while its lease was being committed: the job is given back, same attempt. */
+static void test_undelivered_lease(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
+    fleet_poll_gone(h->fleet, a, &h->poll1);
+    pump(h);
+    assert_false(answered(h, &h->poll1));
+    assert_stored(h, j[0].id, JOB_QUEUED, 0, NULL);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 0);
+    /* and it is leased again, as attempt 1, at the next poll */
+    agent_poll(h, a, &h->poll2, 1, json_array(), 0);
+    pump(h);
+    json_t *l = json_array_get(json_object_get(answer_of(h, &h->poll2), "leases"), 0);
+    assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 1);
+    release_jobs(j, 1);
+}
+
+/*
+ * An agent silent for lost_after is lost: its jobs are queued again after the
+ * retry backoff (attempt ended, reason lost), or fail when no attempt is left;
+ * another agent then gets them.
+ */
+static void test_lost_agent_requeues(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    struct job j[2];
+    submit(h, &j[0], 1,
+           "{\"retry\": {\"max_attempts\": 3, \"backoff_s\": 1}, "
+           "\"command\": {\"program\": \"true\"}}");
+    submit(h, &j[1], 1, "{\"retry\": {\"max_attempts\": 1}, \"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 2);
+
+    h->now += LOST_AFTER_S * 1000 - 1000; /* not yet */
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_int_equal(a->rec.state, AGENT_UP);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+
+    h->now += 2000;
+    int changed = h->changed;
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_int_equal(a->rec.state, AGENT_LOST);
+    assert_int_equal(stored_agent_state(h), AGENT_LOST);
+    assert_int_equal(h->changed, changed + 2);
+    struct job back;
+    stored(h, j[0].id, &back);
+    assert_int_equal(back.state, JOB_QUEUED);
+    assert_int_equal(back.attempt, 1);
+    assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "lost");
+    assert_int_equal(back.run_after, h->now + 1000); /* the retry's backoff */
+    job_release(&back);
+    stored(h, j[1].id, &back);
+    assert_int_equal(back.state, JOB_FAILED);
+    assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "lost");
+    job_release(&back);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 0);
+
+    /* another agent gets the retry once its backoff has passed */
+    struct live_agent *b = register_agent(h, "w2", 1, "[\"default\"]");
+    agent_poll(h, b, &h->poll2, 1, NULL, 60000);
+    pump(h);
+    assert_false(answered(h, &h->poll2)); /* backing off */
+    h->now += 1500;
+    fleet_agent_seen(h->fleet, b);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    json_t *l = json_array_get(json_object_get(answer_of(h, &h->poll2), "leases"), 0);
+    assert_string_equal(json_string_value(json_object_get(l, "job")), j[0].id);
+    assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 2);
+    assert_stored(h, j[0].id, JOB_LEASED, 2, "w2");
+    release_jobs(j, 2);
+}
+
+/* Lost while its lease was being committed: the lease is ended at once, the job queued again. */
+static void test_lost_while_leasing(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll1, 1, NULL, 0); /* the lease commit is in flight */
+    h->now += LOST_AFTER_S * 1000 + 1;
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_int_equal(a->rec.state, AGENT_LOST);
+    assert_stored(h, j[0].id, JOB_QUEUED, 1, NULL);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 0);
+    release_jobs(j, 1);
+}
+
+/* Draining: the state is stored and answered, the parked poll is told, no new lease. */
+static void test_drain(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    agent_poll(h, a, &h->poll1, 2, NULL, 60000);
+    pump(h);
+    fleet_agent_set_state(h->fleet, a, AGENT_DRAINING, &h->answer1);
+    pump(h);
+    json_t *ans = answer_of(h, &h->poll1);
+    assert_true(json_is_true(json_object_get(ans, "drain")));
+    assert_int_equal(json_array_size(json_object_get(ans, "leases")), 0);
+    json_t *st = answer_of(h, &h->answer1);
+    assert_string_equal(json_string_value(json_object_get(st, "state")), "draining");
+    assert_string_equal(json_string_value(json_object_get(st, "name")), "w1");
+    assert_int_equal(stored_agent_state(h), AGENT_DRAINING);
+
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll2, 2, json_array(), 0);
+    pump(h);
+    ans = answer_of(h, &h->poll2);
+    assert_int_equal(json_array_size(json_object_get(ans, "leases")), 0);
+    assert_stored(h, j[0].id, JOB_QUEUED, 0, NULL);
+    release_jobs(j, 1);
+}
+
+/* Leaving: stored and answered; what it held is ended (reason error) and queued again. */
+static void test_leave(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll1, 1, NULL, 0);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 1);
+    fleet_agent_set_state(h->fleet, a, AGENT_LEFT, &h->answer1);
+    pump(h);
+    json_t *st = answer_of(h, &h->answer1);
+    assert_string_equal(json_string_value(json_object_get(st, "state")), "left");
+    assert_int_equal(stored_agent_state(h), AGENT_LEFT);
+    struct job back;
+    stored(h, j[0].id, &back);
+    assert_int_equal(back.state, JOB_QUEUED);
+    assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "error");
+    assert_string_equal(json_string_value(json_object_get(back.result, "error")), "the agent left");
+    job_release(&back);
+    /* the same state again: answered at once, nothing stored */
+    fleet_agent_set_state(h->fleet, a, AGENT_LEFT, &h->answer1);
+    assert_string_equal(json_string_value(json_object_get(answer_of(h, &h->answer1), "state")),
+                        "left");
+    release_jobs(j, 1);
+}
+
+/* An attempt past its server deadline (timeout_s + grace) is ended with reason timeout. */
+static void test_deadline(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1,
+           "{\"timeout_s\": 1, \"retry\": {\"max_attempts\": 1}, "
+           "\"command\": {\"program\": \"sleep\"}}");
+    agent_poll(h, a, &h->poll1, 1, NULL, 0);
+    pump(h);
+    answer_of(h, &h->poll1);
+    h->now += 1000 + 2000 - 1; /* the deadline itself: not past */
+    fleet_agent_seen(h->fleet, a);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+    h->now += 2;
+    fleet_agent_seen(h->fleet, a);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    struct job back;
+    stored(h, j[0].id, &back);
+    assert_int_equal(back.state, JOB_FAILED);
+    assert_string_equal(json_string_value(json_object_get(back.result, "reason")), "timeout");
+    job_release(&back);
+    /* the agent still running it is told to kill it at its next poll */
+    agent_poll(h, a, &h->poll2, 0, running(j, 1, 1), 0);
+    pump(h);
+    json_t *c = json_object_get(answer_of(h, &h->poll2), "cancel");
+    assert_int_equal(json_array_size(c), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "job")), j[0].id);
+    assert_int_equal(a->rec.state, AGENT_UP);
+    release_jobs(j, 1);
+}
+
+/* Registration rules the fleet checks without a store read. */
+static void test_register_rules(void **state)
+{
+    struct h *h = *state;
+    register_agent(h, "w1", 1, "[\"default\"]");
+    struct err e = ERR_INIT;
+    assert_int_equal(fleet_may_register(h->fleet, "w1", "other", NULL, &e), ERR_CONFLICT);
+    assert_string_equal(e.field, "name");
+    err_clear(&e);
+    assert_int_equal(fleet_may_register(h->fleet, "w1", "tok", "inst-b", &e), ERR_CONFLICT);
+    err_clear(&e);
+    fleet_register_begin(h->fleet, "w9");
+    assert_int_equal(fleet_may_register(h->fleet, "w9", "tok", NULL, &e), ERR_CONFLICT);
+    fleet_register_end(h->fleet, "w9");
+    err_clear(&e);
+    assert_int_equal(fleet_may_register(h->fleet, "w9", "tok", NULL, &e), 0);
+    json_t *list = fleet_agents_json(h->fleet);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    evthread_use_pthreads(); /* the committer hands results back from its thread */
+    const struct CMUnitTest tests[] = {
+        T(test_poll_leases),
+        T(test_parked_poll),
+        T(test_undelivered_lease),
+        T(test_lost_agent_requeues),
+        T(test_lost_while_leasing),
+        T(test_drain),
+        T(test_leave),
+        T(test_deadline),
+        T(test_register_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
