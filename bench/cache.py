@@ -15,12 +15,14 @@ BUILD_DIR (on the disk under test). Each round puts a fresh object of --mb MiB o
 - `"cache": false`, twice (each job downloads the object into its work folder),
 
 each timed from sending the submit until `GET /v1/jobs/{id}/wait` answers `succeeded`. The
-references in the same round: `curl` downloading the object from the same server into a file
-in the work folder (what an uncached job's download costs at least), `openssl dgst -sha256` of it and the fsync of a
-fresh copy of it (the copy made first, untimed): the two things a cache fetch adds (it checks the object's
-SHA-256 and makes it durable before naming it), and a job with no input (what any job costs). The agent's /metrics counters (fetches, hits) are checked against what
-the jobs should have done. Prints a markdown report on stdout (progress on stderr); every
-process started here is stopped by its PID, every wait is bounded. About a minute.
+references in the same round: a job with no input (what any job costs), `curl` downloading
+the object from the same server into a file in the work folder (what a download costs), and
+the two things a cache fetch adds to a download: `openssl dgst -sha256` of the object (the
+agent checks it) and the fsync of a fresh copy of it (the copy made first, untimed; the agent
+makes the object durable before naming it in the cache). The agent's /metrics counters
+(fetches, hits) are checked against what the jobs should have done. Prints a markdown report
+on stdout (progress on stderr); every process started here is stopped by its PID, every wait
+is bounded. About 15 seconds.
 """
 import argparse
 import os

@@ -42,12 +42,18 @@ IMAGE = "localhost/drover-bench/busybox:1"
 ENGINE_OPTS = ["--runtime=runc", "--cgroup-manager=cgroupfs"]
 
 
-def podman_setup():
-    # Its own folder in $TMPDIR, not the work folder: with the store under the work folder's
+def podman_env(d):
+    return dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
+                CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"),
+                CONTAINERS_REGISTRIES_CONF=os.path.join(d, "registries.conf"))
+
+
+def podman_setup(d):
+    """podman's configuration in d and the image made and imported."""
+    # d is its own folder in $TMPDIR, not the work folder: with the store under the work folder's
     # longer path every `podman run` here waited 20 s after the container ended (podman's
     # debug log: "Exceeded conmon timeout"); same image and configuration under /tmp: 0.3 s.
     # (Likely conmon's socket paths passing the 108 bytes of a unix socket's name.)
-    d = tempfile.mkdtemp(prefix="drover-bench-podman.")
     with open(os.path.join(d, "containers.conf"), "w") as f:
         # lock_type and tmp_dir: this run's own locks and exit files, not the ones every
         # rootful podman store on the machine shares (/dev/shm/libpod_lock, /run/libpod)
@@ -58,9 +64,7 @@ def podman_setup():
         f.write(f'[storage]\ndriver = "vfs"\ngraphroot = "{d}/graph"\nrunroot = "{d}/run"\n')
     with open(os.path.join(d, "registries.conf"), "w") as f:
         f.write("unqualified-search-registries = []\n")
-    env = dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
-               CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"),
-               CONTAINERS_REGISTRIES_CONF=os.path.join(d, "registries.conf"))
+    env = podman_env(d)
     root = os.path.join(d, "rootfs")
     os.makedirs(os.path.join(root, "bin"))
     os.makedirs(os.path.join(root, "tmp"))
@@ -130,10 +134,11 @@ def main():
         sys.exit("bench: busybox-static is not installed (scripts/deps.sh test)")
     b = Bench(args.build, "bench-runners", keep=args.keep)
     failed = True
-    pdir = None
+    pdir = tempfile.mkdtemp(prefix="drover-bench-podman.")
+    env = podman_env(pdir)
     try:
         before = machine(b.work)
-        env, pdir = podman_setup()
+        env, pdir = podman_setup(pdir)
         log("image imported; starting the server and the agent")
         b.server()
         eng = [f"--engine-opt={o}" for o in ENGINE_OPTS]
@@ -209,14 +214,14 @@ def main():
         after = machine(b.work)
         failed = False
     finally:
-        if pdir:
-            subprocess.run(["podman", *ENGINE_OPTS, "rm", "-a", "-f"], env=env, cwd=pdir,
-                           capture_output=True, timeout=120)
-            # the store's files may belong to the user namespace's other ids
-            subprocess.run(["podman", "unshare", "rm", "-rf", os.path.join(pdir, "graph"),
-                            os.path.join(pdir, "run"), os.path.join(pdir, "tmp")], env=env,
-                           cwd="/", capture_output=True, timeout=120)
-            shutil.rmtree(pdir, ignore_errors=True)
+        # podman's folder, whatever happened
+        subprocess.run(["podman", *ENGINE_OPTS, "rm", "-a", "-f"], env=env, cwd=pdir,
+                       capture_output=True, timeout=120)
+        # the store's files may belong to the user namespace's other ids
+        subprocess.run(["podman", "unshare", "rm", "-rf", os.path.join(pdir, "graph"),
+                        os.path.join(pdir, "run"), os.path.join(pdir, "tmp")], env=env,
+                       cwd="/", capture_output=True, timeout=120)
+        shutil.rmtree(pdir, ignore_errors=True)
         b.close(failed)
 
     ms = {k: statistics.median(v) * 1000 for k, v in t.items()}
