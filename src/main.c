@@ -26,6 +26,7 @@ static const struct command commands[] = {
     {"rm", cmd_rm, "delete objects"},
     {"service", cmd_service, "define, list, show or retire services of the hub"},
     {"token", cmd_token, "create or revoke an API token"},
+    {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
     {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},
 };

@@ -125,6 +125,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
 
 /* Once a second: lost agents, passed deadlines, delayed jobs now due. */
 void fleet_tick(struct fleet *f, int64_t now_ms);
+/* Parked polls try again for work at the next loop turn (a tenant's limit was raised). */
+void fleet_wake(struct fleet *f);
 
 /*
  * Is `attempt` of `job` the live lease of an agent (leased or running, not being ended)?

@@ -64,6 +64,8 @@ const struct route server_routes[] = {
 
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
+    {"GET", "/v1/tenants", api_tenants_list, ROLE_ADMIN, 0, false},
+    {"PUT", "/v1/tenants/{name}", api_tenants_put, ROLE_ADMIN, 4 * KiB, true},
 };
 
 const size_t server_nroutes = sizeof(server_routes) / sizeof(server_routes[0]);

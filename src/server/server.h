@@ -29,6 +29,8 @@ struct accept_guard;
 struct sessions;
 struct tls_front;
 struct metrics;
+struct retention;
+struct tenants;
 
 struct server {
     struct event_base *base;
@@ -57,6 +59,8 @@ struct server {
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */
     struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
+    struct retention *retention; /* archiving and deleting finished jobs (retention.h) */
+    struct tenants *tenants;     /* quotas and fair share (tenants.h) */
     struct event *tick;
     int heartbeat_s;
     int lost_after_s;
@@ -88,6 +92,12 @@ struct server_opts {
     int idle_timeout_s;   /* --idle-timeout */
     char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
     char *tls_key;        /* --tls-key: its PEM private key */
+    int64_t retention_ms; /* --retention (retention.h) */
+    char **queue_retention; /* --queue-retention QUEUE=DURATION, each as given */
+    size_t nqueue_retention;
+    int retention_sweep_s; /* --retention-sweep */
+    int tenant_max_running; /* --tenant-max-running (0: none) */
+    int tenant_max_queued;  /* --tenant-max-queued (0: none) */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
@@ -152,6 +162,8 @@ int api_session_get(struct http_req *r);
 int api_session_delete(struct http_req *r);
 int api_status(struct http_req *r);
 int api_openapi(struct http_req *r);
+int api_tenants_list(struct http_req *r);
+int api_tenants_put(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
@@ -170,6 +182,8 @@ int auth_bootstrap(struct server *s, struct err *e);
 #define AUTH_CACHE_TTL_MS 5000
 void auth_cache_forget_all(struct server *s);
 void auth_cache_free(struct server *s);
+/* tenants.c: forgets the tokens' tenants it remembers (a token was revoked). */
+void tenants_forget_tokens(struct server *s);
 
 /* waiters.c: long-polls on jobs (GET /v1/jobs/{id}/wait). */
 struct waiters *waiters_new(struct server *s);

@@ -448,3 +448,43 @@ bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, in
     *max -= n;
     return true;
 }
+
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    return st->ops->job_expired(st, now_ms, default_ms, limit, ids, n, e);
+}
+
+int store_job_delete(struct store *st, const char *id, struct err *e)
+{
+    return st->ops->job_delete(st, id, e);
+}
+
+int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                       struct err *e)
+{
+    return st->ops->token_tenant(st, name, tenant, n, e);
+}
+
+int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                           struct err *e)
+{
+    return st->ops->token_set_tenant(st, name, tenant, e);
+}
+
+int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
+{
+    return st->ops->tenant_put(st, t, e);
+}
+
+int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                      void *arg, struct err *e)
+{
+    return st->ops->tenant_scan(st, fn, arg, e);
+}
+
+int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                       struct err *e)
+{
+    return st->ops->tenant_count(st, tenant, states, n, e);
+}

@@ -317,6 +317,49 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 
 /*
+ * Retention (server/retention.h). The ids of up to `limit` finished jobs
+ * (succeeded, failed, cancelled) due for deletion at now_ms: those whose
+ * finished_at + retention (the job's retention_ms, or default_ms when it has
+ * none) is at most now_ms, the longest due first, into ids; *n is how many.
+ * Reads only what is due (an index per kind).
+ */
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+/*
+ * Deletes a finished job: its row (with its result and attempts) and all its
+ * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
+ * finished (a retry may have queued it again since it was found due).
+ */
+int store_job_delete(struct store *st, const char *id, struct err *e);
+
+/*
+ * Tenants (docs/operations.md, "Quotas and fair share"). A token belongs to
+ * a tenant, by default the one named as the token; a job to its owner's
+ * (struct job.tenant, written at insert). A tenant's limits: -1 = unset
+ * (the server's default), 0 = none.
+ */
+struct tenant_rec {
+    char name[72];
+    int max_running;
+    int max_queued;
+    int weight; /* 1..1000 */
+};
+/* The tenant of token `name` into tenant (n bytes). ERR_NOTFOUND when there is no such token. */
+int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                       struct err *e);
+/* Sets the tenant of token `name`. ERR_NOTFOUND when there is no such token. */
+int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                           struct err *e);
+/* Creates or replaces a tenant's limits. */
+int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e);
+/* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
+int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                      void *arg, struct err *e);
+/* How many of the tenant's jobs are in `states` (a mask of 1 << state). */
+int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                       struct err *e);
+
+/*
  * The service hub (job/service.h): every version of every service's
  * definition is kept. A service is retired when its latest version has
  * retired_at; a new version makes it current again.

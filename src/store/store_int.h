@@ -90,6 +90,20 @@ struct store_ops {
 
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
+
+    int (*job_expired)(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+    int (*job_delete)(struct store *st, const char *id, struct err *e);
+
+    int (*token_tenant)(struct store *st, const char *name, char *tenant, size_t n,
+                        struct err *e);
+    int (*token_set_tenant)(struct store *st, const char *name, const char *tenant,
+                            struct err *e);
+    int (*tenant_put)(struct store *st, const struct tenant_rec *t, struct err *e);
+    int (*tenant_scan)(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                       void *arg, struct err *e);
+    int (*tenant_count)(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                        struct err *e);
 };
 
 struct store {

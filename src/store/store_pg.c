@@ -80,6 +80,14 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_JOB_EXPIRED,
+    S_JOB_DELETE,
+    S_JOB_DELETE_LOGS,
+    S_TOKEN_TENANT,
+    S_TOKEN_SET_TENANT,
+    S_TENANT_PUT,
+    S_TENANT_SCAN,
+    S_TENANT_COUNT,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -91,12 +99,12 @@ enum stmt_id {
 #define JOB_COLUMNS                                                                                \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
-    "owner"
+    "owner, retention_ms, tenant"
 /* The same columns with labels and spec left out (NULL). */
 #define JOB_RUN_COLUMNS                                                                            \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
-    "owner"
+    "owner, retention_ms, tenant"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
@@ -116,7 +124,7 @@ static const char *const stmt_sql[S_COUNT] = {
     /* A taken id or key inserts nothing (no error, which would abort the transaction). */
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-                     "$21,$22,$23) ON CONFLICT DO NOTHING",
+                     "$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -206,6 +214,23 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
                         "WHERE id = $4",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+    /* each half reads its own partial index (schema 2), the longest ended first */
+    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE state >= 4 AND retention_ms IS NULL "
+                      "AND finished_at <= $1::bigint - $2::bigint ORDER BY finished_at LIMIT $3) "
+                      "UNION ALL (SELECT id FROM jobs WHERE state >= 4 "
+                      "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
+                      "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
+    [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = $1",
+    [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = $1",
+    [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = $1 WHERE name = $2",
+    [S_TENANT_PUT] = "INSERT INTO tenants (name, max_running, max_queued, weight) "
+                     "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
+                     "max_running = excluded.max_running, max_queued = excluded.max_queued, "
+                     "weight = excluded.weight",
+    [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
+    [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
+                       "AND ((1 << state) & $2::integer) != 0",
 };
 
 struct store_pg {
@@ -231,7 +256,7 @@ static struct store_pg *pg(struct store *st)
 
 /* ---- statements and their parameters ---- */
 
-#define PARAMS_MAX 24
+#define PARAMS_MAX 32
 
 /* Parameters in text form (format 0) but for binary ones (format 1). */
 struct params {
@@ -540,6 +565,8 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
     j->owner = col_text(r, row, 20);
+    j->retention_ms = col_int(r, row, 21);
+    j->tenant = col_text(r, row, 22);
 }
 
 /* ---- open, migrate, close ---- */
@@ -902,6 +929,8 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_json(&p, j->result);
     p_json(&p, j->attempts);
     p_text(&p, j->owner);
+    p_time(&p, j->retention_ms);
+    p_text(&p, j->tenant);
     p_text(&p, url);
     p_bool(&p, url && all);
     PGresult *r;
@@ -1811,6 +1840,134 @@ static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
     return count_one(pg(st), S_WEBHOOK_COUNT, NULL, n, e, "counting webhooks");
 }
 
+static int pg_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                          char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, now_ms);
+    p_int(&p, default_ms);
+    p_int(&p, limit);
+    PGresult *r;
+    *n = 0;
+    int rc = run(pg(st), S_JOB_EXPIRED, &p, &r, e, "reading expired jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < (size_t)limit; i++)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(s, S_JOB_DELETE, &p, &r, e, "deleting a job");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n == 0) {
+        struct job j;
+        if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
+            return rc;
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is %s: only a finished job is deleted", id,
+                     job_state_name(j.state));
+        job_release(&j);
+        return rc;
+    }
+    struct params l = {0};
+    p_text(&l, id);
+    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+}
+
+static int pg_job_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, job_delete_tx(s, id, e), e);
+}
+
+static int pg_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    PGresult *r;
+    int rc = run(pg(st), S_TOKEN_TENANT, &p, &r, e, "reading a token");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        snprintf(tenant, n, "%s", PQgetvalue(r, 0, 0));
+    else
+        rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                               struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    p_text(&p, name);
+    PGresult *r;
+    int rc = run(pg(st), S_TOKEN_SET_TENANT, &p, &r, e, "setting a token's tenant");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+}
+
+static void p_limit(struct params *p, int v)
+{
+    if (v >= 0)
+        p_int(p, v);
+    else
+        p_text(p, NULL);
+}
+
+static int pg_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, t->name);
+    p_limit(&p, t->max_running);
+    p_limit(&p, t->max_queued);
+    p_int(&p, t->weight);
+    return run(pg(st), S_TENANT_PUT, &p, NULL, e, "writing a tenant");
+}
+
+static int pg_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                          void *arg, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_TENANT_SCAN, NULL, &r, e, "reading tenants");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct tenant_rec t;
+        snprintf(t.name, sizeof(t.name), "%s", PQgetvalue(r, i, 0));
+        t.max_running = PQgetisnull(r, i, 1) ? -1 : (int)col_int(r, i, 1);
+        t.max_queued = PQgetisnull(r, i, 2) ? -1 : (int)col_int(r, i, 2);
+        t.weight = (int)col_int(r, i, 3);
+        rc = fn(arg, &t);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    p_int(&p, (int64_t)states);
+    return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
+}
+
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
     .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
@@ -1857,4 +2014,11 @@ const struct store_ops store_pg_ops = {
     .service_retire = pg_service_retire,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .job_expired = pg_job_expired,
+    .job_delete = pg_job_delete,
+    .token_tenant = pg_token_tenant,
+    .token_set_tenant = pg_token_set_tenant,
+    .tenant_put = pg_tenant_put,
+    .tenant_scan = pg_tenant_scan,
+    .tenant_count = pg_tenant_count,
 };

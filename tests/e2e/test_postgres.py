@@ -7,6 +7,7 @@ gets a database of its own. Slow (a cluster): marked `once`.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -116,13 +117,19 @@ def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
     return got
 
 
+def pg_migrations():
+    """How many migrations src/store/schema/postgres.h holds (each starts "/* N: ...")."""
+    with open(os.path.join(ROOT, "src", "store", "schema", "postgres.h")) as f:
+        return sum(1 for line in f if re.match(r"\s*/\* \d+: ", line))
+
+
 def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     server = pg_servers()
     api = server.api()
     # nothing of SQLite: the store is the database
     assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
     assert "store postgres://" in server.read_log()
-    assert psql(pg_db, "SELECT version FROM drover_schema") == "2"  # migrations: schema/postgres.h
+    assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
@@ -298,6 +305,31 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
             server.kill()
         subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
 
+
+def test_retention_and_quotas_on_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
+    """The retention sweep (its own connection, off the loop) and a tenant's max_queued
+    (counted in the submission's transaction) on PostgreSQL."""
+    server = pg_servers("--retention", "1s", "--retention-sweep", "1",
+                        "--tenant-max-queued", "1")
+    api = server.api()
+    make_agent(server, "ret", "--queues", "ret")
+    job = submit(server, queue="ret", command={"shell": "echo kept"})
+    assert wait_job(server, job)["state"] == "succeeded"
+    got = wait_for(lambda: (lambda j: j if j.get("archived") else None)(
+        api.get(f"/v1/jobs/{job}").json()), 30, "the job to be archived")
+    assert got["state"] == "succeeded"
+    assert api.get(f"/v1/jobs/{job}/log").text == "kept\n"
+    assert psql(pg_db, f"SELECT count(*) FROM jobs WHERE id = '{job}'") == "0"
+    assert psql(pg_db, f"SELECT count(*) FROM job_logs WHERE job = '{job}'") == "0"
+
+    r = api.post("/v1/tokens", json={"role": "client", "name": "c", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    lab = server.api(r.json()["token"])
+    spec = {"queue": "none", "command": {"program": "true"}}
+    assert lab.post("/v1/jobs", json=spec).status_code == 201
+    r = lab.post("/v1/jobs", json=spec)
+    assert r.status_code == 429 and r.json()["error"]["limit"] == "max_queued", r.text
+    assert psql(pg_db, "SELECT count(*) FROM jobs WHERE tenant = 'lab'") == "1"
 
 
 def test_service_hub(pg_servers, make_agent, tmp_path):

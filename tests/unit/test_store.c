@@ -2138,6 +2138,159 @@ static void test_logs(void **state)
     job_release(&j);
 }
 
+/* --- retention ---------------------------------------------------------------------------- */
+
+static void expect_expired(struct store *st, int64_t now, int64_t dflt, int limit,
+                           const char *const *want, size_t nwant)
+{
+    char ids[8][UUID_STR_LEN];
+    size_t n = 99;
+    struct err e = ERR_INIT;
+    assert_true(limit <= 8);
+    assert_ok(store_job_expired(st, now, dflt, limit, ids, &n, &e), &e);
+    if (n != nwant)
+        fail_msg("store_job_expired(now=%lld, default=%lld): %zu jobs, expected %zu",
+                 (long long)(now - T0), (long long)dflt, n, nwant);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < nwant; k++)
+            found |= !strcmp(ids[i], want[k]);
+        if (!found)
+            fail_msg("store_job_expired returned %s, not expected", ids[i]);
+    }
+}
+
+static void test_retention(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[4], got;
+    make_simple(&jobs[0], T0, "default");                     /* the default retention */
+    make_job(&jobs[1], T0, "{'retention_s': 1, 'command': {'program': 'true'}}");
+    make_simple(&jobs[2], T0, "default");                     /* never finishes */
+    make_job(&jobs[3], T0, "{'retention_s': 100000, 'command': {'program': 'true'}}");
+    assert_int_equal(jobs[1].retention_ms, 1000);
+    insert_jobs(f->st, jobs, 4);
+    assert_ok(store_job_get(f->st, jobs[3].id, &got, &e), &e);
+    assert_int_equal(got.retention_ms, 100000000);
+    job_release(&got);
+    assert_ok(store_job_get(f->st, jobs[0].id, &got, &e), &e);
+    assert_int_equal(got.retention_ms, 0);
+    job_release(&got);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    int64_t ended[4] = {T0 + 1000, T0 + 2000, 0, T0 + 1000};
+    for (int i = 0; i < 4; i++) {
+        if (!ended[i]) continue;
+        assert_ok(store_job_cancel(f->st, jobs[i].id, ended[i], &got, &e), &e);
+        job_release(&got);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_ok(store_log_append(f->st, jobs[i].id, 1, 0, 0, "out", 3, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    const char *a[] = {jobs[0].id}, *ab[] = {jobs[0].id, jobs[1].id};
+    expect_expired(f->st, T0 + 1999, 1000, 8, NULL, 0);   /* nothing due yet */
+    expect_expired(f->st, T0 + 2000, 1000, 8, a, 1);      /* ended + the default */
+    expect_expired(f->st, T0 + 2999, 5000, 8, NULL, 0);   /* a longer default */
+    expect_expired(f->st, T0 + 3000, 1000, 8, ab, 2);     /* b: ended + its own 1 s */
+    expect_expired(f->st, T0 + 3000, 1000, 1, ab, 1);     /* at most limit */
+    /* a job's own retention wins over the default, either way */
+    expect_expired(f->st, T0 + 100000000, 1000, 8, ab, 2);
+    const char *abd[] = {jobs[0].id, jobs[1].id, jobs[3].id};
+    expect_expired(f->st, T0 + 100001000, 1000, 8, abd, 3);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, jobs[2].id, &e), ERR_CONFLICT, &e); /* still queued */
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_err(store_job_delete(f->st, jobs[0].id, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_delete(f->st, "no-such-job", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    assert_err(store_job_get(f->st, jobs[0].id, &got, &e), ERR_NOTFOUND, &e);
+    read_log(f->st, jobs[0].id, 1, 0, 0, 100, "", 0); /* its output went with it */
+    read_log(f->st, jobs[1].id, 1, 0, 0, 100, "out", 3);
+    read_log(f->st, jobs[2].id, 1, 0, 0, 100, "out", 3);
+    assert_ok(store_job_get(f->st, jobs[2].id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_QUEUED);
+    job_release(&got);
+    expect_expired(f->st, T0 + 3000, 1000, 8, ab + 1, 1);
+    release_jobs(jobs, 4);
+}
+
+/* --- tenants ------------------------------------------------------------------------------ */
+
+static int collect_tenants(void *arg, const struct tenant_rec *t)
+{
+    struct tenant_rec *out = arg;
+    while (out->name[0])
+        out++;
+    *out = *t;
+    return 0;
+}
+
+static void test_tenants(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tenant[72];
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "alice", ROLE_CLIENT, "hash-alice", &e), &e);
+    assert_ok(store_token_insert(f->st, "bob", ROLE_CLIENT, "hash-bob", &e), &e);
+    assert_ok(store_token_set_tenant(f->st, "bob", "lab", &e), &e);
+    assert_err(store_token_set_tenant(f->st, "nobody", "lab", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_token_tenant(f->st, "alice", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "alice"); /* by default the token's own name */
+    assert_ok(store_token_tenant(f->st, "bob", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "lab");
+    assert_err(store_token_tenant(f->st, "nobody", tenant, sizeof(tenant), &e), ERR_NOTFOUND, &e);
+
+    struct tenant_rec lab = {"lab", 2, -1, 3}, zed = {"zed", 0, 10, 1};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_tenant_put(f->st, &zed, &e), &e);
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    lab.max_running = 5; /* replaced whole */
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct tenant_rec got[4];
+    memset(got, 0, sizeof(got));
+    assert_ok(store_tenant_scan(f->st, collect_tenants, got, &e), &e);
+    assert_string_equal(got[0].name, "lab");
+    assert_int_equal(got[0].max_running, 5);
+    assert_int_equal(got[0].max_queued, -1);
+    assert_int_equal(got[0].weight, 3);
+    assert_string_equal(got[1].name, "zed");
+    assert_int_equal(got[1].max_running, 0);
+    assert_int_equal(got[1].max_queued, 10);
+    assert_int_equal(got[2].name[0], '\0');
+
+    struct job jobs[3], j;
+    for (int i = 0; i < 3; i++) {
+        make_simple(&jobs[i], T0 + i, "default");
+        jobs[i].tenant = xstrdup(i < 2 ? "lab" : "other");
+    }
+    insert_jobs(f->st, jobs, 3);
+    assert_ok(store_job_get(f->st, jobs[0].id, &j, &e), &e);
+    assert_string_equal(j.tenant, "lab");
+    job_release(&j);
+    unsigned waiting = 1u << JOB_QUEUED | 1u << JOB_BLOCKED;
+    int64_t n = -1;
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, jobs[1].id, T0 + 9, &j, &e), &e);
+    job_release(&j);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "lab", 1u << JOB_CANCELLED, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "nobody", waiting, &n, &e), &e);
+    assert_int_equal(n, 0);
+    release_jobs(jobs, 3);
+}
+
 /* --- fenced updates and scans -------------------------------------------------------------- */
 
 static int collect_ids(void *arg, const struct job *j)
@@ -2548,6 +2701,8 @@ int main(void)
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),
+        T(test_retention),
+        T(test_tenants),
         T(test_webhooks),
         T_EMPTY(test_uri_redact),
     };

@@ -67,6 +67,20 @@ static const char *const pg_migrations[] = {
     "  name text COLLATE \"C\" NOT NULL, version integer NOT NULL, definition text NOT NULL,"
     "  created_at bigint NOT NULL, created_by text, retired_at bigint,"
     "  PRIMARY KEY (name, version));",
+    /* 3: SQLite's 8: retention */
+    "ALTER TABLE jobs ADD COLUMN retention_ms bigint;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 4: SQLite's 9: tenants */
+    "ALTER TABLE tokens ADD COLUMN tenant text;"
+    "ALTER TABLE jobs ADD COLUMN tenant text;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name text PRIMARY KEY, max_running integer, max_queued integer,"
+    "  weight integer NOT NULL DEFAULT 1);",
 };
 
 #endif

@@ -71,6 +71,23 @@ static const char *const sqlite_migrations[] = {
     "  name TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, created_by TEXT, retired_at INTEGER,"
     "  PRIMARY KEY (name, version)) WITHOUT ROWID;",
+    /* 8: retention: a finished job is archived and deleted retention_ms after it ended
+       (NULL: the server's --retention). One index per kind, so that the sweep reads only
+       what is due. */
+    "ALTER TABLE jobs ADD COLUMN retention_ms INTEGER;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs (finished_at + retention_ms)"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 9: tenants: a token belongs to one (NULL: the one named as the token), a job to its
+       owner's; per-tenant limits (NULL: the server's) and fair-share weight */
+    "ALTER TABLE tokens ADD COLUMN tenant TEXT;"
+    "ALTER TABLE jobs ADD COLUMN tenant TEXT;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name TEXT PRIMARY KEY, max_running INTEGER, max_queued INTEGER,"
+    "  weight INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;",
 };
 
 #endif
