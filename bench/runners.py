@@ -50,10 +50,9 @@ def podman_env(d):
 
 def podman_setup(d):
     """podman's configuration in d and the image made and imported."""
-    # d is its own folder in $TMPDIR, not the work folder: with the store under the work folder's
-    # longer path every `podman run` here waited 20 s after the container ended (podman's
-    # debug log: "Exceeded conmon timeout"); same image and configuration under /tmp: 0.3 s.
-    # (Likely conmon's socket paths passing the 108 bytes of a unix socket's name.)
+    # d is its own folder in $TMPDIR, not the work folder: with a run root of 52 characters
+    # or more (45 was fine) every `podman run` of podman 4.3 here waits 20 s after the
+    # container ended (its debug log: "Exceeded conmon timeout"); RESULTS.md, issue 10.
     with open(os.path.join(d, "containers.conf"), "w") as f:
         # lock_type and tmp_dir: this run's own locks and exit files, not the ones every
         # rootful podman store on the machine shares (/dev/shm/libpod_lock, /run/libpod)
