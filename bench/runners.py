@@ -53,6 +53,9 @@ def podman_setup(d):
     # d is its own folder in $TMPDIR, not the work folder: with a run root of 52 characters
     # or more (45 was fine) every `podman run` of podman 4.3 here waits 20 s after the
     # container ended (its debug log: "Exceeded conmon timeout"); RESULTS.md, issue 10.
+    if len(os.path.join(d, "run")) > 45:
+        sys.exit(f"bench: podman's run root {d}/run would be longer than 45 characters "
+                 "(each container would wait 20 s): set TMPDIR to a shorter folder")
     with open(os.path.join(d, "containers.conf"), "w") as f:
         # lock_type and tmp_dir: this run's own locks and exit files, not the ones every
         # rootful podman store on the machine shares (/dev/shm/libpod_lock, /run/libpod)
