@@ -465,6 +465,11 @@ int store_workflow_get(struct store *st, const char *id, struct workflow_rec *ou
     return st->ops->workflow_get(st, id, out, e);
 }
 
+int store_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    return st->ops->workflow_of(st, job, id_out, e);
+}
+
 static const char *node_job(json_t *nodes, const char *name)
 {
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));

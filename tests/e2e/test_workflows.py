@@ -86,6 +86,11 @@ def test_diamond_runs_in_order_through_connections(server, make_agent):
     assert set(states(w).values()) == {"succeeded"}
     assert w["progress"]["succeeded"] == 4
     jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    # each node's job names its workflow (the dashboard links it); a lone job names none
+    assert {n: j["workflow"] for n, j in jobs.items()} == dict.fromkeys("ABCD", w["id"])
+    lone = server.api().post("/v1/jobs", json=sh("true"))
+    assert lone.status_code == 201, lone.text
+    assert job(server, lone.json()["id"])["workflow"] is None
     # in order: each node started after its upstreams finished
     for down, ups in (("B", "A"), ("C", "A"), ("D", "B"), ("D", "C")):
         assert jobs[down]["started_at"] >= jobs[ups]["finished_at"], (down, ups)
