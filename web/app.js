@@ -1,5 +1,6 @@
 /*
- * drover's dashboard: one page, five views (jobs, a job, a workflow, queues, agents),
+ * drover's dashboard: one page, six views (jobs, a job, workflows, a workflow, queues,
+ * agents),
  * kept live by the event stream (GET /v1/events).
  *
  * Safety rule: data from the server is only ever put into the page as text
@@ -240,7 +241,7 @@ async function signOut() {
   signedOut('Signed out.');
 }
 
-/* ---- routing: #/jobs?…, #/job/ID, #/workflow/ID, #/queues, #/agents ---- */
+/* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/queues, #/agents ---- */
 
 function route() {
   if (!app.session) return;
@@ -252,9 +253,10 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   const name = parts[0] || 'jobs';
   for (const a of document.querySelectorAll('#nav a'))
-    a.classList.toggle('active', a.dataset.view === (name === 'job' || name === 'workflow' ? 'jobs' : name));
+    a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name === 'workflow' ? 'workflows' : name));
   if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
   else if (name === 'workflow' && parts[1]) app.view = workflowView(decodeURIComponent(parts[1]));
+  else if (name === 'workflows') app.view = workflowsView(params);
   else if (name === 'queues') app.view = queuesView();
   else if (name === 'agents') app.view = agentsView();
   else app.view = jobsView(params);
@@ -547,6 +549,62 @@ function jobView(id) {
   };
 }
 
+/* ---- workflows ---- */
+
+function workflowsView(params) {
+  const after = params.get('after') || '';
+  const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
+  const root = clear(main());
+  const status = h('p', {class: 'muted', id: 'workflows-status'});
+  const tbody = h('tbody', {id: 'workflows-body'});
+  const pager = h('div', {class: 'pager'});
+  root.append(h('h1', {}, 'Workflows'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'workflows'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'id'), h('th', {}, 'name'), h('th', {}, 'state'), h('th', {}, 'progress'),
+      h('th', {class: 'hide-narrow'}, 'owner'), h('th', {class: 'hide-narrow'}, 'created'))), tbody)),
+    pager);
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/workflows' + q({after, limit: 20}));
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.className = 'muted';
+    status.textContent = res.workflows.length ? '' : 'No workflows yet.';
+    clear(tbody);
+    for (const w of res.workflows) {
+      const p = w.progress || {};
+      const ended = (p.succeeded || 0) + (p.failed || 0) + (p.cancelled || 0);
+      tbody.append(h('tr', {'data-id': w.id, 'data-state': w.state},
+        h('td', {class: 'id'}, h('a', {href: `#/workflow/${encodeURIComponent(w.id)}`, title: w.id}, shortId(w.id))),
+        h('td', {class: 'name'}, w.name === null ? h('span', {class: 'muted'}, '—') : w.name),
+        h('td', {}, badge(w.state)),
+        h('td', {class: 'progress-cell'}, progressBar(p.total ? ended / p.total * 100 : 0, true),
+          `${p.succeeded || 0} of ${p.total || 0} succeeded`, p.failed ? `, ${p.failed} failed` : ''),
+        h('td', {class: 'hide-narrow'}, w.owner || ''),
+        h('td', {class: 'hide-narrow'}, fmtWhen(w.created_at))));
+    }
+    clear(pager);
+    const link = (text, pr) => h('a', {href: '#/workflows' + q(pr), class: 'page'}, text);
+    if (after) {
+      pager.append(link('« Newest', {}));
+      const prev = back.slice(0, -1);
+      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
+    }
+    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+  };
+  /* Any job's change may be a node's (a new workflow's first ones included). */
+  const refresh = throttle(load, 1000);
+  load();
+  return {
+    onEvent: (type) => { if (type === 'job') refresh(); },
+    destroy: () => refresh.cancel(),
+  };
+}
+
 /* ---- one workflow ---- */
 
 function workflowView(id) {
@@ -577,7 +635,7 @@ function workflowView(id) {
     jobs = new Set(Object.values(w.nodes).map((n) => n.job));
     const ended = (p.succeeded || 0) + (p.failed || 0) + (p.cancelled || 0);
     clear(head).append(
-      h('p', {}, h('a', {href: '#/jobs'}, '‹ Jobs')),
+      h('p', {}, h('a', {href: '#/workflows'}, '‹ Workflows')),
       h('h1', {}, 'Workflow ', w.name === null ? h('span', {class: 'id'}, shortId(w.id)) : h('span', {id: 'wf-name'}, w.name),
         ' ', badge(w.state)),
       h('div', {class: 'actions'},
@@ -617,7 +675,7 @@ function workflowView(id) {
     try {
       wf = await api('GET', `/v1/workflows/${encodeURIComponent(id)}`);
     } catch (e) {
-      clear(head).append(h('p', {}, h('a', {href: '#/jobs'}, '‹ Jobs')), h('p', {class: 'error'}, e.message));
+      clear(head).append(h('p', {}, h('a', {href: '#/workflows'}, '‹ Workflows')), h('p', {class: 'error'}, e.message));
       return;
     }
     render();

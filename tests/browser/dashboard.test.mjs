@@ -265,6 +265,17 @@ describe('dashboard', () => {
     assert.equal(await page.locator('main img, main script').count(), 0);
     assert.equal(await page.evaluate(() => window.__xss), undefined, 'a script from the data ran');
     await shot('workflow');
+    /* The list of workflows, newest first, its name as text, a click from its page. */
+    await page.click('#nav a[data-view="workflows"]');
+    const row = `#workflows-body tr[data-id="${wf.id}"]`;
+    await page.waitForSelector(`${row}[data-state="succeeded"]`);
+    assert.equal(await page.getAttribute('#workflows-body tr:first-child', 'data-id'), wf.id);
+    assert.equal(await page.textContent(`${row} td.name`), name);
+    assert.match(await page.textContent(`${row}`), /2 of 2 succeeded/);
+    assert.equal(await page.locator('main img, main script').count(), 0);
+    await shot('workflows');
+    await page.click(`${row} a`);
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="succeeded"]');
     /* A node links to its job's page, and the job's page back to its workflow. */
     await page.click('#wf-graph a.node[data-node="B"]');
     await page.waitForSelector('#job-workflow');
@@ -275,10 +286,14 @@ describe('dashboard', () => {
 
   it('cancels a workflow and retries what failed, from its page', async () => {
     const sh = (script) => ({retry: {max_attempts: 1}, command: {shell: script}});
+    await page.goto(`${URL_}/#/workflows`);
+    await page.waitForSelector('#workflows-body tr');
     let r = await api('POST', '/v1/workflows', {name: 'to-cancel', nodes: {
       A: {job: sh('sleep 60')}, B: {job: sh('true'), depends_on: ['A']}}});
     assert.equal(r.status, 201, JSON.stringify(r.body));
-    await page.goto(`${URL_}/#/workflow/${r.body.id}`);
+    /* A new workflow appears in the list live (its nodes' events), then runs. */
+    await page.waitForSelector(`#workflows-body tr:first-child[data-id="${r.body.id}"]`, {timeout: 3000});
+    await page.click(`#workflows-body tr[data-id="${r.body.id}"] a`);
     await page.waitForSelector('#wf-graph a.node[data-node="A"][data-state="running"]', {timeout: 10000});
     await page.click('#wf-cancel');
     await page.waitForSelector('h1 .badge[data-state="cancelled"]', {timeout: 5000});

@@ -43,6 +43,6 @@ def test_dashboard_in_a_browser(server, make_agent, capsys):
     assert r.returncode == 0, out + "\n--- server log ---\n" + server.read_log()[-4000:]
     assert any(s.strip().endswith("fail 0") for s in summary), out
     pngs = sorted(f for f in os.listdir(shots) if f.endswith(".png"))
-    for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow"):
+    for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow", "workflows"):
         for size in ("desktop", "phone"):
             assert f"{page}-{size}.png" in pngs, (page, size, pngs)
