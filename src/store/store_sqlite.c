@@ -1073,7 +1073,7 @@ static int sqlite_workflow_list(struct store *st, const char *owner, const char 
     bind_text(q, 2, after);
     sqlite3_bind_int(q, 3, limit);
     out->w = xcalloc((size_t)limit, sizeof(*out->w));
-    int step, rc = 0;
+    int step = SQLITE_DONE, rc = 0;
     while (!rc && out->n < (size_t)limit && (step = sqlite3_step(q)) == SQLITE_ROW) {
         struct workflow_rec *w = &out->w[out->n++];
         snprintf(w->id, sizeof(w->id), "%s", (const char *)sqlite3_column_text(q, 0));
