@@ -683,7 +683,8 @@ function workflowView(id) {
   const refresh = throttle(load, 200);
   load();
   return {
-    onEvent: (type, ev) => { if (type === 'job' && jobs.has(ev.job)) refresh(); },
+    /* before the first answer, any job's change may be a node's: read again */
+    onEvent: (type, ev) => { if (type === 'job' && (!wf || jobs.has(ev.job))) refresh(); },
     destroy: () => { closed = true; refresh.cancel(); },
   };
 }
