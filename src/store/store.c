@@ -297,6 +297,19 @@ int store_meta_get(struct store *st, const char *key, char **value, struct err *
     return st->ops->meta_get(st, key, value, e);
 }
 
+int store_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                      int64_t ttl_ms, bool *leader, struct err *e)
+{
+    *leader = false;
+    if (ttl_ms <= 0) return err_set(e, ERR_INVALID, "the leader lease needs a positive ttl");
+    return st->ops->leader_take(st, name, holder, now_ms, ttl_ms, leader, e);
+}
+
+int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e)
+{
+    return st->ops->leader_release(st, name, holder, e);
+}
+
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e)
 {
     return st->ops->meta_set(st, key, value, e);

@@ -317,6 +317,21 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
+/*
+ * The leader lease: periodic work (lost agents, deadlines, delayed jobs, pruning,
+ * webhook deliveries) runs on one server of those sharing a store. Takes the lease
+ * `name` for `holder` until now_ms + ttl_ms when nobody holds it, when it lapsed
+ * (its expiry <= now_ms) or when `holder` has it already (a renewal): *leader =
+ * true. Else *leader = false, and nothing changes. One statement, committed on its
+ * own when no transaction is open; two servers racing for a lapsed lease cannot both
+ * get it. Clocks: now_ms is the caller's, so the servers' clocks must agree to well
+ * within ttl_ms.
+ */
+int store_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                      int64_t ttl_ms, bool *leader, struct err *e);
+/* Lets the lease go at once when `holder` has it (a clean shutdown); else nothing. */
+int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e);
+
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);
 

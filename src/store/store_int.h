@@ -82,6 +82,9 @@ struct store_ops {
                          const char *error, struct err *e);
     int (*webhook_count)(struct store *st, int64_t *n, struct err *e);
 
+    int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                       int64_t ttl_ms, bool *leader, struct err *e);
+    int (*leader_release)(struct store *st, const char *name, const char *holder, struct err *e);
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
 };

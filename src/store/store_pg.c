@@ -58,6 +58,8 @@ enum stmt_id {
     S_TOKEN_COUNT,
     S_META_GET,
     S_META_SET,
+    S_LEADER_TAKE,
+    S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
@@ -121,6 +123,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = $1",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    /* a row back: the lease is the holder's (new, renewed or taken over); the row lock
+       serialises two servers racing for it, the WHERE is checked on the newest row */
+    [S_LEADER_TAKE] = "INSERT INTO leader (name, holder, expires_at) VALUES ($1, $2, $3) "
+                      "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                      "expires_at = excluded.expires_at "
+                      "WHERE leader.holder = excluded.holder OR leader.expires_at <= $4 "
+                      "RETURNING holder",
+    [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = $1 AND holder = $2",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
                      "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
@@ -1546,6 +1556,31 @@ static int pg_meta_set(struct store *st, const char *key, const char *value, str
     return run(pg(st), S_META_SET, &p, NULL, e, "writing meta");
 }
 
+static int pg_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                          int64_t ttl_ms, bool *leader, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_text(&p, holder);
+    p_int(&p, now_ms + ttl_ms);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(pg(st), S_LEADER_TAKE, &p, &r, e, "taking the leader lease");
+    if (rc) return rc;
+    *leader = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_leader_release(struct store *st, const char *name, const char *holder,
+                             struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_text(&p, holder);
+    return run(pg(st), S_LEADER_RELEASE, &p, NULL, e, "releasing the leader lease");
+}
+
 /* ---- the event stream ---- */
 
 /* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
@@ -1753,4 +1788,6 @@ const struct store_ops store_pg_ops = {
     .webhook_count = pg_webhook_count,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .leader_take = pg_leader_take,
+    .leader_release = pg_leader_release,
 };

@@ -47,6 +47,8 @@ enum stmt_id {
     S_TOKEN_COUNT,
     S_META_GET,
     S_META_SET,
+    S_LEADER_TAKE,
+    S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_READ,
     S_JOB_LEASE,
@@ -107,6 +109,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    /* a row back: the lease is the holder's (new, renewed or taken over) */
+    [S_LEADER_TAKE] = "INSERT INTO leader (name, holder, expires_at) VALUES (?1, ?2, ?3) "
+                      "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                      "expires_at = excluded.expires_at "
+                      "WHERE leader.holder = excluded.holder OR leader.expires_at <= ?4 "
+                      "RETURNING holder",
+    [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = ? AND holder = ?",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
                      "finished_at = ?, run_after = ?, progress = ?, result = ?, attempts = ? "
@@ -851,6 +860,34 @@ static int sqlite_meta_set(struct store *st, const char *key, const char *value,
     return exec_stmt(s, q, e, "writing meta");
 }
 
+static int sqlite_leader_take(struct store *st, const char *name, const char *holder,
+                              int64_t now_ms, int64_t ttl_ms, bool *leader, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_LEADER_TAKE);
+    bind_text(q, 1, name);
+    bind_text(q, 2, holder);
+    sqlite3_bind_int64(q, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(q, 4, now_ms);
+    int rc = sqlite3_step(q);
+    *leader = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(q);
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "taking the leader lease");
+    if (rc) *leader = false;
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_leader_release(struct store *st, const char *name, const char *holder,
+                                 struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_LEADER_RELEASE);
+    bind_text(q, 1, name);
+    bind_text(q, 2, holder);
+    return exec_stmt(s, q, e, "releasing the leader lease");
+}
+
 static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
                              unsigned expect_states, struct err *e)
 {
@@ -1254,4 +1291,6 @@ const struct store_ops store_sqlite_ops = {
     .webhook_count = sqlite_webhook_count,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
+    .leader_take = sqlite_leader_take,
+    .leader_release = sqlite_leader_release,
 };

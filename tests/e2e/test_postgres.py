@@ -122,7 +122,7 @@ def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     # nothing of SQLite: the store is the database
     assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
     assert "store postgres://" in server.read_log()
-    assert psql(pg_db, "SELECT version FROM drover_schema") == "1"
+    assert psql(pg_db, "SELECT version FROM drover_schema") == "2"
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "

@@ -2397,6 +2397,54 @@ static void test_meta(void **state)
     assert_err(store_meta_get(f->st, "Secret", &v, &e), ERR_NOTFOUND, &e);
 }
 
+/* The leader lease: one holder at a time, renewed by it, taken over once it lapsed. */
+static void test_leader(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    bool lead = true;
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e); /* a second server */
+    struct store *a = f->st, *b = f->st2;
+
+    assert_ok(store_leader_take(a, "periodic", "server-a", 1000, 5000, &lead, &e), &e);
+    assert_true(lead); /* nobody had it */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 2000, 5000, &lead, &e), &e);
+    assert_false(lead); /* a's until 6000 */
+    assert_ok(store_leader_take(a, "periodic", "server-a", 3000, 5000, &lead, &e), &e);
+    assert_true(lead); /* renewed: until 8000 */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 7999, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* another lease is another row */
+    assert_ok(store_leader_take(b, "other", "server-b", 7999, 5000, &lead, &e), &e);
+    assert_true(lead);
+    /* lapsed: b takes it over, and a no longer has it */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 8000, 5000, &lead, &e), &e);
+    assert_true(lead);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8500, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* a release by who does not hold it changes nothing */
+    assert_ok(store_leader_release(a, "periodic", "server-a", &e), &e);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8600, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* the holder's release lets the other take it at once */
+    assert_ok(store_leader_release(b, "periodic", "server-b", &e), &e);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8700, 5000, &lead, &e), &e);
+    assert_true(lead);
+    /* in a transaction rolled back: not taken */
+    assert_ok(store_begin(b, &e), &e);
+    assert_ok(store_leader_take(b, "periodic", "server-b", 20000, 5000, &lead, &e), &e);
+    assert_true(lead);
+    store_rollback(b);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 19000, 5000, &lead, &e), &e);
+    assert_true(lead); /* still a's: renewed until 24000 */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 23999, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* a ttl that is not positive is refused */
+    lead = true;
+    assert_err(store_leader_take(a, "periodic", "server-a", 30000, 0, &lead, &e), ERR_INVALID, &e);
+    assert_false(lead);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -2434,6 +2482,7 @@ int main(void)
         T(test_tokens),
         T(test_agent_owner),
         T(test_meta),
+        T(test_leader),
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),

@@ -62,6 +62,10 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
+    /* 2: the leader lease (store_leader_take): which server does the periodic work, until
+       when (ms since the epoch, the holder's clock) */
+    "CREATE TABLE leader ("
+    "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
 };
 
 #endif

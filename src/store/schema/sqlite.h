@@ -64,6 +64,10 @@ static const char *const sqlite_migrations[] = {
     "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
+    /* 7: the leader lease (store_leader_take): which server does the periodic work, until
+       when (ms since the epoch, the holder's clock) */
+    "CREATE TABLE leader ("
+    "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #endif
