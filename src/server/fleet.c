@@ -772,9 +772,14 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 
 /* ---- time ---- */
 
-void fleet_tick(struct fleet *f, int64_t now_ms)
+void fleet_tick_ready(struct fleet *f, int64_t now_ms)
 {
     if (sched_tick(f->d.sched, now_ms)) wake_polls(f);
+}
+
+void fleet_tick(struct fleet *f, int64_t now_ms)
+{
+    fleet_tick_ready(f, now_ms);
     int64_t lost_ms = (int64_t)f->d.lost_after_s * 1000;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;

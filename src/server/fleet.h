@@ -125,6 +125,9 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
 
 /* Once a second: lost agents, passed deadlines, delayed jobs now due. */
 void fleet_tick(struct fleet *f, int64_t now_ms);
+/* Once a second on a server that is not the leader: delayed jobs now due, nothing else
+ * (lost agents and deadlines are the leader's). */
+void fleet_tick_ready(struct fleet *f, int64_t now_ms);
 
 /*
  * Is `attempt` of `job` the live lease of an agent (leased or running, not being ended)?

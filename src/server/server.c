@@ -522,11 +522,96 @@ static void fleet_job_changed_cb(void *arg, const struct job *j)
     logs_notify(s->logs, j->id);
 }
 
+/*
+ * The leader lease (store.h, store_leader_take), taken and renewed through the committer
+ * every LEADER_RENEW_MS for LEADER_TTL_MS: when the leader dies, another server takes the
+ * lease over once it lapsed. A leader whose renewals stop succeeding steps down a renewal
+ * before its lease lapses, so two servers never both act as leader (given clocks that agree
+ * to well within LEADER_RENEW_MS).
+ */
+#define LEADER_NAME "periodic"
+#define LEADER_TTL_MS 10000
+#define LEADER_RENEW_MS 2000
+
+struct leader_op {
+    struct server *s;
+    int64_t now_ms;
+    bool got;
+};
+
+static int leader_write(struct store *st, void *arg, struct err *e)
+{
+    struct leader_op *op = arg;
+    return store_leader_take(st, LEADER_NAME, op->s->leader_holder, op->now_ms, LEADER_TTL_MS,
+                             &op->got, e);
+}
+
+static void leader_set(struct server *s, bool leader, const char *why)
+{
+    if (leader == s->leader) return;
+    s->leader = leader;
+    webhooks_set_paused(s->webhooks, !leader);
+    if (leader)
+        log_info("this server (%s) is the leader now: it runs the periodic work (lost agents, "
+                 "deadlines, event pruning, webhook deliveries)",
+                 s->leader_holder);
+    else
+        log_warn("this server (%s) is no longer the leader: %s", s->leader_holder, why);
+}
+
+static void leader_done(void *arg, int rc, const struct err *e)
+{
+    struct leader_op *op = arg;
+    struct server *s = op->s;
+    s->leader_busy = false;
+    if (s->shutting_down) {
+        /* let go in server_shutdown */
+    } else if (rc == 0 && op->got) {
+        s->leader_until_ms = op->now_ms + LEADER_TTL_MS;
+        leader_set(s, true, NULL);
+    } else if (rc == 0) {
+        leader_set(s, false, "another server holds the lease");
+    } else {
+        log_warn("cannot renew the leader lease: %s", e->msg);
+    }
+    free(op);
+}
+
+static void leader_check(struct server *s, int64_t now)
+{
+    if (s->leader && now >= s->leader_until_ms - LEADER_RENEW_MS)
+        leader_set(s, false, "its lease could not be renewed in time");
+    if (s->leader_busy || now < s->leader_next_ms) return;
+    s->leader_busy = true;
+    s->leader_next_ms = now + LEADER_RENEW_MS;
+    struct leader_op *op = xcalloc(1, sizeof(*op));
+    op->s = s;
+    op->now_ms = now;
+    commit_submit(s->commit, leader_write, leader_done, op);
+}
+
+static int leader_release_write(struct store *st, void *arg, struct err *e)
+{
+    struct server *s = arg;
+    return store_leader_release(st, LEADER_NAME, s->leader_holder, e);
+}
+
+static void leader_release_done(void *arg, int rc, const struct err *e)
+{
+    (void)arg;
+    if (rc) log_warn("cannot give up the leader lease: %s", e->msg);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
-    if (!s->shutting_down)
-        fleet_tick(s->fleet, time_now_ms());
+    if (s->shutting_down) return;
+    int64_t now = time_now_ms();
+    if (s->elect) leader_check(s, now);
+    if (s->leader)
+        fleet_tick(s->fleet, now);
+    else
+        fleet_tick_ready(s->fleet, now);
 }
 
 int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
@@ -570,6 +655,15 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         store_close(writer);
         return rc;
     }
+    s->elect = (store_caps(writer) & STORE_CAP_LEADER) != 0;
+    s->leader = !s->elect;
+    if (s->elect) {
+        char hostname[256] = "";
+        gethostname(hostname, sizeof(hostname) - 1);
+        char *abs = realpath(o->data, NULL);
+        s->leader_holder = xasprintf("%s:%s", hostname, abs ? abs : o->data);
+        free(abs);
+    }
     s->public_url = o->public_url ? xstrdup(o->public_url) : NULL;
     s->http = evhttp_new(base);
     s->uploads = uploads_new(s->http, "/v1/blobs/", o->upload_idle_s);
@@ -581,6 +675,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     commit_on_batch(s->commit, on_batch, s);
     if ((rc = webhooks_open(s, o, e)))
         return rc;
+    webhooks_set_paused(s->webhooks, !s->leader); /* until the lease is this server's */
     s->sched = sched_new();
     s->metrics = metrics_new();
     struct fleet_deps fd = {
@@ -603,6 +698,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
+    if (s->elect) leader_check(s, time_now_ms()); /* at once, not a second later */
     s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
     router_set_uploads(s->router, s->uploads);
     s->sessions = sessions_new();
@@ -661,6 +757,10 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     events_free(s->events);
     s->events = NULL;
     webhooks_stop(s->webhooks); /* what it was sending goes out again after a restart */
+    if (s->elect && s->leader) { /* another server need not wait for the lease to lapse */
+        s->leader = false;
+        commit_submit(s->commit, leader_release_write, leader_release_done, s);
+    }
     /* Answers the agents' parked polls; writes in flight still need the fleet. */
     fleet_stop(s->fleet);
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
@@ -698,6 +798,7 @@ void server_release(struct server *s)
         evhttp_free(s->http);
     tls_front_free(s->tls); /* after evhttp, which has closed its side of each connection */
     free(s->listen);
+    free(s->leader_holder);
     json_decref(s->warnings);
     blob_store_close(s->blobs);
     free(s->public_url);

@@ -58,6 +58,13 @@ struct server {
     struct events *events; /* followers of the event stream (events.h) */
     struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
     struct event *tick;
+    /* The leader lease (store_leader_take): periodic work (lost agents, deadlines, event
+       pruning, webhook deliveries) runs only while `leader`. Without STORE_CAP_LEADER
+       (SQLite) the one server always leads and `elect` is false. */
+    bool elect, leader, leader_busy;
+    char *leader_holder;     /* this server: "HOST:DATA-DIR", the same after a restart */
+    int64_t leader_until_ms; /* when the lease last taken lapses */
+    int64_t leader_next_ms;  /* the next renewal */
     int heartbeat_s;
     int lost_after_s;
     int deadline_grace_s;

@@ -43,6 +43,8 @@ struct store_opts {
 /* What a backend can do (curl's SSLSUPP_* style). */
 enum store_caps {
     STORE_CAP_SHARED = 1 << 0, /* several servers may share it */
+    STORE_CAP_LEADER = 1 << 1, /* reached over the network: periodic work is the leader's
+                                  (store_leader_take); without it the one server leads */
 };
 
 

@@ -1748,7 +1748,7 @@ static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
 
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
-    .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
+    .caps = STORE_CAP_LEADER, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
     .open = pg_open,
     .close = pg_close,
     .claim = pg_claim,

@@ -505,7 +505,7 @@ static void test_open_creates_and_migrates(void **state)
     assert_non_null(f->st);
     assert_true(f->be->exists(f));
     f->be->check_schema(f);
-    assert_int_equal(store_caps(f->st) & ~(unsigned)STORE_CAP_SHARED, 0);
+    assert_int_equal(store_caps(f->st) & ~(unsigned)(STORE_CAP_SHARED | STORE_CAP_LEADER), 0);
 
     /* Empty, and every table usable. */
     struct job_filter flt = filter_any();
