@@ -22,6 +22,7 @@ int cmd_cancel(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_service(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_agents(int argc, char **argv);

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"get", cmd_get, "download an object (s3://bucket/key [FILE])"},
     {"ls", cmd_ls, "list objects (s3://bucket[/prefix])"},
     {"rm", cmd_rm, "delete objects"},
+    {"service", cmd_service, "define, list, show or retire services of the hub"},
     {"token", cmd_token, "create or revoke an API token"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
     {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},

@@ -12,8 +12,9 @@
 #                    that hmmbuild --dna makes (as drover jobs) from the Rfam seed
 #                    alignments tRNA.sto, Vault.sto and snR75.sto
 #
-# Every job's hits table (--tblout) is pushed back to s3://nhmmer/hits/DB/QUERY.tbl and
-# printed. DROVER (default: build/drover of this repository) is the CLI; DROVER_SERVER,
+# The searches are jobs of the hub's service nhmmer (nhmmer.service.json, defined here with
+# `drover service put`), which give only its params. Every job's hits table (--tblout) is
+# pushed back to s3://nhmmer/hits/DB/QUERY.tbl and printed. DROVER (default: build/drover of this repository) is the CLI; DROVER_SERVER,
 # DROVER_TOKEN and DROVER_DATA say where the server is, as for the CLI. HMMER_EXAMPLES and
 # INFERNAL_TESTSUITE override where the Debian packages put their files.
 set -euo pipefail
@@ -45,19 +46,20 @@ search_spec() { # DB DB_URI QUERY_NAME MODEL_URI EXTRA_FLAG
   /usr/bin/env python3 - "$db" "$db_uri" "$tag" "$model" "$flag" <<'EOF' >> "$specs"
 import json, sys
 db, db_uri, tag, model, flag = sys.argv[1:]
-args = [{"type": "parameter", "name": "--cpu", "value": "1"},
-        {"type": "parameter", "value": "--noali"}]
+# a job of the hub's service nhmmer (nhmmer.service.json): only its params
+params = {"query": model, "db": db_uri, "hits": f"s3://nhmmer/hits/{db}/{tag}.tbl"}
 if flag:
-    args.append({"type": "parameter", "value": flag})
-args += [{"type": "output", "name": "--tblout", "value": f"s3://nhmmer/hits/{db}/{tag}.tbl"},
-         {"type": "input", "value": model},
-         # the reference database: kept in the agent's input cache (one download per agent)
-         {"type": "input", "value": db_uri, "cache": True}]
-spec = {"name": f"nhmmer {tag} vs {db}", "requires": {"db": db}, "retry": {"max_attempts": 2},
-        "timeout_s": 600, "command": {"program": "nhmmer", "arguments": args}}
+    params["strand"] = flag
+spec = {"service": "nhmmer", "name": f"nhmmer {tag} vs {db}", "requires": {"db": db},
+        "params": params}
 print(f"{db}/{tag}\t{json.dumps(spec)}")
 EOF
 }
+
+# The service the searches run: nhmmer with its params and ports (a new version only when
+# the definition changed).
+step "drover service put nhmmer examples/nhmmer/nhmmer.service.json"
+"$drover" service put nhmmer "$here/nhmmer.service.json"
 
 for db in "$@"; do
   case $db in
@@ -104,7 +106,8 @@ done
 
 # Is an agent labelled with each database listening? (A job no agent can take would wait.)
 for db in "$@"; do
-  probe=$(printf '{"test": true, "requires": {"db": "%s"}, "command": {"program": "nhmmer"}}' "$db")
+  probe=$(printf '{"test": true, "requires": {"db": "%s"}, "service": "nhmmer", "params":
+    {"query": "s3://nhmmer/q", "db": "s3://refs/db", "hits": "s3://nhmmer/h"}}' "$db")
   listeners=$(printf '%s' "$probe" | "$drover" submit --json -f - |
               /usr/bin/env python3 -c 'import json,sys; print(json.load(sys.stdin)["listeners"])')
   if [ "$listeners" -lt 1 ]; then

@@ -20,6 +20,7 @@
 #include "common/timeutil.h"
 #include "common/uuid.h"
 #include "common/xalloc.h"
+#include "job/service.h"
 #include "job/spec.h"
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
@@ -352,6 +353,7 @@ static void print_finals(json_t *finals, bool one)
 static const char submit_usage[] =
     "usage: drover submit [options] -- PROGRAM [ARGS...]\n"
     "       drover submit [options] -f SPEC.json|-\n"
+    "       drover submit [options] --service NAME [--param K=V]...\n"
     "\n"
     "Submits a job and prints its id (one per line for an array of specs).\n"
     "When no agent up could take a job (no agent serves its queue, has the labels\n"
@@ -380,6 +382,12 @@ static const char submit_usage[] =
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
     "                     '-': this command's standard input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
+    "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
+    "                     only its params\n"
+    "  -P, --param K=V    a param or port of the service (repeatable); the server checks\n"
+    "                     V against the param's type; @./FILE uploads FILE and gives its uri\n"
+    "      --service-version V\n"
+    "                     that version of the service (default: its latest)\n"
     "  -w, --wait         wait for the job to end and exit like `drover wait`\n"
     "      --upload-to s3://BUCKET[/PREFIX]\n"
     "                     where local files (@path, below) go (default\n"
@@ -399,6 +407,7 @@ static const char submit_usage[] =
     "  drover submit -- echo hello                  # prints the new job's id\n"
     "  drover submit --wait -q bio -- nhmmer --cpu 2 @./query.fa s3://db/rfam.fa\n"
     "  drover submit -f spec.json --priority 5 --label project=x\n"
+    "  drover submit --service nhmmer --param query=@./q.fa --param hits=s3://out/h.tbl\n"
     "  drover submit --json -f - < specs.json       # an array: one transaction\n"
     CLI_COMMON_USAGE;
 
@@ -413,6 +422,7 @@ enum {
     OPT_MEMORY_MB,
     OPT_CPUS,
     OPT_PIDS,
+    OPT_SERVICE_VERSION,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -431,6 +441,7 @@ struct overrides {
     json_t *requires;  /* added to requires */
     json_t *env;       /* added to command.env */
     json_t *resources; /* added to resources */
+    json_t *params;    /* added to params (a service's) */
     json_t *stdin_;    /* command.stdin, or NULL */
     long max_attempts; /* retry.max_attempts, or 0 */
 };
@@ -463,6 +474,7 @@ static void apply_overrides(json_t *spec, const struct overrides *ov)
     merge_into(spec, "labels", ov->labels);
     merge_into(spec, "requires", ov->requires);
     merge_into(spec, "resources", ov->resources);
+    merge_into(spec, "params", ov->params);
     if (ov->max_attempts && (obj = member_object(spec, "retry")))
         json_object_set_new(obj, "max_attempts", json_integer(ov->max_attempts));
     json_t *cmd = json_object_get(spec, "command");
@@ -664,6 +676,8 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
     return have;
 }
 
+static bool names_local_file(const char *arg);
+
 /* Replaces the value "@path" of obj[key] by the URI path is uploaded to ("@@x" by "@x"). */
 static int resolve_at_value(struct uploads *up, json_t *obj, const char *key)
 {
@@ -679,10 +693,18 @@ static int resolve_at_value(struct uploads *up, json_t *obj, const char *key)
 /* The @path values of one spec of a spec file (see submit_usage); -1 after printing why. */
 static int resolve_spec_files(struct uploads *up, json_t *spec)
 {
-    json_t *cmd = json_object_get(spec, "command");
-    if (!json_is_object(cmd)) return 0;
+    json_t *cmd = json_object_get(spec, "command"), *params = json_object_get(spec, "params");
     size_t i;
     json_t *v;
+    const char *key;
+    json_object_foreach(json_is_object(params) ? params : NULL, key, v) {
+        /* a service's port given as a local file (a param that is not one says so, with
+           the uploaded uri, when the server checks its type) */
+        if (jstr(params, key) && names_local_file(jstr(params, key)) &&
+            resolve_at_value(up, params, key))
+            return -1;
+    }
+    if (!json_is_object(cmd)) return 0;
     json_array_foreach(json_object_get(cmd, "arguments"), i, v)
     {
         if (json_is_object(v) && jstr(v, "type") && !strcmp(jstr(v, "type"), "input") &&
@@ -836,6 +858,9 @@ int cmd_submit(int argc, char **argv)
         {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"pids", required_argument, NULL, OPT_PIDS},
+        {"service", required_argument, NULL, 's'},
+        {"param", required_argument, NULL, 'P'},
+        {"service-version", required_argument, NULL, OPT_SERVICE_VERSION},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -848,6 +873,7 @@ int cmd_submit(int argc, char **argv)
         .requires = json_object(),
         .env = json_object(),
         .resources = json_object(),
+        .params = json_object(),
     };
     json_t *fields = ov.fields;
     const char *file = NULL, *stdin_file = NULL;
@@ -859,7 +885,7 @@ int cmd_submit(int argc, char **argv)
     uploads_init(&up);
 
     /* '+': stop at the program's name, whose own options are not ours */
-    while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:e:wh", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, "+:f:q:p:n:l:t:k:e:s:P:wh", longopts)) != -1) {
         bool good = true;
         switch (opt) {
         case 'f':
@@ -964,6 +990,25 @@ int cmd_submit(int argc, char **argv)
         case OPT_STDIN:
             stdin_file = optarg;
             break;
+        case 's':
+            good = put(fields, "service", json_string(optarg));
+            break;
+        case 'P':
+            if ((rc = put_pair(ov.params, "--param", optarg, service_param_name_valid,
+                               "[A-Za-z_][A-Za-z0-9_-]{0,63}", SPEC_MAX_STRING)) != CLI_CONTINUE)
+                goto out;
+            break;
+        case OPT_SERVICE_VERSION: {
+            long v;
+            if (!cli_parse_long(optarg, 1, INT32_MAX, &v)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--service-version must be a whole number from 1, not '%s'",
+                                     optarg);
+                goto out;
+            }
+            put(fields, "service_version", json_integer(v));
+            break;
+        }
         case OPT_MEMORY_MB:
         case OPT_PIDS: {
             bool mem = opt == OPT_MEMORY_MB;
@@ -1000,8 +1045,20 @@ int cmd_submit(int argc, char **argv)
         rc = cli_usage_error(submit_usage, "give either -f SPEC or -- PROGRAM, not both");
         goto out;
     }
-    if (!file && optind >= argc) {
-        rc = cli_usage_error(submit_usage, "nothing to submit: give -f SPEC.json or -- PROGRAM");
+    bool service_only = !file && optind >= argc && json_object_get(fields, "service");
+    if (!file && optind >= argc && !service_only) {
+        rc = cli_usage_error(submit_usage, "nothing to submit: give -f SPEC.json, -- PROGRAM or "
+                                           "--service NAME");
+        goto out;
+    }
+    if (service_only && (json_object_size(ov.env) || stdin_file)) {
+        rc = cli_usage_error(submit_usage, "--%s cannot be given with --service alone: the "
+                                           "service's definition makes the command",
+                             stdin_file ? "stdin" : "env");
+        goto out;
+    }
+    if (json_object_size(ov.params) && !file && !service_only) {
+        rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
         goto out;
     }
     if (file && stdin_file && !strcmp(file, "-") && !strcmp(stdin_file, "-")) {
@@ -1013,6 +1070,8 @@ int cmd_submit(int argc, char **argv)
     if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
     if (file) {
         if (!(spec = load_spec(file))) goto out;
+    } else if (service_only) {
+        spec = json_object(); /* the service and its params, from the options */
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
     }
@@ -1026,7 +1085,7 @@ int cmd_submit(int argc, char **argv)
         }
     } else {
         apply_overrides(spec, &ov);
-        if (file && resolve_spec_files(&up, spec)) goto out;
+        if ((file || service_only) && resolve_spec_files(&up, spec)) goto out;
     }
 
     if (cli_connect(&cli, &a.conn)) goto out;
@@ -1102,6 +1161,7 @@ out:
     json_decref(ov.requires);
     json_decref(ov.env);
     json_decref(ov.resources);
+    json_decref(ov.params);
     json_decref(ov.stdin_);
     uploads_release(&up);
     cli_release(&cli);
@@ -1274,7 +1334,15 @@ static void print_status(json_t *job, const struct buf *tail)
     field("state:", jstr(job, "state"));
     field("queue:", jstr(job, "queue"));
     field("name:", jstr(job, "name"));
-    field("service:", jstr(job, "service"));
+    json_t *sv = json_object_get(job, "service_version");
+    if (jstr(job, "service") && json_is_integer(sv)) { /* expanded from the hub */
+        char *text = xasprintf("%s (version %lld)", jstr(job, "service"),
+                               (long long)json_integer_value(sv));
+        field("service:", text);
+        free(text);
+    } else {
+        field("service:", jstr(job, "service"));
+    }
     command_line(job, &b);
     field("command:", b.data);
     buf_reset(&b);

@@ -133,6 +133,9 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "state", json_string(job_state_name(j->state)));
     json_object_set_new(o, "queue", json_string(j->queue));
     json_object_set_new(o, "service", str_or_null(j->service));
+    /* the hub's version the job was expanded from; null for other jobs */
+    json_object_set_new(o, "service_version",
+                        ref_or(json_object_get(j->spec, "service_version"), json_null()));
     json_object_set_new(o, "name", str_or_null(j->name));
     json_object_set_new(o, "key", str_or_null(j->key));
     json_object_set_new(o, "priority", json_integer(j->priority));

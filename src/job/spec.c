@@ -935,13 +935,6 @@ static int command_conflicts(struct ctx *c, json_t *in)
 }
 
 /*
- * A spec naming a service runs that service. Until a hub of service
- * definitions exists, the service's name is the program (the spec's
- * `service` is checked like a program: no control characters); once the hub
- * exists its definition takes precedence. An explicit command.program or
- * command.shell always wins.
- */
-/*
  * command.argv without command.program (nor a shell or a service) is the
  * whole argument vector, its first element the program, as exec, Docker and
  * Kubernetes read it; with a program it holds the parameters that follow.
@@ -971,6 +964,13 @@ static int argv_program(struct ctx *c, json_t *out)
     return rc;
 }
 
+/*
+ * A spec naming a service that the hub does not define (the server expands
+ * one it defines before this parse, job/service.h) runs a program of that
+ * name: the service's name is the program (checked like one: no control
+ * characters), as before the hub existed. An explicit command.program or
+ * command.shell is used as given.
+ */
 static int default_program(struct ctx *c, json_t *out)
 {
     if (given(out, "program") || given(out, "shell")) return 0;
@@ -1018,6 +1018,30 @@ static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t
     return 0;
 }
 
+/*
+ * The version of the service that a job was expanded from, and its params as
+ * the expansion normalised them (kept as they are); both absent from the
+ * specs of other jobs.
+ */
+static int check_service_version(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    return v ? check_int(c, f, v, norm) : 0;
+}
+
+static int check_params(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
+{
+    (void)f;
+    if (!v)
+        return 0;
+    if (!given(c->top, "service_version"))
+        return fail(c, "needs a service defined in the hub (PUT /v1/services/NAME): a job "
+                       "gives params to a service's definition");
+    if (!json_is_object(v))
+        return fail(c, "must be an object {name: value}");
+    *norm = json_deep_copy(v);
+    return 0;
+}
+
 /* --- the spec --------------------------------------------------------------- */
 
 /* clang-format off */
@@ -1026,6 +1050,9 @@ static const struct field spec_fields[] = {
      .valid = spec_queue_name_valid, .expect = "a string matching [a-z0-9._-]{1,64}"},
     {.key = "service", .check = check_string, .dflt = "null", .min = 1, .max = 128,
      .flags = F_NO_CTRL},
+    /* set by the service hub's expansion (job/service.h), which checked params */
+    {.key = "service_version", .check = check_service_version, .min = 1, .max = INT32_MAX},
+    {.key = "params", .check = check_params},
     {.key = "name", .check = check_string, .dflt = "null", .min = 0, .max = 256},
     {.key = "priority", .check = check_int, .dflt = "0", .min = -1000, .max = 1000},
     {.key = "requires", .check = check_labels, .dflt = "{}"},

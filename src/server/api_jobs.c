@@ -24,6 +24,7 @@
 #include "server/fleet.h"
 #include "server/sched.h"
 #include "server/server.h"
+#include "server/services.h"
 
 #define SUBMIT_MAX_SPECS 10000
 #define LIST_DEFAULT_LIMIT 50
@@ -107,6 +108,7 @@ struct submit {
     struct job **jobs; /* each its own allocation: no array of 1,000 records over 64 KiB,
                           whose free makes glibc consolidate every small chunk of the batch */
     bool *existed;     /* the job with that key was there already */
+    struct service_use *uses; /* what each job's expansion read of the service hub */
 };
 
 static void submit_free(struct submit *sb)
@@ -117,6 +119,7 @@ static void submit_free(struct submit *sb)
     }
     free(sb->jobs);
     free(sb->existed);
+    free(sb->uses);
     free(sb);
 }
 
@@ -124,8 +127,17 @@ static void submit_free(struct submit *sb)
 static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
+    const struct service_use *checked = NULL; /* an array's jobs mostly share theirs */
     for (size_t i = 0; i < sb->n; i++) {
         struct job *j = sb->jobs[i];
+        const struct service_use *u = &sb->uses[i];
+        if (u->name[0] && !(checked && !strcmp(checked->name, u->name) &&
+                            checked->version == u->version && checked->pinned == u->pinned)) {
+            int rc = services_recheck(st, u, e);
+            if (rc)
+                return rc;
+            checked = u;
+        }
         if (j->key) {
             struct job old;
             struct err ke = ERR_INIT;
@@ -274,14 +286,23 @@ int api_jobs_create(struct http_req *r)
     sb->array = array;
     sb->jobs = xcalloc(n, sizeof(*sb->jobs)); /* records made as their specs pass: sb->n */
     sb->existed = xcalloc(n, sizeof(*sb->existed));
+    sb->uses = xcalloc(n, sizeof(*sb->uses));
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
+    struct services_memo memo = {0};
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
         char path[32] = "";
         if (array)
             snprintf(path, sizeof(path), "[%zu]", i);
-        if (spec_parse(array ? json_array_get(body, i) : body, path, &spec, &e)) {
+        json_t *in = array ? json_array_get(body, i) : body, *expanded;
+        int bad =
+            services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
+        if (!bad)
+            bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
+        json_decref(expanded);
+        if (bad) {
+            services_memo_release(&memo);
             submit_free(sb);
             http_reply_err(r, &e);
             return HTTP_DONE;
@@ -296,6 +317,7 @@ int api_jobs_create(struct http_req *r)
             else
                 rc = probe(r, &spec);
             spec_release(&spec);
+            services_memo_release(&memo);
             submit_free(sb);
             return rc;
         }
@@ -305,6 +327,7 @@ int api_jobs_create(struct http_req *r)
         sb->n++;
         spec_release(&spec);
     }
+    services_memo_release(&memo);
     commit_submit(srv(r)->commit, submit_write, submit_done, sb);
     return HTTP_DEFERRED;
 }

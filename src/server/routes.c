@@ -54,6 +54,14 @@ const struct route server_routes[] = {
     {"GET", "/v1/blobs/{bucket}", api_blob_list, ANY_CLIENT, 0, false},
     {"POST", "/v1/presign", api_presign, ANY_CLIENT | ROLE_AGENT, 64 * KiB, true},
 
+    /* The service hub (api_services.c): anyone may read it, only admins change it. */
+    {"PUT", "/v1/services/{name}", api_services_put, ROLE_ADMIN, 1 * MiB, true},
+    {"GET", "/v1/services", api_services_list, ANY_CLIENT, 0, false},
+    {"GET", "/v1/services/{name}", api_services_get, ANY_CLIENT, 0, false},
+    {"GET", "/v1/services/{name}/versions/{version}", api_services_get_version, ANY_CLIENT, 0,
+     false},
+    {"DELETE", "/v1/services/{name}", api_services_delete, ROLE_ADMIN, 0, false},
+
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
 };

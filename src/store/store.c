@@ -292,6 +292,40 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
     return st->ops->token_count(st, role, count, e);
 }
 
+void store_service_release(struct service_rec *r)
+{
+    if (!r)
+        return;
+    free(r->name);
+    free(r->definition);
+    free(r->created_by);
+    memset(r, 0, sizeof(*r));
+}
+
+int store_service_insert(struct store *st, struct service_rec *r, struct err *e)
+{
+    return st->ops->service_insert(st, r, e);
+}
+
+int store_service_get(struct store *st, const char *name, int version, struct service_rec *out,
+                      struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    return st->ops->service_get(st, name, version, out, e);
+}
+
+int store_service_list(struct store *st, struct service_rec **out, size_t *n, struct err *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->service_list(st, out, n, e);
+}
+
+int store_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e)
+{
+    return st->ops->service_retire(st, name, now_ms, e);
+}
+
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e)
 {
     return st->ops->meta_get(st, key, value, e);

@@ -318,6 +318,37 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 /* How many deliveries wait. */
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 
+/*
+ * The service hub (job/service.h): every version of every service's
+ * definition is kept. A service is retired when its latest version has
+ * retired_at; a new version makes it current again.
+ */
+struct service_rec {
+    char *name;
+    int version;        /* 1, 2, ... per name */
+    char *definition;   /* the normalised definition, JSON text */
+    char *created_by;   /* the name of the token that put it; may be NULL */
+    int64_t created_at; /* ms */
+    int64_t retired_at; /* ms; 0 = not retired */
+};
+void store_service_release(struct service_rec *r);
+/*
+ * Adds the next version of service r->name (1 for a new name) with
+ * r->definition, r->created_by and r->created_at; r->version gets the
+ * number given to it, r->retired_at is 0.
+ */
+int store_service_insert(struct store *st, struct service_rec *r, struct err *e);
+/* Version `version` of service `name` (0: the latest) into out. ERR_NOTFOUND. */
+int store_service_get(struct store *st, const char *name, int version, struct service_rec *out,
+                      struct err *e);
+/* The latest version of every service, retired ones too, by name; *out: free each and it. */
+int store_service_list(struct store *st, struct service_rec **out, size_t *n, struct err *e);
+/*
+ * Retires service `name` at now_ms (its latest version's retired_at; one
+ * already retired keeps its time). ERR_NOTFOUND when there is no such service.
+ */
+int store_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e);
+
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 /*
  * The leader lease: periodic work (lost agents, deadlines, delayed jobs, pruning,

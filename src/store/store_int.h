@@ -82,6 +82,12 @@ struct store_ops {
                          const char *error, struct err *e);
     int (*webhook_count)(struct store *st, int64_t *n, struct err *e);
 
+    int (*service_insert)(struct store *st, struct service_rec *r, struct err *e);
+    int (*service_get)(struct store *st, const char *name, int version, struct service_rec *out,
+                       struct err *e);
+    int (*service_list)(struct store *st, struct service_rec **out, size_t *n, struct err *e);
+    int (*service_retire)(struct store *st, const char *name, int64_t now_ms, struct err *e);
+
     int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
                        int64_t ttl_ms, bool *leader, struct err *e);
     int (*leader_release)(struct store *st, const char *name, const char *holder, struct err *e);

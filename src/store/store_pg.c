@@ -82,6 +82,11 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_SERVICE_INSERT,
+    S_SERVICE_GET,
+    S_SERVICE_LATEST,
+    S_SERVICE_LIST,
+    S_SERVICE_RETIRE,
     S_COUNT
 };
 
@@ -95,7 +100,21 @@ enum stmt_id {
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
     "owner"
 
+#define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+
 static const char *const stmt_sql[S_COUNT] = {
+    /* one writer per database (store_claim): max + 1 is not raced */
+    [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
+                         "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
+                         "WHERE name = $1 RETURNING version",
+    [S_SERVICE_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = $1 AND version = $2",
+    [S_SERVICE_LATEST] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = $1 "
+                         "ORDER BY version DESC LIMIT 1",
+    [S_SERVICE_LIST] = "SELECT " SERVICE_COLUMNS " FROM services s WHERE version = "
+                       "(SELECT max(version) FROM services WHERE name = s.name) ORDER BY name",
+    [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, $2) "
+                         "WHERE name = $1 AND version = "
+                         "(SELECT max(version) FROM services WHERE name = $1)",
     /* A taken id or key inserts nothing (no error, which would abort the transaction). */
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
@@ -526,7 +545,7 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->finished_at = col_int(r, row, 13);
     j->run_after = col_int(r, row, 14);
     j->labels = col_json(r, row, 15);
-    j->spec = col_json(r, row, 16);
+    job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
@@ -1556,6 +1575,87 @@ static int pg_meta_set(struct store *st, const char *key, const char *value, str
     return run(pg(st), S_META_SET, &p, NULL, e, "writing meta");
 }
 
+/* ---- the service hub ---- */
+
+static void row_to_service(const PGresult *r, int row, struct service_rec *out)
+{
+    out->name = col_text(r, row, 0);
+    out->version = (int)col_int(r, row, 1);
+    out->definition = col_text(r, row, 2);
+    out->created_by = col_text(r, row, 3);
+    out->created_at = col_int(r, row, 4);
+    out->retired_at = PQgetisnull(r, row, 5) ? 0 : col_int(r, row, 5);
+}
+
+static int pg_service_insert(struct store *st, struct service_rec *rec, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, rec->name);
+    p_text(&p, rec->definition);
+    p_text(&p, rec->created_by);
+    p_int(&p, rec->created_at);
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_INSERT, &p, &r, e, "inserting a service");
+    if (rc)
+        return rc;
+    rec->version = (int)col_int(r, 0, 0);
+    rec->retired_at = 0;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_service_get(struct store *st, const char *name, int version,
+                          struct service_rec *out, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    if (version)
+        p_int(&p, version);
+    PGresult *r;
+    int rc = run(pg(st), version ? S_SERVICE_GET : S_SERVICE_LATEST, &p, &r, e,
+                 "reading a service");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        row_to_service(r, 0, out);
+    else if (version)
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' has no version %d", name, version);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_service_list(struct store *st, struct service_rec **out, size_t *n, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_LIST, NULL, &r, e, "listing services");
+    if (rc)
+        return rc;
+    size_t cnt = (size_t)PQntuples(r);
+    struct service_rec *v = xcalloc(cnt ? cnt : 1, sizeof(*v));
+    for (size_t i = 0; i < cnt; i++)
+        row_to_service(r, (int)i, &v[i]);
+    PQclear(r);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int pg_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(pg(st), S_SERVICE_RETIRE, &p, &r, e, "retiring a service");
+    if (rc)
+        return rc;
+    int64_t changes = changed(r);
+    PQclear(r);
+    return changes ? 0 : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+}
+
 static int pg_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
                           int64_t ttl_ms, bool *leader, struct err *e)
 {
@@ -1786,6 +1886,10 @@ const struct store_ops store_pg_ops = {
     .webhook_delete = pg_webhook_delete,
     .webhook_retry = pg_webhook_retry,
     .webhook_count = pg_webhook_count,
+    .service_insert = pg_service_insert,
+    .service_get = pg_service_get,
+    .service_list = pg_service_list,
+    .service_retire = pg_service_retire,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
     .leader_take = pg_leader_take,

@@ -69,6 +69,11 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_SERVICE_INSERT,
+    S_SERVICE_GET,
+    S_SERVICE_LATEST,
+    S_SERVICE_LIST,
+    S_SERVICE_RETIRE,
     S_COUNT
 };
 
@@ -77,7 +82,20 @@ enum stmt_id {
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
     "owner"
 
+#define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+
 static const char *const stmt_sql[S_COUNT] = {
+    [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
+                         "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
+                         "WHERE name = ?1 RETURNING version",
+    [S_SERVICE_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ? AND version = ?",
+    [S_SERVICE_LATEST] = "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ? "
+                         "ORDER BY version DESC LIMIT 1",
+    [S_SERVICE_LIST] = "SELECT " SERVICE_COLUMNS " FROM services s WHERE version = "
+                       "(SELECT max(version) FROM services WHERE name = s.name) ORDER BY name",
+    [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, ?2) "
+                         "WHERE name = ?1 AND version = "
+                         "(SELECT max(version) FROM services WHERE name = ?1)",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -860,6 +878,103 @@ static int sqlite_meta_set(struct store *st, const char *key, const char *value,
     return exec_stmt(s, q, e, "writing meta");
 }
 
+/* ---- the service hub ---- */
+
+static void row_to_service(sqlite3_stmt *q, struct service_rec *r)
+{
+    r->name = col_text(q, 0);
+    r->version = sqlite3_column_int(q, 1);
+    r->definition = col_text(q, 2);
+    r->created_by = col_text(q, 3);
+    r->created_at = sqlite3_column_int64(q, 4);
+    r->retired_at = sqlite3_column_int64(q, 5); /* NULL reads as 0 */
+}
+
+static int sqlite_service_insert(struct store *st, struct service_rec *r, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_INSERT);
+    bind_text(q, 1, r->name);
+    bind_text(q, 2, r->definition);
+    bind_text(q, 3, r->created_by);
+    sqlite3_bind_int64(q, 4, r->created_at);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        r->version = sqlite3_column_int(q, 0);
+        r->retired_at = 0;
+        rc = 0;
+    } else {
+        rc = db_err(s, e, "inserting a service");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_service_get(struct store *st, const char *name, int version,
+                              struct service_rec *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, version ? S_SERVICE_GET : S_SERVICE_LATEST);
+    bind_text(q, 1, name);
+    if (version)
+        sqlite3_bind_int(q, 2, version);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_service(q, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = version ? err_set(e, ERR_NOTFOUND, "service '%s' has no version %d", name, version)
+                     : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    } else {
+        rc = db_err(s, e, "reading a service");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_service_list(struct store *st, struct service_rec **out, size_t *n,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_LIST);
+    struct service_rec *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 16;
+            v = xrealloc(v, cap * sizeof(*v));
+        }
+        memset(&v[cnt], 0, sizeof(*v));
+        row_to_service(q, &v[cnt++]);
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(s, e, "listing services");
+        sqlite3_reset(q);
+        for (size_t i = 0; i < cnt; i++)
+            store_service_release(&v[i]);
+        free(v);
+        return rc;
+    }
+    sqlite3_reset(q);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int sqlite_service_retire(struct store *st, const char *name, int64_t now_ms,
+                                 struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SERVICE_RETIRE);
+    bind_text(q, 1, name);
+    sqlite3_bind_int64(q, 2, now_ms);
+    int rc = exec_stmt(s, q, e, "retiring a service");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
+    return rc;
+}
+
 static int sqlite_leader_take(struct store *st, const char *name, const char *holder,
                               int64_t now_ms, int64_t ttl_ms, bool *leader, struct err *e)
 {
@@ -1289,6 +1404,10 @@ const struct store_ops store_sqlite_ops = {
     .webhook_delete = sqlite_webhook_delete,
     .webhook_retry = sqlite_webhook_retry,
     .webhook_count = sqlite_webhook_count,
+    .service_insert = sqlite_service_insert,
+    .service_get = sqlite_service_get,
+    .service_list = sqlite_service_list,
+    .service_retire = sqlite_service_retire,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
     .leader_take = sqlite_leader_take,

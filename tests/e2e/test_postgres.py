@@ -122,7 +122,7 @@ def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     # nothing of SQLite: the store is the database
     assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
     assert "store postgres://" in server.read_log()
-    assert psql(pg_db, "SELECT version FROM drover_schema") == "2"
+    assert psql(pg_db, "SELECT version FROM drover_schema") == "3"  # migrations: schema/postgres.h
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
@@ -298,3 +298,34 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
             server.kill()
         subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
 
+
+
+def test_service_hub(pg_servers, make_agent, tmp_path):
+    """The service hub on PostgreSQL: versions, a job of a service run by an agent, retiring,
+    all kept across a restart (tests/e2e/test_services.py has the rest, on SQLite)."""
+    from test_services import UPPER
+    s = pg_servers()
+    api = s.api()
+    assert api.put("/v1/services/upper", json=UPPER).status_code == 201
+    assert api.put("/v1/services/upper", json=UPPER).status_code == 200  # unchanged
+    changed = {**UPPER, "description": "version two"}
+    assert api.put("/v1/services/upper", json=changed).json()["version"] == 2
+    assert api.put("/v1/blobs/in/t.txt", data=b"pg\n").status_code == 200
+    make_agent(s, "w1", "--queues", "text")
+    r = api.post("/v1/jobs", json={"service": "upper", "service_version": 1,
+                                   "params": {"text": "s3://in/t.txt", "upper": "s3://out/u.txt"}})
+    assert r.status_code == 201, r.text
+    job = wait_job(s, r.json()["id"])
+    assert job["state"] == "succeeded" and job["service_version"] == 1, job
+    assert api.get("/v1/blobs/out/u.txt").content == b"PG\n"
+    assert api.delete("/v1/services/upper").status_code == 200
+    s.kill()
+    s.start()
+    api = s.api()
+    got = api.get("/v1/services/upper").json()
+    assert got["version"] == 2 and got["retired_at"] is not None
+    assert api.get("/v1/services/upper/versions/1").json()["definition"]["description"] == \
+        UPPER["description"]
+    r = api.post("/v1/jobs", json={"service": "upper", "params": {"text": "s3://in/t.txt",
+                                                                  "upper": "s3://out/u.txt"}})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "service", r.text

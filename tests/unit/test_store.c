@@ -665,7 +665,8 @@ static void test_insert_get_every_field(void **state)
              "'retry': {'max_attempts': 7}, 'labels': {'project': 'x', 'team.name': 'core'}, "
              "'requires': {'db': 'rfam'}, 'timeout_s': 600, "
              "'command': {'program': 'nhmmer', 'arguments': "
-             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}], 'env': {'A': 'b'}}}");
+             "[{'type': 'parameter', 'name': '--cpu', 'value': 2}, "
+             "{'type': 'input', 'value': 's3://in/q.fa'}], 'env': {'A': 'b'}}}");
     make_simple(&jobs[1], T0 + 1, "default"); /* no service, name, key; empty labels */
 
     /* A record further along its life: every optional column filled. */
@@ -695,8 +696,12 @@ static void test_insert_get_every_field(void **state)
         struct job got;
         assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
         assert_job_equal(&jobs[i], &got);
+        /* the spec's typed views come with it (an agent's presigns are checked on them) */
+        assert_int_equal(got.nuris, jobs[i].nuris);
+        assert_true(got.timeout_s == jobs[i].timeout_s);
         job_release(&got);
     }
+    assert_int_equal(jobs[0].nuris, 1);
     release_jobs(jobs, 3);
 }
 
@@ -2397,6 +2402,111 @@ static void test_meta(void **state)
     assert_err(store_meta_get(f->st, "Secret", &v, &e), ERR_NOTFOUND, &e);
 }
 
+/* --- the service hub ---------------------------------------------------------------------- */
+
+static void put_service(struct store *st, const char *name, const char *def, int64_t at,
+                        int want_version)
+{
+    struct err e = ERR_INIT;
+    struct service_rec r = {.name = (char *)name, .definition = (char *)def,
+                            .created_by = "admin", .created_at = at, .retired_at = 99};
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_service_insert(st, &r, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    assert_int_equal(r.version, want_version);
+    assert_int_equal(r.retired_at, 0);
+}
+
+static void test_services(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct service_rec r;
+    struct service_rec *list = NULL;
+    size_t n = 99;
+
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(list);
+    assert_err(store_service_get(f->st, "nhmmer", 0, &r, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "nhmmer"));
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_service_retire(f->st, "nhmmer", T0, &e), ERR_NOTFOUND, &e);
+    store_rollback(f->st);
+
+    /* versions count up per name; every one stays readable */
+    put_service(f->st, "nhmmer", "{\"v\": 1}", T0, 1);
+    put_service(f->st, "nhmmer", "{\"v\": 2}", T0 + 10, 2);
+    put_service(f->st, "blast", "{\"b\": 1}", T0 + 20, 1);
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e);
+    assert_string_equal(r.name, "nhmmer");
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.definition, "{\"v\": 2}");
+    assert_string_equal(r.created_by, "admin");
+    assert_int_equal(r.created_at, T0 + 10);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+    assert_ok(store_service_get(f->st, "nhmmer", 1, &r, &e), &e);
+    assert_int_equal(r.version, 1);
+    assert_string_equal(r.definition, "{\"v\": 1}");
+    assert_int_equal(r.created_at, T0);
+    store_service_release(&r);
+    assert_err(store_service_get(f->st, "nhmmer", 3, &r, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, "no version 3"));
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e); /* after a miss */
+    assert_int_equal(r.version, 2);
+    store_service_release(&r);
+    assert_err(store_service_get(f->st, "NHMMER", 0, &r, &e), ERR_NOTFOUND, &e);
+
+    /* the list: the latest of each, by name */
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "blast");
+    assert_int_equal(list[0].version, 1);
+    assert_string_equal(list[1].name, "nhmmer");
+    assert_int_equal(list[1].version, 2);
+    assert_string_equal(list[1].definition, "{\"v\": 2}");
+    for (size_t i = 0; i < n; i++)
+        store_service_release(&list[i]);
+    lib_free(list);
+
+    /* retire marks the latest; a second retire keeps the first time; a rollback undoes it */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_service_retire(f->st, "blast", T0 + 30, &e), &e);
+    store_rollback(f->st);
+    assert_ok(store_service_get(f->st, "blast", 0, &r, &e), &e);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_service_retire(f->st, "nhmmer", T0 + 30, &e), &e);
+    assert_ok(store_service_retire(f->st, "nhmmer", T0 + 40, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_service_get(f->st, "nhmmer", 0, &r, &e), &e);
+    assert_int_equal(r.retired_at, T0 + 30);
+    store_service_release(&r);
+    assert_ok(store_service_get(f->st, "nhmmer", 1, &r, &e), &e);
+    assert_int_equal(r.retired_at, 0);
+    store_service_release(&r);
+
+    /* a new version after retirement is current and not retired */
+    put_service(f->st, "nhmmer", "{\"v\": 3}", T0 + 50, 3);
+    assert_ok(store_service_list(f->st, &list, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[1].version, 3);
+    assert_int_equal(list[1].retired_at, 0);
+    for (size_t i = 0; i < n; i++)
+        store_service_release(&list[i]);
+    lib_free(list);
+
+    /* a second handle (the server's reads) sees what was committed */
+    struct store *rd;
+    assert_ok(store_open(f->uri, NULL, &rd, &e), &e);
+    assert_ok(store_service_get(rd, "nhmmer", 2, &r, &e), &e);
+    assert_int_equal(r.retired_at, T0 + 30);
+    store_service_release(&r);
+    store_close(rd);
+}
+
 /* The leader lease: one holder at a time, renewed by it, taken over once it lapsed. */
 static void test_leader(void **state)
 {
@@ -2482,6 +2592,7 @@ int main(void)
         T(test_tokens),
         T(test_agent_owner),
         T(test_meta),
+        T(test_services),
         T(test_leader),
         T(test_events),
         T(test_logs),

@@ -62,8 +62,13 @@ static const char *const pg_migrations[] = {
     "  last_error text);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);"
     "CREATE INDEX webhook_outbox_event ON webhook_outbox (event_seq);",
-    /* 2: the leader lease (store_leader_take): which server does the periodic work, until
-       when (ms since the epoch, the holder's clock) */
+    /* 2: the service hub (SQLite's 7) */
+    "CREATE TABLE services ("
+    "  name text COLLATE \"C\" NOT NULL, version integer NOT NULL, definition text NOT NULL,"
+    "  created_at bigint NOT NULL, created_by text, retired_at bigint,"
+    "  PRIMARY KEY (name, version));",
+    /* 3: the leader lease (SQLite's 8; store_leader_take): which server does the periodic
+       work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
 };

@@ -64,7 +64,14 @@ static const char *const sqlite_migrations[] = {
     "  created_at INTEGER NOT NULL, next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at);",
-    /* 7: the leader lease (store_leader_take): which server does the periodic work, until
+    /* 7: the service hub (docs/api.md "Services"): one row per version of a service's
+       definition, never changed but for retired_at, which on the latest version retires the
+       service */
+    "CREATE TABLE services ("
+    "  name TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, created_by TEXT, retired_at INTEGER,"
+    "  PRIMARY KEY (name, version)) WITHOUT ROWID;",
+    /* 8: the leader lease (store_leader_take): which server does the periodic work, until
        when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",
