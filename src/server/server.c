@@ -47,6 +47,7 @@
 #include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
+#include "server/sync.h"
 #include "server/session.h"
 
 static int split_listen(const char *listen, char *host, size_t n, int *port)
@@ -608,6 +609,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (s->shutting_down) return;
     int64_t now = time_now_ms();
     if (s->elect) leader_check(s, now);
+    sync_tick(s->sync); /* before the leader judges liveness: every server's last_seen */
     if (s->leader)
         fleet_tick(s->fleet, now);
     else
@@ -645,9 +647,13 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->heartbeat_s = o->heartbeat_s;
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
-    struct store_opts so = {.sync_full = o->sync_full};
+    /* the writer announces its commits to other servers (a shared store; else ignored) */
+    struct store_opts so = {.sync_full = o->sync_full}, wo = {.sync_full = o->sync_full,
+                                                              .notify = true};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
-        (rc = store_open(o->db, &so, &writer, e)) || (rc = store_claim(writer, e)) ||
+        (rc = store_open(o->db, &wo, &writer, e)) ||
+        /* one server per store, unless it is shared (issue 11) */
+        (!(store_caps(writer) & STORE_CAP_SHARED) && (rc = store_claim(writer, e))) ||
         (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
         (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
@@ -693,6 +699,9 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         .arg = s,
     };
     s->fleet = fleet_new(&fd);
+    /* before the load: what others commit from now on is applied (again, harmlessly) */
+    if ((store_caps(s->reads) & STORE_CAP_SHARED) && (rc = sync_new(s, o->db, &s->sync, e)))
+        return rc;
     if ((rc = fleet_load(s->fleet, e)))
         return rc;
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
@@ -780,6 +789,7 @@ void server_release(struct server *s)
         event_base_loop(s->base, EVLOOP_NONBLOCK);
     waiters_free(s->waiters);
     logs_free(s->logs);
+    sync_free(s->sync);
     fleet_free(s->fleet);
     sched_free(s->sched);
     metrics_free(s->metrics);

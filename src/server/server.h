@@ -62,6 +62,7 @@ struct server {
        pruning, webhook deliveries) runs only while `leader`. Without STORE_CAP_LEADER
        (SQLite) the one server always leads and `elect` is false. */
     bool elect, leader, leader_busy;
+    struct sync *sync;       /* STORE_CAP_SHARED: other servers' changes (sync.h), or NULL */
     char *leader_holder;     /* this server: "HOST:DATA-DIR", the same after a restart */
     int64_t leader_until_ms; /* when the lease last taken lapses */
     int64_t leader_next_ms;  /* the next renewal */

@@ -339,6 +339,24 @@ int store_leader_take(struct store *st, const char *name, const char *holder, in
     return st->ops->leader_take(st, name, holder, now_ms, ttl_ms, leader, e);
 }
 
+int store_listen(struct store *st, int *fd, struct err *e)
+{
+    if (!st->ops->listen) return err_set(e, ERR_INVALID, "this store is not shared");
+    return st->ops->listen(st, fd, e);
+}
+
+int store_notified(struct store *st, int *fd, bool *any, struct err *e)
+{
+    *any = false;
+    if (!st->ops->notified) return err_set(e, ERR_INVALID, "this store is not shared");
+    return st->ops->notified(st, fd, any, e);
+}
+
+int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e)
+{
+    return st->ops->agent_seen(st, id, last_seen, e);
+}
+
 int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e)
 {
     return st->ops->leader_release(st, name, holder, e);

@@ -38,6 +38,8 @@ struct store;
 
 struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
+    bool notify;    /* STORE_CAP_SHARED: each commit that wrote events announces itself to the
+                       handles of store_listen (PostgreSQL: one NOTIFY per transaction) */
 };
 
 /* What a backend can do (curl's SSLSUPP_* style). */
@@ -362,6 +364,19 @@ int store_service_retire(struct store *st, const char *name, int64_t now_ms, str
  */
 int store_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
                       int64_t ttl_ms, bool *leader, struct err *e);
+/*
+ * Several servers (STORE_CAP_SHARED): store_listen makes this handle (one of its own: it
+ * does nothing else) hear of other handles' commits that wrote events (store_opts.notify);
+ * *fd is a descriptor to wait on for reading. store_notified reads what came: *any is true
+ * when a commit was announced since the last call, or when the connection was made again
+ * (what came meanwhile is unknown); *fd may then have changed. ERR_INVALID on a store
+ * without STORE_CAP_SHARED; ERR_UNAVAILABLE while the database cannot be reached.
+ */
+int store_listen(struct store *st, int *fd, struct err *e);
+int store_notified(struct store *st, int *fd, bool *any, struct err *e);
+/* An agent was seen by a server at last_seen (kept when newer than what is stored). No event. */
+int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e);
+
 /* Lets the lease go at once when `holder` has it (a clean shutdown); else nothing. */
 int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e);
 

@@ -59,6 +59,7 @@ enum stmt_id {
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
+    S_AGENT_SEEN,
     S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_LOCK,
@@ -149,6 +150,7 @@ static const char *const stmt_sql[S_COUNT] = {
                       "expires_at = excluded.expires_at "
                       "WHERE leader.holder = excluded.holder OR leader.expires_at <= $4 "
                       "RETURNING holder",
+    [S_AGENT_SEEN] = "UPDATE agents SET last_seen = $2 WHERE id = $1 AND last_seen < $2",
     [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = $1 AND holder = $2",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
@@ -230,7 +232,11 @@ struct store_pg {
     int64_t ev_seq;    /* ... and gave its last event this seq */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
+    bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
+    bool listening;    /* store_listen was called: LISTEN again after a reconnect */
 };
+
+#define NOTIFY_CHANNEL "drover_events"
 
 static struct store_pg *pg(struct store *st)
 {
@@ -654,6 +660,7 @@ static int pg_open(const char *uri, const struct store_opts *opts, struct store 
                      (int)(n < 400 ? n : 400), msg);
         goto out;
     }
+    s->notify = opts && opts->notify;
     if ((rc = session_init(s, e)) ||
         (opts && opts->sync_full &&
          (rc = exec_sql(s, "SET synchronous_commit = on", e, "setting up the session"))) ||
@@ -713,6 +720,9 @@ static int pg_commit(struct store *st, struct err *e)
         struct params p = {0};
         p_int(&p, s->ev_seq);
         rc = run(s, S_EVENT_HEAD_SET, &p, NULL, e, "commit");
+        /* one notification per committed batch, delivered at its commit (issue 11) */
+        if (!rc && s->notify)
+            rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
     }
     if (rc)
         return rc; /* the caller rolls back */
@@ -1672,6 +1682,49 @@ static int pg_leader_take(struct store *st, const char *name, const char *holder
     return 0;
 }
 
+static int pg_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, last_seen);
+    return run(pg(st), S_AGENT_SEEN, &p, NULL, e, "updating an agent");
+}
+
+static int pg_listen(struct store *st, int *fd, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = conn_ready(s, e);
+    if (!rc)
+        rc = exec_sql(s, "LISTEN " NOTIFY_CHANNEL, e, "listening");
+    if (rc)
+        return rc;
+    s->listening = true;
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
+static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        int rc = pg_listen(st, fd, e); /* conn_ready connects again */
+        if (!rc)
+            *any = true; /* what was announced meanwhile is lost */
+        return rc;
+    }
+    if (!PQconsumeInput(s->conn)) {
+        *fd = -1;
+        return db_err(s, NULL, e, "listening");
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(s->conn))) {
+        *any = true;
+        PQfreemem(n);
+    }
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
 static int pg_leader_release(struct store *st, const char *name, const char *holder,
                              struct err *e)
 {
@@ -1848,7 +1901,7 @@ static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
 
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
-    .caps = STORE_CAP_LEADER, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
+    .caps = STORE_CAP_SHARED | STORE_CAP_LEADER,
     .open = pg_open,
     .close = pg_close,
     .claim = pg_claim,
@@ -1893,5 +1946,8 @@ const struct store_ops store_pg_ops = {
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
     .leader_take = pg_leader_take,
+    .agent_seen = pg_agent_seen,
+    .listen = pg_listen,
+    .notified = pg_notified,
     .leader_release = pg_leader_release,
 };

@@ -48,6 +48,7 @@ enum stmt_id {
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
+    S_AGENT_SEEN,
     S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_READ,
@@ -133,6 +134,7 @@ static const char *const stmt_sql[S_COUNT] = {
                       "expires_at = excluded.expires_at "
                       "WHERE leader.holder = excluded.holder OR leader.expires_at <= ?4 "
                       "RETURNING holder",
+    [S_AGENT_SEEN] = "UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
     [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = ? AND holder = ?",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
@@ -993,6 +995,16 @@ static int sqlite_leader_take(struct store *st, const char *name, const char *ho
     return rc;
 }
 
+static int sqlite_agent_seen(struct store *st, const char *id, int64_t last_seen,
+                             struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_SEEN);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, last_seen);
+    return exec_stmt(s, q, e, "updating an agent");
+}
+
 static int sqlite_leader_release(struct store *st, const char *name, const char *holder,
                                  struct err *e)
 {
@@ -1411,5 +1423,6 @@ const struct store_ops store_sqlite_ops = {
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
     .leader_take = sqlite_leader_take,
+    .agent_seen = sqlite_agent_seen,
     .leader_release = sqlite_leader_release,
 };

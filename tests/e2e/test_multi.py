@@ -1,17 +1,17 @@
-"""The leader lease on PostgreSQL: periodic work (lost agents, deadlines, event pruning,
-webhook deliveries) runs on the server holding the row of the `leader` table, and moves to
-another server once the leader's lease lapses (kill -9) or at once when it let it go
-(a clean stop).
+"""Several servers on one PostgreSQL database (issue 11).
 
-Today one server runs on a database at a time (the advisory claim, docs/operations.md), so
-"another server" is one started after the first died, on another data folder: it must wait
-for the dead leader's lease to lapse before it marks agents lost. Slow (PostgreSQL): `once`.
+Jobs submitted to one server are leased by an agent of another and run once; an agent
+given both servers carries on with the second when the first is killed; periodic work
+(lost agents, deadlines, event pruning, webhook deliveries) runs on the server holding the
+row of the `leader` table and moves to another once the leader's lease lapses (kill -9)
+or at once when it let it go (a clean stop). Slow (PostgreSQL): `once`.
 """
+import os
 import time
 
 import pytest
 import requests
-from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
+from agentutil import agent_token, make_agent, submit, wait_job  # noqa: F401 (a fixture)
 from conftest import wait_for
 from test_postgres import pg_db, pg_server, pg_servers, psql  # noqa: F401 (fixtures)
 
@@ -87,3 +87,86 @@ def test_a_restarted_leader_leads_again_at_once(pg_servers, pg_db):  # noqa: F81
     first.start()  # the same data folder on the same machine: the same holder
     wait_for(lambda: is_leader(first), 5, "the restarted server to lead")
     assert time.time() * 1000 < expires, "it waited for its own lease to lapse"
+
+
+def ran(path):
+    """The job ids the jobs wrote into `path`, one line each time one ran."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().split()
+
+
+def test_two_servers_share_the_jobs(pg_servers, tmp_path, make_agent):  # noqa: F811
+    a = pg_servers("--lost-after", "8")
+    b = pg_servers("--lost-after", "8")  # no longer refused: the store is shared
+    token = agent_token(a)  # tokens are the database's: good on both
+    make_agent(b, "wb", "--slots", "4", token=token)
+    make_agent(a, "wa", "--slots", "4", token=token)
+    marks = tmp_path / "ran"
+    jobs = []
+    for i in range(30):  # submitted to both, alternately
+        srv = a if i % 2 == 0 else b
+        jobs.append(submit(srv, command={"shell": f'echo "$DROVER_JOB_ID" >> {marks}'}))
+    agents = set()
+    for job in jobs:
+        j = wait_job(b, job)  # read through b whichever took it
+        assert j["state"] == "succeeded" and j["attempt"] == 1, j
+        agents.add(j["agent"])
+        assert a.api().get(f"/v1/jobs/{job}").json()["state"] == "succeeded"
+    assert sorted(ran(marks)) == sorted(jobs)  # every job ran exactly once
+    # a job submitted to a reaches an agent that polls b only
+    only_b = submit(a, command={"shell": "echo via-b"}, requires={"pool": "b"})
+    make_agent(b, "wb2", "--labels", "pool=b", token=token)
+    j = wait_job(a, only_b)
+    assert j["state"] == "succeeded" and j["agent"] == "wb2", j
+    # both servers list every agent
+    names = {x["name"] for x in b.api().get("/v1/agents").json()}
+    assert {"wa", "wb", "wb2"} <= names, names
+    names = {x["name"] for x in a.api().get("/v1/agents").json()}
+    assert {"wa", "wb", "wb2"} <= names, names
+
+
+def test_an_agent_carries_on_with_the_other_server(pg_servers, tmp_path, make_agent):  # noqa: F811
+    a = pg_servers("--lost-after", "8")
+    wait_for(lambda: is_leader(a), 10, "a to lead")
+    b = pg_servers("--lost-after", "8")
+    marks = tmp_path / "ran"
+    w = make_agent(a, "w1", server_url=f"{a.url},{b.url}")
+    job = submit(b, retry={"max_attempts": 3, "backoff_s": 0},
+                 command={"shell": f'echo "$DROVER_JOB_ID" >> {marks}; sleep 3; echo done'})
+    wait_job(b, job, states=("running",))
+    a.kill()  # kill -9 of the server the agent talks to, and the leader
+    j = wait_job(b, job, timeout=60)
+    assert j["state"] == "succeeded" and j["attempt"] == 1, j
+    assert j["result"]["stdout"] == "done\n"
+    assert ran(marks) == [job]  # it ran once, to completion, reported to b
+    assert f"going on with {b.url}" in w.read_log()
+    wait_for(lambda: is_leader(b), TTL_S + 10, "b to take the lease over")
+    later = submit(b, command={"shell": "echo later"})
+    assert wait_job(b, later)["state"] == "succeeded"
+
+
+def test_the_leader_dies_with_two_servers_up(pg_servers, tmp_path, make_agent):  # noqa: F811
+    a = pg_servers("--lost-after", "6")
+    wait_for(lambda: is_leader(a), 10, "a to lead")
+    b = pg_servers("--lost-after", "6")
+    assert is_leader(b) is False
+    token = agent_token(a)
+    marks = tmp_path / "ran"
+    w1 = make_agent(a, "w1", token=token)
+    job = submit(a, retry={"max_attempts": 2, "backoff_s": 0},
+                 command={"shell": f'echo "$DROVER_JOB_ID" >> {marks}; sleep 120'})
+    wait_job(a, job, states=("running",))
+    w1.kill()
+    a.kill()
+    # b takes the lease over once a's lapses, then finds w1 silent: its job goes again
+    wait_for(lambda: is_leader(b), TTL_S + 10, "b to take the lease over")
+    make_agent(b, "w2", token=token)
+    wait_for(lambda: b.api().get(f"/v1/jobs/{job}").json()["attempt"] == 2, 30,
+             "w1's job to go again")
+    j = wait_job(b, job, states=("running",), timeout=30)
+    assert j["attempt"] == 2 and j["agent"] == "w2", j
+    assert j["attempts"][0]["reason"] == "lost", j
+    wait_for(lambda: len(ran(marks)) == 2, 20, "the second attempt to start")
+    assert ran(marks) == [job, job]

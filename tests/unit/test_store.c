@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <limits.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -2507,6 +2508,82 @@ static void test_services(void **state)
     store_close(rd);
 }
 
+static int last_seen_of(void *arg, const struct agent_rec *a)
+{
+    *(int64_t *)arg = a->last_seen;
+    return 0;
+}
+
+/* store_agent_seen keeps the newest time a server saw the agent; no event. */
+static void test_agent_seen(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN];
+    assert_ok(agent_upsert(f, "w1", "tok-a", "inst-1", id, &e), &e); /* last_seen 1000 */
+    int64_t first = 0, last = 0, seen = 0;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_ok(store_agent_seen(f->st, id, 5000, &e), &e);
+    assert_ok(store_agent_seen(f->st, id, 4000, &e), &e); /* older: kept 5000 */
+    assert_ok(store_agent_scan(f->st, last_seen_of, &seen, &e), &e);
+    assert_int_equal(seen, 5000);
+    assert_ok(store_agent_seen(f->st, "no-such-agent", 9000, &e), &e); /* nothing to do */
+    int64_t first2 = 0, last2 = 0;
+    assert_ok(store_event_window(f->st, &first2, &last2, &e), &e);
+    assert_int_equal(last2, last);
+}
+
+/* A shared store: a commit that wrote events is announced to a listening handle, once. */
+static void test_listen(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    int fd = -1;
+    bool any = true;
+    if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
+        assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
+        assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
+        assert_false(any);
+        return;
+    }
+    struct store_opts so = {.notify = true};
+    struct store *writer;
+    assert_ok(store_open(f->uri, &so, &writer, &e), &e);
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    assert_ok(store_listen(f->st2, &fd, &e), &e);
+    assert_true(fd >= 0);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any); /* nothing yet */
+    /* a batch of two jobs: one announcement */
+    struct job j[2];
+    make_simple(&j[0], T0, "q");
+    make_simple(&j[1], T0, "q");
+    assert_ok(store_begin(writer, &e), &e);
+    assert_ok(store_job_insert(writer, &j[0], &e), &e);
+    assert_ok(store_job_insert(writer, &j[1], &e), &e);
+    assert_ok(store_commit(writer, &e), &e);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_true(any);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any); /* read once */
+    /* rolled back: nothing */
+    struct job k;
+    make_simple(&k, T0, "q");
+    assert_ok(store_begin(writer, &e), &e);
+    assert_ok(store_job_insert(writer, &k, &e), &e);
+    store_rollback(writer);
+    /* a handle without notify announces nothing */
+    insert_jobs(f->st, &k, 1);
+    assert_int_equal(poll(&pfd, 1, 300), 0);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any);
+    store_close(writer);
+    release_jobs(j, 2);
+    job_release(&k);
+}
+
 /* The leader lease: one holder at a time, renewed by it, taken over once it lapsed. */
 static void test_leader(void **state)
 {
@@ -2594,6 +2671,8 @@ int main(void)
         T(test_meta),
         T(test_services),
         T(test_leader),
+        T(test_agent_seen),
+        T(test_listen),
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),
