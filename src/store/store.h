@@ -87,8 +87,8 @@ unsigned store_caps(const struct store *st);
  * a second server started on the same store is refused: ERR_CONFLICT when
  * another process holds it. SQLite: nothing to do (the data folder's lock
  * does it). PostgreSQL: a session advisory lock, taken again when the
- * connection is made again. (Several servers on one PostgreSQL database are
- * issue 11's next step; until then one server per database.)
+ * connection is made again. The server claims only a store without
+ * STORE_CAP_SHARED: several servers share a PostgreSQL database (server/sync.h).
  */
 int store_claim(struct store *st, struct err *e);
 
