@@ -10,6 +10,7 @@
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "server/commit.h"
 #include "server/fleet.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -54,6 +55,7 @@ static int sync_agents(struct sync *y)
 }
 
 struct page {
+    struct committer *commit;
     struct hmap jobs; /* ids named by the events read -> (void *)1 */
     int64_t last;
     size_t n;
@@ -65,6 +67,7 @@ static int collect(void *arg, const struct event_rec *ev)
     struct page *p = arg;
     p->last = ev->seq;
     p->n++;
+    if (commit_wrote_event(p->commit, ev->seq)) return 0; /* this server's: applied already */
     if (ev->kind == EVENT_JOB && !hmap_get(&p->jobs, ev->subject))
         hmap_put(&p->jobs, ev->subject, (void *)1);
     else if (ev->kind == EVENT_AGENT)
@@ -100,7 +103,7 @@ static void catch_up(struct sync *y)
 {
     struct server *s = y->s;
     for (int page = 0; page < SYNC_PAGES; page++) {
-        struct page p = {.last = y->seq};
+        struct page p = {.commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
         struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
         struct err e = ERR_INIT;

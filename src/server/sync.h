@@ -7,10 +7,11 @@
  * handle of this server's own listens, and on an announcement (and once a second anyway,
  * which also covers an announcement lost to a reconnect) the server reads the events after
  * the last seq it has seen and, for each job they name, applies the job as the store has it
- * now (fleet_job_synced). Agents are read from the store once a second (fleet_agent_synced:
- * registrations and states stored by others, the newest last_seen of all servers), and the
- * last_seen of the agents polling this server is written back (fleet_flush_seen) so that the
- * leader judges liveness on what every server saw.
+ * now (fleet_job_synced); its own events (commit_wrote_event) it skips. Agents are read
+ * from the store once a second (fleet_agent_synced: registrations and states stored by
+ * others, the newest last_seen of all servers), and the last_seen of the agents polling
+ * this server is written back (fleet_flush_seen) so that the leader judges liveness on
+ * what every server saw.
  *
  * Leasing needs nothing of this: store_job_lease (FOR UPDATE SKIP LOCKED and a state check)
  * never leases a job twice, and a candidate another server took is dropped.

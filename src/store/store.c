@@ -352,6 +352,13 @@ int store_notified(struct store *st, int *fd, bool *any, struct err *e)
     return st->ops->notified(st, fd, any, e);
 }
 
+void store_tx_events(struct store *st, int64_t *first, int64_t *last)
+{
+    *first = 1;
+    *last = 0;
+    if (st->ops->tx_events) st->ops->tx_events(st, first, last);
+}
+
 int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e)
 {
     return st->ops->agent_seen(st, id, last_seen, e);

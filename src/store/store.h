@@ -374,6 +374,12 @@ int store_leader_take(struct store *st, const char *name, const char *holder, in
  */
 int store_listen(struct store *st, int *fd, struct err *e);
 int store_notified(struct store *st, int *fd, bool *any, struct err *e);
+/*
+ * After a store_commit that succeeded: the seqs of the events that transaction wrote,
+ * first..last (first > last: none, or a store that is not shared). A server skips its
+ * own events when it reads the others' (server/sync.h).
+ */
+void store_tx_events(struct store *st, int64_t *first, int64_t *last);
 /* An agent was seen by a server at last_seen (kept when newer than what is stored). No event. */
 int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e);
 

@@ -90,6 +90,7 @@ struct store_ops {
 
     int (*listen)(struct store *st, int *fd, struct err *e);   /* NULL: not shared */
     int (*notified)(struct store *st, int *fd, bool *any, struct err *e);
+    void (*tx_events)(struct store *st, int64_t *first, int64_t *last); /* NULL: none */
     int (*agent_seen)(struct store *st, const char *id, int64_t last_seen, struct err *e);
     int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
                        int64_t ttl_ms, bool *leader, struct err *e);

@@ -233,6 +233,8 @@ struct store_pg {
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
     bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
+    int64_t ev_first;  /* the transaction's events: seqs ev_first + 1 .. ev_seq */
+    int64_t tx_first, tx_last; /* those of the last committed transaction (store_tx_events) */
     bool listening;    /* store_listen was called: LISTEN again after a reconnect */
 };
 
@@ -726,6 +728,10 @@ static int pg_commit(struct store *st, struct err *e)
     }
     if (rc)
         return rc; /* the caller rolls back */
+    s->tx_first = 1;
+    s->tx_last = 0;
+    bool wrote = s->ev_locked && s->ev_seq > s->ev_first;
+    int64_t first = s->ev_first + 1, last = s->ev_seq;
     PGresult *r = PQexec(s->conn, "COMMIT");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = db_err(s, r, e, "commit");
@@ -736,6 +742,10 @@ static int pg_commit(struct store *st, struct err *e)
         tx_reset(s);
     } else {
         tx_reset(s);
+        if (wrote) {
+            s->tx_first = first;
+            s->tx_last = last;
+        }
     }
     PQclear(r);
     return rc;
@@ -824,7 +834,7 @@ static int events_lock(struct store_pg *s, struct err *e)
         PQclear(r);
         return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
     }
-    s->ev_seq = col_int(r, 0, 0);
+    s->ev_seq = s->ev_first = col_int(r, 0, 0);
     s->ev_locked = true;
     PQclear(r);
     return 0;
@@ -1690,6 +1700,13 @@ static int pg_agent_seen(struct store *st, const char *id, int64_t last_seen, st
     return run(pg(st), S_AGENT_SEEN, &p, NULL, e, "updating an agent");
 }
 
+static void pg_tx_events(struct store *st, int64_t *first, int64_t *last)
+{
+    struct store_pg *s = pg(st);
+    *first = s->tx_first;
+    *last = s->tx_last;
+}
+
 static int pg_listen(struct store *st, int *fd, struct err *e)
 {
     struct store_pg *s = pg(st);
@@ -1948,6 +1965,7 @@ const struct store_ops store_pg_ops = {
     .leader_take = pg_leader_take,
     .agent_seen = pg_agent_seen,
     .listen = pg_listen,
+    .tx_events = pg_tx_events,
     .notified = pg_notified,
     .leader_release = pg_leader_release,
 };

@@ -2540,7 +2540,14 @@ static void test_listen(void **state)
     struct err e = ERR_INIT;
     int fd = -1;
     bool any = true;
+    int64_t first = 0, last = -1, wfirst = 0, wlast = 0;
     if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
+        struct job one;
+        make_simple(&one, T0, "q");
+        insert_jobs(f->st, &one, 1);
+        job_release(&one);
+        store_tx_events(f->st, &first, &last);
+        assert_true(first > last); /* not shared: nothing to tell */
         assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
         assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
         assert_false(any);
@@ -2562,6 +2569,11 @@ static void test_listen(void **state)
     assert_ok(store_job_insert(writer, &j[0], &e), &e);
     assert_ok(store_job_insert(writer, &j[1], &e), &e);
     assert_ok(store_commit(writer, &e), &e);
+    /* the seqs of the two events it wrote, the newest ones */
+    store_tx_events(writer, &first, &last);
+    assert_ok(store_event_window(f->st, &wfirst, &wlast, &e), &e);
+    assert_int_equal(last - first, 1);
+    assert_int_equal(last, wlast);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
     assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
@@ -2574,6 +2586,11 @@ static void test_listen(void **state)
     assert_ok(store_begin(writer, &e), &e);
     assert_ok(store_job_insert(writer, &k, &e), &e);
     store_rollback(writer);
+    assert_ok(store_begin(writer, &e), &e); /* a commit without events: none */
+    assert_ok(store_meta_set(writer, "m", "v", &e), &e);
+    assert_ok(store_commit(writer, &e), &e);
+    store_tx_events(writer, &first, &last);
+    assert_true(first > last);
     /* a handle without notify announces nothing */
     insert_jobs(f->st, &k, 1);
     assert_int_equal(poll(&pfd, 1, 300), 0);
