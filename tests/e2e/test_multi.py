@@ -170,3 +170,60 @@ def test_the_leader_dies_with_two_servers_up(pg_servers, tmp_path, make_agent): 
     assert j["attempts"][0]["reason"] == "lost", j
     wait_for(lambda: len(ran(marks)) == 2, 20, "the second attempt to start")
     assert ran(marks) == [job, job]
+
+
+def test_servers_die_under_submit_load(pg_servers, tmp_path, make_agent):  # noqa: F811
+    """Three servers, two agents, jobs submitted all along: kill -9 of one server, then of
+    the leader. Every acknowledged job finishes, none lost, none completed twice."""
+    a = pg_servers("--lost-after", "8")
+    wait_for(lambda: is_leader(a), 10, "a to lead")
+    b = pg_servers("--lost-after", "8")
+    c = pg_servers("--lost-after", "8")
+    token = agent_token(a)
+    make_agent(a, "w1", "--slots", "4", token=token, server_url=f"{a.url},{c.url}")
+    make_agent(b, "w2", "--slots", "4", token=token, server_url=f"{b.url},{c.url}")
+    marks = tmp_path / "done"
+    acked, live = [], [a, b, c]
+    total = 150
+
+    def submit_one(i):
+        # a client with the list: the next server when one is down (bounded: 3 tries)
+        for k in range(len(live)):
+            srv = live[(i + k) % len(live)]
+            try:
+                r = srv.api().post("/v1/jobs", timeout=10, json={
+                    "retry": {"max_attempts": 3, "backoff_s": 0},
+                    "command": {"shell": f'sleep 0.2; echo "$DROVER_JOB_ID" >> {marks}'}})
+            except requests.RequestException:
+                continue
+            if r.status_code == 201:
+                acked.append(r.json()["id"])
+                return
+            assert r.status_code == 503, r.text
+        raise AssertionError(f"submission {i}: no server took it")
+
+    for i in range(total):
+        if i == total // 3:
+            b.kill()  # kill -9 of a server that is not the leader (w2's)
+            live.remove(b)
+        if i == 2 * total // 3:
+            a.kill()  # kill -9 of the leader (w1's)
+            live.remove(a)
+        submit_one(i)
+        time.sleep(0.02)
+    assert len(acked) == total
+    wait_for(lambda: is_leader(c), TTL_S + 10, "c to take the lease over")
+
+    def all_done():
+        r = c.api().get("/v1/jobs", params={"state": "succeeded", "limit": 1000})
+        return r.status_code == 200 and len(r.json()["jobs"]) >= total
+
+    wait_for(all_done, 120, "every acknowledged job to succeed")
+    for job in acked:
+        j = c.api().get(f"/v1/jobs/{job}").json()
+        assert j["state"] == "succeeded", j  # none lost
+        ok_attempts = [x for x in j["attempts"] if x.get("exit_code") == 0]
+        assert len(ok_attempts) <= 1, j
+    done = ran(marks)
+    assert sorted(set(done)) == sorted(acked)  # every one ran to its end ...
+    assert len(done) == len(acked), [x for x in set(done) if done.count(x) > 1]  # ... once
