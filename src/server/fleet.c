@@ -846,11 +846,21 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
         a->seen_flushed = rec->last_seen;
         return;
     }
-    if (rec->last_seen > a->rec.last_seen) {
+    bool newer = rec->last_seen > a->rec.last_seen;
+    if (newer) {
         a->rec.last_seen = rec->last_seen;
         a->seen_flushed = rec->last_seen > a->seen_flushed ? rec->last_seen : a->seen_flushed;
     }
-    if (rec->state != a->rec.state && rec->last_seen >= a->rec.last_seen) {
+    /*
+     * A state stored by another server: lost or left (the leader judged it; it left through
+     * another server: a poll here is answered 409 and the agent registers again), draining
+     * (asked through another server), up again (it registered elsewhere since: its
+     * last_seen is newer). Never a state this server set and has not committed yet.
+     */
+    bool adopt = rec->state == AGENT_LOST || rec->state == AGENT_LEFT ||
+                 (rec->state == AGENT_DRAINING && a->rec.state == AGENT_UP) ||
+                 (rec->state == AGENT_UP && newer);
+    if (rec->state != a->rec.state && adopt) {
         log_info("agent=%s name=%s %s -> %s (stored by another server)", a->rec.id, a->rec.name,
                  agent_state_name(a->rec.state), agent_state_name(rec->state));
         a->rec.state = rec->state;

@@ -227,3 +227,19 @@ def test_servers_die_under_submit_load(pg_servers, tmp_path, make_agent):  # noq
     done = ran(marks)
     assert sorted(set(done)) == sorted(acked)  # every one ran to its end ...
     assert len(done) == len(acked), [x for x in set(done) if done.count(x) > 1]  # ... once
+
+
+def test_agent_states_stored_through_another_server(pg_servers, make_agent):  # noqa: F811
+    a = pg_servers("--lost-after", "8")
+    b = pg_servers("--lost-after", "8")
+    w = make_agent(b, "w1")
+    job = submit(a, command={"shell": "sleep 1; echo ok"})
+    wait_job(a, job, states=("running",))
+    # drained through a, while it polls b: b tells it, it finishes its job and leaves
+    r = a.api().post("/v1/agents/w1/drain")
+    assert r.status_code == 200, r.text
+    assert w.wait(30) == 0, w.read_log()
+    assert wait_job(a, job)["state"] == "succeeded"
+    wait_for(lambda: w.state() == "left", 10, "b to store that w1 left")
+    wait_for(lambda: [x["state"] for x in a.api().get("/v1/agents").json()
+                      if x["name"] == "w1"] == ["left"], 10, "a to know that w1 left")
