@@ -15,6 +15,7 @@ static const struct command commands[] = {
     {"wait", cmd_wait, "wait for jobs to end; exits with the worst exit code"},
     {"events", cmd_events, "follow the server's events (job and agent changes) as they happen"},
     {"cancel", cmd_cancel, "cancel a job"},
+    {"workflow", cmd_workflow, "submit a workflow, show, cancel or retry it"},
     {"logs", cmd_logs, "print a job's output (-f: follow it until the job ends)"},
     {"jobs", cmd_jobs, "list jobs"},
     {"queues", cmd_queues, "list queues"},
@@ -26,6 +27,7 @@ static const struct command commands[] = {
     {"rm", cmd_rm, "delete objects"},
     {"service", cmd_service, "define, list, show or retire services of the hub"},
     {"token", cmd_token, "create or revoke an API token"},
+    {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
     {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},
 };

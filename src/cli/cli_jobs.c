@@ -1374,6 +1374,8 @@ static void print_status(json_t *job, const struct buf *tail)
     print_time_field("created:", job, "created_at");
     print_time_field("started:", job, "started_at");
     print_time_field("finished:", job, "finished_at");
+    if (json_is_true(json_object_get(job, "archived")))
+        print_time_field("archived:", job, "archived_at"); /* deleted after its retention */
     field("agent:", jstr(job, "agent"));
     field("waiting:", jstr(json_object_get(job, "waiting"), "message"));
 

@@ -27,6 +27,7 @@ static const struct {
     {ERR_LENGTH, 411, "length_required", "length required"},
     {ERR_GONE, 410, "gone", "no longer available"},
     {ERR_AMBIGUOUS, 409, "ambiguous", "ambiguous"},
+    {ERR_QUOTA, 429, "quota", "quota exceeded"},
 };
 
 static int find(int code)

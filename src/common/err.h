@@ -32,6 +32,7 @@ enum {
     ERR_LENGTH = -13,     /* 411 length_required */
     ERR_GONE = -14,       /* 410 gone: e.g. events older than the retained window */
     ERR_AMBIGUOUS = -15,  /* 409 ambiguous: a name or id prefix matches several */
+    ERR_QUOTA = -16,      /* 429 quota: a tenant's limit (docs/operations.md) */
 };
 
 struct err {

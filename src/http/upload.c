@@ -193,6 +193,20 @@ static void parser_reset(struct upconn *c)
     c->body_seen = 0;
 }
 
+/*
+ * Whether evhttp has let go of the connection (bufferevent_free clears the
+ * callbacks). libevent finalizes the bufferevent, and calls conn_free, only on
+ * a later turn: until then this connection's own events may still fire, and
+ * must not touch it: a deferred trigger takes and drops a reference, and the
+ * second drop to zero would finalize it (and free c) a second time.
+ */
+static bool conn_released(const struct upconn *c)
+{
+    bufferevent_event_cb eventcb = NULL;
+    bufferevent_getcb(c->filter, NULL, NULL, &eventcb, NULL);
+    return eventcb == NULL;
+}
+
 /* ---- the connection's guards: refusals, reservations, deadlines ---- */
 
 static void head_header(struct upconn *c, const char *name, char *out, size_t n);
@@ -370,7 +384,7 @@ static void on_hangup(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     (void)fd;
     (void)what;
-    if (!c->u || c->st != C_HEAD || !c->nres) return;
+    if (!c->u || c->st != C_HEAD || !c->nres || conn_released(c)) return;
     log_debug("connection %s: the client hung up while its request was pending", c->id);
     conn_close(c);
 }
@@ -409,7 +423,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     (void)fd;
     (void)what;
-    if (!c->u) return;
+    if (!c->u || conn_released(c)) return;
     if (c->over_cap) { /* its input is dropped (C_DEAD) until this answer */
         c->over_cap = false;
         struct err e = ERR_INIT;
@@ -549,7 +563,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct upconn *c = arg;
     struct upload *up = &c->up;
-    if (c->st != C_BODY || up->mode == U_PENDING || up->paused) {
+    if (c->st != C_BODY || up->mode == U_PENDING || up->paused || conn_released(c)) {
         event_del(c->rd); /* level-triggered: it would fire again at once */
         return;
     }
@@ -807,6 +821,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     (void)fd;
     (void)what;
+    if (conn_released(c)) return;
     bufferevent_flush(c->filter, EV_WRITE, BEV_NORMAL);
 }
 

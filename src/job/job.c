@@ -44,6 +44,7 @@ void job_release(struct job *j)
     free(j->key);
     free(j->agent);
     free(j->owner);
+    free(j->tenant);
     json_decref(j->labels);
     json_decref(j->spec);
     json_decref(j->progress);
@@ -96,6 +97,7 @@ void job_from_spec(struct job *j, const struct job_spec *s, int64_t now_ms)
     j->max_attempts = s->max_attempts;
     j->created_at = now_ms;
     j->run_after = now_ms + (int64_t)(s->delay_s * 1000.0);
+    j->retention_ms = s->retention_s * 1000;
     j->labels = json_incref(json_object_get(s->json, "labels"));
     j->spec = json_incref(s->json);
     set_views(j, s->timeout_s, s->requires);
@@ -149,6 +151,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "retries", lifecycle_retries_json(j));
     json_object_set_new(o, "agent", str_or_null(j->agent));
     json_object_set_new(o, "owner", str_or_null(j->owner));
+    json_object_set_new(o, "tenant", str_or_null(j->tenant));
     json_object_set_new(o, "progress", ref_or(j->progress, json_null()));
     json_object_set_new(o, "result", ref_or(j->result, json_null()));
     json_object_set_new(o, "attempts", ref_or(j->attempts, json_array()));

@@ -40,6 +40,7 @@ struct job {
     char *key;
     char *agent;
     char *owner; /* the name of the token that submitted it; NULL for jobs from before owners */
+    char *tenant; /* its owner's tenant (docs/operations.md); NULL for jobs from before tenants */
     int priority;
     int slots;
     int attempt; /* 0 until first leased */
@@ -48,6 +49,7 @@ struct job {
     int64_t started_at;
     int64_t finished_at;
     int64_t run_after; /* not leased before this time */
+    int64_t retention_ms; /* deleted this long after it ends (archived); 0 = the server's default */
     json_t *labels;    /* object; each json_t field owns one reference or is NULL */
     json_t *spec;      /* the normalised spec */
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */

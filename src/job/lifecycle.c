@@ -28,6 +28,7 @@ static const struct {
     [JOB_EV_CANCEL] = {"cancel", NOT_TERMINAL},
     [JOB_EV_UNBLOCK] = {"unblock", B(JOB_BLOCKED)},
     [JOB_EV_RETRY] = {"retry", B(JOB_FAILED) | B(JOB_CANCELLED)},
+    [JOB_EV_REBLOCK] = {"reblock", B(JOB_FAILED) | B(JOB_CANCELLED)},
 };
 
 const char *job_event_name(enum job_event ev)
@@ -262,9 +263,11 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
         j->finished_at = a->now_ms;
         json_decref(j->result);
         j->result = json_pack("{s:s}", "reason", "cancelled");
+        if (a->why) json_object_set_new(j->result, "error", json_string(a->why));
         break;
     case JOB_EV_RETRY: /* queued now; the ended attempts stay in the history */
-        j->state = JOB_QUEUED;
+    case JOB_EV_REBLOCK: /* the same, waiting for its upstreams */
+        j->state = ev == JOB_EV_RETRY ? JOB_QUEUED : JOB_BLOCKED;
         j->run_after = a->now_ms;
         j->started_at = 0;
         j->finished_at = 0;

@@ -5,13 +5,13 @@
  * lifecycle_apply(), over one table of (state, event) pairs; a pair the table
  * does not allow is refused (ERR_CONFLICT naming both) and changes nothing.
  *
- *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock  retry
+ *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock  retry  reblock
  *   (new)      ok
  *   blocked                                                                    ok       ok
  *   queued            ok                                                      ok
  *   leased                   ok       ok      ok        ok     ok    ok        ok
  *   running                           same    ok        ok     ok    ok        ok
- *   failed, cancelled                                                                           ok
+ *   failed, cancelled                                                                           ok     ok
  *   succeeded: none
  *
  * retry (POST /v1/jobs/{id}/retry, by hand) queues a failed or cancelled job
@@ -19,6 +19,9 @@
  * lease makes attempt N+1 (its history and logs keep the earlier ones), and
  * its end is final (max_attempts is not raised, so it is not retried again
  * by itself).
+ *
+ * reblock (a workflow's retry, POST /v1/workflows/{id}/retry) is retry for a node whose
+ * upstreams must run again first: the job waits, blocked, until they succeed (unblock).
  *
  * finish, lost and deadline end the attempt: succeeded (exit 0), cancelled,
  * queued again after the retry backoff while attempts remain and the retry
@@ -47,6 +50,7 @@ enum job_event {
     JOB_EV_CANCEL,   /* any state not terminal -> cancelled */
     JOB_EV_UNBLOCK,  /* blocked -> queued (its dependencies are done) */
     JOB_EV_RETRY,    /* failed, cancelled -> queued: one more attempt, by hand */
+    JOB_EV_REBLOCK,  /* failed, cancelled -> blocked: a workflow's retry, upstreams first */
     JOB_NEVENTS
 };
 
@@ -75,6 +79,7 @@ struct job_event_args {
     const char *agent;             /* lease: the agent's name */
     const struct attempt_end *end; /* finish, lost, deadline */
     json_t *progress;              /* progress: {"percent", "message", "updated_at"}, stolen */
+    const char *why;               /* cancel: why, as the result's "error" (NULL: none) */
 };
 
 /* What lifecycle_apply returns besides 0 and errors: allowed, and nothing to write. */

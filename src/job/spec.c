@@ -1069,6 +1069,8 @@ static const struct field spec_fields[] = {
      .expect = "an http:// or https:// url of at most 2048 bytes, or null"},
     {.key = "notify", .check = check_string, .dflt = "\"end\"", .min = 3, .max = 3,
      .valid = notify_when_ok, .expect = "\"end\" (the job's end) or \"all\" (every change)"},
+    {.key = "retention_s", .check = check_int, .dflt = "null", .min = 1,
+     .max = SPEC_RETENTION_MAX_S},
     {.key = "test", .check = check_bool, .dflt = "false"},
     {.key = "command", .check = check_command}, /* last: it reads test */
 };
@@ -1090,6 +1092,7 @@ void spec_views(struct job_spec *s, json_t *o)
     s->requires = json_object_get(o, "requires");
     s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
     s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
+    s->retention_s = json_integer_value(json_object_get(o, "retention_s")); /* null: 0 */
     s->test = json_is_true(json_object_get(o, "test"));
 }
 

@@ -33,6 +33,7 @@
 #define SPEC_MEMORY_MB_MAX 4194304 /* 4 TiB */
 #define SPEC_CPUS_MIN 0.01         /* resources.cpus: a hundredth of one CPU's time */
 #define SPEC_CPUS_MAX 1024
+#define SPEC_RETENTION_MAX_S 315360000 /* retention_s: ten years */
 #define SPEC_PIDS_MAX 4194304 /* resources.pids: the kernel's highest pid_max */
 
 struct job_spec {
@@ -49,6 +50,7 @@ struct job_spec {
     double timeout_s;    /* 0 = none */
     const json_t *requires; /* object, maybe empty */
     double backoff_s, max_backoff_s;
+    int64_t retention_s; /* kept this long after it ends; 0 = the queue's or the server's */
     bool test; /* a probe: nothing is queued */
 };
 

@@ -11,7 +11,9 @@
 #include "http/tls.h"
 #include "http/upload.h"
 #include "server/metrics.h"
+#include "server/retention.h"
 #include "server/server.h"
+#include "server/tenants.h"
 #include "server/webhooks.h"
 
 static struct server *srv(struct http_req *r)
@@ -34,6 +36,7 @@ static bool token_name_valid(const char *s)
 struct token_op {
     struct http_req *r;
     char name[HTTP_PARAM_MAX];
+    char tenant[72]; /* "" : the token's own name */
     int role;
     char token[AUTH_TOKEN_LEN];
     char hash[AUTH_HASH_LEN];
@@ -42,7 +45,8 @@ struct token_op {
 static int token_insert_write(struct store *st, void *arg, struct err *e)
 {
     struct token_op *t = arg;
-    return store_token_insert(st, t->name, t->role, t->hash, e);
+    int rc = store_token_insert(st, t->name, t->role, t->hash, e);
+    return rc || !t->tenant[0] ? rc : store_token_set_tenant(st, t->name, t->tenant, e);
 }
 
 static int token_delete_write(struct store *st, void *arg, struct err *e)
@@ -54,15 +58,19 @@ static int token_delete_write(struct store *st, void *arg, struct err *e)
 static void token_done(void *arg, int rc, const struct err *e)
 {
     struct token_op *t = arg;
-    if (!rc && !t->token[0]) /* revoked: no cached check may keep it alive */
+    if (!rc && !t->token[0]) { /* revoked: no cached check may keep it alive */
         auth_cache_forget_all(t->r->app);
+        tenants_forget_tokens(t->r->app); /* its name may come back with another tenant */
+    }
     if (t->r->gone)
         http_req_drop(t->r);
     else if (rc)
         http_reply_err(t->r, e);
     else if (t->token[0])
-        http_reply_json(t->r, 201, json_pack("{s:s, s:s, s:s}", "token", t->token, "name",
-                                             t->name, "role", role_name(t->role)));
+        http_reply_json(t->r, 201,
+                        json_pack("{s:s, s:s, s:s, s:s}", "token", t->token, "name", t->name,
+                                  "role", role_name(t->role), "tenant",
+                                  t->tenant[0] ? t->tenant : t->name));
     else
         http_reply_json(t->r, 200, json_pack("{s:s, s:b}", "name", t->name, "revoked", 1));
     free(t);
@@ -74,12 +82,13 @@ int api_tokens_create(struct http_req *r)
     const char *key;
     json_t *v;
     if (!json_is_object(r->body)) {
-        http_reply_error(r, ERR_INVALID, NULL, "the body must be an object {\"role\", \"name\"}");
+        http_reply_error(r, ERR_INVALID, NULL,
+                         "the body must be an object {\"role\", \"name\", \"tenant\"}");
         return HTTP_DONE;
     }
     json_object_foreach(r->body, key, v)
     {
-        if (strcmp(key, "role") && strcmp(key, "name")) {
+        if (strcmp(key, "role") && strcmp(key, "name") && strcmp(key, "tenant")) {
             http_reply_error(r, ERR_INVALID, key, "unknown field '%s'", key);
             return HTTP_DONE;
         }
@@ -92,8 +101,16 @@ int api_tokens_create(struct http_req *r)
         http_reply_error(r, ERR_INVALID, "name", "name must match [A-Za-z0-9._-]{1,64}");
         return HTTP_DONE;
     }
+    json_t *tenant = json_object_get(r->body, "tenant");
+    if (tenant && !json_is_null(tenant) &&
+        (!json_is_string(tenant) || !tenants_name_valid(json_string_value(tenant)))) {
+        http_reply_error(r, ERR_INVALID, "tenant", "tenant must match [A-Za-z0-9._-]{1,64}");
+        return HTTP_DONE;
+    }
     struct token_op *t = xcalloc(1, sizeof(*t));
     t->r = r;
+    if (json_is_string(tenant))
+        snprintf(t->tenant, sizeof(t->tenant), "%s", json_string_value(tenant));
     t->role = role_parse(json_string_value(role));
     snprintf(t->name, sizeof(t->name), "%s", json_string_value(name));
     auth_token_new(t->token, t->hash);
@@ -192,6 +209,17 @@ int api_metrics(struct http_req *r)
              "drover_event_followers %zu\n",
              (unsigned long long)ws.delivered, (unsigned long long)ws.failed,
              (unsigned long long)ws.dropped, events_followers(s->events));
+    struct retention_stats rs;
+    retention_get_stats(s->retention, &rs);
+    buf_addf(&b,
+             "# HELP drover_jobs_archived_total Finished jobs archived and deleted after their "
+             "retention.\n"
+             "# TYPE drover_jobs_archived_total counter\n"
+             "drover_jobs_archived_total %llu\n"
+             "# HELP drover_retention_failures_total Retention sweeps that failed (logged).\n"
+             "# TYPE drover_retention_failures_total counter\n"
+             "drover_retention_failures_total %llu\n",
+             (unsigned long long)rs.archived, (unsigned long long)rs.failed);
     int conns, lingering;
     int64_t reserved;
     uploads_stats(s->uploads, &conns, &lingering, &reserved);

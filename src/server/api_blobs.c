@@ -30,6 +30,7 @@
 #include "job/spec.h"
 #include "server/fleet.h"
 #include "server/offload.h"
+#include "server/retention.h"
 #include "server/server.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -646,6 +647,17 @@ static int call_run(struct http_req *r, struct call_op *op)
 
 /* ---- the object routes ---- */
 
+/* The archive of finished jobs (retention.h) is the server's own: read through the jobs API. */
+static int bucket_reserved(const char *bucket, struct err *e)
+{
+    if (strcmp(bucket, RETENTION_BUCKET))
+        return 0;
+    return err_field(e, ERR_DENIED, "bucket",
+                     "bucket '%s' is reserved for drover's archive of finished jobs (read them "
+                     "with GET /v1/jobs/{id} and /v1/jobs/{id}/log)",
+                     bucket);
+}
+
 /* Splits r->tail "bucket/key" (decoded). */
 static int object_name(struct http_req *r, char bucket[BLOB_BUCKET_MAX + 1], const char **key,
                        struct err *e)
@@ -654,7 +666,8 @@ static int object_name(struct http_req *r, char bucket[BLOB_BUCKET_MAX + 1], con
     if (strlen(r->params[0]) > BLOB_BUCKET_MAX)
         return blob_bucket_check(r->params[0], e); /* says why */
     memcpy(bucket, r->params[0], strlen(r->params[0]) + 1);
-    return blob_name_check(bucket, *key, e);
+    int rc = blob_name_check(bucket, *key, e);
+    return rc ? rc : bucket_reserved(bucket, e);
 }
 
 int api_blob_object(struct http_req *r)
@@ -705,7 +718,7 @@ int api_blob_list(struct http_req *r)
             return HTTP_DONE;
         }
     }
-    if (blob_bucket_check(r->params[0], &e)) {
+    if (blob_bucket_check(r->params[0], &e) || bucket_reserved(r->params[0], &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -1026,6 +1039,7 @@ int api_presign(struct http_req *r)
     int64_t expires_s = x ? json_integer_value(x) : PRESIGN_DEFAULT_S;
     struct presign_bind bind = {"", 0};
     if ((prefix ? prefix_parse(uri, bucket, &key, &e) : blob_uri_parse(uri, bucket, &key, &e)) ||
+        bucket_reserved(bucket, &e) ||
         (as_agent && agent_may(r, b, method, uri, prefix, &bind, &expires_s, &e))) {
         http_reply_err(r, &e);
         return HTTP_DONE;

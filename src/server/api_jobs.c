@@ -22,7 +22,9 @@
 #include "job/job.h"
 #include "job/spec.h"
 #include "server/fleet.h"
+#include "server/retention.h"
 #include "server/sched.h"
+#include "server/tenants.h"
 #include "server/server.h"
 #include "server/services.h"
 
@@ -103,6 +105,10 @@ static int find_job(struct http_req *r, struct job *j, struct err *e)
 
 struct submit {
     struct http_req *r;
+    char tenant[72];  /* the caller's */
+    int max_queued;   /* the tenant's limit, 0: none */
+    int64_t queued;   /* out: its jobs waiting, with the new ones, when over the limit */
+    int64_t inserted; /* out: the new jobs (not those whose key was taken) */
     bool array;
     size_t n;
     struct job **jobs; /* each its own allocation: no array of 1,000 records over 64 KiB,
@@ -154,8 +160,30 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         int rc = store_job_insert(st, j, e);
         if (rc)
             return rc;
+        sb->inserted++;
     }
-    return 0;
+    if (!sb->max_queued || !sb->inserted)
+        return 0;
+    /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
+       cannot pass the limit together (the writer is one thread; PostgreSQL: one server). */
+    int rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
+                                e);
+    if (rc || sb->queued <= sb->max_queued)
+        return rc;
+    return err_field(e, ERR_QUOTA, "max_queued",
+                     "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "
+                     "and this submission would make %lld",
+                     sb->tenant, sb->max_queued, (long long)(sb->queued - sb->inserted),
+                     (long long)sb->queued);
+}
+
+/* 429: which limit of which tenant, so that a client can tell it from other errors. */
+static void reply_quota(struct submit *sb, const struct err *e)
+{
+    json_t *inner = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "code", "quota", "message", e->msg,
+                              "limit", "max_queued", "tenant", sb->tenant, "max", sb->max_queued,
+                              "queued", (json_int_t)(sb->queued - sb->inserted));
+    http_reply_json(sb->r, 429, json_pack("{s:o}", "error", inner));
 }
 
 /*
@@ -234,6 +262,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
                 fleet_job_changed(s->fleet, sb->jobs[i], false);
     if (r->gone) {
         http_req_drop(r);
+    } else if (rc == ERR_QUOTA) {
+        reply_quota(sb, e);
     } else if (rc) {
         http_reply_err(r, e);
     } else {
@@ -283,6 +313,13 @@ int api_jobs_create(struct http_req *r)
     }
     struct submit *sb = xcalloc(1, sizeof(*sb));
     sb->r = r;
+    struct err te = ERR_INIT;
+    if (tenants_of_token(srv(r), r->token_name, sb->tenant, sizeof(sb->tenant), &te)) {
+        free(sb);
+        http_reply_err(r, &te); /* the token was revoked meanwhile, or the store failed */
+        return HTTP_DONE;
+    }
+    sb->max_queued = tenants_max_queued(srv(r), sb->tenant);
     sb->array = array;
     sb->jobs = xcalloc(n, sizeof(*sb->jobs)); /* records made as their specs pass: sb->n */
     sb->existed = xcalloc(n, sizeof(*sb->existed));
@@ -324,6 +361,8 @@ int api_jobs_create(struct http_req *r)
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
+        sb->jobs[i]->tenant = xstrdup(sb->tenant);
+        retention_apply(srv(r)->retention, sb->jobs[i]);
         sb->n++;
         spec_release(&spec);
     }
@@ -334,18 +373,48 @@ int api_jobs_create(struct http_req *r)
 
 /* ---- read ---- */
 
+/*
+ * {id} is not in the store: a whole id may name a job deleted after its
+ * retention, answered from the archive (retention.h). Else the error as it is.
+ */
+static int archived_or_err(struct http_req *r, const struct err *e, bool log,
+                           const struct logs_query *q)
+{
+    if (e->code == ERR_NOTFOUND && uuid_valid(r->params[0])) {
+        char id[UUID_STR_LEN];
+        memcpy(id, r->params[0], UUID_STR_LEN); /* valid: UUID_STR_LEN - 1 characters */
+        for (char *p = id; *p; p++)
+            if (*p >= 'A' && *p <= 'F') *p = (char)(*p - 'A' + 'a');
+        retention_answer(srv(r)->retention, r, id, log, q);
+        return HTTP_DEFERRED;
+    }
+    http_reply_err(r, e);
+    return HTTP_DONE;
+}
+
 int api_jobs_get(struct http_req *r)
 {
     struct job j;
     struct err e = ERR_INIT;
-    if (find_job(r, &j, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
+    if (find_job(r, &j, &e))
+        return archived_or_err(r, &e, false, NULL);
     struct sched_fit fit;
     json_t *o = job_to_json(&j);
     fleet_job_fit(srv(r)->fleet, &j, &fit);
-    json_object_set_new(o, "waiting", sched_waiting_json(&j, &fit, time_now_ms()));
+    json_t *waiting = sched_waiting_json(&j, &fit, time_now_ms());
+    const char *reason = json_string_value(json_object_get(waiting, "reason"));
+    int max = sched_tenant_max_running(srv(r)->sched, j.tenant);
+    int64_t held = sched_tenant_held(srv(r)->sched, j.tenant);
+    if (reason && !strcmp(reason, "busy") && max && held >= max) { /* not a slot: its quota */
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "its tenant '%s' has %lld jobs leased or running, its max_running; it starts "
+                 "when one of them ends",
+                 j.tenant ? j.tenant : "", (long long)held);
+        json_object_set_new(waiting, "reason", json_string("quota"));
+        json_object_set_new(waiting, "message", json_string(msg));
+    }
+    json_object_set_new(o, "waiting", waiting);
     http_reply_json(r, 200, o);
     job_release(&j);
     return HTTP_DONE;
@@ -438,11 +507,12 @@ int api_jobs_wait(struct http_req *r)
     struct job j;
     struct err e = ERR_INIT;
     long timeout_s;
-    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e) ||
-        find_job(r, &j, &e)) {
+    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    if (find_job(r, &j, &e)) /* an archived job has ended: no wait */
+        return archived_or_err(r, &e, false, NULL);
     if (job_state_terminal(j.state) || timeout_s == 0) {
         http_reply_json(r, 200, job_to_json(&j));
         job_release(&j);
@@ -459,6 +529,10 @@ struct cancel {
     struct http_req *r;
     char id[HTTP_PARAM_MAX];
     struct job job;
+    /* retry: the job's tenant and its max_queued (0: none); its jobs waiting after */
+    char tenant[72];
+    int max_queued;
+    int64_t queued;
 };
 
 static int cancel_write(struct store *st, void *arg, struct err *e)
@@ -502,21 +576,52 @@ int api_jobs_cancel(struct http_req *r)
 static int retry_write(struct store *st, void *arg, struct err *e)
 {
     struct cancel *c = arg;
-    return store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+    int rc = store_job_retry(st, c->id, time_now_ms(), &c->job, e);
+    if (rc || !c->max_queued)
+        return rc;
+    /* queued again: it counts against its tenant's max_queued, as a new job would */
+    rc = store_tenant_count(st, c->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &c->queued, e);
+    if (rc || c->queued <= c->max_queued)
+        return rc;
+    job_release(&c->job); /* undone with the savepoint */
+    job_init(&c->job);
+    return err_field(e, ERR_QUOTA, "max_queued",
+                     "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "
+                     "and this retry would make %lld",
+                     c->tenant, c->max_queued, (long long)(c->queued - 1), (long long)c->queued);
+}
+
+static void retry_done(void *arg, int rc, const struct err *e)
+{
+    struct cancel *c = arg;
+    if (rc != ERR_QUOTA || c->r->gone) {
+        cancel_done(arg, rc, e); /* answered as a cancel is */
+        return;
+    }
+    json_t *inner = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "code", "quota", "message", e->msg,
+                              "limit", "max_queued", "tenant", c->tenant, "max", c->max_queued,
+                              "queued", (json_int_t)(c->queued - 1));
+    http_reply_json(c->r, 429, json_pack("{s:o}", "error", inner));
+    job_release(&c->job);
+    free(c);
 }
 
 int api_jobs_retry(struct http_req *r)
 {
     char id[UUID_STR_LEN];
     struct err e = ERR_INIT;
-    if (resolve_id(r, id, &e)) {
+    struct job j;
+    if (resolve_id(r, id, &e) || store_job_get_run(srv(r)->reads, id, &j, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
-    commit_submit(srv(r)->commit, retry_write, cancel_done, c); /* answered as a cancel is */
+    snprintf(c->tenant, sizeof(c->tenant), "%s", j.tenant ? j.tenant : "");
+    c->max_queued = j.tenant ? tenants_max_queued(srv(r), j.tenant) : 0;
+    job_release(&j);
+    commit_submit(srv(r)->commit, retry_write, retry_done, c);
     return HTTP_DEFERRED;
 }
 
@@ -567,14 +672,23 @@ int api_jobs_log(struct http_req *r)
     if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
         query_int(r, "follow", 0, 1, 0, &follow, &e) ||
         query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) ||
-        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e) || find_job(r, &j, &e)) {
+        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     if (tail && offset) {
-        job_release(&j);
         http_reply_error(r, ERR_INVALID, "tail", "give offset or tail, not both");
         return HTTP_DONE;
+    }
+    if (find_job(r, &j, &e)) {
+        struct logs_query aq = {
+            .stream = stream && !strcmp(stream, "stderr"),
+            .attempt = (int)attempt,
+            .pinned = attempt > 0,
+            .offset = offset,
+            .tail = tail,
+        };
+        return archived_or_err(r, &e, true, &aq);
     }
     if (attempt > j.attempt) {
         err_field(&e, ERR_NOTFOUND, "attempt",

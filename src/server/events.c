@@ -328,22 +328,45 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
     return 0;
 }
 
+/* workflow=ID: the events of its nodes' jobs (a workflow of the caller's). */
+static int parse_workflow(struct http_req *r, const char *id, struct follower *fw, struct err *e)
+{
+    struct server *s = r->app;
+    struct workflow_rec w;
+    struct err we = ERR_INIT;
+    if (fw->njobs)
+        return err_field(e, ERR_INVALID, "workflow", "workflow and job cannot be given together");
+    if (!uuid_valid(id) || store_workflow_get(s->reads, id, &w, &we))
+        return err_field(e, ERR_INVALID, "workflow", "workflow '%s' not found", id);
+    if (fw->owner && (!w.owner || strcmp(w.owner, fw->owner))) {
+        workflow_rec_release(&w);
+        return err_field(e, ERR_INVALID, "workflow", "workflow '%s' not found", id);
+    }
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(w.doc, "nodes"), name, node)
+    {
+        const char *job = json_string_value(json_object_get(node, "job"));
+        if (!job || fw->njobs == MAX_JOBS) continue;
+        fw->jobs = xrealloc(fw->jobs, (fw->njobs + 1) * sizeof(*fw->jobs));
+        fw->jobs[fw->njobs++] = xstrdup(job);
+    }
+    workflow_rec_release(&w);
+    fw->kind = EVENT_JOB;
+    return 0;
+}
+
 static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since, struct err *e)
 {
-    static const char *const known[] = {"since", "queue", "job", "type", NULL};
+    static const char *const known[] = {"since", "queue", "job", "type", "workflow", NULL};
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &r->query, next)
     {
         size_t i = 0;
         while (known[i] && strcmp(known[i], kv->key))
             i++;
-        if (!known[i]) {
-            if (!strcmp(kv->key, "workflow"))
-                return err_field(e, ERR_INVALID, "workflow",
-                                 "workflow filters need workflows, which this server does not "
-                                 "have yet");
+        if (!known[i])
             return err_field(e, ERR_INVALID, kv->key, "unknown parameter '%s'", kv->key);
-        }
     }
     const char *v;
     fw->kind = -1;
@@ -378,6 +401,7 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         if (parse_jobs(v, fw, e)) return e->code;
         fw->kind = EVENT_JOB;
     }
+    if ((v = http_query(r, "workflow")) && parse_workflow(r, v, fw, e)) return e->code;
     return 0;
 }
 
@@ -389,6 +413,7 @@ int api_events(struct http_req *r)
     struct err e = ERR_INIT;
     bool has_since = false;
     int64_t first, last;
+    fw->owner = r->role == ROLE_ADMIN ? NULL : xstrdup(r->token_name);
     if (parse_follow(r, fw, &has_since, &e) || store_event_window(s->reads, &first, &last, &e))
         goto fail;
     if (!has_since) {
@@ -414,7 +439,6 @@ int api_events(struct http_req *r)
     }
     fw->ev = ev;
     fw->r = r;
-    fw->owner = r->role == ROLE_ADMIN ? NULL : xstrdup(r->token_name);
     r->owner = fw;
     r->on_gone = on_gone;
     fw->next = ev->head;

@@ -36,6 +36,7 @@ struct lease_rec {
     int slots;
     int64_t deadline; /* 0 = none */
     bool ending;      /* an end-of-attempt commit is in flight */
+    char tenant[132]; /* its job's tenant, which holds it (sched_tenant_hold) */
 };
 
 struct fleet {
@@ -587,7 +588,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
             if (rc)
                 sched_put_back(f->d.sched, sj);
             else
-                sched_job_free(sj); /* no longer queued: cancelled meanwhile */
+                sched_untake(f->d.sched, sj); /* no longer queued: cancelled meanwhile */
             continue;
         }
         struct lease_rec *l = xcalloc(1, sizeof(*l));
@@ -596,8 +597,10 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->attempt = c->attempt;
         l->slots = sj->slots;
         l->deadline = g->deadline[i];
+        snprintf(l->tenant, sizeof(l->tenant), "%s", sj->tenant); /* held since taken */
         struct lease_rec *old = hmap_put(&f->leases, c->job, l);
         if (old) { /* known already from the store (fleet_job_synced): counted once */
+            sched_tenant_release(f->d.sched, old->tenant);
             struct live_agent *o = hmap_get(&f->agents, old->agent_id);
             if (o) {
                 o->held--;
@@ -716,6 +719,7 @@ static void unlease_done(void *arg, int rc, const struct err *e)
     for (size_t i = 0; i < op->g->n; i++) {
         if (!op->unleased[i] || rc) continue;
         struct lease_rec *l = hmap_del(&op->f->leases, op->back[i].id);
+        if (l) sched_tenant_release(op->f->d.sched, l->tenant);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
         if (a) {
             a->held--;
@@ -749,6 +753,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     struct lease_rec *l = NULL;
     if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     if (l) {
+        /* a tenant at its max_running may start another job: on any agent, at the next turn */
+        if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
         if (a) {
             a->held--;
@@ -784,6 +790,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 static void drop_lease(struct fleet *f, struct lease_rec *l)
 {
     hmap_del(&f->leases, l->job);
+    if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
     struct live_agent *a = hmap_get(&f->agents, l->agent_id);
     if (a) {
         a->held--;
@@ -807,6 +814,8 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
         memcpy(l->job, j->id, sizeof(l->job));
         l->attempt = j->attempt;
         l->slots = j->slots > 0 ? j->slots : 1;
+        snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
+        sched_tenant_hold(f->d.sched, l->tenant);
         l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
                                      (int64_t)f->d.deadline_grace_s * 1000);
         if (a) {
@@ -915,6 +924,11 @@ void fleet_flush_seen(struct fleet *f)
     commit_submit(f->d.commit, seen_write, seen_done, op);
 }
 
+void fleet_wake(struct fleet *f)
+{
+    event_active(f->wake, EV_TIMEOUT, 0);
+}
+
 /* ---- time ---- */
 
 void fleet_tick_ready(struct fleet *f, int64_t now_ms)
@@ -971,6 +985,8 @@ static int load_job(void *arg, const struct job *j)
     }
     l->attempt = j->attempt;
     l->slots = j->slots > 0 ? j->slots : 1;
+    snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
+    sched_tenant_hold(f->d.sched, l->tenant);
     l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
                                  (int64_t)f->d.deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);

@@ -151,6 +151,8 @@ void fleet_tick(struct fleet *f, int64_t now_ms);
 /* Once a second on a server that is not the leader: delayed jobs now due, nothing else
  * (lost agents and deadlines are the leader's). */
 void fleet_tick_ready(struct fleet *f, int64_t now_ms);
+/* Parked polls try again for work at the next loop turn (a tenant's limit was raised). */
+void fleet_wake(struct fleet *f);
 
 /*
  * Is `attempt` of `job` the live lease of an agent (leased or running, not being ended)?

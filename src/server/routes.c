@@ -35,6 +35,11 @@ const struct route server_routes[] = {
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/retry", api_jobs_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
+    /* 1,000 nodes of the seed message's 668 bytes, indented, with room */
+    {"POST", "/v1/workflows", api_workflows_create, ANY_CLIENT, 4 * MiB, true},
+    {"GET", "/v1/workflows/{id}", api_workflows_get, ANY_CLIENT, 0, false},
+    {"POST", "/v1/workflows/{id}/cancel", api_workflows_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"POST", "/v1/workflows/{id}/retry", api_workflows_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/events", api_events, ANY_CLIENT, 0, false},
 
@@ -64,6 +69,8 @@ const struct route server_routes[] = {
 
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
+    {"GET", "/v1/tenants", api_tenants_list, ROLE_ADMIN, 0, false},
+    {"PUT", "/v1/tenants/{name}", api_tenants_put, ROLE_ADMIN, 4 * KiB, true},
 };
 
 const size_t server_nroutes = sizeof(server_routes) / sizeof(server_routes[0]);

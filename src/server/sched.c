@@ -2,14 +2,20 @@
  * sched.c - see sched.h.
  *
  * Structure: queues by name (hmap) -> levels sorted by priority, highest
- * first -> a FIFO list of jobs each. All jobs are also in `byid` so a cancel
- * finds them. Delayed jobs sit in one list (sched_tick scans it; it holds
- * only jobs waiting on a delay or a retry backoff).
+ * first -> one FIFO list of jobs per tenant (a sub-queue) each. All jobs are
+ * also in `byid` so a cancel finds them. Delayed jobs sit in one list
+ * (sched_tick scans it; it holds only jobs waiting on a delay or a retry
+ * backoff).
  *
- * A lease scans a queue's levels in order and each level from its head,
- * skipping jobs that do not fit the agent; the common case (no requires,
- * one slot) takes the head at once. Jobs with cached inputs may also be
- * skipped for a while for an agent that holds none of them (sched_pref).
+ * A lease scans a queue's levels in order; within a level, the tenants'
+ * sub-queues are weighed against each other (fair share: the tenant with
+ * the fewest jobs held per unit of weight first; on a tie the one served
+ * longest ago, then the older head; a tenant at its max_running is passed
+ * over) and each sub-queue is read
+ * from its head, skipping jobs that do not fit the agent; the common case
+ * (one tenant, no requires, one slot) takes the head at once. Jobs with
+ * cached inputs may also be skipped for a while for an agent that holds
+ * none of them (sched_pref).
  */
 #include "server/sched.h"
 
@@ -23,9 +29,26 @@
 #include "job/protocol.h"
 #include "job/spec.h"
 
+struct sched_tenant {
+    char *name;
+    int max_running; /* 0: none */
+    bool own_max;    /* max_running set for it (else the default's) */
+    int weight;      /* >= 1 */
+    int64_t held;    /* taken and not given back: leased or running (sched_tenant_hold) */
+    uint64_t served; /* when it was last given a job (sched.takes); 0: never */
+};
+
+/* One tenant's jobs of one level, FIFO. */
+struct sched_sub {
+    struct sched_tenant *t;
+    struct sched_job *head, *tail;
+    size_t count;
+    struct sched_sub *next; /* the level's next sub-queue */
+};
+
 struct sched_level {
     int priority;
-    struct sched_job *head, *tail;
+    struct sched_sub *subs;
     size_t count;
     struct sched_level *next; /* lower priority */
 };
@@ -36,8 +59,11 @@ struct squeue {
 };
 
 struct sched {
-    struct hmap queues; /* name -> struct squeue */
-    struct hmap byid;   /* id -> struct sched_job (ready or delayed) */
+    struct hmap queues;  /* name -> struct squeue */
+    struct hmap byid;    /* id -> struct sched_job (ready or delayed) */
+    struct hmap tenants; /* name -> struct sched_tenant */
+    int default_max_running;
+    uint64_t takes; /* jobs taken so far: a clock for sched_tenant.served */
     struct sched_job *delayed;
     int64_t pref_until; /* a job held back by the cache preference may go anywhere then; 0 none */
 };
@@ -47,7 +73,74 @@ struct sched *sched_new(void)
     struct sched *s = xcalloc(1, sizeof(*s));
     hmap_init(&s->queues);
     hmap_init(&s->byid);
+    hmap_init(&s->tenants);
     return s;
+}
+
+static struct sched_tenant *tenant_get(struct sched *s, const char *name)
+{
+    if (!name)
+        name = "";
+    struct sched_tenant *t = hmap_get(&s->tenants, name);
+    if (!t) {
+        t = xcalloc(1, sizeof(*t));
+        t->name = xstrdup(name);
+        t->max_running = s->default_max_running;
+        t->weight = 1;
+        hmap_put(&s->tenants, name, t);
+    }
+    return t;
+}
+
+static void free_tenant(void *v)
+{
+    struct sched_tenant *t = v;
+    free(t->name);
+    free(t);
+}
+
+void sched_tenant_default(struct sched *s, int max_running)
+{
+    for (struct hmap_entry *e = hmap_first(&s->tenants); e; e = hmap_next(&s->tenants, e)) {
+        struct sched_tenant *t = e->value;
+        if (!t->own_max)
+            t->max_running = max_running;
+    }
+    s->default_max_running = max_running;
+}
+
+void sched_tenant_set(struct sched *s, const char *tenant, int max_running, int weight)
+{
+    struct sched_tenant *t = tenant_get(s, tenant);
+    t->own_max = max_running >= 0;
+    t->max_running = max_running >= 0 ? max_running : s->default_max_running;
+    t->weight = weight > 0 ? weight : 1;
+}
+
+void sched_tenant_hold(struct sched *s, const char *tenant)
+{
+    tenant_get(s, tenant)->held++;
+}
+
+bool sched_tenant_release(struct sched *s, const char *tenant)
+{
+    struct sched_tenant *t = tenant_get(s, tenant);
+    bool was_full = t->max_running && t->held >= t->max_running;
+    if (t->held > 0)
+        t->held--;
+    return was_full;
+}
+
+int64_t sched_tenant_held(const struct sched *s, const char *tenant)
+{
+    struct sched_tenant *t = hmap_get(&s->tenants, tenant ? tenant : "");
+    return t ? t->held : 0;
+}
+
+int sched_tenant_max_running(const struct sched *s, const char *tenant)
+{
+    struct sched_tenant *t = hmap_get(&s->tenants, tenant ? tenant : "");
+    return t ? t->max_running : s->default_max_running;
 }
 
 void sched_job_free(struct sched_job *sj)
@@ -55,6 +148,7 @@ void sched_job_free(struct sched_job *sj)
     if (!sj)
         return;
     free(sj->queue);
+    free(sj->tenant);
     json_decref(sj->requires);
     json_decref(sj->cache_keys);
     free(sj);
@@ -66,6 +160,11 @@ static void free_queue(void *v)
     struct sched_level *l = q->levels;
     while (l) {
         struct sched_level *next = l->next;
+        while (l->subs) {
+            struct sched_sub *sub = l->subs;
+            l->subs = sub->next;
+            free(sub);
+        }
         free(l);
         l = next;
     }
@@ -83,6 +182,7 @@ void sched_free(struct sched *s)
         return;
     hmap_release(&s->byid, free_job);
     hmap_release(&s->queues, free_queue);
+    hmap_release(&s->tenants, free_tenant);
     free(s);
 }
 
@@ -116,15 +216,26 @@ static void enqueue_ready(struct sched *s, struct sched_job *sj)
         *pl = l;
     }
     struct sched_level *l = *pl;
+    struct sched_tenant *t = tenant_get(s, sj->tenant);
+    struct sched_sub **ps = &l->subs;
+    while (*ps && (*ps)->t != t)
+        ps = &(*ps)->next;
+    if (!*ps) {
+        *ps = xcalloc(1, sizeof(**ps));
+        (*ps)->t = t;
+    }
+    struct sched_sub *sub = *ps;
     sj->level = l;
+    sj->sub = sub;
     sj->ready_ms = time_now_ms();
     sj->next = NULL;
-    sj->prev = l->tail;
-    if (l->tail)
-        l->tail->next = sj;
+    sj->prev = sub->tail;
+    if (sub->tail)
+        sub->tail->next = sj;
     else
-        l->head = sj;
-    l->tail = sj;
+        sub->head = sj;
+    sub->tail = sj;
+    sub->count++;
     l->count++;
     q->count++;
 }
@@ -137,9 +248,19 @@ static void detach(struct sched *s, struct sched_job *sj)
         list_unlink(&s->delayed, NULL, sj);
         return;
     }
-    list_unlink(&l->head, &l->tail, sj);
+    struct sched_sub *sub = sj->sub;
+    list_unlink(&sub->head, &sub->tail, sj);
+    sub->count--;
     l->count--;
     sj->level = NULL;
+    sj->sub = NULL;
+    if (!sub->count) {
+        struct sched_sub **ps = &l->subs;
+        while (*ps != sub)
+            ps = &(*ps)->next;
+        *ps = sub->next;
+        free(sub);
+    }
     struct squeue *q = hmap_get(&s->queues, sj->queue);
     q->count--;
     if (!l->count) {
@@ -173,6 +294,7 @@ void sched_add(struct sched *s, const struct job *j)
     struct sched_job *sj = xcalloc(1, sizeof(*sj));
     memcpy(sj->id, j->id, sizeof(sj->id));
     sj->queue = xstrdup(j->queue);
+    sj->tenant = xstrdup(j->tenant ? j->tenant : "");
     sj->priority = j->priority;
     sj->slots = j->slots > 0 ? j->slots : 1;
     sj->requires = j->requires ? json_incref((json_t *)j->requires) : NULL;
@@ -316,6 +438,28 @@ static bool held_back(struct sched *s, const struct sched_job *sj, const struct 
     return true;
 }
 
+/* A tenant's share: jobs held per unit of weight, in thousandths. */
+static int64_t share(const struct sched_tenant *t)
+{
+    return t->held * 1000 / t->weight;
+}
+
+/*
+ * Is a before b: the tenant with the smaller share; on a tie the one served
+ * longest ago (else one agent slot freed and taken again would go to the
+ * oldest job's tenant every time); then the older job (smaller id).
+ */
+static bool before(const struct sched_job *a, const struct sched_job *b)
+{
+    const struct sched_tenant *ta = a->sub->t, *tb = b->sub->t;
+    int64_t sa = share(ta), sb = share(tb);
+    if (sa != sb)
+        return sa < sb;
+    if (ta != tb && ta->served != tb->served)
+        return ta->served < tb->served;
+    return strcmp(a->id, b->id) < 0;
+}
+
 /* The best fitting job across the agent's queues, or NULL. */
 static struct sched_job *best(const struct sched *s, const json_t *queues, const json_t *labels,
                               unsigned runtimes, int free_slots,
@@ -331,17 +475,25 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
         for (struct sched_level *l = q->levels; l; l = l->next) {
             if (found && l->priority < found->priority)
                 break;
-            struct sched_job *sj = l->head;
-            /* held_back only notes when a held job may go anywhere (pref_until): the cast
-             * leaves the queues as they are */
-            while (sj && (!fits(sj, labels, runtimes, free_slots) ||
-                          held_back((struct sched *)s, sj, pref)))
-                sj = sj->next;
-            if (sj) {
-                /* Same priority in two queues: the older job (smaller id) first. */
-                if (!found || sj->priority > found->priority ||
-                    (sj->priority == found->priority && strcmp(sj->id, found->id) < 0))
-                    found = sj;
+            struct sched_job *pick = NULL;
+            for (struct sched_sub *sub = l->subs; sub; sub = sub->next) {
+                const struct sched_tenant *t = sub->t;
+                if (t->max_running && t->held >= t->max_running)
+                    continue; /* at its limit: its jobs wait */
+                struct sched_job *sj = sub->head;
+                /* held_back only notes when a held job may go anywhere (pref_until): the
+                 * cast leaves the queues as they are */
+                while (sj && (!fits(sj, labels, runtimes, free_slots) ||
+                              held_back((struct sched *)s, sj, pref)))
+                    sj = sj->next;
+                if (sj && (!pick || before(sj, pick)))
+                    pick = sj;
+            }
+            if (pick) {
+                /* Same priority in two queues: the fairer, then the older job first. */
+                if (!found || pick->priority > found->priority ||
+                    (pick->priority == found->priority && before(pick, found)))
+                    found = pick;
                 break;
             }
         }
@@ -366,14 +518,24 @@ size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labe
             break;
         detach(s, sj);
         hmap_del(&s->byid, sj->id);
+        struct sched_tenant *t = tenant_get(s, sj->tenant);
+        t->held++; /* until put back or its lease ends */
+        t->served = ++s->takes;
         free_slots -= sj->slots;
         out[n++] = sj;
     }
     return n;
 }
 
+void sched_untake(struct sched *s, struct sched_job *sj)
+{
+    sched_tenant_release(s, sj->tenant);
+    sched_job_free(sj);
+}
+
 void sched_put_back(struct sched *s, struct sched_job *sj)
 {
+    sched_tenant_release(s, sj->tenant);
     if (hmap_get(&s->byid, sj->id)) {
         sched_job_free(sj);
         return;

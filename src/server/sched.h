@@ -24,6 +24,7 @@ struct sched;
 struct sched_job {
     char id[UUID_STR_LEN];
     char *queue;
+    char *tenant; /* its owner's tenant ("" for jobs from before tenants) */
     int priority;
     int slots;
     json_t *requires; /* object, or NULL */
@@ -34,6 +35,7 @@ struct sched_job {
     int64_t ready_ms;   /* when it last became ready */
     struct sched_job *prev, *next; /* in its list */
     struct sched_level *level;     /* NULL while delayed or taken */
+    struct sched_sub *sub;         /* its tenant's list in its level, likewise */
 };
 
 struct sched *sched_new(void);
@@ -58,6 +60,32 @@ size_t sched_tick(struct sched *s, int64_t now_ms);
 size_t sched_take(struct sched *s, const json_t *queues, const json_t *labels, unsigned runtimes,
                   int free_slots, struct sched_job **out, size_t max);
 void sched_put_back(struct sched *s, struct sched_job *sj);
+/* A taken job that was not leased after all (cancelled meanwhile): forgotten and freed. */
+void sched_untake(struct sched *s, struct sched_job *sj);
+
+/*
+ * Tenants and fair share (docs/operations.md, "Quotas and fair share").
+ * Every job belongs to a tenant (its owner token's). A tenant holds the jobs
+ * taken for it (sched_take) until they are put back or untaken, or, once
+ * leased, until their lease ends: the caller says so with
+ * sched_tenant_release() (and sched_tenant_hold() for the leases it loads
+ * at start), so that held = its jobs leased or running. Among the ready jobs
+ * of one priority, the tenant with the fewest held per unit of weight goes
+ * first (the older job on a tie), so a tenant that queued 100,000 jobs does
+ * not starve one that queued 10; a tenant holding max_running jobs gets no
+ * more until one ends.
+ */
+/* max_running of tenants without their own (0: none); those set keep theirs. */
+void sched_tenant_default(struct sched *s, int max_running);
+/* A tenant's limits: max_running (0: none; -1: the default) and weight (>= 1). */
+void sched_tenant_set(struct sched *s, const char *tenant, int max_running, int weight);
+void sched_tenant_hold(struct sched *s, const char *tenant);
+/* True when the tenant was at its max_running (its jobs may go again now). */
+bool sched_tenant_release(struct sched *s, const char *tenant);
+/* How many jobs the tenant holds (leased or running, or taken). */
+int64_t sched_tenant_held(const struct sched *s, const char *tenant);
+/* The tenant's max_running in force (0: none). */
+int sched_tenant_max_running(const struct sched *s, const char *tenant);
 
 /*
  * The input-cache preference (docs/operations.md, "The input cache"). A job with cached inputs

@@ -43,6 +43,8 @@
 #include "server/fleet.h"
 #include "server/webhooks.h"
 #include "server/offload.h"
+#include "server/retention.h"
+#include "server/tenants.h"
 #include "server/lease.h"
 #include "server/metrics.h"
 #include "server/sched.h"
@@ -171,6 +173,14 @@ static void usage(FILE *f)
             "  --header-timeout S   a request's head must arrive within S (default %d s)\n"
             "  --idle-timeout S     a connection without a request is closed after S\n"
             "                       (default %d s)\n"
+            "  --retention D        finished jobs are deleted D after they end, their record\n"
+            "                       and output kept in the archive (default 7d; D is N[s|m|h|d])\n"
+            "  --queue-retention Q=D  the retention of queue Q's jobs (repeatable)\n"
+            "  --retention-sweep S  how often due jobs are archived (default 60 s)\n"
+            "  --tenant-max-running N  jobs a tenant may have leased or running at a time\n"
+            "                       (default 0: no limit; `drover tenant set` sets one's own)\n"
+            "  --tenant-max-queued N  jobs a tenant may have queued; a submission past it is\n"
+            "                       refused with 429 (default 0: no limit)\n"
             "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
             "\n"
             "examples:\n"
@@ -218,6 +228,11 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"max-connections", required_argument, NULL, 'M'},
         {"header-timeout", required_argument, NULL, 'T'},
         {"idle-timeout", required_argument, NULL, 'I'},
+        {"retention", required_argument, NULL, 'r'},
+        {"queue-retention", required_argument, NULL, 'q'},
+        {"retention-sweep", required_argument, NULL, 'w'},
+        {"tenant-max-running", required_argument, NULL, 'x'},
+        {"tenant-max-queued", required_argument, NULL, 'X'},
         {"print-routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
@@ -308,6 +323,44 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             break;
         case 'C': free(o->tls_cert); o->tls_cert = xstrdup(optarg); break;
         case 'K': free(o->tls_key); o->tls_key = xstrdup(optarg); break;
+        case 'r':
+            if (retention_duration_parse(optarg, &o->retention_ms)) {
+                fprintf(stderr, "drover %s: --retention must be N, Ns, Nm, Nh or Nd (at most "
+                                "ten years), not '%s'\n", argv[0], optarg);
+                return 2;
+            }
+            break;
+        case 'q':
+            if (retention_queue_opt_check(argv[0], optarg))
+                return 2;
+            o->queue_retention = xrealloc(o->queue_retention,
+                                          (o->nqueue_retention + 1) * sizeof(char *));
+            o->queue_retention[o->nqueue_retention++] = xstrdup(optarg);
+            break;
+        case 'w': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 3600) {
+                fprintf(stderr, "drover %s: --retention-sweep must be a number of seconds "
+                                "(1-3600)\n", argv[0]);
+                return 2;
+            }
+            o->retention_sweep_s = (int)v;
+            break;
+        }
+        case 'x':
+        case 'X': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > TENANT_LIMIT_MAX) {
+                fprintf(stderr, "drover %s: --%s must be a number of jobs (0-%d; 0: no limit)\n",
+                        argv[0], c == 'x' ? "tenant-max-running" : "tenant-max-queued",
+                        TENANT_LIMIT_MAX);
+                return 2;
+            }
+            *(c == 'x' ? &o->tenant_max_running : &o->tenant_max_queued) = (int)v;
+            break;
+        }
         case 'R': print_routes(); return -1;
         case 'h': usage(stdout); return -1;
         default: /* `drover dev` passes its server options here and has a usage of its own */
@@ -354,6 +407,9 @@ void server_opts_release(struct server_opts *o)
     free(o->public_url);
     free(o->tls_cert);
     free(o->tls_key);
+    for (size_t i = 0; i < o->nqueue_retention; i++)
+        free(o->queue_retention[i]);
+    free(o->queue_retention);
     memset(o, 0, sizeof(*o));
 }
 
@@ -424,6 +480,7 @@ static int webhooks_open(struct server *s, const struct server_opts *o, struct e
 static void on_batch(void *arg)
 {
     struct server *s = arg;
+    server_changed_jobs(s); /* a workflow's nodes queued or cancelled by the store */
     events_notify(s->events);
     webhooks_kick(s->webhooks);
 }
@@ -702,8 +759,14 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     /* before the load: what others commit from now on is applied (again, harmlessly) */
     if ((store_caps(s->reads) & STORE_CAP_SHARED) && (rc = sync_new(s, o->db, &s->sync, e)))
         return rc;
-    if ((rc = fleet_load(s->fleet, e)))
+    if ((rc = tenants_open(s, o->tenant_max_running, o->tenant_max_queued, e)) ||
+        (rc = fleet_load(s->fleet, e)))
         return rc;
+    struct retention_opts ro = {.default_ms = o->retention_ms,
+                                .queues = o->queue_retention,
+                                .nqueues = o->nqueue_retention,
+                                .sweep_s = o->retention_sweep_s};
+    s->retention = retention_new(s, o->db, &ro);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
@@ -792,10 +855,12 @@ void server_release(struct server *s)
     sync_free(s->sync);
     fleet_free(s->fleet);
     sched_free(s->sched);
+    tenants_free(s->tenants);
     metrics_free(s->metrics);
     if (s->tick)
         event_free(s->tick);
     offload_free(s->offload); /* uploads being committed are answered */
+    retention_free(s->retention); /* after its sweeps and lookups on the workers */
     if (s->router)
         router_set_uploads(s->router, NULL);
     accept_guard_free(s->accept_guard);

@@ -29,6 +29,8 @@ struct accept_guard;
 struct sessions;
 struct tls_front;
 struct metrics;
+struct retention;
+struct tenants;
 
 struct server {
     struct event_base *base;
@@ -57,9 +59,11 @@ struct server {
     struct logs *logs;   /* followers of job logs */
     struct events *events; /* followers of the event stream (events.h) */
     struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
+    struct retention *retention; /* archiving and deleting finished jobs (retention.h) */
+    struct tenants *tenants;     /* quotas and fair share (tenants.h) */
     struct event *tick;
     /* The leader lease (store_leader_take): periodic work (lost agents, deadlines, event
-       pruning, webhook deliveries) runs only while `leader`. Without STORE_CAP_LEADER
+       pruning, webhook deliveries, the retention sweep) runs only while `leader`. Without STORE_CAP_LEADER
        (SQLite) the one server always leads and `elect` is false. */
     bool elect, leader, leader_busy;
     struct sync *sync;       /* STORE_CAP_SHARED: other servers' changes (sync.h), or NULL */
@@ -96,6 +100,12 @@ struct server_opts {
     int idle_timeout_s;   /* --idle-timeout */
     char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
     char *tls_key;        /* --tls-key: its PEM private key */
+    int64_t retention_ms; /* --retention (retention.h) */
+    char **queue_retention; /* --queue-retention QUEUE=DURATION, each as given */
+    size_t nqueue_retention;
+    int retention_sweep_s; /* --retention-sweep */
+    int tenant_max_running; /* --tenant-max-running (0: none) */
+    int tenant_max_queued;  /* --tenant-max-queued (0: none) */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
@@ -132,6 +142,12 @@ int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
 int api_jobs_retry(struct http_req *r);
+int api_workflows_create(struct http_req *r);
+int api_workflows_get(struct http_req *r);
+int api_workflows_cancel(struct http_req *r);
+int api_workflows_retry(struct http_req *r);
+/* Hands the jobs the store changed by itself (store_changed_take) to the fleet: after a batch. */
+void server_changed_jobs(struct server *s);
 int api_queues_list(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);
@@ -160,6 +176,8 @@ int api_session_get(struct http_req *r);
 int api_session_delete(struct http_req *r);
 int api_status(struct http_req *r);
 int api_openapi(struct http_req *r);
+int api_tenants_list(struct http_req *r);
+int api_tenants_put(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
@@ -178,6 +196,8 @@ int auth_bootstrap(struct server *s, struct err *e);
 #define AUTH_CACHE_TTL_MS 5000
 void auth_cache_forget_all(struct server *s);
 void auth_cache_free(struct server *s);
+/* tenants.c: forgets the tokens' tenants it remembers (a token was revoked). */
+void tenants_forget_tokens(struct server *s);
 
 /* waiters.c: long-polls on jobs (GET /v1/jobs/{id}/wait). */
 struct waiters *waiters_new(struct server *s);

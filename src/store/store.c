@@ -4,8 +4,12 @@
  */
 #include "store/store_int.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/xalloc.h"
+#include "job/workflow.h"
 
 #define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
 
@@ -78,8 +82,10 @@ int store_open(const char *uri, const struct store_opts *opts, struct store **ou
 
 void store_close(struct store *st)
 {
-    if (st)
+    if (st) {
+        free(st->changed);
         st->ops->close(st);
+    }
 }
 
 unsigned store_caps(const struct store *st)
@@ -92,23 +98,64 @@ int store_claim(struct store *st, struct err *e)
     return st->ops->claim ? st->ops->claim(st, e) : 0;
 }
 
+/* ---- jobs the store changed by itself, for the server once committed ---- */
+
+static pthread_mutex_t changed_lock = PTHREAD_MUTEX_INITIALIZER;
+static char (*changed_ids)[UUID_STR_LEN];
+static size_t changed_n, changed_cap;
+
+static void changed_push(struct store *st, const char *id)
+{
+    if (st->nchanged == st->changed_cap) {
+        st->changed_cap = st->changed_cap ? 2 * st->changed_cap : 16;
+        st->changed = xrealloc(st->changed, st->changed_cap * sizeof(*st->changed));
+    }
+    snprintf(st->changed[st->nchanged++], UUID_STR_LEN, "%s", id);
+}
+
+size_t store_changed_take(char (**ids)[UUID_STR_LEN])
+{
+    pthread_mutex_lock(&changed_lock);
+    size_t n = changed_n;
+    *ids = changed_ids;
+    changed_ids = NULL;
+    changed_n = changed_cap = 0;
+    pthread_mutex_unlock(&changed_lock);
+    return n;
+}
+
 int store_begin(struct store *st, struct err *e)
 {
+    st->nchanged = st->changed_mark = 0;
     return st->ops->begin(st, e);
 }
 
 int store_commit(struct store *st, struct err *e)
 {
-    return st->ops->commit(st, e);
+    int rc = st->ops->commit(st, e);
+    if (!rc && st->nchanged) {
+        pthread_mutex_lock(&changed_lock);
+        if (changed_n + st->nchanged > changed_cap) {
+            changed_cap = changed_n + st->nchanged + 16;
+            changed_ids = xrealloc(changed_ids, changed_cap * sizeof(*changed_ids));
+        }
+        memcpy(changed_ids + changed_n, st->changed, st->nchanged * sizeof(*st->changed));
+        changed_n += st->nchanged;
+        pthread_mutex_unlock(&changed_lock);
+    }
+    st->nchanged = st->changed_mark = 0;
+    return rc;
 }
 
 void store_rollback(struct store *st)
 {
+    st->nchanged = st->changed_mark = 0;
     st->ops->rollback(st);
 }
 
 int store_savepoint(struct store *st, struct err *e)
 {
+    st->changed_mark = st->nchanged;
     return st->ops->savepoint(st, e);
 }
 
@@ -119,6 +166,7 @@ int store_savepoint_release(struct store *st, struct err *e)
 
 void store_savepoint_rollback(struct store *st)
 {
+    st->nchanged = st->changed_mark;
     st->ops->savepoint_rollback(st);
 }
 
@@ -155,6 +203,9 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
+static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
+static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
+
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
                     enum job_event ev, const struct job_event_args *a, struct job *out,
@@ -174,7 +225,16 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
     }
     if ((rc = lifecycle_apply(out, ev, a, e)))
         return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
-    if ((rc = st->ops->job_update(st, out, was, 1u << state, e)))
+    if ((rc = st->ops->job_update(st, out, was, 1u << state, e))) {
+        job_release(out);
+        return rc;
+    }
+    /* a workflow's node ended: what depends on it may go on (or not), in this transaction */
+    if (job_state_terminal(out->state) && (rc = workflow_advance(st, id, a->now_ms, e)))
+        job_release(out);
+    /* queued for another attempt: its connected outputs go to that attempt's keys */
+    else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
+             (rc = workflow_attempt_keys(st, id, out->attempt + 1, e)))
         job_release(out);
     return rc;
 }
@@ -418,6 +478,272 @@ int store_webhook_count(struct store *st, int64_t *n, struct err *e)
     return st->ops->webhook_count(st, n, e);
 }
 
+/* ---- workflows ---- */
+
+void workflow_rec_release(struct workflow_rec *w)
+{
+    free(w->owner);
+    free(w->name);
+    json_decref(w->doc);
+    memset(w, 0, sizeof(*w));
+}
+
+int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct job *const *jobs,
+                          size_t n, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = store_job_insert(st, jobs[i], e);
+        if (rc) return rc;
+    }
+    return st->ops->workflow_insert(st, w, e);
+}
+
+int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e)
+{
+    return st->ops->workflow_get(st, id, out, e);
+}
+
+static const char *node_job(json_t *nodes, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
+}
+
+/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed: why
+   says which), 0 wait (an upstream has not ended), 1 go. */
+static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict, char *why,
+                        size_t nwhy, struct err *e)
+{
+    size_t i;
+    json_t *d;
+    *verdict = 1;
+    json_array_foreach(json_object_get(node, "depends_on"), i, d)
+    {
+        const char *up = node_job(nodes, json_string_value(json_object_get(d, "node")));
+        const char *on = json_string_value(json_object_get(d, "on"));
+        struct job j;
+        int rc = st->ops->job_get_run(st, up ? up : "", &j, e);
+        if (rc) return rc;
+        int state = j.state;
+        job_release(&j);
+        if (!job_state_terminal(state))
+            *verdict = 0;
+        else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+            const char *up_name = json_string_value(json_object_get(d, "node"));
+            snprintf(why, nwhy, "its upstream node '%s' %s", up_name ? up_name : "?",
+                     job_state_name(state));
+            *verdict = -1;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
+static int connect_inputs(struct store *st, json_t *doc, const char *name, json_t *spec,
+                          bool *changed, struct err *e)
+{
+    size_t i, len = strlen(name);
+    json_t *c;
+    json_array_foreach(json_object_get(doc, "connections"), i, c)
+    {
+        const char *to = json_string_value(json_object_get(c, "to"));
+        const char *from = json_string_value(json_object_get(c, "from"));
+        if (!to || !from || strncmp(to, name, len) || to[len] != '.') continue;
+        const char *dot = strchr(from, '.');
+        if (!dot) continue;
+        char up[80];
+        snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
+        const char *upjob = node_job(json_object_get(doc, "nodes"), up);
+        struct job u;
+        int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
+        if (rc) return rc;
+        const char *uri = workflow_output_uri(u.spec, dot + 1), *sha = NULL;
+        size_t k;
+        json_t *o;
+        /* the object its succeeded attempt wrote, pinned by that attempt's sha256 */
+        json_array_foreach(json_object_get(u.result, "outputs"), k, o)
+        {
+            const char *ou = json_string_value(json_object_get(o, "uri"));
+            if (uri && ou && !strcmp(ou, uri))
+                sha = json_string_value(json_object_get(o, "sha256"));
+        }
+        if (uri && workflow_set_input(spec, to + len + 1, uri, sha)) *changed = true;
+        job_release(&u);
+    }
+    return 0;
+}
+
+static int node_apply(struct store *st, const char *job, enum job_event ev, int64_t now_ms,
+                      const char *why, struct err *e)
+{
+    struct job_event_args a = {.now_ms = now_ms, .why = why};
+    struct job out;
+    int rc = store_job_apply(st, job, 0, NULL, false, ev, &a, &out, e);
+    if (rc == 0 || rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(&out);
+    if (rc == 0) changed_push(st, job);
+    return rc;
+}
+
+/* A blocked node whose upstreams may all have ended: queued, cancelled, or left waiting. */
+static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_ms,
+                   struct err *e)
+{
+    json_t *nodes = json_object_get(doc, "nodes"), *node = json_object_get(nodes, name);
+    const char *id = node_job(nodes, name);
+    struct job j;
+    char why[160] = "";
+    int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
+    if (rc) return rc;
+    if (j.state != JOB_BLOCKED ||
+        (rc = node_verdict(st, nodes, node, &verdict, why, sizeof(why), e)) ||
+        verdict == 0) {
+        job_release(&j);
+        return rc;
+    }
+    bool changed = false;
+    if (verdict > 0 && !(rc = connect_inputs(st, doc, name, j.spec, &changed, e)) && changed)
+        rc = st->ops->job_set_spec(st, j.id, j.spec, e);
+    job_release(&j);
+    if (rc) return rc;
+    rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms,
+                    verdict > 0 ? NULL : why, e);
+    return rc == ERR_CONFLICT ? 0 : rc;
+}
+
+static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    char wid[UUID_STR_LEN];
+    struct err we = ERR_INIT;
+    int rc = st->ops->workflow_of(st, job, wid, &we);
+    if (rc == ERR_NOTFOUND) return 0; /* not a workflow's */
+    if (rc) return err_set(e, rc, "%s", we.msg);
+    struct workflow_rec w;
+    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
+    json_t *nodes = json_object_get(w.doc, "nodes");
+    const char *name = NULL, *k;
+    json_t *v;
+    json_object_foreach(nodes, k, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "job"));
+        if (id && !strcmp(id, job)) name = k;
+    }
+    json_object_foreach(nodes, k, v)
+    {
+        size_t i;
+        json_t *d;
+        bool down = false;
+        json_array_foreach(json_object_get(v, "depends_on"), i, d)
+        {
+            const char *up = json_string_value(json_object_get(d, "node"));
+            down = down || (name && up && !strcmp(up, name));
+        }
+        if (down && (rc = node_go(st, w.doc, k, now_ms, e))) break;
+    }
+    workflow_rec_release(&w);
+    return rc;
+}
+
+static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e)
+{
+    char wid[UUID_STR_LEN];
+    struct err we = ERR_INIT;
+    int rc = st->ops->workflow_of(st, job, wid, &we);
+    if (rc == ERR_NOTFOUND) return 0; /* not a workflow's */
+    if (rc) return err_set(e, rc, "%s", we.msg);
+    struct workflow_rec w;
+    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
+    const char *name = NULL, *k;
+    json_t *v;
+    json_object_foreach(json_object_get(w.doc, "nodes"), k, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "job"));
+        if (id && !strcmp(id, job)) name = k;
+    }
+    struct job j;
+    bool loaded = false, changed = false;
+    size_t i, len = name ? strlen(name) : 0;
+    json_t *c;
+    json_array_foreach(json_object_get(w.doc, "connections"), i, c)
+    {
+        const char *from = json_string_value(json_object_get(c, "from"));
+        if (rc || !name || !from || strncmp(from, name, len) || from[len] != '.') continue;
+        char *uri = workflow_attempt_uri(json_string_value(json_object_get(c, "uri")), attempt);
+        if (uri && !loaded && !(rc = st->ops->job_get(st, job, &j, e))) loaded = true;
+        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1, uri);
+        free(uri);
+    }
+    if (loaded) {
+        if (!rc && changed) rc = st->ops->job_set_spec(st, job, j.spec, e);
+        job_release(&j);
+    }
+    workflow_rec_release(&w);
+    return rc;
+}
+
+/* The state of node `name`'s job; -1 when unknown. */
+static int node_state(struct store *st, json_t *nodes, const char *name, struct err *e)
+{
+    struct job j;
+    const char *id = node_job(nodes, name);
+    if (st->ops->job_get_run(st, id ? id : "", &j, e)) return -1;
+    int state = j.state;
+    job_release(&j);
+    return state;
+}
+
+int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                          size_t *n, struct err *e)
+{
+    json_t *nodes = json_object_get(w->doc, "nodes");
+    const char *k;
+    json_t *v;
+    *n = 0;
+    /* the blocked first: a node that goes on after any end of its upstream must not be
+       queued by its upstream's cancel */
+    for (int pass = 0; pass < 2; pass++) {
+        json_object_foreach(nodes, k, v)
+        {
+            int state = node_state(st, nodes, k, e);
+            if (state < 0) return e ? e->code : ERR_INTERNAL;
+            if (job_state_terminal(state) || (pass == 0) != (state == JOB_BLOCKED)) continue;
+            int rc = node_apply(st, node_job(nodes, k), JOB_EV_CANCEL, now_ms,
+                                "its workflow was cancelled", e);
+            if (rc && rc != ERR_CONFLICT) return rc;
+            *n += !rc;
+        }
+    }
+    return 0;
+}
+
+int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                         size_t *n, struct err *e)
+{
+    json_t *nodes = json_object_get(w->doc, "nodes");
+    const char *k;
+    json_t *v;
+    *n = 0;
+    /* every node that failed or was cancelled waits again, then each goes once its
+       upstreams (kept or rerun) allow */
+    json_object_foreach(nodes, k, v)
+    {
+        int state = node_state(st, nodes, k, e);
+        if (state < 0) return e ? e->code : ERR_INTERNAL;
+        if (state != JOB_FAILED && state != JOB_CANCELLED) continue;
+        int rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, NULL, e);
+        if (rc) return rc;
+        (*n)++;
+    }
+    if (!*n)
+        return err_set(e, ERR_CONFLICT, "workflow '%s' has no failed or cancelled node to retry",
+                       w->id);
+    json_object_foreach(nodes, k, v)
+    {
+        int rc = node_go(st, w->doc, k, now_ms, e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* ---- shared by the backends (store_int.h) ---- */
 
 json_t *store_event_data(const struct job *j)
@@ -485,4 +811,44 @@ bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, in
     *pos += (int64_t)n;
     *max -= n;
     return true;
+}
+
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    return st->ops->job_expired(st, now_ms, default_ms, limit, ids, n, e);
+}
+
+int store_job_delete(struct store *st, const char *id, struct err *e)
+{
+    return st->ops->job_delete(st, id, e);
+}
+
+int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                       struct err *e)
+{
+    return st->ops->token_tenant(st, name, tenant, n, e);
+}
+
+int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                           struct err *e)
+{
+    return st->ops->token_set_tenant(st, name, tenant, e);
+}
+
+int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
+{
+    return st->ops->tenant_put(st, t, e);
+}
+
+int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                      void *arg, struct err *e)
+{
+    return st->ops->tenant_scan(st, fn, arg, e);
+}
+
+int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                       struct err *e)
+{
+    return st->ops->tenant_count(st, tenant, states, n, e);
 }

@@ -321,6 +321,49 @@ int store_webhook_retry(struct store *st, int64_t id, int tries, int64_t next_at
 int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 
 /*
+ * Retention (server/retention.h). The ids of up to `limit` finished jobs
+ * (succeeded, failed, cancelled) due for deletion at now_ms: those whose
+ * finished_at + retention (the job's retention_ms, or default_ms when it has
+ * none) is at most now_ms, the longest due first, into ids; *n is how many.
+ * Reads only what is due (an index per kind).
+ */
+int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                      char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+/*
+ * Deletes a finished job: its row (with its result and attempts) and all its
+ * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
+ * finished (a retry may have queued it again since it was found due).
+ */
+int store_job_delete(struct store *st, const char *id, struct err *e);
+
+/*
+ * Tenants (docs/operations.md, "Quotas and fair share"). A token belongs to
+ * a tenant, by default the one named as the token; a job to its owner's
+ * (struct job.tenant, written at insert). A tenant's limits: -1 = unset
+ * (the server's default), 0 = none.
+ */
+struct tenant_rec {
+    char name[72];
+    int max_running;
+    int max_queued;
+    int weight; /* 1..1000 */
+};
+/* The tenant of token `name` into tenant (n bytes). ERR_NOTFOUND when there is no such token. */
+int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                       struct err *e);
+/* Sets the tenant of token `name`. ERR_NOTFOUND when there is no such token. */
+int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                           struct err *e);
+/* Creates or replaces a tenant's limits. */
+int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e);
+/* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
+int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                      void *arg, struct err *e);
+/* How many of the tenant's jobs are in `states` (a mask of 1 << state). */
+int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                       struct err *e);
+
+/*
  * The service hub (job/service.h): every version of every service's
  * definition is kept. A service is retired when its latest version has
  * retired_at; a new version makes it current again.
@@ -350,6 +393,47 @@ int store_service_list(struct store *st, struct service_rec **out, size_t *n, st
  * already retired keeps its time). ERR_NOTFOUND when there is no such service.
  */
 int store_service_retire(struct store *st, const char *name, int64_t now_ms, struct err *e);
+
+/*
+ * Workflows (job/workflow.h; docs/api.md "Workflows"). A workflow is stored with all its
+ * nodes' jobs, the waiting ones blocked, in the caller's transaction. From then on the store
+ * moves it along: whenever a workflow's job reaches a terminal state through
+ * store_job_apply(), in the same transaction, each blocked node depending on it is
+ * cancelled when an upstream it needs ("on": "success") did not succeed, or, once all its
+ * upstreams have ended as it needs, gets its connected inputs (the objects its upstreams'
+ * succeeded attempts wrote, URI and sha256) and is queued (unblock). Jobs changed that way are
+ * listed for the server (store_changed_take) once the transaction commits.
+ */
+struct workflow_rec {
+    char id[UUID_STR_LEN];
+    char *owner; /* NULL: none */
+    char *name;  /* NULL: none */
+    int64_t created_at;
+    json_t *doc; /* workflow_doc(): {"name", "nodes": {NAME: {"job", "depends_on"}}, ...} */
+};
+void workflow_rec_release(struct workflow_rec *w);
+/* Inserts w and its jobs (jobs[i] for each node, in w->doc's nodes); the blocked ones wait. */
+int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct job *const *jobs,
+                          size_t n, struct err *e);
+/* ERR_NOTFOUND when there is no such workflow. */
+int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e);
+/* Cancels every node not yet ended (each through store_job_apply); *n = how many. */
+int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                          size_t *n, struct err *e);
+/*
+ * Reruns what failed or was cancelled, keeping what succeeded: each such node, in an order
+ * where upstreams come first, is queued again (JOB_EV_RETRY) when its upstreams have ended as
+ * it needs, else blocked again (JOB_EV_REBLOCK) until they have. *n = how many. ERR_CONFLICT
+ * when nothing failed or was cancelled.
+ */
+int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t now_ms,
+                         size_t *n, struct err *e);
+/*
+ * Ids of jobs the store changed by itself (a workflow moving on, a workflow's cancel or retry)
+ * in transactions committed since the last call, of any handle of this process; the caller
+ * frees *ids. Thread-safe: the server reads them on its loop after each batch.
+ */
+size_t store_changed_take(char (**ids)[UUID_STR_LEN]);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 /*

@@ -97,10 +97,36 @@ struct store_ops {
     int (*leader_release)(struct store *st, const char *name, const char *holder, struct err *e);
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
+
+    int (*job_expired)(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
+    int (*job_delete)(struct store *st, const char *id, struct err *e);
+
+    int (*token_tenant)(struct store *st, const char *name, char *tenant, size_t n,
+                        struct err *e);
+    int (*token_set_tenant)(struct store *st, const char *name, const char *tenant,
+                            struct err *e);
+    int (*tenant_put)(struct store *st, const struct tenant_rec *t, struct err *e);
+    int (*tenant_scan)(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                       void *arg, struct err *e);
+    int (*tenant_count)(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                        struct err *e);
+    /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */
+    int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
+    int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
+                        struct err *e);
+    /* The workflow of a job: ERR_NOTFOUND when it is in none. */
+    int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
+    /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */
+    int (*job_set_spec)(struct store *st, const char *id, const json_t *spec, struct err *e);
 };
 
 struct store {
     const struct store_ops *ops;
+    /* Jobs changed by the store itself in this transaction (store_changed_take), and how many
+       of them were there when the savepoint was made. */
+    char (*changed)[UUID_STR_LEN];
+    size_t nchanged, changed_cap, changed_mark;
 };
 
 extern const struct store_ops store_sqlite_ops;

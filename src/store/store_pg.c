@@ -83,27 +83,46 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_JOB_EXPIRED,
+    S_JOB_DELETE,
+    S_JOB_DELETE_LOGS,
+    S_TOKEN_TENANT,
+    S_TOKEN_SET_TENANT,
+    S_TENANT_PUT,
+    S_TENANT_SCAN,
+    S_TENANT_COUNT,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
+    S_WF_INSERT,
+    S_WF_JOB,
+    S_WF_GET,
+    S_WF_OF,
+    S_JOB_SET_SPEC,
     S_COUNT
 };
 
 #define JOB_COLUMNS                                                                                \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
-    "owner"
+    "owner, retention_ms, tenant"
 /* The same columns with labels and spec left out (NULL). */
 #define JOB_RUN_COLUMNS                                                                            \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
-    "owner"
+    "owner, retention_ms, tenant"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+    [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
+    [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
+    [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     /* one writer per database (store_claim): max + 1 is not raced */
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
@@ -119,7 +138,7 @@ static const char *const stmt_sql[S_COUNT] = {
     /* A taken id or key inserts nothing (no error, which would abort the transaction). */
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-                     "$21,$22,$23) ON CONFLICT DO NOTHING",
+                     "$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -218,6 +237,23 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
                         "WHERE id = $4",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+    /* each half reads its own partial index (schema 2), the longest ended first */
+    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE state >= 4 AND retention_ms IS NULL "
+                      "AND finished_at <= $1::bigint - $2::bigint ORDER BY finished_at LIMIT $3) "
+                      "UNION ALL (SELECT id FROM jobs WHERE state >= 4 "
+                      "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
+                      "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
+    [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = $1",
+    [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = $1",
+    [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = $1 WHERE name = $2",
+    [S_TENANT_PUT] = "INSERT INTO tenants (name, max_running, max_queued, weight) "
+                     "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
+                     "max_running = excluded.max_running, max_queued = excluded.max_queued, "
+                     "weight = excluded.weight",
+    [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
+    [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
+                       "AND ((1 << state) & $2::integer) != 0",
 };
 
 struct store_pg {
@@ -249,7 +285,7 @@ static struct store_pg *pg(struct store *st)
 
 /* ---- statements and their parameters ---- */
 
-#define PARAMS_MAX 24
+#define PARAMS_MAX 32
 
 /* Parameters in text form (format 0) but for binary ones (format 1). */
 struct params {
@@ -558,6 +594,8 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
     j->owner = col_text(r, row, 20);
+    j->retention_ms = col_int(r, row, 21);
+    j->tenant = col_text(r, row, 22);
 }
 
 /* ---- open, migrate, close ---- */
@@ -932,6 +970,8 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_json(&p, j->result);
     p_json(&p, j->attempts);
     p_text(&p, j->owner);
+    p_time(&p, j->retention_ms);
+    p_text(&p, j->tenant);
     p_text(&p, url);
     p_bool(&p, url && all);
     PGresult *r;
@@ -1751,6 +1791,79 @@ static int pg_leader_release(struct store *st, const char *name, const char *hol
     return run(pg(st), S_LEADER_RELEASE, &p, NULL, e, "releasing the leader lease");
 }
 
+/* ---- workflows ---- */
+
+static int pg_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, w->id);
+    p_text(&p, w->owner);
+    p_text(&p, w->name);
+    p_int(&p, w->created_at);
+    p_json(&p, w->doc);
+    int rc = run(s, S_WF_INSERT, &p, NULL, e, "inserting a workflow");
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, node)
+    {
+        if (rc) break;
+        struct params q = {0};
+        p_text(&q, json_string_value(json_object_get(node, "job")));
+        p_text(&q, w->id);
+        p_text(&q, name);
+        rc = run(s, S_WF_JOB, &q, NULL, e, "inserting a workflow");
+    }
+    return rc;
+}
+
+static int pg_workflow_get(struct store *st, const char *id, struct workflow_rec *out,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    memset(out, 0, sizeof(*out));
+    int rc = run(pg(st), S_WF_GET, &p, &r, e, "reading a workflow");
+    if (rc) return rc;
+    if (PQntuples(r) == 1) {
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        out->owner = col_text(r, 0, 0);
+        out->name = col_text(r, 0, 1);
+        out->created_at = col_int(r, 0, 2);
+        out->doc = col_json(r, 0, 3);
+        if (!out->doc)
+            rc = err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is not JSON", id);
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, job);
+    PGresult *r;
+    int rc = run(pg(st), S_WF_OF, &p, &r, e, "reading a workflow");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        snprintf(id_out, UUID_STR_LEN, "%s", PQgetvalue(r, 0, 0));
+    else
+        rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_set_spec(struct store *st, const char *id, const json_t *spec, struct err *e)
+{
+    struct params p = {0};
+    p_json(&p, spec);
+    p_text(&p, id);
+    return run(pg(st), S_JOB_SET_SPEC, &p, NULL, e, "writing a job's spec");
+}
+
 /* ---- the event stream ---- */
 
 /* The event in the row's columns from `c` on (seq, at, kind, subject, ...). */
@@ -1916,6 +2029,134 @@ static int pg_webhook_count(struct store *st, int64_t *n, struct err *e)
     return count_one(pg(st), S_WEBHOOK_COUNT, NULL, n, e, "counting webhooks");
 }
 
+static int pg_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                          char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, now_ms);
+    p_int(&p, default_ms);
+    p_int(&p, limit);
+    PGresult *r;
+    *n = 0;
+    int rc = run(pg(st), S_JOB_EXPIRED, &p, &r, e, "reading expired jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < (size_t)limit; i++)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(s, S_JOB_DELETE, &p, &r, e, "deleting a job");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n == 0) {
+        struct job j;
+        if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
+            return rc;
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is %s: only a finished job is deleted", id,
+                     job_state_name(j.state));
+        job_release(&j);
+        return rc;
+    }
+    struct params l = {0};
+    p_text(&l, id);
+    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+}
+
+static int pg_job_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, job_delete_tx(s, id, e), e);
+}
+
+static int pg_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    PGresult *r;
+    int rc = run(pg(st), S_TOKEN_TENANT, &p, &r, e, "reading a token");
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        snprintf(tenant, n, "%s", PQgetvalue(r, 0, 0));
+    else
+        rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                               struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    p_text(&p, name);
+    PGresult *r;
+    int rc = run(pg(st), S_TOKEN_SET_TENANT, &p, &r, e, "setting a token's tenant");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+}
+
+static void p_limit(struct params *p, int v)
+{
+    if (v >= 0)
+        p_int(p, v);
+    else
+        p_text(p, NULL);
+}
+
+static int pg_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, t->name);
+    p_limit(&p, t->max_running);
+    p_limit(&p, t->max_queued);
+    p_int(&p, t->weight);
+    return run(pg(st), S_TENANT_PUT, &p, NULL, e, "writing a tenant");
+}
+
+static int pg_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                          void *arg, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_TENANT_SCAN, NULL, &r, e, "reading tenants");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct tenant_rec t;
+        snprintf(t.name, sizeof(t.name), "%s", PQgetvalue(r, i, 0));
+        t.max_running = PQgetisnull(r, i, 1) ? -1 : (int)col_int(r, i, 1);
+        t.max_queued = PQgetisnull(r, i, 2) ? -1 : (int)col_int(r, i, 2);
+        t.weight = (int)col_int(r, i, 3);
+        rc = fn(arg, &t);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                           struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    p_int(&p, (int64_t)states);
+    return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
+}
+
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
     .caps = STORE_CAP_SHARED | STORE_CAP_LEADER,
@@ -1962,6 +2203,17 @@ const struct store_ops store_pg_ops = {
     .service_retire = pg_service_retire,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .workflow_insert = pg_workflow_insert,
+    .workflow_get = pg_workflow_get,
+    .workflow_of = pg_workflow_of,
+    .job_set_spec = pg_job_set_spec,
+    .job_expired = pg_job_expired,
+    .job_delete = pg_job_delete,
+    .token_tenant = pg_token_tenant,
+    .token_set_tenant = pg_token_set_tenant,
+    .tenant_put = pg_tenant_put,
+    .tenant_scan = pg_tenant_scan,
+    .tenant_count = pg_tenant_count,
     .leader_take = pg_leader_take,
     .agent_seen = pg_agent_seen,
     .listen = pg_listen,

@@ -70,22 +70,40 @@ enum stmt_id {
     S_WEBHOOK_DELETE,
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
+    S_JOB_EXPIRED,
+    S_JOB_DELETE,
+    S_JOB_DELETE_LOGS,
+    S_TOKEN_TENANT,
+    S_TOKEN_SET_TENANT,
+    S_TENANT_PUT,
+    S_TENANT_SCAN,
+    S_TENANT_COUNT,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
+    S_WF_INSERT,
+    S_WF_JOB,
+    S_WF_GET,
+    S_WF_OF,
+    S_JOB_SET_SPEC,
     S_COUNT
 };
 
 #define JOB_COLUMNS                                                                                \
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
-    "owner"
+    "owner, retention_ms, tenant"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) VALUES (?,?,?,?,?)",
+    [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
+    [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
+    [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
                          "WHERE name = ?1 RETURNING version",
@@ -104,7 +122,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RELEASE] = "RELEASE op",
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
     [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ") VALUES "
-                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce(?2, '') AND idem_key = ?1 AND idem_key IS NOT NULL",
@@ -115,7 +133,8 @@ static const char *const stmt_sql[S_COUNT] = {
     /* The same columns with labels and spec left out (NULL). */
     [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
-                      "NULL, NULL, progress, result, attempts, owner FROM jobs WHERE id = ?",
+                      "NULL, NULL, progress, result, attempts, owner, retention_ms, tenant FROM jobs "
+                      "WHERE id = ?",
     [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                       "ORDER BY queue, state",
     [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
@@ -186,6 +205,24 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = ?, next_at = ?, last_error = ? "
                         "WHERE id = ?",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
+    /* each half reads its own partial index (schema 7), the longest ended first */
+    [S_JOB_EXPIRED] = "SELECT id FROM (SELECT id, finished_at AS t FROM jobs WHERE state >= 4 "
+                      "AND retention_ms IS NULL AND finished_at <= ?1 - ?2 "
+                      "ORDER BY finished_at LIMIT ?3) "
+                      "UNION ALL SELECT id FROM (SELECT id, finished_at + retention_ms AS t "
+                      "FROM jobs WHERE state >= 4 AND retention_ms IS NOT NULL "
+                      "AND finished_at + retention_ms <= ?1 "
+                      "ORDER BY finished_at + retention_ms LIMIT ?3) LIMIT ?3",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING id",
+    [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = ?",
+    [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = ?",
+    [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = ? WHERE name = ?",
+    [S_TENANT_PUT] = "INSERT INTO tenants (name, max_running, max_queued, weight) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                     "max_running = excluded.max_running, max_queued = excluded.max_queued, "
+                     "weight = excluded.weight",
+    [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
+    [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = ? AND ((1 << state) & ?) != 0",
 };
 
 struct store_sqlite {
@@ -330,6 +367,8 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
     j->owner = col_text(q, 20);
+    j->retention_ms = sqlite3_column_int64(q, 21);
+    j->tenant = col_text(q, 22);
 }
 
 static int migrate(struct store_sqlite *s, struct err *e)
@@ -512,6 +551,8 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     bind_json(q, 19, j->result);
     bind_json(q, 20, j->attempts);
     bind_text(q, 21, j->owner);
+    bind_time(q, 22, j->retention_ms);
+    bind_text(q, 23, j->tenant);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
@@ -995,6 +1036,59 @@ static int sqlite_leader_take(struct store *st, const char *name, const char *ho
     return rc;
 }
 
+/* ---- workflows ---- */
+
+static int sqlite_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_INSERT);
+    bind_text(q, 1, w->id);
+    bind_text(q, 2, w->owner);
+    bind_text(q, 3, w->name);
+    sqlite3_bind_int64(q, 4, w->created_at);
+    bind_json(q, 5, w->doc);
+    int rc = exec_stmt(s, q, e, "inserting a workflow");
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, node)
+    {
+        if (rc) break;
+        q = stmt(s, S_WF_JOB);
+        bind_text(q, 1, json_string_value(json_object_get(node, "job")));
+        bind_text(q, 2, w->id);
+        bind_text(q, 3, name);
+        rc = exec_stmt(s, q, e, "inserting a workflow");
+    }
+    return rc;
+}
+
+static int sqlite_workflow_get(struct store *st, const char *id, struct workflow_rec *out,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_GET);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    memset(out, 0, sizeof(*out));
+    if (rc == SQLITE_ROW) {
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        out->owner = col_text(q, 0);
+        out->name = col_text(q, 1);
+        out->created_at = sqlite3_column_int64(q, 2);
+        char *doc = col_text(q, 3);
+        out->doc = job_json_load(doc);
+        free(doc);
+        rc = out->doc ? 0 : err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is "
+                                                     "not JSON", id);
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    } else {
+        rc = db_err(s, e, "reading a workflow");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
 static int sqlite_agent_seen(struct store *st, const char *id, int64_t last_seen,
                              struct err *e)
 {
@@ -1013,6 +1107,34 @@ static int sqlite_leader_release(struct store *st, const char *name, const char 
     bind_text(q, 1, name);
     bind_text(q, 2, holder);
     return exec_stmt(s, q, e, "releasing the leader lease");
+}
+
+static int sqlite_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_OF);
+    bind_text(q, 1, job);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        snprintf(id_out, UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    } else {
+        rc = db_err(s, e, "reading a workflow");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_set_spec(struct store *st, const char *id, const json_t *spec,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_SET_SPEC);
+    bind_json(q, 1, spec);
+    bind_text(q, 2, id);
+    return exec_stmt(s, q, e, "writing a job's spec");
 }
 
 static int sqlite_job_update(struct store *st, const struct job *j, int expect_attempt,
@@ -1377,6 +1499,141 @@ static int sqlite_webhook_count(struct store *st, int64_t *n, struct err *e)
     return 0;
 }
 
+static int sqlite_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
+                              char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_EXPIRED);
+    sqlite3_bind_int64(q, 1, now_ms);
+    sqlite3_bind_int64(q, 2, default_ms);
+    sqlite3_bind_int(q, 3, limit);
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+        snprintf(ids[(*n)++], UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(s, e, "reading expired jobs");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_DELETE);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    bool gone = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = db_err(s, e, "deleting a job");
+        sqlite3_reset(q);
+        return rc;
+    }
+    sqlite3_reset(q);
+    if (!gone) {
+        struct job j;
+        if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
+            return rc;
+        rc = err_set(e, ERR_CONFLICT, "job '%s' is %s: only a finished job is deleted", id,
+                     job_state_name(j.state));
+        job_release(&j);
+        return rc;
+    }
+    q = stmt(s, S_JOB_DELETE_LOGS);
+    bind_text(q, 1, id);
+    return exec_stmt(s, q, e, "deleting a job's output");
+}
+
+static int sqlite_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_TENANT);
+    bind_text(q, 1, name);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        snprintf(tenant, n, "%s", (const char *)sqlite3_column_text(q, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+    } else {
+        rc = db_err(s, e, "reading a token");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_token_set_tenant(struct store *st, const char *name, const char *tenant,
+                                   struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_SET_TENANT);
+    bind_text(q, 1, tenant);
+    bind_text(q, 2, name);
+    int rc = exec_stmt(s, q, e, "setting a token's tenant");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
+    return rc;
+}
+
+static void bind_limit(sqlite3_stmt *q, int i, int v)
+{
+    if (v >= 0)
+        sqlite3_bind_int(q, i, v);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+static int sqlite_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TENANT_PUT);
+    bind_text(q, 1, t->name);
+    bind_limit(q, 2, t->max_running);
+    bind_limit(q, 3, t->max_queued);
+    sqlite3_bind_int(q, 4, t->weight);
+    return exec_stmt(s, q, e, "writing a tenant");
+}
+
+static int sqlite_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
+                              void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TENANT_SCAN);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct tenant_rec t;
+        snprintf(t.name, sizeof(t.name), "%s", (const char *)sqlite3_column_text(q, 0));
+        t.max_running = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 1);
+        t.max_queued = sqlite3_column_type(q, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 2);
+        t.weight = sqlite3_column_int(q, 3);
+        if ((rc = fn(arg, &t))) {
+            sqlite3_reset(q);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading tenants");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TENANT_COUNT);
+    bind_text(q, 1, tenant);
+    sqlite3_bind_int(q, 2, (int)states);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "counting a tenant's jobs");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *n = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -1422,6 +1679,17 @@ const struct store_ops store_sqlite_ops = {
     .service_retire = sqlite_service_retire,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
+    .workflow_insert = sqlite_workflow_insert,
+    .workflow_get = sqlite_workflow_get,
+    .workflow_of = sqlite_workflow_of,
+    .job_set_spec = sqlite_job_set_spec,
+    .job_expired = sqlite_job_expired,
+    .job_delete = sqlite_job_delete,
+    .token_tenant = sqlite_token_tenant,
+    .token_set_tenant = sqlite_token_set_tenant,
+    .tenant_put = sqlite_tenant_put,
+    .tenant_scan = sqlite_tenant_scan,
+    .tenant_count = sqlite_tenant_count,
     .leader_take = sqlite_leader_take,
     .agent_seen = sqlite_agent_seen,
     .leader_release = sqlite_leader_release,

@@ -7,6 +7,7 @@ gets a database of its own. Slow (a cluster): marked `once`.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -116,13 +117,19 @@ def events(server, since=0, until=lambda evs: len(evs) >= 1, timeout=20):
     return got
 
 
+def pg_migrations():
+    """How many migrations src/store/schema/postgres.h holds (each starts "/* N: ...")."""
+    with open(os.path.join(ROOT, "src", "store", "schema", "postgres.h")) as f:
+        return sum(1 for line in f if re.match(r"\s*/\* \d+: ", line))
+
+
 def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     server = pg_servers()
     api = server.api()
     # nothing of SQLite: the store is the database
     assert not os.path.exists(os.path.join(server.data_dir, "drover.db"))
     assert "store postgres://" in server.read_log()
-    assert psql(pg_db, "SELECT version FROM drover_schema") == "3"  # migrations: schema/postgres.h
+    assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
 
     make_agent(server, "w1")
     job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
@@ -295,6 +302,31 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
         subprocess.run([PGTEST, "stop", d], capture_output=True, timeout=120)
 
 
+def test_retention_and_quotas_on_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
+    """The retention sweep (its own connection, off the loop) and a tenant's max_queued
+    (counted in the submission's transaction) on PostgreSQL."""
+    server = pg_servers("--retention", "1s", "--retention-sweep", "1",
+                        "--tenant-max-queued", "1")
+    api = server.api()
+    make_agent(server, "ret", "--queues", "ret")
+    job = submit(server, queue="ret", command={"shell": "echo kept"})
+    assert wait_job(server, job)["state"] == "succeeded"
+    got = wait_for(lambda: (lambda j: j if j.get("archived") else None)(
+        api.get(f"/v1/jobs/{job}").json()), 30, "the job to be archived")
+    assert got["state"] == "succeeded"
+    assert api.get(f"/v1/jobs/{job}/log").text == "kept\n"
+    assert psql(pg_db, f"SELECT count(*) FROM jobs WHERE id = '{job}'") == "0"
+    assert psql(pg_db, f"SELECT count(*) FROM job_logs WHERE job = '{job}'") == "0"
+
+    r = api.post("/v1/tokens", json={"role": "client", "name": "c", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    lab = server.api(r.json()["token"])
+    spec = {"queue": "none", "command": {"program": "true"}}
+    assert lab.post("/v1/jobs", json=spec).status_code == 201
+    r = lab.post("/v1/jobs", json=spec)
+    assert r.status_code == 429 and r.json()["error"]["limit"] == "max_queued", r.text
+    assert psql(pg_db, "SELECT count(*) FROM jobs WHERE tenant = 'lab'") == "1"
+
 
 def test_service_hub(pg_servers, make_agent, tmp_path):
     """The service hub on PostgreSQL: versions, a job of a service run by an agent, retiring,
@@ -325,3 +357,43 @@ def test_service_hub(pg_servers, make_agent, tmp_path):
     r = api.post("/v1/jobs", json={"service": "upper", "params": {"text": "s3://in/t.txt",
                                                                   "upper": "s3://out/u.txt"}})
     assert r.status_code == 400 and r.json()["error"]["field"] == "service", r.text
+
+
+def test_workflow_through_postgres(pg_servers, make_agent):  # noqa: F811
+    """A workflow on PostgreSQL: stored whole, a node queued when its upstream succeeded with
+    its connected input set, a failure cancelling what needs it, retry, a bad one refused."""
+    s = pg_servers()
+    api = s.api()
+
+    def sh(script, *args):
+        return {"retry": {"max_attempts": 1}, "command": {"program": "sh", "arguments": [
+            {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
+            {"type": "parameter", "value": "sh"}] + list(args)}}
+
+    r = api.post("/v1/workflows", json={"nodes": {
+        "A": {"job": sh('echo made > "$2"', {"type": "output", "name": "o",
+                                               "value": "s3://wfpg/a"})},
+        "B": {"job": sh('cat "$2"', {"type": "input", "name": "i"})},
+        "C": {"job": sh("exit 2"), "depends_on": ["B"]},
+        "D": {"job": sh("echo d"), "depends_on": ["C"]}},
+        "connections": [{"from": "A.o", "to": "B.i"}]})
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    make_agent(s, "pg-wf")
+
+    def done():
+        w = api.get(f"/v1/workflows/{wid}").json()
+        return w if w["state"] != "running" else None
+    w = wait_for(done, 60, "the workflow to end")
+    assert {n: x["state"] for n, x in w["nodes"].items()} == {
+        "A": "succeeded", "B": "succeeded", "C": "failed", "D": "cancelled"}
+    b = api.get(f"/v1/jobs/{w['nodes']['B']['job']}").json()
+    assert b["result"]["stdout"] == "made\n"
+    r = api.post(f"/v1/workflows/{wid}/retry")
+    assert r.status_code == 200, r.text
+    w = wait_for(done, 60, "the retried workflow to end")
+    assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == 1  # C fails again
+    assert api.get(f"/v1/jobs/{w['nodes']['A']['job']}").json()["attempt"] == 1  # kept
+    r = api.post("/v1/workflows", json={"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}})
+    assert r.status_code == 400 and "a cycle" in r.json()["error"]["message"]
+

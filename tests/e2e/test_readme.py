@@ -82,6 +82,12 @@ def rewrite(block, dev, tmp):
     return script
 
 
+def dev_status(dev):
+    """Whether `drover dev` still runs, or how it ended (a negative code: the signal)."""
+    rc = dev.proc.poll() if dev.proc else None
+    return "running" if rc is None else f"exited with {rc}"
+
+
 def test_every_page_has_blocks_to_run():
     assert "README.md" in PAGES and len(PAGES) >= 4, PAGES
     for page in PAGES:
@@ -113,7 +119,8 @@ def test_page_commands_work_as_written(page, tmp_path):
                 pytest.fail(f"{page} block {i} did not end within {BLOCK_TIMEOUT} s:\n{script}\n"
                             f"stdout: {out}\nstderr: {err}")
             assert p.returncode == 0, (f"{page} block {i} exited {p.returncode}:\n{script}\n"
-                                       f"stdout: {out}\nstderr: {err}\nlog: {dev.read_log()}")
+                                       f"stdout: {out}\nstderr: {err}\n"
+                                       f"drover dev: {dev_status(dev)}\nlog: {dev.read_log()}")
     finally:
         rc = dev.stop()
     assert rc == 0, dev.read_log()

@@ -116,6 +116,7 @@ static bool expected(int state, enum job_event ev)
     case JOB_EV_UNBLOCK:
         return state == JOB_BLOCKED;
     case JOB_EV_RETRY:
+    case JOB_EV_REBLOCK:
         return state == JOB_FAILED || state == JOB_CANCELLED;
     case JOB_NEVENTS:
         break;
@@ -144,6 +145,8 @@ static int expected_state(int state, enum job_event ev)
         return JOB_QUEUED; /* attempt 1 of 2 failed: retried */
     case JOB_EV_CANCEL:
         return JOB_CANCELLED;
+    case JOB_EV_REBLOCK:
+        return JOB_BLOCKED;
     case JOB_NEVENTS:
         break;
     }
@@ -182,7 +185,7 @@ static void test_every_pair(void **unused)
                 assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
                                     "cancelled");
             }
-            if (ev == JOB_EV_RETRY) {
+            if (ev == JOB_EV_RETRY || ev == JOB_EV_REBLOCK) {
                 assert_int_equal(j.attempt, attempt); /* the next lease makes the next one */
                 assert_int_equal(j.run_after, 5000);
                 assert_int_equal(j.finished_at, 0);
@@ -193,7 +196,7 @@ static void test_every_pair(void **unused)
         }
     }
     assert_int_equal(pairs, (JOB_NSTATES + 1) * JOB_NEVENTS);
-    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2); /* the table's "ok"s */
+    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2 + 2); /* the table's "ok"s */
     /* and an unknown event is refused */
     assert_false(lifecycle_allowed(JOB_QUEUED, JOB_NEVENTS));
     assert_false(lifecycle_allowed(-1, JOB_EV_CANCEL));

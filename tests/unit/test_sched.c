@@ -18,6 +18,7 @@
 #include "jobtest.h"
 
 #include "common/timeutil.h"
+#include "common/xalloc.h"
 #include "job/job.h"
 #include "job/protocol.h"
 #include "job/spec.h"
@@ -469,6 +470,161 @@ static void test_cache_preference(void **state)
     sched_free(s);
 }
 
+/* ---- tenants: fair share and max_running ---- */
+
+/* n jobs of tenant t (copies in sched), into j (the caller releases them). */
+static void add_tenant_jobs(struct sched *s, struct job *j, size_t n, const char *t)
+{
+    for (size_t i = 0; i < n; i++) {
+        make_job(&j[i], "{\"command\": {\"program\": \"x\"}}", 0);
+        j[i].tenant = xstrdup(t);
+        sched_add(s, &j[i]);
+    }
+}
+
+/* Takes up to max jobs one at a time (each is held: never released), counting tenant a's. */
+static size_t take_one_by_one(struct sched *s, size_t max, char *order)
+{
+    size_t n = 0;
+    struct sched_job *out[1];
+    while (n < max && take(s, "[\"default\"]", "{}", 1, out, 1) == 1) {
+        order[n++] = out[0]->tenant[0];
+        sched_job_free(out[0]);
+    }
+    order[n] = '\0';
+    return n;
+}
+
+static void test_fair_share(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    static struct job a[1000], b[10];
+    add_tenant_jobs(s, a, 1000, "a"); /* a queues many first ... */
+    add_tenant_jobs(s, b, 10, "b");   /* ... b a few later */
+    char order[64];
+    assert_int_equal(take_one_by_one(s, 20, order), 20);
+    /* b's jobs do not wait for a's backlog: the two take turns (a first: its job is older) */
+    assert_string_equal(order, "abababababababababab");
+    assert_int_equal(sched_tenant_held(s, "a"), 10);
+    assert_int_equal(sched_tenant_held(s, "b"), 10);
+    assert_int_equal(take_one_by_one(s, 5, order), 5);
+    assert_string_equal(order, "aaaaa"); /* b has none left */
+    assert_int_equal(sched_ready_count(s, "default"), 985);
+    for (int i = 0; i < 1000; i++)
+        job_release(&a[i]);
+    for (int i = 0; i < 10; i++)
+        job_release(&b[i]);
+    sched_free(s);
+}
+
+/* One slot, each job ending before the next is taken: the tenants still take turns. */
+static void test_fair_share_one_slot(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    static struct job a[100], b[3];
+    add_tenant_jobs(s, a, 100, "a");
+    add_tenant_jobs(s, b, 3, "b");
+    char order[16];
+    struct sched_job *out[1];
+    size_t n = 0;
+    while (n < 10 && take(s, "[\"default\"]", "{}", 1, out, 1) == 1) {
+        order[n++] = out[0]->tenant[0];
+        sched_tenant_release(s, out[0]->tenant); /* its lease ended */
+        sched_job_free(out[0]);
+    }
+    order[n] = '\0';
+    assert_string_equal(order, "abababaaaa");
+    for (int i = 0; i < 100; i++)
+        job_release(&a[i]);
+    for (int i = 0; i < 3; i++)
+        job_release(&b[i]);
+    sched_free(s);
+}
+
+static void test_fair_share_weight_and_fifo(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    static struct job a[100], b[100];
+    sched_tenant_set(s, "a", -1, 3);
+    add_tenant_jobs(s, a, 100, "a");
+    add_tenant_jobs(s, b, 100, "b");
+    struct sched_job *out[40];
+    size_t n = take(s, "[\"default\"]", "{}", 40, out, 40);
+    assert_int_equal(n, 40);
+    int na = 0, ia = 0, ib = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* FIFO within a tenant */
+        if (out[i]->tenant[0] == 'a') assert_string_equal(out[i]->id, a[ia++].id);
+        else assert_string_equal(out[i]->id, b[ib++].id);
+        na += out[i]->tenant[0] == 'a';
+        sched_job_free(out[i]);
+    }
+    assert_int_equal(na, 30); /* weight 3 to 1 */
+    /* priority still comes first: a high-priority job of b goes before a's */
+    struct job hi;
+    make_job(&hi, "{\"priority\": 5, \"command\": {\"program\": \"x\"}}", 0);
+    hi.tenant = xstrdup("b");
+    sched_add(s, &hi);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 1, out, 1), 1);
+    assert_string_equal(out[0]->id, hi.id);
+    sched_job_free(out[0]);
+    job_release(&hi);
+    for (int i = 0; i < 100; i++) {
+        job_release(&a[i]);
+        job_release(&b[i]);
+    }
+    sched_free(s);
+}
+
+static void test_tenant_max_running(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job a[10], b[3], c[2];
+    sched_tenant_set(s, "a", 2, 1);
+    sched_tenant_default(s, 1); /* b and c: one at a time; a keeps its own */
+    add_tenant_jobs(s, a, 10, "a");
+    add_tenant_jobs(s, b, 3, "b");
+    add_tenant_jobs(s, c, 2, "c");
+    sched_tenant_set(s, "c", 0, 1); /* c: none */
+    struct sched_job *out[16];
+    size_t n = take(s, "[\"default\"]", "{}", 16, out, 16);
+    int count[3] = {0};
+    for (size_t i = 0; i < n; i++)
+        count[out[i]->tenant[0] - 'a']++;
+    assert_int_equal(count[0], 2);
+    assert_int_equal(count[1], 1);
+    assert_int_equal(count[2], 2);
+    assert_int_equal(n, 5);
+    assert_int_equal(sched_tenant_held(s, "a"), 2);
+    /* nothing more while they hold their limits */
+    json_t *qs = json_pack("[s]", "default");
+    assert_false(sched_has_work(s, qs, NULL, PROTO_RT_NATIVE, 4));
+    json_decref(qs);
+    struct sched_job *more[4];
+    assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 0);
+    /* a lease of a ends: a may have one more */
+    sched_tenant_release(s, "a");
+    assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 1);
+    assert_string_equal(more[0]->tenant, "a");
+    /* put back (the lease was not committed): no longer held, and ready again */
+    sched_put_back(s, more[0]);
+    assert_int_equal(sched_tenant_held(s, "a"), 1);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 1);
+    /* untaken (cancelled meanwhile): no longer held, and gone */
+    sched_untake(s, more[0]);
+    assert_int_equal(sched_tenant_held(s, "a"), 1);
+    for (size_t i = 0; i < n; i++)
+        sched_job_free(out[i]);
+    for (int i = 0; i < 10; i++) job_release(&a[i]);
+    for (int i = 0; i < 3; i++) job_release(&b[i]);
+    for (int i = 0; i < 2; i++) job_release(&c[i]);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +635,10 @@ int main(void)
         cmocka_unit_test(test_fit_warnings),
         cmocka_unit_test(test_waiting),
         cmocka_unit_test(test_cache_preference),
+        cmocka_unit_test(test_fair_share),
+        cmocka_unit_test(test_fair_share_one_slot),
+        cmocka_unit_test(test_fair_share_weight_and_fifo),
+        cmocka_unit_test(test_tenant_max_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,7 +139,7 @@ static void test_defaults(void **state)
                         " \"resources\": {\"memory_mb\": null, \"cpus\": null,"
                         "                 \"pids\": null},"
                         " \"key\": null, \"labels\": {}, \"notify_url\": null, \"notify\": \"end\","
-                        " \"test\": false,"
+                        " \"retention_s\": null, \"test\": false,"
                         " \"command\": {\"program\": \"true\", \"shell\": null, \"image\": null,"
                         "   \"sandbox\": false, \"network\": null, \"arguments\": [],"
                         "   \"stdin\": {\"type\": \"pipe\", \"value\": null},"
@@ -437,6 +437,10 @@ static const struct {
     {"{\"delay_s\": 31536001, \"test\": true}", "delay_s"},
     {"{\"timeout_s\": 0, \"test\": true}", "timeout_s"},
     {"{\"timeout_s\": 2592001, \"test\": true}", "timeout_s"},
+    {"{\"retention_s\": 0, \"test\": true}", "retention_s"},
+    {"{\"retention_s\": 315360001, \"test\": true}", "retention_s"},
+    {"{\"retention_s\": 1.5, \"test\": true}", "retention_s"},
+    {"{\"retention_s\": \"7d\", \"test\": true}", "retention_s"},
     {"{\"retry\": 3, \"test\": true}", "retry"},
     {"{\"retry\": {\"max_attempts\": 0}, \"test\": true}", "retry.max_attempts"},
     {"{\"retry\": {\"max_attempts\": 101}, \"test\": true}", "retry.max_attempts"},

@@ -51,6 +51,7 @@ static void lib_free(void *p)
 #include "common/xalloc.h"
 #include "job/job.h"
 #include "job/spec.h"
+#include "job/workflow.h"
 #include "store/schema/sqlite.h"
 #ifdef WITH_POSTGRES
 #include "store/schema/postgres.h"
@@ -2139,6 +2140,159 @@ static void test_logs(void **state)
     job_release(&j);
 }
 
+/* --- retention ---------------------------------------------------------------------------- */
+
+static void expect_expired(struct store *st, int64_t now, int64_t dflt, int limit,
+                           const char *const *want, size_t nwant)
+{
+    char ids[8][UUID_STR_LEN];
+    size_t n = 99;
+    struct err e = ERR_INIT;
+    assert_true(limit <= 8);
+    assert_ok(store_job_expired(st, now, dflt, limit, ids, &n, &e), &e);
+    if (n != nwant)
+        fail_msg("store_job_expired(now=%lld, default=%lld): %zu jobs, expected %zu",
+                 (long long)(now - T0), (long long)dflt, n, nwant);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < nwant; k++)
+            found |= !strcmp(ids[i], want[k]);
+        if (!found)
+            fail_msg("store_job_expired returned %s, not expected", ids[i]);
+    }
+}
+
+static void test_retention(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[4], got;
+    make_simple(&jobs[0], T0, "default");                     /* the default retention */
+    make_job(&jobs[1], T0, "{'retention_s': 1, 'command': {'program': 'true'}}");
+    make_simple(&jobs[2], T0, "default");                     /* never finishes */
+    make_job(&jobs[3], T0, "{'retention_s': 100000, 'command': {'program': 'true'}}");
+    assert_int_equal(jobs[1].retention_ms, 1000);
+    insert_jobs(f->st, jobs, 4);
+    assert_ok(store_job_get(f->st, jobs[3].id, &got, &e), &e);
+    assert_int_equal(got.retention_ms, 100000000);
+    job_release(&got);
+    assert_ok(store_job_get(f->st, jobs[0].id, &got, &e), &e);
+    assert_int_equal(got.retention_ms, 0);
+    job_release(&got);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    int64_t ended[4] = {T0 + 1000, T0 + 2000, 0, T0 + 1000};
+    for (int i = 0; i < 4; i++) {
+        if (!ended[i]) continue;
+        assert_ok(store_job_cancel(f->st, jobs[i].id, ended[i], &got, &e), &e);
+        job_release(&got);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_ok(store_log_append(f->st, jobs[i].id, 1, 0, 0, "out", 3, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    const char *a[] = {jobs[0].id}, *ab[] = {jobs[0].id, jobs[1].id};
+    expect_expired(f->st, T0 + 1999, 1000, 8, NULL, 0);   /* nothing due yet */
+    expect_expired(f->st, T0 + 2000, 1000, 8, a, 1);      /* ended + the default */
+    expect_expired(f->st, T0 + 2999, 5000, 8, NULL, 0);   /* a longer default */
+    expect_expired(f->st, T0 + 3000, 1000, 8, ab, 2);     /* b: ended + its own 1 s */
+    expect_expired(f->st, T0 + 3000, 1000, 1, ab, 1);     /* at most limit */
+    /* a job's own retention wins over the default, either way */
+    expect_expired(f->st, T0 + 100000000, 1000, 8, ab, 2);
+    const char *abd[] = {jobs[0].id, jobs[1].id, jobs[3].id};
+    expect_expired(f->st, T0 + 100001000, 1000, 8, abd, 3);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, jobs[2].id, &e), ERR_CONFLICT, &e); /* still queued */
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_err(store_job_delete(f->st, jobs[0].id, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_delete(f->st, "no-such-job", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    assert_err(store_job_get(f->st, jobs[0].id, &got, &e), ERR_NOTFOUND, &e);
+    read_log(f->st, jobs[0].id, 1, 0, 0, 100, "", 0); /* its output went with it */
+    read_log(f->st, jobs[1].id, 1, 0, 0, 100, "out", 3);
+    read_log(f->st, jobs[2].id, 1, 0, 0, 100, "out", 3);
+    assert_ok(store_job_get(f->st, jobs[2].id, &got, &e), &e);
+    assert_int_equal(got.state, JOB_QUEUED);
+    job_release(&got);
+    expect_expired(f->st, T0 + 3000, 1000, 8, ab + 1, 1);
+    release_jobs(jobs, 4);
+}
+
+/* --- tenants ------------------------------------------------------------------------------ */
+
+static int collect_tenants(void *arg, const struct tenant_rec *t)
+{
+    struct tenant_rec *out = arg;
+    while (out->name[0])
+        out++;
+    *out = *t;
+    return 0;
+}
+
+static void test_tenants(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tenant[72];
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_insert(f->st, "alice", ROLE_CLIENT, "hash-alice", &e), &e);
+    assert_ok(store_token_insert(f->st, "bob", ROLE_CLIENT, "hash-bob", &e), &e);
+    assert_ok(store_token_set_tenant(f->st, "bob", "lab", &e), &e);
+    assert_err(store_token_set_tenant(f->st, "nobody", "lab", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_token_tenant(f->st, "alice", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "alice"); /* by default the token's own name */
+    assert_ok(store_token_tenant(f->st, "bob", tenant, sizeof(tenant), &e), &e);
+    assert_string_equal(tenant, "lab");
+    assert_err(store_token_tenant(f->st, "nobody", tenant, sizeof(tenant), &e), ERR_NOTFOUND, &e);
+
+    struct tenant_rec lab = {"lab", 2, -1, 3}, zed = {"zed", 0, 10, 1};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_tenant_put(f->st, &zed, &e), &e);
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    lab.max_running = 5; /* replaced whole */
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct tenant_rec got[4];
+    memset(got, 0, sizeof(got));
+    assert_ok(store_tenant_scan(f->st, collect_tenants, got, &e), &e);
+    assert_string_equal(got[0].name, "lab");
+    assert_int_equal(got[0].max_running, 5);
+    assert_int_equal(got[0].max_queued, -1);
+    assert_int_equal(got[0].weight, 3);
+    assert_string_equal(got[1].name, "zed");
+    assert_int_equal(got[1].max_running, 0);
+    assert_int_equal(got[1].max_queued, 10);
+    assert_int_equal(got[2].name[0], '\0');
+
+    struct job jobs[3], j;
+    for (int i = 0; i < 3; i++) {
+        make_simple(&jobs[i], T0 + i, "default");
+        jobs[i].tenant = xstrdup(i < 2 ? "lab" : "other");
+    }
+    insert_jobs(f->st, jobs, 3);
+    assert_ok(store_job_get(f->st, jobs[0].id, &j, &e), &e);
+    assert_string_equal(j.tenant, "lab");
+    job_release(&j);
+    unsigned waiting = 1u << JOB_QUEUED | 1u << JOB_BLOCKED;
+    int64_t n = -1;
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_cancel(f->st, jobs[1].id, T0 + 9, &j, &e), &e);
+    job_release(&j);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_tenant_count(f->st, "lab", waiting, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "lab", 1u << JOB_CANCELLED, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_ok(store_tenant_count(f->st, "nobody", waiting, &n, &e), &e);
+    assert_int_equal(n, 0);
+    release_jobs(jobs, 3);
+}
+
 /* --- fenced updates and scans -------------------------------------------------------------- */
 
 static int collect_ids(void *arg, const struct job *j)
@@ -2649,6 +2803,218 @@ static void test_leader(void **state)
     assert_false(lead);
 }
 
+/* --- workflows ----------------------------------------------------------------------------- */
+
+/* A workflow from its text (' for "), stored with its jobs in one transaction: rec and jobs. */
+static void store_wf(struct store *st, const char *text, struct workflow_rec *rec,
+                     struct job *jobs, struct workflow *w)
+{
+    char t[2048];
+    snprintf(t, sizeof(t), "%s", text);
+    for (char *c = t; *c; c++)
+        if (*c == '\'') *c = '"';
+    json_error_t je;
+    json_t *body = json_loads(t, 0, &je);
+    assert_non_null(body);
+    struct err e = ERR_INIT;
+    assert_ok(workflow_parse(body, w, &e), &e);
+    json_decref(body);
+    workflow_jobs(w, "alice", T0, jobs);
+    char ids[8][UUID_STR_LEN];
+    assert_true(w->n <= 8);
+    for (size_t i = 0; i < w->n; i++)
+        memcpy(ids[i], jobs[i].id, UUID_STR_LEN);
+    memset(rec, 0, sizeof(*rec));
+    uuid7_new(rec->id);
+    rec->owner = xstrdup("alice");
+    rec->created_at = T0;
+    rec->doc = workflow_doc(w, (const char(*)[UUID_STR_LEN])ids);
+    struct job *ptrs[8];
+    for (size_t i = 0; i < w->n; i++)
+        ptrs[i] = &jobs[i];
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_workflow_insert(st, rec, ptrs, w->n, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+static int wf_state(struct store *st, const struct workflow *w, const struct job *jobs,
+                    const char *node)
+{
+    struct job j;
+    struct err e = ERR_INIT;
+    assert_ok(store_job_get(st, jobs[workflow_node(w, node)].id, &j, &e), &e);
+    int s = j.state;
+    job_release(&j);
+    return s;
+}
+
+/* Leases node's job and ends its attempt with exit code `code` (and an output, when given). */
+static void wf_run(struct store *st, const struct workflow *w, const struct job *jobs,
+                   const char *node, int code, const char *out_uri)
+{
+    struct err e = ERR_INIT;
+    const char *id = jobs[workflow_node(w, node)].id;
+    struct store_lease c = {0};
+    size_t n;
+    snprintf(c.job, sizeof(c.job), "%s", id);
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_job_lease(st, "w1", T0 + 1, &c, 1, &n, &e), &e);
+    lib_free(c.spec);
+    assert_int_equal(n, 1);
+    json_t *outs = json_array();
+    if (out_uri)
+        json_array_append_new(outs, json_pack("{s:s, s:i, s:s}", "uri", out_uri, "size", 3,
+                                              "sha256", "ab12"));
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .exit_code = code,
+                              .duration_ms = 1, .outputs = outs};
+    struct job_event_args fin = {.now_ms = T0 + 2, .end = &end};
+    struct job out;
+    assert_ok(store_job_apply(st, id, c.attempt, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    job_release(&out);
+    json_decref(outs);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+static bool changed_has(char (*ids)[UUID_STR_LEN], size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ids[i], id)) return true;
+    return false;
+}
+
+/*
+ * A workflow in the store: stored whole with its jobs (the waiting ones blocked); a failed
+ * node cancels what needs its success, and what goes on after any end is queued; retry
+ * reruns only what failed or was cancelled; a node is queued once all its upstreams have
+ * succeeded, its connected input set to the object its upstream's attempt wrote; cancel stops
+ * the rest; a rolled back workflow leaves nothing.
+ */
+static void test_workflows(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec, got;
+    struct job jobs[4];
+    char (*ids)[UUID_STR_LEN];
+    /* what earlier tests left: not this test's */
+    store_changed_take(&ids);
+    lib_free(ids);
+    store_wf(f->st,
+             "{'name': 'd', 'nodes': {"
+             "'A': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'a'}}},"
+             "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b', "
+             "  'arguments': [{'type': 'output', 'name': 'out', 'value': 's3://wf/b'}]}},"
+             "  'depends_on': ['A']},"
+             "'C': {'job': {'command': {'program': 'c'}}, 'depends_on': [{'node': 'A', 'on': 'any'}]},"
+             "'D': {'job': {'command': {'program': 'd', "
+             "  'arguments': [{'type': 'input', 'name': 'in'}]}}, 'depends_on': ['C']}},"
+             "'connections': [{'from': 'B.out', 'to': 'D.in'}]}",
+             &rec, jobs, &w);
+    assert_ok(store_workflow_get(f->st, rec.id, &got, &e), &e);
+    assert_string_equal(got.owner, "alice");
+    assert_string_equal(json_string_value(json_object_get(got.doc, "name")), "d");
+    assert_true(json_equal(got.doc, rec.doc));
+    workflow_rec_release(&got);
+    assert_int_equal(wf_state(f->st, &w, jobs, "A"), JOB_QUEUED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_BLOCKED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+
+    /* A fails: B (needs its success) and D after it are cancelled, C (any end) is queued */
+    wf_run(f->st, &w, jobs, "A", 1, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "A"), JOB_FAILED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_CANCELLED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "C"), JOB_QUEUED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    struct job b;
+    assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &b, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(b.result, "error")),
+                        "its upstream node 'A' failed"); /* the cancel says why */
+    job_release(&b);
+    size_t n = store_changed_take(&ids); /* for the server: what the store changed itself */
+    for (const char *const *k = (const char *const[]){"B", "C", "D", NULL}; *k; k++)
+        assert_true(changed_has(ids, n, jobs[workflow_node(&w, *k)].id));
+    assert_false(changed_has(ids, n, jobs[workflow_node(&w, "A")].id));
+    lib_free(ids);
+
+    /* retry: A queued again, B and D wait again; C (queued) is left alone */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_retry(f->st, &rec, T0 + 3, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 3);
+    assert_int_equal(wf_state(f->st, &w, jobs, "A"), JOB_QUEUED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_BLOCKED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "C"), JOB_QUEUED);
+
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_QUEUED);
+    /* B's output: a key of its own attempt (workflow_attempt_uri) */
+    struct job bj;
+    assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
+    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    job_release(&bj);
+    wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    struct job d;
+    assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "D")].id, &d, &e), &e);
+    json_t *in = json_array_get(json_object_get(json_object_get(d.spec, "command"), "arguments"), 0);
+    assert_string_equal(json_string_value(json_object_get(in, "value")), "s3://wf/attempt-1/b");
+    assert_string_equal(json_string_value(json_object_get(in, "sha256")), "ab12");
+    job_release(&d);
+    /* the lease hands out the spec as stored: with the input set */
+    struct store_lease c = {0};
+    snprintf(c.job, sizeof(c.job), "%s", jobs[workflow_node(&w, "D")].id);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 4, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_non_null(strstr(c.spec, "ab12"));
+    lib_free(c.spec);
+
+    /* nothing failed now: retry is refused */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_workflow_retry(f->st, &rec, T0 + 5, &n, &e), ERR_CONFLICT, &e);
+    /* cancel stops what has not ended: D */
+    assert_ok(store_workflow_cancel(f->st, &rec, T0 + 5, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_SUCCEEDED);
+    /* what earlier tests left: not this test's */
+    store_changed_take(&ids);
+    lib_free(ids);
+    workflow_rec_release(&rec);
+    release_jobs(jobs, w.n);
+    workflow_release(&w);
+
+    /* a workflow rolled back leaves neither itself nor a job */
+    struct workflow w2;
+    struct job j2[2];
+    struct job *p2[2] = {&j2[0], &j2[1]};
+    json_t *body = json_pack("{s:{s:{s:{s:{s:s}}}, s:{s:{s:{s:s}}, s:[s]}}}", "nodes", "X", "job",
+                             "command", "program", "x", "Y", "job", "command", "program", "y",
+                             "depends_on", "X");
+    assert_ok(workflow_parse(body, &w2, &e), &e);
+    json_decref(body);
+    workflow_jobs(&w2, NULL, T0, j2);
+    char id2[2][UUID_STR_LEN];
+    memcpy(id2[0], j2[0].id, UUID_STR_LEN);
+    memcpy(id2[1], j2[1].id, UUID_STR_LEN);
+    memset(&rec, 0, sizeof(rec));
+    uuid7_new(rec.id);
+    rec.doc = workflow_doc(&w2, (const char(*)[UUID_STR_LEN])id2);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_insert(f->st, &rec, p2, 2, &e), &e);
+    store_rollback(f->st);
+    assert_err(store_workflow_get(f->st, rec.id, &got, &e), ERR_NOTFOUND, &e);
+    assert_err(store_job_get(f->st, j2[1].id, &d, &e), ERR_NOTFOUND, &e);
+    workflow_rec_release(&rec);
+    release_jobs(j2, 2);
+    workflow_release(&w2);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -2693,7 +3059,10 @@ int main(void)
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),
+        T(test_retention),
+        T(test_tenants),
         T(test_webhooks),
+        T(test_workflows),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

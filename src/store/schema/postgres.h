@@ -67,7 +67,28 @@ static const char *const pg_migrations[] = {
     "  name text COLLATE \"C\" NOT NULL, version integer NOT NULL, definition text NOT NULL,"
     "  created_at bigint NOT NULL, created_by text, retired_at bigint,"
     "  PRIMARY KEY (name, version));",
-    /* 3: the leader lease (SQLite's 8; store_leader_take): which server does the periodic
+    /* 3: SQLite's 8: retention */
+    "ALTER TABLE jobs ADD COLUMN retention_ms bigint;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 4: SQLite's 9: tenants */
+    "ALTER TABLE tokens ADD COLUMN tenant text;"
+    "ALTER TABLE jobs ADD COLUMN tenant text;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name text PRIMARY KEY, max_running integer, max_queued integer,"
+    "  weight integer NOT NULL DEFAULT 1);",
+    /* 5: workflows (SQLite's 10) */
+    "CREATE TABLE workflows ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, name text, created_at bigint NOT NULL,"
+    "  doc text NOT NULL);"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job text COLLATE \"C\" PRIMARY KEY, workflow text NOT NULL, node text NOT NULL);",
+    /* 6: the leader lease (SQLite's 11; store_leader_take): which server does the periodic
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",

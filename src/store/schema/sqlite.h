@@ -71,7 +71,32 @@ static const char *const sqlite_migrations[] = {
     "  name TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, created_by TEXT, retired_at INTEGER,"
     "  PRIMARY KEY (name, version)) WITHOUT ROWID;",
-    /* 8: the leader lease (store_leader_take): which server does the periodic work, until
+    /* 8: retention: a finished job is archived and deleted retention_ms after it ended
+       (NULL: the server's --retention). One index per kind, so that the sweep reads only
+       what is due. */
+    "ALTER TABLE jobs ADD COLUMN retention_ms INTEGER;"
+    "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
+    "  WHERE state >= 4 AND retention_ms IS NULL;"
+    "CREATE INDEX jobs_expiry_own ON jobs (finished_at + retention_ms)"
+    "  WHERE state >= 4 AND retention_ms IS NOT NULL;",
+    /* 9: tenants: a token belongs to one (NULL: the one named as the token), a job to its
+       owner's; per-tenant limits (NULL: the server's) and fair-share weight */
+    "ALTER TABLE tokens ADD COLUMN tenant TEXT;"
+    "ALTER TABLE jobs ADD COLUMN tenant TEXT;"
+    "UPDATE jobs SET tenant = owner;"
+    "CREATE INDEX jobs_tenant_state ON jobs (tenant, state);"
+    "CREATE TABLE tenants ("
+    "  name TEXT PRIMARY KEY, max_running INTEGER, max_queued INTEGER,"
+    "  weight INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;",
+    /* 10: workflows (POST /v1/workflows): the validated document (nodes with their job ids,
+       dependencies, connections), and which workflow each node's job belongs to */
+    "CREATE TABLE workflows ("
+    "  id TEXT PRIMARY KEY, owner TEXT, name TEXT, created_at INTEGER NOT NULL,"
+    "  doc TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX workflows_owner ON workflows (owner, id);"
+    "CREATE TABLE workflow_jobs ("
+    "  job TEXT PRIMARY KEY, workflow TEXT NOT NULL, node TEXT NOT NULL) WITHOUT ROWID;",
+    /* 11: the leader lease (store_leader_take): which server does the periodic work, until
        when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",

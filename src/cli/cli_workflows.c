@@ -1,0 +1,181 @@
+/*
+ * cli_workflows.c - `drover workflow submit FILE | status ID | cancel ID | retry ID`
+ * (docs/api.md "Workflows"): status draws the graph as text, each node indented by its
+ * depth (the longest path to it from a node without upstreams), with its state and its
+ * upstreams; --json prints the server's answer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "commands.h"
+#include "common/xalloc.h"
+
+#define WORKFLOW_FILE_MAX (4 * 1024 * 1024)
+
+static const char workflow_usage[] =
+    "usage: drover workflow submit [--json] FILE\n"
+    "       drover workflow status [--json] ID\n"
+    "       drover workflow cancel [--json] ID\n"
+    "       drover workflow retry [--json] ID\n"
+    "\n"
+    "Workflows: nodes (job specs) joined by depends_on and port connections, each node\n"
+    "queued once its upstreams have ended as it needs (docs/api.md \"Workflows\").\n"
+    "\n"
+    "  submit FILE        submit the workflow in FILE (JSON; - for stdin) and show it\n"
+    "  status ID          every node's state and the progress, drawn as a graph\n"
+    "  cancel ID          cancel every node that has not ended\n"
+    "  retry ID           rerun what failed or was cancelled, keeping what succeeded\n"
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover workflow submit diamond.json\n"
+    "  drover workflow status 0193a1b2-...\n"
+    CLI_COMMON_USAGE;
+
+/* The depth of each node: 0 without upstreams, else 1 + its deepest upstream's. */
+static long depth_of(json_t *nodes, const char *name, json_t *memo, int guard)
+{
+    json_t *m = json_object_get(memo, name);
+    if (m) return (long)json_integer_value(m);
+    long d = 0;
+    size_t i;
+    json_t *dep;
+    if (guard > 1000) return 0; /* the server refuses cycles; never loop on a bad answer */
+    json_array_foreach(json_object_get(json_object_get(nodes, name), "depends_on"), i, dep)
+    {
+        const char *up = json_string_value(json_object_get(dep, "node"));
+        if (up && json_object_get(nodes, up)) {
+            long u = depth_of(nodes, up, memo, guard + 1) + 1;
+            if (u > d) d = u;
+        }
+    }
+    json_object_set_new(memo, name, json_integer(d));
+    return d;
+}
+
+static void print_graph(json_t *w)
+{
+    const char *id = json_string_value(json_object_get(w, "id"));
+    const char *name = json_string_value(json_object_get(w, "name"));
+    json_t *progress = json_object_get(w, "progress"), *nodes = json_object_get(w, "nodes");
+    printf("workflow %s", id ? id : "?");
+    if (name) {
+        printf(" ");
+        cli_put_clean(stdout, name, strlen(name));
+    }
+    printf(": %s\n", json_string_value(json_object_get(w, "state")) ?: "?");
+    printf("progress: %lld/%lld succeeded",
+           (long long)json_integer_value(json_object_get(progress, "succeeded")),
+           (long long)json_integer_value(json_object_get(progress, "total")));
+    static const char *const others[] = {"running", "leased", "queued", "blocked", "failed",
+                                         "cancelled"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        json_int_t n = json_integer_value(json_object_get(progress, others[i]));
+        if (n) printf(", %lld %s", (long long)n, others[i]);
+    }
+    printf("\n");
+    json_t *memo = json_object();
+    long max = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(nodes, k, v)
+    {
+        long d = depth_of(nodes, k, memo, 0);
+        if (d > max) max = d;
+    }
+    for (long level = 0; level <= max; level++) {
+        json_object_foreach(nodes, k, v)
+        {
+            if (json_integer_value(json_object_get(memo, k)) != level) continue;
+            printf("%*s%s ", (int)(2 * level), "", level ? "└─" : "●");
+            cli_put_clean(stdout, k, strlen(k));
+            const char *state = json_string_value(json_object_get(v, "state"));
+            printf("  [%s]", state ? state : "?");
+            json_t *deps = json_object_get(v, "depends_on");
+            size_t i;
+            json_t *dep;
+            json_array_foreach(deps, i, dep)
+            {
+                const char *up = json_string_value(json_object_get(dep, "node"));
+                const char *on = json_string_value(json_object_get(dep, "on"));
+                printf("%s", i ? ", " : "  after ");
+                cli_put_clean(stdout, up ? up : "?", up ? strlen(up) : 1);
+                if (on && !strcmp(on, "any")) printf(" (any end)");
+            }
+            printf("\n");
+        }
+    }
+    json_decref(memo);
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(w, "connections"), i, c)
+    {
+        const char *from = json_string_value(json_object_get(c, "from"));
+        const char *to = json_string_value(json_object_get(c, "to"));
+        if (!i) printf("connections:\n");
+        printf("  ");
+        cli_put_clean(stdout, from ? from : "?", from ? strlen(from) : 1);
+        printf(" -> ");
+        cli_put_clean(stdout, to ? to : "?", to ? strlen(to) : 1);
+        printf("\n");
+    }
+}
+
+int cmd_workflow(int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    if (sub && (!strcmp(sub, "-h") || !strcmp(sub, "--help"))) {
+        fputs(workflow_usage, stdout);
+        return 0;
+    }
+    bool submit = sub && !strcmp(sub, "submit"), status = sub && !strcmp(sub, "status");
+    bool cancel = sub && !strcmp(sub, "cancel"), retry = sub && !strcmp(sub, "retry");
+    if (!submit && !status && !cancel && !retry) {
+        cli_json_prescan(argc, argv);
+        return sub ? cli_usage_error(workflow_usage, "unknown workflow command '%s' (submit, "
+                                                     "status, cancel or retry)", sub)
+                   : cli_usage_error(workflow_usage, "which workflow command? submit, status, "
+                                                     "cancel or retry");
+    }
+    struct cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, workflow_usage);
+    const char *arg;
+    int rc = cli_parse_json_only(&a, submit ? "which file? give the workflow's JSON file"
+                                            : "which workflow? give its ID",
+                                 submit ? "the file name is empty" : "the workflow ID is empty",
+                                 &arg);
+    if (rc != CLI_CONTINUE) return rc;
+    json_t *answer = NULL;
+    if (submit) {
+        struct buf b = BUF_INIT;
+        struct err e = ERR_INIT;
+        if (cli_read_file(arg, WORKFLOW_FILE_MAX, &b, &e) < 0) {
+            cli_error_e(&e);
+            buf_release(&b);
+            return 1;
+        }
+        json_error_t je;
+        json_t *body = json_loadb(b.data ? b.data : "", b.len, 0, &je);
+        buf_release(&b);
+        if (!body) {
+            cli_error(CLI_ERR_INVALID, NULL, "%s: not JSON: %s (line %d)", arg, je.text,
+                      je.line);
+            return 1;
+        }
+        rc = cli_request(&a.conn, "POST", "/v1/workflows", body, &answer,
+                         "cannot submit workflow '%s'", arg);
+        json_decref(body);
+    } else {
+        char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
+        rc = cli_request(&a.conn, status ? "GET" : "POST", path, NULL, &answer,
+                         "cannot %s workflow '%s'", sub, arg);
+        free(path);
+    }
+    if (rc == 0 && a.json)
+        cli_print_json(answer);
+    else if (rc == 0)
+        print_graph(answer);
+    json_decref(answer);
+    return rc;
+}

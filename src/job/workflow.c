@@ -1,0 +1,429 @@
+/* workflow.c - see workflow.h. */
+#include "job/workflow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+
+#define NODE_NAME_MAX 64
+#define PORT_NAME_MAX 128
+
+static bool node_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n > NODE_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+long workflow_node(const struct workflow *w, const char *name)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (!strcmp(w->nodes[i].name, name)) return (long)i;
+    return -1;
+}
+
+/* The argument of `type` named `port` in a spec's command.arguments (raw or normalised). */
+static json_t *port_arg(const json_t *spec, const char *type, const char *port)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(json_object_get(spec, "command"), "arguments"), i, a)
+    {
+        const char *t = json_string_value(json_object_get(a, "type"));
+        const char *n = json_string_value(json_object_get(a, "name"));
+        if (t && n && !strcmp(t, type) && !strcmp(n, port)) return a;
+    }
+    return NULL;
+}
+
+const char *workflow_output_uri(const json_t *spec, const char *port)
+{
+    return json_string_value(json_object_get(port_arg(spec, "output", port), "value"));
+}
+
+char *workflow_attempt_uri(const char *base, int attempt)
+{
+    if (!base || strncmp(base, "s3://", 5)) return NULL;
+    const char *slash = strrchr(base + 5, '/');
+    if (!slash || !slash[1]) return NULL; /* no key, or a prefix */
+    char *uri = xasprintf("%.*s/attempt-%d/%s", (int)(slash - base), base, attempt, slash + 1);
+    if (!spec_uri_valid(uri, false, NULL)) {
+        free(uri);
+        return NULL;
+    }
+    return uri;
+}
+
+bool workflow_set_output(json_t *spec, const char *port, const char *uri)
+{
+    json_t *a = port_arg(spec, "output", port);
+    return a && !json_object_set_new(a, "value", json_string(uri));
+}
+
+bool workflow_set_input(json_t *spec, const char *port, const char *uri, const char *sha256)
+{
+    json_t *a = port_arg(spec, "input", port);
+    if (!a) return false;
+    json_object_set_new(a, "value", json_string(uri));
+    if (sha256)
+        json_object_set_new(a, "sha256", json_string(sha256));
+    else
+        json_object_del(a, "sha256");
+    return true;
+}
+
+static void add_dep(struct wf_node *n, size_t up, bool any)
+{
+    for (size_t i = 0; i < n->ndeps; i++)
+        if (n->deps[i].node == up) {
+            n->deps[i].any = n->deps[i].any && any; /* a connection needs the upstream's success */
+            return;
+        }
+    n->deps = xrealloc(n->deps, (n->ndeps + 1) * sizeof(*n->deps));
+    n->deps[n->ndeps++] = (struct wf_dep){up, any};
+}
+
+/* "node.port" of connection i's `side`: the node's index and the port (malloc'd). */
+static int split_end(struct workflow *w, json_t *c, size_t i, const char *side, size_t *node,
+                     char **port, struct err *e)
+{
+    char field[64];
+    snprintf(field, sizeof(field), "connections[%zu].%s", i, side);
+    const char *v = json_string_value(json_object_get(c, side));
+    const char *dot = v ? strchr(v, '.') : NULL;
+    if (!dot || dot == v || !dot[1] || strlen(dot + 1) > PORT_NAME_MAX)
+        return err_field(e, ERR_INVALID, field, "%s must be \"node.port\"", field);
+    char name[NODE_NAME_MAX + 1];
+    size_t n = (size_t)(dot - v);
+    long k = -1;
+    if (n <= NODE_NAME_MAX) {
+        memcpy(name, v, n);
+        name[n] = '\0';
+        k = workflow_node(w, name);
+    }
+    if (k < 0)
+        return err_field(e, ERR_INVALID, field, "%s: no node '%.*s' in this workflow", field,
+                         (int)(n > NODE_NAME_MAX ? NODE_NAME_MAX : n), v);
+    *node = (size_t)k;
+    *port = xstrdup(dot + 1);
+    return 0;
+}
+
+static const char *field_from(char *buf, size_t n, size_t i, const char *side)
+{
+    snprintf(buf, n, "connections[%zu].%s", i, side);
+    return buf;
+}
+
+static int parse_connections(struct workflow *w, json_t *conns, json_t **raw, struct err *e)
+{
+    if (!conns || json_is_null(conns)) return 0;
+    if (!json_is_array(conns) || json_array_size(conns) > WORKFLOW_MAX_CONNECTIONS)
+        return err_field(e, ERR_INVALID, "connections",
+                         "connections must be an array of at most %d {\"from\", \"to\"}",
+                         WORKFLOW_MAX_CONNECTIONS);
+    w->conns = xcalloc(json_array_size(conns) + 1, sizeof(*w->conns));
+    size_t i;
+    json_t *c;
+    json_array_foreach(conns, i, c)
+    {
+        char field[64];
+        snprintf(field, sizeof(field), "connections[%zu]", i);
+        const char *k;
+        json_t *v;
+        if (!json_is_object(c))
+            return err_field(e, ERR_INVALID, field, "%s must be {\"from\": \"node.port\", "
+                                                    "\"to\": \"node.port\"}", field);
+        json_object_foreach(c, k, v)
+        {
+            if (strcmp(k, "from") && strcmp(k, "to"))
+                return err_field(e, ERR_INVALID, field, "%s: unknown field '%s'", field, k);
+        }
+        struct wf_conn *x = &w->conns[w->nconns++];
+        int rc;
+        if ((rc = split_end(w, c, i, "from", &x->from, &x->from_port, e)) ||
+            (rc = split_end(w, c, i, "to", &x->to, &x->to_port, e)))
+            return rc;
+        json_t *out = port_arg(raw[x->from], "output", x->from_port);
+        if (!out)
+            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "from"),
+                             "connections[%zu].from: node '%s' has no output port '%s' (a "
+                             "command.arguments entry of type output with that name)",
+                             i, w->nodes[x->from].name, x->from_port);
+        json_t *in = port_arg(raw[x->to], "input", x->to_port);
+        if (!in)
+            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
+                             "connections[%zu].to: node '%s' has no input port '%s' (a "
+                             "command.arguments entry of type input with that name)",
+                             i, w->nodes[x->to].name, x->to_port);
+        if (x->from == x->to)
+            return err_field(e, ERR_INVALID, field, "a cycle: %s -> %s",
+                             w->nodes[x->from].name, w->nodes[x->from].name);
+        /* Its value is the upstream's object, given when it is queued: until then the
+           upstream's own URI stands in for it, so that the spec validates. */
+        json_t *val = json_object_get(in, "value");
+        if ((!val || json_is_null(val)) && json_is_object(in))
+            json_object_set(in, "value", json_object_get(out, "value"));
+        for (size_t j = 0; j + 1 < w->nconns; j++)
+            if (w->conns[j].to == x->to && !strcmp(w->conns[j].to_port, x->to_port))
+                return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
+                                 "connections[%zu].to: input '%s.%s' is already connected", i,
+                                 w->nodes[x->to].name, x->to_port);
+        add_dep(&w->nodes[x->to], x->from, false);
+    }
+    return 0;
+}
+
+static int parse_deps(struct workflow *w, size_t k, json_t *deps, struct err *e)
+{
+    char field[NODE_NAME_MAX + 64];
+    snprintf(field, sizeof(field), "nodes.%s.depends_on", w->nodes[k].name);
+    if (!deps || json_is_null(deps)) return 0;
+    if (!json_is_array(deps) || json_array_size(deps) > WORKFLOW_MAX_NODES)
+        return err_field(e, ERR_INVALID, field,
+                         "%s must be an array of node names or {\"node\", \"on\"}", field);
+    size_t i;
+    json_t *d;
+    json_array_foreach(deps, i, d)
+    {
+        char f[NODE_NAME_MAX + 96];
+        snprintf(f, sizeof(f), "%s[%zu]", field, i);
+        const char *name = json_string_value(json_is_object(d) ? json_object_get(d, "node") : d);
+        const char *on = "success";
+        if (json_is_object(d)) {
+            const char *key;
+            json_t *v;
+            json_object_foreach(d, key, v)
+            {
+                if (strcmp(key, "node") && strcmp(key, "on"))
+                    return err_field(e, ERR_INVALID, f, "%s: unknown field '%s'", f, key);
+            }
+            json_t *o = json_object_get(d, "on");
+            if (o && !json_is_null(o)) on = json_string_value(o);
+            if (!on || (strcmp(on, "success") && strcmp(on, "any")))
+                return err_field(e, ERR_INVALID, f, "%s.on must be \"success\" or \"any\"", f);
+        }
+        if (!name)
+            return err_field(e, ERR_INVALID, f, "%s must be a node's name or {\"node\", \"on\"}",
+                             f);
+        long up = workflow_node(w, name);
+        if (up < 0)
+            return err_field(e, ERR_INVALID, f, "%s: no node '%s' in this workflow", f, name);
+        if ((size_t)up == k)
+            return err_field(e, ERR_INVALID, f, "a cycle: %s -> %s", name, name);
+        add_dep(&w->nodes[k], (size_t)up, !strcmp(on, "any"));
+    }
+    return 0;
+}
+
+/*
+ * Depth-first over the upstream edges: the order (each node after its upstreams), or the
+ * first cycle found, named node by node.
+ */
+struct walk {
+    struct workflow *w;
+    char *color; /* 0 new, 1 on the path, 2 done */
+    size_t *path, depth, norder;
+    struct err *e;
+};
+
+static int visit(struct walk *k, size_t v)
+{
+    if (k->color[v] == 2) return 0;
+    if (k->color[v] == 1) {
+        struct buf b = BUF_INIT;
+        size_t start = k->depth;
+        while (start > 0 && k->path[start - 1] != v)
+            start--;
+        /* path[start-1] == v: the cycle runs v -> ... (upstream edges, reversed for reading) */
+        buf_adds(&b, k->w->nodes[v].name);
+        for (size_t i = k->depth; i-- > start - 1 + 1;) {
+            buf_adds(&b, " -> ");
+            buf_adds(&b, k->w->nodes[k->path[i]].name);
+        }
+        buf_adds(&b, " -> ");
+        buf_adds(&b, k->w->nodes[v].name);
+        int rc = err_field(k->e, ERR_INVALID, "nodes", "a cycle: %s", b.data);
+        buf_release(&b);
+        return rc;
+    }
+    k->color[v] = 1;
+    k->path[k->depth++] = v;
+    for (size_t i = 0; i < k->w->nodes[v].ndeps; i++) {
+        int rc = visit(k, k->w->nodes[v].deps[i].node);
+        if (rc) return rc;
+    }
+    k->depth--;
+    k->color[v] = 2;
+    k->w->order[k->norder++] = v;
+    return 0;
+}
+
+static int check_cycles(struct workflow *w, struct err *e)
+{
+    struct walk k = {w, xcalloc(w->n, 1), xcalloc(w->n, sizeof(size_t)), 0, 0, e};
+    w->order = xcalloc(w->n, sizeof(size_t));
+    int rc = 0;
+    for (size_t v = 0; v < w->n && !rc; v++)
+        rc = visit(&k, v);
+    free(k.color);
+    free(k.path);
+    return rc;
+}
+
+int workflow_parse(json_t *body, struct workflow *w, struct err *e)
+{
+    memset(w, 0, sizeof(*w));
+    if (!json_is_object(body))
+        return err_set(e, ERR_INVALID, "the body must be a workflow (an object with \"nodes\")");
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        if (strcmp(key, "name") && strcmp(key, "nodes") && strcmp(key, "connections"))
+            return err_field(e, ERR_INVALID, key, "unknown field '%s'", key);
+    }
+    json_t *name = json_object_get(body, "name");
+    if (name && !json_is_null(name)) {
+        if (!json_is_string(name) || !json_string_length(name) || json_string_length(name) > 256)
+            return err_field(e, ERR_INVALID, "name", "name must be a string of 1 to 256 bytes");
+        w->name = xstrdup(json_string_value(name));
+    }
+    json_t *nodes = json_object_get(body, "nodes");
+    size_t n = json_object_size(nodes);
+    if (!json_is_object(nodes) || !n || n > WORKFLOW_MAX_NODES) {
+        workflow_release(w);
+        return err_field(e, ERR_INVALID, "nodes",
+                         "nodes must be an object of 1 to %d nodes (name -> {\"job\": SPEC, "
+                         "\"depends_on\": [...]})",
+                         WORKFLOW_MAX_NODES);
+    }
+    w->nodes = xcalloc(n, sizeof(*w->nodes));
+    json_t **raw = xcalloc(n, sizeof(*raw)), **deps = xcalloc(n, sizeof(*deps));
+    int rc = 0;
+    json_object_foreach(nodes, key, v)
+    {
+        char field[NODE_NAME_MAX + 96];
+        snprintf(field, sizeof(field), "nodes.%.*s", NODE_NAME_MAX + 8, key);
+        if (!node_name_valid(key)) {
+            rc = err_field(e, ERR_INVALID, field, "%s: a node's name must match "
+                                                  "[A-Za-z0-9_-]{1,64}", field);
+            goto out;
+        }
+        const char *k2;
+        json_t *v2;
+        if (!json_is_object(v)) {
+            rc = err_field(e, ERR_INVALID, field, "%s must be {\"job\": SPEC, \"depends_on\": "
+                                                  "[...]}", field);
+            goto out;
+        }
+        json_object_foreach(v, k2, v2)
+        {
+            if (strcmp(k2, "job") && strcmp(k2, "depends_on")) {
+                rc = err_field(e, ERR_INVALID, field, "%s: unknown field '%s'", field, k2);
+                goto out;
+            }
+        }
+        raw[w->n] = json_object_get(v, "job");
+        if (!json_is_object(raw[w->n])) {
+            strcat(field, ".job");
+            rc = err_field(e, ERR_INVALID, field, "%s must be a job spec (an object)", field);
+            goto out;
+        }
+        deps[w->n] = json_object_get(v, "depends_on");
+        w->nodes[w->n++].name = xstrdup(key);
+    }
+    if ((rc = parse_connections(w, json_object_get(body, "connections"), raw, e))) goto out;
+    for (size_t i = 0; i < w->n; i++) {
+        char path[NODE_NAME_MAX + 16];
+        snprintf(path, sizeof(path), "nodes.%s.job", w->nodes[i].name);
+        if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) goto out;
+        if (w->nodes[i].spec.test) {
+            strcat(path, ".test");
+            rc = err_field(e, ERR_INVALID, path, "%s: a test probe cannot be a workflow's node",
+                           path);
+            goto out;
+        }
+    }
+    /* a connected output: each attempt its own key, the first one's now */
+    for (size_t i = 0; i < w->nconns; i++) {
+        struct wf_conn *c = &w->conns[i];
+        json_t *spec = w->nodes[c->from].spec.json;
+        const char *given = workflow_output_uri(spec, c->from_port);
+        for (size_t k = 0; k < i; k++) /* the same port connected before: rewritten already */
+            if (w->conns[k].from == c->from && !strcmp(w->conns[k].from_port, c->from_port))
+                given = w->conns[k].base;
+        c->base = given ? xstrdup(given) : NULL;
+        char *first = workflow_attempt_uri(c->base, 1);
+        if (first) workflow_set_output(spec, c->from_port, first);
+        free(first);
+    }
+    for (size_t i = 0; i < w->n && !rc; i++)
+        rc = parse_deps(w, i, deps[i], e);
+    if (!rc) rc = check_cycles(w, e);
+out:
+    free(raw);
+    free(deps);
+    if (rc) workflow_release(w);
+    return rc;
+}
+
+void workflow_release(struct workflow *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->nodes[i].name);
+        free(w->nodes[i].deps);
+        if (w->nodes[i].spec.json) spec_release(&w->nodes[i].spec);
+    }
+    for (size_t i = 0; i < w->nconns; i++) {
+        free(w->conns[i].from_port);
+        free(w->conns[i].to_port);
+        free(w->conns[i].base);
+    }
+    free(w->nodes);
+    free(w->conns);
+    free(w->order);
+    free(w->name);
+    memset(w, 0, sizeof(*w));
+}
+
+void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, struct job *jobs)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        job_from_spec(&jobs[i], &w->nodes[i].spec, now_ms);
+        jobs[i].owner = owner ? xstrdup(owner) : NULL;
+        if (w->nodes[i].ndeps) jobs[i].state = JOB_BLOCKED;
+    }
+}
+
+json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
+{
+    json_t *nodes = json_object(), *conns = json_array();
+    for (size_t i = 0; i < w->n; i++) {
+        json_t *deps = json_array();
+        for (size_t d = 0; d < w->nodes[i].ndeps; d++)
+            json_array_append_new(deps, json_pack("{s:s, s:s}", "node",
+                                                  w->nodes[w->nodes[i].deps[d].node].name, "on",
+                                                  w->nodes[i].deps[d].any ? "any" : "success"));
+        json_object_set_new(nodes, w->nodes[i].name,
+                            json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps));
+    }
+    for (size_t i = 0; i < w->nconns; i++) {
+        const struct wf_conn *c = &w->conns[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "from", json_sprintf("%s.%s", w->nodes[c->from].name, c->from_port));
+        json_object_set_new(o, "to", json_sprintf("%s.%s", w->nodes[c->to].name, c->to_port));
+        json_object_set_new(o, "uri", json_string(c->base));
+        json_array_append_new(conns, o);
+    }
+    return json_pack("{s:o, s:o, s:o}", "name", w->name ? json_string(w->name) : json_null(),
+                     "nodes", nodes, "connections", conns);
+}

@@ -1,0 +1,314 @@
+/*
+ * api_workflows.c - /v1/workflows (docs/api.md "Workflows"): a workflow of nodes (job specs)
+ * joined by dependencies and port connections, validated whole (job/workflow.h), stored with
+ * all its jobs in one transaction; the store moves it along as its nodes end
+ * (store_job_apply), and the jobs it changes reach the fleet after each batch
+ * (server_changed_jobs).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/workflow.h"
+#include "server/fleet.h"
+#include "server/server.h"
+#include "server/services.h"
+#include "server/tenants.h"
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+/* The owner whose workflows the caller sees: NULL (all of them) for an admin. */
+static const char *caller_owner(const struct http_req *r)
+{
+    return r->role == ROLE_ADMIN ? NULL : r->token_name;
+}
+
+/*
+ * The workflow as GET shows it: every node's job and state, and its progress (counts per
+ * state, and the overall state: running while a node has not ended, then succeeded when all
+ * did, else failed when one failed, else cancelled). Reads the nodes' jobs from st.
+ */
+static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
+{
+    json_t *nodes = json_object(), *counts = json_object();
+    int64_t count[JOB_NSTATES] = {0};
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "job"));
+        struct job j;
+        json_t *n = json_pack("{s:s, s:O}", "job", id ? id : "", "depends_on",
+                              json_object_get(v, "depends_on"));
+        if (id && !store_job_get_run(st, id, &j, NULL)) {
+            count[j.state]++;
+            json_object_set_new(n, "state", json_string(job_state_name(j.state)));
+            json_object_set_new(n, "attempt", json_integer(j.attempt));
+            json_object_set_new(n, "result", j.result ? json_incref(j.result) : json_null());
+            job_release(&j);
+        } else {
+            json_object_set_new(n, "state", json_null());
+        }
+        json_object_set_new(nodes, name, n);
+    }
+    int64_t total = 0, open = 0;
+    for (int s = 0; s < JOB_NSTATES; s++) {
+        json_object_set_new(counts, job_state_name(s), json_integer(count[s]));
+        total += count[s];
+        if (!job_state_terminal(s)) open += count[s];
+    }
+    const char *state = open                                  ? "running"
+                        : count[JOB_SUCCEEDED] == total       ? "succeeded"
+                        : count[JOB_FAILED]                   ? "failed"
+                                                              : "cancelled";
+    json_object_set_new(counts, "total", json_integer(total));
+    return json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:O}", "id", w->id, "name",
+                     w->name ? json_string(w->name) : json_null(), "owner",
+                     w->owner ? json_string(w->owner) : json_null(), "created_at",
+                     job_time_json(w->created_at), "state", state, "progress", counts, "nodes",
+                     nodes, "connections", json_object_get(w->doc, "connections"));
+}
+
+/* ---- submit ---- */
+
+struct wf_submit {
+    struct http_req *r;
+    struct workflow_rec rec;
+    struct job *jobs;
+    size_t n;
+    struct service_use *uses; /* what each node's expansion read of the service hub */
+    size_t nuses;
+    char tenant[72]; /* the caller's: its nodes' jobs are its jobs */
+    int max_queued;  /* the tenant's limit, 0: none */
+};
+
+static int submit_write(struct store *st, void *arg, struct err *e)
+{
+    struct wf_submit *ws = arg;
+    for (size_t i = 0; i < ws->nuses; i++) { /* the services expanded still hold */
+        int rc = services_recheck(st, &ws->uses[i], e);
+        if (rc) return rc;
+    }
+    struct job **p = xcalloc(ws->n, sizeof(*p));
+    for (size_t i = 0; i < ws->n; i++)
+        p[i] = &ws->jobs[i];
+    int rc = store_workflow_insert(st, &ws->rec, p, ws->n, e);
+    free(p);
+    if (rc || !ws->max_queued) return rc;
+    /* the tenant's waiting jobs (blocked nodes too), counted with these as a submission's are */
+    int64_t queued;
+    if ((rc = store_tenant_count(st, ws->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued,
+                                 e)))
+        return rc;
+    if (queued > ws->max_queued)
+        return err_field(e, ERR_QUOTA, "max_queued",
+                         "tenant '%s' may have at most %d queued jobs (max_queued); it has "
+                         "%lld, and this workflow's %zu nodes would make %lld",
+                         ws->tenant, ws->max_queued, (long long)queued - (long long)ws->n, ws->n,
+                         (long long)queued);
+    return 0;
+}
+
+static void submit_done(void *arg, int rc, const struct err *e)
+{
+    struct wf_submit *ws = arg;
+    struct http_req *r = ws->r;
+    if (!rc) /* committed: the first nodes are queued, whether or not the client listens */
+        for (size_t i = 0; i < ws->n; i++)
+            fleet_job_changed(srv(r)->fleet, &ws->jobs[i], false);
+    if (r->gone)
+        http_req_drop(r);
+    else if (rc)
+        http_reply_err(r, e);
+    else
+        http_reply_json(r, 201, workflow_json(srv(r)->reads, &ws->rec));
+    for (size_t i = 0; i < ws->n; i++)
+        job_release(&ws->jobs[i]);
+    free(ws->jobs);
+    free(ws->uses);
+    workflow_rec_release(&ws->rec);
+    free(ws);
+}
+
+/*
+ * A node's job may name a service of the hub and give only its parameters, as a job may: each
+ * is expanded from its definition (server/services.h) before the workflow is validated, and
+ * what the expansions read is checked again in the transaction that stores them.
+ */
+static int expand_services(struct http_req *r, struct service_use **uses, size_t *n,
+                           struct err *e)
+{
+    json_t *nodes = json_object_get(r->body, "nodes");
+    if (!json_is_object(nodes) || json_object_size(nodes) > WORKFLOW_MAX_NODES)
+        return 0; /* workflow_parse says what is wrong */
+    *uses = xcalloc(json_object_size(nodes) + 1, sizeof(**uses));
+    struct services_memo memo = {0};
+    const char *name;
+    json_t *node;
+    int rc = 0;
+    json_object_foreach(nodes, name, node)
+    {
+        json_t *job = json_object_get(node, "job"), *expanded = NULL;
+        if (!json_is_object(job)) continue;
+        char path[96];
+        snprintf(path, sizeof(path), "nodes.%.64s.job", name);
+        if ((rc = services_expand_job(srv(r)->reads, &memo, job, path, &expanded,
+                                      &(*uses)[*n], e)))
+            break;
+        (*n)++;
+        if (expanded) json_object_set_new(node, "job", expanded);
+    }
+    services_memo_release(&memo);
+    return rc;
+}
+
+int api_workflows_create(struct http_req *r)
+{
+    struct workflow w;
+    struct err e = ERR_INIT;
+    struct service_use *uses = NULL;
+    size_t nuses = 0;
+    if (expand_services(r, &uses, &nuses, &e) || workflow_parse(r->body, &w, &e)) {
+        free(uses);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct wf_submit *ws = xcalloc(1, sizeof(*ws));
+    if (tenants_of_token(srv(r), r->token_name, ws->tenant, sizeof(ws->tenant), &e)) {
+        free(ws);
+        free(uses);
+        workflow_release(&w);
+        http_reply_err(r, &e); /* the token was revoked meanwhile, or the store failed */
+        return HTTP_DONE;
+    }
+    ws->max_queued = tenants_max_queued(srv(r), ws->tenant);
+    ws->uses = uses;
+    ws->nuses = nuses;
+    ws->r = r;
+    ws->n = w.n;
+    ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));
+    int64_t now = time_now_ms();
+    workflow_jobs(&w, r->token_name, now, ws->jobs);
+    for (size_t i = 0; i < w.n; i++)
+        ws->jobs[i].tenant = xstrdup(ws->tenant);
+    char(*ids)[UUID_STR_LEN] = xcalloc(w.n, UUID_STR_LEN);
+    for (size_t i = 0; i < w.n; i++)
+        memcpy(ids[i], ws->jobs[i].id, UUID_STR_LEN);
+    uuid7_new(ws->rec.id);
+    ws->rec.owner = xstrdup(r->token_name);
+    ws->rec.name = w.name ? xstrdup(w.name) : NULL;
+    ws->rec.created_at = now;
+    ws->rec.doc = workflow_doc(&w, (const char(*)[UUID_STR_LEN])ids);
+    free(ids);
+    workflow_release(&w);
+    commit_submit(srv(r)->commit, submit_write, submit_done, ws);
+    return HTTP_DEFERRED;
+}
+
+/* ---- read ---- */
+
+/* The route's workflow, if the caller may see it (else 404, as if there were none). */
+static int find_workflow(struct http_req *r, struct store *st, const char *id,
+                         struct workflow_rec *w, struct err *e)
+{
+    if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    int rc = store_workflow_get(st, id, w, e);
+    if (rc) return rc;
+    const char *owner = caller_owner(r);
+    if (owner && (!w->owner || strcmp(owner, w->owner))) {
+        workflow_rec_release(w);
+        return err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
+    }
+    return 0;
+}
+
+int api_workflows_get(struct http_req *r)
+{
+    struct workflow_rec w;
+    struct err e = ERR_INIT;
+    if (find_workflow(r, srv(r)->reads, r->params[0], &w, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, workflow_json(srv(r)->reads, &w));
+    workflow_rec_release(&w);
+    return HTTP_DONE;
+}
+
+/* ---- cancel, retry ---- */
+
+struct wf_op {
+    struct http_req *r;
+    char id[UUID_STR_LEN];
+    bool retry;
+    struct workflow_rec w;
+    size_t n;
+};
+
+static int op_write(struct store *st, void *arg, struct err *e)
+{
+    struct wf_op *op = arg;
+    int rc = find_workflow(op->r, st, op->id, &op->w, e);
+    if (rc) return rc;
+    int64_t now = time_now_ms();
+    return op->retry ? store_workflow_retry(st, &op->w, now, &op->n, e)
+                     : store_workflow_cancel(st, &op->w, now, &op->n, e);
+}
+
+/* The jobs it changed reach the fleet after the batch (server_changed_jobs). */
+static void op_done(void *arg, int rc, const struct err *e)
+{
+    struct wf_op *op = arg;
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 200, workflow_json(srv(op->r)->reads, &op->w));
+    workflow_rec_release(&op->w);
+    free(op);
+}
+
+static int op_submit(struct http_req *r, bool retry)
+{
+    if (!uuid_valid(r->params[0])) {
+        struct err e = ERR_INIT;
+        err_set(&e, ERR_NOTFOUND, "workflow '%s' not found", r->params[0]);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct wf_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->retry = retry;
+    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    commit_submit(srv(r)->commit, op_write, op_done, op);
+    return HTTP_DEFERRED;
+}
+
+int api_workflows_cancel(struct http_req *r)
+{
+    return op_submit(r, false);
+}
+
+int api_workflows_retry(struct http_req *r)
+{
+    return op_submit(r, true);
+}
+
+void server_changed_jobs(struct server *s)
+{
+    char(*ids)[UUID_STR_LEN];
+    size_t n = store_changed_take(&ids);
+    for (size_t i = 0; i < n; i++) {
+        struct job j;
+        if (!store_job_get(s->reads, ids[i], &j, NULL)) {
+            fleet_job_changed(s->fleet, &j, false);
+            job_release(&j);
+        }
+    }
+    free(ids);
+}

@@ -1,0 +1,322 @@
+"""Workflows (POST /v1/workflows, docs/api.md "Workflows") against a real server and agent:
+a diamond A -> (B, C) -> D runs in order and D reads B's and C's outputs through connections;
+a failing node cancels what needs it and an "on": "any" edge goes on; retry reruns only
+what failed or was cancelled; cancel stops every node; the event stream's workflow filter;
+bad input (a cycle, an unknown node or port, a bad node spec) is refused with nothing stored.
+"""
+import json
+
+import pytest
+
+from agentutil import make_agent  # noqa: F401 (fixture)
+from conftest import help_shown, ok, refused, usage_error, wait_for
+
+BUCKET = "wf"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def sh(script, *args):
+    """A job spec running `script` with /bin/sh; args are argument objects ($1...)."""
+    return {"retry": {"max_attempts": 1},
+            "command": {"program": "sh", "arguments": [
+                {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
+                {"type": "parameter", "value": "sh"}] + list(args)}}
+
+
+def out(port, uri):
+    return {"type": "output", "name": port, "value": uri}
+
+
+def inp(port):
+    return {"type": "input", "name": port}
+
+
+def create(server, body):
+    r = server.api().post("/v1/workflows", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def get(server, wid):
+    r = server.api().get(f"/v1/workflows/{wid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_done(server, wid, timeout=60):
+    return wait_for(lambda: (lambda w: w if w["state"] != "running" else None)(get(server, wid)),
+                    timeout, f"workflow {wid} to end")
+
+
+def job(server, jid):
+    r = server.api().get(f"/v1/jobs/{jid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def states(w):
+    return {name: n["state"] for name, n in w["nodes"].items()}
+
+
+DIAMOND = {
+    "name": "diamond",
+    "nodes": {
+        "A": {"job": sh('date +%s%N > "$2"; echo a', out("--stamp", f"s3://{BUCKET}/d/a"))},
+        "B": {"job": sh('echo "from B after $(cat "$2" | wc -c)" > "$4"',
+                        inp("--a"), out("--out", f"s3://{BUCKET}/d/b"))},
+        "C": {"job": sh('echo "from C" > "$2"', out("--out", f"s3://{BUCKET}/d/c")),
+              "depends_on": ["A"]},
+        "D": {"job": sh('cat "$2" "$4"', inp("--b"), inp("--c"))},
+    },
+    "connections": [{"from": "A.--stamp", "to": "B.--a"},
+                    {"from": "B.--out", "to": "D.--b"},
+                    {"from": "C.--out", "to": "D.--c"}],
+}
+
+
+def test_diamond_runs_in_order_through_connections(server, make_agent):
+    w = create(server, DIAMOND)
+    assert w["name"] == "diamond" and w["state"] == "running"
+    assert states(w) == {"A": "queued", "B": "blocked", "C": "blocked", "D": "blocked"}
+    assert w["progress"]["queued"] == 1 and w["progress"]["blocked"] == 3
+    assert w["progress"]["total"] == 4
+    make_agent(server, "wf-w1")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    assert set(states(w).values()) == {"succeeded"}
+    assert w["progress"]["succeeded"] == 4
+    jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    # in order: each node started after its upstreams finished
+    for down, ups in (("B", "A"), ("C", "A"), ("D", "B"), ("D", "C")):
+        assert jobs[down]["started_at"] >= jobs[ups]["finished_at"], (down, ups)
+    # D read what B's and C's attempts wrote: its inputs point at them, pinned by sha256
+    assert jobs["D"]["result"]["stdout"] == "from B after 20\nfrom C\n"
+    args = {a.get("name"): a for a in jobs["D"]["spec"]["command"]["arguments"]}
+    b_out = jobs["B"]["result"]["outputs"][0]
+    assert args["--b"]["value"] == b_out["uri"] and args["--b"]["sha256"] == b_out["sha256"]
+
+
+def test_failure_cancels_dependants_and_afterany_goes_on_then_retry(server, make_agent, tmp_path):
+    flag = tmp_path / "fixed"
+    body = {"nodes": {
+        "A": {"job": sh(f'test -e {flag} || exit 7; echo fixed')},
+        "B": {"job": sh("echo b"), "depends_on": ["A"]},
+        "C": {"job": sh("echo c"), "depends_on": ["B"]},
+        "cleanup": {"job": sh("echo cleanup"), "depends_on": [{"node": "A", "on": "any"}]},
+        "other": {"job": sh("echo other")},
+    }}
+    w = create(server, body)
+    make_agent(server, "wf-w2")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "failed"
+    assert states(w) == {"A": "failed", "B": "cancelled", "C": "cancelled",
+                         "cleanup": "succeeded", "other": "succeeded"}
+    assert job(server, w["nodes"]["B"]["job"])["result"]["error"] == \
+        "its upstream node 'A' failed"
+    assert job(server, w["nodes"]["C"]["job"])["result"]["error"] == \
+        "its upstream node 'B' cancelled"
+    kept = {n: job(server, w["nodes"][n]["job"])["attempt"] for n in ("cleanup", "other")}
+    # retry: only what failed or was cancelled runs again; what succeeded is kept
+    flag.write_text("x")
+    r = server.api().post(f"/v1/workflows/{w['id']}/retry")
+    assert r.status_code == 200, r.text
+    assert states(r.json())["A"] in ("queued", "leased", "running", "succeeded")
+    assert states(r.json())["B"] in ("blocked", "queued", "leased", "running", "succeeded")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    for n in ("cleanup", "other"):
+        assert job(server, w["nodes"][n]["job"])["attempt"] == kept[n]
+    a = job(server, w["nodes"]["A"]["job"])
+    assert a["attempt"] == 2 and a["result"]["stdout"] == "fixed\n"
+    assert job(server, w["nodes"]["C"]["job"])["attempt"] == 1  # never ran before
+    # nothing failed now: 409
+    r = server.api().post(f"/v1/workflows/{w['id']}/retry")
+    assert r.status_code == 409 and "no failed or cancelled" in r.json()["error"]["message"]
+
+
+def test_cancel_stops_every_node_and_events_follow_the_workflow(server, make_agent):
+    make_agent(server, "wf-w3")
+    w = create(server, {"nodes": {"slow": {"job": sh("sleep 30")},
+                                  "after": {"job": sh("echo x"),
+                                            "depends_on": [{"node": "slow", "on": "any"}]}}})
+    slow = w["nodes"]["slow"]["job"]
+    wait_for(lambda: job(server, slow)["state"] == "running", 30, "slow to run")
+    r = server.api().post(f"/v1/workflows/{w['id']}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled"
+    # the on-any node is cancelled too, not started by its upstream's cancel
+    assert states(r.json()) == {"slow": "cancelled", "after": "cancelled"}
+    wait_for(lambda: job(server, slow)["result"] is not None, 30, "the agent to stop it")
+    # the event stream's workflow filter: the events of its nodes' jobs only
+    r = server.api().get("/v1/events", params={"since": 0, "workflow": w["id"]}, stream=True,
+                         timeout=10)
+    seen = []
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            ev = json.loads(line[6:])
+            seen.append((ev["job"], ev["state"]))
+        if sum(1 for _, s in seen if s == "cancelled") == 2 or len(seen) > 50:
+            break
+    r.close()
+    assert {j for j, _ in seen} == {slow, w["nodes"]["after"]["job"]}
+    assert (w["nodes"]["after"]["job"], "blocked") in seen
+    r = server.api().get("/v1/events", params={"workflow": "nope"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "workflow"
+
+
+def node_count(server):
+    r = server.api().get("/v1/jobs", params={"limit": 1000})
+    assert r.status_code == 200
+    return len(r.json()["jobs"])
+
+
+@pytest.mark.parametrize("body,field,text", [
+    ({"nodes": {"A": {"job": sh("x"), "depends_on": ["B"]},
+                "B": {"job": sh("x"), "depends_on": ["A"]}}}, "nodes", "a cycle: "),
+    ({"nodes": {"A": {"job": sh("x"), "depends_on": ["Z"]}}}, "nodes.A.depends_on[0]",
+     "no node 'Z'"),
+    ({"nodes": {"A": {"job": sh("x")}, "B": {"job": sh("x", inp("--i"))}},
+      "connections": [{"from": "A.--o", "to": "B.--i"}]}, "connections[0].from",
+     "no output port '--o'"),
+    ({"nodes": {"A": {"job": sh("x", out("--o", "s3://wf/o"))}, "B": {"job": sh("x")}},
+      "connections": [{"from": "A.--o", "to": "B.--i"}]}, "connections[0].to",
+     "no input port '--i'"),
+    ({"nodes": {"A": {"job": sh("x")}},
+      "connections": [{"from": "Q.--o", "to": "A.--i"}]}, "connections[0].from", "no node 'Q'"),
+    ({"nodes": {"A": {"job": sh("x")}, "B": {"job": dict(sh("x"), priority=5000)}}},
+     "nodes.B.job.priority", "priority"),
+    ({"nodes": {}}, "nodes", "nodes"),
+    ({"nodes": {"A": {"job": sh("x")}}, "colour": 1}, "colour", "unknown"),
+])
+def test_bad_workflows_are_refused_whole(server, body, field, text):
+    before = node_count(server)
+    r = server.api().post("/v1/workflows", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and text in err["message"], err
+    assert node_count(server) == before  # nothing half-stored
+
+
+def test_workflow_access_and_unknown_ids(server):
+    api = server.api()
+    w = create(server, {"nodes": {"A": {"job": sh("x")}}})
+    assert api.get("/v1/workflows/00000000-0000-7000-8000-000000000000").status_code == 404
+    assert api.get("/v1/workflows/abc").status_code == 404
+    assert api.post("/v1/workflows/abc/cancel").status_code == 404
+    assert api.post("/v1/workflows", data="[").status_code == 400
+    t = api.post("/v1/tokens", json={"role": "client", "name": "mallory"}).json()["token"]
+    other = server.api(t)
+    assert other.get(f"/v1/workflows/{w['id']}").status_code == 404
+    assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
+    assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
+
+
+def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
+    spec = tmp_path / "wf.json"
+    spec.write_text(json.dumps({"name": "cli", "nodes": {
+        "first": {"job": sh("echo one")},
+        "boom": {"job": sh("exit 4"), "depends_on": ["first"]},
+        "last": {"job": sh("echo last"), "depends_on": [{"node": "boom", "on": "any"}]}}}))
+    out = ok(server.run_cli("workflow", "submit", str(spec)))
+    lines = out.splitlines()
+    assert lines[0].startswith("workflow ") and lines[0].endswith(" cli: running"), out
+    wid = lines[0].split()[1]
+    assert lines[1] == "progress: 0/3 succeeded, 1 queued, 2 blocked"
+    # the graph: each node under its upstreams, with its state and what it waits for
+    assert lines[2:] == ["● first  [queued]", "  └─ boom  [blocked]  after first",
+                         "    └─ last  [blocked]  after boom (any end)"]
+    make_agent(server, "wf-cli")
+    w = wait_done(server, wid)
+    assert w["state"] == "failed"
+    out = ok(server.run_cli("workflow", "status", wid))
+    assert "  └─ boom  [failed]  after first" in out.splitlines()
+    assert "progress: 2/3 succeeded, 1 failed" in out.splitlines()
+    got = json.loads(ok(server.run_cli("workflow", "status", "--json", wid)))
+    assert got["id"] == wid and got["progress"]["failed"] == 1
+    out = ok(server.run_cli("workflow", "retry", wid))
+    assert "boom  [" in out and "[failed]" not in out
+    wait_done(server, wid)
+    got = json.loads(ok(server.run_cli("workflow", "cancel", "--json", wid)))
+    assert got["state"] == "failed"  # boom failed again; nothing was left to cancel
+    # bad input: a file that is not JSON, a bad workflow (the server's field), an unknown id
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    assert "not JSON" in refused(server.run_cli("workflow", "submit", str(bad)))
+    bad.write_text(json.dumps({"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}}))
+    assert "a cycle: A -> A" in refused(server.run_cli("workflow", "submit", str(bad)))
+    assert "not found" in refused(server.run_cli("workflow", "status", "0" * 8))
+    assert "cannot read" in refused(server.run_cli("workflow", "submit", str(tmp_path / "no")))
+    usage_error(server.run_cli("workflow", "frobnicate"), ["workflow"])
+    usage_error(server.run_cli("workflow"), ["workflow"])
+    usage_error(server.run_cli("workflow", "status"), ["workflow"])
+    help_shown(server.run_cli("workflow", "--help"), "workflow")
+
+
+def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
+    api = server.api()
+    hello = {"command": {"program": "/bin/sh", "arguments": [
+        {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": 'echo "$1"'},
+        {"type": "parameter", "value": "sh"}, {"type": "parameter", "param": "greeting"}]},
+        "params": {"greeting": {"type": "enum", "values": ["hello", "hi"], "default": "hello"}}}
+    r = api.put("/v1/services/hello", json=hello)
+    assert r.status_code == 201, r.text
+    w = create(server, {"nodes": {
+        "first": {"job": {"service": "hello", "params": {"greeting": "hi"}}},
+        "then": {"job": {"service": "hello"}, "depends_on": ["first"]}}})
+    make_agent(server, "wf-svc")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    assert job(server, w["nodes"]["first"]["job"])["result"]["stdout"] == "hi\n"
+    assert job(server, w["nodes"]["then"]["job"])["result"]["stdout"] == "hello\n"
+    before = node_count(server)
+    r = api.post("/v1/workflows", json={"nodes": {
+        "A": {"job": {"service": "hello", "params": {"greeting": "yo"}}}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"].startswith("nodes.A.job.params"), r.json()
+    assert node_count(server) == before
+
+
+def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):
+    flag = tmp_path / "ok"
+    w = create(server, {"nodes": {
+        "make": {"job": sh(f'echo "attempt $DROVER_ATTEMPT" > "$2"; test -e {flag}',
+                           out("--out", f"s3://{BUCKET}/keys/made.txt"))},
+        "use": {"job": sh('cat "$2"', inp("--in"))}},
+        "connections": [{"from": "make.--out", "to": "use.--in"}]})
+    make_agent(server, "wf-keys")
+    w = wait_done(server, w["id"])
+    assert states(w) == {"make": "failed", "use": "cancelled"}
+    first = job(server, w["nodes"]["make"]["job"])
+    assert first["spec"]["command"]["arguments"][3]["value"] == \
+        f"s3://{BUCKET}/keys/attempt-1/made.txt"
+    flag.write_text("x")
+    assert server.api().post(f"/v1/workflows/{w['id']}/retry").status_code == 200
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    made = job(server, w["nodes"]["make"]["job"])
+    uri = f"s3://{BUCKET}/keys/attempt-2/made.txt"
+    assert made["spec"]["command"]["arguments"][3]["value"] == uri
+    assert [o["uri"] for o in made["result"]["outputs"]] == [uri]
+    used = job(server, w["nodes"]["use"]["job"])
+    assert used["result"]["stdout"] == "attempt 2\n"  # the retry's own object, not a stale one
+    assert used["spec"]["command"]["arguments"][3]["value"] == uri
+
+
+def test_nodes_are_the_tenants_jobs_within_its_quota(make_server):
+    server = make_server("--tenant-max-queued", "3")
+    t = server.api().post("/v1/tokens", json={"role": "client", "name": "lab-wf", "tenant": "lab"})
+    assert t.status_code == 201, t.text
+    api = server.api(t.json()["token"])
+    three = {"nodes": {"A": {"job": sh("x")}, "B": {"job": sh("x"), "depends_on": ["A"]},
+                       "C": {"job": sh("x"), "depends_on": ["B"]}}}
+    r = api.post("/v1/workflows", json=three)
+    assert r.status_code == 201, r.text
+    a = server.api().get(f"/v1/jobs/{r.json()['nodes']['A']['job']}").json()
+    assert a["tenant"] == "lab" and a["owner"] == "lab-wf"
+    # blocked nodes wait too: one more is past the tenant's max_queued, refused whole
+    r = api.post("/v1/workflows", json={"nodes": {"Z": {"job": sh("x")}}})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["code"] == "quota" and err["field"] == "max_queued", err
+    assert "lab" in err["message"]
+    assert len(server.api().get("/v1/jobs").json()["jobs"]) == 3  # nothing half-stored
