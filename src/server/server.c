@@ -611,7 +611,7 @@ static void leader_set(struct server *s, bool leader, const char *why)
     webhooks_set_paused(s->webhooks, !leader);
     if (leader)
         log_info("this server (%s) is the leader now: it runs the periodic work (lost agents, "
-                 "deadlines, event pruning, webhook deliveries)",
+                 "deadlines, event pruning, webhook deliveries, retention)",
                  s->leader_holder);
     else
         log_warn("this server (%s) is no longer the leader: %s", s->leader_holder, why);
