@@ -1,5 +1,6 @@
 /*
- * drover's dashboard: one page, four views (jobs, a job, queues, agents),
+ * drover's dashboard: one page, six views (jobs, a job, workflows, a workflow, queues,
+ * agents),
  * kept live by the event stream (GET /v1/events).
  *
  * Safety rule: data from the server is only ever put into the page as text
@@ -240,7 +241,7 @@ async function signOut() {
   signedOut('Signed out.');
 }
 
-/* ---- routing: #/jobs?…, #/job/ID, #/queues, #/agents ---- */
+/* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/queues, #/agents ---- */
 
 function route() {
   if (!app.session) return;
@@ -252,8 +253,10 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   const name = parts[0] || 'jobs';
   for (const a of document.querySelectorAll('#nav a'))
-    a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name));
+    a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name === 'workflow' ? 'workflows' : name));
   if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
+  else if (name === 'workflow' && parts[1]) app.view = workflowView(decodeURIComponent(parts[1]));
+  else if (name === 'workflows') app.view = workflowsView(params);
   else if (name === 'queues') app.view = queuesView();
   else if (name === 'agents') app.view = agentsView();
   else app.view = jobsView(params);
@@ -459,6 +462,7 @@ function jobView(id) {
     const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
     kv('id', h('span', {class: 'id', id: 'job-id'}, j.id));
     kv('queue', h('a', {href: '#/jobs' + q({queue: j.queue})}, j.queue));
+    if (j.workflow) kv('workflow', h('a', {id: 'job-workflow', href: `#/workflow/${encodeURIComponent(j.workflow)}`}, shortId(j.workflow)));
     if (j.service) kv('service', j.service);
     kv('labels', h('span', {id: 'job-labels'}, labelsOf(j.labels)));
     kv('priority', j.priority);
@@ -543,6 +547,208 @@ function jobView(id) {
     },
     destroy: () => { closed = true; refresh.cancel(); if (logCtl) logCtl.abort(); },
   };
+}
+
+/* ---- workflows ---- */
+
+function workflowsView(params) {
+  const after = params.get('after') || '';
+  const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
+  const root = clear(main());
+  const status = h('p', {class: 'muted', id: 'workflows-status'});
+  const tbody = h('tbody', {id: 'workflows-body'});
+  const pager = h('div', {class: 'pager'});
+  root.append(h('h1', {}, 'Workflows'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'workflows'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'id'), h('th', {}, 'name'), h('th', {}, 'state'), h('th', {}, 'progress'),
+      h('th', {class: 'hide-narrow'}, 'owner'), h('th', {class: 'hide-narrow'}, 'created'))), tbody)),
+    pager);
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/workflows' + q({after, limit: 20}));
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.className = 'muted';
+    status.textContent = res.workflows.length ? '' : 'No workflows yet.';
+    clear(tbody);
+    for (const w of res.workflows) {
+      const p = w.progress || {};
+      const ended = (p.succeeded || 0) + (p.failed || 0) + (p.cancelled || 0);
+      tbody.append(h('tr', {'data-id': w.id, 'data-state': w.state},
+        h('td', {class: 'id'}, h('a', {href: `#/workflow/${encodeURIComponent(w.id)}`, title: w.id}, shortId(w.id))),
+        h('td', {class: 'name'}, w.name === null ? h('span', {class: 'muted'}, '—') : w.name),
+        h('td', {}, badge(w.state)),
+        h('td', {class: 'progress-cell'}, progressBar(p.total ? ended / p.total * 100 : 0, true),
+          `${p.succeeded || 0} of ${p.total || 0} succeeded`, p.failed ? `, ${p.failed} failed` : ''),
+        h('td', {class: 'hide-narrow'}, w.owner || ''),
+        h('td', {class: 'hide-narrow'}, fmtWhen(w.created_at))));
+    }
+    clear(pager);
+    const link = (text, pr) => h('a', {href: '#/workflows' + q(pr), class: 'page'}, text);
+    if (after) {
+      pager.append(link('« Newest', {}));
+      const prev = back.slice(0, -1);
+      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
+    }
+    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+  };
+  /* Any job's change may be a node's (a new workflow's first ones included). */
+  const refresh = throttle(load, 1000);
+  load();
+  return {
+    onEvent: (type) => { if (type === 'job') refresh(); },
+    destroy: () => refresh.cancel(),
+  };
+}
+
+/* ---- one workflow ---- */
+
+function workflowView(id) {
+  const root = clear(main());
+  const head = h('div', {id: 'wf-head'});
+  const body = h('div', {id: 'wf-body'});
+  root.append(head, body);
+  let wf = null;
+  let jobs = new Set(); /* its nodes' job ids: their events redraw the page */
+  let closed = false;
+
+  const act = async (btn, what, done) => {
+    btn.disabled = true;
+    try {
+      wf = await api('POST', `/v1/workflows/${encodeURIComponent(id)}/${what}`);
+      toast(done);
+      render();
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
+
+  const render = () => {
+    if (closed || !wf) return;
+    const w = wf, p = w.progress || {};
+    const can = app.session.can || {};
+    jobs = new Set(Object.values(w.nodes).map((n) => n.job));
+    const ended = (p.succeeded || 0) + (p.failed || 0) + (p.cancelled || 0);
+    clear(head).append(
+      h('p', {}, h('a', {href: '#/workflows'}, '‹ Workflows')),
+      h('h1', {}, 'Workflow ', w.name === null ? h('span', {class: 'id'}, shortId(w.id)) : h('span', {id: 'wf-name'}, w.name),
+        ' ', badge(w.state)),
+      h('div', {class: 'actions'},
+        can.workflow_cancel && w.state === 'running'
+          ? h('button', {class: 'danger', id: 'wf-cancel', type: 'button',
+            onclick: (ev) => act(ev.target, 'cancel', 'Workflow cancelled.')}, 'Cancel workflow') : null,
+        can.workflow_retry && w.state !== 'running' && (p.failed || p.cancelled)
+          ? h('button', {id: 'wf-retry', type: 'button',
+            onclick: (ev) => act(ev.target, 'retry', 'Failed and cancelled nodes run again.')}, 'Retry failed and cancelled') : null));
+    const counts = h('ul', {class: 'counts', id: 'wf-progress'});
+    for (const st of ['blocked', 'queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled'])
+      counts.append(h('li', {'data-state': st}, badge(st), ' ', h('span', {class: 'n'}, p[st] || 0)));
+    counts.append(h('li', {'data-state': 'total'}, 'of ', h('span', {class: 'n'}, p.total || 0)));
+    const details = h('dl', {class: 'kv'});
+    const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
+    kv('id', h('span', {class: 'id', id: 'wf-id'}, w.id));
+    if (w.owner) kv('owner', w.owner);
+    kv('created', fmtWhen(w.created_at));
+    const rows = h('tbody', {});
+    for (const [name, n] of Object.entries(w.nodes).sort((a, b) => a[0].localeCompare(b[0])))
+      rows.append(h('tr', {'data-node': name, 'data-state': n.state || ''},
+        h('td', {}, h('a', {href: `#/job/${encodeURIComponent(n.job)}`}, name)),
+        h('td', {}, n.state ? badge(n.state) : ''),
+        h('td', {class: 'num'}, n.attempt ?? ''),
+        h('td', {}, (n.depends_on || []).map((d) => d.on === 'any' ? `${d.node} (any)` : d.node).join(', ')),
+        h('td', {class: 'id'}, h('a', {href: `#/job/${encodeURIComponent(n.job)}`, title: n.job}, shortId(n.job)))));
+    clear(body).append(
+      h('div', {class: 'card'}, progressBar(p.total ? ended / p.total * 100 : 0), counts, details),
+      h('h2', {}, 'Graph'),
+      h('div', {class: 'card scroll'}, workflowGraph(w)),
+      h('h2', {}, 'Nodes'),
+      h('div', {class: 'scroll'}, h('table', {id: 'wf-nodes'}, h('thead', {}, h('tr', {},
+        ['node', 'state', 'attempt', 'after', 'job'].map((c) => h('th', {}, c)))), rows)));
+  };
+
+  const load = async () => {
+    try {
+      wf = await api('GET', `/v1/workflows/${encodeURIComponent(id)}`);
+    } catch (e) {
+      clear(head).append(h('p', {}, h('a', {href: '#/workflows'}, '‹ Workflows')), h('p', {class: 'error'}, e.message));
+      return;
+    }
+    render();
+  };
+  const refresh = throttle(load, 200);
+  load();
+  return {
+    /* before the first answer, any job's change may be a node's: read again */
+    onEvent: (type, ev) => { if (type === 'job' && (!wf || jobs.has(ev.job))) refresh(); },
+    destroy: () => { closed = true; refresh.cancel(); },
+  };
+}
+
+/*
+ * A workflow's nodes as a graph in inline SVG, drawn here: each node in the layer of its
+ * depth (the longest way from a node without upstreams), layers left to right, an edge from
+ * each upstream (dashed: "on": "any"), each node coloured by its state and linked to its job.
+ */
+function workflowGraph(w) {
+  const names = Object.keys(w.nodes).sort();
+  const ups = new Map(names.map((n) => [n, new Map()])); /* node -> upstream -> on */
+  for (const n of names)
+    for (const d of w.nodes[n].depends_on || []) if (ups.has(d.node)) ups.get(n).set(d.node, d.on || 'success');
+  for (const c of w.connections || []) {
+    const from = String(c.from).split('.')[0], to = String(c.to).split('.')[0];
+    if (ups.has(from) && ups.has(to) && !ups.get(to).has(from)) ups.get(to).set(from, 'success');
+  }
+  const depth = new Map();
+  const depthOf = (n, seen) => { /* the server refuses cycles; `seen` guards anyway */
+    if (depth.has(n)) return depth.get(n);
+    if (seen.has(n)) return 0;
+    seen.add(n);
+    let d = 0;
+    for (const u of ups.get(n).keys()) d = Math.max(d, depthOf(u, seen) + 1);
+    depth.set(n, d);
+    return d;
+  };
+  const layers = [];
+  for (const n of names) {
+    const d = depthOf(n, new Set());
+    (layers[d] = layers[d] || []).push(n);
+  }
+  const NW = 150, NH = 44, GX = 60, GY = 18, PAD = 10;
+  const pos = new Map();
+  const tallest = Math.max(...layers.map((l) => (l || []).length));
+  layers.forEach((l, i) => (l || []).forEach((n, j) => {
+    const offset = (tallest - l.length) * (NH + GY) / 2; /* each layer centred */
+    pos.set(n, {x: PAD + i * (NW + GX), y: PAD + offset + j * (NH + GY)});
+  }));
+  const W = PAD * 2 + layers.length * NW + (layers.length - 1) * GX;
+  const H = PAD * 2 + tallest * NH + (tallest - 1) * GY;
+  const svg = h('svg:svg', {class: 'graph', id: 'wf-graph', viewBox: `0 0 ${W} ${H}`, width: W, height: H,
+    role: 'img', 'aria-label': `workflow of ${names.length} nodes`});
+  svg.append(h('svg:defs', {}, h('svg:marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5,
+    markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'}, h('svg:path', {d: 'M 0 0 L 10 5 L 0 10 z'}))));
+  for (const n of names) {
+    for (const [u, on] of ups.get(n)) {
+      const a = pos.get(u), b = pos.get(n);
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
+      svg.append(h('svg:path', {class: on === 'any' ? 'edge any' : 'edge', 'data-from': u, 'data-to': n,
+        d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, 'marker-end': 'url(#arrow)'},
+      h('svg:title', {}, `${u} → ${n}${on === 'any' ? ' (after any end)' : ''}`)));
+    }
+  }
+  for (const n of names) {
+    const node = w.nodes[n], {x, y} = pos.get(n), st = node.state || 'unknown';
+    svg.append(h('svg:a', {class: 'node', href: `#/job/${encodeURIComponent(node.job)}`, 'data-node': n, 'data-state': st},
+      h('svg:title', {}, `${n}: ${st}, attempt ${node.attempt ?? 0}`),
+      h('svg:rect', {class: `node ${st}`, x, y, width: NW, height: NH, rx: 6}),
+      h('svg:text', {class: 'name', x: x + 10, y: y + 18}, n.length > 18 ? n.slice(0, 17) + '…' : n),
+      h('svg:text', {class: 'state', x: x + 10, y: y + 35}, st + (node.attempt > 1 ? ` (attempt ${node.attempt})` : ''))));
+  }
+  return svg;
 }
 
 /* The job's history: its creation, each attempt's start and end, then what the stream said since. */

@@ -415,6 +415,16 @@ int api_jobs_get(struct http_req *r)
         json_object_set_new(waiting, "message", json_string(msg));
     }
     json_object_set_new(o, "waiting", waiting);
+    char wid[UUID_STR_LEN]; /* the workflow it is a node of, for the dashboard's link */
+    struct err we = ERR_INIT;
+    int wrc = store_workflow_of(srv(r)->reads, j.id, wid, &we);
+    if (wrc && wrc != ERR_NOTFOUND) {
+        json_decref(o);
+        job_release(&j);
+        http_reply_err(r, &we);
+        return HTTP_DONE;
+    }
+    json_object_set_new(o, "workflow", wrc ? json_null() : json_string(wid));
     http_reply_json(r, 200, o);
     job_release(&j);
     return HTTP_DONE;

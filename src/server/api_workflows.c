@@ -5,6 +5,7 @@
  * (store_job_apply), and the jobs it changes reach the fleet after each batch
  * (server_changed_jobs).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +237,50 @@ int api_workflows_get(struct http_req *r)
     }
     http_reply_json(r, 200, workflow_json(srv(r)->reads, &w));
     workflow_rec_release(&w);
+    return HTTP_DONE;
+}
+
+/*
+ * GET /v1/workflows?limit=&after=: the caller's workflows (an admin's: everyone's), newest
+ * first, each as GET shows it without its nodes and connections (its state and progress are
+ * read from its nodes' jobs: hence a page of at most 100).
+ */
+int api_workflows_list(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    const char *v = http_query(r, "limit"), *after = http_query(r, "after");
+    long limit = 20;
+    if (v) {
+        char *end;
+        errno = 0;
+        limit = strtol(v, &end, 10);
+        if (errno || end == v || *end || limit < 1 || limit > 100) {
+            err_field(&e, ERR_INVALID, "limit", "limit must be an integer between 1 and 100");
+            http_reply_err(r, &e);
+            return HTTP_DONE;
+        }
+    }
+    if (after && !uuid_valid(after)) {
+        err_field(&e, ERR_INVALID, "after", "after must be a workflow id (the 'next' cursor)");
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct store *st = srv(r)->reads;
+    struct workflow_list l;
+    if (store_workflow_list(st, caller_owner(r), after, (int)limit, &l, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++) {
+        json_t *w = workflow_json(st, &l.w[i]);
+        json_object_del(w, "nodes");
+        json_object_del(w, "connections");
+        json_array_append_new(arr, w);
+    }
+    json_t *next = l.n == (size_t)limit ? json_string(l.w[l.n - 1].id) : json_null();
+    workflow_list_release(&l);
+    http_reply_json(r, 200, json_pack("{s:o, s:o}", "workflows", arr, "next", next));
     return HTTP_DONE;
 }
 

@@ -144,6 +144,7 @@ int api_jobs_cancel(struct http_req *r);
 int api_jobs_retry(struct http_req *r);
 int api_workflows_create(struct http_req *r);
 int api_workflows_get(struct http_req *r);
+int api_workflows_list(struct http_req *r);
 int api_workflows_cancel(struct http_req *r);
 int api_workflows_retry(struct http_req *r);
 /* Hands the jobs the store changed by itself (store_changed_take) to the fleet: after a batch. */

@@ -503,6 +503,28 @@ int store_workflow_get(struct store *st, const char *id, struct workflow_rec *ou
     return st->ops->workflow_get(st, id, out, e);
 }
 
+void workflow_list_release(struct workflow_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        workflow_rec_release(&l->w[i]);
+    free(l->w);
+    memset(l, 0, sizeof(*l));
+}
+
+int store_workflow_list(struct store *st, const char *owner, const char *after, int limit,
+                        struct workflow_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = st->ops->workflow_list(st, owner, after, limit, out, e);
+    if (rc) workflow_list_release(out);
+    return rc;
+}
+
+int store_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
+{
+    return st->ops->workflow_of(st, job, id_out, e);
+}
+
 static const char *node_job(json_t *nodes, const char *name)
 {
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));

@@ -417,6 +417,17 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
                           size_t n, struct err *e);
 /* ERR_NOTFOUND when there is no such workflow. */
 int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e);
+struct workflow_list {
+    struct workflow_rec *w;
+    size_t n;
+};
+void workflow_list_release(struct workflow_list *l);
+/* Up to limit (1..1000) workflows, newest first: owner's (NULL: anyone's), with ids strictly
+   older than after (NULL: from the newest). */
+int store_workflow_list(struct store *st, const char *owner, const char *after, int limit,
+                        struct workflow_list *out, struct err *e);
+/* The id of the workflow job is a node of (UUID_STR_LEN bytes); ERR_NOTFOUND when in none. */
+int store_workflow_of(struct store *st, const char *job, char *id_out, struct err *e);
 /* Cancels every node not yet ended (each through store_job_apply); *n = how many. */
 int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_t now_ms,
                           size_t *n, struct err *e);

@@ -115,6 +115,8 @@ struct store_ops {
     int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
     int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
                         struct err *e);
+    int (*workflow_list)(struct store *st, const char *owner, const char *after, int limit,
+                         struct workflow_list *out, struct err *e);
     /* The workflow of a job: ERR_NOTFOUND when it is in none. */
     int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
     /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */

@@ -100,6 +100,7 @@ enum stmt_id {
     S_WF_JOB,
     S_WF_GET,
     S_WF_OF,
+    S_WF_LIST,
     S_JOB_SET_SPEC,
     S_COUNT
 };
@@ -122,6 +123,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
+                  "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
+                  "ORDER BY id DESC LIMIT $3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     /* one writer per database (store_claim): max + 1 is not raced */
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
@@ -1841,6 +1845,32 @@ static int pg_workflow_get(struct store *st, const char *id, struct workflow_rec
     return rc;
 }
 
+static int pg_workflow_list(struct store *st, const char *owner, const char *after, int limit,
+                            struct workflow_list *out, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, owner);
+    p_text(&p, after);
+    p_int(&p, limit);
+    PGresult *r;
+    int rc = run(pg(st), S_WF_LIST, &p, &r, e, "listing workflows");
+    if (rc) return rc;
+    int n = PQntuples(r);
+    out->w = xcalloc((size_t)(n ? n : 1), sizeof(*out->w));
+    for (int i = 0; i < n && !rc; i++) {
+        struct workflow_rec *w = &out->w[out->n++];
+        snprintf(w->id, sizeof(w->id), "%s", PQgetvalue(r, i, 0));
+        w->owner = col_text(r, i, 1);
+        w->name = col_text(r, i, 2);
+        w->created_at = col_int(r, i, 3);
+        w->doc = col_json(r, i, 4);
+        if (!w->doc)
+            rc = err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is not JSON", w->id);
+    }
+    PQclear(r);
+    return rc;
+}
+
 static int pg_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
 {
     struct params p = {0};
@@ -2205,6 +2235,7 @@ const struct store_ops store_pg_ops = {
     .meta_set = pg_meta_set,
     .workflow_insert = pg_workflow_insert,
     .workflow_get = pg_workflow_get,
+    .workflow_list = pg_workflow_list,
     .workflow_of = pg_workflow_of,
     .job_set_spec = pg_job_set_spec,
     .job_expired = pg_job_expired,

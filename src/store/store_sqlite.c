@@ -87,6 +87,7 @@ enum stmt_id {
     S_WF_JOB,
     S_WF_GET,
     S_WF_OF,
+    S_WF_LIST,
     S_JOB_SET_SPEC,
     S_COUNT
 };
@@ -103,6 +104,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
+                  "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
+                  "ORDER BY id DESC LIMIT ?3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
@@ -1109,6 +1113,34 @@ static int sqlite_leader_release(struct store *st, const char *name, const char 
     return exec_stmt(s, q, e, "releasing the leader lease");
 }
 
+static int sqlite_workflow_list(struct store *st, const char *owner, const char *after,
+                                int limit, struct workflow_list *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_LIST);
+    bind_text(q, 1, owner);
+    bind_text(q, 2, after);
+    sqlite3_bind_int(q, 3, limit);
+    out->w = xcalloc((size_t)limit, sizeof(*out->w));
+    int step = SQLITE_DONE, rc = 0;
+    while (!rc && out->n < (size_t)limit && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        struct workflow_rec *w = &out->w[out->n++];
+        snprintf(w->id, sizeof(w->id), "%s", (const char *)sqlite3_column_text(q, 0));
+        w->owner = col_text(q, 1);
+        w->name = col_text(q, 2);
+        w->created_at = sqlite3_column_int64(q, 3);
+        char *doc = col_text(q, 4);
+        w->doc = job_json_load(doc);
+        free(doc);
+        if (!w->doc)
+            rc = err_set(e, ERR_INTERNAL, "workflow '%s': its stored document is not JSON", w->id);
+    }
+    if (!rc && out->n < (size_t)limit && step != SQLITE_DONE)
+        rc = db_err(s, e, "listing workflows");
+    sqlite3_reset(q);
+    return rc;
+}
+
 static int sqlite_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
 {
     struct store_sqlite *s = sq(st);
@@ -1681,6 +1713,7 @@ const struct store_ops store_sqlite_ops = {
     .meta_set = sqlite_meta_set,
     .workflow_insert = sqlite_workflow_insert,
     .workflow_get = sqlite_workflow_get,
+    .workflow_list = sqlite_workflow_list,
     .workflow_of = sqlite_workflow_of,
     .job_set_spec = sqlite_job_set_spec,
     .job_expired = sqlite_job_expired,

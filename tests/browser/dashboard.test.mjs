@@ -229,6 +229,94 @@ describe('dashboard', () => {
     assert.equal(j.attempt, 2);
   });
 
+  it('shows a workflow A -> B as a graph that follows both nodes live; markup in its name is text', async () => {
+    const sh = (script) => ({retry: {max_attempts: 1}, command: {shell: script}});
+    /* Node names are plain words: markup in one is refused, naming the node. */
+    const bad = await api('POST', '/v1/workflows', {nodes: {'<img src=x>': {job: sh('true')}}});
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.match(bad.body.error.field, /^nodes/);
+    const name = '<img src=x onerror="window.__xss=5"><script>window.__xss=6</script>';
+    const r = await api('POST', '/v1/workflows', {name, nodes: {
+      A: {job: sh('sleep 1.5; echo a')}, B: {job: sh('echo b'), depends_on: ['A']}}});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const wf = r.body;
+    await page.goto(`${URL_}/#/jobs`);
+    await page.evaluate(() => { window.__notReloaded = true; });
+    await page.goto(`${URL_}/#/workflow/${wf.id}`);
+    await page.waitForSelector('#wf-graph');
+    assert.equal(await page.textContent('#wf-name'), name);
+    /* B waits for A, drawn as an edge A -> B, one layer to its right. */
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="blocked"]', {timeout: 1000});
+    await page.waitForSelector('#wf-graph a.node[data-node="A"][data-state="running"]', {timeout: 5000});
+    assert.equal(await page.locator('#wf-graph path.edge[data-from="A"][data-to="B"]').count(), 1);
+    const box = async (n) => page.locator(`#wf-graph a.node[data-node="${n}"] rect`).boundingBox();
+    assert.ok((await box('B')).x > (await box('A')).x + (await box('A')).width, 'B is drawn right of A');
+    assert.equal(await page.getAttribute(`#wf-graph a.node[data-node="A"]`, 'href'), `#/job/${wf.nodes.A.job}`);
+    assert.ok(await page.locator('#wf-cancel').count(), 'a running workflow can be cancelled');
+    await shot('workflow-running');
+    /* Both finish, shown live: the page is not reloaded. */
+    await page.waitForSelector('#wf-graph a.node[data-node="A"][data-state="succeeded"]', {timeout: 10000});
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="succeeded"]', {timeout: 10000});
+    await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 2000});
+    assert.equal(await page.textContent('#wf-progress li[data-state="succeeded"] .n'), '2');
+    assert.equal(await page.textContent('#wf-progress li[data-state="total"] .n'), '2');
+    assert.equal(await page.locator('#wf-cancel, #wf-retry').count(), 0);
+    assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was reloaded');
+    assert.equal(await page.locator('main img, main script').count(), 0);
+    assert.equal(await page.evaluate(() => window.__xss), undefined, 'a script from the data ran');
+    await shot('workflow');
+    /* The list of workflows, newest first, its name as text, a click from its page. */
+    await page.click('#nav a[data-view="workflows"]');
+    const row = `#workflows-body tr[data-id="${wf.id}"]`;
+    await page.waitForSelector(`${row}[data-state="succeeded"]`);
+    assert.equal(await page.getAttribute('#workflows-body tr:first-child', 'data-id'), wf.id);
+    assert.equal(await page.textContent(`${row} td.name`), name);
+    assert.match(await page.textContent(`${row}`), /2 of 2 succeeded/);
+    assert.equal(await page.locator('main img, main script').count(), 0);
+    await shot('workflows');
+    await page.click(`${row} a`);
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="succeeded"]');
+    /* A node links to its job's page, and the job's page back to its workflow. */
+    await page.click('#wf-graph a.node[data-node="B"]');
+    await page.waitForSelector('#job-workflow');
+    assert.equal(await page.textContent('#job-id'), wf.nodes.B.job);
+    await page.click('#job-workflow');
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="succeeded"]');
+  });
+
+  it('cancels a workflow and retries what failed, from its page', async () => {
+    const sh = (script) => ({retry: {max_attempts: 1}, command: {shell: script}});
+    await page.goto(`${URL_}/#/workflows`);
+    await page.waitForSelector('#workflows-body tr');
+    let r = await api('POST', '/v1/workflows', {name: 'to-cancel', nodes: {
+      A: {job: sh('sleep 60')}, B: {job: sh('true'), depends_on: ['A']}}});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    /* A new workflow appears in the list live (its nodes' events), then runs. */
+    await page.waitForSelector(`#workflows-body tr:first-child[data-id="${r.body.id}"]`, {timeout: 3000});
+    await page.click(`#workflows-body tr[data-id="${r.body.id}"] a`);
+    await page.waitForSelector('#wf-graph a.node[data-node="A"][data-state="running"]', {timeout: 10000});
+    await page.click('#wf-cancel');
+    await page.waitForSelector('h1 .badge[data-state="cancelled"]', {timeout: 5000});
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="cancelled"]');
+    assert.equal((await api('GET', `/v1/workflows/${r.body.id}`)).body.state, 'cancelled');
+    /* A fails its first attempt; B, which needs it, is cancelled; Retry runs both again. */
+    r = await api('POST', '/v1/workflows', {name: 'flaky-flow', nodes: {
+      A: {job: sh('[ "$DROVER_ATTEMPT" -ge 2 ]')}, B: {job: sh('true'), depends_on: ['A']}}});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const wid = r.body.id;
+    await page.goto(`${URL_}/#/workflow/${wid}`);
+    await page.waitForSelector('h1 .badge[data-state="failed"]', {timeout: 10000});
+    await page.waitForSelector('#wf-graph a.node[data-node="A"][data-state="failed"]');
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="cancelled"]');
+    await shot('workflow-failed');
+    await page.click('#wf-retry');
+    await page.waitForSelector('#wf-graph a.node[data-node="B"][data-state="succeeded"]', {timeout: 10000});
+    await page.waitForSelector('h1 .badge[data-state="succeeded"]', {timeout: 2000});
+    const w = (await api('GET', `/v1/workflows/${wid}`)).body;
+    assert.equal(w.state, 'succeeded');
+    assert.equal(w.nodes.A.attempt, 2);
+  });
+
   it('shows HTML and script in a name, labels and log as inert text', async () => {
     const name = '<img src=x onerror="window.__xss=1">';
     const label = '<script>window.__xss=2</script>';

@@ -71,7 +71,8 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(server):
     body = r.json()
     assert body["role"] == "admin" and body["name"] == "admin"
     assert HEX64.match(body["csrf"]) and body["csrf"] != value
-    assert body["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True}
+    assert body["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True,
+                         "workflow_cancel": True, "workflow_retry": True}
     assert r.headers["Cache-Control"] == "no-store"
     # The cookie works for reads, the event stream included.
     me = s.get(server.url + "/v1/session")
@@ -153,7 +154,8 @@ def test_a_session_has_its_token_role_and_ends_with_it(server):
     s, csrf = signed_in(server, t)
     me = s.get(server.url + "/v1/session").json()
     assert me["role"] == "client" and me["name"] == "alice"
-    assert me["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True}
+    assert me["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True,
+                         "workflow_cancel": True, "workflow_retry": True}
     r = s.post(server.url + "/v1/tokens", json={"role": "client", "name": "x"},
                headers={"X-CSRF-Token": csrf})
     assert r.status_code == 403 and "client" in r.json()["error"]["message"]

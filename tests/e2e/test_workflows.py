@@ -86,6 +86,11 @@ def test_diamond_runs_in_order_through_connections(server, make_agent):
     assert set(states(w).values()) == {"succeeded"}
     assert w["progress"]["succeeded"] == 4
     jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    # each node's job names its workflow (the dashboard links it); a lone job names none
+    assert {n: j["workflow"] for n, j in jobs.items()} == dict.fromkeys("ABCD", w["id"])
+    lone = server.api().post("/v1/jobs", json=sh("true"))
+    assert lone.status_code == 201, lone.text
+    assert job(server, lone.json()["id"])["workflow"] is None
     # in order: each node started after its upstreams finished
     for down, ups in (("B", "A"), ("C", "A"), ("D", "B"), ("D", "C")):
         assert jobs[down]["started_at"] >= jobs[ups]["finished_at"], (down, ups)
@@ -209,6 +214,40 @@ def test_workflow_access_and_unknown_ids(server):
     assert other.get(f"/v1/workflows/{w['id']}").status_code == 404
     assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
     assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
+
+
+def test_list_newest_first_per_owner_paged(server):
+    api = server.api()
+    t = api.post("/v1/tokens", json={"role": "client", "name": "lister"}).json()["token"]
+    mine = server.api(t)
+    made = []
+    for i in range(3):
+        r = mine.post("/v1/workflows", json={"name": f"l{i}", "nodes": {
+            "A": {"job": sh("true")}, "B": {"job": sh("true"), "depends_on": ["A"]}}})
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+    theirs = create(server, {"name": "admin's", "nodes": {"A": {"job": sh("true")}}})
+    r = mine.get("/v1/workflows")
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [w["id"] for w in page["workflows"]] == made[::-1] and page["next"] is None
+    w = page["workflows"][0]
+    assert w["name"] == "l2" and w["owner"] == "lister" and w["state"] == "running"
+    assert w["progress"]["queued"] == 1 and w["progress"]["blocked"] == 1
+    assert w["progress"]["total"] == 2
+    assert "nodes" not in w and "connections" not in w
+    # two a page, by the cursor
+    p1 = mine.get("/v1/workflows", params={"limit": 2}).json()
+    assert [w["id"] for w in p1["workflows"]] == [made[2], made[1]] and p1["next"] == made[1]
+    p2 = mine.get("/v1/workflows", params={"limit": 2, "after": p1["next"]}).json()
+    assert [w["id"] for w in p2["workflows"]] == [made[0]] and p2["next"] is None
+    # an admin sees everyone's
+    ids = [w["id"] for w in api.get("/v1/workflows", params={"limit": 100}).json()["workflows"]]
+    assert ids[0] == theirs["id"] and ids[1:4] == made[::-1]
+    for params, field in (({"limit": 0}, "limit"), ({"limit": 101}, "limit"),
+                          ({"limit": "x"}, "limit"), ({"after": "nope"}, "after")):
+        r = mine.get("/v1/workflows", params=params)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (params, r.text)
 
 
 def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):

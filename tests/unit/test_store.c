@@ -2805,9 +2805,9 @@ static void test_leader(void **state)
 
 /* --- workflows ----------------------------------------------------------------------------- */
 
-/* A workflow from its text (' for "), stored with its jobs in one transaction: rec and jobs. */
-static void store_wf(struct store *st, const char *text, struct workflow_rec *rec,
-                     struct job *jobs, struct workflow *w)
+/* A workflow of owner from its text (' for "), stored with its jobs in one transaction. */
+static void store_wf_of(struct store *st, const char *owner, const char *text,
+                        struct workflow_rec *rec, struct job *jobs, struct workflow *w)
 {
     char t[2048];
     snprintf(t, sizeof(t), "%s", text);
@@ -2819,14 +2819,14 @@ static void store_wf(struct store *st, const char *text, struct workflow_rec *re
     struct err e = ERR_INIT;
     assert_ok(workflow_parse(body, w, &e), &e);
     json_decref(body);
-    workflow_jobs(w, "alice", T0, jobs);
+    workflow_jobs(w, owner, T0, jobs);
     char ids[8][UUID_STR_LEN];
     assert_true(w->n <= 8);
     for (size_t i = 0; i < w->n; i++)
         memcpy(ids[i], jobs[i].id, UUID_STR_LEN);
     memset(rec, 0, sizeof(*rec));
     uuid7_new(rec->id);
-    rec->owner = xstrdup("alice");
+    rec->owner = xstrdup(owner);
     rec->created_at = T0;
     rec->doc = workflow_doc(w, (const char(*)[UUID_STR_LEN])ids);
     struct job *ptrs[8];
@@ -2835,6 +2835,13 @@ static void store_wf(struct store *st, const char *text, struct workflow_rec *re
     assert_ok(store_begin(st, &e), &e);
     assert_ok(store_workflow_insert(st, rec, ptrs, w->n, &e), &e);
     assert_ok(store_commit(st, &e), &e);
+}
+
+/* ... of alice: rec and jobs. */
+static void store_wf(struct store *st, const char *text, struct workflow_rec *rec,
+                     struct job *jobs, struct workflow *w)
+{
+    store_wf_of(st, "alice", text, rec, jobs, w);
 }
 
 static int wf_state(struct store *st, const struct workflow *w, const struct job *jobs,
@@ -3015,6 +3022,58 @@ static void test_workflows(void **state)
     workflow_release(&w2);
 }
 
+/* Listing workflows: newest first, an owner's only (or anyone's), paged by the last id. */
+static void test_workflow_list(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec[4];
+    struct job jobs[4][1];
+    const char *owners[4] = {"alice", "bob", "alice", "alice"};
+    for (int i = 0; i < 4; i++) {
+        store_wf_of(f->st, owners[i], "{'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}",
+                    &rec[i], jobs[i], &w);
+        workflow_release(&w);
+        job_release(&jobs[i][0]);
+    }
+    char (*ids)[UUID_STR_LEN]; /* jobs a workflow moved: none here */
+    store_changed_take(&ids);
+    lib_free(ids);
+    struct workflow_list l;
+    assert_ok(store_workflow_list(f->st, NULL, NULL, 10, &l, &e), &e);
+    assert_int_equal(l.n, 4);
+    for (int i = 0; i < 4; i++) { /* newest first, whole */
+        assert_string_equal(l.w[i].id, rec[3 - i].id);
+        assert_string_equal(l.w[i].owner, owners[3 - i]);
+        assert_int_equal(l.w[i].created_at, T0);
+        assert_true(json_equal(l.w[i].doc, rec[3 - i].doc));
+    }
+    workflow_list_release(&l);
+    /* alice's, two a page: [3, 2], then [0] after 2 */
+    assert_ok(store_workflow_list(f->st, "alice", NULL, 2, &l, &e), &e);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.w[0].id, rec[3].id);
+    assert_string_equal(l.w[1].id, rec[2].id);
+    workflow_list_release(&l);
+    assert_ok(store_workflow_list(f->st, "alice", rec[2].id, 2, &l, &e), &e);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.w[0].id, rec[0].id);
+    workflow_list_release(&l);
+    assert_ok(store_workflow_list(f->st, "alice", rec[0].id, 2, &l, &e), &e);
+    assert_int_equal(l.n, 0);
+    workflow_list_release(&l);
+    assert_ok(store_workflow_list(f->st, "bob", NULL, 10, &l, &e), &e);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.w[0].id, rec[1].id);
+    workflow_list_release(&l);
+    assert_ok(store_workflow_list(f->st, "carol", NULL, 10, &l, &e), &e);
+    assert_int_equal(l.n, 0);
+    workflow_list_release(&l);
+    for (int i = 0; i < 4; i++)
+        workflow_rec_release(&rec[i]);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -3063,6 +3122,7 @@ int main(void)
         T(test_tenants),
         T(test_webhooks),
         T(test_workflows),
+        T(test_workflow_list),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;
