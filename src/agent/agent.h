@@ -256,6 +256,7 @@ struct agent {
     bool registered, ever_registered;
     int heartbeat_s, lost_after_s;
     struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
+    size_t register_srv, poll_srv, reports_srv; /* http.current when each was sent */
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */

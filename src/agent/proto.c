@@ -15,6 +15,9 @@
  * Failures: the server unreachable or answering 5xx → the same call again
  * after a backoff (100 ms doubling to 5 s), jobs keep running meanwhile;
  * 404/409 to a poll or to the reports as a whole → register again.
+ * With several servers (--server A,B), no answer or a 503 also moves the agent to
+ * the next one: reports are fenced by attempt, so sending them again elsewhere is
+ * safe, and a server that does not know the agent answers 404 (register there).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +71,15 @@ static json_t *held_leases(const struct agent *a)
     return list;
 }
 
+/* A request sent to server `sent` got `status` (0: no answer): on to the next server, once. */
+static void server_failed(struct agent *a, size_t sent, long status)
+{
+    if (status != 0 && status != 503) return;
+    if (a->http.current != sent || !http_client_next_server(&a->http)) return;
+    log_warn("the server at %s %s; going on with %s", a->http.servers[sent],
+             status ? "is unavailable (503)" : "cannot be reached", a->http.base_url);
+}
+
 /* --- register ---------------------------------------------------------------------- */
 
 static void on_register_timer(evutil_socket_t fd, short what, void *arg)
@@ -119,6 +131,7 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
             event_base_loopexit(a->base, NULL);
             return;
         }
+        server_failed(a, a->register_srv, status);
         backoff_next(&a->register_backoff_ms);
         if (a->register_backoff_ms == AGENT_BACKOFF_MIN_MS) {
             log_warn("cannot register%s%s: %s (retrying)", status ? " with " : "",
@@ -183,6 +196,7 @@ void proto_register(struct agent *a)
                              a->instance, "limits", limits_json(&a->limits), "runtimes",
                              proto_runtimes_json(a));
     add_cached(a, body, true);
+    a->register_srv = a->http.current;
     if (aclient_request(a->ac, "POST", "/v1/agents/register", body, REGISTER_TIMEOUT_MS,
                         on_register, a, &a->register_req)) {
         log_error("cannot build the register request");
@@ -272,6 +286,7 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
         if (a->leave_req || a->exiting) return;
     }
     a->m.poll_errors++;
+    server_failed(a, a->poll_srv, status);
     a->cached_sent_gen = 0; /* it may not have arrived: sent again */
     backoff_next(&a->poll_backoff_ms);
     if (!a->poll_failing)
@@ -294,6 +309,7 @@ void proto_poll(struct agent *a)
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();
+    a->poll_srv = a->http.current;
     if (aclient_request(a->ac, "POST", path, body, a->heartbeat_s * 1000L + POLL_MARGIN_MS, on_poll,
                         a, &a->poll_req)) {
         log_error("cannot build the poll request");
@@ -415,6 +431,7 @@ static void send_batch(struct agent *a)
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
     log_debug("sending %zu report(s)", a->nbatch);
+    a->reports_srv = a->http.current;
     if (aclient_request(a->ac, "POST", path, body, REPORTS_TIMEOUT_MS, on_reports, a,
                         &a->reports_req)) {
         log_error("cannot build the reports request");
@@ -570,6 +587,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
         } else if (status == 404 || status == 409) {
             registration_lost(a, status, "reports");
         } else {
+            server_failed(a, a->reports_srv, status);
             backoff_next(&a->reports_backoff_ms);
             if (!a->reports_failing)
                 log_warn("reports failed: %s (results are kept and sent again)", e->msg);

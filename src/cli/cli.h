@@ -60,8 +60,9 @@ enum {
 /* The usage text's lines for the common options. */
 #define CLI_COMMON_USAGE                                                                           \
     "\nconnection:\n"                                                                              \
-    "      --server URL   the drover server (default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER  \
-    ")\n"                                                                                          \
+    "      --server URL   the drover server, or a list A,B of servers sharing one database\n"   \
+    "                     (the next is tried when one cannot be reached or answers 503;\n"      \
+    "                     default $DROVER_SERVER, else " DROVER_DEFAULT_SERVER ")\n"              \
     "      --token-file F read the API token from file F (chmod 600; default\n"                    \
     "                     $DROVER_TOKEN; on the server's machine, the admin token in the\n"        \
     "                     data dir)\n"                                                             \

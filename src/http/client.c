@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 
@@ -101,14 +102,9 @@ int http_client_set_token(struct http_client *c, const char *token, struct err *
     return 0;
 }
 
-int http_client_init(struct http_client *c, const char *base_url, const char *token, struct err *e)
+/* Checks and normalises one server URL into *out (owned); sets *loopback. */
+static int parse_server(const char *base_url, char **out, bool *loopback, struct err *e)
 {
-    memset(c, 0, sizeof(*c));
-    c->connect_timeout_ms = 10000;
-    c->timeout_ms = 60000;
-    c->max_response = HTTP_CLIENT_MAX_RESPONSE;
-    global_init();
-
     if (!base_url || !*base_url) return err_set(e, ERR_INVALID, "the server URL is empty");
     if (!header_safe(base_url))
         return err_set(e, ERR_INVALID, "the server URL '%s' holds control characters", base_url);
@@ -136,12 +132,9 @@ int http_client_init(struct http_client *c, const char *base_url, const char *to
         rc = err_set(e, ERR_INVALID, "the server URL '%s' must not have a query", base_url);
         goto out;
     }
-    c->loopback = http_host_is_loopback(host);
-    rc = http_client_set_token(c, token, e);
-    if (rc == 0) {
-        c->base_url = url;
-        url = NULL;
-    }
+    *loopback = http_host_is_loopback(host);
+    *out = url;
+    url = NULL;
 out:
     curl_free(scheme);
     curl_free(host);
@@ -151,10 +144,67 @@ out:
     return rc;
 }
 
+int http_client_init(struct http_client *c, const char *base_url, const char *token, struct err *e)
+{
+    memset(c, 0, sizeof(*c));
+    c->connect_timeout_ms = 10000;
+    c->timeout_ms = 60000;
+    c->max_response = HTTP_CLIENT_MAX_RESPONSE;
+    global_init();
+
+    if (!base_url || !*base_url) return err_set(e, ERR_INVALID, "the server URL is empty");
+    /* a comma-separated list: each item trimmed of blanks, none empty, at most HTTP_MAX_SERVERS */
+    int rc = 0;
+    c->loopback = true;
+    for (const char *p = base_url;;) {
+        size_t n = strcspn(p, ",");
+        const char *b = p, *end = p + n;
+        while (b < end && (*b == ' ' || *b == '\t'))
+            b++;
+        while (end > b && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (b == end) {
+            rc = err_set(e, ERR_INVALID, "the server list '%s' has an empty entry", base_url);
+            break;
+        }
+        if (c->nservers == HTTP_MAX_SERVERS) {
+            rc = err_set(e, ERR_INVALID, "the server list '%s' has more than %d servers", base_url,
+                         HTTP_MAX_SERVERS);
+            break;
+        }
+        char *item = xstrndup(b, (size_t)(end - b));
+        bool lo = false;
+        char *url = NULL;
+        rc = parse_server(item, &url, &lo, e);
+        free(item);
+        if (rc < 0) break;
+        c->servers[c->nservers++] = url;
+        c->loopback = c->loopback && lo;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    if (rc == 0) rc = http_client_set_token(c, token, e);
+    if (rc < 0) {
+        http_client_release(c);
+        return rc;
+    }
+    c->base_url = c->servers[0];
+    return 0;
+}
+
+bool http_client_next_server(struct http_client *c)
+{
+    if (c->nservers < 2) return false;
+    c->current = (c->current + 1) % c->nservers;
+    c->base_url = c->servers[c->current];
+    return true;
+}
+
 void http_client_release(struct http_client *c)
 {
     if (c->easy) curl_easy_cleanup(c->easy);
-    free(c->base_url);
+    for (size_t i = 0; i < c->nservers; i++)
+        free(c->servers[i]);
     free(c->token);
     memset(c, 0, sizeof(*c));
 }
@@ -431,6 +481,14 @@ out:
     return ret;
 }
 
+bool http_try_next(const struct http_client *c, const char *method, long status)
+{
+    if (status == 503) return true; /* the server said it did nothing */
+    if (status != 0) return false;
+    /* no answer: safe to send elsewhere when it never got there, or when it only reads */
+    return !c->reached || !strcmp(method, "GET") || !strcmp(method, "HEAD");
+}
+
 int http_client_json(struct http_client *c, const char *method, const char *path, json_t *body,
                      long *status, json_t **resp, struct err *e)
 {
@@ -438,13 +496,26 @@ int http_client_json(struct http_client *c, const char *method, const char *path
     if (resp) *resp = NULL;
     if (!c->easy && !(c->easy = curl_easy_init())) die("cannot initialise libcurl");
 
-    struct http_call call;
-    int rc = http_call_setup(&call, c, c->easy, method, path, body, e);
-    if (rc == 0) {
-        rc = http_call_finish(&call, c, curl_easy_perform(c->easy), status, resp, e);
-        c->reached = call.connected;
+    int rc = 0;
+    for (size_t tried = 0;; tried++) {
+        long st = 0;
+        struct http_call call;
+        rc = http_call_setup(&call, c, c->easy, method, path, body, e);
+        if (rc == 0) {
+            rc = http_call_finish(&call, c, curl_easy_perform(c->easy), &st, resp, e);
+            c->reached = call.connected;
+        }
+        http_call_release(&call);
+        if (status) *status = st;
+        if (rc == 0 || tried + 1 >= c->nservers || !http_try_next(c, method, st)) break;
+        if (resp) {
+            json_decref(*resp);
+            *resp = NULL;
+        }
+        log_debug("%s; trying the next server", e->msg);
+        err_clear(e);
+        http_client_next_server(c);
     }
-    http_call_release(&call);
     return rc;
 }
 
@@ -482,7 +553,7 @@ static int on_stream_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, c
     return 0;
 }
 
-int http_client_stream(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
+static int stream_once(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
                        void *arg, long *status, struct err *e)
 {
     if (status) *status = 0;
@@ -529,6 +600,24 @@ setopt_failed:
     rc = err_set(e, ERR_INTERNAL, "cannot prepare the request to %s", call.url);
 out:
     http_call_release(&call);
+    return rc;
+}
+
+int http_client_stream(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
+                       void *arg, long *status, struct err *e)
+{
+    long st = 0;
+    int rc;
+    /* another server only when nothing reached `fn`: no connection, or a 503 (kept apart) */
+    for (size_t tried = 0;; tried++) {
+        rc = stream_once(c, path, idle_ms, fn, arg, &st, e);
+        if (rc >= 0 || tried + 1 >= c->nservers || !(st == 503 || (st == 0 && !c->reached)))
+            break;
+        log_debug("%s; trying the next server", e->msg);
+        err_clear(e);
+        http_client_next_server(c);
+    }
+    if (status) *status = st;
     return rc;
 }
 

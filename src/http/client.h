@@ -42,8 +42,12 @@
 
 #define HTTP_CLIENT_MAX_RESPONSE ((size_t)64 << 20)
 
+#define HTTP_MAX_SERVERS 16
+
 struct http_client {
-    char *base_url;          /* no trailing '/'; owned */
+    char *base_url;          /* the server in use: servers[current]; no trailing '/' */
+    char *servers[HTTP_MAX_SERVERS]; /* the servers given, in order; owned */
+    size_t nservers, current;
     char *token;             /* bearer token, NULL for none; owned */
     bool loopback;           /* the server's host is 127.x, localhost or ::1 */
     long connect_timeout_ms; /* default 10 s */
@@ -65,6 +69,24 @@ struct http_client {
  */
 int http_client_init(struct http_client *c, const char *base_url, const char *token, struct err *e);
 void http_client_release(struct http_client *c);
+
+/*
+ * Several servers: `base_url` may be a comma-separated list of such URLs
+ * ("http://a:7070,http://b:7070"; blanks around an item are ignored, an empty
+ * item or more than HTTP_MAX_SERVERS is ERR_INVALID naming the list). The
+ * client uses one at a time, the first to begin with; `loopback` is true only
+ * when all of them are on this machine.
+ *
+ * http_client_next_server() moves to the next server in the list (round),
+ * returning false when there is only one. http_try_next() tells whether a
+ * failed call of `method` that got `status` (0: no answer) may be sent to
+ * another server: after a 503 (the server did nothing), after no connection
+ * at all (c->reached false), or for a GET/HEAD whose connection broke.
+ * http_client_json and http_client_stream do this themselves, trying each
+ * server at most once per call and staying with the one that answered.
+ */
+bool http_client_next_server(struct http_client *c);
+bool http_try_next(const struct http_client *c, const char *method, long status);
 /* Replaces the bearer token (NULL for none); ERR_INVALID if it cannot go in a header. */
 int http_client_set_token(struct http_client *c, const char *token, struct err *e);
 

@@ -184,10 +184,14 @@ int api_metrics(struct http_req *r)
              "drover_waiters %zu\n"
              "# HELP drover_uptime_seconds Seconds since the server started.\n"
              "# TYPE drover_uptime_seconds gauge\n"
-             "drover_uptime_seconds %.3f\n",
+             "drover_uptime_seconds %.3f\n"
+             "# HELP drover_leader 1 when this server runs the periodic work (the leader).\n"
+             "# TYPE drover_leader gauge\n"
+             "drover_leader %d\n",
              (unsigned long long)router_served(s->router), (unsigned long long)cs.batches,
              (unsigned long long)cs.ops, (unsigned long long)cs.failed_commits,
-             waiters_count(s->waiters), (double)(time_now_ms() - s->started_at_ms) / 1000.0);
+             waiters_count(s->waiters), (double)(time_now_ms() - s->started_at_ms) / 1000.0,
+             s->leader ? 1 : 0);
     struct webhook_stats ws;
     webhooks_get_stats(s->webhooks, &ws);
     buf_addf(&b,

@@ -45,7 +45,13 @@ struct committer {
     uint64_t inflight; /* submitted, not yet delivered; loop thread only */
     void (*on_batch)(void *arg);
     void *on_batch_arg;
+    /* seqs of the events this writer committed (store_tx_events), in order, not yet
+       passed by commit_wrote_event; under lock */
+    struct { int64_t first, last; } *own;
+    size_t nown, capown;
 };
+
+#define OWN_MAX 65536 /* ranges kept for a reader that lags: beyond, the oldest go */
 
 static void list_append(struct op_list *l, struct commit_op *op)
 {
@@ -88,6 +94,7 @@ static void run_batch(struct committer *c, struct commit_op *ops)
             continue;
         store_savepoint_rollback(c->st); /* nothing of a failed op is committed */
     }
+    int64_t first = 1, last = 0;
     if (!brc && (brc = store_commit(c->st, &be))) {
         store_rollback(c->st);
         log_error("group commit failed: %s", be.msg);
@@ -96,8 +103,22 @@ static void run_batch(struct committer *c, struct commit_op *ops)
                 op->rc = brc;
                 op->e = be;
             }
+    } else if (!brc) {
+        store_tx_events(c->st, &first, &last); /* skipped when this server reads events back */
     }
     pthread_mutex_lock(&c->lock);
+    if (first <= last) {
+        if (c->nown == OWN_MAX) {
+            memmove(c->own, c->own + 1, (c->nown - 1) * sizeof(*c->own));
+            c->nown--;
+        }
+        if (c->nown == c->capown) {
+            c->capown = c->capown ? 2 * c->capown : 64;
+            c->own = xrealloc(c->own, c->capown * sizeof(*c->own));
+        }
+        c->own[c->nown].first = first;
+        c->own[c->nown++].last = last;
+    }
     c->stats.batches++;
     c->stats.ops += n;
     if (brc)
@@ -195,6 +216,7 @@ void commit_free(struct committer *c)
     event_free(c->ev);
     close(c->efd);
     store_close(c->st);
+    free(c->own);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c);
@@ -212,6 +234,21 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
     if (c->writer_idle)
         pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
+}
+
+bool commit_wrote_event(struct committer *c, int64_t seq)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t past = 0;
+    while (past < c->nown && c->own[past].last < seq)
+        past++;
+    if (past) {
+        memmove(c->own, c->own + past, (c->nown - past) * sizeof(*c->own));
+        c->nown -= past;
+    }
+    bool mine = c->nown && c->own[0].first <= seq;
+    pthread_mutex_unlock(&c->lock);
+    return mine;
 }
 
 void commit_get_stats(struct committer *c, struct commit_stats *out)

@@ -40,6 +40,12 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
  */
 void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg);
 
+/*
+ * Was event `seq` written by this committer's transactions (a shared store:
+ * store_tx_events)? Asked in increasing seq order: ranges below seq are forgotten.
+ */
+bool commit_wrote_event(struct committer *c, int64_t seq);
+
 /* True when every submitted operation has been delivered. Thread: event loop. */
 bool commit_idle(const struct committer *c);
 

@@ -239,7 +239,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         send_buffer(fw, b);
         evbuffer_free(b);
     }
-    if (!ev->pruning && !ev->s->shutting_down && now - ev->last_prune_ms >= PRUNE_EVERY_MS) {
+    if (!ev->pruning && !ev->s->shutting_down && ev->s->leader &&
+        now - ev->last_prune_ms >= PRUNE_EVERY_MS) {
         ev->last_prune_ms = now;
         ev->pruning = true;
         struct prune_op *op = xcalloc(1, sizeof(*op));

@@ -598,7 +598,16 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->slots = sj->slots;
         l->deadline = g->deadline[i];
         snprintf(l->tenant, sizeof(l->tenant), "%s", sj->tenant); /* held since taken */
-        free(hmap_put(&f->leases, c->job, l));
+        struct lease_rec *old = hmap_put(&f->leases, c->job, l);
+        if (old) { /* known already from the store (fleet_job_synced): counted once */
+            sched_tenant_release(f->d.sched, old->tenant);
+            struct live_agent *o = hmap_get(&f->agents, old->agent_id);
+            if (o) {
+                o->held--;
+                o->held_slots -= old->slots;
+            }
+            free(old);
+        }
         a->held++;
         a->held_slots += sj->slots;
         a->free_slots -= sj->slots;
@@ -775,6 +784,146 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     if (f->d.job_changed) f->d.job_changed(f->d.arg, j); /* ended, or on to another attempt */
 }
 
+/* ---- several servers ---- */
+
+/* Forgets lease l of a job (not held as l says any more); its agent is told to kill it. */
+static void drop_lease(struct fleet *f, struct lease_rec *l)
+{
+    hmap_del(&f->leases, l->job);
+    if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
+    struct live_agent *a = hmap_get(&f->agents, l->agent_id);
+    if (a) {
+        a->held--;
+        a->held_slots -= l->slots;
+        add_cancel(a, l->job, l->attempt);
+        if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+    }
+    free(l);
+}
+
+void fleet_job_synced(struct fleet *f, const struct job *j)
+{
+    struct lease_rec *l = hmap_get(&f->leases, j->id);
+    if ((1u << j->state) & LEASE_HELD_STATES) {
+        sched_remove(f->d.sched, j->id); /* taken, here or elsewhere */
+        struct live_agent *a = j->agent ? hmap_get(&f->by_name, j->agent) : NULL;
+        if (l && l->attempt == j->attempt) return; /* known */
+        if (l && l->ending) return; /* ending here: its commit settles it */
+        if (l) drop_lease(f, l);
+        l = xcalloc(1, sizeof(*l));
+        memcpy(l->job, j->id, sizeof(l->job));
+        l->attempt = j->attempt;
+        l->slots = j->slots > 0 ? j->slots : 1;
+        snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
+        sched_tenant_hold(f->d.sched, l->tenant);
+        l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
+                                     (int64_t)f->d.deadline_grace_s * 1000);
+        if (a) {
+            memcpy(l->agent_id, a->rec.id, sizeof(l->agent_id));
+            a->held++;
+            a->held_slots += l->slots;
+        }
+        hmap_put(&f->leases, j->id, l);
+        return;
+    }
+    if (l && !l->ending) drop_lease(f, l); /* the attempt ended elsewhere */
+    if (j->state == JOB_QUEUED) {
+        sched_add(f->d.sched, j);
+        if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
+    } else if (job_state_terminal(j->state)) {
+        sched_remove(f->d.sched, j->id);
+        if (f->d.job_changed) f->d.job_changed(f->d.arg, j); /* waiters here */
+    }
+}
+
+void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
+{
+    struct live_agent *a = hmap_get(&f->agents, rec->id);
+    if (!a) {
+        struct live_agent *other = hmap_get(&f->by_name, rec->name);
+        if (other) return; /* its name went to a new id: that one's registration tells */
+        struct agent_rec copy = *rec;
+        copy.name = xstrdup(rec->name);
+        copy.version = rec->version ? xstrdup(rec->version) : NULL;
+        copy.owner = rec->owner ? xstrdup(rec->owner) : NULL;
+        copy.instance = rec->instance ? xstrdup(rec->instance) : NULL;
+        copy.labels = json_incref(rec->labels);
+        copy.queues = json_incref(rec->queues);
+        copy.limits = NULL;
+        copy.runtimes = PROTO_RT_NATIVE;
+        a = add_agent(f, &copy);
+        a->seen_flushed = rec->last_seen;
+        return;
+    }
+    bool newer = rec->last_seen > a->rec.last_seen;
+    if (newer) {
+        a->rec.last_seen = rec->last_seen;
+        a->seen_flushed = rec->last_seen > a->seen_flushed ? rec->last_seen : a->seen_flushed;
+    }
+    /*
+     * A state stored by another server: lost or left (the leader judged it; it left through
+     * another server: a poll here is answered 409 and the agent registers again), draining
+     * (asked through another server), up again (it registered elsewhere since: its
+     * last_seen is newer). Never a state this server set and has not committed yet.
+     */
+    bool adopt = rec->state == AGENT_LOST || rec->state == AGENT_LEFT ||
+                 (rec->state == AGENT_DRAINING && a->rec.state == AGENT_UP) ||
+                 (rec->state == AGENT_UP && newer);
+    if (rec->state != a->rec.state && adopt) {
+        log_info("agent=%s name=%s %s -> %s (stored by another server)", a->rec.id, a->rec.name,
+                 agent_state_name(a->rec.state), agent_state_name(rec->state));
+        a->rec.state = rec->state;
+        if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+    }
+}
+
+struct seen_op {
+    size_t n;
+    char (*ids)[UUID_STR_LEN];
+    int64_t *at;
+};
+
+static int seen_write(struct store *st, void *arg, struct err *e)
+{
+    struct seen_op *op = arg;
+    for (size_t i = 0; i < op->n; i++) {
+        int rc = store_agent_seen(st, op->ids[i], op->at[i], e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void seen_done(void *arg, int rc, const struct err *e)
+{
+    struct seen_op *op = arg;
+    if (rc) log_warn("cannot record when agents were last seen: %s", e->msg);
+    free(op->ids);
+    free(op->at);
+    free(op);
+}
+
+void fleet_flush_seen(struct fleet *f)
+{
+    size_t n = 0, cap = 0;
+    struct seen_op *op = NULL;
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->rec.last_seen <= a->seen_flushed) continue;
+        if (!op) op = xcalloc(1, sizeof(*op));
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            op->ids = xrealloc(op->ids, cap * sizeof(*op->ids));
+            op->at = xrealloc(op->at, cap * sizeof(*op->at));
+        }
+        memcpy(op->ids[n], a->rec.id, UUID_STR_LEN);
+        op->at[n++] = a->rec.last_seen;
+        a->seen_flushed = a->rec.last_seen;
+    }
+    if (!op) return;
+    op->n = n;
+    commit_submit(f->d.commit, seen_write, seen_done, op);
+}
+
 void fleet_wake(struct fleet *f)
 {
     event_active(f->wake, EV_TIMEOUT, 0);
@@ -782,9 +931,14 @@ void fleet_wake(struct fleet *f)
 
 /* ---- time ---- */
 
-void fleet_tick(struct fleet *f, int64_t now_ms)
+void fleet_tick_ready(struct fleet *f, int64_t now_ms)
 {
     if (sched_tick(f->d.sched, now_ms)) wake_polls(f);
+}
+
+void fleet_tick(struct fleet *f, int64_t now_ms)
+{
+    fleet_tick_ready(f, now_ms);
     int64_t lost_ms = (int64_t)f->d.lost_after_s * 1000;
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;

@@ -64,6 +64,7 @@ struct live_agent {
     json_t *cancel;         /* job ids it must kill, not yet delivered */
     struct fleet *fleet;    /* its fleet (for its poll timer) */
     json_t *cached;         /* the objects in its input cache, a set (sched_cache_set), or NULL */
+    int64_t seen_flushed;   /* the last_seen fleet_flush_seen last stored */
 };
 
 /* d is copied. */
@@ -123,8 +124,33 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
  */
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
 
+/*
+ * Several servers on one store (STORE_CAP_SHARED): the fleet is then a cache of what
+ * the store holds, kept in step with the changes other servers commit.
+ *
+ * fleet_job_synced: `j` (with its spec) is the job as the store has it now, read after
+ * an event about it: a queued job becomes a candidate here, a job leased (by any server)
+ * is no candidate and its lease is known here (a report or a poll of its agent may come
+ * here), an attempt that ended elsewhere is forgotten and its agent told to kill it.
+ * Applying the store's current record again is harmless (this server's own changes come
+ * back this way too).
+ *
+ * fleet_agent_synced: `rec` is an agent as the store has it: one registered through
+ * another server is added, a newer last_seen kept (liveness is the newest of all
+ * servers'), a state another server stored (lost, left, up again) adopted without a write.
+ *
+ * fleet_flush_seen: commits the last_seen of the agents seen here since the last flush
+ * (store_agent_seen), so that the leader, wherever it is, does not judge them lost.
+ */
+void fleet_job_synced(struct fleet *f, const struct job *j);
+void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec);
+void fleet_flush_seen(struct fleet *f);
+
 /* Once a second: lost agents, passed deadlines, delayed jobs now due. */
 void fleet_tick(struct fleet *f, int64_t now_ms);
+/* Once a second on a server that is not the leader: delayed jobs now due, nothing else
+ * (lost agents and deadlines are the leader's). */
+void fleet_tick_ready(struct fleet *f, int64_t now_ms);
 /* Parked polls try again for work at the next loop turn (a tenant's limit was raised). */
 void fleet_wake(struct fleet *f);
 

@@ -277,7 +277,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct retention *rt = arg;
     int64_t now = time_now_ms();
-    if (rt->busy || rt->s->shutting_down || now < rt->next_ms)
+    if (rt->busy || rt->s->shutting_down || !rt->s->leader || now < rt->next_ms)
         return;
     struct sweep *sw = xcalloc(1, sizeof(*sw));
     sw->rt = rt;

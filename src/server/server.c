@@ -49,6 +49,7 @@
 #include "server/metrics.h"
 #include "server/sched.h"
 #include "server/server.h"
+#include "server/sync.h"
 #include "server/session.h"
 
 static int split_listen(const char *listen, char *host, size_t n, int *port)
@@ -579,11 +580,97 @@ static void fleet_job_changed_cb(void *arg, const struct job *j)
     logs_notify(s->logs, j->id);
 }
 
+/*
+ * The leader lease (store.h, store_leader_take), taken and renewed through the committer
+ * every LEADER_RENEW_MS for LEADER_TTL_MS: when the leader dies, another server takes the
+ * lease over once it lapsed. A leader whose renewals stop succeeding steps down a renewal
+ * before its lease lapses, so two servers never both act as leader (given clocks that agree
+ * to well within LEADER_RENEW_MS).
+ */
+#define LEADER_NAME "periodic"
+#define LEADER_TTL_MS 10000
+#define LEADER_RENEW_MS 2000
+
+struct leader_op {
+    struct server *s;
+    int64_t now_ms;
+    bool got;
+};
+
+static int leader_write(struct store *st, void *arg, struct err *e)
+{
+    struct leader_op *op = arg;
+    return store_leader_take(st, LEADER_NAME, op->s->leader_holder, op->now_ms, LEADER_TTL_MS,
+                             &op->got, e);
+}
+
+static void leader_set(struct server *s, bool leader, const char *why)
+{
+    if (leader == s->leader) return;
+    s->leader = leader;
+    webhooks_set_paused(s->webhooks, !leader);
+    if (leader)
+        log_info("this server (%s) is the leader now: it runs the periodic work (lost agents, "
+                 "deadlines, event pruning, webhook deliveries, retention)",
+                 s->leader_holder);
+    else
+        log_warn("this server (%s) is no longer the leader: %s", s->leader_holder, why);
+}
+
+static void leader_done(void *arg, int rc, const struct err *e)
+{
+    struct leader_op *op = arg;
+    struct server *s = op->s;
+    s->leader_busy = false;
+    if (s->shutting_down) {
+        /* let go in server_shutdown */
+    } else if (rc == 0 && op->got) {
+        s->leader_until_ms = op->now_ms + LEADER_TTL_MS;
+        leader_set(s, true, NULL);
+    } else if (rc == 0) {
+        leader_set(s, false, "another server holds the lease");
+    } else {
+        log_warn("cannot renew the leader lease: %s", e->msg);
+    }
+    free(op);
+}
+
+static void leader_check(struct server *s, int64_t now)
+{
+    if (s->leader && now >= s->leader_until_ms - LEADER_RENEW_MS)
+        leader_set(s, false, "its lease could not be renewed in time");
+    if (s->leader_busy || now < s->leader_next_ms) return;
+    s->leader_busy = true;
+    s->leader_next_ms = now + LEADER_RENEW_MS;
+    struct leader_op *op = xcalloc(1, sizeof(*op));
+    op->s = s;
+    op->now_ms = now;
+    commit_submit(s->commit, leader_write, leader_done, op);
+}
+
+static int leader_release_write(struct store *st, void *arg, struct err *e)
+{
+    struct server *s = arg;
+    return store_leader_release(st, LEADER_NAME, s->leader_holder, e);
+}
+
+static void leader_release_done(void *arg, int rc, const struct err *e)
+{
+    (void)arg;
+    if (rc) log_warn("cannot give up the leader lease: %s", e->msg);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
-    if (!s->shutting_down)
-        fleet_tick(s->fleet, time_now_ms());
+    if (s->shutting_down) return;
+    int64_t now = time_now_ms();
+    if (s->elect) leader_check(s, now);
+    sync_tick(s->sync); /* before the leader judges liveness: every server's last_seen */
+    if (s->leader)
+        fleet_tick(s->fleet, now);
+    else
+        fleet_tick_ready(s->fleet, now);
 }
 
 int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
@@ -617,15 +704,28 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->heartbeat_s = o->heartbeat_s;
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
-    struct store_opts so = {.sync_full = o->sync_full};
+    /* the writer announces its commits to other servers (a shared store; else ignored) */
+    struct store_opts so = {.sync_full = o->sync_full}, wo = {.sync_full = o->sync_full,
+                                                              .notify = true};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
-        (rc = store_open(o->db, &so, &writer, e)) || (rc = store_claim(writer, e)) ||
+        (rc = store_open(o->db, &wo, &writer, e)) ||
+        /* one server per store, unless it is shared (issue 11) */
+        (!(store_caps(writer) & STORE_CAP_SHARED) && (rc = store_claim(writer, e))) ||
         (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
         (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
         (rc = blob_store_open(o->blobs, &s->blobs, e))) {
         store_close(writer);
         return rc;
+    }
+    s->elect = (store_caps(writer) & STORE_CAP_LEADER) != 0;
+    s->leader = !s->elect;
+    if (s->elect) {
+        char hostname[256] = "";
+        gethostname(hostname, sizeof(hostname) - 1);
+        char *abs = realpath(o->data, NULL);
+        s->leader_holder = xasprintf("%s:%s", hostname, abs ? abs : o->data);
+        free(abs);
     }
     s->public_url = o->public_url ? xstrdup(o->public_url) : NULL;
     s->http = evhttp_new(base);
@@ -638,6 +738,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     commit_on_batch(s->commit, on_batch, s);
     if ((rc = webhooks_open(s, o, e)))
         return rc;
+    webhooks_set_paused(s->webhooks, !s->leader); /* until the lease is this server's */
     s->sched = sched_new();
     s->metrics = metrics_new();
     struct fleet_deps fd = {
@@ -655,6 +756,9 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         .arg = s,
     };
     s->fleet = fleet_new(&fd);
+    /* before the load: what others commit from now on is applied (again, harmlessly) */
+    if ((store_caps(s->reads) & STORE_CAP_SHARED) && (rc = sync_new(s, o->db, &s->sync, e)))
+        return rc;
     if ((rc = tenants_open(s, o->tenant_max_running, o->tenant_max_queued, e)) ||
         (rc = fleet_load(s->fleet, e)))
         return rc;
@@ -666,6 +770,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
+    if (s->elect) leader_check(s, time_now_ms()); /* at once, not a second later */
     s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
     router_set_uploads(s->router, s->uploads);
     s->sessions = sessions_new();
@@ -724,6 +829,10 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     events_free(s->events);
     s->events = NULL;
     webhooks_stop(s->webhooks); /* what it was sending goes out again after a restart */
+    if (s->elect && s->leader) { /* another server need not wait for the lease to lapse */
+        s->leader = false;
+        commit_submit(s->commit, leader_release_write, leader_release_done, s);
+    }
     /* Answers the agents' parked polls; writes in flight still need the fleet. */
     fleet_stop(s->fleet);
     s->drain_timer = evtimer_new(s->base, on_drain_tick, s);
@@ -743,6 +852,7 @@ void server_release(struct server *s)
         event_base_loop(s->base, EVLOOP_NONBLOCK);
     waiters_free(s->waiters);
     logs_free(s->logs);
+    sync_free(s->sync);
     fleet_free(s->fleet);
     sched_free(s->sched);
     tenants_free(s->tenants);
@@ -763,6 +873,7 @@ void server_release(struct server *s)
         evhttp_free(s->http);
     tls_front_free(s->tls); /* after evhttp, which has closed its side of each connection */
     free(s->listen);
+    free(s->leader_holder);
     json_decref(s->warnings);
     blob_store_close(s->blobs);
     free(s->public_url);

@@ -62,6 +62,14 @@ struct server {
     struct retention *retention; /* archiving and deleting finished jobs (retention.h) */
     struct tenants *tenants;     /* quotas and fair share (tenants.h) */
     struct event *tick;
+    /* The leader lease (store_leader_take): periodic work (lost agents, deadlines, event
+       pruning, webhook deliveries, the retention sweep) runs only while `leader`. Without STORE_CAP_LEADER
+       (SQLite) the one server always leads and `elect` is false. */
+    bool elect, leader, leader_busy;
+    struct sync *sync;       /* STORE_CAP_SHARED: other servers' changes (sync.h), or NULL */
+    char *leader_holder;     /* this server: "HOST:DATA-DIR", the same after a restart */
+    int64_t leader_until_ms; /* when the lease last taken lapses */
+    int64_t leader_next_ms;  /* the next renewal */
     int heartbeat_s;
     int lost_after_s;
     int deadline_grace_s;

@@ -59,7 +59,7 @@ struct webhooks {
     bool started, stopped;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool stop, kicked, applying;
+    bool stop, kicked, applying, paused;
     struct delivery *outcomes; /* thread -> loop */
     struct webhook_stats stats;
     int efd;
@@ -220,7 +220,8 @@ static void *deliverer_main(void *arg)
     int64_t next = 0;
     for (;;) {
         pthread_mutex_lock(&w->lock);
-        while (!w->stop && (w->applying || (!w->kicked && time_now_ms() < next))) {
+        while (!w->stop &&
+               (w->applying || w->paused || (!w->kicked && time_now_ms() < next))) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -367,6 +368,17 @@ int webhooks_start(struct server *s, const char *db_uri, const unsigned char *se
     w->started = true;
     *out = w;
     return 0;
+}
+
+void webhooks_set_paused(struct webhooks *w, bool paused)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->paused = paused;
+    w->kicked = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 void webhooks_kick(struct webhooks *w)

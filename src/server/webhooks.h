@@ -17,6 +17,7 @@
 #ifndef DROVER_SERVER_WEBHOOKS_H
 #define DROVER_SERVER_WEBHOOKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@ int64_t webhook_backoff_ms(int tries);
  */
 int webhooks_start(struct server *s, const char *db_uri, const unsigned char *secret, size_t len,
                    struct webhooks **out, struct err *e);
+/* Paused: nothing is delivered (this server is not the leader). Thread: loop. NULL is fine. */
+void webhooks_set_paused(struct webhooks *w, bool paused);
 /* A batch was committed: deliveries may have been queued. Thread: loop. NULL is fine. */
 void webhooks_kick(struct webhooks *w);
 /*

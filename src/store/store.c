@@ -391,6 +391,44 @@ int store_meta_get(struct store *st, const char *key, char **value, struct err *
     return st->ops->meta_get(st, key, value, e);
 }
 
+int store_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                      int64_t ttl_ms, bool *leader, struct err *e)
+{
+    *leader = false;
+    if (ttl_ms <= 0) return err_set(e, ERR_INVALID, "the leader lease needs a positive ttl");
+    return st->ops->leader_take(st, name, holder, now_ms, ttl_ms, leader, e);
+}
+
+int store_listen(struct store *st, int *fd, struct err *e)
+{
+    if (!st->ops->listen) return err_set(e, ERR_INVALID, "this store is not shared");
+    return st->ops->listen(st, fd, e);
+}
+
+int store_notified(struct store *st, int *fd, bool *any, struct err *e)
+{
+    *any = false;
+    if (!st->ops->notified) return err_set(e, ERR_INVALID, "this store is not shared");
+    return st->ops->notified(st, fd, any, e);
+}
+
+void store_tx_events(struct store *st, int64_t *first, int64_t *last)
+{
+    *first = 1;
+    *last = 0;
+    if (st->ops->tx_events) st->ops->tx_events(st, first, last);
+}
+
+int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e)
+{
+    return st->ops->agent_seen(st, id, last_seen, e);
+}
+
+int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e)
+{
+    return st->ops->leader_release(st, name, holder, e);
+}
+
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e)
 {
     return st->ops->meta_set(st, key, value, e);

@@ -38,11 +38,15 @@ struct store;
 
 struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
+    bool notify;    /* STORE_CAP_SHARED: each commit that wrote events announces itself to the
+                       handles of store_listen (PostgreSQL: one NOTIFY per transaction) */
 };
 
 /* What a backend can do (curl's SSLSUPP_* style). */
 enum store_caps {
     STORE_CAP_SHARED = 1 << 0, /* several servers may share it */
+    STORE_CAP_LEADER = 1 << 1, /* reached over the network: periodic work is the leader's
+                                  (store_leader_take); without it the one server leads */
 };
 
 
@@ -83,8 +87,8 @@ unsigned store_caps(const struct store *st);
  * a second server started on the same store is refused: ERR_CONFLICT when
  * another process holds it. SQLite: nothing to do (the data folder's lock
  * does it). PostgreSQL: a session advisory lock, taken again when the
- * connection is made again. (Several servers on one PostgreSQL database are
- * issue 11's next step; until then one server per database.)
+ * connection is made again. The server claims only a store without
+ * STORE_CAP_SHARED: several servers share a PostgreSQL database (server/sync.h).
  */
 int store_claim(struct store *st, struct err *e);
 
@@ -443,6 +447,40 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
 size_t store_changed_take(char (**ids)[UUID_STR_LEN]);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
+/*
+ * The leader lease: periodic work (lost agents, deadlines, delayed jobs, pruning,
+ * webhook deliveries) runs on one server of those sharing a store. Takes the lease
+ * `name` for `holder` until now_ms + ttl_ms when nobody holds it, when it lapsed
+ * (its expiry <= now_ms) or when `holder` has it already (a renewal): *leader =
+ * true. Else *leader = false, and nothing changes. One statement, committed on its
+ * own when no transaction is open; two servers racing for a lapsed lease cannot both
+ * get it. Clocks: now_ms is the caller's, so the servers' clocks must agree to well
+ * within ttl_ms.
+ */
+int store_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                      int64_t ttl_ms, bool *leader, struct err *e);
+/*
+ * Several servers (STORE_CAP_SHARED): store_listen makes this handle (one of its own: it
+ * does nothing else) hear of other handles' commits that wrote events (store_opts.notify);
+ * *fd is a descriptor to wait on for reading. store_notified reads what came: *any is true
+ * when a commit was announced since the last call, or when the connection was made again
+ * (what came meanwhile is unknown); *fd may then have changed. ERR_INVALID on a store
+ * without STORE_CAP_SHARED; ERR_UNAVAILABLE while the database cannot be reached.
+ */
+int store_listen(struct store *st, int *fd, struct err *e);
+int store_notified(struct store *st, int *fd, bool *any, struct err *e);
+/*
+ * After a store_commit that succeeded: the seqs of the events that transaction wrote,
+ * first..last (first > last: none, or a store that is not shared). A server skips its
+ * own events when it reads the others' (server/sync.h).
+ */
+void store_tx_events(struct store *st, int64_t *first, int64_t *last);
+/* An agent was seen by a server at last_seen (kept when newer than what is stored). No event. */
+int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e);
+
+/* Lets the lease go at once when `holder` has it (a clean shutdown); else nothing. */
+int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e);
+
 int store_meta_get(struct store *st, const char *key, char **value, struct err *e);
 int store_meta_set(struct store *st, const char *key, const char *value, struct err *e);
 

@@ -88,6 +88,13 @@ struct store_ops {
     int (*service_list)(struct store *st, struct service_rec **out, size_t *n, struct err *e);
     int (*service_retire)(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
+    int (*listen)(struct store *st, int *fd, struct err *e);   /* NULL: not shared */
+    int (*notified)(struct store *st, int *fd, bool *any, struct err *e);
+    void (*tx_events)(struct store *st, int64_t *first, int64_t *last); /* NULL: none */
+    int (*agent_seen)(struct store *st, const char *id, int64_t last_seen, struct err *e);
+    int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                       int64_t ttl_ms, bool *leader, struct err *e);
+    int (*leader_release)(struct store *st, const char *name, const char *holder, struct err *e);
     int (*meta_get)(struct store *st, const char *key, char **value, struct err *e);
     int (*meta_set)(struct store *st, const char *key, const char *value, struct err *e);
 

@@ -58,6 +58,9 @@ enum stmt_id {
     S_TOKEN_COUNT,
     S_META_GET,
     S_META_SET,
+    S_LEADER_TAKE,
+    S_AGENT_SEEN,
+    S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
@@ -163,6 +166,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = $1",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    /* a row back: the lease is the holder's (new, renewed or taken over); the row lock
+       serialises two servers racing for it, the WHERE is checked on the newest row */
+    [S_LEADER_TAKE] = "INSERT INTO leader (name, holder, expires_at) VALUES ($1, $2, $3) "
+                      "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                      "expires_at = excluded.expires_at "
+                      "WHERE leader.holder = excluded.holder OR leader.expires_at <= $4 "
+                      "RETURNING holder",
+    [S_AGENT_SEEN] = "UPDATE agents SET last_seen = $2 WHERE id = $1 AND last_seen < $2",
+    [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = $1 AND holder = $2",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
                      "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
@@ -260,7 +272,13 @@ struct store_pg {
     int64_t ev_seq;    /* ... and gave its last event this seq */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
+    bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
+    int64_t ev_first;  /* the transaction's events: seqs ev_first + 1 .. ev_seq */
+    int64_t tx_first, tx_last; /* those of the last committed transaction (store_tx_events) */
+    bool listening;    /* store_listen was called: LISTEN again after a reconnect */
 };
+
+#define NOTIFY_CHANNEL "drover_events"
 
 static struct store_pg *pg(struct store *st)
 {
@@ -686,6 +704,7 @@ static int pg_open(const char *uri, const struct store_opts *opts, struct store 
                      (int)(n < 400 ? n : 400), msg);
         goto out;
     }
+    s->notify = opts && opts->notify;
     if ((rc = session_init(s, e)) ||
         (opts && opts->sync_full &&
          (rc = exec_sql(s, "SET synchronous_commit = on", e, "setting up the session"))) ||
@@ -745,9 +764,16 @@ static int pg_commit(struct store *st, struct err *e)
         struct params p = {0};
         p_int(&p, s->ev_seq);
         rc = run(s, S_EVENT_HEAD_SET, &p, NULL, e, "commit");
+        /* one notification per committed batch, delivered at its commit (issue 11) */
+        if (!rc && s->notify)
+            rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
     }
     if (rc)
         return rc; /* the caller rolls back */
+    s->tx_first = 1;
+    s->tx_last = 0;
+    bool wrote = s->ev_locked && s->ev_seq > s->ev_first;
+    int64_t first = s->ev_first + 1, last = s->ev_seq;
     PGresult *r = PQexec(s->conn, "COMMIT");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = db_err(s, r, e, "commit");
@@ -758,6 +784,10 @@ static int pg_commit(struct store *st, struct err *e)
         tx_reset(s);
     } else {
         tx_reset(s);
+        if (wrote) {
+            s->tx_first = first;
+            s->tx_last = last;
+        }
     }
     PQclear(r);
     return rc;
@@ -846,7 +876,7 @@ static int events_lock(struct store_pg *s, struct err *e)
         PQclear(r);
         return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
     }
-    s->ev_seq = col_int(r, 0, 0);
+    s->ev_seq = s->ev_first = col_int(r, 0, 0);
     s->ev_locked = true;
     PQclear(r);
     return 0;
@@ -1690,6 +1720,81 @@ static int pg_service_retire(struct store *st, const char *name, int64_t now_ms,
     return changes ? 0 : err_set(e, ERR_NOTFOUND, "service '%s' not found", name);
 }
 
+static int pg_leader_take(struct store *st, const char *name, const char *holder, int64_t now_ms,
+                          int64_t ttl_ms, bool *leader, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_text(&p, holder);
+    p_int(&p, now_ms + ttl_ms);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(pg(st), S_LEADER_TAKE, &p, &r, e, "taking the leader lease");
+    if (rc) return rc;
+    *leader = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, last_seen);
+    return run(pg(st), S_AGENT_SEEN, &p, NULL, e, "updating an agent");
+}
+
+static void pg_tx_events(struct store *st, int64_t *first, int64_t *last)
+{
+    struct store_pg *s = pg(st);
+    *first = s->tx_first;
+    *last = s->tx_last;
+}
+
+static int pg_listen(struct store *st, int *fd, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = conn_ready(s, e);
+    if (!rc)
+        rc = exec_sql(s, "LISTEN " NOTIFY_CHANNEL, e, "listening");
+    if (rc)
+        return rc;
+    s->listening = true;
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
+static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        int rc = pg_listen(st, fd, e); /* conn_ready connects again */
+        if (!rc)
+            *any = true; /* what was announced meanwhile is lost */
+        return rc;
+    }
+    if (!PQconsumeInput(s->conn)) {
+        *fd = -1;
+        return db_err(s, NULL, e, "listening");
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(s->conn))) {
+        *any = true;
+        PQfreemem(n);
+    }
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
+static int pg_leader_release(struct store *st, const char *name, const char *holder,
+                             struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, name);
+    p_text(&p, holder);
+    return run(pg(st), S_LEADER_RELEASE, &p, NULL, e, "releasing the leader lease");
+}
+
 /* ---- workflows ---- */
 
 static int pg_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
@@ -2084,7 +2189,7 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
 
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
-    .caps = 0, /* STORE_CAP_SHARED once the server runs several on one database (issue 11) */
+    .caps = STORE_CAP_SHARED | STORE_CAP_LEADER,
     .open = pg_open,
     .close = pg_close,
     .claim = pg_claim,
@@ -2140,4 +2245,10 @@ const struct store_ops store_pg_ops = {
     .tenant_put = pg_tenant_put,
     .tenant_scan = pg_tenant_scan,
     .tenant_count = pg_tenant_count,
+    .leader_take = pg_leader_take,
+    .agent_seen = pg_agent_seen,
+    .listen = pg_listen,
+    .tx_events = pg_tx_events,
+    .notified = pg_notified,
+    .leader_release = pg_leader_release,
 };

@@ -47,6 +47,9 @@ enum stmt_id {
     S_TOKEN_COUNT,
     S_META_GET,
     S_META_SET,
+    S_LEADER_TAKE,
+    S_AGENT_SEEN,
+    S_LEADER_RELEASE,
     S_JOB_UPDATE,
     S_JOB_LEASE_READ,
     S_JOB_LEASE,
@@ -148,6 +151,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
+    /* a row back: the lease is the holder's (new, renewed or taken over) */
+    [S_LEADER_TAKE] = "INSERT INTO leader (name, holder, expires_at) VALUES (?1, ?2, ?3) "
+                      "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                      "expires_at = excluded.expires_at "
+                      "WHERE leader.holder = excluded.holder OR leader.expires_at <= ?4 "
+                      "RETURNING holder",
+    [S_AGENT_SEEN] = "UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
+    [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = ? AND holder = ?",
     /* RETURNING: whether the job's events go to a webhook (no second read for it) */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
                      "finished_at = ?, run_after = ?, progress = ?, result = ?, attempts = ? "
@@ -1011,6 +1022,24 @@ static int sqlite_service_retire(struct store *st, const char *name, int64_t now
     return rc;
 }
 
+static int sqlite_leader_take(struct store *st, const char *name, const char *holder,
+                              int64_t now_ms, int64_t ttl_ms, bool *leader, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_LEADER_TAKE);
+    bind_text(q, 1, name);
+    bind_text(q, 2, holder);
+    sqlite3_bind_int64(q, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(q, 4, now_ms);
+    int rc = sqlite3_step(q);
+    *leader = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(q);
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "taking the leader lease");
+    if (rc) *leader = false;
+    sqlite3_reset(q);
+    return rc;
+}
+
 /* ---- workflows ---- */
 
 static int sqlite_workflow_insert(struct store *st, const struct workflow_rec *w, struct err *e)
@@ -1062,6 +1091,26 @@ static int sqlite_workflow_get(struct store *st, const char *id, struct workflow
     }
     sqlite3_reset(q);
     return rc;
+}
+
+static int sqlite_agent_seen(struct store *st, const char *id, int64_t last_seen,
+                             struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_SEEN);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, last_seen);
+    return exec_stmt(s, q, e, "updating an agent");
+}
+
+static int sqlite_leader_release(struct store *st, const char *name, const char *holder,
+                                 struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_LEADER_RELEASE);
+    bind_text(q, 1, name);
+    bind_text(q, 2, holder);
+    return exec_stmt(s, q, e, "releasing the leader lease");
 }
 
 static int sqlite_workflow_list(struct store *st, const char *owner, const char *after,
@@ -1674,4 +1723,7 @@ const struct store_ops store_sqlite_ops = {
     .tenant_put = sqlite_tenant_put,
     .tenant_scan = sqlite_tenant_scan,
     .tenant_count = sqlite_tenant_count,
+    .leader_take = sqlite_leader_take,
+    .agent_seen = sqlite_agent_seen,
+    .leader_release = sqlite_leader_release,
 };

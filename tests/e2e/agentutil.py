@@ -32,8 +32,10 @@ def agent_token(server, name=None):
 class Agent:
     """A `drover agent` process."""
 
-    def __init__(self, server, name, work_dir, args=(), token=None, wrapper=(), env=None):
+    def __init__(self, server, name, work_dir, args=(), token=None, wrapper=(), env=None,
+                 server_url=None):
         self.server = server
+        self.server_url = server_url or server.url  # what --server says (a list, maybe)
         self.env = dict(env or {})
         self.name = name
         self.work_dir = str(work_dir)
@@ -56,7 +58,7 @@ class Agent:
         env.pop("DROVER_SERVER", None)
         env["DROVER_TOKEN"] = self.token
         env.update(self.env)
-        argv = self.wrapper + [AGENT_BIN, "agent", "--server", self.server.url, "--name", self.name,
+        argv = self.wrapper + [AGENT_BIN, "agent", "--server", self.server_url, "--name", self.name,
                                "--work-dir", self.work_dir] + self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -129,9 +131,9 @@ def make_agent(tmp_path):
     started = []
 
     def make(server, name, *args, start=True, wait=True, work_dir=None, token=None,
-             wrapper=(), env=None):
+             wrapper=(), env=None, server_url=None):
         a = Agent(server, name, work_dir or tmp_path / f"agent-{name}", args, token=token,
-                  wrapper=wrapper, env=env)
+                  wrapper=wrapper, env=env, server_url=server_url)
         started.append(a)
         if start:
             a.start(wait=wait)

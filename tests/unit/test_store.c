@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <limits.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -506,7 +507,7 @@ static void test_open_creates_and_migrates(void **state)
     assert_non_null(f->st);
     assert_true(f->be->exists(f));
     f->be->check_schema(f);
-    assert_int_equal(store_caps(f->st) & ~(unsigned)STORE_CAP_SHARED, 0);
+    assert_int_equal(store_caps(f->st) & ~(unsigned)(STORE_CAP_SHARED | STORE_CAP_LEADER), 0);
 
     /* Empty, and every table usable. */
     struct job_filter flt = filter_any();
@@ -2661,6 +2662,147 @@ static void test_services(void **state)
     store_close(rd);
 }
 
+static int last_seen_of(void *arg, const struct agent_rec *a)
+{
+    *(int64_t *)arg = a->last_seen;
+    return 0;
+}
+
+/* store_agent_seen keeps the newest time a server saw the agent; no event. */
+static void test_agent_seen(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN];
+    assert_ok(agent_upsert(f, "w1", "tok-a", "inst-1", id, &e), &e); /* last_seen 1000 */
+    int64_t first = 0, last = 0, seen = 0;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_ok(store_agent_seen(f->st, id, 5000, &e), &e);
+    assert_ok(store_agent_seen(f->st, id, 4000, &e), &e); /* older: kept 5000 */
+    assert_ok(store_agent_scan(f->st, last_seen_of, &seen, &e), &e);
+    assert_int_equal(seen, 5000);
+    assert_ok(store_agent_seen(f->st, "no-such-agent", 9000, &e), &e); /* nothing to do */
+    int64_t first2 = 0, last2 = 0;
+    assert_ok(store_event_window(f->st, &first2, &last2, &e), &e);
+    assert_int_equal(last2, last);
+}
+
+/* A shared store: a commit that wrote events is announced to a listening handle, once. */
+static void test_listen(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    int fd = -1;
+    bool any = true;
+    int64_t first = 0, last = -1, wfirst = 0, wlast = 0;
+    if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
+        struct job one;
+        make_simple(&one, T0, "q");
+        insert_jobs(f->st, &one, 1);
+        job_release(&one);
+        store_tx_events(f->st, &first, &last);
+        assert_true(first > last); /* not shared: nothing to tell */
+        assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
+        assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
+        assert_false(any);
+        return;
+    }
+    struct store_opts so = {.notify = true};
+    struct store *writer;
+    assert_ok(store_open(f->uri, &so, &writer, &e), &e);
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    assert_ok(store_listen(f->st2, &fd, &e), &e);
+    assert_true(fd >= 0);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any); /* nothing yet */
+    /* a batch of two jobs: one announcement */
+    struct job j[2];
+    make_simple(&j[0], T0, "q");
+    make_simple(&j[1], T0, "q");
+    assert_ok(store_begin(writer, &e), &e);
+    assert_ok(store_job_insert(writer, &j[0], &e), &e);
+    assert_ok(store_job_insert(writer, &j[1], &e), &e);
+    assert_ok(store_commit(writer, &e), &e);
+    /* the seqs of the two events it wrote, the newest ones */
+    store_tx_events(writer, &first, &last);
+    assert_ok(store_event_window(f->st, &wfirst, &wlast, &e), &e);
+    assert_int_equal(last - first, 1);
+    assert_int_equal(last, wlast);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_true(any);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any); /* read once */
+    /* rolled back: nothing */
+    struct job k;
+    make_simple(&k, T0, "q");
+    assert_ok(store_begin(writer, &e), &e);
+    assert_ok(store_job_insert(writer, &k, &e), &e);
+    store_rollback(writer);
+    assert_ok(store_begin(writer, &e), &e); /* a commit without events: none */
+    assert_ok(store_meta_set(writer, "m", "v", &e), &e);
+    assert_ok(store_commit(writer, &e), &e);
+    store_tx_events(writer, &first, &last);
+    assert_true(first > last);
+    /* a handle without notify announces nothing */
+    insert_jobs(f->st, &k, 1);
+    assert_int_equal(poll(&pfd, 1, 300), 0);
+    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_false(any);
+    store_close(writer);
+    release_jobs(j, 2);
+    job_release(&k);
+}
+
+/* The leader lease: one holder at a time, renewed by it, taken over once it lapsed. */
+static void test_leader(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    bool lead = true;
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e); /* a second server */
+    struct store *a = f->st, *b = f->st2;
+
+    assert_ok(store_leader_take(a, "periodic", "server-a", 1000, 5000, &lead, &e), &e);
+    assert_true(lead); /* nobody had it */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 2000, 5000, &lead, &e), &e);
+    assert_false(lead); /* a's until 6000 */
+    assert_ok(store_leader_take(a, "periodic", "server-a", 3000, 5000, &lead, &e), &e);
+    assert_true(lead); /* renewed: until 8000 */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 7999, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* another lease is another row */
+    assert_ok(store_leader_take(b, "other", "server-b", 7999, 5000, &lead, &e), &e);
+    assert_true(lead);
+    /* lapsed: b takes it over, and a no longer has it */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 8000, 5000, &lead, &e), &e);
+    assert_true(lead);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8500, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* a release by who does not hold it changes nothing */
+    assert_ok(store_leader_release(a, "periodic", "server-a", &e), &e);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8600, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* the holder's release lets the other take it at once */
+    assert_ok(store_leader_release(b, "periodic", "server-b", &e), &e);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 8700, 5000, &lead, &e), &e);
+    assert_true(lead);
+    /* in a transaction rolled back: not taken */
+    assert_ok(store_begin(b, &e), &e);
+    assert_ok(store_leader_take(b, "periodic", "server-b", 20000, 5000, &lead, &e), &e);
+    assert_true(lead);
+    store_rollback(b);
+    assert_ok(store_leader_take(a, "periodic", "server-a", 19000, 5000, &lead, &e), &e);
+    assert_true(lead); /* still a's: renewed until 24000 */
+    assert_ok(store_leader_take(b, "periodic", "server-b", 23999, 5000, &lead, &e), &e);
+    assert_false(lead);
+    /* a ttl that is not positive is refused */
+    lead = true;
+    assert_err(store_leader_take(a, "periodic", "server-a", 30000, 0, &lead, &e), ERR_INVALID, &e);
+    assert_false(lead);
+}
+
 /* --- workflows ----------------------------------------------------------------------------- */
 
 /* A workflow of owner from its text (' for "), stored with its jobs in one transaction. */
@@ -2970,6 +3112,9 @@ int main(void)
         T(test_agent_owner),
         T(test_meta),
         T(test_services),
+        T(test_leader),
+        T(test_agent_seen),
+        T(test_listen),
         T(test_events),
         T(test_logs),
         T(test_update_and_scan),

@@ -88,6 +88,10 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX workflows_owner ON workflows (owner, id);"
     "CREATE TABLE workflow_jobs ("
     "  job text COLLATE \"C\" PRIMARY KEY, workflow text NOT NULL, node text NOT NULL);",
+    /* 6: the leader lease (SQLite's 11; store_leader_take): which server does the periodic
+       work, until when (ms since the epoch, the holder's clock) */
+    "CREATE TABLE leader ("
+    "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
 };
 
 #endif

@@ -96,6 +96,10 @@ static const char *const sqlite_migrations[] = {
     "CREATE INDEX workflows_owner ON workflows (owner, id);"
     "CREATE TABLE workflow_jobs ("
     "  job TEXT PRIMARY KEY, workflow TEXT NOT NULL, node TEXT NOT NULL) WITHOUT ROWID;",
+    /* 11: the leader lease (store_leader_take): which server does the periodic work, until
+       when (ms since the epoch, the holder's clock) */
+    "CREATE TABLE leader ("
+    "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #endif

@@ -1,0 +1,201 @@
+/*
+ * sync.c - see sync.h.
+ */
+#include "server/sync.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "server/commit.h"
+#include "server/fleet.h"
+#include "server/server.h"
+#include "store/store.h"
+
+#define SYNC_PAGE 1000 /* events read at once */
+#define SYNC_PAGES 20  /* pages per catch-up; the rest at the next one */
+
+struct sync {
+    struct server *s;
+    struct store *listen; /* LISTENs; does nothing else */
+    int fd;
+    struct event *ev;
+    int64_t seq; /* the newest event applied */
+    bool failing;
+};
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
+static void watch(struct sync *y, int fd)
+{
+    if (fd == y->fd && y->ev) return;
+    if (y->ev) event_free(y->ev);
+    y->ev = NULL;
+    y->fd = fd;
+    if (fd < 0) return;
+    y->ev = event_new(y->s->base, fd, EV_READ | EV_PERSIST, on_readable, y);
+    event_add(y->ev, NULL);
+}
+
+static int agent_synced(void *arg, const struct agent_rec *rec)
+{
+    fleet_agent_synced(arg, rec);
+    return 0;
+}
+
+static int sync_agents(struct sync *y)
+{
+    struct err e = ERR_INIT;
+    int rc = store_agent_scan(y->s->reads, agent_synced, y->s->fleet, &e);
+    if (rc) log_warn("cannot read the agents from the store: %s", e.msg);
+    return rc;
+}
+
+struct page {
+    struct committer *commit;
+    struct hmap jobs; /* ids named by the events read -> (void *)1 */
+    int64_t last;
+    size_t n;
+    bool agents; /* an agent event: read the agents first */
+};
+
+static int collect(void *arg, const struct event_rec *ev)
+{
+    struct page *p = arg;
+    p->last = ev->seq;
+    p->n++;
+    if (commit_wrote_event(p->commit, ev->seq)) return 0; /* this server's: applied already */
+    if (ev->kind == EVENT_JOB && !hmap_get(&p->jobs, ev->subject))
+        hmap_put(&p->jobs, ev->subject, (void *)1);
+    else if (ev->kind == EVENT_AGENT)
+        p->agents = true;
+    return 0;
+}
+
+static int job_synced(void *arg, const struct job *j)
+{
+    fleet_job_synced(arg, j);
+    return 0;
+}
+
+/* The events this server missed are gone (pruned): every unfinished job is read again. */
+static void resync(struct sync *y)
+{
+    struct err e = ERR_INIT;
+    int64_t first = 0, last = 0;
+    if (store_event_window(y->s->reads, &first, &last, &e) ||
+        sync_agents(y) ||
+        store_job_scan(y->s->reads,
+                       (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), job_synced,
+                       y->s->fleet, &e)) {
+        log_warn("cannot read the store again: %s", e.msg);
+        return;
+    }
+    log_warn("events up to %lld were pruned before this server read them: unfinished jobs "
+             "read again", (long long)last);
+    y->seq = last;
+}
+
+static void catch_up(struct sync *y)
+{
+    struct server *s = y->s;
+    for (int page = 0; page < SYNC_PAGES; page++) {
+        struct page p = {.commit = s->commit, .last = y->seq};
+        hmap_init(&p.jobs);
+        struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
+        struct err e = ERR_INIT;
+        int rc = store_event_list(s->reads, &flt, collect, &p, &e);
+        bool agents_read = false;
+        if (!rc && p.agents) {
+            rc = sync_agents(y);
+            agents_read = true;
+        }
+        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he; he = hmap_next(&p.jobs, he)) {
+            struct job j;
+            int grc = store_job_get(s->reads, he->key, &j, &e);
+            if (grc == ERR_NOTFOUND) continue; /* gone (purged) */
+            if ((rc = grc)) break;
+            /* its agent registered elsewhere a moment ago: know it before its lease */
+            if (j.agent && !fleet_agent(s->fleet, j.agent) && !agents_read) {
+                sync_agents(y);
+                agents_read = true;
+            }
+            fleet_job_synced(s->fleet, &j);
+            job_release(&j);
+        }
+        hmap_release(&p.jobs, NULL);
+        if (rc == ERR_GONE) {
+            resync(y);
+            return;
+        }
+        if (rc) {
+            if (!y->failing) log_warn("cannot read the events of other servers: %s", e.msg);
+            y->failing = true;
+            return; /* read again next time: applying twice is harmless */
+        }
+        if (y->failing) log_info("reading the events of other servers again");
+        y->failing = false;
+        y->seq = p.last;
+        if (p.n < SYNC_PAGE) return;
+    }
+}
+
+static void notified(struct sync *y)
+{
+    struct err e = ERR_INIT;
+    bool any = false;
+    int fd = y->fd;
+    if (store_notified(y->listen, &fd, &any, &e)) {
+        log_debug("listening for other servers' commits: %s", e.msg);
+        watch(y, -1); /* made again at a tick */
+        return;
+    }
+    watch(y, fd);
+    if (any) catch_up(y);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sync *y = arg;
+    if (!y->s->shutting_down) notified(y);
+}
+
+void sync_tick(struct sync *y)
+{
+    if (!y || y->s->shutting_down) return;
+    notified(y);
+    sync_agents(y);
+    fleet_flush_seen(y->s->fleet);
+    catch_up(y); /* whatever an announcement lost to a reconnect would have said */
+}
+
+int sync_new(struct server *s, const char *db_uri, struct sync **out, struct err *e)
+{
+    struct sync *y = xcalloc(1, sizeof(*y));
+    y->s = s;
+    y->fd = -1;
+    int64_t first = 0;
+    int fd = -1;
+    int rc = store_open(db_uri, NULL, &y->listen, e);
+    if (!rc) rc = store_listen(y->listen, &fd, e);
+    if (!rc) rc = store_event_window(s->reads, &first, &y->seq, e);
+    if (rc) {
+        sync_free(y);
+        return rc;
+    }
+    watch(y, fd);
+    *out = y;
+    return 0;
+}
+
+void sync_free(struct sync *y)
+{
+    if (!y) return;
+    if (y->ev) event_free(y->ev);
+    store_close(y->listen);
+    free(y);
+}

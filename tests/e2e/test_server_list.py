@@ -1,0 +1,69 @@
+"""Agents and the CLI given several servers (--server A,B and DROVER_SERVER).
+
+No second server is needed here: a port nothing listens on stands for a server
+that is down, and the same server restarted on another port (same data folder)
+for a server the agent must move to while it runs a job.
+"""
+import os
+import subprocess
+
+from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
+from conftest import BIN, Server, free_port, ok
+
+
+def test_agent_skips_a_server_that_is_down(server, make_agent):  # noqa: F811
+    dead = f"http://127.0.0.1:{free_port()}"
+    a = make_agent(server, "w1", server_url=f"{dead},{server.url}")
+    job = submit(server, command={"shell": "echo via-second"})
+    j = wait_job(server, job)
+    assert j["state"] == "succeeded" and j["result"]["stdout"] == "via-second\n", j
+    assert j["agent"] == "w1"
+    log = a.read_log()
+    assert f"the server at {dead} cannot be reached; going on with {server.url}" in log, log
+
+
+def test_agent_moves_to_the_next_server_while_a_job_runs(tmp_path, make_agent):  # noqa: F811
+    first = Server(tmp_path / "data")
+    first.start()
+    second = Server(tmp_path / "data")  # the same data, on another port: the same jobs
+    try:
+        a = make_agent(first, "w1", server_url=f"{first.url},{second.url}")
+        job = submit(first, command={"shell": "sleep 2; echo done"})
+        wait_job(first, job, states=("running",))
+        first.kill()
+        second.start()
+        j = wait_job(second, job, timeout=60)
+        # the result was sent to the second server, the agent registered there again
+        assert j["state"] == "succeeded" and j["result"]["stdout"] == "done\n", j
+        assert j["attempt"] == 1, j
+        later = submit(second, command={"shell": "echo later"})
+        assert wait_job(second, later)["state"] == "succeeded"
+        assert f"going on with {second.url}" in a.read_log()
+    finally:
+        first.kill()
+        second.kill()
+
+
+def test_cli_with_a_server_list(server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    r = server.run_cli("submit", "--", "/bin/true", env={"DROVER_SERVER": f"{dead},{server.url}"})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    listed = ok(server.run_cli("jobs", "--server", f" {dead} , {server.url} "))
+    assert out.strip() in listed
+    # every server down: the error names the last one tried
+    dead2 = f"http://127.0.0.1:{free_port()}"
+    r = server.run_cli("jobs", env={"DROVER_SERVER": f"{dead},{dead2}"})
+    assert r.returncode != 0 and "cannot reach the drover server" in r.stderr, r.stderr
+
+
+def test_bad_server_lists_are_refused(server, tmp_path):
+    for bad, says in ((f"{server.url},", "has an empty entry"),
+                      (f"{server.url},ftp://x", "must start with http"),
+                      (",".join(["a:1"] * 17), "more than 16 servers")):
+        r = server.run_cli("jobs", env={"DROVER_SERVER": bad})
+        assert r.returncode != 0 and says in r.stderr, (bad, r.stderr)
+        env = dict(os.environ, DROVER_TOKEN="x", DROVER_SERVER=bad)
+        p = subprocess.run([BIN, "agent", "--work-dir", str(tmp_path / "w")], env=env,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and says in p.stderr, (bad, p.stderr)
