@@ -308,11 +308,12 @@ static void test_fit_warnings(void **state)
 static void test_waiting(void **state)
 {
     (void)state;
-    int64_t now = time_now_ms();
+    int64_t now; /* read after each job is made: a job is due from its creation (run_after) */
     struct sched_fit fit;
     struct job j;
 
     fit_job(&fit, &j, "{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}", "");
+    now = time_now_ms();
     json_t *w = sched_waiting_json(&j, &fit, now);
     assert_string_equal(json_string_value(json_object_get(w, "reason")), "no_agent");
     assert_string_equal(json_string_value(json_object_get(w, "message")),
@@ -329,6 +330,7 @@ static void test_waiting(void **state)
 
     fit_job(&fit, &j, "{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
             "[\"bio\"]|{}|1;[\"bio\"]|{}|1");
+    now = time_now_ms();
     w = sched_waiting_json(&j, &fit, now);
     assert_string_equal(json_string_value(json_object_get(w, "reason")), "busy");
     assert_non_null(strstr(json_string_value(json_object_get(w, "message")), "2 agents could"));
@@ -336,6 +338,7 @@ static void test_waiting(void **state)
     job_release(&j);
 
     fit_job(&fit, &j, "{\"delay_s\": 60, \"command\": {\"program\": \"p\"}}", "[\"default\"]|{}|1");
+    now = time_now_ms();
     w = sched_waiting_json(&j, &fit, now);
     assert_string_equal(json_string_value(json_object_get(w, "reason")), "delayed");
     assert_non_null(strstr(json_string_value(json_object_get(w, "message")), "delayed until "));
