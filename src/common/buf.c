@@ -57,6 +57,39 @@ void buf_addc(struct buf *b, char c)
     buf_add(b, &c, 1);
 }
 
+#define PATH_KEY_MAX 128 /* bytes of a (client's) key quoted in a path */
+
+size_t buf_path_key(struct buf *b, const char *key)
+{
+    size_t mark = b->len;
+    size_t len = strlen(key), n = len;
+    if (mark)
+        buf_addc(b, '.');
+    if (n > PATH_KEY_MAX) {
+        n = PATH_KEY_MAX;
+        while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
+            n--;
+    }
+    buf_add(b, key, n);
+    if (n < len)
+        buf_adds(b, "...");
+    return mark;
+}
+
+size_t buf_path_index(struct buf *b, size_t i)
+{
+    size_t mark = b->len;
+    buf_addf(b, "[%zu]", i);
+    return mark;
+}
+
+void buf_path_cut(struct buf *b, size_t mark)
+{
+    b->len = mark;
+    if (b->data)
+        b->data[mark] = '\0';
+}
+
 void buf_addf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

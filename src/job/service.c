@@ -49,24 +49,17 @@ struct sctx {
 
 static size_t path_key(struct sctx *c, const char *key)
 {
-    size_t mark = c->path.len;
-    if (mark) buf_addc(&c->path, '.');
-    size_t n = strlen(key);
-    buf_add(&c->path, key, n > 128 ? 128 : n);
-    return mark;
+    return buf_path_key(&c->path, key);
 }
 
 static size_t path_index(struct sctx *c, size_t i)
 {
-    size_t mark = c->path.len;
-    buf_addf(&c->path, "[%zu]", i);
-    return mark;
+    return buf_path_index(&c->path, i);
 }
 
 static void path_cut(struct sctx *c, size_t mark)
 {
-    c->path.len = mark;
-    if (c->path.data) c->path.data[mark] = '\0';
+    buf_path_cut(&c->path, mark);
 }
 
 static int PRINTF_LIKE(2, 3) fail(struct sctx *c, const char *fmt, ...)

@@ -25,7 +25,6 @@
 #include "common/buf.h"
 #include "job/protocol.h"
 
-#define SHOWN_KEY_MAX 128 /* bytes of a client's key quoted in a path */
 #define S3_KEY_MAX 1024   /* what S3 allows */
 #define PROGRAM_MAX 4096
 #define ARG_NAME_MAX 4096
@@ -57,37 +56,19 @@ struct field {
 
 /* --- paths and failures ------------------------------------------------- */
 
-/* Appends ".key" (no dot at the start); returns the length to cut back to. */
 static size_t path_key(struct ctx *c, const char *key)
 {
-    size_t mark = c->path.len;
-    size_t len = strlen(key), n = len;
-    if (mark)
-        buf_addc(&c->path, '.');
-    if (n > SHOWN_KEY_MAX) {
-        /* A client's unknown key can be long: keep the path readable, and whole UTF-8. */
-        n = SHOWN_KEY_MAX;
-        while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
-            n--;
-    }
-    buf_add(&c->path, key, n);
-    if (n < len)
-        buf_adds(&c->path, "...");
-    return mark;
+    return buf_path_key(&c->path, key);
 }
 
 static size_t path_index(struct ctx *c, size_t i)
 {
-    size_t mark = c->path.len;
-    buf_addf(&c->path, "[%zu]", i);
-    return mark;
+    return buf_path_index(&c->path, i);
 }
 
 static void path_cut(struct ctx *c, size_t mark)
 {
-    c->path.len = mark;
-    if (c->path.data)
-        c->path.data[mark] = '\0';
+    buf_path_cut(&c->path, mark);
 }
 
 /* Fails with the current path as the field; the message is "<path> <what>". */
