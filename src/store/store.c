@@ -203,6 +203,31 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
+/* The name of the node whose job is `job`; NULL when none. */
+static const char *node_of_job(json_t *nodes, const char *job)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(nodes, k, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "job"));
+        if (id && !strcmp(id, job)) return k;
+    }
+    return NULL;
+}
+
+/* The workflow job `job` belongs to, in *w (release it): 1; 0 when it belongs to none. */
+static int workflow_of_job(struct store *st, const char *job, struct workflow_rec *w,
+                           struct err *e)
+{
+    char wid[UUID_STR_LEN];
+    struct err we = ERR_INIT;
+    int rc = st->ops->workflow_of(st, job, wid, &we);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", we.msg);
+    return (rc = st->ops->workflow_get(st, wid, w, e)) ? rc : 1;
+}
+
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
 
@@ -634,21 +659,12 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
 {
-    char wid[UUID_STR_LEN];
-    struct err we = ERR_INIT;
-    int rc = st->ops->workflow_of(st, job, wid, &we);
-    if (rc == ERR_NOTFOUND) return 0; /* not a workflow's */
-    if (rc) return err_set(e, rc, "%s", we.msg);
     struct workflow_rec w;
-    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
-    json_t *nodes = json_object_get(w.doc, "nodes");
-    const char *name = NULL, *k;
-    json_t *v;
-    json_object_foreach(nodes, k, v)
-    {
-        const char *id = json_string_value(json_object_get(v, "job"));
-        if (id && !strcmp(id, job)) name = k;
-    }
+    int rc = workflow_of_job(st, job, &w, e);
+    if (rc <= 0) return rc; /* an error, or not a workflow's job */
+    rc = 0;
+    json_t *nodes = json_object_get(w.doc, "nodes"), *v;
+    const char *name = node_of_job(nodes, job), *k;
     json_object_foreach(nodes, k, v)
     {
         size_t i;
@@ -667,20 +683,11 @@ static int workflow_advance(struct store *st, const char *job, int64_t now_ms, s
 
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e)
 {
-    char wid[UUID_STR_LEN];
-    struct err we = ERR_INIT;
-    int rc = st->ops->workflow_of(st, job, wid, &we);
-    if (rc == ERR_NOTFOUND) return 0; /* not a workflow's */
-    if (rc) return err_set(e, rc, "%s", we.msg);
     struct workflow_rec w;
-    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
-    const char *name = NULL, *k;
-    json_t *v;
-    json_object_foreach(json_object_get(w.doc, "nodes"), k, v)
-    {
-        const char *id = json_string_value(json_object_get(v, "job"));
-        if (id && !strcmp(id, job)) name = k;
-    }
+    int rc = workflow_of_job(st, job, &w, e);
+    if (rc <= 0) return rc; /* an error, or not a workflow's job */
+    rc = 0;
+    const char *name = node_of_job(json_object_get(w.doc, "nodes"), job);
     struct job j;
     bool loaded = false, changed = false;
     size_t i, len = name ? strlen(name) : 0;
