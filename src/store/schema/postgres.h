@@ -92,6 +92,12 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
+    /* 7: the dashboard's sessions (SQLite's 12) */
+    "CREATE TABLE sessions ("
+    "  id_hash text COLLATE \"C\" PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL,"
+    "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_name ON sessions (name, expires_at);"
+    "CREATE INDEX sessions_expiry ON sessions (expires_at);",
 };
 
 #endif
