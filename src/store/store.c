@@ -273,7 +273,44 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
         c[i].spec = NULL;
     }
     *nleased = 0;
-    return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    /* an array's candidate: its next task is claimed and its job made, in this transaction */
+    for (size_t i = 0; i < n; i++) {
+        c[i].exhausted = false;
+        if (!c[i].array[0]) continue;
+        struct job j;
+        struct err ce = ERR_INIT;
+        int rc = store_array_claim(st, c[i].array, now_ms, &j, &ce);
+        if (rc == ERR_NOTFOUND) {
+            c[i].exhausted = true;
+            c[i].job[0] = '\0';
+            continue;
+        }
+        if (rc) {
+            *e = ce;
+            return rc;
+        }
+        memcpy(c[i].job, j.id, sizeof(c[i].job));
+        job_release(&j);
+    }
+    size_t empty = 0;
+    for (size_t i = 0; i < n; i++)
+        empty += !c[i].job[0];
+    if (empty == n) return 0;
+    if (!empty) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    /* candidates whose array had nothing left are left out */
+    struct store_lease *live = xcalloc(n, sizeof(*live));
+    size_t *at = xcalloc(n, sizeof(*at)), m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].job[0]) continue;
+        live[m] = c[i];
+        at[m++] = i;
+    }
+    int rc = st->ops->job_lease(st, agent, now_ms, live, m, nleased, e);
+    for (size_t k = 0; k < m; k++)
+        c[at[k]] = live[k];
+    free(live);
+    free(at);
+    return rc;
 }
 
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,

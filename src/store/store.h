@@ -167,7 +167,9 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
  * with the caller's transaction (or savepoint), as for any write.
  */
 struct store_lease {
-    char job[UUID_STR_LEN]; /* in: a candidate */
+    char job[UUID_STR_LEN]; /* in: a candidate; out: the task's id for an array's */
+    char array[UUID_STR_LEN]; /* in: "" or an array (store_array_claim: its next task) */
+    bool exhausted;         /* out: the array had no task left to claim */
     bool leased;            /* out */
     int attempt;            /* out, when leased */
     char *spec;             /* out, when leased: the stored spec text (caller frees) */
@@ -445,6 +447,75 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
  * frees *ids. Thread-safe: the server reads them on its loop after each batch.
  */
 size_t store_changed_take(char (**ids)[UUID_STR_LEN]);
+
+/*
+ * Job arrays (job/array.h; docs/api.md "Arrays"). An array is one row: its spec template once,
+ * count tasks, a cursor next_index: tasks at or above it that are not in `skips` are queued
+ * without a row of their own. A task becomes an ordinary job (id array_task_id(), linked in
+ * array_tasks) when it is claimed for a lease (store_array_claim, in the lease's
+ * transaction: the cursor moves in the database, so servers sharing it claim each task once),
+ * or when a cancel or a retry by range reaches it.
+ */
+struct array_rec {
+    char id[UUID_STR_LEN];
+    char *owner, *tenant; /* NULL: none */
+    char *queue;
+    char *name; /* NULL: none */
+    int priority;
+    int kind;     /* enum array_kind */
+    char *source; /* objects: the prefix listed; else NULL */
+    int64_t count, next_index;
+    json_t *skips; /* [[from, to], ...]: unclaimed tasks that were cancelled, sorted, disjoint */
+    json_t *spec;  /* the normalised spec template */
+    int64_t created_at, run_after; /* run_after: created_at + delay_s (not stored) */
+    json_t *items; /* store_array_insert: the items' texts (strings), or NULL (count) */
+};
+void array_rec_release(struct array_rec *a);
+/* Inserts a (and its items, a->items) with next_index 0 and no skips. */
+int store_array_insert(struct store *st, const struct array_rec *a, struct err *e);
+/* ERR_NOTFOUND when there is no such array; out->items stays NULL. */
+int store_array_get(struct store *st, const char *id, struct array_rec *out, struct err *e);
+/* Up to limit (1..1000) arrays, newest first: owner's (NULL: all), ids older than after. */
+int store_array_list(struct store *st, const char *owner, const char *after, int limit,
+                     struct array_rec **out, size_t *n, struct err *e);
+/* Tasks that may still be claimed (at or above the cursor, not skipped). */
+int64_t array_claimable(const struct array_rec *a);
+/*
+ * Claims array `id`'s next task and inserts its job, queued, into out (the caller's to
+ * release): ERR_NOTFOUND when the array has none left (or is gone).
+ */
+int store_array_claim(struct store *st, const char *id, int64_t now_ms, struct job *out,
+                      struct err *e);
+/*
+ * Counts per state of the array's tasks into counts[JOB_NSTATES]: its jobs' states, the
+ * tasks not claimed yet as queued, the skipped as cancelled.
+ */
+int store_array_counts(struct store *st, const struct array_rec *a, int64_t *counts,
+                       struct err *e);
+/*
+ * Calls fn for each task from..to (inclusive) in index order, up to limit of them, with state
+ * `state` (-1: any): with its job, or with j NULL for one without (queued, or cancelled
+ * unclaimed: *state says). fn's non-zero return stops it.
+ */
+int store_array_tasks(struct store *st, const struct array_rec *a, int64_t from, int64_t to,
+                      int state, int limit,
+                      int (*fn)(void *arg, int64_t index, int state, const struct job *j),
+                      void *arg, struct err *e);
+/*
+ * Cancels tasks from..to: each job not ended (store_job_apply), and the unclaimed tasks
+ * (skipped from now on). fn is given each job changed (its to release). *n = how many tasks.
+ */
+int store_array_cancel(struct store *st, const char *id, int64_t from, int64_t to,
+                       int64_t now_ms, int (*fn)(void *arg, struct job *j), void *arg,
+                       int64_t *n, struct err *e);
+/*
+ * Retries tasks from..to that failed or were cancelled: their jobs queued again, cancelled
+ * unclaimed tasks queued again (above the cursor: unskipped; below it: their jobs made).
+ * fn is given each job queued (its to release). *n = how many tasks.
+ */
+int store_array_retry(struct store *st, const char *id, int64_t from, int64_t to,
+                      int64_t now_ms, int (*fn)(void *arg, struct job *j), void *arg,
+                      int64_t *n, struct err *e);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 /*

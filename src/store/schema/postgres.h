@@ -92,6 +92,19 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
+    /* 7: job arrays (SQLite's 12) */
+    "CREATE TABLE arrays ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, tenant text, queue text NOT NULL,"
+    "  name text, priority integer NOT NULL, kind integer NOT NULL, source text,"
+    "  count bigint NOT NULL, next_index bigint NOT NULL, skips text NOT NULL,"
+    "  spec text NOT NULL, created_at bigint NOT NULL);"
+    "CREATE INDEX arrays_owner ON arrays (owner, id);"
+    "CREATE TABLE array_items ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, item text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));"
+    "CREATE TABLE array_tasks ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, job text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));",
 };
 
 #endif
