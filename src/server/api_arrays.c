@@ -99,6 +99,7 @@ static int arr_write(struct store *st, void *arg, struct err *e)
     struct arr_submit *op = arg;
     int rc = op->use.name[0] ? services_recheck(st, &op->use, e) : 0;
     if (!rc) rc = store_array_insert(st, &op->rec, e);
+    if (!rc) rc = store_event_array(st, &op->rec, ARRAY_SUBMITTED, e);
     if (rc || !op->max_queued) return rc;
     /* its tasks count against the tenant's max_queued as jobs would */
     rc = store_tenant_count(st, op->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &op->queued, e);
@@ -518,6 +519,7 @@ static int range_write(struct store *st, void *arg, struct err *e)
                        : store_array_cancel(st, op->id, op->from, op->to, now, range_keep, op,
                                             &op->n, e);
     if (!rc) rc = store_array_get(st, op->id, &op->after, e);
+    if (!rc) rc = store_event_array(st, &op->after, ARRAY_CHANGED, e);
     return rc;
 }
 

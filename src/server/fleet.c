@@ -999,8 +999,6 @@ static int load_job(void *arg, const struct job *j)
     return 0;
 }
 
-static int load_arrays(struct fleet *f, struct err *e);
-
 int fleet_load(struct fleet *f, struct err *e)
 {
     int rc = store_agent_scan(f->d.reads, load_agent, f, e);
@@ -1008,7 +1006,7 @@ int fleet_load(struct fleet *f, struct err *e)
         rc = store_job_scan(f->d.reads,
                             (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), load_job,
                             f, e);
-    if (!rc) rc = load_arrays(f, e);
+    if (!rc) rc = fleet_load_arrays(f, e);
     return rc;
 }
 
@@ -1028,7 +1026,7 @@ void fleet_array_changed(struct fleet *f, const struct array_rec *a)
 }
 
 /* Every array with tasks left to claim gets its scheduler entry. */
-static int load_arrays(struct fleet *f, struct err *e)
+int fleet_load_arrays(struct fleet *f, struct err *e)
 {
     char after[UUID_STR_LEN] = "";
     for (;;) {

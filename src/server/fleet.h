@@ -129,6 +129,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
  */
 struct array_rec;
 void fleet_array_changed(struct fleet *f, const struct array_rec *a);
+/* fleet_array_changed for every stored array (at start, and after missed events). */
+int fleet_load_arrays(struct fleet *f, struct err *e);
 
 /*
  * Several servers on one store (STORE_CAP_SHARED): the fleet is then a cache of what

@@ -35,6 +35,7 @@
 #include "job/protocol.h"
 
 struct store;
+struct array_rec;
 
 struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
@@ -250,7 +251,9 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT };
+enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT, EVENT_ARRAY };
+/* An array event's state: stored, or a cancel or retry by range changed it. */
+enum array_change { ARRAY_SUBMITTED, ARRAY_CHANGED };
 /* An object event's state. */
 enum object_change { OBJECT_CREATED, OBJECT_DELETED };
 
@@ -258,9 +261,9 @@ struct event_rec {
     int64_t seq;
     int64_t at;      /* ms since the epoch */
     int kind;        /* enum event_kind */
-    char subject[UUID_STR_LEN]; /* the job's or the agent's id */
+    char subject[UUID_STR_LEN]; /* the job's, the agent's or the array's id */
     char *queue;     /* job events */
-    int state;       /* enum job_state, enum agent_state or enum object_change */
+    int state;       /* enum job_state, agent_state, object_change or array_change */
     int attempt;     /* job events; 0 = none */
     char *agent;     /* job events: the agent's name, when one holds it; agent events: its name */
     json_t *data;    /* jobs: {"percent", "message", "reason", "exit_code", ...} or NULL;
@@ -273,8 +276,8 @@ struct event_filter {
     const char *queue;         /* NULL = any */
     const char *const *jobs;   /* subjects wanted, or NULL = any */
     size_t njobs;
-    const char *owner;         /* only job events of this owner's jobs (and agent and object
-                                  events); NULL = all */
+    const char *owner;         /* only job and array events of this owner's jobs and arrays
+                                  (and agent and object events); NULL = all */
     int limit;                 /* 1..10000 */
 };
 
@@ -287,6 +290,12 @@ struct event_filter {
  */
 int store_event_object(struct store *st, int change, const char *bucket, const char *key,
                        int64_t size, const char *sha256, struct err *e);
+/*
+ * An array was stored or changed by a range (enum array_change): appends its event (kind
+ * EVENT_ARRAY, subject the array's id, its queue and owner, data {"count", "kind", "name"}),
+ * in the caller's transaction. Other servers sharing the store learn of it that way.
+ */
+int store_event_array(struct store *st, const struct array_rec *a, int change, struct err *e);
 /* Calls fn for each event the filter wants, in seq order; fn's non-zero return stops it. */
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);

@@ -124,6 +124,15 @@ int store_array_insert(struct store *st, const struct array_rec *a, struct err *
     return st->ops->array_insert(st, a, e);
 }
 
+int store_event_array(struct store *st, const struct array_rec *a, int change, struct err *e)
+{
+    json_t *d = json_pack("{s:I, s:s, s:s?}", "count", (json_int_t)a->count, "kind",
+                          array_kind_name(a->kind), "name", a->name);
+    int rc = st->ops->event_array(st, a, change, d, e);
+    json_decref(d);
+    return rc;
+}
+
 int store_array_get(struct store *st, const char *id, struct array_rec *out, struct err *e)
 {
     return st->ops->array_get(st, id, false, out, e);

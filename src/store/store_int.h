@@ -120,6 +120,8 @@ struct store_ops {
     /* The workflow of a job: ERR_NOTFOUND when it is in none. */
     int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
     /* Job arrays (store_array.c holds what the backends share). */
+    int (*event_array)(struct store *st, const struct array_rec *a, int change, json_t *data,
+                       struct err *e);
     int (*array_insert)(struct store *st, const struct array_rec *a, struct err *e);
     /* The array's row (spec too), the row locked for the transaction when `lock`. */
     int (*array_get)(struct store *st, const char *id, bool lock, struct array_rec *out,

@@ -103,6 +103,7 @@ enum stmt_id {
     S_WF_LIST,
     S_JOB_SET_SPEC,
     S_ARRAY_INSERT,
+    S_EVENT_ARRAY,
     S_ARRAY_ITEMS,
     S_ARRAY_GET,
     S_ARRAY_LOCK,
@@ -143,6 +144,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '[]', $10, $11)",
     /* all items in one statement: a million round trips would take minutes */
+    [S_EVENT_ARRAY] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
+                      "VALUES ($1, $2, 3, $3, $4, $5, $6, $7)",
     [S_ARRAY_ITEMS] = "INSERT INTO array_items (array_id, idx, item) "
                       "SELECT $1, t.n - 1, t.v FROM json_array_elements_text($2::json) "
                       "WITH ORDINALITY AS t(v, n)",
@@ -1996,7 +1999,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind <> 0 OR owner = $)"); /* agents' and objects' too */
+        where_param(&sql, &p, "(kind NOT IN (0, 3) OR owner = $)"); /* agents', objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -2243,6 +2246,24 @@ static int pg_array_insert(struct store *st, const struct array_rec *a, struct e
     return run(pg(st), S_ARRAY_ITEMS, &q, NULL, e, "inserting an array's items");
 }
 
+static int pg_event_array(struct store *st, const struct array_rec *a, int change, json_t *data,
+                          struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc) return rc;
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, a->id);
+    p_text(&p, a->queue);
+    p_int(&p, change);
+    p_text(&p, a->owner);
+    p_json(&p, data);
+    return run(s, S_EVENT_ARRAY, &p, NULL, e, "appending an event");
+}
+
 static int row_to_array(const PGresult *r, int row, struct array_rec *a, struct err *e)
 {
     memset(a, 0, sizeof(*a));
@@ -2427,6 +2448,7 @@ const struct store_ops store_pg_ops = {
     .workflow_of = pg_workflow_of,
     .job_set_spec = pg_job_set_spec,
     .array_insert = pg_array_insert,
+    .event_array = pg_event_array,
     .array_get = pg_array_get,
     .array_list = pg_array_list,
     .array_set = pg_array_set,

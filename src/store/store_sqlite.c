@@ -90,6 +90,7 @@ enum stmt_id {
     S_WF_LIST,
     S_JOB_SET_SPEC,
     S_ARRAY_INSERT,
+    S_EVENT_ARRAY,
     S_ARRAY_ITEM_INSERT,
     S_ARRAY_GET,
     S_ARRAY_LIST,
@@ -123,6 +124,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '[]', ?, ?)",
+    [S_EVENT_ARRAY] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
+                      "VALUES (?, 3, ?, ?, ?, ?, ?)",
     [S_ARRAY_ITEM_INSERT] = "INSERT INTO array_items (array_id, idx, item) VALUES (?, ?, ?)",
     [S_ARRAY_GET] = "SELECT " ARRAY_COLUMNS " FROM arrays WHERE id = ?",
     [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
@@ -1432,7 +1435,7 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
     if (f->owner) /* a client: its own jobs' events, and the agents' and objects' */
-        buf_adds(&sql, " AND (kind <> 0 OR owner = :owner)");
+        buf_adds(&sql, " AND (kind NOT IN (0, 3) OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -1724,6 +1727,20 @@ static int sqlite_array_insert(struct store *st, const struct array_rec *a, stru
     return rc;
 }
 
+static int sqlite_event_array(struct store *st, const struct array_rec *a, int change,
+                              json_t *data, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_ARRAY);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, a->id);
+    bind_text(q, 3, a->queue);
+    sqlite3_bind_int(q, 4, change);
+    bind_text(q, 5, a->owner);
+    bind_json(q, 6, data);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
 static int row_to_array(struct store_sqlite *s, sqlite3_stmt *q, struct array_rec *a,
                         struct err *e)
 {
@@ -1918,6 +1935,7 @@ const struct store_ops store_sqlite_ops = {
     .workflow_of = sqlite_workflow_of,
     .job_set_spec = sqlite_job_set_spec,
     .array_insert = sqlite_array_insert,
+    .event_array = sqlite_event_array,
     .array_get = sqlite_array_get,
     .array_list = sqlite_array_list,
     .array_set = sqlite_array_set,

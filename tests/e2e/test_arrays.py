@@ -207,3 +207,30 @@ def test_objects_array_reads_each_object(server, make_agent):
     assert wait_array(api, a2["id"])["state"] == "succeeded"
     assert [t["result"]["stdout"] for t in tasks(api, a2["id"])] == [
         f"s3://shards/in/{k}.txt\n" for k in "abc"]
+
+
+def test_array_events(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 2}, command={"shell": "true"})
+    r = api.get("/v1/events", params={"since": 0, "array": a["id"]}, stream=True, timeout=20)
+    seen = []
+    make_agent(server, "arr-w8")
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            import json
+            seen.append(json.loads(line[6:]))
+        if sum(1 for e in seen if e.get("state") == "succeeded") == 2:
+            break
+    r.close()
+    assert seen[0]["type"] == "array.submitted" and seen[0]["array"] == a["id"]
+    assert seen[0]["count"] == 2
+    jobs = {e["job"] for e in seen if e["type"] == "job"}
+    assert jobs == {t["job"] for t in tasks(api, a["id"])}
+    # another client sees neither the array's events nor may follow it
+    tok = api.post("/v1/tokens", json={"name": "o2", "role": "client"}).json()["token"]
+    other = server.api(tok)
+    r = other.get("/v1/events", params={"since": 0, "array": a["id"]}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "array"
+    big = submit_array(api, {"count": 5000}, command={"shell": "true"})
+    r = api.get("/v1/events", params={"since": 0, "array": big["id"]}, timeout=10)
+    assert r.status_code == 400 and "5000 tasks" in r.json()["error"]["message"]
