@@ -234,3 +234,54 @@ def test_array_events(server, make_agent):
     big = submit_array(api, {"count": 5000}, command={"shell": "true"})
     r = api.get("/v1/events", params={"since": 0, "array": big["id"]}, timeout=10)
     assert r.status_code == 400 and "5000 tasks" in r.json()["error"]["message"]
+
+
+def test_cli_submit_status_tasks_cancel_retry(server, make_agent, tmp_path):
+    import json
+    from conftest import help_shown, ok, submitted, table, usage_error
+    spec = tmp_path / "array.json"
+    spec.write_text(json.dumps({"array": {"count": 6}, "name": "cli",
+                                "command": {"shell": '[ "$DROVER_ARRAY_INDEX" != 4 ]'},
+                                "retry": {"max_attempts": 1}}))
+    aid = submitted(server.run_cli("submit", "-f", str(spec))).strip()
+    assert len(aid) == 36, aid
+    out = ok(server.run_cli("array", "status", aid))
+    assert f"array {aid} cli: running" in out and "0/6 succeeded, 6 queued" in out, out
+    # cancel 0..1 before an agent runs them
+    assert ok(server.run_cli("array", "cancel", "--from", "0", "--to", "1", aid)) == \
+        "2 task(s) cancelled\n"
+    make_agent(server, "arr-cli")
+    r = server.run_cli("submit", "--wait", "-f", str(spec))
+    assert r.returncode == 1, r.stderr  # index 4 fails: the array failed
+    aid2, end = r.stdout.split("\n")[:2]
+    assert end == f"{aid2} failed"
+    wait_array(server.api(), aid)
+    rows = table(ok(server.run_cli("jobs", "--array", aid)))
+    assert rows[0] == ["INDEX", "STATE", "JOB", "ATTEMPT", "AGENT", "EXIT"]
+    assert [r[1] for r in rows[1:]] == ["cancelled", "cancelled", "succeeded", "succeeded",
+                                        "failed", "succeeded"]
+    assert rows[5][5] == "1" and rows[1][2] == "-"
+    tasks_json = json.loads(ok(server.run_cli("jobs", "--array", aid, "--state", "succeeded",
+                                              "--from", "3", "--json")))
+    assert [t["index"] for t in tasks_json] == [3, 5]
+    out = ok(server.run_cli("array", "retry", aid))
+    assert out == "3 task(s) queued again\n"
+    s = wait_array(server.api(), aid)
+    assert s["counts"]["succeeded"] == 5 and s["counts"]["failed"] == 1, s
+    st = json.loads(ok(server.run_cli("array", "status", "--json", aid)))
+    assert st["id"] == aid and st["counts"]["total"] == 6
+    # paging: --limit and --all
+    rows = table(ok(server.run_cli("jobs", "--array", aid, "--limit", "2", "--all")))
+    assert [r[0] for r in rows[1:]] == ["0", "1"]
+    rows = table(ok(server.run_cli("jobs", "--array", aid, "--all")))
+    assert len(rows) == 7
+    # usage and refusals
+    help_shown(server.run_cli("array", "--help"), "array")
+    for args in (["array"], ["array", "nope", aid], ["array", "status"],
+                 ["array", "cancel", "--from", "x", aid], ["array", "status", "--from", "1", aid],
+                 ["jobs", "--from", "3"], ["jobs", "--array", aid, "--queue", "q"]):
+        usage_error(server.run_cli(*args), args)
+    r = server.run_cli("array", "cancel", "--from", "9", aid)
+    assert r.returncode == 1 and "from must be a task index from 0 to 5" in r.stderr, r.stderr
+    r = server.run_cli("jobs", "--array", "00000000-0000-7000-8000-000000000000")
+    assert r.returncode == 1 and "not found" in r.stderr, r.stderr
