@@ -273,39 +273,57 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
         c[i].spec = NULL;
     }
     *nleased = 0;
-    /* an array's candidate: its next task is claimed and its job made, in this transaction */
-    for (size_t i = 0; i < n; i++) {
+    /* an array's candidates: as many of its next tasks claimed, their jobs made, in this
+       transaction (the array's row read once for all of them) */
+    for (size_t i = 0; i < n; i++)
         c[i].exhausted = false;
-        if (!c[i].array[0]) continue;
-        struct job j;
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].array[0] || c[i].job[0] || c[i].exhausted) continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            k += !strcmp(c[j].array, c[i].array) && !c[j].job[0];
+        struct job *jobs = xcalloc(k, sizeof(*jobs));
+        size_t got = 0;
         struct err ce = ERR_INIT;
-        int rc = store_array_claim(st, c[i].array, now_ms, &j, &ce);
-        if (rc == ERR_NOTFOUND) {
-            c[i].exhausted = true;
-            c[i].job[0] = '\0';
-            continue;
-        }
-        if (rc) {
+        int rc = store_array_claim(st, c[i].array, agent, now_ms, k, jobs, &got, &ce);
+        if (rc && rc != ERR_NOTFOUND) {
+            free(jobs);
             *e = ce;
             return rc;
         }
-        memcpy(c[i].job, j.id, sizeof(c[i].job));
-        job_release(&j);
+        size_t next = 0;
+        for (size_t j = i; j < n; j++) {
+            if (strcmp(c[j].array, c[i].array) || c[j].job[0] || c[j].exhausted) continue;
+            if (next < got) { /* leased with its row */
+                struct job *t = &jobs[next++];
+                memcpy(c[j].job, t->id, sizeof(c[j].job));
+                c[j].leased = true;
+                c[j].attempt = t->attempt;
+                c[j].spec = job_json_dump(t->spec); /* the text stored */
+                (*nleased)++;
+            } else {
+                c[j].exhausted = true;
+            }
+        }
+        for (size_t j = 0; j < got; j++)
+            job_release(&jobs[j]);
+        free(jobs);
     }
-    size_t empty = 0;
+    size_t arrays = 0;
     for (size_t i = 0; i < n; i++)
-        empty += !c[i].job[0];
-    if (empty == n) return 0;
-    if (!empty) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
-    /* candidates whose array had nothing left are left out */
+        arrays += c[i].array[0] != '\0';
+    if (!arrays) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    if (arrays == n) return 0;
+    /* the other candidates, leased by the backend */
     struct store_lease *live = xcalloc(n, sizeof(*live));
-    size_t *at = xcalloc(n, sizeof(*at)), m = 0;
+    size_t *at = xcalloc(n, sizeof(*at)), m = 0, more = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!c[i].job[0]) continue;
+        if (c[i].array[0]) continue;
         live[m] = c[i];
         at[m++] = i;
     }
-    int rc = st->ops->job_lease(st, agent, now_ms, live, m, nleased, e);
+    int rc = st->ops->job_lease(st, agent, now_ms, live, m, &more, e);
+    *nleased += more;
     for (size_t k = 0; k < m; k++)
         c[at[k]] = live[k];
     free(live);

@@ -164,6 +164,9 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
  * and `spec`, the job's stored spec as the stored JSON text (malloc'd, the
  * caller's to free even when the call fails): the lease answer is written
  * around these bytes, never parsed again. *nleased = how many were leased.
+ * A candidate naming an array (`array`) gets the array's next task
+ * (store_array_claim), its job written leased (`job` is then its id), or
+ * `exhausted` when the array has none left.
  * A store error is returned as it is; what the call wrote is then undone
  * with the caller's transaction (or savepoint), as for any write.
  */
@@ -490,11 +493,13 @@ int store_array_list(struct store *st, const char *owner, const char *after, int
 /* Tasks that may still be claimed (at or above the cursor, not skipped). */
 int64_t array_claimable(const struct array_rec *a);
 /*
- * Claims array `id`'s next task and inserts its job, queued, into out (the caller's to
- * release): ERR_NOTFOUND when the array has none left (or is gone).
+ * Claims array `id`'s next k tasks (fewer when it has fewer left) and inserts their jobs into
+ * out[0..*got) (the caller's to release): queued, or with `agent` (its name) leased to it
+ * (attempt 1: the lease of store_job_lease, written with the row). ERR_NOTFOUND when the
+ * array has none left (or is gone). The array's row is read (and locked) once for all k.
  */
-int store_array_claim(struct store *st, const char *id, int64_t now_ms, struct job *out,
-                      struct err *e);
+int store_array_claim(struct store *st, const char *id, const char *agent, int64_t now_ms,
+                      size_t k, struct job *out, size_t *got, struct err *e);
 /*
  * Counts per state of the array's tasks into counts[JOB_NSTATES]: its jobs' states, the
  * tasks not claimed yet as queued, the skipped as cancelled.

@@ -9,6 +9,7 @@
 
 #include "common/xalloc.h"
 #include "job/array.h"
+#include "job/lifecycle.h"
 
 #define TASK_WINDOW 1000 /* indices read at once when listing */
 
@@ -144,9 +145,12 @@ int store_array_list(struct store *st, const char *owner, const char *after, int
     return st->ops->array_list(st, owner, after, limit, out, n, e);
 }
 
-/* Makes task i's job (queued) and links it to the array. */
+/*
+ * Makes task i's job and links it to the array: queued, or, with `agent`, leased to it at
+ * once (JOB_EV_LEASE applied before the row is written: one insert, one event).
+ */
 static int make_task(struct store *st, const struct array_rec *a, int64_t i, int64_t now_ms,
-                     struct job *out, struct err *e)
+                     const char *agent, struct job *out, struct err *e)
 {
     char *item = NULL;
     if (a->kind != ARRAY_COUNT) {
@@ -156,25 +160,41 @@ static int make_task(struct store *st, const struct array_rec *a, int64_t i, int
     array_task_job(out, a->id, i, a->spec, item, a->owner, a->tenant, now_ms,
                    a->run_after < now_ms ? a->run_after : now_ms);
     free(item);
-    int rc = store_job_insert(st, out, e);
+    int rc = 0;
+    if (agent) {
+        struct job_event_args lease = {.now_ms = now_ms, .agent = agent};
+        rc = lifecycle_apply(out, JOB_EV_LEASE, &lease, e);
+    }
+    if (!rc) rc = store_job_insert(st, out, e);
     if (!rc) rc = st->ops->array_task_add(st, a->id, i, out->id, e);
     if (rc) job_release(out);
     return rc;
 }
 
-int store_array_claim(struct store *st, const char *id, int64_t now_ms, struct job *out,
-                      struct err *e)
+int store_array_claim(struct store *st, const char *id, const char *agent, int64_t now_ms,
+                      size_t k, struct job *out, size_t *got, struct err *e)
 {
     struct array_rec a;
+    *got = 0;
     int rc = st->ops->array_get(st, id, true, &a, e);
     if (rc) return rc;
-    int64_t i = next_free(a.skips, a.next_index);
-    if (i >= a.count) {
-        rc = err_set(e, ERR_NOTFOUND, "array '%s' has no task left to claim", id);
-    } else {
-        a.next_index = i + 1;
+    int64_t cursor = a.next_index;
+    while (!rc && *got < k) {
+        int64_t i = next_free(a.skips, cursor);
+        if (i >= a.count) break;
+        cursor = i + 1;
+        if (!(rc = make_task(st, &a, i, now_ms, agent, &out[*got], e))) (*got)++;
+    }
+    if (!rc && cursor != a.next_index) {
+        a.next_index = cursor;
         rc = write_cursor(st, &a, e);
-        if (!rc) rc = make_task(st, &a, i, now_ms, out, e);
+    }
+    if (rc) {
+        for (size_t j = 0; j < *got; j++)
+            job_release(&out[j]);
+        *got = 0;
+    } else if (!*got) {
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' has no task left to claim", id);
     }
     array_rec_release(&a);
     return rc;
@@ -320,7 +340,7 @@ int store_array_retry(struct store *st, const char *id, int64_t from, int64_t to
             int64_t i = base + k;
             if (!w.ids[k][0]) {
                 if (!skipped(a.skips, i)) continue;
-                rc = make_task(st, &a, i, now_ms, &j, e); /* cancelled unclaimed: queued now */
+                rc = make_task(st, &a, i, now_ms, NULL, &j, e); /* cancelled unclaimed: queued now */
             } else {
                 struct job_event_args ev = {.now_ms = now_ms};
                 struct err ce = ERR_INIT;
