@@ -934,5 +934,10 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e)
 {
-    return st->ops->tenant_count(st, tenant, states, n, e);
+    int rc = st->ops->tenant_count(st, tenant, states, n, e);
+    if (rc || !(states & (1u << JOB_QUEUED))) return rc;
+    int64_t open = 0; /* arrays' tasks not handed out yet: queued, without rows of their own */
+    rc = st->ops->array_open(st, tenant, &open, e);
+    *n += open;
+    return rc;
 }

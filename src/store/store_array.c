@@ -107,7 +107,7 @@ static json_t *skips_edit(const json_t *skips, int64_t from, int64_t to, bool ad
 static int write_cursor(struct store *st, const struct array_rec *a, struct err *e)
 {
     char *text = json_dumps(a->skips, JSON_COMPACT);
-    int rc = st->ops->array_set(st, a->id, a->next_index, text, e);
+    int rc = st->ops->array_set(st, a->id, a->next_index, text, array_claimable(a), e);
     free(text);
     return rc;
 }

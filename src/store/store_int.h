@@ -128,9 +128,11 @@ struct store_ops {
                      struct err *e);
     int (*array_list)(struct store *st, const char *owner, const char *after, int limit,
                       struct array_rec **out, size_t *n, struct err *e);
-    /* Writes the cursor and skips (JSON text). */
+    /* Writes the cursor, skips (JSON text) and how many tasks may still be claimed. */
     int (*array_set)(struct store *st, const char *id, int64_t next_index, const char *skips,
-                     struct err *e);
+                     int64_t open, struct err *e);
+    /* The tasks the tenant's arrays may still hand out (their `open`), summed. */
+    int (*array_open)(struct store *st, const char *tenant, int64_t *n, struct err *e);
     /* Item `index`'s text into *item (caller frees); ERR_NOTFOUND when none. */
     int (*array_item)(struct store *st, const char *id, int64_t index, char **item,
                       struct err *e);

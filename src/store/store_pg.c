@@ -109,6 +109,7 @@ enum stmt_id {
     S_ARRAY_LOCK,
     S_ARRAY_LIST,
     S_ARRAY_SET,
+    S_ARRAY_OPEN,
     S_ARRAY_ITEM,
     S_ARRAY_TASK_ADD,
     S_ARRAY_TASK_IDS,
@@ -129,7 +130,7 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
-    "created_at"
+    "created_at, open"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
@@ -142,7 +143,7 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT $3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
-                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '[]', $10, $11)",
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '[]', $10, $11, $9)",
     /* all items in one statement: a million round trips would take minutes */
     [S_EVENT_ARRAY] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
                       "VALUES ($1, $2, 3, $3, $4, $5, $6, $7)",
@@ -155,7 +156,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
                      "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                      "ORDER BY id DESC LIMIT $3",
-    [S_ARRAY_SET] = "UPDATE arrays SET next_index = $1, skips = $2 WHERE id = $3",
+    [S_ARRAY_SET] = "UPDATE arrays SET next_index = $1, skips = $2, open = $4 WHERE id = $3",
+    [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = $1 AND open > 0",
     [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = $1 AND idx = $2",
     [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES ($1, $2, $3)",
     [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = $1 "
@@ -2328,13 +2330,21 @@ static int pg_array_list(struct store *st, const char *owner, const char *after,
 }
 
 static int pg_array_set(struct store *st, const char *id, int64_t next_index, const char *skips,
-                        struct err *e)
+                        int64_t open, struct err *e)
 {
     struct params p = {0};
     p_int(&p, next_index);
     p_text(&p, skips);
     p_text(&p, id);
+    p_int(&p, open);
     return run(pg(st), S_ARRAY_SET, &p, NULL, e, "writing an array's cursor");
+}
+
+static int pg_array_open(struct store *st, const char *tenant, int64_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    return count_one(pg(st), S_ARRAY_OPEN, &p, n, e, "counting a tenant's array tasks");
 }
 
 static int pg_array_item(struct store *st, const char *id, int64_t index, char **item,
@@ -2452,6 +2462,7 @@ const struct store_ops store_pg_ops = {
     .array_get = pg_array_get,
     .array_list = pg_array_list,
     .array_set = pg_array_set,
+    .array_open = pg_array_open,
     .array_item = pg_array_item,
     .array_task_add = pg_array_task_add,
     .array_task_ids = pg_array_task_ids,

@@ -95,6 +95,7 @@ enum stmt_id {
     S_ARRAY_GET,
     S_ARRAY_LIST,
     S_ARRAY_SET,
+    S_ARRAY_OPEN,
     S_ARRAY_ITEM,
     S_ARRAY_TASK_ADD,
     S_ARRAY_TASK_IDS,
@@ -109,7 +110,7 @@ enum stmt_id {
 
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
-    "created_at"
+    "created_at, open"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
@@ -123,7 +124,7 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT ?3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '[]', ?, ?)",
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, '[]', ?10, ?11, ?9)",
     [S_EVENT_ARRAY] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
                       "VALUES (?, 3, ?, ?, ?, ?, ?)",
     [S_ARRAY_ITEM_INSERT] = "INSERT INTO array_items (array_id, idx, item) VALUES (?, ?, ?)",
@@ -131,7 +132,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
                      "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
                      "ORDER BY id DESC LIMIT ?3",
-    [S_ARRAY_SET] = "UPDATE arrays SET next_index = ?, skips = ? WHERE id = ?",
+    [S_ARRAY_SET] = "UPDATE arrays SET next_index = ?1, skips = ?2, open = ?4 WHERE id = ?3",
+    [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = ? AND open > 0",
     [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = ? AND idx = ?",
     [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES (?, ?, ?)",
     [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = ? "
@@ -1806,14 +1808,31 @@ static int sqlite_array_list(struct store *st, const char *owner, const char *af
 }
 
 static int sqlite_array_set(struct store *st, const char *id, int64_t next_index,
-                            const char *skips, struct err *e)
+                            const char *skips, int64_t open, struct err *e)
 {
     struct store_sqlite *s = sq(st);
     sqlite3_stmt *q = stmt(s, S_ARRAY_SET);
     sqlite3_bind_int64(q, 1, next_index);
     bind_text(q, 2, skips);
     bind_text(q, 3, id);
+    sqlite3_bind_int64(q, 4, open);
     return exec_stmt(s, q, e, "writing an array's cursor");
+}
+
+static int sqlite_array_open(struct store *st, const char *tenant, int64_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_OPEN);
+    bind_text(q, 1, tenant);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "counting a tenant's array tasks");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *n = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
 }
 
 static int sqlite_array_item(struct store *st, const char *id, int64_t index, char **item,
@@ -1939,6 +1958,7 @@ const struct store_ops store_sqlite_ops = {
     .array_get = sqlite_array_get,
     .array_list = sqlite_array_list,
     .array_set = sqlite_array_set,
+    .array_open = sqlite_array_open,
     .array_item = sqlite_array_item,
     .array_task_add = sqlite_array_task_add,
     .array_task_ids = sqlite_array_task_ids,

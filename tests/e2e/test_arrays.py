@@ -285,3 +285,28 @@ def test_cli_submit_status_tasks_cancel_retry(server, make_agent, tmp_path):
     assert r.returncode == 1 and "from must be a task index from 0 to 5" in r.stderr, r.stderr
     r = server.run_cli("jobs", "--array", "00000000-0000-7000-8000-000000000000")
     assert r.returncode == 1 and "not found" in r.stderr, r.stderr
+
+
+def test_array_tasks_count_against_max_queued(make_server, make_agent):
+    server = make_server()
+    api = server.api()
+    tok = api.post("/v1/tokens", json={"name": "lab", "role": "client"}).json()["token"]
+    r = api.put("/v1/tenants/lab", json={"max_queued": 10})
+    assert r.status_code in (200, 201), r.text
+    lab = server.api(tok)
+    a = submit_array(lab, {"count": 8}, command={"shell": "true"})
+    r = lab.post("/v1/jobs", json={"array": {"count": 3}, "command": {"shell": "true"}})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["limit"] == "max_queued" and err["queued"] == 8, err
+    # a job counts with the array's 8 tasks not handed out yet: 9, 10, then refused
+    for _ in range(2):
+        assert lab.post("/v1/jobs", json={"command": {"shell": "true"}}).status_code == 201
+    r = lab.post("/v1/jobs", json={"command": {"shell": "true"}})
+    assert r.status_code == 429 and r.json()["error"]["queued"] == 10, r.text
+    assert [x["id"] for x in lab.get("/v1/arrays").json()["arrays"]] == [a["id"]]
+    # cancelled tasks no longer count
+    assert lab.post(f"/v1/arrays/{a['id']}/cancel", json={"from": 4}).json()["cancelled"] == 4
+    tenants = {t["name"]: t for t in api.get("/v1/tenants").json()["tenants"]}
+    assert tenants["lab"]["queued"] == 6, tenants["lab"]
+    assert submit_array(lab, {"count": 4}, command={"shell": "true"})["count"] == 4
