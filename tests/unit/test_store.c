@@ -3194,6 +3194,9 @@ static void test_arrays(void **state)
     assert_ok(store_array_insert(f->st, &a, &e), &e);
     assert_ok(store_commit(f->st, &e), &e);
     assert_counts(f->st, a.id, 1000000, 0, 0, 0);
+    int64_t queued = 0;
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 1000000); /* its tasks count as the tenant's queued jobs */
     struct job_list jl;
     struct job_filter flt = filter_any();
     assert_ok(store_job_list(f->st, &flt, &jl, &e), &e);
@@ -3229,6 +3232,10 @@ static void test_arrays(void **state)
     assert_int_equal(changed, 1);
     assert_ok(store_commit(f->st, &e), &e);
     assert_counts(f->st, a.id, 999998 - 5, 1, 6, 0);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 999998 - 5);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_LEASED, &queued, &e), &e);
+    assert_int_equal(queued, 1); /* only queued counts the arrays' tasks */
     /* the cursor skips what was cancelled */
     assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 2);
     assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 3);
