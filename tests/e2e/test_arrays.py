@@ -310,3 +310,41 @@ def test_array_tasks_count_against_max_queued(make_server, make_agent):
     tenants = {t["name"]: t for t in api.get("/v1/tenants").json()["tenants"]}
     assert tenants["lab"]["queued"] == 6, tenants["lab"]
     assert submit_array(lab, {"count": 4}, command={"shell": "true"})["count"] == 4
+
+
+def test_arrays_then_a_clean_stop(tmp_path, make_agent):
+    """Everything an array does, then SIGTERM: exit 0 (under ASan: no leak, no UB report)."""
+    from conftest import Server
+    s = Server(tmp_path / "clean").start()
+    try:
+        api = s.api()
+        api.put("/v1/blobs/cl/in/x", data=b"x")
+        a = submit_array(api, {"items": ["p", "q", "r"]}, command={"shell": "echo $DROVER_ARRAY_ITEM"})
+        b = submit_array(api, {"objects": "s3://cl/in/"},
+                         command={"program": "/bin/cat",
+                                  "arguments": [{"type": "input", "value": "{{item}}"}]})
+        c = submit_array(api, {"count": 100}, command={"shell": "exit 1"}, retry={"max_attempts": 1})
+        assert api.post(f"/v1/arrays/{c['id']}/cancel", json={"from": 10}).status_code == 200
+        r = api.post("/v1/jobs", json={"array": {"count": 0}, "command": {"shell": "true"}})
+        assert r.status_code == 400
+        agent = make_agent(s, "arr-clean", "--slots", "4")
+        for x in (a, b, c):
+            wait_array(api, x["id"])
+        assert api.post(f"/v1/arrays/{c['id']}/retry", json={"to": 20}).json()["retried"] == 21
+        wait_array(api, c["id"])
+        assert len(tasks(api, c["id"], state="failed", limit=1000)) == 21
+        assert api.get("/v1/arrays").status_code == 200
+        r = api.get("/v1/events", params={"since": 0, "type": "array"}, stream=True, timeout=10)
+        n = 0
+        for line in r.iter_lines(decode_unicode=True):
+            n += line.startswith("data: ")
+            if n == 5:  # 3 submitted, 2 changed
+                break
+        r.close()
+        agent.proc.terminate()
+        agent.proc.wait(timeout=30)
+    finally:
+        rc = s.stop()
+    log = s.read_log()
+    assert rc == 0, log[-3000:]
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
