@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/http.h>
+
 #include "blob/blob.h"
 #include "common/buf.h"
 #include "common/timeutil.h"
@@ -551,9 +554,17 @@ static int range_start(struct http_req *r, bool retry)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    json_t *body = r->body;
+    /* the body may be left out (all tasks) */
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    json_t *body = NULL;
+    json_error_t je;
     int rc = 0;
-    if (body && !json_is_object(body))
+    if (len && !(body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+                                   JSON_REJECT_DUPLICATES, &je)))
+        rc = err_set(&e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je.line,
+                     je.column, je.text);
+    else if (body && !json_is_object(body))
         rc = err_set(&e, ERR_INVALID, "the body must be an object: {\"from\": I, \"to\": J}");
     const char *k;
     json_t *v;
@@ -573,6 +584,7 @@ static int range_start(struct http_req *r, bool retry)
         rc = err_field(&e, ERR_INVALID, "from", "from (%lld) must not be past to (%lld)",
                        (long long)op->from, (long long)op->to);
     array_rec_release(&a);
+    json_decref(body);
     if (rc) {
         range_free(op);
         http_reply_err(r, &e);

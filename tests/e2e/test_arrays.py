@@ -114,9 +114,12 @@ def test_cancel_a_range_and_retry_it(server, make_agent):
     assert s["counts"]["succeeded"] == 8 and s["counts"]["cancelled"] == 2, s
     states = {t["index"]: t["state"] for t in tasks(api, a["id"])}
     assert states[2] == states[5] == "cancelled" and states[3] == states[4] == "succeeded"
-    # cancel all of what is left: nothing
-    r = api.post(f"/v1/arrays/{a['id']}/cancel", json={})
-    assert r.status_code == 200 and r.json()["cancelled"] == 0
+    # cancel all of what is left (no body: all): nothing
+    r = api.post(f"/v1/arrays/{a['id']}/cancel")
+    assert r.status_code == 200 and r.json()["cancelled"] == 0 and r.json()["to"] == 9, r.text
+    for bad in (b"{", b"[1]"):
+        r = api.post(f"/v1/arrays/{a['id']}/retry", data=bad)
+        assert r.status_code == 400, r.text
 
 
 def test_cancel_running_tasks_and_pages(server, make_agent):
