@@ -11,12 +11,13 @@ test), then:
    to the 201; the server's resident memory (VmRSS of /proc/PID/status) before and after.
 2. reference (a short queue): --leases plain jobs stored in queue `ref` (batches of 1,000),
    then one `--bench-noop` agent (every leased job succeeds at once, no process) with
-   --slots slots serving `ref`: from its start until GET /v1/queues shows them all
-   succeeded; and the server's own lease time (drover_lease_seconds: taking jobs off the
+   --slots slots serving `ref`: from its start until the last job stored has succeeded
+   (read by its id: a look that costs the same however many jobs there are; GET /v1/queues
+   then checks that all did); and the server's own lease time (drover_lease_seconds: taking jobs off the
    ready queue to the lease committed) over those leases, its mean.
-3. the array: the same agent set-up serving `arr`, until --leases of the array's tasks
-   have succeeded (its summary's counts), with the 1M-task array queued behind them; the
-   same two figures. The rest of the array is cancelled at the end (one request).
+3. the array: the same agent set-up serving `arr`, until task --leases - 1 has succeeded
+   (read alone; the summary's counts then check the others), with the rest of the
+   1M-task array queued behind them; the same two figures. The rest of the array is cancelled at the end (one request).
 4. latency of one job with the array queued: 200 sequential plain jobs in queue `one`
    (submit -> /wait answers succeeded) through a --bench-noop agent serving `one`, with the
    million-task array queued in `arr` (another queue) and without it (a second server, the
@@ -109,19 +110,33 @@ def main():
 
         log(f"reference: {args.leases} plain jobs in a short queue")
         spec = {"queue": "ref", "command": {"program": "true"}}
+        last = None
         for i in range(0, args.leases, 1000):
             r = b.api.post(b.url + "/v1/jobs", json=[spec] * min(1000, args.leases - i),
                            timeout=120)
             if r.status_code != 201:
                 sys.exit(f"bench: batch refused: {r.status_code} {r.text}")
-        t_ref, lease_ref, n_ref = drain(b, "ref", args.leases,
-                                        lambda: queue_succeeded(b, "ref"), args.slots, 300)
+            last = r.json()["jobs"][-1]["id"]
+
+        # done: the last job (task) handed out has ended, read in O(1) (a count of every
+        # job at each look would cost the server's loop more as the jobs grow); then all
+        # of them are checked
+        def ref_last():
+            j = b.api.get(f"{b.url}/v1/jobs/{last}", timeout=10).json()
+            return args.leases if j["state"] == "succeeded" else 0
+        t_ref, lease_ref, n_ref = drain(b, "ref", args.leases, ref_last, args.slots, 300)
+        wait_for(lambda: queue_succeeded(b, "ref") == args.leases, 60, "every reference job")
 
         log(f"the array: {args.leases} of its {args.tasks} tasks")
 
-        def arr_done():
-            return b.api.get(f"{b.url}/v1/arrays/{aid}", timeout=10).json()["counts"]["succeeded"]
-        t_arr, lease_arr, n_arr = drain(b, "arr", args.leases, arr_done, args.slots, 300)
+        def arr_last():
+            t = b.api.get(f"{b.url}/v1/arrays/{aid}/tasks",
+                          params={"from": args.leases - 1, "to": args.leases - 1},
+                          timeout=10).json()["tasks"][0]
+            return args.leases if t["state"] == "succeeded" else 0
+        t_arr, lease_arr, n_arr = drain(b, "arr", args.leases, arr_last, args.slots, 300)
+        wait_for(lambda: b.api.get(f"{b.url}/v1/arrays/{aid}", timeout=10).json()["counts"]
+                 ["succeeded"] >= args.leases, 60, f"{args.leases} tasks of the array")
         rss2 = rss_kib(b.server_proc.pid)
         r = b.api.post(f"{b.url}/v1/arrays/{aid}/cancel", json={}, timeout=120)
         if r.status_code != 200:

@@ -156,32 +156,74 @@ void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])
     unsigned int len = 0;
     EVP_Digest(in, (size_t)n, md, &len, EVP_sha256(), NULL);
     static const char hex[] = "0123456789abcdef";
-    /* 8-4-4-4-12: the first 12 hex digits (48 bits of ms) are the array's; version 8 */
+    /*
+     * 8-4-4-4-12 hex digits: the array's 48 bits of ms (its first 12 digits), version 8,
+     * the index in 24 bits (digits 13-15 and 17-19, around the variant digit, fixed at 8),
+     * then 48 bits of the hash. A task's id sorts after its array's earlier tasks: the jobs' indexes grow at
+     * their end as a lease claims tasks in order, as they do with UUIDv7 jobs.
+     */
     char h[32];
     memcpy(h, array, 8);
     memcpy(h + 8, array + 9, 4);
-    for (int i = 12; i < 32; i++)
-        h[i] = hex[(md[i / 2] >> ((i % 2) ? 0 : 4)) & 15];
     h[12] = '8';
-    h[16] = hex[8 | (md[0] & 3)]; /* variant 10xx */
+    uint32_t ix = (uint32_t)index & 0xffffff;
+    for (int i = 0; i < 3; i++)
+        h[13 + i] = hex[(ix >> (20 - 4 * i)) & 15];
+    h[16] = '8'; /* variant 10 (and 00): fixed, so that ids sort by index */
+    for (int i = 0; i < 3; i++)
+        h[17 + i] = hex[(ix >> (8 - 4 * i)) & 15];
+    for (int i = 20; i < 32; i++)
+        h[i] = hex[(md[(i - 20) / 2] >> ((i % 2) ? 0 : 4)) & 15];
     snprintf(out, UUID_STR_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}
+
+/*
+ * cmd's arguments with the placeholders filled: a new array whose changed arguments are
+ * copies and whose others are shared, or NULL when none has a placeholder.
+ */
+static json_t *filled_arguments(const json_t *cmd, const char *index, const char *item)
+{
+    json_t *args = json_object_get(cmd, "arguments"), *out = NULL;
+    size_t i;
+    json_t *arg;
+    json_array_foreach(args, i, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        char *f = v ? fill(v, index, item) : NULL;
+        if (f && !out) {
+            out = json_array();
+            for (size_t k = 0; k < i; k++)
+                json_array_append(out, json_array_get(args, k));
+        }
+        if (f) {
+            json_t *c = json_copy(arg);
+            json_object_set_new(c, "value", json_string(f));
+            json_array_append_new(out, c);
+            free(f);
+        } else if (out) {
+            json_array_append(out, arg);
+        }
+    }
+    return out;
 }
 
 void array_task_job(struct job *out, const char *array, int64_t index, const json_t *spec,
                     const char *item, const char *owner, const char *tenant, int64_t now_ms,
                     int64_t run_after)
 {
-    json_t *s = json_deep_copy(spec);
+    /* copied only where the task's spec differs (command, its env and arguments): the rest
+       is shared with the template, which nothing changes (a lease makes many of these) */
+    json_t *s = json_copy((json_t *)spec);
     char idx[24];
     snprintf(idx, sizeof(idx), "%lld", (long long)index);
-    fill_arguments(s, idx, item);
     json_t *cmd = json_object_get(s, "command");
     if (cmd) {
+        cmd = json_copy(cmd);
+        json_object_set_new(s, "command", cmd);
+        json_t *args = filled_arguments(cmd, idx, item);
+        if (args) json_object_set_new(cmd, "arguments", args);
         json_t *env = json_object_get(cmd, "env");
-        if (!json_is_object(env)) {
-            env = json_object();
-            json_object_set_new(cmd, "env", env);
-        }
+        env = json_is_object(env) ? json_copy(env) : json_object();
+        json_object_set_new(cmd, "env", env);
         json_object_set_new(env, "DROVER_ARRAY_ID", json_string(array));
         json_object_set_new(env, "DROVER_ARRAY_INDEX", json_string(idx));
         if (item) json_object_set_new(env, "DROVER_ARRAY_ITEM", json_string(item));

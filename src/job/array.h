@@ -48,7 +48,8 @@ void array_template(json_t *normalised, const json_t *body);
 /* The text a task sees of an item (DROVER_ARRAY_ITEM): a string as it is, else compact JSON. */
 char *array_item_text(const json_t *item);
 
-/* The id of task `index` of array `array`: the array's time prefix, then a hash (UUIDv8). */
+/* The id of task `index` (< 2^24) of array `array` (UUIDv8): the array's time prefix, the
+   index, a hash of both; the same every time. */
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
 
 /*
