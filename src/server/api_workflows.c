@@ -207,6 +207,7 @@ int workflow_submit_prepare(struct server *s, json_t *body, const char *path, co
         char field[sizeof(e->field)], msg[sizeof(e->msg)];
         snprintf(field, sizeof(field), "%s%s", prefix, e->field[0] ? e->field : "nodes");
         snprintf(msg, sizeof(msg), "%s", e->msg);
+        err_clear(e); /* the first error set is kept: this one replaces it */
         err_field(e, rc, field, "%s", msg);
     }
     if (rc) {
