@@ -173,6 +173,32 @@ def test_placeholder_and_env_without_input(server, make_agent):
     assert log(server, f["job"]) == f"s3://ph/deep/x.txt {sha(b'x')} s3://ph/deep/x.txt\n"
 
 
+def test_service_params_and_a_fire_that_cannot_submit(server, make_agent):
+    make_agent(server, "w1")
+    r = server.api().put("/v1/services/cat", json={
+        "command": {"program": "cat", "arguments": [{"type": "input", "port": "query"}]},
+        "inputs": {"query": {}}})
+    assert r.status_code == 201, r.text
+    t = create(server, {"prefix": "s3://svc/", "job": {"service": "cat",
+                                                        "params": {"query": "{{object}}"}}})
+    put(server, "svc/a.txt", b"through the hub")
+    (f,) = fired(server, t["id"], 1)
+    j = wait_job(server, f["job"])
+    assert j["state"] == "succeeded" and j["service"] == "cat", j
+    assert log(server, f["job"]) == "through the hub"
+    # the service retired: the next object's fire can never submit; it says why
+    assert server.api().delete("/v1/services/cat").status_code == 200
+    put(server, "svc/b.txt", b"too late")
+    failed = wait_for(lambda: (lambda x: x if x[0]["state"] == "failed" else None)(
+        fires(server, t["id"])), 20, "the fire to fail")[0]
+    assert failed["uri"] == "s3://svc/b.txt" and failed["job"] is None
+    assert "retired" in failed["error"], failed
+    evs = trigger_events(server, 2)
+    assert [e["type"] for e in evs[:2]] == ["trigger.fired", "trigger.failed"]
+    assert evs[1]["uri"] == "s3://svc/b.txt" and "retired" in evs[1]["error"]
+    assert len(jobs(server)) == 1
+
+
 def test_workflow_trigger_submits_a_workflow(server, make_agent):
     make_agent(server, "w1")
     wf = {"name": "on-upload",
