@@ -56,30 +56,35 @@ void trigger_submit_free(struct trigger_submit *ts)
     free(ts);
 }
 
-/* Every string "{{object}}" in v becomes uri, every "{{sha256}}" sha256. */
+/* What a placeholder string becomes: "{{object}}" the URI, "{{sha256}}" the hash; else NULL. */
+static json_t *placeholder(const json_t *x, const char *uri, const char *sha256)
+{
+    const char *v = json_string_value(x);
+    if (!v) return NULL;
+    return !strcmp(v, "{{object}}")   ? json_string(uri)
+           : !strcmp(v, "{{sha256}}") ? json_string(sha256)
+                                      : NULL;
+}
+
+/* Every placeholder string anywhere in v is replaced (a value replaced in place). */
 static void placeholders(json_t *v, const char *uri, const char *sha256)
 {
+    const char *k;
+    size_t i;
+    json_t *x, *to;
     if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
         json_object_foreach(v, k, x)
         {
-            if (json_is_string(x) && !strcmp(json_string_value(x), "{{object}}"))
-                json_object_set_new(v, k, json_string(uri));
-            else if (json_is_string(x) && !strcmp(json_string_value(x), "{{sha256}}"))
-                json_object_set_new(v, k, json_string(sha256));
+            if ((to = placeholder(x, uri, sha256)))
+                json_object_set_new(v, k, to);
             else
                 placeholders(x, uri, sha256);
         }
     } else if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
         json_array_foreach(v, i, x)
         {
-            if (json_is_string(x) && !strcmp(json_string_value(x), "{{object}}"))
-                json_array_set_new(v, i, json_string(uri));
-            else if (json_is_string(x) && !strcmp(json_string_value(x), "{{sha256}}"))
-                json_array_set_new(v, i, json_string(sha256));
+            if ((to = placeholder(x, uri, sha256)))
+                json_array_set_new(v, i, to);
             else
                 placeholders(x, uri, sha256);
         }
@@ -211,6 +216,7 @@ struct fire_op {
     struct trigger_fire fire;
     struct trigger_submit *ts; /* NULL: the fire failed for good, with `error` */
     char *error;
+    bool not_pending; /* done already, or its trigger deleted: nothing to do */
 };
 
 static void drain(struct triggers *t);
@@ -229,10 +235,13 @@ static int fire_write(struct store *st, void *arg, struct err *e)
     struct fire_op *op = arg;
     struct trigger_submit *ts = op->ts;
     int64_t now = time_now_ms();
-    if (!ts) return store_trigger_fire_done(st, op->fire.id, NULL, op->error, now, e);
-    int rc = store_trigger_fire_done(
-        st, op->fire.id, ts->workflow ? workflow_submit_id(ts->wf) : ts->job.id, NULL, now, e);
-    if (rc) return rc;
+    int rc = store_trigger_fire_done(st, op->fire.id,
+                                     !ts ? NULL
+                                     : ts->workflow ? workflow_submit_id(ts->wf)
+                                                    : ts->job.id,
+                                     op->error, now, e);
+    op->not_pending = rc == ERR_CONFLICT;
+    if (rc || !ts) return rc;
     if (ts->workflow) return workflow_submit_write(st, ts->wf, e);
     if (ts->use.name[0] && (rc = services_recheck(st, &ts->use, e))) return rc;
     if ((rc = store_job_insert(st, &ts->job, e)) || !ts->max_queued) return rc;
@@ -277,7 +286,7 @@ static void fire_done(void *arg, int rc, const struct err *e)
                  op->ts->workflow ? workflow_submit_id(op->ts->wf) : op->ts->job.id, op->fire.uri);
     } else if (!rc) {
         log_warn("trigger=%s failed for %s: %s", op->fire.trigger, op->fire.uri, op->error);
-    } else if (rc == ERR_CONFLICT && strstr(e->msg, "is not pending")) {
+    } else if (op->not_pending) {
         /* submitted already (or its trigger deleted): nothing to do */
     } else if (op->ts && !transient(rc) && !t->s->shutting_down) {
         /* it can never be submitted as it is: recorded as failed, with why */
@@ -328,13 +337,13 @@ static void drain(struct triggers *t)
         struct trigger_rec tr;
         struct err be = ERR_INIT;
         int rc = store_trigger_get(s->reads, f[i].trigger, &tr, &be);
+        if (rc == ERR_NOTFOUND) { /* deleted meanwhile, its fires with it */
+            fire_op_free(op);
+            continue;
+        }
         if (!rc) {
             rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
             trigger_rec_release(&tr);
-        }
-        if (rc == ERR_NOTFOUND && !strncmp(be.msg, "trigger '", 9)) { /* deleted meanwhile */
-            fire_op_free(op);
-            continue;
         }
         if (rc && transient(rc)) {
             log_warn("trigger=%s: the fire for %s waits: %s", f[i].trigger, f[i].uri, be.msg);
@@ -479,7 +488,9 @@ struct triggers *triggers_new(struct server *s, int scan_s)
     struct triggers *t = xcalloc(1, sizeof(*t));
     t->s = s;
     t->scan_ms = (int64_t)scan_s * 1000;
-    const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS"); /* tests: a kill -9 window */
+    /* Tests only: fires wait this long, a window in which to kill -9 the server between an
+       upload and its submission (tests/e2e/test_triggers.py). Unset in production. */
+    const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS");
     if (hold) t->hold_ms = strtoll(hold, NULL, 10);
     return t;
 }
