@@ -9,6 +9,7 @@ the field, and nothing is stored; the CLI.
 import hashlib
 import json
 import os
+import select
 import socket
 import subprocess
 import time
@@ -110,6 +111,19 @@ def trigger_events(server, n, timeout=10):
     return got
 
 
+def read_line(proc, timeout):
+    """The first line proc prints on stdout within timeout seconds."""
+    buf, deadline = b"", time.monotonic() + timeout
+    while b"\n" not in buf and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode(errors="replace")
+
+
 def test_put_and_presign_fire_once_per_object_version(server, make_agent):
     make_agent(server, "w1")
     alice = client_token(server, "alice")
@@ -154,6 +168,14 @@ def test_put_and_presign_fire_once_per_object_version(server, make_agent):
     # exactly one job per fire, all of them alice's
     mine = jobs(server, alice)
     assert sorted(x["id"] for x in mine) == sorted([f1["job"], f2["job"], f3["job"]])
+    # drover events prints them
+    proc = server.start_cli("events", "--since", "0", "--type", "trigger")
+    try:
+        line = read_line(proc, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert f"trigger {t['id']} fired s3://up/in/a.txt -> job {f1['job']}" in line, line
     # each fire on the event stream, with its job
     evs = trigger_events(server, 3)
     assert [(e["type"], e["trigger"], e["uri"], e["job"]) for e in evs[:3]] == [
@@ -374,6 +396,7 @@ def test_cli(server, make_agent, tmp_path):
     r = server.run_cli("trigger", "create", "--prefix", "s3://a/", "--job",
                        str(tmp_path / "missing.json"))
     refused(r)
+    usage_error(server.run_cli("events", "--type", "fires"), ["events", "--type", "fires"])
     help_shown(server.run_cli("trigger", "--help"), "trigger")
     assert "examples:" in server.run_cli("trigger", "--help").stdout
     out = ok(server.run_cli("trigger", "rm", tid))
