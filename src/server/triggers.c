@@ -37,6 +37,7 @@ struct triggers {
     size_t inflight;        /* submissions of the current drain not yet done */
     bool more;              /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
+    bool caught_up;         /* the first listing (any object store) is done or under way */
 };
 
 struct trigger_submit {
@@ -386,13 +387,14 @@ static void scan_free(struct scan_op *op)
 
 /*
  * Offload thread: every object under each prefix committed since its trigger was made.
- * S3 keeps whole seconds: an object of the trigger's own second counts (a fire more rather
- * than one lost; objects written before the trigger in that second are the price).
+ * S3 keeps whole seconds: there an object of the trigger's own second counts (a fire more
+ * rather than one lost; objects written before the trigger in that second are the price).
  */
 static void scan_work(void *arg)
 {
     struct scan_op *op = arg;
     struct blob_store *bs = op->t->s->blobs;
+    int64_t slack = (blob_caps(bs) & BLOB_CAP_REMOTE) ? 999 : 0;
     for (size_t i = 0; i < op->ntrs; i++) {
         const struct trigger_rec *tr = &op->trs[i];
         char bucket[BLOB_BUCKET_MAX + 1];
@@ -416,7 +418,7 @@ static void scan_work(void *arg)
             }
             for (size_t j = 0; j < l.n; j++) {
                 const struct blob_entry *b = &l.items[j];
-                if (b->info.modified_ms + 1000 <= tr->created_at || !b->info.sha256[0]) continue;
+                if (b->info.modified_ms + slack < tr->created_at || !b->info.sha256[0]) continue;
                 if (op->n == op->cap) {
                     op->cap = op->cap ? 2 * op->cap : 64;
                     op->items = xrealloc(op->items, op->cap * sizeof(*op->items));
@@ -500,11 +502,18 @@ void triggers_free(struct triggers *t)
     free(t);
 }
 
+/*
+ * A remote store is listed every scan_ms. Any store is listed once when this server first
+ * leads: the catch-up for an object committed by a server that died before its event (and
+ * so its fires) was written; the unique key drops what fired already.
+ */
 void triggers_tick(struct triggers *t, int64_t now_ms)
 {
     if (!t) return;
     drain(t); /* also what other servers recorded, and what waited */
-    if ((blob_caps(t->s->blobs) & BLOB_CAP_REMOTE) && !t->scanning && now_ms >= t->next_scan_ms) {
+    bool remote = (blob_caps(t->s->blobs) & BLOB_CAP_REMOTE) != 0;
+    if ((remote || !t->caught_up) && !t->scanning && now_ms >= t->next_scan_ms) {
+        t->caught_up = true;
         t->next_scan_ms = now_ms + t->scan_ms;
         scan(t);
     }

@@ -6,8 +6,10 @@
  * of the embedded store) writes its pending fires in the transaction of its event
  * (store_event_object); with a remote object store (--blobs s3://...), where uploads may go
  * straight to S3, the leader also lists each trigger's prefix every --trigger-scan seconds
- * and records a fire for each object committed since the trigger was made. Either way the
- * store's UNIQUE (trigger, uri, sha256) makes it one fire per object version.
+ * and records a fire for each object committed since the trigger was made; with any store it
+ * lists them once when it starts to lead (an object committed by a server killed before its
+ * event was written). Either way the store's UNIQUE (trigger, uri, sha256) makes it one fire
+ * per object version.
  *
  * The leader submits pending fires: each one's job or workflow is written in the same
  * transaction that marks the fire with it (store_trigger_fire_done), so a crash (kill -9)

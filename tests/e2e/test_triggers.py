@@ -276,6 +276,27 @@ def test_kill9_between_upload_and_submission_fires_once(make_server, make_agent,
     assert len(jobs(srv)) == 2
 
 
+def test_object_committed_without_its_event_fires_after_restart(make_server, tmp_path):
+    # A crash after the object's file is in place and before its event (and fires) are
+    # written: made here by placing the file while the server is down, as the fs store's
+    # commit would have left it. The first listing of a new leader finds it.
+    srv = make_server(data_dir=tmp_path / "data")
+    t = create(srv, {"prefix": "s3://cu/in/", "job": CAT, "input": "--in"})
+    put(srv, "cu/in/seen.txt", b"seen")
+    fired(srv, t["id"], 1)
+    srv.kill()
+    folder = tmp_path / "data" / "blobs" / "cu" / "in"
+    (folder / "orphan.txt").write_bytes(b"orphan")
+    (tmp_path / "data" / "blobs" / "cu" / "out.txt").write_bytes(b"elsewhere")
+    srv.start()
+    got = fired(srv, t["id"], 2)
+    assert [(f["uri"], f["sha256"]) for f in got] == [
+        ("s3://cu/in/seen.txt", sha(b"seen")), ("s3://cu/in/orphan.txt", sha(b"orphan"))]
+    job = srv.api().get(f"/v1/jobs/{got[1]['job']}").json()
+    assert job["spec"]["command"]["arguments"][3]["value"] == "s3://cu/in/orphan.txt"
+    assert len(jobs(srv)) == 2
+
+
 def test_rm_stops_firing_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     ta = create(server, {"prefix": "s3://shared/", "job": CAT, "input": "--in"}, token=alice)
