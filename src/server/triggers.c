@@ -5,13 +5,16 @@
  * A fire's submission is one committer op: the fire marked with its target and the job (or
  * workflow) inserted, in one savepoint. A fire that can never submit (its template no
  * longer expands, its owner's token is gone) is marked failed with the reason; one that
- * cannot submit now (a quota, the store unavailable) stays pending and is tried again after
- * RETRY_MS.
+ * cannot submit now (a quota, the store unavailable) stays pending and that fire alone is
+ * tried again after RETRY_MS (`waiting`), so one tenant at its quota does not hold back
+ * another's fires (unless more than DRAIN_BATCH of them wait at once).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blob/blob.h"
+#include "common/hmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -32,13 +35,49 @@ struct triggers {
     struct server *s;
     int64_t scan_ms;
     int64_t next_scan_ms;
-    int64_t retry_after_ms; /* no drain before this (a fire failed for now) */
+    struct hmap waiting;    /* fire id -> int64_t *: not tried again before then */
     int64_t hold_ms;        /* tests: a fire waits this long before it is submitted */
     size_t inflight;        /* submissions of the current drain not yet done */
     bool more;              /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
     bool caught_up;         /* the first listing (any object store) is done or under way */
 };
+
+/* Fire `id` failed for now: tried again RETRY_MS from now. */
+static void fire_wait(struct triggers *t, int64_t id, int64_t now)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    int64_t *until = hmap_get(&t->waiting, key);
+    if (!until) hmap_put(&t->waiting, key, until = xmalloc(sizeof(*until)));
+    *until = now + RETRY_MS;
+}
+
+/* True while fire `id` waits; a wait that is over is forgotten. */
+static bool fire_waits(struct triggers *t, int64_t id, int64_t now)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    int64_t *until = hmap_get(&t->waiting, key);
+    if (!until || now < *until) return until != NULL;
+    free(hmap_del(&t->waiting, key));
+    return false;
+}
+
+/* Forgets waits long over (fires submitted since by another leader, or deleted). */
+static void waits_prune(struct triggers *t, int64_t now)
+{
+    char(*old)[24] = NULL;
+    size_t n = 0;
+    for (struct hmap_entry *it = hmap_first(&t->waiting); it; it = hmap_next(&t->waiting, it))
+        if (*(int64_t *)it->value + 60000 < now) {
+            old = xrealloc(old, (n + 1) * sizeof(*old));
+            snprintf(old[n++], sizeof(*old), "%s", it->key);
+        }
+    for (size_t i = 0; i < n; i++)
+        free(hmap_del(&t->waiting, old[i]));
+    free(old);
+}
 
 struct trigger_submit {
     bool workflow;
@@ -300,7 +339,7 @@ static void fire_done(void *arg, int rc, const struct err *e)
     } else {
         log_warn("trigger=%s: the fire for %s waits: %s", op->fire.trigger, op->fire.uri,
                  e->msg);
-        t->retry_after_ms = time_now_ms() + RETRY_MS;
+        fire_wait(t, op->fire.id, time_now_ms());
     }
     fire_op_free(op);
     if (!t->inflight && t->more && !t->s->shutting_down) drain(t);
@@ -311,7 +350,7 @@ static void drain(struct triggers *t)
 {
     struct server *s = t->s;
     int64_t now = time_now_ms();
-    if (t->inflight || now < t->retry_after_ms || s->shutting_down) {
+    if (t->inflight || s->shutting_down) {
         if (t->inflight) t->more = true;
         return;
     }
@@ -327,8 +366,10 @@ static void drain(struct triggers *t)
         return;
     }
     t->more = n == DRAIN_BATCH;
+    if (t->waiting.count) waits_prune(t, now);
     for (size_t i = 0; i < n; i++) {
-        if (t->hold_ms && now < f[i].created_at + t->hold_ms) { /* a test's window */
+        if ((t->hold_ms && now < f[i].created_at + t->hold_ms) || /* a test's window */
+            fire_waits(t, f[i].id, now)) {
             trigger_fire_release(&f[i]);
             continue;
         }
@@ -348,7 +389,7 @@ static void drain(struct triggers *t)
         }
         if (rc && transient(rc)) {
             log_warn("trigger=%s: the fire for %s waits: %s", f[i].trigger, f[i].uri, be.msg);
-            t->retry_after_ms = now + RETRY_MS;
+            fire_wait(t, f[i].id, now);
             fire_op_free(op);
             continue;
         }
@@ -490,6 +531,7 @@ struct triggers *triggers_new(struct server *s, int scan_s)
     struct triggers *t = xcalloc(1, sizeof(*t));
     t->s = s;
     t->scan_ms = (int64_t)scan_s * 1000;
+    hmap_init(&t->waiting);
     /* Tests only: fires wait this long, a window in which to kill -9 the server between an
        upload and its submission (tests/e2e/test_triggers.py). Unset in production. */
     const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS");
@@ -499,6 +541,8 @@ struct triggers *triggers_new(struct server *s, int scan_s)
 
 void triggers_free(struct triggers *t)
 {
+    if (!t) return;
+    hmap_release(&t->waiting, free);
     free(t);
 }
 

@@ -297,6 +297,26 @@ def test_object_committed_without_its_event_fires_after_restart(make_server, tmp
     assert len(jobs(srv)) == 2
 
 
+def test_a_fire_over_its_tenants_quota_waits(make_server):
+    srv = make_server("--tenant-max-queued", "1")
+    quinn, rita = client_token(srv, "quinn"), client_token(srv, "rita")
+    tq = create(srv, {"prefix": "s3://qq/", "job": CAT, "input": "--in"}, token=quinn)
+    tr = create(srv, {"prefix": "s3://rr/", "job": CAT, "input": "--in"}, token=rita)
+    put(srv, "qq/1.txt", b"1")
+    (first,) = fired(srv, tq["id"], 1)  # quinn's one queued job (no agent runs it)
+    put(srv, "qq/2.txt", b"2")
+    wait_for(lambda: "tenant 'quinn' may have at most 1 queued jobs" in srv.read_log(), 20,
+             "the fire to meet the quota")
+    (waits, _) = fires(srv, tq["id"])
+    assert (waits["uri"], waits["state"]) == ("s3://qq/2.txt", "pending")
+    put(srv, "rr/1.txt", b"r")  # another tenant's fire is not held back
+    fired(srv, tr["id"], 1, token=rita)
+    assert srv.api(quinn).post(f"/v1/jobs/{first['job']}/cancel").status_code == 200
+    got = fired(srv, tq["id"], 2, timeout=30)  # tried again, now within the quota
+    assert got[1]["uri"] == "s3://qq/2.txt"
+    assert len(jobs(srv, quinn)) == 2
+
+
 def test_rm_stops_firing_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     ta = create(server, {"prefix": "s3://shared/", "job": CAT, "input": "--in"}, token=alice)
