@@ -41,8 +41,7 @@ static const char trigger_usage[] =
     "  drover trigger create --prefix s3://uploads/fasta/ --job search.json --input --query\n"
     "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
     "  drover trigger ls\n"
-    "  drover trigger rm 0193a1b2-...\n"
-    CLI_COMMON_USAGE;
+    "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -140,8 +139,7 @@ int cmd_trigger(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     cli_json_prescan(argc, argv);
-    if (argc < 2)
-        return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls' or 'rm'");
+    if (argc < 2) return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls' or 'rm'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(trigger_usage, stdout);
@@ -177,8 +175,10 @@ int cmd_trigger(int argc, char **argv)
                                    a.argv[optind]);
     } else {
         if (prefix || job || workflow || input)
-            return cli_usage_error(trigger_usage, "trigger %s takes no --prefix, --job, "
-                                                  "--workflow or --input", sub);
+            return cli_usage_error(trigger_usage,
+                                   "trigger %s takes no --prefix, --job, "
+                                   "--workflow or --input",
+                                   sub);
         if (which == 2) {
             if (optind >= a.argc) return cli_usage_error(trigger_usage, "trigger rm needs an ID");
             id = a.argv[optind++];
@@ -192,8 +192,8 @@ int cmd_trigger(int argc, char **argv)
     int rc = 1;
     if (cli_connect(&cli, &a.conn) == 0) {
         if (which == 0)
-            rc = trigger_create(&cli, prefix, job ? job : workflow, workflow != NULL, input,
-                                a.json);
+            rc =
+                trigger_create(&cli, prefix, job ? job : workflow, workflow != NULL, input, a.json);
         else if (which == 1)
             rc = trigger_ls(&cli, a.json);
         else

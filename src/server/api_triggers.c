@@ -43,12 +43,11 @@ static json_t *trigger_json(const struct trigger_rec *t)
 static json_t *fire_json(const struct trigger_fire *f, bool workflow)
 {
     const char *state = f->target ? "fired" : f->error ? "failed" : "pending";
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "uri", f->uri, "sha256", f->sha256,
-                     "state", state, workflow ? "workflow" : "job",
-                     f->target ? json_string(f->target) : json_null(), "error",
-                     f->error ? json_string(f->error) : json_null(), "seen_at",
-                     job_time_json(f->created_at), "fired_at",
-                     f->fired_at ? job_time_json(f->fired_at) : json_null());
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "uri", f->uri, "sha256", f->sha256, "state", state,
+        workflow ? "workflow" : "job", f->target ? json_string(f->target) : json_null(), "error",
+        f->error ? json_string(f->error) : json_null(), "seen_at", job_time_json(f->created_at),
+        "fired_at", f->fired_at ? job_time_json(f->fired_at) : json_null());
 }
 
 /* ---- create ---- */
@@ -57,8 +56,9 @@ static json_t *fire_json(const struct trigger_fire *f, bool workflow)
 static int prefix_check(json_t *v, char **out, struct err *e)
 {
     if (!v || json_is_null(v))
-        return err_field(e, ERR_INVALID, "prefix", "prefix is required: s3://BUCKET/ or "
-                                                   "s3://BUCKET/KEY-PREFIX");
+        return err_field(e, ERR_INVALID, "prefix",
+                         "prefix is required: s3://BUCKET/ or "
+                         "s3://BUCKET/KEY-PREFIX");
     const char *p = json_string_value(v), *why = NULL;
     if (!p || strncmp(p, "s3://", 5))
         return err_field(e, ERR_INVALID, "prefix",
@@ -88,30 +88,32 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
 {
     json_t *b = r->body;
     if (!json_is_object(b))
-        return err_set(e, ERR_INVALID, "the body must be an object {\"prefix\", \"job\" or "
-                                       "\"workflow\", \"input\"}");
+        return err_set(e, ERR_INVALID,
+                       "the body must be an object {\"prefix\", \"job\" or "
+                       "\"workflow\", \"input\"}");
     const char *k;
     json_t *v;
     json_object_foreach(b, k, v)
     {
-        if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") &&
-            strcmp(k, "input"))
-            return err_field(e, ERR_INVALID, k, "unknown field '%s' (a trigger has prefix, job "
-                                                "or workflow, and input)", k);
+        if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") && strcmp(k, "input"))
+            return err_field(e, ERR_INVALID, k,
+                             "unknown field '%s' (a trigger has prefix, job "
+                             "or workflow, and input)",
+                             k);
     }
     int rc = prefix_check(json_object_get(b, "prefix"), &t->prefix, e);
     if (rc) return rc;
     json_t *job = json_object_get(b, "job"), *wf = json_object_get(b, "workflow");
     if (job && wf)
-        return err_field(e, ERR_INVALID, "workflow",
-                         "give either job or workflow, not both");
+        return err_field(e, ERR_INVALID, "workflow", "give either job or workflow, not both");
     if (!job && !wf)
         return err_field(e, ERR_INVALID, "job",
                          "job (a job spec) or workflow (a workflow body) is required");
     if (job && !json_is_object(job))
         return err_field(e, ERR_INVALID, "job", "job must be a job spec (an object)");
     if (wf && !json_is_object(wf))
-        return err_field(e, ERR_INVALID, "workflow", "workflow must be a workflow body (an object)");
+        return err_field(e, ERR_INVALID, "workflow",
+                         "workflow must be a workflow body (an object)");
     t->workflow = wf != NULL;
     json_t *in = json_object_get(b, "input");
     if (in && !json_is_null(in)) {
@@ -129,7 +131,8 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
     /* the whole submission, checked as the first object's would be */
     char *uri = xasprintf("%sexample", t->prefix);
     struct trigger_submit *ts = NULL;
-    rc = triggers_build(srv(r), t, uri, "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
+    rc = triggers_build(srv(r), t, uri,
+                        "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
     free(uri);
     trigger_submit_free(ts);
     return rc;
@@ -198,8 +201,8 @@ int api_triggers_list(struct http_req *r)
 }
 
 /* The route's trigger, if the caller may see it (else 404, as if there were none). */
-static int find_trigger(struct http_req *r, struct store *st, const char *id,
-                        struct trigger_rec *t, struct err *e)
+static int find_trigger(struct http_req *r, struct store *st, const char *id, struct trigger_rec *t,
+                        struct err *e)
 {
     if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
     int rc = store_trigger_get(st, id, t, e);

@@ -27,20 +27,20 @@
 #include "server/tenants.h"
 #include "server/triggers.h"
 
-#define DRAIN_BATCH 64      /* pending fires read at a time */
-#define RETRY_MS 5000       /* after a fire could not be submitted for now */
+#define DRAIN_BATCH 64          /* pending fires read at a time */
+#define RETRY_MS 5000           /* after a fire could not be submitted for now */
 #define SCAN_MAX_OBJECTS 100000 /* objects of one prefix looked at per listing */
 
 struct triggers {
     struct server *s;
     int64_t scan_ms;
     int64_t next_scan_ms;
-    struct hmap waiting;    /* fire id -> int64_t *: not tried again before then */
-    int64_t hold_ms;        /* tests: a fire waits this long before it is submitted */
-    size_t inflight;        /* submissions of the current drain not yet done */
-    bool more;              /* the last drain read a full batch, or a kick came meanwhile */
+    struct hmap waiting; /* fire id -> int64_t *: not tried again before then */
+    int64_t hold_ms;     /* tests: a fire waits this long before it is submitted */
+    size_t inflight;     /* submissions of the current drain not yet done */
+    bool more;           /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
-    bool caught_up;         /* the first listing (any object store) is done or under way */
+    bool caught_up; /* the first listing (any object store) is done or under way */
 };
 
 /* Fire `id` failed for now: tried again RETRY_MS from now. */
@@ -172,9 +172,8 @@ void triggers_spec_env(json_t *spec, const char *uri, const char *sha256)
     json_object_set_new(env, "DROVER_TRIGGER_SHA256", json_string(sha256));
 }
 
-static int build_job(struct server *s, const struct trigger_rec *t, json_t *tmpl,
-                     const char *uri, const char *sha256, struct trigger_submit *ts,
-                     struct err *e)
+static int build_job(struct server *s, const struct trigger_rec *t, json_t *tmpl, const char *uri,
+                     const char *sha256, struct trigger_submit *ts, struct err *e)
 {
     json_t *expanded = NULL;
     struct services_memo memo = {0};
@@ -276,7 +275,7 @@ static int fire_write(struct store *st, void *arg, struct err *e)
     struct trigger_submit *ts = op->ts;
     int64_t now = time_now_ms();
     int rc = store_trigger_fire_done(st, op->fire.id,
-                                     !ts ? NULL
+                                     !ts            ? NULL
                                      : ts->workflow ? workflow_submit_id(ts->wf)
                                                     : ts->job.id,
                                      op->error, now, e);
@@ -286,8 +285,7 @@ static int fire_write(struct store *st, void *arg, struct err *e)
     if (ts->use.name[0] && (rc = services_recheck(st, &ts->use, e))) return rc;
     if ((rc = store_job_insert(st, &ts->job, e)) || !ts->max_queued) return rc;
     int64_t queued;
-    if ((rc = store_tenant_count(st, ts->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued,
-                                 e)))
+    if ((rc = store_tenant_count(st, ts->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued, e)))
         return rc;
     if (queued > ts->max_queued)
         return err_field(e, ERR_QUOTA, "max_queued",
@@ -337,8 +335,7 @@ static void fire_done(void *arg, int rc, const struct err *e)
         fail->error = xstrdup(e->msg);
         fire_submit(t, fail);
     } else {
-        log_warn("trigger=%s: the fire for %s waits: %s", op->fire.trigger, op->fire.uri,
-                 e->msg);
+        log_warn("trigger=%s: the fire for %s waits: %s", op->fire.trigger, op->fire.uri, e->msg);
         fire_wait(t, op->fire.id, time_now_ms());
     }
     fire_op_free(op);
