@@ -498,9 +498,9 @@ void trigger_fire_release(struct trigger_fire *f);
 int store_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
                            const char *sha256, int64_t now_ms, int *added, struct err *e);
 /*
- * Fires, oldest first: with `trigger` NULL up to `limit` pending ones of every trigger; else
- * the newest `limit` of that trigger, newest first, whatever their state. *out: release
- * each, free it.
+ * With `trigger` NULL: up to `limit` pending fires of every trigger, oldest first. Else that
+ * trigger's newest `limit` fires, newest first, whatever their state. *out: release each,
+ * free it.
  */
 int store_trigger_fires(struct store *st, const char *trigger, int limit,
                         struct trigger_fire **out, size_t *n, struct err *e);
