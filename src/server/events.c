@@ -92,6 +92,8 @@ const char *events_type_name(const struct event_rec *ev)
 {
     if (ev->kind == EVENT_OBJECT)
         return ev->state == OBJECT_DELETED ? "object.deleted" : "object.created";
+    if (ev->kind == EVENT_TRIGGER)
+        return ev->state == TRIGGER_FAILED ? "trigger.failed" : "trigger.fired";
     if (ev->kind == EVENT_ARRAY)
         return ev->state == ARRAY_SUBMITTED ? "array.submitted" : "array.changed";
     return ev->kind == EVENT_JOB ? "job" : "agent";
@@ -106,6 +108,8 @@ json_t *events_to_json(const struct event_rec *ev)
     json_object_set_new(o, "at", job_time_json(ev->at));
     if (ev->kind == EVENT_OBJECT) {
         /* bucket, key, size, sha256: all in data */
+    } else if (ev->kind == EVENT_TRIGGER) {
+        json_object_set_new(o, "trigger", json_string(ev->subject)); /* uri, sha256, job...: data */
     } else if (ev->kind == EVENT_ARRAY) {
         json_object_set_new(o, "array", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
@@ -428,10 +432,13 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
             fw->kind = EVENT_AGENT;
         else if (!strcmp(v, "object"))
             fw->kind = EVENT_OBJECT;
+        else if (!strcmp(v, "trigger"))
+            fw->kind = EVENT_TRIGGER;
         else if (!strcmp(v, "array"))
             fw->kind = EVENT_ARRAY;
         else
-            return err_field(e, ERR_INVALID, "type", "type must be job, agent, object or array");
+            return err_field(e, ERR_INVALID, "type",
+                             "type must be job, agent, object, trigger or array");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))

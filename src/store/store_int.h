@@ -119,6 +119,17 @@ struct store_ops {
                          struct workflow_list *out, struct err *e);
     /* The workflow of a job: ERR_NOTFOUND when it is in none. */
     int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
+    int (*trigger_insert)(struct store *st, const struct trigger_rec *t, struct err *e);
+    int (*trigger_get)(struct store *st, const char *id, struct trigger_rec *out, struct err *e);
+    int (*trigger_list)(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
+                        struct err *e);
+    int (*trigger_delete)(struct store *st, const char *id, struct err *e);
+    int (*trigger_fire_add)(struct store *st, const char *trigger, const char *uri,
+                            const char *sha256, int64_t now_ms, int *added, struct err *e);
+    int (*trigger_fires)(struct store *st, const char *trigger, int limit,
+                         struct trigger_fire **out, size_t *n, struct err *e);
+    int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
+                             const char *error, int64_t now_ms, struct err *e);
     /* Job arrays (store_array.c holds what the backends share). */
     int (*event_array)(struct store *st, const struct array_rec *a, int change, json_t *data,
                        struct err *e);
