@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"events", cmd_events, "follow the server's events (job and agent changes) as they happen"},
     {"cancel", cmd_cancel, "cancel a job"},
     {"workflow", cmd_workflow, "submit a workflow, show, cancel or retry it"},
+    {"array", cmd_array, "show a job array, cancel or retry its tasks by index range"},
     {"logs", cmd_logs, "print a job's output (-f: follow it until the job ends)"},
     {"jobs", cmd_jobs, "list jobs"},
     {"queues", cmd_queues, "list queues"},
