@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/workflow.h"
 
@@ -273,7 +274,62 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
         c[i].spec = NULL;
     }
     *nleased = 0;
-    return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    /* an array's candidates: as many of its next tasks claimed, their jobs made, in this
+       transaction (the array's row read once for all of them) */
+    for (size_t i = 0; i < n; i++)
+        c[i].exhausted = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].array[0] || c[i].job[0] || c[i].exhausted) continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            k += !strcmp(c[j].array, c[i].array) && !c[j].job[0];
+        struct job *jobs = xcalloc(k, sizeof(*jobs));
+        size_t got = 0;
+        struct err ce = ERR_INIT;
+        int rc = store_array_claim(st, c[i].array, agent, now_ms, k, jobs, &got, &ce);
+        if (rc && rc != ERR_NOTFOUND) {
+            free(jobs);
+            *e = ce;
+            return rc;
+        }
+        size_t next = 0;
+        for (size_t j = i; j < n; j++) {
+            if (strcmp(c[j].array, c[i].array) || c[j].job[0] || c[j].exhausted) continue;
+            if (next < got) { /* leased with its row */
+                struct job *t = &jobs[next++];
+                memcpy(c[j].job, t->id, sizeof(c[j].job));
+                c[j].leased = true;
+                c[j].attempt = t->attempt;
+                c[j].spec = job_json_dump(t->spec); /* the text stored */
+                (*nleased)++;
+            } else {
+                c[j].exhausted = true;
+            }
+        }
+        for (size_t j = 0; j < got; j++)
+            job_release(&jobs[j]);
+        free(jobs);
+    }
+    size_t arrays = 0;
+    for (size_t i = 0; i < n; i++)
+        arrays += c[i].array[0] != '\0';
+    if (!arrays) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    if (arrays == n) return 0;
+    /* the other candidates, leased by the backend */
+    struct store_lease *live = xcalloc(n, sizeof(*live));
+    size_t *at = xcalloc(n, sizeof(*at)), m = 0, more = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].array[0]) continue;
+        live[m] = c[i];
+        at[m++] = i;
+    }
+    int rc = st->ops->job_lease(st, agent, now_ms, live, m, &more, e);
+    *nleased += more;
+    for (size_t k = 0; k < m; k++)
+        c[at[k]] = live[k];
+    free(live);
+    free(at);
+    return rc;
 }
 
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
@@ -476,10 +532,77 @@ int store_meta_set(struct store *st, const char *key, const char *value, struct 
     return st->ops->meta_set(st, key, value, e);
 }
 
+int store_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
+                           const char *sha256, int64_t now_ms, int *added, struct err *e)
+{
+    int dummy;
+    return st->ops->trigger_fire_add(st, trigger, uri, sha256, now_ms, added ? added : &dummy, e);
+}
+
 int store_event_object(struct store *st, int change, const char *bucket, const char *key,
                        int64_t size, const char *sha256, struct err *e)
 {
-    return st->ops->event_object(st, change, bucket, key, size, sha256, e);
+    int rc = st->ops->event_object(st, change, bucket, key, size, sha256, e);
+    if (rc || change != OBJECT_CREATED || !sha256) return rc;
+    char *uri = xasprintf("s3://%s/%s", bucket, key);
+    rc = store_trigger_fire_add(st, NULL, uri, sha256, time_now_ms(), NULL, e);
+    free(uri);
+    return rc;
+}
+
+void trigger_rec_release(struct trigger_rec *t)
+{
+    free(t->owner);
+    free(t->prefix);
+    free(t->input);
+    free(t->template_);
+    memset(t, 0, sizeof(*t));
+}
+
+void trigger_fire_release(struct trigger_fire *f)
+{
+    free(f->uri);
+    free(f->target);
+    free(f->error);
+    memset(f, 0, sizeof(*f));
+}
+
+int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    return st->ops->trigger_insert(st, t, e);
+}
+
+int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    return st->ops->trigger_get(st, id, out, e);
+}
+
+int store_trigger_list(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
+                       struct err *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->trigger_list(st, owner, out, n, e);
+}
+
+int store_trigger_delete(struct store *st, const char *id, struct err *e)
+{
+    return st->ops->trigger_delete(st, id, e);
+}
+
+int store_trigger_fires(struct store *st, const char *trigger, int limit,
+                        struct trigger_fire **out, size_t *n, struct err *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->trigger_fires(st, trigger, limit, out, n, e);
+}
+
+int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
+                            int64_t now_ms, struct err *e)
+{
+    return st->ops->trigger_fire_done(st, id, target, error, now_ms, e);
 }
 
 int store_event_list(struct store *st, const struct event_filter *f,
@@ -896,5 +1019,10 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e)
 {
-    return st->ops->tenant_count(st, tenant, states, n, e);
+    int rc = st->ops->tenant_count(st, tenant, states, n, e);
+    if (rc || !(states & (1u << JOB_QUEUED))) return rc;
+    int64_t open = 0; /* arrays' tasks not handed out yet: queued, without rows of their own */
+    rc = st->ops->array_open(st, tenant, &open, e);
+    *n += open;
+    return rc;
 }

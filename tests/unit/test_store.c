@@ -49,6 +49,7 @@ static void lib_free(void *p)
 #include "common/role.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/job.h"
 #include "job/spec.h"
 #include "job/workflow.h"
@@ -3133,7 +3134,503 @@ static void test_workflow_list(void **state)
         workflow_rec_release(&rec[i]);
 }
 
+/* --- triggers ------------------------------------------------------------------------------ */
+
+static void insert_trigger(struct store *st, struct trigger_rec *t, const char *owner,
+                           const char *prefix, bool workflow, const char *input, int64_t at)
+{
+    struct err e = ERR_INIT;
+    memset(t, 0, sizeof(*t));
+    uuid7_new(t->id);
+    t->owner = (char *)owner;
+    t->prefix = (char *)prefix;
+    t->workflow = workflow;
+    t->input = (char *)input;
+    t->template_ = (char *)(workflow ? "{\"nodes\":{}}" : "{\"command\":{\"program\":\"a\"}}");
+    t->created_at = at;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_trigger_insert(st, t, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+static void object_created(struct store *st, const char *bucket, const char *key,
+                           const char *sha256)
+{
+    struct err e = ERR_INIT;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_event_object(st, OBJECT_CREATED, bucket, key, 1, sha256, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+/* The pending fires as "TRIGGER-INDEX URI SHA" lines, oldest first (t: the triggers). */
+static char *pending_text(struct store *st, const struct trigger_rec *t, size_t nt)
+{
+    struct err e = ERR_INIT;
+    struct trigger_fire *f;
+    size_t n;
+    assert_ok(store_trigger_fires(st, NULL, 100, &f, &n, &e), &e);
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < nt && strcmp(t[k].id, f[i].trigger))
+            k++;
+        assert_true(k < nt);
+        assert_null(f[i].target);
+        assert_null(f[i].error);
+        assert_true(!i || f[i].id > f[i - 1].id);
+        buf_addf(&b, "%zu %s %s\n", k, f[i].uri, f[i].sha256);
+        trigger_fire_release(&f[i]);
+    }
+    lib_free(f);
+    char *text = xstrdup(b.data ? b.data : "");
+    buf_release(&b);
+    return text;
+}
+
+#define assert_pending(st, t, nt, want)                                                            \
+    do {                                                                                           \
+        char *got_ = pending_text(st, t, nt);                                                      \
+        assert_string_equal(got_, want);                                                           \
+        lib_free(got_);                                                                            \
+    } while (0)
+
+/*
+ * Triggers and their fires: an object's event records a fire for each trigger whose prefix
+ * holds it, once per (trigger, uri, sha256); a fire is done once; deleting a trigger takes
+ * its fires; fires are events of their trigger's owner.
+ */
+static void test_triggers(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct trigger_rec t[2], got;
+    insert_trigger(f->st, &t[0], "alice", "s3://up/in/", false, "--in", T0);
+    insert_trigger(f->st, &t[1], "bob", "s3://up/", true, NULL, T0 + 1);
+
+    assert_ok(store_trigger_get(f->st, t[0].id, &got, &e), &e);
+    assert_string_equal(got.id, t[0].id);
+    assert_string_equal(got.owner, "alice");
+    assert_string_equal(got.prefix, "s3://up/in/");
+    assert_false(got.workflow);
+    assert_string_equal(got.input, "--in");
+    assert_string_equal(got.template_, t[0].template_);
+    assert_int_equal(got.created_at, T0);
+    trigger_rec_release(&got);
+    assert_ok(store_trigger_get(f->st, t[1].id, &got, &e), &e);
+    assert_true(got.workflow);
+    assert_null(got.input);
+    trigger_rec_release(&got);
+    assert_err(store_trigger_get(f->st, "01900000-0000-7000-8000-000000000000", &got, &e),
+               ERR_NOTFOUND, &e);
+    assert_ok(store_begin(f->st, &e), &e); /* the same id again */
+    assert_err(store_trigger_insert(f->st, &t[0], &e), ERR_CONFLICT, &e);
+    store_rollback(f->st);
+
+    struct trigger_rec *l;
+    size_t n;
+    assert_ok(store_trigger_list(f->st, NULL, &l, &n, &e), &e); /* newest first */
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0].id, t[1].id);
+    assert_string_equal(l[1].id, t[0].id);
+    for (size_t i = 0; i < n; i++)
+        trigger_rec_release(&l[i]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, "alice", &l, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0].id, t[0].id);
+    trigger_rec_release(&l[0]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, "carol", &l, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(l);
+
+    /* objects: under both prefixes, under bob's only, under none; deleted: no fire */
+    object_created(f->st, "up", "in/x.txt", "aa");
+    object_created(f->st, "up", "other.txt", "bb");
+    object_created(f->st, "upx", "in/x.txt", "aa");
+    object_created(f->st, "up2", "in/x.txt", "aa");
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_DELETED, "up", "in/gone", 1, "dd", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    const char *want = "0 s3://up/in/x.txt aa\n1 s3://up/in/x.txt aa\n1 s3://up/other.txt bb\n";
+    assert_pending(f->st, t, 2, want);
+    /* the same version again: nothing new; a new version: new fires */
+    object_created(f->st, "up", "in/x.txt", "aa");
+    assert_pending(f->st, t, 2, want);
+    object_created(f->st, "up", "in/x.txt", "cc");
+    want = "0 s3://up/in/x.txt aa\n1 s3://up/in/x.txt aa\n1 s3://up/other.txt bb\n"
+           "0 s3://up/in/x.txt cc\n1 s3://up/in/x.txt cc\n";
+    assert_pending(f->st, t, 2, want);
+    /* a listing's fire for one trigger: the unique key holds, the prefix is the caller's */
+    int added = -1;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fire_add(f->st, t[0].id, "s3://up/in/x.txt", "aa", T0, &added, &e),
+              &e);
+    assert_int_equal(added, 0);
+    assert_ok(store_trigger_fire_add(f->st, t[0].id, "s3://up/in/y.txt", "ee", T0, &added, &e),
+              &e);
+    assert_int_equal(added, 1);
+    store_rollback(f->st); /* undone with its transaction */
+    assert_pending(f->st, t, 2, want);
+
+    /* done once: with a target, or failed; then not pending */
+    struct trigger_fire *fs;
+    assert_ok(store_trigger_fires(f->st, NULL, 2, &fs, &n, &e), &e); /* at most 2 */
+    assert_int_equal(n, 2);
+    int64_t first = fs[0].id, second = fs[1].id;
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fire_done(f->st, first, "job-1", NULL, T0 + 5, &e), &e);
+    assert_err(store_trigger_fire_done(f->st, first, "job-2", NULL, T0 + 6, &e), ERR_CONFLICT, &e);
+    assert_ok(store_trigger_fire_done(f->st, second, NULL, "no such service", T0 + 7, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_pending(f->st, t, 2,
+                   "1 s3://up/other.txt bb\n0 s3://up/in/x.txt cc\n1 s3://up/in/x.txt cc\n");
+    assert_ok(store_trigger_fires(f->st, t[0].id, 10, &fs, &n, &e), &e); /* newest first */
+    assert_int_equal(n, 2);
+    assert_string_equal(fs[0].sha256, "cc");
+    assert_null(fs[0].target);
+    assert_int_equal(fs[0].fired_at, 0);
+    assert_int_equal(fs[1].id, first);
+    assert_string_equal(fs[1].uri, "s3://up/in/x.txt");
+    assert_string_equal(fs[1].target, "job-1");
+    assert_null(fs[1].error);
+    assert_int_equal(fs[1].fired_at, T0 + 5);
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    assert_ok(store_trigger_fires(f->st, t[1].id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 3);
+    assert_int_equal(fs[2].id, second);
+    assert_null(fs[2].target);
+    assert_string_equal(fs[2].error, "no such service");
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+
+    /* their events: the trigger's owner's (and an admin's), not another client's */
+    json_t *evs = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    json_t *exp = json_pack("[{s:i, s:i, s:{s:s, s:s, s:s}}, {s:i, s:i, s:{s:s, s:s, s:s}}]",
+                            "kind", EVENT_TRIGGER, "state", TRIGGER_FIRED, "data", "uri",
+                            "s3://up/in/x.txt", "sha256", "aa", "job", "job-1", "kind",
+                            EVENT_TRIGGER, "state", TRIGGER_FAILED, "data", "uri",
+                            "s3://up/in/x.txt", "sha256", "aa", "error", "no such service");
+    assert_true(json_equal(evs, exp));
+    json_decref(exp);
+    json_array_clear(evs);
+    flt.owner = "alice";
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 1);
+    json_array_clear(evs);
+    flt.owner = "carol";
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 0);
+    json_decref(evs);
+
+    /* deleted: with its fires, pending ones too, which can no longer be done */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_delete(f->st, t[0].id, &e), &e);
+    assert_err(store_trigger_delete(f->st, t[0].id, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_trigger_get(f->st, t[0].id, &got, &e), ERR_NOTFOUND, &e);
+    assert_pending(f->st, t, 2, "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n");
+    assert_ok(store_trigger_fires(f->st, t[0].id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(fs);
+    object_created(f->st, "up", "in/z.txt", "ff"); /* bob's only now */
+    assert_pending(f->st, t, 2,
+                   "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n1 s3://up/in/z.txt ff\n");
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
+
+/* --- job arrays ------------------------------------------------------------------------------ */
+
+/* An array of `count` tasks (items: a JSON array text of strings, or NULL) from a spec text. */
+static void make_array(struct array_rec *a, int64_t count, const char *items, int64_t now)
+{
+    memset(a, 0, sizeof(*a));
+    struct job tmpl;
+    make_job(&tmpl, now, "{'queue': 'q', 'name': 'arr', 'retry': {'max_attempts': 2}, "
+                         "'command': {'program': 'echo', 'arguments': "
+                         "[{'type': 'parameter', 'value': 'x'}]}}");
+    uuid7_new(a->id);
+    a->owner = xstrdup("alice");
+    a->tenant = xstrdup("t1");
+    a->queue = xstrdup("q");
+    a->name = xstrdup("arr");
+    a->kind = items ? ARRAY_ITEMS : ARRAY_COUNT;
+    a->count = count;
+    a->skips = json_array();
+    a->spec = json_incref(tmpl.spec);
+    /* the argument's value as a template */
+    json_object_set_new(json_array_get(json_object_get(json_object_get(a->spec, "command"),
+                                                       "arguments"),
+                                       0),
+                        "value", json_string("i={{index}} item={{item}}"));
+    a->created_at = now;
+    a->run_after = now;
+    a->items = items ? json_loads(items, 0, NULL) : NULL;
+    job_release(&tmpl);
+}
+
+/* Leases the next task of array `id` for agent w: its index (-1: none left). */
+static int64_t lease_task(struct store *st, const char *id, int64_t now, char job_out[UUID_STR_LEN])
+{
+    struct err e = ERR_INIT;
+    struct store_lease c = {0};
+    memcpy(c.array, id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_job_lease(st, "w", now, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    if (c.exhausted) {
+        assert_false(c.leased);
+        assert_int_equal(n, 0);
+        return -1;
+    }
+    assert_true(c.leased);
+    assert_int_equal(n, 1);
+    assert_int_equal(c.attempt, 1);
+    json_t *spec = json_loads(c.spec, 0, NULL);
+    assert_non_null(spec);
+    lib_free(c.spec);
+    json_t *env = json_object_get(json_object_get(spec, "command"), "env");
+    assert_string_equal(json_string_value(json_object_get(env, "DROVER_ARRAY_ID")), id);
+    int64_t index = strtoll(json_string_value(json_object_get(env, "DROVER_ARRAY_INDEX")), NULL,
+                            10);
+    char want[UUID_STR_LEN];
+    array_task_id(id, index, want);
+    assert_string_equal(c.job, want);
+    if (job_out) memcpy(job_out, c.job, UUID_STR_LEN);
+    json_decref(spec);
+    return index;
+}
+
+static void assert_counts(struct store *st, const char *id, int64_t queued, int64_t leased,
+                          int64_t cancelled, int64_t failed)
+{
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    int64_t c[JOB_NSTATES];
+    assert_ok(store_array_get(st, id, &a, &e), &e);
+    assert_ok(store_array_counts(st, &a, c, &e), &e);
+    assert_int_equal(c[JOB_QUEUED], queued);
+    assert_int_equal(c[JOB_LEASED], leased);
+    assert_int_equal(c[JOB_CANCELLED], cancelled);
+    assert_int_equal(c[JOB_FAILED], failed);
+    int64_t total = 0;
+    for (int s = 0; s < JOB_NSTATES; s++)
+        total += c[s];
+    assert_int_equal(total, a.count);
+    array_rec_release(&a);
+}
+
+static int keep_count(void *arg, struct job *j)
+{
+    (*(int *)arg)++;
+    job_release(j);
+    return 0;
+}
+
+struct seen_tasks {
+    int64_t index[64];
+    int state[64];
+    bool has_job[64];
+    int n;
+};
+
+static int seen_task(void *arg, int64_t index, int state, const struct job *j)
+{
+    struct seen_tasks *s = arg;
+    assert_true(s->n < 64);
+    s->index[s->n] = index;
+    s->state[s->n] = state;
+    s->has_job[s->n++] = j != NULL;
+    return 0;
+}
+
+/* A million tasks are one row; leases claim indices in order; ranges cancel and retry. */
+static void test_arrays(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    make_array(&a, 1000000, NULL, T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_counts(f->st, a.id, 1000000, 0, 0, 0);
+    int64_t queued = 0;
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 1000000); /* its tasks count as the tenant's queued jobs */
+    struct job_list jl;
+    struct job_filter flt = filter_any();
+    assert_ok(store_job_list(f->st, &flt, &jl, &e), &e);
+    assert_int_equal(jl.n, 0); /* no job until a task is claimed */
+    job_list_release(&jl);
+
+    char job0[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, job0), 0);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 2, NULL), 1);
+    assert_counts(f->st, a.id, 999998, 2, 0, 0);
+    struct job j;
+    assert_ok(store_job_get(f->st, job0, &j, &e), &e);
+    assert_string_equal(j.name, "arr[0]");
+    assert_string_equal(j.owner, "alice");
+    assert_string_equal(j.tenant, "t1");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_object_get(j.spec, "command"),
+                                                           "arguments"),
+                                           0),
+                            "value")),
+                        "i=0 item=");
+    job_release(&j);
+
+    /* cancel 5..9 (not claimed yet) and 1 (leased): 6 tasks */
+    int changed = 0;
+    int64_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_cancel(f->st, a.id, 5, 9, T0 + 3, keep_count, &changed, &n, &e), &e);
+    assert_int_equal(n, 5);
+    assert_int_equal(changed, 0);
+    assert_ok(store_array_cancel(f->st, a.id, 1, 1, T0 + 3, keep_count, &changed, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_int_equal(changed, 1);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_counts(f->st, a.id, 999998 - 5, 1, 6, 0);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 999998 - 5);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_LEASED, &queued, &e), &e);
+    assert_int_equal(queued, 1); /* only queued counts the arrays' tasks */
+    /* the cursor skips what was cancelled */
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 2);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 3);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 4);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 10);
+
+    struct array_rec got;
+    assert_ok(store_array_get(f->st, a.id, &got, &e), &e);
+    struct seen_tasks seen = {0};
+    assert_ok(store_array_tasks(f->st, &got, 0, 12, -1, 64, seen_task, &seen, &e), &e);
+    assert_int_equal(seen.n, 13);
+    for (int i = 0; i < 13; i++)
+        assert_int_equal(seen.index[i], i);
+    assert_int_equal(seen.state[1], JOB_CANCELLED);
+    assert_true(seen.has_job[1]);
+    assert_int_equal(seen.state[7], JOB_CANCELLED);
+    assert_false(seen.has_job[7]);
+    assert_int_equal(seen.state[10], JOB_LEASED);
+    assert_int_equal(seen.state[11], JOB_QUEUED);
+    assert_false(seen.has_job[11]);
+    memset(&seen, 0, sizeof(seen));
+    assert_ok(store_array_tasks(f->st, &got, 0, 999999, JOB_CANCELLED, 3, seen_task, &seen, &e),
+              &e);
+    assert_int_equal(seen.n, 3); /* the limit */
+    assert_int_equal(seen.index[0], 1);
+    assert_int_equal(seen.index[2], 6);
+    array_rec_release(&got);
+
+    /* retry 0..7: the leased ones stay; 1 is queued again, 5..7 (skipped) get their jobs */
+    changed = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_retry(f->st, a.id, 0, 7, T0 + 5, keep_count, &changed, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 4);
+    assert_int_equal(changed, 4);
+    assert_counts(f->st, a.id, 999998 - 5 - 4 + 4, 5, 2, 0); /* leased: 0, 2, 3, 4, 10 */
+    char id6[UUID_STR_LEN];
+    array_task_id(a.id, 6, id6);
+    assert_ok(store_job_get(f->st, id6, &j, &e), &e);
+    assert_int_equal(j.state, JOB_QUEUED);
+    job_release(&j);
+    array_rec_release(&a);
+}
+
+/* The last task claimed, the array has nothing left: exhausted, not leased. Items reach env. */
+static void test_array_items_and_end(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    make_array(&a, 2, "[\"s3://b/one\", \"{\\\"k\\\":1}\"]", T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    char id[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, id), 0);
+    struct job j;
+    assert_ok(store_job_get(f->st, id, &j, &e), &e);
+    json_t *cmd = json_object_get(j.spec, "command");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cmd, "env"),
+                                                          "DROVER_ARRAY_ITEM")),
+                        "s3://b/one");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(cmd, "arguments"), 0), "value")),
+                        "i=0 item=s3://b/one");
+    job_release(&j);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, id), 1);
+    assert_ok(store_job_get(f->st, id, &j, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(j.spec, "command"), "env"),
+                            "DROVER_ARRAY_ITEM")),
+                        "{\"k\":1}");
+    job_release(&j);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, NULL), -1);
+    /* a lease mixing a job with an exhausted array leases the job */
+    struct job plain;
+    make_simple(&plain, T0, "q");
+    insert_jobs(f->st, &plain, 1);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].array, a.id, UUID_STR_LEN);
+    memcpy(c[1].job, plain.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w", T0 + 2, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[0].exhausted);
+    assert_false(c[0].leased);
+    assert_true(c[1].leased);
+    lib_free(c[1].spec);
+    job_release(&plain);
+    /* unknown arrays */
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    struct array_rec got;
+    assert_err(store_array_get(f->st, unknown, &got, &e), ERR_NOTFOUND, &e);
+    /* the list: newest first, by owner */
+    struct array_rec b;
+    make_array(&b, 3, NULL, T0 + 1);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &b, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct array_rec *list;
+    size_t ln;
+    assert_ok(store_array_list(f->st, "alice", NULL, 10, &list, &ln, &e), &e);
+    assert_int_equal(ln, 2);
+    assert_string_equal(list[0].id, b.id);
+    assert_string_equal(list[1].id, a.id);
+    assert_int_equal(list[1].next_index, 2);
+    for (size_t i = 0; i < ln; i++)
+        array_rec_release(&list[i]);
+    lib_free(list);
+    assert_ok(store_array_list(f->st, "bob", NULL, 10, &list, &ln, &e), &e);
+    assert_int_equal(ln, 0);
+    lib_free(list);
+    /* a second handle claims where the first left off (PostgreSQL: the row is locked) */
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    assert_int_equal(lease_task(f->st, b.id, T0 + 2, NULL), 0);
+    assert_int_equal(lease_task(f->st2, b.id, T0 + 2, NULL), 1);
+    assert_int_equal(lease_task(f->st, b.id, T0 + 2, NULL), 2);
+    assert_int_equal(lease_task(f->st2, b.id, T0 + 2, NULL), -1);
+    array_rec_release(&a);
+    array_rec_release(&b);
+}
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 #define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
@@ -3183,6 +3680,9 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_triggers),
+        T(test_arrays),
+        T(test_array_items_and_end),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

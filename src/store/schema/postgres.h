@@ -92,7 +92,32 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
-    /* 7: the dashboard's sessions (SQLite's 12) */
+    /* 7: upload triggers (SQLite's 12) */
+    "CREATE TABLE triggers ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, prefix text NOT NULL,"
+    "  workflow boolean NOT NULL, input text, template text NOT NULL, created_at bigint NOT NULL);"
+    "CREATE TABLE trigger_fires ("
+    "  id bigserial PRIMARY KEY, trigger text NOT NULL, uri text NOT NULL,"
+    "  sha256 text NOT NULL, created_at bigint NOT NULL, target text, error text,"
+    "  fired_at bigint, UNIQUE (trigger, uri, sha256));"
+    "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
+    "  WHERE target IS NULL AND error IS NULL;"
+    "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
+    /* 8: job arrays (SQLite's 13) */
+    "CREATE TABLE arrays ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, tenant text, queue text NOT NULL,"
+    "  name text, priority integer NOT NULL, kind integer NOT NULL, source text,"
+    "  count bigint NOT NULL, next_index bigint NOT NULL, skips text NOT NULL,"
+    "  spec text NOT NULL, created_at bigint NOT NULL, open bigint NOT NULL);"
+    "CREATE INDEX arrays_owner ON arrays (owner, id);"
+    "CREATE INDEX arrays_tenant_open ON arrays (tenant) WHERE open > 0;"
+    "CREATE TABLE array_items ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, item text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));"
+    "CREATE TABLE array_tasks ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, job text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));",
+    /* 9: the dashboard's sessions (SQLite's 14) */
     "CREATE TABLE sessions ("
     "  id_hash text COLLATE \"C\" PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL,"
     "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
