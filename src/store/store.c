@@ -10,6 +10,7 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/workflow.h"
 
 #define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
@@ -231,6 +232,12 @@ static int workflow_of_job(struct store *st, const char *job, struct workflow_re
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e);
+static bool fan_node(const struct job *j);
+static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_ms,
+                   struct err *e);
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e);
 
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
@@ -255,8 +262,12 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
         job_release(out);
         return rc;
     }
-    /* a workflow's node ended: what depends on it may go on (or not), in this transaction */
-    if (job_state_terminal(out->state) && (rc = workflow_advance(st, id, a->now_ms, e)))
+    /* a workflow's node ended: what depends on it may go on (or not), in this transaction; a
+       fan-out node cancelled cancels its tasks; a fan-out node's last task settles it */
+    if (job_state_terminal(out->state) &&
+        ((rc = workflow_advance(st, id, a->now_ms, e)) ||
+         (ev == JOB_EV_CANCEL && (rc = fan_cancel(st, id, a->now_ms, e))) ||
+         (rc = fan_task_ended(st, out, a->now_ms, e))))
         job_release(out);
     /* queued for another attempt: its connected outputs go to that attempt's keys */
     else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
@@ -643,7 +654,20 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
         int rc = store_job_insert(st, jobs[i], e);
         if (rc) return rc;
     }
-    return st->ops->workflow_insert(st, w, e);
+    int rc = st->ops->workflow_insert(st, w, e);
+    /* a fan-out node without upstreams: its array now */
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(w->doc, "nodes"), k, v)
+    {
+        if (rc) break;
+        const char *id = json_string_value(json_object_get(v, "job"));
+        for (size_t i = 0; i < n && id; i++)
+            if (!strcmp(jobs[i]->id, id) && fan_node(jobs[i]) &&
+                !json_array_size(json_object_get(v, "depends_on")))
+                rc = node_go(st, w->doc, k, w->created_at, e);
+    }
+    return rc;
 }
 
 int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e)
@@ -708,9 +732,98 @@ static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verd
     return 0;
 }
 
-/* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
+/* A fan-out node's job: a placeholder no agent runs (docs/api.md "Workflows"). */
+static bool fan_node(const struct job *j)
+{
+    return json_is_object(json_object_get(j->spec, "array"));
+}
+
+struct fanin {
+    struct store *st;
+    const char *port;
+    char **uris, **shas;
+    size_t n, max;
+    bool over;
+};
+
+/* A succeeded task of a fan-out node: the object it wrote to output port f->port. */
+static int fanin_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fanin *f = arg;
+    (void)index;
+    (void)state;
+    if (f->n == f->max) {
+        f->over = true;
+        return 1;
+    }
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    const char *uri = workflow_output_uri(t.spec, f->port), *sha = NULL;
+    size_t k;
+    json_t *o;
+    json_array_foreach(json_object_get(t.result, "outputs"), k, o)
+    {
+        const char *ou = json_string_value(json_object_get(o, "uri"));
+        if (uri && ou && !strcmp(ou, uri)) sha = json_string_value(json_object_get(o, "sha256"));
+    }
+    if (uri) {
+        f->uris[f->n] = xstrdup(uri);
+        f->shas[f->n++] = sha ? xstrdup(sha) : NULL;
+    }
+    job_release(&t);
+    return 0;
+}
+
+/*
+ * Fan-in: input `port` of spec gets one argument per succeeded task of fan-out node u (index
+ * order), each the object the task wrote to u's output `from_port`. *fail says why when they
+ * would be more arguments than a spec may hold.
+ */
+static int fan_in(struct store *st, const struct job *u, const char *from_port, json_t *spec,
+                  const char *port, const char *up_name, char *fail, size_t nfail, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    size_t have = json_array_size(json_object_get(json_object_get(spec, "command"), "arguments"));
+    struct fanin f = {st, from_port, NULL, NULL, 0, SPEC_MAX_ARGUMENTS - (have ? have - 1 : 0),
+                      false};
+    int rc = st->ops->array_get(st, u->id, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) { /* it ended before its array was made: no object */
+        workflow_set_inputs(spec, port, NULL, NULL, 0);
+        return 0;
+    }
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    f.uris = xcalloc(f.max + 1, sizeof(*f.uris));
+    f.shas = xcalloc(f.max + 1, sizeof(*f.shas));
+    rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, (int)f.max + 1, fanin_add, &f,
+                           e);
+    if (rc == 1 && f.over) rc = 0;
+    if (!rc && f.over)
+        snprintf(fail, nfail,
+                 "the fan-in from node '%s' has more than %zu objects: with the other "
+                 "arguments, more than a spec's %d arguments",
+                 up_name, f.max, SPEC_MAX_ARGUMENTS);
+    else if (!rc)
+        workflow_set_inputs(spec, port, (const char *const *)f.uris, (const char *const *)f.shas,
+                            f.n);
+    for (size_t i = 0; i < f.n; i++) {
+        free(f.uris[i]);
+        free(f.shas[i]);
+    }
+    free(f.uris);
+    free(f.shas);
+    array_rec_release(&a);
+    return rc;
+}
+
+/*
+ * Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs; one
+ * from a fan-out node becomes one argument per task. *fail (when set) says why the node cannot
+ * run.
+ */
 static int connect_inputs(struct store *st, json_t *doc, const char *name, json_t *spec,
-                          bool *changed, struct err *e)
+                          bool *changed, char *fail, size_t nfail, struct err *e)
 {
     size_t i, len = strlen(name);
     json_t *c;
@@ -727,6 +840,13 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
         struct job u;
         int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
         if (rc) return rc;
+        if (fan_node(&u)) {
+            rc = fan_in(st, &u, dot + 1, spec, to + len + 1, up, fail, nfail, e);
+            job_release(&u);
+            if (rc || fail[0]) return rc;
+            *changed = true;
+            continue;
+        }
         const char *uri = workflow_output_uri(u.spec, dot + 1), *sha = NULL;
         size_t k;
         json_t *o;
@@ -754,6 +874,191 @@ static int node_apply(struct store *st, const char *job, enum job_event ev, int6
     return rc;
 }
 
+/* Ends a blocked node no agent runs (JOB_EV_SETTLE) as `state`. */
+static int settle(struct store *st, const char *job, int state, const char *reason,
+                  const char *why, int64_t now_ms, struct err *e)
+{
+    struct job_event_args a = {.now_ms = now_ms, .settle = state, .reason = reason, .why = why};
+    struct job out;
+    int rc = store_job_apply(st, job, 0, NULL, false, JOB_EV_SETTLE, &a, &out, e);
+    if (rc == 0 || rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(&out);
+    if (rc == 0) changed_push(st, job);
+    return rc == ERR_CONFLICT ? 0 : rc;
+}
+
+static int fan_push(void *arg, struct job *j)
+{
+    changed_push(arg, j->id);
+    job_release(j);
+    return 0;
+}
+
+/*
+ * Fan-out node `id` (blocked) whose array has no task left to end: settled, succeeded when
+ * all its tasks did, else failed when one failed, else cancelled. The array's row is locked
+ * first, so that of two tasks ending at once the later sees the other's end.
+ */
+static int fan_check(struct store *st, const char *id, int64_t now_ms, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, true, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t counts[JOB_NSTATES], open = 0;
+    rc = store_array_counts(st, &a, counts, e);
+    for (int k = 0; !rc && k < JOB_NSTATES; k++)
+        if (!job_state_terminal(k)) open += counts[k];
+    if (!rc && !open) {
+        char why[160] = "";
+        int state = counts[JOB_SUCCEEDED] == a.count ? JOB_SUCCEEDED
+                    : counts[JOB_FAILED]             ? JOB_FAILED
+                                                     : JOB_CANCELLED;
+        if (state == JOB_FAILED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks failed",
+                     (long long)counts[JOB_FAILED], (long long)a.count);
+        else if (state == JOB_CANCELLED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks were cancelled",
+                     (long long)counts[JOB_CANCELLED], (long long)a.count);
+        rc = settle(st, id, state, "array", why[0] ? why : NULL, now_ms, e);
+    }
+    array_rec_release(&a);
+    return rc;
+}
+
+/* A task ended: when its array is a fan-out node's, that node may be settled. */
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e)
+{
+    if (task->id[14] != '8') return 0; /* not an array's task (array_task_id: version 8) */
+    struct job t, p;
+    const struct job *j = task;
+    struct err ge = ERR_INIT;
+    if (!task->spec) {
+        if (st->ops->job_get(st, task->id, &t, &ge)) return 0;
+        j = &t;
+    }
+    const char *array = json_string_value(json_object_get(
+        json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_ARRAY_ID"));
+    int rc = array ? st->ops->job_get(st, array, &p, &ge) : ERR_NOTFOUND;
+    if (!rc) {
+        if (p.state == JOB_BLOCKED && fan_node(&p)) rc = fan_check(st, p.id, now_ms, e);
+        job_release(&p);
+    } else if (rc == ERR_NOTFOUND) {
+        rc = 0; /* an array of its own, not a node's */
+    } else {
+        err_set(e, rc, "%s", ge.msg);
+    }
+    if (j == &t) job_release(&t);
+    return rc;
+}
+
+/* A fan-out node's job was cancelled: so are its tasks that have not ended. */
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    if (job[14] == '8') return 0; /* an array's task */
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, job, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t n = 0;
+    rc = store_array_cancel(st, job, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+    if (!rc) changed_push(st, job); /* the server drops its array's entry */
+    array_rec_release(&a);
+    return rc;
+}
+
+/*
+ * Fan-out node `name` (j: its blocked job) may go: its array made (an upstream's outputs, the
+ * count or the items), or, made before (a workflow's retry), its failed and cancelled tasks run
+ * again. The server is told (the node's id, which is its array's) once committed.
+ */
+static int fan_start(struct store *st, json_t *doc, const char *name, struct job *j,
+                     int64_t now_ms, struct err *e)
+{
+    struct array_rec a = {0};
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, j->id, false, &a, &ge);
+    if (!rc) {
+        int64_t n = 0;
+        rc = store_array_retry(st, j->id, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+        array_rec_release(&a);
+        if (!rc) changed_push(st, j->id);
+        return rc ? rc : fan_check(st, j->id, now_ms, e);
+    }
+    if (rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
+    char fail[320] = "";
+    bool changed = false;
+    if ((rc = connect_inputs(st, doc, name, j->spec, &changed, fail, sizeof(fail), e)))
+        return rc;
+    if (fail[0]) return settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+    if (changed && (rc = st->ops->job_set_spec(st, j->id, j->spec, e))) return rc;
+    json_t *in = json_object_get(j->spec, "array");
+    memcpy(a.id, j->id, sizeof(a.id));
+    a.items = json_array();
+    const char *up = json_string_value(json_object_get(in, "outputs"));
+    if (up) {
+        a.kind = ARRAY_OUTPUTS;
+        const char *prefix = json_string_value(json_object_get(in, "prefix"));
+        const char *upjob = node_job(json_object_get(doc, "nodes"), up);
+        struct job u;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) goto out;
+        size_t k;
+        json_t *o;
+        json_array_foreach(json_object_get(u.result, "outputs"), k, o)
+        {
+            const char *uri = json_string_value(json_object_get(o, "uri"));
+            if (!uri || (prefix && strncmp(uri, prefix, strlen(prefix)))) continue;
+            json_t *it = json_pack("{s:s, s:O?}", "uri", uri, "sha256",
+                                   json_object_get(o, "sha256"));
+            char *text = json_dumps(it, JSON_COMPACT);
+            json_array_append_new(a.items, json_string(text));
+            free(text);
+            json_decref(it);
+        }
+        job_release(&u);
+        a.source = xstrdup(up);
+        if (!json_array_size(a.items)) {
+            snprintf(fail, sizeof(fail), "its upstream node '%s' wrote no object%s%.200s", up,
+                     prefix ? " under " : "", prefix ? prefix : "");
+            rc = settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+            goto out;
+        }
+    } else if (json_object_get(in, "items")) {
+        a.kind = ARRAY_ITEMS;
+        size_t k;
+        json_t *it;
+        json_array_foreach(json_object_get(in, "items"), k, it)
+        {
+            char *t = array_item_text(it);
+            json_array_append_new(a.items, json_string(t));
+            free(t);
+        }
+    } else {
+        a.kind = ARRAY_COUNT;
+        json_decref(a.items);
+        a.items = NULL;
+        a.count = json_integer_value(json_object_get(in, "count"));
+    }
+    if (a.items) a.count = (int64_t)json_array_size(a.items);
+    a.owner = j->owner ? xstrdup(j->owner) : NULL;
+    a.tenant = j->tenant ? xstrdup(j->tenant) : NULL;
+    a.queue = xstrdup(j->queue);
+    a.name = j->name ? xstrdup(j->name) : NULL;
+    a.priority = j->priority;
+    a.skips = json_array();
+    a.spec = json_deep_copy(j->spec);
+    json_object_del(a.spec, "array");
+    a.created_at = now_ms;
+    array_rec_views(&a);
+    if (!(rc = store_array_insert(st, &a, e)) && !(rc = store_event_array(st, &a, ARRAY_SUBMITTED, e)))
+        changed_push(st, j->id);
+out:
+    array_rec_release(&a);
+    return rc;
+}
+
 /* A blocked node whose upstreams may all have ended: queued, cancelled, or left waiting. */
 static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_ms,
                    struct err *e)
@@ -761,7 +1066,7 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
     json_t *nodes = json_object_get(doc, "nodes"), *node = json_object_get(nodes, name);
     const char *id = node_job(nodes, name);
     struct job j;
-    char why[160] = "";
+    char why[320] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
     if (j.state != JOB_BLOCKED ||
@@ -770,11 +1075,20 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
         job_release(&j);
         return rc;
     }
+    if (verdict > 0 && fan_node(&j)) {
+        rc = fan_start(st, doc, name, &j, now_ms, e);
+        job_release(&j);
+        return rc;
+    }
     bool changed = false;
-    if (verdict > 0 && !(rc = connect_inputs(st, doc, name, j.spec, &changed, e)) && changed)
+    if (verdict > 0 &&
+        !(rc = connect_inputs(st, doc, name, j.spec, &changed, why, sizeof(why), e)) && changed &&
+        !why[0])
         rc = st->ops->job_set_spec(st, j.id, j.spec, e);
     job_release(&j);
     if (rc) return rc;
+    if (why[0] && verdict > 0) /* its fan-in cannot be given */
+        return settle(st, id, JOB_FAILED, "error", why, now_ms, e);
     rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms,
                     verdict > 0 ? NULL : why, e);
     return rc == ERR_CONFLICT ? 0 : rc;
