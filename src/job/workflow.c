@@ -469,6 +469,8 @@ int workflow_parse(json_t *body, struct workflow *w, struct err *e)
             if (w->conns[k].from == c->from && !strcmp(w->conns[k].from_port, c->from_port))
                 given = w->conns[k].base;
         c->base = given ? xstrdup(given) : NULL;
+        /* a fan-out node's tasks write the keys as given ({{index}} makes them distinct) */
+        if (json_object_get(spec, "array")) continue;
         char *first = workflow_attempt_uri(c->base, 1);
         if (first) workflow_set_output(spec, c->from_port, first);
         free(first);
