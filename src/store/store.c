@@ -256,6 +256,13 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
                        job_state_name(state), was, out->agent ? " on " : "",
                        out->agent ? out->agent : "");
     }
+    /* a fan-out node's job is never queued: no agent runs it (its workflow's retry reruns its
+       tasks) */
+    if (ev == JOB_EV_RETRY && fan_node(out))
+        return err_set(e, ERR_CONFLICT,
+                       "job '%s' is a workflow's fan-out node: retry its workflow (its failed and "
+                       "cancelled tasks run again)",
+                       id);
     if ((rc = lifecycle_apply(out, ev, a, e)))
         return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
     if ((rc = st->ops->job_update(st, out, was, 1u << state, e))) {
@@ -364,7 +371,10 @@ int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job
     struct job_event_args a = {.now_ms = now_ms};
     struct err ce = ERR_INIT;
     int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_RETRY, &a, out, &ce);
-    if (rc == ERR_CONFLICT) {
+    if (rc == ERR_CONFLICT && fan_node(out)) {
+        *e = ce;
+        job_release(out);
+    } else if (rc == ERR_CONFLICT) {
         rc = err_set(e, ERR_CONFLICT,
                      "job '%s' is %s: only a failed or cancelled job can be retried", id,
                      job_state_name(out->state));

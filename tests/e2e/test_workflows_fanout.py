@@ -120,6 +120,10 @@ def test_split_map_reduce(server, make_agent):
     outs = [job(server, t["job"])["result"]["outputs"][0] for t in ts]
     assert [(a["value"], a["sha256"]) for a in ins] == [(o["uri"], o["sha256"]) for o in outs]
     assert [a["value"] for a in ins] == [f"s3://fo/r1/up/{i}.txt" for i in range(3)]
+    # drover workflow status shows the node's tasks
+    r = server.run_cli("workflow", "status", w["id"])
+    assert r.returncode == 0, r.stderr
+    assert "map  [succeeded]  tasks 3/3 succeeded  after split\n" in r.stdout, r.stdout
     # the node's job ran nowhere: it was settled when its last task ended
     pj = job(server, m["job"])
     assert pj["state"] == "succeeded" and pj["attempt"] == 0
@@ -143,6 +147,9 @@ def test_failing_task_fails_the_node_then_retry_reruns_only_it(server, make_agen
     before = {t["index"]: t for t in tasks(server, m["array"])}
     assert {i: t["state"] for i, t in before.items()} == {0: "succeeded", 1: "failed",
                                                          2: "succeeded"}
+    # the node's job runs on no agent: retried with its workflow only
+    r = server.api().post(f"/v1/jobs/{m['job']}/retry")
+    assert r.status_code == 409 and "retry its workflow" in r.json()["error"]["message"], r.text
     flag.write_text("x")
     r = server.api().post(f"/v1/workflows/{w['id']}/retry")
     assert r.status_code == 200, r.text
