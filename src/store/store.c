@@ -950,9 +950,10 @@ static int fan_task_ended(struct store *st, const struct job *task, int64_t now_
     }
     const char *array = json_string_value(json_object_get(
         json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_ARRAY_ID"));
-    int rc = array ? st->ops->job_get(st, array, &p, &ge) : ERR_NOTFOUND;
+    /* a job with its array's id is a fan-out node's (blocked while its tasks run) */
+    int rc = array ? st->ops->job_get_run(st, array, &p, &ge) : ERR_NOTFOUND;
     if (!rc) {
-        if (p.state == JOB_BLOCKED && fan_node(&p)) rc = fan_check(st, p.id, now_ms, e);
+        if (p.state == JOB_BLOCKED) rc = fan_check(st, p.id, now_ms, e);
         job_release(&p);
     } else if (rc == ERR_NOTFOUND) {
         rc = 0; /* an array of its own, not a node's */
@@ -974,9 +975,43 @@ static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct 
     if (rc) return err_set(e, rc, "%s", ge.msg);
     int64_t n = 0;
     rc = store_array_cancel(st, job, 0, a.count - 1, now_ms, fan_push, st, &n, e);
-    if (!rc) changed_push(st, job); /* the server drops its array's entry */
+    if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e); /* other servers: its entry */
+    if (!rc) changed_push(st, job); /* this one drops its array's entry */
     array_rec_release(&a);
     return rc;
+}
+
+struct fan_outs {
+    struct store *st;
+    json_t *outs;
+};
+
+static int outputs_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fan_outs *f = arg;
+    (void)index;
+    (void)state;
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    json_array_extend(f->outs, json_object_get(t.result, "outputs"));
+    job_release(&t);
+    return json_array_size(f->outs) > ARRAY_MAX_TASKS; /* enough: 1 stops */
+}
+
+/* The outputs of fan-out node `id`'s succeeded tasks, in index order, appended to outs. */
+static int fan_outputs(struct store *st, const char *id, json_t *outs, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    struct fan_outs f = {st, outs};
+    rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, ARRAY_MAX_TASKS, outputs_add,
+                           &f, e);
+    array_rec_release(&a);
+    return rc == 1 ? 0 : rc;
 }
 
 /*
@@ -993,6 +1028,7 @@ static int fan_start(struct store *st, json_t *doc, const char *name, struct job
     if (!rc) {
         int64_t n = 0;
         rc = store_array_retry(st, j->id, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+        if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e);
         array_rec_release(&a);
         if (!rc) changed_push(st, j->id);
         return rc ? rc : fan_check(st, j->id, now_ms, e);
@@ -1014,12 +1050,20 @@ static int fan_start(struct store *st, json_t *doc, const char *name, struct job
         const char *upjob = node_job(json_object_get(doc, "nodes"), up);
         struct job u;
         if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) goto out;
+        json_t *outs = json_incref(json_object_get(u.result, "outputs"));
+        if (fan_node(&u)) { /* a fan-out node: what its succeeded tasks wrote, in index order */
+            json_decref(outs);
+            outs = json_array();
+            rc = fan_outputs(st, u.id, outs, e);
+        }
+        job_release(&u);
         size_t k;
         json_t *o;
-        json_array_foreach(json_object_get(u.result, "outputs"), k, o)
+        json_array_foreach(outs, k, o)
         {
             const char *uri = json_string_value(json_object_get(o, "uri"));
-            if (!uri || (prefix && strncmp(uri, prefix, strlen(prefix)))) continue;
+            if (rc || !uri || (prefix && strncmp(uri, prefix, strlen(prefix)))) continue;
+            if (json_array_size(a.items) == ARRAY_MAX_TASKS) break;
             json_t *it = json_pack("{s:s, s:O?}", "uri", uri, "sha256",
                                    json_object_get(o, "sha256"));
             char *text = json_dumps(it, JSON_COMPACT);
@@ -1027,7 +1071,8 @@ static int fan_start(struct store *st, json_t *doc, const char *name, struct job
             free(text);
             json_decref(it);
         }
-        job_release(&u);
+        json_decref(outs);
+        if (rc) goto out;
         a.source = xstrdup(up);
         if (!json_array_size(a.items)) {
             snprintf(fail, sizeof(fail), "its upstream node '%s' wrote no object%s%.200s", up,

@@ -227,6 +227,30 @@ def test_fan_in_over_the_argument_limit_fails_the_reduce(server, make_agent):
     assert "more than 2 objects" in err and "4096 arguments" in err, err
 
 
+def test_fan_out_over_a_fan_out_nodes_outputs(server, make_agent):
+    # m's three tasks each write an object; again fans out over them (index order), pinned
+    body = {"nodes": {
+        "m": {"job": {**sh('echo "m$DROVER_ARRAY_INDEX" > "$2"',
+                           {"type": "output", "name": "--o", "value": "s3://fo/r6/m/{{index}}"}),
+                      "array": {"count": 3}}},
+        "again": {"job": {**sh('cat "$2" > "$4"; echo x >> "$4"',
+                               {"type": "input", "name": "--in", "value": "{{item}}"},
+                               {"type": "output", "name": "--o",
+                                "value": "s3://fo/r6/again/{{index}}.txt"}),
+                          "array": {"outputs": "m"}}},
+        "reduce": {"job": REDUCE}},
+        "connections": [{"from": "again.--o", "to": "reduce.--in"}]}
+    w = create(server, body)
+    make_agent(server, "fo-w6", "--slots", "3")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", w
+    ts = tasks(server, w["nodes"]["again"]["array"])
+    items = [job(server, t["job"])["spec"]["command"]["env"]["DROVER_ARRAY_ITEM"] for t in ts]
+    assert items == [f"s3://fo/r6/m/{i}" for i in range(3)]
+    red = job(server, w["nodes"]["reduce"]["job"])
+    assert red["result"]["stdout"] == "".join(f"m{i}\nx\n" for i in range(3))
+
+
 @pytest.mark.parametrize("mutate,field,text", [
     (lambda b: b["nodes"]["map"]["job"]["array"].update(outputs="nope"),
      "nodes.map.job.array.outputs", "no node 'nope'"),
