@@ -135,35 +135,85 @@ static void submit_done(void *arg, int rc, const struct err *e)
     free(ws);
 }
 
+/* The value a node's job (as sent, or expanded) gives output port `port`, or NULL. */
+static json_t *raw_output(json_t *job, const char *port)
+{
+    json_t *params = json_object_get(job, "params");
+    if (json_object_get(job, "service") && json_is_object(params))
+        return json_object_get(params, port); /* a service's port, expanded or not */
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(json_object_get(job, "command"), "arguments"), i, a)
+    {
+        const char *t = json_string_value(json_object_get(a, "type"));
+        const char *n = json_string_value(json_object_get(a, "name"));
+        if (t && n && !strcmp(t, "output") && !strcmp(n, port)) return json_object_get(a, "value");
+    }
+    return NULL;
+}
+
 /*
- * A node's job may name a service of the hub and give only its parameters, as a job may: each
+ * {NODE: {PORT: URI}}: each connected input's stand-in, the upstream's output as sent (or a
+ * placeholder when there is none: workflow_parse then names the connection).
+ */
+static json_t *connected_inputs(json_t *body)
+{
+    json_t *nodes = json_object_get(body, "nodes"), *out = json_object(), *c;
+    size_t i;
+    json_array_foreach(json_object_get(body, "connections"), i, c)
+    {
+        const char *from = json_string_value(json_object_get(c, "from"));
+        const char *to = json_string_value(json_object_get(c, "to"));
+        const char *fdot = from ? strchr(from, '.') : NULL, *tdot = to ? strchr(to, '.') : NULL;
+        if (!fdot || !tdot || fdot - from > 64 || tdot - to > 64) continue;
+        char up[72], down[72];
+        snprintf(up, sizeof(up), "%.*s", (int)(fdot - from), from);
+        snprintf(down, sizeof(down), "%.*s", (int)(tdot - to), to);
+        json_t *v = raw_output(json_object_get(json_object_get(nodes, up), "job"), fdot + 1);
+        json_t *mine = json_object_get(out, down);
+        if (!mine) json_object_set_new(out, down, mine = json_object());
+        json_object_set_new(mine, tdot + 1,
+                            json_is_string(v) ? json_incref(v)
+                                              : json_string("s3://drover-workflow/unconnected"));
+    }
+    return out;
+}
+
+/*
+ * A node's job may name a service of the hub and give only its params, as a job may: each
  * is expanded from its definition (server/services.h) before the workflow is validated, and
- * what the expansions read is checked again in the transaction that stores them.
+ * what the expansions read is checked again in the transaction that stores them. *ports gets
+ * each service node's ports ({NODE: PORTS}, for workflow_parse_ports).
  */
 static int expand_services(struct http_req *r, struct service_use **uses, size_t *n,
-                           struct err *e)
+                           json_t **ports, struct err *e)
 {
     json_t *nodes = json_object_get(r->body, "nodes");
+    *ports = json_object();
     if (!json_is_object(nodes) || json_object_size(nodes) > WORKFLOW_MAX_NODES)
         return 0; /* workflow_parse says what is wrong */
     *uses = xcalloc(json_object_size(nodes) + 1, sizeof(**uses));
+    json_t *connected = connected_inputs(r->body);
     struct services_memo memo = {0};
     const char *name;
     json_t *node;
     int rc = 0;
     json_object_foreach(nodes, name, node)
     {
-        json_t *job = json_object_get(node, "job"), *expanded = NULL;
+        json_t *job = json_object_get(node, "job"), *expanded = NULL, *mine = NULL;
         if (!json_is_object(job)) continue;
         char path[96];
         snprintf(path, sizeof(path), "nodes.%.64s.job", name);
-        if ((rc = services_expand_job(srv(r)->reads, &memo, job, path, &expanded,
-                                      &(*uses)[*n], e)))
+        if ((rc = services_expand_node(srv(r)->reads, &memo, job, path,
+                                       json_object_get(connected, name), &expanded, &mine,
+                                       &(*uses)[*n], e)))
             break;
         (*n)++;
         if (expanded) json_object_set_new(node, "job", expanded);
+        if (mine) json_object_set_new(*ports, name, mine);
     }
     services_memo_release(&memo);
+    json_decref(connected);
     return rc;
 }
 
@@ -173,11 +223,15 @@ int api_workflows_create(struct http_req *r)
     struct err e = ERR_INIT;
     struct service_use *uses = NULL;
     size_t nuses = 0;
-    if (expand_services(r, &uses, &nuses, &e) || workflow_parse(r->body, &w, &e)) {
+    json_t *ports = NULL;
+    if (expand_services(r, &uses, &nuses, &ports, &e) ||
+        workflow_parse_ports(r->body, ports, &w, &e)) {
+        json_decref(ports);
         free(uses);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    json_decref(ports);
     struct wf_submit *ws = xcalloc(1, sizeof(*ws));
     if (tenants_of_token(srv(r), r->token_name, ws->tenant, sizeof(ws->tenant), &e)) {
         free(ws);

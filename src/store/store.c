@@ -604,7 +604,9 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
         struct job u;
         int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
         if (rc) return rc;
-        const char *uri = workflow_output_uri(u.spec, dot + 1), *sha = NULL;
+        const char *from_at = json_string_value(json_object_get(c, "from_at"));
+        const char *to_at = json_string_value(json_object_get(c, "to_at"));
+        const char *uri = workflow_output_uri(u.spec, dot + 1, from_at), *sha = NULL;
         size_t k;
         json_t *o;
         /* the object its succeeded attempt wrote, pinned by that attempt's sha256 */
@@ -614,7 +616,7 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
             if (uri && ou && !strcmp(ou, uri))
                 sha = json_string_value(json_object_get(o, "sha256"));
         }
-        if (uri && workflow_set_input(spec, to + len + 1, uri, sha)) *changed = true;
+        if (uri && workflow_set_input(spec, to + len + 1, to_at, uri, sha)) *changed = true;
         job_release(&u);
     }
     return 0;
@@ -698,7 +700,8 @@ static int workflow_attempt_keys(struct store *st, const char *job, int attempt,
         if (rc || !name || !from || strncmp(from, name, len) || from[len] != '.') continue;
         char *uri = workflow_attempt_uri(json_string_value(json_object_get(c, "uri")), attempt);
         if (uri && !loaded && !(rc = st->ops->job_get(st, job, &j, e))) loaded = true;
-        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1, uri);
+        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1,
+                                           json_string_value(json_object_get(c, "from_at")), uri);
         free(uri);
     }
     if (loaded) {

@@ -315,6 +315,97 @@ def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
     assert node_count(server) == before
 
 
+# Two services whose named ports sit where a plain node's name cannot reach: a positional
+# input, an output argument whose name is a flag, and stdout.
+UPPER = {"command": {"program": "sh", "arguments": [
+    {"type": "parameter", "value": "-c"},
+    {"type": "parameter", "value": 'tr a-z A-Z < "$1" > "$4"; echo "$2" >> "$4"'},
+    {"type": "parameter", "value": "sh"},
+    {"type": "input", "port": "text"},
+    {"type": "parameter", "param": "mark"},
+    {"type": "output", "name": "--to", "port": "upper"}]},
+    "params": {"mark": {"type": "string", "default": "!"}},
+    "inputs": {"text": {}}, "outputs": {"upper": {}},
+    "defaults": {"retry": {"max_attempts": 1}}}
+JOIN = {"command": {"program": "sh", "arguments": [
+    {"type": "parameter", "value": "-c"},
+    {"type": "parameter", "value": 'cat "$1" "$2"'},
+    {"type": "parameter", "value": "sh"},
+    {"type": "input", "port": "first"},
+    {"type": "input", "port": "second"}],
+    "stdout": {"type": "uri", "port": "joined"}, "stderr": {"type": "uri", "port": "note"}},
+    "inputs": {"first": {}, "second": {}}, "outputs": {"joined": {}, "note": {"required": False}},
+    "defaults": {"retry": {"max_attempts": 1}}}
+
+
+def test_service_nodes_ports_connect(server, make_agent):
+    api = server.api()
+    for name, d in (("upper", UPPER), ("join", JOIN)):
+        r = api.put(f"/v1/services/{name}", json=d)
+        assert r.status_code in (200, 201), r.text
+    w = create(server, {"nodes": {
+        "make": {"job": sh('printf "abc\\n" > "$2"', out("--out", f"s3://{BUCKET}/svc/a"))},
+        "up": {"job": {"service": "upper", "params": {"upper": f"s3://{BUCKET}/svc/up"}}},
+        "up2": {"job": {"service": "upper",
+                        "params": {"mark": "?", "upper": f"s3://{BUCKET}/svc/up2"}}},
+        "join": {"job": {"service": "join", "params": {"joined": f"s3://{BUCKET}/svc/j"}}},
+        "show": {"job": sh('cat "$2"', inp("--in"))}},
+        "connections": [{"from": "make.--out", "to": "up.text"},
+                        {"from": "up.upper", "to": "up2.text"},
+                        {"from": "up.upper", "to": "join.first"},
+                        {"from": "up2.upper", "to": "join.second"},
+                        {"from": "join.joined", "to": "show.--in"}]})
+    assert states(w) == {"make": "queued", "up": "blocked", "up2": "blocked",
+                         "join": "blocked", "show": "blocked"}
+    assert {"from": "up.upper", "to": "up2.text", "uri": f"s3://{BUCKET}/svc/up",
+            "from_at": "arguments[5]", "to_at": "arguments[3]"} in w["connections"]
+    make_agent(server, "wf-svc-ports")
+    w = wait_done(server, w["id"])
+    jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    assert w["state"] == "succeeded", {n: j["result"] for n, j in jobs.items()}
+    assert jobs["show"]["result"]["stdout"] == "ABC\n!\nABC\n!\n?\n"
+    # each port got its own attempt's object, pinned by the sha256 that attempt wrote
+    up_args = jobs["up"]["spec"]["command"]["arguments"]
+    assert up_args[5] == {"type": "output", "name": "--to",
+                          "value": f"s3://{BUCKET}/svc/attempt-1/up"}
+    made = jobs["make"]["result"]["outputs"][0]
+    assert up_args[3]["value"] == made["uri"] and up_args[3]["sha256"] == made["sha256"]
+    joined = jobs["join"]["spec"]["command"]
+    assert joined["stdout"]["value"] == f"s3://{BUCKET}/svc/attempt-1/j"
+    assert joined["arguments"][4]["value"] == jobs["up2"]["result"]["outputs"][0]["uri"]
+
+
+@pytest.mark.parametrize("conn,field,text", [
+    ({"from": "up.nope", "to": "join.first"}, "connections[0].from",
+     "node 'up' (service 'upper') has no output port 'nope' (its outputs: upper)"),
+    ({"from": "up.text", "to": "join.first"}, "connections[0].from",
+     "has no output port 'text'"),
+    ({"from": "up.upper", "to": "join.third"}, "connections[0].to",
+     "node 'join' (service 'join') has no input port 'third' (its inputs: first, second)"),
+    ({"from": "join.note", "to": "up.text"}, "connections[0].from",
+     "gives no value for its optional output port 'note'"),
+    ({"from": "up.upper", "to": "up.text"}, "connections[0]", "a cycle: up -> up"),
+])
+def test_service_node_bad_port_is_refused(server, conn, field, text):
+    api = server.api()
+    for name, d in (("upper", UPPER), ("join", JOIN)):
+        r = api.put(f"/v1/services/{name}", json=d)
+        assert r.status_code in (200, 201), r.text
+    before = node_count(server)
+    r = api.post("/v1/workflows", json={"nodes": {
+        "up": {"job": {"service": "upper", "params": {"upper": f"s3://{BUCKET}/svc/b1",
+                                                      "text": f"s3://{BUCKET}/svc/b0"}}},
+        "join": {"job": {"service": "join",
+                         "params": {"joined": f"s3://{BUCKET}/svc/b2",
+                                    "first": f"s3://{BUCKET}/svc/b4",
+                                    "second": f"s3://{BUCKET}/svc/b3"}}}},
+        "connections": [conn]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field, r.json()
+    assert text in r.json()["error"]["message"], r.json()
+    assert node_count(server) == before
+
+
 def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):
     flag = tmp_path / "ok"
     w = create(server, {"nodes": {

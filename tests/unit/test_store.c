@@ -2959,7 +2959,7 @@ static void test_workflows(void **state)
     /* B's output: a key of its own attempt (workflow_attempt_uri) */
     struct job bj;
     assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
-    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    assert_string_equal(workflow_output_uri(bj.spec, "out", NULL), "s3://wf/attempt-1/b");
     job_release(&bj);
     wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
