@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import help_shown, ok, refused, usage_error, wait_for
+from conftest import help_shown, ok, refused, table, usage_error, wait_for
 
 BUCKET = "wf"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -285,6 +285,16 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     assert "a cycle: A -> A" in refused(server.run_cli("workflow", "submit", str(bad)))
     assert "not found" in refused(server.run_cli("workflow", "status", "0" * 8))
     assert "cannot read" in refused(server.run_cli("workflow", "submit", str(tmp_path / "no")))
+    # list: newest first, with each one's state and progress
+    rows = table(ok(server.run_cli("workflow", "list")))
+    assert rows[0] == ["ID", "NAME", "STATE", "PROGRESS", "CREATED"]
+    assert rows[1][:4] == [wid, "cli", "failed", "2/3"], rows
+    listed = json.loads(ok(server.run_cli("workflow", "list", "--all", "--json")))
+    assert listed[0]["id"] == wid and listed[0]["progress"]["total"] == 3
+    assert len(listed) == len({w["id"] for w in listed}) >= 1
+    assert len(json.loads(ok(server.run_cli("workflow", "list", "-n", "1", "--json")))) == 1
+    usage_error(server.run_cli("workflow", "list", "--limit", "0"), ["workflow"])
+    usage_error(server.run_cli("workflow", "list", "extra"), ["workflow"])
     usage_error(server.run_cli("workflow", "frobnicate"), ["workflow"])
     usage_error(server.run_cli("workflow"), ["workflow"])
     usage_error(server.run_cli("workflow", "status"), ["workflow"])
