@@ -13,6 +13,7 @@
 #include "common/xalloc.h"
 #include "job/workflow.h"
 #include "server/fleet.h"
+#include "server/retention.h"
 #include "server/server.h"
 #include "server/services.h"
 #include "server/tenants.h"
@@ -248,8 +249,10 @@ int api_workflows_create(struct http_req *r)
     ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));
     int64_t now = time_now_ms();
     workflow_jobs(&w, r->token_name, now, ws->jobs);
-    for (size_t i = 0; i < w.n; i++)
+    for (size_t i = 0; i < w.n; i++) { /* as a job submitted alone */
         ws->jobs[i].tenant = xstrdup(ws->tenant);
+        retention_apply(srv(r)->retention, &ws->jobs[i]);
+    }
     char(*ids)[UUID_STR_LEN] = xcalloc(w.n, UUID_STR_LEN);
     for (size_t i = 0; i < w.n; i++)
         memcpy(ids[i], ws->jobs[i].id, UUID_STR_LEN);

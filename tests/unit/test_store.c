@@ -3074,6 +3074,60 @@ static void test_workflow_list(void **state)
         workflow_rec_release(&rec[i]);
 }
 
+/*
+ * Retention deletes a workflow's jobs one by one (store_job_delete): each takes its row of
+ * the workflow along, and the last one the workflow; another workflow is not touched.
+ */
+static void test_workflow_deleted_with_its_last_job(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w, w2;
+    struct workflow_rec rec, rec2, got;
+    struct job jobs[2], other[1];
+    char wid[UUID_STR_LEN], (*ids)[UUID_STR_LEN];
+    store_wf(f->st,
+             "{'nodes': {'A': {'job': {'command': {'program': 'a'}}},"
+             "'B': {'job': {'command': {'program': 'b'}}, 'depends_on': ['A']}}}",
+             &rec, jobs, &w);
+    store_wf(f->st, "{'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}", &rec2, other,
+             &w2);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_SUCCEEDED);
+    store_changed_take(&ids);
+    lib_free(ids);
+    /* one of two jobs gone: the workflow stays, with its other job's row */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[0].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_workflow_of(f->st, jobs[1].id, wid, &e), &e);
+    assert_string_equal(wid, rec.id);
+    assert_ok(store_workflow_get(f->st, rec.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    /* the last one: the workflow goes too */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[1].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[1].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_err(store_workflow_get(f->st, rec.id, &got, &e), ERR_NOTFOUND, &e);
+    /* the other workflow (its job still queued, not deleted) is whole */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, other[0].id, &e), ERR_CONFLICT, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_workflow_get(f->st, rec2.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    assert_ok(store_workflow_of(f->st, other[0].id, wid, &e), &e);
+    for (size_t i = 0; i < 2; i++)
+        job_release(&jobs[i]);
+    job_release(&other[0]);
+    workflow_release(&w);
+    workflow_release(&w2);
+    workflow_rec_release(&rec);
+    workflow_rec_release(&rec2);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -3123,6 +3177,7 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_workflow_deleted_with_its_last_job),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

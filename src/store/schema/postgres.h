@@ -92,6 +92,8 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
+    /* 7: SQLite's 12: a workflow's rows, found from the workflow (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif

@@ -100,6 +100,9 @@ static const char *const sqlite_migrations[] = {
        when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 12: a workflow's rows, found from the workflow: retention deletes the workflow with the
+       row of its last job (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif
