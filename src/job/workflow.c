@@ -211,8 +211,21 @@ static int find_port(struct workflow *w, const json_t *ports, json_t **raw, size
     return 0;
 }
 
+static int connections_of(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
+                          json_t *connected, struct err *e);
+
+/* The connections, each checked; connected: the set of inputs connected so far ("I.PORT"). */
 static int parse_connections(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
                              struct err *e)
+{
+    json_t *connected = json_object();
+    int rc = connections_of(w, conns, ports, raw, connected, e);
+    json_decref(connected);
+    return rc;
+}
+
+static int connections_of(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
+                          json_t *connected, struct err *e)
 {
     if (!conns || json_is_null(conns)) return 0;
     if (!json_is_array(conns) || json_array_size(conns) > WORKFLOW_MAX_CONNECTIONS)
@@ -254,11 +267,14 @@ static int parse_connections(struct workflow *w, json_t *conns, const json_t *po
         json_t *val = json_object_get(in, "value");
         if ((!val || json_is_null(val)) && json_is_object(in))
             json_object_set(in, "value", json_object_get(out, "value"));
-        for (size_t j = 0; j + 1 < w->nconns; j++)
-            if (w->conns[j].to == x->to && !strcmp(w->conns[j].to_port, x->to_port))
-                return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
-                                 "connections[%zu].to: input '%s.%s' is already connected", i,
-                                 w->nodes[x->to].name, x->to_port);
+        char *key = xasprintf("%zu.%s", x->to, x->to_port);
+        bool again = json_object_get(connected, key) != NULL;
+        json_object_set_new(connected, key, json_true());
+        free(key);
+        if (again)
+            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
+                             "connections[%zu].to: input '%s.%s' is already connected", i,
+                             w->nodes[x->to].name, x->to_port);
         add_dep(&w->nodes[x->to], x->from, false);
     }
     return 0;
@@ -441,18 +457,23 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
         }
     }
     /* a connected output: each attempt its own key, the first one's now */
+    json_t *bases = json_object(); /* "I.PORT" -> its URI as given, once rewritten */
     for (size_t i = 0; i < w->nconns; i++) {
         struct wf_conn *c = &w->conns[i];
         json_t *spec = w->nodes[c->from].spec.json;
-        const char *given = workflow_output_uri(spec, c->from_port, c->from_at);
-        for (size_t k = 0; k < i; k++) /* the same port connected before: rewritten already */
-            if (w->conns[k].from == c->from && !strcmp(w->conns[k].from_port, c->from_port))
-                given = w->conns[k].base;
+        char *bkey = xasprintf("%zu.%s", c->from, c->from_port);
+        json_t *before = json_object_get(bases, bkey); /* connected before: rewritten already */
+        const char *given = before ? json_string_value(before)
+                                   : workflow_output_uri(spec, c->from_port, c->from_at);
         c->base = given ? xstrdup(given) : NULL;
+        if (!before)
+            json_object_set_new(bases, bkey, c->base ? json_string(c->base) : json_null());
+        free(bkey);
         char *first = workflow_attempt_uri(c->base, 1);
         if (first) workflow_set_output(spec, c->from_port, c->from_at, first);
         free(first);
     }
+    json_decref(bases);
     for (size_t i = 0; i < w->n && !rc; i++)
         rc = parse_deps(w, i, deps[i], e);
     if (!rc) rc = check_cycles(w, e);

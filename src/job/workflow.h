@@ -26,7 +26,7 @@
 #include "job/job.h"
 #include "job/spec.h"
 
-#define WORKFLOW_MAX_NODES 1000
+#define WORKFLOW_MAX_NODES 10000
 #define WORKFLOW_MAX_CONNECTIONS 10000
 
 struct wf_dep {
