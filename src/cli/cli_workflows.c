@@ -13,7 +13,7 @@
 #include "commands.h"
 #include "common/xalloc.h"
 
-#define WORKFLOW_FILE_MAX (4 * 1024 * 1024)
+#define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
 
 static const char workflow_usage[] =
     "usage: drover workflow submit [--json] FILE\n"

@@ -27,7 +27,7 @@
 #include "job/spec.h"
 
 #define WORKFLOW_MAX_NODES 10000
-#define WORKFLOW_MAX_CONNECTIONS 10000
+#define WORKFLOW_MAX_CONNECTIONS 50000
 
 struct wf_dep {
     size_t node; /* the upstream node's index */

@@ -416,6 +416,32 @@ def test_service_node_bad_port_is_refused(server, conn, field, text):
     assert node_count(server) == before
 
 
+@pytest.mark.once
+def test_ten_thousand_nodes_and_a_cascade_down_a_chain(server, make_agent):
+    """The largest workflow: a chain of 10,000 nodes whose first node fails cancels the other
+    9,999 one after the other, in the transaction of that end (a loop, not a recursion 10,000
+    deep); one node more is refused."""
+    n = 10000
+    nodes = {f"n{i}": {"job": {"queue": "chain", "retry": {"max_attempts": 1},
+                               "command": {"program": "false" if i == 1 else "true"}},
+                       **({"depends_on": [f"n{i - 1}"]} if i > 1 else {})}
+             for i in range(1, n + 1)}
+    w = create(server, {"name": "long", "nodes": nodes})
+    assert w["progress"]["total"] == n and w["progress"]["blocked"] == n - 1
+    make_agent(server, "wf-long", "--queues", "chain")
+    w = wait_done(server, w["id"], timeout=120)
+    assert w["state"] == "failed"
+    assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == n - 1, w["progress"]
+    last = job(server, w["nodes"][f"n{n}"]["job"])
+    assert last["result"]["error"] == f"its upstream node 'n{n - 1}' cancelled"
+    nodes[f"n{n + 1}"] = {"job": sh("true")}
+    r = server.api().post("/v1/workflows", json={"nodes": nodes})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "nodes", r.text
+    assert "1 to 10000 nodes" in r.json()["error"]["message"]
+    chain = [q for q in server.api().get("/v1/queues").json() if q["name"] == "chain"]
+    assert sum(chain[0]["states"].values()) == n, chain  # nothing of it was stored
+
+
 def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):
     flag = tmp_path / "ok"
     w = create(server, {"nodes": {
