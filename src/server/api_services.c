@@ -403,11 +403,12 @@ static int expand(struct store *reads, struct services_memo *memo, json_t *job, 
     json_object_foreach((json_t *)connected, port, v)
     {
         const char *type = service_port_type(def, port);
-        if (!type || strcmp(type, "input") || json_object_get(params, port)) continue;
+        if (!type || strcmp(type, "input") || json_object_get(params, port) ||
+            (has_params && !json_is_object(params)))
+            continue; /* a bad params: service_expand says so */
         if (!mine) {
             mine = json_deep_copy(job);
-            if (!json_is_object(json_object_get(mine, "params")))
-                json_object_set_new(mine, "params", json_object());
+            if (!has_params) json_object_set_new(mine, "params", json_object());
         }
         json_object_set(json_object_get(mine, "params"), port, v);
     }
