@@ -19,7 +19,6 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -494,16 +493,7 @@ static void on_batch(void *arg)
 static long server_process_limits(void)
 {
     signal(SIGXFSZ, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl))
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t was = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl)) /* e.g. a hard limit over the kernel's nr_open */
-            rl.rlim_cur = was;
-    }
-    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 30 ? 1 << 30 : (long)rl.rlim_cur;
+    return fd_limit_raise();
 }
 
 /*
