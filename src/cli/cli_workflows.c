@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "common/xalloc.h"
 
+#define MAX_INDENT 32 /* levels drawn indented */
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
 
 static const char workflow_usage[] =
@@ -49,7 +50,7 @@ static long depth_of(json_t *nodes, const char *name, json_t *memo, int guard)
     long d = 0;
     size_t i;
     json_t *dep;
-    if (guard > 1000) return 0; /* the server refuses cycles; never loop on a bad answer */
+    if (guard > 10001) return 0; /* the server refuses cycles; never loop on a bad answer */
     json_array_foreach(json_object_get(json_object_get(nodes, name), "depends_on"), i, dep)
     {
         const char *up = json_string_value(json_object_get(dep, "node"));
@@ -60,6 +61,20 @@ static long depth_of(json_t *nodes, const char *name, json_t *memo, int guard)
     }
     json_object_set_new(memo, name, json_integer(d));
     return d;
+}
+
+struct drawn {
+    const char *name;
+    json_t *node;
+    long depth;
+    size_t at; /* its place in the answer */
+};
+
+static int by_depth(const void *a, const void *b)
+{
+    const struct drawn *x = a, *y = b;
+    if (x->depth != y->depth) return x->depth < y->depth ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
 }
 
 static void print_graph(json_t *w)
@@ -84,36 +99,40 @@ static void print_graph(json_t *w)
     }
     printf("\n");
     json_t *memo = json_object();
-    long max = 0;
+    size_t n = json_object_size(nodes), at = 0;
+    struct drawn *order = xcalloc(n + 1, sizeof(*order));
     const char *k;
     json_t *v;
     json_object_foreach(nodes, k, v)
     {
-        long d = depth_of(nodes, k, memo, 0);
-        if (d > max) max = d;
+        order[at] = (struct drawn){k, v, depth_of(nodes, k, memo, 0), at};
+        at++;
     }
-    for (long level = 0; level <= max; level++) {
-        json_object_foreach(nodes, k, v)
-        {
-            if (json_integer_value(json_object_get(memo, k)) != level) continue;
+    qsort(order, n, sizeof(*order), by_depth); /* level by level, each in the answer's order */
+    for (size_t o = 0; o < n; o++) {
+        k = order[o].name;
+        v = order[o].node;
+        long level = order[o].depth;
+        if (level > MAX_INDENT) /* deeper: the level said, not drawn */
+            printf("%*s└─(level %ld) ", 2 * MAX_INDENT, "", level);
+        else
             printf("%*s%s ", (int)(2 * level), "", level ? "└─" : "●");
-            cli_put_clean(stdout, k, strlen(k));
-            const char *state = json_string_value(json_object_get(v, "state"));
-            printf("  [%s]", state ? state : "?");
-            json_t *deps = json_object_get(v, "depends_on");
-            size_t i;
-            json_t *dep;
-            json_array_foreach(deps, i, dep)
-            {
-                const char *up = json_string_value(json_object_get(dep, "node"));
-                const char *on = json_string_value(json_object_get(dep, "on"));
-                printf("%s", i ? ", " : "  after ");
-                cli_put_clean(stdout, up ? up : "?", up ? strlen(up) : 1);
-                if (on && !strcmp(on, "any")) printf(" (any end)");
-            }
-            printf("\n");
+        cli_put_clean(stdout, k, strlen(k));
+        const char *state = json_string_value(json_object_get(v, "state"));
+        printf("  [%s]", state ? state : "?");
+        size_t i;
+        json_t *dep;
+        json_array_foreach(json_object_get(v, "depends_on"), i, dep)
+        {
+            const char *up = json_string_value(json_object_get(dep, "node"));
+            const char *on = json_string_value(json_object_get(dep, "on"));
+            printf("%s", i ? ", " : "  after ");
+            cli_put_clean(stdout, up ? up : "?", up ? strlen(up) : 1);
+            if (on && !strcmp(on, "any")) printf(" (any end)");
         }
+        printf("\n");
     }
+    free(order);
     json_decref(memo);
     size_t i;
     json_t *c;

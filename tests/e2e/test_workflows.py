@@ -434,6 +434,12 @@ def test_ten_thousand_nodes_and_a_cascade_down_a_chain(server, make_agent):
     assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == n - 1, w["progress"]
     last = job(server, w["nodes"][f"n{n}"]["job"])
     assert last["result"]["error"] == f"its upstream node 'n{n - 1}' cancelled"
+    # drawn level by level; past 32 levels the level is said, not indented
+    lines = ok(server.run_cli("workflow", "status", w["id"])).splitlines()
+    assert lines[1] == f"progress: 0/{n} succeeded, 1 failed, {n - 1} cancelled"
+    assert lines[2] == "● n1  [failed]" and len(lines) == n + 2
+    assert lines[2 + 32] == " " * 64 + "└─ n33  [cancelled]  after n32"
+    assert lines[-1] == " " * 64 + f"└─(level {n - 1}) n{n}  [cancelled]  after n{n - 1}"
     nodes[f"n{n + 1}"] = {"job": sh("true")}
     r = server.api().post("/v1/workflows", json={"nodes": nodes})
     assert r.status_code == 400 and r.json()["error"]["field"] == "nodes", r.text
