@@ -10,6 +10,9 @@ fresh work folder, then runs, one after the other, each in a queue of its own:
   chain      a workflow of N nodes, each depending on the one before (n1 -> n2 -> ... -> nN)
   fan-out    a workflow of one root and N-1 children that depend on it
   wide       a workflow of N independent nodes
+  fan-in     a workflow of N-1 independent nodes and one that depends on all of them (not
+             run unless --only names it: its cost grows with the square of N, see
+             bench/RESULTS.md)
   jobs       N plain jobs, submitted at once (arrays of up to 10,000 specs): the reference
   sequence   plain jobs one after another, each submitted when the one before has ended,
              as a chain's nodes run: the chain's reference (N of them, or --sequence-max)
@@ -40,6 +43,8 @@ def workflow(kind, queue, n):
             node["depends_on"] = [f"n{i - 1}"]
         elif kind == "fan-out" and i > 1:
             node["depends_on"] = ["n1"]
+        elif kind == "fan-in" and i == n:
+            node["depends_on"] = [f"n{k}" for k in range(1, n)]
         nodes[f"n{i}"] = node
     return {"name": f"bench {kind}", "nodes": nodes}
 
@@ -116,7 +121,7 @@ def main():
         b.server()
         for i in range(a.agents):
             b.agent(f"noop{i}", "--bench-noop", "--slots", str(a.slots), "--queues",
-                    "wf-chain,wf-fan-out,wf-wide,plain,sequence")
+                    "wf-chain,wf-fan-out,wf-wide,wf-fan-in,plain,sequence")
         rows = {}
         n = a.nodes
         for kind in a.only.split(","):

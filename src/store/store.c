@@ -209,8 +209,9 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
 /*
  * A workflow's lookups, built once from its document (which never changes once stored): a
  * json object {"id", "doc", "job_node": {JOB: NODE}, "down": {NODE: [NODE...]} (the nodes
- * that depend on it), "to": {NODE: [CONNECTION...]}, "from": {NODE: [CONNECTION...]}}, so
- * that moving a workflow along costs what the nodes it touches cost, not its size.
+ * that depend on it), "to": {NODE: [CONNECTION...]}, "from": {NODE: [CONNECTION...]},
+ * "on": {NODE: {UPSTREAM: "success"|"any"}}, "cursor": {NODE: N} (node_go's hint)}, so that
+ * moving a workflow along costs what the nodes it touches cost, not its size.
  */
 static void index_add(json_t *o, const char *key, json_t *v)
 {
@@ -232,19 +233,22 @@ static bool end_node(const char *end, char *node, size_t n)
 static json_t *wf_index_build(const char *id, json_t *doc)
 {
     json_t *job_node = json_object(), *down = json_object(), *to = json_object(),
-           *from = json_object(), *v, *d, *c;
+           *from = json_object(), *on = json_object(), *v, *d, *c;
     const char *k;
     size_t i;
     json_object_foreach(json_object_get(doc, "nodes"), k, v)
     {
         const char *job = json_string_value(json_object_get(v, "job"));
         if (job) json_object_set_new(job_node, job, json_string(k));
-        json_t *name = json_string(k);
+        json_t *name = json_string(k), *ons = json_object();
         json_array_foreach(json_object_get(v, "depends_on"), i, d)
         {
             const char *up = json_string_value(json_object_get(d, "node"));
-            if (up) index_add(down, up, name);
+            if (!up) continue;
+            index_add(down, up, name);
+            json_object_set(ons, up, json_object_get(d, "on"));
         }
+        json_object_set_new(on, k, ons);
         json_decref(name);
     }
     json_array_foreach(json_object_get(doc, "connections"), i, c)
@@ -255,8 +259,9 @@ static json_t *wf_index_build(const char *id, json_t *doc)
         if (end_node(json_string_value(json_object_get(c, "from")), node, sizeof(node)))
             index_add(from, node, c);
     }
-    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o}", "id", id, "doc", doc, "job_node",
-                     job_node, "down", down, "to", to, "from", from);
+    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o}", "id", id, "doc", doc,
+                     "job_node", job_node, "down", down, "to", to, "from", from, "on", on,
+                     "cursor", json_object());
 }
 
 /* Workflow `id`'s lookups (a new reference): from the cache, else built from doc (when given)
@@ -629,34 +634,85 @@ static const char *node_job(json_t *nodes, const char *name)
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
 }
 
-/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed: why
-   says which), 0 wait (an upstream has not ended), 1 go. */
-static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict, char *why,
-                        size_t nwhy, struct err *e)
+/* The state of upstream node `up` (a name in nodes), into *state. */
+static int up_state(struct store *st, json_t *nodes, const char *up, int *state, struct err *e)
 {
-    size_t i;
-    json_t *d;
+    const char *id = node_job(nodes, up);
+    struct job j;
+    int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
+    if (rc) return rc;
+    *state = j.state;
+    job_release(&j);
+    return 0;
+}
+
+/*
+ * How a blocked node stands, from its upstreams from the `from`-th on: *verdict -1 cancel (an
+ * upstream it needs did not succeed: why says which), 0 wait (an upstream has not ended), 1
+ * go. With `first_open`, it stops at the first upstream not ended (its index in *stop);
+ * else it reads them all (a cancel found after an open one wins).
+ */
+static int node_verdict(struct store *st, json_t *nodes, json_t *node, size_t from,
+                        bool first_open, size_t *stop, int *verdict, char *why, size_t nwhy,
+                        struct err *e)
+{
+    json_t *deps = json_object_get(node, "depends_on");
     *verdict = 1;
-    json_array_foreach(json_object_get(node, "depends_on"), i, d)
-    {
-        const char *up = node_job(nodes, json_string_value(json_object_get(d, "node")));
+    *stop = json_array_size(deps);
+    for (size_t i = from; i < json_array_size(deps); i++) {
+        json_t *d = json_array_get(deps, i);
+        const char *up = json_string_value(json_object_get(d, "node"));
         const char *on = json_string_value(json_object_get(d, "on"));
-        struct job j;
-        int rc = st->ops->job_get_run(st, up ? up : "", &j, e);
+        int state, rc = up_state(st, nodes, up ? up : "", &state, e);
         if (rc) return rc;
-        int state = j.state;
-        job_release(&j);
-        if (!job_state_terminal(state))
+        if (!job_state_terminal(state)) {
             *verdict = 0;
-        else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
-            const char *up_name = json_string_value(json_object_get(d, "node"));
-            snprintf(why, nwhy, "its upstream node '%s' %s", up_name ? up_name : "?",
+            if (first_open) {
+                *stop = i;
+                return 0;
+            }
+        } else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+            snprintf(why, nwhy, "its upstream node '%s' %s", up ? up : "?",
                      job_state_name(state));
             *verdict = -1;
             return 0;
         }
     }
     return 0;
+}
+
+/*
+ * The verdict on blocked node `name` after its upstream `ended` ended (NULL: any may have).
+ * A fan-in node is looked at once per upstream's end: reading all its upstreams each time
+ * would cost the square of their number. So: the one that ended, when it cancels the node,
+ * decides at once; else the upstreams are read from where the last look stopped (the
+ * cursor: those before it had ended) up to the first one still open; and only when none is
+ * open are they all read again, from the first (one may have been retried since), to decide.
+ */
+static int verdict_after(struct store *st, json_t *ix, const char *name, const char *ended,
+                         int *verdict, char *why, size_t nwhy, struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_t *node = json_object_get(nodes, name);
+    json_t *cursors = json_object_get(ix, "cursor");
+    size_t stop, from = (size_t)json_integer_value(json_object_get(cursors, name));
+    int rc;
+    if (!ended) return node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    const char *on = json_string_value(
+        json_object_get(json_object_get(json_object_get(ix, "on"), name), ended));
+    int state;
+    if ((rc = up_state(st, nodes, ended, &state, e))) return rc;
+    if (job_state_terminal(state) && state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+        snprintf(why, nwhy, "its upstream node '%s' %s", ended, job_state_name(state));
+        *verdict = -1;
+        return 0;
+    }
+    if ((rc = node_verdict(st, nodes, node, from, true, &stop, verdict, why, nwhy, e)))
+        return rc;
+    json_object_set_new(cursors, name, json_integer((json_int_t)stop));
+    if (*verdict == 1 && from > 0) /* all ended since the cursor: make sure of those before */
+        rc = node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    return rc;
 }
 
 /* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
@@ -706,19 +762,21 @@ static int node_apply(struct store *st, const char *job, enum job_event ev, int6
     return rc;
 }
 
-/* A blocked node whose upstreams may all have ended: queued, cancelled, or left waiting. */
-static int node_go(struct store *st, json_t *ix, const char *name, int64_t now_ms,
-                   struct err *e)
+/*
+ * A blocked node whose upstreams may all have ended (`ended` did, or NULL: any may have):
+ * queued, cancelled, or left waiting.
+ */
+static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
+                   int64_t now_ms, struct err *e)
 {
     json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
-    json_t *node = json_object_get(nodes, name);
     const char *id = node_job(nodes, name);
     struct job j;
     char why[160] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
     if (j.state != JOB_BLOCKED ||
-        (rc = node_verdict(st, nodes, node, &verdict, why, sizeof(why), e)) ||
+        (rc = verdict_after(st, ix, name, ended, &verdict, why, sizeof(why), e)) ||
         verdict == 0) {
         job_release(&j);
         return rc;
@@ -745,7 +803,7 @@ static int advance_one(struct store *st, const char *job, int64_t now_ms, struct
     json_t *d;
     json_array_foreach(name ? json_object_get(json_object_get(ix, "down"), name) : NULL, i, d)
     {
-        if ((rc = node_go(st, ix, json_string_value(d), now_ms, e))) break;
+        if ((rc = node_go(st, ix, json_string_value(d), name, now_ms, e))) break;
     }
     json_decref(ix);
     return rc;
@@ -866,7 +924,7 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
     int rc = wf_index(st, w->id, w->doc, &ix, e);
     json_object_foreach(rc ? NULL : nodes, k, v)
     {
-        if ((rc = node_go(st, ix, k, now_ms, e))) break;
+        if ((rc = node_go(st, ix, k, NULL, now_ms, e))) break;
     }
     json_decref(ix);
     return rc;

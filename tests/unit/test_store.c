@@ -3075,6 +3075,63 @@ static void test_workflow_list(void **state)
 }
 
 /*
+ * A fan-in node (D after A, B and C) is looked at once per upstream's end, from where the
+ * last look stopped: it still waits for every upstream, is cancelled at once by one it needs
+ * that fails, and waits again for an upstream retried after the look had passed it.
+ */
+static void test_workflow_fan_in(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[4], out;
+    char (*ids)[UUID_STR_LEN];
+    const char *body = "{'nodes': {'A': {'job': {'retry': {'max_attempts': 1}, 'command': "
+                       "{'program': 'a'}}},"
+                       "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b'}}},"
+                       "'C': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'c'}}},"
+                       "'D': {'job': {'command': {'program': 'd'}}, "
+                       "  'depends_on': [{'node': 'A', 'on': 'any'}, 'B', 'C']}}}";
+    /* ends out of order: D waits for the last one */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* one it needs fails while another is still open: cancelled at once */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 3, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* A (on: any) fails, and is retried after the look passed it: D waits for it again */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "A", 5, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, jobs[0].id, T0 + 3, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* A runs again */
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    store_changed_take(&ids);
+    lib_free(ids);
+}
+
+/*
  * Retention deletes a workflow's jobs one by one (store_job_delete): each takes its row of
  * the workflow along, and the last one the workflow; another workflow is not touched.
  */
@@ -3177,6 +3234,7 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_workflow_fan_in),
         T(test_workflow_deleted_with_its_last_job),
         T_EMPTY(test_uri_redact),
     };
