@@ -10,9 +10,7 @@ fresh work folder, then runs, one after the other, each in a queue of its own:
   chain      a workflow of N nodes, each depending on the one before (n1 -> n2 -> ... -> nN)
   fan-out    a workflow of one root and N-1 children that depend on it
   wide       a workflow of N independent nodes
-  fan-in     a workflow of N-1 independent nodes and one that depends on all of them (not
-             run unless --only names it: its cost grows with the square of N, see
-             bench/RESULTS.md)
+  fan-in     a workflow of N-1 independent nodes and one that depends on all of them
   jobs       N plain jobs, submitted at once (arrays of up to 10,000 specs): the reference
   sequence   plain jobs one after another, each submitted when the one before has ended,
              as a chain's nodes run: the chain's reference (N of them, or --sequence-max)
@@ -111,7 +109,7 @@ def main():
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--sequence-max", type=int, default=0,
                     help="at most this many jobs in the sequence reference (0: --nodes)")
-    ap.add_argument("--only", default="chain,fan-out,wide,jobs,sequence")
+    ap.add_argument("--only", default="chain,fan-out,fan-in,wide,jobs,sequence")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -147,7 +145,8 @@ def main():
               f"{1000 * total / count:.3f} |")
     per = {k: v[2] / v[0] for k, v in rows.items()}
     print()
-    for kind, ref in (("chain", "sequence"), ("fan-out", "jobs"), ("wide", "jobs")):
+    for kind, ref in (("chain", "sequence"), ("fan-out", "jobs"), ("fan-in", "jobs"),
+                      ("wide", "jobs")):
         if kind in per and ref in per:
             print(f"- {kind} / {ref} per job: {1000 * per[kind]:.3f} / {1000 * per[ref]:.3f} ms"
                   f" = **{per[kind] / per[ref]:.2f}x**")
