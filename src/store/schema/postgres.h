@@ -92,7 +92,18 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
-    /* 7: SQLite's 12: a workflow's rows, found from the workflow (store_job_delete) */
+    /* 7: upload triggers (SQLite's 12) */
+    "CREATE TABLE triggers ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, prefix text NOT NULL,"
+    "  workflow boolean NOT NULL, input text, template text NOT NULL, created_at bigint NOT NULL);"
+    "CREATE TABLE trigger_fires ("
+    "  id bigserial PRIMARY KEY, trigger text NOT NULL, uri text NOT NULL,"
+    "  sha256 text NOT NULL, created_at bigint NOT NULL, target text, error text,"
+    "  fired_at bigint, UNIQUE (trigger, uri, sha256));"
+    "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
+    "  WHERE target IS NULL AND error IS NULL;"
+    "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
+    /* 8: SQLite's 13: a workflow's rows, found from the workflow (store_job_delete) */
     "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
