@@ -22,6 +22,7 @@ int cmd_cancel(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_workflow(int argc, char **argv);
 int cmd_trigger(int argc, char **argv);
+int cmd_array(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 int cmd_token(int argc, char **argv);

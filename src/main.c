@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"cancel", cmd_cancel, "cancel a job"},
     {"retry", cmd_retry, "run a failed or cancelled job again (one more attempt)"},
     {"workflow", cmd_workflow, "submit a workflow, list them, show, cancel or retry one"},
+    {"array", cmd_array, "show a job array, cancel or retry its tasks by index range"},
     {"logs", cmd_logs, "print a job's output (-f: follow it until the job ends)"},
     {"jobs", cmd_jobs, "list jobs"},
     {"queues", cmd_queues, "list queues"},

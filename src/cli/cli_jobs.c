@@ -423,6 +423,9 @@ enum {
     OPT_CPUS,
     OPT_PIDS,
     OPT_SERVICE_VERSION,
+    OPT_ARRAY,
+    OPT_FROM,
+    OPT_TO,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -837,6 +840,50 @@ static void print_warnings(json_t *answer, const char *job)
     }
 }
 
+/*
+ * An array submitted: its id (--json: its summary); with --wait, its summary polled until
+ * every task has ended: 0 when all succeeded, else 1.
+ */
+static int submitted_array(struct cli *cli, json_t *arr, bool wait, bool json)
+{
+    const char *id = json_string_value(json_object_get(arr, "id"));
+    if (!id) {
+        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer has no array id");
+        return 1;
+    }
+    if (!wait) {
+        if (json)
+            cli_print_json(arr);
+        else
+            printf("%s\n", id);
+        return 0;
+    }
+    if (!json) printf("%s\n", id);
+    fflush(stdout);
+    char *path = cli_path("/v1/arrays/", id, "");
+    json_t *s = NULL;
+    int rc;
+    for (;;) {
+        json_decref(s);
+        s = NULL;
+        if ((rc = cli_call(cli, "GET", path, NULL, &s, "cannot read array '%s'", id))) break;
+        const char *state = json_string_value(json_object_get(s, "state"));
+        if (state && strcmp(state, "running")) {
+            if (json)
+                cli_print_json(s);
+            else
+                printf("%s %s\n", id, state);
+            rc = strcmp(state, "succeeded") ? 1 : 0;
+            break;
+        }
+        struct timespec ts = {1, 0}; /* an array's end is read once a second */
+        nanosleep(&ts, NULL);
+    }
+    json_decref(s);
+    free(path);
+    return rc;
+}
+
 int cmd_submit(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -1095,6 +1142,12 @@ int cmd_submit(int argc, char **argv)
         goto out;
     }
 
+    /* A job array ("array" in the spec): its id, or with --wait its end. */
+    json_t *arr = json_object_get(answer, "array");
+    if (json_is_object(arr)) {
+        rc = submitted_array(&cli, arr, wait, a.json);
+        goto out;
+    }
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
     json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
@@ -1582,12 +1635,18 @@ static const char jobs_usage[] =
     "  -l, --label K:V    only jobs with label K set to V\n"
     "  -n, --limit N      at most N jobs (one page by default)\n"
     "  -a, --all          follow the pages to the end (or to --limit)\n"
+    "      --array ID     the tasks of job array ID instead, by index (with --state,\n"
+    "                     --limit, --all, --from, --to)\n"
+    "      --from I       with --array: from task index I (default 0)\n"
+    "      --to J         with --array: up to task index J (default the last)\n"
     "      --json         print the jobs as a JSON array\n"
     "\n"
     "examples:\n"
     "  drover jobs                                  # the newest page, cut to the terminal\n"
     "  drover jobs --state failed --queue bio --limit 20\n"
     "  drover jobs --all --label project:x --json | jq length\n"
+    "  drover jobs --array 0193a1b2-... --state failed --all\n"
+    "  drover jobs --array 0193a1b2-... --from 100 --to 199 --json\n"
     CLI_COMMON_USAGE;
 
 /* Appends "?key=value" or "&key=value" to a path, escaping the value. */
@@ -1633,12 +1692,18 @@ int cmd_jobs(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},
         {"limit", required_argument, NULL, 'n'},
         {"all", no_argument, NULL, 'a'},
+        {"array", required_argument, NULL, OPT_ARRAY},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct cli_args a;
     cli_args_init(&a, argc, argv, jobs_usage);
+    const char *array = NULL, *state = NULL;
+    long from = -1, to = -1;
+    bool other = false; /* a filter that --array does not take */
     struct cli cli = {0};
     struct buf filter = BUF_INIT; /* "/v1/jobs?state=..." */
     bool all = false, has_label = false;
@@ -1651,14 +1716,29 @@ int cmd_jobs(int argc, char **argv)
         switch (opt) {
         case 's':
             add_query(&filter, "state", optarg);
+            state = optarg;
             break;
         case 'q':
             add_query(&filter, "queue", optarg);
+            other = true;
             break;
         case OPT_SERVICE:
             add_query(&filter, "service", optarg);
+            other = true;
+            break;
+        case OPT_ARRAY:
+            array = optarg;
+            break;
+        case OPT_FROM:
+        case OPT_TO:
+            if (!cli_parse_long(optarg, 0, 1000000000, opt == OPT_FROM ? &from : &to)) {
+                rc = cli_usage_error(jobs_usage, "--%s must be a task index (0 or more), not '%s'",
+                                     opt == OPT_FROM ? "from" : "to", optarg);
+                goto out;
+            }
             break;
         case 'l': {
+            other = true;
             if (has_label) {
                 rc = cli_usage_error(jobs_usage, "only one --label filter is supported");
                 goto out;
@@ -1690,8 +1770,21 @@ int cmd_jobs(int argc, char **argv)
         }
     }
     if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
+    if (!array && (from >= 0 || to >= 0)) {
+        rc = cli_usage_error(jobs_usage, "--from and --to are for --array");
+        goto out;
+    }
+    if (array && other) {
+        rc = cli_usage_error(jobs_usage, "--array lists one array's tasks: --queue, --service "
+                                         "and --label are not for it");
+        goto out;
+    }
     rc = 1;
     if (cli_connect(&cli, &a.conn)) goto out;
+    if (array) {
+        rc = cli_array_tasks(&cli, array, state, from, to, limit, all, a.json);
+        goto out;
+    }
 
     char *after = NULL;
     bool more = false;

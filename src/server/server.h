@@ -145,6 +145,13 @@ int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
 int api_jobs_retry(struct http_req *r);
+/* POST /v1/jobs with "array" (api_jobs_create hands it over) and /v1/arrays (api_arrays.c). */
+int api_arrays_submit(struct http_req *r);
+int api_arrays_list(struct http_req *r);
+int api_arrays_get(struct http_req *r);
+int api_arrays_tasks(struct http_req *r);
+int api_arrays_cancel(struct http_req *r);
+int api_arrays_retry(struct http_req *r);
 int api_workflows_create(struct http_req *r);
 int api_workflows_get(struct http_req *r);
 int api_workflows_list(struct http_req *r);

@@ -353,7 +353,62 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
         c[i].spec = NULL;
     }
     *nleased = 0;
-    return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    /* an array's candidates: as many of its next tasks claimed, their jobs made, in this
+       transaction (the array's row read once for all of them) */
+    for (size_t i = 0; i < n; i++)
+        c[i].exhausted = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].array[0] || c[i].job[0] || c[i].exhausted) continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            k += !strcmp(c[j].array, c[i].array) && !c[j].job[0];
+        struct job *jobs = xcalloc(k, sizeof(*jobs));
+        size_t got = 0;
+        struct err ce = ERR_INIT;
+        int rc = store_array_claim(st, c[i].array, agent, now_ms, k, jobs, &got, &ce);
+        if (rc && rc != ERR_NOTFOUND) {
+            free(jobs);
+            *e = ce;
+            return rc;
+        }
+        size_t next = 0;
+        for (size_t j = i; j < n; j++) {
+            if (strcmp(c[j].array, c[i].array) || c[j].job[0] || c[j].exhausted) continue;
+            if (next < got) { /* leased with its row */
+                struct job *t = &jobs[next++];
+                memcpy(c[j].job, t->id, sizeof(c[j].job));
+                c[j].leased = true;
+                c[j].attempt = t->attempt;
+                c[j].spec = job_json_dump(t->spec); /* the text stored */
+                (*nleased)++;
+            } else {
+                c[j].exhausted = true;
+            }
+        }
+        for (size_t j = 0; j < got; j++)
+            job_release(&jobs[j]);
+        free(jobs);
+    }
+    size_t arrays = 0;
+    for (size_t i = 0; i < n; i++)
+        arrays += c[i].array[0] != '\0';
+    if (!arrays) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    if (arrays == n) return 0;
+    /* the other candidates, leased by the backend */
+    struct store_lease *live = xcalloc(n, sizeof(*live));
+    size_t *at = xcalloc(n, sizeof(*at)), m = 0, more = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].array[0]) continue;
+        live[m] = c[i];
+        at[m++] = i;
+    }
+    int rc = st->ops->job_lease(st, agent, now_ms, live, m, &more, e);
+    *nleased += more;
+    for (size_t k = 0; k < m; k++)
+        c[at[k]] = live[k];
+    free(live);
+    free(at);
+    return rc;
 }
 
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
@@ -1104,5 +1159,10 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e)
 {
-    return st->ops->tenant_count(st, tenant, states, n, e);
+    int rc = st->ops->tenant_count(st, tenant, states, n, e);
+    if (rc || !(states & (1u << JOB_QUEUED))) return rc;
+    int64_t open = 0; /* arrays' tasks not handed out yet: queued, without rows of their own */
+    rc = st->ops->array_open(st, tenant, &open, e);
+    *n += open;
+    return rc;
 }
