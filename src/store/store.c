@@ -512,6 +512,23 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
     return st->ops->token_count(st, role, count, e);
 }
 
+int store_session_insert(struct store *st, const struct session_rec *s, int64_t now_ms,
+                         int max_per_name, int max_all, struct err *e)
+{
+    return st->ops->session_insert(st, s, now_ms, max_per_name, max_all, e);
+}
+
+int store_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                       struct session_rec *out, struct err *e)
+{
+    return st->ops->session_find(st, id_hash, now_ms, out, e);
+}
+
+int store_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    return st->ops->session_delete(st, id_hash, e);
+}
+
 void store_service_release(struct service_rec *r)
 {
     if (!r)

@@ -1841,6 +1841,65 @@ static int collect_agent(void *arg, const struct agent_rec *a)
 }
 
 /* An agent's name belongs to the token that registered it first; its id never changes. */
+/* A session of `name` made from token hash `tok`, named by the hash made of `c`. */
+static struct session_rec session_of(char c, const char *tok, const char *name, int64_t expires)
+{
+    struct session_rec r;
+    memset(&r, 0, sizeof(r));
+    make_hash(r.id_hash, c);
+    snprintf(r.token_hash, sizeof(r.token_hash), "%s", tok);
+    make_hash(r.csrf, 'c');
+    r.role = ROLE_CLIENT;
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    r.expires_ms = expires;
+    return r;
+}
+
+static void test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tok[65], none[65];
+    make_hash(tok, '9');
+    make_hash(none, 'f');
+    struct session_rec a1 = session_of('1', tok, "alice", 1000),
+                       a2 = session_of('2', tok, "alice", 1001),
+                       a3 = session_of('3', tok, "alice", 1002),
+                       a4 = session_of('4', tok, "alice", 1003),
+                       b1 = session_of('5', tok, "bob", 1000), got;
+    assert_ok(store_session_insert(f->st, &a1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 999, &got, &e), &e);
+    assert_memory_equal(&got, &a1, sizeof(got));
+    assert_err(store_session_find(f->st, none, 999, &got, &e), ERR_NOTFOUND, &e);
+    /* expired at its expiry */
+    assert_err(store_session_find(f->st, a1.id_hash, 1000, &got, &e), ERR_NOTFOUND, &e);
+
+    /* At most 3 of alice's: her fourth ends her oldest; bob's stays. */
+    assert_ok(store_session_insert(f->st, &b1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a2, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a3, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_insert(f->st, &a4, 0, 3, 5, &e), &e);
+    assert_err(store_session_find(f->st, a1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_find(f->st, a2.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_find(f->st, b1.id_hash, 0, &got, &e), &e);
+
+    /* At most 4 in all: the fifth is refused and nothing is stored. */
+    struct session_rec c1 = session_of('6', tok, "carol", 5000);
+    assert_err(store_session_insert(f->st, &c1, 0, 3, 4, &e), ERR_UNAVAILABLE, &e);
+    assert_non_null(strstr(e.msg, "too many sessions"));
+    assert_err(store_session_find(f->st, c1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    /* Once the others have expired, the sign-in deletes them and succeeds. */
+    assert_ok(store_session_insert(f->st, &c1, 1003, 3, 4, &e), &e);
+    assert_ok(store_session_find(f->st, c1.id_hash, 1003, &got, &e), &e);
+    assert_err(store_session_find(f->st, a4.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+
+    /* Sign-out; twice is no error. */
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+    assert_err(store_session_find(f->st, c1.id_hash, 1003, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+}
+
 static void test_agent_owner(void **state)
 {
     struct fixture *f = *state;
@@ -3717,6 +3776,7 @@ int main(void)
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
+        T(test_sessions),
         T(test_agent_owner),
         T(test_meta),
         T(test_services),
