@@ -377,8 +377,10 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
 /*
  * Deletes a finished job: its row (with its result and attempts) and all its
- * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
- * finished (a retry may have queued it again since it was found due).
+ * captured output, and for a workflow's node its row of the workflow, and the
+ * workflow itself when that was its last job. ERR_NOTFOUND when unknown,
+ * ERR_CONFLICT when it has not finished (a retry may have queued it again
+ * since it was found due).
  */
 int store_job_delete(struct store *st, const char *id, struct err *e);
 

@@ -170,6 +170,14 @@ struct store {
        of them were there when the savepoint was made. */
     char (*changed)[UUID_STR_LEN];
     size_t nchanged, changed_cap, changed_mark;
+    /* Workflows' documents with their lookups (store.c: a workflow's document never changes
+       once stored), the last few used; and the ended nodes whose downstream nodes are still
+       to be looked at (store.c: workflow_advance, a loop rather than a recursion). */
+    json_t *wf_cache[8];
+    size_t wf_next;
+    char (*wf_pending)[UUID_STR_LEN];
+    size_t wf_npending, wf_pending_cap;
+    bool wf_advancing;
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -107,6 +107,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -156,6 +158,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = $1 RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = $1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = $1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                   "ORDER BY id DESC LIMIT $3",
@@ -2401,7 +2406,18 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     }
     struct params l = {0};
     p_text(&l, id);
-    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+    if ((rc = run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    struct params f = {0};
+    p_text(&f, id);
+    if ((rc = run(s, S_WF_FORGET, &f, &r, e, "deleting a job's workflow row"))) return rc;
+    char wf[UUID_STR_LEN] = "";
+    if (PQntuples(r) == 1) snprintf(wf, sizeof(wf), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*wf) return 0;
+    struct params w = {0};
+    p_text(&w, wf);
+    return run(s, S_WF_DROP_EMPTY, &w, NULL, e, "deleting a workflow");
 }
 
 static int pg_job_delete(struct store *st, const char *id, struct err *e)

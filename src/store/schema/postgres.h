@@ -123,6 +123,8 @@ static const char *const pg_migrations[] = {
     "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
     "CREATE INDEX sessions_name ON sessions (name, expires_at);"
     "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 10: SQLite's 15: a workflow's rows, found from the workflow (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif
