@@ -251,6 +251,37 @@ def test_fan_out_over_a_fan_out_nodes_outputs(server, make_agent):
     assert red["result"]["stdout"] == "".join(f"m{i}\nx\n" for i in range(3))
 
 
+# a service whose two inputs are positional: a service node's ports are connected by place
+CATALL = {"command": {"program": "sh", "arguments": [
+    {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": 'cat "$@"'},
+    {"type": "parameter", "value": "sh"},
+    {"type": "input", "port": "first"}, {"type": "input", "port": "second"}]},
+    "inputs": {"first": {}, "second": {}}, "defaults": {"retry": {"max_attempts": 1}}}
+
+
+def test_fan_ins_into_a_service_nodes_ports(server, make_agent):
+    r = server.api().put("/v1/services/catall", json=CATALL)
+    assert r.status_code in (200, 201), r.text
+
+    def fan(tag):
+        return {"job": {**sh(f'echo "{tag}$DROVER_ARRAY_INDEX" > "$2"',
+                             {"type": "output", "name": "--o",
+                              "value": f"s3://fo/r7/{tag}{{{{index}}}}"}),
+                        "array": {"count": 2}}}
+    w = create(server, {"nodes": {"a": fan("a"), "b": fan("b"),
+                                  "cat": {"job": {"service": "catall"}}},
+                        "connections": [{"from": "a.--o", "to": "cat.first"},
+                                        {"from": "b.--o", "to": "cat.second"}]})
+    assert {c["to_at"] for c in w["connections"]} == {"arguments[3]", "arguments[4]"}
+    make_agent(server, "fo-w7", "--slots", "4")
+    w = wait_done(server, w["id"])
+    assert w["state"] == "succeeded", {n: x.get("result") for n, x in w["nodes"].items()}
+    cat = job(server, w["nodes"]["cat"]["job"])
+    assert cat["result"]["stdout"] == "a0\na1\nb0\nb1\n"
+    assert [a.get("value") for a in cat["spec"]["command"]["arguments"][3:]] == \
+        ["s3://fo/r7/a0", "s3://fo/r7/a1", "s3://fo/r7/b0", "s3://fo/r7/b1"]
+
+
 @pytest.mark.parametrize("mutate,field,text", [
     (lambda b: b["nodes"]["map"]["job"]["array"].update(outputs="nope"),
      "nodes.map.job.array.outputs", "no node 'nope'"),
