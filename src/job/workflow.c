@@ -634,8 +634,11 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
             json_array_append_new(deps, json_pack("{s:s, s:s}", "node",
                                                   w->nodes[w->nodes[i].deps[d].node].name, "on",
                                                   w->nodes[i].deps[d].any ? "any" : "success"));
-        json_object_set_new(nodes, w->nodes[i].name,
-                            json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps));
+        json_t *node = json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps);
+        /* a fan-out node: its job's id is its array's (GET /v1/workflows shows its tasks) */
+        if (json_object_get(w->nodes[i].spec.json, "array"))
+            json_object_set_new(node, "array", json_true());
+        json_object_set_new(nodes, w->nodes[i].name, node);
     }
     for (size_t i = 0; i < w->nconns; i++) {
         const struct wf_conn *c = &w->conns[i];

@@ -91,7 +91,7 @@ void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, 
  * The document the store keeps, with each node's job id (ids[i] for node i):
  * {"name", "nodes": {NAME: {"job": ID, "depends_on": [{"node", "on"}]}},
  *  "connections": [{"from", "to", "uri", "from_at", "to_at"}]} (the last two for a service
- * node's port only); a new reference.
+ * node's port only); a fan-out node has "array": true; a new reference.
  */
 json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN]);
 

@@ -51,7 +51,7 @@ static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
             int state = j.state;
             struct array_rec a;
             /* a fan-out node: its array (its id the node's job's), running while it waits */
-            if ((state == JOB_BLOCKED || job_state_terminal(state)) &&
+            if (json_is_true(json_object_get(v, "array")) &&
                 !store_array_get(st, id, &a, NULL)) {
                 int64_t c[JOB_NSTATES];
                 if (!store_array_counts(st, &a, c, NULL)) {

@@ -941,7 +941,7 @@ static int fan_in(struct store *st, const struct job *u, const char *from_port,
                   const char *from_at, json_t *spec, const char *port, const char *to_at,
                   const char *up_name, char *fail, size_t nfail, struct err *e)
 {
-    struct array_rec a;
+    struct array_rec a = {0};
     struct err ge = ERR_INIT;
     size_t have = json_array_size(json_object_get(json_object_get(spec, "command"), "arguments"));
     struct fanin f = {st,   from_port, from_at, NULL, NULL, 0,
@@ -1308,7 +1308,8 @@ static int fan_start(struct store *st, json_t *ix, const char *name, struct job 
     json_object_del(a.spec, "array");
     a.created_at = now_ms;
     array_rec_views(&a);
-    if (!(rc = store_array_insert(st, &a, e)) && !(rc = store_event_array(st, &a, ARRAY_SUBMITTED, e)))
+    if (!(rc = store_array_insert(st, &a, e)) &&
+        !(rc = store_event_array(st, &a, ARRAY_SUBMITTED, e)))
         changed_push(st, j->id);
 out:
     array_rec_release(&a);
