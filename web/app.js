@@ -934,6 +934,16 @@ function arrayView(id, params) {
       }
       body[k] = Number(v);
     }
+    const last = arr.count - 1;
+    /* the server checks these too; said here without a round trip */
+    if ((body.from ?? 0) > last || (body.to ?? last) > last) {
+      toast(`the tasks are numbered 0 to ${last}`, true);
+      return;
+    }
+    if ((body.from ?? 0) > (body.to ?? last)) {
+      toast(`from (${body.from}) must not be past to (${body.to ?? last})`, true);
+      return;
+    }
     btn.disabled = true;
     try {
       const r = await api('POST', `/v1/arrays/${encodeURIComponent(id)}/${what}`, body);
