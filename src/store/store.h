@@ -249,6 +249,34 @@ int store_token_delete(struct store *st, const char *name, struct err *e);
 int store_token_count(struct store *st, int role, int64_t *count, struct err *e);
 
 /*
+ * The dashboard's sessions (server/session.h), kept in the store so that every server
+ * sharing it knows them and a restart signs no one out. A session is named by the hex
+ * SHA-256 of its cookie's id and holds the hex SHA-256 of the token it was made from
+ * (the server checks that token again on each call: a revoked token ends its sessions).
+ */
+#define STORE_HASH_LEN 65 /* 64 hex digits and '\0' */
+struct session_rec {
+    char id_hash[STORE_HASH_LEN];
+    char token_hash[STORE_HASH_LEN];
+    char csrf[STORE_HASH_LEN];
+    int role;
+    char name[128]; /* the token's */
+    int64_t expires_ms;
+};
+/*
+ * Stores s, first deleting the sessions expired by now_ms and, when s->name has
+ * max_per_name live sessions, its oldest ones so that s makes max_per_name.
+ * ERR_UNAVAILABLE (nothing stored) when max_all live sessions exist then.
+ */
+int store_session_insert(struct store *st, const struct session_rec *s, int64_t now_ms,
+                         int max_per_name, int max_all, struct err *e);
+/* The session named id_hash alive at now_ms into out; ERR_NOTFOUND when unknown or expired. */
+int store_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                       struct session_rec *out, struct err *e);
+/* Deletes the session named id_hash (sign-out); 0 also when there is none. */
+int store_session_delete(struct store *st, const char *id_hash, struct err *e);
+
+/*
  * The event stream. Every job insert, update and cancel and every agent upsert
  * and state change appends an event in the same transaction, so an event is
  * visible exactly when its change is committed. Events are numbered by seq,
@@ -349,8 +377,10 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
 /*
  * Deletes a finished job: its row (with its result and attempts) and all its
- * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
- * finished (a retry may have queued it again since it was found due).
+ * captured output, and for a workflow's node its row of the workflow, and the
+ * workflow itself when that was its last job. ERR_NOTFOUND when unknown,
+ * ERR_CONFLICT when it has not finished (a retry may have queued it again
+ * since it was found due).
  */
 int store_job_delete(struct store *st, const char *id, struct err *e);
 

@@ -67,6 +67,11 @@ struct store_ops {
                       struct err *e);
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
+    int (*session_insert)(struct store *st, const struct session_rec *s, int64_t now_ms,
+                          int max_per_name, int max_all, struct err *e);
+    int (*session_find)(struct store *st, const char *id_hash, int64_t now_ms,
+                        struct session_rec *out, struct err *e);
+    int (*session_delete)(struct store *st, const char *id_hash, struct err *e);
 
     int (*event_object)(struct store *st, int change, const char *bucket, const char *key,
                         int64_t size, const char *sha256, struct err *e);
@@ -165,6 +170,14 @@ struct store {
        of them were there when the savepoint was made. */
     char (*changed)[UUID_STR_LEN];
     size_t nchanged, changed_cap, changed_mark;
+    /* Workflows' documents with their lookups (store.c: a workflow's document never changes
+       once stored), the last few used; and the ended nodes whose downstream nodes are still
+       to be looked at (store.c: workflow_advance, a loop rather than a recursion). */
+    json_t *wf_cache[8];
+    size_t wf_next;
+    char (*wf_pending)[UUID_STR_LEN];
+    size_t wf_npending, wf_pending_cap;
+    bool wf_advancing;
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -56,6 +56,12 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_SESSION_PRUNE,
+    S_SESSION_TRIM,
+    S_SESSION_COUNT,
+    S_SESSION_INSERT,
+    S_SESSION_FIND,
+    S_SESSION_DELETE,
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
@@ -101,6 +107,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -150,6 +158,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = $1 RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = $1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = $1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                   "ORDER BY id DESC LIMIT $3",
@@ -236,6 +247,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = $1",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = $1",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = $1",
+    [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= $1",
+    /* a name's sessions but its newest $2 */
+    [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
+                       "WHERE name = $1 ORDER BY expires_at DESC, id_hash OFFSET $2)",
+    [S_SESSION_COUNT] = "SELECT count(*) FROM sessions",
+    [S_SESSION_INSERT] = "INSERT INTO sessions (id_hash, token_hash, csrf, role, name, "
+                         "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    [S_SESSION_FIND] = "SELECT token_hash, csrf, role, name, expires_at FROM sessions "
+                       "WHERE id_hash = $1 AND expires_at > $2",
+    [S_SESSION_DELETE] = "DELETE FROM sessions WHERE id_hash = $1",
     [S_META_GET] = "SELECT v FROM meta WHERE k = $1",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
@@ -1687,6 +1708,65 @@ static int pg_token_count(struct store *st, int role, int64_t *count, struct err
     return count_one(pg(st), S_TOKEN_COUNT, &p, count, e, "counting tokens");
 }
 
+static int pg_session_insert(struct store *st, const struct session_rec *r, int64_t now_ms,
+                             int max_per_name, int max_all, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params prune = {0}, trim = {0}, ins = {0};
+    p_int(&prune, now_ms);
+    int rc = run(s, S_SESSION_PRUNE, &prune, NULL, e, "deleting expired sessions");
+    if (rc)
+        return rc;
+    p_text(&trim, r->name);
+    p_int(&trim, max_per_name > 1 ? max_per_name - 1 : 0);
+    if ((rc = run(s, S_SESSION_TRIM, &trim, NULL, e, "deleting a token's oldest sessions")))
+        return rc;
+    int64_t live;
+    if ((rc = count_one(s, S_SESSION_COUNT, NULL, &live, e, "counting sessions")))
+        return rc;
+    if (live >= max_all)
+        return err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", max_all);
+    p_text(&ins, r->id_hash);
+    p_text(&ins, r->token_hash);
+    p_text(&ins, r->csrf);
+    p_int(&ins, r->role);
+    p_text(&ins, r->name);
+    p_int(&ins, r->expires_ms);
+    return run(s, S_SESSION_INSERT, &ins, NULL, e, "inserting a session");
+}
+
+static int pg_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                           struct session_rec *out, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, id_hash);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(s, S_SESSION_FIND, &p, &r, e, "reading a session");
+    if (rc) return rc;
+    if (PQntuples(r) == 1) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->id_hash, sizeof(out->id_hash), "%s", id_hash);
+        snprintf(out->token_hash, sizeof(out->token_hash), "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->csrf, sizeof(out->csrf), "%s", PQgetvalue(r, 0, 1));
+        out->role = (int)col_int(r, 0, 2);
+        snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 3));
+        out->expires_ms = col_int(r, 0, 4);
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "no such session");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id_hash);
+    return run(pg(st), S_SESSION_DELETE, &p, NULL, e, "deleting a session");
+}
+
 static int pg_meta_get(struct store *st, const char *key, char **value, struct err *e)
 {
     struct store_pg *s = pg(st);
@@ -2326,7 +2406,18 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     }
     struct params l = {0};
     p_text(&l, id);
-    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+    if ((rc = run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    struct params f = {0};
+    p_text(&f, id);
+    if ((rc = run(s, S_WF_FORGET, &f, &r, e, "deleting a job's workflow row"))) return rc;
+    char wf[UUID_STR_LEN] = "";
+    if (PQntuples(r) == 1) snprintf(wf, sizeof(wf), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*wf) return 0;
+    struct params w = {0};
+    p_text(&w, wf);
+    return run(s, S_WF_DROP_EMPTY, &w, NULL, e, "deleting a workflow");
 }
 
 static int pg_job_delete(struct store *st, const char *id, struct err *e)
@@ -2627,6 +2718,9 @@ const struct store_ops store_pg_ops = {
     .queue_stats = pg_queue_stats,
     .token_insert = pg_token_insert,
     .token_find = pg_token_find,
+    .session_insert = pg_session_insert,
+    .session_find = pg_session_find,
+    .session_delete = pg_session_delete,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
     .event_object = pg_event_object,

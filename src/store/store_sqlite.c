@@ -45,6 +45,12 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_SESSION_PRUNE,
+    S_SESSION_TRIM,
+    S_SESSION_COUNT,
+    S_SESSION_INSERT,
+    S_SESSION_FIND,
+    S_SESSION_DELETE,
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
@@ -88,6 +94,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -131,6 +139,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = ? RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = ?1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = ?1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
                   "ORDER BY id DESC LIMIT ?3",
@@ -217,6 +228,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = ?",
+    [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?",
+    /* a name's sessions but its newest ? */
+    [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
+                       "WHERE name = ? ORDER BY expires_at DESC, id_hash LIMIT -1 OFFSET ?)",
+    [S_SESSION_COUNT] = "SELECT count(*) FROM sessions",
+    [S_SESSION_INSERT] = "INSERT INTO sessions (id_hash, token_hash, csrf, role, name, "
+                         "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    [S_SESSION_FIND] = "SELECT token_hash, csrf, role, name, expires_at FROM sessions "
+                       "WHERE id_hash = ? AND expires_at > ?",
+    [S_SESSION_DELETE] = "DELETE FROM sessions WHERE id_hash = ?",
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
@@ -949,6 +970,72 @@ static int sqlite_token_delete(struct store *st, const char *name, struct err *e
     if (!rc && sqlite3_changes(s->db) == 0)
         rc = err_set(e, ERR_NOTFOUND, "token '%s' not found", name);
     return rc;
+}
+
+static int sqlite_session_insert(struct store *st, const struct session_rec *r, int64_t now_ms,
+                                 int max_per_name, int max_all, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_PRUNE);
+    sqlite3_bind_int64(q, 1, now_ms);
+    int rc = exec_stmt(s, q, e, "deleting expired sessions");
+    if (rc) return rc;
+    q = stmt(s, S_SESSION_TRIM);
+    bind_text(q, 1, r->name);
+    sqlite3_bind_int(q, 2, max_per_name > 1 ? max_per_name - 1 : 0);
+    if ((rc = exec_stmt(s, q, e, "deleting a token's oldest sessions"))) return rc;
+    q = stmt(s, S_SESSION_COUNT);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        rc = db_err(s, e, "counting sessions");
+        sqlite3_reset(q);
+        return rc;
+    }
+    int64_t live = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    if (live >= max_all)
+        return err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", max_all);
+    q = stmt(s, S_SESSION_INSERT);
+    bind_text(q, 1, r->id_hash);
+    bind_text(q, 2, r->token_hash);
+    bind_text(q, 3, r->csrf);
+    sqlite3_bind_int(q, 4, r->role);
+    bind_text(q, 5, r->name);
+    sqlite3_bind_int64(q, 6, r->expires_ms);
+    return exec_stmt(s, q, e, "inserting a session");
+}
+
+static int sqlite_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                               struct session_rec *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_FIND);
+    bind_text(q, 1, id_hash);
+    sqlite3_bind_int64(q, 2, now_ms);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->id_hash, sizeof(out->id_hash), "%s", id_hash);
+        snprintf(out->token_hash, sizeof(out->token_hash), "%s", sqlite3_column_text(q, 0));
+        snprintf(out->csrf, sizeof(out->csrf), "%s", sqlite3_column_text(q, 1));
+        out->role = sqlite3_column_int(q, 2);
+        snprintf(out->name, sizeof(out->name), "%s", sqlite3_column_text(q, 3));
+        out->expires_ms = sqlite3_column_int64(q, 4);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "no such session");
+    } else {
+        rc = db_err(s, e, "reading a session");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_DELETE);
+    bind_text(q, 1, id_hash);
+    return exec_stmt(s, q, e, "deleting a session");
 }
 
 static int sqlite_token_count(struct store *st, int role, int64_t *count, struct err *e)
@@ -1802,7 +1889,22 @@ static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
     }
     q = stmt(s, S_JOB_DELETE_LOGS);
     bind_text(q, 1, id);
-    return exec_stmt(s, q, e, "deleting a job's output");
+    if ((rc = exec_stmt(s, q, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    q = stmt(s, S_WF_FORGET);
+    bind_text(q, 1, id);
+    rc = sqlite3_step(q);
+    char wf[UUID_STR_LEN] = "";
+    if (rc == SQLITE_ROW)
+        snprintf(wf, sizeof(wf), "%s", (const char *)sqlite3_column_text(q, 0));
+    else if (rc != SQLITE_DONE)
+        rc = db_err(s, e, "deleting a job's workflow row");
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if (!*wf) return 0;
+    q = stmt(s, S_WF_DROP_EMPTY);
+    bind_text(q, 1, wf);
+    return exec_stmt(s, q, e, "deleting a workflow");
 }
 
 static int sqlite_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
@@ -2132,6 +2234,9 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .session_insert = sqlite_session_insert,
+    .session_find = sqlite_session_find,
+    .session_delete = sqlite_session_delete,
     .event_object = sqlite_event_object,
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,

@@ -1841,6 +1841,65 @@ static int collect_agent(void *arg, const struct agent_rec *a)
 }
 
 /* An agent's name belongs to the token that registered it first; its id never changes. */
+/* A session of `name` made from token hash `tok`, named by the hash made of `c`. */
+static struct session_rec session_of(char c, const char *tok, const char *name, int64_t expires)
+{
+    struct session_rec r;
+    memset(&r, 0, sizeof(r));
+    make_hash(r.id_hash, c);
+    snprintf(r.token_hash, sizeof(r.token_hash), "%s", tok);
+    make_hash(r.csrf, 'c');
+    r.role = ROLE_CLIENT;
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    r.expires_ms = expires;
+    return r;
+}
+
+static void test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tok[65], none[65];
+    make_hash(tok, '9');
+    make_hash(none, 'f');
+    struct session_rec a1 = session_of('1', tok, "alice", 1000),
+                       a2 = session_of('2', tok, "alice", 1001),
+                       a3 = session_of('3', tok, "alice", 1002),
+                       a4 = session_of('4', tok, "alice", 1003),
+                       b1 = session_of('5', tok, "bob", 1000), got;
+    assert_ok(store_session_insert(f->st, &a1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 999, &got, &e), &e);
+    assert_memory_equal(&got, &a1, sizeof(got));
+    assert_err(store_session_find(f->st, none, 999, &got, &e), ERR_NOTFOUND, &e);
+    /* expired at its expiry */
+    assert_err(store_session_find(f->st, a1.id_hash, 1000, &got, &e), ERR_NOTFOUND, &e);
+
+    /* At most 3 of alice's: her fourth ends her oldest; bob's stays. */
+    assert_ok(store_session_insert(f->st, &b1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a2, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a3, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_insert(f->st, &a4, 0, 3, 5, &e), &e);
+    assert_err(store_session_find(f->st, a1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_find(f->st, a2.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_find(f->st, b1.id_hash, 0, &got, &e), &e);
+
+    /* At most 4 in all: the fifth is refused and nothing is stored. */
+    struct session_rec c1 = session_of('6', tok, "carol", 5000);
+    assert_err(store_session_insert(f->st, &c1, 0, 3, 4, &e), ERR_UNAVAILABLE, &e);
+    assert_non_null(strstr(e.msg, "too many sessions"));
+    assert_err(store_session_find(f->st, c1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    /* Once the others have expired, the sign-in deletes them and succeeds. */
+    assert_ok(store_session_insert(f->st, &c1, 1003, 3, 4, &e), &e);
+    assert_ok(store_session_find(f->st, c1.id_hash, 1003, &got, &e), &e);
+    assert_err(store_session_find(f->st, a4.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+
+    /* Sign-out; twice is no error. */
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+    assert_err(store_session_find(f->st, c1.id_hash, 1003, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+}
+
 static void test_agent_owner(void **state)
 {
     struct fixture *f = *state;
@@ -2960,7 +3019,7 @@ static void test_workflows(void **state)
     /* B's output: a key of its own attempt (workflow_attempt_uri) */
     struct job bj;
     assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
-    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    assert_string_equal(workflow_output_uri(bj.spec, "out", NULL), "s3://wf/attempt-1/b");
     job_release(&bj);
     wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
@@ -3073,6 +3132,117 @@ static void test_workflow_list(void **state)
     workflow_list_release(&l);
     for (int i = 0; i < 4; i++)
         workflow_rec_release(&rec[i]);
+}
+
+/*
+ * A fan-in node (D after A, B and C) is looked at once per upstream's end, from where the
+ * last look stopped: it still waits for every upstream, is cancelled at once by one it needs
+ * that fails, and waits again for an upstream retried after the look had passed it.
+ */
+static void test_workflow_fan_in(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[4], out;
+    char (*ids)[UUID_STR_LEN];
+    const char *body = "{'nodes': {'A': {'job': {'retry': {'max_attempts': 1}, 'command': "
+                       "{'program': 'a'}}},"
+                       "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b'}}},"
+                       "'C': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'c'}}},"
+                       "'D': {'job': {'command': {'program': 'd'}}, "
+                       "  'depends_on': [{'node': 'A', 'on': 'any'}, 'B', 'C']}}}";
+    /* ends out of order: D waits for the last one */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* one it needs fails while another is still open: cancelled at once */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 3, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* A (on: any) fails, and is retried after the look passed it: D waits for it again */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "A", 5, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, jobs[0].id, T0 + 3, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* A runs again */
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    store_changed_take(&ids);
+    lib_free(ids);
+}
+
+/*
+ * Retention deletes a workflow's jobs one by one (store_job_delete): each takes its row of
+ * the workflow along, and the last one the workflow; another workflow is not touched.
+ */
+static void test_workflow_deleted_with_its_last_job(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w, w2;
+    struct workflow_rec rec, rec2, got;
+    struct job jobs[2], other[1];
+    char wid[UUID_STR_LEN], (*ids)[UUID_STR_LEN];
+    store_wf(f->st,
+             "{'nodes': {'A': {'job': {'command': {'program': 'a'}}},"
+             "'B': {'job': {'command': {'program': 'b'}}, 'depends_on': ['A']}}}",
+             &rec, jobs, &w);
+    store_wf(f->st, "{'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}", &rec2, other,
+             &w2);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_SUCCEEDED);
+    store_changed_take(&ids);
+    lib_free(ids);
+    /* one of two jobs gone: the workflow stays, with its other job's row */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[0].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_workflow_of(f->st, jobs[1].id, wid, &e), &e);
+    assert_string_equal(wid, rec.id);
+    assert_ok(store_workflow_get(f->st, rec.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    /* the last one: the workflow goes too */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[1].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[1].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_err(store_workflow_get(f->st, rec.id, &got, &e), ERR_NOTFOUND, &e);
+    /* the other workflow (its job still queued, not deleted) is whole */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, other[0].id, &e), ERR_CONFLICT, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_workflow_get(f->st, rec2.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    assert_ok(store_workflow_of(f->st, other[0].id, wid, &e), &e);
+    for (size_t i = 0; i < 2; i++)
+        job_release(&jobs[i]);
+    job_release(&other[0]);
+    workflow_release(&w);
+    workflow_release(&w2);
+    workflow_rec_release(&rec);
+    workflow_rec_release(&rec2);
 }
 
 /* --- triggers ------------------------------------------------------------------------------ */
@@ -3606,6 +3776,7 @@ int main(void)
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
+        T(test_sessions),
         T(test_agent_owner),
         T(test_meta),
         T(test_services),
@@ -3620,6 +3791,8 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_workflow_fan_in),
+        T(test_workflow_deleted_with_its_last_job),
         T(test_triggers),
         T(test_arrays),
         T(test_array_items_and_end),

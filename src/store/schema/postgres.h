@@ -117,6 +117,14 @@ static const char *const pg_migrations[] = {
     "CREATE TABLE array_tasks ("
     "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, job text NOT NULL,"
     "  PRIMARY KEY (array_id, idx));",
+    /* 9: the dashboard's sessions (SQLite's 14) */
+    "CREATE TABLE sessions ("
+    "  id_hash text COLLATE \"C\" PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL,"
+    "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_name ON sessions (name, expires_at);"
+    "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 10: SQLite's 15: a workflow's rows, found from the workflow (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif

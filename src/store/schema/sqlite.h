@@ -132,6 +132,15 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE array_tasks ("
     "  array_id TEXT NOT NULL, idx INTEGER NOT NULL, job TEXT NOT NULL,"
     "  PRIMARY KEY (array_id, idx)) WITHOUT ROWID;",
+    /* 14: the dashboard's sessions (store_session_insert), by the SHA-256 of the cookie's id */
+    "CREATE TABLE sessions ("
+    "  id_hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, csrf TEXT NOT NULL,"
+    "  role INTEGER NOT NULL, name TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX sessions_name ON sessions (name, expires_at);"
+    "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 15: a workflow's rows, found from the workflow: retention deletes the workflow with the
+       row of its last job (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif
