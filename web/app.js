@@ -914,7 +914,8 @@ function arrayView(id, params) {
   const legend = h('p', {class: 'legend cells'},
     ['queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled', 'gone'].map((st) =>
       h('span', {class: st}, st === 'gone' ? 'deleted (retention)' : st)));
-  root.append(head, range, summary, h('h2', {}, 'Tasks'), legend, gridStatus, grid, pager);
+  const specBox = h('div', {id: 'arr-spec-box'});
+  root.append(head, range, summary, h('h2', {}, 'Tasks'), legend, gridStatus, grid, pager, specBox);
 
   let arr = null;
   let closed = false;
@@ -983,10 +984,10 @@ function arrayView(id, params) {
     if (a.source) kv('objects under', a.source);
     kv('priority', a.priority);
     kv('created', fmtWhen(a.created_at));
-    const prevSpec = summary.querySelector('details.spec');
+    const prevSpec = specBox.querySelector('details.spec');
     const specOpen = !!(prevSpec && prevSpec.open); /* kept open across live refreshes */
-    clear(summary).append(
-      h('div', {class: 'card'}, countsBar(c, a.count), counts, details),
+    clear(summary).append(h('div', {class: 'card'}, countsBar(c, a.count), counts, details));
+    clear(specBox).append(
       h('details', {class: 'card spec', open: specOpen}, h('summary', {}, 'Spec of each task (as stored, normalised)'),
         h('pre', {class: 'log', id: 'arr-spec'}, JSON.stringify(a.spec, null, 2))));
   };
@@ -1016,6 +1017,7 @@ function arrayView(id, params) {
       cells.push(cell);
       frag.append(cell);
     }
+    grid.classList.toggle('roomy', end - start < 500); /* a small array's cells are bigger */
     clear(grid).append(frag);
   };
 
