@@ -120,6 +120,16 @@ static void print_graph(json_t *w)
         cli_put_clean(stdout, k, strlen(k));
         const char *state = json_string_value(json_object_get(v, "state"));
         printf("  [%s]", state ? state : "?");
+        json_t *counts = json_object_get(v, "counts"); /* a fan-out node's tasks */
+        if (counts) {
+            printf("  tasks %lld/%lld succeeded",
+                   (long long)json_integer_value(json_object_get(counts, "succeeded")),
+                   (long long)json_integer_value(json_object_get(counts, "total")));
+            for (size_t t = 0; t < sizeof(others) / sizeof(others[0]); t++) {
+                json_int_t c = json_integer_value(json_object_get(counts, others[t]));
+                if (c) printf(", %lld %s", (long long)c, others[t]);
+            }
+        }
         size_t i;
         json_t *dep;
         json_array_foreach(json_object_get(v, "depends_on"), i, dep)

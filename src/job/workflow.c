@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 
 #define NODE_NAME_MAX 64
 #define PORT_NAME_MAX 128
@@ -99,6 +100,30 @@ bool workflow_set_input(json_t *spec, const char *port, const char *at, const ch
         json_object_set_new(a, "sha256", json_string(sha256));
     else
         json_object_del(a, "sha256");
+    return true;
+}
+
+bool workflow_set_inputs(json_t *spec, const char *port, const char *at_, const char *const *uris,
+                         const char *const *shas, size_t n)
+{
+    json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
+    json_t *a = port_arg(spec, "input", port, at_);
+    size_t at = 0;
+    while (a && at < json_array_size(args) && json_array_get(args, at) != a)
+        at++;
+    if (!a || at == json_array_size(args)) return false; /* none, or stdin */
+    json_incref(a);
+    json_array_remove(args, at);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_deep_copy(a);
+        json_object_set_new(c, "value", json_string(uris[i]));
+        if (shas && shas[i])
+            json_object_set_new(c, "sha256", json_string(shas[i]));
+        else
+            json_object_del(c, "sha256");
+        json_array_insert_new(args, at + i, c);
+    }
+    json_decref(a);
     return true;
 }
 
@@ -322,6 +347,83 @@ static int parse_deps(struct workflow *w, size_t k, json_t *deps, struct err *e)
     return 0;
 }
 
+/* An error of array_input_parse, its field ("array.count") named under the node's spec. */
+static int node_array_err(struct err *e, const char *path)
+{
+    char field[sizeof(e->field)], msg[sizeof(e->msg)];
+    snprintf(field, sizeof(field), "%.80s.%.75s", path, e->field);
+    snprintf(msg, sizeof(msg), "%.80s.%.420s", path, e->msg);
+    snprintf(e->field, sizeof(e->field), "%s", field);
+    snprintf(e->msg, sizeof(e->msg), "%s", msg);
+    return e->code;
+}
+
+/*
+ * A node's spec with "array" (a fan-out): the array checked, the spec parsed as task 0's and
+ * its placeholders put back, "array" kept in it. path: "nodes.N.job".
+ */
+static int parse_array_node(struct workflow *w, size_t k, json_t *raw, const char *path,
+                            struct err *e)
+{
+    json_t *v = json_object_get(raw, "array");
+    char field[NODE_NAME_MAX + 160];
+    const char *item0 = NULL;
+    char *text = NULL;
+    if (json_is_object(v) && json_object_get(v, "outputs")) {
+        const char *key;
+        json_t *x;
+        json_object_foreach(v, key, x)
+        {
+            if (strcmp(key, "outputs") && strcmp(key, "prefix")) {
+                snprintf(field, sizeof(field), "%s.array.%.60s", path, key);
+                return err_field(e, ERR_INVALID, field,
+                                 "%s: unknown field (a fan-out over outputs has outputs and "
+                                 "prefix)", field);
+            }
+        }
+        snprintf(field, sizeof(field), "%s.array.outputs", path);
+        const char *up = json_string_value(json_object_get(v, "outputs"));
+        long u = up ? workflow_node(w, up) : -1;
+        if (u < 0)
+            return err_field(e, ERR_INVALID, field, "%s must name a node of this workflow%s%s%s",
+                             field, up ? " (no node '" : "", up ? up : "", up ? "')" : "");
+        if ((size_t)u == k)
+            return err_field(e, ERR_INVALID, field, "%s: a node cannot fan out over its own "
+                                                    "outputs", field);
+        json_t *p = json_object_get(v, "prefix");
+        if (p && !json_is_null(p)) {
+            snprintf(field, sizeof(field), "%s.array.prefix", path);
+            const char *ps = json_string_value(p), *why = NULL;
+            if (!ps || strncmp(ps, "s3://", 5) || !spec_uri_valid(ps, true, &why))
+                return err_field(e, ERR_INVALID, field, "%s must be an s3:// prefix%s%s", field,
+                                 why ? ": " : "", why ? why : "");
+        }
+        w->nodes[k].fan_from = u;
+        add_dep(&w->nodes[k], (size_t)u, false);
+        item0 = WORKFLOW_SAMPLE_ITEM;
+    } else {
+        struct array_input in;
+        if (array_input_parse(v, &in, e)) return node_array_err(e, path);
+        if (in.kind == ARRAY_OBJECTS) {
+            snprintf(field, sizeof(field), "%s.array.objects", path);
+            return err_field(e, ERR_INVALID, field,
+                             "%s: a workflow's node cannot list a prefix; fan out over an "
+                             "upstream node's outputs (\"outputs\": NODE, \"prefix\": ...)",
+                             field);
+        }
+        if (in.kind == ARRAY_ITEMS) item0 = text = array_item_text(json_array_get(in.items, 0));
+    }
+    json_t *sample = array_sample_spec(raw, "0", item0);
+    free(text);
+    struct job_spec *spec = &w->nodes[k].spec;
+    int rc = spec_parse(sample, path, spec, e);
+    json_decref(sample);
+    if (rc) return rc;
+    array_template(spec->json, raw);
+    json_object_set_new(spec->json, "array", json_deep_copy(v));
+    return 0;
+}
+
 /*
  * Depth-first over the upstream edges: the order (each node after its upstreams), or the
  * first cycle found, named node by node.
@@ -448,7 +550,12 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
     for (size_t i = 0; i < w->n; i++) {
         char path[NODE_NAME_MAX + 16];
         snprintf(path, sizeof(path), "nodes.%s.job", w->nodes[i].name);
-        if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) goto out;
+        w->nodes[i].fan_from = -1;
+        if (json_object_get(raw[i], "array")) {
+            if ((rc = parse_array_node(w, i, raw[i], path, e))) goto out;
+        } else if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) {
+            goto out;
+        }
         if (w->nodes[i].spec.test) {
             strcat(path, ".test");
             rc = err_field(e, ERR_INVALID, path, "%s: a test probe cannot be a workflow's node",
@@ -469,6 +576,8 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
         if (!before)
             json_object_set_new(bases, bkey, c->base ? json_string(c->base) : json_null());
         free(bkey);
+        /* a fan-out node's tasks write the keys as given ({{index}} makes them distinct) */
+        if (json_object_get(spec, "array")) continue;
         char *first = workflow_attempt_uri(c->base, 1);
         if (first) workflow_set_output(spec, c->from_port, c->from_at, first);
         free(first);
@@ -510,7 +619,9 @@ void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, 
     for (size_t i = 0; i < w->n; i++) {
         job_from_spec(&jobs[i], &w->nodes[i].spec, now_ms);
         jobs[i].owner = owner ? xstrdup(owner) : NULL;
-        if (w->nodes[i].ndeps) jobs[i].state = JOB_BLOCKED;
+        /* a fan-out node's job is never queued: the store makes its array */
+        if (w->nodes[i].ndeps || json_object_get(w->nodes[i].spec.json, "array"))
+            jobs[i].state = JOB_BLOCKED;
     }
 }
 
@@ -523,8 +634,11 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
             json_array_append_new(deps, json_pack("{s:s, s:s}", "node",
                                                   w->nodes[w->nodes[i].deps[d].node].name, "on",
                                                   w->nodes[i].deps[d].any ? "any" : "success"));
-        json_object_set_new(nodes, w->nodes[i].name,
-                            json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps));
+        json_t *node = json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps);
+        /* a fan-out node: its job's id is its array's (GET /v1/workflows shows its tasks) */
+        if (json_object_get(w->nodes[i].spec.json, "array"))
+            json_object_set_new(node, "array", json_true());
+        json_object_set_new(nodes, w->nodes[i].name, node);
     }
     for (size_t i = 0; i < w->nconns; i++) {
         const struct wf_conn *c = &w->conns[i];

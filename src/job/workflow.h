@@ -14,6 +14,13 @@
  * downstream node depend on the upstream one (on success); when the downstream node is
  * queued, its input's value becomes the object the upstream's succeeded attempt wrote (its
  * URI, pinned by that attempt's sha256). A connected input may leave out its "value".
+ *
+ * Fan-out and fan-in: a node's spec may hold "array" ({"count"}, {"items"}, or
+ * {"outputs": NODE, "prefix": P}: one task per object NODE's succeeded attempt wrote). The
+ * node's job is then a placeholder that no agent runs: the store makes its array when its
+ * upstreams allow and settles it when the array's last task ends (store.c). A connection from
+ * such a node's output port gives the downstream input one argument per task (the tasks'
+ * objects, in index order).
  */
 #ifndef DROVER_JOB_WORKFLOW_H
 #define DROVER_JOB_WORKFLOW_H
@@ -28,6 +35,7 @@
 
 #define WORKFLOW_MAX_NODES 10000
 #define WORKFLOW_MAX_CONNECTIONS 50000
+#define WORKFLOW_SAMPLE_ITEM "s3://drover-sample/item" /* a fan-out node's spec is checked so */
 
 struct wf_dep {
     size_t node; /* the upstream node's index */
@@ -39,6 +47,7 @@ struct wf_node {
     struct job_spec spec; /* validated and normalised */
     struct wf_dep *deps;  /* each upstream once (a connection adds one) */
     size_t ndeps;
+    long fan_from; /* "array": {"outputs": NODE}: NODE's index (an upstream on success); or -1 */
 };
 
 struct wf_conn {
@@ -82,7 +91,7 @@ void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, 
  * The document the store keeps, with each node's job id (ids[i] for node i):
  * {"name", "nodes": {NAME: {"job": ID, "depends_on": [{"node", "on"}]}},
  *  "connections": [{"from", "to", "uri", "from_at", "to_at"}]} (the last two for a service
- * node's port only); a new reference.
+ * node's port only); a fan-out node has "array": true; a new reference.
  */
 json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN]);
 
@@ -104,6 +113,13 @@ const char *workflow_output_uri(const json_t *spec, const char *port, const char
  * would not be a valid one: then every attempt writes `base`.
  */
 char *workflow_attempt_uri(const char *base, int attempt);
+/*
+ * Fan-in: input port `port` of a normalised spec becomes n input arguments (uris[i], pinned by
+ * shas[i] when not NULL), in its place and keeping its name. False when there is no such input
+ * argument (stdin is not one).
+ */
+bool workflow_set_inputs(json_t *spec, const char *port, const char *at, const char *const *uris,
+                         const char *const *shas, size_t n);
 /* Sets output port `port` of a normalised spec to `uri`; false when it has no such output. */
 bool workflow_set_output(json_t *spec, const char *port, const char *at, const char *uri);
 

@@ -11,6 +11,7 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/workflow.h"
 #include "server/fleet.h"
 #include "server/retention.h"
@@ -47,8 +48,25 @@ static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
         json_t *n = json_pack("{s:s, s:O}", "job", id ? id : "", "depends_on",
                               json_object_get(v, "depends_on"));
         if (id && !store_job_get_run(st, id, &j, NULL)) {
-            count[j.state]++;
-            json_object_set_new(n, "state", json_string(job_state_name(j.state)));
+            int state = j.state;
+            struct array_rec a;
+            /* a fan-out node: its array (its id the node's job's), running while it waits */
+            if (json_is_true(json_object_get(v, "array")) &&
+                !store_array_get(st, id, &a, NULL)) {
+                int64_t c[JOB_NSTATES];
+                if (!store_array_counts(st, &a, c, NULL)) {
+                    json_t *ac = json_object();
+                    for (int s = 0; s < JOB_NSTATES; s++)
+                        json_object_set_new(ac, job_state_name(s), json_integer(c[s]));
+                    json_object_set_new(ac, "total", json_integer(a.count));
+                    json_object_set_new(n, "array", json_string(a.id));
+                    json_object_set_new(n, "counts", ac);
+                    if (state == JOB_BLOCKED) state = JOB_RUNNING;
+                }
+                array_rec_release(&a);
+            }
+            count[state]++;
+            json_object_set_new(n, "state", json_string(job_state_name(state)));
             json_object_set_new(n, "attempt", json_integer(j.attempt));
             json_object_set_new(n, "result", j.result ? json_incref(j.result) : json_null());
             job_release(&j);
@@ -456,6 +474,12 @@ void server_changed_jobs(struct server *s)
         if (!store_job_get(s->reads, ids[i], &j, NULL)) {
             fleet_job_changed(s->fleet, &j, false);
             job_release(&j);
+        }
+        /* a workflow's fan-out node: its array (the same id) made, retried or cancelled */
+        struct array_rec a;
+        if (!store_array_get(s->reads, ids[i], &a, NULL)) {
+            fleet_array_changed(s->fleet, &a);
+            array_rec_release(&a);
         }
     }
     free(ids);

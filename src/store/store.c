@@ -10,6 +10,7 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/workflow.h"
 
 #define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
@@ -310,6 +311,12 @@ static const char *node_of_job(json_t *ix, const char *job)
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e);
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e);
+static bool fan_node(const struct job *j);
+static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
+                   int64_t now_ms, struct err *e);
 
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
@@ -328,14 +335,25 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
                        job_state_name(state), was, out->agent ? " on " : "",
                        out->agent ? out->agent : "");
     }
+    /* a fan-out node's job is never queued: no agent runs it (its workflow's retry reruns its
+       tasks) */
+    if (ev == JOB_EV_RETRY && fan_node(out))
+        return err_set(e, ERR_CONFLICT,
+                       "job '%s' is a workflow's fan-out node: retry its workflow (its failed and "
+                       "cancelled tasks run again)",
+                       id);
     if ((rc = lifecycle_apply(out, ev, a, e)))
         return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
     if ((rc = st->ops->job_update(st, out, was, 1u << state, e))) {
         job_release(out);
         return rc;
     }
-    /* a workflow's node ended: what depends on it may go on (or not), in this transaction */
-    if (job_state_terminal(out->state) && (rc = workflow_advance(st, id, a->now_ms, e)))
+    /* a workflow's node ended: what depends on it may go on (or not), in this transaction; a
+       fan-out node cancelled cancels its tasks; a fan-out node's last task settles it */
+    if (job_state_terminal(out->state) &&
+        ((rc = workflow_advance(st, id, a->now_ms, e)) ||
+         (ev == JOB_EV_CANCEL && (rc = fan_cancel(st, id, a->now_ms, e))) ||
+         (rc = fan_task_ended(st, out, a->now_ms, e))))
         job_release(out);
     /* queued for another attempt: its connected outputs go to that attempt's keys */
     else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
@@ -432,7 +450,10 @@ int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job
     struct job_event_args a = {.now_ms = now_ms};
     struct err ce = ERR_INIT;
     int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_RETRY, &a, out, &ce);
-    if (rc == ERR_CONFLICT) {
+    if (rc == ERR_CONFLICT && fan_node(out)) {
+        *e = ce;
+        job_release(out);
+    } else if (rc == ERR_CONFLICT) {
         rc = err_set(e, ERR_CONFLICT,
                      "job '%s' is %s: only a failed or cancelled job can be retried", id,
                      job_state_name(out->state));
@@ -739,7 +760,19 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
         int rc = store_job_insert(st, jobs[i], e);
         if (rc) return rc;
     }
-    return st->ops->workflow_insert(st, w, e);
+    int rc = st->ops->workflow_insert(st, w, e);
+    /* a fan-out node without upstreams: its array now */
+    json_t *ix = NULL;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!fan_node(jobs[i])) continue;
+        if (!ix && (rc = wf_index(st, w->id, w->doc, &ix, e))) break;
+        const char *name = node_of_job(ix, jobs[i]->id);
+        json_t *node = json_object_get(json_object_get(w->doc, "nodes"), name ? name : "");
+        if (name && !json_array_size(json_object_get(node, "depends_on")))
+            rc = node_go(st, ix, name, NULL, w->created_at, e);
+    }
+    json_decref(ix);
+    return rc;
 }
 
 int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e)
@@ -855,9 +888,155 @@ static int verdict_after(struct store *st, json_t *ix, const char *name, const c
     return rc;
 }
 
-/* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
+/* A fan-out node's job: a placeholder no agent runs (docs/api.md "Workflows"). */
+static bool fan_node(const struct job *j)
+{
+    return json_is_object(json_object_get(j->spec, "array"));
+}
+
+struct fanin {
+    struct store *st;
+    const char *port, *at; /* the fan-out node's output port (at: a service node's place) */
+    char **uris, **shas;
+    size_t n, max;
+    bool over;
+};
+
+/* A succeeded task of a fan-out node: the object it wrote to output port f->port. */
+static int fanin_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fanin *f = arg;
+    (void)index;
+    (void)state;
+    if (f->n == f->max) {
+        f->over = true;
+        return 1;
+    }
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    const char *uri = workflow_output_uri(t.spec, f->port, f->at), *sha = NULL;
+    size_t k;
+    json_t *o;
+    json_array_foreach(json_object_get(t.result, "outputs"), k, o)
+    {
+        const char *ou = json_string_value(json_object_get(o, "uri"));
+        if (uri && ou && !strcmp(ou, uri)) sha = json_string_value(json_object_get(o, "sha256"));
+    }
+    if (uri) {
+        f->uris[f->n] = xstrdup(uri);
+        f->shas[f->n++] = sha ? xstrdup(sha) : NULL;
+    }
+    job_release(&t);
+    return 0;
+}
+
+/*
+ * Fan-in: input `port` (to_at: its place, or NULL) of spec gets one argument per succeeded
+ * task of fan-out node u (index order), each the object the task wrote to u's output
+ * `from_port` (from_at). *fail says why when they would be more arguments than a spec may
+ * hold, or when the input is not an argument.
+ */
+static int fan_in(struct store *st, const struct job *u, const char *from_port,
+                  const char *from_at, json_t *spec, const char *port, const char *to_at,
+                  const char *up_name, char *fail, size_t nfail, struct err *e)
+{
+    struct array_rec a = {0};
+    struct err ge = ERR_INIT;
+    size_t have = json_array_size(json_object_get(json_object_get(spec, "command"), "arguments"));
+    struct fanin f = {st,   from_port, from_at, NULL, NULL, 0,
+                      SPEC_MAX_ARGUMENTS - (have ? have - 1 : 0), false};
+    int rc = st->ops->array_get(st, u->id, false, &a, &ge);
+    if (rc && rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
+    f.uris = xcalloc(f.max + 1, sizeof(*f.uris));
+    f.shas = xcalloc(f.max + 1, sizeof(*f.shas));
+    if (!rc) /* else it ended before its array was made: no object */
+        rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, (int)f.max + 1, fanin_add,
+                               &f, e);
+    else
+        rc = 0;
+    if (rc == 1 && f.over) rc = 0;
+    if (!rc && f.over)
+        snprintf(fail, nfail,
+                 "the fan-in from node '%s' has more than %zu objects: with the other "
+                 "arguments, more than a spec's %d arguments",
+                 up_name, f.max, SPEC_MAX_ARGUMENTS);
+    else if (!rc && !workflow_set_inputs(spec, port, to_at, (const char *const *)f.uris,
+                                         (const char *const *)f.shas, f.n))
+        snprintf(fail, nfail, "the fan-in from node '%s' must go to an input argument", up_name);
+    for (size_t i = 0; i < f.n; i++) {
+        free(f.uris[i]);
+        free(f.shas[i]);
+    }
+    free(f.uris);
+    free(f.shas);
+    array_rec_release(&a);
+    return rc;
+}
+
+/* The argument index of a connection's "to_at" ("arguments[I]"), or -1. */
+static long at_index(json_t *c)
+{
+    size_t i;
+    char end;
+    const char *at = json_string_value(json_object_get(c, "to_at"));
+    return at && sscanf(at, "arguments[%zu%c", &i, &end) == 2 && end == ']' ? (long)i : -1;
+}
+
+/*
+ * The inputs of node `name` connected to fan-out nodes (connect_inputs). Each becomes many
+ * arguments, which moves the arguments after it: those given by place go first, from the
+ * last place back, then those given by name.
+ */
+static int fan_ins(struct store *st, json_t *ix, const char *name, json_t *spec, bool *changed,
+                   char *fail, size_t nfail, struct err *e)
+{
+    json_t *conns = json_object_get(json_object_get(ix, "to"), name);
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    size_t n = json_array_size(conns), len = strlen(name);
+    bool *done = xcalloc(n + 1, sizeof(*done));
+    int rc = 0;
+    for (size_t round = 0; round < n && !rc && !fail[0]; round++) {
+        long best = -2;
+        size_t pick = n;
+        for (size_t i = 0; i < n; i++) {
+            long at = at_index(json_array_get(conns, i));
+            if (!done[i] && at > best) {
+                best = at;
+                pick = i;
+            }
+        }
+        if (pick == n) break;
+        done[pick] = true;
+        json_t *c = json_array_get(conns, pick);
+        const char *to = json_string_value(json_object_get(c, "to"));
+        const char *from = json_string_value(json_object_get(c, "from"));
+        const char *dot = from ? strchr(from, '.') : NULL;
+        if (!to || !dot) continue;
+        char up[80];
+        snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
+        const char *upjob = node_job(nodes, up);
+        struct job u;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) break;
+        if (fan_node(&u)) {
+            rc = fan_in(st, &u, dot + 1, json_string_value(json_object_get(c, "from_at")), spec,
+                        to + len + 1, json_string_value(json_object_get(c, "to_at")), up, fail,
+                        nfail, e);
+            *changed = true;
+        }
+        job_release(&u);
+    }
+    free(done);
+    return rc;
+}
+
+/*
+ * Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs; one
+ * from a fan-out node becomes one argument per task (after the others: fan_ins). *fail (when
+ * set) says why the node cannot run.
+ */
 static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t *spec,
-                          bool *changed, struct err *e)
+                          bool *changed, char *fail, size_t nfail, struct err *e)
 {
     size_t i, len = strlen(name);
     json_t *c, *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
@@ -873,6 +1052,10 @@ static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t
         struct job u;
         int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
         if (rc) return rc;
+        if (fan_node(&u)) { /* below, once the others are set */
+            job_release(&u);
+            continue;
+        }
         const char *from_at = json_string_value(json_object_get(c, "from_at"));
         const char *to_at = json_string_value(json_object_get(c, "to_at"));
         const char *uri = workflow_output_uri(u.spec, dot + 1, from_at), *sha = NULL;
@@ -888,7 +1071,7 @@ static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t
         if (uri && workflow_set_input(spec, to + len + 1, to_at, uri, sha)) *changed = true;
         job_release(&u);
     }
-    return 0;
+    return fan_ins(st, ix, name, spec, changed, fail, nfail, e);
 }
 
 static int node_apply(struct store *st, const char *job, enum job_event ev, int64_t now_ms,
@@ -902,6 +1085,237 @@ static int node_apply(struct store *st, const char *job, enum job_event ev, int6
     return rc;
 }
 
+/* Ends a blocked node no agent runs (JOB_EV_SETTLE) as `state`. */
+static int settle(struct store *st, const char *job, int state, const char *reason,
+                  const char *why, int64_t now_ms, struct err *e)
+{
+    struct job_event_args a = {.now_ms = now_ms, .settle = state, .reason = reason, .why = why};
+    struct job out;
+    int rc = store_job_apply(st, job, 0, NULL, false, JOB_EV_SETTLE, &a, &out, e);
+    if (rc == 0 || rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(&out);
+    if (rc == 0) changed_push(st, job);
+    return rc == ERR_CONFLICT ? 0 : rc;
+}
+
+static int fan_push(void *arg, struct job *j)
+{
+    changed_push(arg, j->id);
+    job_release(j);
+    return 0;
+}
+
+/*
+ * Fan-out node `id` (blocked) whose array has no task left to end: settled, succeeded when
+ * all its tasks did, else failed when one failed, else cancelled. The array's row is locked
+ * first, so that of two tasks ending at once the later sees the other's end.
+ */
+static int fan_check(struct store *st, const char *id, int64_t now_ms, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, true, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t counts[JOB_NSTATES], open = 0;
+    rc = store_array_counts(st, &a, counts, e);
+    for (int k = 0; !rc && k < JOB_NSTATES; k++)
+        if (!job_state_terminal(k)) open += counts[k];
+    if (!rc && !open) {
+        char why[160] = "";
+        int state = counts[JOB_SUCCEEDED] == a.count ? JOB_SUCCEEDED
+                    : counts[JOB_FAILED]             ? JOB_FAILED
+                                                     : JOB_CANCELLED;
+        if (state == JOB_FAILED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks failed",
+                     (long long)counts[JOB_FAILED], (long long)a.count);
+        else if (state == JOB_CANCELLED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks were cancelled",
+                     (long long)counts[JOB_CANCELLED], (long long)a.count);
+        rc = settle(st, id, state, "array", why[0] ? why : NULL, now_ms, e);
+    }
+    array_rec_release(&a);
+    return rc;
+}
+
+/* A task ended: when its array is a fan-out node's, that node may be settled. */
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e)
+{
+    if (task->id[14] != '8') return 0; /* not an array's task (array_task_id: version 8) */
+    struct job t, p;
+    const struct job *j = task;
+    struct err ge = ERR_INIT;
+    if (!task->spec) {
+        if (st->ops->job_get(st, task->id, &t, &ge)) return 0;
+        j = &t;
+    }
+    const char *array = json_string_value(json_object_get(
+        json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_ARRAY_ID"));
+    /* a job with its array's id is a fan-out node's (blocked while its tasks run) */
+    int rc = array ? st->ops->job_get_run(st, array, &p, &ge) : ERR_NOTFOUND;
+    if (!rc) {
+        if (p.state == JOB_BLOCKED) rc = fan_check(st, p.id, now_ms, e);
+        job_release(&p);
+    } else if (rc == ERR_NOTFOUND) {
+        rc = 0; /* an array of its own, not a node's */
+    } else {
+        err_set(e, rc, "%s", ge.msg);
+    }
+    if (j == &t) job_release(&t);
+    return rc;
+}
+
+/* A fan-out node's job was cancelled: so are its tasks that have not ended. */
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    if (job[14] == '8') return 0; /* an array's task */
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, job, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t n = 0;
+    rc = store_array_cancel(st, job, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+    if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e); /* other servers: its entry */
+    if (!rc) changed_push(st, job); /* this one drops its array's entry */
+    array_rec_release(&a);
+    return rc;
+}
+
+struct fan_outs {
+    struct store *st;
+    json_t *outs;
+};
+
+static int outputs_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fan_outs *f = arg;
+    (void)index;
+    (void)state;
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    json_array_extend(f->outs, json_object_get(t.result, "outputs"));
+    job_release(&t);
+    return json_array_size(f->outs) > ARRAY_MAX_TASKS; /* enough: 1 stops */
+}
+
+/* The outputs of fan-out node `id`'s succeeded tasks, in index order, appended to outs. */
+static int fan_outputs(struct store *st, const char *id, json_t *outs, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    struct fan_outs f = {st, outs};
+    rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, ARRAY_MAX_TASKS, outputs_add,
+                           &f, e);
+    array_rec_release(&a);
+    return rc == 1 ? 0 : rc;
+}
+
+/*
+ * Fan-out node `name` (j: its blocked job) may go: its array made (an upstream's outputs, the
+ * count or the items), or, made before (a workflow's retry), its failed and cancelled tasks run
+ * again. The server is told (the node's id, which is its array's) once committed.
+ */
+static int fan_start(struct store *st, json_t *ix, const char *name, struct job *j,
+                     int64_t now_ms, struct err *e)
+{
+    struct array_rec a = {0};
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, j->id, false, &a, &ge);
+    if (!rc) {
+        int64_t n = 0;
+        rc = store_array_retry(st, j->id, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+        if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e);
+        array_rec_release(&a);
+        if (!rc) changed_push(st, j->id);
+        return rc ? rc : fan_check(st, j->id, now_ms, e);
+    }
+    if (rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
+    char fail[320] = "";
+    bool changed = false;
+    if ((rc = connect_inputs(st, ix, name, j->spec, &changed, fail, sizeof(fail), e)))
+        return rc;
+    if (fail[0]) return settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+    if (changed && (rc = st->ops->job_set_spec(st, j->id, j->spec, e))) return rc;
+    json_t *in = json_object_get(j->spec, "array");
+    memcpy(a.id, j->id, sizeof(a.id));
+    a.items = json_array();
+    const char *up = json_string_value(json_object_get(in, "outputs"));
+    if (up) {
+        a.kind = ARRAY_OUTPUTS;
+        const char *prefix = json_string_value(json_object_get(in, "prefix"));
+        const char *upjob = node_job(json_object_get(json_object_get(ix, "doc"), "nodes"), up);
+        struct job u;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) goto out;
+        json_t *outs = json_incref(json_object_get(u.result, "outputs"));
+        if (fan_node(&u)) { /* a fan-out node: what its succeeded tasks wrote, in index order */
+            json_decref(outs);
+            outs = json_array();
+            rc = fan_outputs(st, u.id, outs, e);
+        }
+        job_release(&u);
+        size_t k;
+        json_t *o;
+        json_array_foreach(outs, k, o)
+        {
+            const char *uri = json_string_value(json_object_get(o, "uri"));
+            if (rc || !uri || (prefix && strncmp(uri, prefix, strlen(prefix)))) continue;
+            if (json_array_size(a.items) == ARRAY_MAX_TASKS) break;
+            json_t *it = json_pack("{s:s, s:O?}", "uri", uri, "sha256",
+                                   json_object_get(o, "sha256"));
+            char *text = json_dumps(it, JSON_COMPACT);
+            json_array_append_new(a.items, json_string(text));
+            free(text);
+            json_decref(it);
+        }
+        json_decref(outs);
+        if (rc) goto out;
+        a.source = xstrdup(up);
+        if (!json_array_size(a.items)) {
+            snprintf(fail, sizeof(fail), "its upstream node '%s' wrote no object%s%.200s", up,
+                     prefix ? " under " : "", prefix ? prefix : "");
+            rc = settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+            goto out;
+        }
+    } else if (json_object_get(in, "items")) {
+        a.kind = ARRAY_ITEMS;
+        size_t k;
+        json_t *it;
+        json_array_foreach(json_object_get(in, "items"), k, it)
+        {
+            char *t = array_item_text(it);
+            json_array_append_new(a.items, json_string(t));
+            free(t);
+        }
+    } else {
+        a.kind = ARRAY_COUNT;
+        json_decref(a.items);
+        a.items = NULL;
+        a.count = json_integer_value(json_object_get(in, "count"));
+    }
+    if (a.items) a.count = (int64_t)json_array_size(a.items);
+    a.owner = j->owner ? xstrdup(j->owner) : NULL;
+    a.tenant = j->tenant ? xstrdup(j->tenant) : NULL;
+    a.queue = xstrdup(j->queue);
+    a.name = j->name ? xstrdup(j->name) : NULL;
+    a.priority = j->priority;
+    a.skips = json_array();
+    a.spec = json_deep_copy(j->spec);
+    json_object_del(a.spec, "array");
+    a.created_at = now_ms;
+    array_rec_views(&a);
+    if (!(rc = store_array_insert(st, &a, e)) &&
+        !(rc = store_event_array(st, &a, ARRAY_SUBMITTED, e)))
+        changed_push(st, j->id);
+out:
+    array_rec_release(&a);
+    return rc;
+}
+
 /*
  * A blocked node whose upstreams may all have ended (`ended` did, or NULL: any may have):
  * queued, cancelled, or left waiting.
@@ -912,7 +1326,7 @@ static int node_go(struct store *st, json_t *ix, const char *name, const char *e
     json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
     const char *id = node_job(nodes, name);
     struct job j;
-    char why[160] = "";
+    char why[320] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
     if (j.state != JOB_BLOCKED ||
@@ -921,11 +1335,20 @@ static int node_go(struct store *st, json_t *ix, const char *name, const char *e
         job_release(&j);
         return rc;
     }
+    if (verdict > 0 && fan_node(&j)) {
+        rc = fan_start(st, ix, name, &j, now_ms, e);
+        job_release(&j);
+        return rc;
+    }
     bool changed = false;
-    if (verdict > 0 && !(rc = connect_inputs(st, ix, name, j.spec, &changed, e)) && changed)
+    if (verdict > 0 &&
+        !(rc = connect_inputs(st, ix, name, j.spec, &changed, why, sizeof(why), e)) && changed &&
+        !why[0])
         rc = st->ops->job_set_spec(st, j.id, j.spec, e);
     job_release(&j);
     if (rc) return rc;
+    if (why[0] && verdict > 0) /* its fan-in cannot be given */
+        return settle(st, id, JOB_FAILED, "error", why, now_ms, e);
     rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms,
                     verdict > 0 ? NULL : why, e);
     return rc == ERR_CONFLICT ? 0 : rc;

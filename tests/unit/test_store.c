@@ -3746,6 +3746,190 @@ static void test_array_items_and_end(void **state)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 #define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
 
+/* Ends task `id` (leased to "w" at attempt `attempt`) with exit `code` and, when given, one
+   output (uri, sha256). */
+static void finish_task(struct store *st, const char *id, int attempt, int code, const char *uri,
+                        const char *sha)
+{
+    struct err e = ERR_INIT;
+    json_t *outs = json_array();
+    if (uri)
+        json_array_append_new(outs, json_pack("{s:s, s:i, s:s}", "uri", uri, "size", 1, "sha256",
+                                              sha));
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .exit_code = code,
+                              .duration_ms = 1, .outputs = outs};
+    struct job_event_args fin = {.now_ms = T0 + 20, .end = &end};
+    struct job out;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_job_apply(st, id, attempt, "w", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    job_release(&out);
+    json_decref(outs);
+}
+
+/* Input argument k of job id's spec: its value and sha256. */
+static void assert_input(struct store *st, const char *id, size_t k, const char *value,
+                         const char *sha)
+{
+    struct job j;
+    struct err e = ERR_INIT;
+    assert_ok(store_job_get(st, id, &j, &e), &e);
+    json_t *a = json_array_get(json_object_get(json_object_get(j.spec, "command"), "arguments"), k);
+    assert_string_equal(json_string_value(json_object_get(a, "type")), "input");
+    assert_string_equal(json_string_value(json_object_get(a, "value")), value);
+    assert_string_equal(json_string_value(json_object_get(a, "sha256")), sha);
+    job_release(&j);
+}
+
+/*
+ * A fan-out node in the store: its array made when its upstream succeeds (one task per object
+ * under the prefix, each pinned), its job settled when the last task ends (failed: what needs
+ * it is cancelled), the workflow's retry reruns only the failed task, then the fan-in gives
+ * the reduce one input per task; cancelling a fan-out node cancels its tasks.
+ */
+static void test_workflow_fanout(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[3];
+    char (*ids)[UUID_STR_LEN];
+    store_changed_take(&ids);
+    lib_free(ids);
+    store_wf(f->st,
+             "{'nodes': {"
+             "'S': {'job': {'command': {'program': 's'}}},"
+             "'M': {'job': {'retry': {'max_attempts': 1}, 'array': {'outputs': 'S', 'prefix': 's3://wf/p/'},"
+             "  'command': {'program': 'm', 'arguments': [{'type': 'input', 'value': '{{item}}'},"
+             "  {'type': 'output', 'name': 'out', 'value': 's3://wf/r/{{index}}'}]}}},"
+             "'R': {'job': {'command': {'program': 'r', 'arguments': ["
+             "  {'type': 'parameter', 'value': 'x'}, {'type': 'input', 'name': 'in'}]}}}},"
+             "'connections': [{'from': 'M.out', 'to': 'R.in'}]}",
+             &rec, jobs, &w);
+    const char *m = jobs[workflow_node(&w, "M")].id;
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    struct array_rec a;
+    assert_err(store_array_get(f->st, m, &a, &e), ERR_NOTFOUND, &e);
+
+    /* S wrote three objects, two under the prefix: M's array has their two tasks */
+    const char *sid = jobs[workflow_node(&w, "S")].id;
+    struct store_lease c = {0};
+    size_t n;
+    snprintf(c.job, sizeof(c.job), "%s", sid);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 1, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    lib_free(c.spec);
+    json_t *outs = json_pack("[{s:s, s:i, s:s}, {s:s, s:i, s:s}, {s:s, s:i, s:s}]", "uri",
+                             "s3://wf/p/0", "size", 1, "sha256", "s0", "uri", "s3://wf/q", "size",
+                             1, "sha256", "sq", "uri", "s3://wf/p/1", "size", 1, "sha256", "s1");
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .duration_ms = 1,
+                              .outputs = outs};
+    struct job_event_args fin = {.now_ms = T0 + 2, .end = &end};
+    struct job out;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_apply(f->st, sid, c.attempt, "w1", true, JOB_EV_FINISH, &fin, &out, &e),
+              &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    job_release(&out);
+    json_decref(outs);
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED); /* its tasks run */
+    assert_ok(store_array_get(f->st, m, &a, &e), &e);
+    assert_int_equal(a.count, 2);
+    assert_int_equal(a.kind, ARRAY_OUTPUTS);
+    assert_string_equal(a.source, "S");
+    assert_null(json_object_get(a.spec, "array"));
+    array_rec_release(&a);
+    n = store_changed_take(&ids); /* the server adds the array's entry */
+    assert_true(changed_has(ids, n, m));
+    lib_free(ids);
+
+    char t0[UUID_STR_LEN], t1[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, m, T0 + 3, t0), 0);
+    assert_int_equal(lease_task(f->st, m, T0 + 3, t1), 1);
+    assert_input(f->st, t0, 0, "s3://wf/p/0", "s0"); /* pinned: what S wrote */
+    assert_input(f->st, t1, 0, "s3://wf/p/1", "s1");
+    finish_task(f->st, t0, 1, 0, "s3://wf/r/0", "r0");
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    finish_task(f->st, t1, 1, 4, NULL, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_FAILED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_CANCELLED);
+    struct job mj;
+    assert_ok(store_job_get(f->st, m, &mj, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(mj.result, "error")),
+                        "1 of its 2 tasks failed");
+    assert_int_equal(mj.attempt, 0); /* no agent ran it */
+    job_release(&mj);
+
+    /* retry: only the failed task runs again; its end settles M, and R gets both objects */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_retry(f->st, &rec, T0 + 30, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2); /* M and R */
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_BLOCKED);
+    struct job tj;
+    assert_ok(store_job_get(f->st, t0, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_SUCCEEDED); /* kept */
+    job_release(&tj);
+    assert_ok(store_job_get(f->st, t1, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_QUEUED);
+    job_release(&tj);
+    n = store_changed_take(&ids);
+    assert_true(changed_has(ids, n, t1));
+    lib_free(ids);
+    c = (struct store_lease){0};
+    snprintf(c.job, sizeof(c.job), "%s", t1);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w", T0 + 31, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    lib_free(c.spec);
+    assert_int_equal(c.attempt, 2);
+    finish_task(f->st, t1, 2, 0, "s3://wf/r/1", "r1");
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_SUCCEEDED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_QUEUED);
+    const char *r = jobs[workflow_node(&w, "R")].id;
+    assert_input(f->st, r, 1, "s3://wf/r/0", "r0"); /* in index order, in the port's place */
+    assert_input(f->st, r, 2, "s3://wf/r/1", "r1");
+    struct job rj;
+    assert_ok(store_job_get(f->st, r, &rj, &e), &e);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(rj.spec, "command"),
+                                                     "arguments")),
+                     3);
+    job_release(&rj);
+    workflow_rec_release(&rec);
+    release_jobs(jobs, w.n);
+    workflow_release(&w);
+
+    /* a count node without upstreams has its array at once; cancelling the workflow cancels
+       its tasks, the leased one and the unclaimed ones */
+    struct job cj[1];
+    store_wf(f->st,
+             "{'nodes': {'C': {'job': {'array': {'count': 3}, 'command': {'program': 'c'}}}}}",
+             &rec, cj, &w);
+    assert_int_equal(wf_state(f->st, &w, cj, "C"), JOB_BLOCKED);
+    assert_ok(store_array_get(f->st, cj[0].id, &a, &e), &e);
+    assert_int_equal(a.count, 3);
+    array_rec_release(&a);
+    assert_int_equal(lease_task(f->st, cj[0].id, T0 + 3, t0), 0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_cancel(f->st, &rec, T0 + 4, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_int_equal(wf_state(f->st, &w, cj, "C"), JOB_CANCELLED);
+    assert_ok(store_job_get(f->st, t0, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_CANCELLED);
+    job_release(&tj);
+    assert_counts(f->st, cj[0].id, 0, 0, 3, 0);
+    n = store_changed_take(&ids);
+    assert_true(changed_has(ids, n, t0));
+    lib_free(ids);
+    workflow_rec_release(&rec);
+    release_jobs(cj, w.n);
+    workflow_release(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3796,6 +3980,7 @@ int main(void)
         T(test_triggers),
         T(test_arrays),
         T(test_array_items_and_end),
+        T(test_workflow_fanout),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;
