@@ -139,10 +139,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, $2) "
                          "WHERE name = $1 AND version = "
                          "(SELECT max(version) FROM services WHERE name = $1)",
-    /* A taken id or key inserts nothing (no error, which would abort the transaction). */
-    [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
-                     "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-                     "$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING",
+    /* A taken id or key inserts nothing (no error, which would abort the transaction); a
+       queued job ($26: JOB_QUEUED) gets its row in ready too. */
+    [S_JOB_INSERT] = "WITH j AS (INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) "
+                     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,"
+                     "$20,$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING "
+                     "RETURNING id, state, queue, priority, run_after), "
+                     "r AS (INSERT INTO ready (job, queue, priority, run_after) "
+                     "SELECT id, queue, priority, run_after FROM j WHERE state = $26) "
+                     "SELECT id FROM j",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -175,24 +180,38 @@ static const char *const stmt_sql[S_COUNT] = {
                       "RETURNING holder",
     [S_AGENT_SEEN] = "UPDATE agents SET last_seen = $2 WHERE id = $1 AND last_seen < $2",
     [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = $1 AND holder = $2",
-    /* RETURNING: whether the job's events go to a webhook (no second read for it) */
-    [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
-                     "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
-                     "WHERE id = $10 AND attempt = $11 AND ((1 << state) & $12::integer) != 0 "
-                     "RETURNING notify_url, notify_all",
-    /* a lease's candidates still queued, skipping rows another transaction holds; the spec as
-       stored text, and only what the lease's step and its event need */
-    [S_JOB_LEASE_LOCK] = "SELECT id, attempt, queue, owner, spec, notify_url, notify_all FROM jobs "
-                         "WHERE id = ANY($1::text[]) AND state = $2 FOR UPDATE SKIP LOCKED",
-    /* the leases of one call in one statement: one row of arrays per job */
-    [S_JOB_LEASE] = "UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
-                    "started_at = v.started_at, finished_at = v.finished_at, "
-                    "progress = v.progress FROM unnest($1::text[], $2::integer[], $3::text[], "
-                    "$4::integer[], $5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
+    /* Back: whether the job's events go to a webhook (no second read for it). A job updated
+       to queued ($13: JOB_QUEUED) has its row in ready (its run_after as now written), one
+       updated to any other state has none. */
+    [S_JOB_UPDATE] = "WITH u AS (UPDATE jobs SET state = $1, agent = $2, attempt = $3, "
+                     "started_at = $4, finished_at = $5, run_after = $6, progress = $7, "
+                     "result = $8, attempts = $9 WHERE id = $10 AND attempt = $11 "
+                     "AND ((1 << state) & $12::integer) != 0 "
+                     "RETURNING id, state, queue, priority, run_after, notify_url, notify_all), "
+                     "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $13), "
+                     "i AS (INSERT INTO ready (job, queue, priority, run_after) "
+                     "SELECT id, queue, priority, run_after FROM u WHERE state = $13 "
+                     "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after) "
+                     "SELECT notify_url, notify_all FROM u",
+    /* a lease's candidates still queued (in ready), skipping rows another transaction holds
+       (in ready or in jobs); the spec as stored text, and only what the lease's step and its
+       event need */
+    [S_JOB_LEASE_LOCK] = "SELECT j.id, j.attempt, j.queue, j.owner, j.spec, j.notify_url, "
+                         "j.notify_all FROM ready r JOIN jobs j ON j.id = r.job "
+                         "WHERE r.job = ANY($1::text[]) AND j.state = $2 "
+                         "FOR UPDATE OF r, j SKIP LOCKED",
+    /* the leases of one call in one statement: one row of arrays per job; their rows leave
+       ready (locked by S_JOB_LEASE_LOCK) */
+    [S_JOB_LEASE] = "WITH u AS (UPDATE jobs AS j SET state = v.state, agent = v.agent, "
+                    "attempt = v.attempt, started_at = v.started_at, "
+                    "finished_at = v.finished_at, progress = v.progress "
+                    "FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], "
+                    "$5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
                     "AS v(id, state, agent, attempt, started_at, finished_at, progress, was) "
-                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9",
-    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & $1::integer) != 0 "
-                   "ORDER BY id",
+                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9 RETURNING j.id), "
+                    "d AS (DELETE FROM ready USING u WHERE ready.job = u.id) SELECT id FROM u",
+    /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
+    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
@@ -257,7 +276,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "weight = excluded.weight",
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
-                       "AND ((1 << state) & $2::integer) != 0",
+                       "AND state = ANY($2::integer[])",
 };
 
 struct store_pg {
@@ -409,6 +428,16 @@ static void p_arr(struct params *p, struct arr *a)
     p->owned[p->n] = t;
     p_text(p, t);
     a->n = 0;
+}
+
+/* A set of states (1 << state each) as an integer[] parameter, for "state = ANY(...)". */
+static void p_states(struct params *p, unsigned states)
+{
+    struct arr a = {BUF_INIT, 0};
+    for (int k = 0; k < JOB_NSTATES; k++)
+        if (states & (1u << k))
+            arr_int(&a, k);
+    p_arr(p, &a);
 }
 
 /* The error of a failed call as an ERR_* code, with its message. */
@@ -978,6 +1007,7 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_text(&p, j->tenant);
     p_text(&p, url);
     p_bool(&p, url && all);
+    p_int(&p, JOB_QUEUED);
     PGresult *r;
     rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
     if (rc)
@@ -1167,6 +1197,7 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     p_text(&p, j->id);
     p_int(&p, expect_attempt);
     p_int(&p, (int)expect_states);
+    p_int(&p, JOB_QUEUED);
     PGresult *r;
     rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
     if (rc)
@@ -1339,7 +1370,7 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
 {
     struct store_pg *s = pg(st);
     struct params p = {0};
-    p_int(&p, (int)states);
+    p_states(&p, states);
     PGresult *r;
     int rc = run(s, S_JOB_SCAN, &p, &r, e, "scanning jobs");
     if (rc)
@@ -2183,7 +2214,7 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
 {
     struct params p = {0};
     p_text(&p, tenant);
-    p_int(&p, (int64_t)states);
+    p_states(&p, states);
     return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
 }
 

@@ -92,6 +92,12 @@ struct backend {
      */
     void *(*lock_job)(const struct fixture *f, const char *id);
     void (*unlock_job)(void *handle);
+    /*
+     * Backends that keep queued jobs in a table of their own as well (NULL otherwise): 0 when
+     * it holds exactly the queued jobs, with their queue, priority and run_after; else -1 with
+     * a message. Checked after every test, whatever the test did to its jobs.
+     */
+    int (*check_ready)(const struct fixture *f);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -291,13 +297,29 @@ static void pg_unlock_job(void *handle)
     PQclear(PQexec(handle, "ROLLBACK"));
     PQfinish(handle);
 }
+
+static int pg_check_ready(const struct fixture *f)
+{
+    char *v = pg_value(f, "SELECT count(*) FROM (SELECT id, queue, priority, run_after "
+                          "FROM jobs WHERE state = 1) q FULL JOIN ready r ON r.job = q.id "
+                          "AND r.queue = q.queue AND r.priority = q.priority "
+                          "AND r.run_after = q.run_after WHERE q.id IS NULL OR r.job IS NULL");
+    int rc = v && !strcmp(v, "0") ? 0 : -1;
+    if (rc)
+        fprintf(stderr, "postgres: the ready table differs from the queued jobs in %s rows\n",
+                v ? v : "(unreadable)");
+    lib_free(v);
+    return rc;
+}
 #endif
 
 /* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
-    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL},
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL,
+     NULL},
 #ifdef WITH_POSTGRES
-    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job},
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job,
+     pg_check_ready},
 #endif
 };
 
@@ -342,7 +364,9 @@ static int teardown(void **state)
         return 0;
     store_close(f->st2);
     store_close(f->st);
-    int rc = f->be->destroy(f);
+    /* a test that never made the schema has no ready table to compare */
+    int ready = f->be->check_ready && f->be->exists(f) ? f->be->check_ready(f) : 0;
+    int rc = f->be->destroy(f) || ready ? -1 : 0;
     free(f);
     *state = NULL;
     return rc;

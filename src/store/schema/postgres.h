@@ -92,6 +92,20 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
+    /* 7: the ready table: one row per queued job (state 1), written in the transaction that
+       makes the job queued or takes it out of queued (store_pg.c), so that leasing locks and
+       deletes rows of a small table however many finished jobs `jobs` holds. The job's id
+       (UUIDv7) is its creation order. Its rows live briefly: autovacuum visits it after a
+       fixed 1,000 dead rows, not after a fraction of its size, at full speed (a small table:
+       no cost delay), so its bloat stays bounded. */
+    "CREATE TABLE ready ("
+    "  job text COLLATE \"C\" PRIMARY KEY, queue text COLLATE \"C\" NOT NULL,"
+    "  priority integer NOT NULL, run_after bigint NOT NULL)"
+    "  WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,"
+    "        autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0,"
+    "        autovacuum_analyze_threshold = 1000);"
+    "INSERT INTO ready (job, queue, priority, run_after)"
+    "  SELECT id, queue, priority, run_after FROM jobs WHERE state = 1;",
 };
 
 #endif
