@@ -8,10 +8,13 @@
  *   - a lifecycle step reads its job FOR UPDATE (job_lock) and writes it
  *     fenced on attempt and state;
  *   - a transaction that writes events locks event_head's one row at its
- *     first write (before any job's row: no deadlock), numbers its events
- *     from it and writes the newest seq back just before COMMIT: writing
+ *     first write (before any job's row: no deadlock), then numbers its
+ *     events after the newest one stored (events_lock): writing
  *     transactions commit one after the other, in seq order
- *     (schema/postgres.h), as SQLite's single writer does;
+ *     (schema/postgres.h), as SQLite's single writer does. The row is only
+ *     locked, not updated, per transaction: a transaction left open
+ *     elsewhere (holding back vacuum) would otherwise make every lock walk
+ *     all the row's versions since it began;
  *   - a lease takes its candidates FOR UPDATE SKIP LOCKED.
  * The only state kept here between calls is the open transaction's: its
  * depth and the seq of its last event.
@@ -71,10 +74,9 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_HEAD_LOCK,
-    S_EVENT_HEAD_SET,
+    S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
-    S_EVENT_JOB_NEW,
     S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
@@ -117,6 +119,14 @@ enum stmt_id {
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 
+/* A CTE "e" appending the event of the job that CTE `from` wrote (none if it wrote none),
+   from parameters $a.. (seq, at, subject, queue, state, attempt, agent, owner, data: as
+   event_params() gives them): a job's write and its event cost one round trip. */
+#define EVENT_OF(from, a, b, c, d, f, g, h, i, k)                                                  \
+    "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, owner, "     \
+    "data) SELECT $" a "::bigint, $" b "::bigint, 0, $" c "::text, $" d "::text, $" f            \
+    "::integer, $" g "::integer, $" h "::text, $" i "::text, $" k "::text FROM " from ")"
+
 static const char *const stmt_sql[S_COUNT] = {
     [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
                     "VALUES ($1, $2, $3, $4, $5)",
@@ -146,8 +156,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      "$20,$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING "
                      "RETURNING id, state, queue, priority, run_after), "
                      "r AS (INSERT INTO ready (job, queue, priority, run_after) "
-                     "SELECT id, queue, priority, run_after FROM j WHERE state = $26) "
-                     "SELECT id FROM j",
+                     "SELECT id, queue, priority, run_after FROM j WHERE state = $26), "
+                     EVENT_OF("j", "27", "28", "29", "30", "31", "32", "33", "34", "35") " SELECT id FROM j",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -191,8 +201,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $13), "
                      "i AS (INSERT INTO ready (job, queue, priority, run_after) "
                      "SELECT id, queue, priority, run_after FROM u WHERE state = $13 "
-                     "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after) "
-                     "SELECT notify_url, notify_all FROM u",
+                     "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
+                     EVENT_OF("u", "14", "15", "16", "17", "18", "19", "20", "21", "22") " SELECT notify_url, notify_all FROM u",
     /* a lease's candidates still queued (in ready), skipping rows another transaction holds
        (in ready or in jobs); the spec as stored text, and only what the lease's step and its
        event need */
@@ -230,14 +240,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
-    [S_EVENT_HEAD_LOCK] = "SELECT seq FROM event_head WHERE id = 1 FOR UPDATE",
-    [S_EVENT_HEAD_SET] = "UPDATE event_head SET seq = $1 WHERE id = 1",
+    [S_EVENT_HEAD_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
+    /* the newest seq given: event_head.seq keeps it when pruning empties events */
+    [S_EVENT_LAST] = "SELECT greatest((SELECT seq FROM event_head WHERE id = 1), "
+                     "(SELECT max(seq) FROM events))",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
                        "VALUES ($1, $2, 2, $3, $4, $5)",
-    [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
-                        "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
     [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
                          "agent, owner, data) SELECT v.seq, $1, 0, v.subject, v.queue, v.state, "
                          "v.attempt, v.agent, v.owner, v.data FROM unnest($2::bigint[], "
@@ -245,9 +255,12 @@ static const char *const stmt_sql[S_COUNT] = {
                          "$8::text[], $9::text[]) AS v(seq, subject, queue, state, attempt, "
                          "agent, owner, data)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
-                       "(SELECT seq FROM event_head WHERE id = 1)",
-    /* events a delivery still needs are kept */
-    [S_EVENT_PRUNE] = "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= (SELECT max(seq) FROM "
+                       "greatest((SELECT seq FROM event_head WHERE id = 1), "
+                       "(SELECT max(seq) FROM events))",
+    /* events a delivery still needs are kept; event_head.seq first takes the newest seq
+       (S_EVENT_LAST), which the delete may take away */
+    [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
+                      "(SELECT max(seq) FROM events)) WHERE id = 1) DELETE FROM events e WHERE (e.at < $1 OR e.seq <= (SELECT max(seq) FROM "
                       "events) - $2::bigint) AND NOT EXISTS (SELECT 1 FROM webhook_outbox o "
                       "WHERE o.event_seq = e.seq)",
     [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
@@ -289,6 +302,7 @@ struct store_pg {
     int depth;         /* 0: no transaction, 1: in one, 2: and in its savepoint */
     bool ev_locked;    /* this transaction holds event_head's row ... */
     int64_t ev_seq;    /* ... and gave its last event this seq */
+    bool sp_open;      /* a savepoint is open in PostgreSQL (released or not: pg_savepoint) */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
     bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
@@ -308,7 +322,7 @@ static struct store_pg *pg(struct store *st)
 
 /* ---- statements and their parameters ---- */
 
-#define PARAMS_MAX 32
+#define PARAMS_MAX 40
 
 /* Parameters in text form (format 0) but for binary ones (format 1). */
 struct params {
@@ -775,6 +789,7 @@ static int pg_begin(struct store *st, struct err *e)
     if (!rc) {
         s->depth = 1;
         s->ev_locked = false;
+        s->sp_open = false;
     }
     return rc;
 }
@@ -782,6 +797,7 @@ static int pg_begin(struct store *st, struct err *e)
 static void tx_reset(struct store_pg *s)
 {
     s->depth = 0;
+    s->sp_open = false;
     s->ev_locked = false;
 }
 
@@ -789,14 +805,9 @@ static int pg_commit(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
     int rc = 0;
-    if (s->ev_locked) {
-        struct params p = {0};
-        p_int(&p, s->ev_seq);
-        rc = run(s, S_EVENT_HEAD_SET, &p, NULL, e, "commit");
-        /* one notification per committed batch, delivered at its commit (issue 11) */
-        if (!rc && s->notify)
-            rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
-    }
+    /* one notification per committed batch, delivered at its commit (issue 11) */
+    if (s->ev_locked && s->notify)
+        rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
     if (rc)
         return rc; /* the caller rolls back */
     s->tx_first = 1;
@@ -830,10 +841,19 @@ static void pg_rollback(struct store *st)
     tx_reset(s);
 }
 
+/*
+ * A savepoint released is released for real at the next savepoint, in the
+ * same round trip ("RELEASE ...; SAVEPOINT op"), or by COMMIT: a group
+ * commit's op costs one round trip for its savepoint, not two. Until then
+ * what follows runs inside it, which changes nothing: nothing rolls back to
+ * it once released.
+ */
 static int pg_savepoint(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
-    int rc = exec_sql(s, "SAVEPOINT op", e, "savepoint");
+    int rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
+                      "savepoint");
+    s->sp_open = !rc;
     if (!rc) {
         s->depth = 2;
         s->sp_ev_locked = s->ev_locked;
@@ -844,18 +864,16 @@ static int pg_savepoint(struct store *st, struct err *e)
 
 static int pg_savepoint_release(struct store *st, struct err *e)
 {
-    struct store_pg *s = pg(st);
-    int rc = exec_sql(s, "RELEASE SAVEPOINT op", e, "release savepoint");
-    if (!rc)
-        s->depth = 1;
-    return rc;
+    (void)e;
+    pg(st)->depth = 1; /* released at the next savepoint or COMMIT (pg_savepoint) */
+    return 0;
 }
 
 static void pg_savepoint_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
-    exec_sql(s, "ROLLBACK TO SAVEPOINT op", NULL, "rollback to savepoint");
-    exec_sql(s, "RELEASE SAVEPOINT op", NULL, "release savepoint");
+    exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
+    s->sp_open = false;
     s->depth = 1;
     /* what came after the savepoint is undone, its lock of event_head too */
     s->ev_locked = s->sp_ev_locked;
@@ -905,6 +923,11 @@ static int events_lock(struct store_pg *s, struct err *e)
         PQclear(r);
         return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
     }
+    PQclear(r);
+    /* a statement of its own: its snapshot, taken once the lock is held, sees the events of
+       the transaction that held it before */
+    if ((rc = run(s, S_EVENT_LAST, NULL, &r, e, "appending an event")))
+        return rc;
     s->ev_seq = s->ev_first = col_int(r, 0, 0);
     s->ev_locked = true;
     PQclear(r);
@@ -937,33 +960,28 @@ static int agent_event(struct store_pg *s, const char *id, struct err *e)
     return run(s, S_EVENT_AGENT, &p, NULL, e, "appending an event");
 }
 
-/*
- * Appends the event of the job record j just written, in the same
- * transaction; and, when the job has a webhook (url, notify all) that wants
- * this event, its delivery to the outbox.
- */
-static int job_event(struct store_pg *s, const struct job *j, const char *url, bool all,
-                     struct err *e)
+/* The parameters of job record j's event (EVENT_OF). */
+static void event_params(struct params *p, const struct job *j, int64_t seq, int64_t now)
 {
-    int64_t now = time_now_ms(), seq = 0;
-    int rc = next_seq(s, &seq, e);
-    if (rc)
-        return rc;
-    struct params p = {0};
-    p_int(&p, seq);
-    p_int(&p, now);
-    p_text(&p, j->id);
-    p_text(&p, j->queue);
-    p_int(&p, j->state);
-    p_int(&p, j->attempt);
-    p_text(&p, j->agent);
-    p_text(&p, j->owner);
+    p_int(p, seq);
+    p_int(p, now);
+    p_text(p, j->id);
+    p_text(p, j->queue);
+    p_int(p, j->state);
+    p_int(p, j->attempt);
+    p_text(p, j->agent);
+    p_text(p, j->owner);
     json_t *data = store_event_data(j);
-    p_json(&p, data);
+    p_json(p, data);
     json_decref(data);
-    rc = run(s, S_EVENT_JOB_NEW, &p, NULL, e, "appending an event");
-    if (rc || !store_webhook_wants(url, all, j->state))
-        return rc;
+}
+
+/* When the job has a webhook (url, notify all) that wants its event seq: the delivery. */
+static int job_webhook(struct store_pg *s, const struct job *j, const char *url, bool all,
+                       int64_t seq, int64_t now, struct err *e)
+{
+    if (!store_webhook_wants(url, all, j->state))
+        return 0;
     struct params w = {0};
     p_int(&w, seq);
     p_text(&w, url);
@@ -1008,18 +1026,26 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_text(&p, url);
     p_bool(&p, url && all);
     p_int(&p, JOB_QUEUED);
+    int64_t seq = 0, now = time_now_ms();
+    if ((rc = next_seq(s, &seq, e))) {
+        params_release(&p);
+        return rc;
+    }
+    event_params(&p, j, seq, now);
     PGresult *r;
     rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
     if (rc)
         return rc;
     int64_t n = changed(r);
     PQclear(r);
+    if (n == 0)
+        s->ev_seq--; /* no event written: its seq is the next one's */
     if (n == 0 && j->key)
         return err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job",
                          j->key);
     if (n == 0)
         return err_set(e, ERR_CONFLICT, "store '%s': job '%s' already exists", s->shown, j->id);
-    return job_event(s, j, url, all, e);
+    return job_webhook(s, j, url, all, seq, now, e);
 }
 
 static int pg_job_insert(struct store *st, const struct job *j, struct err *e)
@@ -1198,18 +1224,25 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     p_int(&p, expect_attempt);
     p_int(&p, (int)expect_states);
     p_int(&p, JOB_QUEUED);
+    int64_t seq = 0, now = time_now_ms();
+    if ((rc = next_seq(s, &seq, e))) {
+        params_release(&p);
+        return rc;
+    }
+    event_params(&p, j, seq, now);
     PGresult *r;
     rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
     if (rc)
         return rc;
-    if (PQntuples(r) == 1) { /* updated: its event (and webhook), from the record */
+    if (PQntuples(r) == 1) { /* updated, with its event: its webhook, from the record */
         char *url = col_text(r, 0, 0);
         bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
         PQclear(r);
-        rc = job_event(s, j, url, all, e);
+        rc = job_webhook(s, j, url, all, seq, now, e);
         free(url);
         return rc;
     }
+    s->ev_seq--; /* no event written: its seq is the next one's */
     PQclear(r);
     struct job cur;
     if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))

@@ -45,10 +45,11 @@ static const char *const pg_migrations[] = {
     "  job text NOT NULL, attempt integer NOT NULL, stream integer NOT NULL,"
     "  off bigint NOT NULL, data bytea NOT NULL,"
     "  PRIMARY KEY (job, attempt, stream, off));"
-    /* The event stream. seq is given by the writing transaction from event_head, whose row
-       it locks until it commits: events become visible in seq order (a follower reading
-       seq > N never misses one committed later with a smaller seq), and event_head.seq is
-       the newest seq committed, which pruning does not take back. */
+    /* The event stream. seq is given by the writing transaction, which locks event_head's
+       row until it commits: events become visible in seq order (a follower reading
+       seq > N never misses one committed later with a smaller seq). The newest seq is
+       the greater of max(events.seq) and event_head.seq, which pruning sets before it
+       deletes (store_pg.c: the row is locked per transaction, no longer updated). */
     "CREATE TABLE events ("
     "  seq bigint PRIMARY KEY, at bigint NOT NULL, kind integer NOT NULL,"
     "  subject text NOT NULL, queue text, state integer NOT NULL, attempt integer,"
