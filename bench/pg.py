@@ -72,7 +72,7 @@ class Fleet:
             s.headers["Authorization"] = "Bearer " + open(os.path.join(data, "admin.token")).read().strip()
             self.servers.append((p, url, s))
         r = self.servers[0][2].post(self.servers[0][1] + "/v1/tokens",
-                                    json={"role": "agent", "name": "bench"}, timeout=10)
+                                    json={"role": "agent", "name": f"bench-{port}"}, timeout=10)
         r.raise_for_status()
         self.token = r.json()["token"]
 
@@ -254,8 +254,7 @@ SELECT '00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'), 4, 'bench', 0, 1,
   '[{"attempt":1,"exit_code":0}]', NULL, NULL, 'old'
 FROM generate_series(1, %d) g,
   -- finished within the last hours: inside the default retention (7 days), not swept
-  (SELECT (extract(epoch FROM now()) * 1000)::bigint - 7200000 AS t) n;
-VACUUM ANALYZE jobs;
+  (SELECT (extract(epoch FROM now()) * 1000)::bigint - 7200000 AS t) n
 """
 
 LEASE_LOCK = ("SELECT j.id, j.attempt, j.queue, j.owner, j.spec, j.notify_url, j.notify_all "
@@ -265,9 +264,9 @@ LEASE_LOCK = ("SELECT j.id, j.attempt, j.queue, j.owner, j.spec, j.notify_url, j
 
 def lease_statement_ms(uri, rounds):
     """EXPLAIN ANALYZE of the lease's lock on 16 queued jobs (rolled back): median ms."""
+    ids = psql(uri, "SELECT array_agg(job)::text FROM ready WHERE queue = 'probe'")
     sql = ("BEGIN; PREPARE l(text[], integer) AS " + LEASE_LOCK + "; "
-           "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE l((SELECT array_agg(job) FROM "
-           "(SELECT job FROM ready ORDER BY job LIMIT 16) x), 1); ROLLBACK;")
+           f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE l('{ids}', 1); ROLLBACK;")
     times = []
     for _ in range(rounds):
         out = psql(uri, sql)
@@ -276,13 +275,13 @@ def lease_statement_ms(uri, rounds):
     return statistics.median(times), plan
 
 
-def latency(bench, db, rounds):
+def latency(bench, db, rounds, name):
     """Submit -> succeeded of one job at a time with one idle --bench-noop agent: p50, p99 ms."""
     f = Fleet(bench, db, 1)
     try:
-        f.agent(0, "lat", "--queues", "lat", "--slots", "1", "--bench-noop")
+        f.agent(0, name, "--queues", "lat", "--slots", "1", "--bench-noop")
         s, url = f.api(0)
-        wait_for(lambda: any(a["name"] == "lat" and a["state"] == "up"
+        wait_for(lambda: any(a["name"] == name and a["state"] == "up"
                              for a in s.get(url + "/v1/agents", timeout=5).json()), 60, "agent up")
         ms = []
         for i in range(rounds + 20):
@@ -342,7 +341,7 @@ def main():
         big = fresh("bench_big")
         lat = {}
         # the schema is made by the server: one start, then the fleet of latency()
-        lat["empty"] = latency(bench, big, 200)
+        lat["empty"] = latency(bench, big, 200, "lat-empty")
         psql(big, f"INSERT INTO jobs (id, state, queue, priority, slots, attempt, max_attempts, "
                   f"created_at, run_after, spec) SELECT 'ffffffff-0000-7000-8000-' || "
                   f"lpad(to_hex(g), 12, '0'), 1, 'probe', 0, 1, 0, 1, 0, 0, '{{}}' "
@@ -352,9 +351,10 @@ def main():
         stmt = {"empty": lease_statement_ms(big, 30)}
         t0 = time.monotonic()
         psql(big, FINISHED_SQL % a.finished, timeout=1800)
+        psql(big, "VACUUM ANALYZE jobs", timeout=1800)
         t_fill = time.monotonic() - t0
         stmt["big"] = lease_statement_ms(big, 30)
-        lat["big"] = latency(bench, big, 200)
+        lat["big"] = latency(bench, big, 200, "lat-big")
         size = psql(big, "SELECT pg_size_pretty(pg_total_relation_size('jobs')) || ' / ' || "
                          "pg_size_pretty(pg_total_relation_size('ready'))")
         failed = False

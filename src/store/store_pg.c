@@ -77,7 +77,6 @@ enum stmt_id {
     S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
-    S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_WEBHOOK_ADD,
@@ -211,7 +210,8 @@ static const char *const stmt_sql[S_COUNT] = {
                          "WHERE r.job = ANY($1::text[]) AND j.state = $2 "
                          "FOR UPDATE OF r, j SKIP LOCKED",
     /* the leases of one call in one statement: one row of arrays per job; their rows leave
-       ready (locked by S_JOB_LEASE_LOCK) */
+       ready (locked by S_JOB_LEASE_LOCK); their events ($10: at, then arrays) written by it
+       too */
     [S_JOB_LEASE] = "WITH u AS (UPDATE jobs AS j SET state = v.state, agent = v.agent, "
                     "attempt = v.attempt, started_at = v.started_at, "
                     "finished_at = v.finished_at, progress = v.progress "
@@ -219,7 +219,13 @@ static const char *const stmt_sql[S_COUNT] = {
                     "$5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
                     "AS v(id, state, agent, attempt, started_at, finished_at, progress, was) "
                     "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9 RETURNING j.id), "
-                    "d AS (DELETE FROM ready USING u WHERE ready.job = u.id) SELECT id FROM u",
+                    "d AS (DELETE FROM ready USING u WHERE ready.job = u.id), "
+                    "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
+                    "agent, owner, data) SELECT v.seq, $10, 0, v.subject, v.queue, v.state, "
+                    "v.attempt, v.agent, v.owner, v.data FROM unnest($11::bigint[], "
+                    "$12::text[], $13::text[], $14::integer[], $15::integer[], $16::text[], "
+                    "$17::text[], $18::text[]) AS v(seq, subject, queue, state, attempt, "
+                    "agent, owner, data)) SELECT id FROM u",
     /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
@@ -248,12 +254,6 @@ static const char *const stmt_sql[S_COUNT] = {
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
                        "VALUES ($1, $2, 2, $3, $4, $5)",
-    [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
-                         "agent, owner, data) SELECT v.seq, $1, 0, v.subject, v.queue, v.state, "
-                         "v.attempt, v.agent, v.owner, v.data FROM unnest($2::bigint[], "
-                         "$3::text[], $4::text[], $5::integer[], $6::integer[], $7::text[], "
-                         "$8::text[], $9::text[]) AS v(seq, subject, queue, state, attempt, "
-                         "agent, owner, data)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
                        "(SELECT max(seq) FROM events))",
@@ -1355,21 +1355,17 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         for (int k = 0; k < 8; k++)
             p_arr(&up, &u[k]);
         p_int(&up, JOB_QUEUED);
+        p_int(&up, time_now_ms());
+        for (int k = 0; k < 8; k++)
+            p_arr(&up, &ev[k]);
         PGresult *ur;
         if (!(rc = run(s, S_JOB_LEASE, &up, &ur, e, "leasing jobs"))) {
-            if (changed(ur) != (int64_t)*nleased) /* the rows are locked: cannot happen */
+            /* the rows are locked: cannot happen (the transaction is rolled back) */
+            if (changed(ur) != (int64_t)*nleased)
                 rc = err_set(e, ERR_INTERNAL, "store '%s': leasing jobs: %lld of %zu written",
                              s->shown, (long long)changed(ur), *nleased);
             PQclear(ur);
         }
-        struct params ep = {0};
-        p_int(&ep, time_now_ms());
-        for (int k = 0; k < 8; k++)
-            p_arr(&ep, &ev[k]);
-        if (!rc)
-            rc = run(s, S_EVENT_JOBS_NEW, &ep, NULL, e, "appending events");
-        else
-            params_release(&ep);
     }
     /* deliveries of the lease events wanted by webhooks (notify "all"); the events got
        consecutive seqs, in the candidates' order */
