@@ -55,11 +55,13 @@ static int sync_agents(struct sync *y)
 }
 
 struct page {
+    struct sync *y;
     struct committer *commit;
     struct hmap jobs; /* ids named by the events read -> (void *)1 */
     int64_t last;
     size_t n;
-    bool agents; /* an agent event: read the agents first */
+    bool agents;      /* an agent event: read the agents first */
+    bool agents_read; /* ... and they were */
 };
 
 static int collect(void *arg, const struct event_rec *ev)
@@ -72,6 +74,19 @@ static int collect(void *arg, const struct event_rec *ev)
         hmap_put(&p->jobs, ev->subject, (void *)1);
     else if (ev->kind == EVENT_AGENT)
         p->agents = true;
+    return 0;
+}
+
+/* A job named by the events of a page, as stored now. */
+static int page_job(void *arg, const struct job *j)
+{
+    struct page *p = arg;
+    /* its agent registered elsewhere a moment ago: know it before its lease */
+    if (j->agent && !fleet_agent(p->y->s->fleet, j->agent) && !p->agents_read) {
+        sync_agents(p->y);
+        p->agents_read = true;
+    }
+    fleet_job_synced(p->y->s->fleet, j);
     return 0;
 }
 
@@ -103,28 +118,22 @@ static void catch_up(struct sync *y)
 {
     struct server *s = y->s;
     for (int page = 0; page < SYNC_PAGES; page++) {
-        struct page p = {.commit = s->commit, .last = y->seq};
+        struct page p = {.y = y, .commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
         struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
         struct err e = ERR_INIT;
         int rc = store_event_list(s->reads, &flt, collect, &p, &e);
-        bool agents_read = false;
         if (!rc && p.agents) {
             rc = sync_agents(y);
-            agents_read = true;
+            p.agents_read = true;
         }
-        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he; he = hmap_next(&p.jobs, he)) {
-            struct job j;
-            int grc = store_job_get(s->reads, he->key, &j, &e);
-            if (grc == ERR_NOTFOUND) continue; /* gone (purged) */
-            if ((rc = grc)) break;
-            /* its agent registered elsewhere a moment ago: know it before its lease */
-            if (j.agent && !fleet_agent(s->fleet, j.agent) && !agents_read) {
-                sync_agents(y);
-                agents_read = true;
-            }
-            fleet_job_synced(s->fleet, &j);
-            job_release(&j);
+        if (!rc && p.jobs.count) { /* all in one read (those gone, purged, are skipped) */
+            const char **ids = xcalloc(p.jobs.count, sizeof(*ids));
+            size_t n = 0;
+            for (struct hmap_entry *he = hmap_first(&p.jobs); he; he = hmap_next(&p.jobs, he))
+                ids[n++] = he->key;
+            rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
+            free(ids);
         }
         hmap_release(&p.jobs, NULL);
         if (rc == ERR_GONE) {

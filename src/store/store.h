@@ -203,6 +203,13 @@ int store_job_update(struct store *st, const struct job *j, int expect_attempt,
  */
 int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                    void *arg, struct err *e);
+/*
+ * Calls fn for each of the n jobs `ids` that exists (those not found are
+ * skipped), in no set order, as store_job_scan does: one read for all of them
+ * where the backend can (PostgreSQL), one per job otherwise.
+ */
+int store_job_each(struct store *st, const char *const *ids, size_t n,
+                   int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
 
 /*
  * Captured output, stored in chunks by (job, attempt, stream, offset); stream is an

@@ -49,6 +49,9 @@ struct store_ops {
                       unsigned expect_states, struct err *e);
     int (*job_scan)(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                     void *arg, struct err *e);
+    /* optional: store_job_each reads the jobs one by one with job_get without it */
+    int (*job_each)(struct store *st, const char *const *ids, size_t n,
+                    int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
     int (*log_append)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                       const char *data, size_t len, struct err *e);
     int (*log_read)(struct store *st, const char *job, int attempt, int stream, int64_t offset,

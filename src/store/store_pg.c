@@ -68,6 +68,7 @@ enum stmt_id {
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
     S_JOB_SCAN,
+    S_JOB_EACH,
     S_LOG_APPEND,
     S_LOG_READ,
     S_AGENT_UPSERT,
@@ -156,7 +157,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      "RETURNING id, state, queue, priority, run_after), "
                      "r AS (INSERT INTO ready (job, queue, priority, run_after) "
                      "SELECT id, queue, priority, run_after FROM j WHERE state = $26), "
-                     EVENT_OF("j", "27", "28", "29", "30", "31", "32", "33", "34", "35") " SELECT id FROM j",
+                     EVENT_OF("j", "27", "28", "29", "30", "31", "32", "33", "34", "35")
+                     " SELECT id FROM j",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -201,7 +203,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      "i AS (INSERT INTO ready (job, queue, priority, run_after) "
                      "SELECT id, queue, priority, run_after FROM u WHERE state = $13 "
                      "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
-                     EVENT_OF("u", "14", "15", "16", "17", "18", "19", "20", "21", "22") " SELECT notify_url, notify_all FROM u",
+                     EVENT_OF("u", "14", "15", "16", "17", "18", "19", "20", "21", "22")
+                     " SELECT notify_url, notify_all FROM u",
     /* a lease's candidates still queued (in ready), skipping rows another transaction holds
        (in ready or in jobs); the spec as stored text, and only what the lease's step and its
        event need */
@@ -226,6 +229,7 @@ static const char *const stmt_sql[S_COUNT] = {
                     "$12::text[], $13::text[], $14::integer[], $15::integer[], $16::text[], "
                     "$17::text[], $18::text[]) AS v(seq, subject, queue, state, attempt, "
                     "agent, owner, data)) SELECT id FROM u",
+    [S_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ANY($1::text[])",
     /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
@@ -260,9 +264,10 @@ static const char *const stmt_sql[S_COUNT] = {
     /* events a delivery still needs are kept; event_head.seq first takes the newest seq
        (S_EVENT_LAST), which the delete may take away */
     [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
-                      "(SELECT max(seq) FROM events)) WHERE id = 1) DELETE FROM events e WHERE (e.at < $1 OR e.seq <= (SELECT max(seq) FROM "
-                      "events) - $2::bigint) AND NOT EXISTS (SELECT 1 FROM webhook_outbox o "
-                      "WHERE o.event_seq = e.seq)",
+                      "(SELECT max(seq) FROM events)) WHERE id = 1) "
+                      "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
+                      "(SELECT max(seq) FROM events) - $2::bigint) AND NOT EXISTS "
+                      "(SELECT 1 FROM webhook_outbox o WHERE o.event_seq = e.seq)",
     [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
                       "VALUES ($1, $2, $3, $4)",
     [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
@@ -1414,6 +1419,29 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
     return rc;
 }
 
+static int pg_job_each(struct store *st, const char *const *ids, size_t n,
+                       int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct arr a = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&a, ids[i]);
+    struct params p = {0};
+    p_arr(&p, &a);
+    PGresult *r;
+    int rc = run(s, S_JOB_EACH, &p, &r, e, "reading jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct job j;
+        row_to_job(r, i, &j);
+        rc = fn(arg, &j);
+        job_release(&j);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* ---- output ---- */
 
 static int pg_log_append(struct store *st, const char *job, int attempt, int stream,
@@ -2269,6 +2297,7 @@ const struct store_ops store_pg_ops = {
     .job_lease = pg_job_lease,
     .job_update = pg_job_update,
     .job_scan = pg_job_scan,
+    .job_each = pg_job_each,
     .log_append = pg_log_append,
     .log_read = pg_log_read,
     .agent_upsert = pg_agent_upsert,

@@ -2384,6 +2384,18 @@ static void test_update_and_scan(void **state)
     assert_string_equal(ids[0], "");
     assert_int_equal(store_job_scan(f->st, ~0u, stop_at_first, NULL, &e), 42);
 
+    /* jobs by id, whole (spec and all), in any order; unknown ids skipped */
+    const char *want[] = {jobs[2].id, unknown, jobs[1].id};
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 3, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[2], "");
+    assert_true((!strcmp(ids[0], jobs[2].id) && !strcmp(ids[1], jobs[1].id)) ||
+                (!strcmp(ids[0], jobs[1].id) && !strcmp(ids[1], jobs[2].id)));
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 0, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], "");
+    assert_int_equal(store_job_each(f->st, want, 3, stop_at_first, NULL, &e), 42);
+
     job_release(&u);
     job_release(&w);
     release_jobs(jobs, 3);
