@@ -20,6 +20,7 @@ int cmd_wait(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_workflow(int argc, char **argv);
+int cmd_trigger(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_queues(int argc, char **argv);
 int cmd_token(int argc, char **argv);

@@ -44,6 +44,7 @@
 #include "agent/agent.h"
 #include "agent/proc.h"
 #include "agent/utf8.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
@@ -221,6 +222,7 @@ struct spawn_args {
     pid_t parent; /* the agent */
     int max_fd;   /* where closing stops when close_range(2) is missing */
     const struct limits_job *limits; /* cgroups to join, rlimits to set (limits.h) */
+    struct rlimit nofile; /* the descriptor limit the agent's process started with */
 };
 
 /*
@@ -244,6 +246,8 @@ static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
     if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
     if (getppid() != s->parent) _exit(127); /* the agent died before the line above */
     if (limits_job_child(s->limits) != 0) goto fail;
+    /* not the limit a server in this process (drover dev) raised for its connections */
+    if (setrlimit(RLIMIT_NOFILE, &s->nofile) != 0) goto fail;
     for (int i = 0; i < 3; i++)
         if (dup2(s->fd[i], i) < 0) goto fail;
     /* sockets, the spool, other jobs' pipes (most are close-on-exec already) */
@@ -305,7 +309,7 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
         goto out;
     }
     struct spawn_args sa = {argv,     envp, j->work_dir, {in[0], out[1], errp[1]},
-                            getpid(), 0,    &j->limits};
+                            getpid(), 0,    &j->limits, fd_limit_inherited()};
     struct rlimit rl;
     sa.max_fd =
         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;

@@ -168,18 +168,18 @@ int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct e
 /* ---- drover events ---- */
 
 static const char events_usage[] =
-    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type job|agent|object]\n"
+    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type T]\n"
     "                    [--json]\n"
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
-    "its progress), of an agent and of an object (created, deleted), one line each,\n"
-    "until interrupted. With --since,\n"
+    "its progress), of an agent, of an object (created, deleted) and each fire of a\n"
+    "trigger, one line each, until interrupted. With --since,\n"
     "the events after SEQ first (those the server still keeps).\n"
     "\n"
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
     "  -j, --job ID       only this job's events (repeatable)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
-    "      --type T       only job, agent or object events\n"
+    "      --type T       only job, agent, object or trigger events\n"
     "      --json         one JSON object per line, as the server sends it\n"
     "\n"
     "examples:\n"
@@ -211,6 +211,23 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         json_t *size = json_object_get(ev, "size");
         if (json_is_integer(size))
             fprintf(out, " %" JSON_INTEGER_FORMAT " bytes", json_integer_value(size));
+        fputc('\n', out);
+        fflush(out);
+        return;
+    }
+    if (type && !strncmp(type, "trigger.", 8)) {
+        fputs("trigger ", out);
+        put_clean(out, json_string_value(json_object_get(ev, "trigger")));
+        fprintf(out, " %s ", type + 8);
+        put_clean(out, json_string_value(json_object_get(ev, "uri")));
+        const char *what = json_object_get(ev, "workflow") ? "workflow" : "job";
+        const char *id = json_string_value(json_object_get(ev, what));
+        const char *err = json_string_value(json_object_get(ev, "error"));
+        if (id) fprintf(out, " -> %s %s", what, id);
+        if (err) {
+            fputs(": ", out);
+            put_clean(out, err);
+        }
         fputc('\n', out);
         fflush(out);
         return;
@@ -304,8 +321,10 @@ int cmd_events(int argc, char **argv)
             break;
         }
         case OPT_TYPE:
-            if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object"))
-                rc = cli_usage_error(events_usage, "--type must be job, agent or object, not '%s'",
+            if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object") &&
+                strcmp(optarg, "trigger"))
+                rc = cli_usage_error(events_usage,
+                                     "--type must be job, agent, object or trigger, not '%s'",
                                      optarg);
             buf_addf(&query, "%stype=%s", query.len ? "&" : "", optarg);
             break;

@@ -5,7 +5,8 @@
  * table when the script is printed. The options of a command come from its
  * own `--help` when the user completes them (every command's usage lists its
  * options as `--name`), so they cannot drift from the code. Values of a few
- * options with a fixed set of values are in `choices` below; anything else
+ * options with a fixed set of values are in `choices` below, and the
+ * subcommands of the commands that have them in `subcommands`; anything else
  * completes file names.
  */
 #include <stdio.h>
@@ -29,6 +30,17 @@ static const struct {
 };
 #define NCHOICES (sizeof(choices) / sizeof(choices[0]))
 
+/* Commands whose first argument is one of a few subcommands. */
+static const struct {
+    const char *cmd;
+    const char *words;
+} subcommands[] = {
+    {"trigger", "create ls rm"},
+    {"workflow", "submit status cancel retry"},
+    {"service", "put ls show rm"},
+};
+#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
 /* The shell pipeline that lists a command's options from its --help ($1: drover, $2: cmd). */
 #define OPTIONS_OF "\"$1\" \"$2\" --help 2>/dev/null | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u"
 
@@ -49,6 +61,14 @@ static void print_bash(const struct command *table, size_t n)
         printf("%s%s", i ? " " : "", table[i].name);
     fputs(" help\" -- \"$cur\"))\n"
           "        return 0\n"
+          "    fi\n"
+          "    if [ \"$COMP_CWORD\" -eq 2 ]; then\n"
+          "        case $prev in\n",
+          stdout);
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        printf("        %s) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return 0 ;;\n",
+               subcommands[i].cmd, subcommands[i].words);
+    fputs("        esac\n"
           "    fi\n"
           "    case $prev in\n",
           stdout);
@@ -103,6 +123,14 @@ static void print_zsh(const struct command *table, size_t n)
           "    if (( CURRENT == 2 )); then\n"
           "        _describe 'drover command' cmds\n"
           "        return\n"
+          "    fi\n"
+          "    if (( CURRENT == 3 )); then\n"
+          "        case ${words[2]} in\n",
+          stdout);
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        printf("        %s) compadd -- %s; return ;;\n", subcommands[i].cmd,
+               subcommands[i].words);
+    fputs("        esac\n"
           "    fi\n"
           "    case ${words[CURRENT-1]} in\n",
           stdout);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,4 +145,33 @@ int fs_write_secret(const char *path, const char *secret, struct err *e)
 out:
     free(tmp);
     return rc;
+}
+
+/* The limits the process had before fd_limit_raise() first ran. */
+static struct rlimit fd_limit_before;
+static bool fd_limit_raised;
+
+long fd_limit_raise(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return 1024;
+    if (!fd_limit_raised) {
+        fd_limit_before = rl;
+        fd_limit_raised = true;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) /* e.g. a hard limit over the kernel's nr_open */
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 30 ? 1 << 30 : (long)rl.rlim_cur;
+}
+
+struct rlimit fd_limit_inherited(void)
+{
+    struct rlimit rl = {1024, 1024};
+    if (fd_limit_raised) return fd_limit_before;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return rl;
 }

@@ -4,6 +4,7 @@
 #ifndef DROVER_FSUTIL_H
 #define DROVER_FSUTIL_H
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "common/err.h"
@@ -35,5 +36,19 @@ int fs_read_secret(const char *path, char **out, struct err *e);
  * fsync, rename), readable by its owner only (0600). ERR_IO naming the file.
  */
 int fs_write_secret(const char *path, const char *secret, struct err *e);
+
+/*
+ * Raises the soft descriptor limit (RLIMIT_NOFILE) to the hard one, as a server with one
+ * descriptor per connection needs, and remembers the limit the process had before for the
+ * processes it starts (fd_limit_inherited). Returns the limit now (capped at 2^30).
+ */
+long fd_limit_raise(void);
+
+/*
+ * The descriptor limit a started program should get: the soft and hard limits the process
+ * had before fd_limit_raise() (its current ones when it never raised them). Programs that
+ * use select() break with a soft limit above 1024, as systemd's documentation warns.
+ */
+struct rlimit fd_limit_inherited(void);
 
 #endif

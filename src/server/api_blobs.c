@@ -32,6 +32,7 @@
 #include "server/offload.h"
 #include "server/retention.h"
 #include "server/server.h"
+#include "server/triggers.h"
 
 #define READ_CHUNK (256 * 1024)
 #define PRESIGN_MAX_S (7 * 24 * 3600)
@@ -192,6 +193,7 @@ static void put_event_done(void *arg, int rc, const struct err *e)
     /* The object is there either way: a lost event is logged, the PUT still succeeds. */
     struct put_op *op = arg;
     if (rc) log_error("object s3://%s/%s: cannot record its event: %s", op->bucket, op->key, e->msg);
+    else triggers_kick(op->s->triggers); /* its fires, if any, were written with the event */
     put_answer(op);
 }
 

@@ -87,9 +87,8 @@ struct wf_submit {
     int max_queued;  /* the tenant's limit, 0: none */
 };
 
-static int submit_write(struct store *st, void *arg, struct err *e)
+int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e)
 {
-    struct wf_submit *ws = arg;
     for (size_t i = 0; i < ws->nuses; i++) { /* the services expanded still hold */
         int rc = services_recheck(st, &ws->uses[i], e);
         if (rc) return rc;
@@ -114,19 +113,28 @@ static int submit_write(struct store *st, void *arg, struct err *e)
     return 0;
 }
 
-static void submit_done(void *arg, int rc, const struct err *e)
+void workflow_submit_committed(struct server *s, struct wf_submit *ws)
 {
-    struct wf_submit *ws = arg;
-    struct http_req *r = ws->r;
-    if (!rc) /* committed: the first nodes are queued, whether or not the client listens */
-        for (size_t i = 0; i < ws->n; i++)
-            fleet_job_changed(srv(r)->fleet, &ws->jobs[i], false);
-    if (r->gone)
-        http_req_drop(r);
-    else if (rc)
-        http_reply_err(r, e);
-    else
-        http_reply_json(r, 201, workflow_json(srv(r)->reads, &ws->rec));
+    for (size_t i = 0; i < ws->n; i++) /* the first nodes are queued */
+        fleet_job_changed(s->fleet, &ws->jobs[i], false);
+}
+
+const char *workflow_submit_id(const struct wf_submit *ws)
+{
+    return ws->rec.id;
+}
+
+void workflow_submit_each_spec(struct wf_submit *ws,
+                               void (*fn)(json_t *spec, const char *a, const char *b),
+                               const char *a, const char *b)
+{
+    for (size_t i = 0; i < ws->n; i++)
+        fn(ws->jobs[i].spec, a, b);
+}
+
+void workflow_submit_free(struct wf_submit *ws)
+{
+    if (!ws) return;
     for (size_t i = 0; i < ws->n; i++)
         job_release(&ws->jobs[i]);
     free(ws->jobs);
@@ -135,15 +143,35 @@ static void submit_done(void *arg, int rc, const struct err *e)
     free(ws);
 }
 
+static int submit_write(struct store *st, void *arg, struct err *e)
+{
+    return workflow_submit_write(st, arg, e);
+}
+
+static void submit_done(void *arg, int rc, const struct err *e)
+{
+    struct wf_submit *ws = arg;
+    struct http_req *r = ws->r;
+    if (!rc) /* committed: the first nodes are queued, whether or not the client listens */
+        workflow_submit_committed(srv(r), ws);
+    if (r->gone)
+        http_req_drop(r);
+    else if (rc)
+        http_reply_err(r, e);
+    else
+        http_reply_json(r, 201, workflow_json(srv(r)->reads, &ws->rec));
+    workflow_submit_free(ws);
+}
+
 /*
  * A node's job may name a service of the hub and give only its parameters, as a job may: each
  * is expanded from its definition (server/services.h) before the workflow is validated, and
  * what the expansions read is checked again in the transaction that stores them.
  */
-static int expand_services(struct http_req *r, struct service_use **uses, size_t *n,
-                           struct err *e)
+static int expand_services(struct store *reads, json_t *body, const char *prefix,
+                           struct service_use **uses, size_t *n, struct err *e)
 {
-    json_t *nodes = json_object_get(r->body, "nodes");
+    json_t *nodes = json_object_get(body, "nodes");
     if (!json_is_object(nodes) || json_object_size(nodes) > WORKFLOW_MAX_NODES)
         return 0; /* workflow_parse says what is wrong */
     *uses = xcalloc(json_object_size(nodes) + 1, sizeof(**uses));
@@ -155,10 +183,9 @@ static int expand_services(struct http_req *r, struct service_use **uses, size_t
     {
         json_t *job = json_object_get(node, "job"), *expanded = NULL;
         if (!json_is_object(job)) continue;
-        char path[96];
-        snprintf(path, sizeof(path), "nodes.%.64s.job", name);
-        if ((rc = services_expand_job(srv(r)->reads, &memo, job, path, &expanded,
-                                      &(*uses)[*n], e)))
+        char path[128];
+        snprintf(path, sizeof(path), "%snodes.%.64s.job", prefix, name);
+        if ((rc = services_expand_job(reads, &memo, job, path, &expanded, &(*uses)[*n], e)))
             break;
         (*n)++;
         if (expanded) json_object_set_new(node, "job", expanded);
@@ -167,45 +194,65 @@ static int expand_services(struct http_req *r, struct service_use **uses, size_t
     return rc;
 }
 
-int api_workflows_create(struct http_req *r)
+int workflow_submit_prepare(struct server *s, json_t *body, const char *path, const char *owner,
+                            struct wf_submit **out, struct err *e)
 {
     struct workflow w;
-    struct err e = ERR_INIT;
     struct service_use *uses = NULL;
     size_t nuses = 0;
-    if (expand_services(r, &uses, &nuses, &e) || workflow_parse(r->body, &w, &e)) {
+    char prefix[64] = "";
+    if (path && *path) snprintf(prefix, sizeof(prefix), "%s.", path);
+    int rc = expand_services(s->reads, body, prefix, &uses, &nuses, e);
+    if (!rc && (rc = workflow_parse(body, &w, e)) && *prefix && e) { /* named from the top */
+        char field[sizeof(e->field)], msg[sizeof(e->msg)];
+        snprintf(field, sizeof(field), "%s%s", prefix, e->field[0] ? e->field : "nodes");
+        snprintf(msg, sizeof(msg), "%s", e->msg);
+        err_clear(e); /* the first error set is kept: this one replaces it */
+        err_field(e, rc, field, "%s", msg);
+    }
+    if (rc) {
         free(uses);
-        http_reply_err(r, &e);
-        return HTTP_DONE;
+        return rc;
     }
     struct wf_submit *ws = xcalloc(1, sizeof(*ws));
-    if (tenants_of_token(srv(r), r->token_name, ws->tenant, sizeof(ws->tenant), &e)) {
+    if ((rc = tenants_of_token(s, owner, ws->tenant, sizeof(ws->tenant), e))) {
         free(ws);
         free(uses);
         workflow_release(&w);
-        http_reply_err(r, &e); /* the token was revoked meanwhile, or the store failed */
-        return HTTP_DONE;
+        return rc; /* the token was revoked meanwhile, or the store failed */
     }
-    ws->max_queued = tenants_max_queued(srv(r), ws->tenant);
+    ws->max_queued = tenants_max_queued(s, ws->tenant);
     ws->uses = uses;
     ws->nuses = nuses;
-    ws->r = r;
     ws->n = w.n;
     ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));
     int64_t now = time_now_ms();
-    workflow_jobs(&w, r->token_name, now, ws->jobs);
+    workflow_jobs(&w, owner, now, ws->jobs);
     for (size_t i = 0; i < w.n; i++)
         ws->jobs[i].tenant = xstrdup(ws->tenant);
     char(*ids)[UUID_STR_LEN] = xcalloc(w.n, UUID_STR_LEN);
     for (size_t i = 0; i < w.n; i++)
         memcpy(ids[i], ws->jobs[i].id, UUID_STR_LEN);
     uuid7_new(ws->rec.id);
-    ws->rec.owner = xstrdup(r->token_name);
+    ws->rec.owner = xstrdup(owner);
     ws->rec.name = w.name ? xstrdup(w.name) : NULL;
     ws->rec.created_at = now;
     ws->rec.doc = workflow_doc(&w, (const char(*)[UUID_STR_LEN])ids);
     free(ids);
     workflow_release(&w);
+    *out = ws;
+    return 0;
+}
+
+int api_workflows_create(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    struct wf_submit *ws;
+    if (workflow_submit_prepare(srv(r), r->body, NULL, r->token_name, &ws, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    ws->r = r;
     commit_submit(srv(r)->commit, submit_write, submit_done, ws);
     return HTTP_DEFERRED;
 }

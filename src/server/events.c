@@ -91,6 +91,8 @@ const char *events_type_name(const struct event_rec *ev)
 {
     if (ev->kind == EVENT_OBJECT)
         return ev->state == OBJECT_DELETED ? "object.deleted" : "object.created";
+    if (ev->kind == EVENT_TRIGGER)
+        return ev->state == TRIGGER_FAILED ? "trigger.failed" : "trigger.fired";
     return ev->kind == EVENT_JOB ? "job" : "agent";
 }
 
@@ -103,6 +105,8 @@ json_t *events_to_json(const struct event_rec *ev)
     json_object_set_new(o, "at", job_time_json(ev->at));
     if (ev->kind == EVENT_OBJECT) {
         /* bucket, key, size, sha256: all in data */
+    } else if (ev->kind == EVENT_TRIGGER) {
+        json_object_set_new(o, "trigger", json_string(ev->subject)); /* uri, sha256, job...: data */
     } else if (ev->kind == EVENT_JOB) {
         json_object_set_new(o, "job", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
@@ -388,8 +392,10 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
             fw->kind = EVENT_AGENT;
         else if (!strcmp(v, "object"))
             fw->kind = EVENT_OBJECT;
+        else if (!strcmp(v, "trigger"))
+            fw->kind = EVENT_TRIGGER;
         else
-            return err_field(e, ERR_INVALID, "type", "type must be job, agent or object");
+            return err_field(e, ERR_INVALID, "type", "type must be job, agent, object or trigger");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))

@@ -41,6 +41,11 @@ const struct route server_routes[] = {
     {"GET", "/v1/workflows/{id}", api_workflows_get, ANY_CLIENT, 0, false},
     {"POST", "/v1/workflows/{id}/cancel", api_workflows_cancel, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/workflows/{id}/retry", api_workflows_retry, ANY_CLIENT, 4 * KiB, false},
+    /* upload triggers (api_triggers.c): a job spec or a workflow body, with room */
+    {"POST", "/v1/triggers", api_triggers_create, ANY_CLIENT, 4 * MiB, true},
+    {"GET", "/v1/triggers", api_triggers_list, ANY_CLIENT, 0, false},
+    {"GET", "/v1/triggers/{id}", api_triggers_get, ANY_CLIENT, 0, false},
+    {"DELETE", "/v1/triggers/{id}", api_triggers_delete, ANY_CLIENT, 0, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/events", api_events, ANY_CLIENT, 0, false},
 

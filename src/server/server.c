@@ -19,7 +19,6 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +43,7 @@
 #include "server/webhooks.h"
 #include "server/offload.h"
 #include "server/retention.h"
+#include "server/triggers.h"
 #include "server/tenants.h"
 #include "server/lease.h"
 #include "server/metrics.h"
@@ -181,6 +181,9 @@ static void usage(FILE *f)
             "                       (default 0: no limit; `drover tenant set` sets one's own)\n"
             "  --tenant-max-queued N  jobs a tenant may have queued; a submission past it is\n"
             "                       refused with 429 (default 0: no limit)\n"
+            "  --trigger-scan S     with --blobs s3://..., how often the prefixes of triggers\n"
+            "                       are listed for objects uploaded straight to S3 (default\n"
+            "                       10 s)\n"
             "  --print-routes       print the route table (METHOD PATH ROLES a line) and exit\n"
             "\n"
             "examples:\n"
@@ -233,6 +236,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"retention-sweep", required_argument, NULL, 'w'},
         {"tenant-max-running", required_argument, NULL, 'x'},
         {"tenant-max-queued", required_argument, NULL, 'X'},
+        {"trigger-scan", required_argument, NULL, 'S'},
         {"print-routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
@@ -244,6 +248,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     o->events_keep = 1000000;
     o->header_timeout_s = SERVER_HEADER_TIMEOUT_S;
     o->idle_timeout_s = SERVER_IDLE_TIMEOUT_S;
+    o->trigger_scan_s = 10;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -282,12 +287,14 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'A':
         case 'H':
         case 'U':
+        case 'S':
         case 'G': {
             char *end;
             long v = strtol(optarg, &end, 10);
             const char *name = c == 'A'   ? "lost-after"
                                : c == 'H' ? "heartbeat"
                                : c == 'U' ? "upload-idle"
+                               : c == 'S' ? "trigger-scan"
                                           : "deadline-grace";
             if (*end || end == optarg || v < 1 || v > 3600) {
                 fprintf(stderr, "drover %s: --%s must be a number of seconds (1-3600)\n", argv[0],
@@ -297,6 +304,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             *(c == 'A'   ? &o->lost_after_s
               : c == 'H' ? &o->heartbeat_s
               : c == 'U' ? &o->upload_idle_s
+              : c == 'S' ? &o->trigger_scan_s
                          : &o->deadline_grace_s) = (int)v;
             break;
         }
@@ -494,16 +502,7 @@ static void on_batch(void *arg)
 static long server_process_limits(void)
 {
     signal(SIGXFSZ, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl))
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t was = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl)) /* e.g. a hard limit over the kernel's nr_open */
-            rl.rlim_cur = was;
-    }
-    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 30 ? 1 << 30 : (long)rl.rlim_cur;
+    return fd_limit_raise();
 }
 
 /*
@@ -671,6 +670,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         fleet_tick(s->fleet, now);
     else
         fleet_tick_ready(s->fleet, now);
+    if (s->leader) triggers_tick(s->triggers, now);
 }
 
 int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
@@ -767,6 +767,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
                                 .nqueues = o->nqueue_retention,
                                 .sweep_s = o->retention_sweep_s};
     s->retention = retention_new(s, o->db, &ro);
+    s->triggers = triggers_new(s, o->trigger_scan_s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
@@ -861,6 +862,7 @@ void server_release(struct server *s)
         event_free(s->tick);
     offload_free(s->offload); /* uploads being committed are answered */
     retention_free(s->retention); /* after its sweeps and lookups on the workers */
+    triggers_free(s->triggers);   /* after the committer's and the workers' callbacks */
     if (s->router)
         router_set_uploads(s->router, NULL);
     accept_guard_free(s->accept_guard);

@@ -31,6 +31,7 @@ struct tls_front;
 struct metrics;
 struct retention;
 struct tenants;
+struct triggers;
 
 struct server {
     struct event_base *base;
@@ -61,6 +62,7 @@ struct server {
     struct webhooks *webhooks; /* delivering jobs' events to their notify_url (webhooks.h) */
     struct retention *retention; /* archiving and deleting finished jobs (retention.h) */
     struct tenants *tenants;     /* quotas and fair share (tenants.h) */
+    struct triggers *triggers;   /* upload triggers: fires submitted, S3 listed (triggers.h) */
     struct event *tick;
     /* The leader lease (store_leader_take): periodic work (lost agents, deadlines, event
        pruning, webhook deliveries, the retention sweep) runs only while `leader`. Without STORE_CAP_LEADER
@@ -106,6 +108,7 @@ struct server_opts {
     int retention_sweep_s; /* --retention-sweep */
     int tenant_max_running; /* --tenant-max-running (0: none) */
     int tenant_max_queued;  /* --tenant-max-queued (0: none) */
+    int trigger_scan_s;     /* --trigger-scan: S3 prefixes of triggers listed this often */
 };
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
@@ -147,6 +150,28 @@ int api_workflows_get(struct http_req *r);
 int api_workflows_list(struct http_req *r);
 int api_workflows_cancel(struct http_req *r);
 int api_workflows_retry(struct http_req *r);
+int api_triggers_create(struct http_req *r);
+int api_triggers_list(struct http_req *r);
+int api_triggers_get(struct http_req *r);
+int api_triggers_delete(struct http_req *r);
+/*
+ * A workflow submission (api_workflows.c), shared by POST /v1/workflows and the triggers
+ * (triggers.h): prepared on the loop from a workflow body (services expanded, validated
+ * whole, its jobs made for `owner` and its tenant; errors name the field under `path`, e.g.
+ * "workflow.nodes.A.job.queue", when path is not NULL), written by the committer (in the
+ * caller's savepoint), handed to the fleet once committed.
+ */
+struct wf_submit;
+int workflow_submit_prepare(struct server *s, json_t *body, const char *path, const char *owner,
+                            struct wf_submit **out, struct err *e);
+int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e);
+void workflow_submit_committed(struct server *s, struct wf_submit *ws);
+const char *workflow_submit_id(const struct wf_submit *ws);
+/* Calls fn on each node's validated spec (fn may add to it; nothing it holds is replaced). */
+void workflow_submit_each_spec(struct wf_submit *ws,
+                               void (*fn)(json_t *spec, const char *a, const char *b),
+                               const char *a, const char *b);
+void workflow_submit_free(struct wf_submit *ws); /* NULL is fine */
 /* Hands the jobs the store changed by itself (store_changed_take) to the fleet: after a batch. */
 void server_changed_jobs(struct server *s);
 int api_queues_list(struct http_req *r);

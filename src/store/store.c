@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/workflow.h"
 
@@ -480,10 +481,77 @@ int store_meta_set(struct store *st, const char *key, const char *value, struct 
     return st->ops->meta_set(st, key, value, e);
 }
 
+int store_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
+                           const char *sha256, int64_t now_ms, int *added, struct err *e)
+{
+    int dummy;
+    return st->ops->trigger_fire_add(st, trigger, uri, sha256, now_ms, added ? added : &dummy, e);
+}
+
 int store_event_object(struct store *st, int change, const char *bucket, const char *key,
                        int64_t size, const char *sha256, struct err *e)
 {
-    return st->ops->event_object(st, change, bucket, key, size, sha256, e);
+    int rc = st->ops->event_object(st, change, bucket, key, size, sha256, e);
+    if (rc || change != OBJECT_CREATED || !sha256) return rc;
+    char *uri = xasprintf("s3://%s/%s", bucket, key);
+    rc = store_trigger_fire_add(st, NULL, uri, sha256, time_now_ms(), NULL, e);
+    free(uri);
+    return rc;
+}
+
+void trigger_rec_release(struct trigger_rec *t)
+{
+    free(t->owner);
+    free(t->prefix);
+    free(t->input);
+    free(t->template_);
+    memset(t, 0, sizeof(*t));
+}
+
+void trigger_fire_release(struct trigger_fire *f)
+{
+    free(f->uri);
+    free(f->target);
+    free(f->error);
+    memset(f, 0, sizeof(*f));
+}
+
+int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    return st->ops->trigger_insert(st, t, e);
+}
+
+int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    return st->ops->trigger_get(st, id, out, e);
+}
+
+int store_trigger_list(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
+                       struct err *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->trigger_list(st, owner, out, n, e);
+}
+
+int store_trigger_delete(struct store *st, const char *id, struct err *e)
+{
+    return st->ops->trigger_delete(st, id, e);
+}
+
+int store_trigger_fires(struct store *st, const char *trigger, int limit,
+                        struct trigger_fire **out, size_t *n, struct err *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->trigger_fires(st, trigger, limit, out, n, e);
+}
+
+int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
+                            int64_t now_ms, struct err *e)
+{
+    return st->ops->trigger_fire_done(st, id, target, error, now_ms, e);
 }
 
 int store_event_list(struct store *st, const struct event_filter *f,

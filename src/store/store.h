@@ -255,7 +255,9 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT };
+enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT, EVENT_TRIGGER };
+/* A trigger event's state. */
+enum trigger_outcome { TRIGGER_FIRED, TRIGGER_FAILED };
 /* An object event's state. */
 enum object_change { OBJECT_CREATED, OBJECT_DELETED };
 
@@ -286,7 +288,9 @@ struct event_filter {
 /*
  * An object of the blob store was created (a PUT committed it, new or
  * replacing one) or deleted: appends its event (kind EVENT_OBJECT, state an
- * enum object_change, data {"bucket", "key", "size", "sha256"}). Objects
+ * enum object_change, data {"bucket", "key", "size", "sha256"}) and, for one
+ * created with its sha256, the pending fires of the triggers whose prefix it
+ * is under (store_trigger_fire_add), in the same transaction. Objects
  * live outside this store, so this is a write of its own, made once the
  * object's change is done and before the change is answered.
  */
@@ -452,6 +456,70 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
  * frees *ids. Thread-safe: the server reads them on its loop after each batch.
  */
 size_t store_changed_take(char (**ids)[UUID_STR_LEN]);
+
+/*
+ * Upload triggers (docs/api.md "Triggers"). A trigger submits its template (a job spec or a
+ * workflow body, JSON text) once per object version created under its prefix. The intent
+ * (a "fire") is a row keyed UNIQUE by (trigger, uri, sha256): written in the transaction of
+ * the object's event (store_event_object) or by a listing (store_trigger_fire_add), and
+ * marked with what it submitted in the transaction that submits it (store_trigger_fire_done),
+ * so a crash between the two loses nothing and a fire submits at most once.
+ */
+struct trigger_rec {
+    char id[UUID_STR_LEN];
+    char *owner;        /* the token that made it (its jobs are this token's); NULL: none */
+    char *prefix;       /* s3://BUCKET/ or s3://BUCKET/KEY-PREFIX */
+    bool workflow;      /* template is a workflow body, else a job spec */
+    char *input;        /* the input port the object fills (ARG or NODE.ARG), or NULL */
+    char *template_;    /* JSON text */
+    int64_t created_at; /* ms */
+};
+void trigger_rec_release(struct trigger_rec *t);
+/* Inserts t. ERR_CONFLICT when its id is taken. */
+int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e);
+/* ERR_NOTFOUND when there is no such trigger. */
+int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e);
+/* Every trigger of owner (NULL: everyone's), newest first; *out: release each, free it. */
+int store_trigger_list(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
+                       struct err *e);
+/* Deletes a trigger and its fires, pending ones too (they never submit). ERR_NOTFOUND. */
+int store_trigger_delete(struct store *st, const char *id, struct err *e);
+
+struct trigger_fire {
+    int64_t id;
+    char trigger[UUID_STR_LEN];
+    char *uri;
+    char sha256[65];
+    int64_t created_at; /* ms: when the object was seen */
+    char *target;       /* the job or workflow submitted; NULL while pending or failed */
+    char *error;        /* why nothing could be submitted; NULL */
+    int64_t fired_at;   /* ms; 0 while pending */
+};
+void trigger_fire_release(struct trigger_fire *f);
+/*
+ * Object `uri` (s3://BUCKET/KEY) with content sha256 exists: a pending fire for every trigger
+ * whose prefix starts uri (only trigger `trigger` when not NULL; its prefix is then not
+ * checked), unless that (trigger, uri, sha256) fired or waits already. *added (may be NULL) =
+ * how many fires are new. store_event_object calls it for each object created.
+ */
+int store_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
+                           const char *sha256, int64_t now_ms, int *added, struct err *e);
+/*
+ * With `trigger` NULL: up to `limit` pending fires of every trigger, oldest first. Else that
+ * trigger's newest `limit` fires, newest first, whatever their state. *out: release each,
+ * free it.
+ */
+int store_trigger_fires(struct store *st, const char *trigger, int limit,
+                        struct trigger_fire **out, size_t *n, struct err *e);
+/*
+ * Fire `id` submitted `target` (a job or workflow id), or, with target NULL, failed with
+ * `error`: recorded, with its event (kind EVENT_TRIGGER, subject the trigger, state an enum
+ * trigger_outcome, data {"uri", "sha256", "job"|"workflow"|"error"}, owner the trigger's).
+ * ERR_CONFLICT when it is not pending (done already, or its trigger deleted): the caller
+ * undoes what it submitted with it.
+ */
+int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
+                            int64_t now_ms, struct err *e);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 /*

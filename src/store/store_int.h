@@ -122,6 +122,17 @@ struct store_ops {
                          struct workflow_list *out, struct err *e);
     /* The workflow of a job: ERR_NOTFOUND when it is in none. */
     int (*workflow_of)(struct store *st, const char *job, char *id_out, struct err *e);
+    int (*trigger_insert)(struct store *st, const struct trigger_rec *t, struct err *e);
+    int (*trigger_get)(struct store *st, const char *id, struct trigger_rec *out, struct err *e);
+    int (*trigger_list)(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
+                        struct err *e);
+    int (*trigger_delete)(struct store *st, const char *id, struct err *e);
+    int (*trigger_fire_add)(struct store *st, const char *trigger, const char *uri,
+                            const char *sha256, int64_t now_ms, int *added, struct err *e);
+    int (*trigger_fires)(struct store *st, const char *trigger, int limit,
+                         struct trigger_fire **out, size_t *n, struct err *e);
+    int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
+                             const char *error, int64_t now_ms, struct err *e);
     /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */
     int (*job_set_spec)(struct store *st, const char *id, const json_t *spec, struct err *e);
 };

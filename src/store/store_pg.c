@@ -104,6 +104,16 @@ enum stmt_id {
     S_WF_OF,
     S_WF_LIST,
     S_JOB_SET_SPEC,
+    S_TRIGGER_INSERT,
+    S_TRIGGER_GET,
+    S_TRIGGER_LIST,
+    S_TRIGGER_DELETE,
+    S_TRIGGER_DELETE_FIRES,
+    S_FIRE_ADD,
+    S_FIRE_PENDING,
+    S_FIRE_RECENT,
+    S_FIRE_DONE,
+    S_EVENT_TRIGGER,
     S_COUNT
 };
 
@@ -118,6 +128,8 @@ enum stmt_id {
     "owner, retention_ms, tenant"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+#define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
+#define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 /* A CTE "e" appending the event of the job that CTE `from` wrote (none if it wrote none),
    from parameters $a.. (seq, at, subject, queue, state, attempt, agent, owner, data: as
@@ -137,6 +149,30 @@ static const char *const stmt_sql[S_COUNT] = {
                   "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                   "ORDER BY id DESC LIMIT $3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
+    [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
+                         "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = $1",
+    [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers "
+                       "WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at DESC, id DESC",
+    [S_TRIGGER_DELETE] = "DELETE FROM triggers WHERE id = $1",
+    [S_TRIGGER_DELETE_FIRES] = "DELETE FROM trigger_fires WHERE trigger = $1",
+    /* every trigger whose prefix starts the URI (or the one named), once per object version */
+    [S_FIRE_ADD] = "INSERT INTO trigger_fires (trigger, uri, sha256, created_at) "
+                   "SELECT id, $1::text, $2::text, $3::bigint FROM triggers "
+                   "WHERE CASE WHEN $4::text IS NULL THEN left($1::text, length(prefix)) = prefix "
+                   "ELSE id = $4::text END "
+                   "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
+    [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
+                       "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT $1",
+    [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = $1 "
+                      "ORDER BY id DESC LIMIT $2",
+    [S_FIRE_DONE] = "UPDATE trigger_fires f SET target = $2, error = $3, fired_at = $4 "
+                    "WHERE f.id = $1 AND target IS NULL AND error IS NULL "
+                    "RETURNING trigger, uri, sha256, "
+                    "(SELECT owner FROM triggers t WHERE t.id = f.trigger), "
+                    "(SELECT workflow FROM triggers t WHERE t.id = f.trigger)",
+    [S_EVENT_TRIGGER] = "INSERT INTO events (seq, at, kind, subject, state, owner, data) "
+                        "VALUES ($1, $2, 3, $3, $4, $5, $6)",
     /* one writer per database (store_claim): max + 1 is not raced */
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
@@ -2026,6 +2062,161 @@ static int pg_event_object(struct store *st, int change, const char *bucket, con
     return run(s, S_EVENT_OBJECT, &p, NULL, e, "appending an event");
 }
 
+/* ---- triggers ---- */
+
+static void row_to_trigger(const PGresult *r, int row, struct trigger_rec *t)
+{
+    snprintf(t->id, sizeof(t->id), "%s", PQgetvalue(r, row, 0));
+    t->owner = col_text(r, row, 1);
+    t->prefix = col_text(r, row, 2);
+    t->workflow = PQgetvalue(r, row, 3)[0] == 't';
+    t->input = col_text(r, row, 4);
+    t->template_ = col_text(r, row, 5);
+    t->created_at = col_int(r, row, 6);
+}
+
+static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, t->id);
+    p_text(&p, t->owner);
+    p_text(&p, t->prefix);
+    p_bool(&p, t->workflow);
+    p_text(&p, t->input);
+    p_text(&p, t->template_);
+    p_int(&p, t->created_at);
+    return run(pg(st), S_TRIGGER_INSERT, &p, NULL, e, "inserting a trigger");
+}
+
+static int pg_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
+                          struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(pg(st), S_TRIGGER_GET, &p, &r, e, "reading a trigger");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        row_to_trigger(r, 0, out);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_trigger_list(struct store *st, const char *owner, struct trigger_rec **out,
+                           size_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, owner);
+    PGresult *r;
+    int rc = run(pg(st), S_TRIGGER_LIST, &p, &r, e, "listing triggers");
+    if (rc) return rc;
+    int rows = PQntuples(r);
+    *out = xcalloc((size_t)(rows ? rows : 1), sizeof(**out));
+    for (int i = 0; i < rows; i++)
+        row_to_trigger(r, i, &(*out)[(*n)++]);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_trigger_delete(struct store *st, const char *id, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(pg(st), S_TRIGGER_DELETE, &p, &r, e, "deleting a trigger");
+    if (rc) return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (!n) return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    p = (struct params){0};
+    p_text(&p, id);
+    return run(pg(st), S_TRIGGER_DELETE_FIRES, &p, NULL, e, "deleting a trigger's fires");
+}
+
+static int pg_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
+                               const char *sha256, int64_t now_ms, int *added, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, uri);
+    p_text(&p, sha256);
+    p_int(&p, now_ms);
+    p_text(&p, trigger);
+    PGresult *r;
+    *added = 0;
+    int rc = run(pg(st), S_FIRE_ADD, &p, &r, e, "recording a trigger's fire");
+    if (rc) return rc;
+    *added = (int)changed(r);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_trigger_fires(struct store *st, const char *trigger, int limit,
+                            struct trigger_fire **out, size_t *n, struct err *e)
+{
+    struct params p = {0};
+    if (trigger) p_text(&p, trigger);
+    p_int(&p, limit);
+    PGresult *r;
+    int rc = run(pg(st), trigger ? S_FIRE_RECENT : S_FIRE_PENDING, &p, &r, e,
+                 "listing trigger fires");
+    if (rc) return rc;
+    int rows = PQntuples(r);
+    *out = xcalloc((size_t)(rows ? rows : 1), sizeof(**out));
+    for (int i = 0; i < rows; i++) {
+        struct trigger_fire *f = &(*out)[(*n)++];
+        f->id = col_int(r, i, 0);
+        snprintf(f->trigger, sizeof(f->trigger), "%s", PQgetvalue(r, i, 1));
+        f->uri = col_text(r, i, 2);
+        snprintf(f->sha256, sizeof(f->sha256), "%s", PQgetvalue(r, i, 3));
+        f->created_at = col_int(r, i, 4);
+        f->target = col_text(r, i, 5);
+        f->error = col_text(r, i, 6);
+        f->fired_at = col_int(r, i, 7);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_trigger_fire_done(struct store *st, int64_t id, const char *target,
+                                const char *error, int64_t now_ms, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_int(&p, id);
+    p_text(&p, target);
+    p_text(&p, target ? NULL : error);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(s, S_FIRE_DONE, &p, &r, e, "recording a trigger's fire");
+    if (rc) return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(e, ERR_CONFLICT, "trigger fire %lld is not pending", (long long)id);
+    }
+    json_t *d = json_pack("{s:s, s:s}", "uri", PQgetvalue(r, 0, 1), "sha256", PQgetvalue(r, 0, 2));
+    if (target)
+        json_object_set_new(d, PQgetvalue(r, 0, 4)[0] == 't' ? "workflow" : "job",
+                            json_string(target));
+    else
+        json_object_set_new(d, "error", json_string(error ? error : ""));
+    int64_t seq = 0;
+    if (!(rc = next_seq(s, &seq, e))) {
+        p = (struct params){0};
+        p_int(&p, seq);
+        p_int(&p, now_ms);
+        p_text(&p, PQgetvalue(r, 0, 0));
+        p_int(&p, target ? TRIGGER_FIRED : TRIGGER_FAILED);
+        p_text(&p, PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3));
+        p_json(&p, d);
+        rc = run(s, S_EVENT_TRIGGER, &p, NULL, e, "appending an event");
+    }
+    json_decref(d);
+    PQclear(r);
+    return rc;
+}
+
 static int pg_event_list(struct store *st, const struct event_filter *f,
                          int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                          struct err *e)
@@ -2052,7 +2243,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind <> 0 OR owner = $)"); /* agents' and objects' too */
+        where_param(&sql, &p, "(kind NOT IN (0, 3) OR owner = $)"); /* agents', objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -2327,6 +2518,13 @@ const struct store_ops store_pg_ops = {
     .workflow_list = pg_workflow_list,
     .workflow_of = pg_workflow_of,
     .job_set_spec = pg_job_set_spec,
+    .trigger_insert = pg_trigger_insert,
+    .trigger_get = pg_trigger_get,
+    .trigger_list = pg_trigger_list,
+    .trigger_delete = pg_trigger_delete,
+    .trigger_fire_add = pg_trigger_fire_add,
+    .trigger_fires = pg_trigger_fires,
+    .trigger_fire_done = pg_trigger_fire_done,
     .job_expired = pg_job_expired,
     .job_delete = pg_job_delete,
     .token_tenant = pg_token_tenant,

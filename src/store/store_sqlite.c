@@ -89,6 +89,16 @@ enum stmt_id {
     S_WF_OF,
     S_WF_LIST,
     S_JOB_SET_SPEC,
+    S_TRIGGER_INSERT,
+    S_TRIGGER_GET,
+    S_TRIGGER_LIST,
+    S_TRIGGER_DELETE,
+    S_TRIGGER_DELETE_FIRES,
+    S_FIRE_ADD,
+    S_FIRE_PENDING,
+    S_FIRE_RECENT,
+    S_FIRE_DONE,
+    S_EVENT_TRIGGER,
     S_COUNT
 };
 
@@ -98,6 +108,8 @@ enum stmt_id {
     "owner, retention_ms, tenant"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
+#define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
+#define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) VALUES (?,?,?,?,?)",
@@ -108,6 +120,31 @@ static const char *const stmt_sql[S_COUNT] = {
                   "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
                   "ORDER BY id DESC LIMIT ?3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
+    [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
+                         "created_at) VALUES (?,?,?,?,?,?,?)",
+    [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = ?",
+    [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE ?1 IS NULL OR owner = ?1 "
+                       "ORDER BY created_at DESC, id DESC",
+    [S_TRIGGER_DELETE] = "DELETE FROM triggers WHERE id = ?",
+    [S_TRIGGER_DELETE_FIRES] = "DELETE FROM trigger_fires WHERE trigger = ?",
+    /* every trigger whose prefix starts the URI (or the one named), once per object version;
+       substr and length count characters, alike for both */
+    [S_FIRE_ADD] = "INSERT INTO trigger_fires (trigger, uri, sha256, created_at) "
+                   "SELECT id, ?1, ?2, ?3 FROM triggers "
+                   "WHERE CASE WHEN ?4 IS NULL THEN substr(?1, 1, length(prefix)) = prefix "
+                   "ELSE id = ?4 END "
+                   "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
+    [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
+                       "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT ?",
+    [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = ? "
+                      "ORDER BY id DESC LIMIT ?",
+    [S_FIRE_DONE] = "UPDATE trigger_fires SET target = ?2, error = ?3, fired_at = ?4 "
+                    "WHERE id = ?1 AND target IS NULL AND error IS NULL "
+                    "RETURNING trigger, uri, sha256, "
+                    "(SELECT owner FROM triggers t WHERE t.id = trigger_fires.trigger), "
+                    "(SELECT workflow FROM triggers t WHERE t.id = trigger_fires.trigger)",
+    [S_EVENT_TRIGGER] = "INSERT INTO events (at, kind, subject, state, owner, data) "
+                        "VALUES (?, 3, ?, ?, ?, ?)",
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
                          "WHERE name = ?1 RETURNING version",
@@ -1390,6 +1427,166 @@ static int sqlite_event_object(struct store *st, int change, const char *bucket,
     return exec_stmt(s, q, e, "appending an event");
 }
 
+/* ---- triggers ---- */
+
+static void row_to_trigger(sqlite3_stmt *q, struct trigger_rec *t)
+{
+    snprintf(t->id, sizeof(t->id), "%s", (const char *)sqlite3_column_text(q, 0));
+    t->owner = col_text(q, 1);
+    t->prefix = col_text(q, 2);
+    t->workflow = sqlite3_column_int(q, 3) != 0;
+    t->input = col_text(q, 4);
+    t->template_ = col_text(q, 5);
+    t->created_at = sqlite3_column_int64(q, 6);
+}
+
+static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TRIGGER_INSERT);
+    bind_text(q, 1, t->id);
+    bind_text(q, 2, t->owner);
+    bind_text(q, 3, t->prefix);
+    sqlite3_bind_int(q, 4, t->workflow);
+    bind_text(q, 5, t->input);
+    bind_text(q, 6, t->template_);
+    sqlite3_bind_int64(q, 7, t->created_at);
+    return exec_stmt(s, q, e, "inserting a trigger");
+}
+
+static int sqlite_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
+                              struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TRIGGER_GET);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_trigger(q, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    } else {
+        rc = db_err(s, e, "reading a trigger");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_trigger_list(struct store *st, const char *owner, struct trigger_rec **out,
+                               size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TRIGGER_LIST);
+    bind_text(q, 1, owner);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *out = xrealloc(*out, cap * sizeof(**out));
+        }
+        memset(&(*out)[*n], 0, sizeof(**out));
+        row_to_trigger(q, &(*out)[(*n)++]);
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "listing triggers");
+    sqlite3_reset(q);
+    return rc; /* on error the caller releases what was read */
+}
+
+static int sqlite_trigger_delete(struct store *st, const char *id, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TRIGGER_DELETE);
+    bind_text(q, 1, id);
+    int rc = exec_stmt(s, q, e, "deleting a trigger");
+    if (rc) return rc;
+    if (sqlite3_changes(s->db) == 0) return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    q = stmt(s, S_TRIGGER_DELETE_FIRES);
+    bind_text(q, 1, id);
+    return exec_stmt(s, q, e, "deleting a trigger's fires");
+}
+
+static int sqlite_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
+                                   const char *sha256, int64_t now_ms, int *added, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_FIRE_ADD);
+    bind_text(q, 1, uri);
+    bind_text(q, 2, sha256);
+    sqlite3_bind_int64(q, 3, now_ms);
+    bind_text(q, 4, trigger);
+    int rc = exec_stmt(s, q, e, "recording a trigger's fire");
+    *added = rc ? 0 : sqlite3_changes(s->db);
+    return rc;
+}
+
+static int sqlite_trigger_fires(struct store *st, const char *trigger, int limit,
+                                struct trigger_fire **out, size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, trigger ? S_FIRE_RECENT : S_FIRE_PENDING);
+    int i = 1;
+    if (trigger) bind_text(q, i++, trigger);
+    sqlite3_bind_int(q, i, limit);
+    *out = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof(**out));
+    int rc = SQLITE_DONE;
+    while (*n < (size_t)limit && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct trigger_fire *f = &(*out)[(*n)++];
+        f->id = sqlite3_column_int64(q, 0);
+        snprintf(f->trigger, sizeof(f->trigger), "%s", (const char *)sqlite3_column_text(q, 1));
+        f->uri = col_text(q, 2);
+        snprintf(f->sha256, sizeof(f->sha256), "%s", (const char *)sqlite3_column_text(q, 3));
+        f->created_at = sqlite3_column_int64(q, 4);
+        f->target = col_text(q, 5);
+        f->error = col_text(q, 6);
+        f->fired_at = sqlite3_column_int64(q, 7);
+    }
+    rc = *n == (size_t)limit || rc == SQLITE_DONE ? 0 : db_err(s, e, "listing trigger fires");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_trigger_fire_done(struct store *st, int64_t id, const char *target,
+                                    const char *error, int64_t now_ms, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_FIRE_DONE);
+    sqlite3_bind_int64(q, 1, id);
+    bind_text(q, 2, target);
+    bind_text(q, 3, target ? NULL : error);
+    sqlite3_bind_int64(q, 4, now_ms);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return err_set(e, ERR_CONFLICT, "trigger fire %lld is not pending", (long long)id);
+    }
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "recording a trigger's fire");
+        sqlite3_reset(q);
+        return rc;
+    }
+    char *trigger = col_text(q, 0), *owner = col_text(q, 3);
+    json_t *d = json_pack("{s:s, s:s}", "uri", (const char *)sqlite3_column_text(q, 1), "sha256",
+                          (const char *)sqlite3_column_text(q, 2));
+    if (target)
+        json_object_set_new(d, sqlite3_column_int(q, 4) ? "workflow" : "job", json_string(target));
+    else
+        json_object_set_new(d, "error", json_string(error ? error : ""));
+    sqlite3_step(q); /* past the one row, so that the statement completes */
+    sqlite3_reset(q);
+    q = stmt(s, S_EVENT_TRIGGER);
+    sqlite3_bind_int64(q, 1, now_ms);
+    bind_text(q, 2, trigger);
+    sqlite3_bind_int(q, 3, target ? TRIGGER_FIRED : TRIGGER_FAILED);
+    bind_text(q, 4, owner);
+    bind_json(q, 5, d);
+    json_decref(d);
+    free(trigger);
+    free(owner);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
 static int sqlite_event_list(struct store *st, const struct event_filter *f,
                              int (*fn)(void *arg, const struct event_rec *ev), void *arg,
                              struct err *e)
@@ -1404,8 +1601,8 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs' events, and the agents' and objects' */
-        buf_adds(&sql, " AND (kind <> 0 OR owner = :owner)");
+    if (f->owner) /* a client: its own jobs' events, and the agents', objects' and its triggers' */
+        buf_adds(&sql, " AND (kind NOT IN (0, 3) OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -1716,6 +1913,13 @@ const struct store_ops store_sqlite_ops = {
     .workflow_list = sqlite_workflow_list,
     .workflow_of = sqlite_workflow_of,
     .job_set_spec = sqlite_job_set_spec,
+    .trigger_insert = sqlite_trigger_insert,
+    .trigger_get = sqlite_trigger_get,
+    .trigger_list = sqlite_trigger_list,
+    .trigger_delete = sqlite_trigger_delete,
+    .trigger_fire_add = sqlite_trigger_fire_add,
+    .trigger_fires = sqlite_trigger_fires,
+    .trigger_fire_done = sqlite_trigger_fire_done,
     .job_expired = sqlite_job_expired,
     .job_delete = sqlite_job_delete,
     .token_tenant = sqlite_token_tenant,

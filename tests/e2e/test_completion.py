@@ -54,6 +54,11 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     (tmp_path / "spec-one.json").write_text("{}")
     got = bash_complete("drover", "submit", "-f", str(tmp_path / "spec-"))
     assert got == [str(tmp_path / "spec-one.json")]
+    # subcommands, then the options of the command
+    assert bash_complete("drover", "trigger", "") == ["create", "ls", "rm"]
+    assert bash_complete("drover", "workflow", "st") == ["status"]
+    assert set(bash_complete("drover", "trigger", "create", "--")) >= {
+        "--prefix", "--job", "--workflow", "--input", "--json"}
 
 
 def test_zsh_completes_commands_options_and_values():
@@ -84,6 +89,8 @@ words=("$@"); CURRENT=$#; _drover
     assert "--tls-cert" in complete("drover", "server", "--")
     assert complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
     assert complete("drover", "status", "") == ["<files>"]
+    assert complete("drover", "trigger", "") == ["create", "ls", "rm"]
+    assert "--prefix" in complete("drover", "trigger", "create", "--")
 
 
 @pytest.mark.parametrize("args,msg", [

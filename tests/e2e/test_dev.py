@@ -4,6 +4,7 @@ Each test starts `drover dev` on a free loopback port with a temporary data fold
 and stops it by its PID (SIGTERM: the agent drains, then the server stops).
 """
 import json
+import resource
 import subprocess
 
 from agentutil import wait_job
@@ -74,3 +75,26 @@ def test_dev_usage_errors_name_the_option(tmp_path):
     for opt in ("--queues", "--slots", "--labels", "--sync", "--blobs", "--listen", "--data",
                 "--limits"):
         assert opt in r.stdout, opt
+
+
+def test_dev_jobs_get_the_descriptor_limit_dev_was_started_with(tmp_path):
+    """The server in `drover dev` raises its descriptor limit for connections; the jobs its
+    agent starts get the limit the process was started with (select() breaks above 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard > 1000, "this test needs a hard descriptor limit above 1000"
+    dev = Server(tmp_path / "data", [], command="dev")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1000, hard))
+    try:
+        dev.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        job = ok(dev.run_cli("submit", "--", "sh", "-c", "ulimit -n; ulimit -Hn")).strip()
+        out = wait_job(dev, job)["result"]["stdout"].split()
+        assert out == ["1000", str(hard) if hard != resource.RLIM_INFINITY else "unlimited"], out
+        # while the server itself runs with the raised one
+        with open(f"/proc/{dev.proc.pid}/limits") as f:
+            line = next(ln for ln in f if ln.startswith("Max open files"))
+        assert int(line.split()[3]) == hard, line
+    finally:
+        assert dev.stop() == 0, dev.read_log()

@@ -397,3 +397,34 @@ def test_workflow_through_postgres(pg_servers, make_agent):  # noqa: F811
     r = api.post("/v1/workflows", json={"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}})
     assert r.status_code == 400 and "a cycle" in r.json()["error"]["message"]
 
+
+
+def test_triggers_through_postgres(pg_servers, monkeypatch):
+    """Upload triggers on a shared PostgreSQL database: the fire recorded with the upload's
+    event on one server, the leader holding it back (the test hook) and killed -9; the other
+    server takes the lease over and submits it once; the unique key holds across servers."""
+    monkeypatch.setenv("DROVER_TEST_TRIGGER_HOLD_MS", "600000")
+    a = pg_servers()  # the first server: the leader
+    monkeypatch.delenv("DROVER_TEST_TRIGGER_HOLD_MS")
+    b = pg_servers()
+    wait_for(lambda: "is the leader now" in a.read_log(), 20, "server a to lead")
+    spec = {"command": {"program": "cat", "arguments": [{"type": "input", "name": "in"}]}}
+    r = b.api().post("/v1/triggers", json={"prefix": "s3://pgup/", "job": spec, "input": "in"})
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    assert a.api().put("/v1/blobs/pgup/x.txt", data=b"x").status_code == 200
+    assert b.api().put("/v1/blobs/pgup/x.txt", data=b"x").status_code == 200  # the same version
+    (pending,) = b.api().get(f"/v1/triggers/{tid}").json()["fires"]
+    assert pending["state"] == "pending"
+    a.kill()  # kill -9 of the leader, its fire pending
+
+    def fired():
+        f = b.api().get(f"/v1/triggers/{tid}").json()["fires"]
+        return f if f and all(x["state"] == "fired" for x in f) else None
+    (f,) = wait_for(fired, 40, "server b to lead and submit the fire")
+    job = b.api().get(f"/v1/jobs/{f['job']}").json()
+    arg = job["spec"]["command"]["arguments"][0]
+    assert (arg["value"], job["state"]) == ("s3://pgup/x.txt", "queued")
+    assert b.api().put("/v1/blobs/pgup/y.txt", data=b"y").status_code == 200
+    wait_for(lambda: (lambda x: x if x and len(x) == 2 else None)(fired()), 20, "the second fire")
+    assert len(b.api().get("/v1/jobs").json()["jobs"]) == 2

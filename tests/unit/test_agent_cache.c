@@ -26,6 +26,7 @@ static void lib_free(void *p)
 
 #include "agent/agent.h"
 #include "agent/cache.h"
+#include "tmpdir.h"
 
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SHA_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -40,8 +41,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-test-cache-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!test_mkdtemp(f->dir, sizeof(f->dir), "drover-test-cache")) return -1;
     snprintf(f->cache_dir, sizeof(f->cache_dir), "%s/cache", f->dir);
     struct err e = ERR_INIT;
     if (cache_open(f->cache_dir, 1000, &f->c, &e)) return -1;

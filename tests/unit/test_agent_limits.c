@@ -6,6 +6,7 @@
  * agent says when it can use no cgroup (--limits rlimit, none). Creating cgroups is
  * tested for real in tests/e2e/test_limits.py.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,8 +27,9 @@ static void lib_free(void *p)
 #include <cmocka.h>
 
 #include "agent/limits.h"
+#include "tmpdir.h"
 
-static char dir_tmpl[] = "/tmp/drover-test-limits-XXXXXX";
+static char dir_buf[PATH_MAX];
 static char *dir;
 
 static char *write_tmp(const char *name, const char *text)
@@ -186,7 +188,7 @@ static void test_rlimit_and_none(void **state)
 static int setup(void **state)
 {
     (void)state;
-    dir = mkdtemp(dir_tmpl);
+    dir = test_mkdtemp(dir_buf, sizeof(dir_buf), "drover-test-limits");
     return dir ? 0 : -1;
 }
 

@@ -26,6 +26,7 @@ static void lib_free(void *p)
 
 #include "agent/agent.h"
 #include "agent/spool.h"
+#include "tmpdir.h"
 
 #define JOB_A "01938c2e-0000-7000-8000-000000000001"
 #define JOB_B "01938c2e-0000-7000-8000-000000000002"
@@ -39,8 +40,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-test-spool-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!test_mkdtemp(f->dir, sizeof(f->dir), "drover-test-spool")) return -1;
     snprintf(f->spool_dir, sizeof(f->spool_dir), "%s/a/spool", f->dir);
     struct err e = ERR_INIT;
     if (spool_open(&f->s, f->spool_dir, &e)) return -1;

@@ -4,6 +4,7 @@
  * boundaries) and agent/progress.c (the "PERCENT [MESSAGE]" lines, the last
  * valid one of a file's tail, the file watched for appends and rewrites).
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,7 @@ static void lib_free(void *p)
 #include "agent/progress.h"
 #include "agent/utf8.h"
 #include "common/buf.h"
+#include "tmpdir.h"
 
 #define R UTF8_REPLACEMENT
 
@@ -192,9 +194,9 @@ static void write_file(const char *path, const char *text, const char *mode)
 static void test_progress_watch(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/drover-test-progress-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
+    char dir[PATH_MAX];
+    assert_non_null(test_mkdtemp(dir, sizeof(dir), "drover-test-progress"));
+    char path[PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/progress", dir);
     struct progress_watch w;
     progress_watch_init(&w, path);

@@ -38,6 +38,7 @@
 #include "common/timeutil.h"
 
 #include "blobtest.h"
+#include "tmpdir.h"
 
 /* --- backends ------------------------------------------------------------------------------ */
 
@@ -68,9 +69,7 @@ struct backend {
 
 static int fs_create(struct fixture *f)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof(f->dir), "%s/drover-test-blob-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!test_mkdtemp(f->dir, sizeof(f->dir), "drover-test-blob")) return -1;
     snprintf(f->uri, sizeof(f->uri), "fs:%s/store", f->dir);
     return 0;
 }

@@ -39,6 +39,7 @@ static void lib_free(void *p)
 #include "server/fleet.h"
 #include "server/sched.h"
 #include "store/store.h"
+#include "tmpdir.h"
 
 #define LOST_AFTER_S 15
 #define MAX_REPLIES 32
@@ -136,9 +137,7 @@ static struct fleet *new_fleet(struct h *h)
 static int setup(void **state)
 {
     struct h *h = calloc(1, sizeof(*h));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(h->dir, sizeof(h->dir), "%s/drover-test-fleet-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(h->dir)) return -1;
+    if (!test_mkdtemp(h->dir, sizeof(h->dir), "drover-test-fleet")) return -1;
     char uri[PATH_MAX + 32];
     snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", h->dir);
     struct store_opts so = {0};

@@ -27,6 +27,7 @@ static void lib_free(void *p)
 
 #include "server/services.h"
 #include "store/store.h"
+#include "tmpdir.h"
 
 struct fixture {
     char dir[64];
@@ -37,8 +38,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-hub-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!test_mkdtemp(f->dir, sizeof(f->dir), "drover-test-hub")) return -1;
     snprintf(f->uri, sizeof(f->uri), "sqlite:%s/drover.db", f->dir);
     struct err e = ERR_INIT;
     if (store_open(f->uri, NULL, &f->st, &e)) {

@@ -3110,6 +3110,218 @@ static void test_workflow_list(void **state)
         workflow_rec_release(&rec[i]);
 }
 
+/* --- triggers ------------------------------------------------------------------------------ */
+
+static void insert_trigger(struct store *st, struct trigger_rec *t, const char *owner,
+                           const char *prefix, bool workflow, const char *input, int64_t at)
+{
+    struct err e = ERR_INIT;
+    memset(t, 0, sizeof(*t));
+    uuid7_new(t->id);
+    t->owner = (char *)owner;
+    t->prefix = (char *)prefix;
+    t->workflow = workflow;
+    t->input = (char *)input;
+    t->template_ = (char *)(workflow ? "{\"nodes\":{}}" : "{\"command\":{\"program\":\"a\"}}");
+    t->created_at = at;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_trigger_insert(st, t, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+static void object_created(struct store *st, const char *bucket, const char *key,
+                           const char *sha256)
+{
+    struct err e = ERR_INIT;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_event_object(st, OBJECT_CREATED, bucket, key, 1, sha256, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+}
+
+/* The pending fires as "TRIGGER-INDEX URI SHA" lines, oldest first (t: the triggers). */
+static char *pending_text(struct store *st, const struct trigger_rec *t, size_t nt)
+{
+    struct err e = ERR_INIT;
+    struct trigger_fire *f;
+    size_t n;
+    assert_ok(store_trigger_fires(st, NULL, 100, &f, &n, &e), &e);
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < nt && strcmp(t[k].id, f[i].trigger))
+            k++;
+        assert_true(k < nt);
+        assert_null(f[i].target);
+        assert_null(f[i].error);
+        assert_true(!i || f[i].id > f[i - 1].id);
+        buf_addf(&b, "%zu %s %s\n", k, f[i].uri, f[i].sha256);
+        trigger_fire_release(&f[i]);
+    }
+    lib_free(f);
+    char *text = xstrdup(b.data ? b.data : "");
+    buf_release(&b);
+    return text;
+}
+
+#define assert_pending(st, t, nt, want)                                                            \
+    do {                                                                                           \
+        char *got_ = pending_text(st, t, nt);                                                      \
+        assert_string_equal(got_, want);                                                           \
+        lib_free(got_);                                                                            \
+    } while (0)
+
+/*
+ * Triggers and their fires: an object's event records a fire for each trigger whose prefix
+ * holds it, once per (trigger, uri, sha256); a fire is done once; deleting a trigger takes
+ * its fires; fires are events of their trigger's owner.
+ */
+static void test_triggers(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct trigger_rec t[2], got;
+    insert_trigger(f->st, &t[0], "alice", "s3://up/in/", false, "--in", T0);
+    insert_trigger(f->st, &t[1], "bob", "s3://up/", true, NULL, T0 + 1);
+
+    assert_ok(store_trigger_get(f->st, t[0].id, &got, &e), &e);
+    assert_string_equal(got.id, t[0].id);
+    assert_string_equal(got.owner, "alice");
+    assert_string_equal(got.prefix, "s3://up/in/");
+    assert_false(got.workflow);
+    assert_string_equal(got.input, "--in");
+    assert_string_equal(got.template_, t[0].template_);
+    assert_int_equal(got.created_at, T0);
+    trigger_rec_release(&got);
+    assert_ok(store_trigger_get(f->st, t[1].id, &got, &e), &e);
+    assert_true(got.workflow);
+    assert_null(got.input);
+    trigger_rec_release(&got);
+    assert_err(store_trigger_get(f->st, "01900000-0000-7000-8000-000000000000", &got, &e),
+               ERR_NOTFOUND, &e);
+    assert_ok(store_begin(f->st, &e), &e); /* the same id again */
+    assert_err(store_trigger_insert(f->st, &t[0], &e), ERR_CONFLICT, &e);
+    store_rollback(f->st);
+
+    struct trigger_rec *l;
+    size_t n;
+    assert_ok(store_trigger_list(f->st, NULL, &l, &n, &e), &e); /* newest first */
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0].id, t[1].id);
+    assert_string_equal(l[1].id, t[0].id);
+    for (size_t i = 0; i < n; i++)
+        trigger_rec_release(&l[i]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, "alice", &l, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0].id, t[0].id);
+    trigger_rec_release(&l[0]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, "carol", &l, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(l);
+
+    /* objects: under both prefixes, under bob's only, under none; deleted: no fire */
+    object_created(f->st, "up", "in/x.txt", "aa");
+    object_created(f->st, "up", "other.txt", "bb");
+    object_created(f->st, "upx", "in/x.txt", "aa");
+    object_created(f->st, "up2", "in/x.txt", "aa");
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_event_object(f->st, OBJECT_DELETED, "up", "in/gone", 1, "dd", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    const char *want = "0 s3://up/in/x.txt aa\n1 s3://up/in/x.txt aa\n1 s3://up/other.txt bb\n";
+    assert_pending(f->st, t, 2, want);
+    /* the same version again: nothing new; a new version: new fires */
+    object_created(f->st, "up", "in/x.txt", "aa");
+    assert_pending(f->st, t, 2, want);
+    object_created(f->st, "up", "in/x.txt", "cc");
+    want = "0 s3://up/in/x.txt aa\n1 s3://up/in/x.txt aa\n1 s3://up/other.txt bb\n"
+           "0 s3://up/in/x.txt cc\n1 s3://up/in/x.txt cc\n";
+    assert_pending(f->st, t, 2, want);
+    /* a listing's fire for one trigger: the unique key holds, the prefix is the caller's */
+    int added = -1;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fire_add(f->st, t[0].id, "s3://up/in/x.txt", "aa", T0, &added, &e),
+              &e);
+    assert_int_equal(added, 0);
+    assert_ok(store_trigger_fire_add(f->st, t[0].id, "s3://up/in/y.txt", "ee", T0, &added, &e),
+              &e);
+    assert_int_equal(added, 1);
+    store_rollback(f->st); /* undone with its transaction */
+    assert_pending(f->st, t, 2, want);
+
+    /* done once: with a target, or failed; then not pending */
+    struct trigger_fire *fs;
+    assert_ok(store_trigger_fires(f->st, NULL, 2, &fs, &n, &e), &e); /* at most 2 */
+    assert_int_equal(n, 2);
+    int64_t first = fs[0].id, second = fs[1].id;
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fire_done(f->st, first, "job-1", NULL, T0 + 5, &e), &e);
+    assert_err(store_trigger_fire_done(f->st, first, "job-2", NULL, T0 + 6, &e), ERR_CONFLICT, &e);
+    assert_ok(store_trigger_fire_done(f->st, second, NULL, "no such service", T0 + 7, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_pending(f->st, t, 2,
+                   "1 s3://up/other.txt bb\n0 s3://up/in/x.txt cc\n1 s3://up/in/x.txt cc\n");
+    assert_ok(store_trigger_fires(f->st, t[0].id, 10, &fs, &n, &e), &e); /* newest first */
+    assert_int_equal(n, 2);
+    assert_string_equal(fs[0].sha256, "cc");
+    assert_null(fs[0].target);
+    assert_int_equal(fs[0].fired_at, 0);
+    assert_int_equal(fs[1].id, first);
+    assert_string_equal(fs[1].uri, "s3://up/in/x.txt");
+    assert_string_equal(fs[1].target, "job-1");
+    assert_null(fs[1].error);
+    assert_int_equal(fs[1].fired_at, T0 + 5);
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    assert_ok(store_trigger_fires(f->st, t[1].id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 3);
+    assert_int_equal(fs[2].id, second);
+    assert_null(fs[2].target);
+    assert_string_equal(fs[2].error, "no such service");
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+
+    /* their events: the trigger's owner's (and an admin's), not another client's */
+    json_t *evs = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    json_t *exp = json_pack("[{s:i, s:i, s:{s:s, s:s, s:s}}, {s:i, s:i, s:{s:s, s:s, s:s}}]",
+                            "kind", EVENT_TRIGGER, "state", TRIGGER_FIRED, "data", "uri",
+                            "s3://up/in/x.txt", "sha256", "aa", "job", "job-1", "kind",
+                            EVENT_TRIGGER, "state", TRIGGER_FAILED, "data", "uri",
+                            "s3://up/in/x.txt", "sha256", "aa", "error", "no such service");
+    assert_true(json_equal(evs, exp));
+    json_decref(exp);
+    json_array_clear(evs);
+    flt.owner = "alice";
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 1);
+    json_array_clear(evs);
+    flt.owner = "carol";
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 0);
+    json_decref(evs);
+
+    /* deleted: with its fires, pending ones too, which can no longer be done */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_delete(f->st, t[0].id, &e), &e);
+    assert_err(store_trigger_delete(f->st, t[0].id, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_trigger_get(f->st, t[0].id, &got, &e), ERR_NOTFOUND, &e);
+    assert_pending(f->st, t, 2, "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n");
+    assert_ok(store_trigger_fires(f->st, t[0].id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(fs);
+    object_created(f->st, "up", "in/z.txt", "ff"); /* bob's only now */
+    assert_pending(f->st, t, 2,
+                   "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n1 s3://up/in/z.txt ff\n");
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -3159,6 +3371,7 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_triggers),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

@@ -93,7 +93,18 @@ static const char *const pg_migrations[] = {
        work, until when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name text PRIMARY KEY, holder text NOT NULL, expires_at bigint NOT NULL);",
-    /* 7: the ready table: one row per queued job (state 1), written in the transaction that
+    /* 7: upload triggers (SQLite's 12) */
+    "CREATE TABLE triggers ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, prefix text NOT NULL,"
+    "  workflow boolean NOT NULL, input text, template text NOT NULL, created_at bigint NOT NULL);"
+    "CREATE TABLE trigger_fires ("
+    "  id bigserial PRIMARY KEY, trigger text NOT NULL, uri text NOT NULL,"
+    "  sha256 text NOT NULL, created_at bigint NOT NULL, target text, error text,"
+    "  fired_at bigint, UNIQUE (trigger, uri, sha256));"
+    "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
+    "  WHERE target IS NULL AND error IS NULL;"
+    "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
+    /* 8: the ready table: one row per queued job (state 1), written in the transaction that
        makes the job queued or takes it out of queued (store_pg.c), so that leasing locks and
        deletes rows of a small table however many finished jobs `jobs` holds. The job's id
        (UUIDv7) is its creation order. Its rows live briefly: autovacuum visits it after a

@@ -100,6 +100,19 @@ static const char *const sqlite_migrations[] = {
        when (ms since the epoch, the holder's clock) */
     "CREATE TABLE leader ("
     "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 12: upload triggers (docs/api.md "Triggers"): each trigger's template, and one fire per
+       (trigger, object URI, sha256), pending until the transaction that submits its job or
+       workflow records the target */
+    "CREATE TABLE triggers ("
+    "  id TEXT PRIMARY KEY, owner TEXT, prefix TEXT NOT NULL, workflow INTEGER NOT NULL,"
+    "  input TEXT, template TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE trigger_fires ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, trigger TEXT NOT NULL, uri TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL, created_at INTEGER NOT NULL, target TEXT, error TEXT,"
+    "  fired_at INTEGER, UNIQUE (trigger, uri, sha256));"
+    "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
+    "  WHERE target IS NULL AND error IS NULL;"
+    "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
 };
 
 #endif

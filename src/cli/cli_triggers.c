@@ -1,0 +1,204 @@
+/*
+ * cli_triggers.c - `drover trigger create|ls|rm`: upload triggers (docs/api.md "Triggers"),
+ * a job or workflow submitted once for each object version uploaded under a prefix.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/table.h"
+#include "commands.h"
+#include "common/buf.h"
+#include "common/xalloc.h"
+
+#define TEMPLATE_FILE_MAX (4 * 1024 * 1024) /* the server's body limit */
+
+static const char trigger_usage[] =
+    "usage: drover trigger create --prefix s3://BUCKET/PREFIX (--job FILE | --workflow FILE)\n"
+    "                             [--input NAME] [--json]\n"
+    "       drover trigger ls [--json]\n"
+    "       drover trigger rm ID [--json]\n"
+    "\n"
+    "Upload triggers: every object created under the prefix (a PUT, a presigned URL,\n"
+    "with an S3 object store also an upload straight to S3) submits the job or the\n"
+    "workflow once for each version of the object (its URI and SHA-256), as the\n"
+    "token that made the trigger. The object is the input argument named by --input\n"
+    "(ARG for a job, NODE.ARG for a workflow), any \"{{object}}\" string of the file\n"
+    "(\"{{sha256}}\": its hash), and the job's DROVER_TRIGGER_OBJECT and\n"
+    "DROVER_TRIGGER_SHA256.\n"
+    "\n"
+    "  create   make a trigger; prints its ID\n"
+    "  ls       the triggers (a client token's own; an admin's: all)\n"
+    "  rm       delete a trigger: it fires no more\n"
+    "\n"
+    "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
+    "  -f, --job FILE     a job spec (JSON; - for stdin), as drover submit -f takes it\n"
+    "  -w, --workflow FILE  a workflow (JSON; - for stdin), as drover workflow submit takes it\n"
+    "  -i, --input NAME   the input argument the object becomes\n"
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover trigger create --prefix s3://uploads/fasta/ --job search.json --input --query\n"
+    "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
+    "  drover trigger ls\n"
+    "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static int trigger_create(struct cli *cli, const char *prefix, const char *file, bool workflow,
+                          const char *input, bool json)
+{
+    struct buf b = BUF_INIT;
+    struct err e = ERR_INIT;
+    json_t *tmpl = NULL, *body = NULL, *answer = NULL;
+    int rc = 1;
+    const char *shown = strcmp(file, "-") ? file : "standard input";
+    if (cli_read_file(file, TEMPLATE_FILE_MAX, &b, &e) < 0) {
+        cli_error_e(&e);
+        goto out;
+    }
+    json_error_t jerr;
+    tmpl = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
+    if (!tmpl) {
+        cli_error(CLI_ERR_INVALID, NULL, "%s is not JSON: line %d: %s", shown, jerr.line,
+                  jerr.text);
+        goto out;
+    }
+    body = json_pack("{s:s, s:O}", "prefix", prefix, workflow ? "workflow" : "job", tmpl);
+    if (input) json_object_set_new(body, "input", json_string(input));
+    rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the trigger on '%s'",
+                  prefix);
+    if (rc) goto out;
+    if (json)
+        cli_print_json(answer);
+    else
+        printf("%s\n", jstr(answer, "id"));
+out:
+    json_decref(tmpl);
+    json_decref(body);
+    json_decref(answer);
+    buf_release(&b);
+    return rc;
+}
+
+static int trigger_ls(struct cli *cli, bool json)
+{
+    json_t *answer = NULL;
+    if (cli_call(cli, "GET", "/v1/triggers", NULL, &answer, "cannot list triggers")) return 1;
+    if (json) {
+        cli_print_json(answer);
+        json_decref(answer);
+        return 0;
+    }
+    struct table *t = table_new(6, "id", "prefix", "submits", "input", "owner", "created");
+    table_max_width(t, 1, 60);
+    size_t i;
+    json_t *tr;
+    json_array_foreach(json_object_get(answer, "triggers"), i, tr)
+    {
+        table_add(t, jstr(tr, "id"));
+        table_add(t, jstr(tr, "prefix"));
+        table_add(t, json_object_get(tr, "workflow") ? "workflow" : "job");
+        table_add(t, jstr(tr, "input") ? jstr(tr, "input") : "-");
+        table_add(t, jstr(tr, "owner") ? jstr(tr, "owner") : "-");
+        table_add(t, jstr(tr, "created_at"));
+    }
+    table_print(t, stdout);
+    table_free(t);
+    json_decref(answer);
+    return 0;
+}
+
+static int trigger_rm(struct cli *cli, const char *id, bool json)
+{
+    json_t *answer = NULL;
+    char *path = cli_path("/v1/triggers/", id, "");
+    int rc = cli_call(cli, "DELETE", path, NULL, &answer, "cannot delete trigger '%s'", id);
+    free(path);
+    if (rc) return rc;
+    if (json)
+        cli_print_json(answer);
+    else
+        printf("deleted trigger %s\n", id);
+    json_decref(answer);
+    return 0;
+}
+
+int cmd_trigger(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"prefix", required_argument, NULL, 'p'},
+        {"job", required_argument, NULL, 'f'},
+        {"workflow", required_argument, NULL, 'w'},
+        {"input", required_argument, NULL, 'i'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    cli_json_prescan(argc, argv);
+    if (argc < 2) return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls' or 'rm'");
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        fputs(trigger_usage, stdout);
+        return 0;
+    }
+    static const char *const subs[] = {"create", "ls", "rm"};
+    size_t which = 0;
+    while (which < 3 && strcmp(sub, subs[which]))
+        which++;
+    if (which == 3)
+        return cli_usage_error(trigger_usage,
+                               "'%s' is not a trigger command: 'create', 'ls' or 'rm'", sub);
+    struct cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
+    const char *prefix = NULL, *job = NULL, *workflow = NULL, *input = NULL;
+    int opt;
+    while ((opt = cli_getopt(&a, ":p:f:w:i:h", longopts)) != -1) {
+        if (opt == 'p') prefix = optarg;
+        if (opt == 'f') job = optarg;
+        if (opt == 'w') workflow = optarg;
+        if (opt == 'i') input = optarg;
+    }
+    if (a.exit_code != CLI_CONTINUE) return a.exit_code;
+    const char *id = NULL;
+    if (which == 0) {
+        if (!prefix)
+            return cli_usage_error(trigger_usage, "trigger create needs --prefix s3://BUCKET/...");
+        if (!job == !workflow)
+            return cli_usage_error(trigger_usage, "trigger create needs --job FILE or "
+                                                  "--workflow FILE (one of them)");
+        if (optind < a.argc)
+            return cli_usage_error(trigger_usage, "trigger create: unexpected argument '%s'",
+                                   a.argv[optind]);
+    } else {
+        if (prefix || job || workflow || input)
+            return cli_usage_error(trigger_usage,
+                                   "trigger %s takes no --prefix, --job, "
+                                   "--workflow or --input",
+                                   sub);
+        if (which == 2) {
+            if (optind >= a.argc) return cli_usage_error(trigger_usage, "trigger rm needs an ID");
+            id = a.argv[optind++];
+            if (!*id) return cli_usage_error(trigger_usage, "trigger rm: the ID is empty");
+        }
+        if (optind < a.argc)
+            return cli_usage_error(trigger_usage, "trigger %s: unexpected argument '%s'", sub,
+                                   a.argv[optind]);
+    }
+    struct cli cli;
+    int rc = 1;
+    if (cli_connect(&cli, &a.conn) == 0) {
+        if (which == 0)
+            rc =
+                trigger_create(&cli, prefix, job ? job : workflow, workflow != NULL, input, a.json);
+        else if (which == 1)
+            rc = trigger_ls(&cli, a.json);
+        else
+            rc = trigger_rm(&cli, id, a.json);
+    }
+    cli_release(&cli);
+    return rc;
+}

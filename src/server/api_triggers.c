@@ -1,0 +1,290 @@
+/*
+ * api_triggers.c - /v1/triggers (docs/api.md "Triggers"): upload triggers made, listed,
+ * read with their recent fires, and deleted. A trigger belongs to the token that made it
+ * (its jobs are that token's); a client token sees only its own. The template is checked
+ * whole when the trigger is made, as the submission of an object under its prefix.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/blob.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/job.h"
+#include "job/spec.h"
+#include "server/retention.h"
+#include "server/server.h"
+#include "server/triggers.h"
+
+#define FIRES_SHOWN 50 /* a trigger's most recent fires in GET /v1/triggers/{id} */
+#define INPUT_MAX 200
+
+static struct server *srv(struct http_req *r)
+{
+    return r->app;
+}
+
+/* The owner whose triggers the caller sees: NULL (all of them) for an admin. */
+static const char *caller_owner(const struct http_req *r)
+{
+    return r->role == ROLE_ADMIN ? NULL : r->token_name;
+}
+
+static json_t *trigger_json(const struct trigger_rec *t)
+{
+    json_t *tmpl = json_loads(t->template_, 0, NULL);
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", t->id, "prefix", t->prefix, "owner",
+                     t->owner ? json_string(t->owner) : json_null(), "input",
+                     t->input ? json_string(t->input) : json_null(),
+                     t->workflow ? "workflow" : "job", tmpl ? tmpl : json_null(), "created_at",
+                     job_time_json(t->created_at));
+}
+
+static json_t *fire_json(const struct trigger_fire *f, bool workflow)
+{
+    const char *state = f->target ? "fired" : f->error ? "failed" : "pending";
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "uri", f->uri, "sha256", f->sha256, "state", state,
+        workflow ? "workflow" : "job", f->target ? json_string(f->target) : json_null(), "error",
+        f->error ? json_string(f->error) : json_null(), "seen_at", job_time_json(f->created_at),
+        "fired_at", f->fired_at ? job_time_json(f->fired_at) : json_null());
+}
+
+/* ---- create ---- */
+
+/* "s3://bucket/" or "s3://bucket/key-prefix"; "s3://bucket" is made "s3://bucket/". */
+static int prefix_check(json_t *v, char **out, struct err *e)
+{
+    if (!v || json_is_null(v))
+        return err_field(e, ERR_INVALID, "prefix",
+                         "prefix is required: s3://BUCKET/ or "
+                         "s3://BUCKET/KEY-PREFIX");
+    const char *p = json_string_value(v), *why = NULL;
+    if (!p || strncmp(p, "s3://", 5))
+        return err_field(e, ERR_INVALID, "prefix",
+                         "prefix must be a string s3://BUCKET/ or s3://BUCKET/KEY-PREFIX");
+    char *norm = strchr(p + 5, '/') ? xstrdup(p) : xasprintf("%s/", p);
+    /* an object name under the prefix must be possible: checked as a URI with a key after */
+    char *probe = xasprintf("%sx", norm);
+    if (!spec_uri_valid(probe, false, &why)) {
+        free(probe);
+        free(norm);
+        return err_field(e, ERR_INVALID, "prefix", "invalid prefix '%s': %s", p, why);
+    }
+    free(probe);
+    size_t bl = strcspn(norm + 5, "/");
+    if (bl == strlen(RETENTION_BUCKET) && !strncmp(norm + 5, RETENTION_BUCKET, bl)) {
+        free(norm);
+        return err_field(e, ERR_DENIED, "prefix",
+                         "bucket '%s' is reserved for drover's archive of finished jobs: this "
+                         "token may not read it",
+                         RETENTION_BUCKET);
+    }
+    *out = norm;
+    return 0;
+}
+
+static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
+{
+    json_t *b = r->body;
+    if (!json_is_object(b))
+        return err_set(e, ERR_INVALID,
+                       "the body must be an object {\"prefix\", \"job\" or "
+                       "\"workflow\", \"input\"}");
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v)
+    {
+        if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") && strcmp(k, "input"))
+            return err_field(e, ERR_INVALID, k,
+                             "unknown field '%s' (a trigger has prefix, job "
+                             "or workflow, and input)",
+                             k);
+    }
+    int rc = prefix_check(json_object_get(b, "prefix"), &t->prefix, e);
+    if (rc) return rc;
+    json_t *job = json_object_get(b, "job"), *wf = json_object_get(b, "workflow");
+    if (job && wf)
+        return err_field(e, ERR_INVALID, "workflow", "give either job or workflow, not both");
+    if (!job && !wf)
+        return err_field(e, ERR_INVALID, "job",
+                         "job (a job spec) or workflow (a workflow body) is required");
+    if (job && !json_is_object(job))
+        return err_field(e, ERR_INVALID, "job", "job must be a job spec (an object)");
+    if (wf && !json_is_object(wf))
+        return err_field(e, ERR_INVALID, "workflow",
+                         "workflow must be a workflow body (an object)");
+    t->workflow = wf != NULL;
+    json_t *in = json_object_get(b, "input");
+    if (in && !json_is_null(in)) {
+        const char *s = json_string_value(in);
+        if (!s || !*s || strlen(s) > INPUT_MAX)
+            return err_field(e, ERR_INVALID, "input",
+                             "input must be the name of an input argument (%s), 1-%d bytes",
+                             wf ? "NODE.ARG" : "ARG", INPUT_MAX);
+        t->input = xstrdup(s);
+    }
+    t->template_ = json_dumps(wf ? wf : job, JSON_COMPACT);
+    t->owner = xstrdup(r->token_name);
+    t->created_at = time_now_ms();
+    uuid7_new(t->id);
+    /* the whole submission, checked as the first object's would be */
+    char *uri = xasprintf("%sexample", t->prefix);
+    struct trigger_submit *ts = NULL;
+    rc = triggers_build(srv(r), t, uri,
+                        "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
+    free(uri);
+    trigger_submit_free(ts);
+    return rc;
+}
+
+struct create_op {
+    struct http_req *r;
+    struct trigger_rec t;
+};
+
+static int create_write(struct store *st, void *arg, struct err *e)
+{
+    struct create_op *op = arg;
+    return store_trigger_insert(st, &op->t, e);
+}
+
+static void create_done(void *arg, int rc, const struct err *e)
+{
+    struct create_op *op = arg;
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 201, trigger_json(&op->t));
+    trigger_rec_release(&op->t);
+    free(op);
+}
+
+int api_triggers_create(struct http_req *r)
+{
+    struct create_op *op = xcalloc(1, sizeof(*op));
+    struct err e = ERR_INIT;
+    op->r = r;
+    if (body_parse(r, &op->t, &e)) {
+        trigger_rec_release(&op->t);
+        free(op);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    commit_submit(srv(r)->commit, create_write, create_done, op);
+    return HTTP_DEFERRED;
+}
+
+/* ---- read ---- */
+
+int api_triggers_list(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    struct trigger_rec *t = NULL;
+    size_t n = 0;
+    int rc = store_trigger_list(srv(r)->reads, caller_owner(r), &t, &n, &e);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (!rc) json_array_append_new(arr, trigger_json(&t[i]));
+        trigger_rec_release(&t[i]);
+    }
+    free(t);
+    if (rc) {
+        json_decref(arr);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, json_pack("{s:o}", "triggers", arr));
+    return HTTP_DONE;
+}
+
+/* The route's trigger, if the caller may see it (else 404, as if there were none). */
+static int find_trigger(struct http_req *r, struct store *st, const char *id, struct trigger_rec *t,
+                        struct err *e)
+{
+    if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    int rc = store_trigger_get(st, id, t, e);
+    if (rc) return rc;
+    const char *owner = caller_owner(r);
+    if (owner && (!t->owner || strcmp(owner, t->owner))) {
+        trigger_rec_release(t);
+        return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
+    }
+    return 0;
+}
+
+int api_triggers_get(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    struct trigger_rec t;
+    struct store *st = srv(r)->reads;
+    if (find_trigger(r, st, r->params[0], &t, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct trigger_fire *f = NULL;
+    size_t n = 0;
+    int rc = store_trigger_fires(st, t.id, FIRES_SHOWN, &f, &n, &e);
+    json_t *fires = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(fires, fire_json(&f[i], t.workflow));
+        trigger_fire_release(&f[i]);
+    }
+    free(f);
+    if (rc) {
+        json_decref(fires);
+        trigger_rec_release(&t);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    json_t *j = trigger_json(&t);
+    json_object_set_new(j, "fires", fires);
+    trigger_rec_release(&t);
+    http_reply_json(r, 200, j);
+    return HTTP_DONE;
+}
+
+/* ---- delete ---- */
+
+struct delete_op {
+    struct http_req *r;
+    char id[UUID_STR_LEN];
+    struct trigger_rec t;
+};
+
+static int delete_write(struct store *st, void *arg, struct err *e)
+{
+    struct delete_op *op = arg;
+    int rc = find_trigger(op->r, st, op->id, &op->t, e);
+    return rc ? rc : store_trigger_delete(st, op->id, e);
+}
+
+static void delete_done(void *arg, int rc, const struct err *e)
+{
+    struct delete_op *op = arg;
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 200, trigger_json(&op->t));
+    trigger_rec_release(&op->t);
+    free(op);
+}
+
+int api_triggers_delete(struct http_req *r)
+{
+    if (!uuid_valid(r->params[0])) {
+        struct err e = ERR_INIT;
+        err_set(&e, ERR_NOTFOUND, "trigger '%s' not found", r->params[0]);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct delete_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    commit_submit(srv(r)->commit, delete_write, delete_done, op);
+    return HTTP_DEFERRED;
+}

@@ -1,0 +1,566 @@
+/*
+ * triggers.c - upload triggers: pending fires submitted by the leader, and, with a remote
+ * object store, the prefixes listed for objects uploaded past drover (triggers.h).
+ *
+ * A fire's submission is one committer op: the fire marked with its target and the job (or
+ * workflow) inserted, in one savepoint. A fire that can never submit (its template no
+ * longer expands, its owner's token is gone) is marked failed with the reason; one that
+ * cannot submit now (a quota, the store unavailable) stays pending and that fire alone is
+ * tried again after RETRY_MS (`waiting`), so one tenant at its quota does not hold back
+ * another's fires (unless more than DRAIN_BATCH of them wait at once).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/blob.h"
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "job/spec.h"
+#include "server/fleet.h"
+#include "server/offload.h"
+#include "server/retention.h"
+#include "server/server.h"
+#include "server/services.h"
+#include "server/tenants.h"
+#include "server/triggers.h"
+
+#define DRAIN_BATCH 64          /* pending fires read at a time */
+#define RETRY_MS 5000           /* after a fire could not be submitted for now */
+#define SCAN_MAX_OBJECTS 100000 /* objects of one prefix looked at per listing */
+
+struct triggers {
+    struct server *s;
+    int64_t scan_ms;
+    int64_t next_scan_ms;
+    struct hmap waiting; /* fire id -> int64_t *: not tried again before then */
+    int64_t hold_ms;     /* tests: a fire waits this long before it is submitted */
+    size_t inflight;     /* submissions of the current drain not yet done */
+    bool more;           /* the last drain read a full batch, or a kick came meanwhile */
+    bool scanning;
+    bool caught_up; /* the first listing (any object store) is done or under way */
+};
+
+/* Fire `id` failed for now: tried again RETRY_MS from now. */
+static void fire_wait(struct triggers *t, int64_t id, int64_t now)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    int64_t *until = hmap_get(&t->waiting, key);
+    if (!until) hmap_put(&t->waiting, key, until = xmalloc(sizeof(*until)));
+    *until = now + RETRY_MS;
+}
+
+/* True while fire `id` waits; a wait that is over is forgotten. */
+static bool fire_waits(struct triggers *t, int64_t id, int64_t now)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    int64_t *until = hmap_get(&t->waiting, key);
+    if (!until || now < *until) return until != NULL;
+    free(hmap_del(&t->waiting, key));
+    return false;
+}
+
+/* Forgets waits long over (fires submitted since by another leader, or deleted). */
+static void waits_prune(struct triggers *t, int64_t now)
+{
+    char(*old)[24] = NULL;
+    size_t n = 0;
+    for (struct hmap_entry *it = hmap_first(&t->waiting); it; it = hmap_next(&t->waiting, it))
+        if (*(int64_t *)it->value + 60000 < now) {
+            old = xrealloc(old, (n + 1) * sizeof(*old));
+            snprintf(old[n++], sizeof(*old), "%s", it->key);
+        }
+    for (size_t i = 0; i < n; i++)
+        free(hmap_del(&t->waiting, old[i]));
+    free(old);
+}
+
+struct trigger_submit {
+    bool workflow;
+    struct job job;
+    struct service_use use;
+    char tenant[72];
+    int max_queued;
+    struct wf_submit *wf;
+};
+
+void trigger_submit_free(struct trigger_submit *ts)
+{
+    if (!ts) return;
+    job_release(&ts->job);
+    workflow_submit_free(ts->wf);
+    free(ts);
+}
+
+/* What a placeholder string becomes: "{{object}}" the URI, "{{sha256}}" the hash; else NULL. */
+static json_t *placeholder(const json_t *x, const char *uri, const char *sha256)
+{
+    const char *v = json_string_value(x);
+    if (!v) return NULL;
+    return !strcmp(v, "{{object}}")   ? json_string(uri)
+           : !strcmp(v, "{{sha256}}") ? json_string(sha256)
+                                      : NULL;
+}
+
+/* Every placeholder string anywhere in v is replaced (a value replaced in place). */
+static void placeholders(json_t *v, const char *uri, const char *sha256)
+{
+    const char *k;
+    size_t i;
+    json_t *x, *to;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x)
+        {
+            if ((to = placeholder(x, uri, sha256)))
+                json_object_set_new(v, k, to);
+            else
+                placeholders(x, uri, sha256);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if ((to = placeholder(x, uri, sha256)))
+                json_array_set_new(v, i, to);
+            else
+                placeholders(x, uri, sha256);
+        }
+    }
+}
+
+/* The input argument `port` of a job spec as given (command.arguments), or NULL. */
+static json_t *input_arg(json_t *job, const char *port)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(json_object_get(job, "command"), "arguments"), i, a)
+    {
+        const char *t = json_string_value(json_object_get(a, "type"));
+        const char *n = json_string_value(json_object_get(a, "name"));
+        if (t && n && !strcmp(t, "input") && !strcmp(n, port)) return a;
+    }
+    return NULL;
+}
+
+/* Input argument `port` of a job spec as given becomes the object (pinned by its sha256). */
+static int set_input(json_t *job, const char *port, const char *field, const char *uri,
+                     const char *sha256, struct err *e)
+{
+    json_t *a = input_arg(job, port);
+    if (!a)
+        return err_field(e, ERR_INVALID, "input",
+                         "%s has no input argument named '%s' (command.arguments: "
+                         "{\"type\": \"input\", \"name\": \"%s\"})",
+                         field, port, port);
+    json_object_set_new(a, "value", json_string(uri));
+    json_object_set_new(a, "sha256", json_string(sha256));
+    return 0;
+}
+
+/*
+ * The object in the environment of a validated spec: DROVER_* names are drover's (a spec
+ * as given may not set them), so they are set here, after validation.
+ */
+void triggers_spec_env(json_t *spec, const char *uri, const char *sha256)
+{
+    json_t *env = json_object_get(json_object_get(spec, "command"), "env");
+    if (!json_is_object(env)) return;
+    json_object_set_new(env, "DROVER_TRIGGER_OBJECT", json_string(uri));
+    json_object_set_new(env, "DROVER_TRIGGER_SHA256", json_string(sha256));
+}
+
+static int build_job(struct server *s, const struct trigger_rec *t, json_t *tmpl, const char *uri,
+                     const char *sha256, struct trigger_submit *ts, struct err *e)
+{
+    json_t *expanded = NULL;
+    struct services_memo memo = {0};
+    struct job_spec spec;
+    int rc = services_expand_job(s->reads, &memo, tmpl, "job", &expanded, &ts->use, e);
+    services_memo_release(&memo);
+    if (!rc) rc = spec_parse(expanded ? expanded : tmpl, "job", &spec, e);
+    json_decref(expanded);
+    if (rc) return rc;
+    if (spec.test || spec.key) {
+        rc = err_field(e, ERR_INVALID, spec.test ? "job.test" : "job.key",
+                       spec.test ? "a trigger's job cannot be a test probe"
+                                 : "a trigger's job cannot have an idempotency key: each "
+                                   "object version submits it once already");
+        spec_release(&spec);
+        return rc;
+    }
+    triggers_spec_env(spec.json, uri, sha256);
+    job_from_spec(&ts->job, &spec, time_now_ms());
+    spec_release(&spec);
+    ts->job.owner = t->owner ? xstrdup(t->owner) : NULL;
+    if ((rc = tenants_of_token(s, t->owner, ts->tenant, sizeof(ts->tenant), e))) return rc;
+    ts->job.tenant = xstrdup(ts->tenant);
+    ts->max_queued = tenants_max_queued(s, ts->tenant);
+    retention_apply(s->retention, &ts->job);
+    return 0;
+}
+
+int triggers_build(struct server *s, const struct trigger_rec *t, const char *uri,
+                   const char *sha256, struct trigger_submit **out, struct err *e)
+{
+    json_error_t je;
+    json_t *tmpl = json_loads(t->template_, 0, &je);
+    if (!tmpl)
+        return err_set(e, ERR_INTERNAL, "trigger '%s': its stored template is not JSON", t->id);
+    placeholders(tmpl, uri, sha256);
+    struct trigger_submit *ts = xcalloc(1, sizeof(*ts));
+    job_init(&ts->job);
+    ts->workflow = t->workflow;
+    int rc = 0;
+    if (!t->workflow) {
+        if (!t->input || !(rc = set_input(tmpl, t->input, "job", uri, sha256, e)))
+            rc = build_job(s, t, tmpl, uri, sha256, ts, e);
+    } else {
+        json_t *nodes = json_object_get(tmpl, "nodes");
+        if (t->input) { /* "NODE.ARG": the node is what comes before the first dot */
+            const char *dot = strchr(t->input, '.');
+            char nname[72] = "";
+            if (dot && (size_t)(dot - t->input) < sizeof(nname))
+                memcpy(nname, t->input, (size_t)(dot - t->input));
+            json_t *job = json_object_get(json_object_get(nodes, nname), "job");
+            if (!dot || !json_is_object(job)) {
+                rc = err_field(e, ERR_INVALID, "input",
+                               "input must be NODE.ARG, a node of the workflow and one of its "
+                               "input arguments, not '%s'",
+                               t->input);
+            } else {
+                char field[96];
+                snprintf(field, sizeof(field), "workflow.nodes.%s.job", nname);
+                rc = set_input(job, dot + 1, field, uri, sha256, e);
+            }
+        }
+        if (!rc) rc = workflow_submit_prepare(s, tmpl, "workflow", t->owner, &ts->wf, e);
+        if (!rc) workflow_submit_each_spec(ts->wf, triggers_spec_env, uri, sha256);
+    }
+    json_decref(tmpl);
+    if (rc) {
+        trigger_submit_free(ts);
+        return rc;
+    }
+    *out = ts;
+    return 0;
+}
+
+/* ---- submitting fires ---- */
+
+struct fire_op {
+    struct triggers *t;
+    struct trigger_fire fire;
+    struct trigger_submit *ts; /* NULL: the fire failed for good, with `error` */
+    char *error;
+    bool not_pending; /* done already, or its trigger deleted: nothing to do */
+};
+
+static void drain(struct triggers *t);
+
+static void fire_op_free(struct fire_op *op)
+{
+    trigger_fire_release(&op->fire);
+    trigger_submit_free(op->ts);
+    free(op->error);
+    free(op);
+}
+
+/* Writer thread: the fire marked and its submission inserted, or neither. */
+static int fire_write(struct store *st, void *arg, struct err *e)
+{
+    struct fire_op *op = arg;
+    struct trigger_submit *ts = op->ts;
+    int64_t now = time_now_ms();
+    int rc = store_trigger_fire_done(st, op->fire.id,
+                                     !ts            ? NULL
+                                     : ts->workflow ? workflow_submit_id(ts->wf)
+                                                    : ts->job.id,
+                                     op->error, now, e);
+    op->not_pending = rc == ERR_CONFLICT;
+    if (rc || !ts) return rc;
+    if (ts->workflow) return workflow_submit_write(st, ts->wf, e);
+    if (ts->use.name[0] && (rc = services_recheck(st, &ts->use, e))) return rc;
+    if ((rc = store_job_insert(st, &ts->job, e)) || !ts->max_queued) return rc;
+    int64_t queued;
+    if ((rc = store_tenant_count(st, ts->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued, e)))
+        return rc;
+    if (queued > ts->max_queued)
+        return err_field(e, ERR_QUOTA, "max_queued",
+                         "tenant '%s' may have at most %d queued jobs (max_queued)", ts->tenant,
+                         ts->max_queued);
+    return 0;
+}
+
+/* Errors that a later try may not meet: the fire waits (pending) for it. */
+static bool transient(int rc)
+{
+    return rc == ERR_QUOTA || rc == ERR_UNAVAILABLE || rc == ERR_NOSPACE || rc == ERR_IO ||
+           rc == ERR_INTERNAL;
+}
+
+static void fire_done(void *arg, int rc, const struct err *e);
+
+static void fire_submit(struct triggers *t, struct fire_op *op)
+{
+    t->inflight++;
+    commit_submit(t->s->commit, fire_write, fire_done, op);
+}
+
+static void fire_done(void *arg, int rc, const struct err *e)
+{
+    struct fire_op *op = arg;
+    struct triggers *t = op->t;
+    t->inflight--;
+    if (!rc && op->ts) {
+        if (op->ts->workflow)
+            workflow_submit_committed(t->s, op->ts->wf);
+        else
+            fleet_job_changed(t->s->fleet, &op->ts->job, false);
+        log_info("trigger=%s fired: %s %s for %s", op->fire.trigger,
+                 op->ts->workflow ? "workflow" : "job",
+                 op->ts->workflow ? workflow_submit_id(op->ts->wf) : op->ts->job.id, op->fire.uri);
+    } else if (!rc) {
+        log_warn("trigger=%s failed for %s: %s", op->fire.trigger, op->fire.uri, op->error);
+    } else if (op->not_pending) {
+        /* submitted already (or its trigger deleted): nothing to do */
+    } else if (op->ts && !transient(rc) && !t->s->shutting_down) {
+        /* it can never be submitted as it is: recorded as failed, with why */
+        struct fire_op *fail = xcalloc(1, sizeof(*fail));
+        fail->t = t;
+        fail->fire = op->fire;
+        memset(&op->fire, 0, sizeof(op->fire));
+        fail->error = xstrdup(e->msg);
+        fire_submit(t, fail);
+    } else {
+        log_warn("trigger=%s: the fire for %s waits: %s", op->fire.trigger, op->fire.uri, e->msg);
+        fire_wait(t, op->fire.id, time_now_ms());
+    }
+    fire_op_free(op);
+    if (!t->inflight && t->more && !t->s->shutting_down) drain(t);
+}
+
+/* Reads the pending fires and submits each (one committer op each). */
+static void drain(struct triggers *t)
+{
+    struct server *s = t->s;
+    int64_t now = time_now_ms();
+    if (t->inflight || s->shutting_down) {
+        if (t->inflight) t->more = true;
+        return;
+    }
+    t->more = false;
+    struct trigger_fire *f = NULL;
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    if (store_trigger_fires(s->reads, NULL, DRAIN_BATCH, &f, &n, &e)) {
+        log_warn("triggers: cannot read the pending fires: %s", e.msg);
+        for (size_t i = 0; i < n; i++)
+            trigger_fire_release(&f[i]);
+        free(f);
+        return;
+    }
+    t->more = n == DRAIN_BATCH;
+    if (t->waiting.count) waits_prune(t, now);
+    for (size_t i = 0; i < n; i++) {
+        if ((t->hold_ms && now < f[i].created_at + t->hold_ms) || /* a test's window */
+            fire_waits(t, f[i].id, now)) {
+            trigger_fire_release(&f[i]);
+            continue;
+        }
+        struct fire_op *op = xcalloc(1, sizeof(*op));
+        op->t = t;
+        op->fire = f[i];
+        struct trigger_rec tr;
+        struct err be = ERR_INIT;
+        int rc = store_trigger_get(s->reads, f[i].trigger, &tr, &be);
+        if (rc == ERR_NOTFOUND) { /* deleted meanwhile, its fires with it */
+            fire_op_free(op);
+            continue;
+        }
+        if (!rc) {
+            rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
+            trigger_rec_release(&tr);
+        }
+        if (rc && transient(rc)) {
+            log_warn("trigger=%s: the fire for %s waits: %s", f[i].trigger, f[i].uri, be.msg);
+            fire_wait(t, f[i].id, now);
+            fire_op_free(op);
+            continue;
+        }
+        if (rc) op->error = xstrdup(be.msg);
+        fire_submit(t, op);
+    }
+    free(f);
+}
+
+/* ---- listing the prefixes of a remote store ---- */
+
+struct scan_item {
+    char trigger[UUID_STR_LEN];
+    char *uri;
+    char sha256[65];
+};
+
+struct scan_op {
+    struct triggers *t;
+    struct trigger_rec *trs;
+    size_t ntrs;
+    struct scan_item *items;
+    size_t n, cap;
+};
+
+static void scan_free(struct scan_op *op)
+{
+    for (size_t i = 0; i < op->ntrs; i++)
+        trigger_rec_release(&op->trs[i]);
+    free(op->trs);
+    for (size_t i = 0; i < op->n; i++)
+        free(op->items[i].uri);
+    free(op->items);
+    free(op);
+}
+
+/*
+ * Offload thread: every object under each prefix committed since its trigger was made.
+ * S3 keeps whole seconds: there an object of the trigger's own second counts (a fire more
+ * rather than one lost; objects written before the trigger in that second are the price).
+ */
+static void scan_work(void *arg)
+{
+    struct scan_op *op = arg;
+    struct blob_store *bs = op->t->s->blobs;
+    int64_t slack = (blob_caps(bs) & BLOB_CAP_REMOTE) ? 999 : 0;
+    for (size_t i = 0; i < op->ntrs; i++) {
+        const struct trigger_rec *tr = &op->trs[i];
+        char bucket[BLOB_BUCKET_MAX + 1];
+        const char *p = tr->prefix + 5, *slash = strchr(p, '/');
+        size_t bl = slash ? (size_t)(slash - p) : strlen(p);
+        if (bl >= sizeof(bucket)) continue;
+        memcpy(bucket, p, bl);
+        bucket[bl] = '\0';
+        const char *kp = slash ? slash + 1 : "";
+        struct blob_list l = {0};
+        char *after = NULL;
+        size_t seen = 0;
+        do {
+            struct err e = ERR_INIT;
+            int rc = blob_list(bs, bucket, kp, after, BLOB_LIST_MAX, &l, &e);
+            free(after);
+            after = NULL;
+            if (rc) {
+                log_warn("trigger=%s: cannot list %s: %s", tr->id, tr->prefix, e.msg);
+                break;
+            }
+            for (size_t j = 0; j < l.n; j++) {
+                const struct blob_entry *b = &l.items[j];
+                if (b->info.modified_ms + slack < tr->created_at || !b->info.sha256[0]) continue;
+                if (op->n == op->cap) {
+                    op->cap = op->cap ? 2 * op->cap : 64;
+                    op->items = xrealloc(op->items, op->cap * sizeof(*op->items));
+                }
+                struct scan_item *it = &op->items[op->n++];
+                memcpy(it->trigger, tr->id, UUID_STR_LEN);
+                it->uri = xasprintf("s3://%s/%s", bucket, b->key);
+                memcpy(it->sha256, b->info.sha256, sizeof(it->sha256));
+            }
+            seen += l.n;
+            after = l.next ? xstrdup(l.next) : NULL;
+            blob_list_release(&l);
+        } while (after && seen < SCAN_MAX_OBJECTS);
+        free(after);
+    }
+}
+
+static int scan_write(struct store *st, void *arg, struct err *e)
+{
+    struct scan_op *op = arg;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < op->n; i++) {
+        int rc = store_trigger_fire_add(st, op->items[i].trigger, op->items[i].uri,
+                                        op->items[i].sha256, now, NULL, e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void scan_written(void *arg, int rc, const struct err *e)
+{
+    struct scan_op *op = arg;
+    struct triggers *t = op->t;
+    if (rc) log_warn("triggers: cannot record what the listing found: %s", e->msg);
+    t->scanning = false;
+    scan_free(op);
+    if (!rc && !t->s->shutting_down) drain(t);
+}
+
+static void scan_listed(void *arg)
+{
+    struct scan_op *op = arg;
+    if (!op->n || op->t->s->shutting_down) {
+        op->t->scanning = false;
+        scan_free(op);
+        return;
+    }
+    commit_submit(op->t->s->commit, scan_write, scan_written, op);
+}
+
+static void scan(struct triggers *t)
+{
+    struct scan_op *op = xcalloc(1, sizeof(*op));
+    op->t = t;
+    struct err e = ERR_INIT;
+    if (store_trigger_list(t->s->reads, NULL, &op->trs, &op->ntrs, &e) || !op->ntrs) {
+        if (e.code) log_warn("triggers: cannot read the triggers: %s", e.msg);
+        scan_free(op);
+        return;
+    }
+    t->scanning = true;
+    offload_run(t->s->offload, scan_work, scan_listed, op);
+}
+
+/* ---- the rest ---- */
+
+struct triggers *triggers_new(struct server *s, int scan_s)
+{
+    struct triggers *t = xcalloc(1, sizeof(*t));
+    t->s = s;
+    t->scan_ms = (int64_t)scan_s * 1000;
+    hmap_init(&t->waiting);
+    /* Tests only: fires wait this long, a window in which to kill -9 the server between an
+       upload and its submission (tests/e2e/test_triggers.py). Unset in production. */
+    const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS");
+    if (hold) t->hold_ms = strtoll(hold, NULL, 10);
+    return t;
+}
+
+void triggers_free(struct triggers *t)
+{
+    if (!t) return;
+    hmap_release(&t->waiting, free);
+    free(t);
+}
+
+/*
+ * A remote store is listed every scan_ms. Any store is listed once when this server first
+ * leads: the catch-up for an object committed by a server that died before its event (and
+ * so its fires) was written; the unique key drops what fired already.
+ */
+void triggers_tick(struct triggers *t, int64_t now_ms)
+{
+    if (!t) return;
+    drain(t); /* also what other servers recorded, and what waited */
+    bool remote = (blob_caps(t->s->blobs) & BLOB_CAP_REMOTE) != 0;
+    if ((remote || !t->caught_up) && !t->scanning && now_ms >= t->next_scan_ms) {
+        t->caught_up = true;
+        t->next_scan_ms = now_ms + t->scan_ms;
+        scan(t);
+    }
+}
+
+void triggers_kick(struct triggers *t)
+{
+    if (t && t->s->leader) drain(t);
+}
