@@ -236,6 +236,18 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
     pthread_mutex_unlock(&c->lock);
 }
 
+int64_t commit_skip_own(struct committer *c, int64_t seq)
+{
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->nown; i++) { /* in commit order */
+        if (c->own[i].last <= seq) continue;
+        if (c->own[i].first != seq + 1) break;
+        seq = c->own[i].last;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return seq;
+}
+
 bool commit_wrote_event(struct committer *c, int64_t seq)
 {
     pthread_mutex_lock(&c->lock);

@@ -118,6 +118,7 @@ static void catch_up(struct sync *y)
 {
     struct server *s = y->s;
     for (int page = 0; page < SYNC_PAGES; page++) {
+        y->seq = commit_skip_own(s->commit, y->seq); /* not read back */
         struct page p = {.y = y, .commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
         struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
@@ -156,14 +157,17 @@ static void notified(struct sync *y)
 {
     struct err e = ERR_INIT;
     bool any = false;
+    int64_t upto = 0;
     int fd = y->fd;
-    if (store_notified(y->listen, &fd, &any, &e)) {
+    if (store_notified(y->listen, &fd, &any, &upto, &e)) {
         log_debug("listening for other servers' commits: %s", e.msg);
         watch(y, -1); /* made again at a tick */
         return;
     }
     watch(y, fd);
-    if (any) catch_up(y);
+    if (!any) return;
+    y->seq = commit_skip_own(y->s->commit, y->seq);
+    if (upto > y->seq) catch_up(y); /* else all announced were this server's */
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)

@@ -452,11 +452,12 @@ int store_listen(struct store *st, int *fd, struct err *e)
     return st->ops->listen(st, fd, e);
 }
 
-int store_notified(struct store *st, int *fd, bool *any, struct err *e)
+int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e)
 {
     *any = false;
+    *upto = 0;
     if (!st->ops->notified) return err_set(e, ERR_INVALID, "this store is not shared");
-    return st->ops->notified(st, fd, any, e);
+    return st->ops->notified(st, fd, any, upto, e);
 }
 
 void store_tx_events(struct store *st, int64_t *first, int64_t *last)

@@ -539,11 +539,13 @@ int store_leader_take(struct store *st, const char *name, const char *holder, in
  * does nothing else) hear of other handles' commits that wrote events (store_opts.notify);
  * *fd is a descriptor to wait on for reading. store_notified reads what came: *any is true
  * when a commit was announced since the last call, or when the connection was made again
- * (what came meanwhile is unknown); *fd may then have changed. ERR_INVALID on a store
- * without STORE_CAP_SHARED; ERR_UNAVAILABLE while the database cannot be reached.
+ * (what came meanwhile is unknown); *fd may then have changed. *upto is the newest seq
+ * the announcements read say was committed (0: none; INT64_MAX when one did not say, as
+ * after a reconnect). ERR_INVALID on a store without STORE_CAP_SHARED; ERR_UNAVAILABLE
+ * while the database cannot be reached.
  */
 int store_listen(struct store *st, int *fd, struct err *e);
-int store_notified(struct store *st, int *fd, bool *any, struct err *e);
+int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e);
 /*
  * After a store_commit that succeeded: the seqs of the events that transaction wrote,
  * first..last (first > last: none, or a store that is not shared). A server skips its

@@ -92,7 +92,7 @@ struct store_ops {
     int (*service_retire)(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
     int (*listen)(struct store *st, int *fd, struct err *e);   /* NULL: not shared */
-    int (*notified)(struct store *st, int *fd, bool *any, struct err *e);
+    int (*notified)(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e);
     void (*tx_events)(struct store *st, int64_t *first, int64_t *last); /* NULL: none */
     int (*agent_seen)(struct store *st, const char *id, int64_t last_seen, struct err *e);
     int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,

@@ -75,6 +75,7 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_HEAD_LOCK,
+    S_NOTIFY,
     S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
@@ -126,6 +127,8 @@ enum stmt_id {
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
     "owner, retention_ms, tenant"
+
+#define NOTIFY_CHANNEL "drover_events"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
@@ -287,6 +290,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
     [S_EVENT_HEAD_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
+    /* the payload: the newest seq the committing transaction wrote (pg_notified) */
+    [S_NOTIFY] = "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)",
     /* the newest seq given: event_head.seq keeps it when pruning empties events */
     [S_EVENT_LAST] = "SELECT greatest((SELECT seq FROM event_head WHERE id = 1), "
                      "(SELECT max(seq) FROM events))",
@@ -352,7 +357,6 @@ struct store_pg {
     bool listening;    /* store_listen was called: LISTEN again after a reconnect */
 };
 
-#define NOTIFY_CHANNEL "drover_events"
 
 static struct store_pg *pg(struct store *st)
 {
@@ -846,9 +850,13 @@ static int pg_commit(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
     int rc = 0;
-    /* one notification per committed batch, delivered at its commit (issue 11) */
-    if (s->ev_locked && s->notify)
-        rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
+    /* one notification per committed batch that wrote events, delivered at its commit
+       (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
+    if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
+        struct params p = {0};
+        p_int(&p, s->ev_seq);
+        rc = run(s, S_NOTIFY, &p, NULL, e, "commit");
+    }
     if (rc)
         return rc; /* the caller rolls back */
     s->tx_first = 1;
@@ -1888,13 +1896,15 @@ static int pg_listen(struct store *st, int *fd, struct err *e)
     return 0;
 }
 
-static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
+static int pg_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e)
 {
     struct store_pg *s = pg(st);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         int rc = pg_listen(st, fd, e); /* conn_ready connects again */
-        if (!rc)
+        if (!rc) {
             *any = true; /* what was announced meanwhile is lost */
+            *upto = INT64_MAX;
+        }
         return rc;
     }
     if (!PQconsumeInput(s->conn)) {
@@ -1904,6 +1914,12 @@ static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
     PGnotify *n;
     while ((n = PQnotifies(s->conn))) {
         *any = true;
+        char *end;
+        long long seq = strtoll(n->extra, &end, 10);
+        if (end == n->extra || *end) /* a NOTIFY without the seq: all may be new */
+            seq = INT64_MAX;
+        if (seq > *upto)
+            *upto = seq;
         PQfreemem(n);
     }
     *fd = PQsocket(s->conn);

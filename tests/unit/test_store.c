@@ -2730,7 +2730,7 @@ static void test_listen(void **state)
     struct err e = ERR_INIT;
     int fd = -1;
     bool any = true;
-    int64_t first = 0, last = -1, wfirst = 0, wlast = 0;
+    int64_t first = 0, last = -1, wfirst = 0, wlast = 0, upto = -1;
     if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
         struct job one;
         make_simple(&one, T0, "q");
@@ -2739,7 +2739,7 @@ static void test_listen(void **state)
         store_tx_events(f->st, &first, &last);
         assert_true(first > last); /* not shared: nothing to tell */
         assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
-        assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
+        assert_err(store_notified(f->st, &fd, &any, &upto, &e), ERR_INVALID, &e);
         assert_false(any);
         return;
     }
@@ -2749,8 +2749,9 @@ static void test_listen(void **state)
     assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
     assert_ok(store_listen(f->st2, &fd, &e), &e);
     assert_true(fd >= 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* nothing yet */
+    assert_int_equal(upto, 0);
     /* a batch of two jobs: one announcement */
     struct job j[2];
     make_simple(&j[0], T0, "q");
@@ -2766,10 +2767,12 @@ static void test_listen(void **state)
     assert_int_equal(last, wlast);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_true(any);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_int_equal(upto, last); /* it says the newest seq written */
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* read once */
+    assert_int_equal(upto, 0);
     /* rolled back: nothing */
     struct job k;
     make_simple(&k, T0, "q");
@@ -2784,7 +2787,7 @@ static void test_listen(void **state)
     /* a handle without notify announces nothing */
     insert_jobs(f->st, &k, 1);
     assert_int_equal(poll(&pfd, 1, 300), 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any);
     store_close(writer);
     release_jobs(j, 2);
