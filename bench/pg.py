@@ -69,7 +69,8 @@ class Fleet:
                     return False
             wait_for(up, 60, "server answering /healthz")
             s = requests.Session()
-            s.headers["Authorization"] = "Bearer " + open(os.path.join(data, "admin.token")).read().strip()
+            with open(os.path.join(data, "admin.token")) as fh:
+                s.headers["Authorization"] = "Bearer " + fh.read().strip()
             self.servers.append((p, url, s))
         r = self.servers[0][2].post(self.servers[0][1] + "/v1/tokens",
                                     json={"role": "agent", "name": f"bench-{port}"}, timeout=10)
@@ -340,12 +341,13 @@ def main():
         log(f"lease with an empty table, then with {a.finished} finished jobs")
         big = fresh("bench_big")
         lat = {}
-        # the schema is made by the server: one start, then the fleet of latency()
+        # (the first server started, latency()'s, makes the schema)
         lat["empty"] = latency(bench, big, 200, "lat-empty")
-        psql(big, f"INSERT INTO jobs (id, state, queue, priority, slots, attempt, max_attempts, "
-                  f"created_at, run_after, spec) SELECT 'ffffffff-0000-7000-8000-' || "
-                  f"lpad(to_hex(g), 12, '0'), 1, 'probe', 0, 1, 0, 1, 0, 0, '{{}}' "
-                  f"FROM generate_series(1, 16) g")
+        # 16 queued jobs no agent serves (queue probe), for the lease statement's figure
+        psql(big, "INSERT INTO jobs (id, state, queue, priority, slots, attempt, max_attempts, "
+                  "created_at, run_after, spec) SELECT 'ffffffff-0000-7000-8000-' || "
+                  "lpad(to_hex(g), 12, '0'), 1, 'probe', 0, 1, 0, 1, 0, 0, '{}' "
+                  "FROM generate_series(1, 16) g")
         psql(big, "INSERT INTO ready SELECT id, queue, priority, run_after FROM jobs "
                   "WHERE queue = 'probe'")
         stmt = {"empty": lease_statement_ms(big, 30)}
@@ -395,7 +397,8 @@ def main():
     print("|---|---:|---:|")
     for k in ("pg", "sqlite"):
         s = single[k]
-        print(f"| {k} | {s.get('per_s', 0):,.0f} | {s.get('p50_ms', '-')} / {s.get('p99_ms', '-')} |")
+        print(f"| {k} | {s.get('per_s', 0):,.0f} | {s.get('p50_ms', '-')} / "
+              f"{s.get('p99_ms', '-')} |")
     print(f"\n### (4) {a.finished:,} finished jobs in `jobs` (filled in {t_fill:.0f} s; "
           f"jobs / ready with indexes: {size})\n")
     print("| figure | empty table | with finished jobs | ratio |")

@@ -4,14 +4,14 @@
   with three servers and two agents: the servers answer 503 meanwhile, reconnect by
   themselves, and every acknowledged job runs to its end once.
 - A transaction held open on the side (holding back vacuum's horizon) while queue-only load
-  runs: the jobs done in a window late in it are at least half those of an equal window
-  before it. A check of the design (leasing from the small ready table), with a generous
-  margin, not a measure of speed (that is bench/pg.py).
+  runs: the jobs done in a window late in it are at least half the mean of two equal
+  windows without it, one before and one after. A check of the design (no row that every
+  transaction rewrites; leasing from the small ready table), with a generous margin, not a
+  measure of speed (that is bench/pg.py).
 
 The restart test starts a cluster of its own (scripts/pgtest.sh), never restarting the one
 DROVER_TEST_PG_URI names. Slow (PostgreSQL, a minute or two each): `once`.
 """
-import os
 import subprocess
 import tempfile
 import threading
@@ -202,10 +202,15 @@ def test_long_transaction_on_the_side(pg_servers, pg_db, make_agent):  # noqa: F
     finally:
         holder.kill()
         holder.wait(10)
+    # and a window after it: the machine is shared, its speed drifts; the two windows
+    # without it, one on each side, bound the drift
+    n2 = finished((a, b))
+    time.sleep(window)
+    after = finished((a, b)) - n2
     stop.set()
     t.join(60)
     assert not errors, errors[:3]
-    print(f"jobs done in {window} s: {without} without, {during} with a transaction held "
-          f"open {60 - 10} s; dead rows in ready: {dead}")
-    assert without > 0
-    assert during >= without / 2, (without, during)
+    print(f"jobs done in {window} s: {without} before, {during} with a transaction held "
+          f"open {60 - 10} s, {after} after; dead rows in ready: {dead}")
+    assert without > 0 and after > 0
+    assert during >= (without + after) / 4, (without, during, after)  # half of their mean
