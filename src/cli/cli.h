@@ -237,6 +237,14 @@ void cli_print_json(json_t *j);
  */
 int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e);
 
+/*
+ * `drover jobs --array ID` (cli_arrays.c): the array's tasks from..to (-1: from the first, to
+ * the last) in `state` (NULL: any), at most `limit` (0: one page; `all`: every page), as a
+ * table or JSON. 0, or 1 when the server refused (the message printed).
+ */
+int cli_array_tasks(struct cli *cli, const char *id, const char *state, long from, long to,
+                    long limit, bool all, bool json);
+
 /* ---- the event stream (cli_events.c) ---- */
 
 /* What an on_event or on_start callback returns to end cli_follow with 0. */

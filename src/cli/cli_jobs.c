@@ -423,6 +423,9 @@ enum {
     OPT_CPUS,
     OPT_PIDS,
     OPT_SERVICE_VERSION,
+    OPT_ARRAY,
+    OPT_FROM,
+    OPT_TO,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -837,6 +840,50 @@ static void print_warnings(json_t *answer, const char *job)
     }
 }
 
+/*
+ * An array submitted: its id (--json: its summary); with --wait, its summary polled until
+ * every task has ended: 0 when all succeeded, else 1.
+ */
+static int submitted_array(struct cli *cli, json_t *arr, bool wait, bool json)
+{
+    const char *id = json_string_value(json_object_get(arr, "id"));
+    if (!id) {
+        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer has no array id");
+        return 1;
+    }
+    if (!wait) {
+        if (json)
+            cli_print_json(arr);
+        else
+            printf("%s\n", id);
+        return 0;
+    }
+    if (!json) printf("%s\n", id);
+    fflush(stdout);
+    char *path = cli_path("/v1/arrays/", id, "");
+    json_t *s = NULL;
+    int rc;
+    for (;;) {
+        json_decref(s);
+        s = NULL;
+        if ((rc = cli_call(cli, "GET", path, NULL, &s, "cannot read array '%s'", id))) break;
+        const char *state = json_string_value(json_object_get(s, "state"));
+        if (state && strcmp(state, "running")) {
+            if (json)
+                cli_print_json(s);
+            else
+                printf("%s %s\n", id, state);
+            rc = strcmp(state, "succeeded") ? 1 : 0;
+            break;
+        }
+        struct timespec ts = {1, 0}; /* an array's end is read once a second */
+        nanosleep(&ts, NULL);
+    }
+    json_decref(s);
+    free(path);
+    return rc;
+}
+
 int cmd_submit(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -1095,6 +1142,12 @@ int cmd_submit(int argc, char **argv)
         goto out;
     }
 
+    /* A job array ("array" in the spec): its id, or with --wait its end. */
+    json_t *arr = json_object_get(answer, "array");
+    if (json_is_object(arr)) {
+        rc = submitted_array(&cli, arr, wait, a.json);
+        goto out;
+    }
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
     json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
@@ -1530,6 +1583,44 @@ int cmd_cancel(int argc, char **argv)
     return rc;
 }
 
+/* ---- retry ---- */
+
+static const char retry_usage[] =
+    "usage: drover retry [--json] ID\n"
+    "\n"
+    "Queues a failed or cancelled job again at once for one more attempt, whatever its\n"
+    "retry policy (the earlier attempts' results and logs are kept: drover logs\n"
+    "--attempt N). A job in any other state is refused. A workflow's failed nodes:\n"
+    "drover workflow retry.\n"
+    "\n"
+    "      --json         print the server's JSON answer (the job)\n"
+    "\n"
+    "examples:\n"
+    "  drover retry 01938c2e-7d4a\n"
+    "  drover jobs --state failed --json | jq -r '.[].id' | xargs -n1 drover retry\n"
+    CLI_COMMON_USAGE;
+
+int cmd_retry(int argc, char **argv)
+{
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, retry_usage);
+    const char *id;
+    json_t *answer = NULL;
+    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/jobs/", id, "/retry");
+    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot retry job '%s'", id);
+    free(path);
+    if (rc == 0 && a.json) {
+        cli_print_json(answer);
+    } else if (rc == 0) {
+        const char *state = json_string_value(json_object_get(answer, "state"));
+        printf("retrying %s: %s\n", id, state ? state : "?");
+    }
+    json_decref(answer);
+    return rc;
+}
+
 /* ---- jobs ---- */
 
 static const char jobs_usage[] =
@@ -1544,12 +1635,18 @@ static const char jobs_usage[] =
     "  -l, --label K:V    only jobs with label K set to V\n"
     "  -n, --limit N      at most N jobs (one page by default)\n"
     "  -a, --all          follow the pages to the end (or to --limit)\n"
+    "      --array ID     the tasks of job array ID instead, by index (with --state,\n"
+    "                     --limit, --all, --from, --to)\n"
+    "      --from I       with --array: from task index I (default 0)\n"
+    "      --to J         with --array: up to task index J (default the last)\n"
     "      --json         print the jobs as a JSON array\n"
     "\n"
     "examples:\n"
     "  drover jobs                                  # the newest page, cut to the terminal\n"
     "  drover jobs --state failed --queue bio --limit 20\n"
     "  drover jobs --all --label project:x --json | jq length\n"
+    "  drover jobs --array 0193a1b2-... --state failed --all\n"
+    "  drover jobs --array 0193a1b2-... --from 100 --to 199 --json\n"
     CLI_COMMON_USAGE;
 
 /* Appends "?key=value" or "&key=value" to a path, escaping the value. */
@@ -1595,12 +1692,18 @@ int cmd_jobs(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},
         {"limit", required_argument, NULL, 'n'},
         {"all", no_argument, NULL, 'a'},
+        {"array", required_argument, NULL, OPT_ARRAY},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct cli_args a;
     cli_args_init(&a, argc, argv, jobs_usage);
+    const char *array = NULL, *state = NULL;
+    long from = -1, to = -1;
+    bool other = false; /* a filter that --array does not take */
     struct cli cli = {0};
     struct buf filter = BUF_INIT; /* "/v1/jobs?state=..." */
     bool all = false, has_label = false;
@@ -1613,14 +1716,29 @@ int cmd_jobs(int argc, char **argv)
         switch (opt) {
         case 's':
             add_query(&filter, "state", optarg);
+            state = optarg;
             break;
         case 'q':
             add_query(&filter, "queue", optarg);
+            other = true;
             break;
         case OPT_SERVICE:
             add_query(&filter, "service", optarg);
+            other = true;
+            break;
+        case OPT_ARRAY:
+            array = optarg;
+            break;
+        case OPT_FROM:
+        case OPT_TO:
+            if (!cli_parse_long(optarg, 0, 1000000000, opt == OPT_FROM ? &from : &to)) {
+                rc = cli_usage_error(jobs_usage, "--%s must be a task index (0 or more), not '%s'",
+                                     opt == OPT_FROM ? "from" : "to", optarg);
+                goto out;
+            }
             break;
         case 'l': {
+            other = true;
             if (has_label) {
                 rc = cli_usage_error(jobs_usage, "only one --label filter is supported");
                 goto out;
@@ -1652,8 +1770,21 @@ int cmd_jobs(int argc, char **argv)
         }
     }
     if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
+    if (!array && (from >= 0 || to >= 0)) {
+        rc = cli_usage_error(jobs_usage, "--from and --to are for --array");
+        goto out;
+    }
+    if (array && other) {
+        rc = cli_usage_error(jobs_usage, "--array lists one array's tasks: --queue, --service "
+                                         "and --label are not for it");
+        goto out;
+    }
     rc = 1;
     if (cli_connect(&cli, &a.conn)) goto out;
+    if (array) {
+        rc = cli_array_tasks(&cli, array, state, from, to, limit, all, a.json);
+        goto out;
+    }
 
     char *after = NULL;
     bool more = false;

@@ -26,8 +26,8 @@
 #include "job/job.h"
 #include "job/spec.h"
 
-#define WORKFLOW_MAX_NODES 1000
-#define WORKFLOW_MAX_CONNECTIONS 10000
+#define WORKFLOW_MAX_NODES 10000
+#define WORKFLOW_MAX_CONNECTIONS 50000
 
 struct wf_dep {
     size_t node; /* the upstream node's index */
@@ -45,6 +45,7 @@ struct wf_conn {
     size_t from, to;
     char *from_port, *to_port;
     char *base; /* the output port's URI as given (workflow_attempt_uri) */
+    char *from_at, *to_at; /* a service node's port: its place (service_ports()), else NULL */
 };
 
 struct workflow {
@@ -61,6 +62,12 @@ struct workflow {
  * "connections[0].to") or the cycle ("a cycle: A -> B -> A"). w is the caller's to release on 0.
  */
 int workflow_parse(json_t *body, struct workflow *w, struct err *e);
+/*
+ * The same, for a body whose service nodes are expanded already: ports is {NODE: PORTS}, PORTS
+ * what service_ports() says of that node's expansion (job/service.h); a service node's ports
+ * are the service's named inputs and outputs, wherever the template put them. NULL: none.
+ */
+int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, struct err *e);
 void workflow_release(struct workflow *w);
 /* The index of node `name`, or -1. */
 long workflow_node(const struct workflow *w, const char *name);
@@ -74,7 +81,8 @@ void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, 
 /*
  * The document the store keeps, with each node's job id (ids[i] for node i):
  * {"name", "nodes": {NAME: {"job": ID, "depends_on": [{"node", "on"}]}},
- *  "connections": [{"from", "to"}]}; a new reference.
+ *  "connections": [{"from", "to", "uri", "from_at", "to_at"}]} (the last two for a service
+ * node's port only); a new reference.
  */
 json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN]);
 
@@ -82,9 +90,13 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN]);
  * Sets input port `port` of a normalised spec to the object an upstream attempt wrote:
  * `uri` (with its `sha256`, or NULL). False when the spec has no such input.
  */
-bool workflow_set_input(json_t *spec, const char *port, const char *uri, const char *sha256);
-/* The value (URI) of output port `port` of a normalised spec, or NULL. */
-const char *workflow_output_uri(const json_t *spec, const char *port);
+bool workflow_set_input(json_t *spec, const char *port, const char *at, const char *uri,
+                        const char *sha256);
+/*
+ * The value (URI) of output port `port` of a normalised spec, or NULL. `at` (here and above):
+ * a service node's port's place (the connection's from_at or to_at), or NULL: by name.
+ */
+const char *workflow_output_uri(const json_t *spec, const char *port, const char *at);
 /*
  * Each attempt of a node writes a connected output to its own key, so that no retry reads
  * what an earlier attempt left: s3://BUCKET/DIR/NAME becomes s3://BUCKET/DIR/attempt-N/NAME
@@ -93,6 +105,6 @@ const char *workflow_output_uri(const json_t *spec, const char *port);
  */
 char *workflow_attempt_uri(const char *base, int attempt);
 /* Sets output port `port` of a normalised spec to `uri`; false when it has no such output. */
-bool workflow_set_output(json_t *spec, const char *port, const char *uri);
+bool workflow_set_output(json_t *spec, const char *port, const char *at, const char *uri);
 
 #endif

@@ -306,6 +306,8 @@ int api_jobs_create(struct http_req *r)
                                                "array of job specs");
         return HTTP_DONE;
     }
+    if (!array && json_object_get(body, "array"))
+        return api_arrays_submit(r); /* one array of tasks (api_arrays.c) */
     if (array && (n == 0 || n > SUBMIT_MAX_SPECS)) {
         http_reply_error(r, ERR_INVALID, NULL, "an array submission must hold 1 to %d specs, "
                                                "not %zu", SUBMIT_MAX_SPECS, n);

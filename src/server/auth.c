@@ -98,11 +98,16 @@ void auth_cache_free(struct server *s)
 
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e)
 {
-    struct server *s = app;
     char hash[AUTH_HASH_LEN];
     if (strlen(token) > 256)
         return err_set(e, ERR_UNAUTH, "invalid token");
     auth_token_hash(token, hash);
+    return auth_check_hash(app, hash, role, name, n, e);
+}
+
+int auth_check_hash(struct server *s, const char *hash, int *role, char *name, size_t n,
+                    struct err *e)
+{
     int64_t now = time_now_ms();
     struct auth_cache_entry *c = cache_find(s, hash, now);
     if (c) {

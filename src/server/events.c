@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/spec.h"
 #include "server/events.h"
 #include "server/server.h"
@@ -93,6 +94,8 @@ const char *events_type_name(const struct event_rec *ev)
         return ev->state == OBJECT_DELETED ? "object.deleted" : "object.created";
     if (ev->kind == EVENT_TRIGGER)
         return ev->state == TRIGGER_FAILED ? "trigger.failed" : "trigger.fired";
+    if (ev->kind == EVENT_ARRAY)
+        return ev->state == ARRAY_SUBMITTED ? "array.submitted" : "array.changed";
     return ev->kind == EVENT_JOB ? "job" : "agent";
 }
 
@@ -107,6 +110,10 @@ json_t *events_to_json(const struct event_rec *ev)
         /* bucket, key, size, sha256: all in data */
     } else if (ev->kind == EVENT_TRIGGER) {
         json_object_set_new(o, "trigger", json_string(ev->subject)); /* uri, sha256, job...: data */
+    } else if (ev->kind == EVENT_ARRAY) {
+        json_object_set_new(o, "array", json_string(ev->subject));
+        json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
+        /* count, kind, name: in data */
     } else if (ev->kind == EVENT_JOB) {
         json_object_set_new(o, "job", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
@@ -332,6 +339,38 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
     return 0;
 }
 
+/* array=ID: the array's own events and its tasks' (an array of the caller's, of at most
+   MAX_JOBS - 1 tasks: their ids are known without reading them, array_task_id()). */
+static int parse_array(struct http_req *r, const char *id, struct follower *fw, struct err *e)
+{
+    struct server *s = r->app;
+    struct array_rec a;
+    struct err ae = ERR_INIT;
+    if (fw->njobs)
+        return err_field(e, ERR_INVALID, "array", "array cannot be given with job or workflow");
+    if (!uuid_valid(id) || store_array_get(s->reads, id, &a, &ae))
+        return err_field(e, ERR_INVALID, "array", "array '%s' not found", id);
+    int rc = 0;
+    if (fw->owner && (!a.owner || strcmp(a.owner, fw->owner)))
+        rc = err_field(e, ERR_INVALID, "array", "array '%s' not found", id);
+    else if (a.count >= MAX_JOBS)
+        rc = err_field(e, ERR_INVALID, "array",
+                       "array '%s' has %lld tasks: array= follows arrays of fewer than %d (follow "
+                       "its queue instead, or job=ID of some tasks)",
+                       id, (long long)a.count, MAX_JOBS);
+    if (!rc) {
+        fw->jobs = xrealloc(fw->jobs, (size_t)(a.count + 1) * sizeof(*fw->jobs));
+        fw->jobs[fw->njobs++] = xstrdup(a.id);
+        for (int64_t i = 0; i < a.count; i++) {
+            char t[UUID_STR_LEN];
+            array_task_id(a.id, i, t);
+            fw->jobs[fw->njobs++] = xstrdup(t);
+        }
+    }
+    array_rec_release(&a);
+    return rc;
+}
+
 /* workflow=ID: the events of its nodes' jobs (a workflow of the caller's). */
 static int parse_workflow(struct http_req *r, const char *id, struct follower *fw, struct err *e)
 {
@@ -362,7 +401,8 @@ static int parse_workflow(struct http_req *r, const char *id, struct follower *f
 
 static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since, struct err *e)
 {
-    static const char *const known[] = {"since", "queue", "job", "type", "workflow", NULL};
+    static const char *const known[] = {"since", "queue", "job", "type", "workflow", "array",
+                                        NULL};
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &r->query, next)
     {
@@ -394,8 +434,11 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
             fw->kind = EVENT_OBJECT;
         else if (!strcmp(v, "trigger"))
             fw->kind = EVENT_TRIGGER;
+        else if (!strcmp(v, "array"))
+            fw->kind = EVENT_ARRAY;
         else
-            return err_field(e, ERR_INVALID, "type", "type must be job, agent, object or trigger");
+            return err_field(e, ERR_INVALID, "type",
+                             "type must be job, agent, object, trigger or array");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))
@@ -408,6 +451,7 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         fw->kind = EVENT_JOB;
     }
     if ((v = http_query(r, "workflow")) && parse_workflow(r, v, fw, e)) return e->code;
+    if ((v = http_query(r, "array")) && parse_array(r, v, fw, e)) return e->code;
     return 0;
 }
 

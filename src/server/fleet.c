@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/protocol.h"
 #include "job/spec.h"
 #include "server/commit.h"
@@ -585,10 +586,13 @@ static void lease_done(void *arg, int rc, const struct err *e)
         struct store_lease *c = &g->c[i];
         op->taken[i] = NULL;
         if (!c->leased) {
-            if (rc)
+            if (rc) {
                 sched_put_back(f->d.sched, sj);
-            else
-                sched_untake(f->d.sched, sj); /* no longer queued: cancelled meanwhile */
+                continue;
+            }
+            /* an array with nothing left to claim (cancelled, or claimed by another server) */
+            if (c->exhausted) sched_remove(f->d.sched, sj->id);
+            sched_untake(f->d.sched, sj); /* no longer queued: cancelled meanwhile */
             continue;
         }
         struct lease_rec *l = xcalloc(1, sizeof(*l));
@@ -684,7 +688,9 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     op->taken = xmalloc(n * sizeof(*op->taken));
     memcpy(op->taken, taken, n * sizeof(*taken));
     for (size_t i = 0; i < n; i++) {
-        memcpy(op->g->c[i].job, taken[i]->id, UUID_STR_LEN);
+        /* an array's task: which one is claimed in the lease's transaction */
+        memcpy(taken[i]->array ? op->g->c[i].array : op->g->c[i].job, taken[i]->id,
+               UUID_STR_LEN);
         op->g->timeout_s[i] = taken[i]->timeout_s;
     }
     op->t0_ns = time_mono_ns();
@@ -1000,7 +1006,41 @@ int fleet_load(struct fleet *f, struct err *e)
         rc = store_job_scan(f->d.reads,
                             (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), load_job,
                             f, e);
+    if (!rc) rc = fleet_load_arrays(f, e);
     return rc;
+}
+
+void fleet_array_changed(struct fleet *f, const struct array_rec *a)
+{
+    int64_t n = array_claimable(a);
+    if (n > 0) {
+        struct job tmpl;
+        array_task_job(&tmpl, a->id, a->next_index, a->spec, NULL, a->owner, a->tenant,
+                       a->created_at, a->run_after);
+        sched_add_array(f->d.sched, a->id, &tmpl, n);
+        job_release(&tmpl);
+        if (a->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
+    } else {
+        sched_remove(f->d.sched, a->id);
+    }
+}
+
+/* Every array with tasks left to claim gets its scheduler entry. */
+int fleet_load_arrays(struct fleet *f, struct err *e)
+{
+    char after[UUID_STR_LEN] = "";
+    for (;;) {
+        struct array_rec *list;
+        size_t n;
+        int rc = store_array_list(f->d.reads, NULL, after[0] ? after : NULL, 1000, &list, &n, e);
+        for (size_t i = 0; i < n; i++) {
+            if (!rc) fleet_array_changed(f, &list[i]);
+            array_rec_release(&list[i]);
+        }
+        if (n) memcpy(after, list[n - 1].id, sizeof(after));
+        free(list);
+        if (rc || n < 1000) return rc;
+    }
 }
 
 bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *deadline_ms)

@@ -123,6 +123,14 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
  * kill it).
  */
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent);
+/*
+ * An array was stored, or a cancel or retry by range changed what of it may still be
+ * claimed: its one scheduler entry gets the new count (array_claimable), or goes.
+ */
+struct array_rec;
+void fleet_array_changed(struct fleet *f, const struct array_rec *a);
+/* fleet_array_changed for every stored array (at start, and after missed events). */
+int fleet_load_arrays(struct fleet *f, struct err *e);
 
 /*
  * Several servers on one store (STORE_CAP_SHARED): the fleet is then a cache of what

@@ -35,8 +35,14 @@ const struct route server_routes[] = {
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/retry", api_jobs_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
+    /* job arrays: submitted with POST /v1/jobs and "array" (api_arrays.c) */
+    {"GET", "/v1/arrays", api_arrays_list, ANY_CLIENT, 0, false},
+    {"GET", "/v1/arrays/{id}", api_arrays_get, ANY_CLIENT, 0, false},
+    {"GET", "/v1/arrays/{id}/tasks", api_arrays_tasks, ANY_CLIENT, 0, false},
+    {"POST", "/v1/arrays/{id}/cancel", api_arrays_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"POST", "/v1/arrays/{id}/retry", api_arrays_retry, ANY_CLIENT, 4 * KiB, false},
     /* 1,000 nodes of the seed message's 668 bytes, indented, with room */
-    {"POST", "/v1/workflows", api_workflows_create, ANY_CLIENT, 4 * MiB, true},
+    {"POST", "/v1/workflows", api_workflows_create, ANY_CLIENT, 16 * MiB, true},
     {"GET", "/v1/workflows", api_workflows_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/workflows/{id}", api_workflows_get, ANY_CLIENT, 0, false},
     {"POST", "/v1/workflows/{id}/cancel", api_workflows_cancel, ANY_CLIENT, 4 * KiB, false},

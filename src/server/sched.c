@@ -305,6 +305,56 @@ void sched_add(struct sched *s, const struct job *j)
     place(s, sj, time_now_ms());
 }
 
+void sched_add_array(struct sched *s, const char *array, const struct job *tmpl,
+                     int64_t remaining)
+{
+    struct sched_job *old = hmap_get(&s->byid, array);
+    if (old) {
+        if (remaining > 0)
+            old->remaining = remaining;
+        else
+            sched_remove(s, array);
+        return;
+    }
+    if (remaining <= 0)
+        return;
+    struct sched_job *sj = xcalloc(1, sizeof(*sj));
+    snprintf(sj->id, sizeof(sj->id), "%s", array);
+    sj->queue = xstrdup(tmpl->queue);
+    sj->tenant = xstrdup(tmpl->tenant ? tmpl->tenant : "");
+    sj->priority = tmpl->priority;
+    sj->slots = tmpl->slots > 0 ? tmpl->slots : 1;
+    sj->requires = tmpl->requires ? json_incref((json_t *)tmpl->requires) : NULL;
+    sj->timeout_s = tmpl->timeout_s;
+    sj->runtimes = spec_runtimes(tmpl->spec);
+    sj->cache_keys = sched_cache_keys(tmpl->spec);
+    sj->run_after = tmpl->run_after;
+    sj->array = true;
+    sj->remaining = remaining;
+    place(s, sj, time_now_ms());
+}
+
+/* One task of array entry sj, as an entry of its own (sj stays where it is). */
+static struct sched_job *array_one(struct sched_job *sj)
+{
+    struct sched_job *t = xcalloc(1, sizeof(*t));
+    memcpy(t->id, sj->id, sizeof(t->id));
+    t->queue = xstrdup(sj->queue);
+    t->tenant = xstrdup(sj->tenant);
+    t->priority = sj->priority;
+    t->slots = sj->slots;
+    t->requires = sj->requires ? json_incref(sj->requires) : NULL;
+    t->timeout_s = sj->timeout_s;
+    t->runtimes = sj->runtimes;
+    t->run_after = sj->run_after;
+    t->cache_keys = sj->cache_keys ? json_incref(sj->cache_keys) : NULL;
+    t->ready_ms = sj->ready_ms;
+    t->array = true;
+    t->remaining = 1;
+    sj->remaining--;
+    return t;
+}
+
 bool sched_remove(struct sched *s, const char *id)
 {
     struct sched_job *sj = hmap_del(&s->byid, id);
@@ -516,8 +566,12 @@ size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labe
         struct sched_job *sj = best(s, queues, labels, runtimes, free_slots, pref);
         if (!sj)
             break;
-        detach(s, sj);
-        hmap_del(&s->byid, sj->id);
+        if (sj->array && sj->remaining > 1) {
+            sj = array_one(sj);
+        } else {
+            detach(s, sj);
+            hmap_del(&s->byid, sj->id);
+        }
         struct sched_tenant *t = tenant_get(s, sj->tenant);
         t->held++; /* until put back or its lease ends */
         t->served = ++s->takes;
@@ -536,7 +590,10 @@ void sched_untake(struct sched *s, struct sched_job *sj)
 void sched_put_back(struct sched *s, struct sched_job *sj)
 {
     sched_tenant_release(s, sj->tenant);
-    if (hmap_get(&s->byid, sj->id)) {
+    struct sched_job *there = hmap_get(&s->byid, sj->id);
+    if (there) {
+        if (there->array && sj->array)
+            there->remaining += sj->remaining; /* an array's task: back into its entry */
         sched_job_free(sj);
         return;
     }

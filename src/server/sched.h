@@ -33,6 +33,8 @@ struct sched_job {
     int64_t run_after;
     json_t *cache_keys; /* its cached inputs ("sha256:HEX", "uri:URI"; sched_cache_keys), or NULL */
     int64_t ready_ms;   /* when it last became ready */
+    bool array;         /* an array's entry (id: the array's): it stands for `remaining` tasks */
+    int64_t remaining;
     struct sched_job *prev, *next; /* in its list */
     struct sched_level *level;     /* NULL while delayed or taken */
     struct sched_sub *sub;         /* its tenant's list in its level, likewise */
@@ -43,6 +45,16 @@ void sched_free(struct sched *s);
 
 /* Adds a queued job (a copy of what the scheduler needs). A job already there is left as it is. */
 void sched_add(struct sched *s, const struct job *j);
+/*
+ * Job arrays: ONE entry for an array's unclaimed tasks, made like a job from `tmpl` (one of
+ * its tasks: queue, tenant, priority, slots, requires, runtimes, run_after) and standing for
+ * `remaining` of them; an entry there already only gets the new count; 0 or less forgets
+ * it. sched_take hands out one task at a time as an entry of its own with `array` set and
+ * id the array's (the lease claims which task in the store); put back, it goes back into
+ * the array's entry. sched_remove(array id) forgets the entry.
+ */
+void sched_add_array(struct sched *s, const char *array, const struct job *tmpl,
+                     int64_t remaining);
 /* Forgets a job (cancelled). True when it was there. */
 bool sched_remove(struct sched *s, const char *id);
 /* Moves delayed jobs that are due by now into their queues; returns how many (counting one more

@@ -774,7 +774,6 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     if (s->elect) leader_check(s, time_now_ms()); /* at once, not a second later */
     s->router = router_new(s->http, server_routes, server_nroutes, auth_check, s);
     router_set_uploads(s->router, s->uploads);
-    s->sessions = sessions_new();
     router_set_cookie_auth(s->router, session_auth);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
     split_listen(o->listen, host, sizeof(host), &port);
@@ -870,7 +869,6 @@ void server_release(struct server *s)
     uploads_free(s->uploads); /* uploads still arriving are answered */
     router_free(s->router);
     auth_cache_free(s);
-    sessions_free(s->sessions);
     if (s->http)
         evhttp_free(s->http);
     tls_front_free(s->tls); /* after evhttp, which has closed its side of each connection */

@@ -26,7 +26,6 @@ struct offload;
 struct events;
 struct webhooks;
 struct accept_guard;
-struct sessions;
 struct tls_front;
 struct metrics;
 struct retention;
@@ -41,7 +40,6 @@ struct server {
     struct committer *commit;
     struct waiters *waiters;
     struct auth_cache *auth_cache;
-    struct sessions *sessions; /* the dashboard's sign-ins (session.h) */
     char *data_dir;
     int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
     bool shutting_down;
@@ -145,6 +143,13 @@ int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
 int api_jobs_retry(struct http_req *r);
+/* POST /v1/jobs with "array" (api_jobs_create hands it over) and /v1/arrays (api_arrays.c). */
+int api_arrays_submit(struct http_req *r);
+int api_arrays_list(struct http_req *r);
+int api_arrays_get(struct http_req *r);
+int api_arrays_tasks(struct http_req *r);
+int api_arrays_cancel(struct http_req *r);
+int api_arrays_retry(struct http_req *r);
 int api_workflows_create(struct http_req *r);
 int api_workflows_get(struct http_req *r);
 int api_workflows_list(struct http_req *r);
@@ -207,6 +212,9 @@ int api_tenants_put(struct http_req *r);
 
 /* auth.c: token checks for the router, and the first start's admin token. */
 int auth_check(void *app, const char *token, int *role, char *name, size_t n, struct err *e);
+/* auth_check() of a token known by its hash (auth_token_hash). */
+int auth_check_hash(struct server *s, const char *hash, int *role, char *name, size_t n,
+                    struct err *e);
 /* Writes a new random token into out (at least AUTH_TOKEN_LEN bytes) and its hash into hash. */
 #define AUTH_TOKEN_LEN 72
 #define AUTH_HASH_LEN 65

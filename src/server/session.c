@@ -13,43 +13,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/hmap.h"
 #include "common/role.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "server/commit.h"
 #include "server/server.h"
-
-struct sessions {
-    struct hmap by_hash; /* SHA-256 of the id (hex) -> struct session */
-};
-
-static void session_free(void *p)
-{
-    struct session *s = p;
-    if (!s) return;
-    OPENSSL_cleanse(s->token, strlen(s->token));
-    free(s->token);
-    free(s);
-}
-
-struct sessions *sessions_new(void)
-{
-    struct sessions *ss = xcalloc(1, sizeof(*ss));
-    hmap_init(&ss->by_hash);
-    return ss;
-}
-
-void sessions_free(struct sessions *ss)
-{
-    if (!ss) return;
-    hmap_release(&ss->by_hash, session_free);
-    free(ss);
-}
-
-size_t sessions_count(const struct sessions *ss)
-{
-    return ss->by_hash.count;
-}
 
 static void random_hex(char *out)
 {
@@ -61,80 +29,7 @@ static void random_hex(char *out)
         out[2 * i + 1] = digits[raw[i] & 15];
     }
     out[64] = '\0';
-}
-
-/*
- * Forgets the expired sessions and, when `name` already has SESSIONS_PER_TOKEN,
- * its oldest ones, so that one token signing in again and again cannot fill
- * the table for everyone.
- */
-static void forget_old(struct sessions *ss, const char *name, int64_t now_ms)
-{
-    /* Collected first: the map may not change while it is walked. */
-    char **dead = NULL;
-    size_t n = 0, cap = 0, mine = 0;
-    const char *oldest = NULL;
-    int64_t oldest_ms = INT64_MAX;
-    for (struct hmap_entry *it = hmap_first(&ss->by_hash); it; it = hmap_next(&ss->by_hash, it)) {
-        const struct session *s = it->value;
-        if (s->expires_ms <= now_ms) {
-            if (n == cap) dead = xrealloc(dead, (cap = cap ? 2 * cap : 16) * sizeof(*dead));
-            dead[n++] = xstrdup(it->key);
-        } else if (!strcmp(s->name, name)) {
-            mine++;
-            if (s->expires_ms < oldest_ms) oldest_ms = s->expires_ms, oldest = it->key;
-        }
-    }
-    if (mine >= SESSIONS_PER_TOKEN && oldest) {
-        char *key = xstrdup(oldest); /* the map frees its own copy */
-        session_free(hmap_del(&ss->by_hash, key));
-        free(key);
-    }
-    for (size_t i = 0; i < n; i++) {
-        session_free(hmap_del(&ss->by_hash, dead[i]));
-        free(dead[i]);
-    }
-    free(dead);
-}
-
-const struct session *sessions_create(struct sessions *ss, const char *token, int role,
-                                      const char *name, int64_t now_ms, char *id, struct err *e)
-{
-    forget_old(ss, name, now_ms);
-    if (ss->by_hash.count >= SESSIONS_MAX) {
-        err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", SESSIONS_MAX);
-        return NULL;
-    }
-    struct session *s = xcalloc(1, sizeof(*s));
-    char hash[AUTH_HASH_LEN];
-    random_hex(id);
-    random_hex(s->csrf);
-    s->token = xstrdup(token);
-    s->role = role;
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    s->expires_ms = now_ms + (int64_t)SESSION_TTL_S * 1000;
-    auth_token_hash(id, hash);
-    session_free(hmap_put(&ss->by_hash, hash, s));
-    return s;
-}
-
-const struct session *sessions_find(struct sessions *ss, const char *id, int64_t now_ms)
-{
-    char hash[AUTH_HASH_LEN];
-    auth_token_hash(id, hash);
-    struct session *s = hmap_get(&ss->by_hash, hash);
-    if (s && s->expires_ms <= now_ms) {
-        session_free(hmap_del(&ss->by_hash, hash));
-        return NULL;
-    }
-    return s;
-}
-
-void sessions_delete(struct sessions *ss, const char *id)
-{
-    char hash[AUTH_HASH_LEN];
-    auth_token_hash(id, hash);
-    session_free(hmap_del(&ss->by_hash, hash));
+    OPENSSL_cleanse(raw, sizeof(raw));
 }
 
 bool session_cookie_get(const char *header, const char *name, char *out, size_t n)
@@ -190,7 +85,7 @@ static const char *in_header(struct evhttp_request *ev, const char *name)
 }
 
 /* The origin and CSRF checks of a state-changing call made with session s. */
-static int check_csrf(struct evhttp_request *ev, const struct session *s, struct err *e)
+static int check_csrf(struct evhttp_request *ev, const struct session_rec *s, struct err *e)
 {
     int rc = session_check_origin(in_header(ev, "Origin"), in_header(ev, "Sec-Fetch-Site"),
                                   in_header(ev, "Host"), e);
@@ -204,45 +99,43 @@ static int check_csrf(struct evhttp_request *ev, const struct session *s, struct
     return 0;
 }
 
-/* The session of the request's cookie: 0, ERR_NOTFOUND (no cookie), ERR_UNAUTH. */
-static int find_session(struct server *srv, struct evhttp_request *ev, char *id,
-                        const struct session **out, struct err *e)
+/* The session of the request's cookie into *out: 0, ERR_NOTFOUND (no cookie), ERR_UNAUTH. */
+static int find_session(struct server *srv, struct evhttp_request *ev, struct session_rec *out,
+                        struct err *e)
 {
     const char *cookie = in_header(ev, "Cookie");
-    if (!cookie || !session_cookie_get(cookie, SESSION_COOKIE, id, SESSION_ID_LEN))
-        return ERR_NOTFOUND;
-    const struct session *s = sessions_find(srv->sessions, id, time_now_ms());
-    if (!s)
+    char id[SESSION_ID_LEN], hash[AUTH_HASH_LEN];
+    if (!cookie || !session_cookie_get(cookie, SESSION_COOKIE, id, sizeof(id))) return ERR_NOTFOUND;
+    auth_token_hash(id, hash);
+    OPENSSL_cleanse(id, sizeof(id));
+    struct err fe = ERR_INIT;
+    int rc = store_session_find(srv->reads, hash, time_now_ms(), out, &fe);
+    if (rc == ERR_NOTFOUND)
         return err_set(e, ERR_UNAUTH, "the session has expired or was signed out: sign in again");
-    /* The token may have been revoked since the sign-in. */
-    int role;
-    char name[128];
-    struct err ae = ERR_INIT;
-    int rc = auth_check(srv, s->token, &role, name, sizeof(name), &ae);
-    if (rc == ERR_UNAUTH) {
-        sessions_delete(srv->sessions, id);
-        return err_set(e, ERR_UNAUTH, "the session's token was revoked: sign in again");
-    }
     if (rc) {
-        *e = ae;
+        *e = fe;
         return rc;
     }
-    *out = s;
-    return 0;
+    /* The token may have been revoked since the sign-in (by another server, too). */
+    int role;
+    char name[128];
+    rc = auth_check_hash(srv, out->token_hash, &role, name, sizeof(name), &fe);
+    if (rc == ERR_UNAUTH)
+        return err_set(e, ERR_UNAUTH, "the session's token was revoked: sign in again");
+    if (rc) *e = fe;
+    return rc;
 }
 
 int session_auth(void *app, struct evhttp_request *ev, const char *method, int *role, char *name,
                  size_t n, struct err *e)
 {
-    struct server *srv = app;
-    char id[SESSION_ID_LEN];
-    const struct session *s = NULL;
-    int rc = find_session(srv, ev, id, &s, e);
+    struct session_rec s;
+    int rc = find_session(app, ev, &s, e);
     if (rc) return rc;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && (rc = check_csrf(ev, s, e)))
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && (rc = check_csrf(ev, &s, e)))
         return rc;
-    *role = s->role;
-    snprintf(name, n, "%s", s->name);
+    *role = s.role;
+    snprintf(name, n, "%s", s.name);
     return 0;
 }
 
@@ -266,18 +159,55 @@ static bool may_call(int role, const char *method, const char *pattern)
     return false;
 }
 
-static json_t *session_json(const struct session *s)
+static json_t *session_json(const struct session_rec *s)
 {
     char at[64];
     time_format_rfc3339(s->expires_ms, at, sizeof(at));
     return json_pack("{s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, s:b, s:b}}", "name", s->name,
-                     "role", role_name(s->role), "csrf", s->csrf, "expires_at", at, "can",
-                     "cancel", may_call(s->role, "POST", "/v1/jobs/{id}/cancel"), "retry",
+                     "role", role_name(s->role), "csrf", s->csrf, "expires_at", at, "can", "cancel",
+                     may_call(s->role, "POST", "/v1/jobs/{id}/cancel"), "retry",
                      may_call(s->role, "POST", "/v1/jobs/{id}/retry"), "drain",
                      may_call(s->role, "POST", "/v1/agents/{id}/drain"), "presign",
                      may_call(s->role, "POST", "/v1/presign"), "workflow_cancel",
                      may_call(s->role, "POST", "/v1/workflows/{id}/cancel"), "workflow_retry",
                      may_call(s->role, "POST", "/v1/workflows/{id}/retry"));
+}
+
+/* A sign-in or sign-out on its way through the committer. */
+struct session_op {
+    struct http_req *r;
+    struct session_rec rec;
+    char id[SESSION_ID_LEN]; /* the cookie's value; "" for a sign-out */
+};
+
+static int session_insert_write(struct store *st, void *arg, struct err *e)
+{
+    struct session_op *op = arg;
+    return store_session_insert(st, &op->rec, time_now_ms(), SESSIONS_PER_TOKEN, SESSIONS_MAX, e);
+}
+
+static int session_delete_write(struct store *st, void *arg, struct err *e)
+{
+    struct session_op *op = arg;
+    return store_session_delete(st, op->rec.id_hash, e);
+}
+
+static void session_done(void *arg, int rc, const struct err *e)
+{
+    struct session_op *op = arg;
+    if (op->r->gone) {
+        http_req_drop(op->r);
+    } else if (rc) {
+        http_reply_err(op->r, e);
+    } else if (op->id[0]) {
+        set_cookie(op->r, op->id, SESSION_TTL_S);
+        http_reply_json(op->r, 201, session_json(&op->rec));
+    } else {
+        set_cookie(op->r, "", 0);
+        http_reply_json(op->r, 200, json_pack("{s:b}", "signed_out", 1));
+    }
+    OPENSSL_cleanse(op, sizeof(*op));
+    free(op);
 }
 
 int api_session_create(struct http_req *r)
@@ -309,7 +239,7 @@ int api_session_create(struct http_req *r)
         return HTTP_DONE;
     }
     int role;
-    char name[128], id[SESSION_ID_LEN];
+    char name[128];
     if (auth_check(srv, json_string_value(tok), &role, name, sizeof(name), &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
@@ -320,23 +250,24 @@ int api_session_create(struct http_req *r)
                          "token");
         return HTTP_DONE;
     }
-    const struct session *s =
-        sessions_create(srv->sessions, json_string_value(tok), role, name, time_now_ms(), id, &e);
-    if (!s) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
-    set_cookie(r, id, SESSION_TTL_S);
-    http_reply_json(r, 201, session_json(s));
-    return HTTP_DONE;
+    struct session_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    random_hex(op->id);
+    auth_token_hash(op->id, op->rec.id_hash);
+    auth_token_hash(json_string_value(tok), op->rec.token_hash);
+    random_hex(op->rec.csrf);
+    op->rec.role = role;
+    snprintf(op->rec.name, sizeof(op->rec.name), "%s", name);
+    op->rec.expires_ms = time_now_ms() + (int64_t)SESSION_TTL_S * 1000;
+    commit_submit(srv->commit, session_insert_write, session_done, op);
+    return HTTP_DEFERRED;
 }
 
 int api_session_get(struct http_req *r)
 {
     struct err e = ERR_INIT;
-    char id[SESSION_ID_LEN];
-    const struct session *s = NULL;
-    int rc = find_session(srv_of(r), r->ev, id, &s, &e);
+    struct session_rec s;
+    int rc = find_session(srv_of(r), r->ev, &s, &e);
     if (rc == ERR_NOTFOUND)
         rc = err_set(&e, ERR_UNAUTH, "not signed in: POST /v1/session {\"token\": ...}");
     if (rc) {
@@ -344,7 +275,7 @@ int api_session_get(struct http_req *r)
         return HTTP_DONE;
     }
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Cache-Control", "no-store");
-    http_reply_json(r, 200, session_json(s));
+    http_reply_json(r, 200, session_json(&s));
     return HTTP_DONE;
 }
 
@@ -352,17 +283,16 @@ int api_session_delete(struct http_req *r)
 {
     struct server *srv = srv_of(r);
     struct err e = ERR_INIT;
-    char id[SESSION_ID_LEN];
-    const struct session *s = NULL;
-    int rc = find_session(srv, r->ev, id, &s, &e);
+    struct session_op *op = xcalloc(1, sizeof(*op));
+    int rc = find_session(srv, r->ev, &op->rec, &e);
     if (rc == ERR_NOTFOUND) rc = err_set(&e, ERR_UNAUTH, "not signed in");
-    if (!rc) rc = check_csrf(r->ev, s, &e);
+    if (!rc) rc = check_csrf(r->ev, &op->rec, &e);
     if (rc) {
+        free(op);
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    sessions_delete(srv->sessions, id);
-    set_cookie(r, "", 0);
-    http_reply_json(r, 200, json_pack("{s:b}", "signed_out", 1));
-    return HTTP_DONE;
+    op->r = r;
+    commit_submit(srv->commit, session_delete_write, session_done, op);
+    return HTTP_DEFERRED;
 }

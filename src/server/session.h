@@ -2,12 +2,12 @@
  * session.h - the dashboard's sign-in: a bearer token exchanged for a
  * server-side session named by an HttpOnly, SameSite=Strict cookie.
  *
- * A session is a random id (32 bytes, hex) kept in memory on the server
- * that made it, with the token it was made from (checked again on every
- * call, so a revoked token ends its sessions), its role and name, a CSRF
- * token (32 random bytes, hex) and an expiry. The map is keyed by the
- * SHA-256 of the id, so a lookup compares no secret. A server restart signs
- * everyone out. Not thread-safe: the event loop thread only.
+ * A session is a random id (32 bytes, hex) with the token it was made from
+ * (checked again on every call, so a revoked token ends its sessions), its
+ * role and name, a CSRF token (32 random bytes, hex) and an expiry. It is
+ * kept in the store (store_session_insert), named by the SHA-256 of the id,
+ * so that a lookup compares no secret, every server sharing the store knows
+ * it, and a restart signs no one out. Event loop thread only.
  *
  * A call authenticated by the cookie that may change something (any method
  * but GET and HEAD) must also be same-origin (Sec-Fetch-Site and Origin,
@@ -30,34 +30,6 @@
 #define SESSIONS_MAX 10000        /* sessions at a time; a sign-in beyond is 503 */
 #define SESSIONS_PER_TOKEN 64     /* a token's sign-in beyond this ends its oldest session */
 #define SESSION_ID_LEN 65         /* 64 hex digits and '\0'; the CSRF token's too */
-
-struct session {
-    char csrf[SESSION_ID_LEN];
-    char *token;    /* the bearer token it was made from */
-    int role;       /* at sign-in; checked again on each call */
-    char name[128]; /* the token's name */
-    int64_t expires_ms;
-};
-
-struct sessions;
-
-struct sessions *sessions_new(void);
-void sessions_free(struct sessions *ss); /* NULL is fine */
-size_t sessions_count(const struct sessions *ss);
-
-/*
- * Makes a session for token (copied) at now_ms: writes its id into id (at
- * least SESSION_ID_LEN bytes) and returns it (owned by ss), or NULL with
- * ERR_UNAVAILABLE in e when SESSIONS_MAX sessions are alive. Expired
- * sessions are forgotten first, and the oldest session of a token (by
- * name) that has SESSIONS_PER_TOKEN.
- */
-const struct session *sessions_create(struct sessions *ss, const char *token, int role,
-                                      const char *name, int64_t now_ms, char *id, struct err *e);
-/* The live session named id, or NULL (unknown or expired: an expired one is forgotten). */
-const struct session *sessions_find(struct sessions *ss, const char *id, int64_t now_ms);
-/* Forgets the session named id (sign-out); nothing when there is none. */
-void sessions_delete(struct sessions *ss, const char *id);
 
 /*
  * The value of cookie `name` in a Cookie header ("a=1; b=2") into out (n

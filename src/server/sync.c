@@ -58,6 +58,7 @@ struct page {
     struct sync *y;
     struct committer *commit;
     struct hmap jobs; /* ids named by the events read -> (void *)1 */
+    struct hmap arrays; /* likewise, arrays stored or changed by another server */
     int64_t last;
     size_t n;
     bool agents;      /* an agent event: read the agents first */
@@ -74,6 +75,8 @@ static int collect(void *arg, const struct event_rec *ev)
         hmap_put(&p->jobs, ev->subject, (void *)1);
     else if (ev->kind == EVENT_AGENT)
         p->agents = true;
+    else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
+        hmap_put(&p->arrays, ev->subject, (void *)1);
     return 0;
 }
 
@@ -105,7 +108,8 @@ static void resync(struct sync *y)
         sync_agents(y) ||
         store_job_scan(y->s->reads,
                        (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), job_synced,
-                       y->s->fleet, &e)) {
+                       y->s->fleet, &e) ||
+        fleet_load_arrays(y->s->fleet, &e)) {
         log_warn("cannot read the store again: %s", e.msg);
         return;
     }
@@ -121,6 +125,7 @@ static void catch_up(struct sync *y)
         y->seq = commit_skip_own(s->commit, y->seq); /* not read back */
         struct page p = {.y = y, .commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
+        hmap_init(&p.arrays);
         struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
         struct err e = ERR_INIT;
         int rc = store_event_list(s->reads, &flt, collect, &p, &e);
@@ -136,7 +141,18 @@ static void catch_up(struct sync *y)
             rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
             free(ids);
         }
+        /* its one scheduler entry here too: this server's leases claim its tasks as well */
+        for (struct hmap_entry *he = hmap_first(&p.arrays); !rc && he;
+             he = hmap_next(&p.arrays, he)) {
+            struct array_rec a;
+            int arc = store_array_get(s->reads, he->key, &a, &e);
+            if (arc == ERR_NOTFOUND) continue;
+            if ((rc = arc)) break;
+            fleet_array_changed(s->fleet, &a);
+            array_rec_release(&a);
+        }
         hmap_release(&p.jobs, NULL);
+        hmap_release(&p.arrays, NULL);
         if (rc == ERR_GONE) {
             resync(y);
             return;

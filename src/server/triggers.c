@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "blob/blob.h"
+#include "common/buf.h"
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -96,14 +97,30 @@ void trigger_submit_free(struct trigger_submit *ts)
     free(ts);
 }
 
-/* What a placeholder string becomes: "{{object}}" the URI, "{{sha256}}" the hash; else NULL. */
+/*
+ * What a string holding placeholders becomes: each "{{object}}" in it the URI, each
+ * "{{sha256}}" the hash (so "s3://out/{{sha256}}/result.json" names a key of the object's
+ * own); NULL when it holds none (or x is no string).
+ */
 static json_t *placeholder(const json_t *x, const char *uri, const char *sha256)
 {
     const char *v = json_string_value(x);
-    if (!v) return NULL;
-    return !strcmp(v, "{{object}}")   ? json_string(uri)
-           : !strcmp(v, "{{sha256}}") ? json_string(sha256)
-                                      : NULL;
+    if (!v || (!strstr(v, "{{object}}") && !strstr(v, "{{sha256}}"))) return NULL;
+    struct buf b = BUF_INIT;
+    while (*v) {
+        if (!strncmp(v, "{{object}}", 10)) {
+            buf_adds(&b, uri);
+            v += 10;
+        } else if (!strncmp(v, "{{sha256}}", 10)) {
+            buf_adds(&b, sha256);
+            v += 10;
+        } else {
+            buf_addc(&b, *v++);
+        }
+    }
+    json_t *out = json_stringn(b.data ? b.data : "", b.len);
+    buf_release(&b);
+    return out;
 }
 
 /* Every placeholder string anywhere in v is replaced (a value replaced in place). */

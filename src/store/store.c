@@ -85,6 +85,9 @@ void store_close(struct store *st)
 {
     if (st) {
         free(st->changed);
+        for (size_t i = 0; i < ARRAY_SIZE(st->wf_cache); i++)
+            json_decref(st->wf_cache[i]);
+        free(st->wf_pending);
         st->ops->close(st);
     }
 }
@@ -204,29 +207,105 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
-/* The name of the node whose job is `job`; NULL when none. */
-static const char *node_of_job(json_t *nodes, const char *job)
+/*
+ * A workflow's lookups, built once from its document (which never changes once stored): a
+ * json object {"id", "doc", "job_node": {JOB: NODE}, "down": {NODE: [NODE...]} (the nodes
+ * that depend on it), "to": {NODE: [CONNECTION...]}, "from": {NODE: [CONNECTION...]},
+ * "on": {NODE: {UPSTREAM: "success"|"any"}}, "cursor": {NODE: N} (node_go's hint)}, so that
+ * moving a workflow along costs what the nodes it touches cost, not its size.
+ */
+static void index_add(json_t *o, const char *key, json_t *v)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(nodes, k, v)
-    {
-        const char *id = json_string_value(json_object_get(v, "job"));
-        if (id && !strcmp(id, job)) return k;
-    }
-    return NULL;
+    json_t *a = json_object_get(o, key);
+    if (!a) json_object_set_new(o, key, a = json_array());
+    json_array_append(a, v);
 }
 
-/* The workflow job `job` belongs to, in *w (release it): 1; 0 when it belongs to none. */
-static int workflow_of_job(struct store *st, const char *job, struct workflow_rec *w,
-                           struct err *e)
+/* The node of "NODE.PORT" into node (at most n bytes); false when there is none. */
+static bool end_node(const char *end, char *node, size_t n)
+{
+    const char *dot = end ? strchr(end, '.') : NULL;
+    if (!dot || (size_t)(dot - end) >= n) return false;
+    memcpy(node, end, (size_t)(dot - end));
+    node[dot - end] = '\0';
+    return true;
+}
+
+static json_t *wf_index_build(const char *id, json_t *doc)
+{
+    json_t *job_node = json_object(), *down = json_object(), *to = json_object(),
+           *from = json_object(), *on = json_object(), *v, *d, *c;
+    const char *k;
+    size_t i;
+    json_object_foreach(json_object_get(doc, "nodes"), k, v)
+    {
+        const char *job = json_string_value(json_object_get(v, "job"));
+        if (job) json_object_set_new(job_node, job, json_string(k));
+        json_t *name = json_string(k), *ons = json_object();
+        json_array_foreach(json_object_get(v, "depends_on"), i, d)
+        {
+            const char *up = json_string_value(json_object_get(d, "node"));
+            if (!up) continue;
+            index_add(down, up, name);
+            json_object_set(ons, up, json_object_get(d, "on"));
+        }
+        json_object_set_new(on, k, ons);
+        json_decref(name);
+    }
+    json_array_foreach(json_object_get(doc, "connections"), i, c)
+    {
+        char node[80];
+        if (end_node(json_string_value(json_object_get(c, "to")), node, sizeof(node)))
+            index_add(to, node, c);
+        if (end_node(json_string_value(json_object_get(c, "from")), node, sizeof(node)))
+            index_add(from, node, c);
+    }
+    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o}", "id", id, "doc", doc,
+                     "job_node", job_node, "down", down, "to", to, "from", from, "on", on,
+                     "cursor", json_object());
+}
+
+/* Workflow `id`'s lookups (a new reference): from the cache, else built from doc (when given)
+   or from the store. */
+static int wf_index(struct store *st, const char *id, json_t *doc, json_t **out, struct err *e)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(st->wf_cache); i++) {
+        const char *have = json_string_value(json_object_get(st->wf_cache[i], "id"));
+        if (have && !strcmp(have, id)) {
+            *out = json_incref(st->wf_cache[i]);
+            return 0;
+        }
+    }
+    struct workflow_rec w = {0};
+    if (!doc) {
+        int rc = st->ops->workflow_get(st, id, &w, e);
+        if (rc) return rc;
+        doc = w.doc;
+    }
+    *out = wf_index_build(id, doc);
+    workflow_rec_release(&w);
+    size_t slot = st->wf_next++ % ARRAY_SIZE(st->wf_cache);
+    json_decref(st->wf_cache[slot]);
+    st->wf_cache[slot] = json_incref(*out);
+    return 0;
+}
+
+/* The lookups of the workflow job `job` belongs to, in *ix (a new reference): 1; 0 when it
+   belongs to none. */
+static int workflow_of_job(struct store *st, const char *job, json_t **ix, struct err *e)
 {
     char wid[UUID_STR_LEN];
     struct err we = ERR_INIT;
     int rc = st->ops->workflow_of(st, job, wid, &we);
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return err_set(e, rc, "%s", we.msg);
-    return (rc = st->ops->workflow_get(st, wid, w, e)) ? rc : 1;
+    return (rc = wf_index(st, wid, NULL, ix, e)) ? rc : 1;
+}
+
+/* The name of the node whose job is `job`; NULL when none. */
+static const char *node_of_job(json_t *ix, const char *job)
+{
+    return json_string_value(json_object_get(json_object_get(ix, "job_node"), job));
 }
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
@@ -274,7 +353,62 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
         c[i].spec = NULL;
     }
     *nleased = 0;
-    return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    /* an array's candidates: as many of its next tasks claimed, their jobs made, in this
+       transaction (the array's row read once for all of them) */
+    for (size_t i = 0; i < n; i++)
+        c[i].exhausted = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].array[0] || c[i].job[0] || c[i].exhausted) continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            k += !strcmp(c[j].array, c[i].array) && !c[j].job[0];
+        struct job *jobs = xcalloc(k, sizeof(*jobs));
+        size_t got = 0;
+        struct err ce = ERR_INIT;
+        int rc = store_array_claim(st, c[i].array, agent, now_ms, k, jobs, &got, &ce);
+        if (rc && rc != ERR_NOTFOUND) {
+            free(jobs);
+            *e = ce;
+            return rc;
+        }
+        size_t next = 0;
+        for (size_t j = i; j < n; j++) {
+            if (strcmp(c[j].array, c[i].array) || c[j].job[0] || c[j].exhausted) continue;
+            if (next < got) { /* leased with its row */
+                struct job *t = &jobs[next++];
+                memcpy(c[j].job, t->id, sizeof(c[j].job));
+                c[j].leased = true;
+                c[j].attempt = t->attempt;
+                c[j].spec = job_json_dump(t->spec); /* the text stored */
+                (*nleased)++;
+            } else {
+                c[j].exhausted = true;
+            }
+        }
+        for (size_t j = 0; j < got; j++)
+            job_release(&jobs[j]);
+        free(jobs);
+    }
+    size_t arrays = 0;
+    for (size_t i = 0; i < n; i++)
+        arrays += c[i].array[0] != '\0';
+    if (!arrays) return st->ops->job_lease(st, agent, now_ms, c, n, nleased, e);
+    if (arrays == n) return 0;
+    /* the other candidates, leased by the backend */
+    struct store_lease *live = xcalloc(n, sizeof(*live));
+    size_t *at = xcalloc(n, sizeof(*at)), m = 0, more = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].array[0]) continue;
+        live[m] = c[i];
+        at[m++] = i;
+    }
+    int rc = st->ops->job_lease(st, agent, now_ms, live, m, &more, e);
+    *nleased += more;
+    for (size_t k = 0; k < m; k++)
+        c[at[k]] = live[k];
+    free(live);
+    free(at);
+    return rc;
 }
 
 int store_job_cancel(struct store *st, const char *id, int64_t now_ms, struct job *out,
@@ -397,6 +531,23 @@ int store_token_delete(struct store *st, const char *name, struct err *e)
 int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
 {
     return st->ops->token_count(st, role, count, e);
+}
+
+int store_session_insert(struct store *st, const struct session_rec *s, int64_t now_ms,
+                         int max_per_name, int max_all, struct err *e)
+{
+    return st->ops->session_insert(st, s, now_ms, max_per_name, max_all, e);
+}
+
+int store_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                       struct session_rec *out, struct err *e)
+{
+    return st->ops->session_find(st, id_hash, now_ms, out, e);
+}
+
+int store_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    return st->ops->session_delete(st, id_hash, e);
 }
 
 void store_service_release(struct service_rec *r)
@@ -645,28 +796,45 @@ static const char *node_job(json_t *nodes, const char *name)
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
 }
 
-/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed: why
-   says which), 0 wait (an upstream has not ended), 1 go. */
-static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict, char *why,
-                        size_t nwhy, struct err *e)
+/* The state of upstream node `up` (a name in nodes), into *state. */
+static int up_state(struct store *st, json_t *nodes, const char *up, int *state, struct err *e)
 {
-    size_t i;
-    json_t *d;
+    const char *id = node_job(nodes, up);
+    struct job j;
+    int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
+    if (rc) return rc;
+    *state = j.state;
+    job_release(&j);
+    return 0;
+}
+
+/*
+ * How a blocked node stands, from its upstreams from the `from`-th on: *verdict -1 cancel (an
+ * upstream it needs did not succeed: why says which), 0 wait (an upstream has not ended), 1
+ * go. With `first_open`, it stops at the first upstream not ended (its index in *stop);
+ * else it reads them all (a cancel found after an open one wins).
+ */
+static int node_verdict(struct store *st, json_t *nodes, json_t *node, size_t from,
+                        bool first_open, size_t *stop, int *verdict, char *why, size_t nwhy,
+                        struct err *e)
+{
+    json_t *deps = json_object_get(node, "depends_on");
     *verdict = 1;
-    json_array_foreach(json_object_get(node, "depends_on"), i, d)
-    {
-        const char *up = node_job(nodes, json_string_value(json_object_get(d, "node")));
+    *stop = json_array_size(deps);
+    for (size_t i = from; i < json_array_size(deps); i++) {
+        json_t *d = json_array_get(deps, i);
+        const char *up = json_string_value(json_object_get(d, "node"));
         const char *on = json_string_value(json_object_get(d, "on"));
-        struct job j;
-        int rc = st->ops->job_get_run(st, up ? up : "", &j, e);
+        int state, rc = up_state(st, nodes, up ? up : "", &state, e);
         if (rc) return rc;
-        int state = j.state;
-        job_release(&j);
-        if (!job_state_terminal(state))
+        if (!job_state_terminal(state)) {
             *verdict = 0;
-        else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
-            const char *up_name = json_string_value(json_object_get(d, "node"));
-            snprintf(why, nwhy, "its upstream node '%s' %s", up_name ? up_name : "?",
+            if (first_open) {
+                *stop = i;
+                return 0;
+            }
+        } else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+            snprintf(why, nwhy, "its upstream node '%s' %s", up ? up : "?",
                      job_state_name(state));
             *verdict = -1;
             return 0;
@@ -675,26 +843,61 @@ static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verd
     return 0;
 }
 
+/*
+ * The verdict on blocked node `name` after its upstream `ended` ended (NULL: any may have).
+ * A fan-in node is looked at once per upstream's end: reading all its upstreams each time
+ * would cost the square of their number. So: the one that ended, when it cancels the node,
+ * decides at once; else the upstreams are read from where the last look stopped (the
+ * cursor: those before it had ended) up to the first one still open; and only when none is
+ * open are they all read again, from the first (one may have been retried since), to decide.
+ */
+static int verdict_after(struct store *st, json_t *ix, const char *name, const char *ended,
+                         int *verdict, char *why, size_t nwhy, struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_t *node = json_object_get(nodes, name);
+    json_t *cursors = json_object_get(ix, "cursor");
+    size_t stop, from = (size_t)json_integer_value(json_object_get(cursors, name));
+    int rc;
+    if (!ended) return node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    const char *on = json_string_value(
+        json_object_get(json_object_get(json_object_get(ix, "on"), name), ended));
+    int state;
+    if ((rc = up_state(st, nodes, ended, &state, e))) return rc;
+    if (job_state_terminal(state) && state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+        snprintf(why, nwhy, "its upstream node '%s' %s", ended, job_state_name(state));
+        *verdict = -1;
+        return 0;
+    }
+    if ((rc = node_verdict(st, nodes, node, from, true, &stop, verdict, why, nwhy, e)))
+        return rc;
+    json_object_set_new(cursors, name, json_integer((json_int_t)stop));
+    if (*verdict == 1 && from > 0) /* all ended since the cursor: make sure of those before */
+        rc = node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    return rc;
+}
+
 /* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
-static int connect_inputs(struct store *st, json_t *doc, const char *name, json_t *spec,
+static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t *spec,
                           bool *changed, struct err *e)
 {
     size_t i, len = strlen(name);
-    json_t *c;
-    json_array_foreach(json_object_get(doc, "connections"), i, c)
+    json_t *c, *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_array_foreach(json_object_get(json_object_get(ix, "to"), name), i, c)
     {
         const char *to = json_string_value(json_object_get(c, "to"));
         const char *from = json_string_value(json_object_get(c, "from"));
-        if (!to || !from || strncmp(to, name, len) || to[len] != '.') continue;
-        const char *dot = strchr(from, '.');
-        if (!dot) continue;
+        const char *dot = from ? strchr(from, '.') : NULL;
+        if (!to || !dot) continue;
         char up[80];
         snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
-        const char *upjob = node_job(json_object_get(doc, "nodes"), up);
+        const char *upjob = node_job(nodes, up);
         struct job u;
         int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
         if (rc) return rc;
-        const char *uri = workflow_output_uri(u.spec, dot + 1), *sha = NULL;
+        const char *from_at = json_string_value(json_object_get(c, "from_at"));
+        const char *to_at = json_string_value(json_object_get(c, "to_at"));
+        const char *uri = workflow_output_uri(u.spec, dot + 1, from_at), *sha = NULL;
         size_t k;
         json_t *o;
         /* the object its succeeded attempt wrote, pinned by that attempt's sha256 */
@@ -704,7 +907,7 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
             if (uri && ou && !strcmp(ou, uri))
                 sha = json_string_value(json_object_get(o, "sha256"));
         }
-        if (uri && workflow_set_input(spec, to + len + 1, uri, sha)) *changed = true;
+        if (uri && workflow_set_input(spec, to + len + 1, to_at, uri, sha)) *changed = true;
         job_release(&u);
     }
     return 0;
@@ -721,24 +924,27 @@ static int node_apply(struct store *st, const char *job, enum job_event ev, int6
     return rc;
 }
 
-/* A blocked node whose upstreams may all have ended: queued, cancelled, or left waiting. */
-static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_ms,
-                   struct err *e)
+/*
+ * A blocked node whose upstreams may all have ended (`ended` did, or NULL: any may have):
+ * queued, cancelled, or left waiting.
+ */
+static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
+                   int64_t now_ms, struct err *e)
 {
-    json_t *nodes = json_object_get(doc, "nodes"), *node = json_object_get(nodes, name);
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
     const char *id = node_job(nodes, name);
     struct job j;
     char why[160] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
     if (j.state != JOB_BLOCKED ||
-        (rc = node_verdict(st, nodes, node, &verdict, why, sizeof(why), e)) ||
+        (rc = verdict_after(st, ix, name, ended, &verdict, why, sizeof(why), e)) ||
         verdict == 0) {
         job_release(&j);
         return rc;
     }
     bool changed = false;
-    if (verdict > 0 && !(rc = connect_inputs(st, doc, name, j.spec, &changed, e)) && changed)
+    if (verdict > 0 && !(rc = connect_inputs(st, ix, name, j.spec, &changed, e)) && changed)
         rc = st->ops->job_set_spec(st, j.id, j.spec, e);
     job_release(&j);
     if (rc) return rc;
@@ -747,55 +953,76 @@ static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_
     return rc == ERR_CONFLICT ? 0 : rc;
 }
 
-static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
+/* The nodes that depend on the node of the ended job `job`: each queued, cancelled or left. */
+static int advance_one(struct store *st, const char *job, int64_t now_ms, struct err *e)
 {
-    struct workflow_rec w;
-    int rc = workflow_of_job(st, job, &w, e);
+    json_t *ix;
+    int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc; /* an error, or not a workflow's job */
     rc = 0;
-    json_t *nodes = json_object_get(w.doc, "nodes"), *v;
-    const char *name = node_of_job(nodes, job), *k;
-    json_object_foreach(nodes, k, v)
+    const char *name = node_of_job(ix, job);
+    size_t i;
+    json_t *d;
+    json_array_foreach(name ? json_object_get(json_object_get(ix, "down"), name) : NULL, i, d)
     {
-        size_t i;
-        json_t *d;
-        bool down = false;
-        json_array_foreach(json_object_get(v, "depends_on"), i, d)
-        {
-            const char *up = json_string_value(json_object_get(d, "node"));
-            down = down || (name && up && !strcmp(up, name));
-        }
-        if (down && (rc = node_go(st, w.doc, k, now_ms, e))) break;
+        if ((rc = node_go(st, ix, json_string_value(d), name, now_ms, e))) break;
     }
-    workflow_rec_release(&w);
+    json_decref(ix);
+    return rc;
+}
+
+/*
+ * A job ended. A node it cancels ends too, and so on down a chain: rather than recursing once
+ * per node (10,000 deep for a long chain), a nested call only notes the job, and the
+ * outermost one looks at the noted jobs in turn.
+ */
+static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    if (st->wf_npending == st->wf_pending_cap) {
+        st->wf_pending_cap = st->wf_pending_cap ? 2 * st->wf_pending_cap : 16;
+        st->wf_pending = xrealloc(st->wf_pending, st->wf_pending_cap * sizeof(*st->wf_pending));
+    }
+    snprintf(st->wf_pending[st->wf_npending++], UUID_STR_LEN, "%s", job);
+    if (st->wf_advancing) return 0;
+    st->wf_advancing = true;
+    int rc = 0;
+    for (size_t i = 0; i < st->wf_npending && !rc; i++) {
+        char id[UUID_STR_LEN];
+        memcpy(id, st->wf_pending[i], UUID_STR_LEN); /* the array may grow meanwhile */
+        rc = advance_one(st, id, now_ms, e);
+    }
+    st->wf_npending = 0;
+    st->wf_advancing = false;
     return rc;
 }
 
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e)
 {
-    struct workflow_rec w;
-    int rc = workflow_of_job(st, job, &w, e);
+    json_t *ix;
+    int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc; /* an error, or not a workflow's job */
     rc = 0;
-    const char *name = node_of_job(json_object_get(w.doc, "nodes"), job);
+    const char *name = node_of_job(ix, job);
     struct job j;
     bool loaded = false, changed = false;
     size_t i, len = name ? strlen(name) : 0;
     json_t *c;
-    json_array_foreach(json_object_get(w.doc, "connections"), i, c)
+    json_array_foreach(name ? json_object_get(json_object_get(ix, "from"), name) : NULL, i, c)
     {
         const char *from = json_string_value(json_object_get(c, "from"));
-        if (rc || !name || !from || strncmp(from, name, len) || from[len] != '.') continue;
+        if (rc || !from) continue;
         char *uri = workflow_attempt_uri(json_string_value(json_object_get(c, "uri")), attempt);
         if (uri && !loaded && !(rc = st->ops->job_get(st, job, &j, e))) loaded = true;
-        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1, uri);
+        if (uri && loaded)
+            changed |= workflow_set_output(j.spec, from + len + 1,
+                                           json_string_value(json_object_get(c, "from_at")), uri);
         free(uri);
     }
     if (loaded) {
         if (!rc && changed) rc = st->ops->job_set_spec(st, job, j.spec, e);
         job_release(&j);
     }
-    workflow_rec_release(&w);
+    json_decref(ix);
     return rc;
 }
 
@@ -855,12 +1082,14 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
     if (!*n)
         return err_set(e, ERR_CONFLICT, "workflow '%s' has no failed or cancelled node to retry",
                        w->id);
-    json_object_foreach(nodes, k, v)
+    json_t *ix = NULL;
+    int rc = wf_index(st, w->id, w->doc, &ix, e);
+    json_object_foreach(rc ? NULL : nodes, k, v)
     {
-        int rc = node_go(st, w->doc, k, now_ms, e);
-        if (rc) return rc;
+        if ((rc = node_go(st, ix, k, NULL, now_ms, e))) break;
     }
-    return 0;
+    json_decref(ix);
+    return rc;
 }
 
 /* ---- shared by the backends (store_int.h) ---- */
@@ -969,5 +1198,10 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e)
 {
-    return st->ops->tenant_count(st, tenant, states, n, e);
+    int rc = st->ops->tenant_count(st, tenant, states, n, e);
+    if (rc || !(states & (1u << JOB_QUEUED))) return rc;
+    int64_t open = 0; /* arrays' tasks not handed out yet: queued, without rows of their own */
+    rc = st->ops->array_open(st, tenant, &open, e);
+    *n += open;
+    return rc;
 }

@@ -35,6 +35,7 @@
 #include "job/protocol.h"
 
 struct store;
+struct array_rec;
 
 struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
@@ -163,11 +164,16 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
  * and `spec`, the job's stored spec as the stored JSON text (malloc'd, the
  * caller's to free even when the call fails): the lease answer is written
  * around these bytes, never parsed again. *nleased = how many were leased.
+ * A candidate naming an array (`array`) gets the array's next task
+ * (store_array_claim), its job written leased (`job` is then its id), or
+ * `exhausted` when the array has none left.
  * A store error is returned as it is; what the call wrote is then undone
  * with the caller's transaction (or savepoint), as for any write.
  */
 struct store_lease {
-    char job[UUID_STR_LEN]; /* in: a candidate */
+    char job[UUID_STR_LEN]; /* in: a candidate; out: the task's id for an array's */
+    char array[UUID_STR_LEN]; /* in: "" or an array (store_array_claim: its next task) */
+    bool exhausted;         /* out: the array had no task left to claim */
     bool leased;            /* out */
     int attempt;            /* out, when leased */
     char *spec;             /* out, when leased: the stored spec text (caller frees) */
@@ -250,14 +256,44 @@ int store_token_delete(struct store *st, const char *name, struct err *e);
 int store_token_count(struct store *st, int role, int64_t *count, struct err *e);
 
 /*
+ * The dashboard's sessions (server/session.h), kept in the store so that every server
+ * sharing it knows them and a restart signs no one out. A session is named by the hex
+ * SHA-256 of its cookie's id and holds the hex SHA-256 of the token it was made from
+ * (the server checks that token again on each call: a revoked token ends its sessions).
+ */
+#define STORE_HASH_LEN 65 /* 64 hex digits and '\0' */
+struct session_rec {
+    char id_hash[STORE_HASH_LEN];
+    char token_hash[STORE_HASH_LEN];
+    char csrf[STORE_HASH_LEN];
+    int role;
+    char name[128]; /* the token's */
+    int64_t expires_ms;
+};
+/*
+ * Stores s, first deleting the sessions expired by now_ms and, when s->name has
+ * max_per_name live sessions, its oldest ones so that s makes max_per_name.
+ * ERR_UNAVAILABLE (nothing stored) when max_all live sessions exist then.
+ */
+int store_session_insert(struct store *st, const struct session_rec *s, int64_t now_ms,
+                         int max_per_name, int max_all, struct err *e);
+/* The session named id_hash alive at now_ms into out; ERR_NOTFOUND when unknown or expired. */
+int store_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                       struct session_rec *out, struct err *e);
+/* Deletes the session named id_hash (sign-out); 0 also when there is none. */
+int store_session_delete(struct store *st, const char *id_hash, struct err *e);
+
+/*
  * The event stream. Every job insert, update and cancel and every agent upsert
  * and state change appends an event in the same transaction, so an event is
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT, EVENT_TRIGGER };
+enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT, EVENT_TRIGGER, EVENT_ARRAY };
 /* A trigger event's state. */
 enum trigger_outcome { TRIGGER_FIRED, TRIGGER_FAILED };
+/* An array event's state: stored, or a cancel or retry by range changed it. */
+enum array_change { ARRAY_SUBMITTED, ARRAY_CHANGED };
 /* An object event's state. */
 enum object_change { OBJECT_CREATED, OBJECT_DELETED };
 
@@ -265,9 +301,9 @@ struct event_rec {
     int64_t seq;
     int64_t at;      /* ms since the epoch */
     int kind;        /* enum event_kind */
-    char subject[UUID_STR_LEN]; /* the job's or the agent's id */
+    char subject[UUID_STR_LEN]; /* the job's, the agent's or the array's id */
     char *queue;     /* job events */
-    int state;       /* enum job_state, enum agent_state or enum object_change */
+    int state;       /* enum job_state, agent_state, object_change or array_change */
     int attempt;     /* job events; 0 = none */
     char *agent;     /* job events: the agent's name, when one holds it; agent events: its name */
     json_t *data;    /* jobs: {"percent", "message", "reason", "exit_code", ...} or NULL;
@@ -280,8 +316,8 @@ struct event_filter {
     const char *queue;         /* NULL = any */
     const char *const *jobs;   /* subjects wanted, or NULL = any */
     size_t njobs;
-    const char *owner;         /* only job events of this owner's jobs (and agent and object
-                                  events); NULL = all */
+    const char *owner;         /* only job and array events of this owner's jobs and arrays
+                                  (and agent and object events); NULL = all */
     int limit;                 /* 1..10000 */
 };
 
@@ -296,6 +332,12 @@ struct event_filter {
  */
 int store_event_object(struct store *st, int change, const char *bucket, const char *key,
                        int64_t size, const char *sha256, struct err *e);
+/*
+ * An array was stored or changed by a range (enum array_change): appends its event (kind
+ * EVENT_ARRAY, subject the array's id, its queue and owner, data {"count", "kind", "name"}),
+ * in the caller's transaction. Other servers sharing the store learn of it that way.
+ */
+int store_event_array(struct store *st, const struct array_rec *a, int change, struct err *e);
 /* Calls fn for each event the filter wants, in seq order; fn's non-zero return stops it. */
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
@@ -342,8 +384,10 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
 /*
  * Deletes a finished job: its row (with its result and attempts) and all its
- * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
- * finished (a retry may have queued it again since it was found due).
+ * captured output, and for a workflow's node its row of the workflow, and the
+ * workflow itself when that was its last job. ERR_NOTFOUND when unknown,
+ * ERR_CONFLICT when it has not finished (a retry may have queued it again
+ * since it was found due).
  */
 int store_job_delete(struct store *st, const char *id, struct err *e);
 
@@ -370,7 +414,8 @@ int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e
 /* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
 int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
                       void *arg, struct err *e);
-/* How many of the tenant's jobs are in `states` (a mask of 1 << state). */
+/* How many of the tenant's jobs are in `states` (a mask of 1 << state); with queued, the
+   tasks its arrays have not handed out yet count too (store.h "Job arrays"). */
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e);
 
@@ -520,6 +565,77 @@ int store_trigger_fires(struct store *st, const char *trigger, int limit,
  */
 int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
                             int64_t now_ms, struct err *e);
+
+/*
+ * Job arrays (job/array.h; docs/api.md "Arrays"). An array is one row: its spec template once,
+ * count tasks, a cursor next_index: tasks at or above it that are not in `skips` are queued
+ * without a row of their own. A task becomes an ordinary job (id array_task_id(), linked in
+ * array_tasks) when it is claimed for a lease (store_array_claim, in the lease's
+ * transaction: the cursor moves in the database, so servers sharing it claim each task once),
+ * or when a cancel or a retry by range reaches it.
+ */
+struct array_rec {
+    char id[UUID_STR_LEN];
+    char *owner, *tenant; /* NULL: none */
+    char *queue;
+    char *name; /* NULL: none */
+    int priority;
+    int kind;     /* enum array_kind */
+    char *source; /* objects: the prefix listed; else NULL */
+    int64_t count, next_index;
+    json_t *skips; /* [[from, to], ...]: unclaimed tasks that were cancelled, sorted, disjoint */
+    json_t *spec;  /* the normalised spec template */
+    int64_t created_at, run_after; /* run_after: created_at + delay_s (not stored) */
+    json_t *items; /* store_array_insert: the items' texts (strings), or NULL (count) */
+};
+void array_rec_release(struct array_rec *a);
+/* Inserts a (and its items, a->items) with next_index 0 and no skips. */
+int store_array_insert(struct store *st, const struct array_rec *a, struct err *e);
+/* ERR_NOTFOUND when there is no such array; out->items stays NULL. */
+int store_array_get(struct store *st, const char *id, struct array_rec *out, struct err *e);
+/* Up to limit (1..1000) arrays, newest first: owner's (NULL: all), ids older than after. */
+int store_array_list(struct store *st, const char *owner, const char *after, int limit,
+                     struct array_rec **out, size_t *n, struct err *e);
+/* Tasks that may still be claimed (at or above the cursor, not skipped). */
+int64_t array_claimable(const struct array_rec *a);
+/*
+ * Claims array `id`'s next k tasks (fewer when it has fewer left) and inserts their jobs into
+ * out[0..*got) (the caller's to release): queued, or with `agent` (its name) leased to it
+ * (attempt 1: the lease of store_job_lease, written with the row). ERR_NOTFOUND when the
+ * array has none left (or is gone). The array's row is read (and locked) once for all k.
+ */
+int store_array_claim(struct store *st, const char *id, const char *agent, int64_t now_ms,
+                      size_t k, struct job *out, size_t *got, struct err *e);
+/*
+ * Counts per state of the array's tasks into counts[JOB_NSTATES]: its jobs' states, the
+ * tasks not claimed yet as queued, the skipped as cancelled.
+ */
+int store_array_counts(struct store *st, const struct array_rec *a, int64_t *counts,
+                       struct err *e);
+/*
+ * Calls fn for each task from..to (inclusive) in index order, up to limit of them, with state
+ * `state` (-1: any): with its job, or with j NULL for one without (queued, or cancelled
+ * unclaimed: *state says). fn's non-zero return stops it.
+ */
+int store_array_tasks(struct store *st, const struct array_rec *a, int64_t from, int64_t to,
+                      int state, int limit,
+                      int (*fn)(void *arg, int64_t index, int state, const struct job *j),
+                      void *arg, struct err *e);
+/*
+ * Cancels tasks from..to: each job not ended (store_job_apply), and the unclaimed tasks
+ * (skipped from now on). fn is given each job changed (its to release). *n = how many tasks.
+ */
+int store_array_cancel(struct store *st, const char *id, int64_t from, int64_t to,
+                       int64_t now_ms, int (*fn)(void *arg, struct job *j), void *arg,
+                       int64_t *n, struct err *e);
+/*
+ * Retries tasks from..to that failed or were cancelled: their jobs queued again, cancelled
+ * unclaimed tasks queued again (above the cursor: unskipped; below it: their jobs made).
+ * fn is given each job queued (its to release). *n = how many tasks.
+ */
+int store_array_retry(struct store *st, const char *id, int64_t from, int64_t to,
+                      int64_t now_ms, int (*fn)(void *arg, struct job *j), void *arg,
+                      int64_t *n, struct err *e);
 
 /* Small named values (the server's secret, ...). get: ERR_NOTFOUND when unset; *value is the caller's. */
 /*

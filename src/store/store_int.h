@@ -70,6 +70,11 @@ struct store_ops {
                       struct err *e);
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
+    int (*session_insert)(struct store *st, const struct session_rec *s, int64_t now_ms,
+                          int max_per_name, int max_all, struct err *e);
+    int (*session_find)(struct store *st, const char *id_hash, int64_t now_ms,
+                        struct session_rec *out, struct err *e);
+    int (*session_delete)(struct store *st, const char *id_hash, struct err *e);
 
     int (*event_object)(struct store *st, int change, const char *bucket, const char *key,
                         int64_t size, const char *sha256, struct err *e);
@@ -133,6 +138,31 @@ struct store_ops {
                          struct trigger_fire **out, size_t *n, struct err *e);
     int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
                              const char *error, int64_t now_ms, struct err *e);
+    /* Job arrays (store_array.c holds what the backends share). */
+    int (*event_array)(struct store *st, const struct array_rec *a, int change, json_t *data,
+                       struct err *e);
+    int (*array_insert)(struct store *st, const struct array_rec *a, struct err *e);
+    /* The array's row (spec too), the row locked for the transaction when `lock`. */
+    int (*array_get)(struct store *st, const char *id, bool lock, struct array_rec *out,
+                     struct err *e);
+    int (*array_list)(struct store *st, const char *owner, const char *after, int limit,
+                      struct array_rec **out, size_t *n, struct err *e);
+    /* Writes the cursor, skips (JSON text) and how many tasks may still be claimed. */
+    int (*array_set)(struct store *st, const char *id, int64_t next_index, const char *skips,
+                     int64_t open, struct err *e);
+    /* The tasks the tenant's arrays may still hand out (their `open`), summed. */
+    int (*array_open)(struct store *st, const char *tenant, int64_t *n, struct err *e);
+    /* Item `index`'s text into *item (caller frees); ERR_NOTFOUND when none. */
+    int (*array_item)(struct store *st, const char *id, int64_t index, char **item,
+                      struct err *e);
+    int (*array_task_add)(struct store *st, const char *id, int64_t index, const char *job,
+                          struct err *e);
+    /* (index, job id) of the tasks with a job, from..to, in index order. */
+    int (*array_task_ids)(struct store *st, const char *id, int64_t from, int64_t to,
+                          int (*fn)(void *arg, int64_t index, const char *job), void *arg,
+                          struct err *e);
+    /* Counts per state of the array's tasks that have a job. */
+    int (*array_job_counts)(struct store *st, const char *id, int64_t *counts, struct err *e);
     /* Replaces a job's stored spec (a blocked node's, its connected inputs set). */
     int (*job_set_spec)(struct store *st, const char *id, const json_t *spec, struct err *e);
 };
@@ -143,6 +173,14 @@ struct store {
        of them were there when the savepoint was made. */
     char (*changed)[UUID_STR_LEN];
     size_t nchanged, changed_cap, changed_mark;
+    /* Workflows' documents with their lookups (store.c: a workflow's document never changes
+       once stored), the last few used; and the ended nodes whose downstream nodes are still
+       to be looked at (store.c: workflow_advance, a loop rather than a recursion). */
+    json_t *wf_cache[8];
+    size_t wf_next;
+    char (*wf_pending)[UUID_STR_LEN];
+    size_t wf_npending, wf_pending_cap;
+    bool wf_advancing;
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -150,7 +188,10 @@ extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_pg_ops;
 #endif
 
-/* What every backend shares (store.c). */
+/* What every backend shares (store.c, store_array.c). */
+
+/* Sets a->run_after from a->created_at and its spec's delay_s: for an array read back. */
+void array_rec_views(struct array_rec *a);
 
 /* What a follower needs of a job's progress and result, for its event: a new reference, or NULL. */
 json_t *store_event_data(const struct job *j);

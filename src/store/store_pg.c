@@ -59,6 +59,12 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_SESSION_PRUNE,
+    S_SESSION_TRIM,
+    S_SESSION_COUNT,
+    S_SESSION_INSERT,
+    S_SESSION_FIND,
+    S_SESSION_DELETE,
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
@@ -104,6 +110,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -115,6 +123,18 @@ enum stmt_id {
     S_FIRE_RECENT,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
+    S_ARRAY_INSERT,
+    S_EVENT_ARRAY,
+    S_ARRAY_ITEMS,
+    S_ARRAY_GET,
+    S_ARRAY_LOCK,
+    S_ARRAY_LIST,
+    S_ARRAY_SET,
+    S_ARRAY_OPEN,
+    S_ARRAY_ITEM,
+    S_ARRAY_TASK_ADD,
+    S_ARRAY_TASK_IDS,
+    S_ARRAY_JOB_COUNTS,
     S_COUNT
 };
 
@@ -133,6 +153,9 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
+#define ARRAY_COLUMNS                                                                              \
+    "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
+    "created_at, open"
 
 /* A CTE "e" appending the event of the job that CTE `from` wrote (none if it wrote none),
    from parameters $a.. (seq, at, subject, queue, state, attempt, agent, owner, data: as
@@ -148,6 +171,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = $1 RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = $1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = $1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                   "ORDER BY id DESC LIMIT $3",
@@ -176,6 +202,28 @@ static const char *const stmt_sql[S_COUNT] = {
                     "(SELECT workflow FROM triggers t WHERE t.id = f.trigger)",
     [S_EVENT_TRIGGER] = "INSERT INTO events (seq, at, kind, subject, state, owner, data) "
                         "VALUES ($1, $2, 3, $3, $4, $5, $6)",
+    [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '[]', $10, $11, $9)",
+    /* all items in one statement: a million round trips would take minutes */
+    [S_EVENT_ARRAY] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
+                      "VALUES ($1, $2, 4, $3, $4, $5, $6, $7)",
+    [S_ARRAY_ITEMS] = "INSERT INTO array_items (array_id, idx, item) "
+                      "SELECT $1, t.n - 1, t.v FROM json_array_elements_text($2::json) "
+                      "WITH ORDINALITY AS t(v, n)",
+    [S_ARRAY_GET] = "SELECT " ARRAY_COLUMNS " FROM arrays WHERE id = $1",
+    /* claims and range changes of one array wait for each other, across servers */
+    [S_ARRAY_LOCK] = "SELECT " ARRAY_COLUMNS " FROM arrays WHERE id = $1 FOR UPDATE",
+    [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
+                     "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
+                     "ORDER BY id DESC LIMIT $3",
+    [S_ARRAY_SET] = "UPDATE arrays SET next_index = $1, skips = $2, open = $4 WHERE id = $3",
+    [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = $1 AND open > 0",
+    [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = $1 AND idx = $2",
+    [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES ($1, $2, $3)",
+    [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = $1 "
+                         "AND idx BETWEEN $2 AND $3 ORDER BY idx",
+    [S_ARRAY_JOB_COUNTS] = "SELECT j.state, count(*) FROM array_tasks t JOIN jobs j ON j.id = t.job "
+                           "WHERE t.array_id = $1 GROUP BY j.state",
     /* one writer per database (store_claim): max + 1 is not raced */
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM services "
@@ -218,6 +266,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = $1",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = $1",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = $1",
+    [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= $1",
+    /* a name's sessions but its newest $2 */
+    [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
+                       "WHERE name = $1 ORDER BY expires_at DESC, id_hash OFFSET $2)",
+    [S_SESSION_COUNT] = "SELECT count(*) FROM sessions",
+    [S_SESSION_INSERT] = "INSERT INTO sessions (id_hash, token_hash, csrf, role, name, "
+                         "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    [S_SESSION_FIND] = "SELECT token_hash, csrf, role, name, expires_at FROM sessions "
+                       "WHERE id_hash = $1 AND expires_at > $2",
+    [S_SESSION_DELETE] = "DELETE FROM sessions WHERE id_hash = $1",
     [S_META_GET] = "SELECT v FROM meta WHERE k = $1",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
@@ -1746,6 +1804,65 @@ static int pg_token_count(struct store *st, int role, int64_t *count, struct err
     return count_one(pg(st), S_TOKEN_COUNT, &p, count, e, "counting tokens");
 }
 
+static int pg_session_insert(struct store *st, const struct session_rec *r, int64_t now_ms,
+                             int max_per_name, int max_all, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params prune = {0}, trim = {0}, ins = {0};
+    p_int(&prune, now_ms);
+    int rc = run(s, S_SESSION_PRUNE, &prune, NULL, e, "deleting expired sessions");
+    if (rc)
+        return rc;
+    p_text(&trim, r->name);
+    p_int(&trim, max_per_name > 1 ? max_per_name - 1 : 0);
+    if ((rc = run(s, S_SESSION_TRIM, &trim, NULL, e, "deleting a token's oldest sessions")))
+        return rc;
+    int64_t live;
+    if ((rc = count_one(s, S_SESSION_COUNT, NULL, &live, e, "counting sessions")))
+        return rc;
+    if (live >= max_all)
+        return err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", max_all);
+    p_text(&ins, r->id_hash);
+    p_text(&ins, r->token_hash);
+    p_text(&ins, r->csrf);
+    p_int(&ins, r->role);
+    p_text(&ins, r->name);
+    p_int(&ins, r->expires_ms);
+    return run(s, S_SESSION_INSERT, &ins, NULL, e, "inserting a session");
+}
+
+static int pg_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                           struct session_rec *out, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_text(&p, id_hash);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(s, S_SESSION_FIND, &p, &r, e, "reading a session");
+    if (rc) return rc;
+    if (PQntuples(r) == 1) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->id_hash, sizeof(out->id_hash), "%s", id_hash);
+        snprintf(out->token_hash, sizeof(out->token_hash), "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->csrf, sizeof(out->csrf), "%s", PQgetvalue(r, 0, 1));
+        out->role = (int)col_int(r, 0, 2);
+        snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 3));
+        out->expires_ms = col_int(r, 0, 4);
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "no such session");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id_hash);
+    return run(pg(st), S_SESSION_DELETE, &p, NULL, e, "deleting a session");
+}
+
 static int pg_meta_get(struct store *st, const char *key, char **value, struct err *e)
 {
     struct store_pg *s = pg(st);
@@ -2259,7 +2376,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind NOT IN (0, 3) OR owner = $)"); /* agents', objects' too */
+        where_param(&sql, &p, "(kind NOT IN (0, 3, 4) OR owner = $)"); /* agents', objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -2393,7 +2510,18 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     }
     struct params l = {0};
     p_text(&l, id);
-    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+    if ((rc = run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    struct params f = {0};
+    p_text(&f, id);
+    if ((rc = run(s, S_WF_FORGET, &f, &r, e, "deleting a job's workflow row"))) return rc;
+    char wf[UUID_STR_LEN] = "";
+    if (PQntuples(r) == 1) snprintf(wf, sizeof(wf), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*wf) return 0;
+    struct params w = {0};
+    p_text(&w, wf);
+    return run(s, S_WF_DROP_EMPTY, &w, NULL, e, "deleting a workflow");
 }
 
 static int pg_job_delete(struct store *st, const char *id, struct err *e)
@@ -2482,6 +2610,188 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
     return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
 }
 
+/* ---- job arrays (their claims in functions of their own: the lease path stays as it is) ---- */
+
+static int pg_array_insert(struct store *st, const struct array_rec *a, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, a->id);
+    p_text(&p, a->owner);
+    p_text(&p, a->tenant);
+    p_text(&p, a->queue);
+    p_text(&p, a->name);
+    p_int(&p, a->priority);
+    p_int(&p, a->kind);
+    p_text(&p, a->source);
+    p_int(&p, a->count);
+    p_json(&p, a->spec);
+    p_int(&p, a->created_at);
+    int rc = run(pg(st), S_ARRAY_INSERT, &p, NULL, e, "inserting an array");
+    if (rc || !a->items) return rc;
+    struct params q = {0};
+    p_text(&q, a->id);
+    p_json(&q, a->items);
+    return run(pg(st), S_ARRAY_ITEMS, &q, NULL, e, "inserting an array's items");
+}
+
+static int pg_event_array(struct store *st, const struct array_rec *a, int change, json_t *data,
+                          struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc) return rc;
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, a->id);
+    p_text(&p, a->queue);
+    p_int(&p, change);
+    p_text(&p, a->owner);
+    p_json(&p, data);
+    return run(s, S_EVENT_ARRAY, &p, NULL, e, "appending an event");
+}
+
+static int row_to_array(const PGresult *r, int row, struct array_rec *a, struct err *e)
+{
+    memset(a, 0, sizeof(*a));
+    snprintf(a->id, sizeof(a->id), "%s", PQgetvalue(r, row, 0));
+    a->owner = col_text(r, row, 1);
+    a->tenant = col_text(r, row, 2);
+    a->queue = col_text(r, row, 3);
+    a->name = col_text(r, row, 4);
+    a->priority = (int)col_int(r, row, 5);
+    a->kind = (int)col_int(r, row, 6);
+    a->source = col_text(r, row, 7);
+    a->count = col_int(r, row, 8);
+    a->next_index = col_int(r, row, 9);
+    a->skips = col_json(r, row, 10);
+    a->spec = col_json(r, row, 11);
+    a->created_at = col_int(r, row, 12);
+    if (!json_is_array(a->skips) || !json_is_object(a->spec)) {
+        int rc = err_set(e, ERR_INTERNAL, "array '%s': its stored spec or skips are not JSON",
+                         a->id);
+        array_rec_release(a);
+        return rc;
+    }
+    array_rec_views(a);
+    return 0;
+}
+
+static int pg_array_get(struct store *st, const char *id, bool lock, struct array_rec *out,
+                        struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    memset(out, 0, sizeof(*out));
+    int rc = run(pg(st), lock ? S_ARRAY_LOCK : S_ARRAY_GET, &p, &r, e, "reading an array");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        rc = row_to_array(r, 0, out, e);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_array_list(struct store *st, const char *owner, const char *after, int limit,
+                         struct array_rec **out, size_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, owner);
+    p_text(&p, after);
+    p_int(&p, limit);
+    PGresult *r;
+    *n = 0;
+    *out = NULL;
+    int rc = run(pg(st), S_ARRAY_LIST, &p, &r, e, "listing arrays");
+    if (rc) return rc;
+    int rows = PQntuples(r);
+    *out = xcalloc((size_t)(rows ? rows : 1), sizeof(**out));
+    for (int i = 0; i < rows && !rc; i++)
+        if (!(rc = row_to_array(r, i, &(*out)[*n], e))) (*n)++;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_array_set(struct store *st, const char *id, int64_t next_index, const char *skips,
+                        int64_t open, struct err *e)
+{
+    struct params p = {0};
+    p_int(&p, next_index);
+    p_text(&p, skips);
+    p_text(&p, id);
+    p_int(&p, open);
+    return run(pg(st), S_ARRAY_SET, &p, NULL, e, "writing an array's cursor");
+}
+
+static int pg_array_open(struct store *st, const char *tenant, int64_t *n, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, tenant);
+    return count_one(pg(st), S_ARRAY_OPEN, &p, n, e, "counting a tenant's array tasks");
+}
+
+static int pg_array_item(struct store *st, const char *id, int64_t index, char **item,
+                         struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, index);
+    PGresult *r;
+    int rc = run(pg(st), S_ARRAY_ITEM, &p, &r, e, "reading an array's item");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        *item = col_text(r, 0, 0);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' has no item %lld", id, (long long)index);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_array_task_add(struct store *st, const char *id, int64_t index, const char *job,
+                             struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, index);
+    p_text(&p, job);
+    return run(pg(st), S_ARRAY_TASK_ADD, &p, NULL, e, "linking an array's task");
+}
+
+static int pg_array_task_ids(struct store *st, const char *id, int64_t from, int64_t to,
+                             int (*fn)(void *arg, int64_t index, const char *job), void *arg,
+                             struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, from);
+    p_int(&p, to);
+    PGresult *r;
+    int rc = run(pg(st), S_ARRAY_TASK_IDS, &p, &r, e, "reading an array's tasks");
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++)
+        rc = fn(arg, col_int(r, i, 0), PQgetvalue(r, i, 1));
+    PQclear(r);
+    return rc;
+}
+
+static int pg_array_job_counts(struct store *st, const char *id, int64_t *counts, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    PGresult *r;
+    int rc = run(pg(st), S_ARRAY_JOB_COUNTS, &p, &r, e, "counting an array's tasks");
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t state = col_int(r, i, 0);
+        if (state >= 0 && state < JOB_NSTATES) counts[state] += col_int(r, i, 1);
+    }
+    PQclear(r);
+    return 0;
+}
+
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
     .caps = STORE_CAP_SHARED | STORE_CAP_LEADER,
@@ -2513,6 +2823,9 @@ const struct store_ops store_pg_ops = {
     .queue_stats = pg_queue_stats,
     .token_insert = pg_token_insert,
     .token_find = pg_token_find,
+    .session_insert = pg_session_insert,
+    .session_find = pg_session_find,
+    .session_delete = pg_session_delete,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
     .event_object = pg_event_object,
@@ -2541,6 +2854,16 @@ const struct store_ops store_pg_ops = {
     .trigger_fire_add = pg_trigger_fire_add,
     .trigger_fires = pg_trigger_fires,
     .trigger_fire_done = pg_trigger_fire_done,
+    .array_insert = pg_array_insert,
+    .event_array = pg_event_array,
+    .array_get = pg_array_get,
+    .array_list = pg_array_list,
+    .array_set = pg_array_set,
+    .array_open = pg_array_open,
+    .array_item = pg_array_item,
+    .array_task_add = pg_array_task_add,
+    .array_task_ids = pg_array_task_ids,
+    .array_job_counts = pg_array_job_counts,
     .job_expired = pg_job_expired,
     .job_delete = pg_job_delete,
     .token_tenant = pg_token_tenant,

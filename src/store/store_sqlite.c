@@ -45,6 +45,12 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_SESSION_PRUNE,
+    S_SESSION_TRIM,
+    S_SESSION_COUNT,
+    S_SESSION_INSERT,
+    S_SESSION_FIND,
+    S_SESSION_DELETE,
     S_META_GET,
     S_META_SET,
     S_LEADER_TAKE,
@@ -88,6 +94,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -99,6 +107,17 @@ enum stmt_id {
     S_FIRE_RECENT,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
+    S_ARRAY_INSERT,
+    S_EVENT_ARRAY,
+    S_ARRAY_ITEM_INSERT,
+    S_ARRAY_GET,
+    S_ARRAY_LIST,
+    S_ARRAY_SET,
+    S_ARRAY_OPEN,
+    S_ARRAY_ITEM,
+    S_ARRAY_TASK_ADD,
+    S_ARRAY_TASK_IDS,
+    S_ARRAY_JOB_COUNTS,
     S_COUNT
 };
 
@@ -106,6 +125,10 @@ enum stmt_id {
     "id, state, queue, service, name, idem_key, agent, priority, slots, attempt, max_attempts, "   \
     "created_at, started_at, finished_at, run_after, labels, spec, progress, result, attempts, "   \
     "owner, retention_ms, tenant"
+
+#define ARRAY_COLUMNS                                                                              \
+    "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
+    "created_at, open"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
@@ -116,6 +139,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = ? RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = ?1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = ?1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
                   "ORDER BY id DESC LIMIT ?3",
@@ -145,6 +171,23 @@ static const char *const stmt_sql[S_COUNT] = {
                     "(SELECT workflow FROM triggers t WHERE t.id = trigger_fires.trigger)",
     [S_EVENT_TRIGGER] = "INSERT INTO events (at, kind, subject, state, owner, data) "
                         "VALUES (?, 3, ?, ?, ?, ?)",
+    [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, '[]', ?10, ?11, ?9)",
+    [S_EVENT_ARRAY] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
+                      "VALUES (?, 4, ?, ?, ?, ?, ?)",
+    [S_ARRAY_ITEM_INSERT] = "INSERT INTO array_items (array_id, idx, item) VALUES (?, ?, ?)",
+    [S_ARRAY_GET] = "SELECT " ARRAY_COLUMNS " FROM arrays WHERE id = ?",
+    [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
+                     "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
+                     "ORDER BY id DESC LIMIT ?3",
+    [S_ARRAY_SET] = "UPDATE arrays SET next_index = ?1, skips = ?2, open = ?4 WHERE id = ?3",
+    [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = ? AND open > 0",
+    [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = ? AND idx = ?",
+    [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES (?, ?, ?)",
+    [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = ? "
+                         "AND idx BETWEEN ? AND ? ORDER BY idx",
+    [S_ARRAY_JOB_COUNTS] = "SELECT j.state, count(*) FROM array_tasks t JOIN jobs j ON j.id = t.job "
+                           "WHERE t.array_id = ? GROUP BY j.state",
     [S_SERVICE_INSERT] = "INSERT INTO services (name, version, definition, created_by, created_at) "
                          "SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 FROM services "
                          "WHERE name = ?1 RETURNING version",
@@ -185,6 +228,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = ?",
+    [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?",
+    /* a name's sessions but its newest ? */
+    [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
+                       "WHERE name = ? ORDER BY expires_at DESC, id_hash LIMIT -1 OFFSET ?)",
+    [S_SESSION_COUNT] = "SELECT count(*) FROM sessions",
+    [S_SESSION_INSERT] = "INSERT INTO sessions (id_hash, token_hash, csrf, role, name, "
+                         "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    [S_SESSION_FIND] = "SELECT token_hash, csrf, role, name, expires_at FROM sessions "
+                       "WHERE id_hash = ? AND expires_at > ?",
+    [S_SESSION_DELETE] = "DELETE FROM sessions WHERE id_hash = ?",
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = "
                    "excluded.v",
@@ -919,6 +972,72 @@ static int sqlite_token_delete(struct store *st, const char *name, struct err *e
     return rc;
 }
 
+static int sqlite_session_insert(struct store *st, const struct session_rec *r, int64_t now_ms,
+                                 int max_per_name, int max_all, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_PRUNE);
+    sqlite3_bind_int64(q, 1, now_ms);
+    int rc = exec_stmt(s, q, e, "deleting expired sessions");
+    if (rc) return rc;
+    q = stmt(s, S_SESSION_TRIM);
+    bind_text(q, 1, r->name);
+    sqlite3_bind_int(q, 2, max_per_name > 1 ? max_per_name - 1 : 0);
+    if ((rc = exec_stmt(s, q, e, "deleting a token's oldest sessions"))) return rc;
+    q = stmt(s, S_SESSION_COUNT);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        rc = db_err(s, e, "counting sessions");
+        sqlite3_reset(q);
+        return rc;
+    }
+    int64_t live = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    if (live >= max_all)
+        return err_set(e, ERR_UNAVAILABLE, "too many sessions (%d): try again later", max_all);
+    q = stmt(s, S_SESSION_INSERT);
+    bind_text(q, 1, r->id_hash);
+    bind_text(q, 2, r->token_hash);
+    bind_text(q, 3, r->csrf);
+    sqlite3_bind_int(q, 4, r->role);
+    bind_text(q, 5, r->name);
+    sqlite3_bind_int64(q, 6, r->expires_ms);
+    return exec_stmt(s, q, e, "inserting a session");
+}
+
+static int sqlite_session_find(struct store *st, const char *id_hash, int64_t now_ms,
+                               struct session_rec *out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_FIND);
+    bind_text(q, 1, id_hash);
+    sqlite3_bind_int64(q, 2, now_ms);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->id_hash, sizeof(out->id_hash), "%s", id_hash);
+        snprintf(out->token_hash, sizeof(out->token_hash), "%s", sqlite3_column_text(q, 0));
+        snprintf(out->csrf, sizeof(out->csrf), "%s", sqlite3_column_text(q, 1));
+        out->role = sqlite3_column_int(q, 2);
+        snprintf(out->name, sizeof(out->name), "%s", sqlite3_column_text(q, 3));
+        out->expires_ms = sqlite3_column_int64(q, 4);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "no such session");
+    } else {
+        rc = db_err(s, e, "reading a session");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_session_delete(struct store *st, const char *id_hash, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_SESSION_DELETE);
+    bind_text(q, 1, id_hash);
+    return exec_stmt(s, q, e, "deleting a session");
+}
+
 static int sqlite_token_count(struct store *st, int role, int64_t *count, struct err *e)
 {
     struct store_sqlite *s = sq(st);
@@ -1601,8 +1720,9 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs' events, and the agents', objects' and its triggers' */
-        buf_adds(&sql, " AND (kind NOT IN (0, 3) OR owner = :owner)");
+    if (f->owner) /* a client: its own jobs', triggers' and arrays' events, and the agents' and
+                     objects' */
+        buf_adds(&sql, " AND (kind NOT IN (0, 3, 4) OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -1769,7 +1889,22 @@ static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
     }
     q = stmt(s, S_JOB_DELETE_LOGS);
     bind_text(q, 1, id);
-    return exec_stmt(s, q, e, "deleting a job's output");
+    if ((rc = exec_stmt(s, q, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    q = stmt(s, S_WF_FORGET);
+    bind_text(q, 1, id);
+    rc = sqlite3_step(q);
+    char wf[UUID_STR_LEN] = "";
+    if (rc == SQLITE_ROW)
+        snprintf(wf, sizeof(wf), "%s", (const char *)sqlite3_column_text(q, 0));
+    else if (rc != SQLITE_DONE)
+        rc = db_err(s, e, "deleting a job's workflow row");
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if (!*wf) return 0;
+    q = stmt(s, S_WF_DROP_EMPTY);
+    bind_text(q, 1, wf);
+    return exec_stmt(s, q, e, "deleting a workflow");
 }
 
 static int sqlite_token_tenant(struct store *st, const char *name, char *tenant, size_t n,
@@ -1863,6 +1998,211 @@ static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned st
     return 0;
 }
 
+/* ---- job arrays ---- */
+
+static int sqlite_array_insert(struct store *st, const struct array_rec *a, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_INSERT);
+    bind_text(q, 1, a->id);
+    bind_text(q, 2, a->owner);
+    bind_text(q, 3, a->tenant);
+    bind_text(q, 4, a->queue);
+    bind_text(q, 5, a->name);
+    sqlite3_bind_int(q, 6, a->priority);
+    sqlite3_bind_int(q, 7, a->kind);
+    bind_text(q, 8, a->source);
+    sqlite3_bind_int64(q, 9, a->count);
+    bind_json(q, 10, a->spec);
+    sqlite3_bind_int64(q, 11, a->created_at);
+    int rc = exec_stmt(s, q, e, "inserting an array");
+    size_t i;
+    json_t *it;
+    json_array_foreach(a->items, i, it) {
+        if (rc) break;
+        q = stmt(s, S_ARRAY_ITEM_INSERT);
+        bind_text(q, 1, a->id);
+        sqlite3_bind_int64(q, 2, (int64_t)i);
+        bind_text(q, 3, json_string_value(it));
+        rc = exec_stmt(s, q, e, "inserting an array's items");
+    }
+    return rc;
+}
+
+static int sqlite_event_array(struct store *st, const struct array_rec *a, int change,
+                              json_t *data, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_EVENT_ARRAY);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, a->id);
+    bind_text(q, 3, a->queue);
+    sqlite3_bind_int(q, 4, change);
+    bind_text(q, 5, a->owner);
+    bind_json(q, 6, data);
+    return exec_stmt(s, q, e, "appending an event");
+}
+
+static int row_to_array(struct store_sqlite *s, sqlite3_stmt *q, struct array_rec *a,
+                        struct err *e)
+{
+    (void)s;
+    memset(a, 0, sizeof(*a));
+    snprintf(a->id, sizeof(a->id), "%s", (const char *)sqlite3_column_text(q, 0));
+    a->owner = col_text(q, 1);
+    a->tenant = col_text(q, 2);
+    a->queue = col_text(q, 3);
+    a->name = col_text(q, 4);
+    a->priority = sqlite3_column_int(q, 5);
+    a->kind = sqlite3_column_int(q, 6);
+    a->source = col_text(q, 7);
+    a->count = sqlite3_column_int64(q, 8);
+    a->next_index = sqlite3_column_int64(q, 9);
+    a->skips = job_json_load((const char *)sqlite3_column_text(q, 10));
+    a->spec = job_json_load((const char *)sqlite3_column_text(q, 11));
+    a->created_at = sqlite3_column_int64(q, 12);
+    if (!json_is_array(a->skips) || !json_is_object(a->spec)) {
+        int rc = err_set(e, ERR_INTERNAL, "array '%s': its stored spec or skips are not JSON",
+                         a->id);
+        array_rec_release(a);
+        return rc;
+    }
+    array_rec_views(a);
+    return 0;
+}
+
+static int sqlite_array_get(struct store *st, const char *id, bool lock, struct array_rec *out,
+                            struct err *e)
+{
+    (void)lock; /* the writer holds the database's lock */
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_GET);
+    bind_text(q, 1, id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        rc = row_to_array(s, q, out, e);
+    else if (rc == SQLITE_DONE)
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
+    else
+        rc = db_err(s, e, "reading an array");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_array_list(struct store *st, const char *owner, const char *after, int limit,
+                             struct array_rec **out, size_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_LIST);
+    bind_text(q, 1, owner);
+    bind_text(q, 2, after);
+    sqlite3_bind_int(q, 3, limit);
+    *out = xcalloc((size_t)limit, sizeof(**out));
+    *n = 0;
+    int step = SQLITE_DONE, rc = 0;
+    while (!rc && *n < (size_t)limit && (step = sqlite3_step(q)) == SQLITE_ROW)
+        if (!(rc = row_to_array(s, q, &(*out)[*n], e))) (*n)++;
+    if (!rc && *n < (size_t)limit && step != SQLITE_DONE) rc = db_err(s, e, "listing arrays");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_array_set(struct store *st, const char *id, int64_t next_index,
+                            const char *skips, int64_t open, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_SET);
+    sqlite3_bind_int64(q, 1, next_index);
+    bind_text(q, 2, skips);
+    bind_text(q, 3, id);
+    sqlite3_bind_int64(q, 4, open);
+    return exec_stmt(s, q, e, "writing an array's cursor");
+}
+
+static int sqlite_array_open(struct store *st, const char *tenant, int64_t *n, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_OPEN);
+    bind_text(q, 1, tenant);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(s, e, "counting a tenant's array tasks");
+        sqlite3_reset(q);
+        return rc;
+    }
+    *n = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int sqlite_array_item(struct store *st, const char *id, int64_t index, char **item,
+                             struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_ITEM);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, index);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *item = col_text(q, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' has no item %lld", id, (long long)index);
+    } else {
+        rc = db_err(s, e, "reading an array's item");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_array_task_add(struct store *st, const char *id, int64_t index,
+                                 const char *job, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_TASK_ADD);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, index);
+    bind_text(q, 3, job);
+    return exec_stmt(s, q, e, "linking an array's task");
+}
+
+static int sqlite_array_task_ids(struct store *st, const char *id, int64_t from, int64_t to,
+                                 int (*fn)(void *arg, int64_t index, const char *job),
+                                 void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_TASK_IDS);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, from);
+    sqlite3_bind_int64(q, 3, to);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((rc = fn(arg, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1)))) {
+            sqlite3_reset(q);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading an array's tasks");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_array_job_counts(struct store *st, const char *id, int64_t *counts,
+                                   struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_JOB_COUNTS);
+    bind_text(q, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int state = sqlite3_column_int(q, 0);
+        if (state >= 0 && state < JOB_NSTATES) counts[state] += sqlite3_column_int64(q, 1);
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "counting an array's tasks");
+    sqlite3_reset(q);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
     .caps = 0,
@@ -1894,6 +2234,9 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .session_insert = sqlite_session_insert,
+    .session_find = sqlite_session_find,
+    .session_delete = sqlite_session_delete,
     .event_object = sqlite_event_object,
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,
@@ -1920,6 +2263,16 @@ const struct store_ops store_sqlite_ops = {
     .trigger_fire_add = sqlite_trigger_fire_add,
     .trigger_fires = sqlite_trigger_fires,
     .trigger_fire_done = sqlite_trigger_fire_done,
+    .array_insert = sqlite_array_insert,
+    .event_array = sqlite_event_array,
+    .array_get = sqlite_array_get,
+    .array_list = sqlite_array_list,
+    .array_set = sqlite_array_set,
+    .array_open = sqlite_array_open,
+    .array_item = sqlite_array_item,
+    .array_task_add = sqlite_array_task_add,
+    .array_task_ids = sqlite_array_task_ids,
+    .array_job_counts = sqlite_array_job_counts,
     .job_expired = sqlite_job_expired,
     .job_delete = sqlite_job_delete,
     .token_tenant = sqlite_token_tenant,

@@ -179,6 +179,21 @@ def test_sign_out_ends_the_session(server):
     assert requests.delete(server.url + "/v1/session", headers={"Cookie": old}).status_code == 401
 
 
+def test_a_session_outlives_a_server_restart(server):
+    """Sessions are kept in the store: a restart (here kill -9) signs no one out."""
+    s, csrf = signed_in(server)
+    cookie = s.cookies["drover_session"]
+    server.restart()
+    r = requests.get(server.url + "/v1/session", cookies={"drover_session": cookie})
+    assert r.status_code == 200 and r.json()["csrf"] == csrf
+    # the same session signs out after the restart, and then is gone
+    r = requests.delete(server.url + "/v1/session", cookies={"drover_session": cookie},
+                        headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert requests.get(server.url + "/v1/session",
+                        cookies={"drover_session": cookie}).status_code == 401
+
+
 def test_jobs_search_by_name(server):
     api = server.api()
     names = ["Alpha one", "beta", "ALPHA two", "50%_off", None]

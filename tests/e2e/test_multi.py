@@ -243,3 +243,23 @@ def test_agent_states_stored_through_another_server(pg_servers, make_agent):  # 
     wait_for(lambda: w.state() == "left", 10, "b to store that w1 left")
     wait_for(lambda: [x["state"] for x in a.api().get("/v1/agents").json()
                       if x["name"] == "w1"] == ["left"], 10, "a to know that w1 left")
+
+
+def test_a_dashboard_session_works_on_every_server(pg_servers):  # noqa: F811
+    """A sign-in on one server is a session on all of them (behind a load balancer the next
+    call may reach another), and a sign-out on any of them ends it everywhere."""
+    a, b = pg_servers(), pg_servers()
+    r = requests.post(a.url + "/v1/session", json={"token": a.admin_token})
+    assert r.status_code == 201, r.text
+    cookie, csrf = {"drover_session": r.cookies["drover_session"]}, r.json()["csrf"]
+    r = requests.get(b.url + "/v1/session", cookies=cookie)
+    assert r.status_code == 200 and r.json()["csrf"] == csrf
+    assert requests.get(b.url + "/v1/jobs", cookies=cookie).status_code == 200
+    # a state-changing call through b with the CSRF token a gave
+    r = requests.post(b.url + "/v1/jobs", cookies=cookie, headers={"X-CSRF-Token": csrf},
+                      json={"queue": "nowhere", "command": {"shell": "true"}})
+    assert r.status_code == 201, r.text
+    r = requests.delete(b.url + "/v1/session", cookies=cookie, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    r = requests.get(a.url + "/v1/session", cookies=cookie)
+    assert r.status_code == 401 and "signed out" in r.json()["error"]["message"]

@@ -195,6 +195,24 @@ def test_placeholder_and_env_without_input(server, make_agent):
     assert log(server, f["job"]) == f"s3://ph/deep/x.txt {sha(b'x')} s3://ph/deep/x.txt\n"
 
 
+def test_placeholders_inside_strings_name_keys_of_the_object(server, make_agent):
+    """{{sha256}} and {{object}} inside a string (an output's URI) are replaced too, so each
+    object's run writes keys of its own."""
+    make_agent(server, "w1")
+    spec = sh('printf "%s|%s" "$1" "$2" > "$3"',
+              {"type": "parameter", "value": "{{object}}"},
+              {"type": "parameter", "value": "obj={{object}} sha={{sha256}}!"},
+              {"type": "output", "value": "s3://phout/{{sha256}}/out.txt"})
+    t = create(server, {"prefix": "s3://phs/", "job": spec})
+    put(server, "phs/a.txt", b"aa")
+    (f,) = fired(server, t["id"], 1)
+    assert wait_job(server, f["job"])["state"] == "succeeded"
+    h = sha(b"aa")
+    r = server.api().get(f"/v1/blobs/phout/{h}/out.txt")
+    assert r.status_code == 200, r.text
+    assert r.text == f"s3://phs/a.txt|obj=s3://phs/a.txt sha={h}!"
+
+
 def test_service_params_and_a_fire_that_cannot_submit(server, make_agent):
     make_agent(server, "w1")
     r = server.api().put("/v1/services/cat", json={

@@ -628,6 +628,46 @@ static void test_tenant_max_running(void **state)
     sched_free(s);
 }
 
+/* An array is one entry standing for its tasks: taken one by one, put back into it. */
+static void test_array_entry(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job tmpl, hi;
+    make_job(&tmpl, "{\"priority\": 1, \"command\": {\"program\": \"a\"}}", 0);
+    make_job(&hi, "{\"priority\": 9, \"command\": {\"program\": \"b\"}}", 0);
+    const char *arr = "01a23c54-dcc5-761a-afcb-1c548816b18d";
+    sched_add_array(s, arr, &tmpl, 1000000);
+    assert_int_equal(sched_ready_count(s, "default"), 1); /* one entry, not a million */
+    sched_add(s, &hi);
+    struct sched_job *out[4];
+    assert_int_equal(take(s, "[\"default\"]", "{}", 4, out, 4), 4);
+    assert_string_equal(out[0]->id, hi.id); /* priority first */
+    for (int i = 1; i < 4; i++) {
+        assert_string_equal(out[i]->id, arr);
+        assert_true(out[i]->array);
+        assert_int_equal(out[i]->remaining, 1);
+    }
+    sched_job_free(out[0]);
+    sched_put_back(s, out[1]); /* back into the array's entry */
+    sched_untake(s, out[2]);
+    sched_untake(s, out[3]);
+    /* a new count from the store; 2 left: the second take empties the entry */
+    sched_add_array(s, arr, &tmpl, 2);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 4, out, 4), 2);
+    assert_int_equal(sched_ready_count(s, "default"), 0);
+    sched_put_back(s, out[0]); /* the entry is gone: the task is the entry again */
+    assert_int_equal(sched_ready_count(s, "default"), 1);
+    sched_untake(s, out[1]);
+    assert_true(sched_remove(s, arr));
+    assert_int_equal(sched_ready_count(s, "default"), 0);
+    sched_add_array(s, arr, &tmpl, 0); /* nothing left: no entry */
+    assert_int_equal(sched_ready_count(s, "default"), 0);
+    job_release(&tmpl);
+    job_release(&hi);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_fair_share_one_slot),
         cmocka_unit_test(test_fair_share_weight_and_fifo),
         cmocka_unit_test(test_tenant_max_running),
+        cmocka_unit_test(test_array_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,84 +66,11 @@ static void test_check_origin(void **state)
     assert_int_equal(check("http://127.0.0.1:7070", NULL, NULL), ERR_DENIED);
 }
 
-static void test_sessions(void **state)
-{
-    struct sessions *ss = sessions_new();
-    struct err e = ERR_INIT;
-    char id[SESSION_ID_LEN], id2[SESSION_ID_LEN];
-    const struct session *s = sessions_create(ss, "drv_tok", ROLE_CLIENT, "alice", 1000, id, &e);
-    assert_non_null(s);
-    assert_int_equal(strlen(id), 64);
-    assert_int_equal(strlen(s->csrf), 64);
-    assert_string_not_equal(id, s->csrf);
-    assert_string_equal(s->token, "drv_tok");
-    assert_string_equal(s->name, "alice");
-    assert_int_equal(s->expires_ms, 1000 + (int64_t)SESSION_TTL_S * 1000);
-    assert_ptr_equal(sessions_find(ss, id, 2000), s);
-    assert_null(sessions_find(ss, "0000", 2000));
-
-    assert_non_null(sessions_create(ss, "drv_tok", ROLE_CLIENT, "alice", 2000, id2, &e));
-    assert_string_not_equal(id, id2);
-    assert_int_equal(sessions_count(ss), 2);
-    sessions_delete(ss, id2);
-    assert_null(sessions_find(ss, id2, 2000));
-    sessions_delete(ss, id2); /* twice: nothing */
-    assert_int_equal(sessions_count(ss), 1);
-
-    /* Expired: not found, and forgotten. */
-    assert_null(sessions_find(ss, id, 1000 + (int64_t)SESSION_TTL_S * 1000));
-    assert_int_equal(sessions_count(ss), 0);
-    sessions_free(ss);
-    sessions_free(NULL);
-}
-
-static void test_sessions_cap(void **state)
-{
-    struct sessions *ss = sessions_new();
-    struct err e = ERR_INIT;
-    char id[SESSION_ID_LEN];
-    char name[32];
-    for (int i = 0; i < SESSIONS_MAX; i++) {
-        snprintf(name, sizeof(name), "token-%d", i % (SESSIONS_MAX / SESSIONS_PER_TOKEN + 1));
-        assert_non_null(sessions_create(ss, "t", ROLE_ADMIN, name, 0, id, &e));
-    }
-    assert_int_equal(sessions_count(ss), SESSIONS_MAX);
-    assert_null(sessions_create(ss, "t", ROLE_ADMIN, "a", 1, id, &e));
-    assert_int_equal(e.code, ERR_UNAVAILABLE);
-    /* Once they have expired, a sign-in forgets them and succeeds. */
-    assert_non_null(
-        sessions_create(ss, "t", ROLE_ADMIN, "a", (int64_t)SESSION_TTL_S * 1000, id, &e));
-    assert_int_equal(sessions_count(ss), 1);
-    sessions_free(ss);
-}
-
-static void test_sessions_per_token(void **state)
-{
-    struct sessions *ss = sessions_new();
-    struct err e = ERR_INIT;
-    char first[SESSION_ID_LEN], second[SESSION_ID_LEN], id[SESSION_ID_LEN], other[SESSION_ID_LEN];
-    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 0, first, &e));
-    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 1, second, &e));
-    assert_non_null(sessions_create(ss, "u", ROLE_CLIENT, "bob", 1, other, &e));
-    for (int i = 2; i < SESSIONS_PER_TOKEN; i++)
-        assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", i, id, &e));
-    assert_int_equal(sessions_count(ss), SESSIONS_PER_TOKEN + 1);
-    assert_non_null(sessions_find(ss, first, 100));
-    /* One more of alice's: her oldest ends, bob's stays. */
-    assert_non_null(sessions_create(ss, "t", ROLE_CLIENT, "alice", 100, id, &e));
-    assert_int_equal(sessions_count(ss), SESSIONS_PER_TOKEN + 1);
-    assert_null(sessions_find(ss, first, 100));
-    assert_non_null(sessions_find(ss, second, 100));
-    assert_non_null(sessions_find(ss, other, 100));
-    sessions_free(ss);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cookie_get),         cmocka_unit_test(test_check_origin),
-        cmocka_unit_test(test_sessions),           cmocka_unit_test(test_sessions_cap),
-        cmocka_unit_test(test_sessions_per_token),
+        cmocka_unit_test(test_cookie_get),
+        cmocka_unit_test(test_check_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

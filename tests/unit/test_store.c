@@ -49,6 +49,7 @@ static void lib_free(void *p)
 #include "common/role.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/job.h"
 #include "job/spec.h"
 #include "job/workflow.h"
@@ -1864,6 +1865,65 @@ static int collect_agent(void *arg, const struct agent_rec *a)
 }
 
 /* An agent's name belongs to the token that registered it first; its id never changes. */
+/* A session of `name` made from token hash `tok`, named by the hash made of `c`. */
+static struct session_rec session_of(char c, const char *tok, const char *name, int64_t expires)
+{
+    struct session_rec r;
+    memset(&r, 0, sizeof(r));
+    make_hash(r.id_hash, c);
+    snprintf(r.token_hash, sizeof(r.token_hash), "%s", tok);
+    make_hash(r.csrf, 'c');
+    r.role = ROLE_CLIENT;
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    r.expires_ms = expires;
+    return r;
+}
+
+static void test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char tok[65], none[65];
+    make_hash(tok, '9');
+    make_hash(none, 'f');
+    struct session_rec a1 = session_of('1', tok, "alice", 1000),
+                       a2 = session_of('2', tok, "alice", 1001),
+                       a3 = session_of('3', tok, "alice", 1002),
+                       a4 = session_of('4', tok, "alice", 1003),
+                       b1 = session_of('5', tok, "bob", 1000), got;
+    assert_ok(store_session_insert(f->st, &a1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 999, &got, &e), &e);
+    assert_memory_equal(&got, &a1, sizeof(got));
+    assert_err(store_session_find(f->st, none, 999, &got, &e), ERR_NOTFOUND, &e);
+    /* expired at its expiry */
+    assert_err(store_session_find(f->st, a1.id_hash, 1000, &got, &e), ERR_NOTFOUND, &e);
+
+    /* At most 3 of alice's: her fourth ends her oldest; bob's stays. */
+    assert_ok(store_session_insert(f->st, &b1, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a2, 0, 3, 5, &e), &e);
+    assert_ok(store_session_insert(f->st, &a3, 0, 3, 5, &e), &e);
+    assert_ok(store_session_find(f->st, a1.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_insert(f->st, &a4, 0, 3, 5, &e), &e);
+    assert_err(store_session_find(f->st, a1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_find(f->st, a2.id_hash, 0, &got, &e), &e);
+    assert_ok(store_session_find(f->st, b1.id_hash, 0, &got, &e), &e);
+
+    /* At most 4 in all: the fifth is refused and nothing is stored. */
+    struct session_rec c1 = session_of('6', tok, "carol", 5000);
+    assert_err(store_session_insert(f->st, &c1, 0, 3, 4, &e), ERR_UNAVAILABLE, &e);
+    assert_non_null(strstr(e.msg, "too many sessions"));
+    assert_err(store_session_find(f->st, c1.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+    /* Once the others have expired, the sign-in deletes them and succeeds. */
+    assert_ok(store_session_insert(f->st, &c1, 1003, 3, 4, &e), &e);
+    assert_ok(store_session_find(f->st, c1.id_hash, 1003, &got, &e), &e);
+    assert_err(store_session_find(f->st, a4.id_hash, 0, &got, &e), ERR_NOTFOUND, &e);
+
+    /* Sign-out; twice is no error. */
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+    assert_err(store_session_find(f->st, c1.id_hash, 1003, &got, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_session_delete(f->st, c1.id_hash, &e), &e);
+}
+
 static void test_agent_owner(void **state)
 {
     struct fixture *f = *state;
@@ -2998,7 +3058,7 @@ static void test_workflows(void **state)
     /* B's output: a key of its own attempt (workflow_attempt_uri) */
     struct job bj;
     assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
-    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    assert_string_equal(workflow_output_uri(bj.spec, "out", NULL), "s3://wf/attempt-1/b");
     job_release(&bj);
     wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
@@ -3111,6 +3171,117 @@ static void test_workflow_list(void **state)
     workflow_list_release(&l);
     for (int i = 0; i < 4; i++)
         workflow_rec_release(&rec[i]);
+}
+
+/*
+ * A fan-in node (D after A, B and C) is looked at once per upstream's end, from where the
+ * last look stopped: it still waits for every upstream, is cancelled at once by one it needs
+ * that fails, and waits again for an upstream retried after the look had passed it.
+ */
+static void test_workflow_fan_in(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[4], out;
+    char (*ids)[UUID_STR_LEN];
+    const char *body = "{'nodes': {'A': {'job': {'retry': {'max_attempts': 1}, 'command': "
+                       "{'program': 'a'}}},"
+                       "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b'}}},"
+                       "'C': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'c'}}},"
+                       "'D': {'job': {'command': {'program': 'd'}}, "
+                       "  'depends_on': [{'node': 'A', 'on': 'any'}, 'B', 'C']}}}";
+    /* ends out of order: D waits for the last one */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* one it needs fails while another is still open: cancelled at once */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 3, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* A (on: any) fails, and is retried after the look passed it: D waits for it again */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "A", 5, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, jobs[0].id, T0 + 3, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* A runs again */
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    store_changed_take(&ids);
+    lib_free(ids);
+}
+
+/*
+ * Retention deletes a workflow's jobs one by one (store_job_delete): each takes its row of
+ * the workflow along, and the last one the workflow; another workflow is not touched.
+ */
+static void test_workflow_deleted_with_its_last_job(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w, w2;
+    struct workflow_rec rec, rec2, got;
+    struct job jobs[2], other[1];
+    char wid[UUID_STR_LEN], (*ids)[UUID_STR_LEN];
+    store_wf(f->st,
+             "{'nodes': {'A': {'job': {'command': {'program': 'a'}}},"
+             "'B': {'job': {'command': {'program': 'b'}}, 'depends_on': ['A']}}}",
+             &rec, jobs, &w);
+    store_wf(f->st, "{'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}", &rec2, other,
+             &w2);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_SUCCEEDED);
+    store_changed_take(&ids);
+    lib_free(ids);
+    /* one of two jobs gone: the workflow stays, with its other job's row */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[0].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_workflow_of(f->st, jobs[1].id, wid, &e), &e);
+    assert_string_equal(wid, rec.id);
+    assert_ok(store_workflow_get(f->st, rec.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    /* the last one: the workflow goes too */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[1].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[1].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_err(store_workflow_get(f->st, rec.id, &got, &e), ERR_NOTFOUND, &e);
+    /* the other workflow (its job still queued, not deleted) is whole */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, other[0].id, &e), ERR_CONFLICT, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_workflow_get(f->st, rec2.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    assert_ok(store_workflow_of(f->st, other[0].id, wid, &e), &e);
+    for (size_t i = 0; i < 2; i++)
+        job_release(&jobs[i]);
+    job_release(&other[0]);
+    workflow_release(&w);
+    workflow_release(&w2);
+    workflow_rec_release(&rec);
+    workflow_rec_release(&rec2);
 }
 
 /* --- triggers ------------------------------------------------------------------------------ */
@@ -3327,6 +3498,290 @@ static void test_triggers(void **state)
 
 /* --- main ---------------------------------------------------------------------------------- */
 
+/* --- job arrays ------------------------------------------------------------------------------ */
+
+/* An array of `count` tasks (items: a JSON array text of strings, or NULL) from a spec text. */
+static void make_array(struct array_rec *a, int64_t count, const char *items, int64_t now)
+{
+    memset(a, 0, sizeof(*a));
+    struct job tmpl;
+    make_job(&tmpl, now, "{'queue': 'q', 'name': 'arr', 'retry': {'max_attempts': 2}, "
+                         "'command': {'program': 'echo', 'arguments': "
+                         "[{'type': 'parameter', 'value': 'x'}]}}");
+    uuid7_new(a->id);
+    a->owner = xstrdup("alice");
+    a->tenant = xstrdup("t1");
+    a->queue = xstrdup("q");
+    a->name = xstrdup("arr");
+    a->kind = items ? ARRAY_ITEMS : ARRAY_COUNT;
+    a->count = count;
+    a->skips = json_array();
+    a->spec = json_incref(tmpl.spec);
+    /* the argument's value as a template */
+    json_object_set_new(json_array_get(json_object_get(json_object_get(a->spec, "command"),
+                                                       "arguments"),
+                                       0),
+                        "value", json_string("i={{index}} item={{item}}"));
+    a->created_at = now;
+    a->run_after = now;
+    a->items = items ? json_loads(items, 0, NULL) : NULL;
+    job_release(&tmpl);
+}
+
+/* Leases the next task of array `id` for agent w: its index (-1: none left). */
+static int64_t lease_task(struct store *st, const char *id, int64_t now, char job_out[UUID_STR_LEN])
+{
+    struct err e = ERR_INIT;
+    struct store_lease c = {0};
+    memcpy(c.array, id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_job_lease(st, "w", now, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    if (c.exhausted) {
+        assert_false(c.leased);
+        assert_int_equal(n, 0);
+        return -1;
+    }
+    assert_true(c.leased);
+    assert_int_equal(n, 1);
+    assert_int_equal(c.attempt, 1);
+    json_t *spec = json_loads(c.spec, 0, NULL);
+    assert_non_null(spec);
+    lib_free(c.spec);
+    json_t *env = json_object_get(json_object_get(spec, "command"), "env");
+    assert_string_equal(json_string_value(json_object_get(env, "DROVER_ARRAY_ID")), id);
+    int64_t index = strtoll(json_string_value(json_object_get(env, "DROVER_ARRAY_INDEX")), NULL,
+                            10);
+    char want[UUID_STR_LEN];
+    array_task_id(id, index, want);
+    assert_string_equal(c.job, want);
+    if (job_out) memcpy(job_out, c.job, UUID_STR_LEN);
+    json_decref(spec);
+    return index;
+}
+
+static void assert_counts(struct store *st, const char *id, int64_t queued, int64_t leased,
+                          int64_t cancelled, int64_t failed)
+{
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    int64_t c[JOB_NSTATES];
+    assert_ok(store_array_get(st, id, &a, &e), &e);
+    assert_ok(store_array_counts(st, &a, c, &e), &e);
+    assert_int_equal(c[JOB_QUEUED], queued);
+    assert_int_equal(c[JOB_LEASED], leased);
+    assert_int_equal(c[JOB_CANCELLED], cancelled);
+    assert_int_equal(c[JOB_FAILED], failed);
+    int64_t total = 0;
+    for (int s = 0; s < JOB_NSTATES; s++)
+        total += c[s];
+    assert_int_equal(total, a.count);
+    array_rec_release(&a);
+}
+
+static int keep_count(void *arg, struct job *j)
+{
+    (*(int *)arg)++;
+    job_release(j);
+    return 0;
+}
+
+struct seen_tasks {
+    int64_t index[64];
+    int state[64];
+    bool has_job[64];
+    int n;
+};
+
+static int seen_task(void *arg, int64_t index, int state, const struct job *j)
+{
+    struct seen_tasks *s = arg;
+    assert_true(s->n < 64);
+    s->index[s->n] = index;
+    s->state[s->n] = state;
+    s->has_job[s->n++] = j != NULL;
+    return 0;
+}
+
+/* A million tasks are one row; leases claim indices in order; ranges cancel and retry. */
+static void test_arrays(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    make_array(&a, 1000000, NULL, T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_counts(f->st, a.id, 1000000, 0, 0, 0);
+    int64_t queued = 0;
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 1000000); /* its tasks count as the tenant's queued jobs */
+    struct job_list jl;
+    struct job_filter flt = filter_any();
+    assert_ok(store_job_list(f->st, &flt, &jl, &e), &e);
+    assert_int_equal(jl.n, 0); /* no job until a task is claimed */
+    job_list_release(&jl);
+
+    char job0[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, job0), 0);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 2, NULL), 1);
+    assert_counts(f->st, a.id, 999998, 2, 0, 0);
+    struct job j;
+    assert_ok(store_job_get(f->st, job0, &j, &e), &e);
+    assert_string_equal(j.name, "arr[0]");
+    assert_string_equal(j.owner, "alice");
+    assert_string_equal(j.tenant, "t1");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_object_get(j.spec, "command"),
+                                                           "arguments"),
+                                           0),
+                            "value")),
+                        "i=0 item=");
+    job_release(&j);
+
+    /* cancel 5..9 (not claimed yet) and 1 (leased): 6 tasks */
+    int changed = 0;
+    int64_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_cancel(f->st, a.id, 5, 9, T0 + 3, keep_count, &changed, &n, &e), &e);
+    assert_int_equal(n, 5);
+    assert_int_equal(changed, 0);
+    assert_ok(store_array_cancel(f->st, a.id, 1, 1, T0 + 3, keep_count, &changed, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_int_equal(changed, 1);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_counts(f->st, a.id, 999998 - 5, 1, 6, 0);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_QUEUED, &queued, &e), &e);
+    assert_int_equal(queued, 999998 - 5);
+    assert_ok(store_tenant_count(f->st, "t1", 1u << JOB_LEASED, &queued, &e), &e);
+    assert_int_equal(queued, 1); /* only queued counts the arrays' tasks */
+    /* the cursor skips what was cancelled */
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 2);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 3);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 4);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 4, NULL), 10);
+
+    struct array_rec got;
+    assert_ok(store_array_get(f->st, a.id, &got, &e), &e);
+    struct seen_tasks seen = {0};
+    assert_ok(store_array_tasks(f->st, &got, 0, 12, -1, 64, seen_task, &seen, &e), &e);
+    assert_int_equal(seen.n, 13);
+    for (int i = 0; i < 13; i++)
+        assert_int_equal(seen.index[i], i);
+    assert_int_equal(seen.state[1], JOB_CANCELLED);
+    assert_true(seen.has_job[1]);
+    assert_int_equal(seen.state[7], JOB_CANCELLED);
+    assert_false(seen.has_job[7]);
+    assert_int_equal(seen.state[10], JOB_LEASED);
+    assert_int_equal(seen.state[11], JOB_QUEUED);
+    assert_false(seen.has_job[11]);
+    memset(&seen, 0, sizeof(seen));
+    assert_ok(store_array_tasks(f->st, &got, 0, 999999, JOB_CANCELLED, 3, seen_task, &seen, &e),
+              &e);
+    assert_int_equal(seen.n, 3); /* the limit */
+    assert_int_equal(seen.index[0], 1);
+    assert_int_equal(seen.index[2], 6);
+    array_rec_release(&got);
+
+    /* retry 0..7: the leased ones stay; 1 is queued again, 5..7 (skipped) get their jobs */
+    changed = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_retry(f->st, a.id, 0, 7, T0 + 5, keep_count, &changed, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 4);
+    assert_int_equal(changed, 4);
+    assert_counts(f->st, a.id, 999998 - 5 - 4 + 4, 5, 2, 0); /* leased: 0, 2, 3, 4, 10 */
+    char id6[UUID_STR_LEN];
+    array_task_id(a.id, 6, id6);
+    assert_ok(store_job_get(f->st, id6, &j, &e), &e);
+    assert_int_equal(j.state, JOB_QUEUED);
+    job_release(&j);
+    array_rec_release(&a);
+}
+
+/* The last task claimed, the array has nothing left: exhausted, not leased. Items reach env. */
+static void test_array_items_and_end(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct array_rec a;
+    make_array(&a, 2, "[\"s3://b/one\", \"{\\\"k\\\":1}\"]", T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    char id[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, id), 0);
+    struct job j;
+    assert_ok(store_job_get(f->st, id, &j, &e), &e);
+    json_t *cmd = json_object_get(j.spec, "command");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cmd, "env"),
+                                                          "DROVER_ARRAY_ITEM")),
+                        "s3://b/one");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(cmd, "arguments"), 0), "value")),
+                        "i=0 item=s3://b/one");
+    job_release(&j);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, id), 1);
+    assert_ok(store_job_get(f->st, id, &j, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(j.spec, "command"), "env"),
+                            "DROVER_ARRAY_ITEM")),
+                        "{\"k\":1}");
+    job_release(&j);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, NULL), -1);
+    /* a lease mixing a job with an exhausted array leases the job */
+    struct job plain;
+    make_simple(&plain, T0, "q");
+    insert_jobs(f->st, &plain, 1);
+    struct store_lease c[2] = {0};
+    memcpy(c[0].array, a.id, UUID_STR_LEN);
+    memcpy(c[1].job, plain.id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w", T0 + 2, c, 2, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_true(c[0].exhausted);
+    assert_false(c[0].leased);
+    assert_true(c[1].leased);
+    lib_free(c[1].spec);
+    job_release(&plain);
+    /* unknown arrays */
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    struct array_rec got;
+    assert_err(store_array_get(f->st, unknown, &got, &e), ERR_NOTFOUND, &e);
+    /* the list: newest first, by owner */
+    struct array_rec b;
+    make_array(&b, 3, NULL, T0 + 1);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &b, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct array_rec *list;
+    size_t ln;
+    assert_ok(store_array_list(f->st, "alice", NULL, 10, &list, &ln, &e), &e);
+    assert_int_equal(ln, 2);
+    assert_string_equal(list[0].id, b.id);
+    assert_string_equal(list[1].id, a.id);
+    assert_int_equal(list[1].next_index, 2);
+    for (size_t i = 0; i < ln; i++)
+        array_rec_release(&list[i]);
+    lib_free(list);
+    assert_ok(store_array_list(f->st, "bob", NULL, 10, &list, &ln, &e), &e);
+    assert_int_equal(ln, 0);
+    lib_free(list);
+    /* a second handle claims where the first left off (PostgreSQL: the row is locked) */
+    assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
+    assert_int_equal(lease_task(f->st, b.id, T0 + 2, NULL), 0);
+    assert_int_equal(lease_task(f->st2, b.id, T0 + 2, NULL), 1);
+    assert_int_equal(lease_task(f->st, b.id, T0 + 2, NULL), 2);
+    assert_int_equal(lease_task(f->st2, b.id, T0 + 2, NULL), -1);
+    array_rec_release(&a);
+    array_rec_release(&b);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 #define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
 
@@ -3360,6 +3815,7 @@ int main(void)
         T(test_claim),
         T(test_queue_stats),
         T(test_tokens),
+        T(test_sessions),
         T(test_agent_owner),
         T(test_meta),
         T(test_services),
@@ -3374,7 +3830,11 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_workflow_fan_in),
+        T(test_workflow_deleted_with_its_last_job),
         T(test_triggers),
+        T(test_arrays),
+        T(test_array_items_and_end),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

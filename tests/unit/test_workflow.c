@@ -85,7 +85,7 @@ static void test_diamond(void **state)
     for (size_t i = 0; i < d->ndeps; i++) /* only the edge from A goes on whatever A's end */
         assert_int_equal(d->deps[i].any, d->deps[i].node == (size_t)workflow_node(&w, "A"));
     /* a connected output: the first attempt's own key; the input stands on it until queued */
-    assert_string_equal(workflow_output_uri(w.nodes[workflow_node(&w, "B")].spec.json, "out"),
+    assert_string_equal(workflow_output_uri(w.nodes[workflow_node(&w, "B")].spec.json, "out", NULL),
                         "s3://wf/attempt-1/b");
     char *u = workflow_attempt_uri("s3://wf/x/y.txt", 12);
     assert_string_equal(u, "s3://wf/x/attempt-12/y.txt");
@@ -93,8 +93,8 @@ static void test_diamond(void **state)
     assert_null(workflow_attempt_uri("file:///tmp/y.txt", 2)); /* s3 objects only */
     assert_null(workflow_attempt_uri("s3://wf", 2));
     json_t *spec = json_deep_copy(d->spec.json);
-    assert_true(workflow_set_input(spec, "b", "s3://wf/b-1", "ab"));
-    assert_false(workflow_set_input(spec, "nope", "s3://wf/x", NULL));
+    assert_true(workflow_set_input(spec, "b", NULL, "s3://wf/b-1", "ab"));
+    assert_false(workflow_set_input(spec, "nope", NULL, "s3://wf/x", NULL));
     json_t *arg = json_array_get(json_object_get(json_object_get(spec, "command"), "arguments"), 0);
     assert_string_equal(json_string_value(json_object_get(arg, "value")), "s3://wf/b-1");
     assert_string_equal(json_string_value(json_object_get(arg, "sha256")), "ab");

@@ -104,7 +104,29 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
     "  WHERE target IS NULL AND error IS NULL;"
     "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
-    /* 8: the ready table: one row per queued job (state 1), written in the transaction that
+    /* 8: job arrays (SQLite's 13) */
+    "CREATE TABLE arrays ("
+    "  id text COLLATE \"C\" PRIMARY KEY, owner text, tenant text, queue text NOT NULL,"
+    "  name text, priority integer NOT NULL, kind integer NOT NULL, source text,"
+    "  count bigint NOT NULL, next_index bigint NOT NULL, skips text NOT NULL,"
+    "  spec text NOT NULL, created_at bigint NOT NULL, open bigint NOT NULL);"
+    "CREATE INDEX arrays_owner ON arrays (owner, id);"
+    "CREATE INDEX arrays_tenant_open ON arrays (tenant) WHERE open > 0;"
+    "CREATE TABLE array_items ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, item text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));"
+    "CREATE TABLE array_tasks ("
+    "  array_id text COLLATE \"C\" NOT NULL, idx bigint NOT NULL, job text NOT NULL,"
+    "  PRIMARY KEY (array_id, idx));",
+    /* 9: the dashboard's sessions (SQLite's 14) */
+    "CREATE TABLE sessions ("
+    "  id_hash text COLLATE \"C\" PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL,"
+    "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_name ON sessions (name, expires_at);"
+    "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 10: SQLite's 15: a workflow's rows, found from the workflow (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
+    /* 11: the ready table: one row per queued job (state 1), written in the transaction that
        makes the job queued or takes it out of queued (store_pg.c), so that leasing locks and
        deletes rows of a small table however many finished jobs `jobs` holds. The job's id
        (UUIDv7) is its creation order. Its rows live briefly: autovacuum visits it after a

@@ -113,6 +113,34 @@ static const char *const sqlite_migrations[] = {
     "CREATE INDEX trigger_fires_pending ON trigger_fires (id)"
     "  WHERE target IS NULL AND error IS NULL;"
     "CREATE INDEX trigger_fires_recent ON trigger_fires (trigger, id);",
+    /* 13: job arrays (docs/api.md "Arrays"): one row per array with its spec once and the
+       cursor of its next unclaimed index (indices at or above it are queued without a row of
+       their own); skips: the unclaimed indices cancelled, as JSON [[from, to], ...]; open:
+       how many tasks may still be claimed (they count as the tenant's queued jobs); a task
+       gets its job row (array_tasks) when it is claimed, cancelled or retried; items: one row
+       per item of an "items" or "objects" array */
+    "CREATE TABLE arrays ("
+    "  id TEXT PRIMARY KEY, owner TEXT, tenant TEXT, queue TEXT NOT NULL, name TEXT,"
+    "  priority INTEGER NOT NULL, kind INTEGER NOT NULL, source TEXT, count INTEGER NOT NULL,"
+    "  next_index INTEGER NOT NULL, skips TEXT NOT NULL, spec TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, open INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX arrays_owner ON arrays (owner, id);"
+    "CREATE INDEX arrays_tenant_open ON arrays (tenant) WHERE open > 0;"
+    "CREATE TABLE array_items ("
+    "  array_id TEXT NOT NULL, idx INTEGER NOT NULL, item TEXT NOT NULL,"
+    "  PRIMARY KEY (array_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE array_tasks ("
+    "  array_id TEXT NOT NULL, idx INTEGER NOT NULL, job TEXT NOT NULL,"
+    "  PRIMARY KEY (array_id, idx)) WITHOUT ROWID;",
+    /* 14: the dashboard's sessions (store_session_insert), by the SHA-256 of the cookie's id */
+    "CREATE TABLE sessions ("
+    "  id_hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, csrf TEXT NOT NULL,"
+    "  role INTEGER NOT NULL, name TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX sessions_name ON sessions (name, expires_at);"
+    "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 15: a workflow's rows, found from the workflow: retention deletes the workflow with the
+       row of its last job (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif

@@ -1,0 +1,245 @@
+/* array.c - see array.h. */
+#include "job/array.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+#include "job/spec.h"
+
+const char *array_kind_name(int kind)
+{
+    switch (kind) {
+    case ARRAY_COUNT: return "count";
+    case ARRAY_ITEMS: return "items";
+    default: return "objects";
+    }
+}
+
+int array_input_parse(const json_t *v, struct array_input *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(v))
+        return err_field(e, ERR_INVALID, "array",
+                         "array must be an object: {\"count\": N}, {\"items\": [...]} or "
+                         "{\"objects\": \"s3://bucket/prefix\"}");
+    const char *k;
+    json_t *x;
+    int given = 0;
+    json_object_foreach((json_t *)v, k, x) {
+        char field[80];
+        snprintf(field, sizeof(field), "array.%.60s", k);
+        if (strcmp(k, "count") && strcmp(k, "items") && strcmp(k, "objects"))
+            return err_field(e, ERR_INVALID, field,
+                             "%s: unknown field (an array has one of count, items, objects)",
+                             field);
+        if (++given > 1)
+            return err_field(e, ERR_INVALID, field,
+                             "%s: an array has exactly one of count, items and objects", field);
+    }
+    if (!given)
+        return err_field(e, ERR_INVALID, "array",
+                         "array needs one of count, items and objects");
+    json_t *count = json_object_get(v, "count"), *items = json_object_get(v, "items"),
+           *objects = json_object_get(v, "objects");
+    if (count) {
+        if (!json_is_integer(count) || json_integer_value(count) < 1 ||
+            json_integer_value(count) > ARRAY_MAX_TASKS)
+            return err_field(e, ERR_INVALID, "array.count",
+                             "array.count must be an integer from 1 to %d", ARRAY_MAX_TASKS);
+        out->kind = ARRAY_COUNT;
+        out->count = json_integer_value(count);
+    } else if (items) {
+        if (!json_is_array(items) || !json_array_size(items) ||
+            json_array_size(items) > ARRAY_MAX_TASKS)
+            return err_field(e, ERR_INVALID, "array.items",
+                             "array.items must be an array of 1 to %d items", ARRAY_MAX_TASKS);
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it) {
+            char *t = array_item_text(it);
+            size_t n = strlen(t);
+            free(t);
+            if (n > ARRAY_MAX_ITEM) {
+                char field[48];
+                snprintf(field, sizeof(field), "array.items[%zu]", i);
+                return err_field(e, ERR_INVALID, field, "%s: an item may be at most %d bytes",
+                                 field, ARRAY_MAX_ITEM);
+            }
+        }
+        out->kind = ARRAY_ITEMS;
+        out->items = items;
+        out->count = (int64_t)json_array_size(items);
+    } else {
+        const char *why = NULL;
+        const char *p = json_string_value(objects);
+        if (!p || strncmp(p, "s3://", 5) || !spec_uri_valid(p, true, &why))
+            return err_field(e, ERR_INVALID, "array.objects",
+                             "array.objects must be an s3://bucket/prefix uri%s%s",
+                             why ? ": " : "", why ? why : "");
+        out->kind = ARRAY_OBJECTS;
+        out->prefix = p;
+    }
+    return 0;
+}
+
+char *array_item_text(const json_t *item)
+{
+    if (json_is_string(item)) return xstrdup(json_string_value(item));
+    char *t = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY);
+    return t ? t : xstrdup("null");
+}
+
+/* s with every "{{index}}" and "{{item}}" replaced; NULL when it has neither. */
+static char *fill(const char *s, const char *index, const char *item)
+{
+    if (!strstr(s, "{{index}}") && !strstr(s, "{{item}}")) return NULL;
+    struct buf b = BUF_INIT;
+    while (*s) {
+        if (!strncmp(s, "{{index}}", 9)) {
+            buf_adds(&b, index);
+            s += 9;
+        } else if (!strncmp(s, "{{item}}", 8)) {
+            buf_adds(&b, item ? item : "");
+            s += 8;
+        } else {
+            buf_addc(&b, *s++);
+        }
+    }
+    char *out = xstrdup(b.data ? b.data : "");
+    buf_release(&b);
+    return out;
+}
+
+static void fill_arguments(json_t *spec, const char *index, const char *item)
+{
+    size_t i;
+    json_t *arg;
+    json_array_foreach(json_object_get(json_object_get(spec, "command"), "arguments"), i, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        char *f = v ? fill(v, index, item) : NULL;
+        if (f) json_object_set_new(arg, "value", json_string(f));
+        free(f);
+    }
+}
+
+json_t *array_sample_spec(const json_t *body, const char *index, const char *item)
+{
+    json_t *s = json_deep_copy(body);
+    json_object_del(s, "array");
+    fill_arguments(s, index, item);
+    return s;
+}
+
+void array_template(json_t *normalised, const json_t *body)
+{
+    json_t *given = json_object_get(json_object_get(body, "command"), "arguments");
+    json_t *norm = json_object_get(json_object_get(normalised, "command"), "arguments");
+    size_t i;
+    json_t *arg;
+    json_array_foreach(given, i, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        json_t *n = json_array_get(norm, i);
+        if (v && n && (strstr(v, "{{index}}") || strstr(v, "{{item}}")))
+            json_object_set_new(n, "value", json_string(v));
+    }
+}
+
+void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])
+{
+    char in[64];
+    int n = snprintf(in, sizeof(in), "%s:%lld", array, (long long)index);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(in, (size_t)n, md, &len, EVP_sha256(), NULL);
+    static const char hex[] = "0123456789abcdef";
+    /*
+     * 8-4-4-4-12 hex digits: the array's 48 bits of ms (its first 12 digits), version 8,
+     * the index in 24 bits (digits 13-15 and 17-19, around the variant digit, fixed at 8),
+     * then 48 bits of the hash. A task's id sorts after its array's earlier tasks: the jobs' indexes grow at
+     * their end as a lease claims tasks in order, as they do with UUIDv7 jobs.
+     */
+    char h[32];
+    memcpy(h, array, 8);
+    memcpy(h + 8, array + 9, 4);
+    h[12] = '8';
+    uint32_t ix = (uint32_t)index & 0xffffff;
+    for (int i = 0; i < 3; i++)
+        h[13 + i] = hex[(ix >> (20 - 4 * i)) & 15];
+    h[16] = '8'; /* variant 10 (and 00): fixed, so that ids sort by index */
+    for (int i = 0; i < 3; i++)
+        h[17 + i] = hex[(ix >> (8 - 4 * i)) & 15];
+    for (int i = 20; i < 32; i++)
+        h[i] = hex[(md[(i - 20) / 2] >> ((i % 2) ? 0 : 4)) & 15];
+    snprintf(out, UUID_STR_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}
+
+/*
+ * cmd's arguments with the placeholders filled: a new array whose changed arguments are
+ * copies and whose others are shared, or NULL when none has a placeholder.
+ */
+static json_t *filled_arguments(const json_t *cmd, const char *index, const char *item)
+{
+    json_t *args = json_object_get(cmd, "arguments"), *out = NULL;
+    size_t i;
+    json_t *arg;
+    json_array_foreach(args, i, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        char *f = v ? fill(v, index, item) : NULL;
+        if (f && !out) {
+            out = json_array();
+            for (size_t k = 0; k < i; k++)
+                json_array_append(out, json_array_get(args, k));
+        }
+        if (f) {
+            json_t *c = json_copy(arg);
+            json_object_set_new(c, "value", json_string(f));
+            json_array_append_new(out, c);
+            free(f);
+        } else if (out) {
+            json_array_append(out, arg);
+        }
+    }
+    return out;
+}
+
+void array_task_job(struct job *out, const char *array, int64_t index, const json_t *spec,
+                    const char *item, const char *owner, const char *tenant, int64_t now_ms,
+                    int64_t run_after)
+{
+    /* copied only where the task's spec differs (command, its env and arguments): the rest
+       is shared with the template, which nothing changes (a lease makes many of these) */
+    json_t *s = json_copy((json_t *)spec);
+    char idx[24];
+    snprintf(idx, sizeof(idx), "%lld", (long long)index);
+    json_t *cmd = json_object_get(s, "command");
+    if (cmd) {
+        cmd = json_copy(cmd);
+        json_object_set_new(s, "command", cmd);
+        json_t *args = filled_arguments(cmd, idx, item);
+        if (args) json_object_set_new(cmd, "arguments", args);
+        json_t *env = json_object_get(cmd, "env");
+        env = json_is_object(env) ? json_copy(env) : json_object();
+        json_object_set_new(cmd, "env", env);
+        json_object_set_new(env, "DROVER_ARRAY_ID", json_string(array));
+        json_object_set_new(env, "DROVER_ARRAY_INDEX", json_string(idx));
+        if (item) json_object_set_new(env, "DROVER_ARRAY_ITEM", json_string(item));
+    }
+    const char *name = json_string_value(json_object_get(s, "name"));
+    if (name) {
+        char *n = xasprintf("%s[%s]", name, idx);
+        json_object_set_new(s, "name", json_string(n));
+        free(n);
+    }
+    struct job_spec v;
+    spec_views(&v, s);
+    job_from_spec(out, &v, now_ms); /* takes its own reference of s */
+    json_decref(s);
+    array_task_id(array, index, out->id);
+    out->owner = owner ? xstrdup(owner) : NULL;
+    out->tenant = tenant ? xstrdup(tenant) : NULL;
+    out->run_after = run_after;
+}

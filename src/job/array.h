@@ -1,0 +1,64 @@
+/*
+ * array.h - job arrays (docs/api.md "Arrays"): one spec, N tasks. No I/O.
+ *
+ * A submission {"array": {"count": N} | {"items": [...]} | {"objects": "s3://b/prefix"},
+ * ...spec} is stored once (store.h: struct array_rec); task i becomes a job of its own only
+ * when it is claimed for a lease, cancelled or retried (array_task_job). Each task's spec is
+ * the array's with, in command.env, DROVER_ARRAY_ID, DROVER_ARRAY_INDEX and DROVER_ARRAY_ITEM
+ * (the item: a string item as it is, any other item as compact JSON text; an object's URI),
+ * and "{{index}}" and "{{item}}" replaced in every command.arguments[].value: so an input
+ * argument {"type": "input", "value": "{{item}}"} of an objects array reads the task's
+ * object.
+ */
+#ifndef DROVER_JOB_ARRAY_H
+#define DROVER_JOB_ARRAY_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/uuid.h"
+#include "job/job.h"
+
+#define ARRAY_MAX_TASKS 1000000 /* count, items and objects */
+#define ARRAY_MAX_ITEM 65536    /* bytes of one item's JSON text */
+
+enum array_kind { ARRAY_COUNT, ARRAY_ITEMS, ARRAY_OBJECTS };
+const char *array_kind_name(int kind);
+
+/* The "array" field of a submission, checked. Borrowed from the request body. */
+struct array_input {
+    int kind;
+    int64_t count;      /* ARRAY_COUNT: 1..ARRAY_MAX_TASKS */
+    const json_t *items; /* ARRAY_ITEMS: 1..ARRAY_MAX_TASKS items */
+    const char *prefix; /* ARRAY_OBJECTS: an s3:// prefix */
+};
+/* Checks `v` (the "array" field's value); ERR_INVALID naming "array.FIELD". */
+int array_input_parse(const json_t *v, struct array_input *out, struct err *e);
+
+/*
+ * The spec of a submission with "array" taken out and "{{index}}"/"{{item}}" in
+ * command.arguments[].value replaced by `sample`'s (task 0's) values, for spec_parse to check
+ * as a task's; a new reference. array_template() then puts the placeholders back into the
+ * normalised spec (arguments keep their order through normalisation).
+ */
+json_t *array_sample_spec(const json_t *body, const char *index, const char *item);
+void array_template(json_t *normalised, const json_t *body);
+
+/* The text a task sees of an item (DROVER_ARRAY_ITEM): a string as it is, else compact JSON. */
+char *array_item_text(const json_t *item);
+
+/* The id of task `index` (< 2^24) of array `array` (UUIDv8): the array's time prefix, the
+   index, a hash of both; the same every time. */
+void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
+
+/*
+ * A task's queued job from the array's normalised spec template `spec` (borrowed): its own
+ * spec (env and placeholders as above; item: the item's text, NULL for a count array), id
+ * array_task_id(), name "NAME[index]", owner and tenant, run_after `run_after`.
+ */
+void array_task_job(struct job *out, const char *array, int64_t index, const json_t *spec,
+                    const char *item, const char *owner, const char *tenant, int64_t now_ms,
+                    int64_t run_after);
+
+#endif

@@ -1,0 +1,353 @@
+"""Job arrays (docs/api.md "Arrays"): one spec of N tasks stored once, run by real agents,
+each task with its index and item, listed, cancelled and retried by index range."""
+import time
+
+import pytest
+
+from agentutil import make_agent, wait_job  # noqa: F401 (fixture)
+from conftest import wait_for
+
+
+def submit_array(api, array, **spec):
+    r = api.post("/v1/jobs", json={"array": array, **spec})
+    assert r.status_code == 201, r.text
+    a = r.json()["array"]
+    return a
+
+
+def summary(api, aid):
+    r = api.get(f"/v1/arrays/{aid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_array(api, aid, states=("succeeded", "failed", "cancelled"), timeout=60):
+    out = {}
+
+    def done():
+        out["a"] = summary(api, aid)
+        return out["a"]["state"] in states
+    wait_for(done, timeout=timeout, what=f"array {aid} to end")
+    return out["a"]
+
+
+def tasks(api, aid, **params):
+    r = api.get(f"/v1/arrays/{aid}/tasks", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["tasks"]
+
+
+def test_count_array_runs_each_index_once(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 5}, name="sq",
+                     command={"shell": 'echo "i=$DROVER_ARRAY_INDEX id=$DROVER_ARRAY_ID"'})
+    assert a["count"] == 5 and a["kind"] == "count" and a["counts"]["queued"] == 5
+    # stored once: no job exists before a task is leased
+    assert api.get("/v1/jobs").json()["jobs"] == []
+    make_agent(server, "arr-w1")
+    s = wait_array(api, a["id"])
+    assert s["state"] == "succeeded", s
+    assert s["counts"]["succeeded"] == 5 and s["counts"]["total"] == 5
+    ts = tasks(api, a["id"])
+    assert [t["index"] for t in ts] == [0, 1, 2, 3, 4]
+    for t in ts:
+        assert t["state"] == "succeeded" and t["attempt"] == 1
+        assert t["result"]["stdout"] == f"i={t['index']} id={a['id']}\n"
+        j = api.get(f"/v1/jobs/{t['job']}").json()
+        assert j["name"] == f"sq[{t['index']}]"
+    assert len({t["job"] for t in ts}) == 5
+
+
+def test_items_array_each_task_sees_its_item(server, make_agent):
+    api = server.api()
+    items = ["alpha", {"n": 2}, 3]
+    a = submit_array(api, {"items": items},
+                     command={"program": "/bin/echo",
+                              "arguments": [{"type": "parameter", "value": "{{index}}:{{item}}"}],
+                              "env": {"X": "1"}})
+    make_agent(server, "arr-w2")
+    assert wait_array(api, a["id"])["state"] == "succeeded"
+    out = [t["result"]["stdout"] for t in tasks(api, a["id"])]
+    assert out == ["0:alpha\n", '1:{"n":2}\n', "2:3\n"]
+    a2 = submit_array(api, {"items": items}, command={"shell": 'printf %s "$DROVER_ARRAY_ITEM"'})
+    assert wait_array(api, a2["id"])["state"] == "succeeded"
+    assert [t["result"]["stdout"] for t in tasks(api, a2["id"])] == ["alpha", '{"n":2}', "3"]
+
+
+def test_a_failing_task_is_retried_alone(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 4},
+                     command={"shell": '[ "$DROVER_ARRAY_INDEX" != 2 ] || [ -e "$MARK" ]'},
+                     retry={"max_attempts": 1})
+    make_agent(server, "arr-w3")
+    s = wait_array(api, a["id"])
+    assert s["state"] == "failed" and s["counts"]["failed"] == 1 and s["counts"]["succeeded"] == 3
+    assert [t["index"] for t in tasks(api, a["id"], state="failed")] == [2]
+    # bad ranges name the field
+    for body, field in (({"from": 5}, "from"), ({"to": -1}, "to"), ({"from": 3, "to": 1}, "from"),
+                        ({"from": "x"}, "from"), ({"nope": 1}, "nope")):
+        r = api.post(f"/v1/arrays/{a['id']}/retry", json=body)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (body, r.text)
+    r = api.post(f"/v1/arrays/{a['id']}/retry", json={"from": 0, "to": 3})
+    assert r.status_code == 200 and r.json()["retried"] == 1, r.text
+    s = wait_array(api, a["id"])
+    assert s["counts"]["failed"] == 1  # it fails again: only index 2 ran again
+    ts = tasks(api, a["id"])
+    assert [t["attempt"] for t in ts] == [1, 1, 2, 1]
+
+
+def test_cancel_a_range_and_retry_it(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 10}, command={"shell": "echo ok"})
+    r = api.post(f"/v1/arrays/{a['id']}/cancel", json={"from": 2, "to": 5})
+    assert r.status_code == 200 and r.json()["cancelled"] == 4, r.text
+    s = summary(api, a["id"])
+    assert s["counts"]["cancelled"] == 4 and s["counts"]["queued"] == 6
+    assert [t["index"] for t in tasks(api, a["id"], state="cancelled")] == [2, 3, 4, 5]
+    make_agent(server, "arr-w4")
+    s = wait_array(api, a["id"])
+    assert s["state"] == "cancelled" and s["counts"]["succeeded"] == 6, s
+    # the skipped tasks have no job; retried, they get one and run
+    r = api.post(f"/v1/arrays/{a['id']}/retry", json={"from": 3, "to": 4})
+    assert r.status_code == 200 and r.json()["retried"] == 2, r.text
+    s = wait_array(api, a["id"])
+    assert s["counts"]["succeeded"] == 8 and s["counts"]["cancelled"] == 2, s
+    states = {t["index"]: t["state"] for t in tasks(api, a["id"])}
+    assert states[2] == states[5] == "cancelled" and states[3] == states[4] == "succeeded"
+    # cancel all of what is left (no body: all): nothing
+    r = api.post(f"/v1/arrays/{a['id']}/cancel")
+    assert r.status_code == 200 and r.json()["cancelled"] == 0 and r.json()["to"] == 9, r.text
+    for bad in (b"{", b"[1]"):
+        r = api.post(f"/v1/arrays/{a['id']}/retry", data=bad)
+        assert r.status_code == 400, r.text
+
+
+def test_cancel_running_tasks_and_pages(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 250}, command={"shell": "sleep 30"})
+    make_agent(server, "arr-w5", "--slots", "2")
+    wait_for(lambda: summary(api, a["id"])["counts"]["running"] == 2, what="two tasks running")
+    page = tasks(api, a["id"], limit=100)
+    assert len(page) == 100
+    r = api.get(f"/v1/arrays/{a['id']}/tasks", params={"from": 200, "limit": 30})
+    assert r.json()["tasks"][0]["index"] == 200 and r.json()["next_from"] == 230
+    r = api.post(f"/v1/arrays/{a['id']}/cancel", json={})
+    assert r.status_code == 200 and r.json()["cancelled"] == 250
+    s = wait_array(api, a["id"], states=("cancelled",))
+    assert s["counts"]["cancelled"] == 250 and s["counts"]["running"] == 0
+
+
+def test_arrays_belong_to_their_owner(server):
+    api = server.api()
+    a = submit_array(api, {"count": 2}, command={"shell": "true"})
+    r = api.post("/v1/tokens", json={"name": "other", "role": "client"})
+    assert r.status_code == 201, r.text
+    other = server.api(r.json()["token"])
+    assert other.get(f"/v1/arrays/{a['id']}").status_code == 404
+    assert other.post(f"/v1/arrays/{a['id']}/cancel", json={}).status_code == 404
+    assert other.get("/v1/arrays").json()["arrays"] == []
+    assert [x["id"] for x in api.get("/v1/arrays").json()["arrays"]] == [a["id"]]
+
+
+def test_array_survives_a_restart(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 3}, command={"shell": "echo $DROVER_ARRAY_INDEX"})
+    server.restart()
+    api = server.api()
+    make_agent(server, "arr-w6")
+    s = wait_array(api, a["id"])
+    assert s["state"] == "succeeded" and s["counts"]["succeeded"] == 3
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"array": {"count": 0}}, "array.count"),
+    ({"array": {"count": -3}}, "array.count"),
+    ({"array": {"count": 1000001}}, "array.count"),
+    ({"array": {"count": "5"}}, "array.count"),
+    ({"array": {"items": "abc"}}, "array.items"),
+    ({"array": {"items": []}}, "array.items"),
+    ({"array": {"count": 2, "items": [1]}}, "array.items"),
+    ({"array": {}}, "array"),
+    ({"array": 5}, "array"),
+    ({"array": {"counts": 5}}, "array.counts"),
+    ({"array": {"objects": "http://x/y"}}, "array.objects"),
+    ({"array": {"objects": "s3://nobucket-here/p/"}}, "array.objects"),
+    ({"array": {"objects": "s3://drover-archive/"}}, "array.objects"),
+    ({"array": {"count": 2}, "key": "k1"}, "key"),
+    ({"array": {"count": 2}, "test": True}, "test"),
+    ({"array": {"count": 2}, "priority": 5000}, "priority"),
+])
+def test_bad_arrays_name_the_field(server, body, field):
+    api = server.api()
+    body.setdefault("command", {"shell": "true"})
+    r = api.post("/v1/jobs", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field, r.text
+    assert api.get("/v1/arrays").json()["arrays"] == []  # nothing half-stored
+
+
+def test_array_in_a_batch_is_refused(server):
+    r = server.api().post("/v1/jobs", json=[{"array": {"count": 2}, "command": {"shell": "true"}}])
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[0].array", r.text
+
+
+def test_objects_array_reads_each_object(server, make_agent):
+    api = server.api()
+    for k in ("a", "b", "c"):
+        r = api.put(f"/v1/blobs/shards/in/{k}.txt", data=f"data-{k}".encode())
+        assert r.status_code in (200, 201), r.text
+    api.put("/v1/blobs/shards/other/x.txt", data=b"no")
+    a = submit_array(api, {"objects": "s3://shards/in/"},
+                     command={"program": "/bin/cat",
+                              "arguments": [{"type": "input", "value": "{{item}}"}],
+                              "env": {}})
+    assert a["count"] == 3 and a["kind"] == "objects"
+    make_agent(server, "arr-w7")
+    s = wait_array(api, a["id"])
+    assert s["state"] == "succeeded", [t for t in tasks(api, a["id"])]
+    assert [t["result"]["stdout"] for t in tasks(api, a["id"])] == ["data-a", "data-b", "data-c"]
+    a2 = submit_array(api, {"objects": "s3://shards/in/"}, command={"shell": 'echo "$DROVER_ARRAY_ITEM"'})
+    assert wait_array(api, a2["id"])["state"] == "succeeded"
+    assert [t["result"]["stdout"] for t in tasks(api, a2["id"])] == [
+        f"s3://shards/in/{k}.txt\n" for k in "abc"]
+
+
+def test_array_events(server, make_agent):
+    api = server.api()
+    a = submit_array(api, {"count": 2}, command={"shell": "true"})
+    r = api.get("/v1/events", params={"since": 0, "array": a["id"]}, stream=True, timeout=20)
+    seen = []
+    make_agent(server, "arr-w8")
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            import json
+            seen.append(json.loads(line[6:]))
+        if sum(1 for e in seen if e.get("state") == "succeeded") == 2:
+            break
+    r.close()
+    assert seen[0]["type"] == "array.submitted" and seen[0]["array"] == a["id"]
+    assert seen[0]["count"] == 2
+    jobs = {e["job"] for e in seen if e["type"] == "job"}
+    assert jobs == {t["job"] for t in tasks(api, a["id"])}
+    # another client sees neither the array's events nor may follow it
+    tok = api.post("/v1/tokens", json={"name": "o2", "role": "client"}).json()["token"]
+    other = server.api(tok)
+    r = other.get("/v1/events", params={"since": 0, "array": a["id"]}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "array"
+    big = submit_array(api, {"count": 5000}, command={"shell": "true"})
+    r = api.get("/v1/events", params={"since": 0, "array": big["id"]}, timeout=10)
+    assert r.status_code == 400 and "5000 tasks" in r.json()["error"]["message"]
+
+
+def test_cli_submit_status_tasks_cancel_retry(server, make_agent, tmp_path):
+    import json
+    from conftest import help_shown, ok, submitted, table, usage_error
+    spec = tmp_path / "array.json"
+    spec.write_text(json.dumps({"array": {"count": 6}, "name": "cli",
+                                "command": {"shell": '[ "$DROVER_ARRAY_INDEX" != 4 ]'},
+                                "retry": {"max_attempts": 1}}))
+    aid = submitted(server.run_cli("submit", "-f", str(spec))).strip()
+    assert len(aid) == 36, aid
+    out = ok(server.run_cli("array", "status", aid))
+    assert f"array {aid} cli: running" in out and "0/6 succeeded, 6 queued" in out, out
+    # cancel 0..1 before an agent runs them
+    assert ok(server.run_cli("array", "cancel", "--from", "0", "--to", "1", aid)) == \
+        "2 task(s) cancelled\n"
+    make_agent(server, "arr-cli")
+    r = server.run_cli("submit", "--wait", "-f", str(spec))
+    assert r.returncode == 1, r.stderr  # index 4 fails: the array failed
+    aid2, end = r.stdout.split("\n")[:2]
+    assert end == f"{aid2} failed"
+    wait_array(server.api(), aid)
+    rows = table(ok(server.run_cli("jobs", "--array", aid)))
+    assert rows[0] == ["INDEX", "STATE", "JOB", "ATTEMPT", "AGENT", "EXIT"]
+    assert [r[1] for r in rows[1:]] == ["cancelled", "cancelled", "succeeded", "succeeded",
+                                        "failed", "succeeded"]
+    assert rows[5][5] == "1" and rows[1][2] == "-"
+    tasks_json = json.loads(ok(server.run_cli("jobs", "--array", aid, "--state", "succeeded",
+                                              "--from", "3", "--json")))
+    assert [t["index"] for t in tasks_json] == [3, 5]
+    out = ok(server.run_cli("array", "retry", aid))
+    assert out == "3 task(s) queued again\n"
+    s = wait_array(server.api(), aid)
+    assert s["counts"]["succeeded"] == 5 and s["counts"]["failed"] == 1, s
+    st = json.loads(ok(server.run_cli("array", "status", "--json", aid)))
+    assert st["id"] == aid and st["counts"]["total"] == 6
+    # paging: --limit and --all
+    rows = table(ok(server.run_cli("jobs", "--array", aid, "--limit", "2", "--all")))
+    assert [r[0] for r in rows[1:]] == ["0", "1"]
+    rows = table(ok(server.run_cli("jobs", "--array", aid, "--all")))
+    assert len(rows) == 7
+    # usage and refusals
+    help_shown(server.run_cli("array", "--help"), "array")
+    for args in (["array"], ["array", "nope", aid], ["array", "status"],
+                 ["array", "cancel", "--from", "x", aid], ["array", "status", "--from", "1", aid],
+                 ["jobs", "--from", "3"], ["jobs", "--array", aid, "--queue", "q"]):
+        usage_error(server.run_cli(*args), args)
+    r = server.run_cli("array", "cancel", "--from", "9", aid)
+    assert r.returncode == 1 and "from must be a task index from 0 to 5" in r.stderr, r.stderr
+    r = server.run_cli("jobs", "--array", "00000000-0000-7000-8000-000000000000")
+    assert r.returncode == 1 and "not found" in r.stderr, r.stderr
+
+
+def test_array_tasks_count_against_max_queued(make_server, make_agent):
+    server = make_server()
+    api = server.api()
+    tok = api.post("/v1/tokens", json={"name": "lab", "role": "client"}).json()["token"]
+    r = api.put("/v1/tenants/lab", json={"max_queued": 10})
+    assert r.status_code in (200, 201), r.text
+    lab = server.api(tok)
+    a = submit_array(lab, {"count": 8}, command={"shell": "true"})
+    r = lab.post("/v1/jobs", json={"array": {"count": 3}, "command": {"shell": "true"}})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["limit"] == "max_queued" and err["queued"] == 8, err
+    # a job counts with the array's 8 tasks not handed out yet: 9, 10, then refused
+    for _ in range(2):
+        assert lab.post("/v1/jobs", json={"command": {"shell": "true"}}).status_code == 201
+    r = lab.post("/v1/jobs", json={"command": {"shell": "true"}})
+    assert r.status_code == 429 and r.json()["error"]["queued"] == 10, r.text
+    assert [x["id"] for x in lab.get("/v1/arrays").json()["arrays"]] == [a["id"]]
+    # cancelled tasks no longer count
+    assert lab.post(f"/v1/arrays/{a['id']}/cancel", json={"from": 4}).json()["cancelled"] == 4
+    tenants = {t["name"]: t for t in api.get("/v1/tenants").json()["tenants"]}
+    assert tenants["lab"]["queued"] == 6, tenants["lab"]
+    assert submit_array(lab, {"count": 4}, command={"shell": "true"})["count"] == 4
+
+
+def test_arrays_then_a_clean_stop(tmp_path, make_agent):
+    """Everything an array does, then SIGTERM: exit 0 (under ASan: no leak, no UB report)."""
+    from conftest import Server
+    s = Server(tmp_path / "clean").start()
+    try:
+        api = s.api()
+        api.put("/v1/blobs/cl/in/x", data=b"x")
+        a = submit_array(api, {"items": ["p", "q", "r"]}, command={"shell": "echo $DROVER_ARRAY_ITEM"})
+        b = submit_array(api, {"objects": "s3://cl/in/"},
+                         command={"program": "/bin/cat",
+                                  "arguments": [{"type": "input", "value": "{{item}}"}]})
+        c = submit_array(api, {"count": 100}, command={"shell": "exit 1"}, retry={"max_attempts": 1})
+        assert api.post(f"/v1/arrays/{c['id']}/cancel", json={"from": 10}).status_code == 200
+        r = api.post("/v1/jobs", json={"array": {"count": 0}, "command": {"shell": "true"}})
+        assert r.status_code == 400
+        agent = make_agent(s, "arr-clean", "--slots", "4")
+        for x in (a, b, c):
+            wait_array(api, x["id"])
+        assert api.post(f"/v1/arrays/{c['id']}/retry", json={"to": 20}).json()["retried"] == 21
+        wait_array(api, c["id"])
+        assert len(tasks(api, c["id"], state="failed", limit=1000)) == 21
+        assert api.get("/v1/arrays").status_code == 200
+        r = api.get("/v1/events", params={"since": 0, "type": "array"}, stream=True, timeout=10)
+        n = 0
+        for line in r.iter_lines(decode_unicode=True):
+            n += line.startswith("data: ")
+            if n == 5:  # 3 submitted, 2 changed
+                break
+        r.close()
+        agent.proc.terminate()
+        agent.proc.wait(timeout=30)
+    finally:
+        rc = s.stop()
+    log = s.read_log()
+    assert rc == 0, log[-3000:]
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
