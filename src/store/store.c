@@ -476,6 +476,27 @@ int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const
     return st->ops->job_scan(st, states, fn, arg, e);
 }
 
+int store_job_each(struct store *st, const char *const *ids, size_t n,
+                   int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
+{
+    if (st->ops->job_each)
+        return n ? st->ops->job_each(st, ids, n, fn, arg, e) : 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct job j;
+        if ((rc = st->ops->job_get(st, ids[i], &j, e)) == ERR_NOTFOUND) {
+            err_clear(e);
+            rc = 0;
+            continue;
+        }
+        if (!rc) {
+            rc = fn(arg, &j);
+            job_release(&j);
+        }
+    }
+    return rc;
+}
+
 int store_log_append(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                      const char *data, size_t len, struct err *e)
 {
@@ -603,11 +624,12 @@ int store_listen(struct store *st, int *fd, struct err *e)
     return st->ops->listen(st, fd, e);
 }
 
-int store_notified(struct store *st, int *fd, bool *any, struct err *e)
+int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e)
 {
     *any = false;
+    *upto = 0;
     if (!st->ops->notified) return err_set(e, ERR_INVALID, "this store is not shared");
-    return st->ops->notified(st, fd, any, e);
+    return st->ops->notified(st, fd, any, upto, e);
 }
 
 void store_tx_events(struct store *st, int64_t *first, int64_t *last)

@@ -93,6 +93,12 @@ struct backend {
      */
     void *(*lock_job)(const struct fixture *f, const char *id);
     void (*unlock_job)(void *handle);
+    /*
+     * Backends that keep queued jobs in a table of their own as well (NULL otherwise): 0 when
+     * it holds exactly the queued jobs, with their queue, priority and run_after; else -1 with
+     * a message. Checked after every test, whatever the test did to its jobs.
+     */
+    int (*check_ready)(const struct fixture *f);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -292,13 +298,29 @@ static void pg_unlock_job(void *handle)
     PQclear(PQexec(handle, "ROLLBACK"));
     PQfinish(handle);
 }
+
+static int pg_check_ready(const struct fixture *f)
+{
+    char *v = pg_value(f, "SELECT count(*) FROM (SELECT id, queue, priority, run_after "
+                          "FROM jobs WHERE state = 1) q FULL JOIN ready r ON r.job = q.id "
+                          "AND r.queue = q.queue AND r.priority = q.priority "
+                          "AND r.run_after = q.run_after WHERE q.id IS NULL OR r.job IS NULL");
+    int rc = v && !strcmp(v, "0") ? 0 : -1;
+    if (rc)
+        fprintf(stderr, "postgres: the ready table differs from the queued jobs in %s rows\n",
+                v ? v : "(unreadable)");
+    lib_free(v);
+    return rc;
+}
 #endif
 
 /* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
-    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL},
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL,
+     NULL},
 #ifdef WITH_POSTGRES
-    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job},
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job,
+     pg_check_ready},
 #endif
 };
 
@@ -343,7 +365,9 @@ static int teardown(void **state)
         return 0;
     store_close(f->st2);
     store_close(f->st);
-    int rc = f->be->destroy(f);
+    /* a test that never made the schema has no ready table to compare */
+    int ready = f->be->check_ready && f->be->exists(f) ? f->be->check_ready(f) : 0;
+    int rc = f->be->destroy(f) || ready ? -1 : 0;
     free(f);
     *state = NULL;
     return rc;
@@ -2420,6 +2444,18 @@ static void test_update_and_scan(void **state)
     assert_string_equal(ids[0], "");
     assert_int_equal(store_job_scan(f->st, ~0u, stop_at_first, NULL, &e), 42);
 
+    /* jobs by id, whole (spec and all), in any order; unknown ids skipped */
+    const char *want[] = {jobs[2].id, unknown, jobs[1].id};
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 3, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[2], "");
+    assert_true((!strcmp(ids[0], jobs[2].id) && !strcmp(ids[1], jobs[1].id)) ||
+                (!strcmp(ids[0], jobs[1].id) && !strcmp(ids[1], jobs[2].id)));
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 0, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], "");
+    assert_int_equal(store_job_each(f->st, want, 3, stop_at_first, NULL, &e), 42);
+
     job_release(&u);
     job_release(&w);
     release_jobs(jobs, 3);
@@ -2754,7 +2790,7 @@ static void test_listen(void **state)
     struct err e = ERR_INIT;
     int fd = -1;
     bool any = true;
-    int64_t first = 0, last = -1, wfirst = 0, wlast = 0;
+    int64_t first = 0, last = -1, wfirst = 0, wlast = 0, upto = -1;
     if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
         struct job one;
         make_simple(&one, T0, "q");
@@ -2763,7 +2799,7 @@ static void test_listen(void **state)
         store_tx_events(f->st, &first, &last);
         assert_true(first > last); /* not shared: nothing to tell */
         assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
-        assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
+        assert_err(store_notified(f->st, &fd, &any, &upto, &e), ERR_INVALID, &e);
         assert_false(any);
         return;
     }
@@ -2773,8 +2809,9 @@ static void test_listen(void **state)
     assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
     assert_ok(store_listen(f->st2, &fd, &e), &e);
     assert_true(fd >= 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* nothing yet */
+    assert_int_equal(upto, 0);
     /* a batch of two jobs: one announcement */
     struct job j[2];
     make_simple(&j[0], T0, "q");
@@ -2790,10 +2827,12 @@ static void test_listen(void **state)
     assert_int_equal(last, wlast);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_true(any);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_int_equal(upto, last); /* it says the newest seq written */
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* read once */
+    assert_int_equal(upto, 0);
     /* rolled back: nothing */
     struct job k;
     make_simple(&k, T0, "q");
@@ -2808,7 +2847,7 @@ static void test_listen(void **state)
     /* a handle without notify announces nothing */
     insert_jobs(f->st, &k, 1);
     assert_int_equal(poll(&pfd, 1, 300), 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any);
     store_close(writer);
     release_jobs(j, 2);
