@@ -19,6 +19,7 @@ int cmd_status(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
 int cmd_workflow(int argc, char **argv);
 int cmd_trigger(int argc, char **argv);
 int cmd_array(int argc, char **argv);

@@ -1,7 +1,6 @@
 /*
- * drover's dashboard: one page, six views (jobs, a job, workflows, a workflow, queues,
- * agents),
- * kept live by the event stream (GET /v1/events).
+ * drover's dashboard: one page, eight views (jobs, a job, workflows, a workflow, arrays,
+ * an array, queues, agents), kept live by the event stream (GET /v1/events).
  *
  * Safety rule: data from the server is only ever put into the page as text
  * (textContent, text nodes, attribute values set one by one) - never as
@@ -175,7 +174,9 @@ function startEvents() {
       api('GET', '/v1/session').then(() => setTimeout(startEvents, 2000), () => signedOut('Sign in again.'));
     }
   };
-  for (const type of ['job', 'agent']) {
+  /* trigger.fired and trigger.failed are not dispatched: the job a trigger submits has
+     events of its own, which the views follow. */
+  for (const type of ['job', 'agent', 'array.submitted', 'array.changed']) {
     es.addEventListener(type, (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }
@@ -241,7 +242,8 @@ async function signOut() {
   signedOut('Signed out.');
 }
 
-/* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/queues, #/agents ---- */
+/* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/arrays?…, #/array/ID?from=I,
+   #/queues, #/agents ---- */
 
 function route() {
   if (!app.session) return;
@@ -253,10 +255,12 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   const name = parts[0] || 'jobs';
   for (const a of document.querySelectorAll('#nav a'))
-    a.classList.toggle('active', a.dataset.view === (name === 'job' ? 'jobs' : name === 'workflow' ? 'workflows' : name));
+    a.classList.toggle('active', a.dataset.view === ({job: 'jobs', workflow: 'workflows', array: 'arrays'}[name] || name));
   if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
   else if (name === 'workflow' && parts[1]) app.view = workflowView(decodeURIComponent(parts[1]));
   else if (name === 'workflows') app.view = workflowsView(params);
+  else if (name === 'array' && parts[1]) app.view = arrayView(decodeURIComponent(parts[1]), params);
+  else if (name === 'arrays') app.view = arraysView(params);
   else if (name === 'queues') app.view = queuesView();
   else if (name === 'agents') app.view = agentsView();
   else app.view = jobsView(params);
@@ -462,6 +466,9 @@ function jobView(id) {
     const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
     kv('id', h('span', {class: 'id', id: 'job-id'}, j.id));
     kv('queue', h('a', {href: '#/jobs' + q({queue: j.queue})}, j.queue));
+    const arr = taskOf(j);
+    if (arr) kv('array', h('a', {id: 'job-array', href: `#/array/${encodeURIComponent(arr.array)}` + q({from: pageStart(arr.index)})},
+      `${shortId(arr.array)} task ${arr.index}`));
     if (j.workflow) kv('workflow', h('a', {id: 'job-workflow', href: `#/workflow/${encodeURIComponent(j.workflow)}`}, shortId(j.workflow)));
     if (j.service) kv('service', j.service);
     kv('labels', h('span', {id: 'job-labels'}, labelsOf(j.labels)));
@@ -778,6 +785,345 @@ function timelineOf(j, live) {
   return out.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
 }
 
+/* ---- arrays ---- */
+
+const ARRAY_PAGE = 2000; /* task cells drawn at a time: a page of the index range */
+/* the order of a counts bar's parts: ended first, then what is under way */
+const BAR_STATES = ['succeeded', 'failed', 'cancelled', 'running', 'leased', 'queued', 'blocked'];
+
+const pageStart = (i) => Math.floor(i / ARRAY_PAGE) * ARRAY_PAGE;
+const fmtInt = (n) => Number(n || 0).toLocaleString('en-US');
+
+/*
+ * The index of task job `job` of array `array`, or -1 when it is not one: a task's id is
+ * the array's first 48 bits (its time), version 8, the index in 24 bits around the variant
+ * digit (also 8), then a hash (docs/api.md, "Arrays"; array_task_id in src/job/array.c).
+ * Another array made in the same millisecond has the same prefix: callers check the job
+ * id itself once the task listing gave it.
+ */
+function taskIndexOf(job, array) {
+  if (typeof job !== 'string' || typeof array !== 'string' || job.length !== 36 || array.length !== 36) return -1;
+  if (job.slice(0, 8) !== array.slice(0, 8) || job.slice(9, 13) !== array.slice(9, 13)) return -1;
+  if (job[14] !== '8' || job[19] !== '8') return -1;
+  const i = parseInt(job.slice(15, 18) + job.slice(20, 23), 16);
+  return isNaN(i) ? -1 : i;
+}
+
+/* The array a job is a task of, by its environment, when its id agrees: {array, index}. */
+function taskOf(j) {
+  const env = j.spec && j.spec.command && j.spec.command.env;
+  if (!env || typeof env.DROVER_ARRAY_ID !== 'string' || !/^\d+$/.test(env.DROVER_ARRAY_INDEX || '')) return null;
+  const index = Number(env.DROVER_ARRAY_INDEX);
+  return taskIndexOf(j.id, env.DROVER_ARRAY_ID) === index ? {array: env.DROVER_ARRAY_ID, index} : null;
+}
+
+/* A bar of an array's tasks by state, each part as wide as its share. */
+function countsBar(counts, total) {
+  const bar = h('div', {class: 'countsbar', role: 'img'});
+  const said = [];
+  for (const st of BAR_STATES) {
+    const n = counts[st] || 0;
+    if (!n) continue;
+    const part = h('span', {class: `part ${st}`, 'data-state': st});
+    part.style.width = `${n / Math.max(1, total) * 100}%`; /* CSSOM: allowed by the CSP */
+    bar.append(part);
+    said.push(`${fmtInt(n)} ${st}`);
+  }
+  const text = `${said.join(', ') || 'no tasks'} of ${fmtInt(total)}`;
+  bar.setAttribute('title', text);
+  bar.setAttribute('aria-label', text);
+  return bar;
+}
+
+function arraysView(params) {
+  const after = params.get('after') || '';
+  const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
+  const root = clear(main());
+  const status = h('p', {class: 'muted', id: 'arrays-status'});
+  const tbody = h('tbody', {id: 'arrays-body'});
+  const pager = h('div', {class: 'pager'});
+  root.append(h('h1', {}, 'Arrays'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'arrays'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'id'), h('th', {}, 'name'), h('th', {}, 'state'), h('th', {}, 'tasks'),
+      h('th', {}, 'queue'), h('th', {class: 'hide-narrow'}, 'owner'), h('th', {class: 'hide-narrow'}, 'created'))), tbody)),
+    pager);
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/arrays' + q({after, limit: 20}));
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.className = 'muted';
+    status.textContent = res.arrays.length ? '' : 'No arrays yet.';
+    clear(tbody);
+    for (const a of res.arrays) {
+      const c = a.counts || {};
+      tbody.append(h('tr', {'data-id': a.id, 'data-state': a.state},
+        h('td', {class: 'id'}, h('a', {href: `#/array/${encodeURIComponent(a.id)}`, title: a.id}, shortId(a.id))),
+        h('td', {class: 'name'}, a.name === null ? h('span', {class: 'muted'}, '—') : a.name),
+        h('td', {}, badge(a.state)),
+        h('td', {class: 'progress-cell'}, countsBar(c, a.count),
+          h('span', {class: 'counts-text'}, `${fmtInt(c.succeeded)} of ${fmtInt(a.count)} succeeded`,
+            c.failed ? `, ${fmtInt(c.failed)} failed` : '', c.cancelled ? `, ${fmtInt(c.cancelled)} cancelled` : '')),
+        h('td', {}, a.queue),
+        h('td', {class: 'hide-narrow'}, a.owner || ''),
+        h('td', {class: 'hide-narrow'}, fmtWhen(a.created_at))));
+    }
+    clear(pager);
+    const link = (text, pr) => h('a', {href: '#/arrays' + q(pr), class: 'page'}, text);
+    if (after) {
+      pager.append(link('« Newest', {}));
+      const prev = back.slice(0, -1);
+      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
+    }
+    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+  };
+  /* Arrays' own events, and their tasks' (a task's id has version 8; ordinary jobs' 7). */
+  const refresh = throttle(load, 1000);
+  load();
+  return {
+    onEvent: (type, ev) => {
+      if (type.startsWith('array.') || (type === 'job' && typeof ev.job === 'string' && ev.job[14] === '8')) refresh();
+    },
+    destroy: () => refresh.cancel(),
+  };
+}
+
+/* ---- one array ---- */
+
+function arrayView(id, params) {
+  const root = clear(main());
+  const head = h('div', {id: 'arr-head'});
+  const summary = h('div', {id: 'arr-summary'});
+  /* The range form is made once, so that what is typed survives live redraws. */
+  const fromIn = h('input', {type: 'number', id: 'arr-from', name: 'from', min: 0, step: 1, placeholder: '0'});
+  const toIn = h('input', {type: 'number', id: 'arr-to', name: 'to', min: 0, step: 1});
+  const cancelBtn = h('button', {type: 'button', class: 'danger', id: 'arr-cancel', hidden: true,
+    onclick: (ev) => act(ev.target, 'cancel')}, 'Cancel tasks');
+  const retryBtn = h('button', {type: 'button', id: 'arr-retry', hidden: true,
+    onclick: (ev) => act(ev.target, 'retry')}, 'Retry failed and cancelled');
+  const range = h('form', {class: 'filters', id: 'arr-range', hidden: true},
+    h('label', {}, 'From task', fromIn), h('label', {}, 'To task', toIn), cancelBtn, retryBtn);
+  range.addEventListener('submit', (ev) => ev.preventDefault());
+  const gridStatus = h('p', {class: 'muted', id: 'arr-grid-status'});
+  const grid = h('div', {class: 'taskgrid', id: 'arr-grid'});
+  const pager = h('div', {class: 'pager', id: 'arr-pager'});
+  const legend = h('p', {class: 'legend cells'},
+    ['queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled', 'gone'].map((st) =>
+      h('span', {class: st}, st === 'gone' ? 'deleted (retention)' : st)));
+  const specBox = h('div', {id: 'arr-spec-box'});
+  root.append(head, range, summary, h('h2', {}, 'Tasks'), legend, gridStatus, grid, pager, specBox);
+
+  let arr = null;
+  let closed = false;
+  let start = Math.max(0, parseInt(params.get('from') || '0', 10) || 0);
+  let end = -1;
+  const cells = []; /* index - start -> its cell */
+  const byJob = new Map(); /* a task's job id -> its index */
+
+  const act = async (btn, what) => {
+    const body = {};
+    for (const [k, el] of [['from', fromIn], ['to', toIn]]) {
+      const v = el.value.trim();
+      if (v === '') continue; /* from the first task, to the last */
+      if (!/^\d+$/.test(v)) {
+        toast(`${k} must be a task index (a whole number from 0)`, true);
+        return;
+      }
+      body[k] = Number(v);
+    }
+    const last = arr.count - 1;
+    /* the server checks these too; said here without a round trip */
+    if ((body.from ?? 0) > last || (body.to ?? last) > last) {
+      toast(`the tasks are numbered 0 to ${last}`, true);
+      return;
+    }
+    if ((body.from ?? 0) > (body.to ?? last)) {
+      toast(`from (${body.from}) must not be past to (${body.to ?? last})`, true);
+      return;
+    }
+    btn.disabled = true;
+    try {
+      const r = await api('POST', `/v1/arrays/${encodeURIComponent(id)}/${what}`, body);
+      toast(what === 'cancel' ? `${fmtInt(r.cancelled)} tasks cancelled.` : `${fmtInt(r.retried)} tasks queued again.`);
+      refreshSummary();
+      refreshTasks();
+    } catch (e) {
+      toast(e.message, true);
+    }
+    btn.disabled = false;
+  };
+
+  const render = () => {
+    if (closed || !arr) return;
+    const a = arr, c = a.counts || {};
+    const can = app.session.can || {};
+    clear(head).append(
+      h('p', {}, h('a', {href: '#/arrays'}, '‹ Arrays')),
+      h('h1', {}, 'Array ', a.name === null ? h('span', {class: 'id'}, shortId(a.id)) : h('span', {id: 'arr-name'}, a.name),
+        ' ', badge(a.state)));
+    cancelBtn.hidden = !(can.array_cancel && a.state === 'running');
+    retryBtn.hidden = !(can.array_retry && (c.failed || c.cancelled));
+    range.hidden = cancelBtn.hidden && retryBtn.hidden;
+    toIn.setAttribute('placeholder', String(a.count - 1));
+    fromIn.setAttribute('max', String(a.count - 1));
+    toIn.setAttribute('max', String(a.count - 1));
+    const counts = h('ul', {class: 'counts', id: 'arr-counts'});
+    for (const st of ['queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled'])
+      counts.append(h('li', {'data-state': st}, badge(st), ' ', h('span', {class: 'n'}, fmtInt(c[st]))));
+    counts.append(h('li', {'data-state': 'total'}, 'of ', h('span', {class: 'n'}, fmtInt(a.count))));
+    const details = h('dl', {class: 'kv'});
+    const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
+    kv('id', h('span', {class: 'id', id: 'arr-id'}, a.id));
+    kv('queue', h('a', {href: '#/jobs' + q({queue: a.queue})}, a.queue));
+    if (a.owner) kv('owner', a.owner);
+    kv('tasks', `${fmtInt(a.count)} (${a.kind})`);
+    if (a.source) kv('objects under', a.source);
+    kv('priority', a.priority);
+    kv('created', fmtWhen(a.created_at));
+    const prevSpec = specBox.querySelector('details.spec');
+    const specOpen = !!(prevSpec && prevSpec.open); /* kept open across live refreshes */
+    clear(summary).append(h('div', {class: 'card'}, countsBar(c, a.count), counts, details));
+    clear(specBox).append(
+      h('details', {class: 'card spec', open: specOpen}, h('summary', {}, 'Spec of each task (as stored, normalised)'),
+        h('pre', {class: 'log', id: 'arr-spec'}, JSON.stringify(a.spec, null, 2))));
+  };
+
+  const setCell = (cell, t) => {
+    cell.className = `cell ${t.state}`;
+    cell.dataset.state = t.state;
+    const i = Number(cell.dataset.index);
+    let title = `task ${i}: ${t.state}`;
+    if (t.attempt > 1) title += `, attempt ${t.attempt}`;
+    if (t.agent) title += ` on ${t.agent}`;
+    if (t.result && t.result.exit_code !== null && t.result.exit_code !== undefined) title += `, exit ${t.result.exit_code}`;
+    cell.setAttribute('title', title);
+    if (t.job) {
+      cell.dataset.job = t.job;
+      cell.setAttribute('href', `#/job/${encodeURIComponent(t.job)}`);
+      byJob.set(t.job, i);
+    }
+  };
+
+  /* The page's cells, one per task of start..end, made once; their states from the listing. */
+  const drawCells = () => {
+    const frag = document.createDocumentFragment();
+    cells.length = 0;
+    for (let i = start; i <= end; i++) {
+      const cell = h('a', {class: 'cell gone', 'data-index': i, 'data-state': 'gone', title: `task ${i}: its job was deleted`});
+      cells.push(cell);
+      frag.append(cell);
+    }
+    grid.classList.toggle('roomy', end - start < 500); /* a small array's cells are bigger */
+    clear(grid).append(frag);
+  };
+
+  const drawPager = () => {
+    clear(pager);
+    const n = arr.count;
+    const link = (text, from, cls) => h('a', {href: `#/array/${encodeURIComponent(id)}` + q({from}), class: `page ${cls}`}, text);
+    if (start > 0) pager.append(link('« First', 0, 'first'), link('‹ Previous', Math.max(0, start - ARRAY_PAGE), 'prev'));
+    pager.append(h('span', {class: 'muted', id: 'arr-range-shown'}, `tasks ${fmtInt(start)}–${fmtInt(end)} of ${fmtInt(n)}`));
+    if (end < n - 1) pager.append(link('Next ›', end + 1, 'next'), link('Last »', pageStart(n - 1), 'last'));
+    if (n > ARRAY_PAGE) {
+      const go = h('input', {type: 'number', id: 'arr-goto', min: 0, max: n - 1, step: 1, placeholder: 'task'});
+      const form = h('form', {class: 'goto'}, go, h('button', {type: 'submit', class: 'secondary'}, 'Show'));
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        const i = Number(go.value);
+        if (Number.isInteger(i) && i >= 0 && i < n) location.hash = `#/array/${encodeURIComponent(id)}` + q({from: pageStart(i)});
+        else toast(`a task is numbered 0 to ${n - 1}`, true);
+      });
+      pager.append(form);
+    }
+  };
+
+  const loadTasks = async () => {
+    if (!arr) return;
+    const tasks = [];
+    let next = start;
+    try {
+      /* at most 1,000 tasks an answer: a page takes two or three (tasks deleted after
+         their retention are left out of an answer) */
+      for (let n = 0; next !== null && next <= end && n < 2 * ARRAY_PAGE / 1000 + 2; n++) {
+        const r = await api('GET', `/v1/arrays/${encodeURIComponent(id)}/tasks` + q({from: next, to: end, limit: 1000}));
+        tasks.push(...r.tasks);
+        next = r.next_from;
+      }
+    } catch (e) {
+      gridStatus.textContent = e.message;
+      gridStatus.className = 'error';
+      return;
+    }
+    if (closed) return;
+    gridStatus.className = 'muted';
+    gridStatus.textContent = arr.count > ARRAY_PAGE
+      ? `${fmtInt(arr.count)} tasks: ${fmtInt(end - start + 1)} shown at a time (counts above are of all).` : '';
+    const listed = new Set();
+    for (const t of tasks) {
+      const cell = cells[t.index - start];
+      if (!cell) continue;
+      listed.add(t.index);
+      setCell(cell, t);
+    }
+    cells.forEach((cell, k) => {
+      if (listed.has(start + k)) return;
+      cell.className = 'cell gone';
+      cell.dataset.state = 'gone';
+    });
+  };
+
+  const loadSummary = async () => {
+    const first = !arr;
+    try {
+      arr = await api('GET', `/v1/arrays/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (first) clear(head).append(h('p', {}, h('a', {href: '#/arrays'}, '‹ Arrays')), h('p', {class: 'error'}, e.message));
+      else toast(e.message, true);
+      return;
+    }
+    if (closed) return;
+    if (first) {
+      start = Math.min(pageStart(start), pageStart(arr.count - 1));
+      end = Math.min(arr.count - 1, start + ARRAY_PAGE - 1);
+      drawCells();
+      drawPager();
+    }
+    render();
+    if (first) await loadTasks();
+  };
+  const refreshSummary = throttle(loadSummary, 1000); /* counts of a big array cost the server a scan */
+  const refreshTasks = throttle(loadTasks, 300);
+  loadSummary();
+
+  return {
+    onEvent: (type, ev) => {
+      if (!arr) return;
+      if (type === 'array.changed' || type === 'array.submitted') {
+        if (ev.array === id) { refreshSummary(); refreshTasks(); }
+        return;
+      }
+      if (type !== 'job') return;
+      if (byJob.has(ev.job)) { /* a task of the page: its cell at once */
+        const i = byJob.get(ev.job);
+        const cell = cells[i - start];
+        if (cell) setCell(cell, {state: ev.state, attempt: ev.attempt, agent: ev.agent, job: ev.job,
+          result: ev.exit_code !== undefined ? {exit_code: ev.exit_code} : null});
+        refreshSummary();
+        return;
+      }
+      const i = taskIndexOf(ev.job, id);
+      if (i < 0 || i >= arr.count) return;
+      refreshSummary();
+      if (i >= start && i <= end) refreshTasks(); /* a new job of a task shown: read its id */
+    },
+    destroy: () => { closed = true; refreshSummary.cancel(); refreshTasks.cancel(); },
+  };
+}
+
 /* ---- queues ---- */
 
 const CHART_MINUTES = 30;
@@ -953,7 +1299,7 @@ function agentsView() {
   const tick = setInterval(refresh, 5000); /* "last seen" moves on */
   load();
   return {
-    onEvent: () => refresh(),
+    onEvent: (type) => { if (type === 'job' || type === 'agent') refresh(); },
     destroy: () => { refresh.cancel(); clearInterval(tick); },
   };
 }

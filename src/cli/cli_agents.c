@@ -21,8 +21,9 @@ static const char agents_usage[] =
     "usage: drover agents [--json]\n"
     "\n"
     "Lists the agents the server knows: their state (up, draining, lost, left),\n"
-    "free and total slots, the jobs they run, their queues and labels, and when\n"
-    "they were last heard from.\n"
+    "free and total slots, the jobs they run, the runtimes they can run jobs in\n"
+    "(native, bwrap, podman, docker), their queues and labels, and when they were\n"
+    "last heard from.\n"
     "\n"
     "      --json         print the server's JSON answer\n"
     "\n"
@@ -71,11 +72,12 @@ static long long count_of(json_t *v)
 static void print_agents_table(json_t *list)
 {
     struct table *t =
-        table_new(7, "name", "state", "slots", "running", "queues", "labels", "last-seen");
+        table_new(8, "name", "state", "slots", "running", "runtimes", "queues", "labels",
+                  "last-seen");
     table_align_right(t, 2);
     table_align_right(t, 3);
-    table_max_width(t, 4, 40);
     table_max_width(t, 5, 40);
+    table_max_width(t, 6, 40);
     int64_t now = time_now_ms();
     size_t i;
     json_t *a;
@@ -87,6 +89,9 @@ static void print_agents_table(json_t *list)
         table_addf(t, "%lld/%lld", count_of(json_object_get(a, "free_slots")),
                    count_of(json_object_get(a, "slots")));
         table_addf(t, "%lld", count_of(json_object_get(a, "running")));
+        join_strings(json_object_get(a, "runtimes"), &b);
+        table_add(t, b.data);
+        buf_reset(&b);
         join_strings(json_object_get(a, "queues"), &b);
         table_add(t, b.data);
         buf_reset(&b);

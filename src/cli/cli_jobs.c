@@ -1583,6 +1583,44 @@ int cmd_cancel(int argc, char **argv)
     return rc;
 }
 
+/* ---- retry ---- */
+
+static const char retry_usage[] =
+    "usage: drover retry [--json] ID\n"
+    "\n"
+    "Queues a failed or cancelled job again at once for one more attempt, whatever its\n"
+    "retry policy (the earlier attempts' results and logs are kept: drover logs\n"
+    "--attempt N). A job in any other state is refused. A workflow's failed nodes:\n"
+    "drover workflow retry.\n"
+    "\n"
+    "      --json         print the server's JSON answer (the job)\n"
+    "\n"
+    "examples:\n"
+    "  drover retry 01938c2e-7d4a\n"
+    "  drover jobs --state failed --json | jq -r '.[].id' | xargs -n1 drover retry\n"
+    CLI_COMMON_USAGE;
+
+int cmd_retry(int argc, char **argv)
+{
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, retry_usage);
+    const char *id;
+    json_t *answer = NULL;
+    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/jobs/", id, "/retry");
+    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot retry job '%s'", id);
+    free(path);
+    if (rc == 0 && a.json) {
+        cli_print_json(answer);
+    } else if (rc == 0) {
+        const char *state = json_string_value(json_object_get(answer, "state"));
+        printf("retrying %s: %s\n", id, state ? state : "?");
+    }
+    json_decref(answer);
+    return rc;
+}
+
 /* ---- jobs ---- */
 
 static const char jobs_usage[] =

@@ -5,9 +5,9 @@
  * table when the script is printed. The options of a command come from its
  * own `--help` when the user completes them (every command's usage lists its
  * options as `--name`), so they cannot drift from the code. Values of a few
- * options with a fixed set of values are in `choices` below, and the
- * subcommands of the commands that have them in `subcommands`; anything else
- * completes file names.
+ * options with a fixed set of values are in `choices` below. The word after a command
+ * with subcommands (`workflow`, `service`, ...) completes them, read from the synopsis of
+ * its `--help`; anything else completes file names.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,19 +30,16 @@ static const struct {
 };
 #define NCHOICES (sizeof(choices) / sizeof(choices[0]))
 
-/* Commands whose first argument is one of a few subcommands. */
-static const struct {
-    const char *cmd;
-    const char *words;
-} subcommands[] = {
-    {"trigger", "create ls rm"},
-    {"workflow", "submit status cancel retry"},
-    {"service", "put ls show rm"},
-};
-#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
-
 /* The shell pipeline that lists a command's options from its --help ($1: drover, $2: cmd). */
 #define OPTIONS_OF "\"$1\" \"$2\" --help 2>/dev/null | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u"
+/*
+ * The one that lists its subcommands (`workflow list`, `service ls`): the words after
+ * "drover CMD" in the lines of its usage's synopsis (up to the first blank line).
+ */
+#define SUBCOMMANDS_OF                                                                            \
+    "\"$1\" \"$2\" --help 2>/dev/null | sed -n -e '/^$/q' -e "                                     \
+    "\"s/^\\(usage:\\)\\{0,1\\} *drover $2 \\([a-z][a-z-]*\\)\\( .*\\)\\{0,1\\}\\$/\\2/p\" | "         \
+    "sort -u"
 
 static void print_bash(const struct command *table, size_t n)
 {
@@ -51,8 +48,11 @@ static void print_bash(const struct command *table, size_t n)
           "_drover_options() {\n"
           "    " OPTIONS_OF "\n"
           "}\n"
+          "_drover_subcommands() {\n"
+          "    " SUBCOMMANDS_OF "\n"
+          "}\n"
           "_drover() {\n"
-          "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+          "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} subs\n"
           "    COMPREPLY=()\n"
           "    if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
           "        COMPREPLY=($(compgen -W \"",
@@ -61,14 +61,6 @@ static void print_bash(const struct command *table, size_t n)
         printf("%s%s", i ? " " : "", table[i].name);
     fputs(" help\" -- \"$cur\"))\n"
           "        return 0\n"
-          "    fi\n"
-          "    if [ \"$COMP_CWORD\" -eq 2 ]; then\n"
-          "        case $prev in\n",
-          stdout);
-    for (size_t i = 0; i < NSUBCOMMANDS; i++)
-        printf("        %s) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return 0 ;;\n",
-               subcommands[i].cmd, subcommands[i].words);
-    fputs("        esac\n"
           "    fi\n"
           "    case $prev in\n",
           stdout);
@@ -80,6 +72,13 @@ static void print_bash(const struct command *table, size_t n)
           "        COMPREPLY=($(compgen -W \"$(_drover_options \"${COMP_WORDS[0]}\" "
           "\"${COMP_WORDS[1]}\")\" -- \"$cur\"))\n"
           "        return 0\n"
+          "    fi\n"
+          "    if [ \"$COMP_CWORD\" -eq 2 ]; then\n"
+          "        subs=$(_drover_subcommands \"${COMP_WORDS[0]}\" \"${COMP_WORDS[1]}\")\n"
+          "        if [ -n \"$subs\" ]; then\n"
+          "            COMPREPLY=($(compgen -W \"$subs\" -- \"$cur\"))\n"
+          "            return 0\n"
+          "        fi\n"
           "    fi\n"
           "    COMPREPLY=($(compgen -f -- \"$cur\"))\n"
           "}\n"
@@ -108,8 +107,11 @@ static void print_zsh(const struct command *table, size_t n)
           "_drover_options() {\n"
           "    " OPTIONS_OF "\n"
           "}\n"
+          "_drover_subcommands() {\n"
+          "    " SUBCOMMANDS_OF "\n"
+          "}\n"
           "_drover() {\n"
-          "    local -a cmds opts\n"
+          "    local -a cmds opts subs\n"
           "    cmds=(\n",
           stdout);
     for (size_t i = 0; i < n; i++) {
@@ -124,14 +126,6 @@ static void print_zsh(const struct command *table, size_t n)
           "        _describe 'drover command' cmds\n"
           "        return\n"
           "    fi\n"
-          "    if (( CURRENT == 3 )); then\n"
-          "        case ${words[2]} in\n",
-          stdout);
-    for (size_t i = 0; i < NSUBCOMMANDS; i++)
-        printf("        %s) compadd -- %s; return ;;\n", subcommands[i].cmd,
-               subcommands[i].words);
-    fputs("        esac\n"
-          "    fi\n"
           "    case ${words[CURRENT-1]} in\n",
           stdout);
     for (size_t i = 0; i < NCHOICES; i++)
@@ -141,6 +135,13 @@ static void print_zsh(const struct command *table, size_t n)
           "        opts=(${(f)\"$(_drover_options ${words[1]} ${words[2]})\"})\n"
           "        compadd -a opts\n"
           "        return\n"
+          "    fi\n"
+          "    if (( CURRENT == 3 )); then\n"
+          "        subs=(${(f)\"$(_drover_subcommands ${words[1]} ${words[2]})\"})\n"
+          "        if (( ${#subs} )); then\n"
+          "            compadd -a subs\n"
+          "            return\n"
+          "        fi\n"
           "    fi\n"
           "    _files\n"
           "}\n"

@@ -15,6 +15,7 @@ const char *array_kind_name(int kind)
     switch (kind) {
     case ARRAY_COUNT: return "count";
     case ARRAY_ITEMS: return "items";
+    case ARRAY_OUTPUTS: return "outputs";
     default: return "objects";
     }
 }
@@ -32,6 +33,11 @@ int array_input_parse(const json_t *v, struct array_input *out, struct err *e)
     json_object_foreach((json_t *)v, k, x) {
         char field[80];
         snprintf(field, sizeof(field), "array.%.60s", k);
+        if (!strcmp(k, "outputs") || !strcmp(k, "prefix"))
+            return err_field(e, ERR_INVALID, field,
+                             "%s: only a workflow's node fans out over an upstream node's "
+                             "outputs (docs/api.md \"Workflows\")",
+                             field);
         if (strcmp(k, "count") && strcmp(k, "items") && strcmp(k, "objects"))
             return err_field(e, ERR_INVALID, field,
                              "%s: unknown field (an array has one of count, items, objects)",
@@ -181,7 +187,8 @@ void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])
  * cmd's arguments with the placeholders filled: a new array whose changed arguments are
  * copies and whose others are shared, or NULL when none has a placeholder.
  */
-static json_t *filled_arguments(const json_t *cmd, const char *index, const char *item)
+static json_t *filled_arguments(const json_t *cmd, const char *index, const char *item,
+                                const char *sha256)
 {
     json_t *args = json_object_get(cmd, "arguments"), *out = NULL;
     size_t i;
@@ -197,6 +204,10 @@ static json_t *filled_arguments(const json_t *cmd, const char *index, const char
         if (f) {
             json_t *c = json_copy(arg);
             json_object_set_new(c, "value", json_string(f));
+            /* the item is the object an upstream wrote: read exactly that */
+            const char *t = json_string_value(json_object_get(arg, "type"));
+            if (sha256 && t && !strcmp(t, "input") && !strcmp(v, "{{item}}"))
+                json_object_set_new(c, "sha256", json_string(sha256));
             json_array_append_new(out, c);
             free(f);
         } else if (out) {
@@ -207,8 +218,8 @@ static json_t *filled_arguments(const json_t *cmd, const char *index, const char
 }
 
 void array_task_job(struct job *out, const char *array, int64_t index, const json_t *spec,
-                    const char *item, const char *owner, const char *tenant, int64_t now_ms,
-                    int64_t run_after)
+                    const char *item, const char *sha256, const char *owner, const char *tenant,
+                    int64_t now_ms, int64_t run_after)
 {
     /* copied only where the task's spec differs (command, its env and arguments): the rest
        is shared with the template, which nothing changes (a lease makes many of these) */
@@ -219,7 +230,7 @@ void array_task_job(struct job *out, const char *array, int64_t index, const jso
     if (cmd) {
         cmd = json_copy(cmd);
         json_object_set_new(s, "command", cmd);
-        json_t *args = filled_arguments(cmd, idx, item);
+        json_t *args = filled_arguments(cmd, idx, item, sha256);
         if (args) json_object_set_new(cmd, "arguments", args);
         json_t *env = json_object_get(cmd, "env");
         env = json_is_object(env) ? json_copy(env) : json_object();

@@ -23,7 +23,9 @@
 #define ARRAY_MAX_TASKS 1000000 /* count, items and objects */
 #define ARRAY_MAX_ITEM 65536    /* bytes of one item's JSON text */
 
-enum array_kind { ARRAY_COUNT, ARRAY_ITEMS, ARRAY_OBJECTS };
+/* ARRAY_OUTPUTS: a workflow's fan-out node over the objects an upstream node wrote (docs/api.md
+   "Workflows"); its items are {"uri", "sha256"} as JSON text, a task's item its URI. */
+enum array_kind { ARRAY_COUNT, ARRAY_ITEMS, ARRAY_OBJECTS, ARRAY_OUTPUTS };
 const char *array_kind_name(int kind);
 
 /* The "array" field of a submission, checked. Borrowed from the request body. */
@@ -55,10 +57,11 @@ void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
 /*
  * A task's queued job from the array's normalised spec template `spec` (borrowed): its own
  * spec (env and placeholders as above; item: the item's text, NULL for a count array), id
- * array_task_id(), name "NAME[index]", owner and tenant, run_after `run_after`.
+ * array_task_id(), name "NAME[index]", owner and tenant, run_after `run_after`. With `sha256`
+ * (or NULL), each input argument whose value is "{{item}}" is pinned to that object's sha256.
  */
 void array_task_job(struct job *out, const char *array, int64_t index, const json_t *spec,
-                    const char *item, const char *owner, const char *tenant, int64_t now_ms,
-                    int64_t run_after);
+                    const char *item, const char *sha256, const char *owner, const char *tenant,
+                    int64_t now_ms, int64_t run_after);
 
 #endif

@@ -29,6 +29,7 @@ static const struct {
     [JOB_EV_UNBLOCK] = {"unblock", B(JOB_BLOCKED)},
     [JOB_EV_RETRY] = {"retry", B(JOB_FAILED) | B(JOB_CANCELLED)},
     [JOB_EV_REBLOCK] = {"reblock", B(JOB_FAILED) | B(JOB_CANCELLED)},
+    [JOB_EV_SETTLE] = {"settle", B(JOB_BLOCKED)},
 };
 
 const char *job_event_name(enum job_event ev)
@@ -278,6 +279,20 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
         json_decref(j->result);
         j->result = NULL;
         break;
+    case JOB_EV_SETTLE: {
+        int to = a->settle;
+        if (to != JOB_SUCCEEDED && to != JOB_FAILED && to != JOB_CANCELLED) {
+            json_decref(a->progress);
+            return err_set(e, ERR_CONFLICT, "job '%s' cannot settle as %s", j->id,
+                           to >= 0 && to < JOB_NSTATES ? job_state_name(to) : "unknown");
+        }
+        j->state = to;
+        j->finished_at = a->now_ms;
+        json_decref(j->result);
+        j->result = json_pack("{s:s}", "reason", a->reason ? a->reason : "error");
+        if (a->why) json_object_set_new(j->result, "error", json_string(a->why));
+        break;
+    }
     case JOB_NEVENTS:
         break;
     }

@@ -5,9 +5,9 @@
  * lifecycle_apply(), over one table of (state, event) pairs; a pair the table
  * does not allow is refused (ERR_CONFLICT naming both) and changes nothing.
  *
- *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock  retry  reblock
+ *            submit  lease  unlease  start  progress  finish lost deadline  cancel  unblock  retry  reblock  settle
  *   (new)      ok
- *   blocked                                                                    ok       ok
+ *   blocked                                                                    ok       ok                      ok
  *   queued            ok                                                      ok
  *   leased                   ok       ok      ok        ok     ok    ok        ok
  *   running                           same    ok        ok     ok    ok        ok
@@ -22,6 +22,11 @@
  *
  * reblock (a workflow's retry, POST /v1/workflows/{id}/retry) is retry for a node whose
  * upstreams must run again first: the job waits, blocked, until they succeed (unblock).
+ *
+ * settle ends a workflow's fan-out node (docs/api.md "Workflows"), a job no agent runs: its
+ * placeholder waits blocked while its array's tasks run and is settled when the last one ends
+ * (succeeded when all did, else failed or cancelled), or failed at once when its array cannot
+ * be made (an upstream that wrote no object, a fan-in over the argument limit).
  *
  * finish, lost and deadline end the attempt: succeeded (exit 0), cancelled,
  * queued again after the retry backoff while attempts remain and the retry
@@ -51,6 +56,7 @@ enum job_event {
     JOB_EV_UNBLOCK,  /* blocked -> queued (its dependencies are done) */
     JOB_EV_RETRY,    /* failed, cancelled -> queued: one more attempt, by hand */
     JOB_EV_REBLOCK,  /* failed, cancelled -> blocked: a workflow's retry, upstreams first */
+    JOB_EV_SETTLE,   /* blocked -> succeeded, failed or cancelled: a node no agent runs ended */
     JOB_NEVENTS
 };
 
@@ -79,7 +85,9 @@ struct job_event_args {
     const char *agent;             /* lease: the agent's name */
     const struct attempt_end *end; /* finish, lost, deadline */
     json_t *progress;              /* progress: {"percent", "message", "updated_at"}, stolen */
-    const char *why;               /* cancel: why, as the result's "error" (NULL: none) */
+    const char *why;               /* cancel, settle: why, as the result's "error" (NULL: none) */
+    int settle;                    /* settle: the end state (succeeded, failed or cancelled) */
+    const char *reason;            /* settle: the result's "reason" (NULL: "error") */
 };
 
 /* What lifecycle_apply returns besides 0 and errors: allowed, and nothing to write. */

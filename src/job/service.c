@@ -700,6 +700,57 @@ static json_t *build_command(const json_t *tmpl, const json_t *values)
     return out;
 }
 
+const char *service_port_type(const json_t *def, const char *name)
+{
+    enum kind k = kind_of(def, name);
+    return k == K_INPUT ? "input" : k == K_OUTPUT ? "output" : NULL;
+}
+
+/*
+ * Where build_command() put each port that has a value: the same walk over the template,
+ * counting the arguments it keeps.
+ */
+json_t *service_ports(const json_t *def, const json_t *values)
+{
+    const json_t *tmpl = json_object_get(def, "command");
+    json_t *out = json_object(), *a;
+    size_t i, kept = 0;
+    json_array_foreach(given(tmpl, "arguments"), i, a)
+    {
+        const char *ref = json_string_value(given(a, "param"));
+        const char *port = ref ? NULL : json_string_value(given(a, "port"));
+        if (!ref) ref = port;
+        json_t *val = ref ? json_object_get(values, ref) : json_object_get(a, "value");
+        if (!val || !arg_included(a, values)) continue;
+        if (port && !json_object_get(out, port)) {
+            char at[48];
+            snprintf(at, sizeof(at), "arguments[%zu]", kept);
+            json_object_set_new(out, port, json_pack("{s:s, s:s}", "type",
+                                                     service_port_type(def, port), "at", at));
+        }
+        kept++;
+    }
+    const char *const streams[] = {"stdin", "stdout", "stderr"};
+    for (size_t k = 0; k < ARRAY_SIZE(streams); k++) {
+        const char *port = json_string_value(given(given(tmpl, streams[k]), "port"));
+        if (port && json_object_get(values, port) && !json_object_get(out, port))
+            json_object_set_new(out, port, json_pack("{s:s, s:s}", "type",
+                                                     service_port_type(def, port), "at",
+                                                     streams[k]));
+    }
+    for (int k = K_INPUT; k < K_N; k++) { /* declared, without a value: in no place */
+        const char *name;
+        json_t *decl;
+        json_object_foreach(json_object_get(def, sections[k]), name, decl)
+        {
+            if (!json_object_get(out, name))
+                json_object_set_new(out, name, json_pack("{s:s, s:n}", "type",
+                                                         k == K_INPUT ? "input" : "output", "at"));
+        }
+    }
+    return out;
+}
+
 /* Adds the entries of `more` (an object) to `into`, replacing those of the same key. */
 static void merge_into(json_t *into, const json_t *more)
 {

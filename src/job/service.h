@@ -59,4 +59,16 @@ int service_parse(json_t *in, const char *name, json_t **out, struct err *e);
 int service_expand(const json_t *def, const char *name, int version, json_t *job, const char *path,
                    json_t **out, struct err *e);
 
+/* "input" or "output" when `name` is a port the definition declares, else NULL. */
+const char *service_port_type(const json_t *def, const char *name);
+
+/*
+ * Where a job's expansion put each of its ports that has a value (`values`: the expanded
+ * spec's normalised "params"), for a workflow's connections (job/workflow.h):
+ * {PORT: {"type": "input"|"output", "at": "arguments[I]"|"stdin"|"stdout"|"stderr"}}, I the
+ * index in the spec's command.arguments; "at" is null for a declared port that has no value
+ * (an optional one not given). A port used twice is found at its first place. A new reference.
+ */
+json_t *service_ports(const json_t *def, const json_t *values);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 
 #define NODE_NAME_MAX 64
 #define PORT_NAME_MAX 128
@@ -30,12 +31,32 @@ long workflow_node(const struct workflow *w, const char *name)
     return -1;
 }
 
-/* The argument of `type` named `port` in a spec's command.arguments (raw or normalised). */
-static json_t *port_arg(const json_t *spec, const char *type, const char *port)
+/*
+ * The port of `type` ("input" or "output") of a spec (raw or normalised): at `at` when given
+ * (a service's port, service_ports(): "arguments[I]" or a stream), else the
+ * command.arguments entry of that type named `port`.
+ */
+static json_t *port_arg(const json_t *spec, const char *type, const char *port, const char *at)
 {
+    json_t *cmd = json_object_get(spec, "command");
+    if (at) {
+        json_t *a = NULL;
+        size_t i;
+        char end;
+        if (sscanf(at, "arguments[%zu%c", &i, &end) == 2 && end == ']') {
+            a = json_array_get(json_object_get(cmd, "arguments"), i);
+        } else if (!strcmp(at, !strcmp(type, "input") ? "stdin" : "stdout") ||
+                   (!strcmp(type, "output") && !strcmp(at, "stderr"))) {
+            a = json_object_get(cmd, at);
+            const char *t = json_string_value(json_object_get(a, "type"));
+            return t && !strcmp(t, "uri") ? a : NULL;
+        }
+        const char *t = json_string_value(json_object_get(a, "type"));
+        return t && !strcmp(t, type) ? a : NULL;
+    }
     size_t i;
     json_t *a;
-    json_array_foreach(json_object_get(json_object_get(spec, "command"), "arguments"), i, a)
+    json_array_foreach(json_object_get(cmd, "arguments"), i, a)
     {
         const char *t = json_string_value(json_object_get(a, "type"));
         const char *n = json_string_value(json_object_get(a, "name"));
@@ -44,9 +65,9 @@ static json_t *port_arg(const json_t *spec, const char *type, const char *port)
     return NULL;
 }
 
-const char *workflow_output_uri(const json_t *spec, const char *port)
+const char *workflow_output_uri(const json_t *spec, const char *port, const char *at)
 {
-    return json_string_value(json_object_get(port_arg(spec, "output", port), "value"));
+    return json_string_value(json_object_get(port_arg(spec, "output", port, at), "value"));
 }
 
 char *workflow_attempt_uri(const char *base, int attempt)
@@ -62,21 +83,47 @@ char *workflow_attempt_uri(const char *base, int attempt)
     return uri;
 }
 
-bool workflow_set_output(json_t *spec, const char *port, const char *uri)
+bool workflow_set_output(json_t *spec, const char *port, const char *at, const char *uri)
 {
-    json_t *a = port_arg(spec, "output", port);
+    json_t *a = port_arg(spec, "output", port, at);
     return a && !json_object_set_new(a, "value", json_string(uri));
 }
 
-bool workflow_set_input(json_t *spec, const char *port, const char *uri, const char *sha256)
+bool workflow_set_input(json_t *spec, const char *port, const char *at, const char *uri,
+                        const char *sha256)
 {
-    json_t *a = port_arg(spec, "input", port);
+    json_t *a = port_arg(spec, "input", port, at);
     if (!a) return false;
     json_object_set_new(a, "value", json_string(uri));
+    if (at && !strcmp(at, "stdin")) return true; /* a stream takes no sha256 */
     if (sha256)
         json_object_set_new(a, "sha256", json_string(sha256));
     else
         json_object_del(a, "sha256");
+    return true;
+}
+
+bool workflow_set_inputs(json_t *spec, const char *port, const char *at_, const char *const *uris,
+                         const char *const *shas, size_t n)
+{
+    json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
+    json_t *a = port_arg(spec, "input", port, at_);
+    size_t at = 0;
+    while (a && at < json_array_size(args) && json_array_get(args, at) != a)
+        at++;
+    if (!a || at == json_array_size(args)) return false; /* none, or stdin */
+    json_incref(a);
+    json_array_remove(args, at);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_deep_copy(a);
+        json_object_set_new(c, "value", json_string(uris[i]));
+        if (shas && shas[i])
+            json_object_set_new(c, "sha256", json_string(shas[i]));
+        else
+            json_object_del(c, "sha256");
+        json_array_insert_new(args, at + i, c);
+    }
+    json_decref(a);
     return true;
 }
 
@@ -123,7 +170,87 @@ static const char *field_from(char *buf, size_t n, size_t i, const char *side)
     return buf;
 }
 
-static int parse_connections(struct workflow *w, json_t *conns, json_t **raw, struct err *e)
+/* The names of a service node's ports of `type`, for a message: "query, db" (a few). */
+static void port_names(const json_t *map, const char *type, struct buf *b)
+{
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+    json_object_foreach((json_t *)map, k, v)
+    {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        if (!t || strcmp(t, type)) continue;
+        if (n++ == 12) {
+            buf_adds(b, ", ...");
+            break;
+        }
+        buf_addf(b, "%s%s", n > 1 ? ", " : "", k);
+    }
+    if (!n) buf_adds(b, "none");
+}
+
+/*
+ * Port `port` of `type` of connection i's `side` node: its argument in raw[node] and, for a
+ * service's node (one with a map in `ports`), its place (*at, malloc'd).
+ */
+static int find_port(struct workflow *w, const json_t *ports, json_t **raw, size_t i,
+                     const char *side, size_t node, const char *type, const char *port,
+                     json_t **arg, char **at, struct err *e)
+{
+    char field[64];
+    field_from(field, sizeof(field), i, side);
+    const char *name = w->nodes[node].name;
+    const json_t *map = json_object_get(ports, name);
+    if (!map) {
+        *arg = port_arg(raw[node], type, port, NULL);
+        if (!*arg)
+            return err_field(e, ERR_INVALID, field,
+                             "%s: node '%s' has no %s port '%s' (a command.arguments entry of "
+                             "type %s with that name)",
+                             field, name, type, port, type);
+        return 0;
+    }
+    const char *svc = json_string_value(json_object_get(raw[node], "service"));
+    json_t *decl = json_object_get(map, port);
+    const char *t = json_string_value(json_object_get(decl, "type"));
+    if (!t || strcmp(t, type)) {
+        struct buf b = BUF_INIT;
+        port_names(map, type, &b);
+        int rc = err_field(e, ERR_INVALID, field,
+                           "%s: node '%s' (service '%s') has no %s port '%s' (its %ss: %s)",
+                           field, name, svc ? svc : "?", type, port, type, b.data);
+        buf_release(&b);
+        return rc;
+    }
+    const char *place = json_string_value(json_object_get(decl, "at"));
+    if (!place)
+        return err_field(e, ERR_INVALID, field,
+                         "%s: node '%s' gives no value for its optional %s port '%s' (service "
+                         "'%s' leaves it out of the command): give it in its params",
+                         field, name, type, port, svc ? svc : "?");
+    *arg = port_arg(raw[node], type, port, place);
+    if (!*arg)
+        return err_field(e, ERR_INVALID, field, "%s: node '%s' has no %s at %s", field, name,
+                         type, place);
+    *at = xstrdup(place);
+    return 0;
+}
+
+static int connections_of(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
+                          json_t *connected, struct err *e);
+
+/* The connections, each checked; connected: the set of inputs connected so far ("I.PORT"). */
+static int parse_connections(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
+                             struct err *e)
+{
+    json_t *connected = json_object();
+    int rc = connections_of(w, conns, ports, raw, connected, e);
+    json_decref(connected);
+    return rc;
+}
+
+static int connections_of(struct workflow *w, json_t *conns, const json_t *ports, json_t **raw,
+                          json_t *connected, struct err *e)
 {
     if (!conns || json_is_null(conns)) return 0;
     if (!json_is_array(conns) || json_array_size(conns) > WORKFLOW_MAX_CONNECTIONS)
@@ -148,22 +275,15 @@ static int parse_connections(struct workflow *w, json_t *conns, json_t **raw, st
                 return err_field(e, ERR_INVALID, field, "%s: unknown field '%s'", field, k);
         }
         struct wf_conn *x = &w->conns[w->nconns++];
+        json_t *out, *in;
         int rc;
         if ((rc = split_end(w, c, i, "from", &x->from, &x->from_port, e)) ||
-            (rc = split_end(w, c, i, "to", &x->to, &x->to_port, e)))
+            (rc = split_end(w, c, i, "to", &x->to, &x->to_port, e)) ||
+            (rc = find_port(w, ports, raw, i, "from", x->from, "output", x->from_port, &out,
+                            &x->from_at, e)) ||
+            (rc = find_port(w, ports, raw, i, "to", x->to, "input", x->to_port, &in, &x->to_at,
+                            e)))
             return rc;
-        json_t *out = port_arg(raw[x->from], "output", x->from_port);
-        if (!out)
-            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "from"),
-                             "connections[%zu].from: node '%s' has no output port '%s' (a "
-                             "command.arguments entry of type output with that name)",
-                             i, w->nodes[x->from].name, x->from_port);
-        json_t *in = port_arg(raw[x->to], "input", x->to_port);
-        if (!in)
-            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
-                             "connections[%zu].to: node '%s' has no input port '%s' (a "
-                             "command.arguments entry of type input with that name)",
-                             i, w->nodes[x->to].name, x->to_port);
         if (x->from == x->to)
             return err_field(e, ERR_INVALID, field, "a cycle: %s -> %s",
                              w->nodes[x->from].name, w->nodes[x->from].name);
@@ -172,11 +292,14 @@ static int parse_connections(struct workflow *w, json_t *conns, json_t **raw, st
         json_t *val = json_object_get(in, "value");
         if ((!val || json_is_null(val)) && json_is_object(in))
             json_object_set(in, "value", json_object_get(out, "value"));
-        for (size_t j = 0; j + 1 < w->nconns; j++)
-            if (w->conns[j].to == x->to && !strcmp(w->conns[j].to_port, x->to_port))
-                return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
-                                 "connections[%zu].to: input '%s.%s' is already connected", i,
-                                 w->nodes[x->to].name, x->to_port);
+        char *key = xasprintf("%zu.%s", x->to, x->to_port);
+        bool again = json_object_get(connected, key) != NULL;
+        json_object_set_new(connected, key, json_true());
+        free(key);
+        if (again)
+            return err_field(e, ERR_INVALID, field_from(field, sizeof(field), i, "to"),
+                             "connections[%zu].to: input '%s.%s' is already connected", i,
+                             w->nodes[x->to].name, x->to_port);
         add_dep(&w->nodes[x->to], x->from, false);
     }
     return 0;
@@ -221,6 +344,83 @@ static int parse_deps(struct workflow *w, size_t k, json_t *deps, struct err *e)
             return err_field(e, ERR_INVALID, f, "a cycle: %s -> %s", name, name);
         add_dep(&w->nodes[k], (size_t)up, !strcmp(on, "any"));
     }
+    return 0;
+}
+
+/* An error of array_input_parse, its field ("array.count") named under the node's spec. */
+static int node_array_err(struct err *e, const char *path)
+{
+    char field[sizeof(e->field)], msg[sizeof(e->msg)];
+    snprintf(field, sizeof(field), "%.80s.%.75s", path, e->field);
+    snprintf(msg, sizeof(msg), "%.80s.%.420s", path, e->msg);
+    snprintf(e->field, sizeof(e->field), "%s", field);
+    snprintf(e->msg, sizeof(e->msg), "%s", msg);
+    return e->code;
+}
+
+/*
+ * A node's spec with "array" (a fan-out): the array checked, the spec parsed as task 0's and
+ * its placeholders put back, "array" kept in it. path: "nodes.N.job".
+ */
+static int parse_array_node(struct workflow *w, size_t k, json_t *raw, const char *path,
+                            struct err *e)
+{
+    json_t *v = json_object_get(raw, "array");
+    char field[NODE_NAME_MAX + 160];
+    const char *item0 = NULL;
+    char *text = NULL;
+    if (json_is_object(v) && json_object_get(v, "outputs")) {
+        const char *key;
+        json_t *x;
+        json_object_foreach(v, key, x)
+        {
+            if (strcmp(key, "outputs") && strcmp(key, "prefix")) {
+                snprintf(field, sizeof(field), "%s.array.%.60s", path, key);
+                return err_field(e, ERR_INVALID, field,
+                                 "%s: unknown field (a fan-out over outputs has outputs and "
+                                 "prefix)", field);
+            }
+        }
+        snprintf(field, sizeof(field), "%s.array.outputs", path);
+        const char *up = json_string_value(json_object_get(v, "outputs"));
+        long u = up ? workflow_node(w, up) : -1;
+        if (u < 0)
+            return err_field(e, ERR_INVALID, field, "%s must name a node of this workflow%s%s%s",
+                             field, up ? " (no node '" : "", up ? up : "", up ? "')" : "");
+        if ((size_t)u == k)
+            return err_field(e, ERR_INVALID, field, "%s: a node cannot fan out over its own "
+                                                    "outputs", field);
+        json_t *p = json_object_get(v, "prefix");
+        if (p && !json_is_null(p)) {
+            snprintf(field, sizeof(field), "%s.array.prefix", path);
+            const char *ps = json_string_value(p), *why = NULL;
+            if (!ps || strncmp(ps, "s3://", 5) || !spec_uri_valid(ps, true, &why))
+                return err_field(e, ERR_INVALID, field, "%s must be an s3:// prefix%s%s", field,
+                                 why ? ": " : "", why ? why : "");
+        }
+        w->nodes[k].fan_from = u;
+        add_dep(&w->nodes[k], (size_t)u, false);
+        item0 = WORKFLOW_SAMPLE_ITEM;
+    } else {
+        struct array_input in;
+        if (array_input_parse(v, &in, e)) return node_array_err(e, path);
+        if (in.kind == ARRAY_OBJECTS) {
+            snprintf(field, sizeof(field), "%s.array.objects", path);
+            return err_field(e, ERR_INVALID, field,
+                             "%s: a workflow's node cannot list a prefix; fan out over an "
+                             "upstream node's outputs (\"outputs\": NODE, \"prefix\": ...)",
+                             field);
+        }
+        if (in.kind == ARRAY_ITEMS) item0 = text = array_item_text(json_array_get(in.items, 0));
+    }
+    json_t *sample = array_sample_spec(raw, "0", item0);
+    free(text);
+    struct job_spec *spec = &w->nodes[k].spec;
+    int rc = spec_parse(sample, path, spec, e);
+    json_decref(sample);
+    if (rc) return rc;
+    array_template(spec->json, raw);
+    json_object_set_new(spec->json, "array", json_deep_copy(v));
     return 0;
 }
 
@@ -280,6 +480,11 @@ static int check_cycles(struct workflow *w, struct err *e)
 }
 
 int workflow_parse(json_t *body, struct workflow *w, struct err *e)
+{
+    return workflow_parse_ports(body, NULL, w, e);
+}
+
+int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, struct err *e)
 {
     memset(w, 0, sizeof(*w));
     if (!json_is_object(body))
@@ -341,11 +546,16 @@ int workflow_parse(json_t *body, struct workflow *w, struct err *e)
         deps[w->n] = json_object_get(v, "depends_on");
         w->nodes[w->n++].name = xstrdup(key);
     }
-    if ((rc = parse_connections(w, json_object_get(body, "connections"), raw, e))) goto out;
+    if ((rc = parse_connections(w, json_object_get(body, "connections"), ports, raw, e))) goto out;
     for (size_t i = 0; i < w->n; i++) {
         char path[NODE_NAME_MAX + 16];
         snprintf(path, sizeof(path), "nodes.%s.job", w->nodes[i].name);
-        if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) goto out;
+        w->nodes[i].fan_from = -1;
+        if (json_object_get(raw[i], "array")) {
+            if ((rc = parse_array_node(w, i, raw[i], path, e))) goto out;
+        } else if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) {
+            goto out;
+        }
         if (w->nodes[i].spec.test) {
             strcat(path, ".test");
             rc = err_field(e, ERR_INVALID, path, "%s: a test probe cannot be a workflow's node",
@@ -354,18 +564,25 @@ int workflow_parse(json_t *body, struct workflow *w, struct err *e)
         }
     }
     /* a connected output: each attempt its own key, the first one's now */
+    json_t *bases = json_object(); /* "I.PORT" -> its URI as given, once rewritten */
     for (size_t i = 0; i < w->nconns; i++) {
         struct wf_conn *c = &w->conns[i];
         json_t *spec = w->nodes[c->from].spec.json;
-        const char *given = workflow_output_uri(spec, c->from_port);
-        for (size_t k = 0; k < i; k++) /* the same port connected before: rewritten already */
-            if (w->conns[k].from == c->from && !strcmp(w->conns[k].from_port, c->from_port))
-                given = w->conns[k].base;
+        char *bkey = xasprintf("%zu.%s", c->from, c->from_port);
+        json_t *before = json_object_get(bases, bkey); /* connected before: rewritten already */
+        const char *given = before ? json_string_value(before)
+                                   : workflow_output_uri(spec, c->from_port, c->from_at);
         c->base = given ? xstrdup(given) : NULL;
+        if (!before)
+            json_object_set_new(bases, bkey, c->base ? json_string(c->base) : json_null());
+        free(bkey);
+        /* a fan-out node's tasks write the keys as given ({{index}} makes them distinct) */
+        if (json_object_get(spec, "array")) continue;
         char *first = workflow_attempt_uri(c->base, 1);
-        if (first) workflow_set_output(spec, c->from_port, first);
+        if (first) workflow_set_output(spec, c->from_port, c->from_at, first);
         free(first);
     }
+    json_decref(bases);
     for (size_t i = 0; i < w->n && !rc; i++)
         rc = parse_deps(w, i, deps[i], e);
     if (!rc) rc = check_cycles(w, e);
@@ -387,6 +604,8 @@ void workflow_release(struct workflow *w)
         free(w->conns[i].from_port);
         free(w->conns[i].to_port);
         free(w->conns[i].base);
+        free(w->conns[i].from_at);
+        free(w->conns[i].to_at);
     }
     free(w->nodes);
     free(w->conns);
@@ -400,7 +619,9 @@ void workflow_jobs(const struct workflow *w, const char *owner, int64_t now_ms, 
     for (size_t i = 0; i < w->n; i++) {
         job_from_spec(&jobs[i], &w->nodes[i].spec, now_ms);
         jobs[i].owner = owner ? xstrdup(owner) : NULL;
-        if (w->nodes[i].ndeps) jobs[i].state = JOB_BLOCKED;
+        /* a fan-out node's job is never queued: the store makes its array */
+        if (w->nodes[i].ndeps || json_object_get(w->nodes[i].spec.json, "array"))
+            jobs[i].state = JOB_BLOCKED;
     }
 }
 
@@ -413,8 +634,11 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
             json_array_append_new(deps, json_pack("{s:s, s:s}", "node",
                                                   w->nodes[w->nodes[i].deps[d].node].name, "on",
                                                   w->nodes[i].deps[d].any ? "any" : "success"));
-        json_object_set_new(nodes, w->nodes[i].name,
-                            json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps));
+        json_t *node = json_pack("{s:s, s:o}", "job", ids[i], "depends_on", deps);
+        /* a fan-out node: its job's id is its array's (GET /v1/workflows shows its tasks) */
+        if (json_object_get(w->nodes[i].spec.json, "array"))
+            json_object_set_new(node, "array", json_true());
+        json_object_set_new(nodes, w->nodes[i].name, node);
     }
     for (size_t i = 0; i < w->nconns; i++) {
         const struct wf_conn *c = &w->conns[i];
@@ -422,6 +646,8 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
         json_object_set_new(o, "from", json_sprintf("%s.%s", w->nodes[c->from].name, c->from_port));
         json_object_set_new(o, "to", json_sprintf("%s.%s", w->nodes[c->to].name, c->to_port));
         json_object_set_new(o, "uri", json_string(c->base));
+        if (c->from_at) json_object_set_new(o, "from_at", json_string(c->from_at));
+        if (c->to_at) json_object_set_new(o, "to_at", json_string(c->to_at));
         json_array_append_new(conns, o);
     }
     return json_pack("{s:o, s:o, s:o}", "name", w->name ? json_string(w->name) : json_null(),

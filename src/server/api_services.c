@@ -306,8 +306,27 @@ static json_t *memo_def(struct services_memo *m, const struct service_rec *rec)
     return m->def;
 }
 
+static int expand(struct store *reads, struct services_memo *memo, json_t *job, const char *path,
+                  const json_t *connected, json_t **out, json_t **ports,
+                  struct service_use *use, struct err *e);
+
 int services_expand_job(struct store *reads, struct services_memo *memo, json_t *job,
                         const char *path, json_t **out, struct service_use *use, struct err *e)
+{
+    return expand(reads, memo, job, path, NULL, out, NULL, use, e);
+}
+
+int services_expand_node(struct store *reads, struct services_memo *memo, json_t *job,
+                         const char *path, const json_t *connected, json_t **out, json_t **ports,
+                         struct service_use *use, struct err *e)
+{
+    *ports = NULL;
+    return expand(reads, memo, job, path, connected, out, ports, use, e);
+}
+
+static int expand(struct store *reads, struct services_memo *memo, json_t *job, const char *path,
+                  const json_t *connected, json_t **out, json_t **ports,
+                  struct service_use *use, struct err *e)
 {
     memset(use, 0, sizeof(*use));
     *out = NULL;
@@ -378,7 +397,24 @@ int services_expand_job(struct store *reads, struct services_memo *memo, json_t 
                        "service '%s' version %d: its stored definition is not "
                        "JSON",
                        name, rec->version);
-    rc = service_expand(def, name, rec->version, job, path, out, e);
+    json_t *mine = NULL; /* the job with its connected inputs' stand-ins */
+    const char *port;
+    json_t *v;
+    json_object_foreach((json_t *)connected, port, v)
+    {
+        const char *type = service_port_type(def, port);
+        if (!type || strcmp(type, "input") || json_object_get(params, port) ||
+            (has_params && !json_is_object(params)))
+            continue; /* a bad params: service_expand says so */
+        if (!mine) {
+            mine = json_deep_copy(job);
+            if (!has_params) json_object_set_new(mine, "params", json_object());
+        }
+        json_object_set(json_object_get(mine, "params"), port, v);
+    }
+    rc = service_expand(def, name, rec->version, mine ? mine : job, path, out, e);
+    json_decref(mine);
+    if (!rc && ports) *ports = service_ports(def, json_object_get(*out, "params"));
     snprintf(use->name, sizeof(use->name), "%s", name);
     use->version = rec->version;
     use->pinned = version != 0;

@@ -11,8 +11,10 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/workflow.h"
 #include "server/fleet.h"
+#include "server/retention.h"
 #include "server/server.h"
 #include "server/services.h"
 #include "server/tenants.h"
@@ -46,8 +48,25 @@ static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
         json_t *n = json_pack("{s:s, s:O}", "job", id ? id : "", "depends_on",
                               json_object_get(v, "depends_on"));
         if (id && !store_job_get_run(st, id, &j, NULL)) {
-            count[j.state]++;
-            json_object_set_new(n, "state", json_string(job_state_name(j.state)));
+            int state = j.state;
+            struct array_rec a;
+            /* a fan-out node: its array (its id the node's job's), running while it waits */
+            if (json_is_true(json_object_get(v, "array")) &&
+                !store_array_get(st, id, &a, NULL)) {
+                int64_t c[JOB_NSTATES];
+                if (!store_array_counts(st, &a, c, NULL)) {
+                    json_t *ac = json_object();
+                    for (int s = 0; s < JOB_NSTATES; s++)
+                        json_object_set_new(ac, job_state_name(s), json_integer(c[s]));
+                    json_object_set_new(ac, "total", json_integer(a.count));
+                    json_object_set_new(n, "array", json_string(a.id));
+                    json_object_set_new(n, "counts", ac);
+                    if (state == JOB_BLOCKED) state = JOB_RUNNING;
+                }
+                array_rec_release(&a);
+            }
+            count[state]++;
+            json_object_set_new(n, "state", json_string(job_state_name(state)));
             json_object_set_new(n, "attempt", json_integer(j.attempt));
             json_object_set_new(n, "result", j.result ? json_incref(j.result) : json_null());
             job_release(&j);
@@ -163,34 +182,84 @@ static void submit_done(void *arg, int rc, const struct err *e)
     workflow_submit_free(ws);
 }
 
+/* The value a node's job (as sent, or expanded) gives output port `port`, or NULL. */
+static json_t *raw_output(json_t *job, const char *port)
+{
+    json_t *params = json_object_get(job, "params");
+    if (json_object_get(job, "service") && json_is_object(params))
+        return json_object_get(params, port); /* a service's port, expanded or not */
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(json_object_get(job, "command"), "arguments"), i, a)
+    {
+        const char *t = json_string_value(json_object_get(a, "type"));
+        const char *n = json_string_value(json_object_get(a, "name"));
+        if (t && n && !strcmp(t, "output") && !strcmp(n, port)) return json_object_get(a, "value");
+    }
+    return NULL;
+}
+
 /*
- * A node's job may name a service of the hub and give only its parameters, as a job may: each
+ * {NODE: {PORT: URI}}: each connected input's stand-in, the upstream's output as sent (or a
+ * placeholder when there is none: workflow_parse then names the connection).
+ */
+static json_t *connected_inputs(json_t *body)
+{
+    json_t *nodes = json_object_get(body, "nodes"), *out = json_object(), *c;
+    size_t i;
+    json_array_foreach(json_object_get(body, "connections"), i, c)
+    {
+        const char *from = json_string_value(json_object_get(c, "from"));
+        const char *to = json_string_value(json_object_get(c, "to"));
+        const char *fdot = from ? strchr(from, '.') : NULL, *tdot = to ? strchr(to, '.') : NULL;
+        if (!fdot || !tdot || fdot - from > 64 || tdot - to > 64) continue;
+        char up[72], down[72];
+        snprintf(up, sizeof(up), "%.*s", (int)(fdot - from), from);
+        snprintf(down, sizeof(down), "%.*s", (int)(tdot - to), to);
+        json_t *v = raw_output(json_object_get(json_object_get(nodes, up), "job"), fdot + 1);
+        json_t *mine = json_object_get(out, down);
+        if (!mine) json_object_set_new(out, down, mine = json_object());
+        json_object_set_new(mine, tdot + 1,
+                            json_is_string(v) ? json_incref(v)
+                                              : json_string("s3://drover-workflow/unconnected"));
+    }
+    return out;
+}
+
+/*
+ * A node's job may name a service of the hub and give only its params, as a job may: each
  * is expanded from its definition (server/services.h) before the workflow is validated, and
- * what the expansions read is checked again in the transaction that stores them.
+ * what the expansions read is checked again in the transaction that stores them. *ports gets
+ * each service node's ports ({NODE: PORTS}, for workflow_parse_ports).
  */
 static int expand_services(struct store *reads, json_t *body, const char *prefix,
-                           struct service_use **uses, size_t *n, struct err *e)
+                           struct service_use **uses, size_t *n, json_t **ports, struct err *e)
 {
     json_t *nodes = json_object_get(body, "nodes");
+    *ports = json_object();
     if (!json_is_object(nodes) || json_object_size(nodes) > WORKFLOW_MAX_NODES)
         return 0; /* workflow_parse says what is wrong */
     *uses = xcalloc(json_object_size(nodes) + 1, sizeof(**uses));
+    json_t *connected = connected_inputs(body);
     struct services_memo memo = {0};
     const char *name;
     json_t *node;
     int rc = 0;
     json_object_foreach(nodes, name, node)
     {
-        json_t *job = json_object_get(node, "job"), *expanded = NULL;
+        json_t *job = json_object_get(node, "job"), *expanded = NULL, *mine = NULL;
         if (!json_is_object(job)) continue;
         char path[128];
         snprintf(path, sizeof(path), "%snodes.%.64s.job", prefix, name);
-        if ((rc = services_expand_job(reads, &memo, job, path, &expanded, &(*uses)[*n], e)))
+        if ((rc = services_expand_node(reads, &memo, job, path, json_object_get(connected, name),
+                                       &expanded, &mine, &(*uses)[*n], e)))
             break;
         (*n)++;
         if (expanded) json_object_set_new(node, "job", expanded);
+        if (mine) json_object_set_new(*ports, name, mine);
     }
     services_memo_release(&memo);
+    json_decref(connected);
     return rc;
 }
 
@@ -202,14 +271,17 @@ int workflow_submit_prepare(struct server *s, json_t *body, const char *path, co
     size_t nuses = 0;
     char prefix[64] = "";
     if (path && *path) snprintf(prefix, sizeof(prefix), "%s.", path);
-    int rc = expand_services(s->reads, body, prefix, &uses, &nuses, e);
-    if (!rc && (rc = workflow_parse(body, &w, e)) && *prefix && e) { /* named from the top */
+    json_t *ports = NULL;
+    int rc = expand_services(s->reads, body, prefix, &uses, &nuses, &ports, e);
+    if (!rc && (rc = workflow_parse_ports(body, ports, &w, e)) && *prefix &&
+        e) { /* named from the top */
         char field[sizeof(e->field)], msg[sizeof(e->msg)];
         snprintf(field, sizeof(field), "%s%s", prefix, e->field[0] ? e->field : "nodes");
         snprintf(msg, sizeof(msg), "%s", e->msg);
         err_clear(e); /* the first error set is kept: this one replaces it */
         err_field(e, rc, field, "%s", msg);
     }
+    json_decref(ports);
     if (rc) {
         free(uses);
         return rc;
@@ -228,8 +300,10 @@ int workflow_submit_prepare(struct server *s, json_t *body, const char *path, co
     ws->jobs = xcalloc(w.n, sizeof(*ws->jobs));
     int64_t now = time_now_ms();
     workflow_jobs(&w, owner, now, ws->jobs);
-    for (size_t i = 0; i < w.n; i++)
+    for (size_t i = 0; i < w.n; i++) { /* as a job submitted alone */
         ws->jobs[i].tenant = xstrdup(ws->tenant);
+        retention_apply(s->retention, &ws->jobs[i]);
+    }
     char(*ids)[UUID_STR_LEN] = xcalloc(w.n, UUID_STR_LEN);
     for (size_t i = 0; i < w.n; i++)
         memcpy(ids[i], ws->jobs[i].id, UUID_STR_LEN);
@@ -400,6 +474,12 @@ void server_changed_jobs(struct server *s)
         if (!store_job_get(s->reads, ids[i], &j, NULL)) {
             fleet_job_changed(s->fleet, &j, false);
             job_release(&j);
+        }
+        /* a workflow's fan-out node: its array (the same id) made, retried or cancelled */
+        struct array_rec a;
+        if (!store_array_get(s->reads, ids[i], &a, NULL)) {
+            fleet_array_changed(s->fleet, &a);
+            array_rec_release(&a);
         }
     }
     free(ids);

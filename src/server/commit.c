@@ -236,6 +236,28 @@ void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void 
     pthread_mutex_unlock(&c->lock);
 }
 
+int64_t commit_skip_own(struct committer *c, int64_t seq)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t i = 0;
+    for (; i < c->nown; i++) { /* in commit order */
+        if (c->own[i].last <= seq) continue;
+        if (c->own[i].first != seq + 1) break;
+        seq = c->own[i].last;
+    }
+    /* those passed are not asked about again (the reader goes forward): forgotten, so that
+       a server that never reads its events back keeps none */
+    size_t past = 0;
+    while (past < i && c->own[past].last <= seq)
+        past++;
+    if (past) {
+        memmove(c->own, c->own + past, (c->nown - past) * sizeof(*c->own));
+        c->nown -= past;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return seq;
+}
+
 bool commit_wrote_event(struct committer *c, int64_t seq)
 {
     pthread_mutex_lock(&c->lock);

@@ -45,6 +45,12 @@ void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg);
  * store_tx_events)? Asked in increasing seq order: ranges below seq are forgotten.
  */
 bool commit_wrote_event(struct committer *c, int64_t seq);
+/*
+ * seq, moved past the events this server committed that follow it with no gap (seq + 1
+ * starts one of its batches, and so on): all of them are its own, nothing to read back.
+ * The ranges up to the seq returned are forgotten, as by commit_wrote_event.
+ */
+int64_t commit_skip_own(struct committer *c, int64_t seq);
 
 /* True when every submitted operation has been delivered. Thread: event loop. */
 bool commit_idle(const struct committer *c);

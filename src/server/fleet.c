@@ -1015,7 +1015,7 @@ void fleet_array_changed(struct fleet *f, const struct array_rec *a)
     int64_t n = array_claimable(a);
     if (n > 0) {
         struct job tmpl;
-        array_task_job(&tmpl, a->id, a->next_index, a->spec, NULL, a->owner, a->tenant,
+        array_task_job(&tmpl, a->id, a->next_index, a->spec, NULL, NULL, a->owner, a->tenant,
                        a->created_at, a->run_after);
         sched_add_array(f->d.sched, a->id, &tmpl, n);
         job_release(&tmpl);

@@ -42,7 +42,7 @@ const struct route server_routes[] = {
     {"POST", "/v1/arrays/{id}/cancel", api_arrays_cancel, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/arrays/{id}/retry", api_arrays_retry, ANY_CLIENT, 4 * KiB, false},
     /* 1,000 nodes of the seed message's 668 bytes, indented, with room */
-    {"POST", "/v1/workflows", api_workflows_create, ANY_CLIENT, 4 * MiB, true},
+    {"POST", "/v1/workflows", api_workflows_create, ANY_CLIENT, 16 * MiB, true},
     {"GET", "/v1/workflows", api_workflows_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/workflows/{id}", api_workflows_get, ANY_CLIENT, 0, false},
     {"POST", "/v1/workflows/{id}/cancel", api_workflows_cancel, ANY_CLIENT, 4 * KiB, false},

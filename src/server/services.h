@@ -53,6 +53,17 @@ int services_expand_job(struct store *reads, struct services_memo *memo, json_t 
                         const char *path, json_t **out, struct service_use *use, struct err *e);
 
 /*
+ * The same for a workflow's node: `connected` ({PORT: URI}, or NULL) gives a stand-in value
+ * for each of its inputs a connection feeds (and the job's params leave out), so that the
+ * expansion passes; the connection sets the real one when the node is queued. *ports (a new
+ * reference, or NULL when the job names no service of the hub): service_ports() of the
+ * expansion, the node's ports for workflow_parse_ports().
+ */
+int services_expand_node(struct store *reads, struct services_memo *memo, json_t *job,
+                         const char *path, const json_t *connected, json_t **out, json_t **ports,
+                         struct service_use *use, struct err *e);
+
+/*
  * Writer thread, in the transaction that stores the job: 0 when what `use`
  * says still holds; ERR_INVALID (naming "service") when the service has
  * been retired since; ERR_CONFLICT when a new version (for a job that did

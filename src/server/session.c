@@ -163,14 +163,16 @@ static json_t *session_json(const struct session_rec *s)
 {
     char at[64];
     time_format_rfc3339(s->expires_ms, at, sizeof(at));
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, s:b, s:b}}", "name", s->name,
-                     "role", role_name(s->role), "csrf", s->csrf, "expires_at", at, "can", "cancel",
-                     may_call(s->role, "POST", "/v1/jobs/{id}/cancel"), "retry",
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}}", "name",
+                     s->name, "role", role_name(s->role), "csrf", s->csrf, "expires_at", at, "can",
+                     "cancel", may_call(s->role, "POST", "/v1/jobs/{id}/cancel"), "retry",
                      may_call(s->role, "POST", "/v1/jobs/{id}/retry"), "drain",
                      may_call(s->role, "POST", "/v1/agents/{id}/drain"), "presign",
                      may_call(s->role, "POST", "/v1/presign"), "workflow_cancel",
                      may_call(s->role, "POST", "/v1/workflows/{id}/cancel"), "workflow_retry",
-                     may_call(s->role, "POST", "/v1/workflows/{id}/retry"));
+                     may_call(s->role, "POST", "/v1/workflows/{id}/retry"), "array_cancel",
+                     may_call(s->role, "POST", "/v1/arrays/{id}/cancel"), "array_retry",
+                     may_call(s->role, "POST", "/v1/arrays/{id}/retry"));
 }
 
 /* A sign-in or sign-out on its way through the committer. */

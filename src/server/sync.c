@@ -55,12 +55,14 @@ static int sync_agents(struct sync *y)
 }
 
 struct page {
+    struct sync *y;
     struct committer *commit;
     struct hmap jobs; /* ids named by the events read -> (void *)1 */
     struct hmap arrays; /* likewise, arrays stored or changed by another server */
     int64_t last;
     size_t n;
-    bool agents; /* an agent event: read the agents first */
+    bool agents;      /* an agent event: read the agents first */
+    bool agents_read; /* ... and they were */
 };
 
 static int collect(void *arg, const struct event_rec *ev)
@@ -75,6 +77,19 @@ static int collect(void *arg, const struct event_rec *ev)
         p->agents = true;
     else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
         hmap_put(&p->arrays, ev->subject, (void *)1);
+    return 0;
+}
+
+/* A job named by the events of a page, as stored now. */
+static int page_job(void *arg, const struct job *j)
+{
+    struct page *p = arg;
+    /* its agent registered elsewhere a moment ago: know it before its lease */
+    if (j->agent && !fleet_agent(p->y->s->fleet, j->agent) && !p->agents_read) {
+        sync_agents(p->y);
+        p->agents_read = true;
+    }
+    fleet_job_synced(p->y->s->fleet, j);
     return 0;
 }
 
@@ -107,29 +122,24 @@ static void catch_up(struct sync *y)
 {
     struct server *s = y->s;
     for (int page = 0; page < SYNC_PAGES; page++) {
-        struct page p = {.commit = s->commit, .last = y->seq};
+        y->seq = commit_skip_own(s->commit, y->seq); /* not read back */
+        struct page p = {.y = y, .commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
         hmap_init(&p.arrays);
         struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
         struct err e = ERR_INIT;
         int rc = store_event_list(s->reads, &flt, collect, &p, &e);
-        bool agents_read = false;
         if (!rc && p.agents) {
             rc = sync_agents(y);
-            agents_read = true;
+            p.agents_read = true;
         }
-        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he; he = hmap_next(&p.jobs, he)) {
-            struct job j;
-            int grc = store_job_get(s->reads, he->key, &j, &e);
-            if (grc == ERR_NOTFOUND) continue; /* gone (purged) */
-            if ((rc = grc)) break;
-            /* its agent registered elsewhere a moment ago: know it before its lease */
-            if (j.agent && !fleet_agent(s->fleet, j.agent) && !agents_read) {
-                sync_agents(y);
-                agents_read = true;
-            }
-            fleet_job_synced(s->fleet, &j);
-            job_release(&j);
+        if (!rc && p.jobs.count) { /* all in one read (those gone, purged, are skipped) */
+            const char **ids = xcalloc(p.jobs.count, sizeof(*ids));
+            size_t n = 0;
+            for (struct hmap_entry *he = hmap_first(&p.jobs); he; he = hmap_next(&p.jobs, he))
+                ids[n++] = he->key;
+            rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
+            free(ids);
         }
         /* its one scheduler entry here too: this server's leases claim its tasks as well */
         for (struct hmap_entry *he = hmap_first(&p.arrays); !rc && he;
@@ -163,14 +173,17 @@ static void notified(struct sync *y)
 {
     struct err e = ERR_INIT;
     bool any = false;
+    int64_t upto = 0;
     int fd = y->fd;
-    if (store_notified(y->listen, &fd, &any, &e)) {
+    if (store_notified(y->listen, &fd, &any, &upto, &e)) {
         log_debug("listening for other servers' commits: %s", e.msg);
         watch(y, -1); /* made again at a tick */
         return;
     }
     watch(y, fd);
-    if (any) catch_up(y);
+    if (!any) return;
+    y->seq = commit_skip_own(y->s->commit, y->seq);
+    if (upto > y->seq) catch_up(y); /* else all announced were this server's */
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)

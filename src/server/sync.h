@@ -7,7 +7,10 @@
  * handle of this server's own listens, and on an announcement (and once a second anyway,
  * which also covers an announcement lost to a reconnect) the server reads the events after
  * the last seq it has seen and, for each job they name, applies the job as the store has it
- * now (fleet_job_synced); its own events (commit_wrote_event) it skips. Agents are read
+ * now (fleet_job_synced); its own events (commit_wrote_event) it skips, and those that
+ * follow the last seq seen with no other server's between (commit_skip_own) it does not
+ * read at all: an announcement says the newest seq committed, so a server alone on the
+ * database reads nothing back. Agents are read
  * from the store once a second (fleet_agent_synced: registrations and states stored by
  * others, the newest last_seen of all servers), and the last_seen of the agents polling
  * this server is written back (fleet_flush_seen) so that the leader judges liveness on

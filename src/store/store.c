@@ -10,6 +10,7 @@
 
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/workflow.h"
 
 #define EVENT_ERROR_MAX 512 /* bytes of a result's error an event carries */
@@ -85,6 +86,9 @@ void store_close(struct store *st)
 {
     if (st) {
         free(st->changed);
+        for (size_t i = 0; i < ARRAY_SIZE(st->wf_cache); i++)
+            json_decref(st->wf_cache[i]);
+        free(st->wf_pending);
         st->ops->close(st);
     }
 }
@@ -204,33 +208,115 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
     return st->ops->job_list(st, f, out, e);
 }
 
-/* The name of the node whose job is `job`; NULL when none. */
-static const char *node_of_job(json_t *nodes, const char *job)
+/*
+ * A workflow's lookups, built once from its document (which never changes once stored): a
+ * json object {"id", "doc", "job_node": {JOB: NODE}, "down": {NODE: [NODE...]} (the nodes
+ * that depend on it), "to": {NODE: [CONNECTION...]}, "from": {NODE: [CONNECTION...]},
+ * "on": {NODE: {UPSTREAM: "success"|"any"}}, "cursor": {NODE: N} (node_go's hint)}, so that
+ * moving a workflow along costs what the nodes it touches cost, not its size.
+ */
+static void index_add(json_t *o, const char *key, json_t *v)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(nodes, k, v)
-    {
-        const char *id = json_string_value(json_object_get(v, "job"));
-        if (id && !strcmp(id, job)) return k;
-    }
-    return NULL;
+    json_t *a = json_object_get(o, key);
+    if (!a) json_object_set_new(o, key, a = json_array());
+    json_array_append(a, v);
 }
 
-/* The workflow job `job` belongs to, in *w (release it): 1; 0 when it belongs to none. */
-static int workflow_of_job(struct store *st, const char *job, struct workflow_rec *w,
-                           struct err *e)
+/* The node of "NODE.PORT" into node (at most n bytes); false when there is none. */
+static bool end_node(const char *end, char *node, size_t n)
+{
+    const char *dot = end ? strchr(end, '.') : NULL;
+    if (!dot || (size_t)(dot - end) >= n) return false;
+    memcpy(node, end, (size_t)(dot - end));
+    node[dot - end] = '\0';
+    return true;
+}
+
+static json_t *wf_index_build(const char *id, json_t *doc)
+{
+    json_t *job_node = json_object(), *down = json_object(), *to = json_object(),
+           *from = json_object(), *on = json_object(), *v, *d, *c;
+    const char *k;
+    size_t i;
+    json_object_foreach(json_object_get(doc, "nodes"), k, v)
+    {
+        const char *job = json_string_value(json_object_get(v, "job"));
+        if (job) json_object_set_new(job_node, job, json_string(k));
+        json_t *name = json_string(k), *ons = json_object();
+        json_array_foreach(json_object_get(v, "depends_on"), i, d)
+        {
+            const char *up = json_string_value(json_object_get(d, "node"));
+            if (!up) continue;
+            index_add(down, up, name);
+            json_object_set(ons, up, json_object_get(d, "on"));
+        }
+        json_object_set_new(on, k, ons);
+        json_decref(name);
+    }
+    json_array_foreach(json_object_get(doc, "connections"), i, c)
+    {
+        char node[80];
+        if (end_node(json_string_value(json_object_get(c, "to")), node, sizeof(node)))
+            index_add(to, node, c);
+        if (end_node(json_string_value(json_object_get(c, "from")), node, sizeof(node)))
+            index_add(from, node, c);
+    }
+    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o}", "id", id, "doc", doc,
+                     "job_node", job_node, "down", down, "to", to, "from", from, "on", on,
+                     "cursor", json_object());
+}
+
+/* Workflow `id`'s lookups (a new reference): from the cache, else built from doc (when given)
+   or from the store. */
+static int wf_index(struct store *st, const char *id, json_t *doc, json_t **out, struct err *e)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(st->wf_cache); i++) {
+        const char *have = json_string_value(json_object_get(st->wf_cache[i], "id"));
+        if (have && !strcmp(have, id)) {
+            *out = json_incref(st->wf_cache[i]);
+            return 0;
+        }
+    }
+    struct workflow_rec w = {0};
+    if (!doc) {
+        int rc = st->ops->workflow_get(st, id, &w, e);
+        if (rc) return rc;
+        doc = w.doc;
+    }
+    *out = wf_index_build(id, doc);
+    workflow_rec_release(&w);
+    size_t slot = st->wf_next++ % ARRAY_SIZE(st->wf_cache);
+    json_decref(st->wf_cache[slot]);
+    st->wf_cache[slot] = json_incref(*out);
+    return 0;
+}
+
+/* The lookups of the workflow job `job` belongs to, in *ix (a new reference): 1; 0 when it
+   belongs to none. */
+static int workflow_of_job(struct store *st, const char *job, json_t **ix, struct err *e)
 {
     char wid[UUID_STR_LEN];
     struct err we = ERR_INIT;
     int rc = st->ops->workflow_of(st, job, wid, &we);
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return err_set(e, rc, "%s", we.msg);
-    return (rc = st->ops->workflow_get(st, wid, w, e)) ? rc : 1;
+    return (rc = wf_index(st, wid, NULL, ix, e)) ? rc : 1;
+}
+
+/* The name of the node whose job is `job`; NULL when none. */
+static const char *node_of_job(json_t *ix, const char *job)
+{
+    return json_string_value(json_object_get(json_object_get(ix, "job_node"), job));
 }
 
 static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e);
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e);
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e);
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e);
+static bool fan_node(const struct job *j);
+static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
+                   int64_t now_ms, struct err *e);
 
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
@@ -249,14 +335,25 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
                        job_state_name(state), was, out->agent ? " on " : "",
                        out->agent ? out->agent : "");
     }
+    /* a fan-out node's job is never queued: no agent runs it (its workflow's retry reruns its
+       tasks) */
+    if (ev == JOB_EV_RETRY && fan_node(out))
+        return err_set(e, ERR_CONFLICT,
+                       "job '%s' is a workflow's fan-out node: retry its workflow (its failed and "
+                       "cancelled tasks run again)",
+                       id);
     if ((rc = lifecycle_apply(out, ev, a, e)))
         return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
     if ((rc = st->ops->job_update(st, out, was, 1u << state, e))) {
         job_release(out);
         return rc;
     }
-    /* a workflow's node ended: what depends on it may go on (or not), in this transaction */
-    if (job_state_terminal(out->state) && (rc = workflow_advance(st, id, a->now_ms, e)))
+    /* a workflow's node ended: what depends on it may go on (or not), in this transaction; a
+       fan-out node cancelled cancels its tasks; a fan-out node's last task settles it */
+    if (job_state_terminal(out->state) &&
+        ((rc = workflow_advance(st, id, a->now_ms, e)) ||
+         (ev == JOB_EV_CANCEL && (rc = fan_cancel(st, id, a->now_ms, e))) ||
+         (rc = fan_task_ended(st, out, a->now_ms, e))))
         job_release(out);
     /* queued for another attempt: its connected outputs go to that attempt's keys */
     else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
@@ -353,7 +450,10 @@ int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job
     struct job_event_args a = {.now_ms = now_ms};
     struct err ce = ERR_INIT;
     int rc = store_job_apply(st, id, 0, NULL, true, JOB_EV_RETRY, &a, out, &ce);
-    if (rc == ERR_CONFLICT) {
+    if (rc == ERR_CONFLICT && fan_node(out)) {
+        *e = ce;
+        job_release(out);
+    } else if (rc == ERR_CONFLICT) {
         rc = err_set(e, ERR_CONFLICT,
                      "job '%s' is %s: only a failed or cancelled job can be retried", id,
                      job_state_name(out->state));
@@ -374,6 +474,27 @@ int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const
                    void *arg, struct err *e)
 {
     return st->ops->job_scan(st, states, fn, arg, e);
+}
+
+int store_job_each(struct store *st, const char *const *ids, size_t n,
+                   int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
+{
+    if (st->ops->job_each)
+        return n ? st->ops->job_each(st, ids, n, fn, arg, e) : 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct job j;
+        if ((rc = st->ops->job_get(st, ids[i], &j, e)) == ERR_NOTFOUND) {
+            err_clear(e);
+            rc = 0;
+            continue;
+        }
+        if (!rc) {
+            rc = fn(arg, &j);
+            job_release(&j);
+        }
+    }
+    return rc;
 }
 
 int store_log_append(struct store *st, const char *job, int attempt, int stream, int64_t offset,
@@ -503,11 +624,12 @@ int store_listen(struct store *st, int *fd, struct err *e)
     return st->ops->listen(st, fd, e);
 }
 
-int store_notified(struct store *st, int *fd, bool *any, struct err *e)
+int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e)
 {
     *any = false;
+    *upto = 0;
     if (!st->ops->notified) return err_set(e, ERR_INVALID, "this store is not shared");
-    return st->ops->notified(st, fd, any, e);
+    return st->ops->notified(st, fd, any, upto, e);
 }
 
 void store_tx_events(struct store *st, int64_t *first, int64_t *last)
@@ -660,7 +782,19 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
         int rc = store_job_insert(st, jobs[i], e);
         if (rc) return rc;
     }
-    return st->ops->workflow_insert(st, w, e);
+    int rc = st->ops->workflow_insert(st, w, e);
+    /* a fan-out node without upstreams: its array now */
+    json_t *ix = NULL;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!fan_node(jobs[i])) continue;
+        if (!ix && (rc = wf_index(st, w->id, w->doc, &ix, e))) break;
+        const char *name = node_of_job(ix, jobs[i]->id);
+        json_t *node = json_object_get(json_object_get(w->doc, "nodes"), name ? name : "");
+        if (name && !json_array_size(json_object_get(node, "depends_on")))
+            rc = node_go(st, ix, name, NULL, w->created_at, e);
+    }
+    json_decref(ix);
+    return rc;
 }
 
 int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e)
@@ -695,28 +829,45 @@ static const char *node_job(json_t *nodes, const char *name)
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
 }
 
-/* How a blocked node stands: *verdict -1 cancel (an upstream it needs did not succeed: why
-   says which), 0 wait (an upstream has not ended), 1 go. */
-static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verdict, char *why,
-                        size_t nwhy, struct err *e)
+/* The state of upstream node `up` (a name in nodes), into *state. */
+static int up_state(struct store *st, json_t *nodes, const char *up, int *state, struct err *e)
 {
-    size_t i;
-    json_t *d;
+    const char *id = node_job(nodes, up);
+    struct job j;
+    int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
+    if (rc) return rc;
+    *state = j.state;
+    job_release(&j);
+    return 0;
+}
+
+/*
+ * How a blocked node stands, from its upstreams from the `from`-th on: *verdict -1 cancel (an
+ * upstream it needs did not succeed: why says which), 0 wait (an upstream has not ended), 1
+ * go. With `first_open`, it stops at the first upstream not ended (its index in *stop);
+ * else it reads them all (a cancel found after an open one wins).
+ */
+static int node_verdict(struct store *st, json_t *nodes, json_t *node, size_t from,
+                        bool first_open, size_t *stop, int *verdict, char *why, size_t nwhy,
+                        struct err *e)
+{
+    json_t *deps = json_object_get(node, "depends_on");
     *verdict = 1;
-    json_array_foreach(json_object_get(node, "depends_on"), i, d)
-    {
-        const char *up = node_job(nodes, json_string_value(json_object_get(d, "node")));
+    *stop = json_array_size(deps);
+    for (size_t i = from; i < json_array_size(deps); i++) {
+        json_t *d = json_array_get(deps, i);
+        const char *up = json_string_value(json_object_get(d, "node"));
         const char *on = json_string_value(json_object_get(d, "on"));
-        struct job j;
-        int rc = st->ops->job_get_run(st, up ? up : "", &j, e);
+        int state, rc = up_state(st, nodes, up ? up : "", &state, e);
         if (rc) return rc;
-        int state = j.state;
-        job_release(&j);
-        if (!job_state_terminal(state))
+        if (!job_state_terminal(state)) {
             *verdict = 0;
-        else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
-            const char *up_name = json_string_value(json_object_get(d, "node"));
-            snprintf(why, nwhy, "its upstream node '%s' %s", up_name ? up_name : "?",
+            if (first_open) {
+                *stop = i;
+                return 0;
+            }
+        } else if (state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+            snprintf(why, nwhy, "its upstream node '%s' %s", up ? up : "?",
                      job_state_name(state));
             *verdict = -1;
             return 0;
@@ -725,26 +876,211 @@ static int node_verdict(struct store *st, json_t *nodes, json_t *node, int *verd
     return 0;
 }
 
-/* Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs. */
-static int connect_inputs(struct store *st, json_t *doc, const char *name, json_t *spec,
-                          bool *changed, struct err *e)
+/*
+ * The verdict on blocked node `name` after its upstream `ended` ended (NULL: any may have).
+ * A fan-in node is looked at once per upstream's end: reading all its upstreams each time
+ * would cost the square of their number. So: the one that ended, when it cancels the node,
+ * decides at once; else the upstreams are read from where the last look stopped (the
+ * cursor: those before it had ended) up to the first one still open; and only when none is
+ * open are they all read again, from the first (one may have been retried since), to decide.
+ */
+static int verdict_after(struct store *st, json_t *ix, const char *name, const char *ended,
+                         int *verdict, char *why, size_t nwhy, struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_t *node = json_object_get(nodes, name);
+    json_t *cursors = json_object_get(ix, "cursor");
+    size_t stop, from = (size_t)json_integer_value(json_object_get(cursors, name));
+    int rc;
+    if (!ended) return node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    const char *on = json_string_value(
+        json_object_get(json_object_get(json_object_get(ix, "on"), name), ended));
+    int state;
+    if ((rc = up_state(st, nodes, ended, &state, e))) return rc;
+    if (job_state_terminal(state) && state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
+        snprintf(why, nwhy, "its upstream node '%s' %s", ended, job_state_name(state));
+        *verdict = -1;
+        return 0;
+    }
+    if ((rc = node_verdict(st, nodes, node, from, true, &stop, verdict, why, nwhy, e)))
+        return rc;
+    json_object_set_new(cursors, name, json_integer((json_int_t)stop));
+    if (*verdict == 1 && from > 0) /* all ended since the cursor: make sure of those before */
+        rc = node_verdict(st, nodes, node, 0, false, &stop, verdict, why, nwhy, e);
+    return rc;
+}
+
+/* A fan-out node's job: a placeholder no agent runs (docs/api.md "Workflows"). */
+static bool fan_node(const struct job *j)
+{
+    return json_is_object(json_object_get(j->spec, "array"));
+}
+
+struct fanin {
+    struct store *st;
+    const char *port, *at; /* the fan-out node's output port (at: a service node's place) */
+    char **uris, **shas;
+    size_t n, max;
+    bool over;
+};
+
+/* A succeeded task of a fan-out node: the object it wrote to output port f->port. */
+static int fanin_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fanin *f = arg;
+    (void)index;
+    (void)state;
+    if (f->n == f->max) {
+        f->over = true;
+        return 1;
+    }
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    const char *uri = workflow_output_uri(t.spec, f->port, f->at), *sha = NULL;
+    size_t k;
+    json_t *o;
+    json_array_foreach(json_object_get(t.result, "outputs"), k, o)
+    {
+        const char *ou = json_string_value(json_object_get(o, "uri"));
+        if (uri && ou && !strcmp(ou, uri)) sha = json_string_value(json_object_get(o, "sha256"));
+    }
+    if (uri) {
+        f->uris[f->n] = xstrdup(uri);
+        f->shas[f->n++] = sha ? xstrdup(sha) : NULL;
+    }
+    job_release(&t);
+    return 0;
+}
+
+/*
+ * Fan-in: input `port` (to_at: its place, or NULL) of spec gets one argument per succeeded
+ * task of fan-out node u (index order), each the object the task wrote to u's output
+ * `from_port` (from_at). *fail says why when they would be more arguments than a spec may
+ * hold, or when the input is not an argument.
+ */
+static int fan_in(struct store *st, const struct job *u, const char *from_port,
+                  const char *from_at, json_t *spec, const char *port, const char *to_at,
+                  const char *up_name, char *fail, size_t nfail, struct err *e)
+{
+    struct array_rec a = {0};
+    struct err ge = ERR_INIT;
+    size_t have = json_array_size(json_object_get(json_object_get(spec, "command"), "arguments"));
+    struct fanin f = {st,   from_port, from_at, NULL, NULL, 0,
+                      SPEC_MAX_ARGUMENTS - (have ? have - 1 : 0), false};
+    int rc = st->ops->array_get(st, u->id, false, &a, &ge);
+    if (rc && rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
+    f.uris = xcalloc(f.max + 1, sizeof(*f.uris));
+    f.shas = xcalloc(f.max + 1, sizeof(*f.shas));
+    if (!rc) /* else it ended before its array was made: no object */
+        rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, (int)f.max + 1, fanin_add,
+                               &f, e);
+    else
+        rc = 0;
+    if (rc == 1 && f.over) rc = 0;
+    if (!rc && f.over)
+        snprintf(fail, nfail,
+                 "the fan-in from node '%s' has more than %zu objects: with the other "
+                 "arguments, more than a spec's %d arguments",
+                 up_name, f.max, SPEC_MAX_ARGUMENTS);
+    else if (!rc && !workflow_set_inputs(spec, port, to_at, (const char *const *)f.uris,
+                                         (const char *const *)f.shas, f.n))
+        snprintf(fail, nfail, "the fan-in from node '%s' must go to an input argument", up_name);
+    for (size_t i = 0; i < f.n; i++) {
+        free(f.uris[i]);
+        free(f.shas[i]);
+    }
+    free(f.uris);
+    free(f.shas);
+    array_rec_release(&a);
+    return rc;
+}
+
+/* The argument index of a connection's "to_at" ("arguments[I]"), or -1. */
+static long at_index(json_t *c)
+{
+    size_t i;
+    char end;
+    const char *at = json_string_value(json_object_get(c, "to_at"));
+    return at && sscanf(at, "arguments[%zu%c", &i, &end) == 2 && end == ']' ? (long)i : -1;
+}
+
+/*
+ * The inputs of node `name` connected to fan-out nodes (connect_inputs). Each becomes many
+ * arguments, which moves the arguments after it: those given by place go first, from the
+ * last place back, then those given by name.
+ */
+static int fan_ins(struct store *st, json_t *ix, const char *name, json_t *spec, bool *changed,
+                   char *fail, size_t nfail, struct err *e)
+{
+    json_t *conns = json_object_get(json_object_get(ix, "to"), name);
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    size_t n = json_array_size(conns), len = strlen(name);
+    bool *done = xcalloc(n + 1, sizeof(*done));
+    int rc = 0;
+    for (size_t round = 0; round < n && !rc && !fail[0]; round++) {
+        long best = -2;
+        size_t pick = n;
+        for (size_t i = 0; i < n; i++) {
+            long at = at_index(json_array_get(conns, i));
+            if (!done[i] && at > best) {
+                best = at;
+                pick = i;
+            }
+        }
+        if (pick == n) break;
+        done[pick] = true;
+        json_t *c = json_array_get(conns, pick);
+        const char *to = json_string_value(json_object_get(c, "to"));
+        const char *from = json_string_value(json_object_get(c, "from"));
+        const char *dot = from ? strchr(from, '.') : NULL;
+        if (!to || !dot) continue;
+        char up[80];
+        snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
+        const char *upjob = node_job(nodes, up);
+        struct job u;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) break;
+        if (fan_node(&u)) {
+            rc = fan_in(st, &u, dot + 1, json_string_value(json_object_get(c, "from_at")), spec,
+                        to + len + 1, json_string_value(json_object_get(c, "to_at")), up, fail,
+                        nfail, e);
+            *changed = true;
+        }
+        job_release(&u);
+    }
+    free(done);
+    return rc;
+}
+
+/*
+ * Sets the inputs of node `name` (spec: its job's) connected to its upstreams' outputs; one
+ * from a fan-out node becomes one argument per task (after the others: fan_ins). *fail (when
+ * set) says why the node cannot run.
+ */
+static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t *spec,
+                          bool *changed, char *fail, size_t nfail, struct err *e)
 {
     size_t i, len = strlen(name);
-    json_t *c;
-    json_array_foreach(json_object_get(doc, "connections"), i, c)
+    json_t *c, *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_array_foreach(json_object_get(json_object_get(ix, "to"), name), i, c)
     {
         const char *to = json_string_value(json_object_get(c, "to"));
         const char *from = json_string_value(json_object_get(c, "from"));
-        if (!to || !from || strncmp(to, name, len) || to[len] != '.') continue;
-        const char *dot = strchr(from, '.');
-        if (!dot) continue;
+        const char *dot = from ? strchr(from, '.') : NULL;
+        if (!to || !dot) continue;
         char up[80];
         snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
-        const char *upjob = node_job(json_object_get(doc, "nodes"), up);
+        const char *upjob = node_job(nodes, up);
         struct job u;
         int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
         if (rc) return rc;
-        const char *uri = workflow_output_uri(u.spec, dot + 1), *sha = NULL;
+        if (fan_node(&u)) { /* below, once the others are set */
+            job_release(&u);
+            continue;
+        }
+        const char *from_at = json_string_value(json_object_get(c, "from_at"));
+        const char *to_at = json_string_value(json_object_get(c, "to_at"));
+        const char *uri = workflow_output_uri(u.spec, dot + 1, from_at), *sha = NULL;
         size_t k;
         json_t *o;
         /* the object its succeeded attempt wrote, pinned by that attempt's sha256 */
@@ -754,10 +1090,10 @@ static int connect_inputs(struct store *st, json_t *doc, const char *name, json_
             if (uri && ou && !strcmp(ou, uri))
                 sha = json_string_value(json_object_get(o, "sha256"));
         }
-        if (uri && workflow_set_input(spec, to + len + 1, uri, sha)) *changed = true;
+        if (uri && workflow_set_input(spec, to + len + 1, to_at, uri, sha)) *changed = true;
         job_release(&u);
     }
-    return 0;
+    return fan_ins(st, ix, name, spec, changed, fail, nfail, e);
 }
 
 static int node_apply(struct store *st, const char *job, enum job_event ev, int64_t now_ms,
@@ -771,81 +1107,345 @@ static int node_apply(struct store *st, const char *job, enum job_event ev, int6
     return rc;
 }
 
-/* A blocked node whose upstreams may all have ended: queued, cancelled, or left waiting. */
-static int node_go(struct store *st, json_t *doc, const char *name, int64_t now_ms,
-                   struct err *e)
+/* Ends a blocked node no agent runs (JOB_EV_SETTLE) as `state`. */
+static int settle(struct store *st, const char *job, int state, const char *reason,
+                  const char *why, int64_t now_ms, struct err *e)
 {
-    json_t *nodes = json_object_get(doc, "nodes"), *node = json_object_get(nodes, name);
+    struct job_event_args a = {.now_ms = now_ms, .settle = state, .reason = reason, .why = why};
+    struct job out;
+    int rc = store_job_apply(st, job, 0, NULL, false, JOB_EV_SETTLE, &a, &out, e);
+    if (rc == 0 || rc == LIFECYCLE_SAME || rc == ERR_CONFLICT) job_release(&out);
+    if (rc == 0) changed_push(st, job);
+    return rc == ERR_CONFLICT ? 0 : rc;
+}
+
+static int fan_push(void *arg, struct job *j)
+{
+    changed_push(arg, j->id);
+    job_release(j);
+    return 0;
+}
+
+/*
+ * Fan-out node `id` (blocked) whose array has no task left to end: settled, succeeded when
+ * all its tasks did, else failed when one failed, else cancelled. The array's row is locked
+ * first, so that of two tasks ending at once the later sees the other's end.
+ */
+static int fan_check(struct store *st, const char *id, int64_t now_ms, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, true, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t counts[JOB_NSTATES], open = 0;
+    rc = store_array_counts(st, &a, counts, e);
+    for (int k = 0; !rc && k < JOB_NSTATES; k++)
+        if (!job_state_terminal(k)) open += counts[k];
+    if (!rc && !open) {
+        char why[160] = "";
+        int state = counts[JOB_SUCCEEDED] == a.count ? JOB_SUCCEEDED
+                    : counts[JOB_FAILED]             ? JOB_FAILED
+                                                     : JOB_CANCELLED;
+        if (state == JOB_FAILED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks failed",
+                     (long long)counts[JOB_FAILED], (long long)a.count);
+        else if (state == JOB_CANCELLED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks were cancelled",
+                     (long long)counts[JOB_CANCELLED], (long long)a.count);
+        rc = settle(st, id, state, "array", why[0] ? why : NULL, now_ms, e);
+    }
+    array_rec_release(&a);
+    return rc;
+}
+
+/* A task ended: when its array is a fan-out node's, that node may be settled. */
+static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
+                          struct err *e)
+{
+    if (task->id[14] != '8') return 0; /* not an array's task (array_task_id: version 8) */
+    struct job t, p;
+    const struct job *j = task;
+    struct err ge = ERR_INIT;
+    if (!task->spec) {
+        if (st->ops->job_get(st, task->id, &t, &ge)) return 0;
+        j = &t;
+    }
+    const char *array = json_string_value(json_object_get(
+        json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_ARRAY_ID"));
+    /* a job with its array's id is a fan-out node's (blocked while its tasks run) */
+    int rc = array ? st->ops->job_get_run(st, array, &p, &ge) : ERR_NOTFOUND;
+    if (!rc) {
+        if (p.state == JOB_BLOCKED) rc = fan_check(st, p.id, now_ms, e);
+        job_release(&p);
+    } else if (rc == ERR_NOTFOUND) {
+        rc = 0; /* an array of its own, not a node's */
+    } else {
+        err_set(e, rc, "%s", ge.msg);
+    }
+    if (j == &t) job_release(&t);
+    return rc;
+}
+
+/* A fan-out node's job was cancelled: so are its tasks that have not ended. */
+static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    if (job[14] == '8') return 0; /* an array's task */
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, job, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    int64_t n = 0;
+    rc = store_array_cancel(st, job, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+    if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e); /* other servers: its entry */
+    if (!rc) changed_push(st, job); /* this one drops its array's entry */
+    array_rec_release(&a);
+    return rc;
+}
+
+struct fan_outs {
+    struct store *st;
+    json_t *outs;
+};
+
+static int outputs_add(void *arg, int64_t index, int state, const struct job *run)
+{
+    struct fan_outs *f = arg;
+    (void)index;
+    (void)state;
+    struct job t;
+    struct err e = ERR_INIT;
+    if (!run || f->st->ops->job_get(f->st, run->id, &t, &e)) return 0;
+    json_array_extend(f->outs, json_object_get(t.result, "outputs"));
+    job_release(&t);
+    return json_array_size(f->outs) > ARRAY_MAX_TASKS; /* enough: 1 stops */
+}
+
+/* The outputs of fan-out node `id`'s succeeded tasks, in index order, appended to outs. */
+static int fan_outputs(struct store *st, const char *id, json_t *outs, struct err *e)
+{
+    struct array_rec a;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, id, false, &a, &ge);
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
+    struct fan_outs f = {st, outs};
+    rc = store_array_tasks(st, &a, 0, a.count - 1, JOB_SUCCEEDED, ARRAY_MAX_TASKS, outputs_add,
+                           &f, e);
+    array_rec_release(&a);
+    return rc == 1 ? 0 : rc;
+}
+
+/*
+ * Fan-out node `name` (j: its blocked job) may go: its array made (an upstream's outputs, the
+ * count or the items), or, made before (a workflow's retry), its failed and cancelled tasks run
+ * again. The server is told (the node's id, which is its array's) once committed.
+ */
+static int fan_start(struct store *st, json_t *ix, const char *name, struct job *j,
+                     int64_t now_ms, struct err *e)
+{
+    struct array_rec a = {0};
+    struct err ge = ERR_INIT;
+    int rc = st->ops->array_get(st, j->id, false, &a, &ge);
+    if (!rc) {
+        int64_t n = 0;
+        rc = store_array_retry(st, j->id, 0, a.count - 1, now_ms, fan_push, st, &n, e);
+        if (!rc) rc = store_event_array(st, &a, ARRAY_CHANGED, e);
+        array_rec_release(&a);
+        if (!rc) changed_push(st, j->id);
+        return rc ? rc : fan_check(st, j->id, now_ms, e);
+    }
+    if (rc != ERR_NOTFOUND) return err_set(e, rc, "%s", ge.msg);
+    char fail[320] = "";
+    bool changed = false;
+    if ((rc = connect_inputs(st, ix, name, j->spec, &changed, fail, sizeof(fail), e)))
+        return rc;
+    if (fail[0]) return settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+    if (changed && (rc = st->ops->job_set_spec(st, j->id, j->spec, e))) return rc;
+    json_t *in = json_object_get(j->spec, "array");
+    memcpy(a.id, j->id, sizeof(a.id));
+    a.items = json_array();
+    const char *up = json_string_value(json_object_get(in, "outputs"));
+    if (up) {
+        a.kind = ARRAY_OUTPUTS;
+        const char *prefix = json_string_value(json_object_get(in, "prefix"));
+        const char *upjob = node_job(json_object_get(json_object_get(ix, "doc"), "nodes"), up);
+        struct job u;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) goto out;
+        json_t *outs = json_incref(json_object_get(u.result, "outputs"));
+        if (fan_node(&u)) { /* a fan-out node: what its succeeded tasks wrote, in index order */
+            json_decref(outs);
+            outs = json_array();
+            rc = fan_outputs(st, u.id, outs, e);
+        }
+        job_release(&u);
+        size_t k;
+        json_t *o;
+        json_array_foreach(outs, k, o)
+        {
+            const char *uri = json_string_value(json_object_get(o, "uri"));
+            if (rc || !uri || (prefix && strncmp(uri, prefix, strlen(prefix)))) continue;
+            if (json_array_size(a.items) == ARRAY_MAX_TASKS) break;
+            json_t *it = json_pack("{s:s, s:O?}", "uri", uri, "sha256",
+                                   json_object_get(o, "sha256"));
+            char *text = json_dumps(it, JSON_COMPACT);
+            json_array_append_new(a.items, json_string(text));
+            free(text);
+            json_decref(it);
+        }
+        json_decref(outs);
+        if (rc) goto out;
+        a.source = xstrdup(up);
+        if (!json_array_size(a.items)) {
+            snprintf(fail, sizeof(fail), "its upstream node '%s' wrote no object%s%.200s", up,
+                     prefix ? " under " : "", prefix ? prefix : "");
+            rc = settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+            goto out;
+        }
+    } else if (json_object_get(in, "items")) {
+        a.kind = ARRAY_ITEMS;
+        size_t k;
+        json_t *it;
+        json_array_foreach(json_object_get(in, "items"), k, it)
+        {
+            char *t = array_item_text(it);
+            json_array_append_new(a.items, json_string(t));
+            free(t);
+        }
+    } else {
+        a.kind = ARRAY_COUNT;
+        json_decref(a.items);
+        a.items = NULL;
+        a.count = json_integer_value(json_object_get(in, "count"));
+    }
+    if (a.items) a.count = (int64_t)json_array_size(a.items);
+    a.owner = j->owner ? xstrdup(j->owner) : NULL;
+    a.tenant = j->tenant ? xstrdup(j->tenant) : NULL;
+    a.queue = xstrdup(j->queue);
+    a.name = j->name ? xstrdup(j->name) : NULL;
+    a.priority = j->priority;
+    a.skips = json_array();
+    a.spec = json_deep_copy(j->spec);
+    json_object_del(a.spec, "array");
+    a.created_at = now_ms;
+    array_rec_views(&a);
+    if (!(rc = store_array_insert(st, &a, e)) &&
+        !(rc = store_event_array(st, &a, ARRAY_SUBMITTED, e)))
+        changed_push(st, j->id);
+out:
+    array_rec_release(&a);
+    return rc;
+}
+
+/*
+ * A blocked node whose upstreams may all have ended (`ended` did, or NULL: any may have):
+ * queued, cancelled, or left waiting.
+ */
+static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
+                   int64_t now_ms, struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
     const char *id = node_job(nodes, name);
     struct job j;
-    char why[160] = "";
+    char why[320] = "";
     int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
     if (rc) return rc;
     if (j.state != JOB_BLOCKED ||
-        (rc = node_verdict(st, nodes, node, &verdict, why, sizeof(why), e)) ||
+        (rc = verdict_after(st, ix, name, ended, &verdict, why, sizeof(why), e)) ||
         verdict == 0) {
         job_release(&j);
         return rc;
     }
+    if (verdict > 0 && fan_node(&j)) {
+        rc = fan_start(st, ix, name, &j, now_ms, e);
+        job_release(&j);
+        return rc;
+    }
     bool changed = false;
-    if (verdict > 0 && !(rc = connect_inputs(st, doc, name, j.spec, &changed, e)) && changed)
+    if (verdict > 0 &&
+        !(rc = connect_inputs(st, ix, name, j.spec, &changed, why, sizeof(why), e)) && changed &&
+        !why[0])
         rc = st->ops->job_set_spec(st, j.id, j.spec, e);
     job_release(&j);
     if (rc) return rc;
+    if (why[0] && verdict > 0) /* its fan-in cannot be given */
+        return settle(st, id, JOB_FAILED, "error", why, now_ms, e);
     rc = node_apply(st, id, verdict > 0 ? JOB_EV_UNBLOCK : JOB_EV_CANCEL, now_ms,
                     verdict > 0 ? NULL : why, e);
     return rc == ERR_CONFLICT ? 0 : rc;
 }
 
-static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
+/* The nodes that depend on the node of the ended job `job`: each queued, cancelled or left. */
+static int advance_one(struct store *st, const char *job, int64_t now_ms, struct err *e)
 {
-    struct workflow_rec w;
-    int rc = workflow_of_job(st, job, &w, e);
+    json_t *ix;
+    int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc; /* an error, or not a workflow's job */
     rc = 0;
-    json_t *nodes = json_object_get(w.doc, "nodes"), *v;
-    const char *name = node_of_job(nodes, job), *k;
-    json_object_foreach(nodes, k, v)
+    const char *name = node_of_job(ix, job);
+    size_t i;
+    json_t *d;
+    json_array_foreach(name ? json_object_get(json_object_get(ix, "down"), name) : NULL, i, d)
     {
-        size_t i;
-        json_t *d;
-        bool down = false;
-        json_array_foreach(json_object_get(v, "depends_on"), i, d)
-        {
-            const char *up = json_string_value(json_object_get(d, "node"));
-            down = down || (name && up && !strcmp(up, name));
-        }
-        if (down && (rc = node_go(st, w.doc, k, now_ms, e))) break;
+        if ((rc = node_go(st, ix, json_string_value(d), name, now_ms, e))) break;
     }
-    workflow_rec_release(&w);
+    json_decref(ix);
+    return rc;
+}
+
+/*
+ * A job ended. A node it cancels ends too, and so on down a chain: rather than recursing once
+ * per node (10,000 deep for a long chain), a nested call only notes the job, and the
+ * outermost one looks at the noted jobs in turn.
+ */
+static int workflow_advance(struct store *st, const char *job, int64_t now_ms, struct err *e)
+{
+    if (st->wf_npending == st->wf_pending_cap) {
+        st->wf_pending_cap = st->wf_pending_cap ? 2 * st->wf_pending_cap : 16;
+        st->wf_pending = xrealloc(st->wf_pending, st->wf_pending_cap * sizeof(*st->wf_pending));
+    }
+    snprintf(st->wf_pending[st->wf_npending++], UUID_STR_LEN, "%s", job);
+    if (st->wf_advancing) return 0;
+    st->wf_advancing = true;
+    int rc = 0;
+    for (size_t i = 0; i < st->wf_npending && !rc; i++) {
+        char id[UUID_STR_LEN];
+        memcpy(id, st->wf_pending[i], UUID_STR_LEN); /* the array may grow meanwhile */
+        rc = advance_one(st, id, now_ms, e);
+    }
+    st->wf_npending = 0;
+    st->wf_advancing = false;
     return rc;
 }
 
 static int workflow_attempt_keys(struct store *st, const char *job, int attempt, struct err *e)
 {
-    struct workflow_rec w;
-    int rc = workflow_of_job(st, job, &w, e);
+    json_t *ix;
+    int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc; /* an error, or not a workflow's job */
     rc = 0;
-    const char *name = node_of_job(json_object_get(w.doc, "nodes"), job);
+    const char *name = node_of_job(ix, job);
     struct job j;
     bool loaded = false, changed = false;
     size_t i, len = name ? strlen(name) : 0;
     json_t *c;
-    json_array_foreach(json_object_get(w.doc, "connections"), i, c)
+    json_array_foreach(name ? json_object_get(json_object_get(ix, "from"), name) : NULL, i, c)
     {
         const char *from = json_string_value(json_object_get(c, "from"));
-        if (rc || !name || !from || strncmp(from, name, len) || from[len] != '.') continue;
+        if (rc || !from) continue;
         char *uri = workflow_attempt_uri(json_string_value(json_object_get(c, "uri")), attempt);
         if (uri && !loaded && !(rc = st->ops->job_get(st, job, &j, e))) loaded = true;
-        if (uri && loaded) changed |= workflow_set_output(j.spec, from + len + 1, uri);
+        if (uri && loaded)
+            changed |= workflow_set_output(j.spec, from + len + 1,
+                                           json_string_value(json_object_get(c, "from_at")), uri);
         free(uri);
     }
     if (loaded) {
         if (!rc && changed) rc = st->ops->job_set_spec(st, job, j.spec, e);
         job_release(&j);
     }
-    workflow_rec_release(&w);
+    json_decref(ix);
     return rc;
 }
 
@@ -905,12 +1505,14 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
     if (!*n)
         return err_set(e, ERR_CONFLICT, "workflow '%s' has no failed or cancelled node to retry",
                        w->id);
-    json_object_foreach(nodes, k, v)
+    json_t *ix = NULL;
+    int rc = wf_index(st, w->id, w->doc, &ix, e);
+    json_object_foreach(rc ? NULL : nodes, k, v)
     {
-        int rc = node_go(st, w->doc, k, now_ms, e);
-        if (rc) return rc;
+        if ((rc = node_go(st, ix, k, NULL, now_ms, e))) break;
     }
-    return 0;
+    json_decref(ix);
+    return rc;
 }
 
 /* ---- shared by the backends (store_int.h) ---- */

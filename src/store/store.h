@@ -209,6 +209,13 @@ int store_job_update(struct store *st, const struct job *j, int expect_attempt,
  */
 int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                    void *arg, struct err *e);
+/*
+ * Calls fn for each of the n jobs `ids` that exists (those not found are
+ * skipped), in no set order, as store_job_scan does: one read for all of them
+ * where the backend can (PostgreSQL), one per job otherwise.
+ */
+int store_job_each(struct store *st, const char *const *ids, size_t n,
+                   int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
 
 /*
  * Captured output, stored in chunks by (job, attempt, stream, offset); stream is an
@@ -377,8 +384,10 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
 /*
  * Deletes a finished job: its row (with its result and attempts) and all its
- * captured output. ERR_NOTFOUND when unknown, ERR_CONFLICT when it has not
- * finished (a retry may have queued it again since it was found due).
+ * captured output, and for a workflow's node its row of the workflow, and the
+ * workflow itself when that was its last job. ERR_NOTFOUND when unknown,
+ * ERR_CONFLICT when it has not finished (a retry may have queued it again
+ * since it was found due).
  */
 int store_job_delete(struct store *st, const char *id, struct err *e);
 
@@ -646,11 +655,13 @@ int store_leader_take(struct store *st, const char *name, const char *holder, in
  * does nothing else) hear of other handles' commits that wrote events (store_opts.notify);
  * *fd is a descriptor to wait on for reading. store_notified reads what came: *any is true
  * when a commit was announced since the last call, or when the connection was made again
- * (what came meanwhile is unknown); *fd may then have changed. ERR_INVALID on a store
- * without STORE_CAP_SHARED; ERR_UNAVAILABLE while the database cannot be reached.
+ * (what came meanwhile is unknown); *fd may then have changed. *upto is the newest seq
+ * the announcements read say was committed (0: none; INT64_MAX when one did not say, as
+ * after a reconnect). ERR_INVALID on a store without STORE_CAP_SHARED; ERR_UNAVAILABLE
+ * while the database cannot be reached.
  */
 int store_listen(struct store *st, int *fd, struct err *e);
-int store_notified(struct store *st, int *fd, bool *any, struct err *e);
+int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e);
 /*
  * After a store_commit that succeeded: the seqs of the events that transaction wrote,
  * first..last (first > last: none, or a store that is not shared). A server skips its

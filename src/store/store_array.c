@@ -157,8 +157,13 @@ static int make_task(struct store *st, const struct array_rec *a, int64_t i, int
         int rc = st->ops->array_item(st, a->id, i, &item, e);
         if (rc) return rc;
     }
-    array_task_job(out, a->id, i, a->spec, item, a->owner, a->tenant, now_ms,
+    /* a fan-out node's item: {"uri", "sha256"}, the task's item its URI, pinned */
+    json_t *pin = a->kind == ARRAY_OUTPUTS && item ? json_loads(item, 0, NULL) : NULL;
+    const char *uri = json_string_value(json_object_get(pin, "uri"));
+    array_task_job(out, a->id, i, a->spec, uri ? uri : item,
+                   json_string_value(json_object_get(pin, "sha256")), a->owner, a->tenant, now_ms,
                    a->run_after < now_ms ? a->run_after : now_ms);
+    json_decref(pin);
     free(item);
     int rc = 0;
     if (agent) {

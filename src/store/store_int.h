@@ -49,6 +49,9 @@ struct store_ops {
                       unsigned expect_states, struct err *e);
     int (*job_scan)(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
                     void *arg, struct err *e);
+    /* optional: store_job_each reads the jobs one by one with job_get without it */
+    int (*job_each)(struct store *st, const char *const *ids, size_t n,
+                    int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
     int (*log_append)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                       const char *data, size_t len, struct err *e);
     int (*log_read)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
@@ -94,7 +97,7 @@ struct store_ops {
     int (*service_retire)(struct store *st, const char *name, int64_t now_ms, struct err *e);
 
     int (*listen)(struct store *st, int *fd, struct err *e);   /* NULL: not shared */
-    int (*notified)(struct store *st, int *fd, bool *any, struct err *e);
+    int (*notified)(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e);
     void (*tx_events)(struct store *st, int64_t *first, int64_t *last); /* NULL: none */
     int (*agent_seen)(struct store *st, const char *id, int64_t last_seen, struct err *e);
     int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
@@ -170,6 +173,14 @@ struct store {
        of them were there when the savepoint was made. */
     char (*changed)[UUID_STR_LEN];
     size_t nchanged, changed_cap, changed_mark;
+    /* Workflows' documents with their lookups (store.c: a workflow's document never changes
+       once stored), the last few used; and the ended nodes whose downstream nodes are still
+       to be looked at (store.c: workflow_advance, a loop rather than a recursion). */
+    json_t *wf_cache[8];
+    size_t wf_next;
+    char (*wf_pending)[UUID_STR_LEN];
+    size_t wf_npending, wf_pending_cap;
+    bool wf_advancing;
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -8,10 +8,13 @@
  *   - a lifecycle step reads its job FOR UPDATE (job_lock) and writes it
  *     fenced on attempt and state;
  *   - a transaction that writes events locks event_head's one row at its
- *     first write (before any job's row: no deadlock), numbers its events
- *     from it and writes the newest seq back just before COMMIT: writing
+ *     first write (before any job's row: no deadlock), then numbers its
+ *     events after the newest one stored (events_lock): writing
  *     transactions commit one after the other, in seq order
- *     (schema/postgres.h), as SQLite's single writer does;
+ *     (schema/postgres.h), as SQLite's single writer does. The row is only
+ *     locked, not updated, per transaction: a transaction left open
+ *     elsewhere (holding back vacuum) would otherwise make every lock walk
+ *     all the row's versions since it began;
  *   - a lease takes its candidates FOR UPDATE SKIP LOCKED.
  * The only state kept here between calls is the open transaction's: its
  * depth and the seq of its last event.
@@ -71,17 +74,17 @@ enum stmt_id {
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
     S_JOB_SCAN,
+    S_JOB_EACH,
     S_LOG_APPEND,
     S_LOG_READ,
     S_AGENT_UPSERT,
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_HEAD_LOCK,
-    S_EVENT_HEAD_SET,
+    S_NOTIFY,
+    S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
-    S_EVENT_JOB_NEW,
-    S_EVENT_JOBS_NEW,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_WEBHOOK_ADD,
@@ -107,6 +110,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -143,6 +148,8 @@ enum stmt_id {
     "created_at, started_at, finished_at, run_after, NULL, NULL, progress, result, attempts, "     \
     "owner, retention_ms, tenant"
 
+#define NOTIFY_CHANNEL "drover_events"
+
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
@@ -150,12 +157,23 @@ enum stmt_id {
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
     "created_at, open"
 
+/* A CTE "e" appending the event of the job that CTE `from` wrote (none if it wrote none),
+   from parameters $a.. (seq, at, subject, queue, state, attempt, agent, owner, data: as
+   event_params() gives them): a job's write and its event cost one round trip. */
+#define EVENT_OF(from, a, b, c, d, f, g, h, i, k)                                                  \
+    "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, owner, "     \
+    "data) SELECT $" a "::bigint, $" b "::bigint, 0, $" c "::text, $" d "::text, $" f            \
+    "::integer, $" g "::integer, $" h "::text, $" i "::text, $" k "::text FROM " from ")"
+
 static const char *const stmt_sql[S_COUNT] = {
     [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
                     "VALUES ($1, $2, $3, $4, $5)",
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = $1 RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = $1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = $1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
                   "ORDER BY id DESC LIMIT $3",
@@ -218,10 +236,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SERVICE_RETIRE] = "UPDATE services SET retired_at = coalesce(retired_at, $2) "
                          "WHERE name = $1 AND version = "
                          "(SELECT max(version) FROM services WHERE name = $1)",
-    /* A taken id or key inserts nothing (no error, which would abort the transaction). */
-    [S_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) VALUES "
-                     "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-                     "$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING",
+    /* A taken id or key inserts nothing (no error, which would abort the transaction); a
+       queued job ($26: JOB_QUEUED) gets its row in ready too. */
+    [S_JOB_INSERT] = "WITH j AS (INSERT INTO jobs (" JOB_COLUMNS ", notify_url, notify_all) "
+                     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,"
+                     "$20,$21,$22,$23,$24,$25) ON CONFLICT DO NOTHING "
+                     "RETURNING id, state, queue, priority, run_after), "
+                     "r AS (INSERT INTO ready (job, queue, priority, run_after) "
+                     "SELECT id, queue, priority, run_after FROM j WHERE state = $26), "
+                     EVENT_OF("j", "27", "28", "29", "30", "31", "32", "33", "34", "35")
+                     " SELECT id FROM j",
     [S_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
@@ -264,24 +288,47 @@ static const char *const stmt_sql[S_COUNT] = {
                       "RETURNING holder",
     [S_AGENT_SEEN] = "UPDATE agents SET last_seen = $2 WHERE id = $1 AND last_seen < $2",
     [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = $1 AND holder = $2",
-    /* RETURNING: whether the job's events go to a webhook (no second read for it) */
-    [S_JOB_UPDATE] = "UPDATE jobs SET state = $1, agent = $2, attempt = $3, started_at = $4, "
-                     "finished_at = $5, run_after = $6, progress = $7, result = $8, attempts = $9 "
-                     "WHERE id = $10 AND attempt = $11 AND ((1 << state) & $12::integer) != 0 "
-                     "RETURNING notify_url, notify_all",
-    /* a lease's candidates still queued, skipping rows another transaction holds; the spec as
-       stored text, and only what the lease's step and its event need */
-    [S_JOB_LEASE_LOCK] = "SELECT id, attempt, queue, owner, spec, notify_url, notify_all FROM jobs "
-                         "WHERE id = ANY($1::text[]) AND state = $2 FOR UPDATE SKIP LOCKED",
-    /* the leases of one call in one statement: one row of arrays per job */
-    [S_JOB_LEASE] = "UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
-                    "started_at = v.started_at, finished_at = v.finished_at, "
-                    "progress = v.progress FROM unnest($1::text[], $2::integer[], $3::text[], "
-                    "$4::integer[], $5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
+    /* Back: whether the job's events go to a webhook (no second read for it). A job updated
+       to queued ($13: JOB_QUEUED) has its row in ready (its run_after as now written), one
+       updated to any other state has none. */
+    [S_JOB_UPDATE] = "WITH u AS (UPDATE jobs SET state = $1, agent = $2, attempt = $3, "
+                     "started_at = $4, finished_at = $5, run_after = $6, progress = $7, "
+                     "result = $8, attempts = $9 WHERE id = $10 AND attempt = $11 "
+                     "AND ((1 << state) & $12::integer) != 0 "
+                     "RETURNING id, state, queue, priority, run_after, notify_url, notify_all), "
+                     "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $13), "
+                     "i AS (INSERT INTO ready (job, queue, priority, run_after) "
+                     "SELECT id, queue, priority, run_after FROM u WHERE state = $13 "
+                     "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
+                     EVENT_OF("u", "14", "15", "16", "17", "18", "19", "20", "21", "22")
+                     " SELECT notify_url, notify_all FROM u",
+    /* a lease's candidates still queued (in ready), skipping rows another transaction holds
+       (in ready or in jobs); the spec as stored text, and only what the lease's step and its
+       event need */
+    [S_JOB_LEASE_LOCK] = "SELECT j.id, j.attempt, j.queue, j.owner, j.spec, j.notify_url, "
+                         "j.notify_all FROM ready r JOIN jobs j ON j.id = r.job "
+                         "WHERE r.job = ANY($1::text[]) AND j.state = $2 "
+                         "FOR UPDATE OF r, j SKIP LOCKED",
+    /* the leases of one call in one statement: one row of arrays per job; their rows leave
+       ready (locked by S_JOB_LEASE_LOCK); their events ($10: at, then arrays) written by it
+       too */
+    [S_JOB_LEASE] = "WITH u AS (UPDATE jobs AS j SET state = v.state, agent = v.agent, "
+                    "attempt = v.attempt, started_at = v.started_at, "
+                    "finished_at = v.finished_at, progress = v.progress "
+                    "FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], "
+                    "$5::bigint[], $6::bigint[], $7::text[], $8::integer[]) "
                     "AS v(id, state, agent, attempt, started_at, finished_at, progress, was) "
-                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9",
-    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE ((1 << state) & $1::integer) != 0 "
-                   "ORDER BY id",
+                    "WHERE j.id = v.id AND j.attempt = v.was AND j.state = $9 RETURNING j.id), "
+                    "d AS (DELETE FROM ready USING u WHERE ready.job = u.id), "
+                    "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
+                    "agent, owner, data) SELECT v.seq, $10, 0, v.subject, v.queue, v.state, "
+                    "v.attempt, v.agent, v.owner, v.data FROM unnest($11::bigint[], "
+                    "$12::text[], $13::text[], $14::integer[], $15::integer[], $16::text[], "
+                    "$17::text[], $18::text[]) AS v(seq, subject, queue, state, attempt, "
+                    "agent, owner, data)) SELECT id FROM u",
+    [S_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ANY($1::text[])",
+    /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
+    [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
@@ -300,26 +347,26 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
-    [S_EVENT_HEAD_LOCK] = "SELECT seq FROM event_head WHERE id = 1 FOR UPDATE",
-    [S_EVENT_HEAD_SET] = "UPDATE event_head SET seq = $1 WHERE id = 1",
+    [S_EVENT_HEAD_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
+    /* the payload: the newest seq the committing transaction wrote (pg_notified) */
+    [S_NOTIFY] = "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)",
+    /* the newest seq given: event_head.seq keeps it when pruning empties events */
+    [S_EVENT_LAST] = "SELECT greatest((SELECT seq FROM event_head WHERE id = 1), "
+                     "(SELECT max(seq) FROM events))",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
                        "VALUES ($1, $2, 2, $3, $4, $5)",
-    [S_EVENT_JOB_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, "
-                        "owner, data) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
-    [S_EVENT_JOBS_NEW] = "INSERT INTO events (seq, at, kind, subject, queue, state, attempt, "
-                         "agent, owner, data) SELECT v.seq, $1, 0, v.subject, v.queue, v.state, "
-                         "v.attempt, v.agent, v.owner, v.data FROM unnest($2::bigint[], "
-                         "$3::text[], $4::text[], $5::integer[], $6::integer[], $7::text[], "
-                         "$8::text[], $9::text[]) AS v(seq, subject, queue, state, attempt, "
-                         "agent, owner, data)",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
-                       "(SELECT seq FROM event_head WHERE id = 1)",
-    /* events a delivery still needs are kept */
-    [S_EVENT_PRUNE] = "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= (SELECT max(seq) FROM "
-                      "events) - $2::bigint) AND NOT EXISTS (SELECT 1 FROM webhook_outbox o "
-                      "WHERE o.event_seq = e.seq)",
+                       "greatest((SELECT seq FROM event_head WHERE id = 1), "
+                       "(SELECT max(seq) FROM events))",
+    /* events a delivery still needs are kept; event_head.seq first takes the newest seq
+       (S_EVENT_LAST), which the delete may take away */
+    [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
+                      "(SELECT max(seq) FROM events)) WHERE id = 1) "
+                      "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
+                      "(SELECT max(seq) FROM events) - $2::bigint) AND NOT EXISTS "
+                      "(SELECT 1 FROM webhook_outbox o WHERE o.event_seq = e.seq)",
     [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
                       "VALUES ($1, $2, $3, $4)",
     [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
@@ -346,7 +393,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "weight = excluded.weight",
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
-                       "AND ((1 << state) & $2::integer) != 0",
+                       "AND state = ANY($2::integer[])",
 };
 
 struct store_pg {
@@ -359,6 +406,7 @@ struct store_pg {
     int depth;         /* 0: no transaction, 1: in one, 2: and in its savepoint */
     bool ev_locked;    /* this transaction holds event_head's row ... */
     int64_t ev_seq;    /* ... and gave its last event this seq */
+    bool sp_open;      /* a savepoint is open in PostgreSQL (released or not: pg_savepoint) */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
     bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
@@ -367,7 +415,6 @@ struct store_pg {
     bool listening;    /* store_listen was called: LISTEN again after a reconnect */
 };
 
-#define NOTIFY_CHANNEL "drover_events"
 
 static struct store_pg *pg(struct store *st)
 {
@@ -378,7 +425,7 @@ static struct store_pg *pg(struct store *st)
 
 /* ---- statements and their parameters ---- */
 
-#define PARAMS_MAX 32
+#define PARAMS_MAX 40
 
 /* Parameters in text form (format 0) but for binary ones (format 1). */
 struct params {
@@ -498,6 +545,16 @@ static void p_arr(struct params *p, struct arr *a)
     p->owned[p->n] = t;
     p_text(p, t);
     a->n = 0;
+}
+
+/* A set of states (1 << state each) as an integer[] parameter, for "state = ANY(...)". */
+static void p_states(struct params *p, unsigned states)
+{
+    struct arr a = {BUF_INIT, 0};
+    for (int k = 0; k < JOB_NSTATES; k++)
+        if (states & (1u << k))
+            arr_int(&a, k);
+    p_arr(p, &a);
 }
 
 /* The error of a failed call as an ERR_* code, with its message. */
@@ -835,6 +892,7 @@ static int pg_begin(struct store *st, struct err *e)
     if (!rc) {
         s->depth = 1;
         s->ev_locked = false;
+        s->sp_open = false;
     }
     return rc;
 }
@@ -842,6 +900,7 @@ static int pg_begin(struct store *st, struct err *e)
 static void tx_reset(struct store_pg *s)
 {
     s->depth = 0;
+    s->sp_open = false;
     s->ev_locked = false;
 }
 
@@ -849,13 +908,12 @@ static int pg_commit(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
     int rc = 0;
-    if (s->ev_locked) {
+    /* one notification per committed batch that wrote events, delivered at its commit
+       (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
+    if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
         struct params p = {0};
         p_int(&p, s->ev_seq);
-        rc = run(s, S_EVENT_HEAD_SET, &p, NULL, e, "commit");
-        /* one notification per committed batch, delivered at its commit (issue 11) */
-        if (!rc && s->notify)
-            rc = exec_sql(s, "NOTIFY " NOTIFY_CHANNEL, e, "commit");
+        rc = run(s, S_NOTIFY, &p, NULL, e, "commit");
     }
     if (rc)
         return rc; /* the caller rolls back */
@@ -890,10 +948,19 @@ static void pg_rollback(struct store *st)
     tx_reset(s);
 }
 
+/*
+ * A savepoint released is released for real at the next savepoint, in the
+ * same round trip ("RELEASE ...; SAVEPOINT op"), or by COMMIT: a group
+ * commit's op costs one round trip for its savepoint, not two. Until then
+ * what follows runs inside it, which changes nothing: nothing rolls back to
+ * it once released.
+ */
 static int pg_savepoint(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
-    int rc = exec_sql(s, "SAVEPOINT op", e, "savepoint");
+    int rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
+                      "savepoint");
+    s->sp_open = !rc;
     if (!rc) {
         s->depth = 2;
         s->sp_ev_locked = s->ev_locked;
@@ -904,18 +971,16 @@ static int pg_savepoint(struct store *st, struct err *e)
 
 static int pg_savepoint_release(struct store *st, struct err *e)
 {
-    struct store_pg *s = pg(st);
-    int rc = exec_sql(s, "RELEASE SAVEPOINT op", e, "release savepoint");
-    if (!rc)
-        s->depth = 1;
-    return rc;
+    (void)e;
+    pg(st)->depth = 1; /* released at the next savepoint or COMMIT (pg_savepoint) */
+    return 0;
 }
 
 static void pg_savepoint_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
-    exec_sql(s, "ROLLBACK TO SAVEPOINT op", NULL, "rollback to savepoint");
-    exec_sql(s, "RELEASE SAVEPOINT op", NULL, "release savepoint");
+    exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
+    s->sp_open = false;
     s->depth = 1;
     /* what came after the savepoint is undone, its lock of event_head too */
     s->ev_locked = s->sp_ev_locked;
@@ -965,6 +1030,11 @@ static int events_lock(struct store_pg *s, struct err *e)
         PQclear(r);
         return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
     }
+    PQclear(r);
+    /* a statement of its own: its snapshot, taken once the lock is held, sees the events of
+       the transaction that held it before */
+    if ((rc = run(s, S_EVENT_LAST, NULL, &r, e, "appending an event")))
+        return rc;
     s->ev_seq = s->ev_first = col_int(r, 0, 0);
     s->ev_locked = true;
     PQclear(r);
@@ -997,33 +1067,28 @@ static int agent_event(struct store_pg *s, const char *id, struct err *e)
     return run(s, S_EVENT_AGENT, &p, NULL, e, "appending an event");
 }
 
-/*
- * Appends the event of the job record j just written, in the same
- * transaction; and, when the job has a webhook (url, notify all) that wants
- * this event, its delivery to the outbox.
- */
-static int job_event(struct store_pg *s, const struct job *j, const char *url, bool all,
-                     struct err *e)
+/* The parameters of job record j's event (EVENT_OF). */
+static void event_params(struct params *p, const struct job *j, int64_t seq, int64_t now)
 {
-    int64_t now = time_now_ms(), seq = 0;
-    int rc = next_seq(s, &seq, e);
-    if (rc)
-        return rc;
-    struct params p = {0};
-    p_int(&p, seq);
-    p_int(&p, now);
-    p_text(&p, j->id);
-    p_text(&p, j->queue);
-    p_int(&p, j->state);
-    p_int(&p, j->attempt);
-    p_text(&p, j->agent);
-    p_text(&p, j->owner);
+    p_int(p, seq);
+    p_int(p, now);
+    p_text(p, j->id);
+    p_text(p, j->queue);
+    p_int(p, j->state);
+    p_int(p, j->attempt);
+    p_text(p, j->agent);
+    p_text(p, j->owner);
     json_t *data = store_event_data(j);
-    p_json(&p, data);
+    p_json(p, data);
     json_decref(data);
-    rc = run(s, S_EVENT_JOB_NEW, &p, NULL, e, "appending an event");
-    if (rc || !store_webhook_wants(url, all, j->state))
-        return rc;
+}
+
+/* When the job has a webhook (url, notify all) that wants its event seq: the delivery. */
+static int job_webhook(struct store_pg *s, const struct job *j, const char *url, bool all,
+                       int64_t seq, int64_t now, struct err *e)
+{
+    if (!store_webhook_wants(url, all, j->state))
+        return 0;
     struct params w = {0};
     p_int(&w, seq);
     p_text(&w, url);
@@ -1067,18 +1132,27 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_text(&p, j->tenant);
     p_text(&p, url);
     p_bool(&p, url && all);
+    p_int(&p, JOB_QUEUED);
+    int64_t seq = 0, now = time_now_ms();
+    if ((rc = next_seq(s, &seq, e))) {
+        params_release(&p);
+        return rc;
+    }
+    event_params(&p, j, seq, now);
     PGresult *r;
     rc = run(s, S_JOB_INSERT, &p, &r, e, "inserting a job");
     if (rc)
         return rc;
     int64_t n = changed(r);
     PQclear(r);
+    if (n == 0)
+        s->ev_seq--; /* no event written: its seq is the next one's */
     if (n == 0 && j->key)
         return err_field(e, ERR_CONFLICT, "key", "key '%s' is already used by another job",
                          j->key);
     if (n == 0)
         return err_set(e, ERR_CONFLICT, "store '%s': job '%s' already exists", s->shown, j->id);
-    return job_event(s, j, url, all, e);
+    return job_webhook(s, j, url, all, seq, now, e);
 }
 
 static int pg_job_insert(struct store *st, const struct job *j, struct err *e)
@@ -1256,18 +1330,26 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     p_text(&p, j->id);
     p_int(&p, expect_attempt);
     p_int(&p, (int)expect_states);
+    p_int(&p, JOB_QUEUED);
+    int64_t seq = 0, now = time_now_ms();
+    if ((rc = next_seq(s, &seq, e))) {
+        params_release(&p);
+        return rc;
+    }
+    event_params(&p, j, seq, now);
     PGresult *r;
     rc = run(s, S_JOB_UPDATE, &p, &r, e, "updating a job");
     if (rc)
         return rc;
-    if (PQntuples(r) == 1) { /* updated: its event (and webhook), from the record */
+    if (PQntuples(r) == 1) { /* updated, with its event: its webhook, from the record */
         char *url = col_text(r, 0, 0);
         bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
         PQclear(r);
-        rc = job_event(s, j, url, all, e);
+        rc = job_webhook(s, j, url, all, seq, now, e);
         free(url);
         return rc;
     }
+    s->ev_seq--; /* no event written: its seq is the next one's */
     PQclear(r);
     struct job cur;
     if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
@@ -1380,21 +1462,17 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         for (int k = 0; k < 8; k++)
             p_arr(&up, &u[k]);
         p_int(&up, JOB_QUEUED);
+        p_int(&up, time_now_ms());
+        for (int k = 0; k < 8; k++)
+            p_arr(&up, &ev[k]);
         PGresult *ur;
         if (!(rc = run(s, S_JOB_LEASE, &up, &ur, e, "leasing jobs"))) {
-            if (changed(ur) != (int64_t)*nleased) /* the rows are locked: cannot happen */
+            /* the rows are locked: cannot happen (the transaction is rolled back) */
+            if (changed(ur) != (int64_t)*nleased)
                 rc = err_set(e, ERR_INTERNAL, "store '%s': leasing jobs: %lld of %zu written",
                              s->shown, (long long)changed(ur), *nleased);
             PQclear(ur);
         }
-        struct params ep = {0};
-        p_int(&ep, time_now_ms());
-        for (int k = 0; k < 8; k++)
-            p_arr(&ep, &ev[k]);
-        if (!rc)
-            rc = run(s, S_EVENT_JOBS_NEW, &ep, NULL, e, "appending events");
-        else
-            params_release(&ep);
     }
     /* deliveries of the lease events wanted by webhooks (notify "all"); the events got
        consecutive seqs, in the candidates' order */
@@ -1428,9 +1506,32 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
 {
     struct store_pg *s = pg(st);
     struct params p = {0};
-    p_int(&p, (int)states);
+    p_states(&p, states);
     PGresult *r;
     int rc = run(s, S_JOB_SCAN, &p, &r, e, "scanning jobs");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct job j;
+        row_to_job(r, i, &j);
+        rc = fn(arg, &j);
+        job_release(&j);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_each(struct store *st, const char *const *ids, size_t n,
+                       int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct arr a = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&a, ids[i]);
+    struct params p = {0};
+    p_arr(&p, &a);
+    PGresult *r;
+    int rc = run(s, S_JOB_EACH, &p, &r, e, "reading jobs");
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r) && !rc; i++) {
@@ -1912,13 +2013,15 @@ static int pg_listen(struct store *st, int *fd, struct err *e)
     return 0;
 }
 
-static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
+static int pg_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e)
 {
     struct store_pg *s = pg(st);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         int rc = pg_listen(st, fd, e); /* conn_ready connects again */
-        if (!rc)
+        if (!rc) {
             *any = true; /* what was announced meanwhile is lost */
+            *upto = INT64_MAX;
+        }
         return rc;
     }
     if (!PQconsumeInput(s->conn)) {
@@ -1928,6 +2031,12 @@ static int pg_notified(struct store *st, int *fd, bool *any, struct err *e)
     PGnotify *n;
     while ((n = PQnotifies(s->conn))) {
         *any = true;
+        char *end;
+        long long seq = strtoll(n->extra, &end, 10);
+        if (end == n->extra || *end) /* a NOTIFY without the seq: all may be new */
+            seq = INT64_MAX;
+        if (seq > *upto)
+            *upto = seq;
         PQfreemem(n);
     }
     *fd = PQsocket(s->conn);
@@ -2401,7 +2510,18 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     }
     struct params l = {0};
     p_text(&l, id);
-    return run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output");
+    if ((rc = run(s, S_JOB_DELETE_LOGS, &l, NULL, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    struct params f = {0};
+    p_text(&f, id);
+    if ((rc = run(s, S_WF_FORGET, &f, &r, e, "deleting a job's workflow row"))) return rc;
+    char wf[UUID_STR_LEN] = "";
+    if (PQntuples(r) == 1) snprintf(wf, sizeof(wf), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*wf) return 0;
+    struct params w = {0};
+    p_text(&w, wf);
+    return run(s, S_WF_DROP_EMPTY, &w, NULL, e, "deleting a workflow");
 }
 
 static int pg_job_delete(struct store *st, const char *id, struct err *e)
@@ -2486,7 +2606,7 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
 {
     struct params p = {0};
     p_text(&p, tenant);
-    p_int(&p, (int64_t)states);
+    p_states(&p, states);
     return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
 }
 
@@ -2694,6 +2814,7 @@ const struct store_ops store_pg_ops = {
     .job_lease = pg_job_lease,
     .job_update = pg_job_update,
     .job_scan = pg_job_scan,
+    .job_each = pg_job_each,
     .log_append = pg_log_append,
     .log_read = pg_log_read,
     .agent_upsert = pg_agent_upsert,

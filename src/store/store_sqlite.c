@@ -94,6 +94,8 @@ enum stmt_id {
     S_WF_GET,
     S_WF_OF,
     S_WF_LIST,
+    S_WF_FORGET,
+    S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
     S_TRIGGER_GET,
@@ -137,6 +139,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
+    [S_WF_FORGET] = "DELETE FROM workflow_jobs WHERE job = ? RETURNING workflow",
+    [S_WF_DROP_EMPTY] = "DELETE FROM workflows WHERE id = ?1 AND NOT EXISTS "
+                        "(SELECT 1 FROM workflow_jobs WHERE workflow = ?1)",
     [S_WF_LIST] = "SELECT id, owner, name, created_at, doc FROM workflows "
                   "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR id < ?2) "
                   "ORDER BY id DESC LIMIT ?3",
@@ -1884,7 +1889,22 @@ static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
     }
     q = stmt(s, S_JOB_DELETE_LOGS);
     bind_text(q, 1, id);
-    return exec_stmt(s, q, e, "deleting a job's output");
+    if ((rc = exec_stmt(s, q, e, "deleting a job's output"))) return rc;
+    /* a workflow's node: its row goes, and the workflow with its last one */
+    q = stmt(s, S_WF_FORGET);
+    bind_text(q, 1, id);
+    rc = sqlite3_step(q);
+    char wf[UUID_STR_LEN] = "";
+    if (rc == SQLITE_ROW)
+        snprintf(wf, sizeof(wf), "%s", (const char *)sqlite3_column_text(q, 0));
+    else if (rc != SQLITE_DONE)
+        rc = db_err(s, e, "deleting a job's workflow row");
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if (!*wf) return 0;
+    q = stmt(s, S_WF_DROP_EMPTY);
+    bind_text(q, 1, wf);
+    return exec_stmt(s, q, e, "deleting a workflow");
 }
 
 static int sqlite_token_tenant(struct store *st, const char *name, char *tenant, size_t n,

@@ -24,8 +24,9 @@ UNKNOWN_JOB = "01938c2e-0000-7000-8000-000000000000"
 
 
 class FakeAgent:
-    def __init__(self, server, name, queues=("default",), slots=1, labels=None):
+    def __init__(self, server, name, queues=("default",), slots=1, labels=None, runtimes=None):
         self.server = server
+        self.runtimes = runtimes
         self.name = name
         self.queues = list(queues)
         self.slots = slots
@@ -39,7 +40,7 @@ class FakeAgent:
         r = self.api.post("/v1/agents/register", json={
             "name": self.name, "queues": self.queues, "slots": self.slots,
             "labels": self.labels, "running": [{"job": j, "attempt": a} for j, a in running],
-            "instance": self.instance})
+            "instance": self.instance, **({"runtimes": self.runtimes} if self.runtimes else {})})
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
         assert UUID.match(self.id)
@@ -343,27 +344,29 @@ def test_logs_with_a_client_token_and_a_bad_token(server):
 
 def test_agents_table_and_json(server):
     assert table(ok(server.run_cli("agents"))) == [
-        ["NAME", "STATE", "SLOTS", "RUNNING", "QUEUES", "LABELS", "LAST-SEEN"]]
+        ["NAME", "STATE", "SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS", "LAST-SEEN"]]
     assert json.loads(ok(server.run_cli("agents", "--json"))) == []
 
     big = FakeAgent(server, "big-1", queues=["default", "bio"], slots=4,
-                    labels={"db": "rfam", "gpu": "1"})
+                    labels={"db": "rfam", "gpu": "1"}, runtimes=["native", "podman"])
     FakeAgent(server, "small-2", queues=["other"], slots=1)
     job = cli_submit(server, "--", "true")
     big.lease(job)
 
     out = ok(server.run_cli("agents"))
     rows = table(out)
-    assert rows[0] == ["NAME", "STATE", "SLOTS", "RUNNING", "QUEUES", "LABELS", "LAST-SEEN"]
+    assert rows[0] == ["NAME", "STATE", "SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS",
+                       "LAST-SEEN"]
     by_name = {r[0]: r for r in rows[1:]}
     assert set(by_name) == {"big-1", "small-2"}
-    assert by_name["big-1"][1:4] == ["up", "3/4", "1"]
-    assert by_name["big-1"][4] == "default,bio"
-    assert sorted(by_name["big-1"][5].split(",")) == ["db=rfam", "gpu=1"]
-    assert by_name["small-2"][1:6] == ["up", "1/1", "0", "other", "-"]
+    assert by_name["big-1"][1:5] == ["up", "3/4", "1", "native,podman"]
+    assert by_name["big-1"][5] == "default,bio"
+    assert sorted(by_name["big-1"][6].split(",")) == ["db=rfam", "gpu=1"]
+    # an agent that names no runtime runs jobs natively
+    assert by_name["small-2"][1:7] == ["up", "1/1", "0", "native", "other", "-"]
     for r in rows[1:]:
-        assert re.fullmatch(r"\d+s", r[6]) and r[7] == "ago", r
-        assert int(r[6][:-1]) < 30
+        assert re.fullmatch(r"\d+s", r[7]) and r[8] == "ago", r
+        assert int(r[7][:-1]) < 30
     # columns line up
     lines = out.splitlines()
     col = lines[0].index("STATE")

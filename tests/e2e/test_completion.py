@@ -50,6 +50,12 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     assert bash_complete("drover", "jobs", "--state", "r") == ["running"]
     assert bash_complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
     assert bash_complete("drover", "server", "--sync", "") == ["full", "normal"]
+    # subcommands come from the command's synopsis
+    assert bash_complete("drover", "workflow", "") == ["cancel", "list", "retry", "status",
+                                                       "submit"]
+    assert bash_complete("drover", "service", "s") == ["show"]
+    assert bash_complete("drover", "token", "") == ["create", "revoke"]
+    assert "--limit" in bash_complete("drover", "workflow", "list", "--")
     # anything else: file names
     (tmp_path / "spec-one.json").write_text("{}")
     got = bash_complete("drover", "submit", "-f", str(tmp_path / "spec-"))
@@ -89,6 +95,8 @@ words=("$@"); CURRENT=$#; _drover
     assert "--tls-cert" in complete("drover", "server", "--")
     assert complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
     assert complete("drover", "status", "") == ["<files>"]
+    assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit"]
+    assert complete("drover", "retry", "") == ["<files>"]
     assert complete("drover", "trigger", "") == ["create", "ls", "rm"]
     assert "--prefix" in complete("drover", "trigger", "create", "--")
 

@@ -72,7 +72,8 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(server):
     assert body["role"] == "admin" and body["name"] == "admin"
     assert HEX64.match(body["csrf"]) and body["csrf"] != value
     assert body["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True,
-                         "workflow_cancel": True, "workflow_retry": True}
+                         "workflow_cancel": True, "workflow_retry": True,
+                         "array_cancel": True, "array_retry": True}
     assert r.headers["Cache-Control"] == "no-store"
     # The cookie works for reads, the event stream included.
     me = s.get(server.url + "/v1/session")
@@ -155,11 +156,38 @@ def test_a_session_has_its_token_role_and_ends_with_it(server):
     me = s.get(server.url + "/v1/session").json()
     assert me["role"] == "client" and me["name"] == "alice"
     assert me["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True,
-                         "workflow_cancel": True, "workflow_retry": True}
+                         "workflow_cancel": True, "workflow_retry": True,
+                         "array_cancel": True, "array_retry": True}
     r = s.post(server.url + "/v1/tokens", json={"role": "client", "name": "x"},
                headers={"X-CSRF-Token": csrf})
     assert r.status_code == 403 and "client" in r.json()["error"]["message"]
     assert s.get(server.url + "/v1/jobs").status_code == 200
+    # What `can` says, the cookie may do: cancel and retry an array's range (no agent serves
+    # its queue), its own array only, from the dashboard's pages only.
+    r = s.post(server.url + "/v1/jobs", headers={"X-CSRF-Token": csrf},
+               json={"array": {"count": 6}, "queue": "nowhere", "command": {"shell": "true"}})
+    assert r.status_code == 201, r.text
+    arr = r.json()["array"]["id"]
+    url = server.url + f"/v1/arrays/{arr}"
+    assert s.post(url + "/cancel", json={"from": 1, "to": 2}).status_code == 403  # no CSRF token
+    r = s.post(url + "/cancel", json={"from": 1, "to": 2},
+               headers={"X-CSRF-Token": csrf, "Origin": "http://evil.test"})
+    assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"]
+    for body, field in (({"from": 4, "to": 3}, "from"), ({"to": 6}, "to"), ({"from": "1"}, "from"),
+                        ({"form": 1}, "form")):
+        r = s.post(url + "/cancel", json=body, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (body, r.text)
+    assert s.get(url).json()["counts"]["cancelled"] == 0
+    r = s.post(url + "/cancel", json={"from": 1, "to": 2}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["cancelled"] == 2, r.text
+    r = s.post(url + "/retry", json={"from": 2, "to": 2}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["retried"] == 1, r.text
+    counts = s.get(url).json()["counts"]
+    assert (counts["cancelled"], counts["queued"]) == (1, 5), counts
+    theirs = api.post("/v1/jobs", json={"array": {"count": 2}, "queue": "nowhere",
+                                        "command": {"shell": "true"}}).json()["array"]["id"]
+    r = s.post(server.url + f"/v1/arrays/{theirs}/cancel", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 404  # admin's array: not alice's to see
     assert api.delete("/v1/tokens/alice").status_code == 200
     r = s.get(server.url + "/v1/jobs")
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]

@@ -4,7 +4,10 @@ Starts a real server and agent on free loopback ports, then runs
 tests/browser/dashboard.test.mjs with node's test runner against them: sign-in and
 the cookie's flags, a job appearing and finishing live, its log followed, a cancel
 from its page, a workflow's graph following its nodes live (cancel and retry from its
-page), a drain, markup in names, labels and logs shown as text, a cross-site
+page), arrays (a grid of 12 tasks filling live, a range cancelled and retried from an
+array's page, a million-task array paged by index range, markup in an array's name and
+items shown as text), upload triggers firing while the page is open, a drain, markup in
+names, labels and logs shown as text, a cross-site
 POST refused, a screenshot of each page at desktop and phone width (kept in the
 folder the test prints). scripts/deps.sh test installs chromium and runs `npm ci`
 in tests/browser.
@@ -43,6 +46,7 @@ def test_dashboard_in_a_browser(server, make_agent, capsys):
     assert r.returncode == 0, out + "\n--- server log ---\n" + server.read_log()[-4000:]
     assert any(s.strip().endswith("fail 0") for s in summary), out
     pngs = sorted(f for f in os.listdir(shots) if f.endswith(".png"))
-    for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow", "workflows"):
+    for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow", "workflows",
+                 "arrays", "array", "array-running", "array-cancelled", "array-million"):
         for size in ("desktop", "phone"):
             assert f"{page}-{size}.png" in pngs, (page, size, pngs)

@@ -1,6 +1,9 @@
 """POST /v1/jobs/{id}/retry: a failed or cancelled job queued again, by hand, for one more
 attempt (job/lifecycle.h), against a real server and agent."""
+import json
+
 from agentutil import get_job, make_agent, submit, wait_job  # noqa: F401 (fixture)
+from conftest import help_shown, ok, refused, usage_error
 
 
 def test_a_failed_job_runs_once_more(server, make_agent):
@@ -68,3 +71,24 @@ def test_only_failed_or_cancelled_jobs_are_retried(server, make_agent):
     # An agent token may not.
     t = api.post("/v1/tokens", json={"role": "agent", "name": "an-agent"}).json()["token"]
     assert server.api(t).post(f"/v1/jobs/{ok}/retry").status_code == 403
+
+
+def test_cli_retry(server, make_agent):
+    job = submit(server, command={"shell": 'echo "try $DROVER_ATTEMPT"; test "$DROVER_ATTEMPT" = 2'})
+    make_agent(server, "retry-cli")
+    assert wait_job(server, job)["state"] == "failed"
+    assert ok(server.run_cli("retry", job[:13])) == f"retrying {job[:13]}: queued\n"
+    j = wait_job(server, job)
+    assert j["state"] == "succeeded" and j["attempt"] == 2 and j["result"]["stdout"] == "try 2\n"
+    err = refused(server.run_cli("retry", job))
+    assert f"job '{job}' is succeeded: only a failed or cancelled job can be retried" in err
+    r = server.run_cli("retry", "--json", "00000000-0000-7000-8000-000000000000")
+    assert r.returncode == 1 and json.loads(r.stderr)["error"]["code"] == "not_found", r.stderr
+    cancelled = submit(server, queue="nobody", command={"shell": "true"})
+    server.api().post(f"/v1/jobs/{cancelled}/cancel")
+    got = json.loads(ok(server.run_cli("retry", "--json", cancelled)))
+    assert got["id"] == cancelled and got["state"] == "queued"
+    usage_error(server.run_cli("retry"), ["retry"])
+    usage_error(server.run_cli("retry", ""), ["retry"])
+    usage_error(server.run_cli("retry", "a", "b"), ["retry"])
+    help_shown(server.run_cli("retry", "--help"), "retry")

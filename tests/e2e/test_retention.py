@@ -138,6 +138,47 @@ def test_retention_per_job_and_per_queue(make_server):
     assert api.get(f"/v1/jobs/{long_own}").json()["spec"]["retention_s"] == 3600
 
 
+def wf_rows(server, wid):
+    db = sqlite3.connect(os.path.join(server.data_dir, "drover.db"))
+    try:
+        return (db.execute("SELECT count(*) FROM workflows WHERE id = ?", (wid,)).fetchone()[0],
+                db.execute("SELECT count(*) FROM workflow_jobs WHERE workflow = ?",
+                           (wid,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_workflow_goes_with_its_last_job(make_server):
+    """Each node's job takes its workflow row along; the last one takes the workflow."""
+    server = make_server("--queue-retention", "fast=1s", *FAST)
+    api = server.api()
+    r = api.post("/v1/workflows", json={"nodes": {
+        "A": {"job": {"queue": "fast", "command": {"program": "true"}}},
+        "B": {"job": {"queue": "slow", "command": {"program": "true"}}}}})
+    assert r.status_code == 201, r.text
+    w = r.json()
+    a, b = w["nodes"]["A"]["job"], w["nodes"]["B"]["job"]
+    assert wf_rows(server, w["id"]) == (1, 2)
+    for j in (a, b):
+        assert api.post(f"/v1/jobs/{j}/cancel").json()["state"] == "cancelled"
+    archived(api, a)  # A's queue keeps a second; B's a week
+    assert wf_rows(server, w["id"]) == (1, 1)
+    got = api.get(f"/v1/workflows/{w['id']}")
+    assert got.status_code == 200 and got.json()["nodes"]["B"]["state"] == "cancelled"
+    # a workflow whose every job is deleted goes with the last one
+    c = api.post("/v1/workflows", json={"nodes": {
+        "C": {"job": {"queue": "fast", "command": {"program": "true"}}},
+        "D": {"job": {"queue": "fast", "command": {"program": "true"}}, "depends_on": ["C"]}}})
+    assert c.status_code == 201, c.text
+    c = c.json()
+    assert api.post(f"/v1/workflows/{c['id']}/cancel").status_code == 200
+    for node in ("C", "D"):
+        archived(api, c["nodes"][node]["job"])
+    wait_for(lambda: wf_rows(server, c["id"]) == (0, 0), 10, "the workflow to be deleted")
+    assert api.get(f"/v1/workflows/{c['id']}").status_code == 404
+    assert wf_rows(server, w["id"]) == (1, 1)  # B's week has not passed: its workflow stays
+
+
 def test_bad_retention_is_refused(server):
     api = server.api()
     for bad in (0, -1, "1", 1.5, True, 315360001):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import help_shown, ok, refused, usage_error, wait_for
+from conftest import help_shown, ok, refused, table, usage_error, wait_for
 
 BUCKET = "wf"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -285,6 +285,16 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     assert "a cycle: A -> A" in refused(server.run_cli("workflow", "submit", str(bad)))
     assert "not found" in refused(server.run_cli("workflow", "status", "0" * 8))
     assert "cannot read" in refused(server.run_cli("workflow", "submit", str(tmp_path / "no")))
+    # list: newest first, with each one's state and progress
+    rows = table(ok(server.run_cli("workflow", "list")))
+    assert rows[0] == ["ID", "NAME", "STATE", "PROGRESS", "CREATED"]
+    assert rows[1][:4] == [wid, "cli", "failed", "2/3"], rows
+    listed = json.loads(ok(server.run_cli("workflow", "list", "--all", "--json")))
+    assert listed[0]["id"] == wid and listed[0]["progress"]["total"] == 3
+    assert len(listed) == len({w["id"] for w in listed}) >= 1
+    assert len(json.loads(ok(server.run_cli("workflow", "list", "-n", "1", "--json")))) == 1
+    usage_error(server.run_cli("workflow", "list", "--limit", "0"), ["workflow"])
+    usage_error(server.run_cli("workflow", "list", "extra"), ["workflow"])
     usage_error(server.run_cli("workflow", "frobnicate"), ["workflow"])
     usage_error(server.run_cli("workflow"), ["workflow"])
     usage_error(server.run_cli("workflow", "status"), ["workflow"])
@@ -313,6 +323,129 @@ def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"].startswith("nodes.A.job.params"), r.json()
     assert node_count(server) == before
+
+
+# Two services whose named ports sit where a plain node's name cannot reach: a positional
+# input, an output argument whose name is a flag, and stdout.
+UPPER = {"command": {"program": "sh", "arguments": [
+    {"type": "parameter", "value": "-c"},
+    {"type": "parameter", "value": 'tr a-z A-Z < "$1" > "$4"; echo "$2" >> "$4"'},
+    {"type": "parameter", "value": "sh"},
+    {"type": "input", "port": "text"},
+    {"type": "parameter", "param": "mark"},
+    {"type": "output", "name": "--to", "port": "upper"}]},
+    "params": {"mark": {"type": "string", "default": "!"}},
+    "inputs": {"text": {}}, "outputs": {"upper": {}},
+    "defaults": {"retry": {"max_attempts": 1}}}
+JOIN = {"command": {"program": "sh", "arguments": [
+    {"type": "parameter", "value": "-c"},
+    {"type": "parameter", "value": 'cat "$1" "$2"'},
+    {"type": "parameter", "value": "sh"},
+    {"type": "input", "port": "first"},
+    {"type": "input", "port": "second"}],
+    "stdout": {"type": "uri", "port": "joined"}, "stderr": {"type": "uri", "port": "note"}},
+    "inputs": {"first": {}, "second": {}}, "outputs": {"joined": {}, "note": {"required": False}},
+    "defaults": {"retry": {"max_attempts": 1}}}
+
+
+def test_service_nodes_ports_connect(server, make_agent):
+    api = server.api()
+    for name, d in (("upper", UPPER), ("join", JOIN)):
+        r = api.put(f"/v1/services/{name}", json=d)
+        assert r.status_code in (200, 201), r.text
+    w = create(server, {"nodes": {
+        "make": {"job": sh('printf "abc\\n" > "$2"', out("--out", f"s3://{BUCKET}/svc/a"))},
+        "up": {"job": {"service": "upper", "params": {"upper": f"s3://{BUCKET}/svc/up"}}},
+        "up2": {"job": {"service": "upper",
+                        "params": {"mark": "?", "upper": f"s3://{BUCKET}/svc/up2"}}},
+        "join": {"job": {"service": "join", "params": {"joined": f"s3://{BUCKET}/svc/j"}}},
+        "show": {"job": sh('cat "$2"', inp("--in"))}},
+        "connections": [{"from": "make.--out", "to": "up.text"},
+                        {"from": "up.upper", "to": "up2.text"},
+                        {"from": "up.upper", "to": "join.first"},
+                        {"from": "up2.upper", "to": "join.second"},
+                        {"from": "join.joined", "to": "show.--in"}]})
+    assert states(w) == {"make": "queued", "up": "blocked", "up2": "blocked",
+                         "join": "blocked", "show": "blocked"}
+    assert {"from": "up.upper", "to": "up2.text", "uri": f"s3://{BUCKET}/svc/up",
+            "from_at": "arguments[5]", "to_at": "arguments[3]"} in w["connections"]
+    make_agent(server, "wf-svc-ports")
+    w = wait_done(server, w["id"])
+    jobs = {n: job(server, x["job"]) for n, x in w["nodes"].items()}
+    assert w["state"] == "succeeded", {n: j["result"] for n, j in jobs.items()}
+    assert jobs["show"]["result"]["stdout"] == "ABC\n!\nABC\n!\n?\n"
+    # each port got its own attempt's object, pinned by the sha256 that attempt wrote
+    up_args = jobs["up"]["spec"]["command"]["arguments"]
+    assert up_args[5] == {"type": "output", "name": "--to",
+                          "value": f"s3://{BUCKET}/svc/attempt-1/up"}
+    made = jobs["make"]["result"]["outputs"][0]
+    assert up_args[3]["value"] == made["uri"] and up_args[3]["sha256"] == made["sha256"]
+    joined = jobs["join"]["spec"]["command"]
+    assert joined["stdout"]["value"] == f"s3://{BUCKET}/svc/attempt-1/j"
+    assert joined["arguments"][4]["value"] == jobs["up2"]["result"]["outputs"][0]["uri"]
+
+
+@pytest.mark.parametrize("conn,field,text", [
+    ({"from": "up.nope", "to": "join.first"}, "connections[0].from",
+     "node 'up' (service 'upper') has no output port 'nope' (its outputs: upper)"),
+    ({"from": "up.text", "to": "join.first"}, "connections[0].from",
+     "has no output port 'text'"),
+    ({"from": "up.upper", "to": "join.third"}, "connections[0].to",
+     "node 'join' (service 'join') has no input port 'third' (its inputs: first, second)"),
+    ({"from": "join.note", "to": "up.text"}, "connections[0].from",
+     "gives no value for its optional output port 'note'"),
+    ({"from": "up.upper", "to": "up.text"}, "connections[0]", "a cycle: up -> up"),
+])
+def test_service_node_bad_port_is_refused(server, conn, field, text):
+    api = server.api()
+    for name, d in (("upper", UPPER), ("join", JOIN)):
+        r = api.put(f"/v1/services/{name}", json=d)
+        assert r.status_code in (200, 201), r.text
+    before = node_count(server)
+    r = api.post("/v1/workflows", json={"nodes": {
+        "up": {"job": {"service": "upper", "params": {"upper": f"s3://{BUCKET}/svc/b1",
+                                                      "text": f"s3://{BUCKET}/svc/b0"}}},
+        "join": {"job": {"service": "join",
+                         "params": {"joined": f"s3://{BUCKET}/svc/b2",
+                                    "first": f"s3://{BUCKET}/svc/b4",
+                                    "second": f"s3://{BUCKET}/svc/b3"}}}},
+        "connections": [conn]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == field, r.json()
+    assert text in r.json()["error"]["message"], r.json()
+    assert node_count(server) == before
+
+
+@pytest.mark.once
+def test_ten_thousand_nodes_and_a_cascade_down_a_chain(server, make_agent):
+    """The largest workflow: a chain of 10,000 nodes whose first node fails cancels the other
+    9,999 one after the other, in the transaction of that end (a loop, not a recursion 10,000
+    deep); one node more is refused."""
+    n = 10000
+    nodes = {f"n{i}": {"job": {"queue": "chain", "retry": {"max_attempts": 1},
+                               "command": {"program": "false" if i == 1 else "true"}},
+                       **({"depends_on": [f"n{i - 1}"]} if i > 1 else {})}
+             for i in range(1, n + 1)}
+    w = create(server, {"name": "long", "nodes": nodes})
+    assert w["progress"]["total"] == n and w["progress"]["blocked"] == n - 1
+    make_agent(server, "wf-long", "--queues", "chain")
+    w = wait_done(server, w["id"], timeout=120)
+    assert w["state"] == "failed"
+    assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == n - 1, w["progress"]
+    last = job(server, w["nodes"][f"n{n}"]["job"])
+    assert last["result"]["error"] == f"its upstream node 'n{n - 1}' cancelled"
+    # drawn level by level; past 32 levels the level is said, not indented
+    lines = ok(server.run_cli("workflow", "status", w["id"])).splitlines()
+    assert lines[1] == f"progress: 0/{n} succeeded, 1 failed, {n - 1} cancelled"
+    assert lines[2] == "● n1  [failed]" and len(lines) == n + 2
+    assert lines[2 + 32] == " " * 64 + "└─ n33  [cancelled]  after n32"
+    assert lines[-1] == " " * 64 + f"└─(level {n - 1}) n{n}  [cancelled]  after n{n - 1}"
+    nodes[f"n{n + 1}"] = {"job": sh("true")}
+    r = server.api().post("/v1/workflows", json={"nodes": nodes})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "nodes", r.text
+    assert "1 to 10000 nodes" in r.json()["error"]["message"]
+    chain = [q for q in server.api().get("/v1/queues").json() if q["name"] == "chain"]
+    assert sum(chain[0]["states"].values()) == n, chain  # nothing of it was stored
 
 
 def test_each_attempt_writes_its_own_key(server, make_agent, tmp_path):

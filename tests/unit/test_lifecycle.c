@@ -29,6 +29,9 @@ static int apply(struct job *j, enum job_event ev, const struct attempt_end *end
     struct job_event_args a = {.now_ms = now,
                                .agent = "w1",
                                .end = end,
+                               .settle = JOB_FAILED,
+                               .reason = "array",
+                               .why = "1 of 2 tasks failed",
                                .progress =
                                    ev == JOB_EV_PROGRESS ? json_pack("{s:i}", "percent", 5) : NULL};
     struct err e = ERR_INIT;
@@ -114,6 +117,7 @@ static bool expected(int state, enum job_event ev)
     case JOB_EV_CANCEL:
         return state != JOB_NEW && !job_state_terminal(state);
     case JOB_EV_UNBLOCK:
+    case JOB_EV_SETTLE:
         return state == JOB_BLOCKED;
     case JOB_EV_RETRY:
     case JOB_EV_REBLOCK:
@@ -147,6 +151,8 @@ static int expected_state(int state, enum job_event ev)
         return JOB_CANCELLED;
     case JOB_EV_REBLOCK:
         return JOB_BLOCKED;
+    case JOB_EV_SETTLE:
+        return JOB_FAILED; /* apply() settles as failed */
     case JOB_NEVENTS:
         break;
     }
@@ -185,6 +191,13 @@ static void test_every_pair(void **unused)
                 assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
                                     "cancelled");
             }
+            if (ev == JOB_EV_SETTLE) {
+                assert_int_equal(j.finished_at, 5000);
+                assert_string_equal(json_string_value(json_object_get(j.result, "reason")),
+                                    "array");
+                assert_string_equal(json_string_value(json_object_get(j.result, "error")),
+                                    "1 of 2 tasks failed");
+            }
             if (ev == JOB_EV_RETRY || ev == JOB_EV_REBLOCK) {
                 assert_int_equal(j.attempt, attempt); /* the next lease makes the next one */
                 assert_int_equal(j.run_after, 5000);
@@ -196,10 +209,40 @@ static void test_every_pair(void **unused)
         }
     }
     assert_int_equal(pairs, (JOB_NSTATES + 1) * JOB_NEVENTS);
-    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2 + 2); /* the table's "ok"s */
+    assert_int_equal(allowed, 1 + 1 + 1 + 2 * 5 + 4 + 1 + 2 + 2 + 1); /* the table's "ok"s */
     /* and an unknown event is refused */
     assert_false(lifecycle_allowed(JOB_QUEUED, JOB_NEVENTS));
     assert_false(lifecycle_allowed(-1, JOB_EV_CANCEL));
+}
+
+/* settle ends a blocked node in the end state it is given, and only in an end state. */
+static void test_settle_states(void **unused)
+{
+    (void)unused;
+    static const int ends[] = {JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        struct job j;
+        job_in(&j, JOB_BLOCKED);
+        struct job_event_args a = {.now_ms = 7000, .settle = ends[i]};
+        struct err e = ERR_INIT;
+        assert_int_equal(lifecycle_apply(&j, JOB_EV_SETTLE, &a, &e), 0);
+        assert_int_equal(j.state, ends[i]);
+        assert_int_equal(j.finished_at, 7000);
+        assert_string_equal(json_string_value(json_object_get(j.result, "reason")), "error");
+        assert_null(json_object_get(j.result, "error"));
+        job_release(&j);
+    }
+    static const int not_ends[] = {JOB_BLOCKED, JOB_QUEUED, JOB_RUNNING, -1, JOB_NSTATES};
+    for (size_t i = 0; i < sizeof(not_ends) / sizeof(not_ends[0]); i++) {
+        struct job j;
+        job_in(&j, JOB_BLOCKED);
+        struct job_event_args a = {.now_ms = 7000, .settle = not_ends[i]};
+        struct err e = ERR_INIT;
+        assert_int_equal(lifecycle_apply(&j, JOB_EV_SETTLE, &a, &e), ERR_CONFLICT);
+        assert_int_equal(j.state, JOB_BLOCKED);
+        assert_null(j.result);
+        job_release(&j);
+    }
 }
 
 static void test_repeated_start_changes_nothing(void **unused)
@@ -481,6 +524,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_pair),
         cmocka_unit_test(test_repeated_start_changes_nothing),
+        cmocka_unit_test(test_settle_states),
         cmocka_unit_test(test_progress_is_kept),
         cmocka_unit_test(test_attempts_and_backoff),
         cmocka_unit_test(test_attempts_run_out),

@@ -93,6 +93,12 @@ struct backend {
      */
     void *(*lock_job)(const struct fixture *f, const char *id);
     void (*unlock_job)(void *handle);
+    /*
+     * Backends that keep queued jobs in a table of their own as well (NULL otherwise): 0 when
+     * it holds exactly the queued jobs, with their queue, priority and run_after; else -1 with
+     * a message. Checked after every test, whatever the test did to its jobs.
+     */
+    int (*check_ready)(const struct fixture *f);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -292,13 +298,29 @@ static void pg_unlock_job(void *handle)
     PQclear(PQexec(handle, "ROLLBACK"));
     PQfinish(handle);
 }
+
+static int pg_check_ready(const struct fixture *f)
+{
+    char *v = pg_value(f, "SELECT count(*) FROM (SELECT id, queue, priority, run_after "
+                          "FROM jobs WHERE state = 1) q FULL JOIN ready r ON r.job = q.id "
+                          "AND r.queue = q.queue AND r.priority = q.priority "
+                          "AND r.run_after = q.run_after WHERE q.id IS NULL OR r.job IS NULL");
+    int rc = v && !strcmp(v, "0") ? 0 : -1;
+    if (rc)
+        fprintf(stderr, "postgres: the ready table differs from the queued jobs in %s rows\n",
+                v ? v : "(unreadable)");
+    lib_free(v);
+    return rc;
+}
 #endif
 
 /* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
-    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL},
+    {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL,
+     NULL},
 #ifdef WITH_POSTGRES
-    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job},
+    {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job,
+     pg_check_ready},
 #endif
 };
 
@@ -343,7 +365,9 @@ static int teardown(void **state)
         return 0;
     store_close(f->st2);
     store_close(f->st);
-    int rc = f->be->destroy(f);
+    /* a test that never made the schema has no ready table to compare */
+    int ready = f->be->check_ready && f->be->exists(f) ? f->be->check_ready(f) : 0;
+    int rc = f->be->destroy(f) || ready ? -1 : 0;
     free(f);
     *state = NULL;
     return rc;
@@ -2420,6 +2444,18 @@ static void test_update_and_scan(void **state)
     assert_string_equal(ids[0], "");
     assert_int_equal(store_job_scan(f->st, ~0u, stop_at_first, NULL, &e), 42);
 
+    /* jobs by id, whole (spec and all), in any order; unknown ids skipped */
+    const char *want[] = {jobs[2].id, unknown, jobs[1].id};
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 3, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[2], "");
+    assert_true((!strcmp(ids[0], jobs[2].id) && !strcmp(ids[1], jobs[1].id)) ||
+                (!strcmp(ids[0], jobs[1].id) && !strcmp(ids[1], jobs[2].id)));
+    memset(ids, 0, sizeof(ids));
+    assert_ok(store_job_each(f->st, want, 0, collect_ids, ids, &e), &e);
+    assert_string_equal(ids[0], "");
+    assert_int_equal(store_job_each(f->st, want, 3, stop_at_first, NULL, &e), 42);
+
     job_release(&u);
     job_release(&w);
     release_jobs(jobs, 3);
@@ -2754,7 +2790,7 @@ static void test_listen(void **state)
     struct err e = ERR_INIT;
     int fd = -1;
     bool any = true;
-    int64_t first = 0, last = -1, wfirst = 0, wlast = 0;
+    int64_t first = 0, last = -1, wfirst = 0, wlast = 0, upto = -1;
     if (!(store_caps(f->st) & STORE_CAP_SHARED)) {
         struct job one;
         make_simple(&one, T0, "q");
@@ -2763,7 +2799,7 @@ static void test_listen(void **state)
         store_tx_events(f->st, &first, &last);
         assert_true(first > last); /* not shared: nothing to tell */
         assert_err(store_listen(f->st, &fd, &e), ERR_INVALID, &e);
-        assert_err(store_notified(f->st, &fd, &any, &e), ERR_INVALID, &e);
+        assert_err(store_notified(f->st, &fd, &any, &upto, &e), ERR_INVALID, &e);
         assert_false(any);
         return;
     }
@@ -2773,8 +2809,9 @@ static void test_listen(void **state)
     assert_ok(store_open(f->uri, NULL, &f->st2, &e), &e);
     assert_ok(store_listen(f->st2, &fd, &e), &e);
     assert_true(fd >= 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* nothing yet */
+    assert_int_equal(upto, 0);
     /* a batch of two jobs: one announcement */
     struct job j[2];
     make_simple(&j[0], T0, "q");
@@ -2790,10 +2827,12 @@ static void test_listen(void **state)
     assert_int_equal(last, wlast);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1); /* bounded: 5 s */
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_true(any);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_int_equal(upto, last); /* it says the newest seq written */
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any); /* read once */
+    assert_int_equal(upto, 0);
     /* rolled back: nothing */
     struct job k;
     make_simple(&k, T0, "q");
@@ -2808,7 +2847,7 @@ static void test_listen(void **state)
     /* a handle without notify announces nothing */
     insert_jobs(f->st, &k, 1);
     assert_int_equal(poll(&pfd, 1, 300), 0);
-    assert_ok(store_notified(f->st2, &fd, &any, &e), &e);
+    assert_ok(store_notified(f->st2, &fd, &any, &upto, &e), &e);
     assert_false(any);
     store_close(writer);
     release_jobs(j, 2);
@@ -3019,7 +3058,7 @@ static void test_workflows(void **state)
     /* B's output: a key of its own attempt (workflow_attempt_uri) */
     struct job bj;
     assert_ok(store_job_get(f->st, jobs[workflow_node(&w, "B")].id, &bj, &e), &e);
-    assert_string_equal(workflow_output_uri(bj.spec, "out"), "s3://wf/attempt-1/b");
+    assert_string_equal(workflow_output_uri(bj.spec, "out", NULL), "s3://wf/attempt-1/b");
     job_release(&bj);
     wf_run(f->st, &w, jobs, "B", 0, "s3://wf/attempt-1/b");
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* C has not ended */
@@ -3132,6 +3171,117 @@ static void test_workflow_list(void **state)
     workflow_list_release(&l);
     for (int i = 0; i < 4; i++)
         workflow_rec_release(&rec[i]);
+}
+
+/*
+ * A fan-in node (D after A, B and C) is looked at once per upstream's end, from where the
+ * last look stopped: it still waits for every upstream, is cancelled at once by one it needs
+ * that fails, and waits again for an upstream retried after the look had passed it.
+ */
+static void test_workflow_fan_in(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[4], out;
+    char (*ids)[UUID_STR_LEN];
+    const char *body = "{'nodes': {'A': {'job': {'retry': {'max_attempts': 1}, 'command': "
+                       "{'program': 'a'}}},"
+                       "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b'}}},"
+                       "'C': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'c'}}},"
+                       "'D': {'job': {'command': {'program': 'd'}}, "
+                       "  'depends_on': [{'node': 'A', 'on': 'any'}, 'B', 'C']}}}";
+    /* ends out of order: D waits for the last one */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* one it needs fails while another is still open: cancelled at once */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "C", 3, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_CANCELLED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    /* A (on: any) fails, and is retried after the look passed it: D waits for it again */
+    store_wf(f->st, body, &rec, jobs, &w);
+    wf_run(f->st, &w, jobs, "A", 5, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, jobs[0].id, T0 + 3, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED); /* A runs again */
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_QUEUED);
+    release_jobs(jobs, 4);
+    workflow_release(&w);
+    workflow_rec_release(&rec);
+    store_changed_take(&ids);
+    lib_free(ids);
+}
+
+/*
+ * Retention deletes a workflow's jobs one by one (store_job_delete): each takes its row of
+ * the workflow along, and the last one the workflow; another workflow is not touched.
+ */
+static void test_workflow_deleted_with_its_last_job(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w, w2;
+    struct workflow_rec rec, rec2, got;
+    struct job jobs[2], other[1];
+    char wid[UUID_STR_LEN], (*ids)[UUID_STR_LEN];
+    store_wf(f->st,
+             "{'nodes': {'A': {'job': {'command': {'program': 'a'}}},"
+             "'B': {'job': {'command': {'program': 'b'}}, 'depends_on': ['A']}}}",
+             &rec, jobs, &w);
+    store_wf(f->st, "{'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}", &rec2, other,
+             &w2);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_SUCCEEDED);
+    store_changed_take(&ids);
+    lib_free(ids);
+    /* one of two jobs gone: the workflow stays, with its other job's row */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[0].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[0].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_workflow_of(f->st, jobs[1].id, wid, &e), &e);
+    assert_string_equal(wid, rec.id);
+    assert_ok(store_workflow_get(f->st, rec.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    /* the last one: the workflow goes too */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, jobs[1].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_workflow_of(f->st, jobs[1].id, wid, &e), ERR_NOTFOUND, &e);
+    assert_err(store_workflow_get(f->st, rec.id, &got, &e), ERR_NOTFOUND, &e);
+    /* the other workflow (its job still queued, not deleted) is whole */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_job_delete(f->st, other[0].id, &e), ERR_CONFLICT, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_workflow_get(f->st, rec2.id, &got, &e), &e);
+    workflow_rec_release(&got);
+    assert_ok(store_workflow_of(f->st, other[0].id, wid, &e), &e);
+    for (size_t i = 0; i < 2; i++)
+        job_release(&jobs[i]);
+    job_release(&other[0]);
+    workflow_release(&w);
+    workflow_release(&w2);
+    workflow_rec_release(&rec);
+    workflow_rec_release(&rec2);
 }
 
 /* --- triggers ------------------------------------------------------------------------------ */
@@ -3635,6 +3785,190 @@ static void test_array_items_and_end(void **state)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 #define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
 
+/* Ends task `id` (leased to "w" at attempt `attempt`) with exit `code` and, when given, one
+   output (uri, sha256). */
+static void finish_task(struct store *st, const char *id, int attempt, int code, const char *uri,
+                        const char *sha)
+{
+    struct err e = ERR_INIT;
+    json_t *outs = json_array();
+    if (uri)
+        json_array_append_new(outs, json_pack("{s:s, s:i, s:s}", "uri", uri, "size", 1, "sha256",
+                                              sha));
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .exit_code = code,
+                              .duration_ms = 1, .outputs = outs};
+    struct job_event_args fin = {.now_ms = T0 + 20, .end = &end};
+    struct job out;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_job_apply(st, id, attempt, "w", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    job_release(&out);
+    json_decref(outs);
+}
+
+/* Input argument k of job id's spec: its value and sha256. */
+static void assert_input(struct store *st, const char *id, size_t k, const char *value,
+                         const char *sha)
+{
+    struct job j;
+    struct err e = ERR_INIT;
+    assert_ok(store_job_get(st, id, &j, &e), &e);
+    json_t *a = json_array_get(json_object_get(json_object_get(j.spec, "command"), "arguments"), k);
+    assert_string_equal(json_string_value(json_object_get(a, "type")), "input");
+    assert_string_equal(json_string_value(json_object_get(a, "value")), value);
+    assert_string_equal(json_string_value(json_object_get(a, "sha256")), sha);
+    job_release(&j);
+}
+
+/*
+ * A fan-out node in the store: its array made when its upstream succeeds (one task per object
+ * under the prefix, each pinned), its job settled when the last task ends (failed: what needs
+ * it is cancelled), the workflow's retry reruns only the failed task, then the fan-in gives
+ * the reduce one input per task; cancelling a fan-out node cancels its tasks.
+ */
+static void test_workflow_fanout(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[3];
+    char (*ids)[UUID_STR_LEN];
+    store_changed_take(&ids);
+    lib_free(ids);
+    store_wf(f->st,
+             "{'nodes': {"
+             "'S': {'job': {'command': {'program': 's'}}},"
+             "'M': {'job': {'retry': {'max_attempts': 1}, 'array': {'outputs': 'S', 'prefix': 's3://wf/p/'},"
+             "  'command': {'program': 'm', 'arguments': [{'type': 'input', 'value': '{{item}}'},"
+             "  {'type': 'output', 'name': 'out', 'value': 's3://wf/r/{{index}}'}]}}},"
+             "'R': {'job': {'command': {'program': 'r', 'arguments': ["
+             "  {'type': 'parameter', 'value': 'x'}, {'type': 'input', 'name': 'in'}]}}}},"
+             "'connections': [{'from': 'M.out', 'to': 'R.in'}]}",
+             &rec, jobs, &w);
+    const char *m = jobs[workflow_node(&w, "M")].id;
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    struct array_rec a;
+    assert_err(store_array_get(f->st, m, &a, &e), ERR_NOTFOUND, &e);
+
+    /* S wrote three objects, two under the prefix: M's array has their two tasks */
+    const char *sid = jobs[workflow_node(&w, "S")].id;
+    struct store_lease c = {0};
+    size_t n;
+    snprintf(c.job, sizeof(c.job), "%s", sid);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 1, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    lib_free(c.spec);
+    json_t *outs = json_pack("[{s:s, s:i, s:s}, {s:s, s:i, s:s}, {s:s, s:i, s:s}]", "uri",
+                             "s3://wf/p/0", "size", 1, "sha256", "s0", "uri", "s3://wf/q", "size",
+                             1, "sha256", "sq", "uri", "s3://wf/p/1", "size", 1, "sha256", "s1");
+    struct attempt_end end = {.reason = "exit", .has_exit_code = true, .duration_ms = 1,
+                              .outputs = outs};
+    struct job_event_args fin = {.now_ms = T0 + 2, .end = &end};
+    struct job out;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_apply(f->st, sid, c.attempt, "w1", true, JOB_EV_FINISH, &fin, &out, &e),
+              &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    job_release(&out);
+    json_decref(outs);
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED); /* its tasks run */
+    assert_ok(store_array_get(f->st, m, &a, &e), &e);
+    assert_int_equal(a.count, 2);
+    assert_int_equal(a.kind, ARRAY_OUTPUTS);
+    assert_string_equal(a.source, "S");
+    assert_null(json_object_get(a.spec, "array"));
+    array_rec_release(&a);
+    n = store_changed_take(&ids); /* the server adds the array's entry */
+    assert_true(changed_has(ids, n, m));
+    lib_free(ids);
+
+    char t0[UUID_STR_LEN], t1[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, m, T0 + 3, t0), 0);
+    assert_int_equal(lease_task(f->st, m, T0 + 3, t1), 1);
+    assert_input(f->st, t0, 0, "s3://wf/p/0", "s0"); /* pinned: what S wrote */
+    assert_input(f->st, t1, 0, "s3://wf/p/1", "s1");
+    finish_task(f->st, t0, 1, 0, "s3://wf/r/0", "r0");
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    finish_task(f->st, t1, 1, 4, NULL, NULL);
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_FAILED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_CANCELLED);
+    struct job mj;
+    assert_ok(store_job_get(f->st, m, &mj, &e), &e);
+    assert_string_equal(json_string_value(json_object_get(mj.result, "error")),
+                        "1 of its 2 tasks failed");
+    assert_int_equal(mj.attempt, 0); /* no agent ran it */
+    job_release(&mj);
+
+    /* retry: only the failed task runs again; its end settles M, and R gets both objects */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_retry(f->st, &rec, T0 + 30, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 2); /* M and R */
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_BLOCKED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_BLOCKED);
+    struct job tj;
+    assert_ok(store_job_get(f->st, t0, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_SUCCEEDED); /* kept */
+    job_release(&tj);
+    assert_ok(store_job_get(f->st, t1, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_QUEUED);
+    job_release(&tj);
+    n = store_changed_take(&ids);
+    assert_true(changed_has(ids, n, t1));
+    lib_free(ids);
+    c = (struct store_lease){0};
+    snprintf(c.job, sizeof(c.job), "%s", t1);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w", T0 + 31, &c, 1, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    lib_free(c.spec);
+    assert_int_equal(c.attempt, 2);
+    finish_task(f->st, t1, 2, 0, "s3://wf/r/1", "r1");
+    assert_int_equal(wf_state(f->st, &w, jobs, "M"), JOB_SUCCEEDED);
+    assert_int_equal(wf_state(f->st, &w, jobs, "R"), JOB_QUEUED);
+    const char *r = jobs[workflow_node(&w, "R")].id;
+    assert_input(f->st, r, 1, "s3://wf/r/0", "r0"); /* in index order, in the port's place */
+    assert_input(f->st, r, 2, "s3://wf/r/1", "r1");
+    struct job rj;
+    assert_ok(store_job_get(f->st, r, &rj, &e), &e);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(rj.spec, "command"),
+                                                     "arguments")),
+                     3);
+    job_release(&rj);
+    workflow_rec_release(&rec);
+    release_jobs(jobs, w.n);
+    workflow_release(&w);
+
+    /* a count node without upstreams has its array at once; cancelling the workflow cancels
+       its tasks, the leased one and the unclaimed ones */
+    struct job cj[1];
+    store_wf(f->st,
+             "{'nodes': {'C': {'job': {'array': {'count': 3}, 'command': {'program': 'c'}}}}}",
+             &rec, cj, &w);
+    assert_int_equal(wf_state(f->st, &w, cj, "C"), JOB_BLOCKED);
+    assert_ok(store_array_get(f->st, cj[0].id, &a, &e), &e);
+    assert_int_equal(a.count, 3);
+    array_rec_release(&a);
+    assert_int_equal(lease_task(f->st, cj[0].id, T0 + 3, t0), 0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_cancel(f->st, &rec, T0 + 4, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    assert_int_equal(wf_state(f->st, &w, cj, "C"), JOB_CANCELLED);
+    assert_ok(store_job_get(f->st, t0, &tj, &e), &e);
+    assert_int_equal(tj.state, JOB_CANCELLED);
+    job_release(&tj);
+    assert_counts(f->st, cj[0].id, 0, 0, 3, 0);
+    n = store_changed_take(&ids);
+    assert_true(changed_has(ids, n, t0));
+    lib_free(ids);
+    workflow_rec_release(&rec);
+    release_jobs(cj, w.n);
+    workflow_release(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3680,9 +4014,12 @@ int main(void)
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),
+        T(test_workflow_fan_in),
+        T(test_workflow_deleted_with_its_last_job),
         T(test_triggers),
         T(test_arrays),
         T(test_array_items_and_end),
+        T(test_workflow_fanout),
         T_EMPTY(test_uri_redact),
     };
     int failed = 0;

@@ -85,7 +85,7 @@ static void test_diamond(void **state)
     for (size_t i = 0; i < d->ndeps; i++) /* only the edge from A goes on whatever A's end */
         assert_int_equal(d->deps[i].any, d->deps[i].node == (size_t)workflow_node(&w, "A"));
     /* a connected output: the first attempt's own key; the input stands on it until queued */
-    assert_string_equal(workflow_output_uri(w.nodes[workflow_node(&w, "B")].spec.json, "out"),
+    assert_string_equal(workflow_output_uri(w.nodes[workflow_node(&w, "B")].spec.json, "out", NULL),
                         "s3://wf/attempt-1/b");
     char *u = workflow_attempt_uri("s3://wf/x/y.txt", 12);
     assert_string_equal(u, "s3://wf/x/attempt-12/y.txt");
@@ -93,8 +93,8 @@ static void test_diamond(void **state)
     assert_null(workflow_attempt_uri("file:///tmp/y.txt", 2)); /* s3 objects only */
     assert_null(workflow_attempt_uri("s3://wf", 2));
     json_t *spec = json_deep_copy(d->spec.json);
-    assert_true(workflow_set_input(spec, "b", "s3://wf/b-1", "ab"));
-    assert_false(workflow_set_input(spec, "nope", "s3://wf/x", NULL));
+    assert_true(workflow_set_input(spec, "b", NULL, "s3://wf/b-1", "ab"));
+    assert_false(workflow_set_input(spec, "nope", NULL, "s3://wf/x", NULL));
     json_t *arg = json_array_get(json_object_get(json_object_get(spec, "command"), "arguments"), 0);
     assert_string_equal(json_string_value(json_object_get(arg, "value")), "s3://wf/b-1");
     assert_string_equal(json_string_value(json_object_get(arg, "sha256")), "ab");
@@ -178,12 +178,103 @@ static void test_bad_input(void **state)
     workflow_release(&w);
 }
 
+/*
+ * A fan-out node: its upstream over whose outputs it fans out is a dependency (on success),
+ * its spec checked as task 0's keeps "array" and its placeholders, its connected output keeps
+ * its key; the document marks it; bad fan-outs are refused naming the field.
+ */
+static void test_fan_out(void **state)
+{
+    (void)state;
+    struct workflow w;
+    struct err e = ERR_INIT;
+    const char *text =
+        "{\"nodes\": {\"S\": {\"job\": " P("s") "},"
+        " \"M\": {\"job\": {\"array\": {\"outputs\": \"S\", \"prefix\": \"s3://bk/p/\"},"
+        "  \"command\": {\"program\": \"m\", \"arguments\": ["
+        "   {\"type\": \"input\", \"value\": \"{{item}}\"}, " OUT("o", "s3://bk/r/{{index}}") "]}}},"
+        " \"R\": {\"job\": {\"command\": {\"program\": \"r\", \"arguments\": [" IN("i") "]}}}},"
+        " \"connections\": [{\"from\": \"M.o\", \"to\": \"R.i\"}]}";
+    if (parse(text, &w, &e)) fail_msg("%s", e.msg);
+    const struct wf_node *m = &w.nodes[workflow_node(&w, "M")];
+    assert_int_equal(m->fan_from, workflow_node(&w, "S"));
+    assert_int_equal(m->ndeps, 1);
+    assert_int_equal(m->deps[0].node, (size_t)workflow_node(&w, "S"));
+    assert_false(m->deps[0].any);
+    assert_true(pos(&w, "S") < pos(&w, "M") && pos(&w, "M") < pos(&w, "R"));
+    json_t *args = json_object_get(json_object_get(m->spec.json, "command"), "arguments");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(args, 0), "value")),
+                        "{{item}}");
+    assert_string_equal(workflow_output_uri(m->spec.json, "o", NULL), "s3://bk/r/{{index}}");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(m->spec.json, "array"), "outputs")),
+                        "S");
+    char ids[3][UUID_STR_LEN] = {"a", "b", "c"};
+    json_t *doc = workflow_doc(&w, (const char(*)[UUID_STR_LEN])ids);
+    assert_true(json_is_true(json_object_get(json_object_get(json_object_get(doc, "nodes"), "M"),
+                                             "array")));
+    assert_null(json_object_get(json_object_get(json_object_get(doc, "nodes"), "R"), "array"));
+    json_decref(doc);
+    workflow_release(&w);
+
+    refused("{\"nodes\": {\"M\": {\"job\": {\"array\": {\"outputs\": \"Z\"}, \"command\": "
+            "{\"program\": \"m\"}}}}}",
+            "nodes.M.job.array.outputs", "no node 'Z'");
+    refused("{\"nodes\": {\"M\": {\"job\": {\"array\": {\"outputs\": \"M\"}, \"command\": "
+            "{\"program\": \"m\"}}}}}",
+            "nodes.M.job.array.outputs", "its own outputs");
+    refused("{\"nodes\": {\"S\": {\"job\": " P("s") "}, \"M\": {\"job\": {\"array\": "
+            "{\"outputs\": \"S\", \"prefix\": \"file:///x\"}, \"command\": {\"program\": \"m\"}}}}}",
+            "nodes.M.job.array.prefix", "s3:// prefix");
+    refused("{\"nodes\": {\"M\": {\"job\": {\"array\": {\"objects\": \"s3://bk/\"}, \"command\": "
+            "{\"program\": \"m\"}}}}}",
+            "nodes.M.job.array.objects", "cannot list a prefix");
+    refused("{\"nodes\": {\"M\": {\"job\": {\"array\": {\"count\": 0}, \"command\": "
+            "{\"program\": \"m\"}}}}}",
+            "nodes.M.job.array.count", "nodes.M.job.array.count must be");
+    refused("{\"nodes\": {\"M\": {\"job\": {\"array\": {\"count\": 2}, \"command\": "
+            "{\"program\": \"m\", \"bogus\": 1}}}}}",
+            "nodes.M.job.command.bogus", NULL);
+}
+
+/* Fan-in: one input argument becomes n in its place, each keeping its name, pinned or not. */
+static void test_set_inputs(void **state)
+{
+    (void)state;
+    json_t *spec = json_loads("{\"command\": {\"program\": \"r\", \"arguments\": ["
+                              "{\"type\": \"parameter\", \"value\": \"a\"}, " IN("--in") ", "
+                              "{\"type\": \"parameter\", \"value\": \"z\"}]}}",
+                              0, NULL);
+    const char *uris[] = {"s3://b/0", "s3://b/1"}, *shas[] = {"s0", NULL};
+    assert_false(workflow_set_inputs(spec, "--nope", NULL, uris, shas, 2));
+    assert_true(workflow_set_inputs(spec, "--in", NULL, uris, shas, 2));
+    json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
+    assert_int_equal(json_array_size(args), 4);
+    char *text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text,
+                        "[{\"type\":\"parameter\",\"value\":\"a\"},"
+                        "{\"name\":\"--in\",\"sha256\":\"s0\",\"type\":\"input\",\"value\":\"s3://b/0\"},"
+                        "{\"name\":\"--in\",\"type\":\"input\",\"value\":\"s3://b/1\"},"
+                        "{\"type\":\"parameter\",\"value\":\"z\"}]");
+    lib_free(text);
+    /* by place; and none: the argument goes */
+    assert_true(workflow_set_inputs(spec, "x", "arguments[2]", NULL, NULL, 0));
+    assert_int_equal(json_array_size(args), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(args, 1), "value")),
+                        "s3://b/0");
+    assert_false(workflow_set_inputs(spec, "x", "arguments[0]", uris, shas, 2)); /* a parameter */
+    assert_false(workflow_set_inputs(spec, "x", "stdin", uris, shas, 2));
+    json_decref(spec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_diamond),
         cmocka_unit_test(test_cycles),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_fan_out),
+        cmocka_unit_test(test_set_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,10 +45,11 @@ static const char *const pg_migrations[] = {
     "  job text NOT NULL, attempt integer NOT NULL, stream integer NOT NULL,"
     "  off bigint NOT NULL, data bytea NOT NULL,"
     "  PRIMARY KEY (job, attempt, stream, off));"
-    /* The event stream. seq is given by the writing transaction from event_head, whose row
-       it locks until it commits: events become visible in seq order (a follower reading
-       seq > N never misses one committed later with a smaller seq), and event_head.seq is
-       the newest seq committed, which pruning does not take back. */
+    /* The event stream. seq is given by the writing transaction, which locks event_head's
+       row until it commits: events become visible in seq order (a follower reading
+       seq > N never misses one committed later with a smaller seq). The newest seq is
+       the greater of max(events.seq) and event_head.seq, which pruning sets before it
+       deletes (store_pg.c: the row is locked per transaction, no longer updated). */
     "CREATE TABLE events ("
     "  seq bigint PRIMARY KEY, at bigint NOT NULL, kind integer NOT NULL,"
     "  subject text NOT NULL, queue text, state integer NOT NULL, attempt integer,"
@@ -123,6 +124,22 @@ static const char *const pg_migrations[] = {
     "  role integer NOT NULL, name text NOT NULL, expires_at bigint NOT NULL);"
     "CREATE INDEX sessions_name ON sessions (name, expires_at);"
     "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 10: SQLite's 15: a workflow's rows, found from the workflow (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
+    /* 11: the ready table: one row per queued job (state 1), written in the transaction that
+       makes the job queued or takes it out of queued (store_pg.c), so that leasing locks and
+       deletes rows of a small table however many finished jobs `jobs` holds. The job's id
+       (UUIDv7) is its creation order. Its rows live briefly: autovacuum visits it after a
+       fixed 1,000 dead rows, not after a fraction of its size, at full speed (a small table:
+       no cost delay), so its bloat stays bounded. */
+    "CREATE TABLE ready ("
+    "  job text COLLATE \"C\" PRIMARY KEY, queue text COLLATE \"C\" NOT NULL,"
+    "  priority integer NOT NULL, run_after bigint NOT NULL)"
+    "  WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,"
+    "        autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0,"
+    "        autovacuum_analyze_threshold = 1000);"
+    "INSERT INTO ready (job, queue, priority, run_after)"
+    "  SELECT id, queue, priority, run_after FROM jobs WHERE state = 1;",
 };
 
 #endif

@@ -138,6 +138,9 @@ static const char *const sqlite_migrations[] = {
     "  role INTEGER NOT NULL, name TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX sessions_name ON sessions (name, expires_at);"
     "CREATE INDEX sessions_expiry ON sessions (expires_at);",
+    /* 15: a workflow's rows, found from the workflow: retention deletes the workflow with the
+       row of its last job (store_job_delete) */
+    "CREATE INDEX workflow_jobs_workflow ON workflow_jobs (workflow);",
 };
 
 #endif
