@@ -2,6 +2,7 @@
 """The client of the FASTA example (examples/fasta): an async file-processing API on drover.
 
     client.py [--size-mb 200] [--seed 1] [--chunk-kb 4096] [--chunk-delay 0] [--dir DIR]
+              [--shards K]
 
 1. generates DIR/input.fa: random DNA sequences, deterministic from --seed;
 2. asks drover for a presigned PUT URL and uploads the file to it with curl
@@ -11,6 +12,13 @@
 4. polls GET /v1/jobs/{id} and prints the progress as it moves;
 5. asks for a presigned GET URL of the JSON result and downloads it to
    DIR/result.json.
+
+With --shards K (the sharded mode) there is no step 3: the client makes sure an
+upload trigger exists on s3://BUCKET/sharded-K/ (once: it is kept), and the upload
+itself submits a workflow there: fasta_split.py cuts the file into K shards, an
+array of K tasks (one per shard, on any agents) runs fasta_stats.py, and
+fasta_reduce.py adds their results up into the one JSON result, at a key made of
+the file's SHA-256; the client follows the workflow and downloads that result.
 
 DROVER_SERVER and DROVER_TOKEN say where drover is (default: the local server and
 the admin token of its data folder, DROVER_DATA or ~/.local/share/drover). The
@@ -97,14 +105,20 @@ def main():
     ap.add_argument("--worker", default=os.path.join(HERE, "fasta_stats.py"))
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
     ap.add_argument("--timeout", type=float, default=1800, help="give up after this long")
+    ap.add_argument("--shards", type=int,
+                    help="the sharded mode: an upload trigger, K shards, a reduce step")
     a = ap.parse_args()
     if not 0 < a.size_mb <= 100000 or a.chunk_kb < 1 or a.poll <= 0:
         raise SystemExit("client: --size-mb, --chunk-kb and --poll must be positive")
+    if a.shards is not None and not 1 <= a.shards <= 1000:
+        raise SystemExit("client: --shards must be 1 to 1000")
     folder = a.dir or tempfile.mkdtemp(prefix="drover-fasta-")
     os.makedirs(folder, exist_ok=True)
     drover = Drover(os.environ.get("DROVER_SERVER", "http://127.0.0.1:7070"), default_token())
     run = str(uuid.uuid4())
-    input_uri = f"s3://{a.bucket}/uploads/{run}/input.fa"
+    trigger = ensure_trigger(drover, a) if a.shards else None
+    input_uri = (f"{trigger['prefix']}{run}/input.fa" if trigger
+                 else f"s3://{a.bucket}/uploads/{run}/input.fa")
     result_uri = f"s3://{a.bucket}/results/{run}/result.json"
     records_uri = f"s3://{a.bucket}/results/{run}/records.tsv"
 
@@ -130,6 +144,8 @@ def main():
     if stored["sha256"] != sha or stored["size"] != size:
         raise SystemExit(f"client: the server stored something else: {stored}")
     log(f"uploaded {size / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s, sha256 {sha[:16]}…")
+    if trigger:
+        return follow_sharded(drover, a, trigger, input_uri, sha, folder)
 
     # 3. tell drover the file is there: the job that processes it
     job = drover.call("POST", "/v1/jobs", {
@@ -169,6 +185,10 @@ def main():
     log(f"job {job['id']} succeeded in {res.get('duration_ms')} ms on agent {j.get('agent')}")
 
     # 5. a presigned GET URL for the result
+    return download(drover, result_uri, folder)
+
+
+def download(drover, result_uri, folder):
     get_url = drover.presign("GET", result_uri)
     r = requests.get(get_url, timeout=60)  # no token
     if r.status_code != 200:
@@ -179,6 +199,102 @@ def main():
     log(f"result {result_uri} -> {out}")
     log(r.text.rstrip())
     return 0
+
+
+# ---- the sharded mode ----
+
+def sharded_workflow(a):
+    """The workflow an upload under the trigger's prefix submits ({{sha256}}: the upload's)."""
+    work = f"s3://{a.bucket}/work/{{{{sha256}}}}/"
+    job = {"queue": a.queue, "timeout_s": 3600, "retry": {"max_attempts": 2}}
+    return {
+        "name": f"fasta-sharded-{a.shards}",
+        "nodes": {
+            # the upload becomes --input (the trigger's "input"); K shards go to work/
+            "split": {"job": dict(job, command={
+                "program": os.path.join(HERE, "fasta_split.py"),
+                "arguments": [{"type": "parameter", "name": "--shards", "value": str(a.shards)},
+                              {"type": "input", "name": "--input"}],
+                "output": [work + "shard-"]})},
+            # one task per object split wrote (fan-out), each fasta_stats.py on its shard
+            "stats": {"job": dict(job, array={"outputs": "split"}, command={
+                "program": os.path.abspath(a.worker),
+                "arguments": [
+                    {"type": "output", "name": "--out", "value": work + "stats-{{index}}.json"},
+                    {"type": "output", "name": "--records",
+                     "value": work + "records-{{index}}.tsv"},
+                    {"type": "parameter", "name": "--chunk-size", "value": str(a.chunk_kb * 1024)},
+                    {"type": "input", "value": "{{item}}"}],
+                "env": {"FASTA_CHUNK_DELAY": str(a.chunk_delay)}})},
+            # waits for every task and gets all their outputs (fan-in)
+            "reduce": {"job": dict(job, command={
+                "program": os.path.join(HERE, "fasta_reduce.py"),
+                "arguments": [
+                    {"type": "parameter", "name": "--sha256", "value": "{{sha256}}"},
+                    {"type": "output", "name": "--out",
+                     "value": f"s3://{a.bucket}/results/{{{{sha256}}}}/result.json"},
+                    {"type": "output", "name": "--records-out",
+                     "value": f"s3://{a.bucket}/results/{{{{sha256}}}}/records.tsv"},
+                    {"type": "input", "name": "--stats"},
+                    {"type": "input", "name": "--records"}]})}},
+        "connections": [{"from": "stats.--out", "to": "reduce.--stats"},
+                        {"from": "stats.--records", "to": "reduce.--records"}]}
+
+
+def ensure_trigger(drover, a):
+    """The upload trigger on s3://BUCKET/sharded-K/: the one there, else a new one."""
+    prefix = f"s3://{a.bucket}/sharded-{a.shards}/"
+    for t in drover.call("GET", "/v1/triggers")["triggers"]:
+        if t["prefix"] == prefix:
+            log(f"trigger {t['id']} on {prefix}")
+            return t
+    t = drover.call("POST", "/v1/triggers", {"prefix": prefix, "workflow": sharded_workflow(a),
+                                             "input": "split.--input"})
+    log(f"trigger {t['id']} on {prefix} created: an upload there submits the workflow "
+        f"split -> stats x{a.shards} -> reduce")
+    return t
+
+
+def follow_sharded(drover, a, trigger, input_uri, sha, folder):
+    """No "file uploaded" call: finds the workflow the upload fired, follows it to its end."""
+    deadline = time.monotonic() + a.timeout
+    wf_id = None
+    while not wf_id:
+        for f in drover.call("GET", f"/v1/triggers/{trigger['id']}")["fires"]:
+            if f["uri"] == input_uri and f["sha256"] == sha:
+                if f["state"] == "failed":
+                    raise SystemExit(f"client: the trigger could not submit: {f['error']}")
+                wf_id = f.get("workflow")
+        if not wf_id:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"client: the upload fired nothing after {a.timeout} s")
+            time.sleep(a.poll)
+    log(f"the upload fired workflow {wf_id}")
+    last = None
+    while True:
+        wf = drover.call("GET", f"/v1/workflows/{wf_id}")
+        parts = []
+        for name in ("split", "stats", "reduce"):
+            node = wf["nodes"][name]
+            part = f"{name} {node['state']}"
+            if isinstance(node.get("array"), str):  # the fan-out: its tasks' states
+                c = drover.call("GET", f"/v1/arrays/{node['array']}")["counts"]
+                part += f" ({c['succeeded']}/{c['total']} shards done)"
+            parts.append(part)
+        line = " | ".join(parts)
+        if line != last:
+            log(line)
+            last = line
+        if wf["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"client: workflow {wf_id} still {wf['state']} after {a.timeout} s")
+        time.sleep(a.poll)
+    if wf["state"] != "succeeded":
+        raise SystemExit(f"client: workflow {wf_id} {wf['state']}: "
+                         f"{json.dumps({n: v.get('result') for n, v in wf['nodes'].items()})}")
+    log(f"workflow {wf_id} succeeded")
+    return download(drover, f"s3://{a.bucket}/results/{sha}/result.json", folder)
 
 
 if __name__ == "__main__":

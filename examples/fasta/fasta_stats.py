@@ -9,7 +9,8 @@ sequences as they come; after each chunk it writes a progress line
 job's progress; without drover, to stderr). Writes a JSON result to --out:
 sequences, total_length, gc_content ((G+C) / (A+C+G+T), N and other letters
 not counted), n_count, n50, min/max/mean length, the input's SHA-256; and with
---records one line per sequence (id, length, GC count, N count) as TSV.
+--records one line per sequence (id, length, GC count, N count) as TSV. The result
+also counts A+T (at_count), so that the statistics of shards add up (fasta_reduce.py).
 FASTA_CHUNK_DELAY=SECONDS sleeps that long after each chunk, so that a short
 run still shows its progress moving. Only the standard library is used.
 """
@@ -112,6 +113,7 @@ def main():
         "total_length": sum(lengths),
         "gc_content": gc / (gc + at) if gc + at else 0.0,
         "gc_count": gc,
+        "at_count": at,
         "n_count": sum(r.n for r in records),
         "n50": n50(lengths),
         "min_length": min(lengths, default=0),

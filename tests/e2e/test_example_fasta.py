@@ -131,3 +131,64 @@ def test_fasta_flow_with_progress(server, make_agent, tmp_path):
     input_uri = next(a["value"] for a in j["spec"]["command"]["arguments"] if a["type"] == "input")
     assert sha(server.api().get("/v1/blobs/" + input_uri[len("s3://"):]).content) == sha(data)
     assert j["agent"] == "fasta-worker" and j["service"] == "fasta-stats"
+
+
+def test_sharded_mode_upload_triggers_split_array_and_reduce(server, make_agent, tmp_path):
+    """--shards: the upload alone fires the workflow (no job call from the client), the file
+    is split over two agents as an array, and the reduce step's result is the file's."""
+    make_agent(server, "shard-worker-1")
+    make_agent(server, "shard-worker-2")
+    folder = tmp_path / "client"
+    env = dict(os.environ, DROVER_SERVER=server.url, DROVER_TOKEN=server.admin_token)
+    r = subprocess.run(
+        [sys.executable, CLIENT, "--size-mb", "2", "--seed", "5", "--shards", "3",
+         "--chunk-kb", "128", "--poll", "0.1", "--timeout", "120", "--dir", str(folder)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert re.search(r"^trigger \S+ on s3://fasta/sharded-3/ created", out, re.M), out
+    assert "submitted" not in out  # no "file uploaded" call: the upload fired it
+    wf_id = re.search(r"^the upload fired workflow (\S+)$", out, re.M).group(1)
+    assert re.search(r"stats succeeded \(3/3 shards done\) \| reduce succeeded$", out, re.M), out
+
+    data = (folder / "input.fa").read_bytes()
+    records, want = stats(data.decode())
+    result = json.loads((folder / "result.json").read_text())
+    assert result["input_sha256"] == sha(data) and result["input_size"] == len(data)
+    assert result["shards"] == 3
+    for k, v in want.items():
+        if isinstance(v, float):
+            assert abs(result[k] - v) < 1e-9, (k, result[k], v)
+        else:
+            assert result[k] == v, (k, result[k], v)
+    # the same as the unsharded worker on the whole file
+    whole = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "fasta",
+                                                         "fasta_stats.py"),
+                            "--out", str(tmp_path / "whole.json"), str(folder / "input.fa")],
+                           capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 0, whole.stderr
+    unsharded = json.loads((tmp_path / "whole.json").read_text())
+    assert {k: v for k, v in result.items() if k != "shards"} == \
+        {k: v for k, v in unsharded.items() if k != "chunks"}
+    body = server.api().get(f"/v1/blobs/fasta/results/{sha(data)}/records.tsv").text
+    assert body.splitlines() == [f"{name}\t{len(s)}\t{s.count('G') + s.count('C')}\t"
+                                 f"{s.count('N')}" for name, s in records]
+
+    # the workflow: three nodes, the middle one an array of 3 tasks run by both agents
+    wf = server.api().get(f"/v1/workflows/{wf_id}").json()
+    assert wf["state"] == "succeeded"
+    array_id = wf["nodes"]["stats"]["array"]
+    tasks = server.api().get(f"/v1/arrays/{array_id}/tasks").json()["tasks"]
+    assert [t["state"] for t in tasks] == ["succeeded"] * 3
+    agents = {get_job(server, t["job"])["agent"] for t in tasks}
+    assert agents <= {"shard-worker-1", "shard-worker-2"}
+
+    # a second run finds the trigger and fires once more (a new object version)
+    r2 = subprocess.run(
+        [sys.executable, CLIENT, "--size-mb", "1", "--seed", "6", "--shards", "3",
+         "--poll", "0.1", "--timeout", "120", "--dir", str(tmp_path / "client2")],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=180)
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    assert "created" not in r2.stdout.splitlines()[0], r2.stdout
+    triggers = server.api().get("/v1/triggers").json()["triggers"]
+    assert len([t for t in triggers if t["prefix"] == "s3://fasta/sharded-3/"]) == 1
