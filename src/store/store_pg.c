@@ -75,6 +75,8 @@ enum stmt_id {
     S_JOB_LEASE,
     S_JOB_SCAN,
     S_JOB_EACH,
+    S_JOB_PREFETCH,
+    S_LOG_HEADS,
     S_LOG_APPEND,
     S_LOG_READ,
     S_AGENT_UPSERT,
@@ -332,6 +334,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
+    /* store_job_prefetch: the rows locked (after event_head, as pg_job_lock does), with their
+       workflow; then the stdout heads of the attempts asked for */
+    [S_JOB_PREFETCH] = "SELECT " JOB_COLUMNS ", (SELECT workflow FROM workflow_jobs w "
+                       "WHERE w.job = jobs.id) FROM jobs WHERE id = ANY($1::text[]) "
+                       "ORDER BY id FOR UPDATE OF jobs",
+    [S_LOG_HEADS] = "SELECT l.job, l.attempt, l.off, l.data FROM job_logs l "
+                    "JOIN unnest($1::text[], $2::integer[]) AS h(job, attempt) "
+                    "ON l.job = h.job AND l.attempt = h.attempt WHERE l.stream = $3 "
+                    "AND l.off + length(l.data) > 0 AND l.off < $4 ORDER BY l.job, l.attempt, l.off",
     [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = $1 AND attempt = $2 AND stream = $3 "
                    "AND off + length(data) > $4 AND off < $4::bigint + $5::bigint ORDER BY off",
     /* A name registered by another token is left alone: no row comes back. */
@@ -396,6 +407,20 @@ static const char *const stmt_sql[S_COUNT] = {
                        "AND state = ANY($2::integer[])",
 };
 
+/* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
+struct pf_job {
+    char id[UUID_STR_LEN];
+    struct job j;       /* its locked row; taken by the first pg_job_lock (then `used`) */
+    bool used;
+    bool in_wf;         /* in a workflow: wf */
+    char wf[UUID_STR_LEN];
+    int head_attempt;   /* its stdout head read for this attempt; 0 none, -1 not kept */
+    struct buf head;
+    int64_t head_pos;   /* store_log_take's state while reading it */
+    size_t head_left;
+    bool head_stop;
+};
+
 struct store_pg {
     struct store base;
     PGconn *conn;
@@ -413,6 +438,9 @@ struct store_pg {
     int64_t ev_first;  /* the transaction's events: seqs ev_first + 1 .. ev_seq */
     int64_t tx_first, tx_last; /* those of the last committed transaction (store_tx_events) */
     bool listening;    /* store_listen was called: LISTEN again after a reconnect */
+    struct pf_job *pf; /* store_job_prefetch's jobs, sorted by id (strcmp) */
+    size_t npf;
+    size_t pf_head_max;
 };
 
 
@@ -654,9 +682,54 @@ static int conn_ready(struct store_pg *s, struct err *e)
  * Runs statement `id` with p (released here). Its rows, when `out` is not
  * NULL, are the caller's to PQclear().
  */
+static void pf_clear(struct store_pg *s)
+{
+    for (size_t i = 0; i < s->npf; i++) {
+        job_release(&s->pf[i].j);
+        buf_release(&s->pf[i].head);
+    }
+    free(s->pf);
+    s->pf = NULL;
+    s->npf = 0;
+}
+
+static int pf_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct pf_job *)a)->id, ((const struct pf_job *)b)->id);
+}
+
+static struct pf_job *pf_find(struct store_pg *s, const char *id)
+{
+    if (!s->npf || strlen(id) >= UUID_STR_LEN)
+        return NULL;
+    struct pf_job key;
+    memcpy(key.id, id, strlen(id) + 1);
+    return bsearch(&key, s->pf, s->npf, sizeof(*s->pf), pf_cmp);
+}
+
+/*
+ * What a statement leaves of store_job_prefetch's reads: the reads, the
+ * lock of event_head, a job's fenced write (which drops that job's row:
+ * job_update_tx) and its webhook leave them; any other write may change a
+ * job, its output or its workflow: all are dropped.
+ */
+static bool pf_keeps(enum stmt_id id)
+{
+    switch (id) {
+    case S_JOB_PREFETCH: case S_LOG_HEADS: case S_JOB_LOCK: case S_JOB_LOCK_RUN:
+    case S_JOB_GET: case S_JOB_GET_RUN: case S_LOG_READ: case S_WF_OF:
+    case S_EVENT_HEAD_LOCK: case S_EVENT_LAST: case S_JOB_UPDATE: case S_WEBHOOK_ADD:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
                struct err *e, const char *what)
 {
+    if (s->npf && !pf_keeps(id))
+        pf_clear(s);
     char name[16];
     snprintf(name, sizeof(name), "d%d", (int)id);
     PGresult *r = NULL;
@@ -812,6 +885,7 @@ fail:
 static void pg_close(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pf_clear(s);
     PQfinish(s->conn);
     free(s->shown);
     free(s);
@@ -894,11 +968,13 @@ static int pg_begin(struct store *st, struct err *e)
         s->ev_locked = false;
         s->sp_open = false;
     }
+    pf_clear(s);
     return rc;
 }
 
 static void tx_reset(struct store_pg *s)
 {
+    pf_clear(s);
     s->depth = 0;
     s->sp_open = false;
     s->ev_locked = false;
@@ -958,6 +1034,7 @@ static void pg_rollback(struct store *st)
 static int pg_savepoint(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
+    pf_clear(s); /* an op's reads are the op's */
     int rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
                       "savepoint");
     s->sp_open = !rc;
@@ -979,6 +1056,7 @@ static int pg_savepoint_release(struct store *st, struct err *e)
 static void pg_savepoint_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pf_clear(s);
     exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
     s->sp_open = false;
     s->depth = 1;
@@ -1197,7 +1275,98 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
 {
     struct store_pg *s = pg(st);
     int rc = events_lock(s, e);
-    return rc ? rc : get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+    if (rc)
+        return rc;
+    struct pf_job *f = pf_find(s, id);
+    if (f && !f->used) { /* locked and read by store_job_prefetch (with its spec) */
+        *out = f->j;
+        job_init(&f->j);
+        f->used = true;
+        return 0;
+    }
+    return get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+}
+
+static int pg_job_prefetch(struct store *st, const char *const *ids, const int *head_attempts,
+                           size_t n, size_t head_max, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    pf_clear(s);
+    int rc = events_lock(s, e); /* before any row's lock, as always */
+    if (rc)
+        return rc;
+    struct arr a = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&a, ids[i]);
+    struct params p = {0};
+    p_arr(&p, &a);
+    PGresult *r;
+    if ((rc = run(s, S_JOB_PREFETCH, &p, &r, e, "reading jobs")))
+        return rc;
+    int rows = PQntuples(r);
+    s->pf = xcalloc(rows ? (size_t)rows : 1, sizeof(*s->pf));
+    for (int i = 0; i < rows; i++) {
+        struct pf_job *f = &s->pf[s->npf++];
+        row_to_job(r, i, &f->j);
+        memcpy(f->id, f->j.id, sizeof(f->id));
+        f->in_wf = !PQgetisnull(r, i, 23);
+        if (f->in_wf)
+            snprintf(f->wf, sizeof(f->wf), "%s", PQgetvalue(r, i, 23));
+        f->head = (struct buf)BUF_INIT;
+    }
+    PQclear(r);
+    qsort(s->pf, s->npf, sizeof(*s->pf), pf_cmp);
+    /* the heads wanted: one attempt per job (two different ones: neither kept) */
+    struct arr hj = {BUF_INIT, 0}, ha = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++) {
+        struct pf_job *f = head_attempts[i] > 0 ? pf_find(s, ids[i]) : NULL;
+        if (!f || f->head_attempt == head_attempts[i] || f->head_attempt < 0)
+            continue;
+        f->head_attempt = f->head_attempt ? -1 : head_attempts[i];
+    }
+    for (size_t i = 0; i < s->npf; i++) {
+        struct pf_job *f = &s->pf[i];
+        if (f->head_attempt <= 0)
+            continue;
+        arr_text(&hj, f->id);
+        arr_int(&ha, f->head_attempt);
+        f->head_pos = 0;
+        f->head_left = head_max;
+    }
+    s->pf_head_max = head_max;
+    if (!hj.n || !head_max) {
+        buf_release(&hj.b);
+        buf_release(&ha.b);
+        return 0;
+    }
+    p = (struct params){0};
+    p_arr(&p, &hj);
+    p_arr(&p, &ha);
+    p_int(&p, 0); /* stdout */
+    p_int(&p, head_max > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)head_max);
+    if ((rc = run(s, S_LOG_HEADS, &p, &r, e, "reading output"))) {
+        pf_clear(s);
+        return rc;
+    }
+    /* as pg_log_read reads one head, chunk after chunk */
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct pf_job *f = pf_find(s, PQgetvalue(r, i, 0));
+        if (!f || f->head_attempt != (int)col_int(r, i, 1) || f->head_stop || !f->head_left)
+            continue;
+        size_t len = 0;
+        unsigned char *data = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 3), &len);
+        if (!data) {
+            PQclear(r);
+            pf_clear(s);
+            return err_set(e, ERR_INTERNAL, "store '%s': reading output: out of memory",
+                           s->shown);
+        }
+        f->head_stop = !store_log_take(&f->head_pos, &f->head_left, col_int(r, i, 2),
+                                       (const char *)data, (int64_t)len, &f->head);
+        PQfreemem(data);
+    }
+    PQclear(r);
+    return 0;
 }
 
 static int pg_job_get_by_key(struct store *st, const char *owner, const char *key,
@@ -1317,6 +1486,11 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     int rc = events_lock(s, e);
     if (rc)
         return rc;
+    struct pf_job *f = pf_find(s, j->id);
+    if (f && !f->used) { /* its row as read is no longer what is stored */
+        job_release(&f->j);
+        f->used = true;
+    }
     struct params p = {0};
     p_int(&p, j->state);
     p_text(&p, j->agent);
@@ -1567,6 +1741,12 @@ static int pg_log_read(struct store *st, const char *job, int attempt, int strea
     struct store_pg *s = pg(st);
     if (max == 0)
         return 0;
+    struct pf_job *f = stream == 0 && offset == 0 && max == s->pf_head_max ? pf_find(s, job)
+                                                                           : NULL;
+    if (f && attempt > 0 && f->head_attempt == attempt) { /* read by store_job_prefetch */
+        buf_add(out, f->head.data, f->head.len);
+        return 0;
+    }
     struct params p = {0};
     p_text(&p, job);
     p_int(&p, attempt);
@@ -2130,6 +2310,13 @@ static int pg_workflow_list(struct store *st, const char *owner, const char *aft
 
 static int pg_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
 {
+    struct pf_job *f = pf_find(pg(st), job);
+    if (f && f->in_wf) {
+        snprintf(id_out, UUID_STR_LEN, "%s", f->wf);
+        return 0;
+    }
+    if (f)
+        return err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
     struct params p = {0};
     p_text(&p, job);
     PGresult *r;
@@ -2815,6 +3002,7 @@ const struct store_ops store_pg_ops = {
     .job_update = pg_job_update,
     .job_scan = pg_job_scan,
     .job_each = pg_job_each,
+    .job_prefetch = pg_job_prefetch,
     .log_append = pg_log_append,
     .log_read = pg_log_read,
     .agent_upsert = pg_agent_upsert,
