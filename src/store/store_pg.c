@@ -76,6 +76,7 @@ enum stmt_id {
     S_JOB_SCAN,
     S_JOB_EACH,
     S_JOB_PREFETCH,
+    S_JOB_UPDATE_SET,
     S_LOG_HEADS,
     S_LOG_APPEND,
     S_LOG_READ,
@@ -339,6 +340,26 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_PREFETCH] = "SELECT " JOB_COLUMNS ", (SELECT workflow FROM workflow_jobs w "
                        "WHERE w.job = jobs.id) FROM jobs WHERE id = ANY($1::text[]) "
                        "ORDER BY id FOR UPDATE OF jobs",
+    /* the writes of jobs read by S_JOB_PREFETCH and stepped since, in one statement (as
+       S_JOB_UPDATE's each: the row, its ready row, its event; $17: JOB_QUEUED) */
+    [S_JOB_UPDATE_SET] =
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], "
+        "$5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
+        "$11::integer[], $12::integer[], $13::bigint[], $14::bigint[], $15::text[], "
+        "$16::text[], $18::text[]) AS v(id, state, agent, attempt, started_at, finished_at, "
+        "run_after, progress, result, attempts, was, states, seq, at, queue, owner, data)), "
+        "u AS (UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
+        "started_at = v.started_at, finished_at = v.finished_at, run_after = v.run_after, "
+        "progress = v.progress, result = v.result, attempts = v.attempts FROM v "
+        "WHERE j.id = v.id AND j.attempt = v.was AND ((1 << j.state) & v.states) != 0 "
+        "RETURNING j.id, j.state, j.queue, j.priority, j.run_after, j.notify_url, j.notify_all), "
+        "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $17), "
+        "i AS (INSERT INTO ready (job, queue, priority, run_after) "
+        "SELECT id, queue, priority, run_after FROM u WHERE state = $17 "
+        "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
+        "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, owner, "
+        "data) SELECT v.seq, v.at, 0, v.id, v.queue, v.state, v.attempt, v.agent, v.owner, "
+        "v.data FROM v JOIN u ON u.id = v.id) SELECT id, notify_url, notify_all FROM u",
     [S_LOG_HEADS] = "SELECT l.job, l.attempt, l.off, l.data FROM job_logs l "
                     "JOIN unnest($1::text[], $2::integer[]) AS h(job, attempt) "
                     "ON l.job = h.job AND l.attempt = h.attempt WHERE l.stream = $3 "
@@ -415,10 +436,22 @@ struct pf_job {
     bool in_wf;         /* in a workflow: wf */
     char wf[UUID_STR_LEN];
     int head_attempt;   /* its stdout head read for this attempt; 0 none, -1 not kept */
+    bool held;          /* taken by pg_job_lock, and nothing written since: its write can wait */
+    int held_attempt, held_state;
+    int64_t seq, at;    /* its write waits (pf_flush): its event's seq and time */
+    int new_state;
     struct buf head;
     int64_t head_pos;   /* store_log_take's state while reading it */
     size_t head_left;
     bool head_stop;
+};
+
+/* A job's write left for pf_flush: what its webhook needs, and the statement's row. */
+struct pw_row {
+    char id[UUID_STR_LEN];
+    int state;
+    int64_t seq, at;
+    char *cols[17]; /* S_JOB_UPDATE_SET's $1..$16 and $18, as text (NULL: NULL) */
 };
 
 struct store_pg {
@@ -441,6 +474,8 @@ struct store_pg {
     struct pf_job *pf; /* store_job_prefetch's jobs, sorted by id (strcmp) */
     size_t npf;
     size_t pf_head_max;
+    struct pw_row *pw; /* the jobs' writes waiting (pf_flush), in their events' order */
+    size_t npw, cappw;
 };
 
 
@@ -707,6 +742,71 @@ static struct pf_job *pf_find(struct store_pg *s, const char *id)
     return bsearch(&key, s->pf, s->npf, sizeof(*s->pf), pf_cmp);
 }
 
+static void pw_discard(struct store_pg *s)
+{
+    for (size_t i = 0; i < s->npw; i++)
+        for (size_t c = 0; c < ARRAY_SIZE(s->pw[i].cols); c++)
+            free(s->pw[i].cols[c]);
+    s->npw = 0;
+}
+
+static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
+               struct err *e, const char *what);
+static void arr_text(struct arr *a, const char *v);
+
+/*
+ * Writes the jobs' writes left waiting by job_update_tx, in one statement.
+ * Called before any other statement (run), and where an op ends (savepoint
+ * release, commit): what the transaction reads or commits has them.
+ */
+static int pf_flush(struct store_pg *s, struct err *e)
+{
+    size_t n = s->npw;
+    if (!n)
+        return 0;
+    s->npw = 0; /* the statements below are run() too */
+    struct arr a[17];
+    for (size_t c = 0; c < 17; c++) {
+        a[c] = (struct arr){BUF_INIT, 0};
+        for (size_t i = 0; i < n; i++)
+            arr_text(&a[c], s->pw[i].cols[c]);
+    }
+    struct params p = {0};
+    for (size_t c = 0; c < 16; c++)
+        p_arr(&p, &a[c]);
+    p_int(&p, JOB_QUEUED);
+    p_arr(&p, &a[16]);
+    PGresult *r = NULL;
+    int rc = run(s, S_JOB_UPDATE_SET, &p, &r, e, "updating jobs");
+    for (size_t c = 0; c < 17; c++)
+        buf_release(&a[c].b);
+    /* every row is locked by this transaction and its fence was checked on it: all match */
+    if (!rc && PQntuples(r) != (int)n)
+        rc = err_set(e, ERR_INTERNAL, "store '%s': updating jobs: %d of %zu written", s->shown,
+                     PQntuples(r), n);
+    for (int row = 0; !rc && row < PQntuples(r); row++) {
+        if (PQgetisnull(r, row, 1))
+            continue; /* no webhook */
+        const char *url = PQgetvalue(r, row, 1);
+        const struct pw_row *w = NULL;
+        for (size_t i = 0; i < n && !w; i++)
+            if (!strcmp(s->pw[i].id, PQgetvalue(r, row, 0)))
+                w = &s->pw[i];
+        if (!w || !store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 2), "t"), w->state))
+            continue;
+        struct params wp = {0};
+        p_int(&wp, w->seq);
+        p_text(&wp, url);
+        p_int(&wp, w->at);
+        p_int(&wp, w->at);
+        rc = run(s, S_WEBHOOK_ADD, &wp, NULL, e, "queueing a webhook");
+    }
+    PQclear(r);
+    s->npw = n;
+    pw_discard(s);
+    return rc;
+}
+
 /*
  * What a statement leaves of store_job_prefetch's reads: the reads, the
  * lock of event_head, a job's fenced write (which drops that job's row:
@@ -719,6 +819,7 @@ static bool pf_keeps(enum stmt_id id)
     case S_JOB_PREFETCH: case S_LOG_HEADS: case S_JOB_LOCK: case S_JOB_LOCK_RUN:
     case S_JOB_GET: case S_JOB_GET_RUN: case S_LOG_READ: case S_WF_OF:
     case S_EVENT_HEAD_LOCK: case S_EVENT_LAST: case S_JOB_UPDATE: case S_WEBHOOK_ADD:
+    case S_JOB_UPDATE_SET:
         return true;
     default:
         return false;
@@ -728,6 +829,16 @@ static bool pf_keeps(enum stmt_id id)
 static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
                struct err *e, const char *what)
 {
+    if (s->npw) { /* what waits is written first: this statement sees it */
+        int frc = pf_flush(s, e);
+        if (frc) {
+            if (p)
+                params_release(p);
+            if (out)
+                *out = NULL;
+            return frc;
+        }
+    }
     if (s->npf && !pf_keeps(id))
         pf_clear(s);
     char name[16];
@@ -885,6 +996,8 @@ fail:
 static void pg_close(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pw_discard(s);
+    free(s->pw);
     pf_clear(s);
     PQfinish(s->conn);
     free(s->shown);
@@ -968,12 +1081,14 @@ static int pg_begin(struct store *st, struct err *e)
         s->ev_locked = false;
         s->sp_open = false;
     }
+    pw_discard(s);
     pf_clear(s);
     return rc;
 }
 
 static void tx_reset(struct store_pg *s)
 {
+    pw_discard(s);
     pf_clear(s);
     s->depth = 0;
     s->sp_open = false;
@@ -983,7 +1098,9 @@ static void tx_reset(struct store_pg *s)
 static int pg_commit(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
-    int rc = 0;
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc; /* the caller rolls back */
     /* one notification per committed batch that wrote events, delivered at its commit
        (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
     if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
@@ -1034,8 +1151,11 @@ static void pg_rollback(struct store *st)
 static int pg_savepoint(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc;
     pf_clear(s); /* an op's reads are the op's */
-    int rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
+    rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
                       "savepoint");
     s->sp_open = !rc;
     if (!rc) {
@@ -1048,14 +1168,14 @@ static int pg_savepoint(struct store *st, struct err *e)
 
 static int pg_savepoint_release(struct store *st, struct err *e)
 {
-    (void)e;
     pg(st)->depth = 1; /* released at the next savepoint or COMMIT (pg_savepoint) */
-    return 0;
+    return pf_flush(pg(st), e); /* the op's waiting writes: its own error */
 }
 
 static void pg_savepoint_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pw_discard(s);
     pf_clear(s);
     exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
     s->sp_open = false;
@@ -1282,6 +1402,9 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
         *out = f->j;
         job_init(&f->j);
         f->used = true;
+        f->held = true; /* until written: its write may wait (job_update_tx) */
+        f->held_attempt = out->attempt;
+        f->held_state = out->state;
         return 0;
     }
     return get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
@@ -1291,8 +1414,11 @@ static int pg_job_prefetch(struct store *st, const char *const *ids, const int *
                            size_t n, size_t head_max, struct err *e)
 {
     struct store_pg *s = pg(st);
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc;
     pf_clear(s);
-    int rc = events_lock(s, e); /* before any row's lock, as always */
+    rc = events_lock(s, e); /* before any row's lock, as always */
     if (rc)
         return rc;
     struct arr a = {BUF_INIT, 0};
@@ -1462,7 +1588,9 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         p_text(&p, f->after);
     }
     buf_addf(&sql, " ORDER BY id DESC LIMIT %d", f->limit);
-    int rc = conn_ready(s, e);
+    int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
+    if (!rc)
+        rc = conn_ready(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
@@ -1480,6 +1608,54 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
     return rc;
 }
 
+static char *dup_int(int64_t v)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%" PRId64, v);
+    return xstrdup(t);
+}
+
+static char *dup_opt(const char *v)
+{
+    return v ? xstrdup(v) : NULL;
+}
+
+/*
+ * A write of job j read by store_job_prefetch, locked since and not written:
+ * its fence holds (checked here, on the row as locked), so it waits, with its
+ * event's seq taken now, to be written with the op's others in one statement
+ * (pf_flush).
+ */
+static int pw_add(struct store_pg *s, struct pf_job *f, const struct job *j, int expect_attempt,
+                  unsigned expect_states, struct err *e)
+{
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    f->held = false; /* a second write of it is made after this one (run flushes first) */
+    if (s->npw == s->cappw) {
+        s->cappw = s->cappw ? 2 * s->cappw : 64;
+        s->pw = xrealloc(s->pw, s->cappw * sizeof(*s->pw));
+    }
+    struct pw_row *w = &s->pw[s->npw++];
+    snprintf(w->id, sizeof(w->id), "%s", j->id);
+    w->state = j->state;
+    w->seq = seq;
+    w->at = time_now_ms();
+    json_t *data = store_event_data(j);
+    char *const cols[17] = {
+        xstrdup(j->id), dup_int(j->state), dup_opt(j->agent), dup_int(j->attempt),
+        j->started_at ? dup_int(j->started_at) : NULL,
+        j->finished_at ? dup_int(j->finished_at) : NULL, dup_int(j->run_after),
+        job_json_dump(j->progress), job_json_dump(j->result), job_json_dump(j->attempts),
+        dup_int(expect_attempt), dup_int((int)expect_states), dup_int(seq), dup_int(w->at),
+        dup_opt(j->queue), dup_opt(j->owner), job_json_dump(data)};
+    json_decref(data);
+    memcpy(w->cols, cols, sizeof(cols));
+    return 0;
+}
+
 static int job_update_tx(struct store_pg *s, const struct job *j, int expect_attempt,
                          unsigned expect_states, struct err *e)
 {
@@ -1487,10 +1663,15 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     if (rc)
         return rc;
     struct pf_job *f = pf_find(s, j->id);
+    if (f && f->held && f->held_attempt == expect_attempt &&
+        ((1u << f->held_state) & expect_states))
+        return pw_add(s, f, j, expect_attempt, expect_states, e);
     if (f && !f->used) { /* its row as read is no longer what is stored */
         job_release(&f->j);
         f->used = true;
     }
+    if (f)
+        f->held = false;
     struct params p = {0};
     p_int(&p, j->state);
     p_text(&p, j->agent);
@@ -2567,7 +2748,9 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
-    int rc = conn_ready(s, e);
+    int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
+    if (!rc)
+        rc = conn_ready(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
