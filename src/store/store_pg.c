@@ -1925,7 +1925,8 @@ static int pg_log_read(struct store *st, const char *job, int attempt, int strea
     struct pf_job *f = stream == 0 && offset == 0 && max == s->pf_head_max ? pf_find(s, job)
                                                                            : NULL;
     if (f && attempt > 0 && f->head_attempt == attempt) { /* read by store_job_prefetch */
-        buf_add(out, f->head.data, f->head.len);
+        if (f->head.len)
+            buf_add(out, f->head.data, f->head.len);
         return 0;
     }
     struct params p = {0};
