@@ -129,44 +129,63 @@ static void submit_free(struct submit *sb)
     free(sb);
 }
 
+/* Writer thread: the i-th job of sb (submit_write). */
+static int submit_one(struct store *st, struct submit *sb, size_t i,
+                      const struct service_use **checked, const json_t **dumped, char **text,
+                      struct err *e)
+{
+    struct job *j = sb->jobs[i];
+    const struct service_use *u = &sb->uses[i];
+    if (u->name[0] && !(*checked && !strcmp((*checked)->name, u->name) &&
+                        (*checked)->version == u->version && (*checked)->pinned == u->pinned)) {
+        int rc = services_recheck(st, u, e);
+        if (rc)
+            return rc;
+        *checked = u;
+    }
+    if (j->key) {
+        struct job old;
+        struct err ke = ERR_INIT;
+        int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
+        if (rc == 0) {
+            job_release(j);
+            *j = old;
+            sb->existed[i] = true;
+            return 0;
+        }
+        if (rc != ERR_NOTFOUND)
+            return err_set(e, rc, "%s", ke.msg);
+    }
+    if (j->spec != *dumped) {
+        free(*text);
+        *dumped = j->spec;
+        *text = job_json_dump(j->spec);
+    }
+    j->spec_text = *text;
+    int rc = store_job_insert(st, j, e);
+    j->spec_text = NULL;
+    if (rc)
+        return rc;
+    sb->inserted++;
+    return 0;
+}
+
 /* Writer thread. */
 static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
     const struct service_use *checked = NULL; /* an array's jobs mostly share theirs */
-    for (size_t i = 0; i < sb->n; i++) {
-        struct job *j = sb->jobs[i];
-        const struct service_use *u = &sb->uses[i];
-        if (u->name[0] && !(checked && !strcmp(checked->name, u->name) &&
-                            checked->version == u->version && checked->pinned == u->pinned)) {
-            int rc = services_recheck(st, u, e);
-            if (rc)
-                return rc;
-            checked = u;
-        }
-        if (j->key) {
-            struct job old;
-            struct err ke = ERR_INIT;
-            int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
-            if (rc == 0) {
-                job_release(j);
-                *j = old;
-                sb->existed[i] = true;
-                continue;
-            }
-            if (rc != ERR_NOTFOUND)
-                return err_set(e, rc, "%s", ke.msg);
-        }
-        int rc = store_job_insert(st, j, e);
-        if (rc)
-            return rc;
-        sb->inserted++;
-    }
-    if (!sb->max_queued || !sb->inserted)
-        return 0;
+    const json_t *dumped = NULL; /* repeated specs share one tree (api_jobs_create) */
+    char *text = NULL;           /* dumped's text, written once */
+    int rc = 0;
+    for (size_t i = 0; i < sb->n && !rc; i++)
+        rc = submit_one(st, sb, i, &checked, &dumped, &text, e);
+    free(text);
+    if (rc || !sb->max_queued || !sb->inserted)
+        return rc;
     /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
        cannot pass the limit together (the writer is one thread; PostgreSQL: one server). */
-    int rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
+    rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
                                 e);
     if (rc || sb->queued <= sb->max_queued)
         return rc;
@@ -329,16 +348,36 @@ int api_jobs_create(struct http_req *r)
     int64_t now = time_now_ms();
     struct err e = ERR_INIT;
     struct services_memo memo = {0};
+    /* The last spec as sent, when it named no service, and its normalised form: a batch's
+       specs often repeat, and a repeat is the same job again (its validation depends on the
+       spec alone), so it shares the normalised tree (never modified once made) instead of
+       being checked, normalised, stored as text and freed once more (submit_write dumps a
+       shared tree once). */
+    json_t *last_in = NULL;
+    struct job_spec last = {0};
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
+        json_t *in = array ? json_array_get(body, i) : body;
+        if (last_in && json_equal(in, last_in)) {
+            spec = last;
+            json_incref(spec.json);
+            goto made;
+        }
         char path[32] = "";
         if (array)
             snprintf(path, sizeof(path), "[%zu]", i);
-        json_t *in = array ? json_array_get(body, i) : body, *expanded;
+        json_t *expanded;
         int bad =
             services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
         if (!bad)
             bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
+        spec_release(&last);
+        last_in = NULL;
+        if (!bad && !expanded && !sb->uses[i].name[0] && !spec.test) {
+            last_in = in;
+            last = spec;
+            json_incref(last.json);
+        }
         json_decref(expanded);
         if (bad) {
             services_memo_release(&memo);
@@ -360,6 +399,7 @@ int api_jobs_create(struct http_req *r)
             submit_free(sb);
             return rc;
         }
+    made:
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
@@ -368,6 +408,7 @@ int api_jobs_create(struct http_req *r)
         sb->n++;
         spec_release(&spec);
     }
+    spec_release(&last);
     services_memo_release(&memo);
     commit_submit(srv(r)->commit, submit_write, submit_done, sb);
     return HTTP_DEFERRED;
