@@ -315,6 +315,44 @@ static int probe(struct http_req *r, const struct job_spec *spec)
     return HTTP_DONE;
 }
 
+/*
+ * Expands (service hub) and validates the i-th spec of a submission into
+ * *spec: true. Else the answer is out (an error, or a test probe's), *rc the
+ * handler's return: false. *shareable: the spec named no service, so that an
+ * equal spec after it is the same job again.
+ */
+static bool check_spec(struct http_req *r, struct services_memo *memo, json_t *in, bool array,
+                       size_t i, struct service_use *use, struct job_spec *spec, bool *shareable,
+                       int *rc)
+{
+    struct err e = ERR_INIT;
+    char path[32] = "";
+    if (array)
+        snprintf(path, sizeof(path), "[%zu]", i);
+    json_t *expanded;
+    int bad = services_expand_job(srv(r)->reads, memo, in, path, &expanded, use, &e);
+    if (!bad)
+        bad = spec_parse(expanded ? expanded : in, path, spec, &e);
+    *shareable = !expanded && !use->name[0];
+    json_decref(expanded);
+    *rc = HTTP_DONE;
+    if (bad) {
+        http_reply_err(r, &e);
+        return false;
+    }
+    if (!spec->test)
+        return true;
+    char field[48];
+    snprintf(field, sizeof(field), "%s.test", path);
+    if (array)
+        http_reply_error(r, ERR_INVALID, field, "%s: a test probe cannot be part of an array",
+                         field);
+    else
+        *rc = probe(r, spec);
+    spec_release(spec);
+    return false;
+}
+
 int api_jobs_create(struct http_req *r)
 {
     json_t *body = r->body;
@@ -346,7 +384,6 @@ int api_jobs_create(struct http_req *r)
     sb->existed = xcalloc(n, sizeof(*sb->existed));
     sb->uses = xcalloc(n, sizeof(*sb->uses));
     int64_t now = time_now_ms();
-    struct err e = ERR_INIT;
     struct services_memo memo = {0};
     /* The last spec as sent, when it named no service, and its normalised form: a batch's
        specs often repeat, and a repeat is the same job again (its validation depends on the
@@ -361,45 +398,23 @@ int api_jobs_create(struct http_req *r)
         if (last_in && json_equal(in, last_in)) {
             spec = last;
             json_incref(spec.json);
-            goto made;
+        } else {
+            bool shareable;
+            int rc;
+            bool ok = check_spec(r, &memo, in, array, i, &sb->uses[i], &spec, &shareable, &rc);
+            spec_release(&last);
+            last_in = NULL;
+            if (!ok) {
+                services_memo_release(&memo);
+                submit_free(sb);
+                return rc;
+            }
+            if (shareable) {
+                last_in = in;
+                last = spec;
+                json_incref(last.json);
+            }
         }
-        char path[32] = "";
-        if (array)
-            snprintf(path, sizeof(path), "[%zu]", i);
-        json_t *expanded;
-        int bad =
-            services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
-        if (!bad)
-            bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
-        spec_release(&last);
-        last_in = NULL;
-        if (!bad && !expanded && !sb->uses[i].name[0] && !spec.test) {
-            last_in = in;
-            last = spec;
-            json_incref(last.json);
-        }
-        json_decref(expanded);
-        if (bad) {
-            services_memo_release(&memo);
-            submit_free(sb);
-            http_reply_err(r, &e);
-            return HTTP_DONE;
-        }
-        if (spec.test) {
-            int rc = HTTP_DONE;
-            char field[48];
-            snprintf(field, sizeof(field), "%s.test", path);
-            if (array)
-                http_reply_error(r, ERR_INVALID, field,
-                                 "%s: a test probe cannot be part of an array", field);
-            else
-                rc = probe(r, &spec);
-            spec_release(&spec);
-            services_memo_release(&memo);
-            submit_free(sb);
-            return rc;
-        }
-    made:
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
