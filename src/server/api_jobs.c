@@ -156,10 +156,16 @@ static int submit_one(struct store *st, struct submit *sb, size_t i,
         if (rc != ERR_NOTFOUND)
             return err_set(e, rc, "%s", ke.msg);
     }
+    /* A spec shared with the next job is dumped here, once for all of them; any other
+       by the store, as before (a backend that does not read spec_text dumps it itself). */
     if (j->spec != *dumped) {
         free(*text);
-        *dumped = j->spec;
-        *text = job_json_dump(j->spec);
+        *text = NULL;
+        *dumped = NULL;
+        if (i + 1 < sb->n && sb->jobs[i + 1]->spec == j->spec) {
+            *dumped = j->spec;
+            *text = job_json_dump(j->spec);
+        }
     }
     j->spec_text = *text;
     int rc = store_job_insert(st, j, e);
