@@ -303,22 +303,40 @@ static int check_token(struct router *rt, const struct route *route, const char 
     return 0;
 }
 
+static const char *evhttp_get(void *ctx, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);
+}
+
+struct http_headers http_req_headers(struct http_req *r)
+{
+    return (struct http_headers){evhttp_get, r->ev};
+}
+
+/* The bearer token, or without one the cookie credential, against route->roles. */
+static int authenticate(struct router *rt, const struct route *route,
+                        const struct http_headers *h, int *role, char *name, size_t n,
+                        struct err *e)
+{
+    const char *authz = http_header(h, "Authorization");
+    if ((!authz || !*authz) && rt->cookie_auth) {
+        int rc = rt->cookie_auth(rt->app, h, route->method, role, name, n, e);
+        if (rc != ERR_NOTFOUND) {
+            if (!rc && !(*role & (int)route->roles))
+                rc = err_set(e, ERR_DENIED, "a session of role '%s' may not call %s %s",
+                             role_name(*role), route->method, route->pattern);
+            return rc;
+        }
+    }
+    return check_token(rt, route, authz, role, name, n, e);
+}
+
 int http_authenticate(struct http_req *r, unsigned roles, struct err *e)
 {
     struct route route = *r->route;
     route.roles = roles;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
-    if ((!h || !*h) && r->rt->cookie_auth) {
-        int rc = r->rt->cookie_auth(r->rt->app, r->ev, route.method, &r->role, r->token_name,
-                                    sizeof(r->token_name), e);
-        if (rc != ERR_NOTFOUND) {
-            if (!rc && !(r->role & (int)roles))
-                rc = err_set(e, ERR_DENIED, "a session of role '%s' may not call %s %s",
-                             role_name(r->role), route.method, route.pattern);
-            return rc;
-        }
-    }
-    return check_token(r->rt, &route, h, &r->role, r->token_name, sizeof(r->token_name), e);
+    struct http_headers h = http_req_headers(r);
+    return authenticate(r->rt, &route, &h, &r->role, r->token_name, sizeof(r->token_name), e);
 }
 
 static int too_large(struct err *e, const struct route *route, uint64_t len, size_t limit)
@@ -401,8 +419,9 @@ static int find_route(struct router *rt, const char *method, const char *path, s
     return err_set(e, ERR_NOTFOUND, "no such endpoint: %s '%s'", method, path);
 }
 
-int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
-                      int64_t length, int64_t *limit, struct err *e)
+int router_check_head(void *arg, const char *method, const char *target,
+                      const struct http_headers *headers, int64_t length, int64_t *limit,
+                      struct err *e)
 {
     struct router *rt = arg;
     if (rt->draining)
@@ -424,8 +443,7 @@ int router_check_head(void *arg, const char *method, const char *target, const c
                                                                            : UPLOAD_SMALL_BODY;
         int role;
         char name[128];
-        if (route->roles)
-            rc = check_token(rt, route, authorization, &role, name, sizeof(name), e);
+        if (route->roles) rc = authenticate(rt, route, headers, &role, name, sizeof(name), e);
         if (!rc && length > (int64_t)max)
             rc = too_large(e, route, (uint64_t)length, max);
         *limit = (int64_t)max;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "http/headers.h"
 
 enum { HTTP_DONE = 0, HTTP_DEFERRED = 1 };
 
@@ -78,14 +79,18 @@ typedef int (*http_auth_fn)(void *app, const char *token, int *role, char *name,
 
 /*
  * Authenticates a request that carries no Authorization header by another
- * credential (the dashboard's session cookie, server/session.h): fills *role
- * and name and returns 0; ERR_NOTFOUND when the request carries no such
- * credential (the missing-token error is given then); ERR_UNAUTH or
- * ERR_DENIED (e.g. a cross-site request) otherwise. `method` is the
- * request's. Called on the event loop thread.
+ * credential (the dashboard's session cookie, server/session.h) from its
+ * headers: fills *role and name and returns 0; ERR_NOTFOUND when the request
+ * carries no such credential (the missing-token error is given then);
+ * ERR_UNAUTH or ERR_DENIED (e.g. a cross-site request) otherwise. `method`
+ * is the request's. Called on the event loop thread, for a whole request
+ * and for the head of one whose body is judged before it is read.
  */
-typedef int (*http_cookie_auth_fn)(void *app, struct evhttp_request *ev, const char *method,
+typedef int (*http_cookie_auth_fn)(void *app, const struct http_headers *h, const char *method,
                                    int *role, char *name, size_t n, struct err *e);
+
+/* A whole request's headers (evhttp's), for as long as r is answered. */
+struct http_headers http_req_headers(struct http_req *r);
 
 struct router;
 struct uploads;
@@ -104,13 +109,14 @@ void router_set_draining(struct router *rt, bool draining);
 
 /*
  * Judges a request's head before its body is read (an upload_head_fn of
- * upload.h, arg being the router): the route (404, 405), the bearer token and
- * role when the route needs one (401, 403), and the body's length against
- * the route's limit (413); a route that needs no token takes at most
- * UPLOAD_SMALL_BODY bytes this way. 503 while draining.
+ * upload.h, arg being the router): the route (404, 405), the bearer token (or
+ * the cookie credential) and role when the route needs one (401, 403), and
+ * the body's length against the route's limit (413); a route that needs no
+ * token takes at most UPLOAD_SMALL_BODY bytes this way. 503 while draining.
  */
-int router_check_head(void *arg, const char *method, const char *target, const char *authorization,
-                      int64_t length, int64_t *limit, struct err *e);
+int router_check_head(void *arg, const char *method, const char *target,
+                      const struct http_headers *headers, int64_t length, int64_t *limit,
+                      struct err *e);
 
 /* Sets the fallback of requests without a bearer token (NULL: none). */
 void router_set_cookie_auth(struct router *rt, http_cookie_auth_fn fn);

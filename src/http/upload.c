@@ -209,7 +209,29 @@ static bool conn_released(const struct upconn *c)
 
 /* ---- the connection's guards: refusals, reservations, deadlines ---- */
 
-static void head_header(struct upconn *c, const char *name, char *out, size_t n);
+static bool head_header(struct upconn *c, const char *name, char *out, size_t n);
+
+/*
+ * The held head's headers for the check (http/headers.h): each value asked for is copied
+ * into a slot of its own, as long as the check runs; a value longer than a slot is cut.
+ */
+#define HEAD_VALUES 8
+#define HEAD_VALUE_MAX 4096
+struct head_values {
+    struct upconn *c;
+    char slot[HEAD_VALUES][HEAD_VALUE_MAX];
+    int used;
+};
+
+static const char *head_get(void *ctx, const char *name)
+{
+    struct head_values *hv = ctx;
+    if (hv->used == HEAD_VALUES) return NULL; /* the check asks for fewer */
+    char *out = hv->slot[hv->used];
+    if (!head_header(hv->c, name, out, HEAD_VALUE_MAX)) return NULL;
+    hv->used++;
+    return out;
+}
 
 static void conn_settle(struct upconn *c);
 
@@ -484,10 +506,12 @@ static bool head_admit(struct upconn *c)
         if (c->url_long) {
             rc = err_set(&e, ERR_INVALID, "the request's target is over %d bytes", URL_MAX);
         } else {
-            char auth[512];
-            head_header(c, "authorization", auth, sizeof(auth));
-            rc = u->check(u->check_arg, http_method_str((enum http_method)p->method), c->url,
-                          auth[0] ? auth : NULL, len, &limit, &e);
+            struct head_values *hv = xcalloc(1, sizeof(*hv));
+            hv->c = c;
+            struct http_headers h = {head_get, hv};
+            rc = u->check(u->check_arg, http_method_str((enum http_method)p->method), c->url, &h,
+                          len, &limit, &e);
+            free(hv);
         }
     }
     c->body_limit = limit;
@@ -667,8 +691,8 @@ static bool wants_divert(struct upconn *c)
            !strncmp(c->url, c->u->prefix, n);
 }
 
-/* The value of header `name` in the held head, trimmed, into out ("" when absent). */
-static void head_header(struct upconn *c, const char *name, char *out, size_t n)
+/* The value of header `name` in the held head, trimmed, into out: false ("") when absent. */
+static bool head_header(struct upconn *c, const char *name, char *out, size_t n)
 {
     size_t len = evbuffer_get_length(c->head), k = strlen(name);
     const char *h = (const char *)evbuffer_pullup(c->head, -1);
@@ -685,8 +709,9 @@ static void head_header(struct upconn *c, const char *name, char *out, size_t n)
         size_t m = (size_t)(e - v) < n ? (size_t)(e - v) : n - 1;
         memcpy(out, v, m);
         out[m] = '\0';
-        return;
+        return true;
     }
+    return false;
 }
 
 static bool expects_continue(struct upconn *c)

@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "http/headers.h"
 
 struct uploads;
 struct upload;
@@ -70,12 +71,12 @@ void uploads_free(struct uploads *u);
 
 /*
  * Judges a request's head before its body is read: method, target (path and
- * query as sent), the Authorization header (NULL when absent) and the body's
- * length (-1: chunked). Returns 0 and sets *limit to the most body bytes the
- * request may bring, or an ERR_* code with e filled, which the filter answers.
+ * query as sent), its headers and the body's length (-1: chunked). Returns 0
+ * and sets *limit to the most body bytes the request may bring, or an ERR_*
+ * code with e filled, which the filter answers.
  */
 typedef int (*upload_head_fn)(void *arg, const char *method, const char *target,
-                              const char *authorization, int64_t length, int64_t *limit,
+                              const struct http_headers *headers, int64_t length, int64_t *limit,
                               struct err *e);
 /* Bodies up to this size (with a Content-Length) are read without asking the check. */
 #define UPLOAD_SMALL_BODY (64 * 1024)

@@ -99,8 +99,7 @@ char *array_item_text(const json_t *item)
     return t ? t : xstrdup("null");
 }
 
-/* s with every "{{index}}" and "{{item}}" replaced; NULL when it has neither. */
-static char *fill(const char *s, const char *index, const char *item)
+char *array_fill(const char *s, const char *index, const char *item)
 {
     if (!strstr(s, "{{index}}") && !strstr(s, "{{item}}")) return NULL;
     struct buf b = BUF_INIT;
@@ -126,8 +125,21 @@ static void fill_arguments(json_t *spec, const char *index, const char *item)
     json_t *arg;
     json_array_foreach(json_object_get(json_object_get(spec, "command"), "arguments"), i, arg) {
         const char *v = json_string_value(json_object_get(arg, "value"));
-        char *f = v ? fill(v, index, item) : NULL;
+        char *f = v ? array_fill(v, index, item) : NULL;
         if (f) json_object_set_new(arg, "value", json_string(f));
+        free(f);
+    }
+}
+
+/* A service job's params (docs/api.md "Services"), likewise: its string values. */
+static void fill_params(json_t *spec, const char *index, const char *item)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(spec, "params"), k, v) {
+        const char *s = json_string_value(v);
+        char *f = s ? array_fill(s, index, item) : NULL;
+        if (f) json_string_set(v, f);
         free(f);
     }
 }
@@ -137,6 +149,7 @@ json_t *array_sample_spec(const json_t *body, const char *index, const char *ite
     json_t *s = json_deep_copy(body);
     json_object_del(s, "array");
     fill_arguments(s, index, item);
+    fill_params(s, index, item);
     return s;
 }
 
@@ -195,7 +208,7 @@ static json_t *filled_arguments(const json_t *cmd, const char *index, const char
     json_t *arg;
     json_array_foreach(args, i, arg) {
         const char *v = json_string_value(json_object_get(arg, "value"));
-        char *f = v ? fill(v, index, item) : NULL;
+        char *f = v ? array_fill(v, index, item) : NULL;
         if (f && !out) {
             out = json_array();
             for (size_t k = 0; k < i; k++)

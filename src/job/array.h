@@ -40,11 +40,15 @@ int array_input_parse(const json_t *v, struct array_input *out, struct err *e);
 
 /*
  * The spec of a submission with "array" taken out and "{{index}}"/"{{item}}" in
- * command.arguments[].value replaced by `sample`'s (task 0's) values, for spec_parse to check
- * as a task's; a new reference. array_template() then puts the placeholders back into the
- * normalised spec (arguments keep their order through normalisation).
+ * command.arguments[].value (and a service job's string params) replaced by `sample`'s (task
+ * 0's) values, for spec_parse to check as a task's; a new reference. array_template() then
+ * puts the placeholders back into the normalised spec from `body`'s command.arguments
+ * (arguments keep their order through normalisation): for a service job, body is the service
+ * expanded with the placeholders as given (service ports accept them, service.h).
  */
 json_t *array_sample_spec(const json_t *body, const char *index, const char *item);
+/* s with every "{{index}}" and "{{item}}" replaced (a new string); NULL when it has neither. */
+char *array_fill(const char *s, const char *index, const char *item);
 void array_template(json_t *normalised, const json_t *body);
 
 /* The text a task sees of an item (DROVER_ARRAY_ITEM): a string as it is, else compact JSON. */

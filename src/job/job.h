@@ -52,6 +52,8 @@ struct job {
     int64_t retention_ms; /* deleted this long after it ends (archived); 0 = the server's default */
     json_t *labels;    /* object; each json_t field owns one reference or is NULL */
     json_t *spec;      /* the normalised spec */
+    const char *spec_text; /* borrowed, or NULL: spec as job_json_dump() writes it, when a
+                              store_job_insert() caller has it already (a shared spec) */
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */
     json_t *result;    /* or NULL */
     json_t *attempts;  /* array or NULL */

@@ -15,6 +15,7 @@
  *
  * Invariants: inputs are only read; outputs share no json_t with them.
  */
+#include "job/array.h"
 #include "job/service.h"
 
 #include <limits.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/xalloc.h"
 #include "common/common.h"
 #include "job/spec.h"
 
@@ -259,19 +261,34 @@ static int param_value(struct sctx *c, const json_t *decl, json_t *v, json_t **n
     return 0;
 }
 
+/*
+ * A port value holding an array's placeholders (docs/api.md "Arrays": "{{index}}", "{{item}}")
+ * as a task could have it, for the check: "{{item}}" alone as an object's URI, else the index
+ * 0 and the item "item"; NULL when it holds none. The array checks task 0's own values too.
+ */
+static char *port_sample(const char *s)
+{
+    if (s && !strcmp(s, "{{item}}")) return xstrdup("s3://drover-check/item");
+    return s ? array_fill(s, "0", "item") : NULL;
+}
+
 /* A port's value: an object's URI, readable (inputs) or writable (outputs). */
 static int port_value(struct sctx *c, enum kind k, json_t *v, json_t **norm)
 {
-    const char *why = NULL, *s = json_string_value(v);
+    const char *why = NULL, *given_s = json_string_value(v);
+    char *sample = port_sample(given_s);
+    const char *s = sample ? sample : given_s;
+    int rc = 0;
     if (!text_ok(v, SPEC_MAX_STRING) || !spec_uri_valid(s, false, &why))
-        return fail(c, "must be the uri of an object (s3://bucket/key%s)%s%s",
-                    k == K_INPUT ? ", https://host/path or file:///path" : " or file:///path",
-                    why ? ": " : "", why ? why : "");
-    if (k == K_OUTPUT && strncmp(s, "s3://", 5) && strncmp(s, "file://", 7))
-        return fail(c, "must be an s3:// or file:/// uri: an output is written, and http(s) urls "
-                       "can only be read");
-    *norm = json_string(s);
-    return 0;
+        rc = fail(c, "must be the uri of an object (s3://bucket/key%s)%s%s",
+                  k == K_INPUT ? ", https://host/path or file:///path" : " or file:///path",
+                  why ? ": " : "", why ? why : "");
+    else if (k == K_OUTPUT && strncmp(s, "s3://", 5) && strncmp(s, "file://", 7))
+        rc = fail(c, "must be an s3:// or file:/// uri: an output is written, and http(s) urls "
+                     "can only be read");
+    free(sample);
+    if (!rc) *norm = json_string(given_s);
+    return rc;
 }
 
 /* --- a definition: params and ports ------------------------------------------ */

@@ -151,8 +151,18 @@ static void arr_continue(struct arr_submit *op)
     struct job_spec spec;
     int bad = services_expand_job(op->s->reads, &memo, sample, "", &expanded, &op->use, &e);
     if (!bad) bad = spec_parse(expanded ? expanded : sample, "", &spec, &e);
-    json_decref(expanded);
     json_decref(sample);
+    /* a service's job: its arguments with the placeholders are the service expanded with the
+       params as given (the same version: the memo has it) */
+    json_t *tmpl = NULL;
+    if (!bad && expanded) {
+        struct service_use use;
+        json_t *given = array_sample_spec(op->body, "{{index}}", "{{item}}"); /* "array" out */
+        bad = services_expand_job(op->s->reads, &memo, given, "", &tmpl, &use, &e);
+        json_decref(given);
+        if (bad) spec_release(&spec);
+    }
+    json_decref(expanded);
     services_memo_release(&memo);
     if (bad) {
         http_reply_err(r, &e);
@@ -171,7 +181,8 @@ static void arr_continue(struct arr_submit *op)
     a->count = op->in.kind == ARRAY_OBJECTS ? (int64_t)json_array_size(op->objects) : op->in.count;
     a->skips = json_array();
     a->spec = json_incref(spec.json);
-    array_template(a->spec, op->body);
+    array_template(a->spec, tmpl ? tmpl : op->body);
+    json_decref(tmpl);
     a->created_at = time_now_ms();
     a->run_after = a->created_at + (int64_t)(spec.delay_s * 1000.0);
     if (items) {

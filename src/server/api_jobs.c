@@ -129,44 +129,69 @@ static void submit_free(struct submit *sb)
     free(sb);
 }
 
+/* Writer thread: the i-th job of sb (submit_write). */
+static int submit_one(struct store *st, struct submit *sb, size_t i,
+                      const struct service_use **checked, const json_t **dumped, char **text,
+                      struct err *e)
+{
+    struct job *j = sb->jobs[i];
+    const struct service_use *u = &sb->uses[i];
+    if (u->name[0] && !(*checked && !strcmp((*checked)->name, u->name) &&
+                        (*checked)->version == u->version && (*checked)->pinned == u->pinned)) {
+        int rc = services_recheck(st, u, e);
+        if (rc)
+            return rc;
+        *checked = u;
+    }
+    if (j->key) {
+        struct job old;
+        struct err ke = ERR_INIT;
+        int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
+        if (rc == 0) {
+            job_release(j);
+            *j = old;
+            sb->existed[i] = true;
+            return 0;
+        }
+        if (rc != ERR_NOTFOUND)
+            return err_set(e, rc, "%s", ke.msg);
+    }
+    /* A spec shared with the next job is dumped here, once for all of them; any other
+       by the store, as before (a backend that does not read spec_text dumps it itself). */
+    if (j->spec != *dumped) {
+        free(*text);
+        *text = NULL;
+        *dumped = NULL;
+        if (i + 1 < sb->n && sb->jobs[i + 1]->spec == j->spec) {
+            *dumped = j->spec;
+            *text = job_json_dump(j->spec);
+        }
+    }
+    j->spec_text = *text;
+    int rc = store_job_insert(st, j, e);
+    j->spec_text = NULL;
+    if (rc)
+        return rc;
+    sb->inserted++;
+    return 0;
+}
+
 /* Writer thread. */
 static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
     const struct service_use *checked = NULL; /* an array's jobs mostly share theirs */
-    for (size_t i = 0; i < sb->n; i++) {
-        struct job *j = sb->jobs[i];
-        const struct service_use *u = &sb->uses[i];
-        if (u->name[0] && !(checked && !strcmp(checked->name, u->name) &&
-                            checked->version == u->version && checked->pinned == u->pinned)) {
-            int rc = services_recheck(st, u, e);
-            if (rc)
-                return rc;
-            checked = u;
-        }
-        if (j->key) {
-            struct job old;
-            struct err ke = ERR_INIT;
-            int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
-            if (rc == 0) {
-                job_release(j);
-                *j = old;
-                sb->existed[i] = true;
-                continue;
-            }
-            if (rc != ERR_NOTFOUND)
-                return err_set(e, rc, "%s", ke.msg);
-        }
-        int rc = store_job_insert(st, j, e);
-        if (rc)
-            return rc;
-        sb->inserted++;
-    }
-    if (!sb->max_queued || !sb->inserted)
-        return 0;
+    const json_t *dumped = NULL; /* repeated specs share one tree (api_jobs_create) */
+    char *text = NULL;           /* dumped's text, written once */
+    int rc = 0;
+    for (size_t i = 0; i < sb->n && !rc; i++)
+        rc = submit_one(st, sb, i, &checked, &dumped, &text, e);
+    free(text);
+    if (rc || !sb->max_queued || !sb->inserted)
+        return rc;
     /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
        cannot pass the limit together (the writer is one thread; PostgreSQL: one server). */
-    int rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
+    rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
                                 e);
     if (rc || sb->queued <= sb->max_queued)
         return rc;
@@ -296,6 +321,44 @@ static int probe(struct http_req *r, const struct job_spec *spec)
     return HTTP_DONE;
 }
 
+/*
+ * Expands (service hub) and validates the i-th spec of a submission into
+ * *spec: true. Else the answer is out (an error, or a test probe's), *rc the
+ * handler's return: false. *shareable: the spec named no service, so that an
+ * equal spec after it is the same job again.
+ */
+static bool check_spec(struct http_req *r, struct services_memo *memo, json_t *in, bool array,
+                       size_t i, struct service_use *use, struct job_spec *spec, bool *shareable,
+                       int *rc)
+{
+    struct err e = ERR_INIT;
+    char path[32] = "";
+    if (array)
+        snprintf(path, sizeof(path), "[%zu]", i);
+    json_t *expanded;
+    int bad = services_expand_job(srv(r)->reads, memo, in, path, &expanded, use, &e);
+    if (!bad)
+        bad = spec_parse(expanded ? expanded : in, path, spec, &e);
+    *shareable = !expanded && !use->name[0];
+    json_decref(expanded);
+    *rc = HTTP_DONE;
+    if (bad) {
+        http_reply_err(r, &e);
+        return false;
+    }
+    if (!spec->test)
+        return true;
+    char field[48];
+    snprintf(field, sizeof(field), "%s.test", path);
+    if (array)
+        http_reply_error(r, ERR_INVALID, field, "%s: a test probe cannot be part of an array",
+                         field);
+    else
+        *rc = probe(r, spec);
+    spec_release(spec);
+    return false;
+}
+
 int api_jobs_create(struct http_req *r)
 {
     json_t *body = r->body;
@@ -327,38 +390,36 @@ int api_jobs_create(struct http_req *r)
     sb->existed = xcalloc(n, sizeof(*sb->existed));
     sb->uses = xcalloc(n, sizeof(*sb->uses));
     int64_t now = time_now_ms();
-    struct err e = ERR_INIT;
     struct services_memo memo = {0};
+    /* The last spec as sent, when it named no service, and its normalised form: a batch's
+       specs often repeat, and a repeat is the same job again (its validation depends on the
+       spec alone), so it shares the normalised tree (never modified once made) instead of
+       being checked, normalised, stored as text and freed once more (submit_write dumps a
+       shared tree once). */
+    json_t *last_in = NULL;
+    struct job_spec last = {0};
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
-        char path[32] = "";
-        if (array)
-            snprintf(path, sizeof(path), "[%zu]", i);
-        json_t *in = array ? json_array_get(body, i) : body, *expanded;
-        int bad =
-            services_expand_job(srv(r)->reads, &memo, in, path, &expanded, &sb->uses[i], &e);
-        if (!bad)
-            bad = spec_parse(expanded ? expanded : in, path, &spec, &e);
-        json_decref(expanded);
-        if (bad) {
-            services_memo_release(&memo);
-            submit_free(sb);
-            http_reply_err(r, &e);
-            return HTTP_DONE;
-        }
-        if (spec.test) {
-            int rc = HTTP_DONE;
-            char field[48];
-            snprintf(field, sizeof(field), "%s.test", path);
-            if (array)
-                http_reply_error(r, ERR_INVALID, field,
-                                 "%s: a test probe cannot be part of an array", field);
-            else
-                rc = probe(r, &spec);
-            spec_release(&spec);
-            services_memo_release(&memo);
-            submit_free(sb);
-            return rc;
+        json_t *in = array ? json_array_get(body, i) : body;
+        if (last_in && json_equal(in, last_in)) {
+            spec = last;
+            json_incref(spec.json);
+        } else {
+            bool shareable;
+            int rc;
+            bool ok = check_spec(r, &memo, in, array, i, &sb->uses[i], &spec, &shareable, &rc);
+            spec_release(&last);
+            last_in = NULL;
+            if (!ok) {
+                services_memo_release(&memo);
+                submit_free(sb);
+                return rc;
+            }
+            if (shareable) {
+                last_in = in;
+                last = spec;
+                json_incref(last.json);
+            }
         }
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
@@ -368,6 +429,7 @@ int api_jobs_create(struct http_req *r)
         sb->n++;
         spec_release(&spec);
     }
+    spec_release(&last);
     services_memo_release(&memo);
     commit_submit(srv(r)->commit, submit_write, submit_done, sb);
     return HTTP_DEFERRED;

@@ -79,18 +79,13 @@ static struct server *srv_of(struct http_req *r)
     return r->app;
 }
 
-static const char *in_header(struct evhttp_request *ev, const char *name)
-{
-    return evhttp_find_header(evhttp_request_get_input_headers(ev), name);
-}
-
 /* The origin and CSRF checks of a state-changing call made with session s. */
-static int check_csrf(struct evhttp_request *ev, const struct session_rec *s, struct err *e)
+static int check_csrf(const struct http_headers *h, const struct session_rec *s, struct err *e)
 {
-    int rc = session_check_origin(in_header(ev, "Origin"), in_header(ev, "Sec-Fetch-Site"),
-                                  in_header(ev, "Host"), e);
+    int rc = session_check_origin(http_header(h, "Origin"), http_header(h, "Sec-Fetch-Site"),
+                                  http_header(h, "Host"), e);
     if (rc) return rc;
-    const char *csrf = in_header(ev, SESSION_CSRF_HEADER);
+    const char *csrf = http_header(h, SESSION_CSRF_HEADER);
     if (!csrf || strlen(csrf) != strlen(s->csrf) ||
         CRYPTO_memcmp(csrf, s->csrf, strlen(s->csrf)) != 0)
         return err_set(e, ERR_DENIED,
@@ -100,10 +95,10 @@ static int check_csrf(struct evhttp_request *ev, const struct session_rec *s, st
 }
 
 /* The session of the request's cookie into *out: 0, ERR_NOTFOUND (no cookie), ERR_UNAUTH. */
-static int find_session(struct server *srv, struct evhttp_request *ev, struct session_rec *out,
+static int find_session(struct server *srv, const struct http_headers *h, struct session_rec *out,
                         struct err *e)
 {
-    const char *cookie = in_header(ev, "Cookie");
+    const char *cookie = http_header(h, "Cookie");
     char id[SESSION_ID_LEN], hash[AUTH_HASH_LEN];
     if (!cookie || !session_cookie_get(cookie, SESSION_COOKIE, id, sizeof(id))) return ERR_NOTFOUND;
     auth_token_hash(id, hash);
@@ -126,13 +121,13 @@ static int find_session(struct server *srv, struct evhttp_request *ev, struct se
     return rc;
 }
 
-int session_auth(void *app, struct evhttp_request *ev, const char *method, int *role, char *name,
+int session_auth(void *app, const struct http_headers *h, const char *method, int *role, char *name,
                  size_t n, struct err *e)
 {
     struct session_rec s;
-    int rc = find_session(app, ev, &s, e);
+    int rc = find_session(app, h, &s, e);
     if (rc) return rc;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && (rc = check_csrf(ev, &s, e)))
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && (rc = check_csrf(h, &s, e)))
         return rc;
     *role = s.role;
     snprintf(name, n, "%s", s.name);
@@ -235,8 +230,9 @@ int api_session_create(struct http_req *r)
         return HTTP_DONE;
     }
     /* A sign-in made by another site's page would sign the browser in as someone else. */
-    if (session_check_origin(in_header(r->ev, "Origin"), in_header(r->ev, "Sec-Fetch-Site"),
-                             in_header(r->ev, "Host"), &e)) {
+    struct http_headers h = http_req_headers(r);
+    if (session_check_origin(http_header(&h, "Origin"), http_header(&h, "Sec-Fetch-Site"),
+                             http_header(&h, "Host"), &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -269,7 +265,8 @@ int api_session_get(struct http_req *r)
 {
     struct err e = ERR_INIT;
     struct session_rec s;
-    int rc = find_session(srv_of(r), r->ev, &s, &e);
+    struct http_headers h = http_req_headers(r);
+    int rc = find_session(srv_of(r), &h, &s, &e);
     if (rc == ERR_NOTFOUND)
         rc = err_set(&e, ERR_UNAUTH, "not signed in: POST /v1/session {\"token\": ...}");
     if (rc) {
@@ -286,9 +283,10 @@ int api_session_delete(struct http_req *r)
     struct server *srv = srv_of(r);
     struct err e = ERR_INIT;
     struct session_op *op = xcalloc(1, sizeof(*op));
-    int rc = find_session(srv, r->ev, &op->rec, &e);
+    struct http_headers h = http_req_headers(r);
+    int rc = find_session(srv, &h, &op->rec, &e);
     if (rc == ERR_NOTFOUND) rc = err_set(&e, ERR_UNAUTH, "not signed in");
-    if (!rc) rc = check_csrf(r->ev, &op->rec, &e);
+    if (!rc) rc = check_csrf(&h, &op->rec, &e);
     if (rc) {
         free(op);
         http_reply_err(r, &e);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "http/headers.h"
 
 #define SESSION_COOKIE "drover_session"
 #define SESSION_CSRF_HEADER "X-CSRF-Token"
@@ -53,7 +54,7 @@ int session_check_origin(const char *origin, const char *sec_fetch_site, const c
  * checked again, and for methods other than GET and HEAD the origin and the
  * X-CSRF-Token header. ERR_NOTFOUND when the request has no such cookie.
  */
-int session_auth(void *app, struct evhttp_request *ev, const char *method, int *role, char *name,
+int session_auth(void *app, const struct http_headers *h, const char *method, int *role, char *name,
                  size_t n, struct err *e);
 
 #endif

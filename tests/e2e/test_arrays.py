@@ -212,6 +212,40 @@ def test_objects_array_reads_each_object(server, make_agent):
         f"s3://shards/in/{k}.txt\n" for k in "abc"]
 
 
+def test_an_array_of_a_hub_service_fills_its_ports(server, make_agent):
+    """A service's job as an array: "{{item}}" and "{{index}}" in its params (ports and
+    params) are each task's own."""
+    api = server.api()
+    r = api.put("/v1/services/upcase", json={
+        "command": {"program": "/bin/sh", "arguments": [
+            {"type": "parameter", "value": "-c"},
+            {"type": "parameter", "value": 'tr a-z A-Z < "$1" > "$2"; echo "$3"'},
+            {"type": "parameter", "value": "sh"},
+            {"type": "input", "port": "text"},
+            {"type": "output", "port": "upper"},
+            {"type": "parameter", "param": "tag"}]},
+        "inputs": {"text": {"required": True}}, "outputs": {"upper": {"required": True}},
+        "params": {"tag": {"type": "string", "required": True}}})
+    assert r.status_code in (200, 201), r.text
+    for k in ("a", "b"):
+        assert api.put(f"/v1/blobs/svcin/{k}.txt", data=f"text-{k}".encode()).status_code in (200, 201)
+    a = submit_array(api, {"objects": "s3://svcin/"}, service="upcase",
+                     params={"text": "{{item}}", "upper": "s3://svcout/{{index}}.txt",
+                             "tag": "task {{index}} of {{item}}"})
+    make_agent(server, "arr-svc")
+    assert wait_array(api, a["id"])["state"] == "succeeded", tasks(api, a["id"])
+    assert [t["result"]["stdout"] for t in tasks(api, a["id"])] == [
+        "task 0 of s3://svcin/a.txt\n", "task 1 of s3://svcin/b.txt\n"]
+    assert api.get("/v1/blobs/svcout/0.txt").text == "TEXT-A"
+    assert api.get("/v1/blobs/svcout/1.txt").text == "TEXT-B"
+    # a port that is no uri even with the placeholders filled: 400 naming it, nothing stored
+    r = api.post("/v1/jobs", json={"array": {"count": 2}, "service": "upcase",
+                                   "params": {"text": "not a uri {{index}}", "upper": "s3://o/x",
+                                              "tag": "t"}})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "params.text", r.text
+    assert len(api.get("/v1/arrays").json()["arrays"]) == 1
+
+
 def test_array_events(server, make_agent):
     api = server.api()
     a = submit_array(api, {"count": 2}, command={"shell": "true"})

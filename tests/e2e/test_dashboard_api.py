@@ -2,6 +2,7 @@
 (POST/GET/DELETE /v1/session), the session cookie accepted by the API, the cross-site
 checks on state-changing calls made with it, and the name search of GET /v1/jobs.
 """
+import json
 import os
 import re
 
@@ -147,6 +148,35 @@ def test_state_changing_calls_with_the_cookie_need_same_origin_and_the_csrf_toke
     # A bearer token needs none of it (scripts are not browsers).
     r = server.api().post("/v1/jobs", json=spec, headers={"Origin": "http://evil.test"})
     assert r.status_code == 201
+
+
+def test_the_cookie_works_for_bodies_judged_at_their_head(server):
+    """A body over 64 KiB is judged at its head, before it is read: the session cookie (with
+    its CSRF token, same-origin) counts there as it does for smaller bodies."""
+    s, csrf = signed_in(server)
+    specs = [{"name": f"big-{i}", "queue": "nowhere", "labels": {"pad": "x" * 200},
+              "command": {"program": "true"}} for i in range(300)]
+    body = json.dumps(specs)
+    assert len(body) > 64 * 1024
+    hdrs = {"Content-Type": "application/json"}
+    r = s.post(server.url + "/v1/jobs", data=body, headers={**hdrs, "X-CSRF-Token": csrf})
+    assert r.status_code == 201, r.text
+    assert len(r.json()["jobs"]) == 300
+    r = s.post(server.url + "/v1/jobs", data=body, headers=hdrs)
+    assert r.status_code == 403 and "X-CSRF-Token" in r.json()["error"]["message"], r.text
+    r = s.post(server.url + "/v1/jobs", data=body,
+               headers={**hdrs, "X-CSRF-Token": csrf, "Origin": "http://evil.test"})
+    assert r.status_code == 403 and "evil.test" in r.json()["error"]["message"], r.text
+    r = requests.post(server.url + "/v1/jobs", data=body, headers=hdrs)
+    assert r.status_code == 401, r.text
+    # a session of a client token: its role is checked at the head too
+    t = server.api().post("/v1/tokens", json={"role": "client", "name": "bigc"}).json()["token"]
+    c, ccsrf = signed_in(server, t)
+    r = c.post(server.url + "/v1/tokens", data=json.dumps({"role": "client", "name": "y",
+                                                           "pad": "x" * 70000}),
+               headers={**hdrs, "X-CSRF-Token": ccsrf})
+    assert r.status_code == 403 and "session of role 'client'" in r.json()["error"]["message"], \
+        r.text
 
 
 def test_a_session_has_its_token_role_and_ends_with_it(server):

@@ -127,6 +127,31 @@ def test_array_is_one_transaction(server):
     assert len(listed) == 5
 
 
+def test_array_repeated_specs(server):
+    """Repeats in a batch share their normalised spec (api_jobs.c): each is still its own job
+    with the whole spec stored, a different spec between repeats is its own, and a repeat
+    after a bad spec is still checked."""
+    api = server.api()
+    a = {"queue": "rep", "labels": {"k": "v"}, "command": {"program": "true", "argv": ["x"]}}
+    b = {"queue": "rep", "priority": 5, "command": {"program": "false"}}
+    jobs = submit(api, [a, a, b, a, dict(a)])["jobs"]
+    assert len({j["id"] for j in jobs}) == 5
+    assert [j["priority"] for j in jobs] == [0, 0, 5, 0, 0]
+    specs = [api.get(f"/v1/jobs/{j['id']}").json() for j in jobs]
+    first = specs[0]["spec"]
+    assert first["command"]["program"] == "true" and first["retry"]["max_attempts"] >= 1
+    assert [s["spec"] == first for s in specs] == [True, True, False, True, True]
+    assert specs[2]["spec"]["command"]["program"] == "false"
+    assert all(s["labels"] == {"k": "v"} for i, s in enumerate(specs) if i != 2)
+    bad = {"queue": "rep", "command": {"program": "true"}, "nope": 1}
+    r = api.post("/v1/jobs", json=[a, bad, bad])
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[1].nope"
+    assert len(api.get("/v1/jobs?queue=rep&limit=100").json()["jobs"]) == 5
+    keyed = {"key": "rep-1", "queue": "rep", "command": {"program": "true"}}
+    both = submit(api, [keyed, keyed])["jobs"]
+    assert both[0]["id"] == both[1]["id"]
+
+
 def test_idempotency_key(server):
     api = server.api()
     first = submit(api, {"key": "k-1", "command": {"program": "true"}})

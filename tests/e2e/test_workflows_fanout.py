@@ -259,6 +259,31 @@ CATALL = {"command": {"program": "sh", "arguments": [
     "inputs": {"first": {}, "second": {}}, "defaults": {"retry": {"max_attempts": 1}}}
 
 
+def test_a_service_node_fans_out_with_its_params(server, make_agent):
+    """A hub service as the fan-out node: "{{item}}"/"{{index}}" in its params are each task's."""
+    r = server.api().put("/v1/services/upfan", json={
+        "command": {"program": "/bin/sh", "arguments": [
+            {"type": "parameter", "value": "-c"},
+            {"type": "parameter", "value": 'tr a-z A-Z < "$1" > "$2"'},
+            {"type": "parameter", "value": "sh"},
+            {"type": "input", "port": "text"}, {"type": "output", "port": "upper"}]},
+        "inputs": {"text": {"required": True}}, "outputs": {"upper": {"required": True}}})
+    assert r.status_code in (200, 201), r.text
+    run = "svcfan"
+    w = create(server, {"nodes": {
+        "split": split_node(run),
+        "map": {"job": {"service": "upfan", "retry": {"max_attempts": 1},
+                        "params": {"text": "{{item}}",
+                                   "upper": f"s3://fo/{run}/up/{{{{index}}}}.txt"},
+                        "array": {"outputs": "split", "prefix": f"s3://fo/{run}/split/part-"}}}}})
+    make_agent(server, "fan-svc")
+    w = wait_done(server, w["id"])
+    assert states(w) == {"split": "succeeded", "map": "succeeded"}, w
+    for i in range(3):
+        got = server.api().get(f"/v1/blobs/fo/{run}/up/{i}.txt").text
+        assert got == f"LINE {i} OF {run.upper()}\n", (i, got)
+
+
 def test_fan_ins_into_a_service_nodes_ports(server, make_agent):
     r = server.api().put("/v1/services/catall", json=CATALL)
     assert r.status_code in (200, 201), r.text
