@@ -363,7 +363,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_HEADS] = "SELECT l.job, l.attempt, l.off, l.data FROM job_logs l "
                     "JOIN unnest($1::text[], $2::integer[]) AS h(job, attempt) "
                     "ON l.job = h.job AND l.attempt = h.attempt WHERE l.stream = $3 "
-                    "AND l.off + length(l.data) > 0 AND l.off < $4 ORDER BY l.job, l.attempt, l.off",
+                    "AND l.off + length(l.data) > 0 AND l.off < $4 "
+                    "ORDER BY l.job, l.attempt, l.off",
     [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = $1 AND attempt = $2 AND stream = $3 "
                    "AND off + length(data) > $4 AND off < $4::bigint + $5::bigint ORDER BY off",
     /* A name registered by another token is left alone: no row comes back. */
@@ -438,8 +439,6 @@ struct pf_job {
     int head_attempt;   /* its stdout head read for this attempt; 0 none, -1 not kept */
     bool held;          /* taken by pg_job_lock, and nothing written since: its write can wait */
     int held_attempt, held_state;
-    int64_t seq, at;    /* its write waits (pf_flush): its event's seq and time */
-    int new_state;
     struct buf head;
     int64_t head_pos;   /* store_log_take's state while reading it */
     size_t head_left;
