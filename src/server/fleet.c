@@ -798,11 +798,19 @@ static void drop_lease(struct fleet *f, struct lease_rec *l)
     hmap_del(&f->leases, l->job);
     if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
     struct live_agent *a = hmap_get(&f->agents, l->agent_id);
+    /*
+     * Its agent is told to kill the attempt now when it waits on this server (a parked poll);
+     * else its next poll here lists the job in `running`, answered with the cancel
+     * (fleet_take_cancels). Nothing is kept for an agent served by another server: it would
+     * pile up, one cancel per job it ran, each looked through at the next.
+     */
     if (a) {
         a->held--;
         a->held_slots -= l->slots;
-        add_cancel(a, l->job, l->attempt);
-        if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+        if (a->poll) {
+            add_cancel(a, l->job, l->attempt);
+            if (!a->leasing) reply_poll(f, a, NULL);
+        }
     }
     free(l);
 }

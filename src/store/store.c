@@ -464,6 +464,14 @@ int store_job_retry(struct store *st, const char *id, int64_t now_ms, struct job
     return rc;
 }
 
+int store_job_prefetch(struct store *st, const char *const *ids, const int *head_attempts,
+                       size_t n, size_t head_max, struct err *e)
+{
+    return st->ops->job_prefetch && n
+               ? st->ops->job_prefetch(st, ids, head_attempts, n, head_max, e)
+               : 0;
+}
+
 int store_job_update(struct store *st, const struct job *j, int expect_attempt,
                      unsigned expect_states, struct err *e)
 {

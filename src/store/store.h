@@ -216,6 +216,18 @@ int store_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const
  */
 int store_job_each(struct store *st, const char *const *ids, size_t n,
                    int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
+/*
+ * Before a run of store_job_apply calls on jobs `ids` inside one group-commit
+ * op (agents' reports): a backend whose every statement is a round trip
+ * (PostgreSQL) locks and reads those jobs, with their workflow, and for each
+ * head_attempts[i] > 0 the first head_max bytes of that attempt's stdout, in
+ * one or two statements; the job_lock, workflow lookup and log_read (offset 0,
+ * head_max bytes) of those that follow are answered from them until the op
+ * ends or another kind of write is made. SQLite does nothing (its calls are no
+ * round trips). Ids not found are left to the calls that follow.
+ */
+int store_job_prefetch(struct store *st, const char *const *ids, const int *head_attempts,
+                       size_t n, size_t head_max, struct err *e);
 
 /*
  * Captured output, stored in chunks by (job, attempt, stream, offset); stream is an

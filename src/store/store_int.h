@@ -52,6 +52,9 @@ struct store_ops {
     /* optional: store_job_each reads the jobs one by one with job_get without it */
     int (*job_each)(struct store *st, const char *const *ids, size_t n,
                     int (*fn)(void *arg, const struct job *j), void *arg, struct err *e);
+    /* optional: store_job_prefetch does nothing without it */
+    int (*job_prefetch)(struct store *st, const char *const *ids, const int *head_attempts,
+                        size_t n, size_t head_max, struct err *e);
     int (*log_append)(struct store *st, const char *job, int attempt, int stream, int64_t offset,
                       const char *data, size_t len, struct err *e);
     int (*log_read)(struct store *st, const char *job, int attempt, int stream, int64_t offset,

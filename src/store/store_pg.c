@@ -75,6 +75,9 @@ enum stmt_id {
     S_JOB_LEASE,
     S_JOB_SCAN,
     S_JOB_EACH,
+    S_JOB_PREFETCH,
+    S_JOB_UPDATE_SET,
+    S_LOG_HEADS,
     S_LOG_APPEND,
     S_LOG_READ,
     S_AGENT_UPSERT,
@@ -332,6 +335,36 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
+    /* store_job_prefetch: the rows locked (after event_head, as pg_job_lock does), with their
+       workflow; then the stdout heads of the attempts asked for */
+    [S_JOB_PREFETCH] = "SELECT " JOB_COLUMNS ", (SELECT workflow FROM workflow_jobs w "
+                       "WHERE w.job = jobs.id) FROM jobs WHERE id = ANY($1::text[]) "
+                       "ORDER BY id FOR UPDATE OF jobs",
+    /* the writes of jobs read by S_JOB_PREFETCH and stepped since, in one statement (as
+       S_JOB_UPDATE's each: the row, its ready row, its event; $17: JOB_QUEUED) */
+    [S_JOB_UPDATE_SET] =
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], "
+        "$5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
+        "$11::integer[], $12::integer[], $13::bigint[], $14::bigint[], $15::text[], "
+        "$16::text[], $18::text[]) AS v(id, state, agent, attempt, started_at, finished_at, "
+        "run_after, progress, result, attempts, was, states, seq, at, queue, owner, data)), "
+        "u AS (UPDATE jobs AS j SET state = v.state, agent = v.agent, attempt = v.attempt, "
+        "started_at = v.started_at, finished_at = v.finished_at, run_after = v.run_after, "
+        "progress = v.progress, result = v.result, attempts = v.attempts FROM v "
+        "WHERE j.id = v.id AND j.attempt = v.was AND ((1 << j.state) & v.states) != 0 "
+        "RETURNING j.id, j.state, j.queue, j.priority, j.run_after, j.notify_url, j.notify_all), "
+        "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $17), "
+        "i AS (INSERT INTO ready (job, queue, priority, run_after) "
+        "SELECT id, queue, priority, run_after FROM u WHERE state = $17 "
+        "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
+        "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, owner, "
+        "data) SELECT v.seq, v.at, 0, v.id, v.queue, v.state, v.attempt, v.agent, v.owner, "
+        "v.data FROM v JOIN u ON u.id = v.id) SELECT id, notify_url, notify_all FROM u",
+    [S_LOG_HEADS] = "SELECT l.job, l.attempt, l.off, l.data FROM job_logs l "
+                    "JOIN unnest($1::text[], $2::integer[]) AS h(job, attempt) "
+                    "ON l.job = h.job AND l.attempt = h.attempt WHERE l.stream = $3 "
+                    "AND l.off + length(l.data) > 0 AND l.off < $4 "
+                    "ORDER BY l.job, l.attempt, l.off",
     [S_LOG_READ] = "SELECT off, data FROM job_logs WHERE job = $1 AND attempt = $2 AND stream = $3 "
                    "AND off + length(data) > $4 AND off < $4::bigint + $5::bigint ORDER BY off",
     /* A name registered by another token is left alone: no row comes back. */
@@ -396,6 +429,30 @@ static const char *const stmt_sql[S_COUNT] = {
                        "AND state = ANY($2::integer[])",
 };
 
+/* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
+struct pf_job {
+    char id[UUID_STR_LEN];
+    struct job j;       /* its locked row; taken by the first pg_job_lock (then `used`) */
+    bool used;
+    bool in_wf;         /* in a workflow: wf */
+    char wf[UUID_STR_LEN];
+    int head_attempt;   /* its stdout head read for this attempt; 0 none, -1 not kept */
+    bool held;          /* taken by pg_job_lock, and nothing written since: its write can wait */
+    int held_attempt, held_state;
+    struct buf head;
+    int64_t head_pos;   /* store_log_take's state while reading it */
+    size_t head_left;
+    bool head_stop;
+};
+
+/* A job's write left for pf_flush: what its webhook needs, and the statement's row. */
+struct pw_row {
+    char id[UUID_STR_LEN];
+    int state;
+    int64_t seq, at;
+    char *cols[17]; /* S_JOB_UPDATE_SET's $1..$16 and $18, as text (NULL: NULL) */
+};
+
 struct store_pg {
     struct store base;
     PGconn *conn;
@@ -413,6 +470,11 @@ struct store_pg {
     int64_t ev_first;  /* the transaction's events: seqs ev_first + 1 .. ev_seq */
     int64_t tx_first, tx_last; /* those of the last committed transaction (store_tx_events) */
     bool listening;    /* store_listen was called: LISTEN again after a reconnect */
+    struct pf_job *pf; /* store_job_prefetch's jobs, sorted by id (strcmp) */
+    size_t npf;
+    size_t pf_head_max;
+    struct pw_row *pw; /* the jobs' writes waiting (pf_flush), in their events' order */
+    size_t npw, cappw;
 };
 
 
@@ -654,9 +716,130 @@ static int conn_ready(struct store_pg *s, struct err *e)
  * Runs statement `id` with p (released here). Its rows, when `out` is not
  * NULL, are the caller's to PQclear().
  */
+static void pf_clear(struct store_pg *s)
+{
+    for (size_t i = 0; i < s->npf; i++) {
+        job_release(&s->pf[i].j);
+        buf_release(&s->pf[i].head);
+    }
+    free(s->pf);
+    s->pf = NULL;
+    s->npf = 0;
+}
+
+static int pf_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct pf_job *)a)->id, ((const struct pf_job *)b)->id);
+}
+
+static struct pf_job *pf_find(struct store_pg *s, const char *id)
+{
+    if (!s->npf || strlen(id) >= UUID_STR_LEN)
+        return NULL;
+    struct pf_job key;
+    memcpy(key.id, id, strlen(id) + 1);
+    return bsearch(&key, s->pf, s->npf, sizeof(*s->pf), pf_cmp);
+}
+
+static void pw_discard(struct store_pg *s)
+{
+    for (size_t i = 0; i < s->npw; i++)
+        for (size_t c = 0; c < ARRAY_SIZE(s->pw[i].cols); c++)
+            free(s->pw[i].cols[c]);
+    s->npw = 0;
+}
+
+static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
+               struct err *e, const char *what);
+static void arr_text(struct arr *a, const char *v);
+
+/*
+ * Writes the jobs' writes left waiting by job_update_tx, in one statement.
+ * Called before any other statement (run), and where an op ends (savepoint
+ * release, commit): what the transaction reads or commits has them.
+ */
+static int pf_flush(struct store_pg *s, struct err *e)
+{
+    size_t n = s->npw;
+    if (!n)
+        return 0;
+    s->npw = 0; /* the statements below are run() too */
+    struct arr a[17];
+    for (size_t c = 0; c < 17; c++) {
+        a[c] = (struct arr){BUF_INIT, 0};
+        for (size_t i = 0; i < n; i++)
+            arr_text(&a[c], s->pw[i].cols[c]);
+    }
+    struct params p = {0};
+    for (size_t c = 0; c < 16; c++)
+        p_arr(&p, &a[c]);
+    p_int(&p, JOB_QUEUED);
+    p_arr(&p, &a[16]);
+    PGresult *r = NULL;
+    int rc = run(s, S_JOB_UPDATE_SET, &p, &r, e, "updating jobs");
+    for (size_t c = 0; c < 17; c++)
+        buf_release(&a[c].b);
+    /* every row is locked by this transaction and its fence was checked on it: all match */
+    if (!rc && PQntuples(r) != (int)n)
+        rc = err_set(e, ERR_INTERNAL, "store '%s': updating jobs: %d of %zu written", s->shown,
+                     PQntuples(r), n);
+    for (int row = 0; !rc && row < PQntuples(r); row++) {
+        if (PQgetisnull(r, row, 1))
+            continue; /* no webhook */
+        const char *url = PQgetvalue(r, row, 1);
+        const struct pw_row *w = NULL;
+        for (size_t i = 0; i < n && !w; i++)
+            if (!strcmp(s->pw[i].id, PQgetvalue(r, row, 0)))
+                w = &s->pw[i];
+        if (!w || !store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 2), "t"), w->state))
+            continue;
+        struct params wp = {0};
+        p_int(&wp, w->seq);
+        p_text(&wp, url);
+        p_int(&wp, w->at);
+        p_int(&wp, w->at);
+        rc = run(s, S_WEBHOOK_ADD, &wp, NULL, e, "queueing a webhook");
+    }
+    PQclear(r);
+    s->npw = n;
+    pw_discard(s);
+    return rc;
+}
+
+/*
+ * What a statement leaves of store_job_prefetch's reads: the reads, the
+ * lock of event_head, a job's fenced write (which drops that job's row:
+ * job_update_tx) and its webhook leave them; any other write may change a
+ * job, its output or its workflow: all are dropped.
+ */
+static bool pf_keeps(enum stmt_id id)
+{
+    switch (id) {
+    case S_JOB_PREFETCH: case S_LOG_HEADS: case S_JOB_LOCK: case S_JOB_LOCK_RUN:
+    case S_JOB_GET: case S_JOB_GET_RUN: case S_LOG_READ: case S_WF_OF:
+    case S_EVENT_HEAD_LOCK: case S_EVENT_LAST: case S_JOB_UPDATE: case S_WEBHOOK_ADD:
+    case S_JOB_UPDATE_SET:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
                struct err *e, const char *what)
 {
+    if (s->npw) { /* what waits is written first: this statement sees it */
+        int frc = pf_flush(s, e);
+        if (frc) {
+            if (p)
+                params_release(p);
+            if (out)
+                *out = NULL;
+            return frc;
+        }
+    }
+    if (s->npf && !pf_keeps(id))
+        pf_clear(s);
     char name[16];
     snprintf(name, sizeof(name), "d%d", (int)id);
     PGresult *r = NULL;
@@ -812,6 +995,9 @@ fail:
 static void pg_close(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pw_discard(s);
+    free(s->pw);
+    pf_clear(s);
     PQfinish(s->conn);
     free(s->shown);
     free(s);
@@ -894,11 +1080,15 @@ static int pg_begin(struct store *st, struct err *e)
         s->ev_locked = false;
         s->sp_open = false;
     }
+    pw_discard(s);
+    pf_clear(s);
     return rc;
 }
 
 static void tx_reset(struct store_pg *s)
 {
+    pw_discard(s);
+    pf_clear(s);
     s->depth = 0;
     s->sp_open = false;
     s->ev_locked = false;
@@ -907,7 +1097,9 @@ static void tx_reset(struct store_pg *s)
 static int pg_commit(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
-    int rc = 0;
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc; /* the caller rolls back */
     /* one notification per committed batch that wrote events, delivered at its commit
        (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
     if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
@@ -958,7 +1150,11 @@ static void pg_rollback(struct store *st)
 static int pg_savepoint(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
-    int rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc;
+    pf_clear(s); /* an op's reads are the op's */
+    rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
                       "savepoint");
     s->sp_open = !rc;
     if (!rc) {
@@ -971,14 +1167,15 @@ static int pg_savepoint(struct store *st, struct err *e)
 
 static int pg_savepoint_release(struct store *st, struct err *e)
 {
-    (void)e;
     pg(st)->depth = 1; /* released at the next savepoint or COMMIT (pg_savepoint) */
-    return 0;
+    return pf_flush(pg(st), e); /* the op's waiting writes: its own error */
 }
 
 static void pg_savepoint_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
+    pw_discard(s);
+    pf_clear(s);
     exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
     s->sp_open = false;
     s->depth = 1;
@@ -1197,7 +1394,104 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
 {
     struct store_pg *s = pg(st);
     int rc = events_lock(s, e);
-    return rc ? rc : get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+    if (rc)
+        return rc;
+    struct pf_job *f = pf_find(s, id);
+    if (f && !f->used) { /* locked and read by store_job_prefetch (with its spec) */
+        *out = f->j;
+        job_init(&f->j);
+        f->used = true;
+        f->held = true; /* until written: its write may wait (job_update_tx) */
+        f->held_attempt = out->attempt;
+        f->held_state = out->state;
+        return 0;
+    }
+    return get_one(s, spec ? S_JOB_LOCK : S_JOB_LOCK_RUN, id, out, e, "job");
+}
+
+static int pg_job_prefetch(struct store *st, const char *const *ids, const int *head_attempts,
+                           size_t n, size_t head_max, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    int rc = pf_flush(s, e);
+    if (rc)
+        return rc;
+    pf_clear(s);
+    rc = events_lock(s, e); /* before any row's lock, as always */
+    if (rc)
+        return rc;
+    struct arr a = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++)
+        arr_text(&a, ids[i]);
+    struct params p = {0};
+    p_arr(&p, &a);
+    PGresult *r;
+    if ((rc = run(s, S_JOB_PREFETCH, &p, &r, e, "reading jobs")))
+        return rc;
+    int rows = PQntuples(r);
+    s->pf = xcalloc(rows ? (size_t)rows : 1, sizeof(*s->pf));
+    for (int i = 0; i < rows; i++) {
+        struct pf_job *f = &s->pf[s->npf++];
+        row_to_job(r, i, &f->j);
+        memcpy(f->id, f->j.id, sizeof(f->id));
+        f->in_wf = !PQgetisnull(r, i, 23);
+        if (f->in_wf)
+            snprintf(f->wf, sizeof(f->wf), "%s", PQgetvalue(r, i, 23));
+        f->head = (struct buf)BUF_INIT;
+    }
+    PQclear(r);
+    qsort(s->pf, s->npf, sizeof(*s->pf), pf_cmp);
+    /* the heads wanted: one attempt per job (two different ones: neither kept) */
+    struct arr hj = {BUF_INIT, 0}, ha = {BUF_INIT, 0};
+    for (size_t i = 0; i < n; i++) {
+        struct pf_job *f = head_attempts[i] > 0 ? pf_find(s, ids[i]) : NULL;
+        if (!f || f->head_attempt == head_attempts[i] || f->head_attempt < 0)
+            continue;
+        f->head_attempt = f->head_attempt ? -1 : head_attempts[i];
+    }
+    for (size_t i = 0; i < s->npf; i++) {
+        struct pf_job *f = &s->pf[i];
+        if (f->head_attempt <= 0)
+            continue;
+        arr_text(&hj, f->id);
+        arr_int(&ha, f->head_attempt);
+        f->head_pos = 0;
+        f->head_left = head_max;
+    }
+    s->pf_head_max = head_max;
+    if (!hj.n || !head_max) {
+        buf_release(&hj.b);
+        buf_release(&ha.b);
+        return 0;
+    }
+    p = (struct params){0};
+    p_arr(&p, &hj);
+    p_arr(&p, &ha);
+    p_int(&p, 0); /* stdout */
+    p_int(&p, head_max > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)head_max);
+    if ((rc = run(s, S_LOG_HEADS, &p, &r, e, "reading output"))) {
+        pf_clear(s);
+        return rc;
+    }
+    /* as pg_log_read reads one head, chunk after chunk */
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct pf_job *f = pf_find(s, PQgetvalue(r, i, 0));
+        if (!f || f->head_attempt != (int)col_int(r, i, 1) || f->head_stop || !f->head_left)
+            continue;
+        size_t len = 0;
+        unsigned char *data = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 3), &len);
+        if (!data) {
+            PQclear(r);
+            pf_clear(s);
+            return err_set(e, ERR_INTERNAL, "store '%s': reading output: out of memory",
+                           s->shown);
+        }
+        f->head_stop = !store_log_take(&f->head_pos, &f->head_left, col_int(r, i, 2),
+                                       (const char *)data, (int64_t)len, &f->head);
+        PQfreemem(data);
+    }
+    PQclear(r);
+    return 0;
 }
 
 static int pg_job_get_by_key(struct store *st, const char *owner, const char *key,
@@ -1293,7 +1587,9 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         p_text(&p, f->after);
     }
     buf_addf(&sql, " ORDER BY id DESC LIMIT %d", f->limit);
-    int rc = conn_ready(s, e);
+    int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
+    if (!rc)
+        rc = conn_ready(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
@@ -1311,12 +1607,70 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
     return rc;
 }
 
+static char *dup_int(int64_t v)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%" PRId64, v);
+    return xstrdup(t);
+}
+
+static char *dup_opt(const char *v)
+{
+    return v ? xstrdup(v) : NULL;
+}
+
+/*
+ * A write of job j read by store_job_prefetch, locked since and not written:
+ * its fence holds (checked here, on the row as locked), so it waits, with its
+ * event's seq taken now, to be written with the op's others in one statement
+ * (pf_flush).
+ */
+static int pw_add(struct store_pg *s, struct pf_job *f, const struct job *j, int expect_attempt,
+                  unsigned expect_states, struct err *e)
+{
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    f->held = false; /* a second write of it is made after this one (run flushes first) */
+    if (s->npw == s->cappw) {
+        s->cappw = s->cappw ? 2 * s->cappw : 64;
+        s->pw = xrealloc(s->pw, s->cappw * sizeof(*s->pw));
+    }
+    struct pw_row *w = &s->pw[s->npw++];
+    snprintf(w->id, sizeof(w->id), "%s", j->id);
+    w->state = j->state;
+    w->seq = seq;
+    w->at = time_now_ms();
+    json_t *data = store_event_data(j);
+    char *const cols[17] = {
+        xstrdup(j->id), dup_int(j->state), dup_opt(j->agent), dup_int(j->attempt),
+        j->started_at ? dup_int(j->started_at) : NULL,
+        j->finished_at ? dup_int(j->finished_at) : NULL, dup_int(j->run_after),
+        job_json_dump(j->progress), job_json_dump(j->result), job_json_dump(j->attempts),
+        dup_int(expect_attempt), dup_int((int)expect_states), dup_int(seq), dup_int(w->at),
+        dup_opt(j->queue), dup_opt(j->owner), job_json_dump(data)};
+    json_decref(data);
+    memcpy(w->cols, cols, sizeof(cols));
+    return 0;
+}
+
 static int job_update_tx(struct store_pg *s, const struct job *j, int expect_attempt,
                          unsigned expect_states, struct err *e)
 {
     int rc = events_lock(s, e);
     if (rc)
         return rc;
+    struct pf_job *f = pf_find(s, j->id);
+    if (f && f->held && f->held_attempt == expect_attempt &&
+        ((1u << f->held_state) & expect_states))
+        return pw_add(s, f, j, expect_attempt, expect_states, e);
+    if (f && !f->used) { /* its row as read is no longer what is stored */
+        job_release(&f->j);
+        f->used = true;
+    }
+    if (f)
+        f->held = false;
     struct params p = {0};
     p_int(&p, j->state);
     p_text(&p, j->agent);
@@ -1567,6 +1921,13 @@ static int pg_log_read(struct store *st, const char *job, int attempt, int strea
     struct store_pg *s = pg(st);
     if (max == 0)
         return 0;
+    struct pf_job *f = stream == 0 && offset == 0 && max == s->pf_head_max ? pf_find(s, job)
+                                                                           : NULL;
+    if (f && attempt > 0 && f->head_attempt == attempt) { /* read by store_job_prefetch */
+        if (f->head.len)
+            buf_add(out, f->head.data, f->head.len);
+        return 0;
+    }
     struct params p = {0};
     p_text(&p, job);
     p_int(&p, attempt);
@@ -2130,6 +2491,13 @@ static int pg_workflow_list(struct store *st, const char *owner, const char *aft
 
 static int pg_workflow_of(struct store *st, const char *job, char *id_out, struct err *e)
 {
+    struct pf_job *f = pf_find(pg(st), job);
+    if (f && f->in_wf) {
+        snprintf(id_out, UUID_STR_LEN, "%s", f->wf);
+        return 0;
+    }
+    if (f)
+        return err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
     struct params p = {0};
     p_text(&p, job);
     PGresult *r;
@@ -2380,7 +2748,9 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
-    int rc = conn_ready(s, e);
+    int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
+    if (!rc)
+        rc = conn_ready(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
@@ -2815,6 +3185,7 @@ const struct store_ops store_pg_ops = {
     .job_update = pg_job_update,
     .job_scan = pg_job_scan,
     .job_each = pg_job_each,
+    .job_prefetch = pg_job_prefetch,
     .log_append = pg_log_append,
     .log_read = pg_log_read,
     .agent_upsert = pg_agent_upsert,

@@ -263,3 +263,22 @@ def test_a_dashboard_session_works_on_every_server(pg_servers):  # noqa: F811
     assert r.status_code == 200, r.text
     r = requests.get(a.url + "/v1/session", cookies=cookie)
     assert r.status_code == 401 and "signed out" in r.json()["error"]["message"]
+
+
+def test_a_cancel_made_on_another_server_reaches_the_agent(pg_servers, tmp_path,  # noqa: F811
+                                                           make_agent):
+    a = pg_servers()
+    b = pg_servers()
+    make_agent(a, "wc", "--slots", "1")  # polls a only
+    pid_file = tmp_path / "pid"
+    job = submit(a, command={"shell": f"echo $$ > {pid_file}; exec sleep 120"})
+    wait_job(a, job, states=("running",))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the job's pid")
+    pid = int(pid_file.read_text())
+    r = b.api().post(f"/v1/jobs/{job}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    # a reads the cancel back from the database and tells its agent, which kills the process
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30, "the cancelled job's process to go")
+    nxt = submit(b, command={"shell": "echo next"})
+    j = wait_job(a, nxt)
+    assert j["state"] == "succeeded" and j["agent"] == "wc", j

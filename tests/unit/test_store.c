@@ -2596,6 +2596,128 @@ static void test_webhooks(void **state)
 
 /* --- URIs shown ---------------------------------------------------------------------------- */
 
+/*
+ * store_job_prefetch (a hint: PostgreSQL reads ahead, SQLite does nothing): what the locks, log
+ * reads and applies that follow it see is what the store holds, also after a job's own write and
+ * after another kind of write (which a backend's read-ahead must not hide).
+ */
+static void test_prefetch(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job jobs[3], out;
+    make_simple(&jobs[0], T0, "pf");
+    make_simple(&jobs[1], T0 + 1, "pf");
+    make_job(&jobs[2], T0 + 2, "{'notify_url': 'http://127.0.0.1:9/end', 'queue': 'pf', "
+                               "'command': {'program': 'a'}}");
+    insert_jobs(f->st, jobs, 3);
+    const char *a = jobs[0].id, *b = jobs[1].id, *c = jobs[2].id;
+    char unknown[UUID_STR_LEN];
+    uuid7_new(unknown);
+    struct job_event_args lease = {.now_ms = T0 + 2, .agent = "w1"};
+    struct job_event_args at = {.now_ms = T0 + 3};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_apply(f->st, a, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, b, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, c, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    job_release(&out);
+    /* a's stdout: two chunks, a gap, one more; b's: one chunk of attempt 2 only */
+    assert_ok(store_log_append(f->st, a, 1, 0, 0, "he", 2, &e), &e);
+    assert_ok(store_log_append(f->st, a, 1, 0, 2, "llo", 3, &e), &e);
+    assert_ok(store_log_append(f->st, a, 1, 0, 9, "late", 4, &e), &e);
+    assert_ok(store_log_append(f->st, a, 1, 1, 0, "err", 3, &e), &e);
+    assert_ok(store_log_append(f->st, b, 2, 0, 0, "two", 3, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    const char *ids[] = {a, b, unknown, a};
+    const int heads[] = {1, 1, 1, 0};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_prefetch(f->st, ids, heads, 4, 64, &e), &e);
+    read_log(f->st, a, 1, 0, 0, 64, "hello", 5); /* stops at the gap */
+    read_log(f->st, a, 1, 0, 0, 3, "hel", 3);    /* another size: read as it is asked */
+    read_log(f->st, a, 1, 1, 0, 64, "err", 3);
+    read_log(f->st, b, 1, 0, 0, 64, "", 0);
+    read_log(f->st, b, 2, 0, 0, 64, "two", 3);
+    assert_ok(store_job_apply(f->st, a, 1, "w1", false, JOB_EV_START, &at, &out, &e), &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    job_release(&out);
+    /* a's own write is seen by the next lock: the same start again changes nothing */
+    assert_int_equal(store_job_apply(f->st, a, 1, "w1", false, JOB_EV_START, &at, &out, &e),
+                     LIFECYCLE_SAME);
+    job_release(&out);
+    assert_err(store_job_apply(f->st, unknown, 1, "w1", false, JOB_EV_START, &at, &out, &e),
+               ERR_NOTFOUND, &e);
+    /* another write: b's output grows, b is started by a plain update; both are seen */
+    assert_ok(store_log_append(f->st, b, 1, 0, 0, "one", 3, &e), &e);
+    read_log(f->st, b, 1, 0, 0, 64, "one", 3);
+    assert_ok(store_job_get(f->st, b, &out, &e), &e);
+    out.state = JOB_RUNNING;
+    assert_ok(store_job_update(f->st, &out, 1, 1u << JOB_LEASED, &e), &e);
+    job_release(&out);
+    assert_err(store_job_apply(f->st, b, 1, "w2", false, JOB_EV_START, &at, &out, &e),
+               ERR_CONFLICT, &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    job_release(&out);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    /* the next op: a prefetch, then its savepoint rolled back: nothing of it stays */
+    assert_ok(store_savepoint(f->st, &e), &e);
+    const char *ac[] = {a, c};
+    const int ac_heads[] = {1, 1};
+    assert_ok(store_job_prefetch(f->st, ac, ac_heads, 2, 64, &e), &e);
+    struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .duration_ms = 1};
+    struct job_event_args fin = {.now_ms = T0 + 5, .end = &ok};
+    assert_ok(store_job_apply(f->st, c, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, a, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_int_equal(out.state, JOB_SUCCEEDED);
+    job_release(&out);
+    store_savepoint_rollback(f->st);
+    int64_t hooks = -1;
+    assert_ok(store_webhook_count(f->st, &hooks, &e), &e);
+    assert_int_equal(hooks, 0);
+    /* and again, kept: c's end has its webhook delivery */
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_prefetch(f->st, ac, ac_heads, 2, 64, &e), &e);
+    assert_ok(store_job_apply(f->st, c, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, a, 1, "w1", true, JOB_EV_FINISH, &fin, &out, &e), &e);
+    assert_int_equal(out.state, JOB_SUCCEEDED);
+    job_release(&out);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_webhook_count(f->st, &hooks, &e), &e);
+    assert_int_equal(hooks, 1);
+    struct hook_seen hs;
+    hooks_due(f->st, time_now_ms() + 1000, 10, &hs);
+    assert_int_equal(hs.n, 1);
+    assert_int_equal(hs.state[0], JOB_SUCCEEDED);
+    /* a's events: one per change kept, in order */
+    int states[16] = {0};
+    const char *const a_only[] = {a};
+    struct event_filter flt = {.after = 0, .kind = EVENT_JOB, .jobs = a_only, .njobs = 1,
+                               .limit = 100};
+    assert_ok(store_event_list(f->st, &flt, count_events, states, &e), &e);
+    assert_int_equal(states[0], 4);
+    assert_int_equal(states[1], JOB_QUEUED);
+    assert_int_equal(states[2], JOB_LEASED);
+    assert_int_equal(states[3], JOB_RUNNING);
+    assert_int_equal(states[4], JOB_SUCCEEDED);
+    assert_ok(store_job_get(f->st, a, &out, &e), &e);
+    assert_int_equal(out.state, JOB_SUCCEEDED);
+    job_release(&out);
+    assert_ok(store_job_get(f->st, b, &out, &e), &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    job_release(&out);
+    /* nothing asked: nothing done */
+    assert_ok(store_job_prefetch(f->st, NULL, NULL, 0, 64, &e), &e);
+    for (int i = 0; i < 3; i++)
+        job_release(&jobs[i]);
+}
+
+
 static void test_uri_redact(void **state)
 {
     (void)state;
@@ -4008,6 +4130,7 @@ int main(void)
         T(test_listen),
         T(test_events),
         T(test_logs),
+        T(test_prefetch),
         T(test_update_and_scan),
         T(test_retention),
         T(test_tenants),
