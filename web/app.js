@@ -155,6 +155,22 @@ const q = (params) => {
   return s ? `?${s}` : '';
 };
 
+/*
+ * The newest-first pager of a list read by cursor: `after` is the page's cursor, `back` the
+ * cursors of the pages before it (newest first), `next` the server's cursor of the next page.
+ * Links go to `route` with `params` and the cursors in its query.
+ */
+function cursorPager(pager, route, params, after, back, next) {
+  clear(pager);
+  const link = (text, p) => h('a', {href: route + q({...params, ...p}), class: 'page'}, text);
+  if (after) {
+    pager.append(link('« Newest', {}));
+    const prev = back.slice(0, -1);
+    pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
+  }
+  if (next) pager.append(link('Older ›', {after: next, back: [...back, after].filter(Boolean).join(',')}));
+}
+
 /* ---- the event stream ---- */
 
 function setLive(on, text) {
@@ -325,14 +341,7 @@ function jobsView(params) {
     }
     seen = now;
     first = false;
-    clear(pager);
-    const link = (text, p) => h('a', {href: '#/jobs' + q({...filters, ...p}), class: 'page'}, text);
-    if (after) {
-      pager.append(link('« Newest', {}));
-      const prev = back.slice(0, -1);
-      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
-    }
-    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+    cursorPager(pager, '#/jobs', filters, after, back, res.next);
   };
   const refresh = throttle(load, 250);
   load();
@@ -594,14 +603,7 @@ function workflowsView(params) {
         h('td', {class: 'hide-narrow'}, w.owner || ''),
         h('td', {class: 'hide-narrow'}, fmtWhen(w.created_at))));
     }
-    clear(pager);
-    const link = (text, pr) => h('a', {href: '#/workflows' + q(pr), class: 'page'}, text);
-    if (after) {
-      pager.append(link('« Newest', {}));
-      const prev = back.slice(0, -1);
-      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
-    }
-    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+    cursorPager(pager, '#/workflows', {}, after, back, res.next);
   };
   /* Any job's change may be a node's (a new workflow's first ones included). */
   const refresh = throttle(load, 1000);
@@ -872,14 +874,7 @@ function arraysView(params) {
         h('td', {class: 'hide-narrow'}, a.owner || ''),
         h('td', {class: 'hide-narrow'}, fmtWhen(a.created_at))));
     }
-    clear(pager);
-    const link = (text, pr) => h('a', {href: '#/arrays' + q(pr), class: 'page'}, text);
-    if (after) {
-      pager.append(link('« Newest', {}));
-      const prev = back.slice(0, -1);
-      pager.append(link('‹ Newer', {after: back[back.length - 1] || '', back: prev.join(',')}));
-    }
-    if (res.next) pager.append(link('Older ›', {after: res.next, back: [...back, after].filter(Boolean).join(',')}));
+    cursorPager(pager, '#/arrays', {}, after, back, res.next);
   };
   /* Arrays' own events, and their tasks' (a task's id has version 8; ordinary jobs' 7). */
   const refresh = throttle(load, 1000);

@@ -1855,14 +1855,13 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
     return rc;
 }
 
-static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
-                       void *arg, struct err *e)
+/* Runs statement `id` (its rows: jobs) and calls fn for each job (released after it). */
+static int run_jobs(struct store_pg *s, enum stmt_id id, struct params *p,
+                    int (*fn)(void *arg, const struct job *j), void *arg, struct err *e,
+                    const char *what)
 {
-    struct store_pg *s = pg(st);
-    struct params p = {0};
-    p_states(&p, states);
     PGresult *r;
-    int rc = run(s, S_JOB_SCAN, &p, &r, e, "scanning jobs");
+    int rc = run(s, id, p, &r, e, what);
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r) && !rc; i++) {
@@ -1875,6 +1874,15 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
     return rc;
 }
 
+static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, const struct job *j),
+                       void *arg, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    struct params p = {0};
+    p_states(&p, states);
+    return run_jobs(s, S_JOB_SCAN, &p, fn, arg, e, "scanning jobs");
+}
+
 static int pg_job_each(struct store *st, const char *const *ids, size_t n,
                        int (*fn)(void *arg, const struct job *j), void *arg, struct err *e)
 {
@@ -1884,18 +1892,7 @@ static int pg_job_each(struct store *st, const char *const *ids, size_t n,
         arr_text(&a, ids[i]);
     struct params p = {0};
     p_arr(&p, &a);
-    PGresult *r;
-    int rc = run(s, S_JOB_EACH, &p, &r, e, "reading jobs");
-    if (rc)
-        return rc;
-    for (int i = 0; i < PQntuples(r) && !rc; i++) {
-        struct job j;
-        row_to_job(r, i, &j);
-        rc = fn(arg, &j);
-        job_release(&j);
-    }
-    PQclear(r);
-    return rc;
+    return run_jobs(s, S_JOB_EACH, &p, fn, arg, e, "reading jobs");
 }
 
 /* ---- output ---- */
