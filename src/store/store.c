@@ -1179,10 +1179,11 @@ static int fan_task_ended(struct store *st, const struct job *task, int64_t now_
         if (st->ops->job_get(st, task->id, &t, &ge)) return 0;
         j = &t;
     }
-    const char *array = json_string_value(json_object_get(
-        json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_ARRAY_ID"));
-    /* a job with its array's id is a fan-out node's (blocked while its tasks run) */
-    int rc = array ? st->ops->job_get_run(st, array, &p, &ge) : ERR_NOTFOUND;
+    /* a fan-out node's tasks name it (its job has its array's id; blocked while they run): an
+       array of its own costs no lookup */
+    const char *node = json_string_value(json_object_get(
+        json_object_get(json_object_get(j->spec, "command"), "env"), "DROVER_FANOUT_NODE"));
+    int rc = node ? st->ops->job_get_run(st, node, &p, &ge) : ERR_NOTFOUND;
     if (!rc) {
         if (p.state == JOB_BLOCKED) rc = fan_check(st, p.id, now_ms, e);
         job_release(&p);
@@ -1336,6 +1337,10 @@ static int fan_start(struct store *st, json_t *ix, const char *name, struct job 
     a.skips = json_array();
     a.spec = json_deep_copy(j->spec);
     json_object_del(a.spec, "array");
+    /* its tasks name their node: a task's end looks for a node to settle only then */
+    json_t *cmd = json_object_get(a.spec, "command"), *env = json_object_get(cmd, "env");
+    if (cmd && !json_is_object(env)) json_object_set_new(cmd, "env", env = json_object());
+    if (env) json_object_set_new(env, "DROVER_FANOUT_NODE", json_string(j->id));
     a.created_at = now_ms;
     array_rec_views(&a);
     if (!(rc = store_array_insert(st, &a, e)) &&
