@@ -10,39 +10,9 @@ import pytest
 
 from agentutil import make_agent  # noqa: F401 (fixture)
 from conftest import wait_for
+from test_workflows import create, get, job, sh, wait_done
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def sh(script, *args):
-    """A job spec running `script` with /bin/sh; args are argument objects ($1...)."""
-    return {"retry": {"max_attempts": 1},
-            "command": {"program": "sh", "arguments": [
-                {"type": "parameter", "value": "-c"}, {"type": "parameter", "value": script},
-                {"type": "parameter", "value": "sh"}] + list(args)}}
-
-
-def create(server, body):
-    r = server.api().post("/v1/workflows", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def get(server, wid):
-    r = server.api().get(f"/v1/workflows/{wid}")
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def wait_done(server, wid, timeout=60):
-    return wait_for(lambda: (lambda w: w if w["state"] != "running" else None)(get(server, wid)),
-                    timeout, f"workflow {wid} to end")
-
-
-def job(server, jid):
-    r = server.api().get(f"/v1/jobs/{jid}")
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def tasks(server, aid):
