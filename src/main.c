@@ -1,4 +1,7 @@
 /* main.c - argv[1] picks one entry of the command table; nothing else happens here. */
+#ifndef HAVE_JEMALLOC
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +43,26 @@ static int completion(int argc, char **argv)
     return cmd_completion(argc, argv, commands, sizeof(commands) / sizeof(commands[0]));
 }
 
+/*
+ * With glibc's malloc (a build without jemalloc, CMakeLists.txt), the server's settings: a
+ * batch of 1,000 specs makes and frees tens of thousands of small JSON values, and glibc's
+ * default trimming and mmap thresholds gave memory back and took it again at every batch.
+ * No fastbins: with them, every request of 1 KiB or more and every free of 64 KiB or more
+ * first consolidated all the small chunks freed since (~15 % of the loop thread in batches;
+ * bench/RESULTS.md, "Core issue, second session"). Small blocks stay cached by tcache.
+ */
+static void malloc_tune(const char *cmd)
+{
+#ifndef HAVE_JEMALLOC
+    if (strcmp(cmd, "server") && strcmp(cmd, "dev")) return;
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_MXFAST, 0);
+#else
+    (void)cmd;
+#endif
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: drover <command> [options]\n\ncommands:\n");
@@ -74,8 +97,10 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (!strcmp(argv[1], commands[i].name))
+        if (!strcmp(argv[1], commands[i].name)) {
+            malloc_tune(argv[1]);
             return commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "drover: '%s' is not a command\n\n", argv[1]);
     usage(stderr);
     return 2;

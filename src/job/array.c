@@ -167,6 +167,11 @@ void array_template(json_t *normalised, const json_t *body)
     }
 }
 
+bool array_is_task_id(const char *id)
+{
+    return strlen(id) == UUID_STR_LEN - 1 && id[14] == '8';
+}
+
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])
 {
     char in[64];

@@ -57,6 +57,8 @@ char *array_item_text(const json_t *item);
 /* The id of task `index` (< 2^24) of array `array` (UUIDv8): the array's time prefix, the
    index, a hash of both; the same every time. */
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
+/* Whether job id `id` is an array's task's (made by array_task_id: UUID version 8). */
+bool array_is_task_id(const char *id);
 
 /*
  * A task's queued job from the array's normalised spec template `spec` (borrowed): its own

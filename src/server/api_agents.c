@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/protocol.h"
 #include "job/spec.h"
 #include "server/fleet.h"
@@ -549,7 +550,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     }
 
     struct buf out = BUF_INIT;
-    struct attempt_end end;
+    struct attempt_end end = {0};
     struct job_event_args args = {.now_ms = now};
     enum job_event ev = JOB_EV_START;
     if (it->type == PROTO_REPORT_PROGRESS) {
@@ -580,9 +581,16 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         ev = JOB_EV_FINISH;
         args.end = &end;
     }
-    /* Only an attempt's end needs the spec (its retry policy). */
+    /*
+     * Only an attempt's end that may be retried needs the spec (its retry policy), and an
+     * array's task's (fan_task_ended reads its env); a record read without it is partial
+     * (waiters_wake reads the job again to answer).
+     */
+    bool spec = ev == JOB_EV_FINISH &&
+                (!end.has_exit_code || end.exit_code || !end.reason ||
+                 proto_reason_parse(end.reason) != PROTO_REASON_EXIT || array_is_task_id(id));
     struct err ae = ERR_INIT;
-    rc = store_job_apply(st, id, attempt, agent, ev == JOB_EV_FINISH, ev, &args, &j, &ae);
+    rc = store_job_apply(st, id, attempt, agent, spec, ev, &args, &j, &ae);
     buf_release(&out);
     switch (rc) {
     case 0:

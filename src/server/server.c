@@ -12,7 +12,6 @@
 #include <netdb.h>
 #include <openssl/rand.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -681,22 +680,6 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     int port, rc;
     memset(s, 0, sizeof(*s));
     s->data_lock_fd = -1;
-    /*
-     * A batch of 1,000 specs makes and frees tens of thousands of small JSON
-     * values; glibc's default trimming and mmap thresholds made it give memory
-     * back and take it again at every batch (malloc_consolidate in profiles).
-     */
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    mallopt(M_MMAP_THRESHOLD, 8 << 20);
-    /*
-     * No fastbins: with them, every request of 1 KiB or more (a batch's answer
-     * array growing, evbuffer reads) and every free of 64 KiB or more first
-     * consolidates all the small chunks freed since (malloc_consolidate: ~15 %
-     * of the loop thread in batches of 1,000). Small blocks are still cached
-     * per thread by tcache. Server CPU per job in batches: 45 -> 28 us
-     * (bench/RESULTS.md, "Core issue, second session").
-     */
-    mallopt(M_MXFAST, 0);
     long nofile = server_process_limits();
     s->started_at_ms = time_now_ms();
     s->data_dir = xstrdup(o->data);

@@ -127,7 +127,7 @@ void waiters_wake(struct waiters *w, const struct job *j)
     while (wt) {
         struct waiter *next = wt->next;
         if (!strcmp(wt->id, j->id))
-            answer(wt, j);
+            answer(wt, j->spec ? j : NULL); /* a record read without its spec: read it whole */
         wt = next;
     }
 }

@@ -1171,7 +1171,7 @@ static int fan_check(struct store *st, const char *id, int64_t now_ms, struct er
 static int fan_task_ended(struct store *st, const struct job *task, int64_t now_ms,
                           struct err *e)
 {
-    if (task->id[14] != '8') return 0; /* not an array's task (array_task_id: version 8) */
+    if (!array_is_task_id(task->id)) return 0;
     struct job t, p;
     const struct job *j = task;
     struct err ge = ERR_INIT;
@@ -1199,7 +1199,7 @@ static int fan_task_ended(struct store *st, const struct job *task, int64_t now_
 /* A fan-out node's job was cancelled: so are its tasks that have not ended. */
 static int fan_cancel(struct store *st, const char *job, int64_t now_ms, struct err *e)
 {
-    if (job[14] == '8') return 0; /* an array's task */
+    if (array_is_task_id(job)) return 0;
     struct array_rec a;
     struct err ge = ERR_INIT;
     int rc = st->ops->array_get(st, job, false, &a, &ge);

@@ -548,7 +548,7 @@ static int sqlite_open(const char *uri, const struct store_opts *opts, struct st
     char pragmas[256];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;"
-             "PRAGMA cache_size = -65536;",
+             "PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
              opts && opts->sync_full ? "FULL" : "NORMAL");
     if ((rc = exec_sql(s, pragmas, e)) || (rc = migrate(s, e)))
         goto out;

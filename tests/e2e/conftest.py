@@ -20,6 +20,9 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DROVER_BIN", os.path.join(ROOT, "build", "drover"))
+# memcheck replaces malloc in the libraries it knows; the binary may take it from jemalloc
+# (CMakeLists.txt, WITH_JEMALLOC): this option tells memcheck to replace jemalloc's too.
+VG_JEMALLOC = "--soname-synonyms=somalloc=*jemalloc*"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

@@ -17,7 +17,7 @@ import requests
 
 from agentutil import (AGENT_BIN, get_job, make_agent, process_gone, submit, wait_for,  # noqa: F401
                        wait_job)
-from conftest import Server, free_port
+from conftest import VG_JEMALLOC, Server, free_port
 
 FAST = ("--heartbeat", "1", "--lost-after", "3")
 
@@ -521,7 +521,7 @@ def test_agent_under_valgrind(fast_server, make_agent, tmp_path):
     port = free_port()
     agent = make_agent(fast_server, "vg", "--listen", f"127.0.0.1:{port}", "--slots", "2",
                        "--term-grace", "1",
-                       wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full",
+                       wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full", VG_JEMALLOC,
                                 "--errors-for-leak-kinds=definite,indirect",
                                 "--trace-children=no", f"--log-file={log}"])
     ok = submit(fast_server, **sh("echo out; echo err >&2; echo '50 half' > $DROVER_PROGRESS"))

@@ -248,6 +248,34 @@ def test_wait_answers_when_cancelled(server):
     assert out["r"].json()["state"] == "cancelled"
 
 
+def test_wait_answers_the_whole_job_when_an_agent_ends_it(server, make_agent):
+    """A waiter parked before an agent's report ends the job gets the whole record: spec,
+    labels and result (the report's own read of a succeeded job leaves the spec out)."""
+    api = server.api()
+    spec = {"queue": "w", "labels": {"team": "x"}, "retry": {"max_attempts": 1},
+            "command": {"program": "sh", "arguments": [
+                {"type": "parameter", "value": "-c"},
+                {"type": "parameter", "value": "sleep 0.5; echo done"}]}}
+    jobs = [submit(api, spec)["id"] for _ in range(2)]
+    out = {}
+
+    def waiter(i):
+        out[i] = server.api().get(f"/v1/jobs/{jobs[i]}/wait?timeout_s=60")
+
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    make_agent(server, "waited", "--queues", "w")
+    for t in threads:
+        t.join(90)
+    for i in range(2):
+        got = out[i].json()
+        assert got["state"] == "succeeded", got
+        assert got["labels"] == {"team": "x"}
+        assert got["spec"]["command"]["program"] == "sh"
+        assert got["result"]["stdout"] == "done\n" and got["result"]["exit_code"] == 0
+
+
 def test_cancel(server):
     api = server.api()
     job = submit(api, {"command": {"program": "true"}})

@@ -11,6 +11,8 @@ import threading
 import pytest
 import requests
 
+from conftest import VG_JEMALLOC
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("DROVER_VALGRIND") != "1" or not shutil.which("valgrind"),
     reason="set DROVER_VALGRIND=1 with valgrind installed (normal build only)")
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_server_under_valgrind(make_server, tmp_path):
     log = tmp_path / "valgrind.log"
-    server = make_server(wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full",
+    server = make_server(wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full", VG_JEMALLOC,
                                   "--errors-for-leak-kinds=definite,indirect",
                                   f"--log-file={log}"])
     api = server.api()
