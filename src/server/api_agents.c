@@ -765,7 +765,16 @@ int api_agents_reports(struct http_req *r)
     /* A late report from a lost agent is still looked at: fencing refuses what is stale. */
     if (a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING)
         fleet_agent_seen(srv(r)->fleet, a);
+    /* the jobs these reports end (their ids live in r->body, read-only from here on) */
+    bool offer = json_is_integer(json_object_get(r->body, "free_slots")) && !json_is_true(draining);
+    const char **ending = offer ? xcalloc(op->n ? op->n : 1, sizeof(*ending)) : NULL;
+    size_t nending = 0;
+    for (size_t i = 0; offer && i < op->n; i++)
+        if (op->items[i].type == PROTO_REPORT_FINISHED)
+            ending[nending++] = json_string_value(json_object_get(op->items[i].in, "job"));
     commit_submit(srv(r)->commit, reports_write, reports_done, op);
+    if (offer) fleet_agent_offer_early(srv(r)->fleet, a, (int)free_slots, ending, nending);
+    free(ending);
     return HTTP_DEFERRED;
 }
 

@@ -669,11 +669,11 @@ static bool cached_elsewhere(void *arg, const struct sched_job *sj)
     return false;
 }
 
-static bool try_lease(struct fleet *f, struct live_agent *a)
+/* Leases up to free_slots (never more than its slots less held_slots) to a's parked poll. */
+static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, int held_slots)
 {
     /* Never more than its slots, whatever a stale report says. */
-    int free_slots = a->free_slots;
-    if (free_slots > a->rec.slots - a->held_slots) free_slots = a->rec.slots - a->held_slots;
+    if (free_slots > a->rec.slots - held_slots) free_slots = a->rec.slots - held_slots;
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     struct pref_ctx pc = {f, a};
@@ -697,6 +697,22 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
     a->leasing = true;
     commit_submit(f->d.commit, lease_write, lease_done, op);
     return true;
+}
+
+static bool try_lease(struct fleet *f, struct live_agent *a)
+{
+    return lease_slots(f, a, a->free_slots, a->held_slots);
+}
+
+void fleet_agent_offer_early(struct fleet *f, struct live_agent *a, int free_slots,
+                             const char *const *ending, size_t n)
+{
+    int held = a->held_slots;
+    for (size_t i = 0; i < n; i++) {
+        const struct lease_rec *l = hmap_get(&f->leases, ending[i]);
+        if (l && !strcmp(l->agent_id, a->rec.id)) held -= l->slots;
+    }
+    lease_slots(f, a, free_slots, held);
 }
 
 /* The poll was gone when its leases were committed: give them back (same attempt number). */
