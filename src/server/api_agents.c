@@ -768,13 +768,19 @@ int api_agents_reports(struct http_req *r)
     /* the jobs these reports end (their ids live in r->body, read-only from here on) */
     bool offer = json_is_integer(json_object_get(r->body, "free_slots")) && !json_is_true(draining);
     const char **ending = offer ? xcalloc(op->n ? op->n : 1, sizeof(*ending)) : NULL;
+    int *attempts = offer ? xcalloc(op->n ? op->n : 1, sizeof(*attempts)) : NULL;
     size_t nending = 0;
-    for (size_t i = 0; offer && i < op->n; i++)
-        if (op->items[i].type == PROTO_REPORT_FINISHED)
-            ending[nending++] = json_string_value(json_object_get(op->items[i].in, "job"));
+    for (size_t i = 0; offer && i < op->n; i++) {
+        if (op->items[i].type != PROTO_REPORT_FINISHED) continue;
+        json_t *in = op->items[i].in;
+        ending[nending] = json_string_value(json_object_get(in, "job"));
+        attempts[nending++] = (int)json_integer_value(json_object_get(in, "attempt"));
+    }
     commit_submit(srv(r)->commit, reports_write, reports_done, op);
-    if (offer) fleet_agent_offer_early(srv(r)->fleet, a, (int)free_slots, ending, nending);
+    if (offer)
+        fleet_agent_offer_early(srv(r)->fleet, a, (int)free_slots, ending, attempts, nending);
     free(ending);
+    free(attempts);
     return HTTP_DEFERRED;
 }
 

@@ -705,13 +705,18 @@ static bool try_lease(struct fleet *f, struct live_agent *a)
 }
 
 void fleet_agent_offer_early(struct fleet *f, struct live_agent *a, int free_slots,
-                             const char *const *ending, size_t n)
+                             const char *const *ending, const int *attempts, size_t n)
 {
     int held = a->held_slots;
-    for (size_t i = 0; i < n; i++) {
+    struct hmap seen; /* a job reported twice frees its slots once */
+    hmap_init(&seen);
+    for (size_t i = 0; i < n; i++) { /* a stale report (another attempt) frees nothing */
         const struct lease_rec *l = hmap_get(&f->leases, ending[i]);
-        if (l && !strcmp(l->agent_id, a->rec.id)) held -= l->slots;
+        if (l && l->attempt == attempts[i] && !strcmp(l->agent_id, a->rec.id) &&
+            !hmap_put(&seen, ending[i], (void *)l))
+            held -= l->slots;
     }
+    hmap_release(&seen, NULL);
     lease_slots(f, a, free_slots, held);
 }
 

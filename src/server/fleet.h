@@ -113,14 +113,15 @@ void fleet_agent_cached(struct fleet *f, struct live_agent *a, const json_t *cac
 /* The agent says it can take free_slots now: leases them to its parked poll. */
 void fleet_agent_offer(struct fleet *f, struct live_agent *a, int free_slots);
 /*
- * The agent's reports that end jobs `ending` (n ids) were just queued for the writer, and it
- * says it can take free_slots once they are applied: the leases for its parked poll are
- * queued right behind them, so that both commit in one batch (one commit per cycle of the
- * agent instead of two in a row). The slots of the ending jobs it holds count as free for
- * this. The reports' answer (fleet_agent_offer) then finds the leasing under way.
+ * The agent's reports that end attempts `attempts[i]` of jobs `ending[i]` (n of them) were
+ * just queued for the writer, and it says it can take free_slots once they are applied: the
+ * leases for its parked poll are queued right behind them, so that both commit in one batch
+ * (one commit per cycle of the agent instead of two in a row). The slots of those attempts it
+ * holds count as free for this. The reports' answer (fleet_agent_offer) then finds the
+ * leasing under way.
  */
 void fleet_agent_offer_early(struct fleet *f, struct live_agent *a, int free_slots,
-                             const char *const *ending, size_t n);
+                             const char *const *ending, const int *attempts, size_t n);
 /* The agent is draining by itself: its parked poll is answered now (no lease), so it can leave. */
 void fleet_agent_release_poll(struct fleet *f, struct live_agent *a);
 /* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */

@@ -234,6 +234,50 @@ def test_draining_report_answers_the_parked_poll(server):
     assert a.poll(free_slots=0)["leases"] == []
 
 
+def test_reports_with_free_slots_lease_within_the_agents_slots(server):
+    """A report that ends jobs and says free_slots leases to the parked poll at once (in the
+    reports' own commit), never past the agent's slots: only the attempts it holds that the
+    report ends count as freed; a stale attempt or a job reported twice frees nothing more."""
+    jobs = [submit(server) for _ in range(6)]
+    a = FakeAgent(server, "w1", slots=2)
+    first = a.poll(free_slots=2)["leases"]
+    assert [l["job"] for l in first] == jobs[:2]
+
+    def park(*running, wait_s=5):
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", a.poll(
+            free_slots=0, wait_s=wait_s, running=[(j, 1) for j in running])))
+        t.start()
+        time.sleep(0.3)
+        return t, out
+
+    def report(reps, free_slots):
+        r = a.api.post(f"/v1/agents/{a.id}/reports", json={"reports": reps, "free_slots": free_slots})
+        assert r.status_code in (200, 409), r.text
+        return r.json()["results"]
+
+    # one of two ends: one slot free, one lease
+    t, out = park(jobs[0], jobs[1])
+    assert [x["status"] for x in report([finished(jobs[0], 1)], 1)] == [200]
+    t.join(10)
+    assert [l["job"] for l in out["r"]["leases"]] == [jobs[2]]
+    # the same job reported twice and a stale attempt of another, both slots said free: the
+    # agent holds jobs[1] and jobs[2]; only jobs[1] ends, so one slot, one lease
+    t, out = park(jobs[1], jobs[2])
+    got = report([finished(jobs[1], 1), finished(jobs[1], 1), finished(jobs[2], 7)], 2)
+    assert [x["status"] for x in got] == [200, 200, 409]
+    t.join(10)
+    assert [l["job"] for l in out["r"]["leases"]] == [jobs[3]]
+    held = [j for j in jobs if get(server, j)["state"] in ("leased", "running")]
+    assert held == [jobs[2], jobs[3]]
+    # a stale attempt alone frees nothing: no lease past the two slots
+    t, out = park(jobs[2], jobs[3], wait_s=1)
+    assert [x["status"] for x in report([finished(jobs[3], 9)], 2)] == [409]
+    t.join(10)
+    assert out["r"]["leases"] == []
+    assert [get(server, j)["state"] for j in jobs[4:]] == ["queued", "queued"]
+
+
 def test_failure_then_retry(server):
     job = submit(server, retry={"max_attempts": 2, "backoff_s": 0})
     a = FakeAgent(server, "w1")
