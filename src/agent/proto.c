@@ -400,7 +400,12 @@ static void send_batch(struct agent *a)
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
         if (!job_has_news(j)) continue;
-        if (j->started)
+        /* A job that ended with nothing else to say goes as its finished report alone: the
+           server takes the start from it (protocol.md), and the started is settled with it. */
+        bool just_finished = j->phase == PHASE_DONE && j->finished && !j->finished_settled &&
+                             !j->progress_dirty && j->out.head == j->out.pending.len &&
+                             j->err.head == j->err.pending.len;
+        if (j->started && !just_finished)
             batch_add(a, reports, json_incref(j->started), j, PROTO_REPORT_STARTED, NULL, 0);
         bool all_out = batch_stream(a, reports, j, &j->out, &budget);
         bool all_err = all_out && batch_stream(a, reports, j, &j->err, &budget);
@@ -502,6 +507,8 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
         break;
     case PROTO_REPORT_FINISHED:
         j->finished_settled = true;
+        json_decref(j->started); /* not sent when the finished went alone (send_batch) */
+        j->started = NULL;
         if (st == 200) log_debug("job=%s attempt=%d result delivered", j->id, j->attempt);
         break;
     }

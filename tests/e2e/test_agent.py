@@ -267,6 +267,21 @@ def test_slots_respected(fast_server, make_agent, tmp_path):
     assert get_job(fast_server, job)["state"] == "queued"
 
 
+def test_an_ended_attempt_goes_as_its_finished_report_alone(fast_server, make_agent):
+    """A job that ended by the time its reports go, with nothing else to say, is one finished
+    report (no started before it): the server takes started_at from its duration."""
+    port = free_port()
+    make_agent(fast_server, "quick", "--listen", f"127.0.0.1:{port}", "--slots", "8",
+               "--bench-noop")
+    jobs = [submit(fast_server, **sh("true")) for _ in range(10)]
+    done = [wait_job(fast_server, j) for j in jobs]
+    assert [j["state"] for j in done] == ["succeeded"] * 10
+    assert all(j["started_at"] and j["started_at"] <= j["finished_at"] for j in done), done
+    wait_for(lambda: "drover_agent_reports_sent_total 10\n" in
+             requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text, 10,
+             "ten reports for ten jobs")
+
+
 # ---- the agent's own endpoint, options --------------------------------------------------------
 
 
