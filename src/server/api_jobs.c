@@ -241,6 +241,8 @@ struct fit_memo {
     unsigned runtimes; /* spec_runtimes */
     int listeners;
     char *warnings; /* JSON text */
+    int64_t created_at; /* the last job's, and its text: a batch's jobs share it */
+    char created[32];
 };
 
 static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
@@ -263,6 +265,20 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
     json_decref(w);
 }
 
+/* Appends v in decimal (without a format: once per job of a batch's answer). */
+static void add_int(struct buf *b, int v)
+{
+    char t[16];
+    char *p = t + sizeof(t);
+    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    buf_add(b, p, (size_t)(t + sizeof(t) - p));
+}
+
 /*
  * Appends a submitted job's summary to b, as text (a batch's answer is
  * written without a JSON tree): id, state, queue, priority, key and
@@ -274,11 +290,21 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
 static void submitted_text(struct buf *b, struct server *s, const struct job *j,
                            struct fit_memo *m)
 {
-    char t[32];
-    time_format_rfc3339(j->created_at, t, sizeof(t));
-    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape */
-    buf_addf(b, "{\"id\":\"%s\",\"state\":\"%s\",\"queue\":\"%s\",\"priority\":%d,\"key\":",
-             j->id, job_state_name(j->state), j->queue, j->priority);
+    if (!m->created[0] || m->created_at != j->created_at) {
+        m->created_at = j->created_at;
+        time_format_rfc3339(j->created_at, m->created, sizeof(m->created));
+    }
+    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape; pieces
+       added as they are (a format showed in profiles of batches) */
+    buf_adds(b, "{\"id\":\"");
+    buf_adds(b, j->id);
+    buf_adds(b, "\",\"state\":\"");
+    buf_adds(b, job_state_name(j->state));
+    buf_adds(b, "\",\"queue\":\"");
+    buf_adds(b, j->queue);
+    buf_adds(b, "\",\"priority\":");
+    add_int(b, j->priority);
+    buf_adds(b, ",\"key\":");
     if (j->key) {
         json_t *k = json_string(j->key);
         char *text = json_dumps(k, JSON_ENCODE_ANY);
@@ -289,8 +315,13 @@ static void submitted_text(struct buf *b, struct server *s, const struct job *j,
         buf_adds(b, "null");
     }
     fit_of(s, j, m);
-    buf_addf(b, ",\"created_at\":\"%s\",\"listeners\":%d,\"warnings\":%s}", t, m->listeners,
-             m->warnings);
+    buf_adds(b, ",\"created_at\":\"");
+    buf_adds(b, m->created);
+    buf_adds(b, "\",\"listeners\":");
+    add_int(b, m->listeners);
+    buf_adds(b, ",\"warnings\":");
+    buf_adds(b, m->warnings);
+    buf_addc(b, '}');
 }
 
 static void submit_done(void *arg, int rc, const struct err *e)
