@@ -882,24 +882,38 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
                            struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    struct buf sql = BUF_INIT;
-    buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
-    if (f->owner) buf_adds(&sql, " AND owner = :owner");
+    struct buf where = BUF_INIT;
+    if (f->owner) buf_adds(&where, " AND owner = :owner");
     if (f->state >= 0)
-        buf_adds(&sql, " AND state = :state");
+        buf_adds(&where, " AND state = :state");
     if (f->queue)
-        buf_adds(&sql, " AND queue = :queue");
+        buf_adds(&where, " AND queue = :queue");
     if (f->service)
-        buf_adds(&sql, " AND service = :service");
+        buf_adds(&where, " AND service = :service");
     if (f->agent)
-        buf_adds(&sql, " AND agent = :agent");
+        buf_adds(&where, " AND agent = :agent");
     if (f->name) /* instr, not LIKE: % and _ in the text are literal */
-        buf_adds(&sql, " AND instr(lower(name), lower(:name)) > 0");
+        buf_adds(&where, " AND instr(lower(name), lower(:name)) > 0");
     if (f->label_key)
-        buf_adds(&sql, " AND json_extract(labels, :lpath) = :lvalue");
+        buf_adds(&where, " AND json_extract(labels, :lpath) = :lvalue");
     if (f->after)
-        buf_adds(&sql, " AND id < :after");
-    buf_adds(&sql, " ORDER BY id DESC LIMIT :limit");
+        buf_adds(&where, " AND id < :after");
+    struct buf sql = BUF_INIT;
+    if (f->queue && f->state < 0 && !f->owner) {
+        /* A queue's newest jobs: the newest of each state, each a range of jobs_state_queue
+           read newest first (there is no index on the queue alone: schema 16), merged. */
+        buf_adds(&sql, "SELECT * FROM (");
+        for (int k = 0; k < JOB_NSTATES; k++)
+            buf_addf(&sql, "%sSELECT * FROM (SELECT " JOB_COLUMNS " FROM jobs WHERE state = %d%s "
+                     "ORDER BY id DESC LIMIT :limit)", k ? " UNION ALL " : "", k,
+                     where.data ? where.data : "");
+        buf_adds(&sql, ") ORDER BY id DESC LIMIT :limit");
+    } else {
+        buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
+        buf_adds(&sql, where.data ? where.data : "");
+        buf_adds(&sql, " ORDER BY id DESC LIMIT :limit");
+    }
+    buf_release(&where);
 
     sqlite3_stmt *q;
     int rc = 0;

@@ -45,6 +45,7 @@ static void lib_free(void *p)
 
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/role.h"
 #include "common/timeutil.h"
@@ -626,6 +627,69 @@ static void test_reopen_keeps_data(void **state)
     release_jobs(jobs, 2);
 }
 
+/*
+ * SQLite: a store made by an older drover (schema 15, with the index jobs_queue and a job in
+ * it) is brought to the latest schema on open: jobs_queue is gone (schema 16), the job is
+ * there, listed by its queue; a queue's listing reads jobs_state_queue, not the whole table.
+ */
+static void test_sqlite_migrates_from_15(void **state)
+{
+    struct fixture *f = *state;
+    if (strcmp(f->be->name, "sqlite")) {
+        skip();
+        return;
+    }
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(sqlite_path(f), &db), SQLITE_OK);
+    for (int v = 0; v < 15; v++)
+        assert_int_equal(sqlite3_exec(db, sqlite_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA user_version = 15;"
+                                  "INSERT INTO jobs (id, state, queue, priority, slots, attempt, "
+                                  "max_attempts, created_at, run_after, spec) VALUES "
+                                  "('01900000-0000-7000-8000-000000000001', 1, 'old', 0, 1, 0, "
+                                  "1, 1, 1, '{\"queue\":\"old\"}')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    struct err e = ERR_INIT;
+    assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+    f->be->check_schema(f);
+    struct job_filter flt = filter_any();
+    flt.queue = "old";
+    const char *want[] = {"01900000-0000-7000-8000-000000000001"};
+    assert_list(f->st, &flt, want, 1);
+
+    assert_int_equal(sqlite3_open(sqlite_path(f), &db), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = "
+                                            "'index' AND name = 'jobs_queue'", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    /* the shape of sqlite_job_list's statement for a queue alone: no step of it scans jobs */
+    struct buf sql = BUF_INIT;
+    buf_adds(&sql, "EXPLAIN QUERY PLAN SELECT * FROM (");
+    for (int k = 0; k < JOB_NSTATES; k++)
+        buf_addf(&sql, "%sSELECT * FROM (SELECT id FROM jobs WHERE state = %d AND queue = 'old' "
+                       "ORDER BY id DESC LIMIT 50)", k ? " UNION ALL " : "", k);
+    buf_adds(&sql, ") ORDER BY id DESC LIMIT 50");
+    assert_int_equal(sqlite3_prepare_v2(db, sql.data, -1, &q, NULL), SQLITE_OK);
+    buf_release(&sql);
+    int searches = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(q, 3);
+        if (strstr(detail, "SCAN jobs"))
+            fail_msg("a queue's listing scans the table: %s", detail);
+        searches += strstr(detail, "jobs_state_queue") != NULL;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    assert_int_equal(searches, JOB_NSTATES);
+}
+
 static void test_open_bad_scheme(void **state)
 {
     (void)state;
@@ -1108,6 +1172,16 @@ static void test_list_filters(void **state)
     assert_list(f->st, &flt, qab, 1);
     flt.queue = "nosuch";
     assert_list(f->st, &flt, NULL, 0);
+    /* a queue alone: its jobs of every state, newest first, limit and cursor across states */
+    flt.queue = "b";
+    const char *qb[] = {j[3].id, j[2].id};
+    assert_list(f->st, &flt, qb, 2);
+    flt.limit = 1;
+    assert_list(f->st, &flt, qb, 1);
+    flt.after = j[3].id;
+    assert_list(f->st, &flt, qb + 1, 1);
+    flt.limit = 100;
+    flt.after = NULL;
 
     flt = filter_any();
     flt.service = "s1";
@@ -4223,6 +4297,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T_EMPTY(test_open_creates_and_migrates),
+        T_EMPTY(test_sqlite_migrates_from_15),
         T_EMPTY(test_open_sync_full),
         T(test_reopen_keeps_data),
         T_EMPTY(test_open_bad_scheme),
