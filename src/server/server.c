@@ -688,8 +688,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
     /* the writer announces its commits to other servers (a shared store; else ignored) */
-    struct store_opts so = {.sync_full = o->sync_full}, wo = {.sync_full = o->sync_full,
-                                                              .notify = true};
+    struct store_opts so = {.sync_full = o->sync_full},
+                      wo = {.sync_full = o->sync_full, .notify = true, .checkpointer = true};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
         (rc = store_open(o->db, &wo, &writer, e)) ||
         /* one server per store, unless it is shared (issue 11) */

@@ -41,6 +41,8 @@ struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
     bool notify;    /* STORE_CAP_SHARED: each commit that wrote events announces itself to the
                        handles of store_listen (PostgreSQL: one NOTIFY per transaction) */
+    bool checkpointer; /* SQLite: the WAL checkpointed by a thread of its own, not by the
+                          commit that filled it (the group committer's handle) */
 };
 
 /* What a backend can do (curl's SSLSUPP_* style). */
