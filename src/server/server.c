@@ -483,13 +483,13 @@ static int webhooks_open(struct server *s, const struct server_opts *o, struct e
     return rc;
 }
 
-/* After every committed batch: followers of the stream and deliveries may have news. */
-static void on_batch(void *arg)
+/* After every committed batch: followers of the stream, and deliveries when it queued any. */
+static void on_batch(void *arg, bool webhooks)
 {
     struct server *s = arg;
     server_changed_jobs(s); /* a workflow's nodes queued or cancelled by the store */
     events_notify(s->events);
-    webhooks_kick(s->webhooks);
+    if (webhooks) webhooks_kick(s->webhooks);
 }
 
 /*

@@ -96,6 +96,9 @@ unsigned store_caps(const struct store *st);
 int store_claim(struct store *st, struct err *e);
 
 int store_begin(struct store *st, struct err *e);
+/* Whether a webhook delivery was queued (the outbox written) since the last call; clears it.
+   A transaction rolled back may still say so (a wasted look at the outbox, nothing more). */
+bool store_webhook_queued_take(struct store *st);
 int store_commit(struct store *st, struct err *e);
 void store_rollback(struct store *st);
 int store_savepoint(struct store *st, struct err *e);

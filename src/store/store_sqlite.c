@@ -651,6 +651,7 @@ static int job_event(struct store_sqlite *s, const struct job *j, const char *ur
     bind_text(q, 1, url);
     sqlite3_bind_int64(q, 2, now);
     sqlite3_bind_int64(q, 3, now);
+    s->base.webhook_queued = true;
     return exec_stmt(s, q, e, "queueing a webhook");
 }
 
