@@ -912,14 +912,15 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
         buf_adds(&where, " AND id < :after");
     struct buf sql = BUF_INIT;
     if (f->queue && f->state < 0 && !f->owner) {
-        /* A queue's newest jobs: the newest of each state, each a range of jobs_state_queue
-           read newest first (there is no index on the queue alone: schema 16), merged. */
-        buf_adds(&sql, "SELECT * FROM (");
+        /* A queue's newest jobs: the newest ids of each state, each a range of
+           jobs_state_queue read newest first (there is no index on the queue alone: schema
+           16), merged; then those rows, read newest first by id. */
+        buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE id IN (SELECT id FROM (");
         for (int k = 0; k < JOB_NSTATES; k++)
-            buf_addf(&sql, "%sSELECT * FROM (SELECT " JOB_COLUMNS " FROM jobs WHERE state = %d%s "
+            buf_addf(&sql, "%sSELECT * FROM (SELECT id FROM jobs WHERE state = %d%s "
                      "ORDER BY id DESC LIMIT :limit)", k ? " UNION ALL " : "", k,
                      where.data ? where.data : "");
-        buf_adds(&sql, ") ORDER BY id DESC LIMIT :limit");
+        buf_adds(&sql, ") ORDER BY id DESC LIMIT :limit) ORDER BY id DESC LIMIT :limit");
     } else {
         buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
         buf_adds(&sql, where.data ? where.data : "");
