@@ -29,7 +29,6 @@ void hmap_release(struct hmap *m, void (*free_value)(void *))
             struct hmap_entry *next = e->next;
             if (free_value)
                 free_value(e->value);
-            free(e->key);
             free(e);
             e = next;
         }
@@ -38,10 +37,10 @@ void hmap_release(struct hmap *m, void (*free_value)(void *))
     hmap_init(m);
 }
 
-static struct hmap_entry **slot(const struct hmap *m, const char *key)
+static struct hmap_entry **slot(const struct hmap *m, const char *key, size_t h)
 {
-    struct hmap_entry **p = &m->buckets[hash(key) & (m->nbuckets - 1)];
-    while (*p && strcmp((*p)->key, key))
+    struct hmap_entry **p = &m->buckets[h & (m->nbuckets - 1)];
+    while (*p && ((*p)->hash != h || strcmp((*p)->key, key)))
         p = &(*p)->next;
     return p;
 }
@@ -50,7 +49,7 @@ void *hmap_get(const struct hmap *m, const char *key)
 {
     if (!m->count)
         return NULL;
-    struct hmap_entry *e = *slot(m, key);
+    struct hmap_entry *e = *slot(m, key, hash(key));
     return e ? e->value : NULL;
 }
 
@@ -62,7 +61,7 @@ static void grow(struct hmap *m)
         struct hmap_entry *e = m->buckets[i];
         while (e) {
             struct hmap_entry *next = e->next;
-            size_t h = hash(e->key) & (n - 1);
+            size_t h = e->hash & (n - 1);
             e->next = b[h];
             b[h] = e;
             e = next;
@@ -77,16 +76,19 @@ void *hmap_put(struct hmap *m, const char *key, void *value)
 {
     if (m->count >= m->nbuckets)
         grow(m);
-    struct hmap_entry **p = slot(m, key);
+    size_t h = hash(key);
+    struct hmap_entry **p = slot(m, key, h);
     if (*p) {
         void *old = (*p)->value;
         (*p)->value = value;
         return old;
     }
-    struct hmap_entry *e = xmalloc(sizeof(*e));
-    e->key = xstrdup(key);
+    size_t len = strlen(key) + 1;
+    struct hmap_entry *e = xmalloc(sizeof(*e) + len);
+    e->key = memcpy(e + 1, key, len);
     e->value = value;
     e->next = NULL;
+    e->hash = h;
     *p = e;
     m->count++;
     return NULL;
@@ -96,13 +98,12 @@ void *hmap_del(struct hmap *m, const char *key)
 {
     if (!m->count)
         return NULL;
-    struct hmap_entry **p = slot(m, key);
+    struct hmap_entry **p = slot(m, key, hash(key));
     struct hmap_entry *e = *p;
     if (!e)
         return NULL;
     void *v = e->value;
     *p = e->next;
-    free(e->key);
     free(e);
     m->count--;
     return v;
@@ -125,5 +126,5 @@ struct hmap_entry *hmap_next(const struct hmap *m, const struct hmap_entry *e)
 {
     if (e->next)
         return e->next;
-    return scan_from(m, (hash(e->key) & (m->nbuckets - 1)) + 1);
+    return scan_from(m, (e->hash & (m->nbuckets - 1)) + 1);
 }

@@ -10,9 +10,10 @@
 #include <stddef.h>
 
 struct hmap_entry {
-    char *key;
+    char *key; /* the entry's own copy, in the same allocation */
     void *value;
     struct hmap_entry *next;
+    size_t hash; /* of key: a chain is walked and the table grown without reading the keys */
 };
 
 struct hmap {

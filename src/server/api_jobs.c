@@ -129,48 +129,52 @@ static void submit_free(struct submit *sb)
     free(sb);
 }
 
-/* Writer thread: the i-th job of sb (submit_write). */
-static int submit_one(struct store *st, struct submit *sb, size_t i,
-                      const struct service_use **checked, const json_t **dumped, char **text,
+/*
+ * Writer thread: jobs [from, to) of sb, none with a key, in one call (the
+ * store writes a batch with few statements). A spec shared by neighbours
+ * (repeated specs share one tree: api_jobs_create) is dumped once for them
+ * all; any other by the store, as before.
+ */
+static int submit_run(struct store *st, struct submit *sb, size_t from, size_t to,
                       struct err *e)
 {
+    if (from == to)
+        return 0;
+    char **texts = xcalloc(to - from, sizeof(*texts)); /* [i - from]: dumped for job i on */
+    for (size_t i = from; i < to; i++) {
+        struct job *j = sb->jobs[i];
+        if (i > from && sb->jobs[i - 1]->spec == j->spec)
+            j->spec_text = sb->jobs[i - 1]->spec_text;
+        else if (i + 1 < to && sb->jobs[i + 1]->spec == j->spec)
+            j->spec_text = texts[i - from] = job_json_dump(j->spec);
+    }
+    int rc = store_job_insert_many(st, sb->jobs + from, to - from, e);
+    for (size_t i = from; i < to; i++) {
+        sb->jobs[i]->spec_text = NULL;
+        free(texts[i - from]);
+    }
+    free(texts);
+    if (!rc)
+        sb->inserted += (int64_t)(to - from);
+    return rc;
+}
+
+/* Writer thread: the i-th job of sb, which has a key: it is the job already there, or new. */
+static int submit_keyed(struct store *st, struct submit *sb, size_t i, struct err *e)
+{
     struct job *j = sb->jobs[i];
-    const struct service_use *u = &sb->uses[i];
-    if (u->name[0] && !(*checked && !strcmp((*checked)->name, u->name) &&
-                        (*checked)->version == u->version && (*checked)->pinned == u->pinned)) {
-        int rc = services_recheck(st, u, e);
-        if (rc)
-            return rc;
-        *checked = u;
+    struct job old;
+    struct err ke = ERR_INIT;
+    int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
+    if (rc == 0) {
+        job_release(j);
+        *j = old;
+        sb->existed[i] = true;
+        return 0;
     }
-    if (j->key) {
-        struct job old;
-        struct err ke = ERR_INIT;
-        int rc = store_job_get_by_key(st, j->owner, j->key, &old, &ke);
-        if (rc == 0) {
-            job_release(j);
-            *j = old;
-            sb->existed[i] = true;
-            return 0;
-        }
-        if (rc != ERR_NOTFOUND)
-            return err_set(e, rc, "%s", ke.msg);
-    }
-    /* A spec shared with the next job is dumped here, once for all of them; any other
-       by the store, as before (a backend that does not read spec_text dumps it itself). */
-    if (j->spec != *dumped) {
-        free(*text);
-        *text = NULL;
-        *dumped = NULL;
-        if (i + 1 < sb->n && sb->jobs[i + 1]->spec == j->spec) {
-            *dumped = j->spec;
-            *text = job_json_dump(j->spec);
-        }
-    }
-    j->spec_text = *text;
-    int rc = store_job_insert(st, j, e);
-    j->spec_text = NULL;
-    if (rc)
+    if (rc != ERR_NOTFOUND)
+        return err_set(e, rc, "%s", ke.msg);
+    if ((rc = store_job_insert(st, j, e)))
         return rc;
     sb->inserted++;
     return 0;
@@ -181,12 +185,25 @@ static int submit_write(struct store *st, void *arg, struct err *e)
 {
     struct submit *sb = arg;
     const struct service_use *checked = NULL; /* an array's jobs mostly share theirs */
-    const json_t *dumped = NULL; /* repeated specs share one tree (api_jobs_create) */
-    char *text = NULL;           /* dumped's text, written once */
+    size_t from = 0; /* the jobs without a key not yet written */
     int rc = 0;
-    for (size_t i = 0; i < sb->n && !rc; i++)
-        rc = submit_one(st, sb, i, &checked, &dumped, &text, e);
-    free(text);
+    for (size_t i = 0; i < sb->n && !rc; i++) {
+        const struct service_use *u = &sb->uses[i];
+        if (u->name[0] && !(checked && !strcmp(checked->name, u->name) &&
+                            checked->version == u->version && checked->pinned == u->pinned)) {
+            if ((rc = services_recheck(st, u, e)))
+                break;
+            checked = u;
+        }
+        if (!sb->jobs[i]->key)
+            continue;
+        /* a key's lookup sees the jobs before it, those of this batch too */
+        if (!(rc = submit_run(st, sb, from, i, e)))
+            rc = submit_keyed(st, sb, i, e);
+        from = i + 1;
+    }
+    if (!rc)
+        rc = submit_run(st, sb, from, sb->n, e);
     if (rc || !sb->max_queued || !sb->inserted)
         return rc;
     /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
@@ -224,6 +241,8 @@ struct fit_memo {
     unsigned runtimes; /* spec_runtimes */
     int listeners;
     char *warnings; /* JSON text */
+    int64_t created_at; /* the last job's, and its text: a batch's jobs share it */
+    char created[32];
 };
 
 static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
@@ -246,6 +265,20 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
     json_decref(w);
 }
 
+/* Appends v in decimal (without a format: once per job of a batch's answer). */
+static void add_int(struct buf *b, int v)
+{
+    char t[16];
+    char *p = t + sizeof(t);
+    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    buf_add(b, p, (size_t)(t + sizeof(t) - p));
+}
+
 /*
  * Appends a submitted job's summary to b, as text (a batch's answer is
  * written without a JSON tree): id, state, queue, priority, key and
@@ -257,11 +290,21 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
 static void submitted_text(struct buf *b, struct server *s, const struct job *j,
                            struct fit_memo *m)
 {
-    char t[32];
-    time_format_rfc3339(j->created_at, t, sizeof(t));
-    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape */
-    buf_addf(b, "{\"id\":\"%s\",\"state\":\"%s\",\"queue\":\"%s\",\"priority\":%d,\"key\":",
-             j->id, job_state_name(j->state), j->queue, j->priority);
+    if (!m->created[0] || m->created_at != j->created_at) {
+        m->created_at = j->created_at;
+        time_format_rfc3339(j->created_at, m->created, sizeof(m->created));
+    }
+    /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape; pieces
+       added as they are (a format showed in profiles of batches) */
+    buf_adds(b, "{\"id\":\"");
+    buf_adds(b, j->id);
+    buf_adds(b, "\",\"state\":\"");
+    buf_adds(b, job_state_name(j->state));
+    buf_adds(b, "\",\"queue\":\"");
+    buf_adds(b, j->queue);
+    buf_adds(b, "\",\"priority\":");
+    add_int(b, j->priority);
+    buf_adds(b, ",\"key\":");
     if (j->key) {
         json_t *k = json_string(j->key);
         char *text = json_dumps(k, JSON_ENCODE_ANY);
@@ -272,8 +315,13 @@ static void submitted_text(struct buf *b, struct server *s, const struct job *j,
         buf_adds(b, "null");
     }
     fit_of(s, j, m);
-    buf_addf(b, ",\"created_at\":\"%s\",\"listeners\":%d,\"warnings\":%s}", t, m->listeners,
-             m->warnings);
+    buf_adds(b, ",\"created_at\":\"");
+    buf_adds(b, m->created);
+    buf_adds(b, "\",\"listeners\":");
+    add_int(b, m->listeners);
+    buf_adds(b, ",\"warnings\":");
+    buf_adds(b, m->warnings);
+    buf_addc(b, '}');
 }
 
 static void submit_done(void *arg, int rc, const struct err *e)

@@ -187,6 +187,18 @@ int store_job_insert(struct store *st, const struct job *j, struct err *e)
     return st->ops->job_insert(st, j, e);
 }
 
+int store_job_insert_many(struct store *st, struct job *const *jobs, size_t n, struct err *e)
+{
+    if (st->ops->job_insert_many)
+        return n ? st->ops->job_insert_many(st, jobs, n, e) : 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = st->ops->job_insert(st, jobs[i], e);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int store_job_get(struct store *st, const char *id, struct job *out, struct err *e)
 {
     return st->ops->job_get(st, id, out, e);

@@ -107,6 +107,8 @@ void store_savepoint_rollback(struct store *st);
 
 /* Inserts a new job. ERR_CONFLICT when its key is already taken. */
 int store_job_insert(struct store *st, const struct job *j, struct err *e);
+/* Inserts n new jobs, in order, as store_job_insert does each (a batch: fewer statements). */
+int store_job_insert_many(struct store *st, struct job *const *jobs, size_t n, struct err *e);
 /* ERR_NOTFOUND when there is no such job. */
 int store_job_get(struct store *st, const char *id, struct job *out, struct err *e);
 /* The job of that owner (NULL: the jobs without one) with that idempotency key. */

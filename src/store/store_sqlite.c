@@ -321,11 +321,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = ? AND ((1 << state) & ?) != 0",
 };
 
+/* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
+#define INSERT_ROWS 64
+
 struct store_sqlite {
     struct store base;
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
+    /* [k]: the INSERT of k jobs, and of their k events; prepared when first needed */
+    sqlite3_stmt *insert_jobs[INSERT_ROWS + 1], *insert_events[INSERT_ROWS + 1];
     struct sqlite_ckpt *ckpt; /* store_opts.checkpointer */
 };
 
@@ -513,6 +518,10 @@ static void sqlite_close(struct store *st)
     sqlite_ckpt_stop(s->ckpt, s->db);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
+    for (int i = 0; i <= INSERT_ROWS; i++) {
+        sqlite3_finalize(s->insert_jobs[i]);
+        sqlite3_finalize(s->insert_events[i]);
+    }
     sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -624,6 +633,21 @@ static int agent_event(struct store_sqlite *s, const char *id, struct err *e)
     return exec_stmt(s, q, e, "appending an event");
 }
 
+/* Binds the event of job record j (S_EVENT_JOB_NEW's 8 values) from parameter base + 1 on. */
+static void bind_job_event(sqlite3_stmt *q, int base, const struct job *j, int64_t now)
+{
+    sqlite3_bind_int64(q, base + 1, now);
+    bind_text_static(q, base + 2, j->id);
+    bind_text_static(q, base + 3, j->queue);
+    sqlite3_bind_int(q, base + 4, j->state);
+    sqlite3_bind_int(q, base + 5, j->attempt);
+    bind_text_static(q, base + 6, j->agent);
+    bind_text_static(q, base + 7, j->owner);
+    json_t *data = store_event_data(j);
+    bind_json(q, base + 8, data);
+    json_decref(data);
+}
+
 /*
  * Appends the event of the job record j just written, in the same
  * transaction; and, when the job has a webhook (url, notify all) that wants
@@ -634,16 +658,7 @@ static int job_event(struct store_sqlite *s, const struct job *j, const char *ur
 {
     int64_t now = time_now_ms();
     sqlite3_stmt *q = stmt(s, S_EVENT_JOB_NEW);
-    sqlite3_bind_int64(q, 1, now);
-    bind_text_static(q, 2, j->id);
-    bind_text_static(q, 3, j->queue);
-    sqlite3_bind_int(q, 4, j->state);
-    sqlite3_bind_int(q, 5, j->attempt);
-    bind_text_static(q, 6, j->agent);
-    bind_text_static(q, 7, j->owner);
-    json_t *data = store_event_data(j);
-    bind_json(q, 8, data);
-    json_decref(data);
+    bind_job_event(q, 0, j, now);
     int rc = exec_stmt(s, q, e, "appending an event");
     if (rc || !store_webhook_wants(url, all, j->state))
         return rc;
@@ -655,36 +670,45 @@ static int job_event(struct store_sqlite *s, const struct job *j, const char *ur
     return exec_stmt(s, q, e, "queueing a webhook");
 }
 
+#define JOB_VALUES 23 /* JOB_COLUMNS */
+#define EVENT_VALUES 8 /* S_EVENT_JOB_NEW's */
+
+/* Binds job record j (JOB_COLUMNS) from parameter base + 1 on. */
+static void bind_job(sqlite3_stmt *q, int base, const struct job *j)
+{
+    bind_text_static(q, base + 1, j->id);
+    sqlite3_bind_int(q, base + 2, j->state);
+    bind_text_static(q, base + 3, j->queue);
+    bind_text_static(q, base + 4, j->service);
+    bind_text_static(q, base + 5, j->name);
+    bind_text_static(q, base + 6, j->key);
+    bind_text_static(q, base + 7, j->agent);
+    sqlite3_bind_int(q, base + 8, j->priority);
+    sqlite3_bind_int(q, base + 9, j->slots);
+    sqlite3_bind_int(q, base + 10, j->attempt);
+    sqlite3_bind_int(q, base + 11, j->max_attempts);
+    sqlite3_bind_int64(q, base + 12, j->created_at);
+    bind_time(q, base + 13, j->started_at);
+    bind_time(q, base + 14, j->finished_at);
+    sqlite3_bind_int64(q, base + 15, j->run_after);
+    bind_json(q, base + 16, j->labels);
+    if (j->spec_text)
+        sqlite3_bind_text(q, base + 17, j->spec_text, -1, SQLITE_STATIC);
+    else
+        bind_json(q, base + 17, j->spec);
+    bind_json(q, base + 18, j->progress);
+    bind_json(q, base + 19, j->result);
+    bind_json(q, base + 20, j->attempts);
+    bind_text_static(q, base + 21, j->owner);
+    bind_time(q, base + 22, j->retention_ms);
+    bind_text_static(q, base + 23, j->tenant);
+}
+
 static int sqlite_job_insert(struct store *st, const struct job *j, struct err *e)
 {
     struct store_sqlite *s = sq(st);
     sqlite3_stmt *q = stmt(s, S_JOB_INSERT);
-    bind_text_static(q, 1, j->id);
-    sqlite3_bind_int(q, 2, j->state);
-    bind_text_static(q, 3, j->queue);
-    bind_text_static(q, 4, j->service);
-    bind_text_static(q, 5, j->name);
-    bind_text_static(q, 6, j->key);
-    bind_text_static(q, 7, j->agent);
-    sqlite3_bind_int(q, 8, j->priority);
-    sqlite3_bind_int(q, 9, j->slots);
-    sqlite3_bind_int(q, 10, j->attempt);
-    sqlite3_bind_int(q, 11, j->max_attempts);
-    sqlite3_bind_int64(q, 12, j->created_at);
-    bind_time(q, 13, j->started_at);
-    bind_time(q, 14, j->finished_at);
-    sqlite3_bind_int64(q, 15, j->run_after);
-    bind_json(q, 16, j->labels);
-    if (j->spec_text)
-        sqlite3_bind_text(q, 17, j->spec_text, -1, SQLITE_STATIC);
-    else
-        bind_json(q, 17, j->spec);
-    bind_json(q, 18, j->progress);
-    bind_json(q, 19, j->result);
-    bind_json(q, 20, j->attempts);
-    bind_text_static(q, 21, j->owner);
-    bind_time(q, 22, j->retention_ms);
-    bind_text_static(q, 23, j->tenant);
+    bind_job(q, 0, j);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
@@ -706,6 +730,96 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
         rc = db_err(s, e, "inserting a job");
     sqlite3_reset(q);
     return rc;
+}
+
+/*
+ * The statement that inserts k rows (1 <= k <= INSERT_ROWS) of `values`
+ * parameters each into jobs (events false: JOB_COLUMNS) or events (true:
+ * a new job's event, as S_EVENT_JOB_NEW), prepared on first use and kept.
+ */
+static int insert_rows(struct store_sqlite *s, bool events, int k, sqlite3_stmt **out,
+                       struct err *e)
+{
+    sqlite3_stmt **q = events ? &s->insert_events[k] : &s->insert_jobs[k];
+    if (!*q) {
+        int values = events ? EVENT_VALUES : JOB_VALUES;
+        struct buf sql = BUF_INIT;
+        buf_adds(&sql, events ? "INSERT INTO events (at, kind, subject, queue, state, attempt, "
+                                "agent, owner, data) VALUES "
+                              : "INSERT INTO jobs (" JOB_COLUMNS ") VALUES ");
+        for (int r = 0; r < k; r++) {
+            buf_adds(&sql, r ? ",(" : "(");
+            for (int v = 0; v < values; v++) {
+                buf_adds(&sql, v ? ",?" : "?");
+                if (events && v == 0) /* kind: 0, a job's event */
+                    buf_adds(&sql, ",0");
+            }
+            buf_addc(&sql, ')');
+        }
+        int rc = sqlite3_prepare_v3(s->db, sql.data, (int)sql.len, SQLITE_PREPARE_PERSISTENT, q,
+                                    NULL);
+        buf_release(&sql);
+        if (rc != SQLITE_OK)
+            return db_err(s, e, "preparing a multi-row insert");
+    }
+    sqlite3_reset(*q);
+    sqlite3_clear_bindings(*q);
+    *out = *q;
+    return 0;
+}
+
+/* Inserts jobs[0..k) (no key, no webhook) and then their events, one statement each. */
+static int insert_chunk(struct store_sqlite *s, struct job *const *jobs, int k, struct err *e)
+{
+    sqlite3_stmt *q;
+    int rc = insert_rows(s, false, k, &q, e);
+    if (rc)
+        return rc;
+    for (int r = 0; r < k; r++)
+        bind_job(q, r * JOB_VALUES, jobs[r]);
+    if ((rc = exec_stmt(s, q, e, "inserting jobs")))
+        return rc;
+    sqlite3_clear_bindings(q); /* the texts bound with a destructor go now */
+    if ((rc = insert_rows(s, true, k, &q, e)))
+        return rc;
+    int64_t now = time_now_ms();
+    for (int r = 0; r < k; r++)
+        bind_job_event(q, r * EVENT_VALUES, jobs[r], now);
+    rc = exec_stmt(s, q, e, "appending events");
+    sqlite3_clear_bindings(q);
+    return rc;
+}
+
+/*
+ * As sqlite_job_insert for each job in order, with one statement per
+ * INSERT_ROWS jobs and one for their events: a statement's start, cursors
+ * and end cost as much as a few rows. A job with a key (whose conflict names
+ * the key) or a webhook (whose outbox row names its event) goes alone.
+ */
+static int sqlite_job_insert_many(struct store *st, struct job *const *jobs, size_t n,
+                                  struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    size_t from = 0; /* the run of plain jobs not yet written */
+    for (size_t i = 0; i <= n; i++) {
+        bool all;
+        bool plain = i < n && !jobs[i]->key && !store_job_notify(jobs[i], &all);
+        if (plain && i - from < INSERT_ROWS)
+            continue;
+        if (i > from) {
+            int rc = insert_chunk(s, jobs + from, (int)(i - from), e);
+            if (rc)
+                return rc;
+        }
+        from = i;
+        if (i < n && !plain) {
+            int rc = sqlite_job_insert(st, jobs[i], e);
+            if (rc)
+                return rc;
+            from = i + 1;
+        }
+    }
+    return 0;
 }
 
 /* Runs a one-row job query bound to `arg`. */
@@ -780,24 +894,39 @@ static int sqlite_job_list(struct store *st, const struct job_filter *f, struct 
                            struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    struct buf sql = BUF_INIT;
-    buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
-    if (f->owner) buf_adds(&sql, " AND owner = :owner");
+    struct buf where = BUF_INIT;
+    if (f->owner) buf_adds(&where, " AND owner = :owner");
     if (f->state >= 0)
-        buf_adds(&sql, " AND state = :state");
+        buf_adds(&where, " AND state = :state");
     if (f->queue)
-        buf_adds(&sql, " AND queue = :queue");
+        buf_adds(&where, " AND queue = :queue");
     if (f->service)
-        buf_adds(&sql, " AND service = :service");
+        buf_adds(&where, " AND service = :service");
     if (f->agent)
-        buf_adds(&sql, " AND agent = :agent");
+        buf_adds(&where, " AND agent = :agent");
     if (f->name) /* instr, not LIKE: % and _ in the text are literal */
-        buf_adds(&sql, " AND instr(lower(name), lower(:name)) > 0");
+        buf_adds(&where, " AND instr(lower(name), lower(:name)) > 0");
     if (f->label_key)
-        buf_adds(&sql, " AND json_extract(labels, :lpath) = :lvalue");
+        buf_adds(&where, " AND json_extract(labels, :lpath) = :lvalue");
     if (f->after)
-        buf_adds(&sql, " AND id < :after");
-    buf_adds(&sql, " ORDER BY id DESC LIMIT :limit");
+        buf_adds(&where, " AND id < :after");
+    struct buf sql = BUF_INIT;
+    if (f->queue && f->state < 0 && !f->owner) {
+        /* A queue's newest jobs: the newest ids of each state, each a range of
+           jobs_state_queue read newest first (there is no index on the queue alone: schema
+           16), merged; then those rows, read newest first by id. */
+        buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE id IN (SELECT id FROM (");
+        for (int k = 0; k < JOB_NSTATES; k++)
+            buf_addf(&sql, "%sSELECT * FROM (SELECT id FROM jobs WHERE state = %d%s "
+                     "ORDER BY id DESC LIMIT :limit)", k ? " UNION ALL " : "", k,
+                     where.data ? where.data : "");
+        buf_adds(&sql, ") ORDER BY id DESC LIMIT :limit) ORDER BY id DESC LIMIT :limit");
+    } else {
+        buf_adds(&sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1");
+        buf_adds(&sql, where.data ? where.data : "");
+        buf_adds(&sql, " ORDER BY id DESC LIMIT :limit");
+    }
+    buf_release(&where);
 
     sqlite3_stmt *q;
     int rc = 0;
@@ -2253,6 +2382,7 @@ const struct store_ops store_sqlite_ops = {
     .savepoint_release = sqlite_savepoint_release,
     .savepoint_rollback = sqlite_savepoint_rollback,
     .job_insert = sqlite_job_insert,
+    .job_insert_many = sqlite_job_insert_many,
     .job_get = sqlite_job_get,
     .job_get_by_key = sqlite_job_get_by_key,
     .job_match = sqlite_job_match,

@@ -211,6 +211,31 @@ def test_events_survive_kill_9(server, streams):
     assert st.wait(lambda ev: len(ev) >= 3)[2]["seq"] == 3
 
 
+def test_a_batch_has_one_event_per_job_in_order_after_kill_9(server, streams):
+    """A batch is written a chunk of rows at a time (store_job_insert_many): still one
+    job.submitted event per job, in the batch's order, each job's row there after kill -9;
+    a keyed job among them is its own event, a repeat of its key none."""
+    plain = {"queue": "batch", "command": {"program": "/bin/true"}}
+    other = {"queue": "batch", "priority": 3, "command": {"program": "/bin/false"}}
+    keyed = {"queue": "batch", "key": "b-1", "command": {"program": "/bin/true"}}
+    specs = [plain] * 100 + [keyed] + [other] * 30 + [keyed] + [plain] * 68
+    r = server.api().post("/v1/jobs", json=specs)
+    assert r.status_code == 201, r.text
+    jobs = r.json()["jobs"]
+    assert len(jobs) == 200 and jobs[100]["id"] == jobs[131]["id"]
+    new = [j["id"] for i, j in enumerate(jobs) if i != 131]
+    assert len(set(new)) == 199
+    server.restart()  # kill -9 and start again
+    st = streams(server, {"since": 0})
+    evs = st.wait(lambda ev: len(ev) >= 199)
+    assert [e["job"] for e in evs] == new
+    assert [e["seq"] for e in evs] == list(range(1, 200))
+    assert {e["state"] for e in evs} == {"queued"} and {e["queue"] for e in evs} == {"batch"}
+    listed = server.api().get("/v1/jobs?queue=batch&limit=1000").json()["jobs"]
+    assert sorted(j["id"] for j in listed) == sorted(new)
+    assert [j["priority"] for j in jobs[101:131]] == [3] * 30
+
+
 def test_keep_alive_comments(make_server, streams):
     server = make_server("--heartbeat", "1", "--lost-after", "3")
     st = streams(server)

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+import requests
 from agentutil import make_agent  # noqa: F401 (a fixture)
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -150,6 +151,41 @@ def test_array_repeated_specs(server):
     keyed = {"key": "rep-1", "queue": "rep", "command": {"program": "true"}}
     both = submit(api, [keyed, keyed])["jobs"]
     assert both[0]["id"] == both[1]["id"]
+
+
+def test_a_bad_batch_leaves_nothing(make_server):
+    """Batches are written many rows per statement (store_job_insert_many): a bad spec
+    anywhere (even last) and a batch over the tenant's max_queued (refused in the transaction,
+    after its rows were written) leave no job and no event; a known key among new jobs is
+    answered with its job, the others are stored."""
+    server = make_server("--tenant-max-queued", "200")
+    api = server.api()
+    first = submit(api, {"queue": "bb", "key": "bb-1", "command": {"program": "true"}})
+    plain = {"queue": "bb", "command": {"program": "true"}}
+    bad_last = [plain] * 149 + [{"queue": "bb", "command": {"program": "true"}, "slots": 0}]
+    r = api.post("/v1/jobs", json=bad_last)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[149].slots", r.text
+    mixed = [plain] * 70 + [{"queue": "bb", "key": "bb-1", "command": {"program": "x"}}] + \
+        [plain] * 70
+    jobs = submit(api, mixed)["jobs"]
+    assert jobs[70]["id"] == first["id"] and jobs[70]["state"] == "queued"
+    r = api.post("/v1/jobs", json=[plain] * 100)  # 141 queued + 100 > 200
+    assert r.status_code == 429 and r.json()["error"]["queued"] == 141, r.text
+    listed = api.get("/v1/jobs?queue=bb&limit=1000").json()["jobs"]
+    assert len(listed) == 141
+    assert api.get(f"/v1/jobs/{first['id']}").json()["spec"]["command"]["program"] == "true"
+    marker = submit(api, plain)["id"]
+    got, deadline = [], time.monotonic() + 20
+    with requests.get(server.url + "/v1/events", params={"since": 0}, stream=True,
+                      timeout=(5, 20),
+                      headers={"Authorization": f"Bearer {server.admin_token}"}) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data: "):
+                got.append(json.loads(line[6:])["job"])
+                if got[-1] == marker:
+                    break
+            assert time.monotonic() < deadline, f"no event of {marker} in 20 s: {len(got)} events"
+    assert got == sorted(j["id"] for j in listed) + [marker]
 
 
 def test_idempotency_key(server):

@@ -45,6 +45,7 @@ static void lib_free(void *p)
 
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/role.h"
 #include "common/timeutil.h"
@@ -663,6 +664,69 @@ static void test_reopen_keeps_data(void **state)
     release_jobs(jobs, 2);
 }
 
+/*
+ * SQLite: a store made by an older drover (schema 15, with the index jobs_queue and a job in
+ * it) is brought to the latest schema on open: jobs_queue is gone (schema 16), the job is
+ * there, listed by its queue; a queue's listing reads jobs_state_queue, not the whole table.
+ */
+static void test_sqlite_migrates_from_15(void **state)
+{
+    struct fixture *f = *state;
+    if (strcmp(f->be->name, "sqlite")) {
+        skip();
+        return;
+    }
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(sqlite_path(f), &db), SQLITE_OK);
+    for (int v = 0; v < 15; v++)
+        assert_int_equal(sqlite3_exec(db, sqlite_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA user_version = 15;"
+                                  "INSERT INTO jobs (id, state, queue, priority, slots, attempt, "
+                                  "max_attempts, created_at, run_after, spec) VALUES "
+                                  "('01900000-0000-7000-8000-000000000001', 1, 'old', 0, 1, 0, "
+                                  "1, 1, 1, '{\"queue\":\"old\"}')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    struct err e = ERR_INIT;
+    assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+    f->be->check_schema(f);
+    struct job_filter flt = filter_any();
+    flt.queue = "old";
+    const char *want[] = {"01900000-0000-7000-8000-000000000001"};
+    assert_list(f->st, &flt, want, 1);
+
+    assert_int_equal(sqlite3_open(sqlite_path(f), &db), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = "
+                                            "'index' AND name = 'jobs_queue'", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    /* the shape of sqlite_job_list's statement for a queue alone: no step of it scans jobs */
+    struct buf sql = BUF_INIT;
+    buf_adds(&sql, "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE id IN (SELECT id FROM (");
+    for (int k = 0; k < JOB_NSTATES; k++)
+        buf_addf(&sql, "%sSELECT * FROM (SELECT id FROM jobs WHERE state = %d AND queue = 'old' "
+                       "ORDER BY id DESC LIMIT 50)", k ? " UNION ALL " : "", k);
+    buf_adds(&sql, ") ORDER BY id DESC LIMIT 50) ORDER BY id DESC LIMIT 50");
+    assert_int_equal(sqlite3_prepare_v2(db, sql.data, -1, &q, NULL), SQLITE_OK);
+    buf_release(&sql);
+    int searches = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(q, 3);
+        if (strstr(detail, "SCAN jobs"))
+            fail_msg("a queue's listing scans the table: %s", detail);
+        searches += strstr(detail, "COVERING INDEX jobs_state_queue") != NULL;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    assert_int_equal(searches, JOB_NSTATES);
+}
+
 static void test_open_bad_scheme(void **state)
 {
     (void)state;
@@ -1145,6 +1209,16 @@ static void test_list_filters(void **state)
     assert_list(f->st, &flt, qab, 1);
     flt.queue = "nosuch";
     assert_list(f->st, &flt, NULL, 0);
+    /* a queue alone: its jobs of every state, newest first, limit and cursor across states */
+    flt.queue = "b";
+    const char *qb[] = {j[3].id, j[2].id};
+    assert_list(f->st, &flt, qb, 2);
+    flt.limit = 1;
+    assert_list(f->st, &flt, qb, 1);
+    flt.after = j[3].id;
+    assert_list(f->st, &flt, qb + 1, 1);
+    flt.limit = 100;
+    flt.after = NULL;
 
     flt = filter_any();
     flt.service = "s1";
@@ -3941,6 +4015,134 @@ static void test_array_items_and_end(void **state)
     array_rec_release(&b);
 }
 
+/* The subjects of the job events listed, in order, against the ids expected. */
+struct ev_order {
+    struct job *jobs;
+    size_t n, seen;
+    int64_t last_seq;
+};
+
+static int check_event_order(void *arg, const struct event_rec *ev)
+{
+    struct ev_order *o = arg;
+    if (o->seen >= o->n)
+        fail_msg("event %lld beyond the %zu expected", (long long)ev->seq, o->n);
+    const struct job *j = &o->jobs[o->seen++];
+    assert_int_equal(ev->kind, EVENT_JOB);
+    assert_string_equal(ev->subject, j->id);
+    assert_string_equal(ev->queue, j->queue);
+    assert_int_equal(ev->state, JOB_QUEUED);
+    assert_true(ev->seq > o->last_seq);
+    o->last_seq = ev->seq;
+    return 0;
+}
+
+/*
+ * store_job_insert_many: a batch written as store_job_insert writes each job, in order --
+ * the rows, one event per job with seqs in the batch's order, a keyed job's conflict naming
+ * its key, a webhook's outbox row naming its own event -- and a failure in the middle of a
+ * batch (of a keyed job, or of a row among many) leaves nothing of it once rolled back.
+ */
+static void test_insert_many(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    enum { N = 150, KEYED = 10, HOOKED = 70, KEYED2 = 71 };
+    struct job *jobs = xcalloc(N, sizeof(*jobs));
+    struct job *ptrs[N];
+    for (size_t i = 0; i < N; i++) {
+        if (i == KEYED || i == KEYED2)
+            make_job(&jobs[i], T0, "{'queue': 'q%zu', 'key': 'k%zu', 'command': {'program': 'a'}}",
+                     i % 3, i);
+        else if (i == HOOKED)
+            make_job(&jobs[i], T0, "{'notify_url': 'http://127.0.0.1:9/h', 'notify': 'all', "
+                                   "'command': {'program': 'h'}}");
+        else
+            make_job(&jobs[i], T0, "{'queue': 'q%zu', 'labels': {'i': '%zu'}, "
+                                   "'command': {'program': 'p'}}", i % 3, i);
+        jobs[i].owner = xstrdup(i % 2 ? "alice" : "bob");
+        jobs[i].tenant = xstrdup("t");
+        ptrs[i] = &jobs[i];
+    }
+    char *shared = job_json_dump(jobs[0].spec); /* the text of a spec, as a caller shares it */
+    jobs[0].spec_text = shared;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert_many(f->st, ptrs, N, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    jobs[0].spec_text = NULL;
+    lib_free(shared);
+
+    for (size_t i = 0; i < N; i++) {
+        struct job got;
+        assert_ok(store_job_get(f->st, jobs[i].id, &got, &e), &e);
+        assert_job_equal(&jobs[i], &got);
+        job_release(&got);
+    }
+    struct job got;
+    assert_ok(store_job_get_by_key(f->st, "alice", "k71", &got, &e), &e);
+    assert_string_equal(got.id, jobs[KEYED2].id);
+    job_release(&got);
+    struct ev_order o = {.jobs = jobs, .n = N};
+    struct event_filter flt = {.after = 0, .kind = -1, .limit = 1000};
+    assert_ok(store_event_list(f->st, &flt, check_event_order, &o, &e), &e);
+    assert_int_equal(o.seen, N);
+    struct hook_seen h;
+    hooks_due(f->st, time_now_ms() + 60000, 8, &h);
+    assert_int_equal(h.n, 1); /* notify all: its queued state too */
+    assert_string_equal(h.url[0], "http://127.0.0.1:9/h");
+    const char *const hooked[] = {jobs[HOOKED].id};
+    struct ev_seen s = {0};
+    flt = (struct event_filter){.after = 0, .kind = -1, .jobs = hooked, .njobs = 1, .limit = 10};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(h.seq[0], s.seq[0]); /* the outbox row names the webhook job's event */
+    ev_seen_release(&s);
+    int64_t first, last;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(last, o.last_seq);
+
+    /* a taken key in the middle: ERR_CONFLICT naming it; the savepoint leaves nothing */
+    struct job *more = xcalloc(N, sizeof(*more));
+    struct job *mptrs[N];
+    for (size_t i = 0; i < N; i++) {
+        if (i == 100)
+            make_job(&more[i], T0, "{'key': 'k10', 'command': {'program': 'a'}}");
+        else
+            make_simple(&more[i], T0, "q9");
+        more[i].owner = xstrdup("bob");
+        mptrs[i] = &more[i];
+    }
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_err(store_job_insert_many(f->st, mptrs, N, &e), ERR_CONFLICT, &e);
+    assert_non_null(strstr(e.msg, "k10"));
+    store_savepoint_rollback(f->st);
+    assert_ok(store_commit(f->st, &e), &e);
+    /* a row that cannot go in among many (its id taken): the same */
+    job_release(&more[100]);
+    make_simple(&more[100], T0, "q9");
+    memcpy(more[100].id, jobs[5].id, sizeof(more[100].id));
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_err(store_job_insert_many(f->st, mptrs, N, &e), ERR_CONFLICT, &e);
+    store_savepoint_rollback(f->st);
+    assert_ok(store_commit(f->st, &e), &e);
+    for (size_t i = 0; i < N; i++)
+        if (i != 100)
+            assert_err(store_job_get(f->st, more[i].id, &got, &e), ERR_NOTFOUND, &e);
+    struct job_filter jf = filter_any();
+    jf.queue = "q9";
+    assert_list(f->st, &jf, NULL, 0);
+    flt = (struct event_filter){.after = last, .kind = -1, .limit = 10};
+    list_events(f->st, &flt, &s);
+    assert_int_equal(s.n, 0); /* no event of either batch */
+
+    release_jobs(more, N);
+    lib_free(more);
+    release_jobs(jobs, N);
+    lib_free(jobs);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 #define T_EMPTY(fn) cmocka_unit_test_setup_teardown(fn, setup_empty, teardown)
 
@@ -4132,6 +4334,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T_EMPTY(test_open_creates_and_migrates),
+        T_EMPTY(test_sqlite_migrates_from_15),
         T_EMPTY(test_open_sync_full),
         T_EMPTY(test_sqlite_checkpointer),
         T(test_reopen_keeps_data),
@@ -4142,6 +4345,7 @@ int main(void)
         T(test_get_unknown),
         T(test_get_by_key),
         T(test_duplicate_key),
+        T(test_insert_many),
         T(test_owners),
         T(test_rollback_discards),
         T(test_second_handle),
