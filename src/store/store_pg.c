@@ -74,6 +74,7 @@ enum stmt_id {
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
     S_JOB_SCAN,
+    S_JOB_SCAN_LIVE,
     S_JOB_EACH,
     S_JOB_PREFETCH,
     S_JOB_UPDATE_SET,
@@ -103,6 +104,7 @@ enum stmt_id {
     S_TENANT_PUT,
     S_TENANT_SCAN,
     S_TENANT_COUNT,
+    S_TENANT_COUNT_LIVE,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -152,6 +154,10 @@ enum stmt_id {
     "owner, retention_ms, tenant"
 
 #define NOTIFY_CHANNEL "drover_events"
+
+/* The states of unfinished jobs: those whose end_state is NULL (schema 12). */
+#define LIVE_STATES                                                                                \
+    ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
@@ -330,8 +336,10 @@ static const char *const stmt_sql[S_COUNT] = {
                     "$17::text[], $18::text[]) AS v(seq, subject, queue, state, attempt, "
                     "agent, owner, data)) SELECT id FROM u",
     [S_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ANY($1::text[])",
-    /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
+    /* unfinished states only: jobs_live finds them among any number of finished ones */
+    [S_JOB_SCAN_LIVE] = "SELECT " JOB_COLUMNS " FROM jobs WHERE end_state IS NULL "
+                        "AND state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
@@ -410,10 +418,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
                         "WHERE id = $4",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
-    /* each half reads its own partial index (schema 2), the longest ended first */
-    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE state >= 4 AND retention_ms IS NULL "
+    /* each half reads its own partial index (schema 12), the longest ended first */
+    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE end_state IS NOT NULL AND retention_ms IS NULL "
                       "AND finished_at <= $1::bigint - $2::bigint ORDER BY finished_at LIMIT $3) "
-                      "UNION ALL (SELECT id FROM jobs WHERE state >= 4 "
+                      "UNION ALL (SELECT id FROM jobs WHERE end_state IS NOT NULL "
                       "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
                       "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
@@ -427,6 +435,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
                        "AND state = ANY($2::integer[])",
+    /* (jobs_tenant_live) */
+    [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = $1 AND end_state IS NULL "
+                            "AND state = ANY($2::integer[])",
 };
 
 /* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
@@ -1557,8 +1568,13 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         where_param(&sql, &p, "owner = $");
         p_text(&p, f->owner);
     }
-    if (f->state >= 0) {
-        where_param(&sql, &p, "state = $");
+    if (f->state >= 0) { /* by jobs_ended or jobs_live (schema 12) */
+        if (job_state_terminal(f->state)) {
+            where_param(&sql, &p, "end_state = $");
+        } else {
+            buf_adds(&sql, " AND end_state IS NULL");
+            where_param(&sql, &p, "state = $");
+        }
         p_int(&p, f->state);
     }
     if (f->queue) {
@@ -1880,7 +1896,8 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
     struct store_pg *s = pg(st);
     struct params p = {0};
     p_states(&p, states);
-    return run_jobs(s, S_JOB_SCAN, &p, fn, arg, e, "scanning jobs");
+    return run_jobs(s, (states & ~LIVE_STATES) ? S_JOB_SCAN : S_JOB_SCAN_LIVE, &p, fn, arg, e,
+                    "scanning jobs");
 }
 
 static int pg_job_each(struct store *st, const char *const *ids, size_t n,
@@ -2974,7 +2991,8 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
     struct params p = {0};
     p_text(&p, tenant);
     p_states(&p, states);
-    return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
+    return count_one(pg(st), (states & ~LIVE_STATES) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE, &p,
+                     n, e, "counting a tenant's jobs");
 }
 
 /* ---- job arrays (their claims in functions of their own: the lease path stays as it is) ---- */
