@@ -147,14 +147,18 @@ static const char *const pg_migrations[] = {
        index entry. What found jobs by state finds them by end_state, computed: the state of
        a finished job, NULL while it is unfinished (a lease does not change it): unfinished
        ones by jobs_live, finished ones by jobs_ended. A finish writes the indexes of its new
-       row version: five, not six. Adding the column rewrites jobs under an exclusive lock:
-       the servers' work waits for it (docs/operations.md). */
-    "DROP INDEX jobs_state_queue, jobs_tenant_state, jobs_expiry_default, jobs_expiry_own;"
+       row version: four (five with an owner), not six. jobs_owner and jobs_tenant_live leave
+       out jobs without an owner or tenant (an admin's), which no query by owner or tenant
+       finds. Adding the column rewrites jobs under an exclusive lock: the servers' work
+       waits for it (docs/operations.md). */
+    "DROP INDEX jobs_state_queue, jobs_tenant_state, jobs_expiry_default, jobs_expiry_own,"
+    "  jobs_owner;"
     "ALTER TABLE jobs ADD COLUMN end_state integer GENERATED ALWAYS AS "
     "  (CASE WHEN state >= 4 THEN state END) STORED,"
     "  SET (fillfactor = 50);"
     "CREATE INDEX jobs_live ON jobs (id) WHERE end_state IS NULL;"
-    "CREATE INDEX jobs_tenant_live ON jobs (tenant) WHERE end_state IS NULL;"
+    "CREATE INDEX jobs_owner ON jobs (owner, id) WHERE owner IS NOT NULL;"
+    "CREATE INDEX jobs_tenant_live ON jobs (tenant) WHERE end_state IS NULL AND tenant IS NOT NULL;"
     "CREATE INDEX jobs_ended ON jobs (end_state, id) WHERE end_state IS NOT NULL;"
     "CREATE INDEX jobs_expiry_default ON jobs (finished_at)"
     "  WHERE end_state IS NOT NULL AND retention_ms IS NULL;"
