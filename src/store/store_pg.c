@@ -84,9 +84,6 @@ enum stmt_id {
     S_AGENT_UPSERT,
     S_AGENT_STATE,
     S_AGENT_SCAN,
-    S_EVENT_HEAD_LOCK,
-    S_NOTIFY,
-    S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
     S_EVENT_WINDOW,
@@ -388,12 +385,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
-    [S_EVENT_HEAD_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
-    /* the payload: the newest seq the committing transaction wrote (pg_notified) */
-    [S_NOTIFY] = "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)",
-    /* the newest seq given: event_head.seq keeps it when pruning empties events */
-    [S_EVENT_LAST] = "SELECT greatest((SELECT seq FROM event_head WHERE id = 1), "
-                     "(SELECT max(seq) FROM events))",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
@@ -402,7 +393,7 @@ static const char *const stmt_sql[S_COUNT] = {
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
                        "(SELECT max(seq) FROM events))",
     /* events a delivery still needs are kept; event_head.seq first takes the newest seq
-       (S_EVENT_LAST), which the delete may take away */
+       (events_lock), which the delete may take away */
     [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
                       "(SELECT max(seq) FROM events)) WHERE id = 1) "
                       "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
@@ -828,7 +819,7 @@ static bool pf_keeps(enum stmt_id id)
     switch (id) {
     case S_JOB_PREFETCH: case S_LOG_HEADS: case S_JOB_LOCK: case S_JOB_LOCK_RUN:
     case S_JOB_GET: case S_JOB_GET_RUN: case S_LOG_READ: case S_WF_OF:
-    case S_EVENT_HEAD_LOCK: case S_EVENT_LAST: case S_JOB_UPDATE: case S_WEBHOOK_ADD:
+    case S_JOB_UPDATE: case S_WEBHOOK_ADD:
     case S_JOB_UPDATE_SET:
         return true;
     default:
@@ -1111,20 +1102,21 @@ static int pg_commit(struct store *st, struct err *e)
     int rc = pf_flush(s, e);
     if (rc)
         return rc; /* the caller rolls back */
-    /* one notification per committed batch that wrote events, delivered at its commit
-       (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
-    if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
-        struct params p = {0};
-        p_int(&p, s->ev_seq);
-        rc = run(s, S_NOTIFY, &p, NULL, e, "commit");
-    }
-    if (rc)
-        return rc; /* the caller rolls back */
     s->tx_first = 1;
     s->tx_last = 0;
     bool wrote = s->ev_locked && s->ev_seq > s->ev_first;
     int64_t first = s->ev_first + 1, last = s->ev_seq;
-    PGresult *r = PQexec(s->conn, "COMMIT");
+    /* one notification per committed batch that wrote events, delivered at its commit
+       (issue 11), saying the newest seq (pg_notified: a server that wrote all up to it reads
+       nothing); sent with the COMMIT, one round trip (the rows are the COMMIT's; an error
+       skips it) */
+    char sql[128];
+    if (wrote && s->notify)
+        snprintf(sql, sizeof(sql), "SELECT pg_notify('" NOTIFY_CHANNEL "', '%" PRId64 "'); COMMIT",
+                 last);
+    else
+        snprintf(sql, sizeof(sql), "COMMIT");
+    PGresult *r = PQexec(s->conn, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = db_err(s, r, e, "commit");
     } else if (strcmp(PQcmdStatus(r), "COMMIT")) {
@@ -1230,23 +1222,28 @@ static int events_lock(struct store_pg *s, struct err *e)
 {
     if (s->ev_locked || !s->depth)
         return 0; /* held; or outside a transaction, where there is nothing to order */
-    PGresult *r;
-    int rc = run(s, S_EVENT_HEAD_LOCK, NULL, &r, e, "appending an event");
+    /* The lock, then the newest seq in a statement of its own: its snapshot, taken once the
+       lock is held, sees the events of the transaction that held it before. Both in one
+       round trip (one simple query: a snapshot per statement; the rows of the last). */
+    int rc = pf_flush(s, e);
+    if (!rc)
+        rc = conn_ready(s, e);
     if (rc)
         return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    PGresult *r = PQexec(s->conn, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
+                                  "SELECT (SELECT seq FROM event_head WHERE id = 1), "
+                                  "(SELECT max(seq) FROM events)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_err(s, r, e, "appending an event");
+    else if (PQgetisnull(r, 0, 0))
+        rc = err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    if (!rc) {
+        int64_t head = col_int(r, 0, 0), max = col_int(r, 0, 1);
+        s->ev_seq = s->ev_first = head > max ? head : max;
+        s->ev_locked = true;
     }
     PQclear(r);
-    /* a statement of its own: its snapshot, taken once the lock is held, sees the events of
-       the transaction that held it before */
-    if ((rc = run(s, S_EVENT_LAST, NULL, &r, e, "appending an event")))
-        return rc;
-    s->ev_seq = s->ev_first = col_int(r, 0, 0);
-    s->ev_locked = true;
-    PQclear(r);
-    return 0;
+    return rc;
 }
 
 /* The seq of the transaction's next event (always inside one: tx_start). */
