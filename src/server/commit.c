@@ -43,8 +43,9 @@ struct committer {
     struct event *ev;
     struct commit_stats stats;
     uint64_t inflight; /* submitted, not yet delivered; loop thread only */
-    void (*on_batch)(void *arg);
+    void (*on_batch)(void *arg, bool webhooks);
     void *on_batch_arg;
+    bool webhooks; /* a batch not yet delivered queued a webhook delivery; under lock */
     /* seqs of the events this writer committed (store_tx_events), in order, not yet
        passed by commit_wrote_event; under lock */
     struct { int64_t first, last; } *own;
@@ -95,6 +96,7 @@ static void run_batch(struct committer *c, struct commit_op *ops)
         store_savepoint_rollback(c->st); /* nothing of a failed op is committed */
     }
     int64_t first = 1, last = 0;
+    bool webhooks = store_webhook_queued_take(c->st) && !brc;
     if (!brc && (brc = store_commit(c->st, &be))) {
         store_rollback(c->st);
         log_error("group commit failed: %s", be.msg);
@@ -119,6 +121,7 @@ static void run_batch(struct committer *c, struct commit_op *ops)
         c->own[c->nown].first = first;
         c->own[c->nown++].last = last;
     }
+    c->webhooks |= webhooks && !brc;
     c->stats.batches++;
     c->stats.ops += n;
     if (brc)
@@ -160,6 +163,8 @@ static void deliver(struct committer *c)
     pthread_mutex_lock(&c->lock);
     struct commit_op *op = c->done.head;
     c->done.head = c->done.tail = NULL;
+    bool webhooks = c->webhooks;
+    c->webhooks = false;
     pthread_mutex_unlock(&c->lock);
     bool any = op != NULL;
     while (op) {
@@ -170,10 +175,10 @@ static void deliver(struct committer *c)
         op = next;
     }
     if (any && c->on_batch)
-        c->on_batch(c->on_batch_arg);
+        c->on_batch(c->on_batch_arg, webhooks);
 }
 
-void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg)
+void commit_on_batch(struct committer *c, void (*fn)(void *arg, bool webhooks), void *arg)
 {
     c->on_batch = fn;
     c->on_batch_arg = arg;

@@ -35,10 +35,11 @@ void commit_free(struct committer *c);
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
 
 /*
- * fn(arg) runs on the event loop after each batch's operations have all had
- * their `done` (the event stream sends what the batch committed). One hook.
+ * fn(arg, webhooks) runs on the event loop after each batch's operations have all
+ * had their `done` (the event stream sends what the batch committed); webhooks:
+ * a batch committed a webhook delivery (store_webhook_queued_take). One hook.
  */
-void commit_on_batch(struct committer *c, void (*fn)(void *arg), void *arg);
+void commit_on_batch(struct committer *c, void (*fn)(void *arg, bool webhooks), void *arg);
 
 /*
  * Was event `seq` written by this committer's transactions (a shared store:

@@ -711,9 +711,9 @@ void fleet_agent_offer_early(struct fleet *f, struct live_agent *a, int free_slo
     struct hmap seen; /* a job reported twice frees its slots once */
     hmap_init(&seen);
     for (size_t i = 0; i < n; i++) { /* a stale report (another attempt) frees nothing */
-        const struct lease_rec *l = hmap_get(&f->leases, ending[i]);
+        struct lease_rec *l = hmap_get(&f->leases, ending[i]);
         if (l && l->attempt == attempts[i] && !strcmp(l->agent_id, a->rec.id) &&
-            !hmap_put(&seen, ending[i], (void *)l))
+            !hmap_put(&seen, ending[i], l))
             held -= l->slots;
     }
     hmap_release(&seen, NULL);

@@ -483,13 +483,13 @@ static int webhooks_open(struct server *s, const struct server_opts *o, struct e
     return rc;
 }
 
-/* After every committed batch: followers of the stream and deliveries may have news. */
-static void on_batch(void *arg)
+/* After every committed batch: followers of the stream, and deliveries when it queued any. */
+static void on_batch(void *arg, bool webhooks)
 {
     struct server *s = arg;
     server_changed_jobs(s); /* a workflow's nodes queued or cancelled by the store */
     events_notify(s->events);
-    webhooks_kick(s->webhooks);
+    if (webhooks) webhooks_kick(s->webhooks);
 }
 
 /*
@@ -688,8 +688,8 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
     /* the writer announces its commits to other servers (a shared store; else ignored) */
-    struct store_opts so = {.sync_full = o->sync_full}, wo = {.sync_full = o->sync_full,
-                                                              .notify = true};
+    struct store_opts so = {.sync_full = o->sync_full},
+                      wo = {.sync_full = o->sync_full, .notify = true, .checkpointer = true};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
         (rc = store_open(o->db, &wo, &writer, e)) ||
         /* one server per store, unless it is shared (issue 11) */

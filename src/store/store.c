@@ -135,6 +135,13 @@ int store_begin(struct store *st, struct err *e)
     return st->ops->begin(st, e);
 }
 
+bool store_webhook_queued_take(struct store *st)
+{
+    bool q = st->webhook_queued;
+    st->webhook_queued = false;
+    return q;
+}
+
 int store_commit(struct store *st, struct err *e)
 {
     int rc = st->ops->commit(st, e);

@@ -41,6 +41,8 @@ struct store_opts {
     bool sync_full; /* survive power loss: fsync every commit (SQLite synchronous=FULL) */
     bool notify;    /* STORE_CAP_SHARED: each commit that wrote events announces itself to the
                        handles of store_listen (PostgreSQL: one NOTIFY per transaction) */
+    bool checkpointer; /* SQLite: the WAL checkpointed by a thread of its own, not by the
+                          commit that filled it (the group committer's handle) */
 };
 
 /* What a backend can do (curl's SSLSUPP_* style). */
@@ -94,6 +96,9 @@ unsigned store_caps(const struct store *st);
 int store_claim(struct store *st, struct err *e);
 
 int store_begin(struct store *st, struct err *e);
+/* Whether a webhook delivery was queued (the outbox written) since the last call; clears it.
+   A transaction rolled back may still say so (a wasted look at the outbox, nothing more). */
+bool store_webhook_queued_take(struct store *st);
 int store_commit(struct store *st, struct err *e);
 void store_rollback(struct store *st);
 int store_savepoint(struct store *st, struct err *e);

@@ -172,6 +172,7 @@ struct store_ops {
 
 struct store {
     const struct store_ops *ops;
+    bool webhook_queued; /* a delivery was queued since store_webhook_queued_take */
     /* Jobs changed by the store itself in this transaction (store_changed_take), and how many
        of them were there when the savepoint was made. */
     char (*changed)[UUID_STR_LEN];

@@ -800,6 +800,7 @@ static int pf_flush(struct store_pg *s, struct err *e)
         p_text(&wp, url);
         p_int(&wp, w->at);
         p_int(&wp, w->at);
+        s->base.webhook_queued = true;
         rc = run(s, S_WEBHOOK_ADD, &wp, NULL, e, "queueing a webhook");
     }
     PQclear(r);
@@ -1299,6 +1300,7 @@ static int job_webhook(struct store_pg *s, const struct job *j, const char *url,
     p_text(&w, url);
     p_int(&w, now);
     p_int(&w, now);
+    s->base.webhook_queued = true;
     return run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
 }
 
@@ -1857,6 +1859,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         p_text(&w, url);
         p_int(&w, now);
         p_int(&w, now);
+        s->base.webhook_queued = true;
         rc = run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
     }
     for (int k = 0; k < 8; k++) {

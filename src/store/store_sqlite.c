@@ -26,6 +26,7 @@
 #include "common/xalloc.h"
 #include "job/lifecycle.h"
 #include "store/schema/sqlite.h"
+#include "store/sqlite_ckpt.h"
 
 enum stmt_id {
     S_BEGIN,
@@ -325,6 +326,7 @@ struct store_sqlite {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
+    struct sqlite_ckpt *ckpt; /* store_opts.checkpointer */
 };
 
 static struct store_sqlite *sq(struct store *st)
@@ -508,6 +510,7 @@ static int migrate(struct store_sqlite *s, struct err *e)
 static void sqlite_close(struct store *st)
 {
     struct store_sqlite *s = sq(st);
+    sqlite_ckpt_stop(s->ckpt, s->db);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
@@ -552,6 +555,14 @@ static int sqlite_open(const char *uri, const struct store_opts *opts, struct st
              opts && opts->sync_full ? "FULL" : "NORMAL");
     if ((rc = exec_sql(s, pragmas, e)) || (rc = migrate(s, e)))
         goto out;
+    if (opts && opts->checkpointer &&
+        !(s->ckpt = sqlite_ckpt_start(s->db, path,
+                                      opts->sync_full ? "PRAGMA synchronous = FULL"
+                                                      : "PRAGMA synchronous = NORMAL",
+                                      e))) {
+        rc = e->code;
+        goto out;
+    }
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
                                NULL) != SQLITE_OK) {
@@ -640,6 +651,7 @@ static int job_event(struct store_sqlite *s, const struct job *j, const char *ur
     bind_text(q, 1, url);
     sqlite3_bind_int64(q, 2, now);
     sqlite3_bind_int64(q, 3, now);
+    s->base.webhook_queued = true;
     return exec_stmt(s, q, e, "queueing a webhook");
 }
 

@@ -573,6 +573,43 @@ static void test_open_sync_full(void **state)
     job_release(&j);
 }
 
+/*
+ * SQLite with store_opts.checkpointer: SQLite's own checkpoint after commits is off and a
+ * thread of the store's checkpoints instead; the WAL's pages still reach the database file
+ * (here ~2,500 pages of commits, well below the committing connection's own backstop).
+ */
+static void test_sqlite_checkpointer(void **state)
+{
+    struct fixture *f = *state;
+    if (strncmp(f->uri, "sqlite:", 7)) skip(); /* a SQLite store's WAL */
+    struct err e = ERR_INIT;
+    struct store_opts opts = {.checkpointer = true};
+    assert_ok(store_open(f->uri, &opts, &f->st, &e), &e);
+    struct stat before;
+    assert_int_equal(stat(sqlite_path(f), &before), 0);
+    char pad[2001];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    for (int batch = 0; batch < 25; batch++) {
+        struct job jobs[200];
+        for (int i = 0; i < 200; i++)
+            make_job(&jobs[i], T0 + batch * 200 + i,
+                     "{'queue': 'q', 'command': {'program': 'echo', 'arguments': "
+                     "[{'type': 'parameter', 'value': '%s'}]}}",
+                     pad);
+        insert_jobs(f->st, jobs, 200);
+        release_jobs(jobs, 200);
+    }
+    struct stat after = before;
+    for (int i = 0; i < 200 && after.st_size < before.st_size + (4 << 20); i++) {
+        usleep(25000);
+        assert_int_equal(stat(sqlite_path(f), &after), 0);
+    }
+    assert_true(after.st_size >= before.st_size + (4 << 20));
+    store_close(f->st); /* stops the thread */
+    f->st = NULL;
+}
+
 static void test_reopen_keeps_data(void **state)
 {
     struct fixture *f = *state;
@@ -4096,6 +4133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T_EMPTY(test_open_creates_and_migrates),
         T_EMPTY(test_open_sync_full),
+        T_EMPTY(test_sqlite_checkpointer),
         T(test_reopen_keeps_data),
         T_EMPTY(test_open_bad_scheme),
         T_EMPTY(test_open_missing_folder),
