@@ -434,7 +434,9 @@ static const char *const stmt_sql[S_COUNT] = {
 /* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
 struct pf_job {
     char id[UUID_STR_LEN];
-    struct job j;       /* its locked row; taken by the first pg_job_lock (then `used`) */
+    struct job j;       /* its locked row but labels and spec; taken by the first pg_job_lock
+                           (then `used`) */
+    char *labels, *spec; /* those as stored, parsed only for a pg_job_lock that wants them */
     bool used;
     bool in_wf;         /* in a workflow: wf */
     char wf[UUID_STR_LEN];
@@ -722,6 +724,8 @@ static void pf_clear(struct store_pg *s)
 {
     for (size_t i = 0; i < s->npf; i++) {
         job_release(&s->pf[i].j);
+        free(s->pf[i].labels);
+        free(s->pf[i].spec);
         buf_release(&s->pf[i].head);
     }
     free(s->pf);
@@ -906,7 +910,8 @@ static json_t *col_json(const PGresult *r, int row, int c)
     return PQgetisnull(r, row, c) ? NULL : job_json_load(PQgetvalue(r, row, c));
 }
 
-static void row_to_job(const PGresult *r, int row, struct job *j)
+/* A job's row; its labels and spec too unless `lazy` (then NULL, as JOB_RUN_COLUMNS's). */
+static void row_to_job_cols(const PGresult *r, int row, struct job *j, bool lazy)
 {
     job_init(j);
     snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, row, 0));
@@ -924,14 +929,21 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->started_at = col_int(r, row, 12);
     j->finished_at = col_int(r, row, 13);
     j->run_after = col_int(r, row, 14);
-    j->labels = col_json(r, row, 15);
-    job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
+    if (!lazy) {
+        j->labels = col_json(r, row, 15);
+        job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
+    }
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
     j->owner = col_text(r, row, 20);
     j->retention_ms = col_int(r, row, 21);
     j->tenant = col_text(r, row, 22);
+}
+
+static void row_to_job(const PGresult *r, int row, struct job *j)
+{
+    row_to_job_cols(r, row, j, false);
 }
 
 /* ---- open, migrate, close ---- */
@@ -1407,9 +1419,13 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
     if (rc)
         return rc;
     struct pf_job *f = pf_find(s, id);
-    if (f && !f->used) { /* locked and read by store_job_prefetch (with its spec) */
+    if (f && !f->used) { /* locked and read by store_job_prefetch */
         *out = f->j;
         job_init(&f->j);
+        if (spec) { /* JSON parsed only when wanted: a successful end reads no spec */
+            out->labels = f->labels ? job_json_load(f->labels) : NULL;
+            job_set_spec(out, f->spec ? job_json_load(f->spec) : NULL);
+        }
         f->used = true;
         f->held = true; /* until written: its write may wait (job_update_tx) */
         f->held_attempt = out->attempt;
@@ -1442,7 +1458,9 @@ static int pg_job_prefetch(struct store *st, const char *const *ids, const int *
     s->pf = xcalloc(rows ? (size_t)rows : 1, sizeof(*s->pf));
     for (int i = 0; i < rows; i++) {
         struct pf_job *f = &s->pf[s->npf++];
-        row_to_job(r, i, &f->j);
+        row_to_job_cols(r, i, &f->j, true);
+        f->labels = PQgetisnull(r, i, 15) ? NULL : xstrdup(PQgetvalue(r, i, 15));
+        f->spec = PQgetisnull(r, i, 16) ? NULL : xstrdup(PQgetvalue(r, i, 16));
         memcpy(f->id, f->j.id, sizeof(f->id));
         f->in_wf = !PQgetisnull(r, i, 23);
         if (f->in_wf)
