@@ -20,6 +20,12 @@ The PostgreSQL cluster is scripts/pgtest.sh's (fsync off: what is compared is th
 all). Prints a markdown report on stdout; progress on stderr.
 
   bench/pg.py [BUILD_DIR] [--jobs N] [--true-jobs N] [--finished N] [--quick]
+  bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N]
+
+--ab: queue only through one server, the two binaries in turns (ref, new, ref, new...) on
+fresh databases of one cluster: jobs/s, the server's CPU per job, the database's (the
+backends of the servers' connections) per job, and the share of `jobs` updates that were
+HOT (heap-only: no index touched).
 """
 import argparse
 import json
@@ -198,6 +204,130 @@ END $$;
 """
 
 
+PROBE_APP = "drover-bench-probe"
+
+
+class Probe:
+    """One psql session kept open (no process per query), left out of backend_cpu."""
+
+    def __init__(self, uri):
+        self.p = subprocess.Popen(["psql", "-X", "-q", "-t", "-A", uri], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, PGAPPNAME=PROBE_APP))
+
+    def one(self, sql):
+        self.p.stdin.write(sql + ";\n\\echo .\n")
+        self.p.stdin.flush()
+        lines = []
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                sys.exit("bench: the probe's psql ended")
+            if line.strip() == ".":
+                return lines[0] if lines else ""
+            lines.append(line.strip())
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def backend_cpu(uri, db):
+    """CPU seconds so far of the client backends connected to database db (by their /proc),
+    but the probe's."""
+    total = 0
+    for pid in psql(uri, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                         f"AND datname = '{db}' AND pid <> pg_backend_pid() "
+                         f"AND application_name <> '{PROBE_APP}'").split():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def ab_round(binary, server_uri, base, name, jobs):
+    """Queue only, one server, two noop agents x 64 slots: a dict of figures."""
+    psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(server_uri, f"CREATE DATABASE {name}")
+    uri = f"{base}/{name}"
+    bench = Bench(os.path.dirname(binary), "pgab")
+    bench.binary = binary
+    f = Fleet(bench, uri, 1)
+    probe = Probe(uri)
+    try:
+        f.store(jobs, "bench", {"program": "true"})
+        time.sleep(1)  # the statistics of the stores reported (PostgreSQL flushes them idle)
+        st0 = psql(uri, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                        "WHERE relname = 'jobs'").split("|")
+        c0, d0 = f.cpu(), backend_cpu(server_uri, name)
+        t0 = time.time()
+        for k in range(2):
+            f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
+        # done: none unfinished (a table scan, outside the servers); the time from the agents'
+        # start to the last job's finish as the server wrote it
+        deadline = time.monotonic() + 300
+        while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: {jobs} jobs not done within 300 s")
+            time.sleep(0.25)
+        c1, d1 = f.cpu(), backend_cpu(server_uri, name)
+        t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
+        f.stop_agents()
+        time.sleep(1.5)
+        st1 = psql(uri, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                        "WHERE relname = 'jobs'").split("|")
+        upd = int(st1[0]) - int(st0[0])
+        hot = int(st1[1]) - int(st0[1])
+        return {"jobs_s": jobs / t, "server_us": (c1 - c0) / jobs * 1e6,
+                "db_us": (d1 - d0) / jobs * 1e6, "hot": hot / upd if upd else 0.0,
+                "upd_per_job": upd / jobs}
+    finally:
+        probe.close()
+        f.stop()
+        bench.close()
+        psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def ab_main(a):
+    binaries = {"ref": os.path.abspath(os.path.join(a.ab, "drover")),
+                "new": os.path.abspath(os.path.join(a.build, "drover"))}
+    pgdir = None if a.cluster else tempfile.mkdtemp(prefix="drover-pgbench-")
+    res = {"ref": [], "new": []}
+    try:
+        if pgdir:
+            r = subprocess.run([PGTEST, "start", pgdir], capture_output=True, text=True,
+                               timeout=120)
+            if r.returncode:
+                sys.exit(f"bench: scripts/pgtest.sh start: {r.stderr}")
+        server_uri = a.cluster or r.stdout.strip()
+        base = server_uri.rsplit("/", 1)[0]
+        for i in range(a.rounds):
+            for k in a.order.split(","):
+                x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs)
+                log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
+                    f"µs/job, database {x['db_us']:.0f} µs/job, HOT {x['hot']:.0%} of "
+                    f"{x['upd_per_job']:.1f} updates/job")
+                res[k].append(x)
+    finally:
+        if pgdir:
+            subprocess.run([PGTEST, "stop", pgdir], capture_output=True, timeout=120)
+    print(f"## Queue only through one server on PostgreSQL, A/B, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(machine(a.build) + "\n")
+    print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --jobs {a.jobs} --rounds {a.rounds}`: "
+          f"{a.jobs:,} jobs stored, then drained by 2 --bench-noop agents x 64 slots; "
+          "medians of the rounds, run in turns.\n")
+    print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs |")
+    print("|---|---:|---:|---:|---:|")
+    for k in a.order.split(","):
+        m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
+        print(f"| {k} ({binaries[k]}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
+              f"{m['db_us']:.0f} | {m['hot']:.0%} |")
+
+
 def run_bare(uri, jobs, workers):
     """The bare SQL queue: (seconds to store jobs in batches of 1,000 committed one by one,
     seconds for `workers` sessions to lease and finish them all)."""
@@ -308,7 +438,16 @@ def main():
     ap.add_argument("--finished", type=int, default=1000000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ab", metavar="REF_BUILD", help="A/B queue only against REF_BUILD's drover")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--order", default="ref,new", help="--ab: the binaries run in a round")
+    ap.add_argument("--cluster", metavar="URI", help="--ab in this PostgreSQL (its databases "
+                    "ab_ref and ab_new are made again) instead of a cluster of its own")
     a = ap.parse_args()
+    if a.ab:
+        if a.jobs == 50000 and not a.quick:
+            a.jobs = 30000
+        return ab_main(a)
     if a.quick:
         a.jobs, a.true_jobs, a.finished = 2000, 200, 20000
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -74,6 +74,7 @@ enum stmt_id {
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
     S_JOB_SCAN,
+    S_JOB_SCAN_LIVE,
     S_JOB_EACH,
     S_JOB_PREFETCH,
     S_JOB_UPDATE_SET,
@@ -83,9 +84,6 @@ enum stmt_id {
     S_AGENT_UPSERT,
     S_AGENT_STATE,
     S_AGENT_SCAN,
-    S_EVENT_HEAD_LOCK,
-    S_NOTIFY,
-    S_EVENT_LAST,
     S_EVENT_AGENT,
     S_EVENT_OBJECT,
     S_EVENT_WINDOW,
@@ -103,6 +101,7 @@ enum stmt_id {
     S_TENANT_PUT,
     S_TENANT_SCAN,
     S_TENANT_COUNT,
+    S_TENANT_COUNT_LIVE,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -152,6 +151,10 @@ enum stmt_id {
     "owner, retention_ms, tenant"
 
 #define NOTIFY_CHANNEL "drover_events"
+
+/* The states of unfinished jobs: those whose end_state is NULL (schema 12). */
+#define LIVE_STATES                                                                                \
+    ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
@@ -330,8 +333,10 @@ static const char *const stmt_sql[S_COUNT] = {
                     "$17::text[], $18::text[]) AS v(seq, subject, queue, state, attempt, "
                     "agent, owner, data)) SELECT id FROM u",
     [S_JOB_EACH] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ANY($1::text[])",
-    /* by state = ANY: jobs_state_queue finds them among any number of finished ones */
     [S_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = ANY($1::integer[]) ORDER BY id",
+    /* unfinished states only: jobs_live finds them among any number of finished ones */
+    [S_JOB_SCAN_LIVE] = "SELECT " JOB_COLUMNS " FROM jobs WHERE end_state IS NULL "
+                        "AND state = ANY($1::integer[]) ORDER BY id",
     [S_LOG_APPEND] = "INSERT INTO job_logs (job, attempt, stream, off, data) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     /* The chunks that hold bytes of [$4, $4 + $5): no more than what was asked is fetched. */
@@ -380,12 +385,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance FROM agents ORDER BY name",
-    [S_EVENT_HEAD_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
-    /* the payload: the newest seq the committing transaction wrote (pg_notified) */
-    [S_NOTIFY] = "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)",
-    /* the newest seq given: event_head.seq keeps it when pruning empties events */
-    [S_EVENT_LAST] = "SELECT greatest((SELECT seq FROM event_head WHERE id = 1), "
-                     "(SELECT max(seq) FROM events))",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
@@ -394,7 +393,7 @@ static const char *const stmt_sql[S_COUNT] = {
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
                        "(SELECT max(seq) FROM events))",
     /* events a delivery still needs are kept; event_head.seq first takes the newest seq
-       (S_EVENT_LAST), which the delete may take away */
+       (events_lock), which the delete may take away */
     [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
                       "(SELECT max(seq) FROM events)) WHERE id = 1) "
                       "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
@@ -410,10 +409,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_WEBHOOK_RETRY] = "UPDATE webhook_outbox SET tries = $1, next_at = $2, last_error = $3 "
                         "WHERE id = $4",
     [S_WEBHOOK_COUNT] = "SELECT count(*) FROM webhook_outbox",
-    /* each half reads its own partial index (schema 2), the longest ended first */
-    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE state >= 4 AND retention_ms IS NULL "
+    /* each half reads its own partial index (schema 12), the longest ended first */
+    [S_JOB_EXPIRED] = "(SELECT id FROM jobs WHERE end_state IS NOT NULL AND retention_ms IS NULL "
                       "AND finished_at <= $1::bigint - $2::bigint ORDER BY finished_at LIMIT $3) "
-                      "UNION ALL (SELECT id FROM jobs WHERE state >= 4 "
+                      "UNION ALL (SELECT id FROM jobs WHERE end_state IS NOT NULL "
                       "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
                       "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
@@ -427,12 +426,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
                        "AND state = ANY($2::integer[])",
+    /* (jobs_tenant_live) */
+    [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = $1 AND end_state IS NULL "
+                            "AND state = ANY($2::integer[])",
 };
 
 /* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
 struct pf_job {
     char id[UUID_STR_LEN];
-    struct job j;       /* its locked row; taken by the first pg_job_lock (then `used`) */
+    struct job j;       /* its locked row but labels and spec; taken by the first pg_job_lock
+                           (then `used`) */
+    char *labels, *spec; /* those as stored, parsed only for a pg_job_lock that wants them */
     bool used;
     bool in_wf;         /* in a workflow: wf */
     char wf[UUID_STR_LEN];
@@ -720,6 +724,8 @@ static void pf_clear(struct store_pg *s)
 {
     for (size_t i = 0; i < s->npf; i++) {
         job_release(&s->pf[i].j);
+        free(s->pf[i].labels);
+        free(s->pf[i].spec);
         buf_release(&s->pf[i].head);
     }
     free(s->pf);
@@ -818,7 +824,7 @@ static bool pf_keeps(enum stmt_id id)
     switch (id) {
     case S_JOB_PREFETCH: case S_LOG_HEADS: case S_JOB_LOCK: case S_JOB_LOCK_RUN:
     case S_JOB_GET: case S_JOB_GET_RUN: case S_LOG_READ: case S_WF_OF:
-    case S_EVENT_HEAD_LOCK: case S_EVENT_LAST: case S_JOB_UPDATE: case S_WEBHOOK_ADD:
+    case S_JOB_UPDATE: case S_WEBHOOK_ADD:
     case S_JOB_UPDATE_SET:
         return true;
     default:
@@ -904,7 +910,8 @@ static json_t *col_json(const PGresult *r, int row, int c)
     return PQgetisnull(r, row, c) ? NULL : job_json_load(PQgetvalue(r, row, c));
 }
 
-static void row_to_job(const PGresult *r, int row, struct job *j)
+/* A job's row; its labels and spec too unless `lazy` (then NULL, as JOB_RUN_COLUMNS's). */
+static void row_to_job_cols(const PGresult *r, int row, struct job *j, bool lazy)
 {
     job_init(j);
     snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, row, 0));
@@ -922,14 +929,21 @@ static void row_to_job(const PGresult *r, int row, struct job *j)
     j->started_at = col_int(r, row, 12);
     j->finished_at = col_int(r, row, 13);
     j->run_after = col_int(r, row, 14);
-    j->labels = col_json(r, row, 15);
-    job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
+    if (!lazy) {
+        j->labels = col_json(r, row, 15);
+        job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
+    }
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
     j->attempts = col_json(r, row, 19);
     j->owner = col_text(r, row, 20);
     j->retention_ms = col_int(r, row, 21);
     j->tenant = col_text(r, row, 22);
+}
+
+static void row_to_job(const PGresult *r, int row, struct job *j)
+{
+    row_to_job_cols(r, row, j, false);
 }
 
 /* ---- open, migrate, close ---- */
@@ -1101,20 +1115,21 @@ static int pg_commit(struct store *st, struct err *e)
     int rc = pf_flush(s, e);
     if (rc)
         return rc; /* the caller rolls back */
-    /* one notification per committed batch that wrote events, delivered at its commit
-       (issue 11), saying the newest seq: a server that wrote all up to it reads nothing */
-    if (s->ev_locked && s->ev_seq > s->ev_first && s->notify) {
-        struct params p = {0};
-        p_int(&p, s->ev_seq);
-        rc = run(s, S_NOTIFY, &p, NULL, e, "commit");
-    }
-    if (rc)
-        return rc; /* the caller rolls back */
     s->tx_first = 1;
     s->tx_last = 0;
     bool wrote = s->ev_locked && s->ev_seq > s->ev_first;
     int64_t first = s->ev_first + 1, last = s->ev_seq;
-    PGresult *r = PQexec(s->conn, "COMMIT");
+    /* one notification per committed batch that wrote events, delivered at its commit
+       (issue 11), saying the newest seq (pg_notified: a server that wrote all up to it reads
+       nothing); sent with the COMMIT, one round trip (the rows are the COMMIT's; an error
+       skips it) */
+    char sql[128];
+    if (wrote && s->notify)
+        snprintf(sql, sizeof(sql), "SELECT pg_notify('" NOTIFY_CHANNEL "', '%" PRId64 "'); COMMIT",
+                 last);
+    else
+        snprintf(sql, sizeof(sql), "COMMIT");
+    PGresult *r = PQexec(s->conn, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = db_err(s, r, e, "commit");
     } else if (strcmp(PQcmdStatus(r), "COMMIT")) {
@@ -1220,23 +1235,28 @@ static int events_lock(struct store_pg *s, struct err *e)
 {
     if (s->ev_locked || !s->depth)
         return 0; /* held; or outside a transaction, where there is nothing to order */
-    PGresult *r;
-    int rc = run(s, S_EVENT_HEAD_LOCK, NULL, &r, e, "appending an event");
+    /* The lock, then the newest seq in a statement of its own: its snapshot, taken once the
+       lock is held, sees the events of the transaction that held it before. Both in one
+       round trip (one simple query: a snapshot per statement; the rows of the last). */
+    int rc = pf_flush(s, e);
+    if (!rc)
+        rc = conn_ready(s, e);
     if (rc)
         return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    PGresult *r = PQexec(s->conn, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
+                                  "SELECT (SELECT seq FROM event_head WHERE id = 1), "
+                                  "(SELECT max(seq) FROM events)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_err(s, r, e, "appending an event");
+    else if (PQgetisnull(r, 0, 0))
+        rc = err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
+    if (!rc) {
+        int64_t head = col_int(r, 0, 0), max = col_int(r, 0, 1);
+        s->ev_seq = s->ev_first = head > max ? head : max;
+        s->ev_locked = true;
     }
     PQclear(r);
-    /* a statement of its own: its snapshot, taken once the lock is held, sees the events of
-       the transaction that held it before */
-    if ((rc = run(s, S_EVENT_LAST, NULL, &r, e, "appending an event")))
-        return rc;
-    s->ev_seq = s->ev_first = col_int(r, 0, 0);
-    s->ev_locked = true;
-    PQclear(r);
-    return 0;
+    return rc;
 }
 
 /* The seq of the transaction's next event (always inside one: tx_start). */
@@ -1399,9 +1419,13 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
     if (rc)
         return rc;
     struct pf_job *f = pf_find(s, id);
-    if (f && !f->used) { /* locked and read by store_job_prefetch (with its spec) */
+    if (f && !f->used) { /* locked and read by store_job_prefetch */
         *out = f->j;
         job_init(&f->j);
+        if (spec) { /* JSON parsed only when wanted: a successful end reads no spec */
+            out->labels = f->labels ? job_json_load(f->labels) : NULL;
+            job_set_spec(out, f->spec ? job_json_load(f->spec) : NULL);
+        }
         f->used = true;
         f->held = true; /* until written: its write may wait (job_update_tx) */
         f->held_attempt = out->attempt;
@@ -1434,7 +1458,9 @@ static int pg_job_prefetch(struct store *st, const char *const *ids, const int *
     s->pf = xcalloc(rows ? (size_t)rows : 1, sizeof(*s->pf));
     for (int i = 0; i < rows; i++) {
         struct pf_job *f = &s->pf[s->npf++];
-        row_to_job(r, i, &f->j);
+        row_to_job_cols(r, i, &f->j, true);
+        f->labels = PQgetisnull(r, i, 15) ? NULL : xstrdup(PQgetvalue(r, i, 15));
+        f->spec = PQgetisnull(r, i, 16) ? NULL : xstrdup(PQgetvalue(r, i, 16));
         memcpy(f->id, f->j.id, sizeof(f->id));
         f->in_wf = !PQgetisnull(r, i, 23);
         if (f->in_wf)
@@ -1559,8 +1585,13 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
         where_param(&sql, &p, "owner = $");
         p_text(&p, f->owner);
     }
-    if (f->state >= 0) {
-        where_param(&sql, &p, "state = $");
+    if (f->state >= 0) { /* by jobs_ended or jobs_live (schema 12) */
+        if (job_state_terminal(f->state)) {
+            where_param(&sql, &p, "end_state = $");
+        } else {
+            buf_adds(&sql, " AND end_state IS NULL");
+            where_param(&sql, &p, "state = $");
+        }
         p_int(&p, f->state);
     }
     if (f->queue) {
@@ -1883,7 +1914,8 @@ static int pg_job_scan(struct store *st, unsigned states, int (*fn)(void *arg, c
     struct store_pg *s = pg(st);
     struct params p = {0};
     p_states(&p, states);
-    return run_jobs(s, S_JOB_SCAN, &p, fn, arg, e, "scanning jobs");
+    return run_jobs(s, (states & ~LIVE_STATES) ? S_JOB_SCAN : S_JOB_SCAN_LIVE, &p, fn, arg, e,
+                    "scanning jobs");
 }
 
 static int pg_job_each(struct store *st, const char *const *ids, size_t n,
@@ -2977,7 +3009,8 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
     struct params p = {0};
     p_text(&p, tenant);
     p_states(&p, states);
-    return count_one(pg(st), S_TENANT_COUNT, &p, n, e, "counting a tenant's jobs");
+    return count_one(pg(st), (states & ~LIVE_STATES) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE, &p,
+                     n, e, "counting a tenant's jobs");
 }
 
 /* ---- job arrays (their claims in functions of their own: the lease path stays as it is) ---- */

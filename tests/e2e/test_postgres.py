@@ -428,3 +428,87 @@ def test_triggers_through_postgres(pg_servers, monkeypatch):
     assert b.api().put("/v1/blobs/pgup/y.txt", data=b"y").status_code == 200
     wait_for(lambda: (lambda x: x if x and len(x) == 2 else None)(fired()), 20, "the second fire")
     assert len(b.api().get("/v1/jobs").json()["jobs"]) == 2
+
+
+# Schema 11's indexes of jobs on state, which migration 12 replaces (by end_state).
+SCHEMA_11_JOBS = """
+ALTER TABLE jobs DROP COLUMN end_state;
+ALTER TABLE jobs RESET (fillfactor);
+CREATE INDEX jobs_state_queue ON jobs (state, queue, id);
+CREATE INDEX jobs_tenant_state ON jobs (tenant, state);
+CREATE INDEX jobs_expiry_default ON jobs (finished_at) WHERE state >= 4 AND retention_ms IS NULL;
+CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))
+  WHERE state >= 4 AND retention_ms IS NOT NULL;
+UPDATE drover_schema SET version = 11;
+"""
+
+
+def test_schema_12_upgrades_a_database_with_jobs(pg_servers, pg_db, make_agent):  # noqa: F811
+    """Migration 12 (no index of jobs on a column a lease changes) on a database at schema 11
+    with jobs in every kind of state: lists by state, the tenant's queued count, scans at start
+    and the retention sweep find them as before, and leases are then HOT updates."""
+    server = pg_servers()
+    api = server.api()
+    w = make_agent(server, "w12", "--queues", "done")
+    ok = submit(server, queue="done", command={"program": "true"})
+    bad = submit(server, queue="done", command={"program": "false"})
+    gone = submit(server, queue="done", command={"program": "true"}, retention_s=1)
+    for j, want in ((ok, "succeeded"), (bad, "failed"), (gone, "succeeded")):
+        assert wait_job(server, j)["state"] == want
+    w.stop()
+    queued = submit(server, queue="up", command={"program": "true"})
+    r = api.post("/v1/tokens", json={"role": "client", "name": "c", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    lab_token = r.json()["token"]
+    lab = server.api(lab_token)
+    assert lab.post("/v1/jobs", json={"queue": "none", "command": {"program": "true"}}
+                    ).status_code == 201
+    server.kill()
+    # the database as schema 11 left it, with these rows (the retention sweep has not run)
+    psql(pg_db, SCHEMA_11_JOBS)
+    assert psql(pg_db, "SELECT count(*) FROM jobs") == "5"
+
+    again = pg_servers("--tenant-max-queued", "1", "--retention-sweep", "1")
+    assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
+    indexes = psql(pg_db, "SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes "
+                          "WHERE tablename = 'jobs'").split()
+    assert "jobs_state_queue" not in indexes and "jobs_tenant_state" not in indexes, indexes
+    assert {"jobs_live", "jobs_ended", "jobs_tenant_live", "jobs_expiry_default",
+            "jobs_expiry_own"} <= set(indexes), indexes
+    # no index of jobs holds a column a lease changes
+    cols = psql(pg_db, "SELECT string_agg(DISTINCT a.attname, ' ') FROM pg_index i "
+                       "JOIN pg_class c ON c.oid = i.indrelid AND c.relname = 'jobs' "
+                       "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+                       "AND (a.attnum = ANY(i.indkey) OR pg_get_expr(i.indexprs, c.oid) ~ "
+                       "('\\m' || a.attname || '\\M') OR pg_get_expr(i.indpred, c.oid) ~ "
+                       "('\\m' || a.attname || '\\M'))").split()
+    assert not {"state", "agent", "attempt", "started_at", "progress", "run_after"} & set(cols), \
+        cols
+    a2 = again.api(server.admin_token)
+
+    def listed(**q):
+        r = a2.get("/v1/jobs", params=q)
+        assert r.status_code == 200, r.text
+        return sorted(j["id"] for j in r.json()["jobs"])
+
+    assert listed(state="failed") == [bad]
+    assert listed(state="queued", queue="up") == [queued]
+    assert len(listed(state="queued")) == 2
+    # the job with a retention of 1 s is swept; the others are kept
+    wait_for(lambda: a2.get(f"/v1/jobs/{gone}").json().get("archived"), 30, "the sweep")
+    assert listed(state="succeeded") == [ok]
+    # the tenant's queued job still counts against its max_queued
+    r = again.api(lab_token).post("/v1/jobs", json={"queue": "none",
+                                                    "command": {"program": "true"}})
+    assert r.status_code == 429 and r.json()["error"]["limit"] == "max_queued", r.text
+    # the queued job (found by the start's scan) runs; a new one too, and its lease is HOT
+    make_agent(again, "w12b", "--queues", "up")
+    assert wait_job(again, queued)["state"] == "succeeded"
+    hot0 = int(psql(pg_db, "SELECT n_tup_hot_upd FROM pg_stat_user_tables "
+                           "WHERE relname = 'jobs'"))
+    fresh = submit(again, queue="up", command={"program": "true"})
+    assert wait_job(again, fresh)["state"] == "succeeded"
+    assert listed(state="succeeded") == sorted([ok, queued, fresh])
+    wait_for(lambda: int(psql(pg_db, "SELECT n_tup_hot_upd FROM pg_stat_user_tables "
+                                     "WHERE relname = 'jobs'")) > hot0, 30,
+             "a HOT update of jobs in the statistics", interval=0.5)

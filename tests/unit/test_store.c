@@ -2828,6 +2828,46 @@ static void test_prefetch(void **state)
         job_release(&jobs[i]);
 }
 
+/* A job read ahead gives a lock that wants the spec its labels, spec and typed views, as a
+   plain lock does; one that does not want it may leave them out. */
+static void test_prefetch_spec(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct job j, out;
+    make_job(&j, T0, "{'queue': 'pfs', 'labels': {'env': 'prod'}, 'timeout_s': 30, "
+                     "'command': {'program': 'a'}}");
+    insert_jobs(f->st, &j, 1);
+    const char *ids[] = {j.id};
+    const int heads[] = {0};
+    struct job_event_args lease = {.now_ms = T0 + 1, .agent = "w1"};
+    struct job_event_args at = {.now_ms = T0 + 2};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_prefetch(f->st, ids, heads, 1, 64, &e), &e);
+    assert_ok(store_job_apply(f->st, j.id, 0, NULL, true, JOB_EV_LEASE, &lease, &out, &e), &e);
+    assert_non_null(out.spec);
+    assert_true(json_equal(out.spec, j.spec));
+    assert_string_equal(json_string_value(json_object_get(out.labels, "env")), "prod");
+    assert_true(out.timeout_s == 30);
+    job_release(&out);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    /* read ahead again, locked without the spec: the step is made all the same */
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_job_prefetch(f->st, ids, heads, 1, 64, &e), &e);
+    assert_ok(store_job_apply(f->st, j.id, 1, "w1", false, JOB_EV_START, &at, &out, &e), &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    job_release(&out);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_job_get(f->st, j.id, &out, &e), &e);
+    assert_int_equal(out.state, JOB_RUNNING);
+    assert_true(json_equal(out.spec, j.spec));
+    assert_string_equal(json_string_value(json_object_get(out.labels, "env")), "prod");
+    job_release(&out);
+    job_release(&j);
+}
+
 
 static void test_uri_redact(void **state)
 {
@@ -4373,6 +4413,7 @@ int main(void)
         T(test_events),
         T(test_logs),
         T(test_prefetch),
+        T(test_prefetch_spec),
         T(test_update_and_scan),
         T(test_retention),
         T(test_tenants),
