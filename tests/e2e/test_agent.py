@@ -176,7 +176,9 @@ def test_env_vars_and_work_folder(fast_server, make_agent):
     assert os.path.dirname(env["DROVER_PROGRESS"]) == work
     assert env["MY_SETTING"] == "x y"
     assert "DROVER_TOKEN" not in env  # the agent's secret is not the job's
-    assert not os.path.exists(work)  # removed after the run
+    # removed after the run, once the agent has the server's answer to its result (which
+    # may reach it a moment after the job's end reached this client)
+    wait_for(lambda: not os.path.exists(work), 10, "the work folder to be removed")
 
 
 def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
