@@ -381,6 +381,7 @@ function jobView(id) {
   root.append(head, body, h('h2', {}, 'Log ', streamSel, ' ', logState), pre);
 
   let job = null;
+  let missed = false; /* an event of the job came while its first read was on the way */
   const live = []; /* events of this job seen while the page is open */
   const presigned = new Map(); /* uri -> url */
   let logCtl = null;
@@ -553,10 +554,16 @@ function jobView(id) {
     render();
   };
   const refresh = throttle(load, 200);
-  load().then(() => { if (job) follow(); });
+  /* The read may have been answered before that event's change: read again. */
+  load().then(() => { if (job) { follow(); if (missed) refresh(); } });
   return {
     onEvent: (type, ev) => {
-      if (type !== 'job' || !job || ev.job !== job.id) return;
+      if (type !== 'job') return;
+      if (!job) { /* still loading (id may be a prefix of the job's) */
+        if (typeof ev.job === 'string' && ev.job.startsWith(id)) missed = true;
+        return;
+      }
+      if (ev.job !== job.id) return;
       live.push(ev);
       refresh();
       /* A retried job's log starts again with the new attempt: follow=1 goes on through it. */
