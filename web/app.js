@@ -920,6 +920,7 @@ function arrayView(id, params) {
   root.append(head, range, summary, h('h2', {}, 'Tasks'), legend, gridStatus, grid, pager, specBox);
 
   let arr = null;
+  let missed = false; /* an event came while the first read was on the way */
   let closed = false;
   let start = Math.max(0, parseInt(params.get('from') || '0', 10) || 0);
   let end = -1;
@@ -1095,7 +1096,11 @@ function arrayView(id, params) {
       drawPager();
     }
     render();
-    if (first) await loadTasks();
+    if (first) {
+      await loadTasks();
+      /* what changed after those reads were answered but was told before: read it again */
+      if (missed && !closed) { refreshSummary(); refreshTasks(); }
+    }
   };
   const refreshSummary = throttle(loadSummary, 1000); /* counts of a big array cost the server a scan */
   const refreshTasks = throttle(loadTasks, 300);
@@ -1103,7 +1108,7 @@ function arrayView(id, params) {
 
   return {
     onEvent: (type, ev) => {
-      if (!arr) return;
+      if (!arr) { missed = true; return; }
       if (type === 'array.changed' || type === 'array.submitted') {
         if (ev.array === id) { refreshSummary(); refreshTasks(); }
         return;
