@@ -523,7 +523,6 @@ static int job_spawn(struct agent_job *j, struct err *e)
     if (rc) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, PROTO_REPORT_STARTED);
-    j->started_ns = time_mono_ns();
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,

@@ -391,40 +391,9 @@ static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
 
 static void on_reports(void *arg, int rc, long status, json_t *resp, const struct err *e);
 
-/*
- * A started report waits up to START_LINGER_MS for its job's end: a job that ends by then
- * goes as its finished report alone (one report, one commit on the server instead of two);
- * a longer one's start is told START_LINGER_MS late.
- */
-#define START_LINGER_MS 10
-
-/* Whether all a has to send is started reports younger than START_LINGER_MS; then *wait_ms
-   is the time until the oldest of them is due. */
-static bool only_young_starts(const struct agent *a, int64_t *wait_ms)
-{
-    int64_t now = time_mono_ns(), due = INT64_MAX;
-    for (const struct agent_job *j = a->jobs; j; j = j->next) {
-        if (!job_has_news(j)) continue;
-        bool start_only = j->started && !(j->finished && !j->finished_settled) &&
-                          !j->progress_dirty && j->out.head == j->out.pending.len &&
-                          j->err.head == j->err.pending.len;
-        int64_t d = j->started_ns + (int64_t)START_LINGER_MS * 1000000;
-        if (!start_only || d <= now) return false;
-        if (d < due) due = d;
-    }
-    if (due == INT64_MAX) return false;
-    *wait_ms = (due - now) / 1000000 + 1;
-    return true;
-}
-
 static void send_batch(struct agent *a)
 {
     if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL)) return;
-    int64_t wait_ms;
-    if (!a->announce_drain && only_young_starts(a, &wait_ms)) {
-        if (!evtimer_pending(a->linger_timer, NULL)) timer_arm(a->linger_timer, (int)wait_ms);
-        return;
-    }
     json_t *reports = json_array();
     size_t budget = a->log_budget;
     a->nbatch = 0;
@@ -676,15 +645,13 @@ void proto_init(struct agent *a)
     a->poll_timer = evtimer_new(a->base, on_poll_timer, a);
     a->reports_timer = evtimer_new(a->base, on_reports_timer, a);
     a->flush_ev = event_new(a->base, -1, 0, on_flush, a);
-    a->linger_timer = evtimer_new(a->base, on_flush, a);
     event_priority_set(a->flush_ev, AGENT_PRIO_FLUSH);
     a->log_budget = AGENT_REQUEST_LOG_MAX;
 }
 
 void proto_release(struct agent *a)
 {
-    struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev,
-                            &a->linger_timer};
+    struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev};
     for (size_t i = 0; i < ARRAY_SIZE(evs); i++) {
         if (*evs[i]) event_free(*evs[i]);
         *evs[i] = NULL;
