@@ -262,10 +262,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_LOCK] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
     [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
-    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
-                      "ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = $1 "
-                            "GROUP BY queue, state ORDER BY queue, state",
+    /* Unfinished jobs counted from jobs_live, finished ones read from job_counts (schema
+       13, summed over its shards): the cost is the live jobs', however many finished ones
+       the table holds. One statement: one snapshot for both. */
+    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                      "FROM jobs WHERE end_state IS NULL GROUP BY queue, state "
+                      "UNION ALL SELECT queue, state, sum(n)::bigint FROM job_counts "
+                      "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                            "FROM jobs WHERE end_state IS NULL AND owner = $1 "
+                            "GROUP BY queue, state UNION ALL SELECT queue, state, "
+                            "sum(n)::bigint FROM job_counts WHERE owner = $1 "
+                            "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                        "ON CONFLICT (name) DO NOTHING",

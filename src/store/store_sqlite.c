@@ -86,6 +86,7 @@ enum stmt_id {
     S_TENANT_PUT,
     S_TENANT_SCAN,
     S_TENANT_COUNT,
+    S_TENANT_COUNT_LIVE,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -221,10 +222,20 @@ static const char *const stmt_sql[S_COUNT] = {
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
                       "NULL, NULL, progress, result, attempts, owner, retention_ms, tenant FROM jobs "
                       "WHERE id = ?",
-    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
+    /* Unfinished jobs counted from the range state < 4 of jobs_state_queue (INDEXED BY: not
+       jobs_owner, which holds the owner's finished jobs too), finished ones read from
+       job_counts (schema 17): the cost is the live jobs', however many finished ones the
+       table holds. */
+    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                      "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
+                      "GROUP BY state, queue UNION ALL SELECT queue, state, sum(n) "
+                      "FROM job_counts GROUP BY queue, state HAVING sum(n) != 0) "
                       "ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
-                            "GROUP BY queue, state ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                            "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
+                            "AND owner = ?1 GROUP BY state, queue UNION ALL "
+                            "SELECT queue, state, n FROM job_counts WHERE owner = ?1 "
+                            "AND n != 0) ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
@@ -319,6 +330,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "weight = excluded.weight",
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = ? AND ((1 << state) & ?) != 0",
+    /* live states only: the range state < 4 of jobs_tenant_state, not the tenant's finished
+       jobs (which S_TENANT_COUNT's plan reads too) */
+    [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = ? AND state < 4 "
+                            "AND ((1 << state) & ?) != 0",
 };
 
 /* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
@@ -2151,7 +2166,8 @@ static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned st
                                struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_TENANT_COUNT);
+    unsigned live = 1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING;
+    sqlite3_stmt *q = stmt(s, (states & ~live) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE);
     bind_text(q, 1, tenant);
     sqlite3_bind_int(q, 2, (int)states);
     int rc = sqlite3_step(q);

@@ -164,6 +164,50 @@ static const char *const pg_migrations[] = {
     "  WHERE end_state IS NOT NULL AND retention_ms IS NULL;"
     "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
     "  WHERE end_state IS NOT NULL AND retention_ms IS NOT NULL;",
+    /* 13: GET /v1/queues without counting finished jobs (SQLite's 17): job_counts holds how
+       many jobs are in each final state, per queue and owner ('' for jobs without one), kept
+       by row triggers on jobs in the transaction of every change that makes a job final,
+       takes it out of a final state (a retry) or deletes a final one (retention). Their WHEN
+       conditions leave out the updates of unfinished jobs (lease, start, progress: the hot
+       path never calls the function), and they change no column of jobs (those updates stay
+       HOT, schema 12). Several servers finish jobs at once: each backend adds to its own
+       shard (its pid mod 16) of a (queue, owner, state), so that finishes of one queue do
+       not all wait for one row's lock; counts are the sums over the shards. Shards may be
+       negative (a backend that deleted more than it finished), their sum is not. Unfinished
+       jobs are counted from jobs_live: the cost of a count is the live jobs', not the
+       table's. Its rows are few and updated often: vacuumed like ready's (schema 11). */
+    "CREATE TABLE job_counts ("
+    "  queue text COLLATE \"C\" NOT NULL, owner text NOT NULL, state integer NOT NULL,"
+    "  shard integer NOT NULL, n bigint NOT NULL,"
+    "  PRIMARY KEY (queue, owner, state, shard))"
+    "  WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0,"
+    "        autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0,"
+    "        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 1000);"
+    "INSERT INTO job_counts (queue, owner, state, shard, n)"
+    "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
+    "  WHERE end_state IS NOT NULL GROUP BY 1, 2, 3;"
+    "CREATE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF TG_OP <> 'INSERT' AND OLD.state >= 4 THEN"
+    "   INSERT INTO job_counts AS c (queue, owner, state, shard, n)"
+    "    VALUES (OLD.queue, coalesce(OLD.owner, ''), OLD.state, pg_backend_pid() % 16, -1)"
+    "    ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n - 1;"
+    "  END IF;"
+    "  IF TG_OP <> 'DELETE' AND NEW.state >= 4 THEN"
+    "   INSERT INTO job_counts AS c (queue, owner, state, shard, n)"
+    "    VALUES (NEW.queue, coalesce(NEW.owner, ''), NEW.state, pg_backend_pid() % 16, 1)"
+    "    ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n + 1;"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs FOR EACH ROW"
+    "  WHEN (NEW.state >= 4) EXECUTE FUNCTION jobs_count();"
+    "CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, owner ON jobs FOR EACH ROW"
+    "  WHEN ((OLD.state >= 4 OR NEW.state >= 4) AND (OLD.state <> NEW.state"
+    "    OR OLD.queue <> NEW.queue OR OLD.owner IS DISTINCT FROM NEW.owner))"
+    "  EXECUTE FUNCTION jobs_count();"
+    "CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs FOR EACH ROW"
+    "  WHEN (OLD.state >= 4) EXECUTE FUNCTION jobs_count();",
 };
 
 #endif
