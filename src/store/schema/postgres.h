@@ -172,7 +172,11 @@ static const char *const pg_migrations[] = {
        path never calls the function), and they change no column of jobs (those updates stay
        HOT, schema 12). Several servers finish jobs at once: each backend adds to its own
        shard (its pid mod 16) of a (queue, owner, state), so that finishes of one queue do
-       not all wait for one row's lock; counts are the sums over the shards. Shards may be
+       not all wait for one row's lock; counts are the sums over the shards. Deletes
+       (retention, the leader's own transactions, which take no event_head lock) count in
+       shards 16-31, which no finish locks: a sweep deleting jobs of several queues and a
+       finish of several never hold two counter rows in opposite orders (no deadlock);
+       changes but deletes are ordered by event_head's lock, taken first. Shards may be
        negative (a backend that deleted more than it finished), their sum is not. Unfinished
        jobs are counted from jobs_live: the cost of a count is the live jobs', not the
        table's. Its rows are few and updated often: vacuumed like ready's (schema 11). */
@@ -183,14 +187,12 @@ static const char *const pg_migrations[] = {
     "  WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0,"
     "        autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0,"
     "        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 1000);"
-    "INSERT INTO job_counts (queue, owner, state, shard, n)"
-    "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
-    "  WHERE end_state IS NOT NULL GROUP BY 1, 2, 3;"
     "CREATE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN"
     "  IF TG_OP <> 'INSERT' AND OLD.state >= 4 THEN"
     "   INSERT INTO job_counts AS c (queue, owner, state, shard, n)"
-    "    VALUES (OLD.queue, coalesce(OLD.owner, ''), OLD.state, pg_backend_pid() % 16, -1)"
+    "    VALUES (OLD.queue, coalesce(OLD.owner, ''), OLD.state,"
+    "            pg_backend_pid() % 16 + CASE WHEN TG_OP = 'DELETE' THEN 16 ELSE 0 END, -1)"
     "    ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n - 1;"
     "  END IF;"
     "  IF TG_OP <> 'DELETE' AND NEW.state >= 4 THEN"
@@ -207,7 +209,13 @@ static const char *const pg_migrations[] = {
     "    OR OLD.queue <> NEW.queue OR OLD.owner IS DISTINCT FROM NEW.owner))"
     "  EXECUTE FUNCTION jobs_count();"
     "CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs FOR EACH ROW"
-    "  WHEN (OLD.state >= 4) EXECUTE FUNCTION jobs_count();",
+    "  WHEN (OLD.state >= 4) EXECUTE FUNCTION jobs_count();"
+    /* filled after the triggers: CREATE TRIGGER locks jobs against writes (older servers'
+       too) until the migration commits, so that no finish falls between the count and the
+       triggers */
+    "INSERT INTO job_counts (queue, owner, state, shard, n)"
+    "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
+    "  WHERE end_state IS NOT NULL GROUP BY 1, 2, 3;",
 };
 
 #endif
