@@ -87,6 +87,8 @@ enum stmt_id {
     S_TENANT_SCAN,
     S_TENANT_COUNT,
     S_TENANT_COUNT_LIVE,
+    S_COUNT_ADD,
+    S_JOB_STATE,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -320,7 +322,8 @@ static const char *const stmt_sql[S_COUNT] = {
                       "FROM jobs WHERE state >= 4 AND retention_ms IS NOT NULL "
                       "AND finished_at + retention_ms <= ?1 "
                       "ORDER BY finished_at + retention_ms LIMIT ?3) LIMIT ?3",
-    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING id",
+    /* what job_counts needs of the job deleted */
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING state, queue, owner",
     [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = ?",
     [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = ?",
     [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = ? WHERE name = ?",
@@ -334,6 +337,9 @@ static const char *const stmt_sql[S_COUNT] = {
        jobs (which S_TENANT_COUNT's plan reads too) */
     [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = ? AND state < 4 "
                             "AND ((1 << state) & ?) != 0",
+    [S_COUNT_ADD] = "INSERT INTO job_counts (queue, owner, state, n) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (queue, owner, state) DO UPDATE SET n = n + excluded.n",
+    [S_JOB_STATE] = "SELECT state FROM jobs WHERE id = ?",
 };
 
 /* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
@@ -347,6 +353,17 @@ struct store_sqlite {
     /* [k]: the INSERT of k jobs, and of their k events; prepared when first needed */
     sqlite3_stmt *insert_jobs[INSERT_ROWS + 1], *insert_events[INSERT_ROWS + 1];
     struct sqlite_ckpt *ckpt; /* store_opts.checkpointer */
+    /* job_counts' changes noted in the open transaction, in order (count_note), and how
+       many there were when its savepoint was opened */
+    struct count_delta *deltas;
+    size_t ndeltas, cap_deltas, sp_deltas;
+};
+
+/* One job into (+1) or out of (-1) a final state of job_counts (schema 17). */
+struct count_delta {
+    char *queue, *owner; /* owner: "" for none */
+    int state;
+    int n;
 };
 
 static struct store_sqlite *sq(struct store *st)
@@ -452,6 +469,94 @@ static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, con
     return 0;
 }
 
+/* ---- job_counts ---- */
+
+#define FINAL_STATES (1u << JOB_SUCCEEDED | 1u << JOB_FAILED | 1u << JOB_CANCELLED)
+
+static bool is_final(int state)
+{
+    return state >= 0 && state < JOB_NSTATES && (FINAL_STATES & 1u << state);
+}
+
+static void deltas_drop(struct store_sqlite *s, size_t keep)
+{
+    while (s->ndeltas > keep) {
+        struct count_delta *d = &s->deltas[--s->ndeltas];
+        free(d->queue);
+        free(d->owner);
+    }
+}
+
+static int count_add(struct store_sqlite *s, const char *queue, const char *owner, int state,
+                     int64_t n, struct err *e)
+{
+    sqlite3_stmt *q = stmt(s, S_COUNT_ADD);
+    bind_text(q, 1, queue);
+    bind_text(q, 2, owner ? owner : "");
+    sqlite3_bind_int(q, 3, state);
+    sqlite3_bind_int64(q, 4, n);
+    return exec_stmt(s, q, e, "counting jobs");
+}
+
+/*
+ * A job of queue and owner, written just now, was in state `from` and is now in `to` (-1:
+ * it did not exist, or does not any more). When either is final, job_counts changes with
+ * the transaction: noted here, written at its commit (count_flush), merged per (queue,
+ * owner, state); gone with its rollback, or its savepoint's. A write outside a
+ * transaction (store.h asks for one) is counted at once.
+ */
+static int count_note(struct store_sqlite *s, const char *queue, const char *owner, int from,
+                      int to, struct err *e)
+{
+    if (from == to)
+        return 0;
+    for (int k = 0; k < 2; k++) {
+        int state = k ? to : from;
+        if (!is_final(state))
+            continue;
+        if (sqlite3_get_autocommit(s->db)) {
+            int rc = count_add(s, queue, owner, state, k ? 1 : -1, e);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (s->ndeltas == s->cap_deltas) {
+            s->cap_deltas = s->cap_deltas ? s->cap_deltas * 2 : 16;
+            s->deltas = xrealloc(s->deltas, s->cap_deltas * sizeof(*s->deltas));
+        }
+        s->deltas[s->ndeltas++] = (struct count_delta){
+            xstrdup(queue), xstrdup(owner ? owner : ""), state, k ? 1 : -1};
+    }
+    return 0;
+}
+
+/* Writes the transaction's noted changes of job_counts, one statement per (queue, owner,
+   state) whose sum is not 0; clears them. */
+static int count_flush(struct store_sqlite *s, struct err *e)
+{
+    int rc = 0;
+    for (size_t i = 0; i < s->ndeltas && !rc; i++) {
+        struct count_delta *d = &s->deltas[i];
+        if (!d->queue)
+            continue; /* merged into an earlier one */
+        int64_t n = d->n;
+        for (size_t k = i + 1; k < s->ndeltas; k++) {
+            struct count_delta *o = &s->deltas[k];
+            if (o->queue && o->state == d->state && !strcmp(o->queue, d->queue) &&
+                !strcmp(o->owner, d->owner)) {
+                n += o->n;
+                free(o->queue);
+                o->queue = NULL;
+            }
+        }
+        if (n)
+            rc = count_add(s, d->queue, d->owner, d->state, n, e);
+    }
+    deltas_drop(s, 0);
+    s->sp_deltas = 0;
+    return rc;
+}
+
 static int exec_sql(struct store_sqlite *s, const char *sql, struct err *e)
 {
     char *msg = NULL;
@@ -538,6 +643,8 @@ static void sqlite_close(struct store *st)
         sqlite3_finalize(s->insert_events[i]);
     }
     sqlite3_close(s->db);
+    deltas_drop(s, 0);
+    free(s->deltas);
     free(s->path);
     free(s);
 }
@@ -604,18 +711,23 @@ out:
 static int sqlite_begin(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    deltas_drop(s, 0);
+    s->sp_deltas = 0;
     return exec_stmt(s, stmt(s, S_BEGIN), e, "begin");
 }
 
 static int sqlite_commit(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    return exec_stmt(s, stmt(s, S_COMMIT), e, "commit");
+    int rc = count_flush(s, e);
+    return rc ? rc : exec_stmt(s, stmt(s, S_COMMIT), e, "commit");
 }
 
 static void sqlite_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
+    deltas_drop(s, 0);
+    s->sp_deltas = 0;
     if (!sqlite3_get_autocommit(s->db))
         exec_stmt(s, stmt(s, S_ROLLBACK), NULL, "rollback");
 }
@@ -623,6 +735,7 @@ static void sqlite_rollback(struct store *st)
 static int sqlite_savepoint(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    s->sp_deltas = s->ndeltas;
     return exec_stmt(s, stmt(s, S_SAVEPOINT), e, "savepoint");
 }
 
@@ -635,6 +748,7 @@ static int sqlite_savepoint_release(struct store *st, struct err *e)
 static void sqlite_savepoint_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
+    deltas_drop(s, s->sp_deltas);
     exec_stmt(s, stmt(s, S_ROLLBACK_TO), NULL, "rollback to savepoint");
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }
@@ -727,6 +841,8 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
+        if ((rc = count_note(s, j->queue, j->owner, -1, j->state, e)))
+            return rc;
         bool all;
         const char *url = store_job_notify(j, &all);
         if (url) {
@@ -794,6 +910,9 @@ static int insert_chunk(struct store_sqlite *s, struct job *const *jobs, int k, 
         bind_job(q, r * JOB_VALUES, jobs[r]);
     if ((rc = exec_stmt(s, q, e, "inserting jobs")))
         return rc;
+    for (int r = 0; r < k; r++)
+        if ((rc = count_note(s, jobs[r]->queue, jobs[r]->owner, -1, jobs[r]->state, e)))
+            return rc;
     sqlite3_clear_bindings(q); /* the texts bound with a destructor go now */
     if ((rc = insert_rows(s, true, k, &q, e)))
         return rc;
@@ -1032,6 +1151,7 @@ static int lease_one(struct store_sqlite *s, const char *agent, int64_t now_ms,
     bool all = sqlite3_column_int(q, 6) != 0;
     sqlite3_reset(q);
 
+    /* queued to leased: no final state, nothing for job_counts */
     q = stmt(s, S_JOB_LEASE);
     sqlite3_bind_int(q, 1, j.state);
     bind_text(q, 2, j.agent);
@@ -1511,6 +1631,22 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
                              unsigned expect_states, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    /* job_counts needs the state it leaves when that may be final (a retry): the one state
+       expected, else read (one writer: it is what the update will see) */
+    int was = -1;
+    unsigned final = expect_states & FINAL_STATES;
+    if (final && !(expect_states & (expect_states - 1))) {
+        was = __builtin_ctz(expect_states);
+    } else if (final) {
+        sqlite3_stmt *r = stmt(s, S_JOB_STATE);
+        bind_text(r, 1, j->id);
+        int rc = sqlite3_step(r);
+        if (rc == SQLITE_ROW)
+            was = sqlite3_column_int(r, 0);
+        sqlite3_reset(r);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return db_err(s, e, "reading a job's state");
+    }
     sqlite3_stmt *q = stmt(s, S_JOB_UPDATE);
     sqlite3_bind_int(q, 1, j->state);
     bind_text(q, 2, j->agent);
@@ -1530,7 +1666,10 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
         bool all = sqlite3_column_int(q, 1) != 0;
         sqlite3_step(q);
         sqlite3_reset(q);
-        rc = job_event(s, j, url, all, e);
+        /* a state not in FINAL_STATES was not final: it counts as -1 */
+        rc = count_note(s, j->queue, j->owner, was, j->state, e);
+        if (!rc)
+            rc = job_event(s, j, url, all, e);
         free(url);
         return rc;
     }
@@ -2059,7 +2198,16 @@ static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
         sqlite3_reset(q);
         return rc;
     }
+    char *queue = gone ? col_text(q, 1) : NULL, *owner = gone ? col_text(q, 2) : NULL;
+    int was = gone ? sqlite3_column_int(q, 0) : -1;
     sqlite3_reset(q);
+    if (gone) {
+        rc = count_note(s, queue, owner, was, -1, e);
+        free(queue);
+        free(owner);
+        if (rc)
+            return rc;
+    }
     if (!gone) {
         struct job j;
         if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
