@@ -353,17 +353,7 @@ struct store_sqlite {
     /* [k]: the INSERT of k jobs, and of their k events; prepared when first needed */
     sqlite3_stmt *insert_jobs[INSERT_ROWS + 1], *insert_events[INSERT_ROWS + 1];
     struct sqlite_ckpt *ckpt; /* store_opts.checkpointer */
-    /* job_counts' changes noted in the open transaction, in order (count_note), and how
-       many there were when its savepoint was opened */
-    struct count_delta *deltas;
-    size_t ndeltas, cap_deltas, sp_deltas;
-};
-
-/* One job into (+1) or out of (-1) a final state of job_counts (schema 17). */
-struct count_delta {
-    char *queue, *owner; /* owner: "" for none */
-    int state;
-    int n;
+    struct count_deltas counts; /* job_counts' changes in the open transaction (store_int.h) */
 };
 
 static struct store_sqlite *sq(struct store *st)
@@ -469,23 +459,9 @@ static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, con
     return 0;
 }
 
-/* ---- job_counts ---- */
+/* ---- job_counts (store_int.h) ---- */
 
 #define FINAL_STATES (1u << JOB_SUCCEEDED | 1u << JOB_FAILED | 1u << JOB_CANCELLED)
-
-static bool is_final(int state)
-{
-    return state >= 0 && state < JOB_NSTATES && (FINAL_STATES & 1u << state);
-}
-
-static void deltas_drop(struct store_sqlite *s, size_t keep)
-{
-    while (s->ndeltas > keep) {
-        struct count_delta *d = &s->deltas[--s->ndeltas];
-        free(d->queue);
-        free(d->owner);
-    }
-}
 
 static int count_add(struct store_sqlite *s, const char *queue, const char *owner, int state,
                      int64_t n, struct err *e)
@@ -498,63 +474,26 @@ static int count_add(struct store_sqlite *s, const char *queue, const char *owne
     return exec_stmt(s, q, e, "counting jobs");
 }
 
-/*
- * A job of queue and owner, written just now, was in state `from` and is now in `to` (-1:
- * it did not exist, or does not any more). When either is final, job_counts changes with
- * the transaction: noted here, written at its commit (count_flush), merged per (queue,
- * owner, state); gone with its rollback, or its savepoint's. A write outside a
- * transaction (store.h asks for one) is counted at once.
- */
+/* Writes the transaction's deltas, one statement per (queue, owner, state); clears them. */
+static int count_flush(struct store_sqlite *s, struct err *e)
+{
+    count_deltas_merge(&s->counts);
+    int rc = 0;
+    for (size_t i = 0; i < s->counts.n && !rc; i++) {
+        const struct count_delta *d = &s->counts.v[i];
+        rc = count_add(s, d->queue, d->owner, d->state, d->n, e);
+    }
+    count_deltas_drop(&s->counts, 0);
+    return rc;
+}
+
+/* A job written just now went from state `from` to `to` (-1: none): noted for the commit;
+   a write outside a transaction (store.h asks for one) is counted at once. */
 static int count_note(struct store_sqlite *s, const char *queue, const char *owner, int from,
                       int to, struct err *e)
 {
-    if (from == to)
-        return 0;
-    for (int k = 0; k < 2; k++) {
-        int state = k ? to : from;
-        if (!is_final(state))
-            continue;
-        if (sqlite3_get_autocommit(s->db)) {
-            int rc = count_add(s, queue, owner, state, k ? 1 : -1, e);
-            if (rc)
-                return rc;
-            continue;
-        }
-        if (s->ndeltas == s->cap_deltas) {
-            s->cap_deltas = s->cap_deltas ? s->cap_deltas * 2 : 16;
-            s->deltas = xrealloc(s->deltas, s->cap_deltas * sizeof(*s->deltas));
-        }
-        s->deltas[s->ndeltas++] = (struct count_delta){
-            xstrdup(queue), xstrdup(owner ? owner : ""), state, k ? 1 : -1};
-    }
-    return 0;
-}
-
-/* Writes the transaction's noted changes of job_counts, one statement per (queue, owner,
-   state) whose sum is not 0; clears them. */
-static int count_flush(struct store_sqlite *s, struct err *e)
-{
-    int rc = 0;
-    for (size_t i = 0; i < s->ndeltas && !rc; i++) {
-        struct count_delta *d = &s->deltas[i];
-        if (!d->queue)
-            continue; /* merged into an earlier one */
-        int64_t n = d->n;
-        for (size_t k = i + 1; k < s->ndeltas; k++) {
-            struct count_delta *o = &s->deltas[k];
-            if (o->queue && o->state == d->state && !strcmp(o->queue, d->queue) &&
-                !strcmp(o->owner, d->owner)) {
-                n += o->n;
-                free(o->queue);
-                o->queue = NULL;
-            }
-        }
-        if (n)
-            rc = count_add(s, d->queue, d->owner, d->state, n, e);
-    }
-    deltas_drop(s, 0);
-    s->sp_deltas = 0;
-    return rc;
+    count_deltas_note(&s->counts, queue, owner, from, to);
+    return sqlite3_get_autocommit(s->db) ? count_flush(s, e) : 0;
 }
 
 static int exec_sql(struct store_sqlite *s, const char *sql, struct err *e)
@@ -643,8 +582,8 @@ static void sqlite_close(struct store *st)
         sqlite3_finalize(s->insert_events[i]);
     }
     sqlite3_close(s->db);
-    deltas_drop(s, 0);
-    free(s->deltas);
+    count_deltas_drop(&s->counts, 0);
+    free(s->counts.v);
     free(s->path);
     free(s);
 }
@@ -711,8 +650,7 @@ out:
 static int sqlite_begin(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    deltas_drop(s, 0);
-    s->sp_deltas = 0;
+    count_deltas_drop(&s->counts, 0);
     return exec_stmt(s, stmt(s, S_BEGIN), e, "begin");
 }
 
@@ -726,8 +664,7 @@ static int sqlite_commit(struct store *st, struct err *e)
 static void sqlite_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
-    deltas_drop(s, 0);
-    s->sp_deltas = 0;
+    count_deltas_drop(&s->counts, 0);
     if (!sqlite3_get_autocommit(s->db))
         exec_stmt(s, stmt(s, S_ROLLBACK), NULL, "rollback");
 }
@@ -735,7 +672,7 @@ static void sqlite_rollback(struct store *st)
 static int sqlite_savepoint(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    s->sp_deltas = s->ndeltas;
+    s->counts.sp = s->counts.n;
     return exec_stmt(s, stmt(s, S_SAVEPOINT), e, "savepoint");
 }
 
@@ -748,7 +685,7 @@ static int sqlite_savepoint_release(struct store *st, struct err *e)
 static void sqlite_savepoint_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
-    deltas_drop(s, s->sp_deltas);
+    count_deltas_drop(&s->counts, s->counts.sp);
     exec_stmt(s, stmt(s, S_ROLLBACK_TO), NULL, "rollback to savepoint");
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }

@@ -165,21 +165,13 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX jobs_expiry_own ON jobs ((finished_at + retention_ms))"
     "  WHERE end_state IS NOT NULL AND retention_ms IS NOT NULL;",
     /* 13: GET /v1/queues without counting finished jobs (SQLite's 17): job_counts holds how
-       many jobs are in each final state, per queue and owner ('' for jobs without one), kept
-       by row triggers on jobs in the transaction of every change that makes a job final,
-       takes it out of a final state (a retry) or deletes a final one (retention). Their WHEN
-       conditions leave out the updates of unfinished jobs (lease, start, progress: the hot
-       path never calls the function), and they change no column of jobs (those updates stay
-       HOT, schema 12). Several servers finish jobs at once: each backend adds to its own
-       shard (its pid mod 16) of a (queue, owner, state), so that finishes of one queue do
-       not all wait for one row's lock; counts are the sums over the shards. Deletes
-       (retention, the leader's own transactions, which take no event_head lock) count in
-       shards 16-31, which no finish locks: a sweep deleting jobs of several queues and a
-       finish of several never hold two counter rows in opposite orders (no deadlock);
-       changes but deletes are ordered by event_head's lock, taken first. Shards may be
-       negative (a backend that deleted more than it finished), their sum is not. Unfinished
-       jobs are counted from jobs_live: the cost of a count is the live jobs', not the
-       table's. Its rows are few and updated often: vacuumed like ready's (schema 11). */
+       many jobs are in each final state, per queue and owner ('' for jobs without one), in
+       shards (store_pg.c counts_sql: each connection adds to its own, its backend's pid mod
+       16, so that several servers finishing jobs of one queue do not wait on one row; the
+       counts are the sums over the shards, a shard alone may be negative). store_pg.c adds
+       each transaction's changes with its COMMIT (store_int.h: not triggers, whose function
+       cost ~10 us of the database's CPU per finish). Unfinished jobs are counted from
+       jobs_live. Its rows are few and updated often: vacuumed like ready's (schema 11). */
     "CREATE TABLE job_counts ("
     "  queue text COLLATE \"C\" NOT NULL, owner text NOT NULL, state integer NOT NULL,"
     "  shard integer NOT NULL, n bigint NOT NULL,"
@@ -187,32 +179,10 @@ static const char *const pg_migrations[] = {
     "  WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0,"
     "        autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0,"
     "        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 1000);"
-    "CREATE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN"
-    "  IF TG_OP <> 'INSERT' AND OLD.state >= 4 THEN"
-    "   INSERT INTO job_counts AS c (queue, owner, state, shard, n)"
-    "    VALUES (OLD.queue, coalesce(OLD.owner, ''), OLD.state,"
-    "            pg_backend_pid() % 16 + CASE WHEN TG_OP = 'DELETE' THEN 16 ELSE 0 END, -1)"
-    "    ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n - 1;"
-    "  END IF;"
-    "  IF TG_OP <> 'DELETE' AND NEW.state >= 4 THEN"
-    "   INSERT INTO job_counts AS c (queue, owner, state, shard, n)"
-    "    VALUES (NEW.queue, coalesce(NEW.owner, ''), NEW.state, pg_backend_pid() % 16, 1)"
-    "    ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n + 1;"
-    "  END IF;"
-    "  RETURN NULL;"
-    " END $$;"
-    "CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs FOR EACH ROW"
-    "  WHEN (NEW.state >= 4) EXECUTE FUNCTION jobs_count();"
-    "CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, owner ON jobs FOR EACH ROW"
-    "  WHEN ((OLD.state >= 4 OR NEW.state >= 4) AND (OLD.state <> NEW.state"
-    "    OR OLD.queue <> NEW.queue OR OLD.owner IS DISTINCT FROM NEW.owner))"
-    "  EXECUTE FUNCTION jobs_count();"
-    "CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs FOR EACH ROW"
-    "  WHEN (OLD.state >= 4) EXECUTE FUNCTION jobs_count();"
-    /* filled after the triggers: CREATE TRIGGER locks jobs against writes (older servers'
-       too) until the migration commits, so that no finish falls between the count and the
-       triggers */
+    /* counted under a lock that makes other servers' writes of jobs (older ones' too) wait
+       until the migration commits: none falls between the count and the first commit that
+       adds to it */
+    "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;"
     "INSERT INTO job_counts (queue, owner, state, shard, n)"
     "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
     "  WHERE end_state IS NOT NULL GROUP BY 1, 2, 3;",
