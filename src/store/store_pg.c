@@ -1803,7 +1803,7 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
         char *url = col_text(r, 0, 0);
         bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
         PQclear(r);
-        /* a state not expected to be final was not: it counts as none */
+        /* was -1: the state it left was not final (the fence says so) */
         count_deltas_note(&s->counts, j->queue, j->owner, was, j->state);
         rc = job_webhook(s, j, url, all, seq, now, e);
         free(url);

@@ -1603,7 +1603,7 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
         bool all = sqlite3_column_int(q, 1) != 0;
         sqlite3_step(q);
         sqlite3_reset(q);
-        /* a state not in FINAL_STATES was not final: it counts as -1 */
+        /* was -1: the state it left was not final (the fence says so) */
         rc = count_note(s, j->queue, j->owner, was, j->state, e);
         if (!rc)
             rc = job_event(s, j, url, all, e);

@@ -179,9 +179,8 @@ static const char *const pg_migrations[] = {
     "  WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0,"
     "        autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0,"
     "        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 1000);"
-    /* counted under a lock that makes other servers' writes of jobs (older ones' too) wait
-       until the migration commits: none falls between the count and the first commit that
-       adds to it */
+    /* counted under a lock that makes other servers' writes of jobs wait until the
+       migration commits: the counts are those of the jobs as they are at its commit */
     "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;"
     "INSERT INTO job_counts (queue, owner, state, shard, n)"
     "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"

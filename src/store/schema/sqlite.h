@@ -150,7 +150,7 @@ static const char *const sqlite_migrations[] = {
        without one). store_sqlite.c adds each transaction's changes (a job made final, taken
        out of a final state by a retry, or deleted: count_note) in that transaction, at its
        commit. Not triggers: any UPDATE trigger on jobs costs every update of a job (a lease,
-       a start) ~4 us, whatever its WHEN, ~7 % of the server's CPU per job, and an INSERT
+       a start) ~4 us, whatever its WHEN, ~10 % of the server's CPU per job, and an INSERT
        trigger doubles an insert's cost. Unfinished jobs are counted from jobs_state_queue
        (state < 4): the cost of a count is the live jobs', not the table's. A row whose count
        went to 0 stays (counts are read with n != 0). */
