@@ -424,6 +424,15 @@ static void bind_json(sqlite3_stmt *q, int i, const json_t *v)
         sqlite3_bind_null(q, i);
 }
 
+static void bind_spec(sqlite3_stmt *q, int i, const json_t *spec)
+{
+    char *s = job_spec_dump(spec);
+    if (s)
+        sqlite3_bind_text(q, i, s, -1, free);
+    else
+        sqlite3_bind_null(q, i);
+}
+
 /* Runs a statement that returns no rows. */
 static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, const char *what)
 {
@@ -473,7 +482,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->finished_at = sqlite3_column_int64(q, 13);
     j->run_after = sqlite3_column_int64(q, 14);
     j->labels = job_json_load((const char *)sqlite3_column_text(q, 15));
-    job_set_spec(j, job_json_load((const char *)sqlite3_column_text(q, 16)));
+    job_set_spec(j, job_spec_load((const char *)sqlite3_column_text(q, 16)));
     j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));
@@ -695,7 +704,7 @@ static void bind_job(sqlite3_stmt *q, int base, const struct job *j)
     if (j->spec_text)
         sqlite3_bind_text(q, base + 17, j->spec_text, -1, SQLITE_STATIC);
     else
-        bind_json(q, base + 17, j->spec);
+        bind_spec(q, base + 17, j->spec);
     bind_json(q, base + 18, j->progress);
     bind_json(q, base + 19, j->result);
     bind_json(q, base + 20, j->attempts);
@@ -1487,7 +1496,7 @@ static int sqlite_job_set_spec(struct store *st, const char *id, const json_t *s
 {
     struct store_sqlite *s = sq(st);
     sqlite3_stmt *q = stmt(s, S_JOB_SET_SPEC);
-    bind_json(q, 1, spec);
+    bind_spec(q, 1, spec);
     bind_text(q, 2, id);
     return exec_stmt(s, q, e, "writing a job's spec");
 }
