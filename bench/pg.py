@@ -292,6 +292,13 @@ def ab_round(binary, server_uri, base, name, jobs):
         psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system) of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class SqliteProbe:
     """Reads a server's SQLite store from the side (WAL: readers do not block its writer)."""
 
@@ -330,6 +337,7 @@ def ab_round_sqlite(binary, jobs):
         c2 = f.cpu()
         t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
         return {"jobs_s": jobs / t, "server_us": (c2 - c1) / jobs * 1e6,
+                "agents_us": sum(proc_cpu(p.pid) for p in f.agents) / jobs * 1e6,
                 "store_jobs_s": jobs / t_store, "store_us": (c1 - c0) / jobs * 1e6}
     finally:
         if probe:
@@ -344,7 +352,7 @@ def ab_main_sqlite(a, binaries):
         for k in a.order.split(","):
             x = ab_round_sqlite(binaries[k], a.jobs)
             log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
-                f"µs/job; store {x['store_jobs_s']:,.0f} jobs/s, {x['store_us']:.1f} µs/job")
+                f"µs/job, agents {x['agents_us']:.0f} µs/job; store {x['store_jobs_s']:,.0f} jobs/s, {x['store_us']:.1f} µs/job")
             res[k].append(x)
     print(f"## Queue only through one server on SQLite, A/B, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
@@ -352,11 +360,13 @@ def ab_main_sqlite(a, binaries):
     print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --sqlite --jobs {a.jobs} --rounds "
           f"{a.rounds}`: {a.jobs:,} jobs stored (batches of 1,000, one connection), then "
           "drained by 2 --bench-noop agents x 64 slots; medians of the rounds, run in turns.\n")
-    print("| binary | jobs/s | server CPU µs/job | store: jobs/s | store: server CPU µs/job |")
-    print("|---|---:|---:|---:|---:|")
+    print("| binary | jobs/s | server CPU µs/job | agents' CPU µs/job | store: jobs/s | "
+          "store: server CPU µs/job |")
+    print("|---|---:|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
         print(f"| {k} ({binaries[k]}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
+              f"{m['agents_us']:.0f} | "
               f"{m['store_jobs_s']:,.0f} | {m['store_us']:.1f} |")
 
 
