@@ -1953,7 +1953,8 @@ static size_t assert_stats(struct store *st, const char *owner, const char *queu
     assert_ok(store_queue_stats(st, owner, &qs, &n, &e), &e);
     struct queue_stat got[8];
     size_t ngot = n < 8 ? n : 8;
-    memcpy(got, qs, ngot * sizeof(*got));
+    if (ngot)
+        memcpy(got, qs, ngot * sizeof(*got));
     lib_free(qs);
     assert_int_equal(n, w.n);
     for (size_t i = 0; i < ngot; i++) {
