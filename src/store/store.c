@@ -1660,3 +1660,75 @@ int store_tenant_count(struct store *st, const char *tenant, unsigned states, in
     *n += open;
     return rc;
 }
+
+/* ---- job_counts' deltas ---- */
+
+static bool final_state(int state)
+{
+    return state == JOB_SUCCEEDED || state == JOB_FAILED || state == JOB_CANCELLED;
+}
+
+void count_deltas_note(struct count_deltas *d, const char *queue, const char *owner, int from,
+                       int to)
+{
+    if (from == to)
+        return;
+    for (int k = 0; k < 2; k++) {
+        int state = k ? to : from;
+        if (!final_state(state))
+            continue;
+        if (d->n == d->cap) {
+            d->cap = d->cap ? d->cap * 2 : 16;
+            d->v = xrealloc(d->v, d->cap * sizeof(*d->v));
+        }
+        d->v[d->n++] = (struct count_delta){xstrdup(queue), xstrdup(owner ? owner : ""), state,
+                                            k ? 1 : -1};
+    }
+}
+
+void count_deltas_drop(struct count_deltas *d, size_t keep)
+{
+    while (d->n > keep) {
+        struct count_delta *c = &d->v[--d->n];
+        free(c->queue);
+        free(c->owner);
+    }
+    if (d->sp > d->n)
+        d->sp = d->n;
+}
+
+static int delta_cmp(const void *a, const void *b)
+{
+    const struct count_delta *x = a, *y = b;
+    int c = strcmp(x->queue, y->queue);
+    if (!c)
+        c = strcmp(x->owner, y->owner);
+    return c ? c : (x->state > y->state) - (x->state < y->state);
+}
+
+void count_deltas_merge(struct count_deltas *d)
+{
+    if (d->n > 1)
+        qsort(d->v, d->n, sizeof(*d->v), delta_cmp);
+    size_t out = 0;
+    for (size_t i = 0; i < d->n;) {
+        size_t k = i + 1;
+        int64_t n = d->v[i].n;
+        while (k < d->n && !delta_cmp(&d->v[i], &d->v[k])) {
+            n += d->v[k].n;
+            free(d->v[k].queue);
+            free(d->v[k].owner);
+            k++;
+        }
+        if (n) {
+            d->v[out] = d->v[i];
+            d->v[out++].n = n;
+        } else {
+            free(d->v[i].queue);
+            free(d->v[i].owner);
+        }
+        i = k;
+    }
+    d->n = out;
+    d->sp = 0;
+}

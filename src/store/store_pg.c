@@ -102,6 +102,7 @@ enum stmt_id {
     S_TENANT_SCAN,
     S_TENANT_COUNT,
     S_TENANT_COUNT_LIVE,
+    S_JOB_STATE_LOCK,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -151,6 +152,8 @@ enum stmt_id {
     "owner, retention_ms, tenant"
 
 #define NOTIFY_CHANNEL "drover_events"
+
+#define FINAL_STATES ((1u << JOB_SUCCEEDED) | (1u << JOB_FAILED) | (1u << JOB_CANCELLED))
 
 /* The states of unfinished jobs: those whose end_state is NULL (schema 12). */
 #define LIVE_STATES                                                                                \
@@ -262,10 +265,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_LOCK] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
     [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
-    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
-                      "ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = $1 "
-                            "GROUP BY queue, state ORDER BY queue, state",
+    /* Unfinished jobs counted from jobs_live, finished ones read from job_counts (schema
+       13, summed over its shards): the cost is the live jobs', however many finished ones
+       the table holds. One statement: one snapshot for both. */
+    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                      "FROM jobs WHERE end_state IS NULL GROUP BY queue, state "
+                      "UNION ALL SELECT queue, state, sum(n)::bigint FROM job_counts "
+                      "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                            "FROM jobs WHERE end_state IS NULL AND owner = $1 "
+                            "GROUP BY queue, state UNION ALL SELECT queue, state, "
+                            "sum(n)::bigint FROM job_counts WHERE owner = $1 "
+                            "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                        "ON CONFLICT (name) DO NOTHING",
@@ -415,7 +426,9 @@ static const char *const stmt_sql[S_COUNT] = {
                       "UNION ALL (SELECT id FROM jobs WHERE end_state IS NOT NULL "
                       "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
                       "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
-    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4",
+    /* what job_counts needs of the job deleted */
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4 RETURNING state, queue, owner",
+    [S_JOB_STATE_LOCK] = "SELECT state FROM jobs WHERE id = $1 FOR UPDATE",
     [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = $1",
     [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = $1",
     [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = $1 WHERE name = $2",
@@ -479,6 +492,7 @@ struct store_pg {
     size_t pf_head_max;
     struct pw_row *pw; /* the jobs' writes waiting (pf_flush), in their events' order */
     size_t npw, cappw;
+    struct count_deltas counts; /* job_counts' changes in the open transaction (store_int.h) */
 };
 
 
@@ -1020,6 +1034,8 @@ static void pg_close(struct store *st)
     pw_discard(s);
     free(s->pw);
     pf_clear(s);
+    count_deltas_drop(&s->counts, 0);
+    free(s->counts.v);
     PQfinish(s->conn);
     free(s->shown);
     free(s);
@@ -1104,6 +1120,7 @@ static int pg_begin(struct store *st, struct err *e)
     }
     pw_discard(s);
     pf_clear(s);
+    count_deltas_drop(&s->counts, 0);
     return rc;
 }
 
@@ -1111,9 +1128,40 @@ static void tx_reset(struct store_pg *s)
 {
     pw_discard(s);
     pf_clear(s);
+    count_deltas_drop(&s->counts, 0);
     s->depth = 0;
     s->sp_open = false;
     s->ev_locked = false;
+}
+
+/*
+ * The transaction's changes of job_counts (store_int.h) as one statement, sent with its
+ * COMMIT (no round trip of its own): rows in (queue, owner, state) order, the order in
+ * which every transaction locks them (no deadlock). Each connection adds to its own shard
+ * of a row (its backend's pid mod 16; counts are the sums over the shards), so that several
+ * servers finishing jobs of one queue do not all wait for one row's lock.
+ */
+static int counts_sql(struct store_pg *s, struct buf *sql, struct err *e)
+{
+    count_deltas_merge(&s->counts);
+    if (!s->counts.n)
+        return 0;
+    buf_adds(sql, "INSERT INTO job_counts AS c (queue, owner, state, shard, n) VALUES ");
+    for (size_t i = 0; i < s->counts.n; i++) {
+        const struct count_delta *d = &s->counts.v[i];
+        char *q = PQescapeLiteral(s->conn, d->queue, strlen(d->queue));
+        char *o = PQescapeLiteral(s->conn, d->owner, strlen(d->owner));
+        if (q && o)
+            buf_addf(sql, "%s(%s, %s, %d, pg_backend_pid() %% 16, %" PRId64 ")", i ? ", " : "",
+                     q, o, d->state, d->n);
+        PQfreemem(q);
+        PQfreemem(o);
+        if (!q || !o)
+            return err_set(e, ERR_INTERNAL, "store '%s': counting jobs: %s", s->shown,
+                           PQerrorMessage(s->conn));
+    }
+    buf_adds(sql, " ON CONFLICT (queue, owner, state, shard) DO UPDATE SET n = c.n + excluded.n; ");
+    return 0;
 }
 
 static int pg_commit(struct store *st, struct err *e)
@@ -1130,13 +1178,16 @@ static int pg_commit(struct store *st, struct err *e)
        (issue 11), saying the newest seq (pg_notified: a server that wrote all up to it reads
        nothing); sent with the COMMIT, one round trip (the rows are the COMMIT's; an error
        skips it) */
-    char sql[128];
+    struct buf sql = BUF_INIT;
+    if ((rc = counts_sql(s, &sql, e))) {
+        buf_release(&sql);
+        return rc;
+    }
     if (wrote && s->notify)
-        snprintf(sql, sizeof(sql), "SELECT pg_notify('" NOTIFY_CHANNEL "', '%" PRId64 "'); COMMIT",
-                 last);
-    else
-        snprintf(sql, sizeof(sql), "COMMIT");
-    PGresult *r = PQexec(s->conn, sql);
+        buf_addf(&sql, "SELECT pg_notify('" NOTIFY_CHANNEL "', '%" PRId64 "'); ", last);
+    buf_adds(&sql, "COMMIT");
+    PGresult *r = PQexec(s->conn, sql.data);
+    buf_release(&sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = db_err(s, r, e, "commit");
     } else if (strcmp(PQcmdStatus(r), "COMMIT")) {
@@ -1184,6 +1235,7 @@ static int pg_savepoint(struct store *st, struct err *e)
         s->depth = 2;
         s->sp_ev_locked = s->ev_locked;
         s->sp_ev_seq = s->ev_seq;
+        s->counts.sp = s->counts.n;
     }
     return rc;
 }
@@ -1199,6 +1251,7 @@ static void pg_savepoint_rollback(struct store *st)
     struct store_pg *s = pg(st);
     pw_discard(s);
     pf_clear(s);
+    count_deltas_drop(&s->counts, s->counts.sp);
     exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
     s->sp_open = false;
     s->depth = 1;
@@ -1378,6 +1431,7 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
                          j->key);
     if (n == 0)
         return err_set(e, ERR_CONFLICT, "store '%s': job '%s' already exists", s->shown, j->id);
+    count_deltas_note(&s->counts, j->queue, j->owner, -1, j->state);
     return job_webhook(s, j, url, all, seq, now, e);
 }
 
@@ -1673,6 +1727,8 @@ static int pw_add(struct store_pg *s, struct pf_job *f, const struct job *j, int
     if (rc)
         return rc;
     f->held = false; /* a second write of it is made after this one (run flushes first) */
+    /* written for sure at the op's flush (the row is locked, its fence checked): counted */
+    count_deltas_note(&s->counts, j->queue, j->owner, f->held_state, j->state);
     if (s->npw == s->cappw) {
         s->cappw = s->cappw ? 2 * s->cappw : 64;
         s->pw = xrealloc(s->pw, s->cappw * sizeof(*s->pw));
@@ -1711,6 +1767,21 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     }
     if (f)
         f->held = false;
+    /* job_counts needs the state the job leaves when it may be final: the one state
+       expected, else read, locked (a retry's failed or cancelled; after event_head's lock) */
+    int was = -1;
+    if ((expect_states & FINAL_STATES) && !(expect_states & (expect_states - 1))) {
+        was = __builtin_ctz(expect_states);
+    } else if (expect_states & FINAL_STATES) {
+        struct params l = {0};
+        p_text(&l, j->id);
+        PGresult *r;
+        if ((rc = run(s, S_JOB_STATE_LOCK, &l, &r, e, "reading a job's state")))
+            return rc;
+        if (PQntuples(r) == 1)
+            was = (int)col_int(r, 0, 0);
+        PQclear(r);
+    }
     struct params p = {0};
     p_int(&p, j->state);
     p_text(&p, j->agent);
@@ -1739,6 +1810,8 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
         char *url = col_text(r, 0, 0);
         bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
         PQclear(r);
+        /* was -1: the state it left was not final (the fence says so) */
+        count_deltas_note(&s->counts, j->queue, j->owner, was, j->state);
         rc = job_webhook(s, j, url, all, seq, now, e);
         free(url);
         return rc;
@@ -2906,7 +2979,11 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     int rc = run(s, S_JOB_DELETE, &p, &r, e, "deleting a job");
     if (rc)
         return rc;
-    int64_t n = changed(r);
+    int64_t n = PQntuples(r);
+    if (n == 1)
+        count_deltas_note(&s->counts, PQgetvalue(r, 0, 1),
+                          PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2),
+                          (int)col_int(r, 0, 0), -1);
     PQclear(r);
     if (n == 0) {
         struct job j;

@@ -87,6 +87,9 @@ enum stmt_id {
     S_TENANT_PUT,
     S_TENANT_SCAN,
     S_TENANT_COUNT,
+    S_TENANT_COUNT_LIVE,
+    S_COUNT_ADD,
+    S_JOB_STATE,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -222,10 +225,20 @@ static const char *const stmt_sql[S_COUNT] = {
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
                       "NULL, NULL, progress, result, attempts, owner, retention_ms, tenant FROM jobs "
                       "WHERE id = ?",
-    [S_QUEUE_STATS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
+    /* Unfinished jobs counted from the range state < 4 of jobs_state_queue (INDEXED BY: not
+       jobs_owner, which holds the owner's finished jobs too), finished ones read from
+       job_counts (schema 17): the cost is the live jobs', however many finished ones the
+       table holds. */
+    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                      "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
+                      "GROUP BY state, queue UNION ALL SELECT queue, state, sum(n) "
+                      "FROM job_counts GROUP BY queue, state HAVING sum(n) != 0) "
                       "ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, count(*) FROM jobs WHERE owner = ? "
-                            "GROUP BY queue, state ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
+                            "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
+                            "AND owner = ?1 GROUP BY state, queue UNION ALL "
+                            "SELECT queue, state, n FROM job_counts WHERE owner = ?1 "
+                            "AND n != 0) ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
@@ -312,7 +325,8 @@ static const char *const stmt_sql[S_COUNT] = {
                       "FROM jobs WHERE state >= 4 AND retention_ms IS NOT NULL "
                       "AND finished_at + retention_ms <= ?1 "
                       "ORDER BY finished_at + retention_ms LIMIT ?3) LIMIT ?3",
-    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING id",
+    /* what job_counts needs of the job deleted */
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING state, queue, owner",
     [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = ?",
     [S_TOKEN_TENANT] = "SELECT coalesce(tenant, name) FROM tokens WHERE name = ?",
     [S_TOKEN_SET_TENANT] = "UPDATE tokens SET tenant = ? WHERE name = ?",
@@ -322,6 +336,13 @@ static const char *const stmt_sql[S_COUNT] = {
                      "weight = excluded.weight",
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
     [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = ? AND ((1 << state) & ?) != 0",
+    /* live states only: the range state < 4 of jobs_tenant_state, not the tenant's finished
+       jobs (which S_TENANT_COUNT's plan reads too) */
+    [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = ? AND state < 4 "
+                            "AND ((1 << state) & ?) != 0",
+    [S_COUNT_ADD] = "INSERT INTO job_counts (queue, owner, state, n) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (queue, owner, state) DO UPDATE SET n = n + excluded.n",
+    [S_JOB_STATE] = "SELECT state FROM jobs WHERE id = ?",
 };
 
 /* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
@@ -335,6 +356,7 @@ struct store_sqlite {
     /* [k]: the INSERT of k jobs, and of their k events; prepared when first needed */
     sqlite3_stmt *insert_jobs[INSERT_ROWS + 1], *insert_events[INSERT_ROWS + 1];
     struct sqlite_ckpt *ckpt; /* store_opts.checkpointer */
+    struct count_deltas counts; /* job_counts' changes in the open transaction (store_int.h) */
 };
 
 static struct store_sqlite *sq(struct store *st)
@@ -449,6 +471,43 @@ static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, con
     return 0;
 }
 
+/* ---- job_counts (store_int.h) ---- */
+
+#define FINAL_STATES (1u << JOB_SUCCEEDED | 1u << JOB_FAILED | 1u << JOB_CANCELLED)
+
+static int count_add(struct store_sqlite *s, const char *queue, const char *owner, int state,
+                     int64_t n, struct err *e)
+{
+    sqlite3_stmt *q = stmt(s, S_COUNT_ADD);
+    bind_text(q, 1, queue);
+    bind_text(q, 2, owner ? owner : "");
+    sqlite3_bind_int(q, 3, state);
+    sqlite3_bind_int64(q, 4, n);
+    return exec_stmt(s, q, e, "counting jobs");
+}
+
+/* Writes the transaction's deltas, one statement per (queue, owner, state); clears them. */
+static int count_flush(struct store_sqlite *s, struct err *e)
+{
+    count_deltas_merge(&s->counts);
+    int rc = 0;
+    for (size_t i = 0; i < s->counts.n && !rc; i++) {
+        const struct count_delta *d = &s->counts.v[i];
+        rc = count_add(s, d->queue, d->owner, d->state, d->n, e);
+    }
+    count_deltas_drop(&s->counts, 0);
+    return rc;
+}
+
+/* A job written just now went from state `from` to `to` (-1: none): noted for the commit;
+   a write outside a transaction (store.h asks for one) is counted at once. */
+static int count_note(struct store_sqlite *s, const char *queue, const char *owner, int from,
+                      int to, struct err *e)
+{
+    count_deltas_note(&s->counts, queue, owner, from, to);
+    return sqlite3_get_autocommit(s->db) ? count_flush(s, e) : 0;
+}
+
 static int exec_sql(struct store_sqlite *s, const char *sql, struct err *e)
 {
     char *msg = NULL;
@@ -535,6 +594,8 @@ static void sqlite_close(struct store *st)
         sqlite3_finalize(s->insert_events[i]);
     }
     sqlite3_close(s->db);
+    count_deltas_drop(&s->counts, 0);
+    free(s->counts.v);
     free(s->path);
     free(s);
 }
@@ -601,18 +662,21 @@ out:
 static int sqlite_begin(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    count_deltas_drop(&s->counts, 0);
     return exec_stmt(s, stmt(s, S_BEGIN), e, "begin");
 }
 
 static int sqlite_commit(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    return exec_stmt(s, stmt(s, S_COMMIT), e, "commit");
+    int rc = count_flush(s, e);
+    return rc ? rc : exec_stmt(s, stmt(s, S_COMMIT), e, "commit");
 }
 
 static void sqlite_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
+    count_deltas_drop(&s->counts, 0);
     if (!sqlite3_get_autocommit(s->db))
         exec_stmt(s, stmt(s, S_ROLLBACK), NULL, "rollback");
 }
@@ -620,6 +684,7 @@ static void sqlite_rollback(struct store *st)
 static int sqlite_savepoint(struct store *st, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    s->counts.sp = s->counts.n;
     return exec_stmt(s, stmt(s, S_SAVEPOINT), e, "savepoint");
 }
 
@@ -632,6 +697,7 @@ static int sqlite_savepoint_release(struct store *st, struct err *e)
 static void sqlite_savepoint_rollback(struct store *st)
 {
     struct store_sqlite *s = sq(st);
+    count_deltas_drop(&s->counts, s->counts.sp);
     exec_stmt(s, stmt(s, S_ROLLBACK_TO), NULL, "rollback to savepoint");
     exec_stmt(s, stmt(s, S_RELEASE), NULL, "release savepoint");
 }
@@ -724,6 +790,8 @@ static int sqlite_job_insert(struct store *st, const struct job *j, struct err *
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
+        if ((rc = count_note(s, j->queue, j->owner, -1, j->state, e)))
+            return rc;
         bool all;
         const char *url = store_job_notify(j, &all);
         if (url) {
@@ -791,6 +859,9 @@ static int insert_chunk(struct store_sqlite *s, struct job *const *jobs, int k, 
         bind_job(q, r * JOB_VALUES, jobs[r]);
     if ((rc = exec_stmt(s, q, e, "inserting jobs")))
         return rc;
+    for (int r = 0; r < k; r++)
+        if ((rc = count_note(s, jobs[r]->queue, jobs[r]->owner, -1, jobs[r]->state, e)))
+            return rc;
     sqlite3_clear_bindings(q); /* the texts bound with a destructor go now */
     if ((rc = insert_rows(s, true, k, &q, e)))
         return rc;
@@ -1029,6 +1100,7 @@ static int lease_one(struct store_sqlite *s, const char *agent, int64_t now_ms,
     bool all = sqlite3_column_int(q, 6) != 0;
     sqlite3_reset(q);
 
+    /* queued to leased: no final state, nothing for job_counts */
     q = stmt(s, S_JOB_LEASE);
     sqlite3_bind_int(q, 1, j.state);
     bind_text(q, 2, j.agent);
@@ -1508,6 +1580,22 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
                              unsigned expect_states, struct err *e)
 {
     struct store_sqlite *s = sq(st);
+    /* job_counts needs the state it leaves when that may be final (a retry): the one state
+       expected, else read (one writer: it is what the update will see) */
+    int was = -1;
+    unsigned final = expect_states & FINAL_STATES;
+    if (final && !(expect_states & (expect_states - 1))) {
+        was = __builtin_ctz(expect_states);
+    } else if (final) {
+        sqlite3_stmt *r = stmt(s, S_JOB_STATE);
+        bind_text(r, 1, j->id);
+        int rc = sqlite3_step(r);
+        if (rc == SQLITE_ROW)
+            was = sqlite3_column_int(r, 0);
+        sqlite3_reset(r);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return db_err(s, e, "reading a job's state");
+    }
     sqlite3_stmt *q = stmt(s, S_JOB_UPDATE);
     sqlite3_bind_int(q, 1, j->state);
     bind_text(q, 2, j->agent);
@@ -1534,7 +1622,10 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
             all = sqlite3_column_int(q, 1) != 0;
         }
         sqlite3_reset(q);
-        rc = job_event(s, j, url, all, e);
+        /* was -1: the state it left was not final (the fence says so) */
+        rc = count_note(s, j->queue, j->owner, was, j->state, e);
+        if (!rc)
+            rc = job_event(s, j, url, all, e);
         free(url);
         return rc;
     }
@@ -2063,7 +2154,16 @@ static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
         sqlite3_reset(q);
         return rc;
     }
+    char *queue = gone ? col_text(q, 1) : NULL, *owner = gone ? col_text(q, 2) : NULL;
+    int was = gone ? sqlite3_column_int(q, 0) : -1;
     sqlite3_reset(q);
+    if (gone) {
+        rc = count_note(s, queue, owner, was, -1, e);
+        free(queue);
+        free(owner);
+        if (rc)
+            return rc;
+    }
     if (!gone) {
         struct job j;
         if ((rc = get_one(s, S_JOB_GET_RUN, id, &j, e, "job")))
@@ -2170,7 +2270,8 @@ static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned st
                                struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_TENANT_COUNT);
+    unsigned live = 1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING;
+    sqlite3_stmt *q = stmt(s, (states & ~live) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE);
     bind_text(q, 1, tenant);
     sqlite3_bind_int(q, 2, (int)states);
     int rc = sqlite3_step(q);

@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 from agentutil import make_agent  # noqa: F401 (a fixture)
+from queuecounts import check_queue_counts
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -335,6 +336,12 @@ def test_queues(server):
     qs = {q["name"]: q for q in api.get("/v1/queues").json()}
     assert qs["x"]["queued"] == 2 and qs["y"]["queued"] == 1 and qs["y"]["cancelled"] == 1
     assert qs["x"]["listeners"] == 0
+
+
+def test_queue_counts_of_a_mix(server, make_agent):  # noqa: F811
+    """/v1/queues as the admin and as clients after successes, a failure, cancels, a retry and
+    a batch in two queues, and again after a restart."""
+    check_queue_counts(server, make_agent, restart=server.restart)
 
 
 def test_healthz_and_metrics_need_no_token(server):

@@ -16,6 +16,7 @@ import threading
 import pytest
 import requests
 from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
+from queuecounts import check_queue_counts
 from conftest import ROOT, Server, wait_for
 
 pytestmark = pytest.mark.once
@@ -431,7 +432,13 @@ def test_triggers_through_postgres(pg_servers, monkeypatch):
 
 
 # Schema 11's indexes of jobs on state, which migration 12 replaces (by end_state).
-SCHEMA_11_JOBS = """
+# what migration 13 made (job_counts), gone: the database as schema 12 left it
+SCHEMA_12_COUNTS = """
+DROP TABLE job_counts;
+UPDATE drover_schema SET version = 12;
+"""
+
+SCHEMA_11_JOBS = SCHEMA_12_COUNTS + """
 ALTER TABLE jobs DROP COLUMN end_state;
 ALTER TABLE jobs RESET (fillfactor);
 CREATE INDEX jobs_state_queue ON jobs (state, queue, id);
@@ -512,3 +519,43 @@ def test_schema_12_upgrades_a_database_with_jobs(pg_servers, pg_db, make_agent):
     wait_for(lambda: int(psql(pg_db, "SELECT n_tup_hot_upd FROM pg_stat_user_tables "
                                      "WHERE relname = 'jobs'")) > hot0, 30,
              "a HOT update of jobs in the statistics", interval=0.5)
+
+
+def test_queue_counts_on_postgres(pg_servers, make_agent):  # noqa: F811
+    """/v1/queues on PostgreSQL (finished jobs from job_counts' shards, live ones from
+    jobs_live) as the admin and as clients after a mix of jobs, and after a restart."""
+    server = pg_servers()
+    check_queue_counts(server, make_agent, restart=server.restart)
+
+
+def test_schema_13_counts_a_database_with_jobs(pg_servers, pg_db, make_agent):  # noqa: F811
+    """Migration 13 on a database at schema 12 with finished and live jobs: job_counts is
+    filled from them, /v1/queues answers as before, and later finishes are counted."""
+    server = pg_servers()
+    api = server.api()
+    w = make_agent(server, "w13", "--queues", "done")
+    ran = [submit(server, queue="done", command={"program": p}) for p in ("true", "false", "true")]
+    assert [wait_job(server, j)["state"] for j in ran] == ["succeeded", "failed", "succeeded"]
+    w.stop()
+    submit(server, queue="later", command={"program": "true"})
+    def counts(api):
+        return [{k: v for k, v in q.items() if k != "listeners"}
+                for q in api.get("/v1/queues").json()]
+    before = counts(api)
+    assert [q["states"]["succeeded"] for q in before] == [2, 0]
+    server.kill()
+    psql(pg_db, SCHEMA_12_COUNTS)
+
+    again = pg_servers()
+    assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
+    assert psql(pg_db, "SELECT sum(n) FROM job_counts") == "3"
+    a2 = again.api(server.admin_token)
+    assert counts(a2) == before
+    make_agent(again, "w13b", "--queues", "later")
+    wait_for(lambda: {q["name"]: q["succeeded"] for q in a2.get("/v1/queues").json()}
+             == {"done": 2, "later": 1}, 30, "the later job counted")
+    # each (queue, owner, state) summed over the shards is the count of its jobs
+    assert psql(pg_db, "SELECT count(*) FROM (SELECT queue, state, sum(n) AS n FROM job_counts "
+                       "GROUP BY 1, 2) c FULL JOIN (SELECT queue, state, count(*) AS n FROM jobs "
+                       "WHERE state >= 4 GROUP BY 1, 2) j USING (queue, state) "
+                       "WHERE c.n IS DISTINCT FROM j.n") == "0"

@@ -100,6 +100,11 @@ struct backend {
      * a message. Checked after every test, whatever the test did to its jobs.
      */
     int (*check_ready)(const struct fixture *f);
+    /*
+     * A one-value query on the store at f->uri (malloc'd text, lib_free() it), or NULL when
+     * it fails. Used after every test to compare job_counts with a count of the jobs.
+     */
+    char *(*value)(const struct fixture *f, const char *sql);
 };
 
 static int sqlite_create(struct fixture *f)
@@ -143,6 +148,22 @@ static bool sqlite_exists(const struct fixture *f)
 {
     struct stat sb;
     return stat(sqlite_path(f), &sb) == 0;
+}
+
+static char *sqlite_value(const struct fixture *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    char *v = NULL;
+    if (sqlite3_open_v2(sqlite_path(f), &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW &&
+        sqlite3_column_type(q, 0) != SQLITE_NULL)
+        v = strdup((const char *)sqlite3_column_text(q, 0));
+    else
+        fprintf(stderr, "sqlite: %s: %s\n", sql, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
 }
 
 static void sqlite_check_schema(const struct fixture *f)
@@ -318,10 +339,10 @@ static int pg_check_ready(const struct fixture *f)
 /* One line per backend; the PostgreSQL one runs when DROVER_TEST_PG_URI is set. */
 static const struct backend backends[] = {
     {"sqlite", sqlite_create, sqlite_destroy, sqlite_exists, sqlite_check_schema, NULL, NULL,
-     NULL},
+     NULL, sqlite_value},
 #ifdef WITH_POSTGRES
     {"postgres", pg_create, pg_destroy, pg_exists, pg_check_schema, pg_lock_job, pg_unlock_job,
-     pg_check_ready},
+     pg_check_ready, pg_value},
 #endif
 };
 
@@ -359,6 +380,42 @@ static int setup_open(void **state)
     return 0;
 }
 
+/*
+ * The (queue, owner, state) rows where job_counts (schema: SQLite 17, PostgreSQL 13; summed
+ * over its shards) differs from a count of the finished jobs. The same SQL for both backends.
+ */
+#define COUNTS_DIFF                                                                                \
+    "SELECT count(*) FROM (SELECT queue, owner, state FROM ("                                      \
+    "SELECT queue, coalesce(owner, '') AS owner, state, count(*) AS n FROM jobs "                  \
+    "WHERE state >= 4 GROUP BY queue, coalesce(owner, ''), state "                                 \
+    "UNION ALL SELECT queue, owner, state, -n FROM job_counts) d "                                 \
+    "GROUP BY queue, owner, state HAVING sum(n) <> 0) x"
+
+/*
+ * 0 when job_counts holds exactly the counts of the finished jobs, else -1 with a message.
+ * Checked after every test, whatever the test did to its jobs. A store left at an older
+ * schema (a test of migrations refused) has no job_counts: nothing to compare.
+ */
+static int check_counts(const struct fixture *f)
+{
+    char *has = f->be->value(f, strcmp(f->be->name, "sqlite")
+                                    ? "SELECT count(*) FROM pg_tables WHERE tablename = "
+                                      "'job_counts' AND schemaname = current_schema()"
+                                    : "SELECT count(*) FROM sqlite_master WHERE name = "
+                                      "'job_counts'");
+    bool exists = has && strcmp(has, "0");
+    lib_free(has);
+    if (!exists)
+        return 0;
+    char *v = f->be->value(f, COUNTS_DIFF);
+    int rc = v && !strcmp(v, "0") ? 0 : -1;
+    if (rc)
+        fprintf(stderr, "%s: job_counts differs from the finished jobs in %s rows\n",
+                f->be->name, v ? v : "(unreadable)");
+    lib_free(v);
+    return rc;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -367,8 +424,10 @@ static int teardown(void **state)
     store_close(f->st2);
     store_close(f->st);
     /* a test that never made the schema has no ready table to compare */
-    int ready = f->be->check_ready && f->be->exists(f) ? f->be->check_ready(f) : 0;
-    int rc = f->be->destroy(f) || ready ? -1 : 0;
+    bool made = f->be->exists(f);
+    int ready = f->be->check_ready && made ? f->be->check_ready(f) : 0;
+    int counts = made ? check_counts(f) : 0;
+    int rc = f->be->destroy(f) || ready || counts ? -1 : 0;
     free(f);
     *state = NULL;
     return rc;
@@ -1853,6 +1912,254 @@ static void test_queue_stats(void **state)
                          job_state_name(s), (long long)got[q][s], (long long)want[q][s]);
     }
     assert_int_equal(n, 3);
+}
+
+/* What a full count of the jobs says store_queue_stats should answer (the oracle). */
+struct stats_want {
+    const char *owner; /* NULL = all jobs */
+    char queue[8][16];
+    int64_t count[8][JOB_NSTATES];
+    size_t n;
+};
+
+static int stats_count_job(void *arg, const struct job *j)
+{
+    struct stats_want *w = arg;
+    if (w->owner && (!j->owner || strcmp(w->owner, j->owner)))
+        return 0;
+    size_t q = 0;
+    while (q < w->n && strcmp(w->queue[q], j->queue))
+        q++;
+    if (q == w->n) {
+        assert_true(w->n < 8);
+        snprintf(w->queue[w->n++], sizeof(w->queue[0]), "%s", j->queue);
+    }
+    w->count[q][j->state]++;
+    return 0;
+}
+
+/*
+ * store_queue_stats(owner) answers what a scan of every job counts, queue by queue; and
+ * count[queue][state] is `want` (-1: not checked) for the states given. Returns the queues.
+ */
+static size_t assert_stats(struct store *st, const char *owner, const char *queue, int state,
+                           int64_t want)
+{
+    struct err e = ERR_INIT;
+    struct stats_want w = {.owner = owner};
+    assert_ok(store_job_scan(st, ~0u, stats_count_job, &w, &e), &e);
+    struct queue_stat *qs = NULL;
+    size_t n = 0;
+    assert_ok(store_queue_stats(st, owner, &qs, &n, &e), &e);
+    struct queue_stat got[8];
+    size_t ngot = n < 8 ? n : 8;
+    if (ngot)
+        memcpy(got, qs, ngot * sizeof(*got));
+    lib_free(qs);
+    assert_int_equal(n, w.n);
+    for (size_t i = 0; i < ngot; i++) {
+        size_t q = 0;
+        while (q < w.n && strcmp(w.queue[q], got[i].name))
+            q++;
+        if (q == w.n)
+            fail_msg("queue_stats(%s) has queue '%s', which no job of it is in",
+                     owner ? owner : "all", got[i].name);
+        for (int s = 0; s < JOB_NSTATES; s++)
+            if (got[i].count[s] != w.count[q][s])
+                fail_msg("queue_stats(%s) '%s' %s: %lld, the jobs say %lld", owner ? owner : "all",
+                         got[i].name, job_state_name(s), (long long)got[i].count[s],
+                         (long long)w.count[q][s]);
+        if (queue && !strcmp(queue, got[i].name) && got[i].count[state] != want)
+            fail_msg("queue_stats(%s) '%s' %s: %lld, expected %lld", owner ? owner : "all", queue,
+                     job_state_name(state), (long long)got[i].count[state], (long long)want);
+    }
+    return n;
+}
+
+/*
+ * The counts of finished jobs are kept (job_counts, in the transaction of each change) through
+ * every way a job gets into a final state, out of one and out of the store: a batch, leases
+ * and starts, each kind of finish, cancels of queued and running jobs, a retry of a failed
+ * job, retention's deletes, a rolled back finish; for two owners and two queues, each owner
+ * seeing its own. The teardown compares job_counts with the jobs once more.
+ */
+static void test_queue_stats_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    enum { N = 7 };
+    struct job j[N], out;
+    /* 0-3: alice's in a, 4: bob's in b, 5: bob's in a, 6: an admin's (no owner) in a */
+    for (int i = 0; i < N; i++) {
+        make_job(&j[i], T0 + i, "{'queue': '%s', 'retry': {'max_attempts': 1}, "
+                                "'command': {'program': 'true', 'argv': ['%d']}}",
+                 i == 4 ? "b" : "a", i);
+        if (i < 4)
+            j[i].owner = xstrdup("alice");
+        else if (i < 6)
+            j[i].owner = xstrdup("bob");
+    }
+    struct job *ptrs[N];
+    for (int i = 0; i < N; i++)
+        ptrs[i] = &j[i];
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_insert_many(f->st, ptrs, N, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(assert_stats(f->st, NULL, "a", JOB_QUEUED, 6), 2);
+    assert_int_equal(assert_stats(f->st, "alice", "a", JOB_QUEUED, 4), 1);
+    assert_int_equal(assert_stats(f->st, "bob", "b", JOB_QUEUED, 1), 2);
+
+    /* leases of 0-3 and 5, starts of 0-2 */
+    struct store_lease c[5] = {0};
+    const int leased[] = {0, 1, 2, 3, 5};
+    for (int i = 0; i < 5; i++)
+        memcpy(c[i].job, j[leased[i]].id, UUID_STR_LEN);
+    size_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_lease(f->st, "w1", T0 + 10, c, 5, &n, &e), &e);
+    struct job_event_args at = {.now_ms = T0 + 11};
+    for (int i = 0; i < 3; i++) {
+        assert_ok(store_job_apply(f->st, j[i].id, 1, "w1", false, JOB_EV_START, &at, &out, &e),
+                  &e);
+        job_release(&out);
+    }
+    assert_ok(store_commit(f->st, &e), &e);
+    for (int i = 0; i < 5; i++)
+        lib_free(c[i].spec);
+    assert_int_equal(n, 5);
+    assert_stats(f->st, NULL, "a", JOB_RUNNING, 3);
+    assert_stats(f->st, "alice", "a", JOB_LEASED, 1);
+    assert_stats(f->st, "bob", "a", JOB_LEASED, 1);
+
+    /* finishes: 0 succeeded, 1 failed (one attempt); 2 cancelled while running, 4 while
+       queued */
+    struct attempt_end ok = {.reason = "exit", .has_exit_code = true, .exit_code = 0,
+                             .duration_ms = 3};
+    struct attempt_end bad = {.reason = "exit", .has_exit_code = true, .exit_code = 2,
+                              .duration_ms = 3};
+    struct job_event_args fin_ok = {.now_ms = T0 + 20, .end = &ok};
+    struct job_event_args fin_bad = {.now_ms = T0 + 20, .end = &bad};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_apply(f->st, j[0].id, 1, "w1", true, JOB_EV_FINISH, &fin_ok, &out, &e),
+              &e);
+    assert_int_equal(out.state, JOB_SUCCEEDED);
+    job_release(&out);
+    assert_ok(store_job_apply(f->st, j[1].id, 1, "w1", true, JOB_EV_FINISH, &fin_bad, &out, &e),
+              &e);
+    assert_int_equal(out.state, JOB_FAILED);
+    job_release(&out);
+    assert_ok(store_job_cancel(f->st, j[2].id, T0 + 21, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_job_cancel(f->st, j[4].id, T0 + 21, &out, &e), &e);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_stats(f->st, NULL, "a", JOB_SUCCEEDED, 1);
+    assert_stats(f->st, NULL, "a", JOB_FAILED, 1);
+    assert_stats(f->st, NULL, "a", JOB_CANCELLED, 1);
+    assert_stats(f->st, NULL, "b", JOB_CANCELLED, 1);
+    assert_stats(f->st, "alice", "a", JOB_CANCELLED, 1);
+    assert_stats(f->st, "bob", "b", JOB_CANCELLED, 1);
+    assert_stats(f->st, "bob", "a", JOB_SUCCEEDED, 0);
+
+    /* a finish rolled back counts nothing */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_apply(f->st, j[3].id, 1, "w1", true, JOB_EV_FINISH, &fin_ok, &out, &e),
+              &e);
+    job_release(&out);
+    store_rollback(f->st);
+    assert_stats(f->st, "alice", "a", JOB_SUCCEEDED, 1);
+    assert_stats(f->st, "alice", "a", JOB_LEASED, 1);
+
+    /* a retry takes the failed job out of failed */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, j[1].id, T0 + 30, &out, &e), &e);
+    assert_int_equal(out.state, JOB_QUEUED);
+    job_release(&out);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_stats(f->st, NULL, "a", JOB_FAILED, 0);
+    assert_stats(f->st, "alice", "a", JOB_QUEUED, 1);
+
+    /* retention deletes finished jobs: bob's queue b is gone from his counts with its job */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, j[0].id, &e), &e);
+    assert_ok(store_job_delete(f->st, j[4].id, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_stats(f->st, NULL, "a", JOB_SUCCEEDED, 0);
+    assert_int_equal(assert_stats(f->st, "bob", "a", JOB_LEASED, 1), 1);
+    assert_int_equal(assert_stats(f->st, NULL, "a", JOB_CANCELLED, 1), 1);
+    assert_int_equal(assert_stats(f->st, "carol", NULL, 0, 0), 0);
+    release_jobs(j, N);
+}
+
+/*
+ * A store made before job_counts (SQLite 16, PostgreSQL 12) with finished jobs in it gets its
+ * counts from those jobs when it is opened: the same answer as before, from the table.
+ */
+static void test_counts_migrate(void **state)
+{
+    struct fixture *f = *state;
+    bool lite = !strcmp(f->be->name, "sqlite");
+    struct buf sql = BUF_INIT;
+    /* 3 succeeded and 1 failed of alice in 'a', 2 cancelled without owner in 'a', 1 queued */
+    static const struct {
+        int state;
+        const char *owner;
+    } rows[] = {{4, "'alice'"}, {4, "'alice'"}, {4, "'alice'"}, {5, "'alice'"},
+                {6, "NULL"},    {6, "NULL"},    {1, "'alice'"}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+        buf_addf(&sql,
+                 "INSERT INTO jobs (id, state, queue, priority, slots, attempt, max_attempts, "
+                 "created_at, run_after, spec, owner, finished_at) VALUES "
+                 "('01900000-0000-7000-8000-00000000000%zu', %d, 'a', 0, 1, 1, 1, 1, 1, "
+                 "'{\"queue\":\"a\"}', %s, 2);",
+                 i, rows[i].state, rows[i].owner);
+    if (lite) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(sqlite_path(f), &db), SQLITE_OK);
+        for (int v = 0; v < 16; v++)
+            assert_int_equal(sqlite3_exec(db, sqlite_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 16", NULL, NULL, NULL),
+                         SQLITE_OK);
+        if (sqlite3_exec(db, sql.data, NULL, NULL, NULL) != SQLITE_OK)
+            fail_msg("%s", sqlite3_errmsg(db));
+        sqlite3_close(db);
+    } else {
+#ifdef WITH_POSTGRES
+        PGconn *c = PQconnectdb(f->uri);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        struct buf all = BUF_INIT;
+        buf_adds(&all, "CREATE TABLE drover_schema (version integer NOT NULL);"
+                       "INSERT INTO drover_schema VALUES (12);");
+        for (int v = 0; v < 12; v++)
+            buf_adds(&all, pg_migrations[v]);
+        buf_adds(&all, sql.data);
+        /* its queued job in the ready table too, as the server writes it (schema 11) */
+        buf_adds(&all, "INSERT INTO ready SELECT id, queue, priority, run_after FROM jobs "
+                       "WHERE state = 1;");
+        PGresult *r = PQexec(c, all.data);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+        buf_release(&all);
+#else
+        fail_msg("backend %s", f->be->name);
+#endif
+    }
+    buf_release(&sql);
+
+    struct err e = ERR_INIT;
+    assert_ok(store_open(f->uri, NULL, &f->st, &e), &e);
+    f->be->check_schema(f);
+    char *v = f->be->value(f, "SELECT sum(n) FROM job_counts WHERE queue = 'a'");
+    assert_non_null(v);
+    assert_string_equal(v, "6");
+    lib_free(v);
+    assert_stats(f->st, NULL, "a", JOB_SUCCEEDED, 3);
+    assert_stats(f->st, NULL, "a", JOB_CANCELLED, 2);
+    assert_stats(f->st, "alice", "a", JOB_FAILED, 1);
+    assert_stats(f->st, "alice", "a", JOB_CANCELLED, 0);
+    assert_stats(f->st, "alice", "a", JOB_QUEUED, 1);
 }
 
 /* --- tokens -------------------------------------------------------------------------------- */
@@ -4402,6 +4709,8 @@ int main(void)
         T(test_object_events),
         T(test_claim),
         T(test_queue_stats),
+        T(test_queue_stats_kept),
+        T_EMPTY(test_counts_migrate),
         T(test_tokens),
         T(test_sessions),
         T(test_agent_owner),
