@@ -184,6 +184,7 @@ struct agent_job {
 
     /* reports (proto.c) */
     json_t *started;  /* the started report until settled, else NULL */
+    int64_t started_ns; /* monotonic, when `started` was made */
     json_t *finished; /* the finished report once decided */
     bool finished_settled;
     bool has_progress;   /* percent/message hold a value read from the progress file */
@@ -258,6 +259,7 @@ struct agent {
     struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
     size_t register_srv, poll_srv, reports_srv; /* http.current when each was sent */
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
+    struct event *linger_timer; /* a started report waits for its job's end (proto.c) */
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */
     uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */

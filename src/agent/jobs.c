@@ -523,6 +523,7 @@ static int job_spawn(struct agent_job *j, struct err *e)
     if (rc) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, PROTO_REPORT_STARTED);
+    j->started_ns = time_mono_ns();
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,
@@ -840,6 +841,8 @@ int jobs_recover(struct agent *a, struct err *e)
             sk->starttime =
                 (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
         }
+        /* when its process started (the started report's started_ms_ago, proto.c) */
+        j->started_at_ms = json_integer_value(json_object_get(run, "started_at_ms"));
         if (finished) {
             j->finished = finished;
             j->phase = PHASE_DONE;
@@ -854,10 +857,9 @@ int jobs_recover(struct agent *a, struct err *e)
                 r = &runner_podman; /* a lease without started record may have a container */
             if (rt && !strcmp(rt, runner_docker.name)) r = &runner_docker;
             r->recover(a, j, run);
-            json_int_t at = json_integer_value(json_object_get(run, "started_at_ms"));
-            if (at > 0) {
+            if (j->started_at_ms > 0) {
                 j->start_ns = 1;
-                j->end_ns = 1 + (time_now_ms() - at) * 1000000;
+                j->end_ns = 1 + (time_now_ms() - j->started_at_ms) * 1000000;
             }
             job_finish(j, PROTO_REASON_ERROR, 0, 0,
                        "the agent restarted while the job was running");

@@ -7,10 +7,12 @@ Servers run with --heartbeat 1 so that freed slots are polled for quickly.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -282,6 +284,48 @@ def test_an_ended_attempt_goes_as_its_finished_report_alone(fast_server, make_ag
     wait_for(lambda: "drover_agent_reports_sent_total 10\n" in
              requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text, 10,
              "ten reports for ten jobs")
+
+
+def test_a_started_report_that_waited_dates_the_start(fast_server, make_agent, tmp_path):
+    """A started report waits up to 10 ms for its job's end (one report for a short job), and
+    says how long ago the process started: started_at is the process's start, so the run
+    time (finished_at - started_at) is the process's, not 10 ms short."""
+    make_agent(fast_server, "w1")
+    mark = tmp_path / "start"
+    # the start time goes to a file: output would make the started report go at once
+    job = submit(fast_server, **sh(f"date +%s%3N > {mark}; sleep 0.3"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded", j
+    started, finished = ms(j["started_at"]), ms(j["finished_at"])
+    own = int(mark.read_text())
+    # the shell wrote its time after the spawn; the server's start is at the spawn
+    assert own - 50 <= started <= own + 3, (started, own)
+    run = finished - started
+    assert j["result"]["duration_ms"] >= 290  # the agent measures from just after the spawn
+    assert j["result"]["duration_ms"] - 3 <= run <= j["result"]["duration_ms"] + 50, (run, j)
+
+
+def test_short_jobs_are_one_report_each(fast_server, make_agent):
+    """Processes that end within the started report's 10 ms wait (true) go as their finished
+    reports alone."""
+    port = free_port()
+    make_agent(fast_server, "quick", "--listen", f"127.0.0.1:{port}", "--slots", "4")
+    jobs = [submit(fast_server, command={"program": "true"}) for _ in range(10)]
+    done = [wait_job(fast_server, j) for j in jobs]
+    assert [j["state"] for j in done] == ["succeeded"] * 10
+    assert all(j["started_at"] <= j["finished_at"] for j in done), done
+
+    def sent():
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return int(re.search(r"^drover_agent_reports_sent_total (\d+)$", text, re.M).group(1))
+    wait_for(lambda: sent() >= 10, 10, "ten reports")
+    # a loaded machine may let a spawn and its end take longer than the wait now and then
+    assert sent() <= 12, sent()
+
+
+def ms(ts):
+    """Milliseconds since the epoch of an RFC 3339 time the server wrote."""
+    return round(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # ---- the agent's own endpoint, options --------------------------------------------------------
