@@ -148,6 +148,7 @@ struct agent_job {
     int end_code, end_signal;
     char *end_error;
     bool recovered; /* from the spool, after a restart: no process */
+    bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
 
     /* the process (runner_native.c) */
@@ -247,6 +248,7 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
+    uint64_t dirs_free; /* bit N: "<jobs_dir>/.free-N" is an empty work folder kept (jobs.c) */
     struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;

@@ -35,8 +35,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -78,6 +81,91 @@ void agent_remove_tree(const char *path)
     nftw(path, chmod_dirs, 16, FTW_PHYS);
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         log_warn("cannot remove the work folder '%s' entirely: %s", path, strerror(errno));
+}
+
+/*
+ * An ended job's work folder that it left empty is not removed but renamed to
+ * "<jobs_dir>/.free-N" (up to 64 of them), and the next job's folder is one of those renamed
+ * to its name: per job one rename each way instead of an rmdir and a mkdir, which on ext4
+ * allocate and free an inode and a block every time (and skip the inodes freed in the last
+ * while when they allocate one). A folder is kept only when it is as a new one would be:
+ * empty, ours, mode 0700, no extended attributes (an ACL a job set would reach the next
+ * job's files). Its times are the only trace of the job before. The jobs folder is emptied
+ * at the agent's start: none is kept across runs. Nor is the folder of a job a process of
+ * which may have outlived it (j->strays: the sweep kept an orphan that may be its own, or its
+ * pipes stayed open): with its working directory there, it could still write into the
+ * folder, where before it found the folder removed.
+ */
+static void free_dir_name(char *out, size_t n, const struct agent *a, unsigned k)
+{
+    snprintf(out, n, "%s/.free-%u", a->jobs_dir, k);
+}
+
+/* Whether the folder at path is empty and as mkdir(path, 0700) makes one (above). */
+static bool dir_reusable(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    ssize_t nx;
+    bool ok = fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0700 && st.st_uid == geteuid() &&
+              st.st_nlink == 2 && /* no folder in it */
+              ((nx = flistxattr(fd, NULL, 0)) == 0 || (nx < 0 && errno == ENOTSUP));
+    if (ok) { /* "." and ".." only: one read of the entries, a second one finds no more */
+        _Alignas(struct dirent64) char buf[2048];
+        ssize_t n = getdents64(fd, buf, sizeof(buf));
+        ok = n > 0;
+        for (ssize_t off = 0; ok && off < n;) {
+            const struct dirent64 *d = (const void *)(buf + off);
+            ok = !strcmp(d->d_name, ".") || !strcmp(d->d_name, "..");
+            off += d->d_reclen;
+        }
+        ok = ok && getdents64(fd, buf, sizeof(buf)) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+/* The work folder of an ended job: kept for the next job when it can be (above), else gone. */
+static void work_dir_release(struct agent *a, const struct agent_job *j)
+{
+    const char *path = j->work_dir;
+    if (~a->dirs_free && !j->strays && !j->recovered && dir_reusable(path)) {
+        unsigned k = (unsigned)__builtin_ctzll(~a->dirs_free);
+        char name[PATH_MAX];
+        free_dir_name(name, sizeof(name), a, k);
+        if (rename(path, name) == 0) {
+            a->dirs_free |= 1ull << k;
+            return;
+        }
+    }
+    trash_put(a->trash, path);
+}
+
+/* Makes j's work folder, empty: a kept one renamed, else a new one. */
+static int work_dir_make(struct agent_job *j)
+{
+    struct agent *a = j->a;
+    if (a->dirs_free) {
+        unsigned k = (unsigned)__builtin_ctzll(a->dirs_free);
+        char name[PATH_MAX];
+        free_dir_name(name, sizeof(name), a, k);
+        a->dirs_free &= ~(1ull << k);
+        /* it replaces an empty folder of the same name an earlier run left; a full one goes */
+        int rc = rename(name, j->work_dir);
+        if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
+            agent_remove_tree(j->work_dir);
+            rc = rename(name, j->work_dir);
+        }
+        if (rc == 0) return 0;
+        agent_remove_tree(name);
+    }
+    int made = mkdir(j->work_dir, 0700);
+    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
+        agent_remove_tree(j->work_dir);
+        made = mkdir(j->work_dir, 0700);
+    }
+    return made;
 }
 
 /* --- the job list ------------------------------------------------------------ */
@@ -616,12 +704,7 @@ static int job_start(struct agent_job *j, struct err *e)
     rc = agent_argv_build(command ? command : json_object_get(j->spec, "command"), &j->argv, e);
     json_decref(command);
     if (rc) return rc;
-    int made = mkdir(j->work_dir, 0700);
-    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
-        agent_remove_tree(j->work_dir);
-        made = mkdir(j->work_dir, 0700);
-    }
-    if (made != 0)
+    if (work_dir_make(j) != 0)
         return err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
                        strerror(errno));
     j->slots_held = true;
@@ -723,7 +806,7 @@ void jobs_gc(struct agent *a)
                 break;
             }
         }
-        if (!a->o.keep_work && !a->o.bench_noop) trash_put(a->trash, j->work_dir);
+        if (!a->o.keep_work && !a->o.bench_noop) work_dir_release(a, j);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }

@@ -199,7 +199,40 @@ def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
                                    "done; chmod 500 d7"))
     assert wait_job(fast_server, job)["state"] == "succeeded"
     jobs = os.path.join(agent.work_dir, "jobs")
-    wait_for(lambda: os.listdir(jobs) == [], 30, "the jobs folder to be empty")
+    # (but for the empty folders kept for the next jobs: test_empty_work_folders_are_reused)
+    wait_for(lambda: [n for n in os.listdir(jobs) if not n.startswith(".free-")] == [], 30,
+             "the jobs folder to be empty")
+
+
+def test_empty_work_folders_are_reused(fast_server, make_agent):
+    """A folder its job left empty is the next job's (the same inode: no mkdir, no rmdir);
+    one with anything of its job in it (a file, another mode, an extended attribute) is not:
+    every job finds an empty folder of mode 0700 with no attributes."""
+    agent = make_agent(fast_server, "w1")  # one slot: one job after the other
+    look = ('printf "%s %s %s\\n" "$(stat -c %i .)" "$(stat -c %a .)" "$(ls -A | wc -l)"; '
+            '/usr/bin/python3 -c "import os; print(len(os.listxattr(\'.\')))"')
+
+    def run(script):
+        job = submit(fast_server, **sh(script))
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded", j
+        # the folder is released once the agent has the answer to the result (a moment later)
+        work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
+        wait_for(lambda: not os.path.exists(work), 10, "the work folder to be released")
+        inode, mode, entries, xattrs = j["result"]["stdout"].split()
+        assert (mode, entries, xattrs) == ("700", "0", "0"), j["result"]["stdout"]
+        return inode
+
+    first = run(look)
+    assert run(look) == first, "an empty folder is used again"
+    run(look + "; echo left > behind")
+    run(look + "; chmod 755 .")
+    xattr = ("; /usr/bin/python3 -c \"import os\ntry: os.setxattr('.', 'user.x', b'1')\n"
+             "except OSError: pass\"")
+    run(look + xattr)
+    run(look)  # none of the three above was kept: every folder looked at was as new
+
+
 
 
 def test_keep_work(fast_server, make_agent):
