@@ -150,6 +150,7 @@ struct agent_job {
     bool recovered; /* from the spool, after a restart: no process */
     bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
+    json_t *rec;    /* its lease record as spooled, with "run" and "finished" once known */
 
     /* the process (runner_native.c) */
     const struct runner_ops *runner; /* NULL until chosen (runner_for) */

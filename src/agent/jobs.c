@@ -231,6 +231,7 @@ static void job_free(struct agent_job *j)
     buf_release(&j->out.pending);
     buf_release(&j->err.pending);
     json_decref(j->spec);
+    json_decref(j->rec);
     json_decref(j->started);
     json_decref(j->finished);
     free(j->message);
@@ -290,13 +291,16 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
         json_object_set(r, "outputs", stage_outputs(j->stage));
     stage_free(j->stage); /* whatever was in flight is dropped */
     j->stage = NULL;
-    if (a->o.bench_noop) {
-    } else if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
-        log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
-                  "stops before delivering it: %s",
-                  j->id, j->attempt, e.msg);
-    else
-        j->recs |= REC_FINISHED;
+    if (!a->o.bench_noop) { /* into its lease record (spool.h), or one of its own */
+        if (j->rec) json_object_set(j->rec, "finished", r);
+        if (j->rec ? spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e)
+                   : spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+            log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
+                      "stops before delivering it: %s",
+                      j->id, j->attempt, e.msg);
+        else
+            j->recs |= j->rec ? REC_LEASE : REC_FINISHED;
+    }
     if (j->slots_held) {
         a->slots_used -= j->slots;
         j->slots_held = false;
@@ -549,24 +553,18 @@ const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, c
     return NULL;
 }
 
-/* Spools the started report with what finds the process group after a restart (spool.h). */
+/* Adds to the job's lease record what finds its process group after a restart (spool.h). */
 static void spool_started(struct agent_job *j)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
-    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I, s:s}}", "job", j->id,
-                            "attempt", j->attempt, "type", proto_report_name(PROTO_REPORT_STARTED),
-                            "pid", (json_int_t)j->pid, "run", "pgid", (json_int_t)j->pid,
-                            "starttime", (json_int_t)j->starttime, "boot_id", a->boot_id,
-                            "started_at_ms", (json_int_t)j->started_at_ms, "runtime",
-                            j->runner->name);
-    if (j->container)
-        json_object_set_new(json_object_get(rec, "run"), "container", json_string(j->container));
-    if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
+    json_t *run = json_pack("{s:I, s:I, s:s, s:I, s:s}", "pgid", (json_int_t)j->pid, "starttime",
+                            (json_int_t)j->starttime, "boot_id", a->boot_id, "started_at_ms",
+                            (json_int_t)j->started_at_ms, "runtime", j->runner->name);
+    if (j->container) json_object_set_new(run, "container", json_string(j->container));
+    json_object_set_new(j->rec, "run", run);
+    if (spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-    else
-        j->recs |= REC_STARTED;
-    json_decref(rec);
 }
 
 /* Spawns the process (the work folder and its inputs are ready); fills e when it cannot run. */
@@ -769,7 +767,7 @@ void jobs_lease(struct agent *a, json_t *lease)
     json_t *record = json_pack("{s:s, s:i, s:i, s:O}", "job", id, "attempt", attempt, "slots",
                                j->slots, "deadline", deadline ? deadline : json_null());
     int put = spool_put(&a->spool, id, attempt, "lease", record, &e);
-    json_decref(record);
+    j->rec = record;
     if (put) {
         log_error("job=%s attempt=%d %s", id, attempt, e.msg);
         job_finish(j, PROTO_REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
@@ -913,9 +911,15 @@ int jobs_recover(struct agent *a, struct err *e)
         json_t *run = json_incref(json_object_get(started, "run"));
         if (run)
             json_object_del(started, "run");
+        else if (json_object_get(runrec, "run"))
+            run = json_incref(json_object_get(runrec, "run"));
+        else if (json_is_object(json_object_get(lease, "run"))) /* this layout (spool.h) */
+            run = json_incref(json_object_get(lease, "run"));
         else
-            run = json_incref(json_object_get(runrec, "run") ? json_object_get(runrec, "run")
-                                                             : lease);
+            run = json_incref(lease);
+        if (!finished && json_is_object(json_object_get(lease, "finished")))
+            finished = json_incref(json_object_get(lease, "finished"));
+        j->rec = json_incref(json_is_object(lease) ? lease : NULL);
         j->started = started;
         if (run_this_boot(a, run)) { /* its processes outside its group: kill_escaped */
             struct survivor_key *sk = &survivors[nsurvivors++];

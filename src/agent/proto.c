@@ -462,7 +462,8 @@ static void send_batch(struct agent *a)
         }
         if (j->phase == PHASE_DONE && j->finished && !j->finished_settled && all_out && all_err &&
             a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
-            if (j->started) start_ago(j, j->finished); /* the start goes with the end */
+            /* the start goes with the end (a recovered job's started may not have been sent) */
+            if (j->started || j->recovered) start_ago(j, j->finished);
             batch_add(a, reports, json_incref(j->finished), j, PROTO_REPORT_FINISHED, NULL, 0);
         }
         if (!all_out || !all_err) break; /* the budget is spent */
@@ -520,10 +521,9 @@ static void stream_consume(struct agent_stream *s, size_t n)
     }
 }
 
-static void item_settle(struct agent *a, struct batch_item *it, long st, const char *msg)
+static void item_settle(struct batch_item *it, long st, const char *msg)
 {
     struct agent_job *j = it->job;
-    struct err e = ERR_INIT;
     if (st == 409 && (it->kind == PROTO_REPORT_FINISHED || it->kind == PROTO_REPORT_STARTED))
         log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id, j->attempt,
                  proto_report_name(it->kind), msg ? msg : "no longer leased to this agent");
@@ -537,15 +537,6 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
     case PROTO_REPORT_STARTED:
         json_decref(j->started);
         j->started = NULL;
-        /* While the process runs, its record keeps what finds it after a restart (spool.h);
-         * once the job is done its finished record decides, and jobs_gc removes both. */
-        if ((j->recs & REC_STARTED) && (j->phase == PHASE_RUNNING || j->phase == PHASE_STAGE_OUT)) {
-            int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
-            if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
-            if (rc == 0) j->recs |= REC_RUN;
-            if (rc && rc != ERR_NOTFOUND)
-                log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-        }
         break;
     case PROTO_REPORT_LOG:
         if (it->stream->batch_failed) break; /* a chunk before it was not stored: send both again */
@@ -604,7 +595,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
             const char *msg = json_string_value(json_object_get(r, "error"));
             if (st >= 200 && st < 500) {
                 /* 200 stored, 409 stale, 404 the job is gone, 400 our bug: nothing to resend */
-                item_settle(a, &a->batch[i], st, msg);
+                item_settle(&a->batch[i], st, msg);
                 a->m.reports_sent++;
                 if (st != 200 && st != 409) a->m.report_errors++;
             } else {
@@ -624,7 +615,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
                   bad == SIZE_MAX ? "a whole reports request" : "a report", e->msg);
         for (size_t i = 0; i < a->nbatch; i++) {
             if (bad == SIZE_MAX || i == bad)
-                item_settle(a, &a->batch[i], 400, e->msg);
+                item_settle(&a->batch[i], 400, e->msg);
             else
                 item_retry(&a->batch[i]);
         }

@@ -520,13 +520,10 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     with open(f"/proc/{orphan}/stat") as f:  # field 22, the start time the agent records
         orphan_starttime = int(f.read().rsplit(")", 1)[1].split()[19])
     a.kill()
-    assert f"{job}-1.lease" in a.spool_files()
-    # what finds the process group again: the started record, or once its report was
-    # settled the run record (spool.h), written once after the spawn
-    held = {f"{job}-1.started", f"{job}-1.run"} & set(a.spool_files())
-    assert held
-    with open(os.path.join(a.work_dir, "spool", held.pop())) as f:
-        run = json.load(f)["run"]
+    # one record for the job (spool.h): its lease, with what finds the process group again
+    # ("run"), written once after the spawn
+    assert a.spool_files() == [f"{job}-1.lease"]
+    run = spooled(a, job)["run"]
     assert run["starttime"] == orphan_starttime
     assert run["pgid"] == orphan
     # the process died with its agent (test_agent_processes.py: what survives that is
@@ -593,8 +590,9 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     job = submit(server, **sh("sleep 1.5; echo survived"))
     wait_job(server, job, states=("running",))
     server.kill(signal.SIGTERM)
-    # the job finishes while nobody listens: its result waits in the spool
-    wait_for(lambda: f"{job}-1.finished" in agent.spool_files(), 15, "the spooled result")
+    # the job finishes while nobody listens: its result waits in the spool, in its record
+    wait_for(lambda: "finished" in spooled(agent, job), 15, "the spooled result")
+    assert spooled(agent, job)["finished"]["exit_code"] == 0
     time.sleep(1)
     assert agent.proc.poll() is None
     server.start()
@@ -603,6 +601,40 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
     # and the agent goes on taking work
     assert wait_job(server, submit(server, **sh("true")))["state"] == "succeeded"
+
+
+def test_older_agents_spool_records_recovered(make_server, make_agent):
+    """A spool as agents before one record per job left it (lease, run and finished records
+    of their own) is read by a restarted agent: the spooled result is delivered."""
+    server = make_server()
+    agent = make_agent(server, "w1")
+    job = submit(server, **sh("sleep 1; exit 3"))  # (output is not spooled: none)
+    wait_job(server, job, states=("running",))
+    server.kill(signal.SIGTERM)
+    wait_for(lambda: "finished" in spooled(agent, job), 15, "the spooled result")
+    agent.kill()
+    spool = os.path.join(agent.work_dir, "spool")
+    rec = spooled(agent, job)
+    finished, run = rec.pop("finished"), rec.pop("run")
+    for kind, doc in (("lease", rec), ("run", {"run": run}), ("finished", finished)):
+        with open(os.path.join(spool, f"{job}-1.{kind}"), "w") as f:
+            json.dump(doc, f)
+    server.start()
+    agent.start()
+    j = wait_job(server, job, timeout=30)
+    # the outcome the spool kept, not "the agent restarted while the job was running"
+    assert j["state"] == "failed" and j["result"]["exit_code"] == 3, j
+    assert j["result"]["reason"] == "exit" and j["attempt"] == 1, j
+    wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
+
+
+def spooled(agent, job, attempt=1):
+    """The agent's spool record of the attempt (spool.h), {} when there is none."""
+    try:
+        with open(os.path.join(agent.work_dir, "spool", f"{job}-{attempt}.lease")) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 # ---- valgrind -------------------------------------------------------------------------------------
