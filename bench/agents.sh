@@ -638,6 +638,10 @@ if ra.get("commits"):
     print(f"drover: {ra['commits']:,} group commits, {ra['commit_ops_per_batch']} operations each on average; submitting took {ra.get('submit_seconds')} s.")
 print()
 
+true_only = $TRUE_ONLY
+real_print = print
+if true_only:  # --true-only: no (b) or (c) to report
+    print = lambda *a, **k: None
 print("### (b) latency on an idle agent: $LAT_JOBS sequential jobs")
 print()
 print("| figure | n | p50 ms | p90 ms | p99 ms | max ms |")
@@ -700,6 +704,7 @@ if comp:
     print("|---|---:|---:|---|")
     print("\n".join(comp))
 print()
+print = real_print
 print("Commands (\`bash bench/agents.sh\` ran them; PORT is a free loopback port, DIR a fresh folder):")
 print()
 print("\`\`\`")

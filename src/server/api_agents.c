@@ -667,7 +667,7 @@ static int reports_write(struct store *st, void *arg, struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         /*
          * started followed by finished in one batch: the finish records it all
-         * (started_at from the duration): one write instead of two.
+         * (started_at from the started's start, else the duration): one write, not two.
          */
         size_t k;
         if (op->items[i].type == PROTO_REPORT_STARTED && (k = finished_later(op, i))) {
