@@ -20,12 +20,13 @@ The PostgreSQL cluster is scripts/pgtest.sh's (fsync off: what is compared is th
 all). Prints a markdown report on stdout; progress on stderr.
 
   bench/pg.py [BUILD_DIR] [--jobs N] [--true-jobs N] [--finished N] [--quick]
-  bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N]
+  bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N] [--sqlite]
 
 --ab: queue only through one server, the two binaries in turns (ref, new, ref, new...) on
 fresh databases of one cluster: jobs/s, the server's CPU per job, the database's (the
 backends of the servers' connections) per job, and the share of `jobs` updates that were
-HOT (heap-only: no index touched).
+HOT (heap-only: no index touched). With --sqlite the same through one server on SQLite (no
+database figures), plus the store phase's (batches of 1,000) server CPU per job.
 """
 import argparse
 import json
@@ -291,9 +292,89 @@ def ab_round(binary, server_uri, base, name, jobs):
         psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system) of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class SqliteProbe:
+    """Reads a server's SQLite store from the side (WAL: readers do not block its writer)."""
+
+    def __init__(self, fleet):
+        import sqlite3
+        data = [d for d in os.listdir(fleet.b.work) if d.startswith("data0-")][0]
+        self.db = sqlite3.connect(f"file:{os.path.join(fleet.b.work, data, 'drover.db')}?mode=ro",
+                                  uri=True, timeout=30)
+
+    def one(self, sql):
+        return str(self.db.execute(sql).fetchone()[0])
+
+    def close(self):
+        self.db.close()
+
+
+def ab_round_sqlite(binary, jobs):
+    """Queue only, one server on SQLite, two noop agents x 64 slots: a dict of figures."""
+    bench = Bench(os.path.dirname(binary), "sqab")
+    bench.binary = binary
+    f = Fleet(bench, None, 1)
+    probe = None
+    try:
+        c0 = f.cpu()
+        t_store = f.store(jobs, "bench", {"program": "true"})
+        c1 = f.cpu()
+        probe = SqliteProbe(f)
+        t0 = time.time()
+        for k in range(2):
+            f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
+        deadline = time.monotonic() + 300
+        while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: {jobs} jobs not done within 300 s")
+            time.sleep(0.25)
+        c2 = f.cpu()
+        t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
+        return {"jobs_s": jobs / t, "server_us": (c2 - c1) / jobs * 1e6,
+                "agents_us": sum(proc_cpu(p.pid) for p in f.agents) / jobs * 1e6,
+                "store_jobs_s": jobs / t_store, "store_us": (c1 - c0) / jobs * 1e6}
+    finally:
+        if probe:
+            probe.close()
+        f.stop()
+        bench.close()
+
+
+def ab_main_sqlite(a, binaries):
+    res = {"ref": [], "new": []}
+    for i in range(a.rounds):
+        for k in a.order.split(","):
+            x = ab_round_sqlite(binaries[k], a.jobs)
+            log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
+                f"µs/job, agents {x['agents_us']:.0f} µs/job; store {x['store_jobs_s']:,.0f} jobs/s, {x['store_us']:.1f} µs/job")
+            res[k].append(x)
+    print(f"## Queue only through one server on SQLite, A/B, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(machine(a.build) + "\n")
+    print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --sqlite --jobs {a.jobs} --rounds "
+          f"{a.rounds}`: {a.jobs:,} jobs stored (batches of 1,000, one connection), then "
+          "drained by 2 --bench-noop agents x 64 slots; medians of the rounds, run in turns.\n")
+    print("| binary | jobs/s | server CPU µs/job | agents' CPU µs/job | store: jobs/s | "
+          "store: server CPU µs/job |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k in a.order.split(","):
+        m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
+        print(f"| {k} ({binaries[k]}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
+              f"{m['agents_us']:.0f} | "
+              f"{m['store_jobs_s']:,.0f} | {m['store_us']:.1f} |")
+
+
 def ab_main(a):
     binaries = {"ref": os.path.abspath(os.path.join(a.ab, "drover")),
                 "new": os.path.abspath(os.path.join(a.build, "drover"))}
+    if a.sqlite:
+        return ab_main_sqlite(a, binaries)
     pgdir = None if a.cluster else tempfile.mkdtemp(prefix="drover-pgbench-")
     res = {"ref": [], "new": []}
     try:
@@ -440,6 +521,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ab", metavar="REF_BUILD", help="A/B queue only against REF_BUILD's drover")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sqlite", action="store_true", help="--ab through one server on SQLite")
     ap.add_argument("--order", default="ref,new", help="--ab: the binaries run in a round")
     ap.add_argument("--cluster", metavar="URI", help="--ab in this PostgreSQL (its databases "
                     "ab_ref and ab_new are made again) instead of a cluster of its own")

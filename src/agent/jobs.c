@@ -50,6 +50,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/spec.h"
 
 extern char **environ;
 
@@ -176,8 +177,9 @@ static struct agent_job *job_new(struct agent *a, const char *id, int attempt, j
     j->a = a;
     snprintf(j->id, sizeof(j->id), "%s", id);
     j->attempt = attempt;
-    j->spec = spec ? json_incref(spec) : NULL;
-    json_t *slots = json_object_get(spec, "slots");
+    /* a lease's spec comes as the store keeps it, its defaults left out */
+    j->spec = spec ? spec_expand(json_incref(spec)) : NULL;
+    json_t *slots = json_object_get(j->spec, "slots");
     j->slots = json_is_integer(slots) && json_integer_value(slots) > 0 &&
                        json_integer_value(slots) <= PROTO_SLOTS_MAX
                    ? (int)json_integer_value(slots)

@@ -280,3 +280,16 @@ json_t *job_json_load(const char *s)
         return NULL;
     return json_loads(s, JSON_DECODE_ANY, NULL);
 }
+
+char *job_spec_dump(const json_t *spec)
+{
+    json_t *c = spec_compact(spec);
+    char *s = job_json_dump(c);
+    json_decref(c);
+    return s;
+}
+
+json_t *job_spec_load(const char *s)
+{
+    return spec_expand(job_json_load(s));
+}

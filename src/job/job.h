@@ -52,7 +52,7 @@ struct job {
     int64_t retention_ms; /* deleted this long after it ends (archived); 0 = the server's default */
     json_t *labels;    /* object; each json_t field owns one reference or is NULL */
     json_t *spec;      /* the normalised spec */
-    const char *spec_text; /* borrowed, or NULL: spec as job_json_dump() writes it, when a
+    const char *spec_text; /* borrowed, or NULL: spec as job_spec_dump() writes it, when a
                               store_job_insert() caller has it already (a shared spec) */
     json_t *progress;  /* {"percent","message","updated_at"} or NULL */
     json_t *result;    /* or NULL */
@@ -85,5 +85,9 @@ json_t *job_time_json(int64_t ms);
 char *job_json_dump(const json_t *v);
 /* Parses a column back (NULL or empty -> NULL); a new reference. */
 json_t *job_json_load(const char *s);
+/* A spec as the store keeps it: job_json_dump of its stored form (spec_compact: defaults
+   left out), and back (spec_expand: the normalised spec, whole). */
+char *job_spec_dump(const json_t *spec);
+json_t *job_spec_load(const char *s);
 
 #endif

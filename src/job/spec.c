@@ -52,6 +52,9 @@ struct field {
     const char *expect; /* what a valid value is, when the generic wording is not enough */
     bool (*valid)(const char *s); /* strings: a further test */
     const char *const *choices;   /* check_choice: NULL-terminated */
+    /* an object's fields, for the stored form (spec_compact/spec_expand) to go inside */
+    const struct field *sub;
+    size_t nsub;
 };
 
 /* --- paths and failures ------------------------------------------------- */
@@ -373,6 +376,30 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
     return 0;
 }
 
+/* The default `text` parsed, from a cache kept for the process (never changed or freed). */
+static const json_t *dflt_parsed(const char *text)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct {
+        const char *text;
+        json_t *v;
+    } cache[8];
+    const json_t *v = NULL;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < ARRAY_SIZE(cache); i++) {
+        if (!cache[i].text) {
+            cache[i].text = text;
+            cache[i].v = json_loads(text, JSON_DECODE_ANY, NULL);
+        }
+        if (cache[i].text == text) {
+            v = cache[i].v;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
 /*
  * A default's value. Parsing its JSON text at every use showed up in profiles,
  * so scalars and empty containers are made directly, and anything else is
@@ -381,11 +408,6 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
  */
 static json_t *dflt_value(const char *text)
 {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static struct {
-        const char *text;
-        json_t *v;
-    } cache[8];
     if (!strcmp(text, "null"))
         return json_null();
     if (!strcmp(text, "false"))
@@ -401,20 +423,8 @@ static json_t *dflt_value(const char *text)
     long long x = strtoll(text, &end, 10);
     if (end != text && !*end)
         return json_integer(x);
-    json_t *v = NULL;
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < ARRAY_SIZE(cache); i++) {
-        if (!cache[i].text) {
-            cache[i].text = text;
-            cache[i].v = json_loads(text, JSON_DECODE_ANY, NULL);
-        }
-        if (cache[i].text == text) {
-            v = json_deep_copy(cache[i].v);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    return v ? v : json_loads(text, JSON_DECODE_ANY, NULL);
+    const json_t *v = dflt_parsed(text);
+    return v ? json_deep_copy(v) : json_loads(text, JSON_DECODE_ANY, NULL);
 }
 
 static int check_field(struct ctx *c, const struct field *f, json_t *v, json_t *out)
@@ -566,7 +576,8 @@ static const struct field retry_fields[] = {
     {.key = "max_attempts", .check = check_int, .dflt = "3", .min = 1, .max = SPEC_ATTEMPTS_MAX},
     {.key = "backoff_s", .check = check_number, .dflt = "1", .min = 0, .max = 86400},
     {.key = "max_backoff_s", .check = check_number, .dflt = "300", .min = 0, .max = 86400},
-    {.key = "on", .check = check_retry_on, .dflt = "null"},
+    {.key = "on", .check = check_retry_on, .dflt = "null", .sub = retry_on_fields,
+     .nsub = ARRAY_SIZE(retry_on_fields)},
 };
 
 static int check_retry(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
@@ -1041,8 +1052,10 @@ static const struct field spec_fields[] = {
     {.key = "delay_s", .check = check_number, .dflt = "0", .min = 0, .max = 31536000},
     {.key = "timeout_s", .check = check_number, .dflt = "null", .min = 0, .max = 2592000,
      .flags = F_MIN_EXCL},
-    {.key = "retry", .check = check_retry},
-    {.key = "resources", .check = check_resources},
+    {.key = "retry", .check = check_retry, .sub = retry_fields,
+     .nsub = ARRAY_SIZE(retry_fields)},
+    {.key = "resources", .check = check_resources, .sub = resource_fields,
+     .nsub = ARRAY_SIZE(resource_fields)},
     {.key = "key", .check = check_string, .dflt = "null", .min = 1, .max = 256},
     {.key = "labels", .check = check_labels, .dflt = "{}"},
     {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
@@ -1053,7 +1066,8 @@ static const struct field spec_fields[] = {
     {.key = "retention_s", .check = check_int, .dflt = "null", .min = 1,
      .max = SPEC_RETENTION_MAX_S},
     {.key = "test", .check = check_bool, .dflt = "false"},
-    {.key = "command", .check = check_command}, /* last: it reads test */
+    {.key = "command", .check = check_command, .sub = command_fields,
+     .nsub = ARRAY_SIZE(command_fields)}, /* last: it reads test */
 };
 /* clang-format on */
 
@@ -1093,6 +1107,111 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
         spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
+}
+
+/* --- the stored form ----------------------------------------------------------- */
+
+/* True when `v` is f's default (what an absent or null value normalises to). */
+static bool is_default(const struct field *f, const json_t *v)
+{
+    const char *t = f->dflt;
+    if (!t)
+        return false;
+    if (!strcmp(t, "null"))
+        return json_is_null(v);
+    if (!strcmp(t, "false"))
+        return json_is_false(v);
+    if (!strcmp(t, "{}"))
+        return json_is_object(v) && !json_object_size(v);
+    if (!strcmp(t, "[]"))
+        return json_is_array(v) && !json_array_size(v);
+    size_t n = strlen(t);
+    if (t[0] == '"' && n >= 2 && !strchr(t, '\\'))
+        return json_is_string(v) && json_string_length(v) == n - 2 &&
+               !memcmp(json_string_value(v), t + 1, n - 2);
+    char *end;
+    long long x = strtoll(t, &end, 10);
+    if (end != t && !*end)
+        return json_is_integer(v) && json_integer_value(v) == x;
+    const json_t *d = dflt_parsed(t);
+    return d && json_equal(d, v);
+}
+
+/* Members of `in` that are not in the table (none in a spec spec_parse made) go as they are. */
+static void copy_unknown(const json_t *in, const struct field *fields, size_t n, json_t *out)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)in, key, v)
+        if (!find_field(fields, n, key))
+            json_object_set(out, key, v);
+}
+
+static json_t *compact_object(const json_t *in, const struct field *fields, size_t n)
+{
+    json_t *out = json_object();
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct field *f = &fields[i];
+        json_t *v = json_object_get(in, f->key);
+        if (!v)
+            continue;
+        seen++;
+        if (is_default(f, v))
+            continue;
+        if (f->sub && json_is_object(v)) {
+            json_t *c = compact_object(v, f->sub, f->nsub);
+            /* without a default of its own the object is made of its fields' defaults */
+            if (!f->dflt && !json_object_size(c))
+                json_decref(c);
+            else
+                json_object_set_new(out, f->key, c);
+        } else {
+            json_object_set(out, f->key, v);
+        }
+    }
+    if (seen < json_object_size(in))
+        copy_unknown(in, fields, n, out);
+    return out;
+}
+
+static json_t *expand_object(const json_t *in, const struct field *fields, size_t n)
+{
+    json_t *out = json_object();
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct field *f = &fields[i];
+        json_t *v = json_object_get(in, f->key);
+        if (v)
+            seen++;
+        if (v && f->sub && json_is_object(v))
+            json_object_set_new(out, f->key, expand_object(v, f->sub, f->nsub));
+        else if (v)
+            json_object_set(out, f->key, v);
+        else if (f->dflt)
+            json_object_set_new(out, f->key, dflt_value(f->dflt));
+        else if (f->sub)
+            json_object_set_new(out, f->key, expand_object(NULL, f->sub, f->nsub));
+    }
+    if (in && seen < json_object_size(in))
+        copy_unknown(in, fields, n, out);
+    return out;
+}
+
+json_t *spec_compact(const json_t *normalised)
+{
+    if (!json_is_object(normalised))
+        return json_incref((json_t *)normalised);
+    return compact_object(normalised, spec_fields, ARRAY_SIZE(spec_fields));
+}
+
+json_t *spec_expand(json_t *stored)
+{
+    if (!json_is_object(stored))
+        return stored;
+    json_t *out = expand_object(stored, spec_fields, ARRAY_SIZE(spec_fields));
+    json_decref(stored);
+    return out;
 }
 
 void spec_resources_get(json_t *spec, struct spec_resources *r)

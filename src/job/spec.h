@@ -68,6 +68,17 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
  */
 void spec_views(struct job_spec *s, json_t *normalised);
 /*
+ * The stored form of a normalised spec: every member equal to its default left
+ * out, also inside retry, resources and command (a minimal job's spec shrinks
+ * from ~580 bytes to ~40). spec_expand() puts the defaults back in table
+ * order: spec_expand(spec_compact(s)) equals s, and a spec stored whole (as
+ * before this form) comes back as it is. Both return a new reference that may
+ * share values with their input; spec_expand consumes `stored`. Not an object
+ * (NULL, a test probe's null command...): returned as it is.
+ */
+json_t *spec_compact(const json_t *normalised);
+json_t *spec_expand(json_t *stored);
+/*
  * The object URIs a normalised spec names, typed: what an agent running the
  * job may read (input arguments, stdin, under input prefixes) and write
  * (output arguments, stdout/stderr, names under output prefixes). `uri`

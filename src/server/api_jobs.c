@@ -146,7 +146,7 @@ static int submit_run(struct store *st, struct submit *sb, size_t from, size_t t
         if (i > from && sb->jobs[i - 1]->spec == j->spec)
             j->spec_text = sb->jobs[i - 1]->spec_text;
         else if (i + 1 < to && sb->jobs[i + 1]->spec == j->spec)
-            j->spec_text = texts[i - from] = job_json_dump(j->spec);
+            j->spec_text = texts[i - from] = job_spec_dump(j->spec);
     }
     int rc = store_job_insert_many(st, sb->jobs + from, to - from, e);
     for (size_t i = from; i < to; i++) {

@@ -416,7 +416,7 @@ int store_job_lease(struct store *st, const char *agent, int64_t now_ms, struct 
                 memcpy(c[j].job, t->id, sizeof(c[j].job));
                 c[j].leased = true;
                 c[j].attempt = t->attempt;
-                c[j].spec = job_json_dump(t->spec); /* the text stored */
+                c[j].spec = job_spec_dump(t->spec); /* as the store keeps it */
                 (*nleased)++;
             } else {
                 c[j].exhausted = true;

@@ -542,6 +542,13 @@ static void p_json(struct params *p, const json_t *v)
     p_text(p, s);
 }
 
+static void p_spec(struct params *p, const json_t *spec)
+{
+    char *s = job_spec_dump(spec);
+    p->owned[p->n] = s;
+    p_text(p, s);
+}
+
 static void p_bin(struct params *p, const void *data, size_t len)
 {
     p_text(p, data);
@@ -931,7 +938,7 @@ static void row_to_job_cols(const PGresult *r, int row, struct job *j, bool lazy
     j->run_after = col_int(r, row, 14);
     if (!lazy) {
         j->labels = col_json(r, row, 15);
-        job_set_spec(j, col_json(r, row, 16)); /* and its typed views, as SQLite reads it */
+        job_set_spec(j, PQgetisnull(r, row, 16) ? NULL : job_spec_load(PQgetvalue(r, row, 16)));
     }
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
@@ -1342,7 +1349,7 @@ static int job_insert_tx(struct store_pg *s, const struct job *j, struct err *e)
     p_time(&p, j->finished_at);
     p_int(&p, j->run_after);
     p_json(&p, j->labels);
-    p_json(&p, j->spec);
+    p_spec(&p, j->spec);
     p_json(&p, j->progress);
     p_json(&p, j->result);
     p_json(&p, j->attempts);
@@ -1424,7 +1431,7 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
         job_init(&f->j);
         if (spec) { /* JSON parsed only when wanted: a successful end reads no spec */
             out->labels = f->labels ? job_json_load(f->labels) : NULL;
-            job_set_spec(out, f->spec ? job_json_load(f->spec) : NULL);
+            job_set_spec(out, f->spec ? job_spec_load(f->spec) : NULL);
         }
         f->used = true;
         f->held = true; /* until written: its write may wait (job_update_tx) */
@@ -2546,7 +2553,7 @@ static int pg_workflow_of(struct store *st, const char *job, char *id_out, struc
 static int pg_job_set_spec(struct store *st, const char *id, const json_t *spec, struct err *e)
 {
     struct params p = {0};
-    p_json(&p, spec);
+    p_spec(&p, spec);
     p_text(&p, id);
     return run(pg(st), S_JOB_SET_SPEC, &p, NULL, e, "writing a job's spec");
 }

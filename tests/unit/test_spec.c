@@ -901,6 +901,70 @@ static void test_uris(void **state)
     spec_release(&s);
 }
 
+/* Dumps v compactly into text (json_dumpb: see test_defaults about free()). */
+static void dump(const json_t *v, char *text, size_t size)
+{
+    size_t n = json_dumpb(v, text, size - 1, JSON_COMPACT);
+    assert_true(n > 0 && n < size);
+    text[n] = '\0';
+}
+
+/* The stored form: defaults left out, put back byte for byte (values and key order). */
+static void test_stored_form(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {
+        "{\"command\": {\"program\": \"true\"}}",
+        seed_spec,
+        "{\"retry\": {\"backoff_s\": 500}, \"command\": {\"program\": \"x\"}}",
+        "{\"retry\": {\"on\": {}}, \"command\": {\"program\": \"x\"}}",
+        "{\"retry\": {\"max_attempts\": 3, \"on\": {\"exit_codes\": [2], \"lost\": 0}},"
+        " \"command\": {\"program\": \"x\"}}",
+        "{\"resources\": {\"memory_mb\": 64}, \"delay_s\": 0.0, \"priority\": 5,"
+        " \"notify\": \"all\", \"labels\": {\"a\": \"b\"}, \"command\": {\"shell\": \"echo hi\"}}",
+        "{\"queue\": \"q\", \"command\": {\"argv\": [\"/bin/echo\", 1, true], \"sandbox\": true,"
+        " \"stdout\": {\"type\": \"uri\", \"value\": \"s3://bk/out\"}}}",
+        "{\"test\": true}",
+    };
+    char whole[4096], back[4096], stored[4096];
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        struct job_spec s;
+        parse_ok(specs[i], &s);
+        dump(s.json, whole, sizeof(whole));
+        json_t *c = spec_compact(s.json);
+        dump(c, stored, sizeof(stored));
+        json_t *e = spec_expand(json_deep_copy(c));
+        dump(e, back, sizeof(back));
+        if (strcmp(whole, back))
+            fail_msg("spec %zu: stored %s came back as %s, not %s", i, stored, back, whole);
+        assert_true(strlen(stored) <= strlen(whole));
+        json_decref(e);
+        /* a spec stored whole (before the stored form) reads as it is */
+        e = spec_expand(json_deep_copy(s.json));
+        dump(e, back, sizeof(back));
+        assert_string_equal(back, whole);
+        json_decref(e);
+        if (i == 0)
+            assert_string_equal(stored, "{\"command\":{\"program\":\"true\"}}");
+        if (i == 3) /* retry.on {} is not its default (null): every failure class at its
+                       default budget */
+            assert_string_equal(stored, "{\"retry\":{\"on\":{}},\"command\":{\"program\":\"x\"}}");
+        if (i == 7)
+            assert_string_equal(stored, "{\"test\":true,\"command\":null}");
+        json_decref(c);
+        spec_release(&s);
+    }
+    /* what the table does not know goes through as it is; not objects are left alone */
+    json_t *e = spec_expand(load("{\"command\": {\"program\": \"x\", \"later\": 1}, \"zz\": 2}"));
+    assert_int_equal(json_integer_value(json_object_get(e, "zz")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "command"), "later")),
+                     1);
+    assert_string_equal(json_string_value(json_object_get(e, "queue")), "default");
+    json_decref(e);
+    assert_null(spec_expand(NULL));
+    assert_null(spec_compact(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_uri_valid),
         cmocka_unit_test(test_queue_name),
         cmocka_unit_test(test_uris),
+        cmocka_unit_test(test_stored_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
