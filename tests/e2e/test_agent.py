@@ -331,11 +331,14 @@ def test_a_started_report_that_waited_dates_the_start(fast_server, make_agent, t
     assert j["state"] == "succeeded", j
     started, finished = ms(j["started_at"]), ms(j["finished_at"])
     own = int(mark.read_text())
-    # the shell wrote its time after the spawn; the server's start is at the spawn
-    assert own - 50 <= started <= own + 3, (started, own)
+    # the shell wrote its time after the spawn; the server's start is the spawn as of the
+    # report's arrival (its way from the agent, a few ms under ASan, comes on top)
+    assert own - 50 <= started <= own + 8, (started, own)
     run = finished - started
     assert j["result"]["duration_ms"] >= 290  # the agent measures from just after the spawn
-    assert j["result"]["duration_ms"] - 3 <= run <= j["result"]["duration_ms"] + 50, (run, j)
+    # not 10 ms short (the wait): the finished report's way to the server makes up for the
+    # started report's
+    assert j["result"]["duration_ms"] - 5 <= run <= j["result"]["duration_ms"] + 50, (run, j)
 
 
 def test_short_jobs_are_one_report_each(fast_server, make_agent):
