@@ -356,7 +356,7 @@ def test_short_jobs_are_one_report_each(fast_server, make_agent):
         return int(re.search(r"^drover_agent_reports_sent_total (\d+)$", text, re.M).group(1))
     wait_for(lambda: sent() >= 10, 10, "ten reports")
     # a loaded machine may let a spawn and its end take longer than the wait now and then
-    assert sent() <= 12, sent()
+    assert sent() <= 14, sent()  # without the wait: 20
 
 
 def ms(ts):
