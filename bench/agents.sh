@@ -14,6 +14,8 @@
 #
 #   --quick          a tenth of the jobs: a smoke test, not a figure to record
 #   --no-celery      skip the Celery reference (its ratios are then left out)
+#   --true-only      (a) only, without Celery: drover's /bin/true jobs between the two
+#                    drover-spawn runs (an A/B of agent changes: run it with each build)
 #   --workdir DIR    where data goes (default: a fresh folder in BUILD_DIR); on the disk
 #                    under test, not tmpfs
 #   --keep           keep the work folder (logs, data) afterwards
@@ -33,6 +35,7 @@ WORKDIR=
 QUICK=0
 KEEP=0
 DO_CELERY=1
+TRUE_ONLY=0
 JOBS=${JOBS:-20000}
 LAT_JOBS=${LAT_JOBS:-1000}
 NOOP_JOBS=${NOOP_JOBS:-100000}
@@ -46,13 +49,14 @@ if [[ -z ${PYTHON:-} ]]; then
     if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 fi
 
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case $1 in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
     --no-celery) DO_CELERY=0 ;;
+    --true-only) TRUE_ONLY=1; DO_CELERY=0 ;;
     --workdir) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; WORKDIR=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "agents.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
@@ -545,11 +549,13 @@ fi
 
 bench_spawn a_spawn1 "posix_spawn + waitpid /bin/true, 2 spawners (before)"
 bench_drover_true
-((DO_CELERY)) && bench_celery
-bench_drover_latency
-bench_drover_noop c_drover "$NOOP_SLOTS" "$NOOP_JOBS"
-bench_beanstalk_take
-bench_drover_noop c_drover4 "$SLOTS" "$JOBS"
+if ((!TRUE_ONLY)); then
+    ((DO_CELERY)) && bench_celery
+    bench_drover_latency
+    bench_drover_noop c_drover "$NOOP_SLOTS" "$NOOP_JOBS"
+    bench_beanstalk_take
+    bench_drover_noop c_drover4 "$SLOTS" "$JOBS"
+fi
 bench_spawn a_spawn2 "posix_spawn + waitpid /bin/true, 2 spawners (after)"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -632,6 +638,10 @@ if ra.get("commits"):
     print(f"drover: {ra['commits']:,} group commits, {ra['commit_ops_per_batch']} operations each on average; submitting took {ra.get('submit_seconds')} s.")
 print()
 
+true_only = $TRUE_ONLY
+real_print = print
+if true_only:  # --true-only: no (b) or (c) to report
+    print = lambda *a, **k: None
 print("### (b) latency on an idle agent: $LAT_JOBS sequential jobs")
 print()
 print("| figure | n | p50 ms | p90 ms | p99 ms | max ms |")
@@ -694,6 +704,7 @@ if comp:
     print("|---|---:|---:|---|")
     print("\n".join(comp))
 print()
+print = real_print
 print("Commands (\`bash bench/agents.sh\` ran them; PORT is a free loopback port, DIR a fresh folder):")
 print()
 print("\`\`\`")

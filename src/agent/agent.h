@@ -148,7 +148,9 @@ struct agent_job {
     int end_code, end_signal;
     char *end_error;
     bool recovered; /* from the spool, after a restart: no process */
+    bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
+    json_t *rec;    /* its lease record as spooled, with "run" and "finished" once known */
 
     /* the process (runner_native.c) */
     const struct runner_ops *runner; /* NULL until chosen (runner_for) */
@@ -184,6 +186,7 @@ struct agent_job {
 
     /* reports (proto.c) */
     json_t *started;  /* the started report until settled, else NULL */
+    int64_t started_ns; /* monotonic, when `started` was made */
     json_t *finished; /* the finished report once decided */
     bool finished_settled;
     bool has_progress;   /* percent/message hold a value read from the progress file */
@@ -246,6 +249,7 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
+    uint64_t dirs_free; /* bit N: "<jobs_dir>/.free-N" is an empty work folder kept (jobs.c) */
     struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;
@@ -258,6 +262,7 @@ struct agent {
     struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
     size_t register_srv, poll_srv, reports_srv; /* http.current when each was sent */
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
+    struct event *linger_timer; /* a started report waits for its job's end (proto.c) */
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
     int64_t poll_sent_ns; /* monotonic */
     uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */

@@ -35,8 +35,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -79,6 +82,91 @@ void agent_remove_tree(const char *path)
     nftw(path, chmod_dirs, 16, FTW_PHYS);
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         log_warn("cannot remove the work folder '%s' entirely: %s", path, strerror(errno));
+}
+
+/*
+ * An ended job's work folder that it left empty is not removed but renamed to
+ * "<jobs_dir>/.free-N" (up to 64 of them), and the next job's folder is one of those renamed
+ * to its name: per job one rename each way instead of an rmdir and a mkdir, which on ext4
+ * allocate and free an inode and a block every time (and skip the inodes freed in the last
+ * while when they allocate one). A folder is kept only when it is as a new one would be:
+ * empty, ours, mode 0700, no extended attributes (an ACL a job set would reach the next
+ * job's files). Its times are the only trace of the job before. The jobs folder is emptied
+ * at the agent's start: none is kept across runs. Nor is the folder of a job a process of
+ * which may have outlived it (j->strays: the sweep kept an orphan that may be its own, or its
+ * pipes stayed open): with its working directory there, it could still write into the
+ * folder, where before it found the folder removed.
+ */
+static void free_dir_name(char *out, size_t n, const struct agent *a, unsigned k)
+{
+    snprintf(out, n, "%s/.free-%u", a->jobs_dir, k);
+}
+
+/* Whether the folder at path is empty and as mkdir(path, 0700) makes one (above). */
+static bool dir_reusable(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    ssize_t nx;
+    bool ok = fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0700 && st.st_uid == geteuid() &&
+              st.st_nlink == 2 && /* no folder in it */
+              ((nx = flistxattr(fd, NULL, 0)) == 0 || (nx < 0 && errno == ENOTSUP));
+    if (ok) { /* "." and ".." only: one read of the entries, a second one finds no more */
+        _Alignas(struct dirent64) char buf[2048];
+        ssize_t n = getdents64(fd, buf, sizeof(buf));
+        ok = n > 0;
+        for (ssize_t off = 0; ok && off < n;) {
+            const struct dirent64 *d = (const void *)(buf + off);
+            ok = !strcmp(d->d_name, ".") || !strcmp(d->d_name, "..");
+            off += d->d_reclen;
+        }
+        ok = ok && getdents64(fd, buf, sizeof(buf)) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+/* The work folder of an ended job: kept for the next job when it can be (above), else gone. */
+static void work_dir_release(struct agent *a, const struct agent_job *j)
+{
+    const char *path = j->work_dir;
+    if (~a->dirs_free && !j->strays && !j->recovered && dir_reusable(path)) {
+        unsigned k = (unsigned)__builtin_ctzll(~a->dirs_free);
+        char name[PATH_MAX];
+        free_dir_name(name, sizeof(name), a, k);
+        if (rename(path, name) == 0) {
+            a->dirs_free |= 1ull << k;
+            return;
+        }
+    }
+    trash_put(a->trash, path);
+}
+
+/* Makes j's work folder, empty: a kept one renamed, else a new one. */
+static int work_dir_make(struct agent_job *j)
+{
+    struct agent *a = j->a;
+    if (a->dirs_free) {
+        unsigned k = (unsigned)__builtin_ctzll(a->dirs_free);
+        char name[PATH_MAX];
+        free_dir_name(name, sizeof(name), a, k);
+        a->dirs_free &= ~(1ull << k);
+        /* it replaces an empty folder of the same name an earlier run left; a full one goes */
+        int rc = rename(name, j->work_dir);
+        if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
+            agent_remove_tree(j->work_dir);
+            rc = rename(name, j->work_dir);
+        }
+        if (rc == 0) return 0;
+        agent_remove_tree(name);
+    }
+    int made = mkdir(j->work_dir, 0700);
+    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
+        agent_remove_tree(j->work_dir);
+        made = mkdir(j->work_dir, 0700);
+    }
+    return made;
 }
 
 /* --- the job list ------------------------------------------------------------ */
@@ -145,6 +233,7 @@ static void job_free(struct agent_job *j)
     buf_release(&j->out.pending);
     buf_release(&j->err.pending);
     json_decref(j->spec);
+    json_decref(j->rec);
     json_decref(j->started);
     json_decref(j->finished);
     free(j->message);
@@ -204,13 +293,16 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
         json_object_set(r, "outputs", stage_outputs(j->stage));
     stage_free(j->stage); /* whatever was in flight is dropped */
     j->stage = NULL;
-    if (a->o.bench_noop) {
-    } else if (spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
-        log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
-                  "stops before delivering it: %s",
-                  j->id, j->attempt, e.msg);
-    else
-        j->recs |= REC_FINISHED;
+    if (!a->o.bench_noop) { /* into its lease record (spool.h), or one of its own */
+        if (j->rec) json_object_set(j->rec, "finished", r);
+        if (j->rec ? spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e)
+                   : spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+            log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
+                      "stops before delivering it: %s",
+                      j->id, j->attempt, e.msg);
+        else
+            j->recs |= j->rec ? REC_LEASE : REC_FINISHED;
+    }
     if (j->slots_held) {
         a->slots_used -= j->slots;
         j->slots_held = false;
@@ -463,24 +555,18 @@ const struct runner_ops *runner_for(const struct agent *a, const json_t *spec, c
     return NULL;
 }
 
-/* Spools the started report with what finds the process group after a restart (spool.h). */
+/* Adds to the job's lease record what finds its process group after a restart (spool.h). */
 static void spool_started(struct agent_job *j)
 {
     struct agent *a = j->a;
     struct err e = ERR_INIT;
-    json_t *rec = json_pack("{s:s, s:i, s:s, s:I, s:{s:I, s:I, s:s, s:I, s:s}}", "job", j->id,
-                            "attempt", j->attempt, "type", proto_report_name(PROTO_REPORT_STARTED),
-                            "pid", (json_int_t)j->pid, "run", "pgid", (json_int_t)j->pid,
-                            "starttime", (json_int_t)j->starttime, "boot_id", a->boot_id,
-                            "started_at_ms", (json_int_t)j->started_at_ms, "runtime",
-                            j->runner->name);
-    if (j->container)
-        json_object_set_new(json_object_get(rec, "run"), "container", json_string(j->container));
-    if (spool_put(&a->spool, j->id, j->attempt, "started", rec, &e))
+    json_t *run = json_pack("{s:I, s:I, s:s, s:I, s:s}", "pgid", (json_int_t)j->pid, "starttime",
+                            (json_int_t)j->starttime, "boot_id", a->boot_id, "started_at_ms",
+                            (json_int_t)j->started_at_ms, "runtime", j->runner->name);
+    if (j->container) json_object_set_new(run, "container", json_string(j->container));
+    json_object_set_new(j->rec, "run", run);
+    if (spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-    else
-        j->recs |= REC_STARTED;
-    json_decref(rec);
 }
 
 /* Spawns the process (the work folder and its inputs are ready); fills e when it cannot run. */
@@ -525,6 +611,7 @@ static int job_spawn(struct agent_job *j, struct err *e)
     if (rc) goto out;
     a->m.jobs_started++;
     j->started = report_base(j, PROTO_REPORT_STARTED);
+    j->started_ns = time_mono_ns();
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
     log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,
@@ -617,12 +704,7 @@ static int job_start(struct agent_job *j, struct err *e)
     rc = agent_argv_build(command ? command : json_object_get(j->spec, "command"), &j->argv, e);
     json_decref(command);
     if (rc) return rc;
-    int made = mkdir(j->work_dir, 0700);
-    if (made != 0 && errno == EEXIST) { /* a fresh folder, even if an earlier run left one */
-        agent_remove_tree(j->work_dir);
-        made = mkdir(j->work_dir, 0700);
-    }
-    if (made != 0)
+    if (work_dir_make(j) != 0)
         return err_set(e, ERR_IO, "cannot create the work folder '%s': %s", j->work_dir,
                        strerror(errno));
     j->slots_held = true;
@@ -687,7 +769,7 @@ void jobs_lease(struct agent *a, json_t *lease)
     json_t *record = json_pack("{s:s, s:i, s:i, s:O}", "job", id, "attempt", attempt, "slots",
                                j->slots, "deadline", deadline ? deadline : json_null());
     int put = spool_put(&a->spool, id, attempt, "lease", record, &e);
-    json_decref(record);
+    j->rec = record;
     if (put) {
         log_error("job=%s attempt=%d %s", id, attempt, e.msg);
         job_finish(j, PROTO_REASON_ERROR, 0, 0, "the agent cannot write its spool (see its log)");
@@ -724,7 +806,7 @@ void jobs_gc(struct agent *a)
                 break;
             }
         }
-        if (!a->o.keep_work && !a->o.bench_noop) trash_put(a->trash, j->work_dir);
+        if (!a->o.keep_work && !a->o.bench_noop) work_dir_release(a, j);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }
@@ -831,9 +913,15 @@ int jobs_recover(struct agent *a, struct err *e)
         json_t *run = json_incref(json_object_get(started, "run"));
         if (run)
             json_object_del(started, "run");
+        else if (json_object_get(runrec, "run"))
+            run = json_incref(json_object_get(runrec, "run"));
+        else if (json_is_object(json_object_get(lease, "run"))) /* this layout (spool.h) */
+            run = json_incref(json_object_get(lease, "run"));
         else
-            run = json_incref(json_object_get(runrec, "run") ? json_object_get(runrec, "run")
-                                                             : lease);
+            run = json_incref(lease);
+        if (!finished && json_is_object(json_object_get(lease, "finished")))
+            finished = json_incref(json_object_get(lease, "finished"));
+        j->rec = json_incref(json_is_object(lease) ? lease : NULL);
         j->started = started;
         if (run_this_boot(a, run)) { /* its processes outside its group: kill_escaped */
             struct survivor_key *sk = &survivors[nsurvivors++];
@@ -842,6 +930,8 @@ int jobs_recover(struct agent *a, struct err *e)
             sk->starttime =
                 (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
         }
+        /* when its process started (the started report's started_ms_ago, proto.c) */
+        j->started_at_ms = json_integer_value(json_object_get(run, "started_at_ms"));
         if (finished) {
             j->finished = finished;
             j->phase = PHASE_DONE;
@@ -856,10 +946,9 @@ int jobs_recover(struct agent *a, struct err *e)
                 r = &runner_podman; /* a lease without started record may have a container */
             if (rt && !strcmp(rt, runner_docker.name)) r = &runner_docker;
             r->recover(a, j, run);
-            json_int_t at = json_integer_value(json_object_get(run, "started_at_ms"));
-            if (at > 0) {
+            if (j->started_at_ms > 0) {
                 j->start_ns = 1;
-                j->end_ns = 1 + (time_now_ms() - at) * 1000000;
+                j->end_ns = 1 + (time_now_ms() - j->started_at_ms) * 1000000;
             }
             job_finish(j, PROTO_REASON_ERROR, 0, 0,
                        "the agent restarted while the job was running");

@@ -391,22 +391,66 @@ static bool batch_stream(struct agent *a, json_t *reports, struct agent_job *j,
 
 static void on_reports(void *arg, int rc, long status, json_t *resp, const struct err *e);
 
+/*
+ * Sets report r's "started_ms_ago": how long ago j's process started, as of now (the
+ * report's sending), so that the server's started_at does not depend on when the report
+ * goes (a started report may wait for the job's end, below, or for the server). A
+ * recovered job has the wall-clock start its spool record kept; a job without a process
+ * (its start failed) none.
+ */
+static void start_ago(const struct agent_job *j, json_t *r)
+{
+    bool known = j->recovered ? j->started_at_ms > 0 : j->start_ns > 0;
+    int64_t ago = !known         ? 0
+                  : j->recovered ? time_now_ms() - j->started_at_ms
+                                 : (time_mono_ns() - j->start_ns) / 1000000;
+    if (known)
+        json_object_set_new(r, "started_ms_ago", json_integer(ago > 0 ? ago : 0));
+    else
+        json_object_del(r, "started_ms_ago");
+}
+
+/*
+ * A started report waits up to START_LINGER_MS for its job's end: a job that ends by then
+ * goes as its finished report alone (one report, one commit on the server instead of two).
+ * The start is not told late for it: the report says how long ago it was (start_ago).
+ */
+#define START_LINGER_MS 10
+
+/* Whether all j has to send is a started report younger than START_LINGER_MS (at `now`,
+   monotonic); *due is lowered to when it is due. */
+static bool young_start(const struct agent_job *j, int64_t now, int64_t *due)
+{
+    bool start_only = j->started && !(j->finished && !j->finished_settled) &&
+                      !j->progress_dirty && j->out.head == j->out.pending.len &&
+                      j->err.head == j->err.pending.len;
+    int64_t d = j->started_ns + (int64_t)START_LINGER_MS * 1000000;
+    if (!start_only || d <= now) return false;
+    if (d < *due) *due = d;
+    return true;
+}
+
 static void send_batch(struct agent *a)
 {
     if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL)) return;
     json_t *reports = json_array();
     size_t budget = a->log_budget;
+    int64_t now = time_mono_ns(), due = INT64_MAX;
     a->nbatch = 0;
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
         if (!job_has_news(j)) continue;
+        /* a young start waits, also when other news go now (a drain is told at once) */
+        if (!a->announce_drain && young_start(j, now, &due)) continue;
         /* A job that ended with nothing else to say goes as its finished report alone: the
            server takes the start from it (protocol.md), and the started is settled with it. */
         bool just_finished = j->phase == PHASE_DONE && j->finished && !j->finished_settled &&
                              !j->progress_dirty && j->out.head == j->out.pending.len &&
                              j->err.head == j->err.pending.len;
-        if (j->started && !just_finished)
+        if (j->started && !just_finished) {
+            start_ago(j, j->started);
             batch_add(a, reports, json_incref(j->started), j, PROTO_REPORT_STARTED, NULL, 0);
+        }
         bool all_out = batch_stream(a, reports, j, &j->out, &budget);
         bool all_err = all_out && batch_stream(a, reports, j, &j->err, &budget);
         if (j->progress_dirty && a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
@@ -417,10 +461,15 @@ static void send_batch(struct agent *a)
             j->progress_dirty = false;
         }
         if (j->phase == PHASE_DONE && j->finished && !j->finished_settled && all_out && all_err &&
-            a->nbatch < AGENT_REQUEST_REPORTS_MAX)
+            a->nbatch < AGENT_REQUEST_REPORTS_MAX) {
+            /* the start goes with the end (a recovered job's started may not have been sent) */
+            if (j->started || j->recovered) start_ago(j, j->finished);
             batch_add(a, reports, json_incref(j->finished), j, PROTO_REPORT_FINISHED, NULL, 0);
+        }
         if (!all_out || !all_err) break; /* the budget is spent */
     }
+    if (due != INT64_MAX && !evtimer_pending(a->linger_timer, NULL))
+        timer_arm(a->linger_timer, (int)((due - now) / 1000000 + 1));
     if (a->nbatch == 0 && !a->announce_drain) {
         json_decref(reports);
         return;
@@ -472,10 +521,9 @@ static void stream_consume(struct agent_stream *s, size_t n)
     }
 }
 
-static void item_settle(struct agent *a, struct batch_item *it, long st, const char *msg)
+static void item_settle(struct batch_item *it, long st, const char *msg)
 {
     struct agent_job *j = it->job;
-    struct err e = ERR_INIT;
     if (st == 409 && (it->kind == PROTO_REPORT_FINISHED || it->kind == PROTO_REPORT_STARTED))
         log_info("job=%s attempt=%d the server refused a %s report as stale: %s", j->id, j->attempt,
                  proto_report_name(it->kind), msg ? msg : "no longer leased to this agent");
@@ -489,15 +537,6 @@ static void item_settle(struct agent *a, struct batch_item *it, long st, const c
     case PROTO_REPORT_STARTED:
         json_decref(j->started);
         j->started = NULL;
-        /* While the process runs, its record keeps what finds it after a restart (spool.h);
-         * once the job is done its finished record decides, and jobs_gc removes both. */
-        if ((j->recs & REC_STARTED) && (j->phase == PHASE_RUNNING || j->phase == PHASE_STAGE_OUT)) {
-            int rc = spool_rename(&a->spool, j->id, j->attempt, "started", "run", &e);
-            if (rc == 0 || rc == ERR_NOTFOUND) j->recs &= ~(unsigned)REC_STARTED;
-            if (rc == 0) j->recs |= REC_RUN;
-            if (rc && rc != ERR_NOTFOUND)
-                log_warn("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
-        }
         break;
     case PROTO_REPORT_LOG:
         if (it->stream->batch_failed) break; /* a chunk before it was not stored: send both again */
@@ -556,7 +595,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
             const char *msg = json_string_value(json_object_get(r, "error"));
             if (st >= 200 && st < 500) {
                 /* 200 stored, 409 stale, 404 the job is gone, 400 our bug: nothing to resend */
-                item_settle(a, &a->batch[i], st, msg);
+                item_settle(&a->batch[i], st, msg);
                 a->m.reports_sent++;
                 if (st != 200 && st != 409) a->m.report_errors++;
             } else {
@@ -576,7 +615,7 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
                   bad == SIZE_MAX ? "a whole reports request" : "a report", e->msg);
         for (size_t i = 0; i < a->nbatch; i++) {
             if (bad == SIZE_MAX || i == bad)
-                item_settle(a, &a->batch[i], 400, e->msg);
+                item_settle(&a->batch[i], 400, e->msg);
             else
                 item_retry(&a->batch[i]);
         }
@@ -645,13 +684,15 @@ void proto_init(struct agent *a)
     a->poll_timer = evtimer_new(a->base, on_poll_timer, a);
     a->reports_timer = evtimer_new(a->base, on_reports_timer, a);
     a->flush_ev = event_new(a->base, -1, 0, on_flush, a);
+    a->linger_timer = evtimer_new(a->base, on_flush, a);
     event_priority_set(a->flush_ev, AGENT_PRIO_FLUSH);
     a->log_budget = AGENT_REQUEST_LOG_MAX;
 }
 
 void proto_release(struct agent *a)
 {
-    struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev};
+    struct event **evs[] = {&a->register_timer, &a->poll_timer, &a->reports_timer, &a->flush_ev,
+                            &a->linger_timer};
     for (size_t i = 0; i < ARRAY_SIZE(evs); i++) {
         if (*evs[i]) event_free(*evs[i]);
         *evs[i] = NULL;

@@ -172,6 +172,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
     log_warn("job=%s attempt=%d its output pipes are still open %d ms after it ended "
              "(a process outside its group holds them); closing them",
              j->id, j->attempt, AGENT_PIPE_LINGER_MS);
+    j->strays = true; /* its folder is not reused (jobs.c) */
     stream_take(&j->out, j->out.carry, j->out.ncarry, true);
     stream_take(&j->err, j->err.carry, j->err.ncarry, true);
     stream_close(&j->out);
@@ -376,8 +377,10 @@ static bool job_runs(const struct agent_job *j, const struct agent_job *ending)
     return j != ending && j->phase == PHASE_RUNNING && j->pid > 0 && !j->exited;
 }
 
-/* Whether the orphan `pid` belongs to a job that runs (and `ending` does not). */
-static bool orphan_kept(struct agent *a, pid_t pid, const struct agent_job *ending)
+/* Whether the orphan `pid` belongs to a job that runs (and `ending` does not); *maybe_ending
+   is set when it is kept though it may be ending's. */
+static bool orphan_kept(struct agent *a, pid_t pid, const struct agent_job *ending,
+                        bool *maybe_ending)
 {
     char id[UUID_STR_LEN];
     int attempt;
@@ -389,7 +392,10 @@ static bool orphan_kept(struct agent *a, pid_t pid, const struct agent_job *endi
     /* Its environment is cleared or unreadable: any job that ran when it started may own it. */
     unsigned long long born = proc_starttime(pid);
     for (struct agent_job *j = a->jobs; j; j = j->next)
-        if (job_runs(j, ending) && (!born || !j->starttime || j->starttime <= born)) return true;
+        if (job_runs(j, ending) && (!born || !j->starttime || j->starttime <= born)) {
+            *maybe_ending = ending && (!born || !ending->starttime || ending->starttime <= born);
+            return true;
+        }
     return false;
 }
 
@@ -400,14 +406,17 @@ static void on_sweep_again(evutil_socket_t fd, short what, void *arg);
  * that no running job other than `ending` owns, and to its descendants. Returns how many
  * live processes were signalled; after a SIGKILL that reached some, looks again shortly.
  */
-static size_t sweep(struct agent *a, const struct agent_job *ending, int sig)
+static size_t sweep(struct agent *a, struct agent_job *ending, int sig)
 {
     pid_t *kids;
     size_t n = proc_children(getpid(), &kids), signalled = 0;
     for (size_t i = 0; i < n; i++) {
+        bool maybe_ending = false;
         if (job_by_leader(a, kids[i]) || runner_container_owns(a, kids[i]) ||
-            runtimes_owns(a, kids[i]) || orphan_kept(a, kids[i], ending))
+            runtimes_owns(a, kids[i]) || orphan_kept(a, kids[i], ending, &maybe_ending)) {
+            if (maybe_ending) ending->strays = true; /* its folder is not reused (jobs.c) */
             continue;
+        }
         size_t k = proc_signal_tree(kids[i], getpid(), 0, sig);
         if (k && sig == SIGKILL && ending)
             log_info("job=%s attempt=%d killed %zu process(es) outside its process group (pid %d "

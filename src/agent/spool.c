@@ -19,6 +19,7 @@
 
 #define SPOOL_RECORD_MAX (64 << 20) /* a record holds a report: far less */
 #define SPOOL_PAD 256                /* reused files are written in multiples of this */
+#define SPOOL_PAGE 4096              /* what spool_update writes in place, at most */
 
 int spool_open(struct spool *s, const char *dir, struct err *e)
 {
@@ -123,6 +124,42 @@ out:
     return rc;
 }
 
+int spool_update(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+                 struct err *e)
+{
+    char name[128];
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc) return rc;
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    size_t len = strlen(text);
+    int fd = len < SPOOL_PAGE ? openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size <= SPOOL_PAGE) {
+        /* blanks over the rest of the old record, to a multiple of SPOOL_PAD within the page */
+        size_t padded = (len + 1 + SPOOL_PAD - 1) / SPOOL_PAD * SPOOL_PAD;
+        if (padded < (size_t)st.st_size) padded = (size_t)st.st_size;
+        if (padded > SPOOL_PAGE) padded = SPOOL_PAGE;
+        text = xrealloc(text, padded);
+        memset(text + len, ' ', padded - len);
+        text[padded - 1] = '\n';
+        ssize_t w = pwrite(fd, text, padded, 0);
+        if (w == (ssize_t)padded) {
+            close(fd);
+            free(text);
+            return 0;
+        }
+        if (w >= 0) errno = EIO; /* a short write: cannot be for a page of the page cache */
+        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, name, strerror(errno));
+        close(fd);
+        free(text);
+        return rc;
+    }
+    if (fd >= 0) close(fd);
+    free(text);
+    return spool_put(s, job, attempt, kind, doc, e); /* absent, or too large: a new file */
+}
+
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
               struct err *e)
 {
@@ -158,20 +195,6 @@ out:
     close(fd);
     buf_release(&b);
     return rc;
-}
-
-int spool_rename(struct spool *s, const char *job, int attempt, const char *from, const char *to,
-                 struct err *e)
-{
-    char a[128], b[128];
-    int rc = record_name(a, sizeof(a), job, attempt, from, e);
-    if (!rc) rc = record_name(b, sizeof(b), job, attempt, to, e);
-    if (rc) return rc;
-    if (renameat(s->dirfd, a, s->dirfd, b) != 0) {
-        if (errno == ENOENT) return ERR_NOTFOUND;
-        return err_set(e, ERR_IO, "cannot rename '%s/%s': %s", s->dir, a, strerror(errno));
-    }
-    return 0;
 }
 
 int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e)

@@ -1,30 +1,35 @@
 /*
  * spool.h - the agent's durable records in WORK_DIR/spool/, so that nothing
  * that matters is lost when the agent or the server restarts (protocol.md,
- * "The agent's side"). One JSON file per record:
+ * "The agent's side"). One JSON file per job and attempt:
  *
- *   <job>-<attempt>.lease     the lease, written before the job starts:
+ *   <job>-<attempt>.lease     written before the job starts:
  *                             {"job", "attempt", "slots", "deadline"}
  *                             (recovery never runs a job again: the spec is
- *                             not kept; older agents' records hold it)
- *   <job>-<attempt>.started   the `started` report, until settled, written once
- *                             the process runs, with "run": {"pgid",
- *                             "starttime" (of the group leader, /proc/PID/stat
- *                             field 22), "boot_id", "started_at_ms"} to find
+ *                             not kept; older agents' records hold it);
+ *                             rewritten once the process runs, with "run":
+ *                             {"pgid", "starttime" (of the group leader,
+ *                             /proc/PID/stat field 22), "boot_id",
+ *                             "started_at_ms", "runtime", "container"} to find
  *                             the process group after a restart without
- *                             killing a stranger ("run" is not sent)
- *   <job>-<attempt>.run       the started record once its report is settled
- *                             while the process still runs (renamed: the
- *                             "run" facts stay until the job is settled)
- *   <job>-<attempt>.finished  the `finished` report, until settled
+ *                             killing a stranger; and once the job has ended,
+ *                             before its report goes, with "finished": the
+ *                             `finished` report, sent again after a restart
+ *                             until settled. Removed once the job is settled.
  *
- * So a job costs three record writes: the lease before acting on it, the
- * started record after the spawn, the finished record before its report.
- * (Agents before this layout kept "pgid", "starttime", "boot_id" and
- * "started_at_ms" in the lease record; recovery still reads them there.)
+ * So a job costs one file: made (a reused one renamed, below), rewritten
+ * twice in place (spool_update: one write, no rename), removed (renamed to a
+ * free file). A `started` report is not kept: after a restart the job ends
+ * and its `finished` report says when it started. Older agents wrote more
+ * files, which recovery still reads: <job>-<attempt>.started (the started
+ * report with "run"), .run (the same once its report was settled) and
+ * .finished (the finished report); before those, "pgid", "starttime",
+ * "boot_id" and "started_at_ms" were kept in the lease record itself.
  *
- * Writes are atomic (a temporary file renamed over the record) but not
- * fsync'd: a record must survive the agent's own crash or kill -9, which the
+ * A record is written whole or not at all: a new file renamed over it, or,
+ * for spool_update, one write at offset 0 within one page of an existing file
+ * (the kernel looks at a fatal signal between the pages it copies, not within
+ * one). Records are not fsync'd: a record must survive the agent's own crash or kill -9, which the
  * kernel's page cache does; if the machine itself goes down, the server
  * marks the agent lost and retries its jobs, and a record lost with the
  * machine can only turn a result that was never delivered into a retry —
@@ -76,7 +81,8 @@ struct spool_key {
 int spool_open(struct spool *s, const char *dir, struct err *e);
 void spool_close(struct spool *s);
 
-/* Writes `doc` (borrowed) as the record `kind` ("lease", "started", "run", "finished"). ERR_IO. */
+/* Writes `doc` (borrowed) as the record `kind` ("lease"; "started", "run" and "finished" were
+   older agents'). ERR_IO. */
 int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
               struct err *e);
 
@@ -88,8 +94,12 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
               struct err *e);
 
-/* Renames the record `from` to `to` (replacing it). ERR_NOTFOUND when `from` is absent; ERR_IO. */
-int spool_rename(struct spool *s, const char *job, int attempt, const char *from, const char *to,
+/*
+ * Rewrites the record `kind` with `doc` (borrowed): in place, in one write, when the record
+ * and its file fit in a page (SPOOL_PAGE, 4 KiB: a write within one page of the page cache
+ * is not cut short by a kill), else as spool_put (also when there is none). ERR_IO.
+ */
+int spool_update(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
                  struct err *e);
 
 /* Removes a record; an absent one is not an error. */

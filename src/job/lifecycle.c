@@ -209,6 +209,15 @@ static void end_attempt(struct job *j, const struct attempt_end *end, int64_t no
     j->finished_at = now_ms;
 }
 
+/* The start an agent reported, within what can be true: not before the job could be leased
+   (its run_after, or its creation), not after now. */
+static int64_t reported_start(const struct job *j, int64_t start_ms, int64_t now_ms)
+{
+    int64_t lo = j->run_after > j->created_at ? j->run_after : j->created_at;
+    if (start_ms < lo) start_ms = lo;
+    return start_ms > now_ms || start_ms <= 0 ? now_ms : start_ms;
+}
+
 int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_args *a, struct err *e)
 {
     if (!lifecycle_allowed(j->state, ev)) {
@@ -241,17 +250,20 @@ int lifecycle_apply(struct job *j, enum job_event ev, const struct job_event_arg
     case JOB_EV_START:
         if (j->state == JOB_RUNNING) return LIFECYCLE_SAME; /* a repeated report */
         j->state = JOB_RUNNING;
-        j->started_at = a->now_ms;
+        j->started_at = a->start_ms > 0 ? reported_start(j, a->start_ms, a->now_ms) : a->now_ms;
         break;
     case JOB_EV_PROGRESS:
         json_decref(j->progress);
         j->progress = a->progress;
         return 0;
     case JOB_EV_FINISH:
-        /* An end with no `started` before it: the process ran for its duration, unless the
-           attempt ended in error before any process (staging, exec). */
-        if (!j->started_at && a->end->duration_ms >= 0 &&
-            proto_reason_parse(a->end->reason) != PROTO_REASON_ERROR)
+        /* An end with no `started` before it: the start it carries, else the process ran for
+           its duration, unless the attempt ended in error before any process (staging,
+           exec). */
+        if (!j->started_at && a->start_ms > 0)
+            j->started_at = reported_start(j, a->start_ms, a->now_ms);
+        else if (!j->started_at && a->end->duration_ms >= 0 &&
+                 proto_reason_parse(a->end->reason) != PROTO_REASON_ERROR)
             j->started_at = a->now_ms - a->end->duration_ms;
         end_attempt(j, a->end, a->now_ms);
         break;

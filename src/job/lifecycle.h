@@ -82,6 +82,8 @@ struct attempt_end {
 /* What an event brings; each event reads only its own fields. */
 struct job_event_args {
     int64_t now_ms;
+    int64_t start_ms;              /* start, finish: when the process started as its agent
+                                      says (started_ms_ago); 0 = now (start), unknown (finish) */
     const char *agent;             /* lease: the agent's name */
     const struct attempt_end *end; /* finish, lost, deadline */
     json_t *progress;              /* progress: {"percent", "message", "updated_at"}, stolen */

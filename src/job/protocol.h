@@ -31,6 +31,8 @@
 #define PROTO_EXIT_CODE_MAX 255           /* a finished report's exit_code, from 0 */
 #define PROTO_SIGNAL_MAX 64               /* a finished report's signal, from 1 */
 #define PROTO_DURATION_MS_MAX (10LL * 365 * 24 * 3600 * 1000) /* ten years (of 365 days) */
+/* a started (or finished) report's started_ms_ago, from 0: as long as a run may last */
+#define PROTO_STARTED_AGO_MS_MAX PROTO_DURATION_MS_MAX
 #define PROTO_SHA256_HEX_LEN 64                               /* an output's sha256, in hex */
 #define PROTO_NAME_MAX 64             /* an agent's name: [A-Za-z0-9._-]{1,64} */
 #define PROTO_INSTANCE_MAX 128        /* an agent's instance: [A-Za-z0-9._-]{1,128} */

@@ -425,6 +425,7 @@ struct report_item {
     struct job rec; /* the job after the change, when changed */
     bool changed;
     size_t same_as; /* a started report left to the later finished report at this index */
+    int64_t start_ms; /* when its process started (started_ms_ago), 0 = not said */
 };
 
 struct reports_op {
@@ -449,6 +450,9 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
         return err_field(e, ERR_INVALID, f,
                          "%s.type must be one of started, log, progress, finished", f);
     *type = (enum proto_report)t;
+    if ((*type == PROTO_REPORT_STARTED || *type == PROTO_REPORT_FINISHED) &&
+        int_in(it, f, "started_ms_ago", 0, PROTO_STARTED_AGO_MS_MAX, false, e))
+        return e->code;
     if (*type == PROTO_REPORT_STARTED) {
         if (int_in(it, f, "pid", 1, PROTO_PID_MAX, false, e)) return e->code;
     } else if (*type == PROTO_REPORT_LOG) {
@@ -551,7 +555,7 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
 
     struct buf out = BUF_INIT;
     struct attempt_end end = {0};
-    struct job_event_args args = {.now_ms = now};
+    struct job_event_args args = {.now_ms = now, .start_ms = it->start_ms};
     enum job_event ev = JOB_EV_START;
     if (it->type == PROTO_REPORT_PROGRESS) {
         char ts[32];
@@ -663,11 +667,14 @@ static int reports_write(struct store *st, void *arg, struct err *e)
     for (size_t i = 0; i < op->n; i++) {
         /*
          * started followed by finished in one batch: the finish records it all
-         * (started_at from the duration): one write instead of two.
+         * (started_at from the started's start, else the duration): one write, not two.
          */
-        if (op->items[i].type == PROTO_REPORT_STARTED &&
-            (op->items[i].same_as = finished_later(op, i)))
+        size_t k;
+        if (op->items[i].type == PROTO_REPORT_STARTED && (k = finished_later(op, i))) {
+            op->items[i].same_as = k;
+            if (!op->items[k].start_ms) op->items[k].start_ms = op->items[i].start_ms;
             continue;
+        }
         int rc = apply_report(st, op->agent, &op->items[i], e);
         if (rc) return rc;
     }
@@ -754,12 +761,23 @@ int api_agents_reports(struct http_req *r)
     snprintf(op->agent, sizeof(op->agent), "%s", a->rec.name);
     op->n = json_array_size(reps);
     op->items = xcalloc(op->n ? op->n : 1, sizeof(*op->items));
+    int64_t arrival = time_now_ms();
     for (size_t i = 0; i < op->n; i++) {
-        op->items[i].in = json_array_get(reps, i);
-        if (check_report(op->items[i].in, i, &op->items[i].type, &e)) {
+        struct report_item *it = &op->items[i];
+        it->in = json_array_get(reps, i);
+        if (check_report(it->in, i, &it->type, &e)) {
             reports_free(op);
             http_reply_err(r, &e);
             return HTTP_DONE;
+        }
+        json_t *ago = json_object_get(it->in, "started_ms_ago");
+        if (json_is_integer(ago)) { /* the start as the agent saw it, never before the lease */
+            int attempt = (int)json_integer_value(json_object_get(it->in, "attempt"));
+            int64_t leased = fleet_lease_time(
+                srv(r)->fleet, json_string_value(json_object_get(it->in, "job")), attempt);
+            it->start_ms = arrival - json_integer_value(ago);
+            if (it->start_ms < leased) it->start_ms = leased;
+            if (it->start_ms < 1) it->start_ms = 1;
         }
     }
     /* A late report from a lost agent is still looked at: fencing refuses what is stale. */

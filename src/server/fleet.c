@@ -36,6 +36,7 @@ struct lease_rec {
     int attempt;
     int slots;
     int64_t deadline; /* 0 = none */
+    int64_t leased_at; /* ms since the epoch; 0 = unknown (leased by another server) */
     bool ending;      /* an end-of-attempt commit is in flight */
     char tenant[132]; /* its job's tenant, which holds it (sched_tenant_hold) */
 };
@@ -450,6 +451,12 @@ static void add_cancel(struct live_agent *a, const char *job, int attempt)
     json_array_append_new(a->cancel, json_pack("{s:s, s:i}", "job", job, "attempt", attempt));
 }
 
+int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt)
+{
+    const struct lease_rec *l = hmap_get(&f->leases, job);
+    return l && l->attempt == attempt ? l->leased_at : 0;
+}
+
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running)
 {
     size_t i;
@@ -601,6 +608,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->attempt = c->attempt;
         l->slots = sj->slots;
         l->deadline = g->deadline[i];
+        l->leased_at = g->now_ms;
         snprintf(l->tenant, sizeof(l->tenant), "%s", sj->tenant); /* held since taken */
         struct lease_rec *old = hmap_put(&f->leases, c->job, l);
         if (old) { /* known already from the store (fleet_job_synced): counted once */

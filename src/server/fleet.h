@@ -124,6 +124,8 @@ void fleet_agent_offer_early(struct fleet *f, struct live_agent *a, int free_slo
                              const char *const *ending, const int *attempts, size_t n);
 /* The agent is draining by itself: its parked poll is answered now (no lease), so it can leave. */
 void fleet_agent_release_poll(struct fleet *f, struct live_agent *a);
+/* When this server leased `attempt` of `job` (ms since the epoch); 0 when unknown here. */
+int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt);
 /* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running);
 

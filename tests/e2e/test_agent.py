@@ -7,10 +7,12 @@ Servers run with --heartbeat 1 so that freed slots are polled for quickly.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -197,7 +199,40 @@ def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
                                    "done; chmod 500 d7"))
     assert wait_job(fast_server, job)["state"] == "succeeded"
     jobs = os.path.join(agent.work_dir, "jobs")
-    wait_for(lambda: os.listdir(jobs) == [], 30, "the jobs folder to be empty")
+    # (but for the empty folders kept for the next jobs: test_empty_work_folders_are_reused)
+    wait_for(lambda: [n for n in os.listdir(jobs) if not n.startswith(".free-")] == [], 30,
+             "the jobs folder to be empty")
+
+
+def test_empty_work_folders_are_reused(fast_server, make_agent):
+    """A folder its job left empty is the next job's (the same inode: no mkdir, no rmdir);
+    one with anything of its job in it (a file, another mode, an extended attribute) is not:
+    every job finds an empty folder of mode 0700 with no attributes."""
+    agent = make_agent(fast_server, "w1")  # one slot: one job after the other
+    look = ('printf "%s %s %s\\n" "$(stat -c %i .)" "$(stat -c %a .)" "$(ls -A | wc -l)"; '
+            '/usr/bin/python3 -c "import os; print(len(os.listxattr(\'.\')))"')
+
+    def run(script):
+        job = submit(fast_server, **sh(script))
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded", j
+        # the folder is released once the agent has the answer to the result (a moment later)
+        work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
+        wait_for(lambda: not os.path.exists(work), 10, "the work folder to be released")
+        inode, mode, entries, xattrs = j["result"]["stdout"].split()
+        assert (mode, entries, xattrs) == ("700", "0", "0"), j["result"]["stdout"]
+        return inode
+
+    first = run(look)
+    assert run(look) == first, "an empty folder is used again"
+    run(look + "; echo left > behind")
+    run(look + "; chmod 755 .")
+    xattr = ("; /usr/bin/python3 -c \"import os\ntry: os.setxattr('.', 'user.x', b'1')\n"
+             "except OSError: pass\"")
+    run(look + xattr)
+    run(look)  # none of the three above was kept: every folder looked at was as new
+
+
 
 
 def test_keep_work(fast_server, make_agent):
@@ -282,6 +317,51 @@ def test_an_ended_attempt_goes_as_its_finished_report_alone(fast_server, make_ag
     wait_for(lambda: "drover_agent_reports_sent_total 10\n" in
              requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text, 10,
              "ten reports for ten jobs")
+
+
+def test_a_started_report_that_waited_dates_the_start(fast_server, make_agent, tmp_path):
+    """A started report waits up to 10 ms for its job's end (one report for a short job), and
+    says how long ago the process started: started_at is the process's start, so the run
+    time (finished_at - started_at) is the process's, not 10 ms short."""
+    make_agent(fast_server, "w1")
+    mark = tmp_path / "start"
+    # the start time goes to a file: output would make the started report go at once
+    job = submit(fast_server, **sh(f"date +%s%3N > {mark}; sleep 0.3"))
+    j = wait_job(fast_server, job)
+    assert j["state"] == "succeeded", j
+    started, finished = ms(j["started_at"]), ms(j["finished_at"])
+    own = int(mark.read_text())
+    # the shell wrote its time after the spawn; the server's start is the spawn as of the
+    # report's arrival (its way from the agent, a few ms under ASan, comes on top)
+    assert own - 50 <= started <= own + 8, (started, own)
+    run = finished - started
+    assert j["result"]["duration_ms"] >= 290  # the agent measures from just after the spawn
+    # not 10 ms short (the wait): the finished report's way to the server makes up for the
+    # started report's
+    assert j["result"]["duration_ms"] - 5 <= run <= j["result"]["duration_ms"] + 50, (run, j)
+
+
+def test_short_jobs_are_one_report_each(fast_server, make_agent):
+    """Processes that end within the started report's 10 ms wait (true) go as their finished
+    reports alone."""
+    port = free_port()
+    make_agent(fast_server, "quick", "--listen", f"127.0.0.1:{port}", "--slots", "4")
+    jobs = [submit(fast_server, command={"program": "true"}) for _ in range(10)]
+    done = [wait_job(fast_server, j) for j in jobs]
+    assert [j["state"] for j in done] == ["succeeded"] * 10
+    assert all(j["started_at"] <= j["finished_at"] for j in done), done
+
+    def sent():
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return int(re.search(r"^drover_agent_reports_sent_total (\d+)$", text, re.M).group(1))
+    wait_for(lambda: sent() >= 10, 10, "ten reports")
+    # a loaded machine may let a spawn and its end take longer than the wait now and then
+    assert sent() <= 14, sent()  # without the wait: 20
+
+
+def ms(ts):
+    """Milliseconds since the epoch of an RFC 3339 time the server wrote."""
+    return round(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # ---- the agent's own endpoint, options --------------------------------------------------------
@@ -443,13 +523,10 @@ def test_agent_restarted_reports_the_interrupted_attempt(fast_server, make_agent
     with open(f"/proc/{orphan}/stat") as f:  # field 22, the start time the agent records
         orphan_starttime = int(f.read().rsplit(")", 1)[1].split()[19])
     a.kill()
-    assert f"{job}-1.lease" in a.spool_files()
-    # what finds the process group again: the started record, or once its report was
-    # settled the run record (spool.h), written once after the spawn
-    held = {f"{job}-1.started", f"{job}-1.run"} & set(a.spool_files())
-    assert held
-    with open(os.path.join(a.work_dir, "spool", held.pop())) as f:
-        run = json.load(f)["run"]
+    # one record for the job (spool.h): its lease, with what finds the process group again
+    # ("run"), written once after the spawn
+    assert a.spool_files() == [f"{job}-1.lease"]
+    run = spooled(a, job)["run"]
     assert run["starttime"] == orphan_starttime
     assert run["pgid"] == orphan
     # the process died with its agent (test_agent_processes.py: what survives that is
@@ -516,8 +593,9 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     job = submit(server, **sh("sleep 1.5; echo survived"))
     wait_job(server, job, states=("running",))
     server.kill(signal.SIGTERM)
-    # the job finishes while nobody listens: its result waits in the spool
-    wait_for(lambda: f"{job}-1.finished" in agent.spool_files(), 15, "the spooled result")
+    # the job finishes while nobody listens: its result waits in the spool, in its record
+    wait_for(lambda: "finished" in spooled(agent, job), 15, "the spooled result")
+    assert spooled(agent, job)["finished"]["exit_code"] == 0
     time.sleep(1)
     assert agent.proc.poll() is None
     server.start()
@@ -526,6 +604,40 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
     # and the agent goes on taking work
     assert wait_job(server, submit(server, **sh("true")))["state"] == "succeeded"
+
+
+def test_older_agents_spool_records_recovered(make_server, make_agent):
+    """A spool as agents before one record per job left it (lease, run and finished records
+    of their own) is read by a restarted agent: the spooled result is delivered."""
+    server = make_server()
+    agent = make_agent(server, "w1")
+    job = submit(server, **sh("sleep 1; exit 3"))  # (output is not spooled: none)
+    wait_job(server, job, states=("running",))
+    server.kill(signal.SIGTERM)
+    wait_for(lambda: "finished" in spooled(agent, job), 15, "the spooled result")
+    agent.kill()
+    spool = os.path.join(agent.work_dir, "spool")
+    rec = spooled(agent, job)
+    finished, run = rec.pop("finished"), rec.pop("run")
+    for kind, doc in (("lease", rec), ("run", {"run": run}), ("finished", finished)):
+        with open(os.path.join(spool, f"{job}-1.{kind}"), "w") as f:
+            json.dump(doc, f)
+    server.start()
+    agent.start()
+    j = wait_job(server, job, timeout=30)
+    # the outcome the spool kept, not "the agent restarted while the job was running"
+    assert j["state"] == "failed" and j["result"]["exit_code"] == 3, j
+    assert j["result"]["reason"] == "exit" and j["attempt"] == 1, j
+    wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
+
+
+def spooled(agent, job, attempt=1):
+    """The agent's spool record of the attempt (spool.h), {} when there is none."""
+    try:
+        with open(os.path.join(agent.work_dir, "spool", f"{job}-{attempt}.lease")) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 # ---- valgrind -------------------------------------------------------------------------------------

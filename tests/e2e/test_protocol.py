@@ -6,6 +6,7 @@ deadlines, cancels, drain, logs. tests/e2e/test_agent*.py run the real agent.
 import threading
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 import requests
@@ -353,6 +354,18 @@ BAD = [
      "reports[0].percent"),
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit"}]},
      "reports[0].exit_code"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "started",
+                              "started_ms_ago": -1}]}, "reports[0].started_ms_ago"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "started",
+                              "started_ms_ago": "10"}]}, "reports[0].started_ms_ago"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "started",
+                              "started_ms_ago": 2.5}]}, "reports[0].started_ms_ago"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "started",
+                              "started_ms_ago": 10 * 365 * 24 * 3600 * 1000 + 1}]},
+     "reports[0].started_ms_ago"),
+    ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",
+                              "exit_code": 0, "started_ms_ago": -5}]},
+     "reports[0].started_ms_ago"),
     ("REPORTS", {"reports": "all of them"}, "reports"),
     ("REPORTS", {"reports": [], "draining": "yes"}, "draining"),
     ("REPORTS", {"reports": [{"job": "x", "attempt": 1, "type": "finished", "reason": "exit",
@@ -447,3 +460,54 @@ def test_started_and_finished_in_one_request(server):
     # a stale pair is refused as a pair
     out = a.report({"job": job, "attempt": 7, "type": "started"}, finished(job, 7), status=409)
     assert [r["status"] for r in out["results"]] == [409, 409]
+
+
+def ms(ts):
+    """Milliseconds since the epoch of an RFC 3339 time the server wrote."""
+    return round(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def now_ms():
+    return int(time.time() * 1000)  # as the server's clock: whole milliseconds, cut
+
+
+def test_started_ms_ago_dates_the_start(server):
+    """started_at is the report's arrival less its started_ms_ago, never before the lease; a
+    finished report that carries the start (no started before it, or one in the same request)
+    is read the same way; without it, as before (arrival; the duration for a finish alone)."""
+    jobs = [submit(server) for _ in range(5)]
+    a = FakeAgent(server, "w1", slots=5)
+    t_lease = now_ms()
+    assert len(a.poll(free_slots=5)["leases"]) == 5
+    t_leased = now_ms()
+    time.sleep(0.4)
+
+    # a started report that waited 250 ms
+    t0 = now_ms()
+    a.report({"job": jobs[0], "attempt": 1, "type": "started", "started_ms_ago": 250})
+    t1 = now_ms()
+    j = get(server, jobs[0])
+    assert j["state"] == "running"
+    assert t0 - 250 <= ms(j["started_at"]) <= t1 - 250, (t0, t1, j["started_at"])
+    # a start older than the lease is the lease
+    a.report({"job": jobs[1], "attempt": 1, "type": "started", "started_ms_ago": 3_600_000})
+    assert t_lease <= ms(get(server, jobs[1])["started_at"]) <= t_leased
+    # a finish alone, with its start: not now - duration_ms
+    t0 = now_ms()
+    a.report(finished(jobs[2], 1, duration_ms=3, started_ms_ago=300))
+    t1 = now_ms()
+    j = get(server, jobs[2])
+    assert j["state"] == "succeeded"
+    assert t0 - 300 <= ms(j["started_at"]) <= t1 - 300, (t0, t1, j["started_at"])
+    # started and finished in one request: the start the started report says
+    t0 = now_ms()
+    a.report({"job": jobs[3], "attempt": 1, "type": "started", "started_ms_ago": 200},
+             finished(jobs[3], 1, duration_ms=3))
+    t1 = now_ms()
+    j = get(server, jobs[3])
+    assert t0 - 200 <= ms(j["started_at"]) <= t1 - 200, (t0, t1, j["started_at"])
+    # an agent that does not say (an older one): the arrival
+    t0 = now_ms()
+    a.report({"job": jobs[4], "attempt": 1, "type": "started"})
+    t1 = now_ms()
+    assert t0 <= ms(get(server, jobs[4])["started_at"]) <= t1

@@ -1,7 +1,7 @@
 /*
  * test_agent_spool.c - unit tests for agent/spool.c on real files in a
  * mkdtemp folder: write / read / remove round trips, listing by (job,
- * attempt), renames (started -> run), left-over temporary files, unreadable
+ * attempt), records rewritten in place, left-over temporary files, unreadable
  * records kept aside, and names that are not job ids refused.
  */
 #include <setjmp.h>
@@ -95,32 +95,61 @@ static void test_round_trip(void **state)
     json_decref(lease);
 }
 
-static void test_rename(void **state)
+static ino_t inode_of(struct fixture *f, const char *name)
+{
+    struct stat st;
+    assert_int_equal(stat(file_path(f, name), &st), 0);
+    return st.st_ino;
+}
+
+static void test_update(void **state)
 {
     struct fixture *f = *state;
     struct err e = ERR_INIT;
-    json_t *doc = json_pack("{s:s, s:{s:i}}", "type", "started", "run", "pgid", 4242);
-    assert_int_equal(spool_put(&f->s, JOB_A, 1, "started", doc, &e), 0);
-    assert_int_equal(spool_rename(&f->s, JOB_A, 1, "started", "run", &e), 0);
     json_t *back = NULL;
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "started", &back, &e), ERR_NOTFOUND);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "run", &back, &e), 0);
+    /* none yet: written as spool_put writes */
+    json_t *doc = json_pack("{s:s, s:i, s:i}", "job", JOB_A, "attempt", 1, "slots", 1);
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    ino_t ino = inode_of(f, JOB_A "-1.lease");
+    /* longer, then shorter again: in place (the same file), read back whole and only it */
+    json_object_set_new(doc, "run", json_pack("{s:i, s:s}", "pgid", 4242, "boot_id", "b"));
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    assert_int_equal(inode_of(f, JOB_A "-1.lease"), ino);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
     assert_true(json_equal(doc, back));
     json_decref(back);
-    /* nothing to rename: not found, and nothing made */
-    assert_int_equal(spool_rename(&f->s, JOB_A, 1, "started", "run", &e), ERR_NOTFOUND);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "run", &back, &e), 0);
+    char pad[600];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    json_object_set_new(doc, "finished", json_pack("{s:s, s:s}", "reason", "error", "error", pad));
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    assert_int_equal(inode_of(f, JOB_A "-1.lease"), ino);
+    json_object_del(doc, "finished");
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back)); /* the longer record's rest is blanks now */
     json_decref(back);
-    assert_int_equal(spool_rename(&f->s, "../x", 1, "run", "lease", &e), ERR_INVALID);
+    struct stat st;
+    assert_int_equal(stat(file_path(f, JOB_A "-1.lease"), &st), 0);
+    assert_true(st.st_size <= 4096);
+    /* more than a page: a new file renamed over it (a write of several pages can be cut) */
+    char big[5000];
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    json_object_set_new(doc, "finished", json_pack("{s:s, s:s}", "reason", "error", "error", big));
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    assert_int_not_equal(inode_of(f, JOB_A "-1.lease"), ino);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back));
+    json_decref(back);
+    /* and from that larger file back to a small record: a new file again, read back right */
+    json_object_del(doc, "finished");
+    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back));
+    json_decref(back);
+    assert_int_equal(spool_update(&f->s, "../x", 1, "lease", doc, &e), ERR_INVALID);
     err_clear(&e);
-    /* a run record alone still lists its job */
-    struct spool_key *keys;
-    size_t n;
-    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
-    assert_int_equal(n, 1);
-    assert_string_equal(keys[0].job, JOB_A);
-    assert_int_equal(keys[0].attempt, 1);
-    lib_free(keys);
     json_decref(doc);
 }
 
@@ -297,7 +326,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_files_reused, setup, teardown),
