@@ -365,7 +365,7 @@ def ab_main_sqlite(a, binaries):
     print("|---|---:|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
-        print(f"| {k} ({binaries[k]}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
+        print(f"| {k} ({os.path.basename(os.path.dirname(binaries[k]))}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
               f"{m['agents_us']:.0f} | "
               f"{m['store_jobs_s']:,.0f} | {m['store_us']:.1f} |")
 
@@ -405,7 +405,7 @@ def ab_main(a):
     print("|---|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
-        print(f"| {k} ({binaries[k]}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
+        print(f"| {k} ({os.path.basename(os.path.dirname(binaries[k]))}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
               f"{m['db_us']:.0f} | {m['hot']:.0%} |")
 
 
