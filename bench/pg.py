@@ -249,6 +249,18 @@ def backend_cpu(uri, db):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def noop_drain(f, probe, jobs):
+    """Starts 2 --bench-noop agents x 64 slots and waits until no job is unfinished (a table
+    scan by `probe`, outside the servers)."""
+    for k in range(2):
+        f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
+    deadline = time.monotonic() + 300
+    while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
+        if time.monotonic() > deadline:
+            sys.exit(f"bench: {jobs} jobs not done within 300 s")
+        time.sleep(0.25)
+
+
 def ab_round(binary, server_uri, base, name, jobs):
     """Queue only, one server, two noop agents x 64 slots: a dict of figures."""
     psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -265,15 +277,7 @@ def ab_round(binary, server_uri, base, name, jobs):
                         "WHERE relname = 'jobs'").split("|")
         c0, d0 = f.cpu(), backend_cpu(server_uri, name)
         t0 = time.time()
-        for k in range(2):
-            f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
-        # done: none unfinished (a table scan, outside the servers); the time from the agents'
-        # start to the last job's finish as the server wrote it
-        deadline = time.monotonic() + 300
-        while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
-            if time.monotonic() > deadline:
-                sys.exit(f"bench: {jobs} jobs not done within 300 s")
-            time.sleep(0.25)
+        noop_drain(f, probe, jobs)
         c1, d1 = f.cpu(), backend_cpu(server_uri, name)
         t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
         f.stop_agents()
@@ -327,13 +331,7 @@ def ab_round_sqlite(binary, jobs):
         c1 = f.cpu()
         probe = SqliteProbe(f)
         t0 = time.time()
-        for k in range(2):
-            f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
-        deadline = time.monotonic() + 300
-        while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
-            if time.monotonic() > deadline:
-                sys.exit(f"bench: {jobs} jobs not done within 300 s")
-            time.sleep(0.25)
+        noop_drain(f, probe, jobs)
         c2 = f.cpu()
         t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
         return {"jobs_s": jobs / t, "server_us": (c2 - c1) / jobs * 1e6,

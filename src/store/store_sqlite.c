@@ -440,22 +440,23 @@ static void bind_time(sqlite3_stmt *q, int i, int64_t v)
         sqlite3_bind_null(q, i);
 }
 
-static void bind_json(sqlite3_stmt *q, int i, const json_t *v)
+/* Binds text s (NULL: SQL NULL), which SQLite frees. */
+static void bind_owned(sqlite3_stmt *q, int i, char *s)
 {
-    char *s = job_json_dump(v);
     if (s)
         sqlite3_bind_text(q, i, s, -1, free);
     else
         sqlite3_bind_null(q, i);
 }
 
+static void bind_json(sqlite3_stmt *q, int i, const json_t *v)
+{
+    bind_owned(q, i, job_json_dump(v));
+}
+
 static void bind_spec(sqlite3_stmt *q, int i, const json_t *spec)
 {
-    char *s = job_spec_dump(spec);
-    if (s)
-        sqlite3_bind_text(q, i, s, -1, free);
-    else
-        sqlite3_bind_null(q, i);
+    bind_owned(q, i, job_spec_dump(spec));
 }
 
 /* Runs a statement that returns no rows. */
