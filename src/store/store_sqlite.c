@@ -72,7 +72,6 @@ enum stmt_id {
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
-    S_JOB_NOTIFY_GET,
     S_EVENT_JOB_NEW,
     S_WEBHOOK_ADD,
     S_WEBHOOK_DUE,
@@ -89,7 +88,7 @@ enum stmt_id {
     S_TENANT_COUNT,
     S_TENANT_COUNT_LIVE,
     S_COUNT_ADD,
-    S_JOB_STATE,
+    S_JOB_UPDATE_READ,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
     S_SERVICE_LATEST,
@@ -265,7 +264,7 @@ static const char *const stmt_sql[S_COUNT] = {
                       "RETURNING holder",
     [S_AGENT_SEEN] = "UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
     [S_LEADER_RELEASE] = "UPDATE leader SET expires_at = 0 WHERE name = ? AND holder = ?",
-    /* No RETURNING (whether the job's events go to a webhook: S_JOB_NOTIFY_GET after it):
+    /* No RETURNING (whether the job's events go to a webhook: S_JOB_UPDATE_READ before it):
        SQLite gathers a RETURNING's rows in a temporary b-tree it makes and drops for each
        statement, ~10 % of the server's CPU per job in a noop drain. */
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?, agent = ?, attempt = ?, started_at = ?, "
@@ -303,7 +302,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ? OR seq <= (SELECT max(seq) FROM events) - ?) "
                       "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
     [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
-    [S_JOB_NOTIFY_GET] = "SELECT notify_url, notify_all FROM jobs WHERE id = ?",
     /* a job's event, from the record just written */
     [S_EVENT_JOB_NEW] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, "
                         "owner, data) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
@@ -342,7 +340,9 @@ static const char *const stmt_sql[S_COUNT] = {
                             "AND ((1 << state) & ?) != 0",
     [S_COUNT_ADD] = "INSERT INTO job_counts (queue, owner, state, n) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (queue, owner, state) DO UPDATE SET n = n + excluded.n",
-    [S_JOB_STATE] = "SELECT state FROM jobs WHERE id = ?",
+    /* what a job's update needs of the row it changes: the state it leaves (job_counts) and
+       its webhook (its event) */
+    [S_JOB_UPDATE_READ] = "SELECT state, notify_url, notify_all FROM jobs WHERE id = ?",
 };
 
 /* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
@@ -473,8 +473,6 @@ static int exec_stmt(struct store_sqlite *s, sqlite3_stmt *q, struct err *e, con
 }
 
 /* ---- job_counts (store_int.h) ---- */
-
-#define FINAL_STATES (1u << JOB_SUCCEEDED | 1u << JOB_FAILED | 1u << JOB_CANCELLED)
 
 static int count_add(struct store_sqlite *s, const char *queue, const char *owner, int state,
                      int64_t n, struct err *e)
@@ -1588,23 +1586,17 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
                              unsigned expect_states, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    /* job_counts needs the state it leaves when that may be final (a retry): the one state
-       expected, else read (one writer: it is what the update will see) */
-    int was = -1;
-    unsigned final = expect_states & FINAL_STATES;
-    if (final && !(expect_states & (expect_states - 1))) {
-        was = __builtin_ctz(expect_states);
-    } else if (final) {
-        sqlite3_stmt *r = stmt(s, S_JOB_STATE);
-        bind_text(r, 1, j->id);
-        int rc = sqlite3_step(r);
-        if (rc == SQLITE_ROW)
-            was = sqlite3_column_int(r, 0);
-        sqlite3_reset(r);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            return db_err(s, e, "reading a job's state");
-    }
-    sqlite3_stmt *q = stmt(s, S_JOB_UPDATE);
+    /* the row as the update will find it (one writer): the state it leaves, its webhook */
+    sqlite3_stmt *q = stmt(s, S_JOB_UPDATE_READ);
+    bind_text_static(q, 1, j->id);
+    int rc = sqlite3_step(q);
+    int was = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    char *url = rc == SQLITE_ROW ? col_text(q, 1) : NULL;
+    bool all = rc == SQLITE_ROW && sqlite3_column_int(q, 2) != 0;
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_err(s, e, "reading a job");
+    q = stmt(s, S_JOB_UPDATE);
     sqlite3_bind_int(q, 1, j->state);
     bind_text(q, 2, j->agent);
     sqlite3_bind_int(q, 3, j->attempt);
@@ -1617,32 +1609,18 @@ static int sqlite_job_update(struct store *st, const struct job *j, int expect_a
     bind_text(q, 10, j->id);
     sqlite3_bind_int(q, 11, expect_attempt);
     sqlite3_bind_int(q, 12, (int)expect_states);
-    int rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE && sqlite3_changes(s->db) == 1) {
-        /* updated: its event (and webhook), from the record */
-        sqlite3_reset(q);
-        q = stmt(s, S_JOB_NOTIFY_GET);
-        bind_text_static(q, 1, j->id);
-        char *url = NULL;
-        bool all = false;
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            url = col_text(q, 0);
-            all = sqlite3_column_int(q, 1) != 0;
-        }
-        sqlite3_reset(q);
-        /* was -1: the state it left was not final (the fence says so) */
+    rc = sqlite3_step(q);
+    bool updated = rc == SQLITE_DONE && sqlite3_changes(s->db) == 1;
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "updating a job");
+    sqlite3_reset(q);
+    if (updated) { /* job_counts, and its event (and webhook) from the record */
         rc = count_note(s, j->queue, j->owner, was, j->state, e);
         if (!rc)
             rc = job_event(s, j, url, all, e);
-        free(url);
-        return rc;
     }
-    if (rc != SQLITE_DONE) {
-        rc = db_err(s, e, "updating a job");
-        sqlite3_reset(q);
+    free(url);
+    if (updated || rc)
         return rc;
-    }
-    sqlite3_reset(q);
     struct job cur;
     if ((rc = get_one(s, S_JOB_GET_RUN, j->id, &cur, e, "job")))
         return rc;
