@@ -102,6 +102,15 @@ static ino_t inode_of(struct fixture *f, const char *name)
     return st.st_ino;
 }
 
+/* A finished report of reason error whose message is `len` times the letter c. */
+static json_t *error_end(size_t len, char c)
+{
+    char text[8192];
+    assert_true(len < sizeof(text));
+    memset(text, c, len);
+    return json_pack("{s:s, s:s%}", "reason", "error", "error", text, len);
+}
+
 static void test_update(void **state)
 {
     struct fixture *f = *state;
@@ -118,10 +127,7 @@ static void test_update(void **state)
     assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
     assert_true(json_equal(doc, back));
     json_decref(back);
-    char pad[600];
-    memset(pad, 'x', sizeof(pad) - 1);
-    pad[sizeof(pad) - 1] = '\0';
-    json_object_set_new(doc, "finished", json_pack("{s:s, s:s}", "reason", "error", "error", pad));
+    json_object_set_new(doc, "finished", error_end(599, 'x'));
     assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
     assert_int_equal(inode_of(f, JOB_A "-1.lease"), ino);
     json_object_del(doc, "finished");
@@ -133,10 +139,7 @@ static void test_update(void **state)
     assert_int_equal(stat(file_path(f, JOB_A "-1.lease"), &st), 0);
     assert_true(st.st_size <= 4096);
     /* more than a page: a new file renamed over it (a write of several pages can be cut) */
-    char big[5000];
-    memset(big, 'y', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
-    json_object_set_new(doc, "finished", json_pack("{s:s, s:s}", "reason", "error", "error", big));
+    json_object_set_new(doc, "finished", error_end(4999, 'y'));
     assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
     assert_int_not_equal(inode_of(f, JOB_A "-1.lease"), ino);
     assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
