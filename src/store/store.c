@@ -1675,7 +1675,7 @@ void count_deltas_note(struct count_deltas *d, const char *queue, const char *ow
         return;
     for (int k = 0; k < 2; k++) {
         int state = k ? to : from;
-        if (!final_state(state))
+        if (state < 0 || (!d->every_state && !final_state(state)))
             continue;
         if (d->n == d->cap) {
             d->cap = d->cap ? d->cap * 2 : 16;

@@ -224,20 +224,12 @@ static const char *const stmt_sql[S_COUNT] = {
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
                       "NULL, NULL, progress, result, attempts, owner, retention_ms, tenant FROM jobs "
                       "WHERE id = ?",
-    /* Unfinished jobs counted from the range state < 4 of jobs_state_queue (INDEXED BY: not
-       jobs_owner, which holds the owner's finished jobs too), finished ones read from
-       job_counts (schema 17): the cost is the live jobs', however many finished ones the
-       table holds. */
-    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
-                      "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
-                      "GROUP BY state, queue UNION ALL SELECT queue, state, sum(n) "
-                      "FROM job_counts GROUP BY queue, state HAVING sum(n) != 0) "
-                      "ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
-                            "FROM jobs INDEXED BY jobs_state_queue WHERE state < 4 "
-                            "AND owner = ?1 GROUP BY state, queue UNION ALL "
-                            "SELECT queue, state, n FROM job_counts WHERE owner = ?1 "
-                            "AND n != 0) ORDER BY queue, state",
+    /* job_counts alone (every state since schema 18): the cost is the queues', however
+       many jobs there are, finished or not. A row whose count went to 0 stays. */
+    [S_QUEUE_STATS] = "SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state "
+                      "HAVING sum(n) != 0 ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM job_counts WHERE owner = ?1 AND n != 0 "
+                            "ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
@@ -621,6 +613,7 @@ static int sqlite_open(const char *uri, const struct store_opts *opts, struct st
     struct store_sqlite *s = xcalloc(1, sizeof(*s));
     s->base.ops = &store_sqlite_ops;
     s->path = xstrdup(path);
+    s->counts.every_state = true; /* job_counts holds every state (schema 18) */
     int rc;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -1106,7 +1099,6 @@ static int lease_one(struct store_sqlite *s, const char *agent, int64_t now_ms,
     bool all = sqlite3_column_int(q, 6) != 0;
     sqlite3_reset(q);
 
-    /* queued to leased: no final state, nothing for job_counts */
     q = stmt(s, S_JOB_LEASE);
     sqlite3_bind_int(q, 1, j.state);
     bind_text(q, 2, j.agent);
@@ -1117,7 +1109,8 @@ static int lease_one(struct store_sqlite *s, const char *agent, int64_t now_ms,
     bind_text(q, 7, j.id);
     sqlite3_bind_int(q, 8, was);
     sqlite3_bind_int(q, 9, state);
-    if (!(rc = exec_stmt(s, q, e, "leasing a job")))
+    if (!(rc = exec_stmt(s, q, e, "leasing a job")) &&
+        !(rc = count_note(s, j.queue, j.owner, state, j.state, e)))
         rc = job_event(s, &j, url, all, e);
     free(url);
     if (!rc) {

@@ -160,6 +160,14 @@ static const char *const sqlite_migrations[] = {
     "INSERT INTO job_counts (queue, owner, state, n)"
     "  SELECT queue, coalesce(owner, ''), state, count(*) FROM jobs WHERE state >= 4"
     "  GROUP BY 1, 2, 3;",
+    /* 18: job_counts holds the unfinished states too (blocked, queued, leased, running):
+       GET /v1/queues reads it alone. Counting the live jobs through jobs_state_queue held
+       the server's loop ~65 ms per call with 1,000,000 queued jobs, and a client's call
+       (its jobs among them: each row read) ~440 ms. Each lease, start and finish now notes
+       its states' deltas (count_note), written with its transaction's commit. */
+    "INSERT INTO job_counts (queue, owner, state, n)"
+    "  SELECT queue, coalesce(owner, ''), state, count(*) FROM jobs WHERE state < 4"
+    "  GROUP BY 1, 2, 3;",
 };
 
 #endif
