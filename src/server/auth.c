@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +29,24 @@ static void hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+static EVP_MD *sha256;
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256)
+        die("OpenSSL has no SHA-256");
+}
+
 void auth_token_hash(const char *token, char *hash)
 {
+    /* fetched once: EVP_sha256() looks the algorithm up in the providers at every digest
+       (OpenSSL 3), and a token is hashed on every call to the API */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fetch_sha256);
     unsigned char md[32];
     unsigned int n = 0;
-    EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL);
+    EVP_Digest(token, strlen(token), md, &n, sha256, NULL);
     hex(md, 32, hash);
 }
 
