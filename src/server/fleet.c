@@ -47,6 +47,7 @@ struct fleet {
     struct hmap by_name; /* name -> struct live_agent (same objects) */
     struct hmap leases;  /* job id -> struct lease_rec */
     struct hmap registering; /* names whose registration is being committed -> (void *)1 */
+    struct hmap taking; /* jobs taken off the ready queues by a lease in flight -> (void *)1 */
     struct event *wake; /* active once per loop turn when jobs became ready */
 };
 
@@ -85,6 +86,7 @@ struct fleet *fleet_new(const struct fleet_deps *d)
     hmap_init(&f->by_name);
     hmap_init(&f->leases);
     hmap_init(&f->registering);
+    hmap_init(&f->taking);
     f->wake = event_new(d->base, -1, 0, on_wake, f);
     return f;
 }
@@ -105,6 +107,7 @@ void fleet_free(struct fleet *f)
     hmap_release(&f->agents, free_agent);
     hmap_release(&f->leases, free);
     hmap_release(&f->registering, NULL);
+    hmap_release(&f->taking, NULL);
     event_free(f->wake);
     free(f);
 }
@@ -413,6 +416,19 @@ static void poll_timeout(evutil_socket_t fd, short what, void *arg)
     if (a->poll && !a->leasing) reply_poll(a->fleet, a, NULL);
 }
 
+/* The parked poll waits until a->poll_until for work (answered empty then), or now. */
+static void park_poll(struct fleet *f, struct live_agent *a)
+{
+    int64_t wait_ms = a->poll_until - clock_ms(f);
+    if (wait_ms <= 0) {
+        reply_poll(f, a, NULL);
+        return;
+    }
+    if (!a->poll_timer) a->poll_timer = evtimer_new(f->d.base, poll_timeout, a);
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    evtimer_add(a->poll_timer, &tv);
+}
+
 /*
  * Answers the agent's parked poll. `leases` (or NULL) holds the leases'
  * entries, comma-separated, written around their stored specs
@@ -532,13 +548,13 @@ void fleet_poll(struct fleet *f, struct live_agent *a, void *r, int free_slots, 
     a->poll = r;
     bool tell_drain = a->rec.state == AGENT_DRAINING && !a->drain_told;
     if (json_array_size(a->cancel) || tell_drain || wait_ms <= 0) {
+        a->poll_until = 0; /* answered once its lease (if any) is committed */
         if (!try_lease(f, a)) reply_poll(f, a, NULL);
         return;
     }
+    a->poll_until = clock_ms(f) + wait_ms;
     if (try_lease(f, a)) return;
-    if (!a->poll_timer) a->poll_timer = evtimer_new(f->d.base, poll_timeout, a);
-    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
-    evtimer_add(a->poll_timer, &tv);
+    park_poll(f, a);
 }
 
 /* ---- leasing ---- */
@@ -592,6 +608,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         struct sched_job *sj = op->taken[i];
         struct store_lease *c = &g->c[i];
         op->taken[i] = NULL;
+        if (!sj->array) hmap_del(&f->taking, sj->id);
         if (!c->leased) {
             if (rc) {
                 sched_put_back(f->d.sched, sj);
@@ -632,6 +649,17 @@ static void lease_done(void *arg, int rc, const struct err *e)
     }
     /* it was lost or left while these leases were being committed: they end now */
     if (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) end_agent_leases(f, a);
+    if (a->poll && !leases.len && !rc && a->poll_until && a->rec.state == AGENT_UP) {
+        /* None of its candidates could be leased: taken by another server, or ended
+           meanwhile (they left the ready queues). The poll is not answered empty for that
+           (the agent would pause before its next one, as after a poll that found nothing
+           to wait for): it tries the others, else waits out its time. */
+        log_debug("agent=%s none of %zu candidate(s) could be leased", a->rec.name, g->n);
+        buf_release(&leases);
+        lease_op_free(op);
+        if (!try_lease(f, a)) park_poll(f, a);
+        return;
+    }
     if (a->poll) {
         reply_poll(f, a, &leases);
     } else if (leases.len) {
@@ -699,6 +727,7 @@ static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, i
         /* an array's task: which one is claimed in the lease's transaction */
         memcpy(taken[i]->array ? op->g->c[i].array : op->g->c[i].job, taken[i]->id,
                UUID_STR_LEN);
+        if (!taken[i]->array) hmap_put(&f->taking, taken[i]->id, (void *)1);
         op->g->timeout_s[i] = taken[i]->timeout_s;
     }
     op->t0_ns = time_mono_ns();
@@ -871,6 +900,10 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
     }
     if (l && !l->ending) drop_lease(f, l); /* the attempt ended elsewhere */
     if (j->state == JOB_QUEUED) {
+        /* read while a lease here has it in flight (the submit's own event, read back
+           before its commit was known as this server's): that lease's commit settles it;
+           added again, it would stay behind as a candidate no lease can take */
+        if (hmap_get(&f->taking, j->id)) return;
         sched_add(f->d.sched, j);
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {

@@ -58,6 +58,7 @@ struct live_agent {
     int held_slots;         /* the slots those leases take */
     void *poll;             /* its parked poll (the caller's request), or NULL */
     struct event *poll_timer;
+    int64_t poll_until;     /* when its parked poll is answered empty; 0: once leased */
     bool leasing;           /* a lease commit is in flight for it */
     bool holding_back;      /* its last poll offered fewer slots than it has free (draining) */
     bool drain_told;        /* a poll answer has said drain: true */

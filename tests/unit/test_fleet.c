@@ -428,6 +428,80 @@ static void test_parked_poll(void **state)
     release_jobs(j, 1);
 }
 
+/* Cancels a job in the store behind the fleet's back, as another server would. */
+static int cancel_write(struct store *st, void *arg, struct err *e)
+{
+    struct job out;
+    struct job_event_args args = {.now_ms = time_now_ms()};
+    int rc = store_job_apply(st, arg, 0, NULL, false, JOB_EV_CANCEL, &args, &out, e);
+    if (!rc) job_release(&out);
+    return rc;
+}
+
+static void cancel_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("cancelling: %s", e->msg);
+}
+
+/*
+ * A parked poll whose candidate was no longer queued when its lease was committed (another
+ * server leased or cancelled it) is not answered empty (the agent would pause before polling
+ * again): it stays parked and gets the next job.
+ */
+static void test_stale_candidate_keeps_poll(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job x[1], y[1];
+    submit(h, x, 1, "{\"command\": {\"program\": \"true\"}}");
+    commit_submit(h->commit, cancel_write, cancel_done, x[0].id); /* the fleet is not told */
+    pump(h);
+    assert_int_equal(sched_ready_count(h->sched, "default"), 1); /* stale */
+    agent_poll(h, a, &h->poll1, 1, json_array(), 60000);
+    pump(h);
+    assert_false(answered(h, &h->poll1));
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0); /* the stale one is gone */
+    assert_stored(h, x[0].id, JOB_CANCELLED, 0, NULL);
+    submit(h, y, 1, "{\"command\": {\"program\": \"true\"}}");
+    pump(h);
+    json_t *leases = json_object_get(answer_of(h, &h->poll1), "leases");
+    assert_int_equal(json_array_size(leases), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(leases, 0), "job")),
+                        y[0].id);
+
+    /* a poll that must be answered now (wait 0) is, empty, when its candidate was stale */
+    struct job z[1];
+    submit(h, z, 1, "{\"command\": {\"program\": \"true\"}}");
+    commit_submit(h->commit, cancel_write, cancel_done, z[0].id);
+    pump(h);
+    agent_poll(h, a, &h->poll2, 1, running(y, 1, 1), 0);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll2), "leases")), 0);
+    release_jobs(x, 1);
+    release_jobs(y, 1);
+    release_jobs(z, 1);
+}
+
+/*
+ * Several servers: a queued job read back from the store while a lease here has it in flight
+ * (its submit's event, read before this server knew the commit as its own) is not made a
+ * candidate again; it would stay behind once leased.
+ */
+static void test_synced_while_leasing(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, a, &h->poll1, 1, json_array(), 60000); /* its lease is in flight */
+    fleet_job_synced(h->fleet, &j[0]);                 /* the record as submitted */
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 1);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0);
+    release_jobs(j, 1);
+}
+
 /* The poll went away while its lease was being committed: the job is given back, same attempt. */
 static void test_undelivered_lease(void **state)
 {
@@ -649,6 +723,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_poll_leases),
         T(test_parked_poll),
+        T(test_stale_candidate_keeps_poll),
+        T(test_synced_while_leasing),
         T(test_undelivered_lease),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
