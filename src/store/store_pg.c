@@ -481,6 +481,7 @@ struct store_pg {
     bool ev_locked;    /* this transaction holds event_head's row ... */
     int64_t ev_seq;    /* ... and gave its last event this seq */
     bool sp_open;      /* a savepoint is open in PostgreSQL (released or not: pg_savepoint) */
+    bool sp_pending;   /* the op's savepoint is to be sent with its first statement */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
     bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
@@ -853,6 +854,117 @@ static bool pf_keeps(enum stmt_id id)
     }
 }
 
+/* The SQL that makes the op's pending savepoint (pg_savepoint), to run before what follows. */
+static const char *sp_sql(const struct store_pg *s)
+{
+    if (!s->sp_pending)
+        return "";
+    return s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op; " : "SAVEPOINT op; ";
+}
+
+/* Sends the pending savepoint on its own (before a statement that cannot carry it). */
+static int sp_send(struct store_pg *s, struct err *e)
+{
+    if (!s->sp_pending)
+        return 0;
+    PGresult *r = PQexec(s->conn, sp_sql(s));
+    s->sp_pending = false;
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_err(s, r, e, "savepoint");
+    PQclear(r);
+    s->sp_open = !rc;
+    return rc;
+}
+
+/* The result of one query of a pipeline, and the NULL that ends it. */
+static PGresult *pipeline_result(struct store_pg *s)
+{
+    PGresult *r = PQgetResult(s->conn);
+    PGresult *end = r ? PQgetResult(s->conn) : NULL;
+    while (end) { /* not expected: one result per query */
+        PQclear(end);
+        end = PQgetResult(s->conn);
+    }
+    return r;
+}
+
+/*
+ * The pending savepoint (RELEASE and SAVEPOINT) and prepared statement `name` (prepared
+ * first if it is not yet) in one round trip, through libpq's pipeline mode: an op of the
+ * group commit costs the round trips of its statements, its savepoint none of its own.
+ * *out as run()'s.
+ */
+static int exec_after_savepoint(struct store_pg *s, enum stmt_id id, const char *name,
+                                struct params *p, PGresult **out, struct err *e,
+                                const char *what)
+{
+    *out = NULL;
+    if (!PQenterPipelineMode(s->conn)) { /* not idle: cannot happen between statements */
+        int rc = sp_send(s, e);
+        if (rc)
+            return rc;
+        PGresult *r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
+                                     p ? p->len : NULL, p ? p->fmt : NULL, 0);
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            rc = db_err(s, r, e, what);
+            PQclear(r);
+            return rc;
+        }
+        *out = r;
+        return 0;
+    }
+    bool release = s->sp_open, prepare = !s->prepared[id];
+    bool sent = (!release || PQsendQueryParams(s->conn, "RELEASE SAVEPOINT op", 0, NULL, NULL,
+                                               NULL, NULL, 0)) &&
+                PQsendQueryParams(s->conn, "SAVEPOINT op", 0, NULL, NULL, NULL, NULL, 0) &&
+                (!prepare || PQsendPrepare(s->conn, name, stmt_sql[id], 0, NULL)) &&
+                PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
+                                    p ? p->len : NULL, p ? p->fmt : NULL, 0) &&
+                PQpipelineSync(s->conn);
+    s->sp_pending = false;
+    int rc = 0;
+    PGresult *r;
+    if (!sent) {
+        rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
+                     PQerrorMessage(s->conn));
+    } else {
+        /* the savepoint's queries, the prepare: an error aborts what follows in the
+           pipeline (PGRES_PIPELINE_ABORTED), so the first one is the one to report */
+        int n = (release ? 1 : 0) + 1 + (prepare ? 1 : 0);
+        for (int q = 0; q < n; q++) {
+            r = pipeline_result(s);
+            bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!ok && !rc)
+                rc = db_err(s, r, e, q < n - (prepare ? 1 : 0) ? "savepoint" : what);
+            if (ok && q == (release ? 1 : 0))
+                s->sp_open = true; /* the SAVEPOINT ran */
+            if (ok && prepare && q == n - 1)
+                s->prepared[id] = true;
+            PQclear(r);
+        }
+        r = pipeline_result(s);
+        ExecStatusType st = PQresultStatus(r);
+        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            rc = db_err(s, r, e, what);
+        if (rc)
+            PQclear(r);
+        else
+            *out = r;
+        /* the sync's own result */
+        while ((r = PQgetResult(s->conn)) && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            PQclear(r);
+        PQclear(r);
+    }
+    if (!PQexitPipelineMode(s->conn) && !rc)
+        rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
+                     PQerrorMessage(s->conn));
+    if (rc && *out) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
                struct err *e, const char *what)
 {
@@ -881,7 +993,9 @@ static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult *
         PQclear(r);
         r = NULL;
     }
-    if (!rc) {
+    if (!rc && s->sp_pending) {
+        rc = exec_after_savepoint(s, id, name, p, &r, e, what);
+    } else if (!rc) {
         r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                            p ? p->fmt : NULL, 0);
         ExecStatusType status = PQresultStatus(r);
@@ -1117,6 +1231,7 @@ static int pg_begin(struct store *st, struct err *e)
         s->depth = 1;
         s->ev_locked = false;
         s->sp_open = false;
+        s->sp_pending = false;
     }
     pw_discard(s);
     pf_clear(s);
@@ -1131,6 +1246,7 @@ static void tx_reset(struct store_pg *s)
     count_deltas_drop(&s->counts, 0);
     s->depth = 0;
     s->sp_open = false;
+    s->sp_pending = false;
     s->ev_locked = false;
 }
 
@@ -1215,11 +1331,13 @@ static void pg_rollback(struct store *st)
 }
 
 /*
- * A savepoint released is released for real at the next savepoint, in the
- * same round trip ("RELEASE ...; SAVEPOINT op"), or by COMMIT: a group
- * commit's op costs one round trip for its savepoint, not two. Until then
- * what follows runs inside it, which changes nothing: nothing rolls back to
- * it once released.
+ * A savepoint is sent with the op's first statement, in the same round trip
+ * (exec_after_savepoint, or ahead of a simple query: sp_sql), not on its own;
+ * an op that sends nothing makes none. A savepoint released is released for
+ * real at the next savepoint ("RELEASE ...; SAVEPOINT op") or by COMMIT: a
+ * group commit's op costs the round trips of its statements and no more.
+ * Until then what follows runs inside it, which changes nothing: nothing rolls
+ * back to it once released.
  */
 static int pg_savepoint(struct store *st, struct err *e)
 {
@@ -1228,16 +1346,12 @@ static int pg_savepoint(struct store *st, struct err *e)
     if (rc)
         return rc;
     pf_clear(s); /* an op's reads are the op's */
-    rc = exec_sql(s, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", e,
-                      "savepoint");
-    s->sp_open = !rc;
-    if (!rc) {
-        s->depth = 2;
-        s->sp_ev_locked = s->ev_locked;
-        s->sp_ev_seq = s->ev_seq;
-        s->counts.sp = s->counts.n;
-    }
-    return rc;
+    s->sp_pending = true;
+    s->depth = 2;
+    s->sp_ev_locked = s->ev_locked;
+    s->sp_ev_seq = s->ev_seq;
+    s->counts.sp = s->counts.n;
+    return 0;
 }
 
 static int pg_savepoint_release(struct store *st, struct err *e)
@@ -1252,7 +1366,11 @@ static void pg_savepoint_rollback(struct store *st)
     pw_discard(s);
     pf_clear(s);
     count_deltas_drop(&s->counts, s->counts.sp);
-    exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, "rollback to savepoint");
+    if (s->sp_pending) /* nothing of the op reached PostgreSQL */
+        s->sp_pending = false;
+    else
+        exec_sql(s, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL,
+                 "rollback to savepoint");
     s->sp_open = false;
     s->depth = 1;
     /* what came after the savepoint is undone, its lock of event_head too */
@@ -1303,9 +1421,18 @@ static int events_lock(struct store_pg *s, struct err *e)
         rc = conn_ready(s, e);
     if (rc)
         return rc;
-    PGresult *r = PQexec(s->conn, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
-                                  "SELECT (SELECT seq FROM event_head WHERE id = 1), "
-                                  "(SELECT max(seq) FROM events)");
+    /* the op's pending savepoint first, in the same round trip */
+    struct buf q = BUF_INIT;
+    buf_adds(&q, sp_sql(s));
+    buf_adds(&q, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
+                 "SELECT (SELECT seq FROM event_head WHERE id = 1), "
+                 "(SELECT max(seq) FROM events)");
+    if (s->sp_pending) {
+        s->sp_pending = false;
+        s->sp_open = true; /* if the SAVEPOINT failed, so does the batch's COMMIT */
+    }
+    PGresult *r = PQexec(s->conn, q.data);
+    buf_release(&q);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         rc = db_err(s, r, e, "appending an event");
     else if (PQgetisnull(r, 0, 0))
@@ -1684,6 +1811,8 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
     int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
     if (!rc)
         rc = conn_ready(s, e);
+    if (!rc)
+        rc = sp_send(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
@@ -2863,6 +2992,8 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
     int rc = pf_flush(s, e); /* waiting writes first: the list sees them */
     if (!rc)
         rc = conn_ready(s, e);
+    if (!rc)
+        rc = sp_send(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);

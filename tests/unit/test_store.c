@@ -1036,6 +1036,13 @@ static void test_duplicate_key(void **state)
     assert_ok(store_job_insert(f->st, &a, &e), &e);
     assert_ok(store_savepoint_release(f->st, &e), &e);
 
+    /* requests that write nothing: one released, one rolled back (PostgreSQL sends an
+       op's savepoint with its first statement: these send none) */
+    assert_ok(store_savepoint(f->st, &e), &e);
+    assert_ok(store_savepoint_release(f->st, &e), &e);
+    assert_ok(store_savepoint(f->st, &e), &e);
+    store_savepoint_rollback(f->st);
+
     assert_ok(store_savepoint(f->st, &e), &e);
     assert_err(store_job_insert(f->st, &b, &e), ERR_CONFLICT, &e);
     assert_non_null(strstr(e.msg, "same"));
