@@ -482,6 +482,7 @@ struct store_pg {
     int64_t ev_seq;    /* ... and gave its last event this seq */
     bool sp_open;      /* a savepoint is open in PostgreSQL (released or not: pg_savepoint) */
     bool sp_pending;   /* the op's savepoint is to be sent with its first statement */
+    bool begin_pending; /* so is the transaction's BEGIN */
     bool sp_ev_locked; /* the same when the savepoint was made */
     int64_t sp_ev_seq;
     bool notify;       /* store_opts.notify: NOTIFY in a commit that wrote events */
@@ -854,24 +855,40 @@ static bool pf_keeps(enum stmt_id id)
     }
 }
 
-/* The SQL that makes the op's pending savepoint (pg_savepoint), to run before what follows. */
-static const char *sp_sql(const struct store_pg *s)
+/* The pending BEGIN and savepoint (pg_begin, pg_savepoint) as SQL, appended to b. */
+static void pending_sql(const struct store_pg *s, struct buf *b)
 {
-    if (!s->sp_pending)
-        return "";
-    return s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op; " : "SAVEPOINT op; ";
+    if (s->begin_pending)
+        buf_adds(b, "BEGIN; ");
+    if (s->sp_pending)
+        buf_adds(b, s->sp_open ? "RELEASE SAVEPOINT op; SAVEPOINT op; " : "SAVEPOINT op; ");
 }
 
-/* Sends the pending savepoint on its own (before a statement that cannot carry it). */
-static int sp_send(struct store_pg *s, struct err *e)
+/* What pending_sql gave was sent ahead of a statement. If the SAVEPOINT failed, the
+   transaction is aborted: the op's rollback fails, and so does the batch's COMMIT. */
+static void pending_sent(struct store_pg *s)
 {
-    if (!s->sp_pending)
-        return 0;
-    PGresult *r = PQexec(s->conn, sp_sql(s));
+    s->begin_pending = false;
+    if (s->sp_pending)
+        s->sp_open = true;
     s->sp_pending = false;
+}
+
+/* Sends what is pending on its own (before a statement that cannot carry it). */
+static int pending_send(struct store_pg *s, struct err *e)
+{
+    if (!s->sp_pending && !s->begin_pending)
+        return 0;
+    struct buf q = BUF_INIT;
+    pending_sql(s, &q);
+    PGresult *r = PQexec(s->conn, q.data);
+    buf_release(&q);
+    bool sp = s->sp_pending;
+    pending_sent(s);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_err(s, r, e, "savepoint");
     PQclear(r);
-    s->sp_open = !rc;
+    if (sp)
+        s->sp_open = !rc;
     return rc;
 }
 
@@ -888,10 +905,10 @@ static PGresult *pipeline_result(struct store_pg *s)
 }
 
 /*
- * The pending savepoint (RELEASE and SAVEPOINT) and prepared statement `name` (prepared
- * first if it is not yet) in one round trip, through libpq's pipeline mode: an op of the
- * group commit costs the round trips of its statements, its savepoint none of its own.
- * *out as run()'s.
+ * The pending BEGIN and savepoint (RELEASE and SAVEPOINT) and prepared statement `name`
+ * (prepared first if it is not yet) in one round trip, through libpq's pipeline mode: an
+ * op of the group commit costs the round trips of its statements, its savepoint (and the
+ * batch's BEGIN) none of their own. *out as run()'s.
  */
 static int exec_after_savepoint(struct store_pg *s, enum stmt_id id, const char *name,
                                 struct params *p, PGresult **out, struct err *e,
@@ -899,7 +916,7 @@ static int exec_after_savepoint(struct store_pg *s, enum stmt_id id, const char 
 {
     *out = NULL;
     if (!PQenterPipelineMode(s->conn)) { /* not idle: cannot happen between statements */
-        int rc = sp_send(s, e);
+        int rc = pending_send(s, e);
         if (rc)
             return rc;
         PGresult *r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
@@ -913,30 +930,33 @@ static int exec_after_savepoint(struct store_pg *s, enum stmt_id id, const char 
         *out = r;
         return 0;
     }
-    bool release = s->sp_open, prepare = !s->prepared[id];
-    bool sent = (!release || PQsendQueryParams(s->conn, "RELEASE SAVEPOINT op", 0, NULL, NULL,
+    bool begin = s->begin_pending, sp = s->sp_pending;
+    bool release = sp && s->sp_open, prepare = !s->prepared[id];
+    bool sent = (!begin || PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
+                (!release || PQsendQueryParams(s->conn, "RELEASE SAVEPOINT op", 0, NULL, NULL,
                                                NULL, NULL, 0)) &&
-                PQsendQueryParams(s->conn, "SAVEPOINT op", 0, NULL, NULL, NULL, NULL, 0) &&
+                (!sp || PQsendQueryParams(s->conn, "SAVEPOINT op", 0, NULL, NULL, NULL, NULL,
+                                          0)) &&
                 (!prepare || PQsendPrepare(s->conn, name, stmt_sql[id], 0, NULL)) &&
                 PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
                                     p ? p->len : NULL, p ? p->fmt : NULL, 0) &&
                 PQpipelineSync(s->conn);
-    s->sp_pending = false;
+    s->sp_pending = s->begin_pending = false;
     int rc = 0;
     PGresult *r;
     if (!sent) {
         rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
                      PQerrorMessage(s->conn));
     } else {
-        /* the savepoint's queries, the prepare: an error aborts what follows in the
-           pipeline (PGRES_PIPELINE_ABORTED), so the first one is the one to report */
-        int n = (release ? 1 : 0) + 1 + (prepare ? 1 : 0);
+        /* BEGIN, the savepoint's queries, the prepare: an error aborts what follows in
+           the pipeline (PGRES_PIPELINE_ABORTED), so the first one is the one to report */
+        int n = (begin ? 1 : 0) + (release ? 1 : 0) + (sp ? 1 : 0) + (prepare ? 1 : 0);
         for (int q = 0; q < n; q++) {
             r = pipeline_result(s);
             bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
             if (!ok && !rc)
                 rc = db_err(s, r, e, q < n - (prepare ? 1 : 0) ? "savepoint" : what);
-            if (ok && q == (release ? 1 : 0))
+            if (ok && sp && q == n - (prepare ? 2 : 1))
                 s->sp_open = true; /* the SAVEPOINT ran */
             if (ok && prepare && q == n - 1)
                 s->prepared[id] = true;
@@ -993,7 +1013,7 @@ static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult *
         PQclear(r);
         r = NULL;
     }
-    if (!rc && s->sp_pending) {
+    if (!rc && (s->sp_pending || s->begin_pending)) {
         rc = exec_after_savepoint(s, id, name, p, &r, e, what);
     } else if (!rc) {
         r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
@@ -1225,10 +1245,9 @@ static int pg_begin(struct store *st, struct err *e)
 {
     struct store_pg *s = pg(st);
     int rc = conn_ready(s, e);
-    if (!rc)
-        rc = exec_sql(s, "BEGIN", e, "begin");
-    if (!rc) {
+    if (!rc) { /* BEGIN goes with the first statement (pending_sql) */
         s->depth = 1;
+        s->begin_pending = true;
         s->ev_locked = false;
         s->sp_open = false;
         s->sp_pending = false;
@@ -1247,6 +1266,7 @@ static void tx_reset(struct store_pg *s)
     s->depth = 0;
     s->sp_open = false;
     s->sp_pending = false;
+    s->begin_pending = false;
     s->ev_locked = false;
 }
 
@@ -1299,6 +1319,20 @@ static int pg_commit(struct store *st, struct err *e)
         buf_release(&sql);
         return rc;
     }
+    if (s->begin_pending && !sql.len && !wrote) { /* nothing was sent: nothing to commit */
+        buf_release(&sql);
+        tx_reset(s);
+        return 0;
+    }
+    if (s->begin_pending) { /* (not expected: counts come with writes) */
+        struct buf all = BUF_INIT;
+        buf_adds(&all, "BEGIN; ");
+        if (sql.len)
+            buf_add(&all, sql.data, sql.len);
+        buf_release(&sql);
+        sql = all;
+        s->begin_pending = false;
+    }
     if (wrote && s->notify)
         buf_addf(&sql, "SELECT pg_notify('" NOTIFY_CHANNEL "', '%" PRId64 "'); ", last);
     buf_adds(&sql, "COMMIT");
@@ -1325,14 +1359,14 @@ static int pg_commit(struct store *st, struct err *e)
 static void pg_rollback(struct store *st)
 {
     struct store_pg *s = pg(st);
-    if (s->depth && PQstatus(s->conn) == CONNECTION_OK)
+    if (s->depth && !s->begin_pending && PQstatus(s->conn) == CONNECTION_OK)
         exec_sql(s, "ROLLBACK", NULL, "rollback");
     tx_reset(s);
 }
 
 /*
  * A savepoint is sent with the op's first statement, in the same round trip
- * (exec_after_savepoint, or ahead of a simple query: sp_sql), not on its own;
+ * (exec_after_savepoint, or ahead of a simple query: pending_sql), not on its own;
  * an op that sends nothing makes none. A savepoint released is released for
  * real at the next savepoint ("RELEASE ...; SAVEPOINT op") or by COMMIT: a
  * group commit's op costs the round trips of its statements and no more.
@@ -1423,14 +1457,11 @@ static int events_lock(struct store_pg *s, struct err *e)
         return rc;
     /* the op's pending savepoint first, in the same round trip */
     struct buf q = BUF_INIT;
-    buf_adds(&q, sp_sql(s));
+    pending_sql(s, &q);
     buf_adds(&q, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
                  "SELECT (SELECT seq FROM event_head WHERE id = 1), "
                  "(SELECT max(seq) FROM events)");
-    if (s->sp_pending) {
-        s->sp_pending = false;
-        s->sp_open = true; /* if the SAVEPOINT failed, so does the batch's COMMIT */
-    }
+    pending_sent(s);
     PGresult *r = PQexec(s->conn, q.data);
     buf_release(&q);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -1812,7 +1843,7 @@ static int pg_job_list(struct store *st, const struct job_filter *f, struct job_
     if (!rc)
         rc = conn_ready(s, e);
     if (!rc)
-        rc = sp_send(s, e);
+        rc = pending_send(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
@@ -2993,7 +3024,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
     if (!rc)
         rc = conn_ready(s, e);
     if (!rc)
-        rc = sp_send(s, e);
+        rc = pending_send(s, e);
     PGresult *r = NULL;
     if (!rc) {
         r = PQexecParams(s->conn, sql.data, p.n, NULL, p.v, p.len, p.fmt, 0);
