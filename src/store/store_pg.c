@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/hmap.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/schema/postgres.h"
@@ -904,83 +905,130 @@ static PGresult *pipeline_result(struct store_pg *s)
     return r;
 }
 
+/* One prepared statement of a pipeline (run_pipeline). */
+struct pl {
+    enum stmt_id id;
+    struct params *p; /* its parameters (NULL: none), the caller's */
+    PGresult *r;      /* out: its rows, the caller's to PQclear(); NULL after an error */
+};
+
+/* What a pipeline sent, in order: its results come back in this order. */
+enum pl_kind { PL_BEGIN, PL_RELEASE, PL_SAVEPOINT, PL_LOCK, PL_HEAD, PL_PREPARE, PL_EXEC };
+
+static const char *const pl_sql[] = {
+    [PL_BEGIN] = "BEGIN",
+    [PL_RELEASE] = "RELEASE SAVEPOINT op",
+    [PL_SAVEPOINT] = "SAVEPOINT op",
+    /* events_lock's two statements: the newest seq read once the lock is held (each
+       statement of a pipeline has its own snapshot) */
+    [PL_LOCK] = "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE",
+    [PL_HEAD] = "SELECT (SELECT seq FROM event_head WHERE id = 1), (SELECT max(seq) FROM events)",
+};
+
 /*
- * The pending BEGIN and savepoint (RELEASE and SAVEPOINT) and prepared statement `name`
- * (prepared first if it is not yet) in one round trip, through libpq's pipeline mode: an
- * op of the group commit costs the round trips of its statements, its savepoint (and the
- * batch's BEGIN) none of their own. *out as run()'s.
+ * In one round trip, through libpq's pipeline mode: what is pending (the batch's BEGIN, the
+ * op's RELEASE and SAVEPOINT: pg_begin, pg_savepoint), event_head's lock and newest seq when
+ * `lock` (events_lock's), then prepared statements st[0..n) in order, each prepared first
+ * when it is not yet. An op of the group commit thus costs the round trips of its
+ * statements, and its savepoint and the batch's BEGIN none of their own. An error aborts
+ * what follows it in the pipeline: the first is the one reported, and no st[i].r is kept.
  */
-static int exec_after_savepoint(struct store_pg *s, enum stmt_id id, const char *name,
-                                struct params *p, PGresult **out, struct err *e,
-                                const char *what)
+static int run_pipeline(struct store_pg *s, bool lock, struct pl *st, size_t n, struct err *e,
+                        const char *what)
 {
-    *out = NULL;
-    if (!PQenterPipelineMode(s->conn)) { /* not idle: cannot happen between statements */
-        int rc = pending_send(s, e);
-        if (rc)
-            return rc;
-        PGresult *r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
-                                     p ? p->len : NULL, p ? p->fmt : NULL, 0);
-        ExecStatusType st = PQresultStatus(r);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            rc = db_err(s, r, e, what);
-            PQclear(r);
-            return rc;
-        }
-        *out = r;
-        return 0;
+    for (size_t i = 0; i < n; i++)
+        st[i].r = NULL;
+    struct pl_sent {
+        enum pl_kind kind;
+        size_t i; /* PL_PREPARE, PL_EXEC: the statement */
+    } sent[8 + 2 * 4];
+    size_t ns = 0;
+    if (n > 4)
+        return err_set(e, ERR_INTERNAL, "store '%s': %s: %zu statements in one pipeline",
+                       s->shown, what, n);
+    if (!PQenterPipelineMode(s->conn))
+        return err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
+                       PQerrorMessage(s->conn));
+    bool ok = true;
+    if (s->begin_pending)
+        sent[ns++].kind = PL_BEGIN;
+    if (s->sp_pending && s->sp_open)
+        sent[ns++].kind = PL_RELEASE;
+    if (s->sp_pending)
+        sent[ns++].kind = PL_SAVEPOINT;
+    if (lock) {
+        sent[ns++].kind = PL_LOCK;
+        sent[ns++].kind = PL_HEAD;
     }
-    bool begin = s->begin_pending, sp = s->sp_pending;
-    bool release = sp && s->sp_open, prepare = !s->prepared[id];
-    bool sent = (!begin || PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
-                (!release || PQsendQueryParams(s->conn, "RELEASE SAVEPOINT op", 0, NULL, NULL,
-                                               NULL, NULL, 0)) &&
-                (!sp || PQsendQueryParams(s->conn, "SAVEPOINT op", 0, NULL, NULL, NULL, NULL,
-                                          0)) &&
-                (!prepare || PQsendPrepare(s->conn, name, stmt_sql[id], 0, NULL)) &&
-                PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL,
-                                    p ? p->len : NULL, p ? p->fmt : NULL, 0) &&
-                PQpipelineSync(s->conn);
+    for (size_t q = 0; q < ns && ok; q++)
+        ok = PQsendQueryParams(s->conn, pl_sql[sent[q].kind], 0, NULL, NULL, NULL, NULL, 0);
+    char names[4][16];
+    for (size_t i = 0; i < n && ok; i++) {
+        const struct params *p = st[i].p;
+        snprintf(names[i], sizeof(names[i]), "d%d", (int)st[i].id);
+        if (!s->prepared[st[i].id]) {
+            sent[ns++] = (struct pl_sent){PL_PREPARE, i};
+            ok = PQsendPrepare(s->conn, names[i], stmt_sql[st[i].id], 0, NULL);
+        }
+        sent[ns++] = (struct pl_sent){PL_EXEC, i};
+        ok = ok && PQsendQueryPrepared(s->conn, names[i], p ? p->n : 0, p ? p->v : NULL,
+                                       p ? p->len : NULL, p ? p->fmt : NULL, 0);
+    }
+    ok = ok && PQpipelineSync(s->conn);
+    bool sp = s->sp_pending;
     s->sp_pending = s->begin_pending = false;
     int rc = 0;
-    PGresult *r;
-    if (!sent) {
+    if (!ok) {
         rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
                      PQerrorMessage(s->conn));
     } else {
-        /* BEGIN, the savepoint's queries, the prepare: an error aborts what follows in
-           the pipeline (PGRES_PIPELINE_ABORTED), so the first one is the one to report */
-        int n = (begin ? 1 : 0) + (release ? 1 : 0) + (sp ? 1 : 0) + (prepare ? 1 : 0);
-        for (int q = 0; q < n; q++) {
-            r = pipeline_result(s);
-            bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-            if (!ok && !rc)
-                rc = db_err(s, r, e, q < n - (prepare ? 1 : 0) ? "savepoint" : what);
-            if (ok && sp && q == n - (prepare ? 2 : 1))
-                s->sp_open = true; /* the SAVEPOINT ran */
-            if (ok && prepare && q == n - 1)
-                s->prepared[id] = true;
+        for (size_t q = 0; q < ns; q++) {
+            PGresult *r = pipeline_result(s);
+            ExecStatusType status = PQresultStatus(r);
+            bool good = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+            if (!good && !rc)
+                rc = db_err(s, r, e,
+                            sent[q].kind <= PL_SAVEPOINT ? "savepoint"
+                            : sent[q].kind <= PL_HEAD    ? "appending an event"
+                                                         : what);
+            if (good && sent[q].kind == PL_SAVEPOINT) {
+                s->sp_open = true;
+            } else if (good && sent[q].kind == PL_HEAD) {
+                if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+                    if (!rc)
+                        rc = err_set(e, ERR_INTERNAL, "store '%s': event_head has no row",
+                                     s->shown);
+                } else {
+                    int64_t head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+                    int64_t max = strtoll(PQgetvalue(r, 0, 1), NULL, 10); /* NULL: 0 */
+                    s->ev_seq = s->ev_first = head > max ? head : max;
+                    s->ev_locked = true;
+                }
+            } else if (good && sent[q].kind == PL_PREPARE) {
+                s->prepared[st[sent[q].i].id] = true;
+            } else if (good && sent[q].kind == PL_EXEC) {
+                st[sent[q].i].r = r;
+                continue;
+            }
             PQclear(r);
         }
-        r = pipeline_result(s);
-        ExecStatusType st = PQresultStatus(r);
-        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-            rc = db_err(s, r, e, what);
-        if (rc)
-            PQclear(r);
-        else
-            *out = r;
-        /* the sync's own result */
+        PGresult *r; /* the sync's own result */
         while ((r = PQgetResult(s->conn)) && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
             PQclear(r);
         PQclear(r);
     }
+    if (sp && !s->sp_open && !rc) /* not expected: the SAVEPOINT's result was not seen */
+        rc = err_set(e, ERR_INTERNAL, "store '%s': savepoint: no result", s->shown);
     if (!PQexitPipelineMode(s->conn) && !rc)
         rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
                      PQerrorMessage(s->conn));
-    if (rc && *out) {
-        PQclear(*out);
-        *out = NULL;
+    if (rc) {
+        if (lock && !s->ev_locked)
+            s->ev_seq = s->ev_first = 0;
+        for (size_t i = 0; i < n; i++) {
+            PQclear(st[i].r);
+            st[i].r = NULL;
+        }
     }
     return rc;
 }
@@ -1014,7 +1062,9 @@ static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult *
         r = NULL;
     }
     if (!rc && (s->sp_pending || s->begin_pending)) {
-        rc = exec_after_savepoint(s, id, name, p, &r, e, what);
+        struct pl one = {id, p, NULL};
+        rc = run_pipeline(s, false, &one, 1, e, what);
+        r = one.r;
     } else if (!rc) {
         r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                            p ? p->fmt : NULL, 0);
@@ -1366,7 +1416,7 @@ static void pg_rollback(struct store *st)
 
 /*
  * A savepoint is sent with the op's first statement, in the same round trip
- * (exec_after_savepoint, or ahead of a simple query: pending_sql), not on its own;
+ * (run_pipeline, or ahead of a simple query: pending_sql), not on its own;
  * an op that sends nothing makes none. A savepoint released is released for
  * real at the next savepoint ("RELEASE ...; SAVEPOINT op") or by COMMIT: a
  * group commit's op costs the round trips of its statements and no more.
@@ -1449,32 +1499,12 @@ static int events_lock(struct store_pg *s, struct err *e)
         return 0; /* held; or outside a transaction, where there is nothing to order */
     /* The lock, then the newest seq in a statement of its own: its snapshot, taken once the
        lock is held, sees the events of the transaction that held it before. Both in one
-       round trip (one simple query: a snapshot per statement; the rows of the last). */
+       round trip (run_pipeline: each statement of a pipeline has its own snapshot). */
     int rc = pf_flush(s, e);
     if (!rc)
         rc = conn_ready(s, e);
-    if (rc)
-        return rc;
-    /* the op's pending savepoint first, in the same round trip */
-    struct buf q = BUF_INIT;
-    pending_sql(s, &q);
-    buf_adds(&q, "SELECT 1 FROM event_head WHERE id = 1 FOR UPDATE; "
-                 "SELECT (SELECT seq FROM event_head WHERE id = 1), "
-                 "(SELECT max(seq) FROM events)");
-    pending_sent(s);
-    PGresult *r = PQexec(s->conn, q.data);
-    buf_release(&q);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        rc = db_err(s, r, e, "appending an event");
-    else if (PQgetisnull(r, 0, 0))
-        rc = err_set(e, ERR_INTERNAL, "store '%s': event_head has no row", s->shown);
-    if (!rc) {
-        int64_t head = col_int(r, 0, 0), max = col_int(r, 0, 1);
-        s->ev_seq = s->ev_first = head > max ? head : max;
-        s->ev_locked = true;
-    }
-    PQclear(r);
-    return rc;
+    /* with what is pending (BEGIN, the op's savepoint), in one round trip */
+    return rc ? rc : run_pipeline(s, true, NULL, 0, e, "appending an event");
 }
 
 /* The seq of the transaction's next event (always inside one: tx_start). */
@@ -1662,17 +1692,52 @@ static int pg_job_prefetch(struct store *st, const char *const *ids, const int *
     if (rc)
         return rc;
     pf_clear(s);
-    rc = events_lock(s, e); /* before any row's lock, as always */
-    if (rc)
+    if (!n)
+        return 0;
+    if ((rc = conn_ready(s, e)))
         return rc;
-    struct arr a = {BUF_INIT, 0};
+    /* the heads wanted: one attempt per job (two different ones: neither kept) */
+    struct hmap want;
+    hmap_init(&want);
+    for (size_t i = 0; i < n; i++) {
+        if (head_attempts[i] <= 0)
+            continue;
+        intptr_t had = (intptr_t)hmap_get(&want, ids[i]);
+        if (!had || had != head_attempts[i])
+            hmap_put(&want, ids[i], (void *)(intptr_t)(had ? -1 : head_attempts[i]));
+    }
+    struct arr a = {BUF_INIT, 0}, hj = {BUF_INIT, 0}, ha = {BUF_INIT, 0};
     for (size_t i = 0; i < n; i++)
         arr_text(&a, ids[i]);
-    struct params p = {0};
+    for (struct hmap_entry *he = hmap_first(&want); he; he = hmap_next(&want, he)) {
+        if ((intptr_t)he->value <= 0)
+            continue;
+        arr_text(&hj, he->key);
+        arr_int(&ha, (int64_t)(intptr_t)he->value);
+    }
+    /* event_head's lock before any row's (as always), the rows, the heads: one round trip */
+    struct params p = {0}, hp = {0};
     p_arr(&p, &a);
-    PGresult *r;
-    if ((rc = run(s, S_JOB_PREFETCH, &p, &r, e, "reading jobs")))
+    struct pl pl[2] = {{S_JOB_PREFETCH, &p, NULL}, {S_LOG_HEADS, &hp, NULL}};
+    size_t nst = 1;
+    if (hj.n && head_max) {
+        p_arr(&hp, &hj);
+        p_arr(&hp, &ha);
+        p_int(&hp, 0); /* stdout */
+        p_int(&hp, head_max > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)head_max);
+        nst = 2;
+    } else {
+        buf_release(&hj.b);
+        buf_release(&ha.b);
+    }
+    rc = run_pipeline(s, s->depth && !s->ev_locked, pl, nst, e, "reading jobs");
+    params_release(&p);
+    params_release(&hp);
+    if (rc) {
+        hmap_release(&want, NULL);
         return rc;
+    }
+    PGresult *r = pl[0].r;
     int rows = PQntuples(r);
     s->pf = xcalloc(rows ? (size_t)rows : 1, sizeof(*s->pf));
     for (int i = 0; i < rows; i++) {
@@ -1685,41 +1750,20 @@ static int pg_job_prefetch(struct store *st, const char *const *ids, const int *
         if (f->in_wf)
             snprintf(f->wf, sizeof(f->wf), "%s", PQgetvalue(r, i, 23));
         f->head = (struct buf)BUF_INIT;
+        intptr_t att = (intptr_t)hmap_get(&want, f->id);
+        f->head_attempt = (int)att;
+        if (att > 0 && head_max) {
+            f->head_pos = 0;
+            f->head_left = head_max;
+        }
     }
     PQclear(r);
+    hmap_release(&want, NULL);
     qsort(s->pf, s->npf, sizeof(*s->pf), pf_cmp);
-    /* the heads wanted: one attempt per job (two different ones: neither kept) */
-    struct arr hj = {BUF_INIT, 0}, ha = {BUF_INIT, 0};
-    for (size_t i = 0; i < n; i++) {
-        struct pf_job *f = head_attempts[i] > 0 ? pf_find(s, ids[i]) : NULL;
-        if (!f || f->head_attempt == head_attempts[i] || f->head_attempt < 0)
-            continue;
-        f->head_attempt = f->head_attempt ? -1 : head_attempts[i];
-    }
-    for (size_t i = 0; i < s->npf; i++) {
-        struct pf_job *f = &s->pf[i];
-        if (f->head_attempt <= 0)
-            continue;
-        arr_text(&hj, f->id);
-        arr_int(&ha, f->head_attempt);
-        f->head_pos = 0;
-        f->head_left = head_max;
-    }
     s->pf_head_max = head_max;
-    if (!hj.n || !head_max) {
-        buf_release(&hj.b);
-        buf_release(&ha.b);
+    if (nst < 2)
         return 0;
-    }
-    p = (struct params){0};
-    p_arr(&p, &hj);
-    p_arr(&p, &ha);
-    p_int(&p, 0); /* stdout */
-    p_int(&p, head_max > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)head_max);
-    if ((rc = run(s, S_LOG_HEADS, &p, &r, e, "reading output"))) {
-        pf_clear(s);
-        return rc;
-    }
+    r = pl[1].r;
     /* as pg_log_read reads one head, chunk after chunk */
     for (int i = 0; i < PQntuples(r); i++) {
         struct pf_job *f = pf_find(s, PQgetvalue(r, i, 0));
