@@ -271,7 +271,10 @@ def ab_round(binary, server_uri, base, name, jobs):
     f = Fleet(bench, uri, 1)
     probe = Probe(uri)
     try:
-        f.store(jobs, "bench", {"program": "true"})
+        cs, ds = f.cpu(), backend_cpu(server_uri, name)
+        t_store = f.store(jobs, "bench", {"program": "true"})
+        store = {"store_jobs_s": jobs / t_store, "store_us": (f.cpu() - cs) / jobs * 1e6,
+                 "store_db_us": (backend_cpu(server_uri, name) - ds) / jobs * 1e6}
         time.sleep(1)  # the statistics of the stores reported (PostgreSQL flushes them idle)
         st0 = psql(uri, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                         "WHERE relname = 'jobs'").split("|")
@@ -288,7 +291,7 @@ def ab_round(binary, server_uri, base, name, jobs):
         hot = int(st1[1]) - int(st0[1])
         return {"jobs_s": jobs / t, "server_us": (c1 - c0) / jobs * 1e6,
                 "db_us": (d1 - d0) / jobs * 1e6, "hot": hot / upd if upd else 0.0,
-                "upd_per_job": upd / jobs}
+                "upd_per_job": upd / jobs, **store}
     finally:
         probe.close()
         f.stop()
@@ -388,7 +391,8 @@ def ab_main(a):
                 x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs)
                 log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
                     f"µs/job, database {x['db_us']:.0f} µs/job, HOT {x['hot']:.0%} of "
-                    f"{x['upd_per_job']:.1f} updates/job")
+                    f"{x['upd_per_job']:.1f} updates/job; store {x['store_jobs_s']:,.0f} jobs/s, "
+                    f"server {x['store_us']:.1f} µs/job, database {x['store_db_us']:.1f} µs/job")
                 res[k].append(x)
     finally:
         if pgdir:
@@ -399,12 +403,14 @@ def ab_main(a):
     print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --jobs {a.jobs} --rounds {a.rounds}`: "
           f"{a.jobs:,} jobs stored, then drained by 2 --bench-noop agents x 64 slots; "
           "medians of the rounds, run in turns.\n")
-    print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs |")
-    print("|---|---:|---:|---:|---:|")
+    print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs | "
+          "store: jobs/s | store: server CPU µs/job | store: database CPU µs/job |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
         print(f"| {k} ({os.path.basename(os.path.dirname(binaries[k]))}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
-              f"{m['db_us']:.0f} | {m['hot']:.0%} |")
+              f"{m['db_us']:.0f} | {m['hot']:.0%} | {m['store_jobs_s']:,.0f} | "
+              f"{m['store_us']:.1f} | {m['store_db_us']:.1f} |")
 
 
 def run_bare(uri, jobs, workers):

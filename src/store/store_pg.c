@@ -72,6 +72,7 @@ enum stmt_id {
     S_AGENT_SEEN,
     S_LEADER_RELEASE,
     S_JOB_UPDATE,
+    S_JOB_INSERT_SET,
     S_JOB_LEASE_LOCK,
     S_JOB_LEASE,
     S_JOB_SCAN,
@@ -320,6 +321,28 @@ static const char *const stmt_sql[S_COUNT] = {
                      "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
                      EVENT_OF("u", "14", "15", "16", "17", "18", "19", "20", "21", "22")
                      " SELECT notify_url, notify_all FROM u",
+    /* plain jobs (no key, no webhook) of a batch in one statement: JOB_COLUMNS but idem_key,
+       then each one's event seq and data; their ready rows ($25: JOB_QUEUED) and events
+       ($26: at) too; the ids written back */
+    [S_JOB_INSERT_SET] =
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], "
+        "$5::text[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::integer[], "
+        "$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], "
+        "$17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[], $22::text[], "
+        "$23::bigint[], $24::text[]) AS v(id, state, queue, service, name, agent, priority, "
+        "slots, attempt, max_attempts, created_at, started_at, finished_at, run_after, labels, "
+        "spec, progress, result, attempts, owner, retention_ms, tenant, seq, data)), "
+        "j AS (INSERT INTO jobs (id, state, queue, service, name, agent, priority, slots, "
+        "attempt, max_attempts, created_at, started_at, finished_at, run_after, labels, spec, "
+        "progress, result, attempts, owner, retention_ms, tenant) SELECT id, state, queue, "
+        "service, name, agent, priority, slots, attempt, max_attempts, created_at, started_at, "
+        "finished_at, run_after, labels, spec, progress, result, attempts, owner, retention_ms, "
+        "tenant FROM v ON CONFLICT DO NOTHING RETURNING id, state, queue, priority, run_after), "
+        "r AS (INSERT INTO ready (job, queue, priority, run_after) "
+        "SELECT id, queue, priority, run_after FROM j WHERE state = $25), "
+        "e AS (INSERT INTO events (seq, at, kind, subject, queue, state, attempt, agent, owner, "
+        "data) SELECT v.seq, $26, 0, v.id, v.queue, v.state, v.attempt, v.agent, v.owner, "
+        "v.data FROM v JOIN j ON j.id = v.id) SELECT id FROM j",
     /* a lease's candidates still queued (in ready), skipping rows another transaction holds
        (in ready or in jobs); the spec as stored text, and only what the lease's step and its
        event need */
@@ -1629,6 +1652,117 @@ static int pg_job_insert(struct store *st, const struct job *j, struct err *e)
     bool own;
     int rc = tx_start(s, &own, e);
     return rc ? rc : tx_end(s, own, job_insert_tx(s, j, e), e);
+}
+
+/* Jobs of one S_JOB_INSERT_SET statement at most (pg_job_insert_many). */
+#define INSERT_ROWS 1000
+
+static int row_of(const PGresult *r, const char *id);
+
+/* Writes n plain jobs (no key, no webhook) in one statement (S_JOB_INSERT_SET). */
+static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, struct err *e)
+{
+    int rc = events_lock(s, e);
+    if (rc)
+        return rc;
+    enum { NCOL = 24 };
+    struct arr a[NCOL];
+    for (int k = 0; k < NCOL; k++)
+        a[k] = (struct arr){BUF_INIT, 0};
+    const json_t *spec = NULL; /* equal specs of a batch share one tree: dumped once */
+    char *spec_text = NULL;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct job *j = jobs[i];
+        int64_t seq = 0;
+        if ((rc = next_seq(s, &seq, e)))
+            break;
+        const char *text = j->spec_text; /* the caller's, when it has one */
+        if (!text && (!spec_text || j->spec != spec)) {
+            free(spec_text);
+            spec = j->spec;
+            spec_text = job_spec_dump(spec);
+        }
+        arr_text(&a[0], j->id);
+        arr_int(&a[1], j->state);
+        arr_text(&a[2], j->queue);
+        arr_text(&a[3], j->service);
+        arr_text(&a[4], j->name);
+        arr_text(&a[5], j->agent);
+        arr_int(&a[6], j->priority);
+        arr_int(&a[7], j->slots);
+        arr_int(&a[8], j->attempt);
+        arr_int(&a[9], j->max_attempts);
+        arr_int(&a[10], j->created_at);
+        arr_time(&a[11], j->started_at);
+        arr_time(&a[12], j->finished_at);
+        arr_int(&a[13], j->run_after);
+        arr_json(&a[14], j->labels);
+        arr_text(&a[15], text ? text : spec_text);
+        arr_json(&a[16], j->progress);
+        arr_json(&a[17], j->result);
+        arr_json(&a[18], j->attempts);
+        arr_text(&a[19], j->owner);
+        arr_time(&a[20], j->retention_ms);
+        arr_text(&a[21], j->tenant);
+        arr_int(&a[22], seq);
+        json_t *data = store_event_data(j);
+        arr_json(&a[23], data);
+        json_decref(data);
+    }
+    free(spec_text);
+    PGresult *r = NULL;
+    if (!rc) {
+        struct params p = {0};
+        for (int k = 0; k < NCOL; k++)
+            p_arr(&p, &a[k]);
+        p_int(&p, JOB_QUEUED);
+        p_int(&p, time_now_ms());
+        rc = run(s, S_JOB_INSERT_SET, &p, &r, e, "inserting jobs");
+    }
+    for (int k = 0; k < NCOL; k++)
+        buf_release(&a[k].b);
+    if (rc)
+        return rc;
+    /* a job whose id is taken: the op fails (its savepoint, events and seqs rolled back) */
+    for (size_t i = 0; PQntuples(r) != (int)n && i < n && !rc; i++)
+        if (row_of(r, jobs[i]->id) < 0)
+            rc = err_set(e, ERR_CONFLICT, "store '%s': job '%s' already exists", s->shown,
+                         jobs[i]->id);
+    PQclear(r);
+    for (size_t i = 0; i < n && !rc; i++)
+        count_deltas_note(&s->counts, jobs[i]->queue, jobs[i]->owner, -1, jobs[i]->state);
+    return rc;
+}
+
+/*
+ * As pg_job_insert for each job in order, with one statement per INSERT_ROWS
+ * plain jobs: a statement is a round trip. A job with a key (whose conflict
+ * names the key) or a webhook (whose outbox row names its event) goes alone.
+ */
+static int pg_job_insert_many(struct store *st, struct job *const *jobs, size_t n,
+                              struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    if (rc)
+        return rc;
+    size_t from = 0; /* the run of plain jobs not yet written */
+    for (size_t i = 0; i <= n && !rc; i++) {
+        bool all;
+        bool plain = i < n && !jobs[i]->key && !store_job_notify(jobs[i], &all);
+        if (plain && i - from < INSERT_ROWS)
+            continue;
+        if (i > from && (rc = insert_set(s, jobs + from, i - from, e)))
+            break;
+        from = i;
+        if (i < n && !plain) {
+            if ((rc = job_insert_tx(s, jobs[i], e)))
+                break;
+            from = i + 1;
+        }
+    }
+    return tx_end(s, own, rc, e);
 }
 
 /* Runs a one-row job query bound to `arg`. */
@@ -3498,6 +3632,7 @@ const struct store_ops store_pg_ops = {
     .savepoint_release = pg_savepoint_release,
     .savepoint_rollback = pg_savepoint_rollback,
     .job_insert = pg_job_insert,
+    .job_insert_many = pg_job_insert_many,
     .job_get = pg_job_get,
     .job_get_by_key = pg_job_get_by_key,
     .job_match = pg_job_match,
