@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""bench/queues.py - the counts of GET /v1/queues (issues 8 and 11), SQLite, A/B of two
+"""bench/queues.py - the counts of GET /v1/queues (issues 8 and 11), SQLite or PostgreSQL
+(--pg URI: a cluster the caller started, e.g. scripts/pgtest.sh; counts only), A/B of two
 drover binaries in the same run:
 
   counts  a store made by REF's server (its schema), FINISHED finished jobs (succeeded,
           failed, cancelled) of a client token inserted into `jobs` by SQL plus LIVE queued
-          ones, copied once per binary: the NEW server migrates its copy when it opens it
+          ones (job_counts rebuilt to match, as the schema counts), copied once per binary
+          (PostgreSQL: a database made from it as template): the NEW server migrates its copy
+          when it opens it
           (the time to answer /healthz is reported). Then ROUNDS x REQUESTS sequential
           `GET /v1/queues` as the admin and as the client, each binary in turn: median and
           p90 latency, and the answers compared (they must be the same counts).
@@ -14,7 +17,7 @@ drover binaries in the same run:
           end is seen by reading the store file (read-only), not through the server.
 
   bench/queues.py BUILD_DIR --ab REF_BUILD_DIR [--finished N] [--live N] [--requests N]
-                  [--jobs N] [--rounds N] [--only counts|noop]
+                  [--jobs N] [--rounds N] [--only counts|noop] [--pg URI]
 
 Prints a markdown report on stdout; progress on stderr. Every process is stopped by its PID
 (benchutil.Bench), every wait is bounded.
@@ -24,6 +27,7 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 
@@ -41,13 +45,14 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(bench, data, log_name):
-    """A server of bench.binary on data: (process, url, admin session, seconds to /healthz)."""
+def start_server(bench, data, log_name, db=None):
+    """A server of bench.binary on data (and database db): (process, url, admin session,
+    seconds to /healthz)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     p = bench.start([bench.binary, "server", "--listen", f"127.0.0.1:{port}", "--data", data,
-                     "--sync", "normal"], log_name)
+                     "--sync", "normal"] + (["--db", db] if db else []), log_name)
 
     def up():
         if p.poll() is not None:
@@ -68,6 +73,39 @@ def stop(bench, p):
     p.terminate()
     p.wait(timeout=60)
     bench.procs.remove(p)
+
+
+def psql(uri, sql):
+    r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode:
+        sys.exit(f"bench: psql: {r.stderr}")
+    return r.stdout.strip()
+
+
+def fill_pg(uri, finished, live):
+    """fill() in a PostgreSQL database: the jobs, the queued ones' ready rows, and job_counts
+    rebuilt as its schema counts (13: the finished jobs; 14 on: all)."""
+    now = int(time.time() * 1000)
+    ident = ("substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || substr(h, 14, 3) || '-8' || "
+             "substr(h, 18, 3) || '-' || lpad(to_hex(i), 12, '0')")
+    parts = [(0, finished * 90 // 100, 4), (finished, finished * 5 // 100, 5),
+             (2 * finished, finished - finished * 95 // 100, 6), (3 * finished, live, 1)]
+    for first, n, state in parts:
+        fin = str(now) if state >= 4 else "NULL"
+        psql(uri, "INSERT INTO jobs (id, state, queue, priority, slots, attempt, max_attempts, "
+                  "created_at, started_at, finished_at, run_after, spec, owner, tenant) "
+                  f"SELECT {ident}, {state}, 'bench', 0, 1, 1, 1, {now}, {now}, {fin}, {now}, "
+                  f"'{{\"queue\":\"bench\",\"command\":{{\"program\":\"true\"}}}}', "
+                  f"'{CLIENT}', '{CLIENT}' FROM (SELECT i, lpad(to_hex(i), 20, '0') AS h "
+                  f"FROM generate_series({first}, {first + n - 1}) i) g")
+    psql(uri, "INSERT INTO ready (job, queue, priority, run_after) "
+              "SELECT id, queue, priority, run_after FROM jobs WHERE state = 1")
+    every = int(psql(uri, "SELECT version FROM drover_schema")) >= 14
+    psql(uri, "DELETE FROM job_counts; INSERT INTO job_counts SELECT queue, coalesce(owner, ''), "
+              f"state, 0, count(*) FROM jobs {'' if every else 'WHERE state >= 4'} "
+              "GROUP BY 1, 2, 3")
+    psql(uri, "VACUUM ANALYZE")
 
 
 def fill(db, finished, live):
@@ -91,6 +129,13 @@ def fill(db, finished, live):
     c.executemany(sql, rows(finished * 5 // 100, finished, 5))
     c.executemany(sql, rows(finished - finished * 95 // 100, 2 * finished, 6))
     c.executemany(sql, rows(live, 3 * finished, 1))
+    # job_counts as the schema counts: 17 the finished jobs, 18 on all; none before 17
+    version = c.execute("PRAGMA user_version").fetchone()[0]
+    if version >= 17:
+        c.execute("DELETE FROM job_counts")
+        c.execute("INSERT INTO job_counts (queue, owner, state, n) SELECT queue, "
+                  "coalesce(owner, ''), state, count(*) FROM jobs "
+                  f"{'' if version >= 18 else 'WHERE state >= 4'} GROUP BY 1, 2, 3")
     c.execute("COMMIT")
     c.close()
 
@@ -112,25 +157,36 @@ def counts_main(a, binaries, order):
     ref.binary = binaries["ref"]
     res = {k: {"admin": [], "client": [], "open": 0.0} for k in order}
     answers = {}
+    pg = a.pg.rsplit("/", 1)[0] if a.pg else None
+    dbs = {k: f"{pg}/queues_{k}" if pg else None for k in order}
     try:
         base = os.path.join(ref.work, "base")
-        p, url, s, _ = start_server(ref, base, "make.log")
+        if pg:
+            for name in ["queues_base"] + [f"queues_{k}" for k in order]:
+                psql(a.pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            psql(a.pg, "CREATE DATABASE queues_base")
+        p, url, s, _ = start_server(ref, base, "make.log", f"{pg}/queues_base" if pg else None)
         r = s.post(url + "/v1/tokens", json={"role": "client", "name": CLIENT}, timeout=10)
         r.raise_for_status()
         client_token = r.json()["token"]
         stop(ref, p)
         log(f"counts: {a.finished:,} finished + {a.live:,} queued jobs inserted by SQL")
-        fill(os.path.join(base, "drover.db"), a.finished, a.live)
+        if pg:
+            fill_pg(f"{pg}/queues_base", a.finished, a.live)
+        else:
+            fill(os.path.join(base, "drover.db"), a.finished, a.live)
         datas = {}
         for k in order:
             datas[k] = os.path.join(ref.work, f"data-{k}")
             shutil.copytree(base, datas[k])
+            if pg:
+                psql(a.pg, f"CREATE DATABASE queues_{k} TEMPLATE queues_base")
         cs = requests.Session()
         cs.headers["Authorization"] = "Bearer " + client_token
         for rnd in range(a.rounds):
             for k in order:
                 ref.binary = binaries[k]
-                p, url, s, ready = start_server(ref, datas[k], f"server-{k}.log")
+                p, url, s, ready = start_server(ref, datas[k], f"server-{k}.log", dbs[k])
                 if rnd == 0:
                     res[k]["open"] = ready
                 timed_gets(s, url, 3)  # warm: the statements prepared, the pages read
@@ -145,10 +201,15 @@ def counts_main(a, binaries, order):
                     f"{statistics.median(res[k]['client']):.2f} ms")
     finally:
         ref.close()
+        if pg:
+            for name in ["queues_base"] + [f"queues_{k}" for k in order]:
+                psql(a.pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     same = len({repr(v) for v in answers.values()}) == 1
-    print(f"### GET /v1/queues with {a.finished:,} finished jobs, SQLite\n")
+    print(f"### GET /v1/queues with {a.finished:,} finished jobs, "
+          f"{'PostgreSQL' if pg else 'SQLite'}\n")
     print(f"Command: `bench/queues.py {a.build} --ab {a.ab} --only counts --finished "
-          f"{a.finished} --live {a.live} --requests {a.requests} --rounds {a.rounds}`: one "
+          f"{a.finished} --live {a.live} --requests {a.requests} --rounds {a.rounds}"
+          f"{' --pg URI' if pg else ''}`: one "
           "store made by the ref server, its jobs inserted by SQL, copied per binary; "
           f"{a.requests} sequential requests per round and token, {a.rounds} rounds in turns.\n")
     print("| binary | store opened (s, migration included) | admin median ms | admin p90 ms "
@@ -243,7 +304,11 @@ def main():
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--jobs", type=int, default=50000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pg", metavar="URI", help="counts on PostgreSQL: a cluster's URI (its "
+                    "databases queues_* are made and dropped)")
     a = ap.parse_args()
+    if a.pg and a.only != "counts":
+        ap.error("--pg needs --only counts")
     binaries = {"ref": os.path.abspath(os.path.join(a.ab, "drover")),
                 "new": os.path.abspath(os.path.join(a.build, "drover"))}
     order = a.order.split(",")

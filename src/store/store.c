@@ -1663,11 +1663,6 @@ int store_tenant_count(struct store *st, const char *tenant, unsigned states, in
 
 /* ---- job_counts' deltas ---- */
 
-static bool final_state(int state)
-{
-    return state == JOB_SUCCEEDED || state == JOB_FAILED || state == JOB_CANCELLED;
-}
-
 void count_deltas_note(struct count_deltas *d, const char *queue, const char *owner, int from,
                        int to)
 {
@@ -1675,7 +1670,7 @@ void count_deltas_note(struct count_deltas *d, const char *queue, const char *ow
         return;
     for (int k = 0; k < 2; k++) {
         int state = k ? to : from;
-        if (state < 0 || (!d->every_state && !final_state(state)))
+        if (state < 0)
             continue;
         if (d->n == d->cap) {
             d->cap = d->cap ? d->cap * 2 : 16;

@@ -219,14 +219,14 @@ bool store_log_take(int64_t *pos, size_t *max, int64_t off, const char *data, in
                     struct buf *out);
 
 /*
- * job_counts (GET /v1/queues: jobs per queue, owner and state; SQLite schema 17, every
- * state since 18; PostgreSQL 13, final states only) is kept by the backends in C: each write
- * of a job notes the state it leaves or enters (`every_state`, else the final ones only) in
- * its transaction's deltas, which the backend writes just before COMMIT,
- * merged, and drops with a rollback (down to `sp` with its savepoint's). Not triggers: on
- * SQLite any UPDATE trigger on jobs costs every update ~4 us whatever its WHEN, on
- * PostgreSQL a row trigger's function ~10 us of the database's CPU per finish (bench/
- * RESULTS.md, "GET /v1/queues").
+ * job_counts (GET /v1/queues: jobs per queue, owner and state; SQLite schema 17 for the
+ * final states, every state since 18; PostgreSQL 13 and 14 likewise) is kept by the backends
+ * in C: each write of a job notes the state it leaves and the one it enters in its
+ * transaction's deltas, which the backend writes just before COMMIT, merged, and drops
+ * with a rollback (down to `sp` with its savepoint's). Not triggers: on SQLite any UPDATE
+ * trigger on jobs costs every update ~4 us whatever its WHEN, on PostgreSQL a row
+ * trigger's function ~10 us of the database's CPU per finish (bench/RESULTS.md, "GET
+ * /v1/queues").
  */
 struct count_delta {
     char *queue, *owner; /* owner: "" for none */
@@ -237,11 +237,9 @@ struct count_deltas {
     struct count_delta *v;
     size_t n, cap;
     size_t sp; /* how many there were when the open savepoint began */
-    bool every_state; /* unfinished states are counted too (SQLite), else only final ones */
 };
 /* A job of queue and owner left state `from` and is now in `to` (-1: none, inserted or
-   deleted): notes -1 for `from`, +1 for `to` (final ones only unless every_state); nothing
-   when they are equal. */
+   deleted): notes -1 for `from`, +1 for `to`; nothing when they are equal. */
 void count_deltas_note(struct count_deltas *d, const char *queue, const char *owner, int from,
                        int to);
 /* Drops the deltas noted after the first `keep`. */

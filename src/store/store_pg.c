@@ -155,8 +155,6 @@ enum stmt_id {
 
 #define NOTIFY_CHANNEL "drover_events"
 
-#define FINAL_STATES ((1u << JOB_SUCCEEDED) | (1u << JOB_FAILED) | (1u << JOB_CANCELLED))
-
 /* The states of unfinished jobs: those whose end_state is NULL (schema 12). */
 #define LIVE_STATES                                                                                \
     ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))
@@ -267,18 +265,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_LOCK] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
     [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
-    /* Unfinished jobs counted from jobs_live, finished ones read from job_counts (schema
-       13, summed over its shards): the cost is the live jobs', however many finished ones
-       the table holds. One statement: one snapshot for both. */
-    [S_QUEUE_STATS] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
-                      "FROM jobs WHERE end_state IS NULL GROUP BY queue, state "
-                      "UNION ALL SELECT queue, state, sum(n)::bigint FROM job_counts "
-                      "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM (SELECT queue, state, count(*) AS n "
-                            "FROM jobs WHERE end_state IS NULL AND owner = $1 "
-                            "GROUP BY queue, state UNION ALL SELECT queue, state, "
-                            "sum(n)::bigint FROM job_counts WHERE owner = $1 "
-                            "GROUP BY queue, state HAVING sum(n) <> 0) c ORDER BY queue, state",
+    /* Every state read from job_counts (schema 14), summed over its shards: the cost is
+       the counters', however many jobs the table holds. */
+    [S_QUEUE_STATS] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
+                      "GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
+                            "WHERE owner = $1 GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                        "ON CONFLICT (name) DO NOTHING",
@@ -2105,12 +2097,12 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
     }
     if (f)
         f->held = false;
-    /* job_counts needs the state the job leaves when it may be final: the one state
-       expected, else read, locked (a retry's failed or cancelled; after event_head's lock) */
+    /* job_counts needs the state the job leaves: the one state expected, else read, locked
+       (after event_head's lock) */
     int was = -1;
-    if ((expect_states & FINAL_STATES) && !(expect_states & (expect_states - 1))) {
+    if (expect_states && !(expect_states & (expect_states - 1))) {
         was = __builtin_ctz(expect_states);
-    } else if (expect_states & FINAL_STATES) {
+    } else {
         struct params l = {0};
         p_text(&l, j->id);
         PGresult *r;
@@ -2148,7 +2140,6 @@ static int job_update_tx(struct store_pg *s, const struct job *j, int expect_att
         char *url = col_text(r, 0, 0);
         bool all = !strcmp(PQgetvalue(r, 0, 1), "t");
         PQclear(r);
-        /* was -1: the state it left was not final (the fence says so) */
         count_deltas_note(&s->counts, j->queue, j->owner, was, j->state);
         rc = job_webhook(s, j, url, all, seq, now, e);
         free(url);
@@ -2256,6 +2247,7 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         arr_text(&ev[6], j.owner);
         arr_json(&ev[7], data);
         json_decref(data);
+        count_deltas_note(&s->counts, j.queue, j.owner, JOB_QUEUED, j.state);
         c[i].leased = true;
         c[i].attempt = j.attempt;
         c[i].spec = col_text(r, row, 4);

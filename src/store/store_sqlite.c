@@ -613,7 +613,6 @@ static int sqlite_open(const char *uri, const struct store_opts *opts, struct st
     struct store_sqlite *s = xcalloc(1, sizeof(*s));
     s->base.ops = &store_sqlite_ops;
     s->path = xstrdup(path);
-    s->counts.every_state = true; /* job_counts holds every state (schema 18) */
     int rc;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {

@@ -1,6 +1,6 @@
 """GET /v1/queues after a mix of jobs (issues 8 and 11): shared by test_jobs_api.py (SQLite)
-and test_postgres.py. Finished jobs are counted from job_counts (kept by triggers), live ones
-from the live jobs; the answer must be the same as counting every job: checked here against
+and test_postgres.py. Every state is counted from job_counts (kept by each write of a job, in
+its transaction); the answer must be the same as counting every job: checked here against
 fixed expectations for the admin and for two clients.
 """
 from agentutil import wait_for, wait_job

@@ -185,6 +185,14 @@ static const char *const pg_migrations[] = {
     "INSERT INTO job_counts (queue, owner, state, shard, n)"
     "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
     "  WHERE end_state IS NOT NULL GROUP BY 1, 2, 3;",
+    /* 14: job_counts holds the unfinished states too (SQLite's 18): GET /v1/queues reads it
+       alone instead of counting the live jobs through jobs_live (a million queued jobs
+       counted at each call). Each write of a job notes the state it leaves (store_pg.c);
+       counted under 13's lock, as they are at the migration's commit. */
+    "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;"
+    "INSERT INTO job_counts (queue, owner, state, shard, n)"
+    "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
+    "  WHERE end_state IS NULL GROUP BY 1, 2, 3;",
 };
 
 #endif
