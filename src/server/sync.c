@@ -54,10 +54,17 @@ static int sync_agents(struct sync *y)
     return rc;
 }
 
+/* A job named by the events of a page: its newest event there. */
+struct page_job {
+    int state, attempt;
+    bool own; /* that event is this server's */
+    char *agent, *queue;
+};
+
 struct page {
     struct sync *y;
     struct committer *commit;
-    struct hmap jobs; /* ids named by the events read -> (void *)1 */
+    struct hmap jobs; /* ids named by other servers' events read -> struct page_job */
     struct hmap arrays; /* likewise, arrays stored or changed by another server */
     int64_t last;
     size_t n;
@@ -70,14 +77,33 @@ static int collect(void *arg, const struct event_rec *ev)
     struct page *p = arg;
     p->last = ev->seq;
     p->n++;
-    if (commit_wrote_event(p->commit, ev->seq)) return 0; /* this server's: applied already */
-    if (ev->kind == EVENT_JOB && !hmap_get(&p->jobs, ev->subject))
-        hmap_put(&p->jobs, ev->subject, (void *)1);
-    else if (ev->kind == EVENT_AGENT)
+    bool own = commit_wrote_event(p->commit, ev->seq); /* this server's: applied already */
+    if (ev->kind == EVENT_JOB) {
+        struct page_job *pj = hmap_get(&p->jobs, ev->subject);
+        if (!pj && own) return 0;
+        if (!pj) {
+            pj = xcalloc(1, sizeof(*pj));
+            hmap_put(&p->jobs, ev->subject, pj);
+        }
+        free(pj->agent);
+        free(pj->queue);
+        *pj = (struct page_job){ev->state, ev->attempt, own, ev->agent ? xstrdup(ev->agent) : NULL,
+                                ev->queue ? xstrdup(ev->queue) : NULL};
+    } else if (own) {
+        return 0;
+    } else if (ev->kind == EVENT_AGENT)
         p->agents = true;
     else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
         hmap_put(&p->arrays, ev->subject, (void *)1);
     return 0;
+}
+
+static void page_job_free(void *v)
+{
+    struct page_job *pj = v;
+    free(pj->agent);
+    free(pj->queue);
+    free(pj);
 }
 
 /* A job named by the events of a page, as stored now. */
@@ -126,21 +152,36 @@ static void catch_up(struct sync *y)
         struct page p = {.y = y, .commit = s->commit, .last = y->seq};
         hmap_init(&p.jobs);
         hmap_init(&p.arrays);
-        struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE};
+        struct event_filter flt = {.after = y->seq, .kind = -1, .limit = SYNC_PAGE,
+                                   .no_data = true};
         struct err e = ERR_INIT;
         int rc = store_event_list(s->reads, &flt, collect, &p, &e);
         if (!rc && p.agents) {
             rc = sync_agents(y);
             p.agents_read = true;
         }
-        if (!rc && p.jobs.count) { /* all in one read (those gone, purged, are skipped) */
-            const char **ids = xcalloc(p.jobs.count, sizeof(*ids));
-            size_t n = 0;
-            for (struct hmap_entry *he = hmap_first(&p.jobs); he; he = hmap_next(&p.jobs, he))
+        /* A job whose newest event ended it elsewhere is applied from that event: nothing
+           here needs more of it (a waiter reads a record without its spec whole). The others
+           are read as stored, all in one read (those gone, purged, are skipped). */
+        const char **ids = xcalloc(p.jobs.count + 1, sizeof(*ids));
+        size_t n = 0;
+        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he; he = hmap_next(&p.jobs, he)) {
+            struct page_job *pj = he->value;
+            if (pj->own || !job_state_terminal(pj->state)) {
                 ids[n++] = he->key;
-            rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
-            free(ids);
+                continue;
+            }
+            struct job j;
+            job_init(&j);
+            snprintf(j.id, sizeof(j.id), "%s", he->key);
+            j.state = pj->state;
+            j.attempt = pj->attempt;
+            j.agent = pj->agent;
+            j.queue = pj->queue;
+            fleet_job_synced(s->fleet, &j);
         }
+        if (!rc && n) rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
+        free(ids);
         /* its one scheduler entry here too: this server's leases claim its tasks as well */
         for (struct hmap_entry *he = hmap_first(&p.arrays); !rc && he;
              he = hmap_next(&p.arrays, he)) {
@@ -151,7 +192,7 @@ static void catch_up(struct sync *y)
             fleet_array_changed(s->fleet, &a);
             array_rec_release(&a);
         }
-        hmap_release(&p.jobs, NULL);
+        hmap_release(&p.jobs, page_job_free);
         hmap_release(&p.arrays, NULL);
         if (rc == ERR_GONE) {
             resync(y);

@@ -338,6 +338,7 @@ struct event_filter {
     const char *owner;         /* only job and array events of this owner's jobs and arrays
                                   (and agent and object events); NULL = all */
     int limit;                 /* 1..10000 */
+    bool no_data;              /* each event's data left out (NULL): not read, not parsed */
 };
 
 /*

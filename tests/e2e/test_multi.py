@@ -282,3 +282,22 @@ def test_a_cancel_made_on_another_server_reaches_the_agent(pg_servers, tmp_path,
     nxt = submit(b, command={"shell": "echo next"})
     j = wait_job(a, nxt)
     assert j["state"] == "succeeded" and j["agent"] == "wc", j
+
+
+def test_a_wait_on_another_server_gets_the_whole_job(pg_servers, make_agent):  # noqa: F811
+    """GET /v1/jobs/{id}/wait on b for a job that a's agent runs: answered when the job ends,
+    with the whole job (b learns of the end from a's event alone, then reads the job for its
+    waiter), and a log follower on b gets the output to its end."""
+    a = pg_servers()
+    b = pg_servers()
+    make_agent(a, "ww", "--slots", "1")  # polls a only
+    job = submit(a, command={"shell": "sleep 2; echo the-end; exit 3"})
+    logs = requests.get(f"{b.url}/v1/jobs/{job}/log", params={"follow": "1"}, stream=True,
+                        timeout=30, headers={"Authorization": f"Bearer {b.admin_token}"})
+    r = b.api().get(f"/v1/jobs/{job}/wait", params={"timeout_s": 25}, timeout=35)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert (j["state"], j["agent"], j["result"]["exit_code"]) == ("failed", "ww", 3), j
+    assert j["spec"]["command"]["shell"] == "sleep 2; echo the-end; exit 3", j
+    assert logs.status_code == 200, logs.text
+    assert b"the-end" in logs.raw.read(), "the follower on b did not get the output"

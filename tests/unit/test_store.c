@@ -2522,6 +2522,19 @@ static void test_events(void **state)
     const char *err6 = json_string_value(json_object_get(s.data[6], "error"));
     assert_non_null(err6);
     assert_int_equal(strlen(err6), 512); /* cut at 512 bytes, on a character's boundary */
+    /* no_data: the same events without their data (a reader that does not want it) */
+    struct ev_seen bare = {0};
+    flt.no_data = true;
+    list_events(f->st, &flt, &bare);
+    flt.no_data = false;
+    assert_int_equal(bare.n, 7);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(bare.seq[i], s.seq[i]);
+        assert_int_equal(bare.state[i], s.state[i]);
+        assert_string_equal(bare.subject[i], s.subject[i]);
+        assert_null(bare.data[i]);
+    }
+    ev_seen_release(&bare);
 
     /* filters: after, kind, queue, subjects, owner (a client sees agents' events too), limit */
     flt.after = 4;
