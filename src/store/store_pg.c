@@ -1729,7 +1729,8 @@ static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, str
 /*
  * As pg_job_insert for each job in order, with one statement per INSERT_ROWS
  * plain jobs: a statement is a round trip. A job with a key (whose conflict
- * names the key) or a webhook (whose outbox row names its event) goes alone.
+ * names the key) or a webhook (whose outbox row names its event) goes alone,
+ * as does a plain one alone (a single submit).
  */
 static int pg_job_insert_many(struct store *st, struct job *const *jobs, size_t n,
                               struct err *e)
@@ -1745,7 +1746,9 @@ static int pg_job_insert_many(struct store *st, struct job *const *jobs, size_t 
         bool plain = i < n && !jobs[i]->key && !store_job_notify(jobs[i], &all);
         if (plain && i - from < INSERT_ROWS)
             continue;
-        if (i > from && (rc = insert_set(s, jobs + from, i - from, e)))
+        /* one alone: S_JOB_INSERT, whose plain parameters cost the database less than arrays */
+        if (i > from && (rc = i - from == 1 ? job_insert_tx(s, jobs[from], e)
+                                            : insert_set(s, jobs + from, i - from, e)))
             break;
         from = i;
         if (i < n && !plain) {
