@@ -87,7 +87,8 @@ static int collect(void *arg, const struct event_rec *ev)
         }
         free(pj->agent);
         free(pj->queue);
-        *pj = (struct page_job){ev->state, ev->attempt, own, ev->agent ? xstrdup(ev->agent) : NULL,
+        *pj = (struct page_job){ev->state, ev->attempt, own,
+                                ev->agent ? xstrdup(ev->agent) : NULL,
                                 ev->queue ? xstrdup(ev->queue) : NULL};
     } else if (own) {
         return 0;
@@ -165,7 +166,8 @@ static void catch_up(struct sync *y)
            are read as stored, all in one read (those gone, purged, are skipped). */
         const char **ids = xcalloc(p.jobs.count + 1, sizeof(*ids));
         size_t n = 0;
-        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he; he = hmap_next(&p.jobs, he)) {
+        for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he;
+             he = hmap_next(&p.jobs, he)) {
             struct page_job *pj = he->value;
             if (pj->own || !job_state_terminal(pj->state)) {
                 ids[n++] = he->key;

@@ -270,7 +270,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_QUEUE_STATS] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
                       "GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY queue, state",
     [S_QUEUE_STATS_OWNER] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
-                            "WHERE owner = $1 GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY queue, state",
+                            "WHERE owner = $1 GROUP BY queue, state HAVING sum(n) <> 0 "
+                            "ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                        "ON CONFLICT (name) DO NOTHING",
