@@ -154,7 +154,8 @@ int fleet_load_arrays(struct fleet *f, struct err *e);
  * is no candidate and its lease is known here (a report or a poll of its agent may come
  * here), an attempt that ended elsewhere is forgotten and its agent told to kill it.
  * Applying the store's current record again is harmless (this server's own changes come
- * back this way too).
+ * back this way too). A job that ended elsewhere may come as a record made from its event
+ * (id, state, attempt; no spec): ending it here needs no more (a waiter reads it whole).
  *
  * fleet_agent_synced: `rec` is an agent as the store has it: one registered through
  * another server is added, a newer last_seen kept (liveness is the newest of all

@@ -58,7 +58,6 @@ static int sync_agents(struct sync *y)
 struct page_job {
     int state, attempt;
     bool own; /* that event is this server's */
-    char *agent, *queue;
 };
 
 struct page {
@@ -85,11 +84,7 @@ static int collect(void *arg, const struct event_rec *ev)
             pj = xcalloc(1, sizeof(*pj));
             hmap_put(&p->jobs, ev->subject, pj);
         }
-        free(pj->agent);
-        free(pj->queue);
-        *pj = (struct page_job){ev->state, ev->attempt, own,
-                                ev->agent ? xstrdup(ev->agent) : NULL,
-                                ev->queue ? xstrdup(ev->queue) : NULL};
+        *pj = (struct page_job){ev->state, ev->attempt, own};
     } else if (own) {
         return 0;
     } else if (ev->kind == EVENT_AGENT)
@@ -97,14 +92,6 @@ static int collect(void *arg, const struct event_rec *ev)
     else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
         hmap_put(&p->arrays, ev->subject, (void *)1);
     return 0;
-}
-
-static void page_job_free(void *v)
-{
-    struct page_job *pj = v;
-    free(pj->agent);
-    free(pj->queue);
-    free(pj);
 }
 
 /* A job named by the events of a page, as stored now. */
@@ -178,8 +165,6 @@ static void catch_up(struct sync *y)
             snprintf(j.id, sizeof(j.id), "%s", he->key);
             j.state = pj->state;
             j.attempt = pj->attempt;
-            j.agent = pj->agent;
-            j.queue = pj->queue;
             fleet_job_synced(s->fleet, &j);
         }
         if (!rc && n) rc = store_job_each(s->reads, ids, n, page_job, &p, &e);
@@ -194,7 +179,7 @@ static void catch_up(struct sync *y)
             fleet_array_changed(s->fleet, &a);
             array_rec_release(&a);
         }
-        hmap_release(&p.jobs, page_job_free);
+        hmap_release(&p.jobs, free);
         hmap_release(&p.arrays, NULL);
         if (rc == ERR_GONE) {
             resync(y);

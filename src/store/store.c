@@ -187,16 +187,39 @@ int store_job_insert(struct store *st, const struct job *j, struct err *e)
     return st->ops->job_insert(st, j, e);
 }
 
-int store_job_insert_many(struct store *st, struct job *const *jobs, size_t n, struct err *e)
+/* A run of plain jobs: in as few statements as the backend can, else one by one. */
+static int insert_plain(struct store *st, struct job *const *jobs, size_t n, struct err *e)
 {
-    if (st->ops->job_insert_many)
-        return n ? st->ops->job_insert_many(st, jobs, n, e) : 0;
+    if (st->ops->job_insert_plain)
+        return n ? st->ops->job_insert_plain(st, jobs, n, e) : 0;
     for (size_t i = 0; i < n; i++) {
         int rc = st->ops->job_insert(st, jobs[i], e);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+/*
+ * Each job in order. A job with a key (whose conflict names the key) or a
+ * webhook (whose outbox row names its event) is written alone; each run of
+ * the others goes to the backend at once.
+ */
+int store_job_insert_many(struct store *st, struct job *const *jobs, size_t n, struct err *e)
+{
+    size_t from = 0; /* the run of plain jobs not yet written */
+    for (size_t i = 0; i < n; i++) {
+        bool all;
+        if (!jobs[i]->key && !store_job_notify(jobs[i], &all))
+            continue;
+        int rc = insert_plain(st, jobs + from, i - from, e);
+        if (!rc)
+            rc = st->ops->job_insert(st, jobs[i], e);
+        if (rc)
+            return rc;
+        from = i + 1;
+    }
+    return insert_plain(st, jobs + from, n - from, e);
 }
 
 int store_job_get(struct store *st, const char *id, struct job *out, struct err *e)

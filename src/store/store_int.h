@@ -27,8 +27,9 @@ struct store_ops {
     void (*savepoint_rollback)(struct store *st);
 
     int (*job_insert)(struct store *st, const struct job *j, struct err *e);
-    /* optional: store_job_insert_many calls job_insert for each job without it */
-    int (*job_insert_many)(struct store *st, struct job *const *jobs, size_t n, struct err *e);
+    /* optional: n >= 1 plain jobs (no key, no webhook) in order, in as few statements as the
+       backend can (store_job_insert_many); without it, job_insert for each */
+    int (*job_insert_plain)(struct store *st, struct job *const *jobs, size_t n, struct err *e);
     int (*job_get)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_get_by_key)(struct store *st, const char *owner, const char *key, struct job *out,
                           struct err *e);

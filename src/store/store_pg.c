@@ -1647,7 +1647,7 @@ static int pg_job_insert(struct store *st, const struct job *j, struct err *e)
     return rc ? rc : tx_end(s, own, job_insert_tx(s, j, e), e);
 }
 
-/* Jobs of one S_JOB_INSERT_SET statement at most (pg_job_insert_many). */
+/* Jobs of one S_JOB_INSERT_SET statement at most (pg_job_insert_plain). */
 #define INSERT_ROWS 1000
 
 static int row_of(const PGresult *r, const char *id);
@@ -1662,19 +1662,11 @@ static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, str
     struct arr a[NCOL];
     for (int k = 0; k < NCOL; k++)
         a[k] = (struct arr){BUF_INIT, 0};
-    const json_t *spec = NULL; /* equal specs of a batch share one tree: dumped once */
-    char *spec_text = NULL;
     for (size_t i = 0; i < n && !rc; i++) {
         const struct job *j = jobs[i];
         int64_t seq = 0;
         if ((rc = next_seq(s, &seq, e)))
             break;
-        const char *text = j->spec_text; /* the caller's, when it has one */
-        if (!text && (!spec_text || j->spec != spec)) {
-            free(spec_text);
-            spec = j->spec;
-            spec_text = job_spec_dump(spec);
-        }
         arr_text(&a[0], j->id);
         arr_int(&a[1], j->state);
         arr_text(&a[2], j->queue);
@@ -1690,7 +1682,10 @@ static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, str
         arr_time(&a[12], j->finished_at);
         arr_int(&a[13], j->run_after);
         arr_json(&a[14], j->labels);
-        arr_text(&a[15], text ? text : spec_text);
+        /* a spec shared by neighbours comes dumped once (job.h: spec_text) */
+        char *spec = j->spec_text ? NULL : job_spec_dump(j->spec);
+        arr_text(&a[15], j->spec_text ? j->spec_text : spec);
+        free(spec);
         arr_json(&a[16], j->progress);
         arr_json(&a[17], j->result);
         arr_json(&a[18], j->attempts);
@@ -1702,7 +1697,6 @@ static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, str
         arr_json(&a[23], data);
         json_decref(data);
     }
-    free(spec_text);
     PGresult *r = NULL;
     if (!rc) {
         struct params p = {0};
@@ -1728,36 +1722,22 @@ static int insert_set(struct store_pg *s, struct job *const *jobs, size_t n, str
 }
 
 /*
- * As pg_job_insert for each job in order, with one statement per INSERT_ROWS
- * plain jobs: a statement is a round trip. A job with a key (whose conflict
- * names the key) or a webhook (whose outbox row names its event) goes alone,
- * as does a plain one alone (a single submit).
+ * Plain jobs (store_job_insert_many), one statement per INSERT_ROWS: a
+ * statement is a round trip. One alone (a single submit) goes through
+ * S_JOB_INSERT, whose plain parameters cost the database less than arrays.
  */
-static int pg_job_insert_many(struct store *st, struct job *const *jobs, size_t n,
-                              struct err *e)
+static int pg_job_insert_plain(struct store *st, struct job *const *jobs, size_t n,
+                               struct err *e)
 {
     struct store_pg *s = pg(st);
     bool own;
     int rc = tx_start(s, &own, e);
     if (rc)
         return rc;
-    size_t from = 0; /* the run of plain jobs not yet written */
-    for (size_t i = 0; i <= n && !rc; i++) {
-        bool all;
-        bool plain = i < n && !jobs[i]->key && !store_job_notify(jobs[i], &all);
-        if (plain && i - from < INSERT_ROWS)
-            continue;
-        /* one alone: S_JOB_INSERT, whose plain parameters cost the database less than arrays */
-        if (i > from && (rc = i - from == 1 ? job_insert_tx(s, jobs[from], e)
-                                            : insert_set(s, jobs + from, i - from, e)))
-            break;
-        from = i;
-        if (i < n && !plain) {
-            if ((rc = job_insert_tx(s, jobs[i], e)))
-                break;
-            from = i + 1;
-        }
-    }
+    if (n == 1)
+        rc = job_insert_tx(s, jobs[0], e);
+    for (size_t i = 0; n > 1 && i < n && !rc; i += INSERT_ROWS)
+        rc = insert_set(s, jobs + i, n - i < INSERT_ROWS ? n - i : INSERT_ROWS, e);
     return tx_end(s, own, rc, e);
 }
 
@@ -3630,7 +3610,7 @@ const struct store_ops store_pg_ops = {
     .savepoint_release = pg_savepoint_release,
     .savepoint_rollback = pg_savepoint_rollback,
     .job_insert = pg_job_insert,
-    .job_insert_many = pg_job_insert_many,
+    .job_insert_plain = pg_job_insert_plain,
     .job_get = pg_job_get,
     .job_get_by_key = pg_job_get_by_key,
     .job_match = pg_job_match,

@@ -337,7 +337,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_UPDATE_READ] = "SELECT state, notify_url, notify_all FROM jobs WHERE id = ?",
 };
 
-/* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_many). */
+/* Rows of one multi-row INSERT of new jobs and of their events (sqlite_job_insert_plain). */
 #define INSERT_ROWS 64
 
 struct store_sqlite {
@@ -872,33 +872,18 @@ static int insert_chunk(struct store_sqlite *s, struct job *const *jobs, int k, 
 }
 
 /*
- * As sqlite_job_insert for each job in order, with one statement per
- * INSERT_ROWS jobs and one for their events: a statement's start, cursors
- * and end cost as much as a few rows. A job with a key (whose conflict names
- * the key) or a webhook (whose outbox row names its event) goes alone.
+ * Plain jobs (store_job_insert_many), one statement per INSERT_ROWS jobs and
+ * one for their events: a statement's start, cursors and end cost as much as
+ * a few rows.
  */
-static int sqlite_job_insert_many(struct store *st, struct job *const *jobs, size_t n,
-                                  struct err *e)
+static int sqlite_job_insert_plain(struct store *st, struct job *const *jobs, size_t n,
+                                   struct err *e)
 {
-    struct store_sqlite *s = sq(st);
-    size_t from = 0; /* the run of plain jobs not yet written */
-    for (size_t i = 0; i <= n; i++) {
-        bool all;
-        bool plain = i < n && !jobs[i]->key && !store_job_notify(jobs[i], &all);
-        if (plain && i - from < INSERT_ROWS)
-            continue;
-        if (i > from) {
-            int rc = insert_chunk(s, jobs + from, (int)(i - from), e);
-            if (rc)
-                return rc;
-        }
-        from = i;
-        if (i < n && !plain) {
-            int rc = sqlite_job_insert(st, jobs[i], e);
-            if (rc)
-                return rc;
-            from = i + 1;
-        }
+    for (size_t i = 0; i < n; i += INSERT_ROWS) {
+        size_t k = n - i < INSERT_ROWS ? n - i : INSERT_ROWS;
+        int rc = insert_chunk(sq(st), jobs + i, (int)k, e);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -2482,7 +2467,7 @@ const struct store_ops store_sqlite_ops = {
     .savepoint_release = sqlite_savepoint_release,
     .savepoint_rollback = sqlite_savepoint_rollback,
     .job_insert = sqlite_job_insert,
-    .job_insert_many = sqlite_job_insert_many,
+    .job_insert_plain = sqlite_job_insert_plain,
     .job_get = sqlite_job_get,
     .job_get_by_key = sqlite_job_get_by_key,
     .job_match = sqlite_job_match,
