@@ -154,3 +154,13 @@ def machine(path):
     return (f"drover {rev}{' (tree modified)' if dirty else ''}; machine: "
             f"`{' '.join(os.uname()[i] for i in (0, 2, 4))}`, nproc {os.cpu_count()}; "
             f"work folder on {' '.join(fs)}; load average {' '.join(load)}")
+
+
+def psql(uri, sql, timeout=600):
+    """One SQL command through psql (no startup file, stop at the first error): its output,
+    unaligned; the bench exits with psql's message on an error."""
+    r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode:
+        sys.exit(f"bench: psql: {r.stderr}")
+    return r.stdout.strip()

@@ -40,18 +40,10 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import Bench, free_port, log, machine, pct, wait_for  # noqa: E402
+from benchutil import Bench, free_port, log, machine, pct, psql, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PGTEST = os.path.join(ROOT, "scripts", "pgtest.sh")
-
-
-def psql(uri, sql, timeout=600):
-    r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
-                       capture_output=True, text=True, timeout=timeout)
-    if r.returncode:
-        sys.exit(f"bench: psql: {r.stderr}")
-    return r.stdout.strip()
 
 
 class Fleet:

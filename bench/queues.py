@@ -27,14 +27,13 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import Bench, free_port, log, machine, pct, wait_for  # noqa: E402
+from benchutil import Bench, free_port, log, machine, pct, psql, wait_for  # noqa: E402
 
 CLIENT = "benchclient"
 
@@ -73,14 +72,6 @@ def stop(bench, p):
     p.terminate()
     p.wait(timeout=60)
     bench.procs.remove(p)
-
-
-def psql(uri, sql):
-    r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
-                       capture_output=True, text=True, timeout=1800)
-    if r.returncode:
-        sys.exit(f"bench: psql: {r.stderr}")
-    return r.stdout.strip()
 
 
 def fill_pg(uri, finished, live):
