@@ -126,8 +126,14 @@ def test_postgres_restarted_under_load(own_pg, pg_servers, tmp_path, make_agent)
         assert r.status_code == 200, r.text
         return r.json()["jobs"]
 
-    wait_for(lambda: all(j["state"] == "succeeded" for j in jobs()), 120,
-             "every job to succeed")
+    try:
+        wait_for(lambda: all(j["state"] == "succeeded" for j in jobs()), 120,
+                 "every job to succeed")
+    except AssertionError as failed:  # which jobs, where, and what the servers said
+        stuck = [(j["id"], j["state"], j.get("attempt"), j.get("agent")) for j in jobs()
+                 if j["state"] != "succeeded"]
+        logs = "\n".join(f"--- {srv.url} ---\n{srv.read_log()[-3000:]}" for srv in servers)
+        raise AssertionError(f"{failed}: not succeeded: {stuck}\n{logs}") from None
     every = [j["id"] for j in jobs()]
     assert set(acked) <= set(every)  # nothing acknowledged is lost
     for job in every:
