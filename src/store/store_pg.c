@@ -33,6 +33,7 @@
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -921,6 +922,21 @@ static PGresult *pipeline_result(struct store_pg *s)
     return r;
 }
 
+/*
+ * Ends a connection whose protocol state is not known (a pipeline's send failed with the
+ * connection up, libpq out of memory): it reads as lost from now on (PQstatus), so the open
+ * transaction fails with it and the next call outside a transaction connects again
+ * (conn_ready; a new connection is out of pipeline mode).
+ */
+static void conn_drop(struct store_pg *s)
+{
+    int fd = PQsocket(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK || fd < 0)
+        return;
+    shutdown(fd, SHUT_RDWR);
+    PQconsumeInput(s->conn); /* reads the end: CONNECTION_BAD */
+}
+
 /* One prepared statement of a pipeline (run_pipeline). */
 struct pl {
     enum stmt_id id;
@@ -997,6 +1013,7 @@ static int run_pipeline(struct store_pg *s, bool lock, struct pl *st, size_t n, 
     if (!ok) {
         rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
                      PQerrorMessage(s->conn));
+        conn_drop(s); /* what was sent is not known: nothing more goes on this connection */
     } else {
         for (size_t q = 0; q < ns; q++) {
             PGresult *r = pipeline_result(s);
@@ -1035,9 +1052,12 @@ static int run_pipeline(struct store_pg *s, bool lock, struct pl *st, size_t n, 
     }
     if (sp && !s->sp_open && !rc) /* not expected: the SAVEPOINT's result was not seen */
         rc = err_set(e, ERR_INTERNAL, "store '%s': savepoint: no result", s->shown);
-    if (!PQexitPipelineMode(s->conn) && !rc)
-        rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
-                     PQerrorMessage(s->conn));
+    if (!PQexitPipelineMode(s->conn)) {
+        if (!rc)
+            rc = err_set(e, ERR_UNAVAILABLE, "store '%s': %s: %s", s->shown, what,
+                         PQerrorMessage(s->conn));
+        conn_drop(s); /* still in pipeline mode: no statement could run on it */
+    }
     if (rc) {
         if (lock && !s->ev_locked)
             s->ev_seq = s->ev_first = 0;
