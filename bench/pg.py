@@ -20,9 +20,9 @@ The PostgreSQL cluster is scripts/pgtest.sh's (fsync off: what is compared is th
 all). Prints a markdown report on stdout; progress on stderr.
 
   bench/pg.py [BUILD_DIR] [--jobs N] [--true-jobs N] [--finished N] [--quick]
-  bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N] [--sqlite]
+  bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N] [--sqlite | --servers N]
 
---ab: queue only through one server, the two binaries in turns (ref, new, ref, new...) on
+--ab: queue only through one server (--servers: N on one database), the two binaries in turns (ref, new, ref, new...) on
 fresh databases of one cluster: jobs/s, the server's CPU per job, the database's (the
 backends of the servers' connections) per job, and the share of `jobs` updates that were
 HOT (heap-only: no index touched). With --sqlite the same through one server on SQLite (no
@@ -242,9 +242,9 @@ def backend_cpu(uri, db):
 
 
 def noop_drain(f, probe, jobs):
-    """Starts 2 --bench-noop agents x 64 slots and waits until no job is unfinished (a table
+    """Starts max(2, servers) --bench-noop agents x 64 slots and waits until no job is unfinished (a table
     scan by `probe`, outside the servers)."""
-    for k in range(2):
+    for k in range(max(2, len(f.servers))):
         f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
     deadline = time.monotonic() + 300
     while probe.one("SELECT count(*) FROM jobs WHERE state < 4") != "0":
@@ -253,14 +253,15 @@ def noop_drain(f, probe, jobs):
         time.sleep(0.25)
 
 
-def ab_round(binary, server_uri, base, name, jobs):
-    """Queue only, one server, two noop agents x 64 slots: a dict of figures."""
+def ab_round(binary, server_uri, base, name, jobs, servers=1):
+    """Queue only through `servers` servers, noop agents x 64 slots (noop_drain): a dict of
+    figures (CPU: all the servers', all their backends')."""
     psql(server_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     psql(server_uri, f"CREATE DATABASE {name}")
     uri = f"{base}/{name}"
     bench = Bench(os.path.dirname(binary), "pgab")
     bench.binary = binary
-    f = Fleet(bench, uri, 1)
+    f = Fleet(bench, uri, servers)
     probe = Probe(uri)
     try:
         cs, ds = f.cpu(), backend_cpu(server_uri, name)
@@ -380,7 +381,7 @@ def ab_main(a):
         base = server_uri.rsplit("/", 1)[0]
         for i in range(a.rounds):
             for k in a.order.split(","):
-                x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs)
+                x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs, a.servers)
                 log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
                     f"µs/job, database {x['db_us']:.0f} µs/job, HOT {x['hot']:.0%} of "
                     f"{x['upd_per_job']:.1f} updates/job; store {x['store_jobs_s']:,.0f} jobs/s, "
@@ -389,11 +390,13 @@ def ab_main(a):
     finally:
         if pgdir:
             subprocess.run([PGTEST, "stop", pgdir], capture_output=True, timeout=120)
-    print(f"## Queue only through one server on PostgreSQL, A/B, "
+    through = "one server" if a.servers == 1 else f"{a.servers} servers"
+    print(f"## Queue only through {through} on PostgreSQL, A/B, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(machine(a.build) + "\n")
-    print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --jobs {a.jobs} --rounds {a.rounds}`: "
-          f"{a.jobs:,} jobs stored, then drained by 2 --bench-noop agents x 64 slots; "
+    print(f"Command: `bench/pg.py {a.build} --ab {a.ab} --jobs {a.jobs} --rounds {a.rounds} "
+          f"--servers {a.servers}`: {a.jobs:,} jobs stored, then drained by "
+          f"{max(2, a.servers)} --bench-noop agents x 64 slots; "
           "medians of the rounds, run in turns.\n")
     print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs | "
           "store: jobs/s | store: server CPU µs/job | store: database CPU µs/job |")
@@ -518,6 +521,8 @@ def main():
     ap.add_argument("--ab", metavar="REF_BUILD", help="A/B queue only against REF_BUILD's drover")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sqlite", action="store_true", help="--ab through one server on SQLite")
+    ap.add_argument("--servers", type=int, default=1, help="--ab through this many servers "
+                    "(PostgreSQL)")
     ap.add_argument("--order", default="ref,new", help="--ab: the binaries run in a round")
     ap.add_argument("--cluster", metavar="URI", help="--ab in this PostgreSQL (its databases "
                     "ab_ref and ab_new are made again) instead of a cluster of its own")

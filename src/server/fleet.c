@@ -912,6 +912,33 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
     }
 }
 
+bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
+                        const char *agent)
+{
+    if (!((1u << state) & LEASE_HELD_STATES) || !agent || !hmap_get(&f->by_name, agent))
+        return false;
+    const struct lease_rec *l = hmap_get(&f->leases, id);
+    if (l && (l->attempt == attempt || l->ending)) { /* as fleet_job_synced */
+        sched_remove(f->d.sched, id);
+        return true;
+    }
+    const struct sched_job *sj = sched_find(f->d.sched, id);
+    if (!sj || sj->array) return false;
+    /* what fleet_job_synced takes of a leased job, as the job was queued here */
+    struct job j;
+    job_init(&j);
+    memcpy(j.id, sj->id, sizeof(j.id));
+    j.state = state;
+    j.attempt = attempt;
+    j.agent = (char *)agent;
+    j.slots = sj->slots;
+    j.tenant = xstrdup(sj->tenant); /* sj goes first (sched_remove) */
+    j.timeout_s = sj->timeout_s;
+    fleet_job_synced(f, &j);
+    free(j.tenant);
+    return true;
+}
+
 void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
 {
     struct live_agent *a = hmap_get(&f->agents, rec->id);

@@ -157,6 +157,12 @@ int fleet_load_arrays(struct fleet *f, struct err *e);
  * back this way too). A job that ended elsewhere may come as a record made from its event
  * (id, state, attempt; no spec): ending it here needs no more (a waiter reads it whole).
  *
+ * fleet_lease_synced: a lease that another server committed, told by its newest event
+ * (state leased or running, attempt, agent's name), applied without reading the job: true
+ * when this server knew enough, the lease at that attempt or the job queued here (its
+ * slots, tenant and timeout), and knows the agent; false when the job must be read
+ * (fleet_job_synced).
+ *
  * fleet_agent_synced: `rec` is an agent as the store has it: one registered through
  * another server is added, a newer last_seen kept (liveness is the newest of all
  * servers'), a state another server stored (lost, left, up again) adopted without a write.
@@ -165,6 +171,8 @@ int fleet_load_arrays(struct fleet *f, struct err *e);
  * (store_agent_seen), so that the leader, wherever it is, does not judge them lost.
  */
 void fleet_job_synced(struct fleet *f, const struct job *j);
+bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
+                        const char *agent);
 void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec);
 void fleet_flush_seen(struct fleet *f);
 

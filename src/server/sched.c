@@ -355,6 +355,11 @@ static struct sched_job *array_one(struct sched_job *sj)
     return t;
 }
 
+const struct sched_job *sched_find(const struct sched *s, const char *id)
+{
+    return hmap_get(&s->byid, id);
+}
+
 bool sched_remove(struct sched *s, const char *id)
 {
     struct sched_job *sj = hmap_del(&s->byid, id);

@@ -55,6 +55,8 @@ void sched_add(struct sched *s, const struct job *j);
  */
 void sched_add_array(struct sched *s, const char *array, const struct job *tmpl,
                      int64_t remaining);
+/* The job's entry while it is queued here (not taken), or NULL. */
+const struct sched_job *sched_find(const struct sched *s, const char *id);
 /* Forgets a job (cancelled). True when it was there. */
 bool sched_remove(struct sched *s, const char *id);
 /* Moves delayed jobs that are due by now into their queues; returns how many (counting one more

@@ -57,8 +57,16 @@ static int sync_agents(struct sync *y)
 /* A job named by the events of a page: its newest event there. */
 struct page_job {
     int state, attempt;
-    bool own; /* that event is this server's */
+    bool own;    /* that event is this server's */
+    char *agent; /* a lease's (leased or running) by another server: its agent's name */
 };
+
+static void page_job_free(void *v)
+{
+    struct page_job *pj = v;
+    free(pj->agent);
+    free(pj);
+}
 
 struct page {
     struct sync *y;
@@ -84,7 +92,10 @@ static int collect(void *arg, const struct event_rec *ev)
             pj = xcalloc(1, sizeof(*pj));
             hmap_put(&p->jobs, ev->subject, pj);
         }
-        *pj = (struct page_job){ev->state, ev->attempt, own};
+        free(pj->agent);
+        *pj = (struct page_job){ev->state, ev->attempt, own, NULL};
+        if (!own && ev->agent && (ev->state == JOB_LEASED || ev->state == JOB_RUNNING))
+            pj->agent = xstrdup(ev->agent);
     } else if (own) {
         return 0;
     } else if (ev->kind == EVENT_AGENT)
@@ -149,13 +160,17 @@ static void catch_up(struct sync *y)
             p.agents_read = true;
         }
         /* A job whose newest event ended it elsewhere is applied from that event: nothing
-           here needs more of it (a waiter reads a record without its spec whole). The others
-           are read as stored, all in one read (those gone, purged, are skipped). */
+           here needs more of it (a waiter reads a record without its spec whole); so is a
+           lease taken elsewhere of a job queued here (fleet_lease_synced). The others are
+           read as stored, all in one read (those gone, purged, are skipped). */
         const char **ids = xcalloc(p.jobs.count + 1, sizeof(*ids));
         size_t n = 0;
         for (struct hmap_entry *he = hmap_first(&p.jobs); !rc && he;
              he = hmap_next(&p.jobs, he)) {
             struct page_job *pj = he->value;
+            if (pj->agent &&
+                fleet_lease_synced(s->fleet, he->key, pj->state, pj->attempt, pj->agent))
+                continue;
             if (pj->own || !job_state_terminal(pj->state)) {
                 ids[n++] = he->key;
                 continue;
@@ -179,7 +194,7 @@ static void catch_up(struct sync *y)
             fleet_array_changed(s->fleet, &a);
             array_rec_release(&a);
         }
-        hmap_release(&p.jobs, free);
+        hmap_release(&p.jobs, page_job_free);
         hmap_release(&p.arrays, NULL);
         if (rc == ERR_GONE) {
             resync(y);

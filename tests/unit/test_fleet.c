@@ -502,6 +502,42 @@ static void test_synced_while_leasing(void **state)
     release_jobs(j, 1);
 }
 
+/*
+ * Several servers: a lease another server committed, told by its event, is applied from the
+ * job's entry here (no read of the job): no candidate any more, its agent holds it, its
+ * deadline is the job's timeout. What this server does not know is left to a read.
+ */
+static void test_lease_synced_from_event(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 4, "[\"default\"]");
+    struct job j[1];
+    submit(h, j, 1, "{\"timeout_s\": 5, \"slots\": 2, \"command\": {\"program\": \"true\"}}");
+    pump(h);
+    assert_int_equal(sched_ready_count(h->sched, "default"), 1);
+    assert_false(fleet_lease_synced(h->fleet, j[0].id, JOB_LEASED, 1, "w9")); /* agent? */
+    assert_false(fleet_lease_synced(h->fleet, j[0].id, JOB_QUEUED, 0, "w1")); /* no lease */
+    assert_false(fleet_lease_synced(h->fleet, "01900000-0000-7000-8000-000000000000",
+                                    JOB_LEASED, 1, "w1")); /* not queued here */
+    assert_int_equal(sched_ready_count(h->sched, "default"), 1);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+
+    assert_true(fleet_lease_synced(h->fleet, j[0].id, JOB_LEASED, 1, "w1"));
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0);
+    int64_t deadline = 0;
+    assert_true(fleet_attempt_live(h->fleet, j[0].id, 1, &deadline));
+    assert_true(deadline >= h->now + 5000);
+    assert_int_equal(a->held, 1);
+    assert_int_equal(a->held_slots, 2);
+    /* its start, told next, is the same lease: nothing changes */
+    assert_true(fleet_lease_synced(h->fleet, j[0].id, JOB_RUNNING, 1, "w1"));
+    assert_int_equal(a->held, 1);
+    assert_int_equal(a->held_slots, 2);
+    /* a later attempt is not queued here any more: read */
+    assert_false(fleet_lease_synced(h->fleet, j[0].id, JOB_LEASED, 2, "w1"));
+    release_jobs(j, 1);
+}
+
 /* The poll went away while its lease was being committed: the job is given back, same attempt. */
 static void test_undelivered_lease(void **state)
 {
@@ -725,6 +761,7 @@ int main(void)
         T(test_parked_poll),
         T(test_stale_candidate_keeps_poll),
         T(test_synced_while_leasing),
+        T(test_lease_synced_from_event),
         T(test_undelivered_lease),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
