@@ -473,18 +473,57 @@ int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt)
     return l && l->attempt == attempt ? l->leased_at : 0;
 }
 
+static bool holds(struct fleet *f, const struct live_agent *a, const char *job, int attempt)
+{
+    const struct lease_rec *l = hmap_get(&f->leases, job);
+    return l && l->attempt == attempt && !strcmp(l->agent_id, a->rec.id);
+}
+
+static int job_read_synced(void *arg, const struct job *j)
+{
+    fleet_job_synced(arg, j);
+    return 0;
+}
+
+/*
+ * An attempt the agent runs that this server does not know as its lease is killed. With
+ * several servers what is known here may lag behind the store: a lease another server
+ * committed whose event is not read here yet (sync lags, or failed while the database was
+ * away, and the agent came here from that server). Such jobs are read as stored first and
+ * applied (fleet_job_synced); only an attempt the store does not hold for the agent is
+ * killed, and none when the store cannot be read (the agent lists them again at its next
+ * poll). Killed otherwise, the attempt would end cancelled in the store that holds it.
+ */
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running)
 {
-    size_t i;
+    size_t i, n = 0;
     json_t *item;
+    const char **check = NULL;
     json_array_foreach(running, i, item)
     {
         const char *job = json_string_value(json_object_get(item, "job"));
         int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
-        struct lease_rec *l = job ? hmap_get(&f->leases, job) : NULL;
-        if (job && (!l || l->attempt != attempt || strcmp(l->agent_id, a->rec.id)))
+        if (!job || holds(f, a, job, attempt)) continue;
+        if (!f->d.shared) {
             add_cancel(a, job, attempt);
+            continue;
+        }
+        if (!check) check = xcalloc(json_array_size(running), sizeof(*check));
+        check[n++] = job;
     }
+    struct err e = ERR_INIT;
+    if (n && store_job_each(f->d.reads, check, n, job_read_synced, f, &e)) {
+        log_warn("agent=%s: %zu running job(s) not known here as its leases, not read from "
+                 "the store (%s): none is killed now", a->rec.name, n, e.msg);
+        n = 0;
+    }
+    json_array_foreach(n ? running : NULL, i, item)
+    {
+        const char *job = json_string_value(json_object_get(item, "job"));
+        int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
+        if (job && !holds(f, a, job, attempt)) add_cancel(a, job, attempt);
+    }
+    free(check);
     json_t *out = a->cancel;
     a->cancel = json_array();
     return out;

@@ -42,6 +42,8 @@ struct fleet_deps {
     struct metrics *metrics;   /* lease and queue-wait histograms (metrics.h); NULL: none */
     int lost_after_s;          /* an agent silent this long is lost */
     int deadline_grace_s;      /* added to timeout_s for an attempt's deadline */
+    bool shared;               /* several servers share the store: the leases known here
+                                  may lag behind it (fleet_take_cancels reads it first) */
     int64_t (*now_ms)(void *arg); /* the clock (loop thread) */
     /* 200 with `body` (JSON text, len bytes; the callee owns it: free()) */
     void (*reply)(void *arg, void *req, char *body, size_t len);

@@ -732,6 +732,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
         .metrics = s->metrics,
         .lost_after_s = s->lost_after_s,
         .deadline_grace_s = s->deadline_grace_s,
+        .shared = (store_caps(s->reads) & STORE_CAP_SHARED) != 0,
         .now_ms = fleet_clock,
         .reply = fleet_reply,
         .reply_error = fleet_reply_error,

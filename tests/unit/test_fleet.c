@@ -116,9 +116,10 @@ static void pump(struct h *h)
     fail_msg("the committer did not hand back its writes within 10 s");
 }
 
-static struct fleet *new_fleet(struct h *h)
+static struct fleet *new_fleet_of(struct h *h, bool shared)
 {
     struct fleet_deps d = {
+        .shared = shared,
         .base = h->base,
         .commit = h->commit,
         .reads = h->reads,
@@ -132,6 +133,11 @@ static struct fleet *new_fleet(struct h *h)
         .arg = h,
     };
     return fleet_new(&d);
+}
+
+static struct fleet *new_fleet(struct h *h)
+{
+    return new_fleet_of(h, false);
 }
 
 static int setup(void **state)
@@ -538,6 +544,65 @@ static void test_lease_synced_from_event(void **state)
     release_jobs(j, 1);
 }
 
+/* Leases the job (argument) to agent "w1" in the store behind the fleet's back, as another
+   server would. */
+static int lease_write(struct store *st, void *arg, struct err *e)
+{
+    struct store_lease c = {0};
+    snprintf(c.job, sizeof(c.job), "%s", (const char *)arg);
+    size_t n = 0;
+    int rc = store_job_lease(st, "w1", time_now_ms(), &c, 1, &n, e);
+    lib_free(c.spec);
+    if (!rc && n != 1) rc = err_set(e, ERR_CONFLICT, "the job was not leased");
+    return rc;
+}
+
+static void lease_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("leasing: %s", e->msg);
+}
+
+/*
+ * Several servers: an attempt the agent runs that this server does not know as its lease
+ * (another server leased it; its event is not read here yet) is read from the store before
+ * the agent is told to kill it: the store holds it for the agent, so it is no cancel and its
+ * lease is known here from then on. An attempt the store does not hold is killed.
+ */
+static void test_unknown_lease_read_before_cancel(void **state)
+{
+    struct h *h = *state;
+    fleet_free(h->fleet);
+    h->fleet = new_fleet_of(h, true);
+    struct live_agent *a = register_agent(h, "w1", 4, "[\"default\"]");
+    struct job j[2];
+    submit(h, j, 2, "{\"command\": {\"program\": \"sleep\"}}");
+    commit_submit(h->commit, lease_write, lease_done, j[0].id);  /* leased elsewhere */
+    commit_submit(h->commit, cancel_write, cancel_done, j[1].id); /* cancelled elsewhere */
+    pump(h);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    json_t *run = json_pack("[{s:s, s:i}, {s:s, s:i}]", "job", j[0].id, "attempt", 1, "job",
+                            j[1].id, "attempt", 1);
+    agent_poll(h, a, &h->poll1, 2, run, 0);
+    pump(h);
+    json_t *c = json_object_get(answer_of(h, &h->poll1), "cancel");
+    assert_int_equal(json_array_size(c), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "job")), j[1].id);
+    assert_true(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 1);
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+
+    /* one server alone knows every lease: no read, the unknown attempt is killed */
+    fleet_free(h->fleet);
+    h->fleet = new_fleet(h);
+    a = register_agent(h, "w1", 4, "[\"default\"]");
+    agent_poll(h, a, &h->poll2, 2, json_pack("[{s:s, s:i}]", "job", j[0].id, "attempt", 1), 0);
+    pump(h);
+    c = json_object_get(answer_of(h, &h->poll2), "cancel");
+    assert_int_equal(json_array_size(c), 1);
+    release_jobs(j, 2);
+}
+
 /* The poll went away while its lease was being committed: the job is given back, same attempt. */
 static void test_undelivered_lease(void **state)
 {
@@ -762,6 +827,7 @@ int main(void)
         T(test_stale_candidate_keeps_poll),
         T(test_synced_while_leasing),
         T(test_lease_synced_from_event),
+        T(test_unknown_lease_read_before_cancel),
         T(test_undelivered_lease),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
