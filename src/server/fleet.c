@@ -512,6 +512,9 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
         check[n++] = job;
     }
     struct err e = ERR_INIT;
+    if (n)
+        log_debug("agent=%s: %zu running job(s) not known here as its leases: read", a->rec.name,
+                  n);
     if (n && store_job_each(f->d.reads, check, n, job_read_synced, f, &e)) {
         log_warn("agent=%s: %zu running job(s) not known here as its leases, not read from "
                  "the store (%s): none is killed now", a->rec.name, n, e.msg);
