@@ -800,7 +800,7 @@ static int agent_may(struct http_req *r, json_t *body, const char *method, const
     if (rc) return rc;
     struct live_agent *holder = j.agent ? fleet_agent(srv(r)->fleet, j.agent) : NULL;
     if ((j.state != JOB_LEASED && j.state != JOB_RUNNING) || j.attempt != attempt ||
-        !fleet_attempt_live(srv(r)->fleet, j.id, attempt, &deadline) ||
+        !fleet_attempt_live_read(srv(r)->fleet, &j, attempt, &deadline) ||
         (deadline && deadline <= now))
         rc = err_set(e, ERR_DENIED, "job '%s' attempt %d is not running", j.id, attempt);
     else if (!holder || !fleet_agent_owned_by(holder, r->token_name))

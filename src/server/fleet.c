@@ -1190,6 +1190,15 @@ bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *
     return true;
 }
 
+bool fleet_attempt_live_read(struct fleet *f, const struct job *j, int attempt,
+                             int64_t *deadline_ms)
+{
+    if (f->d.shared && ((1u << j->state) & LEASE_HELD_STATES) && j->attempt == attempt &&
+        !fleet_attempt_live(f, j->id, attempt, NULL))
+        fleet_job_synced(f, j);
+    return fleet_attempt_live(f, j->id, attempt, deadline_ms);
+}
+
 /* ---- views ---- */
 
 int fleet_fit(struct fleet *f, struct sched_fit *fit)

@@ -191,6 +191,13 @@ void fleet_wake(struct fleet *f);
  * *deadline_ms (may be NULL) gets its deadline, 0 for none. A hash lookup, no store read.
  */
 bool fleet_attempt_live(struct fleet *f, const char *job, int attempt, int64_t *deadline_ms);
+/*
+ * The same for job `j` as just read from the store: with several servers, a lease the store
+ * holds that this server has not applied yet (another server's, its event not read here yet)
+ * is applied first (fleet_job_synced).
+ */
+bool fleet_attempt_live_read(struct fleet *f, const struct job *j, int attempt,
+                             int64_t *deadline_ms);
 
 /*
  * Counts the agents up into fit (sched_fit_init'ed: sched.h) and returns

@@ -592,6 +592,20 @@ static void test_unknown_lease_read_before_cancel(void **state)
     assert_int_equal(sched_ready_count(h->sched, "default"), 0);
     assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
 
+    /* an agent asking for a presigned URL for such an attempt (api_blobs.c): the job as
+       read is applied first */
+    struct job k[1], back;
+    submit(h, k, 1, "{\"command\": {\"program\": \"sleep\"}}");
+    commit_submit(h->commit, lease_write, lease_done, k[0].id);
+    pump(h);
+    assert_false(fleet_attempt_live(h->fleet, k[0].id, 1, NULL));
+    stored(h, k[0].id, &back);
+    assert_false(fleet_attempt_live_read(h->fleet, &back, 2, NULL)); /* not its attempt */
+    assert_true(fleet_attempt_live_read(h->fleet, &back, 1, NULL));
+    assert_true(fleet_attempt_live(h->fleet, k[0].id, 1, NULL));
+    job_release(&back);
+    release_jobs(k, 1);
+
     /* one server alone knows every lease: no read, the unknown attempt is killed */
     fleet_free(h->fleet);
     h->fleet = new_fleet(h);
@@ -600,6 +614,9 @@ static void test_unknown_lease_read_before_cancel(void **state)
     pump(h);
     c = json_object_get(answer_of(h, &h->poll2), "cancel");
     assert_int_equal(json_array_size(c), 1);
+    stored(h, j[0].id, &back);
+    assert_false(fleet_attempt_live_read(h->fleet, &back, 1, NULL)); /* nor applied */
+    job_release(&back);
     release_jobs(j, 2);
 }
 
