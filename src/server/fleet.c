@@ -49,6 +49,8 @@ struct fleet {
     struct hmap registering; /* names whose registration is being committed -> (void *)1 */
     struct hmap taking; /* jobs taken off the ready queues by a lease in flight -> (void *)1 */
     struct event *wake; /* active once per loop turn when jobs became ready */
+    int64_t silence_from; /* agents' silence is counted from here at the earliest
+                             (fleet_agents_reread) */
 };
 
 static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases);
@@ -1088,11 +1090,17 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         bool alive = a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING;
-        if (alive && now_ms - a->rec.last_seen > lost_ms)
+        int64_t seen = a->rec.last_seen > f->silence_from ? a->rec.last_seen : f->silence_from;
+        if (alive && now_ms - seen > lost_ms)
             fleet_agent_set_state(f, a, AGENT_LOST, NULL);
     }
     end_leases(f, lease_past, &now_ms, proto_reason_name(PROTO_REASON_TIMEOUT),
                "the attempt passed its deadline on the server");
+}
+
+void fleet_agents_reread(struct fleet *f)
+{
+    f->silence_from = clock_ms(f);
 }
 
 /* ---- start ---- */

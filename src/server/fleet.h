@@ -169,6 +169,10 @@ int fleet_load_arrays(struct fleet *f, struct err *e);
  * another server is added, a newer last_seen kept (liveness is the newest of all
  * servers'), a state another server stored (lost, left, up again) adopted without a write.
  *
+ * fleet_agents_reread: the agents could be read again after the store was out of reach
+ * (sync.c). Meanwhile no server could record when agents polled it, so an agent's silence is
+ * counted from now at the earliest: each gets lost_after to be seen again, as at a start.
+ *
  * fleet_flush_seen: commits the last_seen of the agents seen here since the last flush
  * (store_agent_seen), so that the leader, wherever it is, does not judge them lost.
  */
@@ -176,6 +180,7 @@ void fleet_job_synced(struct fleet *f, const struct job *j);
 bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
                         const char *agent);
 void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec);
+void fleet_agents_reread(struct fleet *f);
 void fleet_flush_seen(struct fleet *f);
 
 /* Once a second: lost agents, passed deadlines, delayed jobs now due. */

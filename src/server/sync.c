@@ -25,6 +25,7 @@ struct sync {
     struct event *ev;
     int64_t seq; /* the newest event applied */
     bool failing;
+    bool agents_unread; /* the last read of the agents failed */
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -50,7 +51,14 @@ static int sync_agents(struct sync *y)
 {
     struct err e = ERR_INIT;
     int rc = store_agent_scan(y->s->reads, agent_synced, y->s->fleet, &e);
-    if (rc) log_warn("cannot read the agents from the store: %s", e.msg);
+    if (rc) {
+        log_warn("cannot read the agents from the store: %s", e.msg);
+    } else if (y->agents_unread) { /* their last_seen could not be stored meanwhile either */
+        log_info("the agents are read again: each has %d s to be seen before it is lost",
+                 y->s->lost_after_s);
+        fleet_agents_reread(y->s->fleet);
+    }
+    y->agents_unread = rc != 0;
     return rc;
 }
 

@@ -620,6 +620,27 @@ static void test_unknown_lease_read_before_cancel(void **state)
     release_jobs(j, 2);
 }
 
+/*
+ * Several servers, the store out of reach for a while: nobody could record when agents were
+ * seen, so once the agents are read again each gets lost_after from then before it is lost.
+ */
+static void test_agents_reread_after_outage(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    fleet_agent_seen(h->fleet, a);
+    h->now += (LOST_AFTER_S - 1) * 1000; /* the store goes away; back just before lost_after */
+    fleet_agents_reread(h->fleet);
+    h->now += 2000; /* past lost_after since it was last seen, not since the store came back */
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_int_equal(a->rec.state, AGENT_UP);
+    h->now += (LOST_AFTER_S - 1) * 1000; /* past lost_after since then too */
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_int_equal(a->rec.state, AGENT_LOST);
+}
+
 /* The poll went away while its lease was being committed: the job is given back, same attempt. */
 static void test_undelivered_lease(void **state)
 {
@@ -845,6 +866,7 @@ int main(void)
         T(test_synced_while_leasing),
         T(test_lease_synced_from_event),
         T(test_unknown_lease_read_before_cancel),
+        T(test_agents_reread_after_outage),
         T(test_undelivered_lease),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
