@@ -3,6 +3,8 @@
 - PostgreSQL restarted (pg_ctl stop -m fast, then start) in the middle of submit and run load
   with three servers and two agents: the servers answer 503 meanwhile, reconnect by
   themselves, and every acknowledged job runs to its end once.
+- PostgreSQL away for longer than --lost-after while an agent of the server that is not the
+  leader runs jobs: no agent is judged lost for the outage, every job runs once.
 - A transaction held open on the side (holding back vacuum's horizon) while queue-only load
   runs: the jobs done in a window late in it are at least half the mean of two equal
   windows without it, one before and one after. A check of the design (no row that every
@@ -144,6 +146,60 @@ def test_postgres_restarted_under_load(own_pg, pg_servers, tmp_path, make_agent)
     assert sorted(set(done)) == sorted(every)  # every one ran to its end ...
     assert len(done) == len(every), [x for x in set(done) if done.count(x) > 1]  # ... once
     assert psql(db, "SELECT count(*) FROM ready") == "0"
+
+
+def test_outage_longer_than_lost_after(own_pg, pg_servers, tmp_path, make_agent):  # noqa: F811
+    """PostgreSQL away for longer than --lost-after, with jobs running on an agent that polls
+    the server that is not the leader: nobody could store its polls meanwhile, so once the
+    database is back it gets --lost-after again (no agent is judged lost for the outage
+    itself): every job runs once, in its first attempt."""
+    d, server_uri = own_pg
+    db = db_uri(server_uri, "drover_outage")
+    psql(server_uri, "CREATE DATABASE drover_outage")
+    servers = [pg_servers("--heartbeat", "5", "--lost-after", "8", db=db) for _ in range(2)]
+    wait_for(lambda: any(is_leader(s) for s in servers), 20, "a leader")
+    leader = next(s for s in servers if is_leader(s))
+    other = next(s for s in servers if s is not leader)
+    make_agent(other, "w1", "--slots", "2", token=agent_token(leader), server_url=other.url)
+    marks = tmp_path / "done"
+    spec = {"command": {"shell": f'sleep 14; echo "$DROVER_JOB_ID" >> {marks}'}}
+    ids = []
+    for _ in range(2):
+        code, body = submit_to(leader, spec)
+        assert code == 201, body
+        ids.append(body["id"])
+
+    def states():
+        return [leader.api().get(f"/v1/jobs/{i}", timeout=10).json()["state"] for i in ids]
+    wait_for(lambda: states() == ["running", "running"], 30, "both jobs running")
+
+    pgctl("halt", d)
+    try:
+        time.sleep(10)  # longer than --lost-after
+    finally:
+        pgctl("resume", d)
+
+    def done():
+        try:
+            return all(x in ("succeeded", "failed", "cancelled") for x in states())
+        except (requests.RequestException, ValueError, KeyError):
+            return False  # 503 while the servers reconnect
+    wait_for(done, 60, "both jobs to end")
+    for i in ids:
+        j = leader.api().get(f"/v1/jobs/{i}", timeout=10).json()
+        assert j["state"] == "succeeded" and j["attempt"] == 1, j
+        assert len(j["attempts"]) == 1, j["attempts"]
+    assert sorted(ran(marks)) == sorted(ids)  # each ran to its end once
+    r = leader.api().get("/v1/agents", timeout=10)
+    assert [a["state"] for a in r.json() if a["name"] == "w1"] == ["up"], r.text
+
+
+def is_leader(server):
+    r = server.api().get("/metrics", timeout=5)
+    for line in r.text.splitlines():
+        if line.startswith("drover_leader "):
+            return line.split()[1] == "1"
+    raise AssertionError("no drover_leader in /metrics: " + r.text[:2000])
 
 
 def finished(servers):
