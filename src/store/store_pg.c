@@ -934,7 +934,9 @@ static void conn_drop(struct store_pg *s)
     if (PQstatus(s->conn) != CONNECTION_OK || fd < 0)
         return;
     shutdown(fd, SHUT_RDWR);
-    PQconsumeInput(s->conn); /* reads the end: CONNECTION_BAD */
+    /* reads what was already received, then the end: CONNECTION_BAD */
+    for (int i = 0; i < 64 && PQstatus(s->conn) == CONNECTION_OK; i++)
+        if (!PQconsumeInput(s->conn)) break;
 }
 
 /* One prepared statement of a pipeline (run_pipeline). */
