@@ -375,7 +375,9 @@ static const char *const stmt_sql[S_COUNT] = {
                        "WHERE w.job = jobs.id) FROM jobs WHERE id = ANY($1::text[]) "
                        "ORDER BY id FOR UPDATE OF jobs",
     /* the writes of jobs read by S_JOB_PREFETCH and stepped since, in one statement (as
-       S_JOB_UPDATE's each: the row, its ready row, its event; $17: JOB_QUEUED) */
+       S_JOB_UPDATE's each: the row, its ready row, its event; $17: JOB_QUEUED); only a job
+       that may have been queued (its fence's states) may have a ready row to delete: the
+       others (a report's: leased or running) are not looked up there */
     [S_JOB_UPDATE_SET] =
         "WITH v AS (SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], "
         "$5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
@@ -386,8 +388,10 @@ static const char *const stmt_sql[S_COUNT] = {
         "started_at = v.started_at, finished_at = v.finished_at, run_after = v.run_after, "
         "progress = v.progress, result = v.result, attempts = v.attempts FROM v "
         "WHERE j.id = v.id AND j.attempt = v.was AND ((1 << j.state) & v.states) != 0 "
-        "RETURNING j.id, j.state, j.queue, j.priority, j.run_after, j.notify_url, j.notify_all), "
-        "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $17), "
+        "RETURNING j.id, j.state, j.queue, j.priority, j.run_after, j.notify_url, j.notify_all, "
+        "v.states), "
+        "d AS (DELETE FROM ready USING u WHERE ready.job = u.id AND u.state <> $17 "
+        "AND (u.states & (1 << $17)) <> 0), "
         "i AS (INSERT INTO ready (job, queue, priority, run_after) "
         "SELECT id, queue, priority, run_after FROM u WHERE state = $17 "
         "ON CONFLICT (job) DO UPDATE SET run_after = excluded.run_after), "
