@@ -22,10 +22,10 @@ all). Prints a markdown report on stdout; progress on stderr.
   bench/pg.py [BUILD_DIR] [--jobs N] [--true-jobs N] [--finished N] [--quick]
   bench/pg.py BUILD_DIR --ab REF_BUILD_DIR [--jobs N] [--rounds N] [--sqlite | --servers N]
 
---ab: queue only through one server (--servers: N on one database), the two binaries in turns (ref, new, ref, new...) on
-fresh databases of one cluster: jobs/s, the server's CPU per job, the database's (the
-backends of the servers' connections) per job, and the share of `jobs` updates that were
-HOT (heap-only: no index touched). With --sqlite the same through one server on SQLite (no
+--ab: queue only through one server (--servers: N on one database), the two binaries in
+turns (ref, new, ref, new...) on fresh databases of one cluster: jobs/s, the servers' CPU
+per job, the database's (the backends of the servers' connections) per job, and the share
+of `jobs` updates that were HOT (heap-only: no index touched). With --sqlite the same through one server on SQLite (no
 database figures), plus the store phase's (batches of 1,000) server CPU per job.
 """
 import argparse
@@ -242,8 +242,8 @@ def backend_cpu(uri, db):
 
 
 def noop_drain(f, probe, jobs):
-    """Starts max(2, servers) --bench-noop agents x 64 slots and waits until no job is unfinished (a table
-    scan by `probe`, outside the servers)."""
+    """Starts max(2, servers) --bench-noop agents x 64 slots and waits until no job is
+    unfinished (a table scan by `probe`, outside the servers)."""
     for k in range(max(2, len(f.servers))):
         f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
     deadline = time.monotonic() + 300

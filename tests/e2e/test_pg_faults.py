@@ -23,6 +23,7 @@ import pytest
 import requests
 from agentutil import agent_token, make_agent  # noqa: F401 (a fixture)
 from conftest import wait_for
+from test_multi import is_leader
 from test_postgres import PGTEST, db_uri, pg_db, pg_server, pg_servers, psql  # noqa: F401
 
 pytestmark = pytest.mark.once
@@ -192,14 +193,6 @@ def test_outage_longer_than_lost_after(own_pg, pg_servers, tmp_path, make_agent)
     assert sorted(ran(marks)) == sorted(ids)  # each ran to its end once
     r = leader.api().get("/v1/agents", timeout=10)
     assert [a["state"] for a in r.json() if a["name"] == "w1"] == ["up"], r.text
-
-
-def is_leader(server):
-    r = server.api().get("/metrics", timeout=5)
-    for line in r.text.splitlines():
-        if line.startswith("drover_leader "):
-            return line.split()[1] == "1"
-    raise AssertionError("no drover_leader in /metrics: " + r.text[:2000])
 
 
 def finished(servers):
