@@ -500,7 +500,8 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
 {
     size_t i, n = 0;
     json_t *item;
-    const char **check = NULL;
+    const char **ids = NULL; /* with a shared store: the attempts to read before a kill */
+    int *attempts = NULL;
     json_array_foreach(running, i, item)
     {
         const char *job = json_string_value(json_object_get(item, "job"));
@@ -510,25 +511,27 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
             add_cancel(a, job, attempt);
             continue;
         }
-        if (!check) check = xcalloc(json_array_size(running), sizeof(*check));
-        check[n++] = job;
+        if (!ids) {
+            ids = xcalloc(json_array_size(running), sizeof(*ids));
+            attempts = xcalloc(json_array_size(running), sizeof(*attempts));
+        }
+        attempts[n] = attempt;
+        ids[n++] = job;
     }
     struct err e = ERR_INIT;
-    if (n)
+    if (n) {
         log_debug("agent=%s: %zu running job(s) not known here as its leases: read", a->rec.name,
                   n);
-    if (n && store_job_each(f->d.reads, check, n, job_read_synced, f, &e)) {
-        log_warn("agent=%s: %zu running job(s) not known here as its leases, not read from "
-                 "the store (%s): none is killed now", a->rec.name, n, e.msg);
-        n = 0;
+        if (store_job_each(f->d.reads, ids, n, job_read_synced, f, &e)) {
+            log_warn("agent=%s: %zu running job(s) not known here as its leases, not read from "
+                     "the store (%s): none is killed now", a->rec.name, n, e.msg);
+            n = 0;
+        }
     }
-    json_array_foreach(n ? running : NULL, i, item)
-    {
-        const char *job = json_string_value(json_object_get(item, "job"));
-        int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
-        if (job && !holds(f, a, job, attempt)) add_cancel(a, job, attempt);
-    }
-    free(check);
+    for (i = 0; i < n; i++)
+        if (!holds(f, a, ids[i], attempts[i])) add_cancel(a, ids[i], attempts[i]);
+    free(ids);
+    free(attempts);
     json_t *out = a->cancel;
     a->cancel = json_array();
     return out;
@@ -962,22 +965,22 @@ bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
     if (!((1u << state) & LEASE_HELD_STATES) || !agent || !hmap_get(&f->by_name, agent))
         return false;
     const struct lease_rec *l = hmap_get(&f->leases, id);
-    if (l && (l->attempt == attempt || l->ending)) { /* as fleet_job_synced */
-        sched_remove(f->d.sched, id);
-        return true;
-    }
     const struct sched_job *sj = sched_find(f->d.sched, id);
-    if (!sj || sj->array) return false;
-    /* what fleet_job_synced takes of a leased job, as the job was queued here */
+    bool known = l && (l->attempt == attempt || l->ending); /* fleet_job_synced keeps it */
+    if (!known && (!sj || sj->array)) return false;
+    /* what fleet_job_synced takes of a leased job: the event's, and the entry's of the job
+       as it was queued here */
     struct job j;
     job_init(&j);
-    memcpy(j.id, sj->id, sizeof(j.id));
+    snprintf(j.id, sizeof(j.id), "%s", id);
     j.state = state;
     j.attempt = attempt;
     j.agent = (char *)agent;
-    j.slots = sj->slots;
-    j.tenant = xstrdup(sj->tenant); /* sj goes first (sched_remove) */
-    j.timeout_s = sj->timeout_s;
+    if (sj) {
+        j.slots = sj->slots;
+        j.tenant = xstrdup(sj->tenant); /* sj goes first (sched_remove) */
+        j.timeout_s = sj->timeout_s;
+    }
     fleet_job_synced(f, &j);
     free(j.tenant);
     return true;

@@ -3177,10 +3177,9 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
     struct store_pg *s = pg(st);
     struct buf sql = BUF_INIT;
     struct params p = {0};
-    buf_adds(&sql, f->no_data ? "SELECT seq, at, kind, subject, queue, state, attempt, agent, "
-                                "NULL FROM events WHERE seq > $1"
-                              : "SELECT seq, at, kind, subject, queue, state, attempt, agent, "
-                                "data FROM events WHERE seq > $1");
+    buf_adds(&sql, "SELECT seq, at, kind, subject, queue, state, attempt, agent, ");
+    buf_adds(&sql, f->no_data ? "NULL" : "data");
+    buf_adds(&sql, " FROM events WHERE seq > $1");
     p_int(&p, f->after);
     if (f->kind >= 0) {
         where_param(&sql, &p, "kind = $");

@@ -1952,10 +1952,9 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
 {
     struct store_sqlite *s = sq(st);
     struct buf sql = BUF_INIT;
-    buf_adds(&sql, f->no_data ? "SELECT seq, at, kind, subject, queue, state, attempt, agent, "
-                                "NULL FROM events WHERE seq > :after"
-                              : "SELECT seq, at, kind, subject, queue, state, attempt, agent, "
-                                "data FROM events WHERE seq > :after");
+    buf_adds(&sql, "SELECT seq, at, kind, subject, queue, state, attempt, agent, ");
+    buf_adds(&sql, f->no_data ? "NULL" : "data");
+    buf_adds(&sql, " FROM events WHERE seq > :after");
     if (f->kind >= 0)
         buf_adds(&sql, " AND kind = :kind");
     if (f->queue)
