@@ -172,14 +172,16 @@ static const char events_usage[] =
     "                    [--json]\n"
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
-    "its progress), of an agent, of an object (created, deleted) and each fire of a\n"
-    "trigger, one line each, until interrupted. With --since,\n"
+    "its progress), of an agent, of an object (created, deleted), of an array, of a\n"
+    "queue (paused, resumed) and of a tenant's limits, and each fire of a trigger,\n"
+    "one line each, until interrupted. With --since,\n"
     "the events after SEQ first (those the server still keeps).\n"
     "\n"
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
     "  -j, --job ID       only this job's events (repeatable)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
-    "      --type T       only job, agent, object or trigger events\n"
+    "      --type T       only job, agent, object, trigger, array, queue or tenant\n"
+    "                     events\n"
     "      --json         one JSON object per line, as the server sends it\n"
     "\n"
     "examples:\n"
@@ -227,6 +229,39 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         if (err) {
             fputs(": ", out);
             put_clean(out, err);
+        }
+        fputc('\n', out);
+        fflush(out);
+        return;
+    }
+    if (type && (!strncmp(type, "queue.", 6) || !strncmp(type, "array.", 6))) {
+        bool queue = type[0] == 'q';
+        fputs(queue ? "queue " : "array ", out);
+        put_clean(out, json_string_value(json_object_get(ev, queue ? "queue" : "array")));
+        fprintf(out, " %s", type + 6);
+        const char *by = json_string_value(json_object_get(ev, "by"));
+        json_t *count = json_object_get(ev, "count");
+        if (by) {
+            fputs(" by ", out);
+            put_clean(out, by);
+        }
+        if (json_is_integer(count))
+            fprintf(out, " (%" JSON_INTEGER_FORMAT " tasks)", json_integer_value(count));
+        fputc('\n', out);
+        fflush(out);
+        return;
+    }
+    if (type && !strcmp(type, "tenant.changed")) {
+        fputs("tenant ", out);
+        put_clean(out, json_string_value(json_object_get(ev, "tenant")));
+        fputs(" limits set:", out);
+        static const char *const keys[] = {"max_running", "max_queued", "weight"};
+        for (size_t i = 0; i < 3; i++) {
+            json_t *v = json_object_get(ev, keys[i]);
+            if (json_is_integer(v))
+                fprintf(out, " %s %" JSON_INTEGER_FORMAT, keys[i], json_integer_value(v));
+            else
+                fprintf(out, " %s default", keys[i]);
         }
         fputc('\n', out);
         fflush(out);
@@ -322,9 +357,11 @@ int cmd_events(int argc, char **argv)
         }
         case OPT_TYPE:
             if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object") &&
-                strcmp(optarg, "trigger"))
+                strcmp(optarg, "trigger") && strcmp(optarg, "array") &&
+                strcmp(optarg, "queue") && strcmp(optarg, "tenant"))
                 rc = cli_usage_error(events_usage,
-                                     "--type must be job, agent, object or trigger, not '%s'",
+                                     "--type must be job, agent, object, trigger, array, "
+                                     "queue or tenant, not '%s'",
                                      optarg);
             buf_addf(&query, "%stype=%s", query.len ? "&" : "", optarg);
             break;

@@ -1832,19 +1832,26 @@ out:
 
 static const char queues_usage[] =
     "usage: drover queues [--json]\n"
+    "       drover queues pause NAME [--json]\n"
+    "       drover queues resume NAME [--json]\n"
     "\n"
-    "Lists the queues with their jobs by state and the agents listening.\n"
+    "Lists the queues with their jobs by state, the agents listening, and whether\n"
+    "the queue is paused. `pause` (admin) stops leasing the queue's jobs: they stay\n"
+    "queued, what runs already runs to its end, submissions go on; `resume` lets\n"
+    "them run again.\n"
     "\n"
     "      --json         print the server's JSON answer\n"
     "\n"
     "examples:\n"
     "  drover queues\n"
     "  drover queues --json | jq '.[] | select(.listeners == 0)'\n"
+    "  drover queues pause bio\n"
     CLI_COMMON_USAGE;
 
 static void print_queues_table(json_t *list)
 {
-    struct table *t = table_new(6, "name", "queued", "running", "succeeded", "failed", "listeners");
+    struct table *t =
+        table_new(7, "name", "queued", "running", "succeeded", "failed", "listeners", "paused");
     for (size_t c = 1; c < 6; c++)
         table_align_right(t, c);
     static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
@@ -1855,13 +1862,42 @@ static void print_queues_table(json_t *list)
         table_add(t, jstr(q, "name"));
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
             table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
+        const char *since = json_string_value(json_object_get(q, "paused_at"));
+        table_add(t, json_is_true(json_object_get(q, "paused")) ? (since ? since : "yes") : "no");
     }
     table_print(t, stdout);
     table_free(t);
 }
 
+/* drover queues pause|resume NAME */
+static int queue_pause(int argc, char **argv, bool pause)
+{
+    struct cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, queues_usage);
+    const char *name = NULL;
+    int rc = cli_parse_json_only(&a, "which queue? give its NAME", "the queue's NAME is empty",
+                                 &name);
+    if (rc != CLI_CONTINUE) return rc;
+    char *path = cli_path("/v1/queues/", name, pause ? "/pause" : "/resume");
+    json_t *answer = NULL;
+    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot %s queue '%s'",
+                     pause ? "pause" : "resume", name);
+    free(path);
+    if (rc == 0 && a.json)
+        cli_print_json(answer);
+    else if (rc == 0 && pause)
+        printf("queue %s paused since %s: its jobs wait until `drover queues resume %s`\n", name,
+               jstr(answer, "paused_at") ? jstr(answer, "paused_at") : "now", name);
+    else if (rc == 0)
+        printf("queue %s runs\n", name);
+    json_decref(answer);
+    return rc;
+}
+
 int cmd_queues(int argc, char **argv)
 {
+    if (argc >= 2 && (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")))
+        return queue_pause(argc, argv, argv[1][0] == 'p');
     struct cli_args a;
     cli_args_init(&a, argc, argv, queues_usage);
     json_t *answer = NULL;

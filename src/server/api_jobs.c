@@ -747,38 +747,6 @@ int api_jobs_retry(struct http_req *r)
     return HTTP_DEFERRED;
 }
 
-/* ---- queues ---- */
-
-int api_queues_list(struct http_req *r)
-{
-    struct queue_stat *qs;
-    size_t n;
-    struct err e = ERR_INIT;
-    if (store_queue_stats(srv(r)->reads, caller_owner(r), &qs, &n, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        const int64_t *c = qs[i].count;
-        struct sched_fit fit;
-        sched_fit_init(&fit, qs[i].name, NULL, 0, 0);
-        json_t *counts = json_object();
-        for (int s = 0; s < JOB_NSTATES; s++)
-            json_object_set_new(counts, job_state_name(s), json_integer(c[s]));
-        json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "name", qs[i].name, "queued",
-                           (json_int_t)c[JOB_QUEUED], "running",
-                           (json_int_t)(c[JOB_LEASED] + c[JOB_RUNNING]), "succeeded",
-                           (json_int_t)c[JOB_SUCCEEDED], "failed", (json_int_t)c[JOB_FAILED],
-                           "cancelled", (json_int_t)c[JOB_CANCELLED], "listeners",
-                           fleet_fit(srv(r)->fleet, &fit), "states", counts));
-    }
-    free(qs);
-    http_reply_json(r, 200, arr);
-    return HTTP_DONE;
-}
-
 /* ---- log ---- */
 
 int api_jobs_log(struct http_req *r)

@@ -96,6 +96,9 @@ const char *events_type_name(const struct event_rec *ev)
         return ev->state == TRIGGER_FAILED ? "trigger.failed" : "trigger.fired";
     if (ev->kind == EVENT_ARRAY)
         return ev->state == ARRAY_SUBMITTED ? "array.submitted" : "array.changed";
+    if (ev->kind == EVENT_QUEUE)
+        return ev->state == QUEUE_PAUSED ? "queue.paused" : "queue.resumed";
+    if (ev->kind == EVENT_TENANT) return "tenant.changed";
     return ev->kind == EVENT_JOB ? "job" : "agent";
 }
 
@@ -106,8 +109,11 @@ json_t *events_to_json(const struct event_rec *ev)
     json_object_set_new(o, "seq", json_integer(ev->seq));
     json_object_set_new(o, "type", json_string(events_type_name(ev)));
     json_object_set_new(o, "at", job_time_json(ev->at));
-    if (ev->kind == EVENT_OBJECT) {
-        /* bucket, key, size, sha256: all in data */
+    if (ev->kind == EVENT_OBJECT || ev->kind == EVENT_TENANT) {
+        /* bucket, key, size, sha256; tenant, max_running, max_queued, weight: all in data */
+    } else if (ev->kind == EVENT_QUEUE) {
+        json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
+        /* by: in data */
     } else if (ev->kind == EVENT_TRIGGER) {
         json_object_set_new(o, "trigger", json_string(ev->subject)); /* uri, sha256, job...: data */
     } else if (ev->kind == EVENT_ARRAY) {
@@ -129,7 +135,7 @@ json_t *events_to_json(const struct event_rec *ev)
     json_t *v;
     json_object_foreach(ev->data, k, v) /* progress and result, what of them is set */
     {
-        if (!json_is_null(v)) json_object_set(o, k, v);
+        if (!json_is_null(v) || ev->kind == EVENT_TENANT) json_object_set(o, k, v);
     }
     return o;
 }
@@ -425,20 +431,17 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         if (parse_seq(v, "since", &fw->seq, e)) return e->code;
         *has_since = true;
     }
+    static const char *const kinds[] = {[EVENT_JOB] = "job",       [EVENT_AGENT] = "agent",
+                                        [EVENT_OBJECT] = "object", [EVENT_TRIGGER] = "trigger",
+                                        [EVENT_ARRAY] = "array",   [EVENT_QUEUE] = "queue",
+                                        [EVENT_TENANT] = "tenant"};
     if ((v = http_query(r, "type"))) {
-        if (!strcmp(v, "job"))
-            fw->kind = EVENT_JOB;
-        else if (!strcmp(v, "agent"))
-            fw->kind = EVENT_AGENT;
-        else if (!strcmp(v, "object"))
-            fw->kind = EVENT_OBJECT;
-        else if (!strcmp(v, "trigger"))
-            fw->kind = EVENT_TRIGGER;
-        else if (!strcmp(v, "array"))
-            fw->kind = EVENT_ARRAY;
-        else
+        fw->kind = -1;
+        for (int k = 0; k < (int)(sizeof(kinds) / sizeof(kinds[0])); k++)
+            if (!strcmp(v, kinds[k])) fw->kind = k;
+        if (fw->kind < 0)
             return err_field(e, ERR_INVALID, "type",
-                             "type must be job, agent, object, trigger or array");
+                             "type must be job, agent, object, trigger, array, queue or tenant");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))

@@ -1214,6 +1214,7 @@ bool fleet_attempt_live_read(struct fleet *f, const struct job *j, int attempt,
 
 int fleet_fit(struct fleet *f, struct sched_fit *fit)
 {
+    fit->paused_at = sched_queue_paused(f->d.sched, fit->queue);
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         if (a->rec.state == AGENT_UP)

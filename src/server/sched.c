@@ -62,6 +62,7 @@ struct sched {
     struct hmap queues;  /* name -> struct squeue */
     struct hmap byid;    /* id -> struct sched_job (ready or delayed) */
     struct hmap tenants; /* name -> struct sched_tenant */
+    struct hmap paused;  /* queue name -> int64_t *: when it was paused (ms) */
     int default_max_running;
     uint64_t takes; /* jobs taken so far: a clock for sched_tenant.served */
     struct sched_job *delayed;
@@ -74,6 +75,7 @@ struct sched *sched_new(void)
     hmap_init(&s->queues);
     hmap_init(&s->byid);
     hmap_init(&s->tenants);
+    hmap_init(&s->paused);
     return s;
 }
 
@@ -183,6 +185,7 @@ void sched_free(struct sched *s)
     hmap_release(&s->byid, free_job);
     hmap_release(&s->queues, free_queue);
     hmap_release(&s->tenants, free_tenant);
+    hmap_release(&s->paused, free);
     free(s);
 }
 
@@ -525,7 +528,7 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
     json_t *qn;
     json_array_foreach(queues, i, qn) {
         struct squeue *q = hmap_get(&s->queues, json_string_value(qn));
-        if (!q)
+        if (!q || (s->paused.count && hmap_get(&s->paused, json_string_value(qn))))
             continue;
         for (struct sched_level *l = q->levels; l; l = l->next) {
             if (found && l->priority < found->priority)
@@ -612,6 +615,36 @@ size_t sched_ready_count(const struct sched *s, const char *queue)
     return q ? q->count : 0;
 }
 
+void sched_queue_pause(struct sched *s, const char *queue, int64_t at_ms)
+{
+    if (!at_ms) {
+        free(hmap_del(&s->paused, queue));
+        return;
+    }
+    int64_t *at = hmap_get(&s->paused, queue);
+    if (!at) hmap_put(&s->paused, queue, at = xmalloc(sizeof(*at)));
+    *at = at_ms;
+}
+
+int64_t sched_queue_paused(const struct sched *s, const char *queue)
+{
+    const int64_t *at = s->paused.count ? hmap_get(&s->paused, queue) : NULL;
+    return at ? *at : 0;
+}
+
+void sched_queue_resume_all(struct sched *s)
+{
+    hmap_release(&s->paused, free);
+    hmap_init(&s->paused);
+}
+
+void sched_queue_paused_each(const struct sched *s,
+                             void (*fn)(void *arg, const char *queue, int64_t at_ms), void *arg)
+{
+    for (struct hmap_entry *e = hmap_first(&s->paused); e; e = hmap_next(&s->paused, e))
+        fn(arg, e->key, *(const int64_t *)e->value);
+}
+
 bool sched_has_work(const struct sched *s, const json_t *queues, const json_t *labels,
                     unsigned runtimes, int free_slots)
 {
@@ -675,6 +708,10 @@ json_t *sched_fit_warnings(const struct sched_fit *fit)
 {
     json_t *w = json_array();
     char line[640];
+    if (fit->paused_at) {
+        snprintf(line, sizeof(line), "queue '%s' is paused", fit->queue);
+        json_array_append_new(w, json_string(line));
+    }
     if (fit->listeners) return w;
     if (!fit->serving) {
         snprintf(line, sizeof(line), "queue '%s' has no listening agent%s", fit->queue,
@@ -727,7 +764,9 @@ json_t *sched_fit_warnings(const struct sched_fit *fit)
 static void add_no_agent(struct buf *msg, const struct sched_fit *fit)
 {
     buf_adds(msg, "no agent can take it: ");
-    json_t *w = sched_fit_warnings(fit);
+    struct sched_fit f = *fit;
+    f.paused_at = 0; /* said on its own */
+    json_t *w = sched_fit_warnings(&f);
     size_t i;
     json_t *v;
     json_array_foreach(w, i, v)
@@ -755,6 +794,17 @@ json_t *sched_waiting_json(const struct job *j, const struct sched_fit *fit, int
             reason = "delayed";
             buf_addf(&msg, "delayed until %s", t);
         }
+        if (fit->paused_at) buf_addf(&msg, "; and its queue '%s' is paused", fit->queue);
+        if (!fit->listeners) {
+            buf_adds(&msg, "; and as things are, ");
+            add_no_agent(&msg, fit);
+        }
+    } else if (fit->paused_at) {
+        char t[32];
+        time_format_rfc3339(fit->paused_at, t, sizeof(t));
+        reason = "paused";
+        buf_addf(&msg, "its queue '%s' is paused (since %s): no job of it is leased until it "
+                       "is resumed", fit->queue, t);
         if (!fit->listeners) {
             buf_adds(&msg, "; and as things are, ");
             add_no_agent(&msg, fit);

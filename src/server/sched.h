@@ -64,6 +64,17 @@ bool sched_remove(struct sched *s, const char *id);
 size_t sched_tick(struct sched *s, int64_t now_ms);
 
 /*
+ * Paused queues (POST /v1/queues/{name}/pause): sched_take hands out none of their jobs, which
+ * stay queued here. sched_queue_pause notes one paused at at_ms (0: resumed);
+ * sched_queue_paused says when it was, 0 when it is not.
+ */
+void sched_queue_pause(struct sched *s, const char *queue, int64_t at_ms);
+int64_t sched_queue_paused(const struct sched *s, const char *queue);
+void sched_queue_resume_all(struct sched *s);
+void sched_queue_paused_each(const struct sched *s,
+                             void (*fn)(void *arg, const char *queue, int64_t at_ms), void *arg);
+
+/*
  * Takes up to `max` jobs for an agent serving `queues` (array of names),
  * with `labels` (object) and `runtimes` (PROTO_RT_* bits), that has
  * `free_slots`: the best job first across its queues (priority, then FIFO),
@@ -159,23 +170,26 @@ struct sched_fit {
     int able, serving_labelled_able;             /* ... with a runtime for it */
     /* The most slots of one agent among: all, serving, labelled, serving and labelled. */
     int max_all, max_serving, max_labelled, max_serving_labelled;
+    int64_t paused_at; /* when its queue was paused (sched_queue_paused), 0: not paused */
 };
 void sched_fit_init(struct sched_fit *fit, const char *queue, const json_t *need, int slots,
                     unsigned runtimes);
 void sched_fit_add(struct sched_fit *fit, const json_t *queues, const json_t *labels, int slots,
                    unsigned runtimes);
 /*
- * Why no agent could take the job, as sentences ("queue 'bio' has no
+ * Why no agent could take the job, as sentences ("queue 'bio' is paused" first, when it is;
+ * "queue 'bio' has no
  * listening agent", "no agent has labels db=rfam", "no agent serving queue
  * 'bio' has a container runtime (podman or docker)", "slots 16 exceeds the
- * largest agent's 8"); an empty array when some agent could. A new reference.
+ * largest agent's 8"); otherwise an empty array. A new reference.
  */
 json_t *sched_fit_warnings(const struct sched_fit *fit);
 /*
  * Why a job is still queued at now_ms, for GET /v1/jobs/{id}: {"reason",
  * "message", "until", "listeners"} with reason "delayed" (delay_s),
  * "retry_backoff" (an attempt failed; until is when the next may start),
- * "no_agent" (no agent up could take it: message says why) or "busy"
+ * "paused" (its queue is paused: fit->paused_at), "no_agent" (no agent up could take it:
+ * message says why) or "busy"
  * (agents could take it but have no free slot yet, or it waits its turn);
  * JSON null for a job that is not queued. fit is the job's. A new reference.
  */

@@ -744,7 +744,7 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     if ((store_caps(s->reads) & STORE_CAP_SHARED) && (rc = sync_new(s, o->db, &s->sync, e)))
         return rc;
     if ((rc = tenants_open(s, o->tenant_max_running, o->tenant_max_queued, e)) ||
-        (rc = fleet_load(s->fleet, e)))
+        (rc = queues_reload(s, e)) || (rc = fleet_load(s->fleet, e)))
         return rc;
     struct retention_opts ro = {.default_ms = o->retention_ms,
                                 .queues = o->queue_retention,

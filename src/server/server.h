@@ -180,6 +180,8 @@ void workflow_submit_free(struct wf_submit *ws); /* NULL is fine */
 /* Hands the jobs the store changed by itself (store_changed_take) to the fleet: after a batch. */
 void server_changed_jobs(struct server *s);
 int api_queues_list(struct http_req *r);
+int api_queues_pause(struct http_req *r);
+int api_queues_resume(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);
 int api_agents_poll(struct http_req *r);
@@ -232,6 +234,8 @@ void auth_cache_forget_all(struct server *s);
 void auth_cache_free(struct server *s);
 /* tenants.c: forgets the tokens' tenants it remembers (a token was revoked). */
 void tenants_forget_tokens(struct server *s);
+/* Reads the paused queues into the scheduler (at start; sync.c: another server changed them). */
+int queues_reload(struct server *s, struct err *e);
 
 /* waiters.c: long-polls on jobs (GET /v1/jobs/{id}/wait). */
 struct waiters *waiters_new(struct server *s);

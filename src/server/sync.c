@@ -13,6 +13,7 @@
 #include "server/commit.h"
 #include "server/fleet.h"
 #include "server/server.h"
+#include "server/tenants.h"
 #include "store/store.h"
 
 #define SYNC_PAGE 1000 /* events read at once */
@@ -85,6 +86,8 @@ struct page {
     size_t n;
     bool agents;      /* an agent event: read the agents first */
     bool agents_read; /* ... and they were */
+    bool tenants;     /* a tenant's limits set elsewhere: read them again */
+    bool queues;      /* a queue paused or resumed elsewhere: read the paused ones again */
 };
 
 static int collect(void *arg, const struct event_rec *ev)
@@ -108,6 +111,10 @@ static int collect(void *arg, const struct event_rec *ev)
         return 0;
     } else if (ev->kind == EVENT_AGENT)
         p->agents = true;
+    else if (ev->kind == EVENT_TENANT)
+        p->tenants = true;
+    else if (ev->kind == EVENT_QUEUE)
+        p->queues = true;
     else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
         hmap_put(&p->arrays, ev->subject, (void *)1);
     return 0;
@@ -138,7 +145,7 @@ static void resync(struct sync *y)
     struct err e = ERR_INIT;
     int64_t first = 0, last = 0;
     if (store_event_window(y->s->reads, &first, &last, &e) ||
-        sync_agents(y) ||
+        sync_agents(y) || tenants_reload(y->s, &e) || queues_reload(y->s, &e) ||
         store_job_scan(y->s->reads,
                        (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING), job_synced,
                        y->s->fleet, &e) ||
@@ -167,6 +174,8 @@ static void catch_up(struct sync *y)
             rc = sync_agents(y);
             p.agents_read = true;
         }
+        if (!rc && p.tenants) rc = tenants_reload(s, &e);
+        if (!rc && p.queues) rc = queues_reload(s, &e);
         /* A job whose newest event ended it elsewhere is applied from that event: nothing
            here needs more of it (a waiter reads a record without its spec whole); so is a
            lease taken elsewhere of a job queued here (fleet_lease_synced). The others are

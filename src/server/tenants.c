@@ -70,6 +70,13 @@ int tenants_open(struct server *s, int max_running, int max_queued, struct err *
     return store_tenant_scan(s->reads, load_one, s, e);
 }
 
+int tenants_reload(struct server *s, struct err *e)
+{
+    int rc = store_tenant_scan(s->reads, load_one, s, e);
+    if (!rc) fleet_wake(s->fleet); /* a higher limit may let its jobs go now */
+    return rc;
+}
+
 void tenants_free(struct tenants *t)
 {
     if (!t)

@@ -31,6 +31,8 @@ struct tenants;
 
 /* Reads the tenants' limits from the store and gives them to the scheduler. */
 int tenants_open(struct server *s, int max_running, int max_queued, struct err *e);
+/* Reads the limits again, as another server sharing the store set them (sync.c). */
+int tenants_reload(struct server *s, struct err *e);
 void tenants_free(struct tenants *t);
 /* The tenant of token `name` into out (72 bytes). ERR_NOTFOUND for an unknown token. */
 int tenants_of_token(struct server *s, const char *name, char *out, size_t n, struct err *e);

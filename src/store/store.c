@@ -714,7 +714,10 @@ int store_trigger_fire_add(struct store *st, const char *trigger, const char *ur
 int store_event_object(struct store *st, int change, const char *bucket, const char *key,
                        int64_t size, const char *sha256, struct err *e)
 {
-    int rc = st->ops->event_object(st, change, bucket, key, size, sha256, e);
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
+                          (json_int_t)size, "sha256", sha256);
+    int rc = st->ops->event_add(st, EVENT_OBJECT, bucket, NULL, change, NULL, d, e);
+    json_decref(d);
     if (rc || change != OBJECT_CREATED || !sha256) return rc;
     char *uri = xasprintf("s3://%s/%s", bucket, key);
     rc = store_trigger_fire_add(st, NULL, uri, sha256, time_now_ms(), NULL, e);
@@ -1662,9 +1665,39 @@ int store_token_set_tenant(struct store *st, const char *name, const char *tenan
     return st->ops->token_set_tenant(st, name, tenant, e);
 }
 
+static json_t *limit_or_null(int v)
+{
+    return v >= 0 ? json_integer(v) : json_null();
+}
+
 int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e)
 {
-    return st->ops->tenant_put(st, t, e);
+    int rc = st->ops->tenant_put(st, t, e);
+    if (rc) return rc;
+    json_t *d = json_pack("{s:s, s:o, s:o, s:i}", "tenant", t->name, "max_running",
+                          limit_or_null(t->max_running), "max_queued",
+                          limit_or_null(t->max_queued), "weight", t->weight);
+    rc = st->ops->event_add(st, EVENT_TENANT, t->name, NULL, 0, NULL, d, e);
+    json_decref(d);
+    return rc;
+}
+
+int store_queue_pause(struct store *st, const char *queue, bool paused, const char *by,
+                      int64_t now_ms, bool *changed, struct err *e)
+{
+    int rc = st->ops->queue_pause(st, queue, paused, by, now_ms, changed, e);
+    if (rc || !*changed) return rc;
+    json_t *d = json_pack("{s:s?}", "by", by);
+    rc = st->ops->event_add(st, EVENT_QUEUE, queue, queue, paused ? QUEUE_PAUSED : QUEUE_RESUMED,
+                            NULL, d, e);
+    json_decref(d);
+    return rc;
+}
+
+int store_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
+                       void *arg, struct err *e)
+{
+    return st->ops->queue_paused(st, fn, arg, e);
 }
 
 int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),

@@ -308,7 +308,19 @@ int store_session_delete(struct store *st, const char *id_hash, struct err *e);
  * visible exactly when its change is committed. Events are numbered by seq,
  * which only grows.
  */
-enum event_kind { EVENT_JOB, EVENT_AGENT, EVENT_OBJECT, EVENT_TRIGGER, EVENT_ARRAY };
+enum event_kind {
+    EVENT_JOB,
+    EVENT_AGENT,
+    EVENT_OBJECT,
+    EVENT_TRIGGER,
+    EVENT_ARRAY,
+    EVENT_QUEUE,  /* a queue paused or resumed: subject and queue its name, state queue_change,
+                     data {"by"} */
+    EVENT_TENANT, /* a tenant's limits set: subject its name, data {"tenant", "max_running",
+                     "max_queued", "weight"}; an admin's only */
+};
+/* A queue event's state. */
+enum queue_change { QUEUE_RESUMED, QUEUE_PAUSED };
 /* A trigger event's state. */
 enum trigger_outcome { TRIGGER_FIRED, TRIGGER_FAILED };
 /* An array event's state: stored, or a cancel or retry by range changed it. */
@@ -429,7 +441,8 @@ int store_token_tenant(struct store *st, const char *name, char *tenant, size_t 
 /* Sets the tenant of token `name`. ERR_NOTFOUND when there is no such token. */
 int store_token_set_tenant(struct store *st, const char *name, const char *tenant,
                            struct err *e);
-/* Creates or replaces a tenant's limits. */
+/* Creates or replaces a tenant's limits, with its event (EVENT_TENANT: other servers sharing
+   the store apply the limits when they read it). */
 int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e);
 /* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
 int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
@@ -438,6 +451,18 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
    tasks its arrays have not handed out yet count too (store.h "Job arrays"). */
 int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
                        struct err *e);
+
+/*
+ * Paused queues (POST /v1/queues/{name}/pause): no job of a paused queue is leased. Pausing
+ * a queue paused already, or resuming one that is not, changes nothing (*changed false);
+ * otherwise its event (EVENT_QUEUE, data {"by": `by`}) is appended in the same transaction.
+ */
+int store_queue_pause(struct store *st, const char *queue, bool paused, const char *by,
+                      int64_t now_ms, bool *changed, struct err *e);
+/* Calls fn for every paused queue, by name, with when it was paused (ms); fn's non-zero
+   return stops it. */
+int store_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
+                       void *arg, struct err *e);
 
 /*
  * The service hub (job/service.h): every version of every service's

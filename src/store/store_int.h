@@ -82,8 +82,10 @@ struct store_ops {
                         struct session_rec *out, struct err *e);
     int (*session_delete)(struct store *st, const char *id_hash, struct err *e);
 
-    int (*event_object)(struct store *st, int change, const char *bucket, const char *key,
-                        int64_t size, const char *sha256, struct err *e);
+    /* an event without a job's columns (objects, arrays, queues, tenants), in the current
+       transaction */
+    int (*event_add)(struct store *st, int kind, const char *subject, const char *queue,
+                     int state, const char *owner, json_t *data, struct err *e);
     int (*event_list)(struct store *st, const struct event_filter *f,
                       int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
     int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);
@@ -125,6 +127,11 @@ struct store_ops {
                        void *arg, struct err *e);
     int (*tenant_count)(struct store *st, const char *tenant, unsigned states, int64_t *n,
                         struct err *e);
+    /* the row of a paused queue made (paused) or deleted; *changed when it was not so */
+    int (*queue_pause)(struct store *st, const char *queue, bool paused, const char *by,
+                       int64_t now_ms, bool *changed, struct err *e);
+    int (*queue_paused)(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
+                        void *arg, struct err *e);
     /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */
     int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
     int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
@@ -145,8 +152,6 @@ struct store_ops {
     int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
                              const char *error, int64_t now_ms, struct err *e);
     /* Job arrays (store_array.c holds what the backends share). */
-    int (*event_array)(struct store *st, const struct array_rec *a, int change, json_t *data,
-                       struct err *e);
     int (*array_insert)(struct store *st, const struct array_rec *a, struct err *e);
     /* The array's row (spec too), the row locked for the transaction when `lock`. */
     int (*array_get)(struct store *st, const char *id, bool lock, struct array_rec *out,

@@ -88,7 +88,7 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
-    S_EVENT_OBJECT,
+    S_EVENT_ADD,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_WEBHOOK_ADD,
@@ -105,6 +105,9 @@ enum stmt_id {
     S_TENANT_SCAN,
     S_TENANT_COUNT,
     S_TENANT_COUNT_LIVE,
+    S_QUEUE_PAUSE,
+    S_QUEUE_RESUME,
+    S_QUEUE_PAUSED,
     S_JOB_STATE_LOCK,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
@@ -130,7 +133,6 @@ enum stmt_id {
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
     S_ARRAY_INSERT,
-    S_EVENT_ARRAY,
     S_ARRAY_ITEMS,
     S_ARRAY_GET,
     S_ARRAY_LOCK,
@@ -215,8 +217,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '[]', $10, $11, $9)",
     /* all items in one statement: a million round trips would take minutes */
-    [S_EVENT_ARRAY] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
-                      "VALUES ($1, $2, 4, $3, $4, $5, $6, $7)",
     [S_ARRAY_ITEMS] = "INSERT INTO array_items (array_id, idx, item) "
                       "SELECT $1, t.n - 1, t.v FROM json_array_elements_text($2::json) "
                       "WITH ORDINALITY AS t(v, n)",
@@ -420,8 +420,12 @@ static const char *const stmt_sql[S_COUNT] = {
                      "registered_at, owner, instance FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
-    [S_EVENT_OBJECT] = "INSERT INTO events (seq, at, kind, subject, state, data) "
-                       "VALUES ($1, $2, 2, $3, $4, $5)",
+    [S_EVENT_ADD] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    [S_QUEUE_PAUSE] = "INSERT INTO queue_pauses (queue, at, paused_by) VALUES ($1, $2, $3) "
+                      "ON CONFLICT (queue) DO NOTHING RETURNING queue",
+    [S_QUEUE_RESUME] = "DELETE FROM queue_pauses WHERE queue = $1 RETURNING queue",
+    [S_QUEUE_PAUSED] = "SELECT queue, at FROM queue_pauses ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
                        "(SELECT max(seq) FROM events))",
@@ -2995,24 +2999,24 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
-static int pg_event_object(struct store *st, int change, const char *bucket, const char *key,
-                           int64_t size, const char *sha256, struct err *e)
+static int pg_event_add(struct store *st, int kind, const char *subject, const char *queue,
+                        int state, const char *owner, json_t *data, struct err *e)
 {
     struct store_pg *s = pg(st);
     int64_t seq = 0;
     int rc = next_seq(s, &seq, e);
     if (rc)
         return rc;
-    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
-                          (json_int_t)size, "sha256", sha256);
     struct params p = {0};
     p_int(&p, seq);
     p_int(&p, time_now_ms());
-    p_text(&p, bucket);
-    p_int(&p, change);
-    p_json(&p, d);
-    json_decref(d);
-    return run(s, S_EVENT_OBJECT, &p, NULL, e, "appending an event");
+    p_int(&p, kind);
+    p_text(&p, subject);
+    p_text(&p, queue);
+    p_int(&p, state);
+    p_text(&p, owner);
+    p_json(&p, data);
+    return run(s, S_EVENT_ADD, &p, NULL, e, "appending an event");
 }
 
 /* ---- triggers ---- */
@@ -3197,7 +3201,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind NOT IN (0, 3, 4) OR owner = $)"); /* agents', objects' too */
+        where_param(&sql, &p, "(kind NOT IN (0, 3, 4, 6) OR owner = $)"); /* agents', objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -3440,6 +3444,38 @@ static int pg_tenant_count(struct store *st, const char *tenant, unsigned states
                      n, e, "counting a tenant's jobs");
 }
 
+static int pg_queue_pause(struct store *st, const char *queue, bool paused, const char *by,
+                          int64_t now_ms, bool *changed, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, queue);
+    if (paused) {
+        p_int(&p, now_ms);
+        p_text(&p, by);
+    }
+    PGresult *r;
+    int rc = run(pg(st), paused ? S_QUEUE_PAUSE : S_QUEUE_RESUME, &p, &r, e,
+                 paused ? "pausing a queue" : "resuming a queue");
+    if (rc)
+        return rc;
+    *changed = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
+                           void *arg, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_QUEUE_PAUSED, NULL, &r, e, "reading the paused queues");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++)
+        rc = fn(arg, PQgetvalue(r, i, 0), col_int(r, i, 1));
+    PQclear(r);
+    return rc;
+}
+
 /* ---- job arrays (their claims in functions of their own: the lease path stays as it is) ---- */
 
 static int pg_array_insert(struct store *st, const struct array_rec *a, struct err *e)
@@ -3462,24 +3498,6 @@ static int pg_array_insert(struct store *st, const struct array_rec *a, struct e
     p_text(&q, a->id);
     p_json(&q, a->items);
     return run(pg(st), S_ARRAY_ITEMS, &q, NULL, e, "inserting an array's items");
-}
-
-static int pg_event_array(struct store *st, const struct array_rec *a, int change, json_t *data,
-                          struct err *e)
-{
-    struct store_pg *s = pg(st);
-    int64_t seq = 0;
-    int rc = next_seq(s, &seq, e);
-    if (rc) return rc;
-    struct params p = {0};
-    p_int(&p, seq);
-    p_int(&p, time_now_ms());
-    p_text(&p, a->id);
-    p_text(&p, a->queue);
-    p_int(&p, change);
-    p_text(&p, a->owner);
-    p_json(&p, data);
-    return run(s, S_EVENT_ARRAY, &p, NULL, e, "appending an event");
 }
 
 static int row_to_array(const PGresult *r, int row, struct array_rec *a, struct err *e)
@@ -3660,7 +3678,7 @@ const struct store_ops store_pg_ops = {
     .session_delete = pg_session_delete,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
-    .event_object = pg_event_object,
+    .event_add = pg_event_add,
     .event_list = pg_event_list,
     .event_window = pg_event_window,
     .event_prune = pg_event_prune,
@@ -3687,7 +3705,6 @@ const struct store_ops store_pg_ops = {
     .trigger_fires = pg_trigger_fires,
     .trigger_fire_done = pg_trigger_fire_done,
     .array_insert = pg_array_insert,
-    .event_array = pg_event_array,
     .array_get = pg_array_get,
     .array_list = pg_array_list,
     .array_set = pg_array_set,
@@ -3703,6 +3720,8 @@ const struct store_ops store_pg_ops = {
     .tenant_put = pg_tenant_put,
     .tenant_scan = pg_tenant_scan,
     .tenant_count = pg_tenant_count,
+    .queue_pause = pg_queue_pause,
+    .queue_paused = pg_queue_paused,
     .leader_take = pg_leader_take,
     .agent_seen = pg_agent_seen,
     .listen = pg_listen,

@@ -68,7 +68,7 @@ enum stmt_id {
     S_AGENT_STATE,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
-    S_EVENT_OBJECT,
+    S_EVENT_ADD,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
@@ -87,6 +87,9 @@ enum stmt_id {
     S_TENANT_SCAN,
     S_TENANT_COUNT,
     S_TENANT_COUNT_LIVE,
+    S_QUEUE_PAUSE,
+    S_QUEUE_RESUME,
+    S_QUEUE_PAUSED,
     S_COUNT_ADD,
     S_JOB_UPDATE_READ,
     S_SERVICE_INSERT,
@@ -113,7 +116,6 @@ enum stmt_id {
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
     S_ARRAY_INSERT,
-    S_EVENT_ARRAY,
     S_ARRAY_ITEM_INSERT,
     S_ARRAY_GET,
     S_ARRAY_LIST,
@@ -178,8 +180,6 @@ static const char *const stmt_sql[S_COUNT] = {
                         "VALUES (?, 3, ?, ?, ?, ?)",
     [S_ARRAY_INSERT] = "INSERT INTO arrays (" ARRAY_COLUMNS ") "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, '[]', ?10, ?11, ?9)",
-    [S_EVENT_ARRAY] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
-                      "VALUES (?, 4, ?, ?, ?, ?, ?)",
     [S_ARRAY_ITEM_INSERT] = "INSERT INTO array_items (array_id, idx, item) VALUES (?, ?, ?)",
     [S_ARRAY_GET] = "SELECT " ARRAY_COLUMNS " FROM arrays WHERE id = ?",
     [S_ARRAY_LIST] = "SELECT " ARRAY_COLUMNS " FROM arrays "
@@ -287,7 +287,12 @@ static const char *const stmt_sql[S_COUNT] = {
                      "registered_at, owner, instance FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
-    [S_EVENT_OBJECT] = "INSERT INTO events (at, kind, subject, state, data) VALUES (?, 2, ?, ?, ?)",
+    [S_EVENT_ADD] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    [S_QUEUE_PAUSE] = "INSERT INTO queue_pauses (queue, at, paused_by) VALUES (?, ?, ?) "
+                      "ON CONFLICT (queue) DO NOTHING",
+    [S_QUEUE_RESUME] = "DELETE FROM queue_pauses WHERE queue = ?",
+    [S_QUEUE_PAUSED] = "SELECT queue, at FROM queue_pauses ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
     /* events a delivery still needs are kept */
@@ -1771,18 +1776,18 @@ static void event_rec_release(struct event_rec *ev)
     json_decref(ev->data);
 }
 
-static int sqlite_event_object(struct store *st, int change, const char *bucket,
-                               const char *key, int64_t size, const char *sha256, struct err *e)
+static int sqlite_event_add(struct store *st, int kind, const char *subject, const char *queue,
+                            int state, const char *owner, json_t *data, struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_EVENT_OBJECT);
+    sqlite3_stmt *q = stmt(s, S_EVENT_ADD);
     sqlite3_bind_int64(q, 1, time_now_ms());
-    bind_text(q, 2, bucket);
-    sqlite3_bind_int(q, 3, change);
-    json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
-                          (json_int_t)size, "sha256", sha256);
-    bind_json(q, 4, d);
-    json_decref(d);
+    sqlite3_bind_int(q, 2, kind);
+    bind_text(q, 3, subject);
+    bind_text(q, 4, queue);
+    sqlite3_bind_int(q, 5, state);
+    bind_text(q, 6, owner);
+    bind_json(q, 7, data);
     return exec_stmt(s, q, e, "appending an event");
 }
 
@@ -1961,9 +1966,9 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs', triggers' and arrays' events, and the agents' and
-                     objects' */
-        buf_adds(&sql, " AND (kind NOT IN (0, 3, 4) OR owner = :owner)");
+    if (f->owner) /* a client: its own jobs', triggers' and arrays' events, and the agents',
+                     objects' and queues' (not the tenants') */
+        buf_adds(&sql, " AND (kind NOT IN (0, 3, 4, 6) OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -2249,6 +2254,39 @@ static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned st
     return 0;
 }
 
+static int sqlite_queue_pause(struct store *st, const char *queue, bool paused, const char *by,
+                              int64_t now_ms, bool *changed, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, paused ? S_QUEUE_PAUSE : S_QUEUE_RESUME);
+    bind_text(q, 1, queue);
+    if (paused) {
+        sqlite3_bind_int64(q, 2, now_ms);
+        bind_text(q, 3, by);
+    }
+    int rc = exec_stmt(s, q, e, paused ? "pausing a queue" : "resuming a queue");
+    *changed = !rc && sqlite3_changes(s->db) == 1;
+    return rc;
+}
+
+static int sqlite_queue_paused(struct store *st,
+                               int (*fn)(void *arg, const char *queue, int64_t at), void *arg,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_QUEUE_PAUSED);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((rc = fn(arg, (const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1)))) {
+            sqlite3_reset(q);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading the paused queues");
+    sqlite3_reset(q);
+    return rc;
+}
+
 /* ---- job arrays ---- */
 
 static int sqlite_array_insert(struct store *st, const struct array_rec *a, struct err *e)
@@ -2278,20 +2316,6 @@ static int sqlite_array_insert(struct store *st, const struct array_rec *a, stru
         rc = exec_stmt(s, q, e, "inserting an array's items");
     }
     return rc;
-}
-
-static int sqlite_event_array(struct store *st, const struct array_rec *a, int change,
-                              json_t *data, struct err *e)
-{
-    struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_EVENT_ARRAY);
-    sqlite3_bind_int64(q, 1, time_now_ms());
-    bind_text(q, 2, a->id);
-    bind_text(q, 3, a->queue);
-    sqlite3_bind_int(q, 4, change);
-    bind_text(q, 5, a->owner);
-    bind_json(q, 6, data);
-    return exec_stmt(s, q, e, "appending an event");
 }
 
 static int row_to_array(struct store_sqlite *s, sqlite3_stmt *q, struct array_rec *a,
@@ -2489,7 +2513,7 @@ const struct store_ops store_sqlite_ops = {
     .session_insert = sqlite_session_insert,
     .session_find = sqlite_session_find,
     .session_delete = sqlite_session_delete,
-    .event_object = sqlite_event_object,
+    .event_add = sqlite_event_add,
     .event_list = sqlite_event_list,
     .event_window = sqlite_event_window,
     .event_prune = sqlite_event_prune,
@@ -2516,7 +2540,6 @@ const struct store_ops store_sqlite_ops = {
     .trigger_fires = sqlite_trigger_fires,
     .trigger_fire_done = sqlite_trigger_fire_done,
     .array_insert = sqlite_array_insert,
-    .event_array = sqlite_event_array,
     .array_get = sqlite_array_get,
     .array_list = sqlite_array_list,
     .array_set = sqlite_array_set,
@@ -2532,6 +2555,8 @@ const struct store_ops store_sqlite_ops = {
     .tenant_put = sqlite_tenant_put,
     .tenant_scan = sqlite_tenant_scan,
     .tenant_count = sqlite_tenant_count,
+    .queue_pause = sqlite_queue_pause,
+    .queue_paused = sqlite_queue_paused,
     .leader_take = sqlite_leader_take,
     .agent_seen = sqlite_agent_seen,
     .leader_release = sqlite_leader_release,

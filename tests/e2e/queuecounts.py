@@ -30,7 +30,8 @@ def _expect(counts):
         out[q] = {"name": q, "queued": states["queued"],
                   "running": states["leased"] + states["running"],
                   "succeeded": states["succeeded"], "failed": states["failed"],
-                  "cancelled": states["cancelled"], "states": states}
+                  "cancelled": states["cancelled"], "paused": False, "paused_at": None,
+                  "states": states}
     return out
 
 

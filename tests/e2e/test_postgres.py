@@ -431,9 +431,10 @@ def test_triggers_through_postgres(pg_servers, monkeypatch):
     assert len(b.api().get("/v1/jobs").json()["jobs"]) == 2
 
 
-# what migrations 13 and 14 made (job_counts), gone: the database as schema 12 left it
+# what migrations 13 and 14 (job_counts) and 15 (queue_pauses) made, gone: the database as
+# schema 12 left it
 SCHEMA_12_COUNTS = """
-DROP TABLE job_counts;
+DROP TABLE job_counts, queue_pauses;
 UPDATE drover_schema SET version = 12;
 """
 

@@ -355,6 +355,61 @@ static void test_waiting(void **state)
     job_release(&j);
 }
 
+/* A paused queue: none of its jobs is taken, the others' are; resumed, they go again. */
+#define T_PAUSED 1700000000000LL
+static void test_paused_queue(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job a, b;
+    make_job(&a, "{\"queue\": \"bio\", \"priority\": 9, \"command\": {\"program\": \"x\"}}",
+             0);
+    make_job(&b, "{\"queue\": \"cpu\", \"command\": {\"program\": \"x\"}}", 0);
+    sched_add(s, &a);
+    sched_add(s, &b);
+    struct sched_job *out[4];
+    assert_int_equal(sched_queue_paused(s, "bio"), 0);
+    sched_queue_pause(s, "bio", T_PAUSED);
+    sched_queue_pause(s, "idle", T_PAUSED + 1); /* a queue without jobs may be paused */
+    assert_int_equal(sched_queue_paused(s, "bio"), T_PAUSED);
+    json_t *bio = json_pack("[s]", "bio"), *none = json_object();
+    assert_false(sched_has_work(s, bio, none, PROTO_RT_ALL, 4));
+    json_decref(bio);
+    json_decref(none);
+    /* the higher priority is in the paused queue: the other queue's job comes */
+    assert_int_equal(take(s, "[\"bio\", \"cpu\"]", "{}", 4, out, 4), 1);
+    assert_string_equal(out[0]->id, b.id);
+    sched_job_free(out[0]);
+    assert_int_equal(take(s, "[\"bio\"]", "{}", 4, out, 4), 0);
+    assert_int_equal(sched_ready_count(s, "bio"), 1); /* still queued here */
+
+    /* its fit says so first, agents or not; its waiting reason is "paused" */
+    struct sched_fit fit;
+    struct job j;
+    fit_job(&fit, &j, "{\"queue\": \"bio\", \"command\": {\"program\": \"p\"}}",
+            "[\"bio\"]|{}|1");
+    fit.paused_at = sched_queue_paused(s, "bio");
+    assert_warnings(&fit, "queue 'bio' is paused");
+    json_t *w = sched_waiting_json(&j, &fit, time_now_ms());
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "paused");
+    assert_non_null(strstr(json_string_value(json_object_get(w, "message")),
+                           "its queue 'bio' is paused (since "));
+    json_decref(w);
+    job_release(&j);
+
+    sched_queue_pause(s, "bio", 0); /* resumed */
+    assert_int_equal(sched_queue_paused(s, "bio"), 0);
+    assert_int_equal(sched_queue_paused(s, "idle"), T_PAUSED + 1);
+    sched_queue_resume_all(s);
+    assert_int_equal(sched_queue_paused(s, "idle"), 0);
+    assert_int_equal(take(s, "[\"bio\"]", "{}", 4, out, 4), 1);
+    assert_string_equal(out[0]->id, a.id);
+    sched_job_free(out[0]);
+    job_release(&a);
+    job_release(&b);
+    sched_free(s);
+}
+
 /* ---- the input-cache preference ---- */
 
 struct other_agent {
@@ -673,6 +728,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_priority_then_fifo),
         cmocka_unit_test(test_queues_requires_and_slots),
+        cmocka_unit_test(test_paused_queue),
         cmocka_unit_test(test_runtimes),
         cmocka_unit_test(test_delayed_jobs_wait),
         cmocka_unit_test(test_fit_warnings),

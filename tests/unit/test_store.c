@@ -2822,6 +2822,83 @@ static void test_tenants(void **state)
     release_jobs(jobs, 3);
 }
 
+/* A tenant's limits set: its event, with the limits as stored, an admin's only. */
+static void test_tenant_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct tenant_rec lab = {"lab", 2, -1, 3};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_tenant_put(f->st, &lab, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    json_t *got = json_array();
+    struct event_filter flt = {.after = 0, .kind = -1, .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    json_t *want = json_pack("[{s:i, s:i, s:{s:s, s:i, s:n, s:i}}]", "kind", EVENT_TENANT,
+                             "state", 0, "data", "tenant", "lab", "max_running", 2,
+                             "max_queued", "weight", 3);
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_array_clear(got);
+    flt.owner = "lab"; /* a client's stream, even the tenant's own token */
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+}
+
+/* --- paused queues ------------------------------------------------------------------------- */
+
+static int collect_paused(void *arg, const char *queue, int64_t at)
+{
+    json_object_set_new(arg, queue, json_integer(at));
+    return 0;
+}
+
+static void set_paused(struct store *st, const char *queue, bool paused, int64_t at, bool want_changed)
+{
+    struct err e = ERR_INIT;
+    bool changed = !want_changed;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_queue_pause(st, queue, paused, "admin", at, &changed, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    assert_int_equal(changed, want_changed);
+}
+
+/* Pausing and resuming: a row while paused, an event per change and none for a repeat. */
+static void test_queue_pause(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    set_paused(f->st, "bio", true, T0, true);
+    set_paused(f->st, "bio", true, T0 + 5, false); /* paused already: still since T0 */
+    set_paused(f->st, "chem", true, T0 + 1, true);
+    set_paused(f->st, "idle", false, T0 + 2, false); /* not paused: nothing to resume */
+    json_t *got = json_object();
+    assert_ok(store_queue_paused(f->st, collect_paused, got, &e), &e);
+    json_t *want = json_pack("{s:I, s:I}", "bio", (json_int_t)T0, "chem", (json_int_t)(T0 + 1));
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    set_paused(f->st, "bio", false, T0 + 3, true);
+    json_object_clear(got);
+    assert_ok(store_queue_paused(f->st, collect_paused, got, &e), &e);
+    want = json_pack("{s:I}", "chem", (json_int_t)(T0 + 1));
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(got);
+
+    /* three changes, three events, seen by clients too */
+    got = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_QUEUE, .owner = "someone", .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    want = json_pack("[{s:i, s:i, s:{s:s}}, {s:i, s:i, s:{s:s}}, {s:i, s:i, s:{s:s}}]", "kind",
+                     EVENT_QUEUE, "state", QUEUE_PAUSED, "data", "by", "admin", "kind",
+                     EVENT_QUEUE, "state", QUEUE_PAUSED, "data", "by", "admin", "kind",
+                     EVENT_QUEUE, "state", QUEUE_RESUMED, "data", "by", "admin");
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(got);
+}
+
 /* --- fenced updates and scans -------------------------------------------------------------- */
 
 static int collect_ids(void *arg, const struct job *j)
@@ -4753,6 +4830,8 @@ int main(void)
         T(test_update_and_scan),
         T(test_retention),
         T(test_tenants),
+        T(test_tenant_events),
+        T(test_queue_pause),
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),

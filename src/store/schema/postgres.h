@@ -193,6 +193,9 @@ static const char *const pg_migrations[] = {
     "INSERT INTO job_counts (queue, owner, state, shard, n)"
     "  SELECT queue, coalesce(owner, ''), state, 0, count(*) FROM jobs"
     "  WHERE end_state IS NULL GROUP BY 1, 2, 3;",
+    /* 15: paused queues (SQLite's 19) */
+    "CREATE TABLE queue_pauses ("
+    "  queue text COLLATE \"C\" PRIMARY KEY, at bigint NOT NULL, paused_by text);",
 };
 
 #endif

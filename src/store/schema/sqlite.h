@@ -168,6 +168,10 @@ static const char *const sqlite_migrations[] = {
     "INSERT INTO job_counts (queue, owner, state, n)"
     "  SELECT queue, coalesce(owner, ''), state, count(*) FROM jobs WHERE state < 4"
     "  GROUP BY 1, 2, 3;",
+    /* 19: paused queues (POST /v1/queues/{name}/pause): a row while the queue is paused,
+       since `at`, by the token `paused_by` */
+    "CREATE TABLE queue_pauses ("
+    "  queue TEXT PRIMARY KEY, at INTEGER NOT NULL, paused_by TEXT) WITHOUT ROWID;",
 };
 
 #endif
