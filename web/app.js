@@ -192,7 +192,7 @@ function startEvents() {
   };
   /* trigger.fired and trigger.failed are not dispatched: the job a trigger submits has
      events of its own, which the views follow. */
-  for (const type of ['job', 'agent', 'array.submitted', 'array.changed']) {
+  for (const type of ['job', 'agent', 'array.submitted', 'array.changed', 'queue.paused', 'queue.resumed']) {
     es.addEventListener(type, (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }
@@ -1146,7 +1146,8 @@ function queuesView() {
       h('th', {}, 'queue'), h('th', {class: 'num'}, 'queued'), h('th', {class: 'num'}, 'running'),
       h('th', {class: 'num'}, 'succeeded'), h('th', {class: 'num'}, 'failed'),
       h('th', {class: 'num'}, 'cancelled'), h('th', {class: 'num'}, 'agents'),
-      h('th', {class: 'num'}, 'oldest waiting'), h('th', {class: 'num'}, 'mean wait'))), tbody)),
+      h('th', {class: 'num'}, 'oldest waiting'), h('th', {class: 'num'}, 'mean wait'),
+      h('th', {}, ''))), tbody)),
     h('h2', {}, `Throughput, jobs finished per minute (last ${CHART_MINUTES} minutes)`),
     h('p', {class: 'legend'}, h('span', {class: 'ok'}, 'succeeded'), h('span', {class: 'bad'}, 'failed')),
     charts);
@@ -1154,6 +1155,19 @@ function queuesView() {
   /* Counts follow every change (GET /v1/queues is cheap); the chart and the waits read up to
      3,000 jobs a queue, so they are refreshed at most every STATS_MS. */
   let stats = new Map(), statsAt = 0;
+  /* Pause (no job of it is leased) or resume a queue: an admin's. */
+  const pauseOrResume = async (qu, btn) => {
+    btn.disabled = true;
+    const verb = qu.paused ? 'resume' : 'pause';
+    try {
+      await api('POST', `/v1/queues/${encodeURIComponent(qu.name)}/${verb}`);
+      toast(qu.paused ? `Queue ${qu.name} runs again.` : `Queue ${qu.name} is paused: its jobs wait.`);
+      refresh();
+    } catch (e) {
+      toast(e.message, true);
+      btn.disabled = false;
+    }
+  };
   const load = async () => {
     let queues;
     try {
@@ -1178,15 +1192,20 @@ function queuesView() {
       statsLater();
     }
     clear(tbody);
+    const can = app.session.can || {};
     for (const qu of queues) {
       const st = stats.get(qu.name);
-      tbody.append(h('tr', {'data-queue': qu.name},
-        h('td', {}, h('a', {href: '#/jobs' + q({queue: qu.name})}, qu.name)),
+      tbody.append(h('tr', {'data-queue': qu.name, 'data-paused': qu.paused ? 'yes' : 'no'},
+        h('td', {}, h('a', {href: '#/jobs' + q({queue: qu.name})}, qu.name),
+          qu.paused ? [' ', h('span', {title: `paused since ${fmtTime(qu.paused_at)}`}, badge('paused'))] : null),
         h('td', {class: 'num'}, qu.queued), h('td', {class: 'num'}, qu.running),
         h('td', {class: 'num'}, qu.succeeded), h('td', {class: 'num'}, qu.failed),
         h('td', {class: 'num'}, qu.cancelled), h('td', {class: 'num'}, qu.listeners),
         h('td', {class: 'num'}, st && st.oldest ? fmtDuration(Date.now() - st.oldest) : '—'),
-        h('td', {class: 'num'}, st && st.meanWait !== null ? fmtDuration(st.meanWait) : '—')));
+        h('td', {class: 'num'}, st && st.meanWait !== null ? fmtDuration(st.meanWait) : '—'),
+        h('td', {}, can.queue_pause
+          ? h('button', {type: 'button', class: 'secondary pause', onclick: (ev) => pauseOrResume(qu, ev.target)},
+            qu.paused ? 'Resume' : 'Pause') : null)));
     }
   };
   const refresh = throttle(load, 1000);
@@ -1197,7 +1216,7 @@ function queuesView() {
   const tick = setInterval(refresh, 30000); /* the chart's window moves on */
   load();
   return {
-    onEvent: (type) => { if (type === 'job') refresh(); },
+    onEvent: (type) => { if (type === 'job' || type.startsWith('queue.')) refresh(); },
     destroy: () => { refresh.cancel(); clearTimeout(statsTimer); clearInterval(tick); },
   };
 }

@@ -579,6 +579,23 @@ describe('dashboard', () => {
     await shot('queues');
   });
 
+  it('pauses a queue from the queues page, and resumes it', async () => {
+    const row = '#queues tr[data-queue="default"]';
+    await page.click(`${row}[data-paused="no"] button.pause`);
+    await page.waitForSelector(`${row}[data-paused="yes"] .badge.paused`, {timeout: 5000});
+    assert.equal((await api('GET', '/v1/queues')).body.find((x) => x.name === 'default').paused, true);
+    /* a job submitted meanwhile waits, and says why */
+    const id = await submit({name: 'waits-for-resume', command: {program: 'true'}});
+    const job = (await api('GET', `/v1/jobs/${id}`)).body;
+    assert.equal(job.state, 'queued');
+    assert.equal(job.waiting.reason, 'paused');
+    assert.equal(await page.textContent(`${row} button.pause`), 'Resume');
+    await shot('queue-paused');
+    await page.click(`${row} button.pause`);
+    await page.waitForSelector(`${row}[data-paused="no"]`, {timeout: 5000});
+    await until('the held job to run', async () => (await jobState(id)) === 'succeeded');
+  });
+
   it('drains an agent from the agents page', async () => {
     /* A job keeps the agent draining (an idle agent leaves at once). */
     const id = await submit({name: 'keeps-agent-busy', command: {shell: 'sleep 60'}});
