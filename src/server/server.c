@@ -180,6 +180,11 @@ static void usage(FILE *f)
             "                       (default 0: no limit; `drover tenant set` sets one's own)\n"
             "  --tenant-max-queued N  jobs a tenant may have queued; a submission past it is\n"
             "                       refused with 429 (default 0: no limit)\n"
+            "  --webhook-allow LIST  addresses webhooks may reach, as CIDR ranges\n"
+            "                       (10.0.0.0/8,2001:db8::/32; default: any)\n"
+            "  --webhook-deny LIST  addresses webhooks may not reach (default %s:\n"
+            "                       link-local, where cloud metadata services answer;\n"
+            "                       none: no range)\n"
             "  --trigger-scan S     with --blobs s3://..., how often the prefixes of triggers\n"
             "                       are listed for objects uploaded straight to S3 (default\n"
             "                       10 s)\n"
@@ -190,7 +195,7 @@ static void usage(FILE *f)
             "  drover server --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem\n"
             "  drover server --data /srv/drover --sync full --log-format json\n",
             DROVER_DEFAULT_LISTEN, SERVER_MAX_CONNS, SERVER_HEADER_TIMEOUT_S,
-            SERVER_IDLE_TIMEOUT_S);
+            SERVER_IDLE_TIMEOUT_S, SERVER_WEBHOOK_DENY);
 }
 
 /* --max-connections, --header-timeout, --idle-timeout: 0, or -1 after a message. */
@@ -236,6 +241,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"tenant-max-running", required_argument, NULL, 'x'},
         {"tenant-max-queued", required_argument, NULL, 'X'},
         {"trigger-scan", required_argument, NULL, 'S'},
+        {"webhook-allow", required_argument, NULL, 'a'},
+        {"webhook-deny", required_argument, NULL, 'k'},
         {"print-routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
@@ -248,6 +255,10 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     o->header_timeout_s = SERVER_HEADER_TIMEOUT_S;
     o->idle_timeout_s = SERVER_IDLE_TIMEOUT_S;
     o->trigger_scan_s = 10;
+    struct err ne = ERR_INIT;
+    if (netmask_list_parse("0.0.0.0/0,::/0", "--webhook-allow", &o->webhook_allow, &ne) ||
+        netmask_list_parse(SERVER_WEBHOOK_DENY, "--webhook-deny", &o->webhook_deny, &ne))
+        die("%s", ne.msg);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -337,6 +348,14 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
                 return 2;
             }
             break;
+        case 'a':
+        case 'k':
+            if (netmask_list_parse(optarg, c == 'a' ? "--webhook-allow" : "--webhook-deny",
+                                   c == 'a' ? &o->webhook_allow : &o->webhook_deny, &ne)) {
+                fprintf(stderr, "drover %s: %s\n", argv[0], ne.msg);
+                return 2;
+            }
+            break;
         case 'q':
             if (retention_queue_opt_check(argv[0], optarg))
                 return 2;
@@ -417,6 +436,8 @@ void server_opts_release(struct server_opts *o)
     for (size_t i = 0; i < o->nqueue_retention; i++)
         free(o->queue_retention[i]);
     free(o->queue_retention);
+    netmask_list_release(&o->webhook_allow);
+    netmask_list_release(&o->webhook_deny);
     memset(o, 0, sizeof(*o));
 }
 
@@ -477,7 +498,8 @@ static int webhooks_open(struct server *s, const struct server_opts *o, struct e
     free(old);
     free(path);
     if (!rc)
-        rc = webhooks_start(s, o->db, (const unsigned char *)hex, strlen(hex), &s->webhooks, e);
+        rc = webhooks_start(s, o->db, (const unsigned char *)hex, strlen(hex), &o->webhook_allow,
+                            &o->webhook_deny, &s->webhooks, e);
     explicit_bzero(hex, strlen(hex));
     free(hex);
     return rc;

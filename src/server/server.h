@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "common/netmask.h"
 #include "http/router.h"
 #include "server/commit.h"
 #include "store/store.h"
@@ -107,7 +108,12 @@ struct server_opts {
     int tenant_max_running; /* --tenant-max-running (0: none) */
     int tenant_max_queued;  /* --tenant-max-queued (0: none) */
     int trigger_scan_s;     /* --trigger-scan: S3 prefixes of triggers listed this often */
+    struct netmask_list webhook_allow, webhook_deny; /* --webhook-allow, --webhook-deny */
 };
+
+/* --webhook-deny's default: link-local addresses (cloud metadata services: 169.254.169.254,
+   fd00:ec2::254) */
+#define SERVER_WEBHOOK_DENY "169.254.0.0/16,fe80::/10,fd00:ec2::254"
 
 #define SERVER_MAX_CONNS 16384                 /* the default cap's ceiling */
 #define SERVER_HEADER_TIMEOUT_S 10             /* a request's head arrives within this */

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/netmask.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
@@ -43,7 +44,9 @@ struct delivery {
     char event[16];
     /* the outcome */
     bool ok;
+    bool refused; /* an address it resolved to was not allowed: `error` says which */
     char error[ERROR_MAX];
+    const struct webhooks *w;
     CURL *easy;
     struct curl_slist *headers;
     struct delivery *next;
@@ -54,6 +57,7 @@ struct webhooks {
     struct store *st; /* the thread's */
     unsigned char secret[64];
     size_t secret_len;
+    struct netmask_list allow, deny; /* what receivers' addresses may be (webhooks.h) */
     CURLM *multi;
     pthread_t thread;
     bool started, stopped;
@@ -142,6 +146,31 @@ static void sign(struct webhooks *w, struct delivery *d, long ts, char *out_hex)
         sprintf(out_hex + 2 * i, "%02x", mac[i]);
 }
 
+/*
+ * curl opens each connection here, with the address the URL's host resolved to: one not in
+ * --webhook-allow, or in --webhook-deny, is refused before anything is sent (and a host
+ * that resolves elsewhere later is checked again then). Thread: the deliverer's.
+ */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct delivery *d = arg;
+    const struct webhooks *w = d->w;
+    if (purpose == CURLSOCKTYPE_IPCXN && (a->family == AF_INET || a->family == AF_INET6)) {
+        const char *why = !netmask_list_has(&w->allow, &a->addr) ? "--webhook-allow"
+                          : netmask_list_has(&w->deny, &a->addr) ? "--webhook-deny"
+                                                                 : NULL;
+        if (why) {
+            char ip[64];
+            netmask_addr_text(&a->addr, ip, sizeof(ip));
+            d->refused = true;
+            snprintf(d->error, sizeof(d->error),
+                     "the receiver's address %s is not one webhooks may reach (%s)", ip, why);
+            return CURL_SOCKET_BAD;
+        }
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
 static void add_easy(struct webhooks *w, struct delivery *d)
 {
     long ts = (long)(time_now_ms() / 1000);
@@ -169,6 +198,9 @@ static void add_easy(struct webhooks *w, struct delivery *d)
     curl_easy_setopt(d->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(d->easy, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(d->easy, CURLOPT_PRIVATE, d);
+    d->w = w;
+    curl_easy_setopt(d->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(d->easy, CURLOPT_OPENSOCKETDATA, d);
     curl_multi_add_handle(w->multi, d->easy);
 }
 
@@ -197,9 +229,11 @@ static void perform(struct webhooks *w, struct delivery *list)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&d);
             long status = 0;
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-            if (m->data.result != CURLE_OK)
-                snprintf(d->error, sizeof(d->error), "%s", curl_easy_strerror(m->data.result));
-            else if (status < 200 || status > 299)
+            if (m->data.result != CURLE_OK) {
+                if (!d->refused) /* else open_socket said why */
+                    snprintf(d->error, sizeof(d->error), "%s",
+                             curl_easy_strerror(m->data.result));
+            } else if (status < 200 || status > 299)
                 snprintf(d->error, sizeof(d->error), "the receiver answered HTTP %ld", status);
             else
                 d->ok = true;
@@ -342,6 +376,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 }
 
 int webhooks_start(struct server *s, const char *db_uri, const unsigned char *secret, size_t len,
+                   const struct netmask_list *allow, const struct netmask_list *deny,
                    struct webhooks **out, struct err *e)
 {
     struct webhooks *w = xcalloc(1, sizeof(*w));
@@ -354,6 +389,8 @@ int webhooks_start(struct server *s, const char *db_uri, const unsigned char *se
     w->s = s;
     w->secret_len = len < sizeof(w->secret) ? len : sizeof(w->secret);
     memcpy(w->secret, secret, w->secret_len);
+    netmask_list_copy(&w->allow, allow);
+    netmask_list_copy(&w->deny, deny);
     w->multi = curl_multi_init();
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
@@ -413,6 +450,8 @@ void webhooks_free(struct webhooks *w)
     event_free(w->ev);
     close(w->efd);
     curl_multi_cleanup(w->multi);
+    netmask_list_release(&w->allow);
+    netmask_list_release(&w->deny);
     store_close(w->st);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/netmask.h"
 
 struct server;
 struct webhooks;
@@ -35,9 +36,13 @@ int64_t webhook_backoff_ms(int tries);
 
 /*
  * Starts the deliverer for s: a thread with its own store handle on db_uri,
- * signing with `secret` (len bytes).
+ * signing with `secret` (len bytes). A receiver is reached only at an address in `allow`
+ * and not in `deny` (both copied), checked at each connection after the host is resolved:
+ * a refused try fails, and is tried again later as any failed try is, its error naming
+ * the address.
  */
 int webhooks_start(struct server *s, const char *db_uri, const unsigned char *secret, size_t len,
+                   const struct netmask_list *allow, const struct netmask_list *deny,
                    struct webhooks **out, struct err *e);
 /* Paused: nothing is delivered (this server is not the leader). Thread: loop. NULL is fine. */
 void webhooks_set_paused(struct webhooks *w, bool paused);

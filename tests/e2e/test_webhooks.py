@@ -9,6 +9,7 @@ import hmac
 import http.server
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import free_port, wait_for
+from conftest import BIN, free_port, wait_for
 
 
 class Receiver:
@@ -211,3 +212,51 @@ def test_bad_webhook_fields_are_named(server, spec, field):
     spec["command"] = {"program": "/bin/true"}
     r = server.api().post("/v1/jobs", json=spec)
     assert r.status_code == 400 and r.json()["error"]["field"] == field, r.text
+
+
+def metric(server, name):
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+@pytest.mark.parametrize("opts,why", [
+    (["--webhook-deny", "10.0.0.0/8, 127.0.0.0/8"], "--webhook-deny"),
+    (["--webhook-allow", "10.0.0.0/8,fd00::/8"], "--webhook-allow"),
+])
+def test_an_address_webhooks_may_not_reach_gets_nothing(make_server, receivers, opts, why):
+    """The receiver listens on 127.0.0.1, which the options rule out: no byte is sent to it,
+    the try fails (to be tried again later) and the log names the address and the option."""
+    server = make_server("--heartbeat", "1", *opts)
+    rec = receivers()
+    jid = submit(server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
+    assert server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+    want = f"the receiver's address 127.0.0.1 is not one webhooks may reach ({why})"
+    wait_for(lambda: want in server.read_log(), 20, "the refused try in the log")
+    assert metric(server, "drover_webhooks_failed_total") >= 1
+    assert metric(server, "drover_webhooks_delivered_total") == 0
+    time.sleep(1.5)  # a second try (after its 1 s backoff) is refused too
+    with rec.lock:
+        assert rec.got == []
+
+
+def test_an_allowed_range_is_reached(make_server, receivers):
+    """--webhook-allow with the receiver's range, and --webhook-deny none."""
+    server = make_server("--webhook-allow", "127.0.0.0/8,::1", "--webhook-deny", "none")
+    rec = receivers()
+    jid = submit(server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
+    assert server.api().post(f"/v1/jobs/{jid}/cancel").status_code == 200
+    wait_for(lambda: rec.bodies(), 20, "the delivery")
+    assert rec.bodies()[0]["event"]["job"] == jid
+
+
+@pytest.mark.parametrize("opt,value", [
+    ("--webhook-deny", "300.0.0.1"),
+    ("--webhook-allow", "10.0.0.0/33"),
+    ("--webhook-allow", "hooks.example"),
+])
+def test_bad_address_ranges_are_refused_at_start(tmp_path, opt, value):
+    p = subprocess.run([BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data",
+                        str(tmp_path / "data"), opt, value], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2, p
+    assert opt in p.stderr and f"'{value}'" in p.stderr, p.stderr
