@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
@@ -111,6 +112,10 @@ static void pause_done(void *arg, int rc, const struct err *e)
     if (!rc && op->changed) {
         sched_queue_pause(s->sched, op->queue, op->paused ? op->at : 0);
         if (!op->paused) fleet_wake(s->fleet); /* its jobs go to the agents' parked polls */
+    } else if (!rc && (sched_queue_paused(s->sched, op->queue) != 0) != op->paused) {
+        /* another server changed it, and its event is not read here yet: read them now */
+        struct err re = ERR_INIT;
+        if (queues_reload(s, &re)) log_warn("cannot read the paused queues: %s", re.msg);
     }
     if (op->r->gone)
         http_req_drop(op->r);
