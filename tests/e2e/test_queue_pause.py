@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from agentutil import make_agent, wait_job  # noqa: F401 (make_agent is a fixture)
 from conftest import ok, refused, table
+from test_jobs_access import error
 from test_events import streams  # noqa: F401 (a fixture)
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -92,15 +93,6 @@ def held_by_the_pause(api, jid):
     assert j["state"] == "queued" and j["attempt"] == 0, j
     assert j["waiting"] and j["waiting"]["reason"] == "paused", j
     return j
-
-
-def error(r, status, code, field=None):
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert err["code"] == code, err
-    if field is not None:
-        assert err.get("field") == field, err
-    return err
 
 
 def test_a_pause_holds_new_leases_and_a_resume_runs_them_at_once(make_server,
