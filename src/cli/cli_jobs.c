@@ -1554,32 +1554,130 @@ int cmd_wait(int argc, char **argv)
 /* ---- cancel ---- */
 
 static const char cancel_usage[] =
-    "usage: drover cancel [--json] ID\n"
+    "usage: drover cancel [--json] ID...\n"
+    "       drover cancel [--json] (--queue Q | --service S | --label K=V | --name N |\n"
+    "                     --agent A)... [--state S]\n"
     "\n"
-    "Cancels a job that has not ended; a running process is killed.\n"
+    "Cancels jobs that have not ended; a running process is killed. With IDs, those\n"
+    "jobs; with filters (as `drover jobs` takes them), every unfinished job they find\n"
+    "(your own; an admin's: everyone's) -- blocked, queued, leased and running ones, or\n"
+    "those in --state. Tasks of an array not handed out yet are the array's: drover\n"
+    "array cancel.\n"
     "\n"
+    "  -q, --queue Q      jobs of queue Q\n"
+    "      --service S    jobs of service S\n"
+    "  -l, --label K=V    jobs with label K=V\n"
+    "      --name N       jobs whose name holds N\n"
+    "      --agent A      jobs whose latest attempt went to agent A\n"
+    "  -s, --state S      only jobs in state S (blocked, queued, leased, running)\n"
     "      --json         print the server's JSON answer\n"
     "\n"
     "examples:\n"
-    "  drover cancel 01938c2e-7d4a\n"
+    "  drover cancel 01938c2e-7d4a 01938c2e-7e10\n"
+    "  drover queues pause bio && drover cancel --queue bio --state queued\n"
     CLI_COMMON_USAGE;
+
+enum { OPT_C_SERVICE = CLI_OPT_FIRST_FREE, OPT_C_NAME, OPT_C_AGENT };
+
+static void add_query(struct buf *path, const char *key, const char *value);
+
+/* drover cancel with filters: one call, the server walks the jobs. */
+static int cancel_by_filter(struct cli_args *a, const char *query)
+{
+    char *path = xasprintf("/v1/jobs/cancel%s", query);
+    json_t *answer = NULL;
+    int rc = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot cancel the jobs");
+    free(path);
+    if (rc == 0 && a->json)
+        cli_print_json(answer);
+    else if (rc == 0)
+    {
+        json_int_t n = json_integer_value(json_object_get(answer, "cancelled"));
+        printf("cancelled %lld job%s\n", (long long)n, n == 1 ? "" : "s");
+    }
+    json_decref(answer);
+    return rc;
+}
 
 int cmd_cancel(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"queue", required_argument, NULL, 'q'},
+        {"service", required_argument, NULL, OPT_C_SERVICE},
+        {"label", required_argument, NULL, 'l'},
+        {"name", required_argument, NULL, OPT_C_NAME},
+        {"agent", required_argument, NULL, OPT_C_AGENT},
+        {"state", required_argument, NULL, 's'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
     struct cli_args a;
     cli_args_init(&a, argc, argv, cancel_usage);
-    const char *id;
-    json_t *answer = NULL;
-    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
-    if (rc != CLI_CONTINUE) return rc;
-    char *path = cli_path("/v1/jobs/", id, "/cancel");
-    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
-    free(path);
-    if (rc == 0 && a.json)
-        cli_print_json(answer);
-    else if (rc == 0)
-        printf("cancelled %s\n", id);
-    json_decref(answer);
+    struct buf query = BUF_INIT;
+    bool filtered = false, state = false;
+    int opt, rc = 2;
+    while ((opt = cli_getopt(&a, ":q:l:s:h", longopts)) != -1) {
+        switch (opt) {
+        case 'q': add_query(&query, "queue", optarg); filtered = true; break;
+        case OPT_C_SERVICE: add_query(&query, "service", optarg); filtered = true; break;
+        case OPT_C_NAME: add_query(&query, "name", optarg); filtered = true; break;
+        case OPT_C_AGENT: add_query(&query, "agent", optarg); filtered = true; break;
+        case 's': add_query(&query, "state", optarg); state = true; break;
+        case 'l': {
+            char *kv = xstrdup(optarg); /* the API wants k:v; k=v too */
+            char *eq = strchr(kv, '=');
+            if (!strchr(kv, ':') && eq) *eq = ':';
+            add_query(&query, "label", kv);
+            free(kv);
+            filtered = true;
+            break;
+        }
+        }
+    }
+    if (a.exit_code != CLI_CONTINUE) {
+        rc = a.exit_code;
+        goto out;
+    }
+    int nids = a.argc - optind;
+    if (filtered && nids) {
+        rc = cli_usage_error(cancel_usage, "give job IDs or filters, not both");
+        goto out;
+    }
+    if (filtered) {
+        rc = cancel_by_filter(&a, query.len ? buf_str(&query) : "");
+        goto out;
+    }
+    if (state) {
+        rc = cli_usage_error(cancel_usage, "--state needs a filter: --queue, --service, --label, "
+                                           "--name or --agent");
+        goto out;
+    }
+    if (!nids) {
+        rc = cli_usage_error(cancel_usage, CLI_JOB_ID_MISSING);
+        goto out;
+    }
+    for (int i = optind; i < a.argc; i++)
+        if (!*a.argv[i]) {
+            rc = cli_usage_error(cancel_usage, CLI_JOB_ID_EMPTY);
+            goto out;
+        }
+    rc = 0;
+    for (int i = optind; i < a.argc; i++) { /* each job its own call: one refused, the next go */
+        const char *id = a.argv[i];
+        json_t *answer = NULL;
+        char *path = cli_path("/v1/jobs/", id, "/cancel");
+        int one = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
+        free(path);
+        if (one == 0 && a.json)
+            cli_print_json(answer);
+        else if (one == 0)
+            printf("cancelled %s\n", id);
+        if (one && !rc) rc = one;
+        json_decref(answer);
+    }
+out:
+    buf_release(&query);
     return rc;
 }
 

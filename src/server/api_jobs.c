@@ -693,6 +693,143 @@ int api_jobs_cancel(struct http_req *r)
     return HTTP_DEFERRED;
 }
 
+/*
+ * ---- cancel by filter: POST /v1/jobs/cancel?queue=&state=&service=&label=&name=&agent= ----
+ *
+ * Every unfinished job the filter finds (the caller's; an admin's: all), BULK_CHUNK a
+ * transaction: each state's jobs are paged newest first with a cursor, so jobs submitted
+ * meanwhile (newer than the first page) are left alone and the walk ends.
+ */
+#define BULK_CHUNK 500
+#define UNFINISHED (1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING)
+
+struct bulk {
+    struct http_req *r;
+    struct job_filter f; /* its strings are the request's */
+    char label[512];
+    unsigned states;     /* those still to walk */
+    char after[UUID_STR_LEN];
+    int64_t cancelled;
+    size_t n;            /* this chunk's */
+    char ids[BULK_CHUNK][UUID_STR_LEN];
+    struct job jobs[BULK_CHUNK];
+    bool done[BULK_CHUNK];
+};
+
+static void bulk_next(struct bulk *b);
+
+static int bulk_write(struct store *st, void *arg, struct err *e)
+{
+    struct bulk *b = arg;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < b->n; i++) {
+        struct err ce = ERR_INIT;
+        int rc = store_job_cancel(st, b->ids[i], now, &b->jobs[i], &ce);
+        b->done[i] = rc == 0;
+        if (rc && rc != ERR_CONFLICT && rc != ERR_NOTFOUND) { /* ended or gone meanwhile: skip */
+            for (size_t k = 0; k < i; k++)
+                if (b->done[k]) job_release(&b->jobs[k]);
+            memset(b->done, 0, sizeof(b->done));
+            *e = ce;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void bulk_finish(struct bulk *b, int rc, const struct err *e)
+{
+    if (b->r->gone)
+        http_req_drop(b->r);
+    else if (rc)
+        http_reply_error(b->r, e->code, e->field[0] ? e->field : NULL,
+                         "%s (%lld jobs were cancelled before)", e->msg,
+                         (long long)b->cancelled);
+    else
+        http_reply_json(b->r, 200, json_pack("{s:I}", "cancelled", (json_int_t)b->cancelled));
+    free(b);
+}
+
+static void bulk_done(void *arg, int rc, const struct err *e)
+{
+    struct bulk *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->done[i]) continue;
+        fleet_job_changed(srv(b->r)->fleet, &b->jobs[i], false);
+        job_release(&b->jobs[i]);
+        b->cancelled++;
+    }
+    if (rc) {
+        bulk_finish(b, rc, e);
+        return;
+    }
+    bulk_next(b);
+}
+
+static void bulk_next(struct bulk *b)
+{
+    struct err e = ERR_INIT;
+    while (!b->r->gone && b->states) {
+        b->f.state = __builtin_ctz(b->states);
+        b->f.after = b->after[0] ? b->after : NULL;
+        b->f.limit = BULK_CHUNK;
+        struct job_list l;
+        if (store_job_list(srv(b->r)->reads, &b->f, &l, &e)) {
+            bulk_finish(b, e.code, &e);
+            return;
+        }
+        b->n = l.n;
+        for (size_t i = 0; i < l.n; i++)
+            memcpy(b->ids[i], l.jobs[i].id, UUID_STR_LEN);
+        job_list_release(&l);
+        if (!b->n) { /* this state is done */
+            b->states &= b->states - 1;
+            b->after[0] = '\0';
+            continue;
+        }
+        memcpy(b->after, b->ids[b->n - 1], UUID_STR_LEN);
+        commit_submit(srv(b->r)->commit, bulk_write, bulk_done, b);
+        return;
+    }
+    bulk_finish(b, 0, &e);
+}
+
+int api_jobs_cancel_many(struct http_req *r)
+{
+    struct bulk *b = xcalloc(1, sizeof(*b));
+    b->r = r;
+    struct err e = ERR_INIT;
+    if (parse_filter(r, &b->f, b->label, sizeof(b->label), &e)) {
+        free(b);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    if (http_query(r, "after") || http_query(r, "limit")) {
+        free(b);
+        http_reply_error(r, ERR_INVALID, http_query(r, "after") ? "after" : "limit",
+                         "a cancel by filter takes every job the filter finds: no %s",
+                         http_query(r, "after") ? "after" : "limit");
+        return HTTP_DONE;
+    }
+    if (!b->f.queue && !b->f.service && !b->f.name && !b->f.agent && !b->f.label_key) {
+        free(b);
+        http_reply_error(r, ERR_INVALID, "queue",
+                         "give a filter (queue, service, label, name or agent): a cancel "
+                         "without one would cancel every job");
+        return HTTP_DONE;
+    }
+    if (b->f.state >= 0 && !((1u << b->f.state) & UNFINISHED)) {
+        free(b);
+        http_reply_error(r, ERR_INVALID, "state",
+                         "state must be one a job can be cancelled in: blocked, queued, leased "
+                         "or running");
+        return HTTP_DONE;
+    }
+    b->states = b->f.state >= 0 ? 1u << b->f.state : UNFINISHED;
+    bulk_next(b);
+    return HTTP_DEFERRED;
+}
+
 /* ---- retry: a failed or cancelled job queued again for one more attempt ---- */
 
 static int retry_write(struct store *st, void *arg, struct err *e)

@@ -32,6 +32,7 @@ const struct route server_routes[] = {
     {"GET", "/v1/jobs", api_jobs_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/jobs/{id}", api_jobs_get, ANY_CLIENT, 0, false},
     {"GET", "/v1/jobs/{id}/wait", api_jobs_wait, ANY_CLIENT, 0, false},
+    {"POST", "/v1/jobs/cancel", api_jobs_cancel_many, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/retry", api_jobs_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},

@@ -3,7 +3,8 @@
 A pause made through one server holds the leases of every server (an agent that talks only
 to another gets none of the queue's jobs once that server knows of the pause), a resume
 through another lets the first's agent run them, and the events say who did each. A tenant's
-limits set through one server apply to submissions through another. Slow (PostgreSQL): `once`.
+limits set through one server apply to submissions through another; a cancel by filter
+through one server stops what another's agent runs. Slow (PostgreSQL): `once`.
 """
 import time
 
@@ -141,3 +142,22 @@ def test_tenant_limits_set_through_one_server_apply_on_another(pg_servers, strea
         assert [(e["type"], e["tenant"], e["max_running"], e["max_queued"], e["weight"])
                 for e in evs] == [("tenant.changed", "lab", None, 2, 3),
                                   ("tenant.changed", "lab", None, 3, 3)], evs
+
+
+def test_a_cancel_by_filter_through_one_server_stops_the_jobs_of_another(  # noqa: F811
+        pg_servers, make_agent):  # noqa: F811
+    """POST /v1/jobs/cancel through b: the job running on a's agent is killed (its report
+    says cancelled), the queued ones end, another queue's job runs on."""
+    a = pg_servers()
+    b = pg_servers()
+    make_agent(a, "wa", "--queues", "cq,keep", "--slots", "1", token=agent_token(a))
+    running = submit(a, queue="cq", command={"shell": "sleep 60"})
+    wait_job(a, running, states=("running",))
+    queued = [submit(a, queue="cq", command={"program": "true"}) for _ in range(3)]
+    keep = submit(b, queue="keep", command={"shell": "sleep 1"})
+    r = b.api().post("/v1/jobs/cancel", params={"queue": "cq"})
+    assert r.status_code == 200 and r.json() == {"cancelled": 4}, r.text
+    for jid in queued + [running]:
+        assert wait_job(a, jid, timeout=20)["state"] == "cancelled"
+    # the slot the killed job held goes to the other queue's job
+    assert wait_job(b, keep, timeout=30)["state"] == "succeeded"
