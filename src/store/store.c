@@ -1650,7 +1650,8 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
 
 int store_job_delete(struct store *st, const char *id, struct err *e)
 {
-    return st->ops->job_delete(st, id, e);
+    int rc = st->ops->job_delete(st, id, e);
+    return rc || !array_is_task_id(id) ? rc : st->ops->array_task_gone(st, id, e);
 }
 
 int store_token_tenant(struct store *st, const char *name, char *tenant, size_t n,

@@ -417,7 +417,10 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
 /*
  * Deletes a finished job: its row (with its result and attempts) and all its
  * captured output, and for a workflow's node its row of the workflow, and the
- * workflow itself when that was its last job. ERR_NOTFOUND when unknown,
+ * workflow itself when that was its last job; for an array's task its row of the array,
+ * and the array with its items when that was its last task's and none may still be claimed
+ * (an array whose every task was cancelled before its claim has no job to go with: it
+ * stays). ERR_NOTFOUND when unknown,
  * ERR_CONFLICT when it has not finished (a retry may have queued it again
  * since it was found due).
  */

@@ -117,6 +117,9 @@ struct store_ops {
     int (*job_expired)(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
                        char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
     int (*job_delete)(struct store *st, const char *id, struct err *e);
+    /* an array task's job was deleted: its array_tasks row, and the array (with its items)
+       when that was its last task and none may still be claimed */
+    int (*array_task_gone)(struct store *st, const char *job, struct err *e);
 
     int (*token_tenant)(struct store *st, const char *name, char *tenant, size_t n,
                         struct err *e);

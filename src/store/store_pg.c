@@ -141,6 +141,7 @@ enum stmt_id {
     S_ARRAY_OPEN,
     S_ARRAY_ITEM,
     S_ARRAY_TASK_ADD,
+    S_ARRAY_TASK_GONE,
     S_ARRAY_TASK_IDS,
     S_ARRAY_JOB_COUNTS,
     S_COUNT
@@ -230,6 +231,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = $1 AND open > 0",
     [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = $1 AND idx = $2",
     [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES ($1, $2, $3)",
+    /* a task's job deleted: its row, the array when it was the last and none is open, and
+       then its items */
+    [S_ARRAY_TASK_GONE] = "WITH t AS (DELETE FROM array_tasks WHERE job = $1 RETURNING array_id), "
+                          "a AS (DELETE FROM arrays WHERE id IN (SELECT array_id FROM t) "
+                          "AND open = 0 AND NOT EXISTS (SELECT 1 FROM array_tasks x "
+                          "WHERE x.array_id = arrays.id AND x.job <> $1) RETURNING id) "
+                          "DELETE FROM array_items WHERE array_id IN (SELECT id FROM a)",
     [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = $1 "
                          "AND idx BETWEEN $2 AND $3 ORDER BY idx",
     [S_ARRAY_JOB_COUNTS] = "SELECT j.state, count(*) FROM array_tasks t JOIN jobs j ON j.id = t.job "
@@ -3357,6 +3365,13 @@ static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
     return run(s, S_WF_DROP_EMPTY, &w, NULL, e, "deleting a workflow");
 }
 
+static int pg_array_task_gone(struct store *st, const char *job, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, job);
+    return run(pg(st), S_ARRAY_TASK_GONE, &p, NULL, e, "deleting an array's task");
+}
+
 static int pg_job_delete(struct store *st, const char *id, struct err *e)
 {
     struct store_pg *s = pg(st);
@@ -3715,6 +3730,7 @@ const struct store_ops store_pg_ops = {
     .array_job_counts = pg_array_job_counts,
     .job_expired = pg_job_expired,
     .job_delete = pg_job_delete,
+    .array_task_gone = pg_array_task_gone,
     .token_tenant = pg_token_tenant,
     .token_set_tenant = pg_token_set_tenant,
     .tenant_put = pg_tenant_put,

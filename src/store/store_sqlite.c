@@ -123,6 +123,9 @@ enum stmt_id {
     S_ARRAY_OPEN,
     S_ARRAY_ITEM,
     S_ARRAY_TASK_ADD,
+    S_ARRAY_TASK_GONE,
+    S_ARRAY_DROP_DONE,
+    S_ARRAY_ITEMS_DROP,
     S_ARRAY_TASK_IDS,
     S_ARRAY_JOB_COUNTS,
     S_COUNT
@@ -189,6 +192,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ARRAY_OPEN] = "SELECT coalesce(sum(open), 0) FROM arrays WHERE tenant = ? AND open > 0",
     [S_ARRAY_ITEM] = "SELECT item FROM array_items WHERE array_id = ? AND idx = ?",
     [S_ARRAY_TASK_ADD] = "INSERT INTO array_tasks (array_id, idx, job) VALUES (?, ?, ?)",
+    /* a task's job deleted: its row, then the array when it was the last and none is open */
+    [S_ARRAY_TASK_GONE] = "DELETE FROM array_tasks WHERE job = ? RETURNING array_id",
+    [S_ARRAY_DROP_DONE] = "DELETE FROM arrays WHERE id = ?1 AND open = 0 AND NOT EXISTS "
+                          "(SELECT 1 FROM array_tasks WHERE array_id = ?1)",
+    [S_ARRAY_ITEMS_DROP] = "DELETE FROM array_items WHERE array_id = ?",
     [S_ARRAY_TASK_IDS] = "SELECT idx, job FROM array_tasks WHERE array_id = ? "
                          "AND idx BETWEEN ? AND ? ORDER BY idx",
     [S_ARRAY_JOB_COUNTS] = "SELECT j.state, count(*) FROM array_tasks t JOIN jobs j ON j.id = t.job "
@@ -2111,6 +2119,32 @@ static int sqlite_job_expired(struct store *st, int64_t now_ms, int64_t default_
     return rc;
 }
 
+static int sqlite_array_task_gone(struct store *st, const char *job, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_ARRAY_TASK_GONE);
+    bind_text(q, 1, job);
+    int rc = sqlite3_step(q);
+    char *array = rc == SQLITE_ROW ? col_text(q, 0) : NULL;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(q); /* to its end: the delete is done then */
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(array);
+        return db_err(s, e, "deleting an array's task");
+    }
+    if (!array) return 0;
+    q = stmt(s, S_ARRAY_DROP_DONE);
+    bind_text(q, 1, array);
+    rc = exec_stmt(s, q, e, "deleting an array");
+    if (!rc && sqlite3_changes(s->db) == 1) {
+        q = stmt(s, S_ARRAY_ITEMS_DROP);
+        bind_text(q, 1, array);
+        rc = exec_stmt(s, q, e, "deleting an array's items");
+    }
+    free(array);
+    return rc;
+}
+
 static int sqlite_job_delete(struct store *st, const char *id, struct err *e)
 {
     struct store_sqlite *s = sq(st);
@@ -2550,6 +2584,7 @@ const struct store_ops store_sqlite_ops = {
     .array_job_counts = sqlite_array_job_counts,
     .job_expired = sqlite_job_expired,
     .job_delete = sqlite_job_delete,
+    .array_task_gone = sqlite_array_task_gone,
     .token_tenant = sqlite_token_tenant,
     .token_set_tenant = sqlite_token_set_tenant,
     .tenant_put = sqlite_tenant_put,

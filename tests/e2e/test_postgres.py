@@ -431,10 +431,11 @@ def test_triggers_through_postgres(pg_servers, monkeypatch):
     assert len(b.api().get("/v1/jobs").json()["jobs"]) == 2
 
 
-# what migrations 13 and 14 (job_counts) and 15 (queue_pauses) made, gone: the database as
-# schema 12 left it
+# what migrations 13 and 14 (job_counts), 15 (queue_pauses) and 16 (array_tasks_job) made,
+# gone: the database as schema 12 left it
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses;
+DROP INDEX array_tasks_job;
 UPDATE drover_schema SET version = 12;
 """
 

@@ -204,3 +204,31 @@ def test_bad_retention_options_are_refused(tmp_path):
         r = subprocess.run([BIN, "server", "--data", str(tmp_path / "d"), *args],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
+
+
+def array_rows(server, aid):
+    db = sqlite3.connect(os.path.join(server.data_dir, "drover.db"))
+    try:
+        return tuple(db.execute(f"SELECT count(*) FROM {t} WHERE {k} = ?", (aid,)).fetchone()[0]
+                     for t, k in (("arrays", "id"), ("array_items", "array_id"),
+                                  ("array_tasks", "array_id")))
+    finally:
+        db.close()
+
+
+def test_an_array_goes_with_its_last_task(make_server, make_agent):
+    """Each task's job takes its row along; the last one takes the array and its items."""
+    server = make_server("--queue-retention", "fast=1s", *FAST)
+    api = server.api()
+    r = api.post("/v1/jobs", json={"queue": "fast", "array": {"items": ["a", "b", "c"]},
+                                   "command": {"program": "true"}})
+    assert r.status_code == 201, r.text
+    aid = r.json()["array"]["id"]
+    assert array_rows(server, aid) == (1, 3, 0)
+    make_agent(server, "w1", "--queues", "fast")
+    tasks = wait_for(lambda: (lambda t: t if len(t) == 3 and all(x["job"] for x in t) else None)(
+        api.get(f"/v1/arrays/{aid}/tasks").json()["tasks"]), 30, "the tasks to run")
+    for t in tasks:
+        archived(api, t["job"])
+    wait_for(lambda: array_rows(server, aid) == (0, 0, 0), 10, "the array to be deleted")
+    assert api.get(f"/v1/arrays/{aid}").status_code == 404

@@ -4385,6 +4385,61 @@ static void test_arrays(void **state)
     array_rec_release(&a);
 }
 
+/* Retention deletes tasks' jobs: each takes its task's row along, and the last one (none
+   may still be claimed) takes the array and its items. */
+static void test_array_goes_with_its_last_task(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct array_rec a, got;
+    make_array(&a, 3, "[\"x\", \"y\", \"z\"]", T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    char job0[UUID_STR_LEN], job1[UUID_STR_LEN];
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, job0), 0);
+    assert_int_equal(lease_task(f->st, a.id, T0 + 1, job1), 1);
+    int changed = 0;
+    int64_t n = 0;
+    assert_ok(store_begin(f->st, &e), &e); /* 0 and 1 end; 2, never claimed, is skipped */
+    assert_ok(store_array_cancel(f->st, a.id, 0, 2, T0 + 2, keep_count, &changed, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(changed, 2);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, job0, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_array_get(f->st, a.id, &got, &e), &e); /* task 1's job is still there */
+    array_rec_release(&got);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_delete(f->st, job1, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_err(store_array_get(f->st, a.id, &got, &e), ERR_NOTFOUND, &e);
+    if (sqlite_exists(f)) { /* no row of it is left behind */
+        char *left = sqlite_value(f, "SELECT (SELECT count(*) FROM array_items) + "
+                                     "(SELECT count(*) FROM array_tasks)");
+        assert_string_equal(left, "0");
+        lib_free(left);
+    }
+
+    /* an array that may still hand out tasks stays when its claimed ones' jobs go */
+    struct array_rec b;
+    make_array(&b, 2, NULL, T0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_insert(f->st, &b, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(lease_task(f->st, b.id, T0 + 1, job0), 0);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_array_cancel(f->st, b.id, 0, 0, T0 + 2, keep_count, &changed, &n, &e), &e);
+    assert_ok(store_job_delete(f->st, job0, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_array_get(f->st, b.id, &got, &e), &e);
+    assert_int_equal(array_claimable(&got), 1);
+    array_rec_release(&got);
+    array_rec_release(&a);
+    array_rec_release(&b);
+}
+
 /* The last task claimed, the array has nothing left: exhausted, not leased. Items reach env. */
 static void test_array_items_and_end(void **state)
 {
@@ -4840,6 +4895,7 @@ int main(void)
         T(test_triggers),
         T(test_arrays),
         T(test_array_items_and_end),
+        T(test_array_goes_with_its_last_task),
         T(test_workflow_fanout),
         T_EMPTY(test_uri_redact),
     };

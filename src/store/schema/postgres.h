@@ -196,6 +196,9 @@ static const char *const pg_migrations[] = {
     /* 15: paused queues (SQLite's 19) */
     "CREATE TABLE queue_pauses ("
     "  queue text COLLATE \"C\" PRIMARY KEY, at bigint NOT NULL, paused_by text);",
+    /* 16: a task's row found from its job (SQLite's 20) */
+    "CREATE INDEX array_tasks_job ON array_tasks (job);"
+    "DELETE FROM array_tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job);",
 };
 
 #endif

@@ -172,6 +172,11 @@ static const char *const sqlite_migrations[] = {
        since `at`, by the token `paused_by` */
     "CREATE TABLE queue_pauses ("
     "  queue TEXT PRIMARY KEY, at INTEGER NOT NULL, paused_by TEXT) WITHOUT ROWID;",
+    /* 20: a task's row found from its job, which retention deletes (store_job_delete): the
+       row goes with the job, and the array (with its items) with its last task once none
+       may still be claimed; before, arrays, their items and tasks' rows stayed for ever */
+    "CREATE INDEX array_tasks_job ON array_tasks (job);"
+    "DELETE FROM array_tasks WHERE job NOT IN (SELECT id FROM jobs);",
 };
 
 #endif
