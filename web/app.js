@@ -318,6 +318,37 @@ function jobsView(params) {
   const pager = h('div', {class: 'pager'});
   root.append(h('h1', {}, 'Jobs'), form, status, table, pager);
 
+  /* Cancel what the filters find (POST /v1/jobs/cancel): offered when one besides the state
+     narrows the list and the state, if any, is one a job can be cancelled in; the first
+     click asks, the second does it (no browser dialog). */
+  const can = app.session.can || {};
+  const narrowed = ['queue', 'service', 'label', 'name', 'agent'].some((k) => filters[k]);
+  if (can.cancel && narrowed && (!filters.state || !TERMINAL.has(filters.state))) {
+    const btn = h('button', {type: 'button', class: 'secondary cancel-matching'}, 'Cancel all matching…');
+    let armed = false;
+    btn.addEventListener('click', async () => {
+      if (!armed) {
+        armed = true;
+        btn.textContent = 'Cancel every unfinished job these filters find?';
+        btn.classList.add('danger');
+        return;
+      }
+      btn.disabled = true;
+      try {
+        const res = await api('POST', '/v1/jobs/cancel' + q(filters));
+        toast(`Cancelled ${res.cancelled} job${res.cancelled === 1 ? '' : 's'}.`);
+        refresh();
+      } catch (e) {
+        toast(e.message, true);
+      }
+      armed = false;
+      btn.disabled = false;
+      btn.textContent = 'Cancel all matching…';
+      btn.classList.remove('danger');
+    });
+    form.append(btn);
+  }
+
   let seen = new Set();
   let first = true;
   const load = async () => {

@@ -596,6 +596,28 @@ describe('dashboard', () => {
     await until('the held job to run', async () => (await jobState(id)) === 'succeeded');
   });
 
+  it('cancels every job a filter finds, after asking', async () => {
+    /* a queue no agent serves: they stay queued until cancelled */
+    const ids = [await submit({queue: 'nobody', command: {program: 'true'}}),
+                 await submit({queue: 'nobody', command: {program: 'true'}})];
+    const other = await submit({queue: 'nobody2', command: {program: 'true'}});
+    await page.goto(`${URL_}/#/jobs?queue=nobody`);
+    await page.waitForSelector(`#jobs-body tr[data-id="${ids[0]}"][data-state="queued"]`);
+    await page.click('button.cancel-matching');
+    assert.match(await page.textContent('button.cancel-matching'), /Cancel every unfinished job/);
+    assert.equal(await jobState(ids[0]), 'queued', 'the first click only asks');
+    await page.click('button.cancel-matching');
+    await page.waitForSelector(`#jobs-body tr[data-id="${ids[1]}"][data-state="cancelled"]`, {timeout: 5000});
+    assert.deepEqual([await jobState(ids[0]), await jobState(ids[1]), await jobState(other)],
+      ['cancelled', 'cancelled', 'queued']);
+    await api('POST', `/v1/jobs/${other}/cancel`);
+    /* not offered without a filter that narrows the list */
+    await page.goto(`${URL_}/#/jobs?state=queued`);
+    await page.waitForSelector('#filters', {state: 'attached'});
+    await page.waitForTimeout(200); /* the view drawn: its button would be there by now */
+    assert.equal(await page.locator('button.cancel-matching').count(), 0);
+  });
+
   it('drains an agent from the agents page', async () => {
     /* A job keeps the agent draining (an idle agent leaves at once). */
     const id = await submit({name: 'keeps-agent-busy', command: {shell: 'sleep 60'}});
