@@ -121,7 +121,7 @@ static void pause_done(void *arg, int rc, const struct err *e)
         http_req_drop(op->r);
     else if (rc)
         http_reply_err(op->r, e);
-    else /* unchanged: as it was, paused since then or not paused */
+    else /* the queue as it is now (paused since when it was first paused) */
         http_reply_json(op->r, 200,
                         json_pack("{s:s, s:b, s:o}", "name", op->queue, "paused", op->paused,
                                   "paused_at",

@@ -168,7 +168,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
             return CURL_SOCKET_BAD;
         }
     }
-    return socket(a->family, a->socktype, a->protocol);
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 static void add_easy(struct webhooks *w, struct delivery *d)
