@@ -107,3 +107,9 @@ def test_completion_bad_arguments(args, msg):
     r = subprocess.run([BIN, "completion"] + args, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and msg in r.stderr and "usage: drover completion" in r.stderr
     assert r.stdout == ""
+
+
+def test_queue_pauses_cancel_filters_and_webhook_ranges_complete():
+    assert bash_complete("drover", "queues", "") == ["pause", "resume"]
+    assert bash_complete("drover", "cancel", "--q") == ["--queue"]
+    assert bash_complete("drover", "server", "--webhook") == ["--webhook-allow", "--webhook-deny"]
