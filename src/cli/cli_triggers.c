@@ -9,6 +9,7 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/buf.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define TEMPLATE_FILE_MAX (4 * 1024 * 1024) /* the server's body limit */
@@ -86,8 +87,28 @@ out:
 
 static int trigger_ls(struct cli *cli, bool json)
 {
-    json_t *answer = NULL;
-    if (cli_call(cli, "GET", "/v1/triggers", NULL, &answer, "cannot list triggers")) return 1;
+    /* every page (1,000 triggers each), as one answer */
+    json_t *answer = json_pack("{s:[]}", "triggers");
+    char *next = NULL;
+    for (int page = 0; page < 10000; page++) {
+        json_t *got = NULL;
+        char *path = next ? xasprintf("/v1/triggers?limit=1000&after=%s", next)
+                          : xstrdup("/v1/triggers?limit=1000");
+        int rc = cli_call(cli, "GET", path, NULL, &got, "cannot list triggers");
+        free(path);
+        free(next);
+        next = NULL;
+        if (rc) {
+            json_decref(answer);
+            return 1;
+        }
+        json_array_extend(json_object_get(answer, "triggers"), json_object_get(got, "triggers"));
+        const char *n = json_string_value(json_object_get(got, "next"));
+        next = n && uuid_valid(n) ? xstrdup(n) : NULL; /* an id: nothing to escape */
+        json_decref(got);
+        if (!next) break;
+    }
+    free(next);
     if (json) {
         cli_print_json(answer);
         json_decref(answer);

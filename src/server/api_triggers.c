@@ -18,6 +18,8 @@
 
 #define FIRES_SHOWN 50 /* a trigger's most recent fires in GET /v1/triggers/{id} */
 #define INPUT_MAX 200
+#define LIST_DEFAULT 100 /* GET /v1/triggers: triggers a page */
+#define LIST_MAX 1000
 
 static struct server *srv(struct http_req *r)
 {
@@ -184,7 +186,19 @@ int api_triggers_list(struct http_req *r)
     struct err e = ERR_INIT;
     struct trigger_rec *t = NULL;
     size_t n = 0;
-    int rc = store_trigger_list(srv(r)->reads, caller_owner(r), &t, &n, &e);
+    const char *after = http_query(r, "after"), *lv = http_query(r, "limit");
+    char *end = NULL;
+    long limit = lv ? strtol(lv, &end, 10) : LIST_DEFAULT;
+    if (lv && (!*lv || *end || limit < 1 || limit > LIST_MAX)) {
+        http_reply_error(r, ERR_INVALID, "limit", "limit must be an integer between 1 and %d",
+                         LIST_MAX);
+        return HTTP_DONE;
+    }
+    if (after && !uuid_valid(after)) {
+        http_reply_error(r, ERR_INVALID, "after", "after must be a trigger id (the 'next' cursor)");
+        return HTTP_DONE;
+    }
+    int rc = store_trigger_list(srv(r)->reads, caller_owner(r), after, (int)limit, &t, &n, &e);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         if (!rc) json_array_append_new(arr, trigger_json(&t[i]));
@@ -196,7 +210,10 @@ int api_triggers_list(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    http_reply_json(r, 200, json_pack("{s:o}", "triggers", arr));
+    json_t *next = n == (size_t)limit ? json_string(json_string_value(
+                                            json_object_get(json_array_get(arr, n - 1), "id")))
+                                      : json_null();
+    http_reply_json(r, 200, json_pack("{s:o, s:o}", "triggers", arr, "next", next));
     return HTTP_DONE;
 }
 

@@ -529,7 +529,7 @@ static void scan(struct triggers *t)
     struct scan_op *op = xcalloc(1, sizeof(*op));
     op->t = t;
     struct err e = ERR_INIT;
-    if (store_trigger_list(t->s->reads, NULL, &op->trs, &op->ntrs, &e) || !op->ntrs) {
+    if (store_trigger_list(t->s->reads, NULL, NULL, 0, &op->trs, &op->ntrs, &e) || !op->ntrs) {
         if (e.code) log_warn("triggers: cannot read the triggers: %s", e.msg);
         scan_free(op);
         return;

@@ -753,12 +753,12 @@ int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
     return st->ops->trigger_get(st, id, out, e);
 }
 
-int store_trigger_list(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
-                       struct err *e)
+int store_trigger_list(struct store *st, const char *owner, const char *after, int limit,
+                       struct trigger_rec **out, size_t *n, struct err *e)
 {
     *out = NULL;
     *n = 0;
-    return st->ops->trigger_list(st, owner, out, n, e);
+    return st->ops->trigger_list(st, owner, after, limit, out, n, e);
 }
 
 int store_trigger_delete(struct store *st, const char *id, struct err *e)

@@ -572,9 +572,11 @@ void trigger_rec_release(struct trigger_rec *t);
 int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e);
 /* ERR_NOTFOUND when there is no such trigger. */
 int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e);
-/* Every trigger of owner (NULL: everyone's), newest first; *out: release each, free it. */
-int store_trigger_list(struct store *st, const char *owner, struct trigger_rec **out, size_t *n,
-                       struct err *e);
+/* The triggers of owner (NULL: everyone's), newest first: those older than `after` (a
+   trigger's id; NULL: from the newest), at most `limit` (0: all); *out: release each, free
+   it. */
+int store_trigger_list(struct store *st, const char *owner, const char *after, int limit,
+                       struct trigger_rec **out, size_t *n, struct err *e);
 /* Deletes a trigger and its fires, pending ones too (they never submit). ERR_NOTFOUND. */
 int store_trigger_delete(struct store *st, const char *id, struct err *e);
 

@@ -194,8 +194,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
                          "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = $1",
+    /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT NULL: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers "
-                       "WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at DESC, id DESC",
+                       "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR id < $2) "
+                       "ORDER BY id DESC LIMIT $3::bigint",
     [S_TRIGGER_DELETE] = "DELETE FROM triggers WHERE id = $1",
     [S_TRIGGER_DELETE_FIRES] = "DELETE FROM trigger_fires WHERE trigger = $1",
     /* every trigger whose prefix starts the URI (or the one named), once per object version */
@@ -3069,11 +3071,16 @@ static int pg_trigger_get(struct store *st, const char *id, struct trigger_rec *
     return rc;
 }
 
-static int pg_trigger_list(struct store *st, const char *owner, struct trigger_rec **out,
-                           size_t *n, struct err *e)
+static int pg_trigger_list(struct store *st, const char *owner, const char *after, int limit,
+                           struct trigger_rec **out, size_t *n, struct err *e)
 {
     struct params p = {0};
     p_text(&p, owner);
+    p_text(&p, after);
+    if (limit > 0)
+        p_int(&p, limit);
+    else
+        p_text(&p, NULL);
     PGresult *r;
     int rc = run(pg(st), S_TRIGGER_LIST, &p, &r, e, "listing triggers");
     if (rc) return rc;

@@ -159,8 +159,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
                          "created_at) VALUES (?,?,?,?,?,?,?)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = ?",
-    [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE ?1 IS NULL OR owner = ?1 "
-                       "ORDER BY created_at DESC, id DESC",
+    /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT -1: all */
+    [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE (?1 IS NULL OR owner = ?1) "
+                       "AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
     [S_TRIGGER_DELETE] = "DELETE FROM triggers WHERE id = ?",
     [S_TRIGGER_DELETE_FIRES] = "DELETE FROM trigger_fires WHERE trigger = ?",
     /* every trigger whose prefix starts the URI (or the one named), once per object version;
@@ -1845,12 +1846,14 @@ static int sqlite_trigger_get(struct store *st, const char *id, struct trigger_r
     return rc;
 }
 
-static int sqlite_trigger_list(struct store *st, const char *owner, struct trigger_rec **out,
-                               size_t *n, struct err *e)
+static int sqlite_trigger_list(struct store *st, const char *owner, const char *after, int limit,
+                               struct trigger_rec **out, size_t *n, struct err *e)
 {
     struct store_sqlite *s = sq(st);
     sqlite3_stmt *q = stmt(s, S_TRIGGER_LIST);
     bind_text(q, 1, owner);
+    bind_text(q, 2, after);
+    sqlite3_bind_int(q, 3, limit > 0 ? limit : -1);
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {

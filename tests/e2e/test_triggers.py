@@ -335,6 +335,30 @@ def test_a_fire_over_its_tenants_quota_waits(make_server):
     assert len(jobs(srv, quinn)) == 2
 
 
+def test_the_list_is_paged(server):
+    made = [create(server, {"prefix": f"s3://paged/{i}/", "job": CAT, "input": "--in"})["id"]
+            for i in range(5)]
+    api = server.api()
+    seen, after = [], None
+    for _ in range(4):  # 2 + 2 + 1
+        r = api.get("/v1/triggers", params={"limit": 2, **({"after": after} if after else {})})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        seen += [t["id"] for t in page["triggers"]]
+        after = page["next"]
+        if not after:
+            break
+    assert seen == made[::-1]  # newest first, each once
+    assert len(api.get("/v1/triggers").json()["triggers"]) == 5  # a page of 100 by default
+    for query, field in [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
+                         ({"limit": "x"}, "limit"), ({"after": "nope"}, "after")]:
+        r = api.get("/v1/triggers", params=query)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, r.text
+    # the CLI reads every page
+    out = ok(server.run_cli("trigger", "ls", "--json"))
+    assert [t["id"] for t in json.loads(out)["triggers"]] == made[::-1]
+
+
 def test_rm_stops_firing_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     ta = create(server, {"prefix": "s3://shared/", "job": CAT, "input": "--in"}, token=alice)

@@ -4062,19 +4062,33 @@ static void test_triggers(void **state)
 
     struct trigger_rec *l;
     size_t n;
-    assert_ok(store_trigger_list(f->st, NULL, &l, &n, &e), &e); /* newest first */
+    assert_ok(store_trigger_list(f->st, NULL, NULL, 0, &l, &n, &e), &e); /* newest first */
     assert_int_equal(n, 2);
     assert_string_equal(l[0].id, t[1].id);
     assert_string_equal(l[1].id, t[0].id);
     for (size_t i = 0; i < n; i++)
         trigger_rec_release(&l[i]);
     lib_free(l);
-    assert_ok(store_trigger_list(f->st, "alice", &l, &n, &e), &e);
+    assert_ok(store_trigger_list(f->st, "alice", NULL, 0, &l, &n, &e), &e);
     assert_int_equal(n, 1);
     assert_string_equal(l[0].id, t[0].id);
     trigger_rec_release(&l[0]);
     lib_free(l);
-    assert_ok(store_trigger_list(f->st, "carol", &l, &n, &e), &e);
+    assert_ok(store_trigger_list(f->st, "carol", NULL, 0, &l, &n, &e), &e);
+    assert_int_equal(n, 0);
+    lib_free(l);
+    /* pages: one at a time, the second after the first's id */
+    assert_ok(store_trigger_list(f->st, NULL, NULL, 1, &l, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0].id, t[1].id);
+    trigger_rec_release(&l[0]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, NULL, t[1].id, 1, &l, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0].id, t[0].id);
+    trigger_rec_release(&l[0]);
+    lib_free(l);
+    assert_ok(store_trigger_list(f->st, NULL, t[0].id, 1, &l, &n, &e), &e);
     assert_int_equal(n, 0);
     lib_free(l);
 
