@@ -697,8 +697,10 @@ int api_jobs_cancel(struct http_req *r)
  * ---- cancel by filter: POST /v1/jobs/cancel?queue=&state=&service=&label=&name=&agent= ----
  *
  * Every unfinished job the filter finds (the caller's; an admin's: all), BULK_CHUNK a
- * transaction: each state's jobs are paged newest first with a cursor, so jobs submitted
- * meanwhile (newer than the first page) are left alone and the walk ends.
+ * transaction: each state's jobs are paged newest first with a cursor, the states in the
+ * order jobs move through them (blocked, queued, leased, running), so a job that moves on
+ * meanwhile is met again in its next state, and each walk ends (jobs newer than its first
+ * page are not in it).
  */
 #define BULK_CHUNK 500
 #define UNFINISHED (1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING)
