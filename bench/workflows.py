@@ -21,7 +21,6 @@ For each: the submit's round trip, then the time until every job of the queue su
 PID; every wait is bounded.
 """
 import argparse
-import os
 import sys
 import time
 
