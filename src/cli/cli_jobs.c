@@ -1551,7 +1551,7 @@ int cmd_wait(int argc, char **argv)
     return rc;
 }
 
-/* ---- cancel ---- */
+/* ---- cancel and retry: jobs by ID, or every job filters find ---- */
 
 static const char cancel_usage[] =
     "usage: drover cancel [--json] ID...\n"
@@ -1577,29 +1577,81 @@ static const char cancel_usage[] =
     "  drover queues pause bio && drover cancel --queue bio --state queued\n"
     CLI_COMMON_USAGE;
 
+static const char retry_usage[] =
+    "usage: drover retry [--json] ID...\n"
+    "       drover retry [--json] (--queue Q | --service S | --label K=V | --name N |\n"
+    "                    --agent A)... [--state S]\n"
+    "\n"
+    "Queues failed or cancelled jobs again at once for one more attempt each, whatever\n"
+    "their retry policy (the earlier attempts' results and logs are kept: drover logs\n"
+    "--attempt N). With IDs, those jobs (one in any other state is refused); with\n"
+    "filters (as `drover jobs` takes them), every failed or cancelled job they find\n"
+    "(your own; an admin's: everyone's), or those in --state. A tenant's max_queued\n"
+    "stops it at the first job that would pass it. A workflow's failed nodes: drover\n"
+    "workflow retry.\n"
+    "\n"
+    "  -q, --queue Q      jobs of queue Q\n"
+    "      --service S    jobs of service S\n"
+    "  -l, --label K=V    jobs with label K=V\n"
+    "      --name N       jobs whose name holds N\n"
+    "      --agent A      jobs whose latest attempt went to agent A\n"
+    "  -s, --state S      only jobs in state S (failed, cancelled)\n"
+    "      --json         print the server's JSON answer\n"
+    "\n"
+    "examples:\n"
+    "  drover retry 01938c2e-7d4a\n"
+    "  drover retry --queue bio --state failed\n"
+    CLI_COMMON_USAGE;
+
 enum { OPT_C_SERVICE = CLI_OPT_FIRST_FREE, OPT_C_NAME, OPT_C_AGENT };
 
 static void add_query(struct buf *path, const char *key, const char *value);
 
-/* drover cancel with filters: one call, the server walks the jobs. */
-static int cancel_by_filter(struct cli_args *a, const char *query)
+/* With filters: one call, the server walks the jobs. */
+static int by_filter(struct cli_args *a, bool retry, const char *query)
 {
-    char *path = xasprintf("/v1/jobs/cancel%s", query);
+    char *path = xasprintf("/v1/jobs/%s%s", retry ? "retry" : "cancel", query);
     json_t *answer = NULL;
-    int rc = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot cancel the jobs");
+    int rc = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot %s the jobs",
+                         retry ? "retry" : "cancel");
     free(path);
-    if (rc == 0 && a->json)
+    if (rc == 0 && a->json) {
         cli_print_json(answer);
-    else if (rc == 0)
-    {
-        json_int_t n = json_integer_value(json_object_get(answer, "cancelled"));
-        printf("cancelled %lld job%s\n", (long long)n, n == 1 ? "" : "s");
+    } else if (rc == 0) {
+        const char *verb = retry ? "retried" : "cancelled";
+        json_int_t n = json_integer_value(json_object_get(answer, verb));
+        printf("%s %lld job%s\n", verb, (long long)n, n == 1 ? "" : "s");
     }
     json_decref(answer);
     return rc;
 }
 
-int cmd_cancel(int argc, char **argv)
+/* With IDs: each job its own call; one refused, the next still go (exit 1). */
+static int by_ids(struct cli_args *a, bool retry)
+{
+    int rc = 0;
+    for (int i = optind; i < a->argc; i++) {
+        const char *id = a->argv[i];
+        json_t *answer = NULL;
+        char *path = cli_path("/v1/jobs/", id, retry ? "/retry" : "/cancel");
+        int one = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot %s job '%s'",
+                              retry ? "retry" : "cancel", id);
+        free(path);
+        if (one == 0 && a->json) {
+            cli_print_json(answer);
+        } else if (one == 0 && retry) {
+            const char *state = json_string_value(json_object_get(answer, "state"));
+            printf("retrying %s: %s\n", id, state ? state : "?");
+        } else if (one == 0) {
+            printf("cancelled %s\n", id);
+        }
+        if (one && !rc) rc = one;
+        json_decref(answer);
+    }
+    return rc;
+}
+
+static int cancel_or_retry(int argc, char **argv, bool retry)
 {
     static const struct option longopts[] = {
         {"queue", required_argument, NULL, 'q'},
@@ -1612,8 +1664,9 @@ int cmd_cancel(int argc, char **argv)
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
+    const char *usage = retry ? retry_usage : cancel_usage;
     struct cli_args a;
-    cli_args_init(&a, argc, argv, cancel_usage);
+    cli_args_init(&a, argc, argv, usage);
     struct buf query = BUF_INIT;
     bool filtered = false, state = false;
     int opt, rc = 2;
@@ -1635,88 +1688,36 @@ int cmd_cancel(int argc, char **argv)
         }
         }
     }
-    if (a.exit_code != CLI_CONTINUE) {
-        rc = a.exit_code;
-        goto out;
-    }
     int nids = a.argc - optind;
-    if (filtered && nids) {
-        rc = cli_usage_error(cancel_usage, "give job IDs or filters, not both");
-        goto out;
+    if (a.exit_code != CLI_CONTINUE)
+        rc = a.exit_code;
+    else if (filtered && nids)
+        rc = cli_usage_error(usage, "give job IDs or filters, not both");
+    else if (filtered)
+        rc = by_filter(&a, retry, query.len ? buf_str(&query) : "");
+    else if (state)
+        rc = cli_usage_error(usage, "--state needs a filter: --queue, --service, --label, "
+                                    "--name or --agent");
+    else if (!nids)
+        rc = cli_usage_error(usage, CLI_JOB_ID_MISSING);
+    else {
+        rc = CLI_CONTINUE;
+        for (int i = optind; i < a.argc && rc == CLI_CONTINUE; i++)
+            if (!*a.argv[i]) rc = cli_usage_error(usage, CLI_JOB_ID_EMPTY);
+        if (rc == CLI_CONTINUE) rc = by_ids(&a, retry);
     }
-    if (filtered) {
-        rc = cancel_by_filter(&a, query.len ? buf_str(&query) : "");
-        goto out;
-    }
-    if (state) {
-        rc = cli_usage_error(cancel_usage, "--state needs a filter: --queue, --service, --label, "
-                                           "--name or --agent");
-        goto out;
-    }
-    if (!nids) {
-        rc = cli_usage_error(cancel_usage, CLI_JOB_ID_MISSING);
-        goto out;
-    }
-    for (int i = optind; i < a.argc; i++)
-        if (!*a.argv[i]) {
-            rc = cli_usage_error(cancel_usage, CLI_JOB_ID_EMPTY);
-            goto out;
-        }
-    rc = 0;
-    for (int i = optind; i < a.argc; i++) { /* each job its own call: one refused, the next go */
-        const char *id = a.argv[i];
-        json_t *answer = NULL;
-        char *path = cli_path("/v1/jobs/", id, "/cancel");
-        int one = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot cancel job '%s'", id);
-        free(path);
-        if (one == 0 && a.json)
-            cli_print_json(answer);
-        else if (one == 0)
-            printf("cancelled %s\n", id);
-        if (one && !rc) rc = one;
-        json_decref(answer);
-    }
-out:
     buf_release(&query);
     return rc;
 }
 
-/* ---- retry ---- */
-
-static const char retry_usage[] =
-    "usage: drover retry [--json] ID\n"
-    "\n"
-    "Queues a failed or cancelled job again at once for one more attempt, whatever its\n"
-    "retry policy (the earlier attempts' results and logs are kept: drover logs\n"
-    "--attempt N). A job in any other state is refused. A workflow's failed nodes:\n"
-    "drover workflow retry.\n"
-    "\n"
-    "      --json         print the server's JSON answer (the job)\n"
-    "\n"
-    "examples:\n"
-    "  drover retry 01938c2e-7d4a\n"
-    "  drover jobs --state failed --json | jq -r '.[].id' | xargs -n1 drover retry\n"
-    CLI_COMMON_USAGE;
+int cmd_cancel(int argc, char **argv)
+{
+    return cancel_or_retry(argc, argv, false);
+}
 
 int cmd_retry(int argc, char **argv)
 {
-    struct cli_args a;
-    cli_args_init(&a, argc, argv, retry_usage);
-    const char *id;
-    json_t *answer = NULL;
-    int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
-    if (rc != CLI_CONTINUE) return rc;
-    char *path = cli_path("/v1/jobs/", id, "/retry");
-    rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot retry job '%s'", id);
-    free(path);
-    if (rc == 0 && a.json) {
-        cli_print_json(answer);
-    } else if (rc == 0) {
-        const char *state = json_string_value(json_object_get(answer, "state"));
-        printf("retrying %s: %s\n", id, state ? state : "?");
-    }
-    json_decref(answer);
-    return rc;
+    return cancel_or_retry(argc, argv, true);
 }
 
 /* ---- jobs ---- */

@@ -694,42 +694,84 @@ int api_jobs_cancel(struct http_req *r)
 }
 
 /*
- * ---- cancel by filter: POST /v1/jobs/cancel?queue=&state=&service=&label=&name=&agent= ----
+ * ---- by filter: POST /v1/jobs/cancel and /v1/jobs/retry?queue=&state=&service=&label=&... ----
  *
- * Every unfinished job the filter finds (the caller's; an admin's: all), BULK_CHUNK a
- * transaction: each state's jobs are paged newest first with a cursor, the states in the
- * order jobs move through them (blocked, queued, leased, running), so a job that moves on
- * meanwhile is met again in its next state, and each walk ends (jobs newer than its first
- * page are not in it).
+ * Every job the filter finds in the states the verb applies to (the caller's; an admin's:
+ * all), BULK_CHUNK a transaction: each state's jobs are paged newest first with a cursor,
+ * the states in the order jobs move through them (cancel: blocked, queued, leased, running;
+ * retry: failed, cancelled), so a job that moves on meanwhile is met again in its next
+ * state, none is met twice in one state, and each walk ends (jobs newer than its first page
+ * are not in it). A retry counts against its tenant's max_queued as a single one does: the
+ * first it would pass stops the walk (429; what was retried before stays).
  */
 #define BULK_CHUNK 500
 #define UNFINISHED (1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING)
+#define RETRYABLE (1u << JOB_FAILED | 1u << JOB_CANCELLED)
 
 struct bulk {
     struct http_req *r;
+    bool retry;
     struct job_filter f; /* its strings are the request's */
     char label[512];
     unsigned states;     /* those still to walk */
     char after[UUID_STR_LEN];
-    int64_t cancelled;
+    int64_t done_n;      /* jobs cancelled or retried so far */
     size_t n;            /* this chunk's */
     char ids[BULK_CHUNK][UUID_STR_LEN];
+    char tenants[BULK_CHUNK][72]; /* retry: each job's tenant ("": none) ... */
+    int max_queued[BULK_CHUNK];   /* ... and its max_queued (0: none), read on the loop */
     struct job jobs[BULK_CHUNK];
     bool done[BULK_CHUNK];
+    /* retry: the tenant whose max_queued stopped it */
+    char quota_tenant[72];
+    int quota_max;
+    int64_t quota_queued;
 };
 
 static void bulk_next(struct bulk *b);
+
+/* Retry: job i's tenant has one more queued job; ERR_QUOTA when that passes its max_queued.
+   seen/queued: the chunk's tenants counted so far (one count each, then +1 a job). */
+static int bulk_quota(struct bulk *b, struct store *st, size_t i, size_t *seen, size_t *nseen,
+                      int64_t *queued, struct err *e)
+{
+    if (!b->max_queued[i]) return 0;
+    size_t k = 0;
+    while (k < *nseen && strcmp(b->tenants[seen[k]], b->tenants[i])) k++;
+    if (k < *nseen) {
+        queued[k]++;
+    } else {
+        int rc = store_tenant_count(st, b->tenants[i], 1u << JOB_QUEUED | 1u << JOB_BLOCKED,
+                                    &queued[k], e);
+        if (rc) return rc;
+        seen[(*nseen)++] = i;
+    }
+    if (queued[k] <= b->max_queued[i]) return 0;
+    memcpy(b->quota_tenant, b->tenants[i], sizeof(b->quota_tenant));
+    b->quota_max = b->max_queued[i];
+    b->quota_queued = queued[k] - 1;
+    return err_field(e, ERR_QUOTA, "max_queued",
+                     "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "
+                     "and retrying job '%s' would make %lld",
+                     b->tenants[i], b->max_queued[i], (long long)(queued[k] - 1), b->ids[i],
+                     (long long)queued[k]);
+}
 
 static int bulk_write(struct store *st, void *arg, struct err *e)
 {
     struct bulk *b = arg;
     int64_t now = time_now_ms();
+    size_t seen[BULK_CHUNK], nseen = 0;
+    int64_t queued[BULK_CHUNK];
     for (size_t i = 0; i < b->n; i++) {
         struct err ce = ERR_INIT;
-        int rc = store_job_cancel(st, b->ids[i], now, &b->jobs[i], &ce);
+        int rc = b->retry ? store_job_retry(st, b->ids[i], now, &b->jobs[i], &ce)
+                          : store_job_cancel(st, b->ids[i], now, &b->jobs[i], &ce);
         b->done[i] = rc == 0;
-        if (rc && rc != ERR_CONFLICT && rc != ERR_NOTFOUND) { /* ended or gone meanwhile: skip */
-            for (size_t k = 0; k < i; k++)
+        if (rc == ERR_CONFLICT || rc == ERR_NOTFOUND) continue; /* moved or gone meanwhile */
+        if (!rc && b->retry) rc = bulk_quota(b, st, i, seen, &nseen, queued, &ce);
+        if (rc) { /* the chunk is undone with its savepoint */
+            for (size_t k = 0; k <= i; k++)
                 if (b->done[k]) job_release(&b->jobs[k]);
             memset(b->done, 0, sizeof(b->done));
             *e = ce;
@@ -741,14 +783,20 @@ static int bulk_write(struct store *st, void *arg, struct err *e)
 
 static void bulk_finish(struct bulk *b, int rc, const struct err *e)
 {
+    const char *verb = b->retry ? "retried" : "cancelled";
     if (b->r->gone)
         http_req_drop(b->r);
+    else if (rc == ERR_QUOTA)
+        http_reply_json(b->r, 429,
+                        json_pack("{s:{s:s, s:s, s:s, s:s, s:i, s:I, s:I}}", "error", "code",
+                                  "quota", "message", e->msg, "limit", "max_queued", "tenant",
+                                  b->quota_tenant, "max", b->quota_max, "queued",
+                                  (json_int_t)b->quota_queued, verb, (json_int_t)b->done_n));
     else if (rc)
         http_reply_error(b->r, e->code, e->field[0] ? e->field : NULL,
-                         "%s (%lld jobs were cancelled before)", e->msg,
-                         (long long)b->cancelled);
+                         "%s (%lld jobs were %s before)", e->msg, (long long)b->done_n, verb);
     else
-        http_reply_json(b->r, 200, json_pack("{s:I}", "cancelled", (json_int_t)b->cancelled));
+        http_reply_json(b->r, 200, json_pack("{s:I}", verb, (json_int_t)b->done_n));
     free(b);
 }
 
@@ -759,7 +807,7 @@ static void bulk_done(void *arg, int rc, const struct err *e)
         if (!b->done[i]) continue;
         fleet_job_changed(srv(b->r)->fleet, &b->jobs[i], false);
         job_release(&b->jobs[i]);
-        b->cancelled++;
+        b->done_n++;
     }
     if (rc) {
         bulk_finish(b, rc, e);
@@ -781,8 +829,12 @@ static void bulk_next(struct bulk *b)
             return;
         }
         b->n = l.n;
-        for (size_t i = 0; i < l.n; i++)
+        for (size_t i = 0; i < l.n; i++) {
+            const char *t = l.jobs[i].tenant;
             memcpy(b->ids[i], l.jobs[i].id, UUID_STR_LEN);
+            snprintf(b->tenants[i], sizeof(b->tenants[i]), "%s", t ? t : "");
+            b->max_queued[i] = b->retry && t ? tenants_max_queued(srv(b->r), t) : 0;
+        }
         job_list_release(&l);
         if (!b->n) { /* this state is done */
             b->states &= b->states - 1;
@@ -796,10 +848,13 @@ static void bulk_next(struct bulk *b)
     bulk_finish(b, 0, &e);
 }
 
-int api_jobs_cancel_many(struct http_req *r)
+static int by_filter(struct http_req *r, bool retry)
 {
     struct bulk *b = xcalloc(1, sizeof(*b));
     b->r = r;
+    b->retry = retry;
+    unsigned allowed = retry ? RETRYABLE : UNFINISHED;
+    const char *verb = retry ? "retry" : "cancel";
     struct err e = ERR_INIT;
     if (parse_filter(r, &b->f, b->label, sizeof(b->label), &e)) {
         free(b);
@@ -809,27 +864,37 @@ int api_jobs_cancel_many(struct http_req *r)
     if (http_query(r, "after") || http_query(r, "limit")) {
         free(b);
         http_reply_error(r, ERR_INVALID, http_query(r, "after") ? "after" : "limit",
-                         "a cancel by filter takes every job the filter finds: no %s",
+                         "a %s by filter takes every job the filter finds: no %s", verb,
                          http_query(r, "after") ? "after" : "limit");
         return HTTP_DONE;
     }
     if (!b->f.queue && !b->f.service && !b->f.name && !b->f.agent && !b->f.label_key) {
         free(b);
         http_reply_error(r, ERR_INVALID, "queue",
-                         "give a filter (queue, service, label, name or agent): a cancel "
-                         "without one would cancel every job");
+                         "give a filter (queue, service, label, name or agent): a %s "
+                         "without one would %s every job", verb, verb);
         return HTTP_DONE;
     }
-    if (b->f.state >= 0 && !((1u << b->f.state) & UNFINISHED)) {
+    if (b->f.state >= 0 && !((1u << b->f.state) & allowed)) {
         free(b);
-        http_reply_error(r, ERR_INVALID, "state",
-                         "state must be one a job can be cancelled in: blocked, queued, leased "
-                         "or running");
+        http_reply_error(r, ERR_INVALID, "state", "state must be one a job can be %s in: %s",
+                         retry ? "retried" : "cancelled",
+                         retry ? "failed or cancelled" : "blocked, queued, leased or running");
         return HTTP_DONE;
     }
-    b->states = b->f.state >= 0 ? 1u << b->f.state : UNFINISHED;
+    b->states = b->f.state >= 0 ? 1u << b->f.state : allowed;
     bulk_next(b);
     return HTTP_DEFERRED;
+}
+
+int api_jobs_cancel_many(struct http_req *r)
+{
+    return by_filter(r, false);
+}
+
+int api_jobs_retry_many(struct http_req *r)
+{
+    return by_filter(r, true);
 }
 
 /* ---- retry: a failed or cancelled job queued again for one more attempt ---- */

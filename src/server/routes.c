@@ -34,6 +34,7 @@ const struct route server_routes[] = {
     {"GET", "/v1/jobs/{id}/wait", api_jobs_wait, ANY_CLIENT, 0, false},
     {"POST", "/v1/jobs/cancel", api_jobs_cancel_many, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, ANY_CLIENT, 4 * KiB, false},
+    {"POST", "/v1/jobs/retry", api_jobs_retry_many, ANY_CLIENT, 4 * KiB, false},
     {"POST", "/v1/jobs/{id}/retry", api_jobs_retry, ANY_CLIENT, 4 * KiB, false},
     {"GET", "/v1/jobs/{id}/log", api_jobs_log, ANY_CLIENT, 0, false},
     /* job arrays: submitted with POST /v1/jobs and "array" (api_arrays.c) */

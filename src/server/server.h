@@ -149,6 +149,7 @@ int api_jobs_list(struct http_req *r);
 int api_jobs_wait(struct http_req *r);
 int api_jobs_cancel(struct http_req *r);
 int api_jobs_cancel_many(struct http_req *r);
+int api_jobs_retry_many(struct http_req *r);
 int api_jobs_retry(struct http_req *r);
 /* POST /v1/jobs with "array" (api_jobs_create hands it over) and /v1/arrays (api_arrays.c). */
 int api_arrays_submit(struct http_req *r);

@@ -1,9 +1,11 @@
-"""Cancelling jobs by filter: POST /v1/jobs/cancel?queue=&state=&service=&label=&name=&agent=
-and `drover cancel --queue Q ...` / `drover cancel ID...`.
+"""Cancelling and retrying jobs by filter: POST /v1/jobs/cancel and /v1/jobs/retry
+?queue=&state=&service=&label=&name=&agent=,
+and `drover cancel|retry --queue Q ...` / `drover cancel|retry ID...`.
 
 Every unfinished job the filter finds is cancelled (a client's own; an admin's: all), running
-ones killed; finished jobs, other queues and other owners' jobs are left alone. One server on
-SQLite, with a real agent; each test starts its own.
+ones killed; every failed or cancelled one retried, within its tenant's max_queued; finished
+jobs, other queues and other owners' jobs are left alone. One server on SQLite, with a real
+agent; each test starts its own.
 """
 import pytest
 
@@ -142,3 +144,74 @@ def test_cli_cancel_by_ids_and_by_filter(server):
         assert p.returncode == 2, (args, p)
     msg = refused(server.run_cli("cancel", "--queue", "Bio"))
     assert "queue must match" in msg, msg
+
+
+# ---- retry by filter: POST /v1/jobs/retry ----
+
+def retry(api, status=200, **query):
+    r = api.post("/v1/jobs/retry", params=query)
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def test_failed_and_cancelled_jobs_of_a_queue_run_again(make_server, make_agent):
+    server = make_server()
+    api = server.api()
+    make_agent(server, "w1", "--queues", "bio,other", "--slots", "2")
+    # attempt 1 fails, attempt 2 succeeds
+    flaky = [post(api, "bio", command={"shell": 'test "$DROVER_ATTEMPT" = 2'})
+             for _ in range(2)]
+    ok_job = post(api, "bio")
+    other = post(api, "other", command={"shell": "exit 1"})
+    for j in flaky + [other]:
+        assert wait_job(server, j)["state"] == "failed"
+    assert wait_job(server, ok_job)["state"] == "succeeded"
+    assert retry(api, queue="bio", state="cancelled") == {"retried": 0}
+    assert retry(api, queue="bio") == {"retried": 2}
+    for j in flaky:
+        got = wait_job(server, j, timeout=20)
+        assert got["state"] == "succeeded" and got["attempt"] == 2, got
+    assert state(api, ok_job) == "succeeded" and state(api, other) == "failed"
+    assert retry(api, queue="bio") == {"retried": 0}  # nothing failed is left
+
+
+def test_a_retry_by_filter_stops_at_the_tenants_max_queued(make_server):
+    server = make_server()
+    admin = server.api()
+    r = admin.post("/v1/tokens", json={"role": "client", "name": "ci", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    ci = server.api(token=r.json()["token"])
+    assert admin.put("/v1/tenants/lab", json={"max_queued": 2}).status_code == 200
+    jobs = [post(ci, "nobody") for _ in range(2)]
+    assert cancel(ci, queue="nobody") == {"cancelled": 2}
+    waiting = post(ci, "nobody2")  # one queued: retrying both would make three
+    r = ci.post("/v1/jobs/retry", params={"queue": "nobody"})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert (err["code"], err["limit"], err["tenant"], err["max"], err["retried"]) == \
+        ("quota", "max_queued", "lab", 2, 0), err
+    # the transaction was undone whole: both still cancelled
+    assert [state(ci, j) for j in jobs] == ["cancelled", "cancelled"]
+    assert cancel(ci, queue="nobody2", state="queued") == {"cancelled": 1}
+    assert state(ci, waiting) == "cancelled"
+    assert retry(ci, queue="nobody") == {"retried": 2}  # room for two now
+
+
+@pytest.mark.parametrize("query,field", [
+    ({}, "queue"),
+    ({"queue": "bio", "state": "queued"}, "state"),
+    ({"queue": "bio", "limit": "5"}, "limit"),
+])
+def test_bad_retry_filters_are_named(server, query, field):
+    error(server.api().post("/v1/jobs/retry", params=query), 400, "invalid_argument", field)
+
+
+def test_cli_retry_by_filter(server):
+    api = server.api()
+    jobs = [post(api, "bio", labels={"run": "9"}) for _ in range(2)]
+    assert ok(server.run_cli("cancel", "--label", "run=9")) == "cancelled 2 jobs\n"
+    assert ok(server.run_cli("retry", "--queue", "bio", "--state", "cancelled")) == \
+        "retried 2 jobs\n"
+    assert [state(api, j) for j in jobs] == ["queued", "queued"]
+    p = server.run_cli("retry", "--state", "failed")
+    assert p.returncode == 2, p

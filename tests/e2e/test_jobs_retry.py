@@ -90,5 +90,10 @@ def test_cli_retry(server, make_agent):
     assert got["id"] == cancelled and got["state"] == "queued"
     usage_error(server.run_cli("retry"), ["retry"])
     usage_error(server.run_cli("retry", ""), ["retry"])
-    usage_error(server.run_cli("retry", "a", "b"), ["retry"])
+    # several IDs: each its own call, one refused does not stop the next (exit 1)
+    server.api().post(f"/v1/jobs/{cancelled}/cancel")
+    r = server.run_cli("retry", "00000000-0000-7000-8000-000000000000", cancelled)
+    assert r.returncode == 1 and f"retrying {cancelled}: queued" in r.stdout, r
+    assert "not_found" in r.stderr or "not found" in r.stderr, r.stderr
+    usage_error(server.run_cli("retry", "--queue", "q", cancelled), ["retry"])
     help_shown(server.run_cli("retry", "--help"), "retry")
