@@ -318,36 +318,42 @@ function jobsView(params) {
   const pager = h('div', {class: 'pager'});
   root.append(h('h1', {}, 'Jobs'), form, status, table, pager);
 
-  /* Cancel what the filters find (POST /v1/jobs/cancel): offered when one besides the state
-     narrows the list and the state, if any, is one a job can be cancelled in; the first
-     click asks, the second does it (no browser dialog). */
+  /* Cancel or retry what the filters find (POST /v1/jobs/cancel, /v1/jobs/retry): offered
+     when a filter besides the state narrows the list and the state, if any, is one the verb
+     applies to; the first click asks, the second does it (no browser dialog). */
   const can = app.session.can || {};
   const narrowed = ['queue', 'service', 'label', 'name', 'agent'].some((k) => filters[k]);
-  if (can.cancel && narrowed && (!filters.state || !TERMINAL.has(filters.state))) {
-    const btn = h('button', {type: 'button', class: 'secondary cancel-matching'}, 'Cancel all matching…');
+  const RETRYABLE = new Set(['failed', 'cancelled']);
+  const bulk = (verb, label, ask, done) => {
+    const btn = h('button', {type: 'button', class: `secondary ${verb}-matching`}, label);
     let armed = false;
     btn.addEventListener('click', async () => {
       if (!armed) {
         armed = true;
-        btn.textContent = 'Cancel every unfinished job these filters find?';
+        btn.textContent = ask;
         btn.classList.add('danger');
         return;
       }
       btn.disabled = true;
       try {
-        const res = await api('POST', '/v1/jobs/cancel' + q(filters));
-        toast(`Cancelled ${res.cancelled} job${res.cancelled === 1 ? '' : 's'}.`);
+        const res = await api('POST', `/v1/jobs/${verb}` + q(filters));
+        const n = res[done];
+        toast(`${done[0].toUpperCase()}${done.slice(1)} ${n} job${n === 1 ? '' : 's'}.`);
         refresh();
       } catch (e) {
         toast(e.message, true);
       }
       armed = false;
       btn.disabled = false;
-      btn.textContent = 'Cancel all matching…';
+      btn.textContent = label;
       btn.classList.remove('danger');
     });
     form.append(btn);
-  }
+  };
+  if (can.cancel && narrowed && (!filters.state || !TERMINAL.has(filters.state)))
+    bulk('cancel', 'Cancel all matching…', 'Cancel every unfinished job these filters find?', 'cancelled');
+  if (can.retry && narrowed && (!filters.state || RETRYABLE.has(filters.state)))
+    bulk('retry', 'Retry all matching…', 'Retry every failed or cancelled job these filters find?', 'retried');
 
   let seen = new Set();
   let first = true;

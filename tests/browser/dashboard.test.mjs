@@ -596,7 +596,7 @@ describe('dashboard', () => {
     await until('the held job to run', async () => (await jobState(id)) === 'succeeded');
   });
 
-  it('cancels every job a filter finds, after asking', async () => {
+  it('cancels and retries every job a filter finds, after asking', async () => {
     /* a queue no agent serves: they stay queued until cancelled */
     const ids = [await submit({queue: 'nobody', command: {program: 'true'}}),
                  await submit({queue: 'nobody', command: {program: 'true'}})];
@@ -610,12 +610,21 @@ describe('dashboard', () => {
     await page.waitForSelector(`#jobs-body tr[data-id="${ids[1]}"][data-state="cancelled"]`, {timeout: 5000});
     assert.deepEqual([await jobState(ids[0]), await jobState(ids[1]), await jobState(other)],
       ['cancelled', 'cancelled', 'queued']);
+    /* and run again: the retry button, the same way */
+    await page.click('button.retry-matching');
+    assert.match(await page.textContent('button.retry-matching'), /Retry every failed or cancelled job/);
+    assert.equal(await jobState(ids[0]), 'cancelled', 'the first click only asks');
+    await page.click('button.retry-matching');
+    await page.waitForSelector(`#jobs-body tr[data-id="${ids[1]}"][data-state="queued"]`, {timeout: 5000});
+    assert.deepEqual([await jobState(ids[0]), await jobState(ids[1])], ['queued', 'queued']);
+    for (const id of ids) await api('POST', `/v1/jobs/${id}/cancel`);
     await api('POST', `/v1/jobs/${other}/cancel`);
     /* not offered without a filter that narrows the list */
     await page.goto(`${URL_}/#/jobs?state=queued`);
     await page.waitForSelector('#filters', {state: 'attached'});
     await page.waitForTimeout(200); /* the view drawn: its button would be there by now */
     assert.equal(await page.locator('button.cancel-matching').count(), 0);
+    assert.equal(await page.locator('button.retry-matching').count(), 0);
   });
 
   it('drains an agent from the agents page', async () => {
