@@ -8,6 +8,7 @@
  */
 #include "http/router.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -217,6 +218,24 @@ void http_reply_end(struct http_req *r)
 const char *http_query(const struct http_req *r, const char *name)
 {
     return evhttp_find_header(&r->query, name);
+}
+
+int http_query_long(const struct http_req *r, const char *name, long lo, long hi, long dflt,
+                    long *out, struct err *e)
+{
+    const char *v = http_query(r, name);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return err_field(e, ERR_INVALID, name, "%s must be an integer between %ld and %ld", name,
+                         lo, hi);
+    *out = x;
+    return 0;
 }
 
 static const char *method_name(enum evhttp_cmd_type m)

@@ -133,6 +133,12 @@ int http_authenticate(struct http_req *r, unsigned roles, struct err *e);
 
 /* Query parameter, or NULL. */
 const char *http_query(const struct http_req *r, const char *name);
+/*
+ * Integer query parameter `name` within [lo, hi] into *out (absent: dflt); ERR_INVALID naming
+ * it ("limit must be an integer between 1 and 1000") otherwise.
+ */
+int http_query_long(const struct http_req *r, const char *name, long lo, long hi, long dflt,
+                    long *out, struct err *e);
 
 /* Replies (each frees the request). json is stolen. */
 void http_reply_json(struct http_req *r, int status, json_t *json);

@@ -366,17 +366,12 @@ int api_arrays_get(struct http_req *r)
 
 int api_arrays_list(struct http_req *r)
 {
-    const char *after = http_query(r, "after"), *limit_s = http_query(r, "limit");
-    long limit = 50;
-    if (limit_s) {
-        char *end;
-        errno = 0;
-        limit = strtol(limit_s, &end, 10);
-        if (errno || *end || end == limit_s || limit < 1 || limit > LIST_MAX_LIMIT) {
-            http_reply_error(r, ERR_INVALID, "limit", "limit must be a number from 1 to %d",
-                             LIST_MAX_LIMIT);
-            return HTTP_DONE;
-        }
+    const char *after = http_query(r, "after");
+    long limit;
+    struct err e = ERR_INIT;
+    if (http_query_long(r, "limit", 1, LIST_MAX_LIMIT, 50, &limit, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
     }
     if (after && !uuid_valid(after)) {
         http_reply_error(r, ERR_INVALID, "after", "after must be an array id");
@@ -384,7 +379,6 @@ int api_arrays_list(struct http_req *r)
     }
     struct array_rec *list;
     size_t n;
-    struct err e = ERR_INIT;
     int rc = store_array_list(srv(r)->reads, caller_owner(r), after, (int)limit, &list, &n, &e);
     json_t *arrays = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -463,7 +457,7 @@ int api_arrays_tasks(struct http_req *r)
     }
     int64_t from, to, limit = TASKS_DEFAULT_LIMIT;
     int state = -1;
-    const char *st = http_query(r, "state"), *lim = http_query(r, "limit");
+    const char *st = http_query(r, "state");
     int rc = index_arg("from", NULL, http_query(r, "from"), a.count, 0, &from, &e);
     if (!rc) rc = index_arg("to", NULL, http_query(r, "to"), a.count, a.count - 1, &to, &e);
     if (!rc && from > to)
@@ -471,14 +465,9 @@ int api_arrays_tasks(struct http_req *r)
                        (long long)from, (long long)to);
     if (!rc && st && (state = job_state_parse(st)) < 0)
         rc = err_field(&e, ERR_INVALID, "state", "state must be a job state (queued, ...)");
-    if (!rc && lim) {
-        char *end;
-        errno = 0;
-        limit = strtoll(lim, &end, 10);
-        if (errno || *end || end == lim || limit < 1 || limit > TASKS_MAX_LIMIT)
-            rc = err_field(&e, ERR_INVALID, "limit", "limit must be a number from 1 to %d",
-                           TASKS_MAX_LIMIT);
-    }
+    long lim = 0;
+    if (!rc) rc = http_query_long(r, "limit", 1, TASKS_MAX_LIMIT, TASKS_DEFAULT_LIMIT, &lim, &e);
+    limit = lim;
     struct tasks_out out = {json_array(), -1};
     if (!rc)
         rc = store_array_tasks(srv(r)->reads, &a, from, to, state, (int)limit, task_json, &out,

@@ -709,16 +709,10 @@ int api_blob_object(struct http_req *r)
 int api_blob_list(struct http_req *r)
 {
     struct err e = ERR_INIT;
-    const char *limit_s = http_query(r, "limit");
-    long limit = BLOB_LIST_MAX;
-    if (limit_s) {
-        char *end;
-        limit = strtol(limit_s, &end, 10);
-        if (*end || end == limit_s || limit < 1 || limit > BLOB_LIST_MAX) {
-            http_reply_error(r, ERR_INVALID, "limit", "limit must be a number from 1 to %d",
-                             BLOB_LIST_MAX);
-            return HTTP_DONE;
-        }
+    long limit;
+    if (http_query_long(r, "limit", 1, BLOB_LIST_MAX, BLOB_LIST_MAX, &limit, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
     }
     if (blob_bucket_check(r->params[0], &e) || bucket_reserved(r->params[0], &e)) {
         http_reply_err(r, &e);

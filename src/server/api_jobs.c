@@ -542,25 +542,6 @@ int api_jobs_get(struct http_req *r)
     return HTTP_DONE;
 }
 
-/* Parses an integer query parameter within [lo, hi]; absent -> dflt. */
-static int query_int(struct http_req *r, const char *name, long lo, long hi, long dflt,
-                     long *out, struct err *e)
-{
-    const char *v = http_query(r, name);
-    if (!v) {
-        *out = dflt;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return err_field(e, ERR_INVALID, name, "%s must be an integer between %ld and %ld", name,
-                         lo, hi);
-    *out = x;
-    return 0;
-}
-
 static int parse_filter(struct http_req *r, struct job_filter *f, char *label, size_t n,
                         struct err *e)
 {
@@ -568,7 +549,7 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
     f->owner = caller_owner(r);
     f->state = -1;
     long limit;
-    if (query_int(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))
+    if (http_query_long(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))
         return e->code;
     f->limit = (int)limit;
     const char *v;
@@ -629,7 +610,7 @@ int api_jobs_wait(struct http_req *r)
     struct job j;
     struct err e = ERR_INIT;
     long timeout_s;
-    if (query_int(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e)) {
+    if (http_query_long(r, "timeout_s", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &timeout_s, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -963,10 +944,10 @@ int api_jobs_log(struct http_req *r)
         http_reply_error(r, ERR_INVALID, "stream", "stream must be stdout or stderr");
         return HTTP_DONE;
     }
-    if (query_int(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
-        query_int(r, "follow", 0, 1, 0, &follow, &e) ||
-        query_int(r, "attempt", 1, INT_MAX, 0, &attempt, &e) ||
-        query_int(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e)) {
+    if (http_query_long(r, "offset", 0, LONG_MAX, 0, &offset, &e) ||
+        http_query_long(r, "follow", 0, 1, 0, &follow, &e) ||
+        http_query_long(r, "attempt", 1, INT_MAX, 0, &attempt, &e) ||
+        http_query_long(r, "tail", 1, LOGS_TAIL_MAX, 0, &tail, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }

@@ -186,12 +186,10 @@ int api_triggers_list(struct http_req *r)
     struct err e = ERR_INIT;
     struct trigger_rec *t = NULL;
     size_t n = 0;
-    const char *after = http_query(r, "after"), *lv = http_query(r, "limit");
-    char *end = NULL;
-    long limit = lv ? strtol(lv, &end, 10) : LIST_DEFAULT;
-    if (lv && (!*lv || *end || limit < 1 || limit > LIST_MAX)) {
-        http_reply_error(r, ERR_INVALID, "limit", "limit must be an integer between 1 and %d",
-                         LIST_MAX);
+    const char *after = http_query(r, "after");
+    long limit;
+    if (http_query_long(r, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit, &e)) {
+        http_reply_err(r, &e);
         return HTTP_DONE;
     }
     if (after && !uuid_valid(after)) {

@@ -369,17 +369,11 @@ int api_workflows_get(struct http_req *r)
 int api_workflows_list(struct http_req *r)
 {
     struct err e = ERR_INIT;
-    const char *v = http_query(r, "limit"), *after = http_query(r, "after");
-    long limit = 20;
-    if (v) {
-        char *end;
-        errno = 0;
-        limit = strtol(v, &end, 10);
-        if (errno || end == v || *end || limit < 1 || limit > 100) {
-            err_field(&e, ERR_INVALID, "limit", "limit must be an integer between 1 and 100");
-            http_reply_err(r, &e);
-            return HTTP_DONE;
-        }
+    const char *after = http_query(r, "after");
+    long limit;
+    if (http_query_long(r, "limit", 1, 100, 20, &limit, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
     }
     if (after && !uuid_valid(after)) {
         err_field(&e, ERR_INVALID, "after", "after must be a workflow id (the 'next' cursor)");
