@@ -185,12 +185,9 @@ static void arr_continue(struct arr_submit *op)
     json_decref(tmpl);
     /* the queue's retention (--queue-retention) goes into the template: the tasks' jobs are
        made in the store (at their claim), which does not know it */
-    struct job probe;
-    job_init(&probe);
-    probe.queue = a->queue;
-    retention_apply(op->s->retention, &probe);
-    if (!spec.retention_s && probe.retention_ms >= 1000)
-        json_object_set_new(a->spec, "retention_s", json_integer(probe.retention_ms / 1000));
+    int64_t keep_ms = retention_of_queue(op->s->retention, a->queue);
+    if (!spec.retention_s && keep_ms >= 1000)
+        json_object_set_new(a->spec, "retention_s", json_integer(keep_ms / 1000));
     a->created_at = time_now_ms();
     a->run_after = a->created_at + (int64_t)(spec.delay_s * 1000.0);
     if (items) {

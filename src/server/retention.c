@@ -321,15 +321,18 @@ void retention_free(struct retention *rt)
     free(rt);
 }
 
+int64_t retention_of_queue(const struct retention *rt, const char *queue)
+{
+    for (size_t i = rt->nqueues; i-- > 0;) /* the last one given for a queue wins */
+        if (!strcmp(rt->queues[i].queue, queue))
+            return rt->queues[i].ms;
+    return 0;
+}
+
 void retention_apply(const struct retention *rt, struct job *j)
 {
-    if (j->retention_ms)
-        return;
-    for (size_t i = rt->nqueues; i-- > 0;) /* the last one given for a queue wins */
-        if (!strcmp(rt->queues[i].queue, j->queue)) {
-            j->retention_ms = rt->queues[i].ms;
-            return;
-        }
+    if (!j->retention_ms)
+        j->retention_ms = retention_of_queue(rt, j->queue);
 }
 
 void retention_get_stats(const struct retention *rt, struct retention_stats *out)

@@ -60,6 +60,8 @@ struct retention *retention_new(struct server *s, const char *db_uri,
 void retention_free(struct retention *rt);
 /* A job being submitted gets its queue's retention when its spec gives none. */
 void retention_apply(const struct retention *rt, struct job *j);
+/* Queue `queue`'s retention (--queue-retention), in ms; 0 when it has none of its own. */
+int64_t retention_of_queue(const struct retention *rt, const char *queue);
 
 /*
  * The job `id` is not in the store: answers r from the archive (200 with the
