@@ -795,20 +795,12 @@ json_t *sched_waiting_json(const struct job *j, const struct sched_fit *fit, int
             buf_addf(&msg, "delayed until %s", t);
         }
         if (fit->paused_at) buf_addf(&msg, "; and its queue '%s' is paused", fit->queue);
-        if (!fit->listeners) {
-            buf_adds(&msg, "; and as things are, ");
-            add_no_agent(&msg, fit);
-        }
     } else if (fit->paused_at) {
         char t[32];
         time_format_rfc3339(fit->paused_at, t, sizeof(t));
         reason = "paused";
         buf_addf(&msg, "its queue '%s' is paused (since %s): no job of it is leased until it "
                        "is resumed", fit->queue, t);
-        if (!fit->listeners) {
-            buf_adds(&msg, "; and as things are, ");
-            add_no_agent(&msg, fit);
-        }
     } else if (!fit->listeners) {
         reason = "no_agent";
         add_no_agent(&msg, fit);
@@ -818,6 +810,10 @@ json_t *sched_waiting_json(const struct job *j, const struct sched_fit *fit, int
                  "%d agent%s could take it; waiting for a free slot (or its turn behind other "
                  "jobs)",
                  fit->listeners, fit->listeners == 1 ? "" : "s");
+    }
+    if (!fit->listeners && strcmp(reason, "no_agent")) { /* delayed or paused, and no agent */
+        buf_adds(&msg, "; and as things are, ");
+        add_no_agent(&msg, fit);
     }
     json_t *o = json_pack("{s:s, s:s, s:o, s:i}", "reason", reason, "message", msg.data, "until",
                           until, "listeners", fit->listeners);
