@@ -686,7 +686,6 @@ int api_jobs_cancel(struct http_req *r)
  * first it would pass stops the walk (429; what was retried before stays).
  */
 #define BULK_CHUNK 500
-#define UNFINISHED (1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING)
 #define RETRYABLE (1u << JOB_FAILED | 1u << JOB_CANCELLED)
 
 struct bulk {
@@ -834,7 +833,7 @@ static int by_filter(struct http_req *r, bool retry)
     struct bulk *b = xcalloc(1, sizeof(*b));
     b->r = r;
     b->retry = retry;
-    unsigned allowed = retry ? RETRYABLE : UNFINISHED;
+    unsigned allowed = retry ? RETRYABLE : JOB_UNFINISHED_MASK;
     const char *verb = retry ? "retry" : "cancel";
     struct err e = ERR_INIT;
     if (parse_filter(r, &b->f, b->label, sizeof(b->label), &e)) {

@@ -160,8 +160,7 @@ enum stmt_id {
 #define NOTIFY_CHANNEL "drover_events"
 
 /* The states of unfinished jobs: those whose end_state is NULL (schema 12). */
-#define LIVE_STATES                                                                                \
-    ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))
+#define LIVE_STATES JOB_UNFINISHED_MASK
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"

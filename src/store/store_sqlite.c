@@ -2276,7 +2276,7 @@ static int sqlite_tenant_count(struct store *st, const char *tenant, unsigned st
                                struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    unsigned live = 1u << JOB_BLOCKED | 1u << JOB_QUEUED | 1u << JOB_LEASED | 1u << JOB_RUNNING;
+    unsigned live = JOB_UNFINISHED_MASK;
     sqlite3_stmt *q = stmt(s, (states & ~live) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE);
     bind_text(q, 1, tenant);
     sqlite3_bind_int(q, 2, (int)states);
