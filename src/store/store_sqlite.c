@@ -2130,11 +2130,13 @@ static int sqlite_array_task_gone(struct store *st, const char *job, struct err 
     int rc = sqlite3_step(q);
     char *array = rc == SQLITE_ROW ? col_text(q, 0) : NULL;
     if (rc == SQLITE_ROW) rc = sqlite3_step(q); /* to its end: the delete is done then */
-    sqlite3_reset(q);
     if (rc != SQLITE_DONE) {
+        rc = db_err(s, e, "deleting an array's task"); /* before the reset: its message */
+        sqlite3_reset(q);
         free(array);
-        return db_err(s, e, "deleting an array's task");
+        return rc;
     }
+    sqlite3_reset(q);
     if (!array) return 0;
     q = stmt(s, S_ARRAY_DROP_DONE);
     bind_text(q, 1, array);
