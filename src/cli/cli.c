@@ -16,6 +16,7 @@
 
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define TOKEN_FILE_MAX 4096
@@ -517,37 +518,9 @@ bool cli_parse_seconds(const char *s, double *out)
     return true;
 }
 
-/* Splits an RFC 3339 UTC time of the API ("...T12:20:59.258Z") into seconds and ms. */
-static bool parse_utc(const char *rfc3339, time_t *secs, int *millis)
-{
-    struct tm tm = {0};
-    int ms = 0, used = 0;
-    if (!rfc3339 || sscanf(rfc3339, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-                           &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
-        return false;
-    const char *rest = rfc3339 + used;
-    if (*rest == '.') {
-        int digits = 0;
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
-            if (digits < 3) ms = ms * 10 + (*rest - '0');
-        for (; digits < 3; digits++)
-            ms *= 10;
-    }
-    if (strcmp(rest, "Z")) return false; /* the API always answers in UTC */
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    *secs = timegm(&tm);
-    *millis = ms;
-    return true;
-}
-
 bool cli_parse_time(const char *rfc3339, int64_t *ms_out)
 {
-    time_t t;
-    int ms;
-    if (!parse_utc(rfc3339, &t, &ms)) return false;
-    *ms_out = (int64_t)t * 1000 + ms;
-    return true;
+    return time_parse_rfc3339(rfc3339, ms_out);
 }
 
 void cli_format_age(int64_t ms, char *out, size_t n)
@@ -565,21 +538,22 @@ void cli_format_age(int64_t ms, char *out, size_t n)
 
 void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
 {
-    time_t t;
-    int ms;
+    int64_t at;
     if (!rfc3339) {
         snprintf(out, n, "-");
         return;
     }
-    if (!parse_utc(rfc3339, &t, &ms)) { /* show anything unexpected as it is */
+    if (!time_parse_rfc3339(rfc3339, &at)) { /* show anything unexpected as it is */
         snprintf(out, n, "%s", rfc3339);
         return;
     }
+    time_t t = (time_t)(at / 1000);
     struct tm local;
     localtime_r(&t, &local);
     if (with_ms)
         snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d.%03d", local.tm_year + 1900,
-                 local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec, ms);
+                 local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec,
+                 (int)(at % 1000));
     else
         snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d", local.tm_year + 1900, local.tm_mon + 1,
                  local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec);

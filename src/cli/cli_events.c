@@ -221,7 +221,9 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         fputs("trigger ", out);
         put_clean(out, json_string_value(json_object_get(ev, "trigger")));
         fprintf(out, " %s ", type + 8);
-        put_clean(out, json_string_value(json_object_get(ev, "uri")));
+        const char *uri = json_string_value(json_object_get(ev, "uri"));
+        if (!uri) fputs("at ", out); /* a schedule's: its time */
+        put_clean(out, uri ? uri : json_string_value(json_object_get(ev, "at")));
         const char *what = json_object_get(ev, "workflow") ? "workflow" : "job";
         const char *id = json_string_value(json_object_get(ev, what));
         const char *err = json_string_value(json_object_get(ev, "error"));

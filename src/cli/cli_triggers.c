@@ -1,6 +1,7 @@
 /*
  * cli_triggers.c - `drover trigger create|ls|rm`: upload triggers (docs/api.md "Triggers"),
- * a job or workflow submitted once for each object version uploaded under a prefix.
+ * a job or workflow submitted once for each object version uploaded under a prefix, and
+ * schedules ("Schedules"), one submitted at each time of a cron expression.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 static const char trigger_usage[] =
     "usage: drover trigger create --prefix s3://BUCKET/PREFIX (--job FILE | --workflow FILE)\n"
     "                             [--input NAME] [--json]\n"
+    "       drover trigger create --schedule CRON [--overlap allow|skip]\n"
+    "                             (--job FILE | --workflow FILE) [--json]\n"
     "       drover trigger ls [--json]\n"
     "       drover trigger rm ID [--json]\n"
     "\n"
@@ -28,11 +31,19 @@ static const char trigger_usage[] =
     "(\"{{sha256}}\": its hash), and the job's DROVER_TRIGGER_OBJECT and\n"
     "DROVER_TRIGGER_SHA256.\n"
     "\n"
-    "  create   make a trigger; prints its ID\n"
-    "  ls       the triggers (a client token's own; an admin's: all)\n"
-    "  rm       delete a trigger: it fires no more\n"
+    "Schedules: the job or the workflow is submitted at each time of the cron\n"
+    "expression (UTC; 5 fields, or 6 with seconds first; @hourly, @daily...). Any\n"
+    "\"{{time}}\" string of the file is the time, as is the job's DROVER_SCHEDULE_TIME.\n"
+    "Times missed while no server ran fire once, late.\n"
+    "\n"
+    "  create   make a trigger or a schedule; prints its ID\n"
+    "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
+    "  rm       delete a trigger or a schedule: it fires no more\n"
     "\n"
     "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
+    "  -s, --schedule CRON  when to fire, e.g. '*/5 * * * *' (every five minutes)\n"
+    "      --overlap skip   skip a time while the run before it has not finished\n"
+    "                       (default allow: every time submits)\n"
     "  -f, --job FILE     a job spec (JSON; - for stdin), as drover submit -f takes it\n"
     "  -w, --workflow FILE  a workflow (JSON; - for stdin), as drover workflow submit takes it\n"
     "  -i, --input NAME   the input argument the object becomes\n"
@@ -41,6 +52,7 @@ static const char trigger_usage[] =
     "examples:\n"
     "  drover trigger create --prefix s3://uploads/fasta/ --job search.json --input --query\n"
     "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
+    "  drover trigger create --schedule '0 3 * * *' --job nightly.json --overlap skip\n"
     "  drover trigger ls\n"
     "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
 
@@ -49,9 +61,14 @@ static const char *jstr(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-static int trigger_create(struct cli *cli, const char *prefix, const char *file, bool workflow,
-                          const char *input, bool json)
+struct create_args {
+    const char *prefix, *schedule, *overlap, *file, *input;
+    bool workflow, json;
+};
+
+static int trigger_create(struct cli *cli, const struct create_args *c)
 {
+    const char *file = c->file;
     struct buf b = BUF_INIT;
     struct err e = ERR_INIT;
     json_t *tmpl = NULL, *body = NULL, *answer = NULL;
@@ -68,12 +85,15 @@ static int trigger_create(struct cli *cli, const char *prefix, const char *file,
                   jerr.text);
         goto out;
     }
-    body = json_pack("{s:s, s:O}", "prefix", prefix, workflow ? "workflow" : "job", tmpl);
-    if (input) json_object_set_new(body, "input", json_string(input));
-    rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the trigger on '%s'",
-                  prefix);
+    body = json_pack("{s:O}", c->workflow ? "workflow" : "job", tmpl);
+    if (c->prefix) json_object_set_new(body, "prefix", json_string(c->prefix));
+    if (c->schedule) json_object_set_new(body, "schedule", json_string(c->schedule));
+    if (c->overlap) json_object_set_new(body, "overlap", json_string(c->overlap));
+    if (c->input) json_object_set_new(body, "input", json_string(c->input));
+    rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
+                  c->prefix ? "trigger on" : "schedule", c->prefix ? c->prefix : c->schedule);
     if (rc) goto out;
-    if (json)
+    if (c->json)
         cli_print_json(answer);
     else
         printf("%s\n", jstr(answer, "id"));
@@ -114,18 +134,25 @@ static int trigger_ls(struct cli *cli, bool json)
         json_decref(answer);
         return 0;
     }
-    struct table *t = table_new(6, "id", "prefix", "submits", "input", "owner", "created");
+    struct table *t = table_new(7, "id", "on", "submits", "input", "owner", "created", "next");
     table_max_width(t, 1, 60);
     size_t i;
     json_t *tr;
     json_array_foreach(json_object_get(answer, "triggers"), i, tr)
     {
+        char *on = jstr(tr, "schedule") ? xasprintf("schedule %s%s", jstr(tr, "schedule"),
+                                                    !strcmp(jstr(tr, "overlap"), "skip")
+                                                        ? " (overlap skip)"
+                                                        : "")
+                                        : xstrdup(jstr(tr, "prefix") ? jstr(tr, "prefix") : "-");
         table_add(t, jstr(tr, "id"));
-        table_add(t, jstr(tr, "prefix"));
+        table_add(t, on);
+        free(on);
         table_add(t, json_object_get(tr, "workflow") ? "workflow" : "job");
         table_add(t, jstr(tr, "input") ? jstr(tr, "input") : "-");
         table_add(t, jstr(tr, "owner") ? jstr(tr, "owner") : "-");
         table_add(t, jstr(tr, "created_at"));
+        table_add(t, jstr(tr, "next_at") ? jstr(tr, "next_at") : "-");
     }
     table_print(t, stdout);
     table_free(t);
@@ -155,6 +182,8 @@ int cmd_trigger(int argc, char **argv)
         {"job", required_argument, NULL, 'f'},
         {"workflow", required_argument, NULL, 'w'},
         {"input", required_argument, NULL, 'i'},
+        {"schedule", required_argument, NULL, 's'},
+        {"overlap", required_argument, NULL, 'o'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -175,19 +204,28 @@ int cmd_trigger(int argc, char **argv)
                                "'%s' is not a trigger command: 'create', 'ls' or 'rm'", sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
-    const char *prefix = NULL, *job = NULL, *workflow = NULL, *input = NULL;
+    const char *prefix = NULL, *job = NULL, *workflow = NULL, *input = NULL, *schedule = NULL,
+               *overlap = NULL;
     int opt;
-    while ((opt = cli_getopt(&a, ":p:f:w:i:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":p:f:w:i:s:o:h", longopts)) != -1) {
         if (opt == 'p') prefix = optarg;
         if (opt == 'f') job = optarg;
         if (opt == 'w') workflow = optarg;
         if (opt == 'i') input = optarg;
+        if (opt == 's') schedule = optarg;
+        if (opt == 'o') overlap = optarg;
     }
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     const char *id = NULL;
     if (which == 0) {
-        if (!prefix)
-            return cli_usage_error(trigger_usage, "trigger create needs --prefix s3://BUCKET/...");
+        if (!prefix == !schedule)
+            return cli_usage_error(trigger_usage, "trigger create needs --prefix s3://BUCKET/... "
+                                                  "or --schedule CRON (one of them)");
+        if (schedule && input)
+            return cli_usage_error(trigger_usage, "--input is an upload trigger's (--prefix): a "
+                                                  "schedule has no object to pass");
+        if (overlap && !schedule)
+            return cli_usage_error(trigger_usage, "--overlap is a schedule's: give --schedule");
         if (!job == !workflow)
             return cli_usage_error(trigger_usage, "trigger create needs --job FILE or "
                                                   "--workflow FILE (one of them)");
@@ -195,9 +233,9 @@ int cmd_trigger(int argc, char **argv)
             return cli_usage_error(trigger_usage, "trigger create: unexpected argument '%s'",
                                    a.argv[optind]);
     } else {
-        if (prefix || job || workflow || input)
+        if (prefix || job || workflow || input || schedule || overlap)
             return cli_usage_error(trigger_usage,
-                                   "trigger %s takes no --prefix, --job, "
+                                   "trigger %s takes no --prefix, --schedule, --overlap, --job, "
                                    "--workflow or --input",
                                    sub);
         if (which == 2) {
@@ -212,9 +250,11 @@ int cmd_trigger(int argc, char **argv)
     struct cli cli;
     int rc = 1;
     if (cli_connect(&cli, &a.conn) == 0) {
-        if (which == 0)
-            rc =
-                trigger_create(&cli, prefix, job ? job : workflow, workflow != NULL, input, a.json);
+        if (which == 0) {
+            struct create_args c = {prefix,   schedule, overlap, job ? job : workflow,
+                                    input,    workflow != NULL, a.json};
+            rc = trigger_create(&cli, &c);
+        }
         else if (which == 1)
             rc = trigger_ls(&cli, a.json);
         else

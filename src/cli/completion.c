@@ -27,6 +27,7 @@ static const struct {
     {"--runtime", "native"},
     {"--limits", "auto cgroup rlimit none"},
     {"--stream", "stdout stderr"},
+    {"--overlap", "allow skip"},
 };
 #define NCHOICES (sizeof(choices) / sizeof(choices[0]))
 

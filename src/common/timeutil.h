@@ -2,6 +2,7 @@
 #ifndef DROVER_TIMEUTIL_H
 #define DROVER_TIMEUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,8 @@ int64_t time_now_ms(void);
 int64_t time_mono_ns(void);
 /* RFC 3339 UTC with milliseconds into out (at least 25 bytes). */
 void time_format_rfc3339(int64_t ms, char *out, size_t n);
+/* The other way: "YYYY-MM-DDTHH:MM:SS[.fff]Z" (UTC only) into ms; false when malformed. */
+bool time_parse_rfc3339(const char *s, int64_t *ms);
 /* Local "YYYY-MM-DD HH:MM:SS.mmm" for logs. */
 void time_format_local(int64_t ms, char *out, size_t n);
 

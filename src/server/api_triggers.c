@@ -1,6 +1,6 @@
 /*
- * api_triggers.c - /v1/triggers (docs/api.md "Triggers"): upload triggers made, listed,
- * read with their recent fires, and deleted. A trigger belongs to the token that made it
+ * api_triggers.c - /v1/triggers (docs/api.md "Triggers", "Schedules"): upload triggers and
+ * schedules made, listed, read with their recent fires, and deleted. A trigger belongs to the token that made it
  * (its jobs are that token's); a client token sees only its own. The template is checked
  * whole when the trigger is made, as the submission of an object under its prefix.
  */
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "blob/blob.h"
+#include "common/cron.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
@@ -35,21 +36,38 @@ static const char *caller_owner(const struct http_req *r)
 static json_t *trigger_json(const struct trigger_rec *t)
 {
     json_t *tmpl = json_loads(t->template_, 0, NULL);
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", t->id, "prefix", t->prefix, "owner",
-                     t->owner ? json_string(t->owner) : json_null(), "input",
-                     t->input ? json_string(t->input) : json_null(),
-                     t->workflow ? "workflow" : "job", tmpl ? tmpl : json_null(), "created_at",
-                     job_time_json(t->created_at));
+    json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "id", t->id, "prefix",
+                          t->schedule ? json_null() : json_string(t->prefix), "owner",
+                          t->owner ? json_string(t->owner) : json_null(), "input",
+                          t->input ? json_string(t->input) : json_null(),
+                          t->workflow ? "workflow" : "job", tmpl ? tmpl : json_null(),
+                          "created_at", job_time_json(t->created_at));
+    json_object_set_new(j, "schedule", t->schedule ? json_string(t->schedule) : json_null());
+    json_object_set_new(j, "overlap",
+                        !t->schedule ? json_null() : json_string(t->skip_overlap ? "skip" : "allow"));
+    struct cron c;
+    int64_t next = -1;
+    if (t->schedule && !cron_parse(t->schedule, "schedule", &c, NULL))
+        next = cron_next(&c, time_now_ms());
+    json_object_set_new(j, "next_at", next >= 0 ? job_time_json(next) : json_null());
+    return j;
 }
 
 static json_t *fire_json(const struct trigger_fire *f, bool workflow)
 {
     const char *state = f->target ? "fired" : f->error ? "failed" : "pending";
-    return json_pack(
-        "{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "uri", f->uri, "sha256", f->sha256, "state", state,
-        workflow ? "workflow" : "job", f->target ? json_string(f->target) : json_null(), "error",
-        f->error ? json_string(f->error) : json_null(), "seen_at", job_time_json(f->created_at),
-        "fired_at", f->fired_at ? job_time_json(f->fired_at) : json_null());
+    json_t *j = json_pack("{s:s, s:o, s:o, s:o}", "state", state, workflow ? "workflow" : "job",
+                          f->target ? json_string(f->target) : json_null(), "error",
+                          f->error ? json_string(f->error) : json_null(), "fired_at",
+                          f->fired_at ? job_time_json(f->fired_at) : json_null());
+    if (!f->sha256[0]) { /* a schedule's: its time */
+        json_object_set_new(j, "at", json_string(f->uri));
+    } else {
+        json_object_set_new(j, "uri", json_string(f->uri));
+        json_object_set_new(j, "sha256", json_string(f->sha256));
+        json_object_set_new(j, "seen_at", job_time_json(f->created_at));
+    }
+    return j;
 }
 
 /* ---- create ---- */
@@ -59,8 +77,8 @@ static int prefix_check(json_t *v, char **out, struct err *e)
 {
     if (!v || json_is_null(v))
         return err_field(e, ERR_INVALID, "prefix",
-                         "prefix is required: s3://BUCKET/ or "
-                         "s3://BUCKET/KEY-PREFIX");
+                         "prefix (s3://BUCKET/ or s3://BUCKET/KEY-PREFIX: an upload "
+                         "trigger) or schedule (a cron expression) is required");
     const char *p = json_string_value(v), *why = NULL;
     if (!p || strncmp(p, "s3://", 5))
         return err_field(e, ERR_INVALID, "prefix",
@@ -86,24 +104,57 @@ static int prefix_check(json_t *v, char **out, struct err *e)
     return 0;
 }
 
+/* A schedule's "schedule" and "overlap" into t. */
+static int schedule_check(json_t *b, struct trigger_rec *t, struct err *e)
+{
+    json_t *v = json_object_get(b, "schedule"), *ov = json_object_get(b, "overlap");
+    const char *text = json_string_value(v);
+    if (!text)
+        return err_field(e, ERR_INVALID, "schedule",
+                         "schedule must be a cron expression (a string such as \"*/5 * * * *\")");
+    struct cron c;
+    int rc = cron_parse(text, "schedule", &c, e);
+    if (rc) return rc;
+    if (json_object_get(b, "input"))
+        return err_field(e, ERR_INVALID, "input",
+                         "input is an upload trigger's: a schedule has no object to pass");
+    const char *o = ov && !json_is_null(ov) ? json_string_value(ov) : "allow";
+    if (!o || (strcmp(o, "allow") && strcmp(o, "skip")))
+        return err_field(e, ERR_INVALID, "overlap",
+                         "overlap must be \"allow\" (a fire runs whatever runs already) or "
+                         "\"skip\" (a fire is skipped while the run before it has not finished)");
+    t->schedule = xstrdup(text);
+    t->skip_overlap = !strcmp(o, "skip");
+    t->prefix = xstrdup("");
+    return 0;
+}
+
 static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
 {
     json_t *b = r->body;
     if (!json_is_object(b))
         return err_set(e, ERR_INVALID,
-                       "the body must be an object {\"prefix\", \"job\" or "
-                       "\"workflow\", \"input\"}");
+                       "the body must be an object {\"prefix\" or \"schedule\", \"job\" or "
+                       "\"workflow\", ...}");
     const char *k;
     json_t *v;
     json_object_foreach(b, k, v)
     {
-        if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") && strcmp(k, "input"))
+        if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") &&
+            strcmp(k, "input") && strcmp(k, "schedule") && strcmp(k, "overlap"))
             return err_field(e, ERR_INVALID, k,
-                             "unknown field '%s' (a trigger has prefix, job "
-                             "or workflow, and input)",
+                             "unknown field '%s' (a trigger has prefix and input, or schedule "
+                             "and overlap, and job or workflow)",
                              k);
     }
-    int rc = prefix_check(json_object_get(b, "prefix"), &t->prefix, e);
+    bool sched = json_object_get(b, "schedule") != NULL;
+    if (sched && json_object_get(b, "prefix"))
+        return err_field(e, ERR_INVALID, "schedule",
+                         "give either prefix (an upload trigger) or schedule, not both");
+    if (!sched && json_object_get(b, "overlap"))
+        return err_field(e, ERR_INVALID, "overlap", "overlap is a schedule's: give schedule");
+    int rc = sched ? schedule_check(b, t, e)
+                   : prefix_check(json_object_get(b, "prefix"), &t->prefix, e);
     if (rc) return rc;
     json_t *job = json_object_get(b, "job"), *wf = json_object_get(b, "workflow");
     if (job && wf)
@@ -130,11 +181,14 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
     t->owner = xstrdup(r->token_name);
     t->created_at = time_now_ms();
     uuid7_new(t->id);
-    /* the whole submission, checked as the first object's would be */
-    char *uri = xasprintf("%sexample", t->prefix);
+    /* the whole submission, checked as the first fire's would be */
+    char example[32];
+    time_format_rfc3339(t->created_at, example, sizeof(example));
+    char *uri = sched ? xstrdup(example) : xasprintf("%sexample", t->prefix);
     struct trigger_submit *ts = NULL;
     rc = triggers_build(srv(r), t, uri,
-                        "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
+                        sched ? "" : "0000000000000000000000000000000000000000000000000000000000000000",
+                        &ts, e);
     free(uri);
     trigger_submit_free(ts);
     return rc;
@@ -154,12 +208,14 @@ static int create_write(struct store *st, void *arg, struct err *e)
 static void create_done(void *arg, int rc, const struct err *e)
 {
     struct create_op *op = arg;
+    struct triggers *tg = srv(op->r)->triggers;
     if (op->r->gone)
         http_req_drop(op->r);
     else if (rc)
         http_reply_err(op->r, e);
     else
         http_reply_json(op->r, 201, trigger_json(&op->t));
+    if (!rc && op->t.schedule) triggers_schedules_changed(tg);
     trigger_rec_release(&op->t);
     free(op);
 }
@@ -279,12 +335,14 @@ static int delete_write(struct store *st, void *arg, struct err *e)
 static void delete_done(void *arg, int rc, const struct err *e)
 {
     struct delete_op *op = arg;
+    struct triggers *tg = srv(op->r)->triggers;
     if (op->r->gone)
         http_req_drop(op->r);
     else if (rc)
         http_reply_err(op->r, e);
     else
         http_reply_json(op->r, 200, trigger_json(&op->t));
+    if (!rc && op->t.schedule) triggers_schedules_changed(tg);
     trigger_rec_release(&op->t);
     free(op);
 }

@@ -15,6 +15,7 @@
 
 #include "blob/blob.h"
 #include "common/buf.h"
+#include "common/cron.h"
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -29,6 +30,8 @@
 #include "server/triggers.h"
 
 #define DRAIN_BATCH 64          /* pending fires read at a time */
+#define SCHEDULES_READ_MS 10000 /* the leader reads the schedules again at least this often */
+#define SCHEDULE_KEEP 100       /* a schedule's most recent fires kept (shown, and its last) */
 #define RETRY_MS 5000           /* after a fire could not be submitted for now */
 #define SCAN_MAX_OBJECTS 100000 /* objects of one prefix looked at per listing */
 
@@ -42,6 +45,15 @@ struct triggers {
     bool more;           /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
     bool caught_up; /* the first listing (any object store) is done or under way */
+    struct hmap schedules;  /* trigger id -> struct schedule *: the leader's schedules */
+    int64_t schedules_next; /* ms: when they are read again */
+    bool recording;         /* schedules' fires being written */
+};
+
+struct schedule {
+    struct cron cron;
+    int64_t last; /* ms: its newest fire recorded, else its creation */
+    bool seen;    /* in the latest reading */
 };
 
 /* Fire `id` failed for now: tried again RETRY_MS from now. */
@@ -98,22 +110,27 @@ void trigger_submit_free(struct trigger_submit *ts)
 }
 
 /*
- * What a string holding placeholders becomes: each "{{object}}" in it the URI, each
- * "{{sha256}}" the hash (so "s3://out/{{sha256}}/result.json" names a key of the object's
- * own); NULL when it holds none (or x is no string).
+ * What a string holding placeholders becomes: each name of `subst` (NULL-terminated pairs of
+ * name and value: "{{object}}" the URI, "{{sha256}}" the hash, or a schedule's "{{time}}")
+ * replaced by its value, so "s3://out/{{sha256}}/result.json" names a key of the object's
+ * own; NULL when it holds none (or x is no string).
  */
-static json_t *placeholder(const json_t *x, const char *uri, const char *sha256)
+static json_t *placeholder(const json_t *x, const char *const *subst)
 {
     const char *v = json_string_value(x);
-    if (!v || (!strstr(v, "{{object}}") && !strstr(v, "{{sha256}}"))) return NULL;
+    if (!v || !strstr(v, "{{")) return NULL;
+    bool any = false;
+    for (const char *const *p = subst; *p && !any; p += 2)
+        any = strstr(v, p[0]) != NULL;
+    if (!any) return NULL;
     struct buf b = BUF_INIT;
     while (*v) {
-        if (!strncmp(v, "{{object}}", 10)) {
-            buf_adds(&b, uri);
-            v += 10;
-        } else if (!strncmp(v, "{{sha256}}", 10)) {
-            buf_adds(&b, sha256);
-            v += 10;
+        const char *const *p = subst;
+        while (*p && strncmp(v, p[0], strlen(p[0])))
+            p += 2;
+        if (*p) {
+            buf_adds(&b, p[1]);
+            v += strlen(p[0]);
         } else {
             buf_addc(&b, *v++);
         }
@@ -124,7 +141,7 @@ static json_t *placeholder(const json_t *x, const char *uri, const char *sha256)
 }
 
 /* Every placeholder string anywhere in v is replaced (a value replaced in place). */
-static void placeholders(json_t *v, const char *uri, const char *sha256)
+static void placeholders(json_t *v, const char *const *subst)
 {
     const char *k;
     size_t i;
@@ -132,18 +149,18 @@ static void placeholders(json_t *v, const char *uri, const char *sha256)
     if (json_is_object(v)) {
         json_object_foreach(v, k, x)
         {
-            if ((to = placeholder(x, uri, sha256)))
+            if ((to = placeholder(x, subst)))
                 json_object_set_new(v, k, to);
             else
-                placeholders(x, uri, sha256);
+                placeholders(x, subst);
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, x)
         {
-            if ((to = placeholder(x, uri, sha256)))
+            if ((to = placeholder(x, subst)))
                 json_array_set_new(v, i, to);
             else
-                placeholders(x, uri, sha256);
+                placeholders(x, subst);
         }
     }
 }
@@ -185,6 +202,10 @@ void triggers_spec_env(json_t *spec, const char *uri, const char *sha256)
 {
     json_t *env = json_object_get(json_object_get(spec, "command"), "env");
     if (!json_is_object(env)) return;
+    if (!*sha256) { /* a schedule's fire: uri is its time */
+        json_object_set_new(env, "DROVER_SCHEDULE_TIME", json_string(uri));
+        return;
+    }
     json_object_set_new(env, "DROVER_TRIGGER_OBJECT", json_string(uri));
     json_object_set_new(env, "DROVER_TRIGGER_SHA256", json_string(sha256));
 }
@@ -204,7 +225,7 @@ static int build_job(struct server *s, const struct trigger_rec *t, json_t *tmpl
         rc = err_field(e, ERR_INVALID, spec.test ? "job.test" : "job.key",
                        spec.test ? "a trigger's job cannot be a test probe"
                                  : "a trigger's job cannot have an idempotency key: each "
-                                   "object version submits it once already");
+                                   "fire submits it once already");
         spec_release(&spec);
         return rc;
     }
@@ -226,7 +247,9 @@ int triggers_build(struct server *s, const struct trigger_rec *t, const char *ur
     json_t *tmpl = json_loads(t->template_, 0, &je);
     if (!tmpl)
         return err_set(e, ERR_INTERNAL, "trigger '%s': its stored template is not JSON", t->id);
-    placeholders(tmpl, uri, sha256);
+    const char *object[] = {"{{object}}", uri, "{{sha256}}", sha256, NULL};
+    const char *schedule[] = {"{{time}}", uri, NULL};
+    placeholders(tmpl, t->schedule ? schedule : object);
     struct trigger_submit *ts = xcalloc(1, sizeof(*ts));
     job_init(&ts->job);
     ts->workflow = t->workflow;
@@ -359,6 +382,47 @@ static void fire_done(void *arg, int rc, const struct err *e)
     if (!t->inflight && t->more && !t->s->shutting_down) drain(t);
 }
 
+/* Whether job or workflow `id` has not finished (one deleted has). */
+static bool run_open(struct store *st, const char *id, bool workflow)
+{
+    struct job j;
+    bool open = false;
+    if (!workflow) {
+        if (store_job_get_run(st, id, &j, NULL)) return false;
+        open = !job_state_terminal(j.state);
+        job_release(&j);
+        return open;
+    }
+    struct workflow_rec w;
+    if (store_workflow_get(st, id, &w, NULL)) return false;
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(w.doc, "nodes"), name, v)
+    {
+        const char *job = json_string_value(json_object_get(v, "job"));
+        if (open || !job || store_job_get_run(st, job, &j, NULL)) continue;
+        open = !job_state_terminal(j.state);
+        job_release(&j);
+    }
+    workflow_rec_release(&w);
+    return open;
+}
+
+/* Schedule tr with overlap "skip": why its fire `id` is skipped (the run before it has not
+   finished), else NULL. */
+static char *overlap(struct server *s, const struct trigger_rec *tr, int64_t id)
+{
+    char *prev = NULL, *why = NULL;
+    struct err e = ERR_INIT;
+    if (store_trigger_last_target(s->reads, tr->id, id, &prev, &e))
+        log_warn("schedule=%s: cannot read its last run (fired all the same): %s", tr->id, e.msg);
+    if (prev && run_open(s->reads, prev, tr->workflow))
+        why = xasprintf("skipped: the run before, %s %s, has not finished (overlap: skip)",
+                        tr->workflow ? "workflow" : "job", prev);
+    free(prev);
+    return why;
+}
+
 /* Reads the pending fires and submits each (one committer op each). */
 static void drain(struct triggers *t)
 {
@@ -397,10 +461,11 @@ static void drain(struct triggers *t)
             fire_op_free(op);
             continue;
         }
-        if (!rc) {
+        if (!rc && tr.skip_overlap)
+            op->error = overlap(s, &tr, f[i].id);
+        if (!rc && !op->error)
             rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
-            trigger_rec_release(&tr);
-        }
+        trigger_rec_release(&tr); /* zeroed by a failed get */
         if (rc && transient(rc)) {
             log_warn("trigger=%s: the fire for %s waits: %s", f[i].trigger, f[i].uri, be.msg);
             fire_wait(t, f[i].id, now);
@@ -452,6 +517,7 @@ static void scan_work(void *arg)
     int64_t slack = (blob_caps(bs) & BLOB_CAP_REMOTE) ? 999 : 0;
     for (size_t i = 0; i < op->ntrs; i++) {
         const struct trigger_rec *tr = &op->trs[i];
+        if (tr->schedule) continue;
         char bucket[BLOB_BUCKET_MAX + 1];
         const char *p = tr->prefix + 5, *slash = strchr(p, '/');
         size_t bl = slash ? (size_t)(slash - p) : strlen(p);
@@ -538,6 +604,147 @@ static void scan(struct triggers *t)
     offload_run(t->s->offload, scan_work, scan_listed, op);
 }
 
+/* ---- schedules ---- */
+
+/* The time of schedule tr's newest fire (its uri), else its creation; -1: unreadable now. */
+static int64_t schedule_last(struct triggers *t, const struct trigger_rec *tr)
+{
+    struct trigger_fire *f = NULL;
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    int64_t last = tr->created_at, at;
+    if (store_trigger_fires(t->s->reads, tr->id, 1, &f, &n, &e)) {
+        log_warn("schedule=%s: cannot read its fires: %s", tr->id, e.msg);
+        last = -1;
+    } else if (n && time_parse_rfc3339(f[0].uri, &at) && at > last) {
+        last = at;
+    }
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&f[i]);
+    free(f);
+    return last;
+}
+
+/* The schedules read again: new ones start from their newest fire, deleted ones go. */
+static void schedules_read(struct triggers *t, int64_t now)
+{
+    struct trigger_rec *trs = NULL;
+    size_t n = 0;
+    struct err e = ERR_INIT;
+    t->schedules_next = now + SCHEDULES_READ_MS;
+    int rc = store_trigger_list(t->s->reads, NULL, NULL, 0, &trs, &n, &e);
+    if (rc) log_warn("schedules: cannot read the triggers: %s", e.msg);
+    for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it))
+        ((struct schedule *)it->value)->seen = rc != 0; /* unread: all stay */
+    for (size_t i = 0; i < n; i++) {
+        struct trigger_rec *tr = &trs[i];
+        struct schedule *sc = tr->schedule ? hmap_get(&t->schedules, tr->id) : NULL;
+        struct cron c;
+        struct err ce = ERR_INIT;
+        int64_t last;
+        if (!rc && tr->schedule && !sc) {
+            if (cron_parse(tr->schedule, "schedule", &c, &ce)) /* checked when made */
+                log_warn("schedule=%s: %s", tr->id, ce.msg);
+            else if ((last = schedule_last(t, tr)) >= 0) {
+                sc = xcalloc(1, sizeof(*sc));
+                sc->cron = c;
+                sc->last = last;
+                hmap_put(&t->schedules, tr->id, sc);
+            }
+        }
+        if (sc) sc->seen = true;
+        trigger_rec_release(tr);
+    }
+    free(trs);
+    char(*gone)[UUID_STR_LEN] = NULL;
+    size_t ngone = 0;
+    for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it))
+        if (!((struct schedule *)it->value)->seen) {
+            gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+            snprintf(gone[ngone++], UUID_STR_LEN, "%s", it->key);
+        }
+    for (size_t i = 0; i < ngone; i++)
+        free(hmap_del(&t->schedules, gone[i]));
+    free(gone);
+}
+
+struct due_fire {
+    char trigger[UUID_STR_LEN];
+    int64_t at;
+};
+
+struct record_op {
+    struct triggers *t;
+    struct due_fire *due;
+    size_t n;
+};
+
+/* Writer thread: each schedule's due fire recorded (once: the unique key), old ones pruned. */
+static int record_write(struct store *st, void *arg, struct err *e)
+{
+    struct record_op *op = arg;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < op->n; i++) {
+        char at[32];
+        time_format_rfc3339(op->due[i].at, at, sizeof(at));
+        int rc = store_trigger_fire_add(st, op->due[i].trigger, at, "", now, NULL, e);
+        if (!rc) rc = store_trigger_fires_prune(st, op->due[i].trigger, SCHEDULE_KEEP, e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void record_done(void *arg, int rc, const struct err *e)
+{
+    struct record_op *op = arg;
+    struct triggers *t = op->t;
+    t->recording = false;
+    if (rc) log_warn("schedules: cannot record their fires (tried again): %s", e->msg);
+    for (size_t i = 0; !rc && i < op->n; i++) {
+        struct schedule *sc = hmap_get(&t->schedules, op->due[i].trigger);
+        if (sc && op->due[i].at > sc->last) sc->last = op->due[i].at;
+    }
+    free(op->due);
+    free(op);
+    if (!rc && !t->s->shutting_down) drain(t);
+}
+
+/*
+ * The leader records a fire for each schedule whose time has come: the latest time due since
+ * its newest fire (times missed while no server led fire once, late, not each), keyed by
+ * that time, so a fire is recorded once whichever server leads.
+ */
+static void schedules_tick(struct triggers *t, int64_t now)
+{
+    if (now >= t->schedules_next) schedules_read(t, now);
+    if (t->recording || !t->schedules.count) return;
+    struct record_op *op = NULL;
+    size_t cap = 0;
+    for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it)) {
+        struct schedule *sc = it->value;
+        int64_t due = cron_last_due(&sc->cron, sc->last, now);
+        if (due < 0) continue;
+        if (!op) {
+            op = xcalloc(1, sizeof(*op));
+            op->t = t;
+        }
+        if (op->n == cap) {
+            cap = cap ? 2 * cap : 8;
+            op->due = xrealloc(op->due, cap * sizeof(*op->due));
+        }
+        snprintf(op->due[op->n].trigger, UUID_STR_LEN, "%s", it->key);
+        op->due[op->n++].at = due;
+    }
+    if (!op) return;
+    t->recording = true;
+    commit_submit(t->s->commit, record_write, record_done, op);
+}
+
+void triggers_schedules_changed(struct triggers *t)
+{
+    if (t) t->schedules_next = 0;
+}
+
 /* ---- the rest ---- */
 
 struct triggers *triggers_new(struct server *s, int scan_s)
@@ -546,6 +753,7 @@ struct triggers *triggers_new(struct server *s, int scan_s)
     t->s = s;
     t->scan_ms = (int64_t)scan_s * 1000;
     hmap_init(&t->waiting);
+    hmap_init(&t->schedules);
     /* Tests only: fires wait this long, a window in which to kill -9 the server between an
        upload and its submission (tests/e2e/test_triggers.py). Unset in production. */
     const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS");
@@ -557,6 +765,7 @@ void triggers_free(struct triggers *t)
 {
     if (!t) return;
     hmap_release(&t->waiting, free);
+    hmap_release(&t->schedules, free);
     free(t);
 }
 
@@ -568,6 +777,7 @@ void triggers_free(struct triggers *t)
 void triggers_tick(struct triggers *t, int64_t now_ms)
 {
     if (!t) return;
+    schedules_tick(t, now_ms);
     drain(t); /* also what other servers recorded, and what waited */
     bool remote = (blob_caps(t->s->blobs) & BLOB_CAP_REMOTE) != 0;
     if ((remote || !t->caught_up) && !t->scanning && now_ms >= t->next_scan_ms) {

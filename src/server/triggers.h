@@ -35,6 +35,9 @@ void triggers_free(struct triggers *t);
 void triggers_tick(struct triggers *t, int64_t now_ms);
 /* An object was created (its fires may be pending): submit them now, if this is the leader. */
 void triggers_kick(struct triggers *t);
+/* A schedule was made or deleted through this server: the leader (this one) reads them again
+   at its next tick (others within SCHEDULES_READ_MS). */
+void triggers_schedules_changed(struct triggers *t);
 
 /*
  * What fire (uri, sha256) of trigger t submits, made on the loop: the template with the

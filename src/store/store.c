@@ -725,8 +725,15 @@ int store_event_object(struct store *st, int change, const char *bucket, const c
     return rc;
 }
 
+json_t *trigger_fire_data(const char *uri, const char *sha256)
+{
+    if (!*sha256) return json_pack("{s:s}", "at", uri); /* a schedule's: uri is its time */
+    return json_pack("{s:s, s:s}", "uri", uri, "sha256", sha256);
+}
+
 void trigger_rec_release(struct trigger_rec *t)
 {
+    free(t->schedule);
     free(t->owner);
     free(t->prefix);
     free(t->input);
@@ -778,6 +785,17 @@ int store_trigger_fire_done(struct store *st, int64_t id, const char *target, co
                             int64_t now_ms, struct err *e)
 {
     return st->ops->trigger_fire_done(st, id, target, error, now_ms, e);
+}
+
+int store_trigger_fires_prune(struct store *st, const char *trigger, int keep, struct err *e)
+{
+    return st->ops->trigger_fires_prune(st, trigger, keep < 1 ? 1 : keep, e);
+}
+
+int store_trigger_last_target(struct store *st, const char *trigger, int64_t before,
+                              char **target, struct err *e)
+{
+    return st->ops->trigger_last_target(st, trigger, before, target, e);
 }
 
 int store_event_list(struct store *st, const struct event_filter *f,

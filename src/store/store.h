@@ -566,6 +566,9 @@ struct trigger_rec {
     char *input;        /* the input port the object fills (ARG or NODE.ARG), or NULL */
     char *template_;    /* JSON text */
     int64_t created_at; /* ms */
+    char *schedule;     /* a schedule (docs/api.md "Schedules"): its cron expression, and prefix
+                           is ""; NULL: an upload trigger */
+    bool skip_overlap;  /* a schedule's fire is skipped while its previous run is unfinished */
 };
 void trigger_rec_release(struct trigger_rec *t);
 /* Inserts t. ERR_CONFLICT when its id is taken. */
@@ -592,10 +595,11 @@ struct trigger_fire {
 };
 void trigger_fire_release(struct trigger_fire *f);
 /*
- * Object `uri` (s3://BUCKET/KEY) with content sha256 exists: a pending fire for every trigger
- * whose prefix starts uri (only trigger `trigger` when not NULL; its prefix is then not
- * checked), unless that (trigger, uri, sha256) fired or waits already. *added (may be NULL) =
- * how many fires are new. store_event_object calls it for each object created.
+ * Object `uri` (s3://BUCKET/KEY) with content sha256 exists: a pending fire for every upload
+ * trigger whose prefix starts uri (only trigger `trigger` when not NULL; its prefix is then
+ * not checked), unless that (trigger, uri, sha256) fired or waits already. *added (may be
+ * NULL) = how many fires are new. store_event_object calls it for each object created. A
+ * schedule's fire is recorded with `trigger` given, uri its time (RFC 3339) and sha256 "".
  */
 int store_trigger_fire_add(struct store *st, const char *trigger, const char *uri,
                            const char *sha256, int64_t now_ms, int *added, struct err *e);
@@ -611,10 +615,17 @@ int store_trigger_fires(struct store *st, const char *trigger, int limit,
  * `error`: recorded, with its event (kind EVENT_TRIGGER, subject the trigger, state an enum
  * trigger_outcome, data {"uri", "sha256", "job"|"workflow"|"error"}, owner the trigger's).
  * ERR_CONFLICT when it is not pending (done already, or its trigger deleted): the caller
- * undoes what it submitted with it.
+ * undoes what it submitted with it. A schedule's event data has {"at"} for uri and sha256.
  */
 int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
                             int64_t now_ms, struct err *e);
+/* Deletes a schedule's done fires (submitted or failed) but its newest `keep` (>= 1) and
+   the newest that submitted something (its last run, which overlap "skip" looks at). */
+int store_trigger_fires_prune(struct store *st, const char *trigger, int keep, struct err *e);
+/* *target: what the newest fire of trigger before fire `before` submitted (a job or workflow
+   id, the caller frees it), NULL when none did. */
+int store_trigger_last_target(struct store *st, const char *trigger, int64_t before,
+                              char **target, struct err *e);
 
 /*
  * Job arrays (job/array.h; docs/api.md "Arrays"). An array is one row: its spec template once,

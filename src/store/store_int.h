@@ -154,6 +154,9 @@ struct store_ops {
                          struct trigger_fire **out, size_t *n, struct err *e);
     int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
                              const char *error, int64_t now_ms, struct err *e);
+    int (*trigger_fires_prune)(struct store *st, const char *trigger, int keep, struct err *e);
+    int (*trigger_last_target)(struct store *st, const char *trigger, int64_t before,
+                               char **target, struct err *e);
     /* Job arrays (store_array.c holds what the backends share). */
     int (*array_insert)(struct store *st, const struct array_rec *a, struct err *e);
     /* The array's row (spec too), the row locked for the transaction when `lock`. */
@@ -210,6 +213,8 @@ void array_rec_views(struct array_rec *a);
 
 /* What a follower needs of a job's progress and result, for its event: a new reference, or NULL. */
 json_t *store_event_data(const struct job *j);
+/* A trigger fire's event data: {"uri", "sha256"} of an object, {"at"} of a schedule's. */
+json_t *trigger_fire_data(const char *uri, const char *sha256);
 /* The webhook of a job being inserted: its spec's notify_url (NULL: none) and notify "all". */
 const char *store_job_notify(const struct job *j, bool *all);
 /* Whether a job with webhook `url` (notify "all": all) gets a delivery for an event in `state`. */

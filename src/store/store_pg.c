@@ -130,6 +130,8 @@ enum stmt_id {
     S_FIRE_ADD,
     S_FIRE_PENDING,
     S_FIRE_RECENT,
+    S_FIRE_PRUNE,
+    S_FIRE_LAST_TARGET,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
     S_ARRAY_INSERT,
@@ -163,7 +165,8 @@ enum stmt_id {
 #define LIVE_STATES JOB_UNFINISHED_MASK
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
-#define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
+#define TRIGGER_COLUMNS                                                                    \
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
@@ -191,7 +194,8 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT $3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
-                         "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                         "created_at, schedule, skip_overlap) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = $1",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT NULL: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers "
@@ -202,13 +206,22 @@ static const char *const stmt_sql[S_COUNT] = {
     /* every trigger whose prefix starts the URI (or the one named), once per object version */
     [S_FIRE_ADD] = "INSERT INTO trigger_fires (trigger, uri, sha256, created_at) "
                    "SELECT id, $1::text, $2::text, $3::bigint FROM triggers "
-                   "WHERE CASE WHEN $4::text IS NULL THEN left($1::text, length(prefix)) = prefix "
+                   "WHERE CASE WHEN $4::text IS NULL THEN schedule IS NULL "
+                   "AND left($1::text, length(prefix)) = prefix "
                    "ELSE id = $4::text END "
                    "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
     [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
                        "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT $1",
     [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = $1 "
                       "ORDER BY id DESC LIMIT $2",
+    /* a schedule's fires but its newest `keep` ($2), those pending and its newest run */
+    [S_FIRE_PRUNE] = "DELETE FROM trigger_fires WHERE trigger = $1 "
+                     "AND (target IS NOT NULL OR error IS NOT NULL) AND id <= "
+                     "(SELECT id FROM trigger_fires WHERE trigger = $1 ORDER BY id DESC "
+                     "LIMIT 1 OFFSET $2) AND id <> coalesce((SELECT max(id) FROM trigger_fires "
+                     "WHERE trigger = $1 AND target IS NOT NULL), 0)",
+    [S_FIRE_LAST_TARGET] = "SELECT target FROM trigger_fires WHERE trigger = $1 AND id < $2 "
+                           "AND target IS NOT NULL ORDER BY id DESC LIMIT 1",
     [S_FIRE_DONE] = "UPDATE trigger_fires f SET target = $2, error = $3, fired_at = $4 "
                     "WHERE f.id = $1 AND target IS NULL AND error IS NULL "
                     "RETURNING trigger, uri, sha256, "
@@ -3039,6 +3052,8 @@ static void row_to_trigger(const PGresult *r, int row, struct trigger_rec *t)
     t->input = col_text(r, row, 4);
     t->template_ = col_text(r, row, 5);
     t->created_at = col_int(r, row, 6);
+    t->schedule = col_text(r, row, 7);
+    t->skip_overlap = PQgetvalue(r, row, 8)[0] == 't';
 }
 
 static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -3051,6 +3066,8 @@ static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, stru
     p_text(&p, t->input);
     p_text(&p, t->template_);
     p_int(&p, t->created_at);
+    p_text(&p, t->schedule);
+    p_bool(&p, t->skip_overlap);
     return run(pg(st), S_TRIGGER_INSERT, &p, NULL, e, "inserting a trigger");
 }
 
@@ -3150,6 +3167,29 @@ static int pg_trigger_fires(struct store *st, const char *trigger, int limit,
     return 0;
 }
 
+static int pg_trigger_fires_prune(struct store *st, const char *trigger, int keep, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, trigger);
+    p_int(&p, keep);
+    return run(pg(st), S_FIRE_PRUNE, &p, NULL, e, "deleting a schedule's old fires");
+}
+
+static int pg_trigger_last_target(struct store *st, const char *trigger, int64_t before,
+                                  char **target, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, trigger);
+    p_int(&p, before);
+    PGresult *r;
+    *target = NULL;
+    int rc = run(pg(st), S_FIRE_LAST_TARGET, &p, &r, e, "reading a trigger's fires");
+    if (rc) return rc;
+    if (PQntuples(r) == 1) *target = col_text(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
 static int pg_trigger_fire_done(struct store *st, int64_t id, const char *target,
                                 const char *error, int64_t now_ms, struct err *e)
 {
@@ -3166,7 +3206,7 @@ static int pg_trigger_fire_done(struct store *st, int64_t id, const char *target
         PQclear(r);
         return err_set(e, ERR_CONFLICT, "trigger fire %lld is not pending", (long long)id);
     }
-    json_t *d = json_pack("{s:s, s:s}", "uri", PQgetvalue(r, 0, 1), "sha256", PQgetvalue(r, 0, 2));
+    json_t *d = trigger_fire_data(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
     if (target)
         json_object_set_new(d, PQgetvalue(r, 0, 4)[0] == 't' ? "workflow" : "job",
                             json_string(target));
@@ -3725,6 +3765,8 @@ const struct store_ops store_pg_ops = {
     .trigger_fire_add = pg_trigger_fire_add,
     .trigger_fires = pg_trigger_fires,
     .trigger_fire_done = pg_trigger_fire_done,
+    .trigger_fires_prune = pg_trigger_fires_prune,
+    .trigger_last_target = pg_trigger_last_target,
     .array_insert = pg_array_insert,
     .array_get = pg_array_get,
     .array_list = pg_array_list,

@@ -113,6 +113,8 @@ enum stmt_id {
     S_FIRE_ADD,
     S_FIRE_PENDING,
     S_FIRE_RECENT,
+    S_FIRE_PRUNE,
+    S_FIRE_LAST_TARGET,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
     S_ARRAY_INSERT,
@@ -141,7 +143,8 @@ enum stmt_id {
     "created_at, open"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
-#define TRIGGER_COLUMNS "id, owner, prefix, workflow, input, template, created_at"
+#define TRIGGER_COLUMNS                                                                    \
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -157,7 +160,7 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT ?3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
-                         "created_at) VALUES (?,?,?,?,?,?,?)",
+                         "created_at, schedule, skip_overlap) VALUES (?,?,?,?,?,?,?,?,?)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = ?",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT -1: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE (?1 IS NULL OR owner = ?1) "
@@ -168,13 +171,22 @@ static const char *const stmt_sql[S_COUNT] = {
        substr and length count characters, alike for both */
     [S_FIRE_ADD] = "INSERT INTO trigger_fires (trigger, uri, sha256, created_at) "
                    "SELECT id, ?1, ?2, ?3 FROM triggers "
-                   "WHERE CASE WHEN ?4 IS NULL THEN substr(?1, 1, length(prefix)) = prefix "
+                   "WHERE CASE WHEN ?4 IS NULL THEN schedule IS NULL "
+                   "AND substr(?1, 1, length(prefix)) = prefix "
                    "ELSE id = ?4 END "
                    "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
     [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
                        "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT ?",
     [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = ? "
                       "ORDER BY id DESC LIMIT ?",
+    /* a schedule's fires but its newest `keep` (?2), those pending and its newest run */
+    [S_FIRE_PRUNE] = "DELETE FROM trigger_fires WHERE trigger = ?1 "
+                     "AND (target IS NOT NULL OR error IS NOT NULL) AND id <= "
+                     "(SELECT id FROM trigger_fires WHERE trigger = ?1 ORDER BY id DESC "
+                     "LIMIT 1 OFFSET ?2) AND id <> coalesce((SELECT max(id) FROM trigger_fires "
+                     "WHERE trigger = ?1 AND target IS NOT NULL), 0)",
+    [S_FIRE_LAST_TARGET] = "SELECT target FROM trigger_fires WHERE trigger = ? AND id < ? "
+                           "AND target IS NOT NULL ORDER BY id DESC LIMIT 1",
     [S_FIRE_DONE] = "UPDATE trigger_fires SET target = ?2, error = ?3, fired_at = ?4 "
                     "WHERE id = ?1 AND target IS NULL AND error IS NULL "
                     "RETURNING trigger, uri, sha256, "
@@ -1811,6 +1823,8 @@ static void row_to_trigger(sqlite3_stmt *q, struct trigger_rec *t)
     t->input = col_text(q, 4);
     t->template_ = col_text(q, 5);
     t->created_at = sqlite3_column_int64(q, 6);
+    t->schedule = col_text(q, 7);
+    t->skip_overlap = sqlite3_column_int(q, 8) != 0;
 }
 
 static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -1824,6 +1838,8 @@ static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, 
     bind_text(q, 5, t->input);
     bind_text(q, 6, t->template_);
     sqlite3_bind_int64(q, 7, t->created_at);
+    bind_text(q, 8, t->schedule);
+    sqlite3_bind_int(q, 9, t->skip_overlap);
     return exec_stmt(s, q, e, "inserting a trigger");
 }
 
@@ -1922,6 +1938,30 @@ static int sqlite_trigger_fires(struct store *st, const char *trigger, int limit
     return rc;
 }
 
+static int sqlite_trigger_fires_prune(struct store *st, const char *trigger, int keep,
+                                      struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_FIRE_PRUNE);
+    bind_text(q, 1, trigger);
+    sqlite3_bind_int(q, 2, keep);
+    return exec_stmt(s, q, e, "deleting a schedule's old fires");
+}
+
+static int sqlite_trigger_last_target(struct store *st, const char *trigger, int64_t before,
+                                      char **target, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_FIRE_LAST_TARGET);
+    bind_text(q, 1, trigger);
+    sqlite3_bind_int64(q, 2, before);
+    int rc = sqlite3_step(q);
+    *target = rc == SQLITE_ROW ? col_text(q, 0) : NULL;
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(s, e, "reading a trigger's fires");
+    sqlite3_reset(q);
+    return rc;
+}
+
 static int sqlite_trigger_fire_done(struct store *st, int64_t id, const char *target,
                                     const char *error, int64_t now_ms, struct err *e)
 {
@@ -1942,8 +1982,8 @@ static int sqlite_trigger_fire_done(struct store *st, int64_t id, const char *ta
         return rc;
     }
     char *trigger = col_text(q, 0), *owner = col_text(q, 3);
-    json_t *d = json_pack("{s:s, s:s}", "uri", (const char *)sqlite3_column_text(q, 1), "sha256",
-                          (const char *)sqlite3_column_text(q, 2));
+    json_t *d = trigger_fire_data((const char *)sqlite3_column_text(q, 1),
+                                  (const char *)sqlite3_column_text(q, 2));
     if (target)
         json_object_set_new(d, sqlite3_column_int(q, 4) ? "workflow" : "job", json_string(target));
     else
@@ -2578,6 +2618,8 @@ const struct store_ops store_sqlite_ops = {
     .trigger_fire_add = sqlite_trigger_fire_add,
     .trigger_fires = sqlite_trigger_fires,
     .trigger_fire_done = sqlite_trigger_fire_done,
+    .trigger_fires_prune = sqlite_trigger_fires_prune,
+    .trigger_last_target = sqlite_trigger_last_target,
     .array_insert = sqlite_array_insert,
     .array_get = sqlite_array_get,
     .array_list = sqlite_array_list,
