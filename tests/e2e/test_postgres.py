@@ -431,11 +431,39 @@ def test_triggers_through_postgres(pg_servers, monkeypatch):
     assert len(b.api().get("/v1/jobs").json()["jobs"]) == 2
 
 
-# what migrations 13 and 14 (job_counts), 15 (queue_pauses) and 16 (array_tasks_job) made,
-# gone: the database as schema 12 left it
+def test_schedules_through_postgres(pg_servers):
+    """A schedule on a shared PostgreSQL database: made through one server, fired by the leader
+    (the other); each time fires once though both servers run; the leader killed -9, the other
+    takes the lead over and goes on, firing no time twice."""
+    a = pg_servers()  # the first server: the leader
+    b = pg_servers()
+    wait_for(lambda: "is the leader now" in a.read_log(), 20, "server a to lead")
+    r = b.api().post("/v1/triggers", json={"schedule": "* * * * * *",
+                                           "job": {"command": {"program": "true"}}})
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+
+    def fires(n):
+        f = b.api().get(f"/v1/triggers/{tid}").json()["fires"]
+        done = [x for x in f if x["state"] == "fired"]
+        return f if len(done) >= n else None
+    wait_for(lambda: fires(3), 30, "three fires through the leader")
+    a.kill()
+    killed = len(fires(0))
+    f = wait_for(lambda: fires(killed + 3), 60, "server b to lead and fire three more")
+    times = [x["at"] for x in f]
+    assert len(set(times)) == len(times), times  # no time twice
+    jobs = {x["job"] for x in f if x["job"]}
+    assert len(jobs) == len([x for x in f if x["state"] == "fired"])
+    assert "is the leader now" in b.read_log()
+
+
+# what migrations 13 and 14 (job_counts), 15 (queue_pauses), 16 (array_tasks_job) and 17
+# (schedules) made, gone: the database as schema 12 left it
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses;
 DROP INDEX array_tasks_job;
+ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN skip_overlap;
 UPDATE drover_schema SET version = 12;
 """
 

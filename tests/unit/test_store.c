@@ -4194,6 +4194,118 @@ static void test_triggers(void **state)
                    "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n1 s3://up/in/z.txt ff\n");
 }
 
+/*
+ * Schedules: stored with their expression and overlap; an object matches no schedule (its
+ * prefix is empty); a fire per time, once; pruning keeps the newest fires and the newest
+ * that submitted a run, which last_target finds past the skipped ones; events carry "at".
+ */
+static void test_schedules(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct trigger_rec s, up, got;
+    memset(&s, 0, sizeof(s));
+    uuid7_new(s.id);
+    s.owner = "alice";
+    s.prefix = "";
+    s.template_ = "{\"command\":{\"program\":\"a\"}}";
+    s.created_at = T0;
+    s.schedule = "*/5 * * * *";
+    s.skip_overlap = true;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_insert(f->st, &s, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    insert_trigger(f->st, &up, "bob", "s3://up/", false, NULL, T0 + 1);
+    assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
+    assert_string_equal(got.schedule, "*/5 * * * *");
+    assert_true(got.skip_overlap);
+    assert_string_equal(got.prefix, "");
+    trigger_rec_release(&got);
+    assert_ok(store_trigger_get(f->st, up.id, &got, &e), &e);
+    assert_null(got.schedule);
+    assert_false(got.skip_overlap);
+    trigger_rec_release(&got);
+
+    struct trigger_rec both[2] = {s, up};
+    object_created(f->st, "up", "x", "aa"); /* the upload trigger's only */
+    assert_pending(f->st, both, 2, "1 s3://up/x aa\n");
+    /* a schedule's fire per time, once */
+    static const char *const times[] = {"2026-01-01T00:00:00.000Z", "2026-01-01T00:05:00.000Z",
+                                        "2026-01-01T00:10:00.000Z", "2026-01-01T00:15:00.000Z",
+                                        "2026-01-01T00:20:00.000Z"};
+    int added;
+    int64_t ids[5];
+    for (int i = 0; i < 5; i++) {
+        assert_ok(store_begin(f->st, &e), &e);
+        assert_ok(store_trigger_fire_add(f->st, s.id, times[i], "", T0 + i, &added, &e), &e);
+        assert_int_equal(added, 1);
+        assert_ok(store_trigger_fire_add(f->st, s.id, times[i], "", T0 + i, &added, &e), &e);
+        assert_int_equal(added, 0);
+        assert_ok(store_commit(f->st, &e), &e);
+        struct trigger_fire *fs;
+        size_t n;
+        assert_ok(store_trigger_fires(f->st, s.id, 1, &fs, &n, &e), &e);
+        assert_int_equal(n, 1);
+        assert_string_equal(fs[0].uri, times[i]);
+        assert_string_equal(fs[0].sha256, "");
+        ids[i] = fs[0].id;
+        trigger_fire_release(&fs[0]);
+        lib_free(fs);
+        /* the first submits a run, the others are skipped */
+        assert_ok(store_begin(f->st, &e), &e);
+        assert_ok(store_trigger_fire_done(f->st, ids[i], i ? NULL : "job-1", i ? "skipped" : NULL,
+                                          T0 + 10 + i, &e),
+                  &e);
+        assert_ok(store_commit(f->st, &e), &e);
+    }
+    char *target = NULL;
+    assert_ok(store_trigger_last_target(f->st, s.id, ids[4], &target, &e), &e);
+    assert_string_equal(target, "job-1");
+    lib_free(target);
+    assert_ok(store_trigger_last_target(f->st, s.id, ids[0], &target, &e), &e);
+    assert_null(target); /* none before the first */
+    /* pruned to the newest 2, and the run: ids[0], ids[3], ids[4] */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fires_prune(f->st, s.id, 2, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct trigger_fire *fs;
+    size_t n;
+    assert_ok(store_trigger_fires(f->st, s.id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 3);
+    assert_int_equal(fs[0].id, ids[4]);
+    assert_int_equal(fs[1].id, ids[3]);
+    assert_int_equal(fs[2].id, ids[0]);
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    assert_ok(store_trigger_last_target(f->st, s.id, ids[4] + 1, &target, &e), &e);
+    assert_string_equal(target, "job-1");
+    lib_free(target);
+    /* a pending fire is never pruned */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_fire_add(f->st, s.id, "2026-01-01T00:25:00.000Z", "", T0, &added, &e),
+              &e);
+    assert_ok(store_trigger_fires_prune(f->st, s.id, 1, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_trigger_fires(f->st, s.id, 10, &fs, &n, &e), &e);
+    assert_int_equal(n, 2); /* the pending one and the run */
+    assert_string_equal(fs[0].uri, "2026-01-01T00:25:00.000Z");
+    assert_int_equal(fs[1].id, ids[0]);
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&fs[i]);
+    lib_free(fs);
+    /* its events have the time, not an object */
+    json_t *evs = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10, .owner = "alice"};
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 5);
+    json_t *exp = json_pack("{s:i, s:i, s:{s:s, s:s}}", "kind", EVENT_TRIGGER, "state",
+                            TRIGGER_FIRED, "data", "at", times[0], "job", "job-1");
+    assert_true(json_equal(json_array_get(evs, 0), exp));
+    json_decref(exp);
+    json_decref(evs);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 /* --- job arrays ------------------------------------------------------------------------------ */
@@ -4907,6 +5019,7 @@ int main(void)
         T(test_workflow_fan_in),
         T(test_workflow_deleted_with_its_last_job),
         T(test_triggers),
+        T(test_schedules),
         T(test_arrays),
         T(test_array_items_and_end),
         T(test_array_goes_with_its_last_task),
