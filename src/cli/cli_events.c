@@ -223,7 +223,7 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         fprintf(out, " %s ", type + 8);
         const char *uri = json_string_value(json_object_get(ev, "uri"));
         if (!uri) fputs("at ", out); /* a schedule's: its time */
-        put_clean(out, uri ? uri : json_string_value(json_object_get(ev, "at")));
+        put_clean(out, uri ? uri : json_string_value(json_object_get(ev, "time")));
         const char *what = json_object_get(ev, "workflow") ? "workflow" : "job";
         const char *id = json_string_value(json_object_get(ev, what));
         const char *err = json_string_value(json_object_get(ev, "error"));

@@ -61,7 +61,7 @@ static json_t *fire_json(const struct trigger_fire *f, bool workflow)
                           f->error ? json_string(f->error) : json_null(), "fired_at",
                           f->fired_at ? job_time_json(f->fired_at) : json_null());
     if (!f->sha256[0]) { /* a schedule's: its time */
-        json_object_set_new(j, "at", json_string(f->uri));
+        json_object_set_new(j, "time", json_string(f->uri));
     } else {
         json_object_set_new(j, "uri", json_string(f->uri));
         json_object_set_new(j, "sha256", json_string(f->sha256));

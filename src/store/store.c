@@ -727,7 +727,7 @@ int store_event_object(struct store *st, int change, const char *bucket, const c
 
 json_t *trigger_fire_data(const char *uri, const char *sha256)
 {
-    if (!*sha256) return json_pack("{s:s}", "at", uri); /* a schedule's: uri is its time */
+    if (!*sha256) return json_pack("{s:s}", "time", uri); /* a schedule's: uri is its time */
     return json_pack("{s:s, s:s}", "uri", uri, "sha256", sha256);
 }
 

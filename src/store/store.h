@@ -615,7 +615,7 @@ int store_trigger_fires(struct store *st, const char *trigger, int limit,
  * `error`: recorded, with its event (kind EVENT_TRIGGER, subject the trigger, state an enum
  * trigger_outcome, data {"uri", "sha256", "job"|"workflow"|"error"}, owner the trigger's).
  * ERR_CONFLICT when it is not pending (done already, or its trigger deleted): the caller
- * undoes what it submitted with it. A schedule's event data has {"at"} for uri and sha256.
+ * undoes what it submitted with it. A schedule's event data has {"time"} for uri and sha256.
  */
 int store_trigger_fire_done(struct store *st, int64_t id, const char *target, const char *error,
                             int64_t now_ms, struct err *e);

@@ -213,7 +213,7 @@ void array_rec_views(struct array_rec *a);
 
 /* What a follower needs of a job's progress and result, for its event: a new reference, or NULL. */
 json_t *store_event_data(const struct job *j);
-/* A trigger fire's event data: {"uri", "sha256"} of an object, {"at"} of a schedule's. */
+/* A trigger fire's event data: {"uri", "sha256"} of an object, {"time"} of a schedule's. */
 json_t *trigger_fire_data(const char *uri, const char *sha256);
 /* The webhook of a job being inserted: its spec's notify_url (NULL: none) and notify "all". */
 const char *store_job_notify(const struct job *j, bool *all);

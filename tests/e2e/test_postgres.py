@@ -451,7 +451,7 @@ def test_schedules_through_postgres(pg_servers):
     a.kill()
     killed = len(fires(0))
     f = wait_for(lambda: fires(killed + 3), 60, "server b to lead and fire three more")
-    times = [x["at"] for x in f]
+    times = [x["time"] for x in f]
     assert len(set(times)) == len(times), times  # no time twice
     jobs = {x["job"] for x in f if x["job"]}
     assert len(jobs) == len([x for x in f if x["state"] == "fired"])

@@ -55,18 +55,18 @@ def test_a_schedule_submits_at_each_time_with_the_time(server, make_agent):
     nxt = at_ms(t["next_at"])
     assert before < nxt <= before + 2000 + 1000 and nxt % 2000 == 0, t
     f = settled(server, t["id"], 3)
-    times = [at_ms(x["at"]) for x in f]
+    times = [at_ms(x["time"]) for x in f]
     assert all(b - a == 2000 for a, b in zip(times, times[1:])), times  # each time, once
     assert times[0] > at_ms(t["created_at"])  # nothing before it was made
     for x in f[:3]:
         assert x["state"] == "fired" and x["error"] is None and "uri" not in x, x
-        assert at_ms(x["fired_at"]) >= at_ms(x["at"])  # not early
+        assert at_ms(x["fired_at"]) >= at_ms(x["time"])  # not early
         assert wait_job(server, x["job"])["state"] == "succeeded"
-        assert log(server, x["job"]) == f"{x['at']} {x['at']}\n"
+        assert log(server, x["job"]) == f"{x['time']} {x['time']}\n"
     # each fire is an event, with its time
     ev = trigger_events(server, 3)
-    assert [(e["type"], e["trigger"], e["at"], e["job"]) for e in ev[:3]] == [
-        ("trigger.fired", t["id"], x["at"], x["job"]) for x in f[:3]]
+    assert [(e["type"], e["trigger"], e["time"], e["job"]) for e in ev[:3]] == [
+        ("trigger.fired", t["id"], x["time"], x["job"]) for x in f[:3]]
     assert "uri" not in ev[0] and "sha256" not in ev[0], ev[0]
     # a daily one made now has nothing due before tomorrow's midnight (UTC)
     d = create(server, {"schedule": "@daily", "job": sh("true")})
@@ -113,7 +113,7 @@ def test_kill9_fires_no_time_twice_and_missed_times_once(make_server, make_agent
     srv.start()
     up_at = int(time.time() * 1000)
     f = settled(srv, t["id"], 4)
-    times = [at_ms(x["at"]) for x in f]
+    times = [at_ms(x["time"]) for x in f]
     assert len(set(times)) == len(times), times  # no time twice
     missed = [x for x in times if down_at < x <= up_at]
     assert len(missed) <= 1, (times, down_at, up_at)  # once, not each
@@ -156,7 +156,7 @@ def test_a_workflow_schedule(server, make_agent):
     assert x["state"] == "fired" and x["workflow"], x
     w = wait_for(lambda: (lambda w: w if w["state"] == "succeeded" else None)(
         server.api().get(f"/v1/workflows/{x['workflow']}").json()), 30, "the workflow")
-    assert log(server, w["nodes"]["A"]["job"]) == x["at"] + "\n"
+    assert log(server, w["nodes"]["A"]["job"]) == x["time"] + "\n"
 
 
 BAD = [

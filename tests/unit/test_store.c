@@ -4197,7 +4197,7 @@ static void test_triggers(void **state)
 /*
  * Schedules: stored with their expression and overlap; an object matches no schedule (its
  * prefix is empty); a fire per time, once; pruning keeps the newest fires and the newest
- * that submitted a run, which last_target finds past the skipped ones; events carry "at".
+ * that submitted a run, which last_target finds past the skipped ones; events carry "time".
  */
 static void test_schedules(void **state)
 {
@@ -4300,7 +4300,7 @@ static void test_schedules(void **state)
     assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
     assert_int_equal(json_array_size(evs), 5);
     json_t *exp = json_pack("{s:i, s:i, s:{s:s, s:s}}", "kind", EVENT_TRIGGER, "state",
-                            TRIGGER_FIRED, "data", "at", times[0], "job", "job-1");
+                            TRIGGER_FIRED, "data", "time", times[0], "job", "job-1");
     assert_true(json_equal(json_array_get(evs, 0), exp));
     json_decref(exp);
     json_decref(evs);
