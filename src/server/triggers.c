@@ -710,6 +710,23 @@ static void record_done(void *arg, int rc, const struct err *e)
 }
 
 /*
+ * Whether schedule `id`'s newest fire waits to be submitted (its tenant at its quota, the
+ * store unavailable): no other is recorded meanwhile, so the times that pass fire once when
+ * it is through, as missed times do, rather than piling up. Unreadable: as if it waited.
+ */
+static bool fire_pending(struct triggers *t, const char *id)
+{
+    struct trigger_fire *f = NULL;
+    size_t n = 0;
+    bool pending = store_trigger_fires(t->s->reads, id, 1, &f, &n, NULL) != 0 ||
+                   (n && !f[0].target && !f[0].error);
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&f[i]);
+    free(f);
+    return pending;
+}
+
+/*
  * The leader records a fire for each schedule whose time has come: the latest time due since
  * its newest fire (times missed while no server led fire once, late, not each), keyed by
  * that time, so a fire is recorded once whichever server leads.
@@ -723,7 +740,7 @@ static void schedules_tick(struct triggers *t, int64_t now)
     for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it)) {
         struct schedule *sc = it->value;
         int64_t due = cron_last_due(&sc->cron, sc->last, now);
-        if (due < 0) continue;
+        if (due < 0 || fire_pending(t, it->key)) continue;
         if (!op) {
             op = xcalloc(1, sizeof(*op));
             op->t = t;

@@ -129,6 +129,23 @@ def test_kill9_fires_no_time_twice_and_missed_times_once(make_server, make_agent
     assert len(jobs(srv)) >= len(f)
 
 
+def test_a_fire_over_the_quota_waits_and_times_do_not_pile_up(make_server):
+    srv = make_server("--tenant-max-queued", "1")
+    quinn = client_token(srv, "quinn")
+    t = create(srv, {"schedule": "* * * * * *", "job": sh("true")}, token=quinn)
+    (first,) = settled(srv, t["id"], 1, token=quinn)[:1]  # its one queued job (no agent)
+    wait_for(lambda: "tenant 'quinn' may have at most 1 queued jobs" in srv.read_log(), 20,
+             "a fire to meet the quota")
+    time.sleep(4)  # four more times pass while one fire waits
+    f = fires(srv, t["id"], quinn)
+    assert [x["state"] for x in f] == ["fired", "pending"], f  # one waits, no pile
+    waiting = f[1]
+    assert srv.api(quinn).post(f"/v1/jobs/{first['job']}/cancel").status_code == 200
+    got = settled(srv, t["id"], 2, token=quinn)
+    assert got[1]["time"] == waiting["time"] and got[1]["state"] == "fired"
+    assert len(jobs(srv, quinn)) == 2
+
+
 def test_rm_stops_it_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     t = create(server, {"schedule": EVERY_2S, "job": sh("true")}, token=alice)
