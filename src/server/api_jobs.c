@@ -683,7 +683,8 @@ int api_jobs_cancel(struct http_req *r)
  * retry: failed, cancelled), so a job that moves on meanwhile is met again in its next
  * state, none is met twice in one state, and each walk ends (jobs newer than its first page
  * are not in it). A retry counts against its tenant's max_queued as a single one does: the
- * first it would pass stops the walk (429; what was retried before stays).
+ * first it would pass stops the walk (429; what was retried before it stays, in its chunk
+ * too).
  */
 #define BULK_CHUNK 500
 #define RETRYABLE (1u << JOB_FAILED | 1u << JOB_CANCELLED)
@@ -702,19 +703,23 @@ struct bulk {
     int max_queued[BULK_CHUNK];   /* ... and its max_queued (0: none), read on the loop */
     struct job jobs[BULK_CHUNK];
     bool done[BULK_CHUNK];
-    /* retry: the tenant whose max_queued stopped it */
+    /* retry: the tenant whose max_queued stopped it, and why */
     char quota_tenant[72];
     int quota_max;
     int64_t quota_queued;
+    bool quota_stop;
+    struct err quota_err;
 };
 
 static void bulk_next(struct bulk *b);
 
-/* Retry: job i's tenant has one more queued job; ERR_QUOTA when that passes its max_queued.
-   seen/queued: the chunk's tenants counted so far (one count each, then +1 a job). */
+/* Retry: job i's tenant would have one more queued job; ERR_QUOTA when that passes its
+   max_queued. seen/queued: the chunk's tenants counted so far (one count each, then +1 a job);
+   *slot: where job i is counted (-1: not counted, no limit). */
 static int bulk_quota(struct bulk *b, struct store *st, size_t i, size_t *seen, size_t *nseen,
-                      int64_t *queued, struct err *e)
+                      int64_t *queued, long *slot, struct err *e)
 {
+    *slot = -1;
     if (!b->max_queued[i]) return 0;
     size_t k = 0;
     while (k < *nseen && strcmp(b->tenants[seen[k]], b->tenants[i])) k++;
@@ -724,8 +729,10 @@ static int bulk_quota(struct bulk *b, struct store *st, size_t i, size_t *seen, 
         int rc = store_tenant_count(st, b->tenants[i], 1u << JOB_QUEUED | 1u << JOB_BLOCKED,
                                     &queued[k], e);
         if (rc) return rc;
+        queued[k]++; /* and job i */
         seen[(*nseen)++] = i;
     }
+    *slot = (long)k;
     if (queued[k] <= b->max_queued[i]) return 0;
     memcpy(b->quota_tenant, b->tenants[i], sizeof(b->quota_tenant));
     b->quota_max = b->max_queued[i];
@@ -745,11 +752,22 @@ static int bulk_write(struct store *st, void *arg, struct err *e)
     int64_t queued[BULK_CHUNK];
     for (size_t i = 0; i < b->n; i++) {
         struct err ce = ERR_INIT;
-        int rc = b->retry ? store_job_retry(st, b->ids[i], now, &b->jobs[i], &ce)
+        long slot = -1;
+        int rc = b->retry ? bulk_quota(b, st, i, seen, &nseen, queued, &slot, &ce) : 0;
+        if (rc == ERR_QUOTA) { /* the walk stops here: what it retried before is kept */
+            b->quota_stop = true;
+            b->quota_err = ce;
+            b->n = i;
+            return 0;
+        }
+        if (!rc)
+            rc = b->retry ? store_job_retry(st, b->ids[i], now, &b->jobs[i], &ce)
                           : store_job_cancel(st, b->ids[i], now, &b->jobs[i], &ce);
         b->done[i] = rc == 0;
-        if (rc == ERR_CONFLICT || rc == ERR_NOTFOUND) continue; /* moved or gone meanwhile */
-        if (!rc && b->retry) rc = bulk_quota(b, st, i, seen, &nseen, queued, &ce);
+        if (rc == ERR_CONFLICT || rc == ERR_NOTFOUND) { /* moved or gone meanwhile */
+            if (slot >= 0) queued[slot]--;
+            continue;
+        }
         if (rc) { /* the chunk is undone with its savepoint */
             for (size_t k = 0; k <= i; k++)
                 if (b->done[k]) job_release(&b->jobs[k]);
@@ -789,8 +807,8 @@ static void bulk_done(void *arg, int rc, const struct err *e)
         job_release(&b->jobs[i]);
         b->done_n++;
     }
-    if (rc) {
-        bulk_finish(b, rc, e);
+    if (rc || b->quota_stop) {
+        bulk_finish(b, rc ? rc : ERR_QUOTA, rc ? e : &b->quota_err);
         return;
     }
     bulk_next(b);
