@@ -18,8 +18,9 @@
 static const char trigger_usage[] =
     "usage: drover trigger create --prefix s3://BUCKET/PREFIX (--job FILE | --workflow FILE)\n"
     "                             [--input NAME] [--json]\n"
-    "       drover trigger create --schedule CRON [--overlap allow|skip]\n"
-    "                             (--job FILE | --workflow FILE) [--json]\n"
+    "       drover trigger create --schedule CRON [--timezone ZONE]\n"
+    "                             [--overlap allow|skip] (--job FILE | --workflow FILE)\n"
+    "                             [--json]\n"
     "       drover trigger ls [--json]\n"
     "       drover trigger rm ID [--json]\n"
     "\n"
@@ -32,7 +33,9 @@ static const char trigger_usage[] =
     "DROVER_TRIGGER_SHA256.\n"
     "\n"
     "Schedules: the job or the workflow is submitted at each time of the cron\n"
-    "expression (UTC; 5 fields, or 6 with seconds first; @hourly, @daily...). Any\n"
+    "expression (5 fields, or 6 with seconds first; @hourly, @daily...), in UTC or\n"
+    "the --timezone given (a wall time a DST change skips fires right after it, one\n"
+    "it repeats fires once). Any\n"
     "\"{{time}}\" string of the file is the time, as is the job's DROVER_SCHEDULE_TIME.\n"
     "Times missed while no server ran fire once, late.\n"
     "\n"
@@ -42,6 +45,8 @@ static const char trigger_usage[] =
     "\n"
     "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
     "  -s, --schedule CRON  when to fire, e.g. '*/5 * * * *' (every five minutes)\n"
+    "  -z, --timezone ZONE  the time zone the schedule is read in, e.g. Europe/Paris\n"
+    "                       (default UTC)\n"
     "      --overlap skip   skip a time while the run before it has not finished\n"
     "                       (default allow: every time submits)\n"
     "  -f, --job FILE     a job spec (JSON; - for stdin), as drover submit -f takes it\n"
@@ -53,6 +58,7 @@ static const char trigger_usage[] =
     "  drover trigger create --prefix s3://uploads/fasta/ --job search.json --input --query\n"
     "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
     "  drover trigger create --schedule '0 3 * * *' --job nightly.json --overlap skip\n"
+    "  drover trigger create -s '0 9 * * MON-FRI' -z America/New_York -f report.json\n"
     "  drover trigger ls\n"
     "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
 
@@ -62,7 +68,7 @@ static const char *jstr(json_t *o, const char *key)
 }
 
 struct create_args {
-    const char *prefix, *schedule, *overlap, *file, *input;
+    const char *prefix, *schedule, *timezone, *overlap, *file, *input;
     bool workflow, json;
 };
 
@@ -89,6 +95,7 @@ static int trigger_create(struct cli *cli, const struct create_args *c)
     if (c->prefix) json_object_set_new(body, "prefix", json_string(c->prefix));
     if (c->schedule) json_object_set_new(body, "schedule", json_string(c->schedule));
     if (c->overlap) json_object_set_new(body, "overlap", json_string(c->overlap));
+    if (c->timezone) json_object_set_new(body, "timezone", json_string(c->timezone));
     if (c->input) json_object_set_new(body, "input", json_string(c->input));
     rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
                   c->prefix ? "trigger on" : "schedule", c->prefix ? c->prefix : c->schedule);
@@ -140,11 +147,13 @@ static int trigger_ls(struct cli *cli, bool json)
     json_t *tr;
     json_array_foreach(json_object_get(answer, "triggers"), i, tr)
     {
-        char *on = jstr(tr, "schedule") ? xasprintf("schedule %s%s", jstr(tr, "schedule"),
-                                                    !strcmp(jstr(tr, "overlap"), "skip")
-                                                        ? " (overlap skip)"
-                                                        : "")
-                                        : xstrdup(jstr(tr, "prefix") ? jstr(tr, "prefix") : "-");
+        const char *zone = jstr(tr, "timezone");
+        bool utc = !zone || !strcmp(zone, "UTC");
+        char *on = jstr(tr, "schedule")
+                       ? xasprintf("schedule %s%s%s%s", jstr(tr, "schedule"), utc ? "" : " ",
+                                   utc ? "" : zone,
+                                   !strcmp(jstr(tr, "overlap"), "skip") ? " (overlap skip)" : "")
+                       : xstrdup(jstr(tr, "prefix") ? jstr(tr, "prefix") : "-");
         table_add(t, jstr(tr, "id"));
         table_add(t, on);
         free(on);
@@ -184,6 +193,7 @@ int cmd_trigger(int argc, char **argv)
         {"input", required_argument, NULL, 'i'},
         {"schedule", required_argument, NULL, 's'},
         {"overlap", required_argument, NULL, 'o'},
+        {"timezone", required_argument, NULL, 'z'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -205,15 +215,16 @@ int cmd_trigger(int argc, char **argv)
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
     const char *prefix = NULL, *job = NULL, *workflow = NULL, *input = NULL, *schedule = NULL,
-               *overlap = NULL;
+               *overlap = NULL, *timezone = NULL;
     int opt;
-    while ((opt = cli_getopt(&a, ":p:f:w:i:s:o:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":p:f:w:i:s:o:z:h", longopts)) != -1) {
         if (opt == 'p') prefix = optarg;
         if (opt == 'f') job = optarg;
         if (opt == 'w') workflow = optarg;
         if (opt == 'i') input = optarg;
         if (opt == 's') schedule = optarg;
         if (opt == 'o') overlap = optarg;
+        if (opt == 'z') timezone = optarg;
     }
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     const char *id = NULL;
@@ -224,8 +235,9 @@ int cmd_trigger(int argc, char **argv)
         if (schedule && input)
             return cli_usage_error(trigger_usage, "--input is an upload trigger's (--prefix): a "
                                                   "schedule has no object to pass");
-        if (overlap && !schedule)
-            return cli_usage_error(trigger_usage, "--overlap is a schedule's: give --schedule");
+        if ((overlap || timezone) && !schedule)
+            return cli_usage_error(trigger_usage, "--%s is a schedule's: give --schedule",
+                                   overlap ? "overlap" : "timezone");
         if (!job == !workflow)
             return cli_usage_error(trigger_usage, "trigger create needs --job FILE or "
                                                   "--workflow FILE (one of them)");
@@ -233,10 +245,10 @@ int cmd_trigger(int argc, char **argv)
             return cli_usage_error(trigger_usage, "trigger create: unexpected argument '%s'",
                                    a.argv[optind]);
     } else {
-        if (prefix || job || workflow || input || schedule || overlap)
+        if (prefix || job || workflow || input || schedule || overlap || timezone)
             return cli_usage_error(trigger_usage,
-                                   "trigger %s takes no --prefix, --schedule, --overlap, --job, "
-                                   "--workflow or --input",
+                                   "trigger %s takes no --prefix, --schedule, --timezone, "
+                                   "--overlap, --job, --workflow or --input",
                                    sub);
         if (which == 2) {
             if (optind >= a.argc) return cli_usage_error(trigger_usage, "trigger rm needs an ID");
@@ -251,11 +263,11 @@ int cmd_trigger(int argc, char **argv)
     int rc = 1;
     if (cli_connect(&cli, &a.conn) == 0) {
         if (which == 0) {
-            struct create_args c = {prefix,   schedule, overlap, job ? job : workflow,
-                                    input,    workflow != NULL, a.json};
+            struct create_args c = {
+                prefix, schedule,         timezone, overlap, job ? job : workflow,
+                input,  workflow != NULL, a.json};
             rc = trigger_create(&cli, &c);
-        }
-        else if (which == 1)
+        } else if (which == 1)
             rc = trigger_ls(&cli, a.json);
         else
             rc = trigger_rm(&cli, id, a.json);

@@ -9,8 +9,15 @@
  * thousand days to cover its 5-year horizon. cron_last_due finds a fire looking back in
  * growing windows and then bisects with cron_next, so a schedule of every second over years
  * costs a few dozen calls, never one per fire.
+ *
+ * In a time zone the same two run on wall-clock times (an instant plus its offset). A fire
+ * time W happens at f(W), the first instant whose wall clock shows W or later; f never goes
+ * backwards, so the first fire after instant A is f of the first match after M(A), the
+ * highest wall clock time shown up to A (the clock at A unless it was set back and has not
+ * caught up), and the last one up to N is f of the last match in (M(A), M(N)].
  */
 #include "common/cron.h"
+#include "common/tz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -394,4 +401,62 @@ int64_t cron_last_due(const struct cron *c, int64_t after_ms, int64_t now_ms)
             hi = mid;
     }
     return cron_next(c, lo);
+}
+
+/* ---- in a time zone ---- */
+
+/* Offsets are within 26 hours either way (tz.h): the clock shows W only at instants within
+ * 26 hours of W, and it can fall back by at most 52 hours. */
+#define TZ_SPAN_MS (INT64_C(26) * 3600 * 1000)
+/* Changes of offset looked at per call; real zones have at most a few in 52 hours. */
+#define TZ_MAX_CHANGES 64
+
+static int64_t wall_at(const struct tz *z, int64_t t)
+{
+    return t + (int64_t)tz_offset(z, t) * 1000;
+}
+
+/* M(t): the highest wall clock time shown at or before instant t. */
+static int64_t wall_reached(const struct tz *z, int64_t t)
+{
+    int64_t w = wall_at(z, t), p = t - 2 * TZ_SPAN_MS;
+    for (int i = 0; i < TZ_MAX_CHANGES; i++) {
+        int64_t change = tz_next_change(z, p);
+        if (change > t) break;
+        int64_t before = wall_at(z, change - 1); /* the clock just before it was set */
+        if (before > w) w = before;
+        p = change;
+    }
+    return w;
+}
+
+/* f(w): the first instant whose wall clock shows w or later; -1 past TZ_MAX_CHANGES. */
+static int64_t first_reaching(const struct tz *z, int64_t w)
+{
+    int64_t p = w - TZ_SPAN_MS;
+    for (int i = 0; i < TZ_MAX_CHANGES; i++) {
+        int64_t off = (int64_t)tz_offset(z, p) * 1000, end = tz_next_change(z, p);
+        /* The offset holds on [p, end), where the clock shows p + off to end - 1 + off. */
+        int64_t t = w - off > p ? w - off : p;
+        if (t < end) return t;
+        p = end;
+    }
+    return -1;
+}
+
+int64_t cron_next_tz(const struct cron *c, const struct tz *z, int64_t after_ms)
+{
+    if (!z) return cron_next(c, after_ms);
+    if (after_ms < -MAX_MS || after_ms > MAX_MS) return -1;
+    int64_t w = cron_next(c, wall_reached(z, after_ms));
+    return w < 0 ? -1 : first_reaching(z, w);
+}
+
+int64_t cron_last_due_tz(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t now_ms)
+{
+    if (!z) return cron_last_due(c, after_ms, now_ms);
+    if (after_ms >= now_ms || now_ms < -MAX_MS || now_ms > MAX_MS) return -1;
+    int64_t from = after_ms < -MAX_MS ? after_ms : wall_reached(z, after_ms);
+    int64_t w = cron_last_due(c, from, wall_reached(z, now_ms));
+    return w < 0 ? -1 : first_reaching(z, w);
 }

@@ -1,8 +1,8 @@
 /*
  * api_triggers.c - /v1/triggers (docs/api.md "Triggers", "Schedules"): upload triggers and
- * schedules made, listed, read with their recent fires, and deleted. A trigger belongs to the token that made it
- * (its jobs are that token's); a client token sees only its own. The template is checked
- * whole when the trigger is made, as the submission of an object under its prefix.
+ * schedules made, listed, read with their recent fires, and deleted. A trigger belongs to the token
+ * that made it (its jobs are that token's); a client token sees only its own. The template is
+ * checked whole when the trigger is made, as the submission of an object under its prefix.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "blob/blob.h"
 #include "common/cron.h"
 #include "common/timeutil.h"
+#include "common/tz.h"
 #include "common/xalloc.h"
 #include "job/job.h"
 #include "job/spec.h"
@@ -33,22 +34,26 @@ static const char *caller_owner(const struct http_req *r)
     return r->role == ROLE_ADMIN ? NULL : r->token_name;
 }
 
-static json_t *trigger_json(const struct trigger_rec *t)
+static json_t *trigger_json(struct server *s, const struct trigger_rec *t)
 {
     json_t *tmpl = json_loads(t->template_, 0, NULL);
-    json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "id", t->id, "prefix",
-                          t->schedule ? json_null() : json_string(t->prefix), "owner",
-                          t->owner ? json_string(t->owner) : json_null(), "input",
-                          t->input ? json_string(t->input) : json_null(),
-                          t->workflow ? "workflow" : "job", tmpl ? tmpl : json_null(),
-                          "created_at", job_time_json(t->created_at));
+    json_t *j =
+        json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "id", t->id, "prefix",
+                  t->schedule ? json_null() : json_string(t->prefix), "owner",
+                  t->owner ? json_string(t->owner) : json_null(), "input",
+                  t->input ? json_string(t->input) : json_null(), t->workflow ? "workflow" : "job",
+                  tmpl ? tmpl : json_null(), "created_at", job_time_json(t->created_at));
     json_object_set_new(j, "schedule", t->schedule ? json_string(t->schedule) : json_null());
-    json_object_set_new(j, "overlap",
-                        !t->schedule ? json_null() : json_string(t->skip_overlap ? "skip" : "allow"));
+    json_object_set_new(
+        j, "overlap", !t->schedule ? json_null() : json_string(t->skip_overlap ? "skip" : "allow"));
+    json_object_set_new(
+        j, "timezone", !t->schedule ? json_null() : json_string(t->timezone ? t->timezone : "UTC"));
     struct cron c;
+    const struct tz *zone = NULL;
     int64_t next = -1;
-    if (t->schedule && !cron_parse(t->schedule, "schedule", &c, NULL))
-        next = cron_next(&c, time_now_ms());
+    if (t->schedule && !cron_parse(t->schedule, "schedule", &c, NULL) &&
+        (!t->timezone || !triggers_zone(s->triggers, t->timezone, &zone, NULL)))
+        next = cron_next_tz(&c, zone, time_now_ms());
     json_object_set_new(j, "next_at", next >= 0 ? job_time_json(next) : json_null());
     return j;
 }
@@ -104,8 +109,8 @@ static int prefix_check(json_t *v, char **out, struct err *e)
     return 0;
 }
 
-/* A schedule's "schedule" and "overlap" into t. */
-static int schedule_check(json_t *b, struct trigger_rec *t, struct err *e)
+/* A schedule's "schedule", "timezone" and "overlap" into t. */
+static int schedule_check(struct http_req *r, json_t *b, struct trigger_rec *t, struct err *e)
 {
     json_t *v = json_object_get(b, "schedule"), *ov = json_object_get(b, "overlap");
     const char *text = json_string_value(v);
@@ -118,12 +123,21 @@ static int schedule_check(json_t *b, struct trigger_rec *t, struct err *e)
     if (json_object_get(b, "input"))
         return err_field(e, ERR_INVALID, "input",
                          "input is an upload trigger's: a schedule has no object to pass");
+    json_t *tzv = json_object_get(b, "timezone");
+    const char *zone = tzv && !json_is_null(tzv) ? json_string_value(tzv) : "UTC";
+    const struct tz *z;
+    if (!zone)
+        return err_field(e, ERR_INVALID, "timezone",
+                         "timezone must be a time zone name such as \"Europe/Paris\" (default "
+                         "\"UTC\")");
+    if ((rc = triggers_zone(srv(r)->triggers, zone, &z, e))) return rc;
     const char *o = ov && !json_is_null(ov) ? json_string_value(ov) : "allow";
     if (!o || (strcmp(o, "allow") && strcmp(o, "skip")))
         return err_field(e, ERR_INVALID, "overlap",
                          "overlap must be \"allow\" (a fire runs whatever runs already) or "
                          "\"skip\" (a fire is skipped while the run before it has not finished)");
     t->schedule = xstrdup(text);
+    t->timezone = strcmp(zone, "UTC") ? xstrdup(zone) : NULL;
     t->skip_overlap = !strcmp(o, "skip");
     t->prefix = xstrdup("");
     return 0;
@@ -141,10 +155,11 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
     json_object_foreach(b, k, v)
     {
         if (strcmp(k, "prefix") && strcmp(k, "job") && strcmp(k, "workflow") &&
-            strcmp(k, "input") && strcmp(k, "schedule") && strcmp(k, "overlap"))
+            strcmp(k, "input") && strcmp(k, "schedule") && strcmp(k, "overlap") &&
+            strcmp(k, "timezone"))
             return err_field(e, ERR_INVALID, k,
-                             "unknown field '%s' (a trigger has prefix and input, or schedule "
-                             "and overlap, and job or workflow)",
+                             "unknown field '%s' (a trigger has prefix and input, or schedule, "
+                             "timezone and overlap, and job or workflow)",
                              k);
     }
     bool sched = json_object_get(b, "schedule") != NULL;
@@ -153,7 +168,9 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
                          "give either prefix (an upload trigger) or schedule, not both");
     if (!sched && json_object_get(b, "overlap"))
         return err_field(e, ERR_INVALID, "overlap", "overlap is a schedule's: give schedule");
-    int rc = sched ? schedule_check(b, t, e)
+    if (!sched && json_object_get(b, "timezone"))
+        return err_field(e, ERR_INVALID, "timezone", "timezone is a schedule's: give schedule");
+    int rc = sched ? schedule_check(r, b, t, e)
                    : prefix_check(json_object_get(b, "prefix"), &t->prefix, e);
     if (rc) return rc;
     json_t *job = json_object_get(b, "job"), *wf = json_object_get(b, "workflow");
@@ -186,9 +203,9 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
     time_format_rfc3339(t->created_at, example, sizeof(example));
     char *uri = sched ? xstrdup(example) : xasprintf("%sexample", t->prefix);
     struct trigger_submit *ts = NULL;
-    rc = triggers_build(srv(r), t, uri,
-                        sched ? "" : "0000000000000000000000000000000000000000000000000000000000000000",
-                        &ts, e);
+    rc = triggers_build(
+        srv(r), t, uri,
+        sched ? "" : "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
     free(uri);
     trigger_submit_free(ts);
     return rc;
@@ -214,7 +231,7 @@ static void create_done(void *arg, int rc, const struct err *e)
     else if (rc)
         http_reply_err(op->r, e);
     else
-        http_reply_json(op->r, 201, trigger_json(&op->t));
+        http_reply_json(op->r, 201, trigger_json(srv(op->r), &op->t));
     if (!rc && op->t.schedule) triggers_schedules_changed(tg);
     trigger_rec_release(&op->t);
     free(op);
@@ -255,7 +272,7 @@ int api_triggers_list(struct http_req *r)
     int rc = store_trigger_list(srv(r)->reads, caller_owner(r), after, (int)limit, &t, &n, &e);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        if (!rc) json_array_append_new(arr, trigger_json(&t[i]));
+        if (!rc) json_array_append_new(arr, trigger_json(srv(r), &t[i]));
         trigger_rec_release(&t[i]);
     }
     free(t);
@@ -264,9 +281,10 @@ int api_triggers_list(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    json_t *next = n == (size_t)limit ? json_string(json_string_value(
-                                            json_object_get(json_array_get(arr, n - 1), "id")))
-                                      : json_null();
+    json_t *next =
+        n == (size_t)limit
+            ? json_string(json_string_value(json_object_get(json_array_get(arr, n - 1), "id")))
+            : json_null();
     http_reply_json(r, 200, json_pack("{s:o, s:o}", "triggers", arr, "next", next));
     return HTTP_DONE;
 }
@@ -310,7 +328,7 @@ int api_triggers_get(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    json_t *j = trigger_json(&t);
+    json_t *j = trigger_json(srv(r), &t);
     json_object_set_new(j, "fires", fires);
     trigger_rec_release(&t);
     http_reply_json(r, 200, j);
@@ -341,7 +359,7 @@ static void delete_done(void *arg, int rc, const struct err *e)
     else if (rc)
         http_reply_err(op->r, e);
     else
-        http_reply_json(op->r, 200, trigger_json(&op->t));
+        http_reply_json(op->r, 200, trigger_json(srv(op->r), &op->t));
     if (!rc && op->t.schedule) triggers_schedules_changed(tg);
     trigger_rec_release(&op->t);
     free(op);

@@ -19,6 +19,7 @@
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/tz.h"
 #include "common/xalloc.h"
 #include "job/spec.h"
 #include "server/fleet.h"
@@ -44,16 +45,18 @@ struct triggers {
     size_t inflight;     /* submissions of the current drain not yet done */
     bool more;           /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
-    bool caught_up; /* the first listing (any object store) is done or under way */
+    bool caught_up;         /* the first listing (any object store) is done or under way */
     struct hmap schedules;  /* trigger id -> struct schedule *: the leader's schedules */
+    struct hmap zones;      /* time zone name -> struct tz *, loaded once */
     int64_t schedules_next; /* ms: when they are read again */
     bool recording;         /* schedules' fires being written */
 };
 
 struct schedule {
     struct cron cron;
-    int64_t last; /* ms: its newest fire recorded, else its creation */
-    bool seen;    /* in the latest reading */
+    const struct tz *zone; /* NULL: UTC */
+    int64_t last;          /* ms: its newest fire recorded, else its creation */
+    bool seen;             /* in the latest reading */
 };
 
 /* Fire `id` failed for now: tried again RETRY_MS from now. */
@@ -461,10 +464,8 @@ static void drain(struct triggers *t)
             fire_op_free(op);
             continue;
         }
-        if (!rc && tr.skip_overlap)
-            op->error = overlap(s, &tr, f[i].id);
-        if (!rc && !op->error)
-            rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
+        if (!rc && tr.skip_overlap) op->error = overlap(s, &tr, f[i].id);
+        if (!rc && !op->error) rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
         trigger_rec_release(&tr); /* zeroed by a failed get */
         if (rc && transient(rc)) {
             log_warn("trigger=%s: the fire for %s waits: %s", f[i].trigger, f[i].uri, be.msg);
@@ -642,12 +643,15 @@ static void schedules_read(struct triggers *t, int64_t now)
         struct cron c;
         struct err ce = ERR_INIT;
         int64_t last;
+        const struct tz *zone = NULL;
         if (!rc && tr->schedule && !sc) {
-            if (cron_parse(tr->schedule, "schedule", &c, &ce)) /* checked when made */
+            if (cron_parse(tr->schedule, "schedule", &c, &ce) || /* checked when made */
+                (tr->timezone && triggers_zone(t, tr->timezone, &zone, &ce)))
                 log_warn("schedule=%s: %s", tr->id, ce.msg);
             else if ((last = schedule_last(t, tr)) >= 0) {
                 sc = xcalloc(1, sizeof(*sc));
                 sc->cron = c;
+                sc->zone = zone;
                 sc->last = last;
                 hmap_put(&t->schedules, tr->id, sc);
             }
@@ -739,7 +743,7 @@ static void schedules_tick(struct triggers *t, int64_t now)
     size_t cap = 0;
     for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it)) {
         struct schedule *sc = it->value;
-        int64_t due = cron_last_due(&sc->cron, sc->last, now);
+        int64_t due = cron_last_due_tz(&sc->cron, sc->zone, sc->last, now);
         if (due < 0 || fire_pending(t, it->key)) continue;
         if (!op) {
             op = xcalloc(1, sizeof(*op));
@@ -762,6 +766,23 @@ void triggers_schedules_changed(struct triggers *t)
     if (t) t->schedules_next = 0;
 }
 
+int triggers_zone(struct triggers *t, const char *name, const struct tz **out, struct err *e)
+{
+    struct tz *z = hmap_get(&t->zones, name);
+    if (!z) {
+        int rc = tz_load(name, "timezone", &z, e);
+        if (rc) return rc;
+        hmap_put(&t->zones, name, z);
+    }
+    *out = z;
+    return 0;
+}
+
+static void zone_free(void *z)
+{
+    tz_free(z);
+}
+
 /* ---- the rest ---- */
 
 struct triggers *triggers_new(struct server *s, int scan_s)
@@ -771,6 +792,7 @@ struct triggers *triggers_new(struct server *s, int scan_s)
     t->scan_ms = (int64_t)scan_s * 1000;
     hmap_init(&t->waiting);
     hmap_init(&t->schedules);
+    hmap_init(&t->zones);
     /* Tests only: fires wait this long, a window in which to kill -9 the server between an
        upload and its submission (tests/e2e/test_triggers.py). Unset in production. */
     const char *hold = getenv("DROVER_TEST_TRIGGER_HOLD_MS");
@@ -783,6 +805,7 @@ void triggers_free(struct triggers *t)
     if (!t) return;
     hmap_release(&t->waiting, free);
     hmap_release(&t->schedules, free);
+    hmap_release(&t->zones, zone_free);
     free(t);
 }
 

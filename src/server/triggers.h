@@ -38,6 +38,9 @@ void triggers_kick(struct triggers *t);
 /* A schedule was made or deleted through this server: the leader (this one) reads them again
    at its next tick (others within SCHEDULES_READ_MS). */
 void triggers_schedules_changed(struct triggers *t);
+/* Time zone `name`, loaded once and kept (errors name the field "timezone"). Loop thread. */
+struct tz;
+int triggers_zone(struct triggers *t, const char *name, const struct tz **out, struct err *e);
 
 /*
  * What fire (uri, sha256) of trigger t submits, made on the loop: the template with the

@@ -734,6 +734,7 @@ json_t *trigger_fire_data(const char *uri, const char *sha256)
 void trigger_rec_release(struct trigger_rec *t)
 {
     free(t->schedule);
+    free(t->timezone);
     free(t->owner);
     free(t->prefix);
     free(t->input);

@@ -569,6 +569,7 @@ struct trigger_rec {
     char *schedule;     /* a schedule (docs/api.md "Schedules"): its cron expression, and prefix
                            is ""; NULL: an upload trigger */
     bool skip_overlap;  /* a schedule's fire is skipped while its previous run is unfinished */
+    char *timezone;     /* the zone a schedule is read in ("Europe/Paris"); NULL: UTC */
 };
 void trigger_rec_release(struct trigger_rec *t);
 /* Inserts t. ERR_CONFLICT when its id is taken. */

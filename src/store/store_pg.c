@@ -165,8 +165,8 @@ enum stmt_id {
 #define LIVE_STATES JOB_UNFINISHED_MASK
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
-#define TRIGGER_COLUMNS                                                                    \
-    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap"
+#define TRIGGER_COLUMNS                                                                            \
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
@@ -194,8 +194,8 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT $3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = $1 WHERE id = $2",
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
-                         "created_at, schedule, skip_overlap) "
-                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         "created_at, schedule, skip_overlap, timezone) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = $1",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT NULL: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers "
@@ -3054,6 +3054,7 @@ static void row_to_trigger(const PGresult *r, int row, struct trigger_rec *t)
     t->created_at = col_int(r, row, 6);
     t->schedule = col_text(r, row, 7);
     t->skip_overlap = PQgetvalue(r, row, 8)[0] == 't';
+    t->timezone = col_text(r, row, 9);
 }
 
 static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -3068,6 +3069,7 @@ static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, stru
     p_int(&p, t->created_at);
     p_text(&p, t->schedule);
     p_bool(&p, t->skip_overlap);
+    p_text(&p, t->timezone);
     return run(pg(st), S_TRIGGER_INSERT, &p, NULL, e, "inserting a trigger");
 }
 

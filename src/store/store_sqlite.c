@@ -143,8 +143,8 @@ enum stmt_id {
     "created_at, open"
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
-#define TRIGGER_COLUMNS                                                                    \
-    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap"
+#define TRIGGER_COLUMNS                                                                            \
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -160,7 +160,8 @@ static const char *const stmt_sql[S_COUNT] = {
                   "ORDER BY id DESC LIMIT ?3",
     [S_JOB_SET_SPEC] = "UPDATE jobs SET spec = ? WHERE id = ?",
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
-                         "created_at, schedule, skip_overlap) VALUES (?,?,?,?,?,?,?,?,?)",
+                         "created_at, schedule, skip_overlap, timezone) "
+                         "VALUES (?,?,?,?,?,?,?,?,?,?)",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = ?",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT -1: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE (?1 IS NULL OR owner = ?1) "
@@ -1825,6 +1826,7 @@ static void row_to_trigger(sqlite3_stmt *q, struct trigger_rec *t)
     t->created_at = sqlite3_column_int64(q, 6);
     t->schedule = col_text(q, 7);
     t->skip_overlap = sqlite3_column_int(q, 8) != 0;
+    t->timezone = col_text(q, 9);
 }
 
 static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -1840,6 +1842,7 @@ static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, 
     sqlite3_bind_int64(q, 7, t->created_at);
     bind_text(q, 8, t->schedule);
     sqlite3_bind_int(q, 9, t->skip_overlap);
+    bind_text(q, 10, t->timezone);
     return exec_stmt(s, q, e, "inserting a trigger");
 }
 

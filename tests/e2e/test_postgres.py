@@ -463,7 +463,7 @@ def test_schedules_through_postgres(pg_servers):
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses;
 DROP INDEX array_tasks_job;
-ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN skip_overlap;
+ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap;
 UPDATE drover_schema SET version = 12;
 """
 

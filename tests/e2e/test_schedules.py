@@ -6,8 +6,10 @@ while the server was down fire once; rm stops it; a client sees its own; a workf
 schedule; bad input refused naming the field, nothing stored; the CLI.
 """
 import calendar
+import datetime
 import json
 import time
+import zoneinfo
 
 import pytest
 
@@ -176,6 +178,42 @@ def test_a_workflow_schedule(server, make_agent):
     assert log(server, w["nodes"]["A"]["job"]) == x["time"] + "\n"
 
 
+def next_local(hour, minute, zone):
+    """The next hh:mm wall-clock time in zone after now, as UTC ms (python's own tz code)."""
+    z = zoneinfo.ZoneInfo(zone)
+    now = datetime.datetime.now(z)
+    day = now.date()
+    for _ in range(3):
+        t = datetime.datetime(day.year, day.month, day.day, hour, minute, tzinfo=z)
+        if t > now:
+            return int(t.timestamp() * 1000)
+        day += datetime.timedelta(days=1)
+    raise AssertionError("no next time")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York", "Asia/Kolkata",
+                                  "Australia/Lord_Howe", "UTC"])
+def test_a_schedule_in_a_time_zone(server, zone):
+    t = create(server, {"schedule": "30 9 * * *", "timezone": zone, "job": sh("true")})
+    assert t["timezone"] == zone
+    assert at_ms(t["next_at"]) == next_local(9, 30, zone), t
+    got = server.api().get(f"/v1/triggers/{t['id']}").json()
+    assert (got["timezone"], got["next_at"]) == (zone, t["next_at"])
+    # and without one: UTC
+    u = create(server, {"schedule": "30 9 * * *", "job": sh("true")})
+    assert u["timezone"] == "UTC" and at_ms(u["next_at"]) == next_local(9, 30, "UTC")
+
+
+def test_a_schedule_fires_in_its_time_zone(server, make_agent):
+    # every 2 seconds read in a zone 5:30 from UTC: seconds are the same everywhere
+    make_agent(server, "w1")
+    t = create(server, {"schedule": EVERY_2S, "timezone": "Asia/Kolkata",
+                        "job": sh('echo "$DROVER_SCHEDULE_TIME"')})
+    f = settled(server, t["id"], 2)
+    assert at_ms(f[1]["time"]) - at_ms(f[0]["time"]) == 2000
+    assert log(server, wait_job(server, f[0]["job"])["id"]) == f[0]["time"] + "\n"  # UTC
+
+
 BAD = [
     ("bad minute", {"schedule": "61 * * * *"}, "schedule"),
     ("too few fields", {"schedule": "* * *"}, "schedule"),
@@ -188,6 +226,11 @@ BAD = [
     ("bad overlap", {"schedule": EVERY_2S, "overlap": "never"}, "overlap"),
     ("overlap not a string", {"schedule": EVERY_2S, "overlap": True}, "overlap"),
     ("overlap of an upload trigger", {"prefix": "s3://up/", "overlap": "skip"}, "overlap"),
+    ("unknown time zone", {"schedule": EVERY_2S, "timezone": "Mars/Olympus"}, "timezone"),
+    ("time zone path", {"schedule": EVERY_2S, "timezone": "../../etc/passwd"}, "timezone"),
+    ("time zone not a zone", {"schedule": EVERY_2S, "timezone": "zone.tab"}, "timezone"),
+    ("time zone not a string", {"schedule": EVERY_2S, "timezone": 1}, "timezone"),
+    ("time zone of an upload trigger", {"prefix": "s3://up/", "timezone": "UTC"}, "timezone"),
     ("a key", {"schedule": EVERY_2S, "job": dict(sh("true"), key="k")}, "job.key"),
     ("bad spec", {"schedule": EVERY_2S, "job": {"command": {}}}, "job.command.program"),
 ]
@@ -214,6 +257,13 @@ def test_cli(server, make_agent, tmp_path):
     assert len(tid) == 36
     out = ok(server.run_cli("trigger", "ls"))
     assert tid in out and f"schedule {EVERY_2S} (overlap skip)" in out
+    t2 = json.loads(ok(server.run_cli("trigger", "create", "-s", "0 9 * * *", "-z",
+                                      "Europe/Paris", "-f", str(spec), "--json")))
+    assert t2["timezone"] == "Europe/Paris"
+    assert "schedule 0 9 * * * Europe/Paris" in ok(server.run_cli("trigger", "ls"))
+    ok(server.run_cli("trigger", "rm", t2["id"]))
+    usage_error(server.run_cli("trigger", "create", "-p", "s3://a/", "-z", "UTC", "-f",
+                               str(spec)), ["trigger", "create"])
     listed = json.loads(ok(server.run_cli("trigger", "ls", "--json")))["triggers"]
     assert [(x["id"], x["overlap"]) for x in listed] == [(tid, "skip")]
     settled(server, tid, 1)

@@ -2,7 +2,10 @@
  * test_cron.c - unit tests for common/cron.c: each field's syntax, every refusal with its
  * message, next fire times across minute, hour, day, month and year boundaries (Feb 29, the
  * Vixie day-of-month / day-of-week rule, seconds), the last fire due over small and huge gaps,
- * and both functions checked against a brute-force scan matched with gmtime_r.
+ * and both functions checked against a brute-force scan matched with gmtime_r. In time zones:
+ * fixed cases around DST changes (gaps, repeated hours, Lord Howe, Nuuk, Apia's lost day),
+ * and both _tz functions checked against a minute-by-minute scan of wall-clock times computed
+ * with tz_offset.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,7 @@
 #include <cmocka.h>
 
 #include "common/cron.h"
+#include "common/tz.h"
 
 #define B(n) (UINT64_C(1) << (n))
 
@@ -506,12 +510,380 @@ static void test_brute_force(void **state)
     }
 }
 
+/* ---- in time zones ---- */
+
+static struct tz *zone(const char *name)
+{
+    struct tz *z = NULL;
+    struct err e = ERR_INIT;
+    if (tz_load(name, "spec.timezone", &z, &e) != 0) fail_msg("'%s' refused: %s", name, e.msg);
+    return z;
+}
+
+static void assert_next_tz(const char *text, const struct tz *z, int64_t after, int64_t want)
+{
+    struct cron c = parse_ok(text);
+    int64_t got = cron_next_tz(&c, z, after);
+    if (got != want)
+        fail_msg("'%s' in %s after %lld: got %lld, want %lld", text, z ? tz_name(z) : "NULL",
+                 (long long)after, (long long)got, (long long)want);
+}
+
+/* Fires in order, each found from the one before. */
+static void assert_fires_tz(const char *text, const struct tz *z, int64_t after,
+                            const int64_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_next_tz(text, z, after, want[i]);
+        after = want[i];
+    }
+}
+
+static void test_tz_next(void **state)
+{
+    (void)state;
+    struct tz *paris = zone("Europe/Paris");
+    /* 09:00 is 08:00Z in winter (+1), 07:00Z in summer (+2) */
+    assert_next_tz("0 9 * * *", paris, at(2026, 1, 10, 0, 0, 0), at(2026, 1, 10, 8, 0, 0));
+    assert_next_tz("0 9 * * *", paris, at(2026, 7, 10, 0, 0, 0), at(2026, 7, 10, 7, 0, 0));
+    assert_next_tz("0 9 * * *", paris, at(2026, 1, 10, 8, 0, 0), at(2026, 1, 11, 8, 0, 0));
+    assert_next_tz("0 9 * * *", paris, at(2026, 3, 28, 8, 0, 0), at(2026, 3, 29, 7, 0, 0));
+
+    /* 2026-03-29, 02:00 -> 03:00 (01:00Z): 02:30 does not exist, it fires at 03:00 (01:00Z),
+     * once; the day before at 02:30 CET, the day after at 02:30 CEST */
+    assert_next_tz("30 2 * * *", paris, at(2026, 3, 27, 12, 0, 0), at(2026, 3, 28, 1, 30, 0));
+    assert_next_tz("30 2 * * *", paris, at(2026, 3, 28, 12, 0, 0), at(2026, 3, 29, 1, 0, 0));
+    assert_next_tz("30 2 * * *", paris, at(2026, 3, 29, 1, 0, 0) - 1, at(2026, 3, 29, 1, 0, 0));
+    assert_next_tz("30 2 * * *", paris, at(2026, 3, 29, 1, 0, 0), at(2026, 3, 30, 0, 30, 0));
+    /* the gap's times fire together, once */
+    assert_next_tz("0,15,30,45 2 * * *", paris, at(2026, 3, 29, 0, 0, 0),
+                   at(2026, 3, 29, 1, 0, 0));
+    assert_next_tz("0,15,30,45 2 * * *", paris, at(2026, 3, 29, 1, 0, 0),
+                   at(2026, 3, 30, 0, 0, 0));
+    /* 2026-10-25, 03:00 -> 02:00 (01:00Z): 02:30 fires at its first occurrence (CEST,
+     * 00:30Z), not at its second (CET, 01:30Z) */
+    assert_next_tz("30 2 * * *", paris, at(2026, 10, 24, 12, 0, 0), at(2026, 10, 25, 0, 30, 0));
+    assert_next_tz("30 2 * * *", paris, at(2026, 10, 25, 0, 30, 0), at(2026, 10, 26, 1, 30, 0));
+    assert_next_tz("30 2 * * *", paris, at(2026, 10, 25, 1, 29, 0), at(2026, 10, 26, 1, 30, 0));
+
+    /* every 30 minutes across the repeated hour: the second 02:00 and 02:30 do not fire */
+    const int64_t fall[] = {at(2026, 10, 24, 23, 30, 0), at(2026, 10, 25, 0, 0, 0),
+                            at(2026, 10, 25, 0, 30, 0), at(2026, 10, 25, 2, 0, 0),
+                            at(2026, 10, 25, 2, 30, 0)};
+    assert_fires_tz("*/30 * * * *", paris, at(2026, 10, 24, 23, 0, 0), fall, ARRAY_SIZE(fall));
+    const int64_t fall_hourly[] = {at(2026, 10, 24, 23, 0, 0), at(2026, 10, 25, 0, 0, 0),
+                                   at(2026, 10, 25, 2, 0, 0), at(2026, 10, 25, 3, 0, 0)};
+    assert_fires_tz("@hourly", paris, at(2026, 10, 24, 22, 0, 0), fall_hourly,
+                    ARRAY_SIZE(fall_hourly));
+    /* ... and across the gap: 02:00, 02:30 and 03:00 all at 01:00Z */
+    const int64_t spring[] = {at(2026, 3, 29, 0, 30, 0), at(2026, 3, 29, 1, 0, 0),
+                              at(2026, 3, 29, 1, 30, 0)};
+    assert_fires_tz("*/30 * * * *", paris, at(2026, 3, 29, 0, 0, 0), spring, ARRAY_SIZE(spring));
+
+    /* NULL and "UTC" are UTC */
+    struct tz *utc = zone("UTC");
+    assert_next_tz("30 2 * * *", NULL, at(2026, 3, 28, 12, 0, 0), at(2026, 3, 29, 2, 30, 0));
+    assert_next_tz("30 2 * * *", utc, at(2026, 3, 28, 12, 0, 0), at(2026, 3, 29, 2, 30, 0));
+    assert_next_tz("0 0 29 2 *", utc, at(2096, 3, 1, 0, 0, 0), -1);
+    /* out of range, never */
+    struct cron c = parse_ok("* * * * *");
+    assert_int_equal(cron_next_tz(&c, paris, INT64_MAX), -1);
+    assert_int_equal(cron_next_tz(&c, paris, INT64_MIN), -1);
+    c = parse_ok("0 0 29 2 *");
+    assert_int_equal(cron_next_tz(&c, paris, at(2096, 3, 1, 0, 0, 0)), -1);
+    /* seconds */
+    assert_next_tz("30 30 2 * * *", paris, at(2026, 3, 29, 0, 0, 0), at(2026, 3, 29, 1, 0, 0));
+    assert_next_tz("30 30 2 * * *", paris, at(2026, 10, 25, 0, 0, 0),
+                   at(2026, 10, 25, 0, 30, 30));
+
+    /* New York: 02:00 -> 03:00 on 2026-03-08 (07:00Z), 02:00 -> 01:00 on 2026-11-01 (06:00Z) */
+    struct tz *ny = zone("America/New_York");
+    assert_next_tz("30 2 * * *", ny, at(2026, 3, 7, 12, 0, 0), at(2026, 3, 8, 7, 0, 0));
+    assert_next_tz("30 1 * * *", ny, at(2026, 10, 31, 12, 0, 0), at(2026, 11, 1, 5, 30, 0));
+    assert_next_tz("30 1 * * *", ny, at(2026, 11, 1, 5, 30, 0), at(2026, 11, 2, 6, 30, 0));
+
+    /* Lord Howe: a gap of 30 minutes (02:00 -> 02:30, 15:30Z), and 01:30-02:00 twice */
+    struct tz *lh = zone("Australia/Lord_Howe");
+    assert_next_tz("15 2 * * *", lh, at(2026, 10, 3, 0, 0, 0), at(2026, 10, 3, 15, 30, 0));
+    assert_next_tz("45 2 * * *", lh, at(2026, 10, 3, 0, 0, 0), at(2026, 10, 3, 15, 45, 0));
+    assert_next_tz("45 1 * * *", lh, at(2026, 4, 4, 0, 0, 0), at(2026, 4, 4, 14, 45, 0));
+    assert_next_tz("45 1 * * *", lh, at(2026, 4, 4, 14, 45, 0), at(2026, 4, 5, 15, 15, 0));
+
+    /* Nuuk changes at 23:00 on Saturdays (-1:00 Sunday): 23:30 on Saturday 2026-03-28 fires
+     * at 00:00 Sunday (01:00Z) */
+    struct tz *nuuk = zone("America/Nuuk");
+    assert_next_tz("30 23 * * *", nuuk, at(2026, 3, 28, 12, 0, 0), at(2026, 3, 29, 1, 0, 0));
+    assert_next_tz("30 23 * * *", nuuk, at(2026, 3, 29, 1, 0, 0), at(2026, 3, 30, 0, 30, 0));
+    assert_next_tz("30 23 * * SAT", nuuk, at(2026, 3, 28, 12, 0, 0), at(2026, 3, 29, 1, 0, 0));
+    /* Saturday 2026-10-24, 24:00 -> 23:00: 23:30 fires once, at 00:30Z */
+    assert_next_tz("30 23 * * *", nuuk, at(2026, 10, 24, 12, 0, 0), at(2026, 10, 25, 0, 30, 0));
+    assert_next_tz("30 23 * * *", nuuk, at(2026, 10, 25, 0, 30, 0), at(2026, 10, 26, 1, 30, 0));
+
+    /* Apia had no December 30, 2011: its noon fires at the end of the gap, 00:00 on the 31st
+     * (10:00Z on the 30th) */
+    struct tz *apia = zone("Pacific/Apia");
+    const int64_t apia_noons[] = {at(2011, 12, 29, 22, 0, 0), at(2011, 12, 30, 10, 0, 0),
+                                  at(2011, 12, 30, 22, 0, 0)};
+    assert_fires_tz("0 12 * * *", apia, at(2011, 12, 29, 0, 0, 0), apia_noons,
+                    ARRAY_SIZE(apia_noons));
+    /* a date that the gap took fires at its end too */
+    assert_next_tz("0 12 30 12 *", apia, at(2011, 12, 1, 0, 0, 0), at(2011, 12, 30, 10, 0, 0));
+
+    /* Sao Paulo's DST began at midnight (2018-11-04 00:00 -> 01:00, 03:00Z) */
+    struct tz *sp = zone("America/Sao_Paulo");
+    assert_next_tz("0 0 * * *", sp, at(2018, 11, 3, 12, 0, 0), at(2018, 11, 4, 3, 0, 0));
+    assert_next_tz("0 0 * * *", sp, at(2018, 11, 4, 3, 0, 0), at(2018, 11, 5, 2, 0, 0));
+
+    tz_free(paris);
+    tz_free(utc);
+    tz_free(ny);
+    tz_free(lh);
+    tz_free(nuuk);
+    tz_free(apia);
+    tz_free(sp);
+}
+
+static void test_tz_last_due(void **state)
+{
+    (void)state;
+    struct tz *paris = zone("Europe/Paris");
+    struct cron c = parse_ok("30 2 * * *");
+    /* the gap's 02:30 is due from 03:00 (01:00Z) */
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 3, 28, 12, 0, 0),
+                                      at(2026, 3, 29, 1, 0, 0)),
+                     at(2026, 3, 29, 1, 0, 0));
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 3, 28, 12, 0, 0),
+                                      at(2026, 3, 29, 1, 0, 0) - 1),
+                     -1);
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 3, 28, 0, 0, 0),
+                                      at(2026, 3, 29, 0, 59, 0)),
+                     at(2026, 3, 28, 1, 30, 0));
+    /* the repeated 02:30 is due once */
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 10, 24, 12, 0, 0),
+                                      at(2026, 10, 25, 1, 45, 0)),
+                     at(2026, 10, 25, 0, 30, 0));
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 10, 25, 0, 30, 0),
+                                      at(2026, 10, 25, 1, 45, 0)),
+                     -1);
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 10, 25, 0, 30, 0),
+                                      at(2026, 10, 26, 1, 30, 0)),
+                     at(2026, 10, 26, 1, 30, 0));
+    /* a gap's several times: one fire */
+    c = parse_ok("*/15 2 * * *");
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 3, 28, 23, 0, 0),
+                                      at(2026, 3, 29, 5, 0, 0)),
+                     at(2026, 3, 29, 1, 0, 0));
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 3, 29, 1, 0, 0),
+                                      at(2026, 3, 29, 23, 0, 0)),
+                     -1);
+    /* months: summer time */
+    c = parse_ok("0 9 * * *");
+    assert_int_equal(
+        cron_last_due_tz(&c, paris, at(2026, 1, 1, 0, 0, 0), at(2026, 7, 10, 12, 0, 0)),
+        at(2026, 7, 10, 7, 0, 0));
+    assert_int_equal(
+        cron_last_due_tz(&c, paris, at(2026, 1, 1, 0, 0, 0), at(2026, 7, 10, 6, 59, 0)),
+        at(2026, 7, 9, 7, 0, 0));
+    assert_int_equal(
+        cron_last_due_tz(&c, paris, INT64_MIN, at(2026, 1, 10, 8, 0, 0)),
+        at(2026, 1, 10, 8, 0, 0));
+    assert_int_equal(cron_last_due_tz(&c, paris, at(2026, 1, 10, 8, 0, 0),
+                                      at(2026, 1, 10, 8, 0, 0)),
+                     -1);
+    /* NULL is UTC */
+    assert_int_equal(cron_last_due_tz(&c, NULL, at(2026, 1, 1, 0, 0, 0),
+                                      at(2026, 7, 10, 12, 0, 0)),
+                     at(2026, 7, 10, 9, 0, 0));
+
+    /* bounded work, whatever the gap */
+    c = parse_ok("* * * * * *");
+    struct cron jan = parse_ok("* * * * JAN *");
+    int64_t now = at(2026, 10, 25, 1, 30, 0) + 535; /* in the repeated hour */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 1000; i++) {
+        /* the last second shown before the clock went back: 02:59:59 CEST, 00:59:59Z */
+        assert_int_equal(cron_last_due_tz(&c, paris, at(2023, 3, 14, 0, 0, 0), now + i),
+                         at(2026, 10, 25, 0, 59, 59));
+        assert_int_equal(cron_last_due_tz(&jan, paris, 0, now + i), at(2026, 1, 31, 22, 59, 59));
+        assert_int_equal(cron_next_tz(&c, paris, now + i), at(2026, 10, 25, 2, 0, 0));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (secs > 5) fail_msg("3000 calls took %.1f s", secs);
+    tz_free(paris);
+}
+
+/* Matchers of wall-clock times (gmtime_r of the wall clock's seconds). */
+static bool m_0230(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min == 30 && t->tm_hour == 2;
+}
+static bool m_half_hours(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min % 30 == 0;
+}
+static bool m_quarters_at_2(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min % 15 == 0 && t->tm_hour == 2;
+}
+static bool m_midnight(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min == 0 && t->tm_hour == 0;
+}
+static bool m_sat_2330(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min == 30 && t->tm_hour == 23 && t->tm_wday == 6;
+}
+static bool m_noon(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min == 0 && t->tm_hour == 12;
+}
+static bool m_sunday_early(const struct tm *t)
+{
+    return t->tm_sec == 0 && t->tm_min % 7 == 0 && t->tm_hour >= 1 && t->tm_hour <= 3 &&
+           t->tm_wday == 0;
+}
+static bool m_sec20(const struct tm *t)
+{
+    return t->tm_sec % 20 == 0;
+}
+static bool m_sec_0230(const struct tm *t)
+{
+    return t->tm_sec == 30 && t->tm_min == 30 && t->tm_hour == 2;
+}
+
+/*
+ * The fires by a scan, every `step` seconds, of the wall clock (the instant plus tz_offset):
+ * a wall time that matches fires at the first step at which the clock shows it or a later
+ * time. So the times a gap skips fire when it ends, together, and the times a clock set back
+ * shows again fire nothing. Offsets and changes are whole minutes, so steps of 1 or 60 s see
+ * every change.
+ */
+static size_t scan_tz(const struct brute *b, const struct tz *z, int64_t from_s, int64_t to_s,
+                      int step, int64_t *fires)
+{
+    int64_t shown = INT64_MIN; /* the highest wall time shown so far */
+    for (int64_t s = from_s - 3 * 86400; s < from_s; s += step) {
+        int64_t w = s + tz_offset(z, s * 1000);
+        if (w > shown) shown = w;
+    }
+    size_t n = 0;
+    for (int64_t s = from_s; s < to_s; s += step) {
+        int64_t w = s + tz_offset(z, s * 1000);
+        bool fire = false;
+        for (int64_t v = shown + step; v <= w && !fire; v += step) {
+            time_t tt = (time_t)v;
+            struct tm tm;
+            assert_non_null(gmtime_r(&tt, &tm));
+            fire = b->match(&tm);
+        }
+        if (w > shown) shown = w;
+        if (fire) fires[n++] = s * 1000;
+    }
+    return n;
+}
+
+/* cron_next_tz from every step of the span (and a ms before), cron_last_due_tz from every
+ * 7th, against the scan. */
+static void check_tz_span(const struct brute *b, const struct tz *z, int64_t from_s,
+                          int64_t to_s, int step)
+{
+    struct cron c = parse_ok(b->text);
+    size_t cap = (size_t)((to_s - from_s) / step) + 1;
+    int64_t *fires = malloc(cap * sizeof(*fires));
+    assert_non_null(fires);
+    size_t n = scan_tz(b, z, from_s, to_s, step, fires);
+    int64_t end_ms = to_s * 1000, start_ms = from_s * 1000;
+    size_t i = 0;
+    int k = 0;
+    for (int64_t s = from_s; s < to_s; s += step, k++) {
+        for (int delta = -1; delta <= 0; delta++) {
+            int64_t p = s * 1000 + delta;
+            while (i < n && fires[i] <= p)
+                i++;
+            int64_t got = cron_next_tz(&c, z, p);
+            if (i < n) {
+                if (got != fires[i])
+                    fail_msg("'%s' in %s next after %lld: got %lld, scan %lld", b->text,
+                             tz_name(z), (long long)p, (long long)got, (long long)fires[i]);
+            } else if (got != -1 && got < end_ms) {
+                fail_msg("'%s' in %s next after %lld: got %lld, scan none before %lld", b->text,
+                         tz_name(z), (long long)p, (long long)got, (long long)end_ms);
+            }
+            if (k % 7 || p < start_ms) continue;
+            int64_t want = i > 0 ? fires[i - 1] : -1;
+            got = cron_last_due_tz(&c, z, start_ms - 1, p);
+            if (got != want)
+                fail_msg("'%s' in %s last due at %lld: got %lld, scan %lld", b->text,
+                         tz_name(z), (long long)p, (long long)got, (long long)want);
+            if (want >= 0) assert_int_equal(cron_last_due_tz(&c, z, want, p), -1);
+        }
+    }
+    free(fires);
+}
+
+static void test_tz_brute_force(void **state)
+{
+    (void)state;
+    static const struct brute minutes[] = {
+        {"30 2 * * *", m_0230},
+        {"*/30 * * * *", m_half_hours},
+        {"@hourly", m_hourly},
+        {"*/15 2 * * *", m_quarters_at_2},
+        {"0 0 * * *", m_midnight},
+        {"30 23 * * SAT", m_sat_2330},
+        {"0 12 * * *", m_noon},
+        {"*/7 1-3 * * SUN", m_sunday_early},
+    };
+    /* zones, and a year from which their next two changes are looked at */
+    static const struct {
+        const char *name;
+        int year, month;
+    } zones[] = {
+        {"Europe/Paris", 2026, 1},      {"America/New_York", 2026, 1},
+        {"Australia/Lord_Howe", 2026, 1}, {"America/Nuuk", 2026, 1},
+        {"Europe/Dublin", 2026, 1},     {"America/Sao_Paulo", 2018, 1},
+        {"Pacific/Apia", 2011, 6},      {"Asia/Kolkata", 2026, 3},
+    };
+    for (size_t zi = 0; zi < ARRAY_SIZE(zones); zi++) {
+        struct tz *z = zone(zones[zi].name);
+        int64_t t = at(zones[zi].year, zones[zi].month, 1, 0, 0, 0), changes[2];
+        for (int j = 0; j < 2; j++) {
+            int64_t next = tz_next_change(z, t);
+            changes[j] = next == INT64_MAX ? at(zones[zi].year, 3, 29, 1, 0, 0) : next;
+            t = changes[j];
+        }
+        for (int j = 0; j < 2; j++) {
+            int64_t from = changes[j] / 1000 - 36 * 3600, to = changes[j] / 1000 + 36 * 3600;
+            from -= from % 60;
+            for (size_t i = 0; i < ARRAY_SIZE(minutes); i++)
+                check_tz_span(&minutes[i], z, from, to, 60);
+        }
+        tz_free(z);
+    }
+    /* seconds, second by second over a few hours around Paris's changes */
+    static const struct brute seconds[] = {
+        {"*/20 * * * * *", m_sec20},
+        {"30 30 2 * * *", m_sec_0230},
+    };
+    struct tz *paris = zone("Europe/Paris");
+    const int64_t paris_changes[] = {at(2026, 3, 29, 1, 0, 0), at(2026, 10, 25, 1, 0, 0)};
+    for (size_t j = 0; j < ARRAY_SIZE(paris_changes); j++)
+        for (size_t i = 0; i < ARRAY_SIZE(seconds); i++)
+            check_tz_span(&seconds[i], paris, paris_changes[j] / 1000 - 2 * 3600,
+                          paris_changes[j] / 1000 + 2 * 3600, 1);
+    tz_free(paris);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields),   cmocka_unit_test(test_macros),
-        cmocka_unit_test(test_refusals), cmocka_unit_test(test_next),
-        cmocka_unit_test(test_last_due), cmocka_unit_test(test_brute_force),
+        cmocka_unit_test(test_fields),       cmocka_unit_test(test_macros),
+        cmocka_unit_test(test_refusals),     cmocka_unit_test(test_next),
+        cmocka_unit_test(test_last_due),     cmocka_unit_test(test_brute_force),
+        cmocka_unit_test(test_tz_next),      cmocka_unit_test(test_tz_last_due),
+        cmocka_unit_test(test_tz_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -200,7 +200,7 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX array_tasks_job ON array_tasks (job);"
     "DELETE FROM array_tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job);",
     /* 17: schedules (SQLite's 21) */
-    "ALTER TABLE triggers ADD COLUMN schedule text,"
+    "ALTER TABLE triggers ADD COLUMN schedule text, ADD COLUMN timezone text,"
     "  ADD COLUMN skip_overlap boolean NOT NULL DEFAULT false;",
 };
 

@@ -178,9 +178,11 @@ static const char *const sqlite_migrations[] = {
     "CREATE INDEX array_tasks_job ON array_tasks (job);"
     "DELETE FROM array_tasks WHERE job NOT IN (SELECT id FROM jobs);",
     /* 21: schedules (docs/api.md "Schedules"): a trigger with a cron expression instead of a
-       prefix (prefix '' then), and whether a fire is skipped while the run before it is
-       unfinished; its fires are keyed by their time (uri: the time in RFC 3339, sha256 '') */
+       prefix (prefix '' then), the time zone it is read in (NULL: UTC), and whether a fire is
+       skipped while the run before it is unfinished; its fires are keyed by their time (uri:
+       the time in RFC 3339, sha256 '') */
     "ALTER TABLE triggers ADD COLUMN schedule TEXT;"
+    "ALTER TABLE triggers ADD COLUMN timezone TEXT;"
     "ALTER TABLE triggers ADD COLUMN skip_overlap INTEGER NOT NULL DEFAULT 0;",
 };
 
