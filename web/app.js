@@ -1,6 +1,7 @@
 /*
- * drover's dashboard: one page, eight views (jobs, a job, workflows, a workflow, arrays,
- * an array, queues, agents), kept live by the event stream (GET /v1/events).
+ * drover's dashboard: one page, ten views (jobs, a job, workflows, a workflow, arrays,
+ * an array, triggers, a trigger, queues, agents), kept live by the event stream
+ * (GET /v1/events).
  *
  * Safety rule: data from the server is only ever put into the page as text
  * (textContent, text nodes, attribute values set one by one) - never as
@@ -190,9 +191,10 @@ function startEvents() {
       api('GET', '/v1/session').then(() => setTimeout(startEvents, 2000), () => signedOut('Sign in again.'));
     }
   };
-  /* trigger.fired and trigger.failed are not dispatched: the job a trigger submits has
-     events of its own, which the views follow. */
-  for (const type of ['job', 'agent', 'array.submitted', 'array.changed', 'queue.paused', 'queue.resumed']) {
+  /* trigger.fired and trigger.failed are for the triggers' pages: the job a trigger submits
+     has events of its own, which the other views follow. */
+  for (const type of ['job', 'agent', 'array.submitted', 'array.changed', 'queue.paused', 'queue.resumed',
+    'trigger.fired', 'trigger.failed']) {
     es.addEventListener(type, (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }
@@ -259,7 +261,7 @@ async function signOut() {
 }
 
 /* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/arrays?…, #/array/ID?from=I,
-   #/queues, #/agents ---- */
+   #/triggers?…, #/trigger/ID, #/queues, #/agents ---- */
 
 function route() {
   if (!app.session) return;
@@ -271,12 +273,14 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   const name = parts[0] || 'jobs';
   for (const a of document.querySelectorAll('#nav a'))
-    a.classList.toggle('active', a.dataset.view === ({job: 'jobs', workflow: 'workflows', array: 'arrays'}[name] || name));
+    a.classList.toggle('active', a.dataset.view === ({job: 'jobs', workflow: 'workflows', array: 'arrays', trigger: 'triggers'}[name] || name));
   if (name === 'job' && parts[1]) app.view = jobView(decodeURIComponent(parts[1]));
   else if (name === 'workflow' && parts[1]) app.view = workflowView(decodeURIComponent(parts[1]));
   else if (name === 'workflows') app.view = workflowsView(params);
   else if (name === 'array' && parts[1]) app.view = arrayView(decodeURIComponent(parts[1]), params);
   else if (name === 'arrays') app.view = arraysView(params);
+  else if (name === 'trigger' && parts[1]) app.view = triggerView(decodeURIComponent(parts[1]));
+  else if (name === 'triggers') app.view = triggersView(params);
   else if (name === 'queues') app.view = queuesView();
   else if (name === 'agents') app.view = agentsView();
   else app.view = jobsView(params);
@@ -1165,6 +1169,195 @@ function arrayView(id, params) {
       if (i >= start && i <= end) refreshTasks(); /* a new job of a task shown: read its id */
     },
     destroy: () => { closed = true; refreshSummary.cancel(); refreshTasks.cancel(); },
+  };
+}
+
+/* ---- triggers ---- */
+
+/* What sets a trigger off, as `drover trigger ls` says it: its prefix, or its schedule. */
+const triggerOn = (t) => (t.schedule === null ? t.prefix
+  : `schedule ${t.schedule}${t.timezone && t.timezone !== 'UTC' ? ' ' + t.timezone : ''}${t.overlap === 'skip' ? ' (overlap skip)' : ''}`);
+
+/* What a trigger submits: "job" or "workflow", and its template's name when it has one. */
+function triggerSubmits(t) {
+  const kind = 'workflow' in t ? 'workflow' : 'job';
+  const tmpl = t[kind] || {};
+  return typeof tmpl.name === 'string' ? [kind, ' ', h('span', {class: 'name'}, tmpl.name)] : [kind];
+}
+
+function triggersView(params) {
+  const after = params.get('after') || '';
+  const back = (params.get('back') || '').split(',').filter(Boolean); /* the cursors of newer pages */
+  const root = clear(main());
+  const status = h('p', {class: 'muted', id: 'triggers-status'});
+  const tbody = h('tbody', {id: 'triggers-body'});
+  const pager = h('div', {class: 'pager'});
+  root.append(h('h1', {}, 'Triggers'), status,
+    h('div', {class: 'scroll'}, h('table', {id: 'triggers'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'id'), h('th', {}, 'on'), h('th', {class: 'hide-narrow'}, 'submits'), h('th', {}, 'next'),
+      h('th', {class: 'hide-narrow'}, 'owner'), h('th', {class: 'hide-narrow'}, 'created'))), tbody)),
+    pager);
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/triggers' + q({after, limit: 20}));
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.className = 'muted';
+    status.textContent = res.triggers.length ? ''
+      : 'No triggers yet: drover trigger create makes an upload trigger or a schedule.';
+    clear(tbody);
+    for (const t of res.triggers) {
+      tbody.append(h('tr', {'data-id': t.id, 'data-kind': t.schedule === null ? 'upload' : 'schedule'},
+        h('td', {class: 'id'}, h('a', {href: `#/trigger/${encodeURIComponent(t.id)}`, title: t.id}, shortId(t.id))),
+        h('td', {class: 'on'}, triggerOn(t)),
+        h('td', {class: 'submits hide-narrow'}, triggerSubmits(t)),
+        h('td', {class: 'next'}, fmtWhen(t.next_at)),
+        h('td', {class: 'hide-narrow'}, t.owner || ''),
+        h('td', {class: 'hide-narrow'}, fmtWhen(t.created_at))));
+    }
+    cursorPager(pager, '#/triggers', {}, after, back, res.next);
+  };
+  /* A fire moves its schedule's next time on. (Triggers made or deleted are no event.) */
+  const refresh = throttle(load, 1000);
+  load();
+  return {
+    onEvent: (type) => { if (type.startsWith('trigger.')) refresh(); },
+    destroy: () => refresh.cancel(),
+  };
+}
+
+/* ---- one trigger ---- */
+
+function triggerView(id) {
+  const root = clear(main());
+  const head = h('div', {id: 'trig-head'});
+  /* Made once, so that the redraws (a schedule may fire each second) keep its first click. */
+  const delBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-delete', hidden: true});
+  const details = h('dl', {class: 'kv', id: 'trig-details'});
+  const template = h('pre', {class: 'log', id: 'trig-template'});
+  const firesHead = h('tr', {});
+  const fires = h('tbody', {id: 'trig-fires-body'});
+  const firesStatus = h('p', {class: 'muted', id: 'trig-fires-status'});
+  const body = h('div', {id: 'trig-body', hidden: true},
+    h('div', {class: 'grid2'},
+      h('div', {}, h('h2', {}, 'Details'), h('div', {class: 'card'}, details)),
+      h('div', {}, h('h2', {}, 'Template (as given)'), template)),
+    h('h2', {}, 'Recent fires ', h('span', {class: 'muted'}, '(the 50 newest)')), firesStatus,
+    h('div', {class: 'scroll'}, h('table', {id: 'trig-fires'}, h('thead', {}, firesHead), fires)));
+  root.append(head, h('div', {class: 'actions'}, delBtn), body);
+
+  let trig = null;
+  let closed = false;
+  let armed = false;
+  let reads = 0; /* the newest read: an older one answered after it is dropped */
+  let seen = null; /* the fires shown, to mark the new ones */
+
+  const schedule = () => trig.schedule !== null;
+  const setButton = () => {
+    delBtn.textContent = armed
+      ? (schedule() ? 'Delete this schedule? It fires no more; its runs go on.'
+        : 'Delete this trigger? Uploads fire it no more; its runs go on.')
+      : (schedule() ? 'Delete schedule…' : 'Delete trigger…');
+    delBtn.classList.toggle('danger', armed);
+  };
+  /* The first click asks, the second deletes (no browser dialog). */
+  delBtn.addEventListener('click', async () => {
+    if (!armed) {
+      armed = true;
+      setButton();
+      return;
+    }
+    delBtn.disabled = true;
+    try {
+      await api('DELETE', `/v1/triggers/${encodeURIComponent(id)}`);
+      closed = true;
+      toast(schedule() ? 'Schedule deleted.' : 'Trigger deleted.');
+      location.hash = '#/triggers';
+      return;
+    } catch (e) {
+      toast(e.message, true);
+    }
+    armed = false;
+    delBtn.disabled = false;
+    setButton();
+  });
+
+  const fireRow = (f) => {
+    const kind = 'workflow' in f ? 'workflow' : 'job';
+    const key = f.time || `${f.uri} ${f.sha256}`;
+    const row = h('tr', {'data-state': f.state, 'data-key': key},
+      h('td', {class: 'what'}, f.time !== undefined ? fmtWhen(f.time)
+        : [h('span', {title: `sha256 ${f.sha256}`}, f.uri), ' ',
+          h('span', {class: 'muted', title: 'sha256'}, (f.sha256 || '').slice(0, 12))]),
+      h('td', {}, badge(f.state)),
+      h('td', {class: 'id'}, f[kind]
+        ? h('a', {href: `#/${kind}/${encodeURIComponent(f[kind])}`, title: f[kind], class: 'run'}, shortId(f[kind])) : ''),
+      h('td', {}, f.error ? h('span', {class: 'error'}, f.error) : ''),
+      h('td', {class: 'hide-narrow'}, fmtWhen(f.fired_at)));
+    if (seen && !seen.has(key + f.state)) row.classList.add('fresh');
+    return row;
+  };
+
+  const render = () => {
+    const t = trig;
+    const can = app.session.can || {};
+    const kind = 'workflow' in t ? 'workflow' : 'job';
+    clear(head).append(
+      h('p', {}, h('a', {href: '#/triggers'}, '‹ Triggers')),
+      h('h1', {}, schedule() ? 'Schedule ' : 'Upload trigger ', h('span', {class: 'id'}, shortId(t.id))));
+    delBtn.hidden = !can.trigger_delete;
+    setButton();
+    clear(details);
+    const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
+    kv('id', h('span', {class: 'id', id: 'trig-id'}, t.id));
+    kv('kind', schedule() ? 'schedule' : 'upload trigger');
+    if (schedule()) {
+      kv('schedule', [h('span', {id: 'trig-schedule'}, t.schedule), h('span', {class: 'muted'}, ` (${t.timezone || 'UTC'})`)]);
+      kv('overlap', t.overlap === 'skip' ? 'skip (a time is skipped while the run before goes on)' : 'allow');
+      kv('next', h('span', {id: 'trig-next'}, fmtWhen(t.next_at)));
+    } else {
+      kv('prefix', h('span', {id: 'trig-prefix'}, t.prefix));
+      kv('input', t.input === null ? h('span', {class: 'muted'}, '—') : t.input);
+    }
+    kv('submits', h('span', {id: 'trig-submits'}, triggerSubmits(t)));
+    if (t.owner) kv('owner', t.owner);
+    kv('created', fmtWhen(t.created_at));
+    if (!template.textContent) template.textContent = JSON.stringify(t[kind], null, 2); /* never changes */
+    clear(firesHead).append(h('th', {}, schedule() ? 'time' : 'object'), h('th', {}, 'state'),
+      h('th', {}, kind), h('th', {}, 'error'), h('th', {class: 'hide-narrow'}, 'fired'));
+    firesStatus.textContent = t.fires.length ? ''
+      : schedule() ? 'No fires yet: the first comes at the next time.'
+        : 'No fires yet: each object uploaded under the prefix fires it once.';
+    clear(fires).append(...t.fires.map(fireRow));
+    seen = new Set(t.fires.map((f) => (f.time || `${f.uri} ${f.sha256}`) + f.state));
+    body.hidden = false;
+  };
+
+  const load = async () => {
+    const first = !trig;
+    const n = ++reads;
+    let t;
+    try {
+      t = await api('GET', `/v1/triggers/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (closed || n !== reads) return;
+      if (first) clear(head).append(h('p', {}, h('a', {href: '#/triggers'}, '‹ Triggers')), h('p', {class: 'error'}, e.message));
+      else toast(e.message, true);
+      return;
+    }
+    if (closed || n !== reads) return;
+    trig = t;
+    render();
+  };
+  const refresh = throttle(load, 500);
+  load();
+  return {
+    onEvent: (type, ev) => { if (type.startsWith('trigger.') && ev.trigger === id) refresh(); },
+    destroy: () => { closed = true; refresh.cancel(); },
   };
 }
 

@@ -513,6 +513,88 @@ describe('dashboard', () => {
     assert.equal((await api('DELETE', `/v1/triggers/${t.body.id}`)).status, 200);
   });
 
+  it('lists triggers and schedules; a schedule\u2019s page shows its fires live and deletes it after asking', async () => {
+    const name = '<img src=x onerror="window.__xss=12"><b>trig</b>';
+    const dir = '<img src=x onerror="window.__xss=13">';
+    const prefix = `s3://dash-trig2/${dir}/`;
+    const up = await api('POST', '/v1/triggers', {prefix, input: 'in', job: {name, retry: {max_attempts: 1},
+      command: {program: 'true', arguments: [{type: 'input', name: 'in'}]}}});
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    const sch = await api('POST', '/v1/triggers', {schedule: '* * * * * *', overlap: 'skip',
+      job: {name: 'every-second', command: {program: 'true'}}});
+    assert.equal(sch.status, 201, JSON.stringify(sch.body));
+    try {
+      /* The list: newest first, what each is on, what it submits, a schedule's next time. */
+      await page.goto(`${URL_}/#/jobs`);
+      await page.click('#nav a[data-view="triggers"]');
+      const upRow = `#triggers-body tr[data-id="${up.body.id}"]`;
+      const schRow = `#triggers-body tr[data-id="${sch.body.id}"]`;
+      await page.waitForSelector(schRow);
+      await page.waitForSelector(upRow);
+      assert.equal(await page.getAttribute('#triggers-body tr:first-child', 'data-id'), sch.body.id);
+      assert.equal(await page.textContent(`${upRow} td.on`), prefix);
+      assert.equal(await page.textContent(`${schRow} td.on`), 'schedule * * * * * * (overlap skip)');
+      assert.equal(await page.textContent(`${upRow} td.submits`), `job ${name}`);
+      assert.equal(await page.textContent(`${schRow} td.submits`), 'job every-second');
+      assert.equal(await page.textContent(`${upRow} td.next`), '—');
+      assert.match(await page.textContent(`${schRow} td.next`), /^\d\d:\d\d:\d\d$/);
+      assert.equal(await page.locator('main img, main script, main b').count(), 0);
+      await shot('triggers');
+
+      /* An upload trigger's page: an object under the prefix fires it once. */
+      const put = await fetch(`${URL_}/v1/blobs/dash-trig2/${encodeURIComponent(dir)}/a.txt`,
+        {method: 'PUT', headers: {Authorization: `Bearer ${TOKEN}`}, body: 'x'});
+      assert.equal(put.status, 200);
+      const job = await until('the upload trigger to fire', async () => {
+        const fires = (await api('GET', `/v1/triggers/${up.body.id}`)).body.fires || [];
+        return fires.length && fires[0].job;
+      });
+      await page.click(`${upRow} a`);
+      await page.waitForSelector('#trig-fires-body tr[data-state="fired"]');
+      assert.equal(await page.textContent('#trig-prefix'), prefix);
+      assert.equal(await page.textContent('#trig-fires-body tr td.what span:first-child'), `${prefix}a.txt`);
+      assert.equal(await page.getAttribute('#trig-fires-body tr a.run', 'href'), `#/job/${job}`);
+      assert.equal(await page.textContent('#trig-submits'), `job ${name}`);
+      assert.ok((await page.textContent('#trig-template')).includes(JSON.stringify(name)), 'the template, as text');
+      assert.equal(await page.locator('main img, main script, main b').count(), 0);
+
+      /* A schedule's page: a fire each second, shown as it comes, without a reload. */
+      await page.evaluate(() => { window.__notReloaded = true; });
+      await page.goto(`${URL_}/#/trigger/${sch.body.id}`);
+      await page.waitForSelector('#trig-fires-body tr');
+      const firstKey = await page.getAttribute('#trig-fires-body tr:first-child', 'data-key');
+      await page.waitForFunction((k) => {
+        const rows = document.querySelectorAll('#trig-fires-body tr');
+        return rows.length >= 2 && rows[0].dataset.key !== k;
+      }, firstKey, {timeout: 5000});
+      await page.waitForSelector('#trig-fires-body tr[data-state="fired"] a.run[href^="#/job/"]', {timeout: 5000});
+      assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was reloaded');
+      assert.equal(await page.textContent('#trig-schedule'), '* * * * * *');
+      assert.match(await page.textContent('#trig-next'), /^\d\d:\d\d:\d\d$/);
+      assert.match(await page.textContent('#trig-template'), /"program": "true"/);
+      await shot('trigger');
+
+      /* Delete: the first click asks (and stays asking through the page's redraws), the second deletes. */
+      assert.match(await page.textContent('#trig-delete'), /^Delete schedule/);
+      await page.click('#trig-delete');
+      assert.match(await page.textContent('#trig-delete'), /Delete this schedule\?/);
+      await page.waitForTimeout(1200); /* a fire or two redraw the page meanwhile */
+      assert.match(await page.textContent('#trig-delete'), /Delete this schedule\?/);
+      assert.equal((await api('GET', `/v1/triggers/${sch.body.id}`)).status, 200, 'the first click only asks');
+      await page.click('#trig-delete');
+      await page.waitForSelector('#triggers');
+      assert.equal(await page.evaluate(() => location.hash), '#/triggers');
+      assert.equal((await api('GET', `/v1/triggers/${sch.body.id}`)).status, 404);
+      await page.waitForSelector(upRow);
+      assert.equal(await page.locator(schRow).count(), 0);
+      await page.waitForTimeout(300);
+      assert.equal(await page.evaluate(() => window.__xss), undefined, 'a script from the data ran');
+    } finally {
+      await api('DELETE', `/v1/triggers/${sch.body.id}`);
+      await api('DELETE', `/v1/triggers/${up.body.id}`);
+    }
+  });
+
   it('shows HTML and script in a name, labels and log as inert text', async () => {
     const name = '<img src=x onerror="window.__xss=1">';
     const label = '<script>window.__xss=2</script>';

@@ -6,9 +6,11 @@ the cookie's flags, a job appearing and finishing live, its log followed, a canc
 from its page, a workflow's graph following its nodes live (cancel and retry from its
 page), arrays (a grid of 12 tasks filling live, a range cancelled and retried from an
 array's page, a million-task array paged by index range, markup in an array's name and
-items shown as text), upload triggers firing while the page is open, a drain, markup in
-names, labels and logs shown as text, a cross-site
-POST refused, a screenshot of each page at desktop and phone width (kept in the
+items shown as text), upload triggers firing while the page is open, the triggers page
+(an upload trigger and a schedule listed, an upload trigger's page with its fire, a
+schedule's page showing its fires live and deleting it after asking, markup in a prefix
+and a job name shown as text), a drain, markup in names, labels and logs shown as text,
+a cross-site POST refused, a screenshot of each page at desktop and phone width (kept in the
 folder the test prints). scripts/deps.sh test installs chromium and runs `npm ci`
 in tests/browser.
 """
@@ -47,6 +49,7 @@ def test_dashboard_in_a_browser(server, make_agent, capsys):
     assert any(s.strip().endswith("fail 0") for s in summary), out
     pngs = sorted(f for f in os.listdir(shots) if f.endswith(".png"))
     for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow", "workflows",
-                 "arrays", "array", "array-running", "array-cancelled", "array-million"):
+                 "arrays", "array", "array-running", "array-cancelled", "array-million",
+                 "triggers", "trigger"):
         for size in ("desktop", "phone"):
             assert f"{page}-{size}.png" in pngs, (page, size, pngs)
