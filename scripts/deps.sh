@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libhttp-parser-dev libpq-dev libcmocka-dev curl python3
-      libsystemd-dev libjemalloc-dev)
+      libsystemd-dev libjemalloc-dev tzdata)
 test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
            hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
            bubblewrap docker-registry postgresql chromium)

@@ -444,10 +444,59 @@ static int64_t first_reaching(const struct tz *z, int64_t w)
     return -1;
 }
 
+/*
+ * A schedule of every hour follows the clock: it fires at each instant whose wall time
+ * matches, so a repeated hour's times fire again and a gap's do not, as an interval's would.
+ * The offset holds on segments between changes: within one the wall time is the instant
+ * plus that offset, so cron_next and cron_last_due on wall times answer for it.
+ */
+#define ALL_HOURS 0xffffffu
+#define CLOCK_SEGMENTS 64 /* changes of offset looked at per call: 5 years have ~10 */
+
+static int64_t clock_next(const struct cron *c, const struct tz *z, int64_t after_ms)
+{
+    int64_t p = after_ms, from = wall_at(z, after_ms);
+    for (int i = 0; i < CLOCK_SEGMENTS; i++) {
+        int64_t off = (int64_t)tz_offset(z, p) * 1000, end = tz_next_change(z, p);
+        int64_t w = cron_next(c, from);
+        if (w < 0) return -1;
+        if (end == INT64_MAX || w - off < end) return w - off;
+        p = end; /* on in the next segment: from the wall time its first instant shows */
+        from = wall_at(z, end) - 1;
+    }
+    return -1;
+}
+
+static int64_t clock_last_due(const struct cron *c, const struct tz *z, int64_t after_ms,
+                              int64_t now_ms)
+{
+    int64_t start[CLOCK_SEGMENTS]; /* the segments' first instants, oldest first */
+    int n = 0;
+    if (after_ms < now_ms - (HORIZON_S + DAY_S) * 1000) /* cron_last_due looks no further */
+        after_ms = now_ms - (HORIZON_S + DAY_S) * 1000;
+    start[n++] = after_ms + 1;
+    for (int64_t ch = tz_next_change(z, after_ms); ch <= now_ms; ch = tz_next_change(z, ch)) {
+        if (n == CLOCK_SEGMENTS) { /* the oldest go: cron_last_due looks back 5 years only */
+            memmove(start, start + 1, (CLOCK_SEGMENTS - 1) * sizeof(*start));
+            n--;
+        }
+        start[n++] = ch;
+    }
+    int64_t hi = now_ms;
+    for (int i = n - 1; i >= 0; i--) {
+        int64_t off = (int64_t)tz_offset(z, start[i]) * 1000;
+        int64_t w = cron_last_due(c, start[i] - 1 + off, hi + off);
+        if (w >= 0) return w - off;
+        hi = start[i] - 1;
+    }
+    return -1;
+}
+
 int64_t cron_next_tz(const struct cron *c, const struct tz *z, int64_t after_ms)
 {
     if (!z) return cron_next(c, after_ms);
     if (after_ms < -MAX_MS || after_ms > MAX_MS) return -1;
+    if ((c->hour & ALL_HOURS) == ALL_HOURS) return clock_next(c, z, after_ms);
     int64_t w = cron_next(c, wall_reached(z, after_ms));
     return w < 0 ? -1 : first_reaching(z, w);
 }
@@ -456,6 +505,7 @@ int64_t cron_last_due_tz(const struct cron *c, const struct tz *z, int64_t after
 {
     if (!z) return cron_last_due(c, after_ms, now_ms);
     if (after_ms >= now_ms || now_ms < -MAX_MS || now_ms > MAX_MS) return -1;
+    if ((c->hour & ALL_HOURS) == ALL_HOURS) return clock_last_due(c, z, after_ms, now_ms);
     int64_t from = after_ms < -MAX_MS ? after_ms : wall_reached(z, after_ms);
     int64_t w = cron_last_due(c, from, wall_reached(z, now_ms));
     return w < 0 ? -1 : first_reaching(z, w);

@@ -63,20 +63,20 @@ int64_t cron_last_due(const struct cron *c, int64_t after_ms, int64_t now_ms);
 
 /*
  * Time zones (tz.h). These two read the fields as wall-clock time in zone z; with z NULL they
- * are cron_next and cron_last_due (UTC). A schedule fires at the first instant at which the
- * zone's clock shows a matching time or a later one, which settles the changes of offset (DST)
- * the way cronie does for jobs at fixed times:
- *  - a time that the clock skips (02:30 on the night Europe/Paris goes from 02:00 to 03:00)
- *    fires once, at the first instant after the gap (03:00 local), not never; the matching
- *    times of one gap fire once, together, at that instant;
- *  - a time that the clock shows twice (02:30 when it goes back from 03:00 to 02:00) fires
- *    once, at its first occurrence; nothing fires while the clock repeats times it has shown,
- *    so that night "*\/30 * * * *" skips the second 02:00 and 02:30 (90 minutes between two
- *    fires) and @hourly the second 02:00. (cronie runs jobs with a '*' minute or hour field
- *    again during a repeated hour; this does not.)
+ * are cron_next and cron_last_due (UTC). At changes of offset (DST), as cronie does:
+ *  - a schedule at fixed hours fires at the first instant at which the zone's clock shows a
+ *    matching time or a later one: a time the clock skips (02:30 on the night Europe/Paris
+ *    goes from 02:00 to 03:00) fires once, at the first instant after the gap (03:00 local),
+ *    not never, and the matching times of one gap fire once, together, then; a time the
+ *    clock shows twice (02:30 when it goes back from 03:00 to 02:00) fires once, at its first
+ *    occurrence;
+ *  - a schedule of every hour (its hour field covers 0-23: "*\/30 * * * *", @hourly) follows
+ *    the clock: it fires at each instant whose wall time matches, so the repeated hour's times
+ *    fire again and the skipped hour's do not (every 30 real minutes through both nights).
  * Results are instants, ms since the epoch (UTC): strictly after after_ms for cron_next_tz,
  * within (after_ms, now_ms] for cron_last_due_tz, -1 when there is none within 5 years.
- * Bounded work: one cron_next or cron_last_due on wall-clock times, and a few look-ups in z.
+ * Bounded work: a few cron_next or cron_last_due calls on wall-clock times (one per change of
+ * offset in the span, for a schedule of every hour), and a few look-ups in z.
  * The zone is only read: any number of threads may share it.
  */
 int64_t cron_next_tz(const struct cron *c, const struct tz *z, int64_t after_ms);

@@ -566,16 +566,19 @@ static void test_tz_next(void **state)
     assert_next_tz("30 2 * * *", paris, at(2026, 10, 25, 0, 30, 0), at(2026, 10, 26, 1, 30, 0));
     assert_next_tz("30 2 * * *", paris, at(2026, 10, 25, 1, 29, 0), at(2026, 10, 26, 1, 30, 0));
 
-    /* every 30 minutes across the repeated hour: the second 02:00 and 02:30 do not fire */
+    /* schedules of every hour follow the clock: every 30 minutes across the repeated hour,
+     * the second 02:00 and 02:30 fire too (every 30 real minutes) */
     const int64_t fall[] = {at(2026, 10, 24, 23, 30, 0), at(2026, 10, 25, 0, 0, 0),
-                            at(2026, 10, 25, 0, 30, 0), at(2026, 10, 25, 2, 0, 0),
+                            at(2026, 10, 25, 0, 30, 0),  at(2026, 10, 25, 1, 0, 0),
+                            at(2026, 10, 25, 1, 30, 0),  at(2026, 10, 25, 2, 0, 0),
                             at(2026, 10, 25, 2, 30, 0)};
     assert_fires_tz("*/30 * * * *", paris, at(2026, 10, 24, 23, 0, 0), fall, ARRAY_SIZE(fall));
     const int64_t fall_hourly[] = {at(2026, 10, 24, 23, 0, 0), at(2026, 10, 25, 0, 0, 0),
-                                   at(2026, 10, 25, 2, 0, 0), at(2026, 10, 25, 3, 0, 0)};
+                                   at(2026, 10, 25, 1, 0, 0), at(2026, 10, 25, 2, 0, 0),
+                                   at(2026, 10, 25, 3, 0, 0)};
     assert_fires_tz("@hourly", paris, at(2026, 10, 24, 22, 0, 0), fall_hourly,
                     ARRAY_SIZE(fall_hourly));
-    /* ... and across the gap: 02:00, 02:30 and 03:00 all at 01:00Z */
+    /* ... and across the gap the clock skips 02:00 and 02:30: 01:30 CET, then 03:00 CEST */
     const int64_t spring[] = {at(2026, 3, 29, 0, 30, 0), at(2026, 3, 29, 1, 0, 0),
                               at(2026, 3, 29, 1, 30, 0)};
     assert_fires_tz("*/30 * * * *", paris, at(2026, 3, 29, 0, 0, 0), spring, ARRAY_SIZE(spring));
@@ -702,11 +705,11 @@ static void test_tz_last_due(void **state)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < 1000; i++) {
-        /* the last second shown before the clock went back: 02:59:59 CEST, 00:59:59Z */
-        assert_int_equal(cron_last_due_tz(&c, paris, at(2023, 3, 14, 0, 0, 0), now + i),
-                         at(2026, 10, 25, 0, 59, 59));
+        /* every second follows the clock through the repeated hour too */
+        int64_t second = (now + i) / 1000 * 1000;
+        assert_int_equal(cron_last_due_tz(&c, paris, at(2023, 3, 14, 0, 0, 0), now + i), second);
         assert_int_equal(cron_last_due_tz(&jan, paris, 0, now + i), at(2026, 1, 31, 22, 59, 59));
-        assert_int_equal(cron_next_tz(&c, paris, now + i), at(2026, 10, 25, 2, 0, 0));
+        assert_int_equal(cron_next_tz(&c, paris, now + i), second + 1000);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -757,11 +760,12 @@ static bool m_sec_0230(const struct tm *t)
  * The fires by a scan, every `step` seconds, of the wall clock (the instant plus tz_offset):
  * a wall time that matches fires at the first step at which the clock shows it or a later
  * time. So the times a gap skips fire when it ends, together, and the times a clock set back
- * shows again fire nothing. Offsets and changes are whole minutes, so steps of 1 or 60 s see
- * every change.
+ * shows again fire nothing. With `clock` (a schedule of every hour) a step fires when the
+ * time its clock shows matches, whatever it showed before. Offsets and changes are whole
+ * minutes, so steps of 1 or 60 s see every change.
  */
 static size_t scan_tz(const struct brute *b, const struct tz *z, int64_t from_s, int64_t to_s,
-                      int step, int64_t *fires)
+                      int step, bool clock, int64_t *fires)
 {
     int64_t shown = INT64_MIN; /* the highest wall time shown so far */
     for (int64_t s = from_s - 3 * 86400; s < from_s; s += step) {
@@ -772,7 +776,7 @@ static size_t scan_tz(const struct brute *b, const struct tz *z, int64_t from_s,
     for (int64_t s = from_s; s < to_s; s += step) {
         int64_t w = s + tz_offset(z, s * 1000);
         bool fire = false;
-        for (int64_t v = shown + step; v <= w && !fire; v += step) {
+        for (int64_t v = clock ? w : shown + step; v <= w && !fire; v += step) {
             time_t tt = (time_t)v;
             struct tm tm;
             assert_non_null(gmtime_r(&tt, &tm));
@@ -793,7 +797,7 @@ static void check_tz_span(const struct brute *b, const struct tz *z, int64_t fro
     size_t cap = (size_t)((to_s - from_s) / step) + 1;
     int64_t *fires = malloc(cap * sizeof(*fires));
     assert_non_null(fires);
-    size_t n = scan_tz(b, z, from_s, to_s, step, fires);
+    size_t n = scan_tz(b, z, from_s, to_s, step, (c.hour & 0xffffffu) == 0xffffffu, fires);
     int64_t end_ms = to_s * 1000, start_ms = from_s * 1000;
     size_t i = 0;
     int k = 0;
