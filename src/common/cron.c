@@ -17,6 +17,7 @@
  * caught up), and the last one up to N is f of the last match in (M(A), M(N)].
  */
 #include "common/cron.h"
+#include "common/timeutil.h"
 #include "common/tz.h"
 
 #include <stdio.h>
@@ -263,43 +264,6 @@ int cron_parse(const char *text, const char *field, struct cron *out, struct err
 
 /* ---- fire times ---- */
 
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a / b - (a % b < 0);
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* The other way (civil_from_days). */
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = floor_div(z, 146097);
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int month_days(int64_t y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
 /* The smallest value >= from whose bit is set, or -1. */
 static int next_bit(uint64_t bits, int from)
 {
@@ -310,7 +274,7 @@ static int next_bit(uint64_t bits, int from)
 
 static bool day_matches(const struct cron *c, int64_t y, int m, int d)
 {
-    int wday = (int)((days_from_civil(y, m, d) % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
+    int wday = (int)((time_days_from_civil(y, m, d) % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
     bool dom = c->dom >> d & 1, dow = c->dow >> wday & 1;
     if (c->dom_any || c->dow_any) return dom && dow; /* see parse_field */
     return dom || dow;
@@ -319,12 +283,12 @@ static bool day_matches(const struct cron *c, int64_t y, int m, int d)
 int64_t cron_next(const struct cron *c, int64_t after_ms)
 {
     if (after_ms < -MAX_MS || after_ms > MAX_MS) return -1;
-    int64_t after_s = floor_div(after_ms, 1000);
+    int64_t after_s = time_floor_div(after_ms, 1000);
     int64_t t = after_s + 1; /* fire times are whole seconds */
-    int64_t days = floor_div(t, DAY_S), rest = t - days * DAY_S;
+    int64_t days = time_floor_div(t, DAY_S), rest = t - days * DAY_S;
     int64_t y;
     int m, d, h = (int)(rest / 3600), mi = (int)(rest / 60 % 60), s = (int)(rest % 60);
-    civil_from_days(days, &y, &m, &d);
+    time_civil_from_days(days, &y, &m, &d);
     int64_t last_year = y + 6; /* past the horizon whatever the date */
 
     for (;;) {
@@ -362,13 +326,13 @@ int64_t cron_next(const struct cron *c, int64_t after_ms)
         mi = 0;
         if (nh >= 0 && ++h < 24) continue;
         h = 0;
-        if (++d <= month_days(y, m)) continue;
+        if (++d <= time_month_days(y, m)) continue;
         d = 1;
         if (++m <= 12) continue;
         m = 1;
         y++;
     }
-    int64_t fire = days_from_civil(y, m, d) * DAY_S + h * 3600 + mi * 60 + s;
+    int64_t fire = time_days_from_civil(y, m, d) * DAY_S + h * 3600 + mi * 60 + s;
     return fire - after_s > HORIZON_S ? -1 : fire * 1000;
 }
 

@@ -14,6 +14,17 @@ int64_t time_mono_ns(void);
 void time_format_rfc3339(int64_t ms, char *out, size_t n);
 /* The other way: "YYYY-MM-DDTHH:MM:SS[.fff]Z" (UTC only) into ms; false when malformed. */
 bool time_parse_rfc3339(const char *s, int64_t *ms);
+
+/*
+ * The proleptic Gregorian calendar in integers (Howard Hinnant's algorithms), for any year
+ * an int64_t holds, without time_t's limits or a libc call: the days since 1970-01-01 of a
+ * date, the date of such a day, leap years, months' lengths, and a division rounding down.
+ */
+int64_t time_days_from_civil(int64_t y, int m, int d);
+void time_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+bool time_is_leap(int64_t y);
+int time_month_days(int64_t y, int m); /* 28-31 */
+int64_t time_floor_div(int64_t a, int64_t b);
 /* Local "YYYY-MM-DD HH:MM:SS.mmm" for logs. */
 void time_format_local(int64_t ms, char *out, size_t n);
 

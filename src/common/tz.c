@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define TZ_NAME_MAX 64
@@ -61,43 +62,13 @@ struct tz {
 
 /* ---- dates ---- */
 
-static int64_t floor_div(int64_t a, int64_t b)
+/* The year of a day since 1970-01-01. */
+static int64_t year_from_days(int64_t days)
 {
-    return a / b - (a % b < 0);
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* The year of a day since 1970-01-01 (civil_from_days, the year only). */
-static int64_t year_from_days(int64_t z)
-{
-    z += 719468;
-    int64_t era = floor_div(z, 146097);
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    return yoe + era * 400 + (mp >= 10);
-}
-
-static bool is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int month_days(int64_t y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : days[m - 1];
+    int64_t y;
+    int m, d;
+    time_civil_from_days(days, &y, &m, &d);
+    return y;
 }
 
 /* ---- the footer's rule ---- */
@@ -107,14 +78,14 @@ static int64_t rule_local(const struct tz_rule *r, int64_t y)
 {
     int64_t day;
     if (r->kind == RULE_JULIAN1) {
-        day = days_from_civil(y, 1, 1) + r->n - 1 + (is_leap(y) && r->n >= 60);
+        day = time_days_from_civil(y, 1, 1) + r->n - 1 + (time_is_leap(y) && r->n >= 60);
     } else if (r->kind == RULE_JULIAN0) {
-        day = days_from_civil(y, 1, 1) + r->n;
+        day = time_days_from_civil(y, 1, 1) + r->n;
     } else {
-        int64_t first = days_from_civil(y, r->m, 1);
+        int64_t first = time_days_from_civil(y, r->m, 1);
         int wday = (int)((first % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
         day = first + (r->d - wday + 7) % 7 + 7 * (r->w - 1);
-        while (day >= first + month_days(y, r->m)) /* week 5: the last such day */
+        while (day >= first + time_month_days(y, r->m)) /* week 5: the last such day */
             day -= 7;
     }
     return day * DAY_S + r->time;
@@ -152,7 +123,7 @@ static void rule_events(const struct tz *z, int64_t y, struct rule_event ev[RULE
 /* The year that holds local standard time at instant s. */
 static int64_t rule_year(const struct tz *z, int64_t s)
 {
-    return year_from_days(floor_div(s + z->std_off, DAY_S));
+    return year_from_days(time_floor_div(s + z->std_off, DAY_S));
 }
 
 /* The footer's offset at s (at most MAX_S in magnitude, give or take a day). */
@@ -192,7 +163,7 @@ static int32_t offset_at(const struct tz *z, int64_t s)
 
 int tz_offset(const struct tz *z, int64_t utc_ms)
 {
-    return offset_at(z, floor_div(utc_ms, 1000));
+    return offset_at(z, time_floor_div(utc_ms, 1000));
 }
 
 /* The first second > t at which offset_at changes, or INT64_MAX. */
@@ -225,7 +196,7 @@ static int64_t next_change_s(const struct tz *z, int64_t t)
 
 int64_t tz_next_change(const struct tz *z, int64_t utc_ms)
 {
-    int64_t s = next_change_s(z, floor_div(utc_ms, 1000));
+    int64_t s = next_change_s(z, time_floor_div(utc_ms, 1000));
     return s > MAX_S ? INT64_MAX : s * 1000;
 }
 
