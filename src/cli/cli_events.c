@@ -173,7 +173,7 @@ static const char events_usage[] =
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
     "its progress), of an agent, of an object (created, deleted), of an array, of a\n"
-    "queue (paused, resumed) and of a tenant's limits, and each fire of a trigger,\n"
+    "queue (paused, resumed, its max_running set) and of a tenant's limits, and each fire of a trigger,\n"
     "one line each, until interrupted. With --since,\n"
     "the events after SEQ first (those the server still keeps).\n"
     "\n"
@@ -249,6 +249,13 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         }
         if (json_is_integer(count))
             fprintf(out, " (%" JSON_INTEGER_FORMAT " tasks)", json_integer_value(count));
+        json_t *max = json_object_get(ev, "max_running");
+        if (queue && !strcmp(type, "queue.limited")) {
+            if (json_is_integer(max))
+                fprintf(out, ": max_running %" JSON_INTEGER_FORMAT, json_integer_value(max));
+            else
+                fputs(": max_running none", out);
+        }
         fputc('\n', out);
         fflush(out);
         return;

@@ -1933,11 +1933,14 @@ static const char queues_usage[] =
     "usage: drover queues [--json]\n"
     "       drover queues pause NAME [--json]\n"
     "       drover queues resume NAME [--json]\n"
+    "       drover queues limit NAME N|none [--json]\n"
     "\n"
-    "Lists the queues with their jobs by state, the agents listening, and whether\n"
-    "the queue is paused. `pause` (admin) stops leasing the queue's jobs: they stay\n"
-    "queued, what runs already runs to its end, submissions go on; `resume` lets\n"
-    "them run again.\n"
+    "Lists the queues with their jobs by state, the agents listening, whether the\n"
+    "queue is paused, and its max_running. `pause` (admin) stops leasing the queue's\n"
+    "jobs: they stay queued, what runs already runs to its end, submissions go on;\n"
+    "`resume` lets them run again. `limit` (admin) lets at most N of the queue's\n"
+    "jobs be leased or running at once, on all agents together (a licence, an API's\n"
+    "rate); `none` lifts it.\n"
     "\n"
     "      --json         print the server's JSON answer\n"
     "\n"
@@ -1945,12 +1948,13 @@ static const char queues_usage[] =
     "  drover queues\n"
     "  drover queues --json | jq '.[] | select(.listeners == 0)'\n"
     "  drover queues pause bio\n"
+    "  drover queues limit solver 2\n"
     CLI_COMMON_USAGE;
 
 static void print_queues_table(json_t *list)
 {
-    struct table *t =
-        table_new(7, "name", "queued", "running", "succeeded", "failed", "listeners", "paused");
+    struct table *t = table_new(8, "name", "queued", "running", "succeeded", "failed", "listeners",
+                                "paused", "limit");
     for (size_t c = 1; c < 6; c++)
         table_align_right(t, c);
     static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
@@ -1963,6 +1967,11 @@ static void print_queues_table(json_t *list)
             table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
         const char *since = json_string_value(json_object_get(q, "paused_at"));
         table_add(t, json_is_true(json_object_get(q, "paused")) ? (since ? since : "yes") : "no");
+        json_t *max = json_object_get(q, "max_running");
+        if (json_is_integer(max))
+            table_addf(t, "%lld", (long long)json_integer_value(max));
+        else
+            table_add(t, "-");
     }
     table_print(t, stdout);
     table_free(t);
@@ -1993,10 +2002,52 @@ static int queue_pause(int argc, char **argv, bool pause)
     return rc;
 }
 
+/* drover queues limit NAME N|none */
+static int queue_limit(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, queues_usage);
+    while (cli_getopt(&a, ":h", longopts) != -1)
+        ;
+    if (a.exit_code != CLI_CONTINUE) return a.exit_code;
+    if (a.argc - optind != 2)
+        return cli_usage_error(queues_usage, "queues limit takes a queue's NAME and N (or none)");
+    const char *name = a.argv[optind], *n = a.argv[optind + 1];
+    char *end = NULL;
+    long max = strcmp(n, "none") ? strtol(n, &end, 10) : 0;
+    if (end && (!*n || *end || max < 0 || max > 1000000))
+        return cli_usage_error(queues_usage,
+                               "queues limit: N must be a whole number from 1 to 1000000, or "
+                               "none, not '%s'",
+                               n);
+    if (!*name) return cli_usage_error(queues_usage, "the queue's NAME is empty");
+    char *path = cli_path("/v1/queues/", name, "");
+    json_t *body = json_pack("{s:o}", "max_running", max ? json_integer(max) : json_null());
+    json_t *answer = NULL;
+    int rc = cli_request(&a.conn, "PUT", path, body, &answer, "cannot limit queue '%s'", name);
+    free(path);
+    json_decref(body);
+    if (rc == 0 && a.json)
+        cli_print_json(answer);
+    else if (rc == 0 && max)
+        printf("queue %s: at most %ld jobs leased or running at once (%lld now)\n", name, max,
+               (long long)json_integer_value(json_object_get(answer, "running")));
+    else if (rc == 0)
+        printf("queue %s: no max_running\n", name);
+    json_decref(answer);
+    return rc;
+}
+
 int cmd_queues(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")))
         return queue_pause(argc, argv, argv[1][0] == 'p');
+    if (argc >= 2 && !strcmp(argv[1], "limit")) return queue_limit(argc, argv);
     struct cli_args a;
     cli_args_init(&a, argc, argv, queues_usage);
     json_t *answer = NULL;

@@ -526,6 +526,17 @@ int api_jobs_get(struct http_req *r)
         json_object_set_new(waiting, "reason", json_string("quota"));
         json_object_set_new(waiting, "message", json_string(msg));
     }
+    int qmax = sched_queue_max_running(srv(r)->sched, j.queue);
+    int64_t qheld = sched_queue_held(srv(r)->sched, j.queue);
+    if (reason && !strcmp(reason, "busy") && qmax && qheld >= qmax) { /* its queue's limit */
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "its queue '%s' has %lld jobs leased or running, its max_running; it starts "
+                 "when one of them ends",
+                 j.queue, (long long)qheld);
+        json_object_set_new(waiting, "reason", json_string("queue_limit"));
+        json_object_set_new(waiting, "message", json_string(msg));
+    }
     json_object_set_new(o, "waiting", waiting);
     char wid[UUID_STR_LEN]; /* the workflow it is a node of, for the dashboard's link */
     struct err we = ERR_INIT;

@@ -97,7 +97,9 @@ const char *events_type_name(const struct event_rec *ev)
     if (ev->kind == EVENT_ARRAY)
         return ev->state == ARRAY_SUBMITTED ? "array.submitted" : "array.changed";
     if (ev->kind == EVENT_QUEUE)
-        return ev->state == QUEUE_PAUSED ? "queue.paused" : "queue.resumed";
+        return ev->state == QUEUE_PAUSED    ? "queue.paused"
+               : ev->state == QUEUE_LIMITED ? "queue.limited"
+                                            : "queue.resumed";
     if (ev->kind == EVENT_TENANT) return "tenant.changed";
     return ev->kind == EVENT_JOB ? "job" : "agent";
 }

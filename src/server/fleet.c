@@ -38,7 +38,8 @@ struct lease_rec {
     int64_t deadline; /* 0 = none */
     int64_t leased_at; /* ms since the epoch; 0 = unknown (leased by another server) */
     bool ending;      /* an end-of-attempt commit is in flight */
-    char tenant[132]; /* its job's tenant, which holds it (sched_tenant_hold) */
+    char tenant[132]; /* its job's tenant, which holds it (sched_hold) ... */
+    char queue[72];   /* ... and its queue */
 };
 
 struct fleet {
@@ -674,9 +675,10 @@ static void lease_done(void *arg, int rc, const struct err *e)
         l->deadline = g->deadline[i];
         l->leased_at = g->now_ms;
         snprintf(l->tenant, sizeof(l->tenant), "%s", sj->tenant); /* held since taken */
+        snprintf(l->queue, sizeof(l->queue), "%s", sj->queue);
         struct lease_rec *old = hmap_put(&f->leases, c->job, l);
         if (old) { /* known already from the store (fleet_job_synced): counted once */
-            sched_tenant_release(f->d.sched, old->tenant);
+            sched_release(f->d.sched, old->tenant, old->queue);
             struct live_agent *o = hmap_get(&f->agents, old->agent_id);
             if (o) {
                 o->held--;
@@ -830,7 +832,7 @@ static void unlease_done(void *arg, int rc, const struct err *e)
     for (size_t i = 0; i < op->g->n; i++) {
         if (!op->unleased[i] || rc) continue;
         struct lease_rec *l = hmap_del(&op->f->leases, op->back[i].id);
-        if (l) sched_tenant_release(op->f->d.sched, l->tenant);
+        if (l) sched_release(op->f->d.sched, l->tenant, l->queue);
         struct live_agent *a = l ? hmap_get(&op->f->agents, l->agent_id) : NULL;
         if (a) {
             a->held--;
@@ -864,8 +866,8 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
     struct lease_rec *l = NULL;
     if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     if (l) {
-        /* a tenant at its max_running may start another job: on any agent, at the next turn */
-        if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
+        /* a tenant or queue at its max_running may start another job: on any agent, next turn */
+        if (sched_release(f->d.sched, l->tenant, l->queue)) event_active(f->wake, EV_TIMEOUT, 0);
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
         if (a) {
             a->held--;
@@ -901,7 +903,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 static void drop_lease(struct fleet *f, struct lease_rec *l)
 {
     hmap_del(&f->leases, l->job);
-    if (sched_tenant_release(f->d.sched, l->tenant)) event_active(f->wake, EV_TIMEOUT, 0);
+    if (sched_release(f->d.sched, l->tenant, l->queue)) event_active(f->wake, EV_TIMEOUT, 0);
     struct live_agent *a = hmap_get(&f->agents, l->agent_id);
     /*
      * Its agent is told to kill the attempt now when it waits on this server (a parked poll);
@@ -934,7 +936,8 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
         l->attempt = j->attempt;
         l->slots = j->slots > 0 ? j->slots : 1;
         snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
-        sched_tenant_hold(f->d.sched, l->tenant);
+        snprintf(l->queue, sizeof(l->queue), "%s", j->queue ? j->queue : "");
+        sched_hold(f->d.sched, l->tenant, l->queue);
         l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
                                      (int64_t)f->d.deadline_grace_s * 1000);
         if (a) {
@@ -979,10 +982,12 @@ bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
     if (sj) {
         j.slots = sj->slots;
         j.tenant = xstrdup(sj->tenant); /* sj goes first (sched_remove) */
+        j.queue = xstrdup(sj->queue);
         j.timeout_s = sj->timeout_s;
     }
     fleet_job_synced(f, &j);
     free(j.tenant);
+    free(j.queue);
     return true;
 }
 
@@ -1142,7 +1147,8 @@ static int load_job(void *arg, const struct job *j)
     l->attempt = j->attempt;
     l->slots = j->slots > 0 ? j->slots : 1;
     snprintf(l->tenant, sizeof(l->tenant), "%s", j->tenant ? j->tenant : "");
-    sched_tenant_hold(f->d.sched, l->tenant);
+    snprintf(l->queue, sizeof(l->queue), "%s", j->queue ? j->queue : "");
+    sched_hold(f->d.sched, l->tenant, l->queue);
     l->deadline = lease_deadline(j->timeout_s, j->started_at ? j->started_at : clock_ms(f),
                                  (int64_t)f->d.deadline_grace_s * 1000);
     hmap_put(&f->leases, j->id, l);

@@ -57,6 +57,7 @@ const struct route server_routes[] = {
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
     {"POST", "/v1/queues/{name}/pause", api_queues_pause, ROLE_ADMIN, 4 * KiB, false},
     {"POST", "/v1/queues/{name}/resume", api_queues_resume, ROLE_ADMIN, 4 * KiB, false},
+    {"PUT", "/v1/queues/{name}", api_queues_put, ROLE_ADMIN, 4 * KiB, true},
     {"GET", "/v1/events", api_events, ANY_CLIENT, 0, false},
 
     {"GET", "/v1/agents", api_agents_list, ANY_CLIENT, 0, false},

@@ -34,7 +34,7 @@ struct sched_tenant {
     int max_running; /* 0: none */
     bool own_max;    /* max_running set for it (else the default's) */
     int weight;      /* >= 1 */
-    int64_t held;    /* taken and not given back: leased or running (sched_tenant_hold) */
+    int64_t held;    /* taken and not given back: leased or running (sched_hold) */
     uint64_t served; /* when it was last given a job (sched.takes); 0: never */
 };
 
@@ -56,6 +56,8 @@ struct sched_level {
 struct squeue {
     struct sched_level *levels;
     size_t count;
+    int max_running; /* 0: none (sched_queue_limit) */
+    int64_t held;    /* its jobs taken and not given back: leased or running */
 };
 
 struct sched {
@@ -94,6 +96,17 @@ static struct sched_tenant *tenant_get(struct sched *s, const char *name)
     return t;
 }
 
+/* The queue `name`, made when first needed; queues are kept (their held count). */
+static struct squeue *queue_get(struct sched *s, const char *name)
+{
+    struct squeue *q = hmap_get(&s->queues, name);
+    if (!q) {
+        q = xcalloc(1, sizeof(*q));
+        hmap_put(&s->queues, name, q);
+    }
+    return q;
+}
+
 static void free_tenant(void *v)
 {
     struct sched_tenant *t = v;
@@ -119,18 +132,55 @@ void sched_tenant_set(struct sched *s, const char *tenant, int max_running, int 
     t->weight = weight > 0 ? weight : 1;
 }
 
-void sched_tenant_hold(struct sched *s, const char *tenant)
+void sched_hold(struct sched *s, const char *tenant, const char *queue)
 {
     tenant_get(s, tenant)->held++;
+    queue_get(s, queue)->held++;
 }
 
-bool sched_tenant_release(struct sched *s, const char *tenant)
+bool sched_release(struct sched *s, const char *tenant, const char *queue)
 {
     struct sched_tenant *t = tenant_get(s, tenant);
-    bool was_full = t->max_running && t->held >= t->max_running;
+    struct squeue *q = queue_get(s, queue);
+    bool was_full = (t->max_running && t->held >= t->max_running) ||
+                    (q->max_running && q->held >= q->max_running);
     if (t->held > 0)
         t->held--;
+    if (q->held > 0)
+        q->held--;
     return was_full;
+}
+
+void sched_queue_limit(struct sched *s, const char *queue, int max_running)
+{
+    queue_get(s, queue)->max_running = max_running > 0 ? max_running : 0;
+}
+
+void sched_queue_unlimit_all(struct sched *s)
+{
+    for (struct hmap_entry *e = hmap_first(&s->queues); e; e = hmap_next(&s->queues, e))
+        ((struct squeue *)e->value)->max_running = 0;
+}
+
+int sched_queue_max_running(const struct sched *s, const char *queue)
+{
+    const struct squeue *q = hmap_get(&s->queues, queue);
+    return q ? q->max_running : 0;
+}
+
+int64_t sched_queue_held(const struct sched *s, const char *queue)
+{
+    const struct squeue *q = hmap_get(&s->queues, queue);
+    return q ? q->held : 0;
+}
+
+void sched_queue_limits_each(const struct sched *s,
+                             void (*fn)(void *arg, const char *queue, int max_running), void *arg)
+{
+    for (struct hmap_entry *e = hmap_first(&s->queues); e; e = hmap_next(&s->queues, e)) {
+        const struct squeue *q = e->value;
+        if (q->max_running) fn(arg, e->key, q->max_running);
+    }
 }
 
 int64_t sched_tenant_held(const struct sched *s, const char *tenant)
@@ -204,11 +254,7 @@ static void list_unlink(struct sched_job **head, struct sched_job **tail, struct
 
 static void enqueue_ready(struct sched *s, struct sched_job *sj)
 {
-    struct squeue *q = hmap_get(&s->queues, sj->queue);
-    if (!q) {
-        q = xcalloc(1, sizeof(*q));
-        hmap_put(&s->queues, sj->queue, q);
-    }
+    struct squeue *q = queue_get(s, sj->queue);
     struct sched_level **pl = &q->levels;
     while (*pl && (*pl)->priority > sj->priority)
         pl = &(*pl)->next;
@@ -528,7 +574,8 @@ static struct sched_job *best(const struct sched *s, const json_t *queues, const
     json_t *qn;
     json_array_foreach(queues, i, qn) {
         struct squeue *q = hmap_get(&s->queues, json_string_value(qn));
-        if (!q || (s->paused.count && hmap_get(&s->paused, json_string_value(qn))))
+        if (!q || (s->paused.count && hmap_get(&s->paused, json_string_value(qn))) ||
+            (q->max_running && q->held >= q->max_running)) /* at its limit: its jobs wait */
             continue;
         for (struct sched_level *l = q->levels; l; l = l->next) {
             if (found && l->priority < found->priority)
@@ -583,6 +630,7 @@ size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labe
         struct sched_tenant *t = tenant_get(s, sj->tenant);
         t->held++; /* until put back or its lease ends */
         t->served = ++s->takes;
+        queue_get(s, sj->queue)->held++;
         free_slots -= sj->slots;
         out[n++] = sj;
     }
@@ -591,13 +639,13 @@ size_t sched_take_pref(struct sched *s, const json_t *queues, const json_t *labe
 
 void sched_untake(struct sched *s, struct sched_job *sj)
 {
-    sched_tenant_release(s, sj->tenant);
+    sched_release(s, sj->tenant, sj->queue);
     sched_job_free(sj);
 }
 
 void sched_put_back(struct sched *s, struct sched_job *sj)
 {
-    sched_tenant_release(s, sj->tenant);
+    sched_release(s, sj->tenant, sj->queue);
     struct sched_job *there = hmap_get(&s->byid, sj->id);
     if (there) {
         if (there->array && sj->array)

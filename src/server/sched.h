@@ -73,6 +73,17 @@ int64_t sched_queue_paused(const struct sched *s, const char *queue);
 void sched_queue_resume_all(struct sched *s);
 void sched_queue_paused_each(const struct sched *s,
                              void (*fn)(void *arg, const char *queue, int64_t at_ms), void *arg);
+/*
+ * A queue's max_running (PUT /v1/queues/{name}): at most that many of its jobs leased or
+ * running at once (held: taken by sched_take or sched_hold, until sched_release), whatever
+ * their tenants; 0 (or less): none. Its jobs wait their turn meanwhile.
+ */
+void sched_queue_limit(struct sched *s, const char *queue, int max_running);
+void sched_queue_unlimit_all(struct sched *s);
+int sched_queue_max_running(const struct sched *s, const char *queue);
+int64_t sched_queue_held(const struct sched *s, const char *queue);
+void sched_queue_limits_each(const struct sched *s,
+                             void (*fn)(void *arg, const char *queue, int max_running), void *arg);
 
 /*
  * Takes up to `max` jobs for an agent serving `queues` (array of names),
@@ -93,7 +104,7 @@ void sched_untake(struct sched *s, struct sched_job *sj);
  * Every job belongs to a tenant (its owner token's). A tenant holds the jobs
  * taken for it (sched_take) until they are put back or untaken, or, once
  * leased, until their lease ends: the caller says so with
- * sched_tenant_release() (and sched_tenant_hold() for the leases it loads
+ * sched_release() (and sched_hold() for the leases it loads
  * at start), so that held = its jobs leased or running. Among the ready jobs
  * of one priority, the tenant with the fewest held per unit of weight goes
  * first (the older job on a tie), so a tenant that queued 100,000 jobs does
@@ -104,9 +115,11 @@ void sched_untake(struct sched *s, struct sched_job *sj);
 void sched_tenant_default(struct sched *s, int max_running);
 /* A tenant's limits: max_running (0: none; -1: the default) and weight (>= 1). */
 void sched_tenant_set(struct sched *s, const char *tenant, int max_running, int weight);
-void sched_tenant_hold(struct sched *s, const char *tenant);
-/* True when the tenant was at its max_running (its jobs may go again now). */
-bool sched_tenant_release(struct sched *s, const char *tenant);
+/* A job of `tenant` in `queue` is held (a lease loaded or learnt from another server). */
+void sched_hold(struct sched *s, const char *tenant, const char *queue);
+/* Its lease ended: true when its tenant or its queue was at its max_running (jobs may go
+   again now). */
+bool sched_release(struct sched *s, const char *tenant, const char *queue);
 /* How many jobs the tenant holds (leased or running, or taken). */
 int64_t sched_tenant_held(const struct sched *s, const char *tenant);
 /* The tenant's max_running in force (0: none). */

@@ -190,6 +190,8 @@ void server_changed_jobs(struct server *s);
 int api_queues_list(struct http_req *r);
 int api_queues_pause(struct http_req *r);
 int api_queues_resume(struct http_req *r);
+#define QUEUE_MAX_RUNNING 1000000 /* the highest max_running of a queue */
+int api_queues_put(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);
 int api_agents_poll(struct http_req *r);

@@ -1720,6 +1720,25 @@ int store_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue,
     return st->ops->queue_paused(st, fn, arg, e);
 }
 
+int store_queue_limit(struct store *st, const char *queue, int max_running, const char *by,
+                      int64_t now_ms, bool *changed, struct err *e)
+{
+    if (max_running < 0) max_running = 0;
+    int rc = st->ops->queue_limit(st, queue, max_running, by, now_ms, changed, e);
+    if (rc || !*changed) return rc;
+    json_t *d = json_pack("{s:s?, s:o}", "by", by, "max_running",
+                          max_running ? json_integer(max_running) : json_null());
+    rc = st->ops->event_add(st, EVENT_QUEUE, queue, queue, QUEUE_LIMITED, NULL, d, e);
+    json_decref(d);
+    return rc;
+}
+
+int store_queue_limits(struct store *st, int (*fn)(void *arg, const char *queue, int max_running),
+                       void *arg, struct err *e)
+{
+    return st->ops->queue_limits(st, fn, arg, e);
+}
+
 int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
                       void *arg, struct err *e)
 {

@@ -320,7 +320,7 @@ enum event_kind {
                      "max_queued", "weight"}; an admin's only */
 };
 /* A queue event's state. */
-enum queue_change { QUEUE_RESUMED, QUEUE_PAUSED };
+enum queue_change { QUEUE_RESUMED, QUEUE_PAUSED, QUEUE_LIMITED };
 /* A trigger event's state. */
 enum trigger_outcome { TRIGGER_FIRED, TRIGGER_FAILED };
 /* An array event's state: stored, or a cancel or retry by range changed it. */
@@ -465,6 +465,17 @@ int store_queue_pause(struct store *st, const char *queue, bool paused, const ch
 /* Calls fn for every paused queue, by name, with when it was paused (ms); fn's non-zero
    return stops it. */
 int store_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
+                       void *arg, struct err *e);
+/*
+ * A queue's max_running (PUT /v1/queues/{name}): at most that many of its jobs leased or
+ * running at once; 0: none. *changed false when it was so already; otherwise its event
+ * (EVENT_QUEUE, state QUEUE_LIMITED, data {"by", "max_running": N or null}) is appended in
+ * the same transaction.
+ */
+int store_queue_limit(struct store *st, const char *queue, int max_running, const char *by,
+                      int64_t now_ms, bool *changed, struct err *e);
+/* Calls fn for every queue with a max_running, by name; fn's non-zero return stops it. */
+int store_queue_limits(struct store *st, int (*fn)(void *arg, const char *queue, int max_running),
                        void *arg, struct err *e);
 
 /*

@@ -133,6 +133,10 @@ struct store_ops {
     /* the row of a paused queue made (paused) or deleted; *changed when it was not so */
     int (*queue_pause)(struct store *st, const char *queue, bool paused, const char *by,
                        int64_t now_ms, bool *changed, struct err *e);
+    int (*queue_limit)(struct store *st, const char *queue, int max_running, const char *by,
+                       int64_t now_ms, bool *changed, struct err *e);
+    int (*queue_limits)(struct store *st, int (*fn)(void *arg, const char *queue, int max),
+                        void *arg, struct err *e);
     int (*queue_paused)(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
                         void *arg, struct err *e);
     /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */

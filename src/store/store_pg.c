@@ -108,6 +108,9 @@ enum stmt_id {
     S_QUEUE_PAUSE,
     S_QUEUE_RESUME,
     S_QUEUE_PAUSED,
+    S_QUEUE_LIMIT,
+    S_QUEUE_UNLIMIT,
+    S_QUEUE_LIMITS,
     S_JOB_STATE_LOCK,
     S_SERVICE_INSERT,
     S_SERVICE_GET,
@@ -448,6 +451,14 @@ static const char *const stmt_sql[S_COUNT] = {
                       "ON CONFLICT (queue) DO NOTHING RETURNING queue",
     [S_QUEUE_RESUME] = "DELETE FROM queue_pauses WHERE queue = $1 RETURNING queue",
     [S_QUEUE_PAUSED] = "SELECT queue, at FROM queue_pauses ORDER BY queue",
+    /* a row only when the limit is new or other */
+    [S_QUEUE_LIMIT] = "INSERT INTO queue_limits (queue, max_running, at, set_by) "
+                      "VALUES ($1, $2, $3, $4) ON CONFLICT (queue) DO UPDATE SET "
+                      "max_running = excluded.max_running, at = excluded.at, "
+                      "set_by = excluded.set_by "
+                      "WHERE queue_limits.max_running <> excluded.max_running RETURNING queue",
+    [S_QUEUE_UNLIMIT] = "DELETE FROM queue_limits WHERE queue = $1 RETURNING queue",
+    [S_QUEUE_LIMITS] = "SELECT queue, max_running FROM queue_limits ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
                        "(SELECT max(seq) FROM events))",
@@ -3526,6 +3537,40 @@ static int pg_queue_pause(struct store *st, const char *queue, bool paused, cons
     return 0;
 }
 
+static int pg_queue_limit(struct store *st, const char *queue, int max_running, const char *by,
+                          int64_t now_ms, bool *changed, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, queue);
+    if (max_running) {
+        p_int(&p, max_running);
+        p_int(&p, now_ms);
+        p_text(&p, by);
+    }
+    PGresult *r;
+    int rc = run(pg(st), max_running ? S_QUEUE_LIMIT : S_QUEUE_UNLIMIT, &p, &r, e,
+                 "setting a queue's max_running");
+    if (rc)
+        return rc;
+    *changed = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_queue_limits(struct store *st,
+                           int (*fn)(void *arg, const char *queue, int max_running), void *arg,
+                           struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_QUEUE_LIMITS, NULL, &r, e, "reading the queues' limits");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++)
+        rc = fn(arg, PQgetvalue(r, i, 0), (int)col_int(r, i, 1));
+    PQclear(r);
+    return rc;
+}
+
 static int pg_queue_paused(struct store *st, int (*fn)(void *arg, const char *queue, int64_t at),
                            void *arg, struct err *e)
 {
@@ -3787,6 +3832,8 @@ const struct store_ops store_pg_ops = {
     .tenant_scan = pg_tenant_scan,
     .tenant_count = pg_tenant_count,
     .queue_pause = pg_queue_pause,
+    .queue_limit = pg_queue_limit,
+    .queue_limits = pg_queue_limits,
     .queue_paused = pg_queue_paused,
     .leader_take = pg_leader_take,
     .agent_seen = pg_agent_seen,

@@ -90,6 +90,9 @@ enum stmt_id {
     S_QUEUE_PAUSE,
     S_QUEUE_RESUME,
     S_QUEUE_PAUSED,
+    S_QUEUE_LIMIT,
+    S_QUEUE_UNLIMIT,
+    S_QUEUE_LIMITS,
     S_COUNT_ADD,
     S_JOB_UPDATE_READ,
     S_SERVICE_INSERT,
@@ -315,6 +318,14 @@ static const char *const stmt_sql[S_COUNT] = {
                       "ON CONFLICT (queue) DO NOTHING",
     [S_QUEUE_RESUME] = "DELETE FROM queue_pauses WHERE queue = ?",
     [S_QUEUE_PAUSED] = "SELECT queue, at FROM queue_pauses ORDER BY queue",
+    /* a change only when the limit is new or other */
+    [S_QUEUE_LIMIT] = "INSERT INTO queue_limits (queue, max_running, at, set_by) "
+                      "VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running, "
+                      "at = excluded.at, set_by = excluded.set_by "
+                      "WHERE max_running <> excluded.max_running",
+    [S_QUEUE_UNLIMIT] = "DELETE FROM queue_limits WHERE queue = ?",
+    [S_QUEUE_LIMITS] = "SELECT queue, max_running FROM queue_limits ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
     /* events a delivery still needs are kept */
@@ -2351,6 +2362,40 @@ static int sqlite_queue_pause(struct store *st, const char *queue, bool paused, 
     return rc;
 }
 
+static int sqlite_queue_limit(struct store *st, const char *queue, int max_running,
+                              const char *by, int64_t now_ms, bool *changed, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, max_running ? S_QUEUE_LIMIT : S_QUEUE_UNLIMIT);
+    bind_text(q, 1, queue);
+    if (max_running) {
+        sqlite3_bind_int(q, 2, max_running);
+        sqlite3_bind_int64(q, 3, now_ms);
+        bind_text(q, 4, by);
+    }
+    int rc = exec_stmt(s, q, e, "setting a queue's max_running");
+    *changed = !rc && sqlite3_changes(s->db) == 1;
+    return rc;
+}
+
+static int sqlite_queue_limits(struct store *st,
+                               int (*fn)(void *arg, const char *queue, int max_running),
+                               void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_QUEUE_LIMITS);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((rc = fn(arg, (const char *)sqlite3_column_text(q, 0), sqlite3_column_int(q, 1)))) {
+            sqlite3_reset(q);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading the queues' limits");
+    sqlite3_reset(q);
+    return rc;
+}
+
 static int sqlite_queue_paused(struct store *st,
                                int (*fn)(void *arg, const char *queue, int64_t at), void *arg,
                                struct err *e)
@@ -2641,6 +2686,8 @@ const struct store_ops store_sqlite_ops = {
     .tenant_scan = sqlite_tenant_scan,
     .tenant_count = sqlite_tenant_count,
     .queue_pause = sqlite_queue_pause,
+    .queue_limit = sqlite_queue_limit,
+    .queue_limits = sqlite_queue_limits,
     .queue_paused = sqlite_queue_paused,
     .leader_take = sqlite_leader_take,
     .agent_seen = sqlite_agent_seen,

@@ -188,9 +188,10 @@ def test_queues_table(server):
     ok(server.run_cli("cancel", c))
 
     rows = table(ok(server.run_cli("queues")))
-    assert rows[0] == ["NAME", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "LISTENERS", "PAUSED"]
+    assert rows[0] == ["NAME", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "LISTENERS", "PAUSED",
+                       "LIMIT"]
     by_name = {r[0]: r for r in rows[1:]}
-    assert by_name["alpha"] == ["alpha", "2", "0", "0", "0", "0", "no"]
+    assert by_name["alpha"] == ["alpha", "2", "0", "0", "0", "0", "no", "-"]
     assert by_name["beta"][1] == "0"
 
     queues = json.loads(ok(server.run_cli("queues", "--json")))

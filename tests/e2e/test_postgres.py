@@ -461,7 +461,7 @@ def test_schedules_through_postgres(pg_servers):
 # what migrations 13 and 14 (job_counts), 15 (queue_pauses), 16 (array_tasks_job) and 17
 # (schedules) made, gone: the database as schema 12 left it
 SCHEMA_12_COUNTS = """
-DROP TABLE job_counts, queue_pauses;
+DROP TABLE job_counts, queue_pauses, queue_limits;
 DROP INDEX array_tasks_job;
 ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap;
 UPDATE drover_schema SET version = 12;

@@ -161,3 +161,32 @@ def test_a_cancel_by_filter_through_one_server_stops_the_jobs_of_another(  # noq
         assert wait_job(a, jid, timeout=20)["state"] == "cancelled"
     # the slot the killed job held goes to the other queue's job
     assert wait_job(b, keep, timeout=30)["state"] == "succeeded"
+
+
+def test_a_queue_limit_set_through_one_server_holds_on_another(  # noqa: F811
+        pg_servers, make_agent):
+    """A queue's max_running set through a is read by b on its event: b's agent (2 slots)
+    runs the queue's jobs one at a time; lifted through a, b lets them go side by side."""
+    a = pg_servers()
+    b = pg_servers()
+    r = a.api().put("/v1/queues/lic", json={"max_running": 1})
+    assert r.status_code == 200 and r.json()["max_running"] == 1, r.text
+    wait_for(lambda: (queue(b, "lic") or {}).get("max_running") == 1, 5,
+             "b to know the limit of lic")
+    make_agent(b, "wb", "--queues", "lic", "--slots", "2", token=agent_token(a))
+    sleep = {"program": "sleep", "arguments": [{"type": "parameter", "value": "30"}]}
+    ids = [submit(b, queue="lic", command=sleep) for _ in range(2)]
+    wait_for(lambda: sum(b.api().get(f"/v1/jobs/{j}").json()["state"] == "running"
+                         for j in ids) == 1, 20, "one of lic's jobs running on b")
+    time.sleep(1.5)
+    states = sorted(b.api().get(f"/v1/jobs/{j}").json()["state"] for j in ids)
+    assert states == ["queued", "running"], states
+    waiting = next(b.api().get(f"/v1/jobs/{j}").json() for j in ids
+                   if b.api().get(f"/v1/jobs/{j}").json()["state"] == "queued")
+    assert waiting["waiting"]["reason"] == "queue_limit", waiting
+    r = a.api().put("/v1/queues/lic", json={"max_running": None})
+    assert r.status_code == 200 and r.json()["max_running"] is None, r.text
+    wait_for(lambda: all(b.api().get(f"/v1/jobs/{j}").json()["state"] == "running"
+                         for j in ids), 20, "both running once the limit is lifted")
+    for j in ids:
+        assert a.api().post(f"/v1/jobs/{j}/cancel").status_code == 200

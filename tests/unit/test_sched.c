@@ -589,7 +589,7 @@ static void test_fair_share_one_slot(void **state)
     size_t n = 0;
     while (n < 10 && take(s, "[\"default\"]", "{}", 1, out, 1) == 1) {
         order[n++] = out[0]->tenant[0];
-        sched_tenant_release(s, out[0]->tenant); /* its lease ended */
+        sched_release(s, out[0]->tenant, out[0]->queue); /* its lease ended */
         sched_job_free(out[0]);
     }
     order[n] = '\0';
@@ -637,6 +637,74 @@ static void test_fair_share_weight_and_fifo(void **state)
     sched_free(s);
 }
 
+/* sched_queue_limits_each: adds each limit to *arg. */
+static void count_limit(void *arg, const char *queue, int max_running)
+{
+    (void)queue;
+    *(int *)arg += max_running;
+}
+
+/*
+ * A queue's max_running: at most that many of its jobs held, whatever their tenants and
+ * however many slots ask; another queue goes on; a release frees one; loads (sched_hold)
+ * count; 0 lifts it.
+ */
+static void test_queue_max_running(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job a[4], b[4], o[2];
+    add_tenant_jobs(s, a, 4, "a");
+    add_tenant_jobs(s, b, 4, "b");
+    for (int i = 0; i < 2; i++) {
+        make_job(&o[i], "{\"queue\": \"other\", \"command\": {\"program\": \"x\"}}", 0);
+        sched_add(s, &o[i]);
+    }
+    sched_queue_limit(s, "default", 3);
+    assert_int_equal(sched_queue_max_running(s, "default"), 3);
+    assert_int_equal(sched_queue_max_running(s, "other"), 0);
+    struct sched_job *out[10], *more[10];
+    size_t n = take(s, "[\"default\", \"other\"]", "{}", 10, out, 10);
+    assert_int_equal(n, 5); /* 3 of default (both tenants), then other's 2 */
+    int def = 0;
+    for (size_t i = 0; i < n; i++)
+        def += !strcmp(out[i]->queue, "default");
+    assert_int_equal(def, 3);
+    assert_int_equal(sched_queue_held(s, "default"), 3);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 10, more, 10), 0);
+    /* a lease of default ends: one more may go */
+    size_t k = 0;
+    while (strcmp(out[k]->queue, "default"))
+        k++;
+    assert_true(sched_release(s, out[k]->tenant, "default")); /* it was at its limit */
+    assert_int_equal(take(s, "[\"default\"]", "{}", 10, more, 10), 1);
+    sched_job_free(more[0]);
+    /* a lease loaded at start counts too */
+    sched_release(s, "a", "default");
+    sched_hold(s, "a", "default");
+    assert_int_equal(take(s, "[\"default\"]", "{}", 10, more, 10), 0);
+    /* lifted: the rest go */
+    sched_queue_limit(s, "default", 0);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 10, more, 10), 4);
+    int listed = 0;
+    sched_queue_limit(s, "other", 7);
+    sched_queue_limits_each(s, count_limit, &listed);
+    assert_int_equal(listed, 7);
+    sched_queue_unlimit_all(s);
+    assert_int_equal(sched_queue_max_running(s, "other"), 0);
+    for (size_t i = 0; i < 4; i++)
+        sched_job_free(more[i]);
+    for (size_t i = 0; i < n; i++)
+        sched_job_free(out[i]);
+    for (int i = 0; i < 4; i++) {
+        job_release(&a[i]);
+        job_release(&b[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        job_release(&o[i]);
+    sched_free(s);
+}
+
 static void test_tenant_max_running(void **state)
 {
     (void)state;
@@ -665,7 +733,7 @@ static void test_tenant_max_running(void **state)
     struct sched_job *more[4];
     assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 0);
     /* a lease of a ends: a may have one more */
-    sched_tenant_release(s, "a");
+    sched_release(s, "a", "default");
     assert_int_equal(take(s, "[\"default\"]", "{}", 4, more, 4), 1);
     assert_string_equal(more[0]->tenant, "a");
     /* put back (the lease was not committed): no longer held, and ready again */
@@ -738,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_fair_share_one_slot),
         cmocka_unit_test(test_fair_share_weight_and_fifo),
         cmocka_unit_test(test_tenant_max_running),
+        cmocka_unit_test(test_queue_max_running),
         cmocka_unit_test(test_array_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

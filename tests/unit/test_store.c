@@ -2899,6 +2899,59 @@ static void test_queue_pause(void **state)
     json_decref(got);
 }
 
+static int collect_limits(void *arg, const char *queue, int max_running)
+{
+    json_object_set_new(arg, queue, json_integer(max_running));
+    return 0;
+}
+
+static void set_limit(struct store *st, const char *queue, int max, bool want_changed)
+{
+    struct err e = ERR_INIT;
+    bool changed = !want_changed;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_queue_limit(st, queue, max, "ops", T0, &changed, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    assert_int_equal(changed, want_changed);
+}
+
+/* A queue's max_running: a row while set, an event per change (none for a repeat). */
+static void test_queue_limit(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    set_limit(f->st, "lic", 2, true);
+    set_limit(f->st, "lic", 2, false); /* the same */
+    set_limit(f->st, "lic", 3, true);
+    set_limit(f->st, "api", 1, true);
+    set_limit(f->st, "none", 0, false); /* no limit to lift */
+    json_t *got = json_object();
+    assert_ok(store_queue_limits(f->st, collect_limits, got, &e), &e);
+    json_t *want = json_pack("{s:i, s:i}", "lic", 3, "api", 1);
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    set_limit(f->st, "lic", 0, true);
+    json_object_clear(got);
+    assert_ok(store_queue_limits(f->st, collect_limits, got, &e), &e);
+    want = json_pack("{s:i}", "api", 1);
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(got);
+    got = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_QUEUE, .limit = 10};
+    assert_ok(store_event_list(f->st, &flt, collect_events, got, &e), &e);
+    want = json_pack("[{s:i, s:i, s:{s:s, s:i}}, {s:i, s:i, s:{s:s, s:i}},"
+                     " {s:i, s:i, s:{s:s, s:i}}, {s:i, s:i, s:{s:s, s:n}}]",
+                     "kind", EVENT_QUEUE, "state", QUEUE_LIMITED, "data", "by", "ops",
+                     "max_running", 2, "kind", EVENT_QUEUE, "state", QUEUE_LIMITED, "data", "by",
+                     "ops", "max_running", 3, "kind", EVENT_QUEUE, "state", QUEUE_LIMITED, "data",
+                     "by", "ops", "max_running", 1, "kind", EVENT_QUEUE, "state", QUEUE_LIMITED,
+                     "data", "by", "ops", "max_running");
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(got);
+}
+
 /* --- fenced updates and scans -------------------------------------------------------------- */
 
 static int collect_ids(void *arg, const struct job *j)
@@ -5013,6 +5066,7 @@ int main(void)
         T(test_tenants),
         T(test_tenant_events),
         T(test_queue_pause),
+        T(test_queue_limit),
         T(test_webhooks),
         T(test_workflows),
         T(test_workflow_list),

@@ -202,6 +202,10 @@ static const char *const pg_migrations[] = {
     /* 17: schedules (SQLite's 21) */
     "ALTER TABLE triggers ADD COLUMN schedule text, ADD COLUMN timezone text,"
     "  ADD COLUMN skip_overlap boolean NOT NULL DEFAULT false;",
+    /* 18: queues' max_running (SQLite's 22) */
+    "CREATE TABLE queue_limits ("
+    "  queue text COLLATE \"C\" PRIMARY KEY, max_running integer NOT NULL, at bigint NOT NULL,"
+    "  set_by text);",
 };
 
 #endif

@@ -184,6 +184,11 @@ static const char *const sqlite_migrations[] = {
     "ALTER TABLE triggers ADD COLUMN schedule TEXT;"
     "ALTER TABLE triggers ADD COLUMN timezone TEXT;"
     "ALTER TABLE triggers ADD COLUMN skip_overlap INTEGER NOT NULL DEFAULT 0;",
+    /* 22: a queue's max_running (PUT /v1/queues/{name}): at most that many of its jobs
+       leased or running at once, set at `at` by the token `set_by` */
+    "CREATE TABLE queue_limits ("
+    "  queue TEXT PRIMARY KEY, max_running INTEGER NOT NULL, at INTEGER NOT NULL,"
+    "  set_by TEXT) WITHOUT ROWID;",
 };
 
 #endif
