@@ -194,7 +194,7 @@ function startEvents() {
   /* trigger.fired and trigger.failed are for the triggers' pages: the job a trigger submits
      has events of its own, which the other views follow. */
   for (const type of ['job', 'agent', 'array.submitted', 'array.changed', 'queue.paused', 'queue.resumed',
-    'trigger.fired', 'trigger.failed']) {
+    'queue.limited', 'trigger.fired', 'trigger.failed']) {
     es.addEventListener(type, (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }
@@ -1371,13 +1371,27 @@ function queuesView() {
   const status = h('p', {class: 'muted'});
   const tbody = h('tbody', {id: 'queues-body'});
   const charts = h('div', {class: 'charts', id: 'charts'});
+  /* A queue's max_running (PUT /v1/queues/{name}), an admin's: the same role as a pause, so the
+     pause's `can` says who sees the form. Made once, so that what is typed survives redraws. */
+  const mayLimit = !!(app.session.can || {}).queue_pause;
+  const limitName = h('input', {type: 'text', id: 'limit-queue', name: 'queue', required: true,
+    list: 'limit-queues', autocomplete: 'off', placeholder: 'queue'});
+  const limitMax = h('input', {type: 'number', id: 'limit-max', name: 'max_running', min: 0,
+    max: 1000000, step: 1, placeholder: 'no limit'});
+  const limitNames = h('datalist', {id: 'limit-queues'});
+  const limitForm = h('form', {class: 'filters', id: 'queue-limit', hidden: !mayLimit},
+    h('label', {}, 'Queue', limitName),
+    h('label', {}, 'At most running at once', limitMax),
+    h('button', {type: 'submit', class: 'secondary'}, 'Set limit'), limitNames);
   root.append(h('h1', {}, 'Queues'), status,
     h('div', {class: 'scroll'}, h('table', {id: 'queues'}, h('thead', {}, h('tr', {},
       h('th', {}, 'queue'), h('th', {class: 'num'}, 'queued'), h('th', {class: 'num'}, 'running'),
+      h('th', {class: 'num', title: 'max_running: at most that many of its jobs leased or running at once'}, 'limit'),
       h('th', {class: 'num'}, 'succeeded'), h('th', {class: 'num'}, 'failed'),
       h('th', {class: 'num'}, 'cancelled'), h('th', {class: 'num'}, 'agents'),
       h('th', {class: 'num'}, 'oldest waiting'), h('th', {class: 'num'}, 'mean wait'),
       h('th', {}, ''))), tbody)),
+    limitForm,
     h('h2', {}, `Throughput, jobs finished per minute (last ${CHART_MINUTES} minutes)`),
     h('p', {class: 'legend'}, h('span', {class: 'ok'}, 'succeeded'), h('span', {class: 'bad'}, 'failed')),
     charts);
@@ -1397,6 +1411,34 @@ function queuesView() {
       toast(e.message, true);
       btn.disabled = false;
     }
+  };
+  /* Set (a number) or lift (empty, or 0) a queue's max_running: an admin's. */
+  limitForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = limitName.value.trim(), v = limitMax.value.trim();
+    if (limitMax.validity.badInput || (v !== '' && !/^\d+$/.test(v))) {
+      toast('the limit must be a whole number from 1 to 1,000,000, or empty for none', true);
+      return;
+    }
+    const max = v === '' ? 0 : Number(v);
+    const btn = limitForm.querySelector('button');
+    btn.disabled = true;
+    try {
+      const r = await api('PUT', `/v1/queues/${encodeURIComponent(name)}`, {max_running: max || null});
+      toast(r.max_running ? `Queue ${r.name}: at most ${fmtInt(r.max_running)} jobs running at once (${fmtInt(r.running)} now).`
+        : `Queue ${r.name}: no limit.`);
+      refresh();
+    } catch (e) {
+      toast(e.message, true);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  /* A click on a queue's limit fills the form with it. */
+  const editLimit = (qu) => {
+    limitName.value = qu.name;
+    limitMax.value = qu.max_running || '';
+    limitMax.focus();
   };
   const load = async () => {
     let queues;
@@ -1423,12 +1465,18 @@ function queuesView() {
     }
     clear(tbody);
     const can = app.session.can || {};
+    if (mayLimit) clear(limitNames).append(...queues.map((qu) => h('option', {value: qu.name})));
     for (const qu of queues) {
       const st = stats.get(qu.name);
-      tbody.append(h('tr', {'data-queue': qu.name, 'data-paused': qu.paused ? 'yes' : 'no'},
+      const limit = qu.max_running ? fmtInt(qu.max_running) : '—';
+      tbody.append(h('tr', {'data-queue': qu.name, 'data-paused': qu.paused ? 'yes' : 'no',
+        'data-limit': qu.max_running || ''},
         h('td', {}, h('a', {href: '#/jobs' + q({queue: qu.name})}, qu.name),
           qu.paused ? [' ', h('span', {title: `paused since ${fmtTime(qu.paused_at)}`}, badge('paused'))] : null),
         h('td', {class: 'num'}, qu.queued), h('td', {class: 'num'}, qu.running),
+        h('td', {class: 'num limit'}, mayLimit
+          ? h('button', {type: 'button', class: 'link set-limit', title: `change ${qu.name}'s limit`,
+            onclick: () => editLimit(qu)}, limit) : limit),
         h('td', {class: 'num'}, qu.succeeded), h('td', {class: 'num'}, qu.failed),
         h('td', {class: 'num'}, qu.cancelled), h('td', {class: 'num'}, qu.listeners),
         h('td', {class: 'num'}, st && st.oldest ? fmtDuration(Date.now() - st.oldest) : '—'),

@@ -515,9 +515,10 @@ int api_jobs_get(struct http_req *r)
     fleet_job_fit(srv(r)->fleet, &j, &fit);
     json_t *waiting = sched_waiting_json(&j, &fit, time_now_ms());
     const char *reason = json_string_value(json_object_get(waiting, "reason"));
+    bool busy = reason && !strcmp(reason, "busy"); /* read before a reason replaces it */
     int max = sched_tenant_max_running(srv(r)->sched, j.tenant);
     int64_t held = sched_tenant_held(srv(r)->sched, j.tenant);
-    if (reason && !strcmp(reason, "busy") && max && held >= max) { /* not a slot: its quota */
+    if (busy && max && held >= max) { /* not a slot: its quota */
         char msg[256];
         snprintf(msg, sizeof(msg),
                  "its tenant '%s' has %lld jobs leased or running, its max_running; it starts "
@@ -528,7 +529,7 @@ int api_jobs_get(struct http_req *r)
     }
     int qmax = sched_queue_max_running(srv(r)->sched, j.queue);
     int64_t qheld = sched_queue_held(srv(r)->sched, j.queue);
-    if (reason && !strcmp(reason, "busy") && qmax && qheld >= qmax) { /* its queue's limit */
+    if (busy && qmax && qheld >= qmax && !(max && held >= max)) { /* its queue's limit */
         char msg[256];
         snprintf(msg, sizeof(msg),
                  "its queue '%s' has %lld jobs leased or running, its max_running; it starts "

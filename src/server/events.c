@@ -137,7 +137,8 @@ json_t *events_to_json(const struct event_rec *ev)
     json_t *v;
     json_object_foreach(ev->data, k, v) /* progress and result, what of them is set */
     {
-        if (!json_is_null(v) || ev->kind == EVENT_TENANT) json_object_set(o, k, v);
+        if (!json_is_null(v) || ev->kind == EVENT_TENANT || ev->kind == EVENT_QUEUE)
+            json_object_set(o, k, v); /* a limit lifted is a null, as it is set */
     }
     return o;
 }

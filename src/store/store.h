@@ -314,8 +314,8 @@ enum event_kind {
     EVENT_OBJECT,
     EVENT_TRIGGER,
     EVENT_ARRAY,
-    EVENT_QUEUE,  /* a queue paused or resumed: subject and queue its name, state queue_change,
-                     data {"by"} */
+    EVENT_QUEUE,  /* a queue paused, resumed or limited: subject and queue its name, state
+                     queue_change, data {"by"} (limited: and "max_running", N or null) */
     EVENT_TENANT, /* a tenant's limits set: subject its name, data {"tenant", "max_running",
                      "max_queued", "weight"}; an admin's only */
 };

@@ -655,9 +655,10 @@ describe('dashboard', () => {
     await page.waitForSelector('#charts svg rect.bad');
     const cells = await page.$$eval('#queues tr[data-queue="default"] td', (tds) => tds.map((t) => t.textContent));
     const q = (await api('GET', '/v1/queues')).body.find((x) => x.name === 'default');
-    assert.equal(cells[3], String(q.succeeded));
-    assert.equal(cells[4], String(q.failed));
-    assert.notEqual(cells[8], '—', 'a mean wait is shown');
+    assert.equal(cells[4], String(q.succeeded));
+    assert.equal(cells[5], String(q.failed));
+    assert.equal(cells[3], '—', 'no limit');
+    assert.notEqual(cells[9], '—', 'a mean wait is shown');
     await shot('queues');
   });
 
@@ -676,6 +677,53 @@ describe('dashboard', () => {
     await page.click(`${row} button.pause`);
     await page.waitForSelector(`${row}[data-paused="no"]`, {timeout: 5000});
     await until('the held job to run', async () => (await jobState(id)) === 'succeeded');
+  });
+
+  it("shows a queue's limit, and sets and lifts it from the queues page", async () => {
+    const row = (name) => `#queues tr[data-queue="${name}"]`;
+    const limitCell = async (name) => (await page.textContent(`${row(name)} td.limit`)).trim();
+    const maxOf = async (name) => ((await api('GET', '/v1/queues')).body.find((x) => x.name === name) || {}).max_running;
+    /* limited through the API: listed even without jobs, with its limit */
+    assert.equal((await api('PUT', '/v1/queues/lic-tool', {max_running: 3})).status, 200);
+    await page.goto(`${URL_}/#/queues`);
+    await page.waitForSelector(`${row('lic-tool')}[data-limit="3"]`);
+    assert.equal(await limitCell('lic-tool'), '3');
+    assert.equal(await limitCell('default'), '—');
+    /* and live, on its queue.limited event */
+    assert.equal((await api('PUT', '/v1/queues/default', {max_running: 1})).status, 200);
+    await page.waitForSelector(`${row('default')}[data-limit="1"]`, {timeout: 5000});
+    assert.equal(await limitCell('default'), '1');
+    await shot('queue-limited');
+    /* one job runs, the other waits for the limit and says so */
+    const sleep = {command: {shell: 'sleep 30'}};
+    const ids = [await submit({name: 'limited-1', ...sleep}), await submit({name: 'limited-2', ...sleep})];
+    const states = async () => Promise.all(ids.map(jobState));
+    await until('one running', async () => (await states()).includes('running'));
+    await page.waitForTimeout(500);
+    assert.deepEqual((await states()).sort(), ['queued', 'running']);
+    const waiting = (await Promise.all(ids.map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body)))
+      .find((j) => j.state === 'queued');
+    assert.equal(waiting.waiting.reason, 'queue_limit');
+    /* the form: a click on the limit fills it; raised to 2, the waiting job goes */
+    await page.click(`${row('default')} button.set-limit`);
+    assert.equal(await page.inputValue('#limit-queue'), 'default');
+    assert.equal(await page.inputValue('#limit-max'), '1');
+    await page.fill('#limit-max', '2');
+    await page.click('#queue-limit button[type=submit]');
+    await page.waitForSelector(`${row('default')}[data-limit="2"]`, {timeout: 5000});
+    assert.equal(await maxOf('default'), 2);
+    await until('both running', async () => (await states()).every((s) => s === 'running'));
+    /* emptied: lifted (the queue stays, it has jobs; lic-tool, without any, goes) */
+    await page.fill('#limit-max', '');
+    await page.click('#queue-limit button[type=submit]');
+    await page.waitForSelector(`${row('default')}[data-limit=""]`, {timeout: 5000});
+    assert.equal(await limitCell('default'), '—');
+    assert.equal(await maxOf('default'), null);
+    await page.fill('#limit-queue', 'lic-tool');
+    await page.click('#queue-limit button[type=submit]');
+    await page.waitForSelector(row('lic-tool'), {state: 'detached', timeout: 5000});
+    assert.equal(await maxOf('lic-tool'), undefined);
+    for (const id of ids) await api('POST', `/v1/jobs/${id}/cancel`);
   });
 
   it('cancels and retries every job a filter finds, after asking', async () => {

@@ -166,3 +166,27 @@ def test_cli_queues_limit(server):
     for args in (["queues", "limit", "lic"], ["queues", "limit", "lic", "x"],
                  ["queues", "limit", "lic", "-1"], ["queues", "limit", "lic", "2", "3"]):
         usage_error(server.run_cli(*args), args)
+
+
+def test_a_job_held_by_both_its_tenant_and_its_queue(server, make_agent):
+    # both at their limits: the tenant's reason is given (and the answer is built once)
+    api = server.api()
+    r = api.post("/v1/tokens", json={"role": "client", "name": "carol", "tenant": "lab"})
+    assert r.status_code == 201, r.text
+    carol = r.json()["token"]
+    assert api.put("/v1/tenants/lab", json={"max_running": 1}).status_code == 200
+    limit(api, "both", 1)
+    make_agent(server, "w1", "--queues", "both", "--slots", "2")
+    spec = {"queue": "both", "retry": {"max_attempts": 1},
+            "command": {"program": "sleep", "arguments": [{"type": "parameter", "value": "30"}]}}
+    ids = [server.api(carol).post("/v1/jobs", json=spec).json()["id"] for _ in range(2)]
+    wait_for(lambda: any(job(api, j)["state"] == "running" for j in ids), 20, "one running")
+    time.sleep(1)
+    waiting = [job(api, j) for j in ids if job(api, j)["state"] == "queued"]
+    assert len(waiting) == 1 and waiting[0]["waiting"]["reason"] == "quota", waiting
+    assert api.put("/v1/tenants/lab", json={"max_running": None}).status_code == 200
+    time.sleep(1)
+    w = job(api, waiting[0]["id"])
+    assert w["state"] == "queued" and w["waiting"]["reason"] == "queue_limit", w
+    for j in ids:
+        assert api.post(f"/v1/jobs/{j}/cancel").status_code == 200
