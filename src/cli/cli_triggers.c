@@ -1,5 +1,5 @@
 /*
- * cli_triggers.c - `drover trigger create|ls|rm`: upload triggers (docs/api.md "Triggers"),
+ * cli_triggers.c - `drover trigger create|ls|show|rm`: upload triggers (docs/api.md "Triggers"),
  * a job or workflow submitted once for each object version uploaded under a prefix, and
  * schedules ("Schedules"), one submitted at each time of a cron expression.
  */
@@ -22,6 +22,7 @@ static const char trigger_usage[] =
     "                             [--overlap allow|skip] (--job FILE | --workflow FILE)\n"
     "                             [--json]\n"
     "       drover trigger ls [--json]\n"
+    "       drover trigger show ID [--json]\n"
     "       drover trigger rm ID [--json]\n"
     "\n"
     "Upload triggers: every object created under the prefix (a PUT, a presigned URL,\n"
@@ -41,6 +42,7 @@ static const char trigger_usage[] =
     "\n"
     "  create   make a trigger or a schedule; prints its ID\n"
     "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
+    "  show     a trigger or a schedule with its 50 most recent fires\n"
     "  rm       delete a trigger or a schedule: it fires no more\n"
     "\n"
     "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
@@ -60,6 +62,7 @@ static const char trigger_usage[] =
     "  drover trigger create --schedule '0 3 * * *' --job nightly.json --overlap skip\n"
     "  drover trigger create -s '0 9 * * MON-FRI' -z America/New_York -f report.json\n"
     "  drover trigger ls\n"
+    "  drover trigger show 0193a1b2-...\n"
     "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
 
 static const char *jstr(json_t *o, const char *key)
@@ -112,6 +115,17 @@ out:
     return rc;
 }
 
+/* What sets it off, as ls says it: the prefix, or "schedule CRON [ZONE] [(overlap skip)]". */
+static char *trigger_on(json_t *tr)
+{
+    if (!jstr(tr, "schedule")) return xstrdup(jstr(tr, "prefix") ? jstr(tr, "prefix") : "-");
+    const char *zone = jstr(tr, "timezone");
+    bool utc = !zone || !strcmp(zone, "UTC");
+    const char *overlap = jstr(tr, "overlap");
+    return xasprintf("schedule %s%s%s%s", jstr(tr, "schedule"), utc ? "" : " ", utc ? "" : zone,
+                     overlap && !strcmp(overlap, "skip") ? " (overlap skip)" : "");
+}
+
 static int trigger_ls(struct cli *cli, bool json)
 {
     /* every page (1,000 triggers each), as one answer */
@@ -147,13 +161,7 @@ static int trigger_ls(struct cli *cli, bool json)
     json_t *tr;
     json_array_foreach(json_object_get(answer, "triggers"), i, tr)
     {
-        const char *zone = jstr(tr, "timezone");
-        bool utc = !zone || !strcmp(zone, "UTC");
-        char *on = jstr(tr, "schedule")
-                       ? xasprintf("schedule %s%s%s%s", jstr(tr, "schedule"), utc ? "" : " ",
-                                   utc ? "" : zone,
-                                   !strcmp(jstr(tr, "overlap"), "skip") ? " (overlap skip)" : "")
-                       : xstrdup(jstr(tr, "prefix") ? jstr(tr, "prefix") : "-");
+        char *on = trigger_on(tr);
         table_add(t, jstr(tr, "id"));
         table_add(t, on);
         free(on);
@@ -166,6 +174,52 @@ static int trigger_ls(struct cli *cli, bool json)
     table_print(t, stdout);
     table_free(t);
     json_decref(answer);
+    return 0;
+}
+
+static int trigger_show(struct cli *cli, const char *id, bool json)
+{
+    json_t *tr = NULL;
+    char *path = cli_path("/v1/triggers/", id, "");
+    int rc = cli_call(cli, "GET", path, NULL, &tr, "cannot read trigger '%s'", id);
+    free(path);
+    if (rc) return rc;
+    if (json) {
+        cli_print_json(tr);
+        json_decref(tr);
+        return 0;
+    }
+    bool sched = jstr(tr, "schedule") != NULL, wf = json_object_get(tr, "workflow") != NULL;
+    char *on = trigger_on(tr);
+    printf("id:       %s\non:       %s\nsubmits:  %s\n", jstr(tr, "id"), on,
+           wf ? "workflow" : "job");
+    free(on);
+    if (jstr(tr, "input")) printf("input:    %s\n", jstr(tr, "input"));
+    if (sched) printf("next:     %s\n", jstr(tr, "next_at") ? jstr(tr, "next_at") : "-");
+    printf("owner:    %s\ncreated:  %s\n", jstr(tr, "owner") ? jstr(tr, "owner") : "-",
+           jstr(tr, "created_at"));
+    json_t *fires = json_object_get(tr, "fires");
+    if (!json_array_size(fires)) {
+        printf("fires:    none yet\n");
+        json_decref(tr);
+        return 0;
+    }
+    putchar('\n');
+    struct table *t = table_new(4, sched ? "time" : "object", "state", wf ? "workflow" : "job",
+                                "error");
+    table_max_width(t, 0, 60);
+    size_t i;
+    json_t *f;
+    json_array_foreach(fires, i, f)
+    {
+        table_add(t, jstr(f, sched ? "time" : "uri"));
+        table_add(t, jstr(f, "state"));
+        table_add(t, jstr(f, wf ? "workflow" : "job") ? jstr(f, wf ? "workflow" : "job") : "-");
+        table_add(t, jstr(f, "error") ? jstr(f, "error") : "-");
+    }
+    table_print(t, stdout);
+    table_free(t);
+    json_decref(tr);
     return 0;
 }
 
@@ -199,19 +253,21 @@ int cmd_trigger(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     cli_json_prescan(argc, argv);
-    if (argc < 2) return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls' or 'rm'");
+    if (argc < 2)
+        return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls', 'show' or 'rm'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(trigger_usage, stdout);
         return 0;
     }
-    static const char *const subs[] = {"create", "ls", "rm"};
+    static const char *const subs[] = {"create", "ls", "show", "rm"};
     size_t which = 0;
-    while (which < 3 && strcmp(sub, subs[which]))
+    while (which < 4 && strcmp(sub, subs[which]))
         which++;
-    if (which == 3)
+    if (which == 4)
         return cli_usage_error(trigger_usage,
-                               "'%s' is not a trigger command: 'create', 'ls' or 'rm'", sub);
+                               "'%s' is not a trigger command: 'create', 'ls', 'show' or 'rm'",
+                               sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
     const char *prefix = NULL, *job = NULL, *workflow = NULL, *input = NULL, *schedule = NULL,
@@ -250,10 +306,11 @@ int cmd_trigger(int argc, char **argv)
                                    "trigger %s takes no --prefix, --schedule, --timezone, "
                                    "--overlap, --job, --workflow or --input",
                                    sub);
-        if (which == 2) {
-            if (optind >= a.argc) return cli_usage_error(trigger_usage, "trigger rm needs an ID");
+        if (which >= 2) {
+            if (optind >= a.argc)
+                return cli_usage_error(trigger_usage, "trigger %s needs an ID", sub);
             id = a.argv[optind++];
-            if (!*id) return cli_usage_error(trigger_usage, "trigger rm: the ID is empty");
+            if (!*id) return cli_usage_error(trigger_usage, "trigger %s: the ID is empty", sub);
         }
         if (optind < a.argc)
             return cli_usage_error(trigger_usage, "trigger %s: unexpected argument '%s'", sub,
@@ -269,6 +326,8 @@ int cmd_trigger(int argc, char **argv)
             rc = trigger_create(&cli, &c);
         } else if (which == 1)
             rc = trigger_ls(&cli, a.json);
+        else if (which == 2)
+            rc = trigger_show(&cli, id, a.json);
         else
             rc = trigger_rm(&cli, id, a.json);
     }

@@ -61,7 +61,7 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     got = bash_complete("drover", "submit", "-f", str(tmp_path / "spec-"))
     assert got == [str(tmp_path / "spec-one.json")]
     # subcommands, then the options of the command
-    assert bash_complete("drover", "trigger", "") == ["create", "ls", "rm"]
+    assert bash_complete("drover", "trigger", "") == ["create", "ls", "rm", "show"]
     assert bash_complete("drover", "workflow", "st") == ["status"]
     assert set(bash_complete("drover", "trigger", "create", "--")) >= {
         "--prefix", "--job", "--workflow", "--input", "--json"}
@@ -97,7 +97,7 @@ words=("$@"); CURRENT=$#; _drover
     assert complete("drover", "status", "") == ["<files>"]
     assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit"]
     assert complete("drover", "retry", "") == ["<files>"]
-    assert complete("drover", "trigger", "") == ["create", "ls", "rm"]
+    assert complete("drover", "trigger", "") == ["create", "ls", "rm", "show"]
     assert "--prefix" in complete("drover", "trigger", "create", "--")
 
 
@@ -110,6 +110,6 @@ def test_completion_bad_arguments(args, msg):
 
 
 def test_queue_pauses_cancel_filters_and_webhook_ranges_complete():
-    assert bash_complete("drover", "queues", "") == ["pause", "resume"]
+    assert bash_complete("drover", "queues", "") == ["limit", "pause", "resume"]
     assert bash_complete("drover", "cancel", "--q") == ["--queue"]
     assert bash_complete("drover", "server", "--webhook") == ["--webhook-allow", "--webhook-deny"]

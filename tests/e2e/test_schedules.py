@@ -267,6 +267,12 @@ def test_cli(server, make_agent, tmp_path):
     listed = json.loads(ok(server.run_cli("trigger", "ls", "--json")))["triggers"]
     assert [(x["id"], x["overlap"]) for x in listed] == [(tid, "skip")]
     settled(server, tid, 1)
+    out = ok(server.run_cli("trigger", "show", tid))
+    assert f"on:       schedule {EVERY_2S} (overlap skip)" in out and "next:" in out, out
+    first = fires(server, tid)[0]
+    assert any(line.split()[:2] == [first["time"], first["state"]] for line in out.splitlines()), out
+    assert json.loads(ok(server.run_cli("trigger", "show", tid, "--json")))["id"] == tid
+    usage_error(server.run_cli("trigger", "show"), ["trigger", "show"])
     # the server's refusal, naming the field
     r = server.run_cli("trigger", "create", "-s", "* * 99 * *", "-f", str(spec), "--json")
     assert r.returncode == 1 and r.stdout == ""
