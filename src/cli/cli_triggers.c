@@ -1,5 +1,5 @@
 /*
- * cli_triggers.c - `drover trigger create|ls|show|rm`: upload triggers (docs/api.md "Triggers"),
+ * cli_triggers.c - `drover trigger create|ls|show|fire|rm`: upload triggers (docs/api.md "Triggers"),
  * a job or workflow submitted once for each object version uploaded under a prefix, and
  * schedules ("Schedules"), one submitted at each time of a cron expression.
  */
@@ -23,6 +23,7 @@ static const char trigger_usage[] =
     "                             [--json]\n"
     "       drover trigger ls [--json]\n"
     "       drover trigger show ID [--json]\n"
+    "       drover trigger fire ID [--json]\n"
     "       drover trigger rm ID [--json]\n"
     "\n"
     "Upload triggers: every object created under the prefix (a PUT, a presigned URL,\n"
@@ -43,6 +44,7 @@ static const char trigger_usage[] =
     "  create   make a trigger or a schedule; prints its ID\n"
     "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
     "  show     a trigger or a schedule with its 50 most recent fires\n"
+    "  fire     a schedule's job or workflow submitted now, out of its times\n"
     "  rm       delete a trigger or a schedule: it fires no more\n"
     "\n"
     "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
@@ -223,6 +225,23 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
     return 0;
 }
 
+static int trigger_fire(struct cli *cli, const char *id, bool json)
+{
+    json_t *answer = NULL;
+    char *path = cli_path("/v1/triggers/", id, "/fire");
+    int rc = cli_call(cli, "POST", path, NULL, &answer, "cannot fire trigger '%s'", id);
+    free(path);
+    if (rc) return rc;
+    if (json) {
+        cli_print_json(answer);
+    } else {
+        const char *what = jstr(answer, "workflow") ? "workflow" : "job";
+        printf("fired %s %s for %s\n", what, jstr(answer, what), jstr(answer, "time"));
+    }
+    json_decref(answer);
+    return 0;
+}
+
 static int trigger_rm(struct cli *cli, const char *id, bool json)
 {
     json_t *answer = NULL;
@@ -254,19 +273,21 @@ int cmd_trigger(int argc, char **argv)
     };
     cli_json_prescan(argc, argv);
     if (argc < 2)
-        return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls', 'show' or 'rm'");
+        return cli_usage_error(trigger_usage,
+                               "trigger what? 'create', 'ls', 'show', 'fire' or 'rm'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(trigger_usage, stdout);
         return 0;
     }
-    static const char *const subs[] = {"create", "ls", "show", "rm"};
+    static const char *const subs[] = {"create", "ls", "show", "fire", "rm"};
     size_t which = 0;
-    while (which < 4 && strcmp(sub, subs[which]))
+    while (which < 5 && strcmp(sub, subs[which]))
         which++;
-    if (which == 4)
+    if (which == 5)
         return cli_usage_error(trigger_usage,
-                               "'%s' is not a trigger command: 'create', 'ls', 'show' or 'rm'",
+                               "'%s' is not a trigger command: 'create', 'ls', 'show', 'fire' or "
+                               "'rm'",
                                sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
@@ -328,6 +349,8 @@ int cmd_trigger(int argc, char **argv)
             rc = trigger_ls(&cli, a.json);
         else if (which == 2)
             rc = trigger_show(&cli, id, a.json);
+        else if (which == 3)
+            rc = trigger_fire(&cli, id, a.json);
         else
             rc = trigger_rm(&cli, id, a.json);
     }

@@ -379,3 +379,83 @@ int api_triggers_delete(struct http_req *r)
     commit_submit(srv(r)->commit, delete_write, delete_done, op);
     return HTTP_DEFERRED;
 }
+
+/* ---- a schedule's fire now ---- */
+
+struct fire_now_op {
+    struct http_req *r;
+    char id[UUID_STR_LEN];
+    char time[32];
+    struct trigger_submit *ts;
+    bool workflow;
+};
+
+/* Writer thread: a fire at the time of the request, marked with what it submits, and that
+   stored, in one transaction (as the leader's fires are; nothing of it when one fails). */
+static int fire_now_write(struct store *st, void *arg, struct err *e)
+{
+    struct fire_now_op *op = arg;
+    int added = 0;
+    int rc = store_trigger_fire_add(st, op->id, op->time, "", time_now_ms(), &added, e);
+    if (rc) return rc;
+    if (!added) /* its trigger was deleted meanwhile, or this very ms fired already */
+        return err_set(e, ERR_CONFLICT, "trigger '%s' cannot fire for %s: it is gone, or it "
+                                        "fired for that time already", op->id, op->time);
+    struct trigger_fire *f = NULL;
+    size_t n = 0;
+    if ((rc = store_trigger_fires(st, op->id, 1, &f, &n, e))) return rc;
+    int64_t fire = n ? f[0].id : 0;
+    for (size_t i = 0; i < n; i++)
+        trigger_fire_release(&f[i]);
+    free(f);
+    return triggers_submit_write(st, fire, op->ts, NULL, e);
+}
+
+static void fire_now_done(void *arg, int rc, const struct err *e)
+{
+    struct fire_now_op *op = arg;
+    if (!rc) triggers_submit_committed(srv(op->r), op->ts);
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 201,
+                        json_pack("{s:s, s:s, s:s}", "time", op->time, "state", "fired",
+                                  op->workflow ? "workflow" : "job",
+                                  trigger_submit_target(op->ts)));
+    trigger_submit_free(op->ts);
+    free(op);
+}
+
+int api_triggers_fire(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    struct trigger_rec t;
+    if (find_trigger(r, srv(r)->reads, r->params[0], &t, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    if (!t.schedule) {
+        err_set(&e, ERR_CONFLICT,
+                "trigger '%s' is an upload trigger: it fires for the objects created under %s",
+                t.id, t.prefix);
+        trigger_rec_release(&t);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct fire_now_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->workflow = t.workflow;
+    memcpy(op->id, t.id, UUID_STR_LEN);
+    time_format_rfc3339(time_now_ms(), op->time, sizeof(op->time));
+    int rc = triggers_build(srv(r), &t, op->time, "", &op->ts, &e);
+    trigger_rec_release(&t);
+    if (rc) {
+        free(op);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    commit_submit(srv(r)->commit, fire_now_write, fire_now_done, op);
+    return HTTP_DEFERRED;
+}

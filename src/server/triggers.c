@@ -315,15 +315,23 @@ static void fire_op_free(struct fire_op *op)
 static int fire_write(struct store *st, void *arg, struct err *e)
 {
     struct fire_op *op = arg;
-    struct trigger_submit *ts = op->ts;
-    int64_t now = time_now_ms();
-    int rc = store_trigger_fire_done(st, op->fire.id,
-                                     !ts            ? NULL
-                                     : ts->workflow ? workflow_submit_id(ts->wf)
-                                                    : ts->job.id,
-                                     op->error, now, e);
+    if (op->ts) return triggers_submit_write(st, op->fire.id, op->ts, &op->not_pending, e);
+    int rc = store_trigger_fire_done(st, op->fire.id, NULL, op->error, time_now_ms(), e);
     op->not_pending = rc == ERR_CONFLICT;
-    if (rc || !ts) return rc;
+    return rc;
+}
+
+const char *trigger_submit_target(const struct trigger_submit *ts)
+{
+    return ts->workflow ? workflow_submit_id(ts->wf) : ts->job.id;
+}
+
+int triggers_submit_write(struct store *st, int64_t fire, struct trigger_submit *ts,
+                          bool *not_pending, struct err *e)
+{
+    int rc = store_trigger_fire_done(st, fire, trigger_submit_target(ts), NULL, time_now_ms(), e);
+    if (not_pending) *not_pending = rc == ERR_CONFLICT;
+    if (rc) return rc;
     if (ts->workflow) return workflow_submit_write(st, ts->wf, e);
     if (ts->use.name[0] && (rc = services_recheck(st, &ts->use, e))) return rc;
     if ((rc = store_job_insert(st, &ts->job, e)) || !ts->max_queued) return rc;
@@ -352,16 +360,21 @@ static void fire_submit(struct triggers *t, struct fire_op *op)
     commit_submit(t->s->commit, fire_write, fire_done, op);
 }
 
+void triggers_submit_committed(struct server *s, struct trigger_submit *ts)
+{
+    if (ts->workflow)
+        workflow_submit_committed(s, ts->wf);
+    else
+        fleet_job_changed(s->fleet, &ts->job, false);
+}
+
 static void fire_done(void *arg, int rc, const struct err *e)
 {
     struct fire_op *op = arg;
     struct triggers *t = op->t;
     t->inflight--;
     if (!rc && op->ts) {
-        if (op->ts->workflow)
-            workflow_submit_committed(t->s, op->ts->wf);
-        else
-            fleet_job_changed(t->s->fleet, &op->ts->job, false);
+        triggers_submit_committed(t->s, op->ts);
         log_info("trigger=%s fired: %s %s for %s", op->fire.trigger,
                  op->ts->workflow ? "workflow" : "job",
                  op->ts->workflow ? workflow_submit_id(op->ts->wf) : op->ts->job.id, op->fire.uri);

@@ -51,6 +51,15 @@ struct trigger_submit;
 int triggers_build(struct server *s, const struct trigger_rec *t, const char *uri,
                    const char *sha256, struct trigger_submit **out, struct err *e);
 void trigger_submit_free(struct trigger_submit *ts); /* NULL is fine */
+/* The id of the job or workflow it submits. */
+const char *trigger_submit_target(const struct trigger_submit *ts);
+/* Writer thread: fire `fire` marked with what ts submits, and ts stored (within its tenant's
+   max_queued: else ERR_QUOTA), in the caller's transaction; *not_pending (may be NULL): the
+   fire was done already, or its trigger deleted. */
+int triggers_submit_write(struct store *st, int64_t fire, struct trigger_submit *ts,
+                          bool *not_pending, struct err *e);
+/* Loop, once that committed: the scheduler (or the workflow's start) learns of it. */
+void triggers_submit_committed(struct server *s, struct trigger_submit *ts);
 /* Sets DROVER_TRIGGER_OBJECT and DROVER_TRIGGER_SHA256 in a validated spec's command.env. */
 void triggers_spec_env(json_t *spec, const char *uri, const char *sha256);
 

@@ -148,6 +148,45 @@ def test_a_fire_over_the_quota_waits_and_times_do_not_pile_up(make_server):
     assert len(jobs(srv, quinn)) == 2
 
 
+def test_fire_now_submits_at_once_out_of_its_times(server, make_agent):
+    make_agent(server, "w1")
+    alice, bob = client_token(server, "alice"), client_token(server, "bob")
+    t = create(server, {"schedule": "@yearly", "overlap": "skip",
+                        "job": sh('echo "now: $DROVER_SCHEDULE_TIME"')}, token=alice)
+    before = int(time.time() * 1000)
+    r = server.api(alice).post(f"/v1/triggers/{t['id']}/fire")
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["state"] == "fired" and before <= at_ms(got["time"]) <= int(time.time() * 1000)
+    j = wait_job(server, got["job"])
+    assert j["state"] == "succeeded" and j["owner"] == "alice", j
+    assert log(server, got["job"], alice) == f"now: {got['time']}\n"
+    (f,) = fires(server, t["id"], alice)  # recorded as its fires are, with its job
+    assert (f["time"], f["state"], f["job"]) == (got["time"], "fired", got["job"])
+    # another client's is not found; an upload trigger has no time to fire for
+    assert server.api(bob).post(f"/v1/triggers/{t['id']}/fire").status_code == 404
+    assert server.api(bob).post("/v1/triggers/nope/fire").status_code == 404
+    up = server.api().post("/v1/triggers", json={"prefix": "s3://up/", "job": sh("true")})
+    assert up.status_code == 201, up.text
+    r = server.api().post(f"/v1/triggers/{up.json()['id']}/fire")
+    assert r.status_code == 409 and "upload trigger" in r.json()["error"]["message"], r.text
+    # the CLI
+    out = ok(server.run_cli("trigger", "fire", t["id"], token=alice))
+    assert out.startswith("fired job ") and " for " in out, out
+    assert len(fires(server, t["id"], alice)) == 2
+    usage_error(server.run_cli("trigger", "fire"), ["trigger", "fire"])
+
+
+def test_fire_now_over_the_quota_is_refused_and_records_nothing(make_server):
+    srv = make_server("--tenant-max-queued", "1")
+    quinn = client_token(srv, "quinn")
+    t = create(srv, {"schedule": "@yearly", "job": sh("true")}, token=quinn)
+    assert srv.api(quinn).post(f"/v1/triggers/{t['id']}/fire").status_code == 201  # queued: 1
+    r = srv.api(quinn).post(f"/v1/triggers/{t['id']}/fire")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "quota", r.text
+    assert len(fires(srv, t["id"], quinn)) == 1 and len(jobs(srv, quinn)) == 1
+
+
 def test_rm_stops_it_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     t = create(server, {"schedule": EVERY_2S, "job": sh("true")}, token=alice)
