@@ -1,5 +1,5 @@
 /*
- * cli_triggers.c - `drover trigger create|ls|show|fire|rm`: upload triggers (docs/api.md "Triggers"),
+ * cli_triggers.c - `drover trigger create|ls|show|fire|pause|resume|rm`: upload triggers (docs/api.md "Triggers"),
  * a job or workflow submitted once for each object version uploaded under a prefix, and
  * schedules ("Schedules"), one submitted at each time of a cron expression.
  */
@@ -24,6 +24,8 @@ static const char trigger_usage[] =
     "       drover trigger ls [--json]\n"
     "       drover trigger show ID [--json]\n"
     "       drover trigger fire ID [--json]\n"
+    "       drover trigger pause ID [--json]\n"
+    "       drover trigger resume ID [--json]\n"
     "       drover trigger rm ID [--json]\n"
     "\n"
     "Upload triggers: every object created under the prefix (a PUT, a presigned URL,\n"
@@ -45,6 +47,8 @@ static const char trigger_usage[] =
     "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
     "  show     a trigger or a schedule with its 50 most recent fires\n"
     "  fire     a schedule's job or workflow submitted now, out of its times\n"
+    "  pause    hold a trigger: its fires wait, a schedule's times pass unfired\n"
+    "  resume   go on: an upload trigger's waiting fires submit, a schedule fires from now\n"
     "  rm       delete a trigger or a schedule: it fires no more\n"
     "\n"
     "  -p, --prefix URI   s3://BUCKET/ or s3://BUCKET/KEY-PREFIX\n"
@@ -242,6 +246,25 @@ static int trigger_fire(struct cli *cli, const char *id, bool json)
     return 0;
 }
 
+static int trigger_pause(struct cli *cli, const char *id, bool pause, bool json)
+{
+    json_t *answer = NULL;
+    char *path = cli_path("/v1/triggers/", id, pause ? "/pause" : "/resume");
+    int rc = cli_call(cli, "POST", path, NULL, &answer, "cannot %s trigger '%s'",
+                      pause ? "pause" : "resume", id);
+    free(path);
+    if (rc) return rc;
+    if (json)
+        cli_print_json(answer);
+    else if (pause)
+        printf("trigger %s paused since %s\n", id, jstr(answer, "paused_at"));
+    else
+        printf("trigger %s resumed%s%s\n", id, jstr(answer, "next_at") ? ": next at " : "",
+               jstr(answer, "next_at") ? jstr(answer, "next_at") : "");
+    json_decref(answer);
+    return 0;
+}
+
 static int trigger_rm(struct cli *cli, const char *id, bool json)
 {
     json_t *answer = NULL;
@@ -273,21 +296,21 @@ int cmd_trigger(int argc, char **argv)
     };
     cli_json_prescan(argc, argv);
     if (argc < 2)
-        return cli_usage_error(trigger_usage,
-                               "trigger what? 'create', 'ls', 'show', 'fire' or 'rm'");
+        return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls', 'show', 'fire', "
+                                              "'pause', 'resume' or 'rm'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(trigger_usage, stdout);
         return 0;
     }
-    static const char *const subs[] = {"create", "ls", "show", "fire", "rm"};
+    static const char *const subs[] = {"create", "ls", "show", "fire", "pause", "resume", "rm"};
     size_t which = 0;
-    while (which < 5 && strcmp(sub, subs[which]))
+    while (which < 7 && strcmp(sub, subs[which]))
         which++;
-    if (which == 5)
+    if (which == 7)
         return cli_usage_error(trigger_usage,
-                               "'%s' is not a trigger command: 'create', 'ls', 'show', 'fire' or "
-                               "'rm'",
+                               "'%s' is not a trigger command: 'create', 'ls', 'show', 'fire', "
+                               "'pause', 'resume' or 'rm'",
                                sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
@@ -351,6 +374,8 @@ int cmd_trigger(int argc, char **argv)
             rc = trigger_show(&cli, id, a.json);
         else if (which == 3)
             rc = trigger_fire(&cli, id, a.json);
+        else if (which == 4 || which == 5)
+            rc = trigger_pause(&cli, id, which == 4, a.json);
         else
             rc = trigger_rm(&cli, id, a.json);
     }

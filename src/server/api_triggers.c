@@ -54,7 +54,10 @@ static json_t *trigger_json(struct server *s, const struct trigger_rec *t)
     if (t->schedule && !cron_parse(t->schedule, "schedule", &c, NULL) &&
         (!t->timezone || !triggers_zone(s->triggers, t->timezone, &zone, NULL)))
         next = cron_next_tz(&c, zone, time_now_ms());
-    json_object_set_new(j, "next_at", next >= 0 ? job_time_json(next) : json_null());
+    json_object_set_new(j, "next_at",
+                        next >= 0 && !t->paused_at ? job_time_json(next) : json_null());
+    json_object_set_new(j, "paused", json_boolean(t->paused_at != 0));
+    json_object_set_new(j, "paused_at", t->paused_at ? job_time_json(t->paused_at) : json_null());
     return j;
 }
 
@@ -458,4 +461,67 @@ int api_triggers_fire(struct http_req *r)
     }
     commit_submit(srv(r)->commit, fire_now_write, fire_now_done, op);
     return HTTP_DEFERRED;
+}
+
+/* ---- pause and resume ---- */
+
+struct pause_op {
+    struct http_req *r;
+    char id[UUID_STR_LEN];
+    bool paused;
+    struct trigger_rec t;
+};
+
+static int pause_write(struct store *st, void *arg, struct err *e)
+{
+    struct pause_op *op = arg;
+    bool changed;
+    int rc = find_trigger(op->r, st, op->id, &op->t, e);
+    if (!rc) rc = store_trigger_pause(st, op->id, op->paused, time_now_ms(), &changed, e);
+    trigger_rec_release(&op->t);
+    return rc ? rc : store_trigger_get(st, op->id, &op->t, e); /* as it is now */
+}
+
+static void pause_done(void *arg, int rc, const struct err *e)
+{
+    struct pause_op *op = arg;
+    struct server *s = srv(op->r);
+    if (!rc) {
+        triggers_schedules_changed(s->triggers); /* the leader (this one) reads them again */
+        if (!op->paused) triggers_kick(s->triggers); /* the fires that waited */
+    }
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 200, trigger_json(s, &op->t));
+    trigger_rec_release(&op->t);
+    free(op);
+}
+
+static int pause_or_resume(struct http_req *r, bool paused)
+{
+    if (!uuid_valid(r->params[0])) {
+        struct err e = ERR_INIT;
+        err_set(&e, ERR_NOTFOUND, "trigger '%s' not found", r->params[0]);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct pause_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    op->paused = paused;
+    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    commit_submit(srv(r)->commit, pause_write, pause_done, op);
+    return HTTP_DEFERRED;
+}
+
+int api_triggers_pause(struct http_req *r)
+{
+    return pause_or_resume(r, true);
+}
+
+int api_triggers_resume(struct http_req *r)
+{
+    return pause_or_resume(r, false);
 }

@@ -55,6 +55,8 @@ const struct route server_routes[] = {
     {"GET", "/v1/triggers/{id}", api_triggers_get, ANY_CLIENT, 0, false},
     {"DELETE", "/v1/triggers/{id}", api_triggers_delete, ANY_CLIENT, 0, false},
     {"POST", "/v1/triggers/{id}/fire", api_triggers_fire, ANY_CLIENT, 0, false},
+    {"POST", "/v1/triggers/{id}/pause", api_triggers_pause, ANY_CLIENT, 0, false},
+    {"POST", "/v1/triggers/{id}/resume", api_triggers_resume, ANY_CLIENT, 0, false},
     {"GET", "/v1/queues", api_queues_list, ANY_CLIENT, 0, false},
     {"POST", "/v1/queues/{name}/pause", api_queues_pause, ROLE_ADMIN, 4 * KiB, false},
     {"POST", "/v1/queues/{name}/resume", api_queues_resume, ROLE_ADMIN, 4 * KiB, false},

@@ -168,6 +168,8 @@ int api_triggers_list(struct http_req *r);
 int api_triggers_get(struct http_req *r);
 int api_triggers_delete(struct http_req *r);
 int api_triggers_fire(struct http_req *r);
+int api_triggers_pause(struct http_req *r);
+int api_triggers_resume(struct http_req *r);
 /*
  * A workflow submission (api_workflows.c), shared by POST /v1/workflows and the triggers
  * (triggers.h): prepared on the loop from a workflow body (services expanded, validated

@@ -477,7 +477,12 @@ static void drain(struct triggers *t)
             fire_op_free(op);
             continue;
         }
-        if (!rc && tr.skip_overlap) op->error = overlap(s, &tr, f[i].id);
+        int64_t at;
+        if (!rc && tr.schedule && tr.resumed_at && time_parse_rfc3339(f[i].uri, &at) &&
+            at < tr.resumed_at) /* recorded before a pause (its time, or a quota, held it) */
+            op->error = xstrdup("skipped: the schedule was paused");
+        else if (!rc && tr.skip_overlap)
+            op->error = overlap(s, &tr, f[i].id);
         if (!rc && !op->error) rc = triggers_build(s, &tr, f[i].uri, f[i].sha256, &op->ts, &be);
         trigger_rec_release(&tr); /* zeroed by a failed get */
         if (rc && transient(rc)) {
@@ -620,13 +625,14 @@ static void scan(struct triggers *t)
 
 /* ---- schedules ---- */
 
-/* The time of schedule tr's newest fire (its uri), else its creation; -1: unreadable now. */
+/* The time of schedule tr's newest fire (its uri), else its creation or its last resume, the
+   latest; -1: unreadable now. */
 static int64_t schedule_last(struct triggers *t, const struct trigger_rec *tr)
 {
     struct trigger_fire *f = NULL;
     size_t n = 0;
     struct err e = ERR_INIT;
-    int64_t last = tr->created_at, at;
+    int64_t last = tr->resumed_at > tr->created_at ? tr->resumed_at : tr->created_at, at;
     if (store_trigger_fires(t->s->reads, tr->id, 1, &f, &n, &e)) {
         log_warn("schedule=%s: cannot read its fires: %s", tr->id, e.msg);
         last = -1;
@@ -639,7 +645,8 @@ static int64_t schedule_last(struct triggers *t, const struct trigger_rec *tr)
     return last;
 }
 
-/* The schedules read again: new ones start from their newest fire, deleted ones go. */
+/* The schedules read again: new ones start from their newest fire, deleted and paused ones
+   go, and a schedule resumed since starts from then (the times it was paused fire not). */
 static void schedules_read(struct triggers *t, int64_t now)
 {
     struct trigger_rec *trs = NULL;
@@ -652,12 +659,14 @@ static void schedules_read(struct triggers *t, int64_t now)
         ((struct schedule *)it->value)->seen = rc != 0; /* unread: all stay */
     for (size_t i = 0; i < n; i++) {
         struct trigger_rec *tr = &trs[i];
-        struct schedule *sc = tr->schedule ? hmap_get(&t->schedules, tr->id) : NULL;
+        struct schedule *sc =
+            tr->schedule && !tr->paused_at ? hmap_get(&t->schedules, tr->id) : NULL;
         struct cron c;
         struct err ce = ERR_INIT;
         int64_t last;
         const struct tz *zone = NULL;
-        if (!rc && tr->schedule && !sc) {
+        if (sc && tr->resumed_at > sc->last) sc->last = tr->resumed_at;
+        if (!rc && tr->schedule && !tr->paused_at && !sc) {
             if (cron_parse(tr->schedule, "schedule", &c, &ce) || /* checked when made */
                 (tr->timezone && triggers_zone(t, tr->timezone, &zone, &ce)))
                 log_warn("schedule=%s: %s", tr->id, ce.msg);

@@ -793,6 +793,12 @@ int store_trigger_fires_prune(struct store *st, const char *trigger, int keep, s
     return st->ops->trigger_fires_prune(st, trigger, keep < 1 ? 1 : keep, e);
 }
 
+int store_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
+                        bool *changed, struct err *e)
+{
+    return st->ops->trigger_pause(st, id, paused, now_ms, changed, e);
+}
+
 int store_trigger_last_target(struct store *st, const char *trigger, int64_t before,
                               char **target, struct err *e)
 {

@@ -581,6 +581,8 @@ struct trigger_rec {
                            is ""; NULL: an upload trigger */
     bool skip_overlap;  /* a schedule's fire is skipped while its previous run is unfinished */
     char *timezone;     /* the zone a schedule is read in ("Europe/Paris"); NULL: UTC */
+    int64_t paused_at;  /* ms: paused since (its fires wait, a schedule records none); 0: not */
+    int64_t resumed_at; /* ms: last resumed (a schedule's times before it are past); 0: never */
 };
 void trigger_rec_release(struct trigger_rec *t);
 /* Inserts t. ERR_CONFLICT when its id is taken. */
@@ -592,6 +594,10 @@ int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
    it. */
 int store_trigger_list(struct store *st, const char *owner, const char *after, int limit,
                        struct trigger_rec **out, size_t *n, struct err *e);
+/* Pauses (paused: at now_ms) or resumes (resumed_at now_ms) trigger `id`; *changed false
+   when it was so already. A paused trigger's pending fires are not listed for submission. */
+int store_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
+                        bool *changed, struct err *e);
 /* Deletes a trigger and its fires, pending ones too (they never submit). ERR_NOTFOUND. */
 int store_trigger_delete(struct store *st, const char *id, struct err *e);
 

@@ -159,6 +159,8 @@ struct store_ops {
     int (*trigger_fire_done)(struct store *st, int64_t id, const char *target,
                              const char *error, int64_t now_ms, struct err *e);
     int (*trigger_fires_prune)(struct store *st, const char *trigger, int keep, struct err *e);
+    int (*trigger_pause)(struct store *st, const char *id, bool paused, int64_t now_ms,
+                         bool *changed, struct err *e);
     int (*trigger_last_target)(struct store *st, const char *trigger, int64_t before,
                                char **target, struct err *e);
     /* Job arrays (store_array.c holds what the backends share). */

@@ -134,6 +134,8 @@ enum stmt_id {
     S_FIRE_PENDING,
     S_FIRE_RECENT,
     S_FIRE_PRUNE,
+    S_TRIGGER_PAUSE,
+    S_TRIGGER_RESUME,
     S_FIRE_LAST_TARGET,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
@@ -169,7 +171,8 @@ enum stmt_id {
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS                                                                            \
-    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone"
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone, " \
+    "paused_at, resumed_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
@@ -214,7 +217,8 @@ static const char *const stmt_sql[S_COUNT] = {
                    "ELSE id = $4::text END "
                    "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
     [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
-                       "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT $1",
+                       "WHERE target IS NULL AND error IS NULL AND trigger NOT IN "
+                       "(SELECT id FROM triggers WHERE paused_at IS NOT NULL) ORDER BY id LIMIT $1",
     [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = $1 "
                       "ORDER BY id DESC LIMIT $2",
     /* a schedule's fires but its newest `keep` ($2), those pending and its newest run */
@@ -223,6 +227,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "(SELECT id FROM trigger_fires WHERE trigger = $1 ORDER BY id DESC "
                      "LIMIT 1 OFFSET $2) AND id <> coalesce((SELECT max(id) FROM trigger_fires "
                      "WHERE trigger = $1 AND target IS NOT NULL), 0)",
+    [S_TRIGGER_PAUSE] = "UPDATE triggers SET paused_at = $2 WHERE id = $1 AND paused_at IS NULL "
+                        "RETURNING id",
+    [S_TRIGGER_RESUME] = "UPDATE triggers SET paused_at = NULL, resumed_at = $2 "
+                         "WHERE id = $1 AND paused_at IS NOT NULL RETURNING id",
     [S_FIRE_LAST_TARGET] = "SELECT target FROM trigger_fires WHERE trigger = $1 AND id < $2 "
                            "AND target IS NOT NULL ORDER BY id DESC LIMIT 1",
     [S_FIRE_DONE] = "UPDATE trigger_fires f SET target = $2, error = $3, fired_at = $4 "
@@ -3066,6 +3074,8 @@ static void row_to_trigger(const PGresult *r, int row, struct trigger_rec *t)
     t->schedule = col_text(r, row, 7);
     t->skip_overlap = PQgetvalue(r, row, 8)[0] == 't';
     t->timezone = col_text(r, row, 9);
+    t->paused_at = col_int(r, row, 10);
+    t->resumed_at = col_int(r, row, 11);
 }
 
 static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -3186,6 +3196,21 @@ static int pg_trigger_fires_prune(struct store *st, const char *trigger, int kee
     p_text(&p, trigger);
     p_int(&p, keep);
     return run(pg(st), S_FIRE_PRUNE, &p, NULL, e, "deleting a schedule's old fires");
+}
+
+static int pg_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
+                            bool *changed, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, now_ms);
+    PGresult *r;
+    int rc = run(pg(st), paused ? S_TRIGGER_PAUSE : S_TRIGGER_RESUME, &p, &r, e,
+                 paused ? "pausing a trigger" : "resuming a trigger");
+    if (rc) return rc;
+    *changed = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
 }
 
 static int pg_trigger_last_target(struct store *st, const char *trigger, int64_t before,
@@ -3814,6 +3839,7 @@ const struct store_ops store_pg_ops = {
     .trigger_fire_done = pg_trigger_fire_done,
     .trigger_fires_prune = pg_trigger_fires_prune,
     .trigger_last_target = pg_trigger_last_target,
+    .trigger_pause = pg_trigger_pause,
     .array_insert = pg_array_insert,
     .array_get = pg_array_get,
     .array_list = pg_array_list,

@@ -117,6 +117,8 @@ enum stmt_id {
     S_FIRE_PENDING,
     S_FIRE_RECENT,
     S_FIRE_PRUNE,
+    S_TRIGGER_PAUSE,
+    S_TRIGGER_RESUME,
     S_FIRE_LAST_TARGET,
     S_FIRE_DONE,
     S_EVENT_TRIGGER,
@@ -147,7 +149,8 @@ enum stmt_id {
 
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS                                                                            \
-    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone"
+    "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone, " \
+    "paused_at, resumed_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -180,7 +183,8 @@ static const char *const stmt_sql[S_COUNT] = {
                    "ELSE id = ?4 END "
                    "ON CONFLICT (trigger, uri, sha256) DO NOTHING",
     [S_FIRE_PENDING] = "SELECT " FIRE_COLUMNS " FROM trigger_fires "
-                       "WHERE target IS NULL AND error IS NULL ORDER BY id LIMIT ?",
+                       "WHERE target IS NULL AND error IS NULL AND trigger NOT IN "
+                       "(SELECT id FROM triggers WHERE paused_at IS NOT NULL) ORDER BY id LIMIT ?",
     [S_FIRE_RECENT] = "SELECT " FIRE_COLUMNS " FROM trigger_fires WHERE trigger = ? "
                       "ORDER BY id DESC LIMIT ?",
     /* a schedule's fires but its newest `keep` (?2), those pending and its newest run */
@@ -189,6 +193,9 @@ static const char *const stmt_sql[S_COUNT] = {
                      "(SELECT id FROM trigger_fires WHERE trigger = ?1 ORDER BY id DESC "
                      "LIMIT 1 OFFSET ?2) AND id <> coalesce((SELECT max(id) FROM trigger_fires "
                      "WHERE trigger = ?1 AND target IS NOT NULL), 0)",
+    [S_TRIGGER_PAUSE] = "UPDATE triggers SET paused_at = ?2 WHERE id = ?1 AND paused_at IS NULL",
+    [S_TRIGGER_RESUME] = "UPDATE triggers SET paused_at = NULL, resumed_at = ?2 "
+                         "WHERE id = ?1 AND paused_at IS NOT NULL",
     [S_FIRE_LAST_TARGET] = "SELECT target FROM trigger_fires WHERE trigger = ? AND id < ? "
                            "AND target IS NOT NULL ORDER BY id DESC LIMIT 1",
     [S_FIRE_DONE] = "UPDATE trigger_fires SET target = ?2, error = ?3, fired_at = ?4 "
@@ -1838,6 +1845,8 @@ static void row_to_trigger(sqlite3_stmt *q, struct trigger_rec *t)
     t->schedule = col_text(q, 7);
     t->skip_overlap = sqlite3_column_int(q, 8) != 0;
     t->timezone = col_text(q, 9);
+    t->paused_at = sqlite3_column_int64(q, 10);
+    t->resumed_at = sqlite3_column_int64(q, 11);
 }
 
 static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -1960,6 +1969,18 @@ static int sqlite_trigger_fires_prune(struct store *st, const char *trigger, int
     bind_text(q, 1, trigger);
     sqlite3_bind_int(q, 2, keep);
     return exec_stmt(s, q, e, "deleting a schedule's old fires");
+}
+
+static int sqlite_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
+                                bool *changed, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, paused ? S_TRIGGER_PAUSE : S_TRIGGER_RESUME);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, now_ms);
+    int rc = exec_stmt(s, q, e, paused ? "pausing a trigger" : "resuming a trigger");
+    *changed = !rc && sqlite3_changes(s->db) == 1;
+    return rc;
 }
 
 static int sqlite_trigger_last_target(struct store *st, const char *trigger, int64_t before,
@@ -2668,6 +2689,7 @@ const struct store_ops store_sqlite_ops = {
     .trigger_fire_done = sqlite_trigger_fire_done,
     .trigger_fires_prune = sqlite_trigger_fires_prune,
     .trigger_last_target = sqlite_trigger_last_target,
+    .trigger_pause = sqlite_trigger_pause,
     .array_insert = sqlite_array_insert,
     .array_get = sqlite_array_get,
     .array_list = sqlite_array_list,

@@ -463,7 +463,8 @@ def test_schedules_through_postgres(pg_servers):
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses, queue_limits;
 DROP INDEX array_tasks_job;
-ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap;
+ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap,
+  DROP COLUMN paused_at, DROP COLUMN resumed_at;
 UPDATE drover_schema SET version = 12;
 """
 

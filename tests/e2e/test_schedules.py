@@ -187,6 +187,55 @@ def test_fire_now_over_the_quota_is_refused_and_records_nothing(make_server):
     assert len(fires(srv, t["id"], quinn)) == 1 and len(jobs(srv, quinn)) == 1
 
 
+def test_pause_and_resume(server, make_agent):
+    make_agent(server, "w1")
+    alice, bob = client_token(server, "alice"), client_token(server, "bob")
+    api = server.api(alice)
+    t = create(server, {"schedule": "* * * * * *", "job": sh("true")}, token=alice)
+    assert t["paused"] is False and t["paused_at"] is None
+    settled(server, t["id"], 1, token=alice)
+    r = api.post(f"/v1/triggers/{t['id']}/pause")
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["paused"] is True and p["next_at"] is None, p
+    paused_at = at_ms(p["paused_at"])
+    again = api.post(f"/v1/triggers/{t['id']}/pause").json()  # paused already: as it was
+    assert again["paused_at"] == p["paused_at"]
+    assert server.api(bob).post(f"/v1/triggers/{t['id']}/pause").status_code == 404
+    time.sleep(1.5)  # a fire recorded just before the pause settles
+    n = len(fires(server, t["id"], alice))
+    time.sleep(3)  # three times pass, paused
+    assert len(fires(server, t["id"], alice)) == n
+    r = api.post(f"/v1/triggers/{t['id']}/resume")
+    assert r.status_code == 200 and r.json()["paused"] is False and r.json()["next_at"], r.text
+    resumed_at = int(time.time() * 1000)
+    f = settled(server, t["id"], n + 2, token=alice)
+    times = [at_ms(x["time"]) for x in f]
+    assert not [x for x in times if paused_at + 1000 < x < resumed_at - 1000], (
+        times, paused_at, resumed_at)  # the paused times fired not, not even late
+    assert all(x["state"] == "fired" for x in f[n:]), f
+    assert api.post(f"/v1/triggers/{t['id']}/resume").status_code == 200  # not paused: as is
+    # an upload trigger's fires wait while it is paused, and go when it resumes
+    up = server.api().post("/v1/triggers", json={"prefix": "s3://held/", "job": sh("true")})
+    assert up.status_code == 201, up.text
+    uid = up.json()["id"]
+    assert server.api().post(f"/v1/triggers/{uid}/pause").status_code == 200
+    assert server.api().put("/v1/blobs/held/a.txt", data=b"a").status_code == 200
+    time.sleep(2)
+    (w,) = fires(server, uid)
+    assert w["state"] == "pending" and w["job"] is None, w
+    assert server.api().post(f"/v1/triggers/{uid}/resume").status_code == 200
+    (w,) = settled(server, uid, 1)
+    assert w["state"] == "fired" and wait_job(server, w["job"])["state"] == "succeeded"
+    # the CLI, and a pause outlives a restart
+    out = ok(server.run_cli("trigger", "pause", t["id"], token=alice))
+    assert out.startswith(f"trigger {t['id']} paused since "), out
+    server.restart()
+    assert server.api(alice).get(f"/v1/triggers/{t['id']}").json()["paused"] is True
+    assert "resumed: next at " in ok(server.run_cli("trigger", "resume", t["id"], token=alice))
+    usage_error(server.run_cli("trigger", "pause"), ["trigger", "pause"])
+
+
 def test_rm_stops_it_and_clients_see_their_own(server):
     alice, bob = client_token(server, "alice"), client_token(server, "bob")
     t = create(server, {"schedule": EVERY_2S, "job": sh("true")}, token=alice)

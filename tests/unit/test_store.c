@@ -4357,6 +4357,31 @@ static void test_schedules(void **state)
     assert_true(json_equal(json_array_get(evs, 0), exp));
     json_decref(exp);
     json_decref(evs);
+
+    /* paused: its pending fire is not listed for submission; resumed: it is, and when */
+    bool changed = false;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 100, &changed, &e), &e);
+    assert_true(changed);
+    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 101, &changed, &e), &e);
+    assert_false(changed); /* paused already: since T0 + 100 */
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
+    assert_int_equal(got.paused_at, T0 + 100);
+    assert_int_equal(got.resumed_at, 0);
+    trigger_rec_release(&got);
+    assert_pending(f->st, both, 2, "1 s3://up/x aa\n"); /* the upload trigger's only */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 200, &changed, &e), &e);
+    assert_true(changed);
+    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 201, &changed, &e), &e);
+    assert_false(changed);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
+    assert_int_equal(got.paused_at, 0);
+    assert_int_equal(got.resumed_at, T0 + 200);
+    trigger_rec_release(&got);
+    assert_pending(f->st, both, 2, "1 s3://up/x aa\n0 2026-01-01T00:25:00.000Z \n");
 }
 
 /* --- main ---------------------------------------------------------------------------------- */

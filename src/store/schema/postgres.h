@@ -201,7 +201,8 @@ static const char *const pg_migrations[] = {
     "DELETE FROM array_tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job);",
     /* 17: schedules (SQLite's 21) */
     "ALTER TABLE triggers ADD COLUMN schedule text, ADD COLUMN timezone text,"
-    "  ADD COLUMN skip_overlap boolean NOT NULL DEFAULT false;",
+    "  ADD COLUMN skip_overlap boolean NOT NULL DEFAULT false,"
+    "  ADD COLUMN paused_at bigint, ADD COLUMN resumed_at bigint;",
     /* 18: queues' max_running (SQLite's 22) */
     "CREATE TABLE queue_limits ("
     "  queue text COLLATE \"C\" PRIMARY KEY, max_running integer NOT NULL, at bigint NOT NULL,"

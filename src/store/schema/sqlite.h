@@ -183,7 +183,11 @@ static const char *const sqlite_migrations[] = {
        the time in RFC 3339, sha256 '') */
     "ALTER TABLE triggers ADD COLUMN schedule TEXT;"
     "ALTER TABLE triggers ADD COLUMN timezone TEXT;"
-    "ALTER TABLE triggers ADD COLUMN skip_overlap INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE triggers ADD COLUMN skip_overlap INTEGER NOT NULL DEFAULT 0;"
+    /* and a trigger's pause (paused_at: since when; NULL: not paused), with when it was last
+       resumed (a schedule's times in between do not fire) */
+    "ALTER TABLE triggers ADD COLUMN paused_at INTEGER;"
+    "ALTER TABLE triggers ADD COLUMN resumed_at INTEGER;",
     /* 22: a queue's max_running (PUT /v1/queues/{name}): at most that many of its jobs
        leased or running at once, set at `at` by the token `set_by` */
     "CREATE TABLE queue_limits ("
