@@ -1,7 +1,7 @@
 /*
- * cli_triggers.c - `drover trigger create|ls|show|fire|pause|resume|rm`: upload triggers (docs/api.md "Triggers"),
- * a job or workflow submitted once for each object version uploaded under a prefix, and
- * schedules ("Schedules"), one submitted at each time of a cron expression.
+ * cli_triggers.c - `drover trigger create|ls|show|fire|pause|resume|rm`: upload triggers
+ * (docs/api.md "Triggers"), a job or workflow submitted once for each object version uploaded
+ * under a prefix, and schedules ("Schedules"), one submitted at each time of a cron expression.
  */
 #include <stdlib.h>
 #include <string.h>

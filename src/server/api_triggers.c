@@ -404,13 +404,19 @@ static int fire_now_write(struct store *st, void *arg, struct err *e)
     if (!added) /* its trigger was deleted meanwhile, or this very ms fired already */
         return err_set(e, ERR_CONFLICT, "trigger '%s' cannot fire for %s: it is gone, or it "
                                         "fired for that time already", op->id, op->time);
+    /* ours among its newest, by its time (its key: another server's fire of the schedule
+       may have committed meanwhile, with a higher id) */
     struct trigger_fire *f = NULL;
     size_t n = 0;
-    if ((rc = store_trigger_fires(st, op->id, 1, &f, &n, e))) return rc;
-    int64_t fire = n ? f[0].id : 0;
-    for (size_t i = 0; i < n; i++)
+    if ((rc = store_trigger_fires(st, op->id, 8, &f, &n, e))) return rc;
+    int64_t fire = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!fire && !strcmp(f[i].uri, op->time)) fire = f[i].id;
         trigger_fire_release(&f[i]);
+    }
     free(f);
+    if (!fire)
+        return err_set(e, ERR_UNAVAILABLE, "the fire for %s was not found: try again", op->time);
     return triggers_submit_write(st, fire, op->ts, NULL, e);
 }
 
