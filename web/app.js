@@ -1215,13 +1215,15 @@ function triggersView(params) {
         h('td', {class: 'id'}, h('a', {href: `#/trigger/${encodeURIComponent(t.id)}`, title: t.id}, shortId(t.id))),
         h('td', {class: 'on'}, triggerOn(t)),
         h('td', {class: 'submits hide-narrow'}, triggerSubmits(t)),
-        h('td', {class: 'next'}, fmtWhen(t.next_at)),
+        h('td', {class: 'next'}, t.paused
+          ? h('span', {title: `paused since ${fmtTime(t.paused_at)}`}, badge('paused')) : fmtWhen(t.next_at)),
         h('td', {class: 'hide-narrow'}, t.owner || ''),
         h('td', {class: 'hide-narrow'}, fmtWhen(t.created_at))));
     }
     cursorPager(pager, '#/triggers', {}, after, back, res.next);
   };
-  /* A fire moves its schedule's next time on. (Triggers made or deleted are no event.) */
+  /* A fire moves its schedule's next time on. (Triggers made, paused, resumed or deleted are
+     no event.) */
   const refresh = throttle(load, 1000);
   load();
   return {
@@ -1237,6 +1239,7 @@ function triggerView(id) {
   const head = h('div', {id: 'trig-head'});
   /* Made once, so that the redraws (a schedule may fire each second) keep its first click. */
   const delBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-delete', hidden: true});
+  const pauseBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-pause', hidden: true});
   const details = h('dl', {class: 'kv', id: 'trig-details'});
   const template = h('pre', {class: 'log', id: 'trig-template'});
   const firesHead = h('tr', {});
@@ -1248,7 +1251,7 @@ function triggerView(id) {
       h('div', {}, h('h2', {}, 'Template (as given)'), template)),
     h('h2', {}, 'Recent fires ', h('span', {class: 'muted'}, '(the 50 newest)')), firesStatus,
     h('div', {class: 'scroll'}, h('table', {id: 'trig-fires'}, h('thead', {}, firesHead), fires)));
-  root.append(head, h('div', {class: 'actions'}, delBtn), body);
+  root.append(head, h('div', {class: 'actions'}, pauseBtn, delBtn), body);
 
   let trig = null;
   let closed = false;
@@ -1286,6 +1289,28 @@ function triggerView(id) {
     setButton();
   });
 
+  /* Pause (an upload trigger's fires wait, a schedule's times pass unfired) or resume: the
+     same roles as the delete, so its `can` says who sees the button. Its answer is the
+     trigger without its fires: those shown stay, and a read begun before it is dropped. */
+  pauseBtn.addEventListener('click', async () => {
+    const verb = trig.paused ? 'resume' : 'pause';
+    pauseBtn.disabled = true;
+    try {
+      const t = await api('POST', `/v1/triggers/${encodeURIComponent(id)}/${verb}`);
+      if (closed) return;
+      ++reads;
+      trig = {...trig, ...t};
+      render();
+      toast(verb === 'pause'
+        ? (schedule() ? 'Schedule paused: its times pass unfired.' : 'Trigger paused: its fires wait.')
+        : (schedule() ? 'Schedule resumed: it fires from its next time.' : 'Trigger resumed: its waiting fires go.'));
+      refresh();
+    } catch (e) {
+      toast(e.message, true);
+    }
+    pauseBtn.disabled = false;
+  });
+
   const fireRow = (f) => {
     const kind = 'workflow' in f ? 'workflow' : 'job';
     const key = f.time || `${f.uri} ${f.sha256}`;
@@ -1308,17 +1333,28 @@ function triggerView(id) {
     const kind = 'workflow' in t ? 'workflow' : 'job';
     clear(head).append(
       h('p', {}, h('a', {href: '#/triggers'}, '‹ Triggers')),
-      h('h1', {}, schedule() ? 'Schedule ' : 'Upload trigger ', h('span', {class: 'id'}, shortId(t.id))));
+      h('h1', {}, schedule() ? 'Schedule ' : 'Upload trigger ', h('span', {class: 'id'}, shortId(t.id)),
+        t.paused ? [' ', badge('paused')] : null));
     delBtn.hidden = !can.trigger_delete;
+    pauseBtn.hidden = !can.trigger_delete; /* POST …/pause|resume: the roles of the delete */
+    pauseBtn.textContent = t.paused ? 'Resume' : 'Pause';
+    pauseBtn.title = t.paused
+      ? (schedule() ? 'It fires again from its next time (not for the times it was paused).'
+        : 'Its fires that waited are submitted, and new ones go at once.')
+      : (schedule() ? 'Its times pass unfired until it is resumed.'
+        : 'Uploads still record fires, which wait until it is resumed.');
     setButton();
     clear(details);
     const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
     kv('id', h('span', {class: 'id', id: 'trig-id'}, t.id));
     kv('kind', schedule() ? 'schedule' : 'upload trigger');
+    kv('state', t.paused
+      ? h('span', {id: 'trig-state', 'data-paused': 'yes'}, 'paused since ', fmtWhen(t.paused_at))
+      : h('span', {id: 'trig-state', 'data-paused': 'no'}, 'active'));
     if (schedule()) {
       kv('schedule', [h('span', {id: 'trig-schedule'}, t.schedule), h('span', {class: 'muted'}, ` (${t.timezone || 'UTC'})`)]);
       kv('overlap', t.overlap === 'skip' ? 'skip (a time is skipped while the run before goes on)' : 'allow');
-      kv('next', h('span', {id: 'trig-next'}, fmtWhen(t.next_at)));
+      kv('next', h('span', {id: 'trig-next'}, t.paused ? h('span', {class: 'muted'}, 'none while paused') : fmtWhen(t.next_at)));
     } else {
       kv('prefix', h('span', {id: 'trig-prefix'}, t.prefix));
       kv('input', t.input === null ? h('span', {class: 'muted'}, '—') : t.input);

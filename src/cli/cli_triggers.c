@@ -175,7 +175,8 @@ static int trigger_ls(struct cli *cli, bool json)
         table_add(t, jstr(tr, "input") ? jstr(tr, "input") : "-");
         table_add(t, jstr(tr, "owner") ? jstr(tr, "owner") : "-");
         table_add(t, jstr(tr, "created_at"));
-        table_add(t, jstr(tr, "next_at") ? jstr(tr, "next_at") : "-");
+        const char *at = jstr(tr, "next_at");
+        table_add(t, jstr(tr, "paused_at") ? "paused" : at ? at : "-");
     }
     table_print(t, stdout);
     table_free(t);
@@ -201,6 +202,7 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
            wf ? "workflow" : "job");
     free(on);
     if (jstr(tr, "input")) printf("input:    %s\n", jstr(tr, "input"));
+    if (jstr(tr, "paused_at")) printf("paused:   since %s\n", jstr(tr, "paused_at"));
     if (sched) printf("next:     %s\n", jstr(tr, "next_at") ? jstr(tr, "next_at") : "-");
     printf("owner:    %s\ncreated:  %s\n", jstr(tr, "owner") ? jstr(tr, "owner") : "-",
            jstr(tr, "created_at"));

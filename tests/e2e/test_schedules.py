@@ -230,6 +230,9 @@ def test_pause_and_resume(server, make_agent):
     # the CLI, and a pause outlives a restart
     out = ok(server.run_cli("trigger", "pause", t["id"], token=alice))
     assert out.startswith(f"trigger {t['id']} paused since "), out
+    assert "paused:   since " in ok(server.run_cli("trigger", "show", t["id"], token=alice))
+    assert any(line.startswith(t["id"]) and line.split()[-1] == "paused"
+               for line in ok(server.run_cli("trigger", "ls", token=alice)).splitlines())
     server.restart()
     assert server.api(alice).get(f"/v1/triggers/{t['id']}").json()["paused"] is True
     assert "resumed: next at " in ok(server.run_cli("trigger", "resume", t["id"], token=alice))
