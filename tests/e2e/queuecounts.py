@@ -31,6 +31,7 @@ def _expect(counts):
                   "running": states["leased"] + states["running"],
                   "succeeded": states["succeeded"], "failed": states["failed"],
                   "cancelled": states["cancelled"], "paused": False, "paused_at": None,
+                  "max_running": None,
                   "states": states}
     return out
 
