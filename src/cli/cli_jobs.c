@@ -1553,6 +1553,14 @@ int cmd_wait(int argc, char **argv)
 
 /* ---- cancel and retry: jobs by ID, or every job filters find ---- */
 
+/* The filters of a cancel or a retry by filter, as their usages list them. */
+#define BY_FILTER_USAGE                                                                           \
+    "  -q, --queue Q      jobs of queue Q\n"                                                       \
+    "      --service S    jobs of service S\n"                                                     \
+    "  -l, --label K=V    jobs with label K=V\n"                                                   \
+    "      --name N       jobs whose name holds N\n"                                               \
+    "      --agent A      jobs whose latest attempt went to agent A\n"
+
 static const char cancel_usage[] =
     "usage: drover cancel [--json] ID...\n"
     "       drover cancel [--json] (--queue Q | --service S | --label K=V | --name N |\n"
@@ -1564,11 +1572,7 @@ static const char cancel_usage[] =
     "those in --state. Tasks of an array not handed out yet are the array's: drover\n"
     "array cancel.\n"
     "\n"
-    "  -q, --queue Q      jobs of queue Q\n"
-    "      --service S    jobs of service S\n"
-    "  -l, --label K=V    jobs with label K=V\n"
-    "      --name N       jobs whose name holds N\n"
-    "      --agent A      jobs whose latest attempt went to agent A\n"
+    BY_FILTER_USAGE
     "  -s, --state S      only jobs in state S (blocked, queued, leased, running)\n"
     "      --json         print the server's JSON answer\n"
     "\n"
@@ -1590,11 +1594,7 @@ static const char retry_usage[] =
     "stops it at the first job that would pass it. A workflow's failed nodes: drover\n"
     "workflow retry.\n"
     "\n"
-    "  -q, --queue Q      jobs of queue Q\n"
-    "      --service S    jobs of service S\n"
-    "  -l, --label K=V    jobs with label K=V\n"
-    "      --name N       jobs whose name holds N\n"
-    "      --agent A      jobs whose latest attempt went to agent A\n"
+    BY_FILTER_USAGE
     "  -s, --state S      only jobs in state S (failed, cancelled)\n"
     "      --json         print the server's JSON answer\n"
     "\n"

@@ -184,18 +184,29 @@ static int trigger_ls(struct cli *cli, bool json)
     return 0;
 }
 
+/*
+ * METHOD /v1/triggers/ID[SUFFIX] ("cannot VERB trigger 'ID'" when it fails, *rc its exit code):
+ * with --json the answer is printed and NULL returned; else the answer, for the caller to say
+ * in words and free.
+ */
+static json_t *trigger_call(struct cli *cli, const char *method, const char *id, const char *suffix,
+                            const char *verb, bool json, int *rc)
+{
+    json_t *answer = NULL;
+    char *path = cli_path("/v1/triggers/", id, suffix);
+    *rc = cli_call(cli, method, path, NULL, &answer, "cannot %s trigger '%s'", verb, id);
+    free(path);
+    if (!*rc && json) cli_print_json(answer);
+    if (!*rc && !json) return answer;
+    json_decref(answer);
+    return NULL;
+}
+
 static int trigger_show(struct cli *cli, const char *id, bool json)
 {
-    json_t *tr = NULL;
-    char *path = cli_path("/v1/triggers/", id, "");
-    int rc = cli_call(cli, "GET", path, NULL, &tr, "cannot read trigger '%s'", id);
-    free(path);
-    if (rc) return rc;
-    if (json) {
-        cli_print_json(tr);
-        json_decref(tr);
-        return 0;
-    }
+    int rc;
+    json_t *tr = trigger_call(cli, "GET", id, "", "read", json, &rc);
+    if (!tr) return rc;
     bool sched = jstr(tr, "schedule") != NULL, wf = json_object_get(tr, "workflow") != NULL;
     char *on = trigger_on(tr);
     printf("id:       %s\non:       %s\nsubmits:  %s\n", jstr(tr, "id"), on,
@@ -213,8 +224,8 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
         return 0;
     }
     putchar('\n');
-    struct table *t = table_new(4, sched ? "time" : "object", "state", wf ? "workflow" : "job",
-                                "error");
+    const char *target = wf ? "workflow" : "job";
+    struct table *t = table_new(4, sched ? "time" : "object", "state", target, "error");
     table_max_width(t, 0, 60);
     size_t i;
     json_t *f;
@@ -222,7 +233,7 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
     {
         table_add(t, jstr(f, sched ? "time" : "uri"));
         table_add(t, jstr(f, "state"));
-        table_add(t, jstr(f, wf ? "workflow" : "job") ? jstr(f, wf ? "workflow" : "job") : "-");
+        table_add(t, jstr(f, target) ? jstr(f, target) : "-");
         table_add(t, jstr(f, "error") ? jstr(f, "error") : "-");
     }
     table_print(t, stdout);
@@ -233,51 +244,36 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
 
 static int trigger_fire(struct cli *cli, const char *id, bool json)
 {
-    json_t *answer = NULL;
-    char *path = cli_path("/v1/triggers/", id, "/fire");
-    int rc = cli_call(cli, "POST", path, NULL, &answer, "cannot fire trigger '%s'", id);
-    free(path);
-    if (rc) return rc;
-    if (json) {
-        cli_print_json(answer);
-    } else {
-        const char *what = jstr(answer, "workflow") ? "workflow" : "job";
-        printf("fired %s %s for %s\n", what, jstr(answer, what), jstr(answer, "time"));
-    }
+    int rc;
+    json_t *answer = trigger_call(cli, "POST", id, "/fire", "fire", json, &rc);
+    if (!answer) return rc;
+    const char *what = jstr(answer, "workflow") ? "workflow" : "job";
+    printf("fired %s %s for %s\n", what, jstr(answer, what), jstr(answer, "time"));
     json_decref(answer);
     return 0;
 }
 
 static int trigger_pause(struct cli *cli, const char *id, bool pause, bool json)
 {
-    json_t *answer = NULL;
-    char *path = cli_path("/v1/triggers/", id, pause ? "/pause" : "/resume");
-    int rc = cli_call(cli, "POST", path, NULL, &answer, "cannot %s trigger '%s'",
-                      pause ? "pause" : "resume", id);
-    free(path);
-    if (rc) return rc;
-    if (json)
-        cli_print_json(answer);
-    else if (pause)
+    int rc;
+    json_t *answer = trigger_call(cli, "POST", id, pause ? "/pause" : "/resume",
+                                  pause ? "pause" : "resume", json, &rc);
+    if (!answer) return rc;
+    const char *next = jstr(answer, "next_at");
+    if (pause)
         printf("trigger %s paused since %s\n", id, jstr(answer, "paused_at"));
     else
-        printf("trigger %s resumed%s%s\n", id, jstr(answer, "next_at") ? ": next at " : "",
-               jstr(answer, "next_at") ? jstr(answer, "next_at") : "");
+        printf("trigger %s resumed%s%s\n", id, next ? ": next at " : "", next ? next : "");
     json_decref(answer);
     return 0;
 }
 
 static int trigger_rm(struct cli *cli, const char *id, bool json)
 {
-    json_t *answer = NULL;
-    char *path = cli_path("/v1/triggers/", id, "");
-    int rc = cli_call(cli, "DELETE", path, NULL, &answer, "cannot delete trigger '%s'", id);
-    free(path);
-    if (rc) return rc;
-    if (json)
-        cli_print_json(answer);
-    else
-        printf("deleted trigger %s\n", id);
+    int rc;
+    json_t *answer = trigger_call(cli, "DELETE", id, "", "delete", json, &rc);
+    if (!answer) return rc;
+    printf("deleted trigger %s\n", id);
     json_decref(answer);
     return 0;
 }
