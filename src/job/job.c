@@ -155,7 +155,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "progress", ref_or(j->progress, json_null()));
     json_object_set_new(o, "result", ref_or(j->result, json_null()));
     json_object_set_new(o, "attempts", ref_or(j->attempts, json_array()));
-    json_object_set_new(o, "spec", ref_or(j->spec, json_null()));
+    json_object_set_new(o, "spec", j->spec ? spec_expand(json_incref(j->spec)) : json_null());
     return o;
 }
 
@@ -289,7 +289,3 @@ char *job_spec_dump(const json_t *spec)
     return s;
 }
 
-json_t *job_spec_load(const char *s)
-{
-    return spec_expand(job_json_load(s));
-}

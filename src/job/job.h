@@ -89,8 +89,7 @@ char *job_json_dump(const json_t *v);
 /* Parses a column back (NULL or empty -> NULL); a new reference. */
 json_t *job_json_load(const char *s);
 /* A spec as the store keeps it: job_json_dump of its stored form (spec_compact: defaults
-   left out), and back (spec_expand: the normalised spec, whole). */
+   left out). job_json_load reads it back as it is: a normalised spec (spec.h). */
 char *job_spec_dump(const json_t *spec);
-json_t *job_spec_load(const char *s);
 
 #endif

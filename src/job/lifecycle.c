@@ -2,6 +2,7 @@
 #include "job/lifecycle.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,15 +44,10 @@ bool lifecycle_allowed(int state, enum job_event ev)
            (events[ev].from & B(state));
 }
 
-static double retry_value(const struct job *j, const char *key, double dflt)
-{
-    json_t *v = json_object_get(json_object_get(j->spec, "retry"), key);
-    return json_is_number(v) ? json_number_value(v) : dflt;
-}
-
 int64_t lifecycle_backoff_ms(const struct job *j, int next_attempt)
 {
-    double base = retry_value(j, "backoff_s", 1), cap = retry_value(j, "max_backoff_s", 300);
+    double base = json_number_value(spec_get(j->spec, "retry.backoff_s"));
+    double cap = json_number_value(spec_get(j->spec, "retry.max_backoff_s"));
     int n = next_attempt - 2;
     double d = base * pow(2.0, n < 0 ? 0 : n > 30 ? 30 : n);
     if (d > cap) d = cap;
@@ -132,10 +128,13 @@ bool lifecycle_may_retry(const struct job *j, const struct attempt_end *end)
 {
     int reason = proto_reason_parse(end->reason);
     if (reason == PROTO_REASON_CANCELLED || j->attempt >= j->max_attempts) return false;
-    json_t *on = json_object_get(json_object_get(j->spec, "retry"), "on");
-    if (!json_is_object(on)) return true; /* no budgets: every bad end, while attempts remain */
-    if (reason < 0) return false;         /* a reason this server does not know */
-    json_t *v = json_object_get(on, retry_table[reason].budget ? retry_table[reason].budget : "");
+    if (!json_is_object(spec_get(j->spec, "retry.on")))
+        return true;              /* no budgets: every bad end, while attempts remain */
+    if (reason < 0) return false; /* a reason this server does not know */
+    char path[32] = "";
+    if (retry_table[reason].budget)
+        snprintf(path, sizeof(path), "retry.on.%s", retry_table[reason].budget);
+    json_t *v = (json_t *)spec_get(j->spec, path);
     switch (retry_table[reason].rule) {
     case RETRY_NEVER:
         return false;

@@ -4,9 +4,10 @@
  * Each JSON object of the spec is described by a table of `struct field`: its
  * keys in output order, how each value is checked and what it defaults to.
  * check_object() refuses keys that are not in the table, then checks every
- * field in table order and puts the normalised value into a new output object,
- * so the output always has every key. Rules that involve several fields
- * (shell vs program, argv vs arguments, backoff ordering, an argument's value
+ * field in table order and puts the normalised value into a new output object.
+ * A field absent (or null) that has a default is left out of the output: its
+ * default is implied (spec.h), and member() reads it. Rules that involve
+ * several fields (shell vs program, argv vs arguments, backoff ordering, an argument's value
  * by its type) run after the table, in the object's own check function.
  *
  * Invariants: the input is only read; the output shares no json_t with it (every
@@ -42,6 +43,7 @@ typedef int (*check_fn)(struct ctx *c, const struct field *f, json_t *v, json_t 
 /* flags */
 #define F_MIN_EXCL 1u /* numbers: the minimum itself is refused */
 #define F_NO_CTRL 2u  /* strings: no control characters */
+#define F_WRITTEN 4u  /* absent: its default written out (a table spec_expand does not reach) */
 
 struct field {
     const char *key;
@@ -376,28 +378,46 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
     return 0;
 }
 
-/* The default `text` parsed, from a cache kept for the process (never changed or freed). */
+/*
+ * The default `text` parsed, from a cache kept for the process (never changed or
+ * freed): one entry per distinct text of the tables, which have fewer than 32.
+ */
 static const json_t *dflt_parsed(const char *text)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static struct {
         const char *text;
         json_t *v;
-    } cache[8];
+    } cache[32];
     const json_t *v = NULL;
+    size_t i;
     pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < ARRAY_SIZE(cache); i++) {
+    for (i = 0; i < ARRAY_SIZE(cache); i++) {
         if (!cache[i].text) {
             cache[i].text = text;
             cache[i].v = json_loads(text, JSON_DECODE_ANY, NULL);
         }
-        if (cache[i].text == text) {
+        if (cache[i].text == text || !strcmp(cache[i].text, text)) {
             v = cache[i].v;
             break;
         }
     }
     pthread_mutex_unlock(&lock);
+    if (i == ARRAY_SIZE(cache) || !v) { /* a table's mistake: no test passes with it */
+        fprintf(stderr, "spec.c: default %s unparsed or the cache is full\n", text);
+        abort();
+    }
     return v;
+}
+
+/* Member `key` of a normalised object with `fields`, or its default when left out. */
+static json_t *member(const json_t *o, const struct field *fields, size_t n, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (v)
+        return v;
+    const struct field *f = find_field(fields, n, key);
+    return f && f->dflt ? (json_t *)dflt_parsed(f->dflt) : NULL;
 }
 
 /*
@@ -432,14 +452,18 @@ static int check_field(struct ctx *c, const struct field *f, json_t *v, json_t *
     json_t *norm = NULL;
     if (json_is_null(v))
         v = NULL;
+    if (!v && f->dflt && !(f->flags & F_WRITTEN))
+        return 0; /* left out: its default is implied */
     if (!v && f->dflt) {
-        norm = dflt_value(f->dflt);
-    } else {
-        int rc = f->check(c, f, v, &norm);
-        if (rc)
-            return rc;
+        json_object_set_new(out, f->key, dflt_value(f->dflt));
+        return 0;
     }
-    if (norm)
+    int rc = f->check(c, f, v, &norm);
+    if (rc)
+        return rc;
+    if (!v && f->sub && json_is_object(norm) && !json_object_size(norm))
+        json_decref(norm); /* an object of defaults only (retry, resources) */
+    else if (norm)
         json_object_set_new(out, f->key, norm);
     return 0;
 }
@@ -588,14 +612,15 @@ static int check_retry(struct ctx *c, const struct field *f, json_t *v, json_t *
     int rc = check_object(c, v, retry_fields, ARRAY_SIZE(retry_fields), norm);
     if (rc)
         return rc;
-    double backoff = json_number_value(json_object_get(*norm, "backoff_s"));
-    double max = json_number_value(json_object_get(*norm, "max_backoff_s"));
+    json_t *b = member(*norm, retry_fields, ARRAY_SIZE(retry_fields), "backoff_s");
+    double backoff = json_number_value(b);
+    double max = json_number_value(member(*norm, retry_fields, ARRAY_SIZE(retry_fields),
+                                          "max_backoff_s"));
     json_t *max_given = json_object_get(v, "max_backoff_s");
     if (max >= backoff)
         return 0;
     if (!max_given || json_is_null(max_given)) {
         /* Only backoff_s was given, above the default maximum: the maximum follows it. */
-        json_t *b = json_object_get(*norm, "backoff_s");
         json_object_set_new(*norm, "max_backoff_s", json_deep_copy(b));
         return 0;
     }
@@ -615,6 +640,7 @@ static const char *const arg_types[] = {"input", "parameter", "output", NULL};
 static const struct field arg_fields[] = {
     {.key = "type", .check = check_choice, .choices = arg_types},
     {.key = "name", .check = check_string, .dflt = "null", .min = 1, .max = ARG_NAME_MAX,
+     .flags = F_WRITTEN,
      .expect = "a non-empty string of at most 4096 bytes, or null for a positional argument"},
     {.key = "value", .check = check_later},
     {.key = "cache", .check = check_later},
@@ -1073,22 +1099,26 @@ static const struct field spec_fields[] = {
 
 void spec_views(struct job_spec *s, json_t *o)
 {
+#define TOP(key) member(o, spec_fields, ARRAY_SIZE(spec_fields), key)
+#define RETRY(key) member(retry, retry_fields, ARRAY_SIZE(retry_fields), key)
     json_t *retry = json_object_get(o, "retry");
     s->json = o;
-    s->queue = json_string_value(json_object_get(o, "queue"));
-    s->service = json_string_value(json_object_get(o, "service"));
-    s->name = json_string_value(json_object_get(o, "name"));
-    s->key = json_string_value(json_object_get(o, "key"));
-    s->priority = (int)json_integer_value(json_object_get(o, "priority"));
-    s->slots = (int)json_integer_value(json_object_get(o, "slots"));
-    s->max_attempts = (int)json_integer_value(json_object_get(retry, "max_attempts"));
-    s->delay_s = json_number_value(json_object_get(o, "delay_s"));
-    s->timeout_s = json_number_value(json_object_get(o, "timeout_s")); /* null: 0 */
-    s->requires = json_object_get(o, "requires");
-    s->backoff_s = json_number_value(json_object_get(retry, "backoff_s"));
-    s->max_backoff_s = json_number_value(json_object_get(retry, "max_backoff_s"));
-    s->retention_s = json_integer_value(json_object_get(o, "retention_s")); /* null: 0 */
-    s->test = json_is_true(json_object_get(o, "test"));
+    s->queue = json_string_value(TOP("queue"));
+    s->service = json_string_value(TOP("service"));
+    s->name = json_string_value(TOP("name"));
+    s->key = json_string_value(TOP("key"));
+    s->priority = (int)json_integer_value(TOP("priority"));
+    s->slots = (int)json_integer_value(TOP("slots"));
+    s->max_attempts = (int)json_integer_value(RETRY("max_attempts"));
+    s->delay_s = json_number_value(TOP("delay_s"));
+    s->timeout_s = json_number_value(TOP("timeout_s")); /* null: 0 */
+    s->requires = json_object_get(o, "requires");       /* left out: none ({}) */
+    s->backoff_s = json_number_value(RETRY("backoff_s"));
+    s->max_backoff_s = json_number_value(RETRY("max_backoff_s"));
+    s->retention_s = json_integer_value(TOP("retention_s")); /* null: 0 */
+    s->test = json_is_true(TOP("test"));
+#undef TOP
+#undef RETRY
 }
 
 int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e)
@@ -1107,6 +1137,33 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
         spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
+}
+
+const json_t *spec_get(const json_t *spec, const char *path)
+{
+    const struct field *fields = spec_fields; /* NULL below a table: plain members */
+    size_t n = ARRAY_SIZE(spec_fields);
+    const json_t *o = spec;
+    for (const char *p = path;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        char key[32];
+        if (len >= sizeof(key))
+            return NULL;
+        memcpy(key, p, len);
+        key[len] = 0;
+        const struct field *f = fields ? find_field(fields, n, key) : NULL;
+        if (fields && !f)
+            return NULL;
+        if (!dot)
+            return f ? member(o, fields, n, key) : json_object_get(o, key);
+        /* an object left out or null: its members are their defaults */
+        o = f && f->sub ? json_object_get(o, key) : f ? member(o, fields, n, key)
+                                                     : json_object_get(o, key);
+        fields = f ? f->sub : NULL;
+        n = f ? f->nsub : 0;
+        p = dot + 1;
+    }
 }
 
 /* --- the stored form ----------------------------------------------------------- */

@@ -8,10 +8,13 @@
  * that says what is wrong. Unknown fields are refused, so that a typo
  * ("prioirty") is not silently ignored.
  *
- * A valid spec is normalised: every default filled in ("queue": "default",
- * "priority": 0, "retry": {...}), parameter values that were numbers or
- * booleans turned into strings, `command.argv` turned into parameter
- * arguments. The normalised JSON is what is stored and what GET returns.
+ * A valid spec is normalised: parameter values that were numbers or booleans
+ * turned into strings, `command.argv` turned into parameter arguments. A member
+ * at its default may be left out ("queue": "default", "priority": 0, the
+ * members of "retry"...): spec_parse leaves out what was not given, the stored
+ * form (spec_compact) what equals its default, and a reader of a normalised
+ * spec takes a missing member as its default. spec_expand() writes every
+ * default in, for what GET returns.
  */
 #ifndef DROVER_SPEC_H
 #define DROVER_SPEC_H
@@ -77,6 +80,12 @@ void spec_views(struct job_spec *s, json_t *normalised);
  * (NULL, a test probe's null command...): returned as it is.
  */
 json_t *spec_compact(const json_t *normalised);
+/*
+ * The value at `path` ("slots", "retry.on.lost") of a normalised spec, or its default
+ * when left out (borrowed: not to be changed); NULL for a path the spec has no default
+ * for, or that it does not know.
+ */
+const json_t *spec_get(const json_t *normalised, const char *path);
 json_t *spec_expand(json_t *stored);
 /*
  * The object URIs a normalised spec names, typed: what an agent running the

@@ -63,7 +63,7 @@ static json_t *summary_json(const struct array_rec *a, const int64_t *count, boo
                           a->source ? json_string(a->source) : json_null(), "count",
                           (json_int_t)a->count, "created_at", job_time_json(a->created_at),
                           "state", state, "counts", counts);
-    if (spec) json_object_set(o, "spec", a->spec);
+    if (spec) json_object_set_new(o, "spec", spec_expand(json_incref(a->spec)));
     return o;
 }
 

@@ -203,8 +203,9 @@ static int set_input(json_t *job, const char *port, const char *field, const cha
  */
 void triggers_spec_env(json_t *spec, const char *uri, const char *sha256)
 {
-    json_t *env = json_object_get(json_object_get(spec, "command"), "env");
-    if (!json_is_object(env)) return;
+    json_t *cmd = json_object_get(spec, "command"), *env = json_object_get(cmd, "env");
+    if (!json_is_object(cmd)) return;
+    if (!json_is_object(env)) json_object_set_new(cmd, "env", env = json_object());
     if (!*sha256) { /* a schedule's fire: uri is its time */
         json_object_set_new(env, "DROVER_SCHEDULE_TIME", json_string(uri));
         return;

@@ -1223,7 +1223,7 @@ static void row_to_job_cols(const PGresult *r, int row, struct job *j, bool lazy
     j->run_after = col_int(r, row, 14);
     if (!lazy) {
         j->labels = col_json(r, row, 15);
-        job_set_spec(j, PQgetisnull(r, row, 16) ? NULL : job_spec_load(PQgetvalue(r, row, 16)));
+        job_set_spec(j, PQgetisnull(r, row, 16) ? NULL : job_json_load(PQgetvalue(r, row, 16)));
     }
     j->progress = col_json(r, row, 17);
     j->result = col_json(r, row, 18);
@@ -1854,7 +1854,7 @@ static int pg_job_lock(struct store *st, const char *id, bool spec, struct job *
         job_init(&f->j);
         if (spec) { /* JSON parsed only when wanted: a successful end reads no spec */
             out->labels = f->labels ? job_json_load(f->labels) : NULL;
-            job_set_spec(out, f->spec ? job_spec_load(f->spec) : NULL);
+            job_set_spec(out, f->spec ? job_json_load(f->spec) : NULL);
         }
         f->used = true;
         f->held = true; /* until written: its write may wait (job_update_tx) */

@@ -580,7 +580,7 @@ static void row_to_job(sqlite3_stmt *q, struct job *j)
     j->finished_at = sqlite3_column_int64(q, 13);
     j->run_after = sqlite3_column_int64(q, 14);
     j->labels = job_json_load((const char *)sqlite3_column_text(q, 15));
-    job_set_spec(j, job_spec_load((const char *)sqlite3_column_text(q, 16)));
+    job_set_spec(j, job_json_load((const char *)sqlite3_column_text(q, 16)));
     j->progress = job_json_load((const char *)sqlite3_column_text(q, 17));
     j->result = job_json_load((const char *)sqlite3_column_text(q, 18));
     j->attempts = job_json_load((const char *)sqlite3_column_text(q, 19));

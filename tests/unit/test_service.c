@@ -128,7 +128,8 @@ static void test_definition_normalised(void **state)
     json_decref(d);
 }
 
-/* Expands job text against the nhmmer definition; *spec gets spec_parse's result. */
+/* Expands job text against the nhmmer definition; *spec gets spec_parse's result, its
+   defaults written in (spec_expand) for the checks to read. */
 static void expand_ok(const json_t *d, const char *job_text, struct job_spec *spec)
 {
     json_t *job = load(job_text), *out = NULL;
@@ -137,6 +138,7 @@ static void expand_ok(const json_t *d, const char *job_text, struct job_spec *sp
         fail_msg("service_expand: %s (field %s)", e.msg, e.field);
     if (spec_parse(out, "", spec, &e))
         fail_msg("spec_parse of the expansion: %s (field %s)", e.msg, e.field);
+    spec_views(spec, spec_expand(spec->json));
     json_decref(out);
     json_decref(job);
 }

@@ -57,6 +57,8 @@ static json_t *load(const char *text)
 }
 
 /* Parses text that must be valid; the caller releases *s. */
+/* Parses text into *s, its defaults then written in (spec_expand) for the checks to read;
+   test_defaults checks what spec_parse leaves out. */
 static void parse_ok(const char *text, struct job_spec *s)
 {
     json_t *in = load(text);
@@ -64,6 +66,7 @@ static void parse_ok(const char *text, struct job_spec *s)
     int rc = spec_parse(in, NULL, s, &e);
     if (rc)
         fail_msg("spec_parse failed: %s (field %s) for %s", e.msg, e.field, text);
+    spec_views(s, spec_expand(s->json));
     json_decref(in);
 }
 
@@ -93,6 +96,7 @@ static void test_seed_spec(void **state)
     assert_int_equal(in->refcount, 1); /* not stolen or shared */
     json_decref(copy);
     json_decref(in); /* the output must not depend on the input */
+    spec_views(&s, spec_expand(s.json));
 
     assert_string_equal(s.queue, "default");
     assert_string_equal(s.service, "nhmmer");
@@ -130,8 +134,29 @@ static void test_defaults(void **state)
 {
     (void)state;
     struct job_spec s;
+    struct err e = ERR_INIT;
+    json_t *in = load("{\"command\": {\"program\": \"true\"}, \"retry\": {\"backoff_s\": 5}}");
+    /* what spec_parse leaves out reads as its default: the views, spec_get */
+    assert_int_equal(spec_parse(in, NULL, &s, &e), 0);
+    json_decref(in);
+    json_t *want = load("{\"retry\": {\"backoff_s\": 5}, \"command\": {\"program\": \"true\"}}");
+    assert_true(json_equal(s.json, want));
+    json_decref(want);
+    assert_string_equal(s.queue, "default");
+    assert_int_equal(s.slots, 1);
+    assert_int_equal(s.max_attempts, 3);
+    assert_true(s.backoff_s == 5.0 && s.max_backoff_s == 300.0);
+    assert_int_equal(json_integer_value(spec_get(s.json, "retry.on.lost")), 2);
+    assert_true(json_is_null(spec_get(s.json, "retry.on")));
+    assert_string_equal(json_string_value(spec_get(s.json, "command.stdout.type")), "pipe");
+    assert_string_equal(json_string_value(spec_get(s.json, "notify")), "end");
+    assert_null(spec_get(s.json, "no_such_field"));
+    assert_null(spec_get(s.json, "command.no_such_field"));
+    assert_null(spec_get(s.json, "queue.deeper"));
+    spec_release(&s);
+
     parse_ok("{\"command\": {\"program\": \"true\"}}", &s);
-    json_t *want = load("{\"queue\": \"default\", \"service\": null, \"name\": null,"
+    want = load("{\"queue\": \"default\", \"service\": null, \"name\": null,"
                         " \"priority\": 0, \"requires\": {}, \"slots\": 1, \"delay_s\": 0,"
                         " \"timeout_s\": null,"
                         " \"retry\": {\"max_attempts\": 3, \"backoff_s\": 1,"
