@@ -191,10 +191,11 @@ function startEvents() {
       api('GET', '/v1/session').then(() => setTimeout(startEvents, 2000), () => signedOut('Sign in again.'));
     }
   };
-  /* trigger.fired and trigger.failed are for the triggers' pages: the job a trigger submits
-     has events of its own, which the other views follow. */
+  /* trigger.* are for the triggers' pages (fires, and changes made elsewhere): the job a
+     trigger submits has events of its own, which the other views follow. */
   for (const type of ['job', 'agent', 'array.submitted', 'array.changed', 'queue.paused', 'queue.resumed',
-    'queue.limited', 'trigger.fired', 'trigger.failed']) {
+    'queue.limited', 'trigger.fired', 'trigger.failed', 'trigger.created', 'trigger.updated',
+    'trigger.paused', 'trigger.resumed', 'trigger.deleted']) {
     es.addEventListener(type, (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }

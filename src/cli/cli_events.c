@@ -220,6 +220,17 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
     if (type && !strncmp(type, "trigger.", 8)) {
         fputs("trigger ", out);
         put_clean(out, json_string_value(json_object_get(ev, "trigger")));
+        const char *by = json_string_value(json_object_get(ev, "by"));
+        if (strcmp(type, "trigger.fired") && strcmp(type, "trigger.failed")) { /* a change */
+            fprintf(out, " %s", type + 8);
+            if (by) {
+                fputs(" by ", out);
+                put_clean(out, by);
+            }
+            fputc('\n', out);
+            fflush(out);
+            return;
+        }
         fprintf(out, " %s ", type + 8);
         const char *uri = json_string_value(json_object_get(ev, "uri"));
         if (!uri) fputs("at ", out); /* a schedule's: its time */

@@ -1,5 +1,5 @@
 /*
- * cli_triggers.c - `drover trigger create|ls|show|fire|pause|resume|rm`: upload triggers
+ * cli_triggers.c - `drover trigger create|update|ls|show|fire|pause|resume|rm`: upload triggers
  * (docs/api.md "Triggers"), a job or workflow submitted once for each object version uploaded
  * under a prefix, and schedules ("Schedules"), one submitted at each time of a cron expression.
  */
@@ -21,6 +21,8 @@ static const char trigger_usage[] =
     "       drover trigger create --schedule CRON [--timezone ZONE]\n"
     "                             [--overlap allow|skip] (--job FILE | --workflow FILE)\n"
     "                             [--json]\n"
+    "       drover trigger update ID (as create: --prefix or --schedule, --job or\n"
+    "                             --workflow, ...) [--json]\n"
     "       drover trigger ls [--json]\n"
     "       drover trigger show ID [--json]\n"
     "       drover trigger fire ID [--json]\n"
@@ -44,6 +46,9 @@ static const char trigger_usage[] =
     "Times missed while no server ran fire once, late.\n"
     "\n"
     "  create   make a trigger or a schedule; prints its ID\n"
+    "  update   change a trigger or a schedule to what the options give, as create\n"
+    "           takes them (its ID, owner, pause and fires stay; a schedule's new\n"
+    "           times count from the change; a schedule stays one, as a job's stays a job's)\n"
     "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
     "  show     a trigger or a schedule with its 50 most recent fires\n"
     "  fire     a schedule's job or workflow submitted now, out of its times\n"
@@ -67,6 +72,7 @@ static const char trigger_usage[] =
     "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
     "  drover trigger create --schedule '0 3 * * *' --job nightly.json --overlap skip\n"
     "  drover trigger create -s '0 9 * * MON-FRI' -z America/New_York -f report.json\n"
+    "  drover trigger update 0193a1b2-... --schedule '0 4 * * *' --job nightly.json\n"
     "  drover trigger ls\n"
     "  drover trigger show 0193a1b2-...\n"
     "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
@@ -81,7 +87,8 @@ struct create_args {
     bool workflow, json;
 };
 
-static int trigger_create(struct cli *cli, const struct create_args *c)
+/* POST /v1/triggers, or with `id` PUT /v1/triggers/ID: the trigger the options give. */
+static int trigger_create(struct cli *cli, const struct create_args *c, const char *id)
 {
     const char *file = c->file;
     struct buf b = BUF_INIT;
@@ -106,11 +113,19 @@ static int trigger_create(struct cli *cli, const struct create_args *c)
     if (c->overlap) json_object_set_new(body, "overlap", json_string(c->overlap));
     if (c->timezone) json_object_set_new(body, "timezone", json_string(c->timezone));
     if (c->input) json_object_set_new(body, "input", json_string(c->input));
-    rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
-                  c->prefix ? "trigger on" : "schedule", c->prefix ? c->prefix : c->schedule);
+    if (id) {
+        char *path = cli_path("/v1/triggers/", id, "");
+        rc = cli_call(cli, "PUT", path, body, &answer, "cannot update trigger '%s'", id);
+        free(path);
+    } else {
+        rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
+                      c->prefix ? "trigger on" : "schedule", c->prefix ? c->prefix : c->schedule);
+    }
     if (rc) goto out;
     if (c->json)
         cli_print_json(answer);
+    else if (id)
+        printf("updated trigger %s\n", id);
     else
         printf("%s\n", jstr(answer, "id"));
 out:
@@ -294,21 +309,23 @@ int cmd_trigger(int argc, char **argv)
     };
     cli_json_prescan(argc, argv);
     if (argc < 2)
-        return cli_usage_error(trigger_usage, "trigger what? 'create', 'ls', 'show', 'fire', "
-                                              "'pause', 'resume' or 'rm'");
+        return cli_usage_error(trigger_usage, "trigger what? 'create', 'update', 'ls', 'show', "
+                                              "'fire', 'pause', 'resume' or 'rm'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(trigger_usage, stdout);
         return 0;
     }
-    static const char *const subs[] = {"create", "ls", "show", "fire", "pause", "resume", "rm"};
+    static const char *const subs[] = {"create", "ls",    "show", "fire",
+                                       "pause",  "resume", "rm",  "update"};
+    enum { UPDATE = 7 };
     size_t which = 0;
-    while (which < 7 && strcmp(sub, subs[which]))
+    while (which < ARRAY_SIZE(subs) && strcmp(sub, subs[which]))
         which++;
-    if (which == 7)
+    if (which == ARRAY_SIZE(subs))
         return cli_usage_error(trigger_usage,
-                               "'%s' is not a trigger command: 'create', 'ls', 'show', 'fire', "
-                               "'pause', 'resume' or 'rm'",
+                               "'%s' is not a trigger command: 'create', 'update', 'ls', 'show', "
+                               "'fire', 'pause', 'resume' or 'rm'",
                                sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, trigger_usage);
@@ -326,10 +343,17 @@ int cmd_trigger(int argc, char **argv)
     }
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     const char *id = NULL;
-    if (which == 0) {
+    if (which == 0 || which == UPDATE) {
+        if (which == UPDATE) {
+            if (optind >= a.argc)
+                return cli_usage_error(trigger_usage, "trigger update needs an ID");
+            id = a.argv[optind++];
+            if (!*id) return cli_usage_error(trigger_usage, "trigger update: the ID is empty");
+        }
         if (!prefix == !schedule)
-            return cli_usage_error(trigger_usage, "trigger create needs --prefix s3://BUCKET/... "
-                                                  "or --schedule CRON (one of them)");
+            return cli_usage_error(trigger_usage, "trigger %s needs --prefix s3://BUCKET/... "
+                                                  "or --schedule CRON (one of them)",
+                                   sub);
         if (schedule && input)
             return cli_usage_error(trigger_usage, "--input is an upload trigger's (--prefix): a "
                                                   "schedule has no object to pass");
@@ -337,10 +361,11 @@ int cmd_trigger(int argc, char **argv)
             return cli_usage_error(trigger_usage, "--%s is a schedule's: give --schedule",
                                    overlap ? "overlap" : "timezone");
         if (!job == !workflow)
-            return cli_usage_error(trigger_usage, "trigger create needs --job FILE or "
-                                                  "--workflow FILE (one of them)");
+            return cli_usage_error(trigger_usage, "trigger %s needs --job FILE or "
+                                                  "--workflow FILE (one of them)",
+                                   sub);
         if (optind < a.argc)
-            return cli_usage_error(trigger_usage, "trigger create: unexpected argument '%s'",
+            return cli_usage_error(trigger_usage, "trigger %s: unexpected argument '%s'", sub,
                                    a.argv[optind]);
     } else {
         if (prefix || job || workflow || input || schedule || overlap || timezone)
@@ -361,11 +386,11 @@ int cmd_trigger(int argc, char **argv)
     struct cli cli;
     int rc = 1;
     if (cli_connect(&cli, &a.conn) == 0) {
-        if (which == 0) {
+        if (which == 0 || which == UPDATE) {
             struct create_args c = {
                 prefix, schedule,         timezone, overlap, job ? job : workflow,
                 input,  workflow != NULL, a.json};
-            rc = trigger_create(&cli, &c);
+            rc = trigger_create(&cli, &c, id);
         } else if (which == 1)
             rc = trigger_ls(&cli, a.json);
         else if (which == 2)

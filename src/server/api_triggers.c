@@ -1,6 +1,6 @@
 /*
  * api_triggers.c - /v1/triggers (docs/api.md "Triggers", "Schedules"): upload triggers and
- * schedules made, listed, read with their recent fires, and deleted. A trigger belongs to the token
+ * schedules made, listed, read with their recent fires, changed, paused, fired and deleted. A trigger belongs to the token
  * that made it (its jobs are that token's); a client token sees only its own. The template is
  * checked whole when the trigger is made, as the submission of an object under its prefix.
  */
@@ -58,6 +58,8 @@ static json_t *trigger_json(struct server *s, const struct trigger_rec *t)
                         next >= 0 && !t->paused_at ? job_time_json(next) : json_null());
     json_object_set_new(j, "paused", json_boolean(t->paused_at != 0));
     json_object_set_new(j, "paused_at", t->paused_at ? job_time_json(t->paused_at) : json_null());
+    json_object_set_new(j, "updated_at",
+                        t->updated_at ? job_time_json(t->updated_at) : json_null());
     return j;
 }
 
@@ -146,7 +148,8 @@ static int schedule_check(struct http_req *r, json_t *b, struct trigger_rec *t, 
     return 0;
 }
 
-static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
+/* The fields of a create's or a change's body into t: all but its id, owner and times. */
+static int body_fields(struct http_req *r, struct trigger_rec *t, struct err *e)
 {
     json_t *b = r->body;
     if (!json_is_object(b))
@@ -198,20 +201,33 @@ static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
         t->input = xstrdup(s);
     }
     t->template_ = json_dumps(wf ? wf : job, JSON_COMPACT);
-    t->owner = xstrdup(r->token_name);
-    t->created_at = time_now_ms();
-    uuid7_new(t->id);
-    /* the whole submission, checked as the first fire's would be */
+    return 0;
+}
+
+/* The whole submission of t (its owner's), checked as its next fire's would be. */
+static int template_check(struct http_req *r, const struct trigger_rec *t, struct err *e)
+{
     char example[32];
-    time_format_rfc3339(t->created_at, example, sizeof(example));
-    char *uri = sched ? xstrdup(example) : xasprintf("%sexample", t->prefix);
+    time_format_rfc3339(time_now_ms(), example, sizeof(example));
+    char *uri = t->schedule ? xstrdup(example) : xasprintf("%sexample", t->prefix);
     struct trigger_submit *ts = NULL;
-    rc = triggers_build(
+    int rc = triggers_build(
         srv(r), t, uri,
-        sched ? "" : "0000000000000000000000000000000000000000000000000000000000000000", &ts, e);
+        t->schedule ? "" : "0000000000000000000000000000000000000000000000000000000000000000",
+        &ts, e);
     free(uri);
     trigger_submit_free(ts);
     return rc;
+}
+
+static int body_parse(struct http_req *r, struct trigger_rec *t, struct err *e)
+{
+    int rc = body_fields(r, t, e);
+    if (rc) return rc;
+    t->owner = xstrdup(r->token_name);
+    t->created_at = time_now_ms();
+    uuid7_new(t->id);
+    return template_check(r, t, e);
 }
 
 struct create_op {
@@ -338,6 +354,93 @@ int api_triggers_get(struct http_req *r)
     return HTTP_DONE;
 }
 
+/* ---- change ---- */
+
+/* Refuses to turn a schedule into an upload trigger or a job's trigger into a workflow's
+   (their fires' history would not read right), and back. */
+static int same_kind(const struct trigger_rec *was, const struct trigger_rec *t, struct err *e)
+{
+    if (!was->schedule != !t->schedule)
+        return err_field(e, ERR_CONFLICT, was->schedule ? "prefix" : "schedule",
+                         "trigger '%s' is %s: it stays one (delete it and make %s)", was->id,
+                         was->schedule ? "a schedule" : "an upload trigger",
+                         was->schedule ? "an upload trigger" : "a schedule");
+    if (was->workflow != t->workflow)
+        return err_field(e, ERR_CONFLICT, t->workflow ? "workflow" : "job",
+                         "trigger '%s' submits a %s: it stays so (delete it and make one that "
+                         "submits a %s)",
+                         was->id, was->workflow ? "workflow" : "job",
+                         was->workflow ? "job" : "workflow");
+    return 0;
+}
+
+struct update_op {
+    struct http_req *r;
+    struct trigger_rec t; /* as it is to be; as it is once changed */
+};
+
+static int update_write(struct store *st, void *arg, struct err *e)
+{
+    struct update_op *op = arg;
+    struct trigger_rec was;
+    int rc = find_trigger(op->r, st, op->t.id, &was, e); /* deleted or changed meanwhile? */
+    if (!rc) rc = same_kind(&was, &op->t, e);
+    if (!rc) {
+        op->t.paused_at = was.paused_at; /* for the answer */
+        op->t.resumed_at = was.resumed_at;
+        rc = store_trigger_update(st, &op->t, op->r->token_name, e);
+    }
+    trigger_rec_release(&was);
+    return rc;
+}
+
+static void update_done(void *arg, int rc, const struct err *e)
+{
+    struct update_op *op = arg;
+    struct server *s = srv(op->r);
+    if (!rc) triggers_schedules_changed(s->triggers); /* the leader (this one) reads them again */
+    if (op->r->gone)
+        http_req_drop(op->r);
+    else if (rc)
+        http_reply_err(op->r, e);
+    else
+        http_reply_json(op->r, 200, trigger_json(s, &op->t));
+    trigger_rec_release(&op->t);
+    free(op);
+}
+
+/* PUT: the trigger as the body gives it (as a create's), its id, owner, creation, pause and
+   fires kept; a schedule's new times count from the change. */
+int api_triggers_update(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    struct trigger_rec was;
+    if (find_trigger(r, srv(r)->reads, r->params[0], &was, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct update_op *op = xcalloc(1, sizeof(*op));
+    op->r = r;
+    int rc = body_fields(r, &op->t, &e);
+    if (!rc) rc = same_kind(&was, &op->t, &e);
+    if (!rc) {
+        memcpy(op->t.id, was.id, UUID_STR_LEN);
+        op->t.owner = was.owner ? xstrdup(was.owner) : NULL; /* its jobs stay its owner's */
+        op->t.created_at = was.created_at;
+        op->t.updated_at = time_now_ms();
+        rc = template_check(r, &op->t, &e);
+    }
+    trigger_rec_release(&was);
+    if (rc) {
+        trigger_rec_release(&op->t);
+        free(op);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    commit_submit(srv(r)->commit, update_write, update_done, op);
+    return HTTP_DEFERRED;
+}
+
 /* ---- delete ---- */
 
 struct delete_op {
@@ -350,7 +453,7 @@ static int delete_write(struct store *st, void *arg, struct err *e)
 {
     struct delete_op *op = arg;
     int rc = find_trigger(op->r, st, op->id, &op->t, e);
-    return rc ? rc : store_trigger_delete(st, op->id, e);
+    return rc ? rc : store_trigger_delete(st, op->id, op->r->token_name, e);
 }
 
 static void delete_done(void *arg, int rc, const struct err *e)
@@ -483,7 +586,9 @@ static int pause_write(struct store *st, void *arg, struct err *e)
     struct pause_op *op = arg;
     bool changed;
     int rc = find_trigger(op->r, st, op->id, &op->t, e);
-    if (!rc) rc = store_trigger_pause(st, op->id, op->paused, time_now_ms(), &changed, e);
+    if (!rc)
+        rc = store_trigger_pause(st, op->id, op->paused, time_now_ms(), op->r->token_name,
+                                 &changed, e);
     trigger_rec_release(&op->t);
     return rc ? rc : store_trigger_get(st, op->id, &op->t, e); /* as it is now */
 }

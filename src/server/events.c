@@ -92,8 +92,17 @@ const char *events_type_name(const struct event_rec *ev)
 {
     if (ev->kind == EVENT_OBJECT)
         return ev->state == OBJECT_DELETED ? "object.deleted" : "object.created";
-    if (ev->kind == EVENT_TRIGGER)
-        return ev->state == TRIGGER_FAILED ? "trigger.failed" : "trigger.fired";
+    if (ev->kind == EVENT_TRIGGER) {
+        static const char *const names[] = {
+            [TRIGGER_FIRED] = "trigger.fired",     [TRIGGER_FAILED] = "trigger.failed",
+            [TRIGGER_CREATED] = "trigger.created", [TRIGGER_UPDATED] = "trigger.updated",
+            [TRIGGER_PAUSED] = "trigger.paused",   [TRIGGER_RESUMED] = "trigger.resumed",
+            [TRIGGER_DELETED] = "trigger.deleted",
+        };
+        return ev->state >= 0 && ev->state < (int)ARRAY_SIZE(names) && names[ev->state]
+                   ? names[ev->state]
+                   : "trigger.fired";
+    }
     if (ev->kind == EVENT_ARRAY)
         return ev->state == ARRAY_SUBMITTED ? "array.submitted" : "array.changed";
     if (ev->kind == EVENT_QUEUE)

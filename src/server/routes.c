@@ -53,6 +53,7 @@ const struct route server_routes[] = {
     {"POST", "/v1/triggers", api_triggers_create, ANY_CLIENT, 4 * MiB, true},
     {"GET", "/v1/triggers", api_triggers_list, ANY_CLIENT, 0, false},
     {"GET", "/v1/triggers/{id}", api_triggers_get, ANY_CLIENT, 0, false},
+    {"PUT", "/v1/triggers/{id}", api_triggers_update, ANY_CLIENT, 4 * MiB, true},
     {"DELETE", "/v1/triggers/{id}", api_triggers_delete, ANY_CLIENT, 0, false},
     {"POST", "/v1/triggers/{id}/fire", api_triggers_fire, ANY_CLIENT, 0, false},
     {"POST", "/v1/triggers/{id}/pause", api_triggers_pause, ANY_CLIENT, 0, false},

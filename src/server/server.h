@@ -166,6 +166,7 @@ int api_workflows_retry(struct http_req *r);
 int api_triggers_create(struct http_req *r);
 int api_triggers_list(struct http_req *r);
 int api_triggers_get(struct http_req *r);
+int api_triggers_update(struct http_req *r);
 int api_triggers_delete(struct http_req *r);
 int api_triggers_fire(struct http_req *r);
 int api_triggers_pause(struct http_req *r);

@@ -14,6 +14,7 @@
 #include "server/fleet.h"
 #include "server/server.h"
 #include "server/tenants.h"
+#include "server/triggers.h"
 #include "store/store.h"
 
 #define SYNC_PAGE 1000 /* events read at once */
@@ -88,6 +89,7 @@ struct page {
     bool agents_read; /* ... and they were */
     bool tenants;     /* a tenant's limits set elsewhere: read them again */
     bool queues;      /* a queue paused or resumed elsewhere: read the paused ones again */
+    bool triggers;    /* a trigger made, changed, paused, resumed or deleted elsewhere */
 };
 
 static int collect(void *arg, const struct event_rec *ev)
@@ -115,6 +117,8 @@ static int collect(void *arg, const struct event_rec *ev)
         p->tenants = true;
     else if (ev->kind == EVENT_QUEUE)
         p->queues = true;
+    else if (ev->kind == EVENT_TRIGGER && ev->state != TRIGGER_FIRED && ev->state != TRIGGER_FAILED)
+        p->triggers = true;
     else if (ev->kind == EVENT_ARRAY && !hmap_get(&p->arrays, ev->subject))
         hmap_put(&p->arrays, ev->subject, (void *)1);
     return 0;
@@ -176,6 +180,10 @@ static void catch_up(struct sync *y)
         }
         if (!rc && p.tenants) rc = tenants_reload(s, &e);
         if (!rc && p.queues) rc = queues_reload(s, &e);
+        if (!rc && p.triggers) { /* the leader's schedules; the fires a resume lets go */
+            triggers_schedules_changed(s->triggers);
+            triggers_kick(s->triggers);
+        }
         /* A job whose newest event ended it elsewhere is applied from that event: nothing
            here needs more of it (a waiter reads a record without its spec whole); so is a
            lease taken elsewhere of a job queued here (fleet_lease_synced). The others are

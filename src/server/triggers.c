@@ -56,6 +56,7 @@ struct schedule {
     struct cron cron;
     const struct tz *zone; /* NULL: UTC */
     int64_t last;          /* ms: its newest fire recorded, else its creation */
+    int64_t updated_at;    /* ms: the trigger's change it was read at (0: none) */
     bool seen;             /* in the latest reading */
 };
 
@@ -647,7 +648,8 @@ static int64_t schedule_last(struct triggers *t, const struct trigger_rec *tr)
 }
 
 /* The schedules read again: new ones start from their newest fire, deleted and paused ones
-   go, and a schedule resumed since starts from then (the times it was paused fire not). */
+   go, a schedule resumed since starts from then (the times it was paused fire not), and one
+   changed since is read anew and starts from its change (its new times before it are past). */
 static void schedules_read(struct triggers *t, int64_t now)
 {
     struct trigger_rec *trs = NULL;
@@ -667,6 +669,10 @@ static void schedules_read(struct triggers *t, int64_t now)
         int64_t last;
         const struct tz *zone = NULL;
         if (sc && tr->resumed_at > sc->last) sc->last = tr->resumed_at;
+        if (sc && tr->updated_at != sc->updated_at) { /* read anew below */
+            free(hmap_del(&t->schedules, tr->id));
+            sc = NULL;
+        }
         if (!rc && tr->schedule && !tr->paused_at && !sc) {
             if (cron_parse(tr->schedule, "schedule", &c, &ce) || /* checked when made */
                 (tr->timezone && triggers_zone(t, tr->timezone, &zone, &ce)))
@@ -675,7 +681,8 @@ static void schedules_read(struct triggers *t, int64_t now)
                 sc = xcalloc(1, sizeof(*sc));
                 sc->cron = c;
                 sc->zone = zone;
-                sc->last = last;
+                sc->last = last > tr->updated_at ? last : tr->updated_at;
+                sc->updated_at = tr->updated_at;
                 hmap_put(&t->schedules, tr->id, sc);
             }
         }

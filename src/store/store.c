@@ -750,9 +750,42 @@ void trigger_fire_release(struct trigger_fire *f)
     memset(f, 0, sizeof(*f));
 }
 
+/* Trigger `id` (of `owner`) changed: its event, in the transaction of the change. */
+static int trigger_changed(struct store *st, const char *id, const char *owner,
+                           enum trigger_outcome change, const char *by, struct err *e)
+{
+    json_t *d = json_pack("{s:s?}", "by", by);
+    int rc = st->ops->event_add(st, EVENT_TRIGGER, id, NULL, change, owner, d, e);
+    json_decref(d);
+    return rc;
+}
+
+/* The owner of trigger `id` (*owner: free it), for its event. */
+static int trigger_owner(struct store *st, const char *id, char **owner, struct err *e)
+{
+    struct trigger_rec t = {0};
+    int rc = st->ops->trigger_get(st, id, &t, e);
+    *owner = rc ? NULL : t.owner;
+    t.owner = NULL;
+    trigger_rec_release(&t);
+    return rc;
+}
+
 int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
 {
-    return st->ops->trigger_insert(st, t, e);
+    int rc = st->ops->trigger_insert(st, t, e);
+    return rc ? rc : trigger_changed(st, t->id, t->owner, TRIGGER_CREATED, t->owner, e);
+}
+
+int store_trigger_update(struct store *st, const struct trigger_rec *t, const char *by,
+                         struct err *e)
+{
+    char *owner = NULL; /* the stored one: t's is not written */
+    int rc = st->ops->trigger_update(st, t, e);
+    if (!rc && !(rc = trigger_owner(st, t->id, &owner, e)))
+        rc = trigger_changed(st, t->id, owner, TRIGGER_UPDATED, by, e);
+    free(owner);
+    return rc;
 }
 
 int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e)
@@ -769,9 +802,14 @@ int store_trigger_list(struct store *st, const char *owner, const char *after, i
     return st->ops->trigger_list(st, owner, after, limit, out, n, e);
 }
 
-int store_trigger_delete(struct store *st, const char *id, struct err *e)
+int store_trigger_delete(struct store *st, const char *id, const char *by, struct err *e)
 {
-    return st->ops->trigger_delete(st, id, e);
+    char *owner = NULL;
+    int rc = trigger_owner(st, id, &owner, e);
+    if (!rc) rc = st->ops->trigger_delete(st, id, e);
+    if (!rc) rc = trigger_changed(st, id, owner, TRIGGER_DELETED, by, e);
+    free(owner);
+    return rc;
 }
 
 int store_trigger_fires(struct store *st, const char *trigger, int limit,
@@ -794,9 +832,15 @@ int store_trigger_fires_prune(struct store *st, const char *trigger, int keep, s
 }
 
 int store_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
-                        bool *changed, struct err *e)
+                        const char *by, bool *changed, struct err *e)
 {
-    return st->ops->trigger_pause(st, id, paused, now_ms, changed, e);
+    char *owner = NULL;
+    int rc = st->ops->trigger_pause(st, id, paused, now_ms, changed, e);
+    if (rc || !*changed) return rc;
+    if (!(rc = trigger_owner(st, id, &owner, e)))
+        rc = trigger_changed(st, id, owner, paused ? TRIGGER_PAUSED : TRIGGER_RESUMED, by, e);
+    free(owner);
+    return rc;
 }
 
 int store_trigger_last_target(struct store *st, const char *trigger, int64_t before,

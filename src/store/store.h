@@ -321,8 +321,16 @@ enum event_kind {
 };
 /* A queue event's state. */
 enum queue_change { QUEUE_RESUMED, QUEUE_PAUSED, QUEUE_LIMITED };
-/* A trigger event's state. */
-enum trigger_outcome { TRIGGER_FIRED, TRIGGER_FAILED };
+/* A trigger event's state: a fire's outcome, or a change of the trigger (data {"by"}). */
+enum trigger_outcome {
+    TRIGGER_FIRED,
+    TRIGGER_FAILED,
+    TRIGGER_CREATED,
+    TRIGGER_UPDATED,
+    TRIGGER_PAUSED,
+    TRIGGER_RESUMED,
+    TRIGGER_DELETED,
+};
 /* An array event's state: stored, or a cancel or retry by range changed it. */
 enum array_change { ARRAY_SUBMITTED, ARRAY_CHANGED };
 /* An object event's state. */
@@ -583,10 +591,21 @@ struct trigger_rec {
     char *timezone;     /* the zone a schedule is read in ("Europe/Paris"); NULL: UTC */
     int64_t paused_at;  /* ms: paused since (its fires wait, a schedule records none); 0: not */
     int64_t resumed_at; /* ms: last resumed (a schedule's times before it are past); 0: never */
+    int64_t updated_at; /* ms: last changed (store_trigger_update); 0: never */
 };
 void trigger_rec_release(struct trigger_rec *t);
+/*
+ * A trigger's changes append their event (kind EVENT_TRIGGER, subject its id, state
+ * TRIGGER_CREATED, _UPDATED, _PAUSED, _RESUMED or _DELETED, owner the trigger's, data {"by":
+ * the token that made the change}) in their transaction: servers sharing the store read the
+ * triggers again when they see one.
+ */
 /* Inserts t. ERR_CONFLICT when its id is taken. */
 int store_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e);
+/* Sets trigger t->id's prefix, workflow, input, template, schedule, skip_overlap, timezone and
+   updated_at to t's (not its owner, creation, pause or fires). ERR_NOTFOUND. */
+int store_trigger_update(struct store *st, const struct trigger_rec *t, const char *by,
+                         struct err *e);
 /* ERR_NOTFOUND when there is no such trigger. */
 int store_trigger_get(struct store *st, const char *id, struct trigger_rec *out, struct err *e);
 /* The triggers of owner (NULL: everyone's), newest first: those older than `after` (a
@@ -597,9 +616,9 @@ int store_trigger_list(struct store *st, const char *owner, const char *after, i
 /* Pauses (paused: at now_ms) or resumes (resumed_at now_ms) trigger `id`; *changed false
    when it was so already. A paused trigger's pending fires are not listed for submission. */
 int store_trigger_pause(struct store *st, const char *id, bool paused, int64_t now_ms,
-                        bool *changed, struct err *e);
+                        const char *by, bool *changed, struct err *e);
 /* Deletes a trigger and its fires, pending ones too (they never submit). ERR_NOTFOUND. */
-int store_trigger_delete(struct store *st, const char *id, struct err *e);
+int store_trigger_delete(struct store *st, const char *id, const char *by, struct err *e);
 
 struct trigger_fire {
     int64_t id;

@@ -152,6 +152,7 @@ struct store_ops {
     int (*trigger_list)(struct store *st, const char *owner, const char *after, int limit,
                         struct trigger_rec **out, size_t *n, struct err *e);
     int (*trigger_delete)(struct store *st, const char *id, struct err *e);
+    int (*trigger_update)(struct store *st, const struct trigger_rec *t, struct err *e);
     int (*trigger_fire_add)(struct store *st, const char *trigger, const char *uri,
                             const char *sha256, int64_t now_ms, int *added, struct err *e);
     int (*trigger_fires)(struct store *st, const char *trigger, int limit,

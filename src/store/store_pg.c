@@ -126,6 +126,7 @@ enum stmt_id {
     S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
+    S_TRIGGER_UPDATE,
     S_TRIGGER_GET,
     S_TRIGGER_LIST,
     S_TRIGGER_DELETE,
@@ -172,7 +173,7 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS                                                                            \
     "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone, " \
-    "paused_at, resumed_at"
+    "paused_at, resumed_at, updated_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 #define ARRAY_COLUMNS                                                                              \
     "id, owner, tenant, queue, name, priority, kind, source, count, next_index, skips, spec, "     \
@@ -202,6 +203,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
                          "created_at, schedule, skip_overlap, timezone) "
                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    [S_TRIGGER_UPDATE] = "UPDATE triggers SET prefix = $2, workflow = $3, input = $4, "
+                         "template = $5, schedule = $6, skip_overlap = $7, timezone = $8, "
+                         "updated_at = $9 WHERE id = $1",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = $1",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT NULL: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers "
@@ -3076,6 +3080,7 @@ static void row_to_trigger(const PGresult *r, int row, struct trigger_rec *t)
     t->timezone = col_text(r, row, 9);
     t->paused_at = col_int(r, row, 10);
     t->resumed_at = col_int(r, row, 11);
+    t->updated_at = col_int(r, row, 12);
 }
 
 static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -3092,6 +3097,26 @@ static int pg_trigger_insert(struct store *st, const struct trigger_rec *t, stru
     p_bool(&p, t->skip_overlap);
     p_text(&p, t->timezone);
     return run(pg(st), S_TRIGGER_INSERT, &p, NULL, e, "inserting a trigger");
+}
+
+static int pg_trigger_update(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, t->id);
+    p_text(&p, t->prefix);
+    p_bool(&p, t->workflow);
+    p_text(&p, t->input);
+    p_text(&p, t->template_);
+    p_text(&p, t->schedule);
+    p_bool(&p, t->skip_overlap);
+    p_text(&p, t->timezone);
+    p_int(&p, t->updated_at);
+    PGresult *r;
+    int rc = run(pg(st), S_TRIGGER_UPDATE, &p, &r, e, "changing a trigger");
+    if (rc) return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_set(e, ERR_NOTFOUND, "trigger '%s' not found", t->id);
 }
 
 static int pg_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
@@ -3834,6 +3859,7 @@ const struct store_ops store_pg_ops = {
     .trigger_get = pg_trigger_get,
     .trigger_list = pg_trigger_list,
     .trigger_delete = pg_trigger_delete,
+    .trigger_update = pg_trigger_update,
     .trigger_fire_add = pg_trigger_fire_add,
     .trigger_fires = pg_trigger_fires,
     .trigger_fire_done = pg_trigger_fire_done,

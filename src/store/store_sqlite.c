@@ -109,6 +109,7 @@ enum stmt_id {
     S_WF_DROP_EMPTY,
     S_JOB_SET_SPEC,
     S_TRIGGER_INSERT,
+    S_TRIGGER_UPDATE,
     S_TRIGGER_GET,
     S_TRIGGER_LIST,
     S_TRIGGER_DELETE,
@@ -150,7 +151,7 @@ enum stmt_id {
 #define SERVICE_COLUMNS "name, version, definition, created_by, created_at, retired_at"
 #define TRIGGER_COLUMNS                                                                            \
     "id, owner, prefix, workflow, input, template, created_at, schedule, skip_overlap, timezone, " \
-    "paused_at, resumed_at"
+    "paused_at, resumed_at, updated_at"
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -168,6 +169,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TRIGGER_INSERT] = "INSERT INTO triggers (id, owner, prefix, workflow, input, template, "
                          "created_at, schedule, skip_overlap, timezone) "
                          "VALUES (?,?,?,?,?,?,?,?,?,?)",
+    [S_TRIGGER_UPDATE] = "UPDATE triggers SET prefix = ?2, workflow = ?3, input = ?4, "
+                         "template = ?5, schedule = ?6, skip_overlap = ?7, timezone = ?8, "
+                         "updated_at = ?9 WHERE id = ?1",
     [S_TRIGGER_GET] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE id = ?",
     /* ids are UUIDv7: newest first by id, a page after the cursor's; LIMIT -1: all */
     [S_TRIGGER_LIST] = "SELECT " TRIGGER_COLUMNS " FROM triggers WHERE (?1 IS NULL OR owner = ?1) "
@@ -1847,6 +1851,7 @@ static void row_to_trigger(sqlite3_stmt *q, struct trigger_rec *t)
     t->timezone = col_text(q, 9);
     t->paused_at = sqlite3_column_int64(q, 10);
     t->resumed_at = sqlite3_column_int64(q, 11);
+    t->updated_at = sqlite3_column_int64(q, 12);
 }
 
 static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, struct err *e)
@@ -1864,6 +1869,25 @@ static int sqlite_trigger_insert(struct store *st, const struct trigger_rec *t, 
     sqlite3_bind_int(q, 9, t->skip_overlap);
     bind_text(q, 10, t->timezone);
     return exec_stmt(s, q, e, "inserting a trigger");
+}
+
+static int sqlite_trigger_update(struct store *st, const struct trigger_rec *t, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TRIGGER_UPDATE);
+    bind_text(q, 1, t->id);
+    bind_text(q, 2, t->prefix);
+    sqlite3_bind_int(q, 3, t->workflow);
+    bind_text(q, 4, t->input);
+    bind_text(q, 5, t->template_);
+    bind_text(q, 6, t->schedule);
+    sqlite3_bind_int(q, 7, t->skip_overlap);
+    bind_text(q, 8, t->timezone);
+    sqlite3_bind_int64(q, 9, t->updated_at);
+    int rc = exec_stmt(s, q, e, "changing a trigger");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "trigger '%s' not found", t->id);
+    return rc;
 }
 
 static int sqlite_trigger_get(struct store *st, const char *id, struct trigger_rec *out,
@@ -2684,6 +2708,7 @@ const struct store_ops store_sqlite_ops = {
     .trigger_get = sqlite_trigger_get,
     .trigger_list = sqlite_trigger_list,
     .trigger_delete = sqlite_trigger_delete,
+    .trigger_update = sqlite_trigger_update,
     .trigger_fire_add = sqlite_trigger_fire_add,
     .trigger_fires = sqlite_trigger_fires,
     .trigger_fire_done = sqlite_trigger_fire_done,

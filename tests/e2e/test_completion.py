@@ -61,7 +61,7 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     got = bash_complete("drover", "submit", "-f", str(tmp_path / "spec-"))
     assert got == [str(tmp_path / "spec-one.json")]
     # subcommands, then the options of the command
-    assert bash_complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show"]
+    assert bash_complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show", "update"]
     assert bash_complete("drover", "workflow", "st") == ["status"]
     assert set(bash_complete("drover", "trigger", "create", "--")) >= {
         "--prefix", "--job", "--workflow", "--input", "--json"}
@@ -97,7 +97,7 @@ words=("$@"); CURRENT=$#; _drover
     assert complete("drover", "status", "") == ["<files>"]
     assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit"]
     assert complete("drover", "retry", "") == ["<files>"]
-    assert complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show"]
+    assert complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show", "update"]
     assert "--prefix" in complete("drover", "trigger", "create", "--")
 
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 import requests
@@ -458,13 +459,45 @@ def test_schedules_through_postgres(pg_servers):
     assert "is the leader now" in b.read_log()
 
 
-# what migrations 13 and 14 (job_counts), 15 (queue_pauses), 16 (array_tasks_job) and 17
-# (schedules) made, gone: the database as schema 12 left it
+def test_trigger_changes_reach_the_leader_at_once(pg_servers):
+    """A schedule changed, paused and resumed through the server that does not lead: the
+    leader sees each change from its event when it catches up, not at its next reading of the
+    schedules (every 10 s)."""
+    a = pg_servers()  # the first server: the leader
+    b = pg_servers()
+    wait_for(lambda: "is the leader now" in a.read_log(), 20, "server a to lead")
+    job = {"command": {"program": "true"}}
+    r = b.api().post("/v1/triggers", json={"schedule": "0 3 1 1 *", "job": job})
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    time.sleep(1)  # the leader reads it (from its event) with its January time
+
+    def fired():
+        return [x for x in b.api().get(f"/v1/triggers/{tid}").json()["fires"]
+                if x["state"] == "fired"]
+    r = b.api().put(f"/v1/triggers/{tid}", json={"schedule": "* * * * * *", "job": job})
+    assert r.status_code == 200, r.text
+    changed = time.monotonic()
+    wait_for(fired, 30, "a fire of the changed schedule")
+    assert time.monotonic() - changed < 6, "the leader took its next reading, not the event"
+    assert b.api().post(f"/v1/triggers/{tid}/pause").status_code == 200
+    time.sleep(2)  # a fire recorded as it was paused settles
+    n = len(fired())
+    time.sleep(3)
+    assert len(fired()) == n  # paused at once on the leader too
+    assert b.api().post(f"/v1/triggers/{tid}/resume").status_code == 200
+    resumed = time.monotonic()
+    wait_for(lambda: len(fired()) > n, 30, "a fire after the resume")
+    assert time.monotonic() - resumed < 6
+
+
+# what migrations 13 and 14 (job_counts), 15 (queue_pauses), 16 (array_tasks_job), 17
+# (schedules) and 19 (a trigger's updated_at) made, gone: the database as schema 12 left it
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses, queue_limits;
 DROP INDEX array_tasks_job;
 ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap,
-  DROP COLUMN paused_at, DROP COLUMN resumed_at;
+  DROP COLUMN paused_at, DROP COLUMN resumed_at, DROP COLUMN updated_at;
 UPDATE drover_schema SET version = 12;
 """
 

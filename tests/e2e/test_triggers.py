@@ -90,8 +90,9 @@ def jobs(server, token=None):
     return r.json()["jobs"]
 
 
-def trigger_events(server, n, timeout=10):
-    """The first n trigger events of the stream (since=0), read within timeout seconds."""
+def trigger_events(server, n, timeout=10, fires_only=True):
+    """The first n trigger events of the stream (since=0), read within timeout seconds: only
+    fires' (trigger.fired, trigger.failed) unless fires_only is False."""
     r = server.api().get("/v1/events", params={"since": 0, "type": "trigger"}, stream=True,
                          timeout=(5, timeout))
     got, buf, deadline = [], b"", time.monotonic() + timeout
@@ -102,7 +103,9 @@ def trigger_events(server, n, timeout=10):
                 frame, buf = buf.split(b"\n\n", 1)
                 for line in frame.decode().splitlines():
                     if line.startswith("data: "):
-                        got.append(json.loads(line[6:]))
+                        ev = json.loads(line[6:])
+                        if not fires_only or ev["type"] in ("trigger.fired", "trigger.failed"):
+                            got.append(ev)
             if len(got) >= n or time.monotonic() > deadline:
                 break
     finally:

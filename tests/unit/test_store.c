@@ -1834,6 +1834,12 @@ static int collect_events(void *arg, const struct event_rec *ev)
     return 0;
 }
 
+/* Triggers' fires' events only (not their changes'). */
+static int collect_fire_events(void *arg, const struct event_rec *ev)
+{
+    return ev->state == TRIGGER_FIRED || ev->state == TRIGGER_FAILED ? collect_events(arg, ev) : 0;
+}
+
 /* store_event_object: its own event, seen by every owner, filtered by kind. */
 static void test_object_events(void **state)
 {
@@ -4226,7 +4232,7 @@ static void test_triggers(void **state)
     /* their events: the trigger's owner's (and an admin's), not another client's */
     json_t *evs = json_array();
     struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10};
-    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_ok(store_event_list(f->st, &flt, collect_fire_events, evs, &e), &e);
     json_t *exp = json_pack("[{s:i, s:i, s:{s:s, s:s, s:s}}, {s:i, s:i, s:{s:s, s:s, s:s}}]",
                             "kind", EVENT_TRIGGER, "state", TRIGGER_FIRED, "data", "uri",
                             "s3://up/in/x.txt", "sha256", "aa", "job", "job-1", "kind",
@@ -4236,18 +4242,18 @@ static void test_triggers(void **state)
     json_decref(exp);
     json_array_clear(evs);
     flt.owner = "alice";
-    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_ok(store_event_list(f->st, &flt, collect_fire_events, evs, &e), &e);
     assert_int_equal(json_array_size(evs), 1);
     json_array_clear(evs);
     flt.owner = "carol";
-    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_ok(store_event_list(f->st, &flt, collect_fire_events, evs, &e), &e);
     assert_int_equal(json_array_size(evs), 0);
     json_decref(evs);
 
     /* deleted: with its fires, pending ones too, which can no longer be done */
     assert_ok(store_begin(f->st, &e), &e);
-    assert_ok(store_trigger_delete(f->st, t[0].id, &e), &e);
-    assert_err(store_trigger_delete(f->st, t[0].id, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_trigger_delete(f->st, t[0].id, "alice", &e), &e);
+    assert_err(store_trigger_delete(f->st, t[0].id, "alice", &e), ERR_NOTFOUND, &e);
     assert_ok(store_commit(f->st, &e), &e);
     assert_err(store_trigger_get(f->st, t[0].id, &got, &e), ERR_NOTFOUND, &e);
     assert_pending(f->st, t, 2, "1 s3://up/other.txt bb\n1 s3://up/in/x.txt cc\n");
@@ -4362,7 +4368,7 @@ static void test_schedules(void **state)
     /* its events have the time, not an object */
     json_t *evs = json_array();
     struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10, .owner = "alice"};
-    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_ok(store_event_list(f->st, &flt, collect_fire_events, evs, &e), &e);
     assert_int_equal(json_array_size(evs), 5);
     json_t *exp = json_pack("{s:i, s:i, s:{s:s, s:s}}", "kind", EVENT_TRIGGER, "state",
                             TRIGGER_FIRED, "data", "time", times[0], "job", "job-1");
@@ -4373,9 +4379,9 @@ static void test_schedules(void **state)
     /* paused: its pending fire is not listed for submission; resumed: it is, and when */
     bool changed = false;
     assert_ok(store_begin(f->st, &e), &e);
-    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 100, &changed, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 100, "alice", &changed, &e), &e);
     assert_true(changed);
-    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 101, &changed, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 101, "alice", &changed, &e), &e);
     assert_false(changed); /* paused already: since T0 + 100 */
     assert_ok(store_commit(f->st, &e), &e);
     assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
@@ -4384,9 +4390,9 @@ static void test_schedules(void **state)
     trigger_rec_release(&got);
     assert_pending(f->st, both, 2, "1 s3://up/x aa\n"); /* the upload trigger's only */
     assert_ok(store_begin(f->st, &e), &e);
-    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 200, &changed, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 200, "alice", &changed, &e), &e);
     assert_true(changed);
-    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 201, &changed, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 201, "alice", &changed, &e), &e);
     assert_false(changed);
     assert_ok(store_commit(f->st, &e), &e);
     assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
@@ -4394,6 +4400,79 @@ static void test_schedules(void **state)
     assert_int_equal(got.resumed_at, T0 + 200);
     trigger_rec_release(&got);
     assert_pending(f->st, both, 2, "1 s3://up/x aa\n0 2026-01-01T00:25:00.000Z \n");
+}
+
+/* store_trigger_update: what a PUT changes, kept the rest; every change of a trigger an event. */
+static void test_trigger_update(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct trigger_rec s, u, got;
+    memset(&s, 0, sizeof(s));
+    uuid7_new(s.id);
+    s.owner = "alice";
+    s.prefix = "";
+    s.template_ = "{\"command\":{\"program\":\"a\"}}";
+    s.created_at = T0;
+    s.schedule = "*/5 * * * *";
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_insert(f->st, &s, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    insert_trigger(f->st, &u, "bob", "s3://up/", false, NULL, T0 + 1);
+
+    struct trigger_rec c = s;
+    c.owner = "mallory"; /* not changed by an update */
+    c.created_at = 1;
+    c.template_ = "{\"command\":{\"program\":\"b\"}}";
+    c.schedule = "0 * * * *";
+    c.timezone = "Europe/Paris";
+    c.skip_overlap = true;
+    c.updated_at = T0 + 50;
+    bool changed;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_trigger_pause(f->st, s.id, true, T0 + 10, "alice", &changed, &e), &e);
+    assert_ok(store_trigger_update(f->st, &c, "admin", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_trigger_get(f->st, s.id, &got, &e), &e);
+    assert_string_equal(got.owner, "alice");
+    assert_int_equal(got.created_at, T0);
+    assert_string_equal(got.template_, "{\"command\":{\"program\":\"b\"}}");
+    assert_string_equal(got.schedule, "0 * * * *");
+    assert_string_equal(got.timezone, "Europe/Paris");
+    assert_true(got.skip_overlap);
+    assert_int_equal(got.updated_at, T0 + 50);
+    assert_int_equal(got.paused_at, T0 + 10); /* still paused */
+    trigger_rec_release(&got);
+    assert_ok(store_trigger_get(f->st, u.id, &got, &e), &e);
+    assert_int_equal(got.updated_at, 0); /* never changed */
+    trigger_rec_release(&got);
+    struct trigger_rec none = c;
+    uuid7_new(none.id);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_trigger_update(f->st, &none, "admin", &e), ERR_NOTFOUND, &e);
+    assert_ok(store_trigger_pause(f->st, s.id, false, T0 + 60, "alice", &changed, &e), &e);
+    assert_ok(store_trigger_delete(f->st, s.id, "carol", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+
+    /* the changes' events: the trigger's owner's, with who made each */
+    json_t *evs = json_array();
+    struct event_filter flt = {.after = 0, .kind = EVENT_TRIGGER, .limit = 10, .owner = "alice"};
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    json_t *exp = json_pack(
+        "[{s:i, s:i, s:{s:s}}, {s:i, s:i, s:{s:s}}, {s:i, s:i, s:{s:s}}, {s:i, s:i, s:{s:s}},"
+        " {s:i, s:i, s:{s:s}}]",
+        "kind", EVENT_TRIGGER, "state", TRIGGER_CREATED, "data", "by", "alice", "kind",
+        EVENT_TRIGGER, "state", TRIGGER_PAUSED, "data", "by", "alice", "kind", EVENT_TRIGGER,
+        "state", TRIGGER_UPDATED, "data", "by", "admin", "kind", EVENT_TRIGGER, "state",
+        TRIGGER_RESUMED, "data", "by", "alice", "kind", EVENT_TRIGGER, "state", TRIGGER_DELETED,
+        "data", "by", "carol");
+    assert_true(json_equal(evs, exp));
+    json_decref(exp);
+    json_array_clear(evs);
+    flt.owner = "bob";
+    assert_ok(store_event_list(f->st, &flt, collect_events, evs, &e), &e);
+    assert_int_equal(json_array_size(evs), 1); /* his trigger's creation */
+    json_decref(evs);
 }
 
 /* --- main ---------------------------------------------------------------------------------- */
@@ -5111,6 +5190,7 @@ int main(void)
         T(test_workflow_deleted_with_its_last_job),
         T(test_triggers),
         T(test_schedules),
+        T(test_trigger_update),
         T(test_arrays),
         T(test_array_items_and_end),
         T(test_array_goes_with_its_last_task),

@@ -207,6 +207,8 @@ static const char *const pg_migrations[] = {
     "CREATE TABLE queue_limits ("
     "  queue text COLLATE \"C\" PRIMARY KEY, max_running integer NOT NULL, at bigint NOT NULL,"
     "  set_by text);",
+    /* 19: when a trigger was last changed (SQLite's 23) */
+    "ALTER TABLE triggers ADD COLUMN updated_at bigint;",
 };
 
 #endif

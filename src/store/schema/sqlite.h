@@ -193,6 +193,8 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE queue_limits ("
     "  queue TEXT PRIMARY KEY, max_running INTEGER NOT NULL, at INTEGER NOT NULL,"
     "  set_by TEXT) WITHOUT ROWID;",
+    /* 23: when a trigger was last changed (PUT /v1/triggers/{id}); NULL: never */
+    "ALTER TABLE triggers ADD COLUMN updated_at INTEGER;",
 };
 
 #endif
