@@ -1392,8 +1392,20 @@ function triggerView(id) {
   };
   const refresh = throttle(load, 500);
   load();
+  /* Deleted (here, or elsewhere): nothing more to read. */
+  const gone = () => {
+    if (closed) return;
+    closed = true;
+    refresh.cancel();
+    pauseBtn.disabled = delBtn.disabled = true;
+    clear(head).append(h('p', {}, h('a', {href: '#/triggers'}, '‹ Triggers')), h('p', {}, 'This trigger was deleted.'));
+  };
   return {
-    onEvent: (type, ev) => { if (type.startsWith('trigger.') && ev.trigger === id) refresh(); },
+    onEvent: (type, ev) => {
+      if (!type.startsWith('trigger.') || ev.trigger !== id) return;
+      if (type === 'trigger.deleted') gone();
+      else refresh();
+    },
     destroy: () => { closed = true; refresh.cancel(); },
   };
 }

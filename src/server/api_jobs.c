@@ -701,12 +701,24 @@ int api_jobs_cancel(struct http_req *r)
 #define BULK_CHUNK 500
 #define RETRYABLE (1u << JOB_FAILED | 1u << JOB_CANCELLED)
 
+/*
+ * A cancel by filter walks the states twice, and again while the walk before found jobs, up
+ * to BULK_WALKS walks: a job that went back meanwhile (a retry, a lost agent: running or
+ * leased -> queued) to a state walked already is met by the next walk. A retry walks once:
+ * what failed again meanwhile was retried by this request already.
+ */
+#define BULK_WALKS 3
+
 struct bulk {
     struct http_req *r;
     bool retry;
     struct job_filter f; /* its strings are the request's */
     char label[512];
-    unsigned states;     /* those still to walk */
+    unsigned all;        /* the states to walk */
+    unsigned states;     /* those still to walk in this walk */
+    int walks;           /* walks begun */
+    bool found;          /* this walk listed a job */
+    int64_t step_ms;     /* tests (DROVER_TEST_BULK_STEP_MS): a pause after each state */
     char after[UUID_STR_LEN];
     int64_t done_n;      /* jobs cancelled or retried so far */
     size_t n;            /* this chunk's */
@@ -826,10 +838,23 @@ static void bulk_done(void *arg, int rc, const struct err *e)
     bulk_next(b);
 }
 
+static void bulk_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    bulk_next(arg);
+}
+
 static void bulk_next(struct bulk *b)
 {
     struct err e = ERR_INIT;
-    while (!b->r->gone && b->states) {
+    for (;;) {
+        if (!b->states && !b->retry && (b->found || b->walks == 1) && b->walks < BULK_WALKS) {
+            b->states = b->all; /* again: what went back meanwhile */
+            b->walks++;
+            b->found = false;
+        }
+        if (b->r->gone || !b->states) break;
         b->f.state = __builtin_ctz(b->states);
         b->f.after = b->after[0] ? b->after : NULL;
         b->f.limit = BULK_CHUNK;
@@ -849,8 +874,14 @@ static void bulk_next(struct bulk *b)
         if (!b->n) { /* this state is done */
             b->states &= b->states - 1;
             b->after[0] = '\0';
+            if (b->step_ms) {
+                struct timeval tv = {b->step_ms / 1000, (b->step_ms % 1000) * 1000};
+                event_base_once(srv(b->r)->base, -1, EV_TIMEOUT, bulk_resume, b, &tv);
+                return;
+            }
             continue;
         }
+        b->found = true;
         memcpy(b->after, b->ids[b->n - 1], UUID_STR_LEN);
         commit_submit(srv(b->r)->commit, bulk_write, bulk_done, b);
         return;
@@ -892,7 +923,10 @@ static int by_filter(struct http_req *r, bool retry)
                          retry ? "failed or cancelled" : "blocked, queued, leased or running");
         return HTTP_DONE;
     }
-    b->states = b->f.state >= 0 ? 1u << b->f.state : allowed;
+    b->all = b->states = b->f.state >= 0 ? 1u << b->f.state : allowed;
+    b->walks = 1;
+    const char *step = getenv("DROVER_TEST_BULK_STEP_MS");
+    b->step_ms = step ? strtoll(step, NULL, 10) : 0;
     bulk_next(b);
     return HTTP_DEFERRED;
 }

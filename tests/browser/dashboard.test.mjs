@@ -78,8 +78,9 @@ describe('dashboard', () => {
       if (m.type() === 'error' && page.url().startsWith(URL_) && !/status of 40[13]/.test(m.text()))
         problems.push(`console: ${m.text()}`);
     });
-    /* A 400 is a bug of the page (it checks what it sends): say which call, for the log. */
-    page.on('response', (r) => { if (r.status() === 400) console.log(`400 from ${r.url()}`); });
+    /* A 400 or a 404 is a bug of the page (it checks what it sends, and does not read what
+       it saw deleted): say which call, for the log. */
+    page.on('response', (r) => { if (r.status() === 400 || r.status() === 404) console.log(`${r.status()} from ${r.request().method()} ${r.url()}`); });
     page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss(); });
   });
 
@@ -651,6 +652,20 @@ describe('dashboard', () => {
       await page.click('#trig-head a[href="#/triggers"]');
       await page.waitForSelector(row);
       assert.match(await page.textContent(`${row} td.next`), /^\d\d:\d\d:\d\d$/);
+
+      /* Changed and deleted elsewhere (the API, the CLI, another server): the open page
+         follows both from their events, without a reload. */
+      await page.click(`${row} a`);
+      await page.waitForSelector('#trig-state[data-paused="no"]');
+      const put = await api('PUT', `/v1/triggers/${tid}`, {schedule: '0 3 * * *',
+        job: {name: 'pausable', command: {program: 'true'}}});
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      await page.waitForFunction(() => document.querySelector('#trig-schedule')?.textContent === '0 3 * * *',
+        null, {timeout: 5000});
+      assert.equal((await api('DELETE', `/v1/triggers/${tid}`)).status, 200);
+      await page.waitForFunction(() => document.querySelector('main').textContent.includes('This trigger was deleted.'),
+        null, {timeout: 5000});
+      assert.equal(await page.isDisabled('#trig-pause'), true);
     } finally {
       await api('DELETE', `/v1/triggers/${tid}`);
     }

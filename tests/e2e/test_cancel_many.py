@@ -63,6 +63,22 @@ def test_a_queue_is_cancelled_running_jobs_killed_the_rest_left(make_server, mak
     assert counts["bio"]["cancelled"] == 5 and counts["bio"]["queued"] == 0
 
 
+def test_a_job_that_went_back_meanwhile_is_cancelled_too(make_server, make_agent, monkeypatch):
+    """A running job retried while the cancel walks the states (running -> queued, after the
+    queued jobs were walked, before the running ones are) is met by the next walk."""
+    monkeypatch.setenv("DROVER_TEST_BULK_STEP_MS", "700")  # a pause after each state's walk
+    server = make_server()
+    api = server.api()
+    make_agent(server, "w1", "--queues", "bio", "--slots", "1")
+    jid = post(api, "bio", command={"shell": "sleep 1.5; exit 3"},
+               retry={"max_attempts": 3, "backoff_s": 3600})  # its retry waits, queued
+    wait_job(server, jid, states=("running",))
+    assert cancel(api, queue="bio") == {"cancelled": 1}
+    job = api.get(f"/v1/jobs/{jid}").json()
+    assert job["state"] == "cancelled", job
+    assert [a["reason"] for a in job["attempts"]][:1] == ["exit"], job  # it went back first
+
+
 def test_state_and_label_narrow_it(make_server, make_agent):
     server = make_server()
     api = server.api()
