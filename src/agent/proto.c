@@ -52,6 +52,12 @@ static void timer_arm(struct event *ev, int ms)
     evtimer_add(ev, &tv);
 }
 
+static void timer_arm_us(struct event *ev, int64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    evtimer_add(ev, &tv);
+}
+
 static char *agent_path(const struct agent *a, const char *what)
 {
     char *id = http_escape(a->id);
@@ -430,12 +436,48 @@ static bool young_start(const struct agent_job *j, int64_t now, int64_t *due)
     return true;
 }
 
+/* j ended and has nothing else to say: its finished report goes alone. */
+static bool just_finished(const struct agent_job *j)
+{
+    return j->phase == PHASE_DONE && j->finished && !j->finished_settled && !j->progress_dirty &&
+           j->out.head == j->out.pending.len && j->err.head == j->err.pending.len;
+}
+
+/*
+ * Ends wait up to FINISH_LINGER_US for the agent's other running jobs to end too, when all
+ * there is to send is ends that young (and young starts): the ends of short jobs go in one
+ * request, one commit on the server. An end goes at once when no other job runs, or with
+ * anything else that goes.
+ */
+#define FINISH_LINGER_US 5000
+
+static bool ends_wait(const struct agent *a, int64_t now, int64_t *due)
+{
+    bool running = false, ends = false;
+    int64_t d = *due;
+    for (const struct agent_job *j = a->jobs; j; j = j->next) {
+        running |= j->phase == PHASE_RUNNING;
+        if (!job_has_news(j) || young_start(j, now, &d)) continue;
+        int64_t end = j->end_ns + (int64_t)FINISH_LINGER_US * 1000;
+        if (!just_finished(j) || !j->end_ns || end <= now) return false;
+        if (end < d) d = end;
+        ends = true;
+    }
+    if (!ends || !running) return false;
+    *due = d;
+    return true;
+}
+
 static void send_batch(struct agent *a)
 {
     if (!a->registered || a->reports_req || evtimer_pending(a->reports_timer, NULL)) return;
+    int64_t now = time_mono_ns(), due = INT64_MAX;
+    if (!a->announce_drain && ends_wait(a, now, &due)) {
+        timer_arm_us(a->linger_timer, (due - now) / 1000 + 1); /* the earliest of them */
+        return;
+    }
     json_t *reports = json_array();
     size_t budget = a->log_budget;
-    int64_t now = time_mono_ns(), due = INT64_MAX;
     a->nbatch = 0;
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
@@ -444,10 +486,7 @@ static void send_batch(struct agent *a)
         if (!a->announce_drain && young_start(j, now, &due)) continue;
         /* A job that ended with nothing else to say goes as its finished report alone: the
            server takes the start from it (protocol.md), and the started is settled with it. */
-        bool just_finished = j->phase == PHASE_DONE && j->finished && !j->finished_settled &&
-                             !j->progress_dirty && j->out.head == j->out.pending.len &&
-                             j->err.head == j->err.pending.len;
-        if (j->started && !just_finished) {
+        if (j->started && !just_finished(j)) {
             start_ago(j, j->started);
             batch_add(a, reports, json_incref(j->started), j, PROTO_REPORT_STARTED, NULL, 0);
         }

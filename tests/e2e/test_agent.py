@@ -52,6 +52,20 @@ def test_success_stdout_in_result_and_log(fast_server, make_agent):
     assert j["agent"] == "w1" and j["attempts"][0]["agent"] == "w1"
 
 
+def test_a_short_job_ends_while_a_long_one_runs(fast_server, make_agent):
+    """An end waits a few ms for the agent's other jobs to end too (protocol.md), not for
+    them: a short job beside a long one is reported as soon as that wait is over."""
+    make_agent(fast_server, "w1", "--slots", "2")
+    long = submit(fast_server, **sh("sleep 30"))
+    wait_job(fast_server, long, states=("running",))
+    for _ in range(3):
+        short = submit(fast_server, **sh("true"))
+        j = wait_job(fast_server, short, timeout=10)
+        assert j["state"] == "succeeded", j
+    assert get_job(fast_server, long)["state"] == "running"
+    assert fast_server.api().post(f"/v1/jobs/{long}/cancel").status_code == 200
+
+
 def test_large_output_in_order(fast_server, make_agent):
     make_agent(fast_server, "w1")
     # 3 MB of 3-byte characters: pipe reads, chunks and requests all cut through characters
