@@ -80,6 +80,20 @@ static json_t *fire_json(const struct trigger_fire *f, bool workflow)
     return j;
 }
 
+/* A change's answer: the trigger as it is then (with `status`), the error, or nothing to a
+   client gone; t released. */
+static void answer_trigger(struct http_req *r, int rc, const struct err *e, int status,
+                           struct trigger_rec *t)
+{
+    if (r->gone)
+        http_req_drop(r);
+    else if (rc)
+        http_reply_err(r, e);
+    else
+        http_reply_json(r, status, trigger_json(srv(r), t));
+    trigger_rec_release(t);
+}
+
 /* ---- create ---- */
 
 /* "s3://bucket/" or "s3://bucket/key-prefix"; "s3://bucket" is made "s3://bucket/". */
@@ -244,15 +258,8 @@ static int create_write(struct store *st, void *arg, struct err *e)
 static void create_done(void *arg, int rc, const struct err *e)
 {
     struct create_op *op = arg;
-    struct triggers *tg = srv(op->r)->triggers;
-    if (op->r->gone)
-        http_req_drop(op->r);
-    else if (rc)
-        http_reply_err(op->r, e);
-    else
-        http_reply_json(op->r, 201, trigger_json(srv(op->r), &op->t));
-    if (!rc && op->t.schedule) triggers_schedules_changed(tg);
-    trigger_rec_release(&op->t);
+    if (!rc && op->t.schedule) triggers_schedules_changed(srv(op->r)->triggers);
+    answer_trigger(op->r, rc, e, 201, &op->t);
     free(op);
 }
 
@@ -399,13 +406,7 @@ static void update_done(void *arg, int rc, const struct err *e)
     struct update_op *op = arg;
     struct server *s = srv(op->r);
     if (!rc) triggers_schedules_changed(s->triggers); /* the leader (this one) reads them again */
-    if (op->r->gone)
-        http_req_drop(op->r);
-    else if (rc)
-        http_reply_err(op->r, e);
-    else
-        http_reply_json(op->r, 200, trigger_json(s, &op->t));
-    trigger_rec_release(&op->t);
+    answer_trigger(op->r, rc, e, 200, &op->t);
     free(op);
 }
 
@@ -459,15 +460,8 @@ static int delete_write(struct store *st, void *arg, struct err *e)
 static void delete_done(void *arg, int rc, const struct err *e)
 {
     struct delete_op *op = arg;
-    struct triggers *tg = srv(op->r)->triggers;
-    if (op->r->gone)
-        http_req_drop(op->r);
-    else if (rc)
-        http_reply_err(op->r, e);
-    else
-        http_reply_json(op->r, 200, trigger_json(srv(op->r), &op->t));
-    if (!rc && op->t.schedule) triggers_schedules_changed(tg);
-    trigger_rec_release(&op->t);
+    if (!rc && op->t.schedule) triggers_schedules_changed(srv(op->r)->triggers);
+    answer_trigger(op->r, rc, e, 200, &op->t);
     free(op);
 }
 
@@ -601,13 +595,7 @@ static void pause_done(void *arg, int rc, const struct err *e)
         triggers_schedules_changed(s->triggers); /* the leader (this one) reads them again */
         if (!op->paused) triggers_kick(s->triggers); /* the fires that waited */
     }
-    if (op->r->gone)
-        http_req_drop(op->r);
-    else if (rc)
-        http_reply_err(op->r, e);
-    else
-        http_reply_json(op->r, 200, trigger_json(s, &op->t));
-    trigger_rec_release(&op->t);
+    answer_trigger(op->r, rc, e, 200, &op->t);
     free(op);
 }
 
