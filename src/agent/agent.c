@@ -68,6 +68,10 @@ static const char usage_text[] =
     "  --queues Q1,Q2      the queues to take jobs from (default: default)\n"
     "  --labels K=V,...    labels, matched against the `requires` of jobs\n"
     "  --slots N           slots for jobs to take at once, 1-1024 (default 1)\n"
+    "  --prefetch N        while its jobs are short (under 100 ms on average), hold up to N\n"
+    "                      slots' worth of leases beyond --slots, each started as soon as\n"
+    "                      a slot frees; one that waits 500 ms is given back. 0 to 4 times\n"
+    "                      the slots (default: twice --slots; 0: never)\n"
     "  --work-dir DIR      job folders and the spool (default $DROVER_DATA/agent,\n"
     "                      else ~/.local/share/drover/agent)\n"
     "  --runtime R,...     the runtimes to offer (comma-separated, or repeated): native\n"
@@ -267,6 +271,7 @@ enum {
     OPT_QUEUES,
     OPT_LABELS,
     OPT_SLOTS,
+    OPT_PREFETCH,
     OPT_WORK_DIR,
     OPT_RUNTIME,
     OPT_LISTEN,
@@ -296,6 +301,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {"queues", required_argument, NULL, OPT_QUEUES},
         {"labels", required_argument, NULL, OPT_LABELS},
         {"slots", required_argument, NULL, OPT_SLOTS},
+        {"prefetch", required_argument, NULL, OPT_PREFETCH},
         {"work-dir", required_argument, NULL, OPT_WORK_DIR},
         {"runtime", required_argument, NULL, OPT_RUNTIME},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -316,6 +322,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         {NULL, 0, NULL, 0},
     };
     o->slots = 1;
+    o->prefetch = -1;
     o->term_grace_s = 10;
     o->drain_timeout_s = 60;
     o->stall_timeout_s = 60;
@@ -367,6 +374,16 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
                 return usage_error("--slots must be a whole number from 1 to %d, not '%s'",
                                    PROTO_SLOTS_MAX, optarg);
             o->slots = (int)n;
+            break;
+        case OPT_PREFETCH:
+            errno = 0;
+            n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || errno || n < 0 ||
+                n > (long)PROTO_SLOTS_MAX * PROTO_PREFETCH_PER_SLOT_MAX)
+                return usage_error("--prefetch must be a whole number from 0 to %d times "
+                                   "--slots, not '%s'",
+                                   PROTO_PREFETCH_PER_SLOT_MAX, optarg);
+            o->prefetch = (int)n;
             break;
         case OPT_WORK_DIR:
             if (!*optarg) return usage_error("--work-dir must not be empty");
@@ -477,6 +494,12 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->prefetch < 0) o->prefetch = 2 * o->slots;
+    if (o->prefetch > o->slots * PROTO_PREFETCH_PER_SLOT_MAX)
+        return usage_error("--prefetch must be a whole number from 0 to %d times --slots "
+                           "(%d here), not %d",
+                           PROTO_PREFETCH_PER_SLOT_MAX,
+                           o->slots * PROTO_PREFETCH_PER_SLOT_MAX, o->prefetch);
     struct err ce = ERR_INIT;
     if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
@@ -534,8 +557,21 @@ static void opts_release(struct agent_opts *o)
 int agent_free_slots(const struct agent *a)
 {
     if (a->draining) return 0;
-    int n = a->o.slots - a->slots_used;
+    int n = a->o.slots - a->slots_used - a->slots_waiting;
     return n > 0 ? n : 0;
+}
+
+int agent_prefetch(const struct agent *a)
+{
+    if (!a->server_prefetch || !a->o.prefetch || a->draining || a->hard_stop ||
+        a->run_mean_us < 0 || a->run_mean_us >= PREFETCH_SHORT_MS * 1000)
+        return 0;
+    /* and only while a slot frees soon: one is free, or one's job is young */
+    if (agent_free_slots(a) > 0) return a->o.prefetch;
+    int64_t young = time_mono_ns() - (int64_t)PREFETCH_SHORT_MS * 1000000;
+    for (const struct agent_job *j = a->jobs; j; j = j->next)
+        if (j->phase == PHASE_RUNNING && j->start_ns > young) return a->o.prefetch;
+    return 0;
 }
 
 const char *agent_state(const struct agent *a)
@@ -585,6 +621,7 @@ void agent_check_done(struct agent *a)
 
 void agent_drain(struct agent *a, bool by_signal)
 {
+    jobs_release_waiting(a); /* unstarted: back to the server for another agent */
     if (!a->draining && a->registered) {
         a->announce_drain = true;
         proto_kick(a);
@@ -813,6 +850,7 @@ int cmd_agent(int argc, char **argv)
         die("cannot initialise libevent");
     a.ac = aclient_new(a.base, &a.http);
     proto_init(&a);
+    jobs_init(&a);
     a.drain_timer = evtimer_new(a.base, on_drain_timeout, &a);
     a.final_timer = evtimer_new(a.base, on_final_timeout, &a);
     a.sigterm_ev = signal_event(&a, SIGTERM, on_stop_signal);

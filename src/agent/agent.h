@@ -72,8 +72,21 @@ enum agent_phase {
     PHASE_STAGE_IN,  /* its inputs are downloading; no process yet */
     PHASE_RUNNING,   /* the process runs (or its pipes are still open) */
     PHASE_STAGE_OUT, /* the process ended; its outputs are uploading */
-    PHASE_DONE,      /* the finished report exists (spooled); waiting for it to be settled */
+    PHASE_DONE,      /* the finished report exists (spooled), or it was given back (release):
+                        waiting for that to be settled */
+    PHASE_WAITING,   /* prefetched: leased and spooled, waiting for a free slot (jobs.c) */
 };
+
+/*
+ * Prefetch (jobs.c): while the agent's jobs are short (their mean run under PREFETCH_SHORT_MS),
+ * it holds up to --prefetch slots' worth of leases beyond its slots (default twice its
+ * slots, as Celery's prefetch holds four times its concurrency), so that a job starts as
+ * soon as a slot frees instead of a server round trip later. A prefetched job that waits
+ * PREFETCH_WAIT_MAX_MS for a slot (the running jobs turned out long) is given back (a
+ * `released` report), unstarted, for another agent to take.
+ */
+#define PREFETCH_SHORT_MS 100
+#define PREFETCH_WAIT_MAX_MS 500
 
 /* Why the agent is killing a job's process group (the first reason wins). */
 enum kill_why { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_STOP };
@@ -138,7 +151,7 @@ struct agent_job {
     char id[UUID_STR_LEN];
     int attempt;
     json_t *spec;    /* the normalised spec (owned); NULL for a job recovered from the spool */
-    int slots;       /* of the agent's slots, while the process runs */
+    int slots;       /* of the agent's slots, while the process runs (or it waits for them) */
     bool slots_held; /* counted in a->slots_used */
     enum agent_phase phase;
     struct stage *stage; /* its file staging (stage.h), NULL when it needs none */
@@ -148,6 +161,9 @@ struct agent_job {
     int end_code, end_signal;
     char *end_error;
     bool recovered; /* from the spool, after a restart: no process */
+    int64_t waiting_ns; /* monotonic, when it began to wait for a slot (PHASE_WAITING) */
+    bool release;       /* given back unstarted: a released report until settled (PHASE_DONE) */
+    bool relet;         /* leased again (same attempt) while its release was in flight */
     bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
     json_t *rec;    /* its lease record as spooled, with "run" and "finished" once known */
@@ -205,6 +221,7 @@ struct agent_opts {
     json_t *queues; /* array of strings */
     json_t *labels; /* object */
     int slots;
+    int prefetch; /* --prefetch: slots' worth of leases held beyond slots; -1: twice the slots */
     char *work_dir;
     char *listen; /* NULL: no status endpoint */
     bool keep_work;
@@ -258,6 +275,7 @@ struct agent {
     char instance[UUID_STR_LEN]; /* this work folder's identity (WORK_DIR/agent.instance) */
     char id[128];
     bool registered, ever_registered;
+    bool server_prefetch; /* the server takes "prefetch" (its register answer says so) */
     int heartbeat_s, lost_after_s;
     struct aclient_req *register_req, *poll_req, *reports_req, *leave_req;
     size_t register_srv, poll_srv, reports_srv; /* http.current when each was sent */
@@ -277,6 +295,10 @@ struct agent {
     struct agent_job *jobs, *jobs_tail;
     size_t njobs;
     int slots_used;
+    int slots_waiting;       /* of PHASE_WAITING jobs */
+    int64_t run_mean_us;     /* a moving mean of the jobs' run times; -1 before the first */
+    struct event *start_ev;  /* starts waiting jobs once slots are free */
+    struct event *release_timer; /* gives back the jobs that waited too long */
 
     /* lifecycle (agent.c) */
     bool draining;       /* no new work; leave and exit once everything is settled */
@@ -318,6 +340,8 @@ void agent_drain(struct agent *a, bool by_signal);
 /* The agent's state for /v1/status: "registering", "up", "draining", "leaving". */
 const char *agent_state(const struct agent *a);
 int agent_free_slots(const struct agent *a);
+/* The "prefetch" the agent asks for now: --prefetch while its jobs are short, else 0. */
+int agent_prefetch(const struct agent *a);
 
 /* proto.c */
 /* Creates the protocol's timers and events on a->base. */
@@ -349,8 +373,15 @@ void jobs_stop_all(struct agent *a, bool hard);
 void jobs_gc(struct agent *a);
 /* Jobs not done: staging, or whose process still runs. */
 size_t jobs_running(const struct agent *a);
-/* Frees every job without touching its spool records or processes (at exit). */
+/* Frees every job without touching its spool records or processes (at exit), and what
+   jobs_init made. */
 void jobs_free_all(struct agent *a);
+/* Makes the jobs' events on a->base. */
+void jobs_init(struct agent *a);
+/* j (leased, spooled) waits for a slot: prefetched. */
+void jobs_wait(struct agent_job *j);
+/* Gives back every prefetched job still waiting for a slot (a drain). */
+void jobs_release_waiting(struct agent *a);
 /* The runner: the process ended and its pipes are closed; decides the outcome. */
 void jobs_process_ended(struct agent_job *j);
 

@@ -1,7 +1,9 @@
 /*
  * jobs.c - a lease's life on the agent (see agent.h):
  *
- *   lease ──spool──► staging plan, argv, work folder ──► STAGE_IN (inputs download)
+ *   lease ──spool──► (WAITING for a slot, when prefetched: started once one frees, or
+ *                     given back with a released report after PREFETCH_WAIT_MAX_MS)
+ *         ──► staging plan, argv, work folder ──► STAGE_IN (inputs download)
  *   STAGE_IN ──inputs in──► spawn ──► RUNNING
  *     (timeout / cancel / stop: SIGTERM to the group, SIGKILL after --term-grace;
  *      while staging: the transfers are dropped and the job ends at once)
@@ -306,6 +308,11 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
     if (j->slots_held) {
         a->slots_used -= j->slots;
         j->slots_held = false;
+        if (a->slots_waiting) event_active(a->start_ev, EV_TIMEOUT, 0);
+    }
+    if (j->start_ns && j->end_ns) { /* what prefetch goes by (agent_prefetch) */
+        int64_t us = (j->end_ns - j->start_ns) / 1000;
+        a->run_mean_us = a->run_mean_us < 0 ? us : a->run_mean_us + (us - a->run_mean_us) / 8;
     }
     j->finished = r;
     j->phase = PHASE_DONE;
@@ -447,6 +454,8 @@ static void job_stop_staging(struct agent_job *j, enum kill_why why)
 
 /* --- killing ---------------------------------------------------------------------- */
 
+static void job_give_back(struct agent_job *j);
+
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct agent_job *j = arg;
@@ -470,6 +479,16 @@ static void ms_timeval(double s, struct timeval *tv)
 static void job_kill(struct agent_job *j, enum kill_why why, bool hard)
 {
     static const char *const whys[] = {"", "timeout", "cancel", "agent stopping"};
+    if (j->phase == PHASE_WAITING) {
+        if (why != KILL_CANCEL) { /* it never started: another agent may run it */
+            job_give_back(j);
+            return;
+        }
+        log_info("job=%s attempt=%d cancelled before it started", j->id, j->attempt);
+        j->a->slots_waiting -= j->slots;
+        job_finish(j, PROTO_REASON_CANCELLED, 0, 0, NULL);
+        return;
+    }
     if (j->phase == PHASE_STAGE_IN || j->phase == PHASE_STAGE_OUT) {
         log_info("job=%s attempt=%d stopping its staging (%s)", j->id, j->attempt, whys[why]);
         job_stop_staging(j, why);
@@ -754,7 +773,13 @@ void jobs_lease(struct agent *a, json_t *lease)
         return;
     }
     int attempt = (int)json_integer_value(attempt_v);
-    if (job_find(a, id, attempt)) {
+    struct agent_job *held = job_find(a, id, attempt);
+    if (held && held->release && !held->finished_settled) {
+        /* the server took it back and leased it here again before the release's answer came */
+        held->relet = true;
+        return;
+    }
+    if (held) {
         log_warn("job=%s attempt=%d leased again while the agent holds it; ignored", id, attempt);
         return;
     }
@@ -778,9 +803,90 @@ void jobs_lease(struct agent *a, json_t *lease)
     j->recs |= REC_LEASE;
     if (!j->spec) {
         job_finish(j, PROTO_REASON_ERROR, 0, 0, "the lease has no spec");
+    } else if (a->slots_waiting || a->slots_used + j->slots > a->o.slots) {
+        jobs_wait(j); /* prefetched (or a stale offer): after the jobs before it */
     } else if (job_start(j, &e)) {
         job_start_failed(j, e.msg);
     }
+}
+
+/* --- prefetched jobs ------------------------------------------------------------------- */
+
+static void release_timer_arm(struct agent *a, int64_t due_ns)
+{
+    int64_t us = (due_ns - time_mono_ns()) / 1000 + 1;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    evtimer_add(a->release_timer, &tv);
+}
+
+void jobs_wait(struct agent_job *j)
+{
+    struct agent *a = j->a;
+    j->phase = PHASE_WAITING;
+    j->waiting_ns = time_mono_ns();
+    a->slots_waiting += j->slots;
+    log_debug("job=%s attempt=%d waits for a slot", j->id, j->attempt);
+    if (!evtimer_pending(a->release_timer, NULL))
+        release_timer_arm(a, j->waiting_ns + (int64_t)PREFETCH_WAIT_MAX_MS * 1000000);
+}
+
+/* j (waiting) goes back to the server unstarted: a released report, then it is freed. */
+static void job_give_back(struct agent_job *j)
+{
+    struct agent *a = j->a;
+    a->slots_waiting -= j->slots;
+    j->phase = PHASE_DONE;
+    j->release = true;
+    log_info("job=%s attempt=%d given back to the server after waiting %lld ms for a slot",
+             j->id, j->attempt, (long long)((time_mono_ns() - j->waiting_ns) / 1000000));
+    proto_kick(a);
+    agent_check_done(a);
+}
+
+void jobs_release_waiting(struct agent *a)
+{
+    for (struct agent_job *j = a->jobs; j; j = j->next)
+        if (j->phase == PHASE_WAITING) job_give_back(j);
+}
+
+/* The waiting jobs that fit start, in the order they were leased (a big one is not passed). */
+static void on_start_waiting(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent *a = arg;
+    (void)fd, (void)what;
+    for (struct agent_job *j = a->jobs, *next; j && a->slots_waiting; j = next) {
+        next = j->next;
+        if (j->phase != PHASE_WAITING) continue;
+        if (a->slots_used + j->slots > a->o.slots) break;
+        struct err e = ERR_INIT;
+        a->slots_waiting -= j->slots;
+        j->phase = PHASE_STAGE_IN; /* as a lease that starts at once */
+        if (job_start(j, &e)) job_start_failed(j, e.msg);
+    }
+}
+
+/* Gives back the jobs that waited PREFETCH_WAIT_MAX_MS; looks again when the next one will. */
+static void on_release_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent *a = arg;
+    (void)fd, (void)what;
+    int64_t now = time_mono_ns(), max = (int64_t)PREFETCH_WAIT_MAX_MS * 1000000, next = 0;
+    for (struct agent_job *j = a->jobs; j; j = j->next) {
+        if (j->phase != PHASE_WAITING) continue;
+        if (now - j->waiting_ns >= max)
+            job_give_back(j);
+        else if (!next || j->waiting_ns + max < next)
+            next = j->waiting_ns + max;
+    }
+    if (next) release_timer_arm(a, next);
+}
+
+void jobs_init(struct agent *a)
+{
+    a->run_mean_us = -1;
+    a->start_ev = event_new(a->base, -1, 0, on_start_waiting, a);
+    event_priority_set(a->start_ev, AGENT_PRIO_IO);
+    a->release_timer = evtimer_new(a->base, on_release_timer, a);
 }
 
 /* --- settlement ---------------------------------------------------------------------- */
@@ -806,7 +912,7 @@ void jobs_gc(struct agent *a)
                 break;
             }
         }
-        if (!a->o.keep_work && !a->o.bench_noop) work_dir_release(a, j);
+        if (!a->o.keep_work && !a->o.bench_noop && !j->release) work_dir_release(a, j);
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }
@@ -817,6 +923,8 @@ void jobs_free_all(struct agent *a)
 {
     while (a->jobs)
         job_free(a->jobs);
+    timer_free(&a->start_ev);
+    timer_free(&a->release_timer);
 }
 
 /* --- recovery ---------------------------------------------------------------------------- */

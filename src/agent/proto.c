@@ -157,6 +157,8 @@ static void on_register(void *arg, int rc, long status, json_t *resp, const stru
         sdnotify_status("registered again with %s as %s", a->http.base_url, a->o.name);
     a->heartbeat_s = int_field(resp, "heartbeat_s", PROTO_HEARTBEAT_S_DEFAULT, 1, 3600);
     a->lost_after_s = int_field(resp, "lost_after_s", PROTO_LOST_AFTER_S_DEFAULT, 1, 86400);
+    /* a server that does not say it takes "prefetch" would refuse it: none is asked for */
+    a->server_prefetch = json_is_true(json_object_get(resp, "prefetch"));
     a->registered = a->ever_registered = true;
     a->register_backoff_ms = 0;
     a->m.registrations++;
@@ -312,6 +314,7 @@ void proto_poll(struct agent *a)
                              "wait_s", a->heartbeat_s, "running", held_leases(a), "instance",
                              a->instance, "runtimes", proto_runtimes_json(a));
     add_cached(a, body, false);
+    if (a->server_prefetch) json_object_set_new(body, "prefetch", json_integer(agent_prefetch(a)));
     char *path = agent_path(a, "poll");
     a->m.polls++;
     a->poll_sent_ns = time_mono_ns();
@@ -331,7 +334,7 @@ void proto_poll(struct agent *a)
 static bool job_has_news(const struct agent_job *j)
 {
     return j->started || j->out.pending.len > j->out.head || j->err.pending.len > j->err.head ||
-           j->progress_dirty || (j->finished && !j->finished_settled);
+           j->progress_dirty || ((j->finished || j->release) && !j->finished_settled);
 }
 
 bool proto_idle(const struct agent *a)
@@ -464,6 +467,8 @@ static bool ends_wait(const struct agent *a, int64_t now, int64_t *due)
         ends = true;
     }
     if (!ends || !running) return false;
+    /* prefetching with no job left waiting: the slots run dry unless new leases come now */
+    if (!a->slots_waiting && agent_prefetch(a)) return false;
     *due = d;
     return true;
 }
@@ -482,6 +487,11 @@ static void send_batch(struct agent *a)
     for (struct agent_job *j = a->jobs; j; j = j->next) {
         if (a->nbatch >= AGENT_REQUEST_REPORTS_MAX) break;
         if (!job_has_news(j)) continue;
+        if (j->release) { /* given back unstarted: that is all there is to say */
+            batch_add(a, reports, job_report(j, PROTO_REPORT_RELEASED), j, PROTO_REPORT_RELEASED,
+                      NULL, 0);
+            continue;
+        }
         /* a young start waits, also when other news go now (a drain is told at once) */
         if (!a->announce_drain && young_start(j, now, &due)) continue;
         /* A job that ended with nothing else to say goes as its finished report alone: the
@@ -520,6 +530,7 @@ static void send_batch(struct agent *a)
     /* free_slots: what the agent can take now, after the jobs these reports finish. */
     json_t *body = json_pack("{s:o, s:i, s:s}", "reports", reports, "free_slots",
                              agent_free_slots(a), "instance", a->instance);
+    if (a->server_prefetch) json_object_set_new(body, "prefetch", json_integer(agent_prefetch(a)));
     if (announce) json_object_set_new(body, "draining", json_true());
     char *path = agent_path(a, "reports");
     a->m.report_requests++;
@@ -588,6 +599,15 @@ static void item_settle(struct batch_item *it, long st, const char *msg)
         json_decref(j->started); /* not sent when the finished went alone (send_batch) */
         j->started = NULL;
         if (st == 200) log_debug("job=%s attempt=%d result delivered", j->id, j->attempt);
+        break;
+    case PROTO_REPORT_RELEASED:
+        if (j->relet && st == 200) { /* the server leased it here again meanwhile: it waits */
+            j->release = j->relet = false;
+            jobs_wait(j);
+            event_active(j->a->start_ev, EV_TIMEOUT, 0);
+            break;
+        }
+        j->finished_settled = true; /* freed by jobs_gc (409: it was no longer ours anyway) */
         break;
     }
 }

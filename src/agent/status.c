@@ -130,6 +130,7 @@ static void on_status(struct evhttp_request *req, void *arg)
                             : j->preparing                ? "pulling"
                             : j->phase == PHASE_STAGE_IN  ? "downloading"
                             : j->phase == PHASE_STAGE_OUT ? "uploading"
+                            : j->phase == PHASE_WAITING   ? "waiting"
                                                           : "reporting",
                             "pid", j->pid > 0 && !j->exited ? json_integer(j->pid) : json_null(),
                             "started_at", j->started_at_ms ? json_string(at) : json_null(), "slots",

@@ -8,6 +8,7 @@ static const char *const report_names[PROTO_REPORT_COUNT] = {
     [PROTO_REPORT_LOG] = "log",
     [PROTO_REPORT_PROGRESS] = "progress",
     [PROTO_REPORT_FINISHED] = "finished",
+    [PROTO_REPORT_RELEASED] = "released",
 };
 
 static const char *const reason_names[PROTO_REASON_COUNT] = {

@@ -38,6 +38,9 @@
 #define PROTO_INSTANCE_MAX 128        /* an agent's instance: [A-Za-z0-9._-]{1,128} */
 #define PROTO_QUEUES_MAX 64           /* queues an agent takes work from */
 #define PROTO_SLOTS_MAX 1024          /* an agent's slots, and a job's */
+/* an agent's prefetch (poll, reports): the slots' worth of jobs it may hold beyond its slots,
+   at most this many times its slots (Celery's default prefetch multiplier) */
+#define PROTO_PREFETCH_PER_SLOT_MAX 4
 #define PROTO_HEARTBEAT_S_DEFAULT 5   /* the server's --heartbeat */
 #define PROTO_LOST_AFTER_S_DEFAULT 15 /* the server's --lost-after */
 #define PROTO_CACHED_MAX 256          /* entries of a "cached" list (register, poll) */
@@ -50,9 +53,10 @@ enum proto_report {
     PROTO_REPORT_LOG,      /* "log": a chunk of stdout or stderr */
     PROTO_REPORT_PROGRESS, /* "progress": percent and message */
     PROTO_REPORT_FINISHED, /* "finished": the attempt ended */
+    PROTO_REPORT_RELEASED, /* "released": a prefetched lease given back before it started */
 };
 /* (The counts are not enum values, so that a switch over one names only real values.) */
-#define PROTO_REPORT_COUNT (PROTO_REPORT_FINISHED + 1)
+#define PROTO_REPORT_COUNT (PROTO_REPORT_RELEASED + 1)
 const char *proto_report_name(enum proto_report t);
 /* The type named `name`, or -1. */
 int proto_report_parse(const char *name);

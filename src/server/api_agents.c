@@ -174,9 +174,9 @@ static void register_done(void *arg, int rc, const struct err *e)
     } else {
         json_t *cancel = fleet_take_cancels(s->fleet, a, json_object_get(r->body, "running"));
         http_reply_json(r, 200,
-                        json_pack("{s:s, s:i, s:i, s:o}", "id", a->rec.id, "heartbeat_s",
+                        json_pack("{s:s, s:i, s:i, s:o, s:b}", "id", a->rec.id, "heartbeat_s",
                                   s->heartbeat_s, "lost_after_s", s->lost_after_s, "cancel",
-                                  cancel));
+                                  cancel, "prefetch", 1));
     }
     free(op);
 }
@@ -382,6 +382,14 @@ static struct live_agent *caller(struct http_req *r)
 
 /* ---- poll ---- */
 
+/* "prefetch" of a poll or reports body: the slots' worth of jobs the agent will hold beyond
+   its slots (absent: none). */
+static int prefetch_field(const struct live_agent *a, json_t *b, long *out, struct err *e)
+{
+    return int_field(b, "prefetch", 0, (long)a->rec.slots * PROTO_PREFETCH_PER_SLOT_MAX, 0, out,
+                     e);
+}
+
 static void poll_gone(struct http_req *r)
 {
     fleet_poll_gone(srv(r)->fleet, r->owner, r);
@@ -390,16 +398,17 @@ static void poll_gone(struct http_req *r)
 
 int api_agents_poll(struct http_req *r)
 {
-    static const char *const known[] = {"free_slots", "wait_s", "running", "instance",
-                                        "cached",     "runtimes", NULL};
+    static const char *const known[] = {"free_slots", "wait_s",   "running",  "instance",
+                                        "cached",     "runtimes", "prefetch", NULL};
     struct server *s = srv(r);
     struct err e = ERR_INIT;
-    long free_slots, wait_s;
+    long free_slots, wait_s, prefetch;
     json_t *b = r->body;
     struct live_agent *a = caller(r);
     if (!a) return HTTP_DONE;
     if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
+        prefetch_field(a, b, &prefetch, &e) ||
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e) ||
         check_cached(json_object_get(b, "cached"), &e) ||
@@ -409,6 +418,7 @@ int api_agents_poll(struct http_req *r)
         return HTTP_DONE;
     }
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
+    a->prefetch = (int)prefetch;
     r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */
     r->on_gone = poll_gone;
     fleet_poll(s->fleet, a, r, (int)free_slots, json_object_get(b, "running"), wait_s * 1000);
@@ -448,7 +458,7 @@ static int check_report(json_t *it, size_t i, enum proto_report *type, struct er
     int t = proto_report_parse(json_string_value(ty));
     if (t < 0)
         return err_field(e, ERR_INVALID, f,
-                         "%s.type must be one of started, log, progress, finished", f);
+                         "%s.type must be one of started, log, progress, finished, released", f);
     *type = (enum proto_report)t;
     if ((*type == PROTO_REPORT_STARTED || *type == PROTO_REPORT_FINISHED) &&
         int_in(it, f, "started_ms_ago", 0, PROTO_STARTED_AGO_MS_MAX, false, e))
@@ -564,6 +574,8 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         ev = JOB_EV_PROGRESS;
         args.progress = json_pack("{s:O, s:O, s:s}", "percent", json_object_get(it->in, "percent"),
                                   "message", json_is_string(m) ? m : json_null(), "updated_at", ts);
+    } else if (it->type == PROTO_REPORT_RELEASED) {
+        ev = JOB_EV_UNLEASE; /* only while leased: a started job is the agent's to finish */
     } else if (it->type == PROTO_REPORT_FINISHED) {
         if ((rc = store_log_read(st, id, attempt, PROTO_STREAM_STDOUT, 0, PROTO_RESULT_STDOUT_MAX,
                                  &out, e)))
@@ -608,10 +620,14 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
         return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
     case ERR_CONFLICT: {
         /* finished again for an attempt already recorded: acknowledged, no change */
-        bool repeat = ev == JOB_EV_FINISH && j.attempt == attempt && j.agent &&
-                      !strcmp(j.agent, agent) && job_state_terminal(j.state);
+        bool ours = j.attempt == attempt && j.agent && !strcmp(j.agent, agent);
+        bool repeat = ev == JOB_EV_FINISH && ours && job_state_terminal(j.state);
+        bool running = ev == JOB_EV_UNLEASE && ours && j.state == JOB_RUNNING;
         job_release(&j);
         if (repeat) return 0;
+        if (running)
+            return item_fail(it, 409, "job '%s' attempt %d has started: it cannot be released",
+                             id, attempt);
         return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent", id,
                          attempt);
     }
@@ -746,16 +762,19 @@ int api_agents_reports(struct http_req *r)
                          PROTO_REPORTS_MAX);
         return HTTP_DONE;
     }
-    static const char *const known[] = {"reports", "free_slots", "draining", "instance", NULL};
-    long free_slots;
+    static const char *const known[] = {"reports",  "free_slots", "draining",
+                                        "instance", "prefetch",   NULL};
+    long free_slots, prefetch;
     json_t *draining = json_object_get(r->body, "draining");
     if (refuse_unknown(r->body, known, &e) || same_instance(a, r->body, &e) ||
         int_field(r->body, "free_slots", 0, a->rec.slots, 0, &free_slots, &e) ||
+        prefetch_field(a, r->body, &prefetch, &e) ||
         (draining && !json_is_boolean(draining) &&
          err_field(&e, ERR_INVALID, "draining", "draining must be true or false"))) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    a->prefetch = (int)prefetch;
     struct reports_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
     snprintf(op->agent, sizeof(op->agent), "%s", a->rec.name);
@@ -783,13 +802,16 @@ int api_agents_reports(struct http_req *r)
     /* A late report from a lost agent is still looked at: fencing refuses what is stale. */
     if (a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING)
         fleet_agent_seen(srv(r)->fleet, a);
-    /* the jobs these reports end (their ids live in r->body, read-only from here on) */
+    /* the jobs these reports end or give back (their ids live in r->body, read-only from
+       here on) */
     bool offer = json_is_integer(json_object_get(r->body, "free_slots")) && !json_is_true(draining);
     const char **ending = offer ? xcalloc(op->n ? op->n : 1, sizeof(*ending)) : NULL;
     int *attempts = offer ? xcalloc(op->n ? op->n : 1, sizeof(*attempts)) : NULL;
     size_t nending = 0;
     for (size_t i = 0; offer && i < op->n; i++) {
-        if (op->items[i].type != PROTO_REPORT_FINISHED) continue;
+        if (op->items[i].type != PROTO_REPORT_FINISHED &&
+            op->items[i].type != PROTO_REPORT_RELEASED)
+            continue;
         json_t *in = op->items[i].in;
         ending[nending] = json_string_value(json_object_get(in, "job"));
         attempts[nending++] = (int)json_integer_value(json_object_get(in, "attempt"));

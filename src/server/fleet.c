@@ -199,6 +199,7 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.state = AGENT_UP;
     a->rec.last_seen = clock_ms(f);
     a->free_slots = a->rec.slots;
+    a->prefetch = 0;
     a->drain_told = false;
     a->holding_back = false;
     agent_rec_release(rec);
@@ -754,11 +755,16 @@ static bool cached_elsewhere(void *arg, const struct sched_job *sj)
     return false;
 }
 
-/* Leases up to free_slots (never more than its slots less held_slots) to a's parked poll. */
+/*
+ * Leases up to free_slots, plus what the agent prefetches, to a's parked poll: never more than
+ * its slots and prefetch less held_slots, whatever a stale report says. (A prefetched job waits
+ * on the agent for a slot; the agent gives it back when it waits too long: protocol.md.)
+ */
 static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, int held_slots)
 {
-    /* Never more than its slots, whatever a stale report says. */
-    if (free_slots > a->rec.slots - held_slots) free_slots = a->rec.slots - held_slots;
+    free_slots += a->prefetch;
+    if (free_slots > a->rec.slots + a->prefetch - held_slots)
+        free_slots = a->rec.slots + a->prefetch - held_slots;
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     struct pref_ctx pc = {f, a};

@@ -56,6 +56,7 @@ struct fleet_deps {
 struct live_agent {
     struct agent_rec rec;
     int free_slots;         /* as the agent last said, plus what it freed since */
+    int prefetch;           /* the slots' worth of jobs it holds beyond its slots (its last say) */
     int held;               /* leases it holds */
     int held_slots;         /* the slots those leases take */
     void *poll;             /* its parked poll (the caller's request), or NULL */

@@ -665,6 +665,77 @@ static void test_undelivered_lease(void **state)
     release_jobs(j, 1);
 }
 
+struct give_back_op {
+    const char *id;
+    struct job back;
+};
+
+static int give_back_write(struct store *st, void *arg, struct err *e)
+{
+    struct give_back_op *op = arg;
+    struct job_event_args args = {.now_ms = 1};
+    return store_job_apply(st, op->id, 1, "w1", false, JOB_EV_UNLEASE, &args, &op->back, e);
+}
+
+static void give_back_done(void *arg, int rc, const struct err *e)
+{
+    (void)arg;
+    if (rc) fail_msg("giving back: %s", e->msg);
+}
+
+/*
+ * An agent that prefetches is leased its free slots plus its prefetch, never more than its
+ * slots and prefetch in all; a prefetched job it gives back (a released report) is queued
+ * again with the same attempt, for another agent.
+ */
+static void test_prefetch(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    struct job j[6];
+    submit(h, j, 6, "{\"command\": {\"program\": \"true\"}}");
+    a->prefetch = 2;
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
+    pump(h);
+    json_t *leases = json_object_get(answer_of(h, &h->poll1), "leases");
+    assert_int_equal(json_array_size(leases), 4); /* 2 slots + 2 prefetched */
+    assert_int_equal(a->held_slots, 4);
+    assert_stored(h, j[3].id, JOB_LEASED, 1, "w1");
+    assert_stored(h, j[4].id, JOB_QUEUED, 0, NULL);
+
+    /* full, slots and prefetch: its poll parks */
+    agent_poll(h, a, &h->poll2, 0, running(j, 4, 1), 60000);
+    pump(h);
+    assert_false(answered(h, &h->poll2));
+
+    /* it gives j[3] back, asking for no prefetch now (as its reports do) */
+    a->prefetch = 0;
+    a->holding_back = true;
+    struct give_back_op op = {.id = j[3].id};
+    commit_submit(h->commit, give_back_write, give_back_done, &op);
+    pump(h);
+    fleet_job_changed(h->fleet, &op.back, true);
+    fleet_agent_offer(h->fleet, a, 0);
+    pump(h);
+    job_release(&op.back);
+    assert_stored(h, j[3].id, JOB_QUEUED, 0, NULL);
+    assert_false(fleet_attempt_live(h->fleet, j[3].id, 1, NULL));
+    assert_int_equal(a->held_slots, 3);
+    assert_false(answered(h, &h->poll2)); /* nothing beyond its slots now */
+
+    /* another agent takes it (back in line after those queued meanwhile), as attempt 1 */
+    struct live_agent *b = register_agent(h, "w2", 3, "[\"default\"]");
+    agent_poll(h, b, &h->answer1, 3, NULL, 0);
+    pump(h);
+    leases = json_object_get(answer_of(h, &h->answer1), "leases");
+    assert_int_equal(json_array_size(leases), 3);
+    json_t *l = json_array_get(leases, 2);
+    assert_string_equal(json_string_value(json_object_get(l, "job")), j[3].id);
+    assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 1);
+    assert_stored(h, j[3].id, JOB_LEASED, 1, "w2");
+    release_jobs(j, 6);
+}
+
 /*
  * An agent silent for lost_after is lost: its jobs are queued again after the
  * retry backoff (attempt ended, reason lost), or fail when no attempt is left;
@@ -870,6 +941,7 @@ int main(void)
         T(test_unknown_lease_read_before_cancel),
         T(test_agents_reread_after_outage),
         T(test_undelivered_lease),
+        T(test_prefetch),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
         T(test_drain),

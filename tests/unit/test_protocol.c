@@ -81,11 +81,12 @@ static void test_reports(void **state)
 {
     (void)state;
     check_round_trip(&reports);
-    assert_int_equal(PROTO_REPORT_COUNT, 4);
+    assert_int_equal(PROTO_REPORT_COUNT, 5);
     assert_int_equal(proto_report_parse("started"), PROTO_REPORT_STARTED);
     assert_int_equal(proto_report_parse("log"), PROTO_REPORT_LOG);
     assert_int_equal(proto_report_parse("progress"), PROTO_REPORT_PROGRESS);
     assert_int_equal(proto_report_parse("finished"), PROTO_REPORT_FINISHED);
+    assert_int_equal(proto_report_parse("released"), PROTO_REPORT_RELEASED);
     static const char *const others[] = {"exit", "stdout", "lease", "run", NULL};
     check_refused(&reports, others);
 }
