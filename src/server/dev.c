@@ -51,7 +51,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
-            "                  [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
+            "                  [--prefetch N] [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
             "                  [--engine-opt ARG]...\n"
             "\n"
             "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
@@ -68,6 +68,8 @@ static void usage(FILE *f)
             "  --queues Q1,Q2       the queues it serves (default: default)\n"
             "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
+            "  --prefetch N         leases held beyond its slots while its jobs are short\n"
+            "                       (default: twice --slots; 0: none)\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
             "  --keep-work          keep each job's work folder after it ends\n"
             "  --cache-dir DIR      its input cache (default DATA/agent/cache)\n"
@@ -95,7 +97,7 @@ static const struct {
 } agent_options[] = {
     {"queues", true},     {"slots", true},      {"labels", true},     {"allow-path", true},
     {"keep-work", false}, {"cache-dir", true},  {"cache-size", true}, {"ca-file", true},
-    {"limits", true},     {"runtime", true},    {"engine-opt", true},
+    {"limits", true},     {"runtime", true},    {"engine-opt", true}, {"prefetch", true},
 };
 
 /* The agent option `arg` ("--name" or "--name=value") is; NULL for any other argument. */

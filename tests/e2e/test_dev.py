@@ -69,11 +69,14 @@ def test_dev_usage_errors_name_the_option(tmp_path):
         in r.stderr
     r = run_dev(*listen, "--slots", "0")
     assert r.returncode == 2 and "--slots must be a whole number from 1 to 1024" in r.stderr
+    r = run_dev(*listen, "--slots", "1", "--prefetch", "5")  # its agent's: at most 4 x slots
+    assert r.returncode == 2 and "--prefetch must be a whole number from 0 to 4 times --slots " \
+        "(4 here), not 5" in r.stderr
 
     r = run_dev("--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: drover dev")
     for opt in ("--queues", "--slots", "--labels", "--sync", "--blobs", "--listen", "--data",
-                "--limits"):
+                "--limits", "--prefetch"):
         assert opt in r.stdout, opt
 
 

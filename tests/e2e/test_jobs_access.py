@@ -103,7 +103,9 @@ def test_submit_says_when_no_agent_can_take_a_job(server, make_agent, tmp_path):
     assert nobody["listeners"] == 0
     assert nobody["warnings"] == ["queue 'bio' has no listening agent (no agent is up)"]
 
-    make_agent(server, "w8", "--queues", "bio,default", "--labels", "db=pfam", "--slots", "8")
+    # --prefetch 0: the job behind a busy agent below waits on the server, not prefetched
+    make_agent(server, "w8", "--queues", "bio,default", "--labels", "db=pfam", "--slots", "8",
+               "--prefetch", "0")
     cases = [
         ({"queue": "bio"}, 1, []),
         ({"queue": "nope"}, 0, ["queue 'nope' has no listening agent"]),
