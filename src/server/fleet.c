@@ -845,6 +845,7 @@ static void unlease_done(void *arg, int rc, const struct err *e)
             a->held_slots -= l->slots;
         }
         free(l);
+        sched_return(op->f->d.sched, &op->back[i]); /* its place in line */
         fleet_job_changed(op->f, &op->back[i], true);
     }
     lease_op_free(op);
@@ -870,8 +871,10 @@ static void wake_polls(struct fleet *f)
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 {
     struct lease_rec *l = NULL;
+    bool given_back = false; /* unleased (its attempt not spent): it keeps its place in line */
     if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     if (l) {
+        given_back = j->state == JOB_QUEUED && j->attempt < l->attempt;
         /* a tenant or queue at its max_running may start another job: on any agent, next turn */
         if (sched_release(f->d.sched, l->tenant, l->queue)) event_active(f->wake, EV_TIMEOUT, 0);
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
@@ -890,7 +893,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         free(l);
     }
     if (j->state == JOB_QUEUED) {
-        sched_add(f->d.sched, j);
+        (given_back ? sched_return : sched_add)(f->d.sched, j);
         /* once per loop turn, however many jobs a batch queued */
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {

@@ -252,7 +252,8 @@ static void list_unlink(struct sched_job **head, struct sched_job **tail, struct
     sj->prev = sj->next = NULL;
 }
 
-static void enqueue_ready(struct sched *s, struct sched_job *sj)
+/* Puts sj last in its tenant's line at its priority, or first (`front`: a job given back). */
+static void enqueue_ready(struct sched *s, struct sched_job *sj, bool front)
 {
     struct squeue *q = queue_get(s, sj->queue);
     struct sched_level **pl = &q->levels;
@@ -277,13 +278,23 @@ static void enqueue_ready(struct sched *s, struct sched_job *sj)
     sj->level = l;
     sj->sub = sub;
     sj->ready_ms = time_now_ms();
-    sj->next = NULL;
-    sj->prev = sub->tail;
-    if (sub->tail)
-        sub->tail->next = sj;
-    else
+    if (front) {
+        sj->prev = NULL;
+        sj->next = sub->head;
+        if (sub->head)
+            sub->head->prev = sj;
+        else
+            sub->tail = sj;
         sub->head = sj;
-    sub->tail = sj;
+    } else {
+        sj->next = NULL;
+        sj->prev = sub->tail;
+        if (sub->tail)
+            sub->tail->next = sj;
+        else
+            sub->head = sj;
+        sub->tail = sj;
+    }
     sub->count++;
     l->count++;
     q->count++;
@@ -321,7 +332,7 @@ static void detach(struct sched *s, struct sched_job *sj)
     }
 }
 
-static void place(struct sched *s, struct sched_job *sj, int64_t now_ms)
+static void place(struct sched *s, struct sched_job *sj, int64_t now_ms, bool front)
 {
     hmap_put(&s->byid, sj->id, sj);
     if (sj->run_after > now_ms) {
@@ -332,11 +343,11 @@ static void place(struct sched *s, struct sched_job *sj, int64_t now_ms)
             s->delayed->prev = sj;
         s->delayed = sj;
     } else {
-        enqueue_ready(s, sj);
+        enqueue_ready(s, sj, front);
     }
 }
 
-void sched_add(struct sched *s, const struct job *j)
+static void add_job(struct sched *s, const struct job *j, bool front)
 {
     if (hmap_get(&s->byid, j->id))
         return;
@@ -351,7 +362,17 @@ void sched_add(struct sched *s, const struct job *j)
     sj->runtimes = spec_runtimes(j->spec);
     sj->cache_keys = sched_cache_keys(j->spec);
     sj->run_after = j->run_after;
-    place(s, sj, time_now_ms());
+    place(s, sj, time_now_ms(), front);
+}
+
+void sched_add(struct sched *s, const struct job *j)
+{
+    add_job(s, j, false);
+}
+
+void sched_return(struct sched *s, const struct job *j)
+{
+    add_job(s, j, true);
 }
 
 void sched_add_array(struct sched *s, const char *array, const struct job *tmpl,
@@ -380,7 +401,7 @@ void sched_add_array(struct sched *s, const char *array, const struct job *tmpl,
     sj->run_after = tmpl->run_after;
     sj->array = true;
     sj->remaining = remaining;
-    place(s, sj, time_now_ms());
+    place(s, sj, time_now_ms(), false);
 }
 
 /* One task of array entry sj, as an entry of its own (sj stays where it is). */
@@ -431,7 +452,7 @@ size_t sched_tick(struct sched *s, int64_t now_ms)
         struct sched_job *next = sj->next;
         if (sj->run_after <= now_ms) {
             list_unlink(&s->delayed, NULL, sj);
-            enqueue_ready(s, sj);
+            enqueue_ready(s, sj, false);
             n++;
         }
         sj = next;
@@ -654,7 +675,7 @@ void sched_put_back(struct sched *s, struct sched_job *sj)
         return;
     }
     sj->run_after = 0;
-    place(s, sj, 0);
+    place(s, sj, 0, true); /* its place in line, as it was taken from it */
 }
 
 size_t sched_ready_count(const struct sched *s, const char *queue)

@@ -45,6 +45,10 @@ void sched_free(struct sched *s);
 
 /* Adds a queued job (a copy of what the scheduler needs). A job already there is left as it is. */
 void sched_add(struct sched *s, const struct job *j);
+/* As sched_add, but first in its line (its tenant's, at its priority) when it is due: a job
+   leased and given back unstarted (an undelivered lease, a prefetched job released) keeps
+   its place. */
+void sched_return(struct sched *s, const struct job *j);
 /*
  * Job arrays: ONE entry for an array's unclaimed tasks, made like a job from `tmpl` (one of
  * its tasks: queue, tenant, priority, slots, requires, runtimes, run_after) and standing for

@@ -68,6 +68,42 @@ static void test_priority_then_fifo(void **state)
     sched_free(s);
 }
 
+/* A job given back (sched_return) is first in its line again: ahead of those of its priority,
+   not of a higher priority; a candidate put back (sched_put_back) keeps its place too. */
+static void test_given_back_keeps_its_place(void **state)
+{
+    (void)state;
+    struct sched *s = sched_new();
+    struct job j[4];
+    const char *specs[] = {
+        "{\"command\": {\"program\": \"a\"}}",
+        "{\"command\": {\"program\": \"b\"}}",
+        "{\"command\": {\"program\": \"c\"}}",
+        "{\"priority\": 5, \"command\": {\"program\": \"d\"}}",
+    };
+    for (int i = 0; i < 4; i++)
+        make_job(&j[i], specs[i], 0);
+    sched_add(s, &j[1]);
+    sched_add(s, &j[2]);
+    sched_add(s, &j[3]);
+    sched_return(s, &j[0]); /* leased before b and c, given back after they were queued */
+    struct sched_job *out[8];
+    assert_int_equal(take(s, "[\"default\"]", "{}", 2, out, 8), 2);
+    assert_string_equal(out[0]->id, j[3].id); /* a higher priority still goes first */
+    assert_string_equal(out[1]->id, j[0].id);
+    sched_put_back(s, out[1]); /* its lease could not be committed */
+    sched_untake(s, out[0]);
+    assert_int_equal(take(s, "[\"default\"]", "{}", 8, out, 8), 3);
+    int want[] = {0, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(out[i]->id, j[want[i]].id);
+        sched_job_free(out[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        job_release(&j[i]);
+    sched_free(s);
+}
+
 static void test_queues_requires_and_slots(void **state)
 {
     (void)state;
@@ -795,6 +831,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_priority_then_fifo),
+        cmocka_unit_test(test_given_back_keeps_its_place),
         cmocka_unit_test(test_queues_requires_and_slots),
         cmocka_unit_test(test_paused_queue),
         cmocka_unit_test(test_runtimes),
