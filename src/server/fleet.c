@@ -957,13 +957,15 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
         hmap_put(&f->leases, j->id, l);
         return;
     }
+    /* given back unstarted elsewhere (its attempt not spent): it keeps its place in line */
+    bool given_back = l && j->state == JOB_QUEUED && j->attempt < l->attempt;
     if (l && !l->ending) drop_lease(f, l); /* the attempt ended elsewhere */
     if (j->state == JOB_QUEUED) {
         /* read while a lease here has it in flight (the submit's own event, read back
            before its commit was known as this server's): that lease's commit settles it;
            added again, it would stay behind as a candidate no lease can take */
         if (hmap_get(&f->taking, j->id)) return;
-        sched_add(f->d.sched, j);
+        (given_back ? sched_return : sched_add)(f->d.sched, j);
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->d.sched, j->id);

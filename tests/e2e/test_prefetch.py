@@ -11,6 +11,7 @@ import pytest
 
 from agentutil import AGENT_BIN, get_job, make_agent, wait_job  # noqa: F401 (fixture)
 from conftest import wait_for
+from test_postgres import pg_db, pg_server, pg_servers  # noqa: F401 (fixtures)
 from test_protocol import FakeAgent, submit
 
 
@@ -54,6 +55,26 @@ def test_prefetch_leases_beyond_the_slots_and_a_release_gives_one_back(server):
     assert res[0]["status"] == 409 and "no longer leased" in res[0]["error"]
     j = server.api().get(f"/v1/jobs/{jobs[2]}").json()
     assert j["state"] == "leased" and j["agent"] == "other" and j["attempt"] == 1
+
+
+@pytest.mark.once
+def test_a_job_released_through_one_server_is_leased_by_another(pg_servers):  # noqa: F811
+    """Two servers on one PostgreSQL: a prefetched job given back through one is queued again
+    on the other (from its event), first in line, and leased there as attempt 1."""
+    a, b = pg_servers(), pg_servers()
+    jobs = [submit(a) for _ in range(3)]
+    fa = FakeAgent(a, "pa", slots=1)
+    assert [l["job"] for l in poll(fa, 1, 1)["leases"]] == jobs[:2]
+    assert fa.report(released(jobs[1], 1))["results"] == [{"status": 200}]
+    fb = FakeAgent(b, "pb", slots=1)
+
+    def leased_on_b():
+        got = fb.poll(free_slots=1)["leases"]
+        return got or None
+    got = wait_for(leased_on_b, 20, "b to lease the released job")
+    assert [(l["job"], l["attempt"]) for l in got] == [(jobs[1], 1)]
+    j = b.api().get(f"/v1/jobs/{jobs[1]}").json()
+    assert j["state"] == "leased" and j["agent"] == "pb" and j["attempts"] == []
 
 
 @pytest.mark.parametrize("body", [
