@@ -1256,10 +1256,12 @@ json_t *fleet_runtimes_json(unsigned runtimes)
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i, s:O}", "id",
-                     a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
-                     a->rec.queues, "slots", a->rec.slots, "free_slots",
-                     a->free_slots < 0 ? 0 : a->free_slots, "runtimes",
+    int free_slots = a->free_slots < 0 ? 0 : a->free_slots;
+    if (free_slots > a->rec.slots) free_slots = a->rec.slots;
+    return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i, s:O}",
+                     "id", a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
+                     a->rec.queues, "slots", a->rec.slots, "free_slots", free_slots, "prefetch",
+                     a->prefetch, "runtimes",
                      fleet_runtimes_json(a->rec.runtimes), "state", agent_state_name(a->rec.state),
                      "last_seen", job_time_json(a->rec.last_seen), "registered_at",
                      job_time_json(a->rec.registered_at), "version",

@@ -37,6 +37,8 @@ def test_prefetch_leases_beyond_the_slots_and_a_release_gives_one_back(server):
     # full: nothing more, whatever it asks
     held = [(j, 1) for j in jobs[:3]]
     assert poll(a, 0, 2, running=held)["leases"] == []
+    me = [x for x in server.api().get("/v1/agents").json() if x["name"] == "pf"][0]
+    assert (me["slots"], me["free_slots"], me["prefetch"], me["running"]) == (1, 0, 2, 3)
 
     # the third never started: given back, it is queued again and its attempt not spent
     r = a.report(released(jobs[2], 1))
