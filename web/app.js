@@ -1241,6 +1241,27 @@ function triggerView(id) {
   /* Made once, so that the redraws (a schedule may fire each second) keep its first click. */
   const delBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-delete', hidden: true});
   const pauseBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-pause', hidden: true});
+  const editBtn = h('button', {type: 'button', class: 'secondary', id: 'trig-edit', hidden: true}, 'Edit…');
+  /* The editor (PUT /v1/triggers/{id}, a whole trigger as POST takes it): made once, so that
+     what is typed survives the redraws that fires and changes made elsewhere bring. */
+  const field = (label, el) => h('label', {}, label, el);
+  const teSchedule = h('input', {type: 'text', id: 'te-schedule', name: 'schedule', autocomplete: 'off'});
+  const teZone = h('input', {type: 'text', id: 'te-timezone', name: 'timezone', autocomplete: 'off', placeholder: 'UTC'});
+  const teOverlap = h('select', {id: 'te-overlap', name: 'overlap'},
+    h('option', {value: 'allow'}, 'allow'), h('option', {value: 'skip'}, 'skip'));
+  const tePrefix = h('input', {type: 'text', id: 'te-prefix', name: 'prefix', autocomplete: 'off'});
+  const teInput = h('input', {type: 'text', id: 'te-input', name: 'input', autocomplete: 'off', placeholder: 'none'});
+  const teTemplate = h('textarea', {id: 'te-template', name: 'template', rows: 14, spellcheck: 'false'});
+  const teTemplateLabel = h('span', {});
+  const teError = h('p', {class: 'error', id: 'te-error', hidden: true});
+  const teSchedFields = h('div', {class: 'filters'}, field('Schedule', teSchedule),
+    field('Time zone', teZone), field('Overlap', teOverlap));
+  const teUploadFields = h('div', {class: 'filters'}, field('Prefix', tePrefix),
+    field('Input argument', teInput));
+  const editor = h('form', {class: 'card editor', id: 'trig-editor', hidden: true},
+    teSchedFields, teUploadFields, h('label', {class: 'template'}, teTemplateLabel, teTemplate), teError,
+    h('div', {class: 'actions'}, h('button', {type: 'submit', id: 'te-save'}, 'Save'),
+      h('button', {type: 'button', class: 'secondary', id: 'te-cancel', onclick: () => closeEditor()}, 'Cancel')));
   const details = h('dl', {class: 'kv', id: 'trig-details'});
   const template = h('pre', {class: 'log', id: 'trig-template'});
   const firesHead = h('tr', {});
@@ -1252,7 +1273,7 @@ function triggerView(id) {
       h('div', {}, h('h2', {}, 'Template (as given)'), template)),
     h('h2', {}, 'Recent fires ', h('span', {class: 'muted'}, '(the 50 newest)')), firesStatus,
     h('div', {class: 'scroll'}, h('table', {id: 'trig-fires'}, h('thead', {}, firesHead), fires)));
-  root.append(head, h('div', {class: 'actions'}, pauseBtn, delBtn), body);
+  root.append(head, h('div', {class: 'actions'}, editBtn, pauseBtn, delBtn), editor, body);
 
   let trig = null;
   let closed = false;
@@ -1288,6 +1309,70 @@ function triggerView(id) {
     armed = false;
     delBtn.disabled = false;
     setButton();
+  });
+
+  const kindOf = (t) => ('workflow' in t ? 'workflow' : 'job');
+  const closeEditor = () => {
+    editor.hidden = true;
+    editBtn.hidden = !(app.session.can || {}).trigger_delete;
+  };
+  /* Edit: the form gets the trigger as it is now; what it replaces is all of it. */
+  editBtn.addEventListener('click', () => {
+    const t = trig;
+    teSchedFields.hidden = !schedule();
+    teUploadFields.hidden = schedule();
+    teSchedule.value = t.schedule || '';
+    teZone.value = t.timezone || '';
+    teOverlap.value = t.overlap || 'allow';
+    tePrefix.value = t.prefix || '';
+    teInput.value = t.input || '';
+    teTemplateLabel.textContent = `What it submits (the ${kindOf(t)}, JSON)`;
+    teTemplate.value = JSON.stringify(t[kindOf(t)], null, 2);
+    teError.hidden = true;
+    editor.hidden = false;
+    editBtn.hidden = true;
+    (schedule() ? teSchedule : tePrefix).focus();
+  });
+  editor.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const kind = kindOf(trig);
+    const fail = (msg) => { teError.textContent = msg; teError.hidden = false; };
+    let template;
+    try {
+      template = JSON.parse(teTemplate.value);
+    } catch (e) {
+      fail(`the ${kind} is not JSON: ${e.message}`);
+      return;
+    }
+    if (template === null || typeof template !== 'object' || Array.isArray(template)) {
+      fail(`the ${kind} must be a JSON object`);
+      return;
+    }
+    const body = {[kind]: template};
+    if (schedule()) {
+      body.schedule = teSchedule.value.trim();
+      body.overlap = teOverlap.value;
+      if (teZone.value.trim()) body.timezone = teZone.value.trim();
+    } else {
+      body.prefix = tePrefix.value.trim();
+      if (teInput.value.trim()) body.input = teInput.value.trim();
+    }
+    const save = editor.querySelector('#te-save');
+    save.disabled = true;
+    try {
+      const t = await api('PUT', `/v1/triggers/${encodeURIComponent(id)}`, body);
+      if (closed) return;
+      ++reads;
+      trig = {...trig, ...t};
+      closeEditor();
+      render();
+      toast(schedule() ? 'Schedule changed: its new times count from now.' : 'Trigger changed.');
+      refresh();
+    } catch (e) {
+      /* the server names what is wrong (400), or why it cannot be (409) */
+      fail(e.body && e.body.error && e.body.error.field ? `${e.body.error.field}: ${e.message}` : e.message);
+    }
+    save.disabled = false;
   });
 
   /* Pause (an upload trigger's fires wait, a schedule's times pass unfired) or resume: the
@@ -1338,6 +1423,7 @@ function triggerView(id) {
         t.paused ? [' ', badge('paused')] : null));
     delBtn.hidden = !can.trigger_delete;
     pauseBtn.hidden = !can.trigger_delete; /* POST …/pause|resume: the roles of the delete */
+    editBtn.hidden = !can.trigger_delete || !editor.hidden; /* PUT: the roles of the delete too */
     pauseBtn.textContent = t.paused ? 'Resume' : 'Pause';
     pauseBtn.title = t.paused
       ? (schedule() ? 'It fires again from its next time (not for the times it was paused).'
@@ -1363,7 +1449,8 @@ function triggerView(id) {
     kv('submits', h('span', {id: 'trig-submits'}, triggerSubmits(t)));
     if (t.owner) kv('owner', t.owner);
     kv('created', fmtWhen(t.created_at));
-    if (!template.textContent) template.textContent = JSON.stringify(t[kind], null, 2); /* never changes */
+    if (t.updated_at) kv('changed', h('span', {id: 'trig-updated'}, fmtWhen(t.updated_at)));
+    template.textContent = JSON.stringify(t[kind], null, 2);
     clear(firesHead).append(h('th', {}, schedule() ? 'time' : 'object'), h('th', {}, 'state'),
       h('th', {}, kind), h('th', {}, 'error'), h('th', {class: 'hide-narrow'}, 'fired'));
     firesStatus.textContent = t.fires.length ? ''
@@ -1397,7 +1484,8 @@ function triggerView(id) {
     if (closed) return;
     closed = true;
     refresh.cancel();
-    pauseBtn.disabled = delBtn.disabled = true;
+    pauseBtn.disabled = delBtn.disabled = editBtn.disabled = true;
+    editor.hidden = true;
     clear(head).append(h('p', {}, h('a', {href: '#/triggers'}, '‹ Triggers')), h('p', {}, 'This trigger was deleted.'));
   };
   return {
