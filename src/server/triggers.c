@@ -34,6 +34,7 @@
 #define SCHEDULES_READ_MS 10000 /* the leader reads the schedules again at least this often */
 #define SCHEDULE_KEEP 100       /* a schedule's most recent fires kept (shown, and its last) */
 #define RETRY_MS 5000           /* after a fire could not be submitted for now */
+#define SCHEDULE_ARM_MS 1100    /* a time sooner than this (the tick's second) gets a timer */
 #define SCAN_MAX_OBJECTS 100000 /* objects of one prefix looked at per listing */
 
 struct triggers {
@@ -50,6 +51,7 @@ struct triggers {
     struct hmap zones;      /* time zone name -> struct tz *, loaded once */
     int64_t schedules_next; /* ms: when they are read again */
     bool recording;         /* schedules' fires being written */
+    struct event *due_timer; /* the next schedule's time, when it comes before the next tick */
 };
 
 struct schedule {
@@ -765,10 +767,40 @@ static bool fire_pending(struct triggers *t, const char *id)
  * its newest fire (times missed while no server led fire once, late, not each), keyed by
  * that time, so a fire is recorded once whichever server leads.
  */
+static void schedules_tick(struct triggers *t, int64_t now);
+
+static void on_due(evutil_socket_t fd, short what, void *arg)
+{
+    struct triggers *t = arg;
+    (void)fd, (void)what;
+    if (t->s->leader && !t->s->shutting_down) schedules_tick(t, time_now_ms());
+}
+
+/*
+ * The server's tick comes every second: a schedule whose next time falls before the next
+ * tick gets a timer of its own, so that it fires at its time, not up to a second late.
+ */
+static void schedules_arm(struct triggers *t, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it)) {
+        struct schedule *sc = it->value;
+        int64_t n = cron_next_tz(&sc->cron, sc->zone, now > sc->last ? now : sc->last);
+        if (n > 0 && n < next) next = n;
+    }
+    if (next == INT64_MAX || next - now > SCHEDULE_ARM_MS) return;
+    if (!t->due_timer) t->due_timer = evtimer_new(t->s->base, on_due, t);
+    int64_t ms = next - now + 1; /* at or just after it by the wall clock */
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(t->due_timer, &tv);
+}
+
 static void schedules_tick(struct triggers *t, int64_t now)
 {
     if (now >= t->schedules_next) schedules_read(t, now);
-    if (t->recording || !t->schedules.count) return;
+    if (!t->schedules.count) return;
+    schedules_arm(t, now);
+    if (t->recording) return;
     struct record_op *op = NULL;
     size_t cap = 0;
     for (struct hmap_entry *it = hmap_first(&t->schedules); it; it = hmap_next(&t->schedules, it)) {
@@ -833,6 +865,7 @@ struct triggers *triggers_new(struct server *s, int scan_s)
 void triggers_free(struct triggers *t)
 {
     if (!t) return;
+    if (t->due_timer) event_free(t->due_timer);
     hmap_release(&t->waiting, free);
     hmap_release(&t->schedules, free);
     hmap_release(&t->zones, zone_free);
