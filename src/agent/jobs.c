@@ -777,8 +777,11 @@ void jobs_lease(struct agent *a, json_t *lease)
     int attempt = (int)json_integer_value(attempt_v);
     struct agent_job *held = job_find(a, id, attempt);
     if (held && held->release && !held->finished_settled) {
-        /* the server took it back and leased it here again before the release's answer came */
+        /* the server took it back and leased it here again before the release's answer came
+           (or, after a restart, the lease record kept no spec): it runs from this lease */
         held->relet = true;
+        if (!held->spec && json_is_object(spec)) held->spec = json_incref(spec);
+        held->recovered = false;
         return;
     }
     if (held) {
@@ -791,10 +794,13 @@ void jobs_lease(struct agent *a, json_t *lease)
         job_noop(j);
         return;
     }
+    /* prefetched (or a stale offer): it waits, after the jobs before it */
+    bool wait = j->spec && (a->slots_waiting || a->slots_used + j->slots > a->o.slots);
     /* what recovery needs, without the spec: a recovered job never runs again (spool.h) */
     json_t *deadline = json_object_get(lease, "deadline");
     json_t *record = json_pack("{s:s, s:i, s:i, s:O}", "job", id, "attempt", attempt, "slots",
                                j->slots, "deadline", deadline ? deadline : json_null());
+    if (wait) json_object_set_new(record, "waiting", json_true());
     int put = spool_put(&a->spool, id, attempt, "lease", record, &e);
     j->rec = record;
     if (put) {
@@ -805,8 +811,8 @@ void jobs_lease(struct agent *a, json_t *lease)
     j->recs |= REC_LEASE;
     if (!j->spec) {
         job_finish(j, PROTO_REASON_ERROR, 0, 0, "the lease has no spec");
-    } else if (a->slots_waiting || a->slots_used + j->slots > a->o.slots) {
-        jobs_wait(j); /* prefetched (or a stale offer): after the jobs before it */
+    } else if (wait) {
+        jobs_wait(j);
     } else if (job_start(j, &e)) {
         job_start_failed(j, e.msg);
     }
@@ -1047,6 +1053,14 @@ int jobs_recover(struct agent *a, struct err *e)
             j->phase = PHASE_DONE;
             log_info("job=%s attempt=%d recovered from the spool with its result (reason=%s)", id,
                      attempt, json_string_value(json_object_get(finished, "reason")));
+        } else if (json_is_true(json_object_get(lease, "waiting")) && !started && !runrec &&
+                   !json_object_get(lease, "run")) {
+            /* prefetched, and no process of it ran (it waited, or staged): given back */
+            j->phase = PHASE_DONE;
+            j->release = true;
+            log_info("job=%s attempt=%d recovered from the spool unstarted; given back to the "
+                     "server",
+                     id, attempt);
         } else {
             /* by the runtime the started record names (native before runtimes existed) */
             const char *rt = json_string_value(json_object_get(run, "runtime"));

@@ -4,7 +4,10 @@
  * "The agent's side"). One JSON file per job and attempt:
  *
  *   <job>-<attempt>.lease     written before the job starts:
- *                             {"job", "attempt", "slots", "deadline"}
+ *                             {"job", "attempt", "slots", "deadline"}, and
+ *                             "waiting": true for a prefetched lease that
+ *                             waited for a slot (recovery gives it back
+ *                             while no "run" says a process of it started);
  *                             (recovery never runs a job again: the spec is
  *                             not kept; older agents' records hold it);
  *                             rewritten once the process runs, with "run":

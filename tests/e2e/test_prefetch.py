@@ -199,6 +199,26 @@ def test_a_drain_gives_back_the_waiting_jobs(server, make_agent):
         all(f.startswith(".") for f in os.listdir(os.path.join(a.work_dir, "spool")))
 
 
+def test_a_waiting_job_is_given_back_after_the_agent_is_killed(server, make_agent, tmp_path):
+    """kill -9 of an agent with a job waiting for a slot: started again on its work folder,
+    the agent gives that job back (it never ran: its attempt is not spent), where the job that
+    ran ends in error as before."""
+    work = tmp_path / "agent-a"
+    a = make_agent(server, "a", "--slots", "1", "--labels", "who=a", "--log-level", "debug",
+                   work_dir=work)
+    warm_up(server)
+    long_job, short_job = long_then_short(server, a)
+    a.kill(signal.SIGKILL)
+    again = make_agent(server, "a", "--slots", "1", "--labels", "who=a", work_dir=work,
+                       token=a.token)
+    assert wait_job(server, long_job)["result"]["error"] == \
+        "the agent restarted while the job was running"
+    job = wait_job(server, short_job)
+    assert job["state"] == "succeeded", job
+    assert [x["attempt"] for x in job["attempts"]] == [1], job["attempts"]  # once, as attempt 1
+    assert f"job={short_job} attempt=1 recovered from the spool unstarted" in again.read_log()
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--prefetch", "-1"], "--prefetch must be a whole number from 0 to 4 times --slots"),
     (["--prefetch", "x"], "--prefetch must be a whole number"),
