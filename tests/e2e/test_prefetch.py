@@ -8,9 +8,10 @@ import signal
 import subprocess
 
 import pytest
+import requests
 
 from agentutil import AGENT_BIN, get_job, make_agent, wait_job  # noqa: F401 (fixture)
-from conftest import wait_for
+from conftest import free_port, wait_for
 from test_postgres import pg_db, pg_server, pg_servers  # noqa: F401 (fixtures)
 from test_protocol import FakeAgent, submit
 
@@ -173,9 +174,16 @@ def test_a_prefetched_job_that_waits_too_long_goes_to_another_agent(server, make
 
 
 def test_a_waiting_job_can_be_cancelled(server, make_agent):
-    a = make_agent(server, "a", "--slots", "1", "--labels", "who=a", "--log-level", "debug")
+    port = free_port()
+    a = make_agent(server, "a", "--slots", "1", "--labels", "who=a", "--log-level", "debug",
+                   "--listen", f"127.0.0.1:{port}")
     warm_up(server)
     long_job, short_job = long_then_short(server, a)
+    # the agent's own status says which one waits
+    st = requests.get(f"http://127.0.0.1:{port}/v1/status", timeout=5).json()
+    states = {j["id"]: j["state"] for j in st["jobs"] if j["id"] in (long_job, short_job)}
+    assert states == {long_job: "running", short_job: "waiting"}, st["jobs"]
+    assert st["free_slots"] == 0
     r = server.api().post(f"/v1/jobs/{short_job}/cancel")
     assert r.status_code == 200, r.text
     assert wait_job(server, short_job)["state"] == "cancelled"
