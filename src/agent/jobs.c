@@ -822,8 +822,8 @@ void jobs_lease(struct agent *a, json_t *lease)
 
 static void release_timer_arm(struct agent *a, int64_t due_ns)
 {
-    int64_t us = (due_ns - time_mono_ns()) / 1000 + 1;
-    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    struct timeval tv;
+    ms_timeval((double)(due_ns - time_mono_ns()) / 1e9 + 1e-6, &tv);
     evtimer_add(a->release_timer, &tv);
 }
 

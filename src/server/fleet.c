@@ -868,13 +868,19 @@ static void wake_polls(struct fleet *f)
 
 /* ---- job changes ---- */
 
+/* j, queued again after lease l, was given back unstarted (its attempt not spent): it keeps
+   its place in line (sched_return), where a retry goes to the end. */
+static bool given_back(const struct job *j, const struct lease_rec *l)
+{
+    return l && j->state == JOB_QUEUED && j->attempt < l->attempt;
+}
+
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 {
     struct lease_rec *l = NULL;
-    bool given_back = false; /* unleased (its attempt not spent): it keeps its place in line */
     if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
+    bool back = given_back(j, l);
     if (l) {
-        given_back = j->state == JOB_QUEUED && j->attempt < l->attempt;
         /* a tenant or queue at its max_running may start another job: on any agent, next turn */
         if (sched_release(f->d.sched, l->tenant, l->queue)) event_active(f->wake, EV_TIMEOUT, 0);
         struct live_agent *a = hmap_get(&f->agents, l->agent_id);
@@ -893,7 +899,7 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         free(l);
     }
     if (j->state == JOB_QUEUED) {
-        (given_back ? sched_return : sched_add)(f->d.sched, j);
+        (back ? sched_return : sched_add)(f->d.sched, j);
         /* once per loop turn, however many jobs a batch queued */
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
@@ -957,15 +963,14 @@ void fleet_job_synced(struct fleet *f, const struct job *j)
         hmap_put(&f->leases, j->id, l);
         return;
     }
-    /* given back unstarted elsewhere (its attempt not spent): it keeps its place in line */
-    bool given_back = l && j->state == JOB_QUEUED && j->attempt < l->attempt;
+    bool back = given_back(j, l); /* through another server */
     if (l && !l->ending) drop_lease(f, l); /* the attempt ended elsewhere */
     if (j->state == JOB_QUEUED) {
         /* read while a lease here has it in flight (the submit's own event, read back
            before its commit was known as this server's): that lease's commit settles it;
            added again, it would stay behind as a candidate no lease can take */
         if (hmap_get(&f->taking, j->id)) return;
-        (given_back ? sched_return : sched_add)(f->d.sched, j);
+        (back ? sched_return : sched_add)(f->d.sched, j);
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);
     } else if (job_state_terminal(j->state)) {
         sched_remove(f->d.sched, j->id);

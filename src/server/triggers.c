@@ -762,11 +762,6 @@ static bool fire_pending(struct triggers *t, const char *id)
     return pending;
 }
 
-/*
- * The leader records a fire for each schedule whose time has come: the latest time due since
- * its newest fire (times missed while no server led fire once, late, not each), keyed by
- * that time, so a fire is recorded once whichever server leads.
- */
 static void schedules_tick(struct triggers *t, int64_t now);
 
 static void on_due(evutil_socket_t fd, short what, void *arg)
@@ -795,6 +790,11 @@ static void schedules_arm(struct triggers *t, int64_t now)
     evtimer_add(t->due_timer, &tv);
 }
 
+/*
+ * The leader records a fire for each schedule whose time has come: the latest time due since
+ * its newest fire (times missed while no server led fire once, late, not each), keyed by
+ * that time, so a fire is recorded once whichever server leads.
+ */
 static void schedules_tick(struct triggers *t, int64_t now)
 {
     if (now >= t->schedules_next) schedules_read(t, now);
