@@ -35,10 +35,12 @@ static const struct {
 #define OPTIONS_OF "\"$1\" \"$2\" --help 2>/dev/null | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u"
 /*
  * The one that lists its subcommands (`workflow list`, `service ls`): the words after
- * "drover CMD" in the lines of its usage's synopsis (up to the first blank line).
+ * "drover CMD" in the lines of its usage's synopsis (up to the first blank line). sed reads
+ * to the end rather than quit there: a --help cut off by a closed pipe dies of SIGPIPE, and a
+ * sanitizer build's exit-time leak check can hang on that signal.
  */
 #define SUBCOMMANDS_OF                                                                            \
-    "\"$1\" \"$2\" --help 2>/dev/null | sed -n -e '/^$/q' -e "                                     \
+    "\"$1\" \"$2\" --help 2>/dev/null | sed -n -e '/^$/,$d' -e "                                     \
     "\"s/^\\(usage:\\)\\{0,1\\} *drover $2 \\([a-z][a-z-]*\\)\\( .*\\)\\{0,1\\}\\$/\\2/p\" | "         \
     "sort -u"
 
