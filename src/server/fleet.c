@@ -50,6 +50,7 @@ struct fleet {
     struct hmap registering; /* names whose registration is being committed -> (void *)1 */
     struct hmap taking; /* jobs taken off the ready queues by a lease in flight -> (void *)1 */
     struct event *wake; /* active once per loop turn when jobs became ready */
+    bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
 };
@@ -697,6 +698,10 @@ static void lease_done(void *arg, int rc, const struct err *e)
         lease_answer_append(&leases, c, l->deadline);
         sched_job_free(sj);
     }
+    if (f->prefetch_held) { /* a prefetch waited for this agent (free_slot_elsewhere) */
+        f->prefetch_held = false;
+        event_active(f->wake, EV_TIMEOUT, 0);
+    }
     /* it was lost or left while these leases were being committed: they end now */
     if (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) end_agent_leases(f, a);
     if (a->poll && !leases.len && !rc && a->poll_until && a->rec.state == AGENT_UP) {
@@ -756,16 +761,40 @@ static bool cached_elsewhere(void *arg, const struct sched_job *sj)
 }
 
 /*
+ * Another agent up, its poll parked here and not being served, has a free slot and a job it
+ * could take now: a's prefetch waits for it (a job held beyond a's slots would wait on a while
+ * that agent could start it at once). Sets f->prefetch_held so that the next lease looks
+ * again at the polls once that agent has been served.
+ */
+static bool free_slot_elsewhere(struct fleet *f, const struct live_agent *a)
+{
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        const struct live_agent *b = e->value;
+        int n;
+        if (b != a && b->poll && !b->leasing && b->rec.state == AGENT_UP &&
+            (n = slots_free(b)) > 0 &&
+            sched_has_work(f->d.sched, b->rec.queues, b->rec.labels, b->rec.runtimes, n)) {
+            f->prefetch_held = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
  * Leases up to free_slots, plus what the agent prefetches, to a's parked poll: never more than
  * its slots and prefetch less held_slots, whatever a stale report says. (A prefetched job waits
- * on the agent for a slot; the agent gives it back when it waits too long: protocol.md.)
+ * on the agent for a slot; the agent gives it back when it waits too long: protocol.md.) No
+ * prefetch while another agent here could start a job now (free_slot_elsewhere).
  */
 static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, int held_slots)
 {
-    free_slots += a->prefetch;
-    if (free_slots > a->rec.slots + a->prefetch - held_slots)
-        free_slots = a->rec.slots + a->prefetch - held_slots;
-    if (a->leasing || !a->poll || a->rec.state != AGENT_UP || free_slots <= 0) return false;
+    if (a->leasing || !a->poll || a->rec.state != AGENT_UP) return false;
+    int prefetch = a->prefetch > 0 && !free_slot_elsewhere(f, a) ? a->prefetch : 0;
+    free_slots += prefetch;
+    if (free_slots > a->rec.slots + prefetch - held_slots)
+        free_slots = a->rec.slots + prefetch - held_slots;
+    if (free_slots <= 0) return false;
     struct sched_job *taken[MAX_LEASES_PER_POLL];
     struct pref_ctx pc = {f, a};
     struct sched_pref pref = {a->cached, cached_elsewhere, &pc, clock_ms(f)};

@@ -737,6 +737,45 @@ static void test_prefetch(void **state)
 }
 
 /*
+ * An agent's prefetch waits while another agent here has a free slot and could take a job now:
+ * the jobs go to the free slots first, and the prefetch gets what they leave.
+ */
+static void test_prefetch_after_free_slots(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    struct live_agent *b = register_agent(h, "w2", 2, "[\"default\"]");
+    struct live_agent *c = register_agent(h, "w3", 2, "[\"other\"]"); /* idle, not for these */
+    int poll_c;
+    a->prefetch = 2;
+    agent_poll(h, c, &poll_c, 2, NULL, 60000);
+    agent_poll(h, b, &h->answer1, 2, NULL, 60000);
+    agent_poll(h, a, &h->poll1, 2, NULL, 60000);
+    pump(h);
+    assert_false(answered(h, &h->answer1) || answered(h, &h->poll1) || answered(h, &poll_c));
+
+    /* four jobs; a's report frees its slots before the jobs' wake-up reaches the polls */
+    struct job j[6];
+    submit(h, j, 4, "{\"command\": {\"program\": \"true\"}}");
+    fleet_agent_offer(h->fleet, a, 2);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 2);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->answer1), "leases")), 2);
+    assert_false(answered(h, &poll_c));
+
+    /* b full: a's prefetch takes the next two (c, idle, serves another queue) */
+    agent_poll(h, b, &h->answer1, 0, running(j + 2, 2, 1), 60000);
+    agent_poll(h, a, &h->poll2, 0, running(j, 2, 1), 60000);
+    pump(h);
+    submit(h, j + 4, 2, "{\"command\": {\"program\": \"true\"}}");
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll2), "leases")), 2);
+    assert_int_equal(a->held_slots, 4);
+    assert_false(answered(h, &h->answer1) || answered(h, &poll_c));
+    release_jobs(j, 6);
+}
+
+/*
  * An agent silent for lost_after is lost: its jobs are queued again after the
  * retry backoff (attempt ended, reason lost), or fail when no attempt is left;
  * another agent then gets them.
@@ -942,6 +981,7 @@ int main(void)
         T(test_agents_reread_after_outage),
         T(test_undelivered_lease),
         T(test_prefetch),
+        T(test_prefetch_after_free_slots),
         T(test_lost_agent_requeues),
         T(test_lost_while_leasing),
         T(test_drain),
