@@ -319,10 +319,9 @@ static int plan_uri(struct stage *st, const char *what, const char *uri, bool ou
     return plan_fail(e, what, uri, "the uri must start with s3://, http://, https:// or file:///");
 }
 
-/* One object item; *path_out (may be NULL) gets the local path (borrowed from the item). */
+/* One object item, added at the end of l. */
 static int plan_object(struct stage *st, struct items *l, enum item_kind kind, const char *what,
-                       const char *uri, const char *fixed_name, bool always, const char **path_out,
-                       struct err *e)
+                       const char *uri, const char *fixed_name, bool always, struct err *e)
 {
     int rc = plan_uri(st, what, uri, kind == IT_PUT, e);
     if (rc) return rc;
@@ -341,8 +340,20 @@ static int plan_object(struct stage *st, struct items *l, enum item_kind kind, c
     it->name = name;
     it->path = xasprintf("%s/%s", st->j->work_dir, name);
     it->always = always;
-    if (path_out) *path_out = it->path;
     return 0;
+}
+
+/* An input argument's item planned already for this uri with no other sha256 (sha may be
+   NULL: any), or NULL. */
+static struct stage_item *same_input(struct items *l, const char *uri, const char *sha)
+{
+    for (size_t k = 0; k < l->n; k++) {
+        struct stage_item *it = &l->v[k];
+        if (it->kind == IT_GET && !strcmp(it->what, "input") && !strcmp(it->uri, uri) &&
+            (!sha || !it->sha[0] || !strcmp(it->sha, sha)))
+            return it;
+    }
+    return NULL;
 }
 
 static int plan_prefix(struct stage *st, struct items *l, enum item_kind kind, const char *uri,
@@ -388,26 +399,31 @@ int stage_plan(struct agent_job *j, struct stage **out, json_t **command_out, st
         const char *uri = json_string_value(json_object_get(arg, "value"));
         bool in = type && !strcmp(type, "input"), outp = type && !strcmp(type, "output");
         if (!in && !outp) continue;
-        const char *path;
         if (!uri) {
             rc = err_set(e, ERR_INVALID, "command.arguments[%zu] has no uri", i);
             goto out;
         }
-        if ((rc = plan_object(st, in ? &st->in : &st->out, in ? IT_GET : IT_PUT,
-                              in ? "input" : "output", uri, NULL, false, &path, e)))
-            goto out;
         const char *sha = json_string_value(json_object_get(arg, "sha256"));
-        if (in && sha && cache_sha_valid(sha)) memcpy(st->in.v[st->in.n - 1].sha, sha, 65);
+        /* one object named twice: downloaded once, both arguments get its file */
+        struct stage_item *it = in ? same_input(&st->in, uri, sha) : NULL;
+        if (!it) {
+            struct items *l = in ? &st->in : &st->out;
+            if ((rc = plan_object(st, l, in ? IT_GET : IT_PUT, in ? "input" : "output", uri,
+                                  NULL, false, e)))
+                goto out;
+            it = &l->v[l->n - 1];
+        }
+        if (in && sha && cache_sha_valid(sha)) memcpy(it->sha, sha, 65);
         /* an input marked cache: true (an s3 object's sha256 is asked of the store; spec.c
          * refuses cache: true elsewhere without one), or whose sha256 is known unless it is
          * marked cache: false */
         json_t *cache = json_object_get(arg, "cache");
         if (in && st->a->cache && (json_is_true(cache) || (sha && !json_is_false(cache))))
-            st->in.v[st->in.n - 1].cached = true;
+            it->cached = true;
         json_object_del(arg, "cache");
         json_object_del(arg, "sha256");
         json_object_set_new(arg, "type", json_string("parameter"));
-        json_object_set_new(arg, "value", json_string(path));
+        json_object_set_new(arg, "value", json_string(it->path));
     }
     json_array_foreach(json_object_get(command, "input"), i, arg)
     {
@@ -423,13 +439,13 @@ int stage_plan(struct agent_job *j, struct stage **out, json_t **command_out, st
     }
     const char *uri;
     if ((uri = stream_uri(command, "stdin")) &&
-        (rc = plan_object(st, &st->in, IT_GET, "stdin", uri, STAGE_STDIN_FILE, false, NULL, e)))
+        (rc = plan_object(st, &st->in, IT_GET, "stdin", uri, STAGE_STDIN_FILE, false, e)))
         goto out;
     if ((uri = stream_uri(command, "stdout")) &&
-        (rc = plan_object(st, &st->out, IT_PUT, "stdout", uri, STAGE_STDOUT_FILE, true, NULL, e)))
+        (rc = plan_object(st, &st->out, IT_PUT, "stdout", uri, STAGE_STDOUT_FILE, true, e)))
         goto out;
     if ((uri = stream_uri(command, "stderr")) &&
-        (rc = plan_object(st, &st->out, IT_PUT, "stderr", uri, STAGE_STDERR_FILE, true, NULL, e)))
+        (rc = plan_object(st, &st->out, IT_PUT, "stderr", uri, STAGE_STDERR_FILE, true, e)))
         goto out;
 out:
     if (rc || (st->in.n == 0 && st->out.n == 0)) {

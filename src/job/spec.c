@@ -801,10 +801,68 @@ static int check_array(struct ctx *c, json_t *v, size_t max, const char *what,
     return 0;
 }
 
+/* The file name an input gets in the job's work folder, as the agent names it (stage.c): the
+   last part of its s3 key or file path, or of an http(s) URL's path. Its length; *name in uri. */
+static size_t input_file_name(const char *uri, const char **name)
+{
+    const char *p = uri;
+    size_t n = strlen(uri);
+    if (starts(uri, "http://") || starts(uri, "https://")) {
+        p = strstr(uri, "://") + 3;
+        p += strcspn(p, "/?#");
+        n = *p == '/' ? strcspn(p, "?#") : 0;
+    }
+    const char *last = p;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '/') last = p + i + 1;
+    *name = last;
+    return n - (size_t)(last - p);
+}
+
+/*
+ * Two input arguments may name one object (it is downloaded once, both get its file), but
+ * not two objects whose files would have the same name in the work folder: every attempt
+ * would fail at its staging. (Unset values, a workflow's connected inputs, are left out.)
+ */
+static int check_input_names(struct ctx *c, const json_t *args)
+{
+    size_t n = json_array_size(args);
+    for (size_t i = 1; i < n; i++) {
+        const json_t *a = json_array_get(args, i);
+        const char *ua = json_string_value(json_object_get(a, "value")), *na;
+        if (strcmp(json_string_value(json_object_get(a, "type")), "input") || !ua) continue;
+        size_t la = input_file_name(ua, &na);
+        for (size_t j = 0; j < i && la; j++) {
+            const json_t *b = json_array_get(args, j);
+            const char *ub = json_string_value(json_object_get(b, "value")), *nb;
+            if (strcmp(json_string_value(json_object_get(b, "type")), "input") || !ub ||
+                input_file_name(ub, &nb) != la || memcmp(na, nb, la))
+                continue;
+            const char *sa = json_string_value(json_object_get(a, "sha256"));
+            const char *sb = json_string_value(json_object_get(b, "sha256"));
+            if (!strcmp(ua, ub) && (!sa || !sb || !strcmp(sa, sb))) continue; /* one object */
+            size_t mark = path_index(c, i), mark2 = path_key(c, "value");
+            int rc = fail(c, "would be downloaded as '%.*s' in the work folder, as "
+                             "command.arguments[%zu] is (%s): each input is named after the "
+                             "last part of its uri, so two must differ there",
+                          (int)la, na, j, strcmp(ua, ub) ? "another object" : "another sha256");
+            path_cut(c, mark2);
+            path_cut(c, mark);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int check_arguments(struct ctx *c, const struct field *f, json_t *v, json_t **norm)
 {
     (void)f;
-    return check_array(c, v, SPEC_MAX_ARGUMENTS, "arguments", check_argument, norm);
+    int rc = check_array(c, v, SPEC_MAX_ARGUMENTS, "arguments", check_argument, norm);
+    if (!rc && (rc = check_input_names(c, *norm))) {
+        json_decref(*norm);
+        *norm = NULL;
+    }
+    return rc;
 }
 
 /* An argv element becomes {"type": "parameter", "name": null, "value": "..."}. */

@@ -161,6 +161,37 @@ def test_input_argument_downloaded(fast_server, make_agent):
     assert not j["result"].get("outputs")
 
 
+def test_one_object_as_two_input_arguments(fast_server, make_agent):
+    """The same object named twice (pinned once, or not at all) is downloaded once and both
+    arguments get its file."""
+    make_agent(fast_server, "w1")
+    data = b"twice\n"
+    put(fast_server, "in/twice.txt", data)
+    pinned = dict(inp(uri("in/twice.txt")), sha256=sha(data))
+    for second in (inp(uri("in/twice.txt")), pinned):
+        job = submit(fast_server, command=sh('test "$1" = "$2" && cat "$1" "$2"',
+                                             inp(uri("in/twice.txt")), second))
+        j = finished(fast_server, job)
+        assert j["state"] == "succeeded", j
+        assert j["result"]["stdout"] == "twice\ntwice\n"
+
+
+@pytest.mark.parametrize("second,why", [
+    (inp(uri("other/twice.txt")), "another object"),
+    (dict(inp(uri("in/twice.txt")), sha256="ab" * 32), "another sha256"),
+    (inp("https://example.invalid/files/twice.txt?v=2"), "another object"),
+])
+def test_two_inputs_with_one_file_name_refused(fast_server, second, why):
+    first = dict(inp(uri("in/twice.txt")), sha256="cd" * 32)
+    r = fast_server.api().post("/v1/jobs", json={"command": sh('cat "$1" "$2"', first, second)})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == "command.arguments[4].value"
+    assert "'twice.txt'" in err["message"] and "command.arguments[3]" in err["message"]
+    assert why in err["message"]
+    assert fast_server.api().get("/v1/jobs").json()["jobs"] == []  # nothing stored
+
+
 def test_output_argument_uploaded_and_listed(fast_server, make_agent):
     make_agent(fast_server, "w1")
     job = submit(fast_server, command=sh('printf "result %s\\n" "$DROVER_ATTEMPT" > "$2"',
