@@ -389,6 +389,19 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     buf_release(&b);
 }
 
+void cli_err_from_answer(struct err *e, json_t *answer)
+{
+    const char *code =
+        json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
+    if (!e || !e->code || !code) return;
+    /* the ERR_* codes are -1, -2, ...; an unknown one is "internal" (err.h) */
+    for (int c = -1; c > -64; c--)
+        if (!strcmp(err_api_code(c), code)) {
+            if (err_http_status(c) == err_http_status(e->code)) e->code = c;
+            return;
+        }
+}
+
 /* cli_call with its arguments for `what` in a va_list. */
 static int call_v(struct cli *cli, const char *method, const char *path, json_t *body,
                   json_t **resp, const char *what, va_list ap) PRINTF_LIKE(6, 0);
@@ -400,6 +413,7 @@ static int call_v(struct cli *cli, const char *method, const char *path, json_t 
     json_t *j = NULL;
     int rc = http_client_json(&cli->http, method, path, body, &status, &j, &e);
     if (rc < 0) {
+        cli_err_from_answer(&e, j);
         char whatbuf[512];
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
         cli_print_err(cli, &e, status, whatbuf);
@@ -496,6 +510,29 @@ int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e)
     }
     if (!is_stdin) close(fd);
     return rc;
+}
+
+json_t *cli_load_json(const char *path, size_t max, struct err *e)
+{
+    struct buf b = BUF_INIT;
+    json_t *j = NULL;
+    const char *name = strcmp(path, "-") ? path : "standard input";
+    if (cli_read_file(path, max, &b, e) == 0) {
+        json_error_t jerr;
+        /* as the API reads a body: a key twice is refused, not the last one taken */
+        j = json_loadb(buf_str(&b), b.len, JSON_REJECT_DUPLICATES, &jerr);
+        static const char dup[] = "duplicate object key near '\"";
+        size_t n = strlen(jerr.text);
+        if (!j && !strncmp(jerr.text, dup, strlen(dup)) && n >= strlen(dup) + 2)
+            err_set(e, ERR_INVALID, "'%s' has the key '%.*s' twice in one object (line %d, "
+                    "column %d)", name, (int)(n - strlen(dup) - 2), jerr.text + strlen(dup),
+                    jerr.line, jerr.column);
+        else if (!j)
+            err_set(e, ERR_INVALID, "'%s' is not valid JSON: line %d, column %d: %s", name,
+                    jerr.line, jerr.column, jerr.text);
+    }
+    buf_release(&b);
+    return j;
 }
 
 bool cli_parse_long(const char *s, long min, long max, long *out)

@@ -209,6 +209,14 @@ int cli_call(struct cli *cli, const char *method, const char *path, json_t *body
 int cli_request(const struct cli_opts *o, const char *method, const char *path, json_t *body,
                 json_t **resp, const char *what, ...) PRINTF_LIKE(6, 7);
 
+/*
+ * The status of an HTTP error says less than the server's own code (409 is
+ * "conflict" or "ambiguous"): sets e->code to the ERR_* code whose API code
+ * the answer's {"error": {"code"}} is, when it has the same HTTP status.
+ * `answer` may be NULL or anything else; then e is left as it is.
+ */
+void cli_err_from_answer(struct err *e, json_t *answer);
+
 /* prefix + `id` URL-escaped + suffix ("/v1/jobs/", id, "/cancel"); the caller frees it. */
 char *cli_path(const char *prefix, const char *id, const char *suffix);
 
@@ -236,6 +244,16 @@ void cli_print_json(json_t *j);
  * Returns 0, or ERR_IO / ERR_TOOLARGE with e set ("cannot read 'x': no such file").
  */
 int cli_read_file(const char *path, size_t max, struct buf *out, struct err *e);
+
+/*
+ * Reads and parses the JSON file `path` ("-" for stdin; at most `max` bytes)
+ * that a user gives (a spec, a definition): an object or an array. A key given
+ * twice in one object is refused, as the API refuses it. Returns the JSON (the
+ * caller's), or NULL with e set: ERR_IO / ERR_TOOLARGE (cli_read_file), or
+ * ERR_INVALID naming the file and where ("'x.json' is not valid JSON: line 2,
+ * column 10: ...", "'x.json' has the key 'command' twice in one object ...").
+ */
+json_t *cli_load_json(const char *path, size_t max, struct err *e);
 
 /*
  * `drover jobs --array ID` (cli_arrays.c): the array's tasks from..to (-1: from the first, to

@@ -163,6 +163,7 @@ static int get_job(struct cli *cli, const char *id, json_t **job, long *status, 
     *status = 0;
     int rc = http_client_json(&cli->http, "GET", path, NULL, status, &answer, e);
     free(path);
+    if (rc) cli_err_from_answer(e, answer);
     *job = rc ? NULL : json_incref(job_of(answer));
     json_decref(answer);
     return rc;
@@ -548,26 +549,17 @@ static json_t *stdin_pipe(const char *file)
 /* Reads and parses the spec file; prints why not and returns NULL on failure. */
 static json_t *load_spec(const char *file)
 {
-    struct buf b = BUF_INIT;
     struct err e = ERR_INIT;
-    json_t *spec = NULL;
     const char *name = strcmp(file, "-") ? file : "standard input";
-    if (cli_read_file(file, SPEC_FILE_MAX, &b, &e) < 0) {
+    json_t *spec = cli_load_json(file, SPEC_FILE_MAX, &e);
+    if (!spec) {
         cli_error_e(&e);
-    } else {
-        json_error_t jerr;
-        spec = json_loadb(buf_str(&b), b.len, 0, &jerr);
-        if (!spec)
-            cli_error(CLI_ERR_INVALID, NULL, "'%s' is not valid JSON: line %d, column %d: %s", name,
-                      jerr.line, jerr.column, jerr.text);
-        else if (!json_is_object(spec) && !json_is_array(spec)) {
-            cli_error(CLI_ERR_INVALID, NULL,
-                      "'%s' must hold a job spec (an object) or an array of them", name);
-            json_decref(spec);
-            spec = NULL;
-        }
+    } else if (!json_is_object(spec) && !json_is_array(spec)) {
+        cli_error(CLI_ERR_INVALID, NULL,
+                  "'%s' must hold a job spec (an object) or an array of them", name);
+        json_decref(spec);
+        spec = NULL;
     }
-    buf_release(&b);
     return spec;
 }
 

@@ -1,0 +1,81 @@
+"""Rough edges of the CLI's job commands that a new user met, end to end.
+
+Each test runs the real `drover` binary against a real `drover server` (conftest.py),
+with an agent (agentutil.py) where a job has to run.
+"""
+import json
+
+from agentutil import make_agent, wait_job  # noqa: F401
+from conftest import UUID, cli_status, cli_submit, ok, refused, submitted
+
+
+def json_error(r, code, exit_code=1):
+    """The one JSON error line of a --json command that exited with exit_code."""
+    assert r.returncode == exit_code, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1, r.stderr
+    err = json.loads(r.stderr)["error"]
+    assert err["code"] == code, err
+    return err
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+# ---- --json carries the server's own error code ----
+
+
+def test_json_error_code_is_the_servers_own(server):
+    # two jobs submitted together: their ids (UUIDv7) share a prefix of at least the ms time
+    a = cli_submit(server, "--", "true")
+    b = cli_submit(server, "--", "true")
+    prefix = common_prefix(a, b)
+    assert len(prefix) >= 8, (a, b)
+    answer = server.api().get("/v1/jobs/" + prefix)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "ambiguous"
+    for cmd in ("status", "wait", "cancel", "retry"):
+        err = json_error(server.run_cli(cmd, "--json", prefix), "ambiguous")
+        assert prefix in err["message"] and err["field"] == "id", (cmd, err)
+    # a plain conflict stays one: retrying a job that has not ended
+    err = json_error(server.run_cli("retry", "--json", a), "conflict")
+    assert a in err["message"]
+
+
+# ---- spec files: a key twice is refused, as the API refuses it ----
+
+
+def test_spec_file_with_a_key_twice_is_refused(server, tmp_path):
+    twice = '{"command": {"program": "echo"},\n "command": {"program": "ls"}}'
+    err = refused(server.run_cli("submit", "-f", "-", input=twice))
+    assert "'standard input' has the key 'command' twice" in err and "line 2" in err
+    # the API says the same of the same body
+    r = server.api().post("/v1/jobs", data=twice, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "duplicate object key" in r.json()["error"]["message"]
+
+    path = tmp_path / "spec.json"
+    path.write_text('[{"command": {"program": "x", "argv": ["a"], "argv": ["b"]}}]')
+    err = json_error(server.run_cli("submit", "--json", "-f", str(path)), "invalid_argument")
+    assert err["message"].startswith(f"'{path}' has the key 'argv' twice")
+    assert ok(server.run_cli("jobs")).count("\n") == 1  # nothing was submitted: header only
+    # the same key in two objects is fine
+    path.write_text('{"command": {"program": "true"}, "labels": {"program": "x"}}')
+    assert UUID.match(cli_submit(server, "-f", str(path)))
+
+
+# ---- one local file given twice is uploaded once ----
+
+
+def test_one_local_file_twice_is_uploaded_once(server, tmp_path, monkeypatch):
+    genome = tmp_path / "genome.fa"
+    genome.write_text(">seq\nACGT\n")
+    monkeypatch.chdir(tmp_path)
+    job_id = cli_submit(server, "--upload-to", "s3://up/twice", "--", "cat", "@./genome.fa",
+                        "@./genome.fa", f"@{genome}")
+    args = cli_status(server, job_id)["spec"]["command"]["arguments"]
+    assert [a["type"] for a in args] == ["input"] * 3
+    assert {a["value"] for a in args} == {"s3://up/twice/genome.fa"}
+    listed = json.loads(ok(server.run_cli("ls", "--json", "s3://up/")))
+    assert [o["key"] for o in listed] == ["twice/genome.fa"], listed
