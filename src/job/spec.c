@@ -819,39 +819,43 @@ static size_t input_file_name(const char *uri, const char **name)
     return n - (size_t)(last - p);
 }
 
-/*
- * Two input arguments may name one object (it is downloaded once, both get its file), but
- * not two objects whose files would have the same name in the work folder: every attempt
- * would fail at its staging. (Unset values, a workflow's connected inputs, are left out.)
- */
-static int check_input_names(struct ctx *c, const json_t *args)
+bool spec_input_clash(const json_t *args, struct spec_clash *out)
 {
     size_t n = json_array_size(args);
     for (size_t i = 1; i < n; i++) {
         const json_t *a = json_array_get(args, i);
+        const char *ta = json_string_value(json_object_get(a, "type"));
         const char *ua = json_string_value(json_object_get(a, "value")), *na;
-        if (strcmp(json_string_value(json_object_get(a, "type")), "input") || !ua) continue;
+        if (!ta || strcmp(ta, "input") || !ua) continue;
         size_t la = input_file_name(ua, &na);
         for (size_t j = 0; j < i && la; j++) {
             const json_t *b = json_array_get(args, j);
+            const char *tb = json_string_value(json_object_get(b, "type"));
             const char *ub = json_string_value(json_object_get(b, "value")), *nb;
-            if (strcmp(json_string_value(json_object_get(b, "type")), "input") || !ub ||
-                input_file_name(ub, &nb) != la || memcmp(na, nb, la))
+            if (!tb || strcmp(tb, "input") || !ub || input_file_name(ub, &nb) != la ||
+                memcmp(na, nb, la))
                 continue;
             const char *sa = json_string_value(json_object_get(a, "sha256"));
             const char *sb = json_string_value(json_object_get(b, "sha256"));
             if (!strcmp(ua, ub) && (!sa || !sb || !strcmp(sa, sb))) continue; /* one object */
-            size_t mark = path_index(c, i), mark2 = path_key(c, "value");
-            int rc = fail(c, "would be downloaded as '%.*s' in the work folder, as "
-                             "command.arguments[%zu] is (%s): each input is named after the "
-                             "last part of its uri, so two must differ there",
-                          (int)la, na, j, strcmp(ua, ub) ? "another object" : "another sha256");
-            path_cut(c, mark2);
-            path_cut(c, mark);
-            return rc;
+            *out = (struct spec_clash){j, i, na, la > 100 ? 100 : (int)la,
+                                       strcmp(ua, ub) ? "another object" : "another sha256"};
+            return true;
         }
     }
-    return 0;
+    return false;
+}
+
+/* Refuses a spec whose input arguments clash (spec_input_clash), naming the second's value. */
+static int check_input_names(struct ctx *c, const json_t *args)
+{
+    struct spec_clash k;
+    if (!spec_input_clash(args, &k)) return 0;
+    size_t mark = path_index(c, k.second);
+    path_key(c, "value");
+    int rc = fail(c, SPEC_CLASH_FMT, k.name_len, k.name, k.first, k.why);
+    path_cut(c, mark);
+    return rc;
 }
 
 static int check_arguments(struct ctx *c, const struct field *f, json_t *v, json_t **norm)

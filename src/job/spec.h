@@ -148,4 +148,26 @@ bool spec_queue_name_valid(const char *q);
  */
 bool spec_uri_valid(const char *uri, bool prefix, const char **why);
 
+/*
+ * Two input arguments may name one object (the agent downloads it once and gives both its
+ * file), not two objects, or one pinned to two sha256, whose files would have the same name
+ * in the work folder (the last part of the uri): every attempt would fail at its staging.
+ * spec_input_clash finds the first such pair in a normalised spec's command.arguments (values
+ * not set yet are left out): `first` < `second` their indexes, `name` (name_len bytes, at
+ * most 100, in the second's uri) the file name, `why` "another object" or "another sha256".
+ * spec_parse refuses it (400 naming arguments[second].value); a workflow's fan-in fails its
+ * node with it.
+ */
+struct spec_clash {
+    size_t first, second;
+    const char *name;
+    int name_len;
+    const char *why;
+};
+bool spec_input_clash(const json_t *arguments, struct spec_clash *out);
+/* The words of the refusal: printf with name_len, name, first, why (after the argument's path). */
+#define SPEC_CLASH_FMT                                                                             \
+    "would be downloaded as '%.*s' in the work folder, as command.arguments[%zu] is (%s): each "  \
+    "input is named after the last part of its uri, so two must differ there"
+
 #endif

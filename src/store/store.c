@@ -1215,7 +1215,13 @@ static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t
         if (uri && workflow_set_input(spec, to + len + 1, to_at, uri, sha)) *changed = true;
         job_release(&u);
     }
-    return fan_ins(st, ix, name, spec, changed, fail, nfail, e);
+    int rc = fan_ins(st, ix, name, spec, changed, fail, nfail, e);
+    struct spec_clash k;
+    if (!rc && !*fail &&
+        spec_input_clash(json_object_get(json_object_get(spec, "command"), "arguments"), &k))
+        snprintf(fail, nfail, "command.arguments[%zu].value " SPEC_CLASH_FMT, k.second,
+                 k.name_len, k.name, k.first, k.why);
+    return rc;
 }
 
 static int node_apply(struct store *st, const char *job, enum job_event ev, int64_t now_ms,

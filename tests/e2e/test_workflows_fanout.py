@@ -197,6 +197,22 @@ def test_fan_in_over_the_argument_limit_fails_the_reduce(server, make_agent):
     assert "more than 2 objects" in err and "4096 arguments" in err, err
 
 
+def test_fan_in_of_objects_with_one_file_name_fails_the_reduce(server, make_agent):
+    # the tasks write s3://fo/r6/{{index}}/hits.tbl: fanned in, all would be 'hits.tbl'
+    body = {"nodes": {"m": {"job": {**sh('echo "$DROVER_ARRAY_INDEX" > "$2"',
+                                         {"type": "output", "name": "--o",
+                                          "value": "s3://fo/r6/{{index}}/hits.tbl"}),
+                                    "array": {"count": 2}}},
+                      "reduce": {"job": REDUCE}},
+            "connections": [{"from": "m.--o", "to": "reduce.--in"}]}
+    w = create(server, body)
+    make_agent(server, "fo-w6", "--slots", "2")
+    w = wait_done(server, w["id"])
+    assert states(w) == {"m": "succeeded", "reduce": "failed"}, w
+    err = w["nodes"]["reduce"]["result"]["error"]
+    assert "'hits.tbl'" in err and "another object" in err, err
+
+
 def test_fan_out_over_a_fan_out_nodes_outputs(server, make_agent):
     # m's three tasks each write an object; again fans out over them (index order), pinned
     body = {"nodes": {
