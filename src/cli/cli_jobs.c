@@ -25,7 +25,7 @@
 
 #define SPEC_FILE_MAX ((size_t)64 << 20)
 #define STATUS_STDOUT_LINES 10
-#define STATUS_TAIL_BYTES 8192 /* of stdout fetched for its last lines */
+#define STATUS_TAIL_BYTES 8192 /* of stdout (and stderr) fetched for their last lines */
 #define STATUS_LINE_MAX 400    /* bytes of one line shown (a line can be megabytes) */
 #define WAIT_MAX_JOBS 1000 /* the event stream's filter takes at most this many */
 #define WAIT_RETRIES 20    /* consecutive failures tolerated once the server was seen */
@@ -1218,10 +1218,10 @@ out:
 static const char status_usage[] =
     "usage: drover status [--json] ID\n"
     "\n"
-    "Shows a job: its state, timing, result and the last lines of its output\n"
-    "(`drover logs ID` prints all of it); for a queued job, why it waits (no agent\n"
-    "could take it, agents busy, a delay or a retry's backoff). ID may be a unique\n"
-    "prefix of the job's id.\n"
+    "Shows a job: its state, timing, result and the last lines of its output:\n"
+    "stdout, then stderr when it has any (`drover logs [--stderr] ID` prints all of\n"
+    "it); for a queued job, why it waits (no agent could take it, agents busy, a\n"
+    "delay or a retry's backoff). ID may be a unique prefix of the job's id.\n"
     "\n"
     "      --json         print the job's JSON\n"
     "\n"
@@ -1306,11 +1306,12 @@ static void print_time_field(const char *label, json_t *job, const char *key)
 }
 
 /*
- * Prints the last STATUS_STDOUT_LINES lines of text (len bytes of a job's stdout); `cut`:
- * the output went on before text (text starts mid-line then: that part is left out).
- * Points to `drover logs` when not everything is shown.
+ * Prints the last STATUS_STDOUT_LINES lines of text (len bytes of a job's `stream`, "stdout"
+ * or "stderr"); `cut`: the output went on before text (text starts mid-line then: that part
+ * is left out). Points to `drover logs` when not everything is shown.
  */
-static void print_stdout_tail(const char *id, const char *text, size_t len, bool cut)
+static void print_tail(const char *id, const char *stream, const char *text, size_t len,
+                       bool cut)
 {
     const char *start = text, *end = text + len;
     if (cut) {
@@ -1327,11 +1328,12 @@ static void print_stdout_tail(const char *id, const char *text, size_t len, bool
             lines--;
             break;
         }
+    bool err = !strcmp(stream, "stderr");
     if (!cut && from == start)
-        printf("stdout:\n");
+        printf("%s:\n", stream);
     else
-        printf("stdout (last %d line%s; all of it: drover logs %s):\n", lines,
-               lines == 1 ? "" : "s", id);
+        printf("%s (last %d line%s; all of it: drover logs %s%s):\n", stream, lines,
+               lines == 1 ? "" : "s", err ? "--stderr " : "", id);
     for (const char *p = from; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -1352,17 +1354,18 @@ static int tail_piece(void *arg, const char *data, size_t len, struct err *e)
 }
 
 /*
- * The last STATUS_TAIL_BYTES of the stdout of job id's latest attempt, from the server
- * (GET /v1/jobs/{id}/log?tail=), into out: 0, or -1 when it cannot be read.
+ * The last STATUS_TAIL_BYTES of `stream` ("stdout", "stderr") of job id's latest attempt,
+ * from the server (GET /v1/jobs/{id}/log?tail=), into out: 0, or -1 when it cannot be read.
  */
-static int fetch_stdout_tail(const struct cli_opts *o, const char *id, struct buf *out)
+static int fetch_tail(const struct cli_opts *o, const char *id, const char *stream,
+                      struct buf *out)
 {
     struct cli cli;
     struct err e = ERR_INIT;
     long status = 0;
     if (cli_connect(&cli, o)) return -1;
     char *eid = http_escape(id);
-    char *path = xasprintf("/v1/jobs/%s/log?stream=stdout&tail=%d", eid, STATUS_TAIL_BYTES);
+    char *path = xasprintf("/v1/jobs/%s/log?stream=%s&tail=%d", eid, stream, STATUS_TAIL_BYTES);
     int rc = http_client_stream(&cli.http, path, 0, tail_piece, out, &status, &e);
     free(path);
     free(eid);
@@ -1370,7 +1373,8 @@ static int fetch_stdout_tail(const struct cli_opts *o, const char *id, struct bu
     return rc == 0 ? 0 : -1;
 }
 
-static void print_status(json_t *job, const struct buf *tail)
+/* `tail`, `errtail`: the ends of stdout and stderr, NULL when they could not be read. */
+static void print_status(json_t *job, const struct buf *tail, const struct buf *errtail)
 {
     struct buf b = BUF_INIT;
     char tmp[128];
@@ -1452,10 +1456,14 @@ static void print_status(json_t *job, const struct buf *tail)
 
     const char *out = jstr(result, "stdout");
     if (tail && tail->len) /* the stream's end; more came before it when it is a full tail */
-        print_stdout_tail(jstr(job, "id"), tail->data, tail->len,
-                          tail->len >= STATUS_TAIL_BYTES);
+        print_tail(jstr(job, "id"), "stdout", tail->data, tail->len,
+                   tail->len >= STATUS_TAIL_BYTES);
     else if (!tail && out && *out) /* the server could not say: the result's head, at least */
-        print_stdout_tail(jstr(job, "id"), out, strlen(out), false);
+        print_tail(jstr(job, "id"), "stdout", out, strlen(out), false);
+    /* what a program says when it fails is often on stderr alone */
+    if (errtail && errtail->len)
+        print_tail(jstr(job, "id"), "stderr", errtail->data, errtail->len,
+                   errtail->len >= STATUS_TAIL_BYTES);
     buf_release(&b);
 }
 
@@ -1474,12 +1482,15 @@ int cmd_status(int argc, char **argv)
         cli_print_json(job);
     } else if (rc == 0) {
         /* not the result's first MiB: the output's last lines, which say how it ended */
-        struct buf tail = BUF_INIT;
+        struct buf tail = BUF_INIT, errtail = BUF_INIT;
         json_t *j = job_of(job);
-        bool ran = json_integer_value(json_object_get(j, "attempt")) > 0;
-        bool got = ran && jstr(j, "id") && fetch_stdout_tail(&a.conn, jstr(j, "id"), &tail) == 0;
-        print_status(j, got ? &tail : NULL);
+        const char *jid = jstr(j, "id");
+        bool ran = json_integer_value(json_object_get(j, "attempt")) > 0 && jid;
+        bool got = ran && fetch_tail(&a.conn, jid, "stdout", &tail) == 0;
+        bool goterr = ran && fetch_tail(&a.conn, jid, "stderr", &errtail) == 0;
+        print_status(j, got ? &tail : NULL, goterr ? &errtail : NULL);
         buf_release(&tail);
+        buf_release(&errtail);
     }
     json_decref(job);
     return rc;

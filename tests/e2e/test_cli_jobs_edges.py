@@ -4,6 +4,7 @@ Each test runs the real `drover` binary against a real `drover server` (conftest
 with an agent (agentutil.py) where a job has to run.
 """
 import json
+import re
 
 from agentutil import make_agent, wait_job  # noqa: F401
 from conftest import UUID, cli_status, cli_submit, ok, refused, submitted
@@ -79,3 +80,25 @@ def test_one_local_file_twice_is_uploaded_once(server, tmp_path, monkeypatch):
     assert {a["value"] for a in args} == {"s3://up/twice/genome.fa"}
     listed = json.loads(ok(server.run_cli("ls", "--json", "s3://up/")))
     assert [o["key"] for o in listed] == ["twice/genome.fa"], listed
+
+
+# ---- status shows the end of stderr too ----
+
+
+def test_status_shows_the_end_of_stderr(server, make_agent):
+    make_agent(server, "w1")
+    job_id = cli_submit(server, "--retries", "1", "--", "sh", "-c", "echo err only >&2; exit 4")
+    assert wait_job(server, job_id)["state"] == "failed"
+    shown = ok(server.run_cli("status", job_id))
+    assert re.search(r"^result:\s+exit 4 .*\nstderr:\n  err only\n\Z", shown, re.M), shown
+    assert "stdout" not in shown  # it wrote none
+
+    many = "; ".join(f"echo line{i}" for i in range(1, 13))
+    job_id = cli_submit(server, "--", "sh", "-c", f"echo out; {{ {many}; }} >&2")
+    assert wait_job(server, job_id)["state"] == "succeeded"
+    shown = ok(server.run_cli("status", job_id))
+    tail = shown[shown.index("stdout:"):]
+    assert tail.startswith("stdout:\n  out\n"
+                           f"stderr (last 10 lines; all of it: drover logs --stderr {job_id}):\n"
+                           "  line3\n"), tail
+    assert tail.endswith("  line12\n")
