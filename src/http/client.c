@@ -406,9 +406,14 @@ static int transport_error(const struct http_call *call, const struct http_clien
                        "host name the certificate is for)",
                        c->base_url, call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
     case CURLE_SSL_CONNECT_ERROR:
-        return err_set(e, ERR_UNAVAILABLE, "cannot make a TLS connection to the drover server "
-                       "at %s: %s", c->base_url,
-                       call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
+        why = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
+        /* OpenSSL's words for an answer that is not TLS: most likely a plain HTTP server */
+        return err_set(e, ERR_UNAVAILABLE,
+                       "cannot make a TLS connection to the drover server at %s: %s%s",
+                       c->base_url, why,
+                       strstr(why, "wrong version number") || strstr(why, "packet length too long")
+                           ? " (does it serve plain HTTP? then its URL starts with http://)"
+                           : "");
     case CURLE_GOT_NOTHING:
         return err_set(e, ERR_UNAVAILABLE,
                        "the drover server at %s closed the connection without answering",

@@ -120,6 +120,13 @@ def test_wrong_host_name_fails(tls_server, pki):
     assert "127.0.0.1" in err and "name" in err, err
 
 
+def test_https_to_a_plain_http_server_says_so(server):
+    url = f"https://127.0.0.1:{server.port}"
+    err = refused(cli(server, "queues", env={"DROVER_SERVER": url}))
+    assert f"cannot make a TLS connection to the drover server at {url}" in err
+    assert "does it serve plain HTTP? then its URL starts with http://" in err, err
+
+
 def test_bad_ca_file_is_named(tls_server, tmp_path):
     missing = str(tmp_path / "nope.pem")
     err = refused(cli(tls_server, "queues", ca=missing))
