@@ -413,10 +413,17 @@ static int read_body(struct http_req *r, struct err *e)
                        "most a request may",
                        HTTP_JSON_MAX_VALUES, HTTP_JSON_MAX_CONTAINERS);
     r->body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
-    if (!r->body)
-        return err_set(e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je.line,
-                       je.column, je.text);
-    return 0;
+    return r->body ? 0 : http_json_malformed(e, &je);
+}
+
+int http_json_malformed(struct err *e, const json_error_t *je)
+{
+    /* jansson names its flag where a user needs to hear what is wrong */
+    const char *why = strstr(je->text, "JSON_ALLOW_NUL")
+                          ? "\\u0000 (a NUL character) is not allowed in a string"
+                          : je->text;
+    return err_set(e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je->line,
+                   je->column, why);
 }
 
 /* Sets r->route (and its parameters) for method and path: 0, ERR_NOTFOUND or ERR_METHOD. */

@@ -131,6 +131,9 @@ void router_set_uploads(struct router *rt, struct uploads *u);
  */
 int http_authenticate(struct http_req *r, unsigned roles, struct err *e);
 
+/* ERR_INVALID for a body jansson could not parse: where, and why in a user's words. */
+int http_json_malformed(struct err *e, const json_error_t *je);
+
 /* Query parameter, or NULL. */
 const char *http_query(const struct http_req *r, const char *name);
 /*

@@ -567,8 +567,7 @@ static int range_start(struct http_req *r, bool retry)
     int rc = 0;
     if (len && !(body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
                                    JSON_REJECT_DUPLICATES, &je)))
-        rc = err_set(&e, ERR_INVALID, "malformed JSON at line %d, column %d: %s", je.line,
-                     je.column, je.text);
+        rc = http_json_malformed(&e, &je);
     else if (body && !json_is_object(body))
         rc = err_set(&e, ERR_INVALID, "the body must be an object: {\"from\": I, \"to\": J}");
     const char *k;

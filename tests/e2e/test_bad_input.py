@@ -105,6 +105,15 @@ def test_bad_submission(server, name, body, status, code, field):
     assert api.get("/healthz").status_code == 200
 
 
+def test_nul_in_a_string_is_named_in_plain_words(server):
+    r = server.api().post("/v1/jobs", data=b'{"command": {"program": "a\\u0000b"}}',
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    msg = r.json()["error"]["message"]
+    assert msg == ("malformed JSON at line 1, column 34: \\u0000 (a NUL character) is not "
+                   "allowed in a string"), msg
+
+
 def test_oversized_body(server):
     api = server.api()
     big = b'{"command": {"program": "' + b"x" * (65 * 1024 * 1024) + b'"}}'
