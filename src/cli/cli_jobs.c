@@ -488,14 +488,25 @@ static void apply_overrides(json_t *spec, const struct overrides *ov)
 }
 
 /*
- * Parses "K=V", the value of option `opt`, into obj[K] = V, K checked by
- * `valid` (`rule` says what it must be), V at most `max` bytes. Returns
- * CLI_CONTINUE, or 2 after a usage error naming the option.
+ * Where a label's "K=V" splits: at its first '=', else (K:V, the API's form of a
+ * label filter; ':' cannot be in a label's name) at its first ':'. NULL for neither.
  */
-static int put_pair(json_t *obj, const char *opt, const char *arg, bool (*valid)(const char *),
-                    const char *rule, size_t max)
+static const char *label_split(const char *arg)
 {
     const char *eq = strchr(arg, '=');
+    return eq ? eq : strchr(arg, ':');
+}
+
+/*
+ * Parses "K=V", the value of option `opt`, into obj[K] = V, K checked by
+ * `valid` (`rule` says what it must be), V at most `max` bytes; `label`: a
+ * label's K:V is taken too (label_split). Returns CLI_CONTINUE, or 2 after a
+ * usage error naming the option.
+ */
+static int put_pair(json_t *obj, const char *opt, const char *arg, bool (*valid)(const char *),
+                    const char *rule, size_t max, bool label)
+{
+    const char *eq = label ? label_split(arg) : strchr(arg, '=');
     if (!eq || eq == arg)
         return cli_usage_error(submit_usage, "%s must be KEY=VALUE, not '%s'", opt, arg);
     char *k = xstrndup(arg, (size_t)(eq - arg));
@@ -931,6 +942,12 @@ int cmd_submit(int argc, char **argv)
             file = optarg;
             break;
         case 'q':
+            if (!spec_queue_name_valid(optarg)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--queue: '%s' is not a queue's name ([a-z0-9._-]{1,64})",
+                                     optarg);
+                goto out;
+            }
             good = put(fields, "queue", json_string(optarg));
             break;
         case 'n':
@@ -1012,18 +1029,18 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'l':
             if ((rc = put_pair(ov.labels, "--label", optarg, spec_label_name_valid,
-                               "[A-Za-z0-9._/-]{1,64}", 256)) != CLI_CONTINUE)
+                               "[A-Za-z0-9._/-]{1,64}", 256, true)) != CLI_CONTINUE)
                 goto out;
             break;
         case OPT_REQUIRES:
             if ((rc = put_pair(ov.requires, "--requires", optarg, spec_label_name_valid,
-                               "[A-Za-z0-9._/-]{1,64}", 256)) != CLI_CONTINUE)
+                               "[A-Za-z0-9._/-]{1,64}", 256, true)) != CLI_CONTINUE)
                 goto out;
             break;
         case 'e':
             if ((rc = put_pair(ov.env, "--env", optarg, env_name_valid,
                                "[A-Za-z_][A-Za-z0-9_]{0,127}, not starting with DROVER_",
-                               SPEC_MAX_STRING)) != CLI_CONTINUE)
+                               SPEC_MAX_STRING, false)) != CLI_CONTINUE)
                 goto out;
             break;
         case OPT_STDIN:
@@ -1034,7 +1051,8 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'P':
             if ((rc = put_pair(ov.params, "--param", optarg, service_param_name_valid,
-                               "[A-Za-z_][A-Za-z0-9_-]{0,63}", SPEC_MAX_STRING)) != CLI_CONTINUE)
+                               "[A-Za-z_][A-Za-z0-9_-]{0,63}", SPEC_MAX_STRING, false)) !=
+                CLI_CONTINUE)
                 goto out;
             break;
         case OPT_SERVICE_VERSION: {
@@ -1560,8 +1578,8 @@ int cmd_wait(int argc, char **argv)
 #define BY_FILTER_USAGE                                                                           \
     "  -q, --queue Q      jobs of queue Q\n"                                                       \
     "      --service S    jobs of service S\n"                                                     \
-    "  -l, --label K=V    jobs with label K=V\n"                                                   \
-    "      --name N       jobs whose name holds N\n"                                               \
+    "  -l, --label K=V    jobs with label K set to V (one --label)\n"                              \
+    "      --name N       jobs whose name holds N (letters in any case)\n"                         \
     "      --agent A      jobs whose latest attempt went to agent A\n"
 
 static const char cancel_usage[] =
@@ -1606,9 +1624,76 @@ static const char retry_usage[] =
     "  drover retry --queue bio --state failed\n"
     CLI_COMMON_USAGE;
 
-enum { OPT_C_SERVICE = CLI_OPT_FIRST_FREE, OPT_C_NAME, OPT_C_AGENT };
+/* The filter options of jobs, cancel and retry (numbered after submit's options). */
+enum { OPT_F_SERVICE = OPT_TO + 1, OPT_F_NAME, OPT_F_AGENT };
 
 static void add_query(struct buf *path, const char *key, const char *value);
+
+/* A filter's state names: jobs takes them all, cancel the first four, retry the last two. */
+static const char *const job_states[] = {"blocked",   "queued", "leased",   "running",
+                                         "succeeded", "failed", "cancelled"};
+
+/*
+ * Adds the filter option `opt` (-q, -l, -s, OPT_F_*) with value `arg` to `query`
+ * (GET /v1/jobs's filters), after checking here what can be: a label's K=V (or
+ * K:V, the API's form), a state among job_states[first..last], a name's length.
+ * Returns CLI_CONTINUE, or 2 after a usage error naming the option and value.
+ */
+static int add_filter(struct buf *query, const char *usage, int opt, const char *arg,
+                      size_t first, size_t last)
+{
+    switch (opt) {
+    case 'q': /* the server names what is wrong with it (test_cancel_many.py) */
+        add_query(query, "queue", arg);
+        break;
+    case OPT_F_SERVICE:
+        add_query(query, "service", arg);
+        break;
+    case OPT_F_NAME:
+    case OPT_F_AGENT: {
+        bool name = opt == OPT_F_NAME;
+        size_t max = name ? 256 : 128;
+        if (!*arg || strlen(arg) > max)
+            return cli_usage_error(usage, "--%s must be 1 to %zu bytes, not '%s'",
+                                   name ? "name" : "agent", max, arg);
+        add_query(query, name ? "name" : "agent", arg);
+        break;
+    }
+    case 'l': {
+        if (strstr(buf_str(query), "label="))
+            return cli_usage_error(usage, "only one --label filter is supported");
+        const char *split = label_split(arg);
+        char *key = split ? xstrndup(arg, (size_t)(split - arg)) : NULL;
+        bool valid = key && spec_label_name_valid(key);
+        char *kv = valid ? xasprintf("%s:%s", key, split + 1) : NULL; /* the API's k:v */
+        free(key);
+        if (!valid)
+            return cli_usage_error(usage,
+                                   "--label must be KEY=VALUE with KEY of [A-Za-z0-9._/-]{1,64}, "
+                                   "not '%s'",
+                                   arg);
+        add_query(query, "label", kv);
+        free(kv);
+        break;
+    }
+    case 's': {
+        struct buf list = BUF_INIT;
+        bool known = false;
+        for (size_t i = first; i <= last; i++) {
+            known = known || !strcmp(arg, job_states[i]);
+            buf_addf(&list, "%s%s", i > first ? ", " : "", job_states[i]);
+        }
+        int rc = known ? CLI_CONTINUE
+                       : cli_usage_error(usage, "--state must be one of %s, not '%s'",
+                                         buf_str(&list), arg);
+        buf_release(&list);
+        if (!known) return rc;
+        add_query(query, "state", arg);
+        break;
+    }
+    }
+    return CLI_CONTINUE;
+}
 
 /* With filters: one call, the server walks the jobs. */
 static int by_filter(struct cli_args *a, bool retry, const char *query)
@@ -1658,10 +1743,10 @@ static int cancel_or_retry(int argc, char **argv, bool retry)
 {
     static const struct option longopts[] = {
         {"queue", required_argument, NULL, 'q'},
-        {"service", required_argument, NULL, OPT_C_SERVICE},
+        {"service", required_argument, NULL, OPT_F_SERVICE},
         {"label", required_argument, NULL, 'l'},
-        {"name", required_argument, NULL, OPT_C_NAME},
-        {"agent", required_argument, NULL, OPT_C_AGENT},
+        {"name", required_argument, NULL, OPT_F_NAME},
+        {"agent", required_argument, NULL, OPT_F_AGENT},
         {"state", required_argument, NULL, 's'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
@@ -1673,26 +1758,19 @@ static int cancel_or_retry(int argc, char **argv, bool retry)
     struct buf query = BUF_INIT;
     bool filtered = false, state = false;
     int opt, rc = 2;
-    while ((opt = cli_getopt(&a, ":q:l:s:h", longopts)) != -1) {
-        switch (opt) {
-        case 'q': add_query(&query, "queue", optarg); filtered = true; break;
-        case OPT_C_SERVICE: add_query(&query, "service", optarg); filtered = true; break;
-        case OPT_C_NAME: add_query(&query, "name", optarg); filtered = true; break;
-        case OPT_C_AGENT: add_query(&query, "agent", optarg); filtered = true; break;
-        case 's': add_query(&query, "state", optarg); state = true; break;
-        case 'l': {
-            char *kv = xstrdup(optarg); /* the API wants k:v; k=v too */
-            char *eq = strchr(kv, '=');
-            if (!strchr(kv, ':') && eq) *eq = ':';
-            add_query(&query, "label", kv);
-            free(kv);
+    int bad = CLI_CONTINUE;
+    while (bad == CLI_CONTINUE && (opt = cli_getopt(&a, ":q:l:s:h", longopts)) != -1) {
+        /* cancel: blocked..running; retry: failed, cancelled */
+        bad = add_filter(&query, usage, opt, optarg, retry ? 5 : 0, retry ? 6 : 3);
+        if (opt == 's')
+            state = true;
+        else
             filtered = true;
-            break;
-        }
-        }
     }
     int nids = a.argc - optind;
-    if (a.exit_code != CLI_CONTINUE)
+    if (bad != CLI_CONTINUE)
+        rc = bad;
+    else if (a.exit_code != CLI_CONTINUE)
         rc = a.exit_code;
     else if (filtered && nids)
         rc = cli_usage_error(usage, "give job IDs or filters, not both");
@@ -1734,8 +1812,11 @@ static const char jobs_usage[] =
     "                     succeeded, failed, cancelled)\n"
     "  -q, --queue Q      only jobs of queue Q\n"
     "      --service S    only jobs of service S\n"
-    "  -l, --label K:V    only jobs with label K set to V\n"
-    "  -n, --limit N      at most N jobs (one page by default)\n"
+    "  -l, --label K=V    only jobs with label K set to V (one --label)\n"
+    "      --name N       only jobs whose name holds N (letters in any case)\n"
+    "      --agent A      only jobs whose latest attempt went to agent A (with --state\n"
+    "                     running: what it runs now)\n"
+    "  -n, --limit N      at most N jobs, 1..1000000000 (one page by default)\n"
     "  -a, --all          follow the pages to the end (or to --limit)\n"
     "      --array ID     the tasks of job array ID instead, by index (with --state,\n"
     "                     --limit, --all, --from, --to)\n"
@@ -1746,7 +1827,8 @@ static const char jobs_usage[] =
     "examples:\n"
     "  drover jobs                                  # the newest page, cut to the terminal\n"
     "  drover jobs --state failed --queue bio --limit 20\n"
-    "  drover jobs --all --label project:x --json | jq length\n"
+    "  drover jobs --all --label project=x --json | jq length\n"
+    "  drover jobs --agent worker-7 --state running\n"
     "  drover jobs --array 0193a1b2-... --state failed --all\n"
     "  drover jobs --array 0193a1b2-... --from 100 --to 199 --json\n"
     CLI_COMMON_USAGE;
@@ -1790,8 +1872,10 @@ int cmd_jobs(int argc, char **argv)
     static const struct option longopts[] = {
         {"state", required_argument, NULL, 's'},
         {"queue", required_argument, NULL, 'q'},
-        {"service", required_argument, NULL, OPT_SERVICE},
+        {"service", required_argument, NULL, OPT_F_SERVICE},
         {"label", required_argument, NULL, 'l'},
+        {"name", required_argument, NULL, OPT_F_NAME},
+        {"agent", required_argument, NULL, OPT_F_AGENT},
         {"limit", required_argument, NULL, 'n'},
         {"all", no_argument, NULL, 'a'},
         {"array", required_argument, NULL, OPT_ARRAY},
@@ -1808,7 +1892,7 @@ int cmd_jobs(int argc, char **argv)
     bool other = false; /* a filter that --array does not take */
     struct cli cli = {0};
     struct buf filter = BUF_INIT; /* "/v1/jobs?state=..." */
-    bool all = false, has_label = false;
+    bool all = false;
     long limit = 0;
     json_t *list = json_array();
     int opt, rc = 2;
@@ -1817,16 +1901,17 @@ int cmd_jobs(int argc, char **argv)
     while ((opt = cli_getopt(&a, ":s:q:l:n:ah", longopts)) != -1) {
         switch (opt) {
         case 's':
-            add_query(&filter, "state", optarg);
-            state = optarg;
-            break;
         case 'q':
-            add_query(&filter, "queue", optarg);
-            other = true;
-            break;
-        case OPT_SERVICE:
-            add_query(&filter, "service", optarg);
-            other = true;
+        case 'l':
+        case OPT_F_SERVICE:
+        case OPT_F_NAME:
+        case OPT_F_AGENT:
+            if ((rc = add_filter(&filter, jobs_usage, opt, optarg, 0, 6)) != CLI_CONTINUE)
+                goto out;
+            if (opt == 's')
+                state = optarg;
+            else
+                other = true;
             break;
         case OPT_ARRAY:
             array = optarg;
@@ -1839,26 +1924,6 @@ int cmd_jobs(int argc, char **argv)
                 goto out;
             }
             break;
-        case 'l': {
-            other = true;
-            if (has_label) {
-                rc = cli_usage_error(jobs_usage, "only one --label filter is supported");
-                goto out;
-            }
-            has_label = true;
-            /* The API wants k:v; accept k=v too. */
-            char *kv = xstrdup(optarg);
-            char *eq = strchr(kv, '=');
-            if (!strchr(kv, ':') && eq) *eq = ':';
-            if (!strchr(kv, ':') || kv[0] == ':') {
-                free(kv);
-                rc = cli_usage_error(jobs_usage, "--label must be KEY:VALUE, not '%s'", optarg);
-                goto out;
-            }
-            add_query(&filter, "label", kv);
-            free(kv);
-            break;
-        }
         case 'n':
             if (!cli_parse_long(optarg, 1, 1000000000, &limit)) {
                 rc = cli_usage_error(jobs_usage, "--limit must be a positive integer, not '%s'",
@@ -1877,8 +1942,8 @@ int cmd_jobs(int argc, char **argv)
         goto out;
     }
     if (array && other) {
-        rc = cli_usage_error(jobs_usage, "--array lists one array's tasks: --queue, --service "
-                                         "and --label are not for it");
+        rc = cli_usage_error(jobs_usage, "--array lists one array's tasks: --queue, --service, "
+                                         "--label, --name and --agent are not for it");
         goto out;
     }
     rc = 1;

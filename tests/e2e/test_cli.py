@@ -157,8 +157,8 @@ def test_jobs_table_and_filters(server):
     listed = json.loads(ok(server.run_cli("jobs", "--json", "--queue", "qa")))
     assert [j["id"] for j in listed] == [a2, a1]
 
-    err = refused(server.run_cli("jobs", "--state", "finished"))
-    assert "state must be one of" in err
+    err = refused(server.run_cli("jobs", "--state", "finished"), code=2)  # checked here
+    assert "--state must be one of blocked, queued" in err and "not 'finished'" in err
 
 
 def test_jobs_limit_and_all_follow_the_cursor(server):
@@ -373,6 +373,13 @@ def test_unreachable_server_gets_a_human_message(server):
     ["cancel"],
     ["jobs", "--limit", "0"],
     ["jobs", "--label", "nocolon"],
+    ["jobs", "--label", "a=1", "--label", "b=2"],
+    ["jobs", "--state", "finished"],
+    ["jobs", "--name", ""],
+    ["cancel", "--label", "run43"],
+    ["cancel", "--queue", "q", "--state", "failed"],
+    ["retry", "--queue", "q", "--state", "queued"],
+    ["submit", "-q", "Bad Queue", "--", "true"],
     ["jobs", "extra"],
     ["queues", "extra"],
     ["token"],
@@ -452,8 +459,10 @@ def test_json_errors_have_the_apis_shape_and_the_same_exit_codes(server, tmp_pat
     assert err["message"] == "token 'ghost' not found"
     err = json_error(server.run_cli("drain", "--json", "ghost"), "not_found")
     assert err["message"] == "agent 'ghost' not found"
-    err = json_error(server.run_cli("jobs", "--json", "--state", "finished"), "invalid_argument")
-    assert err["field"] == "state"
+    err = json_error(server.run_cli("jobs", "--json", "--queue", "Bad Queue"), "invalid_argument")
+    assert err["field"] == "queue"
+    err = json_error(server.run_cli("jobs", "--json", "--state", "finished"), "usage", 2)
+    assert err["message"].startswith("--state must be one of")
     err = json_error(server.run_cli("jobs", "--json", token="wrong"), "unauthenticated")
     assert "DROVER_TOKEN" in err["message"]
     err = json_error(server.run_cli("put", "--json", str(tmp_path / "none"), "s3://bk/k"), "io")

@@ -102,3 +102,45 @@ def test_status_shows_the_end_of_stderr(server, make_agent):
                            f"stderr (last 10 lines; all of it: drover logs --stderr {job_id}):\n"
                            "  line3\n"), tail
     assert tail.endswith("  line12\n")
+
+
+# ---- filters: --name and --agent; one label syntax everywhere ----
+
+
+def test_jobs_filters_by_name_and_agent(server, make_agent):
+    make_agent(server, "w1")
+    a = cli_submit(server, "--name", "Nightly-Build", "--", "true")
+    b = cli_submit(server, "--name", "other", "--queue", "idle", "--", "true")
+    assert wait_job(server, a)["state"] == "succeeded"
+
+    def ids(*args):
+        return [j["id"] for j in json.loads(ok(server.run_cli("jobs", "--json", *args)))]
+
+    assert ids("--name", "nightly") == [a]  # the name holds it, letters in any case
+    assert ids("--agent", "w1") == [a]
+    assert ids("--agent", "w1", "--name", "other") == []
+    assert ids("--agent", "nobody") == []
+    assert set(ids()) == {a, b}
+    # cancel takes the same filters, as its help says
+    assert ok(server.run_cli("cancel", "--name", "OTHER")) == "cancelled 1 job\n"
+    assert cli_status(server, b)["state"] == "cancelled"
+    out = ok(server.run_cli("jobs", "--help"))
+    assert "--name N" in out and "--agent A" in out
+
+
+def test_label_is_k_eq_v_everywhere_and_k_colon_v_is_taken_too(server):
+    a = cli_submit(server, "-l", "run=43", "--", "true")
+    b = cli_submit(server, "-l", "run:44", "--", "true")  # the API's filter form
+    c = cli_submit(server, "-l", "url=http://x:1", "--", "true")  # split at '=' first
+    assert cli_status(server, b)["labels"] == {"run": "44"}
+    assert cli_status(server, c)["labels"] == {"url": "http://x:1"}
+    for form in ("run=43", "run:43"):
+        listed = json.loads(ok(server.run_cli("jobs", "--json", "--label", form)))
+        assert [j["id"] for j in listed] == [a]
+    assert ok(server.run_cli("cancel", "--label", "run:44")) == "cancelled 1 job\n"
+    assert ok(server.run_cli("cancel", "--label", "url=http://x:1")) == "cancelled 1 job\n"
+    assert cli_status(server, c)["state"] == "cancelled"
+    for cmd in (["jobs"], ["cancel"], ["retry"], ["submit", "--", "true"]):
+        err = refused(server.run_cli(*cmd[:1], "--label", "run43", *cmd[1:]), code=2)
+        assert "--label must be KEY=VALUE" in err and "'run43'" in err, (cmd, err)
+        assert "K:V" not in ok(server.run_cli(cmd[0], "--help")), cmd
