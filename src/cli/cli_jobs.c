@@ -1431,7 +1431,11 @@ static void print_status(json_t *job, const struct buf *tail, const struct buf *
     json_t *attempt = json_object_get(job, "attempt");
     json_t *max = json_object_get(job, "max_attempts");
     if (json_is_integer(attempt)) {
-        if (json_is_integer(max))
+        /* `drover retry` runs one attempt more without raising max_attempts (docs/api.md) */
+        if (json_is_integer(max) && json_integer_value(attempt) > json_integer_value(max))
+            snprintf(tmp, sizeof(tmp), "%lld (beyond max_attempts %lld: retried by hand)",
+                     (long long)json_integer_value(attempt), (long long)json_integer_value(max));
+        else if (json_is_integer(max))
             snprintf(tmp, sizeof(tmp), "%lld of %lld", (long long)json_integer_value(attempt),
                      (long long)json_integer_value(max));
         else
@@ -1725,13 +1729,15 @@ static int by_ids(struct cli_args *a, bool retry)
         int one = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot %s job '%s'",
                               retry ? "retry" : "cancel", id);
         free(path);
+        /* the whole id, not the prefix that was typed */
+        const char *full = jstr(job_of(answer), "id") ? jstr(job_of(answer), "id") : id;
         if (one == 0 && a->json) {
             cli_print_json(answer);
         } else if (one == 0 && retry) {
-            const char *state = json_string_value(json_object_get(answer, "state"));
-            printf("retrying %s: %s\n", id, state ? state : "?");
+            const char *state = jstr(job_of(answer), "state");
+            printf("retrying %s: %s\n", full, state ? state : "?");
         } else if (one == 0) {
-            printf("cancelled %s\n", id);
+            printf("cancelled %s\n", full);
         }
         if (one && !rc) rc = one;
         json_decref(answer);

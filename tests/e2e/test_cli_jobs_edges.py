@@ -7,7 +7,7 @@ import json
 import re
 
 from agentutil import make_agent, wait_job  # noqa: F401
-from conftest import UUID, cli_status, cli_submit, ok, refused, submitted
+from conftest import UUID, cli_status, cli_submit, ok, refused, submitted, wait_for
 
 
 def json_error(r, code, exit_code=1):
@@ -144,3 +144,27 @@ def test_label_is_k_eq_v_everywhere_and_k_colon_v_is_taken_too(server):
         err = refused(server.run_cli(*cmd[:1], "--label", "run43", *cmd[1:]), code=2)
         assert "--label must be KEY=VALUE" in err and "'run43'" in err, (cmd, err)
         assert "K:V" not in ok(server.run_cli(cmd[0], "--help")), cmd
+
+
+# ---- cancel and retry name the job by its whole id; attempts after a retry by hand ----
+
+
+def test_cancel_and_retry_print_the_whole_id(server):
+    job_id = cli_submit(server, "--", "true")
+    prefix = job_id[:20]
+    assert ok(server.run_cli("cancel", prefix)) == f"cancelled {job_id}\n"
+    assert submitted(server.run_cli("retry", prefix)) == f"retrying {job_id}: queued\n"
+
+
+def test_status_after_a_retry_by_hand_beyond_max_attempts(server, make_agent):
+    make_agent(server, "w1")
+    spec = {"command": {"shell": "exit 3"}, "retry": {"max_attempts": 2, "backoff_s": 0}}
+    job_id = cli_submit(server, "-f", "-", input=json.dumps(spec))
+    assert wait_job(server, job_id)["state"] == "failed"
+    assert re.search(r"^attempt:\s+2 of 2$", ok(server.run_cli("status", job_id)), re.M)
+    ok(server.run_cli("retry", job_id))
+    job = wait_for(lambda: (j := cli_status(server, job_id))["attempt"] == 3
+                   and j["state"] == "failed" and j, what="attempt 3 to fail")
+    assert job["max_attempts"] == 2  # a retry by hand does not raise it (docs/api.md)
+    shown = ok(server.run_cli("status", job_id))
+    assert re.search(r"^attempt:\s+3 \(beyond max_attempts 2: retried by hand\)$", shown, re.M)
