@@ -81,6 +81,67 @@ static void usage(FILE *f)
                "  source <(drover completion bash)       # completion in this shell\n");
 }
 
+/* Edit distance of a and b, a swap of two neighbours counting as one edit (git's
+ * levenshtein.c, the "optimal string alignment" one); NAMES are short. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 32 || m > 32) return 99;
+    size_t d[33][33];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* The command named `name`, or NULL. */
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(name, commands[i].name)) return &commands[i];
+    return NULL;
+}
+
+/* argv[1] is no command: a short message (a typo's likely command, or where options go)
+ * instead of the whole usage. Returns 2. */
+static int not_a_command(int argc, char **argv)
+{
+    if (argv[1][0] == '-') {
+        /* drover --token-file F submit: options belong to a command, after it */
+        const char *cmd = NULL;
+        for (int i = 2; i < argc && !cmd; i++)
+            if (find_command(argv[i])) cmd = argv[i];
+        fprintf(stderr, "drover: '%s' is an option: options go after the command (drover %s %s "
+                        "...)\n'drover --help' lists the commands.\n",
+                argv[1], cmd ? cmd : "<command>", argv[1]);
+        return 2;
+    }
+    const char *best = NULL;
+    size_t best_d = 3; /* at most 2 edits, and fewer than the name is long */
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        size_t d = edit_distance(argv[1], commands[i].name);
+        if (d < best_d && d < strlen(commands[i].name)) {
+            best = commands[i].name;
+            best_d = d;
+        }
+    }
+    fprintf(stderr, "drover: '%s' is not a command", argv[1]);
+    if (best) fprintf(stderr, "; did you mean '%s'?", best);
+    fprintf(stderr, "\n'drover --help' lists the commands.\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -96,12 +157,8 @@ int main(int argc, char **argv)
         printf("drover %s%s\n", DROVER_VERSION, sdnotify_supported() ? " (systemd notify)" : "");
         return 0;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (!strcmp(argv[1], commands[i].name)) {
-            malloc_tune(argv[1]);
-            return commands[i].fn(argc - 1, argv + 1);
-        }
-    fprintf(stderr, "drover: '%s' is not a command\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    const struct command *cmd = find_command(argv[1]);
+    if (!cmd) return not_a_command(argc, argv);
+    malloc_tune(argv[1]);
+    return cmd->fn(argc - 1, argv + 1);
 }

@@ -166,3 +166,28 @@ def test_status_after_a_retry_by_hand_beyond_max_attempts(server, make_agent):
     assert job["max_attempts"] == 2  # a retry by hand does not raise it (docs/api.md)
     shown = ok(server.run_cli("status", job_id))
     assert re.search(r"^attempt:\s+3 \(beyond max_attempts 2: retried by hand\)$", shown, re.M)
+
+
+# ---- a mistyped command, options before the command ----
+
+
+def test_mistyped_command_suggests_the_closest(server):
+    for typed, meant in (("sumbit", "submit"), ("stauts", "status"), ("jobz", "jobs"),
+                         ("retyr", "retry")):
+        r = server.run_cli(typed, "--", "true")
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr == (f"drover: '{typed}' is not a command; did you mean '{meant}'?\n"
+                            "'drover --help' lists the commands.\n"), r.stderr
+    r = server.run_cli("frobnicate")
+    assert r.returncode == 2 and "did you mean" not in r.stderr
+    assert r.stderr.startswith("drover: 'frobnicate' is not a command\n")
+    assert "commands:" not in r.stderr  # not the whole help
+
+
+def test_options_before_the_command_are_explained(server, tmp_path):
+    r = server.run_cli("--token-file", str(tmp_path / "t"), "submit", "--", "true")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("drover: '--token-file' is an option: options go after the "
+                               "command (drover submit --token-file ...)\n"), r.stderr
+    r = server.run_cli("--json")
+    assert r.returncode == 2 and "(drover <command> --json ...)" in r.stderr
