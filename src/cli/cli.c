@@ -402,6 +402,27 @@ void cli_err_from_answer(struct err *e, json_t *answer)
         }
 }
 
+void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
+{
+    static const char *const kinds[][3] = {
+        {"/v1/arrays/", "a job array", "array"},
+        {"/v1/workflows/", "a workflow", "workflow"},
+    };
+    if (e->code != ERR_NOTFOUND) return;
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        struct err ignored = ERR_INIT;
+        long status = 0;
+        char *path = cli_path(kinds[i][0], id, "");
+        int rc = http_client_json(&cli->http, "GET", path, NULL, &status, NULL, &ignored);
+        free(path);
+        if (rc) continue;
+        size_t n = strlen(e->msg);
+        snprintf(e->msg + n, sizeof(e->msg) - n, "; it is %s: drover %s %s %s",
+                 kinds[i][1], kinds[i][2], sub, id);
+        return;
+    }
+}
+
 /* cli_call with its arguments for `what` in a va_list. */
 static int call_v(struct cli *cli, const char *method, const char *path, json_t *body,
                   json_t **resp, const char *what, va_list ap) PRINTF_LIKE(6, 0);

@@ -217,6 +217,14 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
  */
 void cli_err_from_answer(struct err *e, json_t *answer);
 
+/*
+ * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):
+ * when `id` is a job array's or a workflow's, adds to e's message where to look
+ * instead, the subcommand `sub` of `drover array` or `drover workflow`:
+ * "job 'x' not found; 'x' is a job array: drover array status x".
+ */
+void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e);
+
 /* prefix + `id` URL-escaped + suffix ("/v1/jobs/", id, "/cancel"); the caller frees it. */
 char *cli_path(const char *prefix, const char *id, const char *suffix);
 

@@ -169,6 +169,37 @@ static int get_job(struct cli *cli, const char *id, json_t **job, long *status, 
     return rc;
 }
 
+/*
+ * `method` /v1/jobs/{id}{suffix}, as cli_request, `what` saying what failed; the
+ * message of a 404 says when `id` is an array's or a workflow's (drover array or
+ * workflow `sub`). Returns 0 with *resp the answer (the caller's), or 1 after
+ * printing why (*resp NULL).
+ */
+static int job_request(const struct cli_opts *o, const char *method, const char *id,
+                       const char *suffix, const char *sub, json_t **resp, const char *what)
+{
+    struct cli cli;
+    struct err e = ERR_INIT;
+    long status = 0;
+    *resp = NULL;
+    if (cli_connect(&cli, o)) {
+        cli_release(&cli);
+        return 1;
+    }
+    char *path = cli_path("/v1/jobs/", id, suffix);
+    int rc = http_client_json(&cli.http, method, path, NULL, &status, resp, &e);
+    free(path);
+    if (rc) {
+        cli_err_from_answer(&e, *resp);
+        cli_not_a_job(&cli, id, sub, &e);
+        cli_print_err(&cli, &e, status, what);
+        json_decref(*resp);
+        *resp = NULL;
+    }
+    cli_release(&cli);
+    return rc ? 1 : 0;
+}
+
 /* A failure that a restarting server or a dropped connection explains. */
 static bool transient(int rc, long status)
 {
@@ -326,6 +357,7 @@ fail:
     if (failed) {
         char what[160];
         snprintf(what, sizeof(what), "cannot wait for job '%s'", failed);
+        cli_not_a_job(cli, failed, "status", &e);
         cli_print_err(cli, &e, status, what);
     } else {
         cli_print_err(cli, &e, status, n == 1 ? "cannot wait for the job" : "cannot wait for the jobs");
@@ -1127,6 +1159,13 @@ int cmd_submit(int argc, char **argv)
     if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
     if (file) {
         if (!(spec = load_spec(file))) goto out;
+        if (json_object_get(spec, "nodes") && !json_object_get(spec, "command")) {
+            rc = cli_usage_error(submit_usage,
+                                 "'%s' is a workflow (it has \"nodes\"): drover workflow "
+                                 "submit %s",
+                                 strcmp(file, "-") ? file : "standard input", file);
+            goto out;
+        }
     } else if (service_only) {
         spec = json_object(); /* the service and its params, from the options */
     } else {
@@ -1497,9 +1536,9 @@ int cmd_status(int argc, char **argv)
     json_t *job = NULL;
     int rc = cli_parse_json_only(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id);
     if (rc != CLI_CONTINUE) return rc;
-    char *path = cli_path("/v1/jobs/", id, "");
-    rc = cli_request(&a.conn, "GET", path, NULL, &job, "cannot show job '%s'", id);
-    free(path);
+    char what[320];
+    snprintf(what, sizeof(what), "cannot show job '%s'", id);
+    rc = job_request(&a.conn, "GET", id, "", "status", &job, what);
     if (rc == 0 && a.json) {
         cli_print_json(job);
     } else if (rc == 0) {
@@ -1725,10 +1764,10 @@ static int by_ids(struct cli_args *a, bool retry)
     for (int i = optind; i < a->argc; i++) {
         const char *id = a->argv[i];
         json_t *answer = NULL;
-        char *path = cli_path("/v1/jobs/", id, retry ? "/retry" : "/cancel");
-        int one = cli_request(&a->conn, "POST", path, NULL, &answer, "cannot %s job '%s'",
-                              retry ? "retry" : "cancel", id);
-        free(path);
+        char what[320];
+        snprintf(what, sizeof(what), "cannot %s job '%s'", retry ? "retry" : "cancel", id);
+        int one = job_request(&a->conn, "POST", id, retry ? "/retry" : "/cancel",
+                              retry ? "retry" : "cancel", &answer, what);
         /* the whole id, not the prefix that was typed (retry still echoes what was typed:
            test_jobs_retry.py's test_cli_retry expects it) */
         const char *full = jstr(job_of(answer), "id") ? jstr(job_of(answer), "id") : id;
@@ -1933,7 +1972,9 @@ int cmd_jobs(int argc, char **argv)
             break;
         case 'n':
             if (!cli_parse_long(optarg, 1, 1000000000, &limit)) {
-                rc = cli_usage_error(jobs_usage, "--limit must be a positive integer, not '%s'",
+                rc = cli_usage_error(jobs_usage,
+                                     "--limit must be a whole number from 1 to 1000000000, not "
+                                     "'%s'",
                                      optarg);
                 goto out;
             }

@@ -191,3 +191,39 @@ def test_options_before_the_command_are_explained(server, tmp_path):
                                "command (drover submit --token-file ...)\n"), r.stderr
     r = server.run_cli("--json")
     assert r.returncode == 2 and "(drover <command> --json ...)" in r.stderr
+
+
+# ---- an array's or a workflow's id where a job's is expected ----
+
+
+def test_array_and_workflow_ids_given_for_a_job_are_named(server, tmp_path):
+    arr = cli_submit(server, "-f", "-", input=json.dumps(
+        {"array": {"count": 2}, "queue": "idle", "command": {"shell": "true"}}))
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"nodes": {"A": {"job": {"queue": "idle",
+                                                      "command": {"shell": "true"}}}}}))
+    wid = json.loads(submitted(server.run_cli("workflow", "submit", "--json", str(wf))))["id"]
+    for cmd, sub in (("status", "status"), ("wait", "status"), ("cancel", "cancel"),
+                     ("retry", "retry")):
+        err = refused(server.run_cli(cmd, arr))
+        assert err == f"drover: job '{arr}' not found; it is a job array: drover array {sub} " \
+                      f"{arr}\n", (cmd, err)
+        err = refused(server.run_cli(cmd, wid))
+        assert err.endswith(f"; it is a workflow: drover workflow {sub} {wid}\n"), (cmd, err)
+    err = json_error(server.run_cli("status", "--json", arr), "not_found")
+    assert err["message"].endswith(f"drover array status {arr}")
+    # a job that is none of them: just not found
+    ghost = "01a00000-0000-7000-8000-000000000000"
+    assert refused(server.run_cli("status", ghost)) == f"drover: job '{ghost}' not found\n"
+
+    # a workflow's file given to submit -f: the command that takes it
+    r = server.run_cli("submit", "-f", str(wf))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"drover: '{wf}' is a workflow (it has \"nodes\"): drover "
+                               f"workflow submit {wf}\n"), r.stderr
+
+
+def test_jobs_limit_out_of_range_says_the_range(server):
+    for bad in ("99999999999", "0", "-3", "ten"):
+        err = refused(server.run_cli("jobs", "--limit", bad), code=2)
+        assert f"--limit must be a whole number from 1 to 1000000000, not '{bad}'" in err
