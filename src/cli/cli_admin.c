@@ -160,7 +160,8 @@ static const char tenant_usage[] =
     "A tenant's quotas and fair share (each token belongs to a tenant: drover token\n"
     "create --tenant). set replaces the tenant's own settings: a limit left out is\n"
     "the server's (--tenant-max-running, --tenant-max-queued), 0 is none. list shows\n"
-    "the tenants with settings of their own, the limits in force and their jobs now.\n"
+    "the tenants with settings of their own, the limits in force and their jobs now\n"
+    "(ls is the same).\n"
     "Needs the admin role.\n"
     "\n"
     "      --max-running N  jobs leased or running at a time; more wait in the queue\n"
@@ -205,15 +206,15 @@ static void print_tenants(json_t *answer)
            limit_text(json_object_get(defaults, "max_queued"), b, sizeof(b)));
 }
 
-/* A number option (0..max) into the body; -1 after a usage error. */
+/* A number option (lo..max; 0 is no limit) into the body; -1 after a usage error. */
 static int number_opt(json_t *body, const char *key, const char *opt, const char *v, long lo,
                       long max)
 {
     char *end;
     long n = strtol(v, &end, 10);
     if (*end || end == v || n < lo || n > max) {
-        cli_usage_error(tenant_usage, "--%s must be a number from %ld to %ld, not '%s'", opt, lo,
-                        max, v);
+        cli_usage_error(tenant_usage, "--%s must be a whole number from %ld%s to %ld, not '%s'",
+                        opt, lo, lo ? "" : " (no limit)", max, v);
         return -1;
     }
     json_object_set_new(body, key, json_integer(n));
@@ -239,7 +240,7 @@ int cmd_tenant(int argc, char **argv)
         return 0;
     }
     bool set = !strcmp(sub, "set");
-    if (!set && strcmp(sub, "list"))
+    if (!set && strcmp(sub, "list") && strcmp(sub, "ls"))
         return cli_usage_error(tenant_usage, "'%s' is not a tenant command: 'set' or 'list'", sub);
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, tenant_usage);
@@ -249,7 +250,7 @@ int cmd_tenant(int argc, char **argv)
         if (bad) continue;
         if (!set) {
             bad = true;
-            cli_usage_error(tenant_usage, "tenant list takes no --%s",
+            cli_usage_error(tenant_usage, "tenant %s takes no --%s", sub,
                             opt == 'R' ? "max-running" : opt == 'Q' ? "max-queued" : "weight");
             continue;
         }

@@ -256,13 +256,52 @@ fail:
     return -1;
 }
 
+/*
+ * When the folder `dir` is not there or is not a folder, says so for the file `target` that
+ * was to be read or written in it ("cannot VERB 'T': there is no folder 'D'", "... 'P' is a
+ * file, not a folder", P the part of D that is one; `hint` after a missing folder) and
+ * returns ERR_IO; else 0 (the reason is another one then: the caller's strerror says it).
+ */
+static int folder_missing(const char *dir, const char *verb, const char *target, const char *hint,
+                          struct err *e)
+{
+    struct stat st;
+    char *part = xstrdup(dir);
+    size_t n = strlen(part);
+    while (n > 1 && part[n - 1] == '/')
+        part[--n] = '\0';
+    char *whole = xstrdup(part);
+    int rc = 0;
+    /* the deepest part that is there tells a missing folder from a file in the way */
+    while (stat(part, &st) < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        char *slash = strrchr(part, '/');
+        if (!slash) {
+            part[0] = '\0'; /* a relative name: the current folder holds none of it */
+            break;
+        }
+        slash[slash == part ? 1 : 0] = '\0';
+        while ((n = strlen(part)) > 1 && part[n - 1] == '/')
+            part[n - 1] = '\0';
+    }
+    if (*part && stat(part, &st) == 0 && !S_ISDIR(st.st_mode))
+        rc = err_set(e, ERR_IO, "cannot %s '%s': '%s' is a file, not a folder", verb, target, part);
+    else if (strcmp(part, whole))
+        rc = err_set(e, ERR_IO, "cannot %s '%s': there is no folder '%s'%s", verb, target, whole,
+                     hint);
+    free(whole);
+    free(part);
+    return rc;
+}
+
 int cli_blob_open_local(const char *path, int64_t *size, struct err *e)
 {
     bool is_stdin = !strcmp(path, "-");
     const char *name = is_stdin ? "standard input" : path;
     int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        err_set(e, ERR_IO, "cannot read '%s': %s", name, strerror(errno));
+        int saved = errno; /* "f.txt/" or "f.txt/x": not "Not a directory" but which part */
+        if (is_stdin || saved != ENOTDIR || !folder_missing(path, "read", name, "", e))
+            err_set(e, ERR_IO, "cannot read '%s': %s", name, strerror(saved));
         return -1;
     }
     struct stat st;
@@ -576,6 +615,12 @@ static int open_target(const char *arg, const char *key, struct target *t, struc
         t->fd = STDOUT_FILENO;
         return 0;
     }
+    /* "DIR/" names a folder: one that is not there is an error, not a file named "DIR/" */
+    if (arg && arg[strlen(arg) - 1] == '/' &&
+        folder_missing(arg, "write", arg, " (a name that ends in '/' is a folder's)", e)) {
+        t->path = xstrdup(arg);
+        return e->code;
+    }
     if (!arg)
         t->path = xstrdup(last_part(key));
     else if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
@@ -608,7 +653,12 @@ static int open_target(const char *arg, const char *key, struct target *t, struc
         int saved = errno;
         free(t->temp);
         t->temp = NULL;
-        return err_set(e, ERR_IO, "cannot write '%s': %s", t->path, strerror(saved));
+        copy = xstrdup(t->path);
+        int rc = (saved == ENOENT || saved == ENOTDIR)
+                     ? folder_missing(dirname(copy), "write", t->path, "", e)
+                     : 0;
+        free(copy);
+        return rc ? rc : err_set(e, ERR_IO, "cannot write '%s': %s", t->path, strerror(saved));
     }
     /* mkstemp makes it 0600; a downloaded file gets the usual 0666 less the umask. */
     mode_t mask = umask(0);

@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "commands.h"
 #include "common/timeutil.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define FRAME_MAX (1 << 20) /* a frame longer than this is not the server's */
@@ -179,10 +180,11 @@ static const char events_usage[] =
     "server still keeps).\n"
     "\n"
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
-    "  -j, --job ID       only this job's events (repeatable)\n"
+    "  -j, --job ID       only this job's events (repeatable; ID may be a unique\n"
+    "                     prefix of one)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
     "      --type T       only job, agent, object, trigger, array, queue or tenant\n"
-    "                     events\n"
+    "                     events (--job and --queue are job events: no other type)\n"
     "      --json         one JSON object per line, as the server sends it\n"
     "\n"
     "examples:\n"
@@ -339,6 +341,47 @@ static int print_event(void *arg, int64_t seq, const char *type, json_t *data, s
 
 enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_TYPE };
 
+/* The --job arguments, borrowed from argv. */
+struct job_ids {
+    const char **ids;
+    size_t n;
+};
+
+/*
+ * Adds "job=ID,ID" to the query. The stream takes whole ids only; a prefix is
+ * made whole by reading its job (GET /v1/jobs/{id} takes a unique prefix), as
+ * `drover wait` does. 0, or 1 after saying which job could not be read.
+ */
+static int add_jobs(struct cli *cli, const struct job_ids *jobs, struct buf *query)
+{
+    if (!jobs->n) return 0;
+    buf_addf(query, "%sjob=", query->len ? "&" : "");
+    for (size_t i = 0; i < jobs->n; i++) {
+        const char *id = jobs->ids[i];
+        json_t *answer = NULL;
+        if (!uuid_valid(id)) {
+            char *path = cli_path("/v1/jobs/", id, "");
+            int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow job '%s'", id);
+            free(path);
+            if (rc) return rc;
+            json_t *job = json_object_get(answer, "job");
+            const char *whole =
+                json_string_value(json_object_get(json_is_object(job) ? job : answer, "id"));
+            if (!whole || !uuid_valid(whole)) {
+                json_decref(answer);
+                cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for job '%s' has no id", id);
+                return 1;
+            }
+            id = whole;
+        }
+        char *eid = http_escape(id);
+        buf_addf(query, "%s%s", i ? "%2C" : "", eid);
+        free(eid);
+        json_decref(answer);
+    }
+    return 0;
+}
+
 int cmd_events(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -352,7 +395,9 @@ int cmd_events(int argc, char **argv)
     };
     struct cli_args a;
     cli_args_init(&a, argc, argv, events_usage);
-    struct buf query = BUF_INIT, jobs = BUF_INIT;
+    struct buf query = BUF_INIT;
+    struct job_ids jobs = {NULL, 0};
+    const char *queue = NULL, *type = NULL;
     struct cli_follow f = {.since = -1, .on_event = print_event, .arg = &a.json};
     int opt, rc = CLI_CONTINUE;
     bool ok;
@@ -367,10 +412,15 @@ int cmd_events(int argc, char **argv)
         case 'j':
             if (!*optarg || strchr(optarg, ',') || strchr(optarg, '&'))
                 rc = cli_usage_error(events_usage, "--job must be one job's ID, not '%s'", optarg);
-            if (jobs.len) buf_addc(&jobs, ',');
-            buf_adds(&jobs, optarg);
+            jobs.ids = xrealloc(jobs.ids, (jobs.n + 1) * sizeof(*jobs.ids));
+            jobs.ids[jobs.n++] = optarg;
             break;
         case 'q': {
+            /* the server follows one queue: a second would be dropped without a word */
+            if (queue)
+                rc = cli_usage_error(events_usage, "--queue is given once: '%s' or '%s'?", queue,
+                                     optarg);
+            queue = optarg;
             char *q = http_escape(optarg);
             buf_addf(&query, "%squeue=%s", query.len ? "&" : "", q);
             free(q);
@@ -384,18 +434,24 @@ int cmd_events(int argc, char **argv)
                                      "--type must be job, agent, object, trigger, array, "
                                      "queue or tenant, not '%s'",
                                      optarg);
+            else if (type)
+                rc = cli_usage_error(events_usage, "--type is given once: '%s' or '%s'?", type,
+                                     optarg);
+            type = optarg;
             buf_addf(&query, "%stype=%s", query.len ? "&" : "", optarg);
             break;
         }
         if (rc != CLI_CONTINUE) goto out;
     }
     if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
-    if (jobs.len) {
-        char *j = http_escape(jobs.data);
-        buf_addf(&query, "%sjob=%s", query.len ? "&" : "", j);
-        free(j);
+    /* job= and queue= follow job events only: the server would drop another type silently */
+    if (type && strcmp(type, "job") && (jobs.n || queue)) {
+        rc = cli_usage_error(events_usage,
+                             "--type %s cannot go with --%s: a job's or a queue's events are "
+                             "job events (--type job)",
+                             type, jobs.n ? "job" : "queue");
+        goto out;
     }
-    f.query = query.len ? query.data : NULL;
     struct cli cli;
     if (cli_connect(&cli, &a.conn)) {
         cli_release(&cli);
@@ -403,6 +459,11 @@ int cmd_events(int argc, char **argv)
         goto out;
     }
     struct err e = ERR_INIT;
+    if ((rc = add_jobs(&cli, &jobs, &query))) {
+        cli_release(&cli);
+        goto out;
+    }
+    f.query = query.len ? query.data : NULL;
     rc = cli_follow(&cli, &f, -1, &e);
     if (rc) {
         cli_print_err(&cli, &e, f.status, "cannot follow the events");
@@ -411,6 +472,6 @@ int cmd_events(int argc, char **argv)
     cli_release(&cli);
 out:
     buf_release(&query);
-    buf_release(&jobs);
+    free(jobs.ids);
     return rc;
 }

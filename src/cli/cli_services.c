@@ -27,7 +27,7 @@ static const char service_usage[] =
     "  put    define NAME from FILE ('-': standard input); a definition that\n"
     "         differs from the latest makes a new version (prints NAME and it).\n"
     "         Needs the admin role.\n"
-    "  ls     the services, each at its latest version\n"
+    "  ls     the services, each at its latest version (list is the same)\n"
     "  show   a service: its latest version, or --version V\n"
     "  rm     retire NAME: new jobs of it are refused, jobs it has go on. A later\n"
     "         put makes it current again. Needs the admin role.\n"
@@ -245,6 +245,7 @@ int cmd_service(int argc, char **argv)
     size_t which = 0;
     while (which < 4 && strcmp(sub, subs[which]))
         which++;
+    if (which == 4 && !strcmp(sub, "list")) which = 1; /* ls's other spelling */
     if (which == 4)
         return cli_usage_error(service_usage,
                                "'%s' is not a service command: 'put', 'ls', 'show' or 'rm'", sub);
@@ -255,7 +256,8 @@ int cmd_service(int argc, char **argv)
     while ((opt = cli_getopt(&a, ":v:h", longopts)) != -1) {
         if (opt == 'v' && !cli_parse_long(optarg, 1, INT32_MAX, &version))
             return cli_usage_error(service_usage,
-                                   "--version must be a whole number from 1, not '%s'", optarg);
+                                   "--version must be a whole number from 1 to %d, not '%s'",
+                                   INT32_MAX, optarg);
     }
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     size_t want = which == 0 ? 2 : which == 1 ? 0 : 1;

@@ -49,7 +49,8 @@ static const char trigger_usage[] =
     "  update   change a trigger or a schedule to what the options give, as create\n"
     "           takes them (its ID, owner, pause and fires stay; a schedule's new\n"
     "           times count from the change; a schedule stays one, as a job's stays a job's)\n"
-    "  ls       the triggers and schedules (a client token's own; an admin's: all)\n"
+    "  ls       the triggers and schedules (a client token's own; an admin's: all);\n"
+    "           list is the same\n"
     "  show     a trigger or a schedule with its 50 most recent fires\n"
     "  fire     a schedule's job or workflow submitted now, out of its times\n"
     "  pause    hold a trigger: its fires wait, a schedule's times pass unfired\n"
@@ -80,6 +81,29 @@ static const char trigger_usage[] =
 static const char *jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
+}
+
+/*
+ * cli_call for the trigger `id`, whose "not found" says, for an id shorter than a whole one,
+ * that the server knows triggers by their whole id (only a job's may be cut short: docs/api.md
+ * "Job ids and prefixes"). 0, or 1 after printing why (`what` as cli_call's).
+ */
+static int call_trigger(struct cli *cli, const char *method, const char *path, json_t *body,
+                        const char *id, json_t **answer, const char *what)
+{
+    struct err e = ERR_INIT;
+    long status = 0;
+    *answer = NULL;
+    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
+    json_decref(*answer);
+    *answer = NULL;
+    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
+        snprintf(e.msg, sizeof(e.msg),
+                 "trigger '%s' not found: give its whole id (36 characters); only a job's id may "
+                 "be a prefix",
+                 id);
+    cli_print_err(cli, &e, status, what);
+    return 1;
 }
 
 struct create_args {
@@ -115,7 +139,9 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
     if (c->input) json_object_set_new(body, "input", json_string(c->input));
     if (id) {
         char *path = cli_path("/v1/triggers/", id, "");
-        rc = cli_call(cli, "PUT", path, body, &answer, "cannot update trigger '%s'", id);
+        char what[512];
+        snprintf(what, sizeof(what), "cannot update trigger '%s'", id);
+        rc = call_trigger(cli, "PUT", path, body, id, &answer, what);
         free(path);
     } else {
         rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
@@ -209,7 +235,9 @@ static json_t *trigger_call(struct cli *cli, const char *method, const char *id,
 {
     json_t *answer = NULL;
     char *path = cli_path("/v1/triggers/", id, suffix);
-    *rc = cli_call(cli, method, path, NULL, &answer, "cannot %s trigger '%s'", verb, id);
+    char what[512];
+    snprintf(what, sizeof(what), "cannot %s trigger '%s'", verb, id);
+    *rc = call_trigger(cli, method, path, NULL, id, &answer, what);
     free(path);
     if (!*rc && json) cli_print_json(answer);
     if (!*rc && !json) return answer;
@@ -322,6 +350,7 @@ int cmd_trigger(int argc, char **argv)
     size_t which = 0;
     while (which < ARRAY_SIZE(subs) && strcmp(sub, subs[which]))
         which++;
+    if (which == ARRAY_SIZE(subs) && !strcmp(sub, "list")) which = 1; /* ls's other spelling */
     if (which == ARRAY_SIZE(subs))
         return cli_usage_error(trigger_usage,
                                "'%s' is not a trigger command: 'create', 'update', 'ls', 'show', "

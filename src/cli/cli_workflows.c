@@ -1,5 +1,5 @@
 /*
- * cli_workflows.c - `drover workflow submit FILE | list | status ID | cancel ID | retry ID`
+ * cli_workflows.c - `drover workflow submit FILE | list (ls) | status ID | cancel ID | retry ID`
  * (docs/api.md "Workflows"): status draws the graph as text, each node indented by its
  * depth (the longest path to it from a node without upstreams), with its state and its
  * upstreams; list is a table, newest first; --json prints the server's answer.
@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "commands.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define MAX_INDENT 32 /* levels drawn indented */
@@ -28,6 +29,7 @@ static const char workflow_usage[] =
     "\n"
     "  submit FILE        submit the workflow in FILE (JSON; - for stdin) and show it\n"
     "  list               the workflows, newest first: state and progress of each\n"
+    "                     (ls is the same)\n"
     "      -n, --limit N  at most N workflows (default: one page of 20)\n"
     "      -a, --all      follow the pages to the end (or to --limit)\n"
     "  status ID          every node's state and the progress, drawn as a graph\n"
@@ -41,6 +43,29 @@ static const char workflow_usage[] =
     "  drover workflow status 0193a1b2-...\n"
     "  drover workflow retry 0193a1b2-...\n"
     CLI_COMMON_USAGE;
+
+/*
+ * cli_call for the workflow `id`, whose "not found" says, for an id shorter than a whole one,
+ * that the server knows workflows by their whole id (only a job's may be cut short: docs/api.md
+ * "Job ids and prefixes"). 0, or 1 after printing why (`what` as cli_call's).
+ */
+static int call_workflow(struct cli *cli, const char *method, const char *path, json_t *body,
+                         const char *id, json_t **answer, const char *what)
+{
+    struct err e = ERR_INIT;
+    long status = 0;
+    *answer = NULL;
+    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
+    json_decref(*answer);
+    *answer = NULL;
+    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
+        snprintf(e.msg, sizeof(e.msg),
+                 "workflow '%s' not found: give its whole id (36 characters); only a job's id may "
+                 "be a prefix",
+                 id);
+    cli_print_err(cli, &e, status, what);
+    return 1;
+}
 
 /* The depth of each node: 0 without upstreams, else 1 + its deepest upstream's. */
 static long depth_of(json_t *nodes, const char *name, json_t *memo, int guard)
@@ -245,7 +270,8 @@ int cmd_workflow(int argc, char **argv)
     }
     bool submit = sub && !strcmp(sub, "submit"), status = sub && !strcmp(sub, "status");
     bool cancel = sub && !strcmp(sub, "cancel"), retry = sub && !strcmp(sub, "retry");
-    if (sub && !strcmp(sub, "list")) return workflow_list(argc - 1, argv + 1);
+    if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls")))
+        return workflow_list(argc - 1, argv + 1);
     if (!submit && !status && !cancel && !retry) {
         cli_json_prescan(argc, argv);
         return sub ? cli_usage_error(workflow_usage, "unknown workflow command '%s' (submit, "
@@ -283,8 +309,13 @@ int cmd_workflow(int argc, char **argv)
         json_decref(body);
     } else {
         char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
-        rc = cli_request(&a.conn, status ? "GET" : "POST", path, NULL, &answer,
-                         "cannot %s workflow '%s'", sub, arg);
+        char what[512];
+        snprintf(what, sizeof(what), "cannot %s workflow '%s'", sub, arg);
+        struct cli cli;
+        rc = cli_connect(&cli, &a.conn)
+                 ? 1
+                 : call_workflow(&cli, status ? "GET" : "POST", path, NULL, arg, &answer, what);
+        cli_release(&cli);
         free(path);
     }
     if (rc == 0 && a.json)

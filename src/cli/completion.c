@@ -24,7 +24,7 @@ static const struct {
     {"--role", "admin client agent"},
     {"--log-level", "error warn info debug"},
     {"--log-format", "text json"},
-    {"--runtime", "native"},
+    {"--runtime", "native bwrap podman docker"}, /* agent.c's usage */
     {"--limits", "auto cgroup rlimit none"},
     {"--stream", "stdout stderr"},
     {"--overlap", "allow skip"},

@@ -407,7 +407,29 @@ def test_get_onto_a_full_disk(server, work):
 def test_get_to_a_folder_that_is_not_there(server, work):
     ok(text(run(server, "put", "-", "s3://data/x", input=b"x")))
     err = refused(text(run(server, "get", "s3://data/x", str(work / "no" / "x"))))
-    assert str(work / "no" / "x") in err and "No such file" in err
+    assert err == (f"drover: cannot write '{work / 'no' / 'x'}': there is no folder "
+                   f"'{work / 'no'}'\n")
+    err = refused(text(run(server, "get", "s3://data/x", str(work / "no" / "deeper" / "x"))))
+    assert f"there is no folder '{work / 'no' / 'deeper'}'" in err
+    # a trailing '/' means a folder: one that is not there is not taken for a file's name
+    err = refused(text(run(server, "get", "s3://data/x", "newdir/", cwd=work)))
+    assert err == ("drover: cannot write 'newdir/': there is no folder 'newdir' (a name that "
+                   "ends in '/' is a folder's)\n")
+    # a file where a folder should be is named, not "Not a directory"
+    (work / "f.txt").write_bytes(b"kept")
+    for target in ("f.txt/", "f.txt/y", "f.txt/y/z"):
+        err = refused(text(run(server, "get", "s3://data/x", target, cwd=work)))
+        assert err == f"drover: cannot write '{target}': 'f.txt' is a file, not a folder\n"
+    assert sorted(os.listdir(work)) == ["f.txt"] and (work / "f.txt").read_bytes() == b"kept"
+    # the same mistakes on put's side
+    for source in ("f.txt/", "f.txt/y"):
+        err = refused(text(run(server, "put", source, "s3://data/y", cwd=work)))
+        assert err == f"drover: cannot read '{source}': 'f.txt' is a file, not a folder\n"
+    assert blob(server, "s3://data/y").status_code == 404
+    # a folder that is there, with or without its '/', takes the key's last part
+    (work / "out").mkdir()
+    ok(text(run(server, "get", "s3://data/x", "out/", cwd=work)))
+    assert (work / "out" / "x").read_bytes() == b"x"
 
 
 def test_usage_errors_and_help(server):
@@ -558,14 +580,19 @@ def test_submit_local_file_errors(server, work):
 
 def test_submit_failure_names_the_uploaded_objects(server, work):
     (work / "in.txt").write_bytes(b"kept")
-    r = text(run(server, "submit", "--upload-to", "s3://left/over", "--queue", "Not A Queue",
-                 "--", "cat", "@./in.txt", cwd=work))
+    # a refusal only the server can make, after the upload: the tenant's queue is full
+    api = server.api()
+    assert api.put("/v1/tenants/admin", json={"max_queued": 1}).status_code == 200
+    first = api.post("/v1/jobs", json={"command": {"program": "/bin/true"}})
+    assert first.status_code == 201, first.text
+    r = text(run(server, "submit", "--upload-to", "s3://left/over", "--", "cat", "@./in.txt",
+                 cwd=work))
     assert r.returncode == 1
     lines = r.stderr.splitlines()
-    assert lines[0].startswith("drover: cannot submit the job") and "queue" in lines[0]
+    assert lines[0].startswith("drover: cannot submit the job") and "max_queued" in lines[0]
     assert "s3://left/over/in.txt" in lines[1] and "drover rm" in lines[1]
     assert blob(server, "s3://left/over/in.txt").content == b"kept"
-    assert server.api().get("/v1/jobs").json()["jobs"] == []
+    assert [j["id"] for j in api.get("/v1/jobs").json()["jobs"]] == [first.json()["id"]]
 
 
 def test_submit_spec_file_input_prefix_matches_its_file_only(server, work, make_agent):

@@ -50,6 +50,10 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     assert bash_complete("drover", "jobs", "--state", "r") == ["running"]
     assert bash_complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
     assert bash_complete("drover", "server", "--sync", "") == ["full", "normal"]
+    # every runtime the agent takes (src/agent/agent.c), not only native
+    assert bash_complete("drover", "agent", "--runtime", "") == ["native", "bwrap", "podman",
+                                                                 "docker"]
+    assert bash_complete("drover", "agent", "--runtime", "p") == ["podman"]
     # subcommands come from the command's synopsis
     assert bash_complete("drover", "workflow", "") == ["cancel", "list", "retry", "status",
                                                        "submit"]
@@ -63,6 +67,10 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     # subcommands, then the options of the command
     assert bash_complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show", "update"]
     assert bash_complete("drover", "workflow", "st") == ["status"]
+    # listings answer to list and ls both; completion offers the spelling each documents
+    assert bash_complete("drover", "tenant", "") == ["list", "set"]
+    assert bash_complete("drover", "service", "") == ["ls", "put", "rm", "show"]
+    assert "--limit" in bash_complete("drover", "workflow", "ls", "--")
     assert set(bash_complete("drover", "trigger", "create", "--")) >= {
         "--prefix", "--job", "--workflow", "--input", "--json"}
 
@@ -94,6 +102,7 @@ words=("$@"); CURRENT=$#; _drover
     assert "--state" in complete("drover", "jobs", "--st")
     assert "--tls-cert" in complete("drover", "server", "--")
     assert complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
+    assert complete("drover", "agent", "--runtime", "") == ["native", "bwrap", "podman", "docker"]
     assert complete("drover", "status", "") == ["<files>"]
     assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit"]
     assert complete("drover", "retry", "") == ["<files>"]

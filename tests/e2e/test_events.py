@@ -334,9 +334,32 @@ def test_cli_events_prints_the_stream(server):
         follower.wait()
 
 
+def test_cli_events_job_by_a_prefix_of_its_id(server):
+    jid = submit(server, {"command": {"program": "/bin/true"}})
+    # the stream wants whole ids: the CLI makes a prefix whole by reading the job, as wait does
+    follower = server.start_cli("events", "--since", "0", "--type", "job", "--job", jid[:13],
+                                text=True)
+    try:
+        assert follower.stdout.readline().split()[2:] == ["job", jid, "queued"]
+    finally:
+        follower.kill()
+        follower.wait()
+    r = server.run_cli("events", "--job", "ffffffffff")
+    assert r.returncode == 1 and r.stderr == "drover: job 'ffffffffff' not found\n", r.stderr
+
+
+JOB = "01938c2e-7d4a-7000-8000-000000000000"
+
+
 @pytest.mark.parametrize("args,message", [
     (["events", "--since", "x"], "--since"), (["events", "--type", "workflow"], "--type"),
     (["events", "--job", "a,b"], "--job"), (["events", "extra"], "unexpected argument"),
+    # job= and queue= follow job events: another --type would be dropped by the server
+    (["events", "--job", JOB, "--type", "agent"],
+     "--type agent cannot go with --job: a job's or a queue's events are job events"),
+    (["events", "--type", "object", "--queue", "bio"], "--type object cannot go with --queue"),
+    (["events", "--queue", "a", "--queue", "b"], "--queue is given once: 'a' or 'b'?"),
+    (["events", "--type", "job", "--type", "agent"], "--type is given once: 'job' or 'agent'?"),
     (["wait"], "which job"), (["wait", ""], "empty"), (["wait", "--timeout", "x", "a"], "--timeout"),
 ])
 def test_cli_events_and_wait_usage_errors(server, args, message):
