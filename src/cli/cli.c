@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,11 +149,38 @@ void cli_args_init(struct cli_args *a, int argc, char **argv, const char *usage)
     cli_json_prescan(argc, argv);
 }
 
+/*
+ * The item of a --server list whose scheme is not http:// or https:// (NULL when
+ * all are; "host:port" has none and is http://), at most n bytes into buf.
+ */
+static const char *bad_scheme(const char *list, char *buf, size_t n)
+{
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        snprintf(buf, n, "%.*s", (int)len, p);
+        const char *item = buf + strspn(buf, " \t");
+        const char *sep = strstr(item, "://");
+        if (sep && strncasecmp(item, "http://", 7) && strncasecmp(item, "https://", 8))
+            return item;
+        p += len + (p[len] == ',');
+    }
+    return NULL;
+}
+
 int cli_getopt(struct cli_args *a, const char *optstring, const struct option *longopts)
 {
     int opt;
     opterr = 0;
     while ((opt = getopt_long(a->argc, a->argv, optstring, longopts, NULL)) != -1) {
+        char item[256];
+        const char *bad;
+        if (opt == CLI_OPT_SERVER && (bad = bad_scheme(optarg, item, sizeof(item)))) {
+            /* checked here so that every command calls it a usage error */
+            a->exit_code = cli_usage_error(a->usage,
+                                           "--server: '%s' must start with http:// or https://",
+                                           bad);
+            return -1;
+        }
         if (common_opt(&a->conn, opt, optarg)) continue;
         switch (opt) {
         case CLI_OPT_JSON:

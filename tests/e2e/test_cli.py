@@ -336,6 +336,12 @@ def test_unreachable_server_gets_a_human_message(server):
 
     r = server.run_cli("jobs", env={"DROVER_SERVER": "ftp://example.com"})
     assert r.returncode == 1 and "http://" in r.stderr
+    # on the command line it is a usage error, whatever the command
+    for args in (["jobs"], ["status", "x"], ["put", "f", "s3://b/k"]):
+        r = server.run_cli(*args, "--server", f"{server.url}, ftp://example.com")
+        assert r.returncode == 2 and r.stdout == "", args
+        assert r.stderr.startswith("drover: --server: 'ftp://example.com' must start with "
+                                   "http:// or https://\n"), r.stderr
 
 
 # ---- usage ----
