@@ -417,19 +417,6 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     buf_release(&b);
 }
 
-void cli_err_from_answer(struct err *e, json_t *answer)
-{
-    const char *code =
-        json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
-    if (!e || !e->code || !code) return;
-    /* the ERR_* codes are -1, -2, ...; an unknown one is "internal" (err.h) */
-    for (int c = -1; c > -64; c--)
-        if (!strcmp(err_api_code(c), code)) {
-            if (err_http_status(c) == err_http_status(e->code)) e->code = c;
-            return;
-        }
-}
-
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
 {
     static const char *const kinds[][3] = {
@@ -462,7 +449,6 @@ static int call_v(struct cli *cli, const char *method, const char *path, json_t 
     json_t *j = NULL;
     int rc = http_client_json(&cli->http, method, path, body, &status, &j, &e);
     if (rc < 0) {
-        cli_err_from_answer(&e, j);
         char whatbuf[512];
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
         cli_print_err(cli, &e, status, whatbuf);

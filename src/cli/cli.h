@@ -210,14 +210,6 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
                 json_t **resp, const char *what, ...) PRINTF_LIKE(6, 7);
 
 /*
- * The status of an HTTP error says less than the server's own code (409 is
- * "conflict" or "ambiguous"): sets e->code to the ERR_* code whose API code
- * the answer's {"error": {"code"}} is, when it has the same HTTP status.
- * `answer` may be NULL or anything else; then e is left as it is.
- */
-void cli_err_from_answer(struct err *e, json_t *answer);
-
-/*
  * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):
  * when `id` is a job array's or a workflow's, adds to e's message where to look
  * instead, the subcommand `sub` of `drover array` or `drover workflow`:

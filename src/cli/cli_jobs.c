@@ -163,7 +163,6 @@ static int get_job(struct cli *cli, const char *id, json_t **job, long *status, 
     *status = 0;
     int rc = http_client_json(&cli->http, "GET", path, NULL, status, &answer, e);
     free(path);
-    if (rc) cli_err_from_answer(e, answer);
     *job = rc ? NULL : json_incref(job_of(answer));
     json_decref(answer);
     return rc;
@@ -190,7 +189,6 @@ static int job_request(const struct cli_opts *o, const char *method, const char 
     int rc = http_client_json(&cli.http, method, path, NULL, &status, resp, &e);
     free(path);
     if (rc) {
-        cli_err_from_answer(&e, *resp);
         cli_not_a_job(&cli, id, sub, &e);
         cli_print_err(&cli, &e, status, what);
         json_decref(*resp);

@@ -147,7 +147,9 @@ static void print_failure(struct cli *cli, const struct err *e, long status, con
     }
     char what[256];
     snprintf(what, sizeof(what), "cannot read the log of job '%s'", id);
-    cli_print_err(cli, e, status, what);
+    struct err why = *e;
+    cli_not_a_job(cli, id, "status", &why); /* an array's or workflow's id: where to look */
+    cli_print_err(cli, &why, status, what);
 }
 
 /*

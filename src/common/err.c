@@ -46,6 +46,13 @@ int err_from_http_status(int status)
     return status >= 400 && status < 500 ? ERR_INVALID : ERR_INTERNAL;
 }
 
+int err_from_answer(int status, const char *api_code)
+{
+    for (size_t i = 1; api_code && i < ARRAY_SIZE(table); i++)
+        if (table[i].status == status && !strcmp(table[i].api, api_code)) return table[i].code;
+    return err_from_http_status(status);
+}
+
 int err_http_status(int code)
 {
     return table[find(code)].status;

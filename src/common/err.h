@@ -54,6 +54,9 @@ int err_http_status(int code);
 /* The other way: the ERR_* code of an HTTP error status (an unknown 4xx is ERR_INVALID). */
 int err_from_http_status(int status);
 const char *err_api_code(int code);
+/* The ERR_* code of an answer's {"error": {"code"}} and HTTP status: the one whose API code and
+   status they are (409 is "conflict" or "ambiguous"), else err_from_http_status(status). */
+int err_from_answer(int status, const char *api_code);
 /* A short description of the code itself, for messages without detail. */
 const char *err_str(int code);
 

@@ -333,11 +333,6 @@ void http_call_release(struct http_call *call)
     memset(call, 0, sizeof(*call));
 }
 
-static int err_from_status(long status)
-{
-    return err_from_http_status((int)status);
-}
-
 /* Why a connection could not be made, in a few lower-case words. */
 static const char *connect_reason(long os_errno)
 {
@@ -468,8 +463,8 @@ int http_call_finish(struct http_call *call, const struct http_client *c, CURLco
         goto out;
     }
 
-    ret = err_from_status(st);
     json_t *error = json_object_get(j, "error");
+    ret = err_from_answer((int)st, json_string_value(json_object_get(error, "code")));
     const char *msg = json_string_value(json_object_get(error, "message"));
     const char *field = json_string_value(json_object_get(error, "field"));
     if (msg && *msg)

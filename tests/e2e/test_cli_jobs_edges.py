@@ -37,7 +37,7 @@ def test_json_error_code_is_the_servers_own(server):
     assert len(prefix) >= 8, (a, b)
     answer = server.api().get("/v1/jobs/" + prefix)
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "ambiguous"
-    for cmd in ("status", "wait", "cancel", "retry"):
+    for cmd in ("status", "wait", "cancel", "retry", "logs"):
         err = json_error(server.run_cli(cmd, "--json", prefix), "ambiguous")
         assert prefix in err["message"] and err["field"] == "id", (cmd, err)
     # a plain conflict stays one: retrying a job that has not ended
@@ -210,6 +210,8 @@ def test_array_and_workflow_ids_given_for_a_job_are_named(server, tmp_path):
                       f"{arr}\n", (cmd, err)
         err = refused(server.run_cli(cmd, wid))
         assert err.endswith(f"; it is a workflow: drover workflow {sub} {wid}\n"), (cmd, err)
+    err = refused(server.run_cli("logs", arr))
+    assert err.endswith(f"; it is a job array: drover array status {arr}\n"), err
     err = json_error(server.run_cli("status", "--json", arr), "not_found")
     assert err["message"].endswith(f"drover array status {arr}")
     # a job that is none of them: just not found
