@@ -1766,14 +1766,13 @@ static int by_ids(struct cli_args *a, bool retry)
         snprintf(what, sizeof(what), "cannot %s job '%s'", retry ? "retry" : "cancel", id);
         int one = job_request(&a->conn, "POST", id, retry ? "/retry" : "/cancel",
                               retry ? "retry" : "cancel", &answer, what);
-        /* the whole id, not the prefix that was typed (retry still echoes what was typed:
-           test_jobs_retry.py's test_cli_retry expects it) */
+        /* the whole id, not the prefix that was typed */
         const char *full = jstr(job_of(answer), "id") ? jstr(job_of(answer), "id") : id;
         if (one == 0 && a->json) {
             cli_print_json(answer);
         } else if (one == 0 && retry) {
             const char *state = jstr(job_of(answer), "state");
-            printf("retrying %s: %s\n", id, state ? state : "?");
+            printf("retrying %s: %s\n", full, state ? state : "?");
         } else if (one == 0) {
             printf("cancelled %s\n", full);
         }

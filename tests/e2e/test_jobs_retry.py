@@ -77,7 +77,7 @@ def test_cli_retry(server, make_agent):
     job = submit(server, command={"shell": 'echo "try $DROVER_ATTEMPT"; test "$DROVER_ATTEMPT" = 2'})
     make_agent(server, "retry-cli")
     assert wait_job(server, job)["state"] == "failed"
-    assert ok(server.run_cli("retry", job[:13])) == f"retrying {job[:13]}: queued\n"
+    assert ok(server.run_cli("retry", job[:13])) == f"retrying {job}: queued\n"  # its whole id
     j = wait_job(server, job)
     assert j["state"] == "succeeded" and j["attempt"] == 2 and j["result"]["stdout"] == "try 2\n"
     err = refused(server.run_cli("retry", job))
