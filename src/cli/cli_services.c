@@ -49,20 +49,12 @@ static const char *jstr(json_t *o, const char *key)
 
 static int service_put(struct cli *cli, const char *name, const char *file, long version, bool json)
 {
-    struct buf b = BUF_INIT;
     struct err e = ERR_INIT;
-    json_t *def = NULL, *answer = NULL;
+    json_t *answer = NULL;
     int rc = 1;
-    const char *shown = strcmp(file, "-") ? file : "standard input";
-    if (cli_read_file(file, DEFINITION_FILE_MAX, &b, &e) < 0) {
-        cli_error_e(&e);
-        goto out;
-    }
-    json_error_t jerr;
-    def = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
+    json_t *def = cli_load_json(file, DEFINITION_FILE_MAX, &e);
     if (!def) {
-        cli_error(CLI_ERR_INVALID, NULL, "%s is not JSON: line %d: %s", shown, jerr.line,
-                  jerr.text);
+        cli_error_e(&e);
         goto out;
     }
     if (version && json_is_object(def)) json_object_set_new(def, "version", json_integer(version));
@@ -78,7 +70,6 @@ static int service_put(struct cli *cli, const char *name, const char *file, long
 out:
     json_decref(def);
     json_decref(answer);
-    buf_release(&b);
     return rc;
 }
 

@@ -115,20 +115,12 @@ struct create_args {
 static int trigger_create(struct cli *cli, const struct create_args *c, const char *id)
 {
     const char *file = c->file;
-    struct buf b = BUF_INIT;
     struct err e = ERR_INIT;
-    json_t *tmpl = NULL, *body = NULL, *answer = NULL;
+    json_t *body = NULL, *answer = NULL;
     int rc = 1;
-    const char *shown = strcmp(file, "-") ? file : "standard input";
-    if (cli_read_file(file, TEMPLATE_FILE_MAX, &b, &e) < 0) {
-        cli_error_e(&e);
-        goto out;
-    }
-    json_error_t jerr;
-    tmpl = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
+    json_t *tmpl = cli_load_json(file, TEMPLATE_FILE_MAX, &e);
     if (!tmpl) {
-        cli_error(CLI_ERR_INVALID, NULL, "%s is not JSON: line %d: %s", shown, jerr.line,
-                  jerr.text);
+        cli_error_e(&e);
         goto out;
     }
     body = json_pack("{s:O}", c->workflow ? "workflow" : "job", tmpl);
@@ -158,7 +150,6 @@ out:
     json_decref(tmpl);
     json_decref(body);
     json_decref(answer);
-    buf_release(&b);
     return rc;
 }
 

@@ -289,19 +289,10 @@ int cmd_workflow(int argc, char **argv)
     if (rc != CLI_CONTINUE) return rc;
     json_t *answer = NULL;
     if (submit) {
-        struct buf b = BUF_INIT;
         struct err e = ERR_INIT;
-        if (cli_read_file(arg, WORKFLOW_FILE_MAX, &b, &e) < 0) {
-            cli_error_e(&e);
-            buf_release(&b);
-            return 1;
-        }
-        json_error_t je;
-        json_t *body = json_loadb(b.data ? b.data : "", b.len, 0, &je);
-        buf_release(&b);
+        json_t *body = cli_load_json(arg, WORKFLOW_FILE_MAX, &e);
         if (!body) {
-            cli_error(CLI_ERR_INVALID, NULL, "%s: not JSON: %s (line %d)", arg, je.text,
-                      je.line);
+            cli_error_e(&e);
             return 1;
         }
         rc = cli_request(&a.conn, "POST", "/v1/workflows", body, &answer,

@@ -66,6 +66,17 @@ def test_spec_file_with_a_key_twice_is_refused(server, tmp_path):
     assert UUID.match(cli_submit(server, "-f", str(path)))
 
 
+def test_other_json_files_with_a_key_twice_are_refused(server, tmp_path):
+    path = tmp_path / "twice.json"
+    path.write_text('{"nodes": {}, "nodes": {}}')
+    for args in (("workflow", "submit", str(path)), ("service", "put", "svc", str(path)),
+                 ("trigger", "create", "--prefix", "s3://up/x/", "--job", str(path))):
+        err = refused(server.run_cli(*args))
+        assert f"'{path}' has the key 'nodes' twice" in err, (args, err)
+    assert server.api().get("/v1/workflows").json()["workflows"] == []
+    assert server.api().get("/v1/triggers").json()["triggers"] == []
+
+
 # ---- one local file given twice is uploaded once ----
 
 

@@ -362,7 +362,7 @@ def test_cli(server, tmp_path):
     assert "command.arguments[0].port" in refused(server.run_cli("service", "put", "x",
                                                                  str(bad)))
     bad.write_text("{nope")
-    assert "is not JSON" in refused(server.run_cli("service", "put", "x", str(bad)))
+    assert "is not valid JSON" in refused(server.run_cli("service", "put", "x", str(bad)))
     for args in (["service"], ["service", "frob"], ["service", "put", "x"],
                  ["service", "show"], ["service", "ls", "x"], ["service", "rm", "--version", "1",
                                                                 "x"],

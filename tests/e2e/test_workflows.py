@@ -280,7 +280,7 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     # bad input: a file that is not JSON, a bad workflow (the server's field), an unknown id
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    assert "not JSON" in refused(server.run_cli("workflow", "submit", str(bad)))
+    assert "is not valid JSON: line 1" in refused(server.run_cli("workflow", "submit", str(bad)))
     bad.write_text(json.dumps({"nodes": {"A": {"job": sh("x"), "depends_on": ["A"]}}}))
     assert "a cycle: A -> A" in refused(server.run_cli("workflow", "submit", str(bad)))
     assert "not found" in refused(server.run_cli("workflow", "status", "0" * 8))
