@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/fsutil.h"
 #include "common/timeutil.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define TOKEN_FILE_MAX 4096
@@ -415,6 +416,24 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     }
     cli_error(error_code(e), e->field, "%s", buf_str(&b));
     buf_release(&b);
+}
+
+int cli_call_whole_id(struct cli *cli, const char *method, const char *path, json_t *body,
+                      const char *kind, const char *id, json_t **answer, const char *what)
+{
+    struct err e = ERR_INIT;
+    long status = 0;
+    *answer = NULL;
+    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
+    json_decref(*answer);
+    *answer = NULL;
+    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
+        snprintf(e.msg, sizeof(e.msg),
+                 "%s '%s' not found: give its whole id (36 characters); only a job's id may be "
+                 "a prefix",
+                 kind, id);
+    cli_print_err(cli, &e, status, what);
+    return 1;
 }
 
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)

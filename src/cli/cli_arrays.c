@@ -9,7 +9,6 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/buf.h"
-#include "common/uuid.h"
 #include "common/xalloc.h"
 #include "http/client.h"
 
@@ -42,29 +41,6 @@ enum { OPT_FROM = CLI_OPT_FIRST_FREE, OPT_TO };
 static const char *jstr(const json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
-}
-
-/*
- * cli_call for the array `id`, whose "not found" says, for an id shorter than a whole one,
- * that the server knows arrays by their whole id (only a job's may be cut short: docs/api.md
- * "Job ids and prefixes"). 0, or 1 after printing why (`what` as cli_call's).
- */
-static int call_array(struct cli *cli, const char *method, const char *path, json_t *body,
-                      const char *id, json_t **answer, const char *what)
-{
-    struct err e = ERR_INIT;
-    long status = 0;
-    *answer = NULL;
-    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
-    json_decref(*answer);
-    *answer = NULL;
-    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
-        snprintf(e.msg, sizeof(e.msg),
-                 "array '%s' not found: give its whole id (36 characters); only a job's id may "
-                 "be a prefix",
-                 id);
-    cli_print_err(cli, &e, status, what);
-    return 1;
 }
 
 static void print_summary(json_t *a)
@@ -140,7 +116,7 @@ int cmd_array(int argc, char **argv)
     struct cli cli;
     rc = cli_connect(&cli, &a.conn)
              ? 1
-             : call_array(&cli, status ? "GET" : "POST", path, body, id, &answer, what);
+             : cli_call_whole_id(&cli, status ? "GET" : "POST", path, body, "array", id, &answer, what);
     cli_release(&cli);
     free(path);
     json_decref(body);

@@ -83,29 +83,6 @@ static const char *jstr(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/*
- * cli_call for the trigger `id`, whose "not found" says, for an id shorter than a whole one,
- * that the server knows triggers by their whole id (only a job's may be cut short: docs/api.md
- * "Job ids and prefixes"). 0, or 1 after printing why (`what` as cli_call's).
- */
-static int call_trigger(struct cli *cli, const char *method, const char *path, json_t *body,
-                        const char *id, json_t **answer, const char *what)
-{
-    struct err e = ERR_INIT;
-    long status = 0;
-    *answer = NULL;
-    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
-    json_decref(*answer);
-    *answer = NULL;
-    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
-        snprintf(e.msg, sizeof(e.msg),
-                 "trigger '%s' not found: give its whole id (36 characters); only a job's id may "
-                 "be a prefix",
-                 id);
-    cli_print_err(cli, &e, status, what);
-    return 1;
-}
-
 struct create_args {
     const char *prefix, *schedule, *timezone, *overlap, *file, *input;
     bool workflow, json;
@@ -133,7 +110,7 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
         char *path = cli_path("/v1/triggers/", id, "");
         char what[512];
         snprintf(what, sizeof(what), "cannot update trigger '%s'", id);
-        rc = call_trigger(cli, "PUT", path, body, id, &answer, what);
+        rc = cli_call_whole_id(cli, "PUT", path, body, "trigger", id, &answer, what);
         free(path);
     } else {
         rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
@@ -228,7 +205,7 @@ static json_t *trigger_call(struct cli *cli, const char *method, const char *id,
     char *path = cli_path("/v1/triggers/", id, suffix);
     char what[512];
     snprintf(what, sizeof(what), "cannot %s trigger '%s'", verb, id);
-    *rc = call_trigger(cli, method, path, NULL, id, &answer, what);
+    *rc = cli_call_whole_id(cli, method, path, NULL, "trigger", id, &answer, what);
     free(path);
     if (!*rc && json) cli_print_json(answer);
     if (!*rc && !json) return answer;

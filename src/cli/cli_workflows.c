@@ -11,7 +11,6 @@
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "commands.h"
-#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define MAX_INDENT 32 /* levels drawn indented */
@@ -43,29 +42,6 @@ static const char workflow_usage[] =
     "  drover workflow status 0193a1b2-...\n"
     "  drover workflow retry 0193a1b2-...\n"
     CLI_COMMON_USAGE;
-
-/*
- * cli_call for the workflow `id`, whose "not found" says, for an id shorter than a whole one,
- * that the server knows workflows by their whole id (only a job's may be cut short: docs/api.md
- * "Job ids and prefixes"). 0, or 1 after printing why (`what` as cli_call's).
- */
-static int call_workflow(struct cli *cli, const char *method, const char *path, json_t *body,
-                         const char *id, json_t **answer, const char *what)
-{
-    struct err e = ERR_INIT;
-    long status = 0;
-    *answer = NULL;
-    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
-    json_decref(*answer);
-    *answer = NULL;
-    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
-        snprintf(e.msg, sizeof(e.msg),
-                 "workflow '%s' not found: give its whole id (36 characters); only a job's id may "
-                 "be a prefix",
-                 id);
-    cli_print_err(cli, &e, status, what);
-    return 1;
-}
 
 /* The depth of each node: 0 without upstreams, else 1 + its deepest upstream's. */
 static long depth_of(json_t *nodes, const char *name, json_t *memo, int guard)
@@ -305,7 +281,7 @@ int cmd_workflow(int argc, char **argv)
         struct cli cli;
         rc = cli_connect(&cli, &a.conn)
                  ? 1
-                 : call_workflow(&cli, status ? "GET" : "POST", path, NULL, arg, &answer, what);
+                 : cli_call_whole_id(&cli, status ? "GET" : "POST", path, NULL, "workflow", arg, &answer, what);
         cli_release(&cli);
         free(path);
     }
