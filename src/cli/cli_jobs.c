@@ -6,6 +6,7 @@
  * for humans or, with --json, the server's JSON. Job ids on stdout stand
  * alone on their line so that `id=$(drover submit -- prog)` works.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -2053,7 +2054,8 @@ static const char queues_usage[] =
     "jobs: they stay queued, what runs already runs to its end, submissions go on;\n"
     "`resume` lets them run again. `limit` (admin) lets at most N of the queue's\n"
     "jobs be leased or running at once, on all agents together (a licence, an API's\n"
-    "rate); `none` lifts it.\n"
+    "rate); `none` (or 0) lifts it. Pausing or limiting a queue that no job or agent\n"
+    "uses yet is allowed (a note on stderr says so, in case the name is a typo).\n"
     "\n"
     "      --json         print the server's JSON answer\n"
     "\n"
@@ -2090,6 +2092,42 @@ static void print_queues_table(json_t *list)
     table_free(t);
 }
 
+/*
+ * A queue may be paused or limited before any job or agent uses it; a name that nothing uses
+ * yet may also be a typo: says so on stderr (the command still succeeded).
+ */
+static void note_unused_queue(const struct cli_opts *o, const char *name)
+{
+    json_t *answer = NULL;
+    struct cli cli;
+    long status = 0;
+    struct err e = ERR_INIT;
+    if (cli_connect(&cli, o) ||
+        http_client_json(&cli.http, "GET", "/v1/queues", NULL, &status, &answer, &e)) {
+        cli_release(&cli);
+        json_decref(answer);
+        return; /* only a note: no second error for it */
+    }
+    cli_release(&cli);
+    json_t *list = json_is_array(answer) ? answer : json_object_get(answer, "queues"), *q;
+    size_t i;
+    bool used = false;
+    json_array_foreach(list, i, q)
+    {
+        if (!jstr(q, "name") || strcmp(jstr(q, "name"), name)) continue;
+        static const char *const keys[] = {"queued",    "running",   "succeeded",
+                                           "failed",    "cancelled", "listeners"};
+        for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+            used |= json_integer_value(json_object_get(q, keys[k])) > 0;
+    }
+    if (!used)
+        fprintf(stderr,
+                "drover: note: no job and no agent uses queue '%s' yet (is the name right? "
+                "`drover queues` lists them)\n",
+                name);
+    json_decref(answer);
+}
+
 /* drover queues pause|resume NAME */
 static int queue_pause(int argc, char **argv, bool pause)
 {
@@ -2111,6 +2149,7 @@ static int queue_pause(int argc, char **argv, bool pause)
                jstr(answer, "paused_at") ? jstr(answer, "paused_at") : "now", name);
     else if (rc == 0)
         printf("queue %s runs\n", name);
+    if (rc == 0 && pause) note_unused_queue(&a.conn, name);
     json_decref(answer);
     return rc;
 }
@@ -2125,6 +2164,12 @@ static int queue_limit(int argc, char **argv)
     };
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, queues_usage);
+    for (int i = 2; i < argc; i++) /* not an option: a number below 0 */
+        if (argv[i][0] == '-' && isdigit((unsigned char)argv[i][1]))
+            return cli_usage_error(queues_usage,
+                                   "queues limit: N must be a whole number from 1 to 1000000, "
+                                   "or none (0 is the same), not '%s'",
+                                   argv[i]);
     while (cli_getopt(&a, ":h", longopts) != -1)
         ;
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
@@ -2136,7 +2181,7 @@ static int queue_limit(int argc, char **argv)
     if (end && (!*n || *end || max < 0 || max > 1000000))
         return cli_usage_error(queues_usage,
                                "queues limit: N must be a whole number from 1 to 1000000, or "
-                               "none, not '%s'",
+                               "none (0 is the same), not '%s'",
                                n);
     if (!*name) return cli_usage_error(queues_usage, "the queue's NAME is empty");
     char *path = cli_path("/v1/queues/", name, "");

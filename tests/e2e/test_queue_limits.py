@@ -166,6 +166,11 @@ def test_cli_queues_limit(server):
     for args in (["queues", "limit", "lic"], ["queues", "limit", "lic", "x"],
                  ["queues", "limit", "lic", "-1"], ["queues", "limit", "lic", "2", "3"]):
         usage_error(server.run_cli(*args), args)
+    # a number below 0 is a bad N, not an unknown option
+    r = server.run_cli("queues", "limit", "lic", "-1")
+    assert "N must be a whole number from 1 to 1000000, or none (0 is the same), not '-1'" \
+        in r.stderr, r.stderr
+    assert ok(server.run_cli("queues", "limit", "lic", "0")) == "queue lic: no max_running\n"
 
 
 def test_a_job_held_by_both_its_tenant_and_its_queue(server, make_agent):

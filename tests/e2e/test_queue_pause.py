@@ -326,8 +326,17 @@ def test_cli_queues_pause_and_resume(server):
     for q in ("pq", "oq"):
         r = server.run_cli("submit", "--queue", q, "--", "true")
         assert r.returncode == 0, r.stderr
-    out = ok(server.run_cli("queues", "pause", "pq"))
+    r = server.run_cli("queues", "pause", "pq")
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # a queue in use: no note
+    out = r.stdout
     assert out.count("\n") == 1 and "pq" in out, out
+    # one that nothing uses yet is paused too, with a note on stderr (a typo?)
+    r = server.run_cli("queues", "pause", "qp")
+    assert r.returncode == 0 and "qp paused" in r.stdout, r
+    assert r.stderr == ("drover: note: no job and no agent uses queue 'qp' yet (is the name "
+                        "right? `drover queues` lists them)\n"), r.stderr
+    assert queues(server.api())["qp"]["paused"] is True
+    ok(server.run_cli("queues", "resume", "qp"))
     q = queues(server.api())["pq"]
     assert q["paused"] is True
     recent(q["paused_at"])
