@@ -467,6 +467,7 @@ static int call_v(struct cli *cli, const char *method, const char *path, json_t 
     long status = 0;
     json_t *j = NULL;
     int rc = http_client_json(&cli->http, method, path, body, &status, &j, &e);
+    cli->status = status;
     if (rc < 0) {
         char whatbuf[512];
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);

@@ -182,6 +182,7 @@ struct cli {
     struct http_client http;
     char *token_file;         /* the admin.token the token was read from, or NULL; owned */
     const char *token_source; /* "--token", "DROVER_TOKEN", "file" or NULL (no token) */
+    long status;              /* the HTTP status of the last cli_call's answer */
 };
 
 /*

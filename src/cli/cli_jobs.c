@@ -414,6 +414,7 @@ static const char submit_usage[] =
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
     "                     '-': this command's standard input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
+    "                     (whatever this spec says; a note on stderr tells it)\n"
     "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
     "                     only its params\n"
     "  -P, --param K=V    a param or port of the service (repeatable); the server checks\n"
@@ -1212,6 +1213,11 @@ int cmd_submit(int argc, char **argv)
     } else {
         print_warnings(answer, NULL);
     }
+    if (single && cli.status == 200 && jstr(single, "key")) /* 200, not 201: known already */
+        fprintf(stderr,
+                "drover: note: key '%s' was used before: %s is that job, this spec was not "
+                "submitted (a key names one submission)\n",
+                jstr(single, "key"), jstr(single, "id") ? jstr(single, "id") : "?");
     if (!json_is_array(jobs) && !jstr(single, "id")) {
         if (a.json)
             cli_print_json(answer);

@@ -39,6 +39,17 @@ def test_submit_program_prints_the_id_and_status_shows_it_queued(server):
     assert values == ["hello world", "-n"]
 
 
+def test_submit_with_a_key_used_before_says_so(server):
+    first = server.run_cli("submit", "--key", "once", "--", "true")
+    assert first.returncode == 0 and "note" not in first.stderr, first  # (a warning: no agent)
+    job = first.stdout.strip()
+    again = server.run_cli("submit", "--key", "once", "--", "false")
+    assert again.returncode == 0 and again.stdout == first.stdout  # the first job, as the API says
+    assert again.stderr.endswith(
+        f"drover: note: key 'once' was used before: {job} is that job, this spec was not "
+        "submitted (a key names one submission)\n"), again.stderr
+
+
 def test_submit_options_set_the_spec(server):
     out = submitted(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
                             "nightly", "--label", "team=x", "--label", "env=dev", "--timeout",
@@ -50,9 +61,10 @@ def test_submit_options_set_the_spec(server):
     assert job["queue"] == "q1" and job["priority"] == 7 and job["name"] == "nightly"
     assert job["labels"] == {"team": "x", "env": "dev"}
     assert job["spec"]["timeout_s"] == 5
-    # the same key gives the same job back
-    again = cli_submit(server, "--key", "k-1", "--", "true")
-    assert again == job["id"]
+    # the same key gives the same job back, and says so
+    again = server.run_cli("submit", "--key", "k-1", "--", "true")
+    assert again.returncode == 0 and again.stdout == job["id"] + "\n"
+    assert "drover: note: key 'k-1' was used before" in again.stderr, again.stderr
 
 
 def test_submit_spec_file_stdin_and_array(server, tmp_path):
