@@ -30,7 +30,7 @@ static const struct command commands[] = {
     {"get", cmd_get, "download an object (s3://bucket/key [FILE])"},
     {"ls", cmd_ls, "list objects (s3://bucket[/prefix])"},
     {"rm", cmd_rm, "delete objects"},
-    {"trigger", cmd_trigger, "create, list or delete upload triggers (a job per object uploaded)"},
+    {"trigger", cmd_trigger, "upload triggers and schedules: create, list, update, pause, fire, rm"},
     {"service", cmd_service, "define, list, show or retire services of the hub"},
     {"token", cmd_token, "create or revoke an API token"},
     {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},
