@@ -481,6 +481,17 @@ out:
     return ret;
 }
 
+/* After each server listed failed: e's message (the last one's) names the others too. */
+static void note_others_tried(const struct http_client *c, struct err *e)
+{
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < c->nservers; i++)
+        if (i != c->current) buf_addf(&b, "%s%s", b.len ? ", " : "", c->servers[i]);
+    size_t n = strlen(e->msg);
+    snprintf(e->msg + n, sizeof(e->msg) - n, "; nor the other server(s) listed: %s", buf_str(&b));
+    buf_release(&b);
+}
+
 bool http_try_next(const struct http_client *c, const char *method, long status)
 {
     if (status == 503) return true; /* the server said it did nothing */
@@ -507,7 +518,11 @@ int http_client_json(struct http_client *c, const char *method, const char *path
         }
         http_call_release(&call);
         if (status) *status = st;
-        if (rc == 0 || tried + 1 >= c->nservers || !http_try_next(c, method, st)) break;
+        if (rc == 0 || tried + 1 >= c->nservers || !http_try_next(c, method, st)) {
+            if (rc && tried > 0 && tried + 1 >= c->nservers) /* each one listed failed */
+                note_others_tried(c, e);
+            break;
+        }
         if (resp) {
             json_decref(*resp);
             *resp = NULL;

@@ -51,10 +51,12 @@ def test_cli_with_a_server_list(server):
     out = r.stdout
     listed = ok(server.run_cli("jobs", "--server", f" {dead} , {server.url} "))
     assert out.strip() in listed
-    # every server down: the error names the last one tried
+    # every server down: the error is the last one's, and names the others tried
     dead2 = f"http://127.0.0.1:{free_port()}"
     r = server.run_cli("jobs", env={"DROVER_SERVER": f"{dead},{dead2}"})
-    assert r.returncode != 0 and "cannot reach the drover server" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert f"cannot reach the drover server at {dead2}: connection refused" in r.stderr, r.stderr
+    assert r.stderr.endswith(f"; nor the other server(s) listed: {dead}\n"), r.stderr
 
 
 def test_bad_server_lists_are_refused(server, tmp_path):
