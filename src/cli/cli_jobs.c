@@ -2074,11 +2074,12 @@ static const char queues_usage[] =
 
 static void print_queues_table(json_t *list)
 {
-    struct table *t = table_new(8, "name", "queued", "running", "succeeded", "failed", "listeners",
-                                "paused", "limit");
-    for (size_t c = 1; c < 6; c++)
+    struct table *t = table_new(9, "name", "queued", "running", "succeeded", "failed",
+                                "cancelled", "listeners", "paused", "limit");
+    for (size_t c = 1; c < 7; c++)
         table_align_right(t, c);
-    static const char *const keys[] = {"queued", "running", "succeeded", "failed", "listeners"};
+    static const char *const keys[] = {"queued", "running",   "succeeded",
+                                       "failed", "cancelled", "listeners"};
     size_t i;
     json_t *q;
     json_array_foreach(list, i, q)

@@ -200,11 +200,11 @@ def test_queues_table(server):
     ok(server.run_cli("cancel", c))
 
     rows = table(ok(server.run_cli("queues")))
-    assert rows[0] == ["NAME", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "LISTENERS", "PAUSED",
-                       "LIMIT"]
+    assert rows[0] == ["NAME", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
+                       "LISTENERS", "PAUSED", "LIMIT"]
     by_name = {r[0]: r for r in rows[1:]}
-    assert by_name["alpha"] == ["alpha", "2", "0", "0", "0", "0", "no", "-"]
-    assert by_name["beta"][1] == "0"
+    assert by_name["alpha"] == ["alpha", "2", "0", "0", "0", "0", "0", "no", "-"]
+    assert by_name["beta"] == ["beta", "0", "0", "0", "0", "1", "0", "no", "-"]
 
     queues = json.loads(ok(server.run_cli("queues", "--json")))
     alpha = next(q for q in queues if q["name"] == "alpha")
