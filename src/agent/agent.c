@@ -114,16 +114,24 @@ static const char usage_text[] =
     "               --ca-file /etc/drover/ca.pem --queues default,bio --slots 8\n"
     "  drover agent --labels db=rfam,gpu=1 --listen 127.0.0.1:7071  # /metrics there\n";
 
+/* The command whose options are parsed, and its usage's head (NULL: the agent's): `drover dev`
+   passes its agent's options and has its own (agent_opts_check). */
+static const char *usage_cmd = "agent";
+static const char *usage_head;
+
 static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("drover agent: ", stderr);
+    fprintf(stderr, "drover %s: ", usage_cmd);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n%.*s\n'drover agent --help' tells more.\n",
-            (int)(strstr(usage_text, "\n\n") - usage_text), usage_text);
+    if (usage_head)
+        fprintf(stderr, "\n%s", usage_head);
+    else
+        fprintf(stderr, "\n%.*s\n", (int)(strstr(usage_text, "\n\n") - usage_text), usage_text);
+    fprintf(stderr, "'drover %s --help' tells more.\n", usage_cmd);
     return 2;
 }
 
@@ -290,8 +298,11 @@ enum {
     OPT_LIMITS,
 };
 
-/* Returns 0, 2 (usage error, printed) or -1 (--help printed). */
-static int parse_opts(int argc, char **argv, struct agent_opts *o)
+/*
+ * Returns 0, 2 (usage error, printed) or -1 (--help printed). `check`: the options only, not
+ * the token (agent_opts_check: `drover dev`'s server has not written its file yet).
+ */
+static int parse_opts(int argc, char **argv, struct agent_opts *o, bool check)
 {
     static const struct option longopts[] = {
         {"server", required_argument, NULL, OPT_SERVER},
@@ -503,6 +514,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
     struct err ce = ERR_INIT;
     if (http_set_ca_file(ca_file, &ce)) return usage_error("%s", ce.msg);
     if (o->token_file && o->token) return usage_error("give --token-file or --token, not both");
+    if (check) return 0;
     if (o->token_file) {
         struct err e = ERR_INIT;
         if (fs_read_secret(o->token_file, &o->token, &e)) {
@@ -550,6 +562,17 @@ static void opts_release(struct agent_opts *o)
     json_decref(o->queues);
     json_decref(o->labels);
     memset(o, 0, sizeof(*o));
+}
+
+int agent_opts_check(int argc, char **argv, const char *cmd, const char *head)
+{
+    struct agent_opts o;
+    memset(&o, 0, sizeof(o));
+    usage_cmd = cmd; /* and for the cmd_agent that follows: the user gave `drover CMD` */
+    usage_head = head;
+    int rc = parse_opts(argc, argv, &o, true);
+    opts_release(&o);
+    return rc;
 }
 
 /* --- state ----------------------------------------------------------------------------- */
@@ -821,7 +844,7 @@ int cmd_agent(int argc, char **argv)
     memset(&a, 0, sizeof(a));
     a.lock_fd = -1;
     a.spool.dirfd = -1;
-    int rc = parse_opts(argc, argv, &a.o);
+    int rc = parse_opts(argc, argv, &a.o, false);
     if (rc) {
         opts_release(&a.o);
         return rc < 0 ? 0 : rc;

@@ -1,6 +1,6 @@
 /*
  * agent.h - `drover agent`'s state, shared by the files of src/agent/ (and by
- * nothing else).
+ * nothing else but server/dev.c, for agent_opts_check).
  *
  *   agent.c          the command: options, startup, signals, drain, exit
  *   proto.c          the agent protocol (docs/protocol.md): register, poll,
@@ -451,6 +451,16 @@ void runner_native_reap(struct agent *a);
 void runner_native_release(struct agent_job *j);
 /* Frees the runner's own events (at exit). */
 void runner_native_stop(struct agent *a);
+
+/* agent.c */
+/*
+ * For `drover dev`, before its server starts (server/dev.c): checks the agent options argv
+ * (argv[0] the command's name) as cmd_agent would, but for its token, whose file the server
+ * has not written yet. A bad one is said on stderr as "drover CMD: ...", then `head` (the
+ * command's usage, ending in a newline). Returns 0 or 2; cmd_agent afterwards says its usage
+ * errors the same way.
+ */
+int agent_opts_check(int argc, char **argv, const char *cmd, const char *head);
 
 /* status.c */
 struct status_server;

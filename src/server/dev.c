@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "commands.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -47,12 +48,16 @@ static void *server_thread(void *arg)
     return NULL;
 }
 
+/* What a usage error shows of the usage, after its line. */
+static const char usage_head[] =
+    "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
+    "                  [--prefetch N] [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
+    "                  [--engine-opt ARG]...\n";
+
 static void usage(FILE *f)
 {
+    fputs(usage_head, f);
     fprintf(f,
-            "usage: drover dev [server options] [--queues Q1,Q2] [--slots N] [--labels K=V,...]\n"
-            "                  [--prefetch N] [--allow-path DIR]... [--keep-work] [--runtime R,...]\n"
-            "                  [--engine-opt ARG]...\n"
             "\n"
             "A server (as `drover server`) and one agent named 'dev' (as `drover agent`)\n"
             "in one process, on loopback: everything needed to try drover out. The\n"
@@ -114,6 +119,13 @@ static const char *agent_option(const char *arg, bool *value)
     return NULL;
 }
 
+/* After the line that says what is wrong: exit code 2. */
+static int usage_error(void)
+{
+    fprintf(stderr, "%s'drover dev --help' tells more.\n", usage_head);
+    return 2;
+}
+
 int cmd_dev(int argc, char **argv)
 {
     /* argv split in two: the agent's options (above) and the server's, parsed as its own */
@@ -139,7 +151,7 @@ int cmd_dev(int argc, char **argv)
             fprintf(stderr, "drover dev: option '%s' needs a value\n", argv[i]);
             free(sargv);
             free(agent_args);
-            return 2;
+            return usage_error();
         }
         slots_given = slots_given || !strcmp(name, "slots");
         agent_args[nagent++] = argv[i];
@@ -150,13 +162,32 @@ int cmd_dev(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     struct server_opts o = {0};
     struct err e = ERR_INIT;
-    char *work = NULL, *url = NULL;
+    char *work = NULL, *url = NULL, *tok_path = NULL, **aargv = NULL;
     int rc = server_opts_parse(sargc, sargv, &o);
     if (rc) {
-        rc = rc < 0 ? 0 : rc;
+        rc = rc < 0 ? 0 : usage_error();
         goto out;
     }
     work = xasprintf("%s/agent", o.data);
+    /* the admin token the server writes (mode 0600): the agent reads it as --token-file */
+    tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
+    /* a certificate for this machine names it `localhost`, rarely 127.0.0.1 */
+    if (o.tls_cert && !strncmp(o.listen, "127.", 4) && strrchr(o.listen, ':'))
+        url = xasprintf("https://localhost%s", strrchr(o.listen, ':'));
+    else
+        url = xasprintf("%s://%s", o.tls_cert ? "https" : "http", o.listen);
+    char slots[32];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
+    char *fixed[] = {"agent", "--server",   url,  "--token-file", tok_path, "--name",
+                     "dev",   "--work-dir", work, "--slots",      slots};
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (slots_given ? 2 : 0);
+    int aargc = (int)nfixed + nagent;
+    aargv = xcalloc((size_t)aargc + 1, sizeof(char *));
+    memcpy(aargv, fixed, nfixed * sizeof(char *));
+    memcpy(aargv + nfixed, agent_args, (size_t)nagent * sizeof(char *));
+    /* the agent's options too, before the server makes or binds anything */
+    if ((rc = agent_opts_check(aargc, aargv, "dev", usage_head))) goto out;
 
     evthread_use_pthreads(); /* the main thread stops the server's loop */
     signal(SIGPIPE, SIG_IGN);
@@ -177,26 +208,8 @@ int cmd_dev(int argc, char **argv)
     if (pthread_create(&d.thread, NULL, server_thread, &d)) die("cannot start the server thread");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    /* the admin token the server wrote (mode 0600): the agent reads it as --token-file */
-    char *tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
-    /* a certificate for this machine names it `localhost`, rarely 127.0.0.1 */
-    if (o.tls_cert && !strncmp(o.listen, "127.", 4) && strrchr(o.listen, ':'))
-        url = xasprintf("https://localhost%s", strrchr(o.listen, ':'));
-    else
-        url = xasprintf("%s://%s", o.tls_cert ? "https" : "http", o.listen);
-    char slots[32];
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
-    char *fixed[] = {"agent", "--server",   url,  "--token-file", tok_path, "--name",
-                     "dev",   "--work-dir", work, "--slots",      slots};
-    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (slots_given ? 2 : 0);
-    char **aargv = xcalloc(nfixed + (size_t)nagent + 1, sizeof(char *));
-    memcpy(aargv, fixed, nfixed * sizeof(char *));
-    memcpy(aargv + nfixed, agent_args, (size_t)nagent * sizeof(char *));
     log_info("drover dev: server on %s, agent 'dev'", url);
-    rc = cmd_agent((int)nfixed + nagent, aargv);
-    free(aargv);
-    free(tok_path);
+    rc = cmd_agent(aargc, aargv);
 
     event_active(d.stop, EV_READ, 0);
     pthread_join(d.thread, NULL);
@@ -205,6 +218,8 @@ int cmd_dev(int argc, char **argv)
 out:
     if (d.base) event_base_free(d.base);
     server_opts_release(&o);
+    free(aargv);
+    free(tok_path);
     free(url);
     free(work);
     free(sargv);

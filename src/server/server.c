@@ -2,12 +2,16 @@
  * server.c - `drover server`: option parsing, startup, the event loop and
  * an orderly shutdown on SIGINT / SIGTERM.
  *
- * Startup order matters: the store is opened (and migrated) before the
- * admin token is made, and the listener is bound last, so that a server
- * answering /healthz is ready for everything.
+ * Startup order matters: the listening socket is bound first, so that a port
+ * in use (or a TLS certificate that cannot be read) fails before the data
+ * folder is made or changed; the store is opened (and migrated) before the
+ * admin token is made; and the socket listens last, so that a server
+ * answering /healthz is ready for everything. A start that fails removes the
+ * data folder when it made it.
  */
 #include <errno.h>
 #include <event2/listener.h>
+#include <ftw.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <openssl/rand.h>
@@ -73,9 +77,13 @@ static int split_listen(const char *listen, char *host, size_t n, int *port)
     return 0;
 }
 
-/* A listener on host:port for the TLS front, not yet accepting. */
-static struct evconnlistener *tls_bind(struct event_base *base, const char *listen,
-                                       const char *host, int port, struct err *e)
+/*
+ * s->listen_fd: a TCP socket bound to host:port (reusable, non-blocking, close-on-exec, with
+ * keep-alives, as evhttp binds its own), not listening yet: a port in use fails here, before
+ * anything is made, and connections are refused until the server listens (server_start's end).
+ */
+static int server_bind(struct server *s, const char *listen, const char *host, int port,
+                       struct err *e)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -84,39 +92,87 @@ static struct evconnlistener *tls_bind(struct event_base *base, const char *list
     char ps[16];
     snprintf(ps, sizeof(ps), "%d", port);
     int g = getaddrinfo(*host ? host : NULL, ps, &hints, &ai);
-    if (g) {
-        err_set(e, ERR_IO, "cannot listen on %s: %s", listen, gai_strerror(g));
-        return NULL;
+    if (g) return err_set(e, ERR_IO, "cannot listen on %s: %s", listen, gai_strerror(g));
+    int one = 1, rc = 0;
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen)) {
+        rc = err_set(e, ERR_IO, "cannot listen on %s: %s", listen, strerror(errno));
+        if (fd >= 0) close(fd);
+        fd = -1;
     }
-    struct evconnlistener *lev = evconnlistener_new_bind(
-        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, -1,
-        ai->ai_addr, (int)ai->ai_addrlen);
-    if (!lev) err_set(e, ERR_IO, "cannot listen on %s: %s", listen, strerror(errno));
     freeaddrinfo(ai);
-    return lev;
+    s->listen_fd = fd;
+    return rc;
+}
+
+/* Listens on s->listen_fd with evhttp (plain HTTP); evhttp then owns it. */
+static int server_listen(struct server *s, const struct server_opts *o, struct err *e)
+{
+    if (listen(s->listen_fd, 128) ||
+        !(s->listener = evhttp_accept_socket_with_handle(s->http, s->listen_fd)))
+        return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
+    s->listen_fd = -1;
+    return 0;
 }
 
 /*
- * --tls-cert: the TLS front listens on host:port, and evhttp on a Unix socket in the data
- * folder, behind it (http/tls.h).
+ * --tls-cert: the TLS front (s->tls, its certificate already read) listens on s->listen_fd,
+ * and evhttp on a Unix socket in the data folder, behind it (http/tls.h).
  */
-static int server_listen_tls(struct server *s, const struct server_opts *o, const char *host,
-                             int port, struct err *e)
+static int server_listen_tls(struct server *s, const struct server_opts *o, struct err *e)
 {
-    int rc = tls_front_new(s->base, o->tls_cert, o->tls_key, &s->tls, e);
-    if (rc) return rc;
     int fd = tls_front_inner(s->tls, o->data, e);
     if (fd < 0) return fd;
     if (!(s->listener = evhttp_accept_socket_with_handle(s->http, fd))) {
         close(fd);
         return err_set(e, ERR_IO, "cannot serve on the TLS front's socket");
     }
-    struct evconnlistener *lev = tls_bind(s->base, o->listen, host, port, e);
-    if (!lev) return ERR_IO;
+    struct evconnlistener *lev = evconnlistener_new(
+        s->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, -1,
+        s->listen_fd);
+    if (!lev) return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
+    s->listen_fd = -1;
     int one = 1;
     setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     tls_front_listen(s->tls, lev);
     s->tls_guard = accept_guard_new(lev);
+    return 0;
+}
+
+/*
+ * The outermost folder of `path` that does not exist, which mkdir_p would make (path itself,
+ * or one of its parents), or NULL when path exists: the caller's.
+ */
+static char *first_missing(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 || errno != ENOENT) return NULL;
+    char *top = xstrdup(path);
+    for (;;) {
+        char *parent = xstrdup(top);
+        size_t n = strlen(parent);
+        while (n > 1 && parent[n - 1] == '/')
+            parent[--n] = '\0';
+        char *slash = strrchr(parent, '/');
+        bool missing = false;
+        if (slash && slash != parent) { /* not "name" nor "/name": its parent may be missing */
+            *slash = '\0';
+            missing = stat(parent, &st) != 0 && errno == ENOENT;
+        }
+        if (!missing) {
+            free(parent);
+            return top;
+        }
+        free(top);
+        top = parent;
+    }
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (remove(path)) log_warn("cannot remove '%s': %s", path, strerror(errno));
     return 0;
 }
 
@@ -261,7 +317,8 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         die("%s", ne.msg);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': o->listen = optarg; break;
         case 'd': free(o->data); o->data = xstrdup(optarg); break;
@@ -390,10 +447,12 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         case 'R': print_routes(); return -1;
         case 'h': usage(stdout); return -1;
         default: /* `drover dev` passes its server options here and has a usage of its own */
-            if (strcmp(argv[0], "server"))
-                fprintf(stderr, "'drover %s --help' tells more\n", argv[0]);
+            if (c == ':')
+                fprintf(stderr, "drover %s: option '%s' needs a value\n", argv[0],
+                        argv[optind - 1]);
             else
-                usage(stderr);
+                fprintf(stderr, "drover %s: unknown option '%s'\n", argv[0], argv[optind - 1]);
+            if (!strcmp(argv[0], "server")) usage(stderr);
             return 2;
         }
     }
@@ -694,7 +753,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (s->leader) triggers_tick(s->triggers, now);
 }
 
-int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
+static int start(struct server *s, const struct server_opts *o, struct event_base *base,
                  struct err *e)
 {
     struct store *writer = NULL;
@@ -702,10 +761,16 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     int port, rc;
     memset(s, 0, sizeof(*s));
     s->data_lock_fd = -1;
+    s->listen_fd = -1;
+    s->base = base;
+    split_listen(o->listen, host, sizeof(host), &port);
+    if ((rc = server_bind(s, o->listen, host, port, e)) ||
+        (o->tls_cert && (rc = tls_front_new(base, o->tls_cert, o->tls_key, &s->tls, e))))
+        return rc;
+    s->data_made = first_missing(o->data);
     long nofile = server_process_limits();
     s->started_at_ms = time_now_ms();
     s->data_dir = xstrdup(o->data);
-    s->base = base;
     s->heartbeat_s = o->heartbeat_s;
     s->lost_after_s = o->lost_after_s;
     s->deadline_grace_s = o->deadline_grace_s;
@@ -782,14 +847,12 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
     router_set_uploads(s->router, s->uploads);
     router_set_cookie_auth(s->router, session_auth);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
-    split_listen(o->listen, host, sizeof(host), &port);
     s->listen = xstrdup(o->listen);
     s->warnings = json_array();
     if (o->tls_cert) {
-        if ((rc = server_listen_tls(s, o, host, port, e))) return rc;
+        if ((rc = server_listen_tls(s, o, e))) return rc;
     } else {
-        if (!(s->listener = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)))
-            return err_set(e, ERR_IO, "cannot listen on %s: %s", o->listen, strerror(errno));
+        if ((rc = server_listen(s, o, e))) return rc;
         /* Accepted sockets inherit TCP_NODELAY: answers are not held back by Nagle's. */
         int one = 1;
         setsockopt(evhttp_bound_socket_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one,
@@ -810,6 +873,14 @@ int server_start(struct server *s, const struct server_opts *o, struct event_bas
              s->tls ? "https" : "http", o->listen, db, o->sync_full ? ", sync full" : "",
              o->blobs);
     return 0;
+}
+
+int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
+                 struct err *e)
+{
+    int rc = start(s, o, base, e);
+    s->start_failed = rc != 0;
+    return rc;
 }
 
 void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
@@ -886,6 +957,14 @@ void server_release(struct server *s)
     if (s->drain_timer)
         event_free(s->drain_timer);
     store_close(s->reads);
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    /* a start that failed leaves no half-made data folder: one it made goes (while the folder
+       is still locked: it is this server's) */
+    if (s->start_failed && s->data_made && s->data_lock_fd >= 0) {
+        log_info("removing the data folder '%s' this failed start made", s->data_made);
+        nftw(s->data_made, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    free(s->data_made);
     free(s->data_dir);
     if (s->data_lock_fd >= 0)
         close(s->data_lock_fd); /* the data folder is free for another server */

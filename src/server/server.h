@@ -43,6 +43,10 @@ struct server {
     struct auth_cache *auth_cache;
     char *data_dir;
     int data_lock_fd; /* holds DATA/lock (datadir.h) while the server lives; -1 before */
+    char *data_made;  /* the outermost folder of DATA that server_start made (it did not
+                         exist), or NULL: removed by server_release after a failed start */
+    bool start_failed;
+    int listen_fd; /* bound first by server_start, -1 once it listens (the listener's then) */
     bool shutting_down;
     struct evhttp_bound_socket *listener;
     struct accept_guard *accept_guard; /* pauses accepting when descriptors run out */
@@ -126,7 +130,11 @@ struct server_opts {
  */
 int server_opts_parse(int argc, char **argv, struct server_opts *o);
 void server_opts_release(struct server_opts *o);
-/* Opens the store, loads the jobs in flight and starts serving on base. */
+/*
+ * Binds --listen (a port in use fails before the data folder is made or changed), opens the
+ * store, loads the jobs in flight and starts serving on base. After a failure, server_release
+ * removes the data folder when this start made it.
+ */
 int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
                  struct err *e);
 /*

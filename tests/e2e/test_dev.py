@@ -5,6 +5,7 @@ and stops it by its PID (SIGTERM: the agent drains, then the server stops).
 """
 import json
 import resource
+import socket
 import subprocess
 
 from agentutil import wait_job
@@ -54,30 +55,102 @@ def run_dev(*args):
                           stdin=subprocess.DEVNULL)
 
 
+DEV_USAGE = "usage: drover dev [server options]"
+
+
+def dev_usage_error(r, line):
+    """Asserts `drover dev` refused its options before it made anything: exit 2, `line` first,
+    then dev's own usage (not its agent's or its server's)."""
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    first, rest = r.stderr.split("\n", 1)
+    assert first == line, r.stderr
+    assert rest.startswith(DEV_USAGE) and rest.endswith("'drover dev --help' tells more.\n"), \
+        r.stderr
+    for other in ("usage: drover agent", "usage: drover server", "--token-file", "--work-dir",
+                  " info "):  # nothing logged: no server started
+        assert other not in r.stderr, (other, r.stderr)
+
+
 def test_dev_usage_errors_name_the_option(tmp_path):
-    listen = ["--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d")]
-    r = run_dev(*listen, "--sync", "maybe")
-    assert r.returncode == 2 and "drover dev: --sync must be full or normal, not 'maybe'" in r.stderr
-    r = run_dev(*listen, "--bogus")
-    assert r.returncode == 2 and "'--bogus'" in r.stderr and "'drover dev --help'" in r.stderr
-    r = run_dev(*listen, "--slots")
-    assert r.returncode == 2 and "drover dev: option '--slots' needs a value" in r.stderr
-    r = run_dev(*listen, "--listen", "nowhere")
-    assert r.returncode == 2 and "drover dev: --listen must be ADDR:PORT" in r.stderr
-    r = run_dev(*listen, "--limits", "cgroups")
-    assert r.returncode == 2 and "--limits must be auto, cgroup, rlimit or none, not 'cgroups'" \
-        in r.stderr
-    r = run_dev(*listen, "--slots", "0")
-    assert r.returncode == 2 and "--slots must be a whole number from 1 to 1024" in r.stderr
-    r = run_dev(*listen, "--slots", "1", "--prefetch", "5")  # its agent's: at most 4 x slots
-    assert r.returncode == 2 and "--prefetch must be a whole number from 0 to 4 times --slots " \
-        "(4 here), not 5" in r.stderr
+    data = tmp_path / "d"
+    port = free_port()
+    listen = ["--listen", f"127.0.0.1:{port}", "--data", str(data)]
+    cases = [
+        # the server's options
+        (["--sync", "maybe"], "drover dev: --sync must be full or normal, not 'maybe'"),
+        (["--bogus"], "drover dev: unknown option '--bogus'"),
+        (["--sync"], "drover dev: option '--sync' needs a value"),
+        (["--listen", "nowhere"], "drover dev: --listen must be ADDR:PORT, not 'nowhere'"),
+        (["--lost-after", "1", "--heartbeat", "2"],
+         "drover dev: --lost-after (1 s) must be longer than --heartbeat (2 s)"),
+        # its agent's
+        (["--slots"], "drover dev: option '--slots' needs a value"),
+        (["--slots", "0"], "drover dev: --slots must be a whole number from 1 to 1024, not '0'"),
+        (["--slots", "1", "--prefetch", "5"],  # at most 4 x slots
+         "drover dev: --prefetch must be a whole number from 0 to 4 times --slots (4 here), "
+         "not 5"),
+        (["--prefetch", "-1"],
+         "drover dev: --prefetch must be a whole number from 0 to 4 times --slots, not '-1'"),
+        (["--limits", "cgroups"],
+         "drover dev: --limits must be auto, cgroup, rlimit or none, not 'cgroups'"),
+        (["--queues", "Bad!"], "drover dev: --queues: 'Bad!' is not a queue name "
+         "([a-z0-9._-]{1,64})"),
+        (["--labels", "gpu"], "drover dev: --labels: 'gpu' is not K=V with K of "
+         "[A-Za-z0-9._/-]{1,64}"),
+        (["--runtime", "lxc"],
+         "drover dev: --runtime: 'lxc' is not one of native, bwrap, podman, docker"),
+        (["--cache-size", "lots"], "drover dev: --cache-size must be a size in bytes with an "
+         "optional K, M, G or T (0: no cache), not 'lots'"),
+        (["--allow-path", "relative"],
+         "drover dev: --allow-path: 'relative' is not an absolute path to a folder"),
+        (["--ca-file", str(tmp_path / "none.pem")],
+         f"drover dev: cannot read the CA file '{tmp_path / 'none.pem'}' (--ca-file): "
+         "No such file or directory"),
+    ]
+    for args, line in cases:
+        dev_usage_error(run_dev(*listen, *args), line)
+        # checked before anything was made or bound
+        assert not data.exists(), args
+        with socket.create_server(("127.0.0.1", port)):
+            pass
 
     r = run_dev("--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: drover dev")
     for opt in ("--queues", "--slots", "--labels", "--sync", "--blobs", "--listen", "--data",
                 "--limits", "--prefetch"):
         assert opt in r.stdout, opt
+
+
+def test_dev_port_in_use_fails_before_the_data_folder_is_made(tmp_path):
+    data = tmp_path / "new" / "data"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+        r = run_dev("--listen", addr, "--data", str(data))
+        assert r.returncode == 1, r.stderr
+        assert f"drover dev: cannot listen on {addr}: Address already in use" in r.stderr
+        assert not (tmp_path / "new").exists()
+        # a data folder that exists is left as it was: nothing written in it
+        data.mkdir(parents=True)
+        r = run_dev("--listen", addr, "--data", str(data))
+        assert r.returncode == 1 and "Address already in use" in r.stderr, r.stderr
+        assert list(data.iterdir()) == []
+
+
+def test_dev_failed_start_removes_the_data_folder_it_made(tmp_path):
+    """A start that fails after the data folder was made (here: an object store URI that is
+    wrong) removes the folder (and the parents it made), not one that was there before."""
+    port = free_port()
+    data = tmp_path / "new" / "data"
+    r = run_dev("--listen", f"127.0.0.1:{port}", "--data", str(data), "--blobs", "nope:x")
+    assert r.returncode == 1 and "drover dev: blob store 'nope:x': unknown scheme" in r.stderr, \
+        r.stderr
+    assert not (tmp_path / "new").exists()
+    data.mkdir(parents=True)
+    (data / "mine").write_text("kept")
+    r = run_dev("--listen", f"127.0.0.1:{port}", "--data", str(data), "--blobs", "nope:x")
+    assert r.returncode == 1, r.stderr
+    assert (data / "mine").read_text() == "kept"
 
 
 def test_dev_jobs_get_the_descriptor_limit_dev_was_started_with(tmp_path):
