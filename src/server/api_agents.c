@@ -390,6 +390,34 @@ static int prefetch_field(const struct live_agent *a, json_t *b, long *out, stru
                      e);
 }
 
+struct runtimes_op {
+    char id[UUID_STR_LEN];
+    unsigned runtimes;
+};
+
+static int runtimes_write(struct store *st, void *arg, struct err *e)
+{
+    struct runtimes_op *op = arg;
+    return store_agent_set_runtimes(st, op->id, op->runtimes, e);
+}
+
+static void runtimes_done(void *arg, int rc, const struct err *e)
+{
+    struct runtimes_op *op = arg;
+    if (rc) log_warn("agent=%s cannot record its runtimes: %s", op->id, e->msg);
+    free(op);
+}
+
+/* A poll said other runtimes than the agent had (it found more at work after it registered):
+   stored, so that the agent keeps them after a restart of the server (left or lost too). */
+static void runtimes_changed(struct server *s, const struct live_agent *a)
+{
+    struct runtimes_op *op = xcalloc(1, sizeof(*op));
+    memcpy(op->id, a->rec.id, sizeof(op->id));
+    op->runtimes = a->rec.runtimes;
+    commit_submit(s->commit, runtimes_write, runtimes_done, op);
+}
+
 static void poll_gone(struct http_req *r)
 {
     fleet_poll_gone(srv(r)->fleet, r->owner, r);
@@ -406,6 +434,7 @@ int api_agents_poll(struct http_req *r)
     json_t *b = r->body;
     struct live_agent *a = caller(r);
     if (!a) return HTTP_DONE;
+    unsigned runtimes = a->rec.runtimes;
     if (!json_is_object(b) || refuse_unknown(b, known, &e) || same_instance(a, b, &e) ||
         int_field(b, "free_slots", 0, a->rec.slots, a->rec.slots, &free_slots, &e) ||
         prefetch_field(a, b, &prefetch, &e) ||
@@ -417,6 +446,7 @@ int api_agents_poll(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
+    if (a->rec.runtimes != runtimes) runtimes_changed(s, a);
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
     a->prefetch = (int)prefetch;
     r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */

@@ -1049,8 +1049,8 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
         copy.instance = rec->instance ? xstrdup(rec->instance) : NULL;
         copy.labels = json_incref(rec->labels);
         copy.queues = json_incref(rec->queues);
-        copy.limits = NULL;
-        copy.runtimes = PROTO_RT_NATIVE;
+        copy.limits = json_incref(rec->limits);
+        copy.runtimes = rec->runtimes ? rec->runtimes : PROTO_RT_NATIVE;
         a = add_agent(f, &copy);
         a->seen_flushed = rec->last_seen;
         return;
@@ -1158,6 +1158,11 @@ void fleet_agents_reread(struct fleet *f)
 
 /* ---- start ---- */
 
+/*
+ * An agent as it was stored: when it was last seen, its labels, runtimes and limits stay as
+ * they were (an agent that left or was lost shows what it had; one up gets lost_after from
+ * the start to call: fleet_load's silence_from).
+ */
 static int load_agent(void *arg, const struct agent_rec *rec)
 {
     struct fleet *f = arg;
@@ -1168,9 +1173,10 @@ static int load_agent(void *arg, const struct agent_rec *rec)
     copy.instance = rec->instance ? xstrdup(rec->instance) : NULL;
     copy.labels = json_incref(rec->labels);
     copy.queues = json_incref(rec->queues);
-    copy.last_seen = clock_ms(f); /* a fresh start gives every agent lost_after to call */
-    copy.runtimes = PROTO_RT_NATIVE; /* until its next poll says more */
-    add_agent(f, &copy);
+    copy.limits = json_incref(rec->limits);
+    copy.runtimes = rec->runtimes ? rec->runtimes : PROTO_RT_NATIVE;
+    struct live_agent *a = add_agent(f, &copy);
+    a->seen_flushed = rec->last_seen; /* stored already: fleet_flush_seen has nothing to write */
     return 0;
 }
 
@@ -1202,6 +1208,7 @@ static int load_job(void *arg, const struct job *j)
 
 int fleet_load(struct fleet *f, struct err *e)
 {
+    f->silence_from = clock_ms(f); /* a fresh start gives every agent lost_after to call */
     int rc = store_agent_scan(f->d.reads, load_agent, f, e);
     if (!rc)
         rc = store_job_scan(f->d.reads,
@@ -1290,12 +1297,15 @@ json_t *fleet_runtimes_json(unsigned runtimes)
 
 json_t *fleet_agent_json(const struct live_agent *a)
 {
-    int free_slots = a->free_slots < 0 ? 0 : a->free_slots;
+    /* an agent that left or was lost takes nothing: no free slots, no prefetch (as after a
+       restart, which does not know what it last said) */
+    bool gone = a->rec.state == AGENT_LEFT || a->rec.state == AGENT_LOST;
+    int free_slots = a->free_slots < 0 || gone ? 0 : a->free_slots;
     if (free_slots > a->rec.slots) free_slots = a->rec.slots;
     return json_pack("{s:s, s:s, s:O, s:O, s:i, s:i, s:i, s:o, s:s, s:o, s:o, s:o, s:i, s:O}",
                      "id", a->rec.id, "name", a->rec.name, "labels", a->rec.labels, "queues",
                      a->rec.queues, "slots", a->rec.slots, "free_slots", free_slots, "prefetch",
-                     a->prefetch, "runtimes",
+                     gone ? 0 : a->prefetch, "runtimes",
                      fleet_runtimes_json(a->rec.runtimes), "state", agent_state_name(a->rec.state),
                      "last_seen", job_time_json(a->rec.last_seen), "registered_at",
                      job_time_json(a->rec.registered_at), "version",

@@ -694,6 +694,11 @@ int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct
     return st->ops->agent_seen(st, id, last_seen, e);
 }
 
+int store_agent_set_runtimes(struct store *st, const char *id, unsigned runtimes, struct err *e)
+{
+    return st->ops->agent_set_runtimes(st, id, runtimes, e);
+}
+
 int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e)
 {
     return st->ops->leader_release(st, name, holder, e);

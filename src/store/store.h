@@ -250,8 +250,10 @@ int store_log_read(struct store *st, const char *job, int attempt, int stream, i
 
 /*
  * Agents: registered by name; an existing name keeps its id (written back into a->id).
- * a->owner and a->instance are stored with it; ERR_CONFLICT when the name is already
- * registered by another owner (a stored owner of NULL is claimed by the first one).
+ * a->owner, a->instance, a->runtimes and a->limits are stored with it; ERR_CONFLICT when
+ * the name is already registered by another owner (a stored owner of NULL is claimed by the
+ * first one). What is stored is read back by store_agent_scan, as the agent was when last
+ * written (runtimes 1, native, and limits NULL for a row from before they were stored).
  */
 int store_agent_upsert(struct store *st, struct agent_rec *a, struct err *e);
 int store_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
@@ -768,6 +770,9 @@ int store_notified(struct store *st, int *fd, bool *any, int64_t *upto, struct e
 void store_tx_events(struct store *st, int64_t *first, int64_t *last);
 /* An agent was seen by a server at last_seen (kept when newer than what is stored). No event. */
 int store_agent_seen(struct store *st, const char *id, int64_t last_seen, struct err *e);
+/* The runtimes (PROTO_RT_* bits) an agent offers now (a poll said others). No event.
+   ERR_NOTFOUND when there is no such agent. */
+int store_agent_set_runtimes(struct store *st, const char *id, unsigned runtimes, struct err *e);
 
 /* Lets the lease go at once when `holder` has it (a clean shutdown); else nothing. */
 int store_leader_release(struct store *st, const char *name, const char *holder, struct err *e);

@@ -108,6 +108,7 @@ struct store_ops {
     int (*notified)(struct store *st, int *fd, bool *any, int64_t *upto, struct err *e);
     void (*tx_events)(struct store *st, int64_t *first, int64_t *last); /* NULL: none */
     int (*agent_seen)(struct store *st, const char *id, int64_t last_seen, struct err *e);
+    int (*agent_set_runtimes)(struct store *st, const char *id, unsigned runtimes, struct err *e);
     int (*leader_take)(struct store *st, const char *name, const char *holder, int64_t now_ms,
                        int64_t ttl_ms, bool *leader, struct err *e);
     int (*leader_release)(struct store *st, const char *name, const char *holder, struct err *e);

@@ -86,6 +86,7 @@ enum stmt_id {
     S_LOG_READ,
     S_AGENT_UPSERT,
     S_AGENT_STATE,
+    S_AGENT_RUNTIMES,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
     S_EVENT_ADD,
@@ -444,17 +445,19 @@ static const char *const stmt_sql[S_COUNT] = {
                    "AND off + length(data) > $4 AND off < $4::bigint + $5::bigint ORDER BY off",
     /* A name registered by another token is left alone: no row comes back. */
     [S_AGENT_UPSERT] = "INSERT INTO agents (id, name, labels, queues, slots, version, state, "
-                       "last_seen, registered_at, owner, instance) "
-                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                       "last_seen, registered_at, owner, instance, runtimes, limits) "
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
                        "ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, "
                        "queues = excluded.queues, slots = excluded.slots, "
                        "version = excluded.version, state = excluded.state, "
                        "last_seen = excluded.last_seen, owner = excluded.owner, "
-                       "instance = excluded.instance "
+                       "instance = excluded.instance, runtimes = excluded.runtimes, "
+                       "limits = excluded.limits "
                        "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
+    [S_AGENT_RUNTIMES] = "UPDATE agents SET runtimes = $2 WHERE id = $1",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
-                     "registered_at, owner, instance FROM agents ORDER BY name",
+                     "registered_at, owner, instance, runtimes, limits FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (seq, at, kind, subject, state, agent) "
                       "SELECT $1, $2, 1, id, state, name FROM agents WHERE id = $3",
     [S_EVENT_ADD] = "INSERT INTO events (seq, at, kind, subject, queue, state, owner, data) "
@@ -2478,6 +2481,8 @@ static int agent_upsert_tx(struct store_pg *s, struct agent_rec *a, struct err *
     p_int(&p, a->registered_at);
     p_text(&p, a->owner);
     p_text(&p, a->instance);
+    p_int(&p, a->runtimes);
+    p_json(&p, a->limits);
     PGresult *r;
     rc = run(s, S_AGENT_UPSERT, &p, &r, e, "registering an agent");
     if (rc)
@@ -2551,6 +2556,8 @@ static int pg_agent_scan(struct store *st, int (*fn)(void *arg, const struct age
         a.registered_at = col_int(r, i, 8);
         a.owner = col_text(r, i, 9);
         a.instance = col_text(r, i, 10);
+        a.runtimes = (unsigned)col_int(r, i, 11);
+        a.limits = col_json(r, i, 12);
         rc = fn(arg, &a);
         agent_rec_release(&a);
     }
@@ -2853,6 +2860,20 @@ static int pg_agent_seen(struct store *st, const char *id, int64_t last_seen, st
     p_text(&p, id);
     p_int(&p, last_seen);
     return run(pg(st), S_AGENT_SEEN, &p, NULL, e, "updating an agent");
+}
+
+static int pg_agent_set_runtimes(struct store *st, const char *id, unsigned runtimes, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, runtimes);
+    PGresult *r;
+    int rc = run(pg(st), S_AGENT_RUNTIMES, &p, &r, e, "updating an agent's runtimes");
+    if (rc)
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    return n ? 0 : err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
 }
 
 static void pg_tx_events(struct store *st, int64_t *first, int64_t *last)
@@ -3889,6 +3910,7 @@ const struct store_ops store_pg_ops = {
     .queue_paused = pg_queue_paused,
     .leader_take = pg_leader_take,
     .agent_seen = pg_agent_seen,
+    .agent_set_runtimes = pg_agent_set_runtimes,
     .listen = pg_listen,
     .tx_events = pg_tx_events,
     .notified = pg_notified,

@@ -66,6 +66,7 @@ enum stmt_id {
     S_LOG_READ,
     S_AGENT_UPSERT,
     S_AGENT_STATE,
+    S_AGENT_RUNTIMES,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
     S_EVENT_ADD,
@@ -310,17 +311,19 @@ static const char *const stmt_sql[S_COUNT] = {
                    "AND off + length(data) > ? ORDER BY off",
     /* A name registered by another token is left alone: no row comes back. */
     [S_AGENT_UPSERT] = "INSERT INTO agents (id, name, labels, queues, slots, version, state, "
-                       "last_seen, registered_at, owner, instance) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                       "last_seen, registered_at, owner, instance, runtimes, limits) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, "
                        "queues = excluded.queues, slots = excluded.slots, "
                        "version = excluded.version, state = excluded.state, "
                        "last_seen = excluded.last_seen, owner = excluded.owner, "
-                       "instance = excluded.instance "
+                       "instance = excluded.instance, runtimes = excluded.runtimes, "
+                       "limits = excluded.limits "
                        "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
+    [S_AGENT_RUNTIMES] = "UPDATE agents SET runtimes = ?2 WHERE id = ?1",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
-                     "registered_at, owner, instance FROM agents ORDER BY name",
+                     "registered_at, owner, instance, runtimes, limits FROM agents ORDER BY name",
     [S_EVENT_AGENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                       "SELECT ?, 1, id, state, name FROM agents WHERE id = ?",
     [S_EVENT_ADD] = "INSERT INTO events (at, kind, subject, queue, state, owner, data) "
@@ -1542,6 +1545,19 @@ static int sqlite_agent_seen(struct store *st, const char *id, int64_t last_seen
     return exec_stmt(s, q, e, "updating an agent");
 }
 
+static int sqlite_agent_set_runtimes(struct store *st, const char *id, unsigned runtimes,
+                                     struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_AGENT_RUNTIMES);
+    bind_text(q, 1, id);
+    sqlite3_bind_int(q, 2, (int)runtimes);
+    int rc = exec_stmt(s, q, e, "updating an agent's runtimes");
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found", id);
+    return rc;
+}
+
 static int sqlite_leader_release(struct store *st, const char *name, const char *holder,
                                  struct err *e)
 {
@@ -1734,6 +1750,8 @@ static int sqlite_agent_upsert(struct store *st, struct agent_rec *a, struct err
     sqlite3_bind_int64(q, 9, a->registered_at);
     bind_text(q, 10, a->owner);
     bind_text(q, 11, a->instance);
+    sqlite3_bind_int(q, 12, (int)a->runtimes);
+    bind_json(q, 13, a->limits);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(q);
@@ -1786,6 +1804,8 @@ static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct
         a.registered_at = sqlite3_column_int64(q, 8);
         a.owner = col_text(q, 9);
         a.instance = col_text(q, 10);
+        a.runtimes = (unsigned)sqlite3_column_int(q, 11);
+        a.limits = job_json_load((const char *)sqlite3_column_text(q, 12));
         int frc = fn(arg, &a);
         agent_rec_release(&a);
         if (frc) {
@@ -2738,5 +2758,6 @@ const struct store_ops store_sqlite_ops = {
     .queue_paused = sqlite_queue_paused,
     .leader_take = sqlite_leader_take,
     .agent_seen = sqlite_agent_seen,
+    .agent_set_runtimes = sqlite_agent_set_runtimes,
     .leader_release = sqlite_leader_release,
 };

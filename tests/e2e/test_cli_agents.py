@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -24,9 +25,11 @@ UNKNOWN_JOB = "01938c2e-0000-7000-8000-000000000000"
 
 
 class FakeAgent:
-    def __init__(self, server, name, queues=("default",), slots=1, labels=None, runtimes=None):
+    def __init__(self, server, name, queues=("default",), slots=1, labels=None, runtimes=None,
+                 limits=None):
         self.server = server
         self.runtimes = runtimes
+        self.limits = limits
         self.name = name
         self.queues = list(queues)
         self.slots = slots
@@ -40,7 +43,8 @@ class FakeAgent:
         r = self.api.post("/v1/agents/register", json={
             "name": self.name, "queues": self.queues, "slots": self.slots,
             "labels": self.labels, "running": [{"job": j, "attempt": a} for j, a in running],
-            "instance": self.instance, **({"runtimes": self.runtimes} if self.runtimes else {})})
+            "instance": self.instance, **({"runtimes": self.runtimes} if self.runtimes else {}),
+            **({"limits": self.limits} if self.limits else {})})
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
         assert UUID.match(self.id)
@@ -394,6 +398,79 @@ def test_agents_shows_lost_and_left(make_server):
              what="the agent to be lost")
     err = refused(server.run_cli("drain", "quiet"))
     assert err == "drover: cannot drain: agent 'quiet' is lost\n"
+
+
+def agents_by_name(server):
+    return {a["name"]: a for a in json.loads(ok(server.run_cli("agents", "--json")))}
+
+
+def psql(uri, sql):
+    r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.once)])
+def store_args(request):
+    """The server's store: its data folder's SQLite, or a fresh database on the PostgreSQL
+    server DROVER_TEST_PG_URI names (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield []
+        return
+    uri = os.environ.get("DROVER_TEST_PG_URI")
+    if not uri:
+        pytest.skip("DROVER_TEST_PG_URI names no PostgreSQL server (scripts/pgtest.sh)")
+    name = f"drover_agents_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    psql(uri, f"CREATE DATABASE {name}")
+    yield ["--db", f"{uri.rpartition('/')[0]}/{name}"]
+    psql(uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_agents_that_left_or_were_lost_keep_what_they_had_after_a_restart(make_server,
+                                                                           store_args,
+                                                                           tmp_path):
+    """A server started again on its data folder shows an agent that left (drained) or was
+    lost as it was: when it was last seen, its runtimes (as its last poll said them), labels
+    and limits, and no free slots or prefetch (it takes nothing)."""
+    data = tmp_path / "data"
+    server = make_server("--lost-after", "2", "--heartbeat", "1", *store_args, data_dir=data)
+    drained = FakeAgent(server, "drained", slots=3, labels={"db": "rfam"}, runtimes=["native"],
+                        limits={"mechanism": "rlimit", "memory_mb": "rlimit"})
+    # runtimes it found at work after it registered (as an agent finds bwrap and podman)
+    r = drained.api.post(f"/v1/agents/{drained.id}/poll", json={
+        "free_slots": 2, "wait_s": 1, "prefetch": 4, "runtimes": ["native", "podman"]})
+    assert r.status_code == 200, r.text
+    quiet = FakeAgent(server, "quiet", slots=2, labels={"gpu": "1"}, runtimes=["bwrap", "docker"])
+    quiet.poll(free_slots=1)
+    assert ok(server.run_cli("drain", "drained")) == "draining drained\n"
+    r = drained.api.post(f"/v1/agents/{drained.id}/leave", json={})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: {n: a["state"] for n, a in agents_by_name(server).items()} ==
+             {"drained": "left", "quiet": "lost"}, timeout=20, what="quiet to be lost")
+
+    before = agents_by_name(server)
+    assert before["drained"]["runtimes"] == ["native", "podman"]
+    assert before["drained"]["labels"] == {"db": "rfam"}
+    assert before["drained"]["limits"] == {"mechanism": "rlimit", "memory_mb": "rlimit"}
+    assert before["quiet"]["runtimes"] == ["bwrap", "docker"]
+    for a in before.values():
+        assert a["free_slots"] == 0 and a["prefetch"] == 0 and a["running"] == 0, a
+        assert a["last_seen"] > a["registered_at"], a  # each polled after it registered
+    time.sleep(1.2)  # a last_seen made at the restart would differ
+
+    server.stop()  # SIGTERM: in order
+    server.start()
+    assert agents_by_name(server) == before
+    time.sleep(1.2)
+    server.restart()  # SIGKILL, then a start: the same again
+    assert agents_by_name(server) == before
+
+    # back: registered again, it is up with what it says now
+    quiet.runtimes = ["native"]
+    quiet.register()
+    after = agents_by_name(server)["quiet"]
+    assert after["state"] == "up" and after["runtimes"] == ["native"]
+    assert after["free_slots"] == 2 and after["last_seen"] > before["quiet"]["last_seen"]
 
 
 # ---- drain ----

@@ -3538,6 +3538,95 @@ static void test_agent_seen(void **state)
     assert_int_equal(last2, last);
 }
 
+struct agent_kept {
+    int state;
+    int64_t last_seen;
+    unsigned runtimes;
+    char labels[64], limits[128];
+};
+
+static int agent_kept_of(void *arg, const struct agent_rec *a)
+{
+    struct agent_kept *k = arg;
+    k->state = a->state;
+    k->last_seen = a->last_seen;
+    k->runtimes = a->runtimes;
+    char *l = json_dumps(a->labels, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(k->labels, sizeof(k->labels), "%s", l ? l : "(null)");
+    lib_free(l);
+    l = a->limits ? json_dumps(a->limits, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    snprintf(k->limits, sizeof(k->limits), "%s", l ? l : "(null)");
+    lib_free(l);
+    return 0;
+}
+
+/*
+ * What a server shows of an agent after a restart is what the store kept: its labels, the
+ * runtimes it registered with and then the ones a poll said (store_agent_set_runtimes, no
+ * event), its limits, and the state and last_seen of its leaving.
+ */
+static void test_agent_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct agent_rec a;
+    agent_rec_init(&a);
+    uuid7_new(a.id);
+    a.name = xstrdup("w1");
+    a.labels = json_pack("{s:s}", "gpu", "1");
+    a.queues = json_pack("[s]", "default");
+    a.slots = 2;
+    a.runtimes = PROTO_RT_NATIVE | PROTO_RT_BWRAP;
+    a.limits = json_pack("{s:s, s:s}", "mechanism", "rlimit", "memory_mb", "rlimit");
+    a.last_seen = a.registered_at = 1000;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_upsert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct agent_kept k;
+    memset(&k, 0, sizeof(k));
+    assert_ok(store_agent_scan(f->st, agent_kept_of, &k, &e), &e);
+    assert_int_equal(k.runtimes, PROTO_RT_NATIVE | PROTO_RT_BWRAP);
+    assert_string_equal(k.labels, "{\"gpu\":\"1\"}");
+    assert_string_equal(k.limits, "{\"mechanism\":\"rlimit\",\"memory_mb\":\"rlimit\"}");
+
+    int64_t first = 0, last = 0, last2 = 0;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_set_runtimes(f->st, a.id, PROTO_RT_NATIVE | PROTO_RT_PODMAN, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_event_window(f->st, &first, &last2, &e), &e);
+    assert_int_equal(last2, last);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_set_state(f->st, a.id, AGENT_LEFT, 4000, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    memset(&k, 0, sizeof(k));
+    assert_ok(store_agent_scan(f->st, agent_kept_of, &k, &e), &e);
+    assert_int_equal(k.state, AGENT_LEFT);
+    assert_int_equal(k.last_seen, 4000);
+    assert_int_equal(k.runtimes, PROTO_RT_NATIVE | PROTO_RT_PODMAN);
+    assert_string_equal(k.limits, "{\"mechanism\":\"rlimit\",\"memory_mb\":\"rlimit\"}");
+
+    /* registered again without limits: none kept from before */
+    json_decref(a.limits);
+    a.limits = NULL;
+    a.runtimes = PROTO_RT_NATIVE;
+    a.state = AGENT_UP;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_upsert(f->st, &a, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    memset(&k, 0, sizeof(k));
+    assert_ok(store_agent_scan(f->st, agent_kept_of, &k, &e), &e);
+    assert_int_equal(k.runtimes, PROTO_RT_NATIVE);
+    assert_string_equal(k.limits, "(null)");
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_err(store_agent_set_runtimes(f->st, "no-such-agent", PROTO_RT_NATIVE, &e), ERR_NOTFOUND,
+               &e);
+    assert_non_null(strstr(e.msg, "'no-such-agent'"));
+    store_rollback(f->st);
+    agent_rec_release(&a);
+}
+
 /* A shared store: a commit that wrote events is announced to a listening handle, once. */
 static void test_listen(void **state)
 {
@@ -5172,6 +5261,7 @@ int main(void)
         T(test_services),
         T(test_leader),
         T(test_agent_seen),
+        T(test_agent_kept),
         T(test_listen),
         T(test_events),
         T(test_logs),

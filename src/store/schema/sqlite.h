@@ -195,6 +195,11 @@ static const char *const sqlite_migrations[] = {
     "  set_by TEXT) WITHOUT ROWID;",
     /* 23: when a trigger was last changed (PUT /v1/triggers/{id}); NULL: never */
     "ALTER TABLE triggers ADD COLUMN updated_at INTEGER;",
+    /* 24: what an agent offers, kept for after a restart (an agent that left or was lost shows
+       what it had): its runtimes (PROTO_RT_* bits, as it last said; 1, native, for the rows
+       from before) and how it enforces resource limits (JSON, as it registered; NULL: unsaid) */
+    "ALTER TABLE agents ADD COLUMN runtimes INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE agents ADD COLUMN limits TEXT;",
 };
 
 #endif
