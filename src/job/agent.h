@@ -23,9 +23,8 @@ struct agent_rec {
     int64_t registered_at;
     char *owner;    /* the name of the token that registered it first; NULL before it is known */
     char *instance; /* the instance that registered it last (protocol.md), or NULL */
-    json_t *limits; /* how it enforces resource limits, as it registered (not stored), or NULL */
-    unsigned runtimes; /* PROTO_RT_* bits it advertised (register, poll); not stored: an agent
-                          loaded from the store has PROTO_RT_NATIVE until its next poll */
+    json_t *limits; /* how it enforces resource limits, as it registered, or NULL */
+    unsigned runtimes; /* PROTO_RT_* bits it advertised (register, poll; both stored) */
 };
 
 void agent_rec_init(struct agent_rec *a);

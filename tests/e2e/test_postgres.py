@@ -492,12 +492,14 @@ def test_trigger_changes_reach_the_leader_at_once(pg_servers):
 
 
 # what migrations 13 and 14 (job_counts), 15 (queue_pauses), 16 (array_tasks_job), 17
-# (schedules) and 19 (a trigger's updated_at) made, gone: the database as schema 12 left it
+# (schedules), 19 (a trigger's updated_at) and 20 (an agent's runtimes and limits) made, gone:
+# the database as schema 12 left it
 SCHEMA_12_COUNTS = """
 DROP TABLE job_counts, queue_pauses, queue_limits;
 DROP INDEX array_tasks_job;
 ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap,
   DROP COLUMN paused_at, DROP COLUMN resumed_at, DROP COLUMN updated_at;
+ALTER TABLE agents DROP COLUMN runtimes, DROP COLUMN limits;
 UPDATE drover_schema SET version = 12;
 """
 

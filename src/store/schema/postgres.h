@@ -209,10 +209,8 @@ static const char *const pg_migrations[] = {
     "  set_by text);",
     /* 19: when a trigger was last changed (SQLite's 23) */
     "ALTER TABLE triggers ADD COLUMN updated_at bigint;",
-    /* 20: agents' runtimes and limits (SQLite's 24); IF NOT EXISTS: a database taken back
-       to an older version by hand (test_postgres.py's) may still have them */
-    "ALTER TABLE agents ADD COLUMN IF NOT EXISTS runtimes integer NOT NULL DEFAULT 1,"
-    "  ADD COLUMN IF NOT EXISTS limits text;",
+    /* 20: agents' runtimes and limits (SQLite's 24) */
+    "ALTER TABLE agents ADD COLUMN runtimes integer NOT NULL DEFAULT 1, ADD COLUMN limits text;",
 };
 
 #endif
