@@ -210,7 +210,12 @@ def test_bad_certificate_options(tmp_path, pki):
     assert r.returncode == 2 and "--tls-cert and --tls-key go together" in r.stderr
     missing = str(tmp_path / "missing.pem")
     r = run("--tls-cert", missing, "--tls-key", pki["key.pem"])
-    assert r.returncode == 1 and f"cannot use --tls-cert '{missing}'" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert f"cannot read --tls-cert '{missing}': No such file or directory" in r.stderr, r.stderr
+    r = run("--tls-cert", pki["cert.pem"], "--tls-key", missing)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot read --tls-key '{missing}': No such file or directory" in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()  # nothing made
     r = run("--tls-cert", pki["cert.pem"], "--tls-key", pki["other.key"])
     assert r.returncode == 1 and "does not belong to --tls-cert" in r.stderr, r.stderr
     r = run("--tls-cert", pki["cert.pem"], "--tls-key", pki["ca.pem"])  # not a key
