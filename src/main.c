@@ -32,7 +32,7 @@ static const struct command commands[] = {
     {"rm", cmd_rm, "delete objects"},
     {"trigger", cmd_trigger, "upload triggers and schedules: create, list, update, pause, fire, rm"},
     {"service", cmd_service, "define, list, show or retire services of the hub"},
-    {"token", cmd_token, "create or revoke an API token"},
+    {"token", cmd_token, "create, list or revoke API tokens"},
     {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},
     {"agent", cmd_agent, "run jobs for a server on this machine"},
     {"completion", completion, "print a bash or zsh completion script (completion bash|zsh)"},

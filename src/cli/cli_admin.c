@@ -1,5 +1,5 @@
 /*
- * cli_admin.c - administration commands: `drover token create|revoke`,
+ * cli_admin.c - administration commands: `drover token create|revoke|ls`,
  * `drover tenant set|list`.
  *
  * A new token is shown once by the server; `token create` prints it alone on
@@ -9,13 +9,16 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 #include "commands.h"
 
 static const char token_usage[] =
     "usage: drover token create --role client|agent|admin --name NAME [--tenant T] [--json]\n"
     "       drover token revoke [--json] NAME\n"
+    "       drover token ls [--json]\n"
     "\n"
-    "Creates an API token (printed once, alone on its line) or revokes one by name.\n"
+    "Creates an API token (printed once, alone on its line), revokes one by name, or\n"
+    "lists them: name, role, tenant, when made (never a secret; list is the same).\n"
     "Needs the admin role.\n"
     "\n"
     "  -r, --role ROLE    client (jobs, blobs, reading agents and queues), agent (the\n"
@@ -30,6 +33,7 @@ static const char token_usage[] =
     "  drover token create --role client --name alice-ci --tenant alice\n"
     "  drover token create --role agent --name worker-7 --json | jq -r .token > agent.token\n"
     "  drover token revoke alice\n"
+    "  drover token ls\n"
     CLI_COMMON_USAGE;
 
 static int token_create(struct cli *cli, const char *role, const char *name, const char *tenant,
@@ -83,6 +87,33 @@ static int token_revoke(struct cli *cli, const char *name, bool json)
     return rc;
 }
 
+static int token_list(struct cli *cli, bool json)
+{
+    json_t *answer = NULL;
+    if (cli_call(cli, "GET", "/v1/tokens", NULL, &answer, "cannot list tokens")) return 1;
+    if (json) {
+        cli_print_json(answer);
+    } else {
+        struct table *t = table_new(4, "name", "role", "tenant", "created");
+        size_t i;
+        json_t *tok;
+        json_array_foreach(json_object_get(answer, "tokens"), i, tok)
+        {
+            char created[32];
+            cli_format_time(json_string_value(json_object_get(tok, "created_at")), false,
+                            created, sizeof(created));
+            table_add(t, json_string_value(json_object_get(tok, "name")));
+            table_add(t, json_string_value(json_object_get(tok, "role")));
+            table_add(t, json_string_value(json_object_get(tok, "tenant")));
+            table_add(t, created);
+        }
+        table_print(t, stdout);
+        table_free(t);
+    }
+    json_decref(answer);
+    return 0;
+}
+
 int cmd_token(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -97,16 +128,16 @@ int cmd_token(int argc, char **argv)
     int opt, rc;
 
     cli_json_prescan(argc, argv); /* a usage error before the subcommand's options is JSON too */
-    if (argc < 2) return cli_usage_error(token_usage, "token what? 'create' or 'revoke'");
+    if (argc < 2) return cli_usage_error(token_usage, "token what? 'create', 'revoke' or 'ls'");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         fputs(token_usage, stdout);
         return 0;
     }
-    bool create = !strcmp(sub, "create");
-    if (!create && strcmp(sub, "revoke"))
-        return cli_usage_error(token_usage, "'%s' is not a token command: 'create' or 'revoke'",
-                               sub);
+    bool create = !strcmp(sub, "create"), list = !strcmp(sub, "ls") || !strcmp(sub, "list");
+    if (!create && !list && strcmp(sub, "revoke"))
+        return cli_usage_error(token_usage,
+                               "'%s' is not a token command: 'create', 'revoke' or 'ls'", sub);
 
     /* Parse what follows the subcommand, whose name takes argv[0]'s place. */
     struct cli_args a;
@@ -124,7 +155,11 @@ int cmd_token(int argc, char **argv)
             break;
         }
     }
-    if (create) {
+    if (list) {
+        if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
+        if (role || name || tenant)
+            return cli_usage_error(token_usage, "token ls takes no --role, --name or --tenant");
+    } else if (create) {
         if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
         if (!role)
             return cli_usage_error(token_usage, "token create needs --role client|agent|admin");
@@ -145,8 +180,9 @@ int cmd_token(int argc, char **argv)
     struct cli cli;
     rc = 1;
     if (cli_connect(&cli, &a.conn) == 0)
-        rc = create ? token_create(&cli, role, name, tenant, a.json)
-                    : token_revoke(&cli, name, a.json);
+        rc = list     ? token_list(&cli, a.json)
+             : create ? token_create(&cli, role, name, tenant, a.json)
+                      : token_revoke(&cli, name, a.json);
     cli_release(&cli);
     return rc;
 }

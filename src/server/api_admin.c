@@ -131,6 +131,30 @@ int api_tokens_delete(struct http_req *r)
     return HTTP_DEFERRED;
 }
 
+static int token_listed(void *arg, const struct token_rec *t)
+{
+    char created[40];
+    time_format_rfc3339(t->created_at, created, sizeof(created));
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:s}", "name", t->name, "role",
+                                         role_name(t->role), "tenant",
+                                         t->tenant[0] ? t->tenant : t->name, "created_at",
+                                         created));
+    return 0;
+}
+
+int api_tokens_list(struct http_req *r)
+{
+    json_t *list = json_array();
+    struct err e = ERR_INIT;
+    if (store_token_scan(srv(r)->reads, token_listed, list, &e)) {
+        json_decref(list);
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, json_pack("{s:o}", "tokens", list));
+    return HTTP_DONE;
+}
+
 int api_healthz(struct http_req *r)
 {
     http_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", DROVER_VERSION));

@@ -88,6 +88,7 @@ const struct route server_routes[] = {
      false},
     {"DELETE", "/v1/services/{name}", api_services_delete, ROLE_ADMIN, 0, false},
 
+    {"GET", "/v1/tokens", api_tokens_list, ROLE_ADMIN, 0, false},
     {"POST", "/v1/tokens", api_tokens_create, ROLE_ADMIN, 4 * KiB, true},
     {"DELETE", "/v1/tokens/{name}", api_tokens_delete, ROLE_ADMIN, 0, false},
     {"GET", "/v1/tenants", api_tenants_list, ROLE_ADMIN, 0, false},

@@ -604,6 +604,12 @@ int store_token_count(struct store *st, int role, int64_t *count, struct err *e)
     return st->ops->token_count(st, role, count, e);
 }
 
+int store_token_scan(struct store *st, int (*fn)(void *arg, const struct token_rec *t), void *arg,
+                     struct err *e)
+{
+    return st->ops->token_scan(st, fn, arg, e);
+}
+
 int store_session_insert(struct store *st, const struct session_rec *s, int64_t now_ms,
                          int max_per_name, int max_all, struct err *e)
 {

@@ -275,6 +275,16 @@ int store_token_find(struct store *st, const char *hash, int *role, char *name_o
 int store_token_delete(struct store *st, const char *name, struct err *e);
 /* Number of tokens with that role. */
 int store_token_count(struct store *st, int role, int64_t *count, struct err *e);
+/* A token as listed (never its secret, nor its hash). */
+struct token_rec {
+    char name[128];
+    int role;
+    char tenant[128]; /* "" when unset: the tenant is then its name */
+    int64_t created_at;
+};
+/* Calls fn for each token, by name; a non-zero return of fn stops and is returned. */
+int store_token_scan(struct store *st, int (*fn)(void *arg, const struct token_rec *t), void *arg,
+                     struct err *e);
 
 /*
  * The dashboard's sessions (server/session.h), kept in the store so that every server

@@ -76,6 +76,8 @@ struct store_ops {
                       struct err *e);
     int (*token_delete)(struct store *st, const char *name, struct err *e);
     int (*token_count)(struct store *st, int role, int64_t *count, struct err *e);
+    int (*token_scan)(struct store *st, int (*fn)(void *arg, const struct token_rec *t), void *arg,
+                      struct err *e);
     int (*session_insert)(struct store *st, const struct session_rec *s, int64_t now_ms,
                           int max_per_name, int max_all, struct err *e);
     int (*session_find)(struct store *st, const char *id_hash, int64_t now_ms,

@@ -61,6 +61,7 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_TOKEN_SCAN,
     S_SESSION_PRUNE,
     S_SESSION_TRIM,
     S_SESSION_COUNT,
@@ -317,6 +318,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = $1",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = $1",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = $1",
+    [S_TOKEN_SCAN] = "SELECT name, role, tenant, created_at FROM tokens ORDER BY name",
     [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= $1",
     /* a name's sessions but its newest $2 */
     [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
@@ -2673,6 +2675,25 @@ static int pg_token_count(struct store *st, int role, int64_t *count, struct err
     return count_one(pg(st), S_TOKEN_COUNT, &p, count, e, "counting tokens");
 }
 
+static int pg_token_scan(struct store *st, int (*fn)(void *arg, const struct token_rec *t),
+                         void *arg, struct err *e)
+{
+    PGresult *r;
+    int rc = run(pg(st), S_TOKEN_SCAN, NULL, &r, e, "reading tokens");
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        struct token_rec t;
+        snprintf(t.name, sizeof(t.name), "%s", PQgetvalue(r, i, 0));
+        t.role = (int)col_int(r, i, 1);
+        snprintf(t.tenant, sizeof(t.tenant), "%s", PQgetisnull(r, i, 2) ? "" : PQgetvalue(r, i, 2));
+        t.created_at = col_int(r, i, 3);
+        rc = fn(arg, &t);
+    }
+    PQclear(r);
+    return rc;
+}
+
 static int pg_session_insert(struct store *st, const struct session_rec *r, int64_t now_ms,
                              int max_per_name, int max_all, struct err *e)
 {
@@ -3857,6 +3878,7 @@ const struct store_ops store_pg_ops = {
     .session_delete = pg_session_delete,
     .token_delete = pg_token_delete,
     .token_count = pg_token_count,
+    .token_scan = pg_token_scan,
     .event_add = pg_event_add,
     .event_list = pg_event_list,
     .event_window = pg_event_window,

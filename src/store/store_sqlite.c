@@ -47,6 +47,7 @@ enum stmt_id {
     S_TOKEN_FIND,
     S_TOKEN_DELETE,
     S_TOKEN_COUNT,
+    S_TOKEN_SCAN,
     S_SESSION_PRUNE,
     S_SESSION_TRIM,
     S_SESSION_COUNT,
@@ -272,6 +273,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",
     [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?",
     [S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE role = ?",
+    [S_TOKEN_SCAN] = "SELECT name, role, tenant, created_at FROM tokens ORDER BY name",
     [S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?",
     /* a name's sessions but its newest ? */
     [S_SESSION_TRIM] = "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions "
@@ -1338,6 +1340,29 @@ static int sqlite_token_count(struct store *st, int role, int64_t *count, struct
     *count = sqlite3_column_int64(q, 0);
     sqlite3_reset(q);
     return 0;
+}
+
+static int sqlite_token_scan(struct store *st, int (*fn)(void *arg, const struct token_rec *t),
+                             void *arg, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_TOKEN_SCAN);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct token_rec t;
+        const char *tenant = (const char *)sqlite3_column_text(q, 2);
+        snprintf(t.name, sizeof(t.name), "%s", (const char *)sqlite3_column_text(q, 0));
+        t.role = sqlite3_column_int(q, 1);
+        snprintf(t.tenant, sizeof(t.tenant), "%s", tenant ? tenant : "");
+        t.created_at = sqlite3_column_int64(q, 3);
+        if ((rc = fn(arg, &t))) {
+            sqlite3_reset(q);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "reading tokens");
+    sqlite3_reset(q);
+    return rc;
 }
 
 static int sqlite_meta_get(struct store *st, const char *key, char **value, struct err *e)
@@ -2702,6 +2727,7 @@ const struct store_ops store_sqlite_ops = {
     .token_find = sqlite_token_find,
     .token_delete = sqlite_token_delete,
     .token_count = sqlite_token_count,
+    .token_scan = sqlite_token_scan,
     .session_insert = sqlite_session_insert,
     .session_find = sqlite_session_find,
     .session_delete = sqlite_session_delete,

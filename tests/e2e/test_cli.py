@@ -315,6 +315,30 @@ def test_token_create_revoke_and_a_client_token_is_refused(server):
     assert "not found" in err
 
 
+def test_token_ls(server):
+    ok(server.run_cli("token", "create", "--role", "client", "--name", "zed", "--tenant", "lab"))
+    secret = ok(server.run_cli("token", "create", "--role", "agent", "--name", "amy")).strip()
+    listed = json.loads(ok(server.run_cli("token", "ls", "--json")))["tokens"]
+    names = [t["name"] for t in listed]
+    assert names == sorted(names) and {"amy", "zed"} <= set(names), names  # by name
+    by = {t["name"]: t for t in listed}
+    assert set(by["zed"]) == {"name", "role", "tenant", "created_at"}  # never a secret
+    assert (by["zed"]["role"], by["zed"]["tenant"]) == ("client", "lab")
+    assert (by["amy"]["role"], by["amy"]["tenant"]) == ("agent", "amy")  # its own by default
+    assert any(t["role"] == "admin" for t in listed)  # the server's own admin token
+    assert secret not in json.dumps(listed)
+    rows = table(ok(server.run_cli("token", "list")))
+    assert rows[0] == ["NAME", "ROLE", "TENANT", "CREATED"]
+    assert ["zed", "client", "lab"] == next(r for r in rows if r[0] == "zed")[:3]
+    # admins only; nothing else taken
+    client = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
+    assert "permission" in refused(server.run_cli("token", "ls", token=client))
+    assert server.api(client).get("/v1/tokens").status_code == 403
+    for args in (["token", "ls", "x"], ["token", "ls", "--role", "admin"], ["token", "frob"]):
+        r = server.run_cli(*args)
+        assert r.returncode == 2 and r.stderr.startswith("drover: "), (args, r.stderr)
+
+
 def test_admin_token_is_read_from_the_data_dir_for_a_local_server(server, tmp_path):
     no_token = {"DROVER_TOKEN": ""}
     ok(server.run_cli("jobs", "--data", server.data_dir, env=no_token))
@@ -401,7 +425,7 @@ def test_unreachable_server_gets_a_human_message(server):
     ["jobs", "extra"],
     ["queues", "extra"],
     ["token"],
-    ["token", "list"],
+    ["token", "lists"],
     ["token", "create", "--name", "x"],
     ["token", "create", "--role", "root", "--name", "x"],
     ["token", "create", "--role", "client"],

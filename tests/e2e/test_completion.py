@@ -58,7 +58,7 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     assert bash_complete("drover", "workflow", "") == ["cancel", "list", "retry", "status",
                                                        "submit"]
     assert bash_complete("drover", "service", "s") == ["show"]
-    assert bash_complete("drover", "token", "") == ["create", "revoke"]
+    assert bash_complete("drover", "token", "") == ["create", "ls", "revoke"]
     assert "--limit" in bash_complete("drover", "workflow", "list", "--")
     # anything else: file names
     (tmp_path / "spec-one.json").write_text("{}")

@@ -2196,6 +2196,18 @@ static void test_counts_migrate(void **state)
 
 /* --- tokens -------------------------------------------------------------------------------- */
 
+struct token_list {
+    struct token_rec t[8];
+    size_t n, stop_at; /* stop_at: token_listed returns 7 at that many (0: never) */
+};
+
+static int token_listed(void *arg, const struct token_rec *t)
+{
+    struct token_list *l = arg;
+    if (l->n < 8) l->t[l->n++] = *t;
+    return l->stop_at && l->n == l->stop_at ? 7 : 0;
+}
+
 static void test_tokens(void **state)
 {
     struct fixture *f = *state;
@@ -2271,6 +2283,25 @@ static void test_tokens(void **state)
     assert_string_equal(name, "alice");
     assert_ok(store_token_count(f->st, ROLE_AGENT, &count, &e), &e);
     assert_int_equal(count, 1);
+
+    /* Listed by name, with role, tenant (set or not) and creation time; a stop ends the scan. */
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_token_set_tenant(f->st, "carol", "lab", &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    struct token_list tl = {0};
+    assert_ok(store_token_scan(f->st, token_listed, &tl, &e), &e);
+    assert_int_equal(tl.n, 3);
+    assert_string_equal(tl.t[0].name, "alice");
+    assert_int_equal(tl.t[0].role, ROLE_AGENT);
+    assert_string_equal(tl.t[0].tenant, "");
+    assert_string_equal(tl.t[1].name, "bob");
+    assert_int_equal(tl.t[1].role, ROLE_ADMIN);
+    assert_string_equal(tl.t[2].name, "carol");
+    assert_string_equal(tl.t[2].tenant, "lab");
+    assert_true(tl.t[2].created_at > 1600000000000LL);
+    tl = (struct token_list){.stop_at = 2};
+    assert_int_equal(store_token_scan(f->st, token_listed, &tl, &e), 7);
+    assert_int_equal(tl.n, 2);
 }
 
 /* --- agents -------------------------------------------------------------------------------- */
