@@ -71,7 +71,8 @@ static const char usage_text[] =
     "  --prefetch N        while its jobs are short (under 100 ms on average), hold up to N\n"
     "                      slots' worth of leases beyond --slots, each started as soon as\n"
     "                      a slot frees; one that waits 500 ms is given back. 0 to 4 times\n"
-    "                      the slots (default: twice --slots; 0: never)\n"
+    "                      the slots (default: 4 times --slots, as Celery's multiplier;\n"
+    "                      0: never)\n"
     "  --work-dir DIR      job folders and the spool (default $DROVER_DATA/agent,\n"
     "                      else ~/.local/share/drover/agent)\n"
     "  --runtime R,...     the runtimes to offer (comma-separated, or repeated): native\n"
@@ -505,7 +506,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o, bool check)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
-    if (o->prefetch < 0) o->prefetch = 2 * o->slots;
+    if (o->prefetch < 0) o->prefetch = PROTO_PREFETCH_PER_SLOT_MAX * o->slots;
     if (o->prefetch > o->slots * PROTO_PREFETCH_PER_SLOT_MAX)
         return usage_error("--prefetch must be a whole number from 0 to %d times --slots "
                            "(%d here), not %d",

@@ -74,7 +74,7 @@ static void usage(FILE *f)
             "  --slots N            jobs it runs at once, 1-1024 (default: the number of CPUs)\n"
             "  --labels K=V,...     its labels, matched against the `requires` of jobs\n"
             "  --prefetch N         leases held beyond its slots while its jobs are short\n"
-            "                       (default: twice --slots; 0: none)\n"
+            "                       (default: 4 times --slots; 0: none)\n"
             "  --allow-path DIR     a folder file:// URIs may name (repeatable)\n"
             "  --keep-work          keep each job's work folder after it ends\n"
             "  --cache-dir DIR      its input cache (default DATA/agent/cache)\n"
