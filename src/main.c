@@ -30,7 +30,7 @@ static const struct command commands[] = {
     {"get", cmd_get, "download an object (s3://bucket/key [FILE])"},
     {"ls", cmd_ls, "list objects (s3://bucket[/prefix])"},
     {"rm", cmd_rm, "delete objects"},
-    {"trigger", cmd_trigger, "upload triggers and schedules: create, list, update, pause, fire, rm"},
+    {"trigger", cmd_trigger, "upload triggers and schedules: create, ls, update, pause, fire, rm"},
     {"service", cmd_service, "define, list, show or retire services of the hub"},
     {"token", cmd_token, "create, list or revoke API tokens"},
     {"tenant", cmd_tenant, "set or list tenants' quotas and fair-share weights"},

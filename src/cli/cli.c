@@ -436,6 +436,19 @@ int cli_call_whole_id(struct cli *cli, const char *method, const char *path, jso
     return 1;
 }
 
+int cli_request_whole_id(const struct cli_opts *o, const char *method, const char *path,
+                         json_t *body, const char *kind, const char *id, json_t **answer,
+                         const char *what)
+{
+    struct cli cli;
+    *answer = NULL;
+    int rc = cli_connect(&cli, o) ? 1
+                                  : cli_call_whole_id(&cli, method, path, body, kind, id, answer,
+                                                      what);
+    cli_release(&cli);
+    return rc;
+}
+
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
 {
     static const char *const kinds[][3] = {

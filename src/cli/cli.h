@@ -218,6 +218,10 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
  */
 int cli_call_whole_id(struct cli *cli, const char *method, const char *path, json_t *body,
                       const char *kind, const char *id, json_t **answer, const char *what);
+/* The same with a connection of its own (as cli_request to cli_call). */
+int cli_request_whole_id(const struct cli_opts *o, const char *method, const char *path,
+                         json_t *body, const char *kind, const char *id, json_t **answer,
+                         const char *what);
 
 /*
  * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):

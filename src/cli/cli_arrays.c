@@ -113,11 +113,8 @@ int cmd_array(int argc, char **argv)
     if (to >= 0) json_object_set_new(body, "to", json_integer(to));
     char what[512];
     snprintf(what, sizeof(what), "cannot %s array '%s'", sub, id);
-    struct cli cli;
-    rc = cli_connect(&cli, &a.conn)
-             ? 1
-             : cli_call_whole_id(&cli, status ? "GET" : "POST", path, body, "array", id, &answer, what);
-    cli_release(&cli);
+    rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, body, "array", id, &answer,
+                              what);
     free(path);
     json_decref(body);
     if (rc == 0 && a.json)

@@ -278,11 +278,8 @@ int cmd_workflow(int argc, char **argv)
         char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
         char what[512];
         snprintf(what, sizeof(what), "cannot %s workflow '%s'", sub, arg);
-        struct cli cli;
-        rc = cli_connect(&cli, &a.conn)
-                 ? 1
-                 : cli_call_whole_id(&cli, status ? "GET" : "POST", path, NULL, "workflow", arg, &answer, what);
-        cli_release(&cli);
+        rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, NULL, "workflow", arg,
+                                  &answer, what);
         free(path);
     }
     if (rc == 0 && a.json)

@@ -40,7 +40,7 @@ static const struct {
  * sanitizer build's exit-time leak check can hang on that signal.
  */
 #define SUBCOMMANDS_OF                                                                            \
-    "\"$1\" \"$2\" --help 2>/dev/null | sed -n -e '/^$/,$d' -e "                                     \
+    "\"$1\" \"$2\" --help 2>/dev/null | sed -n -e '/^$/,$d' -e "                                  \
     "\"s/^\\(usage:\\)\\{0,1\\} *drover $2 \\([a-z][a-z-]*\\)\\( .*\\)\\{0,1\\}\\$/\\2/p\" | "         \
     "sort -u"
 
