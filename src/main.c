@@ -81,8 +81,8 @@ static void usage(FILE *f)
                "  source <(drover completion bash)       # completion in this shell\n");
 }
 
-/* Edit distance of a and b, a swap of two neighbours counting as one edit (git's
- * levenshtein.c, the "optimal string alignment" one); NAMES are short. */
+/* Edit distance of a and b, a swap of two neighbours counting as one edit (the "optimal
+ * string alignment" distance); command names are short. */
 static size_t edit_distance(const char *a, const char *b)
 {
     size_t n = strlen(a), m = strlen(b);
