@@ -252,6 +252,7 @@ function signedIn() {
   document.getElementById('nav').hidden = false;
   document.getElementById('signout').hidden = false;
   document.getElementById('who').textContent = `${app.session.name} (${app.session.role})`;
+  document.getElementById('nav-tokens').hidden = !(app.session.can || {}).tokens;
   startEvents();
   route();
 }
@@ -262,7 +263,7 @@ async function signOut() {
 }
 
 /* ---- routing: #/jobs?…, #/job/ID, #/workflows?…, #/workflow/ID, #/arrays?…, #/array/ID?from=I,
-   #/triggers?…, #/trigger/ID, #/queues, #/agents ---- */
+   #/triggers?…, #/trigger/ID, #/queues, #/agents, #/tokens ---- */
 
 function route() {
   if (!app.session) return;
@@ -284,6 +285,7 @@ function route() {
   else if (name === 'triggers') app.view = triggersView(params);
   else if (name === 'queues') app.view = queuesView();
   else if (name === 'agents') app.view = agentsView();
+  else if (name === 'tokens') app.view = tokensView();
   else app.view = jobsView(params);
 }
 
@@ -1743,6 +1745,90 @@ function agentsView() {
     onEvent: (type) => { if (type === 'job' || type === 'agent') refresh(); },
     destroy: () => { refresh.cancel(); clearInterval(tick); },
   };
+}
+
+/* ---- tokens (admins) ---- */
+
+function tokensView() {
+  const root = clear(main());
+  const status = h('p', {class: 'muted'});
+  const tbody = h('tbody', {id: 'tokens-body'});
+  const name = h('input', {name: 'name', id: 'tok-name', placeholder: 'name', required: true,
+    pattern: '[A-Za-z0-9._-]{1,64}', autocomplete: 'off'});
+  const role = h('select', {name: 'role', id: 'tok-role'},
+    ['client', 'agent', 'admin'].map((r) => h('option', {value: r}, r)));
+  const tenant = h('input', {name: 'tenant', id: 'tok-tenant', placeholder: 'tenant (default: its name)',
+    autocomplete: 'off'});
+  const err = h('p', {class: 'error', id: 'tok-error'});
+  /* A new token's secret, shown once: the server keeps only its hash. */
+  const secret = h('div', {id: 'tok-secret', hidden: true});
+  const form = h('form', {id: 'tok-form', class: 'filters'}, name, role, tenant,
+    h('button', {type: 'submit'}, 'Create token'));
+  root.append(h('h1', {}, 'Tokens'), form, err, secret, status,
+    h('div', {class: 'scroll'}, h('table', {id: 'tokens'}, h('thead', {}, h('tr', {},
+      h('th', {}, 'name'), h('th', {}, 'role'), h('th', {}, 'tenant'), h('th', {}, 'created'),
+      h('th', {}, ''))), tbody)));
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    const body = {name: name.value.trim(), role: role.value};
+    if (tenant.value.trim()) body.tenant = tenant.value.trim();
+    try {
+      const t = await api('POST', '/v1/tokens', body);
+      clear(secret).append(
+        h('p', {}, `Token ${t.name} (${t.role}, tenant ${t.tenant}) — its secret, shown this once:`),
+        h('pre', {class: 'secret'}, h('code', {id: 'tok-secret-value'}, t.token)));
+      secret.hidden = false;
+      name.value = '';
+      tenant.value = '';
+      load();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+
+  /* The first click asks, the second revokes (no browser dialog). */
+  const revokeButton = (t) => {
+    let armed = false;
+    const btn = h('button', {type: 'button', class: 'secondary revoke'}, 'Revoke…');
+    btn.addEventListener('click', async () => {
+      if (!armed) {
+        armed = true;
+        btn.textContent = `Revoke ${t.name}? Its calls are refused from now on.`;
+        btn.classList.add('danger');
+        return;
+      }
+      btn.disabled = true;
+      try {
+        await api('DELETE', `/v1/tokens/${encodeURIComponent(t.name)}`);
+        toast(`Token ${t.name} revoked.`);
+        load();
+      } catch (e) {
+        toast(e.message, true);
+        btn.disabled = false;
+      }
+    });
+    return btn;
+  };
+  const load = async () => {
+    let res;
+    try {
+      res = await api('GET', '/v1/tokens');
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+      return;
+    }
+    status.textContent = '';
+    clear(tbody).append(...res.tokens.map((t) => h('tr', {'data-token': t.name},
+      h('td', {}, t.name), h('td', {}, t.role), h('td', {}, t.tenant),
+      h('td', {}, h('span', {title: t.created_at}, fmtWhen(t.created_at))),
+      /* a token cannot revoke itself: not the one this session signed in with */
+      h('td', {}, t.name === app.session.name ? h('span', {class: 'muted'}, 'this session') : revokeButton(t)))));
+  };
+  load();
+  return {destroy: () => {}};
 }
 
 /* ---- start ---- */

@@ -158,7 +158,8 @@ static json_t *session_json(const struct session_rec *s)
 {
     char at[64];
     time_format_rfc3339(s->expires_ms, at, sizeof(at));
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, "
+                     "s:b}}",
                      "name",
                      s->name, "role", role_name(s->role), "csrf", s->csrf, "expires_at", at, "can",
                      "cancel", may_call(s->role, "POST", "/v1/jobs/{id}/cancel"), "retry",
@@ -170,7 +171,8 @@ static json_t *session_json(const struct session_rec *s)
                      may_call(s->role, "POST", "/v1/arrays/{id}/cancel"), "array_retry",
                      may_call(s->role, "POST", "/v1/arrays/{id}/retry"), "queue_pause",
                      may_call(s->role, "POST", "/v1/queues/{name}/pause"), "trigger_delete",
-                     may_call(s->role, "DELETE", "/v1/triggers/{id}"));
+                     may_call(s->role, "DELETE", "/v1/triggers/{id}"), "tokens",
+                     may_call(s->role, "GET", "/v1/tokens"));
 }
 
 /* A sign-in or sign-out on its way through the committer. */

@@ -892,6 +892,41 @@ describe('dashboard', () => {
     assert.equal(await page.locator('button.retry-matching').count(), 0);
   });
 
+  it('lists, creates and revokes tokens (an admin); a new secret is shown once', async () => {
+    assert.equal(await page.isVisible('#nav-tokens'), true, 'an admin session has the Tokens link');
+    await page.click('#nav-tokens');
+    await page.waitForSelector('#tokens-body tr[data-token="admin"]');
+    /* the session's own token cannot be revoked: no button on its row */
+    assert.equal(await page.locator('#tokens-body tr[data-token="admin"] button.revoke').count(), 0);
+    /* a bad name: the server's words, nothing made */
+    expected400.add(`${URL_}/v1/tokens`);
+    await page.fill('#tok-name', 'dash ci');
+    await page.evaluate(() => document.getElementById('tok-name').removeAttribute('pattern'));
+    await page.click('#tok-form button[type="submit"]');
+    await page.waitForFunction(() => /name must match/.test(document.getElementById('tok-error').textContent));
+    assert.equal((await api('GET', '/v1/tokens')).body.tokens.some((t) => t.name === 'dash ci'), false);
+    /* a good one: its secret, shown once, works; the list shows it */
+    await page.fill('#tok-name', 'dash-ci');
+    await page.selectOption('#tok-role', 'client');
+    await page.fill('#tok-tenant', 'lab');
+    await page.click('#tok-form button[type="submit"]');
+    await page.waitForSelector('#tokens-body tr[data-token="dash-ci"]');
+    const secret = (await page.textContent('#tok-secret-value')).trim();
+    assert.equal(await page.textContent('#tok-error'), '');
+    const as = async (token) => (await fetch(`${URL_}/v1/jobs`, {headers: {Authorization: `Bearer ${token}`}})).status;
+    assert.equal(await as(secret), 200);
+    assert.match(await page.textContent('#tokens-body tr[data-token="dash-ci"]'), /client.*lab/);
+    await shot('tokens');
+    /* revoked after asking: the first click asks, the second revokes */
+    const btn = '#tokens-body tr[data-token="dash-ci"] button.revoke';
+    await page.click(btn);
+    assert.match(await page.textContent(btn), /Revoke dash-ci\?/);
+    assert.equal(await as(secret), 200, 'the first click only asks');
+    await page.click(btn);
+    await page.waitForSelector('#tokens-body tr[data-token="dash-ci"]', {state: 'detached', timeout: 5000});
+    assert.equal(await as(secret), 401);
+  });
+
   it('drains an agent from the agents page', async () => {
     /* A job keeps the agent draining (an idle agent leaves at once). */
     const id = await submit({name: 'keeps-agent-busy', command: {shell: 'sleep 60'}});

@@ -75,7 +75,7 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(server):
     assert body["can"] == {"cancel": True, "retry": True, "drain": True, "presign": True,
                          "workflow_cancel": True, "workflow_retry": True,
                          "array_cancel": True, "array_retry": True, "queue_pause": True,
-                         "trigger_delete": True}
+                         "trigger_delete": True, "tokens": True}
     assert r.headers["Cache-Control"] == "no-store"
     # The cookie works for reads, the event stream included.
     me = s.get(server.url + "/v1/session")
@@ -190,7 +190,8 @@ def test_a_session_has_its_token_role_and_ends_with_it(server):
                          "workflow_cancel": True, "workflow_retry": True,
                          "array_cancel": True, "array_retry": True,
                          "queue_pause": False,  # an admin's
-                         "trigger_delete": True}  # its own triggers
+                         "trigger_delete": True,  # its own triggers
+                         "tokens": False}  # an admin's
     r = s.post(server.url + "/v1/tokens", json={"role": "client", "name": "x"},
                headers={"X-CSRF-Token": csrf})
     assert r.status_code == 403 and "client" in r.json()["error"]["message"]
