@@ -364,8 +364,13 @@ def test_slow_log_readers_hold_no_memory(server, make_agent, tmp_path):
     assert api.get("/healthz").status_code == 200  # still serving meanwhile
     grown_mib = (peak - before) / 1024
     # Buffering would take 8 x 50 MiB; paced, each reader holds about one 256 KiB chunk.
+    # AddressSanitizer keeps freed chunks in quarantine (up to 256 MB): there the bound only
+    # shows the output was not buffered whole (a run grew by 65 MiB).
+    with open(f"/proc/{pid}/maps") as f:
+        limit = 320 if "libasan" in f.read() else 64
     print(f"server RSS {before // 1024} MiB, +{grown_mib:.1f} MiB with 8 readers reading nothing")
-    assert grown_mib < 64, f"the server grew by {grown_mib:.0f} MiB for 8 readers that read nothing"
+    assert grown_mib < limit, \
+        f"the server grew by {grown_mib:.0f} MiB for 8 readers that read nothing"
 
     # Two more that give up halfway (reset while a chunk is on its way): the others go on.
     for path in paths[:1] + paths[-1:]:
