@@ -151,18 +151,12 @@ static const char *last_part(const char *s)
     return slash ? slash + 1 : s;
 }
 
-/* The local name a URI's object gets: the last part of its key, path or URL path; NULL if none. */
+/* The local name a URI's object gets (spec_input_file_name: the server checks names with it). */
 static char *local_name(const char *uri)
 {
-    if (starts(uri, "s3://") || starts(uri, "file://")) return xstrdup(last_part(uri));
-    /* http(s): the URL's path without query or fragment */
-    const char *p = strstr(uri, "://") + 3;
-    p += strcspn(p, "/?#");
-    size_t n = *p == '/' ? strcspn(p, "?#") : 0;
-    char *path = xstrndup(p, n);
-    char *name = xstrdup(last_part(path));
-    free(path);
-    return name;
+    const char *name;
+    size_t n = spec_input_file_name(uri, &name);
+    return xstrndup(name, n);
 }
 
 static bool name_ok(const char *name)

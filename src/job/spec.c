@@ -801,9 +801,7 @@ static int check_array(struct ctx *c, json_t *v, size_t max, const char *what,
     return 0;
 }
 
-/* The file name an input gets in the job's work folder, as the agent names it (stage.c): the
-   last part of its s3 key or file path, or of an http(s) URL's path. Its length; *name in uri. */
-static size_t input_file_name(const char *uri, const char **name)
+size_t spec_input_file_name(const char *uri, const char **name)
 {
     const char *p = uri;
     size_t n = strlen(uri);
@@ -827,12 +825,12 @@ bool spec_input_clash(const json_t *args, struct spec_clash *out)
         const char *ta = json_string_value(json_object_get(a, "type"));
         const char *ua = json_string_value(json_object_get(a, "value")), *na;
         if (!ta || strcmp(ta, "input") || !ua) continue;
-        size_t la = input_file_name(ua, &na);
+        size_t la = spec_input_file_name(ua, &na);
         for (size_t j = 0; j < i && la; j++) {
             const json_t *b = json_array_get(args, j);
             const char *tb = json_string_value(json_object_get(b, "type"));
             const char *ub = json_string_value(json_object_get(b, "value")), *nb;
-            if (!tb || strcmp(tb, "input") || !ub || input_file_name(ub, &nb) != la ||
+            if (!tb || strcmp(tb, "input") || !ub || spec_input_file_name(ub, &nb) != la ||
                 memcmp(na, nb, la))
                 continue;
             const char *sa = json_string_value(json_object_get(a, "sha256"));

@@ -149,6 +149,13 @@ bool spec_queue_name_valid(const char *q);
 bool spec_uri_valid(const char *uri, bool prefix, const char **why);
 
 /*
+ * The file name an input's object gets in a job's work folder (the agent's staging names it
+ * so): the last part of its s3 key or file path, or of an http(s) URL's path (no query or
+ * fragment). Returns its length (0: none); *name points into uri.
+ */
+size_t spec_input_file_name(const char *uri, const char **name);
+
+/*
  * Two input arguments may name one object (the agent downloads it once and gives both its
  * file), not two objects, or one pinned to two sha256, whose files would have the same name
  * in the work folder (the last part of the uri): every attempt would fail at its staging.
