@@ -817,31 +817,66 @@ size_t spec_input_file_name(const char *uri, const char **name)
     return n - (size_t)(last - p);
 }
 
+/* An input argument with a value, for spec_input_clash: its file name, uri, sha256, place. */
+struct named_input {
+    const char *name, *uri, *sha;
+    size_t len, at;
+};
+
+static int by_name_then_place(const void *x, const void *y)
+{
+    const struct named_input *a = x, *b = y;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->name, b->name, n);
+    if (c) return c;
+    if (a->len != b->len) return a->len < b->len ? -1 : 1;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* Sorted by file name (then place), so that each name is compared within its group only: a
+   fan-in gives up to 4,096 inputs, whose pairs would be millions. */
 bool spec_input_clash(const json_t *args, struct spec_clash *out)
 {
-    size_t n = json_array_size(args);
-    for (size_t i = 1; i < n; i++) {
+    size_t n = json_array_size(args), m = 0;
+    struct named_input *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v) abort();
+    for (size_t i = 0; i < n; i++) {
         const json_t *a = json_array_get(args, i);
-        const char *ta = json_string_value(json_object_get(a, "type"));
-        const char *ua = json_string_value(json_object_get(a, "value")), *na;
-        if (!ta || strcmp(ta, "input") || !ua) continue;
-        size_t la = spec_input_file_name(ua, &na);
-        for (size_t j = 0; j < i && la; j++) {
-            const json_t *b = json_array_get(args, j);
-            const char *tb = json_string_value(json_object_get(b, "type"));
-            const char *ub = json_string_value(json_object_get(b, "value")), *nb;
-            if (!tb || strcmp(tb, "input") || !ub || spec_input_file_name(ub, &nb) != la ||
-                memcmp(na, nb, la))
-                continue;
-            const char *sa = json_string_value(json_object_get(a, "sha256"));
-            const char *sb = json_string_value(json_object_get(b, "sha256"));
-            if (!strcmp(ua, ub) && (!sa || !sb || !strcmp(sa, sb))) continue; /* one object */
-            *out = (struct spec_clash){j, i, na, la > 100 ? 100 : (int)la,
-                                       strcmp(ua, ub) ? "another object" : "another sha256"};
-            return true;
-        }
+        const char *t = json_string_value(json_object_get(a, "type"));
+        const char *u = json_string_value(json_object_get(a, "value"));
+        if (!t || strcmp(t, "input") || !u) continue;
+        struct named_input *e = &v[m];
+        e->uri = u;
+        e->sha = json_string_value(json_object_get(a, "sha256"));
+        e->at = i;
+        if ((e->len = spec_input_file_name(u, &e->name))) m++;
     }
-    return false;
+    qsort(v, m, sizeof(*v), by_name_then_place);
+    bool found = false;
+    for (size_t g = 0; g < m;) {
+        /* a group of one name, in place order: each has the first's uri, and no sha256 but
+           the first one given in the group (pin) */
+        const struct named_input *pin = v[g].sha ? &v[g] : NULL;
+        size_t k = g + 1;
+        for (; k < m && v[k].len == v[g].len && !memcmp(v[k].name, v[g].name, v[g].len); k++) {
+            const struct named_input *a = &v[k], *b = &v[g];
+            if (!strcmp(a->uri, b->uri)) {
+                if (!a->sha || (pin && !strcmp(a->sha, pin->sha))) continue; /* one object */
+                if (!pin) {
+                    pin = a;
+                    continue;
+                }
+                b = pin;
+            }
+            if (found && a->at >= out->second) continue;
+            *out = (struct spec_clash){b->at, a->at, a->name, a->len > 100 ? 100 : (int)a->len,
+                                       strcmp(a->uri, b->uri) ? "another object" : "another sha256"};
+            found = true; /* the clash that comes first in the arguments is named */
+        }
+        g = k;
+    }
+    free(v);
+    return found;
 }
 
 /* Refuses a spec whose input arguments clash (spec_input_clash), naming the second's value. */

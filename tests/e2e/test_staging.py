@@ -192,6 +192,16 @@ def test_two_inputs_with_one_file_name_refused(fast_server, second, why):
     assert fast_server.api().get("/v1/jobs").json()["jobs"] == []  # nothing stored
 
 
+def test_one_object_pinned_to_two_sha256_after_an_unpinned_one_refused(fast_server):
+    u = uri("in/twice.txt")
+    args = [inp(u), dict(inp(u), sha256="ab" * 32), dict(inp(u), sha256="cd" * 32)]
+    r = fast_server.api().post("/v1/jobs", json={"command": sh('cat "$@"', *args)})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == "command.arguments[5].value", err
+    assert "command.arguments[4]" in err["message"] and "another sha256" in err["message"]
+
+
 def test_output_argument_uploaded_and_listed(fast_server, make_agent):
     make_agent(fast_server, "w1")
     job = submit(fast_server, command=sh('printf "result %s\\n" "$DROVER_ATTEMPT" > "$2"',
