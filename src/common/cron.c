@@ -31,6 +31,8 @@
 /* Times beyond year 9999 either way are refused, which keeps all the arithmetic far from
  * overflow. */
 #define MAX_MS INT64_C(253402300799999)
+/* "None" is -1, which is never a fire time (those are whole seconds): times before 1970 are
+ * negative, so a result is told from none by == -1, never by its sign. */
 
 static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun",
                                           "jul", "aug", "sep", "oct", "nov", "dec"};
@@ -255,7 +257,7 @@ int cron_parse(const char *text, const char *field, struct cron *out, struct err
     c.dom_any = any[F_DOM];
     c.dow_any = any[F_DOW];
     /* Only days can fail to exist (Feb 30, Apr 31); from 1970 the 5 years include a Feb 29. */
-    if (cron_next(&c, 0) < 0)
+    if (cron_next(&c, 0) == -1)
         return err_field(e, ERR_INVALID, field,
                          "schedule: never fires (no date has its day-of-month in its months)");
     *out = c;
@@ -348,7 +350,7 @@ int64_t cron_last_due(const struct cron *c, int64_t after_ms, int64_t now_ms)
         bool last = lo <= after_ms;
         if (last) lo = after_ms;
         int64_t t = cron_next(c, lo);
-        found = t >= 0 && t <= now_ms;
+        found = t != -1 && t <= now_ms;
         if (last && !found) return -1;
     }
     if (!found) return -1;
@@ -359,7 +361,7 @@ int64_t cron_last_due(const struct cron *c, int64_t after_ms, int64_t now_ms)
     while (hi - lo > 1000) {
         int64_t mid = lo + (hi - lo) / 2;
         int64_t t = cron_next(c, mid);
-        if (t >= 0 && t <= now_ms)
+        if (t != -1 && t <= now_ms)
             lo = mid;
         else
             hi = mid;
@@ -423,7 +425,7 @@ static int64_t clock_next(const struct cron *c, const struct tz *z, int64_t afte
     for (int i = 0; i < CLOCK_SEGMENTS; i++) {
         int64_t off = (int64_t)tz_offset(z, p) * 1000, end = tz_next_change(z, p);
         int64_t w = cron_next(c, from);
-        if (w < 0) return -1;
+        if (w == -1) return -1;
         if (end == INT64_MAX || w - off < end) return w - off;
         p = end; /* on in the next segment: from the wall time its first instant shows */
         from = wall_at(z, end) - 1;
@@ -450,7 +452,7 @@ static int64_t clock_last_due(const struct cron *c, const struct tz *z, int64_t 
     for (int i = n - 1; i >= 0; i--) {
         int64_t off = (int64_t)tz_offset(z, start[i]) * 1000;
         int64_t w = cron_last_due(c, start[i] - 1 + off, hi + off);
-        if (w >= 0) return w - off;
+        if (w != -1) return w - off;
         hi = start[i] - 1;
     }
     return -1;
@@ -462,7 +464,7 @@ int64_t cron_next_tz(const struct cron *c, const struct tz *z, int64_t after_ms)
     if (after_ms < -MAX_MS || after_ms > MAX_MS) return -1;
     if ((c->hour & ALL_HOURS) == ALL_HOURS) return clock_next(c, z, after_ms);
     int64_t w = cron_next(c, wall_reached(z, after_ms));
-    return w < 0 ? -1 : first_reaching(z, w);
+    return w == -1 ? -1 : first_reaching(z, w);
 }
 
 int64_t cron_last_due_tz(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t now_ms)
@@ -472,5 +474,5 @@ int64_t cron_last_due_tz(const struct cron *c, const struct tz *z, int64_t after
     if ((c->hour & ALL_HOURS) == ALL_HOURS) return clock_last_due(c, z, after_ms, now_ms);
     int64_t from = after_ms < -MAX_MS ? after_ms : wall_reached(z, after_ms);
     int64_t w = cron_last_due(c, from, wall_reached(z, now_ms));
-    return w < 0 ? -1 : first_reaching(z, w);
+    return w == -1 ? -1 : first_reaching(z, w);
 }

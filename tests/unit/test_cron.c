@@ -320,6 +320,11 @@ static void test_last_due(void **state)
     assert_int_equal(cron_last_due(&c, t, t), -1);                     /* after >= now */
     assert_int_equal(cron_last_due(&c, t + 1, t), -1);
     assert_int_equal(cron_last_due(&c, INT64_MIN, t + 1), t);
+    /* before 1970 instants are negative, and still times: only -1 says "none" */
+    int64_t old = at(1953, 11, 14, 12, 0, 0);
+    assert_true(old < 0);
+    assert_int_equal(cron_last_due(&c, old - 60000, old + 1), old);
+    assert_int_equal(cron_next(&c, old - 1), old);
 
     /* huge gaps: every second over 3 years, every second in January asked in December */
     c = parse_ok("* * * * * *");
