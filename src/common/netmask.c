@@ -36,6 +36,15 @@ static int parse_one(const char *item, struct netmask *m)
     }
     for (int i = m->bits; i < max; i++) /* the host bits go */
         m->addr[i / 8] &= (unsigned char)~(0x80u >> (i % 8));
+    /* Mapped addresses are matched as IPv4 (addr_of): a range of them (::ffff:10.0.0.0/104)
+       is that IPv4 range, or it would never match anything. */
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (m->family == AF_INET6 && m->bits >= 96 && !memcmp(m->addr, mapped, sizeof(mapped))) {
+        memmove(m->addr, m->addr + 12, 4);
+        memset(m->addr + 4, 0, 12);
+        m->family = AF_INET;
+        m->bits -= 96;
+    }
     return 0;
 }
 

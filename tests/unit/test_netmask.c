@@ -62,6 +62,15 @@ static void test_ranges_match(void **state)
     assert_true(has(&copy, "::1"));
     netmask_list_release(&copy);
 
+    /* a range of IPv4-mapped addresses is the IPv4 range they map: it matches them */
+    assert_int_equal(netmask_list_parse("::ffff:10.0.0.0/104,::ffff:192.0.2.1", "--x", &l, &e), 0);
+    assert_true(has(&l, "10.9.8.7"));
+    assert_true(has(&l, "::ffff:10.9.8.7"));
+    assert_true(has(&l, "192.0.2.1"));
+    assert_false(has(&l, "11.0.0.1"));
+    assert_false(has(&l, "::a09:807")); /* not mapped: an IPv6 address */
+    netmask_list_release(&l);
+
     assert_int_equal(netmask_list_parse("10.0.0.0/8,,", "--x", &l, &e), 0); /* empty items */
     assert_int_equal(l.n, 1);
     netmask_list_release(&l);
