@@ -134,7 +134,8 @@ char *blob_s3_authorization(const struct blob_s3_cred *c, const char *method, co
  */
 char *blob_s3_presign_url(const struct blob_s3_cred *c, const char *method, const char *origin,
                           const char *host, const char *path, int64_t expires_s, time_t when);
-/* XML character data s[0..n) with entities decoded, a new string; NULL when malformed. */
+/* XML character data s[0..n) with entities decoded, a new string; NULL when malformed (or
+   holding a NUL). */
 char *blob_s3_xml_text(const char *s, size_t n);
 
 #endif

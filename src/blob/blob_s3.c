@@ -213,13 +213,18 @@ static bool add_utf8(struct buf *b, unsigned long cp)
 
 /*
  * Decodes XML character data s[0..n) (the five named entities and &#N; / &#xH;) into a
- * new string; NULL when an entity is malformed or unknown.
+ * new string; NULL when an entity is malformed or unknown, or on a NUL (XML has none: a
+ * key must not come back cut short at one).
  */
 char *blob_s3_xml_text(const char *s, size_t n)
 {
     struct buf b = BUF_INIT;
     buf_add(&b, "", 0);
     for (size_t i = 0; i < n;) {
+        if (s[i] == '\0') {
+            buf_release(&b);
+            return NULL;
+        }
         if (s[i] != '&') {
             buf_addc(&b, s[i++]);
             continue;

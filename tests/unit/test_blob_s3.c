@@ -342,6 +342,8 @@ static void test_xml_text(void **state)
     const char *bad[] = {"a&b", "&nope;", "&#;", "&#x110000;", "&#0;", "&amp"};
     for (size_t i = 0; i < 6; i++)
         if ((s = blob_s3_xml_text(bad[i], strlen(bad[i])))) fail_msg("'%s' decoded as '%s'", bad[i], s);
+    /* XML has no NUL: a key with one is refused, not cut short at it */
+    assert_null(blob_s3_xml_text("key\0more", 8));
 }
 
 /* --- opening ----------------------------------------------------------------------------------- */
