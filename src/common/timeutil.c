@@ -21,32 +21,48 @@ int64_t time_mono_ns(void)
 
 void time_format_rfc3339(int64_t ms, char *out, size_t n)
 {
-    time_t s = (time_t)(ms / 1000);
+    time_t s = (time_t)time_floor_div(ms, 1000); /* before 1970 too: .500 is 500 ms after */
     struct tm tm;
     gmtime_r(&s, &tm);
     snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)s * 1000));
+}
+
+/* The n decimal digits at s, or -1 when one is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
 }
 
 bool time_parse_rfc3339(const char *s, int64_t *ms_out)
 {
-    struct tm tm = {0};
-    int ms = 0, used = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
+    /* Exactly "YYYY-MM-DDTHH:MM:SS", each field in its range: sscanf would take signs, spaces
+       and fewer digits, and timegm would roll 2026-13-45 over into a real date. */
+    if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':')
         return false;
-    const char *rest = s + used;
+    int y = digits(s, 4), mon = digits(s + 5, 2), d = digits(s + 8, 2), h = digits(s + 11, 2),
+        mi = digits(s + 14, 2), sec = digits(s + 17, 2);
+    if (y < 0 || mon < 1 || mon > 12 || d < 1 || d > time_month_days(y, mon) || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 59)
+        return false;
+    const char *rest = s + 19;
+    int ms = 0;
     if (*rest == '.') {
-        int digits = 0;
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
-            if (digits < 3) ms = ms * 10 + (*rest - '0');
-        for (; digits < 3; digits++)
+        int n = 0;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, n++)
+            if (n < 3) ms = ms * 10 + (*rest - '0');
+        if (!n) return false;
+        for (; n < 3; n++)
             ms *= 10;
     }
     if (strcmp(rest, "Z")) return false; /* the API always answers in UTC */
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    *ms_out = (int64_t)timegm(&tm) * 1000 + ms;
+    *ms_out = ((time_days_from_civil(y, mon, d) * 24 + h) * 60 + mi) * 60000 + sec * 1000 + ms;
     return true;
 }
 

@@ -12,7 +12,8 @@ int64_t time_now_ms(void);
 int64_t time_mono_ns(void);
 /* RFC 3339 UTC with milliseconds into out (at least 25 bytes). */
 void time_format_rfc3339(int64_t ms, char *out, size_t n);
-/* The other way: "YYYY-MM-DDTHH:MM:SS[.fff]Z" (UTC only) into ms; false when malformed. */
+/* The other way: "YYYY-MM-DDTHH:MM:SS[.fff]Z" (UTC only) into ms; false when malformed or
+   when the date or time does not exist (2026-02-29, 24:00:00). */
 bool time_parse_rfc3339(const char *s, int64_t *ms);
 
 /*
