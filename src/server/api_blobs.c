@@ -25,6 +25,7 @@
 #include "common/role.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "http/range.h"
 #include "http/upload.h"
 #include "job/job.h"
 #include "job/spec.h"
@@ -280,39 +281,6 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
 
 /* ---- GET / HEAD ---- */
 
-/*
- * A Range header with one range: 1 and the window, 0 when there is none (or
- * it is not one we honour: then the whole object is sent, as RFC 9110
- * allows), -1 when it cannot be satisfied.
- */
-static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len)
-{
-    /* An empty object has no byte to name: it is sent whole (empty), as web servers do. */
-    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ',') || size == 0) return 0;
-    const char *p = h + 6;
-    char *end;
-    if (*p == '-') { /* the last N bytes */
-        long long n = strtoll(p + 1, &end, 10);
-        if (*end || end == p + 1 || n < 0) return 0;
-        if (n == 0) return -1;
-        *len = n < size ? n : size;
-        *off = size - *len;
-        return 1;
-    }
-    long long a = strtoll(p, &end, 10);
-    if (end == p || *end != '-' || a < 0) return 0;
-    p = end + 1;
-    long long b = -1;
-    if (*p) {
-        b = strtoll(p, &end, 10);
-        if (*end || b < a) return 0;
-    }
-    if (a >= size) return -1;
-    *off = a;
-    *len = (b < 0 || b >= size) ? size - a : b - a + 1;
-    return 1;
-}
-
 struct get_op {
     struct http_req *r;
     struct server *s;
@@ -444,7 +412,7 @@ static void get_prepare(void *arg)
     if (op->rc) return;
     op->off = 0;
     op->len = op->info.size;
-    op->ranged = parse_range(op->range, op->info.size, &op->off, &op->len);
+    op->ranged = http_range_parse(op->range, op->info.size, &op->off, &op->len);
     if (op->ranged < 0 || op->head) return;
     op->rc =
         blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, NULL, &op->err);
