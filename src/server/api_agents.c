@@ -208,7 +208,7 @@ static int parse_runtimes(json_t *v, unsigned *out, struct err *e)
     return 0;
 }
 
-static int parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
+int api_agents_parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e)
 {
     static const char *const known[] = {"name",     "labels",   "queues", "slots",
                                         "version",  "running",  "instance", "cached",
@@ -309,7 +309,7 @@ int api_agents_register(struct http_req *r)
     struct register_op *op = xcalloc(1, sizeof(*op));
     struct fleet *f = srv(r)->fleet;
     struct err e = ERR_INIT;
-    if (parse_register(r->body, r->token_name, &op->rec, &e) ||
+    if (api_agents_parse_register(r->body, r->token_name, &op->rec, &e) ||
         fleet_may_register(f, op->rec.name, r->token_name, op->rec.instance, &e)) {
         agent_rec_release(&op->rec);
         free(op);
@@ -475,7 +475,7 @@ struct reports_op {
     struct report_item *items;
 };
 
-static int check_report(json_t *it, size_t i, enum proto_report *type, struct err *e)
+int api_agents_check_report(json_t *it, size_t i, enum proto_report *type, struct err *e)
 {
     char f[64];
     snprintf(f, sizeof(f), "reports[%zu]", i);
@@ -814,7 +814,7 @@ int api_agents_reports(struct http_req *r)
     for (size_t i = 0; i < op->n; i++) {
         struct report_item *it = &op->items[i];
         it->in = json_array_get(reps, i);
-        if (check_report(it->in, i, &it->type, &e)) {
+        if (api_agents_check_report(it->in, i, &it->type, &e)) {
             reports_free(op);
             http_reply_err(r, &e);
             return HTTP_DONE;

@@ -206,6 +206,13 @@ int api_queues_resume(struct http_req *r);
 int api_queues_put(struct http_req *r);
 int api_jobs_log(struct http_req *r);
 int api_agents_register(struct http_req *r);
+/*
+ * The checks of an agent's bodies, without a server (tests/fuzz): a register body into *a
+ * (the caller's to agent_rec_release on 0; `token` its owner), and reports[i] of a reports
+ * body, *type its type. 0, or ERR_INVALID naming the field.
+ */
+int api_agents_parse_register(json_t *b, const char *token, struct agent_rec *a, struct err *e);
+int api_agents_check_report(json_t *it, size_t i, enum proto_report *type, struct err *e);
 int api_agents_poll(struct http_req *r);
 int api_agents_reports(struct http_req *r);
 int api_agents_leave(struct http_req *r);
