@@ -51,7 +51,7 @@ struct job_spec {
     int max_attempts;    /* 1..100 */
     double delay_s;      /* >= 0 */
     double timeout_s;    /* 0 = none */
-    const json_t *requires; /* object, maybe empty */
+    const json_t *requires; /* object, maybe empty; NULL when left out (none) */
     double backoff_s, max_backoff_s;
     int64_t retention_s; /* kept this long after it ends; 0 = the queue's or the server's */
     bool test; /* a probe: nothing is queued */
