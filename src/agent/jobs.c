@@ -299,7 +299,7 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
     j->stage = NULL;
     if (!a->o.bench_noop) { /* into its lease record (spool.h), or one of its own */
         if (j->rec) json_object_set(j->rec, "finished", r);
-        if (j->rec ? spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e)
+        if (j->rec ? spool_put(&a->spool, j->id, j->attempt, "lease", j->rec, &e)
                    : spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
             log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
                       "stops before delivering it: %s",
@@ -586,7 +586,7 @@ static void spool_started(struct agent_job *j)
                             (json_int_t)j->started_at_ms, "runtime", j->runner->name);
     if (j->container) json_object_set_new(run, "container", json_string(j->container));
     json_object_set_new(j->rec, "run", run);
-    if (spool_update(&a->spool, j->id, j->attempt, "lease", j->rec, &e))
+    if (spool_put(&a->spool, j->id, j->attempt, "lease", j->rec, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
 }
 

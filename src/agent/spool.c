@@ -1,6 +1,6 @@
 /*
  * spool.c - see spool.h. Every file operation goes through the folder's
- * descriptor (openat, renameat), so a record name never resolves elsewhere.
+ * descriptor (openat, renameat), so a name never resolves elsewhere.
  */
 #include "agent/spool.h"
 
@@ -15,37 +15,15 @@
 
 #include "common/buf.h"
 #include "common/fsutil.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 
+#define JOURNAL "journal"
+#define JOURNAL_TMP ".journal.tmp"
+#define JOURNAL_BAD "journal.bad"
 #define SPOOL_RECORD_MAX (64 << 20) /* a record holds a report: far less */
-#define SPOOL_PAD 256                /* reused files are written in multiples of this */
-#define SPOOL_PAGE 4096              /* what spool_update writes in place, at most */
 
-int spool_open(struct spool *s, const char *dir, struct err *e)
-{
-    s->dir = NULL;
-    s->dirfd = -1;
-    s->nfree = 0;
-    s->nholes = SPOOL_FREE_MAX;
-    for (size_t i = 0; i < SPOOL_FREE_MAX; i++)
-        s->holes[i] = (unsigned)(SPOOL_FREE_MAX - 1 - i); /* .free-0 on top */
-    int rc = mkdir_p(dir, e);
-    if (rc) return rc;
-    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (s->dirfd < 0)
-        return err_set(e, ERR_IO, "cannot open the spool folder '%s': %s", dir, strerror(errno));
-    s->dir = xstrdup(dir);
-    return 0;
-}
-
-void spool_close(struct spool *s)
-{
-    if (s->dirfd >= 0) close(s->dirfd);
-    free(s->dir);
-    s->dir = NULL;
-    s->dirfd = -1;
-}
-
+/* "<job>-<attempt>.<kind>": the key of a record (and an older agent's file name) */
 static int record_name(char *out, size_t n, const char *job, int attempt, const char *kind,
                        struct err *e)
 {
@@ -62,102 +40,116 @@ static int write_all(int fd, const char *p, size_t n)
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) return -1;
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
         p += w;
         n -= (size_t)w;
     }
     return 0;
 }
 
-int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
-              struct err *e)
+/* Keeps `line` (owned) as the record `name`'s state: NULL forgets the record. */
+static void rec_set(struct spool *s, const char *name, char *line)
 {
-    char name[128], tmp[140];
-    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
-    if (rc) return rc;
-    char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
-    int fd = -1;
-    bool reused = false;
-    while (fd < 0 && s->nfree > 0) { /* a removed record's file (spool.h) */
-        unsigned n = s->free[--s->nfree];
-        s->holes[s->nholes++] = n; /* renamed to the record below, or removed */
-        snprintf(tmp, sizeof(tmp), ".free-%u", n);
-        /* not O_TRUNC: ext4 writes out a file truncated to 0 when it is closed */
-        fd = openat(s->dirfd, tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) unlinkat(s->dirfd, tmp, 0);
-        reused = fd >= 0;
+    char *old = line ? hmap_put(&s->recs, name, line) : hmap_del(&s->recs, name);
+    if (old) s->live -= strlen(old);
+    if (line) s->live += strlen(line);
+    free(old);
+}
+
+/* Writes the journal anew with the records that hold (spool.h). 0, or -1 with errno (the
+   journal is then as it was). */
+static int compact(struct spool *s)
+{
+    struct buf all = BUF_INIT;
+    for (struct hmap_entry *it = hmap_first(&s->recs); it; it = hmap_next(&s->recs, it))
+        buf_adds(&all, it->value);
+    int fd =
+        openat(s->dirfd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    int rc = fd < 0 || write_all(fd, all.data, all.len) ||
+                     renameat(s->dirfd, JOURNAL_TMP, s->dirfd, JOURNAL)
+                 ? -1
+                 : 0;
+    if (rc) {
+        int err_no = errno;
+        if (fd >= 0) close(fd);
+        unlinkat(s->dirfd, JOURNAL_TMP, 0);
+        errno = err_no;
+    } else {
+        if (s->fd >= 0) close(s->fd);
+        s->fd = fd;
+        s->size = all.len;
     }
-    if (fd < 0) {
-        snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
-        fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    }
-    if (fd < 0) {
-        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
-        goto out;
-    }
-    /* A reused file is overwritten, not truncated: the record is padded with blanks (JSON
-     * allows them after the value) to a multiple of SPOOL_PAD, which most records fit in,
-     * and the file is cut only when it was longer still. */
-    size_t len = strlen(text), padded = len + 1;
-    if (reused) {
-        padded = (len + 1 + SPOOL_PAD - 1) / SPOOL_PAD * SPOOL_PAD;
-        text = xrealloc(text, padded);
-        memset(text + len, ' ', padded - len);
-    }
-    text[padded - 1] = '\n'; /* in place of the terminating NUL: one write */
-    struct stat st;
-    if (write_all(fd, text, padded) ||
-        (reused && (fstat(fd, &st) || (st.st_size > (off_t)padded &&
-                                        ftruncate(fd, (off_t)padded))))) {
-        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, tmp, strerror(errno));
-        close(fd);
-        unlinkat(s->dirfd, tmp, 0);
-        goto out;
-    }
-    close(fd);
-    if (renameat(s->dirfd, tmp, s->dirfd, name)) {
-        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, name, strerror(errno));
-        unlinkat(s->dirfd, tmp, 0);
-    }
-out:
-    free(text);
+    buf_release(&all);
     return rc;
 }
 
-int spool_update(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
-                 struct err *e)
+/* Appends `line` (its length len); a write cut short is cut off again. 0, or ERR_IO. */
+static int append(struct spool *s, const char *name, const char *line, size_t len, struct err *e)
+{
+    if (write_all(s->fd, line, len) != 0) {
+        int err_no = errno;
+        if (ftruncate(s->fd, (off_t)s->size) != 0) { /* else the next line would follow it */
+            close(s->fd);
+            s->fd = -1;
+        }
+        return err_set(e, ERR_IO, "cannot write the record '%s' in '%s/" JOURNAL "': %s", name,
+                       s->dir, strerror(err_no));
+    }
+    s->size += len;
+    return 0;
+}
+
+/* A journal to append to: after a failed append that could not be cut off (append), one
+   written anew from the records that hold. 0, or ERR_IO. */
+static int journal_ready(struct spool *s, const char *name, struct err *e)
+{
+    if (s->fd >= 0 || compact(s) == 0) return 0;
+    return err_set(e, ERR_IO, "cannot write the record '%s': cannot write '%s/" JOURNAL "': %s",
+                   name, s->dir, strerror(errno));
+}
+
+/* After a change: written anew when mostly records that no longer hold. */
+static void maybe_compact(struct spool *s)
+{
+    if (s->size <= SPOOL_COMPACT_MIN || s->size / 4 <= s->live) return;
+    if (compact(s) != 0)
+        log_warn("cannot write '%s/" JOURNAL "' anew (it grows meanwhile): %s", s->dir,
+                 strerror(errno));
+}
+
+/* The line of a record: `doc` may be NULL (a removal). NULL when kind needs quoting. */
+static char *line_of(const char *job, int attempt, const char *kind, const char *doc)
+{
+    for (const char *c = kind; *c; c++)
+        if (*c < 'a' || *c > 'z') return NULL;
+    return doc ? xasprintf("{\"job\":\"%s\",\"attempt\":%d,\"kind\":\"%s\",\"doc\":%s}\n", job,
+                           attempt, kind, doc)
+               : xasprintf("{\"job\":\"%s\",\"attempt\":%d,\"kind\":\"%s\",\"del\":true}\n", job,
+                           attempt, kind);
+}
+
+int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+              struct err *e)
 {
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
+    if ((rc = journal_ready(s, name, e))) return rc;
     char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
-    size_t len = strlen(text);
-    int fd = len < SPOOL_PAGE ? openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size <= SPOOL_PAGE) {
-        /* blanks over the rest of the old record, to a multiple of SPOOL_PAD within the page */
-        size_t padded = (len + 1 + SPOOL_PAD - 1) / SPOOL_PAD * SPOOL_PAD;
-        if (padded < (size_t)st.st_size) padded = (size_t)st.st_size;
-        if (padded > SPOOL_PAGE) padded = SPOOL_PAGE;
-        text = xrealloc(text, padded);
-        memset(text + len, ' ', padded - len);
-        text[padded - 1] = '\n';
-        ssize_t w = pwrite(fd, text, padded, 0);
-        if (w == (ssize_t)padded) {
-            close(fd);
-            free(text);
-            return 0;
-        }
-        if (w >= 0) errno = EIO; /* a short write: cannot be for a page of the page cache */
-        rc = err_set(e, ERR_IO, "cannot write '%s/%s': %s", s->dir, name, strerror(errno));
-        close(fd);
-        free(text);
+    char *line = text ? line_of(job, attempt, kind, text) : NULL;
+    free(text);
+    if (!line) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    rc = append(s, name, line, strlen(line), e);
+    if (rc) {
+        free(line);
         return rc;
     }
-    if (fd >= 0) close(fd);
-    free(text);
-    return spool_put(s, job, attempt, kind, doc, e); /* absent, or too large: a new file */
+    rec_set(s, name, line);
+    maybe_compact(s);
+    return 0;
 }
 
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
@@ -167,66 +159,32 @@ int spool_get(struct spool *s, const char *job, int attempt, const char *kind, j
     *doc = NULL;
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
-    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT) return ERR_NOTFOUND;
-    if (fd < 0) return err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name, strerror(errno));
-    struct buf b = BUF_INIT;
-    char chunk[65536];
-    ssize_t n;
-    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 || b.len + (size_t)n > SPOOL_RECORD_MAX) {
-            rc = err_set(e, ERR_IO, "cannot read '%s/%s': %s", s->dir, name,
-                         n < 0 ? strerror(errno) : "too large");
-            goto out;
-        }
-        buf_add(&b, chunk, (size_t)n);
-    }
-    json_error_t jerr;
-    *doc = b.len ? json_loadb(b.data, b.len, 0, &jerr) : NULL;
-    if (!*doc) {
-        char bad[140];
-        snprintf(bad, sizeof(bad), "%s.bad", name);
-        renameat(s->dirfd, name, s->dirfd, bad);
-        rc = err_set(e, ERR_INVALID, "'%s/%s' is not a valid record (kept as '%s')", s->dir, name,
-                     bad);
-    }
-out:
-    close(fd);
-    buf_release(&b);
-    return rc;
+    const char *line = hmap_get(&s->recs, name);
+    if (!line) return ERR_NOTFOUND;
+    json_t *rec = json_loads(line, 0, NULL); /* checked when read or written */
+    *doc = json_incref(json_object_get(rec, "doc"));
+    json_decref(rec);
+    return *doc ? 0 : err_set(e, ERR_INTERNAL, "the record '%s' cannot be read back", name);
 }
 
 int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e)
 {
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc || !hmap_get(&s->recs, name)) return rc;
+    if ((rc = journal_ready(s, name, e))) return rc;
+    char *line = line_of(job, attempt, kind, NULL);
+    rc = append(s, name, line, strlen(line), e);
+    free(line);
     if (rc) return rc;
-    if (s->nholes > 0) { /* kept for the next write (spool.h) */
-        char free_name[32];
-        unsigned n = s->holes[--s->nholes];
-        snprintf(free_name, sizeof(free_name), ".free-%u", n);
-        if (renameat(s->dirfd, name, s->dirfd, free_name) == 0) {
-            s->free[s->nfree++] = n;
-            return 0;
-        }
-        int err_no = errno;
-        s->holes[s->nholes++] = n;
-        if (err_no == ENOENT) return 0;
-    }
-    if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
-        return err_set(e, ERR_IO, "cannot remove '%s/%s': %s", s->dir, name, strerror(errno));
+    rec_set(s, name, NULL);
+    maybe_compact(s);
     return 0;
 }
 
-static int key_cmp(const void *pa, const void *pb)
-{
-    const struct spool_key *a = pa, *b = pb;
-    int c = strcmp(a->job, b->job);
-    return c ? c : (a->attempt > b->attempt) - (a->attempt < b->attempt);
-}
+/* --- reading at open ---------------------------------------------------------------- */
 
-/* Parses "<uuid>-<attempt>.<kind>" into k; false for any other name. */
+/* Parses "<uuid>-<attempt>.<kind>" into k (kind: one a record may have); false otherwise. */
 static bool parse_name(const char *name, struct spool_key *k)
 {
     if (strlen(name) < UUID_STR_LEN + 2 || name[UUID_STR_LEN - 1] != '-') return false;
@@ -245,44 +203,179 @@ static bool parse_name(const char *name, struct spool_key *k)
     return true;
 }
 
-int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *e)
+/* Reads a whole file of the folder into b (bounded by max). 0, ENOENT, or another errno. */
+static int read_file_at(int dirfd, const char *name, struct buf *b, size_t max)
 {
-    *keys = NULL;
-    *n = 0;
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return errno;
+    char chunk[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || b->len + (size_t)n > max) {
+            rc = n < 0 ? errno : EFBIG;
+            break;
+        }
+        buf_add(b, chunk, (size_t)n);
+    }
+    close(fd);
+    return rc;
+}
+
+/* One journal line (without its newline): applied, or false when it is no record. */
+static bool replay_line(struct spool *s, const char *text, size_t len)
+{
+    json_t *rec = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *job = json_string_value(json_object_get(rec, "job"));
+    json_t *attempt = json_object_get(rec, "attempt");
+    const char *kind = json_string_value(json_object_get(rec, "kind"));
+    json_t *doc = json_object_get(rec, "doc");
+    char name[128];
+    struct spool_key k;
+    bool ok = job && kind && json_is_integer(attempt) && json_integer_value(attempt) >= 1 &&
+              json_integer_value(attempt) <= 1000000 &&
+              (doc || json_is_true(json_object_get(rec, "del")));
+    if (ok) {
+        snprintf(name, sizeof(name), "%s-%d.%s", job, (int)json_integer_value(attempt), kind);
+        ok = parse_name(name, &k);
+    }
+    if (ok) rec_set(s, name, doc ? xasprintf("%.*s\n", (int)len, text) : NULL);
+    json_decref(rec);
+    return ok;
+}
+
+/* Replays the journal into s->recs; a damaged one is kept aside (spool.h). */
+static int load_journal(struct spool *s, struct err *e)
+{
+    struct buf b = BUF_INIT;
+    int err_no = read_file_at(s->dirfd, JOURNAL, &b, (size_t)1 << 30);
+    if (err_no && err_no != ENOENT) {
+        buf_release(&b);
+        return err_set(e, ERR_IO, "cannot read '%s/" JOURNAL "': %s", s->dir, strerror(err_no));
+    }
+    size_t bad = 0, first_bad = 0, lineno = 0;
+    for (size_t at = 0; at < b.len;) {
+        const char *p = b.data + at, *nl = memchr(p, '\n', b.len - at);
+        lineno++;
+        if (!nl) { /* cut by a kill while being appended: nothing was done on it */
+            log_warn("'%s/" JOURNAL "': its last line was cut short (%zu bytes), dropped", s->dir,
+                     b.len - at);
+            break;
+        }
+        if (!replay_line(s, p, (size_t)(nl - p)) && !bad++) first_bad = lineno;
+        at = (size_t)(nl - b.data) + 1;
+    }
+    buf_release(&b);
+    if (bad) {
+        log_warn("'%s/" JOURNAL "': %zu line(s) are no record (the first: line %zu), skipped; "
+                 "the file is kept as '%s/" JOURNAL_BAD "'",
+                 s->dir, bad, first_bad, s->dir);
+        renameat(s->dirfd, JOURNAL, s->dirfd, JOURNAL_BAD);
+    }
+    return 0;
+}
+
+/* Older agents' files (spool.h): their records read in, the names to remove in *old. */
+static int load_files(struct spool *s, char ***old, size_t *nold, struct err *e)
+{
     int fd = dup(s->dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         if (fd >= 0) close(fd);
         return err_set(e, ERR_IO, "cannot list '%s': %s", s->dir, strerror(errno));
     }
-    rewinddir(d);
     size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (de->d_name[0] == '.' && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
-            unlinkat(s->dirfd, de->d_name, 0); /* a write cut short by a crash */
-            continue;
-        }
-        if (!strncmp(de->d_name, ".free-", 6)) {
-            bool ours = false; /* this run's (spool_del), else a previous run's: removed */
-            for (size_t i = 0; i < s->nfree && !ours; i++) {
-                char mine[32];
-                snprintf(mine, sizeof(mine), ".free-%u", s->free[i]);
-                ours = !strcmp(mine, de->d_name);
-            }
-            if (!ours) unlinkat(s->dirfd, de->d_name, 0);
-            continue;
-        }
+        const char *n = de->d_name;
+        size_t len = strlen(n);
         struct spool_key k;
-        if (!parse_name(de->d_name, &k)) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *keys = xrealloc(*keys, cap * sizeof(**keys));
+        bool tmp = n[0] == '.' && len > 4 && !strcmp(n + len - 4, ".tmp"); /* a cut write */
+        bool free_file = !strncmp(n, ".free-", 6);
+        bool record = !tmp && !free_file && parse_name(n, &k);
+        if (!tmp && !free_file && !record) continue;
+        if (record) {
+            struct buf b = BUF_INIT;
+            int err_no = read_file_at(s->dirfd, n, &b, SPOOL_RECORD_MAX);
+            json_t *doc = err_no ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+            buf_release(&b);
+            if (!doc) {
+                char bad[300];
+                snprintf(bad, sizeof(bad), "%s.bad", n);
+                renameat(s->dirfd, n, s->dirfd, bad);
+                log_warn("'%s/%s' is not a valid record (kept as '%s')", s->dir, n, bad);
+                continue;
+            }
+            char *text = json_dumps(doc, JSON_COMPACT);
+            const char *kind = strchr(n + UUID_STR_LEN, '.') + 1;
+            rec_set(s, n, line_of(k.job, k.attempt, kind, text));
+            free(text);
+            json_decref(doc);
         }
-        (*keys)[(*n)++] = k;
+        if (*nold == cap) {
+            cap = cap ? cap * 2 : 16;
+            *old = xrealloc(*old, cap * sizeof(**old));
+        }
+        (*old)[(*nold)++] = xstrdup(n);
     }
     closedir(d);
+    return 0;
+}
+
+int spool_open(struct spool *s, const char *dir, struct err *e)
+{
+    s->dir = NULL;
+    s->dirfd = s->fd = -1;
+    s->size = s->live = 0;
+    hmap_init(&s->recs);
+    int rc = mkdir_p(dir, e);
+    if (rc) return rc;
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0)
+        return err_set(e, ERR_IO, "cannot open the spool folder '%s': %s", dir, strerror(errno));
+    s->dir = xstrdup(dir);
+    char **old = NULL;
+    size_t nold = 0;
+    /* older agents' files first: the journal, when there is one, was written after them */
+    if ((rc = load_files(s, &old, &nold, e)) || (rc = load_journal(s, e))) goto out;
+    if (compact(s) != 0) {
+        rc = err_set(e, ERR_IO, "cannot write '%s/" JOURNAL "': %s", dir, strerror(errno));
+        goto out;
+    }
+    for (size_t i = 0; i < nold; i++) /* in the journal now */
+        unlinkat(s->dirfd, old[i], 0);
+out:
+    for (size_t i = 0; i < nold; i++)
+        free(old[i]);
+    free(old);
+    return rc;
+}
+
+void spool_close(struct spool *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    if (s->dirfd >= 0) close(s->dirfd);
+    hmap_release(&s->recs, free);
+    free(s->dir);
+    s->dir = NULL;
+    s->dirfd = s->fd = -1;
+}
+
+static int key_cmp(const void *pa, const void *pb)
+{
+    const struct spool_key *a = pa, *b = pb;
+    int c = strcmp(a->job, b->job);
+    return c ? c : (a->attempt > b->attempt) - (a->attempt < b->attempt);
+}
+
+int spool_list(struct spool *s, struct spool_key **keys, size_t *n, struct err *e)
+{
+    (void)e;
+    *n = 0;
+    *keys = s->recs.count ? xcalloc(s->recs.count, sizeof(**keys)) : NULL;
+    for (struct hmap_entry *it = hmap_first(&s->recs); it; it = hmap_next(&s->recs, it))
+        if (parse_name(it->key, &(*keys)[*n])) (*n)++;
     if (*n == 0) return 0;
     qsort(*keys, *n, sizeof(**keys), key_cmp);
     size_t w = 1; /* one key per (job, attempt) */

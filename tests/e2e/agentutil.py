@@ -8,6 +8,7 @@ process started here is stopped by its PID when the test ends (fixture
 `make_agent`). Waits are bounded in time.
 """
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -118,10 +119,27 @@ class Agent:
         """SIGTERM (drain) and wait: returns the exit code."""
         return self.kill(signal.SIGTERM)
 
+    def spool_records(self):
+        """The records in the agent's spool journal (src/agent/spool.h), by name
+        ("<job>-<attempt>.<kind>"): the last line about each, removed ones left out."""
+        recs = {}
+        try:
+            with open(os.path.join(self.work_dir, "spool", "journal"), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return recs
+        for line in data.split(b"\n")[:-1]:  # a cut last line (no newline) is no record
+            r = json.loads(line)
+            name = f"{r['job']}-{r['attempt']}.{r['kind']}"
+            if r.get("del"):
+                recs.pop(name, None)
+            else:
+                recs[name] = r["doc"]
+        return recs
+
     def spool_files(self):
-        d = os.path.join(self.work_dir, "spool")
-        return sorted(f for f in os.listdir(d) if not f.startswith(".")) if os.path.isdir(d) \
-            else []
+        """The names of the records in the spool, sorted."""
+        return sorted(self.spool_records())
 
 
 @pytest.fixture

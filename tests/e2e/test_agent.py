@@ -620,9 +620,11 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     assert wait_job(server, submit(server, **sh("true")))["state"] == "succeeded"
 
 
-def test_older_agents_spool_records_recovered(make_server, make_agent):
-    """A spool as agents before one record per job left it (lease, run and finished records
-    of their own) is read by a restarted agent: the spooled result is delivered."""
+@pytest.mark.parametrize("layout", ["file per job", "file per record"])
+def test_older_agents_spool_records_recovered(make_server, make_agent, layout):
+    """A spool as agents before the journal left it (a file per job; before that lease, run
+    and finished records of their own) is read by a restarted agent: the spooled result is
+    delivered."""
     server = make_server()
     agent = make_agent(server, "w1")
     job = submit(server, **sh("sleep 1; exit 3"))  # (output is not spooled: none)
@@ -632,8 +634,12 @@ def test_older_agents_spool_records_recovered(make_server, make_agent):
     agent.kill()
     spool = os.path.join(agent.work_dir, "spool")
     rec = spooled(agent, job)
-    finished, run = rec.pop("finished"), rec.pop("run")
-    for kind, doc in (("lease", rec), ("run", {"run": run}), ("finished", finished)):
+    os.remove(os.path.join(spool, "journal"))
+    files = [("lease", rec)]
+    if layout == "file per record":
+        finished, run = rec.pop("finished"), rec.pop("run")
+        files += [("run", {"run": run}), ("finished", finished)]
+    for kind, doc in files:
         with open(os.path.join(spool, f"{job}-1.{kind}"), "w") as f:
             json.dump(doc, f)
     server.start()
@@ -647,11 +653,7 @@ def test_older_agents_spool_records_recovered(make_server, make_agent):
 
 def spooled(agent, job, attempt=1):
     """The agent's spool record of the attempt (spool.h), {} when there is none."""
-    try:
-        with open(os.path.join(agent.work_dir, "spool", f"{job}-{attempt}.lease")) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+    return agent.spool_records().get(f"{job}-{attempt}.lease", {})
 
 
 # ---- valgrind -------------------------------------------------------------------------------------

@@ -203,8 +203,7 @@ def test_a_drain_gives_back_the_waiting_jobs(server, make_agent):
     assert wait_job(server, long_job)["state"] == "succeeded"
     job = get_job(server, short_job)
     assert job["state"] == "queued" and job["attempts"] == [], job
-    assert not os.listdir(os.path.join(a.work_dir, "spool")) or \
-        all(f.startswith(".") for f in os.listdir(os.path.join(a.work_dir, "spool")))
+    assert a.spool_files() == []
 
 
 def test_a_waiting_job_is_given_back_after_the_agent_is_killed(server, make_agent, tmp_path):

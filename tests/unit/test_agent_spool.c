@@ -1,8 +1,9 @@
 /*
  * test_agent_spool.c - unit tests for agent/spool.c on real files in a
- * mkdtemp folder: write / read / remove round trips, listing by (job,
- * attempt), records rewritten in place, left-over temporary files, unreadable
- * records kept aside, and names that are not job ids refused.
+ * mkdtemp folder: write / read / remove round trips across restarts, listing
+ * by (job, attempt), a journal line cut by a kill, damaged lines kept aside,
+ * older agents' record files read in, the journal written anew as it grows,
+ * and names that are not job ids refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h> /* before cmocka.h, which redefines malloc and free */
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,6 +67,39 @@ static char *file_path(struct fixture *f, const char *name)
     return path;
 }
 
+/* Closes and opens the spool again, as an agent started again on its work folder does. */
+static void reopen(struct fixture *f)
+{
+    struct err e = ERR_INIT;
+    spool_close(&f->s);
+    assert_int_equal(spool_open(&f->s, f->spool_dir, &e), 0);
+}
+
+static off_t size_of(struct fixture *f, const char *name)
+{
+    struct stat st;
+    assert_int_equal(stat(file_path(f, name), &st), 0);
+    return st.st_size;
+}
+
+static void write_file(struct fixture *f, const char *name, const char *mode, const char *text)
+{
+    FILE *fp = fopen(file_path(f, name), mode);
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static size_t count_keys(struct fixture *f)
+{
+    struct err e = ERR_INIT;
+    struct spool_key *keys;
+    size_t n;
+    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+    lib_free(keys);
+    return n;
+}
+
 static void test_round_trip(void **state)
 {
     struct fixture *f = *state;
@@ -72,19 +108,24 @@ static void test_round_trip(void **state)
                               "command", "program", "caf\xC3\xA9", "deadline");
     assert_int_equal(spool_put(&f->s, JOB_A, 2, "lease", lease, &e), 0);
     struct stat st;
-    assert_int_equal(stat(file_path(f, JOB_A "-2.lease"), &st), 0);
+    assert_int_equal(stat(file_path(f, "journal"), &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_not_equal(access(file_path(f, JOB_A "-2.lease"), F_OK), 0); /* no file of its own */
 
     json_t *back = NULL;
     assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), 0);
     assert_true(json_equal(lease, back));
     json_decref(back);
 
-    /* a rewrite replaces the record */
+    /* a rewrite replaces the record, also for an agent started again */
     json_object_set_new(lease, "pgid", json_integer(4242));
     assert_int_equal(spool_put(&f->s, JOB_A, 2, "lease", lease, &e), 0);
     assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), 0);
     assert_int_equal(json_integer_value(json_object_get(back, "pgid")), 4242);
+    json_decref(back);
+    reopen(f);
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), 0);
+    assert_true(json_equal(lease, back));
     json_decref(back);
 
     assert_int_equal(spool_get(&f->s, JOB_A, 2, "finished", &back, &e), ERR_NOTFOUND);
@@ -92,68 +133,10 @@ static void test_round_trip(void **state)
     assert_int_equal(spool_del(&f->s, JOB_A, 2, "lease", &e), 0);
     assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), ERR_NOTFOUND);
     assert_int_equal(spool_del(&f->s, JOB_A, 2, "lease", &e), 0); /* absent: fine */
+    reopen(f);
+    assert_int_equal(spool_get(&f->s, JOB_A, 2, "lease", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(size_of(f, "journal"), 0); /* written anew at open: nothing holds */
     json_decref(lease);
-}
-
-static ino_t inode_of(struct fixture *f, const char *name)
-{
-    struct stat st;
-    assert_int_equal(stat(file_path(f, name), &st), 0);
-    return st.st_ino;
-}
-
-/* A finished report of reason error whose message is `len` times the letter c. */
-static json_t *error_end(size_t len, char c)
-{
-    char text[8192];
-    assert_true(len < sizeof(text));
-    memset(text, c, len);
-    return json_pack("{s:s, s:s%}", "reason", "error", "error", text, len);
-}
-
-static void test_update(void **state)
-{
-    struct fixture *f = *state;
-    struct err e = ERR_INIT;
-    json_t *back = NULL;
-    /* none yet: written as spool_put writes */
-    json_t *doc = json_pack("{s:s, s:i, s:i}", "job", JOB_A, "attempt", 1, "slots", 1);
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    ino_t ino = inode_of(f, JOB_A "-1.lease");
-    /* longer, then shorter again: in place (the same file), read back whole and only it */
-    json_object_set_new(doc, "run", json_pack("{s:i, s:s}", "pgid", 4242, "boot_id", "b"));
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    assert_int_equal(inode_of(f, JOB_A "-1.lease"), ino);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
-    assert_true(json_equal(doc, back));
-    json_decref(back);
-    json_object_set_new(doc, "finished", error_end(599, 'x'));
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    assert_int_equal(inode_of(f, JOB_A "-1.lease"), ino);
-    json_object_del(doc, "finished");
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
-    assert_true(json_equal(doc, back)); /* the longer record's rest is blanks now */
-    json_decref(back);
-    struct stat st;
-    assert_int_equal(stat(file_path(f, JOB_A "-1.lease"), &st), 0);
-    assert_true(st.st_size <= 4096);
-    /* more than a page: a new file renamed over it (a write of several pages can be cut) */
-    json_object_set_new(doc, "finished", error_end(4999, 'y'));
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    assert_int_not_equal(inode_of(f, JOB_A "-1.lease"), ino);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
-    assert_true(json_equal(doc, back));
-    json_decref(back);
-    /* and from that larger file back to a small record: a new file again, read back right */
-    json_object_del(doc, "finished");
-    assert_int_equal(spool_update(&f->s, JOB_A, 1, "lease", doc, &e), 0);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
-    assert_true(json_equal(doc, back));
-    json_decref(back);
-    assert_int_equal(spool_update(&f->s, "../x", 1, "lease", doc, &e), ERR_INVALID);
-    err_clear(&e);
-    json_decref(doc);
 }
 
 static void test_list(void **state)
@@ -165,42 +148,157 @@ static void test_list(void **state)
     assert_int_equal(spool_put(&f->s, JOB_A, 3, "finished", doc, &e), 0);
     assert_int_equal(spool_put(&f->s, JOB_A, 3, "lease", doc, &e), 0);
     assert_int_equal(spool_put(&f->s, JOB_A, 1, "started", doc, &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", doc, &e), 0);
+    assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
     json_decref(doc);
-    /* a write cut short by a crash, and a stranger's file */
-    FILE *tmp = fopen(file_path(f, "." JOB_B "-9.finished.tmp"), "w");
-    fputs("{\"half", tmp);
-    fclose(tmp);
-    FILE *other = fopen(file_path(f, "README"), "w");
-    fclose(other);
 
-    struct spool_key *keys;
-    size_t n;
-    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
-    assert_int_equal(n, 3);
-    assert_string_equal(keys[0].job, JOB_A);
-    assert_int_equal(keys[0].attempt, 1);
-    assert_string_equal(keys[1].job, JOB_A);
-    assert_int_equal(keys[1].attempt, 3);
-    assert_string_equal(keys[2].job, JOB_B);
-    assert_int_equal(keys[2].attempt, 1);
-    lib_free(keys);
-    assert_int_not_equal(access(file_path(f, "." JOB_B "-9.finished.tmp"), F_OK), 0);
-    assert_int_equal(access(file_path(f, "README"), F_OK), 0);
+    for (int round = 0; round < 2; round++) { /* and the same after a restart */
+        struct spool_key *keys;
+        size_t n;
+        assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(keys[0].job, JOB_A);
+        assert_int_equal(keys[0].attempt, 1);
+        assert_string_equal(keys[1].job, JOB_A);
+        assert_int_equal(keys[1].attempt, 3);
+        assert_string_equal(keys[2].job, JOB_B);
+        assert_int_equal(keys[2].attempt, 1);
+        lib_free(keys);
+        reopen(f);
+    }
 }
 
-static void test_bad_record_kept_aside(void **state)
+/* A kill while a line was appended leaves it cut: dropped at open, the rest read. */
+static void test_cut_last_line(void **state)
 {
     struct fixture *f = *state;
     struct err e = ERR_INIT;
-    FILE *bad = fopen(file_path(f, JOB_A "-1.finished"), "w");
-    fputs("{not json", bad);
-    fclose(bad);
-    json_t *doc = NULL;
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &doc, &e), ERR_INVALID);
-    assert_null(doc);
-    assert_non_null(strstr(e.msg, "is not a valid record"));
-    assert_int_equal(access(file_path(f, JOB_A "-1.finished.bad"), F_OK), 0);
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &doc, &e), ERR_NOTFOUND);
+    json_t *doc = json_pack("{s:i}", "slots", 2), *back = NULL;
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    spool_close(&f->s);
+    off_t whole = size_of(f, "journal");
+    write_file(f, "journal", "a", "{\"job\":\"" JOB_B "\",\"attempt\":1,\"kind\":\"lease\",\"do");
+    assert_int_equal(spool_open(&f->s, f->spool_dir, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back));
+    json_decref(back);
+    assert_int_equal(count_keys(f), 1);
+    assert_int_equal(size_of(f, "journal"), whole); /* the cut line is gone */
+    assert_int_not_equal(access(file_path(f, "journal.bad"), F_OK), 0);
+    /* and appending goes on after it */
+    assert_int_equal(spool_put(&f->s, JOB_B, 1, "lease", doc, &e), 0);
+    reopen(f);
+    assert_int_equal(count_keys(f), 2);
+    json_decref(doc);
+}
+
+/* A line in the middle that is no record: skipped, the journal kept aside for a human. */
+static void test_damaged_line_kept_aside(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *doc = json_pack("{s:i}", "slots", 1), *back = NULL;
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "lease", doc, &e), 0);
+    spool_close(&f->s);
+    static const char *const bad[] = {
+        "{not json\n",
+        "{\"job\":\"../../etc/passwd\",\"attempt\":1,\"kind\":\"lease\",\"doc\":{}}\n",
+        "{\"job\":\"" JOB_B "\",\"attempt\":0,\"kind\":\"lease\",\"doc\":{}}\n",
+        "{\"job\":\"" JOB_B "\",\"attempt\":1,\"kind\":\"lease/x\",\"doc\":{}}\n",
+        "{\"job\":\"" JOB_B "\",\"attempt\":1,\"kind\":\"lease\"}\n",
+        "[1, 2]\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        write_file(f, "journal", "a", bad[i]);
+    write_file(f, "journal", "a",
+               "{\"job\":\"" JOB_B "\",\"attempt\":2,\"kind\":\"lease\",\"doc\":{\"slots\":3}}\n");
+    assert_int_equal(spool_open(&f->s, f->spool_dir, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back));
+    json_decref(back);
+    assert_int_equal(spool_get(&f->s, JOB_B, 2, "lease", &back, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(back, "slots")), 3);
+    json_decref(back);
+    assert_int_equal(count_keys(f), 2);
+    assert_int_equal(access(file_path(f, "journal.bad"), F_OK), 0);
+    json_decref(doc);
+}
+
+/* Older agents' files: read into the journal, then removed; a bad one kept aside. */
+static void test_older_agents_files(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *back = NULL;
+    spool_close(&f->s);
+    write_file(f, JOB_A "-1.lease", "w", "{\"job\": \"" JOB_A "\", \"attempt\": 1}   \n");
+    write_file(f, JOB_A "-1.finished", "w", "{\"reason\": \"exit\", \"exit_code\": 3}");
+    write_file(f, JOB_B "-2.run", "w", "{\"run\": {\"pgid\": 7}}");
+    write_file(f, JOB_B "-3.finished", "w", "{not json");
+    write_file(f, "." JOB_B "-9.finished.tmp", "w", "{\"half");
+    write_file(f, ".free-3", "w", "{\"stale\": true}");
+    write_file(f, "README", "w", "a stranger's file");
+    assert_int_equal(spool_open(&f->s, f->spool_dir, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &back, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(back, "exit_code")), 3);
+    json_decref(back);
+    assert_int_equal(spool_get(&f->s, JOB_B, 2, "run", &back, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(back, "run"), "pgid")), 7);
+    json_decref(back);
+    assert_int_equal(spool_get(&f->s, JOB_B, 3, "finished", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(count_keys(f), 2); /* (A, 1) and (B, 2) */
+    static const char *const gone[] = {JOB_A "-1.lease", JOB_A "-1.finished", JOB_B "-2.run",
+                                       "." JOB_B "-9.finished.tmp", ".free-3"};
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+        assert_int_not_equal(access(file_path(f, gone[i]), F_OK), 0);
+    assert_int_equal(access(file_path(f, JOB_B "-3.finished.bad"), F_OK), 0);
+    assert_int_equal(access(file_path(f, "README"), F_OK), 0);
+    /* they are records like any other now */
+    assert_int_equal(spool_del(&f->s, JOB_A, 1, "finished", &e), 0);
+    reopen(f);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    json_decref(back);
+}
+
+/* A write that fails half-way (the file size limit, standing in for a full disk): the
+   record is as it was, nothing of the cut line stays, and the journal goes on. */
+static void test_failed_write_cut_off(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *small = json_pack("{s:i}", "slots", 1), *back = NULL;
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "lease", small, &e), 0);
+    off_t before = size_of(f, "journal");
+    char pad[3000];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    json_t *big = json_pack("{s:s}", "pad", pad);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before + 1000;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = spool_put(&f->s, JOB_A, 1, "lease", big, &e);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, ERR_IO);
+    assert_non_null(strstr(e.msg, "cannot write the record"));
+    err_clear(&e);
+    assert_int_equal(size_of(f, "journal"), before);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(small, back));
+    json_decref(back);
+    assert_int_equal(spool_put(&f->s, JOB_B, 1, "lease", big, &e), 0);
+    reopen(f);
+    assert_int_equal(count_keys(f), 2);
+    assert_int_equal(access(file_path(f, "journal.bad"), F_OK) == 0, 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(small, back));
+    json_decref(back);
+    json_decref(big);
+    json_decref(small);
 }
 
 static void test_names_refused(void **state)
@@ -212,82 +310,43 @@ static void test_names_refused(void **state)
     err_clear(&e);
     assert_int_equal(spool_put(&f->s, JOB_A, 0, "lease", doc, &e), ERR_INVALID);
     err_clear(&e);
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "le\"ase", doc, &e), ERR_INVALID);
+    err_clear(&e);
     json_t *out;
     assert_int_equal(spool_get(&f->s, "x", 1, "lease", &out, &e), ERR_INVALID);
     json_decref(doc);
 }
 
-static void test_removed_files_reused(void **state)
+/* Records come and go: the journal is written anew before it grows far past them. */
+static void test_journal_compacted(void **state)
 {
     struct fixture *f = *state;
     struct err e = ERR_INIT;
-    char pad[400];
+    char pad[1000];
     memset(pad, 'x', sizeof(pad) - 1);
     pad[sizeof(pad) - 1] = '\0';
-    json_t *big = json_pack("{s:s, s:s}", "type", "finished", "pad", pad);
-    json_t *small = json_pack("{s:i}", "x", 1);
-    struct stat st;
-    assert_int_equal(spool_put(&f->s, JOB_A, 1, "finished", big, &e), 0);
-    assert_int_equal(stat(file_path(f, JOB_A "-1.finished"), &st), 0);
-    ino_t ino = st.st_ino;
-    assert_int_equal(spool_del(&f->s, JOB_A, 1, "finished", &e), 0);
-    assert_int_not_equal(access(file_path(f, JOB_A "-1.finished"), F_OK), 0);
-    json_t *back = NULL;
-    assert_int_equal(spool_get(&f->s, JOB_A, 1, "finished", &back, &e), ERR_NOTFOUND);
-    struct spool_key *keys;
-    size_t n;
-    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0); /* a free file is no record */
-    assert_int_equal(n, 0);
-    lib_free(keys);
-    /* the next write fills that file: same inode, only the new content */
-    assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", small, &e), 0);
-    assert_int_equal(stat(file_path(f, JOB_B "-2.lease"), &st), 0);
-    assert_int_equal(st.st_ino, ino);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    assert_true(st.st_size < 400); /* nothing of the longer record is left */
-    assert_int_equal(spool_get(&f->s, JOB_B, 2, "lease", &back, &e), 0);
-    assert_true(json_equal(back, small));
+    json_t *doc = json_pack("{s:s}", "pad", pad), *back = NULL;
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "lease", doc, &e), 0); /* holds throughout */
+    off_t most = 0;
+    for (int i = 1; i <= 3000; i++) { /* ~6 MB appended */
+        assert_int_equal(spool_put(&f->s, JOB_B, i, "lease", doc, &e), 0);
+        assert_int_equal(spool_put(&f->s, JOB_B, i, "lease", doc, &e), 0);
+        if (i > 1) assert_int_equal(spool_del(&f->s, JOB_B, i - 1, "lease", &e), 0);
+        off_t size = size_of(f, "journal");
+        if (size > most) most = size;
+    }
+    assert_true(most <= SPOOL_COMPACT_MIN + 4 * 1100);
+    assert_true(f->s.size < (size_t)SPOOL_COMPACT_MIN);
+    assert_int_equal(count_keys(f), 2);
+    reopen(f);
+    assert_int_equal(count_keys(f), 2);
+    assert_int_equal(spool_get(&f->s, JOB_B, 3000, "lease", &back, &e), 0);
+    assert_true(json_equal(doc, back));
     json_decref(back);
-    /* and a longer record in a shorter file */
-    assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
-    assert_int_equal(spool_put(&f->s, JOB_B, 2, "finished", big, &e), 0);
-    assert_int_equal(stat(file_path(f, JOB_B "-2.finished"), &st), 0);
-    assert_int_equal(st.st_ino, ino);
-    assert_int_equal(spool_get(&f->s, JOB_B, 2, "finished", &back, &e), 0);
-    assert_true(json_equal(back, big));
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
     json_decref(back);
-    assert_int_equal(spool_del(&f->s, JOB_B, 2, "finished", &e), 0);
-    assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", small, &e), 0);
-    assert_int_equal(stat(file_path(f, JOB_B "-2.lease"), &st), 0);
-    assert_int_equal(st.st_ino, ino);
-    assert_true(st.st_size < 400);
-    assert_int_equal(spool_get(&f->s, JOB_B, 2, "lease", &back, &e), 0);
-    assert_true(json_equal(back, small));
-    json_decref(back);
-    /* removing an absent record is still fine; a previous run's free file is cleared */
-    assert_int_equal(spool_del(&f->s, JOB_A, 1, "finished", &e), 0);
-    FILE *old = fopen(file_path(f, ".free-99"), "w");
-    fputs("{\"stale\": true}", old);
-    fclose(old);
-    assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
-    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
-    assert_int_equal(n, 0);
-    lib_free(keys);
-    assert_int_not_equal(access(file_path(f, ".free-99"), F_OK), 0);
-    assert_int_equal(spool_put(&f->s, JOB_A, 3, "started", small, &e), 0); /* still reused */
-    assert_int_equal(stat(file_path(f, JOB_A "-3.started"), &st), 0);
-    assert_int_equal(st.st_ino, ino);
-    /* many removals: beyond SPOOL_FREE_MAX they are unlinked */
-    for (int i = 1; i <= SPOOL_FREE_MAX + 8; i++)
-        assert_int_equal(spool_put(&f->s, JOB_B, i, "lease", small, &e), 0);
-    for (int i = 1; i <= SPOOL_FREE_MAX + 8; i++)
-        assert_int_equal(spool_del(&f->s, JOB_B, i, "lease", &e), 0);
-    assert_int_equal(f->s.nfree, SPOOL_FREE_MAX);
-    assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
-    assert_int_equal(n, 1);
-    lib_free(keys);
-    json_decref(big);
-    json_decref(small);
+    assert_int_equal(spool_get(&f->s, JOB_B, 2999, "lease", &back, &e), ERR_NOTFOUND);
+    json_decref(doc);
 }
 
 static void test_remove_tree(void **state)
@@ -329,10 +388,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_last_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_line_kept_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_older_agents_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_removed_files_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_compacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
