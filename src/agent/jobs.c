@@ -845,8 +845,8 @@ static void job_give_back(struct agent_job *j)
     a->slots_waiting -= j->slots;
     j->phase = PHASE_DONE;
     j->release = true;
-    log_info("job=%s attempt=%d given back to the server after waiting %lld ms for a slot",
-             j->id, j->attempt, (long long)((time_mono_ns() - j->waiting_ns) / 1000000));
+    log_info("job=%s attempt=%d given back to the server after waiting %lld ms for a slot", j->id,
+             j->attempt, (long long)((time_mono_ns() - j->waiting_ns) / 1000000));
     proto_kick(a);
     agent_check_done(a);
 }
@@ -901,6 +901,8 @@ void jobs_init(struct agent *a)
 
 void jobs_gc(struct agent *a)
 {
+    struct err fe = ERR_INIT;
+    spool_hold(&a->spool); /* the removals below in one write */
     for (struct agent_job *j = a->jobs, *next; j; j = next) {
         next = j->next;
         if (j->phase != PHASE_DONE || !j->finished_settled || j->batched) continue;
@@ -924,6 +926,7 @@ void jobs_gc(struct agent *a)
         log_debug("job=%s attempt=%d settled", j->id, j->attempt);
         job_free(j);
     }
+    if (spool_flush(&a->spool, &fe)) log_warn("%s", fe.msg);
     agent_check_done(a);
 }
 

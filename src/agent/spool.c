@@ -86,8 +86,9 @@ static int compact(struct spool *s)
     return rc;
 }
 
-/* Appends `line` (its length len); a write cut short is cut off again. 0, or ERR_IO. */
-static int append(struct spool *s, const char *name, const char *line, size_t len, struct err *e)
+/* Appends `line` (its length len; `what` it is, for a message); a write cut short is cut off
+   again. 0, or ERR_IO. */
+static int append(struct spool *s, const char *what, const char *line, size_t len, struct err *e)
 {
     if (write_all(s->fd, line, len) != 0) {
         int err_no = errno;
@@ -95,8 +96,8 @@ static int append(struct spool *s, const char *name, const char *line, size_t le
             close(s->fd);
             s->fd = -1;
         }
-        return err_set(e, ERR_IO, "cannot write the record '%s' in '%s/" JOURNAL "': %s", name,
-                       s->dir, strerror(err_no));
+        return err_set(e, ERR_IO, "cannot write %s in '%s/" JOURNAL "': %s", what, s->dir,
+                       strerror(err_no));
     }
     s->size += len;
     return 0;
@@ -104,11 +105,11 @@ static int append(struct spool *s, const char *name, const char *line, size_t le
 
 /* A journal to append to: after a failed append that could not be cut off (append), one
    written anew from the records that hold. 0, or ERR_IO. */
-static int journal_ready(struct spool *s, const char *name, struct err *e)
+static int journal_ready(struct spool *s, const char *what, struct err *e)
 {
     if (s->fd >= 0 || compact(s) == 0) return 0;
-    return err_set(e, ERR_IO, "cannot write the record '%s': cannot write '%s/" JOURNAL "': %s",
-                   name, s->dir, strerror(errno));
+    return err_set(e, ERR_IO, "cannot write %s: cannot write '%s/" JOURNAL "' anew: %s", what,
+                   s->dir, strerror(errno));
 }
 
 /* After a change: written anew when mostly records that no longer hold. */
@@ -137,12 +138,14 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc) return rc;
-    if ((rc = journal_ready(s, name, e))) return rc;
+    char what[160];
+    snprintf(what, sizeof(what), "the record '%s'", name);
+    if ((rc = journal_ready(s, what, e)) || (rc = spool_flush(s, e))) return rc;
     char *text = json_dumps(doc, JSON_COMPACT);
     char *line = text ? line_of(job, attempt, kind, text) : NULL;
     free(text);
     if (!line) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
-    rc = append(s, name, line, strlen(line), e);
+    rc = append(s, what, line, strlen(line), e);
     if (rc) {
         free(line);
         return rc;
@@ -172,14 +175,36 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
     char name[128];
     int rc = record_name(name, sizeof(name), job, attempt, kind, e);
     if (rc || !hmap_get(&s->recs, name)) return rc;
-    if ((rc = journal_ready(s, name, e))) return rc;
+    char what[160];
+    snprintf(what, sizeof(what), "the removal of the record '%s'", name);
+    if (!s->holding && (rc = journal_ready(s, what, e))) return rc;
     char *line = line_of(job, attempt, kind, NULL);
-    rc = append(s, name, line, strlen(line), e);
+    if (s->holding)
+        buf_adds(&s->held, line);
+    else
+        rc = append(s, what, line, strlen(line), e);
     free(line);
     if (rc) return rc;
     rec_set(s, name, NULL);
-    maybe_compact(s);
+    if (!s->holding) maybe_compact(s);
     return 0;
+}
+
+void spool_hold(struct spool *s)
+{
+    s->holding = true;
+}
+
+int spool_flush(struct spool *s, struct err *e)
+{
+    s->holding = false;
+    if (!s->held.len) return 0;
+    static const char what[] = "the removals of settled records";
+    int rc = journal_ready(s, what, e);
+    if (!rc) rc = append(s, what, s->held.data, s->held.len, e);
+    buf_reset(&s->held); /* forgotten in memory already: written anew so if this failed */
+    maybe_compact(s);
+    return rc;
 }
 
 /* --- reading at open ---------------------------------------------------------------- */
@@ -329,6 +354,8 @@ int spool_open(struct spool *s, const char *dir, struct err *e)
     s->dirfd = s->fd = -1;
     s->size = s->live = 0;
     hmap_init(&s->recs);
+    s->holding = false;
+    buf_init(&s->held);
     int rc = mkdir_p(dir, e);
     if (rc) return rc;
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -357,6 +384,7 @@ void spool_close(struct spool *s)
     if (s->fd >= 0) close(s->fd);
     if (s->dirfd >= 0) close(s->dirfd);
     hmap_release(&s->recs, free);
+    buf_release(&s->held);
     free(s->dir);
     s->dir = NULL;
     s->dirfd = s->fd = -1;

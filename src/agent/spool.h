@@ -49,8 +49,10 @@
 #define DROVER_AGENT_SPOOL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/hmap.h"
 #include "common/uuid.h"
@@ -65,6 +67,8 @@ struct spool {
     size_t size;      /* of the journal, in bytes */
     size_t live;      /* what the records that hold take of it */
     struct hmap recs; /* "<job>-<attempt>.<kind>" -> its journal line (owned), newline included */
+    bool holding;     /* spool_hold: removals wait in held */
+    struct buf held;  /* their lines */
 };
 
 struct spool_key {
@@ -88,6 +92,14 @@ int spool_get(struct spool *s, const char *job, int attempt, const char *kind, j
 
 /* Removes a record; an absent one is not an error. */
 int spool_del(struct spool *s, const char *job, int attempt, const char *kind, struct err *e);
+
+/*
+ * Removals from spool_hold to spool_flush are appended together by spool_flush (or by
+ * a spool_put meanwhile, before its own line): one write for the jobs a report
+ * settled. A removal a crash lost only sends a settled record again. ERR_IO.
+ */
+void spool_hold(struct spool *s);
+int spool_flush(struct spool *s, struct err *e);
 
 /*
  * The (job, attempt) pairs that have at least one record, sorted (UUIDv7 ids

@@ -301,6 +301,38 @@ static void test_failed_write_cut_off(void **state)
     json_decref(small);
 }
 
+/* Removals held for one write: in memory at once, in the journal at the flush (or before a
+   write meanwhile), in their order. */
+static void test_removals_held(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *doc = json_pack("{s:i}", "slots", 1), *back = NULL;
+    for (int i = 1; i <= 3; i++)
+        assert_int_equal(spool_put(&f->s, JOB_A, i, "lease", doc, &e), 0);
+    off_t before = size_of(f, "journal");
+    spool_hold(&f->s);
+    assert_int_equal(spool_del(&f->s, JOB_A, 1, "lease", &e), 0);
+    assert_int_equal(spool_del(&f->s, JOB_A, 2, "lease", &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), ERR_NOTFOUND);
+    assert_int_equal(size_of(f, "journal"), before); /* not written yet */
+    assert_int_equal(spool_flush(&f->s, &e), 0);
+    assert_true(size_of(f, "journal") > before);
+    reopen(f);
+    assert_int_equal(count_keys(f), 1);
+    /* a write while held: the removals first, then it (a record put again after its removal) */
+    spool_hold(&f->s);
+    assert_int_equal(spool_del(&f->s, JOB_A, 3, "lease", &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 3, "lease", doc, &e), 0);
+    assert_int_equal(spool_del(&f->s, JOB_B, 1, "lease", &e), 0); /* absent: nothing */
+    assert_int_equal(spool_flush(&f->s, &e), 0);
+    reopen(f);
+    assert_int_equal(spool_get(&f->s, JOB_A, 3, "lease", &back, &e), 0);
+    json_decref(back);
+    assert_int_equal(count_keys(f), 1);
+    json_decref(doc);
+}
+
 static void test_names_refused(void **state)
 {
     struct fixture *f = *state;
@@ -392,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_line_kept_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_older_agents_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removals_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_compacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
