@@ -28,10 +28,12 @@ for t in "$@"; do
   mkdir -p "$dir/corpus/$t" "$dir/artifacts/$t"
   log="$dir/artifacts/$t/last.log"
   echo "== fuzz_$t: ${secs}s"
+  dict=
+  case $t in spec|array|workflow|service|agent) dict=-dict=tests/fuzz/json.dict ;; esac
   rc=0
   # shellcheck disable=SC2086
   nice -n 19 "$dir/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t/" ${FUZZ_ARGS:-} \
+      -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t/" $dict ${FUZZ_ARGS:-} \
       "$dir/corpus/$t" "tests/fuzz/corpus/$t" $([ -d "tests/fuzz/crashes/$t" ] && echo "tests/fuzz/crashes/$t") \
       >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
