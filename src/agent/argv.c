@@ -3,6 +3,7 @@
  */
 #include "agent/argv.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,18 +73,23 @@ int agent_argv_build(json_t *command, char ***argv, struct err *e)
     return 0;
 }
 
-/* Sets "name=value" in s, replacing an earlier entry for the same name. */
+/* Sets "name=value" in s: in place of the first entry for the same name, and no other. */
 static void env_set(struct strv *s, char *entry)
 {
-    size_t klen = strcspn(entry, "=");
+    size_t klen = strcspn(entry, "="), w = 0;
+    bool placed = false;
     for (size_t i = 0; i < s->n; i++) {
-        if (!strncmp(s->v[i], entry, klen) && s->v[i][klen] == '=') {
-            free(s->v[i]);
-            s->v[i] = entry;
-            return;
+        if (strncmp(s->v[i], entry, klen) || s->v[i][klen] != '=') {
+            s->v[w++] = s->v[i];
+            continue;
         }
+        free(s->v[i]);
+        if (!placed) s->v[w++] = entry;
+        placed = true;
     }
-    strv_push(s, entry);
+    s->n = w;
+    if (s->v) s->v[w] = NULL;
+    if (!placed) strv_push(s, entry);
 }
 
 /* The agent's own variables, that its jobs do not inherit: its token, and systemd's socket for
@@ -100,8 +106,10 @@ static bool env_private(const char *entry)
 char **agent_env_build(char *const *base, json_t *env, char *const *extra)
 {
     struct strv s = {0};
+    /* as exec passes an environment on (not compared with each other: that was most of the
+       work, for ~50 variables); what is set below replaces every entry of its name */
     for (char *const *p = base; p && *p; p++)
-        if (strchr(*p, '=') && !env_private(*p)) env_set(&s, xstrdup(*p));
+        if (strchr(*p, '=') && !env_private(*p)) strv_push(&s, xstrdup(*p));
     const char *key;
     json_t *v;
     json_object_foreach(env, key, v) if (json_is_string(v))

@@ -27,8 +27,8 @@ int agent_argv_build(json_t *command, char ***argv, struct err *e);
 /*
  * The job's environment: `base` ("K=V" strings, e.g. environ) without the
  * agent's own variables (DROVER_TOKEN, NOTIFY_SOCKET), then the spec's `env` object (may be
- * NULL), then `extra` ("K=V", may be NULL); a later value of a name replaces
- * an earlier one in place.
+ * NULL), then `extra` ("K=V", may be NULL); a value from `env` or `extra`
+ * replaces every earlier entry of its name (in place of the first).
  */
 char **agent_env_build(char *const *base, json_t *env, char *const *extra);
 

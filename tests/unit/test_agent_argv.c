@@ -129,6 +129,8 @@ static void test_env(void **state)
                     "OMP_NUM_THREADS=8",
                     "DROVER_JOB_ID=stale",
                     "NOEQUALS",
+                    "DROVER_JOB_ID=stale too",
+                    "LANG=C",
                     NULL};
     json_t *env = json_pack("{s:s, s:s}", "OMP_NUM_THREADS", "2", "LANG", "C.UTF-8");
     char *extra[] = {"DROVER_JOB_ID=0193", "DROVER_ATTEMPT=2", NULL};
@@ -142,7 +144,7 @@ static void test_env(void **state)
     assert_null(env_get(out, "NOTIFY_SOCKET")); /* systemd's socket is the agent's own */
     assert_string_equal(env_get(out, "NOTIFY_SOCKETS"), "kept");
     assert_null(env_get(out, "NOEQUALS"));
-    assert_int_equal(strv_len(out), 7);
+    assert_int_equal(strv_len(out), 7); /* one DROVER_JOB_ID, one LANG: those set replace all */
     agent_strv_free(out);
     json_decref(env);
 
