@@ -80,13 +80,16 @@ def test_ranges(server):
     assert get("bytes=10000-").content == data[10000:]
     assert get("bytes=-5").content == data[-5:]
     assert get(f"bytes=0-{len(data) * 2}").content == data  # cut at the end, as HTTP says
+    assert get("bytes=5-99999999999999999999").content == data[5:]  # past int64: still the end
     for bad in ["bytes=10240-", "bytes=99999-100000", "bytes=-0"]:
         r = get(bad)
         assert r.status_code == 416, bad
         assert r.json()["error"]["code"] == "range_not_satisfiable"
         assert r.headers["Content-Range"] == f"bytes */{len(data)}"
     # ranges we do not honour (several, or malformed) get the whole object
-    for ignored in ["bytes=0-1,5-6", "items=0-5", "bytes=x-y"]:
+    # (numbers are digits only: no sign, no blank)
+    for ignored in ["bytes=0-1,5-6", "items=0-5", "bytes=x-y", "bytes=+1-2", "bytes= 1-2",
+                    "bytes=1- 2", "bytes=-+5", "bytes=1-2x"]:
         r = get(ignored)
         assert r.status_code == 200 and r.content == data, ignored
 
