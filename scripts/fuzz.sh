@@ -29,7 +29,7 @@ for t in "$@"; do
   log="$dir/artifacts/$t/last.log"
   echo "== fuzz_$t: ${secs}s"
   dict=
-  case $t in spec|array|workflow|service|agent) dict=-dict=tests/fuzz/json.dict ;; esac
+  case $t in spec|array|workflow|service|agent|stage) dict=-dict=tests/fuzz/json.dict ;; esac
   rc=0
   # shellcheck disable=SC2086
   nice -n 19 "$dir/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
