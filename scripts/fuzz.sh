@@ -6,9 +6,9 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: spec, cron, ... (default: all)
 #
 # Each run starts from tests/fuzz/corpus/<name> and tests/fuzz/crashes/<name>; what it finds
-# new is kept in BUILD_DIR/corpus/<name> for the next run, a crashing input is written to
-# BUILD_DIR/artifacts/<name>/ (replay it: BUILD_DIR/fuzz_<name> FILE). Environment:
-# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_ARGS (more libFuzzer options, e.g. -jobs=2).
+# new is kept in build-fuzz/corpus/<name> for the next run, a crashing input is written to
+# build-fuzz/artifacts/<name>/ (replay it: build-fuzz/fuzz_<name> FILE). Environment:
+# FUZZ_BUILD_DIR (instead of build-fuzz), FUZZ_ARGS (more libFuzzer options, e.g. -max_len=65536).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -19,7 +19,10 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang 
 cmake --build "$dir" --target fuzz -j"$(nproc)"
 
 if [ $# -eq 0 ]; then
-  set -- $(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
+  for f in tests/fuzz/fuzz_*.c; do
+    f=${f##*/fuzz_}
+    set -- "$@" "${f%.c}"
+  done
 fi
 summary=()
 status=0
@@ -28,14 +31,14 @@ for t in "$@"; do
   mkdir -p "$dir/corpus/$t" "$dir/artifacts/$t"
   log="$dir/artifacts/$t/last.log"
   echo "== fuzz_$t: ${secs}s"
-  dict=
-  case $t in spec|array|workflow|service|agent|stage) dict=-dict=tests/fuzz/json.dict ;; esac
+  opts=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$dir/artifacts/$t/")
+  case $t in spec|array|workflow|service|agent|stage) opts+=(-dict=tests/fuzz/json.dict) ;; esac
+  inputs=("$dir/corpus/$t" "tests/fuzz/corpus/$t")
+  [ -d "tests/fuzz/crashes/$t" ] && inputs+=("tests/fuzz/crashes/$t")
   rc=0
-  # shellcheck disable=SC2086
-  nice -n 19 "$dir/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t/" $dict ${FUZZ_ARGS:-} \
-      "$dir/corpus/$t" "tests/fuzz/corpus/$t" $([ -d "tests/fuzz/crashes/$t" ] && echo "tests/fuzz/crashes/$t") \
-      >"$log" 2>&1 || rc=$?
+  # shellcheck disable=SC2086 # FUZZ_ARGS: several options
+  nice -n 19 "$dir/fuzz_$t" "${opts[@]}" ${FUZZ_ARGS:-} "${inputs[@]}" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
   if [ "$rc" -eq 0 ]; then
