@@ -1037,7 +1037,9 @@ static int command_conflicts(struct ctx *c, json_t *in)
     int rc = 0;
     size_t mark = c->path.len;
     for (size_t i = 0; given(in, "shell") && i < ARRAY_SIZE(not_with_shell); i++) {
-        if (!given(in, not_with_shell[i]))
+        json_t *v = json_object_get(in, not_with_shell[i]);
+        /* no arguments ([], as GET shows a shell job's) contradict nothing */
+        if (!given(in, not_with_shell[i]) || (json_is_array(v) && !json_array_size(v)))
             continue;
         path_key(c, "shell");
         rc = fail(c, "cannot be combined with command.%s: give either a shell command, or a "

@@ -5,7 +5,8 @@
  * Checks: an error is ERR_INVALID with a message; the input is not modified; a parsed spec's
  * views are in their ranges; its normalised form parses again to itself, also after a trip
  * through JSON text (what the store keeps); the stored form (spec_compact) expands to what
- * the whole one expands to; the helpers that read a normalised spec do not crash on it.
+ * the whole one expands to; the whole form (what GET shows) submitted again is the same job;
+ * the helpers that read a normalised spec do not crash on it.
  */
 #include <jansson.h>
 
@@ -46,6 +47,15 @@ static void check_parsed(const struct job_spec *s)
     json_t *from_c = spec_expand(json_deep_copy(c));
     json_t *from_whole = spec_expand(json_deep_copy(s->json));
     FUZZ_CHECK(json_equal(from_c, from_whole));
+    /* what GET shows (every default written in), submitted again, is the same job */
+    struct job_spec resubmitted;
+    rc = spec_parse(from_whole, NULL, &resubmitted, &e);
+    if (rc) fprintf(stderr, "the expanded spec is refused: %s (%s)\n", e.msg, e.field);
+    FUZZ_CHECK(rc == 0);
+    json_t *again_whole = spec_expand(json_deep_copy(resubmitted.json));
+    FUZZ_CHECK(json_equal(again_whole, from_whole));
+    json_decref(again_whole);
+    spec_release(&resubmitted);
     FUZZ_CHECK(spec_get(s->json, "slots") && spec_get(s->json, "queue"));
     json_decref(c);
     json_decref(from_c);

@@ -988,6 +988,23 @@ static void test_stored_form(void **state)
     json_decref(e);
     assert_null(spec_expand(NULL));
     assert_null(spec_compact(NULL));
+
+    /* what GET shows (every default in, "arguments": [] for a shell job) can be submitted
+       again: it is the same job */
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        struct job_spec s, again;
+        parse_ok(specs[i], &s); /* s.json: the whole form */
+        struct err err = ERR_INIT;
+        if (spec_parse(s.json, NULL, &again, &err))
+            fail_msg("spec %zu as GET shows it is refused: %s (%s)", i, err.msg, err.field);
+        dump(s.json, whole, sizeof(whole));
+        json_t *w = spec_expand(json_incref(again.json));
+        dump(w, back, sizeof(back));
+        assert_string_equal(back, whole);
+        json_decref(w);
+        spec_release(&again);
+        spec_release(&s);
+    }
 }
 
 int main(void)
