@@ -620,6 +620,40 @@ def test_server_unreachable_result_kept_and_delivered(make_server, make_agent, t
     assert wait_job(server, submit(server, **sh("true")))["state"] == "succeeded"
 
 
+def test_killed_agent_keeps_every_spooled_result(make_server, make_agent, tmp_path):
+    """Many results spooled while the server is down, then kill -9 of the agent: the
+    journal (spool.h) read again delivers each one, once; a job is run again only when its
+    result was never spooled."""
+    server = make_server()
+    agent = make_agent(server, "w1", "--slots", "6")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    jobs = [submit(server, retry={"max_attempts": 3, "backoff_s": 0},
+                   **sh(f'echo "$DROVER_ATTEMPT" >> {runs}/$DROVER_JOB_ID; sleep 0.5'))
+            for _ in range(40)]
+    wait_for(lambda: len(list(runs.iterdir())) >= 8, 30, "jobs to run")
+    server.kill()
+    # the agent goes on with the jobs it holds: their results wait in its spool
+    wait_for(lambda: sum("finished" in r for r in agent.spool_records().values()) >= 4, 30,
+             "results spooled")
+    agent.kill()
+    spooled_ok = {k.split("-1.lease")[0] for k, r in agent.spool_records().items()
+                  if k.endswith("-1.lease") and r.get("finished", {}).get("exit_code") == 0}
+    assert len(spooled_ok) >= 4
+    server.start()
+    agent.start()
+    for job in jobs:
+        j = wait_job(server, job, timeout=60)
+        assert j["state"] == "succeeded", j
+        lines = (runs / job).read_text().split()
+        # each attempt that started ran once; none started twice
+        assert lines == [str(a) for a in range(1, len(lines) + 1)], (job, lines)
+        assert j["attempt"] == len(lines), (j, lines)
+        if job in spooled_ok:  # its spooled result was delivered: not run again
+            assert j["attempt"] == 1 and len(j["attempts"]) == 1, j
+    wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
+
+
 @pytest.mark.parametrize("layout", ["file per job", "file per record"])
 def test_older_agents_spool_records_recovered(make_server, make_agent, layout):
     """A spool as agents before the journal left it (a file per job; before that lease, run
