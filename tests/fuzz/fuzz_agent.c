@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (json_is_array(reps)) {
         size_t i;
         json_t *it;
-        json_array_foreach(reps, i, it) {
+        json_array_foreach(reps, i, it)
+        {
             enum proto_report type;
             struct err re = ERR_INIT;
             int rc = api_agents_check_report(it, i, &type, &re);
@@ -34,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 continue;
             }
             FUZZ_CHECK(type >= 0 && type < PROTO_REPORT_COUNT);
-            FUZZ_CHECK(!strcmp(proto_report_name(type),
-                               json_string_value(json_object_get(it, "type"))));
+            FUZZ_CHECK(
+                !strcmp(proto_report_name(type), json_string_value(json_object_get(it, "type"))));
             FUZZ_CHECK(json_is_string(json_object_get(it, "job")));
             json_int_t att = json_integer_value(json_object_get(it, "attempt"));
             FUZZ_CHECK(att >= 1 && att <= PROTO_ATTEMPT_MAX);

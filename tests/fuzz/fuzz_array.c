@@ -32,15 +32,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     switch (in.kind) {
-    case ARRAY_COUNT: FUZZ_CHECK(in.count >= 1 && in.count <= ARRAY_MAX_TASKS); break;
+    case ARRAY_COUNT:
+        FUZZ_CHECK(in.count >= 1 && in.count <= ARRAY_MAX_TASKS);
+        break;
     case ARRAY_ITEMS:
         FUZZ_CHECK(json_is_array(in.items) && json_array_size(in.items) >= 1 &&
                    json_array_size(in.items) <= ARRAY_MAX_TASKS);
         break;
-    case ARRAY_OBJECTS: FUZZ_CHECK(in.prefix && !strncmp(in.prefix, "s3://", 5)); break;
-    default: FUZZ_CHECK(!"a kind array_input_parse does not give");
+    case ARRAY_OBJECTS:
+        FUZZ_CHECK(in.prefix && !strncmp(in.prefix, "s3://", 5));
+        break;
+    default:
+        FUZZ_CHECK(!"a kind array_input_parse does not give");
     }
-    char *item0 = in.kind == ARRAY_ITEMS ? array_item_text(json_array_get(in.items, 0))
+    char *item0 = in.kind == ARRAY_ITEMS     ? array_item_text(json_array_get(in.items, 0))
                   : in.kind == ARRAY_OBJECTS ? strdup("s3://bucket/sample/object")
                                              : NULL;
     json_t *sample = array_sample_spec(body, "0", item0);
@@ -80,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *args = json_object_get(json_object_get(body, "command"), "arguments");
     size_t i;
     json_t *a;
-    json_array_foreach(args, i, a) {
+    json_array_foreach(args, i, a)
+    {
         const char *v = json_string_value(json_object_get(a, "value"));
         if (!v) continue;
         char *f = array_fill(v, "12", item0 ? item0 : "");

@@ -15,9 +15,12 @@
 
 /* Zones as footers (the rule alone): DST in spring, in the south, of 30 minutes, negative
    (Europe/Dublin's winter time), none. */
-static const char *const rules[] = {"CET-1CEST,M3.5.0,M10.5.0/3", "EST5EDT,M3.2.0,M11.1.0",
-                                    "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0", "IST-1GMT0,M10.5.0,M3.5.0/1",
-                                    "<-03>3", "<+0545>-5:45"};
+static const char *const rules[] = {"CET-1CEST,M3.5.0,M10.5.0/3",
+                                    "EST5EDT,M3.2.0,M11.1.0",
+                                    "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+                                    "IST-1GMT0,M10.5.0,M3.5.0/1",
+                                    "<-03>3",
+                                    "<+0545>-5:45"};
 #define NZONES (sizeof(rules) / sizeof(rules[0]))
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -21,8 +21,10 @@ static void range(const char *h)
         int64_t off = -7, len = -7, size = sizes[i];
         int rc = http_range_parse(h, size, &off, &len);
         FUZZ_CHECK(rc >= -1 && rc <= 1);
-        if (rc == 1) FUZZ_CHECK(off >= 0 && len >= 1 && off < size && len <= size - off);
-        else FUZZ_CHECK(off == -7 && len == -7);
+        if (rc == 1)
+            FUZZ_CHECK(off >= 0 && len >= 1 && off < size && len <= size - off);
+        else
+            FUZZ_CHECK(off == -7 && len == -7);
         if (rc != 0) FUZZ_CHECK(!strncmp(h, "bytes=", 6) && size > 0);
     }
 }
@@ -65,9 +67,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = fuzz_cstr(data + 1, size - 1);
     if (!s) return 0;
     switch (data[0] % 3) {
-    case 0: range(s); break;
-    case 1: cookie(s); break;
-    case 2: origin(s); break;
+    case 0:
+        range(s);
+        break;
+    case 1:
+        cookie(s);
+        break;
+    case 2:
+        origin(s);
+        break;
     }
     free(s);
     return 0;

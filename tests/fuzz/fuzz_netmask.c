@@ -56,8 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
            one (::/0) may start with a mapped address, which is then matched as IPv4. */
         bool mapped = m->family == AF_INET6 &&
                       IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)m->addr);
-        if (mapped) FUZZ_CHECK(m->bits < 96);
-        else FUZZ_CHECK(netmask_list_has(&l, (struct sockaddr *)&ss));
+        if (mapped)
+            FUZZ_CHECK(m->bits < 96);
+        else
+            FUZZ_CHECK(netmask_list_has(&l, (struct sockaddr *)&ss));
         FUZZ_CHECK(netmask_list_has(&copy, (struct sockaddr *)&ss) ==
                    netmask_list_has(&l, (struct sockaddr *)&ss));
         char buf[INET6_ADDRSTRLEN];

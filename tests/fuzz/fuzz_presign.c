@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!query) return 0;
     struct presign_bind b = {"x", 7};
     struct err e = ERR_INIT;
-    int rc = presign_check_query(secret, sizeof(secret) - 1, "GET", "bucket", "dir/key", query,
-                                 NOW, &b, &e);
+    int rc = presign_check_query(secret, sizeof(secret) - 1, "GET", "bucket", "dir/key", query, NOW,
+                                 &b, &e);
     FUZZ_CHECK(rc == ERR_DENIED && e.msg[0] && b.job[0] == '\0' && b.attempt == 0);
     rc = presign_check_query(secret, sizeof(secret) - 1, "GET", "bucket", "dir/key", query, NOW,
                              NULL, &e);
@@ -45,10 +45,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int ok = presign_check_query(secret, sizeof(secret) - 1, "PUT", "bucket", "dir/key", full,
                                      NOW, &got, &e2);
         /* libevent may refuse the query as a whole (then nothing is accepted) */
-        if (ok == 0) FUZZ_CHECK(!strcmp(got.job, bind.job) && got.attempt == 3);
-        else FUZZ_CHECK(ok == ERR_DENIED);
-        FUZZ_CHECK(presign_check_query(secret, sizeof(secret) - 1, "GET", "bucket", "dir/key",
-                                       full, NOW, &got, &e2) == ERR_DENIED);
+        if (ok == 0)
+            FUZZ_CHECK(!strcmp(got.job, bind.job) && got.attempt == 3);
+        else
+            FUZZ_CHECK(ok == ERR_DENIED);
+        FUZZ_CHECK(presign_check_query(secret, sizeof(secret) - 1, "GET", "bucket", "dir/key", full,
+                                       NOW, &got, &e2) == ERR_DENIED);
         free(full);
     }
     free(signed_q);

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *k;
     json_t *v;
-    json_object_foreach(json_object_get(job, "params"), k, v) (void)service_port_type(def, k);
+    json_object_foreach(json_object_get(job, "params"), k, v)(void) service_port_type(def, k);
 out:
     json_decref(def);
     json_decref(copy);

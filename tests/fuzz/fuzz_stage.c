@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *given = json_object_get(json_object_get(spec, "command"), "arguments");
     size_t i;
     json_t *arg;
-    json_array_foreach(given, i, arg) {
+    json_array_foreach(given, i, arg)
+    {
         const char *type = json_string_value(json_object_get(arg, "type"));
         if (!type || (strcmp(type, "input") && strcmp(type, "output"))) continue;
         json_t *now = json_array_get(json_object_get(command, "arguments"), i);
@@ -70,8 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!agent_argv_build(command, &argv, &ae)) {
         FUZZ_CHECK(argv && argv[0]);
         const char *shell = json_string_value(json_object_get(command, "shell"));
-        if (shell) FUZZ_CHECK(!strcmp(argv[0], "/bin/sh") && !strcmp(argv[2], shell));
-        else FUZZ_CHECK(!strcmp(argv[0], json_string_value(json_object_get(command, "program"))));
+        if (shell)
+            FUZZ_CHECK(!strcmp(argv[0], "/bin/sh") && !strcmp(argv[2], shell));
+        else
+            FUZZ_CHECK(!strcmp(argv[0], json_string_value(json_object_get(command, "program"))));
         agent_strv_free(argv);
     } else {
         FUZZ_CHECK(!argv && ae.code == ERR_INVALID);

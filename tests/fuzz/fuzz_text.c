@@ -41,7 +41,7 @@ static void uuid(const char *s)
     bool want = n == 36;
     for (size_t i = 0; want && i < 36; i++)
         want = (i == 8 || i == 13 || i == 18 || i == 23) ? s[i] == '-'
-                                                        : isxdigit((unsigned char)s[i]) != 0;
+                                                         : isxdigit((unsigned char)s[i]) != 0;
     FUZZ_CHECK(ok == want);
     if (ok && array_is_task_id(s)) FUZZ_CHECK(s[14] == '8');
 }
@@ -106,12 +106,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = fuzz_cstr(data + 1, size - 1);
     if (!s) return 0;
     switch (data[0] % 6) {
-    case 0: rfc3339(s); break;
-    case 1: uuid(s); break;
-    case 2: duration(s); break;
-    case 3: uri(s); break;
-    case 4: s3(s); break;
-    case 5: attempt_uri(s); break;
+    case 0:
+        rfc3339(s);
+        break;
+    case 1:
+        uuid(s);
+        break;
+    case 2:
+        duration(s);
+        break;
+    case 3:
+        uri(s);
+        break;
+    case 4:
+        s3(s);
+        break;
+    case 5:
+        attempt_uri(s);
+        break;
     }
     free(s);
     return 0;

@@ -16,9 +16,9 @@
 
 static void probe(const struct tz *z)
 {
-    static const int64_t at[] = {INT64_MIN / 2, -2208988800000LL, -1, 0, 1, 1711846800000LL,
-                                 1729990800000LL, 4102444800000LL, 253402300800000LL,
-                                 INT64_MAX / 2};
+    static const int64_t at[] = {
+        INT64_MIN / 2,   -2208988800000LL,  -1,           0, 1, 1711846800000LL, 1729990800000LL,
+        4102444800000LL, 253402300800000LL, INT64_MAX / 2};
     for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
         int off = tz_offset(z, at[i]);
         FUZZ_CHECK(off > -26 * 3600 && off < 26 * 3600);

@@ -53,11 +53,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     struct job *jobs = calloc(w.n, sizeof(*jobs));
-    char (*ids)[UUID_STR_LEN] = calloc(w.n, sizeof(*ids));
+    char(*ids)[UUID_STR_LEN] = calloc(w.n, sizeof(*ids));
     workflow_jobs(&w, "owner", 1700000000000, jobs);
     for (size_t i = 0; i < w.n; i++)
         memcpy(ids[i], jobs[i].id, UUID_STR_LEN);
-    json_t *doc = workflow_doc(&w, (const char (*)[UUID_STR_LEN])ids);
+    json_t *doc = workflow_doc(&w, (const char(*)[UUID_STR_LEN])ids);
     FUZZ_CHECK(json_object_size(json_object_get(doc, "nodes")) == w.n);
     json_decref(doc);
     for (size_t i = 0; i < w.n; i++)

@@ -63,8 +63,10 @@ int main(int argc, char **argv)
             continue;
         }
         if (!S_ISDIR(st.st_mode)) {
-            if (run_file(argv[i])) status = 1;
-            else runs++;
+            if (run_file(argv[i]))
+                status = 1;
+            else
+                runs++;
             continue;
         }
         struct dirent **names;
@@ -78,8 +80,10 @@ int main(int argc, char **argv)
             char path[4096];
             snprintf(path, sizeof(path), "%s/%s", argv[i], names[k]->d_name);
             if (names[k]->d_name[0] != '.' && !stat(path, &st) && S_ISREG(st.st_mode)) {
-                if (run_file(path)) status = 1;
-                else runs++;
+                if (run_file(path))
+                    status = 1;
+                else
+                    runs++;
             }
             free(names[k]);
         }
