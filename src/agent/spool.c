@@ -121,6 +121,18 @@ static void maybe_compact(struct spool *s)
                  strerror(errno));
 }
 
+/* Appends the held removals (spool_hold). */
+static int write_held(struct spool *s, struct err *e)
+{
+    if (!s->held.len) return 0;
+    static const char what[] = "the removals of settled records";
+    int rc = journal_ready(s, what, e);
+    if (!rc) rc = append(s, what, s->held.data, s->held.len, e);
+    buf_reset(&s->held); /* forgotten in memory already: written anew so if this failed */
+    maybe_compact(s);
+    return rc;
+}
+
 /* The line of a record: `doc` may be NULL (a removal). NULL when kind needs quoting. */
 static char *line_of(const char *job, int attempt, const char *kind, const char *doc)
 {
@@ -140,7 +152,7 @@ int spool_put(struct spool *s, const char *job, int attempt, const char *kind, j
     if (rc) return rc;
     char what[160];
     snprintf(what, sizeof(what), "the record '%s'", name);
-    if ((rc = journal_ready(s, what, e)) || (rc = spool_flush(s, e))) return rc;
+    if ((rc = journal_ready(s, what, e)) || (rc = write_held(s, e))) return rc;
     char *text = json_dumps(doc, JSON_COMPACT);
     char *line = text ? line_of(job, attempt, kind, text) : NULL;
     free(text);
@@ -198,13 +210,7 @@ void spool_hold(struct spool *s)
 int spool_flush(struct spool *s, struct err *e)
 {
     s->holding = false;
-    if (!s->held.len) return 0;
-    static const char what[] = "the removals of settled records";
-    int rc = journal_ready(s, what, e);
-    if (!rc) rc = append(s, what, s->held.data, s->held.len, e);
-    buf_reset(&s->held); /* forgotten in memory already: written anew so if this failed */
-    maybe_compact(s);
-    return rc;
+    return write_held(s, e);
 }
 
 /* --- reading at open ---------------------------------------------------------------- */

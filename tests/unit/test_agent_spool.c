@@ -324,7 +324,11 @@ static void test_removals_held(void **state)
     spool_hold(&f->s);
     assert_int_equal(spool_del(&f->s, JOB_A, 3, "lease", &e), 0);
     assert_int_equal(spool_put(&f->s, JOB_A, 3, "lease", doc, &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_A, 4, "lease", doc, &e), 0);
     assert_int_equal(spool_del(&f->s, JOB_B, 1, "lease", &e), 0); /* absent: nothing */
+    before = size_of(f, "journal");
+    assert_int_equal(spool_del(&f->s, JOB_A, 4, "lease", &e), 0); /* still held */
+    assert_int_equal(size_of(f, "journal"), before);
     assert_int_equal(spool_flush(&f->s, &e), 0);
     reopen(f);
     assert_int_equal(spool_get(&f->s, JOB_A, 3, "lease", &back, &e), 0);
