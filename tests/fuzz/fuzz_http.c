@@ -4,8 +4,9 @@
  *   1 Cookie (session_cookie_get: the dashboard's session cookie)
  *   2 Origin / Sec-Fetch-Site against Host (session_check_origin), split at the first two
  *     newlines
- * Checks: a range is within the object and not empty; a cookie value found is non-empty, fits
- * and holds no ';'; an origin is accepted only when it is http(s):// and the host.
+ * Checks: a range honoured is digits and a '-', within the object and not empty; a cookie
+ * value found is non-empty, fits and holds no ';'; an origin is accepted only when it is
+ * http(s):// and the host.
  */
 #include <string.h>
 #include <strings.h>
@@ -25,7 +26,13 @@ static void range(const char *h)
             FUZZ_CHECK(off >= 0 && len >= 1 && off < size && len <= size - off);
         else
             FUZZ_CHECK(off == -7 && len == -7);
-        if (rc != 0) FUZZ_CHECK(!strncmp(h, "bytes=", 6) && size > 0);
+        if (rc == 0) continue;
+        /* honoured: "bytes=" then digits and one '-' (RFC 9110: no sign, no blank) */
+        FUZZ_CHECK(!strncmp(h, "bytes=", 6) && size > 0);
+        size_t digits = strspn(h + 6, "0123456789");
+        FUZZ_CHECK(h[6 + digits] == '-' &&
+                   strspn(h + 7 + digits, "0123456789") == strlen(h + 7 + digits));
+        FUZZ_CHECK(digits || h[7]); /* not "bytes=-" */
     }
 }
 
