@@ -767,7 +767,7 @@ void jobs_lease(struct agent *a, json_t *lease)
     json_t *spec = json_object_get(lease, "spec");
     struct err e = ERR_INIT;
     if (!id || !uuid_valid(id) || !json_is_integer(attempt_v) ||
-        json_integer_value(attempt_v) < 1 || json_integer_value(attempt_v) > 1000000) {
+        json_integer_value(attempt_v) < 1 || json_integer_value(attempt_v) > PROTO_ATTEMPT_MAX) {
         char *text = json_dumps(lease, JSON_COMPACT);
         log_error("the server sent a lease without a valid job id and attempt; ignored: %.300s",
                   text ? text : "?");

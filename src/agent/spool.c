@@ -17,6 +17,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "job/protocol.h"
 
 #define JOURNAL "journal"
 #define JOURNAL_TMP ".journal.tmp"
@@ -225,7 +226,7 @@ static bool parse_name(const char *name, struct spool_key *k)
     const char *p = name + UUID_STR_LEN;
     char *end;
     long a = strtol(p, &end, 10);
-    if (end == p || a < 1 || a > 1000000 || *end != '.') return false;
+    if (end == p || a < 1 || a > PROTO_ATTEMPT_MAX || *end != '.') return false;
     end++;
     if (strcmp(end, "lease") && strcmp(end, "started") && strcmp(end, "run") &&
         strcmp(end, "finished"))
@@ -265,7 +266,7 @@ static bool replay_line(struct spool *s, const char *text, size_t len)
     char name[128];
     struct spool_key k;
     bool ok = job && kind && json_is_integer(attempt) && json_integer_value(attempt) >= 1 &&
-              json_integer_value(attempt) <= 1000000 &&
+              json_integer_value(attempt) <= PROTO_ATTEMPT_MAX &&
               (doc || json_is_true(json_object_get(rec, "del")));
     if (ok) {
         snprintf(name, sizeof(name), "%s-%d.%s", job, (int)json_integer_value(attempt), kind);

@@ -150,19 +150,21 @@ static void test_list(void **state)
     assert_int_equal(spool_put(&f->s, JOB_A, 1, "started", doc, &e), 0);
     assert_int_equal(spool_put(&f->s, JOB_B, 2, "lease", doc, &e), 0);
     assert_int_equal(spool_del(&f->s, JOB_B, 2, "lease", &e), 0);
+    assert_int_equal(spool_put(&f->s, JOB_B, 2147483647, "lease", doc, &e), 0); /* the most */
     json_decref(doc);
 
     for (int round = 0; round < 2; round++) { /* and the same after a restart */
         struct spool_key *keys;
         size_t n;
         assert_int_equal(spool_list(&f->s, &keys, &n, &e), 0);
-        assert_int_equal(n, 3);
+        assert_int_equal(n, 4);
         assert_string_equal(keys[0].job, JOB_A);
         assert_int_equal(keys[0].attempt, 1);
         assert_string_equal(keys[1].job, JOB_A);
         assert_int_equal(keys[1].attempt, 3);
         assert_string_equal(keys[2].job, JOB_B);
         assert_int_equal(keys[2].attempt, 1);
+        assert_int_equal(keys[3].attempt, 2147483647);
         lib_free(keys);
         reopen(f);
     }
