@@ -13,6 +13,7 @@
  * The retained window is pruned to the newest `keep` events by a write a
  * second after start and then each minute.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -322,8 +323,10 @@ uint64_t events_sent(const struct events *ev)
 static int parse_seq(const char *s, const char *field, int64_t *out, struct err *e)
 {
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (!*s || *end || v < 0)
+    /* digits only: strtoll would also take blanks and a sign, and clamp what overflows */
+    if (*s < '0' || *s > '9' || *end || errno == ERANGE)
         return err_field(e, ERR_INVALID, field, "%s must be a sequence number (an integer >= 0)",
                          field);
     *out = v;

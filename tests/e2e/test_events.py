@@ -161,6 +161,7 @@ def test_filters_by_job_queue_and_type(make_server, make_agent, streams):  # noq
 
 @pytest.mark.parametrize("query,field", [
     ("since=-1", "since"), ("since=abc", "since"), ("since=99999", "since"),
+    ("since=+1", "since"), ("since=%201", "since"), ("since=99999999999999999999", "since"),
     ("job=nope", "job"), ("job=", "job"), ("type=workflow", "type"), ("queue=Bad!", "queue"),
     ("workflow=x", "workflow"), ("colour=red", "colour"),
 ])
@@ -168,8 +169,9 @@ def test_bad_parameters_name_the_field(server, query, field):
     r = server.api().get("/v1/events?" + query)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"] == field
-    r = server.api().get("/v1/events", headers={"Last-Event-ID": "x1"})
-    assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
+    for bad in ("x1", "+1", "1 x"):
+        r = server.api().get("/v1/events", headers={"Last-Event-ID": bad})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
 
 
 def test_tokens_are_needed(server):
