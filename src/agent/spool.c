@@ -192,6 +192,7 @@ int spool_del(struct spool *s, const char *job, int attempt, const char *kind, s
     snprintf(what, sizeof(what), "the removal of the record '%s'", name);
     if (!s->holding && (rc = journal_ready(s, what, e))) return rc;
     char *line = line_of(job, attempt, kind, NULL);
+    if (!line) return err_set(e, ERR_INVALID, "cannot encode the removal of '%s'", name);
     if (s->holding)
         buf_adds(&s->held, line);
     else
