@@ -108,6 +108,18 @@ static size_t children_by_scan(pid_t pid, pid_t **out)
     return k;
 }
 
+/* The pids in a children file's text ("1 2 3 "), added to *out. */
+static void children_parse(const char *p, pid_t **out, size_t *n, size_t *cap)
+{
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        if (v > 0) pids_add(out, n, cap, (pid_t)v);
+        p = end;
+    }
+}
+
 size_t proc_children(pid_t pid, pid_t **out)
 {
     static int have_files = -1; /* CONFIG_PROC_CHILDREN */
@@ -139,15 +151,34 @@ size_t proc_children(pid_t pid, pid_t **out)
             buf_add(&text, chunk, (size_t)r);
         }
         close(fd);
-        for (const char *p = buf_str(&text); *p;) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p) break;
-            if (v > 0) pids_add(out, &n, &cap, (pid_t)v);
-            p = end;
-        }
+        children_parse(buf_str(&text), out, &n, &cap);
     }
     closedir(d);
+    buf_release(&text);
+    return n;
+}
+
+size_t proc_orphans_home(pid_t **out)
+{
+    static int fd = -2; /* the main thread's children file, kept open (-1: none) */
+    if (fd == -2) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) return proc_children(getpid(), out);
+    size_t n = 0, cap = 0;
+    struct buf text = BUF_INIT;
+    char chunk[4096];
+    ssize_t r;
+    *out = NULL;
+    /* a read from offset 0 lists the children anew */
+    while ((r = pread(fd, chunk, sizeof(chunk), (off_t)text.len)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) break;
+        buf_add(&text, chunk, (size_t)r);
+    }
+    children_parse(buf_str(&text), out, &n, &cap);
     buf_release(&text);
     return n;
 }

@@ -37,6 +37,13 @@ unsigned long long proc_starttime(pid_t pid);
  */
 size_t proc_children(pid_t pid, pid_t **out);
 
+/*
+ * The children of this process's main thread, where the kernel re-parents the orphans of a
+ * child subreaper (to its first live thread): as proc_children(getpid()) would list those,
+ * from one read of a file kept open.
+ */
+size_t proc_orphans_home(pid_t **out);
+
 /* Every process's pid (a scan of /proc). *out is allocated (free it); returns how many. */
 size_t proc_all(pid_t **out);
 

@@ -180,10 +180,10 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
     maybe_ended(j);
 }
 
+/* fd: a pipe's end of ours, whose other status flags are none */
 static int set_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    return fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 static void stream_open(struct agent_job *j, struct agent_stream *s, enum proto_stream which,
@@ -219,11 +219,10 @@ static int stream_fds(const struct agent_job *j, const char *file, int fd[2], bo
 struct spawn_args {
     char **argv, **envp;
     const char *dir;
-    int fd[3];    /* its stdin, stdout, stderr */
-    pid_t parent; /* the agent */
-    int max_fd;   /* where closing stops when close_range(2) is missing */
+    int fd[3];                       /* its stdin, stdout, stderr */
+    pid_t parent;                    /* the agent */
     const struct limits_job *limits; /* cgroups to join, rlimits to set (limits.h) */
-    struct rlimit nofile; /* the descriptor limit the agent's process started with */
+    const struct rlimit *nofile;     /* the descriptor limit to restore (NULL: the agent's own) */
 };
 
 /*
@@ -248,7 +247,7 @@ static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
     if (getppid() != s->parent) _exit(127); /* the agent died before the line above */
     if (limits_job_child(s->limits) != 0) goto fail;
     /* not the limit a server in this process (drover dev) raised for its connections */
-    if (setrlimit(RLIMIT_NOFILE, &s->nofile) != 0) goto fail;
+    if (s->nofile && setrlimit(RLIMIT_NOFILE, s->nofile) != 0) goto fail;
     for (int i = 0; i < 3; i++)
         if (dup2(s->fd[i], i) < 0) goto fail;
     /* sockets, the spool, other jobs' pipes (most are close-on-exec already) */
@@ -256,9 +255,13 @@ static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
 #ifdef SYS_close_range
     closed = syscall(SYS_close_range, 3U, ~0U, 0U);
 #endif
-    if (closed != 0) /* before Linux 5.9 */
-        for (int fd = 3; fd < s->max_fd; fd++)
+    struct rlimit rl;
+    if (closed != 0) { /* before Linux 5.9 */
+        int max_fd =
+            getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+        for (int fd = 3; fd < max_fd; fd++)
             close(fd);
+    }
     if (chdir(s->dir) != 0) goto fail;
     sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(s->argv[0], s->argv, s->envp);
@@ -300,20 +303,25 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
     bool stdin_pipe = !stdin_uri && json_is_string(stdin_value);
     const char *out_file = stream_is_uri(j, "stdout") ? STAGE_STDOUT_FILE : NULL;
     const char *err_file = stream_is_uri(j, "stderr") ? STAGE_STDERR_FILE : NULL;
+    static int devnull = -1; /* a job's stdin by default: opened once, kept */
+    if (devnull < 0) devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     if (stream_fds(j, out_file, out, true) || stream_fds(j, err_file, errp, true) ||
         (stdin_pipe  ? pipe2(in, O_CLOEXEC)
          : stdin_uri ? stream_fds(j, STAGE_STDIN_FILE, in, false)
-                     : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
+                     : devnull < 0)) {
         rc = err_set(e, ERR_IO, "cannot start '%s': cannot make pipes or open its stream files: %s",
                      argv[0], strerror(errno));
         goto out;
     }
-    struct spawn_args sa = {argv,     envp, j->work_dir, {in[0], out[1], errp[1]},
-                            getpid(), 0,    &j->limits, fd_limit_inherited()};
-    struct rlimit rl;
-    sa.max_fd =
-        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    struct rlimit nofile;
+    struct spawn_args sa = {argv,
+                            envp,
+                            j->work_dir,
+                            {in[0] >= 0 ? in[0] : devnull, out[1], errp[1]},
+                            getpid(),
+                            &j->limits,
+                            fd_limit_before_raise(&nofile) ? &nofile : NULL};
     struct timespec b0, b1;
     clock_gettime(CLOCK_BOOTTIME, &b0);
     err_no = spawn(&sa, &j->pid);
@@ -409,7 +417,7 @@ static void on_sweep_again(evutil_socket_t fd, short what, void *arg);
 static size_t sweep(struct agent *a, struct agent_job *ending, int sig)
 {
     pid_t *kids;
-    size_t n = proc_children(getpid(), &kids), signalled = 0;
+    size_t n = proc_orphans_home(&kids), signalled = 0;
     for (size_t i = 0; i < n; i++) {
         bool maybe_ending = false;
         if (job_by_leader(a, kids[i]) || runner_container_owns(a, kids[i]) ||

@@ -168,10 +168,8 @@ long fd_limit_raise(void)
     return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 30 ? 1 << 30 : (long)rl.rlim_cur;
 }
 
-struct rlimit fd_limit_inherited(void)
+bool fd_limit_before_raise(struct rlimit *rl)
 {
-    struct rlimit rl = {1024, 1024};
-    if (fd_limit_raised) return fd_limit_before;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return rl;
+    if (fd_limit_raised) *rl = fd_limit_before;
+    return fd_limit_raised;
 }

@@ -4,6 +4,7 @@
 #ifndef DROVER_FSUTIL_H
 #define DROVER_FSUTIL_H
 
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -45,10 +46,11 @@ int fs_write_secret(const char *path, const char *secret, struct err *e);
 long fd_limit_raise(void);
 
 /*
- * The descriptor limit a started program should get: the soft and hard limits the process
- * had before fd_limit_raise() (its current ones when it never raised them). Programs that
- * use select() break with a soft limit above 1024, as systemd's documentation warns.
+ * The descriptor limit a started program should get when it is not the process's own: true
+ * with *rl, the soft and hard limits the process had before fd_limit_raise(); false when it
+ * never raised them. Programs that use select() break with a soft limit above 1024, as
+ * systemd's documentation warns.
  */
-struct rlimit fd_limit_inherited(void);
+bool fd_limit_before_raise(struct rlimit *rl);
 
 #endif
