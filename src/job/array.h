@@ -51,6 +51,15 @@ json_t *array_sample_spec(const json_t *body, const char *index, const char *ite
 char *array_fill(const char *s, const char *index, const char *item);
 void array_template(json_t *normalised, const json_t *body);
 
+/*
+ * Checks what each item (`items`: a JSON array, each item's text as array_item_text) makes of the
+ * arguments of the normalised template `spec` whose values hold placeholders: an input's or
+ * output's URI must stay one, a parameter within its length. ERR_INVALID naming `field`,
+ * with the index of the first item that fails when `indexed` ("array.items[3]").
+ */
+int array_items_check(const json_t *spec, const json_t *items, const char *field, bool indexed,
+                      struct err *e);
+
 /* The text a task sees of an item (DROVER_ARRAY_ITEM): a string as it is, else compact JSON. */
 char *array_item_text(const json_t *item);
 

@@ -251,6 +251,17 @@ bool spec_uri_valid(const char *uri, bool prefix, const char **why)
     return no(why, "the uri must start with s3://, http://, https:// or file:///");
 }
 
+bool spec_arg_value_valid(const char *type, const char *value, const char **why)
+{
+    if (!strcmp(type, "parameter"))
+        return strlen(value) <= SPEC_MAX_STRING ||
+               no(why, "a parameter's value must be at most 65536 bytes");
+    if (!spec_uri_valid(value, false, why)) return false;
+    if (!strcmp(type, "output") && (starts(value, "http://") || starts(value, "https://")))
+        return no(why, "an output must be an s3:// or file:/// uri: http(s) urls can only be read");
+    return true;
+}
+
 enum uri_use { URI_READ, URI_WRITE, URI_PREFIX };
 
 /* The value at the current path must be a URI usable as `use`. */

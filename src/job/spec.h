@@ -149,6 +149,12 @@ bool spec_queue_name_valid(const char *q);
 bool spec_uri_valid(const char *uri, bool prefix, const char **why);
 
 /*
+ * Whether `value` is one an argument of `type` ("input", "output" or "parameter") may have,
+ * as an array's task gets it from its template (array.h); else *why says why not.
+ */
+bool spec_arg_value_valid(const char *type, const char *value, const char **why);
+
+/*
  * The file name an input's object gets in a job's work folder (the agent's staging names it
  * so): the last part of its s3 key or file path, or of an http(s) URL's path (no query or
  * fragment). Returns its length (0: none); *name points into uri.

@@ -420,6 +420,11 @@ static int parse_array_node(struct workflow *w, size_t k, json_t *raw, const cha
     json_decref(sample);
     if (rc) return rc;
     array_template(spec->json, raw);
+    json_t *items = json_object_get(v, "items");
+    if (json_is_array(items)) { /* the tasks after the first, their arguments */
+        snprintf(field, sizeof(field), "%s.array.items", path);
+        if ((rc = array_items_check(spec->json, items, field, true, e))) return rc;
+    }
     json_object_set_new(spec->json, "array", json_deep_copy(v));
     return 0;
 }

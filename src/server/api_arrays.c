@@ -201,6 +201,14 @@ static void arr_continue(struct arr_submit *op)
         }
     }
     spec_release(&spec);
+    /* task 0's item was checked with the spec; the others' change only its arguments */
+    if (a->items && array_items_check(a->spec, a->items,
+                                      a->kind == ARRAY_OBJECTS ? "array.objects" : "array.items",
+                                      a->kind != ARRAY_OBJECTS, &e)) {
+        http_reply_err(r, &e);
+        arr_submit_free(op);
+        return;
+    }
     op->max_queued = tenants_max_queued(op->s, op->tenant);
     commit_submit(op->s->commit, arr_write, arr_done, op);
 }

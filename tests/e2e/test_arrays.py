@@ -186,6 +186,30 @@ def test_bad_arrays_name_the_field(server, body, field):
     assert api.get("/v1/arrays").json()["arrays"] == []  # nothing half-stored
 
 
+@pytest.mark.parametrize("items,arg,field", [
+    (["s3://bk/a", "not a uri"], {"type": "input", "value": "{{item}}"}, "array.items[1]"),
+    (["a", "b", "c/../d"], {"type": "output", "value": "s3://bk/{{item}}.out"},
+     "array.items[2]"),
+    (["x", "y z"], {"type": "input", "value": "https://host/{{item}}"}, "array.items[1]"),
+    (["x", "y" * 65536], {"type": "parameter", "value": "-{{item}}"}, "array.items[1]"),
+])
+def test_an_item_that_makes_a_bad_argument_is_refused(server, items, arg, field):
+    """Task 0's item is checked with the spec; every other item too, for what it makes of
+    the arguments (a URI that is none, a parameter too long): 400 naming the item, nothing
+    stored, instead of tasks that fail on an agent."""
+    api = server.api()
+    r = api.post("/v1/jobs", json={"array": {"items": items},
+                                   "command": {"program": "cat", "arguments": [arg]}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and "command.arguments[0].value" in err["message"], r.text
+    assert api.get("/v1/arrays").json()["arrays"] == []
+    # the same arguments with good items are stored
+    r = api.post("/v1/jobs", json={"array": {"items": items[:1] * 2},
+                                   "command": {"program": "cat", "arguments": [arg]}})
+    assert r.status_code == 201, r.text
+
+
 def test_array_in_a_batch_is_refused(server):
     r = server.api().post("/v1/jobs", json=[{"array": {"count": 2}, "command": {"shell": "true"}}])
     assert r.status_code == 400 and r.json()["error"]["field"] == "[0].array", r.text

@@ -310,6 +310,12 @@ def test_fan_ins_into_a_service_nodes_ports(server, make_agent):
      "nodes.map.job.array.count", "integer from 1"),
     (lambda b: b["nodes"]["map"]["job"].update(array=[]),
      "nodes.map.job.array", "must be an object"),
+    # task 0's item is checked with the spec, the others for what they make of the arguments
+    (lambda b: b["nodes"]["report"]["job"].update(
+        array={"items": ["a", "b c"]},
+        command={"program": "cat", "arguments": [{"type": "input",
+                                                  "value": "https://h/{{item}}"}]}),
+     "nodes.report.job.array.items[1]", "must not contain spaces"),
 ])
 def test_bad_fan_out_is_refused(server, mutate, field, text):
     body = pipeline("bad")
