@@ -160,11 +160,13 @@ struct agent_job {
     enum proto_reason end_reason; /* one of PROTO_AGENT_REASONS */
     int end_code, end_signal;
     char *end_error;
-    bool recovered; /* from the spool, after a restart: no process */
+    bool recovered;     /* from the spool, after a restart: no process */
     int64_t waiting_ns; /* monotonic, when it began to wait for a slot (PHASE_WAITING) */
     bool release;       /* given back unstarted: a released report until settled (PHASE_DONE) */
     bool relet;         /* leased again (same attempt) while its release was in flight */
     bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
+    bool dir_spare; /* ended, its folder empty and reusable, still under its name (jobs.c) */
+    bool dir_moved; /* that folder became another job's */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
     json_t *rec;    /* its lease record as spooled, with "run" and "finished" once known */
 
@@ -176,8 +178,8 @@ struct agent_job {
     bool preparing;                  /* waiting for the runner's prepare (an image pull) */
     char *container;                 /* the container's name (runner_container.c), or NULL */
     struct container_wait *pull;     /* the pull it waits for, or NULL */
-    pid_t pid;   /* also the process group; 0 before start */
-    bool exited; /* reaped */
+    pid_t pid;                       /* also the process group; 0 before start */
+    bool exited;                     /* reaped */
     int wait_status;
     bool start_failed;
     int64_t start_ns, end_ns;     /* monotonic */
@@ -201,9 +203,9 @@ struct agent_job {
     struct progress_watch progress;
 
     /* reports (proto.c) */
-    json_t *started;  /* the started report until settled, else NULL */
+    json_t *started;    /* the started report until settled, else NULL */
     int64_t started_ns; /* monotonic, when `started` was made */
-    json_t *finished; /* the finished report once decided */
+    json_t *finished;   /* the finished report once decided */
     bool finished_settled;
     bool has_progress;   /* percent/message hold a value read from the progress file */
     bool progress_dirty; /* percent/message not yet sent */
@@ -230,9 +232,9 @@ struct agent_opts {
     bool bench_noop;    /* --bench-noop: leases complete at once, no process, no spool */
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
-    double stall_timeout_s; /* a transfer moving nothing this long fails */
-    char *cache_dir;        /* --cache-dir (default WORK_DIR/cache) */
-    uint64_t cache_size;    /* --cache-size in bytes; 0: no cache */
+    double stall_timeout_s;   /* a transfer moving nothing this long fails */
+    char *cache_dir;          /* --cache-dir (default WORK_DIR/cache) */
+    uint64_t cache_size;      /* --cache-size in bytes; 0: no cache */
     char *limits_mode;        /* --limits: auto, cgroup, rlimit, none */
     unsigned runtimes_forced; /* --runtime: the PROTO_RT_* bits asked for; 0: detect */
     char **engine_opts;       /* --engine-opt: arguments before the engine's subcommand */
@@ -266,7 +268,7 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
-    uint64_t dirs_free; /* bit N: "<jobs_dir>/.free-N" is an empty work folder kept (jobs.c) */
+    uint64_t dirs_free;  /* bit N: "<jobs_dir>/.free-N" is an empty work folder kept (jobs.c) */
     struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;
@@ -282,10 +284,10 @@ struct agent {
     struct event *register_timer, *poll_timer, *reports_timer, *flush_ev;
     struct event *linger_timer; /* a started report waits for its job's end (proto.c) */
     int register_backoff_ms, poll_backoff_ms, reports_backoff_ms;
-    int64_t poll_sent_ns; /* monotonic */
+    int64_t poll_sent_ns;     /* monotonic */
     uint64_t cached_sent_gen; /* the input cache's generation last listed to the server */
     int64_t cached_sent_ms;   /* monotonic */
-    bool leave_pending;   /* drained: waiting for the outstanding poll's answer, then leave */
+    bool leave_pending;       /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
     struct batch_item *batch;
     size_t nbatch, batch_cap;
@@ -295,9 +297,9 @@ struct agent {
     struct agent_job *jobs, *jobs_tail;
     size_t njobs;
     int slots_used;
-    int slots_waiting;       /* of PHASE_WAITING jobs */
-    int64_t run_mean_us;     /* a moving mean of the jobs' run times; -1 before the first */
-    struct event *start_ev;  /* starts waiting jobs once slots are free */
+    int slots_waiting;           /* of PHASE_WAITING jobs */
+    int64_t run_mean_us;         /* a moving mean of the jobs' run times; -1 before the first */
+    struct event *start_ev;      /* starts waiting jobs once slots are free */
     struct event *release_timer; /* gives back the jobs that waited too long */
 
     /* lifecycle (agent.c) */

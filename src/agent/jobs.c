@@ -87,11 +87,13 @@ void agent_remove_tree(const char *path)
 }
 
 /*
- * An ended job's work folder that it left empty is not removed but renamed to
- * "<jobs_dir>/.free-N" (up to 64 of them), and the next job's folder is one of those renamed
- * to its name: per job one rename each way instead of an rmdir and a mkdir, which on ext4
- * allocate and free an inode and a block every time (and skip the inodes freed in the last
- * while when they allocate one). A folder is kept only when it is as a new one would be:
+ * An ended job's work folder that it left empty is not removed but becomes the next job's:
+ * renamed to its name when that job starts before the ended one is settled (as under load:
+ * one rename per job), else renamed to "<jobs_dir>/.free-N" (up to 64 of them) when it is
+ * settled, and one of those renamed to the next job's name. Renames instead of an rmdir and a
+ * mkdir, which on ext4 allocate and free an inode and a block every time (and skip the
+ * inodes freed in the last while when they allocate one). A folder is kept only when it is
+ * as a new one would be:
  * empty, ours, mode 0700, no extended attributes (an ACL a job set would reach the next
  * job's files). Its times are the only trace of the job before. The jobs folder is emptied
  * at the agent's start: none is kept across runs. Nor is the folder of a job a process of
@@ -129,11 +131,20 @@ static bool dir_reusable(const char *path)
     return ok;
 }
 
-/* The work folder of an ended job: kept for the next job when it can be (above), else gone. */
+/* At a job's end: whether its folder may be the next job's (above). */
+static void work_dir_ended(struct agent_job *j)
+{
+    const struct agent *a = j->a;
+    j->dir_spare = !a->o.keep_work && !a->o.bench_noop && !j->strays && !j->recovered &&
+                   dir_reusable(j->work_dir);
+}
+
+/* The settled job's work folder, unless another job took it: kept when it can be, else gone. */
 static void work_dir_release(struct agent *a, const struct agent_job *j)
 {
     const char *path = j->work_dir;
-    if (~a->dirs_free && !j->strays && !j->recovered && dir_reusable(path)) {
+    if (j->dir_moved) return;
+    if (~a->dirs_free && j->dir_spare) {
         unsigned k = (unsigned)__builtin_ctzll(~a->dirs_free);
         char name[PATH_MAX];
         free_dir_name(name, sizeof(name), a, k);
@@ -149,6 +160,13 @@ static void work_dir_release(struct agent *a, const struct agent_job *j)
 static int work_dir_make(struct agent_job *j)
 {
     struct agent *a = j->a;
+    for (struct agent_job *o = a->jobs; o; o = o->next) { /* an ended job's, not settled yet */
+        if (!o->dir_spare || o->dir_moved) continue;
+        o->dir_spare = false; /* tried once: on failure it goes to the trash when settled */
+        if (rename(o->work_dir, j->work_dir) != 0) break;
+        o->dir_moved = true;
+        return 0;
+    }
     if (a->dirs_free) {
         unsigned k = (unsigned)__builtin_ctzll(a->dirs_free);
         char name[PATH_MAX];
@@ -308,6 +326,7 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
             j->recs |= j->rec ? REC_LEASE : REC_FINISHED;
     }
     if (j->slots_held) {
+        work_dir_ended(j); /* it had a folder: the next job to start may take it */
         a->slots_used -= j->slots;
         j->slots_held = false;
         if (a->slots_waiting) event_active(a->start_ev, EV_TIMEOUT, 0);

@@ -218,13 +218,18 @@ def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
              "the jobs folder to be empty")
 
 
+# what a job sees of its work folder: inode, mode, entries, extended attributes
+LOOK = ('printf "%s %s %s\\n" "$(stat -c %i .)" "$(stat -c %a .)" "$(ls -A | wc -l)"; '
+        '/usr/bin/python3 -c "import os; print(len(os.listxattr(\'.\')))"')
+XATTR = ("; /usr/bin/python3 -c \"import os\ntry: os.setxattr('.', 'user.x', b'1')\n"
+         "except OSError: pass\"")
+
+
 def test_empty_work_folders_are_reused(fast_server, make_agent):
     """A folder its job left empty is the next job's (the same inode: no mkdir, no rmdir);
     one with anything of its job in it (a file, another mode, an extended attribute) is not:
     every job finds an empty folder of mode 0700 with no attributes."""
     agent = make_agent(fast_server, "w1")  # one slot: one job after the other
-    look = ('printf "%s %s %s\\n" "$(stat -c %i .)" "$(stat -c %a .)" "$(ls -A | wc -l)"; '
-            '/usr/bin/python3 -c "import os; print(len(os.listxattr(\'.\')))"')
 
     def run(script):
         job = submit(fast_server, **sh(script))
@@ -237,16 +242,37 @@ def test_empty_work_folders_are_reused(fast_server, make_agent):
         assert (mode, entries, xattrs) == ("700", "0", "0"), j["result"]["stdout"]
         return inode
 
-    first = run(look)
-    assert run(look) == first, "an empty folder is used again"
-    run(look + "; echo left > behind")
-    run(look + "; chmod 755 .")
-    xattr = ("; /usr/bin/python3 -c \"import os\ntry: os.setxattr('.', 'user.x', b'1')\n"
-             "except OSError: pass\"")
-    run(look + xattr)
-    run(look)  # none of the three above was kept: every folder looked at was as new
+    first = run(LOOK)
+    assert run(LOOK) == first, "an empty folder is used again"
+    run(LOOK + "; echo left > behind")
+    run(LOOK + "; chmod 755 .")
+    run(LOOK + XATTR)
+    run(LOOK)  # none of the three above was kept: every folder looked at was as new
 
 
+def test_work_folders_pass_from_job_to_job_under_load(fast_server, make_agent):
+    """Jobs queued back to back on one slot: the next one starts before the one before is
+    settled and takes its folder at once (renamed to its name) when it was left empty, never
+    one with anything of its job in it."""
+    scripts = [LOOK, LOOK + "; echo left > behind", LOOK, LOOK + "; chmod 755 .", LOOK,
+               LOOK + XATTR] * 4
+    r = fast_server.api().post("/v1/jobs", json=[{**sh(t), "retry": {"max_attempts": 1}}
+                                                  for t in scripts])
+    assert r.status_code == 201, r.text
+    ids = [j["id"] for j in r.json()["jobs"]]
+    agent = make_agent(fast_server, "w1")  # one slot
+    inodes = []
+    for job, script in zip(ids, scripts):
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded", j
+        inode, mode, entries, xattrs = j["result"]["stdout"].split()
+        assert (mode, entries, xattrs) == ("700", "0", "0"), (script, j["result"]["stdout"])
+        if script == LOOK:
+            inodes.append(inode)
+    assert len(set(inodes)) < len(inodes), "empty folders are used again"
+    jobs = os.path.join(agent.work_dir, "jobs")
+    wait_for(lambda: [n for n in os.listdir(jobs) if not n.startswith(".free-")] == [], 30,
+             "every job's folder to be released")
 
 
 def test_keep_work(fast_server, make_agent):
