@@ -223,7 +223,30 @@ struct spawn_args {
     pid_t parent;                    /* the agent */
     const struct limits_job *limits; /* cgroups to join, rlimits to set (limits.h) */
     const struct rlimit *nofile;     /* the descriptor limit to restore (NULL: the agent's own) */
+    const sigset_t *handled;         /* the signals not at SIG_DFL here (handled_signals) */
 };
+
+/*
+ * The signals whose disposition in this process is not SIG_DFL (a handler of the agent's
+ * or libevent's, or SIG_IGN): those a job's process resets before exec. Asked of the kernel
+ * again once a second (one call per signal), not at every spawn: the agent sets its
+ * dispositions when it starts.
+ */
+static const sigset_t *handled_signals(void)
+{
+    static sigset_t set;
+    static int64_t asked_ns = -1;
+    int64_t now = time_mono_ns();
+    if (asked_ns >= 0 && now - asked_ns < 1000000000) return &set;
+    asked_ns = now;
+    sigemptyset(&set);
+    struct sigaction cur;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &cur) == 0 &&
+            cur.sa_handler != SIG_DFL)
+            sigaddset(&set, sig);
+    return &set;
+}
 
 /*
  * The child of spawn(), between vfork and exec: it shares the agent's memory (and only
@@ -232,16 +255,14 @@ struct spawn_args {
  */
 static _Noreturn void spawn_child(const struct spawn_args *s, volatile int *err)
 {
-    struct sigaction dfl, cur;
+    struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     sigset_t none;
     sigemptyset(&none);
     /* The agent ignores SIGPIPE and libevent catches others: the job starts with the defaults. */
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &cur) == 0 &&
-            cur.sa_handler != SIG_DFL)
-            sigaction(sig, &dfl, NULL);
+        if (sigismember(s->handled, sig) == 1) sigaction(sig, &dfl, NULL);
     /* Dies with the agent (with the thread that spawns it: the loop's, which lives as long). */
     if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
     if (getppid() != s->parent) _exit(127); /* the agent died before the line above */
@@ -321,7 +342,8 @@ int runner_native_start(struct agent_job *j, char **argv, char **envp, struct er
                             {in[0] >= 0 ? in[0] : devnull, out[1], errp[1]},
                             getpid(),
                             &j->limits,
-                            fd_limit_before_raise(&nofile) ? &nofile : NULL};
+                            fd_limit_before_raise(&nofile) ? &nofile : NULL,
+                            handled_signals()};
     struct timespec b0, b1;
     clock_gettime(CLOCK_BOOTTIME, &b0);
     err_no = spawn(&sa, &j->pid);

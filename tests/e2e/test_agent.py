@@ -178,6 +178,20 @@ def test_retry_after_failure_then_success(fast_server, make_agent):
     assert j["result"]["stdout"] == "attempt 2\n"
 
 
+def test_job_starts_with_default_signal_dispositions(fast_server, make_agent):
+    """The agent ignores SIGPIPE and handles others (libevent): its jobs ignore, handle and
+    block none (as a shell started from a terminal would see them), job after job."""
+    make_agent(fast_server, "w1")
+    for _ in range(3):
+        job = submit(fast_server, command={"argv": ["/bin/cat", "/proc/self/status"]})
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded", j
+        masks = dict(line.split(":\t", 1) for line in j["result"]["stdout"].splitlines()
+                     if line.startswith("Sig"))
+        for k in ("SigBlk", "SigIgn", "SigCgt"):
+            assert int(masks[k], 16) == 0, (k, masks)
+
+
 def test_env_vars_and_work_folder(fast_server, make_agent):
     agent = make_agent(fast_server, "w1")
     job = submit(fast_server, command={
