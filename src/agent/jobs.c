@@ -316,9 +316,9 @@ static void job_finish(struct agent_job *j, enum proto_reason reason, int exit_c
     stage_free(j->stage); /* whatever was in flight is dropped */
     j->stage = NULL;
     if (!a->o.bench_noop) { /* into its lease record (spool.h), or one of its own */
-        if (j->rec) json_object_set(j->rec, "finished", r);
-        if (j->rec ? spool_put(&a->spool, j->id, j->attempt, "lease", j->rec, &e)
-                   : spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
+        if (j->rec
+                ? spool_put_member(&a->spool, j->id, j->attempt, "lease", j->rec, "finished", r, &e)
+                : spool_put(&a->spool, j->id, j->attempt, "finished", r, &e))
             log_error("job=%s attempt=%d the result cannot be spooled and is lost if the agent "
                       "stops before delivering it: %s",
                       j->id, j->attempt, e.msg);
@@ -604,9 +604,9 @@ static void spool_started(struct agent_job *j)
                             (json_int_t)j->starttime, "boot_id", a->boot_id, "started_at_ms",
                             (json_int_t)j->started_at_ms, "runtime", j->runner->name);
     if (j->container) json_object_set_new(run, "container", json_string(j->container));
-    json_object_set_new(j->rec, "run", run);
-    if (spool_put(&a->spool, j->id, j->attempt, "lease", j->rec, &e))
+    if (spool_put_member(&a->spool, j->id, j->attempt, "lease", j->rec, "run", run, &e))
         log_error("job=%s attempt=%d %s", j->id, j->attempt, e.msg);
+    json_decref(run);
 }
 
 /* Spawns the process (the work folder and its inputs are ready); fills e when it cannot run. */

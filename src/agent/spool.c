@@ -145,27 +145,57 @@ static char *line_of(const char *job, int attempt, const char *kind, const char 
                            attempt, kind);
 }
 
-int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
-              struct err *e)
+/* Appends `line` (taken) as the record `name`'s state. */
+static int put_line(struct spool *s, const char *name, char *line, struct err *e)
 {
-    char name[128];
-    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
-    if (rc) return rc;
     char what[160];
     snprintf(what, sizeof(what), "the record '%s'", name);
-    if ((rc = journal_ready(s, what, e)) || (rc = write_held(s, e))) return rc;
-    char *text = json_dumps(doc, JSON_COMPACT);
-    char *line = text ? line_of(job, attempt, kind, text) : NULL;
-    free(text);
-    if (!line) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
-    rc = append(s, what, line, strlen(line), e);
-    if (rc) {
+    int rc;
+    if ((rc = journal_ready(s, what, e)) || (rc = write_held(s, e)) ||
+        (rc = append(s, what, line, strlen(line), e))) {
         free(line);
         return rc;
     }
     rec_set(s, name, line);
     maybe_compact(s);
     return 0;
+}
+
+int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+              struct err *e)
+{
+    char name[128];
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc) return rc;
+    char *text = json_dumps(doc, JSON_COMPACT);
+    char *line = text ? line_of(job, attempt, kind, text) : NULL;
+    free(text);
+    if (!line) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    return put_line(s, name, line, e);
+}
+
+int spool_put_member(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+                     const char *key, json_t *value, struct err *e)
+{
+    char name[128];
+    int rc = record_name(name, sizeof(name), job, attempt, kind, e);
+    if (rc) return rc;
+    bool had = json_object_get(doc, key) != NULL;
+    json_object_set(doc, key, value);
+    /* the line last written for doc ends "...}}\n" (its last member, doc's brace, the
+       line's): a new member goes before the two braces, where a dump of doc puts it */
+    const char *prev = hmap_get(&s->recs, name);
+    size_t n = prev ? strlen(prev) : 0;
+    bool plain = key[0] != '\0';
+    for (const char *c = key; *c; c++)
+        plain = plain && ((*c >= 'a' && *c <= 'z') || *c == '_');
+    if (had || !plain || n < 5 || strcmp(prev + n - 3, "}}\n") || prev[n - 4] == '{')
+        return spool_put(s, job, attempt, kind, doc, e);
+    char *v = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!v) return err_set(e, ERR_INVALID, "cannot encode the %s record of job '%s'", kind, job);
+    char *line = xasprintf("%.*s,\"%s\":%s}}\n", (int)(n - 3), prev, key, v);
+    free(v);
+    return put_line(s, name, line, e);
 }
 
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,

@@ -86,6 +86,14 @@ void spool_close(struct spool *s);
 int spool_put(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
               struct err *e);
 
+/*
+ * Sets doc's member `key` (a-z and _) to `value` (both borrowed) and writes the record as
+ * spool_put would: a member doc did not have is added to the line last written for it
+ * (dumping only `value`), as a dump of doc would place it.
+ */
+int spool_put_member(struct spool *s, const char *job, int attempt, const char *kind, json_t *doc,
+                     const char *key, json_t *value, struct err *e);
+
 /* Reads a record: *doc gets a new reference. ERR_NOTFOUND when there is none. */
 int spool_get(struct spool *s, const char *job, int attempt, const char *kind, json_t **doc,
               struct err *e);

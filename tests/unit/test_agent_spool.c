@@ -139,6 +139,64 @@ static void test_round_trip(void **state)
     json_decref(lease);
 }
 
+/* The journal's last line, as read from the file. */
+static char *last_line(struct fixture *f)
+{
+    static char line[4096];
+    FILE *fp = fopen(file_path(f, "journal"), "r");
+    assert_non_null(fp);
+    line[0] = '\0';
+    char buf[4096];
+    while (fgets(buf, sizeof(buf), fp))
+        snprintf(line, sizeof(line), "%s", buf);
+    fclose(fp);
+    return line;
+}
+
+static void test_put_member(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    json_t *lease = json_pack("{s:s, s:i, s:i}", "job", JOB_A, "attempt", 1, "slots", 2);
+    assert_int_equal(spool_put(&f->s, JOB_A, 1, "lease", lease, &e), 0);
+    /* a new member: the line is what a dump of the whole record would be */
+    json_t *run = json_pack("{s:i, s:s}", "pgid", 77, "runtime", "native");
+    assert_int_equal(spool_put_member(&f->s, JOB_A, 1, "lease", lease, "run", run, &e), 0);
+    assert_ptr_equal(json_object_get(lease, "run"), run);
+    json_t *fin = json_pack("{s:s, s:i, s:s}", "reason", "exit", "exit_code", 0, "error",
+                            "caf\xC3\xA9 \"q\"\n");
+    assert_int_equal(spool_put_member(&f->s, JOB_A, 1, "lease", lease, "finished", fin, &e), 0);
+    char *whole = json_dumps(lease, JSON_COMPACT);
+    char want[4096];
+    snprintf(want, sizeof(want), "{\"job\":\"%s\",\"attempt\":1,\"kind\":\"lease\",\"doc\":%s}\n",
+             JOB_A, whole);
+    assert_string_equal(last_line(f), want);
+    lib_free(whole);
+    json_t *back = NULL;
+    reopen(f);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(lease, back));
+    json_decref(back);
+    /* a member it had is replaced: the record is written whole */
+    json_t *run2 = json_pack("{s:i}", "pgid", 78);
+    assert_int_equal(spool_put_member(&f->s, JOB_A, 1, "lease", lease, "run", run2, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_A, 1, "lease", &back, &e), 0);
+    assert_true(json_equal(lease, back));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(back, "run"), "pgid")), 78);
+    json_decref(back);
+    /* without a line before (a record not written yet): written whole */
+    json_t *other = json_pack("{s:s}", "job", JOB_B);
+    assert_int_equal(spool_put_member(&f->s, JOB_B, 3, "lease", other, "run", run2, &e), 0);
+    assert_int_equal(spool_get(&f->s, JOB_B, 3, "lease", &back, &e), 0);
+    assert_true(json_equal(other, back));
+    json_decref(back);
+    json_decref(other);
+    json_decref(run2);
+    json_decref(fin);
+    json_decref(run);
+    json_decref(lease);
+}
+
 static void test_list(void **state)
 {
     struct fixture *f = *state;
@@ -425,6 +483,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_member, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_last_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_line_kept_aside, setup, teardown),
