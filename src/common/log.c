@@ -1,9 +1,11 @@
-/* log.c - see log.h. Lines are written with one write(2) so concurrent threads do not interleave. */
+/* log.c - see log.h. Lines are written with one write(2) or writev(2) so concurrent threads do
+   not interleave. */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -16,8 +18,7 @@ static const char *names[] = {"error", "warn", "info", "debug"};
 int log_level_parse(const char *s)
 {
     for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-        if (!strcmp(s, names[i]))
-            return (int)i;
+        if (!strcmp(s, names[i])) return (int)i;
     return -1;
 }
 
@@ -26,30 +27,54 @@ void log_set_json(bool json)
     log_json = json;
 }
 
+/* now as time_format_local writes it ("YYYY-MM-DD HH:MM:SS.mmm"): its seconds part made
+   once a second per thread (localtime_r takes a lock and converts the time zone) */
+static void stamp(char out[32])
+{
+    static _Thread_local int64_t sec = -1;
+    static _Thread_local char prefix[32];
+    int64_t ms = time_now_ms();
+    if (ms / 1000 != sec) {
+        sec = ms / 1000;
+        time_format_local(sec * 1000, prefix, sizeof(prefix));
+        prefix[19] = '\0'; /* without ".000" */
+    }
+    memcpy(out, prefix, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms % 1000 / 100);
+    out[21] = (char)('0' + ms % 100 / 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = '\0';
+}
+
 void log_write(int level, const char *fmt, ...)
 {
     char ts[32], msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int len = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    time_format_local(time_now_ms(), ts, sizeof(ts));
+    stamp(ts);
 
-    struct buf b = BUF_INIT;
-    if (log_json) {
-        buf_addf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, names[level]);
-        for (const char *p = msg; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_addf(&b, "\\%c", *p);
-            else if ((unsigned char)*p < 0x20)
-                buf_addf(&b, "\\u%04x", *p);
-            else
-                buf_addc(&b, *p);
-        }
-        buf_adds(&b, "\"}\n");
-    } else {
-        buf_addf(&b, "%s %s %s\n", ts, names[level], msg);
+    if (!log_json) { /* one writev: no copy */
+        size_t n = len < 0 ? 0 : (size_t)len < sizeof(msg) ? (size_t)len : sizeof(msg) - 1;
+        struct iovec iov[] = {{ts, 23}, {" ", 1}, {(void *)names[level], strlen(names[level])},
+                              {" ", 1}, {msg, n}, {"\n", 1}};
+        ssize_t rc = writev(STDERR_FILENO, iov, ARRAY_SIZE(iov));
+        (void)rc;
+        return;
     }
+    struct buf b = BUF_INIT;
+    buf_addf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, names[level]);
+    for (const char *p = msg; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_addf(&b, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20)
+            buf_addf(&b, "\\u%04x", *p);
+        else
+            buf_addc(&b, *p);
+    }
+    buf_adds(&b, "\"}\n");
     ssize_t rc = write(STDERR_FILENO, b.data, b.len);
     (void)rc;
     buf_release(&b);
