@@ -104,6 +104,16 @@ static int server_bind(struct server *s, const char *listen, const char *host, i
     }
     freeaddrinfo(ai);
     s->listen_fd = fd;
+    struct sockaddr_storage ss; /* port 0: the one the kernel chose, for the log and status */
+    socklen_t sl = sizeof(ss);
+    int bound = port;
+    if (!rc && port == 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    if (!rc)
+        s->listen = bound == port       ? xstrdup(listen)
+                    : strchr(host, ':') ? xasprintf("[%s]:%d", host, bound)
+                                        : xasprintf("%s:%d", host, bound);
     return rc;
 }
 
@@ -847,7 +857,6 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
     router_set_uploads(s->router, s->uploads);
     router_set_cookie_auth(s->router, session_auth);
     evhttp_set_timeout(s->http, 3700); /* longer than the longest wait */
-    s->listen = xstrdup(o->listen);
     s->warnings = json_array();
     if (o->tls_cert) {
         if ((rc = server_listen_tls(s, o, e))) return rc;
@@ -870,7 +879,7 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
     char db[512];
     store_uri_redact(o->db, db, sizeof(db));
     log_info("drover %s serving on %s://%s (store %s%s, objects %s)", DROVER_VERSION,
-             s->tls ? "https" : "http", o->listen, db, o->sync_full ? ", sync full" : "",
+             s->tls ? "https" : "http", s->listen, db, o->sync_full ? ", sync full" : "",
              o->blobs);
     return 0;
 }

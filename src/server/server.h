@@ -52,7 +52,7 @@ struct server {
     struct accept_guard *accept_guard; /* pauses accepting when descriptors run out */
     struct tls_front *tls;             /* HTTPS in front of the listener (http/tls.h), or NULL */
     struct accept_guard *tls_guard;    /* the same guard on the TLS front's listener */
-    char *listen;                      /* --listen, for GET /v1/status */
+    char *listen;                      /* --listen as bound (port 0: the kernel's), GET /v1/status */
     json_t *warnings;                  /* what an operator should know (GET /v1/status) */
     struct event *drain_timer;
     int drain_ticks;

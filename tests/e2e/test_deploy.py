@@ -365,6 +365,30 @@ def test_a_notification_socket_nobody_reads_changes_nothing(tmp_path, procs):
     assert " warn " not in log and " error " not in log, log
 
 
+def test_port_zero_says_the_port_it_got(tmp_path, procs):
+    """--listen ADDR:0 lets the kernel choose the port: the log and GET /v1/status say which."""
+    p = start(procs, [BIN, "server", "--listen", "127.0.0.1:0", "--data", str(tmp_path / "data")],
+              dict(os.environ), tmp_path / "server.log")
+    found = {}
+
+    def serving():
+        assert p.poll() is None, "the server exited"
+        log = (tmp_path / "server.log").read_text()
+        m = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", log)
+        if m:
+            found["port"] = int(m.group(1))
+        return m
+    wait_for(serving, 20, "the server to say where it serves")
+    port = found["port"]
+    assert port != 0
+    token = (tmp_path / "data" / "admin.token").read_text().strip()
+    r = requests.get(f"http://127.0.0.1:{port}/v1/status",
+                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.status_code == 200 and r.json()["listen"] == f"127.0.0.1:{port}", r.text
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+
+
 # ---- the container image ----
 
 
