@@ -34,14 +34,21 @@ static bool listed(const pid_t *pids, size_t n, pid_t pid)
     return false;
 }
 
-/* A child that waits to be killed. */
+/* The write end is held by the test only: children read the other until it closes, so they
+   end with the test even if it dies before it kills them. */
+static int life[2] = {-1, -1};
+
+/* A child that waits to be killed (or for the test to end). */
 static pid_t sleeper(void)
 {
+    if (life[0] < 0) assert_int_equal(pipe(life), 0);
     pid_t p = fork();
     assert_true(p >= 0);
     if (p == 0) {
-        for (int i = 0; i < 600; i++) /* bounded: ten minutes at most */
-            sleep(1);
+        char c;
+        close(life[1]);
+        while (read(life[0], &c, 1) < 0 && errno == EINTR) {
+        }
         _exit(0);
     }
     return p;
