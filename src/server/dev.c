@@ -126,6 +126,15 @@ static int usage_error(void)
     return 2;
 }
 
+/* The server's URL for its agent: listen's address, or localhost for a certificate on
+   127.x (a certificate for this machine names it `localhost`, rarely 127.0.0.1). */
+static char *server_url(const struct server_opts *o, const char *listen)
+{
+    if (o->tls_cert && !strncmp(listen, "127.", 4) && strrchr(listen, ':'))
+        return xasprintf("https://localhost%s", strrchr(listen, ':'));
+    return xasprintf("%s://%s", o->tls_cert ? "https" : "http", listen);
+}
+
 int cmd_dev(int argc, char **argv)
 {
     /* argv split in two: the agent's options (above) and the server's, parsed as its own */
@@ -171,11 +180,7 @@ int cmd_dev(int argc, char **argv)
     work = xasprintf("%s/agent", o.data);
     /* the admin token the server writes (mode 0600): the agent reads it as --token-file */
     tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
-    /* a certificate for this machine names it `localhost`, rarely 127.0.0.1 */
-    if (o.tls_cert && !strncmp(o.listen, "127.", 4) && strrchr(o.listen, ':'))
-        url = xasprintf("https://localhost%s", strrchr(o.listen, ':'));
-    else
-        url = xasprintf("%s://%s", o.tls_cert ? "https" : "http", o.listen);
+    url = server_url(&o, o.listen);
     char slots[32];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
@@ -197,6 +202,11 @@ int cmd_dev(int argc, char **argv)
         rc = 1;
         server_release(&d.s);
         goto out;
+    }
+    if (strcmp(d.s.listen, o.listen)) { /* port 0: the agent goes where the server got */
+        free(url);
+        url = server_url(&o, d.s.listen);
+        aargv[2] = url;
     }
     d.stop = event_new(d.base, -1, 0, on_stop, &d);
     event_add(d.stop, NULL);

@@ -4,9 +4,12 @@ Each test starts `drover dev` on a free loopback port with a temporary data fold
 and stops it by its PID (SIGTERM: the agent drains, then the server stops).
 """
 import json
+import re
 import resource
 import socket
 import subprocess
+
+import requests
 
 from agentutil import wait_job
 from conftest import BIN, Server, free_port, ok, submitted, wait_for
@@ -48,6 +51,38 @@ def test_dev_takes_server_and_agent_options(tmp_path):
         assert probe["listeners"] == 0
     finally:
         assert dev.stop() == 0, dev.read_log()
+
+
+def test_dev_on_port_zero_runs_jobs(tmp_path):
+    """--listen ADDR:0: the server takes a free port, says which, and its agent goes there."""
+    data = tmp_path / "data"
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([BIN, "dev", "--listen", "127.0.0.1:0", "--data", str(data)],
+                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        found = {}
+
+        def said():
+            assert p.poll() is None, log.read_text()
+            m = re.search(r"server on http://127\.0\.0\.1:(\d+), agent", log.read_text())
+            if m:
+                found["port"] = int(m.group(1))
+            return m
+        wait_for(said, 20, "drover dev to say where its server is")
+        assert found["port"] != 0
+        api = requests.Session()
+        api.headers["Authorization"] = "Bearer " + (data / "admin.token").read_text().strip()
+        base = f"http://127.0.0.1:{found['port']}"
+        r = api.post(base + "/v1/jobs", json={"command": {"argv": ["echo", "zero"]}}, timeout=10)
+        assert r.status_code == 201, r.text
+        job = r.json()["id"]
+        r = api.get(f"{base}/v1/jobs/{job}/wait", params={"timeout": 30}, timeout=40)
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+        assert r.json()["result"]["stdout"] == "zero\n"
+    finally:
+        p.terminate()
+        assert p.wait(timeout=30) == 0, log.read_text()
 
 
 def run_dev(*args):
