@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,19 @@ static void children_parse(const char *p, pid_t **out, size_t *n, size_t *cap)
     }
 }
 
+/* Appends what fd holds from offset 0 (pread: a file kept open is read anew), until its end,
+   an error, or at least `max` bytes. */
+static void read_whole(int fd, struct buf *b, size_t max)
+{
+    char chunk[4096];
+    ssize_t r;
+    while (b->len < max && (r = pread(fd, chunk, sizeof(chunk), (off_t)b->len)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) break;
+        buf_add(b, chunk, (size_t)r);
+    }
+}
+
 size_t proc_children(pid_t pid, pid_t **out)
 {
     static int have_files = -1; /* CONFIG_PROC_CHILDREN */
@@ -143,13 +157,7 @@ size_t proc_children(pid_t pid, pid_t **out)
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue; /* the thread ended meanwhile */
         buf_reset(&text);
-        char chunk[4096];
-        ssize_t r;
-        while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) break;
-            buf_add(&text, chunk, (size_t)r);
-        }
+        read_whole(fd, &text, SIZE_MAX);
         close(fd);
         children_parse(buf_str(&text), out, &n, &cap);
     }
@@ -169,15 +177,8 @@ size_t proc_orphans_home(pid_t **out)
     if (fd < 0) return proc_children(getpid(), out);
     size_t n = 0, cap = 0;
     struct buf text = BUF_INIT;
-    char chunk[4096];
-    ssize_t r;
     *out = NULL;
-    /* a read from offset 0 lists the children anew */
-    while ((r = pread(fd, chunk, sizeof(chunk), (off_t)text.len)) != 0) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) break;
-        buf_add(&text, chunk, (size_t)r);
-    }
+    read_whole(fd, &text, SIZE_MAX); /* from offset 0: the children listed anew */
     children_parse(buf_str(&text), out, &n, &cap);
     buf_release(&text);
     return n;
@@ -185,17 +186,12 @@ size_t proc_orphans_home(pid_t **out)
 
 bool proc_job_env(pid_t pid, char id[UUID_STR_LEN], int *attempt)
 {
-    char path[64], chunk[16384];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     struct buf env = BUF_INIT;
-    ssize_t r;
-    while (env.len < PROC_ENV_MAX && (r = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) break;
-        buf_add(&env, chunk, (size_t)r);
-    }
+    read_whole(fd, &env, PROC_ENV_MAX);
     close(fd);
     bool have_id = false, have_attempt = false;
     for (size_t off = 0; off < env.len;) {

@@ -159,29 +159,30 @@ int array_items_check(const json_t *spec, const json_t *items, const char *field
     const json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
     size_t i, k;
     const json_t *item, *arg;
-    json_array_foreach(args, k, arg) {
-        const char *v = json_string_value(json_object_get(arg, "value"));
-        const char *type = json_string_value(json_object_get(arg, "type"));
-        if (!v || !type || !strstr(v, "{{item}}")) continue; /* an index keeps a value valid */
-        json_array_foreach(items, i, item) {
-            char index[24];
-            snprintf(index, sizeof(index), "%zu", i);
-            char *text = array_item_text(item);
+    int rc = 0;
+    json_array_foreach(items, i, item) {
+        char index[24], *text = NULL;
+        snprintf(index, sizeof(index), "%zu", i);
+        json_array_foreach(args, k, arg) {
+            const char *v = json_string_value(json_object_get(arg, "value"));
+            const char *type = json_string_value(json_object_get(arg, "type"));
+            if (!v || !type || !strstr(v, "{{item}}")) continue; /* an index keeps it valid */
+            if (!text) text = array_item_text(item);
             char *f = array_fill(v, index, text);
-            free(text);
             const char *why = NULL;
-            bool ok = spec_arg_value_valid(type, f, &why);
-            if (!ok) {
+            if (!spec_arg_value_valid(type, f, &why)) {
                 char *name = indexed ? xasprintf("%s[%zu]", field, i) : xstrdup(field);
-                err_field(e, ERR_INVALID, name,
-                          "%s: task %zu's item makes command.arguments[%zu].value '%.200s%s', "
-                          "which is not valid: %s",
-                          name, i, k, f, strlen(f) > 200 ? "..." : "", why);
+                rc = err_field(e, ERR_INVALID, name,
+                               "%s: task %zu's item makes command.arguments[%zu].value "
+                               "'%.200s%s', which is not valid: %s",
+                               name, i, k, f, strlen(f) > 200 ? "..." : "", why);
                 free(name);
             }
             free(f);
-            if (!ok) return ERR_INVALID;
+            if (rc) break;
         }
+        free(text);
+        if (rc) return rc;
     }
     return 0;
 }

@@ -251,14 +251,24 @@ bool spec_uri_valid(const char *uri, bool prefix, const char **why)
     return no(why, "the uri must start with s3://, http://, https:// or file:///");
 }
 
+/* Where a job writes (outputs, prefixes): what a http(s) url cannot be. */
+#define WRITABLE_URI "an s3:// or file:/// uri: http(s) urls can only be read"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static bool http_url(const char *s)
+{
+    return starts(s, "http://") || starts(s, "https://");
+}
+
 bool spec_arg_value_valid(const char *type, const char *value, const char **why)
 {
     if (!strcmp(type, "parameter"))
         return strlen(value) <= SPEC_MAX_STRING ||
-               no(why, "a parameter's value must be at most 65536 bytes");
+               no(why, "a parameter's value must be at most " STR(SPEC_MAX_STRING) " bytes");
     if (!spec_uri_valid(value, false, why)) return false;
-    if (!strcmp(type, "output") && (starts(value, "http://") || starts(value, "https://")))
-        return no(why, "an output must be an s3:// or file:/// uri: http(s) urls can only be read");
+    if (!strcmp(type, "output") && http_url(value))
+        return no(why, "an output must be " WRITABLE_URI);
     return true;
 }
 
@@ -273,9 +283,8 @@ static int check_uri(struct ctx *c, json_t *v, enum uri_use use)
     const char *s = json_string_value(v);
     if (!spec_uri_valid(s, use == URI_PREFIX, &why))
         return fail(c, "must be a valid %s: %s", use == URI_PREFIX ? "uri prefix" : "uri", why);
-    if (use != URI_READ && (starts(s, "http://") || starts(s, "https://")))
-        return fail(c, "must be an s3:// or file:/// uri: http(s) urls can only be read%s",
-                    use == URI_PREFIX ? ", not listed" : "");
+    if (use != URI_READ && http_url(s))
+        return fail(c, "must be " WRITABLE_URI "%s", use == URI_PREFIX ? ", not listed" : "");
     return 0;
 }
 
