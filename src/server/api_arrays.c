@@ -104,9 +104,9 @@ static int arr_write(struct store *st, void *arg, struct err *e)
     if (!rc) rc = store_array_insert(st, &op->rec, e);
     if (!rc) rc = store_event_array(st, &op->rec, ARRAY_SUBMITTED, e);
     if (rc || !op->max_queued) return rc;
-    /* its tasks count against the tenant's max_queued as jobs would (store_tenant_count
+    /* its tasks count against the tenant's max_queued as jobs would (store_tenant_waiting
        counts the arrays' tasks not handed out yet, this one's too) */
-    rc = store_tenant_count(st, op->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &op->queued, e);
+    rc = store_tenant_waiting(st, op->tenant, &op->queued, e);
     if (rc || op->queued <= op->max_queued) return rc;
     return err_field(e, ERR_QUOTA, "max_queued",
                      "tenant '%s' may have at most %d queued jobs (max_queued); it has %lld, "

@@ -208,8 +208,7 @@ static int submit_write(struct store *st, void *arg, struct err *e)
         return rc;
     /* Counted with the new jobs, in their transaction: concurrent submissions of a tenant
        cannot pass the limit together (the writer is one thread; PostgreSQL: one server). */
-    rc = store_tenant_count(st, sb->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &sb->queued,
-                                e);
+    rc = store_tenant_waiting(st, sb->tenant, &sb->queued, e);
     if (rc || sb->queued <= sb->max_queued)
         return rc;
     return err_field(e, ERR_QUOTA, "max_queued",
@@ -750,8 +749,7 @@ static int bulk_quota(struct bulk *b, struct store *st, size_t i, size_t *seen, 
     if (k < *nseen) {
         queued[k]++;
     } else {
-        int rc = store_tenant_count(st, b->tenants[i], 1u << JOB_QUEUED | 1u << JOB_BLOCKED,
-                                    &queued[k], e);
+        int rc = store_tenant_waiting(st, b->tenants[i], &queued[k], e);
         if (rc) return rc;
         queued[k]++; /* and job i */
         seen[(*nseen)++] = i;
@@ -950,7 +948,7 @@ static int retry_write(struct store *st, void *arg, struct err *e)
     if (rc || !c->max_queued)
         return rc;
     /* queued again: it counts against its tenant's max_queued, as a new job would */
-    rc = store_tenant_count(st, c->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &c->queued, e);
+    rc = store_tenant_waiting(st, c->tenant, &c->queued, e);
     if (rc || c->queued <= c->max_queued)
         return rc;
     job_release(&c->job); /* undone with the savepoint */

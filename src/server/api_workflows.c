@@ -120,9 +120,7 @@ int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e)
     if (rc || !ws->max_queued) return rc;
     /* the tenant's waiting jobs (blocked nodes too), counted with these as a submission's are */
     int64_t queued;
-    if ((rc = store_tenant_count(st, ws->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued,
-                                 e)))
-        return rc;
+    if ((rc = store_tenant_waiting(st, ws->tenant, &queued, e))) return rc;
     if (queued > ws->max_queued)
         return err_field(e, ERR_QUOTA, "max_queued",
                          "tenant '%s' may have at most %d queued jobs (max_queued); it has "

@@ -162,8 +162,7 @@ int api_tenants_list(struct http_req *r)
         const struct tenant_rec *t = it->value;
         int64_t queued = -1;
         struct err e = ERR_INIT;
-        if (store_tenant_count(s->reads, t->name, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued,
-                               &e)) {
+        if (store_tenant_waiting(s->reads, t->name, &queued, &e)) {
             json_decref(arr);
             http_reply_err(r, &e);
             return HTTP_DONE;

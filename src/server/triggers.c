@@ -340,8 +340,7 @@ int triggers_submit_write(struct store *st, int64_t fire, struct trigger_submit 
     if (ts->use.name[0] && (rc = services_recheck(st, &ts->use, e))) return rc;
     if ((rc = store_job_insert(st, &ts->job, e)) || !ts->max_queued) return rc;
     int64_t queued;
-    if ((rc = store_tenant_count(st, ts->tenant, 1u << JOB_QUEUED | 1u << JOB_BLOCKED, &queued, e)))
-        return rc;
+    if ((rc = store_tenant_waiting(st, ts->tenant, &queued, e))) return rc;
     if (queued > ts->max_queued)
         return err_field(e, ERR_QUOTA, "max_queued",
                          "tenant '%s' may have at most %d queued jobs (max_queued)", ts->tenant,

@@ -1812,11 +1812,13 @@ int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant
     return st->ops->tenant_scan(st, fn, arg, e);
 }
 
-int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
-                       struct err *e)
+/* the backends' queries read "waiting" as state < 2 */
+_Static_assert(JOB_BLOCKED == 0 && JOB_QUEUED == 1, "blocked and queued come first");
+
+int store_tenant_waiting(struct store *st, const char *tenant, int64_t *n, struct err *e)
 {
-    int rc = st->ops->tenant_count(st, tenant, states, n, e);
-    if (rc || !(states & (1u << JOB_QUEUED))) return rc;
+    int rc = st->ops->tenant_waiting(st, tenant, n, e);
+    if (rc) return rc;
     int64_t open = 0; /* arrays' tasks not handed out yet: queued, without rows of their own */
     rc = st->ops->array_open(st, tenant, &open, e);
     *n += open;

@@ -470,10 +470,9 @@ int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e
 /* Calls fn for every tenant with limits of its own, by name; fn's non-zero return stops it. */
 int store_tenant_scan(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
                       void *arg, struct err *e);
-/* How many of the tenant's jobs are in `states` (a mask of 1 << state); with queued, the
-   tasks its arrays have not handed out yet count too (store.h "Job arrays"). */
-int store_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
-                       struct err *e);
+/* How many of the tenant's jobs wait (blocked or queued: what max_queued limits), the tasks
+   its arrays have not handed out yet included (store.h "Job arrays"). */
+int store_tenant_waiting(struct store *st, const char *tenant, int64_t *n, struct err *e);
 
 /*
  * Paused queues (POST /v1/queues/{name}/pause): no job of a paused queue is leased. Pausing

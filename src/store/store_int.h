@@ -131,8 +131,7 @@ struct store_ops {
     int (*tenant_put)(struct store *st, const struct tenant_rec *t, struct err *e);
     int (*tenant_scan)(struct store *st, int (*fn)(void *arg, const struct tenant_rec *t),
                        void *arg, struct err *e);
-    int (*tenant_count)(struct store *st, const char *tenant, unsigned states, int64_t *n,
-                        struct err *e);
+    int (*tenant_waiting)(struct store *st, const char *tenant, int64_t *n, struct err *e);
     /* the row of a paused queue made (paused) or deleted; *changed when it was not so */
     int (*queue_pause)(struct store *st, const char *queue, bool paused, const char *by,
                        int64_t now_ms, bool *changed, struct err *e);

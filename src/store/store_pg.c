@@ -105,8 +105,7 @@ enum stmt_id {
     S_TOKEN_SET_TENANT,
     S_TENANT_PUT,
     S_TENANT_SCAN,
-    S_TENANT_COUNT,
-    S_TENANT_COUNT_LIVE,
+    S_TENANT_WAITING,
     S_QUEUE_PAUSE,
     S_QUEUE_RESUME,
     S_QUEUE_PAUSED,
@@ -513,11 +512,9 @@ static const char *const stmt_sql[S_COUNT] = {
                      "max_running = excluded.max_running, max_queued = excluded.max_queued, "
                      "weight = excluded.weight",
     [S_TENANT_SCAN] = "SELECT name, max_running, max_queued, weight FROM tenants ORDER BY name",
-    [S_TENANT_COUNT] = "SELECT count(*) FROM jobs WHERE tenant = $1 "
-                       "AND state = ANY($2::integer[])",
-    /* (jobs_tenant_live) */
-    [S_TENANT_COUNT_LIVE] = "SELECT count(*) FROM jobs WHERE tenant = $1 AND end_state IS NULL "
-                            "AND state = ANY($2::integer[])",
+    /* blocked or queued (jobs_tenant_live) */
+    [S_TENANT_WAITING] = "SELECT count(*) FROM jobs WHERE tenant = $1 AND end_state IS NULL "
+                         "AND state < 2",
 };
 
 /* A job read by store_job_prefetch, until the op's savepoint ends or another write. */
@@ -3600,14 +3597,11 @@ static int pg_tenant_scan(struct store *st, int (*fn)(void *arg, const struct te
     return rc;
 }
 
-static int pg_tenant_count(struct store *st, const char *tenant, unsigned states, int64_t *n,
-                           struct err *e)
+static int pg_tenant_waiting(struct store *st, const char *tenant, int64_t *n, struct err *e)
 {
     struct params p = {0};
     p_text(&p, tenant);
-    p_states(&p, states);
-    return count_one(pg(st), (states & ~LIVE_STATES) ? S_TENANT_COUNT : S_TENANT_COUNT_LIVE, &p,
-                     n, e, "counting a tenant's jobs");
+    return count_one(pg(st), S_TENANT_WAITING, &p, n, e, "counting a tenant's jobs");
 }
 
 static int pg_queue_pause(struct store *st, const char *queue, bool paused, const char *by,
@@ -3925,7 +3919,7 @@ const struct store_ops store_pg_ops = {
     .token_set_tenant = pg_token_set_tenant,
     .tenant_put = pg_tenant_put,
     .tenant_scan = pg_tenant_scan,
-    .tenant_count = pg_tenant_count,
+    .tenant_waiting = pg_tenant_waiting,
     .queue_pause = pg_queue_pause,
     .queue_limit = pg_queue_limit,
     .queue_limits = pg_queue_limits,

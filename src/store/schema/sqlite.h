@@ -200,6 +200,12 @@ static const char *const sqlite_migrations[] = {
        from before) and how it enforces resource limits (JSON, as it registered; NULL: unsaid) */
     "ALTER TABLE agents ADD COLUMN runtimes INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE agents ADD COLUMN limits TEXT;",
+    /* 25: a tenant's jobs are only counted while they wait (blocked or queued: max_queued),
+       so only waiting jobs are indexed by tenant: a lease takes its job out of the index,
+       and its start and finish write no entry of it (with (tenant, state) each of the
+       three moved the job's entry: ~13 % of the WAL written per job) */
+    "DROP INDEX jobs_tenant_state;"
+    "CREATE INDEX jobs_tenant_waiting ON jobs (tenant) WHERE state < 2;",
 };
 
 #endif
