@@ -159,6 +159,12 @@ int array_items_check(const json_t *spec, const json_t *items, const char *field
     const json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
     size_t i, k;
     const json_t *item, *arg;
+    bool templated = false; /* an index keeps a value valid: only {{item}} needs the items */
+    json_array_foreach(args, k, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        templated |= v && strstr(v, "{{item}}");
+    }
+    if (!templated) return 0;
     int rc = 0;
     json_array_foreach(items, i, item) {
         char index[24], *text = NULL;
@@ -166,7 +172,7 @@ int array_items_check(const json_t *spec, const json_t *items, const char *field
         json_array_foreach(args, k, arg) {
             const char *v = json_string_value(json_object_get(arg, "value"));
             const char *type = json_string_value(json_object_get(arg, "type"));
-            if (!v || !type || !strstr(v, "{{item}}")) continue; /* an index keeps it valid */
+            if (!v || !type || !strstr(v, "{{item}}")) continue;
             if (!text) text = array_item_text(item);
             char *f = array_fill(v, index, text);
             const char *why = NULL;
