@@ -8,7 +8,11 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-#define CKPT_PAGES 1000           /* SQLite's own threshold (wal_autocheckpoint) */
+/* A page rewritten by many commits (the tails of the jobs, events and index b-trees) is copied
+   to the database once per checkpoint: every 4,000 pages the checkpointer's CPU per durable
+   submit is ~45 % less than every 1,000 (SQLite's wal_autocheckpoint); the WAL grows to ~16 MiB
+   between checkpoints, one segment of its index (4,096 frames) for readers to search. */
+#define CKPT_PAGES 4000
 #define CKPT_BACKSTOP_PAGES 16000 /* past this the committing connection checkpoints itself */
 
 struct sqlite_ckpt {

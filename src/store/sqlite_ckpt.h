@@ -5,7 +5,7 @@
  * pages: the group-commit writer then copied pages into the database file
  * (and, with synchronous FULL or NORMAL, synced it) instead of committing the
  * next batch. sqlite_ckpt_start() takes that over for a connection: after a
- * commit that leaves the WAL at 1,000 pages or more it wakes a thread that runs
+ * commit that leaves the WAL at 4,000 pages or more it wakes a thread that runs
  * a PASSIVE checkpoint on a connection of its own (beside the writer, which it
  * never blocks). Should that thread fall far behind (16,000 pages), the
  * committing connection checkpoints itself, as before.
