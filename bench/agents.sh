@@ -22,8 +22,8 @@
 #
 # (a) runs in ROUNDS rounds (3): a spawner run, then drover's, then the next spawner run
 # and so on, each drover round set beside the mean of the spawner runs around it; the
-# figure is the median round's (one round alone moved by +-5 % here with the machine's
-# speed, which the spawner runs minutes away did not see).
+# figure is the median round's (one round alone moved by up to +-10 % here with the
+# machine's speed, which the spawner runs minutes away did not see).
 #
 # Prints a markdown report on stdout (progress goes to stderr); the report is yours to
 # copy to bench/RESULTS.md. Environment knobs: JOBS (20000), ROUNDS (3), LAT_JOBS (1000),
