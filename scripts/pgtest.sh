@@ -26,8 +26,9 @@ dir=${2:-}
 [ -n "$dir" ] && [ -d "$dir" ] || { echo "usage: $0 start|stop|halt|resume DIR (an existing folder)" >&2; exit 2; }
 dir=$(cd "$dir" && pwd)
 
+# (from /: the caller's folder may be closed to postgres; every path here is absolute)
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 case "$cmd" in
