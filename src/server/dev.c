@@ -180,7 +180,7 @@ int cmd_dev(int argc, char **argv)
     work = xasprintf("%s/agent", o.data);
     /* the admin token the server writes (mode 0600): the agent reads it as --token-file */
     tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
-    url = server_url(&o, o.listen);
+    url = server_url(&o, o.listen); /* for the options check; made again once bound */
     char slots[32];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
@@ -203,11 +203,8 @@ int cmd_dev(int argc, char **argv)
         server_release(&d.s);
         goto out;
     }
-    if (strcmp(d.s.listen, o.listen)) { /* port 0: the agent goes where the server got */
-        free(url);
-        url = server_url(&o, d.s.listen);
-        aargv[2] = url;
-    }
+    free(url); /* where the server got (port 0: the kernel's choice) */
+    url = aargv[2] = server_url(&o, d.s.listen);
     d.stop = event_new(d.base, -1, 0, on_stop, &d);
     event_add(d.stop, NULL);
     /* The thread inherits the mask: block everything around its start, so that no signal
