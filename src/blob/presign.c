@@ -153,11 +153,12 @@ int presign_check(const void *secret, size_t secret_len, const char *method, con
                  e);
 }
 
-/* A decimal of 1..18 digits (so it fits an int64_t); -1 otherwise. */
+/* A decimal of 1..18 digits (so it fits an int64_t) as presign_make writes it, without
+   leading zeros (one URL per grant); -1 otherwise. */
 static int64_t parse_seconds(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 18 || strspn(s, "0123456789") != n) return -1;
+    if (n == 0 || n > 18 || strspn(s, "0123456789") != n || (n > 1 && s[0] == '0')) return -1;
     int64_t v = 0;
     for (size_t i = 0; i < n; i++)
         v = v * 10 + (s[i] - '0');

@@ -133,6 +133,17 @@ static void test_tampered_expiry(void **state)
              (long long)NOW + 61, sig);
     denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), &e,
            "bad signature");
+    err_clear(&e);
+    /* the same expiry written with a leading zero is not the URL that was signed */
+    snprintf(query, sizeof(query), "X-Drover-Expires=0%lld&X-Drover-Signature=%s",
+             (long long)NOW + 60, sig);
+    denied(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e), &e,
+           "bad signature");
+    err_clear(&e);
+    snprintf(query, sizeof(query), "X-Drover-Expires=%lld&X-Drover-Signature=%s",
+             (long long)NOW + 60, sig);
+    assert_int_equal(presign_check_query(SECRET, SECRET_LEN, "GET", "bk", KEY, query, NOW, NULL, &e),
+                     0);
 }
 
 static void test_wrong_method(void **state)
