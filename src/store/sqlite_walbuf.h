@@ -7,7 +7,9 @@
  * in a buffer and written at once when the transaction's commit frame has been written (and
  * before any other call that needs them in the file: read, sync, size, truncate, close), so
  * that a commit is in the file, or has failed with SQLite's error, before SQLite makes it
- * visible to readers. Every other file goes to the default VFS untouched.
+ * visible to readers. The database file's calls pass through (its memory barrier, which comes
+ * before a commit is made visible, also sends what its WAL may still hold: a backstop);
+ * every other file is the default VFS's own.
  */
 #ifndef DROVER_STORE_SQLITE_WALBUF_H
 #define DROVER_STORE_SQLITE_WALBUF_H

@@ -642,14 +642,15 @@ static void sqlite_close(struct store *st)
     free(s);
 }
 
+static bool walbuf_ok; /* the writer's VFS is registered (sqlite_walbuf.h) */
+
 /*
  * SQLite's memory statistics (on by default) take a global mutex around every
  * allocation it makes: ~3 % of the writer thread in batches of 1,000. drover
  * reads none of them. Only possible before SQLite initialises (else
- * SQLITE_MISUSE, and the statistics stay on: harmless).
+ * SQLITE_MISUSE, and the statistics stay on: harmless); the VFS's registration
+ * initialises it, so it comes after.
  */
-static bool walbuf_ok; /* the writer's VFS is registered */
-
 static void sqlite_setup(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
