@@ -45,7 +45,8 @@ struct wfile {
     sqlite3_int64 off;
     int len;
     bool commit_next;    /* the last write was a commit frame's header */
-    bool committed;      /* a commit frame was sent: writes before commit_end go straight out */
+    /* where the commit frame this handle sent last ends, until the next transaction's first
+       write (0: none): writes before it, but at offset 0, go straight out */
     sqlite3_int64 commit_end;
 };
 
@@ -58,6 +59,9 @@ static sqlite3_io_methods wal_methods;
 #define REAL(f) (((struct wfile *)(f))->real)
 #define RM(f) (REAL(f)->pMethods)
 
+/* Writes what is gathered. What is gathered is always of the transaction being written (a
+   commit is sent at its commit frame): a failed send fails that transaction, which SQLite
+   then rolls back, so its bytes are dropped (kept, the barrier would try them again). */
 static int send(struct wfile *w)
 {
     if (!w->len)
@@ -89,20 +93,17 @@ static int gather(struct wfile *w, const void *p, int n, sqlite3_int64 ofs)
 static int wal_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 ofs)
 {
     struct wfile *w = (struct wfile *)f;
-    if (w->committed) {
-        if (ofs != 0 && ofs < w->commit_end)
-            return RM(w)->xWrite(w->real, p, n, ofs);
-        w->committed = false; /* the next transaction */
-    }
+    if (ofs != 0 && ofs < w->commit_end) /* the last commit's checksums, rewritten */
+        return RM(w)->xWrite(w->real, p, n, ofs);
+    w->commit_end = 0; /* the next transaction */
     const unsigned char *b = p;
     bool commit_header = n == FRAME_HEADER && (b[4] | b[5] | b[6] | b[7]);
     int rc = gather(w, p, n, ofs);
     if (!rc && w->commit_next && !commit_header) { /* the commit frame's page */
-        rc = send(w);
-        w->committed = rc == SQLITE_OK; /* else SQLite rolls the transaction back */
-        w->commit_end = ofs + n;
-        if (w->committed)
+        if ((rc = send(w)) == SQLITE_OK) { /* else SQLite rolls the transaction back */
+            w->commit_end = ofs + n;
             __atomic_add_fetch(&n_commits, 1, __ATOMIC_RELAXED);
+        }
     }
     w->commit_next = commit_header && !rc;
     return rc;
@@ -163,8 +164,10 @@ static void file_barrier(sqlite3_file *f)
     struct wfile *w = (struct wfile *)f;
     if (w->wal && w->wal->len) {
         __atomic_add_fetch(&n_backstops, 1, __ATOMIC_RELAXED);
-        if (send(w->wal) != SQLITE_OK)
-            die("cannot write the store's WAL before a commit becomes visible");
+        int len = w->wal->len, rc = send(w->wal);
+        if (rc != SQLITE_OK)
+            die("cannot write %d bytes of the store's WAL before a commit becomes visible: %s",
+                len, sqlite3_errstr(rc));
     }
     RM(f)->xShmBarrier(REAL(f));
 }
