@@ -431,15 +431,17 @@ function jobView(id) {
   let logCtl = null;
   let closed = false;
 
-  const follow = async () => {
+  let logAttempt = 0; /* the attempt the log is pinned to (after a retry), or 0: the latest */
+  const follow = async (attempt = 0) => {
     if (logCtl) logCtl.abort();
     const ctl = new AbortController();
     logCtl = ctl;
+    logAttempt = attempt;
     clear(pre);
     logState.textContent = 'following…';
     let kept = 0;
     try {
-      const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/log${q({stream: streamSel.value, follow: 1})}`,
+      const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/log${q({stream: streamSel.value, follow: 1, attempt: attempt || undefined})}`,
         {credentials: 'same-origin', signal: ctl.signal});
       if (!r.ok) {
         let msg = `HTTP ${r.status}`;
@@ -467,7 +469,7 @@ function jobView(id) {
       if (!ctl.signal.aborted) logState.textContent = e.message;
     }
   };
-  streamSel.addEventListener('change', follow);
+  streamSel.addEventListener('change', () => follow(logAttempt));
 
   const presign = async (uri) => {
     if (presigned.has(uri)) return presigned.get(uri);
@@ -494,7 +496,8 @@ function jobView(id) {
       job = await api('POST', `/v1/jobs/${encodeURIComponent(id)}/retry`);
       toast('Queued again.');
       render();
-      follow(); /* the log of the new attempt */
+      /* the log of the new attempt alone (the job may not have started it yet) */
+      follow(job.attempt + 1);
     } catch (e) {
       toast(e.message, true);
       btn.disabled = false;
@@ -610,7 +613,9 @@ function jobView(id) {
       if (ev.job !== job.id) return;
       live.push(ev);
       refresh();
-      /* A retried job's log starts again with the new attempt: follow=1 goes on through it. */
+      /* A retried job's log starts again with the new attempt: follow=1 goes on through it.
+         Pinned to an attempt (a retry from this page), a later one is followed from its start. */
+      if (logAttempt && ev.attempt > logAttempt) follow();
     },
     destroy: () => { closed = true; refresh.cancel(); if (logCtl) logCtl.abort(); },
   };

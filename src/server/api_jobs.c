@@ -1026,10 +1026,14 @@ int api_jobs_log(struct http_req *r)
         };
         return archived_or_err(r, &e, true, &aq);
     }
-    if (attempt > j.attempt) {
+    /* followed, the attempt a queued (or blocked) job runs next may be waited for */
+    bool next = follow && attempt == (long)j.attempt + 1 &&
+                (j.state == JOB_QUEUED || j.state == JOB_BLOCKED);
+    if (attempt > j.attempt && !next) {
         err_field(&e, ERR_NOTFOUND, "attempt",
-                  "job '%s' has no attempt %ld: it has run %d attempt%s so far", j.id, attempt,
-                  j.attempt, j.attempt == 1 ? "" : "s");
+                  "job '%s' has no attempt %ld: it has run %d attempt%s so far%s", j.id, attempt,
+                  j.attempt, j.attempt == 1 ? "" : "s",
+                  follow && attempt == (long)j.attempt + 1 ? ", and it will not run again" : "");
         job_release(&j);
         http_reply_err(r, &e);
         return HTTP_DONE;

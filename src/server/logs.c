@@ -13,7 +13,7 @@
  * stays once it has caught up; logs_notify() (after reports commit, or when
  * the job changes) sends what is new. A followed log goes on through the
  * job's retries and ends with the job; one pinned to an attempt ends with
- * that attempt.
+ * that attempt (pinned to the attempt a queued job runs next, it waits for it).
  *
  * Invariant: `sending` is true exactly while a chunk of ours is on its way;
  * pump() does nothing then, and the chunk's sent callback pumps again.
@@ -97,6 +97,8 @@ static void on_sent(struct evhttp_connection *evcon, void *arg)
 static bool reader_done(const struct reader *rd, const struct job *j)
 {
     if (!rd->follow) return true;
+    if (rd->pinned && j->attempt < rd->attempt) /* the next one, not begun: until it will not */
+        return j->state != JOB_QUEUED && j->state != JOB_BLOCKED;
     if (rd->pinned) /* that attempt is over: a later one began, or the job is not running */
         return j->attempt > rd->attempt || (j->state != JOB_LEASED && j->state != JOB_RUNNING);
     return job_state_terminal(j->state) && rd->attempt >= j->attempt;

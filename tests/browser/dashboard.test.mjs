@@ -416,7 +416,11 @@ describe('dashboard', () => {
     await page.click('#arr-retry');
     await page.waitForFunction(() => [...document.querySelectorAll('#arr-grid a.cell[data-state="succeeded"]')]
       .map((c) => c.dataset.index).join() === '2,3', null, {timeout: 10000});
-    api_ = await states();
+    /* the page follows the events; the API's listing says the same */
+    await until('the API to list tasks 2 and 3 succeeded', async () => {
+      api_ = await states();
+      return api_[2] === 'succeeded' && api_[3] === 'succeeded';
+    }, 10000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(api_)}`); });
     assert.deepEqual(api_, {...api_, 2: 'succeeded', 3: 'succeeded', 0: 'running', 1: 'running'});
     assert.deepEqual(await shown(), api_);
     await page.waitForFunction(() => document.querySelector('#arr-counts li[data-state="cancelled"] .n')?.textContent === '6');
@@ -726,6 +730,8 @@ describe('dashboard', () => {
       await shot('trigger-edited');
     } finally {
       expected400.clear();
+      /* off its page first: a read of it the page has on the way would find it gone */
+      await page.goto(`${URL_}/#/triggers`);
       await api('DELETE', `/v1/triggers/${tid}`);
     }
   });

@@ -35,7 +35,8 @@ def test_dashboard_in_a_browser(server, make_agent, capsys):
     assert node, "node is missing: run scripts/deps.sh test"
     assert os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")), \
         "playwright-core is missing: run scripts/deps.sh test (npm ci in tests/browser)"
-    agent = make_agent(server, "dash-agent", "--slots", "4")
+    # at debug level: its log, shown when a test fails, tells each job's way through the agent
+    agent = make_agent(server, "dash-agent", "--slots", "4", "--log-level", "debug")
     shots = os.environ.get("DROVER_SCREENSHOTS") or tempfile.mkdtemp(prefix="drover-dashboard-")
     env = dict(os.environ, DROVER_URL=server.url, DROVER_TOKEN=server.admin_token,
                DROVER_AGENT=agent.name, DROVER_SHOTS=shots)
@@ -45,7 +46,8 @@ def test_dashboard_in_a_browser(server, make_agent, capsys):
     summary = [line for line in out.splitlines() if line.lstrip("ℹ ").startswith(("tests ", "pass ", "fail "))]
     with capsys.disabled():  # shown in scripts/test.sh's output, passed or not
         print(f"\nbrowser tests: {' · '.join(s.strip() for s in summary)}; screenshots in {shots}")
-    assert r.returncode == 0, out + "\n--- server log ---\n" + server.read_log()[-4000:]
+    assert r.returncode == 0, (out + "\n--- server log ---\n" + server.read_log()[-4000:]
+                               + "\n--- agent log ---\n" + agent.read_log()[-8000:])
     assert any(s.strip().endswith("fail 0") for s in summary), out
     pngs = sorted(f for f in os.listdir(shots) if f.endswith(".png"))
     for page in ("signin", "jobs", "job-running", "queues", "agents", "workflow", "workflows",

@@ -97,3 +97,32 @@ def test_cli_retry(server, make_agent):
     assert "not_found" in r.stderr or "not found" in r.stderr, r.stderr
     usage_error(server.run_cli("retry", "--queue", "q", cancelled), ["retry"])
     help_shown(server.run_cli("retry", "--help"), "retry")
+
+
+def test_follow_the_attempt_a_retried_job_runs_next(server, make_agent):
+    """GET /log?follow=1&attempt=N, N the attempt a queued job runs next: the answer waits for
+    it and holds its output alone (without attempt it would start with the last one's)."""
+    api = server.api()
+    w = make_agent(server, "retry-w5")
+    job = submit(server, command={"shell": 'echo "try $DROVER_ATTEMPT"; [ "$DROVER_ATTEMPT" -ge 2 ]'})
+    assert wait_job(server, job)["state"] == "failed"
+    w.stop()  # no agent: the retried job waits
+    assert api.post(f"/v1/jobs/{job}/retry").json()["state"] == "queued"
+    # not followed, or past the next one, or on a job that will not run again: no such attempt
+    r = api.get(f"/v1/jobs/{job}/log", params={"attempt": 2})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "attempt", r.text
+    r = api.get(f"/v1/jobs/{job}/log", params={"attempt": 3, "follow": 1})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "attempt", r.text
+    r = api.get(f"/v1/jobs/{job}/log", params={"attempt": 2, "follow": 1}, stream=True, timeout=30)
+    assert r.status_code == 200
+    make_agent(server, "retry-w6")
+    assert r.text == "try 2\n"  # the answer ended with the attempt
+    assert wait_job(server, job)["state"] == "succeeded"
+    r = api.get(f"/v1/jobs/{job}/log", params={"attempt": 3, "follow": 1})
+    assert r.status_code == 404 and "will not run again" in r.json()["error"]["message"], r.text
+    # cancelled while it waits for the next attempt: the answer ends, empty
+    other = submit(server, queue="nobody-serves", command={"shell": "echo never"})
+    r = api.get(f"/v1/jobs/{other}/log", params={"attempt": 1, "follow": 1}, stream=True, timeout=30)
+    assert r.status_code == 200
+    assert api.post(f"/v1/jobs/{other}/cancel").json()["state"] == "cancelled"
+    assert r.text == ""

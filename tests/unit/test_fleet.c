@@ -623,6 +623,46 @@ static void test_unknown_lease_read_before_cancel(void **state)
 }
 
 /*
+ * Several servers: a job submitted here that another server leased at once, its lease read
+ * back here before the submit's commit came back to this server. The submit's record is
+ * older than that lease: the lease stays the agent's (no cancel at its next poll here), and
+ * the job is no candidate here.
+ */
+static void test_own_commit_after_a_synced_lease(void **state)
+{
+    struct h *h = *state;
+    fleet_free(h->fleet);
+    h->fleet = new_fleet_of(h, true);
+    struct live_agent *a = register_agent(h, "w1", 4, "[\"default\"]");
+    struct job j[1], leased;
+    make_job(&j[0], "{\"command\": {\"program\": \"sleep\"}}", h->now);
+    struct submit_op op = {j, 1};
+    commit_submit(h->commit, submit_write, submit_done, &op);
+    commit_submit(h->commit, lease_write, lease_done, j[0].id); /* leased elsewhere */
+    pump(h);
+    stored(h, j[0].id, &leased);
+    fleet_job_synced(h->fleet, &leased); /* its event, read back first */
+    job_release(&leased);
+    fleet_job_changed(h->fleet, &j[0], false); /* then the submit's own commit */
+    assert_true(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 1);
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0);
+    agent_poll(h, a, &h->poll1, 3, json_pack("[{s:s, s:i}]", "job", j[0].id, "attempt", 1), 0);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "cancel")), 0);
+    assert_stored(h, j[0].id, JOB_LEASED, 1, "w1");
+    /* its end, committed here, is applied as before */
+    commit_submit(h->commit, cancel_write, cancel_done, j[0].id);
+    pump(h);
+    stored(h, j[0].id, &leased);
+    fleet_job_changed(h->fleet, &leased, false);
+    job_release(&leased);
+    assert_false(fleet_attempt_live(h->fleet, j[0].id, 1, NULL));
+    assert_int_equal(a->held, 0);
+    release_jobs(j, 1);
+}
+
+/*
  * Several servers, the store out of reach for a while: nobody could record when agents were
  * seen, so once the agents are read again each gets lost_after from then before it is lost.
  */
@@ -978,6 +1018,7 @@ int main(void)
         T(test_synced_while_leasing),
         T(test_lease_synced_from_event),
         T(test_unknown_lease_read_before_cancel),
+        T(test_own_commit_after_a_synced_lease),
         T(test_agents_reread_after_outage),
         T(test_undelivered_lease),
         T(test_prefetch),
