@@ -106,17 +106,22 @@ function toast(msg, isError) {
 
 /* Runs fn at most once per `ms`, the last call always running (so nothing is missed). */
 function throttle(fn, ms) {
-  let timer = null, last = 0, again = false;
+  let timer = null, last = 0, again = false, running = false;
   const run = () => {
-    timer = null; last = Date.now(); again = false;
-    Promise.resolve(fn()).catch((e) => console.error(e));
+    timer = null; last = Date.now(); again = false; running = true;
+    Promise.resolve().then(fn).catch((e) => console.error(e)).finally(() => {
+      running = false;
+      if (again) call();
+    });
   };
+  /* One run at a time: a read answered after a later one would show what was before it. A
+     call while one runs is run after it (what changed meanwhile is read then). */
   const call = () => {
-    if (timer) { again = true; return; }
+    if (timer || running) { again = true; return; }
     const wait = Math.max(0, last + ms - Date.now());
     timer = setTimeout(run, wait);
   };
-  call.cancel = () => { if (timer) clearTimeout(timer); timer = null; };
+  call.cancel = () => { if (timer) clearTimeout(timer); timer = null; again = false; };
   call.pending = () => again;
   return call;
 }
@@ -975,6 +980,10 @@ function arrayView(id, params) {
   let end = -1;
   const cells = []; /* index - start -> its cell */
   const byJob = new Map(); /* a task's job id -> its index */
+  /* A listing read before a job event must not undo what the event set on its cell: */
+  let events = 0; /* the job events set on cells so far */
+  const eventAt = new Map(); /* index -> `events` when one last set its cell */
+  let taskReads = 0; /* listings begun (one answered after a later one began is dropped) */
 
   const act = async (btn, what) => {
     const body = {};
@@ -1095,6 +1104,7 @@ function arrayView(id, params) {
 
   const loadTasks = async () => {
     if (!arr) return;
+    const read = ++taskReads, seen = events;
     const tasks = [];
     let next = start;
     try {
@@ -1110,7 +1120,7 @@ function arrayView(id, params) {
       gridStatus.className = 'error';
       return;
     }
-    if (closed) return;
+    if (closed || read !== taskReads) return;
     gridStatus.className = 'muted';
     gridStatus.textContent = arr.count > ARRAY_PAGE
       ? `${fmtInt(arr.count)} tasks: ${fmtInt(end - start + 1)} shown at a time (counts above are of all).` : '';
@@ -1119,25 +1129,29 @@ function arrayView(id, params) {
       const cell = cells[t.index - start];
       if (!cell) continue;
       listed.add(t.index);
-      setCell(cell, t);
+      if ((eventAt.get(t.index) || 0) <= seen) setCell(cell, t); /* else the event is newer */
     }
     cells.forEach((cell, k) => {
       if (listed.has(start + k)) return;
       cell.className = 'cell gone';
       cell.dataset.state = 'gone';
     });
+    if (events !== seen) refreshTasks(); /* events came meanwhile: what else changed, read again */
   };
 
+  let summaryReads = 0; /* as taskReads */
   const loadSummary = async () => {
-    const first = !arr;
+    const first = !arr, read = ++summaryReads;
+    let got;
     try {
-      arr = await api('GET', `/v1/arrays/${encodeURIComponent(id)}`);
+      got = await api('GET', `/v1/arrays/${encodeURIComponent(id)}`);
     } catch (e) {
       if (first) clear(head).append(h('p', {}, h('a', {href: '#/arrays'}, '‹ Arrays')), h('p', {class: 'error'}, e.message));
       else toast(e.message, true);
       return;
     }
-    if (closed) return;
+    if (closed || read !== summaryReads) return;
+    arr = got;
     if (first) {
       start = Math.min(pageStart(start), pageStart(arr.count - 1));
       end = Math.min(arr.count - 1, start + ARRAY_PAGE - 1);
@@ -1166,8 +1180,11 @@ function arrayView(id, params) {
       if (byJob.has(ev.job)) { /* a task of the page: its cell at once */
         const i = byJob.get(ev.job);
         const cell = cells[i - start];
-        if (cell) setCell(cell, {state: ev.state, attempt: ev.attempt, agent: ev.agent, job: ev.job,
-          result: ev.exit_code !== undefined ? {exit_code: ev.exit_code} : null});
+        if (cell) {
+          eventAt.set(i, ++events);
+          setCell(cell, {state: ev.state, attempt: ev.attempt, agent: ev.agent, job: ev.job,
+            result: ev.exit_code !== undefined ? {exit_code: ev.exit_code} : null});
+        }
         refreshSummary();
         return;
       }

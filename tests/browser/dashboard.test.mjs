@@ -383,55 +383,59 @@ describe('dashboard', () => {
       command: {shell: '[ "$DROVER_ATTEMPT" -ge 2 ] || sleep 60'}});
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const id = r.body.array.id;
-    await page.goto(`${URL_}/#/array/${id}`);
-    await page.waitForFunction(() => document.querySelectorAll('#arr-grid a.cell[data-state="running"]').length === 4,
-      null, {timeout: 10000}); /* the agent's 4 slots */
-    await page.waitForSelector('#arr-cancel', {state: 'visible'});
-    assert.equal(await page.isVisible('#arr-retry'), false);
-    const states = async () => Object.fromEntries((await api('GET', `/v1/arrays/${id}/tasks`)).body.tasks
-      .map((t) => [t.index, t.state]));
-    const shown = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('#arr-grid a.cell')]
-      .map((c) => [c.dataset.index, c.dataset.state])));
-    /* A range the wrong way round is refused on the page, nothing sent. */
-    await page.fill('#arr-from', '7');
-    await page.fill('#arr-to', '2');
-    await page.click('#arr-cancel');
-    await page.waitForFunction(() => [...document.querySelectorAll('.toast.error')].some((t) => /must not be past/.test(t.textContent)));
-    assert.equal(Object.values(await states()).filter((s) => s === 'cancelled').length, 0);
-    /* 2..9: two running tasks and six queued. */
-    await page.fill('#arr-from', '2');
-    await page.fill('#arr-to', '9');
-    await page.click('#arr-cancel');
-    await page.waitForFunction(() => [...document.querySelectorAll('#arr-grid a.cell[data-state="cancelled"]')]
-      .map((c) => c.dataset.index).join() === '2,3,4,5,6,7,8,9', null, {timeout: 5000});
-    let api_ = await states();
-    assert.deepEqual([0, 1].map((i) => api_[i]), ['running', 'running']);
-    assert.deepEqual([2, 3, 4, 5, 6, 7, 8, 9].map((i) => api_[i]), Array(8).fill('cancelled'));
-    await page.waitForFunction(() => document.querySelector('#arr-counts li[data-state="cancelled"] .n')?.textContent === '8');
-    /* Retry 2..3: their second attempt ends at once. */
-    await page.waitForSelector('#arr-retry', {state: 'visible'});
-    await page.fill('#arr-from', '2');
-    await page.fill('#arr-to', '3');
-    await shot('array-cancelled');
-    await page.click('#arr-retry');
-    await page.waitForFunction(() => [...document.querySelectorAll('#arr-grid a.cell[data-state="succeeded"]')]
-      .map((c) => c.dataset.index).join() === '2,3', null, {timeout: 10000});
-    /* the page follows the events; the API's listing says the same */
-    await until('the API to list tasks 2 and 3 succeeded', async () => {
-      api_ = await states();
-      return api_[2] === 'succeeded' && api_[3] === 'succeeded';
-    }, 10000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(api_)}`); });
-    assert.deepEqual(api_, {...api_, 2: 'succeeded', 3: 'succeeded', 0: 'running', 1: 'running'});
-    assert.deepEqual(await shown(), api_);
-    await page.waitForFunction(() => document.querySelector('#arr-counts li[data-state="cancelled"] .n')?.textContent === '6');
-    /* The rest, through the API: the page follows (array.changed), and the agent is free again. */
-    assert.equal((await api('POST', `/v1/arrays/${id}/cancel`, {})).status, 200);
-    await page.waitForSelector('h1 .badge[data-state="cancelled"]', {timeout: 5000});
-    await page.waitForFunction(() => document.querySelectorAll('#arr-grid a.cell[data-state="cancelled"]').length === 8);
-    await until('both sleepers to end', async () => {
-      const s = await states();
-      return s[0] === 'cancelled' && s[1] === 'cancelled';
-    });
+    try {
+      await page.goto(`${URL_}/#/array/${id}`);
+      await page.waitForFunction(() => document.querySelectorAll('#arr-grid a.cell[data-state="running"]').length === 4,
+        null, {timeout: 10000}); /* the agent's 4 slots */
+      await page.waitForSelector('#arr-cancel', {state: 'visible'});
+      assert.equal(await page.isVisible('#arr-retry'), false);
+      const states = async () => Object.fromEntries((await api('GET', `/v1/arrays/${id}/tasks`)).body.tasks
+        .map((t) => [t.index, t.state]));
+      const shown = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('#arr-grid a.cell')]
+        .map((c) => [c.dataset.index, c.dataset.state])));
+      /* A range the wrong way round is refused on the page, nothing sent. */
+      await page.fill('#arr-from', '7');
+      await page.fill('#arr-to', '2');
+      await page.click('#arr-cancel');
+      await page.waitForFunction(() => [...document.querySelectorAll('.toast.error')].some((t) => /must not be past/.test(t.textContent)));
+      assert.equal(Object.values(await states()).filter((s) => s === 'cancelled').length, 0);
+      /* 2..9: two running tasks and six queued. */
+      await page.fill('#arr-from', '2');
+      await page.fill('#arr-to', '9');
+      await page.click('#arr-cancel');
+      await page.waitForFunction(() => [...document.querySelectorAll('#arr-grid a.cell[data-state="cancelled"]')]
+        .map((c) => c.dataset.index).join() === '2,3,4,5,6,7,8,9', null, {timeout: 5000});
+      let api_ = await states();
+      assert.deepEqual([0, 1].map((i) => api_[i]), ['running', 'running']);
+      assert.deepEqual([2, 3, 4, 5, 6, 7, 8, 9].map((i) => api_[i]), Array(8).fill('cancelled'));
+      await page.waitForFunction(() => document.querySelector('#arr-counts li[data-state="cancelled"] .n')?.textContent === '8');
+      /* Retry 2..3: their second attempt ends at once. */
+      await page.waitForSelector('#arr-retry', {state: 'visible'});
+      await page.fill('#arr-from', '2');
+      await page.fill('#arr-to', '3');
+      await shot('array-cancelled');
+      await page.click('#arr-retry');
+      await page.waitForFunction(() => [...document.querySelectorAll('#arr-grid a.cell[data-state="succeeded"]')]
+        .map((c) => c.dataset.index).join() === '2,3', null, {timeout: 10000});
+      /* the page follows the events; the API's listing says the same */
+      await until('the API to list tasks 2 and 3 succeeded', async () => {
+        api_ = await states();
+        return api_[2] === 'succeeded' && api_[3] === 'succeeded';
+      }, 10000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(api_)}`); });
+      assert.deepEqual(api_, {...api_, 2: 'succeeded', 3: 'succeeded', 0: 'running', 1: 'running'});
+      assert.deepEqual(await shown(), api_);
+      await page.waitForFunction(() => document.querySelector('#arr-counts li[data-state="cancelled"] .n')?.textContent === '6');
+      /* The rest, through the API: the page follows (array.changed), and the agent is free again. */
+      assert.equal((await api('POST', `/v1/arrays/${id}/cancel`, {})).status, 200);
+      await page.waitForSelector('h1 .badge[data-state="cancelled"]', {timeout: 5000});
+      await page.waitForFunction(() => document.querySelectorAll('#arr-grid a.cell[data-state="cancelled"]').length === 8);
+      await until('both sleepers to end', async () => {
+        const s = await states();
+        return s[0] === 'cancelled' && s[1] === 'cancelled';
+      });
+    } finally { /* whatever happened, its sleepers leave the agent to the next tests */
+      await api('POST', `/v1/arrays/${id}/cancel`, {});
+    }
   });
 
   it('shows HTML and script in an array\u2019s name and items as inert text', async () => {
@@ -838,33 +842,37 @@ describe('dashboard', () => {
     /* one job runs, the other waits for the limit and says so */
     const sleep = {command: {shell: 'sleep 30'}};
     const ids = [await submit({name: 'limited-1', ...sleep}), await submit({name: 'limited-2', ...sleep})];
-    const states = async () => Promise.all(ids.map(jobState));
-    await until('one running', async () => (await states()).includes('running'));
-    await page.waitForTimeout(500);
-    assert.deepEqual((await states()).sort(), ['queued', 'running']);
-    const waiting = (await Promise.all(ids.map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body)))
-      .find((j) => j.state === 'queued');
-    assert.equal(waiting.waiting.reason, 'queue_limit');
-    /* the form: a click on the limit fills it; raised to 2, the waiting job goes */
-    await page.click(`${row('default')} button.set-limit`);
-    assert.equal(await page.inputValue('#limit-queue'), 'default');
-    assert.equal(await page.inputValue('#limit-max'), '1');
-    await page.fill('#limit-max', '2');
-    await page.click('#queue-limit button[type=submit]');
-    await page.waitForSelector(`${row('default')}[data-limit="2"]`, {timeout: 5000});
-    assert.equal(await maxOf('default'), 2);
-    await until('both running', async () => (await states()).every((s) => s === 'running'));
-    /* emptied: lifted (the queue stays, it has jobs; lic-tool, without any, goes) */
-    await page.fill('#limit-max', '');
-    await page.click('#queue-limit button[type=submit]');
-    await page.waitForSelector(`${row('default')}[data-limit=""]`, {timeout: 5000});
-    assert.equal(await limitCell('default'), '—');
-    assert.equal(await maxOf('default'), null);
-    await page.fill('#limit-queue', 'lic-tool');
-    await page.click('#queue-limit button[type=submit]');
-    await page.waitForSelector(row('lic-tool'), {state: 'detached', timeout: 5000});
-    assert.equal(await maxOf('lic-tool'), undefined);
-    for (const id of ids) await api('POST', `/v1/jobs/${id}/cancel`);
+    try {
+      const states = async () => Promise.all(ids.map(jobState));
+      await until('one running', async () => (await states()).includes('running'));
+      await page.waitForTimeout(500);
+      assert.deepEqual((await states()).sort(), ['queued', 'running']);
+      const waiting = (await Promise.all(ids.map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body)))
+        .find((j) => j.state === 'queued');
+      assert.equal(waiting.waiting.reason, 'queue_limit');
+      /* the form: a click on the limit fills it; raised to 2, the waiting job goes */
+      await page.click(`${row('default')} button.set-limit`);
+      assert.equal(await page.inputValue('#limit-queue'), 'default');
+      assert.equal(await page.inputValue('#limit-max'), '1');
+      await page.fill('#limit-max', '2');
+      await page.click('#queue-limit button[type=submit]');
+      await page.waitForSelector(`${row('default')}[data-limit="2"]`, {timeout: 5000});
+      assert.equal(await maxOf('default'), 2);
+      await until('both running', async () => (await states()).every((s) => s === 'running'));
+      /* emptied: lifted (the queue stays, it has jobs; lic-tool, without any, goes) */
+      await page.fill('#limit-max', '');
+      await page.click('#queue-limit button[type=submit]');
+      await page.waitForSelector(`${row('default')}[data-limit=""]`, {timeout: 5000});
+      assert.equal(await limitCell('default'), '—');
+      assert.equal(await maxOf('default'), null);
+      await page.fill('#limit-queue', 'lic-tool');
+      await page.click('#queue-limit button[type=submit]');
+      await page.waitForSelector(row('lic-tool'), {state: 'detached', timeout: 5000});
+      assert.equal(await maxOf('lic-tool'), undefined);
+    } finally { /* whatever happened, the next tests find the queues unlimited and the agent free */
+      for (const id of ids) await api('POST', `/v1/jobs/${id}/cancel`);
+      for (const q of ['default', 'lic-tool']) await api('PUT', `/v1/queues/${q}`, {max_running: null});
+    }
   });
 
   it('cancels and retries every job a filter finds, after asking', async () => {
