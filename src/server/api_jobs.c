@@ -1030,10 +1030,10 @@ int api_jobs_log(struct http_req *r)
     bool next = follow && attempt == (long)j.attempt + 1 &&
                 (j.state == JOB_QUEUED || j.state == JOB_BLOCKED);
     if (attempt > j.attempt && !next) {
+        bool ended = attempt == (long)j.attempt + 1 && job_state_terminal(j.state);
         err_field(&e, ERR_NOTFOUND, "attempt",
                   "job '%s' has no attempt %ld: it has run %d attempt%s so far%s", j.id, attempt,
-                  j.attempt, j.attempt == 1 ? "" : "s",
-                  follow && attempt == (long)j.attempt + 1 ? ", and it will not run again" : "");
+                  j.attempt, j.attempt == 1 ? "" : "s", ended ? ", and it has ended" : "");
         job_release(&j);
         http_reply_err(r, &e);
         return HTTP_DONE;

@@ -119,7 +119,7 @@ def test_follow_the_attempt_a_retried_job_runs_next(server, make_agent):
     assert r.text == "try 2\n"  # the answer ended with the attempt
     assert wait_job(server, job)["state"] == "succeeded"
     r = api.get(f"/v1/jobs/{job}/log", params={"attempt": 3, "follow": 1})
-    assert r.status_code == 404 and "will not run again" in r.json()["error"]["message"], r.text
+    assert r.status_code == 404 and "it has ended" in r.json()["error"]["message"], r.text
     # cancelled while it waits for the next attempt: the answer ends, empty
     other = submit(server, queue="nobody-serves", command={"shell": "echo never"})
     r = api.get(f"/v1/jobs/{other}/log", params={"attempt": 1, "follow": 1}, stream=True, timeout=30)
