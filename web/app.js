@@ -983,7 +983,9 @@ function arrayView(id, params) {
   /* A listing read before a job event must not undo what the event set on its cell: */
   let events = 0; /* the job events set on cells so far */
   const eventAt = new Map(); /* index -> `events` when one last set its cell */
-  let taskReads = 0; /* listings begun (one answered after a later one began is dropped) */
+  /* listings begun: one answered after a later one began is dropped (the first, read
+     directly, may still be on its way when a throttled one begins) */
+  let taskReads = 0;
 
   const act = async (btn, what) => {
     const body = {};
@@ -1139,19 +1141,16 @@ function arrayView(id, params) {
     if (events !== seen) refreshTasks(); /* events came meanwhile: what else changed, read again */
   };
 
-  let summaryReads = 0; /* as taskReads */
   const loadSummary = async () => {
-    const first = !arr, read = ++summaryReads;
-    let got;
+    const first = !arr;
     try {
-      got = await api('GET', `/v1/arrays/${encodeURIComponent(id)}`);
+      arr = await api('GET', `/v1/arrays/${encodeURIComponent(id)}`);
     } catch (e) {
       if (first) clear(head).append(h('p', {}, h('a', {href: '#/arrays'}, '‹ Arrays')), h('p', {class: 'error'}, e.message));
       else toast(e.message, true);
       return;
     }
-    if (closed || read !== summaryReads) return;
-    arr = got;
+    if (closed) return;
     if (first) {
       start = Math.min(pageStart(start), pageStart(arr.count - 1));
       end = Math.min(arr.count - 1, start + ARRAY_PAGE - 1);

@@ -31,6 +31,11 @@ bool job_state_terminal(int state)
     return state == JOB_SUCCEEDED || state == JOB_FAILED || state == JOB_CANCELLED;
 }
 
+bool job_state_waiting(int state)
+{
+    return state == JOB_QUEUED || state == JOB_BLOCKED;
+}
+
 void job_init(struct job *j)
 {
     memset(j, 0, sizeof(*j));

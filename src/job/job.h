@@ -30,6 +30,8 @@ enum job_state {
 const char *job_state_name(int state);
 int job_state_parse(const char *name);
 bool job_state_terminal(int state);
+/* Queued or blocked: the job waits to run its next attempt (attempt + 1; leasing counts it). */
+bool job_state_waiting(int state);
 /* The states of a job that has not ended, as a mask of 1 << state. */
 #define JOB_UNFINISHED_MASK                                                                        \
     ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))

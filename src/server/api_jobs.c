@@ -1027,8 +1027,7 @@ int api_jobs_log(struct http_req *r)
         return archived_or_err(r, &e, true, &aq);
     }
     /* followed, the attempt a queued (or blocked) job runs next may be waited for */
-    bool next = follow && attempt == (long)j.attempt + 1 &&
-                (j.state == JOB_QUEUED || j.state == JOB_BLOCKED);
+    bool next = follow && attempt == (long)j.attempt + 1 && job_state_waiting(j.state);
     if (attempt > j.attempt && !next) {
         bool ended = attempt == (long)j.attempt + 1 && job_state_terminal(j.state);
         err_field(&e, ERR_NOTFOUND, "attempt",

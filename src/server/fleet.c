@@ -906,18 +906,18 @@ static bool given_back(const struct job *j, const struct lease_rec *l)
 
 void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
 {
-    struct lease_rec *l = hmap_get(&f->leases, j->id);
     /*
      * Several servers: a later attempt is known here already, leased by another server and
      * read back (fleet_job_synced) before this commit of ours got here (a submit or retry
      * leased elsewhere at once). The record is older than that lease: nothing to apply.
      * Given back by its agent (by_agent), the lease is this record's own attempt.
      */
-    if (l && !by_agent && l->attempt > j->attempt) return;
-    if ((1u << j->state) & LEASE_HELD_STATES)
-        l = NULL;
-    else if (l)
-        hmap_del(&f->leases, j->id);
+    if (f->d.shared && !by_agent) {
+        const struct lease_rec *known = hmap_get(&f->leases, j->id);
+        if (known && known->attempt > j->attempt) return;
+    }
+    struct lease_rec *l = NULL;
+    if (!((1u << j->state) & LEASE_HELD_STATES)) l = hmap_del(&f->leases, j->id);
     bool back = given_back(j, l);
     if (l) {
         /* a tenant or queue at its max_running may start another job: on any agent, next turn */

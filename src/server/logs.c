@@ -98,7 +98,7 @@ static bool reader_done(const struct reader *rd, const struct job *j)
 {
     if (!rd->follow) return true;
     if (rd->pinned && j->attempt < rd->attempt) /* the next one, not begun: until it will not */
-        return j->state != JOB_QUEUED && j->state != JOB_BLOCKED;
+        return !job_state_waiting(j->state);
     if (rd->pinned) /* that attempt is over: a later one began, or the job is not running */
         return j->attempt > rd->attempt || (j->state != JOB_LEASED && j->state != JOB_RUNNING);
     return job_state_terminal(j->state) && rd->attempt >= j->attempt;
