@@ -20,7 +20,9 @@ def test_two_servers_claim_each_task_once(pg_servers, tmp_path, make_agent):  # 
     marks = tmp_path / "ran"
     r = a.api().post("/v1/jobs", json={
         "array": {"count": 60},
-        "command": {"shell": f'echo "$DROVER_ARRAY_INDEX" >> {marks}'}})
+        # each task takes a while: wb alone (4 slots, no prefetch of jobs this long) cannot
+        # have run them all before wa is up, as it could when they took a millisecond
+        "command": {"shell": f'echo "$DROVER_ARRAY_INDEX" >> {marks}; sleep 0.3'}})
     assert r.status_code == 201, r.text
     aid = r.json()["array"]["id"]
     # b learns of the array from a's event: its agent polls b only
