@@ -165,7 +165,8 @@ struct agent_job {
     bool release;       /* given back unstarted: a released report until settled (PHASE_DONE) */
     bool relet;         /* leased again (same attempt) while its release was in flight */
     bool strays;    /* one of its processes may have outlived its end: its folder is not reused */
-    bool dir_spare; /* ended, its folder empty and reusable, still under its name (jobs.c) */
+    int dir_no;     /* its work folder is "<jobs_dir>/w<dir_no>", or -1: named by the job (jobs.c) */
+    bool dir_spare; /* ended, its folder empty and reusable, still its own */
     bool dir_moved; /* that folder became another job's */
     unsigned recs;  /* the spool records it has (REC_*): what jobs_gc removes */
     json_t *rec;    /* its lease record as spooled, with "run" and "finished" once known */
@@ -268,7 +269,8 @@ struct agent {
     struct spool spool;
     char *jobs_dir;
     struct trash *trash; /* work folders removed off the loop (trash.h) */
-    uint64_t dirs_free;  /* bit N: "<jobs_dir>/.free-N" is an empty work folder kept (jobs.c) */
+    uint64_t dirs_held;  /* bit N: "<jobs_dir>/wN" is a job's work folder (jobs.c) */
+    uint64_t dirs_kept;  /* bit N: "<jobs_dir>/wN" is an empty work folder kept for a next job */
     struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;

@@ -201,35 +201,47 @@ def test_env_vars_and_work_folder(fast_server, make_agent):
     assert env["DROVER_JOB_ID"] == job
     assert env["DROVER_ATTEMPT"] == "1"
     work = env["DROVER_WORK_DIR"]
-    assert work == os.path.join(os.path.realpath(agent.work_dir), "jobs", f"{job}-1")
+    # a numbered folder, kept for the next job when its job leaves it empty
+    assert re.fullmatch(re.escape(os.path.join(os.path.realpath(agent.work_dir), "jobs")) +
+                        r"/w[0-9]+", work), work
     assert env["PWD"] == work
     assert os.path.dirname(env["DROVER_PROGRESS"]) == work
     assert env["MY_SETTING"] == "x y"
     assert "DROVER_TOKEN" not in env  # the agent's secret is not the job's
-    # removed after the run, once the agent has the server's answer to its result (which
-    # may reach it a moment after the job's end reached this client)
-    wait_for(lambda: not os.path.exists(work), 10, "the work folder to be removed")
+    # empty after the run (the progress file gone), once the agent has the server's answer
+    # to its result (which may reach it a moment after the job's end reached this client)
+    wait_for(lambda: leftovers(os.path.dirname(work)) == [], 10, "the work folder to be emptied")
+
+
+def leftovers(jobs):
+    """What is in an agent's jobs folder but for the empty folders kept for next jobs."""
+    return [n for n in os.listdir(jobs)
+            if not (re.fullmatch(r"w[0-9]+", n) and os.listdir(os.path.join(jobs, n)) == [])]
+
+
+def work_of(j):
+    """The job's work folder: the last line of its output (its script ends with `pwd`)."""
+    return j["result"]["stdout"].splitlines()[-1]
 
 
 def test_work_folder_removed_with_read_only_entries(fast_server, make_agent):
     agent = make_agent(fast_server, "w1")
-    job = submit(fast_server, **sh(
-        "mkdir -p ro/deep && echo x > ro/deep/f && echo y > top && chmod 500 ro/deep ro ."))
-    assert wait_job(fast_server, job)["state"] == "succeeded"
-    work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
+    j = wait_job(fast_server, submit(fast_server, **sh(
+        "mkdir -p ro/deep && echo x > ro/deep/f && echo y > top && chmod 500 ro/deep ro .; pwd")))
+    assert j["state"] == "succeeded", j
+    work = work_of(j)
     wait_for(lambda: not os.path.exists(work), 10, "the work folder to be removed")
-    job = submit(fast_server, **sh("true"))  # an empty folder: removed too
-    assert wait_job(fast_server, job)["state"] == "succeeded"
-    work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
-    wait_for(lambda: not os.path.exists(work), 10, "the empty work folder to be removed")
+    j = wait_job(fast_server, submit(fast_server, **sh("pwd")))  # an empty folder: kept
+    assert j["state"] == "succeeded", j
+    jobs = os.path.join(agent.work_dir, "jobs")
+    wait_for(lambda: leftovers(jobs) == [] and os.path.isdir(work_of(j)), 10,
+             "the empty work folder to be kept")
     # a big folder goes to the trash at once and is removed in the background, nothing left
+    # (but for the empty folders kept for the next jobs: test_empty_work_folders_are_reused)
     job = submit(fast_server, **sh("for d in $(seq 40); do mkdir d$d; (cd d$d && touch $(seq 200)); "
                                    "done; chmod 500 d7"))
     assert wait_job(fast_server, job)["state"] == "succeeded"
-    jobs = os.path.join(agent.work_dir, "jobs")
-    # (but for the empty folders kept for the next jobs: test_empty_work_folders_are_reused)
-    wait_for(lambda: [n for n in os.listdir(jobs) if not n.startswith(".free-")] == [], 30,
-             "the jobs folder to be empty")
+    wait_for(lambda: leftovers(jobs) == [], 30, "the jobs folder to be empty")
 
 
 # what a job sees of its work folder: inode, mode, entries, extended attributes
@@ -245,13 +257,14 @@ def test_empty_work_folders_are_reused(fast_server, make_agent):
     every job finds an empty folder of mode 0700 with no attributes."""
     agent = make_agent(fast_server, "w1")  # one slot: one job after the other
 
+    jobs = os.path.join(agent.work_dir, "jobs")
+
     def run(script):
         job = submit(fast_server, **sh(script))
         j = wait_job(fast_server, job)
         assert j["state"] == "succeeded", j
         # the folder is released once the agent has the answer to the result (a moment later)
-        work = os.path.join(agent.work_dir, "jobs", f"{job}-1")
-        wait_for(lambda: not os.path.exists(work), 10, "the work folder to be released")
+        wait_for(lambda: leftovers(jobs) == [], 10, "the work folder to be released")
         inode, mode, entries, xattrs = j["result"]["stdout"].split()
         assert (mode, entries, xattrs) == ("700", "0", "0"), j["result"]["stdout"]
         return inode
@@ -266,8 +279,8 @@ def test_empty_work_folders_are_reused(fast_server, make_agent):
 
 def test_work_folders_pass_from_job_to_job_under_load(fast_server, make_agent):
     """Jobs queued back to back on one slot: the next one starts before the one before is
-    settled and takes its folder at once (renamed to its name) when it was left empty, never
-    one with anything of its job in it."""
+    settled and takes its folder at once when it was left empty, never one with anything of
+    its job in it."""
     scripts = [LOOK, LOOK + "; echo left > behind", LOOK, LOOK + "; chmod 755 .", LOOK,
                LOOK + XATTR] * 4
     r = fast_server.api().post("/v1/jobs", json=[{**sh(t), "retry": {"max_attempts": 1}}
@@ -285,8 +298,38 @@ def test_work_folders_pass_from_job_to_job_under_load(fast_server, make_agent):
             inodes.append(inode)
     assert len(set(inodes)) < len(inodes), "empty folders are used again"
     jobs = os.path.join(agent.work_dir, "jobs")
-    wait_for(lambda: [n for n in os.listdir(jobs) if not n.startswith(".free-")] == [], 30,
-             "every job's folder to be released")
+    wait_for(lambda: leftovers(jobs) == [], 30, "every job's folder to be released")
+
+
+def test_more_jobs_at_once_than_numbered_work_folders(fast_server, make_agent):
+    """64 jobs running at once get the 64 numbered folders, each its own; more get folders
+    named by their job, never kept: afterwards, only empty numbered folders are left."""
+    n = 66
+    r = fast_server.api().post("/v1/jobs", json=[
+        {**sh('touch "$DROVER_WORK_DIR/mine"; while [ ! -e ../go ]; do sleep 0.05; done; pwd; '
+              'ls -A'), "retry": {"max_attempts": 1}, "timeout_s": 60}
+        for _ in range(n)])
+    assert r.status_code == 201, r.text
+    ids = [j["id"] for j in r.json()["jobs"]]
+    agent = make_agent(fast_server, "w1", "--slots", str(n))
+    jobs = os.path.join(agent.work_dir, "jobs")
+    wait_for(lambda: sum(os.path.exists(os.path.join(jobs, d, "mine")) for d in os.listdir(jobs))
+             == n, 30, f"{n} jobs running at once")
+    open(os.path.join(jobs, "go"), "w").close()
+    works = {}
+    for job in ids:
+        j = wait_job(fast_server, job)
+        assert j["state"] == "succeeded", j
+        work, entries = j["result"]["stdout"].splitlines()
+        assert entries == "mine", j["result"]["stdout"]  # its own folder, no other job's file
+        works[job] = os.path.basename(work)
+    assert len(set(works.values())) == n, works
+    assert sorted(w for w in works.values() if w.startswith("w")) == \
+        sorted(f"w{k}" for k in range(64))
+    assert sorted(w for w in works.values() if not w.startswith("w")) == \
+        sorted(f"{job}-1" for job, w in works.items() if not w.startswith("w"))
+    os.unlink(os.path.join(jobs, "go"))
+    wait_for(lambda: leftovers(jobs) == [], 30, "every job's folder to be released")
 
 
 def test_keep_work(fast_server, make_agent):
