@@ -185,12 +185,8 @@ static int work_dir_make(struct agent_job *j)
         agent_remove_tree(j->work_dir);
         made = mkdir(j->work_dir, 0700);
     }
-    if (made != 0 && j->dir_no >= 0) { /* its number is free again, the folder gone */
-        int err_no = errno;
-        a->dirs_held &= ~(1ull << j->dir_no);
-        j->dir_no = -1;
-        errno = err_no;
-    }
+    /* On failure a number stays held: its job's release (when settled) frees it and removes
+       whatever the failed mkdir left, never a folder another job made under it meanwhile. */
     return made;
 }
 
