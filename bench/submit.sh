@@ -188,6 +188,13 @@ bench_drover_submit() { # SYNC
             --port "$DROVER_PORT" --token "$TOKEN" --method POST --path /v1/jobs \
             --body-file "$WORK/spec.json" --conns "$n" --requests "$(nreq "$requests")"
     done
+    if [[ $sync == full ]]; then
+        # The HTTP floor: a request that does nothing (no token, no body, no store), on the
+        # same server. What a submit can reach through this HTTP stack, whatever the store.
+        run "drover GET /healthz (no store), 32 conns" http --host 127.0.0.1 \
+            --port "$DROVER_PORT" --method GET --path /healthz --conns 32 \
+            --requests "$(nreq 200000)"
+    fi
     run "drover --sync $sync batches of 1,000, 4 conns" http --host 127.0.0.1 \
         --port "$DROVER_PORT" --token "$TOKEN" --method POST --path /v1/jobs \
         --body-file "$WORK/batch.json" --jobs-per-request 1000 --conns 4 --requests "$(nreq 200)"
@@ -331,6 +338,21 @@ if lines:
     print("|---|---:|---:|---|")
     for l in lines:
         print(l)
+floor = by.get("drover GET /healthz (no store), 32 conns")
+if floor:
+    print()
+    print("The HTTP floor (context, not a target): a request that does nothing, on the same server.")
+    print()
+    print("| comparison | measured |")
+    print("|---|---:|")
+    for name, other in (("beanstalkd -f0 put", "beanstalkd -f0 put, 32 conns"),
+                        ("beanstalkd -f50 put", "beanstalkd -f50 put, 32 conns"),
+                        ("drover --sync full submit", "drover --sync full submit, 32 conns"),
+                        ("drover --sync normal submit", "drover --sync normal submit, 32 conns")):
+        o = by.get(other)
+        if o and o.get("per_s"):
+            x = floor["per_s"] / o["per_s"]
+            print(f"| drover GET /healthz vs {name}, 32 conns | {floor['per_s']:,.0f} / {o['per_s']:,.0f} = **{x:.2f}x** |")
 print()
 print("Commands (\`bash bench/submit.sh\` ran them; ports are free loopback ports):")
 print()

@@ -487,13 +487,10 @@ void runner_native_signal(struct agent_job *j, int sig)
     sweep(j->a, j, sig); /* the processes that left its group */
 }
 
-/* The leader ended: kill what is left of its group and its orphans, then reap it. */
+/* The leader ended (a waitid peek named it, leaving it a zombie): kill what is left of its
+   group and its orphans, then reap it. */
 static void reap_one(struct agent_job *j)
 {
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)j->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
-        return;
     kill(-j->pid, SIGKILL); /* leftovers of the job; the zombie leader still holds the group */
     sweep(j->a, j, SIGKILL);
     limits_job_signal(&j->limits, SIGKILL); /* its cgroup holds them all, wherever they went */
