@@ -218,6 +218,29 @@ static int submit_write(struct store *st, void *arg, struct err *e)
                      (long long)sb->queued);
 }
 
+/*
+ * Writer thread: single submits queued one after the other (commit_submit_merge), their
+ * jobs in one store call (a multi-row insert) instead of one each. Only for submissions
+ * that submit_write would write in one submit_run: one job, no key, no service to check
+ * again, no tenant limit to count (mergeable).
+ */
+static int submit_write_merged(struct store *st, void **args, size_t n, struct err *e)
+{
+    struct job *jobs[COMMIT_MERGE_MAX] = {0};
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = ((struct submit *)args[i])->jobs[0];
+    int rc = store_job_insert_many(st, jobs, n, e);
+    for (size_t i = 0; i < n && !rc; i++) /* only once all are in: a failure reruns each */
+        ((struct submit *)args[i])->inserted = 1;
+    return rc;
+}
+
+/* Can sb be written by submit_write_merged? */
+static bool mergeable(const struct submit *sb)
+{
+    return sb->n == 1 && !sb->jobs[0]->key && !sb->uses[0].name[0] && !sb->max_queued;
+}
+
 /* 429: which limit of which tenant, so that a client can tell it from other errors. */
 static void reply_quota(struct submit *sb, const struct err *e)
 {
@@ -478,7 +501,8 @@ int api_jobs_create(struct http_req *r)
     }
     spec_release(&last);
     services_memo_release(&memo);
-    commit_submit(srv(r)->commit, submit_write, submit_done, sb);
+    commit_submit_merge(srv(r)->commit, submit_write, mergeable(sb) ? submit_write_merged : NULL,
+                        submit_done, sb);
     return HTTP_DEFERRED;
 }
 

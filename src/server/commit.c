@@ -20,6 +20,7 @@
 
 struct commit_op {
     commit_fn fn;
+    commit_merge_fn merge; /* NULL: runs alone */
     commit_done_fn done;
     void *arg;
     int rc;
@@ -76,24 +77,67 @@ static void list_concat(struct op_list *l, struct op_list *more)
     more->head = more->tail = NULL;
 }
 
+/* Runs op alone inside a savepoint of its own: nothing of it stays when it fails. */
+static void run_one(struct store *st, struct commit_op *op)
+{
+    op->rc = store_savepoint(st, &op->e);
+    if (!op->rc)
+        op->rc = op->fn(st, op->arg, &op->e);
+    if (!op->rc && (op->rc = store_savepoint_release(st, &op->e)) == 0)
+        return;
+    store_savepoint_rollback(st);
+}
+
+/*
+ * Runs ops [op, end) (k of them, one merge fn, k > 1) as one call inside one savepoint.
+ * False when that failed (undone): the caller then runs each alone, so that only the op
+ * that fails is refused.
+ */
+static bool run_merged(struct store *st, struct commit_op *op, struct commit_op *end, size_t k)
+{
+    void *args[COMMIT_MERGE_MAX];
+    size_t i = 0;
+    for (struct commit_op *o = op; o != end; o = o->next)
+        args[i++] = o->arg;
+    struct err e = ERR_INIT;
+    int rc = store_savepoint(st, &e);
+    if (!rc)
+        rc = op->merge(st, args, k, &e);
+    if (!rc && !(rc = store_savepoint_release(st, &e))) {
+        for (struct commit_op *o = op; o != end; o = o->next)
+            o->rc = 0;
+        return true;
+    }
+    store_savepoint_rollback(st);
+    return false;
+}
+
 static void run_batch(struct committer *c, struct commit_op *ops)
 {
     struct err be = ERR_INIT;
     uint64_t n = 0;
     int brc = store_begin(c->st, &be);
-    for (struct commit_op *op = ops; op; op = op->next) {
-        n++;
+    for (struct commit_op *op = ops; op;) {
+        struct commit_op *end = op->next;
+        size_t k = 1;
+        while (op->merge && end && end->merge == op->merge && k < COMMIT_MERGE_MAX) {
+            end = end->next;
+            k++;
+        }
+        n += k;
         if (brc) {
-            op->rc = brc;
-            op->e = be;
+            for (; op != end; op = op->next) {
+                op->rc = brc;
+                op->e = be;
+            }
             continue;
         }
-        op->rc = store_savepoint(c->st, &op->e);
-        if (!op->rc)
-            op->rc = op->fn(c->st, op->arg, &op->e);
-        if (!op->rc && (op->rc = store_savepoint_release(c->st, &op->e)) == 0)
+        if (k > 1 && run_merged(c->st, op, end, k)) {
+            op = end;
             continue;
-        store_savepoint_rollback(c->st); /* nothing of a failed op is committed */
+        }
+        for (; op != end; op = op->next)
+            run_one(c->st, op);
     }
     int64_t first = 1, last = 0;
     bool webhooks = store_webhook_queued_take(c->st) && !brc;
@@ -229,8 +273,15 @@ void commit_free(struct committer *c)
 
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg)
 {
+    commit_submit_merge(c, fn, NULL, done, arg);
+}
+
+void commit_submit_merge(struct committer *c, commit_fn fn, commit_merge_fn merge,
+                         commit_done_fn done, void *arg)
+{
     struct commit_op *op = xcalloc(1, sizeof(*op));
     op->fn = fn;
+    op->merge = merge;
     op->done = done;
     op->arg = arg;
     c->inflight++;

@@ -35,6 +35,19 @@ void commit_free(struct committer *c);
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
 
 /*
+ * Runs on the writer thread: n (1 < n <= COMMIT_MERGE_MAX) operations' args, all queued with this merge fn one
+ * after the other, written in one call (one statement for many rows) under one
+ * savepoint. Should it fail, each operation runs alone with its fn, and only those that
+ * fail alone are refused: merging never changes an operation's result.
+ */
+#define COMMIT_MERGE_MAX 64
+typedef int (*commit_merge_fn)(struct store *st, void **args, size_t n, struct err *e);
+
+/* commit_submit, the op mergeable with its neighbours in a batch that share `merge`. */
+void commit_submit_merge(struct committer *c, commit_fn fn, commit_merge_fn merge,
+                         commit_done_fn done, void *arg);
+
+/*
  * fn(arg, webhooks) runs on the event loop after each batch's operations have all
  * had their `done` (the event stream sends what the batch committed); webhooks:
  * a batch committed a webhook delivery (store_webhook_queued_take). One hook.
