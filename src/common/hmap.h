@@ -1,5 +1,6 @@
 /*
- * hmap.h - a string-keyed hash map of pointers (chained, grows by doubling).
+ * hmap.h - a string-keyed hash map of pointers (open addressing with linear
+ * probing, grows by doubling).
  *
  * Keys are copied; values are borrowed (the map never frees them unless
  * hmap_release is given a function to). Not thread-safe.
@@ -12,13 +13,19 @@
 struct hmap_entry {
     char *key; /* the entry's own copy, in the same allocation */
     void *value;
-    struct hmap_entry *next;
-    size_t hash; /* of key: a chain is walked and the table grown without reading the keys */
+    size_t hash; /* of key */
+};
+
+/* The table holds each entry's hash beside it: a probe reads an entry only when its hash
+   matches (a miss, as when a new key goes in, reads none). */
+struct hmap_slot {
+    size_t hash;
+    struct hmap_entry *e; /* NULL: free */
 };
 
 struct hmap {
-    struct hmap_entry **buckets;
-    size_t nbuckets;
+    struct hmap_slot *slots;
+    size_t nslots; /* 0 or a power of two, at least twice count */
     size_t count;
 };
 
