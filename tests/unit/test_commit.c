@@ -23,12 +23,12 @@
 
 #include <cmocka.h>
 
+#include "committest.h"
 #include "jobtest.h"
 
 #include "common/timeutil.h"
 #include "server/commit.h"
 #include "store/store.h"
-#include "tmpdir.h"
 
 #define SPEC "{\"queue\": \"q\", \"command\": {\"program\": \"/bin/true\"}}"
 #define MAX_OPS 160
@@ -143,18 +143,8 @@ static void make_ops(struct h *h, size_t n)
 static int setup(void **state)
 {
     struct h *h = calloc(1, sizeof(*h));
-    if (!test_mkdtemp(h->dir, sizeof(h->dir), "drover-test-commit")) return -1;
-    char uri[PATH_MAX + 32];
-    snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", h->dir);
-    struct store_opts so = {0};
-    struct store *writer;
-    struct err e = ERR_INIT;
-    if (store_open(uri, &so, &h->reads, &e) || store_open(uri, &so, &writer, &e)) {
-        fprintf(stderr, "store: %s\n", e.msg);
-        return -1;
-    }
     h->base = event_base_new();
-    h->commit = commit_new(h->base, writer);
+    if (test_commit_open(h->dir, "drover-test-commit", h->base, &h->reads, &h->commit)) return -1;
     pthread_mutex_init(&h->gate_lock, NULL);
     pthread_cond_init(&h->gate_cond, NULL);
     H = h;
@@ -172,13 +162,7 @@ static int teardown(void **state)
         job_release(&h->ops[i].job);
     pthread_mutex_destroy(&h->gate_lock);
     pthread_cond_destroy(&h->gate_cond);
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-        char path[PATH_MAX + 32];
-        snprintf(path, sizeof(path), "%s/%s", h->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(h->dir);
+    test_commit_remove(h->dir);
     free(h);
     return 0;
 }

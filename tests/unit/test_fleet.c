@@ -30,6 +30,7 @@ static void lib_free(void *p)
 
 #include <cmocka.h>
 
+#include "committest.h"
 #include "jobtest.h"
 
 #include "common/timeutil.h"
@@ -39,7 +40,6 @@ static void lib_free(void *p)
 #include "server/fleet.h"
 #include "server/sched.h"
 #include "store/store.h"
-#include "tmpdir.h"
 
 #define LOST_AFTER_S 15
 #define MAX_REPLIES 32
@@ -143,18 +143,8 @@ static struct fleet *new_fleet(struct h *h)
 static int setup(void **state)
 {
     struct h *h = calloc(1, sizeof(*h));
-    if (!test_mkdtemp(h->dir, sizeof(h->dir), "drover-test-fleet")) return -1;
-    char uri[PATH_MAX + 32];
-    snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", h->dir);
-    struct store_opts so = {0};
-    struct store *writer;
-    struct err e = ERR_INIT;
-    if (store_open(uri, &so, &h->reads, &e) || store_open(uri, &so, &writer, &e)) {
-        fprintf(stderr, "store: %s\n", e.msg);
-        return -1;
-    }
     h->base = event_base_new();
-    h->commit = commit_new(h->base, writer);
+    if (test_commit_open(h->dir, "drover-test-fleet", h->base, &h->reads, &h->commit)) return -1;
     h->sched = sched_new();
     h->now = time_now_ms();
     h->fleet = new_fleet(h);
@@ -172,13 +162,7 @@ static int teardown(void **state)
     event_base_free(h->base);
     for (size_t i = 0; i < h->nreplies; i++)
         json_decref(h->replies[i].body);
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-        char p[PATH_MAX + 32];
-        snprintf(p, sizeof(p), "%s/%s", h->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(h->dir);
+    test_commit_remove(h->dir);
     free(h);
     return 0;
 }
