@@ -3,12 +3,13 @@
  *
  * Every write the server makes goes through the committer. A writer thread
  * owns a store handle of its own; it takes every operation queued since its
- * last commit, runs them in one transaction (each inside a savepoint, so
- * that one that fails is undone alone), commits once, and then hands the
- * results back to the event loop, where each operation's `done` runs. A
- * request is answered from `done`, so it is answered only after the batch
- * holding it is durable. While one batch commits, the next one gathers:
- * the more concurrent writers, the more each fsync carries.
+ * last commit, runs them in one transaction (each inside a savepoint, or a
+ * run of mergeable ones inside one: commit_submit_merge; one that fails is
+ * undone alone), commits once, and then hands the results back to the event
+ * loop, where each operation's `done` runs. A request is answered from
+ * `done`, so it is answered only after the batch holding it is durable.
+ * While one batch commits, the next one gathers: the more concurrent
+ * writers, the more each fsync carries.
  */
 #ifndef DROVER_COMMIT_H
 #define DROVER_COMMIT_H
@@ -35,10 +36,10 @@ void commit_free(struct committer *c);
 void commit_submit(struct committer *c, commit_fn fn, commit_done_fn done, void *arg);
 
 /*
- * Runs on the writer thread: n (1 < n <= COMMIT_MERGE_MAX) operations' args, all queued with this merge fn one
- * after the other, written in one call (one statement for many rows) under one
- * savepoint. Should it fail, each operation runs alone with its fn, and only those that
- * fail alone are refused: merging never changes an operation's result.
+ * Runs on the writer thread: the args of n operations (1 < n <= COMMIT_MERGE_MAX) queued
+ * with this merge fn one after the other, written in one call (one statement for many
+ * rows) under one savepoint. Should it fail, each operation runs alone with its fn, and
+ * only those that fail alone are refused: merging never changes an operation's result.
  */
 #define COMMIT_MERGE_MAX 64
 typedef int (*commit_merge_fn)(struct store *st, void **args, size_t n, struct err *e);

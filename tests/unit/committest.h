@@ -1,7 +1,7 @@
 /*
  * committest.h - what the unit tests of the group committer's users share: a
  * real SQLite file in a fresh folder, with a handle for reads and a committer
- * (the writer thread owns a handle of its own) on it.
+ * (the writer thread owns a handle of its own) on it. Include after cmocka.h.
  */
 #ifndef DROVER_TEST_COMMITTEST_H
 #define DROVER_TEST_COMMITTEST_H
@@ -12,11 +12,13 @@
 
 #include <event2/event.h>
 
+#include "common/timeutil.h"
 #include "server/commit.h"
 #include "store/store.h"
 #include "tmpdir.h"
 
-/* Makes dir (PATH_MAX bytes) TMPDIR/NAME-XXXXXX and the store in it: 0, or -1 (said). */
+/* Makes dir (PATH_MAX bytes) TMPDIR/NAME-XXXXXX and the store in it: 0, or -1 with the
+   reason on stderr. */
 static inline int test_commit_open(char *dir, const char *name, struct event_base *base,
                                    struct store **reads, struct committer **commit)
 {
@@ -32,6 +34,24 @@ static inline int test_commit_open(char *dir, const char *name, struct event_bas
     }
     *commit = commit_new(base, writer);
     return 0;
+}
+
+/* Runs the loop until the committer has handed back every write, and three more turns
+   set off nothing new; fails the test after 10 s. */
+static inline void test_commit_pump(struct event_base *base, struct committer *commit)
+{
+    int64_t until = time_now_ms() + 10000;
+    int idle_turns = 0;
+    for (int i = 0; i < 100000 && time_now_ms() < until; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (commit_idle(commit)) {
+            if (++idle_turns == 3) return;
+        } else {
+            idle_turns = 0;
+            usleep(200);
+        }
+    }
+    fail_msg("the committer did not hand back its writes within 10 s");
 }
 
 /* Removes the store's files and dir (the committer and the reads' handle closed first). */

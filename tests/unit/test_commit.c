@@ -103,19 +103,6 @@ static void open_gate(struct h *h)
     pthread_mutex_unlock(&h->gate_lock);
 }
 
-/* Runs the loop until every write is handed back: bounded. */
-static void pump(struct h *h)
-{
-    int64_t until = time_now_ms() + 10000;
-    for (int i = 0; i < 100000 && time_now_ms() < until; i++) {
-        event_base_loop(h->base, EVLOOP_NONBLOCK);
-        if (commit_idle(h->commit))
-            return;
-        usleep(200);
-    }
-    fail_msg("the committer did not hand back its writes within 10 s");
-}
-
 /* ops [0, n) queued behind the gate, mergeable unless listed in `alone` (-1 ends it). */
 static void run_ops(struct h *h, size_t n, const int *alone)
 {
@@ -131,7 +118,7 @@ static void run_ops(struct h *h, size_t n, const int *alone)
         commit_submit_merge(h->commit, write_one, lone ? NULL : write_many, done, &h->ops[i]);
     }
     open_gate(h);
-    pump(h);
+    test_commit_pump(h->base, h->commit);
 }
 
 static void make_ops(struct h *h, size_t n)

@@ -102,18 +102,7 @@ static void job_changed_cb(void *arg, const struct job *j)
 /* Runs the loop until every write is handed back (and what it set off): bounded. */
 static void pump(struct h *h)
 {
-    int64_t until = time_now_ms() + 10000;
-    int idle_turns = 0;
-    for (int i = 0; i < 100000 && time_now_ms() < until; i++) {
-        event_base_loop(h->base, EVLOOP_NONBLOCK);
-        if (commit_idle(h->commit)) {
-            if (++idle_turns == 3) return; /* and nothing new came of it */
-        } else {
-            idle_turns = 0;
-            usleep(200);
-        }
-    }
-    fail_msg("the committer did not hand back its writes within 10 s");
+    test_commit_pump(h->base, h->commit);
 }
 
 static struct fleet *new_fleet_of(struct h *h, bool shared)
