@@ -51,9 +51,7 @@ class FakeAgent:
         return r.json()
 
     def poll(self, free_slots=None):
-        # wait_s 1, not 0: a poll the server answers before its handler returns (nothing to
-        # lease and wait_s 0, or a draining agent) is a use-after-free in the server's
-        # router (on_request reads r->ev after fleet_poll replied and freed r).
+        # wait_s 1: lease() waits on the server for work rather than spinning
         r = self.api.post(f"/v1/agents/{self.id}/poll", json={
             "free_slots": self.slots if free_slots is None else free_slots, "wait_s": 1})
         assert r.status_code == 200, r.text
@@ -436,11 +434,14 @@ def test_agents_that_left_or_were_lost_keep_what_they_had_after_a_restart(make_s
     server = make_server("--lost-after", "2", "--heartbeat", "1", *store_args, data_dir=data)
     drained = FakeAgent(server, "drained", slots=3, labels={"db": "rfam"}, runtimes=["native"],
                         limits={"mechanism": "rlimit", "memory_mb": "rlimit"})
-    # runtimes it found at work after it registered (as an agent finds bwrap and podman)
+    # runtimes it found at work after it registered (as an agent finds bwrap and podman); the
+    # times are in milliseconds, so each poll comes a little after its registration
+    time.sleep(0.01)
     r = drained.api.post(f"/v1/agents/{drained.id}/poll", json={
         "free_slots": 2, "wait_s": 1, "prefetch": 4, "runtimes": ["native", "podman"]})
     assert r.status_code == 200, r.text
     quiet = FakeAgent(server, "quiet", slots=2, labels={"gpu": "1"}, runtimes=["bwrap", "docker"])
+    time.sleep(0.01)
     quiet.poll(free_slots=1)
     assert ok(server.run_cli("drain", "drained")) == "draining drained\n"
     r = drained.api.post(f"/v1/agents/{drained.id}/leave", json={})
