@@ -446,7 +446,10 @@ int api_agents_poll(struct http_req *r)
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    if (a->rec.runtimes != runtimes) runtimes_changed(s, a);
+    if (a->rec.runtimes != runtimes) {
+        fleet_fits_changed(s->fleet);
+        runtimes_changed(s, a);
+    }
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));
     a->prefetch = (int)prefetch;
     r->owner = a; /* until the fleet answers it (server.c's fleet_reply) */

@@ -251,10 +251,11 @@ static void reply_quota(struct submit *sb, const struct err *e)
 }
 
 /*
- * Who could take a job: the listeners and the warnings' JSON text. A batch's
- * jobs mostly share their queue, requires and slots: the last count is kept
- * and used again for the next job like it (the fleet does not change while
- * one answer is written).
+ * Who could take a job: the listeners and the warnings' JSON text, which the
+ * fleet remembers across requests (fleet_job_fit_text). A batch's jobs mostly
+ * share their queue, requires and slots: the last answer is kept here and used
+ * again for the next job like it (the fleet does not change while one answer
+ * is written).
  */
 struct fit_memo {
     const char *queue;
@@ -275,16 +276,12 @@ static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
         (m->requires == j->requires ||
          (m->requires && j->requires && json_equal(m->requires, j->requires))))
         return;
-    struct sched_fit fit;
     free(m->warnings);
     m->queue = j->queue;
     m->requires = j->requires;
     m->slots = j->slots;
     m->runtimes = runtimes;
-    m->listeners = fleet_job_fit(s->fleet, j, &fit);
-    json_t *w = sched_fit_warnings(&fit);
-    m->warnings = json_dumps(w, JSON_COMPACT);
-    json_decref(w);
+    m->warnings = xstrdup(fleet_job_fit_text(s->fleet, j, &m->listeners));
 }
 
 /* Appends v in decimal (without a format: once per job of a batch's answer). */

@@ -42,6 +42,8 @@ struct lease_rec {
     char queue[72];   /* ... and its queue */
 };
 
+#define FIT_CACHE 8 /* job shapes whose fit is remembered (fleet_job_fit_text) */
+
 struct fleet {
     struct fleet_deps d;
     struct hmap agents;  /* id -> struct live_agent */
@@ -53,6 +55,18 @@ struct fleet {
     bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
+    uint64_t gen; /* bumped by every change to what fleet_fit counts (fleet_fits_changed) */
+    struct fit_entry {
+        char *queue; /* NULL: unused */
+        json_t *requires;
+        int slots;
+        unsigned runtimes;
+        int64_t paused_at;
+        uint64_t gen;
+        int listeners;
+        char *text; /* sched_fit_warnings, as JSON text */
+    } fits[FIT_CACHE];
+    unsigned fit_next; /* the entry a new shape takes */
 };
 
 static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases);
@@ -112,8 +126,18 @@ void fleet_free(struct fleet *f)
     hmap_release(&f->leases, free);
     hmap_release(&f->registering, NULL);
     hmap_release(&f->taking, NULL);
+    for (int i = 0; i < FIT_CACHE; i++) {
+        free(f->fits[i].queue);
+        json_decref(f->fits[i].requires);
+        free(f->fits[i].text);
+    }
     event_free(f->wake);
     free(f);
+}
+
+void fleet_fits_changed(struct fleet *f)
+{
+    f->gen++;
 }
 
 struct live_agent *fleet_agent(struct fleet *f, const char *id_or_name)
@@ -173,6 +197,7 @@ static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
     a->fleet = f;
     hmap_put(&f->agents, a->rec.id, a);
     hmap_put(&f->by_name, a->rec.name, a);
+    fleet_fits_changed(f);
     return a;
 }
 
@@ -198,6 +223,7 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.slots = rec->slots;
     a->rec.runtimes = rec->runtimes;
     a->rec.state = AGENT_UP;
+    fleet_fits_changed(f); /* its queues, labels, slots or runtimes may be new */
     a->rec.last_seen = clock_ms(f);
     a->free_slots = a->rec.slots;
     a->prefetch = 0;
@@ -400,6 +426,7 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, voi
     log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
              agent_state_name(state));
     a->rec.state = state;
+    fleet_fits_changed(f);
     commit_state(f, a, answer);
     if (state == AGENT_LOST || state == AGENT_LEFT) end_agent_leases(f, a);
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
@@ -1083,6 +1110,7 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
         log_info("agent=%s name=%s %s -> %s (stored by another server)", a->rec.id, a->rec.name,
                  agent_state_name(a->rec.state), agent_state_name(rec->state));
         a->rec.state = rec->state;
+        fleet_fits_changed(f);
         if (a->poll && !a->leasing) reply_poll(f, a, NULL);
     }
 }
@@ -1295,6 +1323,40 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit)
 {
     sched_fit_init(fit, j->queue, j->requires, j->slots, spec_runtimes(j->spec));
     return fleet_fit(f, fit);
+}
+
+const char *fleet_job_fit_text(struct fleet *f, const struct job *j, int *listeners)
+{
+    unsigned runtimes = spec_runtimes(j->spec);
+    int64_t paused_at = sched_queue_paused(f->d.sched, j->queue);
+    struct fit_entry *c = NULL;
+    for (int i = 0; i < FIT_CACHE && !c; i++) {
+        struct fit_entry *x = &f->fits[i];
+        if (x->queue && x->gen == f->gen && x->paused_at == paused_at && x->slots == j->slots &&
+            x->runtimes == runtimes && !strcmp(x->queue, j->queue) &&
+            (x->requires == j->requires ||
+             (x->requires && j->requires && json_equal(x->requires, j->requires))))
+            c = x;
+    }
+    if (!c) {
+        c = &f->fits[f->fit_next++ % FIT_CACHE];
+        free(c->queue);
+        json_decref(c->requires);
+        free(c->text);
+        struct sched_fit fit;
+        c->listeners = fleet_job_fit(f, j, &fit);
+        json_t *w = sched_fit_warnings(&fit);
+        c->text = json_dumps(w, JSON_COMPACT);
+        json_decref(w);
+        c->queue = xstrdup(j->queue);
+        c->requires = json_incref((json_t *)j->requires);
+        c->slots = j->slots;
+        c->runtimes = runtimes;
+        c->paused_at = fit.paused_at;
+        c->gen = f->gen;
+    }
+    *listeners = c->listeners;
+    return c->text;
 }
 
 json_t *fleet_runtimes_json(unsigned runtimes)

@@ -215,6 +215,15 @@ struct sched_fit;
 int fleet_fit(struct fleet *f, struct sched_fit *fit);
 /* The same for a job (its queue, requires and slots; j must have its spec). */
 int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit);
+/*
+ * fleet_job_fit's listeners into *listeners, and its warnings
+ * (sched_fit_warnings) as JSON text, remembered for a few job shapes until
+ * fleet_fits_changed or the queue's pause changes: a submit does not count
+ * every agent again. The text is the fleet's, valid until the next call.
+ */
+const char *fleet_job_fit_text(struct fleet *f, const struct job *j, int *listeners);
+/* What fleet_fit counts has changed (an agent's state, queues, labels, slots or runtimes). */
+void fleet_fits_changed(struct fleet *f);
 /* GET /v1/agents. */
 json_t *fleet_agents_json(struct fleet *f);
 json_t *fleet_agent_json(const struct live_agent *a);

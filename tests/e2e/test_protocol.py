@@ -75,9 +75,15 @@ def test_runtimes_route_leases(server):
     assert [l["job"] for l in leases] == [img]
     assert leases[0]["spec"]["command"]["image"] == "busybox:1"
     assert get(server, box)["waiting"]["reason"] == "no_agent"
+    # what a submit answers counts the agents' runtimes as they are now
+    sandboxed = {"command": {"program": "true", "sandbox": True}}
+    answer = server.api().post("/v1/jobs", json=sandboxed).json()
+    assert answer["listeners"] == 0 and answer["warnings"] != [], answer
     # the old agent's next poll says it has bwrap now
     leases = old.poll(free_slots=1, runtimes=["native", "bwrap"])["leases"]
     assert [l["job"] for l in leases] == [box]
+    answer = server.api().post("/v1/jobs", json=sandboxed).json()
+    assert answer["listeners"] == 1 and answer["warnings"] == [], answer
     agents = {a["name"]: a for a in server.api().get("/v1/agents").json()}
     assert agents["old"]["runtimes"] == ["native", "bwrap"]
     assert agents["pod"]["runtimes"] == ["native", "podman"]

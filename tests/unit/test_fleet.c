@@ -979,6 +979,45 @@ static void test_register_rules(void **state)
     json_decref(list);
 }
 
+/* A submit's fit (fleet_job_fit_text) is remembered, and counted again whenever what it counts
+   changes: an agent registered, its runtimes, its state, its queue's pause. */
+static void test_fit_remembered(void **state)
+{
+    struct h *h = *state;
+    struct job j[2];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    submit(h, j + 1, 1, "{\"command\": {\"program\": \"true\", \"sandbox\": true}}");
+    int n = -1;
+    const char *t = fleet_job_fit_text(h->fleet, &j[0], &n);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(t, "queue 'default' has no listening agent (no agent is up)"));
+    assert_int_equal(fleet_job_fit_text(h->fleet, &j[1], &n) != NULL, true);
+    assert_int_equal(n, 0);
+
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    assert_string_equal(fleet_job_fit_text(h->fleet, &j[0], &n), "[]");
+    assert_int_equal(n, 1);
+    t = fleet_job_fit_text(h->fleet, &j[1], &n); /* a sandbox, and the agent has no bwrap */
+    assert_int_equal(n, 0);
+    assert_string_not_equal(t, "[]");
+    a->rec.runtimes |= PROTO_RT_BWRAP; /* as a poll that names bwrap (api_agents.c) */
+    fleet_fits_changed(h->fleet);
+    assert_string_equal(fleet_job_fit_text(h->fleet, &j[1], &n), "[]");
+    assert_int_equal(n, 1);
+
+    sched_queue_pause(h->sched, "default", h->now);
+    assert_non_null(strstr(fleet_job_fit_text(h->fleet, &j[0], &n), "queue 'default' is paused"));
+    assert_int_equal(n, 1);
+    sched_queue_pause(h->sched, "default", 0);
+    assert_string_equal(fleet_job_fit_text(h->fleet, &j[0], &n), "[]");
+
+    fleet_agent_set_state(h->fleet, a, AGENT_DRAINING, &h->answer1);
+    pump(h);
+    assert_non_null(strstr(fleet_job_fit_text(h->fleet, &j[0], &n), "no listening agent"));
+    assert_int_equal(n, 0);
+    release_jobs(j, 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1002,6 +1041,7 @@ int main(void)
         T(test_leave),
         T(test_deadline),
         T(test_register_rules),
+        T(test_fit_remembered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
