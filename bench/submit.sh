@@ -175,6 +175,23 @@ with open(sys.argv[1], "w") as f:
 EOF
 }
 
+register_agents() { # N: agents with labels, on 20 queues, every other one serving bench too
+    log "registering $1 agents"
+    "$PYTHON" - "http://127.0.0.1:$DROVER_PORT" "$TOKEN" "$1" <<'EOF' || die "registering agents failed"
+import sys, uuid, requests
+base, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = requests.Session()
+s.headers["Authorization"] = "Bearer " + token
+for i in range(n):
+    queues = [f"q{i % 20}"] + (["bench"] if i % 2 else [])
+    r = s.post(base + "/v1/agents/register", timeout=60, json={
+        "name": f"bench-agent-{i}", "queues": queues, "slots": 4,
+        "labels": {"rack": str(i % 7)}, "instance": str(uuid.uuid4())})
+    if r.status_code != 200:
+        sys.exit(f"POST /v1/agents/register: HTTP {r.status_code}: {r.text[:500]}")
+EOF
+}
+
 bench_drover_submit() { # SYNC
     local sync=$1 n requests
     start_drover "$sync" "drover-$sync"
@@ -194,6 +211,13 @@ bench_drover_submit() { # SYNC
         run "drover GET /healthz (no store), 32 conns" http --host 127.0.0.1 \
             --port "$DROVER_PORT" --method GET --path /healthz --conns 32 \
             --requests "$(nreq 200000)"
+        # A fleet: 1,000 agents registered (half of them serving the queue) must not make
+        # each submit slower (its answer counts who could take the job).
+        register_agents 1000
+        run "drover --sync full submit, 32 conns, 1,000 agents registered" http \
+            --host 127.0.0.1 --port "$DROVER_PORT" --token "$TOKEN" --method POST \
+            --path /v1/jobs --body-file "$WORK/spec.json" --conns 32 \
+            --requests "$(nreq 150000)"
     fi
     run "drover --sync $sync batches of 1,000, 4 conns" http --host 127.0.0.1 \
         --port "$DROVER_PORT" --token "$TOKEN" --method POST --path /v1/jobs \
@@ -353,6 +377,12 @@ if floor:
         if o and o.get("per_s"):
             x = floor["per_s"] / o["per_s"]
             print(f"| drover GET /healthz vs {name}, 32 conns | {floor['per_s']:,.0f} / {o['per_s']:,.0f} = **{x:.2f}x** |")
+fleet = by.get("drover --sync full submit, 32 conns, 1,000 agents registered")
+alone = by.get("drover --sync full submit, 32 conns")
+if fleet and alone and alone.get("per_s"):
+    print()
+    print(f"With 1,000 agents registered, single submits run at **{fleet['per_s'] / alone['per_s']:.2f}x** "
+          f"the rate without ({fleet['per_s']:,.0f} / {alone['per_s']:,.0f} per s; context, not a target).")
 print()
 print("Commands (\`bash bench/submit.sh\` ran them; ports are free loopback ports):")
 print()
