@@ -28,8 +28,14 @@ static inline int test_commit_open(char *dir, const char *name, struct event_bas
     struct store_opts so = {0};
     struct store *writer;
     struct err e = ERR_INIT;
-    if (store_open(uri, &so, reads, &e) || store_open(uri, &so, &writer, &e)) {
+    if (store_open(uri, &so, reads, &e)) {
         fprintf(stderr, "store: %s\n", e.msg);
+        return -1;
+    }
+    if (store_open(uri, &so, &writer, &e)) {
+        fprintf(stderr, "store: %s\n", e.msg);
+        store_close(*reads);
+        *reads = NULL;
         return -1;
     }
     *commit = commit_new(base, writer);

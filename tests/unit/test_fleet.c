@@ -991,7 +991,7 @@ static void test_fit_remembered(void **state)
     const char *t = fleet_job_fit_text(h->fleet, &j[0], &n);
     assert_int_equal(n, 0);
     assert_non_null(strstr(t, "queue 'default' has no listening agent (no agent is up)"));
-    assert_int_equal(fleet_job_fit_text(h->fleet, &j[1], &n) != NULL, true);
+    assert_non_null(fleet_job_fit_text(h->fleet, &j[1], &n));
     assert_int_equal(n, 0);
 
     struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
