@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[AGENT_NSTATES] = {"up", "draining", "lost", "left"};
+static const char *const names[AGENT_NSTATES] = {"up", "draining", "lost", "left", "forgotten"};
 
 const char *agent_state_name(int state)
 {

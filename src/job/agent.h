@@ -7,7 +7,8 @@
 
 #include "common/uuid.h"
 
-enum agent_state { AGENT_UP, AGENT_DRAINING, AGENT_LOST, AGENT_LEFT, AGENT_NSTATES };
+/* AGENT_FORGOTTEN is an event's only (store_agent_forget): no stored agent has it. */
+enum agent_state { AGENT_UP, AGENT_DRAINING, AGENT_LOST, AGENT_LEFT, AGENT_FORGOTTEN, AGENT_NSTATES };
 
 const char *agent_state_name(int state);
 

@@ -11,6 +11,7 @@
 #include "server/fleet.h"
 
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,7 @@ struct fleet {
     bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
+    uint64_t scans; /* full scans of the store's agents ended (fleet_agents_synced_all) */
     uint64_t gen; /* bumped by every change to what fleet_fit counts (fleet_fits_changed) */
     struct fit_entry {
         char *queue; /* NULL: unused */
@@ -1076,6 +1078,7 @@ bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
 void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
 {
     struct live_agent *a = hmap_get(&f->agents, rec->id);
+    if (a) a->synced = f->scans + 1; /* listed by the scan under way */
     if (!a) {
         struct live_agent *other = hmap_get(&f->by_name, rec->name);
         if (other) return; /* its name went to a new id: that one's registration tells */
@@ -1090,6 +1093,7 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
         copy.runtimes = rec->runtimes ? rec->runtimes : PROTO_RT_NATIVE;
         a = add_agent(f, &copy);
         a->seen_flushed = rec->last_seen;
+        a->synced = f->scans + 1;
         return;
     }
     bool newer = rec->last_seen > a->rec.last_seen;
@@ -1167,6 +1171,101 @@ void fleet_wake(struct fleet *f)
     event_active(f->wake, EV_TIMEOUT, 0);
 }
 
+/* ---- forgetting agents gone long ago ---- */
+
+static bool gone_idle(const struct live_agent *a)
+{
+    return (a->rec.state == AGENT_LOST || a->rec.state == AGENT_LEFT) && !a->poll &&
+           !a->leasing && !a->held;
+}
+
+/* Drops a gone agent from memory (the store has forgotten it). */
+static void drop_agent(struct fleet *f, struct live_agent *a)
+{
+    log_info("agent=%s name=%s forgotten (%s since %" PRId64 ")", a->rec.id, a->rec.name,
+             agent_state_name(a->rec.state), a->rec.last_seen);
+    if (hmap_get(&f->by_name, a->rec.name) == a) hmap_del(&f->by_name, a->rec.name);
+    hmap_del(&f->agents, a->rec.id);
+    free_agent(a);
+}
+
+struct forget_op {
+    struct fleet *f;
+    int64_t before; /* last seen before this */
+    size_t n;
+    char (*ids)[UUID_STR_LEN];
+    bool *forgotten; /* out: which the store deleted */
+};
+
+static int forget_write(struct store *st, void *arg, struct err *e)
+{
+    struct forget_op *op = arg;
+    for (size_t i = 0; i < op->n; i++) {
+        int rc = store_agent_forget(st, op->ids[i], op->before, e);
+        op->forgotten[i] = !rc;
+        if (rc == ERR_NOTFOUND) /* up again, or seen since: kept */
+            err_clear(e);
+        else if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void forget_done(void *arg, int rc, const struct err *e)
+{
+    struct forget_op *op = arg;
+    if (rc) log_error("cannot forget agents gone long ago: %s", e->msg);
+    for (size_t i = 0; i < op->n; i++) {
+        struct live_agent *a = hmap_get(&op->f->agents, op->ids[i]);
+        if (!a) continue;
+        a->forgetting = false;
+        if (!rc && op->forgotten[i] && gone_idle(a)) drop_agent(op->f, a);
+    }
+    free(op->ids);
+    free(op->forgotten);
+    free(op);
+}
+
+/* Deletes the agents lost or left more than agent_retention_ms ago, then drops them here. */
+static void forget_agents(struct fleet *f, int64_t now_ms)
+{
+    if (f->d.agent_retention_ms <= 0) return;
+    struct forget_op *op = NULL;
+    size_t cap = 0;
+    int64_t before = now_ms - f->d.agent_retention_ms;
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->forgetting || !gone_idle(a) || a->rec.last_seen >= before) continue;
+        if (!op) {
+            op = xcalloc(1, sizeof(*op));
+            op->f = f;
+            op->before = before;
+        }
+        if (op->n == cap) {
+            cap = cap ? 2 * cap : 8;
+            op->ids = xrealloc(op->ids, cap * sizeof(*op->ids));
+            op->forgotten = xrealloc(op->forgotten, cap * sizeof(*op->forgotten));
+        }
+        memcpy(op->ids[op->n++], a->rec.id, UUID_STR_LEN);
+        a->forgetting = true;
+    }
+    if (op) commit_submit(f->d.commit, forget_write, forget_done, op);
+}
+
+void fleet_agents_synced_all(struct fleet *f)
+{
+    size_t n = 0;
+    struct live_agent **drop = xcalloc(f->agents.count + 1, sizeof(*drop));
+    for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
+        struct live_agent *a = e->value;
+        if (a->synced != f->scans + 1 && gone_idle(a)) drop[n++] = a;
+    }
+    for (size_t i = 0; i < n; i++)
+        drop_agent(f, drop[i]);
+    free(drop);
+    f->scans++;
+}
+
 /* ---- time ---- */
 
 void fleet_tick_ready(struct fleet *f, int64_t now_ms)
@@ -1187,6 +1286,7 @@ void fleet_tick(struct fleet *f, int64_t now_ms)
     }
     end_leases(f, lease_past, &now_ms, proto_reason_name(PROTO_REASON_TIMEOUT),
                "the attempt passed its deadline on the server");
+    forget_agents(f, now_ms);
 }
 
 void fleet_agents_reread(struct fleet *f)

@@ -42,6 +42,8 @@ struct fleet_deps {
     struct metrics *metrics;   /* lease and queue-wait histograms (metrics.h); NULL: none */
     int lost_after_s;          /* an agent silent this long is lost */
     int deadline_grace_s;      /* added to timeout_s for an attempt's deadline */
+    int64_t agent_retention_ms; /* an agent lost or left this long ago is forgotten (fleet_tick);
+                                   0: never */
     bool shared;               /* several servers share the store: the leases known here
                                   may lag behind it (fleet_take_cancels reads it first) */
     int64_t (*now_ms)(void *arg); /* the clock (loop thread) */
@@ -69,6 +71,9 @@ struct live_agent {
     struct fleet *fleet;    /* its fleet (for its poll timer) */
     json_t *cached;         /* the objects in its input cache, a set (sched_cache_set), or NULL */
     int64_t seen_flushed;   /* the last_seen fleet_flush_seen last stored */
+    bool forgetting;        /* its deletion (store_agent_forget) is in flight */
+    uint64_t synced;        /* 1 + the fleet's count of whole scans when the store last listed
+                               it (fleet_agents_synced_all); 0: never */
 };
 
 /* d is copied. */
@@ -181,10 +186,17 @@ void fleet_job_synced(struct fleet *f, const struct job *j);
 bool fleet_lease_synced(struct fleet *f, const char *id, int state, int attempt,
                         const char *agent);
 void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec);
+/*
+ * fleet_agents_synced_all: a scan of all the store's agents, each through fleet_agent_synced,
+ * has just ended: an agent that left or was lost and that the scan did not list was forgotten
+ * (the leader's fleet_tick, wherever it runs): it goes here too.
+ */
+void fleet_agents_synced_all(struct fleet *f);
 void fleet_agents_reread(struct fleet *f);
 void fleet_flush_seen(struct fleet *f);
 
-/* Once a second: lost agents, passed deadlines, delayed jobs now due. */
+/* Once a second: lost agents, passed deadlines, delayed jobs now due; agents gone longer
+   than agent_retention_ms are forgotten (deleted from the store with an event, then here). */
 void fleet_tick(struct fleet *f, int64_t now_ms);
 /* Once a second on a server that is not the leader: delayed jobs now due, nothing else
  * (lost agents and deadlines are the leader's). */

@@ -242,6 +242,8 @@ static void usage(FILE *f)
             "                       and output kept in the archive (default 7d; D is N[s|m|h|d])\n"
             "  --queue-retention Q=D  the retention of queue Q's jobs (repeatable)\n"
             "  --retention-sweep S  how often due jobs are archived (default 60 s)\n"
+            "  --agent-retention D  agents lost or left D ago are forgotten: out of\n"
+            "                       `drover agents`, their name free (default 1d)\n"
             "  --tenant-max-running N  jobs a tenant may have leased or running at a time\n"
             "                       (default 0: no limit; `drover tenant set` sets one's own)\n"
             "  --tenant-max-queued N  jobs a tenant may have queued; a submission past it is\n"
@@ -304,6 +306,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
         {"retention", required_argument, NULL, 'r'},
         {"queue-retention", required_argument, NULL, 'q'},
         {"retention-sweep", required_argument, NULL, 'w'},
+        {"agent-retention", required_argument, NULL, 'y'},
         {"tenant-max-running", required_argument, NULL, 'x'},
         {"tenant-max-queued", required_argument, NULL, 'X'},
         {"trigger-scan", required_argument, NULL, 'S'},
@@ -315,6 +318,7 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
     o->listen = DROVER_DEFAULT_LISTEN;
     o->heartbeat_s = PROTO_HEARTBEAT_S_DEFAULT;
     o->lost_after_s = PROTO_LOST_AFTER_S_DEFAULT;
+    o->agent_retention_ms = 24LL * 3600 * 1000;
     o->deadline_grace_s = LEASE_DEADLINE_GRACE_S;
     o->upload_idle_s = 120;
     o->events_keep = 1000000;
@@ -412,6 +416,13 @@ int server_opts_parse(int argc, char **argv, struct server_opts *o)
             if (retention_duration_parse(optarg, &o->retention_ms)) {
                 fprintf(stderr, "drover %s: --retention must be N, Ns, Nm, Nh or Nd (at most "
                                 "ten years), not '%s'\n", argv[0], optarg);
+                return 2;
+            }
+            break;
+        case 'y':
+            if (retention_duration_parse(optarg, &o->agent_retention_ms)) {
+                fprintf(stderr, "drover %s: --agent-retention must be N, Ns, Nm, Nh or Nd (at "
+                                "most ten years), not '%s'\n", argv[0], optarg);
                 return 2;
             }
             break;
@@ -829,6 +840,7 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
         .metrics = s->metrics,
         .lost_after_s = s->lost_after_s,
         .deadline_grace_s = s->deadline_grace_s,
+        .agent_retention_ms = o->agent_retention_ms,
         .shared = (store_caps(s->reads) & STORE_CAP_SHARED) != 0,
         .now_ms = fleet_clock,
         .reply = fleet_reply,

@@ -106,6 +106,7 @@ struct server_opts {
     char *tls_cert;       /* --tls-cert: PEM certificate chain, or NULL for plain HTTP */
     char *tls_key;        /* --tls-key: its PEM private key */
     int64_t retention_ms; /* --retention (retention.h) */
+    int64_t agent_retention_ms; /* --agent-retention: agents gone this long are forgotten */
     char **queue_retention; /* --queue-retention QUEUE=DURATION, each as given */
     size_t nqueue_retention;
     int retention_sweep_s; /* --retention-sweep */

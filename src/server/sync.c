@@ -55,13 +55,17 @@ static int sync_agents(struct sync *y)
     int rc = store_agent_scan(y->s->reads, agent_synced, y->s->fleet, &e);
     if (rc) {
         log_warn("cannot read the agents from the store: %s", e.msg);
-    } else if (y->agents_unread) { /* their last_seen could not be stored meanwhile either */
+        y->agents_unread = true;
+        return rc;
+    }
+    fleet_agents_synced_all(y->s->fleet);
+    if (y->agents_unread) { /* their last_seen could not be stored meanwhile either */
         log_info("the agents are read again: each has %d s to be seen before it is lost",
                  y->s->lost_after_s);
         fleet_agents_reread(y->s->fleet);
     }
-    y->agents_unread = rc != 0;
-    return rc;
+    y->agents_unread = false;
+    return 0;
 }
 
 /* A job named by the events of a page: its newest event there. */

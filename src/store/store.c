@@ -570,6 +570,11 @@ int store_agent_set_state(struct store *st, const char *id, int state, int64_t l
     return st->ops->agent_set_state(st, id, state, last_seen, e);
 }
 
+int store_agent_forget(struct store *st, const char *id, int64_t seen_before, struct err *e)
+{
+    return st->ops->agent_forget(st, id, seen_before, e);
+}
+
 int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a), void *arg,
                      struct err *e)
 {

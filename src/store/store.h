@@ -258,6 +258,13 @@ int store_log_read(struct store *st, const char *job, int attempt, int stream, i
 int store_agent_upsert(struct store *st, struct agent_rec *a, struct err *e);
 int store_agent_set_state(struct store *st, const char *id, int state, int64_t last_seen,
                           struct err *e);
+/*
+ * Deletes agent `id` when it is lost or left and was last seen before `seen_before` (ms
+ * since the epoch), with an agent event of state AGENT_FORGOTTEN (its name, in the same
+ * transaction). ERR_NOTFOUND, nothing written, when there is no such agent or it is up,
+ * draining or seen since (registered again meanwhile, say).
+ */
+int store_agent_forget(struct store *st, const char *id, int64_t seen_before, struct err *e);
 /* Calls fn for every agent (the record is released after fn returns). */
 int store_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a), void *arg,
                      struct err *e);

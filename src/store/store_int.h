@@ -65,6 +65,7 @@ struct store_ops {
     int (*agent_upsert)(struct store *st, struct agent_rec *a, struct err *e);
     int (*agent_set_state)(struct store *st, const char *id, int state, int64_t last_seen,
                            struct err *e);
+    int (*agent_forget)(struct store *st, const char *id, int64_t seen_before, struct err *e);
     int (*agent_scan)(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
                       void *arg, struct err *e);
     int (*queue_stats)(struct store *st, const char *owner, struct queue_stat **out, size_t *n,

@@ -87,6 +87,7 @@ enum stmt_id {
     S_LOG_READ,
     S_AGENT_UPSERT,
     S_AGENT_STATE,
+    S_AGENT_FORGET,
     S_AGENT_RUNTIMES,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
@@ -456,6 +457,10 @@ static const char *const stmt_sql[S_COUNT] = {
                        "limits = excluded.limits "
                        "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = $1, last_seen = $2 WHERE id = $3",
+    [S_AGENT_FORGET] = "WITH d AS (DELETE FROM agents WHERE id = $3 AND state IN ($6, $7) "
+                       "AND last_seen < $4 RETURNING id, name) "
+                       "INSERT INTO events (seq, at, kind, subject, state, agent) "
+                       "SELECT $1, $2, 1, id, $5, name FROM d",
     [S_AGENT_RUNTIMES] = "UPDATE agents SET runtimes = $2 WHERE id = $1",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance, runtimes, limits FROM agents ORDER BY name",
@@ -2533,6 +2538,40 @@ static int pg_agent_set_state(struct store *st, const char *id, int state, int64
     return rc ? rc : tx_end(s, own, agent_set_state_tx(s, id, state, last_seen, e), e);
 }
 
+static int agent_forget_tx(struct store_pg *s, const char *id, int64_t seen_before,
+                           struct err *e)
+{
+    int64_t seq = 0;
+    int rc = next_seq(s, &seq, e);
+    if (rc)
+        return rc;
+    struct params p = {0};
+    p_int(&p, seq);
+    p_int(&p, time_now_ms());
+    p_text(&p, id);
+    p_int(&p, seen_before);
+    p_int(&p, AGENT_FORGOTTEN);
+    p_int(&p, AGENT_LOST);
+    p_int(&p, AGENT_LEFT);
+    PGresult *r;
+    if ((rc = run(s, S_AGENT_FORGET, &p, &r, e, "forgetting an agent")))
+        return rc;
+    int64_t n = changed(r);
+    PQclear(r);
+    if (n)
+        return 0;
+    s->ev_seq--; /* no event written: its seq is the next one's */
+    return err_set(e, ERR_NOTFOUND, "agent '%s' not found, or not gone long enough", id);
+}
+
+static int pg_agent_forget(struct store *st, const char *id, int64_t seen_before, struct err *e)
+{
+    struct store_pg *s = pg(st);
+    bool own;
+    int rc = tx_start(s, &own, e);
+    return rc ? rc : tx_end(s, own, agent_forget_tx(s, id, seen_before, e), e);
+}
+
 static int pg_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
                          void *arg, struct err *e)
 {
@@ -3863,6 +3902,7 @@ const struct store_ops store_pg_ops = {
     .log_read = pg_log_read,
     .agent_upsert = pg_agent_upsert,
     .agent_set_state = pg_agent_set_state,
+    .agent_forget = pg_agent_forget,
     .agent_scan = pg_agent_scan,
     .queue_stats = pg_queue_stats,
     .token_insert = pg_token_insert,

@@ -68,6 +68,8 @@ enum stmt_id {
     S_LOG_READ,
     S_AGENT_UPSERT,
     S_AGENT_STATE,
+    S_AGENT_FORGET_EVENT,
+    S_AGENT_FORGET,
     S_AGENT_RUNTIMES,
     S_AGENT_SCAN,
     S_EVENT_AGENT,
@@ -323,6 +325,11 @@ static const char *const stmt_sql[S_COUNT] = {
                        "limits = excluded.limits "
                        "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
+    /* store_agent_forget: the event first, while the row is there; the same condition */
+    [S_AGENT_FORGET_EVENT] = "INSERT INTO events (at, kind, subject, state, agent) "
+                             "SELECT ?1, 1, id, ?4, name FROM agents "
+                             "WHERE id = ?2 AND state IN (?5, ?6) AND last_seen < ?3",
+    [S_AGENT_FORGET] = "DELETE FROM agents WHERE id = ?2 AND state IN (?5, ?6) AND last_seen < ?3",
     [S_AGENT_RUNTIMES] = "UPDATE agents SET runtimes = ?2 WHERE id = ?1",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance, runtimes, limits FROM agents ORDER BY name",
@@ -1815,6 +1822,28 @@ static int sqlite_agent_set_state(struct store *st, const char *id, int state, i
     return rc;
 }
 
+static int sqlite_agent_forget(struct store *st, const char *id, int64_t seen_before,
+                               struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        sqlite3_stmt *q = stmt(s, i ? S_AGENT_FORGET : S_AGENT_FORGET_EVENT);
+        if (!i) {
+            sqlite3_bind_int64(q, 1, time_now_ms());
+            sqlite3_bind_int(q, 4, AGENT_FORGOTTEN);
+        }
+        bind_text(q, 2, id);
+        sqlite3_bind_int64(q, 3, seen_before);
+        sqlite3_bind_int(q, 5, AGENT_LOST);
+        sqlite3_bind_int(q, 6, AGENT_LEFT);
+        rc = exec_stmt(s, q, e, "forgetting an agent");
+        if (!rc && sqlite3_changes(s->db) == 0) /* the event's insert: the delete's too */
+            rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found, or not gone long enough", id);
+    }
+    return rc;
+}
+
 static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),
                              void *arg, struct err *e)
 {
@@ -2725,6 +2754,7 @@ const struct store_ops store_sqlite_ops = {
     .log_read = sqlite_log_read,
     .agent_upsert = sqlite_agent_upsert,
     .agent_set_state = sqlite_agent_set_state,
+    .agent_forget = sqlite_agent_forget,
     .agent_scan = sqlite_agent_scan,
     .queue_stats = sqlite_queue_stats,
     .token_insert = sqlite_token_insert,

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import (UUID, cli_status, cli_submit, free_port, help_shown, ok, refused, table,
                       usage_error, wait_for)
+from test_events import Stream
 
 UNKNOWN_JOB = "01938c2e-0000-7000-8000-000000000000"
 
@@ -472,6 +473,48 @@ def test_agents_that_left_or_were_lost_keep_what_they_had_after_a_restart(make_s
     after = agents_by_name(server)["quiet"]
     assert after["state"] == "up" and after["runtimes"] == ["native"]
     assert after["free_slots"] == 2 and after["last_seen"] > before["quiet"]["last_seen"]
+
+
+def test_agents_gone_longer_than_the_retention_are_forgotten(make_server, store_args):
+    """--agent-retention: an agent that left or was lost is forgotten once it has been gone
+    that long: out of `drover agents`, told by an agent event of state forgotten, its calls
+    answered 404 (the agent registers again, as a new agent). One that keeps calling stays."""
+    server = make_server("--lost-after", "2", "--heartbeat", "1", "--agent-retention", "3s",
+                         *store_args)
+    stream = Stream(server, {"since": 0, "type": "agent"})
+    keep = FakeAgent(server, "keep")
+    gone = FakeAgent(server, "gone")
+    quiet = FakeAgent(server, "quiet")
+    assert gone.api.post(f"/v1/agents/{gone.id}/leave", json={}).status_code == 200
+    states = {"gone": set(), "quiet": set()}
+    deadline = time.monotonic() + 30
+    while True:
+        now = agents_by_name(server)
+        for name in states:
+            if name in now:
+                states[name].add(now[name]["state"])
+        if set(now) == {"keep"}:
+            break
+        assert time.monotonic() < deadline, now
+        keep.poll()  # waits on the server up to 1 s: it stays up
+    assert states == {"gone": {"left"}, "quiet": {"up", "lost"}} or \
+        states == {"gone": {"left"}, "quiet": {"lost"}}, states
+    assert [r[0] for r in table(ok(server.run_cli("agents")))[1:]] == ["keep"]
+
+    evs = stream.wait(lambda evs: sum(e["state"] == "forgotten" for e in evs) == 2,
+                      what="two forgotten events")
+    stream.close()
+    forgot = {e["agent"]: e for e in evs if e["state"] == "forgotten"}
+    assert set(forgot) == {"gone", "quiet"}, evs
+    assert forgot["gone"]["agent_id"] == gone.id and forgot["quiet"]["agent_id"] == quiet.id
+    assert [e["state"] for e in evs if e["agent"] == "quiet"] == ["up", "lost", "forgotten"], evs
+
+    r = gone.api.post(f"/v1/agents/{gone.id}/poll", json={"free_slots": 1, "wait_s": 0})
+    assert r.status_code == 404 and "register first" in r.text, r.text
+    old = gone.id
+    gone.register()
+    assert gone.id != old
+    assert agents_by_name(server)["gone"]["state"] == "up"
 
 
 # ---- drain ----

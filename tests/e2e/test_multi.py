@@ -245,6 +245,23 @@ def test_agent_states_stored_through_another_server(pg_servers, make_agent):  # 
                       if x["name"] == "w1"] == ["left"], 10, "a to know that w1 left")
 
 
+def test_an_agent_gone_long_ago_is_forgotten_by_every_server(pg_servers, pg_db,  # noqa: F811
+                                                             make_agent):
+    """The leader forgets an agent gone longer than --agent-retention; the other server drops
+    it too when the store no longer lists it (whichever of the two leads)."""
+    a = pg_servers("--agent-retention", "3s")
+    b = pg_servers("--agent-retention", "3s")
+    w = make_agent(b, "w1")
+
+    def names(server):
+        return [x["name"] for x in server.api().get("/v1/agents").json()]
+    wait_for(lambda: names(a) == ["w1"], 10, "a to know w1")
+    assert a.api().post("/v1/agents/w1/drain").status_code == 200
+    assert w.wait(30) == 0, w.read_log()  # it left
+    wait_for(lambda: names(a) == [] and names(b) == [], 30, "both servers to forget w1")
+    assert psql(pg_db, "SELECT count(*) FROM agents") == "0"
+
+
 def test_a_dashboard_session_works_on_every_server(pg_servers):  # noqa: F811
     """A sign-in on one server is a session on all of them (behind a load balancer the next
     call may reach another), and a sign-out on any of them ends it everywhere."""

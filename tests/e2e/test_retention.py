@@ -200,7 +200,10 @@ def test_bad_retention_options_are_refused(tmp_path):
                        (["--queue-retention", "fast"], "QUEUE=DURATION"),
                        (["--queue-retention", "Bad!=1s"], "queue name"),
                        (["--queue-retention", "fast=soon"], "duration"),
-                       (["--retention-sweep", "0"], "--retention-sweep")):
+                       (["--retention-sweep", "0"], "--retention-sweep"),
+                       (["--agent-retention", "0"], "--agent-retention"),
+                       (["--agent-retention", "1w"], "--agent-retention"),
+                       (["--agent-retention", "-1d"], "--agent-retention")):
         r = subprocess.run([BIN, "server", "--data", str(tmp_path / "d"), *args],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and says in r.stderr, (args, r.stderr)

@@ -42,6 +42,7 @@ static void lib_free(void *p)
 #include "store/store.h"
 
 #define LOST_AFTER_S 15
+#define AGENT_RETENTION_MS (3600 * 1000)
 #define MAX_REPLIES 32
 
 struct reply {
@@ -115,6 +116,7 @@ static struct fleet *new_fleet_of(struct h *h, bool shared)
         .sched = h->sched,
         .lost_after_s = LOST_AFTER_S,
         .deadline_grace_s = 2,
+        .agent_retention_ms = AGENT_RETENTION_MS,
         .now_ms = clock_cb,
         .reply = reply_cb,
         .reply_error = reply_error_cb,
@@ -1018,6 +1020,137 @@ static void test_fit_remembered(void **state)
     release_jobs(j, 2);
 }
 
+static int count_stored(void *arg, const struct agent_rec *a)
+{
+    (void)a;
+    ++*(int *)arg;
+    return 0;
+}
+
+static int stored_agents(struct h *h)
+{
+    int n = 0;
+    struct err e = ERR_INIT;
+    assert_int_equal(store_agent_scan(h->reads, count_stored, &n, &e), 0);
+    return n;
+}
+
+/*
+ * The leader's tick forgets agents lost or left longer than agent_retention_ms ago: out of
+ * the store and of the fleet; one up is kept, and one gone while it holds a lease is kept
+ * until the lease has ended. The name is free again afterwards.
+ */
+static void test_gone_agents_forgotten(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *left = register_agent(h, "w1", 1, "[\"default\"]");
+    struct live_agent *lost = register_agent(h, "w2", 1, "[\"default\"]");
+    struct live_agent *up = register_agent(h, "w3", 1, "[\"default\"]");
+    char left_id[UUID_STR_LEN];
+    memcpy(left_id, left->rec.id, UUID_STR_LEN);
+    fleet_agent_set_state(h->fleet, left, AGENT_LEFT, NULL);
+    fleet_agent_set_state(h->fleet, lost, AGENT_LOST, NULL);
+    pump(h);
+
+    h->now += AGENT_RETENTION_MS - 1000; /* not yet */
+    fleet_agent_seen(h->fleet, up);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_non_null(fleet_agent(h->fleet, "w1"));
+    assert_non_null(fleet_agent(h->fleet, "w2"));
+    assert_int_equal(stored_agents(h), 3);
+
+    h->now += 2000;
+    fleet_agent_seen(h->fleet, up);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_null(fleet_agent(h->fleet, "w1"));
+    assert_null(fleet_agent(h->fleet, left_id));
+    assert_null(fleet_agent(h->fleet, "w2"));
+    assert_ptr_equal(fleet_agent(h->fleet, "w3"), up);
+    assert_int_equal(up->rec.state, AGENT_UP);
+    assert_int_equal(stored_agents(h), 1);
+    json_t *list = fleet_agents_json(h->fleet);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+
+    /* registered again: a new agent */
+    struct live_agent *again = register_agent(h, "w1", 1, "[\"default\"]");
+    assert_string_not_equal(again->rec.id, left_id);
+    assert_int_equal(stored_agents(h), 2);
+
+    /* a lease it holds keeps a gone agent until the lease has ended */
+    struct job j[1];
+    submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    agent_poll(h, again, &h->poll1, 1, NULL, 0);
+    fleet_agent_set_state(h->fleet, again, AGENT_LEFT, NULL); /* the lease still in flight */
+    h->now += AGENT_RETENTION_MS + 1000;
+    fleet_agent_seen(h->fleet, up);
+    fleet_tick(h->fleet, h->now);
+    assert_non_null(fleet_agent(h->fleet, "w1")); /* leasing: not now */
+    pump(h);
+    assert_int_equal(again->held, 0);
+    fleet_agent_seen(h->fleet, up);
+    fleet_tick(h->fleet, h->now);
+    pump(h);
+    assert_null(fleet_agent(h->fleet, "w1"));
+    assert_stored(h, j[0].id, JOB_QUEUED, 0, NULL); /* its lease was given up */
+    release_jobs(j, 1);
+}
+
+static int synced_cb(void *arg, const struct agent_rec *a)
+{
+    fleet_agent_synced(arg, a);
+    return 0;
+}
+
+static int forget_write(struct store *st, void *arg, struct err *e)
+{
+    return store_agent_forget(st, arg, INT64_MAX, e);
+}
+
+static void forget_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("forgetting: %s", e->msg);
+}
+
+/*
+ * Another server's leader forgot an agent: a scan of the store's agents no longer lists it,
+ * and fleet_agents_synced_all drops it here. An agent up that the scan did not list (not
+ * stored yet, say) stays.
+ */
+static void test_forgotten_elsewhere(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *gone = register_agent(h, "w1", 1, "[\"default\"]");
+    register_agent(h, "w2", 1, "[\"default\"]");
+    fleet_agent_set_state(h->fleet, gone, AGENT_LEFT, NULL);
+    pump(h);
+    char id[UUID_STR_LEN];
+    memcpy(id, gone->rec.id, UUID_STR_LEN);
+    commit_submit(h->commit, forget_write, forget_done, id);
+    pump(h);
+    struct agent_rec r;
+    agent_rec_init(&r);
+    uuid7_new(r.id);
+    r.name = strdup("w3");
+    r.labels = json_object();
+    r.queues = json_pack("[s]", "default");
+    r.slots = 1;
+    r.owner = strdup("tok");
+    r.last_seen = r.registered_at = h->now;
+    fleet_agent_registered(h->fleet, &r); /* up, and not in the store */
+
+    struct err e = ERR_INIT;
+    assert_int_equal(store_agent_scan(h->reads, synced_cb, h->fleet, &e), 0);
+    assert_non_null(fleet_agent(h->fleet, "w1")); /* until the scan is known to be whole */
+    fleet_agents_synced_all(h->fleet);
+    assert_null(fleet_agent(h->fleet, "w1"));
+    assert_null(fleet_agent(h->fleet, id));
+    assert_non_null(fleet_agent(h->fleet, "w2"));
+    assert_non_null(fleet_agent(h->fleet, "w3"));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1042,6 +1175,8 @@ int main(void)
         T(test_deadline),
         T(test_register_rules),
         T(test_fit_remembered),
+        T(test_gone_agents_forgotten),
+        T(test_forgotten_elsewhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3666,6 +3666,102 @@ static void test_agent_kept(void **state)
     agent_rec_release(&a);
 }
 
+/* A stored agent, up, named `name`, of owner `owner`, last seen at `seen`; its id into id. */
+static void agent_stored(struct store *st, const char *name, const char *owner, int64_t seen,
+                         char id[UUID_STR_LEN])
+{
+    struct err e = ERR_INIT;
+    struct agent_rec a;
+    agent_rec_init(&a);
+    uuid7_new(a.id);
+    a.name = xstrdup(name);
+    a.owner = xstrdup(owner);
+    a.labels = json_object();
+    a.queues = json_pack("[s]", "default");
+    a.slots = 1;
+    a.last_seen = a.registered_at = seen;
+    assert_ok(store_begin(st, &e), &e);
+    assert_ok(store_agent_upsert(st, &a, &e), &e);
+    assert_ok(store_commit(st, &e), &e);
+    memcpy(id, a.id, UUID_STR_LEN);
+    agent_rec_release(&a);
+}
+
+static int count_agents(void *arg, const struct agent_rec *a)
+{
+    (void)a;
+    ++*(int *)arg;
+    return 0;
+}
+
+/*
+ * An agent lost or left before the cut is forgotten: deleted, with an event of state
+ * forgotten that names it; one up, or seen since, or unknown is not (ERR_NOTFOUND, nothing
+ * written); its name is free for another owner afterwards.
+ */
+static void test_agent_forget(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    char left[UUID_STR_LEN], lost[UUID_STR_LEN], up[UUID_STR_LEN], unknown[UUID_STR_LEN];
+    agent_stored(f->st, "w-left", "alice", 1000, left);
+    agent_stored(f->st, "w-lost", "alice", 1000, lost);
+    agent_stored(f->st, "w-up", "alice", 1000, up);
+    uuid7_new(unknown);
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_set_state(f->st, left, AGENT_LEFT, 4000, &e), &e);
+    assert_ok(store_agent_set_state(f->st, lost, AGENT_LOST, 3000, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    int64_t first, last, last2;
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    /* seen at the cut, not before it; up; unknown */
+    assert_err(store_agent_forget(f->st, left, 4000, &e), ERR_NOTFOUND, &e);
+    assert_non_null(strstr(e.msg, left));
+    assert_err(store_agent_forget(f->st, up, 9000, &e), ERR_NOTFOUND, &e);
+    assert_err(store_agent_forget(f->st, unknown, 9000, &e), ERR_NOTFOUND, &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_ok(store_event_window(f->st, &first, &last2, &e), &e);
+    assert_int_equal(last2, last); /* no event */
+    int n = 0;
+    assert_ok(store_agent_scan(f->st, count_agents, &n, &e), &e);
+    assert_int_equal(n, 3);
+
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_agent_forget(f->st, left, 4001, &e), &e);
+    assert_ok(store_agent_forget(f->st, lost, 4001, &e), &e);
+    assert_err(store_agent_forget(f->st, lost, 4001, &e), ERR_NOTFOUND, &e); /* once */
+    assert_ok(store_commit(f->st, &e), &e);
+    n = 0;
+    assert_ok(store_agent_scan(f->st, count_agents, &n, &e), &e);
+    assert_int_equal(n, 1);
+
+    struct ev_seen seen = {0};
+    struct event_filter flt = {.after = last, .kind = -1, .limit = 100};
+    list_events(f->st, &flt, &seen);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.seq[0], last + 1);
+    assert_int_equal(seen.seq[1], last + 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(seen.kind[i], EVENT_AGENT);
+        assert_int_equal(seen.state[i], AGENT_FORGOTTEN);
+    }
+    assert_string_equal(seen.subject[0], left);
+    assert_string_equal(seen.agent[0], "w-left");
+    assert_string_equal(seen.subject[1], lost);
+    assert_string_equal(seen.agent[1], "w-lost");
+    ev_seen_release(&seen);
+
+    /* the name is free: another owner registers it, under a new id */
+    char again[UUID_STR_LEN];
+    agent_stored(f->st, "w-left", "bob", 9000, again);
+    assert_string_not_equal(again, left);
+    n = 0;
+    assert_ok(store_agent_scan(f->st, count_agents, &n, &e), &e);
+    assert_int_equal(n, 2);
+}
+
 /* A shared store: a commit that wrote events is announced to a listening handle, once. */
 static void test_listen(void **state)
 {
@@ -5299,6 +5395,7 @@ int main(void)
         T(test_leader),
         T(test_agent_seen),
         T(test_agent_kept),
+        T(test_agent_forget),
         T(test_listen),
         T(test_events),
         T(test_logs),
