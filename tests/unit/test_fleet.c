@@ -1079,22 +1079,29 @@ static void test_gone_agents_forgotten(void **state)
     assert_string_not_equal(again->rec.id, left_id);
     assert_int_equal(stored_agents(h), 2);
 
-    /* a lease it holds keeps a gone agent until the lease has ended */
+    /* a lease being committed for it keeps a gone agent until the lease is done and ended */
     struct job j[1];
     submit(h, j, 1, "{\"command\": {\"program\": \"true\"}}");
+    fleet_tick(h->fleet, h->now); /* the ready queues' clock catches up with the test's */
     agent_poll(h, again, &h->poll1, 1, NULL, 0);
-    fleet_agent_set_state(h->fleet, again, AGENT_LEFT, NULL); /* the lease still in flight */
+    assert_true(again->leasing);
+    fleet_agent_set_state(h->fleet, again, AGENT_LEFT, NULL);
     h->now += AGENT_RETENTION_MS + 1000;
     fleet_agent_seen(h->fleet, up);
-    fleet_tick(h->fleet, h->now);
-    assert_non_null(fleet_agent(h->fleet, "w1")); /* leasing: not now */
+    fleet_tick(h->fleet, h->now); /* leasing: not this time */
     pump(h);
-    assert_int_equal(again->held, 0);
+    assert_ptr_equal(fleet_agent(h->fleet, "w1"), again);
+    assert_int_equal(again->held, 0); /* the lease landed, then was ended: the agent left */
     fleet_agent_seen(h->fleet, up);
     fleet_tick(h->fleet, h->now);
     pump(h);
     assert_null(fleet_agent(h->fleet, "w1"));
-    assert_stored(h, j[0].id, JOB_QUEUED, 0, NULL); /* its lease was given up */
+    struct job back;
+    stored(h, j[0].id, &back);
+    assert_int_equal(back.state, JOB_QUEUED);
+    assert_int_equal(back.attempt, 1);
+    assert_string_equal(json_string_value(json_object_get(back.result, "error")), "the agent left");
+    job_release(&back);
     release_jobs(j, 1);
 }
 
