@@ -441,13 +441,13 @@ int api_agents_poll(struct http_req *r)
         int_field(b, "wait_s", 0, s->heartbeat_s, s->heartbeat_s, &wait_s, &e) ||
         check_running(json_object_get(b, "running"), &e) ||
         check_cached(json_object_get(b, "cached"), &e) ||
-        parse_runtimes(json_object_get(b, "runtimes"), &a->rec.runtimes, &e)) {
+        parse_runtimes(json_object_get(b, "runtimes"), &runtimes, &e)) {
         if (!e.code) err_set(&e, ERR_INVALID, "the body must be an object");
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     if (a->rec.runtimes != runtimes) {
-        fleet_fits_changed(s->fleet);
+        fleet_agent_set_runtimes(s->fleet, a, runtimes);
         runtimes_changed(s, a);
     }
     fleet_agent_cached(s->fleet, a, json_object_get(b, "cached"));

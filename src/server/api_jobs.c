@@ -250,39 +250,11 @@ static void reply_quota(struct submit *sb, const struct err *e)
     http_reply_json(sb->r, 429, json_pack("{s:o}", "error", inner));
 }
 
-/*
- * Who could take a job: the listeners and the warnings' JSON text, which the
- * fleet remembers across requests (fleet_job_fit_text). A batch's jobs mostly
- * share their queue, requires and slots: the last answer is kept here and used
- * again for the next job like it (the fleet does not change while one answer
- * is written).
- */
-struct fit_memo {
-    const char *queue;
-    const json_t *requires;
-    int slots;
-    unsigned runtimes; /* spec_runtimes */
-    int listeners;
-    char *warnings; /* JSON text */
-    int64_t created_at; /* the last job's, and its text: a batch's jobs share it */
-    char created[32];
+/* The last job's created_at, and its text: a batch's jobs share it. */
+struct created_memo {
+    int64_t at;
+    char text[32];
 };
-
-static void fit_of(struct server *s, const struct job *j, struct fit_memo *m)
-{
-    unsigned runtimes = spec_runtimes(j->spec);
-    if (m->warnings && !strcmp(m->queue, j->queue) && m->slots == j->slots &&
-        m->runtimes == runtimes &&
-        (m->requires == j->requires ||
-         (m->requires && j->requires && json_equal(m->requires, j->requires))))
-        return;
-    free(m->warnings);
-    m->queue = j->queue;
-    m->requires = j->requires;
-    m->slots = j->slots;
-    m->runtimes = runtimes;
-    m->warnings = xstrdup(fleet_job_fit_text(s->fleet, j, &m->listeners));
-}
 
 /* Appends v in decimal (without a format: once per job of a batch's answer). */
 static void add_int(struct buf *b, int v)
@@ -307,11 +279,11 @@ static void add_int(struct buf *b, int v)
  * silently.
  */
 static void submitted_text(struct buf *b, struct server *s, const struct job *j,
-                           struct fit_memo *m)
+                           struct created_memo *m)
 {
-    if (!m->created[0] || m->created_at != j->created_at) {
-        m->created_at = j->created_at;
-        time_format_rfc3339(j->created_at, m->created, sizeof(m->created));
+    if (!m->text[0] || m->at != j->created_at) {
+        m->at = j->created_at;
+        time_format_rfc3339(j->created_at, m->text, sizeof(m->text));
     }
     /* ids are UUIDs, states and queues names of [a-z0-9._-]: nothing to escape; pieces
        added as they are (a format showed in profiles of batches) */
@@ -333,13 +305,15 @@ static void submitted_text(struct buf *b, struct server *s, const struct job *j,
     } else {
         buf_adds(b, "null");
     }
-    fit_of(s, j, m);
+    /* who could take it, as the fleet remembers it for jobs of its shape */
+    int listeners;
+    const char *warnings = fleet_job_fit_text(s->fleet, j, &listeners);
     buf_adds(b, ",\"created_at\":\"");
-    buf_adds(b, m->created);
+    buf_adds(b, m->text);
     buf_adds(b, "\",\"listeners\":");
-    add_int(b, m->listeners);
+    add_int(b, listeners);
     buf_adds(b, ",\"warnings\":");
-    buf_adds(b, m->warnings);
+    buf_adds(b, warnings);
     buf_addc(b, '}');
 }
 
@@ -360,14 +334,13 @@ static void submit_done(void *arg, int rc, const struct err *e)
         http_reply_err(r, e);
     } else {
         struct buf b = BUF_INIT;
-        struct fit_memo m = {0};
+        struct created_memo m = {0};
         if (sb->array) buf_adds(&b, "{\"jobs\":[");
         for (size_t i = 0; i < sb->n; i++) {
             if (i) buf_addc(&b, ',');
             submitted_text(&b, s, sb->jobs[i], &m);
         }
         buf_adds(&b, sb->array ? "]}\n" : "\n");
-        free(m.warnings);
         http_reply_bytes(r, !sb->array && sb->existed[0] ? 200 : 201, "application/json", b.data,
                          b.len);
         buf_release(&b);

@@ -137,7 +137,8 @@ void fleet_free(struct fleet *f)
     free(f);
 }
 
-void fleet_fits_changed(struct fleet *f)
+/* What fleet_fit counts has changed (an agent's state, queues, labels, slots or runtimes). */
+static void fits_changed(struct fleet *f)
 {
     f->gen++;
 }
@@ -199,7 +200,7 @@ static struct live_agent *add_agent(struct fleet *f, struct agent_rec *rec)
     a->fleet = f;
     hmap_put(&f->agents, a->rec.id, a);
     hmap_put(&f->by_name, a->rec.name, a);
-    fleet_fits_changed(f);
+    fits_changed(f);
     return a;
 }
 
@@ -225,7 +226,7 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
     a->rec.slots = rec->slots;
     a->rec.runtimes = rec->runtimes;
     a->rec.state = AGENT_UP;
-    fleet_fits_changed(f); /* its queues, labels, slots or runtimes may be new */
+    fits_changed(f); /* its queues, labels, slots or runtimes may be new */
     a->rec.last_seen = clock_ms(f);
     a->free_slots = a->rec.slots;
     a->prefetch = 0;
@@ -238,6 +239,12 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
 void fleet_agent_seen(struct fleet *f, struct live_agent *a)
 {
     a->rec.last_seen = clock_ms(f);
+}
+
+void fleet_agent_set_runtimes(struct fleet *f, struct live_agent *a, unsigned runtimes)
+{
+    a->rec.runtimes = runtimes;
+    fits_changed(f);
 }
 
 /* Answers req with json (taken), 200. */
@@ -428,7 +435,7 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, voi
     log_info("agent=%s name=%s %s -> %s", a->rec.id, a->rec.name, agent_state_name(a->rec.state),
              agent_state_name(state));
     a->rec.state = state;
-    fleet_fits_changed(f);
+    fits_changed(f);
     commit_state(f, a, answer);
     if (state == AGENT_LOST || state == AGENT_LEFT) end_agent_leases(f, a);
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
@@ -1114,7 +1121,7 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
         log_info("agent=%s name=%s %s -> %s (stored by another server)", a->rec.id, a->rec.name,
                  agent_state_name(a->rec.state), agent_state_name(rec->state));
         a->rec.state = rec->state;
-        fleet_fits_changed(f);
+        fits_changed(f);
         if (a->poll && !a->leasing) reply_poll(f, a, NULL);
     }
 }

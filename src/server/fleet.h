@@ -103,6 +103,8 @@ bool fleet_agent_owned_by(const struct live_agent *a, const char *token);
 /* Creates or refreshes an agent from its registration (already committed; rec is taken). */
 struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec);
 void fleet_agent_seen(struct fleet *f, struct live_agent *a);
+/* The runtimes (PROTO_RT_* bits) the agent offers now, as its poll said (not stored here). */
+void fleet_agent_set_runtimes(struct fleet *f, struct live_agent *a, unsigned runtimes);
 /* Moves an agent to draining / left (committed by the fleet) and wakes its poll. */
 /* Sets and stores the agent's state; `answer` (or NULL) gets the agent once it is stored. */
 void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, void *answer);
@@ -230,12 +232,11 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit);
 /*
  * fleet_job_fit's listeners into *listeners, and its warnings
  * (sched_fit_warnings) as JSON text, remembered for a few job shapes until
- * fleet_fits_changed or the queue's pause changes: a submit does not count
+ * what it counts changes (an agent's state, queues, labels, slots or runtimes)
+ * or the queue's pause does: a submit does not count
  * every agent again. The text is the fleet's, valid until the next call.
  */
 const char *fleet_job_fit_text(struct fleet *f, const struct job *j, int *listeners);
-/* What fleet_fit counts has changed (an agent's state, queues, labels, slots or runtimes). */
-void fleet_fits_changed(struct fleet *f);
 /* GET /v1/agents. */
 json_t *fleet_agents_json(struct fleet *f);
 json_t *fleet_agent_json(const struct live_agent *a);

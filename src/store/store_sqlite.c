@@ -325,11 +325,11 @@ static const char *const stmt_sql[S_COUNT] = {
                        "limits = excluded.limits "
                        "WHERE agents.owner IS NULL OR agents.owner = excluded.owner RETURNING id",
     [S_AGENT_STATE] = "UPDATE agents SET state = ?, last_seen = ? WHERE id = ?",
-    /* store_agent_forget: the event first, while the row is there; the same condition */
+    /* store_agent_forget: the event first, while the row is there, on the condition */
     [S_AGENT_FORGET_EVENT] = "INSERT INTO events (at, kind, subject, state, agent) "
                              "SELECT ?1, 1, id, ?4, name FROM agents "
                              "WHERE id = ?2 AND state IN (?5, ?6) AND last_seen < ?3",
-    [S_AGENT_FORGET] = "DELETE FROM agents WHERE id = ?2 AND state IN (?5, ?6) AND last_seen < ?3",
+    [S_AGENT_FORGET] = "DELETE FROM agents WHERE id = ?1",
     [S_AGENT_RUNTIMES] = "UPDATE agents SET runtimes = ?2 WHERE id = ?1",
     [S_AGENT_SCAN] = "SELECT id, name, labels, queues, slots, version, state, last_seen, "
                      "registered_at, owner, instance, runtimes, limits FROM agents ORDER BY name",
@@ -1826,22 +1826,21 @@ static int sqlite_agent_forget(struct store *st, const char *id, int64_t seen_be
                                struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    int rc = 0;
-    for (int i = 0; i < 2 && !rc; i++) {
-        sqlite3_stmt *q = stmt(s, i ? S_AGENT_FORGET : S_AGENT_FORGET_EVENT);
-        if (!i) {
-            sqlite3_bind_int64(q, 1, time_now_ms());
-            sqlite3_bind_int(q, 4, AGENT_FORGOTTEN);
-        }
-        bind_text(q, 2, id);
-        sqlite3_bind_int64(q, 3, seen_before);
-        sqlite3_bind_int(q, 5, AGENT_LOST);
-        sqlite3_bind_int(q, 6, AGENT_LEFT);
-        rc = exec_stmt(s, q, e, "forgetting an agent");
-        if (!rc && sqlite3_changes(s->db) == 0) /* the event's insert: the delete's too */
-            rc = err_set(e, ERR_NOTFOUND, "agent '%s' not found, or not gone long enough", id);
-    }
-    return rc;
+    sqlite3_stmt *q = stmt(s, S_AGENT_FORGET_EVENT);
+    sqlite3_bind_int64(q, 1, time_now_ms());
+    bind_text(q, 2, id);
+    sqlite3_bind_int64(q, 3, seen_before);
+    sqlite3_bind_int(q, 4, AGENT_FORGOTTEN);
+    sqlite3_bind_int(q, 5, AGENT_LOST);
+    sqlite3_bind_int(q, 6, AGENT_LEFT);
+    int rc = exec_stmt(s, q, e, "forgetting an agent");
+    if (!rc && sqlite3_changes(s->db) == 0) /* the condition is the event's: no delete */
+        return err_set(e, ERR_NOTFOUND, "agent '%s' not found, or not gone long enough", id);
+    if (rc)
+        return rc;
+    q = stmt(s, S_AGENT_FORGET); /* the single writer: the row is as the event found it */
+    bind_text(q, 1, id);
+    return exec_stmt(s, q, e, "forgetting an agent");
 }
 
 static int sqlite_agent_scan(struct store *st, int (*fn)(void *arg, const struct agent_rec *a),

@@ -1002,8 +1002,7 @@ static void test_fit_remembered(void **state)
     t = fleet_job_fit_text(h->fleet, &j[1], &n); /* a sandbox, and the agent has no bwrap */
     assert_int_equal(n, 0);
     assert_string_not_equal(t, "[]");
-    a->rec.runtimes |= PROTO_RT_BWRAP; /* as a poll that names bwrap (api_agents.c) */
-    fleet_fits_changed(h->fleet);
+    fleet_agent_set_runtimes(h->fleet, a, a->rec.runtimes | PROTO_RT_BWRAP); /* a poll said */
     assert_string_equal(fleet_job_fit_text(h->fleet, &j[1], &n), "[]");
     assert_int_equal(n, 1);
 
