@@ -57,7 +57,7 @@ struct fleet {
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
     uint64_t scans; /* full scans of the store's agents ended (fleet_agents_synced_all) */
-    uint64_t gen; /* bumped by every change to what fleet_fit counts (fleet_fits_changed) */
+    uint64_t gen; /* bumped by every change to what fleet_fit counts (fits_changed) */
     struct fit_entry {
         char *queue; /* NULL: unused */
         json_t *requires;
