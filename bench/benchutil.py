@@ -29,6 +29,23 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine so far, all cores summed (/proc/stat):
+    the share busy over an interval says whether a figure was bound by the cores (near 1)
+    or by waits (round trips, syncs); its CPU per job counts every process and the kernel."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    idle = v[3] + v[4]  # idle, iowait
+    tck = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - idle) / tck, sum(v) / tck
+
+
+def busy_between(c0, c1):
+    """The machine's busy share and busy CPU seconds between two machine_cpu() readings."""
+    busy, total = c1[0] - c0[0], c1[1] - c0[1]
+    return (busy / total if total else 0.0), busy
+
+
 def wait_for(pred, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

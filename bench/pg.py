@@ -40,7 +40,8 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import Bench, free_port, log, machine, pct, psql, wait_for  # noqa: E402
+from benchutil import (Bench, busy_between, free_port, log, machine, machine_cpu,  # noqa: E402
+                       pct, psql, wait_for)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PGTEST = os.path.join(ROOT, "scripts", "pgtest.sh")
@@ -150,13 +151,15 @@ def run_fleet(bench, db, n, jobs, true_jobs):
         log(f"{n} server(s) on {'PostgreSQL' if db else 'SQLite'}: storing {jobs} jobs")
         t = f.store(jobs, "bench", {"program": "true"})
         out["store_s"] = t
-        c0 = f.cpu()
+        c0, m0 = f.cpu(), machine_cpu()
         t0 = time.monotonic()
         for k in range(max(2, n)):
             f.agent(k, f"noop{k}", "--queues", "bench", "--slots", "64", "--bench-noop")
         f.drain("bench", jobs, 600)
         out["noop_s"] = time.monotonic() - t0
         out["noop_cpu_us"] = (f.cpu() - c0) / jobs * 1e6
+        out["busy"], busy_s = busy_between(m0, machine_cpu())
+        out["machine_us"] = busy_s / jobs * 1e6
         f.stop_agents()
         log(f"{n} server(s): {true_jobs} /bin/true jobs over 2 agents x 4 slots")
         f.store(true_jobs, "true", {"program": "/bin/true"})
@@ -271,10 +274,11 @@ def ab_round(binary, server_uri, base, name, jobs, servers=1):
         time.sleep(1)  # the statistics of the stores reported (PostgreSQL flushes them idle)
         st0 = psql(uri, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                         "WHERE relname = 'jobs'").split("|")
-        c0, d0 = f.cpu(), backend_cpu(server_uri, name)
+        c0, d0, m0 = f.cpu(), backend_cpu(server_uri, name), machine_cpu()
         t0 = time.time()
         noop_drain(f, probe, jobs)
-        c1, d1 = f.cpu(), backend_cpu(server_uri, name)
+        c1, d1, m1 = f.cpu(), backend_cpu(server_uri, name), machine_cpu()
+        busy, busy_s = busy_between(m0, m1)
         t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
         f.stop_agents()
         time.sleep(1.5)
@@ -284,7 +288,8 @@ def ab_round(binary, server_uri, base, name, jobs, servers=1):
         hot = int(st1[1]) - int(st0[1])
         return {"jobs_s": jobs / t, "server_us": (c1 - c0) / jobs * 1e6,
                 "db_us": (d1 - d0) / jobs * 1e6, "hot": hot / upd if upd else 0.0,
-                "upd_per_job": upd / jobs, **store}
+                "upd_per_job": upd / jobs, "busy": busy, "machine_us": busy_s / jobs * 1e6,
+                **store}
     finally:
         probe.close()
         f.stop()
@@ -384,7 +389,8 @@ def ab_main(a):
                 x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs, a.servers)
                 log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
                     f"µs/job, database {x['db_us']:.0f} µs/job, HOT {x['hot']:.0%} of "
-                    f"{x['upd_per_job']:.1f} updates/job; store {x['store_jobs_s']:,.0f} jobs/s, "
+                    f"{x['upd_per_job']:.1f} updates/job; machine {x['busy']:.0%} busy, "
+                    f"{x['machine_us']:.0f} µs/job; store {x['store_jobs_s']:,.0f} jobs/s, "
                     f"server {x['store_us']:.1f} µs/job, database {x['store_db_us']:.1f} µs/job")
                 res[k].append(x)
     finally:
@@ -399,12 +405,14 @@ def ab_main(a):
           f"{max(2, a.servers)} --bench-noop agents x 64 slots; "
           "medians of the rounds, run in turns.\n")
     print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs | "
+          "machine busy | machine CPU µs/job | "
           "store: jobs/s | store: server CPU µs/job | store: database CPU µs/job |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
         print(f"| {k} ({os.path.basename(os.path.dirname(binaries[k]))}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
-              f"{m['db_us']:.0f} | {m['hot']:.0%} | {m['store_jobs_s']:,.0f} | "
+              f"{m['db_us']:.0f} | {m['hot']:.0%} | {m['busy']:.0%} | {m['machine_us']:.0f} | "
+              f"{m['store_jobs_s']:,.0f} | "
               f"{m['store_us']:.1f} | {m['store_db_us']:.1f} |")
 
 
@@ -421,7 +429,7 @@ def run_bare(uri, jobs, workers):
     t0 = time.monotonic()
     psql(uri, store)
     t_store = time.monotonic() - t0
-    t0 = time.monotonic()
+    t0, m0 = time.monotonic(), machine_cpu()
     ps = [subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", uri, "-c", BARE_WORKER],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
           for _ in range(workers)]
@@ -430,10 +438,11 @@ def run_bare(uri, jobs, workers):
         if p.returncode:
             sys.exit(f"bench: bare worker: {err}")
     t_run = time.monotonic() - t0
+    busy, busy_s = busy_between(m0, machine_cpu())
     left = psql(uri, "SELECT count(*) FROM bare_jobs WHERE state <> 4")
     if left != "0":
         sys.exit(f"bench: the bare loop left {left} jobs unfinished")
-    return t_store, t_run
+    return t_store, t_run, busy, busy_s / jobs * 1e6
 
 
 def single_submits(bench, db, build, seconds):
@@ -593,19 +602,25 @@ def main():
     print(f"Command: `bench/pg.py {a.build} --jobs {a.jobs} --true-jobs {a.true_jobs} "
           f"--finished {a.finished} --workers {a.workers}`. All figures from this one run.\n")
     print(f"### (1) queue only: {J:,} jobs stored first, then leased and finished\n")
+    print("Machine: the whole machine during the lease + finish phase (/proc/stat, every "
+          "process and the kernel): its busy share, its CPU per job, and the jobs/s the same "
+          "CPU per job would give with every core busy (jobs/s / busy share), the bound of "
+          "this machine whatever the waits.\n")
     print("| figure | store (batches of 1,000) jobs/s | lease + finish jobs/s | vs bare loop | "
-          "server CPU µs/job |")
-    print("|---|---:|---:|---:|---:|")
+          "server CPU µs/job | machine busy | machine CPU µs/job | at full use, jobs/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     bare_run = J / rows["bare"][1]
     print(f"| bare SQL loop, {a.workers} sessions x 16 per claim | {J / rows['bare'][0]:,.0f} | "
-          f"{bare_run:,.0f} | 1.00 | - |")
+          f"{bare_run:,.0f} | 1.00 | - | {rows['bare'][2]:.0%} | {rows['bare'][3]:.0f} | "
+          f"{bare_run / max(rows['bare'][2], 1e-9):,.0f} |")
     for key, name in ((1, "1 server"), (2, "2 servers"), (3, "3 servers"),
                       ("sqlite", "1 server on SQLite")):
         x = rows[key]
         run = J / x["noop_s"]
         agents = f"{max(2, key if key != 'sqlite' else 1)} --bench-noop agents x 64 slots"
         print(f"| {name}, {agents} | {J / x['store_s']:,.0f} | {run:,.0f} | "
-              f"{run / bare_run:.2f} | {x['noop_cpu_us']:.0f} |")
+              f"{run / bare_run:.2f} | {x['noop_cpu_us']:.0f} | {x['busy']:.0%} | "
+              f"{x['machine_us']:.0f} | {run / max(x['busy'], 1e-9):,.0f} |")
     print(f"\n### (2) /bin/true: {a.true_jobs:,} jobs, 2 agents x 4 slots\n")
     print("| figure | jobs/s | vs SQLite |")
     print("|---|---:|---:|")

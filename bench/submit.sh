@@ -85,6 +85,10 @@ nreq() { # BASE
 
 conns() { if (($1 == 1)); then echo "1 conn"; else echo "$1 conns"; fi; }
 
+# The machine's busy and total CPU jiffies so far, all cores (/proc/stat; idle and iowait
+# are not busy): around a run, whether it was bound by the cores or by waits (syncs).
+machine_cpu() { awk '/^cpu /{t=0; for(i=2;i<=9;i++) t+=$i; print t-$5-$6, t; exit}' /proc/stat; }
+
 # run LABEL ARGS...: one drover-load run, its JSON kept under LABEL.
 run() {
     local label=$1 out rc=0
@@ -107,10 +111,14 @@ run() {
     log "$label: $shown"
     # In the background so that a signal is handled at once (bash runs traps only
     # between commands, and `wait` is one it interrupts).
+    local m0
+    m0=$(machine_cpu)
     "${cmd[@]}" >"$WORK/load.out" &
     local pid=$!
     PIDS+=("$pid")
     wait "$pid" || rc=$?
+    local m1
+    m1=$(machine_cpu)
     local kept=() p
     for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
     PIDS=("${kept[@]}")
@@ -118,7 +126,7 @@ run() {
     [[ -n $out ]] || out='{}'
     ((rc == 0)) || { FAILED=1; log "$label: drover-load exited $rc"; }
     log "$label: $out"
-    printf '%s\t%s\t%s\t%s\n' "$label" "$shown" "$rc" "$out" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$shown" "$rc" "$out" "$m0" "$m1" >>"$RESULTS"
 }
 
 bench_beanstalkd() { # FSYNC_MS
@@ -309,11 +317,13 @@ if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1) ]]; then G
 import json, sys
 rows = []
 for line in open(sys.argv[1]):
-    label, cmd, rc, js = line.rstrip("\n").split("\t", 3)
+    label, cmd, rc, js, m0, m1 = line.rstrip("\n").split("\t")
     try:
         r = json.loads(js)
     except ValueError:
         r = {}
+    (b0, t0), (b1, t1) = ([int(x) for x in m.split()] for m in (m0, m1))
+    r["busy"] = (b1 - b0) / (t1 - t0) if t1 > t0 else None
     rows.append((label, cmd, int(rc), r))
 by = {label: r for label, _, rc, r in rows if rc == 0 and r.get("requests")}
 
@@ -324,10 +334,10 @@ print("## Submit throughput and read latency: drover vs beanstalkd ($STARTED)")
 print()
 print("- machine: \`$(uname -srm)\`, nproc $(nproc); work folder on $FSTYPE")
 print("- drover $GIT_REV; $BS_VERSION; MAX_SECONDS=$MAX_SECONDS" + (" (--quick: smoke test, not a figure)" if $QUICK else ""))
-print("- closed loop: each connection keeps one request outstanding (bench/load.c)")
+print("- closed loop: each connection keeps one request outstanding (bench/load.c); machine busy: the share of the machine's CPU (all cores, /proc/stat) busy during the run, near 100 % when the cores bound it")
 print()
-print("| figure | requests | per s | jobs per s | p50 ms | p99 ms | max ms | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| figure | requests | per s | jobs per s | p50 ms | p99 ms | max ms | errors | machine busy |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, cmd, rc, r in rows:
     note = ""
     if rc != 0:
@@ -336,7 +346,8 @@ for label, cmd, rc, r in rows:
         note = " (time-limited)"
     print(f"| {label}{note} | {fmt(r.get('requests'))} | {fmt(r.get('per_s'))} | "
           f"{fmt(r.get('jobs_per_s'))} | {fmt(r.get('p50_ms'), 2)} | {fmt(r.get('p99_ms'), 2)} | "
-          f"{fmt(r.get('max_ms'), 2)} | {fmt(r.get('errors'))} |")
+          f"{fmt(r.get('max_ms'), 2)} | {fmt(r.get('errors'))} | "
+          f"{'-' if r.get('busy') is None else format(r['busy'], '.0%')} |")
 
 def ratio(name, num, den, target, key="jobs_per_s"):
     a, b = by.get(num), by.get(den)

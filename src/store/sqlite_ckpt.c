@@ -4,6 +4,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -43,6 +46,10 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
 static void *ckpt_main(void *arg)
 {
     struct sqlite_ckpt *c = arg;
+    /* Background work: on a busy machine the event loop and the writer, which answer
+       requests, go first (nice 10, this thread only). Should it fall far behind, the
+       writer checkpoints itself (CKPT_BACKSTOP_PAGES). Failing to lower it is harmless. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->due && !c->stop)
