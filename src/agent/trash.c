@@ -32,6 +32,7 @@ struct trash {
 static void *worker_main(void *arg)
 {
     struct trash *t = arg;
+    pthread_setname_np(pthread_self(), "drover-trash");
     pthread_mutex_lock(&t->lock);
     for (;;) {
         while (!t->head && !t->stop)

@@ -176,6 +176,7 @@ static void run_batch(struct committer *c, struct commit_op *ops)
 static void *writer_main(void *arg)
 {
     struct committer *c = arg;
+    pthread_setname_np(pthread_self(), "drover-commit");
     for (;;) {
         pthread_mutex_lock(&c->lock);
         while (!c->pending.head && !c->stop) {

@@ -44,6 +44,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 static void *server_thread(void *arg)
 {
     struct dev *d = arg; /* started with every signal blocked: they are the agent's */
+    pthread_setname_np(pthread_self(), "drover-server");
     event_base_dispatch(d->base);
     return NULL;
 }

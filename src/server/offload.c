@@ -38,6 +38,7 @@ struct offload {
 static void *worker_main(void *arg)
 {
     struct offload *o = arg;
+    pthread_setname_np(pthread_self(), "drover-offload");
     pthread_mutex_lock(&o->lock);
     for (;;) {
         while (!o->todo && !o->stop)

@@ -251,6 +251,7 @@ static void perform(struct webhooks *w, struct delivery *list)
 static void *deliverer_main(void *arg)
 {
     struct webhooks *w = arg;
+    pthread_setname_np(pthread_self(), "drover-hooks");
     int64_t next = 0;
     for (;;) {
         pthread_mutex_lock(&w->lock);

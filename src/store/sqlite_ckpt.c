@@ -46,6 +46,7 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
 static void *ckpt_main(void *arg)
 {
     struct sqlite_ckpt *c = arg;
+    pthread_setname_np(pthread_self(), "drover-ckpt");
     /* Background work: on a busy machine the event loop and the writer, which answer
        requests, go first (nice 10, this thread only). Should it fall far behind, the
        writer checkpoints itself (CKPT_BACKSTOP_PAGES). Failing to lower it is harmless. */

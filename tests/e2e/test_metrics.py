@@ -1,7 +1,9 @@
 """/metrics of the server and of an agent, checked by Prometheus' own parser and linter
 (`promtool check metrics`, Debian's prometheus package), and the histograms and labelled
 counters the server keeps: queue wait, run time and lease latency in seconds, jobs finished by
-queue and state, with a bounded number of queue labels."""
+queue and state, with a bounded number of queue labels. And the server's threads: named for
+`top -H` and perf, the WAL's checkpointer behind the threads that answer requests."""
+import os
 import re
 import shutil
 import subprocess
@@ -114,3 +116,21 @@ def test_queue_labels_are_bounded(fast_server):
     assert total == n
     assert sample(text, "drover_jobs_finished_total", queue="_other", state="cancelled") == 6
 
+
+
+def test_server_threads_are_named_and_the_checkpointer_yields(server):
+    """/proc/PID/task/*/comm names each thread; the SQLite checkpointer runs at nice 10,
+    the loop and the writer at the server's own priority."""
+    task = f"/proc/{server.proc.pid}/task"
+    threads = {}
+    for tid in os.listdir(task):
+        with open(f"{task}/{tid}/comm") as f:
+            name = f.read().strip()
+        with open(f"{task}/{tid}/stat") as f:
+            nice = int(f.read().rsplit(")", 1)[1].split()[16])  # field 19: nice
+        threads.setdefault(name, []).append(nice)
+    assert {"drover", "drover-commit", "drover-ckpt", "drover-hooks",
+            "drover-offload"} <= set(threads), threads
+    own = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    assert threads["drover"][0] == own and threads["drover-commit"] == [own], threads
+    assert threads["drover-ckpt"] == [min(own + 10, 19)], threads
