@@ -1,6 +1,7 @@
 /* err.c - see err.h. */
 #include "err.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,12 +77,44 @@ void err_clear(struct err *e)
     e->msg[0] = e->field[0] = '\0';
 }
 
+/*
+ * A message is one line. Libraries' own messages that it quotes may hold several: libpq's
+ * "... failed: Connection refused\n\tIs the server running ...?\n". Each line break with the
+ * blanks around it becomes ". " between sentences (a letter or digit before, a capital
+ * after) or else " "; the end is trimmed; any other control character becomes a space.
+ */
+static void one_line(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r;) {
+        unsigned char c = (unsigned char)*r;
+        if (c == '\n' || c == '\r') {
+            while (w > s && (w[-1] == ' ' || w[-1] == '\t'))
+                w--;
+            while (*r && isspace((unsigned char)*r))
+                r++;
+            if (!*r || w == s)
+                continue;
+            if (isalnum((unsigned char)w[-1]) && isupper((unsigned char)*r))
+                *w++ = '.';
+            *w++ = ' ';
+            continue;
+        }
+        *w++ = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+        r++;
+    }
+    while (w > s && isspace((unsigned char)w[-1]))
+        w--;
+    *w = '\0';
+}
+
 static int vset(struct err *e, int code, const char *field, const char *fmt, va_list ap)
 {
     if (!e || e->code)
         return code;
     e->code = code;
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    one_line(e->msg);
     snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
     return code;
 }

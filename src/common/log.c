@@ -47,6 +47,29 @@ static void stamp(char out[32])
     out[23] = '\0';
 }
 
+static bool has_control(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 && s[i] != '\t') return true;
+    return false;
+}
+
+/* s with its line breaks and other control characters (but tabs) written as \n, \r, \xNN. */
+static void escape_text(struct buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            buf_adds(b, "\\n");
+        else if (c == '\r')
+            buf_adds(b, "\\r");
+        else if (c < 0x20 && c != '\t')
+            buf_addf(b, "\\x%02x", c);
+        else
+            buf_addc(b, (char)c);
+    }
+}
+
 void log_write(int level, const char *fmt, ...)
 {
     char ts[32], msg[2048];
@@ -56,12 +79,20 @@ void log_write(int level, const char *fmt, ...)
     va_end(ap);
     stamp(ts);
 
-    if (!log_json) { /* one writev: no copy */
+    if (!log_json) { /* one writev: no copy, unless the message holds control characters */
         size_t n = len < 0 ? 0 : (size_t)len < sizeof(msg) ? (size_t)len : sizeof(msg) - 1;
+        struct buf esc = BUF_INIT;
+        const char *text = msg;
+        if (has_control(msg, n)) { /* an event is one line: what it quotes cannot add one */
+            escape_text(&esc, msg, n);
+            text = esc.data;
+            n = esc.len;
+        }
         struct iovec iov[] = {{ts, 23}, {" ", 1}, {(void *)names[level], strlen(names[level])},
-                              {" ", 1}, {msg, n}, {"\n", 1}};
+                              {" ", 1}, {(void *)text, n}, {"\n", 1}};
         ssize_t rc = writev(STDERR_FILENO, iov, ARRAY_SIZE(iov));
         (void)rc;
+        buf_release(&esc);
         return;
     }
     struct buf b = BUF_INIT;
