@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -109,4 +110,49 @@ void log_write(int level, const char *fmt, ...)
     ssize_t rc = write(STDERR_FILENO, b.data, b.len);
     (void)rc;
     buf_release(&b);
+}
+
+void log_repeat_fail(struct log_repeat *r, int64_t now_ms, int level, const char *fmt, ...)
+{
+    if (!r->since_ms) {
+        r->since_ms = now_ms ? now_ms : 1;
+        r->failures = 0;
+        r->left_out = 0;
+    } else if (now_ms - r->last_ms < LOG_REPEAT_EVERY_MS) {
+        r->failures++;
+        r->left_out++;
+        return;
+    }
+    r->failures++;
+    r->last_ms = now_ms;
+    if (level > log_level_current) {
+        r->left_out = 0;
+        return;
+    }
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->left_out)
+        log_write(level, "%s (and %lu more like it in the last minute)", msg, r->left_out);
+    else
+        log_write(level, "%s", msg);
+    r->left_out = 0;
+}
+
+void log_repeat_ok(struct log_repeat *r, const char *what)
+{
+    if (!r->since_ms) return;
+    if (!what) { /* the caller says it its own way */
+        *r = (struct log_repeat){0};
+        return;
+    }
+    char since[32];
+    time_format_local(r->since_ms, since, sizeof(since));
+    log_info("%s works again (%lu failure%s since %s)", what, r->failures,
+             r->failures == 1 ? "" : "s", since);
+    r->since_ms = 0;
+    r->left_out = 0;
+    r->failures = 0;
 }

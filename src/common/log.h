@@ -18,6 +18,25 @@ int log_level_parse(const char *s);
 void log_set_json(bool json);
 void log_write(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
+/*
+ * A failure that repeats (a periodic read or write while the store is away): its first
+ * occurrence is logged; then at most one line a minute, saying how many were left out since
+ * the last; and the first success after (log_repeat_ok) logs once that it works again. One
+ * struct per call site, used by one thread; zeroed to start.
+ */
+struct log_repeat {
+    int64_t since_ms;          /* failing since (0: not failing) */
+    int64_t last_ms;           /* the last line logged */
+    unsigned long left_out;    /* failures not logged since that line */
+    unsigned long failures;    /* since since_ms */
+};
+#define LOG_REPEAT_EVERY_MS 60000
+void log_repeat_fail(struct log_repeat *r, int64_t now_ms, int level, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+/* After a success: "WHAT works again (N failures since TIME)" once, if it was failing (what
+   NULL: no line, the caller logs the recovery its own way). */
+void log_repeat_ok(struct log_repeat *r, const char *what);
+
 #define log_at(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((lvl) <= log_level_current)                                                            \

@@ -54,6 +54,7 @@ struct fleet {
     struct hmap taking; /* jobs taken off the ready queues by a lease in flight -> (void *)1 */
     struct event *wake; /* active once per loop turn when jobs became ready */
     bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
+    struct log_repeat seen_log, forget_log; /* the periodic writes failing */
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
     uint64_t scans; /* full scans of the store's agents ended (fleet_agents_synced_all) */
@@ -1127,6 +1128,7 @@ void fleet_agent_synced(struct fleet *f, const struct agent_rec *rec)
 }
 
 struct seen_op {
+    struct fleet *f;
     size_t n;
     char (*ids)[UUID_STR_LEN];
     int64_t *at;
@@ -1145,7 +1147,11 @@ static int seen_write(struct store *st, void *arg, struct err *e)
 static void seen_done(void *arg, int rc, const struct err *e)
 {
     struct seen_op *op = arg;
-    if (rc) log_warn("cannot record when agents were last seen: %s", e->msg);
+    if (rc)
+        log_repeat_fail(&op->f->seen_log, time_now_ms(), LOG_WARN,
+                        "cannot record when agents were last seen: %s", e->msg);
+    else
+        log_repeat_ok(&op->f->seen_log, "recording when agents were last seen");
     free(op->ids);
     free(op->at);
     free(op);
@@ -1158,7 +1164,10 @@ void fleet_flush_seen(struct fleet *f)
     for (struct hmap_entry *e = hmap_first(&f->agents); e; e = hmap_next(&f->agents, e)) {
         struct live_agent *a = e->value;
         if (a->rec.last_seen <= a->seen_flushed) continue;
-        if (!op) op = xcalloc(1, sizeof(*op));
+        if (!op) {
+            op = xcalloc(1, sizeof(*op));
+            op->f = f;
+        }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             op->ids = xrealloc(op->ids, cap * sizeof(*op->ids));
@@ -1221,7 +1230,11 @@ static int forget_write(struct store *st, void *arg, struct err *e)
 static void forget_done(void *arg, int rc, const struct err *e)
 {
     struct forget_op *op = arg;
-    if (rc) log_error("cannot forget agents gone long ago: %s", e->msg);
+    if (rc)
+        log_repeat_fail(&op->f->forget_log, time_now_ms(), LOG_ERROR,
+                        "cannot forget agents gone long ago: %s", e->msg);
+    else
+        log_repeat_ok(&op->f->forget_log, "forgetting agents gone long ago");
     for (size_t i = 0; i < op->n; i++) {
         struct live_agent *a = hmap_get(&op->f->agents, op->ids[i]);
         if (!a) continue;

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "common/log.h"
 #include "common/netmask.h"
 #include "http/router.h"
 #include "server/commit.h"
@@ -74,6 +75,7 @@ struct server {
     struct sync *sync;       /* STORE_CAP_SHARED: other servers' changes (sync.h), or NULL */
     char *leader_holder;     /* this server: "HOST:DATA-DIR", the same after a restart */
     int64_t leader_until_ms; /* when the lease last taken lapses */
+    struct log_repeat leader_log; /* renewing the lease fails */
     int64_t leader_next_ms;  /* the next renewal */
     int heartbeat_s;
     int lost_after_s;

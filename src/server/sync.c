@@ -9,6 +9,7 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "server/commit.h"
 #include "server/fleet.h"
@@ -28,6 +29,7 @@ struct sync {
     int64_t seq; /* the newest event applied */
     bool failing;
     bool agents_unread; /* the last read of the agents failed */
+    struct log_repeat agents_log;
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -54,11 +56,13 @@ static int sync_agents(struct sync *y)
     struct err e = ERR_INIT;
     int rc = store_agent_scan(y->s->reads, agent_synced, y->s->fleet, &e);
     if (rc) {
-        log_warn("cannot read the agents from the store: %s", e.msg);
+        log_repeat_fail(&y->agents_log, time_now_ms(), LOG_WARN,
+                        "cannot read the agents from the store: %s", e.msg);
         y->agents_unread = true;
         return rc;
     }
     fleet_agents_synced_all(y->s->fleet);
+    log_repeat_ok(&y->agents_log, NULL); /* "the agents are read again" says it */
     if (y->agents_unread) { /* their last_seen could not be stored meanwhile either */
         log_info("the agents are read again: each has %d s to be seen before it is lost",
                  y->s->lost_after_s);

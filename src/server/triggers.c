@@ -43,6 +43,7 @@ struct triggers {
     int64_t next_scan_ms;
     struct hmap waiting; /* fire id -> int64_t *: not tried again before then */
     int64_t hold_ms;     /* tests: a fire waits this long before it is submitted */
+    struct log_repeat fires_log; /* reading the pending fires fails */
     size_t inflight;     /* submissions of the current drain not yet done */
     bool more;           /* the last drain read a full batch, or a kick came meanwhile */
     bool scanning;
@@ -456,12 +457,14 @@ static void drain(struct triggers *t)
     size_t n = 0;
     struct err e = ERR_INIT;
     if (store_trigger_fires(s->reads, NULL, DRAIN_BATCH, &f, &n, &e)) {
-        log_warn("triggers: cannot read the pending fires: %s", e.msg);
+        log_repeat_fail(&t->fires_log, now, LOG_WARN, "triggers: cannot read the pending fires: %s",
+                        e.msg);
         for (size_t i = 0; i < n; i++)
             trigger_fire_release(&f[i]);
         free(f);
         return;
     }
+    log_repeat_ok(&t->fires_log, "triggers: reading the pending fires");
     t->more = n == DRAIN_BATCH;
     if (t->waiting.count) waits_prune(t, now);
     for (size_t i = 0; i < n; i++) {

@@ -58,6 +58,7 @@ struct webhooks {
     unsigned char secret[64];
     size_t secret_len;
     struct netmask_list allow, deny; /* what receivers' addresses may be (webhooks.h) */
+    struct log_repeat due_log; /* the thread's reads of the outbox failing */
     CURLM *multi;
     pthread_t thread;
     bool started, stopped;
@@ -271,11 +272,13 @@ static void *deliverer_main(void *arg)
         struct due_ctx c = {.head = NULL, .tail = &c.head};
         struct err e = ERR_INIT;
         if (store_webhook_due(w->st, time_now_ms(), WEBHOOK_BATCH, collect, &c, &e)) {
-            log_error("webhooks: reading the outbox: %s", e.msg);
+            log_repeat_fail(&w->due_log, time_now_ms(), LOG_ERROR,
+                            "webhooks: reading the outbox: %s", e.msg);
             delivery_free(c.head);
             next = time_now_ms() + IDLE_POLL_MS;
             continue;
         }
+        log_repeat_ok(&w->due_log, "webhooks: reading the outbox");
         if (!c.head) {
             next = time_now_ms() + IDLE_POLL_MS;
             continue;

@@ -1,7 +1,8 @@
 /*
  * test_err_log.c - unit tests for common/err.c (a message is one line: a quoted library
  * message's line breaks are folded) and common/log.c (a text log event is one line, whatever
- * its message quotes: no forged lines).
+ * its message quotes: no forged lines; a repeating failure logged once a minute at most,
+ * with how many were left out, and its end once).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,25 +52,104 @@ static void test_err_is_one_line(void **state)
     assert_string_equal(e.msg, "bad name");
 }
 
-/* What log_write writes to stderr for msg, captured in a temporary file. */
-static char *logged(const char *msg)
+/* stderr into a temporary file, until captured_end. */
+static int capture_fd = -1, saved_fd = -1;
+
+static void capture(void)
 {
     char path[] = "/tmp/drover-test-log-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
+    capture_fd = mkstemp(path);
+    assert_true(capture_fd >= 0);
     unlink(path);
-    int saved = dup(STDERR_FILENO);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
-    log_write(LOG_WARN, "req=1 %s", msg);
-    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
-    close(saved);
-    static char out[4096];
-    ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
-    close(fd);
-    assert_true(n > 0);
+    saved_fd = dup(STDERR_FILENO);
+    assert_true(saved_fd >= 0);
+    assert_int_equal(dup2(capture_fd, STDERR_FILENO), STDERR_FILENO);
+}
+
+/* What was written to stderr since capture() ("" for nothing). */
+static char *captured_end(void)
+{
+    assert_int_equal(dup2(saved_fd, STDERR_FILENO), STDERR_FILENO);
+    close(saved_fd);
+    static char out[8192];
+    ssize_t n = pread(capture_fd, out, sizeof(out) - 1, 0);
+    close(capture_fd);
+    assert_true(n >= 0);
     out[n] = '\0';
     return out;
+}
+
+/* What log_write writes to stderr for msg. */
+static char *logged(const char *msg)
+{
+    capture();
+    log_write(LOG_WARN, "req=1 %s", msg);
+    char *out = captured_end();
+    assert_true(out[0] != '\0');
+    return out;
+}
+
+/* The lines of text without their time stamps ("YYYY-MM-DD HH:MM:SS.mmm "), in out. */
+static void unstamped(const char *text, char *out, size_t n)
+{
+    size_t w = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        assert_true(end - line > 24);
+        size_t len = (size_t)(end + 1 - (line + 24));
+        assert_true(w + len < n);
+        memcpy(out + w, line + 24, len);
+        w += len;
+        line = end + 1;
+    }
+    out[w] = '\0';
+}
+
+static void test_repeated_failures_are_logged_once_a_minute(void **state)
+{
+    (void)state;
+    log_set_json(false);
+    struct log_repeat r = {0};
+    char lines[4096];
+
+    capture();
+    log_repeat_ok(&r, "reading x"); /* never failed: nothing */
+    log_repeat_fail(&r, 1000, LOG_WARN, "cannot read x: %s", "down");
+    log_repeat_fail(&r, 2000, LOG_WARN, "cannot read x: %s", "down");
+    log_repeat_fail(&r, 60999, LOG_WARN, "cannot read x: %s", "down");
+    log_repeat_fail(&r, 61000, LOG_WARN, "cannot read x: %s", "still down");
+    log_repeat_fail(&r, 62000, LOG_WARN, "cannot read x: %s", "down");
+    log_repeat_ok(&r, "reading x");
+    log_repeat_ok(&r, "reading x"); /* once */
+    log_repeat_fail(&r, 63000, LOG_ERROR, "cannot read x: %s", "again"); /* a new episode */
+    log_repeat_ok(&r, NULL); /* ended without a line */
+    log_repeat_ok(&r, "reading x");
+    unstamped(captured_end(), lines, sizeof(lines));
+    assert_true(strncmp(lines,
+                        "warn cannot read x: down\n"
+                        "warn cannot read x: still down (and 2 more like it in the last minute)\n"
+                        "info reading x works again (5 failures since ",
+                        strlen("warn cannot read x: down\n"
+                               "warn cannot read x: still down (and 2 more like it in the last "
+                               "minute)\n"
+                               "info reading x works again (5 failures since ")) == 0);
+    const char *rest = strstr(lines, "works again (5 failures since ");
+    assert_non_null(rest);
+    rest = strchr(rest, '\n');
+    assert_non_null(rest);
+    assert_string_equal(rest, "\nerror cannot read x: again\n");
+
+    /* below the log level: counted, not written */
+    int level = log_level_current;
+    log_level_current = LOG_ERROR;
+    capture();
+    log_repeat_fail(&r, 100000, LOG_WARN, "cannot read y");
+    log_repeat_fail(&r, 100001, LOG_WARN, "cannot read y");
+    log_level_current = level;
+    log_repeat_ok(&r, "reading y");
+    unstamped(captured_end(), lines, sizeof(lines));
+    assert_true(strncmp(lines, "info reading y works again (2 failures since ", 45) == 0);
 }
 
 static void test_text_log_event_is_one_line(void **state)
@@ -99,6 +179,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_is_one_line),
         cmocka_unit_test(test_text_log_event_is_one_line),
+        cmocka_unit_test(test_repeated_failures_are_logged_once_a_minute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
