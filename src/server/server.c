@@ -724,15 +724,17 @@ static void leader_done(void *arg, int rc, const struct err *e)
     s->leader_busy = false;
     if (s->shutting_down) {
         /* let go in server_shutdown */
-    } else if (rc == 0 && op->got) {
-        log_repeat_ok(&s->leader_log, "renewing the leader lease");
-        s->leader_until_ms = op->now_ms + LEADER_TTL_MS;
-        leader_set(s, true, NULL);
-    } else if (rc == 0) {
-        leader_set(s, false, "another server holds the lease");
+    } else if (rc) {
+        log_repeat_fail(&s->leader_log, time_now_ms(), LOG_WARN,
+                        "cannot renew the leader lease: %s", e->msg);
     } else {
-        log_repeat_fail(&s->leader_log, time_now_ms(), LOG_WARN, "cannot renew the leader lease: %s",
-                        e->msg);
+        log_repeat_ok(&s->leader_log, "renewing the leader lease");
+        if (op->got) {
+            s->leader_until_ms = op->now_ms + LEADER_TTL_MS;
+            leader_set(s, true, NULL);
+        } else {
+            leader_set(s, false, "another server holds the lease");
+        }
     }
     free(op);
 }

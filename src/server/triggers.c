@@ -457,8 +457,8 @@ static void drain(struct triggers *t)
     size_t n = 0;
     struct err e = ERR_INIT;
     if (store_trigger_fires(s->reads, NULL, DRAIN_BATCH, &f, &n, &e)) {
-        log_repeat_fail(&t->fires_log, now, LOG_WARN, "triggers: cannot read the pending fires: %s",
-                        e.msg);
+        log_repeat_fail(&t->fires_log, now, LOG_WARN,
+                        "triggers: cannot read the pending fires: %s", e.msg);
         for (size_t i = 0; i < n; i++)
             trigger_fire_release(&f[i]);
         free(f);
