@@ -81,7 +81,8 @@ void err_clear(struct err *e)
  * A message is one line. Libraries' own messages that it quotes may hold several: libpq's
  * "... failed: Connection refused\n\tIs the server running ...?\n". Each line break with the
  * blanks around it becomes ". " between sentences (a letter or digit before, a capital
- * after) or else " "; the end is trimmed; any other control character becomes a space.
+ * after) where it took two bytes or more, or else " "; the end is trimmed; any other control
+ * character becomes a space. In place: what is written never passes what is read (w <= r).
  */
 static void one_line(char *s)
 {
@@ -95,7 +96,7 @@ static void one_line(char *s)
                 r++;
             if (!*r || w == s)
                 continue;
-            if (isalnum((unsigned char)w[-1]) && isupper((unsigned char)*r))
+            if (r - w >= 2 && isalnum((unsigned char)w[-1]) && isupper((unsigned char)*r))
                 *w++ = '.';
             *w++ = ' ';
             continue;

@@ -266,7 +266,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct sync *y = arg;
-    if (!y->s->shutting_down) notified(y);
+    if (!y->s->shutting_down) {
+        notified(y);
+        return;
+    }
+    /* Shutting down: nothing more is read. Unread, a notification (this server's own commits
+       while it drains send them too) would keep the socket readable, and the loop's last
+       turns (server_release) would run this callback for ever. */
+    watch(y, -1);
 }
 
 void sync_tick(struct sync *y)

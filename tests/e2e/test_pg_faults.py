@@ -4,7 +4,8 @@
   with three servers and two agents: the servers answer 503 meanwhile, reconnect by
   themselves, and every acknowledged job runs to its end once.
 - PostgreSQL away for longer than --lost-after while an agent of the server that is not the
-  leader runs jobs: no agent is judged lost for the outage, every job runs once.
+  leader runs jobs: no agent is judged lost for the outage, every job runs once; and each
+  server stops on SIGTERM after.
 - A transaction held open on the side (holding back vacuum's horizon) while queue-only load
   runs: the jobs done in a window late in it are at least half the mean of two equal
   windows without it, one before and one after. A check of the design (no row that every
@@ -193,6 +194,27 @@ def test_outage_longer_than_lost_after(own_pg, pg_servers, tmp_path, make_agent)
     assert sorted(ran(marks)) == sorted(ids)  # each ran to its end once
     r = leader.api().get("/v1/agents", timeout=10)
     assert [a["state"] for a in r.json() if a["name"] == "w1"] == ["up"], r.text
+    # SIGTERM while the other server commits: the notifications of its commits reach the
+    # stopping server's listening connection unread, which once kept the shutdown's last loop
+    # turns busy for ever (the server never exited); it drains and exits
+    stop = threading.Event()
+
+    def load():
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            submit_to(leader, {"queue": "elsewhere", "command": {"program": "true"}})
+            time.sleep(0.01)
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert other.stop() == 0, other.read_log()[-2000:]
+        assert time.monotonic() - t0 < 25, "the server took more than 25 s to stop"
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert leader.stop() == 0, leader.read_log()[-2000:]
 
 
 def finished(servers):

@@ -39,6 +39,10 @@ static void test_err_is_one_line(void **state)
            "store: server closed the connection unexpectedly. This probably means the server "
            "terminated abnormally before or while processing the request.");
     folded("a:\n\n  b\r\nc", "store: a: b c");
+    /* one byte of line break has room for one of space: never more written than read */
+    folded("first\nSecond\nThird line\nFourth", "store: first Second Third line Fourth");
+    folded("x\nY", "store: x Y");
+    folded("\n\nLeading", "store: Leading");
     folded("bell\a and tab\there", "store: bell  and tab here");
     folded("trailing  \n\t \n", "store: trailing");
     folded("FATAL:  as it is", "store: FATAL:  as it is");
