@@ -114,45 +114,34 @@ void log_write(int level, const char *fmt, ...)
 
 void log_repeat_fail(struct log_repeat *r, int64_t now_ms, int level, const char *fmt, ...)
 {
-    if (!r->since_ms) {
-        r->since_ms = now_ms ? now_ms : 1;
-        r->failures = 0;
-        r->left_out = 0;
-    } else if (now_ms - r->last_ms < LOG_REPEAT_EVERY_MS) {
-        r->failures++;
+    if (r->failures++ && now_ms - r->last_ms < LOG_REPEAT_EVERY_MS) {
         r->left_out++;
         return;
     }
-    r->failures++;
+    if (r->failures == 1) r->since_ms = now_ms;
     r->last_ms = now_ms;
-    if (level > log_level_current) {
-        r->left_out = 0;
-        return;
-    }
+    unsigned long left_out = r->left_out;
+    r->left_out = 0;
+    if (level > log_level_current) return;
     char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (r->left_out)
-        log_write(level, "%s (and %lu more like it in the last minute)", msg, r->left_out);
+    if (left_out)
+        log_write(level, "%s (and %lu more like it in the last minute)", msg, left_out);
     else
         log_write(level, "%s", msg);
-    r->left_out = 0;
 }
 
 void log_repeat_ok(struct log_repeat *r, const char *what)
 {
-    if (!r->since_ms) return;
-    if (!what) { /* the caller says it its own way */
-        *r = (struct log_repeat){0};
-        return;
+    if (!r->failures) return;
+    if (what) { /* NULL: the caller says it its own way */
+        char since[32];
+        time_format_local(r->since_ms, since, sizeof(since));
+        log_info("%s works again (%lu failure%s since %s)", what, r->failures,
+                 r->failures == 1 ? "" : "s", since);
     }
-    char since[32];
-    time_format_local(r->since_ms, since, sizeof(since));
-    log_info("%s works again (%lu failure%s since %s)", what, r->failures,
-             r->failures == 1 ? "" : "s", since);
-    r->since_ms = 0;
-    r->left_out = 0;
-    r->failures = 0;
+    *r = (struct log_repeat){0};
 }

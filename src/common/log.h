@@ -25,10 +25,10 @@ void log_write(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
  * struct per call site, used by one thread; zeroed to start.
  */
 struct log_repeat {
-    int64_t since_ms;       /* failing since (0: not failing) */
+    unsigned long failures; /* since the last success (0: not failing) */
+    int64_t since_ms;       /* the first of them */
     int64_t last_ms;        /* the last line logged */
     unsigned long left_out; /* failures not logged since that line */
-    unsigned long failures; /* since since_ms */
 };
 #define LOG_REPEAT_EVERY_MS 60000
 void log_repeat_fail(struct log_repeat *r, int64_t now_ms, int level, const char *fmt, ...)

@@ -105,7 +105,6 @@ struct live_agent *fleet_agent_registered(struct fleet *f, struct agent_rec *rec
 void fleet_agent_seen(struct fleet *f, struct live_agent *a);
 /* The runtimes (PROTO_RT_* bits) the agent offers now, as its poll said (not stored here). */
 void fleet_agent_set_runtimes(struct fleet *f, struct live_agent *a, unsigned runtimes);
-/* Moves an agent to draining / left (committed by the fleet) and wakes its poll. */
 /* Sets and stores the agent's state; `answer` (or NULL) gets the agent once it is stored. */
 void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, void *answer);
 

@@ -913,6 +913,7 @@ void server_shutdown(struct server *s, void (*stopped)(void *arg), void *arg)
     if (s->shutting_down)
         return;
     s->shutting_down = true;
+    sync_stop(s->sync);
     s->on_stopped = stopped;
     s->on_stopped_arg = arg;
     router_set_draining(s->router, true);

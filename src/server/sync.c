@@ -265,15 +265,15 @@ static void notified(struct sync *y)
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    struct sync *y = arg;
-    if (!y->s->shutting_down) {
-        notified(y);
-        return;
-    }
-    /* Shutting down: nothing more is read. Unread, a notification (this server's own commits
-       while it drains send them too) would keep the socket readable, and the loop's last
-       turns (server_release) would run this callback for ever. */
-    watch(y, -1);
+    notified(arg);
+}
+
+void sync_stop(struct sync *y)
+{
+    /* Unread, a notification (this server's own commits while it drains send them too)
+       would keep the socket readable, and the loop's last turns (server_release) would run
+       on_readable for ever. sync_tick does nothing once the server is shutting down. */
+    if (y) watch(y, -1);
 }
 
 void sync_tick(struct sync *y)

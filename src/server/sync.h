@@ -34,6 +34,8 @@ struct sync;
  */
 int sync_new(struct server *s, const char *db_uri, struct sync **out, struct err *e);
 void sync_free(struct sync *y);
+/* The server is shutting down: other servers' commits are no longer read. NULL is fine. */
+void sync_stop(struct sync *y);
 /* Once a second: agents, this server's last_seen of them, and the events not yet read. */
 void sync_tick(struct sync *y);
 
