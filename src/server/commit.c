@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 struct commit_op {
@@ -51,6 +52,7 @@ struct committer {
        passed by commit_wrote_event; under lock */
     struct { int64_t first, last; } *own;
     size_t nown, capown;
+    struct log_repeat fail_log; /* commits failing (the store away); writer thread only */
 };
 
 #define OWN_MAX 65536 /* ranges kept for a reader that lags: beyond, the oldest go */
@@ -143,7 +145,6 @@ static void run_batch(struct committer *c, struct commit_op *ops)
     bool webhooks = store_webhook_queued_take(c->st) && !brc;
     if (!brc && (brc = store_commit(c->st, &be))) {
         store_rollback(c->st);
-        log_error("group commit failed: %s", be.msg);
         for (struct commit_op *op = ops; op; op = op->next)
             if (!op->rc) {
                 op->rc = brc;
@@ -152,6 +153,12 @@ static void run_batch(struct committer *c, struct commit_op *ops)
     } else if (!brc) {
         store_tx_events(c->st, &first, &last); /* skipped when this server reads events back */
     }
+    /* not begun or not committed: while the store is away every batch fails alike */
+    if (brc)
+        log_repeat_fail(&c->fail_log, time_now_ms(), LOG_ERROR, "group commit failed: %s",
+                        be.msg);
+    else
+        log_repeat_ok(&c->fail_log, "group commit");
     pthread_mutex_lock(&c->lock);
     if (first <= last) {
         if (c->nown == OWN_MAX) {

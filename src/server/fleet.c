@@ -55,6 +55,7 @@ struct fleet {
     struct event *wake; /* active once per loop turn when jobs became ready */
     bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
     struct log_repeat seen_log, forget_log; /* the periodic writes failing */
+    struct log_repeat lease_log; /* leases failing to commit (the store away) */
     int64_t silence_from; /* agents' silence is counted from here at the earliest
                              (fleet_agents_reread) */
     uint64_t scans; /* full scans of the store's agents ended (fleet_agents_synced_all) */
@@ -683,13 +684,16 @@ static void lease_done(void *arg, int rc, const struct err *e)
     struct lease_grant *g = op->g;
     struct live_agent *a = hmap_get(&f->agents, op->agent_id);
     a->leasing = false;
-    if (rc) {
-        log_error("agent=%s cannot lease: %s", op->agent_id, e->msg);
+    int64_t now_ms = clock_ms(f);
+    if (rc) { /* each poll fails alike while the store is away: logged as one failure */
+        log_repeat_fail(&f->lease_log, now_ms, LOG_ERROR, "agent=%s cannot lease: %s",
+                        op->agent_id, e->msg);
         for (size_t i = 0; i < g->n; i++)
             g->c[i].leased = false;
+    } else {
+        log_repeat_ok(&f->lease_log, "leasing");
     }
     struct buf leases = BUF_INIT;
-    int64_t now_ms = clock_ms(f);
     if (!rc) metrics_lease(f->d.metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
     for (size_t i = 0; i < g->n; i++) {
         struct sched_job *sj = op->taken[i];

@@ -123,6 +123,17 @@ def test_postgres_restarted_under_load(own_pg, pg_servers, tmp_path, make_agent)
     bad = [x for x in refused if x not in (None, 503)]
     assert not bad, bad
     assert refused, "no submission was refused while PostgreSQL was down"
+    # a failure that every request meets alike while the database is away is logged once
+    # (then once a minute), not a line per request; its end once, at the next success (a
+    # server whose agents moved to another may not lease again before this reads its log)
+    for srv in servers:
+        log = srv.read_log()
+        for failure, recovery in (("group commit failed", "group commit works again"),
+                                  ("cannot lease", "leasing works again")):
+            n = log.count(failure)
+            assert n <= 1, f"{srv.url}: {n} lines of {failure!r}:\n{log[-3000:]}"
+            assert log.count(recovery) <= n, f"{srv.url}: {recovery!r}?\n{log[-3000:]}"
+        assert log.count("group commit works again") == log.count("group commit failed")
 
     # extra ones made by the reconnect probes count too: every job of the database
     def jobs():
