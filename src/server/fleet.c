@@ -831,7 +831,15 @@ static bool free_slot_elsewhere(struct fleet *f, const struct live_agent *a)
 static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, int held_slots)
 {
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP) return false;
-    int prefetch = a->prefetch > 0 && !free_slot_elsewhere(f, a) ? a->prefetch : 0;
+    /* Asked only when a has work it could take at all (its slots and prefetch at most):
+       otherwise each parked poll that a wake offers work to would look at every agent, and
+       a wake would cost parked polls x agents (bench/fleet.c: 28 ms with 1,000 idle agents
+       that prefetch, against 0.1 ms with none that does). */
+    int most = a->rec.slots + a->prefetch - held_slots, prefetch = 0;
+    if (a->prefetch > 0 && most > 0 &&
+        sched_has_work(f->d.sched, a->rec.queues, a->rec.labels, a->rec.runtimes, most) &&
+        !free_slot_elsewhere(f, a))
+        prefetch = a->prefetch;
     free_slots += prefetch;
     if (free_slots > a->rec.slots + prefetch - held_slots)
         free_slots = a->rec.slots + prefetch - held_slots;

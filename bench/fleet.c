@@ -1,0 +1,212 @@
+/*
+ * fleet.c - drover-bench-fleet: what a wake of the parked polls costs the server's loop
+ * when many agents wait idle (server/fleet.c, no HTTP, no store writes).
+ *
+ * N agents serve a queue with no work and park a poll each; then, W times, a job becomes
+ * ready on another queue (that none of them serves) and the loop runs the wake that follows:
+ * each parked poll is offered work (none fits). Measured twice, in turns, ROUNDS times:
+ * with the agents asking for no prefetch (the reference) and with each asking for 2 (an
+ * agent whose jobs are short). Prints one JSON line per run and the ratio of the medians.
+ *
+ *   drover-bench-fleet [--agents N] [--wakes W] [--rounds R]
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/timeutil.h"
+#include "common/uuid.h"
+#include "job/agent.h"
+#include "job/job.h"
+#include "job/protocol.h"
+#include "job/spec.h"
+#include "server/commit.h"
+#include "server/fleet.h"
+#include "server/sched.h"
+#include "store/store.h"
+
+struct bench {
+    struct event_base *base;
+    struct store *reads;
+    struct committer *commit;
+    struct sched *sched;
+    struct fleet *fleet;
+    int *tags; /* the parked polls' requests: the fleet only hands these pointers back */
+};
+
+static int64_t clock_cb(void *arg)
+{
+    (void)arg;
+    return time_now_ms();
+}
+
+static void reply_cb(void *arg, void *req, char *body, size_t len)
+{
+    (void)arg, (void)req, (void)len;
+    free(body); /* a parked poll answered: only at the end (fleet_free) */
+}
+
+static void reply_error_cb(void *arg, void *req, const struct err *e)
+{
+    (void)arg, (void)req, (void)e;
+}
+
+static void job_changed_cb(void *arg, const struct job *j)
+{
+    (void)arg, (void)j;
+}
+
+static void die_msg(const char *what, const struct err *e)
+{
+    fprintf(stderr, "drover-bench-fleet: %s: %s\n", what, e ? e->msg : "failed");
+    exit(1);
+}
+
+/* A fresh fleet with n agents on queue "idle" (4 slots each, `prefetch` asked), each
+   with a poll parked for an hour. */
+static void setup(struct bench *b, const char *dir, int n, int prefetch)
+{
+    char uri[4200];
+    snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", dir);
+    struct store_opts so = {0};
+    struct store *writer;
+    struct err e = ERR_INIT;
+    b->base = event_base_new();
+    if (store_open(uri, &so, &b->reads, &e) || store_open(uri, &so, &writer, &e))
+        die_msg("opening the store", &e);
+    b->commit = commit_new(b->base, writer);
+    b->sched = sched_new();
+    struct fleet_deps d = {
+        .base = b->base,
+        .commit = b->commit,
+        .reads = b->reads,
+        .sched = b->sched,
+        .lost_after_s = 3600,
+        .deadline_grace_s = 2,
+        .agent_retention_ms = 3600 * 1000,
+        .now_ms = clock_cb,
+        .reply = reply_cb,
+        .reply_error = reply_error_cb,
+        .job_changed = job_changed_cb,
+        .arg = b,
+    };
+    b->fleet = fleet_new(&d);
+    b->tags = calloc((size_t)n, sizeof(*b->tags));
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "idle-%d", i);
+        struct agent_rec rec;
+        agent_rec_init(&rec);
+        uuid7_new(rec.id);
+        rec.name = strdup(name);
+        rec.labels = json_object();
+        rec.queues = json_pack("[s]", "idle");
+        rec.slots = 4;
+        rec.runtimes = PROTO_RT_NATIVE;
+        rec.owner = strdup("tok");
+        rec.state = AGENT_UP;
+        rec.last_seen = rec.registered_at = time_now_ms();
+        if (fleet_may_register(b->fleet, name, "tok", NULL, &e)) die_msg("registering", &e);
+        struct live_agent *a = fleet_agent_registered(b->fleet, &rec);
+        a->prefetch = prefetch;
+        fleet_poll(b->fleet, a, &b->tags[i], 4, NULL, 3600 * 1000);
+    }
+}
+
+static void teardown(struct bench *b)
+{
+    fleet_free(b->fleet);
+    commit_free(b->commit);
+    sched_free(b->sched);
+    store_close(b->reads);
+    event_base_free(b->base);
+    free(b->tags);
+}
+
+/* Seconds for `wakes` jobs made ready on queue "other", each with the loop turn after it. */
+static double run(struct bench *b, int wakes)
+{
+    json_t *in = json_pack("{s:s, s:{s:s}}", "queue", "other", "command", "program", "true");
+    struct job_spec spec;
+    struct err e = ERR_INIT;
+    if (spec_parse(in, NULL, &spec, &e)) die_msg("the spec", &e);
+    json_decref(in);
+    struct job *jobs = calloc((size_t)wakes, sizeof(*jobs));
+    int64_t t0 = time_mono_ns();
+    for (int i = 0; i < wakes; i++) {
+        job_from_spec(&jobs[i], &spec, time_now_ms());
+        fleet_job_changed(b->fleet, &jobs[i], false); /* queued: the polls wake */
+        event_base_loop(b->base, EVLOOP_NONBLOCK);
+    }
+    double s = (double)(time_mono_ns() - t0) / 1e9;
+    for (int i = 0; i < wakes; i++)
+        job_release(&jobs[i]);
+    free(jobs);
+    spec_release(&spec);
+    return s;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+    return (a > c) - (a < c);
+}
+
+int main(int argc, char **argv)
+{
+    int agents = 1000, wakes = 200, rounds = 3;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--agents")) agents = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--wakes")) wakes = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "usage: drover-bench-fleet [--agents N] [--wakes W] [--rounds R]\n");
+            return 2;
+        }
+    }
+    if (agents < 1 || wakes < 1 || rounds < 1 || rounds > 99) {
+        fprintf(stderr, "drover-bench-fleet: --agents, --wakes and --rounds must be positive "
+                        "(rounds at most 99)\n");
+        return 2;
+    }
+    const char *tmp = getenv("TMPDIR");
+    double us[2][99];
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < 2; k++) { /* 0: no prefetch (the reference), 1: prefetch 2 */
+            char dir[4096];
+            snprintf(dir, sizeof(dir), "%s/drover-bench-fleet-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+            if (!mkdtemp(dir)) {
+                perror("drover-bench-fleet: mkdtemp");
+                return 1;
+            }
+            struct bench b = {0};
+            setup(&b, dir, agents, k ? 2 : 0);
+            double s = run(&b, wakes);
+            teardown(&b);
+            static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
+            for (size_t f = 0; f < 3; f++) {
+                char path[4200];
+                snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
+                unlink(path);
+            }
+            rmdir(dir);
+            us[k][r] = s / wakes * 1e6;
+            printf("{\"round\": %d, \"prefetch\": %d, \"agents\": %d, \"wakes\": %d, "
+                   "\"us_per_wake\": %.1f}\n",
+                   r + 1, k ? 2 : 0, agents, wakes, us[k][r]);
+            fflush(stdout);
+        }
+    }
+    qsort(us[0], (size_t)rounds, sizeof(double), cmp_double);
+    qsort(us[1], (size_t)rounds, sizeof(double), cmp_double);
+    double ref = us[0][rounds / 2], pre = us[1][rounds / 2];
+    printf("{\"agents\": %d, \"median_us_per_wake\": {\"no_prefetch\": %.1f, \"prefetch\": %.1f}, "
+           "\"ratio\": %.2f}\n",
+           agents, ref, pre, pre / ref);
+    return 0;
+}
