@@ -833,8 +833,8 @@ static bool lease_slots(struct fleet *f, struct live_agent *a, int free_slots, i
     if (a->leasing || !a->poll || a->rec.state != AGENT_UP) return false;
     /* Asked only when a has work it could take at all (its slots and prefetch at most):
        otherwise each parked poll that a wake offers work to would look at every agent, and
-       a wake would cost parked polls x agents (bench/fleet.c: 28 ms with 1,000 idle agents
-       that prefetch, against 0.1 ms with none that does). */
+       a wake would cost parked polls x agents (bench/fleet.c: 37 ms with 1,000 idle agents
+       that prefetch, against 0.09 ms with none that does; bench/RESULTS.md). */
     int most = a->rec.slots + a->prefetch - held_slots, prefetch = 0;
     if (a->prefetch > 0 && most > 0 &&
         sched_has_work(f->d.sched, a->rec.queues, a->rec.labels, a->rec.runtimes, most) &&
