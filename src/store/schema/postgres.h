@@ -148,9 +148,9 @@ static const char *const pg_migrations[] = {
        a finished job, NULL while it is unfinished (a lease does not change it): unfinished
        ones by jobs_live, finished ones by jobs_ended. A finish writes the indexes of its new
        row version: four (five with an owner), not six. jobs_owner and jobs_tenant_live leave
-       out jobs without an owner or tenant (an admin's), which no query by owner or tenant
-       finds. Adding the column rewrites jobs under an exclusive lock: the servers' work
-       waits for it (docs/operations.md). */
+       out jobs without an owner or tenant, which no query by owner or tenant finds. Adding
+       the column rewrites jobs under an exclusive lock: the servers' work waits for it
+       (docs/operations.md). */
     "DROP INDEX jobs_state_queue, jobs_tenant_state, jobs_expiry_default, jobs_expiry_own,"
     "  jobs_owner;"
     "ALTER TABLE jobs ADD COLUMN end_state integer GENERATED ALWAYS AS "
