@@ -14,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -29,6 +27,7 @@
 #include "server/fleet.h"
 #include "server/sched.h"
 #include "store/store.h"
+#include "commitdir.h" /* tests/unit: the store in a fresh folder, with its committer */
 
 struct bench {
     struct event_base *base;
@@ -67,19 +66,14 @@ static void die_msg(const char *what, const struct err *e)
     exit(1);
 }
 
-/* A fresh fleet with n agents on queue "idle" (4 slots each, `prefetch` asked), each
-   with a poll parked for an hour. */
-static void setup(struct bench *b, const char *dir, int n, int prefetch)
+/* A fresh fleet on a store in dir (PATH_MAX bytes, made here) with n agents on queue "idle"
+   (4 slots each, `prefetch` asked), each with a poll parked for an hour. */
+static void setup(struct bench *b, char *dir, int n, int prefetch)
 {
-    char uri[4200];
-    snprintf(uri, sizeof(uri), "sqlite:%s/drover.db", dir);
-    struct store_opts so = {0};
-    struct store *writer;
     struct err e = ERR_INIT;
     b->base = event_base_new();
-    if (store_open(uri, &so, &b->reads, &e) || store_open(uri, &so, &writer, &e))
-        die_msg("opening the store", &e);
-    b->commit = commit_new(b->base, writer);
+    if (test_commit_open(dir, "drover-bench-fleet", b->base, &b->reads, &b->commit))
+        die_msg("opening a store in a fresh folder", NULL); /* the reason is on stderr */
     b->sched = sched_new();
     struct fleet_deps d = {
         .base = b->base,
@@ -174,27 +168,15 @@ int main(int argc, char **argv)
                         "(rounds at most 99)\n");
         return 2;
     }
-    const char *tmp = getenv("TMPDIR");
     double us[2][99];
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < 2; k++) { /* 0: no prefetch (the reference), 1: prefetch 2 */
-            char dir[4096];
-            snprintf(dir, sizeof(dir), "%s/drover-bench-fleet-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-            if (!mkdtemp(dir)) {
-                perror("drover-bench-fleet: mkdtemp");
-                return 1;
-            }
+            char dir[PATH_MAX];
             struct bench b = {0};
             setup(&b, dir, agents, k ? 2 : 0);
             double s = run(&b, wakes);
             teardown(&b);
-            static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-            for (size_t f = 0; f < 3; f++) {
-                char path[4200];
-                snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
-                unlink(path);
-            }
-            rmdir(dir);
+            test_commit_remove(dir);
             us[k][r] = s / wakes * 1e6;
             printf("{\"round\": %d, \"prefetch\": %d, \"agents\": %d, \"wakes\": %d, "
                    "\"us_per_wake\": %.1f}\n",
