@@ -27,9 +27,7 @@ struct sync {
     int fd;
     struct event *ev;
     int64_t seq; /* the newest event applied */
-    bool failing;
-    bool agents_unread; /* the last read of the agents failed */
-    struct log_repeat agents_log;
+    struct log_repeat events_log, agents_log; /* reading them fails (failures > 0) */
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -58,17 +56,15 @@ static int sync_agents(struct sync *y)
     if (rc) {
         log_repeat_fail(&y->agents_log, time_now_ms(), LOG_WARN,
                         "cannot read the agents from the store: %s", e.msg);
-        y->agents_unread = true;
         return rc;
     }
     fleet_agents_synced_all(y->s->fleet);
-    log_repeat_ok(&y->agents_log, NULL); /* "the agents are read again" says it */
-    if (y->agents_unread) { /* their last_seen could not be stored meanwhile either */
+    if (y->agents_log.failures) { /* their last_seen could not be stored meanwhile either */
         log_info("the agents are read again: each has %d s to be seen before it is lost",
                  y->s->lost_after_s);
         fleet_agents_reread(y->s->fleet);
     }
-    y->agents_unread = false;
+    log_repeat_ok(&y->agents_log, NULL); /* the line above says it */
     return 0;
 }
 
@@ -234,12 +230,11 @@ static void catch_up(struct sync *y)
             return;
         }
         if (rc) {
-            if (!y->failing) log_warn("cannot read the events of other servers: %s", e.msg);
-            y->failing = true;
+            log_repeat_fail(&y->events_log, time_now_ms(), LOG_WARN,
+                            "cannot read the events of other servers: %s", e.msg);
             return; /* read again next time: applying twice is harmless */
         }
-        if (y->failing) log_info("reading the events of other servers again");
-        y->failing = false;
+        log_repeat_ok(&y->events_log, "reading the events of other servers");
         y->seq = p.last;
         if (p.n < SYNC_PAGE) return;
     }
