@@ -121,6 +121,18 @@ class Fleet:
             total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
 
+    def lease_missed(self):
+        """drover_lease_missed_total summed over the servers (None: a build without it)."""
+        total = 0
+        for _, url, s in self.servers:
+            for line in s.get(url + "/metrics", timeout=10).text.splitlines():
+                if line.startswith("drover_lease_missed_total "):
+                    total += int(line.split()[1])
+                    break
+            else:
+                return None
+        return total
+
     def stop_agents(self):
         for p in self.agents:
             p.terminate()
@@ -281,6 +293,7 @@ def ab_round(binary, server_uri, base, name, jobs, servers=1):
         busy, busy_s = busy_between(m0, m1)
         t = int(probe.one("SELECT max(finished_at) FROM jobs")) / 1000 - t0
         f.stop_agents()
+        missed = f.lease_missed()
         time.sleep(1.5)
         st1 = psql(uri, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                         "WHERE relname = 'jobs'").split("|")
@@ -289,7 +302,7 @@ def ab_round(binary, server_uri, base, name, jobs, servers=1):
         return {"jobs_s": jobs / t, "server_us": (c1 - c0) / jobs * 1e6,
                 "db_us": (d1 - d0) / jobs * 1e6, "hot": hot / upd if upd else 0.0,
                 "upd_per_job": upd / jobs, "busy": busy, "machine_us": busy_s / jobs * 1e6,
-                **store}
+                "missed": missed / jobs if missed is not None else float("nan"), **store}
     finally:
         probe.close()
         f.stop()
@@ -389,7 +402,8 @@ def ab_main(a):
                 x = ab_round(binaries[k], server_uri, base, f"ab_{k}", a.jobs, a.servers)
                 log(f"round {i + 1} {k}: {x['jobs_s']:,.0f} jobs/s, server {x['server_us']:.0f} "
                     f"µs/job, database {x['db_us']:.0f} µs/job, HOT {x['hot']:.0%} of "
-                    f"{x['upd_per_job']:.1f} updates/job; machine {x['busy']:.0%} busy, "
+                    f"{x['upd_per_job']:.1f} updates/job; missed leases {x['missed']:.2f}/job; "
+                    f"machine {x['busy']:.0%} busy, "
                     f"{x['machine_us']:.0f} µs/job; store {x['store_jobs_s']:,.0f} jobs/s, "
                     f"server {x['store_us']:.1f} µs/job, database {x['store_db_us']:.1f} µs/job")
                 res[k].append(x)
@@ -405,13 +419,13 @@ def ab_main(a):
           f"{max(2, a.servers)} --bench-noop agents x 64 slots; "
           "medians of the rounds, run in turns.\n")
     print("| binary | jobs/s | server CPU µs/job | database CPU µs/job | HOT updates of jobs | "
-          "machine busy | machine CPU µs/job | "
+          "jobs a lease missed, per job | machine busy | machine CPU µs/job | "
           "store: jobs/s | store: server CPU µs/job | store: database CPU µs/job |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in a.order.split(","):
         m = {f: statistics.median(x[f] for x in res[k]) for f in res[k][0]}
         print(f"| {k} ({os.path.basename(os.path.dirname(binaries[k]))}) | {m['jobs_s']:,.0f} | {m['server_us']:.0f} | "
-              f"{m['db_us']:.0f} | {m['hot']:.0%} | {m['busy']:.0%} | {m['machine_us']:.0f} | "
+              f"{m['db_us']:.0f} | {m['hot']:.0%} | {m['missed']:.2f} | {m['busy']:.0%} | {m['machine_us']:.0f} | "
               f"{m['store_jobs_s']:,.0f} | "
               f"{m['store_us']:.1f} | {m['store_db_us']:.1f} |")
 

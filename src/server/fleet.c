@@ -695,6 +695,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
     }
     struct buf leases = BUF_INIT;
     if (!rc) metrics_lease(f->d.metrics, (double)(time_mono_ns() - op->t0_ns) / 1e9);
+    uint64_t missed = 0;
     for (size_t i = 0; i < g->n; i++) {
         struct sched_job *sj = op->taken[i];
         struct store_lease *c = &g->c[i];
@@ -707,7 +708,8 @@ static void lease_done(void *arg, int rc, const struct err *e)
             }
             /* an array with nothing left to claim (cancelled, or claimed by another server) */
             if (c->exhausted) sched_remove(f->d.sched, sj->id);
-            sched_untake(f->d.sched, sj); /* no longer queued: cancelled meanwhile */
+            sched_untake(f->d.sched, sj); /* no longer queued: cancelled, or leased by another server */
+            missed++;
             continue;
         }
         struct lease_rec *l = xcalloc(1, sizeof(*l));
@@ -739,6 +741,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
         lease_answer_append(&leases, c, l->deadline);
         sched_job_free(sj);
     }
+    metrics_lease_missed(f->d.metrics, missed);
     if (f->prefetch_held) { /* a prefetch waited for this agent (free_slot_elsewhere) */
         f->prefetch_held = false;
         event_active(f->wake, EV_TIMEOUT, 0);

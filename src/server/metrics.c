@@ -44,6 +44,7 @@ struct metrics {
     struct queue_metrics q[METRICS_MAX_QUEUES + 1];
     size_t nq; /* named slots in use */
     struct hist lease;
+    uint64_t lease_missed;
 };
 
 static void observe(struct hist *h, const double *bounds, size_t nb, double v)
@@ -107,6 +108,11 @@ void metrics_job_finished(struct metrics *m, const char *queue, const char *stat
 void metrics_lease(struct metrics *m, double seconds)
 {
     if (m) observe(&m->lease, short_bounds, NB_SHORT, seconds);
+}
+
+void metrics_lease_missed(struct metrics *m, uint64_t n)
+{
+    if (m) m->lease_missed += n;
 }
 
 /* The queue's slots in use, "_other" last when anything was counted there. */
@@ -178,4 +184,10 @@ void metrics_render(const struct metrics *m, struct buf *b)
                 "ready queue to the committed lease.\n"
                 "# TYPE drover_lease_seconds histogram\n");
     render_hist(b, "drover_lease_seconds", "", &m->lease, short_bounds, NB_SHORT);
+    buf_addf(b, "# HELP drover_lease_missed_total Jobs taken off the ready queue for a lease "
+                "that were no longer queued at its commit: leased by another server sharing "
+                "the store, or cancelled meanwhile.\n"
+                "# TYPE drover_lease_missed_total counter\n"
+                "drover_lease_missed_total %llu\n",
+             (unsigned long long)m->lease_missed);
 }

@@ -33,6 +33,9 @@ void metrics_job_finished(struct metrics *m, const char *queue, const char *stat
                           double run_seconds);
 /* A lease took `seconds` from taking its jobs off the ready queue to its commit. */
 void metrics_lease(struct metrics *m, double seconds);
+/* n jobs taken for a lease were no longer queued at its commit (leased by another server
+   on the same store, or cancelled meanwhile). NULL m is fine. */
+void metrics_lease_missed(struct metrics *m, uint64_t n);
 
 /* Appends the metrics above, in the text exposition format. */
 void metrics_render(const struct metrics *m, struct buf *b);

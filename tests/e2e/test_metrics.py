@@ -91,6 +91,8 @@ def test_server_and_agent_metrics_pass_promtool(fast_server, make_agent):
     assert sample(text, "drover_jobs_finished_total", queue="nobody", state="cancelled") == 1
     assert sample(text, "drover_job_run_seconds_count", queue="nobody", state="cancelled") is None
     assert sample(text, "drover_lease_seconds_count") >= 2
+    assert types.get("drover_lease_missed_total") == "counter"
+    assert sample(text, "drover_lease_missed_total") == 0  # one server, nothing cancelled late
 
     agent_text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     check_conventions(agent_text)

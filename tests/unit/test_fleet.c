@@ -38,6 +38,7 @@ static void lib_free(void *p)
 #include "job/protocol.h"
 #include "server/commit.h"
 #include "server/fleet.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 #include "store/store.h"
 
@@ -57,6 +58,7 @@ struct h {
     struct store *reads;
     struct committer *commit;
     struct sched *sched;
+    struct metrics *metrics;
     struct fleet *fleet;
     int64_t now; /* the fleet's clock */
     struct reply replies[MAX_REPLIES];
@@ -114,6 +116,7 @@ static struct fleet *new_fleet_of(struct h *h, bool shared)
         .commit = h->commit,
         .reads = h->reads,
         .sched = h->sched,
+        .metrics = h->metrics,
         .lost_after_s = LOST_AFTER_S,
         .deadline_grace_s = 2,
         .agent_retention_ms = AGENT_RETENTION_MS,
@@ -137,6 +140,7 @@ static int setup(void **state)
     h->base = event_base_new();
     if (test_commit_open(h->dir, "drover-test-fleet", h->base, &h->reads, &h->commit)) return -1;
     h->sched = sched_new();
+    h->metrics = metrics_new();
     h->now = time_now_ms();
     h->fleet = new_fleet(h);
     *state = h;
@@ -149,6 +153,7 @@ static int teardown(void **state)
     fleet_free(h->fleet); /* answers parked polls: they are dropped with the replies */
     commit_free(h->commit);
     sched_free(h->sched);
+    metrics_free(h->metrics);
     store_close(h->reads);
     event_base_free(h->base);
     for (size_t i = 0; i < h->nreplies; i++)
@@ -426,15 +431,31 @@ static void cancel_done(void *arg, int rc, const struct err *e)
     if (rc) fail_msg("cancelling: %s", e->msg);
 }
 
+/* The metric `name` (a counter without labels) as GET /metrics would show it. */
+static long long metric(struct h *h, const char *name)
+{
+    struct buf b = BUF_INIT;
+    metrics_render(h->metrics, &b);
+    buf_addc(&b, '\0');
+    char line[128];
+    snprintf(line, sizeof(line), "\n%s ", name);
+    const char *at = strstr(b.data, line);
+    if (!at) fail_msg("no %s in the metrics", name);
+    long long v = strtoll(at + strlen(line), NULL, 10);
+    buf_release(&b);
+    return v;
+}
+
 /*
  * A parked poll whose candidate was no longer queued when its lease was committed (another
  * server leased or cancelled it) is not answered empty (the agent would pause before polling
- * again): it stays parked and gets the next job.
+ * again): it stays parked and gets the next job. Each such candidate is counted
+ * (drover_lease_missed_total: how often several servers' leases collide).
  */
 static void test_stale_candidate_keeps_poll(void **state)
 {
     struct h *h = *state;
-    struct live_agent *a = register_agent(h, "w1", 1, "[\"default\"]");
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
     struct job x[1], y[1];
     submit(h, x, 1, "{\"command\": {\"program\": \"true\"}}");
     commit_submit(h->commit, cancel_write, cancel_done, x[0].id); /* the fleet is not told */
@@ -445,6 +466,7 @@ static void test_stale_candidate_keeps_poll(void **state)
     assert_false(answered(h, &h->poll1));
     assert_int_equal(sched_ready_count(h->sched, "default"), 0); /* the stale one is gone */
     assert_stored(h, x[0].id, JOB_CANCELLED, 0, NULL);
+    assert_int_equal(metric(h, "drover_lease_missed_total"), 1);
     submit(h, y, 1, "{\"command\": {\"program\": \"true\"}}");
     pump(h);
     json_t *leases = json_object_get(answer_of(h, &h->poll1), "leases");
@@ -452,7 +474,8 @@ static void test_stale_candidate_keeps_poll(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(leases, 0), "job")),
                         y[0].id);
 
-    /* a poll that must be answered now (wait 0) is, empty, when its candidate was stale */
+    /* a poll that must be answered now (wait 0) is, empty, when its candidate was stale (y
+       holds one of the agent's two slots: z is its candidate for the other) */
     struct job z[1];
     submit(h, z, 1, "{\"command\": {\"program\": \"true\"}}");
     commit_submit(h->commit, cancel_write, cancel_done, z[0].id);
@@ -460,6 +483,9 @@ static void test_stale_candidate_keeps_poll(void **state)
     agent_poll(h, a, &h->poll2, 1, running(y, 1, 1), 0);
     pump(h);
     assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll2), "leases")), 0);
+    assert_int_equal(sched_ready_count(h->sched, "default"), 0);
+    assert_stored(h, z[0].id, JOB_CANCELLED, 0, NULL);
+    assert_int_equal(metric(h, "drover_lease_missed_total"), 2); /* y was leased: not missed */
     release_jobs(x, 1);
     release_jobs(y, 1);
     release_jobs(z, 1);
