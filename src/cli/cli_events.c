@@ -299,8 +299,13 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
     }
     fprintf(out, "%s%s %s", brief ? "" : "job ", json_string_value(json_object_get(ev, "job")),
             state ? state : "?");
+    const char *reason = json_string_value(json_object_get(ev, "reason"));
+    json_t *code = json_object_get(ev, "exit_code");
     json_int_t attempt = json_integer_value(json_object_get(ev, "attempt"));
-    if (attempt) fprintf(out, " attempt %" JSON_INTEGER_FORMAT, attempt);
+    /* queued with a reason: the attempt named ended, and the job waits for its next one */
+    bool retried = state && !strcmp(state, "queued") && reason;
+    if (attempt) fprintf(out, "%s attempt %" JSON_INTEGER_FORMAT, retried ? " again after" : "",
+                         attempt);
     if (agent) {
         fputs(" on ", out);
         put_clean(out, agent);
@@ -314,9 +319,7 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
             put_clean(out, msg);
         }
     }
-    const char *reason = json_string_value(json_object_get(ev, "reason"));
-    json_t *code = json_object_get(ev, "exit_code");
-    if (cli_job_is_terminal(state) && reason) {
+    if ((retried || cli_job_is_terminal(state)) && reason) {
         fprintf(out, " (%s", reason);
         if (json_is_integer(code)) fprintf(out, " %" JSON_INTEGER_FORMAT, json_integer_value(code));
         fputc(')', out);

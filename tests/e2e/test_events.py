@@ -282,6 +282,29 @@ def test_cli_wait_on_many_jobs_exits_with_the_worst(make_server, make_agent):  #
     assert jobs[1]["result"]["exit_code"] == 3
 
 
+def test_cli_names_a_retry(make_server, make_agent):  # noqa: F811
+    """A retry's event (queued, with the ended attempt's reason) reads as one: the attempt
+    named is the one that ended, not one that is queued."""
+    server = make_server()
+    make_agent(server, "w1")
+    job = submit(server, {"retry": {"max_attempts": 2, "backoff_s": 0},
+                          "command": {"shell": "sleep 0.3; exit 4"}})
+    r = server.run_cli("wait", job)
+    assert r.returncode == 4, r.stderr
+    assert f"{job} queued again after attempt 1 (exit 4)" in r.stderr, r.stderr
+    assert f"{job} failed (exit 4" in r.stdout
+    follower = server.start_cli("events", "--since", "0", "--job", job, text=True)
+    lines = []
+    try:  # the job had ended: all its events are there, its end last (at most 7 of them)
+        while len(lines) < 7 and not (lines and " failed " in lines[-1]):
+            lines.append(" ".join(follower.stdout.readline().split()[2:]))
+    finally:
+        follower.kill()
+        follower.wait()
+    assert f"job {job} queued again after attempt 1 (exit 4)" in lines, lines
+    assert lines[-1] == f"job {job} failed attempt 2 on w1 (exit 4)", lines
+
+
 def test_cli_wait_timeout_and_jobs_already_done(make_server, make_agent):  # noqa: F811
     server = make_server("--heartbeat", "1", "--lost-after", "3")
     make_agent(server, "w1", "--slots", "2")
