@@ -708,7 +708,7 @@ static void lease_done(void *arg, int rc, const struct err *e)
             }
             /* an array with nothing left to claim (cancelled, or claimed by another server) */
             if (c->exhausted) sched_remove(f->d.sched, sj->id);
-            sched_untake(f->d.sched, sj); /* no longer queued: cancelled, or leased by another server */
+            sched_untake(f->d.sched, sj); /* no longer queued: cancelled, or leased elsewhere */
             missed++;
             continue;
         }
