@@ -17,7 +17,7 @@
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
 
 static const char workflow_usage[] =
-    "usage: drover workflow submit [--json] FILE\n"
+    "usage: drover workflow submit [--json] FILE|-f FILE\n"
     "       drover workflow list [--json] [--limit N | --all]\n"
     "       drover workflow status [--json] ID\n"
     "       drover workflow cancel [--json] ID\n"
@@ -27,6 +27,7 @@ static const char workflow_usage[] =
     "queued once its upstreams have ended as it needs (docs/api.md \"Workflows\").\n"
     "\n"
     "  submit FILE        submit the workflow in FILE (JSON; - for stdin) and show it\n"
+    "      -f, --file FILE  the same (as drover submit -f)\n"
     "  list               the workflows, newest first: state and progress of each\n"
     "                     (ls is the same)\n"
     "      -n, --limit N  at most N workflows (default: one page of 20)\n"
@@ -237,6 +238,33 @@ static int workflow_list(int argc, char **argv)
     return rc;
 }
 
+/* submit's arguments: its file, given alone or with -f (as drover submit takes a spec). */
+static int parse_submit(struct cli_args *a, const char **file)
+{
+    static const struct option longopts[] = {
+        {"file", required_argument, NULL, 'f'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *f = NULL;
+    int opt;
+    while ((opt = cli_getopt(a, ":f:h", longopts)) != -1) {
+        if (f) return cli_usage_error(workflow_usage, "give one workflow file");
+        f = optarg;
+    }
+    if (!f)
+        return cli_args_one(a, "which file? give the workflow's JSON file",
+                            "the file name is empty", file);
+    if (a->exit_code != CLI_CONTINUE) return a->exit_code;
+    if (optind < a->argc)
+        return cli_usage_error(workflow_usage, "give one workflow file, not -f %s and '%s'", f,
+                               a->argv[optind]);
+    if (!*f) return cli_usage_error(workflow_usage, "the file name is empty");
+    *file = f;
+    return CLI_CONTINUE;
+}
+
 int cmd_workflow(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
@@ -258,10 +286,9 @@ int cmd_workflow(int argc, char **argv)
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, workflow_usage);
     const char *arg;
-    int rc = cli_parse_json_only(&a, submit ? "which file? give the workflow's JSON file"
-                                            : "which workflow? give its ID",
-                                 submit ? "the file name is empty" : "the workflow ID is empty",
-                                 &arg);
+    int rc = submit ? parse_submit(&a, &arg)
+                    : cli_parse_json_only(&a, "which workflow? give its ID",
+                                          "the workflow ID is empty", &arg);
     if (rc != CLI_CONTINUE) return rc;
     json_t *answer = NULL;
     if (submit) {

@@ -272,7 +272,8 @@ static int connections_of(struct workflow *w, json_t *conns, const json_t *ports
         json_object_foreach(c, k, v)
         {
             if (strcmp(k, "from") && strcmp(k, "to"))
-                return err_field(e, ERR_INVALID, field, "%s: unknown field '%s'", field, k);
+                return err_field(e, ERR_INVALID, field,
+                                 "%s: unknown field '%s' (a connection has from and to)", field, k);
         }
         struct wf_conn *x = &w->conns[w->nconns++];
         json_t *out, *in;
@@ -327,7 +328,8 @@ static int parse_deps(struct workflow *w, size_t k, json_t *deps, struct err *e)
             json_object_foreach(d, key, v)
             {
                 if (strcmp(key, "node") && strcmp(key, "on"))
-                    return err_field(e, ERR_INVALID, f, "%s: unknown field '%s'", f, key);
+                    return err_field(e, ERR_INVALID, f,
+                                     "%s: unknown field '%s' (expected node and on)", f, key);
             }
             json_t *o = json_object_get(d, "on");
             if (o && !json_is_null(o)) on = json_string_value(o);
@@ -499,7 +501,9 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "name") && strcmp(key, "nodes") && strcmp(key, "connections"))
-            return err_field(e, ERR_INVALID, key, "unknown field '%s'", key);
+            return err_field(e, ERR_INVALID, key,
+                             "unknown field '%s' (a workflow has name, nodes and connections)",
+                             key);
     }
     json_t *name = json_object_get(body, "name");
     if (name && !json_is_null(name)) {
@@ -538,7 +542,10 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
         json_object_foreach(v, k2, v2)
         {
             if (strcmp(k2, "job") && strcmp(k2, "depends_on")) {
-                rc = err_field(e, ERR_INVALID, field, "%s: unknown field '%s'", field, k2);
+                rc = err_field(e, ERR_INVALID, field,
+                               "%s: unknown field '%s' (a node is {\"job\": SPEC, "
+                               "\"depends_on\": [...]}: its spec goes in job)",
+                               field, k2);
                 goto out;
             }
         }

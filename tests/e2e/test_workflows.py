@@ -299,6 +299,18 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     usage_error(server.run_cli("workflow"), ["workflow"])
     usage_error(server.run_cli("workflow", "status"), ["workflow"])
     help_shown(server.run_cli("workflow", "--help"), "workflow")
+    # -f FILE, as drover submit takes a spec; stdin with -f -
+    out = ok(server.run_cli("workflow", "submit", "-f", str(spec)))
+    assert out.startswith("workflow ") and " cli: " in out.splitlines()[0], out
+    got = json.loads(ok(server.run_cli("workflow", "submit", "--json", "--file", "-",
+                                       input=spec.read_text())))
+    assert got["name"] == "cli" and len(got["nodes"]) == 3
+    for args in (["-f", str(spec), str(spec)], ["-f", str(spec), "-f", str(spec)], ["-f", ""],
+                 ["-f"]):
+        usage_error(server.run_cli("workflow", "submit", *args), ["workflow"])
+    # a spec written as the node itself: the server says where it goes
+    bad.write_text(json.dumps({"nodes": {"A": sh("x")}}))
+    assert "its spec goes in job" in refused(server.run_cli("workflow", "submit", "-f", str(bad)))
 
 
 def test_nodes_may_name_a_service_of_the_hub(server, make_agent):

@@ -146,6 +146,12 @@ static void test_bad_input(void **state)
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}}, \"extra\": 1}", "extra", "unknown");
     refused("{\"nodes\": {\"a.b\": {\"job\": " P("a") "}}}", "nodes.a.b", "[A-Za-z0-9_-]");
     refused("{\"nodes\": {\"A\": {\"spec\": " P("a") "}}}", "nodes.A", "unknown field 'spec'");
+    /* a spec written as the node itself: the message says where it goes */
+    refused("{\"nodes\": {\"A\": {\"command\": {\"program\": \"a\"}}}}", "nodes.A",
+            "unknown field 'command' (a node is {\"job\": SPEC, \"depends_on\": [...]}: its spec "
+            "goes in job)");
+    refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}}, \"edges\": []}", "edges",
+            "unknown field 'edges' (a workflow has name, nodes and connections)");
     refused("{\"nodes\": {\"A\": {}}}", "nodes.A.job", "job spec");
     /* each node's spec is validated as a job spec, with the node's name in the path */
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}, \"B\": {\"job\": {\"queue\": \"BAD Q\", "
@@ -157,6 +163,9 @@ static void test_bad_input(void **state)
             "nodes.A.depends_on[0]", "no node 'Z'");
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") ", \"depends_on\": 3}}}",
             "nodes.A.depends_on", NULL);
+    refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}, \"B\": {\"job\": " P("b")
+            ", \"depends_on\": [{\"node\": \"A\", \"when\": \"any\"}]}}}",
+            "nodes.B.depends_on[0]", "unknown field 'when' (expected node and on)");
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}, \"B\": {\"job\": " P("b")
             ", \"depends_on\": [{\"node\": \"A\", \"on\": \"failure\"}]}}}",
             "nodes.B.depends_on[0]", "\"success\" or \"any\"");
@@ -170,7 +179,8 @@ static void test_bad_input(void **state)
     refused(TWO("{\"from\": \"A.nope\", \"to\": \"B.i\"}"), "connections[0].from", "no output port 'nope'");
     refused(TWO("{\"from\": \"A.o\", \"to\": \"B.j\"}"), "connections[0].to", "no input port 'j'");
     refused(TWO("{\"from\": \"A.o\", \"to\": \"B\"}"), "connections[0].to", "node.port");
-    refused(TWO("{\"from\": \"A.o\", \"to\": \"B.i\", \"x\": 1}"), "connections[0]", "unknown field 'x'");
+    refused(TWO("{\"from\": \"A.o\", \"to\": \"B.i\", \"x\": 1}"), "connections[0]",
+            "unknown field 'x' (a connection has from and to)");
     refused(TWO("{\"from\": \"A.o\", \"to\": \"B.i\"}, {\"from\": \"A.o\", \"to\": \"B.i\"}"), "connections[1].to", "already connected");
     struct workflow w;
     struct err e = ERR_INIT;
