@@ -664,6 +664,13 @@ void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n)
                  local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec);
 }
 
+const char *cli_local_time(const char *rfc3339, char *buf)
+{
+    if (!rfc3339) return NULL;
+    cli_format_time(rfc3339, false, buf, CLI_TIME_MAX);
+    return buf;
+}
+
 void cli_format_duration(int64_t ms, char *out, size_t n)
 {
     /* Each unit rounds to its last digit, and a value that rounds up into the

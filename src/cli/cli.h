@@ -351,6 +351,10 @@ bool cli_parse_seconds(const char *s, double *out);
 
 /* An RFC 3339 time of the API as local "YYYY-MM-DD HH:MM:SS" (with_ms: ".mmm"); "-" for NULL. */
 void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n);
+/* The same, without ms, into buf (CLI_TIME_MAX bytes), which it returns; NULL for NULL: every
+   time a table or a line shows is local, as drover jobs shows it. */
+#define CLI_TIME_MAX 40
+const char *cli_local_time(const char *rfc3339, char *buf);
 /* An RFC 3339 UTC time of the API as milliseconds since the epoch; false if it is not one. */
 bool cli_parse_time(const char *rfc3339, int64_t *ms);
 /* How long ago, for humans: "3s ago", "5m ago", "2h ago" (to 48 h), "3d ago"; < 0 is "0s ago". */

@@ -2087,7 +2087,8 @@ static void print_queues_table(json_t *list)
         table_add(t, jstr(q, "name"));
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
             table_addf(t, "%lld", (long long)json_integer_value(json_object_get(q, keys[k])));
-        const char *since = json_string_value(json_object_get(q, "paused_at"));
+        char at[CLI_TIME_MAX];
+        const char *since = cli_local_time(json_string_value(json_object_get(q, "paused_at")), at);
         table_add(t, json_is_true(json_object_get(q, "paused")) ? (since ? since : "yes") : "no");
         json_t *max = json_object_get(q, "max_running");
         if (json_is_integer(max))
@@ -2149,11 +2150,13 @@ static int queue_pause(int argc, char **argv, bool pause)
     rc = cli_request(&a.conn, "POST", path, NULL, &answer, "cannot %s queue '%s'",
                      pause ? "pause" : "resume", name);
     free(path);
+    char at[CLI_TIME_MAX];
+    const char *since = rc == 0 ? cli_local_time(jstr(answer, "paused_at"), at) : NULL;
     if (rc == 0 && a.json)
         cli_print_json(answer);
     else if (rc == 0 && pause)
         printf("queue %s paused since %s: its jobs wait until `drover queues resume %s`\n", name,
-               jstr(answer, "paused_at") ? jstr(answer, "paused_at") : "now", name);
+               since ? since : "now", name);
     else if (rc == 0)
         printf("queue %s runs\n", name);
     if (rc == 0 && pause) note_unused_queue(&a.conn, name);

@@ -96,8 +96,9 @@ static int service_ls(struct cli *cli, bool json)
     {
         table_add(t, jstr(s, "name"));
         table_addf(t, "%lld", (long long)json_integer_value(json_object_get(s, "version")));
-        table_add(t, jstr(s, "created_at"));
-        table_add(t, or_dash(jstr(s, "retired_at")));
+        char created[CLI_TIME_MAX], retired[CLI_TIME_MAX];
+        table_add(t, cli_local_time(jstr(s, "created_at"), created));
+        table_add(t, or_dash(cli_local_time(jstr(s, "retired_at"), retired)));
         table_add(t, or_dash(jstr(json_object_get(s, "definition"), "description")));
     }
     table_print(t, stdout);
@@ -150,9 +151,10 @@ static void show_human(json_t *s)
              (long long)json_integer_value(json_object_get(s, "version")));
     line("name:", jstr(s, "name"));
     line("version:", version);
-    line("created:", jstr(s, "created_at"));
+    char created[CLI_TIME_MAX], retired[CLI_TIME_MAX];
+    line("created:", cli_local_time(jstr(s, "created_at"), created));
     line("created by:", jstr(s, "created_by"));
-    line("retired:", jstr(s, "retired_at"));
+    line("retired:", cli_local_time(jstr(s, "retired_at"), retired));
     line("description:", jstr(def, "description"));
     line("program:", jstr(cmd, "program"));
     line("image:", jstr(cmd, "image"));

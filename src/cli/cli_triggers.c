@@ -183,8 +183,9 @@ static int trigger_ls(struct cli *cli, bool json)
         table_add(t, json_object_get(tr, "workflow") ? "workflow" : "job");
         table_add(t, jstr(tr, "input") ? jstr(tr, "input") : "-");
         table_add(t, jstr(tr, "owner") ? jstr(tr, "owner") : "-");
-        table_add(t, jstr(tr, "created_at"));
-        const char *at = jstr(tr, "next_at");
+        char created[CLI_TIME_MAX], next_at[CLI_TIME_MAX];
+        table_add(t, cli_local_time(jstr(tr, "created_at"), created));
+        const char *at = cli_local_time(jstr(tr, "next_at"), next_at);
         table_add(t, jstr(tr, "paused_at") ? "paused" : at ? at : "-");
     }
     table_print(t, stdout);
@@ -224,10 +225,14 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
            wf ? "workflow" : "job");
     free(on);
     if (jstr(tr, "input")) printf("input:    %s\n", jstr(tr, "input"));
-    if (jstr(tr, "paused_at")) printf("paused:   since %s\n", jstr(tr, "paused_at"));
-    if (sched) printf("next:     %s\n", jstr(tr, "next_at") ? jstr(tr, "next_at") : "-");
+    char at[CLI_TIME_MAX];
+    if (jstr(tr, "paused_at"))
+        printf("paused:   since %s\n", cli_local_time(jstr(tr, "paused_at"), at));
+    if (sched)
+        printf("next:     %s\n", jstr(tr, "next_at") ? cli_local_time(jstr(tr, "next_at"), at)
+                                                    : "-");
     printf("owner:    %s\ncreated:  %s\n", jstr(tr, "owner") ? jstr(tr, "owner") : "-",
-           jstr(tr, "created_at"));
+           cli_local_time(jstr(tr, "created_at"), at));
     json_t *fires = json_object_get(tr, "fires");
     if (!json_array_size(fires)) {
         printf("fires:    none yet\n");
@@ -242,7 +247,8 @@ static int trigger_show(struct cli *cli, const char *id, bool json)
     json_t *f;
     json_array_foreach(fires, i, f)
     {
-        table_add(t, jstr(f, sched ? "time" : "uri"));
+        char fired_at[CLI_TIME_MAX];
+        table_add(t, sched ? cli_local_time(jstr(f, "time"), fired_at) : jstr(f, "uri"));
         table_add(t, jstr(f, "state"));
         table_add(t, jstr(f, target) ? jstr(f, target) : "-");
         table_add(t, jstr(f, "error") ? jstr(f, "error") : "-");
@@ -259,7 +265,9 @@ static int trigger_fire(struct cli *cli, const char *id, bool json)
     json_t *answer = trigger_call(cli, "POST", id, "/fire", "fire", json, &rc);
     if (!answer) return rc;
     const char *what = jstr(answer, "workflow") ? "workflow" : "job";
-    printf("fired %s %s for %s\n", what, jstr(answer, what), jstr(answer, "time"));
+    char at[CLI_TIME_MAX];
+    printf("fired %s %s for %s\n", what, jstr(answer, what),
+           cli_local_time(jstr(answer, "time"), at));
     json_decref(answer);
     return 0;
 }
@@ -270,9 +278,12 @@ static int trigger_pause(struct cli *cli, const char *id, bool pause, bool json)
     json_t *answer = trigger_call(cli, "POST", id, pause ? "/pause" : "/resume",
                                   pause ? "pause" : "resume", json, &rc);
     if (!answer) return rc;
-    const char *next = jstr(answer, "next_at");
+    char at[CLI_TIME_MAX], since[CLI_TIME_MAX];
+    const char *next = cli_local_time(jstr(answer, "next_at"), at);
     if (pause)
-        printf("trigger %s paused since %s\n", id, jstr(answer, "paused_at"));
+        printf("trigger %s paused since %s\n", id,
+               jstr(answer, "paused_at") ? cli_local_time(jstr(answer, "paused_at"), since)
+                                         : "now");
     else
         printf("trigger %s resumed%s%s\n", id, next ? ": next at " : "", next ? next : "");
     json_decref(answer);

@@ -176,7 +176,8 @@ static void print_list(json_t *list)
         table_add(t, json_string_value(json_object_get(w, "state")));
         table_addf(t, "%lld/%lld", (long long)json_integer_value(json_object_get(p, "succeeded")),
                    (long long)json_integer_value(json_object_get(p, "total")));
-        table_add(t, json_string_value(json_object_get(w, "created_at")));
+        char at[CLI_TIME_MAX];
+        table_add(t, cli_local_time(json_string_value(json_object_get(w, "created_at")), at));
     }
     table_print(t, stdout);
     table_free(t);

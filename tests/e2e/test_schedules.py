@@ -365,7 +365,10 @@ def test_cli(server, make_agent, tmp_path):
     out = ok(server.run_cli("trigger", "show", tid))
     assert f"on:       schedule {EVERY_2S} (overlap skip)" in out and "next:" in out, out
     first = fires(server, tid)[0]
-    assert any(line.split()[:2] == [first["time"], first["state"]] for line in out.splitlines()), out
+    # times in local time, as drover jobs shows them
+    local = datetime.datetime.fromisoformat(first["time"].replace("Z", "+00:00")).astimezone()
+    assert any(line.split()[:3] == [*local.strftime("%Y-%m-%d %H:%M:%S").split(), first["state"]]
+               for line in out.splitlines()), out
     assert json.loads(ok(server.run_cli("trigger", "show", tid, "--json")))["id"] == tid
     usage_error(server.run_cli("trigger", "show"), ["trigger", "show"])
     # the server's refusal, naming the field

@@ -2,6 +2,7 @@
 read and retire services; jobs that name one and give only params; roles; bad input
 everywhere; the CLI (`drover service`, `drover submit --service`)."""
 import json
+import re
 import signal
 
 import pytest
@@ -322,7 +323,9 @@ def test_cli(server, tmp_path):
     assert out["version"] == 1  # unchanged
     rows = table(ok(server.run_cli("service", "ls")))
     assert rows[0][:4] == ["NAME", "VERSION", "CREATED", "RETIRED"]
-    assert rows[1][:2] == ["upper", "1"] and rows[1][3] == "-"
+    # created in local time, as drover jobs shows it (two words), not retired
+    assert rows[1][:2] == ["upper", "1"] and rows[1][4] == "-", rows
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", " ".join(rows[1][2:4])), rows
     listed = json.loads(ok(server.run_cli("service", "ls", "--json")))
     assert listed["services"][0]["name"] == "upper"
     shown = ok(server.run_cli("service", "show", "upper"))

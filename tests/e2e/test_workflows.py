@@ -5,6 +5,7 @@ what failed or was cancelled; cancel stops every node; the event stream's workfl
 bad input (a cycle, an unknown node or port, a bad node spec) is refused with nothing stored.
 """
 import json
+import re
 
 import pytest
 
@@ -289,6 +290,7 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     rows = table(ok(server.run_cli("workflow", "list")))
     assert rows[0] == ["ID", "NAME", "STATE", "PROGRESS", "CREATED"]
     assert rows[1][:4] == [wid, "cli", "failed", "2/3"], rows
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", " ".join(rows[1][4:])), rows  # local
     listed = json.loads(ok(server.run_cli("workflow", "list", "--all", "--json")))
     assert listed[0]["id"] == wid and listed[0]["progress"]["total"] == 3
     assert len(listed) == len({w["id"] for w in listed}) >= 1
