@@ -728,10 +728,14 @@ def test_killed_agent_keeps_every_spooled_result(make_server, make_agent, tmp_pa
     for job in jobs:
         j = wait_job(server, job, timeout=60)
         assert j["state"] == "succeeded", j
-        lines = (runs / job).read_text().split()
-        # each attempt that started ran once; none started twice
-        assert lines == [str(a) for a in range(1, len(lines) + 1)], (job, lines)
-        assert j["attempt"] == len(lines), (j, lines)
+        ran = [int(a) for a in (runs / job).read_text().split()]
+        # each attempt that started ran once, in order; none started twice; the last succeeded
+        assert ran == sorted(set(ran)) and ran[-1] == j["attempt"], (job, ran)
+        # one that wrote nothing never got to its echo: its lease never reached the agent
+        # (committed as the server was killed, its answer never sent: lost, protocol.md), or
+        # the kill of the agent ended it first (error: the agent stopped)
+        for a in j["attempts"]:
+            assert a["attempt"] in ran or a["reason"] in ("lost", "error"), (job, ran, j)
         if job in spooled_ok:  # its spooled result was delivered: not run again
             assert j["attempt"] == 1 and len(j["attempts"]) == 1, j
     wait_for(lambda: agent.spool_files() == [], 10, "the spool to empty")
