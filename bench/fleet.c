@@ -17,8 +17,10 @@
 
 #include <event2/event.h>
 
+#include "cli/cli.h"
 #include "common/timeutil.h"
 #include "common/uuid.h"
+#include "common/xalloc.h"
 #include "job/agent.h"
 #include "job/job.h"
 #include "job/protocol.h"
@@ -90,19 +92,19 @@ static void setup(struct bench *b, char *dir, int n, int prefetch)
         .arg = b,
     };
     b->fleet = fleet_new(&d);
-    b->tags = calloc((size_t)n, sizeof(*b->tags));
+    b->tags = xcalloc((size_t)n, sizeof(*b->tags));
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof(name), "idle-%d", i);
         struct agent_rec rec;
         agent_rec_init(&rec);
         uuid7_new(rec.id);
-        rec.name = strdup(name);
+        rec.name = xstrdup(name);
         rec.labels = json_object();
         rec.queues = json_pack("[s]", "idle");
         rec.slots = 4;
         rec.runtimes = PROTO_RT_NATIVE;
-        rec.owner = strdup("tok");
+        rec.owner = xstrdup("tok");
         rec.state = AGENT_UP;
         rec.last_seen = rec.registered_at = time_now_ms();
         if (fleet_may_register(b->fleet, name, "tok", NULL, &e)) die_msg("registering", &e);
@@ -130,7 +132,7 @@ static double run(struct bench *b, int wakes)
     struct err e = ERR_INIT;
     if (spec_parse(in, NULL, &spec, &e)) die_msg("the spec", &e);
     json_decref(in);
-    struct job *jobs = calloc((size_t)wakes, sizeof(*jobs));
+    struct job *jobs = xcalloc((size_t)wakes, sizeof(*jobs));
     int64_t t0 = time_mono_ns();
     for (int i = 0; i < wakes; i++) {
         job_from_spec(&jobs[i], &spec, time_now_ms());
@@ -153,32 +155,34 @@ static int cmp_double(const void *x, const void *y)
 
 int main(int argc, char **argv)
 {
-    int agents = 1000, wakes = 200, rounds = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--agents")) agents = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--wakes")) wakes = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
-        else {
+    long agents = 1000, wakes = 200, rounds = 3;
+    for (int i = 1; i < argc; i += 2) {
+        long *v = !strcmp(argv[i], "--agents") ? &agents
+                  : !strcmp(argv[i], "--wakes") ? &wakes
+                  : !strcmp(argv[i], "--rounds") ? &rounds
+                                                 : NULL;
+        if (!v || i + 1 == argc) {
             fprintf(stderr, "usage: drover-bench-fleet [--agents N] [--wakes W] [--rounds R]\n");
             return 2;
         }
-    }
-    if (agents < 1 || wakes < 1 || rounds < 1 || rounds > 99) {
-        fprintf(stderr, "drover-bench-fleet: --agents, --wakes and --rounds must be positive "
-                        "(rounds at most 99)\n");
-        return 2;
+        if (!cli_parse_long(argv[i + 1], 1, v == &rounds ? 99 : 1000000, v)) {
+            fprintf(stderr,
+                    "drover-bench-fleet: %s must be a whole number from 1 to %d, not '%s'\n",
+                    argv[i], v == &rounds ? 99 : 1000000, argv[i + 1]);
+            return 2;
+        }
     }
     double us[2][99];
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < 2; k++) { /* 0: no prefetch (the reference), 1: prefetch 2 */
             char dir[PATH_MAX];
             struct bench b = {0};
-            setup(&b, dir, agents, k ? 2 : 0);
-            double s = run(&b, wakes);
+            setup(&b, dir, (int)agents, k ? 2 : 0);
+            double s = run(&b, (int)wakes);
             teardown(&b);
             test_commit_remove(dir);
             us[k][r] = s / wakes * 1e6;
-            printf("{\"round\": %d, \"prefetch\": %d, \"agents\": %d, \"wakes\": %d, "
+            printf("{\"round\": %d, \"prefetch\": %d, \"agents\": %ld, \"wakes\": %ld, "
                    "\"us_per_wake\": %.1f}\n",
                    r + 1, k ? 2 : 0, agents, wakes, us[k][r]);
             fflush(stdout);
@@ -187,7 +191,7 @@ int main(int argc, char **argv)
     qsort(us[0], (size_t)rounds, sizeof(double), cmp_double);
     qsort(us[1], (size_t)rounds, sizeof(double), cmp_double);
     double ref = us[0][rounds / 2], pre = us[1][rounds / 2];
-    printf("{\"agents\": %d, \"median_us_per_wake\": {\"no_prefetch\": %.1f, \"prefetch\": %.1f}, "
+    printf("{\"agents\": %ld, \"median_us_per_wake\": {\"no_prefetch\": %.1f, \"prefetch\": %.1f}, "
            "\"ratio\": %.2f}\n",
            agents, ref, pre, pre / ref);
     return 0;

@@ -17,8 +17,20 @@
 #include "store/store.h"
 #include "tmpdir.h"
 
+/* Removes the store's files and dir (the committer and the reads' handle closed first). */
+static inline void test_commit_remove(const char *dir)
+{
+    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 /* Makes dir (PATH_MAX bytes) TMPDIR/NAME-XXXXXX and the store in it: 0, or -1 with the
-   reason on stderr. */
+   reason on stderr and nothing left behind. */
 static inline int test_commit_open(char *dir, const char *name, struct event_base *base,
                                    struct store **reads, struct committer **commit)
 {
@@ -30,28 +42,18 @@ static inline int test_commit_open(char *dir, const char *name, struct event_bas
     struct err e = ERR_INIT;
     if (store_open(uri, &so, reads, &e)) {
         fprintf(stderr, "store: %s\n", e.msg);
+        test_commit_remove(dir);
         return -1;
     }
     if (store_open(uri, &so, &writer, &e)) {
         fprintf(stderr, "store: %s\n", e.msg);
         store_close(*reads);
         *reads = NULL;
+        test_commit_remove(dir);
         return -1;
     }
     *commit = commit_new(base, writer);
     return 0;
-}
-
-/* Removes the store's files and dir (the committer and the reads' handle closed first). */
-static inline void test_commit_remove(const char *dir)
-{
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-        char p[PATH_MAX + 32];
-        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
 }
 
 #endif
