@@ -24,8 +24,9 @@ all). Prints a markdown report on stdout; progress on stderr.
 
 --ab: queue only through one server (--servers: N on one database), the two binaries in
 turns (ref, new, ref, new...) on fresh databases of one cluster: jobs/s, the servers' CPU
-per job, the database's (the backends of the servers' connections) per job, and the share
-of `jobs` updates that were HOT (heap-only: no index touched). With --sqlite the same through one server on SQLite (no
+per job, the database's (the backends of the servers' connections) per job, the share
+of `jobs` updates that were HOT (heap-only: no index touched), and the jobs a lease missed
+per job (drover_lease_missed_total: leased by another server first). With --sqlite the same through one server on SQLite (no
 database figures), plus the store phase's (batches of 1,000) server CPU per job.
 """
 import argparse
