@@ -404,7 +404,9 @@ static const char submit_usage[] =
     "      --requires K=V run only on an agent with the label K=V (repeatable)\n"
     "      --slots N      how many of an agent's slots the job takes, 1..1024 (default 1)\n"
     "      --delay S      start no sooner than S seconds from now\n"
-    "      --retries N    at most N attempts in all, 1..100 (default 3; 1: no retry)\n"
+    "      --retries N    retry a failed attempt at most N times, 0..99 (default 2;\n"
+    "                     0: no retry)\n"
+    "      --attempts N   the same, counted as attempts in all: 1..100 (--retries N+1)\n"
     "      --memory-mb N  the job's memory limit in MiB (resources.memory_mb, 4..4194304)\n"
     "      --cpus N       the CPUs' time it may use (resources.cpus, 0.01..1024; 0.5: half\n"
     "                     of one CPU)\n"
@@ -451,6 +453,7 @@ enum {
     OPT_SLOTS,
     OPT_DELAY,
     OPT_RETRIES,
+    OPT_ATTEMPTS,
     OPT_STDIN,
     OPT_MEMORY_MB,
     OPT_CPUS,
@@ -935,6 +938,7 @@ int cmd_submit(int argc, char **argv)
         {"slots", required_argument, NULL, OPT_SLOTS},
         {"delay", required_argument, NULL, OPT_DELAY},
         {"retries", required_argument, NULL, OPT_RETRIES},
+        {"attempts", required_argument, NULL, OPT_ATTEMPTS},
         {"env", required_argument, NULL, 'e'},
         {"stdin", required_argument, NULL, OPT_STDIN},
         {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
@@ -1051,14 +1055,25 @@ int cmd_submit(int argc, char **argv)
             break;
         }
         case OPT_RETRIES:
-            if (!cli_parse_long(optarg, 1, 100, &ov.max_attempts)) {
-                rc = cli_usage_error(submit_usage,
-                                     "--retries (attempts in all) must be a whole number from 1 "
-                                     "to 100, not '%s'",
-                                     optarg);
+        case OPT_ATTEMPTS: {
+            bool retries = opt == OPT_RETRIES;
+            long n;
+            if (ov.max_attempts) {
+                rc = cli_usage_error(submit_usage, "give --retries or --attempts once, not '--%s %s' "
+                                     "as well", retries ? "retries" : "attempts", optarg);
                 goto out;
             }
+            if (!cli_parse_long(optarg, retries ? 0 : 1, retries ? 99 : 100, &n)) {
+                rc = cli_usage_error(submit_usage, retries
+                                     ? "--retries (after the first attempt) must be a whole number "
+                                       "from 0 to 99, not '%s'"
+                                     : "--attempts (in all) must be a whole number from 1 to 100, "
+                                       "not '%s'", optarg);
+                goto out;
+            }
+            ov.max_attempts = retries ? n + 1 : n;
             break;
+        }
         case 'l':
             if ((rc = put_pair(ov.labels, "--label", optarg, spec_label_name_valid,
                                "[A-Za-z0-9._/-]{1,64}", 256, true)) != CLI_CONTINUE)

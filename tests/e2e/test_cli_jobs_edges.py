@@ -98,7 +98,7 @@ def test_one_local_file_twice_is_uploaded_once(server, tmp_path, monkeypatch):
 
 def test_status_shows_the_end_of_stderr(server, make_agent):
     make_agent(server, "w1")
-    job_id = cli_submit(server, "--retries", "1", "--", "sh", "-c", "echo err only >&2; exit 4")
+    job_id = cli_submit(server, "--retries", "0", "--", "sh", "-c", "echo err only >&2; exit 4")
     assert wait_job(server, job_id)["state"] == "failed"
     shown = ok(server.run_cli("status", job_id))
     assert re.search(r"^result:\s+exit 4 .*\nstderr:\n  err only\n\Z", shown, re.M), shown

@@ -1,6 +1,6 @@
 """`drover submit`'s options end to end: a real server and a real agent run what they set.
 
---requires, --slots, --delay, --retries, --timeout, --env, --stdin, --name and --label
+--requires, --slots, --delay, --retries, --attempts, --timeout, --env, --stdin, --name and --label
 each reach the stored spec, and the agent runs the job with them. Usage errors of
 each option are in test_cli.py (test_usage_errors_exit_2).
 """
@@ -15,7 +15,7 @@ def test_submit_options_reach_the_spec_and_the_run(server, make_agent, tmp_path)
     stdin = tmp_path / "in.txt"
     stdin.write_text("line one\nline two\n")
     job_id = cli_submit(server, "--requires", "db=rfam", "--slots", "2", "--delay", "0.5",
-                        "--retries", "2", "--timeout", "60", "--env", "GREETING=hello",
+                        "--retries", "1", "--timeout", "60", "--env", "GREETING=hello",
                         "-e", "EMPTY=", "--stdin", str(stdin), "--name", "flags",
                         "--label", "team=x", "--",
                         "/bin/sh", "-c", 'echo "$GREETING[$EMPTY]"; cat')
@@ -31,10 +31,15 @@ def test_submit_options_reach_the_spec_and_the_run(server, make_agent, tmp_path)
     assert job["name"] == "flags" and job["labels"] == {"team": "x"}
     assert job["started_at"] >= job["created_at"]
 
-    # --retries 1: one attempt, no retry after a failure
-    failed = cli_submit(server, "--retries", "1", "--", "/bin/sh", "-c", "exit 3")
+    # --retries 0: one attempt, no retry after a failure
+    failed = cli_submit(server, "--retries", "0", "--", "/bin/sh", "-c", "exit 3")
     job = wait_job(server, failed)
     assert job["state"] == "failed" and job["attempt"] == 1 and job["max_attempts"] == 1
+
+    # --attempts 2: the first attempt and one retry
+    twice = cli_submit(server, "--attempts", "2", "--", "/bin/sh", "-c", "exit 3")
+    job = wait_job(server, twice)
+    assert job["state"] == "failed" and job["attempt"] == 2 and job["max_attempts"] == 2
 
     # --stdin - reads this command's standard input
     piped = cli_submit(server, "--stdin", "-", "--", "cat", input="from a pipe")
@@ -46,7 +51,7 @@ def test_submit_options_merge_into_a_spec_file(server, tmp_path):
             "command": {"program": "env", "env": {"A": "1"}}}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
-    job_id = cli_submit(server, "-f", str(path), "--requires", "db=rfam", "--retries", "2",
+    job_id = cli_submit(server, "-f", str(path), "--requires", "db=rfam", "--retries", "1",
                         "--env", "B=2", "--slots", "3")
     got = cli_status(server, job_id)["spec"]
     assert got["requires"] == {"gpu": "1", "db": "rfam"}
