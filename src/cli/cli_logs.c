@@ -43,7 +43,8 @@ static const char logs_usage[] =
     "to its standard output (or, with --stderr, its standard error), as captured\n"
     "by its agent. With -f it keeps printing what the job writes until the job\n"
     "ends (with --attempt, until that attempt ends). ID may be a unique prefix of\n"
-    "the job's id (6 characters or more).\n"
+    "the job's id (6 characters or more). A job that has not run yet has no output:\n"
+    "a note on standard error says so (not with --json).\n"
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
@@ -153,11 +154,12 @@ static void print_failure(struct cli *cli, const struct err *e, long status, con
 }
 
 /*
- * The job's state (into state, "" when the answer has none). Returns 0, or an
- * error code with e and *status set as for http_client_json.
+ * The job's state (into state, "" when the answer has none) and, when attempt is
+ * not NULL, its attempt (0: it never started). Returns 0, or an error code with e
+ * and *status set as for http_client_json.
  */
-static int job_state(struct cli *cli, const char *eid, char *state, size_t n, long *status,
-                     struct err *e)
+static int job_state(struct cli *cli, const char *eid, char *state, size_t n, long long *attempt,
+                     long *status, struct err *e)
 {
     char *path = xasprintf("/v1/jobs/%s", eid);
     json_t *job = NULL;
@@ -171,9 +173,37 @@ static int job_state(struct cli *cli, const char *eid, char *state, size_t n, lo
         const char *s =
             json_string_value(json_object_get(json_is_object(inner) ? inner : job, "state"));
         snprintf(state, n, "%s", s ? s : "");
+        if (attempt)
+            *attempt =
+                json_integer_value(json_object_get(json_is_object(inner) ? inner : job, "attempt"));
     }
     json_decref(job);
     return rc;
+}
+
+/*
+ * An empty log of a job that never started says nothing by itself: say on stderr
+ * why there is no output (and, while it may still run, that -f waits for it).
+ */
+static void note_never_ran(struct cli *cli, const char *eid, const char *id)
+{
+    char state[32];
+    long long attempt = -1;
+    long status;
+    struct err e = ERR_INIT;
+    if (job_state(cli, eid, state, sizeof(state), &attempt, &status, &e) != 0) {
+        err_clear(&e);
+        return;
+    }
+    if (attempt != 0 || !state[0]) return;
+    if (cli_job_is_terminal(state))
+        fprintf(stderr, "drover: job '%s' ended (%s) before it ever ran: it has no output\n", id,
+                state);
+    else
+        fprintf(stderr,
+                "drover: job '%s' has not started yet (it is %s): no output so far; "
+                "'drover logs -f' waits for it\n",
+                id, state);
 }
 
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
@@ -214,7 +244,7 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
                 continue;
             }
             char state[32];
-            r = job_state(cli, eid, state, sizeof(state), &status, &e);
+            r = job_state(cli, eid, state, sizeof(state), NULL, &status, &e);
             if (r == 0 && cli_job_is_terminal(state)) {
                 follow = false; /* read what may be left beyond the stream's last piece */
                 cli->http.timeout_ms = CALL_TIMEOUT_MS;
@@ -252,6 +282,7 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         if (sink.written == 0) break; /* all of it */
     }
     if (rc == 0 && jl.nheld) json_piece(&jl, "", 0, true); /* a character cut at the end */
+    if (rc == 0 && !json && !attempt && offset == 0) note_never_ran(cli, eid, id);
     free(eid);
     return rc;
 }
