@@ -204,9 +204,12 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
     const char *at = json_string_value(json_object_get(ev, "at"));
     const char *state = json_string_value(json_object_get(ev, "state"));
     const char *agent = json_string_value(json_object_get(ev, "agent"));
-    if (!brief)
+    if (!brief) {
+        char local[CLI_TIME_MAX];
+        cli_format_time(at, true, local, sizeof(local)); /* local time, as the other commands */
         fprintf(out, "%" JSON_INTEGER_FORMAT " %s ", json_integer_value(json_object_get(ev, "seq")),
-                at ? at : "-");
+                local);
+    }
     if (type && !strncmp(type, "object.", 7)) {
         fprintf(out, "object s3://");
         put_clean(out, json_string_value(json_object_get(ev, "bucket")));

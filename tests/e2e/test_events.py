@@ -6,6 +6,7 @@ Last-Event-ID, filters by job, queue or type, and gets 410 when it is behind the
 window.
 """
 import json
+import re
 import socket
 import threading
 import time
@@ -297,7 +298,7 @@ def test_cli_names_a_retry(make_server, make_agent):  # noqa: F811
     lines = []
     try:  # the job had ended: all its events are there, its end last (at most 7 of them)
         while len(lines) < 7 and not (lines and " failed " in lines[-1]):
-            lines.append(" ".join(follower.stdout.readline().split()[2:]))
+            lines.append(" ".join(follower.stdout.readline().split()[3:]))
     finally:
         follower.kill()
         follower.wait()
@@ -352,8 +353,12 @@ def test_cli_events_prints_the_stream(server):
     # for people: one line per event
     follower = server.start_cli("events", "--since", "0", "--job", jid, text=True)
     try:
-        assert follower.stdout.readline().split()[2:] == ["job", jid, "queued"]
-        assert follower.stdout.readline().split()[2:4] == ["job", jid]
+        first = follower.stdout.readline().split()
+        assert first[3:] == ["job", jid, "queued"], first
+        # seq, then the time in this machine's zone, as the other commands show times
+        assert first[0] == "1" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}",
+                                                " ".join(first[1:3])), first
+        assert follower.stdout.readline().split()[3:5] == ["job", jid]
     finally:
         follower.kill()
         follower.wait()
@@ -365,7 +370,7 @@ def test_cli_events_job_by_a_prefix_of_its_id(server):
     follower = server.start_cli("events", "--since", "0", "--type", "job", "--job", jid[:13],
                                 text=True)
     try:
-        assert follower.stdout.readline().split()[2:] == ["job", jid, "queued"]
+        assert follower.stdout.readline().split()[3:] == ["job", jid, "queued"]
     finally:
         follower.kill()
         follower.wait()
@@ -485,11 +490,11 @@ def test_object_events(server, streams):
     follower = server.start_cli("events", "--since", "0", "--type", "object", text=True)
     try:
         line = follower.stdout.readline().split()
-        assert line[2:] == ["object", "s3://b1/dir/a.txt", "created", "5", "bytes"], line
+        assert line[3:] == ["object", "s3://b1/dir/a.txt", "created", "5", "bytes"], line
         for _ in range(3):
             follower.stdout.readline()
         line = follower.stdout.readline().split()
-        assert line[2:] == ["object", "s3://b1/last", "created", "1", "bytes"], line
+        assert line[3:] == ["object", "s3://b1/last", "created", "1", "bytes"], line
     finally:
         follower.kill()
         follower.wait()

@@ -169,7 +169,7 @@ def test_cli(server, tmp_path):
     # drover events prints a change: what, and by whom
     follower = server.start_cli("events", "--since", "0", "--type", "trigger", text=True)
     try:
-        lines = [follower.stdout.readline().split()[2:] for _ in range(2)]
+        lines = [follower.stdout.readline().split()[3:] for _ in range(2)]
     finally:
         follower.kill()
         follower.wait()
