@@ -322,10 +322,16 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
             put_clean(out, msg);
         }
     }
-    if ((retried || cli_job_is_terminal(state)) && reason) {
-        fprintf(out, " (%s", reason);
+    bool ended = retried || cli_job_is_terminal(state);
+    if (ended && reason && (strcmp(reason, state) || json_is_integer(code))) {
+        fprintf(out, " (%s", reason); /* not "cancelled (cancelled)" */
         if (json_is_integer(code)) fprintf(out, " %" JSON_INTEGER_FORMAT, json_integer_value(code));
         fputc(')', out);
+    }
+    const char *error = json_string_value(json_object_get(ev, "error"));
+    if (ended && error && *error) {
+        fputs(": ", out);
+        put_clean(out, error);
     }
     fputc('\n', out);
     fflush(out);

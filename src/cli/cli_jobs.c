@@ -356,7 +356,7 @@ fail:
     if (failed) {
         char what[160];
         snprintf(what, sizeof(what), "cannot wait for job '%s'", failed);
-        cli_not_a_job(cli, failed, "status", &e);
+        cli_not_a_job(cli, failed, "wait", &e);
         cli_print_err(cli, &e, status, what);
     } else {
         cli_print_err(cli, &e, status, n == 1 ? "cannot wait for the job" : "cannot wait for the jobs");

@@ -7,19 +7,25 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "commands.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define MAX_INDENT 32 /* levels drawn indented */
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
+#define READ_GAP_NS 200000000LL /* waiting: the workflow read at most this often */
+#define WAIT_RETRIES 20         /* waiting: failed reads in a row tolerated (a restart) */
+#define WAIT_MAX_NODES 1000     /* the largest workflow the event stream follows by its id */
 
 static const char workflow_usage[] =
-    "usage: drover workflow submit [--json] FILE|-f FILE\n"
+    "usage: drover workflow submit [--wait [--timeout S]] [--json] FILE|-f FILE\n"
     "       drover workflow list [--json] [--limit N | --all]\n"
     "       drover workflow status [--json] ID\n"
+    "       drover workflow wait [--timeout S] [--json] ID\n"
     "       drover workflow cancel [--json] ID\n"
     "       drover workflow retry [--json] ID\n"
     "\n"
@@ -28,11 +34,17 @@ static const char workflow_usage[] =
     "\n"
     "  submit FILE        submit the workflow in FILE (JSON; - for stdin) and show it\n"
     "      -f, --file FILE  the same (as drover submit -f)\n"
+    "      -w, --wait       then wait for it to end, as workflow wait does\n"
     "  list               the workflows, newest first: state and progress of each\n"
     "                     (ls is the same)\n"
     "      -n, --limit N  at most N workflows (default: one page of 20)\n"
     "      -a, --all      follow the pages to the end (or to --limit)\n"
     "  status ID          every node's state and the progress, drawn as a graph\n"
+    "  wait ID            wait for the workflow to end, printing each change of a\n"
+    "                     node's state on stderr, then the graph; exits 0 when it\n"
+    "                     succeeded, else with the worst exit code of its failed nodes\n"
+    "                     (1 when none ran to an exit code, and after --timeout)\n"
+    "      -t, --timeout S  give up after S seconds (default: as long as it takes)\n"
     "  cancel ID          cancel every node that has not ended\n"
     "  retry ID           rerun what failed or was cancelled, keeping what succeeded\n"
     "      --json         print the server's JSON answer\n"
@@ -41,6 +53,7 @@ static const char workflow_usage[] =
     "  drover workflow submit diamond.json\n"
     "  drover workflow list --all --json | jq -r '.[] | select(.state == \"failed\") | .id'\n"
     "  drover workflow status 0193a1b2-...\n"
+    "  drover workflow submit --wait diamond.json && echo all done\n"
     "  drover workflow retry 0193a1b2-...\n"
     CLI_COMMON_USAGE;
 
@@ -239,31 +252,308 @@ static int workflow_list(int argc, char **argv)
     return rc;
 }
 
-/* submit's arguments: its file, given alone or with -f (as drover submit takes a spec). */
-static int parse_submit(struct cli_args *a, const char **file)
+/* ---- wait ---- */
+
+/*
+ * Waiting follows the event stream of the workflow's jobs (GET /v1/events?workflow=ID), as
+ * `drover wait` follows jobs': connect (the server says the seq its stream starts after),
+ * read the workflow, then take the events after that seq. Each end of a node's job is a
+ * reason to read the workflow again (between two connections: one curl handle), at most
+ * every READ_GAP_NS, until its state is no longer "running". Nothing is polled.
+ */
+struct wf_wait {
+    json_t *wf;    /* the workflow as last read */
+    json_t *nodes; /* its nodes' job ids -> node names */
+    json_t *ended; /* the nodes whose end was printed -> true */
+    bool quiet;    /* --json: no lines for humans */
+};
+
+/* "NODE: " and the event's line, unless --json or the node's end was printed already. */
+static void wf_print(struct wf_wait *w, const char *node, json_t *ev)
 {
-    static const struct option longopts[] = {
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    if (w->quiet || json_object_get(w->ended, node)) return;
+    if (cli_job_is_terminal(state)) json_object_set_new(w->ended, node, json_true());
+    cli_put_clean(stderr, node, strlen(node));
+    fputs(": ", stderr);
+    cli_print_event(stderr, ev, true);
+}
+
+static const char *wf_state(json_t *wf)
+{
+    return json_string_value(json_object_get(wf, "state"));
+}
+
+static bool wf_running(json_t *wf)
+{
+    const char *state = wf_state(wf);
+    return !state || !strcmp(state, "running");
+}
+
+/*
+ * Takes `wf` as the workflow read now. A node that the read before saw open and this one
+ * sees ended, its end not yet printed (its event not yet taken: the read came first), gets
+ * its line from the read.
+ */
+static void wf_set(struct wf_wait *w, json_t *wf)
+{
+    json_t *before = json_object_get(w->wf, "nodes");
+    json_object_clear(w->nodes);
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(wf, "nodes"), name, node)
+    {
+        const char *job = json_string_value(json_object_get(node, "job"));
+        const char *state = json_string_value(json_object_get(node, "state"));
+        json_t *was = json_object_get(json_object_get(before, name), "state");
+        if (job && *job) json_object_set_new(w->nodes, job, json_string(name));
+        if (!job || !cli_job_is_terminal(state) || !json_is_string(was) ||
+            cli_job_is_terminal(json_string_value(was)))
+            continue;
+        json_t *result = json_object_get(node, "result");
+        json_t *ev = json_pack("{s:s, s:s}", "job", job, "state", state);
+        if (json_integer_value(json_object_get(node, "attempt")) > 0)
+            json_object_set(ev, "attempt", json_object_get(node, "attempt"));
+        if (json_is_string(json_object_get(result, "reason")))
+            json_object_set(ev, "reason", json_object_get(result, "reason"));
+        if (json_is_integer(json_object_get(result, "exit_code")))
+            json_object_set(ev, "exit_code", json_object_get(result, "exit_code"));
+        if (json_is_string(json_object_get(result, "error")))
+            json_object_set(ev, "error", json_object_get(result, "error"));
+        wf_print(w, name, ev);
+        json_decref(ev);
+    }
+    json_decref(w->wf);
+    w->wf = wf;
+}
+
+static int wf_on_start(void *arg, struct err *e)
+{
+    (void)arg;
+    (void)e;
+    return CLI_FOLLOW_STOP; /* read the workflow between two connections */
+}
+
+static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
+{
+    (void)seq;
+    (void)type;
+    (void)e;
+    struct wf_wait *w = arg;
+    const char *job = json_string_value(json_object_get(ev, "job"));
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    const char *node = job ? json_string_value(json_object_get(w->nodes, job)) : NULL;
+    if (!node || !state) return 0; /* a fan-out's task: its node's counts tell */
+    wf_print(w, node, ev);
+    return cli_job_is_terminal(state) ? CLI_FOLLOW_STOP : 0;
+}
+
+/* GET the workflow `id` into *wf, at most every READ_GAP_NS; 0, or an error with e, *status. */
+static int wf_read(struct cli *cli, const char *path, int64_t *last_ns, json_t **wf, long *status,
+                   struct err *e)
+{
+    int64_t gap = *last_ns ? *last_ns + READ_GAP_NS - time_mono_ns() : 0;
+    if (gap > 0) {
+        struct timespec ts = {(time_t)(gap / 1000000000), (long)(gap % 1000000000)};
+        nanosleep(&ts, NULL);
+    }
+    *last_ns = time_mono_ns();
+    *status = 0;
+    *wf = NULL;
+    return http_client_json(&cli->http, "GET", path, NULL, status, wf, e);
+}
+
+/*
+ * Waits for workflow `first` (as read, stolen) to end or `timeout_s` (< 0: none) to run
+ * out; prints its graph (or JSON) as last read. Returns the exit code of `workflow wait`.
+ */
+static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool json)
+{
+    const char *id = json_string_value(json_object_get(first, "id"));
+    char *eid = http_escape(id ? id : "");
+    char *path = cli_path("/v1/workflows/", id ? id : "", "");
+    /* the stream's filter takes at most 1,000 nodes: a larger workflow's among all jobs' */
+    bool all = json_object_size(json_object_get(first, "nodes")) > WAIT_MAX_NODES;
+    char *query = all ? xstrdup("type=job") : xasprintf("workflow=%s", eid);
+    struct wf_wait w = {.nodes = json_object(), .ended = json_object(), .quiet = json};
+    struct cli_follow f = {.since = -1, .query = query, .on_start = wf_on_start,
+                           .on_event = wf_on_event, .arg = &w};
+    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
+    int64_t last_read = 0;
+    int rc = 0, failures = 0;
+    long status = 0;
+    struct err e = ERR_INIT;
+    bool timed_out = false;
+    wf_set(&w, first);
+    while (wf_running(w.wf)) {
+        double left_s = -1;
+        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0) {
+            timed_out = true;
+            break;
+        }
+        status = 0;
+        if (f.since < 0) { /* connect to learn where the stream starts, then read */
+            if ((rc = cli_follow(cli, &f, left_s, &e))) {
+                status = f.status;
+                break;
+            }
+            f.on_start = NULL;
+        } else {
+            rc = cli_follow(cli, &f, left_s, &e); /* until a node's job ends */
+            status = f.status;
+            if (rc == ERR_GONE) { /* away so long that the events were pruned: start again */
+                err_clear(&e);
+                f.since = -1;
+                f.on_start = wf_on_start;
+                rc = 0;
+                continue;
+            }
+            if (rc == CLI_FOLLOW_TIMEOUT) {
+                rc = 0;
+                timed_out = true;
+                break;
+            }
+            if (rc) break;
+        }
+        json_t *wf;
+        while ((rc = wf_read(cli, path, &last_read, &wf, &status, &e)) &&
+               rc == ERR_UNAVAILABLE && (status == 0 || status == 503) &&
+               ++failures <= WAIT_RETRIES)
+            err_clear(&e); /* a restart: read again after the gap */
+        if (rc) break;
+        failures = 0;
+        wf_set(&w, wf);
+    }
+    if (rc) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id ? id : "?");
+        cli_print_err(cli, &e, status, what);
+        rc = 1;
+    } else {
+        if (json)
+            cli_print_json(w.wf);
+        else
+            print_graph(w.wf);
+        if (timed_out) {
+            cli_error(CLI_ERR_TIMEOUT, NULL, "workflow '%s' is still running after %gs", id,
+                      timeout_s);
+            rc = 1;
+        } else if (strcmp(wf_state(w.wf), "succeeded")) { /* the worst exit code of its nodes */
+            rc = 1;
+            const char *name;
+            json_t *node;
+            json_object_foreach(json_object_get(w.wf, "nodes"), name, node)
+            {
+                json_int_t code =
+                    json_integer_value(json_object_get(json_object_get(node, "result"), "exit_code"));
+                const char *state = json_string_value(json_object_get(node, "state"));
+                if (state && !strcmp(state, "failed") && code > rc && code < 256) rc = (int)code;
+            }
+        }
+    }
+    json_decref(w.wf);
+    json_decref(w.nodes);
+    json_decref(w.ended);
+    free(query);
+    free(path);
+    free(eid);
+    return rc;
+}
+
+/*
+ * The arguments of submit (its file, given alone or with -f as drover submit takes a spec;
+ * *file NULL for wait) or of wait (its ID): --wait (submit), --timeout S (both).
+ */
+static int parse_submit_wait(struct cli_args *a, const char **file, const char **id, bool *wait,
+                             double *timeout)
+{
+    static const struct option submit_opts[] = {
         {"file", required_argument, NULL, 'f'},
+        {"wait", no_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 't'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    static const struct option wait_opts[] = {
+        {"timeout", required_argument, NULL, 't'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     const char *f = NULL;
+    bool submit = file != NULL, timeout_given = false;
     int opt;
-    while ((opt = cli_getopt(a, ":f:h", longopts)) != -1) {
-        if (f) return cli_usage_error(workflow_usage, "give one workflow file");
-        f = optarg;
+    while ((opt = cli_getopt(a, submit ? ":f:wt:h" : ":t:h", submit ? submit_opts : wait_opts)) !=
+           -1) {
+        if (opt == 'w') {
+            *wait = true;
+        } else if (opt == 't') {
+            if (!cli_parse_seconds(optarg, timeout))
+                return cli_usage_error(workflow_usage,
+                                       "--timeout must be a number of seconds, not '%s'", optarg);
+            timeout_given = true;
+        } else if (f) {
+            return cli_usage_error(workflow_usage, "give one workflow file");
+        } else {
+            f = optarg;
+        }
     }
+    if (a->exit_code != CLI_CONTINUE) return a->exit_code;
+    if (submit && timeout_given && !*wait)
+        return cli_usage_error(workflow_usage, "--timeout is for --wait: give both");
+    if (!submit) return cli_args_one(a, "which workflow? give its ID", "the workflow ID is empty", id);
     if (!f)
         return cli_args_one(a, "which file? give the workflow's JSON file",
                             "the file name is empty", file);
-    if (a->exit_code != CLI_CONTINUE) return a->exit_code;
     if (optind < a->argc)
         return cli_usage_error(workflow_usage, "give one workflow file, not -f %s and '%s'", f,
                                a->argv[optind]);
     if (!*f) return cli_usage_error(workflow_usage, "the file name is empty");
     *file = f;
     return CLI_CONTINUE;
+}
+
+/* `workflow submit` and `workflow wait`: the workflow submitted or read, then waited for. */
+static int workflow_submit_wait(int argc, char **argv, bool submit)
+{
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, workflow_usage);
+    const char *file = NULL, *id = NULL;
+    bool wait = !submit;
+    double timeout = -1;
+    int rc = parse_submit_wait(&a, submit ? &file : NULL, &id, &wait, &timeout);
+    if (rc != CLI_CONTINUE) return rc;
+    struct cli cli;
+    json_t *answer = NULL, *body = NULL;
+    struct err e = ERR_INIT;
+    if (submit && !(body = cli_load_json(file, WORKFLOW_FILE_MAX, &e))) {
+        cli_error_e(&e);
+        return 1;
+    }
+    rc = cli_connect(&cli, &a.conn);
+    if (!rc && submit) {
+        rc = cli_call(&cli, "POST", "/v1/workflows", body, &answer, "cannot submit workflow '%s'",
+                      file);
+    } else if (!rc) {
+        char *path = cli_path("/v1/workflows/", id, "");
+        char what[512];
+        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id);
+        rc = cli_call_whole_id(&cli, "GET", path, NULL, "workflow", id, &answer, what);
+        free(path);
+    }
+    json_decref(body);
+    if (!rc && wait) {
+        rc = wait_workflow(&cli, answer, timeout, a.json); /* takes the answer */
+        answer = NULL;
+    } else if (!rc && a.json) {
+        cli_print_json(answer);
+    } else if (!rc) {
+        print_graph(answer);
+    }
+    json_decref(answer);
+    cli_release(&cli);
+    return rc;
 }
 
 int cmd_workflow(int argc, char **argv)
@@ -273,43 +563,32 @@ int cmd_workflow(int argc, char **argv)
         fputs(workflow_usage, stdout);
         return 0;
     }
-    bool submit = sub && !strcmp(sub, "submit"), status = sub && !strcmp(sub, "status");
+    bool status = sub && !strcmp(sub, "status");
     bool cancel = sub && !strcmp(sub, "cancel"), retry = sub && !strcmp(sub, "retry");
     if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls")))
         return workflow_list(argc - 1, argv + 1);
-    if (!submit && !status && !cancel && !retry) {
+    if (sub && (!strcmp(sub, "submit") || !strcmp(sub, "wait")))
+        return workflow_submit_wait(argc - 1, argv + 1, !strcmp(sub, "submit"));
+    if (!status && !cancel && !retry) {
         cli_json_prescan(argc, argv);
         return sub ? cli_usage_error(workflow_usage, "unknown workflow command '%s' (submit, "
-                                                     "list, status, cancel or retry)", sub)
+                                                     "list, status, wait, cancel or retry)", sub)
                    : cli_usage_error(workflow_usage, "which workflow command? submit, list, "
-                                                     "status, cancel or retry");
+                                                     "status, wait, cancel or retry");
     }
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, workflow_usage);
     const char *arg;
-    int rc = submit ? parse_submit(&a, &arg)
-                    : cli_parse_json_only(&a, "which workflow? give its ID",
-                                          "the workflow ID is empty", &arg);
+    int rc = cli_parse_json_only(&a, "which workflow? give its ID", "the workflow ID is empty",
+                                 &arg);
     if (rc != CLI_CONTINUE) return rc;
     json_t *answer = NULL;
-    if (submit) {
-        struct err e = ERR_INIT;
-        json_t *body = cli_load_json(arg, WORKFLOW_FILE_MAX, &e);
-        if (!body) {
-            cli_error_e(&e);
-            return 1;
-        }
-        rc = cli_request(&a.conn, "POST", "/v1/workflows", body, &answer,
-                         "cannot submit workflow '%s'", arg);
-        json_decref(body);
-    } else {
-        char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
-        char what[512];
-        snprintf(what, sizeof(what), "cannot %s workflow '%s'", sub, arg);
-        rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, NULL, "workflow", arg,
-                                  &answer, what);
-        free(path);
-    }
+    char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
+    char what[512];
+    snprintf(what, sizeof(what), "cannot %s workflow '%s'", sub, arg);
+    rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, NULL, "workflow", arg,
+                              &answer, what);
+    free(path);
     if (rc == 0 && a.json)
         cli_print_json(answer);
     else if (rc == 0)

@@ -392,7 +392,8 @@ static int parse_array(struct http_req *r, const char *id, struct follower *fw, 
     return rc;
 }
 
-/* workflow=ID: the events of its nodes' jobs (a workflow of the caller's). */
+/* workflow=ID: the events of its nodes' jobs (a workflow of the caller's, of at most
+   MAX_JOBS nodes). */
 static int parse_workflow(struct http_req *r, const char *id, struct follower *fw, struct err *e)
 {
     struct server *s = r->app;
@@ -406,12 +407,21 @@ static int parse_workflow(struct http_req *r, const char *id, struct follower *f
         workflow_rec_release(&w);
         return err_field(e, ERR_INVALID, "workflow", "workflow '%s' not found", id);
     }
+    json_t *nodes = json_object_get(w.doc, "nodes");
+    if (json_object_size(nodes) > MAX_JOBS) {
+        err_field(e, ERR_INVALID, "workflow",
+                  "workflow '%s' has %zu nodes: workflow= follows workflows of at most %d "
+                  "(follow type=job instead, or job=ID of some nodes)",
+                  id, json_object_size(nodes), MAX_JOBS);
+        workflow_rec_release(&w);
+        return e->code;
+    }
     const char *name;
     json_t *node;
-    json_object_foreach(json_object_get(w.doc, "nodes"), name, node)
+    json_object_foreach(nodes, name, node)
     {
         const char *job = json_string_value(json_object_get(node, "job"));
-        if (!job || fw->njobs == MAX_JOBS) continue;
+        if (!job) continue;
         fw->jobs = xrealloc(fw->jobs, (fw->njobs + 1) * sizeof(*fw->jobs));
         fw->jobs[fw->njobs++] = xstrdup(job);
     }

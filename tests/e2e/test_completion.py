@@ -56,7 +56,7 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     assert bash_complete("drover", "agent", "--runtime", "p") == ["podman"]
     # subcommands come from the command's synopsis
     assert bash_complete("drover", "workflow", "") == ["cancel", "list", "retry", "status",
-                                                       "submit"]
+                                                       "submit", "wait"]
     assert bash_complete("drover", "service", "s") == ["show"]
     assert bash_complete("drover", "token", "") == ["create", "ls", "revoke"]
     assert "--limit" in bash_complete("drover", "workflow", "list", "--")
@@ -104,7 +104,8 @@ words=("$@"); CURRENT=$#; _drover
     assert complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
     assert complete("drover", "agent", "--runtime", "") == ["native", "bwrap", "podman", "docker"]
     assert complete("drover", "status", "") == ["<files>"]
-    assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit"]
+    assert complete("drover", "workflow", "") == ["cancel", "list", "retry", "status", "submit",
+                                                  "wait"]
     assert complete("drover", "retry", "") == ["<files>"]
     assert complete("drover", "trigger", "") == ["create", "fire", "ls", "pause", "resume", "rm", "show", "update"]
     assert "--prefix" in complete("drover", "trigger", "create", "--")

@@ -315,6 +315,79 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     assert "its spec goes in job" in refused(server.run_cli("workflow", "submit", "-f", str(bad)))
 
 
+def test_cli_wait_follows_a_workflow_to_its_end(make_server, make_agent, tmp_path):
+    server = make_server("--heartbeat", "1", "--lost-after", "5")
+    spec = tmp_path / "wf.json"
+    spec.write_text(json.dumps({"name": "waited", "nodes": {
+        "A": {"job": sh("sleep 0.5; echo a")},
+        "B": {"job": sh("exit 3"), "depends_on": ["A"]},
+        "C": {"job": sh("echo c"), "depends_on": ["B"]},
+        "S": {"job": sh("true"), "depends_on": [{"node": "B", "on": "any"}]}}}))
+    waiter = server.start_cli("workflow", "submit", "--wait", str(spec), text=True)
+    def submitted():
+        listed = json.loads(ok(server.run_cli("workflow", "list", "--json")))
+        return listed[0]["id"] if listed else None
+    wid = wait_for(submitted, 20, "the workflow to be submitted")
+    w = get(server, wid)
+    ids = {name: n["job"] for name, n in w["nodes"].items()}
+    # the waiter follows the stream (no agent yet: every node waits)
+    wait_for(lambda: "drover_event_followers 1" in server.api().get("/metrics").text, 20,
+             "the waiter to follow the events")
+    make_agent(server, "w1")
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 3, err  # B's exit code: the worst of the failed nodes
+    lines = out.splitlines()
+    assert lines[0] == f"workflow {wid} waited: failed", out
+    assert lines[1] == "progress: 2/4 succeeded, 1 failed, 1 cancelled", out
+    # every node's changes on stderr, named; each end once
+    assert f"A: {ids['A']} succeeded attempt 1 on w1 (exit 0)\n" in err, err
+    assert f"B: {ids['B']} failed attempt 1 on w1 (exit 3)\n" in err, err
+    assert f"C: {ids['C']} cancelled: its upstream node 'B' failed\n" in err, err
+    for name in ids:
+        assert len(re.findall(f"^{name}: .* (succeeded|failed|cancelled)", err, re.M)) == 1, err
+    assert f"A: {ids['A']} running attempt 1 on w1\n" in err, err
+
+    # an ended workflow: at once, nothing changed so no line, the same exit code
+    r = server.run_cli("workflow", "wait", wid)
+    assert (r.returncode, r.stderr) == (3, ""), r
+    assert r.stdout == out
+    r = server.run_cli("workflow", "wait", "--json", wid)
+    assert r.returncode == 3 and json.loads(r.stdout)["state"] == "failed", r
+
+    # a workflow that succeeds: 0; one that cannot run: the timeout says so, exits 1
+    spec.write_text(json.dumps({"nodes": {"one": {"job": sh("true")}}}))
+    r = server.run_cli("workflow", "submit", "--wait", "--timeout", "30", "--json", str(spec))
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "succeeded", r
+    spec.write_text(json.dumps({"nodes": {"stuck": {"job": {**sh("true"), "queue": "nobody"}}}}))
+    stuck = json.loads(ok(server.run_cli("workflow", "submit", "--json", str(spec))))["id"]
+    r = server.run_cli("workflow", "wait", "--timeout", "0.5", stuck)
+    assert r.returncode == 1, r
+    assert f"drover: workflow '{stuck}' is still running after 0.5s\n" in r.stderr, r.stderr
+    assert r.stdout.startswith(f"workflow {stuck}: running\n"), r.stdout
+
+    # a server restarted while the wait follows: ridden out
+    spec.write_text(json.dumps({"nodes": {"slow": {"job": sh("sleep 3")}}}))
+    slow = json.loads(ok(server.run_cli("workflow", "submit", "--json", str(spec))))["id"]
+    waiter = server.start_cli("workflow", "wait", slow, text=True)
+    wait_for(lambda: get(server, slow)["nodes"]["slow"]["state"] == "running", 20, "it to run")
+    wait_for(lambda: "drover_event_followers 1" in server.api().get("/metrics").text, 20,
+             "the waiter to follow the events")
+    server.restart()
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, err
+    assert out.startswith(f"workflow {slow}: succeeded\n"), out
+
+    # bad input
+    assert "give its whole id" in refused(server.run_cli("workflow", "wait", wid[:8]))
+    assert "not found" in refused(server.run_cli("workflow", "wait", "0" * 8 + wid[8:]))
+    for args in ([], [wid, wid], ["--timeout", "soon", wid], ["--wait", wid]):
+        usage_error(server.run_cli("workflow", "wait", *args), ["workflow"])
+    usage_error(server.run_cli("workflow", "submit", "--timeout", "3", str(spec)), ["workflow"])
+    # a job's wait names the command for a workflow
+    err = refused(server.run_cli("wait", wid))
+    assert err.endswith(f"; it is a workflow: drover workflow wait {wid}\n"), err
+
+
 def test_nodes_may_name_a_service_of_the_hub(server, make_agent):
     api = server.api()
     hello = {"command": {"program": "/bin/sh", "arguments": [
@@ -442,8 +515,19 @@ def test_ten_thousand_nodes_and_a_cascade_down_a_chain(server, make_agent):
              for i in range(1, n + 1)}
     w = create(server, {"name": "long", "nodes": nodes})
     assert w["progress"]["total"] == n and w["progress"]["blocked"] == n - 1
+    # the stream follows workflows of at most 1,000 nodes; workflow wait follows this one's
+    # among all job events
+    r = server.api().get("/v1/events", params={"workflow": w["id"]})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "workflow", r.text
+    assert f"has {n} nodes" in r.json()["error"]["message"]
+    waiter = server.start_cli("workflow", "wait", w["id"], text=True)
     make_agent(server, "wf-long", "--queues", "chain")
-    w = wait_done(server, w["id"], timeout=120)
+    shown, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 1, err[-2000:]  # n1's exit code
+    assert shown.splitlines()[1] == f"progress: 0/{n} succeeded, 1 failed, {n - 1} cancelled"
+    assert f"n{n}: {w['nodes'][f'n{n}']['job']} cancelled: its upstream node 'n{n - 1}' " \
+           "cancelled\n" in err, err[-2000:]
+    w = get(server, w["id"])
     assert w["state"] == "failed"
     assert w["progress"]["failed"] == 1 and w["progress"]["cancelled"] == n - 1, w["progress"]
     last = job(server, w["nodes"][f"n{n}"]["job"])
