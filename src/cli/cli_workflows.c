@@ -369,9 +369,10 @@ static int wf_read(struct cli *cli, const char *path, int64_t *last_ns, json_t *
  */
 static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool json)
 {
-    const char *id = json_string_value(json_object_get(first, "id"));
-    char *eid = http_escape(id ? id : "");
-    char *path = cli_path("/v1/workflows/", id ? id : "", "");
+    const char *given = json_string_value(json_object_get(first, "id"));
+    char *id = xstrdup(given ? given : "?"); /* first goes when it is read again */
+    char *eid = http_escape(id);
+    char *path = cli_path("/v1/workflows/", id, "");
     /* the stream's filter takes at most 1,000 nodes: a larger workflow's among all jobs' */
     bool all = json_object_size(json_object_get(first, "nodes")) > WAIT_MAX_NODES;
     char *query = all ? xstrdup("type=job") : xasprintf("workflow=%s", eid);
@@ -426,7 +427,7 @@ static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool 
     }
     if (rc) {
         char what[160];
-        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id ? id : "?");
+        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id);
         cli_print_err(cli, &e, status, what);
         rc = 1;
     } else {
@@ -457,6 +458,7 @@ static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool 
     free(query);
     free(path);
     free(eid);
+    free(id);
     return rc;
 }
 
