@@ -464,10 +464,8 @@ void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err 
         free(path);
         if (rc) continue;
         size_t n = strlen(e->msg);
-        /* an array has no wait of its own: its status tells how far it got */
-        const char *s = i == 0 && !strcmp(sub, "wait") ? "status" : sub;
         snprintf(e->msg + n, sizeof(e->msg) - n, "; it is %s: drover %s %s %s",
-                 kinds[i][1], kinds[i][2], s, id);
+                 kinds[i][1], kinds[i][2], sub, id);
         return;
     }
 }

@@ -304,6 +304,24 @@ struct cli_follow {
  * set (ERR_GONE when the events after f->since are no longer kept).
  */
 int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct err *e);
+/*
+ * Waiting for a workflow or an array to end (cli_wait_ended): follow the stream's `query`
+ * from where it starts, read the object at `path` (GET) then and whenever on_event returns
+ * CLI_FOLLOW_STOP (at most every 200 ms), until its "state" is no longer "running".
+ */
+struct cli_wait {
+    const char *kind, *id; /* "workflow" and its id, for the messages */
+    const char *path;      /* the object's GET */
+    const char *query;     /* the stream's filter, escaped */
+    /* Each event; CLI_FOLLOW_STOP when the object should be read again. */
+    int (*on_event)(void *arg, int64_t seq, const char *type, json_t *data, struct err *e);
+    void (*on_read)(void *arg, json_t *obj); /* each read of the object (given to it) */
+    void *arg;
+    bool running; /* in: the first read's state was "running"; out: the last read's */
+};
+/* 0 once the object ended, CLI_FOLLOW_TIMEOUT, or 1 after printing why it cannot wait. */
+int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s);
+
 /* One line for an event: "SEQ TIME job ID STATE attempt N on AGENT ..."; brief: "ID STATE ...". */
 void cli_print_event(FILE *out, json_t *ev, bool brief);
 

@@ -9,11 +9,14 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/buf.h"
+#include "common/uuid.h"
 #include "common/xalloc.h"
 #include "http/client.h"
+#include "job/array.h"
 
 static const char array_usage[] =
     "usage: drover array status [--json] ID\n"
+    "       drover array wait [--timeout S] [--json] ID\n"
     "       drover array cancel [--from I] [--to J] [--json] ID\n"
     "       drover array retry [--from I] [--to J] [--json] ID\n"
     "\n"
@@ -22,6 +25,10 @@ static const char array_usage[] =
     "drover jobs --array ID.\n"
     "\n"
     "  status ID          the array's tasks counted by state\n"
+    "  wait ID            wait for every task to end, printing the counts on stderr as\n"
+    "                     they change, then the status; exits 0 when every task\n"
+    "                     succeeded, else 1 (and after --timeout)\n"
+    "      -t, --timeout S  give up after S seconds (default: as long as it takes)\n"
     "  cancel ID          cancel the tasks that have not ended\n"
     "  retry ID           queue again the tasks that failed or were cancelled\n"
     "      --from I       the first task index of the range (default 0)\n"
@@ -31,6 +38,7 @@ static const char array_usage[] =
     "examples:\n"
     "  drover submit -f array.json             # {\"array\": {\"count\": 1000}, \"command\": ...}\n"
     "  drover array status 0193a1b2-...\n"
+    "  drover array wait --timeout 3600 0193a1b2-... && echo all succeeded\n"
     "  drover array cancel --from 500 0193a1b2-...\n"
     "  drover array retry 0193a1b2-...          # every failed or cancelled task\n"
     "  drover jobs --array 0193a1b2-... --state failed\n"
@@ -43,6 +51,20 @@ static const char *jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+/* "tasks: 3/10 succeeded, 2 running, ..." of an array's counts. */
+static void counts_text(json_t *a, struct buf *b)
+{
+    json_t *c = json_object_get(a, "counts");
+    buf_addf(b, "tasks: %lld/%lld succeeded",
+             (long long)json_integer_value(json_object_get(c, "succeeded")),
+             (long long)json_integer_value(json_object_get(c, "total")));
+    static const char *const others[] = {"running", "leased", "queued", "failed", "cancelled"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        json_int_t n = json_integer_value(json_object_get(c, others[i]));
+        if (n) buf_addf(b, ", %lld %s", (long long)n, others[i]);
+    }
+}
+
 static void print_summary(json_t *a)
 {
     const char *name = jstr(a, "name");
@@ -52,19 +74,117 @@ static void print_summary(json_t *a)
         cli_put_clean(stdout, name, strlen(name));
     }
     printf(": %s\n", jstr(a, "state") ? jstr(a, "state") : "?");
-    json_t *c = json_object_get(a, "counts");
-    printf("tasks: %lld/%lld succeeded",
-           (long long)json_integer_value(json_object_get(c, "succeeded")),
-           (long long)json_integer_value(json_object_get(c, "total")));
-    static const char *const others[] = {"running", "leased", "queued", "failed", "cancelled"};
-    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
-        json_int_t n = json_integer_value(json_object_get(c, others[i]));
-        if (n) printf(", %lld %s", (long long)n, others[i]);
-    }
+    struct buf b = BUF_INIT;
+    counts_text(a, &b);
+    fputs(b.data, stdout);
+    buf_release(&b);
     printf("\nqueue: %s, kind: %s", jstr(a, "queue") ? jstr(a, "queue") : "?",
            jstr(a, "kind") ? jstr(a, "kind") : "?");
     if (jstr(a, "source")) printf(" of %s", jstr(a, "source"));
     printf("\n");
+}
+
+/* ---- wait ---- */
+
+#define WAIT_MAX_TASKS 1000 /* the stream follows an array of fewer tasks by its id */
+
+/*
+ * Waiting follows the stream of the array's tasks (array=ID; a larger array's among its
+ * queue's job events, its tasks known by their ids) with cli_wait_ended: each task's end,
+ * and each cancel or retry by range, is a reason to read the array's counts again; each
+ * change of them is printed on stderr.
+ */
+struct ar_wait {
+    const char *id;
+    json_t *a;      /* the array as last read */
+    bool all;       /* the stream is its queue's: which jobs are its tasks? */
+    bool quiet;     /* --json: no lines for humans */
+    struct buf was; /* the counts last printed */
+};
+
+/* Whether job `job` is a task of array `array` (its index read from the id, made again). */
+static bool task_of(const char *array, const char *job)
+{
+    if (!job || strlen(job) != UUID_STR_LEN - 1 || !array_is_task_id(job)) return false;
+    char digits[7] = {job[15], job[16], job[17], job[20], job[21], job[22], '\0'};
+    char *end;
+    long index = strtol(digits, &end, 16);
+    char made[UUID_STR_LEN];
+    if (*end) return false;
+    array_task_id(array, index, made);
+    return !strcmp(made, job);
+}
+
+static int ar_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
+{
+    (void)seq;
+    (void)e;
+    struct ar_wait *w = arg;
+    if (type && !strncmp(type, "array.", 6)) return CLI_FOLLOW_STOP; /* cancelled or retried */
+    const char *job = jstr(ev, "job");
+    if (!job || (w->all && !task_of(w->id, job))) return 0;
+    return cli_job_is_terminal(jstr(ev, "state")) ? CLI_FOLLOW_STOP : 0;
+}
+
+static void ar_set(void *arg, json_t *a)
+{
+    struct ar_wait *w = arg;
+    json_decref(w->a);
+    w->a = a;
+    struct buf now = BUF_INIT;
+    counts_text(a, &now);
+    if (!w->quiet && (!w->was.data || strcmp(now.data, w->was.data))) {
+        fprintf(stderr, "array %s %s\n", w->id, now.data);
+        fflush(stderr);
+    }
+    buf_release(&w->was);
+    w->was = now;
+}
+
+/* `array wait`: returns its exit code (0: every task succeeded). */
+static int wait_array(struct cli *cli, const char *given, double timeout_s, bool json)
+{
+    json_t *first = NULL;
+    char *path = cli_path("/v1/arrays/", given, "");
+    char what[512];
+    snprintf(what, sizeof(what), "cannot wait for array '%s'", given);
+    int rc = cli_call_whole_id(cli, "GET", path, NULL, "array", given, &first, what);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    char *id = xstrdup(jstr(first, "id") ? jstr(first, "id") : given);
+    bool all = json_integer_value(json_object_get(first, "count")) >= WAIT_MAX_TASKS;
+    char *escaped = http_escape(all ? (jstr(first, "queue") ? jstr(first, "queue") : "") : id);
+    char *query = xasprintf(all ? "type=job&queue=%s" : "array=%s", escaped);
+    struct ar_wait w = {.id = id, .all = all, .quiet = json, .was = BUF_INIT};
+    const char *state = jstr(first, "state");
+    struct cli_wait cw = {.kind = "array", .id = id, .path = path, .query = query,
+                          .on_event = ar_on_event, .on_read = ar_set, .arg = &w,
+                          .running = !state || !strcmp(state, "running")};
+    w.quiet = true; /* the first counts are the summary's */
+    ar_set(&w, first);
+    w.quiet = json;
+    rc = cli_wait_ended(cli, &cw, timeout_s);
+    if (rc == 0 || rc == CLI_FOLLOW_TIMEOUT) {
+        if (json)
+            cli_print_json(w.a);
+        else
+            print_summary(w.a);
+    }
+    if (rc == CLI_FOLLOW_TIMEOUT) {
+        cli_error(CLI_ERR_TIMEOUT, NULL, "array '%s' is still running after %gs", id, timeout_s);
+        rc = 1;
+    } else if (rc == 0) {
+        rc = strcmp(jstr(w.a, "state") ? jstr(w.a, "state") : "?", "succeeded") ? 1 : 0;
+    }
+    json_decref(w.a);
+    buf_release(&w.was);
+    free(query);
+    free(escaped);
+    free(id);
+    free(path);
+    return rc;
 }
 
 int cmd_array(int argc, char **argv)
@@ -75,16 +195,19 @@ int cmd_array(int argc, char **argv)
         return 0;
     }
     bool status = sub && !strcmp(sub, "status"), cancel = sub && !strcmp(sub, "cancel");
-    bool retry = sub && !strcmp(sub, "retry");
-    if (!status && !cancel && !retry) {
+    bool retry = sub && !strcmp(sub, "retry"), wait = sub && !strcmp(sub, "wait");
+    if (!status && !cancel && !retry && !wait) {
         cli_json_prescan(argc, argv);
         return sub ? cli_usage_error(array_usage,
-                                     "unknown array command '%s' (status, cancel or retry)", sub)
-                   : cli_usage_error(array_usage, "which array command? status, cancel or retry");
+                                     "unknown array command '%s' (status, wait, cancel or retry)",
+                                     sub)
+                   : cli_usage_error(array_usage,
+                                     "which array command? status, wait, cancel or retry");
     }
     static const struct option longopts[] = {
         {"from", required_argument, NULL, OPT_FROM},
         {"to", required_argument, NULL, OPT_TO},
+        {"timeout", required_argument, NULL, 't'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -92,11 +215,19 @@ int cmd_array(int argc, char **argv)
     struct cli_args a;
     cli_args_init(&a, argc - 1, argv + 1, array_usage);
     long from = -1, to = -1;
+    double timeout = -1;
     int opt, rc;
-    while ((opt = cli_getopt(&a, ":h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":t:h", longopts)) != -1) {
+        if (opt == 't') {
+            if (!wait) return cli_usage_error(array_usage, "--timeout is for wait");
+            if (!cli_parse_seconds(optarg, &timeout))
+                return cli_usage_error(array_usage,
+                                       "--timeout must be a number of seconds, not '%s'", optarg);
+            continue;
+        }
         long *v = opt == OPT_FROM ? &from : opt == OPT_TO ? &to : NULL;
         if (!v) continue;
-        if (status)
+        if (status || wait)
             return cli_usage_error(array_usage, "--from and --to are for cancel and retry");
         if (!cli_parse_long(optarg, 0, 1000000000, v))
             return cli_usage_error(array_usage, "--%s must be a task index (0 or more), not '%s'",
@@ -106,6 +237,12 @@ int cmd_array(int argc, char **argv)
     if ((rc = cli_args_one(&a, "which array? give its ID", "the array ID is empty", &id)) !=
         CLI_CONTINUE)
         return rc;
+    if (wait) {
+        struct cli cli;
+        rc = cli_connect(&cli, &a.conn) ? 1 : wait_array(&cli, id, timeout, a.json);
+        cli_release(&cli);
+        return rc;
+    }
     json_t *answer = NULL;
     char *path = cli_path("/v1/arrays/", id, status ? "" : cancel ? "/cancel" : "/retry");
     json_t *body = status ? NULL : json_object();

@@ -166,6 +166,77 @@ int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct e
     return rc;
 }
 
+/* ---- waiting for a workflow or an array to end ---- */
+
+#define READ_GAP_NS 200000000LL /* the object read at most this often */
+#define WAIT_RETRIES 20         /* failed reads in a row tolerated (a restart) */
+
+static int stop_to_read(void *arg, struct err *e)
+{
+    (void)arg;
+    (void)e;
+    return CLI_FOLLOW_STOP; /* reads are made between two connections (one curl handle) */
+}
+
+/* GET the object into *obj, at most every READ_GAP_NS; 0, or an error with e and *status. */
+static int read_paced(struct cli *cli, const char *path, int64_t *last_ns, json_t **obj,
+                      long *status, struct err *e)
+{
+    int64_t gap = *last_ns ? *last_ns + READ_GAP_NS - time_mono_ns() : 0;
+    if (gap > 0) {
+        struct timespec ts = {(time_t)(gap / 1000000000), (long)(gap % 1000000000)};
+        nanosleep(&ts, NULL);
+    }
+    *last_ns = time_mono_ns();
+    *status = 0;
+    *obj = NULL;
+    return http_client_json(&cli->http, "GET", path, NULL, status, obj, e);
+}
+
+int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s)
+{
+    struct cli_follow f = {.since = -1, .query = w->query, .on_start = stop_to_read,
+                           .on_event = w->on_event, .arg = w->arg};
+    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
+    int64_t last_read = 0;
+    int rc = 0, failures = 0;
+    long status = 0;
+    struct err e = ERR_INIT;
+    while (w->running) {
+        double left_s = -1;
+        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0)
+            return CLI_FOLLOW_TIMEOUT;
+        /* connect to learn where the stream starts, or follow it until on_event stops */
+        bool starting = f.since < 0;
+        rc = cli_follow(cli, &f, left_s, &e);
+        status = f.status;
+        if (rc == ERR_GONE && !starting) { /* away so long the events were pruned: again */
+            err_clear(&e);
+            f.since = -1;
+            f.on_start = stop_to_read;
+            continue;
+        }
+        if (rc == CLI_FOLLOW_TIMEOUT) return rc;
+        if (rc) break;
+        f.on_start = NULL;
+        json_t *obj;
+        while ((rc = read_paced(cli, w->path, &last_read, &obj, &status, &e)) &&
+               rc == ERR_UNAVAILABLE && (status == 0 || status == 503) &&
+               ++failures <= WAIT_RETRIES)
+            err_clear(&e); /* a restart: read again after the gap */
+        if (rc) break;
+        failures = 0;
+        const char *state = json_string_value(json_object_get(obj, "state"));
+        w->running = !state || !strcmp(state, "running");
+        w->on_read(w->arg, obj);
+    }
+    if (!rc) return 0;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot wait for %s '%s'", w->kind, w->id);
+    cli_print_err(cli, &e, status, what);
+    return 1;
+}
+
 /* ---- drover events ---- */
 
 static const char events_usage[] =

@@ -7,19 +7,15 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "commands.h"
-#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define MAX_INDENT 32 /* levels drawn indented */
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
-#define READ_GAP_NS 200000000LL /* waiting: the workflow read at most this often */
-#define WAIT_RETRIES 20         /* waiting: failed reads in a row tolerated (a restart) */
-#define WAIT_MAX_NODES 1000     /* the largest workflow the event stream follows by its id */
+#define WAIT_MAX_NODES 1000 /* the largest workflow the event stream follows by its id */
 
 static const char workflow_usage[] =
     "usage: drover workflow submit [--wait [--timeout S]] [--json] FILE|-f FILE\n"
@@ -255,11 +251,9 @@ static int workflow_list(int argc, char **argv)
 /* ---- wait ---- */
 
 /*
- * Waiting follows the event stream of the workflow's jobs (GET /v1/events?workflow=ID), as
- * `drover wait` follows jobs': connect (the server says the seq its stream starts after),
- * read the workflow, then take the events after that seq. Each end of a node's job is a
- * reason to read the workflow again (between two connections: one curl handle), at most
- * every READ_GAP_NS, until its state is no longer "running". Nothing is polled.
+ * Waiting follows the event stream of the workflow's jobs (GET /v1/events?workflow=ID) with
+ * cli_wait_ended: each end of a node's job is a reason to read the workflow again, until its
+ * state is no longer "running". Each node's changes are printed on stderr, named.
  */
 struct wf_wait {
     json_t *wf;    /* the workflow as last read */
@@ -281,13 +275,8 @@ static void wf_print(struct wf_wait *w, const char *node, json_t *ev)
 
 static const char *wf_state(json_t *wf)
 {
-    return json_string_value(json_object_get(wf, "state"));
-}
-
-static bool wf_running(json_t *wf)
-{
-    const char *state = wf_state(wf);
-    return !state || !strcmp(state, "running");
+    const char *state = json_string_value(json_object_get(wf, "state"));
+    return state ? state : "?";
 }
 
 /*
@@ -295,8 +284,9 @@ static bool wf_running(json_t *wf)
  * sees ended, its end not yet printed (its event not yet taken: the read came first), gets
  * its line from the read.
  */
-static void wf_set(struct wf_wait *w, json_t *wf)
+static void wf_set(void *arg, json_t *wf)
 {
+    struct wf_wait *w = arg;
     json_t *before = json_object_get(w->wf, "nodes");
     json_object_clear(w->nodes);
     const char *name;
@@ -327,13 +317,6 @@ static void wf_set(struct wf_wait *w, json_t *wf)
     w->wf = wf;
 }
 
-static int wf_on_start(void *arg, struct err *e)
-{
-    (void)arg;
-    (void)e;
-    return CLI_FOLLOW_STOP; /* read the workflow between two connections */
-}
-
 static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
 {
     (void)seq;
@@ -346,21 +329,6 @@ static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, str
     if (!node || !state) return 0; /* a fan-out's task: its node's counts tell */
     wf_print(w, node, ev);
     return cli_job_is_terminal(state) ? CLI_FOLLOW_STOP : 0;
-}
-
-/* GET the workflow `id` into *wf, at most every READ_GAP_NS; 0, or an error with e, *status. */
-static int wf_read(struct cli *cli, const char *path, int64_t *last_ns, json_t **wf, long *status,
-                   struct err *e)
-{
-    int64_t gap = *last_ns ? *last_ns + READ_GAP_NS - time_mono_ns() : 0;
-    if (gap > 0) {
-        struct timespec ts = {(time_t)(gap / 1000000000), (long)(gap % 1000000000)};
-        nanosleep(&ts, NULL);
-    }
-    *last_ns = time_mono_ns();
-    *status = 0;
-    *wf = NULL;
-    return http_client_json(&cli->http, "GET", path, NULL, status, wf, e);
 }
 
 /*
@@ -377,79 +345,31 @@ static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool 
     bool all = json_object_size(json_object_get(first, "nodes")) > WAIT_MAX_NODES;
     char *query = all ? xstrdup("type=job") : xasprintf("workflow=%s", eid);
     struct wf_wait w = {.nodes = json_object(), .ended = json_object(), .quiet = json};
-    struct cli_follow f = {.since = -1, .query = query, .on_start = wf_on_start,
-                           .on_event = wf_on_event, .arg = &w};
-    int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
-    int64_t last_read = 0;
-    int rc = 0, failures = 0;
-    long status = 0;
-    struct err e = ERR_INIT;
-    bool timed_out = false;
+    struct cli_wait cw = {.kind = "workflow", .id = id, .path = path, .query = query,
+                          .on_event = wf_on_event, .on_read = wf_set, .arg = &w,
+                          .running = !strcmp(wf_state(first), "running")};
     wf_set(&w, first);
-    while (wf_running(w.wf)) {
-        double left_s = -1;
-        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0) {
-            timed_out = true;
-            break;
-        }
-        status = 0;
-        if (f.since < 0) { /* connect to learn where the stream starts, then read */
-            if ((rc = cli_follow(cli, &f, left_s, &e))) {
-                status = f.status;
-                break;
-            }
-            f.on_start = NULL;
-        } else {
-            rc = cli_follow(cli, &f, left_s, &e); /* until a node's job ends */
-            status = f.status;
-            if (rc == ERR_GONE) { /* away so long that the events were pruned: start again */
-                err_clear(&e);
-                f.since = -1;
-                f.on_start = wf_on_start;
-                rc = 0;
-                continue;
-            }
-            if (rc == CLI_FOLLOW_TIMEOUT) {
-                rc = 0;
-                timed_out = true;
-                break;
-            }
-            if (rc) break;
-        }
-        json_t *wf;
-        while ((rc = wf_read(cli, path, &last_read, &wf, &status, &e)) &&
-               rc == ERR_UNAVAILABLE && (status == 0 || status == 503) &&
-               ++failures <= WAIT_RETRIES)
-            err_clear(&e); /* a restart: read again after the gap */
-        if (rc) break;
-        failures = 0;
-        wf_set(&w, wf);
-    }
-    if (rc) {
-        char what[160];
-        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id);
-        cli_print_err(cli, &e, status, what);
-        rc = 1;
-    } else {
+    int rc = cli_wait_ended(cli, &cw, timeout_s);
+    if (rc == 0 || rc == CLI_FOLLOW_TIMEOUT) {
         if (json)
             cli_print_json(w.wf);
         else
             print_graph(w.wf);
-        if (timed_out) {
-            cli_error(CLI_ERR_TIMEOUT, NULL, "workflow '%s' is still running after %gs", id,
-                      timeout_s);
-            rc = 1;
-        } else if (strcmp(wf_state(w.wf), "succeeded")) { /* the worst exit code of its nodes */
-            rc = 1;
-            const char *name;
-            json_t *node;
-            json_object_foreach(json_object_get(w.wf, "nodes"), name, node)
-            {
-                json_int_t code =
-                    json_integer_value(json_object_get(json_object_get(node, "result"), "exit_code"));
-                const char *state = json_string_value(json_object_get(node, "state"));
-                if (state && !strcmp(state, "failed") && code > rc && code < 256) rc = (int)code;
-            }
+    }
+    if (rc == CLI_FOLLOW_TIMEOUT) {
+        cli_error(CLI_ERR_TIMEOUT, NULL, "workflow '%s' is still running after %gs", id,
+                  timeout_s);
+        rc = 1;
+    } else if (rc == 0 && strcmp(wf_state(w.wf), "succeeded")) { /* its nodes' worst exit code */
+        rc = 1;
+        const char *name;
+        json_t *node;
+        json_object_foreach(json_object_get(w.wf, "nodes"), name, node)
+        {
+            json_int_t code =
+                json_integer_value(json_object_get(json_object_get(node, "result"), "exit_code"));
+            const char *state = json_string_value(json_object_get(node, "state"));
+            if (state && !strcmp(state, "failed") && code > rc && code < 256) rc = (int)code;
         }
     }
     json_decref(w.wf);

@@ -409,3 +409,50 @@ def test_arrays_then_a_clean_stop(tmp_path, make_agent):
     log = s.read_log()
     assert rc == 0, log[-3000:]
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
+def test_cli_array_wait(server, make_agent):
+    import json
+    from conftest import refused, usage_error
+    api = server.api()
+    small = submit_array(api, {"count": 6}, queue="aw", retry={"max_attempts": 1},
+                         command={"shell": 'sleep 0.1; [ "$DROVER_ARRAY_INDEX" != 3 ]'})
+    waiter = server.start_cli("array", "wait", small["id"], text=True)
+    wait_for(lambda: "drover_event_followers 1" in api.get("/metrics").text, 20,
+             "the waiter to follow the events")
+    make_agent(server, "aw1", "--queues", "aw", "--slots", "2")
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 1, err  # index 3 failed
+    assert out.startswith(f"array {small['id']}: failed\ntasks: 5/6 succeeded, 1 failed\n"), out
+    # the counts on stderr as they changed, the last one the end
+    lines = err.splitlines()
+    assert lines and lines[-1] == f"array {small['id']} tasks: 5/6 succeeded, 1 failed", err
+    assert all(line.startswith(f"array {small['id']} tasks: ") for line in lines), err
+    # an array of 1,000 tasks or more is followed among its queue's jobs, known by their ids
+    # (a job of the queue that is not one of its tasks changes nothing)
+    big = submit_array(api, {"count": 1000}, queue="aw", command={"shell": "true"})
+    r = api.get("/v1/events", params={"array": big["id"]})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "array", r.text
+    assert api.post("/v1/jobs", json={"queue": "aw", "command": {"shell": "true"}}
+                    ).status_code == 201
+    r = server.run_cli("array", "wait", "--json", "--timeout", "120", big["id"])
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["state"] == "succeeded" and got["counts"]["succeeded"] == 1000, got
+    # an array that cannot run: the timeout says so
+    stuck = submit_array(api, {"count": 2}, queue="nobody", command={"shell": "true"})
+    r = server.run_cli("array", "wait", "--timeout", "0.5", stuck["id"])
+    assert r.returncode == 1, r
+    assert f"drover: array '{stuck['id']}' is still running after 0.5s\n" in r.stderr, r.stderr
+    assert r.stdout.startswith(f"array {stuck['id']}: running\n"), r.stdout
+    # bad input
+    assert "give its whole id" in refused(server.run_cli("array", "wait", small["id"][:8]))
+    for args in (["array", "wait"], ["array", "wait", "--from", "1", small["id"]],
+                 ["array", "status", "--timeout", "1", small["id"]],
+                 ["array", "wait", "--timeout", "soon", small["id"]],
+                 ["array", "wait", small["id"], small["id"]]):
+        usage_error(server.run_cli(*args), args)
+    # an array that has ended: at once, no line (nothing changed), the same exit code
+    r = server.run_cli("array", "wait", small["id"])
+    assert (r.returncode, r.stderr) == (1, ""), r
+    assert r.stdout.startswith(f"array {small['id']}: failed\n"), r.stdout

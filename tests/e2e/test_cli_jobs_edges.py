@@ -214,14 +214,12 @@ def test_array_and_workflow_ids_given_for_a_job_are_named(server, tmp_path):
     wf.write_text(json.dumps({"nodes": {"A": {"job": {"queue": "idle",
                                                       "command": {"shell": "true"}}}}}))
     wid = json.loads(submitted(server.run_cli("workflow", "submit", "--json", str(wf))))["id"]
-    # an array has no wait of its own (its status), a workflow has
-    for cmd, sub, wsub in (("status", "status", "status"), ("wait", "status", "wait"),
-                           ("cancel", "cancel", "cancel"), ("retry", "retry", "retry")):
+    for cmd in ("status", "wait", "cancel", "retry"):
         err = refused(server.run_cli(cmd, arr))
-        assert err == f"drover: job '{arr}' not found; it is a job array: drover array {sub} " \
+        assert err == f"drover: job '{arr}' not found; it is a job array: drover array {cmd} " \
                       f"{arr}\n", (cmd, err)
         err = refused(server.run_cli(cmd, wid))
-        assert err.endswith(f"; it is a workflow: drover workflow {wsub} {wid}\n"), (cmd, err)
+        assert err.endswith(f"; it is a workflow: drover workflow {cmd} {wid}\n"), (cmd, err)
     err = refused(server.run_cli("logs", arr))
     assert err.endswith(f"; it is a job array: drover array status {arr}\n"), err
     err = json_error(server.run_cli("status", "--json", arr), "not_found")
