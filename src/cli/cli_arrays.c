@@ -1,5 +1,5 @@
 /*
- * cli_arrays.c - `drover array status|cancel|retry ID` (docs/api.md "Arrays"); the tasks are
+ * cli_arrays.c - `drover array status|wait|cancel|retry ID` (docs/api.md "Arrays"); the tasks are
  * listed by `drover jobs --array ID` (cli_jobs.c, cli_array_tasks below).
  */
 #include <stdlib.h>

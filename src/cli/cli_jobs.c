@@ -1059,8 +1059,9 @@ int cmd_submit(int argc, char **argv)
             bool retries = opt == OPT_RETRIES;
             long n;
             if (ov.max_attempts) {
-                rc = cli_usage_error(submit_usage, "give --retries or --attempts once, not '--%s %s' "
-                                     "as well", retries ? "retries" : "attempts", optarg);
+                rc = cli_usage_error(submit_usage,
+                                     "give --retries or --attempts once, not '--%s %s' as well",
+                                     retries ? "retries" : "attempts", optarg);
                 goto out;
             }
             if (!cli_parse_long(optarg, retries ? 0 : 1, retries ? 99 : 100, &n)) {

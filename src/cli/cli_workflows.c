@@ -1,8 +1,9 @@
 /*
- * cli_workflows.c - `drover workflow submit FILE | list (ls) | status ID | cancel ID | retry ID`
- * (docs/api.md "Workflows"): status draws the graph as text, each node indented by its
- * depth (the longest path to it from a node without upstreams), with its state and its
- * upstreams; list is a table, newest first; --json prints the server's answer.
+ * cli_workflows.c - `drover workflow submit FILE | list (ls) | status ID | wait ID | cancel ID |
+ * retry ID` (docs/api.md "Workflows"): status draws the graph as text, each node indented by
+ * its depth (the longest path to it from a node without upstreams), with its state and its
+ * upstreams; list is a table, newest first; wait follows the event stream until the workflow
+ * ended; --json prints the server's answer.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -424,7 +425,8 @@ static int parse_submit_wait(struct cli_args *a, const char **file, const char *
     if (a->exit_code != CLI_CONTINUE) return a->exit_code;
     if (submit && timeout_given && !*wait)
         return cli_usage_error(workflow_usage, "--timeout is for --wait: give both");
-    if (!submit) return cli_args_one(a, "which workflow? give its ID", "the workflow ID is empty", id);
+    if (!submit)
+        return cli_args_one(a, "which workflow? give its ID", "the workflow ID is empty", id);
     if (!f)
         return cli_args_one(a, "which file? give the workflow's JSON file",
                             "the file name is empty", file);
