@@ -203,8 +203,11 @@ def test_logs_json_lines_keep_characters_whole(server):
 
 def test_logs_of_a_job_that_has_not_run_is_empty(server):
     job = cli_submit(server, "--", "true")
-    assert ok(server.run_cli("logs", job)) == ""
-    assert ok(server.run_cli("logs", "--stderr", job)) == ""
+    note = f"drover: job '{job}' has not started yet (it is queued): no output so far; " \
+           "'drover logs -f' waits for it\n"
+    for args in ([job], ["--stderr", job]):
+        r = server.run_cli("logs", *args)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", note), r
 
 
 def test_logs_pass_output_through_unchanged(server):
@@ -297,7 +300,8 @@ def test_logs_follow_of_a_job_cancelled_while_queued_returns(server, background)
     time.sleep(0.3)
     ok(server.run_cli("cancel", job))
     rc, out, err = follower.finish(timeout=30)
-    assert (rc, out, err) == (0, b"", "")
+    assert (rc, out, err) == (0, b"", f"drover: job '{job}' ended (cancelled) before it ever "
+                                      "ran: it has no output\n")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "crash"])
@@ -334,7 +338,10 @@ def test_logs_of_an_unknown_job(server):
 def test_logs_with_a_client_token_and_a_bad_token(server):
     token = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
     job = cli_submit(server, "--", "true", token=token)
-    assert ok(server.run_cli("logs", job, token=token)) == ""
+    r = server.run_cli("logs", job, token=token)
+    assert (r.returncode, r.stdout) == (0, ""), r
+    assert r.stderr.endswith("has not started yet (it is queued): no output so far; 'drover "
+                             "logs -f' waits for it\n"), r.stderr
     admins = cli_submit(server, "--", "true")  # another token's job: as if it did not exist
     err = refused(server.run_cli("logs", admins, token=token))
     assert err == f"drover: job '{admins}' not found\n"
