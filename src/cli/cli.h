@@ -310,16 +310,23 @@ int cli_follow(struct cli *cli, struct cli_follow *f, double timeout_s, struct e
  * CLI_FOLLOW_STOP (at most every 200 ms), until its "state" is no longer "running".
  */
 struct cli_wait {
-    const char *kind, *id; /* "workflow" and its id, for the messages */
-    const char *path;      /* the object's GET */
-    const char *query;     /* the stream's filter, escaped */
+    const char *kind;  /* "workflow" or "array", for the messages */
+    const char *path;  /* the object's GET */
+    const char *query; /* the stream's filter, escaped */
     /* Each event; CLI_FOLLOW_STOP when the object should be read again. */
     int (*on_event)(void *arg, int64_t seq, const char *type, json_t *data, struct err *e);
-    void (*on_read)(void *arg, json_t *obj); /* each read of the object (given to it) */
+    /* Each read after the first: `now`, and `before`, the read it replaces (both borrowed). */
+    void (*on_read)(void *arg, json_t *before, json_t *now);
+    void (*print)(json_t *obj); /* the object for people, printed at the end */
     void *arg;
-    bool running; /* in: the first read's state was "running"; out: the last read's */
+    bool json;    /* print the object as JSON at the end instead */
+    json_t *last; /* in: the first read (given to it); out: the last one (the caller's) */
 };
-/* 0 once the object ended, CLI_FOLLOW_TIMEOUT, or 1 after printing why it cannot wait. */
+/*
+ * Waits until the object ended or `timeout_s` (< 0: none) ran out, then prints it as last
+ * read. 0 once it ended; 1 after the timeout (said on stderr, the object printed) or after
+ * printing why it cannot wait.
+ */
 int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s);
 
 /* One line for an event: "SEQ TIME job ID STATE attempt N on AGENT ..."; brief: "ID STATE ...". */

@@ -96,10 +96,8 @@ static void print_summary(json_t *a)
  */
 struct ar_wait {
     const char *id;
-    json_t *a;      /* the array as last read */
-    bool all;       /* the stream is its queue's: which jobs are its tasks? */
-    bool quiet;     /* --json: no lines for humans */
-    struct buf was; /* the counts last printed */
+    bool all;   /* the stream is its queue's: which jobs are its tasks? */
+    bool quiet; /* --json: no lines for humans */
 };
 
 /* Whether job `job` is a task of array `array` (its index read from the id, made again). */
@@ -126,19 +124,20 @@ static int ar_on_event(void *arg, int64_t seq, const char *type, json_t *ev, str
     return cli_job_is_terminal(jstr(ev, "state")) ? CLI_FOLLOW_STOP : 0;
 }
 
-static void ar_set(void *arg, json_t *a)
+/* The counts of the array read `now`, on stderr when they changed since `before`. */
+static void ar_read(void *arg, json_t *before, json_t *now)
 {
     struct ar_wait *w = arg;
-    json_decref(w->a);
-    w->a = a;
-    struct buf now = BUF_INIT;
-    counts_text(a, &now);
-    if (!w->quiet && (!w->was.data || strcmp(now.data, w->was.data))) {
-        fprintf(stderr, "array %s %s\n", w->id, now.data);
+    if (w->quiet) return;
+    struct buf was = BUF_INIT, is = BUF_INIT;
+    counts_text(before, &was);
+    counts_text(now, &is);
+    if (strcmp(was.data, is.data)) {
+        fprintf(stderr, "array %s %s\n", w->id, is.data);
         fflush(stderr);
     }
-    buf_release(&w->was);
-    w->was = now;
+    buf_release(&was);
+    buf_release(&is);
 }
 
 /* `array wait`: returns its exit code (0: every task succeeded). */
@@ -157,34 +156,18 @@ static int wait_array(struct cli *cli, const char *given, double timeout_s, bool
     bool all = json_integer_value(json_object_get(first, "count")) >= WAIT_MAX_TASKS;
     char *escaped = http_escape(all ? (jstr(first, "queue") ? jstr(first, "queue") : "") : id);
     char *query = xasprintf(all ? "type=job&queue=%s" : "array=%s", escaped);
-    struct ar_wait w = {.id = id, .all = all, .quiet = json, .was = BUF_INIT};
-    const char *state = jstr(first, "state");
-    struct cli_wait cw = {.kind = "array", .id = id, .path = path, .query = query,
-                          .on_event = ar_on_event, .on_read = ar_set, .arg = &w,
-                          .running = !state || !strcmp(state, "running")};
-    w.quiet = true; /* the first counts are the summary's */
-    ar_set(&w, first);
-    w.quiet = json;
+    struct ar_wait w = {.id = id, .all = all, .quiet = json};
+    struct cli_wait cw = {.kind = "array", .path = path, .query = query,
+                          .on_event = ar_on_event, .on_read = ar_read, .print = print_summary,
+                          .arg = &w, .json = json, .last = first};
     rc = cli_wait_ended(cli, &cw, timeout_s);
-    if (rc == 0 || rc == CLI_FOLLOW_TIMEOUT) {
-        if (json)
-            cli_print_json(w.a);
-        else
-            print_summary(w.a);
-    }
-    if (rc == CLI_FOLLOW_TIMEOUT) {
-        cli_error(CLI_ERR_TIMEOUT, NULL, "array '%s' is still running after %gs", id, timeout_s);
-        rc = 1;
-    } else if (rc == 0) {
-        rc = strcmp(jstr(w.a, "state") ? jstr(w.a, "state") : "?", "succeeded") ? 1 : 0;
-    }
-    json_decref(w.a);
-    buf_release(&w.was);
+    if (rc == 0) rc = strcmp(jstr(cw.last, "state") ? jstr(cw.last, "state") : "?", "succeeded");
+    json_decref(cw.last);
     free(query);
     free(escaped);
     free(id);
     free(path);
-    return rc;
+    return rc ? 1 : 0;
 }
 
 int cmd_array(int argc, char **argv)

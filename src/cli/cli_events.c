@@ -193,19 +193,29 @@ static int read_paced(struct cli *cli, const char *path, int64_t *last_ns, json_
     return http_client_json(&cli->http, "GET", path, NULL, status, obj, e);
 }
 
+static bool running(json_t *obj)
+{
+    const char *state = json_string_value(json_object_get(obj, "state"));
+    return !state || !strcmp(state, "running");
+}
+
 int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s)
 {
     struct cli_follow f = {.since = -1, .query = w->query, .on_start = stop_to_read,
                            .on_event = w->on_event, .arg = w->arg};
+    const char *given = json_string_value(json_object_get(w->last, "id"));
+    char *id = xstrdup(given ? given : "?"); /* w->last goes when it is read again */
     int64_t deadline = timeout_s < 0 ? -1 : time_mono_ns() + (int64_t)(timeout_s * 1e9);
     int64_t last_read = 0;
     int rc = 0, failures = 0;
     long status = 0;
     struct err e = ERR_INIT;
-    while (w->running) {
+    while (running(w->last)) {
         double left_s = -1;
-        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0)
-            return CLI_FOLLOW_TIMEOUT;
+        if (deadline >= 0 && (left_s = (double)(deadline - time_mono_ns()) / 1e9) <= 0) {
+            rc = CLI_FOLLOW_TIMEOUT;
+            break;
+        }
         /* connect to learn where the stream starts, or follow it until on_event stops */
         bool starting = f.since < 0;
         rc = cli_follow(cli, &f, left_s, &e);
@@ -216,7 +226,6 @@ int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s)
             f.on_start = stop_to_read;
             continue;
         }
-        if (rc == CLI_FOLLOW_TIMEOUT) return rc;
         if (rc) break;
         f.on_start = NULL;
         json_t *obj;
@@ -226,15 +235,26 @@ int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s)
             err_clear(&e); /* a restart: read again after the gap */
         if (rc) break;
         failures = 0;
-        const char *state = json_string_value(json_object_get(obj, "state"));
-        w->running = !state || !strcmp(state, "running");
-        w->on_read(w->arg, obj);
+        w->on_read(w->arg, w->last, obj);
+        json_decref(w->last);
+        w->last = obj;
     }
-    if (!rc) return 0;
-    char what[160];
-    snprintf(what, sizeof(what), "cannot wait for %s '%s'", w->kind, w->id);
-    cli_print_err(cli, &e, status, what);
-    return 1;
+    if (rc == 0 || rc == CLI_FOLLOW_TIMEOUT) {
+        if (w->json)
+            cli_print_json(w->last);
+        else
+            w->print(w->last);
+    }
+    if (rc == CLI_FOLLOW_TIMEOUT) {
+        cli_error(CLI_ERR_TIMEOUT, NULL, "%s '%s' is still running after %gs", w->kind, id,
+                  timeout_s);
+    } else if (rc) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot wait for %s '%s'", w->kind, id);
+        cli_print_err(cli, &e, status, what);
+    }
+    free(id);
+    return rc ? 1 : 0;
 }
 
 /* ---- drover events ---- */

@@ -257,8 +257,7 @@ static int workflow_list(int argc, char **argv)
  * state is no longer "running". Each node's changes are printed on stderr, named.
  */
 struct wf_wait {
-    json_t *wf;    /* the workflow as last read */
-    json_t *nodes; /* its nodes' job ids -> node names */
+    json_t *nodes; /* the nodes' job ids -> node names */
     json_t *ended; /* the nodes whose end was printed -> true */
     bool quiet;    /* --json: no lines for humans */
 };
@@ -274,29 +273,23 @@ static void wf_print(struct wf_wait *w, const char *node, json_t *ev)
     cli_print_event(stderr, ev, true);
 }
 
-static const char *wf_state(json_t *wf)
-{
-    const char *state = json_string_value(json_object_get(wf, "state"));
-    return state ? state : "?";
-}
-
 /*
- * Takes `wf` as the workflow read now. A node that the read before saw open and this one
- * sees ended, its end not yet printed (its event not yet taken: the read came first), gets
- * its line from the read.
+ * The workflow read `now` (`before`: the read before it, NULL for the first). A node that
+ * `before` saw open and `now` sees ended, its end not yet printed (its event not yet taken:
+ * the read came first), gets its line from the read.
  */
-static void wf_set(void *arg, json_t *wf)
+static void wf_read(void *arg, json_t *before, json_t *now)
 {
     struct wf_wait *w = arg;
-    json_t *before = json_object_get(w->wf, "nodes");
+    json_t *was_nodes = json_object_get(before, "nodes");
     json_object_clear(w->nodes);
     const char *name;
     json_t *node;
-    json_object_foreach(json_object_get(wf, "nodes"), name, node)
+    json_object_foreach(json_object_get(now, "nodes"), name, node)
     {
         const char *job = json_string_value(json_object_get(node, "job"));
         const char *state = json_string_value(json_object_get(node, "state"));
-        json_t *was = json_object_get(json_object_get(before, name), "state");
+        json_t *was = json_object_get(json_object_get(was_nodes, name), "state");
         if (job && *job) json_object_set_new(w->nodes, job, json_string(name));
         if (!job || !cli_job_is_terminal(state) || !json_is_string(was) ||
             cli_job_is_terminal(json_string_value(was)))
@@ -305,17 +298,14 @@ static void wf_set(void *arg, json_t *wf)
         json_t *ev = json_pack("{s:s, s:s}", "job", job, "state", state);
         if (json_integer_value(json_object_get(node, "attempt")) > 0)
             json_object_set(ev, "attempt", json_object_get(node, "attempt"));
-        if (json_is_string(json_object_get(result, "reason")))
-            json_object_set(ev, "reason", json_object_get(result, "reason"));
-        if (json_is_integer(json_object_get(result, "exit_code")))
-            json_object_set(ev, "exit_code", json_object_get(result, "exit_code"));
-        if (json_is_string(json_object_get(result, "error")))
-            json_object_set(ev, "error", json_object_get(result, "error"));
+        static const char *const keys[] = {"reason", "exit_code", "error"};
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+            json_t *v = json_object_get(result, keys[k]);
+            if (json_is_string(v) || json_is_integer(v)) json_object_set(ev, keys[k], v);
+        }
         wf_print(w, name, ev);
         json_decref(ev);
     }
-    json_decref(w->wf);
-    w->wf = wf;
 }
 
 static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
@@ -332,54 +322,49 @@ static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, str
     return cli_job_is_terminal(state) ? CLI_FOLLOW_STOP : 0;
 }
 
+/* 0 for a workflow that succeeded, else the worst exit code of its failed nodes, or 1. */
+static int wf_exit_code(json_t *wf)
+{
+    const char *state = json_string_value(json_object_get(wf, "state"));
+    if (state && !strcmp(state, "succeeded")) return 0;
+    int rc = 1;
+    const char *name;
+    json_t *node;
+    json_object_foreach(json_object_get(wf, "nodes"), name, node)
+    {
+        json_int_t code =
+            json_integer_value(json_object_get(json_object_get(node, "result"), "exit_code"));
+        const char *s = json_string_value(json_object_get(node, "state"));
+        if (s && !strcmp(s, "failed") && code > rc && code < 256) rc = (int)code;
+    }
+    return rc;
+}
+
 /*
  * Waits for workflow `first` (as read, stolen) to end or `timeout_s` (< 0: none) to run
  * out; prints its graph (or JSON) as last read. Returns the exit code of `workflow wait`.
  */
 static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool json)
 {
-    const char *given = json_string_value(json_object_get(first, "id"));
-    char *id = xstrdup(given ? given : "?"); /* first goes when it is read again */
-    char *eid = http_escape(id);
-    char *path = cli_path("/v1/workflows/", id, "");
+    const char *id = json_string_value(json_object_get(first, "id"));
+    char *eid = http_escape(id ? id : "");
+    char *path = cli_path("/v1/workflows/", id ? id : "", "");
     /* the stream's filter takes at most 1,000 nodes: a larger workflow's among all jobs' */
     bool all = json_object_size(json_object_get(first, "nodes")) > WAIT_MAX_NODES;
     char *query = all ? xstrdup("type=job") : xasprintf("workflow=%s", eid);
     struct wf_wait w = {.nodes = json_object(), .ended = json_object(), .quiet = json};
-    struct cli_wait cw = {.kind = "workflow", .id = id, .path = path, .query = query,
-                          .on_event = wf_on_event, .on_read = wf_set, .arg = &w,
-                          .running = !strcmp(wf_state(first), "running")};
-    wf_set(&w, first);
+    struct cli_wait cw = {.kind = "workflow", .path = path, .query = query,
+                          .on_event = wf_on_event, .on_read = wf_read, .print = print_graph,
+                          .arg = &w, .json = json, .last = first};
+    wf_read(&w, NULL, first); /* the nodes' names */
     int rc = cli_wait_ended(cli, &cw, timeout_s);
-    if (rc == 0 || rc == CLI_FOLLOW_TIMEOUT) {
-        if (json)
-            cli_print_json(w.wf);
-        else
-            print_graph(w.wf);
-    }
-    if (rc == CLI_FOLLOW_TIMEOUT) {
-        cli_error(CLI_ERR_TIMEOUT, NULL, "workflow '%s' is still running after %gs", id,
-                  timeout_s);
-        rc = 1;
-    } else if (rc == 0 && strcmp(wf_state(w.wf), "succeeded")) { /* its nodes' worst exit code */
-        rc = 1;
-        const char *name;
-        json_t *node;
-        json_object_foreach(json_object_get(w.wf, "nodes"), name, node)
-        {
-            json_int_t code =
-                json_integer_value(json_object_get(json_object_get(node, "result"), "exit_code"));
-            const char *state = json_string_value(json_object_get(node, "state"));
-            if (state && !strcmp(state, "failed") && code > rc && code < 256) rc = (int)code;
-        }
-    }
-    json_decref(w.wf);
+    if (rc == 0) rc = wf_exit_code(cw.last);
+    json_decref(cw.last);
     json_decref(w.nodes);
     json_decref(w.ended);
     free(query);
     free(path);
     free(eid);
-    free(id);
     return rc;
 }
 
