@@ -276,6 +276,12 @@ json_t *cli_load_json(const char *path, size_t max, struct err *e);
  */
 int cli_array_tasks(struct cli *cli, const char *id, const char *state, long from, long to,
                     long limit, bool all, bool json);
+/*
+ * `drover array wait ID` and `drover submit --wait` of an array (cli_arrays.c): follows the
+ * array until every task ended or `timeout_s` (< 0: none) ran out, its counts on stderr as
+ * they change, then prints it. 0 when every task succeeded, else 1.
+ */
+int cli_array_wait(struct cli *cli, const char *id, double timeout_s, bool json);
 
 /* ---- the event stream (cli_events.c) ---- */
 

@@ -140,8 +140,8 @@ static void ar_read(void *arg, json_t *before, json_t *now)
     buf_release(&is);
 }
 
-/* `array wait`: returns its exit code (0: every task succeeded). */
-static int wait_array(struct cli *cli, const char *given, double timeout_s, bool json)
+/* `array wait` and `submit --wait` of an array: its exit code (0: every task succeeded). */
+int cli_array_wait(struct cli *cli, const char *given, double timeout_s, bool json)
 {
     json_t *first = NULL;
     char *path = cli_path("/v1/arrays/", given, "");
@@ -222,7 +222,7 @@ int cmd_array(int argc, char **argv)
         return rc;
     if (wait) {
         struct cli cli;
-        rc = cli_connect(&cli, &a.conn) ? 1 : wait_array(&cli, id, timeout, a.json);
+        rc = cli_connect(&cli, &a.conn) ? 1 : cli_array_wait(&cli, id, timeout, a.json);
         cli_release(&cli);
         return rc;
     }

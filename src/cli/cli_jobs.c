@@ -21,6 +21,7 @@
 #include "common/timeutil.h"
 #include "common/uuid.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/service.h"
 #include "job/spec.h"
 
@@ -415,6 +416,12 @@ static const char submit_usage[] =
     "  -e, --env K=V      an environment variable for the program (repeatable)\n"
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
     "                     '-': this command's standard input)\n"
+    "      --array N      a job array of N tasks, 0..N-1 (1..1000000; docs/api.md\n"
+    "                     \"Arrays\"): each runs with DROVER_ARRAY_INDEX, and {{index}}\n"
+    "                     in an argument becomes its index\n"
+    "      --array-items FILE\n"
+    "                     a job array of one task per line of FILE ('-': standard\n"
+    "                     input), which it gets as DROVER_ARRAY_ITEM and {{item}}\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
     "                     (whatever this spec says; a note on stderr tells it)\n"
     "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
@@ -460,6 +467,7 @@ enum {
     OPT_PIDS,
     OPT_SERVICE_VERSION,
     OPT_ARRAY,
+    OPT_ARRAY_ITEMS,
     OPT_FROM,
     OPT_TO,
 };
@@ -590,6 +598,58 @@ static json_t *stdin_pipe(const char *file)
                   name);
     buf_release(&b);
     return v ? json_pack("{s:s, s:o}", "type", "pipe", "value", v) : NULL;
+}
+
+/*
+ * --array-items FILE: its lines as the items (a final newline, and a '\r' before each
+ * newline, are not part of them). NULL after saying what is wrong: no line, an empty
+ * line, a line that is too long or not UTF-8 text, too many lines.
+ */
+static json_t *array_items(const char *file)
+{
+    struct buf b = BUF_INIT;
+    struct err e = ERR_INIT;
+    const char *name = strcmp(file, "-") ? file : "standard input";
+    json_t *items = NULL;
+    if (cli_read_file(file, SPEC_FILE_MAX, &b, &e) < 0) {
+        cli_error_e(&e);
+        goto out;
+    }
+    items = json_array();
+    const char *p = b.data ? b.data : "", *end = p + b.len;
+    for (size_t line = 1; p < end; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (n && p[n - 1] == '\r') n--;
+        json_t *item = n && n <= ARRAY_MAX_ITEM ? json_stringn(p, n) : NULL;
+        if (!item || json_array_size(items) == ARRAY_MAX_TASKS) {
+            char why[96];
+            if (!n || n > ARRAY_MAX_ITEM || !item)
+                snprintf(why, sizeof(why), "%s", !n ? "is empty: each line is one task's item"
+                         : n > ARRAY_MAX_ITEM ? "is longer than an item may be"
+                         : "is not UTF-8 text (or holds a NUL byte)");
+            else
+                snprintf(why, sizeof(why), "is one too many: an array has %d tasks at most",
+                         ARRAY_MAX_TASKS);
+            cli_error(CLI_ERR_INVALID, "array.items", "--array-items: line %zu of '%s' %s", line,
+                      name, why);
+            json_decref(item);
+            json_decref(items);
+            items = NULL;
+            goto out;
+        }
+        json_array_append_new(items, item);
+        p = nl ? nl + 1 : end;
+    }
+    if (!json_array_size(items)) {
+        cli_error(CLI_ERR_INVALID, "array.items",
+                  "--array-items: '%s' holds no line: an array needs one item at least", name);
+        json_decref(items);
+        items = NULL;
+    }
+out:
+    buf_release(&b);
+    return items;
 }
 
 /* Reads and parses the spec file; prints why not and returns NULL on failure. */
@@ -889,37 +949,14 @@ static int submitted_array(struct cli *cli, json_t *arr, bool wait, bool json)
         cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer has no array id");
         return 1;
     }
-    if (!wait) {
+    if (!wait || !json) {
         if (json)
             cli_print_json(arr);
         else
             printf("%s\n", id);
-        return 0;
+        fflush(stdout);
     }
-    if (!json) printf("%s\n", id);
-    fflush(stdout);
-    char *path = cli_path("/v1/arrays/", id, "");
-    json_t *s = NULL;
-    int rc;
-    for (;;) {
-        json_decref(s);
-        s = NULL;
-        if ((rc = cli_call(cli, "GET", path, NULL, &s, "cannot read array '%s'", id))) break;
-        const char *state = json_string_value(json_object_get(s, "state"));
-        if (state && strcmp(state, "running")) {
-            if (json)
-                cli_print_json(s);
-            else
-                printf("%s %s\n", id, state);
-            rc = strcmp(state, "succeeded") ? 1 : 0;
-            break;
-        }
-        struct timespec ts = {1, 0}; /* an array's end is read once a second */
-        nanosleep(&ts, NULL);
-    }
-    json_decref(s);
-    free(path);
-    return rc;
+    return wait ? cli_array_wait(cli, id, -1, json) : 0;
 }
 
 int cmd_submit(int argc, char **argv)
@@ -947,6 +984,8 @@ int cmd_submit(int argc, char **argv)
         {"service", required_argument, NULL, 's'},
         {"param", required_argument, NULL, 'P'},
         {"service-version", required_argument, NULL, OPT_SERVICE_VERSION},
+        {"array", required_argument, NULL, OPT_ARRAY},
+        {"array-items", required_argument, NULL, OPT_ARRAY_ITEMS},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -962,7 +1001,8 @@ int cmd_submit(int argc, char **argv)
         .params = json_object(),
     };
     json_t *fields = ov.fields;
-    const char *file = NULL, *stdin_file = NULL;
+    const char *file = NULL, *stdin_file = NULL, *items_file = NULL;
+    long count = 0;
     bool wait = false;
     int opt, rc = 2;
     json_t *spec = NULL, *answer = NULL;
@@ -1094,6 +1134,23 @@ int cmd_submit(int argc, char **argv)
         case OPT_STDIN:
             stdin_file = optarg;
             break;
+        case OPT_ARRAY:
+        case OPT_ARRAY_ITEMS:
+            if (count || items_file) {
+                rc = cli_usage_error(submit_usage, "give --array or --array-items once, not "
+                                                   "'--%s %s' as well",
+                                     opt == OPT_ARRAY ? "array" : "array-items", optarg);
+                goto out;
+            }
+            if (opt == OPT_ARRAY_ITEMS) {
+                items_file = optarg;
+            } else if (!cli_parse_long(optarg, 1, ARRAY_MAX_TASKS, &count)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--array (how many tasks) must be a whole number from 1 to "
+                                     "%d, not '%s'", ARRAY_MAX_TASKS, optarg);
+                goto out;
+            }
+            break;
         case 's':
             good = put(fields, "service", json_string(optarg));
             break;
@@ -1166,13 +1223,23 @@ int cmd_submit(int argc, char **argv)
         rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
         goto out;
     }
-    if (file && stdin_file && !strcmp(file, "-") && !strcmp(stdin_file, "-")) {
-        rc = cli_usage_error(submit_usage, "-f - and --stdin - cannot both read standard input");
+    int readers = (file && !strcmp(file, "-")) + (stdin_file && !strcmp(stdin_file, "-")) +
+                  (items_file && !strcmp(items_file, "-"));
+    if (readers > 1) {
+        rc = cli_usage_error(submit_usage, "only one of -f -, --stdin - and --array-items - can "
+                                           "read standard input");
         goto out;
     }
 
     rc = 1;
     if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
+    if (count) {
+        put(fields, "array", json_pack("{s:I}", "count", (json_int_t)count));
+    } else if (items_file) {
+        json_t *items = array_items(items_file);
+        if (!items) goto out;
+        put(fields, "array", json_pack("{s:o}", "items", items));
+    }
     if (file) {
         if (!(spec = load_spec(file))) goto out;
         if (json_object_get(spec, "nodes") && !json_object_get(spec, "command")) {

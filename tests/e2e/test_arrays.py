@@ -314,8 +314,9 @@ def test_cli_submit_status_tasks_cancel_retry(server, make_agent, tmp_path):
     make_agent(server, "arr-cli")
     r = server.run_cli("submit", "--wait", "-f", str(spec))
     assert r.returncode == 1, r.stderr  # index 4 fails: the array failed
-    aid2, end = r.stdout.split("\n")[:2]
-    assert end == f"{aid2} failed"
+    aid2, end = r.stdout.split("\n")[:2]  # its id, then (followed, not polled) its end
+    assert end == f"array {aid2} cli: failed", r.stdout
+    assert r.stderr.splitlines()[-1] == f"array {aid2} tasks: 5/6 succeeded, 1 failed", r.stderr
     wait_array(server.api(), aid)
     rows = table(ok(server.run_cli("jobs", "--array", aid)))
     assert rows[0] == ["INDEX", "STATE", "JOB", "ATTEMPT", "AGENT", "EXIT"]
@@ -456,3 +457,63 @@ def test_cli_array_wait(server, make_agent):
     r = server.run_cli("array", "wait", small["id"])
     assert (r.returncode, r.stderr) == (1, ""), r
     assert r.stdout.startswith(f"array {small['id']}: failed\n"), r.stdout
+
+
+def test_cli_submit_array_options(server, make_agent, tmp_path):
+    """drover submit --array N and --array-items FILE make the spec's "array"."""
+    import json
+    from conftest import refused, submitted, usage_error
+    api = server.api()
+    make_agent(server, "ao1", "--queues", "ao", "--slots", "2")
+    # --array N: tasks 0..N-1, {{index}} in an argument, --wait follows it to its end
+    r = server.run_cli("submit", "--wait", "-q", "ao", "--array", "3", "--",
+                       "sh", "-c", 'echo "task {{index}} $DROVER_ARRAY_INDEX"')
+    assert r.returncode == 0, r.stderr
+    aid = r.stdout.split("\n")[0]
+    assert f"array {aid}: succeeded\ntasks: 3/3 succeeded" in r.stdout, r.stdout
+    tasks = json.loads(submitted(server.run_cli("jobs", "--array", aid, "--json")))
+    for t in tasks:
+        log = api.get(f"/v1/jobs/{t['job']}/log", params={"stream": "stdout"}).text
+        assert log == f"task {t['index']} {t['index']}\n", (t, log)
+    # --array-items FILE: a task per line (a CRLF line too), the item in {{item}} and the env
+    items = tmp_path / "samples.txt"
+    items.write_bytes("alpha\nbeta gamma\r\nδ\n".encode())
+    r = server.run_cli("submit", "--wait", "--json", "-q", "ao", "--array-items", str(items),
+                       "--", "sh", "-c", 'echo "{{item}}|$DROVER_ARRAY_ITEM"')
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["state"] == "succeeded" and got["kind"] == "items", got
+    assert got["counts"]["total"] == 3, got
+    tasks = json.loads(submitted(server.run_cli("jobs", "--array", got["id"], "--json")))
+    logs = [api.get(f"/v1/jobs/{t['job']}/log", params={"stream": "stdout"}).text
+            for t in sorted(tasks, key=lambda t: t["index"])]
+    assert logs == ["alpha|alpha\n", "beta gamma|beta gamma\n", "δ|δ\n"], logs
+    # from standard input, with a spec file whose own "array" it replaces
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"array": {"count": 50}, "queue": "ao",
+                                "command": {"argv": ["true", "{{item}}"]}}))
+    r = server.run_cli("submit", "--json", "-f", str(spec), "--array-items", "-",
+                       input="one\ntwo\n")
+    got = json.loads(submitted(r))
+    assert got["kind"] == "items" and got["count"] == 2, got
+    # bad input: nothing is submitted
+    def array_ids():
+        return [a["id"] for a in api.get("/v1/arrays").json()["arrays"]]
+    before = array_ids()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    holes = tmp_path / "holes.txt"
+    holes.write_text("a\n\nb\n")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"ok\ncaf\xe9\n")
+    for path, why in ((empty, "holds no line"), (holes, "line 2 of"),
+                      (latin, "line 2 of"), (tmp_path / "missing.txt", "missing.txt")):
+        err = refused(server.run_cli("submit", "--array-items", str(path), "--", "true"))
+        assert why in err, (path, err)
+    assert "is empty" in refused(server.run_cli("submit", "--array-items", str(holes),
+                                                "--", "true"))
+    for args in (["--array", "0"], ["--array", "1000001"], ["--array", "ten"],
+                 ["--array", "2", "--array", "3"], ["--array", "2", "--array-items", str(items)],
+                 ["-f", "-", "--array-items", "-"], ["--stdin", "-", "--array-items", "-"]):
+        usage_error(server.run_cli("submit", *args, "--", "true"), ["submit"] + args)
+    assert array_ids() == before
