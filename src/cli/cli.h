@@ -157,6 +157,8 @@ int cli_args_one(struct cli_args *a, const char *missing, const char *empty, con
 /* cli_args_one's messages for the commands that take a job ID. */
 #define CLI_JOB_ID_MISSING "which job? give its ID"
 #define CLI_JOB_ID_EMPTY "the job ID is empty"
+/* The usage error of a wait's --timeout that is not a number of seconds (%s: the value). */
+#define CLI_WAIT_TIMEOUT_BAD "--timeout must be a number of seconds, not '%s'"
 
 /*
  * The whole parsing for a command whose only option of its own is --json: the

@@ -204,8 +204,7 @@ int cmd_array(int argc, char **argv)
         if (opt == 't') {
             if (!wait) return cli_usage_error(array_usage, "--timeout is for wait");
             if (!cli_parse_seconds(optarg, &timeout))
-                return cli_usage_error(array_usage,
-                                       "--timeout must be a number of seconds, not '%s'", optarg);
+                return cli_usage_error(array_usage, CLI_WAIT_TIMEOUT_BAD, optarg);
             continue;
         }
         long *v = opt == OPT_FROM ? &from : opt == OPT_TO ? &to : NULL;

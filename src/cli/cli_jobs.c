@@ -1682,8 +1682,7 @@ int cmd_wait(int argc, char **argv)
     while (cli_getopt(&a, ":t:h", longopts) != -1) {
         /* 't', the only option of its own */
         if (!cli_parse_seconds(optarg, &timeout))
-            return cli_usage_error(wait_usage, "--timeout must be a number of seconds, not '%s'",
-                                   optarg);
+            return cli_usage_error(wait_usage, CLI_WAIT_TIMEOUT_BAD, optarg);
     }
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
     if (optind >= a.argc) return cli_usage_error(wait_usage, CLI_JOB_ID_MISSING);

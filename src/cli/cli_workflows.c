@@ -398,8 +398,7 @@ static int parse_submit_wait(struct cli_args *a, const char **file, const char *
             *wait = true;
         } else if (opt == 't') {
             if (!cli_parse_seconds(optarg, timeout))
-                return cli_usage_error(workflow_usage,
-                                       "--timeout must be a number of seconds, not '%s'", optarg);
+                return cli_usage_error(workflow_usage, CLI_WAIT_TIMEOUT_BAD, optarg);
             timeout_given = true;
         } else if (f) {
             return cli_usage_error(workflow_usage, "give one workflow file");
