@@ -436,9 +436,12 @@ static const char submit_usage[] =
     "                     s3://uploads/<a new UUID>)\n"
     "      --json         print the server's JSON answer; errors as JSON on stderr\n"
     "\n"
-    "Local files: after --, an argument @./path, @../path or @/path names a local\n"
-    "file; it is uploaded before the job is submitted and the job gets it as an\n"
-    "input argument (its agent downloads it and passes the local copy's path).\n"
+    "Files: after --, an argument @./path, @../path or @/path names a local file;\n"
+    "it is uploaded before the job is submitted and the job gets it as an input\n"
+    "argument (its agent downloads it and passes the local copy's path).\n"
+    "@s3://BUCKET/KEY is an object the job gets the same way, and\n"
+    "@out:s3://BUCKET/KEY an output: the program gets a local path, and the file\n"
+    "it writes there is uploaded to the object after a successful run.\n"
     "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
     "of a uri command.stdin is such a file (relative to the current folder); a\n"
@@ -447,7 +450,8 @@ static const char submit_usage[] =
     "\n"
     "examples:\n"
     "  drover submit -- echo hello                  # prints the new job's id\n"
-    "  drover submit --wait -q bio -- nhmmer --cpu 2 @./query.fa s3://db/rfam.fa\n"
+    "  drover submit --wait -q bio -- nhmmer --cpu 2 --tblout @out:s3://hits/q.tbl \\\n"
+    "                   @./query.fa @s3://db/rfam.fa\n"
     "  drover submit -f spec.json --priority 5 --label project=x\n"
     "  drover submit --service nhmmer --param query=@./q.fa --param hits=s3://out/h.tbl\n"
     "  drover submit --json -f - < specs.json       # an array: one transaction\n"
@@ -834,25 +838,51 @@ static bool names_local_file(const char *arg)
     return !strncmp(arg, "@./", 3) || !strncmp(arg, "@../", 4) || !strncmp(arg, "@/", 2);
 }
 
+/* What an argument after -- is (program_spec). */
+enum arg_kind {
+    ARG_PLAIN,      /* passed as it is (@@x as @x) */
+    ARG_LOCAL,      /* @./x, @../x, @/x: a local file, uploaded, an input */
+    ARG_OBJECT_IN,  /* @s3://B/K: an object, an input (its agent downloads it) */
+    ARG_OBJECT_OUT, /* @out:s3://B/K: an output (its agent uploads it after the run) */
+};
+
+static enum arg_kind arg_kind(const char *arg)
+{
+    if (names_local_file(arg)) return ARG_LOCAL;
+    if (!strncmp(arg, "@s3://", 6)) return ARG_OBJECT_IN;
+    if (!strncmp(arg, "@out:", 5)) return ARG_OBJECT_OUT;
+    return ARG_PLAIN;
+}
+
 /*
- * The spec for `-- PROGRAM ARGS`: command.argv when no argument names a local
- * file, else command.arguments with those as input arguments. NULL after
- * printing why not.
+ * The spec for `-- PROGRAM ARGS`: command.argv when every argument is plain, else
+ * command.arguments, typed: local files and @s3:// objects as inputs, @out:s3:// as
+ * outputs, the others as parameters. NULL after printing why not.
  */
 static json_t *program_spec(struct uploads *up, char **argv, int first, int argc)
 {
-    bool files = false;
+    bool typed = false;
     for (int i = first + 1; i < argc; i++)
-        files = files || names_local_file(argv[i]);
+        typed = typed || arg_kind(argv[i]) != ARG_PLAIN;
     json_t *args = json_array();
     for (int i = first + 1; i < argc; i++) {
         const char *arg = argv[i][0] == '@' && argv[i][1] == '@' ? argv[i] + 1 : argv[i];
         json_t *item;
-        if (names_local_file(argv[i])) {
+        enum arg_kind kind = arg_kind(argv[i]);
+        if (kind == ARG_LOCAL) {
             const char *uri = upload_uri(up, argv[i] + 1, false);
             if (!uri) goto fail;
             item = json_pack("{s:s, s:s}", "type", "input", "value", uri);
-        } else if (files) {
+        } else if (kind == ARG_OBJECT_OUT && strncmp(argv[i] + 5, "s3://", 5)) {
+            cli_error(CLI_ERR_INVALID, NULL,
+                      "argument '%s': an output is @out:s3://BUCKET/KEY (its agent uploads the "
+                      "file the program writes there); @@out:... passes @out:... as it is",
+                      argv[i]);
+            goto fail;
+        } else if (kind != ARG_PLAIN) {
+            item = json_pack("{s:s, s:s}", "type", kind == ARG_OBJECT_IN ? "input" : "output",
+                             "value", argv[i] + (kind == ARG_OBJECT_IN ? 1 : 5));
+        } else if (typed) {
             item = json_pack("{s:s, s:s}", "type", "parameter", "value", arg); /* NULL: not UTF-8 */
         } else {
             item = json_string(arg);
@@ -864,7 +894,7 @@ static json_t *program_spec(struct uploads *up, char **argv, int first, int argc
         json_array_append_new(args, item);
     }
     json_t *spec = json_pack("{s:{s:s, s:o}}", "command", "program", argv[first],
-                             files ? "arguments" : "argv", args);
+                             typed ? "arguments" : "argv", args);
     if (!spec)
         cli_error(CLI_ERR_INVALID, NULL, "the program's name '%s' is not UTF-8 text", argv[first]);
     return spec;

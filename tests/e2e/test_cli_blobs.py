@@ -532,6 +532,45 @@ def test_submit_with_local_files(server, work):
     assert [(a["type"], a["value"]) for a in args] == [("parameter", "@x")]
 
 
+def test_submit_with_objects_as_inputs_and_outputs(server, work, make_agent):
+    """After --, @s3://B/K is an input (downloaded, its local path passed) and
+    @out:s3://B/K an output (uploaded after the run), as typed arguments; with an array,
+    {{item}} names each task's objects."""
+    make_agent(server, "w1")
+    (work / "in.txt").write_bytes(b"hello\n")
+    ok(text(run(server, "put", "in.txt", "s3://db/in.txt", cwd=work)))
+    r = text(run(server, "submit", "--wait", "--", "sh", "-c", 'tr a-z A-Z < "$1" > "$2"', "sh",
+                 "@s3://db/in.txt", "@out:s3://res/up.txt"))
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.splitlines()[0]
+    args = job_of(server, job_id)["spec"]["command"]["arguments"]
+    assert [(a["type"], a["value"]) for a in args[3:]] == [
+        ("input", "s3://db/in.txt"), ("output", "s3://res/up.txt")], args
+    assert blob(server, "s3://res/up.txt").content == b"HELLO\n"
+    # an array: one task per line, each reading and writing objects named by its item
+    for name in ("a", "b"):
+        (work / f"{name}.txt").write_text(f"{name * 3}\n")
+        ok(text(run(server, "put", f"{name}.txt", f"s3://db/{name}.txt", cwd=work)))
+    r = text(run(server, "submit", "--wait", "--array-items", "-", "--", "cp",
+                 "@s3://db/{{item}}.txt", "@out:s3://res/copy-{{item}}.txt", input=b"a\nb\n"))
+    assert r.returncode == 0, r.stderr
+    assert blob(server, "s3://res/copy-a.txt").content == b"aaa\n"
+    assert blob(server, "s3://res/copy-b.txt").content == b"bbb\n"
+    # bad input: refused, nothing submitted
+    before = len(server.api().get("/v1/jobs").json()["jobs"])
+    err = refused(text(run(server, "submit", "--", "cat", "@out:./x.txt")))
+    assert "'@out:./x.txt': an output is @out:s3://BUCKET/KEY" in err, err
+    err = refused(text(run(server, "submit", "--", "cat", "@s3://Bad_Bucket/x")))
+    assert "command.arguments[0].value" in err, err
+    assert len(server.api().get("/v1/jobs").json()["jobs"]) == before
+    # @@ still passes them as text
+    job_id = submitted(text(run(server, "submit", "--", "echo", "@@s3://db/in.txt",
+                                "@@out:x"))).strip()
+    assert job_of(server, job_id)["spec"]["command"]["arguments"] == [
+        {"type": "parameter", "name": None, "value": "@s3://db/in.txt"},
+        {"type": "parameter", "name": None, "value": "@out:x"}]
+
+
 def test_submit_spec_file_with_local_files(server, work):
     (work / "a.txt").write_bytes(b"A" * 100)
     (work / "sub").mkdir()
