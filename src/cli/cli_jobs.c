@@ -422,6 +422,9 @@ static const char submit_usage[] =
     "      --array-items FILE\n"
     "                     a job array of one task per line of FILE ('-': standard\n"
     "                     input), which it gets as DROVER_ARRAY_ITEM and {{item}}\n"
+    "      --array-objects s3://BUCKET/PREFIX\n"
+    "                     a job array of one task per object under the prefix, its\n"
+    "                     URI the task's item (@{{item}}: the object as an input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
     "                     (whatever this spec says; a note on stderr tells it)\n"
     "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
@@ -441,7 +444,8 @@ static const char submit_usage[] =
     "argument (its agent downloads it and passes the local copy's path).\n"
     "@s3://BUCKET/KEY is an object the job gets the same way, and\n"
     "@out:s3://BUCKET/KEY an output: the program gets a local path, and the file\n"
-    "it writes there is uploaded to the object after a successful run.\n"
+    "it writes there is uploaded to the object after a successful run. In a job\n"
+    "array, @{{item}} is the task's item as an object's URI, an input too.\n"
     "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
     "of a uri command.stdin is such a file (relative to the current folder); a\n"
@@ -472,6 +476,7 @@ enum {
     OPT_SERVICE_VERSION,
     OPT_ARRAY,
     OPT_ARRAY_ITEMS,
+    OPT_ARRAY_OBJECTS,
     OPT_FROM,
     OPT_TO,
 };
@@ -842,14 +847,14 @@ static bool names_local_file(const char *arg)
 enum arg_kind {
     ARG_PLAIN,      /* passed as it is (@@x as @x) */
     ARG_LOCAL,      /* @./x, @../x, @/x: a local file, uploaded, an input */
-    ARG_OBJECT_IN,  /* @s3://B/K: an object, an input (its agent downloads it) */
+    ARG_OBJECT_IN,  /* @s3://B/K or @{{item}} (an array's): an object, an input */
     ARG_OBJECT_OUT, /* @out:s3://B/K: an output (its agent uploads it after the run) */
 };
 
 static enum arg_kind arg_kind(const char *arg)
 {
     if (names_local_file(arg)) return ARG_LOCAL;
-    if (!strncmp(arg, "@s3://", 6)) return ARG_OBJECT_IN;
+    if (!strncmp(arg, "@s3://", 6) || !strncmp(arg, "@{{item}}", 9)) return ARG_OBJECT_IN;
     if (!strncmp(arg, "@out:", 5)) return ARG_OBJECT_OUT;
     return ARG_PLAIN;
 }
@@ -1016,6 +1021,7 @@ int cmd_submit(int argc, char **argv)
         {"service-version", required_argument, NULL, OPT_SERVICE_VERSION},
         {"array", required_argument, NULL, OPT_ARRAY},
         {"array-items", required_argument, NULL, OPT_ARRAY_ITEMS},
+        {"array-objects", required_argument, NULL, OPT_ARRAY_OBJECTS},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -1031,7 +1037,7 @@ int cmd_submit(int argc, char **argv)
         .params = json_object(),
     };
     json_t *fields = ov.fields;
-    const char *file = NULL, *stdin_file = NULL, *items_file = NULL;
+    const char *file = NULL, *stdin_file = NULL, *items_file = NULL, *objects = NULL;
     long count = 0;
     bool wait = false;
     int opt, rc = 2;
@@ -1166,14 +1172,29 @@ int cmd_submit(int argc, char **argv)
             break;
         case OPT_ARRAY:
         case OPT_ARRAY_ITEMS:
-            if (count || items_file) {
-                rc = cli_usage_error(submit_usage, "give --array or --array-items once, not "
-                                                   "'--%s %s' as well",
-                                     opt == OPT_ARRAY ? "array" : "array-items", optarg);
+        case OPT_ARRAY_OBJECTS:
+            if (count || items_file || objects) {
+                rc = cli_usage_error(submit_usage,
+                                     "give one of --array, --array-items and --array-objects, "
+                                     "once, not '--%s %s' as well",
+                                     opt == OPT_ARRAY         ? "array"
+                                     : opt == OPT_ARRAY_ITEMS ? "array-items"
+                                                              : "array-objects",
+                                     optarg);
                 goto out;
             }
             if (opt == OPT_ARRAY_ITEMS) {
                 items_file = optarg;
+            } else if (opt == OPT_ARRAY_OBJECTS) {
+                struct cli_s3_uri u;
+                struct err e = ERR_INIT;
+                if (cli_s3_parse(optarg, true, &u, &e) < 0) {
+                    rc = cli_usage_error(submit_usage, "--array-objects: %s", e.msg);
+                    goto out;
+                }
+                cli_s3_release(&u);
+                objects = optarg;
+                good = put(fields, "array", json_pack("{s:s}", "objects", optarg));
             } else if (!cli_parse_long(optarg, 1, ARRAY_MAX_TASKS, &count)) {
                 rc = cli_usage_error(submit_usage,
                                      "--array (how many tasks) must be a whole number from 1 to "

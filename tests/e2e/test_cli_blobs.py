@@ -556,6 +556,20 @@ def test_submit_with_objects_as_inputs_and_outputs(server, work, make_agent):
     assert r.returncode == 0, r.stderr
     assert blob(server, "s3://res/copy-a.txt").content == b"aaa\n"
     assert blob(server, "s3://res/copy-b.txt").content == b"bbb\n"
+    # --array-objects: one task per object under the prefix, @{{item}} the object as input
+    r = text(run(server, "submit", "--wait", "--json", "--array-objects", "s3://db/",
+                 "--", "wc", "-c", "@{{item}}"))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["kind"], got["source"], got["count"]) == ("objects", "s3://db/", 3), got
+    tasks = server.api().get(f"/v1/arrays/{got['id']}/tasks").json()["tasks"]
+    outs = sorted(job_of(server, t["job"])["result"]["stdout"].split()[0] for t in tasks)
+    assert outs == ["4", "4", "6"], outs  # aaa, bbb, hello
+    err = refused(text(run(server, "submit", "--array-objects", "s3://db/none/", "--", "true")))
+    assert "array.objects" in err and "no object under 's3://db/none/'" in err, err
+    for args in (["--array-objects", "ftp://db/"], ["--array-objects", "s3://db/",
+                                                    "--array", "2"]):
+        usage_error(text(run(server, "submit", *args, "--", "true")), ["submit"] + args)
     # bad input: refused, nothing submitted
     before = len(server.api().get("/v1/jobs").json()["jobs"])
     err = refused(text(run(server, "submit", "--", "cat", "@out:./x.txt")))
