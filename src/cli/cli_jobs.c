@@ -634,9 +634,10 @@ static json_t *array_items(const char *file)
         if (!item || json_array_size(items) == ARRAY_MAX_TASKS) {
             char why[96];
             if (!n || n > ARRAY_MAX_ITEM || !item)
-                snprintf(why, sizeof(why), "%s", !n ? "is empty: each line is one task's item"
+                snprintf(why, sizeof(why), "%s",
+                         !n                   ? "is empty: each line is one task's item"
                          : n > ARRAY_MAX_ITEM ? "is longer than an item may be"
-                         : "is not UTF-8 text (or holds a NUL byte)");
+                                              : "is not UTF-8 text (or holds a NUL byte)");
             else
                 snprintf(why, sizeof(why), "is one too many: an array has %d tasks at most",
                          ARRAY_MAX_TASKS);
@@ -984,7 +985,7 @@ static int submitted_array(struct cli *cli, json_t *arr, bool wait, bool json)
         cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer has no array id");
         return 1;
     }
-    if (!wait || !json) {
+    if (!wait || !json) { /* with --wait --json, only the array at its end */
         if (json)
             cli_print_json(arr);
         else
@@ -1037,8 +1038,8 @@ int cmd_submit(int argc, char **argv)
         .params = json_object(),
     };
     json_t *fields = ov.fields;
-    const char *file = NULL, *stdin_file = NULL, *items_file = NULL, *objects = NULL;
-    long count = 0;
+    const char *file = NULL, *stdin_file = NULL, *items_file = NULL;
+    const char *array_opt = NULL; /* the option that made "array" */
     bool wait = false;
     int opt, rc = 2;
     json_t *spec = NULL, *answer = NULL;
@@ -1172,19 +1173,21 @@ int cmd_submit(int argc, char **argv)
             break;
         case OPT_ARRAY:
         case OPT_ARRAY_ITEMS:
-        case OPT_ARRAY_OBJECTS:
-            if (count || items_file || objects) {
+        case OPT_ARRAY_OBJECTS: {
+            const char *name = opt == OPT_ARRAY         ? "array"
+                               : opt == OPT_ARRAY_ITEMS ? "array-items"
+                                                        : "array-objects";
+            long count;
+            if (array_opt) {
                 rc = cli_usage_error(submit_usage,
                                      "give one of --array, --array-items and --array-objects, "
-                                     "once, not '--%s %s' as well",
-                                     opt == OPT_ARRAY         ? "array"
-                                     : opt == OPT_ARRAY_ITEMS ? "array-items"
-                                                              : "array-objects",
-                                     optarg);
+                                     "once: not --%s and --%s",
+                                     array_opt, name);
                 goto out;
             }
+            array_opt = name;
             if (opt == OPT_ARRAY_ITEMS) {
-                items_file = optarg;
+                items_file = optarg; /* read once the options are known (-f -, --stdin -) */
             } else if (opt == OPT_ARRAY_OBJECTS) {
                 struct cli_s3_uri u;
                 struct err e = ERR_INIT;
@@ -1193,15 +1196,18 @@ int cmd_submit(int argc, char **argv)
                     goto out;
                 }
                 cli_s3_release(&u);
-                objects = optarg;
                 good = put(fields, "array", json_pack("{s:s}", "objects", optarg));
-            } else if (!cli_parse_long(optarg, 1, ARRAY_MAX_TASKS, &count)) {
+            } else if (cli_parse_long(optarg, 1, ARRAY_MAX_TASKS, &count)) {
+                put(fields, "array", json_pack("{s:I}", "count", (json_int_t)count));
+            } else {
                 rc = cli_usage_error(submit_usage,
                                      "--array (how many tasks) must be a whole number from 1 to "
-                                     "%d, not '%s'", ARRAY_MAX_TASKS, optarg);
+                                     "%d, not '%s'",
+                                     ARRAY_MAX_TASKS, optarg);
                 goto out;
             }
             break;
+        }
         case 's':
             good = put(fields, "service", json_string(optarg));
             break;
@@ -1284,9 +1290,7 @@ int cmd_submit(int argc, char **argv)
 
     rc = 1;
     if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
-    if (count) {
-        put(fields, "array", json_pack("{s:I}", "count", (json_int_t)count));
-    } else if (items_file) {
+    if (items_file) {
         json_t *items = array_items(items_file);
         if (!items) goto out;
         put(fields, "array", json_pack("{s:o}", "items", items));
