@@ -995,6 +995,18 @@ static int submitted_array(struct cli *cli, json_t *arr, bool wait, bool json)
     return wait ? cli_array_wait(cli, id, -1, json) : 0;
 }
 
+/* The value of submit's --`opt` that must be an s3://bucket[/prefix]: CLI_CONTINUE, or 2
+   after a usage error naming the option. */
+static int s3_prefix_option(const char *opt, const char *uri)
+{
+    struct cli_s3_uri u;
+    struct err e = ERR_INIT;
+    if (cli_s3_parse(uri, true, &u, &e) < 0)
+        return cli_usage_error(submit_usage, "--%s: %s", opt, e.msg);
+    cli_s3_release(&u);
+    return CLI_CONTINUE;
+}
+
 int cmd_submit(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -1073,13 +1085,7 @@ int cmd_submit(int argc, char **argv)
             wait = true;
             break;
         case OPT_UPLOAD_TO: {
-            struct cli_s3_uri u;
-            struct err e = ERR_INIT;
-            if (cli_s3_parse(optarg, true, &u, &e) < 0) {
-                rc = cli_usage_error(submit_usage, "--upload-to: %s", e.msg);
-                goto out;
-            }
-            cli_s3_release(&u);
+            if ((rc = s3_prefix_option("upload-to", optarg)) != CLI_CONTINUE) goto out;
             free(up.base);
             up.base = xstrdup(optarg);
             size_t n = strlen(up.base);
@@ -1189,13 +1195,7 @@ int cmd_submit(int argc, char **argv)
             if (opt == OPT_ARRAY_ITEMS) {
                 items_file = optarg; /* read once the options are known (-f -, --stdin -) */
             } else if (opt == OPT_ARRAY_OBJECTS) {
-                struct cli_s3_uri u;
-                struct err e = ERR_INIT;
-                if (cli_s3_parse(optarg, true, &u, &e) < 0) {
-                    rc = cli_usage_error(submit_usage, "--array-objects: %s", e.msg);
-                    goto out;
-                }
-                cli_s3_release(&u);
+                if ((rc = s3_prefix_option("array-objects", optarg)) != CLI_CONTINUE) goto out;
                 good = put(fields, "array", json_pack("{s:s}", "objects", optarg));
             } else if (cli_parse_long(optarg, 1, ARRAY_MAX_TASKS, &count)) {
                 put(fields, "array", json_pack("{s:I}", "count", (json_int_t)count));
