@@ -536,6 +536,12 @@ bool cli_job_is_terminal(const char *state)
            (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
 }
 
+json_t *cli_job_of(json_t *answer)
+{
+    json_t *inner = json_object_get(answer, "job");
+    return json_is_object(inner) ? inner : answer;
+}
+
 void cli_put_clean(FILE *f, const char *s, size_t n)
 {
     for (size_t i = 0; s && i < n; i++) {

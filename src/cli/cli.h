@@ -238,6 +238,8 @@ char *cli_path(const char *prefix, const char *id, const char *suffix);
 
 /* True for the states a job does not leave: succeeded, failed, cancelled. */
 bool cli_job_is_terminal(const char *state);
+/* The job in a server's answer: some wrap it ({"job": {...}}), some are it (borrowed). */
+json_t *cli_job_of(json_t *answer);
 
 /*
  * Prints "drover: <what>: <e's message>" with hints for 401 and 403 and the

@@ -86,8 +86,6 @@ static void print_summary(json_t *a)
 
 /* ---- wait ---- */
 
-#define WAIT_MAX_TASKS 1000 /* the stream follows an array of fewer tasks by its id */
-
 /*
  * Waiting follows the stream of the array's tasks (array=ID; a larger array's among its
  * queue's job events, its tasks known by their ids) with cli_wait_ended: each task's end,
@@ -153,7 +151,7 @@ int cli_array_wait(struct cli *cli, const char *given, double timeout_s, bool js
         return rc;
     }
     char *id = xstrdup(jstr(first, "id") ? jstr(first, "id") : given);
-    bool all = json_integer_value(json_object_get(first, "count")) >= WAIT_MAX_TASKS;
+    bool all = json_integer_value(json_object_get(first, "count")) >= JOB_EVENTS_FILTER_MAX;
     char *escaped = http_escape(all ? (jstr(first, "queue") ? jstr(first, "queue") : "") : id);
     char *query = xasprintf(all ? "type=job&queue=%s" : "array=%s", escaped);
     struct ar_wait w = {.id = id, .all = all, .quiet = json};

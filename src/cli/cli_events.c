@@ -467,9 +467,7 @@ static int add_jobs(struct cli *cli, const struct job_ids *jobs, struct buf *que
             int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow job '%s'", id);
             free(path);
             if (rc) return rc;
-            json_t *job = json_object_get(answer, "job");
-            const char *whole =
-                json_string_value(json_object_get(json_is_object(job) ? job : answer, "id"));
+            const char *whole = json_string_value(json_object_get(cli_job_of(answer), "id"));
             if (!whole || !uuid_valid(whole)) {
                 json_decref(answer);
                 cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for job '%s' has no id", id);

@@ -29,7 +29,6 @@
 #define STATUS_STDOUT_LINES 10
 #define STATUS_TAIL_BYTES 8192 /* of stdout (and stderr) fetched for their last lines */
 #define STATUS_LINE_MAX 400    /* bytes of one line shown (a line can be megabytes) */
-#define WAIT_MAX_JOBS 1000 /* the event stream's filter takes at most this many */
 #define WAIT_RETRIES 20    /* consecutive failures tolerated once the server was seen */
 #define JOBS_PAGE_MAX 1000 /* the most jobs the server gives in one page */
 
@@ -38,13 +37,6 @@
 static const char *jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
-}
-
-/* Some answers wrap the job ({"job": {...}}); accept both shapes. */
-static json_t *job_of(json_t *answer)
-{
-    json_t *inner = json_object_get(answer, "job");
-    return json_is_object(inner) ? inner : answer;
 }
 
 /* "name", else "service", else the program (or shell command) from the spec. */
@@ -165,7 +157,7 @@ static int get_job(struct cli *cli, const char *id, json_t **job, long *status, 
     *status = 0;
     int rc = http_client_json(&cli->http, "GET", path, NULL, status, &answer, e);
     free(path);
-    *job = rc ? NULL : json_incref(job_of(answer));
+    *job = rc ? NULL : json_incref(cli_job_of(answer));
     json_decref(answer);
     return rc;
 }
@@ -1147,12 +1139,13 @@ int cmd_submit(int argc, char **argv)
                                      retries ? "retries" : "attempts", optarg);
                 goto out;
             }
-            if (!cli_parse_long(optarg, retries ? 0 : 1, retries ? 99 : 100, &n)) {
-                rc = cli_usage_error(submit_usage, retries
-                                     ? "--retries (after the first attempt) must be a whole number "
-                                       "from 0 to 99, not '%s'"
-                                     : "--attempts (in all) must be a whole number from 1 to 100, "
-                                       "not '%s'", optarg);
+            long min = retries ? 0 : 1, max = SPEC_ATTEMPTS_MAX - (retries ? 1 : 0);
+            if (!cli_parse_long(optarg, min, max, &n)) {
+                rc = cli_usage_error(submit_usage,
+                                     "--%s must be a whole number from %ld to %ld, not '%s'",
+                                     retries ? "retries (after the first attempt)"
+                                             : "attempts (in all)",
+                                     min, max, optarg);
                 goto out;
             }
             ov.max_attempts = retries ? n + 1 : n;
@@ -1337,7 +1330,7 @@ int cmd_submit(int argc, char **argv)
     }
     /* One job, {"jobs": [...]} for an array, or the answer to a `test` probe. */
     json_t *jobs = json_object_get(answer, "jobs");
-    json_t *single = json_is_array(jobs) ? NULL : job_of(answer);
+    json_t *single = json_is_array(jobs) ? NULL : cli_job_of(answer);
     if (json_is_array(jobs)) {
         size_t i;
         json_t *j;
@@ -1687,7 +1680,7 @@ int cmd_status(int argc, char **argv)
     } else if (rc == 0) {
         /* not the result's first MiB: the output's last lines, which say how it ended */
         struct buf tail = BUF_INIT, errtail = BUF_INIT;
-        json_t *j = job_of(job);
+        json_t *j = cli_job_of(job);
         const char *jid = jstr(j, "id");
         bool ran = json_integer_value(json_object_get(j, "attempt")) > 0 && jid;
         bool got = ran && fetch_tail(&a.conn, jid, "stdout", &tail) == 0;
@@ -1743,8 +1736,8 @@ int cmd_wait(int argc, char **argv)
     if (optind >= a.argc) return cli_usage_error(wait_usage, CLI_JOB_ID_MISSING);
     for (int i = optind; i < a.argc; i++)
         if (!*a.argv[i]) return cli_usage_error(wait_usage, CLI_JOB_ID_EMPTY);
-    if (a.argc - optind > WAIT_MAX_JOBS)
-        return cli_usage_error(wait_usage, "at most %d jobs at once", WAIT_MAX_JOBS);
+    if (a.argc - optind > JOB_EVENTS_FILTER_MAX)
+        return cli_usage_error(wait_usage, "at most %d jobs at once", JOB_EVENTS_FILTER_MAX);
     if (cli_connect(&cli, &a.conn)) {
         cli_release(&cli);
         return 1;
@@ -1911,11 +1904,11 @@ static int by_ids(struct cli_args *a, bool retry)
         int one = job_request(&a->conn, "POST", id, retry ? "/retry" : "/cancel",
                               retry ? "retry" : "cancel", &answer, what);
         /* the whole id, not the prefix that was typed */
-        const char *full = jstr(job_of(answer), "id") ? jstr(job_of(answer), "id") : id;
+        const char *full = jstr(cli_job_of(answer), "id") ? jstr(cli_job_of(answer), "id") : id;
         if (one == 0 && a->json) {
             cli_print_json(answer);
         } else if (one == 0 && retry) {
-            const char *state = jstr(job_of(answer), "state");
+            const char *state = jstr(cli_job_of(answer), "state");
             printf("retrying %s: %s\n", full, state ? state : "?");
         } else if (one == 0) {
             printf("cancelled %s\n", full);

@@ -169,13 +169,10 @@ static int job_state(struct cli *cli, const char *eid, char *state, size_t n, lo
     cli->http.timeout_ms = saved_timeout;
     free(path);
     if (rc == 0) {
-        json_t *inner = json_object_get(job, "job");
-        const char *s =
-            json_string_value(json_object_get(json_is_object(inner) ? inner : job, "state"));
+        json_t *j = cli_job_of(job);
+        const char *s = json_string_value(json_object_get(j, "state"));
         snprintf(state, n, "%s", s ? s : "");
-        if (attempt)
-            *attempt =
-                json_integer_value(json_object_get(json_is_object(inner) ? inner : job, "attempt"));
+        if (attempt) *attempt = json_integer_value(json_object_get(j, "attempt"));
     }
     json_decref(job);
     return rc;

@@ -13,10 +13,10 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/xalloc.h"
+#include "job/job.h"
 
 #define MAX_INDENT 32 /* levels drawn indented */
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
-#define WAIT_MAX_NODES 1000 /* the largest workflow the event stream follows by its id */
 
 static const char workflow_usage[] =
     "usage: drover workflow submit [--wait [--timeout S]] [--json] FILE|-f FILE\n"
@@ -350,7 +350,7 @@ static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool 
     char *eid = http_escape(id ? id : "");
     char *path = cli_path("/v1/workflows/", id ? id : "", "");
     /* the stream's filter takes at most 1,000 nodes: a larger workflow's among all jobs' */
-    bool all = json_object_size(json_object_get(first, "nodes")) > WAIT_MAX_NODES;
+    bool all = json_object_size(json_object_get(first, "nodes")) > JOB_EVENTS_FILTER_MAX;
     char *query = all ? xstrdup("type=job") : xasprintf("workflow=%s", eid);
     struct wf_wait w = {.nodes = json_object(), .ended = json_object(), .quiet = json};
     struct cli_wait cw = {.kind = "workflow", .path = path, .query = query,

@@ -35,6 +35,9 @@ bool job_state_waiting(int state);
 /* The states of a job that has not ended, as a mask of 1 << state. */
 #define JOB_UNFINISHED_MASK                                                                        \
     ((1u << JOB_BLOCKED) | (1u << JOB_QUEUED) | (1u << JOB_LEASED) | (1u << JOB_RUNNING))
+/* The most jobs one filter of GET /v1/events follows: ids of job=, nodes of a workflow=, an
+   array='s tasks with the array (docs/api.md); the CLI's waits follow more another way. */
+#define JOB_EVENTS_FILTER_MAX 1000
 
 struct job {
     char id[UUID_STR_LEN];

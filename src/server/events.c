@@ -33,7 +33,6 @@
 #include "server/server.h"
 
 #define READ_MAX 512  /* events per chunk */
-#define MAX_JOBS 1000 /* job=ID,ID,... */
 #define PRUNE_EVERY_MS 60000
 
 struct follower {
@@ -333,7 +332,7 @@ static int parse_seq(const char *s, const char *field, int64_t *out, struct err 
     return 0;
 }
 
-/* job=ID,ID,...: full job ids, at most MAX_JOBS. */
+/* job=ID,ID,...: full job ids, at most JOB_EVENTS_FILTER_MAX. */
 static int parse_jobs(const char *s, struct follower *fw, struct err *e)
 {
     const char *p = s;
@@ -346,9 +345,10 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
             return err_field(e, ERR_INVALID, "job",
                              "job must be a comma-separated list of job ids (whole ids)");
         }
-        if (fw->njobs == MAX_JOBS) {
+        if (fw->njobs == JOB_EVENTS_FILTER_MAX) {
             free(id);
-            return err_field(e, ERR_INVALID, "job", "job takes at most %d ids", MAX_JOBS);
+            return err_field(e, ERR_INVALID, "job", "job takes at most %d ids",
+                             JOB_EVENTS_FILTER_MAX);
         }
         fw->jobs = xrealloc(fw->jobs, (fw->njobs + 1) * sizeof(*fw->jobs));
         fw->jobs[fw->njobs++] = id;
@@ -361,7 +361,8 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
 }
 
 /* array=ID: the array's own events and its tasks' (an array of the caller's, of at most
-   MAX_JOBS - 1 tasks: their ids are known without reading them, array_task_id()). */
+   JOB_EVENTS_FILTER_MAX - 1 tasks: their ids are known without reading them,
+   array_task_id()). */
 static int parse_array(struct http_req *r, const char *id, struct follower *fw, struct err *e)
 {
     struct server *s = r->app;
@@ -374,11 +375,11 @@ static int parse_array(struct http_req *r, const char *id, struct follower *fw, 
     int rc = 0;
     if (fw->owner && (!a.owner || strcmp(a.owner, fw->owner)))
         rc = err_field(e, ERR_INVALID, "array", "array '%s' not found", id);
-    else if (a.count >= MAX_JOBS)
+    else if (a.count >= JOB_EVENTS_FILTER_MAX)
         rc = err_field(e, ERR_INVALID, "array",
                        "array '%s' has %lld tasks: array= follows arrays of fewer than %d (follow "
                        "its queue instead, or job=ID of some tasks)",
-                       id, (long long)a.count, MAX_JOBS);
+                       id, (long long)a.count, JOB_EVENTS_FILTER_MAX);
     if (!rc) {
         fw->jobs = xrealloc(fw->jobs, (size_t)(a.count + 1) * sizeof(*fw->jobs));
         fw->jobs[fw->njobs++] = xstrdup(a.id);
@@ -393,7 +394,7 @@ static int parse_array(struct http_req *r, const char *id, struct follower *fw, 
 }
 
 /* workflow=ID: the events of its nodes' jobs (a workflow of the caller's, of at most
-   MAX_JOBS nodes). */
+   JOB_EVENTS_FILTER_MAX nodes). */
 static int parse_workflow(struct http_req *r, const char *id, struct follower *fw, struct err *e)
 {
     struct server *s = r->app;
@@ -408,11 +409,11 @@ static int parse_workflow(struct http_req *r, const char *id, struct follower *f
         return err_field(e, ERR_INVALID, "workflow", "workflow '%s' not found", id);
     }
     json_t *nodes = json_object_get(w.doc, "nodes");
-    if (json_object_size(nodes) > MAX_JOBS) {
+    if (json_object_size(nodes) > JOB_EVENTS_FILTER_MAX) {
         err_field(e, ERR_INVALID, "workflow",
                   "workflow '%s' has %zu nodes: workflow= follows workflows of at most %d "
                   "(follow type=job instead, or job=ID of some nodes)",
-                  id, json_object_size(nodes), MAX_JOBS);
+                  id, json_object_size(nodes), JOB_EVENTS_FILTER_MAX);
         workflow_rec_release(&w);
         return e->code;
     }
