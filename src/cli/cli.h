@@ -379,6 +379,17 @@ int cli_blob_upload_fd(struct cli *cli, int fd, int64_t size, const char *name, 
  */
 int cli_blob_open_local(const char *path, int64_t *size, struct err *e);
 
+/*
+ * Downloads the object `uri` (s3://bucket/key) into `file`: NULL for the key's
+ * last part in the current folder, a folder to go into it, "-" for standard
+ * output. A file is written beside the target under a temporary name and
+ * renamed over it once every byte came and the SHA-256 matched: a failure
+ * leaves the target as it was. With `info` (may be NULL), *info is
+ * {"uri", "path", "size", "sha256"} of what was written, the caller's.
+ * Returns 0, or 1 after printing why.
+ */
+int cli_blob_get(struct cli *cli, const char *uri, const char *file, json_t **info);
+
 /* Parses a decimal integer in [min, max] (the whole string); false if it is not one. */
 bool cli_parse_long(const char *s, long min, long max, long *out);
 /* Parses a finite number >= 0 of seconds; false if it is not one. */

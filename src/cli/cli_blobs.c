@@ -685,6 +685,80 @@ static int close_target(struct target *t, bool keep, struct err *e)
     return rc;
 }
 
+int cli_blob_get(struct cli *cli, const char *uri, const char *file, json_t **info)
+{
+    struct cli_s3_uri u;
+    struct err e = ERR_INIT;
+    if (info) *info = NULL;
+    if (cli_s3_parse(uri, false, &u, &e) < 0) {
+        cli_error_e(&e);
+        return 1;
+    }
+    struct target tgt = {.fd = -1};
+    struct sigaction old[ARRAY_SIZE(interrupt_signals)];
+    catch_interrupts(old);
+    if (open_target(file, u.key, &tgt, &e) < 0) {
+        cli_error_e(&e);
+        close_target(&tgt, false, NULL);
+        release_interrupts(old);
+        cli_s3_release(&u);
+        return 1;
+    }
+    char *path = blob_path(&u);
+    struct sink sink = {.fd = tgt.fd, .name = tgt.path, .md = sha256_new()};
+    struct progress prog;
+    progress_init(&prog, uri);
+    struct http_transfer t = {
+        .method = "GET",
+        .path = path,
+        .write_fn = sink_write,
+        .write_arg = &sink,
+        .progress_fn = progress_update,
+        .progress_arg = &prog,
+    };
+    int r = http_client_transfer(&cli->http, &t, &e);
+    progress_end(&prog, r == 0);
+    char local[65];
+    sha256_end(sink.md, local);
+    if (r < 0 && interrupted) {
+        /* the signal ends the process below; nothing to say */
+    } else if (r < 0) {
+        char what[1024];
+        snprintf(what, sizeof(what), "cannot get '%s'", uri);
+        cli_print_err(cli, &e, t.status, what);
+    } else if (t.sha256[0] && strcmp(t.sha256, local)) {
+        cli_error(CLI_ERR_CORRUPT, NULL,
+                  "'%s' came damaged: the server gave SHA-256 %s, the %lld bytes received "
+                  "have %s%s",
+                  uri, t.sha256, (long long)sink.bytes, local,
+                  tgt.temp ? "; nothing was written" : "");
+        r = -1;
+    } else if (t.content_length >= 0 && t.content_length != sink.bytes) {
+        cli_error(CLI_ERR_CORRUPT, NULL, "'%s' came short: %lld of %lld bytes%s", uri,
+                  (long long)sink.bytes, (long long)t.content_length,
+                  tgt.temp ? "; nothing was written" : "");
+        r = -1;
+    }
+    json_decref(t.resp);
+    char *written = xstrdup(tgt.path);
+    if (close_target(&tgt, r == 0, &e) < 0) {
+        cli_error_e(&e);
+        r = -1;
+    }
+    release_interrupts(old);
+    if (r == 0 && info) {
+        *info = json_pack("{s:s, s:s?, s:I, s:s}", "uri", uri, "path", written, "size",
+                          (json_int_t)sink.bytes, "sha256", local);
+        if (!*info) /* a path that is not UTF-8 */
+            *info = json_pack("{s:s, s:n, s:I, s:s}", "uri", uri, "path", "size",
+                              (json_int_t)sink.bytes, "sha256", local);
+    }
+    free(written);
+    free(path);
+    cli_s3_release(&u);
+    return r == 0 ? 0 : 1;
+}
+
 int cmd_get(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -705,76 +779,14 @@ int cmd_get(int argc, char **argv)
     struct cli_s3_uri u;
     struct err e = ERR_INIT;
     if (cli_s3_parse(args[0], false, &u, &e) < 0) return cli_usage_error(get_usage, "%s", e.msg);
+    cli_s3_release(&u);
 
     struct cli cli = {0};
-    struct target tgt = {.fd = -1};
-    struct sigaction old[ARRAY_SIZE(interrupt_signals)];
-    char *path = NULL;
+    json_t *info = NULL;
     rc = 1;
-    if (cli_connect(&cli, &a.conn)) goto out;
-    catch_interrupts(old);
-    if (open_target(args[1], u.key, &tgt, &e) < 0) {
-        cli_error_e(&e);
-        close_target(&tgt, false, NULL);
-        release_interrupts(old);
-        goto out;
-    }
-    path = blob_path(&u);
-    struct sink sink = {.fd = tgt.fd, .name = tgt.path, .md = sha256_new()};
-    struct progress prog;
-    progress_init(&prog, args[0]);
-    struct http_transfer t = {
-        .method = "GET",
-        .path = path,
-        .write_fn = sink_write,
-        .write_arg = &sink,
-        .progress_fn = progress_update,
-        .progress_arg = &prog,
-    };
-    int r = http_client_transfer(&cli.http, &t, &e);
-    progress_end(&prog, r == 0);
-    char local[65];
-    sha256_end(sink.md, local);
-    if (r < 0 && interrupted) {
-        /* the signal ends the process below; nothing to say */
-    } else if (r < 0) {
-        char what[1024];
-        snprintf(what, sizeof(what), "cannot get '%s'", args[0]);
-        cli_print_err(&cli, &e, t.status, what);
-    } else if (t.sha256[0] && strcmp(t.sha256, local)) {
-        cli_error(CLI_ERR_CORRUPT, NULL,
-                  "'%s' came damaged: the server gave SHA-256 %s, the %lld bytes received "
-                  "have %s%s",
-                  args[0], t.sha256, (long long)sink.bytes, local,
-                  tgt.temp ? "; nothing was written" : "");
-        r = -1;
-    } else if (t.content_length >= 0 && t.content_length != sink.bytes) {
-        cli_error(CLI_ERR_CORRUPT, NULL, "'%s' came short: %lld of %lld bytes%s", args[0],
-                  (long long)sink.bytes, (long long)t.content_length,
-                  tgt.temp ? "; nothing was written" : "");
-        r = -1;
-    }
-    json_decref(t.resp);
-    char *written = xstrdup(tgt.path);
-    if (close_target(&tgt, r == 0, &e) < 0) {
-        cli_error_e(&e);
-        r = -1;
-    }
-    release_interrupts(old);
-    if (r == 0 && a.json) {
-        json_t *j = json_pack("{s:s, s:s?, s:I, s:s}", "uri", args[0], "path", written, "size",
-                              (json_int_t)sink.bytes, "sha256", local);
-        if (!j)
-            j = json_pack("{s:s, s:n, s:I, s:s}", "uri", args[0], "path", (json_int_t)sink.bytes,
-                          "sha256", local); /* not UTF-8 */
-        cli_print_json(j);
-        json_decref(j);
-    }
-    free(written);
-    rc = r == 0 ? 0 : 1;
-out:
-    free(path);
-    cli_s3_release(&u);
+    if (!cli_connect(&cli, &a.conn)) rc = cli_blob_get(&cli, args[0], args[1], a.json ? &info : NULL);
+    if (info) cli_print_json(info);
+    json_decref(info);
     cli_release(&cli);
     return rc;
 }

@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,8 +437,10 @@ static const char submit_usage[] =
     "argument (its agent downloads it and passes the local copy's path).\n"
     "@s3://BUCKET/KEY is an object the job gets the same way, and\n"
     "@out:s3://BUCKET/KEY an output: the program gets a local path, and the file\n"
-    "it writes there is uploaded to the object after a successful run. In a job\n"
-    "array, @{{item}} is the task's item as an object's URI, an input too.\n"
+    "it writes there is uploaded to the object after a successful run.\n"
+    "@out:./path (../path, /path) is an output stored beside the uploads, which\n"
+    "--wait (required) downloads to that path once the job has succeeded. In a\n"
+    "job array, @{{item}} is the task's item as an object's URI, an input too.\n"
     "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
     "of a uri command.stdin is such a file (relative to the current folder); a\n"
@@ -448,6 +451,7 @@ static const char submit_usage[] =
     "  drover submit -- echo hello                  # prints the new job's id\n"
     "  drover submit --wait -q bio -- nhmmer --cpu 2 --tblout @out:s3://hits/q.tbl \\\n"
     "                   @./query.fa @s3://db/rfam.fa\n"
+    "  drover submit --wait -- sort -o @out:./sorted.txt @./names.txt\n"
     "  drover submit -f spec.json --priority 5 --label project=x\n"
     "  drover submit --service nhmmer --param query=@./q.fa --param hits=s3://out/h.tbl\n"
     "  drover submit --json -f - < specs.json       # an array: one transaction\n"
@@ -683,6 +687,7 @@ struct uploads {
     int folders;      /* the sub-folders made so far for command.input files */
     json_t *order;    /* the by_path keys in the order met */
     json_t *uploaded; /* the URIs uploaded so far */
+    json_t *outputs;  /* local outputs (@out:./x): path -> URI, downloaded after --wait */
 };
 
 static void uploads_init(struct uploads *up)
@@ -694,6 +699,7 @@ static void uploads_init(struct uploads *up)
     up->by_inode = json_object();
     up->order = json_array();
     up->uploaded = json_array();
+    up->outputs = json_object();
 }
 
 static void uploads_release(struct uploads *up)
@@ -704,6 +710,28 @@ static void uploads_release(struct uploads *up)
     json_decref(up->by_inode);
     json_decref(up->order);
     json_decref(up->uploaded);
+    json_decref(up->outputs);
+}
+
+/* NULL, after saying that `path` is named as an input and as an output. */
+static const char *in_and_out(const char *path)
+{
+    cli_error(CLI_ERR_INVALID, NULL,
+              "'%s' is both an input and an output (@out:%s); write the output to a file of "
+              "another name",
+              path, path);
+    return NULL;
+}
+
+/* Where this submission's local files go: --upload-to, or s3://uploads/<a new UUID>. */
+static const char *upload_base(struct uploads *up)
+{
+    if (!up->base) {
+        char id[UUID_STR_LEN];
+        uuid7_new(id);
+        up->base = xasprintf("s3://uploads/%s", id);
+    }
+    return up->base;
 }
 
 /*
@@ -735,15 +763,11 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
     snprintf(inode, sizeof(inode), "%s%ju:%ju", alone ? "p:" : "", (uintmax_t)st.st_dev,
              (uintmax_t)st.st_ino);
     if ((have = jstr(up->by_inode, inode))) return have;
-    if (!up->base) {
-        char id[UUID_STR_LEN];
-        uuid7_new(id);
-        up->base = xasprintf("s3://uploads/%s", id);
-    }
+    if (jstr(up->outputs, path)) return in_and_out(path);
     const char *slash = strrchr(path, '/');
     const char *name = slash ? slash + 1 : path;
-    char *uri = alone ? xasprintf("%s/%d/%s", up->base, up->folders + 1, name)
-                      : xasprintf("%s/%s", up->base, name);
+    char *uri = alone ? xasprintf("%s/%d/%s", upload_base(up), up->folders + 1, name)
+                      : xasprintf("%s/%s", upload_base(up), name);
     const char *why = NULL;
     const char *other;
     if (!spec_uri_valid(uri, false, &why)) {
@@ -830,10 +854,87 @@ static int resolve_spec_files(struct uploads *up, json_t *spec)
     return 0;
 }
 
+/* True when `s` is a local path as the CLI's @ arguments take them: ./x, ../x, /x. */
+static bool local_path(const char *s)
+{
+    return !strncmp(s, "./", 2) || !strncmp(s, "../", 3) || s[0] == '/';
+}
+
 /* True when an argument after -- names a local file: @./x, @../x, @/x. */
 static bool names_local_file(const char *arg)
 {
-    return !strncmp(arg, "@./", 3) || !strncmp(arg, "@../", 4) || !strncmp(arg, "@/", 2);
+    return arg[0] == '@' && local_path(arg + 1);
+}
+
+/*
+ * The URI a local output (@out:PATH) goes to, BASE/NAME, which --wait downloads
+ * into PATH once the job has succeeded (borrowed from `up`); NULL after printing
+ * why it cannot be: PATH is a folder or its folder is not there or not writable,
+ * its name makes no key, or it is an input too, or another file of that name is
+ * an input or an output. Checked before anything is submitted.
+ */
+static const char *output_uri(struct uploads *up, const char *path)
+{
+    const char *have = jstr(up->outputs, path);
+    if (have) return have;
+    char *as_input = xasprintf("a:%s", path);
+    bool input = jstr(up->by_path, as_input) != NULL;
+    free(as_input);
+    if (input) return in_and_out(path);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    struct stat st;
+    if (!*name || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+        cli_error(CLI_ERR_INVALID, NULL, "output '%s' is a folder; an output is a file", path);
+        return NULL;
+    }
+    char *copy = xstrdup(path);
+    const char *dir = dirname(copy);
+    const char *why = stat(dir, &st) < 0     ? strerror(errno)
+                      : !S_ISDIR(st.st_mode) ? "not a folder"
+                      : access(dir, W_OK) < 0 ? strerror(errno)
+                                              : NULL;
+    if (why) cli_error(CLI_ERR_IO, NULL, "cannot write output '%s' into '%s': %s", path, dir, why);
+    free(copy);
+    if (why) return NULL;
+    char *uri = xasprintf("%s/%s", upload_base(up), name);
+    const char *other = jstr(up->by_name, name);
+    if (!spec_uri_valid(uri, false, &why)) {
+        cli_error(CLI_ERR_INVALID, NULL, "output '%s' cannot be stored as '%s': %s", path, uri,
+                  why);
+    } else if (other && strcmp(other, path)) {
+        cli_error(CLI_ERR_INVALID, NULL,
+                  "'%s' and '%s' would both be '%s' in the job's folder; give the files "
+                  "different names",
+                  other, path, name);
+    } else if (!put(up->by_name, name, json_string(path)) ||
+               !put(up->outputs, path, json_string(uri))) {
+        cli_error(CLI_ERR_INVALID, NULL, "the file name '%s' is not UTF-8 text", path);
+    } else {
+        free(uri);
+        return jstr(up->outputs, path);
+    }
+    free(uri);
+    return NULL;
+}
+
+/* Downloads each local output of a job that succeeded; 0, or 1 after printing why not. */
+static int download_outputs(struct cli *cli, const struct uploads *up, json_t *job)
+{
+    const char *state = jstr(job, "state");
+    bool ok = state && !strcmp(state, "succeeded");
+    int rc = 0;
+    const char *path;
+    json_t *uri;
+    json_object_foreach(up->outputs, path, uri)
+    {
+        if (!ok)
+            fprintf(stderr, "drover: output '%s' was not written: the job %s\n", path,
+                    state ? state : "did not end");
+        else if (cli_blob_get(cli, json_string_value(uri), path, NULL))
+            rc = 1;
+    }
+    return rc;
 }
 
 /* What an argument after -- is (program_spec). */
@@ -842,13 +943,15 @@ enum arg_kind {
     ARG_LOCAL,      /* @./x, @../x, @/x: a local file, uploaded, an input */
     ARG_OBJECT_IN,  /* @s3://B/K or @{{item}} (an array's): an object, an input */
     ARG_OBJECT_OUT, /* @out:s3://B/K: an output (its agent uploads it after the run) */
+    ARG_LOCAL_OUT,  /* @out:./x, @out:../x, @out:/x: an output, downloaded after --wait */
 };
 
 static enum arg_kind arg_kind(const char *arg)
 {
     if (names_local_file(arg)) return ARG_LOCAL;
     if (!strncmp(arg, "@s3://", 6) || !strncmp(arg, "@{{item}}", 9)) return ARG_OBJECT_IN;
-    if (!strncmp(arg, "@out:", 5)) return ARG_OBJECT_OUT;
+    if (!strncmp(arg, "@out:", 5))
+        return local_path(arg + 5) ? ARG_LOCAL_OUT : ARG_OBJECT_OUT;
     return ARG_PLAIN;
 }
 
@@ -871,10 +974,15 @@ static json_t *program_spec(struct uploads *up, char **argv, int first, int argc
             const char *uri = upload_uri(up, argv[i] + 1, false);
             if (!uri) goto fail;
             item = json_pack("{s:s, s:s}", "type", "input", "value", uri);
+        } else if (kind == ARG_LOCAL_OUT) {
+            const char *uri = output_uri(up, argv[i] + 5);
+            if (!uri) goto fail;
+            item = json_pack("{s:s, s:s}", "type", "output", "value", uri);
         } else if (kind == ARG_OBJECT_OUT && strncmp(argv[i] + 5, "s3://", 5)) {
             cli_error(CLI_ERR_INVALID, NULL,
                       "argument '%s': an output is @out:s3://BUCKET/KEY (its agent uploads the "
-                      "file the program writes there); @@out:... passes @out:... as it is",
+                      "file the program writes there) or @out:./PATH (with --wait: downloaded "
+                      "there after the job); @@out:... passes @out:... as it is",
                       argv[i]);
             goto fail;
         } else if (kind != ARG_PLAIN) {
@@ -1301,6 +1409,21 @@ int cmd_submit(int argc, char **argv)
         spec = json_object(); /* the service and its params, from the options */
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
+        if (json_object_size(up.outputs) && array_opt) {
+            rc = cli_usage_error(submit_usage,
+                                 "a local output (@out:./PATH) is for one job: the tasks of "
+                                 "--%s would all write it; name objects with {{index}} or "
+                                 "{{item}} instead (@out:s3://BUCKET/out-{{index}})",
+                                 array_opt);
+            goto out;
+        }
+        if (json_object_size(up.outputs) && !wait) {
+            rc = cli_usage_error(submit_usage,
+                                 "a local output (@out:./PATH) is downloaded when the job has "
+                                 "succeeded: give --wait, or name an object "
+                                 "(@out:s3://BUCKET/KEY)");
+            goto out;
+        }
     }
     if (json_is_array(spec)) {
         size_t i;
@@ -1388,6 +1511,7 @@ int cmd_submit(int argc, char **argv)
     fflush(stdout);
     rc = wait_jobs(&cli, ids, n, -1, a.json, &finals);
     free(ids);
+    if (finals && download_outputs(&cli, &up, json_array_get(finals, 0)) && !rc) rc = 1;
     if (a.json && finals) print_finals(finals, single);
     json_decref(finals);
     json_decref(list);

@@ -572,8 +572,9 @@ def test_submit_with_objects_as_inputs_and_outputs(server, work, make_agent):
         usage_error(text(run(server, "submit", *args, "--", "true")), ["submit"] + args)
     # bad input: refused, nothing submitted
     before = len(server.api().get("/v1/jobs").json()["jobs"])
-    err = refused(text(run(server, "submit", "--", "cat", "@out:./x.txt")))
-    assert "'@out:./x.txt': an output is @out:s3://BUCKET/KEY" in err, err
+    err = refused(text(run(server, "submit", "--", "cat", "@out:x.txt")))
+    assert "'@out:x.txt': an output is @out:s3://BUCKET/KEY" in err, err
+    assert "or @out:./PATH (with --wait" in err, err
     err = refused(text(run(server, "submit", "--", "cat", "@s3://Bad_Bucket/x")))
     assert "command.arguments[0].value" in err, err
     assert len(server.api().get("/v1/jobs").json()["jobs"]) == before
@@ -583,6 +584,70 @@ def test_submit_with_objects_as_inputs_and_outputs(server, work, make_agent):
     assert job_of(server, job_id)["spec"]["command"]["arguments"] == [
         {"type": "parameter", "name": None, "value": "@s3://db/in.txt"},
         {"type": "parameter", "name": None, "value": "@out:x"}]
+
+
+def test_submit_with_local_outputs(server, work, make_agent):
+    """After --, @out:./PATH is an output stored beside the uploads: --wait downloads it to
+    PATH once the job has succeeded; a failed job leaves PATH as it was. What could not be
+    written is refused before anything is uploaded or submitted."""
+    make_agent(server, "w1")
+    (work / "names.txt").write_text("b\na\nc\n")
+    (work / "sub").mkdir()
+    r = text(run(server, "submit", "--wait", "--", "sort", "-o", "@out:./sub/sorted.txt",
+                 "@./names.txt", cwd=work))
+    assert r.returncode == 0, r.stderr
+    assert (work / "sub" / "sorted.txt").read_text() == "a\nb\nc\n"
+    assert not [p for p in os.listdir(work / "sub") if p != "sorted.txt"]  # no temporary file
+    args = job_of(server, r.stdout.splitlines()[0])["spec"]["command"]["arguments"]
+    up_in, up_out = args[2]["value"], args[1]["value"]
+    assert (args[1]["type"], args[2]["type"]) == ("output", "input"), args
+    assert re.fullmatch(r"s3://uploads/" + UUID.pattern.strip("^$") + r"/sorted\.txt", up_out), up_out
+    assert up_out.rsplit("/", 1)[0] == up_in.rsplit("/", 1)[0]  # beside the upload
+    assert blob(server, up_out).content == b"a\nb\nc\n"
+    # under --upload-to, with --json: the job's JSON on stdout, the file written all the same
+    r = text(run(server, "submit", "--wait", "--json", "--upload-to", "s3://mine/run1", "--",
+                 "sh", "-c", 'tr a-z A-Z < "$1" > "$2"', "sh", "@./names.txt",
+                 "@out:./upper.txt", cwd=work))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "succeeded"
+    assert (work / "upper.txt").read_text() == "B\nA\nC\n"
+    assert blob(server, "s3://mine/run1/upper.txt").content == b"B\nA\nC\n"
+    # a job that fails: its exit code, the file not written, and why on stderr
+    (work / "kept.txt").write_text("as it was\n")
+    r = text(run(server, "submit", "--wait", "--attempts", "1", "--", "sh", "-c",
+                 'echo new > "$1"; exit 3', "sh", "@out:./kept.txt", cwd=work))
+    assert r.returncode == 3, r.stderr
+    assert "drover: output './kept.txt' was not written: the job failed" in r.stderr, r.stderr
+    assert (work / "kept.txt").read_text() == "as it was\n"
+    # bad input: refused, nothing uploaded or submitted
+    before = len(server.api().get("/v1/jobs").json()["jobs"])
+    for args, why in (
+            (["--wait", "--", "sort", "-o", "@out:./names.txt", "@./names.txt"],
+             "'./names.txt' is both an input and an output (@out:./names.txt)"),
+            (["--wait", "--", "cp", "@./names.txt", "@out:./none/x.txt"],
+             "cannot write output './none/x.txt' into './none': No such file or directory"),
+            (["--wait", "--", "cp", "@./names.txt", "@out:./sub"],
+             "output './sub' is a folder; an output is a file"),
+            (["--wait", "--", "cp", "@./names.txt", "@out:./sub/"],
+             "output './sub/' is a folder; an output is a file"),
+            (["--wait", "--", "cat", "@./sub/sorted.txt", "@out:./sorted.txt"],
+             "'./sub/sorted.txt' and './sorted.txt' would both be 'sorted.txt'"),
+            (["--wait", "--", "cp", "@./names.txt", "@out:./names.txt/x"],
+             "cannot write output './names.txt/x' into './names.txt': not a folder")):
+        err = refused(text(run(server, "submit", *args, cwd=work)))
+        assert why in err, (args, err)
+    for args, why in ((["--", "cp", "@./names.txt", "@out:./copy.txt"], "give --wait"),
+                      (["--wait", "--array", "2", "--", "cp", "@./names.txt", "@out:./c.txt"],
+                       "the tasks of --array would all write it")):
+        r = text(run(server, "submit", *args, cwd=work))
+        usage_error(r, ["submit"] + args)
+        assert why in r.stderr, (args, r.stderr)
+    assert len(server.api().get("/v1/jobs").json()["jobs"]) == before
+    assert not (work / "copy.txt").exists() and not (work / "c.txt").exists()
+    listed = json.loads(ok(text(run(server, "ls", "--json", "s3://uploads/"))))
+    # the first job's folder alone: the second's went under --upload-to, the failed one
+    # uploaded nothing, and the refused ones were stopped before their uploads
+    assert len({o["key"].split("/")[0] for o in listed}) == 1, listed
 
 
 def test_submit_spec_file_with_local_files(server, work):
@@ -680,6 +745,19 @@ def test_get_to_a_name_near_the_limit(server, work):
     ok(text(run(server, "get", "s3://data/long", str(work / name))))
     assert (work / name).read_bytes() == b"long name"
     assert leftovers(work) == []
+
+
+def test_get_json_to_a_name_that_is_not_utf8(server, work):
+    """--json names the path it wrote; a path that is not UTF-8 is null (it once crashed)."""
+    ok(text(run(server, "put", "-", "s3://data/bytes", input=b"raw")))
+    name = b"n\xff.txt"
+    r = subprocess.run([BIN, "get", "--json", "s3://data/bytes", name], capture_output=True,
+                       cwd=work, env=server.cli_env(None, None), timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["uri"], got["path"], got["size"]) == ("s3://data/bytes", None, 3), got
+    assert got["sha256"] == hashlib.sha256(b"raw").hexdigest()
+    assert open(os.path.join(bytes(work), name), "rb").read() == b"raw"
 
 
 def fd_open(pid, path):
