@@ -784,7 +784,8 @@ int cmd_get(int argc, char **argv)
     struct cli cli = {0};
     json_t *info = NULL;
     rc = 1;
-    if (!cli_connect(&cli, &a.conn)) rc = cli_blob_get(&cli, args[0], args[1], a.json ? &info : NULL);
+    if (!cli_connect(&cli, &a.conn))
+        rc = cli_blob_get(&cli, args[0], args[1], a.json ? &info : NULL);
     if (info) cli_print_json(info);
     json_decref(info);
     cli_release(&cli);

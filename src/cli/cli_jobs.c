@@ -353,7 +353,8 @@ fail:
         cli_not_a_job(cli, failed, "wait", &e);
         cli_print_err(cli, &e, status, what);
     } else {
-        cli_print_err(cli, &e, status, n == 1 ? "cannot wait for the job" : "cannot wait for the jobs");
+        cli_print_err(cli, &e, status,
+                      n == 1 ? "cannot wait for the job" : "cannot wait for the jobs");
     }
     rc = 1;
 out:

@@ -601,7 +601,8 @@ def test_submit_with_local_outputs(server, work, make_agent):
     args = job_of(server, r.stdout.splitlines()[0])["spec"]["command"]["arguments"]
     up_in, up_out = args[2]["value"], args[1]["value"]
     assert (args[1]["type"], args[2]["type"]) == ("output", "input"), args
-    assert re.fullmatch(r"s3://uploads/" + UUID.pattern.strip("^$") + r"/sorted\.txt", up_out), up_out
+    uuid = UUID.pattern.strip("^$")
+    assert re.fullmatch(r"s3://uploads/" + uuid + r"/sorted\.txt", up_out), up_out
     assert up_out.rsplit("/", 1)[0] == up_in.rsplit("/", 1)[0]  # beside the upload
     assert blob(server, up_out).content == b"a\nb\nc\n"
     # under --upload-to, with --json: the job's JSON on stdout, the file written all the same
