@@ -1539,13 +1539,16 @@ static const char status_usage[] =
     "Shows a job: its state, timing, result and the last lines of its output:\n"
     "stdout, then stderr when it has any (`drover logs [--stderr] ID` prints all of\n"
     "it); for a queued job, why it waits (no agent could take it, agents busy, a\n"
-    "delay or a retry's backoff). ID may be a unique prefix of the job's id.\n"
+    "delay or a retry's backoff). ID may be a unique prefix of the job's id, or\n"
+    "ARRAY_ID:INDEX for a task of a job array.\n"
     "\n"
     "      --json         print the job's JSON\n"
     "\n"
     "examples:\n"
     "  drover status 01938c2e-7d4a                  # a prefix of 6 characters or more\n"
-    "  drover status --json 01938c2e-7d4a | jq .result.exit_code\n" CLI_COMMON_USAGE;
+    "  drover status --json 01938c2e-7d4a | jq .result.exit_code\n"
+    "  drover status 0193a1b2-5e6f-7a8b-9c0d-1e2f3a4b5c6d:17   # task 17 of an array\n"
+    CLI_COMMON_USAGE;
 
 /* Appends `s` as one shell word, quoted when it needs to be. */
 static void add_word(struct buf *b, const char *s)
@@ -1827,7 +1830,8 @@ static const char wait_usage[] =
     "stderr as it happens and each job's final state on stdout. Exits with the\n"
     "worst exit code among them: a job's own exit code when it ran (0 when it\n"
     "succeeded), 1 when it failed otherwise or was cancelled, and 1 when one is\n"
-    "still not done after --timeout. An ID may be any unique prefix of one.\n"
+    "still not done after --timeout. An ID may be any unique prefix of one, or\n"
+    "ARRAY_ID:INDEX for a task of a job array.\n"
     "\n"
     "  -t, --timeout S    give up after S seconds (default: wait as long as it takes)\n"
     "      --json         print the final JSON (of the job; {\"jobs\": [...]} for several)\n"
@@ -1893,8 +1897,8 @@ static const char cancel_usage[] =
     "Cancels jobs that have not ended; a running process is killed. With IDs, those\n"
     "jobs; with filters (as `drover jobs` takes them), every unfinished job they find\n"
     "(your own; an admin's: everyone's) -- blocked, queued, leased and running ones, or\n"
-    "those in --state. Tasks of an array not handed out yet are the array's: drover\n"
-    "array cancel.\n"
+    "those in --state. ARRAY_ID:INDEX is a task of a job array, handed out to an\n"
+    "agent or not (drover array cancel --from I --to J: a range of them).\n"
     "\n"
     BY_FILTER_USAGE
     "  -s, --state S      only jobs in state S (blocked, queued, leased, running)\n"
@@ -1915,7 +1919,8 @@ static const char retry_usage[] =
     "--attempt N). With IDs, those jobs (one in any other state is refused); with\n"
     "filters (as `drover jobs` takes them), every failed or cancelled job they find\n"
     "(your own; an admin's: everyone's), or those in --state. A tenant's max_queued\n"
-    "stops it at the first job that would pass it. A workflow's failed nodes: drover\n"
+    "stops it at the first job that would pass it. ARRAY_ID:INDEX is a task of a job\n"
+    "array (drover array retry: a range of them). A workflow's failed nodes: drover\n"
     "workflow retry.\n"
     "\n"
     BY_FILTER_USAGE
@@ -2017,13 +2022,58 @@ static int by_filter(struct cli_args *a, bool retry, const char *query)
     return rc;
 }
 
+/*
+ * A task of a job array, ARRAY:INDEX (`colon` in `id`), cancelled or retried by its array's
+ * range route, which reaches a task whether its job was made or not (unclaimed tasks have
+ * none): 0 with *answer the array's answer, or 1 after printing why.
+ */
+static int task_request(struct cli_args *a, bool retry, const char *id, const char *colon,
+                        json_t **answer)
+{
+    const char *verb = retry ? "retry" : "cancel";
+    long index;
+    *answer = NULL;
+    if (!cli_parse_long(colon + 1, 0, 1000000000, &index)) {
+        cli_error(CLI_ERR_INVALID, NULL,
+                  "cannot %s '%s': a task of an array is ARRAY_ID:INDEX, INDEX a whole number "
+                  "from 0",
+                  verb, id);
+        return 1;
+    }
+    char *array = xstrndup(id, (size_t)(colon - id));
+    char *path = cli_path("/v1/arrays/", array, retry ? "/retry" : "/cancel");
+    json_t *body = json_pack("{s:I, s:I}", "from", (json_int_t)index, "to", (json_int_t)index);
+    char what[320];
+    snprintf(what, sizeof(what), "cannot %s task %ld of array '%s'", verb, index, array);
+    int rc = cli_request_whole_id(&a->conn, "POST", path, body, "array", array, answer, what);
+    if (!rc && json_integer_value(json_object_get(*answer, retry ? "retried" : "cancelled")) < 1) {
+        cli_error("conflict", NULL, "%s: %s", what,
+                  retry ? "it has neither failed nor been cancelled" : "it has ended already");
+        rc = 1;
+    }
+    json_decref(body);
+    free(path);
+    free(array);
+    return rc;
+}
+
 /* With IDs: each job its own call; one refused, the next still go (exit 1). */
 static int by_ids(struct cli_args *a, bool retry)
 {
     int rc = 0;
     for (int i = optind; i < a->argc; i++) {
-        const char *id = a->argv[i];
+        const char *id = a->argv[i], *colon = strchr(id, ':');
         json_t *answer = NULL;
+        if (colon) {
+            int one = task_request(a, retry, id, colon, &answer);
+            if (one == 0 && a->json)
+                cli_print_json(answer);
+            else if (one == 0)
+                printf("%s %s\n", retry ? "retrying" : "cancelled", id);
+            if (one && !rc) rc = one;
+            json_decref(answer);
+            continue;
+        }
         char what[320];
         snprintf(what, sizeof(what), "cannot %s job '%s'", retry ? "retry" : "cancel", id);
         int one = job_request(&a->conn, "POST", id, retry ? "/retry" : "/cancel",

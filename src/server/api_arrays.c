@@ -337,10 +337,9 @@ int api_arrays_submit(struct http_req *r)
 
 /* ---- read ---- */
 
-/* The route's array, if the caller may see it. */
-static int find_array(struct http_req *r, struct array_rec *a, struct err *e)
+/* Array `id`, if the caller may see it. */
+static int find_array_id(struct http_req *r, const char *id, struct array_rec *a, struct err *e)
 {
-    const char *id = r->params[0];
     if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
     int rc = store_array_get(srv(r)->reads, id, a, e);
     if (rc) return rc;
@@ -350,6 +349,63 @@ static int find_array(struct http_req *r, struct array_rec *a, struct err *e)
         return err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
     }
     return 0;
+}
+
+/* The route's array, if the caller may see it. */
+static int find_array(struct http_req *r, struct array_rec *a, struct err *e)
+{
+    return find_array_id(r, r->params[0], a, e);
+}
+
+struct task_of {
+    int64_t index;
+    int state;                  /* the task's (without a job: queued, or cancelled unclaimed) */
+    char job[UUID_STR_LEN];     /* its job's id, "" for none */
+};
+
+static int task_of(void *arg, int64_t index, int state, const struct job *j)
+{
+    struct task_of *t = arg;
+    t->index = index;
+    t->state = state;
+    if (j) memcpy(t->job, j->id, UUID_STR_LEN);
+    return 0; /* one task asked: the walk ends */
+}
+
+int api_arrays_task_job(struct http_req *r, const char *array, const char *index,
+                        char id[UUID_STR_LEN], struct err *e)
+{
+    char *end;
+    errno = 0;
+    long long i = strtoll(index, &end, 10);
+    if (!*index || *end || errno || i < 0 || index[0] == '+' || index[0] == '-')
+        return err_field(e, ERR_INVALID, "id",
+                         "a task of an array is ARRAY_ID:INDEX, INDEX a whole number from 0, "
+                         "not '%s:%s'",
+                         array, index);
+    struct array_rec a;
+    int rc = find_array_id(r, array, &a, e);
+    if (rc) return rc;
+    struct task_of t = {.index = -1};
+    if (i >= a.count)
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' has %lld task%s (0 to %lld): no task %lld",
+                     a.id, (long long)a.count, a.count == 1 ? "" : "s",
+                     (long long)a.count - 1, i);
+    else
+        rc = store_array_tasks(srv(r)->reads, &a, i, i, -1, 1, task_of, &t, e);
+    if (!rc && t.index != i)
+        rc = err_set(e, ERR_INTERNAL, "task %lld of array '%s' could not be read", i, a.id);
+    else if (!rc && !t.job[0])
+        rc = err_set(e, ERR_NOTFOUND,
+                     t.state == JOB_CANCELLED
+                         ? "task %lld of array '%s' was cancelled before it ran: it has no job"
+                         : "task %lld of array '%s' is queued and has no job yet: it becomes "
+                           "one when an agent takes it",
+                     i, a.id);
+    else if (!rc)
+        memcpy(id, t.job, UUID_STR_LEN);
+    array_rec_release(&a);
+    return rc;
 }
 
 int api_arrays_get(struct http_req *r)

@@ -49,7 +49,8 @@ static const char *caller_owner(const struct http_req *r)
 
 /*
  * Resolves the route's {id} -- a job id or a unique prefix of one, at least
- * ID_PREFIX_MIN characters -- among the caller's jobs into id: 0,
+ * ID_PREFIX_MIN characters, or ARRAY:INDEX, the job of a task of a job array
+ * (api_arrays_task_job) -- among the caller's jobs into id: 0,
  * ERR_INVALID (too short), ERR_NOTFOUND, or ERR_AMBIGUOUS naming a few of
  * the matches.
  */
@@ -57,6 +58,13 @@ static int resolve_id(struct http_req *r, char id[UUID_STR_LEN], struct err *e)
 {
     const char *given = r->params[0];
     size_t n = strlen(given);
+    const char *colon = strchr(given, ':');
+    if (colon) { /* ARRAY:INDEX, a task of a job array */
+        char *array = xstrndup(given, (size_t)(colon - given));
+        int rc = api_arrays_task_job(r, array, colon + 1, id, e);
+        free(array);
+        return rc;
+    }
     if (n < ID_PREFIX_MIN)
         return err_field(e, ERR_INVALID, "id",
                          "id must be a job id or a unique prefix of one (at least %d "

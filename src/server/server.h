@@ -169,6 +169,14 @@ int api_arrays_get(struct http_req *r);
 int api_arrays_tasks(struct http_req *r);
 int api_arrays_cancel(struct http_req *r);
 int api_arrays_retry(struct http_req *r);
+/*
+ * The job of task `index` (text, a whole number) of array `array` (its whole id), for
+ * /v1/jobs/{id} given as ARRAY:INDEX, if the caller may see the array: 0 with id set, or
+ * ERR_INVALID (a bad index) or ERR_NOTFOUND saying why there is none (no such array or
+ * task, or a task not claimed yet: queued, or cancelled before it ran).
+ */
+int api_arrays_task_job(struct http_req *r, const char *array, const char *index,
+                        char id[UUID_STR_LEN], struct err *e);
 int api_workflows_create(struct http_req *r);
 int api_workflows_get(struct http_req *r);
 int api_workflows_list(struct http_req *r);

@@ -1,5 +1,6 @@
 """Job arrays (docs/api.md "Arrays"): one spec of N tasks stored once, run by real agents,
 each task with its index and item, listed, cancelled and retried by index range."""
+import json
 import time
 
 import pytest
@@ -347,6 +348,75 @@ def test_cli_submit_status_tasks_cancel_retry(server, make_agent, tmp_path):
     assert r.returncode == 1 and "from must be a task index from 0 to 5" in r.stderr, r.stderr
     r = server.run_cli("jobs", "--array", "00000000-0000-7000-8000-000000000000")
     assert r.returncode == 1 and "not found" in r.stderr, r.stderr
+
+
+def test_a_task_is_addressed_as_array_colon_index(server, make_agent):
+    """/v1/jobs/{id} takes ARRAY_ID:INDEX, the job of that task; a task without a job, an
+    index out of range or not a number, another token's array: refused, saying why."""
+    api = server.api()
+    a = submit_array(api, {"count": 3}, queue="later", command={"shell": "true"})
+    aid = a["id"]
+    assert api.post(f"/v1/arrays/{aid}/cancel", json={"from": 2, "to": 2}).status_code == 200
+    r = api.get(f"/v1/jobs/{aid}:0")
+    assert r.status_code == 404 and r.json()["error"]["message"] == (
+        f"task 0 of array '{aid}' is queued and has no job yet: it becomes one when an agent "
+        "takes it"), r.text
+    r = api.get(f"/v1/jobs/{aid}:2")
+    assert r.status_code == 404 and r.json()["error"]["message"] == (
+        f"task 2 of array '{aid}' was cancelled before it ran: it has no job"), r.text
+    r = api.get(f"/v1/jobs/{aid}:3")
+    assert r.status_code == 404 and r.json()["error"]["message"] == (
+        f"array '{aid}' has 3 tasks (0 to 2): no task 3"), r.text
+    for bad in ("x", "", "-1", "+1", "1.5", "99999999999999999999"):
+        r = api.get(f"/v1/jobs/{aid}:{bad}")
+        assert r.status_code == 400 and r.json()["error"]["field"] == "id", (bad, r.text)
+    for other in (aid[:8], aid + "0", "00000000-0000-7000-8000-000000000000"):
+        r = api.get(f"/v1/jobs/{other}:1")
+        assert r.status_code == 404 and "array '" in r.json()["error"]["message"], r.text
+    # once an agent took them: the task's job, through every /v1/jobs/{id} route
+    make_agent(server, "colon", "--queues", "later")
+    wait_for(lambda: api.get(f"/v1/jobs/{aid}:1").status_code == 200, 30, "task 1's job")
+    job = api.get(f"/v1/jobs/{aid}:1").json()
+    listed = {t["index"]: t["job"] for t in tasks(api, aid)}
+    assert job["id"] == listed[1] and job["id"] != listed[0], (job, listed)
+    assert api.get(f"/v1/jobs/{aid}:1/wait", params={"timeout_s": 20}).json()["state"] \
+        == "succeeded"
+    assert api.get(f"/v1/jobs/{aid}:1/log").status_code == 200
+    r = api.post(f"/v1/jobs/{aid}:1/retry", json={})
+    assert r.status_code == 409 and job["id"] in r.text, r.text  # it succeeded
+    # another token's array is not found, whole id or not
+    t = api.post("/v1/tokens", json={"name": "colon-other", "role": "client"}).json()["token"]
+    r = server.api(t).get(f"/v1/jobs/{aid}:1")
+    assert r.status_code == 404 and r.json()["error"]["message"] == \
+        f"array '{aid}' not found", r.text
+
+
+def test_cli_a_task_as_array_colon_index(server, make_agent):
+    """drover status/logs/wait ARRAY:INDEX read the task's job; cancel and retry go through
+    the array's range routes, so a task without a job is reached too."""
+    from conftest import ok, refused, submitted
+    aid = submitted(server.run_cli("submit", "--array", "3", "-q", "later", "--", "sh", "-c",
+                                   "echo task $DROVER_ARRAY_INDEX")).strip()
+    assert ok(server.run_cli("cancel", f"{aid}:2")) == f"cancelled {aid}:2\n"
+    err = refused(server.run_cli("cancel", f"{aid}:2"))
+    assert err == f"drover: cannot cancel task 2 of array '{aid}': it has ended already\n"
+    err = refused(server.run_cli("retry", f"{aid}:1"))
+    assert "it has neither failed nor been cancelled" in err, err
+    err = refused(server.run_cli("status", f"{aid}:0"))
+    assert "is queued and has no job yet" in err, err
+    for bad in (f"{aid}:x", f"{aid}:-1"):
+        err = refused(server.run_cli("cancel", bad))
+        assert f"cannot cancel '{bad}': a task of an array is ARRAY_ID:INDEX" in err, err
+    make_agent(server, "colon-cli", "--queues", "later")
+    r = server.run_cli("wait", f"{aid}:1")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(ok(server.run_cli("status", "--json", f"{aid}:1")))
+    assert job["state"] == "succeeded" and r.stdout.startswith(job["id"]), (job, r.stdout)
+    assert ok(server.run_cli("logs", f"{aid}:1")) == "task 1\n"
+    # a cancelled task's retry makes its job, which runs
+    assert ok(server.run_cli("retry", f"{aid}:2")) == f"retrying {aid}:2\n"
+    assert server.run_cli("wait", f"{aid}:2").returncode == 0
+    assert ok(server.run_cli("logs", f"{aid}:2")) == "task 2\n"
 
 
 def test_array_tasks_count_against_max_queued(make_server, make_agent):
