@@ -444,7 +444,8 @@ static const char submit_usage[] =
     "job array, @{{item}} is the task's item as an object's URI, an input too.\n"
     "Any other argument starting with @ is passed as it is; @@x passes @x. In a\n"
     "spec file, the value \"@path\" of an input argument, of command.input and\n"
-    "of a uri command.stdin is such a file (relative to the current folder); a\n"
+    "of a uri command.stdin is such a file (relative to the current folder), and\n"
+    "of an output argument a local output (--wait downloads it); a\n"
     "command.input file goes into a sub-folder of its own (BASE/1/NAME, ...) so\n"
     "that, as a prefix, it matches that file only.\n"
     "\n"
@@ -805,6 +806,7 @@ static const char *upload_uri(struct uploads *up, const char *path, bool alone)
 }
 
 static bool names_local_file(const char *arg);
+static const char *output_uri(struct uploads *up, const char *path);
 
 /* Replaces the value "@path" of obj[key] by the URI path is uploaded to ("@@x" by "@x"). */
 static int resolve_at_value(struct uploads *up, json_t *obj, const char *key)
@@ -835,9 +837,16 @@ static int resolve_spec_files(struct uploads *up, json_t *spec)
     if (!json_is_object(cmd)) return 0;
     json_array_foreach(json_object_get(cmd, "arguments"), i, v)
     {
-        if (json_is_object(v) && jstr(v, "type") && !strcmp(jstr(v, "type"), "input") &&
-            resolve_at_value(up, v, "value"))
-            return -1;
+        const char *type = json_is_object(v) ? jstr(v, "type") : NULL;
+        const char *value = type ? jstr(v, "value") : NULL;
+        if (type && !strcmp(type, "input") && resolve_at_value(up, v, "value")) return -1;
+        if (type && !strcmp(type, "output") && value && value[0] == '@' && value[1] != '@') {
+            const char *uri = output_uri(up, value + 1); /* a local output */
+            if (!uri) return -1;
+            json_object_set_new(v, "value", json_string(uri));
+        } else if (type && !strcmp(type, "output") && value && value[0] == '@') {
+            json_object_set_new(v, "value", json_string(value + 1));
+        }
     }
     json_t *in = json_object_get(cmd, "input");
     json_array_foreach(in, i, v)
@@ -1410,21 +1419,6 @@ int cmd_submit(int argc, char **argv)
         spec = json_object(); /* the service and its params, from the options */
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
-        if (json_object_size(up.outputs) && array_opt) {
-            rc = cli_usage_error(submit_usage,
-                                 "a local output (@out:./PATH) is for one job: the tasks of "
-                                 "--%s would all write it; name objects with {{index}} or "
-                                 "{{item}} instead (@out:s3://BUCKET/out-{{index}})",
-                                 array_opt);
-            goto out;
-        }
-        if (json_object_size(up.outputs) && !wait) {
-            rc = cli_usage_error(submit_usage,
-                                 "a local output (@out:./PATH) is downloaded when the job has "
-                                 "succeeded: give --wait, or name an object "
-                                 "(@out:s3://BUCKET/KEY)");
-            goto out;
-        }
     }
     if (json_is_array(spec)) {
         size_t i;
@@ -1437,6 +1431,19 @@ int cmd_submit(int argc, char **argv)
     } else {
         apply_overrides(spec, &ov);
         if ((file || service_only) && resolve_spec_files(&up, spec)) goto out;
+    }
+    if (json_object_size(up.outputs) && (json_is_array(spec) || json_object_get(spec, "array"))) {
+        rc = cli_usage_error(submit_usage,
+                             "a local output file is for one job: the tasks of an array, or "
+                             "several specs, would all write it; name objects with {{index}} "
+                             "or {{item}} instead (@out:s3://BUCKET/out-{{index}})");
+        goto out;
+    }
+    if (json_object_size(up.outputs) && !wait) {
+        rc = cli_usage_error(submit_usage,
+                             "a local output file is downloaded when the job has succeeded: "
+                             "give --wait, or name an object (@out:s3://BUCKET/KEY)");
+        goto out;
     }
 
     if (cli_connect(&cli, &a.conn)) goto out;

@@ -639,16 +639,33 @@ def test_submit_with_local_outputs(server, work, make_agent):
         assert why in err, (args, err)
     for args, why in ((["--", "cp", "@./names.txt", "@out:./copy.txt"], "give --wait"),
                       (["--wait", "--array", "2", "--", "cp", "@./names.txt", "@out:./c.txt"],
-                       "the tasks of --array would all write it")):
+                       "the tasks of an array, or several specs, would all write it")):
         r = text(run(server, "submit", *args, cwd=work))
         usage_error(r, ["submit"] + args)
         assert why in r.stderr, (args, r.stderr)
+    # in a spec file: an output argument's "@path"; one spec only, with --wait
+    one = {"command": {"program": "cp", "arguments": [
+        {"type": "input", "value": "@names.txt"}, {"type": "output", "value": "@copy.txt"}]}}
+    for spec, args, why in ((one, [], "give --wait"),
+                            ([one], ["--wait"], "several specs, would all write it"),
+                            ({**one, "array": {"count": 2}}, ["--wait"], "would all write it")):
+        (work / "spec.json").write_text(json.dumps(spec))
+        r = text(run(server, "submit", *args, "-f", "spec.json", cwd=work))
+        usage_error(r, ["submit"])
+        assert why in r.stderr, (spec, r.stderr)
     assert len(server.api().get("/v1/jobs").json()["jobs"]) == before
     assert not (work / "copy.txt").exists() and not (work / "c.txt").exists()
+    (work / "spec.json").write_text(json.dumps(one))
+    r = text(run(server, "submit", "--wait", "-f", "spec.json", cwd=work))
+    assert r.returncode == 0, r.stderr
+    assert (work / "copy.txt").read_text() == "b\na\nc\n"
+    args = job_of(server, r.stdout.splitlines()[0])["spec"]["command"]["arguments"]
+    assert args[1]["value"].startswith("s3://uploads/") and \
+        args[1]["value"].endswith("/copy.txt"), args
     listed = json.loads(ok(text(run(server, "ls", "--json", "s3://uploads/"))))
-    # the first job's folder alone: the second's went under --upload-to, the failed one
-    # uploaded nothing, and the refused ones were stopped before their uploads
-    assert len({o["key"].split("/")[0] for o in listed}) == 1, listed
+    # the first and the last jobs' folders alone: the second's went under --upload-to, the
+    # failed one uploaded nothing, and the refused ones were stopped before their uploads
+    assert len({o["key"].split("/")[0] for o in listed}) == 2, listed
 
 
 def test_submit_spec_file_with_local_files(server, work):
