@@ -359,8 +359,8 @@ static int find_array(struct http_req *r, struct array_rec *a, struct err *e)
 
 struct task_of {
     int64_t index;
-    int state;                  /* the task's (without a job: queued, or cancelled unclaimed) */
-    char job[UUID_STR_LEN];     /* its job's id, "" for none */
+    int state;              /* the task's (without a job: queued, or cancelled unclaimed) */
+    char job[UUID_STR_LEN]; /* its job's id, "" for none */
 };
 
 static int task_of(void *arg, int64_t index, int state, const struct job *j)
@@ -378,7 +378,7 @@ int api_arrays_task_job(struct http_req *r, const char *array, const char *index
     char *end;
     errno = 0;
     long long i = strtoll(index, &end, 10);
-    if (!*index || *end || errno || i < 0 || index[0] == '+' || index[0] == '-')
+    if (index[0] < '0' || index[0] > '9' || *end || errno) /* not " 1", "+1", "-1" */
         return err_field(e, ERR_INVALID, "id",
                          "a task of an array is ARRAY_ID:INDEX, INDEX a whole number from 0, "
                          "not '%s:%s'",

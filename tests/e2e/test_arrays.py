@@ -367,7 +367,7 @@ def test_a_task_is_addressed_as_array_colon_index(server, make_agent):
     r = api.get(f"/v1/jobs/{aid}:3")
     assert r.status_code == 404 and r.json()["error"]["message"] == (
         f"array '{aid}' has 3 tasks (0 to 2): no task 3"), r.text
-    for bad in ("x", "", "-1", "+1", "1.5", "99999999999999999999"):
+    for bad in ("x", "", "-1", "+1", " 1", "1.5", "99999999999999999999"):
         r = api.get(f"/v1/jobs/{aid}:{bad}")
         assert r.status_code == 400 and r.json()["error"]["field"] == "id", (bad, r.text)
     for other in (aid[:8], aid + "0", "00000000-0000-7000-8000-000000000000"):
