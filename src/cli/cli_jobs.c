@@ -1711,6 +1711,12 @@ static void print_status(json_t *job, const struct buf *tail, const struct buf *
     field("state:", jstr(job, "state"));
     field("queue:", jstr(job, "queue"));
     field("name:", jstr(job, "name"));
+    json_t *arr = json_object_get(job, "array");
+    if (jstr(arr, "id")) { /* a task of a job array: how to name it again */
+        snprintf(tmp, sizeof(tmp), "%s:%lld", jstr(arr, "id"),
+                 (long long)json_integer_value(json_object_get(arr, "index")));
+        field("array:", tmp);
+    }
     json_t *sv = json_object_get(job, "service_version");
     if (jstr(job, "service") && json_is_integer(sv)) { /* expanded from the hub */
         char *text = xasprintf("%s (version %lld)", jstr(job, "service"),

@@ -212,6 +212,22 @@ bool array_is_task_id(const char *id)
     return strlen(id) == UUID_STR_LEN - 1 && id[14] == '8';
 }
 
+json_t *array_task_json(const struct job *j)
+{
+    if (!array_is_task_id(j->id)) return json_null();
+    json_t *env = json_object_get(json_object_get(j->spec, "command"), "env");
+    const char *array = json_string_value(json_object_get(env, "DROVER_ARRAY_ID"));
+    const char *index = json_string_value(json_object_get(env, "DROVER_ARRAY_INDEX"));
+    char *end;
+    long long i = index && index[0] >= '0' && index[0] <= '9' ? strtoll(index, &end, 10) : -1;
+    char id[UUID_STR_LEN];
+    if (!array || !uuid_valid(array) || i < 0 || *end || i >= ARRAY_MAX_TASKS)
+        return json_null();
+    array_task_id(array, i, id);
+    if (strcmp(id, j->id)) return json_null();
+    return json_pack("{s:s, s:I}", "id", array, "index", (json_int_t)i);
+}
+
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])
 {
     char in[64];

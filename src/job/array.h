@@ -68,6 +68,9 @@ char *array_item_text(const json_t *item);
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
 /* Whether job id `id` is an array's task's (made by array_task_id: UUID version 8). */
 bool array_is_task_id(const char *id);
+/* {"id", "index"}: the array and index of the task whose job j is (read from command.env of its
+   spec, checked against its id), or JSON null for a job of no array. */
+json_t *array_task_json(const struct job *j);
 
 /*
  * A task's queued job from the array's normalised spec template `spec` (borrowed): its own

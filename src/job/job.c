@@ -1,5 +1,6 @@
 /* job.c - see job.h. */
 #include "job/job.h"
+#include "job/array.h"
 #include "job/lifecycle.h"
 
 #include <stdlib.h>
@@ -144,6 +145,7 @@ json_t *job_to_json(const struct job *j)
     json_object_set_new(o, "service_version",
                         ref_or(json_object_get(j->spec, "service_version"), json_null()));
     json_object_set_new(o, "name", str_or_null(j->name));
+    json_object_set_new(o, "array", array_task_json(j)); /* a task's array and index */
     json_object_set_new(o, "key", str_or_null(j->key));
     json_object_set_new(o, "priority", json_integer(j->priority));
     json_object_set_new(o, "labels", ref_or(j->labels, json_object()));

@@ -379,6 +379,11 @@ def test_a_task_is_addressed_as_array_colon_index(server, make_agent):
     job = api.get(f"/v1/jobs/{aid}:1").json()
     listed = {t["index"]: t["job"] for t in tasks(api, aid)}
     assert job["id"] == listed[1] and job["id"] != listed[0], (job, listed)
+    assert job["array"] == {"id": aid, "index": 1}, job  # the way back, in every job's JSON
+    page = api.get("/v1/jobs", params={"queue": "later"}).json()["jobs"]
+    assert {j["id"]: j["array"]["index"] for j in page} == {listed[0]: 0, listed[1]: 1}, page
+    plain = api.post("/v1/jobs", json={"command": {"shell": "true"}}).json()
+    assert api.get(f"/v1/jobs/{plain['id']}").json()["array"] is None
     assert api.get(f"/v1/jobs/{aid}:1/wait", params={"timeout_s": 20}).json()["state"] \
         == "succeeded"
     assert api.get(f"/v1/jobs/{aid}:1/log").status_code == 200
@@ -413,6 +418,7 @@ def test_cli_a_task_as_array_colon_index(server, make_agent):
     job = json.loads(ok(server.run_cli("status", "--json", f"{aid}:1")))
     assert job["state"] == "succeeded" and r.stdout.startswith(job["id"]), (job, r.stdout)
     assert ok(server.run_cli("logs", f"{aid}:1")) == "task 1\n"
+    assert f"\narray:     {aid}:1\n" in ok(server.run_cli("status", f"{aid}:1"))
     # a cancelled task's retry makes its job, which runs
     assert ok(server.run_cli("retry", f"{aid}:2")) == f"retrying {aid}:2\n"
     assert server.run_cli("wait", f"{aid}:2").returncode == 0
