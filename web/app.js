@@ -528,9 +528,9 @@ function jobView(id) {
     const kv = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
     kv('id', h('span', {class: 'id', id: 'job-id'}, j.id));
     kv('queue', h('a', {href: '#/jobs' + q({queue: j.queue})}, j.queue));
-    const arr = taskOf(j);
-    if (arr) kv('array', h('a', {id: 'job-array', href: `#/array/${encodeURIComponent(arr.array)}` + q({from: pageStart(arr.index)})},
-      `${shortId(arr.array)} task ${arr.index}`));
+    const arr = j.array; /* a task's array and index (docs/api.md, "The job") */
+    if (arr) kv('array', h('a', {id: 'job-array', href: `#/array/${encodeURIComponent(arr.id)}` + q({from: pageStart(arr.index)})},
+      `${shortId(arr.id)} task ${arr.index}`));
     if (j.workflow) kv('workflow', h('a', {id: 'job-workflow', href: `#/workflow/${encodeURIComponent(j.workflow)}`}, shortId(j.workflow)));
     if (j.service) kv('service', j.service);
     kv('labels', h('span', {id: 'job-labels'}, labelsOf(j.labels)));
@@ -872,13 +872,6 @@ function taskIndexOf(job, array) {
   return isNaN(i) ? -1 : i;
 }
 
-/* The array a job is a task of, by its environment, when its id agrees: {array, index}. */
-function taskOf(j) {
-  const env = j.spec && j.spec.command && j.spec.command.env;
-  if (!env || typeof env.DROVER_ARRAY_ID !== 'string' || !/^\d+$/.test(env.DROVER_ARRAY_INDEX || '')) return null;
-  const index = Number(env.DROVER_ARRAY_INDEX);
-  return taskIndexOf(j.id, env.DROVER_ARRAY_ID) === index ? {array: env.DROVER_ARRAY_ID, index} : null;
-}
 
 /* A bar of an array's tasks by state, each part as wide as its share. */
 function countsBar(counts, total) {

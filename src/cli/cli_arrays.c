@@ -101,12 +101,9 @@ struct ar_wait {
 /* Whether job `job` is a task of array `array` (its index read from the id, made again). */
 static bool task_of(const char *array, const char *job)
 {
-    if (!job || strlen(job) != UUID_STR_LEN - 1 || !array_is_task_id(job)) return false;
-    char digits[7] = {job[15], job[16], job[17], job[20], job[21], job[22], '\0'};
-    char *end;
-    long index = strtol(digits, &end, 16);
+    int64_t index = job ? array_task_index(job) : -1;
     char made[UUID_STR_LEN];
-    if (*end) return false;
+    if (index < 0) return false;
     array_task_id(array, index, made);
     return !strcmp(made, job);
 }

@@ -941,8 +941,11 @@ static int download_outputs(struct cli *cli, const struct uploads *up, json_t *j
         if (!ok)
             fprintf(stderr, "drover: output '%s' was not written: the job %s\n", path,
                     state ? state : "did not end");
-        else if (cli_blob_get(cli, json_string_value(uri), path, NULL))
+        else if (cli_blob_get(cli, json_string_value(uri), path, NULL)) {
+            fprintf(stderr, "drover: output '%s' is kept as %s (drover get %s PATH)\n", path,
+                    json_string_value(uri), json_string_value(uri));
             rc = 1;
+        }
     }
     return rc;
 }

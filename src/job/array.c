@@ -212,20 +212,29 @@ bool array_is_task_id(const char *id)
     return strlen(id) == UUID_STR_LEN - 1 && id[14] == '8';
 }
 
+int64_t array_task_index(const char *id)
+{
+    if (!array_is_task_id(id)) return -1;
+    static const int at[6] = {15, 16, 17, 20, 21, 22}; /* around the variant digit, 19 */
+    int64_t index = 0;
+    for (int k = 0; k < 6; k++) {
+        char c = id[at[k]];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return -1;
+        index = index * 16 + v;
+    }
+    return index;
+}
+
 json_t *array_task_json(const struct job *j)
 {
-    if (!array_is_task_id(j->id)) return json_null();
+    int64_t index = array_task_index(j->id);
     json_t *env = json_object_get(json_object_get(j->spec, "command"), "env");
     const char *array = json_string_value(json_object_get(env, "DROVER_ARRAY_ID"));
-    const char *index = json_string_value(json_object_get(env, "DROVER_ARRAY_INDEX"));
-    char *end;
-    long long i = index && index[0] >= '0' && index[0] <= '9' ? strtoll(index, &end, 10) : -1;
-    char id[UUID_STR_LEN];
-    if (!array || !uuid_valid(array) || i < 0 || *end || i >= ARRAY_MAX_TASKS)
+    /* the array's id starts with the task's time digits (array_task_id) */
+    if (index < 0 || !array || !uuid_valid(array) || strncmp(array, j->id, 13))
         return json_null();
-    array_task_id(array, i, id);
-    if (strcmp(id, j->id)) return json_null();
-    return json_pack("{s:s, s:I}", "id", array, "index", (json_int_t)i);
+    return json_pack("{s:s, s:I}", "id", array, "index", (json_int_t)index);
 }
 
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN])

@@ -68,8 +68,11 @@ char *array_item_text(const json_t *item);
 void array_task_id(const char *array, int64_t index, char out[UUID_STR_LEN]);
 /* Whether job id `id` is an array's task's (made by array_task_id: UUID version 8). */
 bool array_is_task_id(const char *id);
-/* {"id", "index"}: the array and index of the task whose job j is (read from command.env of its
-   spec, checked against its id), or JSON null for a job of no array. */
+/* The index a task's job id holds (array_task_id), or -1 for an id of no task. */
+int64_t array_task_index(const char *id);
+/* {"id", "index"}: the array (from command.env of its spec, DROVER_ARRAY_ID, which only the
+   server sets) and the index (from its id) of the task whose job j is; JSON null for a job of
+   no array. */
 json_t *array_task_json(const struct job *j);
 
 /*

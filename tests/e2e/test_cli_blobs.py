@@ -620,6 +620,15 @@ def test_submit_with_local_outputs(server, work, make_agent):
     assert r.returncode == 3, r.stderr
     assert "drover: output './kept.txt' was not written: the job failed" in r.stderr, r.stderr
     assert (work / "kept.txt").read_text() == "as it was\n"
+    # a download that cannot be written: exit 1, and where the output is kept
+    (work / "gone").mkdir()
+    r = text(run(server, "submit", "--wait", "--", "sh", "-c", 'rm -r "$0"; echo out > "$1"',
+                 str(work / "gone"), "@out:./gone/o.txt", cwd=work))
+    assert r.returncode == 1, r.stderr
+    kept = re.search(r"drover: output './gone/o.txt' is kept as (s3://\S+/o\.txt) "
+                     r"\(drover get \1 PATH\)", r.stderr)
+    assert kept and "cannot write" in r.stderr, r.stderr
+    assert blob(server, kept.group(1)).content == b"out\n"
     # bad input: refused, nothing uploaded or submitted
     before = len(server.api().get("/v1/jobs").json()["jobs"])
     for args, why in (
@@ -663,9 +672,10 @@ def test_submit_with_local_outputs(server, work, make_agent):
     assert args[1]["value"].startswith("s3://uploads/") and \
         args[1]["value"].endswith("/copy.txt"), args
     listed = json.loads(ok(text(run(server, "ls", "--json", "s3://uploads/"))))
-    # the first and the last jobs' folders alone: the second's went under --upload-to, the
-    # failed one uploaded nothing, and the refused ones were stopped before their uploads
-    assert len({o["key"].split("/")[0] for o in listed}) == 2, listed
+    # the folders of the first job, of the one whose download failed and of the last: the
+    # second's went under --upload-to, the failed job uploaded nothing, and the refused
+    # ones were stopped before their uploads
+    assert len({o["key"].split("/")[0] for o in listed}) == 3, listed
 
 
 def test_submit_spec_file_with_local_files(server, work):

@@ -4759,6 +4759,8 @@ static int64_t lease_task(struct store *st, const char *id, int64_t now, char jo
     char want[UUID_STR_LEN];
     array_task_id(id, index, want);
     assert_string_equal(c.job, want);
+    assert_int_equal(array_task_index(c.job), index); /* the id holds its index */
+    assert_int_equal(array_task_index(id), -1);       /* an array's own id is no task's */
     if (job_out) memcpy(job_out, c.job, UUID_STR_LEN);
     json_decref(spec);
     return index;
