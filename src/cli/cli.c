@@ -418,37 +418,6 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     buf_release(&b);
 }
 
-int cli_call_whole_id(struct cli *cli, const char *method, const char *path, json_t *body,
-                      const char *kind, const char *id, json_t **answer, const char *what)
-{
-    struct err e = ERR_INIT;
-    long status = 0;
-    *answer = NULL;
-    if (!http_client_json(&cli->http, method, path, body, &status, answer, &e)) return 0;
-    json_decref(*answer);
-    *answer = NULL;
-    if (e.code == ERR_NOTFOUND && strlen(id) < UUID_STR_LEN - 1)
-        snprintf(e.msg, sizeof(e.msg),
-                 "%s '%s' not found: give its whole id (36 characters); only a job's id may be "
-                 "a prefix",
-                 kind, id);
-    cli_print_err(cli, &e, status, what);
-    return 1;
-}
-
-int cli_request_whole_id(const struct cli_opts *o, const char *method, const char *path,
-                         json_t *body, const char *kind, const char *id, json_t **answer,
-                         const char *what)
-{
-    struct cli cli;
-    *answer = NULL;
-    int rc = cli_connect(&cli, o) ? 1
-                                  : cli_call_whole_id(&cli, method, path, body, kind, id, answer,
-                                                      what);
-    cli_release(&cli);
-    return rc;
-}
-
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
 {
     static const char *const kinds[][3] = {

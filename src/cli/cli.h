@@ -213,19 +213,6 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
                 json_t **resp, const char *what, ...) PRINTF_LIKE(6, 7);
 
 /*
- * cli_call for the `kind` ("array", "workflow", "trigger") whose id is `id`: its "not found"
- * says, for an id shorter than a whole one, that the server knows these by their whole id
- * (only a job's may be a prefix: docs/api.md "Job ids and prefixes"). 0, or 1 after printing
- * why (`what` as cli_call's).
- */
-int cli_call_whole_id(struct cli *cli, const char *method, const char *path, json_t *body,
-                      const char *kind, const char *id, json_t **answer, const char *what);
-/* The same with a connection of its own (as cli_request to cli_call). */
-int cli_request_whole_id(const struct cli_opts *o, const char *method, const char *path,
-                         json_t *body, const char *kind, const char *id, json_t **answer,
-                         const char *what);
-
-/*
  * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):
  * when `id` is a job array's or a workflow's, adds to e's message where to look
  * instead, the subcommand `sub` of `drover array` or `drover workflow`:

@@ -140,9 +140,7 @@ int cli_array_wait(struct cli *cli, const char *given, double timeout_s, bool js
 {
     json_t *first = NULL;
     char *path = cli_path("/v1/arrays/", given, "");
-    char what[512];
-    snprintf(what, sizeof(what), "cannot wait for array '%s'", given);
-    int rc = cli_call_whole_id(cli, "GET", path, NULL, "array", given, &first, what);
+    int rc = cli_call(cli, "GET", path, NULL, &first, "cannot wait for array '%s'", given);
     if (rc) {
         free(path);
         return rc;
@@ -225,10 +223,8 @@ int cmd_array(int argc, char **argv)
     json_t *body = status ? NULL : json_object();
     if (from >= 0) json_object_set_new(body, "from", json_integer(from));
     if (to >= 0) json_object_set_new(body, "to", json_integer(to));
-    char what[512];
-    snprintf(what, sizeof(what), "cannot %s array '%s'", sub, id);
-    rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, body, "array", id, &answer,
-                              what);
+    rc = cli_request(&a.conn, status ? "GET" : "POST", path, body, &answer, "cannot %s array '%s'",
+                     sub, id);
     free(path);
     json_decref(body);
     if (rc == 0 && a.json)

@@ -2061,7 +2061,7 @@ static int task_request(struct cli_args *a, bool retry, const char *id, const ch
     json_t *body = json_pack("{s:I, s:I}", "from", (json_int_t)index, "to", (json_int_t)index);
     char what[320];
     snprintf(what, sizeof(what), "cannot %s task %ld of array '%s'", verb, index, array);
-    int rc = cli_request_whole_id(&a->conn, "POST", path, body, "array", array, answer, what);
+    int rc = cli_request(&a->conn, "POST", path, body, answer, "%s", what);
     if (!rc && json_integer_value(json_object_get(*answer, retry ? "retried" : "cancelled")) < 1) {
         cli_error("conflict", NULL, "%s: %s", what,
                   retry ? "it has neither failed nor been cancelled" : "it has ended already");

@@ -108,9 +108,7 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
     if (c->input) json_object_set_new(body, "input", json_string(c->input));
     if (id) {
         char *path = cli_path("/v1/triggers/", id, "");
-        char what[512];
-        snprintf(what, sizeof(what), "cannot update trigger '%s'", id);
-        rc = cli_call_whole_id(cli, "PUT", path, body, "trigger", id, &answer, what);
+        rc = cli_call(cli, "PUT", path, body, &answer, "cannot update trigger '%s'", id);
         free(path);
     } else {
         rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
@@ -120,7 +118,7 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
     if (c->json)
         cli_print_json(answer);
     else if (id)
-        printf("updated trigger %s\n", id);
+        printf("updated trigger %s\n", jstr(answer, "id") ? jstr(answer, "id") : id);
     else
         printf("%s\n", jstr(answer, "id"));
 out:
@@ -204,9 +202,7 @@ static json_t *trigger_call(struct cli *cli, const char *method, const char *id,
 {
     json_t *answer = NULL;
     char *path = cli_path("/v1/triggers/", id, suffix);
-    char what[512];
-    snprintf(what, sizeof(what), "cannot %s trigger '%s'", verb, id);
-    *rc = cli_call_whole_id(cli, method, path, NULL, "trigger", id, &answer, what);
+    *rc = cli_call(cli, method, path, NULL, &answer, "cannot %s trigger '%s'", verb, id);
     free(path);
     if (!*rc && json) cli_print_json(answer);
     if (!*rc && !json) return answer;
@@ -278,14 +274,15 @@ static int trigger_pause(struct cli *cli, const char *id, bool pause, bool json)
     json_t *answer = trigger_call(cli, "POST", id, pause ? "/pause" : "/resume",
                                   pause ? "pause" : "resume", json, &rc);
     if (!answer) return rc;
+    const char *whole = jstr(answer, "id") ? jstr(answer, "id") : id; /* not the prefix given */
     char at[CLI_TIME_MAX], since[CLI_TIME_MAX];
     const char *next = cli_local_time(jstr(answer, "next_at"), at);
     if (pause)
-        printf("trigger %s paused since %s\n", id,
+        printf("trigger %s paused since %s\n", whole,
                jstr(answer, "paused_at") ? cli_local_time(jstr(answer, "paused_at"), since)
                                          : "now");
     else
-        printf("trigger %s resumed%s%s\n", id, next ? ": next at " : "", next ? next : "");
+        printf("trigger %s resumed%s%s\n", whole, next ? ": next at " : "", next ? next : "");
     json_decref(answer);
     return 0;
 }
@@ -295,7 +292,7 @@ static int trigger_rm(struct cli *cli, const char *id, bool json)
     int rc;
     json_t *answer = trigger_call(cli, "DELETE", id, "", "delete", json, &rc);
     if (!answer) return rc;
-    printf("deleted trigger %s\n", id);
+    printf("deleted trigger %s\n", jstr(answer, "id") ? jstr(answer, "id") : id);
     json_decref(answer);
     return 0;
 }

@@ -445,9 +445,7 @@ static int workflow_submit_wait(int argc, char **argv, bool submit)
                       file);
     } else if (!rc) {
         char *path = cli_path("/v1/workflows/", id, "");
-        char what[512];
-        snprintf(what, sizeof(what), "cannot wait for workflow '%s'", id);
-        rc = cli_call_whole_id(&cli, "GET", path, NULL, "workflow", id, &answer, what);
+        rc = cli_call(&cli, "GET", path, NULL, &answer, "cannot wait for workflow '%s'", id);
         free(path);
     }
     json_decref(body);
@@ -492,10 +490,8 @@ int cmd_workflow(int argc, char **argv)
     if (rc != CLI_CONTINUE) return rc;
     json_t *answer = NULL;
     char *path = cli_path("/v1/workflows/", arg, status ? "" : cancel ? "/cancel" : "/retry");
-    char what[512];
-    snprintf(what, sizeof(what), "cannot %s workflow '%s'", sub, arg);
-    rc = cli_request_whole_id(&a.conn, status ? "GET" : "POST", path, NULL, "workflow", arg,
-                              &answer, what);
+    rc = cli_request(&a.conn, status ? "GET" : "POST", path, NULL, &answer,
+                     "cannot %s workflow '%s'", sub, arg);
     free(path);
     if (rc == 0 && a.json)
         cli_print_json(answer);

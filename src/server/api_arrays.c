@@ -37,11 +37,6 @@ static struct server *srv(struct http_req *r)
     return r->app;
 }
 
-static const char *caller_owner(const struct http_req *r)
-{
-    return r->role == ROLE_ADMIN ? NULL : r->token_name;
-}
-
 /* The array's summary: counts per state and its state as a whole (a workflow's rules). */
 static json_t *summary_json(const struct array_rec *a, const int64_t *count, bool spec)
 {
@@ -337,13 +332,15 @@ int api_arrays_submit(struct http_req *r)
 
 /* ---- read ---- */
 
-/* Array `id`, if the caller may see it. */
-static int find_array_id(struct http_req *r, const char *id, struct array_rec *a, struct err *e)
+/* The array `given` names (a whole id or a unique prefix), if the caller may see it. */
+static int find_array_id(struct http_req *r, const char *given, struct array_rec *a,
+                         struct err *e)
 {
-    if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
-    int rc = store_array_get(srv(r)->reads, id, a, e);
+    char id[UUID_STR_LEN];
+    int rc = api_resolve_id(r, STORE_ARRAY, given, id, e);
+    if (!rc) rc = store_array_get(srv(r)->reads, id, a, e);
     if (rc) return rc;
-    const char *owner = caller_owner(r);
+    const char *owner = api_caller_owner(r);
     if (owner && (!a->owner || strcmp(owner, a->owner))) {
         array_rec_release(a);
         return err_set(e, ERR_NOTFOUND, "array '%s' not found", id);
@@ -440,7 +437,8 @@ int api_arrays_list(struct http_req *r)
     }
     struct array_rec *list;
     size_t n;
-    int rc = store_array_list(srv(r)->reads, caller_owner(r), after, (int)limit, &list, &n, &e);
+    int rc =
+        store_array_list(srv(r)->reads, api_caller_owner(r), after, (int)limit, &list, &n, &e);
     json_t *arrays = json_array();
     for (size_t i = 0; i < n; i++) {
         int64_t count[JOB_NSTATES];

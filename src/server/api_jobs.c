@@ -33,31 +33,19 @@
 #define LIST_MAX_LIMIT 1000
 #define WAIT_DEFAULT_S 30
 #define WAIT_MAX_S 3600
-#define ID_PREFIX_MIN 6   /* characters of an id prefix */
-#define AMBIGUOUS_SHOWN 5 /* matching ids named when a prefix is ambiguous */
 
 static struct server *srv(struct http_req *r)
 {
     return r->app;
 }
 
-/* The owner whose jobs the caller sees: NULL (all of them) for an admin. */
-static const char *caller_owner(const struct http_req *r)
-{
-    return r->role == ROLE_ADMIN ? NULL : r->token_name;
-}
-
 /*
- * Resolves the route's {id} -- a job id or a unique prefix of one, at least
- * ID_PREFIX_MIN characters, or ARRAY:INDEX, the job of a task of a job array
- * (api_arrays_task_job) -- among the caller's jobs into id: 0,
- * ERR_INVALID (too short), ERR_NOTFOUND, or ERR_AMBIGUOUS naming a few of
- * the matches.
+ * Resolves the route's {id} -- a job id or a unique prefix of one, or ARRAY:INDEX, the job
+ * of a task of a job array (api_arrays_task_job) -- among the caller's jobs into id.
  */
 static int resolve_id(struct http_req *r, char id[UUID_STR_LEN], struct err *e)
 {
     const char *given = r->params[0];
-    size_t n = strlen(given);
     const char *colon = strchr(given, ':');
     if (colon) { /* ARRAY:INDEX, a task of a job array */
         char *array = xstrndup(given, (size_t)(colon - given));
@@ -65,40 +53,7 @@ static int resolve_id(struct http_req *r, char id[UUID_STR_LEN], struct err *e)
         free(array);
         return rc;
     }
-    if (n < ID_PREFIX_MIN)
-        return err_field(e, ERR_INVALID, "id",
-                         "id must be a job id or a unique prefix of one (at least %d "
-                         "characters), not '%s'",
-                         ID_PREFIX_MIN, given);
-    char prefix[UUID_STR_LEN];
-    bool ok = n < sizeof(prefix);
-    for (size_t i = 0; ok && i < n; i++) {
-        char ch = (char)(given[i] >= 'A' && given[i] <= 'F' ? given[i] - 'A' + 'a' : given[i]);
-        ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || ch == '-';
-        prefix[i] = ch;
-    }
-    if (!ok) /* not hex: no job has such an id */
-        return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
-    prefix[n] = '\0';
-    char ids[AMBIGUOUS_SHOWN + 1][UUID_STR_LEN];
-    size_t found;
-    int rc =
-        store_job_match(srv(r)->reads, prefix, caller_owner(r), ids, ARRAY_SIZE(ids), &found, e);
-    if (rc) return rc;
-    if (!found) return err_set(e, ERR_NOTFOUND, "job '%s' not found", given);
-    if (found == 1) {
-        memcpy(id, ids[0], UUID_STR_LEN);
-        return 0;
-    }
-    struct buf b = BUF_INIT;
-    for (size_t i = 0; i < found && i < AMBIGUOUS_SHOWN; i++) {
-        buf_adds(&b, i ? ", " : "");
-        buf_adds(&b, ids[i]);
-    }
-    rc = err_field(e, ERR_AMBIGUOUS, "id", "id prefix '%s' matches several jobs: %s%s", given,
-                   b.data, found > AMBIGUOUS_SHOWN ? ", ..." : "");
-    buf_release(&b);
-    return rc;
+    return api_resolve_id(r, STORE_JOB, given, id, e);
 }
 
 /* The job the route's {id} names, if the caller may see it. */
@@ -559,7 +514,7 @@ static int parse_filter(struct http_req *r, struct job_filter *f, char *label, s
                         struct err *e)
 {
     memset(f, 0, sizeof(*f));
-    f->owner = caller_owner(r);
+    f->owner = api_caller_owner(r);
     f->state = -1;
     long limit;
     if (http_query_long(r, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, e))

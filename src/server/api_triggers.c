@@ -28,12 +28,6 @@ static struct server *srv(struct http_req *r)
     return r->app;
 }
 
-/* The owner whose triggers the caller sees: NULL (all of them) for an admin. */
-static const char *caller_owner(const struct http_req *r)
-{
-    return r->role == ROLE_ADMIN ? NULL : r->token_name;
-}
-
 static json_t *trigger_json(struct server *s, const struct trigger_rec *t)
 {
     json_t *tmpl = json_loads(t->template_, 0, NULL);
@@ -295,7 +289,8 @@ int api_triggers_list(struct http_req *r)
         http_reply_error(r, ERR_INVALID, "after", "after must be a trigger id (the 'next' cursor)");
         return HTTP_DONE;
     }
-    int rc = store_trigger_list(srv(r)->reads, caller_owner(r), after, (int)limit, &t, &n, &e);
+    int rc =
+        store_trigger_list(srv(r)->reads, api_caller_owner(r), after, (int)limit, &t, &n, &e);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         if (!rc) json_array_append_new(arr, trigger_json(srv(r), &t[i]));
@@ -315,14 +310,14 @@ int api_triggers_list(struct http_req *r)
     return HTTP_DONE;
 }
 
-/* The route's trigger, if the caller may see it (else 404, as if there were none). */
+/* The trigger of whole id `id`, if the caller may see it (else 404, as if there were none). */
 static int find_trigger(struct http_req *r, struct store *st, const char *id, struct trigger_rec *t,
                         struct err *e)
 {
     if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
     int rc = store_trigger_get(st, id, t, e);
     if (rc) return rc;
-    const char *owner = caller_owner(r);
+    const char *owner = api_caller_owner(r);
     if (owner && (!t->owner || strcmp(owner, t->owner))) {
         trigger_rec_release(t);
         return err_set(e, ERR_NOTFOUND, "trigger '%s' not found", id);
@@ -330,12 +325,20 @@ static int find_trigger(struct http_req *r, struct store *st, const char *id, st
     return 0;
 }
 
+/* The route's trigger ({id}: a whole id or a unique prefix), if the caller may see it. */
+static int route_trigger(struct http_req *r, struct trigger_rec *t, struct err *e)
+{
+    char id[UUID_STR_LEN];
+    int rc = api_resolve_id(r, STORE_TRIGGER, r->params[0], id, e);
+    return rc ? rc : find_trigger(r, srv(r)->reads, id, t, e);
+}
+
 int api_triggers_get(struct http_req *r)
 {
     struct err e = ERR_INIT;
     struct trigger_rec t;
     struct store *st = srv(r)->reads;
-    if (find_trigger(r, st, r->params[0], &t, &e)) {
+    if (route_trigger(r, &t, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -416,7 +419,7 @@ int api_triggers_update(struct http_req *r)
 {
     struct err e = ERR_INIT;
     struct trigger_rec was;
-    if (find_trigger(r, srv(r)->reads, r->params[0], &was, &e)) {
+    if (route_trigger(r, &was, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -467,15 +470,15 @@ static void delete_done(void *arg, int rc, const struct err *e)
 
 int api_triggers_delete(struct http_req *r)
 {
-    if (!uuid_valid(r->params[0])) {
-        struct err e = ERR_INIT;
-        err_set(&e, ERR_NOTFOUND, "trigger '%s' not found", r->params[0]);
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN];
+    if (api_resolve_id(r, STORE_TRIGGER, r->params[0], id, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct delete_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
-    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    memcpy(op->id, id, UUID_STR_LEN);
     commit_submit(srv(r)->commit, delete_write, delete_done, op);
     return HTTP_DEFERRED;
 }
@@ -538,7 +541,7 @@ int api_triggers_fire(struct http_req *r)
 {
     struct err e = ERR_INIT;
     struct trigger_rec t;
-    if (find_trigger(r, srv(r)->reads, r->params[0], &t, &e)) {
+    if (route_trigger(r, &t, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -601,16 +604,16 @@ static void pause_done(void *arg, int rc, const struct err *e)
 
 static int pause_or_resume(struct http_req *r, bool paused)
 {
-    if (!uuid_valid(r->params[0])) {
-        struct err e = ERR_INIT;
-        err_set(&e, ERR_NOTFOUND, "trigger '%s' not found", r->params[0]);
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN];
+    if (api_resolve_id(r, STORE_TRIGGER, r->params[0], id, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct pause_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
     op->paused = paused;
-    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    memcpy(op->id, id, UUID_STR_LEN);
     commit_submit(srv(r)->commit, pause_write, pause_done, op);
     return HTTP_DEFERRED;
 }

@@ -24,12 +24,6 @@ static struct server *srv(struct http_req *r)
     return r->app;
 }
 
-/* The owner whose workflows the caller sees: NULL (all of them) for an admin. */
-static const char *caller_owner(const struct http_req *r)
-{
-    return r->role == ROLE_ADMIN ? NULL : r->token_name;
-}
-
 /*
  * The workflow as GET shows it: every node's job and state, and its progress (counts per
  * state, and the overall state: running while a node has not ended, then succeeded when all
@@ -338,7 +332,7 @@ static int find_workflow(struct http_req *r, struct store *st, const char *id,
     if (!uuid_valid(id)) return err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
     int rc = store_workflow_get(st, id, w, e);
     if (rc) return rc;
-    const char *owner = caller_owner(r);
+    const char *owner = api_caller_owner(r);
     if (owner && (!w->owner || strcmp(owner, w->owner))) {
         workflow_rec_release(w);
         return err_set(e, ERR_NOTFOUND, "workflow '%s' not found", id);
@@ -350,7 +344,9 @@ int api_workflows_get(struct http_req *r)
 {
     struct workflow_rec w;
     struct err e = ERR_INIT;
-    if (find_workflow(r, srv(r)->reads, r->params[0], &w, &e)) {
+    char id[UUID_STR_LEN];
+    if (api_resolve_id(r, STORE_WORKFLOW, r->params[0], id, &e) ||
+        find_workflow(r, srv(r)->reads, id, &w, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -380,7 +376,7 @@ int api_workflows_list(struct http_req *r)
     }
     struct store *st = srv(r)->reads;
     struct workflow_list l;
-    if (store_workflow_list(st, caller_owner(r), after, (int)limit, &l, &e)) {
+    if (store_workflow_list(st, api_caller_owner(r), after, (int)limit, &l, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -433,16 +429,16 @@ static void op_done(void *arg, int rc, const struct err *e)
 
 static int op_submit(struct http_req *r, bool retry)
 {
-    if (!uuid_valid(r->params[0])) {
-        struct err e = ERR_INIT;
-        err_set(&e, ERR_NOTFOUND, "workflow '%s' not found", r->params[0]);
+    struct err e = ERR_INIT;
+    char id[UUID_STR_LEN];
+    if (api_resolve_id(r, STORE_WORKFLOW, r->params[0], id, &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
     struct wf_op *op = xcalloc(1, sizeof(*op));
     op->r = r;
     op->retry = retry;
-    memcpy(op->id, r->params[0], UUID_STR_LEN);
+    memcpy(op->id, id, UUID_STR_LEN);
     commit_submit(srv(r)->commit, op_write, op_done, op);
     return HTTP_DEFERRED;
 }

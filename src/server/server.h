@@ -154,6 +154,15 @@ extern const struct route server_routes[];
 extern const size_t server_nroutes;
 
 /* Handlers, by resource. */
+/* The owner whose jobs (workflows, arrays, triggers) the caller sees: NULL (all) for an admin. */
+const char *api_caller_owner(const struct http_req *r);
+/*
+ * Resolves `given`, a route's {id}: a whole id or a unique prefix of one (at least 6
+ * characters) of a `kind` the caller may see, into id: 0, ERR_INVALID (too short),
+ * ERR_NOTFOUND, or ERR_AMBIGUOUS naming a few of the matches (api_ids.c).
+ */
+int api_resolve_id(struct http_req *r, enum store_kind kind, const char *given,
+                   char id[UUID_STR_LEN], struct err *e);
 int api_jobs_create(struct http_req *r);
 int api_jobs_get(struct http_req *r);
 int api_jobs_list(struct http_req *r);
@@ -170,7 +179,7 @@ int api_arrays_tasks(struct http_req *r);
 int api_arrays_cancel(struct http_req *r);
 int api_arrays_retry(struct http_req *r);
 /*
- * The job of task `index` (text, a whole number) of array `array` (its whole id), for
+ * The job of task `index` (text, a whole number) of array `array` (its id or a unique prefix), for
  * /v1/jobs/{id} given as ARRAY:INDEX, if the caller may see the array: 0 with id set, or
  * ERR_INVALID (a bad index) or ERR_NOTFOUND saying why there is none (no such array or
  * task, or a task not claimed yet: queued, or cancelled before it ran).

@@ -233,10 +233,11 @@ int store_job_get_by_key(struct store *st, const char *owner, const char *key, s
     return st->ops->job_get_by_key(st, owner, key, out, e);
 }
 
-int store_job_match(struct store *st, const char *prefix, const char *owner,
-                    char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+int store_id_match(struct store *st, enum store_kind kind, const char *prefix,
+                   const char *owner, char (*ids)[UUID_STR_LEN], size_t max, size_t *n,
+                   struct err *e)
 {
-    return st->ops->job_match(st, prefix, owner, ids, max, n, e);
+    return st->ops->id_match(st, kind, prefix, owner, ids, max, n, e);
 }
 
 int store_job_get_run(struct store *st, const char *id, struct job *out, struct err *e)

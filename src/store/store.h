@@ -114,13 +114,16 @@ int store_job_get(struct store *st, const char *id, struct job *out, struct err 
 /* The job of that owner (NULL: the jobs without one) with that idempotency key. */
 int store_job_get_by_key(struct store *st, const char *owner, const char *key, struct job *out,
                          struct err *e);
+/* What an id names, for store_id_match. */
+enum store_kind { STORE_JOB, STORE_WORKFLOW, STORE_ARRAY, STORE_TRIGGER, STORE_NKINDS };
 /*
- * The ids of up to `max` jobs whose id starts with `prefix` (lower-case hex
- * and '-'), owned by `owner` (NULL = any), in id order, into ids; *n is how
- * many (0 when none: not an error).
+ * The ids of up to `max` jobs (workflows, arrays, triggers: `kind`) whose id
+ * starts with `prefix` (lower-case hex and '-'), owned by `owner` (NULL = any),
+ * in id order, into ids; *n is how many (0 when none: not an error).
  */
-int store_job_match(struct store *st, const char *prefix, const char *owner,
-                    char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e);
+int store_id_match(struct store *st, enum store_kind kind, const char *prefix,
+                   const char *owner, char (*ids)[UUID_STR_LEN], size_t max, size_t *n,
+                   struct err *e);
 /*
  * The job without its spec and labels (both NULL): for the updates that need
  * only its run state, which then do not pay for parsing the spec.

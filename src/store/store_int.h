@@ -33,8 +33,9 @@ struct store_ops {
     int (*job_get)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_get_by_key)(struct store *st, const char *owner, const char *key, struct job *out,
                           struct err *e);
-    int (*job_match)(struct store *st, const char *prefix, const char *owner,
-                     char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e);
+    int (*id_match)(struct store *st, enum store_kind kind, const char *prefix,
+                    const char *owner, char (*ids)[UUID_STR_LEN], size_t max, size_t *n,
+                    struct err *e);
     int (*job_get_run)(struct store *st, const char *id, struct job *out, struct err *e);
     int (*job_list)(struct store *st, const struct job_filter *f, struct job_list *out,
                     struct err *e);

@@ -50,8 +50,9 @@ enum stmt_id {
     S_JOB_INSERT,
     S_JOB_GET,
     S_JOB_GET_KEY,
-    S_JOB_MATCH,
-    S_JOB_MATCH_OWNER,
+    S_MATCH, /* store_id_match: S_MATCH + kind, S_MATCH_OWNER + kind */
+    S_MATCH_OWNER = S_MATCH + STORE_NKINDS,
+    S_MATCH_END = S_MATCH_OWNER + STORE_NKINDS - 1,
     S_JOB_GET_RUN,
     S_JOB_LOCK,
     S_JOB_LOCK_RUN,
@@ -299,9 +300,21 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce($2::text, '') AND idem_key = $1",
     /* Ids are lower-case hex and '-', all below 'g': [p, p || 'g') holds those starting with p. */
-    [S_JOB_MATCH] = "SELECT id FROM jobs WHERE id >= $1 AND id < $1 || 'g' ORDER BY id LIMIT $2",
-    [S_JOB_MATCH_OWNER] = "SELECT id FROM jobs WHERE id >= $1 AND id < $1 || 'g' AND owner = $3 "
-                          "ORDER BY id LIMIT $2",
+#define MATCH(table)                                                                           \
+    "SELECT id FROM " table " WHERE id >= $1 AND id < $1 || 'g' ORDER BY id LIMIT $2"
+#define MATCH_OWNER(table)                                                                     \
+    "SELECT id FROM " table " WHERE id >= $1 AND id < $1 || 'g' AND owner = $3 "             \
+    "ORDER BY id LIMIT $2"
+    [S_MATCH + STORE_JOB] = MATCH("jobs"),
+    [S_MATCH + STORE_WORKFLOW] = MATCH("workflows"),
+    [S_MATCH + STORE_ARRAY] = MATCH("arrays"),
+    [S_MATCH + STORE_TRIGGER] = MATCH("triggers"),
+    [S_MATCH_OWNER + STORE_JOB] = MATCH_OWNER("jobs"),
+    [S_MATCH_OWNER + STORE_WORKFLOW] = MATCH_OWNER("workflows"),
+    [S_MATCH_OWNER + STORE_ARRAY] = MATCH_OWNER("arrays"),
+    [S_MATCH_OWNER + STORE_TRIGGER] = MATCH_OWNER("triggers"),
+#undef MATCH
+#undef MATCH_OWNER
     [S_JOB_GET_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1",
     [S_JOB_LOCK] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
     [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
@@ -1996,8 +2009,9 @@ static int pg_job_get_by_key(struct store *st, const char *owner, const char *ke
     return rc;
 }
 
-static int pg_job_match(struct store *st, const char *prefix, const char *owner,
-                        char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+static int pg_id_match(struct store *st, enum store_kind kind, const char *prefix,
+                       const char *owner, char (*ids)[UUID_STR_LEN], size_t max, size_t *n,
+                       struct err *e)
 {
     struct store_pg *s = pg(st);
     struct params p = {0};
@@ -2007,8 +2021,8 @@ static int pg_job_match(struct store *st, const char *prefix, const char *owner,
         p_text(&p, owner);
     PGresult *r;
     *n = 0;
-    int rc = run(s, owner ? S_JOB_MATCH_OWNER : S_JOB_MATCH, &p, &r, e,
-                 "finding jobs by id prefix");
+    int rc = run(s, (enum stmt_id)((owner ? S_MATCH_OWNER : S_MATCH) + (int)kind), &p, &r, e,
+                 "finding ids by prefix");
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r) && *n < max; i++)
@@ -3889,7 +3903,7 @@ const struct store_ops store_pg_ops = {
     .job_insert_plain = pg_job_insert_plain,
     .job_get = pg_job_get,
     .job_get_by_key = pg_job_get_by_key,
-    .job_match = pg_job_match,
+    .id_match = pg_id_match,
     .job_get_run = pg_job_get_run,
     .job_list = pg_job_list,
     .job_lock = pg_job_lock,

@@ -39,8 +39,9 @@ enum stmt_id {
     S_JOB_INSERT,
     S_JOB_GET,
     S_JOB_GET_KEY,
-    S_JOB_MATCH,
-    S_JOB_MATCH_OWNER,
+    S_MATCH, /* store_id_match: S_MATCH + kind, S_MATCH_OWNER + kind */
+    S_MATCH_OWNER = S_MATCH + STORE_NKINDS,
+    S_MATCH_END = S_MATCH_OWNER + STORE_NKINDS - 1,
     S_JOB_GET_RUN,
     S_QUEUE_STATS,
     S_QUEUE_STATS_OWNER,
@@ -256,9 +257,21 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_GET_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE coalesce(owner, '') = "
                       "coalesce(?2, '') AND idem_key = ?1 AND idem_key IS NOT NULL",
     /* Ids are lower-case hex and '-', all below 'g': [p, p || 'g') holds those starting with p. */
-    [S_JOB_MATCH] = "SELECT id FROM jobs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
-    [S_JOB_MATCH_OWNER] = "SELECT id FROM jobs WHERE id >= ?1 AND id < ?1 || 'g' AND owner = ?3 "
-                          "ORDER BY id LIMIT ?2",
+#define MATCH(table)                                                                           \
+    "SELECT id FROM " table " WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2"
+#define MATCH_OWNER(table)                                                                     \
+    "SELECT id FROM " table " WHERE id >= ?1 AND id < ?1 || 'g' AND owner = ?3 "             \
+    "ORDER BY id LIMIT ?2"
+    [S_MATCH + STORE_JOB] = MATCH("jobs"),
+    [S_MATCH + STORE_WORKFLOW] = MATCH("workflows"),
+    [S_MATCH + STORE_ARRAY] = MATCH("arrays"),
+    [S_MATCH + STORE_TRIGGER] = MATCH("triggers"),
+    [S_MATCH_OWNER + STORE_JOB] = MATCH_OWNER("jobs"),
+    [S_MATCH_OWNER + STORE_WORKFLOW] = MATCH_OWNER("workflows"),
+    [S_MATCH_OWNER + STORE_ARRAY] = MATCH_OWNER("arrays"),
+    [S_MATCH_OWNER + STORE_TRIGGER] = MATCH_OWNER("triggers"),
+#undef MATCH
+#undef MATCH_OWNER
     /* The same columns with labels and spec left out (NULL). */
     [S_JOB_GET_RUN] = "SELECT id, state, queue, service, name, idem_key, agent, priority, slots, "
                       "attempt, max_attempts, created_at, started_at, finished_at, run_after, "
@@ -1006,11 +1019,12 @@ static int sqlite_job_get_by_key(struct store *st, const char *owner, const char
     return rc;
 }
 
-static int sqlite_job_match(struct store *st, const char *prefix, const char *owner,
-                            char (*ids)[UUID_STR_LEN], size_t max, size_t *n, struct err *e)
+static int sqlite_id_match(struct store *st, enum store_kind kind, const char *prefix,
+                           const char *owner, char (*ids)[UUID_STR_LEN], size_t max, size_t *n,
+                           struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, owner ? S_JOB_MATCH_OWNER : S_JOB_MATCH);
+    sqlite3_stmt *q = stmt(s, (enum stmt_id)((owner ? S_MATCH_OWNER : S_MATCH) + (int)kind));
     bind_text(q, 1, prefix);
     sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
     if (owner) bind_text(q, 3, owner);
@@ -1018,7 +1032,7 @@ static int sqlite_job_match(struct store *st, const char *prefix, const char *ow
     *n = 0;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW && *n < max)
         snprintf(ids[(*n)++], UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
-    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, e, "finding jobs by id prefix");
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, e, "finding ids by prefix");
     sqlite3_reset(q);
     return rc;
 }
@@ -2742,7 +2756,7 @@ const struct store_ops store_sqlite_ops = {
     .job_insert_plain = sqlite_job_insert_plain,
     .job_get = sqlite_job_get,
     .job_get_by_key = sqlite_job_get_by_key,
-    .job_match = sqlite_job_match,
+    .id_match = sqlite_id_match,
     .job_get_run = sqlite_job_get_run,
     .job_list = sqlite_job_list,
     .job_lock = sqlite_job_lock,

@@ -523,7 +523,7 @@ def test_cli_array_wait(server, make_agent):
     assert f"drover: array '{stuck['id']}' is still running after 0.5s\n" in r.stderr, r.stderr
     assert r.stdout.startswith(f"array {stuck['id']}: running\n"), r.stdout
     # bad input
-    assert "give its whole id" in refused(server.run_cli("array", "wait", small["id"][:8]))
+    assert "at least 6 characters" in refused(server.run_cli("array", "wait", small["id"][:5]))
     for args in (["array", "wait"], ["array", "wait", "--from", "1", small["id"]],
                  ["array", "status", "--timeout", "1", small["id"]],
                  ["array", "wait", "--timeout", "soon", small["id"]],

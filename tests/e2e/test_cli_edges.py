@@ -1,8 +1,8 @@
 """Rough edges of the CLI beyond the job commands, found by a new user: both spellings of a
-listing subcommand (`list`, `ls`), arrays, workflows and triggers named by a part of their id
-(the server wants whole ids: the message says so), and number options whose message gives the
-range and what 0 means."""
+listing subcommand (`list`, `ls`), arrays, workflows and triggers named by a unique part of their
+id (as jobs are), and number options whose message gives the range and what 0 means."""
 import json
+import os
 
 import pytest
 
@@ -73,42 +73,57 @@ def make_trigger(server):
 
 
 @pytest.mark.parametrize("kind,make,commands", [
-    ("array", make_array, [["array", "status"], ["array", "cancel"], ["array", "retry"]]),
+    ("array", make_array, [["array", "status"], ["array", "cancel"], ["array", "retry"],
+                           ["array", "wait", "--timeout", "0.1"]]),
     ("workflow", make_workflow, [["workflow", "status"], ["workflow", "cancel"],
-                                 ["workflow", "retry"]]),
+                                 ["workflow", "retry"], ["workflow", "wait", "--timeout", "0.1"]]),
     ("trigger", make_trigger, [["trigger", "show"], ["trigger", "pause"], ["trigger", "resume"],
                                ["trigger", "fire"], ["trigger", "rm"]]),
 ])
-def test_a_part_of_an_id_is_not_found_and_the_message_says_a_whole_one_is_needed(
-        server, kind, make, commands):
-    whole = make(server)
-    part = whole[:13]
-    for args in commands:
-        err = refused(server.run_cli(*args, part))
-        assert err == (f"drover: {kind} '{part}' not found: give its whole id (36 characters); "
-                       f"only a job's id may be a prefix\n"), (args, err)
-        # with --json, the same message as a JSON error
-        r = server.run_cli(*args, "--json", part)
-        assert r.returncode == 1 and r.stdout == ""
-        e = json.loads(r.stderr)["error"]
-        assert e["code"] == "not_found" and "whole id" in e["message"]
-    # a whole id that is no one's is only not found: there is nothing to add
-    other = whole[:-4] + ("0000" if not whole.endswith("0000") else "1111")
-    err = refused(server.run_cli(commands[0][0], commands[0][1], other))
-    assert err == f"drover: {kind} '{other}' not found\n"
-    # the whole id works
-    ok(server.run_cli(commands[0][0], commands[0][1], whole))
+def test_a_unique_part_of_an_id_names_an_array_workflow_or_trigger(server, kind, make, commands):
+    whole, other = make(server), make(server)
+    common = os.path.commonprefix([whole, other])
+    assert len(common) >= 6, (whole, other)  # UUIDv7s made in a row share their time
+    part = whole[:len(common) + 1].upper()  # either case
+    show = commands[0]
+    # the part stands for the whole id, with --json too
+    assert json.loads(ok(server.run_cli(*show, "--json", part)))["id"] == whole
+    # the prefix both share names neither: the message names both
+    err = refused(server.run_cli(*show, common))
+    assert f"id prefix '{common}' matches several {kind}s: " in err, err
+    assert whole in err and other in err, err
+    r = server.run_cli(*show, "--json", common)
+    assert r.returncode == 1 and json.loads(r.stderr)["error"]["code"] == "ambiguous", r.stderr
+    # too short to be a prefix
+    err = refused(server.run_cli(*show, whole[:5]))
+    assert (f"id must be a {kind} id or a unique prefix of one (at least 6 characters), "
+            f"not '{whole[:5]}'") in err, err
+    # a whole id that is no one's is only not found; so is another client's prefix
+    nobody = whole[:-4] + ("0000" if not whole.endswith("0000") else "1111")
+    assert refused(server.run_cli(*show, nobody)).endswith(f"{kind} '{nobody}' not found\n")
+    r = server.api().post("/v1/tokens", json={"role": "client", "name": f"other-{kind}"})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    err = refused(server.run_cli(*show, part, token=token))
+    assert err.endswith(f"{kind} '{part}' not found\n"), err
+    # every command takes the part (the array's and workflow's jobs stay queued: "idle")
+    for args in commands[1:]:
+        r = server.run_cli(*args, part)
+        assert r.returncode in (0, 1) and "not found" not in r.stderr, (args, r.stderr)
+        assert whole in r.stdout + r.stderr or r.returncode == 0, (args, r.stdout, r.stderr)
 
 
 def test_trigger_update_of_a_part_of_an_id(server, tmp_path):
     whole = make_trigger(server)
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps(TRUE))
-    err = refused(server.run_cli("trigger", "update", whole[:8], "--schedule", "0 4 * * *",
-                                 "--job", str(spec)))
-    assert f"trigger '{whole[:8]}' not found: give its whole id" in err
-    assert "updated trigger " + whole in ok(server.run_cli(
-        "trigger", "update", whole, "--schedule", "0 4 * * *", "--job", str(spec)))
+    # the whole id is printed, not the part given
+    assert ok(server.run_cli("trigger", "update", whole[:14], "--schedule", "0 4 * * *",
+                             "--job", str(spec))) == f"updated trigger {whole}\n"
+    got = json.loads(ok(server.run_cli("trigger", "show", "--json", whole)))
+    assert got["schedule"] == "0 4 * * *", got
+    assert ok(server.run_cli("trigger", "pause", whole[:14])).startswith(f"trigger {whole} paused")
+    assert ok(server.run_cli("trigger", "rm", whole[:14])) == f"deleted trigger {whole}\n"
 
 
 @pytest.mark.parametrize("args,message", [

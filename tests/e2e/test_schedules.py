@@ -169,7 +169,7 @@ def test_fire_now_submits_at_once_out_of_its_times(server, make_agent):
     assert (f["time"], f["state"], f["job"]) == (got["time"], "fired", got["job"])
     # another client's is not found; an upload trigger has no time to fire for
     assert server.api(bob).post(f"/v1/triggers/{t['id']}/fire").status_code == 404
-    assert server.api(bob).post("/v1/triggers/nope/fire").status_code == 404
+    assert server.api(bob).post("/v1/triggers/nopenope/fire").status_code == 404
     up = server.api().post("/v1/triggers", json={"prefix": "s3://up/", "job": sh("true")})
     assert up.status_code == 201, up.text
     r = server.api().post(f"/v1/triggers/{up.json()['id']}/fire")

@@ -207,12 +207,15 @@ def test_workflow_access_and_unknown_ids(server):
     api = server.api()
     w = create(server, {"nodes": {"A": {"job": sh("x")}}})
     assert api.get("/v1/workflows/00000000-0000-7000-8000-000000000000").status_code == 404
-    assert api.get("/v1/workflows/abc").status_code == 404
-    assert api.post("/v1/workflows/abc/cancel").status_code == 404
+    assert api.get("/v1/workflows/abc").status_code == 400  # too short to be a prefix
+    assert api.post("/v1/workflows/abc/cancel").status_code == 400
+    assert api.get("/v1/workflows/nothex").status_code == 404
+    assert api.post("/v1/workflows/nothex/cancel").status_code == 404
     assert api.post("/v1/workflows", data="[").status_code == 400
     t = api.post("/v1/tokens", json={"role": "client", "name": "mallory"}).json()["token"]
     other = server.api(t)
     assert other.get(f"/v1/workflows/{w['id']}").status_code == 404
+    assert other.get(f"/v1/workflows/{w['id'][:14]}").status_code == 404
     assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
     assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
 
@@ -378,7 +381,7 @@ def test_cli_wait_follows_a_workflow_to_its_end(make_server, make_agent, tmp_pat
     assert out.startswith(f"workflow {slow}: succeeded\n"), out
 
     # bad input
-    assert "give its whole id" in refused(server.run_cli("workflow", "wait", wid[:8]))
+    assert "at least 6 characters" in refused(server.run_cli("workflow", "wait", wid[:5]))
     assert "not found" in refused(server.run_cli("workflow", "wait", "0" * 8 + wid[8:]))
     for args in ([], [wid, wid], ["--timeout", "soon", wid], ["--wait", wid]):
         usage_error(server.run_cli("workflow", "wait", *args), ["workflow"])

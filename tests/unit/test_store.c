@@ -1005,23 +1005,23 @@ static void test_owners(void **state)
     /* Id prefixes: the whole id, a prefix shared by all four (UUIDv7s made in a row share their
        first characters), restricted to an owner. */
     char ids[8][UUID_STR_LEN];
-    assert_ok(store_job_match(f->st, b.id, NULL, ids, 8, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, b.id, NULL, ids, 8, &n, &e), &e);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], b.id);
-    assert_ok(store_job_match(f->st, b.id, "alice", ids, 8, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, b.id, "alice", ids, 8, &n, &e), &e);
     assert_int_equal(n, 0);
     char prefix[7];
     snprintf(prefix, sizeof(prefix), "%.6s", a.id);
-    assert_ok(store_job_match(f->st, prefix, NULL, ids, 8, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, prefix, NULL, ids, 8, &n, &e), &e);
     assert_int_equal(n, 4);
     assert_string_equal(ids[0], a.id); /* in id order */
-    assert_ok(store_job_match(f->st, prefix, NULL, ids, 2, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, prefix, NULL, ids, 2, &n, &e), &e);
     assert_int_equal(n, 2);
-    assert_ok(store_job_match(f->st, prefix, "alice", ids, 8, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, prefix, "alice", ids, 8, &n, &e), &e);
     assert_int_equal(n, 2);
     assert_string_equal(ids[0], a.id);
     assert_string_equal(ids[1], c.id);
-    assert_ok(store_job_match(f->st, "ffffffff", NULL, ids, 8, &n, &e), &e);
+    assert_ok(store_id_match(f->st, STORE_JOB, "ffffffff", NULL, ids, 8, &n, &e), &e);
     assert_int_equal(n, 0);
     job_release(&a);
     job_release(&b);
@@ -4001,6 +4001,15 @@ static void test_workflows(void **state)
     assert_string_equal(json_string_value(json_object_get(got.doc, "name")), "d");
     assert_true(json_equal(got.doc, rec.doc));
     workflow_rec_release(&got);
+    char match[2][UUID_STR_LEN]; /* found by its id, among workflows only, its owner's */
+    size_t found;
+    assert_ok(store_id_match(f->st, STORE_WORKFLOW, rec.id, "alice", match, 2, &found, &e), &e);
+    assert_int_equal(found, 1);
+    assert_string_equal(match[0], rec.id);
+    assert_ok(store_id_match(f->st, STORE_WORKFLOW, rec.id, "bob", match, 2, &found, &e), &e);
+    assert_int_equal(found, 0);
+    assert_ok(store_id_match(f->st, STORE_JOB, rec.id, NULL, match, 2, &found, &e), &e);
+    assert_int_equal(found, 0);
     assert_int_equal(wf_state(f->st, &w, jobs, "A"), JOB_QUEUED);
     assert_int_equal(wf_state(f->st, &w, jobs, "B"), JOB_BLOCKED);
     assert_int_equal(wf_state(f->st, &w, jobs, "D"), JOB_BLOCKED);
@@ -4363,6 +4372,21 @@ static void test_triggers(void **state)
     assert_string_equal(l[1].id, t[0].id);
     for (size_t i = 0; i < n; i++)
         trigger_rec_release(&l[i]);
+
+    /* the prefix both ids share finds both, in id order; an owner's finds its own */
+    char match[3][UUID_STR_LEN], prefix[UUID_STR_LEN];
+    size_t common = 0;
+    while (t[0].id[common] == t[1].id[common])
+        common++;
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)common, t[0].id);
+    assert_ok(store_id_match(f->st, STORE_TRIGGER, prefix, NULL, match, 3, &n, &e), &e);
+    assert_int_equal(n, 2);
+    assert_true(strcmp(match[0], match[1]) < 0);
+    assert_ok(store_id_match(f->st, STORE_TRIGGER, prefix, "bob", match, 3, &n, &e), &e);
+    assert_int_equal(n, 1);
+    assert_string_equal(match[0], t[1].id);
+    assert_ok(store_id_match(f->st, STORE_ARRAY, prefix, NULL, match, 3, &n, &e), &e);
+    assert_int_equal(n, 0);
     lib_free(l);
     assert_ok(store_trigger_list(f->st, "alice", NULL, 0, &l, &n, &e), &e);
     assert_int_equal(n, 1);
@@ -4947,6 +4971,13 @@ static void test_array_goes_with_its_last_task(void **state)
     assert_ok(store_begin(f->st, &e), &e);
     assert_ok(store_array_insert(f->st, &b, &e), &e);
     assert_ok(store_commit(f->st, &e), &e);
+    char match[2][UUID_STR_LEN]; /* found by a prefix of its id */
+    char prefix[UUID_STR_LEN - 4];
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)sizeof(prefix) - 1, b.id);
+    size_t found;
+    assert_ok(store_id_match(f->st, STORE_ARRAY, prefix, NULL, match, 2, &found, &e), &e);
+    assert_int_equal(found, 1);
+    assert_string_equal(match[0], b.id);
     assert_int_equal(lease_task(f->st, b.id, T0 + 1, job0), 0);
     assert_ok(store_begin(f->st, &e), &e);
     assert_ok(store_array_cancel(f->st, b.id, 0, 0, T0 + 2, keep_count, &changed, &n, &e), &e);
