@@ -127,8 +127,18 @@ static int not_a_command(int argc, char **argv)
                 argv[1], cmd ? cmd : "<command>", argv[1]);
         return 2;
     }
+    /* the words of other job systems' CLIs (Slurm, Celery, kubectl, docker) */
+    static const char *const said[][2] = {
+        {"list", "jobs"},     {"ps", "jobs"},        {"squeue", "jobs"},
+        {"show", "status"},   {"describe", "status"}, {"inspect", "status"},
+        {"kill", "cancel"},   {"scancel", "cancel"}, {"revoke", "cancel"},
+        {"run", "submit"},    {"sbatch", "submit"},  {"rerun", "retry"},
+        {"worker", "agent"},  {"workers", "agents"}, {"nodes", "agents"},
+    };
     const char *best = NULL;
-    size_t best_d = 3; /* at most 2 edits, and fewer than the name is long */
+    for (size_t i = 0; i < sizeof(said) / sizeof(said[0]) && !best; i++)
+        if (!strcmp(argv[1], said[i][0])) best = said[i][1];
+    size_t best_d = best ? 0 : 3; /* at most 2 edits, and fewer than the name is long */
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         size_t d = edit_distance(argv[1], commands[i].name);
         if (d < best_d && d < strlen(commands[i].name)) {

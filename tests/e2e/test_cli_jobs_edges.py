@@ -184,7 +184,11 @@ def test_status_after_a_retry_by_hand_beyond_max_attempts(server, make_agent):
 
 def test_mistyped_command_suggests_the_closest(server):
     for typed, meant in (("sumbit", "submit"), ("stauts", "status"), ("jobz", "jobs"),
-                         ("retyr", "retry")):
+                         ("retyr", "retry"),
+                         # other job systems' words: what drover calls it
+                         ("list", "jobs"), ("ps", "jobs"), ("squeue", "jobs"), ("kill", "cancel"),
+                         ("scancel", "cancel"), ("run", "submit"), ("sbatch", "submit"),
+                         ("show", "status"), ("workers", "agents")):
         r = server.run_cli(typed, "--", "true")
         assert r.returncode == 2 and r.stdout == ""
         assert r.stderr == (f"drover: '{typed}' is not a command; did you mean '{meant}'?\n"
