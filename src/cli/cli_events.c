@@ -50,7 +50,7 @@ static int sse_line(struct sse *p, const char *l, struct err *e)
     if (!*l) { /* the frame is complete */
         int rc = 0;
         if (p->data.len) {
-            json_t *data = json_loadb(p->data.data, p->data.len, 0, NULL);
+            json_t *data = json_loadb(p->data.data, p->data.len, JSON_ALLOW_NUL, NULL);
             if (!json_is_object(data)) {
                 json_decref(data);
                 return err_set(e, ERR_INTERNAL, "the server sent an event that is not JSON");

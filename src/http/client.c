@@ -453,7 +453,8 @@ int http_call_finish(struct http_call *call, const struct http_client *c, CURLco
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &st);
 
     json_error_t jerr;
-    if (call->resp.len > 0) j = json_loadb(call->resp.data, call->resp.len, JSON_DECODE_ANY, &jerr);
+    if (call->resp.len > 0) /* a job's output may hold NUL */
+        j = json_loadb(call->resp.data, call->resp.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 
     if (st >= 200 && st < 300) {
         if (call->resp.len > 0 && !j)

@@ -412,7 +412,9 @@ static int read_body(struct http_req *r, struct err *e)
                        "the JSON body holds more than %d values or %d objects and arrays, the "
                        "most a request may",
                        HTTP_JSON_MAX_VALUES, HTTP_JSON_MAX_CONTAINERS);
-    r->body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    size_t flags = JSON_REJECT_DUPLICATES;
+    if (r->route->json_body == HTTP_JSON_NUL) flags |= JSON_ALLOW_NUL;
+    r->body = json_loadb(data, len, flags, &je);
     return r->body ? 0 : http_json_malformed(e, &je);
 }
 

@@ -48,8 +48,10 @@ struct route {
     http_handler_fn handler;
     unsigned roles;      /* bitmask of roles allowed; 0 = no token needed */
     size_t body_limit;   /* bytes; 0 = no body accepted */
-    bool json_body;      /* parse the body as JSON into req->body */
+    int json_body;       /* parse the body as JSON into req->body: true, or HTTP_JSON_NUL */
 };
+/* json_body: a JSON body whose strings may hold \u0000 (an agent's captured output) */
+#define HTTP_JSON_NUL 2
 
 struct http_req {
     struct evhttp_request *ev; /* NULL once replied or gone */

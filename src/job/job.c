@@ -285,7 +285,7 @@ json_t *job_json_load(const char *s)
 {
     if (!s || !*s)
         return NULL;
-    return json_loads(s, JSON_DECODE_ANY, NULL);
+    return json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL); /* output may hold NUL */
 }
 
 char *job_spec_dump(const json_t *spec)

@@ -393,7 +393,8 @@ static void lookup_work(void *arg)
         buf_release(&b);
         goto not_found;
     }
-    json_t *doc = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    /* output may hold NUL */
+    json_t *doc = json_loadb(b.data ? b.data : "", b.len, JSON_ALLOW_NUL, NULL);
     buf_release(&b);
     json_t *job = json_object_get(doc, "job");
     const char *owner = json_string_value(json_object_get(job, "owner"));

@@ -67,7 +67,8 @@ const struct route server_routes[] = {
     {"GET", "/v1/agents", api_agents_list, ANY_CLIENT, 0, false},
     {"POST", "/v1/agents/register", api_agents_register, AGENT, 64 * KiB, true},
     {"POST", "/v1/agents/{id}/poll", api_agents_poll, AGENT, 16 * MiB, true},
-    {"POST", "/v1/agents/{id}/reports", api_agents_reports, AGENT, 64 * MiB, true},
+    /* a log report's data is output as the program wrote it, NUL bytes too */
+    {"POST", "/v1/agents/{id}/reports", api_agents_reports, AGENT, 64 * MiB, HTTP_JSON_NUL},
     {"POST", "/v1/agents/{id}/leave", api_agents_leave, AGENT, 4 * KiB, false},
     {"POST", "/v1/agents/{id}/drain", api_agents_drain, ANY_CLIENT, 4 * KiB, false},
 

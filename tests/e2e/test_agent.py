@@ -52,6 +52,23 @@ def test_success_stdout_in_result_and_log(fast_server, make_agent):
     assert j["agent"] == "w1" and j["attempts"][0]["agent"] == "w1"
 
 
+def test_nul_bytes_and_random_bytes_in_output(fast_server, make_agent):
+    """Output is text: a NUL byte is kept (\\u0000 in the JSON), bytes that are not UTF-8 become
+    U+FFFD; neither may cost the job's reports (the server once refused a batch with a NUL,
+    and the job, its start never heard of, ran again and again as lost)."""
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("printf 'a\\000b\\n'; head -c 200000 /dev/urandom; "
+                                   "printf '\\000end\\n'"))
+    j = wait_job(fast_server, job, timeout=60)
+    assert j["state"] == "succeeded" and j["attempt"] == 1, j
+    log = fast_server.api().get(f"/v1/jobs/{job}/log").text
+    assert log.startswith("a\x00b\n") and log.endswith("\x00end\n"), (log[:8], log[-8:])
+    assert "\ufffd" in log and len(log) > 50000
+    assert j["result"]["stdout"].startswith("a\x00b\n"), j["result"]["stdout"][:8]
+    # the last bytes, NUL first
+    assert fast_server.api().get(f"/v1/jobs/{job}/log?tail=5").text == "\x00end\n"
+
+
 def test_a_short_job_ends_while_a_long_one_runs(fast_server, make_agent):
     """An end waits a few ms for the agent's other jobs to end too (protocol.md), not for
     them: a short job beside a long one is reported as soon as that wait is over."""

@@ -134,14 +134,15 @@ def test_jobs_run_through_postgres(pg_servers, pg_db, make_agent):  # noqa: F811
     assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
 
     make_agent(server, "w1")
-    job = submit(server, command={"shell": "echo hello; echo 'to stderr' >&2; "
+    job = submit(server, command={"shell": "echo hello; printf 'a\\000b\\n'; "
+                                           "echo 'to stderr' >&2; "
                                            "echo 40 nearly > \"$DROVER_PROGRESS\"; sleep 0.3"})
     j = wait_job(server, job)
     assert j["state"] == "succeeded", j
     assert j["result"]["reason"] == "exit" and j["result"]["exit_code"] == 0
-    assert j["result"]["stdout"] == "hello\n"
+    assert j["result"]["stdout"] == "hello\na\x00b\n"  # a NUL byte too (bytea, escaped JSON)
     assert j["agent"] == "w1" and j["attempt"] == 1
-    assert api.get(f"/v1/jobs/{job}/log").text == "hello\n"
+    assert api.get(f"/v1/jobs/{job}/log").text == "hello\na\x00b\n"
     assert api.get(f"/v1/jobs/{job}/log?stream=stderr").text == "to stderr\n"
     # failing, then retried: each attempt recorded
     failing = submit(server, retry={"max_attempts": 2, "backoff_s": 0.1},

@@ -51,7 +51,8 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     alice, bob, admin = server.api(alice_token), server.api(client(server, "bob")), server.api()
     make_agent(server, "ret", "--queues", "ret")
     job = submit(alice, {"queue": "ret", "name": "kept",
-                         "command": {"shell": "echo hello; echo oops >&2"}})["id"]
+                         # a NUL byte in the output: kept in the archive's JSON too
+                         "command": {"shell": "printf 'he\\000llo\\n'; echo oops >&2"}})["id"]
     done = wait_job(server, job, timeout=60)
     assert done["state"] == "succeeded", done
     assert rows(server, job)[1] > 0  # its output is in the store until it goes
@@ -69,12 +70,13 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     # Its output, from the archive, with the log route's options.
     log = lambda q="": alice.get(f"/v1/jobs/{job}/log{q}")  # noqa: E731
     r = log()
-    assert r.status_code == 200 and r.text == "hello\n" and r.headers["X-Drover-Archived"]
+    assert r.status_code == 200 and r.text == "he\x00llo\n" and r.headers["X-Drover-Archived"]
+    assert got["result"]["stdout"] == "he\x00llo\n"
     assert log("?stream=stderr").text == "oops\n"
-    assert log("?tail=3").text == "lo\n" and log("?tail=3").headers["X-Drover-Log-Offset"] == "3"
-    assert log("?offset=2").text == "llo\n"
+    assert log("?tail=3").text == "lo\n" and log("?tail=3").headers["X-Drover-Log-Offset"] == "4"
+    assert log("?offset=2").text == "\x00llo\n"
     assert log("?offset=100").text == ""
-    assert log("?attempt=1&follow=1").text == "hello\n"
+    assert log("?attempt=1&follow=1").text == "he\x00llo\n"
     r = log("?attempt=2")
     assert r.status_code == 404 and r.json()["error"]["field"] == "attempt", r.text
     assert log("?tail=1&offset=1").status_code == 400
@@ -92,9 +94,9 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     # The CLI shows it, marked as archived.
     r = server.run_cli("status", job, token=alice_token)
     assert r.returncode == 0, r.stderr
-    assert "archived:" in r.stdout and "succeeded" in r.stdout and "hello" in r.stdout, r.stdout
+    assert "archived:" in r.stdout and "succeeded" in r.stdout and "llo" in r.stdout, r.stdout
     r = server.run_cli("logs", job, token=alice_token)
-    assert r.returncode == 0 and r.stdout == "hello\n", r.stderr
+    assert r.returncode == 0 and r.stdout == "he\x00llo\n", r.stderr
     r = server.run_cli("status", job, token=client(server, "carol"))
     assert r.returncode != 0 and "not found" in r.stderr, r.stderr
 
