@@ -566,6 +566,7 @@ void jobs_cancel(struct agent *a, json_t *items)
         for (struct agent_job *j = a->jobs; id && j; j = j->next) {
             if (strcmp(j->id, id) || j->phase == PHASE_DONE) continue;
             if (json_is_integer(att) && json_integer_value(att) != j->attempt) continue;
+            if (j->kill_why == KILL_CANCEL) continue; /* told again: on its way out already */
             log_info("job=%s attempt=%d cancelled by the server", j->id, j->attempt);
             job_kill(j, KILL_CANCEL, false);
         }

@@ -763,6 +763,9 @@ static void reports_done(void *arg, int rc, const struct err *e)
         if (it->changed) fleet_job_changed(s->fleet, &it->rec, true);
         if (it->status == 200 && it->type == PROTO_REPORT_LOG)
             logs_notify(s->logs, json_string_value(json_object_get(it->in, "job")));
+        if (a && it->type == PROTO_REPORT_FINISHED) /* an attempt it was told to kill, too */
+            fleet_attempt_ended(s->fleet, a, json_string_value(json_object_get(it->in, "job")),
+                                (int)json_integer_value(json_object_get(it->in, "attempt")));
         stale += it->status == 409;
         json_array_append_new(
             results, it->error ? json_pack("{s:i, s:s}", "status", it->status, "error", it->error)

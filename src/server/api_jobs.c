@@ -494,6 +494,17 @@ int api_jobs_get(struct http_req *r)
         json_object_set_new(waiting, "reason", json_string("queue_limit"));
         json_object_set_new(waiting, "message", json_string(msg));
     }
+    int ending;
+    const char *on;
+    if (j.state == JOB_QUEUED && fleet_job_ending(srv(r)->fleet, j.id, &ending, &on)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "attempt %d is still ending on agent '%s' (it was told to stop); the next "
+                 "starts once it has",
+                 ending, on);
+        json_object_set_new(waiting, "reason", json_string("ending"));
+        json_object_set_new(waiting, "message", json_string(msg));
+    }
     json_object_set_new(o, "waiting", waiting);
     char wid[UUID_STR_LEN]; /* the workflow it is a node of, for the dashboard's link */
     struct err we = ERR_INIT;

@@ -44,6 +44,21 @@ struct lease_rec {
 };
 
 #define FIT_CACHE 8 /* job shapes whose fit is remembered (fleet_job_fit_text) */
+#define DYING_RETELL_MS 5000 /* an agent still running an attempt it was told to kill is told
+                                again after this, not at each of its polls */
+
+/*
+ * An attempt an agent was told to kill (a cancel, a deadline, a lease another server ended)
+ * and may still run: it gets SIGTERM, then SIGKILL after its grace. Its job's next attempt
+ * is not leased until it is gone -- the agent's finished report for it, a poll that no
+ * longer lists it, or the agent lost or gone -- so that a retry never runs beside it.
+ */
+struct dying {
+    char agent_id[UUID_STR_LEN];
+    int attempt;
+    int64_t told_at; /* when the agent was last told */
+    bool held;       /* its job was queued meanwhile: ready once this attempt is gone */
+};
 
 struct fleet {
     struct fleet_deps d;
@@ -52,6 +67,7 @@ struct fleet {
     struct hmap leases;  /* job id -> struct lease_rec */
     struct hmap registering; /* names whose registration is being committed -> (void *)1 */
     struct hmap taking; /* jobs taken off the ready queues by a lease in flight -> (void *)1 */
+    struct hmap dying;  /* job id -> struct dying: an attempt being killed on an agent */
     struct event *wake; /* active once per loop turn when jobs became ready */
     bool prefetch_held; /* a prefetch waited for another agent's free slot: wake after a lease */
     struct log_repeat seen_log, forget_log; /* the periodic writes failing */
@@ -75,6 +91,7 @@ struct fleet {
 
 static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases);
 static bool try_lease(struct fleet *f, struct live_agent *a);
+static void dying_sweep(struct fleet *f, const struct live_agent *a, json_t *running);
 
 static int64_t clock_ms(struct fleet *f)
 {
@@ -109,6 +126,7 @@ struct fleet *fleet_new(const struct fleet_deps *d)
     hmap_init(&f->leases);
     hmap_init(&f->registering);
     hmap_init(&f->taking);
+    hmap_init(&f->dying);
     f->wake = event_new(d->base, -1, 0, on_wake, f);
     return f;
 }
@@ -130,6 +148,7 @@ void fleet_free(struct fleet *f)
     hmap_release(&f->leases, free);
     hmap_release(&f->registering, NULL);
     hmap_release(&f->taking, NULL);
+    hmap_release(&f->dying, free);
     for (int i = 0; i < FIT_CACHE; i++) {
         free(f->fits[i].queue);
         json_decref(f->fits[i].requires);
@@ -439,7 +458,10 @@ void fleet_agent_set_state(struct fleet *f, struct live_agent *a, int state, voi
     a->rec.state = state;
     fits_changed(f);
     commit_state(f, a, answer);
-    if (state == AGENT_LOST || state == AGENT_LEFT) end_agent_leases(f, a);
+    if (state == AGENT_LOST || state == AGENT_LEFT) {
+        end_agent_leases(f, a);
+        dying_sweep(f, a, NULL); /* its processes went with it */
+    }
     if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
 
@@ -496,9 +518,83 @@ static void reply_poll(struct fleet *f, struct live_agent *a, struct buf *leases
     f->d.reply(f->d.arg, r, buf_detach(&b), n);
 }
 
+/* The attempt of `job` being killed on agent a, or NULL. */
+static struct dying *dying_on(struct fleet *f, const struct live_agent *a, const char *job,
+                              int attempt)
+{
+    struct dying *d = hmap_get(&f->dying, job);
+    return d && d->attempt == attempt && !strcmp(d->agent_id, a->rec.id) ? d : NULL;
+}
+
+/* The attempt of `job` that was being killed is gone: its job, held meanwhile, is ready. */
+static void dying_gone(struct fleet *f, const char *job_id)
+{
+    char job[UUID_STR_LEN]; /* job_id may be the entry's own key, freed with it */
+    snprintf(job, sizeof(job), "%s", job_id);
+    struct dying *d = hmap_del(&f->dying, job);
+    if (!d) return;
+    if (d->held) {
+        struct job j;
+        struct err e = ERR_INIT;
+        if (store_job_get(f->d.reads, job, &j, &e) == 0) { /* its spec too (sched_add) */
+            log_debug("job=%s attempt %d gone from its agent: ready", job, d->attempt);
+            if (j.state == JOB_QUEUED) {
+                sched_add(f->d.sched, &j);
+                event_active(f->wake, EV_TIMEOUT, 0);
+            }
+            job_release(&j);
+        } else if (e.code != ERR_NOTFOUND) {
+            /* left out of the ready queues until the next restart rebuilds them: say so */
+            log_error("job=%s cannot be read to queue it again (%s): it waits for a restart",
+                      job, e.msg);
+        }
+    }
+    free(d);
+}
+
+/* Every attempt being killed on agent a is gone (it is lost or left: its processes with it),
+   or, with `running` (its poll's list), those it no longer lists. */
+static void dying_sweep(struct fleet *f, const struct live_agent *a, json_t *running)
+{
+    char gone[64][UUID_STR_LEN];
+    size_t n;
+    do { /* no change while iterating: in rounds of what one round collects */
+        n = 0;
+        for (struct hmap_entry *e = hmap_first(&f->dying); e && n < ARRAY_SIZE(gone);
+             e = hmap_next(&f->dying, e)) {
+            const struct dying *d = e->value;
+            if (strcmp(d->agent_id, a->rec.id)) continue;
+            bool listed = false;
+            size_t i;
+            json_t *it;
+            json_array_foreach(running, i, it)
+            {
+                const char *job = json_string_value(json_object_get(it, "job"));
+                listed = listed || (job && !strcmp(job, e->key) &&
+                                    json_integer_value(json_object_get(it, "attempt")) ==
+                                        d->attempt);
+            }
+            if (!listed) snprintf(gone[n++], UUID_STR_LEN, "%s", e->key);
+        }
+        for (size_t i = 0; i < n; i++)
+            dying_gone(f, gone[i]);
+    } while (n == ARRAY_SIZE(gone));
+}
+
 /* Asks the agent to kill one attempt (never a later attempt of the same job it may run). */
 static void add_cancel(struct live_agent *a, const char *job, int attempt)
 {
+    struct fleet *f = a->fleet;
+    if (a->rec.state == AGENT_UP || a->rec.state == AGENT_DRAINING) {
+        struct dying *d = hmap_get(&f->dying, job);
+        if (!d) {
+            d = xcalloc(1, sizeof(*d));
+            hmap_put(&f->dying, job, d);
+        }
+        memcpy(d->agent_id, a->rec.id, sizeof(d->agent_id));
+        d->attempt = attempt;
+        d->told_at = clock_ms(f);
+    }
     size_t i;
     json_t *v;
     json_array_foreach(a->cancel, i, v)
@@ -508,6 +604,21 @@ static void add_cancel(struct live_agent *a, const char *job, int attempt)
             return;
     }
     json_array_append_new(a->cancel, json_pack("{s:s, s:i}", "job", job, "attempt", attempt));
+}
+
+bool fleet_job_ending(struct fleet *f, const char *job, int *attempt, const char **agent)
+{
+    const struct dying *d = hmap_get(&f->dying, job);
+    if (!d || !d->held) return false;
+    const struct live_agent *a = hmap_get(&f->agents, d->agent_id);
+    *attempt = d->attempt;
+    *agent = a ? a->rec.name : d->agent_id;
+    return true;
+}
+
+void fleet_attempt_ended(struct fleet *f, struct live_agent *a, const char *job, int attempt)
+{
+    if (dying_on(f, a, job, attempt)) dying_gone(f, job);
 }
 
 int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt)
@@ -548,6 +659,10 @@ json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *runnin
         const char *job = json_string_value(json_object_get(item, "job"));
         int attempt = (int)json_integer_value(json_object_get(item, "attempt"));
         if (!job || holds(f, a, job, attempt)) continue;
+        /* told already and on its way out (its grace): not told again at each poll, which
+           would answer each at once, the agent's next poll too, in a loop */
+        const struct dying *d = dying_on(f, a, job, attempt);
+        if (d && clock_ms(f) - d->told_at < DYING_RETELL_MS) continue;
         if (!f->d.shared) {
             add_cancel(a, job, attempt);
             continue;
@@ -630,6 +745,7 @@ void fleet_poll(struct fleet *f, struct live_agent *a, void *r, int free_slots, 
     }
     if (a->poll) /* a new poll replaces an old one the agent gave up on */
         reply_poll(f, a, NULL);
+    if (json_is_array(running)) dying_sweep(f, a, running); /* what it killed, gone */
     json_t *cancels = fleet_take_cancels(f, a, running);
     json_decref(a->cancel);
     a->cancel = cancels;
@@ -989,7 +1105,13 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
         }
         free(l);
     }
-    if (j->state == JOB_QUEUED) {
+    struct dying *d = j->state == JOB_QUEUED && !back ? hmap_get(&f->dying, j->id) : NULL;
+    if (d) {
+        if (!d->held)
+            log_info("job=%s queued again: leased once attempt %d has ended on its agent (%s)",
+                     j->id, d->attempt, d->agent_id);
+        d->held = true;
+    } else if (j->state == JOB_QUEUED) {
         (back ? sched_return : sched_add)(f->d.sched, j);
         /* once per loop turn, however many jobs a batch queued */
         if (j->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);

@@ -138,6 +138,15 @@ void fleet_agent_release_poll(struct fleet *f, struct live_agent *a);
 int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt);
 /* Jobs in `running` that the agent no longer holds, plus pending cancels; a new array. */
 json_t *fleet_take_cancels(struct fleet *f, struct live_agent *a, json_t *running);
+/*
+ * Agent a has reported the end of `attempt` of `job` (finished, refused or not): when it was
+ * told to kill that attempt, the job's next attempt may be leased now.
+ */
+void fleet_attempt_ended(struct fleet *f, struct live_agent *a, const char *job, int attempt);
+/* Does queued `job` wait for an earlier attempt to end on an agent (fleet_attempt_ended)?
+   Then *attempt is that attempt, *agent the agent's name (the fleet's, valid until it
+   changes). */
+bool fleet_job_ending(struct fleet *f, const char *job, int *attempt, const char **agent);
 
 /*
  * A committed change of a job. `by_agent`: the agent that held it reported

@@ -183,6 +183,35 @@ def test_cancel_while_running(fast_server, make_agent, tmp_path):
     assert j["state"] == "cancelled"
 
 
+def test_a_retry_never_runs_beside_the_cancelled_attempt(fast_server, make_agent, tmp_path):
+    """A cancelled job whose process ignores SIGTERM runs until the agent's SIGKILL; a retry
+    meanwhile waits for it (waiting.reason "ending"), and the agent, asked once, is not asked
+    again at each of its polls (it once polled in a loop, logging the cancel thousands of
+    times a second)."""
+    agent = make_agent(fast_server, "w1", "--slots", "2", "--term-grace", "3")
+    marks = tmp_path / "marks"
+    job = submit(fast_server, **sh(f"echo start $DROVER_ATTEMPT >> {marks}; trap '' TERM; "
+                                   f"sleep 30 & wait; echo end $DROVER_ATTEMPT >> {marks}"))
+    wait_job(fast_server, job, states=("running",))
+    wait_for(lambda: marks.exists() and marks.read_text(), 10, "the first attempt to start")
+    api = fast_server.api()
+    assert api.post(f"/v1/jobs/{job}/cancel").status_code == 200
+    r = api.post(f"/v1/jobs/{job}/retry")
+    assert r.status_code == 200 and r.json()["state"] == "queued", r.text
+    j = api.get(f"/v1/jobs/{job}").json()
+    assert j["state"] == "queued", j  # not leased: attempt 1 still runs
+    assert j["waiting"]["reason"] == "ending", j["waiting"]
+    assert j["waiting"]["message"].startswith("attempt 1 is still ending on agent 'w1'"), j
+    # attempt 2 starts once attempt 1 is gone (SIGKILL after the 3 s grace), not before
+    wait_for(lambda: marks.read_text().count("start") == 2, 20, "the second attempt")
+    assert marks.read_text() == "start 1\nstart 2\n", marks.read_text()
+    log = agent.read_log()
+    killed = log.index(f"job={job} attempt=1 still running")
+    assert log.index(f"job={job} attempt=2 started") > killed, log
+    assert log.count(f"job={job} attempt=1 cancelled by the server") == 1, log
+    assert api.post(f"/v1/jobs/{job}/cancel").status_code == 200
+
+
 def test_retry_after_failure_then_success(fast_server, make_agent):
     make_agent(fast_server, "w1")
     job = submit(fast_server, retry={"max_attempts": 3, "backoff_s": 0},

@@ -65,7 +65,7 @@ struct h {
     size_t nreplies;
     int changed; /* job_changed calls */
     /* request tags: the fleet only compares and hands back these pointers */
-    int poll1, poll2, answer1;
+    int poll1, poll2, poll3, answer1;
 };
 
 /* ---- the fleet's dependencies ---- */
@@ -986,6 +986,100 @@ static void test_deadline(void **state)
     release_jobs(j, 1);
 }
 
+struct change_op {
+    const char *id;
+    bool retry;
+    int64_t now;
+    struct job out;
+};
+
+static int change_write(struct store *st, void *arg, struct err *e)
+{
+    struct change_op *op = arg;
+    return (op->retry ? store_job_retry : store_job_cancel)(st, op->id, op->now, &op->out, e);
+}
+
+static void change_done(void *arg, int rc, const struct err *e)
+{
+    if (rc) fail_msg("cancelling or retrying: %s", e->msg);
+}
+
+/* Cancels or retries job `id` as the API does: stored, then handed to the fleet. */
+static void cancel_or_retry(struct h *h, const char *id, bool retry)
+{
+    struct change_op op = {.id = id, .retry = retry, .now = h->now};
+    commit_submit(h->commit, change_write, change_done, &op);
+    pump(h);
+    fleet_job_changed(h->fleet, &op.out, false);
+    job_release(&op.out);
+}
+
+/*
+ * A job cancelled while it runs, then retried: its next attempt is not leased while the
+ * agent still runs the first (its grace before SIGKILL), whoever polls; the agent is told
+ * once, not at each of its polls (each would be answered at once: a loop), then again after
+ * DYING_RETELL_MS; the job is leased once a poll no longer lists the attempt, or once the
+ * agent reports its end.
+ */
+static void test_retry_waits_for_the_killed_attempt(void **state)
+{
+    struct h *h = *state;
+    struct live_agent *a = register_agent(h, "w1", 2, "[\"default\"]");
+    struct job j[2];
+    submit(h, j, 2, "{\"command\": {\"program\": \"sleep\"}}");
+    agent_poll(h, a, &h->poll1, 2, NULL, 0);
+    pump(h);
+    assert_int_equal(json_array_size(json_object_get(answer_of(h, &h->poll1), "leases")), 2);
+
+    for (int round = 0; round < 2; round++) { /* gone from a poll's list; its end reported */
+        const char *id = j[round].id;
+        cancel_or_retry(h, id, false);
+        cancel_or_retry(h, id, true);
+        assert_stored(h, id, JOB_QUEUED, 1, NULL);
+        int attempt;
+        const char *on;
+        assert_true(fleet_job_ending(h->fleet, id, &attempt, &on));
+        assert_int_equal(attempt, 1);
+        assert_string_equal(on, "w1");
+        /* what the agent runs: both first attempts, then (round 1) j[0]'s second */
+        json_t *run = json_pack("[{s:s, s:i}, {s:s, s:i}]", "job", j[0].id, "attempt",
+                                round + 1, "job", j[1].id, "attempt", 1);
+        /* its poll still lists attempt 1: told (the cancel), nothing leased */
+        agent_poll(h, a, &h->poll2, 1, json_incref(run), 0);
+        pump(h);
+        json_t *ans = answer_of(h, &h->poll2);
+        assert_int_equal(json_array_size(json_object_get(ans, "leases")), 0);
+        assert_int_equal(json_array_size(json_object_get(ans, "cancel")), 1);
+        /* and again: parked, not answered at once with the same cancel */
+        agent_poll(h, a, &h->poll3, 1, json_incref(run), 60000);
+        pump(h);
+        assert_false(answered(h, &h->poll3));
+        h->now += 5000; /* told again after a while, in case the answer was lost */
+        agent_poll(h, a, &h->poll2, 1, json_incref(run), 60000);
+        pump(h);
+        ans = answer_of(h, &h->poll3); /* the parked poll, replaced: answered empty */
+        assert_int_equal(json_array_size(json_object_get(ans, "cancel")), 0);
+        ans = answer_of(h, &h->poll2);
+        assert_int_equal(json_array_size(json_object_get(ans, "cancel")), 1);
+        assert_int_equal(json_array_size(json_object_get(ans, "leases")), 0);
+        assert_stored(h, id, JOB_QUEUED, 1, NULL);
+        h->now -= 5000; /* the ready queues read the real clock: the next retry's run_after
+                           must not be ahead of it */
+        json_array_remove(run, (size_t)round); /* attempt 1 is gone ... */
+        if (round == 1) fleet_attempt_ended(h->fleet, a, id, 1); /* ... and said so */
+        agent_poll(h, a, &h->poll1, 1, run, 0);
+        pump(h);
+        assert_false(fleet_job_ending(h->fleet, id, &attempt, &on));
+        ans = answer_of(h, &h->poll1);
+        json_t *l = json_object_get(ans, "leases");
+        assert_int_equal(json_array_size(l), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "job")), id);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(l, 0), "attempt")), 2);
+        assert_int_equal(json_array_size(json_object_get(ans, "cancel")), 0);
+    }
+    release_jobs(j, 2);
+}
+
 /* Registration rules the fleet checks without a store read. */
 static void test_register_rules(void **state)
 {
@@ -1205,6 +1299,7 @@ int main(void)
         T(test_drain),
         T(test_leave),
         T(test_deadline),
+        T(test_retry_waits_for_the_killed_attempt),
         T(test_register_rules),
         T(test_fit_remembered),
         T(test_gone_agents_forgotten),
