@@ -880,7 +880,7 @@ int api_agents_leave(struct http_req *r)
 
 int api_agents_drain(struct http_req *r)
 {
-    struct live_agent *a = named(r);
+    struct live_agent *a = r->role == ROLE_ADMIN ? named(r) : own_agent(r);
     if (!a) return HTTP_DONE;
     if (a->rec.state != AGENT_UP && a->rec.state != AGENT_DRAINING) {
         http_reply_error(r, ERR_CONFLICT, NULL, "agent '%s' is %s", a->rec.name,

@@ -39,6 +39,7 @@ struct lease_rec {
     int64_t deadline; /* 0 = none */
     int64_t leased_at; /* ms since the epoch; 0 = unknown (leased by another server) */
     bool ending;      /* an end-of-attempt commit is in flight */
+    bool unheld;      /* its agent said it does not run it: no cancel, nothing to wait for */
     char tenant[132]; /* its job's tenant, which holds it (sched_hold) ... */
     char queue[72];   /* ... and its queue */
 };
@@ -400,7 +401,7 @@ static void end_done(void *arg, int rc, const struct err *e)
 }
 
 /* Ends, in one commit, the attempts of the leases for which pick() says yes. */
-static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, const void *),
+static void end_leases(struct fleet *f, bool (*pick)(struct lease_rec *, const void *),
                        const void *arg, const char *reason, const char *error)
 {
     struct end_op *op = NULL;
@@ -428,7 +429,7 @@ static void end_leases(struct fleet *f, bool (*pick)(const struct lease_rec *, c
     if (op) commit_submit(f->d.commit, end_write, end_done, op);
 }
 
-static bool lease_of_agent(const struct lease_rec *l, const void *agent_id)
+static bool lease_of_agent(struct lease_rec *l, const void *agent_id)
 {
     return !strcmp(l->agent_id, agent_id);
 }
@@ -442,7 +443,7 @@ static void end_agent_leases(struct fleet *f, struct live_agent *a)
                lost ? "the agent stopped answering" : "the agent left");
 }
 
-static bool lease_past(const struct lease_rec *l, const void *now)
+static bool lease_past(struct lease_rec *l, const void *now)
 {
     return l->deadline && l->deadline < *(const int64_t *)now;
 }
@@ -710,7 +711,8 @@ struct not_held {
     json_t *running;
 };
 
-static bool lease_not_held(const struct lease_rec *l, const void *arg)
+/* A lease of the agent's that its poll does not list: it never reached it (marked so). */
+static bool lease_not_held(struct lease_rec *l, const void *arg)
 {
     const struct not_held *nh = arg;
     if (strcmp(l->agent_id, nh->agent_id)) return false;
@@ -723,6 +725,7 @@ static bool lease_not_held(const struct lease_rec *l, const void *arg)
             json_integer_value(json_object_get(it, "attempt")) == l->attempt)
             return false;
     }
+    l->unheld = true;
     return true;
 }
 
@@ -1095,8 +1098,10 @@ void fleet_job_changed(struct fleet *f, const struct job *j, bool by_agent)
             a->held--;
             a->held_slots -= l->slots;
             if (!by_agent) {
-                add_cancel(a, j->id, l->attempt);
-                if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+                if (!l->unheld) { /* else it never reached the agent: nothing to kill */
+                    add_cancel(a, j->id, l->attempt);
+                    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
+                }
             } else if (!a->holding_back) {
                 /* Its process has ended: the slots are free for the poll it has parked. */
                 a->free_slots += l->slots;

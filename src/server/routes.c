@@ -70,7 +70,8 @@ const struct route server_routes[] = {
     /* a log report's data is output as the program wrote it, NUL bytes too */
     {"POST", "/v1/agents/{id}/reports", api_agents_reports, AGENT, 64 * MiB, HTTP_JSON_NUL},
     {"POST", "/v1/agents/{id}/leave", api_agents_leave, AGENT, 4 * KiB, false},
-    {"POST", "/v1/agents/{id}/drain", api_agents_drain, ANY_CLIENT, 4 * KiB, false},
+    /* an admin drains any agent, an agent token the agents it registered; a client none */
+    {"POST", "/v1/agents/{id}/drain", api_agents_drain, AGENT, 4 * KiB, false},
 
     /* Objects: a presigned URL or a client token (checked by the handler); PUT bodies stream
        through the upload filter (http/upload.h), which refuses chunked ones (411). */

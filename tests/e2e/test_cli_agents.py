@@ -560,13 +560,28 @@ def test_drain_unknown_or_gone_agent(server):
     assert err["code"] == "conflict" and "agent 'gone' is left" in err["message"]
 
 
+def agent_info(server, name):
+    return next(a for a in server.api().get("/v1/agents").json() if a["name"] == name)
+
+
 def test_drain_needs_a_token_that_may(server):
-    FakeAgent(server, "w1")
+    """An admin drains any agent, an agent token those it registered, a client token none
+    (it once could: any user could stop any worker, or a `drover dev` server)."""
+    FakeAgent(server, "w1")  # registered with the admin token
     token = ok(server.run_cli("token", "create", "--role", "agent", "--name", "a")).strip()
     err = refused(server.run_cli("drain", "w1", token=token))
-    assert "permission" in err and "cannot drain agent 'w1'" in err
+    assert "permission denied: agent 'w1' belongs to another token" in err, err
     client = ok(server.run_cli("token", "create", "--role", "client", "--name", "c")).strip()
+    err = refused(server.run_cli("drain", "w1", token=client))
+    assert "a token with role 'client' may not call POST /v1/agents/{id}/drain" in err, err
+    assert agent_info(server, "w1")["state"] == "up"
     assert ok(server.run_cli("agents", token=client)).startswith("NAME")
+    # its own agent token may
+    r = server.api(token).post("/v1/agents/register", json={
+        "name": "w2", "queues": ["default"], "slots": 1, "instance": str(uuid.uuid4())})
+    assert r.status_code == 200, r.text
+    assert ok(server.run_cli("drain", "w2", token=token)) == "draining w2\n"
+    assert agent_info(server, "w2")["state"] == "draining"
 
 
 # ---- errors common to all three ----
