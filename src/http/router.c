@@ -428,23 +428,57 @@ int http_json_malformed(struct err *e, const json_error_t *je)
                    je->column, why);
 }
 
-/* Sets r->route (and its parameters) for method and path: 0, ERR_NOTFOUND or ERR_METHOD. */
+/*
+ * Sets r->route (and its parameters) for method and path: 0, ERR_NOTFOUND or ERR_METHOD
+ * (`allow`, when not NULL, then holds the path's methods, as the Allow header lists them).
+ */
 static int find_route(struct router *rt, const char *method, const char *path, struct http_req *r,
-                      struct err *e)
+                      struct buf *allow, struct err *e)
 {
     bool path_known = false;
     for (size_t i = 0; i < rt->n; i++) {
         if (!match(rt->routes[i].pattern, path, r))
             continue;
-        path_known = true;
         if (!strcmp(rt->routes[i].method, method)) {
             r->route = &rt->routes[i];
             return 0;
         }
+        if (allow) buf_addf(allow, "%s%s", path_known ? ", " : "", rt->routes[i].method);
+        path_known = true;
     }
     if (path_known)
         return err_set(e, ERR_METHOD, "method %s is not allowed on '%s'", method, path);
     return err_set(e, ERR_NOTFOUND, "no such endpoint: %s '%s'", method, path);
+}
+
+/* Is `word` one of the space-separated words of `list`? */
+static bool word_in(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; n && *p; p += strcspn(p, " "), p += *p == ' ')
+        if (strcspn(p, " ") == n && !strncmp(p, word, n)) return true;
+    return false;
+}
+
+/* 0 when every query parameter is one the route takes; else ERR_INVALID naming the first. */
+static int check_query(const struct http_req *r, struct err *e)
+{
+    const char *takes = r->route->query;
+    if (!takes) return 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &r->query, next)
+    {
+        if (word_in(takes, kv->key)) continue;
+        struct buf list = BUF_INIT; /* "a, b, c" */
+        for (const char *t = takes; *t; t++)
+            *t == ' ' ? buf_adds(&list, ", ") : buf_addc(&list, *t);
+        int rc = err_field(e, ERR_INVALID, kv->key, "unknown parameter '%s': %s %s takes %s%s",
+                           kv->key, r->route->method, r->route->pattern,
+                           *takes ? "only " : "no query parameter", buf_str(&list));
+        buf_release(&list);
+        return rc;
+    }
+    return 0;
 }
 
 int router_check_head(void *arg, const char *method, const char *target,
@@ -462,7 +496,7 @@ int router_check_head(void *arg, const char *method, const char *target,
         return err_set(e, ERR_INVALID, "malformed request target");
     }
     struct http_req *r = xcalloc(1, sizeof(*r)); /* for the route's parameters only */
-    int rc = find_route(rt, method, *path ? path : "/", r, e);
+    int rc = find_route(rt, method, *path ? path : "/", r, NULL, e);
     if (!rc) {
         const struct route *route = r->route;
         /* A route that needs no token takes no large body evhttp would hold: the one that
@@ -509,11 +543,17 @@ static void on_request(struct evhttp_request *ev, void *arg)
         return;
     }
     const char *method = method_name(evhttp_request_get_command(ev));
-    if (find_route(rt, method, path, r, &e)) {
+    struct buf allow = BUF_INIT;
+    if (find_route(rt, method, path, r, &allow, &e)) {
+        if (e.code == ERR_METHOD) /* RFC 9110: a 405 lists what the path takes */
+            evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", buf_str(&allow));
+        buf_release(&allow);
         http_reply_err(r, &e);
         return;
     }
-    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || read_body(r, &e)) {
+    buf_release(&allow);
+    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || check_query(r, &e) ||
+        read_body(r, &e)) {
         http_reply_err(r, &e);
         return;
     }

@@ -159,6 +159,36 @@ def test_unknown_endpoint_and_method(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = api.delete("/v1/jobs")
     assert r.status_code == 405
+    assert r.headers["Allow"] == "POST, GET", r.headers  # what the path takes (RFC 9110)
+    r = api.put("/v1/jobs/0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET", r.headers
+
+
+@pytest.mark.parametrize("method,path,takes", [
+    ("GET", "/v1/jobs?queue=q&lable=run:1",
+     "GET /v1/jobs takes only state, queue, service, name, agent, label, limit, after"),
+    ("POST", "/v1/jobs/cancel?queue=q&lable=run:1",
+     "POST /v1/jobs/cancel takes only state, queue, service, name, agent, label, limit, after"),
+    ("POST", "/v1/jobs/retry?queue=q&sate=failed", None),
+    ("GET", "/v1/events?bogus=1", None),
+    ("GET", "/v1/jobs/0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa?verbose=1",
+     "GET /v1/jobs/{id} takes no query parameter"),
+    ("GET", "/v1/queues?queue=q", "GET /v1/queues takes no query parameter"),
+])
+def test_an_unknown_query_parameter_is_refused_by_name(server, method, path, takes):
+    """A misspelt filter must not widen what a call reads or cancels: a cancel by filter
+    with `lable=` once cancelled every job of the queue."""
+    api = server.api()
+    kept = api.post("/v1/jobs", json={**GOOD, "queue": "q", "labels": {"run": "2"}}).json()["id"]
+    r = getattr(api, method.lower())(path)
+    name = path.split("&")[-1].split("?")[-1].split("=")[0]
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_argument" and err["field"] == name, err
+    assert err["message"].startswith(f"unknown parameter '{name}': "), err
+    if takes:
+        assert err["message"].endswith(takes), err
+    assert api.get(f"/v1/jobs/{kept}").json()["state"] == "queued"  # nothing was cancelled
 
 
 def test_tokens_and_roles(server):
