@@ -28,11 +28,19 @@ static const struct {
     {"--limits", "auto cgroup rlimit none"},
     {"--stream", "stdout stderr"},
     {"--overlap", "allow skip"},
+    {"--type", "job agent object trigger array queue tenant"}, /* drover events */
 };
 #define NCHOICES (sizeof(choices) / sizeof(choices[0]))
 
-/* The shell pipeline that lists a command's options from its --help ($1: drover, $2: cmd). */
-#define OPTIONS_OF "\"$1\" \"$2\" --help 2>/dev/null | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u"
+/*
+ * The shell pipeline that lists a command's options from its --help ($1: drover, $2: cmd):
+ * the lines that describe one ("  -q, --queue Q", "      --slots N"), not every --word of
+ * the text (an example's program options, another command's); `dev` takes the server's too.
+ */
+#define OPTIONS_OF                                                                       \
+    "{ \"$1\" \"$2\" --help; [ \"$2\" = dev ] && \"$1\" server --help; } 2>/dev/null | " \
+    "grep -oE -- '^ {2,}(-[A-Za-z0-9], )?--[a-z][a-z0-9-]*' | "                             \
+    "grep -oE -- '--[a-z][a-z0-9-]*' | sort -u"
 /*
  * The one that lists its subcommands (`workflow list`, `service ls`): the words after
  * "drover CMD" in the lines of its usage's synopsis (up to the first blank line). sed reads

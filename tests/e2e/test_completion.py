@@ -46,6 +46,13 @@ def test_bash_completes_commands_options_and_values(tmp_path):
     assert set(bash_complete("drover", "server", "--tls")) == {"--tls-cert", "--tls-key"}
     assert "--ca-file" in bash_complete("drover", "agent", "--ca")
     assert "--follow" in bash_complete("drover", "logs", "--")
+    # only the options the help describes, not every --word of its text: the nhmmer
+    # example's --cpu and --tblout are the program's, not submit's
+    submit = bash_complete("drover", "submit", "--")
+    assert "--wait" in submit and "--file" in submit and "--upload-to" in submit
+    assert "--cpu" not in submit and "--tblout" not in submit, submit
+    assert "--tls-cert" in bash_complete("drover", "dev", "--tls")  # dev takes the server's
+    assert bash_complete("drover", "events", "--type", "a") == ["agent", "array"]
     # values of options with a fixed set
     assert bash_complete("drover", "jobs", "--state", "r") == ["running"]
     assert bash_complete("drover", "token", "create", "--role", "") == ["admin", "client", "agent"]
