@@ -37,10 +37,9 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
         copy = xstrdup(arg);
         memset((char *)arg, 'x', strlen(arg));
         o->token = copy;
-        fputs("drover: warning: --token puts the token on the command line, where every user "
-              "of this machine can read it (ps); give it with --token-file FILE or "
-              "DROVER_TOKEN\n",
-              stderr);
+        cli_notice("warning", "--token puts the token on the command line, where every user of "
+                              "this machine can read it (ps); give it with --token-file FILE or "
+                              "DROVER_TOKEN");
         return true;
     }
     case CLI_OPT_TOKEN_FILE:
@@ -67,6 +66,26 @@ void cli_json_prescan(int argc, char **argv)
         if (!strcmp(argv[i], "--json")) json_messages = true;
 }
 
+/* msg as a JSON string (bytes that are not UTF-8 text become '?'). */
+static json_t *message_json(char *msg)
+{
+    json_t *text = json_string(msg);
+    if (!text) { /* a name that is not UTF-8 text */
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p >= 0x80) *p = '?';
+        text = json_string(msg);
+    }
+    return text;
+}
+
+/* One JSON line on stderr (taken). */
+static void json_line(json_t *j)
+{
+    json_dumpf(j, stderr, JSON_COMPACT);
+    fputc('\n', stderr);
+    json_decref(j);
+}
+
 /* cli_error with its arguments in a va_list. */
 static void error_v(const char *code, const char *field, const char *fmt, va_list ap)
     PRINTF_LIKE(3, 0);
@@ -78,18 +97,25 @@ static void error_v(const char *code, const char *field, const char *fmt, va_lis
         fprintf(stderr, "drover: %s\n", msg);
         return;
     }
-    json_t *text = json_string(msg);
-    if (!text) { /* a name that is not UTF-8 text */
-        for (char *p = msg; *p; p++)
-            if ((unsigned char)*p >= 0x80) *p = '?';
-        text = json_string(msg);
-    }
     json_t *f = field && *field ? json_string(field) : json_null();
-    json_t *j = json_pack("{s:{s:s, s:o, s:o}}", "error", "code", code, "message", text, "field",
-                          f ? f : json_null());
-    json_dumpf(j, stderr, JSON_COMPACT);
+    json_line(json_pack("{s:{s:s, s:o, s:o}}", "error", "code", code, "message",
+                        message_json(msg), "field", f ? f : json_null()));
+}
+
+void cli_notice(const char *kind, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (json_messages) {
+        json_line(json_pack("{s:{s:o}}", kind, "message", message_json(msg)));
+        return;
+    }
+    fprintf(stderr, "drover: %s: ", kind);
+    cli_put_clean(stderr, msg, strlen(msg)); /* it may quote the server's text */
     fputc('\n', stderr);
-    json_decref(j);
 }
 
 void cli_error(const char *code, const char *field, const char *fmt, ...)
@@ -268,12 +294,12 @@ int cli_connect(struct cli *cli, const struct cli_opts *o)
     char *secret = NULL;
     cli->token_source = "--token";
     if (o->token_file && o->token) {
-        fprintf(stderr, "drover: give --token-file or --token, not both\n");
+        cli_error(CLI_ERR_INVALID, "token", "give --token-file or --token, not both");
         return 1;
     }
     if (o->token_file) {
         if (fs_read_secret(o->token_file, &secret, &e)) {
-            fprintf(stderr, "drover: --token-file: %s\n", e.msg);
+            cli_error(CLI_ERR_IO, "token-file", "--token-file: %s", e.msg);
             return 1;
         }
         token = secret;

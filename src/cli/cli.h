@@ -122,6 +122,12 @@ void cli_json_prescan(int argc, char **argv);
  * (bytes that are not UTF-8 become '?').
  */
 void cli_error(const char *code, const char *field, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/*
+ * A notice that changes no exit code, kind "warning" or "note": "drover: <kind>: <message>"
+ * on stderr (control characters as '?': it may quote the server), or with --json one line
+ * {"<kind>": {"message": ...}}.
+ */
+void cli_notice(const char *kind, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* cli_error with e's message, field and code (ERR_IO: "io", else the API's code for e->code). */
 void cli_error_e(const struct err *e);
 

@@ -939,11 +939,11 @@ static int download_outputs(struct cli *cli, const struct uploads *up, json_t *j
     json_object_foreach(up->outputs, path, uri)
     {
         if (!ok)
-            fprintf(stderr, "drover: output '%s' was not written: the job %s\n", path,
-                    state ? state : "did not end");
+            cli_notice("note", "output '%s' was not written: the job %s", path,
+                       state ? state : "did not end");
         else if (cli_blob_get(cli, json_string_value(uri), path, NULL)) {
-            fprintf(stderr, "drover: output '%s' is kept as %s (drover get %s PATH)\n", path,
-                    json_string_value(uri), json_string_value(uri));
+            cli_notice("note", "output '%s' is kept as %s (drover get %s PATH)", path,
+                       json_string_value(uri), json_string_value(uri));
             rc = 1;
         }
     }
@@ -1081,9 +1081,7 @@ static void print_warnings(json_t *answer, const char *job)
     json_array_foreach(json_object_get(answer, "warnings"), i, w)
     {
         if (!json_is_string(w)) continue;
-        fprintf(stderr, "drover: warning: %s%s", job ? job : "", job ? ": " : "");
-        cli_put_clean(stderr, json_string_value(w), strlen(json_string_value(w)));
-        fputc('\n', stderr);
+        cli_notice("warning", "%s%s%s", job ? job : "", job ? ": " : "", json_string_value(w));
     }
 }
 
@@ -1479,10 +1477,10 @@ int cmd_submit(int argc, char **argv)
         print_warnings(answer, NULL);
     }
     if (single && cli.status == 200 && jstr(single, "key")) /* 200, not 201: known already */
-        fprintf(stderr,
-                "drover: note: key '%s' was used before: %s is that job, this spec was not "
-                "submitted (a key names one submission)\n",
-                jstr(single, "key"), jstr(single, "id") ? jstr(single, "id") : "?");
+        cli_notice("note",
+                   "key '%s' was used before: %s is that job, this spec was not submitted (a "
+                   "key names one submission)",
+                   jstr(single, "key"), jstr(single, "id") ? jstr(single, "id") : "?");
     if (!json_is_array(jobs) && !jstr(single, "id")) {
         if (a.json)
             cli_print_json(answer);
@@ -2450,10 +2448,10 @@ static void note_unused_queue(const struct cli_opts *o, const char *name)
             used |= json_integer_value(json_object_get(q, keys[k])) > 0;
     }
     if (!used)
-        fprintf(stderr,
-                "drover: note: no job and no agent uses queue '%s' yet (is the name right? "
-                "`drover queues` lists them)\n",
-                name);
+        cli_notice("note",
+                   "no job and no agent uses queue '%s' yet (is the name right? `drover "
+                   "queues` lists them)",
+                   name);
     json_decref(answer);
 }
 

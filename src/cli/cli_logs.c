@@ -195,13 +195,12 @@ static void note_never_ran(struct cli *cli, const char *eid, const char *id)
     }
     if (attempt != 0 || !state[0]) return;
     if (cli_job_is_terminal(state))
-        fprintf(stderr, "drover: job '%s' ended (%s) before it ever ran: it has no output\n", id,
-                state);
+        cli_notice("note", "job '%s' ended (%s) before it ever ran: it has no output", id, state);
     else
-        fprintf(stderr,
-                "drover: job '%s' has not started yet (it is %s): no output so far; "
-                "'drover logs -f' waits for it\n",
-                id, state);
+        cli_notice("note",
+                   "job '%s' has not started yet (it is %s): no output so far; 'drover logs -f' "
+                   "waits for it",
+                   id, state);
 }
 
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,

@@ -213,7 +213,8 @@ def submitted(r):
     """Asserts `drover submit` succeeded; its stderr may hold only warnings (no agent up could
     take the job: it is queued all the same). Returns stdout."""
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
-    assert all(line.startswith(WARNING) for line in r.stderr.splitlines()), r.stderr
+    assert all(line.startswith(WARNING) or line.startswith('{"warning":')  # --json's
+               for line in r.stderr.splitlines()), r.stderr
     return r.stdout
 
 

@@ -106,6 +106,27 @@ def test_submit_test_probe_reports_listeners(server):
     assert r.stderr == "drover: warning: queue 'gpu' has no listening agent (no agent is up)\n"
 
 
+def test_with_json_notes_and_warnings_are_json_lines_too(server):
+    """With --json, stderr is JSON lines (the help says so): warnings and notes as
+    {"warning"|"note": {"message"}}, beside errors' {"error": {...}}."""
+    r = server.run_cli("submit", "--json", "--queue", "nobody", "--key", "k-json", "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"]
+    lines = [json.loads(line) for line in r.stderr.splitlines()]
+    assert lines == [{"warning": {"message": "queue 'nobody' has no listening agent (no agent "
+                                             "is up)"}}], r.stderr
+    r = server.run_cli("submit", "--json", "--queue", "nobody", "--key", "k-json", "--", "true")
+    kinds = [next(iter(json.loads(line))) for line in r.stderr.splitlines()]
+    assert kinds == ["warning", "note"], r.stderr
+    r = server.run_cli("queues", "pause", "--json", "zz9")
+    assert r.returncode == 0, r.stderr
+    (note,) = [json.loads(line) for line in r.stderr.splitlines()]
+    assert note["note"]["message"].startswith("no job and no agent uses queue 'zz9' yet"), note
+    # and without --json, the same as text
+    r = server.run_cli("queues", "pause", "zz8")
+    assert r.stderr.startswith("drover: note: no job and no agent uses queue 'zz8' yet"), r.stderr
+
+
 def test_bad_spec_gets_the_servers_field_message(server, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"command": {"program": "x", "arguments": [

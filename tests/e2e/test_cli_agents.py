@@ -203,7 +203,7 @@ def test_logs_json_lines_keep_characters_whole(server):
 
 def test_logs_of_a_job_that_has_not_run_is_empty(server):
     job = cli_submit(server, "--", "true")
-    note = f"drover: job '{job}' has not started yet (it is queued): no output so far; " \
+    note = f"drover: note: job '{job}' has not started yet (it is queued): no output so far; " \
            "'drover logs -f' waits for it\n"
     for args in ([job], ["--stderr", job]):
         r = server.run_cli("logs", *args)
@@ -300,8 +300,8 @@ def test_logs_follow_of_a_job_cancelled_while_queued_returns(server, background)
     time.sleep(0.3)
     ok(server.run_cli("cancel", job))
     rc, out, err = follower.finish(timeout=30)
-    assert (rc, out, err) == (0, b"", f"drover: job '{job}' ended (cancelled) before it ever "
-                                      "ran: it has no output\n")
+    assert (rc, out, err) == (0, b"", f"drover: note: job '{job}' ended (cancelled) before it "
+                                      "ever ran: it has no output\n")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "crash"])

@@ -618,14 +618,14 @@ def test_submit_with_local_outputs(server, work, make_agent):
     r = text(run(server, "submit", "--wait", "--attempts", "1", "--", "sh", "-c",
                  'echo new > "$1"; exit 3', "sh", "@out:./kept.txt", cwd=work))
     assert r.returncode == 3, r.stderr
-    assert "drover: output './kept.txt' was not written: the job failed" in r.stderr, r.stderr
+    assert "drover: note: output './kept.txt' was not written: the job failed" in r.stderr, r.stderr
     assert (work / "kept.txt").read_text() == "as it was\n"
     # a download that cannot be written: exit 1, and where the output is kept
     (work / "gone").mkdir()
     r = text(run(server, "submit", "--wait", "--", "sh", "-c", 'rm -r "$0"; echo out > "$1"',
                  str(work / "gone"), "@out:./gone/o.txt", cwd=work))
     assert r.returncode == 1, r.stderr
-    kept = re.search(r"drover: output './gone/o.txt' is kept as (s3://\S+/o\.txt) "
+    kept = re.search(r"drover: note: output './gone/o.txt' is kept as (s3://\S+/o\.txt) "
                      r"\(drover get \1 PATH\)", r.stderr)
     assert kept and "cannot write" in r.stderr, r.stderr
     assert blob(server, kept.group(1)).content == b"out\n"

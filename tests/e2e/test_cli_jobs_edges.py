@@ -252,16 +252,16 @@ def test_logs_of_a_job_that_never_ran_say_so(server, make_agent):
     queued = cli_submit(server, "-q", "nobody", "--", "echo", "hi")
     r = server.run_cli("logs", queued)
     assert r.returncode == 0 and r.stdout == "", r
-    assert r.stderr == (f"drover: job '{queued}' has not started yet (it is queued): no output "
-                        "so far; 'drover logs -f' waits for it\n"), r.stderr
+    assert r.stderr == (f"drover: note: job '{queued}' has not started yet (it is queued): no "
+                        "output so far; 'drover logs -f' waits for it\n"), r.stderr
     # --json stays quiet on stderr for scripts: an empty log is no error
     r = server.run_cli("logs", "--json", queued)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
     ok(server.run_cli("cancel", queued))
     r = server.run_cli("logs", queued)
     assert r.returncode == 0 and r.stdout == "", r
-    assert r.stderr == f"drover: job '{queued}' ended (cancelled) before it ever ran: it has no " \
-                       "output\n", r.stderr
+    assert r.stderr == f"drover: note: job '{queued}' ended (cancelled) before it ever ran: it " \
+                       "has no output\n", r.stderr
     # a job that ran and wrote nothing: an empty log and no note
     make_agent(server, "w1")
     ran = cli_submit(server, "--", "true")

@@ -77,7 +77,7 @@ def test_dev_on_port_zero_runs_jobs(tmp_path):
         r = api.post(base + "/v1/jobs", json={"command": {"argv": ["echo", "zero"]}}, timeout=10)
         assert r.status_code == 201, r.text
         job = r.json()["id"]
-        r = api.get(f"{base}/v1/jobs/{job}/wait", params={"timeout": 30}, timeout=40)
+        r = api.get(f"{base}/v1/jobs/{job}/wait", params={"timeout_s": 30}, timeout=40)
         assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
         assert r.json()["result"]["stdout"] == "zero\n"
     finally:
