@@ -140,6 +140,32 @@ def test_failure_cancels_dependants_and_afterany_goes_on_then_retry(server, make
     assert r.status_code == 409 and "no failed or cancelled" in r.json()["error"]["message"]
 
 
+def test_a_node_retried_by_itself_takes_what_its_end_cancelled_along(server, make_agent,
+                                                                      tmp_path):
+    """`drover retry` of one node's job (not of its workflow): the nodes its end cancelled
+    wait for it again and run after it (they once stayed cancelled, and the workflow with
+    them); a node after it that ran (on: any) keeps its end."""
+    flag = tmp_path / "fixed"
+    w = create(server, {"nodes": {
+        "S": {"job": sh(f'test -e {flag} || exit 7; echo s')},
+        "U": {"job": sh("echo u"), "depends_on": ["S"]},
+        "V": {"job": sh("echo v"), "depends_on": ["U"]},
+        "T": {"job": sh("echo t"), "depends_on": [{"node": "S", "on": "any"}]},
+    }})
+    make_agent(server, "wf-node")
+    w = wait_done(server, w["id"])
+    assert states(w) == {"S": "failed", "U": "cancelled", "V": "cancelled", "T": "succeeded"}
+    flag.write_text("x")
+    ok(server.run_cli("retry", w["nodes"]["S"]["job"]))
+    w2 = get(server, w["id"])  # waiting again (or on their way already: the agent is quick)
+    assert w2["nodes"]["U"]["state"] != "cancelled" and w2["nodes"]["V"]["state"] != "cancelled"
+    w2 = wait_done(server, w["id"])
+    assert w2["state"] == "succeeded", states(w2)
+    assert job(server, w["nodes"]["S"]["job"])["attempt"] == 2
+    assert job(server, w["nodes"]["V"]["job"])["result"]["stdout"] == "v\n"
+    assert job(server, w["nodes"]["T"]["job"])["attempt"] == 1  # ran once, kept
+
+
 def test_cancel_stops_every_node_and_events_follow_the_workflow(server, make_agent):
     make_agent(server, "wf-w3")
     w = create(server, {"nodes": {"slow": {"job": sh("sleep 30")},
@@ -218,6 +244,17 @@ def test_workflow_access_and_unknown_ids(server):
     assert other.get(f"/v1/workflows/{w['id'][:14]}").status_code == 404
     assert other.post(f"/v1/workflows/{w['id']}/cancel").status_code == 404
     assert get(server, w["id"])["nodes"]["A"]["state"] == "queued"
+
+
+def test_a_node_key_taken_names_the_node(server):
+    body = {"nodes": {"A": {"job": {"key": "k-node", "queue": "idle", **sh("true")}}}}
+    create(server, body)
+    r = server.api().post("/v1/workflows", json=body)
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["field"] == "nodes.A.job.key", err
+    assert err["message"] == ("nodes.A.job.key: key 'k-node' is already used by another job"), err
+    assert len(server.api().get("/v1/workflows").json()["workflows"]) == 1  # nothing half-made
 
 
 def test_list_newest_first_per_owner_paged(server):
