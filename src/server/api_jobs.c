@@ -443,17 +443,21 @@ int api_jobs_create(struct http_req *r)
 
 /*
  * {id} is not in the store: a whole id may name a job deleted after its
- * retention, answered from the archive (retention.h). Else the error as it is.
+ * retention, answered from the archive (retention.h): the job, its log, or, for a call
+ * that would change it (`refuse`: "cancelled", "retried"), 409. Else the error as it is.
  */
 static int archived_or_err(struct http_req *r, const struct err *e, bool log,
-                           const struct logs_query *q)
+                           const struct logs_query *q, const char *refuse)
 {
     if (e->code == ERR_NOTFOUND && uuid_valid(r->params[0])) {
         char id[UUID_STR_LEN];
         memcpy(id, r->params[0], UUID_STR_LEN); /* valid: UUID_STR_LEN - 1 characters */
         for (char *p = id; *p; p++)
             if (*p >= 'A' && *p <= 'F') *p = (char)(*p - 'A' + 'a');
-        retention_answer(srv(r)->retention, r, id, log, q);
+        if (refuse)
+            retention_refuse(srv(r)->retention, r, id, refuse);
+        else
+            retention_answer(srv(r)->retention, r, id, log, q);
         return HTTP_DEFERRED;
     }
     http_reply_err(r, e);
@@ -465,7 +469,7 @@ int api_jobs_get(struct http_req *r)
     struct job j;
     struct err e = ERR_INIT;
     if (find_job(r, &j, &e))
-        return archived_or_err(r, &e, false, NULL);
+        return archived_or_err(r, &e, false, NULL, NULL);
     struct sched_fit fit;
     json_t *o = job_to_json(&j);
     fleet_job_fit(srv(r)->fleet, &j, &fit);
@@ -594,7 +598,7 @@ int api_jobs_wait(struct http_req *r)
         return HTTP_DONE;
     }
     if (find_job(r, &j, &e)) /* an archived job has ended: no wait */
-        return archived_or_err(r, &e, false, NULL);
+        return archived_or_err(r, &e, false, NULL, NULL);
     if (job_state_terminal(j.state) || timeout_s == 0) {
         http_reply_json(r, 200, job_to_json(&j));
         job_release(&j);
@@ -642,10 +646,7 @@ int api_jobs_cancel(struct http_req *r)
 {
     char id[UUID_STR_LEN];
     struct err e = ERR_INIT;
-    if (resolve_id(r, id, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
+    if (resolve_id(r, id, &e)) return archived_or_err(r, &e, false, NULL, "cancelled");
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
@@ -947,10 +948,8 @@ int api_jobs_retry(struct http_req *r)
     char id[UUID_STR_LEN];
     struct err e = ERR_INIT;
     struct job j;
-    if (resolve_id(r, id, &e) || store_job_get_run(srv(r)->reads, id, &j, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
+    if (resolve_id(r, id, &e) || store_job_get_run(srv(r)->reads, id, &j, &e))
+        return archived_or_err(r, &e, false, NULL, "retried");
     struct cancel *c = xcalloc(1, sizeof(*c));
     c->r = r;
     snprintf(c->id, sizeof(c->id), "%s", id);
@@ -992,7 +991,7 @@ int api_jobs_log(struct http_req *r)
             .offset = offset,
             .tail = tail,
         };
-        return archived_or_err(r, &e, true, &aq);
+        return archived_or_err(r, &e, true, &aq, NULL);
     }
     /* followed, the attempt a queued (or blocked) job runs next may be waited for */
     bool next = follow && attempt == (long)j.attempt + 1 && job_state_waiting(j.state);

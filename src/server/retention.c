@@ -348,6 +348,7 @@ struct lookup {
     char id[UUID_STR_LEN];
     char owner[128]; /* the caller's token name; "" for an admin (sees every job) */
     bool log;
+    const char *refuse; /* "cancelled", "retried": 409 for the job found (retention_refuse) */
     int stream, attempt;
     int64_t offset, tail;
     /* out */
@@ -460,6 +461,14 @@ static void lookup_done(void *arg)
         http_req_drop(r);
     } else if (lk->rc) {
         http_reply_err(r, &lk->e);
+    } else if (lk->refuse) {
+        const char *state = json_string_value(json_object_get(lk->job, "state"));
+        char at[32];
+        time_format_rfc3339(lk->archived_at, at, sizeof(at));
+        http_reply_error(r, ERR_CONFLICT, NULL,
+                         "job '%s' is %s and was archived at %s (past its retention): it can "
+                         "no longer be %s; submit its spec again (drover status shows it)",
+                         lk->id, state ? state : "ended", at, lk->refuse);
     } else if (!lk->log) {
         json_t *o = json_deep_copy(lk->job);
         json_object_set_new(o, "waiting", json_null());
@@ -480,8 +489,9 @@ static void lookup_done(void *arg)
     free(lk);
 }
 
-void retention_answer(struct retention *rt, struct http_req *r, const char *id, bool log,
-                      const struct logs_query *q)
+/* Looks job `id` up in the archive off the loop, then answers r (lookup_done). */
+static void lookup_start(struct retention *rt, struct http_req *r, const char *id, bool log,
+                         const struct logs_query *q, const char *refuse)
 {
     struct lookup *lk = xcalloc(1, sizeof(*lk));
     lk->rt = rt;
@@ -490,6 +500,7 @@ void retention_answer(struct retention *rt, struct http_req *r, const char *id, 
     if (r->role != ROLE_ADMIN)
         snprintf(lk->owner, sizeof(lk->owner), "%s", r->token_name);
     lk->log = log;
+    lk->refuse = refuse;
     if (q) {
         lk->stream = q->stream;
         lk->attempt = q->pinned ? q->attempt : 0;
@@ -499,4 +510,16 @@ void retention_answer(struct retention *rt, struct http_req *r, const char *id, 
     lk->bytes = (struct buf)BUF_INIT;
     lk->e = (struct err)ERR_INIT;
     offload_run(rt->s->offload, lookup_work, lookup_done, lk);
+}
+
+void retention_answer(struct retention *rt, struct http_req *r, const char *id, bool log,
+                      const struct logs_query *q)
+{
+    lookup_start(rt, r, id, log, q, NULL);
+}
+
+void retention_refuse(struct retention *rt, struct http_req *r, const char *id,
+                      const char *verb)
+{
+    lookup_start(rt, r, id, false, NULL, verb);
 }

@@ -70,6 +70,13 @@ int64_t retention_of_queue(const struct retention *rt, const char *queue);
  */
 void retention_answer(struct retention *rt, struct http_req *r, const char *id, bool log,
                       const struct logs_query *q);
+/*
+ * The job `id` is not in the store, and a call would change it (`verb`: "cancelled",
+ * "retried"): 409 saying it ended and was archived when the archive has it (the caller's),
+ * else 404. Runs off the loop; r is deferred.
+ */
+void retention_refuse(struct retention *rt, struct http_req *r, const char *id,
+                      const char *verb);
 
 struct retention_stats {
     uint64_t archived; /* jobs archived and deleted */

@@ -88,6 +88,16 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
     missing = "0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa"
     r = alice.get(f"/v1/jobs/{missing}/log")
     assert r.status_code == 404 and r.json()["error"]["message"] == f"job '{missing}' not found"
+    # It ended and is archived: retry and cancel say so (not "not found"); another's is 404.
+    for verb, past in (("retry", "retried"), ("cancel", "cancelled")):
+        r = alice.post(f"/v1/jobs/{job}/{verb}")
+        assert r.status_code == 409, r.text
+        msg = r.json()["error"]["message"]
+        assert msg.startswith(f"job '{job}' is succeeded and was archived at "), msg
+        assert f"it can no longer be {past}" in msg, msg
+        assert bob.post(f"/v1/jobs/{job}/{verb}").status_code == 404
+    err = server.run_cli("retry", job, token=alice_token).stderr
+    assert "was archived at" in err and "submit its spec again" in err, err
     # Listings hold the jobs still in the store only.
     assert job not in [j["id"] for j in admin.get("/v1/jobs").json()["jobs"]]
 
