@@ -444,6 +444,36 @@ void cli_print_err(const struct cli *cli, const struct err *e, long status, cons
     buf_release(&b);
 }
 
+int cli_get_pages(struct cli *cli, const char *path, const char *key, long limit, bool all,
+                  json_t **list)
+{
+    *list = json_array();
+    char *after = NULL;
+    int rc;
+    for (;;) {
+        long want = limit ? limit - (long)json_array_size(*list) : all ? 100 : 20;
+        struct buf url = BUF_INIT;
+        buf_addf(&url, "%s?limit=%ld", path, want > 100 ? 100 : want);
+        if (after) buf_addf(&url, "&after=%s", after);
+        json_t *answer = NULL;
+        rc = cli_call(cli, "GET", buf_str(&url), NULL, &answer, "cannot list %s", key);
+        buf_release(&url);
+        if (rc) break;
+        json_array_extend(*list, json_object_get(answer, key));
+        const char *next = json_string_value(json_object_get(answer, "next"));
+        free(after);
+        after = next && *next ? xstrdup(next) : NULL;
+        json_decref(answer);
+        if (!after || (!all && !limit) || (limit && (long)json_array_size(*list) >= limit)) break;
+    }
+    free(after);
+    if (rc) {
+        json_decref(*list);
+        *list = NULL;
+    }
+    return rc;
+}
+
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
 {
     static const char *const kinds[][3] = {

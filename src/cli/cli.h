@@ -219,6 +219,14 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
                 json_t **resp, const char *what, ...) PRINTF_LIKE(6, 7);
 
 /*
+ * A listing read page by page: GET path?limit=&after= (the answer's array under `key`, its
+ * cursor "next") until `limit` items (0: one page of 20; with `all`, every page). 0 with
+ * *list the items, or 1 after saying why (*list NULL).
+ */
+int cli_get_pages(struct cli *cli, const char *path, const char *key, long limit, bool all,
+                  json_t **list);
+
+/*
  * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):
  * when `id` is a job array's or a workflow's, adds to e's message where to look
  * instead, the subcommand `sub` of `drover array` or `drover workflow`:

@@ -72,8 +72,8 @@ static long long count_of(json_t *v)
 static void print_agents_table(json_t *list)
 {
     struct table *t =
-        table_new(8, "name", "state", "slots", "running", "runtimes", "queues", "labels",
-                  "last-seen");
+        table_new(8, "name", "state", "free/slots", "running", "runtimes", "queues", "labels",
+                  "last-seen"); /* free/slots: 3/4 is one slot in use, as the agent last said */
     table_align_right(t, 2);
     table_align_right(t, 3);
     table_max_width(t, 5, 40);

@@ -1,6 +1,6 @@
 /*
- * cli_arrays.c - `drover array status|wait|cancel|retry ID` (docs/api.md "Arrays"); the tasks are
- * listed by `drover jobs --array ID` (cli_jobs.c, cli_array_tasks below).
+ * cli_arrays.c - `drover array list | status|wait|cancel|retry ID` (docs/api.md "Arrays"); the
+ * tasks are listed by `drover jobs --array ID` (cli_jobs.c, cli_array_tasks below).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,8 @@
 #include "job/array.h"
 
 static const char array_usage[] =
-    "usage: drover array status [--json] ID\n"
+    "usage: drover array list [--json] [--limit N | --all]\n"
+    "       drover array status [--json] ID\n"
     "       drover array wait [--timeout S] [--json] ID\n"
     "       drover array cancel [--from I] [--to J] [--json] ID\n"
     "       drover array retry [--from I] [--to J] [--json] ID\n"
@@ -24,6 +25,10 @@ static const char array_usage[] =
     "(drover submit -f SPEC.json; docs/api.md \"Arrays\"). List the tasks with\n"
     "drover jobs --array ID.\n"
     "\n"
+    "  list               the arrays, newest first: state and tasks succeeded of each\n"
+    "                     (ls is the same)\n"
+    "      -n, --limit N  at most N (default 20)\n"
+    "      -a, --all      all of them\n"
     "  status ID          the array's tasks counted by state\n"
     "  wait ID            wait for every task to end, printing the counts on stderr as\n"
     "                     they change, then the status; exits 0 when every task\n"
@@ -163,6 +168,65 @@ int cli_array_wait(struct cli *cli, const char *given, double timeout_s, bool js
     return rc ? 1 : 0;
 }
 
+static void print_list(json_t *list)
+{
+    struct table *t = table_new(6, "id", "name", "queue", "state", "tasks", "created");
+    table_align_right(t, 4);
+    table_max_width(t, 1, 40);
+    size_t i;
+    json_t *arr;
+    json_array_foreach(list, i, arr)
+    {
+        json_t *c = json_object_get(arr, "counts");
+        table_add(t, jstr(arr, "id"));
+        table_add(t, jstr(arr, "name") ? jstr(arr, "name") : "-");
+        table_add(t, jstr(arr, "queue"));
+        table_add(t, jstr(arr, "state"));
+        table_addf(t, "%lld/%lld", (long long)json_integer_value(json_object_get(c, "succeeded")),
+                   (long long)json_integer_value(json_object_get(c, "total")));
+        char at[CLI_TIME_MAX];
+        table_add(t, cli_local_time(jstr(arr, "created_at"), at));
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
+/* `array list`: the pages of GET /v1/arrays, up to --limit (or --all). */
+static int array_list(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"limit", required_argument, NULL, 'n'},
+        {"all", no_argument, NULL, 'a'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, array_usage);
+    long limit = 0;
+    bool all = false;
+    int opt, rc;
+    while ((opt = cli_getopt(&a, ":n:ah", longopts)) != -1) {
+        if (opt == 'a')
+            all = true;
+        else if (!cli_parse_long(optarg, 1, 1000000000, &limit))
+            return cli_usage_error(array_usage, "--limit must be a positive integer, not '%s'",
+                                   optarg);
+    }
+    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
+    struct cli cli;
+    json_t *list = NULL;
+    rc = cli_connect(&cli, &a.conn) ? 1 : cli_get_pages(&cli, "/v1/arrays", "arrays", limit, all,
+                                                        &list);
+    if (rc == 0 && a.json)
+        cli_print_json(list);
+    else if (rc == 0)
+        print_list(list);
+    json_decref(list);
+    cli_release(&cli);
+    return rc;
+}
+
 int cmd_array(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
@@ -170,15 +234,17 @@ int cmd_array(int argc, char **argv)
         fputs(array_usage, stdout);
         return 0;
     }
+    if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls"))) return array_list(argc - 1, argv + 1);
     bool status = sub && !strcmp(sub, "status"), cancel = sub && !strcmp(sub, "cancel");
     bool retry = sub && !strcmp(sub, "retry"), wait = sub && !strcmp(sub, "wait");
     if (!status && !cancel && !retry && !wait) {
         cli_json_prescan(argc, argv);
         return sub ? cli_usage_error(array_usage,
-                                     "unknown array command '%s' (status, wait, cancel or retry)",
+                                     "unknown array command '%s' (list, status, wait, cancel or "
+                                     "retry)",
                                      sub)
                    : cli_usage_error(array_usage,
-                                     "which array command? status, wait, cancel or retry");
+                                     "which array command? list, status, wait, cancel or retry");
     }
     static const struct option longopts[] = {
         {"from", required_argument, NULL, OPT_FROM},

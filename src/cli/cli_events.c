@@ -260,8 +260,8 @@ int cli_wait_ended(struct cli *cli, struct cli_wait *w, double timeout_s)
 /* ---- drover events ---- */
 
 static const char events_usage[] =
-    "usage: drover events [--since SEQ] [--job ID]... [--queue Q] [--type T]\n"
-    "                    [--json]\n"
+    "usage: drover events [--since SEQ] [--job ID]... [--workflow ID] [--array ID]\n"
+    "                    [--queue Q] [--type T] [--json]\n"
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
     "its progress), of an agent, of an object (created, deleted), of an array, of a\n"
@@ -273,6 +273,10 @@ static const char events_usage[] =
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
     "  -j, --job ID       only this job's events (repeatable; ID may be a unique\n"
     "                     prefix of one)\n"
+    "  -W, --workflow ID  only the events of this workflow's jobs (ID may be a unique\n"
+    "                     prefix of one; not with --job)\n"
+    "  -A, --array ID     only the events of this job array and its tasks' jobs (not\n"
+    "                     with --job or --workflow)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
     "      --type T       only job, agent, object, trigger, array, queue or tenant\n"
     "                     events (--job and --queue are job events: no other type)\n"
@@ -444,6 +448,30 @@ static int print_event(void *arg, int64_t seq, const char *type, json_t *data, s
 
 enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_TYPE };
 
+/*
+ * Adds "KIND=ID" (workflow, array) to the query, ID made whole by reading it (GET
+ * /v1/workflows/{id} and /v1/arrays/{id} take a unique prefix; the stream takes whole ids).
+ * 0, or 1 after saying why.
+ */
+static int add_whole(struct cli *cli, const char *kind, const char *id, struct buf *query)
+{
+    if (!id) return 0;
+    char *prefix = xasprintf("/v1/%ss/", kind);
+    char *path = cli_path(prefix, id, "");
+    json_t *answer = NULL;
+    int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow %s '%s'", kind, id);
+    free(path);
+    free(prefix);
+    const char *whole = json_string_value(json_object_get(answer, "id"));
+    if (!rc && (!whole || !uuid_valid(whole))) {
+        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for %s '%s' has no id", kind, id);
+        rc = 1;
+    }
+    if (!rc) buf_addf(query, "%s%s=%s", query->len ? "&" : "", kind, whole);
+    json_decref(answer);
+    return rc;
+}
+
 /* The --job arguments, borrowed from argv. */
 struct job_ids {
     const char **ids;
@@ -489,6 +517,8 @@ int cmd_events(int argc, char **argv)
         {"since", required_argument, NULL, OPT_SINCE},
         {"job", required_argument, NULL, 'j'},
         {"queue", required_argument, NULL, 'q'},
+        {"workflow", required_argument, NULL, 'W'},
+        {"array", required_argument, NULL, 'A'},
         {"type", required_argument, NULL, OPT_TYPE},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
@@ -498,11 +528,11 @@ int cmd_events(int argc, char **argv)
     cli_args_init(&a, argc, argv, events_usage);
     struct buf query = BUF_INIT;
     struct job_ids jobs = {NULL, 0};
-    const char *queue = NULL, *type = NULL;
+    const char *queue = NULL, *type = NULL, *workflow = NULL, *array = NULL;
     struct cli_follow f = {.since = -1, .on_event = print_event, .arg = &a.json};
     int opt, rc = CLI_CONTINUE;
     bool ok;
-    while ((opt = cli_getopt(&a, ":j:q:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":j:q:W:A:h", longopts)) != -1) {
         switch (opt) {
         case OPT_SINCE:
             f.since = parse_i64(optarg, &ok);
@@ -527,6 +557,15 @@ int cmd_events(int argc, char **argv)
             free(q);
             break;
         }
+        case 'W':
+        case 'A': {
+            const char **which = opt == 'W' ? &workflow : &array;
+            if (*which)
+                rc = cli_usage_error(events_usage, "--%s is given once: '%s' or '%s'?",
+                                     opt == 'W' ? "workflow" : "array", *which, optarg);
+            *which = optarg;
+            break;
+        }
         case OPT_TYPE:
             if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object") &&
                 strcmp(optarg, "trigger") && strcmp(optarg, "array") &&
@@ -545,6 +584,11 @@ int cmd_events(int argc, char **argv)
         if (rc != CLI_CONTINUE) goto out;
     }
     if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
+    /* the server follows one set of jobs: a job list, a workflow's or an array's */
+    if ((jobs.n > 0) + !!workflow + !!array > 1) {
+        rc = cli_usage_error(events_usage, "give one of --job, --workflow and --array");
+        goto out;
+    }
     /* job= and queue= follow job events only: the server would drop another type silently */
     if (type && strcmp(type, "job") && (jobs.n || queue)) {
         rc = cli_usage_error(events_usage,
@@ -560,7 +604,9 @@ int cmd_events(int argc, char **argv)
         goto out;
     }
     struct err e = ERR_INIT;
-    if ((rc = add_jobs(&cli, &jobs, &query))) {
+    if ((rc = add_jobs(&cli, &jobs, &query)) ||
+        (rc = add_whole(&cli, "workflow", workflow, &query)) ||
+        (rc = add_whole(&cli, "array", array, &query))) {
         cli_release(&cli);
         goto out;
     }

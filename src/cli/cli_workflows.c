@@ -221,25 +221,8 @@ static int workflow_list(int argc, char **argv)
         cli_release(&cli);
         return 1;
     }
-    json_t *list = json_array();
-    char *after = NULL;
-    for (;;) {
-        long want = limit ? limit - (long)json_array_size(list) : all ? 100 : 20;
-        struct buf path = BUF_INIT;
-        buf_addf(&path, "/v1/workflows?limit=%ld", want > 100 ? 100 : want);
-        if (after) buf_addf(&path, "&after=%s", after);
-        json_t *answer = NULL;
-        rc = cli_call(&cli, "GET", buf_str(&path), NULL, &answer, "cannot list workflows");
-        buf_release(&path);
-        if (rc) break;
-        json_array_extend(list, json_object_get(answer, "workflows"));
-        const char *next = json_string_value(json_object_get(answer, "next"));
-        free(after);
-        after = next && *next ? xstrdup(next) : NULL;
-        json_decref(answer);
-        if (!after || (!all && !limit) || (limit && (long)json_array_size(list) >= limit)) break;
-    }
-    free(after);
+    json_t *list;
+    rc = cli_get_pages(&cli, "/v1/workflows", "workflows", limit, all, &list);
     if (rc == 0 && a.json)
         cli_print_json(list);
     else if (rc == 0)

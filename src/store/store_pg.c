@@ -320,11 +320,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_LOCK_RUN] = "SELECT " JOB_RUN_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE",
     /* Every state read from job_counts (schema 14), summed over its shards: the cost is
        the counters', however many jobs the table holds. */
-    [S_QUEUE_STATS] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
+    /* an array's tasks not claimed yet (open) are queued jobs of its queue (state 1) */
+    [S_QUEUE_STATS] = "SELECT queue, state, sum(n)::bigint FROM (SELECT queue, state, n FROM "
+                      "job_counts UNION ALL SELECT queue, 1, open FROM arrays WHERE open > 0) c "
                       "GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, sum(n)::bigint FROM job_counts "
-                            "WHERE owner = $1 GROUP BY queue, state HAVING sum(n) <> 0 "
-                            "ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, sum(n)::bigint FROM (SELECT queue, state, n "
+                            "FROM job_counts WHERE owner = $1 UNION ALL SELECT queue, 1, open "
+                            "FROM arrays WHERE open > 0 AND owner = $1) c GROUP BY queue, state "
+                            "HAVING sum(n) <> 0 ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, "
                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                        "ON CONFLICT (name) DO NOTHING",

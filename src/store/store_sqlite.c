@@ -279,10 +279,14 @@ static const char *const stmt_sql[S_COUNT] = {
                       "WHERE id = ?",
     /* job_counts alone (every state since schema 18): the cost is the queues', however
        many jobs there are, finished or not. A row whose count went to 0 stays. */
-    [S_QUEUE_STATS] = "SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state "
-                      "HAVING sum(n) != 0 ORDER BY queue, state",
-    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, n FROM job_counts WHERE owner = ?1 AND n != 0 "
-                            "ORDER BY queue, state",
+    /* an array's tasks not claimed yet (open) are queued jobs of its queue (state 1) */
+    [S_QUEUE_STATS] = "SELECT queue, state, sum(n) FROM (SELECT queue, state, n FROM job_counts "
+                      "UNION ALL SELECT queue, 1, open FROM arrays WHERE open > 0) "
+                      "GROUP BY queue, state HAVING sum(n) != 0 ORDER BY queue, state",
+    [S_QUEUE_STATS_OWNER] = "SELECT queue, state, sum(n) FROM (SELECT queue, state, n FROM "
+                            "job_counts WHERE owner = ?1 UNION ALL SELECT queue, 1, open FROM "
+                            "arrays WHERE open > 0 AND owner = ?1) GROUP BY queue, state "
+                            "HAVING sum(n) != 0 ORDER BY queue, state",
     [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_at) "
                        "VALUES (?, ?, ?, strftime('%s','now') * 1000)",
     [S_TOKEN_FIND] = "SELECT role, name FROM tokens WHERE hash = ?",

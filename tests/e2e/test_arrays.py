@@ -488,6 +488,39 @@ def test_arrays_then_a_clean_stop(tmp_path, make_agent):
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
 
 
+def test_unclaimed_tasks_count_as_their_queues_queued_jobs(server):
+    """GET /v1/queues (drover queues) counts an array's tasks not handed out yet as queued:
+    a queue of only arrays once looked empty, or was not listed at all."""
+    api = server.api()
+    submit_array(api, {"count": 5}, queue="qa", command={"program": "/bin/true"})
+    a = submit_array(api, {"count": 3}, queue="qa", command={"program": "/bin/true"})
+    r = api.post("/v1/tokens", json={"role": "client", "name": "other-qa"})
+    other = server.api(r.json()["token"])
+    submit_array(other, {"count": 4}, queue="qa", command={"program": "/bin/true"})
+    queued = lambda c: next((q["queued"] for q in c.get("/v1/queues").json()  # noqa: E731
+                             if q["name"] == "qa"), None)
+    assert queued(api) == 12 and queued(other) == 4  # an admin sees all, a client its own
+    assert api.post(f"/v1/arrays/{a['id']}/cancel", json={"from": 0, "to": 1}).status_code == 200
+    assert queued(api) == 10
+
+
+def test_cli_array_list(server, make_agent):
+    from conftest import ok, table
+    api = server.api()
+    first = submit_array(api, {"count": 3}, queue="al", name="three",
+                         command={"program": "/bin/true"})
+    second = submit_array(api, {"count": 2}, queue="al", command={"program": "/bin/true"})
+    rows = table(ok(server.run_cli("array", "list")))
+    assert rows[0] == ["ID", "NAME", "QUEUE", "STATE", "TASKS", "CREATED"], rows
+    assert [r[:5] for r in rows[1:]] == [[second["id"], "-", "al", "running", "0/2"],
+                                         [first["id"], "three", "al", "running", "0/3"]], rows
+    assert len(table(ok(server.run_cli("array", "ls", "--limit", "1")))) == 2
+    make_agent(server, "al-w", "--queues", "al")
+    wait_for(lambda: "succeeded" in ok(server.run_cli("array", "list")).split("\n")[2], 30,
+             "the first array to end")
+    assert table(ok(server.run_cli("array", "list")))[2][3:5] == ["succeeded", "3/3"]
+
+
 def test_cli_array_wait(server, make_agent):
     import json
     from conftest import refused, usage_error

@@ -354,7 +354,7 @@ def test_logs_with_a_client_token_and_a_bad_token(server):
 
 def test_agents_table_and_json(server):
     assert table(ok(server.run_cli("agents"))) == [
-        ["NAME", "STATE", "SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS", "LAST-SEEN"]]
+        ["NAME", "STATE", "FREE/SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS", "LAST-SEEN"]]
     assert json.loads(ok(server.run_cli("agents", "--json"))) == []
 
     big = FakeAgent(server, "big-1", queues=["default", "bio"], slots=4,
@@ -365,7 +365,7 @@ def test_agents_table_and_json(server):
 
     out = ok(server.run_cli("agents"))
     rows = table(out)
-    assert rows[0] == ["NAME", "STATE", "SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS",
+    assert rows[0] == ["NAME", "STATE", "FREE/SLOTS", "RUNNING", "RUNTIMES", "QUEUES", "LABELS",
                        "LAST-SEEN"]
     by_name = {r[0]: r for r in rows[1:]}
     assert set(by_name) == {"big-1", "small-2"}

@@ -13,7 +13,7 @@ TRUE = {"command": {"program": "/bin/true"}}
 
 @pytest.mark.parametrize("cmd,documented,alias", [
     ("workflow", "list", "ls"), ("tenant", "list", "ls"), ("service", "ls", "list"),
-    ("trigger", "ls", "list")])
+    ("trigger", "ls", "list"), ("array", "list", "ls")])
 def test_listings_take_both_spellings(server, cmd, documented, alias):
     if cmd == "tenant":
         ok(server.run_cli("tenant", "set", "lab", "--weight", "2"))
@@ -22,6 +22,9 @@ def test_listings_take_both_spellings(server, cmd, documented, alias):
         assert r.status_code == 201, r.text
     if cmd == "workflow":
         r = server.api().post("/v1/workflows", json={"nodes": {"A": {"job": TRUE}}})
+        assert r.status_code == 201, r.text
+    if cmd == "array":
+        r = server.api().post("/v1/jobs", json={"array": {"count": 3}, "name": "three", **TRUE})
         assert r.status_code == 201, r.text
     if cmd == "service":
         r = server.api().put("/v1/services/echo", json={"command": {"program": "/bin/echo"}})

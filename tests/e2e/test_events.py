@@ -378,6 +378,35 @@ def test_cli_events_job_by_a_prefix_of_its_id(server):
     assert r.returncode == 1 and r.stderr == "drover: job 'ffffffffff' not found\n", r.stderr
 
 
+def test_cli_events_of_a_workflow_or_an_array_by_a_prefix(server):
+    """--workflow and --array follow what the stream's workflow= and array= do, their ids made
+    whole first (the stream takes whole ids)."""
+    other = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+    r = server.api().post("/v1/workflows", json={"nodes": {
+        "A": {"job": {"queue": "idle", "command": {"program": "/bin/true"}}}}})
+    assert r.status_code == 201, r.text
+    w = r.json()
+    r = server.api().post("/v1/jobs", json={"queue": "idle", "array": {"count": 2},
+                                            "command": {"program": "/bin/true"}})
+    assert r.status_code == 201, r.text
+    arr = r.json()["array"]["id"]
+    for opt, whole, want in (("--workflow", w["id"], w["nodes"]["A"]["job"]),
+                             ("--array", arr, arr)):
+        follower = server.start_cli("events", "--json", "--since", "0", opt, whole[:14],
+                                    text=True)
+        try:
+            first = json.loads(follower.stdout.readline())
+            assert want in (first.get("job"), first.get("array")), first
+            assert other not in (first.get("job"), first.get("array")), first
+        finally:
+            follower.kill()
+            follower.wait()
+    r = server.run_cli("events", "--workflow", "ffffffffff")
+    assert r.returncode == 1 and r.stderr == "drover: workflow 'ffffffffff' not found\n", r.stderr
+    r = server.run_cli("events", "--workflow", w["id"], "--array", arr)
+    assert r.returncode == 2 and "give one of --job, --workflow and --array" in r.stderr
+
+
 JOB = "01938c2e-7d4a-7000-8000-000000000000"
 
 
