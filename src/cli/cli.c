@@ -474,6 +474,40 @@ int cli_get_pages(struct cli *cli, const char *path, const char *key, long limit
     return rc;
 }
 
+int cli_list_command(int argc, char **argv, const char *usage, const char *path,
+                     const char *key, void (*print)(json_t *list))
+{
+    static const struct option longopts[] = {
+        {"limit", required_argument, NULL, 'n'},
+        {"all", no_argument, NULL, 'a'},
+        CLI_JSON_LONG_OPTION,
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_args a;
+    cli_args_init(&a, argc, argv, usage);
+    long limit = 0;
+    bool all = false;
+    int opt, rc;
+    while ((opt = cli_getopt(&a, ":n:ah", longopts)) != -1) {
+        if (opt == 'a')
+            all = true;
+        else if (!cli_parse_long(optarg, 1, 1000000000, &limit))
+            return cli_usage_error(usage, "--limit must be a positive integer, not '%s'", optarg);
+    }
+    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
+    struct cli cli;
+    json_t *list = NULL;
+    rc = cli_connect(&cli, &a.conn) ? 1 : cli_get_pages(&cli, path, key, limit, all, &list);
+    if (rc == 0 && a.json)
+        cli_print_json(list);
+    else if (rc == 0)
+        print(list);
+    json_decref(list);
+    cli_release(&cli);
+    return rc;
+}
+
 void cli_not_a_job(struct cli *cli, const char *id, const char *sub, struct err *e)
 {
     static const char *const kinds[][3] = {

@@ -225,6 +225,13 @@ int cli_request(const struct cli_opts *o, const char *method, const char *path, 
  */
 int cli_get_pages(struct cli *cli, const char *path, const char *key, long limit, bool all,
                   json_t **list);
+/*
+ * A listing subcommand (`workflow list`, `array list`): its options (--limit N, --all,
+ * --json and the connection's) from argv, then cli_get_pages of `path` and `key`, printed by
+ * `print` (or as JSON). Its exit code.
+ */
+int cli_list_command(int argc, char **argv, const char *usage, const char *path,
+                     const char *key, void (*print)(json_t *list));
 
 /*
  * After job `id` was not found (e->code ERR_NOTFOUND, else nothing is done):

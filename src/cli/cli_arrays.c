@@ -191,42 +191,6 @@ static void print_list(json_t *list)
     table_free(t);
 }
 
-/* `array list`: the pages of GET /v1/arrays, up to --limit (or --all). */
-static int array_list(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"limit", required_argument, NULL, 'n'},
-        {"all", no_argument, NULL, 'a'},
-        CLI_JSON_LONG_OPTION,
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_args a;
-    cli_args_init(&a, argc, argv, array_usage);
-    long limit = 0;
-    bool all = false;
-    int opt, rc;
-    while ((opt = cli_getopt(&a, ":n:ah", longopts)) != -1) {
-        if (opt == 'a')
-            all = true;
-        else if (!cli_parse_long(optarg, 1, 1000000000, &limit))
-            return cli_usage_error(array_usage, "--limit must be a positive integer, not '%s'",
-                                   optarg);
-    }
-    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
-    struct cli cli;
-    json_t *list = NULL;
-    rc = cli_connect(&cli, &a.conn) ? 1 : cli_get_pages(&cli, "/v1/arrays", "arrays", limit, all,
-                                                        &list);
-    if (rc == 0 && a.json)
-        cli_print_json(list);
-    else if (rc == 0)
-        print_list(list);
-    json_decref(list);
-    cli_release(&cli);
-    return rc;
-}
-
 int cmd_array(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
@@ -234,7 +198,9 @@ int cmd_array(int argc, char **argv)
         fputs(array_usage, stdout);
         return 0;
     }
-    if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls"))) return array_list(argc - 1, argv + 1);
+    if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls")))
+        return cli_list_command(argc - 1, argv + 1, array_usage, "/v1/arrays", "arrays",
+                                print_list);
     bool status = sub && !strcmp(sub, "status"), cancel = sub && !strcmp(sub, "cancel");
     bool retry = sub && !strcmp(sub, "retry"), wait = sub && !strcmp(sub, "wait");
     if (!status && !cancel && !retry && !wait) {

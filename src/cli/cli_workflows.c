@@ -193,45 +193,6 @@ static void print_list(json_t *list)
     table_free(t);
 }
 
-/* `workflow list`: the pages of GET /v1/workflows, up to `limit` (0: one page, or all). */
-static int workflow_list(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"limit", required_argument, NULL, 'n'},
-        {"all", no_argument, NULL, 'a'},
-        CLI_JSON_LONG_OPTION,
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct cli_args a;
-    cli_args_init(&a, argc, argv, workflow_usage);
-    long limit = 0;
-    bool all = false;
-    int opt, rc;
-    while ((opt = cli_getopt(&a, ":n:ah", longopts)) != -1) {
-        if (opt == 'a')
-            all = true;
-        else if (!cli_parse_long(optarg, 1, 1000000000, &limit))
-            return cli_usage_error(workflow_usage, "--limit must be a positive integer, not '%s'",
-                                   optarg);
-    }
-    if ((rc = cli_args_none(&a)) != CLI_CONTINUE) return rc;
-    struct cli cli;
-    if (cli_connect(&cli, &a.conn)) {
-        cli_release(&cli);
-        return 1;
-    }
-    json_t *list;
-    rc = cli_get_pages(&cli, "/v1/workflows", "workflows", limit, all, &list);
-    if (rc == 0 && a.json)
-        cli_print_json(list);
-    else if (rc == 0)
-        print_list(list);
-    json_decref(list);
-    cli_release(&cli);
-    return rc;
-}
-
 /* ---- wait ---- */
 
 /*
@@ -455,7 +416,8 @@ int cmd_workflow(int argc, char **argv)
     bool status = sub && !strcmp(sub, "status");
     bool cancel = sub && !strcmp(sub, "cancel"), retry = sub && !strcmp(sub, "retry");
     if (sub && (!strcmp(sub, "list") || !strcmp(sub, "ls")))
-        return workflow_list(argc - 1, argv + 1);
+        return cli_list_command(argc - 1, argv + 1, workflow_usage, "/v1/workflows",
+                                "workflows", print_list);
     if (sub && (!strcmp(sub, "submit") || !strcmp(sub, "wait")))
         return workflow_submit_wait(argc - 1, argv + 1, !strcmp(sub, "submit"));
     if (!status && !cancel && !retry) {
