@@ -1457,6 +1457,7 @@ int cmd_submit(int argc, char **argv)
     /* A job array ("array" in the spec): its id, or with --wait its end. */
     json_t *arr = json_object_get(answer, "array");
     if (json_is_object(arr)) {
+        print_warnings(arr, NULL);
         rc = submitted_array(&cli, arr, wait, a.json);
         goto out;
     }

@@ -128,7 +128,18 @@ static void arr_done(void *arg, int rc, const struct err *e)
     } else {
         int64_t count[JOB_NSTATES] = {0};
         count[JOB_QUEUED] = op->rec.count;
-        http_reply_json(r, 201, json_pack("{s:o}", "array", summary_json(&op->rec, count, false)));
+        json_t *summary = summary_json(&op->rec, count, false);
+        /* who could take its tasks, and why none could, as a job's answer says */
+        struct job tmpl;
+        const struct array_rec *a = &op->rec;
+        array_task_job(&tmpl, a->id, 0, a->spec, NULL, NULL, a->owner, a->tenant, a->created_at,
+                       a->run_after);
+        int listeners;
+        const char *warnings = fleet_job_fit_text(op->s->fleet, &tmpl, &listeners);
+        json_object_set_new(summary, "listeners", json_integer(listeners));
+        json_object_set_new(summary, "warnings", json_loads(warnings, 0, NULL));
+        job_release(&tmpl);
+        http_reply_json(r, 201, json_pack("{s:o}", "array", summary));
     }
     arr_submit_free(op);
 }

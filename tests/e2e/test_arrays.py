@@ -1,6 +1,7 @@
 """Job arrays (docs/api.md "Arrays"): one spec of N tasks stored once, run by real agents,
 each task with its index and item, listed, cancelled and retried by index range."""
 import json
+import re
 import time
 
 import pytest
@@ -502,6 +503,19 @@ def test_unclaimed_tasks_count_as_their_queues_queued_jobs(server):
     assert queued(api) == 12 and queued(other) == 4  # an admin sees all, a client its own
     assert api.post(f"/v1/arrays/{a['id']}/cancel", json={"from": 0, "to": 1}).status_code == 200
     assert queued(api) == 10
+
+
+def test_an_array_no_agent_can_take_says_so_as_a_job_does(server):
+    r = server.api().post("/v1/jobs", json={"array": {"count": 3}, "queue": "nobody9",
+                                            "command": {"program": "/bin/true"}})
+    assert r.status_code == 201, r.text
+    a = r.json()["array"]
+    assert a["listeners"] == 0 and a["warnings"] == [
+        "queue 'nobody9' has no listening agent (no agent is up)"], a
+    r = server.run_cli("submit", "--array", "2", "--queue", "nobody9", "--", "true")
+    assert r.returncode == 0 and re.fullmatch(r"[0-9a-f-]{36}\n", r.stdout), r
+    assert r.stderr == "drover: warning: queue 'nobody9' has no listening agent (no agent is " \
+                       "up)\n", r.stderr
 
 
 def test_cli_array_list(server, make_agent):
