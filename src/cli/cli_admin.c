@@ -84,6 +84,24 @@ static int token_revoke(struct cli *cli, const char *name, bool json)
             puts("{}");
     }
     json_decref(answer);
+    /* its triggers and schedules stay (a token made again under its name owns them): say so,
+       as each of their fires now fails */
+    json_t *list = NULL;
+    size_t i, n = 0;
+    json_t *t;
+    if (rc == 0 && !cli_get_pages(cli, "/v1/triggers", "triggers", 0, true, &list))
+        json_array_foreach(list, i, t)
+        {
+            const char *owner = json_string_value(json_object_get(t, "owner"));
+            n += owner && !strcmp(owner, name);
+        }
+    if (n)
+        cli_notice("note",
+                   "%zu trigger(s) or schedule(s) of '%s' stay and fail to fire without its "
+                   "token: make a token named '%s' again, or remove them (drover trigger ls, "
+                   "drover trigger rm ID)",
+                   n, name, name);
+    json_decref(list);
     return rc;
 }
 

@@ -336,6 +336,22 @@ def test_token_create_revoke_and_a_client_token_is_refused(server):
     assert "not found" in err
 
 
+def test_revoking_a_token_that_owns_triggers_says_they_stay(server):
+    bob = ok(server.run_cli("token", "create", "--role", "client", "--name", "bob")).strip()
+    for _ in range(2):
+        r = server.api(bob).post("/v1/triggers", json={
+            "schedule": "0 3 * * *", "job": {"command": {"program": "/bin/true"}}})
+        assert r.status_code == 201, r.text
+    r = server.run_cli("token", "revoke", "bob")
+    assert r.returncode == 0 and r.stdout == "revoked bob\n", r
+    assert r.stderr == ("drover: note: 2 trigger(s) or schedule(s) of 'bob' stay and fail to "
+                        "fire without its token: make a token named 'bob' again, or remove them "
+                        "(drover trigger ls, drover trigger rm ID)\n"), r.stderr
+    ok(server.run_cli("token", "create", "--role", "client", "--name", "amy"))
+    r = server.run_cli("token", "revoke", "amy")  # none: no note
+    assert (r.returncode, r.stderr) == (0, ""), r
+
+
 def test_token_ls(server):
     ok(server.run_cli("token", "create", "--role", "client", "--name", "zed", "--tenant", "lab"))
     secret = ok(server.run_cli("token", "create", "--role", "agent", "--name", "amy")).strip()
