@@ -822,6 +822,49 @@ static void format_modified(json_t *v, char *out, size_t n)
     cli_format_time(json_string_value(v), false, out, n);
 }
 
+/*
+ * The objects under u (its key a prefix), in key order, page by page (GET
+ * /v1/blobs/{bucket}?prefix=), at most `limit` (0: all), into *list: 0, or 1 after saying
+ * why (`arg`, the URI as given, names it).
+ */
+static int list_objects(struct cli *cli, const struct cli_s3_uri *u, const char *arg, long limit,
+                        json_t **list)
+{
+    *list = json_array();
+    char *after = NULL;
+    char *bucket = http_escape(u->bucket), *prefix = http_escape(u->key);
+    int rc = 0;
+    for (;;) {
+        struct buf path = BUF_INIT;
+        long want = LIST_PAGE;
+        if (limit && limit - (long)json_array_size(*list) < want)
+            want = limit - (long)json_array_size(*list);
+        buf_addf(&path, "/v1/blobs/%s?prefix=%s&limit=%ld", bucket, prefix, want);
+        if (after) {
+            char *ea = http_escape(after);
+            buf_addf(&path, "&after=%s", ea);
+            free(ea);
+        }
+        json_t *page = NULL;
+        rc = cli_call(cli, "GET", path.data, NULL, &page, "cannot list '%s'", arg);
+        buf_release(&path);
+        free(after);
+        after = NULL;
+        if (rc) break;
+        json_t *objects = json_object_get(page, "objects");
+        json_array_extend(*list, objects);
+        const char *next = json_string_value(json_object_get(page, "next"));
+        bool more = next && *next && json_array_size(objects) > 0;
+        if (more) after = xstrdup(next);
+        json_decref(page);
+        if (!more || (limit && (long)json_array_size(*list) >= limit)) break;
+    }
+    free(after);
+    free(bucket);
+    free(prefix);
+    return rc;
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -849,38 +892,9 @@ int cmd_ls(int argc, char **argv)
     if (cli_s3_parse(arg, true, &u, &e) < 0) return cli_usage_error(ls_usage, "%s", e.msg);
 
     struct cli cli = {0};
-    json_t *list = json_array();
-    char *after = NULL;
-    char *bucket = http_escape(u.bucket);
+    json_t *list = NULL;
     rc = 1;
-    if (cli_connect(&cli, &a.conn)) goto out;
-    for (;;) {
-        struct buf path = BUF_INIT;
-        long want = LIST_PAGE;
-        if (limit && limit - (long)json_array_size(list) < want)
-            want = limit - (long)json_array_size(list);
-        char *prefix = http_escape(u.key);
-        buf_addf(&path, "/v1/blobs/%s?prefix=%s&limit=%ld", bucket, prefix, want);
-        free(prefix);
-        if (after) {
-            char *ea = http_escape(after);
-            buf_addf(&path, "&after=%s", ea);
-            free(ea);
-        }
-        json_t *page = NULL;
-        int r = cli_call(&cli, "GET", path.data, NULL, &page, "cannot list '%s'", arg);
-        buf_release(&path);
-        free(after);
-        after = NULL;
-        if (r) goto out;
-        json_t *objects = json_object_get(page, "objects");
-        json_array_extend(list, objects);
-        const char *next = json_string_value(json_object_get(page, "next"));
-        bool more = next && *next && json_array_size(objects) > 0;
-        if (more) after = xstrdup(next);
-        json_decref(page);
-        if (!more || (limit && (long)json_array_size(list) >= limit)) break;
-    }
+    if (cli_connect(&cli, &a.conn) || list_objects(&cli, &u, arg, limit, &list)) goto out;
     if (a.json) {
         cli_print_json(list);
     } else {
@@ -901,8 +915,6 @@ int cmd_ls(int argc, char **argv)
     }
     rc = 0;
 out:
-    free(after);
-    free(bucket);
     json_decref(list);
     cli_s3_release(&u);
     cli_release(&cli);
@@ -913,33 +925,49 @@ out:
 
 static const char rm_usage[] =
     "usage: drover rm [--json] s3://BUCKET/KEY...\n"
+    "       drover rm --recursive [--json] s3://BUCKET[/PREFIX]...\n"
     "\n"
     "Deletes objects. Goes on past an object that cannot be deleted, and then\n"
     "exits with 1.\n"
     "\n"
+    "  -r, --recursive    each URI is a prefix: every object whose key starts with it\n"
+    "                     (s3://BUCKET: all of the bucket's)\n"
     "      --json         print {\"removed\": [URI, ...]}, the objects deleted\n"
     "\n"
     "examples:\n"
     "  drover rm s3://lab/run-1/out.txt s3://lab/run-1/reads.fa\n"
+    "  drover rm -r s3://lab/run-1/                 # everything under run-1/\n"
     CLI_COMMON_USAGE;
 
 int cmd_rm(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        {"recursive", no_argument, NULL, 'r'},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct cli_args a;
     cli_args_init(&a, argc, argv, rm_usage);
-    while (cli_getopt(&a, ":h", longopts) != -1)
-        ;
+    bool recursive = false;
+    int opt;
+    while ((opt = cli_getopt(&a, ":rh", longopts)) != -1)
+        recursive = recursive || opt == 'r';
     if (a.exit_code != CLI_CONTINUE) return a.exit_code;
-    if (optind >= argc) return cli_usage_error(rm_usage, "which object? give its s3://bucket/key");
+    if (optind >= argc)
+        return cli_usage_error(rm_usage, recursive ? "which objects? give s3://bucket/prefix"
+                                                   : "which object? give its s3://bucket/key");
     struct err e = ERR_INIT;
     for (int i = optind; i < argc; i++) {
         struct cli_s3_uri u;
-        if (cli_s3_parse(argv[i], false, &u, &e) < 0) return cli_usage_error(rm_usage, "%s", e.msg);
+        if (cli_s3_parse(argv[i], recursive, &u, &e) < 0) {
+            if (!recursive && cli_s3_parse(argv[i], true, &u, NULL) == 0) {
+                cli_s3_release(&u); /* a prefix: what -r is for */
+                return cli_usage_error(rm_usage, "%s (every object under it: drover rm -r %s)",
+                                       e.msg, argv[i]);
+            }
+            return cli_usage_error(rm_usage, "%s", e.msg);
+        }
         cli_s3_release(&u);
     }
     struct cli cli;
@@ -951,15 +979,28 @@ int cmd_rm(int argc, char **argv)
     json_t *removed = json_array();
     for (int i = optind; i < argc; i++) {
         struct cli_s3_uri u;
-        cli_s3_parse(argv[i], false, &u, NULL);
-        char *path = blob_path(&u);
-        if (cli_call(&cli, "DELETE", path, NULL, NULL, "cannot remove '%s'", argv[i]))
-            rc = 1;
-        else if (a.json)
-            json_array_append_new(removed, json_string(argv[i])); /* checked: UTF-8 */
-        else
-            printf("removed %s\n", argv[i]);
-        free(path);
+        cli_s3_parse(argv[i], recursive, &u, NULL);
+        json_t *under = NULL; /* with -r, the objects under the prefix */
+        if (recursive && list_objects(&cli, &u, argv[i], 0, &under)) rc = 1;
+        size_t n = recursive ? json_array_size(under) : 1;
+        for (size_t k = 0; k < n; k++) {
+            struct cli_s3_uri o = u;
+            if (recursive)
+                o.key = (char *)json_string_value(json_object_get(json_array_get(under, k), "key"));
+            char *uri = recursive ? xasprintf("s3://%s/%s", u.bucket, o.key ? o.key : "")
+                                  : xstrdup(argv[i]);
+            char *path = blob_path(&o);
+            if (!o.key || cli_call(&cli, "DELETE", path, NULL, NULL, "cannot remove '%s'", uri))
+                rc = 1;
+            else if (a.json)
+                json_array_append_new(removed, json_string(uri)); /* checked: UTF-8 */
+            else
+                printf("removed %s\n", uri);
+            free(path);
+            free(uri);
+        }
+        if (recursive && under && !n) cli_notice("note", "no object under %s", argv[i]);
+        json_decref(under);
         cli_s3_release(&u);
     }
     if (a.json) {

@@ -493,6 +493,28 @@ def test_rm(server):
     assert blob(server, "s3://data/gone2.txt").status_code == 404
 
 
+def test_rm_recursive_removes_what_is_under_a_prefix(server):
+    for key in ("run-1/a.txt", "run-1/sub/b.txt", "run-1/c d.txt", "run-10/x.txt", "run-2/y"):
+        ok(text(run(server, "put", "-", f"s3://rr/{key}", input=key.encode())))
+    # without -r a prefix is refused, saying what -r does
+    r = text(run(server, "rm", "s3://rr/run-1/"))
+    assert r.returncode == 2 and "drover rm -r s3://rr/run-1/" in r.stderr, r.stderr
+    r = text(run(server, "rm", "-r", "s3://rr/run-1/"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("removed s3://rr/run-1/a.txt\nremoved s3://rr/run-1/c d.txt\n"
+                        "removed s3://rr/run-1/sub/b.txt\n"), r.stdout
+    for key in ("run-1/a.txt", "run-1/sub/b.txt", "run-1/c d.txt"):
+        assert blob(server, f"s3://rr/{key}").status_code == 404
+    assert blob(server, "s3://rr/run-10/x.txt").content == b"run-10/x.txt"  # not under run-1/
+    # nothing under it: a note, exit 0; --json lists what went
+    r = text(run(server, "rm", "--recursive", "s3://rr/run-1/"))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "drover: note: no object under "
+                                                         "s3://rr/run-1/\n"), r
+    r = text(run(server, "rm", "-r", "--json", "s3://rr"))  # the whole bucket
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"removed": ["s3://rr/run-10/x.txt", "s3://rr/run-2/y"]}
+
+
 # ---- submit with local files ----
 
 
