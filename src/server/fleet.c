@@ -619,7 +619,11 @@ bool fleet_job_ending(struct fleet *f, const char *job, int *attempt, const char
 
 void fleet_attempt_ended(struct fleet *f, struct live_agent *a, const char *job, int attempt)
 {
-    if (dying_on(f, a, job, attempt)) dying_gone(f, job);
+    if (!dying_on(f, a, job, attempt)) return;
+    dying_gone(f, job);
+    /* its parked poll listed the attempt as running: answered now, the agent polls again with
+       what it holds (a draining agent leaves once nothing is running) */
+    if (a->poll && !a->leasing) reply_poll(f, a, NULL);
 }
 
 int64_t fleet_lease_time(struct fleet *f, const char *job, int attempt)
