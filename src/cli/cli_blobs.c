@@ -980,9 +980,11 @@ int cmd_rm(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         struct cli_s3_uri u;
         cli_s3_parse(argv[i], recursive, &u, NULL);
-        json_t *under = NULL; /* with -r, the objects under the prefix */
-        if (recursive && list_objects(&cli, &u, argv[i], 0, &under)) rc = 1;
-        size_t n = recursive ? json_array_size(under) : 1;
+        json_t *under = NULL; /* with -r, the objects under the prefix (none when the
+                                 listing failed part way: nothing of it is removed) */
+        bool listed = !recursive || !list_objects(&cli, &u, argv[i], 0, &under);
+        if (!listed) rc = 1;
+        size_t n = !listed ? 0 : recursive ? json_array_size(under) : 1;
         for (size_t k = 0; k < n; k++) {
             struct cli_s3_uri o = u;
             if (recursive)
@@ -999,7 +1001,7 @@ int cmd_rm(int argc, char **argv)
             free(path);
             free(uri);
         }
-        if (recursive && under && !n) cli_notice("note", "no object under %s", argv[i]);
+        if (recursive && listed && !n) cli_notice("note", "no object under %s", argv[i]);
         json_decref(under);
         cli_s3_release(&u);
     }
