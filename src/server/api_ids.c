@@ -44,8 +44,9 @@ int api_resolve_id(struct http_req *r, enum store_kind kind, const char *given,
     prefix[n] = '\0';
     char ids[AMBIGUOUS_SHOWN + 1][UUID_STR_LEN];
     size_t found;
-    int rc = store_id_match(((struct server *)r->app)->reads, kind, prefix, api_caller_owner(r), ids,
-                            ARRAY_SIZE(ids), &found, e);
+    struct store *reads = ((struct server *)r->app)->reads;
+    int rc = store_id_match(reads, kind, prefix, api_caller_owner(r), ids, ARRAY_SIZE(ids),
+                            &found, e);
     if (rc) return rc;
     if (!found) return err_set(e, ERR_NOTFOUND, "%s '%s' not found", what, given);
     if (found == 1) {
