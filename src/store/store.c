@@ -918,31 +918,20 @@ void workflow_rec_release(struct workflow_rec *w)
     memset(w, 0, sizeof(*w));
 }
 
-/*
- * A node's job key is taken (the backend's ERR_CONFLICT naming "key", at the job's insert or
- * when pending inserts are written): e names the node's field instead (nodes.NAME.job.key),
- * as the workflow's checks name fields.
- */
-static void name_node_key(const struct workflow_rec *w, struct job *const *jobs, size_t n,
-                          struct err *e)
+/* Node job `job`'s key is taken: e names the node's field (nodes.NAME.job.key), as the
+   workflow's checks name fields, not the job's "key". */
+static void name_node_key(const struct workflow_rec *w, const char *job, struct err *e)
 {
-    const char *job = NULL;
-    for (size_t i = 0; i < n && !job; i++) {
-        char said[sizeof(e->msg)];
-        snprintf(said, sizeof(said), "key '%s' is already used by another job",
-                 jobs[i]->key ? jobs[i]->key : "");
-        if (jobs[i]->key && !strcmp(said, e->msg)) job = jobs[i]->id;
-    }
     const char *name;
     json_t *node;
-    json_object_foreach(job ? json_object_get(w->doc, "nodes") : NULL, name, node)
+    json_object_foreach(json_object_get(w->doc, "nodes"), name, node)
     {
         const char *id = json_string_value(json_object_get(node, "job"));
         if (!id || strcmp(id, job)) continue;
         char field[sizeof(e->field)], msg[sizeof(e->field) + sizeof(e->msg) + 2];
         snprintf(field, sizeof(field), "nodes.%s.job.key", name);
         snprintf(msg, sizeof(msg), "%s: %s", field, e->msg);
-        err_clear(e);
+        err_clear(e); /* the first error set wins: replaced */
         err_field(e, ERR_CONFLICT, field, "%s", msg);
         return;
     }
@@ -952,10 +941,11 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
                           size_t n, struct err *e)
 {
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
+    for (size_t i = 0; i < n && !rc; i++) {
         rc = store_job_insert(st, jobs[i], e);
+        if (rc == ERR_CONFLICT && !strcmp(e->field, "key")) name_node_key(w, jobs[i]->id, e);
+    }
     if (!rc) rc = st->ops->workflow_insert(st, w, e);
-    if (rc == ERR_CONFLICT && !strcmp(e->field, "key")) name_node_key(w, jobs, n, e);
     /* a fan-out node without upstreams: its array now */
     json_t *ix = NULL;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -1645,43 +1635,42 @@ static int node_state(struct store *st, json_t *nodes, const char *name, struct 
 }
 
 /*
- * Workflow node `job` was retried by itself (POST /v1/jobs/{id}/retry): the nodes after it
- * that ended without running (cancelled, or failed, because it had ended as it did) wait for
- * it again (blocked), as a retry of the whole workflow makes them, and so on down; a node
- * after it that ran keeps its end, and so does what follows it.
+ * The nodes after node `name` of workflow `ix` that ended without running (cancelled, or
+ * failed, because it had ended as it did) wait for it again (blocked), and so on down; a
+ * node after it that ran keeps its end, and so does what follows it. (A node reached twice
+ * is blocked by then: it is left as it is.)
  */
+static int reblock_after(struct store *st, json_t *ix, const char *name, int64_t now_ms,
+                         struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    size_t k;
+    json_t *d;
+    json_array_foreach(json_object_get(json_object_get(ix, "down"), name), k, d)
+    {
+        const char *after = json_string_value(d), *id = node_job(nodes, after ? after : "");
+        struct job j;
+        int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
+        if (rc) return rc;
+        bool never_ran = (j.state == JOB_CANCELLED || j.state == JOB_FAILED) && !j.attempt;
+        job_release(&j);
+        if (never_ran && ((rc = node_apply(st, id, JOB_EV_REBLOCK, now_ms, NULL, e)) ||
+                          (rc = reblock_after(st, ix, after, now_ms, e))))
+            return rc;
+    }
+    return 0;
+}
+
+/* Workflow node `job` was retried by itself (POST /v1/jobs/{id}/retry): what its end
+   cancelled waits for it again, as a retry of the whole workflow makes it. */
 static int workflow_reblock_after(struct store *st, const char *job, int64_t now_ms,
                                   struct err *e)
 {
     json_t *ix = NULL;
     int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc;
-    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
-    json_t *down = json_object_get(ix, "down");
-    json_t *todo = json_array(), *seen = json_object();
     const char *name = node_of_job(ix, job);
-    rc = 0;
-    if (name) json_array_append_new(todo, json_string(name));
-    for (size_t i = 0; !rc && i < json_array_size(todo); i++) {
-        size_t k;
-        json_t *d;
-        json_array_foreach(json_object_get(down, json_string_value(json_array_get(todo, i))), k,
-                           d)
-        {
-            const char *after = json_string_value(d), *id = node_job(nodes, after);
-            struct job j;
-            if (!after || json_object_get(seen, after)) continue;
-            json_object_set_new(seen, after, json_true());
-            if ((rc = st->ops->job_get_run(st, id ? id : "", &j, e))) break;
-            bool never_ran = (j.state == JOB_CANCELLED || j.state == JOB_FAILED) && !j.attempt;
-            job_release(&j);
-            if (!never_ran) continue;
-            if ((rc = node_apply(st, id, JOB_EV_REBLOCK, now_ms, NULL, e))) break;
-            json_array_append_new(todo, json_string(after));
-        }
-    }
-    json_decref(todo);
-    json_decref(seen);
+    rc = name ? reblock_after(st, ix, name, now_ms, e) : 0;
     json_decref(ix);
     return rc;
 }
