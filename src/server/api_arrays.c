@@ -130,15 +130,10 @@ static void arr_done(void *arg, int rc, const struct err *e)
         count[JOB_QUEUED] = op->rec.count;
         json_t *summary = summary_json(&op->rec, count, false);
         /* who could take its tasks, and why none could, as a job's answer says */
-        struct job tmpl;
-        const struct array_rec *a = &op->rec;
-        array_task_job(&tmpl, a->id, 0, a->spec, NULL, NULL, a->owner, a->tenant, a->created_at,
-                       a->run_after);
         int listeners;
-        const char *warnings = fleet_job_fit_text(op->s->fleet, &tmpl, &listeners);
+        const char *warnings = fleet_array_fit_text(op->s->fleet, &op->rec, &listeners);
         json_object_set_new(summary, "listeners", json_integer(listeners));
         json_object_set_new(summary, "warnings", json_loads(warnings, 0, NULL));
-        job_release(&tmpl);
         http_reply_json(r, 201, json_pack("{s:o}", "array", summary));
     }
     arr_submit_free(op);

@@ -537,49 +537,53 @@ static void dying_gone(struct fleet *f, const char *job_id)
     if (d->held) {
         struct job j;
         struct err e = ERR_INIT;
-        if (store_job_get(f->d.reads, job, &j, &e) == 0) { /* its spec too (sched_add) */
-            log_debug("job=%s attempt %d gone from its agent: ready", job, d->attempt);
-            if (j.state == JOB_QUEUED) {
-                sched_add(f->d.sched, &j);
-                event_active(f->wake, EV_TIMEOUT, 0);
-            }
-            job_release(&j);
-        } else if (e.code != ERR_NOTFOUND) {
-            /* left out of the ready queues until the next restart rebuilds them: say so */
-            log_error("job=%s cannot be read to queue it again (%s): it waits for a restart",
-                      job, e.msg);
+        int rc = store_job_get(f->d.reads, job, &j, &e); /* its spec too (sched_add) */
+        if (rc && rc != ERR_NOTFOUND) {
+            /* kept: read again when the agent next polls without it or is lost */
+            log_warn("job=%s cannot be read to queue it again (%s): tried again later", job,
+                     e.msg);
+            hmap_put(&f->dying, job, d);
+            return;
         }
+        if (!rc && j.state == JOB_QUEUED) {
+            log_debug("job=%s attempt %d gone from its agent: ready", job, d->attempt);
+            sched_add(f->d.sched, &j);
+            event_active(f->wake, EV_TIMEOUT, 0);
+        }
+        if (!rc) job_release(&j);
     }
     free(d);
+}
+
+/* Does an agent's poll list (`running`, NULL for none) hold attempt `attempt` of `job`? */
+static bool lists(json_t *running, const char *job, int attempt)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(running, i, it)
+    {
+        const char *id = json_string_value(json_object_get(it, "job"));
+        if (id && !strcmp(id, job) && json_integer_value(json_object_get(it, "attempt")) == attempt)
+            return true;
+    }
+    return false;
 }
 
 /* Every attempt being killed on agent a is gone (it is lost or left: its processes with it),
    or, with `running` (its poll's list), those it no longer lists. */
 static void dying_sweep(struct fleet *f, const struct live_agent *a, json_t *running)
 {
-    char gone[64][UUID_STR_LEN];
-    size_t n;
-    do { /* no change while iterating: in rounds of what one round collects */
-        n = 0;
-        for (struct hmap_entry *e = hmap_first(&f->dying); e && n < ARRAY_SIZE(gone);
-             e = hmap_next(&f->dying, e)) {
-            const struct dying *d = e->value;
-            if (strcmp(d->agent_id, a->rec.id)) continue;
-            bool listed = false;
-            size_t i;
-            json_t *it;
-            json_array_foreach(running, i, it)
-            {
-                const char *job = json_string_value(json_object_get(it, "job"));
-                listed = listed || (job && !strcmp(job, e->key) &&
-                                    json_integer_value(json_object_get(it, "attempt")) ==
-                                        d->attempt);
-            }
-            if (!listed) snprintf(gone[n++], UUID_STR_LEN, "%s", e->key);
-        }
-        for (size_t i = 0; i < n; i++)
-            dying_gone(f, gone[i]);
-    } while (n == ARRAY_SIZE(gone));
+    char(*gone)[UUID_STR_LEN] = NULL; /* collected first: no change to the map while walked */
+    size_t n = 0;
+    for (struct hmap_entry *e = hmap_first(&f->dying); e; e = hmap_next(&f->dying, e)) {
+        const struct dying *d = e->value;
+        if (strcmp(d->agent_id, a->rec.id) || lists(running, e->key, d->attempt)) continue;
+        gone = xrealloc(gone, (n + 1) * sizeof(*gone));
+        snprintf(gone[n++], UUID_STR_LEN, "%s", e->key);
+    }
+    for (size_t i = 0; i < n; i++)
+        dying_gone(f, gone[i]);
+    free(gone);
 }
 
 /* Asks the agent to kill one attempt (never a later attempt of the same job it may run). */
@@ -719,16 +723,7 @@ struct not_held {
 static bool lease_not_held(struct lease_rec *l, const void *arg)
 {
     const struct not_held *nh = arg;
-    if (strcmp(l->agent_id, nh->agent_id)) return false;
-    size_t i;
-    json_t *it;
-    json_array_foreach(nh->running, i, it)
-    {
-        const char *job = json_string_value(json_object_get(it, "job"));
-        if (job && !strcmp(job, l->job) &&
-            json_integer_value(json_object_get(it, "attempt")) == l->attempt)
-            return false;
-    }
+    if (strcmp(l->agent_id, nh->agent_id) || lists(nh->running, l->job, l->attempt)) return false;
     l->unheld = true;
     return true;
 }
@@ -1522,13 +1517,28 @@ int fleet_load(struct fleet *f, struct err *e)
     return rc;
 }
 
+/* Array a's next task as a job (without its item): what the scheduler and the fit see. */
+static void next_task(const struct array_rec *a, struct job *tmpl)
+{
+    array_task_job(tmpl, a->id, a->next_index, a->spec, NULL, NULL, a->owner, a->tenant,
+                   a->created_at, a->run_after);
+}
+
+const char *fleet_array_fit_text(struct fleet *f, const struct array_rec *a, int *listeners)
+{
+    struct job tmpl;
+    next_task(a, &tmpl);
+    const char *text = fleet_job_fit_text(f, &tmpl, listeners);
+    job_release(&tmpl);
+    return text;
+}
+
 void fleet_array_changed(struct fleet *f, const struct array_rec *a)
 {
     int64_t n = array_claimable(a);
     if (n > 0) {
         struct job tmpl;
-        array_task_job(&tmpl, a->id, a->next_index, a->spec, NULL, NULL, a->owner, a->tenant,
-                       a->created_at, a->run_after);
+        next_task(a, &tmpl);
         sched_add_array(f->d.sched, a->id, &tmpl, n);
         job_release(&tmpl);
         if (a->run_after <= clock_ms(f)) event_active(f->wake, EV_TIMEOUT, 0);

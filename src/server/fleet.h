@@ -245,6 +245,8 @@ int fleet_job_fit(struct fleet *f, const struct job *j, struct sched_fit *fit);
  * every agent again. The text is the fleet's, valid until the next call.
  */
 const char *fleet_job_fit_text(struct fleet *f, const struct job *j, int *listeners);
+/* The same for the tasks of job array `a` (its spec, as its next task's). */
+const char *fleet_array_fit_text(struct fleet *f, const struct array_rec *a, int *listeners);
 /* GET /v1/agents. */
 json_t *fleet_agents_json(struct fleet *f);
 json_t *fleet_agent_json(const struct live_agent *a);
