@@ -449,25 +449,30 @@ static int print_event(void *arg, int64_t seq, const char *type, json_t *data, s
 enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_TYPE };
 
 /*
- * Adds "KIND=ID" (workflow, array) to the query, ID made whole by reading it (GET
- * /v1/workflows/{id} and /v1/arrays/{id} take a unique prefix; the stream takes whole ids).
- * 0, or 1 after saying why.
+ * The whole id of the `kind` (job, workflow, array) that `given` names, into whole: the stream
+ * takes whole ids only, and a prefix is made whole by reading it (GET /v1/{kind}s/{id} takes a
+ * unique prefix), as `drover wait` does. 0, or 1 after saying why.
  */
-static int add_whole(struct cli *cli, const char *kind, const char *id, struct buf *query)
+static int whole_id(struct cli *cli, const char *kind, const char *given,
+                    char whole[UUID_STR_LEN])
 {
-    if (!id) return 0;
+    if (uuid_valid(given)) {
+        snprintf(whole, UUID_STR_LEN, "%s", given);
+        return 0;
+    }
     char *prefix = xasprintf("/v1/%ss/", kind);
-    char *path = cli_path(prefix, id, "");
+    char *path = cli_path(prefix, given, "");
     json_t *answer = NULL;
-    int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow %s '%s'", kind, id);
+    int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow %s '%s'", kind, given);
     free(path);
     free(prefix);
-    const char *whole = json_string_value(json_object_get(answer, "id"));
-    if (!rc && (!whole || !uuid_valid(whole))) {
-        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for %s '%s' has no id", kind, id);
+    const char *id = json_string_value(json_object_get(cli_job_of(answer), "id"));
+    if (!rc && (!id || !uuid_valid(id))) {
+        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for %s '%s' has no id", kind,
+                  given);
         rc = 1;
     }
-    if (!rc) buf_addf(query, "%s%s=%s", query->len ? "&" : "", kind, whole);
+    if (!rc) snprintf(whole, UUID_STR_LEN, "%s", id);
     json_decref(answer);
     return rc;
 }
@@ -478,36 +483,26 @@ struct job_ids {
     size_t n;
 };
 
-/*
- * Adds "job=ID,ID" to the query. The stream takes whole ids only; a prefix is
- * made whole by reading its job (GET /v1/jobs/{id} takes a unique prefix), as
- * `drover wait` does. 0, or 1 after saying which job could not be read.
- */
+/* Adds "job=ID,ID" (whole ids) to the query: 0, or 1 after saying which job was not read. */
 static int add_jobs(struct cli *cli, const struct job_ids *jobs, struct buf *query)
 {
     if (!jobs->n) return 0;
     buf_addf(query, "%sjob=", query->len ? "&" : "");
     for (size_t i = 0; i < jobs->n; i++) {
-        const char *id = jobs->ids[i];
-        json_t *answer = NULL;
-        if (!uuid_valid(id)) {
-            char *path = cli_path("/v1/jobs/", id, "");
-            int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow job '%s'", id);
-            free(path);
-            if (rc) return rc;
-            const char *whole = json_string_value(json_object_get(cli_job_of(answer), "id"));
-            if (!whole || !uuid_valid(whole)) {
-                json_decref(answer);
-                cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for job '%s' has no id", id);
-                return 1;
-            }
-            id = whole;
-        }
-        char *eid = http_escape(id);
-        buf_addf(query, "%s%s", i ? "%2C" : "", eid);
-        free(eid);
-        json_decref(answer);
+        char id[UUID_STR_LEN];
+        if (whole_id(cli, "job", jobs->ids[i], id)) return 1;
+        buf_addf(query, "%s%s", i ? "%2C" : "", id); /* hex and '-': nothing to escape */
     }
+    return 0;
+}
+
+/* Adds "KIND=ID" (workflow, array; whole ids) to the query when id is given: 0, or 1. */
+static int add_whole(struct cli *cli, const char *kind, const char *id, struct buf *query)
+{
+    char whole[UUID_STR_LEN];
+    if (!id) return 0;
+    if (whole_id(cli, kind, id, whole)) return 1;
+    buf_addf(query, "%s%s=%s", query->len ? "&" : "", kind, whole);
     return 0;
 }
 
