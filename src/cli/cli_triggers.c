@@ -141,28 +141,9 @@ static char *trigger_on(json_t *tr)
 
 static int trigger_ls(struct cli *cli, bool json)
 {
-    /* every page (1,000 triggers each), as one answer */
-    json_t *answer = json_pack("{s:[]}", "triggers");
-    char *next = NULL;
-    for (int page = 0; page < 10000; page++) {
-        json_t *got = NULL;
-        char *path = next ? xasprintf("/v1/triggers?limit=1000&after=%s", next)
-                          : xstrdup("/v1/triggers?limit=1000");
-        int rc = cli_call(cli, "GET", path, NULL, &got, "cannot list triggers");
-        free(path);
-        free(next);
-        next = NULL;
-        if (rc) {
-            json_decref(answer);
-            return 1;
-        }
-        json_array_extend(json_object_get(answer, "triggers"), json_object_get(got, "triggers"));
-        const char *n = json_string_value(json_object_get(got, "next"));
-        next = n && uuid_valid(n) ? xstrdup(n) : NULL; /* an id: nothing to escape */
-        json_decref(got);
-        if (!next) break;
-    }
-    free(next);
+    json_t *list; /* every page, as one answer */
+    if (cli_get_pages(cli, "/v1/triggers", "triggers", 0, true, &list)) return 1;
+    json_t *answer = json_pack("{s:o}", "triggers", list);
     if (json) {
         cli_print_json(answer);
         json_decref(answer);
