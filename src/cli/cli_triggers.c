@@ -10,7 +10,6 @@
 #include "cli/table.h"
 #include "commands.h"
 #include "common/buf.h"
-#include "common/uuid.h"
 #include "common/xalloc.h"
 
 #define TEMPLATE_FILE_MAX (4 * 1024 * 1024) /* the server's body limit */
