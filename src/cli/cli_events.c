@@ -448,62 +448,12 @@ static int print_event(void *arg, int64_t seq, const char *type, json_t *data, s
 
 enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_TYPE };
 
-/*
- * The whole id of the `kind` (job, workflow, array) that `given` names, into whole: the stream
- * takes whole ids only, and a prefix is made whole by reading it (GET /v1/{kind}s/{id} takes a
- * unique prefix), as `drover wait` does. 0, or 1 after saying why.
- */
-static int whole_id(struct cli *cli, const char *kind, const char *given,
-                    char whole[UUID_STR_LEN])
+/* Adds "KIND=VALUE" to the query, VALUE escaped: the server reads ids and prefixes alike. */
+static void add_param(struct buf *query, const char *kind, const char *value)
 {
-    if (uuid_valid(given)) {
-        snprintf(whole, UUID_STR_LEN, "%s", given);
-        return 0;
-    }
-    char *prefix = xasprintf("/v1/%ss/", kind);
-    char *path = cli_path(prefix, given, "");
-    json_t *answer = NULL;
-    int rc = cli_call(cli, "GET", path, NULL, &answer, "cannot follow %s '%s'", kind, given);
-    free(path);
-    free(prefix);
-    const char *id = json_string_value(json_object_get(cli_job_of(answer), "id"));
-    if (!rc && (!id || !uuid_valid(id))) {
-        cli_error(CLI_ERR_INTERNAL, NULL, "the server's answer for %s '%s' has no id", kind,
-                  given);
-        rc = 1;
-    }
-    if (!rc) snprintf(whole, UUID_STR_LEN, "%s", id);
-    json_decref(answer);
-    return rc;
-}
-
-/* The --job arguments, borrowed from argv. */
-struct job_ids {
-    const char **ids;
-    size_t n;
-};
-
-/* Adds "job=ID,ID" (whole ids) to the query: 0, or 1 after saying which job was not read. */
-static int add_jobs(struct cli *cli, const struct job_ids *jobs, struct buf *query)
-{
-    if (!jobs->n) return 0;
-    buf_addf(query, "%sjob=", query->len ? "&" : "");
-    for (size_t i = 0; i < jobs->n; i++) {
-        char id[UUID_STR_LEN];
-        if (whole_id(cli, "job", jobs->ids[i], id)) return 1;
-        buf_addf(query, "%s%s", i ? "%2C" : "", id); /* hex and '-': nothing to escape */
-    }
-    return 0;
-}
-
-/* Adds "KIND=ID" (workflow, array; whole ids) to the query when id is given: 0, or 1. */
-static int add_whole(struct cli *cli, const char *kind, const char *id, struct buf *query)
-{
-    char whole[UUID_STR_LEN];
-    if (!id) return 0;
-    if (whole_id(cli, kind, id, whole)) return 1;
-    buf_addf(query, "%s%s=%s", query->len ? "&" : "", kind, whole);
-    return 0;
+    char *v = http_escape(value);
+    buf_addf(query, "%s%s=%s", query->len ? "&" : "", kind, v);
+    free(v);
 }
 
 int cmd_events(int argc, char **argv)
@@ -522,7 +472,8 @@ int cmd_events(int argc, char **argv)
     struct cli_args a;
     cli_args_init(&a, argc, argv, events_usage);
     struct buf query = BUF_INIT;
-    struct job_ids jobs = {NULL, 0};
+    struct buf jobs = BUF_INIT; /* the --job ids, escaped, comma-separated */
+    size_t njobs = 0;
     const char *queue = NULL, *type = NULL, *workflow = NULL, *array = NULL;
     struct cli_follow f = {.since = -1, .on_event = print_event, .arg = &a.json};
     int opt, rc = CLI_CONTINUE;
@@ -535,21 +486,21 @@ int cmd_events(int argc, char **argv)
                 rc = cli_usage_error(events_usage,
                                      "--since must be an event's seq (>= 0), not '%s'", optarg);
             break;
-        case 'j':
-            if (!*optarg || strchr(optarg, ',') || strchr(optarg, '&'))
+        case 'j': {
+            if (!*optarg || strchr(optarg, ','))
                 rc = cli_usage_error(events_usage, "--job must be one job's ID, not '%s'", optarg);
-            jobs.ids = xrealloc(jobs.ids, (jobs.n + 1) * sizeof(*jobs.ids));
-            jobs.ids[jobs.n++] = optarg;
+            char *v = http_escape(optarg);
+            buf_addf(&jobs, "%s%s", njobs++ ? "%2C" : "", v); /* job=A,B */
+            free(v);
             break;
+        }
         case 'q': {
             /* the server follows one queue: a second would be dropped without a word */
             if (queue)
                 rc = cli_usage_error(events_usage, "--queue is given once: '%s' or '%s'?", queue,
                                      optarg);
             queue = optarg;
-            char *q = http_escape(optarg);
-            buf_addf(&query, "%squeue=%s", query.len ? "&" : "", q);
-            free(q);
+            add_param(&query, "queue", optarg);
             break;
         }
         case 'W':
@@ -559,6 +510,7 @@ int cmd_events(int argc, char **argv)
                 rc = cli_usage_error(events_usage, "--%s is given once: '%s' or '%s'?",
                                      opt == 'W' ? "workflow" : "array", *which, optarg);
             *which = optarg;
+            add_param(&query, opt == 'W' ? "workflow" : "array", optarg);
             break;
         }
         case OPT_TYPE:
@@ -580,16 +532,16 @@ int cmd_events(int argc, char **argv)
     }
     if ((rc = cli_args_none(&a)) != CLI_CONTINUE) goto out;
     /* the server follows one set of jobs: a job list, a workflow's or an array's */
-    if ((jobs.n > 0) + !!workflow + !!array > 1) {
+    if ((njobs > 0) + !!workflow + !!array > 1) {
         rc = cli_usage_error(events_usage, "give one of --job, --workflow and --array");
         goto out;
     }
     /* job= and queue= follow job events only: the server would drop another type silently */
-    if (type && strcmp(type, "job") && (jobs.n || queue)) {
+    if (type && strcmp(type, "job") && (njobs || queue)) {
         rc = cli_usage_error(events_usage,
                              "--type %s cannot go with --%s: a job's or a queue's events are "
                              "job events (--type job)",
-                             type, jobs.n ? "job" : "queue");
+                             type, njobs ? "job" : "queue");
         goto out;
     }
     struct cli cli;
@@ -599,12 +551,7 @@ int cmd_events(int argc, char **argv)
         goto out;
     }
     struct err e = ERR_INIT;
-    if ((rc = add_jobs(&cli, &jobs, &query)) ||
-        (rc = add_whole(&cli, "workflow", workflow, &query)) ||
-        (rc = add_whole(&cli, "array", array, &query))) {
-        cli_release(&cli);
-        goto out;
-    }
+    if (njobs) buf_addf(&query, "%sjob=%s", query.len ? "&" : "", jobs.data);
     f.query = query.len ? query.data : NULL;
     rc = cli_follow(&cli, &f, -1, &e);
     if (rc) {
@@ -614,6 +561,6 @@ int cmd_events(int argc, char **argv)
     cli_release(&cli);
 out:
     buf_release(&query);
-    free(jobs.ids);
+    buf_release(&jobs);
     return rc;
 }

@@ -375,40 +375,67 @@ static int task_of(void *arg, int64_t index, int state, const struct job *j)
     return 0; /* one task asked: the walk ends */
 }
 
-int api_arrays_task_job(struct http_req *r, const char *array, const char *index,
-                        char id[UUID_STR_LEN], struct err *e)
+/* The array and the index of ARRAY:INDEX, a task the caller may see; a is released by the
+   caller when 0 is returned. */
+static int find_task(struct http_req *r, const char *array, const char *index,
+                     struct array_rec *a, int64_t *i, struct err *e)
 {
     char *end;
     errno = 0;
-    long long i = strtoll(index, &end, 10);
+    long long n = strtoll(index, &end, 10);
     if (index[0] < '0' || index[0] > '9' || *end || errno) /* not " 1", "+1", "-1" */
         return err_field(e, ERR_INVALID, "id",
                          "a task of an array is ARRAY_ID:INDEX, INDEX a whole number from 0, "
                          "not '%s:%s'",
                          array, index);
+    int rc = find_array_id(r, array, a, e);
+    if (rc) return rc;
+    if (n >= a->count) {
+        rc = err_set(e, ERR_NOTFOUND, "array '%s' has %lld task%s (0 to %lld): no task %lld",
+                     a->id, (long long)a->count, a->count == 1 ? "" : "s",
+                     (long long)a->count - 1, n);
+        array_rec_release(a);
+        return rc;
+    }
+    *i = n;
+    return 0;
+}
+
+int api_arrays_task_job(struct http_req *r, const char *array, const char *index,
+                        char id[UUID_STR_LEN], struct err *e)
+{
     struct array_rec a;
-    int rc = find_array_id(r, array, &a, e);
+    int64_t i;
+    int rc = find_task(r, array, index, &a, &i, e);
     if (rc) return rc;
     struct task_of t = {.index = -1};
-    if (i >= a.count)
-        rc = err_set(e, ERR_NOTFOUND, "array '%s' has %lld task%s (0 to %lld): no task %lld",
-                     a.id, (long long)a.count, a.count == 1 ? "" : "s",
-                     (long long)a.count - 1, i);
-    else
-        rc = store_array_tasks(srv(r)->reads, &a, i, i, -1, 1, task_of, &t, e);
+    rc = store_array_tasks(srv(r)->reads, &a, i, i, -1, 1, task_of, &t, e);
     if (!rc && t.index != i)
-        rc = err_set(e, ERR_INTERNAL, "task %lld of array '%s' could not be read", i, a.id);
+        rc = err_set(e, ERR_INTERNAL, "task %lld of array '%s' could not be read", (long long)i,
+                     a.id);
     else if (!rc && !t.job[0])
         rc = err_set(e, ERR_NOTFOUND,
                      t.state == JOB_CANCELLED
                          ? "task %lld of array '%s' was cancelled before it ran: it has no job"
                          : "task %lld of array '%s' is queued and has no job yet: it becomes "
                            "one when an agent takes it",
-                     i, a.id);
+                     (long long)i, a.id);
     else if (!rc)
         memcpy(id, t.job, UUID_STR_LEN);
     array_rec_release(&a);
     return rc;
+}
+
+int api_arrays_task_id(struct http_req *r, const char *array, const char *index,
+                       char id[UUID_STR_LEN], struct err *e)
+{
+    struct array_rec a;
+    int64_t i;
+    int rc = find_task(r, array, index, &a, &i, e);
+    if (rc) return rc;
+    array_task_id(a.id, i, id);
+    array_rec_release(&a);
+    return 0;
 }
 
 int api_arrays_get(struct http_req *r)

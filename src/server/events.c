@@ -332,18 +332,41 @@ static int parse_seq(const char *s, const char *field, int64_t *out, struct err 
     return 0;
 }
 
-/* job=ID,ID,...: full job ids, at most JOB_EVENTS_FILTER_MAX. */
-static int parse_jobs(const char *s, struct follower *fw, struct err *e)
+/* A filter's id (job=, workflow=, array=) as a route's {id} is read, whole or a unique prefix
+   (api_ids.c), a job also ARRAY:INDEX: 400 naming the filter when nothing matches, 409 when
+   several do. */
+static int resolve_filter(struct http_req *r, enum store_kind kind, const char *field,
+                          const char *given, char id[UUID_STR_LEN], struct err *e)
+{
+    struct err re = ERR_INIT;
+    const char *colon = kind == STORE_JOB ? strchr(given, ':') : NULL;
+    int rc;
+    if (colon) { /* ARRAY:INDEX, a task's job, followed before it is made too */
+        char *array = xstrndup(given, (size_t)(colon - given));
+        rc = api_arrays_task_id(r, array, colon + 1, id, &re);
+        free(array);
+    } else {
+        rc = api_resolve_id(r, kind, given, id, &re);
+    }
+    if (!rc) return 0;
+    return err_field(e, rc == ERR_AMBIGUOUS ? rc : ERR_INVALID, field, "%s", re.msg);
+}
+
+/* job=ID,ID,...: job ids (a whole id is taken as it is, without a read), at most
+   JOB_EVENTS_FILTER_MAX. */
+static int parse_jobs(struct http_req *r, const char *s, struct follower *fw, struct err *e)
 {
     const char *p = s;
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         char *id = xstrndup(p, n);
+        char whole[UUID_STR_LEN];
         if (!uuid_valid(id)) {
+            int rc = resolve_filter(r, STORE_JOB, "job", id, whole, e);
             free(id);
-            return err_field(e, ERR_INVALID, "job",
-                             "job must be a comma-separated list of job ids (whole ids)");
+            if (rc) return rc;
+            id = xstrdup(whole);
         }
         if (fw->njobs == JOB_EVENTS_FILTER_MAX) {
             free(id);
@@ -363,14 +386,17 @@ static int parse_jobs(const char *s, struct follower *fw, struct err *e)
 /* array=ID: the array's own events and its tasks' (an array of the caller's, of at most
    JOB_EVENTS_FILTER_MAX - 1 tasks: their ids are known without reading them,
    array_task_id()). */
-static int parse_array(struct http_req *r, const char *id, struct follower *fw, struct err *e)
+static int parse_array(struct http_req *r, const char *given, struct follower *fw,
+                       struct err *e)
 {
     struct server *s = r->app;
     struct array_rec a;
     struct err ae = ERR_INIT;
+    char id[UUID_STR_LEN];
     if (fw->njobs)
         return err_field(e, ERR_INVALID, "array", "array cannot be given with job or workflow");
-    if (!uuid_valid(id) || store_array_get(s->reads, id, &a, &ae))
+    if (resolve_filter(r, STORE_ARRAY, "array", given, id, e)) return e->code;
+    if (store_array_get(s->reads, id, &a, &ae))
         return err_field(e, ERR_INVALID, "array", "array '%s' not found", id);
     int rc = 0;
     if (fw->owner && (!a.owner || strcmp(a.owner, fw->owner)))
@@ -395,14 +421,17 @@ static int parse_array(struct http_req *r, const char *id, struct follower *fw, 
 
 /* workflow=ID: the events of its nodes' jobs (a workflow of the caller's, of at most
    JOB_EVENTS_FILTER_MAX nodes). */
-static int parse_workflow(struct http_req *r, const char *id, struct follower *fw, struct err *e)
+static int parse_workflow(struct http_req *r, const char *given, struct follower *fw,
+                          struct err *e)
 {
     struct server *s = r->app;
     struct workflow_rec w;
     struct err we = ERR_INIT;
+    char id[UUID_STR_LEN];
     if (fw->njobs)
         return err_field(e, ERR_INVALID, "workflow", "workflow and job cannot be given together");
-    if (!uuid_valid(id) || store_workflow_get(s->reads, id, &w, &we))
+    if (resolve_filter(r, STORE_WORKFLOW, "workflow", given, id, e)) return e->code;
+    if (store_workflow_get(s->reads, id, &w, &we))
         return err_field(e, ERR_INVALID, "workflow", "workflow '%s' not found", id);
     if (fw->owner && (!w.owner || strcmp(w.owner, fw->owner))) {
         workflow_rec_release(&w);
@@ -466,7 +495,7 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         fw->kind = EVENT_JOB;
     }
     if ((v = http_query(r, "job"))) {
-        if (parse_jobs(v, fw, e)) return e->code;
+        if (parse_jobs(r, v, fw, e)) return e->code;
         fw->kind = EVENT_JOB;
     }
     if ((v = http_query(r, "workflow")) && parse_workflow(r, v, fw, e)) return e->code;
@@ -514,9 +543,8 @@ int api_events(struct http_req *r)
     if (ev->head) ev->head->prev = fw;
     ev->head = fw;
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
-    http_reply_start(r, 200, "text/event-stream");
+    http_reply_start(r, 200, "text/event-stream"); /* with Cache-Control: no-cache */
     /* A first comment goes out at once: the client knows it is connected and where it starts. */
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, ": drover events from seq %" PRId64 "\nretry: 2000\n\n", fw->seq);

@@ -186,6 +186,9 @@ int api_arrays_retry(struct http_req *r);
  */
 int api_arrays_task_job(struct http_req *r, const char *array, const char *index,
                         char id[UUID_STR_LEN], struct err *e);
+/* The id the job of that task has, or will have once an agent takes it (array_task_id). */
+int api_arrays_task_id(struct http_req *r, const char *array, const char *index,
+                       char id[UUID_STR_LEN], struct err *e);
 int api_workflows_create(struct http_req *r);
 int api_workflows_get(struct http_req *r);
 int api_workflows_list(struct http_req *r);

@@ -175,6 +175,48 @@ def test_bad_parameters_name_the_field(server, query, field):
         assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
 
 
+def test_filters_take_ids_as_the_routes_do(server, streams):
+    """job=, workflow= and array= take a unique prefix of an id (and job= ARRAY:INDEX, a task),
+    as GET /v1/jobs/{id} does; what names nothing, or several, is refused naming the filter."""
+    a = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+    b = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+    r = server.api().post("/v1/workflows", json={"nodes": {
+        "A": {"job": {"queue": "idle", "command": {"program": "/bin/true"}}}}})
+    assert r.status_code == 201, r.text
+    w = r.json()
+    r = server.api().post("/v1/jobs", json={"queue": "idle", "array": {"count": 2},
+                                            "command": {"program": "/bin/true"}})
+    assert r.status_code == 201, r.text
+    arr = r.json()["array"]["id"]
+    # ids begin with the time: a prefix of a is unique once it reaches the random part
+    by_job = streams(server, {"since": 0, "job": f"{a[:24]},{arr}:1"})
+    by_workflow = streams(server, {"since": 0, "workflow": w["id"][:10]})
+    by_array = streams(server, {"since": 0, "array": arr[:10]})
+    for s in (by_job, by_workflow, by_array):
+        assert s.resp.status_code == 200, s.resp.text
+    assert by_job.resp.headers["Cache-Control"] == "no-cache"  # once, not "no-cache, no-cache"
+    # ARRAY:INDEX is followed before the task has a job (none has: no agent takes queue idle)
+    evs = by_job.wait(lambda ev: len(ev) >= 1)
+    assert {e.get("job") for e in evs} == {a}, evs
+    evs = by_workflow.wait(lambda ev: len(ev) >= 1)
+    assert {e.get("job") for e in evs} == {w["nodes"]["A"]["job"]}, evs
+    evs = by_array.wait(lambda ev: len(ev) >= 1)
+    assert arr in (evs[0].get("array"), evs[0].get("job")), evs
+    api = server.api()
+    for query, field, status, says in (
+            ("job=ffffffffff", "job", 400, "job 'ffffffffff' not found"),
+            (f"job={a},abc", "job", 400, "at least 6 characters"),
+            (f"job={a[:6]}", "job", 409, "matches several jobs"),  # ids begin with the time
+            ("workflow=ffffffffff", "workflow", 400, "workflow 'ffffffffff' not found"),
+            ("array=ffffffffff", "array", 400, "array 'ffffffffff' not found"),
+            (f"job={arr}:7", "job", 400, "no task 7"),
+            (f"job={arr}:x", "job", 400, "INDEX a whole number")):
+        r = api.get("/v1/events?" + query)
+        assert r.status_code == status, (query, r.text)
+        err = r.json()["error"]
+        assert err["field"] == field and says in err["message"], (query, err)
+
+
 def test_tokens_are_needed(server):
     assert requests.get(server.url + "/v1/events", timeout=10).status_code == 401
     agent = server.api().post("/v1/tokens", json={"role": "agent", "name": "a1"}).json()["token"]
@@ -366,7 +408,7 @@ def test_cli_events_prints_the_stream(server):
 
 def test_cli_events_job_by_a_prefix_of_its_id(server):
     jid = submit(server, {"command": {"program": "/bin/true"}})
-    # the stream wants whole ids: the CLI makes a prefix whole by reading the job, as wait does
+    # the stream takes a prefix of an id as the job's routes do
     follower = server.start_cli("events", "--since", "0", "--type", "job", "--job", jid[:13],
                                 text=True)
     try:
@@ -375,12 +417,13 @@ def test_cli_events_job_by_a_prefix_of_its_id(server):
         follower.kill()
         follower.wait()
     r = server.run_cli("events", "--job", "ffffffffff")
-    assert r.returncode == 1 and r.stderr == "drover: job 'ffffffffff' not found\n", r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == "drover: cannot follow the events: job 'ffffffffff' not found\n", r.stderr
 
 
 def test_cli_events_of_a_workflow_or_an_array_by_a_prefix(server):
-    """--workflow and --array follow what the stream's workflow= and array= do, their ids made
-    whole first (the stream takes whole ids)."""
+    """--workflow and --array follow what the stream's workflow= and array= do, by a prefix of
+    their ids as by a whole one."""
     other = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
     r = server.api().post("/v1/workflows", json={"nodes": {
         "A": {"job": {"queue": "idle", "command": {"program": "/bin/true"}}}}})
@@ -402,7 +445,8 @@ def test_cli_events_of_a_workflow_or_an_array_by_a_prefix(server):
             follower.kill()
             follower.wait()
     r = server.run_cli("events", "--workflow", "ffffffffff")
-    assert r.returncode == 1 and r.stderr == "drover: workflow 'ffffffffff' not found\n", r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == "drover: cannot follow the events: workflow 'ffffffffff' not found\n"
     r = server.run_cli("events", "--workflow", w["id"], "--array", arr)
     assert r.returncode == 2 and "give one of --job, --workflow and --array" in r.stderr
 
