@@ -70,12 +70,27 @@ void http_req_drop(struct http_req *r)
     req_free(r);
 }
 
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "OTHER";
+    }
+}
+
 static void access_log(struct http_req *r, int status)
 {
     if (LOG_DEBUG > log_level_current || !r->ev)
         return;
     log_debug("req=%s %s %s %d %.3fms token=%s", r->id,
-              r->route ? r->route->method : "-", evhttp_request_get_uri(r->ev), status,
+              method_name(evhttp_request_get_command(r->ev)), evhttp_request_get_uri(r->ev),
+              status,
               (double)(time_mono_ns() - r->t0_ns) / 1e6, r->token_name[0] ? r->token_name : "-");
 }
 
@@ -93,6 +108,15 @@ static void reply_buffer(struct http_req *r, int status, const char *content_typ
     struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
     if (evcon)
         evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD && body) {
+        /* evhttp would write the body after a HEAD's headers: they say its length instead */
+        if (!evhttp_find_header(h, "Content-Length")) {
+            char n[24];
+            snprintf(n, sizeof(n), "%zu", evbuffer_get_length(body));
+            evhttp_add_header(h, "Content-Length", n);
+        }
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
     access_log(r, status);
     upload_on_reply(r->rt->uploads, ev);
     upload_on_end(r->rt->uploads, ev);
@@ -236,20 +260,6 @@ int http_query_long(const struct http_req *r, const char *name, long lo, long hi
                          lo, hi);
     *out = x;
     return 0;
-}
-
-static const char *method_name(enum evhttp_cmd_type m)
-{
-    switch (m) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    default: return "OTHER";
-    }
 }
 
 /*
@@ -431,21 +441,44 @@ int http_json_malformed(struct err *e, const json_error_t *je)
 /*
  * Sets r->route (and its parameters) for method and path: 0, ERR_NOTFOUND or ERR_METHOD
  * (`allow`, when not NULL, then holds the path's methods, as the Allow header lists them).
+ * HEAD takes a GET route where no HEAD route is written: the answer's headers without its
+ * body (RFC 9110 9.3.2; reply_buffer drops it, evhttp drops a stream's chunks).
  */
 static int find_route(struct router *rt, const char *method, const char *path, struct http_req *r,
                       struct buf *allow, struct err *e)
 {
-    bool path_known = false;
+    bool path_known = false, head = !strcmp(method, "HEAD"), has_get = false, has_head = false;
+    const struct route *get = NULL;
+    char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
+    char *tail = NULL;
     for (size_t i = 0; i < rt->n; i++) {
         if (!match(rt->routes[i].pattern, path, r))
             continue;
         if (!strcmp(rt->routes[i].method, method)) {
             r->route = &rt->routes[i];
+            free(tail);
             return 0;
         }
+        bool is_get = !strcmp(rt->routes[i].method, "GET");
+        if (head && is_get && !get) { /* kept: a HEAD route of the path may follow */
+            get = &rt->routes[i];
+            memcpy(params, r->params, sizeof(params));
+            tail = r->tail ? xstrdup(r->tail) : NULL;
+        }
+        has_get |= is_get;
+        has_head |= !strcmp(rt->routes[i].method, "HEAD");
         if (allow) buf_addf(allow, "%s%s", path_known ? ", " : "", rt->routes[i].method);
         path_known = true;
     }
+    if (allow && has_get && !has_head) buf_adds(allow, ", HEAD");
+    if (get) {
+        r->route = get;
+        memcpy(r->params, params, sizeof(params));
+        free(r->tail);
+        r->tail = tail;
+        return 0;
+    }
+    free(tail);
     if (path_known)
         return err_set(e, ERR_METHOD, "method %s is not allowed on '%s'", method, path);
     return err_set(e, ERR_NOTFOUND, "no such endpoint: %s '%s'", method, path);

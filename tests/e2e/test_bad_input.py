@@ -1,8 +1,11 @@
 """Bad input: every case gets its documented error, nothing is stored, the server keeps serving."""
 import os
+import socket
 import stat
+import time
 
 import pytest
+import requests
 
 GOOD = {"command": {"program": "true"}}
 
@@ -159,9 +162,47 @@ def test_unknown_endpoint_and_method(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = api.delete("/v1/jobs")
     assert r.status_code == 405
-    assert r.headers["Allow"] == "POST, GET", r.headers  # what the path takes (RFC 9110)
+    assert r.headers["Allow"] == "POST, GET, HEAD", r.headers  # what the path takes (RFC 9110)
     r = api.put("/v1/jobs/0190aaaa-aaaa-7aaa-8aaa-aaaaaaaaaaaa")
-    assert r.status_code == 405 and r.headers["Allow"] == "GET", r.headers
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD", r.headers
+    # an object's path has a HEAD route of its own: named once
+    r = api.post("/v1/blobs/b/k")
+    assert r.status_code == 405 and r.headers["Allow"].split(", ").count("HEAD") == 1, r.headers
+
+
+def test_head_is_the_get_without_its_body(server):
+    """HEAD of a GET route (RFC 9110: a server that serves GET serves HEAD) answers the GET's
+    status and headers, Content-Length the body's, and no body: the connection's next answer
+    follows at once."""
+    jid = server.api().post("/v1/jobs", json=spec(queue="idle")).json()["id"]
+    auth = f"Authorization: Bearer {server.admin_token}\r\n"
+    host, port = server.url.split("//")[1].split(":")
+    for path, status, auth_line in (("/healthz", 200, ""), (f"/v1/jobs/{jid[:13]}", 200, auth),
+                                    ("/v1/jobs/ffffffffff", 404, auth), ("/v1/jobs", 401, "")):
+        get = server.api().get(path) if auth_line else requests.get(server.url + path, timeout=10)
+        assert get.status_code == status, get.text
+        with socket.create_connection((host, int(port)), timeout=10) as c:
+            # HEAD, then GET /healthz on the same connection
+            c.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth_line}\r\n"
+                      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            got = b""
+            deadline = time.monotonic() + 10
+            while got.count(b"HTTP/1.1 ") < 2 or not got.endswith(b"}\n"):
+                assert time.monotonic() < deadline, (path, got)
+                chunk = c.recv(65536)
+                assert chunk, got
+                got += chunk
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), got
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+        assert int(headers["Content-Length"]) == len(get.content), (headers, len(get.content))
+        assert headers["Content-Type"] == get.headers["Content-Type"]
+        assert rest.startswith(b"HTTP/1.1 200 "), got  # no body between the two answers
+        assert rest.endswith(b'{"status":"ok","version":"' + get_version(server) + b'"}\n'), got
+
+
+def get_version(server):
+    return requests.get(server.url + "/healthz", timeout=10).json()["version"].encode()
 
 
 @pytest.mark.parametrize("method,path,takes", [
@@ -223,7 +264,6 @@ def test_tokens_and_roles(server):
 
 @pytest.mark.parametrize("header", [None, "Bearer ", "Bearer nope", "Basic abc", "drv_x"])
 def test_missing_or_bad_token(server, header):
-    import requests
     h = {"Authorization": header} if header is not None else {}
     r = requests.get(server.url + "/v1/jobs", headers=h, timeout=10)
     assert r.status_code == 401
