@@ -35,9 +35,12 @@
 #define FOLLOW_RETRIES 6      /* consecutive failures tolerated once the server was seen */
 #define CALL_TIMEOUT_MS 60000 /* a request that is not a followed stream */
 #define RECHECK_MS 10000      /* a followed log silent this long: is the job still on? */
+#define TAIL_FIRST 65536      /* --tail: the bytes read first for the last lines... */
+#define TAIL_MAX 1048576      /* ...and at most (the server's largest tail=) */
+#define TAIL_LINES_MAX 1000000
 
 static const char logs_usage[] =
-    "usage: drover logs [-f] [--stderr] [--offset N] [--attempt N] [--json] ID\n"
+    "usage: drover logs [-f] [--stderr] [--tail N | --offset N] [--attempt N] [--json] ID\n"
     "\n"
     "Prints what a job's latest attempt (or, with --attempt, an earlier one) wrote\n"
     "to its standard output (or, with --stderr, its standard error), as captured\n"
@@ -49,6 +52,7 @@ static const char logs_usage[] =
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
+    "  -n, --tail N       start with its last N lines (at most the last MiB of it)\n"
     "  -o, --offset N     start at byte N of the stream (default 0)\n"
     "  -a, --attempt N    the output of attempt N (1 is the first run)\n"
     "      --json         print JSON lines {\"offset\": N, \"data\": TEXT}, one per piece\n"
@@ -57,7 +61,7 @@ static const char logs_usage[] =
     "examples:\n"
     "  drover logs 01938c2e-7d4a                    # all of its standard output\n"
     "  drover logs -f --stderr 01938c2e-7d4a        # follow standard error until it ends\n"
-    "  drover logs --attempt 1 01938c2e-7d4a | tail -n 20\n"
+    "  drover logs -f -n 20 01938c2e-7d4a           # its last 20 lines, then what comes\n"
     CLI_COMMON_USAGE;
 
 /* --json: what is held back of a piece (an unfinished UTF-8 character) and where it starts. */
@@ -203,8 +207,68 @@ static void note_never_ran(struct cli *cli, const char *eid, const char *id)
                    id, state);
 }
 
+static int keep_piece(void *arg, const char *data, size_t len, struct err *e)
+{
+    struct buf *b = arg;
+    (void)e;
+    if (b->len + len <= TAIL_MAX) buf_add(b, data, len); /* bounded, whatever comes */
+    return 0;
+}
+
+/* Where the last `lines` lines of text[0..n) start (a last line without its newline counts). */
+static size_t last_lines(const char *text, size_t n, long lines)
+{
+    size_t at = n;
+    if (at && text[at - 1] == '\n') at--; /* the last line's own newline */
+    while (at > 0) {
+        if (text[at - 1] == '\n' && --lines == 0) return at;
+        at--;
+    }
+    return 0;
+}
+
+/*
+ * --tail: the last `lines` lines of the stream, read from its end (tail=, a larger window
+ * while it holds fewer lines, up to TAIL_MAX), into out, and *start, where in the stream
+ * they begin (*clipped: fewer lines, the largest window held no more). 0, or an error with e
+ * and *status set as for http_client_stream.
+ */
+static int fetch_last_lines(struct cli *cli, const char *eid, const char *stream, long attempt,
+                            long lines, struct buf *out, int64_t *start, bool *clipped,
+                            long *status, struct err *e)
+{
+    for (long window = TAIL_FIRST;; window = window * 8 < TAIL_MAX ? window * 8 : TAIL_MAX) {
+        char pin[32] = "";
+        if (attempt) snprintf(pin, sizeof(pin), "&attempt=%ld", attempt);
+        char *path = xasprintf("/v1/jobs/%s/log?stream=%s&tail=%ld%s", eid, stream, window, pin);
+        buf_reset(out);
+        int rc = http_client_stream(&cli->http, path, 0, keep_piece, out, status, e);
+        free(path);
+        if (rc) return rc < 0 ? rc : err_set(e, ERR_INTERNAL, "the log's tail was cut short");
+        if (cli->http.stream_at < 0)
+            return err_set(e, ERR_INTERNAL, "the server did not say where the log's tail starts");
+        size_t cut = last_lines(out->data, out->len, lines);
+        /* fewer lines than asked, and more of the stream before them: a larger window */
+        if (cut == 0 && cli->http.stream_at > 0 && window < TAIL_MAX) continue;
+        *clipped = cut == 0 && cli->http.stream_at > 0;
+        if (*clipped) {
+            /* the largest window holds fewer lines: from its first whole one (or, in one
+               line longer than it, from its first whole character) */
+            const char *nl = memchr(out->data, '\n', out->len);
+            if (nl && (size_t)(nl - out->data) + 1 < out->len)
+                cut = (size_t)(nl - out->data) + 1;
+            while (!nl && cut < 3 && cut < out->len && ((unsigned char)out->data[cut] & 0xC0) == 0x80)
+                cut++;
+        }
+        *start = cli->http.stream_at + (int64_t)cut;
+        memmove(out->data, out->data + cut, out->len - cut);
+        out->len -= cut;
+        return 0;
+    }
+}
+
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
-                    long attempt, bool follow, bool json)
+                    long tail, long attempt, bool follow, bool json)
 {
     char pin[32] = ""; /* "&attempt=N" */
     char *eid = http_escape(id);
@@ -212,6 +276,30 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
     bool seen = false; /* the server answered once: a failure now may be a restart */
     int rc = 0;
     struct json_lines jl = {.at = offset};
+
+    if (tail) { /* the last lines first, then on from their end as for --offset */
+        struct buf text = BUF_INIT;
+        struct err e = ERR_INIT;
+        long status = 0;
+        struct sink sink = {.jl = json ? &jl : NULL};
+        bool clipped = false;
+        rc = fetch_last_lines(cli, eid, stream, attempt, tail, &text, &offset, &clipped, &status,
+                              &e);
+        if (!rc && clipped)
+            cli_notice("note",
+                       "the last %ld lines of job '%s' are more than its last %d KiB: from byte "
+                       "%lld on ('--offset 0' reads all of it)",
+                       tail, id, TAIL_MAX / 1024, (long long)offset);
+        jl.at = offset;
+        if (!rc && text.len) rc = to_stdout(&sink, text.data, text.len, &e);
+        offset += sink.written;
+        buf_release(&text);
+        if (rc) {
+            print_failure(cli, &e, status, id, &sink);
+            free(eid);
+            return 1;
+        }
+    }
 
     if (follow) cli->http.timeout_ms = 0; /* a followed log lasts as long as the job */
     for (;;) {
@@ -290,6 +378,7 @@ int cmd_logs(int argc, char **argv)
         {"follow", no_argument, NULL, 'f'},
         {"stderr", no_argument, NULL, 'e'},
         {"offset", required_argument, NULL, 'o'},
+        {"tail", required_argument, NULL, 'n'},
         CLI_JSON_LONG_OPTION,
         {"attempt", required_argument, NULL, 'a'},
         CLI_COMMON_LONG_OPTIONS,
@@ -299,11 +388,11 @@ int cmd_logs(int argc, char **argv)
     cli_args_init(&a, argc, argv, logs_usage);
     struct cli cli;
     bool follow = false, err_stream = false;
-    long offset = 0, attempt = 0;
+    long offset = -1, attempt = 0, tail = 0;
     const char *id;
     int opt, rc;
 
-    while ((opt = cli_getopt(&a, ":feo:a:h", longopts)) != -1) {
+    while ((opt = cli_getopt(&a, ":feo:n:a:h", longopts)) != -1) {
         switch (opt) {
         case 'f':
             follow = true;
@@ -316,6 +405,12 @@ int cmd_logs(int argc, char **argv)
                 return cli_usage_error(
                     logs_usage, "--offset must be a byte offset (0 or more), not '%s'", optarg);
             break;
+        case 'n':
+            if (!cli_parse_long(optarg, 1, TAIL_LINES_MAX, &tail))
+                return cli_usage_error(logs_usage,
+                                       "--tail must be a number of lines (1 to %d), not '%s'",
+                                       TAIL_LINES_MAX, optarg);
+            break;
         case 'a':
             if (!cli_parse_long(optarg, 1, INT_MAX, &attempt))
                 return cli_usage_error(logs_usage,
@@ -324,12 +419,15 @@ int cmd_logs(int argc, char **argv)
             break;
         }
     }
+    if (tail && offset >= 0)
+        return cli_usage_error(logs_usage, "give --tail or --offset, not both");
     if ((rc = cli_args_one(&a, CLI_JOB_ID_MISSING, CLI_JOB_ID_EMPTY, &id)) != CLI_CONTINUE)
         return rc;
 
     rc = 1;
     if (cli_connect(&cli, &a.conn) == 0)
-        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset, attempt, follow, a.json);
+        rc = show_log(&cli, id, err_stream ? "stderr" : "stdout", offset < 0 ? 0 : offset, tail,
+                      attempt, follow, a.json);
     cli_release(&cli);
     return rc;
 }

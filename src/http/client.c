@@ -569,10 +569,34 @@ static int on_stream_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, c
     return 0;
 }
 
+/* Keeps a streamed answer's X-Drover-Log-Offset in c->stream_at. */
+static size_t on_stream_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct http_client *c = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "x-drover-log-offset:";
+    if (n >= 5 && !strncmp(data, "HTTP/", 5)) { /* a status line (a 100 Continue's too) */
+        c->stream_at = -1;
+    } else if (n > sizeof(name) - 1 && n < sizeof(name) + 40 &&
+               !strncasecmp(data, name, sizeof(name) - 1)) {
+        char tmp[48];
+        memcpy(tmp, data + sizeof(name) - 1, n - (sizeof(name) - 1));
+        tmp[n - (sizeof(name) - 1)] = '\0';
+        char *end;
+        errno = 0;
+        long long v = strtoll(tmp, &end, 10);
+        while (*end == ' ' || *end == '\r' || *end == '\n')
+            end++;
+        if (!errno && end != tmp && !*end && v >= 0) c->stream_at = v;
+    }
+    return n;
+}
+
 static int stream_once(struct http_client *c, const char *path, long idle_ms, http_chunk_fn fn,
                        void *arg, long *status, struct err *e)
 {
     if (status) *status = 0;
+    c->stream_at = -1;
     if (!c->easy && !(c->easy = curl_easy_init())) die("cannot initialise libcurl");
 
     struct http_call call;
@@ -584,6 +608,8 @@ static int stream_once(struct http_client *c, const char *path, long idle_ms, ht
     call.chunk_arg = arg;
     call.chunk_err = e;
     SETOPT(c->easy, CURLOPT_WRITEFUNCTION, on_stream_write);
+    SETOPT(c->easy, CURLOPT_HEADERFUNCTION, on_stream_header);
+    SETOPT(c->easy, CURLOPT_HEADERDATA, c);
     SETOPT(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(c->easy, CURLOPT_TCP_KEEPIDLE, 30L);
     SETOPT(c->easy, CURLOPT_TCP_KEEPINTVL, 15L);

@@ -58,6 +58,8 @@ struct http_client {
     CURL *easy;              /* http_client_json's handle, created on first use */
     bool reached;            /* the last http_client_json got a connection to the server,
                                 even if it then broke: tells "down" from "dropped us" */
+    int64_t stream_at;       /* the last http_client_stream answer's X-Drover-Log-Offset
+                                (where in the log it starts), -1 if it had none */
 };
 
 /*

@@ -3,6 +3,7 @@ it) with a pointer to `drover logs`, listings are cut to the terminal's width (o
 terminal), and every command's --help has examples. Also GET /v1/jobs/{id}/log?tail=N, which
 `drover status` reads the end of the output with."""
 import fcntl
+import json
 import os
 import pty
 import re
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from agentutil import make_agent, submit, wait_job  # noqa: F401
-from conftest import BIN, ok
+from conftest import BIN, ok, wait_for
 
 FAST = ("--heartbeat", "1", "--lost-after", "3")
 
@@ -85,6 +86,44 @@ def test_log_tail_api(fast_server, make_agent):
         r = api.get(f"/v1/jobs/{job}/log?{bad}")
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["error"]["field"] == "tail", (bad, r.text)
+
+
+def test_cli_logs_tail_lines(fast_server, make_agent):
+    """drover logs -n N: the last N lines (as tail -n), read from the log's end (tail=), then
+    with -f what comes after them."""
+    make_agent(fast_server, "p3")
+    # 300,000 lines, ~2 MiB: the last lines are read without the rest
+    big = submit(fast_server, command={"shell": "seq 1 300000; printf 'no newline at the end'"})
+    slow = submit(fast_server, command={"shell": "echo one; echo two; echo three; "
+                                                 "sleep 1.5; echo four; echo five"})
+    assert wait_job(fast_server, big)["state"] == "succeeded"
+    out = ok(fast_server.run_cli("logs", "-n", "3", big[:13]))
+    assert out == "299999\n300000\nno newline at the end", out
+    r = fast_server.run_cli("logs", "--tail", "2", "--json", big)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    whole = fast_server.api().get(f"/v1/jobs/{big}/log").content
+    assert "".join(x["data"] for x in lines) == "300000\nno newline at the end"
+    assert lines[0]["offset"] == len(whole) - len("300000\nno newline at the end")
+    # more lines than the last MiB holds: that MiB from its first whole line, and a note
+    r = fast_server.run_cli("logs", "-n", "250000", big)
+    assert r.returncode == 0 and r.stdout.endswith("300000\nno newline at the end"), r.stderr
+    first = r.stdout.split("\n", 1)[0]
+    assert 50000 < int(first) < 300000 and r.stdout.count("\n") == 300000 - int(first) + 1
+    assert "note: the last 250000 lines" in r.stderr and "--offset 0" in r.stderr, r.stderr
+    # all of a short log when it has fewer lines than asked
+    assert ok(fast_server.run_cli("logs", "-n", "100", slow)).startswith("one\n")
+    # -f: the last lines so far, then on
+    wait_for(lambda: fast_server.api().get(f"/v1/jobs/{slow}/log").text.count("\n") >= 3, 30,
+             "the first lines")
+    r = fast_server.run_cli("logs", "-f", "-n", "1", slow)
+    assert r.returncode == 0 and r.stdout == "three\nfour\nfive\n", (r.stdout, r.stderr)
+    for bad, says in ((["-n", "0"], "--tail must be a number of lines"),
+                      (["-n", "x"], "--tail must be a number of lines"),
+                      (["-n", "2", "--offset", "5"], "give --tail or --offset, not both")):
+        r = fast_server.run_cli("logs", *bad, big)
+        assert r.returncode == 2 and says in r.stderr, (bad, r.stderr)
+    r = fast_server.run_cli("logs", "-n", "2", "ffffffffffff")
+    assert r.returncode == 1 and "not found" in r.stderr, r.stderr
 
 
 def run_in_pty(argv, env, cols, rows=40, timeout=30):
