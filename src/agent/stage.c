@@ -313,6 +313,16 @@ static int plan_uri(struct stage *st, const char *what, const char *uri, bool ou
     return plan_fail(e, what, uri, "the uri must start with s3://, http://, https:// or file:///");
 }
 
+/* The input or output item whose file of the work folder is `name`, or NULL. */
+static const struct stage_item *name_taken(const struct stage *st, const char *name)
+{
+    const struct items *lists[] = {&st->in, &st->out};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < lists[k]->n; i++)
+            if (lists[k]->v[i].name && !strcmp(lists[k]->v[i].name, name)) return &lists[k]->v[i];
+    return NULL;
+}
+
 /* One object item, added at the end of l. */
 static int plan_object(struct stage *st, struct items *l, enum item_kind kind, const char *what,
                        const char *uri, const char *fixed_name, bool always, struct err *e)
@@ -326,6 +336,16 @@ static int plan_object(struct stage *st, struct items *l, enum item_kind kind, c
                               : "its last part cannot name a file in the work folder");
         free(name);
         return rc;
+    }
+    const struct stage_item *other = fixed_name ? NULL : name_taken(st, name);
+    if (other) { /* spec.c refuses it at submit: an array's task, or a spec stored before */
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "its file '%.100s' of the work folder is already that of %s %.200s: each input "
+                 "and output is named after the last part of its uri, so two must differ there",
+                 name, other->what, other->uri);
+        free(name);
+        return plan_fail(e, what, uri, why);
     }
     struct stage_item *it = items_add(l);
     it->kind = kind;
@@ -347,6 +367,15 @@ static struct stage_item *same_input(struct items *l, const char *uri, const cha
             (!sha || !it->sha[0] || !strcmp(it->sha, sha)))
             return it;
     }
+    return NULL;
+}
+
+/* An output argument's item planned already for this uri (one file, uploaded once), or NULL. */
+static struct stage_item *same_output(struct items *l, const char *uri)
+{
+    for (size_t k = 0; k < l->n; k++)
+        if (l->v[k].kind == IT_PUT && !strcmp(l->v[k].what, "output") && !strcmp(l->v[k].uri, uri))
+            return &l->v[k];
     return NULL;
 }
 
@@ -399,7 +428,7 @@ int stage_plan(struct agent_job *j, struct stage **out, json_t **command_out, st
         }
         const char *sha = json_string_value(json_object_get(arg, "sha256"));
         /* one object named twice: downloaded once, both arguments get its file */
-        struct stage_item *it = in ? same_input(&st->in, uri, sha) : NULL;
+        struct stage_item *it = in ? same_input(&st->in, uri, sha) : same_output(&st->out, uri);
         if (!it) {
             struct items *l = in ? &st->in : &st->out;
             if ((rc = plan_object(st, l, in ? IT_GET : IT_PUT, in ? "input" : "output", uri,

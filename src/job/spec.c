@@ -837,15 +837,17 @@ size_t spec_input_file_name(const char *uri, const char **name)
     return n - (size_t)(last - p);
 }
 
-/* An input argument with a value, for spec_input_clash: its file name, uri, sha256, place. */
-struct named_input {
+/* An input or output argument with a value, for spec_input_clash: its file name, uri,
+   sha256 (inputs), place. */
+struct named_file {
     const char *name, *uri, *sha;
     size_t len, at;
+    bool output;
 };
 
 static int by_name_then_place(const void *x, const void *y)
 {
-    const struct named_input *a = x, *b = y;
+    const struct named_file *a = x, *b = y;
     size_t n = a->len < b->len ? a->len : b->len;
     int c = memcmp(a->name, b->name, n);
     if (c) return c;
@@ -853,44 +855,57 @@ static int by_name_then_place(const void *x, const void *y)
     return a->at < b->at ? -1 : a->at > b->at;
 }
 
+/* Why b (earlier) and a cannot share their file, or NULL when they can: two inputs of one
+   object (pin: the sha256 the group's first pinned input gave), two outputs of one uri. */
+static const char *clash_of(const struct named_file *a, const struct named_file *b,
+                            const struct named_file **pin)
+{
+    if (a->output != b->output) return b->output ? "an output" : "an input";
+    if (a->output) return strcmp(a->uri, b->uri) ? "another object" : NULL;
+    if (strcmp(a->uri, b->uri)) return "another object";
+    if (!a->sha || (*pin && !strcmp(a->sha, (*pin)->sha))) return NULL; /* one object */
+    if (!*pin) {
+        *pin = a;
+        return NULL;
+    }
+    return "another sha256";
+}
+
 /* Sorted by file name (then place), so that each name is compared within its group only: a
    fan-in gives up to 4,096 inputs, whose pairs would be millions. */
 bool spec_input_clash(const json_t *args, struct spec_clash *out)
 {
     size_t n = json_array_size(args), m = 0;
-    struct named_input *v = malloc((n ? n : 1) * sizeof(*v));
+    struct named_file *v = malloc((n ? n : 1) * sizeof(*v));
     if (!v) abort();
     for (size_t i = 0; i < n; i++) {
         const json_t *a = json_array_get(args, i);
         const char *t = json_string_value(json_object_get(a, "type"));
         const char *u = json_string_value(json_object_get(a, "value"));
-        if (!t || strcmp(t, "input") || !u) continue;
-        struct named_input *e = &v[m];
-        e->uri = u;
-        e->sha = json_string_value(json_object_get(a, "sha256"));
-        e->at = i;
-        if ((e->len = spec_input_file_name(u, &e->name))) m++;
+        if (!t || (strcmp(t, "input") && strcmp(t, "output")) || !u) continue;
+        struct named_file *f = &v[m];
+        f->uri = u;
+        f->output = t[0] == 'o';
+        f->sha = f->output ? NULL : json_string_value(json_object_get(a, "sha256"));
+        f->at = i;
+        if ((f->len = spec_input_file_name(u, &f->name))) m++;
     }
     qsort(v, m, sizeof(*v), by_name_then_place);
     bool found = false;
     for (size_t g = 0; g < m;) {
-        /* a group of one name, in place order: each has the first's uri, and no sha256 but
-           the first one given in the group (pin) */
-        const struct named_input *pin = v[g].sha ? &v[g] : NULL;
+        /* a group of one name, in place order: each is compared with the group's first (and
+           a pinned input with the first input that pinned that uri) */
+        const struct named_file *pin = v[g].sha ? &v[g] : NULL;
         size_t k = g + 1;
         for (; k < m && v[k].len == v[g].len && !memcmp(v[k].name, v[g].name, v[g].len); k++) {
-            const struct named_input *a = &v[k], *b = &v[g];
-            if (!strcmp(a->uri, b->uri)) {
-                if (!a->sha || (pin && !strcmp(a->sha, pin->sha))) continue; /* one object */
-                if (!pin) {
-                    pin = a;
-                    continue;
-                }
-                b = pin;
-            }
+            const struct named_file *a = &v[k], *b = &v[g];
+            const struct named_file *pinned = pin;
+            const char *why = clash_of(a, b, &pin);
+            if (!why) continue;
+            if (!strcmp(why, "another sha256")) b = pinned;
             if (found && a->at >= out->second) continue;
             *out = (struct spec_clash){b->at, a->at, a->name, a->len > 100 ? 100 : (int)a->len,
-                                       strcmp(a->uri, b->uri) ? "another object" : "another sha256"};
+                                       why};
             found = true; /* the clash that comes first in the arguments is named */
         }
         g = k;
@@ -899,7 +914,8 @@ bool spec_input_clash(const json_t *args, struct spec_clash *out)
     return found;
 }
 
-/* Refuses a spec whose input arguments clash (spec_input_clash), naming the second's value. */
+/* Refuses a spec whose input and output arguments clash (spec_input_clash), naming the
+   second's value. */
 static int check_input_names(struct ctx *c, const json_t *args)
 {
     struct spec_clash k;

@@ -162,14 +162,16 @@ bool spec_arg_value_valid(const char *type, const char *value, const char **why)
 size_t spec_input_file_name(const char *uri, const char **name);
 
 /*
- * Two input arguments may name one object (the agent downloads it once and gives both its
- * file), not two objects, or one pinned to two sha256, whose files would have the same name
- * in the work folder (the last part of the uri): every attempt would fail at its staging.
+ * Each input and output argument is a file of the work folder named after the last part of
+ * its uri. Two input arguments may name one object (the agent downloads it once and gives
+ * both its file), and two outputs one uri, not two objects, or an input one pinned to two
+ * sha256, or an input and an output one file: every attempt would fail at its staging, or,
+ * worse, read what it writes (`tr < IN > OUT` empties IN first) or upload one file twice.
  * spec_input_clash finds the first such pair in a normalised spec's command.arguments (values
  * not set yet are left out): `first` < `second` their indexes, `name` (name_len bytes, at
- * most 100, in the second's uri) the file name, `why` "another object" or "another sha256".
- * spec_parse refuses it (400 naming arguments[second].value); a workflow's fan-in fails its
- * node with it.
+ * most 100, in the second's uri) the file name, `why` "another object", "another sha256",
+ * "an input" or "an output" (what the first is). spec_parse refuses it (400 naming
+ * arguments[second].value); a workflow's fan-in fails its node with it.
  */
 struct spec_clash {
     size_t first, second;
@@ -180,7 +182,8 @@ struct spec_clash {
 bool spec_input_clash(const json_t *arguments, struct spec_clash *out);
 /* The words of the refusal: printf with name_len, name, first, why (after the argument's path). */
 #define SPEC_CLASH_FMT                                                                             \
-    "would be downloaded as '%.*s' in the work folder, as command.arguments[%zu] is (%s): each "  \
-    "input is named after the last part of its uri, so two must differ there"
+    "would be the file '%.*s' of the work folder, as command.arguments[%zu] is (%s): each "       \
+    "input and output is the file named after the last part of its uri, so two must differ "     \
+    "there"
 
 #endif

@@ -192,6 +192,60 @@ def test_two_inputs_with_one_file_name_refused(fast_server, second, why):
     assert fast_server.api().get("/v1/jobs").json()["jobs"] == []  # nothing stored
 
 
+@pytest.mark.parametrize("first,second,why", [
+    # tr < IN > OUT would empty IN before reading it, and upload nothing
+    (inp(uri("in/data.txt")), out(uri("upper/data.txt")), "an input"),
+    (out(uri("upper/data.txt")), inp(uri("in/data.txt")), "an output"),
+    (out(uri("o1/r.txt")), out(uri("o2/r.txt")), "another object"),  # one file, two uploads
+    (inp(uri("in/data.txt")), out(uri("in/data.txt")), "an input"),  # in place: the same
+])
+def test_an_output_with_another_argument_s_file_name_refused(fast_server, first, second, why):
+    """Each input and output argument is the file of the work folder named after its uri's
+    last part: an output may share it with no input and with no output of another uri."""
+    r = fast_server.api().post("/v1/jobs", json={"command": sh('tr a-z A-Z < "$1" > "$2"',
+                                                              first, second)})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == "command.arguments[4].value", err
+    name = first["value"].rsplit("/", 1)[1]
+    assert f"'{name}'" in err["message"] and "command.arguments[3]" in err["message"], err
+    assert why in err["message"], err
+    assert fast_server.api().get("/v1/jobs").json()["jobs"] == []  # nothing stored
+
+
+def test_one_output_as_two_arguments_is_one_file(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, command=sh('test "$1" = "$2" && echo one > "$1"',
+                                         out(uri("same/one.txt")), out(uri("same/one.txt"))))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert get_blob(fast_server, "same/one.txt") == (200, b"one\n")
+
+
+def test_a_task_whose_input_and_output_share_a_file_fails_before_it_runs(fast_server,
+                                                                           make_agent):
+    """An array's task gets its input's uri when it is made (the server checks the first
+    item's task at submit only): the agent refuses the clash before running anything."""
+    make_agent(fast_server, "w1")
+    put(fast_server, "in/other.txt", b"xyz\n")
+    put(fast_server, "in/data.txt", b"abc\n")
+    r = fast_server.api().post("/v1/jobs", json={
+        "array": {"items": [uri("in/other.txt"), uri("in/data.txt")]},
+        "retry": {"max_attempts": 1},
+        "command": sh('tr a-z A-Z < "$1" > "$2"', inp("{{item}}"), out(uri("up/data.txt")))})
+    assert r.status_code == 201, r.text
+    arr = r.json()["array"]["id"]
+    jobs = [wait_for(lambda i=i: fast_server.api().get(f"/v1/jobs/{arr}:{i}").json().get("id"),
+                     30, f"task {i}'s job") for i in (0, 1)]
+    ok, clash = (finished(fast_server, j) for j in jobs)
+    assert ok["state"] == "succeeded", ok
+    assert clash["state"] == "failed" and clash["result"]["reason"] == "error", clash
+    assert "its file 'data.txt' of the work folder is already that of input" in \
+        clash["result"]["error"], clash["result"]
+    assert get_blob(fast_server, "in/data.txt") == (200, b"abc\n")  # the input is intact
+    assert get_blob(fast_server, "up/data.txt") == (200, b"XYZ\n")  # task 0's, not emptied
+
+
 def test_one_object_pinned_to_two_sha256_after_an_unpinned_one_refused(fast_server):
     u = uri("in/twice.txt")
     args = [inp(u), dict(inp(u), sha256="ab" * 32), dict(inp(u), sha256="cd" * 32)]
