@@ -44,7 +44,8 @@ static const char usage_text[] =
     "                    [--labels K=V,...] [--slots N] [--work-dir DIR] [--runtime R,...]\n"
     "                    [--engine-opt ARG]...\n"
     "                    [--listen ADDR:PORT] [--keep-work] [--term-grace S]\n"
-    "                    [--drain-timeout S] [--allow-path DIR]... [--stall-timeout S]\n"
+    "                    [--drain-timeout S] [--allow-path DIR]... [--hide PATH]...\n"
+    "                    [--stall-timeout S]\n"
     "                    [--cache-dir DIR] [--cache-size SIZE]\n"
     "                    [--limits auto|cgroup|rlimit|none]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--bench-noop]\n"
@@ -93,6 +94,9 @@ static const char usage_text[] =
     "                      a second signal kills them at once\n"
     "  --allow-path DIR    jobs may read and write file:///... uris under DIR (a shared\n"
     "                      filesystem); repeatable. Without it every file:// uri is refused\n"
+    "  --hide PATH         a folder or file sandboxed jobs do not see (the host's secrets:\n"
+    "                      a server's data folder on this machine, credentials); repeatable.\n"
+    "                      The work folder, the cache and --token-file are hidden always\n"
     "  --stall-timeout S   a file transfer that moves nothing for S seconds fails (default 60)\n"
     "  --cache-dir DIR     the input cache: inputs marked \"cache\": true or given with their\n"
     "                      sha256 are kept there, by content, for the jobs that follow\n"
@@ -290,6 +294,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_ALLOW_PATH,
+    OPT_HIDE,
     OPT_BENCH_NOOP,
     OPT_STALL_TIMEOUT,
     OPT_ENGINE_OPT,
@@ -323,6 +328,7 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o, bool check)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"allow-path", required_argument, NULL, OPT_ALLOW_PATH},
+        {"hide", required_argument, NULL, OPT_HIDE},
         {"bench-noop", no_argument, NULL, OPT_BENCH_NOOP},
         {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
         {"engine-opt", required_argument, NULL, OPT_ENGINE_OPT},
@@ -465,6 +471,13 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o, bool check)
             o->allow_paths[o->nallow_paths++] = real;
             break;
         }
+        case OPT_HIDE: /* it may not exist yet (drover dev's data folder): looked at per job */
+            if (*optarg != '/' || !optarg[strspn(optarg, "/")])
+                return usage_error("--hide: '%s' is not an absolute path below /", optarg);
+            if (o->nhide >= 64) return usage_error("--hide: at most 64 paths");
+            o->hide = xrealloc(o->hide, (o->nhide + 1) * sizeof(char *));
+            o->hide[o->nhide++] = xstrdup(optarg);
+            break;
         case OPT_STALL_TIMEOUT:
             if (!parse_seconds(optarg, &o->stall_timeout_s) || o->stall_timeout_s < 1)
                 return usage_error("--stall-timeout must be a number of seconds (at least 1), "
@@ -557,6 +570,9 @@ static void opts_release(struct agent_opts *o)
     for (size_t i = 0; i < o->nallow_paths; i++)
         free(o->allow_paths[i]);
     free(o->allow_paths);
+    for (size_t i = 0; i < o->nhide; i++)
+        free(o->hide[i]);
+    free(o->hide);
     for (size_t i = 0; i < o->nengine_opts; i++)
         free(o->engine_opts[i]);
     free(o->engine_opts);

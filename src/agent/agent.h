@@ -233,6 +233,8 @@ struct agent_opts {
     bool bench_noop;    /* --bench-noop: leases complete at once, no process, no spool */
     char **allow_paths; /* --allow-path folders, resolved (realpath) */
     size_t nallow_paths;
+    char **hide;        /* --hide: absolute paths a sandboxed job does not see */
+    size_t nhide;
     double stall_timeout_s;   /* a transfer moving nothing this long fails */
     char *cache_dir;          /* --cache-dir (default WORK_DIR/cache) */
     uint64_t cache_size;      /* --cache-size in bytes; 0: no cache */

@@ -9,6 +9,8 @@
  *   - the agent's work folder hidden (an empty tmpfs: no spool, no other job's
  *     folder), and its own work folder read-write at the same path, so the
  *     paths in DROVER_WORK_DIR, DROVER_PROGRESS and its arguments hold;
+ *   - the agent's --token-file, its input cache and each --hide path hidden
+ *     (drover dev hides its server's data folder: the admin token, the store);
  *   - no network (its own empty network namespace) unless the spec says
  *     command.network: true.
  *
@@ -17,20 +19,41 @@
  * signal as exit code 128 + the signal, so a sandboxed job ends with reason
  * `exit` there, not `signal`.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent/agent.h"
 #include "common/xalloc.h"
 
 #define BWRAP "bwrap"
 
+/* Adds the bwrap arguments that hide `path` (a folder under an empty tmpfs, a file under
+   /dev/null), if it exists, to v at *k. */
+static void hide(const char *path, char **v, size_t *k)
+{
+    struct stat sb;
+    char *real = path ? realpath(path, NULL) : NULL;
+    if (!real || stat(real, &sb) != 0) {
+        free(real);
+        return;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        v[(*k)++] = xstrdup("--tmpfs");
+    } else {
+        v[(*k)++] = xstrdup("--ro-bind");
+        v[(*k)++] = xstrdup("/dev/null");
+    }
+    v[(*k)++] = real;
+}
+
 /* The bwrap command line before the job's own argv (a new NULL-terminated vector). */
 static char **bwrap_argv(const struct agent_job *j, char **argv)
 {
     json_t *command = json_object_get(j->spec, "command");
     bool network = json_is_true(json_object_get(command, "network"));
-    const char *agent_dir = j->a->o.work_dir;
+    const struct agent_opts *o = &j->a->o;
     /* clang-format off */
     const char *pre[] = {
         BWRAP, "--die-with-parent",
@@ -39,18 +62,29 @@ static char **bwrap_argv(const struct agent_job *j, char **argv)
         "--dev", "/dev",
         "--proc", "/proc",
         "--tmpfs", "/tmp",
-        "--tmpfs", agent_dir,                  /* the spool, other jobs' folders */
+    };
+    const char *post[] = {
+        "--tmpfs", o->work_dir,                /* the spool, other jobs' folders */
         "--bind", j->work_dir, j->work_dir,
         "--chdir", j->work_dir,
     };
     /* clang-format on */
-    size_t npre = ARRAY_SIZE(pre), nargv = 0;
+    size_t npre = ARRAY_SIZE(pre), npost = ARRAY_SIZE(post), nargv = 0;
     while (argv[nargv])
         nargv++;
-    char **out = xcalloc(npre + nargv + 3, sizeof(*out));
+    size_t nhide = 3 * (o->nhide + 2);
+    char **out = xcalloc(npre + nhide + npost + nargv + 3, sizeof(*out));
     size_t k = 0;
     for (size_t i = 0; i < npre; i++)
         out[k++] = xstrdup(pre[i]);
+    /* what the host keeps from jobs: the agent's token, its input cache (other jobs' inputs)
+       and --hide (last: a folder hides what it holds); the work folder comes after */
+    hide(o->token_file, out, &k);
+    hide(o->cache_dir, out, &k);
+    for (size_t i = 0; i < o->nhide; i++)
+        hide(o->hide[i], out, &k);
+    for (size_t i = 0; i < npost; i++)
+        out[k++] = xstrdup(post[i]);
     if (!network) out[k++] = xstrdup("--unshare-net");
     out[k++] = xstrdup("--");
     for (size_t i = 0; i < nargv; i++)

@@ -8,6 +8,7 @@
  * thread, to shut down in order, and its thread is joined.
  */
 #include <event2/thread.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -172,7 +173,7 @@ int cmd_dev(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     struct server_opts o = {0};
     struct err e = ERR_INIT;
-    char *work = NULL, *url = NULL, *tok_path = NULL, **aargv = NULL;
+    char *work = NULL, *url = NULL, *tok_path = NULL, *data = NULL, **aargv = NULL;
     int rc = server_opts_parse(sargc, sargv, &o);
     if (rc) {
         rc = rc < 0 ? 0 : usage_error();
@@ -181,12 +182,16 @@ int cmd_dev(int argc, char **argv)
     work = xasprintf("%s/agent", o.data);
     /* the admin token the server writes (mode 0600): the agent reads it as --token-file */
     tok_path = xasprintf("%s/%s", o.data, DROVER_ADMIN_TOKEN_FILE);
+    char cwd[PATH_MAX];
+    data = o.data[0] == '/' || !getcwd(cwd, sizeof(cwd)) ? xstrdup(o.data)
+                                                        : xasprintf("%s/%s", cwd, o.data);
     url = server_url(&o, o.listen); /* for the options check; made again once bound */
     char slots[32];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(slots, sizeof(slots), "%ld", ncpu > 0 ? ncpu : 1);
-    char *fixed[] = {"agent", "--server",   url,  "--token-file", tok_path, "--name",
-                     "dev",   "--work-dir", work, "--slots",      slots};
+    /* its sandboxed jobs do not see the server's data folder (the admin token, the store) */
+    char *fixed[] = {"agent", "--server", url, "--token-file", tok_path, "--name",  "dev",
+                     "--work-dir", work, "--hide", data, "--slots", slots};
     size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (slots_given ? 2 : 0);
     int aargc = (int)nfixed + nagent;
     aargv = xcalloc((size_t)aargc + 1, sizeof(char *));
@@ -228,6 +233,7 @@ out:
     server_opts_release(&o);
     free(aargv);
     free(tok_path);
+    free(data);
     free(url);
     free(work);
     free(sargv);

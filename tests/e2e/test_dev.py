@@ -4,11 +4,15 @@ Each test starts `drover dev` on a free loopback port with a temporary data fold
 and stops it by its PID (SIGTERM: the agent drains, then the server stops).
 """
 import json
+import pathlib
 import re
 import resource
+import shutil
 import socket
 import subprocess
+import tempfile
 
+import pytest
 import requests
 
 from agentutil import wait_job
@@ -53,9 +57,17 @@ def test_dev_takes_server_and_agent_options(tmp_path):
         assert dev.stop() == 0, dev.read_log()
 
 
-def test_dev_on_port_zero_runs_jobs(tmp_path):
+@pytest.fixture
+def var_tmp():
+    """A folder outside /tmp (a sandboxed job has a /tmp of its own), removed after the test."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="drover-dev-test-", dir="/var/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_dev_on_port_zero_runs_jobs(tmp_path, var_tmp):
     """--listen ADDR:0: the server takes a free port, says which, and its agent goes there."""
-    data = tmp_path / "data"
+    data = var_tmp / "data"
     log = tmp_path / "dev.log"
     with open(log, "wb") as out:
         p = subprocess.Popen([BIN, "dev", "--listen", "127.0.0.1:0", "--data", str(data)],
@@ -80,6 +92,16 @@ def test_dev_on_port_zero_runs_jobs(tmp_path):
         r = api.get(f"{base}/v1/jobs/{job}/wait", params={"timeout_s": 30}, timeout=40)
         assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
         assert r.json()["result"]["stdout"] == "zero\n"
+        # a sandboxed job does not see the server's data folder (its admin token, its store);
+        # it waits until the agent offers bwrap (tested in the background)
+        r = api.post(base + "/v1/jobs", json={"command": {
+            "sandbox": True, "shell": f"ls -A {data}; cat {data}/admin.token; echo end"}},
+            timeout=10)
+        assert r.status_code == 201, r.text
+        r = api.get(f"{base}/v1/jobs/{r.json()['id']}/wait", params={"timeout_s": 30},
+                    timeout=40)
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+        assert r.json()["result"]["stdout"] == "agent\nend\n", r.json()["result"]
     finally:
         p.terminate()
         assert p.wait(timeout=30) == 0, log.read_text()

@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from agentutil import get_job, make_agent, submit, wait_for, wait_job  # noqa: F401
+from conftest import BIN
 
 FAST = ("--heartbeat", "1", "--lost-after", "3")
 
@@ -94,6 +95,42 @@ def test_sandbox_filesystem(fast_server, make_agent, outside):
     j = run(fast_server, f"echo x > {outside}/written && echo wrote")
     assert j["state"] == "succeeded" and log(fast_server, j) == "wrote\n", j
     assert (outside / "written").exists()
+
+
+def test_sandbox_hides_the_hosts_secrets(fast_server, make_agent, outside):
+    """--hide folders and files, the agent's --token-file and its input cache are not seen by
+    sandboxed jobs (a native job, the contrast, sees them all)."""
+    (outside / "data").mkdir()
+    (outside / "data" / "admin.token").write_text("drv_admin_secret\n")
+    (outside / "cred.txt").write_text("password\n")
+    (outside / "visible.txt").write_text("not secret\n")
+    token = outside / "agent.token"
+    token.write_text(fast_server.api().post("/v1/tokens", json={"role": "agent", "name": "box"})
+                     .json()["token"] + "\n")
+    token.chmod(0o600)
+    cache = outside / "cache"
+    make_agent(fast_server, "box", "--runtime", "native,bwrap", "--hide", str(outside / "data"),
+               "--hide", str(outside / "cred.txt"), "--hide", str(outside / "absent"),
+               "--token-file", str(token), "--cache-dir", str(cache), token="")
+    script = (f"cat {outside}/visible.txt; ls -A {outside}/data; cat {outside}/cred.txt; "
+              f"cat {token}; ls -A {cache}; echo end")
+    j = run(fast_server, script, command={"sandbox": True})
+    assert j["state"] == "succeeded", j
+    assert log(fast_server, j) == "not secret\nend\n", (log(fast_server, j), log(fast_server, j,
+                                                                                 "stderr"))
+    j = run(fast_server, script)
+    assert j["state"] == "succeeded", j
+    out = log(fast_server, j)
+    assert "drv_admin_secret" not in out and "admin.token" in out and "password" in out, out
+    assert "drv_" in out, out  # the agent's token, seen natively
+
+
+@pytest.mark.parametrize("path", ["relative/dir", "/", "//"])
+def test_hide_must_be_an_absolute_path_below_the_root(path):
+    r = subprocess.run([BIN, "agent", "--hide", path], capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"drover agent: --hide: '{path}' is not an absolute path below /")
 
 
 def test_sandbox_pid_namespace(fast_server, make_agent):
