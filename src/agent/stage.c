@@ -47,6 +47,8 @@
 #define NAME_MAX_LOCAL 255
 #define TMP_NAME_KEEP 200 /* bytes of NAME kept in a file:// output's ".NAME.drover-tmp-R" */
 #define TMP_TRIES 8
+#define OUTPUT_TREE_DEPTH 32    /* folders within folders an output prefix uploads */
+#define OUTPUT_FILES_MAX 100000 /* items of a stage's uploads */
 
 enum item_kind { IT_GET, IT_GET_PREFIX, IT_PUT, IT_PUT_PREFIX };
 
@@ -707,12 +709,14 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 }
 
 /*
- * The regular files of folder `dir` whose names start with `start` (and are not the
- * agent's), sorted. With `follow` false a symbolic link is no regular file (skipped),
+ * The regular files (and with `dirs`, the folders) of folder `dir` whose names start with
+ * `start` (and are not the agent's), sorted. With `follow` false a symbolic link is no
+ * regular file nor folder (skipped),
  * else the file it leads to counts. Returns their count or -1 (errno set); *names is
  * freed with free_names.
  */
-static int list_files(const char *dir, const char *start, bool follow, struct dirent ***names)
+static int list_files(const char *dir, const char *start, bool follow, bool dirs,
+                      struct dirent ***names)
 {
     struct dirent **all;
     int n = scandir(dir, &all, NULL, by_name);
@@ -724,7 +728,8 @@ static int list_files(const char *dir, const char *start, bool follow, struct di
         char *full = xasprintf("%s/%s", dir, name);
         bool keep = starts(name, start) && strcmp(name, ".") && strcmp(name, "..") &&
                     !starts(name, STAGE_RESERVED_PREFIX) &&
-                    (follow ? stat(full, &sb) : lstat(full, &sb)) == 0 && S_ISREG(sb.st_mode);
+                    (follow ? stat(full, &sb) : lstat(full, &sb)) == 0 &&
+                    (S_ISREG(sb.st_mode) || (dirs && S_ISDIR(sb.st_mode)));
         free(full);
         if (keep)
             all[k++] = all[i];
@@ -742,6 +747,73 @@ static void free_names(struct dirent **names, int n)
     free(names);
 }
 
+/* Is `uri` uploaded already by an item of the job's, or `name` the file of one of its inputs
+   (downloaded, not made by the job)? An output prefix leaves those files out. */
+static bool staged_already(const struct stage *st, const char *name, const char *uri)
+{
+    for (size_t i = 0; i < st->in.n; i++)
+        if (st->in.v[i].name && !strcmp(st->in.v[i].name, name)) return true;
+    for (size_t i = 0; i < st->out.n; i++)
+        if (st->out.v[i].kind == IT_PUT && !strcmp(st->out.v[i].uri, uri)) return true;
+    return false;
+}
+
+/*
+ * The file or folder `rel` of the work folder, under an output prefix whose folder is
+ * folder_uri: an upload item (unless staged_already), or each file of the folder, at any
+ * depth up to OUTPUT_TREE_DEPTH, as folder_uri + its path. 0, or -1 after fail().
+ */
+static int plan_output_tree(struct stage *st, const char *what, const char *prefix,
+                      const char *folder_uri, const char *rel, int depth)
+{
+    char *path = xasprintf("%s/%s", st->j->work_dir, rel);
+    char *ouri = xasprintf("%s%s", folder_uri, rel);
+    const char *base = last_part(rel), *why = NULL;
+    struct stat sb;
+    int rc = 0;
+    if (!utf8_valid(rel)) {
+        fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object", what,
+             prefix, rel);
+        rc = -1;
+    } else if (!name_ok(base) || !spec_uri_valid(ouri, false, &why)) {
+        fail(st, "%s %s: the file '%.200s' cannot be uploaded: %s", what, prefix, rel,
+             why ? why : "not a usable name");
+        rc = -1;
+    } else if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        struct dirent **names = NULL;
+        int n = depth < OUTPUT_TREE_DEPTH ? list_files(path, "", false, true, &names) : 0;
+        if (n < 0) {
+            fail(st, "%s %s: cannot list '%s': %s", what, prefix, path, strerror(errno));
+            rc = -1;
+        } else if (depth >= OUTPUT_TREE_DEPTH) {
+            fail(st, "%s %s: the folder '%.200s' is more than %d folders deep", what, prefix, rel,
+                 OUTPUT_TREE_DEPTH);
+            rc = -1;
+        }
+        for (int i = 0; i < n && rc == 0; i++) {
+            char *sub = xasprintf("%s/%s", rel, names[i]->d_name);
+            rc = plan_output_tree(st, what, prefix, folder_uri, sub, depth + 1);
+            free(sub);
+        }
+        if (n > 0) free_names(names, n);
+    } else if (!staged_already(st, rel, ouri)) {
+        if (st->cur->n >= OUTPUT_FILES_MAX) {
+            fail(st, "%s %s: more than %d files to upload", what, prefix, OUTPUT_FILES_MAX);
+            rc = -1;
+        } else {
+            struct stage_item *o = items_add(st->cur);
+            o->kind = IT_PUT;
+            o->what = what;
+            o->uri = xstrdup(ouri);
+            o->name = xstrdup(rel);
+            o->path = xstrdup(path);
+        }
+    }
+    free(path);
+    free(ouri);
+    return rc;
+}
+
 /* A file:// input prefix, or an output prefix over the work folder: items appended. */
 static int expand_local(struct stage *st)
 {
@@ -754,8 +826,9 @@ static int expand_local(struct stage *st)
     char *dir = input ? xstrndup(uri + 7, (size_t)(start - uri - 7)) : xstrdup(st->j->work_dir);
     struct dirent **names = NULL;
     /* a job's symbolic links are not uploaded (they could lead anywhere the agent can read);
-     * a file:// input folder's are followed and checked against --allow-path when opened */
-    int n = list_files(dir, start, input, &names), rc = 0;
+     * a file:// input folder's are followed and checked against --allow-path when opened;
+     * an output folder is uploaded with what it holds */
+    int n = list_files(dir, start, input, !input, &names), rc = 0;
     if (n < 0) {
         fail(st, "%s %s: cannot list '%s': %s", what, uri, dir, strerror(errno));
         rc = -1;
@@ -763,6 +836,10 @@ static int expand_local(struct stage *st)
     }
     for (int i = 0; i < n && rc == 0; i++) {
         const char *name = names[i]->d_name;
+        if (!input) {
+            rc = plan_output_tree(st, what, uri, folder_uri, name, 0);
+            continue;
+        }
         char *ouri = xasprintf("%s%s", folder_uri, name);
         const char *why = NULL;
         if (!utf8_valid(name)) {
@@ -770,12 +847,12 @@ static int expand_local(struct stage *st)
                  uri, name);
             rc = -1;
         } else if (!name_ok(name) || !spec_uri_valid(ouri, false, &why)) {
-            fail(st, "%s %s: the file '%.200s' cannot be %s: %s", what, uri, name,
-                 input ? "copied in" : "uploaded", why ? why : "not a usable name");
+            fail(st, "%s %s: the file '%.200s' cannot be copied in: %s", what, uri, name,
+                 why ? why : "not a usable name");
             rc = -1;
         } else {
             struct stage_item *o = items_add(st->cur);
-            o->kind = input ? IT_GET : IT_PUT;
+            o->kind = IT_GET;
             o->what = what;
             o->uri = xstrdup(ouri);
             o->name = xstrdup(name);

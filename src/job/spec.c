@@ -959,9 +959,16 @@ static int check_argv(struct ctx *c, const struct field *f, json_t *v, json_t **
 static int prefix_item(struct ctx *c, json_t *in, json_t **norm)
 {
     int rc = check_uri(c, in, URI_PREFIX);
-    if (!rc)
-        *norm = json_string(json_string_value(in));
-    return rc;
+    if (rc) return rc;
+    /* a last part "*.tbl" would match no name (a prefix is compared as it is): a mistake */
+    const char *u = json_string_value(in), *last = strrchr(u, '/');
+    if (last && strpbrk(last, "*?"))
+        return fail(c, "'%s' is a prefix, not a pattern: every name that starts with its last "
+                       "part matches ('s3://b/hits/run1' takes run1.tbl and run1.log), and '*' "
+                       "or '?' there would match none",
+                    u);
+    *norm = json_string(u);
+    return 0;
 }
 
 static int check_prefixes(struct ctx *c, const struct field *f, json_t *v, json_t **norm)

@@ -713,8 +713,8 @@ static bool has_prefix(const char *uri, const char *p)
 /*
  * May an agent running this job use `method` on `uri` (a whole prefix when
  * `prefix`)? GET/HEAD: its input arguments, stdin, input prefixes. PUT: its
- * output arguments, stdout/stderr, and names under its output prefixes (same
- * folder, last segment starting with the prefix's last part). Read from the
+ * output arguments, stdout/stderr, and names that start with an output prefix
+ * (a folder's files below it too). Read from the
  * job's typed view of its spec (job.h: uris).
  */
 static bool job_allows(const struct job *j, const char *method, const char *uri, bool prefix)
@@ -728,7 +728,7 @@ static bool job_allows(const struct job *j, const char *method, const char *uri,
             if (get && has_prefix(uri, u->uri)) return true;
             break;
         case SPEC_URI_WRITE_PREFIX:
-            if (put && !prefix && has_prefix(uri, u->uri) && !strchr(uri + strlen(u->uri), '/'))
+            if (put && !prefix && has_prefix(uri, u->uri)) /* a folder's files: deeper */
                 return true;
             break;
         case SPEC_URI_READ:

@@ -304,6 +304,43 @@ def test_output_prefix_uploads_matching_files(fast_server, make_agent):
     assert outs[uri("runs/r1/res2.txt")]["size"] == 4
 
 
+def test_output_prefix_uploads_folders_and_not_the_inputs(fast_server, make_agent, tmp_path):
+    """A folder that matches an output prefix is uploaded with what it holds, at any depth, as
+    the prefix's folder + its path; the job's inputs (downloaded, not made) and what another
+    output already uploads are left out; links inside folders are skipped too."""
+    make_agent(fast_server, "w1")
+    put(fast_server, "in/data.txt", b"input\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("agent's secret\n")
+    job = submit(fast_server, command=sh(
+        'mkdir -p results/sub results/empty && echo a > results/a.txt && '
+        'echo b > results/sub/b.txt && echo log > results.log && echo s > summary.txt && '
+        f'ln -s {secret} results/link.txt',
+        inp(uri("in/data.txt")), out(uri("all/summary.txt")),
+        output=[uri("run/results"), uri("all/")]))
+    j = finished(fast_server, job)
+    assert j["state"] == "succeeded", j
+    assert get_blob(fast_server, "run/results/a.txt") == (200, b"a\n")
+    assert get_blob(fast_server, "run/results/sub/b.txt") == (200, b"b\n")
+    assert get_blob(fast_server, "run/results.log") == (200, b"log\n")
+    assert get_blob(fast_server, "all/results/sub/b.txt") == (200, b"b\n")
+    assert get_blob(fast_server, "all/data.txt")[0] == 404  # an input, not an output
+    assert set(outputs_by_uri(j)) == {
+        uri(k) for k in ("all/summary.txt", "run/results/a.txt", "run/results/sub/b.txt",
+                         "run/results.log", "all/results/a.txt", "all/results/sub/b.txt",
+                         "all/results.log")}  # summary.txt once; no link, no empty folder
+
+
+@pytest.mark.parametrize("field", ["input", "output"])
+def test_a_prefix_with_a_pattern_refused(fast_server, field):
+    r = fast_server.api().post("/v1/jobs", json={"command": {
+        "program": "true", field: [uri("ok/"), uri("hits/*.tbl")]}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == f"command.{field}[1]", err
+    assert "is a prefix, not a pattern" in err["message"], err
+
+
 def test_stdin_from_uri_stdout_and_stderr_to_uris(fast_server, make_agent):
     make_agent(fast_server, "w1")
     put(fast_server, "io/stdin.txt", b"a\nb\nc\n")
