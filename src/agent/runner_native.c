@@ -84,6 +84,12 @@ static void stream_close(struct agent_stream *s)
     }
 }
 
+/* What ends a stream cut at its cap, so that its reader sees it was cut (what comes after
+   is not kept): the cap's last bytes. */
+#define STREAM_CUT_NOTE "\n[drover: the output is cut here: it is longer than 64 MiB]\n"
+#define STREAM_KEEP (PROTO_STREAM_MAX - (sizeof(STREAM_CUT_NOTE) - 1))
+_Static_assert(PROTO_STREAM_MAX == 64u << 20, "STREAM_CUT_NOTE names the cap");
+
 /* Keeps `n` bytes of output (carry first), sanitised, within PROTO_STREAM_MAX. */
 static void stream_take(struct agent_stream *s, const char *data, size_t n, bool final)
 {
@@ -97,14 +103,15 @@ static void stream_take(struct agent_stream *s, const char *data, size_t n, bool
     s->ncarry = n - used;
     memcpy(s->carry, data + used, s->ncarry);
     s->produced += s->pending.len - before;
-    if (s->produced > PROTO_STREAM_MAX) {
-        /* Keep whole characters up to the cap; the rest is counted, not kept. */
-        size_t over = (size_t)(s->produced - PROTO_STREAM_MAX);
+    if (s->produced > STREAM_KEEP) {
+        /* Keep whole characters up to the cap, less the note that says so; the rest is
+           counted, not kept. */
+        size_t over = (size_t)(s->produced - STREAM_KEEP);
         size_t keep = utf8_cut(s->pending.data, s->pending.len, s->pending.len - over);
         s->discarded += s->pending.len - keep;
         s->produced -= s->pending.len - keep;
         s->pending.len = keep;
-        s->pending.data[keep] = '\0';
+        buf_adds(&s->pending, STREAM_CUT_NOTE);
         s->produced = PROTO_STREAM_MAX; /* nothing more is kept */
         log_warn("job=%s attempt=%d %s is longer than %llu MiB; the rest is not kept", s->job->id,
                  s->job->attempt, s->name, (unsigned long long)(PROTO_STREAM_MAX >> 20));

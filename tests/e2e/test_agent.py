@@ -405,6 +405,22 @@ def test_progress_visible_while_running(fast_server, make_agent):
 # ---- routing and slots -----------------------------------------------------------------------
 
 
+@pytest.mark.once  # 70 MB of output through the store
+def test_output_past_the_cap_is_cut_with_a_note(fast_server, make_agent):
+    """A stream keeps at most 64 MiB; its last bytes then say that it was cut, so that a
+    reader of its end (drover status, logs -n) is not misled into taking it for the end."""
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh("head -c 70000000 /dev/zero | tr '\\0' a; echo END; "
+                                   "echo on stderr >&2"))
+    j = wait_job(fast_server, job, timeout=120)
+    assert j["state"] == "succeeded", j
+    note = "\n[drover: the output is cut here: it is longer than 64 MiB]\n"
+    r = fast_server.api().get(f"/v1/jobs/{job}/log?tail=200")
+    assert r.text.endswith("a" * 40 + note), r.text
+    assert int(r.headers["X-Drover-Log-Offset"]) + len(r.content) == 64 << 20
+    assert fast_server.api().get(f"/v1/jobs/{job}/log?stream=stderr").text == "on stderr\n"
+
+
 def test_routing_by_queue_and_requires(fast_server, make_agent):
     make_agent(fast_server, "gpu-box", "--queues", "render,default", "--labels", "gpu=yes,db=rfam")
     make_agent(fast_server, "cpu-box", "--queues", "batch")
