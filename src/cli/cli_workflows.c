@@ -29,7 +29,8 @@ static const char workflow_usage[] =
     "Workflows: nodes (job specs) joined by depends_on and port connections, each node\n"
     "queued once its upstreams have ended as it needs (docs/api.md \"Workflows\").\n"
     "\n"
-    "  submit FILE        submit the workflow in FILE (JSON; - for stdin) and show it\n"
+    "  submit FILE        submit the workflow in FILE (JSON; - for stdin): prints its id\n"
+    "                     (its graph on stderr)\n"
     "      -f, --file FILE  the same (as drover submit -f)\n"
     "      -w, --wait       then wait for it to end, as workflow wait does\n"
     "  list               the workflows, newest first: state and progress of each\n"
@@ -89,27 +90,27 @@ static int by_depth(const void *a, const void *b)
     return x->at < y->at ? -1 : x->at > y->at;
 }
 
-static void print_graph(json_t *w)
+static void print_graph_to(FILE *f, json_t *w)
 {
     const char *id = json_string_value(json_object_get(w, "id"));
     const char *name = json_string_value(json_object_get(w, "name"));
     json_t *progress = json_object_get(w, "progress"), *nodes = json_object_get(w, "nodes");
-    printf("workflow %s", id ? id : "?");
+    fprintf(f, "workflow %s", id ? id : "?");
     if (name) {
-        printf(" ");
-        cli_put_clean(stdout, name, strlen(name));
+        fprintf(f, " ");
+        cli_put_clean(f, name, strlen(name));
     }
-    printf(": %s\n", json_string_value(json_object_get(w, "state")) ?: "?");
-    printf("progress: %lld/%lld succeeded",
+    fprintf(f, ": %s\n", json_string_value(json_object_get(w, "state")) ?: "?");
+    fprintf(f, "progress: %lld/%lld succeeded",
            (long long)json_integer_value(json_object_get(progress, "succeeded")),
            (long long)json_integer_value(json_object_get(progress, "total")));
     static const char *const others[] = {"running", "leased", "queued", "blocked", "failed",
                                          "cancelled"};
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         json_int_t n = json_integer_value(json_object_get(progress, others[i]));
-        if (n) printf(", %lld %s", (long long)n, others[i]);
+        if (n) fprintf(f, ", %lld %s", (long long)n, others[i]);
     }
-    printf("\n");
+    fprintf(f, "\n");
     json_t *memo = json_object();
     size_t n = json_object_size(nodes), at = 0;
     struct drawn *order = xcalloc(n + 1, sizeof(*order));
@@ -126,20 +127,20 @@ static void print_graph(json_t *w)
         v = order[o].node;
         long level = order[o].depth;
         if (level > MAX_INDENT) /* deeper: the level said, not drawn */
-            printf("%*s└─(level %ld) ", 2 * MAX_INDENT, "", level);
+            fprintf(f, "%*s└─(level %ld) ", 2 * MAX_INDENT, "", level);
         else
-            printf("%*s%s ", (int)(2 * level), "", level ? "└─" : "●");
-        cli_put_clean(stdout, k, strlen(k));
+            fprintf(f, "%*s%s ", (int)(2 * level), "", level ? "└─" : "●");
+        cli_put_clean(f, k, strlen(k));
         const char *state = json_string_value(json_object_get(v, "state"));
-        printf("  [%s]", state ? state : "?");
+        fprintf(f, "  [%s]", state ? state : "?");
         json_t *counts = json_object_get(v, "counts"); /* a fan-out node's tasks */
         if (counts) {
-            printf("  tasks %lld/%lld succeeded",
+            fprintf(f, "  tasks %lld/%lld succeeded",
                    (long long)json_integer_value(json_object_get(counts, "succeeded")),
                    (long long)json_integer_value(json_object_get(counts, "total")));
             for (size_t t = 0; t < sizeof(others) / sizeof(others[0]); t++) {
                 json_int_t c = json_integer_value(json_object_get(counts, others[t]));
-                if (c) printf(", %lld %s", (long long)c, others[t]);
+                if (c) fprintf(f, ", %lld %s", (long long)c, others[t]);
             }
         }
         size_t i;
@@ -148,11 +149,11 @@ static void print_graph(json_t *w)
         {
             const char *up = json_string_value(json_object_get(dep, "node"));
             const char *on = json_string_value(json_object_get(dep, "on"));
-            printf("%s", i ? ", " : "  after ");
-            cli_put_clean(stdout, up ? up : "?", up ? strlen(up) : 1);
-            if (on && !strcmp(on, "any")) printf(" (any end)");
+            fprintf(f, "%s", i ? ", " : "  after ");
+            cli_put_clean(f, up ? up : "?", up ? strlen(up) : 1);
+            if (on && !strcmp(on, "any")) fprintf(f, " (any end)");
         }
-        printf("\n");
+        fprintf(f, "\n");
     }
     free(order);
     json_decref(memo);
@@ -162,13 +163,18 @@ static void print_graph(json_t *w)
     {
         const char *from = json_string_value(json_object_get(c, "from"));
         const char *to = json_string_value(json_object_get(c, "to"));
-        if (!i) printf("connections:\n");
-        printf("  ");
-        cli_put_clean(stdout, from ? from : "?", from ? strlen(from) : 1);
-        printf(" -> ");
-        cli_put_clean(stdout, to ? to : "?", to ? strlen(to) : 1);
-        printf("\n");
+        if (!i) fprintf(f, "connections:\n");
+        fprintf(f, "  ");
+        cli_put_clean(f, from ? from : "?", from ? strlen(from) : 1);
+        fprintf(f, " -> ");
+        cli_put_clean(f, to ? to : "?", to ? strlen(to) : 1);
+        fprintf(f, "\n");
     }
+}
+
+static void print_graph(json_t *w)
+{
+    print_graph_to(stdout, w);
 }
 
 static void print_list(json_t *list)
@@ -398,6 +404,9 @@ static int workflow_submit_wait(int argc, char **argv, bool submit)
         answer = NULL;
     } else if (!rc && a.json) {
         cli_print_json(answer);
+    } else if (!rc && submit) { /* the id, as drover submit prints a job's: W=$(...) */
+        puts(json_string_value(json_object_get(answer, "id")) ?: "?");
+        print_graph_to(stderr, answer);
     } else if (!rc) {
         print_graph(answer);
     }

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import help_shown, ok, refused, table, usage_error, wait_for
+from conftest import UUID, help_shown, ok, refused, table, usage_error, wait_for
 
 BUCKET = "wf"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -297,10 +297,13 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
         "first": {"job": sh("echo one")},
         "boom": {"job": sh("exit 4"), "depends_on": ["first"]},
         "last": {"job": sh("echo last"), "depends_on": [{"node": "boom", "on": "any"}]}}}))
-    out = ok(server.run_cli("workflow", "submit", str(spec)))
-    lines = out.splitlines()
-    assert lines[0].startswith("workflow ") and lines[0].endswith(" cli: running"), out
-    wid = lines[0].split()[1]
+    # its id on stdout (W=$(drover workflow submit F) as for drover submit), its graph on stderr
+    r = server.run_cli("workflow", "submit", str(spec))
+    assert r.returncode == 0, r.stderr
+    wid = r.stdout.strip()
+    assert UUID.match(wid), r.stdout
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"workflow {wid} cli: running", r.stderr
     assert lines[1] == "progress: 0/3 succeeded, 1 queued, 2 blocked"
     # the graph: each node under its upstreams, with its state and what it waits for
     assert lines[2:] == ["● first  [queued]", "  └─ boom  [blocked]  after first",
@@ -342,8 +345,9 @@ def test_cli_submit_status_cancel_retry(server, make_agent, tmp_path):
     usage_error(server.run_cli("workflow", "status"), ["workflow"])
     help_shown(server.run_cli("workflow", "--help"), "workflow")
     # -f FILE, as drover submit takes a spec; stdin with -f -
-    out = ok(server.run_cli("workflow", "submit", "-f", str(spec)))
-    assert out.startswith("workflow ") and " cli: " in out.splitlines()[0], out
+    r = server.run_cli("workflow", "submit", "-f", str(spec))
+    assert r.returncode == 0 and UUID.match(r.stdout.strip()), (r.stdout, r.stderr)
+    assert r.stderr.startswith(f"workflow {r.stdout.strip()} cli: "), r.stderr
     got = json.loads(ok(server.run_cli("workflow", "submit", "--json", "--file", "-",
                                        input=spec.read_text())))
     assert got["name"] == "cli" and len(got["nodes"]) == 3
