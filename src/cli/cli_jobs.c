@@ -51,7 +51,8 @@ static const char *job_title(json_t *job)
     return jstr(cmd, "shell");
 }
 
-/* "exit 0 · 12ms", "signal 9 · 3.1s", "timeout · 10.0s", "cancelled"; empty without result. */
+/* "exit 0 · 12ms", "signal 9 · 3.1s", "oom, signal 9 · 0.4s", "timeout · 10.0s", "cancelled";
+   empty without result. */
 static void result_summary(json_t *job, struct buf *out)
 {
     json_t *r = json_object_get(job, "result");
@@ -62,8 +63,10 @@ static void result_summary(json_t *job, struct buf *out)
     json_t *dur = json_object_get(r, "duration_ms");
     if (json_is_integer(code) && (!reason || !strcmp(reason, "exit")))
         buf_addf(out, "exit %lld", (long long)json_integer_value(code));
-    else if (json_is_integer(sig))
+    else if (json_is_integer(sig) && (!reason || !strcmp(reason, "signal")))
         buf_addf(out, "signal %lld", (long long)json_integer_value(sig));
+    else if (json_is_integer(sig)) /* oom, timeout: what killed it says more than SIGKILL */
+        buf_addf(out, "%s, signal %lld", reason, (long long)json_integer_value(sig));
     else
         buf_adds(out, reason ? reason : "?");
     if (json_is_number(dur)) {

@@ -158,6 +158,9 @@ def test_memory_over_the_limit_ends_oom(server, make_agent):
     assert "resources.memory_mb (64 MiB)" in j["result"]["error"], j["result"]
     assert j["result"]["signal"] == signal.SIGKILL, j["result"]
     assert "survived" not in j["result"]["stdout"]
+    # the CLI says oom, not only the SIGKILL it was done with
+    r = server.run_cli("wait", job)
+    assert r.returncode == 1 and "failed (oom, signal 9 · " in r.stdout, (r.stdout, r.stderr)
     groups_gone(a)
     # within its limit the same program runs to its end
     ok = submit(server, **py(HOG.replace("range(64)", "range(2)"), resources={"memory_mb": 64}))
