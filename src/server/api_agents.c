@@ -578,13 +578,16 @@ static int apply_report(struct store *st, const char *agent, struct report_item 
     struct job j;
     int rc;
     it->status = 200;
-    if (it->type == PROTO_REPORT_LOG) { /* output, not a change of the job: the attempt must be held */
+    if (it->type == PROTO_REPORT_LOG) {
+        /* output, not a change of the job: of the attempt this agent holds, or of the job's
+           last attempt, which it ran, once the job has ended (a cancelled job's program
+           writes as it stops: its trap's words are its last output) */
         struct err ge = ERR_INIT;
         if ((rc = store_job_get_run(st, id, &j, &ge)) == ERR_NOTFOUND)
             return item_fail(it, 404, "job '%s' (attempt %d) not found", id, attempt);
         if (rc) return err_set(e, rc, "%s", ge.msg);
         bool held = j.attempt == attempt && j.agent && !strcmp(j.agent, agent) &&
-                    ((1u << j.state) & LEASE_HELD_STATES);
+                    (((1u << j.state) & LEASE_HELD_STATES) || job_state_terminal(j.state));
         job_release(&j);
         if (!held)
             return item_fail(it, 409, "job '%s' attempt %d is no longer leased to this agent",

@@ -183,6 +183,18 @@ def test_cancel_while_running(fast_server, make_agent, tmp_path):
     assert j["state"] == "cancelled"
 
 
+def test_a_cancelled_job_keeps_what_it_writes_as_it_stops(fast_server, make_agent):
+    make_agent(fast_server, "w1")
+    job = submit(fast_server, **sh('trap "echo got TERM; echo bye; exit 0" TERM; echo started; '
+                                   'while true; do sleep 0.1; done'))
+    wait_for(lambda: fast_server.api().get(f"/v1/jobs/{job}/log").text == "started\n", 20,
+             "the job's first line")
+    assert fast_server.api().post(f"/v1/jobs/{job}/cancel").status_code == 200
+    assert wait_job(fast_server, job)["state"] == "cancelled"
+    wait_for(lambda: fast_server.api().get(f"/v1/jobs/{job}/log").text ==
+             "started\ngot TERM\nbye\n", 20, "what the trap wrote")
+
+
 def test_a_retry_never_runs_beside_the_cancelled_attempt(fast_server, make_agent, tmp_path):
     """A cancelled job whose process ignores SIGTERM runs until the agent's SIGKILL; a retry
     meanwhile waits for it (waiting.reason "ending"), and the agent, asked once, is not asked

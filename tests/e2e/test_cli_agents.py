@@ -201,6 +201,25 @@ def test_logs_json_lines_keep_characters_whole(server):
     assert json.loads(r.stderr)["error"]["code"] == "not_found"
 
 
+def test_output_of_a_cancelled_attempt_is_kept_from_its_agent_only(server):
+    """A cancelled job's program writes as it stops (a trap's words): the output its agent
+    reports after the cancel is kept; another agent's, or an older attempt's, is not."""
+    job = cli_submit(server, "--", "stops")
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    agent.report(started(job), log(job, "working\n", 0))
+    assert server.api().post(f"/v1/jobs/{job}/cancel").status_code == 200
+    agent.report(log(job, "got TERM\n", 8))
+    other = FakeAgent(server, "w2")
+    r = other.api.post(f"/v1/agents/{other.id}/reports",
+                       json={"reports": [log(job, "not mine\n", 17)]})
+    assert r.status_code == 409 and "no longer leased" in r.json()["results"][0]["error"], r.text
+    r = agent.api.post(f"/v1/agents/{agent.id}/reports",
+                       json={"reports": [log(job, "old\n", 17, attempt=2)]})
+    assert r.status_code == 409, r.text
+    assert server.api().get(f"/v1/jobs/{job}/log").text == "working\ngot TERM\n"
+
+
 def test_logs_of_a_job_that_has_not_run_is_empty(server):
     job = cli_submit(server, "--", "true")
     note = f"drover: note: job '{job}' has not started yet (it is queued): no output so far; " \
