@@ -128,6 +128,17 @@ static int parse_server(const char *base_url, char **out, bool *loopback, struct
                      base_url);
         goto out;
     }
+    /* "17312" is no port but a host, an IPv4 address as a number (0.0.67.160): a token sent
+       there leaves this machine */
+    const char *h = strstr(url, "://") + 3;
+    size_t hn = strcspn(h, ":/"), digits = strspn(h, "0123456789");
+    if (hn && digits == hn) {
+        rc = err_set(e, ERR_INVALID,
+                     "the server URL '%s' names no host ('%.*s' is a number): give "
+                     "http://HOST:PORT (a port of this machine: http://127.0.0.1:PORT)",
+                     base_url, (int)hn, h);
+        goto out;
+    }
     if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK) {
         rc = err_set(e, ERR_INVALID, "the server URL '%s' must not have a query", base_url);
         goto out;
@@ -548,6 +559,7 @@ static size_t on_stream_write(char *data, size_t size, size_t nmemb, void *arg)
     if (st < 200 || st >= 300) return on_write(data, size, nmemb, arg);
     if (n == 0) return 0;
     call->last_data_ns = time_mono_ns();
+    call->delivered = true;
     int rc = call->chunk_fn(call->chunk_arg, data, n, call->chunk_err);
     if (rc < 0) {
         call->chunk_rc = rc;
@@ -635,7 +647,9 @@ static int stream_once(struct http_client *c, const char *path, long idle_ms, ht
     } else {
         rc = http_call_finish(&call, c, cc, status, NULL, e);
     }
-    c->reached = call.connected;
+    /* what reached `fn` came from this server: a stop of the caller's (CURLE_WRITE_ERROR, no
+       status) on a reused connection (no connect time) is no failure to go elsewhere for */
+    c->reached = call.connected || call.delivered;
     goto out;
 
 setopt_failed:

@@ -118,6 +118,7 @@ struct http_call {
     struct err *chunk_err;
     int chunk_rc;
     int64_t idle_ns, last_data_ns; /* stop after idle_ns without data (0: never) */
+    bool delivered;                 /* a piece of a 2xx body went to chunk_fn */
     bool idled;
     struct http_transfer *transfer; /* http_client_transfer only */
     int transfer_rc;                /* why a read or progress callback stopped it */

@@ -7,8 +7,10 @@ for a server the agent must move to while it runs a job.
 import os
 import subprocess
 
+import requests
+
 from agentutil import make_agent, submit, wait_job  # noqa: F401 (a fixture)
-from conftest import BIN, Server, free_port, ok
+from conftest import BIN, Server, free_port, ok, wait_for
 
 
 def test_agent_skips_a_server_that_is_down(server, make_agent):  # noqa: F811
@@ -59,10 +61,37 @@ def test_cli_with_a_server_list(server):
     assert r.stderr.endswith(f"; nor the other server(s) listed: {dead}\n"), r.stderr
 
 
+def test_wait_with_a_server_list_ends_with_the_job(server):
+    """The follower stops once the job ended: a stop of its own is no failure of the server
+    (that would make the client go on with the next one and wait there for nothing)."""
+    servers = f"{server.url},{server.url}"
+    r = server.run_cli("submit", "--server", servers, "--queue", "q1", "--", "true")
+    assert r.returncode == 0, r.stderr  # with a warning: no agent serves q1 yet
+    job = r.stdout.strip()
+    waiter = server.start_cli("wait", "--server", servers, job, text=True)
+    # the waiter follows the stream before the job ends (else it reads the end at once)
+    wait_for(lambda: "drover_event_followers 1" in requests.get(server.url + "/metrics",
+                                                                timeout=10).text,
+             20, "the waiter to follow the events")
+    agent = server.api().post("/v1/agents/register", json={"name": "w", "queues": ["q1"],
+                                                           "slots": 1}).json()["id"]
+    lease = server.api().post(f"/v1/agents/{agent}/poll", json={"free_slots": 1, "wait_s": 5})
+    assert [x["job"] for x in lease.json()["leases"]] == [job], lease.text
+    r = server.api().post(f"/v1/agents/{agent}/reports", json={"reports": [
+        {"job": job, "attempt": 1, "type": "started", "pid": 1},
+        {"job": job, "attempt": 1, "type": "finished", "reason": "exit", "exit_code": 0,
+         "duration_ms": 1}]})
+    assert r.status_code == 200, r.text
+    out, err = waiter.communicate(timeout=20)  # before the fix: no end, killed here
+    assert waiter.returncode == 0 and out.startswith(f"{job} succeeded"), (out, err)
+
+
 def test_bad_server_lists_are_refused(server, tmp_path):
     for bad, says in ((f"{server.url},", "has an empty entry"),
                       (f"{server.url},ftp://x", "must start with http"),
-                      (",".join(["a:1"] * 17), "more than 16 servers")):
+                      (",".join(["a:1"] * 17), "more than 16 servers"),
+                      ("17312", "names no host ('17312' is a number)"),
+                      ("http://2130706433:7070", "names no host")):
         r = server.run_cli("jobs", env={"DROVER_SERVER": bad})
         assert r.returncode != 0 and says in r.stderr, (bad, r.stderr)
         env = dict(os.environ, DROVER_TOKEN="x", DROVER_SERVER=bad)
