@@ -803,13 +803,15 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
     struct store_opts so = {.sync_full = o->sync_full},
                       wo = {.sync_full = o->sync_full, .notify = true, .checkpointer = true};
     if ((rc = datadir_open(o->data, &s->data_lock_fd, e)) ||
+        /* the object store's settings first: a start refused for them writes nothing (an
+           admin token in a shared database whose only copy would go with the data folder) */
+        (rc = blob_store_open(o->blobs, &s->blobs, e)) ||
         (rc = store_open(o->db, &wo, &writer, e)) ||
         /* one server per store, unless it is shared (issue 11) */
         (!(store_caps(writer) & STORE_CAP_SHARED) && (rc = store_claim(writer, e))) ||
         (rc = store_open(o->db, &so, &s->reads, e)) ||
         (rc = auth_bootstrap(s, e)) ||
-        (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e)) ||
-        (rc = blob_store_open(o->blobs, &s->blobs, e))) {
+        (rc = secret_load(s, "presign_secret", s->presign_secret, NULL, e))) {
         store_close(writer);
         return rc;
     }
@@ -1034,7 +1036,9 @@ int cmd_server(int argc, char **argv)
     struct event_base *base = event_base_new();
     if (server_start(&s, &o, base, &e)) {
         fprintf(stderr, "drover server: %s\n", e.msg);
-        rc = 1;
+        /* a setting refused (credentials, a store of a newer drover) stays refused: 2, which
+           systemd does not restart; a store or port not there yet may be next time: 1 */
+        rc = e.code == ERR_INVALID ? 2 : 1;
     } else {
         struct event *sigint = evsignal_new(base, SIGINT, on_signal, &s);
         struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &s);

@@ -6,6 +6,7 @@ at once, naming the folder and the holder's pid, and leave the first one (and
 its agents) alone.
 """
 import os
+import sqlite3
 import stat
 import subprocess
 
@@ -18,6 +19,18 @@ def start_second(data_dir, *cmd):
     args = [BIN, *cmd, "--listen", f"127.0.0.1:{free_port()}", "--data", str(data_dir)]
     return subprocess.run(args, capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL)
+
+
+def test_a_store_of_a_newer_drover_is_refused_for_good(tmp_path):
+    """Exit 2 (systemd's unit does not restart it: starting again cannot help), not 1 (a
+    store or port not ready yet, worth another start)."""
+    data = tmp_path / "data"
+    Server(data).start().stop()
+    with sqlite3.connect(data / "drover.db") as db:
+        db.execute("PRAGMA user_version = 999")
+    r = start_second(data, "server")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "has schema version 999, newer than this drover knows" in r.stderr, r.stderr
 
 
 def test_a_second_server_on_the_same_data_folder_is_refused(tmp_path, make_agent):

@@ -190,8 +190,11 @@ def test_bad_requests_on_an_s3_store(s3):
 def test_missing_credentials_stop_the_server(s3rver, make_server, monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
+    shared = tmp_path / "shared.db"  # a store outside the data folder, as PostgreSQL is
     with pytest.raises(RuntimeError, match="AWS_ACCESS_KEY_ID"):
-        make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}")
+        make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}", "--db", f"sqlite:{shared}")
+    # refused before the store was opened: no admin token left in it without its file
+    assert not shared.exists()
 
 
 def test_agent_stages_straight_from_and_to_s3(s3, make_agent, monkeypatch):
