@@ -173,12 +173,24 @@ static json_t *text_json(const char *s)
 void http_reply_err(struct http_req *r, const struct err *e)
 {
     int code = e && e->code ? e->code : ERR_INTERNAL;
-    json_t *inner = json_pack("{s:s, s:o}", "code", err_api_code(code), "message",
-                              text_json(e && e->msg[0] ? e->msg : err_str(code)));
+    const char *msg = e && e->msg[0] ? e->msg : err_str(code);
+    bool failed = code == ERR_INTERNAL || code == ERR_IO || code == ERR_UNAVAILABLE;
+    char said[160];
+    if (failed && strstr(msg, "store '")) {
+        /* a store's words (the database's, the S3 service's) name its address and user:
+           they stay in the server's log */
+        log_error("req=%s %s", r->id, msg);
+        snprintf(said, sizeof(said), "the %s store %s (the server's log has why: request %s)",
+                 strstr(msg, "blob store '") ? "object" : "job",
+                 code == ERR_UNAVAILABLE ? "cannot be reached now" : "failed", r->id);
+        msg = said;
+    } else if (code == ERR_INTERNAL || code == ERR_IO) {
+        log_error("req=%s %s", r->id, msg);
+    }
+    json_t *inner =
+        json_pack("{s:s, s:o}", "code", err_api_code(code), "message", text_json(msg));
     if (e && e->field[0])
         json_object_set_new(inner, "field", json_string(e->field));
-    if (code == ERR_INTERNAL || code == ERR_IO)
-        log_error("req=%s %s", r->id, e && e->msg[0] ? e->msg : "internal error");
     http_reply_json(r, err_http_status(code), json_pack("{s:o}", "error", inner));
 }
 

@@ -161,6 +161,22 @@ int api_healthz(struct http_req *r)
     return HTTP_DONE;
 }
 
+/* Ready to serve: its store answers a read (a load balancer's check; /healthz says only that
+   the process answers). 503, naming no detail (router.c), while the store cannot be reached. */
+int api_readyz(struct http_req *r)
+{
+    char *v = NULL;
+    struct err e = ERR_INIT;
+    int rc = store_meta_get(srv(r)->reads, "presign_secret", &v, &e);
+    free(v);
+    if (rc) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    http_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ready", "version", DROVER_VERSION));
+    return HTTP_DONE;
+}
+
 /* docs/openapi.json, compiled in (CMakeLists.txt, cmake/embed.cmake). */
 extern const unsigned char openapi_json[];
 extern const size_t openapi_json_len;

@@ -16,6 +16,7 @@
 
 const struct route server_routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, false, ""},
+    {"GET", "/readyz", api_readyz, 0, 0, false, ""},
     {"GET", "/metrics", api_metrics, 0, 0, false, ""},
     {"GET", "/v1/status", api_status, ANY_CLIENT | ROLE_AGENT, 0, false, ""},
     /* docs/openapi.json: every route of this table, and nothing else (tests/e2e/test_openapi.py) */

@@ -250,6 +250,7 @@ int api_tokens_create(struct http_req *r);
 int api_tokens_delete(struct http_req *r);
 int api_tokens_list(struct http_req *r);
 int api_healthz(struct http_req *r);
+int api_readyz(struct http_req *r);
 int api_blob_object(struct http_req *r);
 int api_blob_list(struct http_req *r);
 int api_presign(struct http_req *r);

@@ -177,7 +177,8 @@ def test_head_is_the_get_without_its_body(server):
     jid = server.api().post("/v1/jobs", json=spec(queue="idle")).json()["id"]
     auth = f"Authorization: Bearer {server.admin_token}\r\n"
     host, port = server.url.split("//")[1].split(":")
-    for path, status, auth_line in (("/healthz", 200, ""), (f"/v1/jobs/{jid[:13]}", 200, auth),
+    for path, status, auth_line in (("/healthz", 200, ""), ("/readyz", 200, ""),
+                                    (f"/v1/jobs/{jid[:13]}", 200, auth),
                                     ("/v1/jobs/ffffffffff", 404, auth), ("/v1/jobs", 401, "")):
         get = server.api().get(path) if auth_line else requests.get(server.url + path, timeout=10)
         assert get.status_code == status, get.text

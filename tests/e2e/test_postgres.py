@@ -291,10 +291,22 @@ def test_unavailable_while_postgres_is_down_then_back(tmp_path):
         assert r.returncode == 0, r.stderr
         r = api.get(f"/v1/jobs/{job}")
         assert r.status_code == 503, r.text
+        # the database's words (its address, its user) stay in the server's log
+        port = uri.rsplit(":", 1)[1].split("/")[0]
+        msg = r.json()["error"]["message"]
+        assert msg.startswith("the job store cannot be reached now (the server's log has why: "
+                              f"request {r.headers['X-Request-Id']})"), msg
+        assert port not in r.text and "127.0.0.1" not in r.text, r.text
+        assert f"req={r.headers['X-Request-Id']} " in server.read_log()
         r = api.post("/v1/jobs", json={"command": {"program": "true"}})
         assert r.status_code == 503, r.text
+        # a load balancer's check: ready no more, though the process answers
+        assert requests.get(server.url + "/readyz", timeout=30).status_code == 503
+        assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
         r = subprocess.run([PGTEST, "resume", d], capture_output=True, text=True, timeout=90)
         assert r.returncode == 0, r.stderr
+        wait_for(lambda: requests.get(server.url + "/readyz", timeout=30).status_code == 200,
+                 30, "the server to be ready again")
         wait_for(lambda: api.get(f"/v1/jobs/{job}").status_code == 200, 30,
                  "the server to reconnect")
         wait_for(lambda: api.post("/v1/jobs", json={"command": {"program": "true"}})
