@@ -230,6 +230,26 @@ static void registration_lost(struct agent *a, long status, const char *what)
     proto_register(a);
 }
 
+/*
+ * 401 to a poll or reports: the server no longer takes this agent's token (revoked). Waiting
+ * cannot help and no result can be delivered: the running jobs are killed, what they leave
+ * stays in the spool (sent when the agent starts again with a valid token), and the agent
+ * exits 1.
+ */
+static void token_refused(struct agent *a, const char *what, const struct err *e)
+{
+    if (a->hard_stop) return;
+    log_error("the server at %s refuses this agent's token to %s (%s): was it revoked? killing "
+              "the running jobs and exiting; their results stay in the spool '%s'",
+              a->http.base_url, what, e->msg, a->spool.dir);
+    sdnotify_status("the server refuses this agent's token: exiting");
+    a->exit_code = 1;
+    a->registered = false;
+    a->draining = a->drain_signal = a->hard_stop = true;
+    jobs_stop_all(a, true);
+    agent_check_done(a);
+}
+
 /* --- poll -------------------------------------------------------------------------------- */
 
 static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
@@ -287,6 +307,10 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
     }
     if (status == 404 || status == 409) {
         registration_lost(a, status, "a poll");
+        return;
+    }
+    if (status == 401) {
+        token_refused(a, "a poll", e);
         return;
     }
     if (leaving) {
@@ -691,6 +715,8 @@ static void on_reports(void *arg, int rc, long status, json_t *resp, const struc
                      a->log_budget >> 10);
         } else if (status == 404 || status == 409) {
             registration_lost(a, status, "reports");
+        } else if (status == 401) {
+            token_refused(a, "reports", e);
         } else {
             server_failed(a, a->reports_srv, status);
             backoff_next(&a->reports_backoff_ms);

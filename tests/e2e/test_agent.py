@@ -195,6 +195,21 @@ def test_a_cancelled_job_keeps_what_it_writes_as_it_stops(fast_server, make_agen
              "started\ngot TERM\nbye\n", 20, "what the trap wrote")
 
 
+def test_a_revoked_token_stops_the_agent(fast_server, make_agent, tmp_path):
+    """Its polls and reports answered 401: it kills its running jobs and exits 1 (it kept
+    polling in vain, its jobs running for results it could not deliver)."""
+    token = fast_server.api().post("/v1/tokens", json={"role": "agent", "name": "rv"}).json()
+    a = make_agent(fast_server, "w1", token=token["token"])
+    pidfile = tmp_path / "pid"
+    job = submit(fast_server, **sh(f"echo $$ > {pidfile}; exec sleep 60"))
+    wait_job(fast_server, job, states=("running",))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the pid file")
+    assert fast_server.api().delete("/v1/tokens/rv").status_code == 200
+    assert a.proc.wait(timeout=30) == 1, a.read_log()
+    assert process_gone(int(pidfile.read_text()))
+    assert "refuses this agent's token to a poll" in a.read_log(), a.read_log()
+
+
 def test_a_retry_never_runs_beside_the_cancelled_attempt(fast_server, make_agent, tmp_path):
     """A cancelled job whose process ignores SIGTERM runs until the agent's SIGKILL; a retry
     meanwhile waits for it (waiting.reason "ending"), and the agent, asked once, is not asked
