@@ -4,6 +4,7 @@
  * /v1/status (JSON). Read-only and without a token: bind it to an address
  * only trusted peers reach.
  */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -183,8 +184,10 @@ int status_start(struct agent *a, const char *listen, struct err *e)
     evhttp_set_cb(s->http, "/v1/status", on_status, a);
     evhttp_set_gencb(s->http, on_other, a);
     a->status = s;
+    errno = 0;
     if (evhttp_bind_socket(s->http, host, (ev_uint16_t)port) != 0)
-        return err_set(e, ERR_IO, "cannot listen on %s for the status endpoint", listen);
+        return err_set(e, ERR_IO, "cannot listen on %s for the status endpoint: %s", listen,
+                       errno ? strerror(errno) : "the address cannot be used");
     return 0;
 }
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from datetime import datetime
@@ -604,6 +605,14 @@ def test_usage_errors(fast_server, tmp_path):
     assert r.returncode == 2 and "no token" in r.stderr
     r = run("--token", "wrong-token")  # refused at the first registration: exit 1
     assert r.returncode == 1 and "cannot register" in r.stderr
+    with socket.socket() as taken:  # the status endpoint's port in use: why is said
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        where = f"127.0.0.1:{taken.getsockname()[1]}"
+        r = run("--listen", where)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot listen on {where} for the status endpoint: Address already in use" in \
+        r.stderr, r.stderr
     r = subprocess.run([AGENT_BIN, "agent", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--term-grace" in r.stdout
     # --server has a default ($DROVER_SERVER, else the local one): the synopsis says optional
