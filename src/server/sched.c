@@ -460,6 +460,14 @@ size_t sched_tick(struct sched *s, int64_t now_ms)
     return n;
 }
 
+int64_t sched_next_due(const struct sched *s)
+{
+    int64_t due = s->pref_until ? s->pref_until : -1;
+    for (const struct sched_job *sj = s->delayed; sj; sj = sj->next)
+        if (due < 0 || sj->run_after < due) due = sj->run_after;
+    return due;
+}
+
 /* True when labels has every label of need (a job's requires; NULL: none), with the same value. */
 static bool has_labels(const json_t *need, const json_t *labels)
 {

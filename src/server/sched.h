@@ -66,6 +66,8 @@ bool sched_remove(struct sched *s, const char *id);
 /* Moves delayed jobs that are due by now into their queues; returns how many (counting one more
  * when a job held back for the cache preference may now go to any agent). */
 size_t sched_tick(struct sched *s, int64_t now_ms);
+/* When sched_tick next has something to do (ms since the epoch), or -1 for never. */
+int64_t sched_next_due(const struct sched *s);
 
 /*
  * Paused queues (POST /v1/queues/{name}/pause): sched_take hands out none of their jobs, which

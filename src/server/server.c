@@ -764,8 +764,29 @@ static void leader_release_done(void *arg, int rc, const struct err *e)
     if (rc) log_warn("cannot give up the leader lease: %s", e->msg);
 }
 
+/* A delayed job due before the next tick is queued at its time, not up to a second late. */
+static void arm_due(struct server *s, int64_t now)
+{
+    int64_t due = sched_next_due(s->sched);
+    if (due < 0 || due - now >= 1000) return;
+    int64_t ms = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(s->due, &tv);
+}
+
+static void on_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct server *s = arg;
+    if (s->shutting_down) return;
+    int64_t now = time_now_ms();
+    fleet_tick_ready(s->fleet, now);
+    arm_due(s, now);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd, (void)what;
     struct server *s = arg;
     if (s->shutting_down) return;
     int64_t now = time_now_ms();
@@ -776,6 +797,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     else
         fleet_tick_ready(s->fleet, now);
     if (s->leader) triggers_tick(s->triggers, now);
+    arm_due(s, now);
 }
 
 static int start(struct server *s, const struct server_opts *o, struct event_base *base,
@@ -868,6 +890,7 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
     s->retention = retention_new(s, o->db, &ro);
     s->triggers = triggers_new(s, o->trigger_scan_s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    s->due = evtimer_new(base, on_due, s);
     struct timeval second = {1, 0};
     event_add(s->tick, &second);
     if (s->elect) leader_check(s, time_now_ms()); /* at once, not a second later */
@@ -964,6 +987,8 @@ void server_release(struct server *s)
     metrics_free(s->metrics);
     if (s->tick)
         event_free(s->tick);
+    if (s->due)
+        event_free(s->due);
     offload_free(s->offload); /* uploads being committed are answered */
     retention_free(s->retention); /* after its sweeps and lookups on the workers */
     triggers_free(s->triggers);   /* after the committer's and the workers' callbacks */

@@ -68,6 +68,7 @@ struct server {
     struct tenants *tenants;     /* quotas and fair share (tenants.h) */
     struct triggers *triggers;   /* upload triggers: fires submitted, S3 listed (triggers.h) */
     struct event *tick;
+    struct event *due; /* within a tick: when a delayed job (a retry's backoff) is due */
     /* The leader lease (store_leader_take): periodic work (lost agents, deadlines, event
        pruning, webhook deliveries, the retention sweep) runs only while `leader`. Without STORE_CAP_LEADER
        (SQLite) the one server always leads and `elect` is false. */
