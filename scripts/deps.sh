@@ -7,7 +7,8 @@ want=(build-essential cmake pkg-config libevent-dev libjansson-dev libsqlite3-de
       libcurl4-openssl-dev libssl-dev libhttp-parser-dev libpq-dev libcmocka-dev curl python3
       libsystemd-dev libjemalloc-dev tzdata)
 test_pkgs=(python3-pytest python3-requests valgrind python3-boto3 awscli
-           hmmer hmmer-examples infernal systemd podman runc busybox-static prometheus openssl zsh
+           hmmer hmmer-examples infernal systemd podman runc catatonit busybox-static prometheus
+           openssl zsh
            bubblewrap docker-registry postgresql chromium)
 case "${1:-build}" in
   test)  want+=("${test_pkgs[@]}") ;;

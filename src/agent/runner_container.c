@@ -58,10 +58,13 @@
 struct engine_cmd;
 typedef void (*cmd_done_fn)(void *arg, int status, const char *output);
 
+#define PODMAN_INIT "/usr/libexec/podman/catatonit"
+
 struct container_engine {
     struct agent *a;
     unsigned rt;     /* PROTO_RT_PODMAN or PROTO_RT_DOCKER */
     const char *bin; /* "podman" or "docker" */
+    bool init;       /* runs an init as the container's pid 1 (run --init) */
     struct engine_cmd *cmds;
     struct container_wait *waits;
 };
@@ -437,6 +440,9 @@ static int container_start(struct agent_job *j, char **argv, char **envp, runner
                            "never", "-v",     volume,       "-w", j->work_dir};
     for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
         strv_add(&args, fixed[i]);
+    /* pid 1 ignores signals it does not handle: an init passes the SIGTERM of a timeout or a
+       cancel on to the program (and reaps what it leaves) */
+    if (eng->init) strv_add(&args, "--init");
     if (json_is_false(json_object_get(command, "network"))) {
         strv_add(&args, "--network");
         strv_add(&args, "none");
@@ -589,6 +595,14 @@ struct container_engine *runner_container_new(struct agent *a, unsigned rt)
     eng->a = a;
     eng->rt = rt;
     eng->bin = rt == PROTO_RT_PODMAN ? "podman" : "docker";
+    /* docker ships its init (docker-init); podman runs catatonit from its default init_path
+       (Debian's catatonit package), and `run --init` fails without it */
+    eng->init = rt != PROTO_RT_PODMAN || access(PODMAN_INIT, X_OK) == 0;
+    if (!eng->init)
+        log_info("%s has no %s: a job's program runs as its container's pid 1, which ignores "
+                 "SIGTERM unless it handles it (a timeout or cancel then waits out "
+                 "--term-grace); install catatonit",
+                 eng->bin, PODMAN_INIT);
     return eng;
 }
 

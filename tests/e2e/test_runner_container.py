@@ -90,13 +90,17 @@ def running_container(env, job):
 
 
 def test_timeout_stops_the_container(fast_server, podman_agent, busybox_image, podman_env):
-    podman_agent()
+    """The SIGTERM of the timeout stops a program that does not handle it: an init is the
+    container's pid 1 (run --init) and passes it on (pid 1 itself would ignore it, and the
+    agent would wait out its --term-grace, 30 s here, to send SIGKILL)."""
+    agent = podman_agent("pod", "--term-grace", "30")
     job = submit(fast_server, timeout_s=4, command={"image": busybox_image, "program": "sleep",
                                                     "argv": ["600"]})
     wait_for(lambda: running_container(podman_env, job), 90, "the container to run")
     j = wait_job(fast_server, job, timeout=60)
     assert j["state"] == "failed" and j["result"]["reason"] == "timeout", j
     assert containers(podman_env, prefix(job)) == []
+    assert "after SIGTERM: SIGKILL" not in agent.read_log(), agent.read_log()
 
 
 def test_cancel_stops_the_container(fast_server, podman_agent, busybox_image, podman_env):
