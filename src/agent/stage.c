@@ -747,6 +747,25 @@ static void free_names(struct dirent **names, int n)
     free(names);
 }
 
+/* 0 when `rel`, a file under a local prefix, may be named `ouri`; else -1 after fail(), which
+   says why it cannot be `verb` ("uploaded", "copied in"). */
+static int local_name_check(struct stage *st, const char *what, const char *prefix,
+                            const char *rel, const char *ouri, const char *verb)
+{
+    const char *why = NULL;
+    if (!utf8_valid(rel)) {
+        fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object", what,
+             prefix, rel);
+        return -1;
+    }
+    if (!name_ok(last_part(rel)) || !spec_uri_valid(ouri, false, &why)) {
+        fail(st, "%s %s: the file '%.200s' cannot be %s: %s", what, prefix, rel, verb,
+             why ? why : "not a usable name");
+        return -1;
+    }
+    return 0;
+}
+
 /* Is `uri` uploaded already by an item of the job's, or `name` the file of one of its inputs
    (downloaded, not made by the job)? An output prefix leaves those files out. */
 static bool staged_already(const struct stage *st, const char *name, const char *uri)
@@ -764,20 +783,13 @@ static bool staged_already(const struct stage *st, const char *name, const char 
  * depth up to OUTPUT_TREE_DEPTH, as folder_uri + its path. 0, or -1 after fail().
  */
 static int plan_output_tree(struct stage *st, const char *what, const char *prefix,
-                      const char *folder_uri, const char *rel, int depth)
+                            const char *folder_uri, const char *rel, int depth)
 {
     char *path = xasprintf("%s/%s", st->j->work_dir, rel);
     char *ouri = xasprintf("%s%s", folder_uri, rel);
-    const char *base = last_part(rel), *why = NULL;
     struct stat sb;
     int rc = 0;
-    if (!utf8_valid(rel)) {
-        fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object", what,
-             prefix, rel);
-        rc = -1;
-    } else if (!name_ok(base) || !spec_uri_valid(ouri, false, &why)) {
-        fail(st, "%s %s: the file '%.200s' cannot be uploaded: %s", what, prefix, rel,
-             why ? why : "not a usable name");
+    if (local_name_check(st, what, prefix, rel, ouri, "uploaded")) {
         rc = -1;
     } else if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         struct dirent **names = NULL;
@@ -841,14 +853,7 @@ static int expand_local(struct stage *st)
             continue;
         }
         char *ouri = xasprintf("%s%s", folder_uri, name);
-        const char *why = NULL;
-        if (!utf8_valid(name)) {
-            fail(st, "%s %s: the file name '%.200s' is not UTF-8 text, so it names no object", what,
-                 uri, name);
-            rc = -1;
-        } else if (!name_ok(name) || !spec_uri_valid(ouri, false, &why)) {
-            fail(st, "%s %s: the file '%.200s' cannot be copied in: %s", what, uri, name,
-                 why ? why : "not a usable name");
+        if (local_name_check(st, what, uri, name, ouri, "copied in")) {
             rc = -1;
         } else {
             struct stage_item *o = items_add(st->cur);

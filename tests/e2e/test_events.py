@@ -175,11 +175,9 @@ def test_bad_parameters_name_the_field(server, query, field):
         assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
 
 
-def test_filters_take_ids_as_the_routes_do(server, streams):
-    """job=, workflow= and array= take a unique prefix of an id (and job= ARRAY:INDEX, a task),
-    as GET /v1/jobs/{id} does; what names nothing, or several, is refused naming the filter."""
-    a = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
-    b = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+def idle_workflow_and_array(server):
+    """A workflow of one node and an array of two tasks on queue idle (no agent): (the
+    workflow as POST answers it, the array's id)."""
     r = server.api().post("/v1/workflows", json={"nodes": {
         "A": {"job": {"queue": "idle", "command": {"program": "/bin/true"}}}}})
     assert r.status_code == 201, r.text
@@ -187,7 +185,15 @@ def test_filters_take_ids_as_the_routes_do(server, streams):
     r = server.api().post("/v1/jobs", json={"queue": "idle", "array": {"count": 2},
                                             "command": {"program": "/bin/true"}})
     assert r.status_code == 201, r.text
-    arr = r.json()["array"]["id"]
+    return w, r.json()["array"]["id"]
+
+
+def test_filters_take_ids_as_the_routes_do(server, streams):
+    """job=, workflow= and array= take a unique prefix of an id (and job= ARRAY:INDEX, a task),
+    as GET /v1/jobs/{id} does; what names nothing, or several, is refused naming the filter."""
+    a = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+    b = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
+    w, arr = idle_workflow_and_array(server)
     # ids begin with the time: a prefix of a is unique once it reaches the random part
     by_job = streams(server, {"since": 0, "job": f"{a[:24]},{arr}:1"})
     by_workflow = streams(server, {"since": 0, "workflow": w["id"][:10]})
@@ -425,14 +431,7 @@ def test_cli_events_of_a_workflow_or_an_array_by_a_prefix(server):
     """--workflow and --array follow what the stream's workflow= and array= do, by a prefix of
     their ids as by a whole one."""
     other = submit(server, {"queue": "idle", "command": {"program": "/bin/true"}})
-    r = server.api().post("/v1/workflows", json={"nodes": {
-        "A": {"job": {"queue": "idle", "command": {"program": "/bin/true"}}}}})
-    assert r.status_code == 201, r.text
-    w = r.json()
-    r = server.api().post("/v1/jobs", json={"queue": "idle", "array": {"count": 2},
-                                            "command": {"program": "/bin/true"}})
-    assert r.status_code == 201, r.text
-    arr = r.json()["array"]["id"]
+    w, arr = idle_workflow_and_array(server)
     for opt, whole, want in (("--workflow", w["id"], w["nodes"]["A"]["job"]),
                              ("--array", arr, arr)):
         follower = server.start_cli("events", "--json", "--since", "0", opt, whole[:14],
