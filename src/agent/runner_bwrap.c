@@ -19,10 +19,13 @@
  * signal as exit code 128 + the signal, so a sandboxed job ends with reason
  * `exit` there, not `signal`.
  */
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "common/xalloc.h"
@@ -93,9 +96,42 @@ static char **bwrap_argv(const struct agent_job *j, char **argv)
     return out;
 }
 
+/*
+ * 0 when `program` can be run (as execvp inside the sandbox would find it: the host's files,
+ * PATH from envp, a relative path from the work folder), else why not (an errno). The native
+ * runner says "cannot start" for a program it cannot start; inside bwrap that would be an
+ * exit status 1 and a line on stderr.
+ */
+static int findable(const char *program, char **envp, const char *work_dir)
+{
+    char path[PATH_MAX];
+    if (strchr(program, '/')) {
+        if (program[0] == '/')
+            snprintf(path, sizeof(path), "%s", program);
+        else
+            snprintf(path, sizeof(path), "%s/%s", work_dir, program);
+        return access(path, X_OK) == 0 ? 0 : errno;
+    }
+    const char *dirs = NULL;
+    for (size_t i = 0; envp && envp[i] && !dirs; i++)
+        if (!strncmp(envp[i], "PATH=", 5)) dirs = envp[i] + 5;
+    if (!dirs) dirs = getenv("PATH");
+    if (!dirs) dirs = "/usr/local/bin:/usr/bin:/bin";
+    int why = ENOENT;
+    for (const char *d = dirs; *d; d += strcspn(d, ":"), d += *d == ':') {
+        int n = (int)strcspn(d, ":");
+        snprintf(path, sizeof(path), "%.*s/%s", n ? n : 1, n ? d : ".", program);
+        if (access(path, X_OK) == 0) return 0;
+        if (errno == EACCES) why = EACCES;
+    }
+    return why;
+}
+
 static int bwrap_start(struct agent_job *j, char **argv, char **envp, runner_ended_fn ended,
                        struct err *e)
 {
+    int why = findable(argv[0], envp, j->work_dir);
+    if (why) return err_set(e, ERR_IO, "cannot start '%s': %s", argv[0], strerror(why));
     char **full = bwrap_argv(j, argv);
     j->ended = j->on_ended = ended;
     int rc = runner_native_start(j, full, envp, e);

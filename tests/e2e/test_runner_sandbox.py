@@ -133,6 +133,20 @@ def test_hide_must_be_an_absolute_path_below_the_root(path):
     assert r.stderr.startswith(f"drover agent: --hide: '{path}' is not an absolute path below /")
 
 
+def test_a_program_not_found_is_said_as_natively(fast_server, make_agent):
+    """As the native runner: the attempt ends `error` saying "cannot start", not with bwrap's
+    exit status 1 (a job's own exit 1 would read the same, and retry.on.exit_codes too)."""
+    make_agent(fast_server, "box", "--runtime", "native,bwrap")
+    for program in ("nhmmerr-not-installed", "/nonexistent/tool", "./not-here.sh"):
+        j = run(fast_server, "unused", command={"sandbox": True, "program": program,
+                                                "shell": None})
+        assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+        assert j["result"]["error"].startswith(f"cannot start '{program}': No such file"), j
+    # found on PATH, in the sandbox as outside
+    j = run(fast_server, "unused", command={"sandbox": True, "program": "true", "shell": None})
+    assert j["state"] == "succeeded", j
+
+
 def test_sandbox_pid_namespace(fast_server, make_agent):
     make_agent(fast_server, "box", "--runtime", "native,bwrap")
     marker = f"drover-marker-{os.getpid()}"
