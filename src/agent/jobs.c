@@ -423,7 +423,10 @@ void jobs_process_ended(struct agent_job *j)
     }
     j->end_code = j->end_signal = 0;
     /* j->oom: the container engine's word (runner_container.c) */
-    bool oom = !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && (j->oom || limits_job_oom(&j->limits));
+    bool failed = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    bool oom = failed && (j->oom || limits_job_oom(&j->limits));
+    /* a fork its pids limit refused: the program's own words ("Cannot fork") do not say so */
+    long long refused = failed && !oom ? limits_job_pids_refused(&j->limits) : 0;
     limits_job_release(&j->a->limits, &j->limits, false); /* again at job_free if it must */
     if (oom) {
         /* the kernel killed one of its processes for memory: the leader, or a child whose
@@ -443,6 +446,12 @@ void jobs_process_ended(struct agent_job *j)
     } else {
         j->end_reason = PROTO_REASON_ERROR;
         j->end_error = xstrdup("the process ended in an unknown way");
+    }
+    if (refused > 0 && !j->end_error) {
+        json_t *pids = json_object_get(json_object_get(j->spec, "resources"), "pids");
+        j->end_error = xasprintf("%lld fork(s) refused: the job reached its resources.pids "
+                                 "(%lld processes)",
+                                 refused, (long long)json_integer_value(pids));
     }
     /* outputs only after a success; stdout/stderr URIs after any run that ended by itself */
     bool all = j->end_reason == PROTO_REASON_EXIT && j->end_code == 0;

@@ -675,6 +675,18 @@ bool limits_job_oom(const struct limits_job *lj)
     return p && strtoll(p + 9, NULL, 10) > 0;
 }
 
+long long limits_job_pids_refused(const struct limits_job *lj)
+{
+    const char *dir = lj->active ? lj->dir[LIMITS_PIDS] : NULL;
+    if (!dir) return 0;
+    char text[256];
+    char *file = xasprintf("%s/pids.events", dir);
+    ssize_t n = read_text(file, text, sizeof(text));
+    free(file);
+    const char *p = n > 0 ? strstr(text, "max ") : NULL;
+    return p ? strtoll(p + 4, NULL, 10) : 0;
+}
+
 bool limits_job_release(struct limits *l, struct limits_job *lj, bool final)
 {
     if (!lj->active) return true;

@@ -104,6 +104,8 @@ void limits_job_spawned(struct limits_job *lj);
 ssize_t limits_job_signal(const struct limits_job *lj, int sig);
 /* Whether the kernel killed a process of the job for memory (its OOM counter). */
 bool limits_job_oom(const struct limits_job *lj);
+/* How many forks of the job its pids limit refused (pids.events "max"), 0 without a group. */
+long long limits_job_pids_refused(const struct limits_job *lj);
 /*
  * Kills what is left in the job's groups and removes them. True when they are gone (or there
  * were none); false when a group could not be removed yet (try again later). `final`: tries

@@ -209,6 +209,14 @@ def test_fork_bomb_is_bounded_by_pids(server, make_agent):
     forked = int(re.search(r"forked (\d+)", out).group(1))
     assert 1 <= forked <= 7, out  # the job's own process is one of the 8
     groups_gone(a)  # the sleeping children were killed with the job, and the groups removed
+    # a job that fails for it: its error names the limit (the shell says only "Cannot fork")
+    job = submit(server, command={"shell": "for i in 1 2 3 4 5 6 7 8 9; do sleep 5 & done; wait"},
+                 resources={"pids": 4})
+    j = wait_job(server, job, timeout=60)
+    assert j["state"] == "failed" and j["result"]["reason"] == "exit", j
+    assert "refused: the job reached its resources.pids (4 processes)" in \
+        (j["result"]["error"] or ""), j["result"]
+    groups_gone(a)
 
 
 # --- cpus --------------------------------------------------------------------------------------
