@@ -413,6 +413,13 @@ static const char submit_usage[] =
     "  -e, --env K=V      an environment variable for the program (repeatable)\n"
     "      --stdin FILE   the program's standard input: FILE's text (at most 1 MiB;\n"
     "                     '-': this command's standard input)\n"
+    "      --image IMAGE  run in a container of IMAGE (command.image: an agent with\n"
+    "                     podman or docker)\n"
+    "      --sandbox      run in a bubblewrap sandbox (command.sandbox: an agent with bwrap)\n"
+    "      --network, --no-network\n"
+    "                     a sandboxed or container job's network (command.network)\n"
+    "      --notify URL   POST the job's end to URL (notify_url; docs/api.md \"Webhooks\")\n"
+    "      --notify-all   ... and each of its state changes (notify: \"all\")\n"
     "      --array N      a job array of N tasks, 0..N-1 (1..1000000; docs/api.md\n"
     "                     \"Arrays\"): each runs with DROVER_ARRAY_INDEX, and {{index}}\n"
     "                     in an argument becomes its index\n"
@@ -480,6 +487,12 @@ enum {
     OPT_ARRAY_OBJECTS,
     OPT_FROM,
     OPT_TO,
+    OPT_IMAGE,
+    OPT_SANDBOX,
+    OPT_NETWORK,
+    OPT_NO_NETWORK,
+    OPT_NOTIFY,
+    OPT_NOTIFY_ALL,
 };
 
 #define DELAY_MAX_S 31536000.0  /* the API's limit of delay_s */
@@ -498,6 +511,7 @@ struct overrides {
     json_t *requires;  /* added to requires */
     json_t *env;       /* added to command.env */
     json_t *resources; /* added to resources */
+    json_t *command;   /* command fields that replace the spec's (image, sandbox, network) */
     json_t *params;    /* added to params (a service's) */
     json_t *stdin_;    /* command.stdin, or NULL */
     long max_attempts; /* retry.max_attempts, or 0 */
@@ -537,6 +551,7 @@ static void apply_overrides(json_t *spec, const struct overrides *ov)
     json_t *cmd = json_object_get(spec, "command");
     if (!json_is_object(cmd)) return; /* the server says what is wrong with it */
     merge_into(cmd, "env", ov->env);
+    json_object_update(cmd, ov->command);
     if (ov->stdin_) json_object_set(cmd, "stdin", ov->stdin_);
 }
 
@@ -1149,6 +1164,12 @@ int cmd_submit(int argc, char **argv)
         {"array", required_argument, NULL, OPT_ARRAY},
         {"array-items", required_argument, NULL, OPT_ARRAY_ITEMS},
         {"array-objects", required_argument, NULL, OPT_ARRAY_OBJECTS},
+        {"image", required_argument, NULL, OPT_IMAGE},
+        {"sandbox", no_argument, NULL, OPT_SANDBOX},
+        {"network", no_argument, NULL, OPT_NETWORK},
+        {"no-network", no_argument, NULL, OPT_NO_NETWORK},
+        {"notify", required_argument, NULL, OPT_NOTIFY},
+        {"notify-all", no_argument, NULL, OPT_NOTIFY_ALL},
         CLI_JSON_LONG_OPTION,
         CLI_COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -1161,6 +1182,7 @@ int cmd_submit(int argc, char **argv)
         .requires = json_object(),
         .env = json_object(),
         .resources = json_object(),
+        .command = json_object(),
         .params = json_object(),
     };
     json_t *fields = ov.fields;
@@ -1197,6 +1219,22 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'w':
             wait = true;
+            break;
+        case OPT_IMAGE: /* the server checks the reference */
+            good = put(ov.command, "image", json_string(optarg));
+            break;
+        case OPT_SANDBOX:
+            put(ov.command, "sandbox", json_true());
+            break;
+        case OPT_NETWORK:
+        case OPT_NO_NETWORK:
+            put(ov.command, "network", json_boolean(opt == OPT_NETWORK));
+            break;
+        case OPT_NOTIFY: /* the server checks the URL (and what it may reach) */
+            good = put(fields, "notify_url", json_string(optarg));
+            break;
+        case OPT_NOTIFY_ALL:
+            put(fields, "notify", json_string("all"));
             break;
         case OPT_UPLOAD_TO: {
             if ((rc = s3_prefix_option("upload-to", optarg)) != CLI_CONTINUE) goto out;
@@ -1385,10 +1423,14 @@ int cmd_submit(int argc, char **argv)
                                            "--service NAME");
         goto out;
     }
-    if (service_only && (json_object_size(ov.env) || stdin_file)) {
+    if (service_only && (json_object_size(ov.env) || stdin_file || json_object_size(ov.command))) {
+        const char *which = stdin_file ? "stdin" : json_object_size(ov.env) ? "env"
+                            : json_object_get(ov.command, "image")   ? "image"
+                            : json_object_get(ov.command, "sandbox") ? "sandbox"
+                                                                     : "network";
         rc = cli_usage_error(submit_usage, "--%s cannot be given with --service alone: the "
                                            "service's definition makes the command",
-                             stdin_file ? "stdin" : "env");
+                             which);
         goto out;
     }
     if (json_object_size(ov.params) && !file && !service_only) {
@@ -1536,6 +1578,7 @@ out:
     json_decref(ov.requires);
     json_decref(ov.env);
     json_decref(ov.resources);
+    json_decref(ov.command);
     json_decref(ov.params);
     json_decref(ov.stdin_);
     uploads_release(&up);

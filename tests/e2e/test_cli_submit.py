@@ -64,6 +64,23 @@ def test_submit_options_merge_into_a_spec_file(server, tmp_path):
     assert [cli_status(server, i)["spec"]["slots"] for i in ids] == [4, 4]
 
 
+def test_submit_runtime_and_notify_options(server):
+    """--image, --sandbox, --network/--no-network, --notify and --notify-all set the spec's
+    fields without a spec file; the server checks their values."""
+    job_id = cli_submit(server, "--sandbox", "--no-network", "--notify",
+                        "http://127.0.0.1:9/hook", "--notify-all", "--", "true")
+    got = cli_status(server, job_id)["spec"]
+    assert got["command"]["sandbox"] is True and got["command"]["network"] is False, got
+    assert got["notify_url"] == "http://127.0.0.1:9/hook" and got["notify"] == "all", got
+    job_id = cli_submit(server, "--image", "busybox:1", "--network", "--", "echo", "hi")
+    got = cli_status(server, job_id)["spec"]
+    assert got["command"]["image"] == "busybox:1" and got["command"]["network"] is True, got
+    r = server.run_cli("submit", "--notify", "ftp://x/y", "--", "true")
+    assert r.returncode == 1 and "notify_url" in r.stderr, r.stderr
+    r = server.run_cli("submit", "--service", "hmm", "--sandbox")
+    assert r.returncode == 2 and "--sandbox cannot be given with --service alone" in r.stderr
+
+
 def test_submit_stdin_that_cannot_be_a_pipe_value(server, tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"a" * ((1 << 20) + 1))
