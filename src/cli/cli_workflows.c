@@ -19,7 +19,7 @@
 #define WORKFLOW_FILE_MAX (16 * 1024 * 1024) /* the server's limit */
 
 static const char workflow_usage[] =
-    "usage: drover workflow submit [--wait [--timeout S]] [--json] FILE|-f FILE\n"
+    "usage: drover workflow submit [--wait [--timeout S]] [--key K] [--json] FILE|-f FILE\n"
     "       drover workflow list [--json] [--limit N | --all]\n"
     "       drover workflow status [--json] ID\n"
     "       drover workflow wait [--timeout S] [--json] ID\n"
@@ -33,6 +33,8 @@ static const char workflow_usage[] =
     "                     (its graph on stderr)\n"
     "      -f, --file FILE  the same (as drover submit -f)\n"
     "      -w, --wait       then wait for it to end, as workflow wait does\n"
+    "      -k, --key K      idempotency key: submitting K again gives the first workflow\n"
+    "                       (the file's \"key\"; a retried submit makes no second one)\n"
     "  list               the workflows, newest first: state and progress of each\n"
     "                     (ls is the same)\n"
     "      -n, --limit N  at most N workflows (default: one page of 20)\n"
@@ -320,13 +322,14 @@ static int wait_workflow(struct cli *cli, json_t *first, double timeout_s, bool 
 
 /*
  * The arguments of submit (its file, given alone or with -f as drover submit takes a spec;
- * *file NULL for wait) or of wait (its ID): --wait (submit), --timeout S (both).
+ * *file NULL for wait) or of wait (its ID): --wait and --key K (submit), --timeout S (both).
  */
 static int parse_submit_wait(struct cli_args *a, const char **file, const char **id, bool *wait,
-                             double *timeout)
+                             double *timeout, const char **key)
 {
     static const struct option submit_opts[] = {
         {"file", required_argument, NULL, 'f'},
+        {"key", required_argument, NULL, 'k'},
         {"wait", no_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 't'},
         CLI_JSON_LONG_OPTION,
@@ -342,10 +345,14 @@ static int parse_submit_wait(struct cli_args *a, const char **file, const char *
     const char *f = NULL;
     bool submit = file != NULL, timeout_given = false;
     int opt;
-    while ((opt = cli_getopt(a, submit ? ":f:wt:h" : ":t:h", submit ? submit_opts : wait_opts)) !=
-           -1) {
+    while ((opt = cli_getopt(a, submit ? ":f:wt:k:h" : ":t:h",
+                             submit ? submit_opts : wait_opts)) != -1) {
         if (opt == 'w') {
             *wait = true;
+        } else if (opt == 'k') {
+            if (!*optarg || strlen(optarg) > 256)
+                return cli_usage_error(workflow_usage, "--key must be 1 to 256 bytes");
+            *key = optarg;
         } else if (opt == 't') {
             if (!cli_parse_seconds(optarg, timeout))
                 return cli_usage_error(workflow_usage, CLI_WAIT_TIMEOUT_BAD, optarg);
@@ -377,10 +384,10 @@ static int workflow_submit_wait(int argc, char **argv, bool submit)
 {
     struct cli_args a;
     cli_args_init(&a, argc, argv, workflow_usage);
-    const char *file = NULL, *id = NULL;
+    const char *file = NULL, *id = NULL, *key = NULL;
     bool wait = !submit;
     double timeout = -1;
-    int rc = parse_submit_wait(&a, submit ? &file : NULL, &id, &wait, &timeout);
+    int rc = parse_submit_wait(&a, submit ? &file : NULL, &id, &wait, &timeout, &key);
     if (rc != CLI_CONTINUE) return rc;
     struct cli cli;
     json_t *answer = NULL, *body = NULL;
@@ -389,6 +396,7 @@ static int workflow_submit_wait(int argc, char **argv, bool submit)
         cli_error_e(&e);
         return 1;
     }
+    if (key && json_is_object(body)) json_object_set_new(body, "key", json_string(key));
     rc = cli_connect(&cli, &a.conn);
     if (!rc && submit) {
         rc = cli_call(&cli, "POST", "/v1/workflows", body, &answer, "cannot submit workflow '%s'",

@@ -500,15 +500,25 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
     json_t *v;
     json_object_foreach(body, key, v)
     {
-        if (strcmp(key, "name") && strcmp(key, "nodes") && strcmp(key, "connections"))
+        if (strcmp(key, "name") && strcmp(key, "nodes") && strcmp(key, "connections") &&
+            strcmp(key, "key"))
             return err_field(e, ERR_INVALID, key,
-                             "unknown field '%s' (a workflow has name, nodes and connections)",
+                             "unknown field '%s' (a workflow has name, key, nodes and "
+                             "connections)",
                              key);
+    }
+    json_t *idem = json_object_get(body, "key");
+    if (idem && !json_is_null(idem)) {
+        if (!json_is_string(idem) || !json_string_length(idem) || json_string_length(idem) > 256)
+            return err_field(e, ERR_INVALID, "key", "key must be a string of 1 to 256 bytes");
+        w->key = xstrdup(json_string_value(idem));
     }
     json_t *name = json_object_get(body, "name");
     if (name && !json_is_null(name)) {
-        if (!json_is_string(name) || !json_string_length(name) || json_string_length(name) > 256)
+        if (!json_is_string(name) || !json_string_length(name) || json_string_length(name) > 256) {
+            workflow_release(w);
             return err_field(e, ERR_INVALID, "name", "name must be a string of 1 to 256 bytes");
+        }
         w->name = xstrdup(json_string_value(name));
     }
     json_t *nodes = json_object_get(body, "nodes");
@@ -623,6 +633,7 @@ void workflow_release(struct workflow *w)
     free(w->conns);
     free(w->order);
     free(w->name);
+    free(w->key);
     memset(w, 0, sizeof(*w));
 }
 
@@ -662,6 +673,9 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
         if (c->to_at) json_object_set_new(o, "to_at", json_string(c->to_at));
         json_array_append_new(conns, o);
     }
-    return json_pack("{s:o, s:o, s:o}", "name", w->name ? json_string(w->name) : json_null(),
-                     "nodes", nodes, "connections", conns);
+    json_t *doc = json_pack("{s:o, s:o, s:o}", "name",
+                            w->name ? json_string(w->name) : json_null(), "nodes", nodes,
+                            "connections", conns);
+    if (w->key) json_object_set_new(doc, "key", json_string(w->key));
+    return doc;
 }

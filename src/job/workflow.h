@@ -59,6 +59,7 @@ struct wf_conn {
 
 struct workflow {
     char *name; /* or NULL */
+    char *key;  /* idempotency key (POST /v1/workflows), or NULL */
     struct wf_node *nodes;
     size_t n;
     struct wf_conn *conns;

@@ -80,8 +80,10 @@ static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
                         : count[JOB_FAILED]                   ? "failed"
                                                               : "cancelled";
     json_object_set_new(counts, "total", json_integer(total));
-    return json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:O}", "id", w->id, "name",
-                     w->name ? json_string(w->name) : json_null(), "owner",
+    json_t *key = json_object_get(w->doc, "key");
+    return json_pack("{s:s, s:o, s:O, s:o, s:o, s:s, s:o, s:o, s:O}", "id", w->id, "name",
+                     w->name ? json_string(w->name) : json_null(), "key",
+                     key ? key : json_null(), "owner",
                      w->owner ? json_string(w->owner) : json_null(), "created_at",
                      job_time_json(w->created_at), "state", state, "progress", counts, "nodes",
                      nodes, "connections", json_object_get(w->doc, "connections"));
@@ -98,6 +100,7 @@ struct wf_submit {
     size_t nuses;
     char tenant[72]; /* the caller's: its nodes' jobs are its jobs */
     int max_queued;  /* the tenant's limit, 0: none */
+    char existing[UUID_STR_LEN]; /* the workflow its key named already: nothing written */
 };
 
 int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e)
@@ -106,10 +109,25 @@ int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e)
         int rc = services_recheck(st, &ws->uses[i], e);
         if (rc) return rc;
     }
+    /* a key submitted before (a client's retry): that workflow, nothing new */
+    const char *key = json_string_value(json_object_get(ws->rec.doc, "key"));
+    struct err ke = ERR_INIT;
+    int rc = key ? store_workflow_by_key(st, ws->rec.owner, key, ws->existing, &ke) : ERR_NOTFOUND;
+    if (rc != ERR_NOTFOUND) {
+        if (rc) *e = ke;
+        return rc;
+    }
     struct job **p = xcalloc(ws->n, sizeof(*p));
     for (size_t i = 0; i < ws->n; i++)
         p[i] = &ws->jobs[i];
-    int rc = store_workflow_insert(st, &ws->rec, p, ws->n, e);
+    rc = store_workflow_insert(st, &ws->rec, p, ws->n, e);
+    if (rc == ERR_CONFLICT && key && !e->field[0]) { /* another server's, in the meantime */
+        err_clear(e);
+        err_field(e, ERR_CONFLICT, "key",
+                  "key '%s' was taken by a workflow submitted at the same moment: submit again "
+                  "to get that one",
+                  key);
+    }
     free(p);
     if (rc || !ws->max_queued) return rc;
     /* the tenant's waiting jobs (blocked nodes too), counted with these as a submission's are */
@@ -126,6 +144,7 @@ int workflow_submit_write(struct store *st, struct wf_submit *ws, struct err *e)
 
 void workflow_submit_committed(struct server *s, struct wf_submit *ws)
 {
+    if (ws->existing[0]) return; /* nothing was written */
     for (size_t i = 0; i < ws->n; i++) /* the first nodes are queued */
         fleet_job_changed(s->fleet, &ws->jobs[i], false);
 }
@@ -159,6 +178,19 @@ static int submit_write(struct store *st, void *arg, struct err *e)
     return workflow_submit_write(st, arg, e);
 }
 
+/* 200 and the workflow its key named (as a job's key answers the job submitted first). */
+static void reply_existing(struct http_req *r, const char *id)
+{
+    struct workflow_rec w;
+    struct err e = ERR_INIT;
+    if (store_workflow_get(srv(r)->reads, id, &w, &e)) {
+        http_reply_err(r, &e);
+        return;
+    }
+    http_reply_json(r, 200, workflow_json(srv(r)->reads, &w));
+    workflow_rec_release(&w);
+}
+
 static void submit_done(void *arg, int rc, const struct err *e)
 {
     struct wf_submit *ws = arg;
@@ -169,6 +201,8 @@ static void submit_done(void *arg, int rc, const struct err *e)
         http_req_drop(r);
     else if (rc)
         http_reply_err(r, e);
+    else if (ws->existing[0])
+        reply_existing(r, ws->existing);
     else
         http_reply_json(r, 201, workflow_json(srv(r)->reads, &ws->rec));
     workflow_submit_free(ws);
@@ -274,6 +308,15 @@ int workflow_submit_prepare(struct server *s, json_t *body, const char *path, co
         err_field(e, rc, field, "%s", msg);
     }
     json_decref(ports);
+    if (!rc && w.key && *prefix) { /* a trigger's: each fire is a workflow of its own */
+        workflow_release(&w);
+        char field[sizeof(prefix) + 4];
+        snprintf(field, sizeof(field), "%skey", prefix);
+        rc = err_field(e, ERR_INVALID, field,
+                       "%s: a trigger's workflow takes no key (each fire submits a workflow of "
+                       "its own)",
+                       field);
+    }
     if (rc) {
         free(uses);
         return rc;

@@ -937,6 +937,12 @@ static void name_node_key(const struct workflow_rec *w, const char *job, struct 
     }
 }
 
+int store_workflow_by_key(struct store *st, const char *owner, const char *key, char *id_out,
+                          struct err *e)
+{
+    return st->ops->workflow_by_key(st, owner, key, id_out, e);
+}
+
 int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct job *const *jobs,
                           size_t n, struct err *e)
 {

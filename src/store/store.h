@@ -559,6 +559,10 @@ void workflow_rec_release(struct workflow_rec *w);
 /* Inserts w and its jobs (jobs[i] for each node, in w->doc's nodes); the blocked ones wait. */
 int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct job *const *jobs,
                           size_t n, struct err *e);
+/* The id of owner's (NULL: no owner) workflow of idempotency key `key` (its doc's "key",
+   unique per owner); ERR_NOTFOUND when there is none. */
+int store_workflow_by_key(struct store *st, const char *owner, const char *key, char *id_out,
+                          struct err *e);
 /* ERR_NOTFOUND when there is no such workflow. */
 int store_workflow_get(struct store *st, const char *id, struct workflow_rec *out, struct err *e);
 struct workflow_list {

@@ -145,6 +145,8 @@ struct store_ops {
                         void *arg, struct err *e);
     /* The workflow's row and, for each node of w->doc, its job's (workflow, node) row. */
     int (*workflow_insert)(struct store *st, const struct workflow_rec *w, struct err *e);
+    int (*workflow_by_key)(struct store *st, const char *owner, const char *key, char *id_out,
+                           struct err *e);
     int (*workflow_get)(struct store *st, const char *id, struct workflow_rec *out,
                         struct err *e);
     int (*workflow_list)(struct store *st, const char *owner, const char *after, int limit,

@@ -121,6 +121,7 @@ enum stmt_id {
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
     S_WF_INSERT,
+    S_WF_BY_KEY,
     S_WF_JOB,
     S_WF_GET,
     S_WF_OF,
@@ -191,8 +192,10 @@ enum stmt_id {
     "::integer, $" g "::integer, $" h "::text, $" i "::text, $" k "::text FROM " from ")"
 
 static const char *const stmt_sql[S_COUNT] = {
-    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) "
-                    "VALUES ($1, $2, $3, $4, $5)",
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc, idem_key) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+    [S_WF_BY_KEY] = "SELECT id FROM workflows WHERE coalesce(owner, '') = coalesce($1, '') "
+                    "AND idem_key = $2",
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES ($1, $2, $3)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = $1",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = $1",
@@ -3020,6 +3023,7 @@ static int pg_workflow_insert(struct store *st, const struct workflow_rec *w, st
     p_text(&p, w->name);
     p_int(&p, w->created_at);
     p_json(&p, w->doc);
+    p_text(&p, json_string_value(json_object_get(w->doc, "key")));
     int rc = run(s, S_WF_INSERT, &p, NULL, e, "inserting a workflow");
     const char *name;
     json_t *node;
@@ -3103,6 +3107,23 @@ static int pg_workflow_of(struct store *st, const char *job, char *id_out, struc
         snprintf(id_out, UUID_STR_LEN, "%s", PQgetvalue(r, 0, 0));
     else
         rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_workflow_by_key(struct store *st, const char *owner, const char *key, char *id_out,
+                              struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, owner);
+    p_text(&p, key);
+    PGresult *r;
+    int rc = run(pg(st), S_WF_BY_KEY, &p, &r, e, "reading a workflow");
+    if (rc) return rc;
+    if (PQntuples(r) == 1)
+        snprintf(id_out, UUID_STR_LEN, "%s", PQgetvalue(r, 0, 0));
+    else
+        rc = err_set(e, ERR_NOTFOUND, "no workflow has key '%s'", key);
     PQclear(r);
     return rc;
 }
@@ -3945,6 +3966,7 @@ const struct store_ops store_pg_ops = {
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
     .workflow_insert = pg_workflow_insert,
+    .workflow_by_key = pg_workflow_by_key,
     .workflow_get = pg_workflow_get,
     .workflow_list = pg_workflow_list,
     .workflow_of = pg_workflow_of,

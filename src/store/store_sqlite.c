@@ -106,6 +106,7 @@ enum stmt_id {
     S_SERVICE_LIST,
     S_SERVICE_RETIRE,
     S_WF_INSERT,
+    S_WF_BY_KEY,
     S_WF_JOB,
     S_WF_GET,
     S_WF_OF,
@@ -160,7 +161,10 @@ enum stmt_id {
 #define FIRE_COLUMNS "id, trigger, uri, sha256, created_at, target, error, fired_at"
 
 static const char *const stmt_sql[S_COUNT] = {
-    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc) VALUES (?,?,?,?,?)",
+    [S_WF_INSERT] = "INSERT INTO workflows (id, owner, name, created_at, doc, idem_key) "
+                    "VALUES (?,?,?,?,?,?)",
+    [S_WF_BY_KEY] = "SELECT id FROM workflows WHERE coalesce(owner, '') = coalesce(?, '') "
+                    "AND idem_key = ?",
     [S_WF_JOB] = "INSERT INTO workflow_jobs (job, workflow, node) VALUES (?,?,?)",
     [S_WF_GET] = "SELECT owner, name, created_at, doc FROM workflows WHERE id = ?",
     [S_WF_OF] = "SELECT workflow FROM workflow_jobs WHERE job = ?",
@@ -1549,6 +1553,7 @@ static int sqlite_workflow_insert(struct store *st, const struct workflow_rec *w
     bind_text(q, 3, w->name);
     sqlite3_bind_int64(q, 4, w->created_at);
     bind_json(q, 5, w->doc);
+    bind_text(q, 6, json_string_value(json_object_get(w->doc, "key")));
     int rc = exec_stmt(s, q, e, "inserting a workflow");
     const char *name;
     json_t *node;
@@ -1663,6 +1668,26 @@ static int sqlite_workflow_of(struct store *st, const char *job, char *id_out, s
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = err_set(e, ERR_NOTFOUND, "job '%s' is in no workflow", job);
+    } else {
+        rc = db_err(s, e, "reading a workflow");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_workflow_by_key(struct store *st, const char *owner, const char *key,
+                                  char *id_out, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_WF_BY_KEY);
+    bind_text(q, 1, owner);
+    bind_text(q, 2, key);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        snprintf(id_out, UUID_STR_LEN, "%s", (const char *)sqlite3_column_text(q, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOTFOUND, "no workflow has key '%s'", key);
     } else {
         rc = db_err(s, e, "reading a workflow");
     }
@@ -2797,6 +2822,7 @@ const struct store_ops store_sqlite_ops = {
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
     .workflow_insert = sqlite_workflow_insert,
+    .workflow_by_key = sqlite_workflow_by_key,
     .workflow_get = sqlite_workflow_get,
     .workflow_list = sqlite_workflow_list,
     .workflow_of = sqlite_workflow_of,

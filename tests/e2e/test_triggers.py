@@ -424,6 +424,8 @@ BAD = [
         "nodes": {"A": {"job": CAT}}}, "input": "--in"}, 400, "input"),
     ("workflow input of no node", {"prefix": "s3://up/", "workflow": {
         "nodes": {"A": {"job": CAT}}}, "input": "B.--in"}, 400, "input"),
+    ("workflow with a key", {"prefix": "s3://up/", "workflow": {  # each fire is one of its own
+        "key": "k", "nodes": {"A": {"job": CAT}}}, "input": "A.--in"}, 400, "workflow.key"),
 ]
 
 

@@ -219,6 +219,9 @@ def node_count(server):
      "nodes.B.job.priority", "priority"),
     ({"nodes": {}}, "nodes", "nodes"),
     ({"nodes": {"A": {"job": sh("x")}}, "colour": 1}, "colour", "unknown"),
+    ({"nodes": {"A": {"job": sh("x")}}, "key": ""}, "key", "1 to 256 bytes"),
+    ({"nodes": {"A": {"job": sh("x")}}, "key": "k" * 257}, "key", "1 to 256 bytes"),
+    ({"nodes": {"A": {"job": sh("x")}}, "key": 7}, "key", "must be a string"),
 ])
 def test_bad_workflows_are_refused_whole(server, body, field, text):
     before = node_count(server)
@@ -255,6 +258,34 @@ def test_a_node_key_taken_names_the_node(server):
     assert err["field"] == "nodes.A.job.key", err
     assert err["message"] == ("nodes.A.job.key: key 'k-node' is already used by another job"), err
     assert len(server.api().get("/v1/workflows").json()["workflows"]) == 1  # nothing half-made
+
+
+def test_a_key_submitted_again_answers_the_first_workflow(server):
+    """A client's retry of a submit whose answer it lost: the same key answers the workflow
+    made first (200), and nothing new is stored, whatever the body says now. Keys are per
+    owner, as jobs' are."""
+    body = {"key": "run-2026-12-07", "name": "first",
+            "nodes": {"A": {"job": dict(sh("true"), queue="idle")}}}
+    first = create(server, body)
+    assert first["key"] == "run-2026-12-07"
+    jobs = node_count(server)
+    r = server.api().post("/v1/workflows", json=dict(body, name="second", nodes={
+        "A": {"job": dict(sh("true"), queue="idle")}, "B": {"job": dict(sh("true"), queue="idle")}}))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == first["id"] and r.json()["name"] == "first"
+    assert node_count(server) == jobs
+    assert len(server.api().get("/v1/workflows").json()["workflows"]) == 1
+    assert get(server, first["id"])["key"] == "run-2026-12-07"
+    # the same key from another token is that token's own
+    t = server.api().post("/v1/tokens", json={"role": "client", "name": "other"}).json()["token"]
+    r = server.api(t).post("/v1/workflows", json=body)
+    assert r.status_code == 201 and r.json()["id"] != first["id"], r.text
+    # the CLI: --key, the id printed either way
+    again = server.run_cli("workflow", "submit", "--key", "run-2026-12-07", "-f", "-",
+                           input=json.dumps({"nodes": body["nodes"]}))
+    assert again.returncode == 0 and again.stdout.strip() == first["id"], again.stderr
+    # no key: each submit is a workflow of its own
+    assert create(server, {"nodes": body["nodes"]})["key"] is None
 
 
 def test_list_newest_first_per_owner_paged(server):

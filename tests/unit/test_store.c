@@ -3974,6 +3974,70 @@ static bool changed_has(char (*ids)[UUID_STR_LEN], size_t n, const char *id)
  * succeeded, its connected input set to the object its upstream's attempt wrote; cancel stops
  * the rest; a rolled back workflow leaves nothing.
  */
+/*
+ * A workflow's idempotency key: found by (owner, key), not by another owner's key; a second
+ * workflow of one owner with the same key is refused (the unique index) and leaves nothing.
+ */
+static void test_workflow_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w, w2;
+    struct workflow_rec rec, rec2;
+    struct job jobs[1], jobs2[1];
+    char id[UUID_STR_LEN];
+    char (*ids)[UUID_STR_LEN];
+    store_wf(f->st, "{'key': 'nightly-1', 'nodes': {'A': {'job': {'command': {'program': 'a'}}}}}",
+             &rec, jobs, &w);
+    assert_ok(store_workflow_by_key(f->st, "alice", "nightly-1", id, &e), &e);
+    assert_string_equal(id, rec.id);
+    assert_int_equal(store_workflow_by_key(f->st, "bob", "nightly-1", id, &e), ERR_NOTFOUND);
+    err_clear(&e);
+    assert_int_equal(store_workflow_by_key(f->st, "alice", "nightly-2", id, &e), ERR_NOTFOUND);
+    err_clear(&e);
+    /* bob's own workflow of that key is his */
+    store_wf_of(f->st, "bob", "{'key': 'nightly-1', 'nodes': {'A': {'job': {'command': "
+                              "{'program': 'a'}}}}}",
+                &rec2, jobs2, &w2);
+    assert_ok(store_workflow_by_key(f->st, "bob", "nightly-1", id, &e), &e);
+    assert_string_equal(id, rec2.id);
+    workflow_rec_release(&rec2);
+    release_jobs(jobs2, w2.n);
+    workflow_release(&w2);
+    /* alice's second of the same key: refused whole */
+    json_t *body = json_pack("{s:s, s:{s:{s:{s:{s:s}}}}}", "key", "nightly-1", "nodes", "A", "job",
+                             "command", "program", "a");
+    assert_ok(workflow_parse(body, &w2, &e), &e);
+    json_decref(body);
+    workflow_jobs(&w2, "alice", T0, jobs2);
+    memset(&rec2, 0, sizeof(rec2));
+    uuid7_new(rec2.id);
+    rec2.owner = xstrdup("alice");
+    rec2.created_at = T0;
+    char nid[1][UUID_STR_LEN];
+    memcpy(nid[0], jobs2[0].id, UUID_STR_LEN);
+    rec2.doc = workflow_doc(&w2, (const char(*)[UUID_STR_LEN])nid);
+    struct job *p2[1] = {&jobs2[0]};
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_int_equal(store_workflow_insert(f->st, &rec2, p2, 1, &e), ERR_CONFLICT);
+    store_rollback(f->st);
+    err_clear(&e);
+    struct job j;
+    assert_int_equal(store_job_get(f->st, jobs2[0].id, &j, &e), ERR_NOTFOUND);
+    err_clear(&e);
+    struct workflow_rec none;
+    assert_int_equal(store_workflow_get(f->st, rec2.id, &none, &e), ERR_NOTFOUND);
+    err_clear(&e);
+    store_changed_take(&ids);
+    lib_free(ids);
+    workflow_rec_release(&rec2);
+    release_jobs(jobs2, w2.n);
+    workflow_release(&w2);
+    workflow_rec_release(&rec);
+    release_jobs(jobs, w.n);
+    workflow_release(&w);
+}
+
 static void test_workflows(void **state)
 {
     struct fixture *f = *state;
@@ -5442,6 +5506,7 @@ int main(void)
         T(test_queue_limit),
         T(test_webhooks),
         T(test_workflows),
+        T(test_workflow_keys),
         T(test_workflow_list),
         T(test_workflow_fan_in),
         T(test_workflow_deleted_with_its_last_job),

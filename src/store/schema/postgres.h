@@ -211,6 +211,10 @@ static const char *const pg_migrations[] = {
     "ALTER TABLE triggers ADD COLUMN updated_at bigint;",
     /* 20: agents' runtimes and limits (SQLite's 24) */
     "ALTER TABLE agents ADD COLUMN runtimes integer NOT NULL DEFAULT 1, ADD COLUMN limits text;",
+    /* 21: a workflow's idempotency key (SQLite's 26) */
+    "ALTER TABLE workflows ADD COLUMN idem_key text;"
+    "CREATE UNIQUE INDEX workflows_owner_key ON workflows (coalesce(owner, ''), idem_key)"
+    "  WHERE idem_key IS NOT NULL;",
 };
 
 #endif

@@ -206,6 +206,10 @@ static const char *const sqlite_migrations[] = {
        three moved the job's entry: ~13 % of the WAL written per job) */
     "DROP INDEX jobs_tenant_state;"
     "CREATE INDEX jobs_tenant_waiting ON jobs (tenant) WHERE state < 2;",
+    /* 26: a workflow's idempotency key (POST /v1/workflows "key"), per owner as a job's */
+    "ALTER TABLE workflows ADD COLUMN idem_key TEXT;"
+    "CREATE UNIQUE INDEX workflows_owner_key ON workflows (coalesce(owner, ''), idem_key)"
+    "  WHERE idem_key IS NOT NULL;",
 };
 
 #endif
