@@ -391,9 +391,13 @@ def test_workflow_through_postgres(pg_servers, make_agent):  # noqa: F811
         "B": {"job": sh('cat "$2"', {"type": "input", "name": "i"})},
         "C": {"job": sh("exit 2"), "depends_on": ["B"]},
         "D": {"job": sh("echo d"), "depends_on": ["C"]}},
-        "connections": [{"from": "A.o", "to": "B.i"}]})
+        "connections": [{"from": "A.o", "to": "B.i"}], "key": "pg-wf-1"})
     assert r.status_code == 201, r.text
     wid = r.json()["id"]
+    # its key again, by its owner through another server of the database: that workflow
+    r = pg_servers().api(s.admin_token).post("/v1/workflows", json={"key": "pg-wf-1", "nodes": {
+        "Z": {"job": sh("true")}}})
+    assert r.status_code == 200 and r.json()["id"] == wid, r.text
     make_agent(s, "pg-wf")
 
     def done():
