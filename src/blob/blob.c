@@ -263,6 +263,20 @@ static int filter_check(const char *field, const char *s, struct err *e)
     return 0;
 }
 
+int blob_buckets(struct blob_store *bs, const char *after, int limit, struct blob_list *out,
+                 struct err *e)
+{
+    *out = (struct blob_list){NULL, 0, NULL};
+    after = after ? after : "";
+    if (*after && blob_bucket_check(after, NULL))
+        return err_field(e, ERR_INVALID, "after", "after must be a bucket's name");
+    if (limit < 1 || limit > BLOB_LIST_MAX)
+        return err_field(e, ERR_INVALID, "limit", "limit must be between 1 and %d", BLOB_LIST_MAX);
+    int rc = bs->ops->buckets(bs, after, (size_t)limit, out, e);
+    if (rc) blob_list_release(out);
+    return rc;
+}
+
 int blob_presign(struct blob_store *bs, const char *method, const char *bucket, const char *key,
                  int64_t expires_s, char **url, struct err *e)
 {

@@ -186,6 +186,15 @@ int blob_list(struct blob_store *bs, const char *bucket, const char *prefix, con
               int limit, struct blob_list *out, struct err *e);
 
 /*
+ * One page of the buckets that hold objects (an fs store's empty bucket folder is left out),
+ * by name, those sorting strictly after `after` (NULL for the first page), at most `limit`
+ * (1..BLOB_LIST_MAX): out->items[i].key is a bucket's name (info zeroed), out->next set when
+ * more follow. *out as blob_list's.
+ */
+int blob_buckets(struct blob_store *bs, const char *after, int limit, struct blob_list *out,
+                 struct err *e);
+
+/*
  * For backends with BLOB_CAP_PRESIGN_NATIVE (S3): sets *url to a URL that does
  * `method` ("GET", "PUT", "HEAD" or "DELETE") on bucket/key with no other
  * credential for expires_s seconds (1..BLOB_PRESIGN_MAX_S), the caller's to

@@ -909,6 +909,55 @@ static int fs_list(struct blob_store *bs, const char *bucket, const char *prefix
     return rc < 0 ? rc : 0;
 }
 
+static int by_dirent_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* A folder that holds anything (an object, or a folder of one: deletes remove emptied ones). */
+static bool folder_used(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return false;
+    struct dirent *de;
+    bool used = false;
+    while (!used && (de = readdir(d)))
+        used = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(d);
+    return used;
+}
+
+static int fs_buckets(struct blob_store *bs, const char *after, size_t limit,
+                      struct blob_list *out, struct err *e)
+{
+    struct fs_store *fs = fs_of(bs);
+    struct dirent **all;
+    int n = scandir(fs->root, &all, NULL, by_dirent_name);
+    if (n < 0) return sys_err(e, errno, NULL, NULL, "cannot list '%s'", fs->root);
+    size_t cap = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = all[i]->d_name;
+        char *path = xasprintf("%s/%s", fs->root, name);
+        struct stat st;
+        /* not its housekeeping (.meta, .tmp: no bucket starts with '.'), nor a stray file */
+        bool bucket = !blob_bucket_check(name, NULL) && strcmp(name, after) > 0 &&
+                      lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && folder_used(path);
+        free(path);
+        if (bucket && out->n == limit) {
+            out->next = xstrdup(out->items[out->n - 1].key);
+        } else if (bucket && !out->next) {
+            if (out->n == cap) {
+                cap = cap ? 2 * cap : 16;
+                out->items = xrealloc(out->items, cap * sizeof(*out->items));
+            }
+            out->items[out->n++] = (struct blob_entry){.key = xstrdup(name)};
+        }
+        free(all[i]);
+    }
+    free(all);
+    return 0;
+}
+
 const struct blob_ops blob_fs_ops = {
     .scheme = "fs",
     .caps = BLOB_CAP_RANGE,
@@ -925,4 +974,5 @@ const struct blob_ops blob_fs_ops = {
     .head = fs_head,
     .del = fs_del,
     .list = fs_list,
+    .buckets = fs_buckets,
 };

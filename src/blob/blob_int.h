@@ -51,6 +51,9 @@ struct blob_ops {
     /* prefix and after are never NULL here ("" for none); out is empty on entry. */
     int (*list)(struct blob_store *bs, const char *bucket, const char *prefix, const char *after,
                 size_t limit, struct blob_list *out, struct err *e);
+    /* after is never NULL here ("" for none); out is empty on entry. */
+    int (*buckets)(struct blob_store *bs, const char *after, size_t limit, struct blob_list *out,
+                   struct err *e);
     /*
      * A presigned URL (BLOB_CAP_PRESIGN_NATIVE backends only, else NULL): method is one of
      * GET, PUT, HEAD, DELETE and expires_s in 1..BLOB_PRESIGN_MAX_S, both checked.

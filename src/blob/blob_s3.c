@@ -1414,6 +1414,68 @@ static int s3_presign(struct blob_store *bs, const char *method, const char *buc
     return 0;
 }
 
+/*
+ * drover's buckets are the first parts of the S3 bucket's keys ("<bucket>/<key>"): listed
+ * with the delimiter '/', they are its CommonPrefixes. The page after `after` starts after
+ * every key under "<after>/" (U+FFFF sorts after what a key holds).
+ */
+static int s3_buckets(struct blob_store *bs, const char *after, size_t limit,
+                      struct blob_list *out, struct err *e)
+{
+    struct s3_store *s = s3_of(bs);
+    struct buf q = BUF_INIT;
+    buf_addf(&q, "delimiter=%%2F&list-type=2&max-keys=%zu", limit);
+    if (*after) {
+        char *sa = xasprintf("%s/\xef\xbf\xbf", after);
+        buf_adds(&q, "&start-after=");
+        uri_encode(&q, sa, false);
+        free(sa);
+    }
+    struct s3_req rq = {.method = "GET", .okey = NULL, .query = buf_str(&q)};
+    struct s3_resp rp;
+    int rc = s3_call(s, &rq, &rp, "listing of the buckets", NULL, NULL, e);
+    size_t cap = 0;
+    if (rc) goto out;
+    const char *b = buf_str(&rp.body), *end = b + rp.body.len;
+    char *trunc = xml_get(b, end, "IsTruncated", NULL);
+    bool truncated = trunc && !strcmp(trunc, "true");
+    free(trunc);
+    char *last = NULL;
+    for (const char *p = b, *next; (p = strstr(p, "<CommonPrefixes>")) && p < end; p = next) {
+        const char *cend = strstr(p, "</CommonPrefixes>");
+        if (!cend) {
+            rc = err_set(e, ERR_IO, "S3 endpoint '%s': listing of the buckets: the answer is cut",
+                         s->endpoint);
+            break;
+        }
+        next = cend + 17;
+        char *prefix = xml_get(p, cend, "Prefix", NULL);
+        size_t n = prefix ? strlen(prefix) : 0;
+        if (n < 2 || prefix[n - 1] != '/') {
+            free(prefix);
+            continue;
+        }
+        prefix[n - 1] = '\0';
+        free(last);
+        last = xstrdup(prefix);
+        if (blob_bucket_check(prefix, NULL)) { /* put there by another tool: not ours */
+            free(prefix);
+            continue;
+        }
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            out->items = xrealloc(out->items, cap * sizeof(*out->items));
+        }
+        out->items[out->n++] = (struct blob_entry){.key = prefix};
+    }
+    if (!rc && truncated && last) out->next = last; /* S3's last, even if dropped above */
+    else free(last);
+out:
+    resp_release(&rp);
+    buf_release(&q);
+    return rc;
+}
+
 const struct blob_ops blob_s3_ops = {
     .scheme = "s3",
     .caps = BLOB_CAP_PRESIGN_NATIVE | BLOB_CAP_RANGE | BLOB_CAP_REMOTE,
@@ -1430,5 +1492,6 @@ const struct blob_ops blob_s3_ops = {
     .head = s3_head,
     .del = s3_del,
     .list = s3_list,
+    .buckets = s3_buckets,
     .presign = s3_presign,
 };

@@ -795,16 +795,19 @@ int cmd_get(int argc, char **argv)
 /* ---- ls ---- */
 
 static const char ls_usage[] =
-    "usage: drover ls [--json] s3://BUCKET[/PREFIX]\n"
+    "usage: drover ls [--json] [s3://BUCKET[/PREFIX]]\n"
     "\n"
     "Lists the objects of a bucket whose keys start with PREFIX (all of them when\n"
     "there is none), sorted by key: key, size in bytes, when it was stored.\n"
+    "Without a URI, the buckets that hold objects, by name (s3://NAME).\n"
     "\n"
     "  -n, --limit N      at most N objects (default: all)\n"
     "      --json         print the objects as a JSON array of {key, size, sha256, "
     "modified}\n"
+    "                     (the buckets as an array of {name})\n"
     "\n"
     "examples:\n"
+    "  drover ls                                   # the buckets\n"
     "  drover ls s3://lab\n"
     "  drover ls --json s3://lab/run-1/ | jq '.[].key'\n"
     CLI_COMMON_USAGE;
@@ -865,6 +868,35 @@ static int list_objects(struct cli *cli, const struct cli_s3_uri *u, const char 
     return rc;
 }
 
+/* drover ls alone: the buckets (GET /v1/blobs), one s3://NAME per line. */
+static int list_buckets(struct cli_args *a, long limit)
+{
+    struct cli cli = {0};
+    json_t *list = NULL;
+    int rc = 1;
+    if (cli_connect(&cli, &a->conn) ||
+        cli_get_pages(&cli, "/v1/blobs", "buckets", limit, limit == 0, &list))
+        goto out;
+    if (a->json) {
+        cli_print_json(list);
+    } else {
+        size_t i;
+        json_t *b;
+        json_array_foreach(list, i, b)
+        {
+            fputs("s3://", stdout);
+            const char *name = json_string_value(json_object_get(b, "name"));
+            cli_put_clean(stdout, name ? name : "?", name ? strlen(name) : 1);
+            putchar('\n');
+        }
+    }
+    rc = 0;
+out:
+    json_decref(list);
+    cli_release(&cli);
+    return rc;
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -883,6 +915,7 @@ int cmd_ls(int argc, char **argv)
             return cli_usage_error(ls_usage, "--limit must be a positive integer, not '%s'",
                                    optarg);
     }
+    if (a.exit_code == CLI_CONTINUE && optind >= argc) return list_buckets(&a, limit);
     const char *arg;
     int rc = cli_args_one(&a, "which bucket? give s3://bucket or s3://bucket/prefix",
                           "the URI is empty", &arg);

@@ -496,7 +496,7 @@ static int api_blob_get(struct http_req *r, const char *bucket, const char *key,
 
 /* ---- DELETE and listing: one store call, on the offload thread for remote stores ---- */
 
-enum call_kind { CALL_DELETE, CALL_LIST };
+enum call_kind { CALL_DELETE, CALL_LIST, CALL_BUCKETS };
 
 struct call_op {
     struct http_req *r;
@@ -530,9 +530,22 @@ static void call_work(void *arg)
         /* what is deleted, for its event */
         op->rc = blob_head(bs, op->bucket, op->key, &op->info, &op->err);
         if (!op->rc) op->rc = blob_delete(bs, op->bucket, op->key, &op->err);
-    } else {
+    } else if (op->kind == CALL_LIST) {
         op->rc = blob_list(bs, op->bucket, op->prefix, op->after, op->limit, &op->list, &op->err);
+    } else {
+        op->rc = blob_buckets(bs, op->after, op->limit, &op->list, &op->err);
     }
+}
+
+/* {"buckets": [{"name"}], "next"}: drover's archive (the jobs API reads it) left out. */
+static json_t *buckets_json(const struct blob_list *l)
+{
+    json_t *names = json_array();
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].key, RETENTION_BUCKET))
+            json_array_append_new(names, json_pack("{s:s}", "name", l->items[i].key));
+    return json_pack("{s:o, s:o}", "buckets", names, "next",
+                     l->next ? json_string(l->next) : json_null());
 }
 
 static json_t *list_json(const struct blob_list *l)
@@ -583,8 +596,10 @@ static void call_answer(void *arg)
             http_reply_err(r, &op->err);
         else if (op->kind == CALL_DELETE)
             http_reply_bytes(r, 204, "application/json", "", 0);
-        else
+        else if (op->kind == CALL_LIST)
             http_reply_json(r, 200, list_json(&op->list));
+        else
+            http_reply_json(r, 200, buckets_json(&op->list));
     }
     call_free(op);
 }
@@ -691,6 +706,23 @@ int api_blob_list(struct http_req *r)
     memcpy(op->bucket, r->params[0], strlen(r->params[0]) + 1); /* checked: <= 63 bytes */
     const char *prefix = http_query(r, "prefix"), *after = http_query(r, "after");
     op->prefix = prefix ? xstrdup(prefix) : NULL;
+    op->after = after ? xstrdup(after) : NULL;
+    op->limit = (int)limit;
+    return call_run(r, op);
+}
+
+/* GET /v1/blobs?after=&limit=: the buckets that hold objects, by name. */
+int api_blob_buckets(struct http_req *r)
+{
+    struct err e = ERR_INIT;
+    long limit;
+    if (http_query_long(r, "limit", 1, BLOB_LIST_MAX, BLOB_LIST_MAX, &limit, &e)) {
+        http_reply_err(r, &e);
+        return HTTP_DONE;
+    }
+    struct call_op *op = xcalloc(1, sizeof(*op));
+    op->kind = CALL_BUCKETS;
+    const char *after = http_query(r, "after");
     op->after = after ? xstrdup(after) : NULL;
     op->limit = (int)limit;
     return call_run(r, op);

@@ -86,6 +86,7 @@ const struct route server_routes[] = {
     {"HEAD", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false, NULL},
     {"DELETE", "/v1/blobs/{bucket}/{key*}", api_blob_object, 0, 0, false, NULL},
     {"GET", "/v1/blobs/{bucket}", api_blob_list, ANY_CLIENT, 0, false, "prefix after limit"},
+    {"GET", "/v1/blobs", api_blob_buckets, ANY_CLIENT, 0, false, "after limit"},
     {"POST", "/v1/presign", api_presign, ANY_CLIENT | ROLE_AGENT, 64 * KiB, true, ""},
 
     /* The service hub (api_services.c): anyone may read it, only admins change it. */

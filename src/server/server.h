@@ -254,6 +254,7 @@ int api_healthz(struct http_req *r);
 int api_readyz(struct http_req *r);
 int api_blob_object(struct http_req *r);
 int api_blob_list(struct http_req *r);
+int api_blob_buckets(struct http_req *r);
 int api_presign(struct http_req *r);
 int api_metrics(struct http_req *r);
 int api_events(struct http_req *r);

@@ -112,6 +112,31 @@ def test_list_prefix_and_pages(server):
         assert r.status_code == 400 and r.json()["error"]["field"] == "limit"
 
 
+def test_list_buckets(server):
+    """GET /v1/blobs: the buckets that hold objects, by name, in pages; a bucket whose last
+    object was deleted is not one any more."""
+    api = server.api()
+    assert api.get("/v1/blobs").json() == {"buckets": [], "next": None}
+    for b in ["zeta", "alpha", "mid", "gone"]:
+        put(api, f"{b}/k/1", b"x")
+    assert api.delete("/v1/blobs/gone/k/1").status_code == 204
+    r = api.get("/v1/blobs")
+    assert r.json() == {"buckets": [{"name": "alpha"}, {"name": "mid"}, {"name": "zeta"}],
+                        "next": None}, r.text
+    first = api.get("/v1/blobs", params={"limit": 2}).json()
+    assert [b["name"] for b in first["buckets"]] == ["alpha", "mid"] and first["next"] == "mid"
+    rest = api.get("/v1/blobs", params={"limit": 2, "after": first["next"]}).json()
+    assert rest == {"buckets": [{"name": "zeta"}], "next": None}, rest
+    for query, field in (({"limit": "0"}, "limit"), ({"after": "Bad!"}, "after"),
+                         ({"prefix": "a"}, "prefix")):
+        r = api.get("/v1/blobs", params=query)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, r.text
+    assert requests.get(server.url + "/v1/blobs", timeout=10).status_code == 401
+    # the CLI: drover ls alone
+    r = server.run_cli("ls")
+    assert r.returncode == 0 and r.stdout == "s3://alpha\ns3://mid\ns3://zeta\n", r.stderr
+
+
 @pytest.mark.parametrize("path, field", [
     ("b1/a/%2E%2E/b", "key"),  # requests removes literal dot segments itself
     ("b1/%2E/x", "key"),

@@ -440,7 +440,7 @@ def test_usage_errors_and_help(server):
     usage_error(text(run(server, "put", "f", "s3://data/k", "extra")), ["put"])
     usage_error(text(run(server, "get")), ["get"])
     usage_error(text(run(server, "get", "s3://data/k", "f", "extra")), ["get"])
-    usage_error(text(run(server, "ls")), ["ls"])
+    usage_error(text(run(server, "ls", "s3://a", "s3://b")), ["ls"])  # alone: the buckets
     usage_error(text(run(server, "ls", "--limit", "0", "s3://data")), ["ls"])
     usage_error(text(run(server, "rm")), ["rm"])
     usage_error(text(run(server, "get", "--bogus", "s3://data/k")), ["get"])

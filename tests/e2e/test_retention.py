@@ -116,6 +116,7 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
         assert r.status_code == 403 and "reserved" in r.json()["error"]["message"], r.text
     r = admin.put("/v1/blobs/drover-archive/jobs/x.json", data=b"{}")
     assert r.status_code == 403, r.text
+    assert "drover-archive" not in admin.get("/v1/blobs").text  # nor listed among the buckets
     r = admin.post("/v1/presign", json={"method": "GET",
                                         "uri": f"s3://drover-archive/jobs/{job}.json"})
     assert r.status_code == 403, r.text

@@ -174,6 +174,24 @@ def test_objects_from_boto3_and_aws_cli_served_by_drover(s3, tmp_path):
     assert r.status_code == 206 and r.content == b[8999990:]
 
 
+def test_buckets_on_an_s3_store(s3):
+    """drover's buckets are the first parts of the S3 bucket's keys: listed, with what another
+    tool put there that names no drover bucket left out."""
+    srv, client, _ = s3
+    for b in ("lb-c", "lb-a", "lb-b"):  # keys of one level: s3rver's delimiter needs them
+        assert srv.api().put(f"/v1/blobs/{b}/k1", data=b"x").status_code == 200
+    client.put_object(Bucket=S3_BUCKET, Key="Not_A_Bucket/x", Body=b"y")
+    client.put_object(Bucket=S3_BUCKET, Key="at-the-root", Body=b"z")
+    # one page (s3rver counts max-keys before it groups by the delimiter, and says the rest
+    # is not truncated: pages are tested on the fs store, test_blobs.py; AWS S3 and MinIO
+    # count the prefixes)
+    r = srv.api().get("/v1/blobs")
+    assert r.status_code == 200 and r.json()["next"] is None, r.text
+    names = [b["name"] for b in r.json()["buckets"]]
+    assert [n for n in names if n.startswith("lb-")] == ["lb-a", "lb-b", "lb-c"], names
+    assert names == sorted(names) and "Not_A_Bucket" not in names and "at-the-root" not in names
+
+
 def test_bad_requests_on_an_s3_store(s3):
     srv, client, endpoint = s3
     api = srv.api()
