@@ -88,14 +88,16 @@ def test_log_tail_api(fast_server, make_agent):
         assert r.json()["error"]["field"] == "tail", (bad, r.text)
 
 
-def test_cli_logs_tail_lines(fast_server, make_agent):
+def test_cli_logs_tail_lines(fast_server, make_agent, tmp_path):
     """drover logs -n N: the last N lines (as tail -n), read from the log's end (tail=), then
     with -f what comes after them."""
     make_agent(fast_server, "p3")
     # 300,000 lines, ~2 MiB: the last lines are read without the rest
     big = submit(fast_server, command={"shell": "seq 1 300000; printf 'no newline at the end'"})
+    go = tmp_path / "go"  # the slow job's last lines wait for it: the test says when
     slow = submit(fast_server, command={"shell": "echo one; echo two; echo three; "
-                                                 "sleep 1.5; echo four; echo five"})
+                                                 f"while [ ! -e {go} ]; do sleep 0.05; done; "
+                                                 "echo four; echo five"})
     assert wait_job(fast_server, big)["state"] == "succeeded"
     out = ok(fast_server.run_cli("logs", "-n", "3", big[:13]))
     assert out == "299999\n300000\nno newline at the end", out
@@ -110,13 +112,21 @@ def test_cli_logs_tail_lines(fast_server, make_agent):
     first = r.stdout.split("\n", 1)[0]
     assert 50000 < int(first) < 300000 and r.stdout.count("\n") == 300000 - int(first) + 1
     assert "note: the last 250000 lines" in r.stderr and "--offset 0" in r.stderr, r.stderr
-    # all of a short log when it has fewer lines than asked
-    assert ok(fast_server.run_cli("logs", "-n", "100", slow)).startswith("one\n")
-    # -f: the last lines so far, then on
     wait_for(lambda: fast_server.api().get(f"/v1/jobs/{slow}/log").text.count("\n") >= 3, 30,
              "the first lines")
-    r = fast_server.run_cli("logs", "-f", "-n", "1", slow)
-    assert r.returncode == 0 and r.stdout == "three\nfour\nfive\n", (r.stdout, r.stderr)
+    # all of a short log when it has fewer lines than asked
+    assert ok(fast_server.run_cli("logs", "-n", "100", slow)) == "one\ntwo\nthree\n"
+    # -f: the last lines so far, then on
+    follower = fast_server.start_cli("logs", "-f", "-n", "1", slow, text=True)
+    try:
+        assert follower.stdout.readline() == "three\n"
+        go.touch()
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0 and out == "four\nfive\n", (out, err)
     for bad, says in ((["-n", "0"], "--tail must be a number of lines"),
                       (["-n", "x"], "--tail must be a number of lines"),
                       (["-n", "2", "--offset", "5"], "give --tail or --offset, not both")):
