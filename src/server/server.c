@@ -1061,9 +1061,7 @@ int cmd_server(int argc, char **argv)
     struct event_base *base = event_base_new();
     if (server_start(&s, &o, base, &e)) {
         fprintf(stderr, "drover server: %s\n", e.msg);
-        /* a setting refused (credentials, a store of a newer drover) stays refused: 2, which
-           systemd does not restart; a store or port not there yet may be next time: 1 */
-        rc = e.code == ERR_INVALID ? 2 : 1;
+        rc = 1;
     } else {
         struct event *sigint = evsignal_new(base, SIGINT, on_signal, &s);
         struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &s);

@@ -21,15 +21,15 @@ def start_second(data_dir, *cmd):
                           stdin=subprocess.DEVNULL)
 
 
-def test_a_store_of_a_newer_drover_is_refused_for_good(tmp_path):
-    """Exit 2 (systemd's unit does not restart it: starting again cannot help), not 1 (a
-    store or port not ready yet, worth another start)."""
+def test_a_store_of_a_newer_drover_is_refused(tmp_path):
+    """A binary older than its store's schema does not start on it (upgrade the binary, do not
+    downgrade), saying so."""
     data = tmp_path / "data"
     Server(data).start().stop()
     with sqlite3.connect(data / "drover.db") as db:
         db.execute("PRAGMA user_version = 999")
     r = start_second(data, "server")
-    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.returncode == 1, (r.stdout, r.stderr)
     assert "has schema version 999, newer than this drover knows" in r.stderr, r.stderr
 
 
