@@ -120,7 +120,10 @@ static int findable(const char *program, char **envp, const char *work_dir)
     int why = ENOENT;
     for (const char *d = dirs; *d; d += strcspn(d, ":"), d += *d == ':') {
         int n = (int)strcspn(d, ":");
-        snprintf(path, sizeof(path), "%.*s/%s", n ? n : 1, n ? d : ".", program);
+        if (n) /* an empty entry is the working folder: the work folder, in the sandbox */
+            snprintf(path, sizeof(path), "%.*s/%s", n, d, program);
+        else
+            snprintf(path, sizeof(path), "%s/%s", work_dir, program);
         if (access(path, X_OK) == 0) return 0;
         if (errno == EACCES) why = EACCES;
     }

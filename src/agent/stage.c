@@ -340,7 +340,8 @@ static int plan_object(struct stage *st, struct items *l, enum item_kind kind, c
         return rc;
     }
     const struct stage_item *other = fixed_name ? NULL : name_taken(st, name);
-    if (other) { /* spec.c refuses it at submit: an array's task, or a spec stored before */
+    if (other) { /* spec.c refuses this at submit; it comes from an array's task, whose item
+                    is set when the task is made, or from a spec stored before */
         char why[512];
         snprintf(why, sizeof(why),
                  "its file '%.100s' of the work folder is already that of %s %.200s: each input "
