@@ -517,6 +517,7 @@ DROP INDEX array_tasks_job;
 ALTER TABLE triggers DROP COLUMN schedule, DROP COLUMN timezone, DROP COLUMN skip_overlap,
   DROP COLUMN paused_at, DROP COLUMN resumed_at, DROP COLUMN updated_at;
 ALTER TABLE agents DROP COLUMN runtimes, DROP COLUMN limits;
+ALTER TABLE workflows DROP COLUMN idem_key;
 UPDATE drover_schema SET version = 12;
 """
 
