@@ -193,10 +193,12 @@ int api_status(struct http_req *r)
     int64_t now = time_now_ms();
     json_t *warnings = s->warnings ? json_incref(s->warnings) : json_array();
     http_reply_json(r, 200,
-                    json_pack("{s:s, s:s, s:b, s:I, s:o}", "version", DROVER_VERSION, "listen",
-                              s->listen ? s->listen : "", "tls", s->tls != NULL, "uptime_s",
-                              (json_int_t)((now - s->started_at_ms) / 1000), "warnings",
-                              warnings));
+                    json_pack("{s:s, s:s, s:b, s:I, s:{s:s, s:i}, s:o}", "version",
+                              DROVER_VERSION, "listen", s->listen ? s->listen : "", "tls",
+                              s->tls != NULL, "uptime_s",
+                              (json_int_t)((now - s->started_at_ms) / 1000), "store", "kind",
+                              store_kind(s->reads), "schema", store_schema(s->reads),
+                              "warnings", warnings));
     return HTTP_DONE;
 }
 

@@ -98,6 +98,16 @@ unsigned store_caps(const struct store *st)
     return st->ops->caps;
 }
 
+const char *store_kind(const struct store *st)
+{
+    return st->ops->scheme;
+}
+
+int store_schema(const struct store *st)
+{
+    return st->ops->schema;
+}
+
 int store_claim(struct store *st, struct err *e)
 {
     return st->ops->claim ? st->ops->claim(st, e) : 0;

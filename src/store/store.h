@@ -85,6 +85,10 @@ int store_open(const char *uri, const struct store_opts *opts, struct store **ou
 void store_uri_redact(const char *uri, char *out, size_t n);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
+/* The store's kind ("sqlite", "postgres") and its schema version (an open store is at the
+   binary's: migrated at open, a newer one refused). */
+const char *store_kind(const struct store *st);
+int store_schema(const struct store *st);
 /*
  * Claims the store for this process alone for as long as st is open, so that
  * a second server started on the same store is refused: ERR_CONFLICT when

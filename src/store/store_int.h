@@ -14,6 +14,7 @@
 struct store_ops {
     const char *scheme; /* "sqlite" */
     unsigned caps;
+    int schema; /* the schema version its migrations reach: an open store's (newer: refused) */
     int (*open)(const char *uri, const struct store_opts *opts, struct store **out,
                 struct err *e);
     void (*close)(struct store *st);

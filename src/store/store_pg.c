@@ -3913,6 +3913,7 @@ static int pg_array_job_counts(struct store *st, const char *id, int64_t *counts
 
 const struct store_ops store_pg_ops = {
     .scheme = "postgres",
+    .schema = (int)ARRAY_SIZE(pg_migrations),
     .caps = STORE_CAP_SHARED | STORE_CAP_LEADER,
     .open = pg_open,
     .close = pg_close,

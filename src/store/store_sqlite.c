@@ -2772,6 +2772,7 @@ static int sqlite_array_job_counts(struct store *st, const char *id, int64_t *co
 
 const struct store_ops store_sqlite_ops = {
     .scheme = "sqlite",
+    .schema = (int)ARRAY_SIZE(sqlite_migrations),
     .caps = 0,
     .open = sqlite_open,
     .close = sqlite_close,

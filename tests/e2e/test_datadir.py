@@ -25,8 +25,13 @@ def test_a_store_of_a_newer_drover_is_refused(tmp_path):
     """A binary older than its store's schema does not start on it (upgrade the binary, do not
     downgrade), saying so."""
     data = tmp_path / "data"
-    Server(data).start().stop()
+    server = Server(data).start()
+    # /v1/status says the store's kind and schema: the database's, read here as an operator would
+    st = server.api().get("/v1/status").json()["store"]
+    server.stop()
     with sqlite3.connect(data / "drover.db") as db:
+        assert st == {"kind": "sqlite",
+                      "schema": db.execute("PRAGMA user_version").fetchone()[0]}, st
         db.execute("PRAGMA user_version = 999")
     r = start_second(data, "server")
     assert r.returncode == 1, (r.stdout, r.stderr)

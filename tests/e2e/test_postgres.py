@@ -561,6 +561,8 @@ def test_schema_12_upgrades_a_database_with_jobs(pg_servers, pg_db, make_agent):
 
     again = pg_servers("--tenant-max-queued", "1", "--retention-sweep", "1")
     assert psql(pg_db, "SELECT version FROM drover_schema") == str(pg_migrations())
+    assert again.api(server.admin_token).get("/v1/status").json()["store"] == {
+        "kind": "postgres", "schema": pg_migrations()}
     indexes = psql(pg_db, "SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes "
                           "WHERE tablename = 'jobs'").split()
     assert "jobs_state_queue" not in indexes and "jobs_tenant_state" not in indexes, indexes
