@@ -1749,6 +1749,37 @@ static int fetch_tail(const struct cli_opts *o, const char *id, const char *stre
     return rc == 0 ? 0 : -1;
 }
 
+/*
+ * A failed job: why its last attempt was not retried (docs/api.md "retry"), into out; nothing
+ * for another state, or a reason that is never retried (a cancel).
+ */
+static void why_no_retry(json_t *job, struct buf *out)
+{
+    const char *state = jstr(job, "state");
+    json_t *result = json_object_get(job, "result");
+    const char *reason = jstr(result, "reason");
+    if (!state || strcmp(state, "failed") || !reason) return;
+    long long attempt = json_integer_value(json_object_get(job, "attempt"));
+    long long max = json_integer_value(json_object_get(job, "max_attempts"));
+    json_t *on = json_object_get(json_object_get(json_object_get(job, "spec"), "retry"), "on");
+    if (max && attempt >= max) {
+        buf_addf(out, "no: max_attempts (%lld) reached", max);
+    } else if (json_is_object(on) && !strcmp(reason, "exit")) {
+        json_t *code = json_object_get(result, "exit_code");
+        buf_addf(out, "no: exit code %lld is not in retry.on.exit_codes",
+                 (long long)json_integer_value(code));
+    } else if (json_is_object(on)) {
+        json_t *budget = json_object_get(on, reason);
+        long long left = json_is_integer(budget) ? json_integer_value(budget)
+                         : !strcmp(reason, "lost")  ? 2 /* its default */
+                                                    : 0;
+        long long used = json_integer_value(json_object_get(json_object_get(job, "retries"),
+                                                            reason));
+        buf_addf(out, "no: retry.on.%s allows %lld retr%s, %lld used", reason, left,
+                 left == 1 ? "y" : "ies", used);
+    }
+}
+
 /* `tail`, `errtail`: the ends of stdout and stderr, NULL when they could not be read. */
 static void print_status(json_t *job, const struct buf *tail, const struct buf *errtail)
 {
@@ -1827,6 +1858,9 @@ static void print_status(json_t *job, const struct buf *tail, const struct buf *
     json_t *result = json_object_get(job, "result");
     result_summary(job, &b);
     field("result:", b.data);
+    buf_reset(&b);
+    why_no_retry(job, &b);
+    field("retried:", b.len ? b.data : NULL);
     buf_reset(&b);
     field("error:", jstr(result, "error"));
     json_t *outputs = json_object_get(result, "outputs");

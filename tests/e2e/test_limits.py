@@ -312,6 +312,11 @@ def test_exit_code_retried_only_when_listed(server, make_agent):
     j = wait_job(server, other, timeout=60)
     assert j["state"] == "failed" and attempts_of(j) == [("exit", 3)], j["attempts"]
     assert j["retries"]["exit"] == 0, j["retries"]
+    # drover status says why each was not retried again
+    for job, why in ((listed, "retried:   no: max_attempts (3) reached\n"),
+                     (other, "retried:   no: exit code 3 is not in retry.on.exit_codes\n")):
+        r = server.run_cli("status", job)
+        assert r.returncode == 0 and why in r.stdout, r.stdout
 
 
 def test_timeout_retried_n_times(server, make_agent):
@@ -326,6 +331,8 @@ def test_timeout_retried_n_times(server, make_agent):
     assert j["retries"]["timeout"] == 2, j["retries"]
     assert j["spec"]["retry"]["on"] == {"exit_codes": [1], "signal": 0, "timeout": 2,
                                         "lost": 2, "oom": 0, "error": 0}
+    r = server.run_cli("status", job)
+    assert "retried:   no: retry.on.timeout allows 2 retries, 2 used\n" in r.stdout, r.stdout
 
 
 def test_oom_budget(server, make_agent):
