@@ -1751,7 +1751,7 @@ static int fetch_tail(const struct cli_opts *o, const char *id, const char *stre
 
 /*
  * A failed job: why its last attempt was not retried (docs/api.md "retry"), into out; nothing
- * for another state, or a reason that is never retried (a cancel).
+ * for another state, or for a job that asked for no retry (max_attempts 1).
  */
 static void why_no_retry(json_t *job, struct buf *out)
 {
@@ -1763,7 +1763,7 @@ static void why_no_retry(json_t *job, struct buf *out)
     long long max = json_integer_value(json_object_get(job, "max_attempts"));
     json_t *on = json_object_get(json_object_get(json_object_get(job, "spec"), "retry"), "on");
     if (max && attempt >= max) {
-        buf_addf(out, "no: max_attempts (%lld) reached", max);
+        if (max > 1) buf_addf(out, "no: max_attempts (%lld) reached", max); /* 1: none asked */
     } else if (json_is_object(on) && !strcmp(reason, "exit")) {
         json_t *code = json_object_get(result, "exit_code");
         buf_addf(out, "no: exit code %lld is not in retry.on.exit_codes",
