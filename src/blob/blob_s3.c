@@ -1316,6 +1316,15 @@ static void s3_read_close(struct blob_reader *br)
 
 /* --- listing ---------------------------------------------------------------------------------- */
 
+/* Whether a ListObjectsV2 answer says more follows (IsTruncated). */
+static bool listing_truncated(const char *b, const char *end)
+{
+    char *trunc = xml_get(b, end, "IsTruncated", NULL);
+    bool truncated = trunc && !strcmp(trunc, "true");
+    free(trunc);
+    return truncated;
+}
+
 static int s3_list(struct blob_store *bs, const char *bucket, const char *prefix, const char *after,
                    size_t limit, struct blob_list *out, struct err *e)
 {
@@ -1338,9 +1347,7 @@ static int s3_list(struct blob_store *bs, const char *bucket, const char *prefix
     size_t cap = 0;
     if (rc) goto out;
     const char *b = buf_str(&rp.body), *end = b + rp.body.len;
-    char *trunc = xml_get(b, end, "IsTruncated", NULL);
-    bool truncated = trunc && !strcmp(trunc, "true");
-    free(trunc);
+    bool truncated = listing_truncated(b, end);
     for (const char *p = b, *next; (p = strstr(p, "<Contents>")) && p < end; p = next) {
         const char *cend = strstr(p, "</Contents>");
         if (!cend) {
@@ -1437,9 +1444,7 @@ static int s3_buckets(struct blob_store *bs, const char *after, size_t limit,
     size_t cap = 0;
     if (rc) goto out;
     const char *b = buf_str(&rp.body), *end = b + rp.body.len;
-    char *trunc = xml_get(b, end, "IsTruncated", NULL);
-    bool truncated = trunc && !strcmp(trunc, "true");
-    free(trunc);
+    bool truncated = listing_truncated(b, end);
     char *last = NULL;
     for (const char *p = b, *next; (p = strstr(p, "<CommonPrefixes>")) && p < end; p = next) {
         const char *cend = strstr(p, "</CommonPrefixes>");

@@ -689,43 +689,44 @@ int api_blob_object(struct http_req *r)
     }
 }
 
-int api_blob_list(struct http_req *r)
+/* A listing's call (objects or buckets) with its page's limit and after, or NULL after
+   answering a bad limit. */
+static struct call_op *list_op(struct http_req *r, enum call_kind kind)
 {
     struct err e = ERR_INIT;
     long limit;
     if (http_query_long(r, "limit", 1, BLOB_LIST_MAX, BLOB_LIST_MAX, &limit, &e)) {
         http_reply_err(r, &e);
-        return HTTP_DONE;
+        return NULL;
     }
+    struct call_op *op = xcalloc(1, sizeof(*op));
+    op->kind = kind;
+    const char *after = http_query(r, "after");
+    op->after = after ? xstrdup(after) : NULL;
+    op->limit = (int)limit;
+    return op;
+}
+
+int api_blob_list(struct http_req *r)
+{
+    struct err e = ERR_INIT;
     if (blob_bucket_check(r->params[0], &e) || bucket_reserved(r->params[0], &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
-    struct call_op *op = xcalloc(1, sizeof(*op));
-    op->kind = CALL_LIST;
+    struct call_op *op = list_op(r, CALL_LIST);
+    if (!op) return HTTP_DONE;
     memcpy(op->bucket, r->params[0], strlen(r->params[0]) + 1); /* checked: <= 63 bytes */
-    const char *prefix = http_query(r, "prefix"), *after = http_query(r, "after");
+    const char *prefix = http_query(r, "prefix");
     op->prefix = prefix ? xstrdup(prefix) : NULL;
-    op->after = after ? xstrdup(after) : NULL;
-    op->limit = (int)limit;
     return call_run(r, op);
 }
 
 /* GET /v1/blobs?after=&limit=: the buckets that hold objects, by name. */
 int api_blob_buckets(struct http_req *r)
 {
-    struct err e = ERR_INIT;
-    long limit;
-    if (http_query_long(r, "limit", 1, BLOB_LIST_MAX, BLOB_LIST_MAX, &limit, &e)) {
-        http_reply_err(r, &e);
-        return HTTP_DONE;
-    }
-    struct call_op *op = xcalloc(1, sizeof(*op));
-    op->kind = CALL_BUCKETS;
-    const char *after = http_query(r, "after");
-    op->after = after ? xstrdup(after) : NULL;
-    op->limit = (int)limit;
-    return call_run(r, op);
+    struct call_op *op = list_op(r, CALL_BUCKETS);
+    return op ? call_run(r, op) : HTTP_DONE;
 }
 
 /* ---- POST /v1/presign ---- */
