@@ -28,6 +28,7 @@
 #include "common/netmask.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "job/array.h"
 #include "job/job.h"
 #include "server/events.h"
 #include "server/server.h"
@@ -40,6 +41,8 @@ struct delivery {
     char *url;
     int tries; /* made before this one */
     int64_t created_at;
+    json_t *draft; /* the body until its job is described (describe_jobs) */
+    char job[UUID_STR_LEN]; /* a job event's job, else "" */
     char *body;
     char event[16];
     /* the outcome */
@@ -89,6 +92,7 @@ static void delivery_free(struct delivery *d)
             curl_easy_cleanup(d->easy);
         curl_slist_free_all(d->headers);
         free(d->url);
+        json_decref(d->draft);
         free(d->body);
         free(d);
         d = next;
@@ -115,12 +119,61 @@ static int collect(void *arg, const struct webhook *w)
     char delivery_id[32], type[48];
     snprintf(delivery_id, sizeof(delivery_id), "%" PRId64, w->id);
     snprintf(type, sizeof(type), "%s.%s", d->event, state ? state : "unknown"); /* job.succeeded */
-    json_t *body = json_pack("{s:s, s:s, s:i, s:o}", "delivery", delivery_id, "type", type,
-                             "try", w->tries + 1, "event", ev);
-    d->body = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
+    d->draft = json_pack("{s:s, s:s, s:i, s:o}", "delivery", delivery_id, "type", type,
+                         "try", w->tries + 1, "event", ev);
+    if (w->ev->kind == EVENT_JOB)
+        snprintf(d->job, sizeof(d->job), "%s", w->ev->subject);
     *c->tail = d;
     c->tail = &d->next;
+    return 0;
+}
+
+/* What a receiver needs to know a job by without calling back: its name, key, labels, and
+   the array or workflow it belongs to; null once the job is gone (retention). */
+static int job_summary(struct store *st, const char *id, json_t **out, struct err *e)
+{
+    struct job j;
+    job_init(&j);
+    int rc = store_job_get(st, id, &j, e);
+    if (rc == ERR_NOTFOUND) {
+        err_clear(e);
+        *out = json_null();
+        return 0;
+    }
+    char wid[UUID_STR_LEN];
+    int wrc = rc ? rc : store_workflow_of(st, id, wid, e);
+    if (wrc && wrc != ERR_NOTFOUND) {
+        job_release(&j);
+        return wrc;
+    }
+    err_clear(e);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(j.id));
+    json_object_set_new(o, "name", j.name ? json_string(j.name) : json_null());
+    json_object_set_new(o, "key", j.key ? json_string(j.key) : json_null());
+    json_object_set_new(o, "queue", json_string(j.queue));
+    json_object_set_new(o, "labels", j.labels ? json_incref(j.labels) : json_object());
+    json_object_set_new(o, "array", array_task_json(&j));
+    json_object_set_new(o, "workflow", wrc ? json_null() : json_string(wid));
+    job_release(&j);
+    *out = o;
+    return 0;
+}
+
+/* Each delivery's body, a job event's with its job described. */
+static int describe_jobs(struct webhooks *w, struct delivery *list, struct err *e)
+{
+    for (struct delivery *d = list; d; d = d->next) {
+        if (d->job[0]) {
+            json_t *job;
+            int rc = job_summary(w->st, d->job, &job, e);
+            if (rc) return rc;
+            json_object_set_new(d->draft, "job", job);
+        }
+        d->body = json_dumps(d->draft, JSON_COMPACT);
+        json_decref(d->draft);
+        d->draft = NULL;
+    }
     return 0;
 }
 
@@ -271,7 +324,8 @@ static void *deliverer_main(void *arg)
 
         struct due_ctx c = {.head = NULL, .tail = &c.head};
         struct err e = ERR_INIT;
-        if (store_webhook_due(w->st, time_now_ms(), WEBHOOK_BATCH, collect, &c, &e)) {
+        if (store_webhook_due(w->st, time_now_ms(), WEBHOOK_BATCH, collect, &c, &e) ||
+            describe_jobs(w, c.head, &e)) {
             log_repeat_fail(&w->due_log, time_now_ms(), LOG_ERROR,
                             "webhooks: reading the outbox: %s", e.msg);
             delivery_free(c.head);

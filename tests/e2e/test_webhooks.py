@@ -141,6 +141,33 @@ def test_notify_all_delivers_every_change(hook_server, make_agent, receivers):  
     assert len(seqs) == len(set(seqs))  # each event once
 
 
+def test_the_body_names_the_job_its_array_and_workflow(hook_server, make_agent, receivers):  # noqa: F811
+    """A receiver knows the job by its name, key and labels, and an array's task or a
+    workflow's node by its array and index or its workflow, without calling back."""
+    rec = receivers()
+    make_agent(hook_server, "w1")
+    api = hook_server.api()
+    hook = {"notify_url": rec.url, "command": {"shell": "true"}}
+    jid = submit(hook_server, {**hook, "name": "align", "key": "run-7",
+                               "labels": {"sample": "s1"}})
+    r = api.post("/v1/jobs", json={**hook, "array": {"count": 2}})
+    assert r.status_code == 201, r.text
+    array = r.json()["array"]["id"]
+    r = api.post("/v1/workflows", json={"nodes": {"A": {"job": hook}}})
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    wait_for(lambda: len(rec.bodies()) >= 4, 30, "four webhooks")
+    jobs = {b["event"]["job"]: b["job"] for b in rec.bodies()}
+    assert all(b["job"]["id"] == b["event"]["job"] for b in rec.bodies())
+    assert jobs[jid] == {"id": jid, "name": "align", "key": "run-7", "queue": "default",
+                         "labels": {"sample": "s1"}, "array": None, "workflow": None}
+    tasks = sorted((j["array"]["index"], j["workflow"]) for j in jobs.values()
+                   if j["array"] and j["array"]["id"] == array)
+    assert tasks == [(0, None), (1, None)]
+    nodes = [j for j in jobs.values() if j["workflow"] == wid]
+    assert len(nodes) == 1 and nodes[0]["array"] is None and nodes[0]["name"] is None
+
+
 def test_a_receiver_down_then_back(hook_server, receivers):
     rec = receivers(start=False)  # nobody listens on its port yet
     jid = submit(hook_server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})
