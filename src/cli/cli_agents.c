@@ -86,8 +86,12 @@ static void print_agents_table(json_t *list)
         struct buf b = BUF_INIT;
         table_add(t, jstr(a, "name"));
         table_add(t, jstr(a, "state"));
-        table_addf(t, "%lld/%lld", count_of(json_object_get(a, "free_slots")),
-                   count_of(json_object_get(a, "slots")));
+        const char *state = jstr(a, "state");
+        if (state && (!strcmp(state, "lost") || !strcmp(state, "left"))) /* none offered */
+            table_addf(t, "-/%lld", count_of(json_object_get(a, "slots")));
+        else
+            table_addf(t, "%lld/%lld", count_of(json_object_get(a, "free_slots")),
+                       count_of(json_object_get(a, "slots")));
         table_addf(t, "%lld", count_of(json_object_get(a, "running")));
         join_strings(json_object_get(a, "runtimes"), &b);
         table_add(t, b.data);

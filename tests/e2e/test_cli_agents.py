@@ -421,6 +421,9 @@ def test_agents_shows_lost_and_left(make_server):
         return {r[0]: r[1] for r in table(ok(server.run_cli("agents")))[1:]}
     wait_for(lambda: states() == {"quiet": "lost", "gone": "left"}, timeout=20,
              what="the agent to be lost")
+    rows = {r[0]: r for r in table(ok(server.run_cli("agents")))[1:]}
+    # no slot of theirs is offered: none is free, none in use
+    assert rows["quiet"][2] == rows["gone"][2] == "-/1", rows
     err = refused(server.run_cli("drain", "quiet"))
     assert err == "drover: cannot drain: agent 'quiet' is lost\n"
 
