@@ -377,7 +377,9 @@ static const struct field *find_field(const struct field *fields, size_t n, cons
     return NULL;
 }
 
-static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields, size_t n)
+/* `also`: a field the caller takes off before this check, listed too (or NULL) */
+static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields, size_t n,
+                          const char *also)
 {
     const char *key;
     json_t *v;
@@ -387,6 +389,8 @@ static int refuse_unknown(struct ctx *c, json_t *in, const struct field *fields,
         struct buf known = BUF_INIT;
         for (size_t i = 0; i < n; i++)
             buf_addf(&known, "%s%s", i ? ", " : "", fields[i].key);
+        if (also)
+            buf_addf(&known, ", %s", also);
         size_t mark = path_key(c, key);
         const char *field = buf_str(&c->path);
         int rc = err_field(c->e, ERR_INVALID, field, "unknown field '%s' (expected one of: %s)",
@@ -518,7 +522,7 @@ static int check_object(struct ctx *c, json_t *in, const struct field *fields, s
                         json_t **norm)
 {
     json_t *out = json_object();
-    int rc = refuse_unknown(c, in, fields, n);
+    int rc = refuse_unknown(c, in, fields, n, NULL);
     if (!rc)
         rc = check_fields(c, in, fields, n, out);
     if (rc)
@@ -1168,7 +1172,7 @@ static int check_command(struct ctx *c, const struct field *f, json_t *v, json_t
     if (!v) return fail(c, "is required (unless test is true or a service is named)");
     if (!json_is_object(v))
         return fail(c, "must be an object");
-    int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields));
+    int rc = refuse_unknown(c, v, command_fields, ARRAY_SIZE(command_fields), NULL);
     if (!rc) rc = command_conflicts(c, v);
     json_t *out = json_object();
     if (!rc) rc = check_fields(c, v, command_fields, ARRAY_SIZE(command_fields), out);
@@ -1281,7 +1285,7 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
     buf_adds(&c.path, path ? path : "");
     if (!json_is_object(in))
         rc = fail(&c, "must be a json object");
-    else if (!(rc = refuse_unknown(&c, in, spec_fields, ARRAY_SIZE(spec_fields))))
+    else if (!(rc = refuse_unknown(&c, in, spec_fields, ARRAY_SIZE(spec_fields), "array")))
         rc = check_fields(&c, in, spec_fields, ARRAY_SIZE(spec_fields), c.top);
     if (rc)
         json_decref(c.top);
