@@ -46,6 +46,7 @@
 #include "agent/spool.h"
 #include "agent/stage.h"
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/uuid.h"
 #include "http/aclient.h"
 #include "http/client.h"
@@ -293,6 +294,7 @@ struct agent {
     int64_t cached_sent_ms;   /* monotonic */
     bool leave_pending;       /* drained: waiting for the outstanding poll's answer, then leave */
     bool poll_failing, reports_failing;
+    struct log_repeat switching; /* moves to the next server (proto.c server_failed) */
     struct batch_item *batch;
     size_t nbatch, batch_cap;
     size_t log_budget;

@@ -82,8 +82,10 @@ static void server_failed(struct agent *a, size_t sent, long status)
 {
     if (status != 0 && status != 503) return;
     if (a->http.current != sent || !http_client_next_server(&a->http)) return;
-    log_warn("the server at %s %s; going on with %s", a->http.servers[sent],
-             status ? "is unavailable (503)" : "cannot be reached", a->http.base_url);
+    /* while every server is away this repeats at each try: a line a minute then */
+    log_repeat_fail(&a->switching, time_now_ms(), LOG_WARN,
+                    "the server at %s %s; going on with %s", a->http.servers[sent],
+                    status ? "is unavailable (503)" : "cannot be reached", a->http.base_url);
 }
 
 /* --- register ---------------------------------------------------------------------- */
@@ -269,6 +271,7 @@ static void on_poll(void *arg, int rc, long status, json_t *resp, const struct e
     if (rc == 0) {
         if (a->poll_failing) log_info("the server at %s answers polls again", a->http.base_url);
         a->poll_failing = false;
+        log_repeat_ok(&a->switching, NULL); /* the line above says it */
         a->poll_backoff_ms = 0;
         json_t *leases = json_object_get(resp, "leases"), *cancel = json_object_get(resp, "cancel");
         size_t i;

@@ -6,6 +6,7 @@ for a server the agent must move to while it runs a job.
 """
 import os
 import subprocess
+import time
 
 import requests
 
@@ -98,3 +99,20 @@ def test_bad_server_lists_are_refused(server, tmp_path):
         p = subprocess.run([BIN, "agent", "--work-dir", str(tmp_path / "w")], env=env,
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 2 and says in p.stderr, (bad, p.stderr)
+
+
+def test_an_agent_with_every_server_down_logs_a_switch_a_minute(tmp_path, make_agent):  # noqa: F811
+    """While no server answers, each try moves on to the next one: the first move is logged,
+    the others at most once a minute (a line each was hundreds of lines an outage)."""
+    server = Server(tmp_path / "data")
+    server.start()
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        a = make_agent(server, "w1", server_url=f"{server.url},{dead}")
+        server.kill()
+        wait_for(lambda: "going on with" in a.read_log(), 30, "the first move")
+        time.sleep(8)  # ~6 tries (the backoff doubles from 0.1 s), a move each
+        log = a.read_log()
+        assert log.count("going on with") == 1, log
+    finally:
+        server.kill()
