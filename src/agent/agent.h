@@ -144,6 +144,8 @@ struct agent_stream {
     uint64_t discarded; /* bytes read past PROTO_STREAM_MAX, not kept */
     char carry[4];      /* an incomplete UTF-8 sequence waiting for its next bytes */
     size_t ncarry;
+    char first[200]; /* its first bytes, NUL-terminated (a container's init says why the program
+                       could not start there: runner_container.c) */
 };
 
 struct agent_job {

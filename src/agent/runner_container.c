@@ -375,6 +375,24 @@ static void remove_container(struct agent_job *j)
     }
 }
 
+/*
+ * Why the container's init could not start the job's program (it is not in the image, or not
+ * executable): the init's first line of stderr says so, in its own words (podman's catatonit
+ * "ERROR (catatonit:6): failed to exec pid1: No such file or directory", exit 1; docker's tini
+ * "[FATAL tini (7)] exec prog failed: No such file or directory", exit 127). NULL otherwise.
+ */
+static const char *init_exec_failure(const struct agent_job *j)
+{
+    static const char catatonit[] = "ERROR (catatonit:", cat_why[] = "failed to exec pid1: ",
+                      tini[] = "[FATAL tini (", tini_why[] = " failed: ";
+    const char *first = j->err.first, *why = NULL;
+    if (!strncmp(first, catatonit, strlen(catatonit)) && (why = strstr(first, cat_why)))
+        return why + strlen(cat_why);
+    if (!strncmp(first, tini, strlen(tini)) && (why = strstr(first, tini_why)))
+        return why + strlen(tini_why);
+    return NULL;
+}
+
 static void on_inspected(void *arg, int status, const char *output)
 {
     struct agent_job *j = arg;
@@ -396,6 +414,14 @@ static void on_inspected(void *arg, int status, const char *output)
         j->end_error = xasprintf("%s could not run the container for image '%s' (exit code 125; "
                                  "its message is in the job's stderr)",
                                  j->a->engine->bin, job_image(j));
+    }
+    const char *why = j->kill_why == KILL_NONE && !j->end_error && WIFEXITED(j->wait_status) &&
+                              WEXITSTATUS(j->wait_status) != 0
+                          ? init_exec_failure(j)
+                          : NULL;
+    if (why) { /* as the native runner says it */
+        j->end_error = xasprintf("cannot start '%s' in image '%s': %.*s", j->argv[0],
+                                 job_image(j), (int)strcspn(why, "\n"), why);
     }
     remove_container(j);
 }

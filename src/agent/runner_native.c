@@ -102,6 +102,10 @@ static void stream_take(struct agent_stream *s, const char *data, size_t n, bool
     size_t used = utf8_sanitize(&s->pending, data, n, final);
     s->ncarry = n - used;
     memcpy(s->carry, data + used, s->ncarry);
+    if (s->produced < sizeof(s->first) - 1) {
+        size_t room = sizeof(s->first) - 1 - (size_t)s->produced, got = s->pending.len - before;
+        memcpy(s->first + s->produced, s->pending.data + before, got < room ? got : room);
+    }
     s->produced += s->pending.len - before;
     if (s->produced > STREAM_KEEP) {
         /* Keep whole characters up to the cap, less the note that says so; the rest is

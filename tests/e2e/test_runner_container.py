@@ -72,6 +72,24 @@ def test_image_job_output_exit_env_stdin(fast_server, podman_agent, busybox_imag
     assert j["state"] == "succeeded" and j["result"]["stdout"] == "hello\n", j
 
 
+def test_a_program_not_in_the_image_is_said_as_natively(fast_server, podman_agent,
+                                                       busybox_image):
+    """The container's init cannot start it: the attempt ends `error` saying "cannot start"
+    as natively, not with the init's exit status 1; a program's own 127 stays an exit."""
+    podman_agent()
+    job = submit(fast_server, command={"image": busybox_image, "program": "nosuchprog",
+                                       "argv": ["x"]})
+    j = wait_job(fast_server, job, timeout=120)
+    assert j["state"] == "failed" and j["result"]["reason"] == "error", j
+    assert j["result"]["error"] == (f"cannot start 'nosuchprog' in image '{busybox_image}': "
+                                    "No such file or directory"), j
+    job = submit(fast_server, command={"image": busybox_image, "program": "sh",
+                                       "argv": ["-c", "nosuchprog"]})
+    j = wait_job(fast_server, job, timeout=60)
+    assert j["result"]["reason"] == "exit" and j["result"]["exit_code"] == 127, j
+    assert "not found" in log(fast_server, job, "stderr")
+
+
 def test_network_false_gives_no_network(fast_server, podman_agent, busybox_image):
     podman_agent()
     job = submit(fast_server, command={"image": busybox_image, "program": "ls",
