@@ -8,18 +8,20 @@
  * Without -f: the server answers at most a bounded piece per request, so the
  * command asks again from where it got to until an answer is empty.
  *
- * With -f the server streams the log until the job ends. A stream that ends
- * is not taken as the end of the job: the server also ends its streams when
- * it shuts down, and a connection may break. So once a stream ends the job's
- * state is checked: when it is terminal, whatever is left is read as above;
- * when not, or when the server went away, the log is followed again from the
- * byte reached, riding out a server restart like `drover wait` does. The job
- * is also checked after RECHECK_MS without output, because the server ends a
- * stream only when an agent reports the job's end (not when, say, a queued
- * job is cancelled).
+ * Every request names its attempt (the job's latest without --attempt): offsets count
+ * within one attempt. With -f the server streams that attempt's output until it ends. A
+ * stream that ends is not taken as the end of the attempt: the server also ends its streams
+ * when it shuts down, and a connection may break. So once a stream ends, what is left is
+ * read as above and the job's state is checked (attempt_after): while the attempt runs, or
+ * the job waits to start it, it is followed again from the byte reached, riding out a
+ * server restart like `drover wait` does; once it is over and the job goes on (a retry),
+ * the next attempt is followed, after a note on stderr; once the job ended, that is all.
+ * The job is also checked after RECHECK_MS without output, because the server ends a
+ * stream only when an agent reports the attempt's end (not when, say, a queued job is
+ * cancelled).
  *
- * With --json each piece becomes one line {"offset": N, "data": "..."} (N the
- * stream offset of its first byte), a character split between two pieces
+ * With --json each piece becomes one line {"attempt": A, "offset": N, "data": "..."} (N the
+ * offset in attempt A's stream of its first byte), a character split between two pieces
  * being held back until it is whole, since JSON strings are UTF-8 text.
  */
 #include <errno.h>
@@ -45,18 +47,19 @@ static const char logs_usage[] =
     "Prints what a job's latest attempt (or, with --attempt, an earlier one) wrote\n"
     "to its standard output (or, with --stderr, its standard error), as captured\n"
     "by its agent. With -f it keeps printing what the job writes until the job\n"
-    "ends (with --attempt, until that attempt ends). ID may be a unique prefix of\n"
-    "the job's id (6 characters or more), or ARRAY_ID:INDEX for a task of a job\n"
-    "array. A job that has not run yet has no output:\n"
-    "a note on standard error says so (not with --json).\n"
+    "ends, through its retries, a note on standard error before each next\n"
+    "attempt's output (with --attempt, until that attempt ends). ID may be a\n"
+    "unique prefix of the job's id (6 characters or more), or ARRAY_ID:INDEX for\n"
+    "a task of a job array. A job that has not run yet has no output: a note on\n"
+    "standard error says so (not with --json).\n"
     "\n"
     "  -f, --follow       wait for more output until the job ends\n"
     "  -e, --stderr       standard error instead of standard output\n"
     "  -n, --tail N       start with its last N lines (at most the last MiB of it)\n"
     "  -o, --offset N     start at byte N of the stream (default 0)\n"
     "  -a, --attempt N    the output of attempt N (1 is the first run)\n"
-    "      --json         print JSON lines {\"offset\": N, \"data\": TEXT}, one per piece\n"
-    "                     received; errors as JSON on stderr\n"
+    "      --json         print JSON lines {\"attempt\": A, \"offset\": N, \"data\": TEXT},\n"
+    "                     one per piece received; errors as JSON on stderr\n"
     "\n"
     "examples:\n"
     "  drover logs 01938c2e-7d4a                    # all of its standard output\n"
@@ -69,6 +72,7 @@ struct json_lines {
     char held[4];
     size_t nheld;
     int64_t at; /* the stream offset of held[0] (of the next line's text) */
+    long attempt; /* the attempt the stream is of */
 };
 
 struct sink {
@@ -89,8 +93,8 @@ static size_t whole_utf8(const char *s, size_t n)
     return n;
 }
 
-/* Prints {"offset", "data"} for text[0..n); bytes that are not UTF-8 become '?'. */
-static int put_json_line(int64_t offset, char *text, size_t n)
+/* Prints {"attempt", "offset", "data"} for text[0..n); bytes that are not UTF-8 become '?'. */
+static int put_json_line(long attempt, int64_t offset, char *text, size_t n)
 {
     json_t *data = json_stringn(text, n);
     if (!data) {
@@ -98,7 +102,8 @@ static int put_json_line(int64_t offset, char *text, size_t n)
             if ((unsigned char)text[i] >= 0x80 || !text[i]) text[i] = '?';
         data = json_stringn(text, n);
     }
-    json_t *line = json_pack("{s:I, s:o}", "offset", (json_int_t)offset, "data", data);
+    json_t *line = json_pack("{s:I, s:I, s:o}", "attempt", (json_int_t)attempt, "offset",
+                             (json_int_t)offset, "data", data);
     int rc = json_dumpf(line, stdout, JSON_COMPACT) == 0 && fputc('\n', stdout) != EOF ? 0 : -1;
     json_decref(line);
     return rc;
@@ -112,7 +117,7 @@ static int json_piece(struct json_lines *jl, const char *data, size_t len, bool 
     memcpy(text + jl->nheld, data, len);
     size_t n = jl->nheld + len;
     size_t whole = final ? n : whole_utf8(text, n);
-    int rc = whole ? put_json_line(jl->at, text, whole) : 0;
+    int rc = whole ? put_json_line(jl->attempt, jl->at, text, whole) : 0;
     jl->nheld = n - whole;
     memcpy(jl->held, text + whole, jl->nheld);
     jl->at += (int64_t)whole;
@@ -267,15 +272,60 @@ static int fetch_last_lines(struct cli *cli, const char *eid, const char *stream
     }
 }
 
+/*
+ * Followed attempt `cur`'s stream ended (or was silent a while), and what was left of it is
+ * read: what to follow now (*next), from the job's state (into state). `cur` again while it
+ * runs, or while the job waits to start it; the next attempt once it is over and the job
+ * goes on (`chain`, else 0); 0 once the job ended.
+ */
+static int attempt_after(struct cli *cli, const char *eid, long cur, bool chain, long *next,
+                         char *state, size_t n, long *status, struct err *e)
+{
+    long long latest = 0;
+    int rc = job_state(cli, eid, state, n, &latest, status, e);
+    if (rc) return rc;
+    bool runs = !strcmp(state, "leased") || !strcmp(state, "running");
+    if (latest > cur || (latest == cur && !runs && !cli_job_is_terminal(state)))
+        *next = chain ? cur + 1 : 0; /* it is over: a later one runs, or is to come */
+    else if (cli_job_is_terminal(state))
+        *next = 0;
+    else
+        *next = cur; /* it runs, or is still to start */
+    return 0;
+}
+
 static int show_log(struct cli *cli, const char *id, const char *stream, int64_t offset,
                     long tail, long attempt, bool follow, bool json)
 {
     char pin[32] = ""; /* "&attempt=N" */
     char *eid = http_escape(id);
-    int failures = 0;
+    int failures = 0, ends = 0;
     bool seen = false; /* the server answered once: a failure now may be a restart */
+    bool following = follow;
+    bool chain = follow && !attempt; /* on through the job's retries, attempt after attempt */
+    bool quiet_end = false;          /* the last followed stream ended at once, with nothing */
+    int64_t total = 0;               /* bytes received, all attempts */
     int rc = 0;
     struct json_lines jl = {.at = offset};
+
+    /* Every request names its attempt: an offset counts within one (the latest one, without
+       --attempt), and a stream followed again after a pause or a restart goes on there. */
+    if (!attempt) {
+        char state[32];
+        long long latest = 0;
+        long status = 0;
+        struct err e = ERR_INIT;
+        if (job_state(cli, eid, state, sizeof(state), &latest, &status, &e)) {
+            struct sink none = {0};
+            print_failure(cli, &e, status, id, &none);
+            free(eid);
+            return 1;
+        }
+        if (!latest && (!follow || cli_job_is_terminal(state))) goto out; /* it never ran */
+        attempt = latest ? latest : 1; /* -f before its first run: the server waits for it */
+        if (!latest) tail = 0;         /* nothing to take the last lines of yet */
+    }
+    jl.attempt = attempt;
 
     if (tail) { /* the last lines first, then on from their end as for --offset */
         struct buf text = BUF_INIT;
@@ -293,6 +343,7 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         jl.at = offset;
         if (!rc && text.len) rc = to_stdout(&sink, text.data, text.len, &e);
         offset += sink.written;
+        total += sink.written;
         buf_release(&text);
         if (rc) {
             print_failure(cli, &e, status, id, &sink);
@@ -306,68 +357,77 @@ static int show_log(struct cli *cli, const char *id, const char *stream, int64_t
         struct err e = ERR_INIT;
         long status = 0;
         struct sink sink = {.jl = json ? &jl : NULL};
-        if (attempt) snprintf(pin, sizeof(pin), "&attempt=%ld", attempt);
+        snprintf(pin, sizeof(pin), "&attempt=%ld", attempt);
         char *path = xasprintf("/v1/jobs/%s/log?stream=%s&offset=%lld%s%s", eid, stream,
                                (long long)offset, pin, follow ? "&follow=1" : "");
         int r = http_client_stream(&cli->http, path, follow ? RECHECK_MS : 0, to_stdout, &sink,
                                    &status, &e);
         free(path);
         offset += sink.written;
+        total += sink.written;
         seen = seen || cli->http.reached;
 
         if (r >= 0 && follow) {
-            /* The stream ended: because the job did, or because the server is going away?
-             * Or it was silent for a while (r == 1): has the job ended without the
-             * server telling its followers? */
-            bool idled = r == 1;
-            if (attempt && !idled) {
-                /* A followed attempt's stream ends with the attempt, whatever the job does
-                   next; read what may be left beyond its last piece. */
-                follow = false;
-                cli->http.timeout_ms = CALL_TIMEOUT_MS;
-                failures = 0;
-                continue;
-            }
-            char state[32];
-            r = job_state(cli, eid, state, sizeof(state), NULL, &status, &e);
-            if (r == 0 && cli_job_is_terminal(state)) {
-                follow = false; /* read what may be left beyond the stream's last piece */
-                cli->http.timeout_ms = CALL_TIMEOUT_MS;
-                failures = 0;
-                continue;
-            }
-            if (r == 0) { /* not over: follow again, pausing if the server keeps ending it */
-                if (idled || sink.written > 0) {
-                    failures = 0;
-                    continue;
-                }
-                if (++failures > FOLLOW_RETRIES) {
-                    cli_error(CLI_ERR_INTERNAL, NULL,
-                              "the server keeps ending the log of job '%s' though it is still %s",
-                              id, state[0] ? state : "running");
-                    rc = 1;
-                    break;
-                }
-                pause_before_retry(failures);
-                continue;
-            }
+            /* The stream ended: because the attempt did, or because the server is going away?
+             * Or it was silent for a while (r == 1): has the job ended without the server
+             * telling its followers? Read what may be left beyond its last piece, then see. */
+            quiet_end = r == 0 && sink.written == 0;
+            follow = false;
+            cli->http.timeout_ms = CALL_TIMEOUT_MS;
+            continue;
         }
+        if (r < 0 && following && status == 404 && !strcmp(e.field, "attempt")) {
+            r = 0; /* an attempt not begun has nothing, and the job did not wait for it */
+            err_clear(&e);
+        }
+        long next = 0;
+        char state[32] = "";
+        if (r >= 0 && sink.written == 0 && following)
+            r = attempt_after(cli, eid, attempt, chain, &next, state, sizeof(state), &status, &e);
         if (r < 0) {
             bool transient =
                 !sink.write_errno && ((status == 0 && e.code == ERR_UNAVAILABLE) || status == 503);
-            if (follow && seen && transient && ++failures <= FOLLOW_RETRIES) {
+            if (following && seen && transient && ++failures <= FOLLOW_RETRIES) {
                 pause_before_retry(failures);
-                continue;
+                continue; /* the rest again, from the byte reached, then see again */
             }
             print_failure(cli, &e, status, id, &sink);
             rc = 1;
             break;
         }
         failures = 0;
-        if (sink.written == 0) break; /* all of it */
+        if (sink.written > 0) continue;
+        if (!next) break; /* all of it */
+        if (next == attempt) { /* not over: the server ended the stream (a restart?) */
+            if (quiet_end && ++ends > FOLLOW_RETRIES) {
+                cli_error(CLI_ERR_INTERNAL, NULL,
+                          "the server keeps ending the log of job '%s' though it is still %s", id,
+                          state);
+                rc = 1;
+                break;
+            }
+            if (quiet_end)
+                pause_before_retry(ends);
+            else
+                ends = 0;
+        } else {
+            ends = 0;
+            if (jl.nheld && json_piece(&jl, "", 0, true)) { /* a character cut at its end */
+                rc = 1;
+                break;
+            }
+            if (!json) /* on stderr: stdout stays the job's own bytes */
+                cli_notice("note", "attempt %ld of job '%s' is over; attempt %ld follows",
+                           attempt, id, next);
+            attempt = jl.attempt = next;
+            offset = jl.at = 0;
+        }
+        follow = true;
+        cli->http.timeout_ms = 0;
     }
     if (rc == 0 && jl.nheld) json_piece(&jl, "", 0, true); /* a character cut at the end */
-    if (rc == 0 && !json && !attempt && offset == 0) note_never_ran(cli, eid, id);
+out:
+    if (rc == 0 && !json && total == 0 && offset == 0) note_never_ran(cli, eid, id);
     free(eid);
     return rc;
 }

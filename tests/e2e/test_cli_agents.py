@@ -173,7 +173,7 @@ def json_lines(out):
     """The pieces of `drover logs --json`: their text joined, after checking each line's
     offset follows the previous one's text (in bytes)."""
     lines = [json.loads(line) for line in out.splitlines()]
-    assert lines and all(set(x) == {"offset", "data"} for x in lines), out[:200]
+    assert lines and all(set(x) == {"attempt", "offset", "data"} for x in lines), out[:200]
     at = lines[0]["offset"]
     for x in lines:
         assert x["offset"] == at, (x["offset"], at)
@@ -344,6 +344,35 @@ def test_logs_follow_rides_out_a_server_restart(server, background, sig):
     agent.report(finished(job))
     rc, out, err = follower.finish(timeout=30)
     assert (rc, out, err) == (0, b"before\nafter\n", "")
+
+
+def test_logs_follow_goes_on_through_a_retry_and_a_restart(server, background):
+    """-f follows attempt after attempt, a note on stderr between them; followed again after
+    a restart, it goes on in the attempt it was in, from the byte it reached there (an
+    offset counted over both attempts printed "ee" for "three")."""
+    r = server.api().post("/v1/jobs", json={"command": {"program": "flaky"},
+                                            "retry": {"max_attempts": 2, "backoff_s": 0}})
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    agent = FakeAgent(server, "w1")
+    agent.lease(job)
+    agent.report(started(job), log(job, "one\n", 0))
+    follower = background("logs", "-f", job)
+    follower.wait_for_output(b"one\n")
+    agent.report(finished(job, exit_code=3))  # retried
+    assert agent.lease(job) == 2
+    agent.report(started(job, 2), log(job, "two\n", 0, attempt=2))
+    follower.wait_for_output(b"one\ntwo\n")
+    server.kill(signal.SIGKILL)
+    server.start()
+    agent.register(running=[(job, 2)])
+    agent.report(log(job, "three\n", 4, attempt=2), finished(job, 2))
+    rc, out, err = follower.finish(timeout=30)
+    assert (rc, out) == (0, b"one\ntwo\nthree\n"), (out, err)
+    assert err == f"drover: note: attempt 1 of job '{job}' is over; attempt 2 follows\n"
+    # --json says which attempt each piece is of
+    lines = [json.loads(x) for x in ok(server.run_cli("logs", "--json", job)).splitlines()]
+    assert lines == [{"attempt": 2, "offset": 0, "data": "two\nthree\n"}], lines
 
 
 def test_logs_of_an_unknown_job(server):
