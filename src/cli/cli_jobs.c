@@ -626,6 +626,35 @@ static json_t *stdin_pipe(const char *file)
 }
 
 /*
+ * @{{item}} makes each item an input, which names an object or a URL: an item that is a
+ * local path (it has no scheme) is said here, with what to do, rather than as the server's
+ * "must be a valid uri" of one task. False after saying it.
+ */
+static bool items_fit_inputs(const json_t *spec, const json_t *items, const char *file)
+{
+    const json_t *args = json_object_get(json_object_get(spec, "command"), "arguments");
+    const json_t *arg, *item;
+    size_t k, i;
+    json_array_foreach(args, k, arg) {
+        const char *v = json_string_value(json_object_get(arg, "value"));
+        const char *type = json_string_value(json_object_get(arg, "type"));
+        if (!v || !type || strcmp(type, "input") || strncmp(v, "{{item}}", 8)) continue;
+        json_array_foreach(items, i, item) {
+            const char *t = json_string_value(item);
+            if (strstr(t, "://")) continue;
+            cli_error(CLI_ERR_INVALID, "array.items",
+                      "--array-items: line %zu of '%s' is '%.100s', not a URI: @{{item}} makes "
+                      "each item an input, an s3://, http(s):// or file:/// URI; for local "
+                      "files, upload them first (drover put FILE s3://BUCKET/PREFIX/) and give "
+                      "--array-objects s3://BUCKET/PREFIX/",
+                      i + 1, strcmp(file, "-") ? file : "standard input", t);
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * --array-items FILE: its lines as the items (a final newline, and a '\r' before each
  * newline, are not part of them). NULL after saying what is wrong: no line, an empty
  * line, a line that is too long or not UTF-8 text, too many lines.
@@ -1447,9 +1476,9 @@ int cmd_submit(int argc, char **argv)
 
     rc = 1;
     if (stdin_file && !(ov.stdin_ = stdin_pipe(stdin_file))) goto out;
+    json_t *items = NULL; /* borrowed from fields */
     if (items_file) {
-        json_t *items = array_items(items_file);
-        if (!items) goto out;
+        if (!(items = array_items(items_file))) goto out;
         put(fields, "array", json_pack("{s:o}", "items", items));
     }
     if (file) {
@@ -1465,6 +1494,7 @@ int cmd_submit(int argc, char **argv)
         spec = json_object(); /* the service and its params, from the options */
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
+        if (items && !items_fit_inputs(spec, items, items_file)) goto out;
     }
     if (json_is_array(spec)) {
         size_t i;

@@ -635,6 +635,14 @@ def test_cli_submit_array_options(server, make_agent, tmp_path):
                       (tmp_path / "missing.txt", "cannot read '%s'")):
         err = refused(server.run_cli("submit", "--array-items", str(path), "--", "true"))
         assert why.replace("%s", str(path)) in err, (path, err)
+    # local paths as the items of an input: said, with what to do
+    paths = tmp_path / "paths.txt"
+    paths.write_text("s3://b/x.txt\nsample-2.fa\n")
+    err = refused(server.run_cli("submit", "--array-items", str(paths), "--", "cat", "@{{item}}"))
+    assert err == (f"drover: --array-items: line 2 of '{paths}' is 'sample-2.fa', not a URI: "
+                   "@{{item}} makes each item an input, an s3://, http(s):// or file:/// URI; "
+                   "for local files, upload them first (drover put FILE s3://BUCKET/PREFIX/) "
+                   "and give --array-objects s3://BUCKET/PREFIX/\n"), err
     for args in (["--array", "0"], ["--array", "1000001"], ["--array", "ten"],
                  ["--array", "2", "--array", "3"], ["--array", "2", "--array-items", str(items)],
                  ["-f", "-", "--array-items", "-"], ["--stdin", "-", "--array-items", "-"]):
