@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/guardian.h"
 #include "commands.h"
 #include "common/sdnotify.h"
 
@@ -167,6 +168,8 @@ int main(int argc, char **argv)
         printf("drover %s%s\n", DROVER_VERSION, sdnotify_supported() ? " (systemd notify)" : "");
         return 0;
     }
+    if (!strcmp(argv[1], GUARDIAN_COMMAND)) /* the agent's own helper (agent/guardian.h) */
+        return cmd_agent_guardian(argc - 1, argv + 1);
     const struct command *cmd = find_command(argv[1]);
     if (!cmd) return not_a_command(argc, argv);
     malloc_tune(argv[1]);

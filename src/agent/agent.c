@@ -28,6 +28,7 @@
 
 #include "agent/agent.h"
 #include "agent/cache.h"
+#include "agent/guardian.h"
 #include "agent/trash.h"
 #include "common/fsutil.h"
 #include "commands.h"
@@ -860,6 +861,7 @@ int cmd_agent(int argc, char **argv)
     struct err e = ERR_INIT;
     memset(&a, 0, sizeof(a));
     a.lock_fd = -1;
+    a.guardian_fd = -1;
     a.spool.dirfd = -1;
     int rc = parse_opts(argc, argv, &a.o, false);
     if (rc) {
@@ -937,6 +939,7 @@ int cmd_agent(int argc, char **argv)
              a.o.listen ? " listen=" : "", a.o.listen ? a.o.listen : "");
     if (a.o.bench_noop)
         log_warn("--bench-noop: leased jobs are reported succeeded without being run");
+    guardian_start(&a); /* before any job starts */
     proto_register(&a);
     event_base_dispatch(a.base);
     rc = a.exit_code;
@@ -945,6 +948,7 @@ int cmd_agent(int argc, char **argv)
 out:
     status_stop(&a);
     jobs_free_all(&a);   /* first: a staging job cancels its transfers on the aclient */
+    guardian_stop(&a);   /* it kills what the jobs may have left */
     trash_stop(a.trash); /* the folders of settled jobs are gone before the agent is */
     cache_free(a.cache); /* after the jobs: they unpin what they hold */
     aclient_free(a.ac);

@@ -279,6 +279,8 @@ struct agent {
     struct cache *cache; /* the input cache (cache.h), NULL when --cache-size is 0 */
     char boot_id[64];
     int lock_fd;
+    pid_t guardian_pid; /* guardian.h; 0 when there is none */
+    int guardian_fd;    /* the pipe to it, -1 when there is none */
 
     /* protocol (proto.c) */
     char instance[UUID_STR_LEN]; /* this work folder's identity (WORK_DIR/agent.instance) */

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/guardian.h"
 #include "agent/proc.h"
 #include "agent/trash.h"
 #include "agent/argv.h"
@@ -667,6 +668,7 @@ static int job_spawn(struct agent_job *j, struct err *e)
     j->started_ns = time_mono_ns();
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
+    guardian_job_started(a, j->pid, j->starttime, j->id, j->attempt);
     log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,
              (int)j->pid, j->slots, j->runner->name, j->argv[0]);
     struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};
@@ -974,12 +976,6 @@ void jobs_free_all(struct agent *a)
 /* --- recovery ---------------------------------------------------------------------------- */
 
 /* A job of the previous run, for the sweep of its processes outside its group. */
-struct survivor_key {
-    char id[UUID_STR_LEN];
-    int attempt;
-    unsigned long long starttime; /* of its leader; 0 unknown */
-};
-
 /* Whether `run` ("run" of spool.h) describes a process started since the machine booted. */
 static bool run_this_boot(const struct agent *a, json_t *run)
 {
@@ -995,42 +991,9 @@ void jobs_kill_survivors(struct agent *a, struct agent_job *j, json_t *run)
     unsigned long long saved =
         (unsigned long long)json_integer_value(json_object_get(run, "starttime"));
     if (!run_this_boot(a, run)) return; /* never started, or before the machine rebooted */
-    unsigned long long now = proc_starttime((pid_t)pgid);
-    bool ours = now ? now == saved : kill(-(pid_t)pgid, 0) == 0;
-    /* A pid is not reused while a group of that id exists: a live group without its leader
-     * is still the job's; a leader with another start time is a stranger. */
-    if (ours && kill(-(pid_t)pgid, SIGKILL) == 0)
+    if (proc_kill_group((pid_t)pgid, saved))
         log_warn("job=%s attempt=%d its processes (group %lld) survived the agent; killed", j->id,
                  j->attempt, (long long)pgid);
-}
-
-/*
- * Kills the processes of the previous run's jobs that left their process group (setsid, a
- * double fork) and outlived the agent (its parent-death signal reaches the leaders only):
- * those whose environment names one of the jobs (DROVER_JOB_ID, DROVER_ATTEMPT) and that
- * started after its leader, with their descendants. One scan of /proc for all of them.
- */
-static void kill_escaped(const struct survivor_key *keys, size_t nkeys)
-{
-    pid_t *all;
-    size_t n = nkeys ? proc_all(&all) : 0;
-    for (size_t i = 0; i < n; i++) {
-        char id[UUID_STR_LEN];
-        int attempt;
-        if (all[i] == getpid() || !proc_job_env(all[i], id, &attempt)) continue;
-        for (size_t k = 0; k < nkeys; k++) {
-            if (keys[k].attempt != attempt || strcmp(keys[k].id, id)) continue;
-            unsigned long long born = proc_starttime(all[i]);
-            if (!born || born < keys[k].starttime) break; /* before the job: not its own */
-            size_t killed = proc_signal_tree(all[i], 0, born, SIGKILL);
-            if (killed)
-                log_warn("job=%s attempt=%d %zu of its processes (pid %d, outside its group) "
-                         "survived the agent; killed",
-                         id, attempt, killed, (int)all[i]);
-            break;
-        }
-    }
-    if (nkeys) free(all);
 }
 
 int jobs_recover(struct agent *a, struct err *e)
@@ -1039,7 +1002,7 @@ int jobs_recover(struct agent *a, struct err *e)
     size_t n;
     int rc = spool_list(&a->spool, &keys, &n, e);
     if (rc) return rc;
-    struct survivor_key *survivors = n ? xcalloc(n, sizeof(*survivors)) : NULL;
+    struct proc_job_key *survivors = n ? xcalloc(n, sizeof(*survivors)) : NULL;
     size_t nsurvivors = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *lease = NULL, *started = NULL, *runrec = NULL, *finished = NULL;
@@ -1075,8 +1038,8 @@ int jobs_recover(struct agent *a, struct err *e)
             finished = json_incref(json_object_get(lease, "finished"));
         j->rec = json_incref(json_is_object(lease) ? lease : NULL);
         j->started = started;
-        if (run_this_boot(a, run)) { /* its processes outside its group: kill_escaped */
-            struct survivor_key *sk = &survivors[nsurvivors++];
+        if (run_this_boot(a, run)) { /* its processes outside its group: proc_kill_escaped */
+            struct proc_job_key *sk = &survivors[nsurvivors++];
             snprintf(sk->id, sizeof(sk->id), "%s", id);
             sk->attempt = attempt;
             sk->starttime =
@@ -1118,7 +1081,7 @@ int jobs_recover(struct agent *a, struct err *e)
         json_decref(runrec);
         json_decref(run);
     }
-    kill_escaped(survivors, nsurvivors);
+    proc_kill_escaped(survivors, nsurvivors);
     if (n) log_info("%zu job(s) recovered from the spool; their results will be delivered", n);
     free(survivors);
     free(keys);

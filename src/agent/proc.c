@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 
 #define PROC_TREE_MAX 65536
@@ -276,4 +277,34 @@ size_t proc_signal_tree(pid_t root, pid_t root_ppid, unsigned long long root_sta
     }
     free(stack);
     return signalled;
+}
+
+bool proc_kill_group(pid_t pgid, unsigned long long starttime)
+{
+    unsigned long long now = proc_starttime(pgid);
+    bool ours = now ? now == starttime : kill(-pgid, 0) == 0;
+    return ours && kill(-pgid, SIGKILL) == 0;
+}
+
+void proc_kill_escaped(const struct proc_job_key *keys, size_t nkeys)
+{
+    pid_t *all;
+    size_t n = nkeys ? proc_all(&all) : 0;
+    for (size_t i = 0; i < n; i++) {
+        char id[UUID_STR_LEN];
+        int attempt;
+        if (all[i] == getpid() || !proc_job_env(all[i], id, &attempt)) continue;
+        for (size_t k = 0; k < nkeys; k++) {
+            if (keys[k].attempt != attempt || strcmp(keys[k].id, id)) continue;
+            unsigned long long born = proc_starttime(all[i]);
+            if (!born || born < keys[k].starttime) break; /* before the job: not its own */
+            size_t killed = proc_signal_tree(all[i], 0, born, SIGKILL);
+            if (killed)
+                log_warn("job=%s attempt=%d %zu of its processes (pid %d, outside its group) "
+                         "survived the agent; killed",
+                         id, attempt, killed, (int)all[i]);
+            break;
+        }
+    }
+    if (nkeys) free(all);
 }

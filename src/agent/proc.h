@@ -66,4 +66,28 @@ bool proc_job_env(pid_t pid, char id[UUID_STR_LEN], int *attempt);
  */
 size_t proc_signal_tree(pid_t root, pid_t root_ppid, unsigned long long root_starttime, int sig);
 
+/* A job's run, as a kill of what it left finds it: its id, attempt and its leader's start
+   time (0 unknown). */
+struct proc_job_key {
+    char id[UUID_STR_LEN];
+    int attempt;
+    unsigned long long starttime;
+};
+
+/*
+ * Kills process group `pgid` if it is still the job's: its leader has `starttime`, or the
+ * leader is gone and the group lives on (a pid is not reused while a group of that id
+ * exists). True when it was signalled.
+ */
+bool proc_kill_group(pid_t pgid, unsigned long long starttime);
+
+/*
+ * Kills the processes of the jobs `keys` names that left their process group (setsid, a
+ * double fork) and outlived their agent (its parent-death signal reaches the leaders only):
+ * those whose environment names one of the jobs (DROVER_JOB_ID, DROVER_ATTEMPT) and that
+ * started after its leader, with their descendants. One scan of /proc for all of them;
+ * each kill is logged.
+ */
+void proc_kill_escaped(const struct proc_job_key *keys, size_t nkeys);
+
 #endif

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/guardian.h"
 #include "agent/proc.h"
 #include "agent/utf8.h"
 #include "common/fsutil.h"
@@ -453,7 +454,8 @@ static size_t sweep(struct agent *a, struct agent_job *ending, int sig)
     size_t n = proc_orphans_home(&kids), signalled = 0;
     for (size_t i = 0; i < n; i++) {
         bool maybe_ending = false;
-        if (job_by_leader(a, kids[i]) || runner_container_owns(a, kids[i]) ||
+        if (kids[i] == a->guardian_pid || job_by_leader(a, kids[i]) ||
+            runner_container_owns(a, kids[i]) ||
             runtimes_owns(a, kids[i]) || orphan_kept(a, kids[i], ending, &maybe_ending)) {
             if (maybe_ending) ending->strays = true; /* its folder is not reused (jobs.c) */
             continue;
@@ -510,6 +512,7 @@ static void reap_one(struct agent_job *j)
     while ((r = waitpid(j->pid, &status, WNOHANG)) < 0 && errno == EINTR) {
     }
     if (r != j->pid) return;
+    guardian_job_ended(j->a, j->pid); /* its group is gone: no pid of it to kill */
     j->exited = true;
     j->wait_status = status;
     j->end_ns = time_mono_ns();
@@ -531,7 +534,8 @@ void runner_native_reap(struct agent *a)
         memset(&si, 0, sizeof(si));
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) break;
         struct agent_job *j = job_by_leader(a, si.si_pid);
-        if (!j && (runner_container_reaped(a, si.si_pid) || runtimes_reaped(a, si.si_pid)))
+        if (!j && (runner_container_reaped(a, si.si_pid) || runtimes_reaped(a, si.si_pid) ||
+                   guardian_reaped(a, si.si_pid)))
             continue;
         if (j) {
             reap_one(j);

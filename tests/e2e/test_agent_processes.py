@@ -166,14 +166,14 @@ def test_agent_killed_its_jobs_processes_die(fast_server, make_agent, tmp_path, 
     a.kill()  # SIGKILL: the agent cannot clean anything up
     # the leader dies with its agent (parent-death signal): no second copy runs on
     wait_for(lambda: process_gone(leader), 10, "the job's leader to die with its agent")
-    # its background child (its group) and its daemon are out of that signal's reach; the
-    # agent started again on its spool kills them (by the recorded group and start time,
-    # and by the job named in their environment)
-    a.start()
+    # its background child (its group) and its daemon are out of that signal's reach: the
+    # agent's guardian kills them when the agent dies (by the group and its start time, and
+    # by the job named in their environment), whether or not the agent starts again
     wait_for(lambda: process_gone(background) and process_gone(daemon), 10,
-             "the job's other processes to be killed by the restarted agent")
+             "the job's other processes to be killed by the agent's guardian")
     log = a.read_log()
-    assert "survived the agent; killed" in log, log
+    assert "its processes (group" in log and "survived the agent; killed" in log, log
+    a.start()
     j = wait_job(fast_server, job)
     assert j["state"] == "succeeded" and j["attempt"] == 2, j
     assert j["attempts"][0]["error"] == "the agent restarted while the job was running"
