@@ -416,6 +416,8 @@ char **runner_bwrap_test_argv(void);
 /* runner_container.c */
 /* An engine (PROTO_RT_PODMAN or PROTO_RT_DOCKER, with a->o.engine_opts), not tested. */
 struct container_engine *runner_container_new(struct agent *a, unsigned rt);
+/* The engine passed its test and is offered: says what it lacks (podman's init). */
+void runner_container_offered(const struct container_engine *eng);
 /* The test that the engine works (`ENGINE [opts] info`): a new argv (agent_strv_free). */
 char **runner_container_test_argv(const struct container_engine *eng);
 /* Frees an engine (NULL is fine): its helper commands are left to finish on their own. */

@@ -624,12 +624,16 @@ struct container_engine *runner_container_new(struct agent *a, unsigned rt)
     /* docker ships its init (docker-init); podman runs catatonit from its default init_path
        (Debian's catatonit package), and `run --init` fails without it */
     eng->init = rt != PROTO_RT_PODMAN || access(PODMAN_INIT, X_OK) == 0;
-    if (!eng->init)
+    return eng;
+}
+
+void runner_container_offered(const struct container_engine *eng)
+{
+    if (!eng->init) /* said once the engine works: nothing to say of one not installed */
         log_info("%s has no %s: a job's program runs as its container's pid 1, which ignores "
                  "SIGTERM unless it handles it (a timeout or cancel then waits out "
                  "--term-grace); install catatonit",
                  eng->bin, PODMAN_INIT);
-    return eng;
 }
 
 char **runner_container_test_argv(const struct container_engine *eng)

@@ -105,6 +105,7 @@ static void apply(struct agent *a)
             a->engine = t->eng;
             t->eng = NULL;
             a->runtimes |= t->rt;
+            runner_container_offered(a->engine);
         }
     }
     if (all_done)
