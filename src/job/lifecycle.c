@@ -201,6 +201,8 @@ static void end_attempt(struct job *j, const struct attempt_end *end, int64_t no
         j->run_after = now_ms + lifecycle_backoff_ms(j, j->attempt + 1);
         free(j->agent);
         j->agent = NULL;
+        json_decref(j->progress); /* the ended attempt's: the next one starts at none */
+        j->progress = NULL;
         return; /* not finished: finished_at stays unset */
     } else {
         j->state = JOB_FAILED;

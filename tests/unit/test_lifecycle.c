@@ -256,16 +256,18 @@ static void test_repeated_start_changes_nothing(void **unused)
     job_release(&j);
 }
 
-static void test_progress_is_kept(void **unused)
+static void test_progress_is_the_attempts(void **unused)
 {
     (void)unused;
     struct job j;
     job_in(&j, JOB_RUNNING);
     assert_int_equal(apply(&j, JOB_EV_PROGRESS, NULL, 3000), 0);
     assert_int_equal(json_integer_value(json_object_get(j.progress, "percent")), 5);
-    /* a new lease starts without the last attempt's progress */
+    /* queued for its retry, it has no progress (its event says none), nor the next lease */
     struct attempt_end lost = {.reason = "lost", .duration_ms = -1};
     assert_int_equal(apply(&j, JOB_EV_LOST, &lost, 3100), 0);
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_null(j.progress);
     assert_int_equal(apply(&j, JOB_EV_LEASE, NULL, 9000), 0);
     assert_null(j.progress);
     /* a refused progress still takes its value (no leak) */
@@ -525,7 +527,7 @@ int main(void)
         cmocka_unit_test(test_every_pair),
         cmocka_unit_test(test_repeated_start_changes_nothing),
         cmocka_unit_test(test_settle_states),
-        cmocka_unit_test(test_progress_is_kept),
+        cmocka_unit_test(test_progress_is_the_attempts),
         cmocka_unit_test(test_attempts_and_backoff),
         cmocka_unit_test(test_attempts_run_out),
         cmocka_unit_test(test_retry_budgets_pair_by_pair),
