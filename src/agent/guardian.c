@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -130,6 +131,11 @@ int cmd_agent_guardian(int argc, char **argv)
     static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
     for (size_t i = 0; i < ARRAY_SIZE(ignored); i++)
         signal(ignored[i], SIG_IGN);
+    /* nothing of the agent's but the pipe (a listening socket it had without close-on-exec
+       would stay bound) */
+#ifdef SYS_close_range
+    syscall(SYS_close_range, GUARDIAN_FD + 1U, ~0U, 0U);
+#endif
     FILE *in = fdopen(GUARDIAN_FD, "r");
     if (!in) {
         fprintf(stderr, "drover %s: descriptor %d is not the agent's pipe: it is started by "

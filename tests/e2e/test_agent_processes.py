@@ -171,8 +171,9 @@ def test_agent_killed_its_jobs_processes_die(fast_server, make_agent, tmp_path, 
     # by the job named in their environment), whether or not the agent starts again
     wait_for(lambda: process_gone(background) and process_gone(daemon), 10,
              "the job's other processes to be killed by the agent's guardian")
-    log = a.read_log()
-    assert "its processes (group" in log and "survived the agent; killed" in log, log
+    # logged after the kills, by the guardian, which outlived the agent
+    wait_for(lambda: "its processes (group" in a.read_log() and
+             "(pid" in a.read_log(), 10, "the guardian's lines")
     a.start()
     j = wait_job(fast_server, job)
     assert j["state"] == "succeeded" and j["attempt"] == 2, j

@@ -15,7 +15,7 @@ import tempfile
 import pytest
 import requests
 
-from agentutil import wait_job
+from agentutil import process_gone, wait_job
 from conftest import BIN, Server, free_port, ok, submitted, wait_for
 
 
@@ -231,3 +231,26 @@ def test_dev_jobs_get_the_descriptor_limit_dev_was_started_with(tmp_path):
         assert int(line.split()[3]) == hard, line
     finally:
         assert dev.stop() == 0, dev.read_log()
+
+
+def test_kill_9_of_dev_kills_its_jobs_processes(tmp_path):
+    """A job's shell and its children die with `drover dev` (kill -9 included), whether or
+    not dev starts again: the leader by its parent-death signal, the child by the agent's
+    guardian."""
+    dev = Server(tmp_path / "data", command="dev")
+    dev.start()
+    pids = tmp_path / "pids"
+    try:
+        job = ok(dev.run_cli("submit", "--", "sh", "-c",
+                             f"sleep 300 & echo $$ $! > {pids}; wait")).strip()
+        wait_job(dev, job, states=("running",))
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 20,
+                 "the job's pids")
+        shell, child = (int(p) for p in pids.read_text().split())
+        dev.kill()
+        wait_for(lambda: process_gone(shell) and process_gone(child), 10,
+                 "the job's shell and its child to die with dev")
+        # logged after the kill, by the guardian, which outlived dev
+        wait_for(lambda: "survived the agent; killed" in dev.read_log(), 10, "the guardian's line")
+    finally:
+        dev.kill()
