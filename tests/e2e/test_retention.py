@@ -9,8 +9,10 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
 from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
 from conftest import BIN
+from test_postgres import pg_db, pg_server, pg_servers  # noqa: F401 (fixtures)
 
 FAST = ("--retention-sweep", "1")
 
@@ -376,3 +378,28 @@ def test_a_node_deleted_by_hand_leaves_nothing_stuck(make_server, make_agent, tm
         if r.status_code == 200:  # B waits for A again, and ends at once, saying why
             assert r.json()["nodes"]["B"]["state"] == "cancelled", r.text
     assert wf_wait(api, w["id"], timeout=10)["state"] != "running"
+
+
+@pytest.mark.once
+def test_kept_until_the_workflow_and_the_array_end_on_postgres(pg_servers, make_agent):  # noqa: F811
+    """The same on PostgreSQL (store_pg.c's queries): A is kept while C runs, the fan-out
+    node's early tasks while a later one runs; both go once their workflow ended."""
+    server = pg_servers(*FAST)
+    api = server.api()
+    make_agent(server, "wp", "--slots", "4")
+    w = api.post("/v1/workflows", json={"nodes": {
+        "A": sh_node("echo a", retention_s=1),
+        "F": {"job": {"array": {"count": 3}, "retention_s": 1,
+                      "command": {"shell": "sleep $((DROVER_ARRAY_INDEX * 3))"}}},
+        "B": {**sh_node("echo b"), "depends_on": ["A", "F"]}}})
+    assert w.status_code == 201, w.text
+    w = w.json()
+    a, f = w["nodes"]["A"]["job"], w["nodes"]["F"]["job"]
+    assert wait_job(server, a, timeout=30)["state"] == "succeeded"
+    time.sleep(3)
+    assert not api.get(f"/v1/jobs/{a}").json().get("archived")
+    s = api.get(f"/v1/arrays/{f}").json()
+    assert s["counts"]["archived"] == 0, s
+    got = wf_wait(api, w["id"])
+    assert {n: x["state"] for n, x in got["nodes"].items()} == dict.fromkeys("AFB", "succeeded")
+    archived(api, a)
