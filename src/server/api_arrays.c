@@ -41,16 +41,19 @@ static struct server *srv(struct http_req *r)
 static json_t *summary_json(const struct array_rec *a, const int64_t *count, bool spec)
 {
     json_t *counts = json_object();
-    int64_t open = 0;
+    int64_t open = 0, archived = a->count;
     for (int s = 0; s < JOB_NSTATES; s++) {
         json_object_set_new(counts, job_state_name(s), json_integer(count[s]));
         if (!job_state_terminal(s)) open += count[s];
+        archived -= count[s];
     }
+    /* tasks whose job was deleted after its retention (the array had ended): they had ended */
+    json_object_set_new(counts, "archived", json_integer(archived > 0 ? archived : 0));
     json_object_set_new(counts, "total", json_integer(a->count));
-    const char *state = open                              ? "running"
-                        : count[JOB_SUCCEEDED] == a->count ? "succeeded"
-                        : count[JOB_FAILED]                ? "failed"
-                                                           : "cancelled";
+    const char *state = open                  ? "running"
+                        : count[JOB_FAILED]    ? "failed"
+                        : count[JOB_CANCELLED] ? "cancelled"
+                                               : "succeeded";
     json_t *o = json_pack("{s:s, s:o, s:o, s:s, s:i, s:s, s:o, s:I, s:o, s:s, s:o}", "id", a->id,
                           "name", a->name ? json_string(a->name) : json_null(), "owner",
                           a->owner ? json_string(a->owner) : json_null(), "queue", a->queue,

@@ -107,8 +107,10 @@ struct sweep {
     int64_t now_ms;
     char ids[RETENTION_BATCH][UUID_STR_LEN];
     bool archived[RETENTION_BATCH];
+    bool held[RETENTION_BATCH];      /* still needed by an unfinished workflow or array */
+    int64_t keep_ms[RETENTION_BATCH]; /* its retention: how long a held one is put off */
     size_t n;
-    int deleted;
+    int deleted, deferred;
     int rc;
     struct err e;
 };
@@ -163,12 +165,14 @@ static int put_text(struct retention *rt, const char *key, const char *text, str
 }
 
 /* Archives one job: its output, then its record. 0 when it is archived and may go. */
-static int archive_job(struct retention *rt, const char *id, int64_t now_ms, struct err *e)
+static int archive_job(struct retention *rt, const char *id, int64_t now_ms, int64_t *keep_ms,
+                       struct err *e)
 {
     struct job j;
     int rc = store_job_get(rt->st, id, &j, e);
     if (rc)
         return rc;
+    *keep_ms = j.retention_ms ? j.retention_ms : rt->default_ms;
     if (!job_state_terminal(j.state)) {
         job_release(&j);
         return err_set(e, ERR_CONFLICT, "job '%s' is no longer finished", id);
@@ -201,8 +205,17 @@ static void sweep_work(void *arg)
         return;
     for (size_t i = 0; i < sw->n; i++) {
         struct err e = ERR_INIT;
-        int rc = archive_job(rt, sw->ids[i], sw->now_ms, &e);
-        sw->archived[i] = rc == 0;
+        struct job j;
+        sw->keep_ms[i] = rt->default_ms;
+        /* a node of a workflow, a task of an array, that has not ended: kept (sweep_delete) */
+        int rc = store_job_held(rt->st, sw->ids[i], &sw->held[i], &e);
+        if (!rc && sw->held[i] && !(rc = store_job_get_run(rt->st, sw->ids[i], &j, &e))) {
+            sw->keep_ms[i] = j.retention_ms ? j.retention_ms : rt->default_ms;
+            job_release(&j);
+        }
+        if (!rc && !sw->held[i])
+            rc = archive_job(rt, sw->ids[i], sw->now_ms, &sw->keep_ms[i], &e);
+        sw->archived[i] = rc == 0 && !sw->held[i];
         if (rc && rc != ERR_NOTFOUND && rc != ERR_CONFLICT) {
             log_error("retention: archiving job %s: %s", sw->ids[i], e.msg);
             if (!sw->rc) {
@@ -213,18 +226,34 @@ static void sweep_work(void *arg)
     }
 }
 
-/* Writer thread: the archived jobs go. One that changed meanwhile (a retry) stays. */
+/*
+ * Writer thread: the archived jobs go. One that changed meanwhile (a retry) stays. One still
+ * needed by a workflow or an array that has not ended (looked at again here: a retry of its
+ * workflow may have made it needed since it was archived) is put off by its retention, at
+ * least a sweep's interval, and looked at again then: it goes at most that long after its
+ * workflow or array ended.
+ */
 static int sweep_delete(struct store *st, void *arg, struct err *e)
 {
     struct sweep *sw = arg;
     for (size_t i = 0; i < sw->n; i++) {
-        if (!sw->archived[i])
+        if (!sw->archived[i] && !sw->held[i])
             continue;
         struct err de = ERR_INIT;
-        int rc = store_job_delete(st, sw->ids[i], &de);
-        if (rc == 0)
+        bool held = false;
+        int rc = store_job_held(st, sw->ids[i], &held, &de);
+        if (!rc && held) {
+            int64_t keep = sw->keep_ms[i] > sw->rt->sweep_ms ? sw->keep_ms[i] : sw->rt->sweep_ms;
+            if (!(rc = store_job_defer(st, sw->ids[i], sw->now_ms + keep, &de)))
+                sw->deferred++;
+        } else if (!rc) {
+            if (!sw->archived[i])
+                continue; /* its workflow or array ended since: archived next time */
+            rc = store_job_delete(st, sw->ids[i], &de);
+        }
+        if (rc == 0 && !held)
             sw->deleted++;
-        else if (rc != ERR_NOTFOUND && rc != ERR_CONFLICT)
+        else if (rc && rc != ERR_NOTFOUND && rc != ERR_CONFLICT)
             return err_set(e, rc, "%s", de.msg);
     }
     return 0;
@@ -244,10 +273,14 @@ static void sweep_deleted(void *arg, int rc, const struct err *e)
     if (rc) {
         log_error("retention: deleting archived jobs: %s", e->msg);
         sw->rt->stats.failed++;
-    } else if (sw->deleted) {
+    } else {
         sw->rt->stats.archived += (uint64_t)sw->deleted;
-        log_info("retention: archived and deleted %d finished job%s", sw->deleted,
-                 sw->deleted == 1 ? "" : "s");
+        if (sw->deleted)
+            log_info("retention: archived and deleted %d finished job%s", sw->deleted,
+                     sw->deleted == 1 ? "" : "s");
+        if (sw->deferred)
+            log_debug("retention: kept %d finished job%s for a workflow or an array that "
+                      "has not ended", sw->deferred, sw->deferred == 1 ? "" : "s");
     }
     sweep_end(sw, !rc && sw->n == RETENTION_BATCH);
 }
@@ -263,7 +296,7 @@ static void sweep_found(void *arg)
     }
     size_t archived = 0;
     for (size_t i = 0; i < sw->n; i++)
-        archived += sw->archived[i];
+        archived += sw->archived[i] || sw->held[i];
     if (rt->s->shutting_down || !archived) { /* what was archived is archived again next time */
         sweep_end(sw, false);
         return;

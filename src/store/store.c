@@ -1008,13 +1008,21 @@ static const char *node_job(json_t *nodes, const char *name)
     return json_string_value(json_object_get(json_object_get(nodes, name), "job"));
 }
 
-/* The state of upstream node `up` (a name in nodes), into *state. */
+/* What a node whose job is no longer in the store says of it (deleted by hand, or by a
+   retention from before retention kept the nodes of a workflow that has not ended). */
+#define NODE_GONE "is no longer in the store (deleted after its retention; see its archived job)"
+
+/* The state of upstream node `up` (a name in nodes), into *state; -1 when its job is gone
+   (ended: only a finished job is deleted). */
 static int up_state(struct store *st, json_t *nodes, const char *up, int *state, struct err *e)
 {
     const char *id = node_job(nodes, up);
     struct job j;
-    int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
-    if (rc) return rc;
+    struct err ge = ERR_INIT;
+    int rc = st->ops->job_get_run(st, id ? id : "", &j, &ge);
+    *state = -1;
+    if (rc == ERR_NOTFOUND) return 0;
+    if (rc) return err_set(e, rc, "%s", ge.msg);
     *state = j.state;
     job_release(&j);
     return 0;
@@ -1039,6 +1047,12 @@ static int node_verdict(struct store *st, json_t *nodes, json_t *node, size_t fr
         const char *on = json_string_value(json_object_get(d, "on"));
         int state, rc = up_state(st, nodes, up ? up : "", &state, e);
         if (rc) return rc;
+        if (state < 0) { /* gone: ended, how is not known here */
+            if (on && !strcmp(on, "any")) continue;
+            snprintf(why, nwhy, "its upstream node '%s' " NODE_GONE, up ? up : "?");
+            *verdict = -1;
+            return 0;
+        }
         if (!job_state_terminal(state)) {
             *verdict = 0;
             if (first_open) {
@@ -1076,6 +1090,11 @@ static int verdict_after(struct store *st, json_t *ix, const char *name, const c
         json_object_get(json_object_get(json_object_get(ix, "on"), name), ended));
     int state;
     if ((rc = up_state(st, nodes, ended, &state, e))) return rc;
+    if (state < 0 && !(on && !strcmp(on, "any"))) {
+        snprintf(why, nwhy, "its upstream node '%s' " NODE_GONE, ended);
+        *verdict = -1;
+        return 0;
+    }
     if (job_state_terminal(state) && state != JOB_SUCCEEDED && !(on && !strcmp(on, "any"))) {
         snprintf(why, nwhy, "its upstream node '%s' %s", ended, job_state_name(state));
         *verdict = -1;
@@ -1218,7 +1237,17 @@ static int fan_ins(struct store *st, json_t *ix, const char *name, json_t *spec,
         snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
         const char *upjob = node_job(nodes, up);
         struct job u;
-        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) break;
+        struct err ge = ERR_INIT;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, &ge)) == ERR_NOTFOUND) {
+            snprintf(fail, nfail, "its upstream node '%s' " NODE_GONE ": its outputs are not "
+                     "known", up);
+            rc = 0;
+            break;
+        }
+        if (rc) {
+            err_set(e, rc, "%s", ge.msg);
+            break;
+        }
         if (fan_node(&u)) {
             rc = fan_in(st, &u, dot + 1, json_string_value(json_object_get(c, "from_at")), spec,
                         to + len + 1, json_string_value(json_object_get(c, "to_at")), up, fail,
@@ -1251,8 +1280,14 @@ static int connect_inputs(struct store *st, json_t *ix, const char *name, json_t
         snprintf(up, sizeof(up), "%.*s", (int)(dot - from), from);
         const char *upjob = node_job(nodes, up);
         struct job u;
-        int rc = st->ops->job_get(st, upjob ? upjob : "", &u, e);
-        if (rc) return rc;
+        struct err ge = ERR_INIT;
+        int rc = st->ops->job_get(st, upjob ? upjob : "", &u, &ge);
+        if (rc == ERR_NOTFOUND) {
+            snprintf(fail, nfail, "its upstream node '%s' " NODE_GONE ": its outputs are not "
+                     "known", up);
+            return 0;
+        }
+        if (rc) return err_set(e, rc, "%s", ge.msg);
         if (fan_node(&u)) { /* below, once the others are set */
             job_release(&u);
             continue;
@@ -1323,18 +1358,27 @@ static int fan_check(struct store *st, const char *id, int64_t now_ms, struct er
     int rc = st->ops->array_get(st, id, true, &a, &ge);
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return err_set(e, rc, "%s", ge.msg);
-    int64_t counts[JOB_NSTATES], open = 0;
+    int64_t counts[JOB_NSTATES], open = 0, gone = a.count;
     rc = store_array_counts(st, &a, counts, e);
-    for (int k = 0; !rc && k < JOB_NSTATES; k++)
+    for (int k = 0; !rc && k < JOB_NSTATES; k++) {
         if (!job_state_terminal(k)) open += counts[k];
+        gone -= counts[k];
+    }
     if (!rc && !open) {
-        char why[160] = "";
-        int state = counts[JOB_SUCCEEDED] == a.count ? JOB_SUCCEEDED
-                    : counts[JOB_FAILED]             ? JOB_FAILED
-                                                     : JOB_CANCELLED;
-        if (state == JOB_FAILED)
+        char why[200] = "";
+        /* gone: a task's job deleted while its node was blocked (by hand, or by a retention
+           from before retention kept them): it had ended, how and with what output is not
+           known here */
+        int state = counts[JOB_SUCCEEDED] == a.count      ? JOB_SUCCEEDED
+                    : counts[JOB_FAILED] || gone > 0       ? JOB_FAILED
+                                                           : JOB_CANCELLED;
+        if (state == JOB_FAILED && counts[JOB_FAILED])
             snprintf(why, sizeof(why), "%lld of its %lld tasks failed",
                      (long long)counts[JOB_FAILED], (long long)a.count);
+        else if (state == JOB_FAILED)
+            snprintf(why, sizeof(why), "%lld of its %lld tasks are no longer in the store "
+                     "(deleted after their retention): their outputs are not known",
+                     (long long)gone, (long long)a.count);
         else if (state == JOB_CANCELLED)
             snprintf(why, sizeof(why), "%lld of its %lld tasks were cancelled",
                      (long long)counts[JOB_CANCELLED], (long long)a.count);
@@ -1458,7 +1502,17 @@ static int fan_start(struct store *st, json_t *ix, const char *name, struct job 
         const char *prefix = json_string_value(json_object_get(in, "prefix"));
         const char *upjob = node_job(json_object_get(json_object_get(ix, "doc"), "nodes"), up);
         struct job u;
-        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, e))) goto out;
+        struct err ue = ERR_INIT;
+        if ((rc = st->ops->job_get(st, upjob ? upjob : "", &u, &ue)) == ERR_NOTFOUND) {
+            snprintf(fail, sizeof(fail), "its upstream node '%s' " NODE_GONE ": its outputs "
+                     "are not known", up);
+            rc = settle(st, j->id, JOB_FAILED, "error", fail, now_ms, e);
+            goto out;
+        }
+        if (rc) {
+            err_set(e, rc, "%s", ue.msg);
+            goto out;
+        }
         json_t *outs = json_incref(json_object_get(u.result, "outputs"));
         if (fan_node(&u)) { /* a fan-out node: what its succeeded tasks wrote, in index order */
             json_decref(outs);
@@ -1539,8 +1593,10 @@ static int node_go(struct store *st, json_t *ix, const char *name, const char *e
     const char *id = node_job(nodes, name);
     struct job j;
     char why[320] = "";
-    int verdict, rc = st->ops->job_get(st, id ? id : "", &j, e);
-    if (rc) return rc;
+    struct err ge = ERR_INIT;
+    int verdict, rc = st->ops->job_get(st, id ? id : "", &j, &ge);
+    if (rc == ERR_NOTFOUND) return 0; /* gone: it had ended */
+    if (rc) return err_set(e, rc, "%s", ge.msg);
     if (j.state != JOB_BLOCKED ||
         (rc = verdict_after(st, ix, name, ended, &verdict, why, sizeof(why), e)) ||
         verdict == 0) {
@@ -1639,12 +1695,20 @@ static int workflow_attempt_keys(struct store *st, const char *job, int attempt,
     return rc;
 }
 
-/* The state of node `name`'s job; -1 when unknown. */
+/* The state of node `name`'s job; NODE_STATE_GONE when its job is no longer in the store
+   (it had ended); -1 on an error (in e). */
+#define NODE_STATE_GONE (-2)
 static int node_state(struct store *st, json_t *nodes, const char *name, struct err *e)
 {
     struct job j;
+    struct err ge = ERR_INIT;
     const char *id = node_job(nodes, name);
-    if (st->ops->job_get_run(st, id ? id : "", &j, e)) return -1;
+    int rc = st->ops->job_get_run(st, id ? id : "", &j, &ge);
+    if (rc == ERR_NOTFOUND) return NODE_STATE_GONE;
+    if (rc) {
+        err_set(e, rc, "%s", ge.msg);
+        return -1;
+    }
     int state = j.state;
     job_release(&j);
     return state;
@@ -1666,8 +1730,10 @@ static int reblock_after(struct store *st, json_t *ix, const char *name, int64_t
     {
         const char *after = json_string_value(d), *id = node_job(nodes, after ? after : "");
         struct job j;
-        int rc = st->ops->job_get_run(st, id ? id : "", &j, e);
-        if (rc) return rc;
+        struct err ge = ERR_INIT;
+        int rc = st->ops->job_get_run(st, id ? id : "", &j, &ge);
+        if (rc == ERR_NOTFOUND) continue; /* gone: it had ended, and is left so */
+        if (rc) return err_set(e, rc, "%s", ge.msg);
         bool never_ran = (j.state == JOB_CANCELLED || j.state == JOB_FAILED) && !j.attempt;
         job_release(&j);
         if (never_ran && ((rc = node_apply(st, id, JOB_EV_REBLOCK, now_ms, NULL, e)) ||
@@ -1704,6 +1770,7 @@ int store_workflow_cancel(struct store *st, const struct workflow_rec *w, int64_
         json_object_foreach(nodes, k, v)
         {
             int state = node_state(st, nodes, k, e);
+            if (state == NODE_STATE_GONE) continue; /* it had ended */
             if (state < 0) return e ? e->code : ERR_INTERNAL;
             if (job_state_terminal(state) || (pass == 0) != (state == JOB_BLOCKED)) continue;
             int rc = node_apply(st, node_job(nodes, k), JOB_EV_CANCEL, now_ms,
@@ -1727,6 +1794,7 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
     json_object_foreach(nodes, k, v)
     {
         int state = node_state(st, nodes, k, e);
+        if (state == NODE_STATE_GONE) continue; /* its record is archived: it cannot run */
         if (state < 0) return e ? e->code : ERR_INTERNAL;
         if (state != JOB_FAILED && state != JOB_CANCELLED) continue;
         int rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, NULL, e);
@@ -1819,6 +1887,23 @@ int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int 
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e)
 {
     return st->ops->job_expired(st, now_ms, default_ms, limit, ids, n, e);
+}
+
+int store_job_held(struct store *st, const char *id, bool *held, struct err *e)
+{
+    char lo[UUID_STR_LEN] = "", hi[UUID_STR_LEN] = "";
+    *held = false;
+    if (array_is_task_id(id)) { /* "xxxxxxxx-xxxx-8": the array's ms, the version (8) */
+        snprintf(lo, 16, "%s", id);
+        memcpy(hi, lo, sizeof(hi));
+        hi[14] = '9';
+    }
+    return st->ops->job_held(st, id, lo, hi, held, e);
+}
+
+int store_job_defer(struct store *st, const char *id, int64_t until_ms, struct err *e)
+{
+    return st->ops->job_defer(st, id, until_ms, e);
 }
 
 int store_job_delete(struct store *st, const char *id, struct err *e)

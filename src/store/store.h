@@ -449,6 +449,19 @@ int store_webhook_count(struct store *st, int64_t *n, struct err *e);
 int store_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
                       char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
 /*
+ * Whether finished job `id` still matters to something that has not ended, into *held: a
+ * node of a workflow one of whose nodes has not ended; a task of an array one of whose tasks
+ * has not ended or may still be claimed, or of a fan-out node whose workflow has not ended.
+ * Retention keeps such a job (store_job_defer). Reads the workflow's nodes (their job's
+ * state) and, for a task, the array's row and the unfinished jobs among its tasks (by id:
+ * a task's id begins with its array's millisecond; those of another array made in the same
+ * millisecond count too, which only keeps a task longer). A job unknown is not held.
+ */
+int store_job_held(struct store *st, const char *id, bool *held, struct err *e);
+/* Finished job `id` is due for deletion at until_ms, not before (its retention_ms made so:
+   an internal field, not its spec's retention_s). 0 also when it is unknown or unfinished. */
+int store_job_defer(struct store *st, const char *id, int64_t until_ms, struct err *e);
+/*
  * Deletes a finished job: its row (with its result and attempts) and all its
  * captured output, and for a workflow's node its row of the workflow, and the
  * workflow itself when that was its last job; for an array's task its row of the array,

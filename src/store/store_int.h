@@ -123,6 +123,11 @@ struct store_ops {
     int (*job_expired)(struct store *st, int64_t now_ms, int64_t default_ms, int limit,
                        char (*ids)[UUID_STR_LEN], size_t *n, struct err *e);
     int (*job_delete)(struct store *st, const char *id, struct err *e);
+    /* store_job_held; task_lo..task_hi (excluded): the ids of the tasks of the arrays made in
+       the millisecond of task `id`'s ("" and "" for a job of no array) */
+    int (*job_held)(struct store *st, const char *id, const char *task_lo, const char *task_hi,
+                    bool *held, struct err *e);
+    int (*job_defer)(struct store *st, const char *id, int64_t until_ms, struct err *e);
     /* an array task's job was deleted: its array_tasks row, and the array (with its items)
        when that was its last task and none may still be claimed */
     int (*array_task_gone)(struct store *st, const char *job, struct err *e);

@@ -101,6 +101,8 @@ enum stmt_id {
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
     S_JOB_EXPIRED,
+    S_JOB_HELD,
+    S_JOB_DEFER,
     S_JOB_DELETE,
     S_JOB_DELETE_LOGS,
     S_TOKEN_TENANT,
@@ -525,6 +527,20 @@ static const char *const stmt_sql[S_COUNT] = {
                       "UNION ALL (SELECT id FROM jobs WHERE end_state IS NOT NULL "
                       "AND retention_ms IS NOT NULL AND finished_at + retention_ms <= $1 "
                       "ORDER BY finished_at + retention_ms LIMIT $3) LIMIT $3",
+    /* store_job_held: a workflow's nodes through workflow_jobs_workflow; a task's array through
+       array_tasks_job, its unfinished tasks through jobs_live (the ids of the arrays made in
+       its millisecond: $2..$3) */
+    [S_JOB_HELD] = "SELECT (EXISTS (SELECT 1 FROM workflow_jobs w JOIN workflow_jobs o "
+                   "ON o.workflow = w.workflow JOIN jobs j ON j.id = o.job "
+                   "WHERE w.job = $1 AND j.end_state IS NULL) "
+                   "OR EXISTS (SELECT 1 FROM array_tasks t JOIN arrays a ON a.id = t.array_id "
+                   "WHERE t.job = $1 AND (a.open > 0 OR EXISTS (SELECT 1 FROM jobs j "
+                   "WHERE j.end_state IS NULL AND j.id >= $2 AND j.id < $3) "
+                   "OR EXISTS (SELECT 1 FROM workflow_jobs w JOIN workflow_jobs o "
+                   "ON o.workflow = w.workflow JOIN jobs j ON j.id = o.job "
+                   "WHERE w.job = t.array_id AND j.end_state IS NULL))))::int",
+    [S_JOB_DEFER] = "UPDATE jobs SET retention_ms = $2::bigint - finished_at "
+                    "WHERE id = $1 AND end_state IS NOT NULL",
     /* what job_counts needs of the job deleted */
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = $1 AND state >= 4 RETURNING state, queue, owner",
     [S_JOB_STATE_LOCK] = "SELECT state FROM jobs WHERE id = $1 FOR UPDATE",
@@ -3551,6 +3567,27 @@ static int pg_job_expired(struct store *st, int64_t now_ms, int64_t default_ms, 
     return 0;
 }
 
+static int pg_job_held(struct store *st, const char *id, const char *task_lo,
+                       const char *task_hi, bool *held, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_text(&p, task_lo);
+    p_text(&p, task_hi);
+    int64_t n = 0;
+    int rc = count_one(pg(st), S_JOB_HELD, &p, &n, e, "reading what a job belongs to");
+    *held = !rc && n;
+    return rc;
+}
+
+static int pg_job_defer(struct store *st, const char *id, int64_t until_ms, struct err *e)
+{
+    struct params p = {0};
+    p_text(&p, id);
+    p_int(&p, until_ms);
+    return run(pg(st), S_JOB_DEFER, &p, NULL, e, "putting a job's deletion off");
+}
+
 static int job_delete_tx(struct store_pg *s, const char *id, struct err *e)
 {
     struct params p = {0};
@@ -3993,6 +4030,8 @@ const struct store_ops store_pg_ops = {
     .array_task_ids = pg_array_task_ids,
     .array_job_counts = pg_array_job_counts,
     .job_expired = pg_job_expired,
+    .job_held = pg_job_held,
+    .job_defer = pg_job_defer,
     .job_delete = pg_job_delete,
     .array_task_gone = pg_array_task_gone,
     .token_tenant = pg_token_tenant,

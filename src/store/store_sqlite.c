@@ -85,6 +85,8 @@ enum stmt_id {
     S_WEBHOOK_RETRY,
     S_WEBHOOK_COUNT,
     S_JOB_EXPIRED,
+    S_JOB_HELD,
+    S_JOB_DEFER,
     S_JOB_DELETE,
     S_JOB_DELETE_LOGS,
     S_TOKEN_TENANT,
@@ -397,6 +399,19 @@ static const char *const stmt_sql[S_COUNT] = {
                       "FROM jobs WHERE state >= 4 AND retention_ms IS NOT NULL "
                       "AND finished_at + retention_ms <= ?1 "
                       "ORDER BY finished_at + retention_ms LIMIT ?3) LIMIT ?3",
+    /* store_job_held: a workflow's nodes through workflow_jobs_workflow; a task's array through
+       array_tasks_job, its unfinished tasks through jobs_state_queue (by state, its queue, the
+       ids of the arrays made in its millisecond: ?2..?3) */
+    [S_JOB_HELD] = "SELECT EXISTS (SELECT 1 FROM workflow_jobs w JOIN workflow_jobs o "
+                   "ON o.workflow = w.workflow JOIN jobs j ON j.id = o.job "
+                   "WHERE w.job = ?1 AND j.state < 4) "
+                   "OR EXISTS (SELECT 1 FROM array_tasks t JOIN arrays a ON a.id = t.array_id "
+                   "WHERE t.job = ?1 AND (a.open > 0 OR EXISTS (SELECT 1 FROM jobs j "
+                   "WHERE j.state IN (1, 2, 3) AND j.queue = a.queue AND j.id >= ?2 "
+                   "AND j.id < ?3) OR EXISTS (SELECT 1 FROM workflow_jobs w JOIN workflow_jobs o "
+                   "ON o.workflow = w.workflow JOIN jobs j ON j.id = o.job "
+                   "WHERE w.job = t.array_id AND j.state < 4)))",
+    [S_JOB_DEFER] = "UPDATE jobs SET retention_ms = ?2 - finished_at WHERE id = ?1 AND state >= 4",
     /* what job_counts needs of the job deleted */
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ? AND state >= 4 RETURNING state, queue, owner",
     [S_JOB_DELETE_LOGS] = "DELETE FROM job_logs WHERE job = ?",
@@ -2343,6 +2358,30 @@ static int sqlite_job_expired(struct store *st, int64_t now_ms, int64_t default_
     return rc;
 }
 
+static int sqlite_job_held(struct store *st, const char *id, const char *task_lo,
+                           const char *task_hi, bool *held, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_HELD);
+    bind_text(q, 1, id);
+    bind_text(q, 2, task_lo);
+    bind_text(q, 3, task_hi);
+    int rc = sqlite3_step(q);
+    *held = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
+    rc = rc == SQLITE_ROW ? 0 : db_err(s, e, "reading what a job belongs to");
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sqlite_job_defer(struct store *st, const char *id, int64_t until_ms, struct err *e)
+{
+    struct store_sqlite *s = sq(st);
+    sqlite3_stmt *q = stmt(s, S_JOB_DEFER);
+    bind_text(q, 1, id);
+    sqlite3_bind_int64(q, 2, until_ms);
+    return exec_stmt(s, q, e, "putting a job's deletion off");
+}
+
 static int sqlite_array_task_gone(struct store *st, const char *job, struct err *e)
 {
     struct store_sqlite *s = sq(st);
@@ -2849,6 +2888,8 @@ const struct store_ops store_sqlite_ops = {
     .array_task_ids = sqlite_array_task_ids,
     .array_job_counts = sqlite_array_job_counts,
     .job_expired = sqlite_job_expired,
+    .job_held = sqlite_job_held,
+    .job_defer = sqlite_job_defer,
     .job_delete = sqlite_job_delete,
     .array_task_gone = sqlite_array_task_gone,
     .token_tenant = sqlite_token_tenant,

@@ -7,9 +7,12 @@ Each test starts its own server with a retention of seconds and a sweep each sec
 import os
 import sqlite3
 import subprocess
+import time
 
+import pytest
 from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
 from conftest import BIN
+from test_postgres import pg_db, pg_server, pg_servers  # noqa: F401 (fixtures)
 
 FAST = ("--retention-sweep", "1")
 
@@ -248,3 +251,155 @@ def test_an_array_goes_with_its_last_task(make_server, make_agent):
         archived(api, t["job"])
     wait_for(lambda: array_rows(server, aid) == (0, 0, 0), 10, "the array to be deleted")
     assert api.get(f"/v1/arrays/{aid}").status_code == 404
+
+
+# ---- what still matters to a workflow or an array that has not ended is kept ----
+
+
+def sh_node(script, *args, **kw):
+    return {"job": {"retry": {"max_attempts": 1}, **kw, "command": {
+        "program": "sh", "arguments": [{"type": "parameter", "value": "-c"},
+                                       {"type": "parameter", "value": script},
+                                       {"type": "parameter", "value": "sh"}] + list(args)}}}
+
+
+def in_store(server, job):
+    return rows(server, job)[0] == 1
+
+
+def wf_wait(api, wid, timeout=60):
+    def check():
+        w = api.get(f"/v1/workflows/{wid}").json()
+        return w if w["state"] != "running" else None
+    return wait_for(check, timeout, f"workflow {wid} to end")
+
+
+def test_a_workflow_node_is_kept_until_its_workflow_ends(make_server, make_agent):
+    """A (retention 1 s) feeds B, which also waits for C (a few seconds): A is not deleted
+    while its workflow runs, B runs with A's output, and A goes once the workflow ended."""
+    server = make_server(*FAST)
+    api = server.api()
+    make_agent(server, "wk", "--slots", "2")
+    w = api.post("/v1/workflows", json={"nodes": {
+        "A": sh_node('echo from-a > "$2"', {"type": "output", "name": "--out",
+                                            "value": "s3://ret/wf/a"}, retention_s=1),
+        "C": sh_node("sleep 5"),
+        "B": {**sh_node('cat "$2"', {"type": "input", "name": "--in"}),
+              "depends_on": ["C"]}},
+        "connections": [{"from": "A.--out", "to": "B.--in"}]})
+    assert w.status_code == 201, w.text
+    w = w.json()
+    a = w["nodes"]["A"]["job"]
+    assert wait_job(server, a, timeout=30)["state"] == "succeeded"
+    time.sleep(3)  # three sweeps past A's retention: A is kept, its workflow runs
+    assert in_store(server, a)
+    assert not api.get(f"/v1/jobs/{a}").json().get("archived")
+    got = wf_wait(api, w["id"])
+    assert got["state"] == "succeeded", got
+    b = api.get(f"/v1/jobs/{got['nodes']['B']['job']}").json()
+    assert b["result"]["stdout"] == "from-a\n", b
+    # the workflow ended: A goes after its retention, the others stay
+    archived(api, a)
+    assert in_store(server, got["nodes"]["B"]["job"])
+    r = api.post(f"/v1/workflows/{w['id']}/retry")
+    assert r.status_code == 409 and "not found" not in r.text, r.text
+    r = api.post(f"/v1/workflows/{w['id']}/cancel")
+    assert r.status_code == 200, r.text
+
+
+def test_array_tasks_are_kept_until_the_array_ends(make_server, make_agent):
+    """A fan-out node's tasks and a plain array's (retention 1 s): the early ones are kept
+    while a later one runs, so the node succeeds (and what follows runs) and the array's
+    summary counts every task as succeeded."""
+    server = make_server(*FAST)
+    api = server.api()
+    make_agent(server, "wa", "--slots", "6")
+    slow = 'sleep $((DROVER_ARRAY_INDEX * 3))'
+    w = api.post("/v1/workflows", json={"nodes": {
+        "F": {"job": {"array": {"count": 3}, "retention_s": 1,
+                      "command": {"shell": slow}}},
+        "D": {"job": {"command": {"shell": "echo after"}}, "depends_on": ["F"]}}})
+    assert w.status_code == 201, w.text
+    w = w.json()
+    r = api.post("/v1/jobs", json={"array": {"count": 3}, "retention_s": 1,
+                                   "command": {"shell": slow}})
+    assert r.status_code == 201, r.text
+    aid = r.json()["array"]["id"]
+    got = wf_wait(api, w["id"])
+    assert {n: x["state"] for n, x in got["nodes"].items()} == {
+        "F": "succeeded", "D": "succeeded"}, got
+    f = api.get(f"/v1/jobs/{got['nodes']['F']['job']}").json()
+    assert f["state"] == "succeeded" and not (f.get("result") or {}).get("error"), f
+
+    def ended():
+        s = api.get(f"/v1/arrays/{aid}").json()
+        return s if s["state"] != "running" else None
+    s = wait_for(ended, 30, "the array to end")
+    assert s["state"] == "succeeded" and s["counts"]["succeeded"] == 3, s
+    # once ended, its tasks go after their retention, and the array with the last one
+    wait_for(lambda: array_rows(server, aid) == (0, 0, 0), 30, "the array to be deleted")
+
+
+def test_a_node_deleted_by_hand_leaves_nothing_stuck(make_server, make_agent, tmp_path):
+    """A node's job deleted from the store (by hand, or by a retention from before nodes were
+    kept): what waits for it ends, saying why, and cancel and retry answer for the workflow,
+    never a 404 naming the node's job."""
+    data = tmp_path / "gone"
+    server = make_server(data_dir=data)
+    api = server.api()
+    w = api.post("/v1/workflows", json={"nodes": {
+        "A": sh_node('echo from-a > "$2"', {"type": "output", "name": "--out",
+                                            "value": "s3://ret/gone/a"}),
+        "C": {"job": {"command": {"program": "true"}, "requires": {"pool": "later"}}},
+        "B": {**sh_node('cat "$2"', {"type": "input", "name": "--in"}),
+              "depends_on": ["C"]}},
+        "connections": [{"from": "A.--out", "to": "B.--in"}]})
+    assert w.status_code == 201, w.text
+    w = w.json()
+    a, b = w["nodes"]["A"]["job"], w["nodes"]["B"]["job"]
+    make_agent(server, "wg")
+    assert wait_job(server, a, timeout=30)["state"] == "succeeded"
+    server.kill()
+    db = sqlite3.connect(os.path.join(server.data_dir, "drover.db"))
+    with db:
+        for t, k in (("jobs", "id"), ("job_logs", "job"), ("workflow_jobs", "job")):
+            db.execute(f"DELETE FROM {t} WHERE {k} = ?", (a,))
+    db.close()
+    server = make_server(data_dir=data)
+    api = server.api()
+    make_agent(server, "wl", "--labels", "pool=later")
+    got = wf_wait(api, w["id"], timeout=30)
+    assert got["nodes"]["C"]["state"] == "succeeded" and got["nodes"]["A"]["state"] is None
+    bj = api.get(f"/v1/jobs/{b}").json()
+    assert bj["state"] == "cancelled" and "'A'" in bj["result"]["error"], bj
+    for verb in ("retry", "cancel"):
+        r = api.post(f"/v1/workflows/{w['id']}/{verb}")
+        assert r.status_code in (200, 409) and "not found" not in r.text, (verb, r.text)
+        if r.status_code == 200:  # B waits for A again, and ends at once, saying why
+            assert r.json()["nodes"]["B"]["state"] == "cancelled", r.text
+    assert wf_wait(api, w["id"], timeout=10)["state"] != "running"
+
+
+@pytest.mark.once
+def test_kept_until_the_workflow_and_the_array_end_on_postgres(pg_servers, make_agent):  # noqa: F811
+    """The same on PostgreSQL (store_pg.c's queries): A is kept while C runs, the fan-out
+    node's early tasks while a later one runs; both go once their workflow ended."""
+    server = pg_servers(*FAST)
+    api = server.api()
+    make_agent(server, "wp", "--slots", "4")
+    w = api.post("/v1/workflows", json={"nodes": {
+        "A": sh_node("echo a", retention_s=1),
+        "F": {"job": {"array": {"count": 3}, "retention_s": 1,
+                      "command": {"shell": "sleep $((DROVER_ARRAY_INDEX * 3))"}}},
+        "B": {**sh_node("echo b"), "depends_on": ["A", "F"]}}})
+    assert w.status_code == 201, w.text
+    w = w.json()
+    a, f = w["nodes"]["A"]["job"], w["nodes"]["F"]["job"]
+    assert wait_job(server, a, timeout=30)["state"] == "succeeded"
+    time.sleep(3)
+    assert not api.get(f"/v1/jobs/{a}").json().get("archived")
+    s = api.get(f"/v1/arrays/{f}").json()
+    assert s["counts"]["archived"] == 0, s
+    got = wf_wait(api, w["id"])
+    assert {n: x["state"] for n, x in got["nodes"].items()} == dict.fromkeys("AFB", "succeeded")
+    archived(api, a)
