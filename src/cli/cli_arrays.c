@@ -63,8 +63,8 @@ static void counts_text(json_t *a, struct buf *b)
     buf_addf(b, "tasks: %lld/%lld succeeded",
              (long long)json_integer_value(json_object_get(c, "succeeded")),
              (long long)json_integer_value(json_object_get(c, "total")));
-    static const char *const others[] = {"running",   "leased",  "queued",
-                                         "failed",    "cancelled", "archived"};
+    static const char *const others[] = {"running", "leased",    "queued",
+                                         "failed",  "cancelled", "archived"};
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         json_int_t n = json_integer_value(json_object_get(c, others[i]));
         if (n) buf_addf(b, ", %lld %s", (long long)n, others[i]);
