@@ -430,7 +430,8 @@ static const char submit_usage[] =
     "                     a job array of one task per object under the prefix, its\n"
     "                     URI the task's item (@{{item}}: the object as an input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
-    "                     (whatever this spec says; a note on stderr tells it)\n"
+    "                     (whatever this spec says; a note on stderr tells it); not with a\n"
+    "                     file of several specs (give each its \"key\" in the file)\n"
     "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
     "                     only its params\n"
     "  -P, --param K=V    a param or port of the service (repeatable); the server checks\n"
@@ -1495,6 +1496,13 @@ int cmd_submit(int argc, char **argv)
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
         if (items && !items_fit_inputs(spec, items, items_file)) goto out;
+    }
+    if (json_is_array(spec) && json_array_size(spec) > 1 && json_object_get(fields, "key")) {
+        rc = cli_usage_error(submit_usage,
+                             "--key names one submission, not each of the %zu specs of '%s': "
+                             "give each spec a \"key\" of its own in the file instead",
+                             json_array_size(spec), strcmp(file, "-") ? file : "standard input");
+        goto out;
     }
     if (json_is_array(spec)) {
         size_t i;
