@@ -1464,7 +1464,14 @@ int cmd_submit(int argc, char **argv)
         goto out;
     }
     if (json_object_size(ov.params) && !file && !service_only) {
-        rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
+        if (json_object_get(fields, "service")) /* then the program after -- is the trouble */
+            rc = cli_usage_error(submit_usage,
+                                 "a command (-- %s ...) cannot be given with --service: the "
+                                 "service's definition says what runs; a job of it gives only "
+                                 "its --param K=V",
+                                 argv[optind]);
+        else
+            rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
         goto out;
     }
     int readers = (file && !strcmp(file, "-")) + (stdin_file && !strcmp(stdin_file, "-")) +
