@@ -405,6 +405,25 @@ def test_admin_token_is_read_from_the_data_dir_for_a_local_server(server, tmp_pa
     assert "invalid token" in err and "DROVER_TOKEN" in err
 
 
+@pytest.mark.parametrize("tail", ["\n\n", "\r\n", "  \t\n", "\r\n\r\n ", ""])
+def test_token_file_trailing_white_space_is_stripped(server, tmp_path, tail):
+    path = tmp_path / "admin.tok"
+    path.write_bytes((server.admin_token + tail).encode())
+    path.chmod(0o600)
+    ok(server.run_cli("queues", "--token-file", str(path), token="drv_wrong"))
+
+
+def test_token_file_errors_name_the_file(server, tmp_path):
+    path = tmp_path / "two-lines.tok"
+    path.write_bytes((server.admin_token + "\nsecond\n").encode())
+    path.chmod(0o600)
+    err = refused(server.run_cli("queues", "--token-file", str(path)))
+    assert err.startswith(f"drover: --token-file: '{path}' holds a control character"), err
+    path.write_bytes(b" \n\r\n")
+    err = refused(server.run_cli("queues", "--token-file", str(path)))
+    assert err == f"drover: --token-file: '{path}' is empty\n", err
+
+
 def test_server_option_overrides_the_environment(server):
     port = free_port()
     ok(server.run_cli("jobs", "--server", server.url,
