@@ -58,6 +58,9 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
 
 /* --json was given: messages are JSON lines (cli_error). */
 static bool json_messages;
+/* While a refusal of the server is printed: its {"error": {...}} object, whose members beside
+   the message (a quota's "limit", "tenant", "max"...) the JSON line keeps (borrowed). */
+static json_t *server_error;
 
 void cli_json_prescan(int argc, char **argv)
 {
@@ -98,8 +101,14 @@ static void error_v(const char *code, const char *field, const char *fmt, va_lis
         return;
     }
     json_t *f = field && *field ? json_string(field) : json_null();
-    json_line(json_pack("{s:{s:s, s:o, s:o}}", "error", "code", code, "message",
-                        message_json(msg), "field", f ? f : json_null()));
+    json_t *inner = json_pack("{s:s, s:o, s:o}", "code", code, "message", message_json(msg),
+                              "field", f ? f : json_null());
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_is_object(server_error) ? server_error : NULL, k, v)
+        if (strcmp(k, "message") && !(json_is_null(v) && json_object_get(inner, k)))
+            json_object_set(inner, k, v); /* the API's code and field, and its extra members */
+    json_line(json_pack("{s:o}", "error", inner));
 }
 
 void cli_notice(const char *kind, const char *fmt, ...)
@@ -543,7 +552,9 @@ static int call_v(struct cli *cli, const char *method, const char *path, json_t 
     if (rc < 0) {
         char whatbuf[512];
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
+        server_error = json_object_get(j, "error");
         cli_print_err(cli, &e, status, whatbuf);
+        server_error = NULL;
         json_decref(j);
         if (resp) *resp = NULL;
         return 1;

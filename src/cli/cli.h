@@ -15,7 +15,9 @@
  * is its exit code (commands.h): 0, 1 (the request was refused or the job
  * failed), 2 (usage error). With --json, each error message is instead one
  * line of JSON on stderr, {"error": {"code", "message", "field"}}, the shape
- * of the API's errors (cli_error); exit codes are the same.
+ * of the API's errors (cli_error): a refusal of the server keeps its code and
+ * its other members (a quota's "limit", "tenant", "max"...), the message with
+ * the CLI's context before it; exit codes are the same.
  */
 #ifndef DROVER_CLI_H
 #define DROVER_CLI_H
