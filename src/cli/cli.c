@@ -747,6 +747,45 @@ const char *cli_local_time(const char *rfc3339, char *buf)
     return buf;
 }
 
+/* The length of the RFC 3339 UTC time at s ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), 0 when none is. */
+static size_t utc_time_len(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i = 0;
+    for (; shape[i]; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i]) return 0;
+    if (s[i] == '.') {
+        size_t digits = 0;
+        while (s[i + 1 + digits] >= '0' && s[i + 1 + digits] <= '9' && digits < 9)
+            digits++;
+        if (!digits) return 0;
+        i += 1 + digits;
+    }
+    return s[i] == 'Z' ? i + 1 : 0;
+}
+
+char *cli_local_times_in(const char *text)
+{
+    if (!text) return NULL;
+    struct buf b = BUF_INIT;
+    for (const char *p = text; *p;) {
+        size_t n = utc_time_len(p);
+        char one[40], local[CLI_TIME_MAX];
+        int64_t ms;
+        if (n && n < sizeof(one)) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+        }
+        if (n && n < sizeof(one) && time_parse_rfc3339(one, &ms)) {
+            buf_adds(&b, cli_local_time(one, local));
+            p += n;
+        } else {
+            buf_addc(&b, *p++);
+        }
+    }
+    return buf_detach(&b);
+}
+
 void cli_format_duration(int64_t ms, char *out, size_t n)
 {
     /* Each unit rounds to its last digit, and a value that rounds up into the

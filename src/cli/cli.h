@@ -411,6 +411,9 @@ void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n);
    time a table or a line shows is local, as drover jobs shows it. */
 #define CLI_TIME_MAX 40
 const char *cli_local_time(const char *rfc3339, char *buf);
+/* A server's message with each RFC 3339 UTC time in it ("delayed until 2026-12-07T18:42:05.591Z")
+   as cli_local_time shows it; the caller frees it. NULL for NULL. */
+char *cli_local_times_in(const char *text);
 /* An RFC 3339 UTC time of the API as milliseconds since the epoch; false if it is not one. */
 bool cli_parse_time(const char *rfc3339, int64_t *ms);
 /* How long ago, for humans: "3s ago", "5m ago", "2h ago" (to 48 h), "3d ago"; < 0 is "0s ago". */

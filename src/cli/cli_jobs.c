@@ -1888,7 +1888,9 @@ static void print_status(json_t *job, const struct buf *tail, const struct buf *
     if (json_is_true(json_object_get(job, "archived")))
         print_time_field("archived:", job, "archived_at"); /* deleted after its retention */
     field("agent:", jstr(job, "agent"));
-    field("waiting:", jstr(json_object_get(job, "waiting"), "message"));
+    char *waiting = cli_local_times_in(jstr(json_object_get(job, "waiting"), "message"));
+    field("waiting:", waiting); /* "delayed until TIME": local, as the times above */
+    free(waiting);
 
     json_t *progress = json_object_get(job, "progress");
     json_t *pct = json_object_get(progress, "percent");
