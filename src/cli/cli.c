@@ -58,6 +58,9 @@ static bool common_opt(struct cli_opts *o, int opt, const char *arg)
 
 /* --json was given: messages are JSON lines (cli_error). */
 static bool json_messages;
+/* While a refusal of the server is printed: its {"error": {...}} object, whose members beside
+   the message (a quota's "limit", "tenant", "max"...) the JSON line keeps (borrowed). */
+static json_t *server_error;
 
 void cli_json_prescan(int argc, char **argv)
 {
@@ -98,8 +101,14 @@ static void error_v(const char *code, const char *field, const char *fmt, va_lis
         return;
     }
     json_t *f = field && *field ? json_string(field) : json_null();
-    json_line(json_pack("{s:{s:s, s:o, s:o}}", "error", "code", code, "message",
-                        message_json(msg), "field", f ? f : json_null()));
+    json_t *inner = json_pack("{s:s, s:o, s:o}", "code", code, "message", message_json(msg),
+                              "field", f ? f : json_null());
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_is_object(server_error) ? server_error : NULL, k, v)
+        if (strcmp(k, "message") && !(json_is_null(v) && json_object_get(inner, k)))
+            json_object_set(inner, k, v); /* the API's code and field, and its extra members */
+    json_line(json_pack("{s:o}", "error", inner));
 }
 
 void cli_notice(const char *kind, const char *fmt, ...)
@@ -543,7 +552,9 @@ static int call_v(struct cli *cli, const char *method, const char *path, json_t 
     if (rc < 0) {
         char whatbuf[512];
         vsnprintf(whatbuf, sizeof(whatbuf), what, ap);
+        server_error = json_object_get(j, "error");
         cli_print_err(cli, &e, status, whatbuf);
+        server_error = NULL;
         json_decref(j);
         if (resp) *resp = NULL;
         return 1;
@@ -734,6 +745,45 @@ const char *cli_local_time(const char *rfc3339, char *buf)
     if (!rfc3339) return NULL;
     cli_format_time(rfc3339, false, buf, CLI_TIME_MAX);
     return buf;
+}
+
+/* The length of the RFC 3339 UTC time at s ("YYYY-MM-DDTHH:MM:SS[.fff]Z"), 0 when none is. */
+static size_t utc_time_len(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i = 0;
+    for (; shape[i]; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i]) return 0;
+    if (s[i] == '.') {
+        size_t digits = 0;
+        while (s[i + 1 + digits] >= '0' && s[i + 1 + digits] <= '9' && digits < 9)
+            digits++;
+        if (!digits) return 0;
+        i += 1 + digits;
+    }
+    return s[i] == 'Z' ? i + 1 : 0;
+}
+
+char *cli_local_times_in(const char *text)
+{
+    if (!text) return NULL;
+    struct buf b = BUF_INIT;
+    for (const char *p = text; *p;) {
+        size_t n = utc_time_len(p);
+        char one[40], local[CLI_TIME_MAX];
+        int64_t ms;
+        if (n && n < sizeof(one)) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+        }
+        if (n && n < sizeof(one) && time_parse_rfc3339(one, &ms)) {
+            buf_adds(&b, cli_local_time(one, local));
+            p += n;
+        } else {
+            buf_addc(&b, *p++);
+        }
+    }
+    return buf_detach(&b);
 }
 
 void cli_format_duration(int64_t ms, char *out, size_t n)

@@ -15,7 +15,9 @@
  * is its exit code (commands.h): 0, 1 (the request was refused or the job
  * failed), 2 (usage error). With --json, each error message is instead one
  * line of JSON on stderr, {"error": {"code", "message", "field"}}, the shape
- * of the API's errors (cli_error); exit codes are the same.
+ * of the API's errors (cli_error): a refusal of the server keeps its code and
+ * its other members (a quota's "limit", "tenant", "max"...), the message with
+ * the CLI's context before it; exit codes are the same.
  */
 #ifndef DROVER_CLI_H
 #define DROVER_CLI_H
@@ -409,6 +411,9 @@ void cli_format_time(const char *rfc3339, bool with_ms, char *out, size_t n);
    time a table or a line shows is local, as drover jobs shows it. */
 #define CLI_TIME_MAX 40
 const char *cli_local_time(const char *rfc3339, char *buf);
+/* A server's message with each RFC 3339 UTC time in it ("delayed until 2026-12-07T18:42:05.591Z")
+   as cli_local_time shows it; the caller frees it. NULL for NULL. */
+char *cli_local_times_in(const char *text);
 /* An RFC 3339 UTC time of the API as milliseconds since the epoch; false if it is not one. */
 bool cli_parse_time(const char *rfc3339, int64_t *ms);
 /* How long ago, for humans: "3s ago", "5m ago", "2h ago" (to 48 h), "3d ago"; < 0 is "0s ago". */

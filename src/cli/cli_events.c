@@ -334,8 +334,10 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
         }
         fprintf(out, " %s ", type + 8);
         const char *uri = json_string_value(json_object_get(ev, "uri"));
-        if (!uri) fputs("at ", out); /* a schedule's: its time */
-        put_clean(out, uri ? uri : json_string_value(json_object_get(ev, "time")));
+        char when[CLI_TIME_MAX]; /* a schedule's: its time, local as the line's */
+        if (!uri) fputs("at ", out);
+        put_clean(out, uri ? uri : cli_local_time(json_string_value(json_object_get(ev, "time")),
+                                                  when));
         const char *what = json_object_get(ev, "workflow") ? "workflow" : "job";
         const char *id = json_string_value(json_object_get(ev, what));
         const char *err = json_string_value(json_object_get(ev, "error"));

@@ -430,7 +430,8 @@ static const char submit_usage[] =
     "                     a job array of one task per object under the prefix, its\n"
     "                     URI the task's item (@{{item}}: the object as an input)\n"
     "  -k, --key KEY      idempotency key: submitting the same key again returns the first job\n"
-    "                     (whatever this spec says; a note on stderr tells it)\n"
+    "                     (whatever this spec says; a note on stderr tells it); not with a\n"
+    "                     file of several specs (give each its \"key\" in the file)\n"
     "  -s, --service NAME run service NAME of the hub (`drover service`); the job gives\n"
     "                     only its params\n"
     "  -P, --param K=V    a param or port of the service (repeatable); the server checks\n"
@@ -1463,7 +1464,14 @@ int cmd_submit(int argc, char **argv)
         goto out;
     }
     if (json_object_size(ov.params) && !file && !service_only) {
-        rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
+        if (json_object_get(fields, "service")) /* then the program after -- is the trouble */
+            rc = cli_usage_error(submit_usage,
+                                 "a command (-- %s ...) cannot be given with --service: the "
+                                 "service's definition says what runs; a job of it gives only "
+                                 "its --param K=V",
+                                 argv[optind]);
+        else
+            rc = cli_usage_error(submit_usage, "--param is for a service: give --service NAME");
         goto out;
     }
     int readers = (file && !strcmp(file, "-")) + (stdin_file && !strcmp(stdin_file, "-")) +
@@ -1495,6 +1503,13 @@ int cmd_submit(int argc, char **argv)
     } else {
         if (!(spec = program_spec(&up, argv, optind, argc))) goto out;
         if (items && !items_fit_inputs(spec, items, items_file)) goto out;
+    }
+    if (json_is_array(spec) && json_array_size(spec) > 1 && json_object_get(fields, "key")) {
+        rc = cli_usage_error(submit_usage,
+                             "--key names one submission, not each of the %zu specs of '%s': "
+                             "give each spec a \"key\" of its own in the file instead",
+                             json_array_size(spec), strcmp(file, "-") ? file : "standard input");
+        goto out;
     }
     if (json_is_array(spec)) {
         size_t i;
@@ -1873,7 +1888,9 @@ static void print_status(json_t *job, const struct buf *tail, const struct buf *
     if (json_is_true(json_object_get(job, "archived")))
         print_time_field("archived:", job, "archived_at"); /* deleted after its retention */
     field("agent:", jstr(job, "agent"));
-    field("waiting:", jstr(json_object_get(job, "waiting"), "message"));
+    char *waiting = cli_local_times_in(jstr(json_object_get(job, "waiting"), "message"));
+    field("waiting:", waiting); /* "delayed until TIME": local, as the times above */
+    free(waiting);
 
     json_t *progress = json_object_get(job, "progress");
     json_t *pct = json_object_get(progress, "percent");

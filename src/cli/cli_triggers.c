@@ -20,8 +20,9 @@ static const char trigger_usage[] =
     "       drover trigger create --schedule CRON [--timezone ZONE]\n"
     "                             [--overlap allow|skip] (--job FILE | --workflow FILE)\n"
     "                             [--json]\n"
-    "       drover trigger update ID (as create: --prefix or --schedule, --job or\n"
-    "                             --workflow, ...) [--json]\n"
+    "       drover trigger update ID [--prefix URI | --schedule CRON] [--timezone ZONE]\n"
+    "                             [--overlap allow|skip] [--job FILE | --workflow FILE]\n"
+    "                             [--input NAME] [--json]\n"
     "       drover trigger ls [--json]\n"
     "       drover trigger show ID [--json]\n"
     "       drover trigger fire ID [--json]\n"
@@ -45,9 +46,12 @@ static const char trigger_usage[] =
     "Times missed while no server ran fire once, late.\n"
     "\n"
     "  create   make a trigger or a schedule; prints its ID\n"
-    "  update   change a trigger or a schedule to what the options give, as create\n"
-    "           takes them (its ID, owner, pause and fires stay; a schedule's new\n"
-    "           times count from the change; a schedule stays one, as a job's stays a job's)\n"
+    "  update   change what the options give of a trigger or a schedule, as create\n"
+    "           takes them; what they leave out stays as it is (read first: a schedule's\n"
+    "           --timezone and --overlap, a trigger's --input, the job or workflow;\n"
+    "           --timezone UTC, --overlap allow go back to the defaults). Its ID, owner,\n"
+    "           pause and fires stay; a schedule's new times count from the change; a\n"
+    "           schedule stays one, as a job's stays a job's\n"
     "  ls       the triggers and schedules (a client token's own; an admin's: all);\n"
     "           list is the same\n"
     "  show     a trigger or a schedule with its 50 most recent fires\n"
@@ -72,7 +76,7 @@ static const char trigger_usage[] =
     "  drover trigger create --prefix s3://uploads/ --workflow wf.json --input split.--in\n"
     "  drover trigger create --schedule '0 3 * * *' --job nightly.json --overlap skip\n"
     "  drover trigger create -s '0 9 * * MON-FRI' -z America/New_York -f report.json\n"
-    "  drover trigger update 0193a1b2-... --schedule '0 4 * * *' --job nightly.json\n"
+    "  drover trigger update 0193a1b2-... --schedule '0 4 * * *'   # zone, job... kept\n"
     "  drover trigger ls\n"
     "  drover trigger show 0193a1b2-...\n"
     "  drover trigger rm 0193a1b2-...\n" CLI_COMMON_USAGE;
@@ -87,19 +91,69 @@ struct create_args {
     bool workflow, json;
 };
 
-/* POST /v1/triggers, or with `id` PUT /v1/triggers/ID: the trigger the options give. */
+/* Sets body[key] to have[key] when body has no such key and have a value that is not null. */
+static void carry(json_t *body, json_t *have, const char *key)
+{
+    json_t *v = json_object_get(have, key);
+    if (!json_object_get(body, key) && v && !json_is_null(v)) json_object_set(body, key, v);
+}
+
+/*
+ * A PUT replaces the whole trigger (what its body leaves out takes its default): `body` gets
+ * what the options did not give from the trigger as it is, `have`. 0, or 1 after saying why
+ * an option does not fit it.
+ */
+static int update_merge(json_t *body, json_t *have, const char *id)
+{
+    bool sched = json_object_get(body, "schedule") ||
+                 (!json_object_get(body, "prefix") && jstr(have, "schedule"));
+    if (!sched && (json_object_get(body, "timezone") || json_object_get(body, "overlap"))) {
+        cli_error(CLI_ERR_INVALID, json_object_get(body, "timezone") ? "timezone" : "overlap",
+                  "cannot update trigger '%s': --%s is a schedule's, and it is an upload "
+                  "trigger (on %s)",
+                  id, json_object_get(body, "timezone") ? "timezone" : "overlap",
+                  jstr(have, "prefix") ? jstr(have, "prefix") : "?");
+        return 1;
+    }
+    if (sched && json_object_get(body, "input")) {
+        cli_error(CLI_ERR_INVALID, "input",
+                  "cannot update trigger '%s': --input is an upload trigger's, and it is a "
+                  "schedule (%s): it has no object to pass",
+                  id, jstr(have, "schedule") ? jstr(have, "schedule") : "?");
+        return 1;
+    }
+    if (!json_object_get(body, "prefix") && !json_object_get(body, "schedule")) {
+        carry(body, have, "prefix");
+        carry(body, have, "schedule");
+    }
+    if (sched) {
+        carry(body, have, "timezone");
+        carry(body, have, "overlap");
+    } else {
+        carry(body, have, "input");
+    }
+    if (!json_object_get(body, "job") && !json_object_get(body, "workflow")) {
+        carry(body, have, "job");
+        carry(body, have, "workflow");
+    }
+    return 0;
+}
+
+/*
+ * POST /v1/triggers, or with `id` PUT /v1/triggers/ID: the trigger the options give (an
+ * update: read first, what they leave out as it is).
+ */
 static int trigger_create(struct cli *cli, const struct create_args *c, const char *id)
 {
     const char *file = c->file;
     struct err e = ERR_INIT;
-    json_t *body = NULL, *answer = NULL;
+    json_t *body = json_object(), *answer = NULL, *have = NULL, *tmpl = NULL;
     int rc = 1;
-    json_t *tmpl = cli_load_json(file, TEMPLATE_FILE_MAX, &e);
-    if (!tmpl) {
+    if (file && !(tmpl = cli_load_json(file, TEMPLATE_FILE_MAX, &e))) {
         cli_error_e(&e);
         goto out;
     }
-    body = json_pack("{s:O}", c->workflow ? "workflow" : "job", tmpl);
+    if (tmpl) json_object_set(body, c->workflow ? "workflow" : "job", tmpl);
     if (c->prefix) json_object_set_new(body, "prefix", json_string(c->prefix));
     if (c->schedule) json_object_set_new(body, "schedule", json_string(c->schedule));
     if (c->overlap) json_object_set_new(body, "overlap", json_string(c->overlap));
@@ -107,7 +161,10 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
     if (c->input) json_object_set_new(body, "input", json_string(c->input));
     if (id) {
         char *path = cli_path("/v1/triggers/", id, "");
-        rc = cli_call(cli, "PUT", path, body, &answer, "cannot update trigger '%s'", id);
+        rc = cli_call(cli, "GET", path, NULL, &have, "cannot update trigger '%s'", id);
+        if (!rc) rc = update_merge(body, have, id);
+        if (!rc)
+            rc = cli_call(cli, "PUT", path, body, &answer, "cannot update trigger '%s'", id);
         free(path);
     } else {
         rc = cli_call(cli, "POST", "/v1/triggers", body, &answer, "cannot create the %s '%s'",
@@ -123,6 +180,7 @@ static int trigger_create(struct cli *cli, const struct create_args *c, const ch
 out:
     json_decref(tmpl);
     json_decref(body);
+    json_decref(have);
     json_decref(answer);
     return rc;
 }
@@ -335,20 +393,38 @@ int cmd_trigger(int argc, char **argv)
             id = a.argv[optind++];
             if (!*id) return cli_usage_error(trigger_usage, "trigger update: the ID is empty");
         }
-        if (!prefix == !schedule)
+        bool update = which == UPDATE; /* what it leaves out stays as the trigger has it */
+        if (prefix && schedule)
+            return cli_usage_error(trigger_usage, "trigger %s takes --prefix or --schedule, "
+                                                  "not both",
+                                   sub);
+        if (!update && !prefix && !schedule)
             return cli_usage_error(trigger_usage, "trigger %s needs --prefix s3://BUCKET/... "
                                                   "or --schedule CRON (one of them)",
                                    sub);
         if (schedule && input)
             return cli_usage_error(trigger_usage, "--input is an upload trigger's (--prefix): a "
                                                   "schedule has no object to pass");
-        if ((overlap || timezone) && !schedule)
+        if ((overlap || timezone) && prefix)
+            return cli_usage_error(trigger_usage, "--%s is a schedule's, not an upload "
+                                                  "trigger's (--prefix)",
+                                   overlap ? "overlap" : "timezone");
+        if ((overlap || timezone) && !schedule && !update)
             return cli_usage_error(trigger_usage, "--%s is a schedule's: give --schedule",
                                    overlap ? "overlap" : "timezone");
-        if (!job == !workflow)
+        if (job && workflow)
+            return cli_usage_error(trigger_usage, "trigger %s takes --job FILE or "
+                                                  "--workflow FILE, not both",
+                                   sub);
+        if (!update && !job && !workflow)
             return cli_usage_error(trigger_usage, "trigger %s needs --job FILE or "
                                                   "--workflow FILE (one of them)",
                                    sub);
+        if (update && !prefix && !schedule && !job && !workflow && !input && !overlap &&
+            !timezone)
+            return cli_usage_error(trigger_usage, "trigger update: nothing to change: give "
+                                                  "--schedule, --timezone, --overlap, --prefix, "
+                                                  "--input, --job or --workflow");
         if (optind < a.argc)
             return cli_usage_error(trigger_usage, "trigger %s: unexpected argument '%s'", sub,
                                    a.argv[optind]);

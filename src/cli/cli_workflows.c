@@ -34,7 +34,8 @@ static const char workflow_usage[] =
     "      -f, --file FILE  the same (as drover submit -f)\n"
     "      -w, --wait       then wait for it to end, as workflow wait does\n"
     "      -k, --key K      idempotency key: submitting K again gives the first workflow\n"
-    "                       (the file's \"key\"; a retried submit makes no second one)\n"
+    "                       (the file's \"key\"; a retried submit makes no second one; a\n"
+    "                       note on stderr tells it)\n"
     "  list               the workflows, newest first: state and progress of each\n"
     "                     (ls is the same)\n"
     "      -n, --limit N  at most N workflows (default: one page of 20)\n"
@@ -401,6 +402,13 @@ static int workflow_submit_wait(int argc, char **argv, bool submit)
     if (!rc && submit) {
         rc = cli_call(&cli, "POST", "/v1/workflows", body, &answer, "cannot submit workflow '%s'",
                       file);
+        const char *used = json_string_value(json_object_get(answer, "key"));
+        if (!rc && cli.status == 200 && used) /* 200, not 201: the key's workflow, as it was */
+            cli_notice("note",
+                       "key '%s' was used before: %s is that workflow, '%s' was not submitted "
+                       "(a key names one submission)",
+                       used, json_string_value(json_object_get(answer, "id")) ?: "?",
+                       strcmp(file, "-") ? file : "standard input");
     } else if (!rc) {
         char *path = cli_path("/v1/workflows/", id, "");
         rc = cli_call(&cli, "GET", path, NULL, &answer, "cannot wait for workflow '%s'", id);

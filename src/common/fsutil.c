@@ -71,7 +71,7 @@ int lock_pid_file(const char *path, int *fd_out, pid_t *holder, struct err *e)
 
 int fs_read_secret(const char *path, char **out, struct err *e)
 {
-    char text[SECRET_MAX + 2];
+    char text[SECRET_MAX + 257]; /* the secret, then up to 256 bytes of white space */
     struct stat st;
     size_t len = 0;
     int rc = 0;
@@ -103,14 +103,24 @@ int fs_read_secret(const char *path, char **out, struct err *e)
         if (n == 0) break;
         len += (size_t)n;
     }
-    if (len > 0 && text[len - 1] == '\n') len--;
-    if (len > 0 && text[len - 1] == '\r') len--;
+    /* what editors and `echo` leave after it: blank lines, CRLF, trailing blanks */
+    bool whole = len < sizeof(text) - 1; /* else it goes on: too large, whatever it ends with */
+    while (whole && len > 0 && text[len - 1] && strchr(" \t\r\n", text[len - 1]))
+        len--;
+    size_t ctrl = 0; /* the first control character, +1 */
+    for (size_t i = 0; i < len && i < SECRET_MAX && !ctrl; i++)
+        if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f) ctrl = i + 1;
     if (len > SECRET_MAX) {
         rc = err_set(e, ERR_INVALID, "'%s' is larger than %d bytes", path, SECRET_MAX);
     } else if (len == 0) {
         rc = err_set(e, ERR_INVALID, "'%s' is empty", path);
     } else if (memchr(text, '\0', len)) {
         rc = err_set(e, ERR_INVALID, "'%s' holds a NUL byte", path);
+    } else if (ctrl) {
+        rc = err_set(e, ERR_INVALID,
+                     "'%s' holds a control character (byte %zu, 0x%02x): a secret's file holds "
+                     "it alone, on one line",
+                     path, ctrl, (unsigned)(unsigned char)text[ctrl - 1]);
     } else {
         *out = xstrndup(text, len);
     }

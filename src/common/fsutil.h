@@ -26,9 +26,11 @@ int lock_pid_file(const char *path, int *fd, pid_t *holder, struct err *e);
 /*
  * Reads a secret (a token) kept alone in the file `path`, as ssh reads a key: the file
  * must be a regular file of at most 4 KiB that neither its group nor others may access
- * (mode & 077 == 0). One trailing newline ("\n" or "\r\n") is stripped. *out is the
- * caller's. ERR_IO when it cannot be read; ERR_INVALID when its mode is too open (the
- * message names the file and its mode), it is empty or too large.
+ * (mode & 077 == 0). Trailing white space (newlines, "\r\n", blank lines, spaces, tabs) is
+ * stripped. *out is the caller's. ERR_IO when it cannot be read; ERR_INVALID when its mode
+ * is too open (the message names the file and its mode), it is empty or too large, or what
+ * is left holds a control character (a token cannot: a header's value). Every message names
+ * the file.
  */
 int fs_read_secret(const char *path, char **out, struct err *e);
 

@@ -13,10 +13,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/hmap.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "job/job.h"
@@ -401,6 +403,10 @@ int api_jobs_create(struct http_req *r)
        shared tree once). */
     json_t *last_in = NULL;
     struct job_spec last = {0};
+    /* A batch's keys, each to 1 + the index of its spec: a key given twice in one batch would
+       answer the first spec's job for the second, whose spec is dropped unseen: refused. */
+    struct hmap keys;
+    hmap_init(&keys);
     for (size_t i = 0; i < n; i++) {
         struct job_spec spec;
         json_t *in = array ? json_array_get(body, i) : body;
@@ -415,6 +421,7 @@ int api_jobs_create(struct http_req *r)
             last_in = NULL;
             if (!ok) {
                 services_memo_release(&memo);
+                hmap_release(&keys, NULL);
                 submit_free(sb);
                 return rc;
             }
@@ -424,6 +431,23 @@ int api_jobs_create(struct http_req *r)
                 json_incref(last.json);
             }
         }
+        size_t first = array && spec.key ? (size_t)(uintptr_t)hmap_get(&keys, spec.key) : 0;
+        if (first) {
+            char field[32];
+            snprintf(field, sizeof(field), "[%zu].key", i);
+            http_reply_error(r, ERR_INVALID, field,
+                             "%s: '%s' repeats the key of spec [%zu]; each spec of a batch "
+                             "needs a key of its own (or none)",
+                             field, spec.key, first - 1);
+            spec_release(&spec);
+            spec_release(&last);
+            services_memo_release(&memo);
+            hmap_release(&keys, NULL);
+            submit_free(sb);
+            return HTTP_DONE;
+        }
+        if (array && spec.key)
+            hmap_put(&keys, spec.key, (void *)(uintptr_t)(i + 1));
         sb->jobs[i] = xmalloc(sizeof(**sb->jobs));
         job_from_spec(sb->jobs[i], &spec, now);
         sb->jobs[i]->owner = xstrdup(r->token_name);
@@ -434,6 +458,7 @@ int api_jobs_create(struct http_req *r)
     }
     spec_release(&last);
     services_memo_release(&memo);
+    hmap_release(&keys, NULL);
     commit_submit_merge(srv(r)->commit, submit_write, mergeable(sb) ? submit_write_merged : NULL,
                         submit_done, sb);
     return HTTP_DEFERRED;

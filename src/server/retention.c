@@ -498,10 +498,14 @@ static void lookup_done(void *arg)
         const char *state = json_string_value(json_object_get(lk->job, "state"));
         char at[32];
         time_format_rfc3339(lk->archived_at, at, sizeof(at));
+        /* what to do instead: a retry is a new run of its spec; a cancel has nothing to do */
+        bool retry = !strcmp(lk->refuse, "retried");
         http_reply_error(r, ERR_CONFLICT, NULL,
                          "job '%s' is %s and was archived at %s (past its retention): it can "
-                         "no longer be %s; submit its spec again (drover status shows it)",
-                         lk->id, state ? state : "ended", at, lk->refuse);
+                         "no longer be %s; %s",
+                         lk->id, state ? state : "ended", at, lk->refuse,
+                         retry ? "submit its spec again (drover status shows it)"
+                               : "it has ended, nothing of it runs");
     } else if (!lk->log) {
         json_t *o = json_deep_copy(lk->job);
         json_object_set_new(o, "waiting", json_null());

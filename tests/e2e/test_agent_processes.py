@@ -212,7 +212,9 @@ def write_token(path, token, mode):
 
 
 def test_token_file(fast_server, make_agent, tmp_path):
-    token_file = write_token(tmp_path / "agent.token", agent_token(fast_server), 0o600)
+    # what an editor leaves after the token (CRLF, a blank line, blanks) is not part of it
+    token_file = write_token(tmp_path / "agent.token", agent_token(fast_server) + " \r\n",
+                             0o600)
     # DROVER_TOKEN (set by make_agent) is wrong: the file's token is the one used
     a = make_agent(fast_server, "w1", "--token-file", str(token_file), token="drv_wrong")
     job = submit(fast_server, **sh("echo ok"))
@@ -245,6 +247,9 @@ def test_token_file_bad(fast_server, tmp_path):
     empty = write_token(tmp_path / "empty", "", 0o600)
     r = run_agent(fast_server, tmp_path, "--token-file", str(empty))
     assert r.returncode == 2 and "is empty" in r.stderr, r.stderr
+    crlf = write_token(tmp_path / "crlf", "drv_x\r\n\r\nmore", 0o600)
+    r = run_agent(fast_server, tmp_path, "--token-file", str(crlf))
+    assert r.returncode == 2 and f"'{crlf}' holds a control character" in r.stderr, r.stderr
     good = write_token(tmp_path / "good", "drv_x", 0o600)
     r = run_agent(fast_server, tmp_path, "--token-file", str(good), "--token", "drv_y")
     assert r.returncode == 2 and "not both" in r.stderr, r.stderr

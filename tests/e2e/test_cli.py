@@ -50,6 +50,21 @@ def test_submit_with_a_key_used_before_says_so(server):
         "submitted (a key names one submission)\n"), again.stderr
 
 
+def test_submit_key_with_a_batch_file_is_a_usage_error(server, tmp_path):
+    """--key would give every spec of the file the same key: one job would stand for all."""
+    path = tmp_path / "batch.json"
+    path.write_text(json.dumps([{"queue": "kb", "command": {"argv": ["echo", "first"]}},
+                                {"queue": "kb", "command": {"argv": ["echo", "second"]}}]))
+    r = server.run_cli("submit", "--key", "k", "-f", str(path))
+    usage_error(r, ["submit"])
+    assert f"--key names one submission, not each of the 2 specs of '{path}'" in r.stderr
+    assert server.api().get("/v1/jobs?queue=kb").json()["jobs"] == []
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([{"queue": "kb", "command": {"program": "true"}}]))
+    job = cli_submit(server, "--key", "k", "-f", str(one))  # a batch of one: its key
+    assert cli_status(server, job)["key"] == "k"
+
+
 def test_submit_options_set_the_spec(server):
     out = submitted(server.run_cli("submit", "--json", "--queue", "q1", "--priority", "7", "--name",
                             "nightly", "--label", "team=x", "--label", "env=dev", "--timeout",
@@ -388,6 +403,25 @@ def test_admin_token_is_read_from_the_data_dir_for_a_local_server(server, tmp_pa
 
     err = refused(server.run_cli("jobs", token="wrong"))
     assert "invalid token" in err and "DROVER_TOKEN" in err
+
+
+@pytest.mark.parametrize("tail", ["\n\n", "\r\n", "  \t\n", "\r\n\r\n ", ""])
+def test_token_file_trailing_white_space_is_stripped(server, tmp_path, tail):
+    path = tmp_path / "admin.tok"
+    path.write_bytes((server.admin_token + tail).encode())
+    path.chmod(0o600)
+    ok(server.run_cli("queues", "--token-file", str(path), token="drv_wrong"))
+
+
+def test_token_file_errors_name_the_file(server, tmp_path):
+    path = tmp_path / "two-lines.tok"
+    path.write_bytes((server.admin_token + "\nsecond\n").encode())
+    path.chmod(0o600)
+    err = refused(server.run_cli("queues", "--token-file", str(path)))
+    assert err.startswith(f"drover: --token-file: '{path}' holds a control character"), err
+    path.write_bytes(b" \n\r\n")
+    err = refused(server.run_cli("queues", "--token-file", str(path)))
+    assert err == f"drover: --token-file: '{path}' is empty\n", err
 
 
 def test_server_option_overrides_the_environment(server):

@@ -77,6 +77,12 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(server):
                          "array_cancel": True, "array_retry": True, "queue_pause": True,
                          "trigger_delete": True, "tokens": True}
     assert r.headers["Cache-Control"] == "no-store"
+    # docs/api.md's paragraph on `can` names each of its keys
+    with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
+        doc = f.read()
+    para = doc[doc.index("The answer's `can` says"):]
+    para = para[:para.index("\n\n")]
+    assert [k for k in body["can"] if f"`{k}`" not in para] == [], para
     # The cookie works for reads, the event stream included.
     me = s.get(server.url + "/v1/session")
     assert me.status_code == 200 and me.json()["csrf"] == body["csrf"]

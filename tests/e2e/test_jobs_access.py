@@ -4,6 +4,7 @@
 Each test starts its own server (and agents) on free loopback ports, makes client tokens
 through the admin token, and checks the answers of the real HTTP API and CLI.
 """
+import datetime
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import sqlite3
 import struct
 import time
+import zoneinfo
 
 from agentutil import make_agent, wait_for, wait_job  # noqa: F401 (make_agent is a fixture)
 
@@ -163,8 +165,10 @@ def test_submit_says_when_no_agent_can_take_a_job(server, make_agent, tmp_path):
     shown = server.run_cli("status", r.stdout.strip())
     assert shown.returncode == 0
     assert "waiting:   no agent can take it: queue 'nope' has no listening agent\n" in shown.stdout
-    shown = server.run_cli("status", delayed)
-    assert "waiting:   delayed until " in shown.stdout
+    shown = server.run_cli("status", delayed, env={"TZ": "Europe/Paris"})
+    until = datetime.datetime.fromisoformat(waiting(delayed)["until"].replace("Z", "+00:00"))
+    paris = until.astimezone(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"waiting:   delayed until {paris}\n" in shown.stdout, shown.stdout  # local, as all
     spec = tmp_path / "two.json"
     spec.write_text(json.dumps([{"queue": "bio", "delay_s": 3600, "command": {"program": "x"}},
                                 {"queue": "gpu", "command": {"program": "x"}}]))

@@ -150,8 +150,9 @@ def test_array_repeated_specs(server):
     assert r.status_code == 400 and r.json()["error"]["field"] == "[1].nope"
     assert len(api.get("/v1/jobs?queue=rep&limit=100").json()["jobs"]) == 5
     keyed = {"key": "rep-1", "queue": "rep", "command": {"program": "true"}}
-    both = submit(api, [keyed, keyed])["jobs"]
-    assert both[0]["id"] == both[1]["id"]
+    r = api.post("/v1/jobs", json=[keyed, keyed])  # a key once a batch, even for equal specs
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[1].key", r.text
+    assert len(api.get("/v1/jobs?queue=rep&limit=100").json()["jobs"]) == 5
 
 
 def test_a_bad_batch_leaves_nothing(make_server):
@@ -196,9 +197,31 @@ def test_idempotency_key(server):
     assert again["id"] == first["id"]
     stored = api.get(f"/v1/jobs/{first['id']}").json()
     assert stored["spec"]["command"]["program"] == "true"
-    both = api.post("/v1/jobs", json=[{"key": "k-2", "command": {"program": "a"}},
-                                      {"key": "k-2", "command": {"program": "b"}}]).json()["jobs"]
-    assert both[0]["id"] == both[1]["id"]
+    # a batch with a stored key among new ones answers that job in its place
+    both = submit(api, [{"key": "k-2", "command": {"program": "a"}},
+                        {"key": "k-1", "command": {"program": "b"}}])["jobs"]
+    assert both[1]["id"] == first["id"] and both[0]["id"] != first["id"]
+
+
+def test_a_key_twice_in_one_batch_is_refused(server):
+    """The second spec of a key would be answered with the first one's job and its own spec
+    dropped unseen: 400 naming the later spec's key, and nothing of the batch stored."""
+    api = server.api()
+    batch = [{"queue": "dupk", "command": {"program": "true"}},
+             {"queue": "dupk", "key": "dup1", "command": {"argv": ["echo", "first"]}},
+             {"queue": "dupk", "key": "other", "command": {"program": "true"}},
+             {"queue": "dupk", "key": "dup1", "command": {"argv": ["echo", "second"]}}]
+    r = api.post("/v1/jobs", json=batch)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_argument" and err["field"] == "[3].key"
+    assert err["message"].startswith("[3].key: 'dup1' repeats the key of spec [1]"), err
+    assert api.get("/v1/jobs?queue=dupk").json()["jobs"] == []
+    r = api.post("/v1/jobs", json=batch[1:2] + batch[3:])
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[1].key", r.text
+    assert "repeats the key of spec [0]" in r.json()["error"]["message"]
+    jobs = submit(api, batch[:3])["jobs"]  # each key once: stored
+    assert len({j["id"] for j in jobs}) == 3
 
 
 def test_concurrent_same_key_one_job(server):

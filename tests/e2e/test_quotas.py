@@ -82,6 +82,14 @@ def test_tokens_belong_to_tenants_and_max_queued_is_kept(make_server):
     r = server.run_cli("submit", "--", "true", token=ci["token"])
     assert r.returncode == 1, r.stderr
     assert "max_queued" in r.stderr and "lab" in r.stderr and "429" not in r.stdout, r.stderr
+    # ... and with --json the API's error with its members, the message after the CLI's context
+    r = server.run_cli("submit", "--json", "--", "true", token=ci["token"])
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    err = json.loads(r.stderr)["error"]
+    assert err["code"] == "quota" and err["limit"] == "max_queued", err
+    assert err["tenant"] == "lab" and err["max"] == 3 and err["queued"] == 3, err
+    assert err["message"].startswith("cannot submit the job: ") and "max_queued" in err["message"]
+    assert err["field"] is None, err
 
     # A tenant's own limit replaces the server's; null goes back to it.
     r = server.run_cli("tenant", "set", "lab", "--max-queued", "5", "--weight", "2")

@@ -98,9 +98,14 @@ def test_finished_job_is_archived_and_still_shown(make_server, make_agent):
         msg = r.json()["error"]["message"]
         assert msg.startswith(f"job '{job}' is succeeded and was archived at "), msg
         assert f"it can no longer be {past}" in msg, msg
+        advice = "submit its spec again" if verb == "retry" else "it has ended, nothing of it runs"
+        assert advice in msg and ("submit" in msg) == (verb == "retry"), msg
         assert bob.post(f"/v1/jobs/{job}/{verb}").status_code == 404
     err = server.run_cli("retry", job, token=alice_token).stderr
     assert "was archived at" in err and "submit its spec again" in err, err
+    err = server.run_cli("cancel", job, token=alice_token).stderr
+    assert "was archived at" in err and "can no longer be cancelled; it has ended" in err, err
+    assert "submit" not in err, err
     # Listings hold the jobs still in the store only.
     assert job not in [j["id"] for j in admin.get("/v1/jobs").json()["jobs"]]
 

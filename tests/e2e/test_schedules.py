@@ -344,6 +344,25 @@ def test_bad_input_is_refused_naming_the_field(server, name, body, field):
     assert server.api().get("/v1/triggers").json()["triggers"] == []  # nothing stored
 
 
+def test_cli_events_show_a_fire_time_in_local_time(server):
+    """drover events prints the fire's time as its own (local, as every time the CLI shows)."""
+    t = create(server, {"schedule": "0 0 1 1 *", "job": sh("true")})
+    fired = server.api().post(f"/v1/triggers/{t['id']}/fire").json()
+    at = datetime.datetime.fromisoformat(fired["time"].replace("Z", "+00:00"))
+    paris = at.astimezone(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%Y-%m-%d %H:%M:%S")
+    follower = server.start_cli("events", "--since", "0", "--type", "trigger",
+                                env={"TZ": "Europe/Paris"}, text=True)
+    try:
+        line = ""
+        while " fired " not in line:
+            line = follower.stdout.readline()
+            assert line, "no fire in the stream"
+    finally:
+        follower.kill()
+        follower.wait()
+    assert line.split(maxsplit=3)[3] == f"trigger {t['id']} fired at {paris} -> job {fired['job']}\n"
+
+
 def test_cli(server, make_agent, tmp_path):
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps(sh("echo hi")))

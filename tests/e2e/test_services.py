@@ -374,6 +374,14 @@ def test_cli(server, tmp_path):
                  ["submit", "--service", "upper", "--env", "A=1"],
                  ["submit", "--service", "upper", "--param", "1bad=x"]):
         usage_error(server.run_cli(*args), args)
+    # --param without --service, and a command with --service: each named as it is
+    r = server.run_cli("submit", "--param", "a=1", "--", "true")
+    assert "--param is for a service: give --service NAME" in r.stderr, r.stderr
+    args = ["submit", "--service", "upper", "--param", "text=s3://in/t", "--", "echo", "hi"]
+    r = server.run_cli(*args)
+    usage_error(r, args)
+    assert r.stderr.startswith("drover: a command (-- echo ...) cannot be given with --service: "
+                               "the service's definition says what runs"), r.stderr
     client = server.api().post("/v1/tokens", json={"role": "client", "name": "bob"}).json()
     assert "permission" in refused(server.run_cli("service", "rm", "upper",
                                                   token=client["token"])).lower()

@@ -158,14 +158,39 @@ def test_cli(server, tmp_path):
                             "--overlap", "skip", "-f", str(spec)))
     assert out.strip() == f"updated trigger {tid}", out
     assert "schedule 0 9 * * * Europe/Paris (overlap skip)" in ok(server.run_cli("trigger", "ls"))
+    # what the options leave out stays as it is (a PUT replaces the whole trigger: read first)
     u = json.loads(ok(server.run_cli("trigger", "update", tid, "-s", "0 10 * * *", "-f",
                                      str(spec), "--json")))
-    assert u["schedule"] == "0 10 * * *" and u["timezone"] == "UTC" and u["overlap"] == "allow"
+    assert u["schedule"] == "0 10 * * *" and u["timezone"] == "Europe/Paris", u
+    assert u["overlap"] == "skip" and u["job"] == sh("echo hi"), u
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(sh("echo other")))
+    u = json.loads(ok(server.run_cli("trigger", "update", tid[:8], "-f", str(other), "--json")))
+    assert (u["schedule"], u["timezone"], u["overlap"]) == ("0 10 * * *", "Europe/Paris", "skip")
+    assert u["job"] == sh("echo other"), u
+    u = json.loads(ok(server.run_cli("trigger", "update", tid, "-z", "UTC", "--overlap", "allow",
+                                     "--json")))
+    assert (u["schedule"], u["timezone"], u["overlap"]) == ("0 10 * * *", "UTC", "allow"), u
+    assert u["job"] == sh("echo other"), u
     err = refused(server.run_cli("trigger", "update", tid, "-p", "s3://up/", "-f", str(spec)))
     assert "cannot update" in err and f"trigger '{tid}' is a schedule: it stays one" in err, err
+    err = refused(server.run_cli("trigger", "update", tid, "--input", "--query"))
+    assert f"cannot update trigger '{tid}': --input is an upload trigger's" in err, err
     usage_error(server.run_cli("trigger", "update", "-s", "0 9 * * *", "-f", str(spec)),
                 ["trigger", "update"])
-    usage_error(server.run_cli("trigger", "update", tid, "-f", str(spec)), ["trigger", "update"])
+    usage_error(server.run_cli("trigger", "update", tid), ["trigger", "update"])
+    usage_error(server.run_cli("trigger", "update", tid, "-p", "s3://up/", "-z", "UTC"),
+                ["trigger", "update"])
+    # an upload trigger keeps its input and job when only its prefix changes
+    query = sh('cat "$1"', {"type": "input", "name": "--query"})
+    injob = tmp_path / "query.json"
+    injob.write_text(json.dumps(query))
+    up = ok(server.run_cli("trigger", "create", "--prefix", "s3://up/a/", "--job", str(injob),
+                           "--input", "--query")).strip()
+    u = json.loads(ok(server.run_cli("trigger", "update", up, "-p", "s3://up/b/", "--json")))
+    assert u["prefix"] == "s3://up/b/" and u["input"] == "--query" and u["job"] == query, u
+    err = refused(server.run_cli("trigger", "update", up, "--overlap", "skip"))
+    assert "--overlap is a schedule's, and it is an upload trigger (on s3://up/b/)" in err, err
     # drover events prints a change: what, and by whom
     follower = server.start_cli("events", "--since", "0", "--type", "trigger", text=True)
     try:

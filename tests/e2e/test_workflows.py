@@ -260,7 +260,7 @@ def test_a_node_key_taken_names_the_node(server):
     assert len(server.api().get("/v1/workflows").json()["workflows"]) == 1  # nothing half-made
 
 
-def test_a_key_submitted_again_answers_the_first_workflow(server):
+def test_a_key_submitted_again_answers_the_first_workflow(server, tmp_path):
     """A client's retry of a submit whose answer it lost: the same key answers the workflow
     made first (200), and nothing new is stored, whatever the body says now. Keys are per
     owner, as jobs' are."""
@@ -284,6 +284,19 @@ def test_a_key_submitted_again_answers_the_first_workflow(server):
     again = server.run_cli("workflow", "submit", "--key", "run-2026-12-07", "-f", "-",
                            input=json.dumps({"nodes": body["nodes"]}))
     assert again.returncode == 0 and again.stdout.strip() == first["id"], again.stderr
+    assert (f"drover: note: key 'run-2026-12-07' was used before: {first['id']} is that "
+            "workflow, 'standard input' was not submitted (a key names one submission)\n"
+            in again.stderr), again.stderr
+    path = tmp_path / "other-wf.json"
+    path.write_text(json.dumps({"key": "run-2026-12-07", "nodes": body["nodes"]}))
+    again = server.run_cli("workflow", "submit", "--json", str(path))
+    assert again.returncode == 0 and json.loads(again.stdout)["id"] == first["id"]
+    notes = [json.loads(line) for line in again.stderr.splitlines() if '"note"' in line]
+    assert [n["note"]["message"] for n in notes] == [
+        f"key 'run-2026-12-07' was used before: {first['id']} is that workflow, '{path}' was not "
+        "submitted (a key names one submission)"], again.stderr
+    new = server.run_cli("workflow", "submit", "--key", "run-new", "-f", str(path))
+    assert new.returncode == 0 and "note" not in new.stderr, new.stderr
     # no key: each submit is a workflow of its own
     assert create(server, {"nodes": body["nodes"]})["key"] is None
 
