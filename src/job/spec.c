@@ -1277,7 +1277,8 @@ void spec_views(struct job_spec *s, json_t *o)
 #undef RETRY
 }
 
-int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e)
+static int parse(json_t *in, const char *path, const char *also, struct job_spec *out,
+                 struct err *e)
 {
     struct ctx c = {.e = e, .path = BUF_INIT, .top = json_object()};
     int rc;
@@ -1285,7 +1286,7 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
     buf_adds(&c.path, path ? path : "");
     if (!json_is_object(in))
         rc = fail(&c, "must be a json object");
-    else if (!(rc = refuse_unknown(&c, in, spec_fields, ARRAY_SIZE(spec_fields), "array")))
+    else if (!(rc = refuse_unknown(&c, in, spec_fields, ARRAY_SIZE(spec_fields), also)))
         rc = check_fields(&c, in, spec_fields, ARRAY_SIZE(spec_fields), c.top);
     if (rc)
         json_decref(c.top);
@@ -1293,6 +1294,16 @@ int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e
         spec_views(out, c.top);
     buf_release(&c.path);
     return rc;
+}
+
+int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e)
+{
+    return parse(in, path, NULL, out, e);
+}
+
+int spec_parse_arrayable(json_t *in, const char *path, struct job_spec *out, struct err *e)
+{
+    return parse(in, path, "array", out, e);
 }
 
 const json_t *spec_get(const json_t *spec, const char *path)

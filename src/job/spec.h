@@ -64,6 +64,9 @@ struct job_spec {
  * nothing that needs releasing.
  */
 int spec_parse(json_t *in, const char *path, struct job_spec *out, struct err *e);
+/* spec_parse() of a spec where "array" may stand too (its caller takes it off first: a job
+   array's, a workflow node's): an unknown field's message lists it among the known ones. */
+int spec_parse_arrayable(json_t *in, const char *path, struct job_spec *out, struct err *e);
 /*
  * Fills the views of s from `normalised`, a spec spec_parse() has already
  * normalised (one read back from the store), borrowed: s->json is not a

@@ -418,7 +418,7 @@ static int parse_array_node(struct workflow *w, size_t k, json_t *raw, const cha
     json_t *sample = array_sample_spec(raw, "0", item0);
     free(text);
     struct job_spec *spec = &w->nodes[k].spec;
-    int rc = spec_parse(sample, path, spec, e);
+    int rc = spec_parse_arrayable(sample, path, spec, e);
     json_decref(sample);
     if (rc) return rc;
     array_template(spec->json, raw);
@@ -575,7 +575,7 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
         w->nodes[i].fan_from = -1;
         if (json_object_get(raw[i], "array")) {
             if ((rc = parse_array_node(w, i, raw[i], path, e))) goto out;
-        } else if ((rc = spec_parse(raw[i], path, &w->nodes[i].spec, e))) {
+        } else if ((rc = spec_parse_arrayable(raw[i], path, &w->nodes[i].spec, e))) {
             goto out;
         }
         if (w->nodes[i].spec.test) {

@@ -154,7 +154,7 @@ static void arr_continue(struct arr_submit *op)
     struct services_memo memo = {0};
     struct job_spec spec;
     int bad = services_expand_job(op->s->reads, &memo, sample, "", &expanded, &op->use, &e);
-    if (!bad) bad = spec_parse(expanded ? expanded : sample, "", &spec, &e);
+    if (!bad) bad = spec_parse_arrayable(expanded ? expanded : sample, "", &spec, &e);
     json_decref(sample);
     /* a service's job: its arguments with the placeholders are the service expanded with the
        params as given (the same version: the memo has it) */

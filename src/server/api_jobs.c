@@ -342,8 +342,17 @@ static bool check_spec(struct http_req *r, struct services_memo *memo, json_t *i
         snprintf(path, sizeof(path), "[%zu]", i);
     json_t *expanded;
     int bad = services_expand_job(srv(r)->reads, memo, in, path, &expanded, use, &e);
-    if (!bad)
-        bad = spec_parse(expanded ? expanded : in, path, spec, &e);
+    if (!bad && array && json_object_get(in, "array")) {
+        char field[48];
+        snprintf(field, sizeof(field), "%s.array", path);
+        bad = err_field(&e, ERR_INVALID, field,
+                        "%s: a job array is submitted alone (POST /v1/jobs with its one spec), "
+                        "not in a batch of specs",
+                        field);
+    }
+    if (!bad) /* a single spec with "array" went to api_arrays_submit */
+        bad = array ? spec_parse(expanded ? expanded : in, path, spec, &e)
+                    : spec_parse_arrayable(expanded ? expanded : in, path, spec, &e);
     *shareable = !expanded && !use->name[0];
     json_decref(expanded);
     *rc = HTTP_DONE;

@@ -226,6 +226,10 @@ static int build_job(struct server *s, const struct trigger_rec *t, json_t *tmpl
     struct job_spec spec;
     int rc = services_expand_job(s->reads, &memo, tmpl, "job", &expanded, &ts->use, e);
     services_memo_release(&memo);
+    if (!rc && json_object_get(tmpl, "array"))
+        rc = err_field(e, ERR_INVALID, "job.array",
+                       "job.array: a trigger's job cannot be a job array: each fire submits one "
+                       "job (a workflow's node may be an array: a trigger of a workflow)");
     if (!rc) rc = spec_parse(expanded ? expanded : tmpl, "job", &spec, e);
     json_decref(expanded);
     if (rc) return rc;

@@ -215,6 +215,15 @@ def test_an_item_that_makes_a_bad_argument_is_refused(server, items, arg, field)
 def test_array_in_a_batch_is_refused(server):
     r = server.api().post("/v1/jobs", json=[{"array": {"count": 2}, "command": {"shell": "true"}}])
     assert r.status_code == 400 and r.json()["error"]["field"] == "[0].array", r.text
+    assert r.json()["error"]["message"] == ("[0].array: a job array is submitted alone (POST "
+                                            "/v1/jobs with its one spec), not in a batch of "
+                                            "specs"), r.text
+    # a misspelt field of a batch's spec lists no "array" among the known ones; of a single
+    # spec, which may be an array's, it does
+    r = server.api().post("/v1/jobs", json=[{"arry": 2, "command": {"shell": "true"}}])
+    assert r.status_code == 400 and "array" not in r.json()["error"]["message"], r.text
+    r = server.api().post("/v1/jobs", json={"arry": 2, "command": {"shell": "true"}})
+    assert r.status_code == 400 and r.json()["error"]["message"].endswith(", command, array)")
 
 
 def test_objects_array_reads_each_object(server, make_agent):

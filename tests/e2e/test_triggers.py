@@ -410,6 +410,8 @@ BAD = [
      "job.key"),
     ("test probe", {"prefix": "s3://up/", "job": dict(CAT, test=True), "input": "--in"}, 400,
      "job.test"),
+    ("job array", {"prefix": "s3://up/", "job": dict(CAT, array={"count": 3}),
+                   "input": "--in"}, 400, "job.array"),
     ("input unset", {"prefix": "s3://up/", "job": CAT}, 400, "job.command.arguments[3].value"),
     ("no such input", {"prefix": "s3://up/", "job": CAT, "input": "--nope"}, 400, "input"),
     ("input not a string", {"prefix": "s3://up/", "job": CAT, "input": 3}, 400, "input"),
@@ -435,6 +437,14 @@ def test_bad_input_is_refused_naming_the_field(server, name, body, status, field
     assert r.status_code == status, r.text
     assert r.json()["error"]["field"] == field, r.text
     assert server.api().get("/v1/triggers").json()["triggers"] == []  # nothing half-stored
+
+
+def test_a_job_array_template_is_said_to_be_one(server):
+    r = server.api().post("/v1/triggers", json={"schedule": "@hourly", "job": {
+        "array": {"count": 3}, "command": {"shell": "true"}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"].startswith(
+        "job.array: a trigger's job cannot be a job array: each fire submits one job"), r.text
 
 
 def test_bad_requests(server, make_agent):
