@@ -20,8 +20,6 @@
 #define GUARDIAN_FD 3
 #define GUARDIAN_LINE_MAX 128
 
-extern char **environ;
-
 void guardian_start(struct agent *a)
 {
     int fds[2];
@@ -45,8 +43,12 @@ void guardian_start(struct agent *a)
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
     self[len > 0 ? len : 0] = '\0';
+    /* none of the agent's environment (its DROVER_TOKEN) but the zone its log's times are in */
+    char *tz = getenv("TZ") ? xasprintf("TZ=%s", getenv("TZ")) : NULL;
+    char *envp[] = {tz, NULL};
     pid_t pid;
-    int rc = len > 0 ? posix_spawn(&pid, self, &fa, &at, argv, environ) : errno;
+    int rc = len > 0 ? posix_spawn(&pid, self, &fa, &at, argv, envp) : errno;
+    free(tz);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(fds[0]);
