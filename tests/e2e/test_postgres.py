@@ -196,14 +196,18 @@ def test_submit_list_cancel_keys_and_queues(pg_servers):
     assert r.status_code == 200 and r.json()["id"] == made[0], r.text
     r = api.get(f"/v1/jobs/{made[0][:8]}")
     assert r.status_code == 409 and r.json()["error"]["code"] == "ambiguous", r.text
-    # idempotency keys: the same key is the same job, in a batch too
+    # idempotency keys: the same key is the same job, in a batch after it too; a key twice in
+    # one batch is refused
     first = api.post("/v1/jobs", json={"key": "k-1", "command": {"program": "true"}})
     again = api.post("/v1/jobs", json={"key": "k-1", "command": {"program": "other"}})
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
-    both = api.post("/v1/jobs", json=[{"key": "k-2", "command": {"program": "a"}},
+    both = api.post("/v1/jobs", json=[{"key": "k-1", "command": {"program": "a"}},
                                       {"key": "k-2", "command": {"program": "b"}}]).json()["jobs"]
-    assert both[0]["id"] == both[1]["id"]
+    assert both[0]["id"] == first.json()["id"] and both[1]["id"] != both[0]["id"]
+    r = api.post("/v1/jobs", json=[{"key": "k-3", "command": {"program": "a"}},
+                                   {"key": "k-3", "command": {"program": "b"}}])
+    assert r.status_code == 400 and r.json()["error"]["field"] == "[1].key", r.text
     # a bad spec in a batch: nothing of the batch is stored
     before = int(listed_count(server))
     r = api.post("/v1/jobs", json=[{"command": {"program": "true"}}, {"priority": "high"}])

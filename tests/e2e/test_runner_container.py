@@ -170,16 +170,18 @@ def test_restart_removes_its_container(fast_server, make_agent, busybox_image, p
     job = submit(fast_server, command={"image": busybox_image, "program": "sleep",
                                        "argv": ["600"]})
     wait_for(lambda: running_container(podman_env, job), 90, "the container to run")
-    a.kill()  # SIGKILL: the container outlives the agent (podman's conmon keeps it)
-    time.sleep(1)
-    assert running_container(podman_env, job)
+    a.kill()  # SIGKILL: podman's conmon keeps the container, but not what runs in it:
+    # the agent's guardian kills the processes whose environment names the job
+    wait_for(lambda: not running_container(podman_env, job), 30,
+             "the guardian to kill the container's processes")
+    wait_for(lambda: "survived the agent; killed" in a.read_log(), 10, "the guardian's line")
     a.start()
     j = wait_job(fast_server, job, timeout=60)
     # error ("the agent restarted while the job was running"), or lost if the server gave up
     # on the agent first
     assert j["state"] == "failed" and j["result"]["reason"] in ("error", "lost"), j
-    assert containers(podman_env, prefix(job)) == []
-    assert "outlived the agent; killed and removed" in a.read_log()
+    # the agent started again removes it
+    wait_for(lambda: containers(podman_env, prefix(job)) == [], 30, "the container's removal")
 
 
 def test_image_job_waits_for_a_container_agent(fast_server, make_agent, podman_agent,
