@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -18,16 +19,16 @@
 #include "common/xalloc.h"
 
 #define GUARDIAN_FD 3
-#define GUARDIAN_LINE_MAX 128
+#define GUARDIAN_LOST                                                                              \
+    "if the agent dies, its jobs' processes other than their leaders live on until it starts "   \
+    "again"
 
 void guardian_start(struct agent *a)
 {
     int fds[2];
     a->guardian_fd = -1;
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        log_warn("cannot start the guardian (pipe: %s): if the agent dies, its jobs' processes "
-                 "other than their leaders live on until it starts again",
-                 strerror(errno));
+        log_warn("cannot start the guardian (pipe: %s): " GUARDIAN_LOST, strerror(errno));
         return;
     }
     posix_spawn_file_actions_t fa;
@@ -38,9 +39,11 @@ void guardian_start(struct agent *a)
     /* a group of its own: a terminal's ^C, meant for the agent, does not reach it */
     posix_spawnattr_setpgroup(&at, 0);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-    char *argv[] = {"drover", GUARDIAN_COMMAND, NULL};
+    char group[24]; /* the agent's process group: never killed */
+    snprintf(group, sizeof(group), "%d", (int)getpgrp());
+    char *argv[] = {"drover", GUARDIAN_COMMAND, a->jobs_dir, group, NULL};
     /* this binary, by its path (valgrind, say, reads the link as the program's) */
-    char self[4096];
+    char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
     self[len > 0 ? len : 0] = '\0';
     /* none of the agent's environment (its DROVER_TOKEN) but the zone its log's times are in */
@@ -54,42 +57,11 @@ void guardian_start(struct agent *a)
     close(fds[0]);
     if (rc) {
         close(fds[1]);
-        log_warn("cannot start the guardian (%s): if the agent dies, its jobs' processes other "
-                 "than their leaders live on until it starts again",
-                 strerror(rc));
+        log_warn("cannot start the guardian (%s): " GUARDIAN_LOST, strerror(rc));
         return;
     }
     a->guardian_pid = pid;
     a->guardian_fd = fds[1];
-}
-
-static void tell(struct agent *a, const char *line, size_t n)
-{
-    if (a->guardian_fd < 0) return;
-    ssize_t w;
-    while ((w = write(a->guardian_fd, line, n)) < 0 && errno == EINTR) {
-    } /* a line is shorter than PIPE_BUF: written whole or not at all */
-    if (w == (ssize_t)n) return;
-    log_error("cannot write to the guardian (%s): if the agent dies, its jobs' processes other "
-              "than their leaders live on until it starts again",
-              w < 0 ? strerror(errno) : "a short write");
-    close(a->guardian_fd);
-    a->guardian_fd = -1;
-}
-
-void guardian_job_started(struct agent *a, pid_t pgid, unsigned long long starttime,
-                          const char *job, int attempt)
-{
-    char line[GUARDIAN_LINE_MAX];
-    int n = snprintf(line, sizeof(line), "+ %d %llu %s %d\n", (int)pgid, starttime, job, attempt);
-    tell(a, line, (size_t)n);
-}
-
-void guardian_job_ended(struct agent *a, pid_t pgid)
-{
-    char line[GUARDIAN_LINE_MAX];
-    int n = snprintf(line, sizeof(line), "- %d\n", (int)pgid);
-    tell(a, line, (size_t)n);
 }
 
 bool guardian_reaped(struct agent *a, pid_t pid)
@@ -100,9 +72,7 @@ bool guardian_reaped(struct agent *a, pid_t pid)
     }
     a->guardian_pid = 0;
     if (a->guardian_fd >= 0) {
-        log_error("the guardian (pid %d) ended (status %d): if the agent dies, its jobs' "
-                  "processes other than their leaders live on until it starts again",
-                  (int)pid, status);
+        log_error("the guardian (pid %d) ended (status %d): " GUARDIAN_LOST, (int)pid, status);
         close(a->guardian_fd);
         a->guardian_fd = -1;
     }
@@ -113,7 +83,7 @@ void guardian_stop(struct agent *a)
 {
     if (a->guardian_fd >= 0) close(a->guardian_fd);
     a->guardian_fd = -1;
-    if (a->guardian_pid) /* it ends at once: nothing is listed after a drained agent */
+    if (a->guardian_pid) /* it ends at once: nothing of a drained agent's jobs is left */
         while (waitpid(a->guardian_pid, NULL, 0) < 0 && errno == EINTR) {
         }
     a->guardian_pid = 0;
@@ -121,14 +91,39 @@ void guardian_stop(struct agent *a)
 
 /* ---- the guardian ---- */
 
-struct guarded {
-    pid_t pgid;
-    struct proc_job_key key;
+struct found {
+    pid_t pid, pgid;
+    unsigned long long starttime;
+    char job[UUID_STR_LEN]; /* "" when its environment names none */
+    int attempt;
+    size_t killed;
 };
+
+/* The processes whose DROVER_WORK_DIR is below `dir` (other than this one); *out allocated. */
+static size_t find_jobs_processes(const char *dir, struct found **out)
+{
+    pid_t *all;
+    size_t n = proc_all(&all), nfound = 0, dlen = strlen(dir);
+    struct found *f = n ? xcalloc(n, sizeof(*f)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        char wd[PATH_MAX];
+        struct proc_stat st;
+        if (all[i] == getpid() || !proc_env_get(all[i], "DROVER_WORK_DIR", wd, sizeof(wd)) ||
+            strncmp(wd, dir, dlen) || wd[dlen] != '/' || !proc_stat_read(all[i], &st))
+            continue;
+        struct found *x = &f[nfound++];
+        x->pid = all[i];
+        x->pgid = getpgid(all[i]);
+        x->starttime = st.starttime;
+        if (!proc_job_env(all[i], x->job, &x->attempt)) x->job[0] = '\0';
+    }
+    free(all);
+    *out = f;
+    return nfound;
+}
 
 int cmd_agent_guardian(int argc, char **argv)
 {
-    (void)argc, (void)argv;
     /* it ends when its agent does, not at a signal meant for the agent */
     static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
     for (size_t i = 0; i < ARRAY_SIZE(ignored); i++)
@@ -138,46 +133,44 @@ int cmd_agent_guardian(int argc, char **argv)
 #ifdef SYS_close_range
     syscall(SYS_close_range, GUARDIAN_FD + 1U, ~0U, 0U);
 #endif
-    FILE *in = fdopen(GUARDIAN_FD, "r");
-    if (!in) {
-        fprintf(stderr, "drover %s: descriptor %d is not the agent's pipe: it is started by "
-                        "`drover agent` only\n",
+    if (argc != 3 || argv[1][0] != '/' || atoi(argv[2]) < 1 || fcntl(GUARDIAN_FD, F_GETFD) < 0) {
+        fprintf(stderr, "drover %s: started by `drover agent` only (with its jobs' folder and "
+                        "its pipe as descriptor %d)\n",
                 GUARDIAN_COMMAND, GUARDIAN_FD);
         return 2;
     }
-    struct guarded *g = NULL;
-    size_t n = 0, cap = 0;
-    char line[GUARDIAN_LINE_MAX];
-    while (fgets(line, sizeof(line), in)) {
-        int pgid = 0, attempt = 0;
-        unsigned long long start = 0;
-        char id[UUID_STR_LEN] = "";
-        if (sscanf(line, "+ %d %llu %36s %d", &pgid, &start, id, &attempt) == 4 && pgid > 1) {
-            if (n == cap) g = xrealloc(g, (cap = cap ? 2 * cap : 16) * sizeof(*g));
-            g[n].pgid = pgid;
-            g[n].key.starttime = start;
-            g[n].key.attempt = attempt;
-            snprintf(g[n].key.id, sizeof(g[n].key.id), "%s", id);
-            n++;
-        } else if (sscanf(line, "- %d", &pgid) == 1) {
-            for (size_t i = 0; i < n; i++)
-                if (g[i].pgid == pgid) {
-                    g[i] = g[--n];
-                    break;
-                }
-        }
-    }
-    /* the agent is gone: what it left running goes too */
-    struct proc_job_key *keys = n ? xcalloc(n, sizeof(*keys)) : NULL;
+    pid_t agent_group = (pid_t)atoi(argv[2]);
+    char buf[256];
+    ssize_t r;
+    while ((r = read(GUARDIAN_FD, buf, sizeof(buf))) != 0) /* nothing comes but the end */
+        if (r < 0 && errno != EINTR) break;
+    /* the agent is gone: what its jobs left goes too */
+    struct found *f;
+    size_t n = find_jobs_processes(argv[1], &f);
     for (size_t i = 0; i < n; i++) {
-        keys[i] = g[i].key;
-        if (proc_kill_group(g[i].pgid, g[i].key.starttime))
-            log_warn("job=%s attempt=%d its processes (group %d) survived the agent; killed",
-                     g[i].key.id, g[i].key.attempt, (int)g[i].pgid);
+        f[i].killed = proc_signal_tree(f[i].pid, 0, f[i].starttime, SIGKILL);
+        /* a group's members that cleared their environment (a group's id is not reused
+           while it has a member); not the agent's group, nor this one's */
+        if (f[i].pgid > 1 && f[i].pgid != agent_group && f[i].pgid != getpgrp())
+            kill(-f[i].pgid, SIGKILL);
     }
-    proc_kill_escaped(keys, n);
-    free(keys);
-    free(g);
-    fclose(in);
+    for (size_t i = 0; i < n; i++) { /* a line per job */
+        size_t killed = f[i].killed;
+        bool first = true;
+        for (size_t k = 0; k < n && first; k++)
+            first = !(k < i && !strcmp(f[k].job, f[i].job) && f[k].attempt == f[i].attempt);
+        if (!first) continue;
+        for (size_t k = i + 1; k < n; k++)
+            if (!strcmp(f[k].job, f[i].job) && f[k].attempt == f[i].attempt)
+                killed += f[k].killed;
+        if (!killed) continue;
+        if (f[i].job[0])
+            log_warn("job=%s attempt=%d %zu of its processes survived the agent; killed",
+                     f[i].job, f[i].attempt, killed);
+        else
+            log_warn("%zu processes of the agent's jobs (in '%s') survived the agent; killed",
+                     killed, argv[1]);
+    }
+    free(f);
     return 0;
 }

@@ -45,7 +45,6 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "agent/guardian.h"
 #include "agent/proc.h"
 #include "agent/trash.h"
 #include "agent/argv.h"
@@ -668,7 +667,6 @@ static int job_spawn(struct agent_job *j, struct err *e)
     j->started_ns = time_mono_ns();
     json_object_set_new(j->started, "pid", json_integer(j->pid));
     spool_started(j);
-    guardian_job_started(a, j->pid, j->starttime, j->id, j->attempt);
     log_info("job=%s attempt=%d started pid=%d slots=%d runtime=%s program=%s", j->id, j->attempt,
              (int)j->pid, j->slots, j->runner->name, j->argv[0]);
     struct timeval tick = {0, AGENT_PROGRESS_TICK_MS * 1000};

@@ -185,6 +185,31 @@ size_t proc_orphans_home(pid_t **out)
     return n;
 }
 
+bool proc_env_get(pid_t pid, const char *name, char *out, size_t n)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct buf env = BUF_INIT;
+    read_whole(fd, &env, PROC_ENV_MAX);
+    close(fd);
+    size_t nl = strlen(name);
+    bool found = false;
+    for (size_t off = 0; off < env.len && !found;) {
+        const char *e = env.data + off;
+        size_t len = strnlen(e, env.len - off);
+        if (len > nl && e[nl] == '=' && !strncmp(e, name, nl) && len - nl - 1 < n) {
+            memcpy(out, e + nl + 1, len - nl - 1);
+            out[len - nl - 1] = '\0';
+            found = true;
+        }
+        off += len + 1;
+    }
+    buf_release(&env);
+    return found;
+}
+
 bool proc_job_env(pid_t pid, char id[UUID_STR_LEN], int *attempt)
 {
     char path[64];

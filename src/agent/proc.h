@@ -55,6 +55,11 @@ size_t proc_all(pid_t **out);
  */
 bool proc_job_env(pid_t pid, char id[UUID_STR_LEN], int *attempt);
 
+/* The value of variable `name` in process `pid`'s environment (as it was when it started a
+   program) into out (NUL-terminated); false when it has none that fits in n bytes, or the
+   environment cannot be read. */
+bool proc_env_get(pid_t pid, const char *name, char *out, size_t n);
+
 /*
  * Sends `sig` to the process `root` and to all its descendants. `root` is
  * signalled only if it still is the process meant: its parent is `root_ppid`

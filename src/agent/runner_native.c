@@ -512,7 +512,6 @@ static void reap_one(struct agent_job *j)
     while ((r = waitpid(j->pid, &status, WNOHANG)) < 0 && errno == EINTR) {
     }
     if (r != j->pid) return;
-    guardian_job_ended(j->a, j->pid); /* its group is gone: no pid of it to kill */
     j->exited = true;
     j->wait_status = status;
     j->end_ns = time_mono_ns();
