@@ -99,6 +99,11 @@ struct found {
     size_t killed;
 };
 
+static bool same_job(const struct found *a, const struct found *b)
+{
+    return !strcmp(a->job, b->job) && a->attempt == b->attempt;
+}
+
 /* The processes whose DROVER_WORK_DIR is below `dir` (other than this one); *out allocated. */
 static size_t find_jobs_processes(const char *dir, struct found **out)
 {
@@ -154,15 +159,13 @@ int cmd_agent_guardian(int argc, char **argv)
         if (f[i].pgid > 1 && f[i].pgid != agent_group && f[i].pgid != getpgrp())
             kill(-f[i].pgid, SIGKILL);
     }
-    for (size_t i = 0; i < n; i++) { /* a line per job */
-        size_t killed = f[i].killed;
-        bool first = true;
-        for (size_t k = 0; k < n && first; k++)
-            first = !(k < i && !strcmp(f[k].job, f[i].job) && f[k].attempt == f[i].attempt);
-        if (!first) continue;
-        for (size_t k = i + 1; k < n; k++)
-            if (!strcmp(f[k].job, f[i].job) && f[k].attempt == f[i].attempt)
-                killed += f[k].killed;
+    for (size_t i = 0; i < n; i++) { /* a line per job, at its first process */
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = same_job(&f[k], &f[i]);
+        size_t killed = 0;
+        for (size_t k = i; k < n && !seen; k++)
+            if (same_job(&f[k], &f[i])) killed += f[k].killed;
         if (!killed) continue;
         if (f[i].job[0])
             log_warn("job=%s attempt=%d %zu of its processes survived the agent; killed",
