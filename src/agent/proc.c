@@ -185,15 +185,23 @@ size_t proc_orphans_home(pid_t **out)
     return n;
 }
 
-bool proc_env_get(pid_t pid, const char *name, char *out, size_t n)
+/* Process `pid`'s environment (NUL-separated, as /proc has it) into env; false when it
+   cannot be read. */
+static bool read_environ(pid_t pid, struct buf *env)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    struct buf env = BUF_INIT;
-    read_whole(fd, &env, PROC_ENV_MAX);
+    read_whole(fd, env, PROC_ENV_MAX);
     close(fd);
+    return true;
+}
+
+bool proc_env_get(pid_t pid, const char *name, char *out, size_t n)
+{
+    struct buf env = BUF_INIT;
+    if (!read_environ(pid, &env)) return false;
     size_t nl = strlen(name);
     bool found = false;
     for (size_t off = 0; off < env.len && !found;) {
@@ -212,13 +220,8 @@ bool proc_env_get(pid_t pid, const char *name, char *out, size_t n)
 
 bool proc_job_env(pid_t pid, char id[UUID_STR_LEN], int *attempt)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
     struct buf env = BUF_INIT;
-    read_whole(fd, &env, PROC_ENV_MAX);
-    close(fd);
+    if (!read_environ(pid, &env)) return false;
     bool have_id = false, have_attempt = false;
     for (size_t off = 0; off < env.len;) {
         const char *e = env.data + off;
