@@ -25,6 +25,7 @@
  *   ERR_CONFLICT  the backend cannot store this name beside another one (fs:
  *                 "a" and "a/b" cannot both exist: one would be a file and a folder)
  *   ERR_NOSPACE   the disk or quota is full (HTTP 507); the message names the object
+ *   ERR_UNAVAILABLE  a remote store (S3) cannot be reached or answers 5xx: try again later
  *   ERR_IO        any other storage failure; the message names the path and the
  *                 system's reason
  *

@@ -587,7 +587,8 @@ static bool has_code(const struct s3_resp *rp, const char *code)
 }
 
 /*
- * The error for a failed request: a network failure (cc) names the endpoint; 404 is
+ * The error for a failed request: a network failure (cc) names the endpoint and is
+ * ERR_UNAVAILABLE (503: try again later), as is a 5xx of S3's (SlowDown, an outage); 404 is
  * ERR_NOTFOUND for an object (bucket and key given), a full bucket or too large an entity
  * ERR_NOSPACE, anything else ERR_IO with S3's code and message.
  */
@@ -595,7 +596,7 @@ static int s3_fail(struct s3_store *s, const char *what, CURLcode cc, const char
                    const struct s3_resp *rp, const char *bucket, const char *key, struct err *e)
 {
     if (cc != CURLE_OK)
-        return err_set(e, ERR_IO, "S3 endpoint '%s': %s: %s", s->endpoint, what,
+        return err_set(e, ERR_UNAVAILABLE, "S3 endpoint '%s': %s: %s", s->endpoint, what,
                        errbuf && *errbuf ? errbuf : curl_easy_strerror(cc));
     char detail[400];
     s3_detail(rp, detail, sizeof(detail));
@@ -607,7 +608,8 @@ static int s3_fail(struct s3_store *s, const char *what, CURLcode cc, const char
                 has_code(rp, "QuotaExceeded") || has_code(rp, "ServiceQuotaExceeded")))
         return err_set(e, ERR_NOSPACE, "no space left to store object '%s/%s' (S3 %s: %s)", bucket,
                        key, what, detail);
-    return err_set(e, ERR_IO, "S3 endpoint '%s': %s failed: %s", s->endpoint, what, detail);
+    return err_set(e, rp->status >= 500 && rp->status != 507 ? ERR_UNAVAILABLE : ERR_IO,
+                   "S3 endpoint '%s': %s failed: %s", s->endpoint, what, detail);
 }
 
 static void resp_release(struct s3_resp *rp)

@@ -925,10 +925,49 @@ static int start(struct server *s, const struct server_opts *o, struct event_bas
     return 0;
 }
 
+/*
+ * A remote object store (S3) is asked once at start, off the loop, whether it answers: its
+ * open sends nothing, and a wrong endpoint, bucket or key would otherwise first show in a
+ * user's failed upload. The start goes on either way (the service may come up later).
+ */
+struct objects_probe {
+    struct blob_store *blobs;
+    char *uri;
+    struct err e;
+    int rc;
+};
+
+static void objects_probe_work(void *arg)
+{
+    struct objects_probe *p = arg;
+    struct blob_list l = {0};
+    p->rc = blob_buckets(p->blobs, NULL, 1, &l, &p->e);
+    blob_list_release(&l);
+}
+
+static void objects_probe_done(void *arg)
+{
+    struct objects_probe *p = arg;
+    if (p->rc)
+        log_warn("the object store %s does not answer: %s (uploads, downloads and jobs' "
+                 "inputs and outputs fail until it does)",
+                 p->uri, p->e.msg);
+    else
+        log_info("the object store %s answers", p->uri);
+    free(p->uri);
+    free(p);
+}
+
 int server_start(struct server *s, const struct server_opts *o, struct event_base *base,
                  struct err *e)
 {
     int rc = start(s, o, base, e);
+    if (!rc && (blob_caps(s->blobs) & BLOB_CAP_REMOTE)) {
+        struct objects_probe *p = xcalloc(1, sizeof(*p));
+        *p = (struct objects_probe){.blobs = s->blobs, .uri = xstrdup(o->blobs),
+                                       .e = ERR_INIT};
+        offload_run(s->offload, objects_probe_work, objects_probe_done, p);
+    }
     s->start_failed = rc != 0;
     return rc;
 }

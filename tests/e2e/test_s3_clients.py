@@ -215,6 +215,29 @@ def test_missing_credentials_stop_the_server(s3rver, make_server, monkeypatch, t
     assert not shared.exists()
 
 
+def test_start_says_whether_the_object_store_answers(s3rver, make_server, monkeypatch):
+    """The server asks S3 once at start (its open sends nothing) and logs the outcome; a
+    service that is down does not stop the start (it may come up later)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "S3RVER")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
+    up = make_server("--blobs", f"s3://{S3_BUCKET}?endpoint={s3rver}")
+    wait_for(lambda: "answers" in up.read_log(), what="the object store's probe")
+    assert "does not answer" not in up.read_log()
+    port = free_port()  # nothing listens there
+    down = make_server("--blobs", f"s3://{S3_BUCKET}?endpoint=http://127.0.0.1:{port}")
+    wait_for(lambda: "does not answer" in down.read_log(), what="the object store's probe")
+    line = next(x for x in down.read_log().splitlines() if "does not answer" in x)
+    assert f"127.0.0.1:{port}" in line and " warn " in line, line
+    assert requests.get(down.url + "/healthz", timeout=5).status_code == 200
+    # meanwhile object requests are 503s (try again later), naming the endpoint
+    auth = {"Authorization": "Bearer " + down.admin_token}
+    for r in (requests.get(down.url + "/v1/blobs/bk/k", headers=auth, timeout=10),
+              requests.put(down.url + "/v1/blobs/bk/k", data=b"x", headers=auth, timeout=10)):
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "unavailable" and f"127.0.0.1:{port}" in err["message"], err
+
+
 def test_agent_stages_straight_from_and_to_s3(s3, make_agent, monkeypatch):
     """A job's input and output on the S3 store: the agent gets S3 presigned URLs from drover
     and moves the bytes to and from the S3 service itself (the agent has no AWS credentials)."""
