@@ -265,21 +265,23 @@ static const char events_usage[] =
     "\n"
     "Prints the server's events as they happen: every change of state of a job (and\n"
     "its progress), of an agent, of an object (created, deleted), of an array, of a\n"
-    "queue (paused, resumed, its max_running set) and of a tenant's limits, and each\n"
-    "fire and change (made, changed, paused, resumed, deleted) of a trigger, one line\n"
-    "each, until interrupted. With --since, the events after SEQ first (those the\n"
-    "server still keeps).\n"
+    "workflow (submitted, ended, retried), of a queue (paused, resumed, its\n"
+    "max_running set) and of a tenant's limits, and each fire and change (made,\n"
+    "changed, paused, resumed, deleted) of a trigger, one line each, until\n"
+    "interrupted. With --since, the events after SEQ first (those the server still\n"
+    "keeps).\n"
     "\n"
     "      --since SEQ    start after event SEQ (0: all that are kept)\n"
     "  -j, --job ID       only this job's events (repeatable; ID may be a unique\n"
     "                     prefix of one)\n"
-    "  -W, --workflow ID  only the events of this workflow's jobs (ID may be a unique\n"
-    "                     prefix of one; not with --job)\n"
+    "  -W, --workflow ID  only the events of this workflow and its jobs (ID may be a\n"
+    "                     unique prefix of one; not with --job)\n"
     "  -A, --array ID     only the events of this job array and its tasks' jobs (not\n"
     "                     with --job or --workflow)\n"
     "  -q, --queue Q      only events of jobs in queue Q\n"
-    "      --type T       only job, agent, object, trigger, array, queue or tenant\n"
-    "                     events (--job and --queue are job events: no other type)\n"
+    "      --type T       only job, agent, object, trigger, array, queue, tenant or\n"
+    "                     workflow events (--job and --queue are job events: no\n"
+    "                     other type)\n"
     "      --json         one JSON object per line, as the server sends it\n"
     "\n"
     "examples:\n"
@@ -386,6 +388,28 @@ void cli_print_event(FILE *out, json_t *ev, bool brief)
             else
                 fprintf(out, " %s default", keys[i]);
         }
+        fputc('\n', out);
+        fflush(out);
+        return;
+    }
+    if (type && !strcmp(type, "workflow")) {
+        fputs("workflow ", out);
+        put_clean(out, json_string_value(json_object_get(ev, "workflow")));
+        const char *name = json_string_value(json_object_get(ev, "name"));
+        if (name) {
+            fputs(" (", out);
+            put_clean(out, name);
+            fputc(')', out);
+        }
+        fprintf(out, " %s", state ? state : "?");
+        json_t *p = json_object_get(ev, "progress");
+        if (p)
+            fprintf(out,
+                    ": %" JSON_INTEGER_FORMAT " succeeded, %" JSON_INTEGER_FORMAT
+                    " failed, %" JSON_INTEGER_FORMAT " cancelled",
+                    json_integer_value(json_object_get(p, "succeeded")),
+                    json_integer_value(json_object_get(p, "failed")),
+                    json_integer_value(json_object_get(p, "cancelled")));
         fputc('\n', out);
         fflush(out);
         return;
@@ -518,10 +542,10 @@ int cmd_events(int argc, char **argv)
         case OPT_TYPE:
             if (strcmp(optarg, "job") && strcmp(optarg, "agent") && strcmp(optarg, "object") &&
                 strcmp(optarg, "trigger") && strcmp(optarg, "array") &&
-                strcmp(optarg, "queue") && strcmp(optarg, "tenant"))
+                strcmp(optarg, "queue") && strcmp(optarg, "tenant") && strcmp(optarg, "workflow"))
                 rc = cli_usage_error(events_usage,
                                      "--type must be job, agent, object, trigger, array, "
-                                     "queue or tenant, not '%s'",
+                                     "queue, tenant or workflow, not '%s'",
                                      optarg);
             else if (type)
                 rc = cli_usage_error(events_usage, "--type is given once: '%s' or '%s'?", type,

@@ -264,11 +264,12 @@ static void wf_read(void *arg, json_t *before, json_t *now)
 static int wf_on_event(void *arg, int64_t seq, const char *type, json_t *ev, struct err *e)
 {
     (void)seq;
-    (void)type;
     (void)e;
     struct wf_wait *w = arg;
     const char *job = json_string_value(json_object_get(ev, "job"));
     const char *state = json_string_value(json_object_get(ev, "state"));
+    if (type && !strcmp(type, "workflow")) /* its own end: read it */
+        return cli_job_is_terminal(state) ? CLI_FOLLOW_STOP : 0;
     const char *node = job ? json_string_value(json_object_get(w->nodes, job)) : NULL;
     if (!node || !state) return 0; /* a fan-out's task: its node's counts tell */
     wf_print(w, node, ev);

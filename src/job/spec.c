@@ -153,7 +153,7 @@ static bool notify_when_ok(const char *s)
     return !strcmp(s, "end") || !strcmp(s, "all");
 }
 
-static bool notify_url_ok(const char *s)
+bool spec_notify_url_valid(const char *s)
 {
     return (starts(s, "http://") || starts(s, "https://")) && spec_uri_valid(s, false, NULL);
 }
@@ -1241,7 +1241,7 @@ static const struct field spec_fields[] = {
     {.key = "key", .check = check_string, .dflt = "null", .min = 1, .max = 256},
     {.key = "labels", .check = check_labels, .dflt = "{}"},
     {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
-     .valid = notify_url_ok,
+     .valid = spec_notify_url_valid,
      .expect = "an http:// or https:// url of at most 2048 bytes, or null"},
     {.key = "notify", .check = check_string, .dflt = "\"end\"", .min = 3, .max = 3,
      .valid = notify_when_ok, .expect = "\"end\" (the job's end) or \"all\" (every change)"},

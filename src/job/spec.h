@@ -150,6 +150,8 @@ bool spec_queue_name_valid(const char *q);
  * `prefix` allows an s3 key that is empty or ends in '/'.
  */
 bool spec_uri_valid(const char *uri, bool prefix, const char **why);
+/* A webhook's address (a job's or a workflow's notify_url): an http:// or https:// URL. */
+bool spec_notify_url_valid(const char *url);
 
 /*
  * Whether `value` is one an argument of `type` ("input", "output" or "parameter") may have,

@@ -501,10 +501,10 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "name") && strcmp(key, "nodes") && strcmp(key, "connections") &&
-            strcmp(key, "key"))
+            strcmp(key, "key") && strcmp(key, "notify_url"))
             return err_field(e, ERR_INVALID, key,
-                             "unknown field '%s' (a workflow has name, key, nodes and "
-                             "connections)",
+                             "unknown field '%s' (a workflow has name, key, notify_url, nodes "
+                             "and connections)",
                              key);
     }
     json_t *idem = json_object_get(body, "key");
@@ -520,6 +520,17 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
             return err_field(e, ERR_INVALID, "name", "name must be a string of 1 to 256 bytes");
         }
         w->name = xstrdup(json_string_value(name));
+    }
+    json_t *url = json_object_get(body, "notify_url");
+    if (url && !json_is_null(url)) {
+        if (!json_is_string(url) || json_string_length(url) > 2048 ||
+            !spec_notify_url_valid(json_string_value(url))) {
+            workflow_release(w);
+            return err_field(e, ERR_INVALID, "notify_url",
+                             "notify_url must be an http:// or https:// URL of at most 2048 "
+                             "bytes");
+        }
+        w->notify_url = xstrdup(json_string_value(url));
     }
     json_t *nodes = json_object_get(body, "nodes");
     size_t n = json_object_size(nodes);
@@ -615,6 +626,18 @@ out:
     return rc;
 }
 
+enum job_state workflow_state(const int64_t count[JOB_NSTATES])
+{
+    int64_t total = 0;
+    for (int s = 0; s < JOB_NSTATES; s++) {
+        if (!job_state_terminal(s) && count[s]) return JOB_RUNNING;
+        total += count[s];
+    }
+    return count[JOB_SUCCEEDED] == total ? JOB_SUCCEEDED
+           : count[JOB_FAILED]           ? JOB_FAILED
+                                         : JOB_CANCELLED;
+}
+
 void workflow_release(struct workflow *w)
 {
     for (size_t i = 0; i < w->n; i++) {
@@ -631,6 +654,7 @@ void workflow_release(struct workflow *w)
     }
     free(w->nodes);
     free(w->conns);
+    free(w->notify_url);
     free(w->order);
     free(w->name);
     free(w->key);
@@ -677,5 +701,6 @@ json_t *workflow_doc(const struct workflow *w, const char (*ids)[UUID_STR_LEN])
                             w->name ? json_string(w->name) : json_null(), "nodes", nodes,
                             "connections", conns);
     if (w->key) json_object_set_new(doc, "key", json_string(w->key));
+    if (w->notify_url) json_object_set_new(doc, "notify_url", json_string(w->notify_url));
     return doc;
 }

@@ -60,6 +60,7 @@ struct wf_conn {
 struct workflow {
     char *name; /* or NULL */
     char *key;  /* idempotency key (POST /v1/workflows), or NULL */
+    char *notify_url; /* POSTed the workflow's end (docs/api.md "Webhooks"), or NULL */
     struct wf_node *nodes;
     size_t n;
     struct wf_conn *conns;
@@ -72,6 +73,9 @@ struct workflow {
  * "connections[0].to") or the cycle ("a cycle: A -> B -> A"). w is the caller's to release on 0.
  */
 int workflow_parse(json_t *body, struct workflow *w, struct err *e);
+/* A workflow's state from its nodes' counts by job state: JOB_RUNNING while one has not
+   ended, then JOB_SUCCEEDED when all did, JOB_FAILED when one failed, else JOB_CANCELLED. */
+enum job_state workflow_state(const int64_t count[JOB_NSTATES]);
 /*
  * The same, for a body whose service nodes are expanded already: ports is {NODE: PORTS}, PORTS
  * what service_ports() says of that node's expansion (job/service.h); a service node's ports

@@ -69,24 +69,20 @@ static json_t *workflow_json(struct store *st, const struct workflow_rec *w)
         }
         json_object_set_new(nodes, name, n);
     }
-    int64_t total = 0, open = 0;
+    int64_t total = 0;
     for (int s = 0; s < JOB_NSTATES; s++) {
         json_object_set_new(counts, job_state_name(s), json_integer(count[s]));
         total += count[s];
-        if (!job_state_terminal(s)) open += count[s];
     }
-    const char *state = open                                  ? "running"
-                        : count[JOB_SUCCEEDED] == total       ? "succeeded"
-                        : count[JOB_FAILED]                   ? "failed"
-                                                              : "cancelled";
     json_object_set_new(counts, "total", json_integer(total));
-    json_t *key = json_object_get(w->doc, "key");
-    return json_pack("{s:s, s:o, s:O, s:o, s:o, s:s, s:o, s:o, s:O}", "id", w->id, "name",
+    json_t *key = json_object_get(w->doc, "key"), *url = json_object_get(w->doc, "notify_url");
+    return json_pack("{s:s, s:o, s:O, s:O, s:o, s:o, s:s, s:o, s:o, s:O}", "id", w->id, "name",
                      w->name ? json_string(w->name) : json_null(), "key",
-                     key ? key : json_null(), "owner",
+                     key ? key : json_null(), "notify_url", url ? url : json_null(), "owner",
                      w->owner ? json_string(w->owner) : json_null(), "created_at",
-                     job_time_json(w->created_at), "state", state, "progress", counts, "nodes",
-                     nodes, "connections", json_object_get(w->doc, "connections"));
+                     job_time_json(w->created_at), "state",
+                     job_state_name(workflow_state(count)), "progress", counts, "nodes", nodes,
+                     "connections", json_object_get(w->doc, "connections"));
 }
 
 /* ---- submit ---- */

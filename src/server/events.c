@@ -110,6 +110,7 @@ const char *events_type_name(const struct event_rec *ev)
                : ev->state == QUEUE_LIMITED ? "queue.limited"
                                             : "queue.resumed";
     if (ev->kind == EVENT_TENANT) return "tenant.changed";
+    if (ev->kind == EVENT_WORKFLOW) return "workflow";
     return ev->kind == EVENT_JOB ? "job" : "agent";
 }
 
@@ -131,6 +132,10 @@ json_t *events_to_json(const struct event_rec *ev)
         json_object_set_new(o, "array", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
         /* count, kind, name: in data */
+    } else if (ev->kind == EVENT_WORKFLOW) {
+        json_object_set_new(o, "workflow", json_string(ev->subject));
+        json_object_set_new(o, "state", json_string(job_state_name(ev->state)));
+        /* name, key, progress (an end's): in data */
     } else if (ev->kind == EVENT_JOB) {
         json_object_set_new(o, "job", json_string(ev->subject));
         json_object_set_new(o, "queue", ev->queue ? json_string(ev->queue) : json_null());
@@ -146,8 +151,9 @@ json_t *events_to_json(const struct event_rec *ev)
     json_t *v;
     json_object_foreach(ev->data, k, v) /* progress and result, what of them is set */
     {
-        if (!json_is_null(v) || ev->kind == EVENT_TENANT || ev->kind == EVENT_QUEUE)
-            json_object_set(o, k, v); /* a limit lifted is a null, as it is set */
+        if (!json_is_null(v) || ev->kind == EVENT_TENANT || ev->kind == EVENT_QUEUE ||
+            ev->kind == EVENT_WORKFLOW)
+            json_object_set(o, k, v); /* a limit lifted is a null, as it is set; no name */
     }
     return o;
 }
@@ -419,8 +425,8 @@ static int parse_array(struct http_req *r, const char *given, struct follower *f
     return rc;
 }
 
-/* workflow=ID: the events of its nodes' jobs (a workflow of the caller's, of at most
-   JOB_EVENTS_FILTER_MAX nodes). */
+/* workflow=ID: the workflow's own events and its nodes' jobs' (a workflow of the caller's, of
+   at most JOB_EVENTS_FILTER_MAX nodes). */
 static int parse_workflow(struct http_req *r, const char *given, struct follower *fw,
                           struct err *e)
 {
@@ -446,6 +452,8 @@ static int parse_workflow(struct http_req *r, const char *given, struct follower
         workflow_rec_release(&w);
         return e->code;
     }
+    fw->jobs = xrealloc(fw->jobs, (fw->njobs + 1) * sizeof(*fw->jobs));
+    fw->jobs[fw->njobs++] = xstrdup(w.id);
     const char *name;
     json_t *node;
     json_object_foreach(nodes, name, node)
@@ -456,37 +464,40 @@ static int parse_workflow(struct http_req *r, const char *given, struct follower
         fw->jobs[fw->njobs++] = xstrdup(job);
     }
     workflow_rec_release(&w);
-    fw->kind = EVENT_JOB;
     return 0;
 }
 
-static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since, struct err *e)
+/* Where the stream starts: since_field says what gave it (NULL: nothing, new events only). */
+static int parse_follow(struct http_req *r, struct follower *fw, const char **since_field,
+                        struct err *e)
 {
     /* the route refuses any other parameter than these (routes.c) */
     const char *v;
     fw->kind = -1;
-    *has_since = false;
-    /* A reconnecting EventSource sends the last id it saw: that wins over the URL's since. */
+    *since_field = NULL;
+    /* A reconnecting EventSource sends the last id it saw: that wins over the URL's since. An
+       empty one is no id (a first connection may send it so). */
     const char *last_id =
         evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Last-Event-ID");
-    if (last_id) {
+    if (last_id && *last_id) {
         if (parse_seq(last_id, "Last-Event-ID", &fw->seq, e)) return e->code;
-        *has_since = true;
+        *since_field = "Last-Event-ID";
     } else if ((v = http_query(r, "since"))) {
         if (parse_seq(v, "since", &fw->seq, e)) return e->code;
-        *has_since = true;
+        *since_field = "since";
     }
     static const char *const kinds[] = {[EVENT_JOB] = "job",       [EVENT_AGENT] = "agent",
                                         [EVENT_OBJECT] = "object", [EVENT_TRIGGER] = "trigger",
                                         [EVENT_ARRAY] = "array",   [EVENT_QUEUE] = "queue",
-                                        [EVENT_TENANT] = "tenant"};
+                                        [EVENT_TENANT] = "tenant", [EVENT_WORKFLOW] = "workflow"};
     if ((v = http_query(r, "type"))) {
         fw->kind = -1;
         for (int k = 0; k < (int)(sizeof(kinds) / sizeof(kinds[0])); k++)
             if (!strcmp(v, kinds[k])) fw->kind = k;
         if (fw->kind < 0)
             return err_field(e, ERR_INVALID, "type",
-                             "type must be job, agent, object, trigger, array, queue or tenant");
+                             "type must be job, agent, object, trigger, array, queue, tenant or "
+                             "workflow");
     }
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))
@@ -498,7 +509,12 @@ static int parse_follow(struct http_req *r, struct follower *fw, bool *has_since
         if (parse_jobs(r, v, fw, e)) return e->code;
         fw->kind = EVENT_JOB;
     }
-    if ((v = http_query(r, "workflow")) && parse_workflow(r, v, fw, e)) return e->code;
+    if ((v = http_query(r, "workflow"))) {
+        if (fw->kind >= 0 && fw->kind != EVENT_JOB && fw->kind != EVENT_WORKFLOW)
+            return err_field(e, ERR_INVALID, "type",
+                             "type must be job or workflow with workflow (or left out: both)");
+        if (parse_workflow(r, v, fw, e)) return e->code;
+    }
     if ((v = http_query(r, "array")) && parse_array(r, v, fw, e)) return e->code;
     return 0;
 }
@@ -509,17 +525,19 @@ int api_events(struct http_req *r)
     struct events *ev = s->events;
     struct follower *fw = xcalloc(1, sizeof(*fw));
     struct err e = ERR_INIT;
-    bool has_since = false;
+    const char *since = NULL; /* what gave the start: since, Last-Event-ID, or nothing */
     int64_t first, last;
     fw->owner = r->role == ROLE_ADMIN ? NULL : xstrdup(r->token_name);
-    if (parse_follow(r, fw, &has_since, &e) || store_event_window(s->reads, &first, &last, &e))
+    if (parse_follow(r, fw, &since, &e) || store_event_window(s->reads, &first, &last, &e))
         goto fail;
-    if (!has_since) {
+    if (!since) {
         fw->seq = last; /* from now on */
     } else if (fw->seq > last) {
-        err_field(&e, ERR_INVALID, "since",
-                  "since %" PRId64 " is past the newest event (%" PRId64 ")", fw->seq, last);
+        err_field(&e, ERR_INVALID, since,
+                  "%s %" PRId64 " is past the newest event (%" PRId64 ")", since, fw->seq, last);
         goto fail;
+    } else if (fw->seq == 0 && !strcmp(since, "since")) {
+        fw->seq = first - 1; /* since=0: all that are kept */
     } else if (fw->seq + 1 < first) {
         /* Events after since were pruned: resuming would skip some silently. */
         char msg[256];
@@ -530,7 +548,7 @@ int api_events(struct http_req *r)
                  fw->seq, first, first - 1);
         json_t *body =
             json_pack("{s:{s:s, s:s, s:s, s:I}}", "error", "code", err_api_code(ERR_GONE),
-                      "message", msg, "field", "since", "first_seq", (json_int_t)first);
+                      "message", msg, "field", since, "first_seq", (json_int_t)first);
         follower_free(fw);
         http_reply_json(r, err_http_status(ERR_GONE), body);
         return HTTP_DONE;

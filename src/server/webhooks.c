@@ -115,7 +115,10 @@ static int collect(void *arg, const struct webhook *w)
     d->created_at = w->created_at;
     json_t *ev = events_to_json(w->ev);
     const char *state = json_string_value(json_object_get(ev, "state"));
-    snprintf(d->event, sizeof(d->event), "%s", w->ev->kind == EVENT_JOB ? "job" : "agent");
+    snprintf(d->event, sizeof(d->event), "%s",
+             w->ev->kind == EVENT_JOB        ? "job"
+             : w->ev->kind == EVENT_WORKFLOW ? "workflow" /* its name and key are the event's */
+                                             : "agent");
     char delivery_id[32], type[48];
     snprintf(delivery_id, sizeof(delivery_id), "%" PRId64, w->id);
     snprintf(type, sizeof(type), "%s.%s", d->event, state ? state : "unknown"); /* job.succeeded */

@@ -89,6 +89,7 @@ void store_close(struct store *st)
         for (size_t i = 0; i < ARRAY_SIZE(st->wf_cache); i++)
             json_decref(st->wf_cache[i]);
         free(st->wf_pending);
+        free(st->wf_touched);
         st->ops->close(st);
     }
 }
@@ -265,7 +266,8 @@ int store_job_list(struct store *st, const struct job_filter *f, struct job_list
  * A workflow's lookups, built once from its document (which never changes once stored): a
  * json object {"id", "doc", "job_node": {JOB: NODE}, "down": {NODE: [NODE...]} (the nodes
  * that depend on it), "to": {NODE: [CONNECTION...]}, "from": {NODE: [CONNECTION...]},
- * "on": {NODE: {UPSTREAM: "success"|"any"}}, "cursor": {NODE: N} (node_go's hint)}, so that
+ * "on": {NODE: {UPSTREAM: "success"|"any"}}, "cursor": {NODE: N} (node_go's hint), "names":
+ * [NODE...] (the document's order), "open_at": N (wf_ended's hint)}, so that
  * moving a workflow along costs what the nodes it touches cost, not its size.
  */
 static void index_add(json_t *o, const char *key, json_t *v)
@@ -314,9 +316,12 @@ static json_t *wf_index_build(const char *id, json_t *doc)
         if (end_node(json_string_value(json_object_get(c, "from")), node, sizeof(node)))
             index_add(from, node, c);
     }
-    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o}", "id", id, "doc", doc,
+    json_t *names = json_array();
+    json_object_foreach(json_object_get(doc, "nodes"), k, v)
+        json_array_append_new(names, json_string(k));
+    return json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "id", id, "doc", doc,
                      "job_node", job_node, "down", down, "to", to, "from", from, "on", on,
-                     "cursor", json_object());
+                     "cursor", json_object(), "names", names, "open_at", 0);
 }
 
 /* Workflow `id`'s lookups (a new reference): from the cache, else built from doc (when given)
@@ -372,6 +377,14 @@ static int fan_task_ended(struct store *st, const struct job *task, int64_t now_
 static bool fan_node(const struct job *j);
 static int node_go(struct store *st, json_t *ix, const char *name, const char *ended,
                    int64_t now_ms, struct err *e);
+static int wf_end_check(struct store *st, const char *wid, struct err *e);
+static int wf_is_ended(struct store *st, const char *wid, bool *ended, struct err *e);
+static int wf_ended(struct store *st, json_t *ix, bool *ended, int64_t *count, struct err *e);
+static int wf_reopened_by(struct store *st, const char *job, char wid[UUID_STR_LEN],
+                          struct err *e);
+static int wf_reopened(struct store *st, const char *wid, struct err *e);
+static int wf_event(struct store *st, const struct workflow_rec *w, int state,
+                    const int64_t *count, struct err *e);
 
 /* Read locked, the lifecycle's event, fenced write: the same for every backend. */
 int store_job_apply(struct store *st, const char *id, int attempt, const char *agent, bool spec,
@@ -397,6 +410,13 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
                        "job '%s' is a workflow's fan-out node: retry its workflow (its failed and "
                        "cancelled tasks run again)",
                        id);
+    /* a node retried by hand reopens its workflow when that had ended */
+    char reopens[UUID_STR_LEN] = "";
+    if (ev == JOB_EV_RETRY && (rc = wf_reopened_by(st, id, reopens, e))) {
+        json_decref(a->progress);
+        job_release(out);
+        return rc; /* a store's error, not ERR_CONFLICT: out released */
+    }
     if ((rc = lifecycle_apply(out, ev, a, e)))
         return rc; /* LIFECYCLE_SAME, or ERR_CONFLICT: out unchanged */
     if ((rc = st->ops->job_update(st, out, was, 1u << state, e))) {
@@ -414,8 +434,33 @@ int store_job_apply(struct store *st, const char *id, int attempt, const char *a
        hand, what its end cancelled after it waits for it again */
     else if (out->state == JOB_QUEUED && state != JOB_QUEUED &&
              ((rc = workflow_attempt_keys(st, id, out->attempt + 1, e)) ||
-              (ev == JOB_EV_RETRY && (rc = workflow_reblock_after(st, id, a->now_ms, e)))))
+              (ev == JOB_EV_RETRY && (rc = workflow_reblock_after(st, id, a->now_ms, e))) ||
+              (reopens[0] && (rc = wf_reopened(st, reopens, e)))))
         job_release(out);
+    return rc;
+}
+
+/* When job's workflow has ended: its id into wid (else wid is left as it is). */
+static int wf_reopened_by(struct store *st, const char *job, char wid[UUID_STR_LEN],
+                          struct err *e)
+{
+    json_t *ix;
+    bool ended;
+    int rc = workflow_of_job(st, job, &ix, e);
+    if (rc <= 0) return rc; /* an error, or not a workflow's job */
+    if (!(rc = wf_ended(st, ix, &ended, NULL, e)) && ended)
+        snprintf(wid, UUID_STR_LEN, "%s", json_string_value(json_object_get(ix, "id")));
+    json_decref(ix);
+    return rc;
+}
+
+/* Workflow wid runs again after its end: its event. */
+static int wf_reopened(struct store *st, const char *wid, struct err *e)
+{
+    struct workflow_rec w = {0};
+    int rc = st->ops->workflow_get(st, wid, &w, e);
+    if (!rc) rc = wf_event(st, &w, JOB_RUNNING, NULL, e);
+    workflow_rec_release(&w);
     return rc;
 }
 
@@ -747,7 +792,7 @@ int store_event_object(struct store *st, int change, const char *bucket, const c
 {
     json_t *d = json_pack("{s:s, s:s, s:I, s:s?}", "bucket", bucket, "key", key, "size",
                           (json_int_t)size, "sha256", sha256);
-    int rc = st->ops->event_add(st, EVENT_OBJECT, bucket, NULL, change, NULL, d, e);
+    int rc = st->ops->event_add(st, EVENT_OBJECT, bucket, NULL, change, NULL, d, NULL, e);
     json_decref(d);
     if (rc || change != OBJECT_CREATED || !sha256) return rc;
     char *uri = xasprintf("s3://%s/%s", bucket, key);
@@ -786,7 +831,7 @@ static int trigger_changed(struct store *st, const char *id, const char *owner,
                            enum trigger_outcome change, const char *by, struct err *e)
 {
     json_t *d = json_pack("{s:s?}", "by", by);
-    int rc = st->ops->event_add(st, EVENT_TRIGGER, id, NULL, change, owner, d, e);
+    int rc = st->ops->event_add(st, EVENT_TRIGGER, id, NULL, change, owner, d, NULL, e);
     json_decref(d);
     return rc;
 }
@@ -962,6 +1007,7 @@ int store_workflow_insert(struct store *st, const struct workflow_rec *w, struct
         if (rc == ERR_CONFLICT && !strcmp(e->field, "key")) name_node_key(w, jobs[i]->id, e);
     }
     if (!rc) rc = st->ops->workflow_insert(st, w, e);
+    if (!rc) rc = wf_event(st, w, JOB_RUNNING, NULL, e);
     /* a fan-out node without upstreams: its array now */
     json_t *ix = NULL;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -1629,6 +1675,18 @@ static int advance_one(struct store *st, const char *job, int64_t now_ms, struct
     int rc = workflow_of_job(st, job, &ix, e);
     if (rc <= 0) return rc; /* an error, or not a workflow's job */
     rc = 0;
+    const char *wid = json_string_value(json_object_get(ix, "id"));
+    size_t t = 0;
+    while (t < st->wf_ntouched && strcmp(st->wf_touched[t], wid))
+        t++;
+    if (t == st->wf_ntouched) { /* its end is looked at once all noted jobs are */
+        if (st->wf_ntouched == st->wf_touched_cap) {
+            st->wf_touched_cap = st->wf_touched_cap ? 2 * st->wf_touched_cap : 4;
+            st->wf_touched =
+                xrealloc(st->wf_touched, st->wf_touched_cap * sizeof(*st->wf_touched));
+        }
+        snprintf(st->wf_touched[st->wf_ntouched++], UUID_STR_LEN, "%s", wid);
+    }
     const char *name = node_of_job(ix, job);
     size_t i;
     json_t *d;
@@ -1660,7 +1718,10 @@ static int workflow_advance(struct store *st, const char *job, int64_t now_ms, s
         memcpy(id, st->wf_pending[i], UUID_STR_LEN); /* the array may grow meanwhile */
         rc = advance_one(st, id, now_ms, e);
     }
+    for (size_t i = 0; i < st->wf_ntouched && !rc; i++)
+        rc = wf_end_check(st, st->wf_touched[i], e);
     st->wf_npending = 0;
+    st->wf_ntouched = 0;
     st->wf_advancing = false;
     return rc;
 }
@@ -1712,6 +1773,90 @@ static int node_state(struct store *st, json_t *nodes, const char *name, struct 
     int state = j.state;
     job_release(&j);
     return state;
+}
+
+/*
+ * Whether every node of workflow ix has ended (a node whose job is gone had); when all have,
+ * count (may be NULL) gets them by state. It reads from the hint "open_at" on (the first node
+ * found open last time: those before it had ended) and, when those have all ended, all of them
+ * from the first (one may have been retried since): a workflow's node ends cost what its
+ * nodes cost, not their square.
+ */
+static int wf_ended(struct store *st, json_t *ix, bool *ended, int64_t *count, struct err *e)
+{
+    json_t *nodes = json_object_get(json_object_get(ix, "doc"), "nodes");
+    json_t *names = json_object_get(ix, "names");
+    size_t n = json_array_size(names);
+    size_t from = (size_t)json_integer_value(json_object_get(ix, "open_at"));
+    int64_t c[JOB_NSTATES];
+    *ended = false;
+    for (int pass = from > 0 && from < n ? 0 : 1; pass < 2; pass++) {
+        memset(c, 0, sizeof(c));
+        for (size_t i = pass ? 0 : from; i < n; i++) {
+            int state = node_state(st, nodes, json_string_value(json_array_get(names, i)), e);
+            if (state == -1) return e ? e->code : ERR_INTERNAL;
+            if (state >= 0 && !job_state_terminal(state)) {
+                json_object_set_new(ix, "open_at", json_integer((json_int_t)i));
+                return 0;
+            }
+            if (state >= 0) c[state]++;
+        }
+    }
+    *ended = true;
+    if (count) memcpy(count, c, sizeof(c));
+    return 0;
+}
+
+static int wf_is_ended(struct store *st, const char *wid, bool *ended, struct err *e)
+{
+    json_t *ix;
+    int rc = wf_index(st, wid, NULL, &ix, e);
+    if (!rc) rc = wf_ended(st, ix, ended, NULL, e);
+    json_decref(ix);
+    return rc;
+}
+
+/* Its event (store.h, EVENT_WORKFLOW), and at an end its notify_url's delivery. */
+static int wf_event(struct store *st, const struct workflow_rec *w, int state,
+                    const int64_t *count, struct err *e)
+{
+    json_t *d = json_object(), *name = json_object_get(w->doc, "name"),
+           *key = json_object_get(w->doc, "key");
+    json_object_set(d, "name", name ? name : json_null());
+    json_object_set(d, "key", key ? key : json_null());
+    if (count) {
+        json_t *p = json_object();
+        int64_t total = 0;
+        for (int s = 0; s < JOB_NSTATES; s++) {
+            json_object_set_new(p, job_state_name(s), json_integer(count[s]));
+            total += count[s];
+        }
+        json_object_set_new(p, "total", json_integer(total));
+        json_object_set_new(d, "progress", p);
+    }
+    const char *url = job_state_terminal(state)
+                          ? json_string_value(json_object_get(w->doc, "notify_url"))
+                          : NULL;
+    int rc = st->ops->event_add(st, EVENT_WORKFLOW, w->id, NULL, state, w->owner, d, url, e);
+    json_decref(d);
+    return rc;
+}
+
+/* A node of workflow wid ended: when it was the last one open, the workflow's end event. */
+static int wf_end_check(struct store *st, const char *wid, struct err *e)
+{
+    json_t *ix;
+    bool ended;
+    int64_t count[JOB_NSTATES];
+    int rc = wf_index(st, wid, NULL, &ix, e);
+    if (!rc) rc = wf_ended(st, ix, &ended, count, e);
+    json_decref(ix);
+    if (rc || !ended) return rc;
+    struct workflow_rec w = {0};
+    if ((rc = st->ops->workflow_get(st, wid, &w, e))) return rc;
+    rc = wf_event(st, &w, workflow_state(count), count, e);
+    workflow_rec_release(&w);
+    return rc;
 }
 
 /*
@@ -1788,7 +1933,10 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
     json_t *nodes = json_object_get(w->doc, "nodes");
     const char *k;
     json_t *v;
+    bool ended;
     *n = 0;
+    int rc = wf_is_ended(st, w->id, &ended, e);
+    if (rc) return rc;
     /* every node that failed or was cancelled waits again, then each goes once its
        upstreams (kept or rerun) allow */
     json_object_foreach(nodes, k, v)
@@ -1797,15 +1945,15 @@ int store_workflow_retry(struct store *st, const struct workflow_rec *w, int64_t
         if (state == NODE_STATE_GONE) continue; /* its record is archived: it cannot run */
         if (state < 0) return e ? e->code : ERR_INTERNAL;
         if (state != JOB_FAILED && state != JOB_CANCELLED) continue;
-        int rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, NULL, e);
-        if (rc) return rc;
+        if ((rc = node_apply(st, node_job(nodes, k), JOB_EV_REBLOCK, now_ms, NULL, e))) return rc;
         (*n)++;
     }
     if (!*n)
         return err_set(e, ERR_CONFLICT, "workflow '%s' has no failed or cancelled node to retry",
                        w->id);
+    if (ended && (rc = wf_event(st, w, JOB_RUNNING, NULL, e))) return rc; /* running again */
     json_t *ix = NULL;
-    int rc = wf_index(st, w->id, w->doc, &ix, e);
+    rc = wf_index(st, w->id, w->doc, &ix, e);
     json_object_foreach(rc ? NULL : nodes, k, v)
     {
         if ((rc = node_go(st, ix, k, NULL, now_ms, e))) break;
@@ -1936,7 +2084,7 @@ int store_tenant_put(struct store *st, const struct tenant_rec *t, struct err *e
     json_t *d = json_pack("{s:s, s:o, s:o, s:i}", "tenant", t->name, "max_running",
                           limit_or_null(t->max_running), "max_queued",
                           limit_or_null(t->max_queued), "weight", t->weight);
-    rc = st->ops->event_add(st, EVENT_TENANT, t->name, NULL, 0, NULL, d, e);
+    rc = st->ops->event_add(st, EVENT_TENANT, t->name, NULL, 0, NULL, d, NULL, e);
     json_decref(d);
     return rc;
 }
@@ -1948,7 +2096,7 @@ int store_queue_pause(struct store *st, const char *queue, bool paused, const ch
     if (rc || !*changed) return rc;
     json_t *d = json_pack("{s:s?}", "by", by);
     rc = st->ops->event_add(st, EVENT_QUEUE, queue, queue, paused ? QUEUE_PAUSED : QUEUE_RESUMED,
-                            NULL, d, e);
+                            NULL, d, NULL, e);
     json_decref(d);
     return rc;
 }
@@ -1967,7 +2115,7 @@ int store_queue_limit(struct store *st, const char *queue, int max_running, cons
     if (rc || !*changed) return rc;
     json_t *d = json_pack("{s:s?, s:o}", "by", by, "max_running",
                           max_running ? json_integer(max_running) : json_null());
-    rc = st->ops->event_add(st, EVENT_QUEUE, queue, queue, QUEUE_LIMITED, NULL, d, e);
+    rc = st->ops->event_add(st, EVENT_QUEUE, queue, queue, QUEUE_LIMITED, NULL, d, NULL, e);
     json_decref(d);
     return rc;
 }

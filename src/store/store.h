@@ -344,6 +344,9 @@ enum event_kind {
                      queue_change, data {"by"} (limited: and "max_running", N or null) */
     EVENT_TENANT, /* a tenant's limits set: subject its name, data {"tenant", "max_running",
                      "max_queued", "weight"}; an admin's only */
+    EVENT_WORKFLOW, /* a workflow submitted or reopened by a retry (state JOB_RUNNING), or its
+                       last node ended (its end state, workflow_state()): subject its id,
+                       owner its owner's, data {"name", "key"} and at an end "progress" */
 };
 /* A queue event's state. */
 enum queue_change { QUEUE_RESUMED, QUEUE_PAUSED, QUEUE_LIMITED };
@@ -408,8 +411,10 @@ int store_event_array(struct store *st, const struct array_rec *a, int change, s
 int store_event_list(struct store *st, const struct event_filter *f,
                      int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
 /*
- * The retained window: *first is the oldest seq still kept (the next seq when
- * none is kept), *last the newest seq ever written (0 before the first).
+ * The retained window: *first is the oldest seq from which on every event is
+ * kept (the next seq when none is), *last the newest seq ever written (0
+ * before the first). Older events a webhook still has to deliver are kept
+ * too, but are not part of the window.
  */
 int store_event_window(struct store *st, int64_t *first, int64_t *last, struct err *e);
 /* Deletes events older than before_ms, and beyond the newest max_keep ones. */

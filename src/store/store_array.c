@@ -129,7 +129,7 @@ int store_event_array(struct store *st, const struct array_rec *a, int change, s
 {
     json_t *d = json_pack("{s:I, s:s, s:s?}", "count", (json_int_t)a->count, "kind",
                           array_kind_name(a->kind), "name", a->name);
-    int rc = st->ops->event_add(st, EVENT_ARRAY, a->id, a->queue, change, a->owner, d, e);
+    int rc = st->ops->event_add(st, EVENT_ARRAY, a->id, a->queue, change, a->owner, d, NULL, e);
     json_decref(d);
     return rc;
 }

@@ -87,10 +87,11 @@ struct store_ops {
                         struct session_rec *out, struct err *e);
     int (*session_delete)(struct store *st, const char *id_hash, struct err *e);
 
-    /* an event without a job's columns (objects, arrays, queues, tenants), in the current
-       transaction */
+    /* an event without a job's columns (objects, arrays, queues, tenants, workflows), in the
+       current transaction; with notify_url, its webhook's delivery too */
     int (*event_add)(struct store *st, int kind, const char *subject, const char *queue,
-                     int state, const char *owner, json_t *data, struct err *e);
+                     int state, const char *owner, json_t *data, const char *notify_url,
+                     struct err *e);
     int (*event_list)(struct store *st, const struct event_filter *f,
                       int (*fn)(void *arg, const struct event_rec *ev), void *arg, struct err *e);
     int (*event_window)(struct store *st, int64_t *first, int64_t *last, struct err *e);
@@ -218,6 +219,9 @@ struct store {
     char (*wf_pending)[UUID_STR_LEN];
     size_t wf_npending, wf_pending_cap;
     bool wf_advancing;
+    /* the workflows those nodes belong to, whose end is looked at once they are done */
+    char (*wf_touched)[UUID_STR_LEN];
+    size_t wf_ntouched, wf_touched_cap;
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -232,6 +236,13 @@ void array_rec_views(struct array_rec *a);
 
 /* What a follower needs of a job's progress and result, for its event: a new reference, or NULL. */
 json_t *store_event_data(const struct job *j);
+/* The window's first seq: after `pruned`, the newest event a prune deleted (events older than
+   it kept for a delivery are not in the window), and at most last + 1. */
+static inline int64_t store_event_window_start(int64_t oldest, int64_t last, int64_t pruned)
+{
+    int64_t first = oldest > pruned ? oldest : pruned + 1;
+    return first > last + 1 ? last + 1 : first;
+}
 /* A trigger fire's event data: {"uri", "sha256"} of an object, {"time"} of a schedule's. */
 json_t *trigger_fire_data(const char *uri, const char *sha256);
 /* The webhook of a job being inserted: its spec's notify_url (NULL: none) and notify "all". */

@@ -503,14 +503,20 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_QUEUE_LIMITS] = "SELECT queue, max_running FROM queue_limits ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "greatest((SELECT seq FROM event_head WHERE id = 1), "
-                       "(SELECT max(seq) FROM events))",
+                       "(SELECT max(seq) FROM events)), "
+                       "(SELECT v::bigint FROM meta WHERE k = 'events_pruned')",
     /* events a delivery still needs are kept; event_head.seq first takes the newest seq
        (events_lock), which the delete may take away */
     [S_EVENT_PRUNE] = "WITH h AS (UPDATE event_head SET seq = greatest(seq, "
-                      "(SELECT max(seq) FROM events)) WHERE id = 1) "
-                      "DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
+                      "(SELECT max(seq) FROM events)) WHERE id = 1), "
+                      "d AS (DELETE FROM events e WHERE (e.at < $1 OR e.seq <= "
                       "(SELECT max(seq) FROM events) - $2::bigint) AND NOT EXISTS "
-                      "(SELECT 1 FROM webhook_outbox o WHERE o.event_seq = e.seq)",
+                      "(SELECT 1 FROM webhook_outbox o WHERE o.event_seq = e.seq) RETURNING e.seq) "
+                      /* the newest deleted: those kept older than it (a delivery's) are not
+                         part of the window (store_event_window) */
+                      "INSERT INTO meta (k, v) SELECT 'events_pruned', max(seq)::text FROM d "
+                      "HAVING max(seq) IS NOT NULL ON CONFLICT (k) DO UPDATE SET v = "
+                      "greatest(meta.v::bigint, excluded.v::bigint)::text",
     [S_WEBHOOK_ADD] = "INSERT INTO webhook_outbox (event_seq, url, created_at, next_at) "
                       "VALUES ($1, $2, $3, $4)",
     [S_WEBHOOK_DUE] = "SELECT o.id, o.url, o.tries, o.created_at, e.seq, e.at, e.kind, e.subject, "
@@ -3177,23 +3183,32 @@ static void event_rec_release(struct event_rec *ev)
 }
 
 static int pg_event_add(struct store *st, int kind, const char *subject, const char *queue,
-                        int state, const char *owner, json_t *data, struct err *e)
+                        int state, const char *owner, json_t *data, const char *notify_url,
+                        struct err *e)
 {
     struct store_pg *s = pg(st);
-    int64_t seq = 0;
+    int64_t seq = 0, now = time_now_ms();
     int rc = next_seq(s, &seq, e);
     if (rc)
         return rc;
     struct params p = {0};
     p_int(&p, seq);
-    p_int(&p, time_now_ms());
+    p_int(&p, now);
     p_int(&p, kind);
     p_text(&p, subject);
     p_text(&p, queue);
     p_int(&p, state);
     p_text(&p, owner);
     p_json(&p, data);
-    return run(s, S_EVENT_ADD, &p, NULL, e, "appending an event");
+    if ((rc = run(s, S_EVENT_ADD, &p, NULL, e, "appending an event")) || !notify_url)
+        return rc;
+    struct params w = {0};
+    p_int(&w, seq);
+    p_text(&w, notify_url);
+    p_int(&w, now);
+    p_int(&w, now);
+    s->base.webhook_queued = true;
+    return run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
 }
 
 /* ---- triggers ---- */
@@ -3450,7 +3465,7 @@ static int pg_event_list(struct store *st, const struct event_filter *f,
         p_arr(&p, &a);
     }
     if (f->owner) { /* a client: its own jobs' events, and the agents' */
-        where_param(&sql, &p, "(kind NOT IN (0, 3, 4, 6) OR owner = $)"); /* agents', objects' too */
+        where_param(&sql, &p, "(kind NOT IN (0, 3, 4, 6, 7) OR owner = $)"); /* agents', objects' too */
         p_text(&p, f->owner);
     }
     buf_addf(&sql, " ORDER BY seq LIMIT %d", f->limit);
@@ -3486,6 +3501,7 @@ static int pg_event_window(struct store *st, int64_t *first, int64_t *last, stru
         return rc;
     *last = col_int(r, 0, 1);
     *first = PQgetisnull(r, 0, 0) ? *last + 1 : col_int(r, 0, 0);
+    *first = store_event_window_start(*first, *last, col_int(r, 0, 2));
     PQclear(r);
     return 0;
 }

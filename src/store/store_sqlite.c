@@ -75,6 +75,7 @@ enum stmt_id {
     S_AGENT_SCAN,
     S_EVENT_AGENT,
     S_EVENT_ADD,
+    S_EVENT_HORIZON,
     S_EVENT_WINDOW,
     S_EVENT_PRUNE,
     S_JOB_NOTIFY,
@@ -373,9 +374,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_QUEUE_UNLIMIT] = "DELETE FROM queue_limits WHERE queue = ?",
     [S_QUEUE_LIMITS] = "SELECT queue, max_running FROM queue_limits ORDER BY queue",
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
-                       "(SELECT seq FROM sqlite_sequence WHERE name = 'events')",
+                       "(SELECT seq FROM sqlite_sequence WHERE name = 'events'), "
+                       "(SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'events_pruned')",
+    /* the newest event the prune below deletes: those kept older than it (a delivery's)
+       are not part of the window (store_event_window) */
+    [S_EVENT_HORIZON] = "INSERT INTO meta (k, v) SELECT 'events_pruned', m FROM (SELECT max(seq) "
+                        "AS m FROM events WHERE (at < ?1 OR seq <= (SELECT max(seq) FROM events) "
+                        "- ?2) AND seq NOT IN (SELECT event_seq FROM webhook_outbox)) "
+                        "WHERE m IS NOT NULL ON CONFLICT (k) DO UPDATE SET "
+                        "v = max(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))",
     /* events a delivery still needs are kept */
-    [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ? OR seq <= (SELECT max(seq) FROM events) - ?) "
+    [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ?1 OR seq <= (SELECT max(seq) FROM events) - ?2) "
                       "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
     [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
     /* a job's event, from the record just written */
@@ -1958,18 +1967,28 @@ static void event_rec_release(struct event_rec *ev)
 }
 
 static int sqlite_event_add(struct store *st, int kind, const char *subject, const char *queue,
-                            int state, const char *owner, json_t *data, struct err *e)
+                            int state, const char *owner, json_t *data, const char *notify_url,
+                            struct err *e)
 {
     struct store_sqlite *s = sq(st);
     sqlite3_stmt *q = stmt(s, S_EVENT_ADD);
-    sqlite3_bind_int64(q, 1, time_now_ms());
+    int64_t now = time_now_ms();
+    sqlite3_bind_int64(q, 1, now);
     sqlite3_bind_int(q, 2, kind);
     bind_text(q, 3, subject);
     bind_text(q, 4, queue);
     sqlite3_bind_int(q, 5, state);
     bind_text(q, 6, owner);
     bind_json(q, 7, data);
-    return exec_stmt(s, q, e, "appending an event");
+    int rc = exec_stmt(s, q, e, "appending an event");
+    if (rc || !notify_url)
+        return rc;
+    q = stmt(s, S_WEBHOOK_ADD); /* the event's delivery: its seq is the last rowid */
+    bind_text(q, 1, notify_url);
+    sqlite3_bind_int64(q, 2, now);
+    sqlite3_bind_int64(q, 3, now);
+    s->base.webhook_queued = true;
+    return exec_stmt(s, q, e, "queueing a webhook");
 }
 
 /* ---- triggers ---- */
@@ -2213,9 +2232,9 @@ static int sqlite_event_list(struct store *st, const struct event_filter *f,
         buf_adds(&sql, " AND queue = :queue");
     if (f->jobs)
         buf_adds(&sql, " AND subject IN (SELECT value FROM json_each(:jobs))");
-    if (f->owner) /* a client: its own jobs', triggers' and arrays' events, and the agents',
+    if (f->owner) /* a client: its own jobs', triggers', arrays' and workflows' events, the agents',
                      objects' and queues' (not the tenants') */
-        buf_adds(&sql, " AND (kind NOT IN (0, 3, 4, 6) OR owner = :owner)");
+        buf_adds(&sql, " AND (kind NOT IN (0, 3, 4, 6, 7) OR owner = :owner)");
     buf_adds(&sql, " ORDER BY seq LIMIT :limit");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, sql.data, -1, &q, NULL) != SQLITE_OK) {
@@ -2263,6 +2282,7 @@ static int sqlite_event_window(struct store *st, int64_t *first, int64_t *last, 
     }
     *last = sqlite3_column_int64(q, 1); /* NULL (0) before the first event */
     *first = sqlite3_column_type(q, 0) == SQLITE_NULL ? *last + 1 : sqlite3_column_int64(q, 0);
+    *first = store_event_window_start(*first, *last, sqlite3_column_int64(q, 2));
     sqlite3_reset(q);
     return 0;
 }
@@ -2271,10 +2291,15 @@ static int sqlite_event_prune(struct store *st, int64_t before_ms, int64_t max_k
                               struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    sqlite3_stmt *q = stmt(s, S_EVENT_PRUNE);
-    sqlite3_bind_int64(q, 1, before_ms);
-    sqlite3_bind_int64(q, 2, max_keep);
-    return exec_stmt(s, q, e, "pruning events");
+    static const enum stmt_id ids[] = {S_EVENT_HORIZON, S_EVENT_PRUNE}; /* same parameters */
+    int rc = 0;
+    for (size_t i = 0; !rc && i < ARRAY_SIZE(ids); i++) {
+        sqlite3_stmt *q = stmt(s, ids[i]);
+        sqlite3_bind_int64(q, 1, before_ms);
+        sqlite3_bind_int64(q, 2, max_keep);
+        rc = exec_stmt(s, q, e, "pruning events");
+    }
+    return rc;
 }
 
 static int sqlite_webhook_due(struct store *st, int64_t now_ms, int limit,

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from agentutil import make_agent  # noqa: F401 (fixture)
-from conftest import wait_for
+from conftest import free_port, wait_for
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -163,7 +163,7 @@ def test_filters_by_job_queue_and_type(make_server, make_agent, streams):  # noq
 @pytest.mark.parametrize("query,field", [
     ("since=-1", "since"), ("since=abc", "since"), ("since=99999", "since"),
     ("since=+1", "since"), ("since=%201", "since"), ("since=99999999999999999999", "since"),
-    ("job=nope", "job"), ("job=", "job"), ("type=workflow", "type"), ("queue=Bad!", "queue"),
+    ("job=nope", "job"), ("job=", "job"), ("type=workflows", "type"), ("queue=Bad!", "queue"),
     ("workflow=x", "workflow"), ("colour=red", "colour"),
 ])
 def test_bad_parameters_name_the_field(server, query, field):
@@ -204,8 +204,8 @@ def test_filters_take_ids_as_the_routes_do(server, streams):
     # ARRAY:INDEX is followed before the task has a job (none has: no agent takes queue idle)
     evs = by_job.wait(lambda ev: len(ev) >= 1)
     assert {e.get("job") for e in evs} == {a}, evs
-    evs = by_workflow.wait(lambda ev: len(ev) >= 1)
-    assert {e.get("job") for e in evs} == {w["nodes"]["A"]["job"]}, evs
+    evs = by_workflow.wait(lambda ev: len(ev) >= 2)  # the node's, the workflow's own
+    assert {e.get("job") or e["workflow"] for e in evs} == {w["nodes"]["A"]["job"], w["id"]}, evs
     evs = by_array.wait(lambda ev: len(ev) >= 1)
     assert arr in (evs[0].get("array"), evs[0].get("job")), evs
     api = server.api()
@@ -236,7 +236,7 @@ def test_behind_the_window_is_410_with_where_it_starts(make_server, streams, tmp
     server.restart()
 
     def gone():
-        r = server.api().get("/v1/events?since=0", stream=True, timeout=10)
+        r = server.api().get("/v1/events?since=1", stream=True, timeout=10)
         try:
             return r.status_code == 410 and r.json()
         finally:
@@ -246,9 +246,44 @@ def test_behind_the_window_is_410_with_where_it_starts(make_server, streams, tmp
     err = body["error"]
     assert err["code"] == "gone" and err["field"] == "since"
     assert err["first_seq"] == 6 and "since=5" in err["message"]
+    assert "events after 1 are no longer kept" in err["message"]
     # from the window's start, the newest three events are there
     st = streams(server, {"since": err["first_seq"] - 1})
     assert [e["job"] for e in st.wait(lambda ev: len(ev) >= 3)] == ids[5:]
+    # since=0 is all that is kept: the window, not a 410
+    st = streams(server, {"since": 0})
+    assert [e["seq"] for e in st.wait(lambda ev: len(ev) >= 3)] == [6, 7, 8]
+    # so is Last-Event-ID behind the window, naming the header; an empty one is no id
+    r = server.api().get("/v1/events", headers={"Last-Event-ID": "2"}, timeout=10)
+    assert r.status_code == 410 and r.json()["error"]["field"] == "Last-Event-ID", r.text
+    st = streams(server, {"since": 7}, headers={"Last-Event-ID": ""})
+    assert [e["seq"] for e in st.wait(lambda ev: len(ev) >= 1)] == [8]
+
+
+def test_events_kept_for_a_delivery_leave_no_hole_in_the_window(make_server, streams):
+    """Pruning keeps an old event a webhook still has to deliver; the window starts after the
+    newest event pruned all the same, so a since that falls in the hole is a 410, not a
+    stream that silently skips what was pruned."""
+    server = make_server("--events-keep", "3")
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing answers: the delivery waits
+    pinned = submit(server, {"delay_s": 3600, "notify_url": dead, "notify": "all",
+                             "command": {"program": "/bin/true"}})
+    ids = [submit(server, {"command": {"program": "/bin/true"}}) for _ in range(8)]
+    server.restart()  # pruned a second after start
+
+    def gone():
+        r = server.api().get("/v1/events", params={"since": 1}, stream=True, timeout=10)
+        try:
+            return r.status_code == 410 and r.json()
+        finally:
+            r.close()
+
+    err = wait_for(gone, 20, "the prune")["error"]
+    assert err["first_seq"] == 7 and err["field"] == "since", err  # seq 1 kept, 2-6 gone
+    st = streams(server, {"since": 0})
+    got = st.wait(lambda ev: len(ev) >= 3)
+    assert [e["seq"] for e in got] == [7, 8, 9] and [e["job"] for e in got] == ids[5:]
+    assert pinned not in [e.get("job") for e in got]
 
 
 def test_events_survive_kill_9(server, streams):
@@ -456,7 +491,7 @@ JOB = "01938c2e-7d4a-7000-8000-000000000000"
 
 
 @pytest.mark.parametrize("args,message", [
-    (["events", "--since", "x"], "--since"), (["events", "--type", "workflow"], "--type"),
+    (["events", "--since", "x"], "--since"), (["events", "--type", "workflows"], "--type"),
     (["events", "--job", "a,b"], "--job"), (["events", "extra"], "unexpected argument"),
     # job= and queue= follow job events: another --type would be dropped by the server
     (["events", "--job", JOB, "--type", "agent"],

@@ -168,6 +168,66 @@ def test_the_body_names_the_job_its_array_and_workflow(hook_server, make_agent, 
     assert len(nodes) == 1 and nodes[0]["array"] is None and nodes[0]["name"] is None
 
 
+def test_a_workflow_notifies_its_end_and_its_end_again_after_a_retry(hook_server, make_agent,  # noqa: F811
+                                                                    receivers):
+    """A workflow's notify_url gets one POST when its last node ends (workflow.failed here,
+    with its counts), none while it runs; a retry reopens it (a `running` event, no POST) and
+    its new end is POSTed again. Its nodes' own notify_url stay theirs."""
+    rec = receivers()
+    api = hook_server.api()
+    flag = os.path.join(hook_server.data_dir, "pass")
+    body = {"name": "pipeline", "key": "run-9", "notify_url": rec.url, "nodes": {
+        "A": {"job": {"command": {"shell": "true"}}},
+        "B": {"job": {"retry": {"max_attempts": 1}, "command": {"shell": f"test -e {flag}"}},
+              "depends_on": ["A"]},
+        "C": {"job": {"command": {"shell": "true"}}, "depends_on": ["B"]}}}
+    r = api.post("/v1/workflows", json=body)
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    assert r.json()["notify_url"] == rec.url
+    make_agent(hook_server, "w1")
+    wait_for(lambda: rec.bodies(), 30, "the workflow's webhook")
+    time.sleep(0.5)
+    assert len(rec.got) == 1, [b["type"] for b in rec.bodies()]  # its end only, once
+    headers, raw, got, _ = rec.got[0]
+    check_signature(hook_server, headers, raw)
+    assert headers["X-Drover-Event"] == "workflow" and got["type"] == "workflow.failed"
+    ev = got["event"]
+    assert ev["workflow"] == wid and ev["name"] == "pipeline" and ev["key"] == "run-9"
+    assert ev["state"] == "failed" and ev["type"] == "workflow"
+    p = ev["progress"]
+    assert (p["succeeded"], p["failed"], p["cancelled"], p["total"]) == (1, 1, 1, 3), p
+    # retried: running again (an event, not a delivery), then its new end is delivered
+    open(flag, "w").close()
+    r = api.post(f"/v1/workflows/{wid}/retry")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len(rec.bodies()) == 2, 30, "the second end's webhook")
+    second = rec.bodies()[1]
+    assert second["type"] == "workflow.succeeded" and second["event"]["progress"]["succeeded"] == 3
+    assert second["delivery"] != got["delivery"]
+    r = api.get("/v1/events", params={"since": 0, "type": "workflow"}, stream=True, timeout=10)
+    seen = []
+    for line in r.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            seen.append(json.loads(line[6:])["state"])
+        if len(seen) == 4:
+            break
+    r.close()
+    assert seen == ["running", "failed", "running", "succeeded"]
+    # the CLI's lines for them
+    follower = hook_server.start_cli("events", "--since", "0", "--type", "workflow", text=True)
+    try:
+        lines = [" ".join(follower.stdout.readline().split()[3:]) for _ in range(4)]
+    finally:
+        follower.kill()
+        follower.wait()
+    assert lines[0] == f"workflow {wid} (pipeline) running", lines
+    assert lines[1] == f"workflow {wid} (pipeline) failed: 1 succeeded, 1 failed, 1 cancelled"
+    assert lines[3] == f"workflow {wid} (pipeline) succeeded: 3 succeeded, 0 failed, 0 cancelled"
+    r = api.post("/v1/workflows", json={**body, "key": None, "notify_url": "ftp://x/y"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "notify_url", r.text
+
+
 def test_a_receiver_down_then_back(hook_server, receivers):
     rec = receivers(start=False)  # nobody listens on its port yet
     jid = submit(hook_server, {"notify_url": rec.url, "command": {"program": "/bin/true"}})

@@ -179,19 +179,24 @@ def test_cancel_stops_every_node_and_events_follow_the_workflow(server, make_age
     # the on-any node is cancelled too, not started by its upstream's cancel
     assert states(r.json()) == {"slow": "cancelled", "after": "cancelled"}
     wait_for(lambda: job(server, slow)["result"] is not None, 30, "the agent to stop it")
-    # the event stream's workflow filter: the events of its nodes' jobs only
+    # the event stream's workflow filter: the workflow's own events and its nodes' jobs'
     r = server.api().get("/v1/events", params={"since": 0, "workflow": w["id"]}, stream=True,
                          timeout=10)
     seen = []
     for line in r.iter_lines(decode_unicode=True):
         if line.startswith("data: "):
             ev = json.loads(line[6:])
-            seen.append((ev["job"], ev["state"]))
-        if sum(1 for _, s in seen if s == "cancelled") == 2 or len(seen) > 50:
+            seen.append((ev.get("job") or ev["workflow"], ev["state"]))
+        if sum(1 for _, s in seen if s == "cancelled") == 3 or len(seen) > 50:
             break
     r.close()
-    assert {j for j, _ in seen} == {slow, w["nodes"]["after"]["job"]}
+    assert {j for j, _ in seen} == {slow, w["nodes"]["after"]["job"], w["id"]}
     assert (w["nodes"]["after"]["job"], "blocked") in seen
+    # the workflow's: submitted (running) first, cancelled once its last node ended
+    assert [s for j, s in seen if j == w["id"]] == ["running", "cancelled"], seen
+    assert seen[-1] == (w["id"], "cancelled"), seen
+    r = server.api().get("/v1/events", params={"workflow": w["id"], "type": "agent"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "type", r.text
     r = server.api().get("/v1/events", params={"workflow": "nope"})
     assert r.status_code == 400 and r.json()["error"]["field"] == "workflow"
 

@@ -3184,7 +3184,9 @@ static void test_webhooks(void **state)
     assert_int_equal(s.id[1], first_id); /* the earliest due first */
     assert_int_equal(s.tries[1], 1);
 
-    /* pruning keeps the events a delivery still needs */
+    /* pruning keeps the events a delivery still needs; the window starts after the newest
+       event pruned all the same (no hole in it): here none is left in it */
+    int64_t first, last;
     assert_ok(store_begin(f->st, &e), &e);
     assert_ok(store_event_prune(f->st, INT64_MAX, 0, &e), &e);
     assert_ok(store_commit(f->st, &e), &e);
@@ -3192,6 +3194,8 @@ static void test_webhooks(void **state)
     assert_int_equal(s.n, 2);
     assert_ok(store_webhook_count(f->st, &count, &e), &e);
     assert_int_equal(count, 2);
+    assert_ok(store_event_window(f->st, &first, &last, &e), &e);
+    assert_int_equal(first, last + 1);
 
     /* a lease is an event too: notify "all" gets it, notify "end" does not */
     struct job la, le;
@@ -4171,6 +4175,104 @@ static void test_workflows(void **state)
     workflow_rec_release(&rec);
     release_jobs(j2, 2);
     workflow_release(&w2);
+}
+
+/* The workflow's own events (kind EVENT_WORKFLOW, its owner's), oldest first. */
+static json_t *wf_events(struct store *st, const char *id, const char *owner)
+{
+    struct err e = ERR_INIT;
+    json_t *got = json_array();
+    const char *subjects[] = {id};
+    struct event_filter flt = {.after = 0, .kind = EVENT_WORKFLOW, .jobs = subjects, .njobs = 1,
+                               .owner = owner, .limit = 100};
+    assert_ok(store_event_list(st, &flt, collect_events, got, &e), &e);
+    return got;
+}
+
+/*
+ * A workflow's events: running at its submit; its end once its last node ends (in that
+ * node's transaction, once, with the nodes' counts), with a delivery to its notify_url;
+ * running again when a retry reopens it (its own, or a node's by hand), no delivery then;
+ * another owner does not see them.
+ */
+static void test_workflow_events(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = ERR_INIT;
+    struct workflow w;
+    struct workflow_rec rec;
+    struct job jobs[3];
+    int64_t hooks0 = -1, hooks = -1;
+    assert_ok(store_webhook_count(f->st, &hooks0, &e), &e);
+    store_wf(f->st,
+             "{'name': 'ev', 'key': 'k-ev', 'notify_url': 'http://127.0.0.1:9/wf', 'nodes': {"
+             "'A': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'a'}}},"
+             "'B': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'b'}}, "
+             "  'depends_on': ['A']},"
+             "'C': {'job': {'retry': {'max_attempts': 1}, 'command': {'program': 'c'}}}}}",
+             &rec, jobs, &w);
+    json_t *got = wf_events(f->st, rec.id, "alice");
+    json_t *want = json_pack("[{s:i, s:i, s:{s:s, s:s}}]", "kind", EVENT_WORKFLOW, "state",
+                             JOB_RUNNING, "data", "name", "ev", "key", "k-ev");
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    /* A fails (B cancelled): C still runs, no end yet; C's end ends it, failed */
+    wf_run(f->st, &w, jobs, "A", 1, NULL);
+    got = wf_events(f->st, rec.id, "alice");
+    assert_int_equal(json_array_size(got), 1);
+    json_decref(got);
+    wf_run(f->st, &w, jobs, "C", 0, NULL);
+    got = wf_events(f->st, rec.id, "alice");
+    assert_int_equal(json_array_size(got), 2);
+    json_t *end = json_array_get(got, 1);
+    assert_int_equal(json_integer_value(json_object_get(end, "state")), JOB_FAILED);
+    json_t *p = json_object_get(json_object_get(end, "data"), "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "succeeded")), 1);
+    assert_int_equal(json_integer_value(json_object_get(p, "failed")), 1);
+    assert_int_equal(json_integer_value(json_object_get(p, "cancelled")), 1);
+    assert_int_equal(json_integer_value(json_object_get(p, "total")), 3);
+    json_decref(got);
+    assert_ok(store_webhook_count(f->st, &hooks, &e), &e);
+    assert_int_equal(hooks, hooks0 + 1);
+    got = wf_events(f->st, rec.id, "bob"); /* not another owner's */
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+
+    /* B (cancelled) retried by hand reopens it; B's end ends it again, failed (A's) */
+    struct job out;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_job_retry(f->st, jobs[workflow_node(&w, "B")].id, T0 + 3, &out, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    job_release(&out);
+    got = wf_events(f->st, rec.id, NULL);
+    assert_int_equal(json_array_size(got), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(got, 2), "state")),
+                     JOB_RUNNING);
+    json_decref(got);
+    wf_run(f->st, &w, jobs, "B", 0, NULL);
+    /* the workflow's retry reopens it (A); A's success ends it, succeeded */
+    size_t n;
+    assert_ok(store_begin(f->st, &e), &e);
+    assert_ok(store_workflow_retry(f->st, &rec, T0 + 5, &n, &e), &e);
+    assert_ok(store_commit(f->st, &e), &e);
+    assert_int_equal(n, 1);
+    wf_run(f->st, &w, jobs, "A", 0, NULL);
+    got = wf_events(f->st, rec.id, NULL);
+    static const int want_states[] = {JOB_RUNNING, JOB_FAILED, JOB_RUNNING, JOB_FAILED,
+                                      JOB_RUNNING, JOB_SUCCEEDED};
+    assert_int_equal(json_array_size(got), ARRAY_SIZE(want_states));
+    for (size_t i = 0; i < ARRAY_SIZE(want_states); i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(got, i), "state")),
+                         want_states[i]);
+    p = json_object_get(json_object_get(json_array_get(got, 5), "data"), "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "succeeded")), 3);
+    json_decref(got);
+    assert_ok(store_webhook_count(f->st, &hooks, &e), &e);
+    assert_int_equal(hooks, hooks0 + 3); /* the ends only */
+    workflow_rec_release(&rec);
+    release_jobs(jobs, w.n);
+    workflow_release(&w);
 }
 
 /* Listing workflows: newest first, an owner's only (or anyone's), paged by the last id. */
@@ -5506,6 +5608,7 @@ int main(void)
         T(test_queue_limit),
         T(test_webhooks),
         T(test_workflows),
+        T(test_workflow_events),
         T(test_workflow_keys),
         T(test_workflow_list),
         T(test_workflow_fan_in),

@@ -151,13 +151,19 @@ static void test_bad_input(void **state)
             "unknown field 'command' (a node is {\"job\": SPEC, \"depends_on\": [...]}: its spec "
             "goes in job)");
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}}, \"edges\": []}", "edges",
-            "unknown field 'edges' (a workflow has name, key, nodes and connections)");
+            "unknown field 'edges' (a workflow has name, key, notify_url, nodes and connections)");
     /* an idempotency key: a string of 1 to 256 bytes (the name's checks come after it) */
     refused("{\"key\": \"\", \"nodes\": {\"A\": {\"job\": " P("a") "}}}", "key", "1 to 256");
     refused("{\"key\": 5, \"name\": 7, \"nodes\": {\"A\": {\"job\": " P("a") "}}}", "key",
             "must be a string");
     refused("{\"key\": \"k\", \"name\": 7, \"nodes\": {\"A\": {\"job\": " P("a") "}}}",
             "name", "1 to 256"); /* the key read first is released */
+    /* a webhook for the workflow's end: an http(s) URL (the key and name read are released) */
+    refused("{\"key\": \"k\", \"name\": \"n\", \"notify_url\": \"ftp://h/x\", \"nodes\": "
+            "{\"A\": {\"job\": " P("a") "}}}",
+            "notify_url", "http:// or https://");
+    refused("{\"notify_url\": 7, \"nodes\": {\"A\": {\"job\": " P("a") "}}}", "notify_url",
+            "URL");
     refused("{\"nodes\": {\"A\": {}}}", "nodes.A.job", "job spec");
     /* each node's spec is validated as a job spec, with the node's name in the path */
     refused("{\"nodes\": {\"A\": {\"job\": " P("a") "}, \"B\": {\"job\": {\"queue\": \"BAD Q\", "
