@@ -90,6 +90,11 @@ static json_t *info_json(const char *bucket, const char *key, const struct blob_
  * GET and HEAD honour If-None-Match, If-Modified-Since and If-Range against the object they
  * would send; the ETag is "<sha256>", a strong validator. Header values are copied at the
  * request's start and judged in get_prepare, against the version whose bytes are then read.
+ *
+ * Writes with a precondition (PUT, DELETE with If-Match, If-None-Match or
+ * If-Unmodified-Since) are refused, never run as if unconditional: honouring one needs a
+ * compare-and-swap that neither store has across servers (several servers share an S3 store),
+ * and ignoring it would let a client believe its version was checked.
  */
 
 /*
@@ -283,6 +288,20 @@ static bool if_range_holds(const char *h, const struct blob_info *i)
     return etag_parse(&p, &weak, &tag, &n) && !weak && !*skip_ows(p) && etag_is(tag, n, i);
 }
 
+/* 0 when the write (method, "PUT" or "DELETE") has no precondition, else ERR_INVALID naming it. */
+static int write_unconditional(struct http_req *r, const char *method, struct err *e)
+{
+    static const char *const conds[] = {"If-Match", "If-None-Match", "If-Unmodified-Since", NULL};
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    for (int k = 0; conds[k]; k++)
+        if (evhttp_find_header(h, conds[k]))
+            return err_field(e, ERR_INVALID, conds[k],
+                             "conditional writes are not supported: a %s with %s would not be "
+                             "checked against the object's current version; send it without %s",
+                             method, conds[k], conds[k]);
+    return 0;
+}
+
 /* ---- PUT ---- */
 
 struct put_op {
@@ -452,7 +471,8 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     struct err e = ERR_INIT;
     struct upload *up = upload_of(s->uploads, r->ev);
     struct presign_bind bind;
-    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e)) {
+    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e) ||
+        write_unconditional(r, "PUT", &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -924,7 +944,8 @@ int api_blob_object(struct http_req *r)
         return api_blob_get(r, bucket, key, true);
     case EVHTTP_REQ_DELETE: {
         struct presign_bind bind;
-        if (object_auth(r, "DELETE", bucket, key, &bind, &e)) {
+        if (object_auth(r, "DELETE", bucket, key, &bind, &e) ||
+            write_unconditional(r, "DELETE", &e)) {
             http_reply_err(r, &e);
             return HTTP_DONE;
         }

@@ -549,7 +549,8 @@ def test_stalled_upload_is_given_up(make_server):
     assert s.api().get("/v1/blobs/b1/stall").status_code == 404
 
 
-# ---- conditional requests (RFC 9110 section 13): If-Range, If-None-Match, If-Modified-Since
+# ---- conditional requests (RFC 9110 section 13): If-Range, If-None-Match, If-Modified-Since;
+# writes with a precondition refused
 
 def etag(data):
     return f'"{sha(data)}"'
@@ -714,6 +715,40 @@ def test_etag_and_bytes_agree_while_the_object_is_replaced(server):
     finally:
         stop.set()
         t.join()
+
+
+def test_conditional_writes_are_refused(server):
+    """No store can compare-and-swap across servers: a PUT or DELETE with a precondition is
+    refused (400 naming the header), never run as if it had none."""
+    api = server.api()
+    data = b"version one"
+    put(api, "b1/cw", data)
+    last_modified = api.head("/v1/blobs/b1/cw").headers["Last-Modified"]
+    cases = [("If-Match", '"stale"'), ("If-Match", etag(data)), ("If-Match", "*"),
+             ("If-None-Match", "*"), ("If-None-Match", '"other"'),
+             ("if-unmodified-since", last_modified)]
+    for name, value in cases:
+        for method in ("put", "delete"):
+            kw = {"data": b"version two"} if method == "put" else {}
+            r = getattr(api, method)("/v1/blobs/b1/cw", headers={name: value}, **kw)
+            assert r.status_code == 400, (method, name, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "invalid_argument", err
+            assert err["field"].lower() == name.lower(), err
+            assert "conditional writes are not supported" in err["message"], err
+    # a new object too, and through a presigned URL
+    r = put(api, "b1/cw-new", b"x", headers={"If-None-Match": "*"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "If-None-Match"
+    url = presign(api, method="PUT", uri="s3://b1/cw").json()["url"]
+    r = requests.put(url, data=b"version two", headers={"If-Match": etag(data)})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "If-Match"
+    # nothing was touched; the connection is still usable, and If-Modified-Since or If-Range
+    # (which have no meaning on a PUT, RFC 9110) are not refused
+    assert api.get("/v1/blobs/b1/cw").content == data
+    assert api.get("/v1/blobs/b1/cw-new").status_code == 404
+    r = put(api, "b1/cw", b"version two", headers={"If-Modified-Since": last_modified,
+                                                    "If-Range": etag(data)})
+    assert r.status_code == 200 and api.get("/v1/blobs/b1/cw").content == b"version two"
 
 
 def test_conditional_get_through_a_presigned_url(server):

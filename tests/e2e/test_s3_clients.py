@@ -309,7 +309,8 @@ def test_presign_prefix_on_s3(s3):
 
 def test_conditional_requests_on_an_s3_store(s3):
     """If-Range, If-None-Match and If-Modified-Since through drover on the S3 store answer as on
-    the embedded one (test_blobs.py). (Presigned URLs of an S3 store are the S3 service's: it judges their headers itself.)"""
+    the embedded one (test_blobs.py), and a write with a precondition is refused likewise.
+    (Presigned URLs of an S3 store are the S3 service's: it judges their headers itself.)"""
     srv, client, endpoint = s3
     api = srv.api()
     old, new = b"old version " * 500, b"a NEW version " * 300
@@ -334,3 +335,10 @@ def test_conditional_requests_on_an_s3_store(s3):
             assert got.headers["ETag"] == tag_new
     r = api.get("/v1/blobs/bk/cond", headers={"If-None-Match": tag_old})
     assert r.status_code == 200 and r.content == new
+
+    for h in ({"If-Match": tag_old}, {"If-None-Match": "*"},
+              {"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}):
+        r = api.put("/v1/blobs/bk/cond", data=b"lost?", headers=h)
+        assert r.status_code == 400 and r.json()["error"]["field"] == next(iter(h)), r.text
+        assert api.delete("/v1/blobs/bk/cond", headers=h).status_code == 400
+    assert client.get_object(Bucket=S3_BUCKET, Key="bk/cond")["Body"].read() == new
