@@ -173,90 +173,27 @@ static bool none_match_hit(const char *h, const struct blob_info *i)
     return any && hit;
 }
 
-/* n digits exactly at *p (advanced past them). */
-static bool date_digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int k = 0; k < n; k++, (*p)++) {
-        if (**p < '0' || **p > '9') return false;
-        v = v * 10 + (**p - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static bool date_lit(const char **p, const char *s)
-{
-    size_t n = strlen(s);
-    if (strncmp(*p, s, n)) return false;
-    *p += n;
-    return true;
-}
-
-static bool date_month(const char **p, int *m)
-{
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    for (int k = 0; k < 12; k++)
-        if (!strncmp(*p, months + 3 * k, 3)) {
-            *m = k + 1;
-            *p += 3;
-            return true;
-        }
-    return false;
-}
-
-/* "HH:MM:SS" into seconds of the day. */
-static bool date_clock(const char **p, int *secs)
-{
-    int h, m, s;
-    if (!date_digits(p, 2, &h) || !date_lit(p, ":") || !date_digits(p, 2, &m) ||
-        !date_lit(p, ":") || !date_digits(p, 2, &s) || h > 23 || m > 59 || s > 60)
-        return false;
-    *secs = h * 3600 + m * 60 + s;
-    return true;
-}
-
 /*
- * An HTTP-date (RFC 9110 5.6.7) into seconds since the epoch: IMF-fixdate
- * ("Sun, 06 Nov 1994 08:49:37 GMT"), and the obsolete forms recipients must take,
+ * An HTTP-date (RFC 9110 5.6.7) into seconds since the epoch, strictly: IMF-fixdate
+ * ("Sun, 06 Nov 1994 08:49:37 GMT") and the obsolete forms a recipient must take,
  * rfc850-date ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994").
- * The day's name is not checked against the date.
+ * strptime reads the fields (the server runs in the C locale: English names); a date that
+ * does not exist (30 Feb) is refused by reading it back.
  */
 static bool http_date_parse(const char *s, int64_t *out)
 {
-    const char *p = skip_ows(s);
-    int y, m, d, secs;
-    size_t name = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
-    if (name < 3 || name > 9) return false;
-    p += name;
-    if (name == 3 && date_lit(&p, ", ")) { /* IMF-fixdate */
-        if (!date_digits(&p, 2, &d) || !date_lit(&p, " ") || !date_month(&p, &m) ||
-            !date_lit(&p, " ") || !date_digits(&p, 4, &y) || !date_lit(&p, " ") ||
-            !date_clock(&p, &secs) || !date_lit(&p, " GMT"))
-            return false;
-    } else if (date_lit(&p, ", ")) { /* rfc850-date: a year 50 years ahead is a past one */
-        if (!date_digits(&p, 2, &d) || !date_lit(&p, "-") || !date_month(&p, &m) ||
-            !date_lit(&p, "-") || !date_digits(&p, 2, &y) || !date_lit(&p, " ") ||
-            !date_clock(&p, &secs) || !date_lit(&p, " GMT"))
-            return false;
-        int64_t now_y;
-        int now_m, now_d;
-        time_civil_from_days(time_floor_div(time_now_ms(), 86400000), &now_y, &now_m, &now_d);
-        y += (int)(now_y - now_y % 100);
-        if (y > now_y + 50) y -= 100;
-    } else if (name == 3 && date_lit(&p, " ")) { /* asctime: the day space-padded */
-        if (!date_month(&p, &m) || !date_lit(&p, " ")) return false;
-        if (*p == ' ') p++;
-        if (!date_digits(&p, *p >= '0' && *p <= '9' && p[1] >= '0' && p[1] <= '9' ? 2 : 1, &d) ||
-            !date_lit(&p, " ") || !date_clock(&p, &secs) || !date_lit(&p, " ") ||
-            !date_digits(&p, 4, &y))
-            return false;
-    } else {
-        return false;
+    static const char *const forms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                        "%a %b %e %H:%M:%S %Y"};
+    for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++) {
+        struct tm tm = {0}, back;
+        const char *end = strptime(s, forms[k], &tm);
+        if (!end || *end) continue;
+        time_t t = timegm(&tm);
+        if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_mday != tm.tm_mday) return false;
+        *out = (int64_t)t;
+        return true;
     }
-    if (*skip_ows(p) || d < 1 || d > time_month_days(y, m)) return false;
-    *out = time_days_from_civil(y, m, d) * 86400 + secs;
-    return true;
+    return false;
 }
 
 /*
