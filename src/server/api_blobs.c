@@ -15,9 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 
 #include "blob/blob.h"
 #include "blob/presign.h"
@@ -79,6 +82,161 @@ static json_t *info_json(const char *bucket, const char *key, const struct blob_
         json_pack("{s:s, s:I, s:s}", "uri", uri, "size", (json_int_t)i->size, "sha256", i->sha256);
     free(uri);
     return j;
+}
+
+/* ---- conditional requests (RFC 9110 section 13) ---- */
+
+/*
+ * GET and HEAD honour If-None-Match, If-Modified-Since and If-Range against the object they
+ * would send; the ETag is "<sha256>", a strong validator. Header values are copied at the
+ * request's start and judged in get_prepare, against the version whose bytes are then read.
+ *
+ * Writes with a precondition (PUT, DELETE with If-Match, If-None-Match or
+ * If-Unmodified-Since) are refused, never run as if unconditional: honouring one needs a
+ * compare-and-swap that neither store has across servers (several servers share an S3 store),
+ * and ignoring it would let a client believe its version was checked.
+ */
+
+/*
+ * Every line of header `name` joined by ", " (a list's lines are one list), or NULL for none;
+ * the caller frees it. A field that is no list (a date, If-Range) given twice so becomes one
+ * that does not parse, and is ignored.
+ */
+static char *header_joined(struct http_req *r, const char *name)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    struct evkeyval *kv;
+    char *all = NULL;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (strcasecmp(kv->key, name)) continue;
+        char *more = all ? xasprintf("%s, %s", all, kv->value) : xstrdup(kv->value);
+        free(all);
+        all = more;
+    }
+    return all;
+}
+
+static const char *skip_ows(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* One entity-tag at *p ([W/]"opaque"), advanced past it: *tag and *n its opaque part. */
+static bool etag_parse(const char **p, bool *weak, const char **tag, size_t *n)
+{
+    const char *s = *p;
+    *weak = !strncmp(s, "W/", 2);
+    if (*weak) s += 2;
+    if (*s++ != '"') return false;
+    const char *start = s;
+    for (; *s != '"'; s++) /* etagc: %x21 / %x23-7E / obs-text */
+        if ((unsigned char)*s < 0x21 || *s == 0x7f) return false;
+    *tag = start;
+    *n = (size_t)(s - start);
+    *p = s + 1;
+    return true;
+}
+
+static bool etag_is(const char *tag, size_t n, const struct blob_info *i)
+{
+    return n == strlen(i->sha256) && !memcmp(tag, i->sha256, n);
+}
+
+/*
+ * Does If-None-Match's value h ("*" or a list of entity-tags) match the object? Weak
+ * comparison: W/"x" matches "x". A malformed list matches nothing (the header is ignored).
+ */
+static bool none_match_hit(const char *h, const struct blob_info *i)
+{
+    const char *p = skip_ows(h);
+    if (*p == '*') return !*skip_ows(p + 1);
+    bool hit = false, any = false;
+    for (;;) {
+        p = skip_ows(p);
+        if (*p == ',') { /* empty elements are allowed in a list */
+            p++;
+            continue;
+        }
+        if (!*p) break;
+        bool weak;
+        const char *tag;
+        size_t n;
+        if (!etag_parse(&p, &weak, &tag, &n)) return false;
+        hit = hit || etag_is(tag, n, i);
+        any = true;
+        p = skip_ows(p);
+        if (*p && *p != ',') return false;
+    }
+    return any && hit;
+}
+
+/*
+ * An HTTP-date (RFC 9110 5.6.7) into seconds since the epoch, strictly: IMF-fixdate
+ * ("Sun, 06 Nov 1994 08:49:37 GMT") and the obsolete forms a recipient must take,
+ * rfc850-date ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994").
+ * strptime reads the fields (the server runs in the C locale: English names); a date that
+ * does not exist (30 Feb) is refused by reading it back.
+ */
+static bool http_date_parse(const char *s, int64_t *out)
+{
+    static const char *const forms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                        "%a %b %e %H:%M:%S %Y"};
+    for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++) {
+        struct tm tm = {0}, back;
+        const char *end = strptime(s, forms[k], &tm);
+        if (!end || *end) continue;
+        time_t t = timegm(&tm);
+        if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_mday != tm.tm_mday) return false;
+        *out = (int64_t)t;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Is the object unchanged for the client, so 304? If-None-Match when present, else
+ * If-Modified-Since: the object's Last-Modified (whole seconds) at or before the date. A date
+ * that is malformed, in the future or given on several lines is ignored (RFC 9110 13.1.3).
+ */
+static bool not_modified(const char *inm, const char *ims, const struct blob_info *i)
+{
+    if (inm) return none_match_hit(inm, i);
+    int64_t t;
+    if (!ims || !http_date_parse(ims, &t) || t > time_now_ms() / 1000) return false;
+    return time_floor_div(i->modified_ms, 1000) <= t;
+}
+
+/*
+ * Does If-Range (h, NULL for none) let the Range apply? Only a strong ETag equal to the
+ * object's: a weak tag never matches, nor does a date. Last-Modified has whole seconds and an
+ * object can be replaced twice within one, so drover cannot tell a date is a strong validator
+ * (RFC 9110 8.8.2.2); a false If-Range sends the whole object, which is always correct.
+ * Several lines, a list or anything malformed is false too.
+ */
+static bool if_range_holds(const char *h, const struct blob_info *i)
+{
+    if (!h) return true;
+    const char *p = skip_ows(h), *tag;
+    bool weak;
+    size_t n;
+    return etag_parse(&p, &weak, &tag, &n) && !weak && !*skip_ows(p) && etag_is(tag, n, i);
+}
+
+/* 0 when the write (method, "PUT" or "DELETE") has no precondition, else ERR_INVALID naming it. */
+static int write_unconditional(struct http_req *r, const char *method, struct err *e)
+{
+    static const char *const conds[] = {"If-Match", "If-None-Match", "If-Unmodified-Since", NULL};
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    for (int k = 0; conds[k]; k++)
+        if (evhttp_find_header(h, conds[k]))
+            return err_field(e, ERR_INVALID, conds[k],
+                             "conditional writes are not supported: a %s with %s would not be "
+                             "checked against the object's current version; send it without %s",
+                             method, conds[k], conds[k]);
+    return 0;
 }
 
 /* ---- PUT ---- */
@@ -250,7 +408,8 @@ static int api_blob_put(struct http_req *r, const char *bucket, const char *key)
     struct err e = ERR_INIT;
     struct upload *up = upload_of(s->uploads, r->ev);
     struct presign_bind bind;
-    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e)) {
+    if (object_auth(r, "PUT", bucket, key, &bind, &e) || blob_name_check(bucket, key, &e) ||
+        write_unconditional(r, "PUT", &e)) {
         http_reply_err(r, &e);
         return HTTP_DONE;
     }
@@ -286,8 +445,10 @@ struct get_op {
     struct server *s;
     char bucket[BLOB_BUCKET_MAX + 1];
     char *key, *range;
+    char *inm, *ims, *if_range; /* If-None-Match, If-Modified-Since, If-Range (NULL: none) */
     bool head;
     struct blob_info info; /* from get_prepare: */
+    bool unmodified;       /* 304 */
     int64_t off, len;
     int ranged, rc;
     struct blob_reader *rd;
@@ -303,6 +464,9 @@ static void get_free(struct get_op *op)
 {
     free(op->key);
     free(op->range);
+    free(op->inm);
+    free(op->ims);
+    free(op->if_range);
     blob_close(op->rd);
     if (op->buf) evbuffer_free(op->buf);
     free(op);
@@ -404,18 +568,50 @@ static void add_object_headers(struct http_req *r, const struct blob_info *info)
     evhttp_add_header(h, "Last-Modified", date);
 }
 
-/* What a GET or HEAD needs from the store (on the offload thread for remote stores). */
+static bool same_version(const struct blob_info *a, const struct blob_info *b)
+{
+    return a->size == b->size && a->modified_ms == b->modified_ms && !strcmp(a->sha256, b->sha256);
+}
+
+#define GET_TRIES 3 /* versions tried when the object is replaced between its head and its open */
+
+/*
+ * What a GET or HEAD needs from the store (on the offload thread for remote stores): the
+ * object's head, the preconditions and Range judged against it, and a reader of that same
+ * version. A reader that finds another version (replaced meanwhile) is closed and all is
+ * judged again, so the ETag, an If-Range and the bytes sent always agree.
+ */
 static void get_prepare(void *arg)
 {
     struct get_op *op = arg;
-    op->rc = blob_head(op->s->blobs, op->bucket, op->key, &op->info, &op->err);
-    if (op->rc) return;
-    op->off = 0;
-    op->len = op->info.size;
-    op->ranged = http_range_parse(op->range, op->info.size, &op->off, &op->len);
-    if (op->ranged < 0 || op->head) return;
-    op->rc =
-        blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, NULL, &op->err);
+    for (int tries = 1;; tries++) {
+        op->rc = blob_head(op->s->blobs, op->bucket, op->key, &op->info, &op->err);
+        if (op->rc) return;
+        op->unmodified = not_modified(op->inm, op->ims, &op->info);
+        op->off = 0;
+        op->len = op->info.size;
+        op->ranged = 0;
+        if (!op->unmodified && if_range_holds(op->if_range, &op->info))
+            op->ranged = http_range_parse(op->range, op->info.size, &op->off, &op->len);
+        if (op->unmodified || op->ranged < 0 || op->head) return;
+        struct blob_info opened;
+        op->rc = blob_open(op->s->blobs, op->bucket, op->key, op->off, op->len, &op->rd, &opened,
+                           &op->err);
+        /* ERR_INVALID: the window is past the end of a shorter version, opened meanwhile */
+        if ((op->rc && op->rc != ERR_INVALID) || (!op->rc && same_version(&opened, &op->info)))
+            return;
+        blob_close(op->rd);
+        op->rd = NULL;
+        if (tries == GET_TRIES) {
+            err_clear(&op->err);
+            op->rc = err_set(&op->err, ERR_UNAVAILABLE,
+                             "object '%s/%s' was replaced %d times while it was being opened; "
+                             "try again",
+                             op->bucket, op->key, GET_TRIES);
+            return;
+        }
+        err_clear(&op->err);
+    }
 }
 
 /* Answers with what get_prepare found: an error, the headers, or the start of the bytes. */
@@ -444,6 +640,15 @@ static void get_respond(void *arg)
         return;
     }
     add_object_headers(r, &op->info);
+    if (op->unmodified) {
+        /* no body; the length a 200 would have (RFC 9110 8.6), so a HEAD's is not 0 */
+        snprintf(buf, sizeof(buf), "%" PRId64, op->info.size);
+        evhttp_add_header(h, "Content-Length", buf);
+        r->on_gone = NULL;
+        get_free(op);
+        http_reply_bytes(r, 304, "application/octet-stream", "", 0);
+        return;
+    }
     snprintf(buf, sizeof(buf), "%" PRId64, op->len);
     evhttp_add_header(h, "Content-Length", buf);
     if (op->ranged > 0) {
@@ -479,6 +684,9 @@ static int api_blob_get(struct http_req *r, const char *bucket, const char *key,
     op->key = xstrdup(key);
     const char *range = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Range");
     op->range = range ? xstrdup(range) : NULL;
+    op->inm = header_joined(r, "If-None-Match");
+    op->ims = header_joined(r, "If-Modified-Since");
+    op->if_range = header_joined(r, "If-Range");
     op->head = head;
     op->remote = blob_caps(s->blobs) & BLOB_CAP_REMOTE;
     op->buf = evbuffer_new();
@@ -673,7 +881,8 @@ int api_blob_object(struct http_req *r)
         return api_blob_get(r, bucket, key, true);
     case EVHTTP_REQ_DELETE: {
         struct presign_bind bind;
-        if (object_auth(r, "DELETE", bucket, key, &bind, &e)) {
+        if (object_auth(r, "DELETE", bucket, key, &bind, &e) ||
+            write_unconditional(r, "DELETE", &e)) {
             http_reply_err(r, &e);
             return HTTP_DONE;
         }

@@ -1,5 +1,6 @@
 """The embedded object store over HTTP (docs/api.md): PUT / GET with Range / HEAD / DELETE, listing,
 presigned URLs, and what bad input, broken uploads and a full disk get."""
+import calendar
 import hashlib
 import os
 import resource
@@ -546,3 +547,221 @@ def test_stalled_upload_is_given_up(make_server):
     assert b"Connection: close" in out
     wait_for(lambda: tmp_files(s) == [], what="the stalled upload to be discarded")
     assert s.api().get("/v1/blobs/b1/stall").status_code == 404
+
+
+# ---- conditional requests (RFC 9110 section 13): If-Range, If-None-Match, If-Modified-Since;
+# writes with a precondition refused
+
+def etag(data):
+    return f'"{sha(data)}"'
+
+
+def http_date(t):
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t))
+
+
+def test_if_range_after_a_replace_sends_the_whole_new_object(server):
+    """A resumed download whose object was replaced meanwhile must not splice two versions."""
+    api = server.api()
+    old, new = b"old version of the object " * 40, b"NEW version, another length " * 50
+    put(api, "b1/ir", old)
+    first = api.get("/v1/blobs/b1/ir", headers={"Range": "bytes=0-4"})
+    assert first.status_code == 206 and first.headers["ETag"] == etag(old)
+    put(api, "b1/ir", new)
+
+    def get(if_range, rng="bytes=5-", method="get"):
+        h = {"Range": rng} if rng else {}
+        if if_range is not None:
+            h["If-Range"] = if_range
+        return getattr(api, method)("/v1/blobs/b1/ir", headers=h)
+
+    r = get(etag(old))  # stale: the Range is ignored, the whole new object comes
+    assert r.status_code == 200 and r.content == new, r.headers
+    assert "Content-Range" not in r.headers and r.headers["ETag"] == etag(new)
+    r = get(etag(new))  # current: the rest of it
+    assert r.status_code == 206 and r.content == new[5:]
+    assert r.headers["Content-Range"] == f"bytes 5-{len(new) - 1}/{len(new)}"
+    r = get(f'{etag(new)}  ')  # blanks after it are fine
+    assert r.status_code == 206 and r.content == new[5:]
+    # never a match: a weak tag, a date (Last-Modified has whole seconds: not a strong
+    # validator), malformed values, a list, several lines
+    last_modified = get(None, None).headers["Last-Modified"]
+    for bad in ("W/" + etag(new), last_modified, sha(new), etag(new)[:-1], '""', "",
+                "garbage", f'{etag(new)}, {etag(new)}', f'{etag(new)} x', "*"):
+        r = get(bad)
+        assert r.status_code == 200 and r.content == new, bad
+        assert "Content-Range" not in r.headers, bad
+    # If-Range without a Range changes nothing; a false one also drops an unsatisfiable Range
+    r = get(etag(old), None)
+    assert r.status_code == 200 and r.content == new
+    assert get(etag(new), f"bytes={len(new)}-").status_code == 416
+    r = get(etag(old), f"bytes={len(new)}-")
+    assert r.status_code == 200 and r.content == new
+    # HEAD says what the GET would
+    r = get(etag(old), method="head")
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(new)
+    r = get(etag(new), method="head")
+    assert r.status_code == 206 and int(r.headers["Content-Length"]) == len(new) - 5
+    # two If-Range lines: not one validator, so false
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall((f"GET /v1/blobs/b1/ir HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {server.admin_token}\r\nRange: bytes=5-\r\n"
+               f"If-Range: {etag(new)}\r\nIf-Range: {etag(new)}\r\nConnection: close\r\n\r\n")
+              .encode())
+    out = read_until_closed(s)
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(new), out[:300]
+
+
+def test_if_none_match_and_if_modified_since_answer_304(server):
+    api = server.api()
+    data = os.urandom(5000)
+    put(api, "b1/nm", data)
+    full = api.get("/v1/blobs/b1/nm")
+    lm = full.headers["Last-Modified"]
+
+    def get(method="get", **h):
+        return getattr(api, method)("/v1/blobs/b1/nm", headers=h)
+
+    for method in ("get", "head"):
+        for inm in (etag(data), "*", f'"other", W/{etag(data)}', f'"x" ,, {etag(data)}\t',
+                    "W/" + etag(data)):
+            r = get(method, **{"If-None-Match": inm})
+            assert r.status_code == 304 and r.content == b"", (method, inm)
+            assert r.headers["ETag"] == etag(data) and r.headers["Last-Modified"] == lm
+            assert int(r.headers["Content-Length"]) == len(data)  # what a 200 would have
+        # no match, or not a list of entity-tags (ignored): the object
+        for inm in ('"other"', f'"x", "y"', sha(data), f"{etag(data)} junk", "**", ""):
+            r = get(method, **{"If-None-Match": inm})
+            assert r.status_code == 200, (method, inm)
+            if method == "get":
+                assert r.content == data
+    # 304 before a Range; If-None-Match before If-Modified-Since
+    r = get(**{"If-None-Match": etag(data), "Range": "bytes=0-9"})
+    assert r.status_code == 304 and r.content == b""
+    r = get(**{"If-None-Match": '"other"', "If-Modified-Since": lm})
+    assert r.status_code == 200 and r.content == data
+    # If-Modified-Since: at or after Last-Modified is 304, in three date forms
+    t = calendar.timegm(time.strptime(lm, "%a, %d %b %Y %H:%M:%S GMT"))
+    rfc850 = time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t))
+    asctime = time.strftime("%a %b ", time.gmtime(t)) + "%2d" % time.gmtime(t).tm_mday + \
+        time.strftime(" %H:%M:%S %Y", time.gmtime(t))
+    time.sleep(max(0, t + 1.1 - time.time()))  # a later date, no longer in the future
+    for ims in (lm, rfc850, asctime, http_date(t + 1)):
+        for method in ("get", "head"):
+            r = get(method, **{"If-Modified-Since": ims})
+            assert r.status_code == 304 and r.content == b"", (method, ims)
+    # earlier, in the future, malformed or impossible: the object
+    for ims in (http_date(t - 1), http_date(time.time() + 3600), "yesterday", lm + " x",
+                lm.replace("GMT", "UTC"), "Sun, 30 Feb 2025 10:00:00 GMT", f"{lm}, {lm}"):
+        r = get(**{"If-Modified-Since": ims})
+        assert r.status_code == 200 and r.content == data, ims
+    # a replaced object is modified for the old tag; a missing one is 404 whatever the header
+    new = b"replaced"
+    put(api, "b1/nm", new)
+    r = get(**{"If-None-Match": etag(data)})
+    assert r.status_code == 200 and r.content == new
+    for h in ({"If-None-Match": "*"}, {"If-Modified-Since": http_date(time.time())}):
+        assert api.get("/v1/blobs/b1/absent", headers=h).status_code == 404
+
+
+def test_304_on_a_kept_alive_connection_sends_no_body(server):
+    data = b"0123456789" * 100
+    put(server.api(), "b1/ka", data)
+    auth = f"Authorization: Bearer {server.admin_token}\r\n"
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall((f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}"
+               f"If-None-Match: {etag(data)}\r\n\r\n"
+               f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+              .encode())
+    out = read_until_closed(s)
+    first, rest = out.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 304"), out[:300]
+    assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(data), rest[:300]
+
+
+def test_etag_and_bytes_agree_while_the_object_is_replaced(server):
+    """Readers of an object replaced over and over: the ETag, an If-Range and the bytes sent
+    always belong to one version."""
+    import threading
+    versions = [bytes([65 + i]) * (3000 + 1000 * i) for i in range(3)]
+    by_tag = {etag(v): v for v in versions}
+    api = server.api()
+    put(api, "b1/race", versions[0])
+    stop = threading.Event()
+
+    def writer():
+        w = server.api()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            put(w, "b1/race", versions[i % 3])
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        checked = 0
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            r = api.get("/v1/blobs/b1/race", headers={"Range": "bytes=100-",
+                                                       "If-Range": etag(versions[1])})
+            assert r.headers["ETag"] in by_tag
+            v = by_tag[r.headers["ETag"]]
+            if r.status_code == 206:
+                assert v is versions[1] and r.content == v[100:]
+            else:
+                assert r.status_code == 200 and r.content == v, r.status_code
+            checked += 1
+        assert checked > 20
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_conditional_writes_are_refused(server):
+    """No store can compare-and-swap across servers: a PUT or DELETE with a precondition is
+    refused (400 naming the header), never run as if it had none."""
+    api = server.api()
+    data = b"version one"
+    put(api, "b1/cw", data)
+    last_modified = api.head("/v1/blobs/b1/cw").headers["Last-Modified"]
+    cases = [("If-Match", '"stale"'), ("If-Match", etag(data)), ("If-Match", "*"),
+             ("If-None-Match", "*"), ("If-None-Match", '"other"'),
+             ("if-unmodified-since", last_modified)]
+    for name, value in cases:
+        for method in ("put", "delete"):
+            kw = {"data": b"version two"} if method == "put" else {}
+            r = getattr(api, method)("/v1/blobs/b1/cw", headers={name: value}, **kw)
+            assert r.status_code == 400, (method, name, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "invalid_argument", err
+            assert err["field"].lower() == name.lower(), err
+            assert "conditional writes are not supported" in err["message"], err
+    # a new object too, and through a presigned URL
+    r = put(api, "b1/cw-new", b"x", headers={"If-None-Match": "*"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "If-None-Match"
+    url = presign(api, method="PUT", uri="s3://b1/cw").json()["url"]
+    r = requests.put(url, data=b"version two", headers={"If-Match": etag(data)})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "If-Match"
+    # nothing was touched; the connection is still usable, and If-Modified-Since or If-Range
+    # (which have no meaning on a PUT, RFC 9110) are not refused
+    assert api.get("/v1/blobs/b1/cw").content == data
+    assert api.get("/v1/blobs/b1/cw-new").status_code == 404
+    r = put(api, "b1/cw", b"version two", headers={"If-Modified-Since": last_modified,
+                                                    "If-Range": etag(data)})
+    assert r.status_code == 200 and api.get("/v1/blobs/b1/cw").content == b"version two"
+
+
+def test_conditional_get_through_a_presigned_url(server):
+    api = server.api()
+    old, new = b"first " * 100, b"second " * 100
+    put(api, "b1/pc", old)
+    url = presign(api, method="GET", uri="s3://b1/pc").json()["url"]
+    put(api, "b1/pc", new)
+    r = requests.get(url, headers={"Range": "bytes=10-", "If-Range": etag(old)})
+    assert r.status_code == 200 and r.content == new
+    r = requests.get(url, headers={"Range": "bytes=10-", "If-Range": etag(new)})
+    assert r.status_code == 206 and r.content == new[10:]
+    r = requests.get(url, headers={"If-None-Match": etag(new)})
+    assert r.status_code == 304 and r.content == b""
+    head = presign(api, method="HEAD", uri="s3://b1/pc").json()["url"]
+    assert requests.head(head, headers={"If-None-Match": etag(new)}).status_code == 304

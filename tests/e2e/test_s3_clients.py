@@ -305,3 +305,40 @@ def test_presign_prefix_on_s3(s3):
     for o in objs:
         assert o["url"].startswith(endpoint)
         assert requests.get(o["url"], timeout=30).content == o["key"].rsplit(".", 1)[1].encode()
+
+
+def test_conditional_requests_on_an_s3_store(s3):
+    """If-Range, If-None-Match and If-Modified-Since through drover on the S3 store answer as on
+    the embedded one (test_blobs.py), and a write with a precondition is refused likewise.
+    (Presigned URLs of an S3 store are the S3 service's: it judges their headers itself.)"""
+    srv, client, endpoint = s3
+    api = srv.api()
+    old, new = b"old version " * 500, b"a NEW version " * 300
+    assert api.put("/v1/blobs/bk/cond", data=old).status_code == 200
+    tag_old = '"%s"' % hashlib.sha256(old).hexdigest()
+    tag_new = '"%s"' % hashlib.sha256(new).hexdigest()
+    assert api.put("/v1/blobs/bk/cond", data=new).status_code == 200
+
+    r = api.get("/v1/blobs/bk/cond", headers={"Range": "bytes=5-", "If-Range": tag_old})
+    assert r.status_code == 200 and r.content == new and "Content-Range" not in r.headers
+    r = api.get("/v1/blobs/bk/cond", headers={"Range": "bytes=5-", "If-Range": tag_new})
+    assert r.status_code == 206 and r.content == new[5:]
+    for bad in ("W/" + tag_new, r.headers["Last-Modified"], "garbage"):
+        r = api.get("/v1/blobs/bk/cond", headers={"Range": "bytes=5-", "If-Range": bad})
+        assert r.status_code == 200 and r.content == new, bad
+
+    for h in ({"If-None-Match": tag_new}, {"If-None-Match": f'"x", W/{tag_new}'},
+              {"If-None-Match": "*"}, {"If-Modified-Since": r.headers["Last-Modified"]}):
+        for method in (api.get, api.head):
+            got = method("/v1/blobs/bk/cond", headers=h)
+            assert got.status_code == 304 and got.content == b"", h
+            assert got.headers["ETag"] == tag_new
+    r = api.get("/v1/blobs/bk/cond", headers={"If-None-Match": tag_old})
+    assert r.status_code == 200 and r.content == new
+
+    for h in ({"If-Match": tag_old}, {"If-None-Match": "*"},
+              {"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}):
+        r = api.put("/v1/blobs/bk/cond", data=b"lost?", headers=h)
+        assert r.status_code == 400 and r.json()["error"]["field"] == next(iter(h)), r.text
+        assert api.delete("/v1/blobs/bk/cond", headers=h).status_code == 400
+    assert client.get_object(Bucket=S3_BUCKET, Key="bk/cond")["Body"].read() == new
