@@ -80,6 +80,18 @@ static void unlink_follower(struct follower *fw)
     fw->r->owner = NULL;
 }
 
+/* Ends a follower's stream with a last comment saying why (a client that reconnects learns
+   the rest: a 401, or a server that is back). */
+static void follower_end(struct follower *fw, const char *why)
+{
+    unlink_follower(fw);
+    char *last = xasprintf(": %s\n\n", why);
+    http_reply_chunk(fw->r, last, strlen(last)); /* replaces a chunk's on_sent, as the end */
+    free(last);
+    http_reply_end(fw->r);
+    follower_free(fw);
+}
+
 static void on_gone(struct http_req *r)
 {
     struct follower *fw = r->owner;
@@ -267,7 +279,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct events *ev = arg;
     int64_t now = time_now_ms();
-    for (struct follower *fw = ev->head; fw; fw = fw->next) {
+    struct follower *next;
+    for (struct follower *fw = ev->head; fw; fw = next) {
+        next = fw->next;
+        /* a stream is one long call: its credential is checked again each second, as a
+           call's would be (a cache lookup; a revoked token's or an ended session's stream
+           ends) */
+        struct err e = ERR_INIT;
+        int rc = http_authenticate(fw->r, fw->r->route->roles, &e);
+        if (rc == ERR_UNAUTH || rc == ERR_DENIED) {
+            char why[600];
+            snprintf(why, sizeof(why), "the stream's credential is no longer valid: %s", e.msg);
+            follower_end(fw, why);
+            continue;
+        }
         if (fw->sending || now - fw->last_sent_ms < 3000LL * ev->s->heartbeat_s) continue;
         struct evbuffer *b = evbuffer_new();
         evbuffer_add_printf(b, ": keep-alive\n\n");
@@ -300,12 +325,8 @@ struct events *events_new(struct server *s, int64_t keep)
 void events_free(struct events *ev)
 {
     if (!ev) return;
-    while (ev->head) {
-        struct follower *fw = ev->head;
-        unlink_follower(fw);
-        http_reply_end(fw->r);
-        follower_free(fw);
-    }
+    while (ev->head)
+        follower_end(ev->head, "the server is shutting down: reconnect with Last-Event-ID");
     event_free(ev->timer);
     free(ev);
 }

@@ -108,6 +108,14 @@ static bool reader_done(const struct reader *rd, const struct job *j)
 static void pump(struct reader *rd)
 {
     if (rd->sending) return;
+    /* a followed log is one long call: its credential is checked again before more is sent,
+       as a call's would be (a revoked token's answer ends; a check is a cache lookup) */
+    struct err e = ERR_INIT;
+    int rc = http_authenticate(rd->r, rd->r->route->roles, &e);
+    if (rc == ERR_UNAUTH || rc == ERR_DENIED) {
+        finish(rd);
+        return;
+    }
     struct store *st = rd->l->s->reads;
     struct job j;
     if (store_job_get_run(st, rd->job, &j, NULL)) {

@@ -506,6 +506,44 @@ def test_cli_events_and_wait_usage_errors(server, args, message):
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
+def test_a_revoked_tokens_streams_end(server, streams, make_agent):  # noqa: F811
+    """A stream is one long call: once its token is revoked, its event stream ends (a last
+    comment says why) and its followed log ends before more is sent; reconnecting is a 401.
+    What is committed after that does not reach them."""
+    r = server.api().post("/v1/tokens", json={"role": "client", "name": "dave"})
+    assert r.status_code in (200, 201), r.text
+    token = r.json()["token"]
+    make_agent(server, "w1")
+    jid = submit(server, {"command": {"shell": "echo before; sleep 3; echo after-revoke"}},
+                 token=token)
+    st = streams(server, {"since": 0}, token=token)
+    st.wait(lambda ev: any(e.get("state") == "running" for e in ev), 30, "the job to run")
+    log = requests.get(f"{server.url}/v1/jobs/{jid}/log", params={"follow": 1}, stream=True,
+                       headers={"Authorization": f"Bearer {token}"}, timeout=(5, 60))
+    assert log.status_code == 200
+    assert server.api().delete("/v1/tokens/dave").status_code in (200, 204)
+    st.thread.join(timeout=20)
+    assert not st.thread.is_alive(), "the stream did not end"
+    assert any("no longer valid" in c for c in st.comments), st.comments
+    body = log.raw.read()  # ends once more output comes
+    log.close()
+    assert b"after-revoke" not in body, body
+    wait_for(lambda: server.api().get(f"/v1/jobs/{jid}").json()["state"] == "succeeded", 30,
+             "the job to end")
+    assert server.api().get(f"/v1/jobs/{jid}/log").text == "before\nafter-revoke\n"
+    assert not [e for e in st.events() if e.get("state") == "succeeded"]
+    r = server.api(token).get("/v1/events", timeout=10)
+    assert r.status_code == 401, r.text
+
+
+def test_shutdown_says_so_on_the_stream(make_server, streams):
+    server = make_server()
+    st = streams(server)
+    assert server.stop() == 0
+    st.thread.join(timeout=20)
+    assert any("shutting down" in c for c in st.comments), st.comments
+
+
 def test_a_client_sees_its_own_jobs_events(server, streams):
     tokens = {}
     for name in ("alice", "bob"):
