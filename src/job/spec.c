@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "common/buf.h"
 #include "job/protocol.h"
 
@@ -153,9 +155,24 @@ static bool notify_when_ok(const char *s)
     return !strcmp(s, "end") || !strcmp(s, "all");
 }
 
+/*
+ * curl's URL parser (what delivers the webhooks) says whether it can be reached: a host, a
+ * port up to 65535. No user:password@: deliveries are signed (X-Drover-Signature), and a
+ * credential would be shown to whoever reads the job.
+ */
 bool spec_notify_url_valid(const char *s)
 {
-    return (starts(s, "http://") || starts(s, "https://")) && spec_uri_valid(s, false, NULL);
+    if (!(starts(s, "http://") || starts(s, "https://")) || !spec_uri_valid(s, false, NULL))
+        return false;
+    CURLU *u = curl_url();
+    char *user = NULL, *password = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER &&
+              curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_NO_PASSWORD;
+    curl_free(user);
+    curl_free(password);
+    curl_url_cleanup(u);
+    return ok;
 }
 
 /* --- URIs ----------------------------------------------------------------- */
@@ -1242,7 +1259,8 @@ static const struct field spec_fields[] = {
     {.key = "labels", .check = check_labels, .dflt = "{}"},
     {.key = "notify_url", .check = check_string, .dflt = "null", .min = 1, .max = 2048,
      .valid = spec_notify_url_valid,
-     .expect = "an http:// or https:// url of at most 2048 bytes, or null"},
+     .expect = "an http:// or https:// url of at most 2048 bytes (a host, a port up to 65535, "
+               "no user:password@: deliveries are signed), or null"},
     {.key = "notify", .check = check_string, .dflt = "\"end\"", .min = 3, .max = 3,
      .valid = notify_when_ok, .expect = "\"end\" (the job's end) or \"all\" (every change)"},
     {.key = "retention_s", .check = check_int, .dflt = "null", .min = 1,

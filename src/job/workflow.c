@@ -528,7 +528,8 @@ int workflow_parse_ports(json_t *body, const json_t *ports, struct workflow *w, 
             workflow_release(w);
             return err_field(e, ERR_INVALID, "notify_url",
                              "notify_url must be an http:// or https:// URL of at most 2048 "
-                             "bytes");
+                             "bytes (a host, a port up to 65535, no user:password@: deliveries "
+                             "are signed)");
         }
         w->notify_url = xstrdup(json_string_value(url));
     }

@@ -294,6 +294,9 @@ def test_committed_deliveries_survive_kill_9(hook_server, receivers):
     ({"notify": "sometimes"}, "notify"),
     ({"notify_url": "ftp://x/y"}, "notify_url"),
     ({"notify_url": 7}, "notify_url"),
+    ({"notify_url": "http://127.0.0.1:99999/x"}, "notify_url"),  # no such port
+    ({"notify_url": "https://user:pw@hooks.example/x"}, "notify_url"),  # shown to readers
+    ({"notify_url": "http://:80/x"}, "notify_url"),
 ])
 def test_bad_webhook_fields_are_named(server, spec, field):
     spec["command"] = {"program": "/bin/true"}
