@@ -520,6 +520,11 @@ static int parse_follow(struct http_req *r, struct follower *fw, const char **si
                              "type must be job, agent, object, trigger, array, queue, tenant or "
                              "workflow");
     }
+    /* queue= and job= follow job events: another type with them would follow nothing, or
+       be dropped without a word */
+    if (fw->kind >= 0 && fw->kind != EVENT_JOB && (http_query(r, "queue") || http_query(r, "job")))
+        return err_field(e, ERR_INVALID, "type", "type must be job with %s (or left out)",
+                         http_query(r, "queue") ? "queue" : "job");
     if ((v = http_query(r, "queue"))) {
         if (!spec_queue_name_valid(v))
             return err_field(e, ERR_INVALID, "queue", "queue must match [a-z0-9._-]{1,64}");

@@ -165,6 +165,7 @@ def test_filters_by_job_queue_and_type(make_server, make_agent, streams):  # noq
     ("since=+1", "since"), ("since=%201", "since"), ("since=99999999999999999999", "since"),
     ("job=nope", "job"), ("job=", "job"), ("type=workflows", "type"), ("queue=Bad!", "queue"),
     ("workflow=x", "workflow"), ("colour=red", "colour"),
+    ("queue=q2&type=agent", "type"), ("job=ffffffffff&type=object", "type"),
 ])
 def test_bad_parameters_name_the_field(server, query, field):
     r = server.api().get("/v1/events?" + query)
