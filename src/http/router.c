@@ -505,14 +505,55 @@ static bool word_in(const char *list, const char *word)
     return false;
 }
 
-/* 0 when every query parameter is one the route takes; else ERR_INVALID naming the first. */
-static int check_query(const struct http_req *r, struct err *e)
+/*
+ * ERR_INVALID naming the first query parameter whose value, as evhttp decodes it (keys it
+ * leaves as sent), holds a NUL, or with `ctl` any control character (below 0x20, 0x7f). A
+ * decoded NUL ends the value evhttp keeps, unseen: `name=keep%00x` would filter by "keep".
+ */
+static int check_query_bytes(const char *q, bool ctl, struct err *e)
+{
+    int rc = 0;
+    for (const char *p = q; *p && !rc; p += strcspn(p, "&"), p += *p == '&') {
+        size_t len = strcspn(p, "&"), klen = strcspn(p, "=");
+        if (klen >= len) continue;
+        char *value = xstrndup(p + klen + 1, len - klen - 1);
+        size_t n = 0;
+        unsigned char *dec = (unsigned char *)evhttp_uridecode(value, 1, &n);
+        for (size_t i = 0; dec && i < n && !rc; i++) {
+            if (dec[i] && !(ctl && (dec[i] < 0x20 || dec[i] == 0x7f))) continue;
+            char *key = xstrndup(p, klen);
+            rc = err_field(e, ERR_INVALID, key,
+                           "query parameter '%s' holds a control character (0x%02x), which no "
+                           "value may",
+                           key, dec[i]);
+            free(key);
+        }
+        free(dec);
+        free(value);
+    }
+    return rc;
+}
+
+/*
+ * 0 when every query parameter is one the route takes, once, and no value holds a control
+ * character; else ERR_INVALID naming the first that is not. A second copy would go unseen
+ * (evhttp finds the first: `state=failed&state=succeeded` would read the failed jobs only).
+ * Routes that check no parameters (objects: presigned URLs, S3 clients) are refused only a
+ * NUL, which no value of theirs can mean.
+ */
+static int check_query(const struct http_req *r, const char *q, struct err *e)
 {
     const char *takes = r->route->query;
-    if (!takes) return 0;
+    if (!takes) return q ? check_query_bytes(q, false, e) : 0;
     const struct evkeyval *kv;
     TAILQ_FOREACH(kv, &r->query, next)
     {
+        /* the ones before are known and unlike: at most as many as the route takes */
+        for (const struct evkeyval *k = TAILQ_FIRST(&r->query); k != kv; k = TAILQ_NEXT(k, next))
+            if (!strcmp(k->key, kv->key))
+                return err_field(e, ERR_INVALID, kv->key,
+                                 "query parameter '%s' is given twice: it is taken once",
+                                 kv->key);
         if (word_in(takes, kv->key)) continue;
         struct buf list = BUF_INIT; /* "a, b, c" */
         for (const char *t = takes; *t; t++)
@@ -523,7 +564,7 @@ static int check_query(const struct http_req *r, struct err *e)
         buf_release(&list);
         return rc;
     }
-    return 0;
+    return q ? check_query_bytes(q, true, e) : 0;
 }
 
 int router_check_head(void *arg, const char *method, const char *target,
@@ -597,7 +638,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
         return;
     }
     buf_release(&allow);
-    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || check_query(r, &e) ||
+    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || check_query(r, q, &e) ||
         read_body(r, &e)) {
         http_reply_err(r, &e);
         return;

@@ -50,7 +50,8 @@ struct route {
     size_t body_limit;   /* bytes; 0 = no body accepted */
     int json_body;       /* parse the body as JSON into req->body: true, or HTTP_JSON_NUL */
     const char *query;   /* the query parameters it takes, space-separated ("": none), any
-                            other refused (400 naming it); NULL: not checked */
+                            other, one given twice or a value with a control character
+                            refused (400 naming it); NULL: not checked (but for a NUL) */
 };
 /* json_body: a JSON body whose strings may hold \u0000 (an agent's captured output) */
 #define HTTP_JSON_NUL 2
