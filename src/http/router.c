@@ -463,8 +463,13 @@ static int find_route(struct router *rt, const char *method, const char *path, s
     const struct route *get = NULL;
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
     char *tail = NULL;
+    /* A path some route writes without parameters is theirs alone: GET /v1/jobs/cancel is
+       405 (POST only), not the job 'cancel' of GET /v1/jobs/{id}. */
+    bool fixed = false;
+    for (size_t i = 0; i < rt->n && !fixed; i++)
+        fixed = !strcmp(rt->routes[i].pattern, path);
     for (size_t i = 0; i < rt->n; i++) {
-        if (!match(rt->routes[i].pattern, path, r))
+        if (fixed ? strcmp(rt->routes[i].pattern, path) : !match(rt->routes[i].pattern, path, r))
             continue;
         if (!strcmp(rt->routes[i].method, method)) {
             r->route = &rt->routes[i];

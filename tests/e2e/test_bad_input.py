@@ -347,3 +347,21 @@ def test_object_routes_take_their_parameters_as_they_come_but_a_nul(server):
     assert r.status_code == 400 and r.json()["error"]["field"] == "x-id", r.text
     url = api.post("/v1/presign", json={"method": "GET", "uri": "s3://bk/k"}).json()["url"]
     assert requests.get(url, timeout=10).content == b"v"
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/cancel", "/v1/jobs/retry"])
+def test_fixed_post_paths_answer_405(server, path):
+    """GET /v1/jobs/cancel once read the job 'cancel' (404) and GET /v1/jobs/retry refused its
+    id (400): a path the route table writes without parameters belongs to its own routes."""
+    api = server.api()
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        r = getattr(api, method.lower())(path)
+        assert r.status_code == 405, (method, r.text)
+        assert r.headers["Allow"] == "POST", (method, r.headers)
+        if method != "HEAD":
+            assert r.json()["error"]["code"] == "method_not_allowed"
+    # the {id} routes next to them still work
+    jid = api.post("/v1/jobs", json={**GOOD, "queue": "q"}).json()["id"]
+    assert api.get(f"/v1/jobs/{jid}").status_code == 200
+    r = api.post(f"/v1/jobs/{jid}{path[len('/v1/jobs'):]}")  # a queued job: cancelled, or
+    assert r.status_code == (200 if path.endswith("cancel") else 409), r.text  # not retried
