@@ -2,10 +2,10 @@
  * router.h - dispatch of HTTP requests (libevent evhttp) to handlers.
  *
  * The router does every generic check in one place (Redis processCommand):
- * 404 / 405, authentication and role, body size, JSON parsing, a request id,
- * timing and the access log. Handlers receive a parsed `struct http_req` and
- * answer with the http_reply_* functions; they never touch sockets. Transport
- * only: no job semantics here.
+ * 404 / 405, authentication and role, query parameters, body size and framing,
+ * JSON parsing, a request id, timing and the access log. Handlers receive a
+ * parsed `struct http_req` and answer with the http_reply_* functions; they
+ * never touch sockets. Transport only: no job semantics here.
  *
  * A handler returns HTTP_DONE once it has replied, or HTTP_DEFERRED when it
  * will reply later (a long-poll, a write waiting for its group commit). A
