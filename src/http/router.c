@@ -425,6 +425,14 @@ static int read_body(struct http_req *r, struct err *e)
         return too_large(e, r->route, len, r->route->body_limit);
     if (!r->route->json_body)
         return 0;
+    /* gzip and the like are not decoded: jansson would call them malformed at line 1 */
+    const char *enc = evhttp_find_header(evhttp_request_get_input_headers(r->ev),
+                                         "Content-Encoding");
+    if (enc && strcasecmp(enc, "identity"))
+        return err_set(e, ERR_MEDIATYPE,
+                       "Content-Encoding '%s' is not accepted: %s %s takes its JSON body as it "
+                       "is, not encoded",
+                       enc, r->route->method, r->route->pattern);
     if (!len)
         return err_set(e, ERR_INVALID, "a JSON request body is required");
     json_error_t je;
