@@ -29,6 +29,7 @@ static const struct {
     {ERR_GONE, 410, "gone", "no longer available"},
     {ERR_AMBIGUOUS, 409, "ambiguous", "ambiguous"},
     {ERR_QUOTA, 429, "quota", "quota exceeded"},
+    {ERR_MEDIATYPE, 415, "unsupported_media_type", "unsupported media type"},
 };
 
 static int find(int code)

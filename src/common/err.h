@@ -33,6 +33,7 @@ enum {
     ERR_GONE = -14,       /* 410 gone: e.g. events older than the retained window */
     ERR_AMBIGUOUS = -15,  /* 409 ambiguous: a name or id prefix matches several */
     ERR_QUOTA = -16,      /* 429 quota: a tenant's limit (docs/operations.md) */
+    ERR_MEDIATYPE = -17,  /* 415 unsupported_media_type: a body in a form not taken */
 };
 
 struct err {

@@ -425,6 +425,14 @@ static int read_body(struct http_req *r, struct err *e)
         return too_large(e, r->route, len, r->route->body_limit);
     if (!r->route->json_body)
         return 0;
+    /* gzip and the like are not decoded: jansson would call them malformed at line 1 */
+    const char *enc = evhttp_find_header(evhttp_request_get_input_headers(r->ev),
+                                         "Content-Encoding");
+    if (enc && strcasecmp(enc, "identity"))
+        return err_set(e, ERR_MEDIATYPE,
+                       "Content-Encoding '%s' is not accepted: %s %s takes its JSON body as it "
+                       "is, not encoded",
+                       enc, r->route->method, r->route->pattern);
     if (!len)
         return err_set(e, ERR_INVALID, "a JSON request body is required");
     json_error_t je;
@@ -463,8 +471,13 @@ static int find_route(struct router *rt, const char *method, const char *path, s
     const struct route *get = NULL;
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
     char *tail = NULL;
+    /* A path some route writes without parameters is theirs alone: GET /v1/jobs/cancel is
+       405 (POST only), not the job 'cancel' of GET /v1/jobs/{id}. */
+    bool fixed = false;
+    for (size_t i = 0; i < rt->n && !fixed; i++)
+        fixed = !strcmp(rt->routes[i].pattern, path);
     for (size_t i = 0; i < rt->n; i++) {
-        if (!match(rt->routes[i].pattern, path, r))
+        if (fixed ? strcmp(rt->routes[i].pattern, path) : !match(rt->routes[i].pattern, path, r))
             continue;
         if (!strcmp(rt->routes[i].method, method)) {
             r->route = &rt->routes[i];
@@ -505,14 +518,55 @@ static bool word_in(const char *list, const char *word)
     return false;
 }
 
-/* 0 when every query parameter is one the route takes; else ERR_INVALID naming the first. */
-static int check_query(const struct http_req *r, struct err *e)
+/*
+ * ERR_INVALID naming the first query parameter whose value, as evhttp decodes it (keys it
+ * leaves as sent), holds a NUL, or with `ctl` any control character (below 0x20, 0x7f). A
+ * decoded NUL ends the value evhttp keeps, unseen: `name=keep%00x` would filter by "keep".
+ */
+static int check_query_bytes(const char *q, bool ctl, struct err *e)
+{
+    int rc = 0;
+    for (const char *p = q; *p && !rc; p += strcspn(p, "&"), p += *p == '&') {
+        size_t len = strcspn(p, "&"), klen = strcspn(p, "=");
+        if (klen >= len) continue;
+        char *value = xstrndup(p + klen + 1, len - klen - 1);
+        size_t n = 0;
+        unsigned char *dec = (unsigned char *)evhttp_uridecode(value, 1, &n);
+        for (size_t i = 0; dec && i < n && !rc; i++) {
+            if (dec[i] && !(ctl && (dec[i] < 0x20 || dec[i] == 0x7f))) continue;
+            char *key = xstrndup(p, klen);
+            rc = err_field(e, ERR_INVALID, key,
+                           "query parameter '%s' holds a control character (0x%02x), which no "
+                           "value may",
+                           key, dec[i]);
+            free(key);
+        }
+        free(dec);
+        free(value);
+    }
+    return rc;
+}
+
+/*
+ * 0 when every query parameter is one the route takes, once, and no value holds a control
+ * character; else ERR_INVALID naming the first that is not. A second copy would go unseen
+ * (evhttp finds the first: `state=failed&state=succeeded` would read the failed jobs only).
+ * Routes that check no parameters (objects: presigned URLs, S3 clients) are refused only a
+ * NUL, which no value of theirs can mean.
+ */
+static int check_query(const struct http_req *r, const char *q, struct err *e)
 {
     const char *takes = r->route->query;
-    if (!takes) return 0;
+    if (!takes) return q ? check_query_bytes(q, false, e) : 0;
     const struct evkeyval *kv;
     TAILQ_FOREACH(kv, &r->query, next)
     {
+        /* the ones before are known and unlike: at most as many as the route takes */
+        for (const struct evkeyval *k = TAILQ_FIRST(&r->query); k != kv; k = TAILQ_NEXT(k, next))
+            if (!strcmp(k->key, kv->key))
+                return err_field(e, ERR_INVALID, kv->key,
+                                 "query parameter '%s' is given twice: it is taken once",
+                                 kv->key);
         if (word_in(takes, kv->key)) continue;
         struct buf list = BUF_INIT; /* "a, b, c" */
         for (const char *t = takes; *t; t++)
@@ -523,7 +577,7 @@ static int check_query(const struct http_req *r, struct err *e)
         buf_release(&list);
         return rc;
     }
-    return 0;
+    return q ? check_query_bytes(q, true, e) : 0;
 }
 
 int router_check_head(void *arg, const char *method, const char *target,
@@ -561,6 +615,32 @@ int router_check_head(void *arg, const char *method, const char *target,
     return rc;
 }
 
+/*
+ * A second Content-Length header (same value or not): evhttp frames the body by the first,
+ * and a proxy in front may have framed it by the other, leaving the rest to be read as a
+ * request of its own (request smuggling). The upload filter's parser refuses such a head and
+ * lets it through unjudged, so it is refused here, and the connection closed after the answer
+ * so that nothing after the body is read.
+ */
+static int check_framing(struct evhttp_request *ev, struct err *e)
+{
+    const char *first = NULL;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(ev), next)
+    {
+        if (strcasecmp(kv->key, "Content-Length")) continue;
+        if (!first) {
+            first = kv->value;
+            continue;
+        }
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+        return err_set(e, ERR_INVALID,
+                       "the request has two Content-Length headers ('%s', '%s'): it may have one",
+                       first, kv->value);
+    }
+    return 0;
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     struct router *rt = arg;
@@ -579,6 +659,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
     const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
     if (!path || !*path)
         path = "/";
+    if (check_framing(ev, &e)) {
+        http_reply_err(r, &e);
+        return;
+    }
     if (q && evhttp_parse_query_str(q, &r->query) != 0) {
         http_reply_error(r, ERR_INVALID, NULL, "malformed query string");
         return;
@@ -597,7 +681,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
         return;
     }
     buf_release(&allow);
-    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || check_query(r, &e) ||
+    if ((r->route->roles && http_authenticate(r, r->route->roles, &e)) || check_query(r, q, &e) ||
         read_body(r, &e)) {
         http_reply_err(r, &e);
         return;

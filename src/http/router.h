@@ -2,10 +2,10 @@
  * router.h - dispatch of HTTP requests (libevent evhttp) to handlers.
  *
  * The router does every generic check in one place (Redis processCommand):
- * 404 / 405, authentication and role, body size, JSON parsing, a request id,
- * timing and the access log. Handlers receive a parsed `struct http_req` and
- * answer with the http_reply_* functions; they never touch sockets. Transport
- * only: no job semantics here.
+ * 404 / 405, authentication and role, query parameters, body size and framing,
+ * JSON parsing, a request id, timing and the access log. Handlers receive a
+ * parsed `struct http_req` and answer with the http_reply_* functions; they
+ * never touch sockets. Transport only: no job semantics here.
  *
  * A handler returns HTTP_DONE once it has replied, or HTTP_DEFERRED when it
  * will reply later (a long-poll, a write waiting for its group commit). A
@@ -50,7 +50,8 @@ struct route {
     size_t body_limit;   /* bytes; 0 = no body accepted */
     int json_body;       /* parse the body as JSON into req->body: true, or HTTP_JSON_NUL */
     const char *query;   /* the query parameters it takes, space-separated ("": none), any
-                            other refused (400 naming it); NULL: not checked */
+                            other, one given twice or a value with a control character
+                            refused (400 naming it); NULL: not checked (but for a NUL) */
 };
 /* json_body: a JSON body whose strings may hold \u0000 (an agent's captured output) */
 #define HTTP_JSON_NUL 2

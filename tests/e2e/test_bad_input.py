@@ -1,7 +1,9 @@
 """Bad input: every case gets its documented error, nothing is stored, the server keeps serving."""
+import gzip
 import os
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
@@ -281,3 +283,116 @@ def test_admin_token_file(server):
     server.restart()
     assert server.admin_token == before
     assert server.api().get("/v1/jobs").status_code == 200
+
+
+# ---- query values, repeated parameters, fixed paths, encoded bodies (the router's checks) ----
+
+
+@pytest.mark.parametrize("method,path,field", [
+    # the NUL once cut the value at "keep": the cancel reached the job named keep
+    ("POST", "/v1/jobs/cancel?name=keep%00-nonexistent", "name"),
+    ("POST", "/v1/jobs/cancel?queue=q%00x", "queue"),
+    ("POST", "/v1/jobs/cancel?queue=q&state=queued%00x", "state"),
+    ("POST", "/v1/jobs/cancel?label=run:2%00x", "label"),
+    ("GET", "/v1/jobs?limit=5%00x", "limit"),
+    ("POST", "/v1/jobs/retry?name=keep%0a", "name"),
+    ("GET", "/v1/jobs?name=keep%09x", "name"),
+    ("GET", "/v1/jobs?queue=q%7f", "queue"),
+    ("GET", "/v1/jobs?queue=q%1F", "queue"),
+])
+def test_a_control_character_in_a_query_value_is_refused(server, method, path, field):
+    api = server.api()
+    kept = api.post("/v1/jobs", json={**GOOD, "name": "keep", "queue": "q",
+                                      "labels": {"run": "2"}}).json()["id"]
+    r = getattr(api, method.lower())(path)  # requests sends %00 as it is
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_argument" and err["field"] == field, err
+    assert f"query parameter '{field}' holds a control character" in err["message"], err
+    assert api.get(f"/v1/jobs/{kept}").json()["state"] == "queued"  # nothing was cancelled
+
+
+@pytest.mark.parametrize("method,path,field", [
+    ("GET", "/v1/jobs?limit=5&limit=7", "limit"),
+    ("GET", "/v1/jobs?state=failed&state=succeeded", "state"),
+    ("GET", "/v1/jobs?label=grp:g1&label=grp:g0", "label"),
+    ("POST", "/v1/jobs/cancel?queue=q&name=nothing&name=keep", "name"),
+    ("POST", "/v1/jobs/retry?queue=q&queue=q", "queue"),
+    ("GET", "/v1/events?since=0&since=1", "since"),
+    ("GET", "/v1/blobs/bk?prefix=a&prefix=b", "prefix"),
+])
+def test_a_query_parameter_given_twice_is_refused(server, method, path, field):
+    """No parameter is documented as repeatable: a second copy was ignored (the first won),
+    so that `label=grp:g1&label=grp:g0` read as one filter. It is refused by name."""
+    api = server.api()
+    kept = api.post("/v1/jobs", json={**GOOD, "name": "keep", "queue": "q"}).json()["id"]
+    r = getattr(api, method.lower())(path)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_argument" and err["field"] == field, err
+    assert err["message"] == f"query parameter '{field}' is given twice: it is taken once", err
+    assert api.get(f"/v1/jobs/{kept}").json()["state"] == "queued"
+    # once each is fine
+    assert api.get("/v1/jobs?limit=5&state=queued&label=grp:g1").status_code == 200
+
+
+def test_object_routes_take_their_parameters_as_they_come_but_a_nul(server):
+    """Presigned URLs and S3 clients carry parameters of their own: the object routes check
+    neither names nor repeats nor control characters, only a decoded NUL (no value can mean
+    one, and it would be cut short)."""
+    api = server.api()
+    assert api.put("/v1/blobs/bk/k", data=b"v").status_code == 200
+    for q in ("x-id=GetObject&x-id=GetObject", "prefix=a%09b", "anything=1"):
+        r = api.get("/v1/blobs/bk/k?" + q)
+        assert r.status_code == 200 and r.content == b"v", (q, r.text)
+    r = api.get("/v1/blobs/bk/k?x-id=Get%00Object")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "x-id", r.text
+    url = api.post("/v1/presign", json={"method": "GET", "uri": "s3://bk/k"}).json()["url"]
+    assert requests.get(url, timeout=10).content == b"v"
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/cancel", "/v1/jobs/retry"])
+def test_fixed_post_paths_answer_405(server, path):
+    """GET /v1/jobs/cancel once read the job 'cancel' (404) and GET /v1/jobs/retry refused its
+    id (400): a path the route table writes without parameters belongs to its own routes."""
+    api = server.api()
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        r = getattr(api, method.lower())(path)
+        assert r.status_code == 405, (method, r.text)
+        assert r.headers["Allow"] == "POST", (method, r.headers)
+        if method != "HEAD":
+            assert r.json()["error"]["code"] == "method_not_allowed"
+    # the {id} routes next to them still work
+    jid = api.post("/v1/jobs", json={**GOOD, "queue": "q"}).json()["id"]
+    assert api.get(f"/v1/jobs/{jid}").status_code == 200
+    r = api.post(f"/v1/jobs/{jid}{path[len('/v1/jobs'):]}")  # a queued job: cancelled, or
+    assert r.status_code == (200 if path.endswith("cancel") else 409), r.text  # not retried
+
+
+def test_an_encoded_json_body_is_415(server):
+    """A gzip body once got 'malformed JSON at line 1, column 1': it is refused for what it
+    is. Content-Type is not checked: curl -d's form type still works."""
+    api = server.api()
+    for enc, body in (("gzip", gzip.compress(b'{"command": {"program": "true"}}')),
+                      ("deflate", b"x\x9c"), ("br", b"{}")):
+        r = api.post("/v1/jobs", data=body, headers={"Content-Encoding": enc,
+                                                     "Content-Type": "application/json"})
+        assert r.status_code == 415, r.text
+        err = r.json()["error"]
+        assert err["code"] == "unsupported_media_type", err
+        assert err["message"].startswith(f"Content-Encoding '{enc}' is not accepted"), err
+    r = api.post("/v1/tokens", data=b"{}", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 415, r.text
+    assert api.get("/v1/jobs").json()["jobs"] == []
+    r = api.post("/v1/jobs", json=GOOD, headers={"Content-Encoding": "identity"})
+    assert r.status_code == 201, r.text
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-H", f"Authorization: Bearer {server.admin_token}",
+                        "-d", '{"command": {"program": "true"}}', server.url + "/v1/jobs"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout == "201", r.stderr
+    # an object stores the bytes it is sent, as before
+    packed = gzip.compress(b"hello")
+    r = api.put("/v1/blobs/bk/z.gz", data=packed, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert api.get("/v1/blobs/bk/z.gz").content == packed
