@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/role.h"
 #include "common/timeutil.h"
+#include "common/hmap.h"
 #include "common/xalloc.h"
 #include "http/upload.h"
 
@@ -37,6 +38,7 @@ struct router {
     bool draining;
     struct http_req *current; /* the request whose handler runs now, until it is freed */
     struct uploads *uploads;
+    struct hmap fixed; /* the patterns without parameters -> a route of theirs */
 };
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
@@ -120,7 +122,12 @@ static void reply_buffer(struct http_req *r, int status, const char *content_typ
     access_log(r, status);
     upload_on_reply(r->rt->uploads, ev);
     upload_on_end(r->rt->uploads, ev);
-    evhttp_send_reply(ev, status, NULL, body);
+    /* libevent 2.1 names these by class only ("Client Error") */
+    evhttp_send_reply(ev, status,
+                      status == 429   ? "Too Many Requests"
+                      : status == 507 ? "Insufficient Storage"
+                                      : NULL,
+                      body);
     req_free(r);
 }
 
@@ -473,9 +480,7 @@ static int find_route(struct router *rt, const char *method, const char *path, s
     char *tail = NULL;
     /* A path some route writes without parameters is theirs alone: GET /v1/jobs/cancel is
        405 (POST only), not the job 'cancel' of GET /v1/jobs/{id}. */
-    bool fixed = false;
-    for (size_t i = 0; i < rt->n && !fixed; i++)
-        fixed = !strcmp(rt->routes[i].pattern, path);
+    bool fixed = hmap_get(&rt->fixed, path) != NULL;
     for (size_t i = 0; i < rt->n; i++) {
         if (fixed ? strcmp(rt->routes[i].pattern, path) : !match(rt->routes[i].pattern, path, r))
             continue;
@@ -705,6 +710,10 @@ struct router *router_new(struct evhttp *http, const struct route *routes, size_
     rt->n = n;
     rt->auth = auth;
     rt->app = app;
+    hmap_init(&rt->fixed);
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(routes[i].pattern, '{'))
+            hmap_put(&rt->fixed, routes[i].pattern, (void *)&routes[i]);
     size_t max_body = 0;
     for (size_t i = 0; i < n; i++)
         if (routes[i].body_limit > max_body)
@@ -721,6 +730,8 @@ struct router *router_new(struct evhttp *http, const struct route *routes, size_
 
 void router_free(struct router *rt)
 {
+    if (!rt) return;
+    hmap_release(&rt->fixed, NULL);
     free(rt);
 }
 

@@ -29,6 +29,7 @@ def submit(api, spec=None, status=201):
 
 def quota_error(r, tenant, maximum):
     assert r.status_code == 429, r.text
+    assert r.reason == "Too Many Requests"  # not libevent's "Client Error"
     err = r.json()["error"]
     assert err["code"] == "quota" and err["limit"] == "max_queued", err
     assert err["tenant"] == tenant and err["max"] == maximum, err
