@@ -899,6 +899,8 @@ static void pw_discard(struct store_pg *s)
 
 static int run(struct store_pg *s, enum stmt_id id, struct params *p, PGresult **out,
                struct err *e, const char *what);
+static int webhook_add(struct store_pg *s, int64_t seq, const char *url, int64_t now,
+                       struct err *e);
 static void arr_text(struct arr *a, const char *v);
 
 /*
@@ -939,15 +941,8 @@ static int pf_flush(struct store_pg *s, struct err *e)
         for (size_t i = 0; i < n && !w; i++)
             if (!strcmp(s->pw[i].id, PQgetvalue(r, row, 0)))
                 w = &s->pw[i];
-        if (!w || !store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 2), "t"), w->state))
-            continue;
-        struct params wp = {0};
-        p_int(&wp, w->seq);
-        p_text(&wp, url);
-        p_int(&wp, w->at);
-        p_int(&wp, w->at);
-        s->base.webhook_queued = true;
-        rc = run(s, S_WEBHOOK_ADD, &wp, NULL, e, "queueing a webhook");
+        if (w && store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 2), "t"), w->state))
+            rc = webhook_add(s, w->seq, url, w->at, e);
     }
     PQclear(r);
     s->npw = n;
@@ -1688,12 +1683,10 @@ static void event_params(struct params *p, const struct job *j, int64_t seq, int
     json_decref(data);
 }
 
-/* When the job has a webhook (url, notify all) that wants its event seq: the delivery. */
-static int job_webhook(struct store_pg *s, const struct job *j, const char *url, bool all,
-                       int64_t seq, int64_t now, struct err *e)
+/* The delivery of event seq to url, into the webhooks' outbox, due at once. */
+static int webhook_add(struct store_pg *s, int64_t seq, const char *url, int64_t now,
+                       struct err *e)
 {
-    if (!store_webhook_wants(url, all, j->state))
-        return 0;
     struct params w = {0};
     p_int(&w, seq);
     p_text(&w, url);
@@ -1701,6 +1694,13 @@ static int job_webhook(struct store_pg *s, const struct job *j, const char *url,
     p_int(&w, now);
     s->base.webhook_queued = true;
     return run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+}
+
+/* When the job has a webhook (url, notify all) that wants its event seq: the delivery. */
+static int job_webhook(struct store_pg *s, const struct job *j, const char *url, bool all,
+                       int64_t seq, int64_t now, struct err *e)
+{
+    return store_webhook_wants(url, all, j->state) ? webhook_add(s, seq, url, now, e) : 0;
 }
 
 /* ---- jobs ---- */
@@ -2388,15 +2388,8 @@ static int pg_job_lease(struct store *st, const char *agent, int64_t now_ms,
         seq++;
         int row = row_of(r, c[i].job);
         const char *url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
-        if (!store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 6), "t"), JOB_LEASED))
-            continue;
-        struct params w = {0};
-        p_int(&w, seq);
-        p_text(&w, url);
-        p_int(&w, now);
-        p_int(&w, now);
-        s->base.webhook_queued = true;
-        rc = run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+        if (store_webhook_wants(url, !strcmp(PQgetvalue(r, row, 6), "t"), JOB_LEASED))
+            rc = webhook_add(s, seq, url, now, e);
     }
     for (int k = 0; k < 8; k++) {
         buf_release(&u[k].b);
@@ -3202,13 +3195,7 @@ static int pg_event_add(struct store *st, int kind, const char *subject, const c
     p_json(&p, data);
     if ((rc = run(s, S_EVENT_ADD, &p, NULL, e, "appending an event")) || !notify_url)
         return rc;
-    struct params w = {0};
-    p_int(&w, seq);
-    p_text(&w, notify_url);
-    p_int(&w, now);
-    p_int(&w, now);
-    s->base.webhook_queued = true;
-    return run(s, S_WEBHOOK_ADD, &w, NULL, e, "queueing a webhook");
+    return webhook_add(s, seq, notify_url, now, e);
 }
 
 /* ---- triggers ---- */
