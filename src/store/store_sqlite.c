@@ -376,16 +376,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EVENT_WINDOW] = "SELECT (SELECT min(seq) FROM events), "
                        "(SELECT seq FROM sqlite_sequence WHERE name = 'events'), "
                        "(SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'events_pruned')",
-    /* the newest event the prune below deletes: those kept older than it (a delivery's)
-       are not part of the window (store_event_window) */
-    [S_EVENT_HORIZON] = "INSERT INTO meta (k, v) SELECT 'events_pruned', m FROM (SELECT max(seq) "
-                        "AS m FROM events WHERE (at < ?1 OR seq <= (SELECT max(seq) FROM events) "
-                        "- ?2) AND seq NOT IN (SELECT event_seq FROM webhook_outbox)) "
-                        "WHERE m IS NOT NULL ON CONFLICT (k) DO UPDATE SET "
-                        "v = max(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))",
+    /* the newest event the prune deleted: those kept older than it (a delivery's) are not
+       part of the window (store_event_window) */
+    [S_EVENT_HORIZON] = "INSERT INTO meta (k, v) VALUES ('events_pruned', ?) ON CONFLICT (k) DO "
+                        "UPDATE SET v = max(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))",
     /* events a delivery still needs are kept */
     [S_EVENT_PRUNE] = "DELETE FROM events WHERE (at < ?1 OR seq <= (SELECT max(seq) FROM events) - ?2) "
-                      "AND seq NOT IN (SELECT event_seq FROM webhook_outbox)",
+                      "AND seq NOT IN (SELECT event_seq FROM webhook_outbox) RETURNING seq",
     [S_JOB_NOTIFY] = "UPDATE jobs SET notify_url = ?, notify_all = ? WHERE id = ?",
     /* a job's event, from the record just written */
     [S_EVENT_JOB_NEW] = "INSERT INTO events (at, kind, subject, queue, state, attempt, agent, "
@@ -2291,15 +2288,19 @@ static int sqlite_event_prune(struct store *st, int64_t before_ms, int64_t max_k
                               struct err *e)
 {
     struct store_sqlite *s = sq(st);
-    static const enum stmt_id ids[] = {S_EVENT_HORIZON, S_EVENT_PRUNE}; /* same parameters */
-    int rc = 0;
-    for (size_t i = 0; !rc && i < ARRAY_SIZE(ids); i++) {
-        sqlite3_stmt *q = stmt(s, ids[i]);
-        sqlite3_bind_int64(q, 1, before_ms);
-        sqlite3_bind_int64(q, 2, max_keep);
-        rc = exec_stmt(s, q, e, "pruning events");
-    }
-    return rc;
+    sqlite3_stmt *q = stmt(s, S_EVENT_PRUNE);
+    sqlite3_bind_int64(q, 1, before_ms);
+    sqlite3_bind_int64(q, 2, max_keep);
+    int64_t newest = 0; /* of the events deleted, one scan */
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (sqlite3_column_int64(q, 0) > newest) newest = sqlite3_column_int64(q, 0);
+    rc = rc == SQLITE_DONE ? 0 : db_err(s, e, "pruning events");
+    sqlite3_reset(q);
+    if (rc || !newest) return rc;
+    q = stmt(s, S_EVENT_HORIZON);
+    sqlite3_bind_int64(q, 1, newest);
+    return exec_stmt(s, q, e, "pruning events");
 }
 
 static int sqlite_webhook_due(struct store *st, int64_t now_ms, int limit,
