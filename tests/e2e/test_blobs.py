@@ -207,6 +207,13 @@ def read_until_closed(sock, limit=1 << 20):
     return out
 
 
+def raw_exchange(server, text):
+    """Sends text as it is on a new connection; all the server answers until it closes."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(text.encode())
+    return read_until_closed(sock)
+
+
 def test_chunked_put_needs_a_length(server):
     tok = server.admin_token
     head = (f"PUT /v1/blobs/b1/c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
@@ -603,12 +610,10 @@ def test_if_range_after_a_replace_sends_the_whole_new_object(server):
     r = get(etag(new), method="head")
     assert r.status_code == 206 and int(r.headers["Content-Length"]) == len(new) - 5
     # two If-Range lines: not one validator, so false
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    s.sendall((f"GET /v1/blobs/b1/ir HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: Bearer {server.admin_token}\r\nRange: bytes=5-\r\n"
-               f"If-Range: {etag(new)}\r\nIf-Range: {etag(new)}\r\nConnection: close\r\n\r\n")
-              .encode())
-    out = read_until_closed(s)
+    out = raw_exchange(server, f"GET /v1/blobs/b1/ir HTTP/1.1\r\nHost: x\r\n"
+                               f"Authorization: Bearer {server.admin_token}\r\nRange: bytes=5-\r\n"
+                               f"If-Range: {etag(new)}\r\nIf-Range: {etag(new)}\r\n"
+                               "Connection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(new), out[:300]
 
 
@@ -668,12 +673,10 @@ def test_304_on_a_kept_alive_connection_sends_no_body(server):
     data = b"0123456789" * 100
     put(server.api(), "b1/ka", data)
     auth = f"Authorization: Bearer {server.admin_token}\r\n"
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    s.sendall((f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}"
-               f"If-None-Match: {etag(data)}\r\n\r\n"
-               f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
-              .encode())
-    out = read_until_closed(s)
+    out = raw_exchange(server, f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}"
+                               f"If-None-Match: {etag(data)}\r\n\r\n"
+                               f"GET /v1/blobs/b1/ka HTTP/1.1\r\nHost: x\r\n{auth}"
+                               "Connection: close\r\n\r\n")
     first, rest = out.split(b"\r\n\r\n", 1)
     assert first.startswith(b"HTTP/1.1 304"), out[:300]
     assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(data), rest[:300]
